@@ -1,0 +1,27 @@
+/*
+ * diag.h - human diagnostics on stderr ("log" is the data log, so these are diag_*).
+ * One line per call, prefixed with the level and the module. Thread-safe
+ * (one fprintf per line). Never call from a per-packet path.
+ */
+#ifndef SLUICE_DIAG_H
+#define SLUICE_DIAG_H
+
+enum diag_level {
+	DIAG_DEBUG,
+	DIAG_INFO,
+	DIAG_WARN,
+	DIAG_ERROR,
+};
+
+/* Lines below `level` are suppressed. Default DIAG_INFO. */
+void diag_level_set(enum diag_level level);
+
+void diag_printf(enum diag_level level, const char *module, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define diag_debug(module, ...) diag_printf(DIAG_DEBUG, module, __VA_ARGS__)
+#define diag_info(module, ...) diag_printf(DIAG_INFO, module, __VA_ARGS__)
+#define diag_warn(module, ...) diag_printf(DIAG_WARN, module, __VA_ARGS__)
+#define diag_error(module, ...) diag_printf(DIAG_ERROR, module, __VA_ARGS__)
+
+#endif /* SLUICE_DIAG_H */

@@ -1,0 +1,426 @@
+/*
+ * config.c - the table of every configuration key, and the INI/override
+ * readers over it. Adding a key is adding one row to config_keys[].
+ */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "common/base.h"
+#include "control/config.h"
+
+enum config_type {
+	CONFIG_STR,
+	CONFIG_U32,
+	CONFIG_BOOL,
+	CONFIG_AUTH,
+};
+
+struct config_key {
+	const char *section;
+	const char *name;
+	enum config_type type;
+	size_t offset;
+	size_t size;            /* CONFIG_STR: buffer size. */
+	const char *value;      /* The default, as text: parsed like a file value. */
+	uint32_t min;           /* CONFIG_U32 bounds. */
+	uint32_t max;
+	const char *help;
+};
+
+#define KEY_STR(sec, name, field, def, help) \
+	{ sec, name, CONFIG_STR, offsetof(struct sluice_config, field), \
+	  sizeof(((struct sluice_config *)0)->field), def, 0, 0, help }
+#define KEY_U32(sec, name, field, def, lo, hi, help) \
+	{ sec, name, CONFIG_U32, offsetof(struct sluice_config, field), 0, def, lo, hi, help }
+#define KEY_BOOL(sec, name, field, def, help) \
+	{ sec, name, CONFIG_BOOL, offsetof(struct sluice_config, field), 0, def, 0, 1, help }
+
+static const struct config_key config_keys[] = {
+	KEY_STR("server", "data_dir", data_dir, "/var/lib/sluice",
+		"Directory for the log segments and the metadata database."),
+	KEY_STR("server", "api_listen", api_listen, "127.0.0.1:4567",
+		"Kinesis API listener (HTTP/1.1 and h2c), ADDR:PORT."),
+	KEY_STR("server", "tls_listen", tls_listen, "",
+		"TLS listener (HTTP/1.1 and h2 via ALPN), ADDR:PORT; empty = none."),
+	KEY_STR("server", "tls_cert", tls_cert, "", "PEM certificate chain for tls_listen."),
+	KEY_STR("server", "tls_key", tls_key, "", "PEM private key for tls_listen."),
+	KEY_U32("server", "connections_max", connections_max, "1024", 1, 65536,
+		"API connections held at once; more are refused."),
+	KEY_U32("server", "request_body_size_max", request_body_size_max, "16777216", 1024,
+		67108864, "Largest request body accepted, bytes (PutRecords of 500 x 1 MiB fits "
+		"base64 in 5 MiB x 4/3; AWS caps the request at 5 MiB of data)."),
+	KEY_U32("server", "idle_timeout_ms", idle_timeout_ms, "60000", 100, 3600000,
+		"A connection idle or stalled mid-request this long is closed."),
+	KEY_STR("server", "region", region, "us-east-1", "Region shown in stream ARNs."),
+	KEY_STR("server", "account_id", account_id, "000000000000",
+		"Account id shown in stream ARNs."),
+	KEY_U32("server", "stream_status_delay_ms", stream_status_delay_ms, "200", 0, 600000,
+		"How long a stream stays CREATING/UPDATING/DELETING before the change completes."),
+	KEY_BOOL("server", "shard_throttling", shard_throttling, "false",
+		"Enforce Kinesis per-shard limits (1 MiB/s, 1000 rec/s write; 2 MiB/s, 5 calls/s "
+		"read) with ProvisionedThroughputExceededException."),
+	{ "auth", "mode", CONFIG_AUTH, offsetof(struct sluice_config, auth), 0, "off", 0, 0,
+	  "off | presence | sigv4. off and presence are refused on a non-loopback api_listen." },
+	KEY_STR("auth", "access_keys", access_keys, "",
+		"Comma-separated ACCESS_KEY_ID:SECRET pairs accepted by sigv4."),
+	KEY_U32("log", "segment_size_mb", log_segment_size_mb, "64", 1, 4096,
+		"Size of one preallocated log segment file, MiB."),
+	KEY_U32("log", "commit_window_us", log_commit_window_us, "50", 0, 1000000,
+		"A group-commit window closes this long after its first batch ..."),
+	KEY_U32("log", "commit_window_kb", log_commit_window_kb, "1024", 4, 1048576,
+		"... or once this many KiB are pending, whichever comes first."),
+	KEY_U32("log", "batch_size_kb", log_batch_size_kb, "1088", 4, 16384,
+		"Largest encoded record batch, KiB (a 1 MiB record plus headers fits)."),
+	KEY_U32("log", "shards_max", log_shards_max, "16384", 1, 65536,
+		"Shards (over all streams, open and closed but retained) the log tracks."),
+	KEY_U32("log", "retention_check_s", retention_check_s, "60", 1, 86400,
+		"How often retention trims the log."),
+	KEY_BOOL("dataplane", "enabled", dataplane_enabled, "true",
+		"Start the DPDK dataplane (false = API and log only, as --no-dataplane)."),
+	KEY_STR("dataplane", "eal_args", dp_eal_args, "",
+		"Extra DPDK EAL arguments, space separated (for example -a 0000:01:00.0)."),
+	KEY_STR("dataplane", "vdev", dp_vdev, "net_tap0,iface=sluice0",
+		"DPDK virtual device used when no PCI device is allowed."),
+	KEY_STR("dataplane", "ipv4", dp_ipv4, "198.18.0.1",
+		"IPv4 address the dataplane answers ARP and ICMP for and ingests on."),
+	KEY_U32("dataplane", "ingest_port", dp_ingest_port, "4570", 1, 65535,
+		"UDP port of the record-frame ingest protocol."),
+	KEY_U32("dataplane", "workers", dp_workers, "1", 1, 64, "Polling worker lcores."),
+	KEY_U32("dataplane", "batch_age_us", dp_batch_age_us, "100", 1, 100000,
+		"A staged shard batch is handed to the log at most this old."),
+	KEY_U32("dataplane", "idle_polls", dp_idle_polls, "1024", 0, 100000000,
+		"Empty polls before a worker sleeps (0 = never sleep: production)."),
+	KEY_U32("dataplane", "idle_sleep_us", dp_idle_sleep_us, "100", 0, 100000,
+		"Sleep of an idle worker, microseconds."),
+	KEY_U32("dataplane", "mbufs", dp_mbufs, "8191", 1023, 1048575,
+		"Packet buffers in the mempool."),
+	KEY_U32("dataplane", "ring_size", dp_ring_size, "1024", 64, 65536,
+		"Entries of each worker <-> log ring (a power of two)."),
+	KEY_BOOL("dataplane", "no_huge", dp_no_huge, "false",
+		"Run DPDK without hugepages (development machines)."),
+};
+
+static void config_error_add(struct config_errors *errors, const char *file, int line,
+			     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+config_error_add(struct config_errors *errors, const char *file, int line, const char *fmt, ...)
+{
+	struct config_error *e;
+	va_list ap;
+
+	if (errors->count >= CONFIG_ERRORS_MAX)
+		return;
+	e = &errors->items[errors->count++];
+	snprintf(e->file, sizeof(e->file), "%s", file);
+	e->line = line;
+	va_start(ap, fmt);
+	vsnprintf(e->text, sizeof(e->text), fmt, ap);
+	va_end(ap);
+}
+
+static const struct config_key *
+config_key_find(const char *section, const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++)
+		if (strcmp(config_keys[i].section, section) == 0 &&
+		    strcmp(config_keys[i].name, name) == 0)
+			return &config_keys[i];
+	return NULL;
+}
+
+static int
+config_parse_u32(const char *text, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (text[0] < '0' || text[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0 || *end != '\0' || v > UINT32_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* Stores `value` into the field of `key`; returns a reason text on failure, NULL on success. */
+static const char *
+config_key_store(struct sluice_config *config, const struct config_key *key, const char *value)
+{
+	char *field = (char *)config + key->offset;
+	uint32_t u;
+
+	switch (key->type) {
+	case CONFIG_STR:
+		if (strlen(value) >= key->size)
+			return "value too long";
+		memcpy(field, value, strlen(value) + 1);
+		return NULL;
+	case CONFIG_U32:
+		if (config_parse_u32(value, &u) != 0)
+			return "not an unsigned integer";
+		if (u < key->min || u > key->max)
+			return "out of range";
+		memcpy(field, &u, sizeof(u));
+		return NULL;
+	case CONFIG_BOOL:
+		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 ||
+		    strcmp(value, "1") == 0)
+			*(bool *)field = true;
+		else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+			 strcmp(value, "0") == 0)
+			*(bool *)field = false;
+		else
+			return "not a boolean (true/false)";
+		return NULL;
+	case CONFIG_AUTH:
+		if (strcmp(value, "off") == 0)
+			config->auth = CONFIG_AUTH_OFF;
+		else if (strcmp(value, "presence") == 0)
+			config->auth = CONFIG_AUTH_PRESENCE;
+		else if (strcmp(value, "sigv4") == 0)
+			config->auth = CONFIG_AUTH_SIGV4;
+		else
+			return "not one of off, presence, sigv4";
+		snprintf(config->auth_text, sizeof(config->auth_text), "%s", value);
+		return NULL;
+	}
+	return "bad key type";
+}
+
+void
+config_defaults(struct sluice_config *config)
+{
+	memset(config, 0, sizeof(*config));
+	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
+		const char *why = config_key_store(config, &config_keys[i], config_keys[i].value);
+
+		/* A default that does not parse is a bug in the table above. */
+		assert(why == NULL);
+		(void)why;
+	}
+}
+
+struct config_file_state {
+	FILE *file;
+	const char *path;
+	int line;
+	struct sluice_config *config;
+	struct config_errors *errors;
+};
+
+/* libinih reader: fgets that counts lines, so every error names its line. */
+static char *
+config_read_line(char *buf, int size, void *arg)
+{
+	struct config_file_state *st = arg;
+	char *line = fgets(buf, size, st->file);
+
+	if (line != NULL)
+		st->line++;
+	return line;
+}
+
+static int
+config_ini_handler(void *arg, const char *section, const char *name, const char *value)
+{
+	struct config_file_state *st = arg;
+	const struct config_key *key = config_key_find(section, name);
+	const char *why;
+
+	if (key == NULL) {
+		config_error_add(st->errors, st->path, st->line, "unknown key [%s] %s", section, name);
+		return 1; /* Keep going: report every error, not the first only. */
+	}
+	why = config_key_store(st->config, key, value);
+	if (why != NULL)
+		config_error_add(st->errors, st->path, st->line, "[%s] %s = '%s': %s", section,
+				 name, value, why);
+	return 1;
+}
+
+int
+config_load_file(struct sluice_config *config, const char *path, struct config_errors *errors)
+{
+	struct config_file_state st = { .path = path, .config = config, .errors = errors };
+	uint32_t errors_before = errors->count;
+	int rc;
+
+	st.file = fopen(path, "r");
+	if (st.file == NULL) {
+		int err = -errno;
+
+		config_error_add(errors, path, 0, "cannot open: %s", strerror(-err));
+		return err;
+	}
+	rc = ini_parse_stream(config_read_line, &st, config_ini_handler, &st);
+	fclose(st.file);
+	/* rc > 0: a line libinih could not parse at all (no '=' or a bad section header). */
+	if (rc > 0)
+		config_error_add(errors, path, rc, "syntax error (expected [section] or key = value)");
+	else if (rc < 0)
+		config_error_add(errors, path, 0, "read error");
+	return errors->count == errors_before ? 0 : -EINVAL;
+}
+
+int
+config_set_value(struct sluice_config *config, const char *section, const char *name,
+		 const char *value, struct config_errors *errors)
+{
+	const struct config_key *key = config_key_find(section, name);
+	const char *why;
+
+	if (key == NULL) {
+		config_error_add(errors, "command line", 0, "unknown key [%s] %s", section, name);
+		return -EINVAL;
+	}
+	why = config_key_store(config, key, value);
+	if (why != NULL) {
+		config_error_add(errors, "command line", 0, "[%s] %s = '%s': %s", section, name,
+				 value, why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+config_set(struct sluice_config *config, const char *assignment, struct config_errors *errors)
+{
+	char section[64];
+	char name[64];
+	const char *dot = strchr(assignment, '.');
+	const char *eq = strchr(assignment, '=');
+
+	if (dot == NULL || eq == NULL || dot > eq || (size_t)(dot - assignment) >= sizeof(section) ||
+	    (size_t)(eq - dot - 1) >= sizeof(name)) {
+		config_error_add(errors, "command line", 0, "--set '%s': expected section.key=value",
+				 assignment);
+		return -EINVAL;
+	}
+	memcpy(section, assignment, (size_t)(dot - assignment));
+	section[dot - assignment] = '\0';
+	memcpy(name, dot + 1, (size_t)(eq - dot - 1));
+	name[eq - dot - 1] = '\0';
+	return config_set_value(config, section, name, eq + 1, errors);
+}
+
+/* True when `listen` ("ADDR:PORT") names a loopback address. */
+static bool
+config_listen_is_loopback(const char *listen)
+{
+	char host[CONFIG_STRING_SIZE];
+	const char *colon = strrchr(listen, ':');
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
+		return false;
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (host[0] == '[' && strlen(host) > 2) {
+		host[strlen(host) - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &a6) == 1)
+			return IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	return false;
+}
+
+static bool
+config_listen_is_valid(const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	uint32_t port;
+
+	return colon != NULL && colon != listen && config_parse_u32(colon + 1, &port) == 0 &&
+	       port > 0 && port <= 65535;
+}
+
+int
+config_validate(const struct sluice_config *config, struct config_errors *errors)
+{
+	uint32_t errors_before = errors->count;
+
+	if (!config_listen_is_valid(config->api_listen))
+		config_error_add(errors, "config", 0, "[server] api_listen '%s': expected ADDR:PORT",
+				 config->api_listen);
+	else if (config->auth != CONFIG_AUTH_SIGV4 && !config_listen_is_loopback(config->api_listen))
+		config_error_add(errors, "config", 0,
+				 "[server] api_listen '%s' is not loopback: refusing to serve the "
+				 "API to the network without [auth] mode = sigv4", config->api_listen);
+	if (config->tls_listen[0] != '\0') {
+		if (!config_listen_is_valid(config->tls_listen))
+			config_error_add(errors, "config", 0,
+					 "[server] tls_listen '%s': expected ADDR:PORT",
+					 config->tls_listen);
+		else if (config->auth != CONFIG_AUTH_SIGV4 &&
+			 !config_listen_is_loopback(config->tls_listen))
+			config_error_add(errors, "config", 0,
+					 "[server] tls_listen '%s' is not loopback: refusing without "
+					 "[auth] mode = sigv4", config->tls_listen);
+		if (config->tls_cert[0] == '\0' || config->tls_key[0] == '\0')
+			config_error_add(errors, "config", 0,
+					 "[server] tls_listen needs tls_cert and tls_key");
+	}
+	if (config->auth == CONFIG_AUTH_SIGV4 && config->access_keys[0] == '\0')
+		config_error_add(errors, "config", 0, "[auth] mode = sigv4 needs access_keys");
+	if ((config->dp_ring_size & (config->dp_ring_size - 1)) != 0)
+		config_error_add(errors, "config", 0, "[dataplane] ring_size %u: not a power of two",
+				 config->dp_ring_size);
+	if (config->data_dir[0] == '\0')
+		config_error_add(errors, "config", 0, "[server] data_dir is empty");
+	return errors->count == errors_before ? 0 : -EINVAL;
+}
+
+void
+config_errors_print(const struct config_errors *errors, FILE *out)
+{
+	for (uint32_t i = 0; i < errors->count; i++) {
+		const struct config_error *e = &errors->items[i];
+
+		if (e->line > 0)
+			fprintf(out, "%s:%d: %s\n", e->file, e->line, e->text);
+		else
+			fprintf(out, "%s: %s\n", e->file, e->text);
+	}
+	if (errors->count == CONFIG_ERRORS_MAX)
+		fprintf(out, "(further errors not shown)\n");
+}
+
+void
+config_doc_print(FILE *out)
+{
+	const char *section = "";
+
+	fprintf(out, "# Configuration reference\n\n"
+		     "Generated by `sluiced --print-config-doc` from the key table in "
+		     "control/config.c; do not edit by hand.\n\n"
+		     "An INI file (`sluiced --config FILE`); any key can also be set with "
+		     "`--set section.key=value`. Every key below shows its default.\n");
+	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (strcmp(section, k->section) != 0) {
+			section = k->section;
+			fprintf(out, "\n## [%s]\n\n| key | default | range | meaning |\n"
+				     "|---|---|---|---|\n", section);
+		}
+		fprintf(out, "| `%s` | `%s` | ", k->name, k->value);
+		if (k->type == CONFIG_U32)
+			fprintf(out, "%u .. %u", k->min, k->max);
+		fprintf(out, " | %s |\n", k->help);
+	}
+}

@@ -1,0 +1,104 @@
+/*
+ * config.h - sluiced's configuration: INI file (libinih) + command-line
+ * overrides -> one validated struct. Every key, its default, its bounds and
+ * its meaning are rows of one table in config.c; docs/CONFIG.md is generated
+ * from that table (sluiced --print-config-doc) so the two never disagree.
+ */
+#ifndef SLUICE_CONTROL_CONFIG_H
+#define SLUICE_CONTROL_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_STRING_SIZE 256
+#define CONFIG_ERRORS_MAX 32
+
+enum config_auth {
+	CONFIG_AUTH_OFF,      /* Any request is accepted (loopback only). */
+	CONFIG_AUTH_PRESENCE, /* An Authorization header must be present; not verified. */
+	CONFIG_AUTH_SIGV4,    /* AWS Signature Version 4, verified against access_keys. */
+};
+
+struct sluice_config {
+	/* [server] */
+	char data_dir[CONFIG_STRING_SIZE];
+	char api_listen[CONFIG_STRING_SIZE];
+	char tls_listen[CONFIG_STRING_SIZE];
+	char tls_cert[CONFIG_STRING_SIZE];
+	char tls_key[CONFIG_STRING_SIZE];
+	uint32_t connections_max;
+	uint32_t request_body_size_max;
+	uint32_t idle_timeout_ms;
+	char region[CONFIG_STRING_SIZE];
+	char account_id[CONFIG_STRING_SIZE];
+	uint32_t stream_status_delay_ms;
+	bool shard_throttling;
+	/* [auth] */
+	enum config_auth auth;
+	char auth_text[CONFIG_STRING_SIZE];
+	char access_keys[4 * CONFIG_STRING_SIZE]; /* "AKID:SECRET,AKID2:SECRET2" */
+	/* [log] */
+	uint32_t log_segment_size_mb;
+	uint32_t log_commit_window_us;
+	uint32_t log_commit_window_kb;
+	uint32_t log_batch_size_kb;
+	uint32_t log_shards_max;
+	uint32_t retention_check_s;
+	/* [dataplane] */
+	bool dataplane_enabled;
+	char dp_eal_args[4 * CONFIG_STRING_SIZE];
+	char dp_vdev[CONFIG_STRING_SIZE];
+	char dp_ipv4[CONFIG_STRING_SIZE];
+	uint32_t dp_ingest_port;
+	uint32_t dp_workers;
+	uint32_t dp_batch_age_us;
+	uint32_t dp_idle_polls;
+	uint32_t dp_idle_sleep_us;
+	uint32_t dp_mbufs;
+	uint32_t dp_ring_size;
+	bool dp_no_huge;
+};
+
+/* One error found while loading: file, line (0 = command line or whole file), text. */
+struct config_error {
+	char file[CONFIG_STRING_SIZE];
+	int line;
+	char text[CONFIG_STRING_SIZE];
+};
+
+struct config_errors {
+	struct config_error items[CONFIG_ERRORS_MAX];
+	uint32_t count;
+};
+
+/* Fills every field with its documented default. */
+void config_defaults(struct sluice_config *config);
+
+/*
+ * Reads `path` over the current values. Unknown sections or keys, malformed
+ * values and out-of-range numbers are recorded in `errors` with their line.
+ * Returns 0, -ENOENT/-EACCES when the file cannot be opened, or -EINVAL when
+ * any error was recorded.
+ */
+int config_load_file(struct sluice_config *config, const char *path,
+		     struct config_errors *errors);
+
+/* Sets one key from text, as a file line would. */
+int config_set_value(struct sluice_config *config, const char *section, const char *name,
+		     const char *value, struct config_errors *errors);
+
+/* Applies one "section.key=value" override (from --set). */
+int config_set(struct sluice_config *config, const char *assignment,
+	       struct config_errors *errors);
+
+/* Cross-field checks (for example: a non-loopback API needs auth = sigv4). */
+int config_validate(const struct sluice_config *config, struct config_errors *errors);
+
+void config_errors_print(const struct config_errors *errors, FILE *out);
+
+/* Writes the table of keys, defaults and meanings as Markdown (docs/CONFIG.md). */
+void config_doc_print(FILE *out);
+
+#endif /* SLUICE_CONTROL_CONFIG_H */

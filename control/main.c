@@ -1,0 +1,250 @@
+/*
+ * main.c - sluiced, the appliance daemon: configuration -> log -> metadata and
+ * Kinesis API -> (dataplane) -> serve until SIGTERM/SIGINT -> stop in reverse.
+ * The only place the process exits.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/diag.h"
+#include "control/api.h"
+#include "control/config.h"
+#include "nvme-log/log.h"
+
+#define SLUICED_EXIT_USAGE 2
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"usage: sluiced [options]\n"
+		"\n"
+		"The Sluice appliance: Kinesis Data Streams API over a durable io_uring log,\n"
+		"with a DPDK ingest dataplane.\n"
+		"\n"
+		"options:\n"
+		"  --config FILE          read an INI configuration (docs/CONFIG.md)\n"
+		"  --check-config FILE    validate FILE, print line-numbered errors, exit\n"
+		"  --data-dir DIR         [server] data_dir: log segments and metadata\n"
+		"  --api-listen ADDR:PORT [server] api_listen: Kinesis API (HTTP/1.1, h2c)\n"
+		"  --no-dataplane         API and log only (no DPDK): [dataplane] enabled=false\n"
+		"  --set SECTION.KEY=VAL  override any configuration key\n"
+		"  --print-config-doc     print the configuration reference (Markdown)\n"
+		"  --verbose              debug diagnostics\n"
+		"  --help                 this text\n");
+}
+
+enum {
+	OPT_CONFIG = 1,
+	OPT_CHECK_CONFIG,
+	OPT_DATA_DIR,
+	OPT_API_LISTEN,
+	OPT_NO_DATAPLANE,
+	OPT_SET,
+	OPT_PRINT_CONFIG_DOC,
+	OPT_VERBOSE,
+	OPT_HELP,
+};
+
+static const struct option sluiced_options[] = {
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "check-config", required_argument, NULL, OPT_CHECK_CONFIG },
+	{ "data-dir", required_argument, NULL, OPT_DATA_DIR },
+	{ "api-listen", required_argument, NULL, OPT_API_LISTEN },
+	{ "no-dataplane", no_argument, NULL, OPT_NO_DATAPLANE },
+	{ "set", required_argument, NULL, OPT_SET },
+	{ "print-config-doc", no_argument, NULL, OPT_PRINT_CONFIG_DOC },
+	{ "verbose", no_argument, NULL, OPT_VERBOSE },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+/*
+ * Parses the command line into `config`: the file first (wherever --config
+ * stands), then the overrides in order. Returns 0, 1 for "done, exit 0"
+ * (--help, --print-config-doc, a clean --check-config), or -EINVAL.
+ */
+static int
+sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
+		   struct config_errors *errors)
+{
+	const char *config_path = NULL;
+	const char *check_path = NULL;
+	int opt;
+
+	config_defaults(config);
+	/* Pass 1: find the file so that command-line overrides win over it. */
+	while ((opt = getopt_long(argc, argv, "", sluiced_options, NULL)) != -1) {
+		if (opt == OPT_HELP) {
+			usage(stdout);
+			return 1;
+		}
+		if (opt == OPT_PRINT_CONFIG_DOC) {
+			config_doc_print(stdout);
+			return 1;
+		}
+		if (opt == OPT_CONFIG)
+			config_path = optarg;
+		else if (opt == OPT_CHECK_CONFIG)
+			check_path = optarg;
+		else if (opt == '?')
+			return -EINVAL;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sluiced: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (check_path != NULL) {
+		int rc = config_load_file(config, check_path, errors);
+
+		if (rc == 0)
+			rc = config_validate(config, errors);
+		if (rc != 0)
+			return -EINVAL;
+		printf("%s: ok\n", check_path);
+		return 1;
+	}
+	if (config_path != NULL && config_load_file(config, config_path, errors) != 0)
+		return -EINVAL;
+	/* Pass 2: the overrides, in the order given. */
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", sluiced_options, NULL)) != -1) {
+		int rc = 0;
+
+		if (opt == OPT_DATA_DIR)
+			rc = config_set_value(config, "server", "data_dir", optarg, errors);
+		else if (opt == OPT_API_LISTEN)
+			rc = config_set_value(config, "server", "api_listen", optarg, errors);
+		else if (opt == OPT_NO_DATAPLANE)
+			rc = config_set_value(config, "dataplane", "enabled", "false", errors);
+		else if (opt == OPT_SET)
+			rc = config_set(config, optarg, errors);
+		else if (opt == OPT_VERBOSE)
+			diag_level_set(DIAG_DEBUG);
+		if (rc != 0)
+			return -EINVAL;
+	}
+	return config_validate(config, errors);
+}
+
+struct sluiced {
+	struct sluice_config config;
+	struct log *log;
+	struct kinesis *kinesis;
+	struct api_server *server;
+	pthread_t server_thread;
+	int server_rc;
+};
+
+static void *
+sluiced_server_main(void *arg)
+{
+	struct sluiced *d = arg;
+
+	d->server_rc = api_server_run(d->server);
+	/* The server stopped on its own (an error): wake main() as a signal would. */
+	kill(getpid(), SIGTERM);
+	return NULL;
+}
+
+static int
+sluiced_open_log(struct sluiced *d, char *log_dir, size_t log_dir_size)
+{
+	struct log_config lc;
+
+	if (mkdir(d->config.data_dir, 0750) != 0 && errno != EEXIST) {
+		diag_error("sluiced", "data_dir %s: %s", d->config.data_dir, strerror(errno));
+		return -errno;
+	}
+	snprintf(log_dir, log_dir_size, "%s/log", d->config.data_dir);
+	log_config_default(&lc);
+	lc.dir_path = log_dir;
+	lc.segment_size = (uint64_t)d->config.log_segment_size_mb << 20;
+	lc.commit_window_us = d->config.log_commit_window_us;
+	lc.commit_window_bytes = (uint64_t)d->config.log_commit_window_kb << 10;
+	lc.batch_size = d->config.log_batch_size_kb << 10;
+	lc.shards_max = d->config.log_shards_max;
+	return log_open(&lc, &d->log);
+}
+
+/* Runs the appliance until SIGTERM or SIGINT. Returns the process exit code. */
+static int
+sluiced_serve(struct sluiced *d)
+{
+	char log_dir[CONFIG_STRING_SIZE + 8];
+	sigset_t stop_signals;
+	int sig = 0;
+	int rc;
+
+	/* Block the stop signals in every thread; main() takes them with sigwait(). */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = sluiced_open_log(d, log_dir, sizeof(log_dir));
+	if (rc != 0) {
+		diag_error("sluiced", "cannot open the log in %s: %s", log_dir, strerror(-rc));
+		return 1;
+	}
+	rc = kinesis_open(&d->config, d->log, &d->kinesis);
+	if (rc != 0) {
+		diag_error("sluiced", "cannot open metadata: %s", strerror(-rc));
+		goto out_close_log;
+	}
+	rc = api_server_open(&d->config, d->kinesis, &d->server);
+	if (rc != 0)
+		goto out_close_kinesis;
+	if (d->config.dataplane_enabled)
+		diag_warn("sluiced", "dataplane requested but not part of this build yet; "
+			  "serving the Kinesis API only");
+	rc = pthread_create(&d->server_thread, NULL, sluiced_server_main, d);
+	if (rc != 0) {
+		rc = -rc;
+		goto out_close_server;
+	}
+	printf("sluiced: ready: kinesis api http://%s, data %s, dataplane %s\n",
+	       d->config.api_listen, d->config.data_dir, "off");
+	fflush(stdout);
+
+	sigwait(&stop_signals, &sig);
+	diag_info("sluiced", "stopping (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	api_server_stop(d->server);
+	pthread_join(d->server_thread, NULL);
+	rc = d->server_rc;
+
+out_close_server:
+	api_server_close(d->server);
+out_close_kinesis:
+	kinesis_close(d->kinesis);
+out_close_log:
+	log_close(d->log);
+	if (rc == 0)
+		diag_info("sluiced", "stopped cleanly");
+	return rc == 0 ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct sluiced d;
+	struct config_errors errors = { .count = 0 };
+	int rc = sluiced_parse_args(argc, argv, &d.config, &errors);
+
+	if (rc == 1)
+		return 0;
+	if (rc != 0) {
+		config_errors_print(&errors, stderr);
+		if (errors.count == 0)
+			usage(stderr);
+		return SLUICED_EXIT_USAGE;
+	}
+	return sluiced_serve(&d);
+}

@@ -1,0 +1,200 @@
+/*
+ * log.h - the durable record log: the only header other folders include.
+ *
+ * One log is one directory on an NVMe device. Callers on other threads
+ * (dataplane workers, the API server) build record batches for one shard and
+ * hand them to the log's writer thread through their own single-producer
+ * ring (a struct log_producer each). The writer assigns per-shard sequence
+ * numbers, packs batches into group-commit windows, writes them with io_uring
+ * and O_DIRECT, makes them durable, then posts one completion per batch to
+ * the producer's completion ring. A record is readable (log_read) only once
+ * its batch is durable.
+ *
+ * Shard ids are chosen by the control plane: LOG_SHARD_ID(stream_id, shard_index).
+ * Sequence numbers are per shard, start at 0 and increase by one per record.
+ *
+ * Memory: log_open() allocates all the writer and its producers will use.
+ * Threads: a log_producer belongs to one thread; a log_reader to one thread;
+ *   log_shard_* , log_retention_* and log_stats_read may be called from any
+ *   thread (they take the log's control lock, never held on the write path).
+ * Errors: functions returning int return 0 or a negative errno.
+ */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LOG_SHARD_ID(stream_id, shard_index) \
+	(((uint64_t)(uint32_t)(stream_id) << 32) | (uint32_t)(shard_index))
+#define LOG_SHARD_STREAM(shard_id) ((uint32_t)((shard_id) >> 32))
+#define LOG_SHARD_INDEX(shard_id) ((uint32_t)(shard_id))
+
+struct log;
+struct log_producer;
+struct log_batch;
+struct log_reader;
+struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see log_io.h. */
+
+struct log_config {
+	const char *dir_path;          /* Directory owned by this log; created if missing. */
+	uint64_t segment_size;         /* Bytes per segment file, multiple of 1 MiB. */
+	uint32_t commit_window_us;     /* A group-commit window closes after this long ... */
+	uint64_t commit_window_bytes;  /* ... or once this many bytes are pending. */
+	uint32_t producers_max;        /* log_producer_open() calls allowed. */
+	uint32_t batches_per_producer; /* Batches a producer may have in flight. */
+	uint32_t batch_size;           /* Bytes of one encoded batch (records + headers). */
+	uint32_t shards_max;           /* Distinct shard ids the log tracks. */
+	struct log_io *io;             /* NULL: io_uring on real files. */
+	bool writer_thread;            /* true: log_open starts the writer thread.
+					* false: the caller drives log_writer_step(). */
+};
+
+/* Fills `config` with the documented defaults (docs/CONFIG.md). */
+void log_config_default(struct log_config *config);
+
+/* Opens (creating or recovering) the log in config->dir_path. */
+int log_open(const struct log_config *config, struct log **log_out);
+/* Stops the writer after completing everything submitted, then frees the log. */
+void log_close(struct log *log);
+
+/*
+ * One step of the writer when config.writer_thread is false (tests and
+ * simulations): drains producer rings, closes a window if due at `now_ns`,
+ * reaps I/O, posts completions. Returns the amount of work done (0 = idle)
+ * or a negative errno once the log has failed.
+ */
+int log_writer_step(struct log *log, uint64_t now_ns);
+
+/* ---- Appending ---------------------------------------------------------- */
+
+int log_producer_open(struct log *log, struct log_producer **producer_out);
+void log_producer_close(struct log_producer *producer);
+
+/* An eventfd that becomes readable when completions are posted (for epoll users). */
+int log_producer_event_fd(const struct log_producer *producer);
+
+struct log_record_in {
+	const void *partition_key;           /* 1 .. SLUICE_PARTITION_KEY_SIZE_MAX bytes. */
+	uint16_t partition_key_size;
+	const uint8_t *explicit_hash_key;    /* 16 bytes big-endian, or NULL. */
+	const void *data;                    /* 0 .. SLUICE_RECORD_DATA_SIZE_MAX bytes. */
+	uint32_t data_size;
+	uint64_t arrival_ns;                 /* Wall-clock arrival, ns since the epoch. */
+};
+
+/* A free batch from the producer's pool, or NULL when all are in flight (back-pressure). */
+struct log_batch *log_batch_get(struct log_producer *producer);
+/*
+ * Encodes one record into the batch. Returns 0; -ENOSPC when the batch has
+ * no room left for it (submit and take a new one); -EMSGSIZE when the record
+ * could never fit in an empty batch; -EINVAL for a key or size out of bounds.
+ */
+int log_batch_add(struct log_batch *batch, const struct log_record_in *record);
+uint32_t log_batch_record_count(const struct log_batch *batch);
+/* Returns an unsubmitted batch to the pool. */
+void log_batch_put(struct log_producer *producer, struct log_batch *batch);
+
+/*
+ * Hands the batch to the writer; ownership moves to the log until its
+ * completion is polled. `cookie` comes back in the completion. Returns 0 or
+ * -EAGAIN when the producer's ring is full (the caller still owns the batch).
+ */
+int log_batch_submit(struct log_producer *producer, struct log_batch *batch,
+		     uint64_t shard_id, uint64_t cookie);
+
+struct log_completion {
+	uint64_t cookie;
+	uint64_t shard_id;
+	uint64_t seq_first;     /* Records got seq_first .. seq_first + record_count - 1. */
+	uint32_t record_count;
+	int32_t error;          /* 0 (durable); -ENOSPC (disk full: throttle and retry);
+				 * -EPIPE (shard closed); -EIO (log failed, fail-stop). */
+	uint64_t durable_ns;    /* Wall clock when the batch became durable. */
+};
+
+/* Copies up to `count` completions out; their batches return to the pool. */
+uint32_t log_completions_poll(struct log_producer *producer,
+			      struct log_completion *completions_out, uint32_t count);
+
+/* ---- Shards and retention ------------------------------------------------ */
+
+struct log_shard_info {
+	uint64_t seq_trim;         /* First readable sequence number (trim horizon). */
+	uint64_t seq_durable;      /* Every seq below this is durable and readable. */
+	bool closed;               /* No more appends; seq_durable is the ending seq + 1. */
+	uint64_t last_arrival_ns;  /* Arrival time of the newest durable record, 0 if none. */
+};
+
+/* A shard that never received a record reads as empty and open (0, 0, false, 0). */
+int log_shard_info(struct log *log, uint64_t shard_id, struct log_shard_info *info_out);
+
+/*
+ * Closes a shard: every batch the writer accepted before the call is durable
+ * first; later appends complete with -EPIPE. Stores the last sequence number
+ * (or UINT64_MAX for a shard that never had a record) in *seq_end_out.
+ */
+int log_shard_close(struct log *log, uint64_t shard_id, uint64_t *seq_end_out);
+
+/* Forgets all shards of a stream (DeleteStream); their data is reclaimed with its segments. */
+int log_stream_delete(struct log *log, uint32_t stream_id);
+
+/* Retention of a stream's records, 24 .. 8760 hours. Default 24. */
+int log_retention_set(struct log *log, uint32_t stream_id, uint32_t hours);
+/* Advances trim horizons and deletes or recycles segments past every stream's retention. */
+int log_retention_run(struct log *log, uint64_t now_ns);
+
+/* ---- Reading ------------------------------------------------------------- */
+
+int log_reader_open(struct log *log, struct log_reader **reader_out);
+void log_reader_close(struct log_reader *reader);
+
+struct log_record_out {
+	uint64_t seq;
+	uint64_t arrival_ns;
+	const uint8_t *partition_key;
+	uint16_t partition_key_size;
+	bool has_explicit_hash_key;
+	uint8_t explicit_hash_key[16];
+	const uint8_t *data;       /* Valid only during the callback. */
+	uint32_t data_size;
+};
+
+/* Returns 0 to go on, 1 to stop after this record, or a negative errno to abort. */
+typedef int (*log_read_fn)(void *arg, const struct log_record_out *record);
+
+/*
+ * Calls `fn` for the shard's durable records from `seq_from` in order, at most
+ * `records_max` records and (after the first) `bytes_max` bytes of data.
+ * *seq_next_out is the sequence number to continue from. Returns the number
+ * of records delivered; -ERANGE when seq_from is below the trim horizon;
+ * -EBADMSG when durable data in the range is corrupt (reported, never served).
+ */
+int log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
+	     uint32_t records_max, uint64_t bytes_max, log_read_fn fn, void *arg,
+	     uint64_t *seq_next_out);
+
+/* First sequence number whose arrival time is >= ts_ns (seq_durable if none). */
+int log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns,
+		  uint64_t *seq_out);
+
+/* ---- Statistics ---------------------------------------------------------- */
+
+struct log_stats {
+	uint64_t batches_appended;
+	uint64_t records_appended;
+	uint64_t bytes_written;
+	uint64_t commits;            /* Group-commit windows made durable. */
+	uint64_t corruptions;        /* Bad batches found in durable data. */
+	uint64_t torn_tails_cut;
+	uint64_t enospc_errors;
+	uint64_t io_errors;
+	uint64_t segments_deleted;
+	uint32_t shards_active;
+	bool failed;                 /* Fail-stop after EIO. */
+};
+
+void log_stats_read(struct log *log, struct log_stats *stats_out);
+
+#endif /* SLUICE_LOG_H */
