@@ -1,0 +1,53 @@
+/*
+ * sluice.c - the operator CLI: dispatches `sluice <command> ...` to cmd_*.c.
+ * Exit codes: 0 ok, 1 error, 2 usage, 3 partial failure. Diagnostics go to
+ * stderr, data to stdout.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/cmd.h"
+
+struct sluice_command {
+	const char *name;
+	const char *sub;     /* Second word for two-word commands ("bench log"), or NULL. */
+	int (*run)(int argc, char **argv);
+	const char *help;
+};
+
+/* One row per command; each owner adds its own row. */
+static const struct sluice_command sluice_commands[] = {
+	{ NULL, NULL, NULL, NULL },
+};
+
+static void
+sluice_usage(FILE *out)
+{
+	fprintf(out, "usage: sluice <command> [args]   (sluice <command> --help for more)\n\n"
+		     "commands:\n");
+	for (const struct sluice_command *c = sluice_commands; c->name != NULL; c++)
+		fprintf(out, "  %-22s %s\n", c->sub == NULL ? c->name : c->sub, c->help);
+	fprintf(out, "\nexit codes: 0 ok, 1 error, 2 usage, 3 partial failure\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		sluice_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? CMD_EXIT_USAGE : CMD_EXIT_OK;
+	}
+	for (const struct sluice_command *c = sluice_commands; c->name != NULL; c++) {
+		if (strcmp(argv[1], c->name) != 0)
+			continue;
+		if (c->sub == NULL)
+			return c->run(argc - 1, argv + 1);
+		/* "bench log": the row's sub holds the full two-word name. */
+		if (argc >= 3 && strcmp(argv[2], strchr(c->sub, ' ') + 1) == 0)
+			return c->run(argc - 2, argv + 2);
+	}
+	fprintf(stderr, "sluice: unknown command '%s'\n", argv[1]);
+	sluice_usage(stderr);
+	return CMD_EXIT_USAGE;
+}
