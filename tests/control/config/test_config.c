@@ -1,0 +1,153 @@
+/*
+ * config: defaults are valid; every error names file, line and key; the
+ * non-loopback-without-sigv4 rule holds; overrides win; bounds are enforced
+ * at the limit and limit + 1.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "control/config.h"
+
+static char *
+write_temp(const char *text)
+{
+	static char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/sluice-config-test-XXXXXX");
+	fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+Test(config, defaults_are_valid)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+
+	config_defaults(&c);
+	cr_assert_eq(config_validate(&c, &e), 0);
+	cr_assert_str_eq(c.api_listen, "127.0.0.1:4567");
+	cr_assert_eq(c.auth, CONFIG_AUTH_OFF);
+	cr_assert_eq(c.dp_ingest_port, 4570u);
+}
+
+Test(config, file_values_apply)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+	char *path = write_temp("; comment\n[server]\ndata_dir = /tmp/x\n"
+				"[log]\ncommit_window_us = 200\n[dataplane]\nenabled = false\n");
+
+	config_defaults(&c);
+	cr_assert_eq(config_load_file(&c, path, &e), 0);
+	cr_assert_str_eq(c.data_dir, "/tmp/x");
+	cr_assert_eq(c.log_commit_window_us, 200u);
+	cr_assert_eq(c.dataplane_enabled, false);
+	unlink(path);
+}
+
+Test(config, every_error_names_its_line_and_key)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+	char *path = write_temp("[server]\n"               /* 1 */
+				"connections_max = 0\n"     /* 2: below range */
+				"nonsense = 1\n"             /* 3: unknown key */
+				"[log]\n"                    /* 4 */
+				"segment_size_mb = 4097\n"   /* 5: limit + 1 */
+				"segment_size_mb = 4096\n"   /* 6: the limit: fine */
+				"[dataplane]\n"              /* 7 */
+				"enabled = maybe\n"          /* 8: not a boolean */
+				"[nosuch]\n"                 /* 9 */
+				"a = b\n");                  /* 10: unknown section */
+
+	config_defaults(&c);
+	cr_assert_eq(config_load_file(&c, path, &e), -EINVAL);
+	cr_assert_eq(e.count, 5u);
+	cr_assert_eq(e.items[0].line, 2);
+	cr_assert(strstr(e.items[0].text, "connections_max") != NULL);
+	cr_assert(strstr(e.items[0].text, "out of range") != NULL);
+	cr_assert_eq(e.items[1].line, 3);
+	cr_assert(strstr(e.items[1].text, "nonsense") != NULL);
+	cr_assert_eq(e.items[2].line, 5);
+	cr_assert(strstr(e.items[2].text, "segment_size_mb") != NULL);
+	cr_assert_eq(e.items[3].line, 8);
+	cr_assert(strstr(e.items[3].text, "boolean") != NULL);
+	cr_assert_eq(e.items[4].line, 10);
+	cr_assert(strstr(e.items[4].text, "[nosuch] a") != NULL);
+	cr_assert_eq(c.log_segment_size_mb, 4096u);
+	cr_assert_str_eq(e.items[0].file, path);
+	unlink(path);
+}
+
+Test(config, syntax_error_has_a_line)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+	char *path = write_temp("[server]\nthis line has no equals sign\n");
+
+	config_defaults(&c);
+	cr_assert_eq(config_load_file(&c, path, &e), -EINVAL);
+	cr_assert_eq(e.count, 1u);
+	cr_assert_eq(e.items[0].line, 2);
+	unlink(path);
+}
+
+Test(config, missing_file)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+
+	config_defaults(&c);
+	cr_assert_eq(config_load_file(&c, "/nonexistent/sluice.ini", &e), -ENOENT);
+	cr_assert_eq(e.count, 1u);
+}
+
+Test(config, non_loopback_needs_sigv4)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+
+	config_defaults(&c);
+	cr_assert_eq(config_set(&c, "server.api_listen=0.0.0.0:4567", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), -EINVAL);
+	cr_assert(strstr(e.items[0].text, "sigv4") != NULL);
+
+	e.count = 0;
+	cr_assert_eq(config_set(&c, "auth.mode=sigv4", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), -EINVAL); /* sigv4 without keys */
+	e.count = 0;
+	cr_assert_eq(config_set(&c, "auth.access_keys=AKID:SECRET", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), 0);
+
+	config_defaults(&c);
+	cr_assert_eq(config_set(&c, "server.api_listen=[::1]:4567", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), 0);
+	cr_assert_eq(config_set(&c, "server.api_listen=127.9.9.9:1", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), 0);
+}
+
+Test(config, overrides_are_checked)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+
+	config_defaults(&c);
+	cr_assert_eq(config_set(&c, "dataplane.ingest_port=65535", &e), 0);
+	cr_assert_eq(config_set(&c, "dataplane.ingest_port=65536", &e), -EINVAL);
+	cr_assert_eq(config_set(&c, "dataplane.ingest_port=-1", &e), -EINVAL);
+	cr_assert_eq(config_set(&c, "noequals", &e), -EINVAL);
+	cr_assert_eq(config_set(&c, "server.nokey=1", &e), -EINVAL);
+	cr_assert_eq(c.dp_ingest_port, 65535u);
+	cr_assert_eq(config_set(&c, "dataplane.ring_size=1000", &e), 0);
+	e.count = 0;
+	cr_assert_eq(config_validate(&c, &e), -EINVAL); /* not a power of two */
+}
