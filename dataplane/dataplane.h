@@ -1,0 +1,167 @@
+/*
+ * dataplane.h - the DPDK ingest dataplane: the only header other folders include.
+ *
+ * dp_open() initialises DPDK (EAL) from a struct dp_config, sets up one port
+ * with one RX/TX queue pair per worker lcore, sizes every pool, ring and
+ * table, and opens one log_producer per worker. dp_start() launches the
+ * workers: each polls its own RX queue, answers ARP and ICMP echo for the
+ * configured IPv4 address, decodes record frames arriving on the ingest UDP
+ * port, routes every record to its shard through the route table and stages
+ * it in a per-shard log batch; batches go to the log when full or older than
+ * batch_age_us, and ACK frames go back once the log reports them durable.
+ * Workers transmit only on the TX queue whose index equals their RX queue.
+ *
+ * The control plane publishes the route table (stream name -> stream id, open
+ * shards' hash-key ranges -> log shard id) with dp_route_publish(); workers
+ * read it under RCU and never wait for a publisher.
+ *
+ * Memory: everything is sized and allocated in dp_open(); workers never
+ *   allocate. Route builders are control-plane objects (malloc is fine there).
+ * Threads: dp_open/dp_start/dp_stop/dp_close from one control thread;
+ *   dp_stats_read and dp_route_publish from any one control thread at a time.
+ * Errors: functions returning int return 0 or a negative errno.
+ * DPDK: no rte_* type appears here; only dataplane/ includes DPDK headers.
+ */
+#ifndef SLUICE_DATAPLANE_H
+#define SLUICE_DATAPLANE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/hashkey.h"
+
+struct log;
+struct dp;
+struct dp_route_builder;
+
+/* Largest number of worker lcores (and queue pairs) one dataplane runs. */
+#define DP_WORKERS_MAX 16
+
+struct dp_config {
+	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
+	const char *vdev;           /* Virtual device ("" or NULL: use PCI/eal_args ports). */
+	const char *file_prefix;    /* EAL --file-prefix; NULL: "sluice-<pid>". */
+	bool no_huge;               /* --no-huge (anonymous memory, -m sized from mbufs). */
+	bool in_memory;             /* --in-memory (hugepages, no runtime files). */
+	bool telemetry;             /* Keep DPDK telemetry on (registers /sluice/dp/stats). */
+	uint32_t ipv4;              /* Our address, host byte order. */
+	uint16_t ingest_port;       /* UDP port of the record-frame protocol. */
+	uint32_t workers;           /* Worker lcores, 1 .. DP_WORKERS_MAX. */
+	uint32_t batch_age_us;      /* A staged batch goes to the log at most this old. */
+	uint32_t idle_polls;        /* Empty polls before sleeping; 0 = never sleep. */
+	uint32_t idle_sleep_us;     /* Sleep of an idle worker. */
+	uint32_t mbufs;             /* Packet buffers in the mempool. */
+	uint32_t ring_size;         /* RX/TX descriptors per queue (power of two). */
+	struct log *log;            /* Where records go; one producer per worker is opened. */
+	/*
+	 * Benchmarks only: skip the duplicate check (a pcap replays the same
+	 * frames forever) and hand full batches back unsubmitted (measures
+	 * staging without the disk).
+	 */
+	bool bench_no_dedup;
+	bool bench_discard_batches;
+};
+
+/* dp_config with the defaults of docs/CONFIG.md's [dataplane] section. */
+void dp_config_default(struct dp_config *config);
+
+/*
+ * Initialises DPDK, the port, pools and per-worker state. Call once per
+ * process (DPDK's EAL cannot be initialised twice). -EINVAL on a bad config,
+ * -ENODEV when no port exists, -ENOMEM, or the errno DPDK reported.
+ */
+int dp_open(const struct dp_config *config, struct dp **dp_out);
+/* Launches the worker lcores. */
+int dp_start(struct dp *dp);
+/* Asks the workers to stop, waits for them; staged batches are submitted first. */
+void dp_stop(struct dp *dp);
+/* Stops if needed, closes the port, producers and EAL. */
+void dp_close(struct dp *dp);
+
+/* ---- Counters -------------------------------------------------------------- */
+
+/* Per-worker counters, single writer each; dp_stats_read sums them. */
+enum dp_counter {
+	DP_RX_PACKETS,
+	DP_RX_BYTES,
+	DP_TX_PACKETS,
+	DP_TX_BYTES,
+	DP_TX_DROPPED,          /* The TX queue was full. */
+	DP_ARP_REPLIES,
+	DP_ICMP_ECHO_REPLIES,
+	DP_DROP_NOT_OURS,       /* Another MAC or IPv4 address. */
+	DP_DROP_UNKNOWN,        /* Unknown ethertype, protocol, ARP op, ICMP type. */
+	DP_DROP_MALFORMED_L2L3, /* Short or lying Ethernet/IPv4/UDP headers. */
+	DP_DROP_BAD_CHECKSUM,
+	DP_DROP_FRAGMENT,
+	DP_DROP_WRONG_PORT,     /* UDP to a port other than ingest_port. */
+	DP_DROP_MULTI_SEGMENT,
+	DP_FRAMES_ACCEPTED,
+	DP_FRAMES_MALFORMED,
+	DP_FRAMES_UNAUTHENTICATED,
+	DP_FRAMES_DUPLICATE,
+	DP_FRAMES_UNKNOWN_STREAM,
+	DP_RECORDS_STAGED,
+	DP_RECORD_BYTES_STAGED,
+	DP_RECORDS_DURABLE,
+	DP_RECORDS_FAILED,      /* The log completed their batch with an error. */
+	DP_DROP_NO_ROUTE,       /* No open shard owns the record's hash key. */
+	DP_DROP_NO_BATCH,       /* The log's batch pool or our staging was exhausted. */
+	DP_DROP_FRAMES_FULL,    /* No free slot to track a frame until its ACK. */
+	DP_DROP_NO_MBUF,
+	DP_RING_FULL,           /* log_batch_submit() said -EAGAIN. */
+	DP_BATCHES_SUBMITTED,
+	DP_ACKS_SENT,
+	DP_NACKS_SENT,
+	DP_NACKS_SUPPRESSED,    /* Throttled NACKs over the rate limit. */
+	DP_MD5_COMPUTED,
+	DP_MD5_CACHE_HITS,
+	DP_POLLS,
+	DP_POLLS_BUSY,          /* Polls that did work: busy ratio = busy / polls. */
+	DP_IDLE_SLEEPS,
+	DP_COUNTER_COUNT,
+};
+
+struct dp_stats {
+	uint64_t counters[DP_COUNTER_COUNT];
+};
+
+/* "rx_packets", ... : the name telemetry and tools show for a counter. */
+const char *dp_counter_name(enum dp_counter counter);
+
+/* Sums every worker's counters (relaxed reads; each counter is monotonic). */
+void dp_stats_read(const struct dp *dp, struct dp_stats *stats_out);
+/* One worker's counters; worker < workers. */
+void dp_worker_stats_read(const struct dp *dp, uint32_t worker, struct dp_stats *stats_out);
+
+/* ---- Route table ----------------------------------------------------------- */
+
+/*
+ * A builder collects streams and their open shards' hash-key ranges; publish
+ * turns it into the table the workers use. Limits are given at open.
+ */
+int dp_route_builder_open(uint32_t streams_max, uint32_t ranges_max,
+			  struct dp_route_builder **builder_out);
+void dp_route_builder_close(struct dp_route_builder *builder);
+
+/* -EEXIST for a name or id added twice; -EINVAL for a bad name; -ENOSPC when full. */
+int dp_route_add_stream(struct dp_route_builder *builder, const char *name, uint32_t stream_id);
+/*
+ * Adds an open shard of `stream_id`: hash keys start..end (inclusive) go to
+ * log shard `shard_id`. -ENOENT for an unknown stream; -EINVAL when start >
+ * end; -ENOSPC when full. Overlaps are found by dp_route_publish().
+ */
+int dp_route_add_range(struct dp_route_builder *builder, uint32_t stream_id, hashkey_t start,
+		       hashkey_t end, uint64_t shard_id);
+
+/*
+ * Builds the table from the builder (which stays the caller's), swaps it in,
+ * waits for every worker to pass a quiescent state, then frees the old table.
+ * Workers never wait. -EINVAL when a stream's ranges overlap; -ENOMEM.
+ */
+int dp_route_publish(struct dp *dp, const struct dp_route_builder *builder);
+
+/* Routes one hash key as a worker would, from the control thread (tests, tools). */
+int dp_route_lookup(struct dp *dp, const char *stream_name, hashkey_t key, uint64_t *shard_id_out);
+
+#endif /* SLUICE_DATAPLANE_H */

@@ -1,0 +1,116 @@
+/*
+ * dp_internal.h - structures shared inside dataplane/ (and by its tests).
+ *
+ * Ownership: struct dp belongs to the control thread; each struct dp_worker
+ * belongs to its worker lcore from dp_start() to dp_stop() (the control
+ * thread reads only its counters). Tests drive a worker on the main lcore
+ * with dp_worker_poll() instead of launching lcores.
+ */
+#ifndef SLUICE_DP_INTERNAL_H
+#define SLUICE_DP_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include "common/hashkey.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/dp_ingest.h"
+
+#define DP_RX_BURST 32
+#define DP_TX_BURST 64
+
+struct dp_worker {
+	/* First line(s): counters, written only by this worker. */
+	uint64_t counters[DP_COUNTER_COUNT] __rte_cache_aligned;
+
+	struct dp *dp __rte_cache_aligned;
+	uint32_t index;             /* Worker number = RX/TX queue index = RCU thread id. */
+	uint32_t lcore_id;
+	uint16_t port_id;
+	uint16_t queue_id;
+	uint32_t idle_polls;        /* Consecutive empty polls. */
+	uint16_t tx_count;
+	struct rte_mbuf *tx[DP_TX_BURST];
+	struct dp_ingest ingest;    /* Staging, frames in flight, key cache. */
+} __rte_cache_aligned;
+
+struct dp_route_table;
+
+struct dp {
+	struct dp_config config;
+	char eal_args[1024];
+	char vdev[256];
+	char file_prefix[64];
+	uint16_t port_id;
+	struct rte_ether_addr mac;
+	uint32_t ipv4_be;
+	uint16_t ingest_port_be;
+	bool rx_cksum_offload;      /* The port checks IPv4/UDP checksums and flags mbufs. */
+	struct rte_mempool *pool;
+	struct rte_rcu_qsbr *qsbr;
+	struct dp_route_table *_Atomic route;
+	uint32_t worker_count;
+	struct dp_worker *workers;  /* worker_count entries, cache aligned. */
+	bool eal_ready;
+	bool port_started;
+	bool running;
+	atomic_bool stop;
+	uint64_t tsc_hz;
+};
+
+/* Counters: one writer; relaxed so readers on other threads see whole values. */
+static inline void
+dp_count(struct dp_worker *w, enum dp_counter counter, uint64_t n)
+{
+	uint64_t *c = &w->counters[counter];
+
+	__atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
+}
+
+/* dp_eal.c */
+int dp_eal_init(struct dp *dp);
+void dp_eal_cleanup(struct dp *dp);
+
+/* dp_port.c */
+int dp_port_open(struct dp *dp);
+void dp_port_close(struct dp *dp);
+
+/* dp_net.c: L2/L3; consumes `m` (sent, handed on, or freed). */
+void dp_net_input(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc);
+/*
+ * A new packet to `peer` from our ingest port, with room for `payload_size`
+ * bytes at *payload_out. NULL (counted) when the pool is empty.
+ */
+struct rte_mbuf *dp_net_udp_alloc(struct dp_worker *w, const struct dp_peer *peer,
+				  uint16_t payload_size, uint8_t **payload_out);
+/* Fills lengths and checksums once the payload is written; payload_size may shrink. */
+void dp_net_udp_finish(struct rte_mbuf *m, uint16_t payload_size);
+
+/* dp_worker.c */
+void dp_worker_tx(struct dp_worker *w, struct rte_mbuf *m);
+void dp_worker_tx_flush(struct dp_worker *w);
+/* One pass of the poll loop; returns the work done (0 = idle). */
+uint32_t dp_worker_poll(struct dp_worker *w, uint64_t now_tsc);
+int dp_worker_main(void *arg);
+
+/* dp_route.c */
+int dp_route_init(struct dp *dp);
+void dp_route_fini(struct dp *dp);
+/* Worker side, between quiescent states: the table pointer is stable. */
+struct dp_route_table *dp_route_current(struct dp *dp);
+/* Stream index in `table`, or -1. */
+int32_t dp_route_find_stream(const struct dp_route_table *table, const char *name,
+			     uint32_t name_size);
+/* 0 and the shard, or -ENOENT when no range of the stream owns `key`. */
+int dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index,
+			hashkey_t key, uint64_t *shard_id_out);
+uint32_t dp_route_stream_id(const struct dp_route_table *table, int32_t stream_index);
+
+/* dp_stats.c */
+void dp_telemetry_register(struct dp *dp);
+
+#endif /* SLUICE_DP_INTERNAL_H */

@@ -1,0 +1,269 @@
+/*
+ * dp_net.c - L2/L3 of a worker: Ethernet, ARP responder, IPv4 and UDP
+ * validation, ICMP echo reply, and the UDP headers of the frames we send.
+ *
+ * Every received packet ends here in exactly one way: transmitted back (ARP
+ * and echo replies are built in place in the received mbuf, to the L2 source
+ * of the request: no ARP cache is needed), handed to ingest (UDP to
+ * ingest_port; the mbuf is freed after ingest copied what it keeps), or
+ * dropped and counted under one cause.
+ *
+ * Checksums: when the port validates IPv4/UDP checksums we trust its GOOD and
+ * BAD flags; anything else (no offload, flag UNKNOWN) is verified in software.
+ * Replies get software checksums (small, rare packets).
+ */
+#include <assert.h>
+#include <string.h>
+
+#include <rte_arp.h>
+#include <rte_byteorder.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include "dataplane/dp_internal.h"
+
+#define DP_IPV4_TTL 64
+/* Handlers return this once the mbuf is sent or freed, else the drop counter. */
+#define DP_NET_CONSUMED (-1)
+
+
+/* Turns the received frame around: back to its L2 source, from us. */
+static void
+dp_net_eth_reflect(struct dp_worker *w, struct rte_ether_hdr *eth)
+{
+	rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
+	rte_ether_addr_copy(&w->dp->mac, &eth->src_addr);
+}
+
+static int
+dp_net_arp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth)
+{
+	struct rte_arp_hdr *arp = (struct rte_arp_hdr *)(eth + 1);
+	struct rte_arp_ipv4 *body = &arp->arp_data;
+
+	if (m->data_len < sizeof(*eth) + sizeof(*arp))
+		return DP_DROP_MALFORMED_L2L3;
+	if (arp->arp_hardware != rte_cpu_to_be_16(RTE_ARP_HRD_ETHER) ||
+	    arp->arp_protocol != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
+	    arp->arp_hlen != RTE_ETHER_ADDR_LEN || arp->arp_plen != 4)
+		return DP_DROP_MALFORMED_L2L3;
+	if (arp->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REQUEST))
+		return DP_DROP_UNKNOWN;
+	if (body->arp_tip != w->dp->ipv4_be)
+		return DP_DROP_NOT_OURS;
+
+	arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REPLY);
+	rte_ether_addr_copy(&body->arp_sha, &body->arp_tha);
+	body->arp_tip = body->arp_sip;
+	rte_ether_addr_copy(&w->dp->mac, &body->arp_sha);
+	body->arp_sip = w->dp->ipv4_be;
+	dp_net_eth_reflect(w, eth);
+	dp_count(w, DP_ARP_REPLIES, 1);
+	dp_worker_tx(w, m);
+	return DP_NET_CONSUMED;
+}
+
+static int
+dp_net_icmp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
+	    struct rte_ipv4_hdr *ip, uint16_t l4_size)
+{
+	struct rte_icmp_hdr *icmp = (struct rte_icmp_hdr *)((uint8_t *)ip + rte_ipv4_hdr_len(ip));
+	uint32_t addr;
+
+	if (l4_size < sizeof(*icmp))
+		return DP_DROP_MALFORMED_L2L3;
+	if (icmp->icmp_type != RTE_IP_ICMP_ECHO_REQUEST || icmp->icmp_code != 0)
+		return DP_DROP_UNKNOWN;
+	if (rte_raw_cksum(icmp, l4_size) != 0xffff)
+		return DP_DROP_BAD_CHECKSUM;
+
+	icmp->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
+	icmp->icmp_cksum = 0;
+	icmp->icmp_cksum = (uint16_t)~rte_raw_cksum(icmp, l4_size);
+	addr = ip->src_addr;
+	ip->src_addr = ip->dst_addr;
+	ip->dst_addr = addr;
+	ip->time_to_live = DP_IPV4_TTL;
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	dp_net_eth_reflect(w, eth);
+	dp_count(w, DP_ICMP_ECHO_REPLIES, 1);
+	dp_worker_tx(w, m);
+	return DP_NET_CONSUMED;
+}
+
+static bool
+dp_net_udp_cksum_ok(struct dp_worker *w, const struct rte_mbuf *m,
+		    const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *udp)
+{
+	uint64_t flag = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+
+	if (udp->dgram_cksum == 0)
+		return true; /* IPv4 lets a sender omit the UDP checksum. */
+	if (w->dp->rx_cksum_offload && flag == RTE_MBUF_F_RX_L4_CKSUM_GOOD)
+		return true;
+	if (w->dp->rx_cksum_offload && flag == RTE_MBUF_F_RX_L4_CKSUM_BAD)
+		return false;
+	return rte_ipv4_udptcp_cksum_verify(ip, udp) == 0;
+}
+
+static int
+dp_net_udp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
+	   struct rte_ipv4_hdr *ip, uint16_t l4_size, uint64_t now_tsc)
+{
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)((uint8_t *)ip + rte_ipv4_hdr_len(ip));
+	struct dp_peer peer;
+
+	if (l4_size < sizeof(*udp) || rte_be_to_cpu_16(udp->dgram_len) != l4_size)
+		return DP_DROP_MALFORMED_L2L3;
+	if (!dp_net_udp_cksum_ok(w, m, ip, udp))
+		return DP_DROP_BAD_CHECKSUM;
+	if (udp->dst_port != w->dp->ingest_port_be)
+		return DP_DROP_WRONG_PORT;
+
+	rte_ether_addr_copy(&eth->src_addr, &peer.mac);
+	peer.ipv4_be = ip->src_addr;
+	peer.port_be = udp->src_port;
+	dp_ingest_datagram(w, &peer, (const uint8_t *)(udp + 1),
+			   (uint32_t)(l4_size - sizeof(*udp)), now_tsc);
+	rte_pktmbuf_free(m);
+	return DP_NET_CONSUMED;
+}
+
+static bool
+dp_net_ipv4_cksum_ok(struct dp_worker *w, const struct rte_mbuf *m,
+		     const struct rte_ipv4_hdr *ip)
+{
+	uint64_t flag = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+
+	if (w->dp->rx_cksum_offload && flag == RTE_MBUF_F_RX_IP_CKSUM_GOOD)
+		return true;
+	if (w->dp->rx_cksum_offload && flag == RTE_MBUF_F_RX_IP_CKSUM_BAD)
+		return false;
+	return rte_raw_cksum(ip, rte_ipv4_hdr_len(ip)) == 0xffff;
+}
+
+static int
+dp_net_ipv4(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth, uint64_t now_tsc)
+{
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+	uint32_t l3_room = (uint32_t)(m->data_len - sizeof(*eth));
+	uint32_t header_size;
+	uint32_t total_size;
+
+	if (l3_room < sizeof(*ip) || (ip->version_ihl >> 4) != 4)
+		return DP_DROP_MALFORMED_L2L3;
+	header_size = rte_ipv4_hdr_len(ip);
+	total_size = rte_be_to_cpu_16(ip->total_length);
+	if (header_size < sizeof(*ip) || header_size > total_size || total_size > l3_room)
+		return DP_DROP_MALFORMED_L2L3;
+	if (!dp_net_ipv4_cksum_ok(w, m, ip))
+		return DP_DROP_BAD_CHECKSUM;
+	if (ip->dst_addr != w->dp->ipv4_be)
+		return DP_DROP_NOT_OURS;
+	if ((ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG |
+						     RTE_IPV4_HDR_OFFSET_MASK)) != 0)
+		return DP_DROP_FRAGMENT;
+	/* Ethernet pads short frames: the IPv4 length is the truth from here on. */
+	rte_pktmbuf_trim(m, (uint16_t)(l3_room - total_size));
+
+	if (ip->next_proto_id == IPPROTO_UDP)
+		return dp_net_udp(w, m, eth, ip, (uint16_t)(total_size - header_size), now_tsc);
+	if (ip->next_proto_id == IPPROTO_ICMP)
+		return dp_net_icmp(w, m, eth, ip, (uint16_t)(total_size - header_size));
+	return DP_DROP_UNKNOWN;
+}
+
+static int
+dp_net_classify(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	bool to_us;
+
+	if (m->nb_segs != 1)
+		return DP_DROP_MULTI_SEGMENT;
+	if (m->data_len < sizeof(*eth))
+		return DP_DROP_MALFORMED_L2L3;
+	to_us = rte_is_same_ether_addr(&eth->dst_addr, &w->dp->mac);
+	if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
+		if (!to_us && !rte_is_broadcast_ether_addr(&eth->dst_addr))
+			return DP_DROP_NOT_OURS;
+		return dp_net_arp(w, m, eth);
+	}
+	if (eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
+		return DP_DROP_UNKNOWN;
+	if (!to_us)
+		return DP_DROP_NOT_OURS;
+	return dp_net_ipv4(w, m, eth, now_tsc);
+}
+
+void
+dp_net_input(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc)
+{
+	int verdict = dp_net_classify(w, m, now_tsc);
+
+	if (verdict == DP_NET_CONSUMED)
+		return;
+	assert(verdict >= 0 && verdict < DP_COUNTER_COUNT);
+	dp_count(w, (enum dp_counter)verdict, 1);
+	rte_pktmbuf_free(m);
+}
+
+struct rte_mbuf *
+dp_net_udp_alloc(struct dp_worker *w, const struct dp_peer *peer, uint16_t payload_size,
+		 uint8_t **payload_out)
+{
+	const uint16_t headers = sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) +
+				 sizeof(struct rte_udp_hdr);
+	struct rte_mbuf *m = rte_pktmbuf_alloc(w->dp->pool);
+	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
+	struct rte_udp_hdr *udp;
+
+	if (m == NULL) {
+		dp_count(w, DP_DROP_NO_MBUF, 1);
+		return NULL;
+	}
+	eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, (uint16_t)(headers + payload_size));
+	if (eth == NULL) {
+		rte_pktmbuf_free(m);
+		dp_count(w, DP_DROP_NO_MBUF, 1);
+		return NULL;
+	}
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	udp = (struct rte_udp_hdr *)(ip + 1);
+	rte_ether_addr_copy(&peer->mac, &eth->dst_addr);
+	rte_ether_addr_copy(&w->dp->mac, &eth->src_addr);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	memset(ip, 0, sizeof(*ip));
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+	ip->time_to_live = DP_IPV4_TTL;
+	ip->next_proto_id = IPPROTO_UDP;
+	ip->src_addr = w->dp->ipv4_be;
+	ip->dst_addr = peer->ipv4_be;
+	udp->src_port = w->dp->ingest_port_be;
+	udp->dst_port = peer->port_be;
+	*payload_out = (uint8_t *)(udp + 1);
+	return m;
+}
+
+void
+dp_net_udp_finish(struct rte_mbuf *m, uint16_t payload_size)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+	uint16_t size = (uint16_t)(sizeof(*eth) + sizeof(*ip) + sizeof(*udp) + payload_size);
+
+	assert(size <= m->data_len);
+	rte_pktmbuf_trim(m, (uint16_t)(m->data_len - size));
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + sizeof(*udp) + payload_size));
+	udp->dgram_len = rte_cpu_to_be_16((uint16_t)(sizeof(*udp) + payload_size));
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	udp->dgram_cksum = 0;
+	udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+}

@@ -1,0 +1,139 @@
+/*
+ * dp_stats.c - counter names, summing for the control plane, and the DPDK
+ * telemetry command /sluice/dp/stats (one dict: every counter summed over
+ * workers) and /sluice/dp/worker,<n> (one worker's counters).
+ *
+ * Readers run on other threads (control, telemetry) and read each counter
+ * with a relaxed load: the writer stores whole 64-bit values, so a reader
+ * sees a recent value, never a torn one; counters only grow.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_telemetry.h>
+
+#include "dataplane/dp_internal.h"
+
+static const char *const dp_counter_names[DP_COUNTER_COUNT] = {
+	[DP_RX_PACKETS] = "rx_packets",
+	[DP_RX_BYTES] = "rx_bytes",
+	[DP_TX_PACKETS] = "tx_packets",
+	[DP_TX_BYTES] = "tx_bytes",
+	[DP_TX_DROPPED] = "tx_dropped",
+	[DP_ARP_REPLIES] = "arp_replies",
+	[DP_ICMP_ECHO_REPLIES] = "icmp_echo_replies",
+	[DP_DROP_NOT_OURS] = "drop_not_ours",
+	[DP_DROP_UNKNOWN] = "drop_unknown",
+	[DP_DROP_MALFORMED_L2L3] = "drop_malformed_l2l3",
+	[DP_DROP_BAD_CHECKSUM] = "drop_bad_checksum",
+	[DP_DROP_FRAGMENT] = "drop_fragment",
+	[DP_DROP_WRONG_PORT] = "drop_wrong_port",
+	[DP_DROP_MULTI_SEGMENT] = "drop_multi_segment",
+	[DP_FRAMES_ACCEPTED] = "frames_accepted",
+	[DP_FRAMES_MALFORMED] = "frames_malformed",
+	[DP_FRAMES_UNAUTHENTICATED] = "frames_unauthenticated",
+	[DP_FRAMES_DUPLICATE] = "frames_duplicate",
+	[DP_FRAMES_UNKNOWN_STREAM] = "frames_unknown_stream",
+	[DP_RECORDS_STAGED] = "records_staged",
+	[DP_RECORD_BYTES_STAGED] = "record_bytes_staged",
+	[DP_RECORDS_DURABLE] = "records_durable",
+	[DP_RECORDS_FAILED] = "records_failed",
+	[DP_DROP_NO_ROUTE] = "drop_no_route",
+	[DP_DROP_NO_BATCH] = "drop_no_batch",
+	[DP_DROP_FRAMES_FULL] = "drop_frames_full",
+	[DP_DROP_NO_MBUF] = "drop_no_mbuf",
+	[DP_RING_FULL] = "ring_full",
+	[DP_BATCHES_SUBMITTED] = "batches_submitted",
+	[DP_ACKS_SENT] = "acks_sent",
+	[DP_NACKS_SENT] = "nacks_sent",
+	[DP_NACKS_SUPPRESSED] = "nacks_suppressed",
+	[DP_MD5_COMPUTED] = "md5_computed",
+	[DP_MD5_CACHE_HITS] = "md5_cache_hits",
+	[DP_POLLS] = "polls",
+	[DP_POLLS_BUSY] = "polls_busy",
+	[DP_IDLE_SLEEPS] = "idle_sleeps",
+};
+
+const char *
+dp_counter_name(enum dp_counter counter)
+{
+	assert(counter < DP_COUNTER_COUNT);
+	assert(dp_counter_names[counter] != NULL);
+	return dp_counter_names[counter];
+}
+
+void
+dp_worker_stats_read(const struct dp *dp, uint32_t worker, struct dp_stats *stats_out)
+{
+	const struct dp_worker *w;
+
+	assert(worker < dp->worker_count);
+	w = &dp->workers[worker];
+	for (uint32_t c = 0; c < DP_COUNTER_COUNT; c++)
+		stats_out->counters[c] = __atomic_load_n(&w->counters[c], __ATOMIC_RELAXED);
+}
+
+void
+dp_stats_read(const struct dp *dp, struct dp_stats *stats_out)
+{
+	memset(stats_out, 0, sizeof(*stats_out));
+	for (uint32_t i = 0; i < dp->worker_count; i++) {
+		struct dp_stats one;
+
+		dp_worker_stats_read(dp, i, &one);
+		for (uint32_t c = 0; c < DP_COUNTER_COUNT; c++)
+			stats_out->counters[c] += one.counters[c];
+	}
+}
+
+/* Telemetry callbacks get no argument pointer: the one dataplane of the process. */
+static const struct dp *dp_telemetry_dp;
+
+static void
+dp_telemetry_dict(struct rte_tel_data *d, const struct dp_stats *stats)
+{
+	rte_tel_data_start_dict(d);
+	for (uint32_t c = 0; c < DP_COUNTER_COUNT; c++)
+		rte_tel_data_add_dict_u64(d, dp_counter_names[c], stats->counters[c]);
+}
+
+static int
+dp_telemetry_stats(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	struct dp_stats stats;
+
+	(void)cmd;
+	(void)params;
+	dp_stats_read(dp_telemetry_dp, &stats);
+	dp_telemetry_dict(d, &stats);
+	return 0;
+}
+
+static int
+dp_telemetry_worker(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	struct dp_stats stats;
+	char *end = NULL;
+	unsigned long worker;
+
+	(void)cmd;
+	if (params == NULL || params[0] == '\0')
+		return -1;
+	worker = strtoul(params, &end, 10);
+	if (*end != '\0' || worker >= dp_telemetry_dp->worker_count)
+		return -1;
+	dp_worker_stats_read(dp_telemetry_dp, (uint32_t)worker, &stats);
+	dp_telemetry_dict(d, &stats);
+	return 0;
+}
+
+void
+dp_telemetry_register(struct dp *dp)
+{
+	dp_telemetry_dp = dp;
+	rte_telemetry_register_cmd("/sluice/dp/stats", dp_telemetry_stats,
+				   "Dataplane counters summed over workers. No parameters");
+	rte_telemetry_register_cmd("/sluice/dp/worker", dp_telemetry_worker,
+				   "One worker's dataplane counters. Parameter: worker index");
+}

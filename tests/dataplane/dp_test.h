@@ -1,0 +1,47 @@
+/*
+ * dp_test.h - helpers shared by the dataplane tests: a dataplane on a
+ * net_ring loopback port (no NIC, no hugepages, no runtime files), crafted
+ * packets injected into the worker's RX queue, and what the worker sent
+ * read back from the same ring.
+ */
+#ifndef SLUICE_TESTS_DP_TEST_H
+#define SLUICE_TESTS_DP_TEST_H
+
+#include <stdint.h>
+
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include "dataplane/dp_internal.h"
+
+#define DP_TEST_IPV4 RTE_IPV4(198, 18, 0, 1)
+#define DP_TEST_PEER_IPV4 RTE_IPV4(198, 18, 0, 2)
+#define DP_TEST_PORT 4570
+#define DP_TEST_PEER_PORT 40000
+
+extern struct dp *dp_test;
+extern struct rte_mempool *dp_test_pool;
+extern const struct rte_ether_addr dp_test_peer_mac;
+
+/* Opens the dataplane on net_ring0 with `log` (may be NULL); Criterion asserts. */
+void dp_test_open(struct log *log);
+void dp_test_close(void);
+
+/* Puts a copy of `bytes` on the worker's RX queue. */
+void dp_test_inject(const void *bytes, uint16_t size);
+/* One poll pass of worker 0. */
+uint32_t dp_test_poll(void);
+/* Takes up to `count` packets the worker transmitted. */
+uint16_t dp_test_sent(struct rte_mbuf **out, uint16_t count);
+uint64_t dp_test_counter(enum dp_counter counter);
+
+/*
+ * Writes Ethernet + IPv4 + UDP from the peer to us around `payload` into
+ * `frame` (checksums valid). Returns the frame size.
+ */
+uint16_t dp_test_udp_frame(uint8_t *frame, uint16_t dst_port, const void *payload,
+			   uint16_t payload_size);
+
+#endif /* SLUICE_TESTS_DP_TEST_H */
