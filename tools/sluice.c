@@ -17,6 +17,8 @@ struct sluice_command {
 
 /* One row per command; each owner adds its own row. */
 static const struct sluice_command sluice_commands[] = {
+	{ "stream", NULL, cmd_stream, "create | list | describe | delete streams" },
+	{ "put", NULL, cmd_put, "put one record (PutRecord)" },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -1,0 +1,153 @@
+/*
+ * cli_common.c - connection flags, error reports and small helpers shared by
+ * the Kinesis-speaking commands (cli_common.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/limits.h"
+#include "tools/cli_common.h"
+#include "tools/cmd.h"
+
+static const char *
+cli_env_first(const char *value, const char *name, const char *fallback_name)
+{
+	const char *env;
+
+	if (value != NULL)
+		return value;
+	env = getenv(name);
+	if ((env == NULL || env[0] == '\0') && fallback_name != NULL)
+		env = getenv(fallback_name);
+	return env != NULL && env[0] != '\0' ? env : NULL;
+}
+
+int
+cli_conn_open(const char *command, struct cli_conn *conn, struct kc_client *client)
+{
+	struct kc_config config = { 0 };
+	int err;
+
+	config.endpoint = cli_env_first(conn->endpoint, "SLUICE_ENDPOINT", NULL);
+	config.region = cli_env_first(conn->region, "AWS_REGION", "AWS_DEFAULT_REGION");
+	config.access_key = cli_env_first(conn->access_key, "AWS_ACCESS_KEY_ID", NULL);
+	config.secret_key = cli_env_first(conn->secret_key, "AWS_SECRET_ACCESS_KEY", NULL);
+	/* A session token only makes sense with the environment's keys. */
+	if (conn->access_key == NULL)
+		config.session_token = cli_env_first(NULL, "AWS_SESSION_TOKEN", NULL);
+	if (config.access_key != NULL && config.secret_key == NULL) {
+		fprintf(stderr, "sluice %s: an access key needs a secret key\n", command);
+		return CMD_EXIT_USAGE;
+	}
+	err = kc_client_init(client, &config);
+	if (err != 0) {
+		fprintf(stderr, "sluice %s: bad endpoint '%s': %s\n", command,
+			config.endpoint != NULL ? config.endpoint : KC_DEFAULT_ENDPOINT,
+			err == -EPROTONOSUPPORT ? "only http:// is supported" : strerror(-err));
+		return CMD_EXIT_USAGE;
+	}
+	return 0;
+}
+
+void
+cli_call_error(const char *command, const char *what, const struct kc_client *client,
+	       int err)
+{
+	if (err == -EREMOTEIO)
+		fprintf(stderr, "sluice %s: %s: %s%s%s\n", command, what, client->error.type,
+			client->error.message[0] != '\0' ? ": " : "", client->error.message);
+	else
+		fprintf(stderr, "sluice %s: %s: %s (endpoint %s:%s)\n", command, what,
+			strerror(-err), client->host, client->port);
+}
+
+int
+cli_parse_or_usage(int argc, char **argv, const char *synopsis, const struct cli_opt *opts,
+		   size_t opt_count, struct cli_args *args, bool *done)
+{
+	int err = cli_args_parse(argc, argv, opts, opt_count, args);
+
+	*done = err != 0;
+	if (err == CLI_ARGS_HELP) {
+		cli_args_usage(stdout, synopsis, opts, opt_count);
+		return CMD_EXIT_OK;
+	}
+	if (err != 0) {
+		fprintf(stderr, "sluice %s: %s\n", argv[0], args->error);
+		cli_args_usage(stderr, synopsis, opts, opt_count);
+		return CMD_EXIT_USAGE;
+	}
+	return 0;
+}
+
+uint64_t
+cli_random_next(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15u);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+void
+cli_random_text(uint64_t *state, char *out, size_t size)
+{
+	static const char alphabet[] =
+		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+	for (size_t i = 0; i < size; i++)
+		out[i] = alphabet[cli_random_next(state) % (sizeof(alphabet) - 1)];
+}
+
+bool
+cli_stream_name_valid(const char *text)
+{
+	size_t size = strlen(text);
+
+	return size >= 1 && size <= SLUICE_STREAM_NAME_SIZE_MAX &&
+	       strspn(text, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
+		       size;
+}
+
+/* Every shard of the stream, following NextToken, as one JSON array (caller frees). */
+int
+cli_shards_list(struct kc_client *client, const char *name, cJSON **shards_out)
+{
+	cJSON *shards = cJSON_CreateArray();
+	char *next_token = NULL;
+	int err;
+
+	do {
+		cJSON *request = cJSON_CreateObject();
+		cJSON *response = NULL;
+		cJSON *shard;
+		const cJSON *token;
+
+		if (next_token != NULL)
+			cJSON_AddStringToObject(request, "NextToken", next_token);
+		else
+			cJSON_AddStringToObject(request, "StreamName", name);
+		free(next_token);
+		next_token = NULL;
+		err = kc_call(client, "ListShards", request, &response);
+		cJSON_Delete(request);
+		if (err != 0)
+			break;
+		while ((shard = cJSON_DetachItemFromArray(
+				cJSON_GetObjectItemCaseSensitive(response, "Shards"), 0)) != NULL)
+			cJSON_AddItemToArray(shards, shard);
+		token = cJSON_GetObjectItemCaseSensitive(response, "NextToken");
+		if (cJSON_IsString(token))
+			next_token = strdup(token->valuestring);
+		cJSON_Delete(response);
+	} while (next_token != NULL);
+	if (err != 0) {
+		cJSON_Delete(shards);
+		return err;
+	}
+	*shards_out = shards;
+	return 0;
+}

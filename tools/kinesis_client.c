@@ -1,0 +1,693 @@
+/*
+ * kinesis_client.c - the Kinesis API client of kinesis_client.h: endpoint
+ * parsing, connections, the blocking round trip, the HTTP/1.1 response
+ * parser, requests and their SigV4 signature, base64.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include "common/clock.h"
+#include "tools/kinesis_client.h"
+
+#define KC_TARGET_PREFIX "Kinesis_20131202."
+#define KC_CONTENT_TYPE "application/x-amz-json-1.1"
+#define KC_TIMEOUT_MS_DEFAULT 30000u
+#define KC_AUTHORIZATION_SIZE_MAX 1024
+
+/* ---- Endpoint and connections ------------------------------------------------------ */
+
+static int
+kc_endpoint_parse(struct kc_client *client, const char *endpoint)
+{
+	const char *host = endpoint;
+	const char *host_end;
+	const char *port = "80";
+	size_t port_size = 2;
+
+	if (strncmp(endpoint, "https://", 8) == 0)
+		return -EPROTONOSUPPORT;
+	if (strncmp(endpoint, "http://", 7) == 0)
+		host += 7;
+	else if (strstr(endpoint, "://") != NULL)
+		return -EPROTONOSUPPORT;
+	if (*host == '[') {     /* [::1]:4567 */
+		host_end = strchr(host, ']');
+		if (host_end == NULL)
+			return -EINVAL;
+		host++;
+	} else {
+		host_end = host + strcspn(host, ":/");
+	}
+	if (host_end == host || (size_t)(host_end - host) >= sizeof(client->host))
+		return -EINVAL;
+	memcpy(client->host, host, (size_t)(host_end - host));
+	client->host[host_end - host] = '\0';
+	if (*host_end == ']')
+		host_end++;
+	if (*host_end == ':') {
+		port = host_end + 1;
+		port_size = strspn(port, "0123456789");
+		if (port_size == 0 || port_size > 5 || (port[port_size] != '\0' &&
+							 strcmp(port + port_size, "/") != 0))
+			return -EINVAL;
+	} else if (*host_end != '\0' && strcmp(host_end, "/") != 0) {
+		return -EINVAL;
+	}
+	memcpy(client->port, port, port_size);
+	client->port[port_size] = '\0';
+	/* The Host header is what SigV4 signs; botocore leaves out a default port. */
+	snprintf(client->host_header, sizeof(client->host_header),
+		 strchr(client->host, ':') != NULL ? "[%s]%s%s" : "%s%s%s", client->host,
+		 strcmp(client->port, "80") == 0 ? "" : ":",
+		 strcmp(client->port, "80") == 0 ? "" : client->port);
+	return 0;
+}
+
+int
+kc_client_init(struct kc_client *client, const struct kc_config *config)
+{
+	const char *region = config->region != NULL ? config->region : KC_DEFAULT_REGION;
+
+	memset(client, 0, sizeof(*client));
+	client->fd = -1;
+	if (strlen(region) >= sizeof(client->region))
+		return -EINVAL;
+	strcpy(client->region, region);
+	if (config->access_key != NULL && config->access_key[0] != '\0') {
+		if (config->secret_key == NULL)
+			return -EINVAL;
+		client->access_key = config->access_key;
+		client->secret_key = config->secret_key;
+		client->session_token = config->session_token;
+	}
+	client->timeout_ms = config->timeout_ms != 0 ? config->timeout_ms : KC_TIMEOUT_MS_DEFAULT;
+	return kc_endpoint_parse(client, config->endpoint != NULL ? config->endpoint :
+				 KC_DEFAULT_ENDPOINT);
+}
+
+void
+kc_client_close(struct kc_client *client)
+{
+	if (client->fd >= 0)
+		close(client->fd);
+	client->fd = -1;
+	free(client->rx);
+	client->rx = NULL;
+	client->rx_capacity = 0;
+}
+
+static void
+kc_socket_options(int fd, uint32_t timeout_ms)
+{
+	struct timeval timeout = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000,
+	};
+	int one = 1;
+
+	/* Requests are written whole; Nagle would only hold back their tails. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+}
+
+int
+kc_connect(const struct kc_client *client, bool nonblocking)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *addresses;
+	int err = -EHOSTUNREACH;
+	int fd = -1;
+	int gai = getaddrinfo(client->host, client->port, &hints, &addresses);
+
+	if (gai != 0)
+		return gai == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+	for (struct addrinfo *a = addresses; a != NULL; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC |
+			    (nonblocking ? SOCK_NONBLOCK : 0), a->ai_protocol);
+		if (fd < 0) {
+			err = -errno;
+			continue;
+		}
+		kc_socket_options(fd, client->timeout_ms);
+		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 ||
+		    (nonblocking && errno == EINPROGRESS))
+			break;
+		err = -errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(addresses);
+	return fd >= 0 ? fd : err;
+}
+
+/* ---- HTTP/1.1 response parser ------------------------------------------------------ */
+
+static bool
+kc_header_is(const char *name, size_t name_size, const char *expected)
+{
+	return strlen(expected) == name_size && strncasecmp(name, expected, name_size) == 0;
+}
+
+static int
+kc_status_line_parse(const char *line, size_t size, struct kc_http_response *response)
+{
+	/* "HTTP/1.1 200 OK": version, one space, three digits, then a space or the end. */
+	if (size < 12 || memcmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') ||
+	    line[8] != ' ' || (size > 12 && line[12] != ' '))
+		return -EBADMSG;
+	for (size_t i = 9; i < 12; i++) {
+		if (line[i] < '0' || line[i] > '9')
+			return -EBADMSG;
+	}
+	response->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+	if (response->status < 100)
+		return -EBADMSG;
+	response->connection_close = line[7] == '0';  /* HTTP/1.0 closes unless told not to. */
+	return 0;
+}
+
+static int
+kc_content_length_parse(const char *value, size_t size, size_t *length_out)
+{
+	uint64_t length = 0;
+
+	if (size == 0 || size > 20)
+		return -EBADMSG;
+	for (size_t i = 0; i < size; i++) {
+		if (value[i] < '0' || value[i] > '9')
+			return -EBADMSG;
+		length = length * 10 + (uint64_t)(value[i] - '0');
+		if (length > KC_HTTP_BODY_SIZE_MAX)
+			return -EMSGSIZE;
+	}
+	*length_out = (size_t)length;
+	return 0;
+}
+
+/* One "Name: value" line without its CRLF. `have_length` tracks Content-Length. */
+static int
+kc_header_parse(const char *line, size_t size, struct kc_http_response *response,
+		bool *have_length)
+{
+	const char *colon = memchr(line, ':', size);
+	const char *value;
+	const char *end = line + size;
+	size_t length;
+	int err;
+
+	if (colon == NULL || colon == line || memchr(line, ' ', (size_t)(colon - line)) != NULL ||
+	    memchr(line, '\t', (size_t)(colon - line)) != NULL)
+		return -EBADMSG;
+	for (value = colon + 1; value < end && (*value == ' ' || *value == '\t'); value++)
+		;
+	while (end > value && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	size = (size_t)(colon - line);
+	if (kc_header_is(line, size, "content-length")) {
+		err = kc_content_length_parse(value, (size_t)(end - value), &length);
+		if (err != 0)
+			return err;
+		if (*have_length && length != response->body_size)
+			return -EBADMSG;
+		*have_length = true;
+		response->body_size = length;
+	} else if (kc_header_is(line, size, "transfer-encoding")) {
+		if (!kc_header_is(value, (size_t)(end - value), "identity"))
+			return -ENOTSUP;
+	} else if (kc_header_is(line, size, "connection")) {
+		if (kc_header_is(value, (size_t)(end - value), "close"))
+			response->connection_close = true;
+		else if (kc_header_is(value, (size_t)(end - value), "keep-alive"))
+			response->connection_close = false;
+	} else if (kc_header_is(line, size, "x-amzn-errortype")) {
+		length = strcspn(value, ":\r");  /* "Type:http://internal..." keeps the type. */
+		if (length > (size_t)(end - value))
+			length = (size_t)(end - value);
+		if (length >= sizeof(response->error_type))
+			length = sizeof(response->error_type) - 1;
+		memcpy(response->error_type, value, length);
+		response->error_type[length] = '\0';
+	}
+	return 0;
+}
+
+static bool
+kc_status_has_no_body(int status)
+{
+	return status < 200 || status == 204 || status == 304;
+}
+
+int
+kc_http_response_parse(const char *buf, size_t size, struct kc_http_response *response)
+{
+	const char *headers_end = memmem(buf, size, "\r\n\r\n", 4);
+	const char *line = buf;
+	bool have_length = false;
+	int err;
+
+	memset(response, 0, sizeof(*response));
+	if (headers_end == NULL)
+		return size >= KC_HTTP_HEADER_SIZE_MAX ? -EMSGSIZE : -EAGAIN;
+	response->header_size = (size_t)(headers_end - buf) + 4;
+	if (response->header_size > KC_HTTP_HEADER_SIZE_MAX)
+		return -EMSGSIZE;
+	for (bool first = true; line < headers_end + 2; first = false) {
+		/* Every line, the last header's included, ends in a CRLF before headers_end + 4. */
+		const char *line_end = memmem(line, (size_t)(headers_end + 2 - line), "\r\n", 2);
+
+		assert(line_end != NULL);
+		if (first)
+			err = kc_status_line_parse(line, (size_t)(line_end - line), response);
+		else
+			err = kc_header_parse(line, (size_t)(line_end - line), response,
+					      &have_length);
+		if (err != 0)
+			return err;
+		line = line_end + 2;
+	}
+	if (!have_length) {
+		if (!kc_status_has_no_body(response->status))
+			return -EBADMSG;  /* No read-until-close: a keep-alive client needs lengths. */
+		response->body_size = 0;
+	}
+	if (size - response->header_size < response->body_size)
+		return -EAGAIN;
+	return 0;
+}
+
+static void
+kc_copy_string(char *out, size_t out_size, const char *text)
+{
+	snprintf(out, out_size, "%s", text);
+}
+
+void
+kc_error_from_response(struct kc_error *error, const struct kc_http_response *response,
+		       const char *body, size_t body_size)
+{
+	cJSON *json = body_size > 0 ? cJSON_ParseWithLength(body, body_size) : NULL;
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(json, "__type");
+	const cJSON *message = cJSON_GetObjectItemCaseSensitive(json, "message");
+
+	memset(error, 0, sizeof(*error));
+	error->http_status = response->status;
+	if (message == NULL)
+		message = cJSON_GetObjectItemCaseSensitive(json, "Message");  /* Serialization. */
+	if (cJSON_IsString(type)) {
+		const char *hash = strrchr(type->valuestring, '#');
+
+		kc_copy_string(error->type, sizeof(error->type),
+			       hash != NULL ? hash + 1 : type->valuestring);
+	} else if (response->error_type[0] != '\0') {
+		kc_copy_string(error->type, sizeof(error->type), response->error_type);
+	} else {
+		snprintf(error->type, sizeof(error->type), "HTTP %d", response->status);
+	}
+	if (cJSON_IsString(message))
+		kc_copy_string(error->message, sizeof(error->message), message->valuestring);
+	cJSON_Delete(json);
+}
+
+/* ---- SigV4 ------------------------------------------------------------------------- */
+
+static void
+kc_hex(const uint8_t *bytes, size_t size, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < size; i++) {
+		out[2 * i] = digits[bytes[i] >> 4];
+		out[2 * i + 1] = digits[bytes[i] & 15];
+	}
+	out[2 * size] = '\0';
+}
+
+static void
+kc_hmac(const void *key, size_t key_size, const char *data, uint8_t out[SHA256_DIGEST_LENGTH])
+{
+	unsigned int out_size = SHA256_DIGEST_LENGTH;
+
+	HMAC(EVP_sha256(), key, (int)key_size, (const unsigned char *)data, strlen(data), out,
+	     &out_size);
+	assert(out_size == SHA256_DIGEST_LENGTH);
+}
+
+void
+kc_amz_date(uint64_t real_ns, char out[KC_AMZ_DATE_SIZE])
+{
+	time_t seconds = (time_t)(real_ns / 1000000000u);
+	struct tm utc;
+
+	gmtime_r(&seconds, &utc);
+	strftime(out, KC_AMZ_DATE_SIZE, "%Y%m%dT%H%M%SZ", &utc);
+}
+
+/* The canonical request's hash: method, path, query, headers, signed list, payload hash. */
+static int
+kc_sigv4_canonical_hash(const struct kc_sigv4_request *request, const char *signed_headers,
+			char hash_hex[2 * SHA256_DIGEST_LENGTH + 1])
+{
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+	char body_hex[2 * SHA256_DIGEST_LENGTH + 1];
+	char canonical[4096];
+	int size;
+
+	SHA256(request->body, request->body_size, digest);
+	kc_hex(digest, sizeof(digest), body_hex);
+	size = snprintf(canonical, sizeof(canonical),
+			"POST\n/\n\ncontent-type:%s\nhost:%s\nx-amz-date:%s\n%s%s%sx-amz-target:%s\n"
+			"\n%s\n%s",
+			request->content_type, request->host, request->amz_date,
+			request->session_token != NULL ? "x-amz-security-token:" : "",
+			request->session_token != NULL ? request->session_token : "",
+			request->session_token != NULL ? "\n" : "", request->target,
+			signed_headers, body_hex);
+	if (size < 0 || (size_t)size >= sizeof(canonical))
+		return -ENAMETOOLONG;
+	SHA256((const unsigned char *)canonical, (size_t)size, digest);
+	kc_hex(digest, sizeof(digest), hash_hex);
+	return 0;
+}
+
+int
+kc_sigv4_authorization(const struct kc_sigv4_request *request, char *out, size_t out_size)
+{
+	const char *signed_headers = request->session_token != NULL ?
+		"content-type;host;x-amz-date;x-amz-security-token;x-amz-target" :
+		"content-type;host;x-amz-date;x-amz-target";
+	char canonical_hex[2 * SHA256_DIGEST_LENGTH + 1];
+	char signature_hex[2 * SHA256_DIGEST_LENGTH + 1];
+	uint8_t key[SHA256_DIGEST_LENGTH];
+	char date[9];
+	char scope[160];
+	char secret[256];
+	char to_sign[512];
+	int size;
+
+	assert(strlen(request->amz_date) == KC_AMZ_DATE_SIZE - 1);
+	memcpy(date, request->amz_date, 8);
+	date[8] = '\0';
+	size = snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date, request->region,
+			request->service);
+	if (size < 0 || (size_t)size >= sizeof(scope) ||
+	    kc_sigv4_canonical_hash(request, signed_headers, canonical_hex) != 0)
+		return -ENAMETOOLONG;
+	snprintf(to_sign, sizeof(to_sign), "AWS4-HMAC-SHA256\n%s\n%s\n%s", request->amz_date,
+		 scope, canonical_hex);
+	size = snprintf(secret, sizeof(secret), "AWS4%s", request->secret_key);
+	if (size < 0 || (size_t)size >= sizeof(secret))
+		return -ENAMETOOLONG;
+	/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
+	kc_hmac(secret, (size_t)size, date, key);
+	kc_hmac(key, sizeof(key), request->region, key);
+	kc_hmac(key, sizeof(key), request->service, key);
+	kc_hmac(key, sizeof(key), "aws4_request", key);
+	kc_hmac(key, sizeof(key), to_sign, key);
+	kc_hex(key, sizeof(key), signature_hex);
+	size = snprintf(out, out_size,
+			"AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
+			request->access_key, scope, signed_headers, signature_hex);
+	return size < 0 || (size_t)size >= out_size ? -ENAMETOOLONG : 0;
+}
+
+/* ---- Requests ---------------------------------------------------------------------- */
+
+int
+kc_request_build(const struct kc_client *client, const char *action, const char *body,
+		 size_t body_size, uint64_t now_real_ns, char **request_out,
+		 size_t *request_size_out)
+{
+	char authorization[KC_AUTHORIZATION_SIZE_MAX] = "";
+	char target[128];
+	char amz_date[KC_AMZ_DATE_SIZE];
+	char head[KC_AUTHORIZATION_SIZE_MAX + 1024];
+	char *request;
+	int head_size;
+
+	snprintf(target, sizeof(target), KC_TARGET_PREFIX "%s", action);
+	kc_amz_date(now_real_ns, amz_date);
+	if (client->access_key != NULL) {
+		struct kc_sigv4_request sign = {
+			.access_key = client->access_key, .secret_key = client->secret_key,
+			.session_token = client->session_token, .region = client->region,
+			.service = "kinesis", .amz_date = amz_date, .host = client->host_header,
+			.content_type = KC_CONTENT_TYPE, .target = target,
+			.body = body, .body_size = body_size,
+		};
+		int err = kc_sigv4_authorization(&sign, authorization, sizeof(authorization));
+
+		if (err != 0)
+			return err;
+	}
+	head_size = snprintf(head, sizeof(head),
+			     "POST / HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-cli\r\n"
+			     "Content-Type: " KC_CONTENT_TYPE "\r\nX-Amz-Target: %s\r\n"
+			     "X-Amz-Date: %s\r\n%s%s%s%s%s%sContent-Length: %zu\r\n\r\n",
+			     client->host_header, target, amz_date,
+			     client->session_token != NULL ? "X-Amz-Security-Token: " : "",
+			     client->session_token != NULL ? client->session_token : "",
+			     client->session_token != NULL ? "\r\n" : "",
+			     authorization[0] != '\0' ? "Authorization: " : "", authorization,
+			     authorization[0] != '\0' ? "\r\n" : "", body_size);
+	if (head_size < 0 || (size_t)head_size >= sizeof(head))
+		return -ENAMETOOLONG;
+	request = malloc((size_t)head_size + body_size);
+	if (request == NULL)
+		return -ENOMEM;
+	memcpy(request, head, (size_t)head_size);
+	memcpy(request + head_size, body, body_size);
+	*request_out = request;
+	*request_size_out = (size_t)head_size + body_size;
+	return 0;
+}
+
+/* ---- The blocking round trip ------------------------------------------------------- */
+
+static int
+kc_send_all(int fd, const char *data, size_t size)
+{
+	while (size > 0) {
+		ssize_t sent = send(fd, data, size, MSG_NOSIGNAL);
+
+		if (sent < 0 && errno == EINTR)
+			continue;
+		if (sent < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		data += sent;
+		size -= (size_t)sent;
+	}
+	return 0;
+}
+
+/* Reads one whole response into client->rx. *received_out counts the bytes that came. */
+static int
+kc_receive(struct kc_client *client, struct kc_http_response *response, size_t *received_out)
+{
+	size_t received = 0;
+	int err;
+
+	*received_out = 0;
+	for (;;) {
+		ssize_t got;
+
+		if (received == client->rx_capacity) {
+			size_t capacity = client->rx_capacity == 0 ? 65536 : 2 * client->rx_capacity;
+			char *rx = realloc(client->rx, capacity);
+
+			if (rx == NULL)
+				return -ENOMEM;
+			client->rx = rx;
+			client->rx_capacity = capacity;
+		}
+		got = recv(client->fd, client->rx + received, client->rx_capacity - received, 0);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		if (got == 0)
+			return received == 0 ? -ECONNRESET : -EBADMSG;  /* Cut mid-response. */
+		received += (size_t)got;
+		*received_out = received;
+		err = kc_http_response_parse(client->rx, received, response);
+		if (err != -EAGAIN)
+			return err;
+	}
+}
+
+/* One attempt: connect if needed, send, receive. */
+static int
+kc_exchange(struct kc_client *client, const char *request, size_t request_size,
+	    struct kc_http_response *response, size_t *received_out)
+{
+	int err;
+
+	*received_out = 0;
+	if (client->fd < 0) {
+		client->fd = kc_connect(client, false);
+		if (client->fd < 0) {
+			err = client->fd;
+			client->fd = -1;
+			return err;
+		}
+	}
+	err = kc_send_all(client->fd, request, request_size);
+	if (err == 0)
+		err = kc_receive(client, response, received_out);
+	if (err != 0 || response->connection_close) {
+		close(client->fd);
+		client->fd = -1;
+	}
+	return err;
+}
+
+static int
+kc_response_decode(struct kc_client *client, const struct kc_http_response *response,
+		   cJSON **response_out)
+{
+	const char *body = client->rx + response->header_size;
+
+	if (response->status != 200) {
+		kc_error_from_response(&client->error, response, body, response->body_size);
+		return -EREMOTEIO;
+	}
+	*response_out = response->body_size == 0 ? cJSON_CreateObject() :
+			cJSON_ParseWithLength(body, response->body_size);
+	if (*response_out == NULL) {
+		snprintf(client->error.message, sizeof(client->error.message),
+			 "the response body is not JSON");
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int
+kc_call(struct kc_client *client, const char *action, const cJSON *request,
+	cJSON **response_out)
+{
+	struct kc_http_response response;
+	char *body = request != NULL ? cJSON_PrintUnformatted(request) : strdup("{}");
+	char *bytes;
+	size_t size;
+	size_t received;
+	int err;
+
+	memset(&client->error, 0, sizeof(client->error));
+	*response_out = NULL;
+	if (body == NULL)
+		return -ENOMEM;
+	err = kc_request_build(client, action, body, strlen(body), clock_real_ns(), &bytes, &size);
+	free(body);
+	if (err != 0)
+		return err;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		bool reused = client->fd >= 0;
+
+		err = kc_exchange(client, bytes, size, &response, &received);
+		/* A kept-alive connection the server closed meanwhile: retry once, fresh. */
+		if (err == 0 || !reused || received != 0 ||
+		    (err != -ECONNRESET && err != -EPIPE))
+			break;
+	}
+	free(bytes);
+	if (err != 0)
+		return err;
+	client->error.http_status = response.status;
+	return kc_response_decode(client, &response, response_out);
+}
+
+/* ---- base64 ------------------------------------------------------------------------ */
+
+static const char kc_base64_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int
+kc_base64_encode(const void *data, size_t size, char **out, size_t *out_size)
+{
+	const uint8_t *in = data;
+	size_t encoded_size = (size + 2) / 3 * 4;
+	char *text = malloc(encoded_size + 1);
+	char *p = text;
+
+	if (text == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < size; i += 3) {
+		uint32_t group = (uint32_t)in[i] << 16;
+
+		if (i + 1 < size)
+			group |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < size)
+			group |= in[i + 2];
+		*p++ = kc_base64_alphabet[(group >> 18) & 63];
+		*p++ = kc_base64_alphabet[(group >> 12) & 63];
+		*p++ = i + 1 < size ? kc_base64_alphabet[(group >> 6) & 63] : '=';
+		*p++ = i + 2 < size ? kc_base64_alphabet[group & 63] : '=';
+	}
+	*p = '\0';
+	*out = text;
+	*out_size = encoded_size;
+	return 0;
+}
+
+static int
+kc_base64_value(char c)
+{
+	const char *at = c != '\0' ? strchr(kc_base64_alphabet, c) : NULL;
+
+	return at != NULL ? (int)(at - kc_base64_alphabet) : -1;
+}
+
+int
+kc_base64_decode(const char *text, size_t text_size, uint8_t **out, size_t *out_size)
+{
+	size_t pad = 0;
+	size_t size = 0;
+	uint8_t *bytes;
+
+	if (text_size % 4 != 0)
+		return -EINVAL;
+	while (pad < 2 && pad < text_size && text[text_size - 1 - pad] == '=')
+		pad++;
+	bytes = malloc(text_size / 4 * 3 + 1);
+	if (bytes == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < text_size; i += 4) {
+		uint32_t group = 0;
+		size_t digits = i + 4 == text_size ? 4 - pad : 4;
+
+		for (size_t j = 0; j < 4; j++) {
+			int value = j < digits ? kc_base64_value(text[i + j]) : 0;
+
+			if (value < 0)
+				goto out_invalid;
+			group = group << 6 | (uint32_t)value;
+		}
+		/* Unused low bits must be zero: the string re-encodes identically (AWS). */
+		if ((pad == 1 && digits == 3 && (group & 0xff) != 0) ||
+		    (pad == 2 && digits == 2 && (group & 0xffff) != 0))
+			goto out_invalid;
+		for (size_t j = 0; j < digits - 1; j++)
+			bytes[size++] = (uint8_t)(group >> (16 - 8 * j));
+	}
+	*out = bytes;
+	*out_size = size;
+	return 0;
+
+out_invalid:
+	free(bytes);
+	return -EINVAL;
+}
