@@ -1,0 +1,185 @@
+/*
+ * frame_ack.c - ACK and NACK frames. The encoder applies the decoder's rules
+ * before writing, so the dataplane cannot emit a frame producers refuse.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "protocol/frame.h"
+#include "protocol/frame_int.h"
+
+void
+frame_ack_run_get(const struct frame_ack *ack, uint16_t index, struct frame_ack_run *run_out)
+{
+	assert(index < ack->run_count);
+	if (ack->runs != NULL) {
+		*run_out = ack->runs[index];
+		return;
+	}
+	const uint8_t *p = ack->runs_wire + (size_t)index * FRAME_ACK_RUN_SIZE;
+
+	run_out->seq_first = frame_load64(p);
+	run_out->shard_index = frame_load32(p + 8);
+	run_out->count = frame_load16(p + 12);
+}
+
+/* Runs cover exactly record_count records, each non-empty and without seq overflow. */
+static enum frame_err
+runs_check(const struct frame_ack *ack)
+{
+	uint32_t total = 0;
+
+	for (uint16_t i = 0; i < ack->run_count; i++) {
+		struct frame_ack_run run;
+
+		frame_ack_run_get(ack, i, &run);
+		if (run.count == 0 || run.seq_first > UINT64_MAX - (run.count - 1u))
+			return FRAME_ERR_RUNS;
+		total += run.count;
+	}
+	return total == ack->record_count ? FRAME_OK : FRAME_ERR_RUNS;
+}
+
+/* The rules of frame.h's ACK/NACK table, on decoded or to-be-encoded fields. */
+static enum frame_err
+ack_fields_check(const struct frame_ack *ack)
+{
+	uint16_t mode = ack->flags & FRAME_F_ACK_MODE_MASK;
+
+	if (ack->record_count > FRAME_RECORDS_MAX || ack->run_count > FRAME_RECORDS_MAX)
+		return ack->record_count > FRAME_RECORDS_MAX ? FRAME_ERR_RECORD_COUNT :
+							       FRAME_ERR_RUNS;
+	if (ack->type == FRAME_TYPE_NACK) {
+		if (ack->status == FRAME_STATUS_OK || ack->status >= FRAME_STATUS_COUNT_)
+			return FRAME_ERR_STATUS;
+		if (ack->record_index != FRAME_RECORD_INDEX_NONE &&
+		    ack->record_index >= ack->record_count)
+			return FRAME_ERR_RECORD_INDEX;
+		return ack->run_count == 0 ? FRAME_OK : FRAME_ERR_RUNS;
+	}
+	if (ack->status != FRAME_STATUS_OK)
+		return FRAME_ERR_STATUS;
+	if (ack->record_count == 0)
+		return FRAME_ERR_RECORD_COUNT;
+	if (ack->record_index != FRAME_RECORD_INDEX_NONE)
+		return FRAME_ERR_RECORD_INDEX;
+	if (mode != FRAME_ACK_DURABLE || (ack->flags & FRAME_F_NO_DETAIL) != 0)
+		return ack->run_count == 0 ? FRAME_OK : FRAME_ERR_RUNS;
+	return runs_check(ack);
+}
+
+static bool
+ack_flags_valid(uint8_t type, uint16_t flags)
+{
+	uint16_t mode = flags & FRAME_F_ACK_MODE_MASK;
+
+	if (type == FRAME_TYPE_NACK)
+		return flags == 0;
+	if (type != FRAME_TYPE_ACK)
+		return false;
+	if ((flags & ~(FRAME_F_ACK_MODE_MASK | FRAME_F_DUPLICATE | FRAME_F_NO_DETAIL)) != 0)
+		return false;
+	if ((flags & FRAME_F_NO_DETAIL) != 0 && mode != FRAME_ACK_DURABLE)
+		return false;
+	return mode == FRAME_ACK_RECEIVED || mode == FRAME_ACK_DURABLE;
+}
+
+int
+frame_ack_encode(void *buf, size_t capacity, const struct frame_ack *ack, bool auth)
+{
+	uint8_t *p = buf;
+	uint32_t size;
+
+	if (!ack_flags_valid(ack->type, ack->flags) || (ack->run_count > 0 && ack->runs == NULL))
+		return -EINVAL;
+	if (ack_fields_check(ack) != FRAME_OK)
+		return -EINVAL;
+	size = FRAME_ACK_HEADER_SIZE + (uint32_t)ack->run_count * FRAME_ACK_RUN_SIZE +
+	       (auth ? FRAME_AUTH_SIZE : 0);
+	if (size > capacity)
+		return -ENOSPC;
+
+	memset(p, 0, size);
+	memcpy(p + FRAME_OFF_MAGIC, "SLUC", 4);
+	frame_store32(p + FRAME_OFF_SIZE, size);
+	p[FRAME_OFF_VERSION] = FRAME_VERSION;
+	p[FRAME_OFF_TYPE] = ack->type;
+	frame_store16(p + FRAME_OFF_FLAGS, (uint16_t)(ack->flags | (auth ? FRAME_F_AUTH : 0)));
+	frame_store64(p + FRAME_OFF_PRODUCER_ID, ack->producer_id);
+	frame_store64(p + FRAME_OFF_BATCH_SEQ, ack->batch_seq);
+	frame_store32(p + FRAME_OFF_EPOCH, ack->producer_epoch);
+	p[FRAME_OFF_STATUS] = ack->status;
+	frame_store16(p + FRAME_OFF_ACK_RECORD_COUNT, ack->record_count);
+	frame_store16(p + FRAME_OFF_RECORD_INDEX, ack->record_index);
+	frame_store16(p + FRAME_OFF_RUN_COUNT, ack->run_count);
+	frame_store32(p + FRAME_OFF_CREDIT, ack->credit_size);
+	frame_store32(p + FRAME_OFF_RETRY_AFTER, ack->retry_after_ms);
+	for (uint16_t i = 0; i < ack->run_count; i++) {
+		uint8_t *r = p + FRAME_OFF_RUNS + (size_t)i * FRAME_ACK_RUN_SIZE;
+
+		frame_store64(r, ack->runs[i].seq_first);
+		frame_store32(r + 8, ack->runs[i].shard_index);
+		frame_store16(r + 12, ack->runs[i].count);
+	}
+	frame_seal(p, size);
+	return (int)size;
+}
+
+/* Reserved bytes of the body, the runs and the trailer must be zero. */
+static bool
+ack_reserved_zero(const uint8_t *p, const struct frame_ack *ack)
+{
+	if (p[FRAME_OFF_ACK_RESERVED] != 0 || frame_load32(p + FRAME_OFF_ACK_RESERVED2) != 0)
+		return false;
+	for (uint16_t i = 0; i < ack->run_count; i++)
+		if (frame_load16(ack->runs_wire + (size_t)i * FRAME_ACK_RUN_SIZE + 14) != 0)
+			return false;
+	return ack->auth == NULL || frame_load32(ack->auth + 4) == 0;
+}
+
+enum frame_err
+frame_ack_decode(const void *bytes, size_t size, struct frame_ack *out)
+{
+	const uint8_t *p = bytes;
+	struct frame_header header;
+	uint32_t body_end;
+	enum frame_err err;
+
+	memset(out, 0, sizeof(*out));
+	err = frame_header_decode(bytes, size, &header);
+	if (err != FRAME_OK)
+		return err;
+	if (header.type != FRAME_TYPE_ACK && header.type != FRAME_TYPE_NACK)
+		return FRAME_ERR_TYPE;
+	body_end = header.frame_size;
+	if ((header.flags & FRAME_F_AUTH) != 0) {
+		body_end -= FRAME_AUTH_SIZE;
+		out->auth = p + body_end;
+	}
+	if (body_end < FRAME_ACK_HEADER_SIZE)
+		return FRAME_ERR_FRAME_SIZE;
+	out->type = header.type;
+	out->flags = header.flags & (uint16_t)~FRAME_F_AUTH;
+	out->producer_id = frame_load64(p + FRAME_OFF_PRODUCER_ID);
+	out->batch_seq = frame_load64(p + FRAME_OFF_BATCH_SEQ);
+	out->producer_epoch = frame_load32(p + FRAME_OFF_EPOCH);
+	out->status = p[FRAME_OFF_STATUS];
+	out->record_count = frame_load16(p + FRAME_OFF_ACK_RECORD_COUNT);
+	out->record_index = frame_load16(p + FRAME_OFF_RECORD_INDEX);
+	out->run_count = frame_load16(p + FRAME_OFF_RUN_COUNT);
+	out->credit_size = frame_load32(p + FRAME_OFF_CREDIT);
+	out->retry_after_ms = frame_load32(p + FRAME_OFF_RETRY_AFTER);
+	out->runs_wire = p + FRAME_OFF_RUNS;
+	if ((uint64_t)FRAME_ACK_HEADER_SIZE + (uint64_t)out->run_count * FRAME_ACK_RUN_SIZE !=
+	    body_end) {
+		out->run_count = 0;
+		return FRAME_ERR_BODY_SIZE;
+	}
+	if (!ack_reserved_zero(p, out))
+		return FRAME_ERR_RESERVED;
+	return ack_fields_check(out);
+}

@@ -1,0 +1,117 @@
+/*
+ * frame_writer.c - builds RECORDS frames in a caller's buffer, record by
+ * record. It refuses what the decoder would refuse, so a frame it finishes
+ * always decodes.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/base.h"
+#include "protocol/frame.h"
+#include "protocol/frame_int.h"
+
+int
+frame_writer_begin(struct frame_writer *writer, void *buf, size_t capacity,
+		   const struct frame_batch_params *params)
+{
+	uint8_t *p = buf;
+	uint32_t head_size;
+
+	assert(buf != NULL);
+	if (!frame_stream_name_valid(params->stream_name, params->stream_name_size) ||
+	    params->ack_mode > FRAME_ACK_DURABLE)
+		return -EINVAL;
+	memset(writer, 0, sizeof(*writer));
+	writer->buf = p;
+	writer->capacity = (uint32_t)min_u64(capacity, FRAME_SIZE_MAX);
+	writer->reserve = params->auth ? FRAME_AUTH_SIZE : 0;
+	head_size = FRAME_RECORDS_HEADER_SIZE + params->stream_name_size;
+	if ((uint64_t)head_size + writer->reserve > writer->capacity)
+		return -ENOSPC;
+
+	memset(p, 0, head_size);
+	memcpy(p + FRAME_OFF_MAGIC, "SLUC", 4);
+	p[FRAME_OFF_VERSION] = FRAME_VERSION;
+	p[FRAME_OFF_TYPE] = FRAME_TYPE_RECORDS;
+	frame_store16(p + FRAME_OFF_FLAGS,
+		      (uint16_t)(params->ack_mode | (params->auth ? FRAME_F_AUTH : 0)));
+	frame_store64(p + FRAME_OFF_PRODUCER_ID, params->producer_id);
+	frame_store64(p + FRAME_OFF_BATCH_SEQ, params->batch_seq);
+	frame_store32(p + FRAME_OFF_EPOCH, params->producer_epoch);
+	p[FRAME_OFF_NAME_SIZE] = params->stream_name_size;
+	memcpy(p + FRAME_OFF_NAME, params->stream_name, params->stream_name_size);
+	writer->size = head_size;
+	return 0;
+}
+
+static bool
+record_valid(const struct frame_record *record)
+{
+	if (record->key == NULL || record->key_size == 0 ||
+	    record->key_size > SLUICE_PARTITION_KEY_SIZE_MAX)
+		return false;
+	if (record->hash_kind > FRAME_HASH_MD5)
+		return false;
+	if (record->hash_kind != FRAME_HASH_NONE && record->hash_key == NULL)
+		return false;
+	if ((uint64_t)record->key_size + record->data_size > SLUICE_RECORD_DATA_SIZE_MAX)
+		return false;
+	if (record->data_size > 0 && record->data == NULL)
+		return false;
+	return frame_utf8_valid(record->key, record->key_size);
+}
+
+int
+frame_writer_add(struct frame_writer *writer, const struct frame_record *record)
+{
+	uint8_t *p;
+	uint32_t size;
+
+	assert(!writer->finished);
+	if (!record_valid(record))
+		return -EINVAL;
+	if (writer->record_count == FRAME_RECORDS_MAX)
+		return -ENOSPC;
+	size = frame_record_encoded_size(record->key_size, record->hash_kind, record->data_size);
+	if ((uint64_t)writer->size + size + writer->reserve > writer->capacity)
+		return -ENOSPC;
+
+	p = writer->buf + writer->size;
+	p[0] = record->hash_kind;
+	p[1] = (uint8_t)(record->key_size - 1);
+	frame_store32(p + 2, record->data_size);
+	p += FRAME_RECORD_HEADER_SIZE;
+	if (record->hash_kind != FRAME_HASH_NONE) {
+		memcpy(p, record->hash_key, FRAME_HASH_KEY_SIZE);
+		p += FRAME_HASH_KEY_SIZE;
+	}
+	memcpy(p, record->key, record->key_size);
+	if (record->data_size > 0)
+		memcpy(p + record->key_size, record->data, record->data_size);
+	writer->size += size;
+	writer->record_count++;
+	return 0;
+}
+
+int
+frame_writer_finish(struct frame_writer *writer)
+{
+	uint8_t *p = writer->buf;
+
+	assert(!writer->finished);
+	if (writer->record_count == 0)
+		return -EINVAL;
+	if (writer->reserve > 0) {
+		memset(p + writer->size, 0, writer->reserve);
+		writer->size += writer->reserve;
+	}
+	frame_store16(p + FRAME_OFF_RECORD_COUNT, writer->record_count);
+	frame_store32(p + FRAME_OFF_SIZE, writer->size);
+	frame_seal(p, writer->size);
+	writer->finished = true;
+	return (int)writer->size;
+}
