@@ -19,6 +19,7 @@ struct sluice_command {
 static const struct sluice_command sluice_commands[] = {
 	{ "stream", NULL, cmd_stream, "create | list | describe | delete streams" },
 	{ "put", NULL, cmd_put, "put one record (PutRecord)" },
+	{ "consume", NULL, cmd_consume, "read a stream's records, following shards" },
 	{ NULL, NULL, NULL, NULL },
 };
 
