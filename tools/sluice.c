@@ -20,6 +20,7 @@ static const struct sluice_command sluice_commands[] = {
 	{ "stream", NULL, cmd_stream, "create | list | describe | delete streams" },
 	{ "put", NULL, cmd_put, "put one record (PutRecord)" },
 	{ "consume", NULL, cmd_consume, "read a stream's records, following shards" },
+	{ "produce", NULL, cmd_produce, "send stdin lines or generated records (http|udp|tcp)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
