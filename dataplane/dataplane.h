@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "common/hashkey.h"
+#include "protocol/frame.h"
 
 struct log;
 struct dp;
@@ -36,6 +37,8 @@ struct dp_route_builder;
 
 /* Largest number of worker lcores (and queue pairs) one dataplane runs. */
 #define DP_WORKERS_MAX 16
+/* Producer HMAC keys the dataplane knows. */
+#define DP_AUTH_KEYS_MAX 16
 
 struct dp_config {
 	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
@@ -52,7 +55,12 @@ struct dp_config {
 	uint32_t idle_sleep_us;     /* Sleep of an idle worker. */
 	uint32_t mbufs;             /* Packet buffers in the mempool. */
 	uint32_t ring_size;         /* RX/TX descriptors per queue (power of two). */
-	struct log *log;            /* Where records go; one producer per worker is opened. */
+	struct log *log;            /* Where records go; one producer per worker is opened.
+				     * NULL: every frame is refused THROTTLED (L2/L3 only). */
+	const struct frame_auth_key *auth_keys; /* Copied at open; up to DP_AUTH_KEYS_MAX. */
+	uint32_t auth_key_count;
+	bool auth_required;         /* Refuse frames without a valid HMAC tag. */
+	uint32_t auth_window_ms;    /* Accepted |now - signing time| of a tag. */
 	/*
 	 * Benchmarks only: skip the duplicate check (a pcap replays the same
 	 * frames forever) and hand full batches back unsubmitted (measures

@@ -31,6 +31,7 @@ dp_config_default(struct dp_config *config)
 	config->idle_sleep_us = 100;
 	config->mbufs = 8191;
 	config->ring_size = 1024;
+	config->auth_window_ms = 300000;
 }
 
 static int
@@ -41,6 +42,8 @@ dp_config_check(const struct dp_config *c)
 	if (c->ring_size < 64 || c->ring_size > 32768 || (c->ring_size & (c->ring_size - 1)))
 		return -EINVAL;
 	if (c->mbufs < 1023 || c->ingest_port == 0 || c->batch_age_us == 0)
+		return -EINVAL;
+	if (c->auth_key_count > DP_AUTH_KEYS_MAX || (c->auth_key_count > 0 && c->auth_keys == NULL))
 		return -EINVAL;
 	if (c->no_huge && c->in_memory)
 		return -EINVAL; /* EAL: --no-huge implies legacy memory, refused with --in-memory. */
@@ -68,6 +71,10 @@ dp_copy_strings(struct dp *dp, const struct dp_config *c)
 	dp->config.eal_args = dp->eal_args;
 	dp->config.vdev = dp->vdev;
 	dp->config.file_prefix = dp->file_prefix;
+	for (uint32_t i = 0; i < c->auth_key_count; i++)
+		dp->auth_keys[i] = c->auth_keys[i];
+	dp->auth_key_count = c->auth_key_count;
+	dp->config.auth_keys = dp->auth_keys;
 	return 0;
 }
 

@@ -1,47 +1,566 @@
-/* dp_ingest.c - placeholder until the record-frame codec lands. */
-#include "dataplane/dp_internal.h"
+/*
+ * dp_ingest.c - record frames from the ingest UDP port to staged records,
+ * and the ACK/NACK frames that answer them.
+ *
+ * Per frame, in order (docs/PROTOCOL.md; the codec does every byte check):
+ *   decode (CRC, sizes, UTF-8) -> auth tag if present or required -> stream
+ *   -> every record's hash key (producer-given, or MD5 through a per-worker
+ *   cache of recent keys) and shard -> duplicate check (per-producer window)
+ *   -> room for the whole frame -> stage every record -> answer: nothing
+ *   (ack mode NONE), ACK now (RECEIVED), or ACK once every batch holding its
+ *   records is durable (DURABLE, the default), with each record's (shard, seq)
+ *   as runs. A frame is stored whole or not at all.
+ *
+ * NACKs share one token bucket per worker (DP_NACK_BURST, DP_NACK_PER_S):
+ * a flood of bad or throttled frames cannot turn the worker into a
+ * reflector; suppressed NACKs are counted. Duplicate windows are per worker:
+ * a producer's datagrams come from one address and port, so RSS (or the tap
+ * flow hash) keeps them on one queue.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
-int
-dp_ingest_init(struct dp_worker *w)
+#include <rte_cycles.h>
+
+#include "common/clock.h"
+#include "common/crc32c.h"
+#include "dataplane/dp_internal.h"
+#include "nvme-log/log.h"
+
+static_assert(DP_FRAME_RECORDS_MAX <= FRAME_RECORDS_MAX, "a frame slot holds any frame");
+static_assert((DP_PRODUCERS_MAX & (DP_PRODUCERS_MAX - 1)) == 0, "a power of two");
+static_assert((DP_KEY_CACHE_SIZE & (DP_KEY_CACHE_SIZE - 1)) == 0, "a power of two");
+
+static bool
+dp_ingest_nack_allowed(struct dp_worker *w, uint64_t now_tsc)
 {
-	(void)w;
-	return 0;
+	struct dp_ingest *ing = &w->ingest;
+	uint64_t tsc_per_token = w->dp->tsc_hz / DP_NACK_PER_S;
+	uint64_t earned = (now_tsc - ing->nack_refill_tsc) / tsc_per_token;
+
+	if (earned > 0) {
+		ing->nack_tokens = RTE_MIN(ing->nack_tokens + earned, (uint64_t)DP_NACK_BURST);
+		ing->nack_refill_tsc += earned * tsc_per_token;
+	}
+	if (ing->nack_tokens == 0) {
+		dp_count(w, DP_NACKS_SUPPRESSED, 1);
+		return false;
+	}
+	ing->nack_tokens--;
+	return true;
 }
 
-void
-dp_ingest_fini(struct dp_worker *w)
+static void
+dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer, const struct frame_ack *ack)
 {
-	(void)w;
+	uint8_t *payload;
+	struct rte_mbuf *m = dp_net_udp_alloc(w, peer, DP_UDP_PAYLOAD_MAX, &payload);
+	int size;
+
+	if (m == NULL)
+		return;
+	size = frame_ack_encode(payload, DP_UDP_PAYLOAD_MAX, ack, false);
+	assert(size > 0); /* Callers keep runs within one datagram. */
+	dp_net_udp_finish(m, (uint16_t)size);
+	dp_worker_tx(w, m);
+	dp_count(w, ack->type == FRAME_TYPE_ACK ? DP_ACKS_SENT : DP_NACKS_SENT, 1);
+}
+
+static void
+dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+	       enum frame_status status, uint64_t now_tsc)
+{
+	struct frame_ack nack = {
+		.producer_id = fr->producer_id,
+		.batch_seq = fr->batch_seq,
+		.producer_epoch = fr->producer_epoch,
+		.credit_size = FRAME_CREDIT_UNLIMITED,
+		.record_count = fr->record_count,
+		.record_index = FRAME_RECORD_INDEX_NONE,
+		.type = FRAME_TYPE_NACK,
+		.status = (uint8_t)status,
+	};
+
+	if (status == FRAME_STATUS_THROTTLED || status == FRAME_STATUS_INTERNAL)
+		nack.retry_after_ms = DP_NACK_RETRY_MS;
+	if (dp_ingest_nack_allowed(w, now_tsc))
+		dp_ingest_send(w, peer, &nack);
+}
+
+static struct frame_dedup *
+dp_ingest_dedup(struct dp_worker *w, uint64_t producer_id, bool claim)
+{
+	uint64_t h = producer_id * 0x9E3779B97F4A7C15ull;
+	struct frame_dedup *d = &w->ingest.producers[(h >> 32) & (DP_PRODUCERS_MAX - 1)];
+
+	if (d->producer_id == producer_id)
+		return d;
+	if (!claim)
+		return NULL;
+	/* Direct mapped: a colliding producer takes the slot (its window restarts). */
+	frame_dedup_init(d, producer_id);
+	return d;
+}
+
+static bool
+dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
+{
+	const struct dp *dp = w->dp;
+	uint32_t key_id;
+
+	if (fr->auth == NULL)
+		return !dp->config.auth_required;
+	if (!frame_auth_key_id(fr->frame, fr->frame_size, &key_id))
+		return false;
+	for (uint32_t i = 0; i < dp->auth_key_count; i++) {
+		if (dp->auth_keys[i].key_id != key_id)
+			continue;
+		return frame_auth_verify(fr->frame, fr->frame_size, &dp->auth_keys[i],
+					 w->ingest.now_real_ns / 1000000u,
+					 dp->config.auth_window_ms) == FRAME_OK;
+	}
+	return false;
+}
+
+static hashkey_t
+dp_ingest_hash(struct dp_worker *w, const struct frame_record *r)
+{
+	struct dp_key_cache_entry *e;
+	uint32_t index;
+
+	if (r->hash_key != NULL)
+		return hashkey_from_be_bytes(r->hash_key);
+	if (r->key_size > DP_KEY_CACHE_KEY_MAX) {
+		dp_count(w, DP_MD5_COMPUTED, 1);
+		return hashkey_from_partition_key(r->key, r->key_size);
+	}
+	index = crc32c(0, r->key, r->key_size) & (DP_KEY_CACHE_SIZE - 1);
+	e = &w->ingest.key_cache[index];
+	if (e->size == r->key_size && memcmp(e->key, r->key, r->key_size) == 0) {
+		dp_count(w, DP_MD5_CACHE_HITS, 1);
+		return e->hash;
+	}
+	e->hash = hashkey_from_partition_key(r->key, r->key_size);
+	e->size = r->key_size;
+	memcpy(e->key, r->key, r->key_size);
+	dp_count(w, DP_MD5_COMPUTED, 1);
+	return e->hash;
+}
+
+/*
+ * Routes every record into ing->frame_shards. Returns the number of distinct
+ * shards (what staging must hold free), or -ENOENT when a key has no shard.
+ */
+static int
+dp_ingest_route(struct dp_worker *w, const struct dp_route_table *table, int32_t stream,
+		const struct frame_records *fr)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct frame_record_iter it;
+	struct frame_record r;
+	uint32_t distinct = 0;
+	uint32_t i = 0;
+
+	frame_record_iter_init(&it, fr);
+	while (frame_record_iter_next(&it, &r)) {
+		uint64_t shard;
+		bool seen = false;
+
+		if (dp_route_find_shard(table, stream, dp_ingest_hash(w, &r), &shard) != 0)
+			return -ENOENT;
+		for (uint32_t j = 0; j < i && !seen; j++)
+			seen = ing->frame_shards[j] == shard;
+		distinct += !seen;
+		ing->frame_shards[i++] = shard;
+	}
+	assert(i == fr->record_count);
+	return (int)distinct;
+}
+
+static uint32_t
+dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
+		     const struct frame_records *fr)
+{
+	struct dp_ingest *ing = &w->ingest;
+	uint32_t slot = ing->frame_free[--ing->frame_free_count];
+	struct dp_frame_slot *f = &ing->frames[slot];
+
+	f->peer = *peer;
+	f->producer_id = fr->producer_id;
+	f->batch_seq = fr->batch_seq;
+	f->epoch = fr->producer_epoch;
+	f->record_count = fr->record_count;
+	f->records_left = fr->record_count;
+	f->error = 0;
+	return slot;
+}
+
+/* Stages every record; room was checked, so only a log refusal can fail (counted). */
+static void
+dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, uint32_t frame_slot,
+		uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct frame_record_iter it;
+	struct frame_record r;
+	uint32_t i = 0;
+
+	frame_record_iter_init(&it, fr);
+	while (frame_record_iter_next(&it, &r)) {
+		struct log_record_in in = {
+			.partition_key = r.key,
+			.partition_key_size = r.key_size,
+			.explicit_hash_key = r.hash_kind == FRAME_HASH_EXPLICIT ? r.hash_key : NULL,
+			.data = r.data,
+			.data_size = r.data_size,
+			.arrival_ns = ing->now_real_ns,
+		};
+		struct dp_record_ref ref = { .frame_slot = frame_slot, .record_index = i };
+		int rc = dp_stage_add(w, ing->frame_shards[i], &in, ref, now_tsc);
+
+		if (rc != 0) {
+			dp_count(w, DP_RECORDS_FAILED, 1);
+			if (frame_slot != DP_REF_NO_ACK)
+				dp_ingest_record_done(w, ref, ing->frame_shards[i], 0, rc);
+		}
+		i++;
+	}
+	dp_count(w, DP_RECORDS_STAGED, fr->record_count);
+	dp_count(w, DP_RECORD_BYTES_STAGED, fr->data_size_total);
+}
+
+/* An OK ACK without per-record detail: RECEIVED, or the dedup memory of an unanswered batch. */
+static void
+dp_ingest_ack_received(const struct frame_records *fr, struct frame_ack *ack)
+{
+	memset(ack, 0, sizeof(*ack));
+	ack->producer_id = fr->producer_id;
+	ack->batch_seq = fr->batch_seq;
+	ack->producer_epoch = fr->producer_epoch;
+	ack->credit_size = FRAME_CREDIT_UNLIMITED;
+	ack->flags = FRAME_ACK_RECEIVED;
+	ack->record_count = fr->record_count;
+	ack->record_index = FRAME_RECORD_INDEX_NONE;
+	ack->type = FRAME_TYPE_ACK;
+	ack->status = FRAME_STATUS_OK;
+}
+
+/*
+ * The duplicate check for a frame with a producer id. Returns true when the
+ * frame is new (its window entry is now STORING); otherwise answers it.
+ */
+static bool
+dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 uint64_t now_tsc)
+{
+	struct frame_dedup *d = dp_ingest_dedup(w, fr->producer_id, true);
+	const struct frame_dedup_entry *entry = NULL;
+	enum frame_dedup_verdict v = frame_dedup_check(d, fr->producer_epoch, fr->batch_seq,
+						       &entry);
+	struct frame_ack ack;
+
+	if (v == FRAME_DEDUP_NEW)
+		return true;
+	if (v == FRAME_DEDUP_STALE_EPOCH || v == FRAME_DEDUP_TOO_OLD) {
+		dp_ingest_nack(w, peer, fr, v == FRAME_DEDUP_TOO_OLD ? FRAME_STATUS_SEQUENCE_OLD :
+				  FRAME_STATUS_STALE_EPOCH, now_tsc);
+		return false;
+	}
+	dp_count(w, DP_FRAMES_DUPLICATE, 1);
+	if (v == FRAME_DEDUP_DONE && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
+		frame_dedup_ack(d, entry, FRAME_CREDIT_UNLIMITED, &ack);
+		dp_ingest_send(w, peer, &ack);
+	}
+	return false;
+}
+
+/* Refuses a frame that was not stored: NACK (rate limited) and forget its window entry. */
+static void
+dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 enum frame_status status, bool reserved, uint64_t now_tsc)
+{
+	if (reserved) {
+		struct frame_dedup *d = dp_ingest_dedup(w, fr->producer_id, false);
+
+		if (d != NULL)
+			frame_dedup_abort(d, fr->producer_epoch, fr->batch_seq);
+	}
+	if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+		dp_ingest_nack(w, peer, fr, status, now_tsc);
+}
+
+/* After the checks: room, stage, answer. */
+static void
+dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 uint32_t shard_count, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	enum frame_ack_mode mode = frame_records_ack_mode(fr);
+	bool reserved = fr->producer_id != 0 && !w->dp->config.bench_no_dedup;
+	uint32_t frame_slot = DP_REF_NO_ACK;
+	struct frame_ack ack;
+
+	if (ing->producer == NULL || !dp_stage_can_take(w, shard_count)) {
+		dp_count(w, DP_DROP_NO_BATCH, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
+		return;
+	}
+	if (mode == FRAME_ACK_DURABLE && ing->frame_free_count == 0) {
+		dp_count(w, DP_DROP_FRAMES_FULL, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
+		return;
+	}
+	if (mode == FRAME_ACK_DURABLE)
+		frame_slot = dp_ingest_frame_slot(w, peer, fr);
+	dp_count(w, DP_FRAMES_ACCEPTED, 1);
+	dp_ingest_stage(w, fr, frame_slot, now_tsc);
+	if (mode == FRAME_ACK_DURABLE)
+		return;
+	dp_ingest_ack_received(fr, &ack);
+	if (reserved)
+		frame_dedup_complete(dp_ingest_dedup(w, fr->producer_id, false), fr->producer_epoch,
+				     &ack);
+	if (mode == FRAME_ACK_RECEIVED)
+		dp_ingest_send(w, peer, &ack);
+}
+
+static void
+dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *bytes,
+		uint32_t size, uint64_t now_tsc)
+{
+	struct frame_records fr;
+	enum frame_err err = frame_records_decode(bytes, size, &fr);
+	const struct dp_route_table *table;
+	int32_t stream;
+	int shards;
+
+	if (err != FRAME_OK) {
+		dp_count(w, DP_FRAMES_MALFORMED, 1);
+		if (fr.identity_valid && frame_records_ack_mode(&fr) != FRAME_ACK_NONE)
+			dp_ingest_nack(w, peer, &fr, frame_err_status(err), now_tsc);
+		return;
+	}
+	if (!dp_ingest_auth_ok(w, &fr)) {
+		dp_count(w, DP_FRAMES_UNAUTHENTICATED, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_AUTH_FAILED, false, now_tsc);
+		return;
+	}
+	table = dp_route_current(w->dp);
+	stream = table == NULL ? -1 : dp_route_find_stream(table, fr.stream_name,
+							   fr.stream_name_size);
+	if (stream < 0) {
+		dp_count(w, DP_FRAMES_UNKNOWN_STREAM, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_UNKNOWN_STREAM, false, now_tsc);
+		return;
+	}
+	if (fr.record_count > DP_FRAME_RECORDS_MAX) {
+		dp_count(w, DP_FRAMES_MALFORMED, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_RECORD_TOO_LARGE, false, now_tsc);
+		return;
+	}
+	shards = dp_ingest_route(w, table, stream, &fr);
+	if (shards < 0) {
+		dp_count(w, DP_DROP_NO_ROUTE, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_INTERNAL, false, now_tsc);
+		return;
+	}
+	if (fr.producer_id != 0 && !w->dp->config.bench_no_dedup &&
+	    !dp_ingest_is_new(w, peer, &fr, now_tsc))
+		return;
+	dp_ingest_accept(w, peer, &fr, (uint32_t)shards, now_tsc);
 }
 
 void
 dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *payload,
 		   uint32_t size, uint64_t now_tsc)
 {
-	(void)peer;
-	(void)payload;
-	(void)size;
-	(void)now_tsc;
-	dp_count(w, DP_FRAMES_MALFORMED, 1);
+	/* A datagram carries one or more whole frames; anything else ends it. */
+	while (size > 0) {
+		uint32_t frame_size = 0;
+		uint32_t need = 0;
+
+		if (frame_next(payload, size, &frame_size, &need) != FRAME_OK) {
+			dp_count(w, DP_FRAMES_MALFORMED, 1);
+			return;
+		}
+		dp_ingest_frame(w, peer, payload, frame_size, now_tsc);
+		payload += frame_size;
+		size -= frame_size;
+	}
+}
+
+/* Runs: consecutive records of the frame in one shard with consecutive sequence numbers. */
+static uint16_t
+dp_ingest_runs(struct dp_worker *w, const struct dp_frame_slot *f)
+{
+	struct frame_ack_run *runs = w->ingest.runs;
+	uint16_t count = 0;
+
+	for (uint32_t i = 0; i < f->record_count; i++) {
+		const struct dp_record_result *r = &f->results[i];
+		struct frame_ack_run *last = count > 0 ? &runs[count - 1] : NULL;
+
+		if (last != NULL && last->shard_index == r->shard_index &&
+		    last->seq_first + last->count == r->seq) {
+			last->count++;
+			continue;
+		}
+		runs[count].seq_first = r->seq;
+		runs[count].shard_index = r->shard_index;
+		runs[count].count = 1;
+		count++;
+	}
+	return count;
+}
+
+static void
+dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_frame_slot *f = &ing->frames[slot];
+	struct frame_dedup *d = f->producer_id == 0 || w->dp->config.bench_no_dedup ? NULL :
+				dp_ingest_dedup(w, f->producer_id, false);
+	struct frame_ack ack = {
+		.producer_id = f->producer_id,
+		.batch_seq = f->batch_seq,
+		.producer_epoch = f->epoch,
+		.credit_size = FRAME_CREDIT_UNLIMITED,
+		.record_count = f->record_count,
+		.record_index = FRAME_RECORD_INDEX_NONE,
+		.type = FRAME_TYPE_ACK,
+		.status = FRAME_STATUS_OK,
+		.flags = FRAME_ACK_DURABLE,
+	};
+
+	if (f->error != 0) {
+		/* Some records may be stored; the producer retries the batch (see report). */
+		ack.type = FRAME_TYPE_NACK;
+		ack.status = f->error == -ENOSPC ? FRAME_STATUS_THROTTLED : FRAME_STATUS_INTERNAL;
+		ack.flags = 0;
+		ack.retry_after_ms = DP_NACK_RETRY_MS;
+		if (d != NULL)
+			frame_dedup_abort(d, f->epoch, f->batch_seq);
+	} else {
+		ack.run_count = dp_ingest_runs(w, f);
+		ack.runs = ing->runs;
+		if (d != NULL)
+			frame_dedup_complete(d, f->epoch, &ack);
+		if (FRAME_ACK_HEADER_SIZE + (uint32_t)ack.run_count * FRAME_ACK_RUN_SIZE >
+		    DP_UDP_PAYLOAD_MAX) {
+			ack.flags |= FRAME_F_NO_DETAIL;
+			ack.run_count = 0;
+			ack.runs = NULL;
+		}
+	}
+	dp_ingest_send(w, &f->peer, &ack);
+	ing->frame_free[ing->frame_free_count++] = slot;
+}
+
+void
+dp_ingest_record_done(struct dp_worker *w, struct dp_record_ref ref, uint64_t shard_id,
+		      uint64_t seq, int32_t error)
+{
+	struct dp_frame_slot *f;
+
+	if (ref.frame_slot == DP_REF_NO_ACK)
+		return;
+	assert(ref.frame_slot < DP_FRAME_SLOTS);
+	f = &w->ingest.frames[ref.frame_slot];
+	assert(ref.record_index < f->record_count);
+	assert(f->records_left > 0);
+	f->results[ref.record_index].seq = seq;
+	f->results[ref.record_index].shard_index = LOG_SHARD_INDEX(shard_id);
+	if (error != 0 && f->error == 0)
+		f->error = error;
+	if (--f->records_left == 0)
+		dp_ingest_frame_done(w, ref.frame_slot);
 }
 
 uint32_t
 dp_ingest_poll(struct dp_worker *w, uint64_t now_tsc)
 {
-	(void)w;
-	(void)now_tsc;
-	return 0;
+	uint32_t work = dp_stage_completions(w);
+
+	work += dp_stage_flush(w, now_tsc, false);
+	work += dp_stage_refill(w);
+	/* Arrival stamps of the next pass: one clock read per pass, not per record. */
+	w->ingest.now_real_ns = clock_real_ns();
+	return work;
 }
 
 bool
 dp_ingest_is_idle(const struct dp_worker *w)
 {
-	(void)w;
-	return true;
+	const struct dp_ingest *ing = &w->ingest;
+
+	return ing->open_count == 0 && ing->in_flight == 0 && ing->retry_count == 0;
 }
 
 void
 dp_ingest_drain(struct dp_worker *w)
 {
-	(void)w;
+	uint64_t deadline = rte_rdtsc() + 2 * w->dp->tsc_hz;
+
+	dp_stage_flush(w, rte_rdtsc(), true);
+	while (!dp_ingest_is_idle(w) && rte_rdtsc() < deadline) {
+		dp_stage_refill(w);
+		dp_stage_completions(w);
+		dp_worker_tx_flush(w);
+		rte_delay_us_sleep(50);
+	}
+}
+
+int
+dp_ingest_init(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_record_result *results;
+	int rc;
+
+	ing->batch_age_tsc = (uint64_t)w->dp->config.batch_age_us * w->dp->tsc_hz / 1000000u;
+	ing->nack_tokens = DP_NACK_BURST;
+	ing->nack_refill_tsc = rte_rdtsc();
+	ing->now_real_ns = clock_real_ns();
+	ing->frames = calloc(DP_FRAME_SLOTS, sizeof(*ing->frames));
+	results = calloc((size_t)DP_FRAME_SLOTS * DP_FRAME_RECORDS_MAX, sizeof(*results));
+	ing->frame_free = calloc(DP_FRAME_SLOTS, sizeof(uint32_t));
+	ing->producers = calloc(DP_PRODUCERS_MAX, sizeof(*ing->producers));
+	ing->key_cache = calloc(DP_KEY_CACHE_SIZE, sizeof(*ing->key_cache));
+	ing->frame_shards = calloc(DP_FRAME_RECORDS_MAX, sizeof(uint64_t));
+	ing->runs = calloc(DP_FRAME_RECORDS_MAX, sizeof(*ing->runs));
+	if (ing->frames == NULL || results == NULL || ing->frame_free == NULL ||
+	    ing->producers == NULL || ing->key_cache == NULL || ing->frame_shards == NULL ||
+	    ing->runs == NULL) {
+		free(results);
+		dp_ingest_fini(w);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < DP_FRAME_SLOTS; i++) {
+		ing->frames[i].results = results + (size_t)i * DP_FRAME_RECORDS_MAX;
+		ing->frame_free[i] = DP_FRAME_SLOTS - 1 - i;
+	}
+	ing->frame_free_count = DP_FRAME_SLOTS;
+	rc = dp_stage_init(w);
+	if (rc != 0)
+		dp_ingest_fini(w);
+	return rc;
+}
+
+void
+dp_ingest_fini(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+
+	dp_stage_fini(w);
+	if (ing->frames != NULL)
+		free(ing->frames[0].results);
+	free(ing->frames);
+	free(ing->frame_free);
+	free(ing->producers);
+	free(ing->key_cache);
+	free(ing->frame_shards);
+	free(ing->runs);
+	memset(ing, 0, sizeof(*ing));
 }

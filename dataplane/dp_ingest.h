@@ -2,6 +2,16 @@
  * dp_ingest.h - a worker's ingest state (private to dataplane/): record frames
  * from UDP datagrams -> route -> per-shard staging batches -> the log, and
  * log completions -> ACK frames.
+ *
+ * A frame is staged whole or not at all (the protocol ACKs or NACKs a batch
+ * whole): before its first record is added, the worker holds one spare log
+ * batch and one batch slot per distinct shard the frame touches, which covers
+ * opening a batch for each shard or replacing each once when it fills (a
+ * datagram is far smaller than a batch). Otherwise the frame is NACKed
+ * THROTTLED and nothing of it is stored.
+ *
+ * Memory: every array below is allocated in dp_ingest_init(), sized by the
+ * limits here; nothing is allocated afterwards.
  */
 #ifndef SLUICE_DP_INGEST_H
 #define SLUICE_DP_INGEST_H
@@ -12,10 +22,28 @@
 #include <rte_ether.h>
 
 #include "common/hashkey.h"
+#include "protocol/frame.h"
 
 struct dp_worker;
 struct log_producer;
 struct log_batch;
+struct log_record_in;
+
+#define DP_BATCH_SLOTS 512          /* Log batches open or in flight per worker. */
+#define DP_BATCH_REFS_MAX 1024      /* Records per batch (a full batch is submitted). */
+#define DP_OPEN_HASH_SIZE 1024      /* Shard -> open slot; power of two > 2 x slots. */
+#define DP_SPARES_MAX 32            /* Spare log batches: distinct shards per frame. */
+#define DP_FRAME_SLOTS 512          /* Frames waiting for a durable ACK per worker. */
+#define DP_FRAME_RECORDS_MAX 320    /* Records of one datagram frame (< 2 KiB mbuf). */
+#define DP_PRODUCERS_MAX 1024       /* Dedup windows per worker (direct mapped). */
+#define DP_KEY_CACHE_SIZE 4096      /* Partition key -> MD5, direct mapped. */
+#define DP_KEY_CACHE_KEY_MAX 46
+#define DP_NACK_BURST 64            /* Throttled NACKs: token bucket per worker ... */
+#define DP_NACK_PER_S 20000         /* ... refilled at this rate. */
+#define DP_NACK_RETRY_MS 2
+#define DP_UDP_PAYLOAD_MAX 1472     /* ACKs fit a 1500-byte MTU. */
+
+#define DP_REF_NO_ACK UINT32_MAX
 
 /* Where an ACK goes: the L2/L3/L4 source of the frame being answered. */
 struct dp_peer {
@@ -24,8 +52,67 @@ struct dp_peer {
 	uint16_t port_be;
 };
 
+/* One staged record: which frame (and which of its records) to tell. */
+struct dp_record_ref {
+	uint32_t frame_slot;        /* DP_REF_NO_ACK when no durable ACK is wanted. */
+	uint32_t record_index;
+};
+
+struct dp_batch_slot {
+	struct log_batch *batch;
+	uint64_t shard_id;
+	uint64_t opened_tsc;
+	uint32_t ref_count;
+	uint32_t open_position;     /* Index in open_list, UINT32_MAX when not open. */
+	struct dp_record_ref *refs; /* DP_BATCH_REFS_MAX */
+};
+
+struct dp_record_result {
+	uint64_t seq;
+	uint32_t shard_index;
+};
+
+struct dp_frame_slot {
+	struct dp_peer peer;
+	uint64_t producer_id;
+	uint64_t batch_seq;
+	uint32_t epoch;
+	uint16_t record_count;
+	uint16_t records_left;
+	int32_t error;              /* First log error among its batches. */
+	struct dp_record_result *results; /* DP_FRAME_RECORDS_MAX */
+};
+
+struct dp_key_cache_entry {
+	hashkey_t hash;
+	uint16_t size;              /* 0: empty. */
+	uint8_t key[DP_KEY_CACHE_KEY_MAX];
+};
+
 struct dp_ingest {
 	struct log_producer *producer;
+	uint64_t batch_age_tsc;
+	uint64_t now_real_ns;       /* Wall clock of the current poll pass. */
+	uint64_t nack_tokens;
+	uint64_t nack_refill_tsc;
+	uint32_t in_flight;         /* Batches submitted, not yet completed. */
+	uint32_t open_count;
+	uint32_t retry_count;       /* Batches whose submit found the ring full. */
+	uint32_t spare_count;
+	uint32_t slot_free_count;
+	uint32_t frame_free_count;
+	struct dp_batch_slot *slots;
+	uint32_t *slot_free;
+	uint32_t *open_list;
+	uint32_t *retry_list;
+	uint32_t *open_hash;        /* slot + 1, 0 = empty; linear probing. */
+	struct log_batch *spares[DP_SPARES_MAX];
+	struct dp_frame_slot *frames;
+	uint32_t *frame_free;
+	struct frame_dedup *producers;
+	struct dp_key_cache_entry *key_cache;
+	uint64_t *frame_shards;     /* Scratch: shard id per record of the frame at hand. */
+	struct frame_ack_run *runs; /* Scratch: DP_FRAME_RECORDS_MAX. */
 };
 
 int dp_ingest_init(struct dp_worker *w);
@@ -33,11 +120,28 @@ void dp_ingest_fini(struct dp_worker *w);
 /* One UDP payload to the ingest port; copies what it keeps. */
 void dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *payload,
 			uint32_t size, uint64_t now_tsc);
-/* Completions -> ACKs, aged batches -> log. Returns the work done. */
+/* Completions -> ACKs, aged batches -> log, spare refill. Returns the work done. */
 uint32_t dp_ingest_poll(struct dp_worker *w, uint64_t now_tsc);
 /* Nothing staged and nothing in flight: the worker may sleep. */
 bool dp_ingest_is_idle(const struct dp_worker *w);
 /* At stop: submits what is staged and waits (bounded) for its completions. */
 void dp_ingest_drain(struct dp_worker *w);
+
+/* dp_stage.c: per-shard staging batches. */
+int dp_stage_init(struct dp_worker *w);
+void dp_stage_fini(struct dp_worker *w);
+/* Free spares and slots: can a frame touching `shard_count` shards be staged whole? */
+bool dp_stage_can_take(const struct dp_worker *w, uint32_t shard_count);
+/* Adds one record; 0, or -EMSGSIZE / -EIO when the log refuses it (never -ENOSPC). */
+int dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in *record,
+		 struct dp_record_ref ref, uint64_t now_tsc);
+/* Submits batches older than the age limit (all of them with `all`). */
+uint32_t dp_stage_flush(struct dp_worker *w, uint64_t now_tsc, bool all);
+/* Refills spares and retries ring-full submits. */
+uint32_t dp_stage_refill(struct dp_worker *w);
+/* Polls log completions and reports each record through dp_ingest_record_done(). */
+uint32_t dp_stage_completions(struct dp_worker *w);
+void dp_ingest_record_done(struct dp_worker *w, struct dp_record_ref ref, uint64_t shard_id,
+			   uint64_t seq, int32_t error);
 
 #endif /* SLUICE_DP_INGEST_H */

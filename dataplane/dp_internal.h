@@ -53,6 +53,8 @@ struct dp {
 	struct rte_mempool *pool;
 	struct rte_rcu_qsbr *qsbr;
 	struct dp_route_table *_Atomic route;
+	struct frame_auth_key auth_keys[DP_AUTH_KEYS_MAX];
+	uint32_t auth_key_count;
 	uint32_t worker_count;
 	struct dp_worker *workers;  /* worker_count entries, cache aligned. */
 	bool eal_ready;

@@ -1,0 +1,315 @@
+/*
+ * dp_stage.c - a worker's per-shard staging: one open log batch per shard
+ * being written, found through a small open-addressing table, submitted to
+ * the log when full, when its records reach DP_BATCH_REFS_MAX, or when older
+ * than batch_age_us; completions come back on the worker's own producer ring.
+ *
+ * A batch slot carries the log batch and, per record, which frame to tell
+ * (the ref), from staging until its completion. Spare log batches are taken
+ * from the log's pool between frames so that a frame can be staged whole.
+ * A submit that finds the producer ring full keeps its slot on a retry list
+ * (counted as ring_full); it is retried every pass, before anything new.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_common.h>
+
+#include "dataplane/dp_internal.h"
+#include "nvme-log/log.h"
+
+#define DP_OPEN_HASH_MASK (DP_OPEN_HASH_SIZE - 1)
+#define DP_NOT_OPEN UINT32_MAX
+
+static_assert((DP_OPEN_HASH_SIZE & DP_OPEN_HASH_MASK) == 0, "a power of two");
+static_assert(DP_OPEN_HASH_SIZE >= 2 * DP_BATCH_SLOTS, "probe chains stay short");
+
+static uint32_t
+dp_stage_home(uint64_t shard_id)
+{
+	return (uint32_t)((shard_id * 0x9E3779B97F4A7C15ull) >> 40) & DP_OPEN_HASH_MASK;
+}
+
+static int64_t
+dp_stage_find(const struct dp_ingest *ing, uint64_t shard_id)
+{
+	for (uint32_t i = dp_stage_home(shard_id);; i = (i + 1) & DP_OPEN_HASH_MASK) {
+		uint32_t e = ing->open_hash[i];
+
+		if (e == 0)
+			return -1;
+		if (ing->slots[e - 1].shard_id == shard_id)
+			return e - 1;
+	}
+}
+
+static void
+dp_stage_hash_insert(struct dp_ingest *ing, uint32_t slot)
+{
+	uint32_t i = dp_stage_home(ing->slots[slot].shard_id);
+
+	while (ing->open_hash[i] != 0)
+		i = (i + 1) & DP_OPEN_HASH_MASK;
+	ing->open_hash[i] = slot + 1;
+}
+
+/* Linear probing deletion by backward shift: no tombstones, chains stay exact. */
+static void
+dp_stage_hash_remove(struct dp_ingest *ing, uint32_t slot)
+{
+	uint32_t i = dp_stage_home(ing->slots[slot].shard_id);
+
+	while (ing->open_hash[i] != slot + 1)
+		i = (i + 1) & DP_OPEN_HASH_MASK;
+	for (uint32_t j = (i + 1) & DP_OPEN_HASH_MASK; ing->open_hash[j] != 0;
+	     j = (j + 1) & DP_OPEN_HASH_MASK) {
+		uint32_t home = dp_stage_home(ing->slots[ing->open_hash[j] - 1].shard_id);
+		/* Entry j may move to i unless its home lies cyclically in (i, j]. */
+		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+
+		if (!stays) {
+			ing->open_hash[i] = ing->open_hash[j];
+			i = j;
+		}
+	}
+	ing->open_hash[i] = 0;
+}
+
+static void
+dp_stage_close(struct dp_ingest *ing, uint32_t slot)
+{
+	struct dp_batch_slot *s = &ing->slots[slot];
+	uint32_t last = ing->open_list[--ing->open_count];
+
+	assert(s->open_position != DP_NOT_OPEN);
+	dp_stage_hash_remove(ing, slot);
+	ing->open_list[s->open_position] = last;
+	ing->slots[last].open_position = s->open_position;
+	s->open_position = DP_NOT_OPEN;
+}
+
+static void
+dp_stage_release(struct dp_ingest *ing, uint32_t slot)
+{
+	ing->slots[slot].batch = NULL;
+	ing->slots[slot].ref_count = 0;
+	ing->slot_free[ing->slot_free_count++] = slot;
+}
+
+static bool
+dp_stage_try_submit(struct dp_worker *w, uint32_t slot)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_batch_slot *s = &ing->slots[slot];
+
+	if (w->dp->config.bench_discard_batches) {
+		log_batch_put(ing->producer, s->batch);
+		dp_stage_release(ing, slot);
+		dp_count(w, DP_BATCHES_SUBMITTED, 1);
+		return true;
+	}
+	if (log_batch_submit(ing->producer, s->batch, s->shard_id, slot) != 0)
+		return false;
+	ing->in_flight++;
+	dp_count(w, DP_BATCHES_SUBMITTED, 1);
+	return true;
+}
+
+static void
+dp_stage_submit(struct dp_worker *w, uint32_t slot)
+{
+	struct dp_ingest *ing = &w->ingest;
+
+	dp_stage_close(ing, slot);
+	if (ing->retry_count == 0 && dp_stage_try_submit(w, slot))
+		return;
+	/* Keep submit order per shard: once one waits, later ones queue behind it. */
+	dp_count(w, DP_RING_FULL, 1);
+	ing->retry_list[ing->retry_count++] = slot;
+}
+
+static uint32_t
+dp_stage_open(struct dp_ingest *ing, uint64_t shard_id, uint64_t now_tsc)
+{
+	uint32_t slot;
+	struct dp_batch_slot *s;
+
+	assert(ing->spare_count > 0);
+	assert(ing->slot_free_count > 0);
+	slot = ing->slot_free[--ing->slot_free_count];
+	s = &ing->slots[slot];
+	s->batch = ing->spares[--ing->spare_count];
+	s->shard_id = shard_id;
+	s->opened_tsc = now_tsc;
+	s->ref_count = 0;
+	dp_stage_hash_insert(ing, slot);
+	s->open_position = ing->open_count;
+	ing->open_list[ing->open_count++] = slot;
+	return slot;
+}
+
+bool
+dp_stage_can_take(const struct dp_worker *w, uint32_t shard_count)
+{
+	const struct dp_ingest *ing = &w->ingest;
+
+	return ing->spare_count >= shard_count && ing->slot_free_count >= shard_count;
+}
+
+int
+dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in *log_record,
+	     struct dp_record_ref ref, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	int64_t found = dp_stage_find(ing, shard_id);
+	uint32_t slot = found >= 0 ? (uint32_t)found : dp_stage_open(ing, shard_id, now_tsc);
+	struct dp_batch_slot *s = &ing->slots[slot];
+	int rc = log_batch_add(s->batch, log_record);
+
+	if (rc == -ENOSPC) {
+		dp_stage_submit(w, slot);
+		slot = dp_stage_open(ing, shard_id, now_tsc);
+		s = &ing->slots[slot];
+		rc = log_batch_add(s->batch, log_record);
+	}
+	if (rc != 0)
+		return rc == -ENOSPC ? -EMSGSIZE : rc;
+	s->refs[s->ref_count++] = ref;
+	if (s->ref_count == DP_BATCH_REFS_MAX)
+		dp_stage_submit(w, slot);
+	return 0;
+}
+
+uint32_t
+dp_stage_flush(struct dp_worker *w, uint64_t now_tsc, bool all)
+{
+	struct dp_ingest *ing = &w->ingest;
+	uint32_t flushed = 0;
+
+	/* Backwards: closing a slot moves the last entry into its place. */
+	for (uint32_t i = ing->open_count; i-- > 0;) {
+		uint32_t slot = ing->open_list[i];
+
+		if (all || now_tsc - ing->slots[slot].opened_tsc >= ing->batch_age_tsc) {
+			dp_stage_submit(w, slot);
+			flushed++;
+		}
+	}
+	return flushed;
+}
+
+uint32_t
+dp_stage_refill(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+	uint32_t done = 0;
+	uint32_t i = 0;
+
+	while (i < ing->retry_count && dp_stage_try_submit(w, ing->retry_list[i]))
+		i++;
+	if (i > 0) {
+		memmove(ing->retry_list, ing->retry_list + i,
+			(ing->retry_count - i) * sizeof(*ing->retry_list));
+		ing->retry_count -= i;
+		done += i;
+	}
+	while (ing->producer != NULL && ing->spare_count < DP_SPARES_MAX) {
+		struct log_batch *b = log_batch_get(ing->producer);
+
+		if (b == NULL)
+			break;
+		ing->spares[ing->spare_count++] = b;
+	}
+	return done;
+}
+
+uint32_t
+dp_stage_completions(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct log_completion done[32];
+	uint32_t count;
+
+	if (ing->producer == NULL || ing->in_flight == 0)
+		return 0;
+	count = log_completions_poll(ing->producer, done, RTE_DIM(done));
+	for (uint32_t c = 0; c < count; c++) {
+		uint32_t slot = (uint32_t)done[c].cookie;
+		struct dp_batch_slot *s = &ing->slots[slot];
+
+		assert(slot < DP_BATCH_SLOTS);
+		assert(s->ref_count == done[c].record_count || done[c].error != 0);
+		for (uint32_t r = 0; r < s->ref_count; r++)
+			dp_ingest_record_done(w, s->refs[r], done[c].shard_id,
+					      done[c].seq_first + r, done[c].error);
+		dp_count(w, done[c].error == 0 ? DP_RECORDS_DURABLE : DP_RECORDS_FAILED,
+			 s->ref_count);
+		dp_stage_release(ing, slot);
+		ing->in_flight--;
+	}
+	return count;
+}
+
+int
+dp_stage_init(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_record_ref *refs;
+	int rc;
+
+	ing->slots = calloc(DP_BATCH_SLOTS, sizeof(*ing->slots));
+	refs = calloc((size_t)DP_BATCH_SLOTS * DP_BATCH_REFS_MAX, sizeof(*refs));
+	ing->slot_free = calloc(DP_BATCH_SLOTS, sizeof(uint32_t));
+	ing->open_list = calloc(DP_BATCH_SLOTS, sizeof(uint32_t));
+	ing->retry_list = calloc(DP_BATCH_SLOTS, sizeof(uint32_t));
+	ing->open_hash = calloc(DP_OPEN_HASH_SIZE, sizeof(uint32_t));
+	if (ing->slots == NULL || refs == NULL || ing->slot_free == NULL ||
+	    ing->open_list == NULL || ing->retry_list == NULL || ing->open_hash == NULL) {
+		free(refs);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < DP_BATCH_SLOTS; i++) {
+		ing->slots[i].refs = refs + (size_t)i * DP_BATCH_REFS_MAX;
+		ing->slots[i].open_position = DP_NOT_OPEN;
+		ing->slot_free[i] = DP_BATCH_SLOTS - 1 - i;
+	}
+	ing->slot_free_count = DP_BATCH_SLOTS;
+	if (w->dp->config.log != NULL) {
+		rc = log_producer_open(w->dp->config.log, &ing->producer);
+		if (rc != 0)
+			return rc;
+		dp_stage_refill(w);
+	}
+	return 0;
+}
+
+void
+dp_stage_fini(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+
+	if (ing->producer != NULL) {
+		while (ing->open_count > 0) {
+			uint32_t slot = ing->open_list[ing->open_count - 1];
+
+			log_batch_put(ing->producer, ing->slots[slot].batch);
+			dp_stage_close(ing, slot);
+		}
+		for (uint32_t i = 0; i < ing->retry_count; i++)
+			log_batch_put(ing->producer, ing->slots[ing->retry_list[i]].batch);
+		while (ing->spare_count > 0)
+			log_batch_put(ing->producer, ing->spares[--ing->spare_count]);
+		log_producer_close(ing->producer);
+		ing->producer = NULL;
+	}
+	if (ing->slots != NULL)
+		free(ing->slots[0].refs);
+	free(ing->slots);
+	free(ing->slot_free);
+	free(ing->open_list);
+	free(ing->retry_list);
+	free(ing->open_hash);
+	ing->slots = NULL;
+}
