@@ -1,0 +1,427 @@
+/*
+ * dp_ingest: record frames through a worker on a net_ring port into a real
+ * log (simulated disk, writer thread on). The tests send datagrams, pump the
+ * worker until the answer arrives, decode the ACK/NACK the worker sent, and
+ * read the records back from the log: content, shard (MD5 routing as
+ * Kinesis), sequence numbers, exactly-once for duplicates, and every refusal.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "common/clock.h"
+#include "nvme-log/log.h"
+#include "tests/dataplane/dp_test.h"
+
+#define STREAM_ID 5u
+#define SHARDS 4u
+
+static struct log *test_log;
+static char log_dir[64];
+
+static void
+publish_stream(void)
+{
+	struct dp_route_builder *b;
+
+	cr_assert_eq(dp_route_builder_open(1, SHARDS, &b), 0);
+	cr_assert_eq(dp_route_add_stream(b, "orders", STREAM_ID), 0);
+	for (uint32_t i = 0; i < SHARDS; i++) {
+		hashkey_t end = i + 1 < SHARDS ? hashkey_range_start(i + 1, SHARDS) - 1 : HASHKEY_MAX;
+
+		cr_assert_eq(dp_route_add_range(b, STREAM_ID, hashkey_range_start(i, SHARDS), end,
+						LOG_SHARD_ID(STREAM_ID, i)), 0);
+	}
+	cr_assert_eq(dp_route_publish(dp_test, b), 0);
+	dp_route_builder_close(b);
+}
+
+static void
+setup(void)
+{
+	struct log_config lc;
+
+	snprintf(log_dir, sizeof(log_dir), "/tmp/sluice-dp-test-%d", (int)getpid());
+	log_config_default(&lc);
+	lc.dir_path = log_dir;
+	lc.segment_size = 1u << 20;
+	lc.batch_size = 16u << 10;
+	cr_assert_eq(log_open(&lc, &test_log), 0);
+	dp_test_open(test_log);
+	publish_stream();
+}
+
+static void
+teardown(void)
+{
+	dp_test_close();
+	log_close(test_log);
+	/* The simulated disk keeps nothing on the file system; the directory may exist. */
+	rmdir(log_dir);
+}
+
+TestSuite(dp_ingest, .init = setup, .fini = teardown, .timeout = 30);
+
+struct rec {
+	const char *key;
+	const char *data;
+	uint8_t hash_kind;
+	uint8_t hash_key[16];
+};
+
+/* A RECORDS frame for stream `stream` from producer `producer`; returns its size. */
+static uint16_t
+records_frame(uint8_t *buf, const char *stream, uint64_t producer, uint64_t seq, uint8_t mode,
+	      const struct rec *recs, uint32_t count)
+{
+	struct frame_batch_params params = {
+		.producer_id = producer,
+		.batch_seq = seq,
+		.producer_epoch = 1,
+		.ack_mode = mode,
+		.stream_name = stream,
+		.stream_name_size = (uint8_t)strlen(stream),
+	};
+	struct frame_writer fw;
+	int size;
+
+	cr_assert_eq(frame_writer_begin(&fw, buf, 1400, &params), 0);
+	for (uint32_t i = 0; i < count; i++) {
+		struct frame_record r = {
+			.key = (const uint8_t *)recs[i].key,
+			.key_size = (uint16_t)strlen(recs[i].key),
+			.data = (const uint8_t *)recs[i].data,
+			.data_size = (uint32_t)strlen(recs[i].data),
+			.hash_kind = recs[i].hash_kind,
+			.hash_key = recs[i].hash_kind != FRAME_HASH_NONE ? recs[i].hash_key : NULL,
+		};
+
+		cr_assert_eq(frame_writer_add(&fw, &r), 0);
+	}
+	size = frame_writer_finish(&fw);
+	cr_assert_gt(size, 0);
+	return (uint16_t)size;
+}
+
+static void
+send_payload(const void *payload, uint16_t size)
+{
+	uint8_t frame[2048];
+
+	dp_test_inject(frame, dp_test_udp_frame(frame, DP_TEST_PORT, payload, size));
+}
+
+/* Polls the worker until it sent something or `ms` passed; returns the packet or NULL. */
+static struct rte_mbuf *
+pump_until_sent(uint32_t ms)
+{
+	uint64_t deadline = clock_mono_ns() + (uint64_t)ms * 1000000u;
+	struct rte_mbuf *m;
+
+	do {
+		dp_test_poll();
+		if (dp_test_sent(&m, 1) == 1)
+			return m;
+		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
+	} while (clock_mono_ns() < deadline);
+	return NULL;
+}
+
+/* Decodes the ACK/NACK in `m` (freed) into *ack; runs are copied to `runs`. */
+static void
+decode_answer(struct rte_mbuf *m, struct frame_ack *ack, struct frame_ack_run *runs)
+{
+	const uint8_t *p = rte_pktmbuf_mtod_offset(m, const uint8_t *, 42);
+	uint32_t size = m->pkt_len - 42;
+	const struct rte_udp_hdr *udp = rte_pktmbuf_mtod_offset(m, const struct rte_udp_hdr *, 34);
+
+	cr_assert_eq(udp->dst_port, rte_cpu_to_be_16(DP_TEST_PEER_PORT), "answer goes to the sender");
+	cr_assert_eq(frame_ack_decode(p, size, ack), FRAME_OK);
+	for (uint16_t i = 0; i < ack->run_count; i++)
+		frame_ack_run_get(ack, i, &runs[i]);
+	ack->runs = runs;
+	rte_pktmbuf_free(m);
+}
+
+static uint32_t
+shard_of(const char *key)
+{
+	hashkey_t h = hashkey_from_partition_key(key, strlen(key));
+
+	for (uint32_t i = SHARDS; i-- > 0;)
+		if (h >= hashkey_range_start(i, SHARDS))
+			return i;
+	return 0;
+}
+
+struct read_check {
+	const char *key;
+	const char *data;
+	uint32_t seen;
+};
+
+static int
+read_one(void *arg, const struct log_record_out *r)
+{
+	struct read_check *c = arg;
+
+	cr_assert_eq(r->partition_key_size, strlen(c->key));
+	cr_assert_arr_eq(r->partition_key, c->key, r->partition_key_size);
+	cr_assert_eq(r->data_size, strlen(c->data));
+	cr_assert_arr_eq(r->data, c->data, r->data_size);
+	c->seen++;
+	return 1;
+}
+
+/* Asserts the log holds (key, data) at (shard, seq). */
+static void
+expect_in_log(uint32_t shard, uint64_t seq, const char *key, const char *data)
+{
+	struct log_reader *reader;
+	struct read_check c = { key, data, 0 };
+	uint64_t next;
+
+	cr_assert_eq(log_reader_open(test_log, &reader), 0);
+	cr_assert_eq(log_read(reader, LOG_SHARD_ID(STREAM_ID, shard), seq, 1, 1u << 20, read_one,
+			      &c, &next), 1);
+	cr_assert_eq(c.seen, 1);
+	log_reader_close(reader);
+}
+
+static uint64_t
+shard_durable(uint32_t shard)
+{
+	struct log_shard_info info;
+
+	cr_assert_eq(log_shard_info(test_log, LOG_SHARD_ID(STREAM_ID, shard), &info), 0);
+	return info.seq_durable;
+}
+
+Test(dp_ingest, acks_one_record_when_durable)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "device-17", .data = "temp=21.5" };
+	struct frame_ack ack;
+	struct frame_ack_run runs[8];
+	struct rte_mbuf *m;
+
+	send_payload(buf, records_frame(buf, "orders", 42, 1, FRAME_ACK_DURABLE, &r, 1));
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m, "a durable ACK");
+	decode_answer(m, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	cr_assert_eq(ack.status, FRAME_STATUS_OK);
+	cr_assert_eq(ack.flags & FRAME_F_ACK_MODE_MASK, FRAME_ACK_DURABLE);
+	cr_assert_eq(ack.producer_id, 42);
+	cr_assert_eq(ack.batch_seq, 1);
+	cr_assert_eq(ack.run_count, 1);
+	cr_assert_eq(runs[0].shard_index, shard_of("device-17"));
+	cr_assert_eq(runs[0].count, 1);
+	cr_assert_eq(runs[0].seq_first, 0);
+	expect_in_log(runs[0].shard_index, 0, "device-17", "temp=21.5");
+	cr_assert_eq(dp_test_counter(DP_FRAMES_ACCEPTED), 1);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 1);
+	cr_assert_eq(dp_test_counter(DP_ACKS_SENT), 1);
+}
+
+Test(dp_ingest, acks_every_record_of_a_multi_record_frame)
+{
+	static char keys[12][16];
+	static char datas[12][16];
+	struct rec recs[12];
+	uint8_t buf[1500];
+	struct frame_ack ack;
+	struct frame_ack_run runs[16];
+	struct rte_mbuf *m;
+	uint32_t record = 0;
+
+	for (uint32_t i = 0; i < 12; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "key-%u", i);
+		snprintf(datas[i], sizeof(datas[i]), "data-%u", i * 7);
+		recs[i] = (struct rec){ .key = keys[i], .data = datas[i] };
+	}
+	send_payload(buf, records_frame(buf, "orders", 7, 100, FRAME_ACK_DURABLE, recs, 12));
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m);
+	decode_answer(m, &ack, runs);
+	cr_assert_eq(ack.status, FRAME_STATUS_OK);
+	cr_assert_eq(ack.record_count, 12);
+	for (uint16_t r = 0; r < ack.run_count; r++) {
+		for (uint16_t k = 0; k < runs[r].count; k++, record++) {
+			cr_assert_eq(runs[r].shard_index, shard_of(keys[record]), "record %u", record);
+			expect_in_log(runs[r].shard_index, runs[r].seq_first + k, keys[record],
+				      datas[record]);
+		}
+	}
+	cr_assert_eq(record, 12, "the runs cover every record once");
+	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 12);
+}
+
+Test(dp_ingest, stores_a_retransmitted_frame_once)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "k", .data = "once" };
+	uint16_t size = records_frame(buf, "orders", 9, 5, FRAME_ACK_DURABLE, &r, 1);
+	struct frame_ack first;
+	struct frame_ack again;
+	struct frame_ack_run runs1[4];
+	struct frame_ack_run runs2[4];
+	struct rte_mbuf *m;
+
+	/* Twice before it is durable (the copy is dropped), once after (ACK replayed). */
+	send_payload(buf, size);
+	send_payload(buf, size);
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m);
+	decode_answer(m, &first, runs1);
+	send_payload(buf, size);
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m);
+	decode_answer(m, &again, runs2);
+	cr_assert(again.flags & FRAME_F_DUPLICATE);
+	cr_assert_eq(again.run_count, 1);
+	cr_assert_eq(runs2[0].shard_index, runs1[0].shard_index);
+	cr_assert_eq(runs2[0].seq_first, runs1[0].seq_first);
+	cr_assert_eq(dp_test_counter(DP_FRAMES_DUPLICATE), 2);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1);
+	cr_assert_eq(shard_durable(shard_of("k")), 1, "one record in the shard");
+}
+
+Test(dp_ingest, nacks_an_unknown_stream)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "k", .data = "x" };
+	struct frame_ack ack;
+	struct rte_mbuf *m;
+
+	send_payload(buf, records_frame(buf, "nosuch", 1, 1, FRAME_ACK_DURABLE, &r, 1));
+	m = pump_until_sent(1000);
+	cr_assert_not_null(m);
+	decode_answer(m, &ack, NULL);
+	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
+	cr_assert_eq(ack.status, FRAME_STATUS_UNKNOWN_STREAM);
+	cr_assert_eq(dp_test_counter(DP_FRAMES_UNKNOWN_STREAM), 1);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 0);
+}
+
+Test(dp_ingest, refuses_every_truncation_and_bit_flip)
+{
+	uint8_t buf[1500];
+	uint8_t bad[1500];
+	struct rec r = { .key = "key", .data = "some data" };
+	uint16_t size = records_frame(buf, "orders", 3, 1, FRAME_ACK_NONE, &r, 1);
+	uint64_t refused = 0;
+
+	for (uint16_t cut = 1; cut < size; cut++) {
+		send_payload(buf, cut);
+		dp_test_poll();
+		refused++;
+	}
+	for (uint32_t bit = 0; bit < 8u * size; bit += 7) {
+		memcpy(bad, buf, size);
+		bad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		send_payload(bad, size);
+		dp_test_poll();
+		refused++;
+	}
+	cr_assert_eq(dp_test_counter(DP_FRAMES_MALFORMED), refused);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 0);
+}
+
+Test(dp_ingest, ack_mode_none_stores_silently_and_received_acks_at_once)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "quiet", .data = "q" };
+	struct frame_ack ack;
+	struct rte_mbuf *m;
+
+	send_payload(buf, records_frame(buf, "orders", 11, 1, FRAME_ACK_NONE, &r, 1));
+	cr_assert_null(pump_until_sent(200), "ack mode none: no answer");
+	cr_assert_eq(shard_durable(shard_of("quiet")), 1);
+
+	send_payload(buf, records_frame(buf, "orders", 11, 2, FRAME_ACK_RECEIVED, &r, 1));
+	dp_test_poll();
+	cr_assert_eq(dp_test_sent(&m, 1), 1, "RECEIVED is answered in the same pass");
+	decode_answer(m, &ack, NULL);
+	cr_assert_eq(ack.flags & FRAME_F_ACK_MODE_MASK, FRAME_ACK_RECEIVED);
+	cr_assert_eq(ack.run_count, 0);
+}
+
+Test(dp_ingest, routes_by_explicit_and_producer_hash_keys)
+{
+	uint8_t buf[1500];
+	struct rec recs[2] = {
+		{ .key = "a", .data = "explicit", .hash_kind = FRAME_HASH_EXPLICIT },
+		{ .key = "b", .data = "producer-md5", .hash_kind = FRAME_HASH_MD5 },
+	};
+	struct frame_ack ack;
+	struct frame_ack_run runs[4];
+	struct rte_mbuf *m;
+
+	/* Explicit: the last shard's range. Producer MD5: trusted as given (shard 0). */
+	hashkey_to_be_bytes(HASHKEY_MAX - 5, recs[0].hash_key);
+	hashkey_to_be_bytes(12345, recs[1].hash_key);
+	send_payload(buf, records_frame(buf, "orders", 12, 1, FRAME_ACK_DURABLE, recs, 2));
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m);
+	decode_answer(m, &ack, runs);
+	cr_assert_eq(ack.run_count, 2);
+	cr_assert_eq(runs[0].shard_index, SHARDS - 1);
+	cr_assert_eq(runs[1].shard_index, 0);
+	cr_assert_eq(dp_test_counter(DP_MD5_COMPUTED), 0, "no MD5 for hashed records");
+}
+
+Test(dp_ingest, caches_repeated_partition_keys)
+{
+	uint8_t buf[1500];
+	struct rec recs[3] = {
+		{ .key = "sensor-1", .data = "1" },
+		{ .key = "sensor-1", .data = "2" },
+		{ .key = "sensor-2", .data = "3" },
+	};
+
+	send_payload(buf, records_frame(buf, "orders", 0, 0, FRAME_ACK_NONE, recs, 3));
+	dp_test_poll();
+	cr_assert_eq(dp_test_counter(DP_MD5_COMPUTED), 2);
+	cr_assert_eq(dp_test_counter(DP_MD5_CACHE_HITS), 1);
+}
+
+Test(dp_ingest, answers_two_frames_in_one_datagram)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "two", .data = "frames" };
+	uint16_t first = records_frame(buf, "orders", 20, 1, FRAME_ACK_RECEIVED, &r, 1);
+	uint16_t second = records_frame(buf + first, "orders", 20, 2, FRAME_ACK_RECEIVED, &r, 1);
+	struct rte_mbuf *m[4];
+
+	send_payload(buf, (uint16_t)(first + second));
+	dp_test_poll();
+	cr_assert_eq(dp_test_sent(m, 4), 2);
+	rte_pktmbuf_free(m[0]);
+	rte_pktmbuf_free(m[1]);
+	cr_assert_eq(dp_test_counter(DP_FRAMES_ACCEPTED), 2);
+}
+
+Test(dp_ingest, rate_limits_nacks)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "k", .data = "x" };
+	uint16_t size = records_frame(buf, "nosuch", 1, 1, FRAME_ACK_DURABLE, &r, 1);
+	struct rte_mbuf *m[32];
+
+	for (uint32_t i = 0; i < 200; i++) {
+		send_payload(buf, size);
+		if (i % 16 == 15) {
+			dp_test_poll();
+			while (dp_test_sent(m, 32) > 0)
+				;
+		}
+	}
+	dp_test_poll();
+	cr_assert_lt(dp_test_counter(DP_NACKS_SENT), 100, "burst %u", DP_NACK_BURST);
+	cr_assert_eq(dp_test_counter(DP_NACKS_SENT) + dp_test_counter(DP_NACKS_SUPPRESSED), 200);
+}
