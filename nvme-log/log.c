@@ -1,7 +1,22 @@
-/* log.c - configuration defaults (the rest of the log arrives with its module work). */
+/*
+ * log.c - opening and closing a log, configuration defaults, aligned
+ * (hugepage) memory, statistics and fail-stop. The write path is in
+ * log_writer.c, the read path in log_reader.c, recovery in log_recover.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
-#include "nvme-log/log.h"
+#include <hugetlbfs.h>
+
+#include "common/base.h"
+#include "common/clock.h"
+#include "common/diag.h"
+#include "common/limits.h"
+#include "nvme-log/log_internal.h"
+#include "nvme-log/log_io.h"
 
 void
 log_config_default(struct log_config *config)
@@ -15,4 +30,209 @@ log_config_default(struct log_config *config)
 	config->batch_size = 64u << 10;
 	config->shards_max = 16384;
 	config->writer_thread = true;
+}
+
+static int
+config_check(const struct log_config *config)
+{
+	if (config->dir_path == NULL || config->dir_path[0] == '\0' ||
+	    strlen(config->dir_path) >= 4000)
+		return -EINVAL;
+	if (config->segment_size < (1u << 20) || config->segment_size % (1u << 20) != 0 ||
+	    config->segment_size > (4ull << 30) - (1u << 20))
+		return -EINVAL;
+	if (config->batch_size < 256 || config->batch_size > LOG_BATCH_SIZE_MAX ||
+	    config->batch_size % LOG_BATCH_ALIGN != 0 ||
+	    config->batch_size > config->segment_size / 4)
+		return -EINVAL;
+	if (config->commit_window_bytes < LOG_BLOCK_SIZE ||
+	    config->commit_window_bytes > config->segment_size / 2)
+		return -EINVAL;
+	if (config->producers_max == 0 || config->producers_max > 1024)
+		return -EINVAL;
+	if (config->batches_per_producer == 0 || config->batches_per_producer > 65536)
+		return -EINVAL;
+	if (config->shards_max == 0 || config->shards_max > SLUICE_SHARDS_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+/* Statistics have one writer each; readers may see a slightly stale value. */
+void
+log_stat_add(uint64_t *counter, uint64_t value)
+{
+	__atomic_fetch_add(counter, value, __ATOMIC_RELAXED);
+}
+
+uint64_t
+log_now_ns(void)
+{
+	return clock_real_ns();
+}
+
+/*
+ * Aligned memory for O_DIRECT buffers: 2 MiB hugepages through libhugetlbfs
+ * when the system has them (fewer TLB misses on the copy into the window),
+ * else ordinary pages. Zeroed either way.
+ */
+int
+log_mem_alloc(struct log_mem *mem, size_t size)
+{
+	size = (size_t)align_up(size, 2u << 20);
+	mem->size = size;
+	mem->huge = false;
+	mem->addr = get_hugepage_region(size, GHR_STRICT);
+	if (mem->addr != NULL) {
+		mem->huge = true;
+		memset(mem->addr, 0, size);
+		return 0;
+	}
+	if (posix_memalign(&mem->addr, LOG_BLOCK_SIZE, size) != 0) {
+		mem->addr = NULL;
+		return -ENOMEM;
+	}
+	memset(mem->addr, 0, size);
+	return 0;
+}
+
+void
+log_mem_free(struct log_mem *mem)
+{
+	if (mem->addr == NULL)
+		return;
+	if (mem->huge)
+		free_hugepage_region(mem->addr);
+	else
+		free(mem->addr);
+	mem->addr = NULL;
+}
+
+/* Fail-stop: the first error wins; from now on appends complete with it. */
+void
+log_fail(struct log *log, int err)
+{
+	int32_t expected = 0;
+
+	assert(err < 0);
+	if (atomic_compare_exchange_strong(&log->failed, &expected, err)) {
+		diag_error("log", "%s: fail-stop after %s; reopen to recover", log->dir_path,
+			   strerror(-err));
+		log_stat_add(&log->stats.io_errors, 1);
+	}
+}
+
+static int
+log_locks_init(struct log *log)
+{
+	pthread_mutex_init(&log->producer_lock, NULL);
+	pthread_mutex_init(&log->index_lock, NULL);
+	pthread_rwlock_init(&log->segments_rw, NULL);
+	pthread_mutex_init(&log->prep_lock, NULL);
+	pthread_mutex_init(&log->meta_lock, NULL);
+	pthread_cond_init(&log->prep_cond, NULL);
+	log->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return log->doorbell_fd < 0 ? -errno : 0;
+}
+
+static void
+log_free(struct log *log)
+{
+	for (uint32_t i = 0; i < log->spare_count; i++)
+		log_segment_free(log, log->spares[i]);
+	for (uint32_t i = 0; i < log->segment_count; i++)
+		log_segment_free(log, log->segments[i]);
+	log_producers_fini(log);
+	log_mem_free(&log->window_mem);
+	for (uint32_t w = 0; w < 2; w++)
+		free(log->windows[w].batches);
+	log_shard_table_fini(log);
+	if (log->io_owned && log->io != NULL)
+		log_io_default_close(log->io);
+	if (log->doorbell_fd >= 0)
+		close(log->doorbell_fd);
+	pthread_mutex_destroy(&log->producer_lock);
+	pthread_mutex_destroy(&log->index_lock);
+	pthread_rwlock_destroy(&log->segments_rw);
+	pthread_mutex_destroy(&log->prep_lock);
+	pthread_mutex_destroy(&log->meta_lock);
+	free(log->closed_loaded);
+	pthread_cond_destroy(&log->prep_cond);
+	free(log);
+}
+
+static int
+log_open_io(struct log *log, const struct log_config *config)
+{
+	strcpy(log->dir_path, config->dir_path);
+	if (config->io != NULL) {
+		log->io = config->io;
+		return 0;
+	}
+	log->io_owned = true;
+	return log_io_default_open(config->dir_path, &log->io);
+}
+
+int
+log_open(const struct log_config *config, struct log **log_out)
+{
+	struct log *log;
+	int err = config_check(config);
+
+	if (err != 0)
+		return err;
+	log = calloc(1, sizeof(*log));
+	if (log == NULL)
+		return -ENOMEM;
+	log->config = *config;
+	log->config.dir_path = log->dir_path;
+	log->doorbell_fd = -1;
+	err = log_locks_init(log);
+	if (err == 0)
+		err = log_open_io(log, config);
+	if (err == 0)
+		err = log_shard_table_init(log);
+	if (err == 0)
+		err = log_meta_load_or_create(log);
+	if (err == 0)
+		err = log_recover(log);
+	if (err == 0)
+		err = log_producers_init(log);
+	if (err == 0)
+		err = log_windows_init(log);
+	if (err == 0 && config->writer_thread)
+		err = log_prep_start(log);
+	if (err == 0 && config->writer_thread)
+		err = log_writer_start(log);
+	if (err != 0)
+		goto out_free;
+	*log_out = log;
+	return 0;
+
+out_free:
+	log_prep_stop(log);
+	log_free(log);
+	return err;
+}
+
+void
+log_close(struct log *log)
+{
+	log_writer_stop(log);
+	log_prep_stop(log);
+	log_free(log);
+}
+
+void
+log_stats_read(struct log *log, struct log_stats *stats_out)
+{
+	const uint64_t *src = (const uint64_t *)(const void *)&log->stats;
+	uint64_t *dst = (uint64_t *)(void *)stats_out;
+
+	/* The counters come first in struct log_stats, all uint64_t. */
+	for (size_t i = 0; i < offsetof(struct log_stats, shards_active) / 8; i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	pthread_mutex_lock(&log->index_lock);
+	stats_out->shards_active = log->shard_count;
+	pthread_mutex_unlock(&log->index_lock);
+	stats_out->failed = atomic_load(&log->failed) != 0;
 }

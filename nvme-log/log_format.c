@@ -1,0 +1,305 @@
+/*
+ * log_format.c - encoding and checking of segment headers, batches and
+ * records (layouts are tabled in log_format.h and docs/LOG_FORMAT.md).
+ * Pure functions: no I/O, no allocation.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "common/base.h"
+#include "common/crc32c.h"
+#include "common/limits.h"
+#include "nvme-log/log_format.h"
+
+static uint32_t
+varint_size(uint64_t value)
+{
+	uint32_t size = 1;
+
+	while (value >= 0x80) {
+		value >>= 7;
+		size++;
+	}
+	return size;
+}
+
+static uint8_t *
+varint_put(uint8_t *pos, uint64_t value)
+{
+	while (value >= 0x80) {
+		*pos++ = (uint8_t)(value | 0x80);
+		value >>= 7;
+	}
+	*pos++ = (uint8_t)value;
+	return pos;
+}
+
+/* Reads a varint of at most 10 bytes; NULL when it runs past `end` or overflows. */
+static const uint8_t *
+varint_get(const uint8_t *pos, const uint8_t *end, uint64_t *value_out)
+{
+	uint64_t value = 0;
+
+	for (uint32_t shift = 0; shift < 64; shift += 7) {
+		if (pos == end)
+			return NULL;
+		uint8_t byte = *pos++;
+
+		if (shift == 63 && byte > 1)
+			return NULL;
+		value |= (uint64_t)(byte & 0x7f) << shift;
+		if ((byte & 0x80) == 0) {
+			*value_out = value;
+			return pos;
+		}
+	}
+	return NULL;
+}
+
+static uint64_t
+zigzag_encode(int64_t value)
+{
+	return ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
+}
+
+static int64_t
+zigzag_decode(uint64_t value)
+{
+	return (int64_t)(value >> 1) ^ -(int64_t)(value & 1);
+}
+
+uint32_t
+log_record_size_max(uint16_t partition_key_size, bool has_hash_key, uint32_t data_size)
+{
+	return 10u + 1u + varint_size(partition_key_size) + (has_hash_key ? 16u : 0u) +
+	       partition_key_size + varint_size(data_size) + data_size;
+}
+
+int
+log_record_validate(const struct log_record_in *record)
+{
+	if (record->partition_key == NULL || record->partition_key_size == 0 ||
+	    record->partition_key_size > SLUICE_PARTITION_KEY_SIZE_MAX)
+		return -EINVAL;
+	if (record->data_size > SLUICE_RECORD_DATA_SIZE_MAX)
+		return -EINVAL;
+	if (record->data == NULL && record->data_size != 0)
+		return -EINVAL;
+	return 0;
+}
+
+int
+log_record_encode(uint8_t *buf, uint32_t room, uint64_t base_arrival_ns,
+		  const struct log_record_in *record)
+{
+	uint64_t delta = zigzag_encode((int64_t)(record->arrival_ns - base_arrival_ns));
+	bool has_hash_key = record->explicit_hash_key != NULL;
+	uint32_t size = varint_size(delta) + 1u + varint_size(record->partition_key_size) +
+			(has_hash_key ? 16u : 0u) + record->partition_key_size +
+			varint_size(record->data_size) + record->data_size;
+	uint8_t *pos = buf;
+
+	assert(log_record_validate(record) == 0);
+	if (size > room)
+		return -ENOSPC;
+	pos = varint_put(pos, delta);
+	*pos++ = has_hash_key ? LOG_RECORD_F_HASH_KEY : 0;
+	pos = varint_put(pos, record->partition_key_size);
+	if (has_hash_key) {
+		memcpy(pos, record->explicit_hash_key, 16);
+		pos += 16;
+	}
+	memcpy(pos, record->partition_key, record->partition_key_size);
+	pos += record->partition_key_size;
+	pos = varint_put(pos, record->data_size);
+	if (record->data_size != 0)
+		memcpy(pos, record->data, record->data_size);
+	pos += record->data_size;
+	assert((uint32_t)(pos - buf) == size);
+	return (int)size;
+}
+
+void
+log_batch_seal_body(uint8_t *batch, uint32_t size, uint32_t record_count,
+		    uint64_t base_arrival_ns)
+{
+	struct log_batch_header *header = (struct log_batch_header *)(void *)batch;
+
+	assert(size >= LOG_BATCH_HEADER_SIZE);
+	assert(size <= LOG_BATCH_SIZE_MAX);
+	header->size = size;
+	header->record_count = record_count;
+	header->base_arrival_ns = base_arrival_ns;
+	header->body_crc = crc32c(0, batch + 48, size - 48);
+}
+
+void
+log_batch_seal_header(uint8_t *batch, uint64_t base_seq, uint64_t shard_id,
+		      uint64_t commit_id, uint64_t segment_no, uint32_t flags)
+{
+	struct log_batch_header *header = (struct log_batch_header *)(void *)batch;
+
+	assert((flags & ~LOG_BATCH_F_KNOWN) == 0);
+	header->magic = LOG_BATCH_MAGIC;
+	header->base_seq = base_seq;
+	header->shard_id = shard_id;
+	header->commit_id = commit_id;
+	header->segment_no = segment_no;
+	header->flags = flags;
+	header->header_crc = crc32c(0, batch + 8, LOG_BATCH_HEADER_SIZE - 8);
+}
+
+/* Walks every record once: framing must fit the body exactly. */
+static int
+batch_check_records(const uint8_t *buf)
+{
+	struct log_record_iter iter;
+	struct log_record_out record;
+	int rc;
+
+	log_record_iter_init(&iter, buf);
+	while ((rc = log_record_iter_next(&iter, &record)) == 1)
+		;
+	if (rc < 0 || iter.pos != iter.end)
+		return -EBADMSG;
+	return 0;
+}
+
+int
+log_batch_check(const uint8_t *buf, size_t avail, struct log_batch_header *header_out)
+{
+	struct log_batch_header header;
+
+	if (avail < 4)
+		return -ENODATA;
+	memcpy(&header.magic, buf, 4);
+	if (header.magic != LOG_BATCH_MAGIC)
+		return -ENODATA;
+	if (avail < LOG_BATCH_HEADER_SIZE)
+		return -EBADMSG;
+	memcpy(&header, buf, sizeof(header));
+	if (crc32c(0, buf + 8, LOG_BATCH_HEADER_SIZE - 8) != header.header_crc)
+		return -EBADMSG;
+	if (header.size < LOG_BATCH_HEADER_SIZE || header.size > LOG_BATCH_SIZE_MAX ||
+	    header.size > avail)
+		return -EBADMSG;
+	if ((header.flags & ~LOG_BATCH_F_KNOWN) != 0)
+		return -EBADMSG;
+	if (crc32c(0, buf + 48, header.size - 48) != header.body_crc)
+		return -EBADMSG;
+	if (header.record_count == 0 || header.record_count > header.size - LOG_BATCH_HEADER_SIZE)
+		return -EBADMSG;
+	if (batch_check_records(buf) != 0)
+		return -EBADMSG;
+	*header_out = header;
+	return 0;
+}
+
+void
+log_record_iter_init(struct log_record_iter *iter, const uint8_t *batch)
+{
+	struct log_batch_header header;
+
+	memcpy(&header, batch, sizeof(header));
+	iter->pos = batch + LOG_BATCH_HEADER_SIZE;
+	iter->end = batch + header.size;
+	iter->seq = header.base_seq;
+	iter->base_arrival_ns = header.base_arrival_ns;
+	iter->left = header.record_count;
+}
+
+/* Key part of a record: flags, key size, optional hash key, key bytes. */
+static const uint8_t *
+record_get_key(const uint8_t *pos, const uint8_t *end, struct log_record_out *out)
+{
+	uint64_t key_size;
+	uint8_t flags;
+
+	if (pos == end)
+		return NULL;
+	flags = *pos++;
+	if ((flags & ~LOG_RECORD_F_HASH_KEY) != 0)
+		return NULL;
+	pos = varint_get(pos, end, &key_size);
+	if (pos == NULL || key_size == 0 || key_size > SLUICE_PARTITION_KEY_SIZE_MAX)
+		return NULL;
+	out->has_explicit_hash_key = (flags & LOG_RECORD_F_HASH_KEY) != 0;
+	if (out->has_explicit_hash_key) {
+		if (end - pos < 16)
+			return NULL;
+		memcpy(out->explicit_hash_key, pos, 16);
+		pos += 16;
+	} else {
+		memset(out->explicit_hash_key, 0, 16);
+	}
+	if ((uint64_t)(end - pos) < key_size)
+		return NULL;
+	out->partition_key = pos;
+	out->partition_key_size = (uint16_t)key_size;
+	return pos + key_size;
+}
+
+int
+log_record_iter_next(struct log_record_iter *iter, struct log_record_out *out)
+{
+	const uint8_t *pos = iter->pos;
+	uint64_t delta;
+	uint64_t data_size;
+
+	if (iter->left == 0)
+		return 0;
+	pos = varint_get(pos, iter->end, &delta);
+	if (pos == NULL)
+		return -EBADMSG;
+	pos = record_get_key(pos, iter->end, out);
+	if (pos == NULL)
+		return -EBADMSG;
+	pos = varint_get(pos, iter->end, &data_size);
+	if (pos == NULL || data_size > SLUICE_RECORD_DATA_SIZE_MAX ||
+	    data_size > (uint64_t)(iter->end - pos))
+		return -EBADMSG;
+	out->seq = iter->seq;
+	out->arrival_ns = iter->base_arrival_ns + (uint64_t)zigzag_decode(delta);
+	out->data = pos;
+	out->data_size = (uint32_t)data_size;
+	iter->pos = pos + data_size;
+	iter->seq++;
+	iter->left--;
+	return 1;
+}
+
+void
+log_segment_header_encode(uint8_t *block, uint64_t log_id, uint64_t segment_no,
+			  uint64_t commit_first, uint64_t segment_size, uint64_t created_ns)
+{
+	struct log_segment_header header = {
+		.magic = LOG_SEGMENT_MAGIC,
+		.version = LOG_FORMAT_VERSION,
+		.log_id = log_id,
+		.segment_no = segment_no,
+		.commit_first = commit_first,
+		.segment_size = segment_size,
+		.created_ns = created_ns,
+	};
+
+	memset(block, 0, LOG_BLOCK_SIZE);
+	memcpy(block, &header, sizeof(header));
+	header.crc32c = crc32c(0, block + 12, LOG_SEGMENT_HEADER_SIZE - 12);
+	memcpy(block, &header, sizeof(header));
+}
+
+int
+log_segment_header_decode(const uint8_t *block, struct log_segment_header *out)
+{
+	struct log_segment_header header;
+
+	memcpy(&header, block, sizeof(header));
+	if (header.magic != LOG_SEGMENT_MAGIC)
+		return -ENODATA;
+	if (crc32c(0, block + 12, LOG_SEGMENT_HEADER_SIZE - 12) != header.crc32c)
+		return -EBADMSG;
+	if (header.version != LOG_FORMAT_VERSION)
+		return -EBADMSG;
+	*out = header;
+	return 0;
+}

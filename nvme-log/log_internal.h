@@ -1,0 +1,282 @@
+/*
+ * log_internal.h - the log's private state, shared by the files of
+ * nvme-log/ (and white-box tests). Nobody outside nvme-log/ includes it.
+ *
+ * Threads and what they own:
+ *   producers   their log_producer: batch pool, submit ring (push side),
+ *               completion ring (pop side)
+ *   writer      shard seq_next, the two group-commit windows, the active
+ *               segment, the I/O ring; it publishes under index_lock
+ *   preparer    pre-writes spare segments and writes index files of sealed
+ *               segments (off the write path)
+ *   any         log_read / log_shard_info / retention under index_lock
+ *
+ * index_lock guards the shard table, the segment list and their index
+ * entries. The writer takes it once per commit, never across I/O.
+ */
+#ifndef SLUICE_LOG_INTERNAL_H
+#define SLUICE_LOG_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nvme-log/log.h"
+#include "nvme-log/log_format.h"
+
+#define LOG_SEGMENTS_MAX 16384u   /* Segments one log may hold (retained + spares). */
+#define LOG_SPARES_TARGET 2u      /* Pre-written segments kept ready. */
+#define LOG_SHARD_BAD_MAX 8u      /* Corrupt ranges remembered per shard. */
+#define LOG_WRITE_CHUNK (512u << 10) /* Largest single write of a window. */
+#define LOG_STREAMS_RETENTION_MAX 4096u
+#define LOG_RETENTION_HOURS_DEFAULT 24u
+#define LOG_DELETED_MAX 4096u     /* Deleted streams remembered until their data is gone. */
+
+/*
+ * Single-producer single-consumer ring of 32-bit slots. head and tail run
+ * free (masked on access) and sit on their own cache lines.
+ */
+struct log_spsc {
+	_Alignas(64) _Atomic uint32_t head; /* Next slot to fill: the pushing side. */
+	_Alignas(64) _Atomic uint32_t tail; /* Next slot to take: the popping side. */
+	_Alignas(64) uint32_t mask;
+	uint32_t *slots;
+};
+
+struct log_batch {
+	uint8_t *buf;              /* batch_size bytes, 8-byte aligned; header first. */
+	uint32_t used;             /* Bytes encoded, header included. */
+	uint32_t record_count;
+	uint64_t base_arrival_ns;
+	uint64_t arrival_max_ns;
+	uint32_t index;
+	struct log_producer *producer;
+	/* Set at submit (producer), read by the writer after the ring's acquire. */
+	uint64_t shard_id;
+	uint64_t cookie;
+	/* Set by the writer, read by the producer after the completion ring's acquire. */
+	uint64_t seq_first;
+	int32_t error;
+	uint64_t durable_ns;
+};
+
+struct log_producer {
+	struct log *log;
+	uint32_t index;
+	int event_fd;
+	struct log_batch *batches;
+	uint32_t *free_stack;      /* Producer-local pool of batch indices. */
+	uint32_t free_count;
+	struct log_spsc submit;    /* Producer -> writer: batch indices. */
+	struct log_spsc done;      /* Writer -> producer: batch indices. */
+	bool signal_due;           /* Writer-local: completions posted since the last signal. */
+	_Atomic bool open;
+};
+
+/* One sealed or active segment's per-shard summary, kept per shard. */
+struct log_shard_seg {
+	uint64_t segment_no;
+	uint64_t seq_first;
+	uint64_t seq_end;          /* One past the last seq of the shard in the segment. */
+	uint64_t arrival_max_ns;
+};
+
+struct log_seq_range {
+	uint64_t first;
+	uint64_t end;
+};
+
+struct log_shard {
+	uint64_t shard_id;
+	bool used;
+	bool closed;
+	bool close_pending;        /* Writer: completes the close once all is durable. */
+	uint64_t seq_next;         /* Writer-owned: next seq to assign. */
+	uint64_t seq_durable;      /* Under index_lock. */
+	uint64_t seq_trim;
+	uint64_t last_arrival_ns;
+	struct log_shard_seg *segs;
+	uint32_t seg_count;
+	uint32_t seg_cap;
+	struct log_seq_range bad[LOG_SHARD_BAD_MAX];
+	uint32_t bad_count;
+};
+
+enum log_segment_state {
+	LOG_SEGMENT_ACTIVE,
+	LOG_SEGMENT_SEALED,
+};
+
+struct log_segment {
+	uint64_t segment_no;
+	uint32_t file;
+	enum log_segment_state state;
+	bool index_persisted;
+	uint64_t commit_first;
+	uint64_t bytes_used;       /* End of the last durable window. */
+	uint64_t arrival_max_ns;
+	struct log_index_entry *entries; /* Durable batches, in segment order. */
+	uint32_t entry_count;
+	uint32_t entry_cap;
+};
+
+struct log_window_batch {
+	struct log_batch *batch;
+	uint32_t shard_index;
+	uint32_t offset;           /* In the segment. */
+	uint64_t arrival_max_ns;
+};
+
+struct log_window {
+	uint8_t *buf;
+	uint32_t cap;
+	uint32_t used;             /* Bytes from buf[0], batches 8-aligned. */
+	uint32_t last_batch_pos;
+	struct log_segment *seg;   /* NULL: goes to a new segment, activated at submit. */
+	uint64_t seg_offset;       /* Segment offset of buf[0]; 4 KiB aligned. */
+	bool open;
+	uint64_t commit_id;
+	struct log_window_batch *batches;
+	uint32_t batch_count;
+	uint32_t batch_cap;
+	uint64_t opened_ns;
+	uint32_t ios_pending;
+	int32_t error;
+	bool in_flight;
+	bool seals_segment;
+};
+
+struct log_stream_retention {
+	uint32_t stream_id;
+	uint32_t hours;
+};
+
+struct log_stream_deleted {
+	uint32_t stream_id;
+	uint32_t zero;
+	uint64_t commit_before;
+};
+
+struct log_mem {
+	void *addr;
+	size_t size;
+	bool huge;
+};
+
+struct log {
+	struct log_config config;
+	char dir_path[4096];
+	struct log_io *io;
+	bool io_owned;
+	uint64_t log_id;
+	uint32_t window_cap;
+
+	/* Producers. */
+	struct log_producer *producers;
+	_Atomic uint32_t producer_count;
+	pthread_mutex_t producer_lock;
+	struct log_mem batch_mem;
+
+	/* Writer. */
+	struct log_window windows[2];
+	uint32_t window_fill;      /* Index of the filling window. */
+	struct log_mem window_mem;
+	struct log_segment *active;
+	uint64_t commit_next;
+	_Atomic bool stop;
+	_Atomic bool writer_sleeping;
+	int doorbell_fd;
+	pthread_t writer_thread;
+	bool writer_started;
+	_Atomic int32_t failed;    /* 0, or the fail-stop errno (negative). */
+	bool enospc;               /* Writer: last window hit ENOSPC; retry later. */
+	uint64_t enospc_retry_ns;
+
+	/* Index: guarded by index_lock. */
+	pthread_mutex_t index_lock;
+	pthread_rwlock_t segments_rw; /* Readers hold it shared across preads. */
+	struct log_shard *shards;
+	uint32_t *shard_slots;     /* Open addressing: shard index + 1, 0 = empty. */
+	uint32_t shard_slot_mask;
+	uint32_t shard_count;
+	struct log_segment *segments[LOG_SEGMENTS_MAX]; /* Ordered by segment_no. */
+	uint32_t segment_count;
+	struct log_stream_retention retention[LOG_STREAMS_RETENTION_MAX];
+	uint32_t retention_count;
+	struct log_stream_deleted deleted[LOG_DELETED_MAX];
+	uint32_t deleted_count;
+	pthread_mutex_t meta_lock;
+	void *closed_loaded;       /* log.meta's closed shards, applied by recovery. */
+	uint32_t closed_loaded_count;
+
+	/* Spares and seals: guarded by prep_lock. */
+	pthread_mutex_t prep_lock;
+	pthread_cond_t prep_cond;
+	struct log_segment *spares[LOG_SPARES_TARGET];
+	uint32_t spare_count;
+	uint64_t segment_no_next;
+	struct log_segment *seal_queue[LOG_SEGMENTS_MAX];
+	uint32_t seal_count;
+	pthread_t prep_thread;
+	bool prep_started;
+	bool prep_stop;
+	int32_t prep_error;
+
+	/* Statistics: written by one thread each, read with relaxed loads. */
+	struct log_stats stats;
+};
+
+/* log.c */
+void log_stat_add(uint64_t *counter, uint64_t value);
+int log_mem_alloc(struct log_mem *mem, size_t size);
+void log_mem_free(struct log_mem *mem);
+uint64_t log_now_ns(void);
+void log_fail(struct log *log, int err);
+
+/* log_spsc (log_producer.c) */
+bool log_spsc_push(struct log_spsc *ring, uint32_t value);
+bool log_spsc_pop(struct log_spsc *ring, uint32_t *value_out);
+bool log_spsc_empty(struct log_spsc *ring);
+bool log_spsc_peek(struct log_spsc *ring, uint32_t *value_out);
+int log_producers_init(struct log *log);
+void log_producers_fini(struct log *log);
+
+/* log_shard.c (callers hold index_lock unless noted) */
+int log_shard_table_init(struct log *log);
+void log_shard_table_fini(struct log *log);
+struct log_shard *log_shard_find(struct log *log, uint64_t shard_id);
+struct log_shard *log_shard_get(struct log *log, uint64_t shard_id);
+int log_shard_note_batch(struct log *log, struct log_shard *shard, uint64_t segment_no,
+			 const struct log_index_entry *entry);
+void log_shard_mark_bad(struct log_shard *shard, uint64_t first, uint64_t end);
+
+/* log_segment.c */
+void log_segment_name(uint64_t segment_no, const char *ext, char *buf, size_t size);
+int log_segment_entry_add(struct log_segment *seg, const struct log_index_entry *entry);
+struct log_segment *log_segment_find(struct log *log, uint64_t segment_no);
+int log_segment_list_add(struct log *log, struct log_segment *seg);
+void log_segment_free(struct log *log, struct log_segment *seg);
+int log_segment_prepare(struct log *log);
+struct log_segment *log_segment_take_spare(struct log *log, bool wait);
+int log_segment_index_write(struct log *log, struct log_segment *seg);
+int log_segment_index_read(struct log *log, struct log_segment *seg);
+void log_segment_seal_request(struct log *log, struct log_segment *seg);
+int log_segments_run_seals(struct log *log);
+int log_prep_start(struct log *log);
+void log_prep_stop(struct log *log);
+
+/* log_recover.c */
+int log_recover(struct log *log);
+
+/* log_writer.c */
+int log_writer_start(struct log *log);
+void log_writer_stop(struct log *log);
+int log_windows_init(struct log *log);
+void log_writer_doorbell(struct log *log);
+
+/* log_meta.c */
+int log_meta_load_or_create(struct log *log);
+int log_meta_store(struct log *log);
+
+#endif /* SLUICE_LOG_INTERNAL_H */

@@ -1,0 +1,344 @@
+/*
+ * log_reader.c - reads by (shard, seq) and by (shard, arrival time).
+ *
+ * A read finds the batch through the shard's per-segment summary and the
+ * segment's batch entries (both only ever hold durable batches, so nothing
+ * past the durable watermark is reachable), reads it with O_DIRECT and
+ * checks it again: a batch whose bytes no longer check out is corruption of
+ * durable data: counted, logged, its range remembered, and -EBADMSG
+ * returned; its bytes are never served.
+ *
+ * Lock order: segments_rw (shared, across the pread, so retention cannot
+ * close the file underneath) then index_lock (briefly, for the lookup).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/base.h"
+#include "common/diag.h"
+#include "nvme-log/log_internal.h"
+#include "nvme-log/log_io.h"
+
+struct log_reader {
+	struct log *log;
+	struct log_mem mem;
+	uint32_t buf_size;
+	/* Cursor: where the last lookup ended, so sequential reads do not rescan. */
+	uint64_t cursor_shard;
+	uint64_t cursor_segment;
+	uint32_t cursor_entry;
+};
+
+/* A batch found for a read: where it is and what it must contain. */
+struct read_loc {
+	struct log_index_entry entry;
+	uint64_t segment_no;
+	uint32_t file;
+};
+
+int
+log_reader_open(struct log *log, struct log_reader **reader_out)
+{
+	struct log_reader *reader = calloc(1, sizeof(*reader));
+	int err;
+
+	if (reader == NULL)
+		return -ENOMEM;
+	reader->log = log;
+	reader->buf_size = (uint32_t)align_up(log->config.batch_size, LOG_BLOCK_SIZE) +
+			   2 * LOG_BLOCK_SIZE;
+	err = log_mem_alloc(&reader->mem, reader->buf_size);
+	if (err != 0) {
+		free(reader);
+		return err;
+	}
+	reader->cursor_segment = UINT64_MAX;
+	*reader_out = reader;
+	return 0;
+}
+
+void
+log_reader_close(struct log_reader *reader)
+{
+	log_mem_free(&reader->mem);
+	free(reader);
+}
+
+static bool
+shard_seq_bad(const struct log_shard *shard, uint64_t seq)
+{
+	for (uint32_t i = 0; i < shard->bad_count; i++) {
+		if (shard->bad[i].first <= seq && seq < shard->bad[i].end)
+			return true;
+	}
+	return false;
+}
+
+/* The shard's summary for the segment holding `seq`, or NULL. */
+static const struct log_shard_seg *
+shard_seg_for_seq(const struct log_shard *shard, uint64_t seq)
+{
+	uint32_t lo = 0;
+	uint32_t hi = shard->seg_count;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (shard->segs[mid].seq_end <= seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == shard->seg_count || shard->segs[lo].seq_first > seq)
+		return NULL;
+	return &shard->segs[lo];
+}
+
+/* Finds the shard's batch holding `seq` in `seg`, starting at the cursor. */
+static int
+segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
+		   uint64_t shard_id, uint64_t seq, struct read_loc *loc)
+{
+	uint32_t start = 0;
+
+	if (reader->cursor_shard == shard_id && reader->cursor_segment == seg->segment_no &&
+	    reader->cursor_entry < seg->entry_count &&
+	    seg->entries[reader->cursor_entry].seq_first <= seq)
+		start = reader->cursor_entry;
+	for (uint32_t i = start; i < seg->entry_count; i++) {
+		const struct log_index_entry *e = &seg->entries[i];
+
+		if (e->shard_id != shard_id || seq < e->seq_first ||
+		    seq >= e->seq_first + e->record_count)
+			continue;
+		loc->entry = *e;
+		loc->segment_no = seg->segment_no;
+		loc->file = seg->file;
+		reader->cursor_shard = shard_id;
+		reader->cursor_segment = seg->segment_no;
+		reader->cursor_entry = i;
+		return 0;
+	}
+	return -EBADMSG; /* The summary says the shard has it: the index disagrees. */
+}
+
+/*
+ * Where `seq` of the shard is. Returns 0, 1 when there is nothing to read
+ * (at or past the durable watermark), -ERANGE below the trim horizon,
+ * -EBADMSG inside a known corrupt range.
+ */
+static int
+read_locate(struct log_reader *reader, uint64_t shard_id, uint64_t seq, struct read_loc *loc)
+{
+	struct log *log = reader->log;
+	const struct log_shard_seg *summary;
+	struct log_segment *seg;
+	struct log_shard *shard;
+	int rc = 1;
+
+	pthread_mutex_lock(&log->index_lock);
+	shard = log_shard_find(log, shard_id);
+	if (shard == NULL)
+		goto out_unlock;
+	if (seq < shard->seq_trim) {
+		rc = -ERANGE;
+	} else if (seq >= shard->seq_durable) {
+		rc = 1;
+	} else if (shard_seq_bad(shard, seq)) {
+		rc = -EBADMSG;
+	} else {
+		summary = shard_seg_for_seq(shard, seq);
+		seg = summary == NULL ? NULL : log_segment_find(log, summary->segment_no);
+		rc = seg == NULL ? -ERANGE : segment_find_entry(reader, seg, shard_id, seq, loc);
+	}
+out_unlock:
+	pthread_mutex_unlock(&log->index_lock);
+	return rc;
+}
+
+static void
+read_report_corrupt(struct log *log, const struct read_loc *loc, int why)
+{
+	struct log_shard *shard;
+
+	diag_error("log", "%s: segment %" PRIu64 " offset %u: batch of shard %" PRIx64
+		   " seq %" PRIu64 "+%u is corrupt (%s); not served", log->dir_path,
+		   loc->segment_no, loc->entry.offset, loc->entry.shard_id, loc->entry.seq_first,
+		   loc->entry.record_count, strerror(-why));
+	log_stat_add(&log->stats.corruptions, 1);
+	pthread_mutex_lock(&log->index_lock);
+	shard = log_shard_find(log, loc->entry.shard_id);
+	if (shard != NULL)
+		log_shard_mark_bad(shard, loc->entry.seq_first,
+				   loc->entry.seq_first + loc->entry.record_count);
+	pthread_mutex_unlock(&log->index_lock);
+}
+
+/* Reads and re-checks the batch; returns a pointer to it in the reader's buffer. */
+static int
+read_batch(struct log_reader *reader, const struct read_loc *loc, const uint8_t **batch_out)
+{
+	uint64_t start = loc->entry.offset & ~(uint64_t)(LOG_BLOCK_SIZE - 1);
+	uint64_t end = align_up((uint64_t)loc->entry.offset + loc->entry.size, LOG_BLOCK_SIZE);
+	const uint8_t *batch = (const uint8_t *)reader->mem.addr + (loc->entry.offset - start);
+	struct log_batch_header h;
+	int err;
+
+	if (end - start > reader->buf_size)
+		err = -EBADMSG;
+	else
+		err = log_io_pread(reader->log->io, loc->file, reader->mem.addr,
+				   (uint32_t)(end - start), start);
+	if (err == 0)
+		err = log_batch_check(batch, loc->entry.size, &h);
+	if (err == -ENODATA)
+		err = -EBADMSG;
+	if (err == 0 && (h.shard_id != loc->entry.shard_id || h.base_seq != loc->entry.seq_first ||
+			 h.record_count != loc->entry.record_count ||
+			 h.segment_no != loc->segment_no || h.size != loc->entry.size))
+		err = -EBADMSG;
+	if (err == -EBADMSG)
+		read_report_corrupt(reader->log, loc, err);
+	*batch_out = batch;
+	return err;
+}
+
+struct read_ctx {
+	log_read_fn fn;
+	void *arg;
+	uint32_t records_max;
+	uint64_t bytes_max;
+	uint32_t delivered;
+	uint64_t bytes;
+	uint64_t seq_next;
+	bool stop;
+	int fn_error;
+};
+
+/* Delivers the batch's records from ctx->seq_next on. Returns 0 or the callback's errno. */
+static int
+read_deliver(struct read_ctx *ctx, const uint8_t *batch)
+{
+	struct log_record_iter iter;
+	struct log_record_out record;
+
+	log_record_iter_init(&iter, batch);
+	while (!ctx->stop && log_record_iter_next(&iter, &record) == 1) {
+		int rc;
+
+		if (record.seq < ctx->seq_next)
+			continue;
+		if (ctx->delivered == ctx->records_max ||
+		    (ctx->delivered > 0 && ctx->bytes + record.data_size > ctx->bytes_max)) {
+			ctx->stop = true;
+			break;
+		}
+		rc = ctx->fn(ctx->arg, &record);
+		if (rc < 0) {
+			ctx->fn_error = rc;
+			return rc;
+		}
+		ctx->delivered++;
+		ctx->bytes += record.data_size;
+		ctx->seq_next = record.seq + 1;
+		if (rc == 1)
+			ctx->stop = true;
+	}
+	return 0;
+}
+
+int
+log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
+	 uint32_t records_max, uint64_t bytes_max, log_read_fn fn, void *arg,
+	 uint64_t *seq_next_out)
+{
+	struct read_ctx ctx = { fn, arg, records_max, bytes_max, 0, 0, seq_from, false, 0 };
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&reader->log->segments_rw);
+	while (!ctx.stop && ctx.delivered < records_max) {
+		struct read_loc loc;
+		const uint8_t *batch;
+
+		rc = read_locate(reader, shard_id, ctx.seq_next, &loc);
+		if (rc == 0)
+			rc = read_batch(reader, &loc, &batch);
+		if (rc == 0)
+			rc = read_deliver(&ctx, batch);
+		if (rc != 0)
+			break;
+	}
+	pthread_rwlock_unlock(&reader->log->segments_rw);
+	*seq_next_out = ctx.seq_next;
+	if (ctx.fn_error != 0)
+		return ctx.fn_error;
+	/* Records already delivered win; a read error shows on the next call. */
+	if (rc == 1 || (rc < 0 && ctx.delivered > 0))
+		rc = 0;
+	return rc < 0 ? rc : (int)ctx.delivered;
+}
+
+/* The first batch of the shard whose latest arrival is >= ts_ns (lock held). */
+static int
+seek_locate(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, struct read_loc *loc,
+	    uint64_t *seq_out)
+{
+	struct log *log = reader->log;
+	struct log_shard *shard = log_shard_find(log, shard_id);
+
+	*seq_out = shard == NULL ? 0 : shard->seq_durable;
+	if (shard == NULL)
+		return 1;
+	for (uint32_t k = 0; k < shard->seg_count; k++) {
+		const struct log_shard_seg *summary = &shard->segs[k];
+		struct log_segment *seg;
+
+		if (summary->arrival_max_ns < ts_ns || summary->seq_end <= shard->seq_trim)
+			continue;
+		seg = log_segment_find(log, summary->segment_no);
+		for (uint32_t i = 0; seg != NULL && i < seg->entry_count; i++) {
+			const struct log_index_entry *e = &seg->entries[i];
+
+			if (e->shard_id != shard_id || e->arrival_max_ns < ts_ns ||
+			    e->seq_first + e->record_count <= shard->seq_trim ||
+			    e->seq_first < summary->seq_first)
+				continue;
+			loc->entry = *e;
+			loc->segment_no = seg->segment_no;
+			loc->file = seg->file;
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int
+log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, uint64_t *seq_out)
+{
+	struct log *log = reader->log;
+	struct log_record_iter iter;
+	struct log_record_out record;
+	const uint8_t *batch;
+	struct read_loc loc;
+	int rc;
+
+	pthread_rwlock_rdlock(&log->segments_rw);
+	pthread_mutex_lock(&log->index_lock);
+	rc = seek_locate(reader, shard_id, ts_ns, &loc, seq_out);
+	pthread_mutex_unlock(&log->index_lock);
+	if (rc == 0)
+		rc = read_batch(reader, &loc, &batch);
+	if (rc == 0) {
+		log_record_iter_init(&iter, batch);
+		while (log_record_iter_next(&iter, &record) == 1) {
+			if (record.arrival_ns >= ts_ns) {
+				*seq_out = record.seq;
+				break;
+			}
+		}
+	}
+	pthread_rwlock_unlock(&log->segments_rw);
+	return rc < 0 ? rc : 0;
+}

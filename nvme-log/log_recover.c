@@ -1,0 +1,431 @@
+/*
+ * log_recover.c - opening an existing log directory.
+ *
+ * Sealed segments come back from their index files (no data is read).
+ * A segment without one (the tail the last run was writing) is scanned:
+ * batches are followed from block 1 while they check out, the longest
+ * valid prefix is kept and the segment is sealed on the spot (a new run
+ * always starts a new segment, so a torn tail is never written over).
+ *
+ * Torn tail or corruption? Windows are written one after the other, each
+ * only once the previous one was durable (log_writer.c). So when the walk
+ * stops at a bad batch in window w, any valid batch further on with a
+ * commit id above w proves w was durable: the bad batch is corruption of
+ * durable data (counted, logged, its shards' sequence gaps read as
+ * -EBADMSG) and the walk resumes there. Otherwise it is a torn tail and is
+ * cut. A corrupted last durable window cannot be told from a torn one by
+ * any format without a second copy; that limit is documented.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/base.h"
+#include "common/diag.h"
+#include "nvme-log/log_internal.h"
+#include "nvme-log/log_io.h"
+
+struct recover_names {
+	uint64_t *nos;
+	uint32_t count;
+	uint32_t cap;
+};
+
+struct scan_state {
+	uint64_t pos;
+	uint64_t last_commit;     /* Last complete window. */
+	uint64_t cur_commit;      /* Window being walked, when in_window. */
+	bool in_window;
+	uint32_t corruptions;
+	uint32_t commits_seen;
+	bool torn;
+};
+
+static int
+names_add(void *arg, const char *name)
+{
+	struct recover_names *names = arg;
+	uint64_t no;
+	char tail[8];
+
+	if (sscanf(name, "seg-%16" SCNx64 ".%7s", &no, tail) != 2 || strcmp(tail, "log") != 0)
+		return 0;
+	if (names->count == names->cap) {
+		uint32_t cap = names->cap == 0 ? 64 : names->cap * 2;
+		uint64_t *nos = realloc(names->nos, cap * sizeof(*nos));
+
+		if (nos == NULL)
+			return -ENOMEM;
+		names->nos = nos;
+		names->cap = cap;
+	}
+	names->nos[names->count++] = no;
+	return 0;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a;
+	uint64_t y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool
+batch_valid_at(const uint8_t *buf, uint64_t size, uint64_t pos, uint64_t segment_no,
+	       struct log_batch_header *h)
+{
+	return pos + LOG_BATCH_HEADER_SIZE <= size &&
+	       log_batch_check(buf + pos, size - pos, h) == 0 && h->segment_no == segment_no;
+}
+
+/* First 4 KiB boundary after `from` holding a valid batch of a window after `commit`. */
+static uint64_t
+scan_later_window(const uint8_t *buf, uint64_t size, uint64_t from, uint64_t segment_no,
+		  uint64_t commit, struct log_batch_header *h)
+{
+	for (uint64_t pos = align_up(from, LOG_BLOCK_SIZE); pos < size; pos += LOG_BLOCK_SIZE) {
+		if (batch_valid_at(buf, size, pos, segment_no, h) && h->commit_id > commit)
+			return pos;
+	}
+	return 0;
+}
+
+static bool
+all_zero(const uint8_t *p, uint64_t size)
+{
+	for (uint64_t i = 0; i < size; i++) {
+		if (p[i] != 0)
+			return false;
+	}
+	return true;
+}
+
+static uint64_t
+batch_arrival_max(const uint8_t *batch)
+{
+	struct log_record_iter iter;
+	struct log_record_out record;
+	uint64_t max = 0;
+
+	log_record_iter_init(&iter, batch);
+	while (log_record_iter_next(&iter, &record) == 1)
+		max = max_u64(max, record.arrival_ns);
+	return max;
+}
+
+static int
+scan_add(struct log_segment *seg, const uint8_t *buf, uint64_t pos,
+	 const struct log_batch_header *h)
+{
+	struct log_index_entry entry = {
+		.shard_id = h->shard_id,
+		.seq_first = h->base_seq,
+		.arrival_max_ns = batch_arrival_max(buf + pos),
+		.commit_id = h->commit_id,
+		.offset = (uint32_t)pos,
+		.size = h->size,
+		.record_count = h->record_count,
+	};
+
+	return log_segment_entry_add(seg, &entry);
+}
+
+/* The walk stopped at st->pos: resume after corruption, or end (torn or clean). */
+static bool
+scan_stop(struct log *log, struct log_segment *seg, const uint8_t *buf, uint64_t size,
+	  struct scan_state *st)
+{
+	uint64_t w = st->in_window ? st->cur_commit : st->last_commit + 1;
+	struct log_batch_header h;
+	uint64_t next = scan_later_window(buf, size, st->pos + 1, seg->segment_no, w, &h);
+
+	if (next != 0) {
+		diag_error("log", "%s: segment %" PRIu64 ": corrupt durable data at bytes %" PRIu64
+			   "..%" PRIu64 " (window %" PRIu64 "); later windows kept",
+			   log->dir_path, seg->segment_no, st->pos, next, w);
+		st->corruptions++;
+		st->pos = next;
+		st->in_window = false;
+		st->last_commit = h.commit_id - 1;
+		return true;
+	}
+	st->torn = st->in_window ||
+		   !all_zero(buf + st->pos, min_u64(LOG_BLOCK_SIZE, size - st->pos));
+	return false;
+}
+
+/* Walks the batches of one unsealed segment image into seg->entries. */
+static int
+scan_segment(struct log *log, struct log_segment *seg, const uint8_t *buf, uint64_t size,
+	     struct scan_state *st)
+{
+	struct log_batch_header h;
+	int err;
+
+	st->pos = LOG_BLOCK_SIZE;
+	while (st->pos + LOG_BATCH_HEADER_SIZE <= size) {
+		bool ok = batch_valid_at(buf, size, st->pos, seg->segment_no, &h) &&
+			  (st->in_window ? h.commit_id == st->cur_commit :
+					   h.commit_id > st->last_commit);
+
+		if (!ok) {
+			if (scan_stop(log, seg, buf, size, st))
+				continue;
+			break;
+		}
+		err = scan_add(seg, buf, st->pos, &h);
+		if (err != 0)
+			return err;
+		st->pos = align_up(st->pos + h.size, LOG_BATCH_ALIGN);
+		if (h.flags & LOG_BATCH_F_WINDOW_LAST) {
+			st->pos = align_up(st->pos, LOG_BLOCK_SIZE);
+			st->last_commit = h.commit_id;
+			st->in_window = false;
+			st->commits_seen++;
+		} else {
+			st->in_window = true;
+			st->cur_commit = h.commit_id;
+		}
+	}
+	seg->bytes_used = align_up(min_u64(st->pos, size), LOG_BLOCK_SIZE);
+	return 0;
+}
+
+static int
+segment_read_all(struct log *log, struct log_segment *seg, struct log_mem *image)
+{
+	int err = log_mem_alloc(image, log->config.segment_size);
+
+	if (err != 0)
+		return err;
+	err = log_io_pread(log->io, seg->file, image->addr, (uint32_t)log->config.segment_size, 0);
+	if (err != 0)
+		log_mem_free(image);
+	return err;
+}
+
+/*
+ * Scans an unsealed segment and seals it. With a bad header (`headerless`)
+ * the segment is kept only if at least two windows prove it was in use
+ * (else it was a spare or a torn first window: -ENOENT, the caller drops it).
+ */
+static int
+recover_scan(struct log *log, struct log_segment *seg, bool headerless)
+{
+	struct scan_state st = { .last_commit = headerless ? 0 : seg->commit_first - 1 };
+	struct log_mem image;
+	int err = segment_read_all(log, seg, &image);
+
+	if (err != 0)
+		return err;
+	err = scan_segment(log, seg, image.addr, log->config.segment_size, &st);
+	log_mem_free(&image);
+	if (err != 0)
+		return err;
+	if (headerless && st.commits_seen < 2)
+		return -ENOENT;
+	if (headerless) {
+		diag_error("log", "%s: segment %" PRIu64 ": corrupt header; %u batches recovered",
+			   log->dir_path, seg->segment_no, seg->entry_count);
+		st.corruptions++;
+	}
+	log_stat_add(&log->stats.corruptions, st.corruptions);
+	if (st.torn) {
+		diag_warn("log", "%s: segment %" PRIu64 ": torn tail cut at byte %" PRIu64,
+			  log->dir_path, seg->segment_no, st.pos);
+		log_stat_add(&log->stats.torn_tails_cut, 1);
+	}
+	seg->state = LOG_SEGMENT_SEALED;
+	return log_segment_index_write(log, seg);
+}
+
+static int
+recover_header(struct log *log, struct log_segment *seg, bool *headerless)
+{
+	struct log_segment_header header;
+	struct log_mem block;
+	uint64_t size;
+	int err = log_io_file_size(log->io, seg->file, &size);
+
+	if (err != 0)
+		return err;
+	if (size != log->config.segment_size)
+		return -ENOENT; /* A spare whose pre-writing was cut short. */
+	err = log_mem_alloc(&block, LOG_BLOCK_SIZE);
+	if (err != 0)
+		return err;
+	err = log_io_pread(log->io, seg->file, block.addr, LOG_BLOCK_SIZE, 0);
+	if (err == 0)
+		err = log_segment_header_decode(block.addr, &header);
+	log_mem_free(&block);
+	if (err == -ENODATA || err == -EBADMSG) {
+		*headerless = true;
+		return 0;
+	}
+	if (err != 0)
+		return err;
+	if (header.log_id != log->log_id || header.segment_no != seg->segment_no ||
+	    header.segment_size != log->config.segment_size) {
+		diag_error("log", "%s: segment %" PRIu64 " belongs to another log or size",
+			   log->dir_path, seg->segment_no);
+		return -EBADMSG;
+	}
+	seg->commit_first = header.commit_first;
+	return 0;
+}
+
+static void
+recover_drop(struct log *log, struct log_segment *seg)
+{
+	char name[64];
+
+	log_io_file_close(log->io, seg->file);
+	log_segment_name(seg->segment_no, "log", name, sizeof(name));
+	log_io_file_remove(log->io, name);
+	log_segment_name(seg->segment_no, "idx", name, sizeof(name));
+	log_io_file_remove(log->io, name);
+	free(seg->entries);
+	free(seg);
+}
+
+/* Recovers one segment file: from its index, by a scan, or drops it (spare). */
+static int
+recover_segment(struct log *log, uint64_t segment_no)
+{
+	struct log_segment *seg = calloc(1, sizeof(*seg));
+	bool headerless = false;
+	char name[64];
+	int err;
+
+	if (seg == NULL)
+		return -ENOMEM;
+	seg->segment_no = segment_no;
+	log_segment_name(segment_no, "log", name, sizeof(name));
+	err = log_io_file_open(log->io, name, LOG_IO_FILE_DIRECT, &seg->file);
+	if (err != 0) {
+		free(seg);
+		return err;
+	}
+	err = recover_header(log, seg, &headerless);
+	if (err == 0 && !headerless) {
+		err = log_segment_index_read(log, seg);
+		seg->state = LOG_SEGMENT_SEALED;
+		seg->index_persisted = err == 0;
+		if (err == -ENOENT || err == -EBADMSG) {
+			seg->entry_count = 0;
+			err = recover_scan(log, seg, false);
+		}
+	} else if (err == 0) {
+		err = recover_scan(log, seg, true);
+	}
+	if (err == -ENOENT) {
+		recover_drop(log, seg);
+		return 0;
+	}
+	if (err == 0)
+		err = log_segment_list_add(log, seg);
+	if (err != 0)
+		log_segment_free(log, seg);
+	return err;
+}
+
+static bool
+stream_deleted_before(const struct log *log, uint64_t shard_id, uint64_t commit_id)
+{
+	for (uint32_t i = 0; i < log->deleted_count; i++) {
+		if (log->deleted[i].stream_id == LOG_SHARD_STREAM(shard_id) &&
+		    commit_id < log->deleted[i].commit_before)
+			return true;
+	}
+	return false;
+}
+
+/* Replays one index entry into its shard, checking sequence continuity. */
+static int
+recover_entry(struct log *log, struct log_segment *seg, const struct log_index_entry *e)
+{
+	struct log_shard *shard;
+	bool fresh;
+
+	log->commit_next = max_u64(log->commit_next, e->commit_id + 1);
+	if (stream_deleted_before(log, e->shard_id, e->commit_id))
+		return 0;
+	fresh = log_shard_find(log, e->shard_id) == NULL;
+	shard = log_shard_get(log, e->shard_id);
+	if (shard == NULL)
+		return -ENOBUFS;
+	if (fresh) {
+		/* Older records went with retention (or were never in this log). */
+		shard->seq_trim = e->seq_first;
+		shard->seq_durable = e->seq_first;
+	}
+	if (e->seq_first < shard->seq_durable) {
+		diag_error("log", "%s: shard %" PRIx64 ": seq %" PRIu64 " repeated in segment %"
+			   PRIu64 "; batch ignored", log->dir_path, e->shard_id, e->seq_first,
+			   seg->segment_no);
+		log_stat_add(&log->stats.corruptions, 1);
+		return 0;
+	}
+	if (e->seq_first > shard->seq_durable) {
+		diag_error("log", "%s: shard %" PRIx64 ": records %" PRIu64 "..%" PRIu64
+			   " lost to corruption", log->dir_path, e->shard_id, shard->seq_durable,
+			   e->seq_first - 1);
+		log_shard_mark_bad(shard, shard->seq_durable, e->seq_first);
+	}
+	return log_shard_note_batch(log, shard, seg->segment_no, e);
+}
+
+static int
+recover_shards(struct log *log)
+{
+	const uint64_t *closed = log->closed_loaded;
+	int err = 0;
+
+	for (uint32_t s = 0; s < log->segment_count && err == 0; s++) {
+		struct log_segment *seg = log->segments[s];
+
+		log->commit_next = max_u64(log->commit_next, seg->commit_first + 1);
+		for (uint32_t i = 0; i < seg->entry_count && err == 0; i++)
+			err = recover_entry(log, seg, &seg->entries[i]);
+	}
+	for (uint32_t i = 0; i < log->closed_loaded_count && err == 0; i++) {
+		struct log_shard *shard = log_shard_get(log, closed[2 * i]);
+
+		if (shard == NULL)
+			return -ENOBUFS;
+		shard->closed = true;
+		if (shard->seq_durable < closed[2 * i + 1]) {
+			log_shard_mark_bad(shard, shard->seq_durable, closed[2 * i + 1]);
+			shard->seq_durable = closed[2 * i + 1];
+		}
+	}
+	for (uint32_t i = 0; i < log->shard_count; i++)
+		log->shards[i].seq_next = log->shards[i].seq_durable;
+	return err;
+}
+
+/* Rebuilds segments, shards and counters from the directory (log.meta is loaded). */
+int
+log_recover(struct log *log)
+{
+	struct recover_names names = { 0 };
+	int err = log_io_dir_list(log->io, names_add, &names);
+
+	log->commit_next = 1;
+	if (err == 0)
+		qsort(names.nos, names.count, sizeof(uint64_t), cmp_u64);
+	for (uint32_t i = 0; i < names.count && err == 0; i++)
+		err = recover_segment(log, names.nos[i]);
+	if (names.count > 0)
+		log->segment_no_next = names.nos[names.count - 1] + 1;
+	free(names.nos);
+	if (err == 0)
+		err = recover_shards(log);
+	if (err != 0)
+		diag_error("log", "%s: recovery failed: %s", log->dir_path, strerror(-err));
+	return err;
+}
