@@ -1,0 +1,301 @@
+/*
+ * kinesis.h - private to the Kinesis actions (control/kinesis_*.c): the
+ * in-memory stream table, the pending-put table, the request validator and
+ * the helpers every action shares. The server sees only control/api.h.
+ *
+ * Ownership: struct kinesis lives on the server thread. Streams and shards
+ * are loaded from SQLite (metadata.c) at open and changed only by actions;
+ * SQLite is always written first, then memory, then the log, so a crash at
+ * any point leaves SQLite as the truth that the next start re-applies.
+ */
+#ifndef SLUICE_CONTROL_KINESIS_H
+#define SLUICE_CONTROL_KINESIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/base.h"
+#include "common/hashkey.h"
+#include "common/limits.h"
+#include "control/api.h"
+#include "control/iterator.h"
+#include "control/metadata.h"
+
+/* PutRecord/PutRecords calls waiting for the log's group commit. */
+#define KINESIS_PENDING_MAX 256u
+#define KINESIS_PUT_RECORDS_MAX 500u
+/* AWS: a PutRecords request carries at most 5 MiB of data and partition keys. */
+#define KINESIS_PUT_RECORDS_SIZE_MAX (5u * 1024u * 1024u)
+#define KINESIS_GET_RECORDS_MAX 10000u
+#define KINESIS_GET_RECORDS_SIZE_MAX (10u * 1024u * 1024u)
+/* Iterators and NextTokens expire this long after issue (AWS: 300 s). */
+#define KINESIS_TOKEN_TTL_MS 300000u
+#define KINESIS_TAGS_PER_STREAM_MAX 50u
+#define KINESIS_SHARD_ID_SIZE 21 /* "shardId-" + 12 digits + NUL */
+#define KINESIS_ARN_SIZE 768
+#define KINESIS_VALIDATION_ERRORS_MAX 10u
+#define KINESIS_MESSAGE_SIZE 2048
+/* Shards a new ON_DEMAND stream gets (kinesis-mock gives 4 too). */
+#define KINESIS_ON_DEMAND_SHARDS 4u
+
+enum kinesis_status {
+	KINESIS_CREATING,
+	KINESIS_ACTIVE,
+	KINESIS_UPDATING,
+	KINESIS_DELETING,
+};
+
+struct kinesis_shard {
+	uint32_t index;
+	hashkey_t start;
+	hashkey_t end;
+	int64_t parent;          /* Shard index, or -1. */
+	int64_t adjacent_parent; /* Shard index, or -1. */
+	uint64_t created_s;      /* Encoded in every sequence number of the shard. */
+	bool closed;
+	uint64_t seq_end;        /* Last log seq when closed. */
+	uint64_t log_id;         /* LOG_SHARD_ID(stream_id, index). */
+	/* Optional throttling (config shard_throttling): one-second windows. */
+	uint64_t window_s;
+	uint32_t window_records;
+	uint64_t window_bytes;
+	uint64_t read_window_s;
+	uint32_t read_window_calls;
+	uint64_t read_window_bytes;
+};
+
+struct kinesis_stream {
+	bool used;
+	uint32_t stream_id;      /* Never reused: the log's shard ids stay unique. */
+	uint64_t incarnation;    /* Random per CreateStream: iterators are bound to it. */
+	char name[SLUICE_STREAM_NAME_SIZE_MAX + 1];
+	size_t name_size;
+	char arn[KINESIS_ARN_SIZE];
+	enum kinesis_status status;
+	enum kinesis_status status_next;
+	uint64_t status_due_ns;  /* Monotonic; 0 = no transition pending. */
+	enum metadata_mode mode;
+	uint32_t retention_hours;
+	uint64_t created_ms;
+	uint32_t shard_count;
+	struct kinesis_shard *shards; /* Indexed by shard index. */
+};
+
+/* One record of a pending PutRecord(s): where it went and what came back. */
+struct kinesis_put_result {
+	uint32_t shard_index;
+	uint32_t batch_no;
+	uint32_t batch_pos;
+	uint64_t shard_created_s;
+	uint64_t seq;
+	uint64_t put_s;
+	int32_t error;           /* 0, or a negative errno (-ENOSPC: throttled). */
+	bool done;
+};
+
+struct kinesis_pending {
+	struct api_call *call;   /* NULL when the slot is free. */
+	bool put_records;
+	uint32_t batch_count;
+	char stream_name[SLUICE_STREAM_NAME_SIZE_MAX + 1]; /* For error messages. */
+	uint32_t record_count;
+	uint32_t batches_left;
+	struct kinesis_put_result *results; /* KINESIS_PUT_RECORDS_MAX per slot. */
+};
+
+struct kinesis_blob {
+	const uint8_t *data;
+	uint32_t size;
+};
+
+struct kinesis {
+	struct sluice_config config;
+	struct log *log;
+	struct log_producer *producer;
+	struct log_reader *reader;
+	struct metadata *md;
+	uint8_t secret[ITERATOR_SECRET_SIZE];
+	struct kinesis_stream *streams;   /* SLUICE_STREAMS_MAX slots. */
+	struct kinesis_pending *pending;  /* KINESIS_PENDING_MAX slots. */
+	struct kinesis_put_result *results;
+	uint32_t pending_count;
+	uint8_t *scratch;                 /* Decoded record data of one request. */
+	size_t scratch_size;
+	size_t scratch_used;
+	struct kinesis_blob blobs[KINESIS_PUT_RECORDS_MAX]; /* PutRecords data, decoded. */
+	uint64_t nonce;
+	uint64_t retention_due_ns;        /* Monotonic. */
+	uint32_t transitions;             /* Streams with a status change due. */
+	uint32_t shard_limit;             /* Shards over all streams (the log's table). */
+	uint32_t shards_total;
+};
+
+/* ---- Request validation (kinesis_validate.c) ---------------------------- */
+
+enum kv_type {
+	KV_STRING,
+	KV_INTEGER,     /* Floored, clamped to INT32 range as AWS does. */
+	KV_LONG,
+	KV_BOOLEAN,
+	KV_BLOB,        /* Strict base64, decoded into the scratch buffer. */
+	KV_TIMESTAMP,   /* Epoch seconds, integer or fractional. */
+	KV_LIST,        /* Of strings, or of structures (checked by the action). */
+	KV_MAP,         /* Of strings. */
+	KV_STRUCT,      /* Checked by the action. */
+};
+
+enum kv_pattern {
+	KV_PATTERN_NONE,
+	KV_PATTERN_NAME,      /* [a-zA-Z0-9_.-]+ */
+	KV_PATTERN_HASH_KEY,  /* 0|([1-9]\d{0,38}) */
+	KV_PATTERN_SEQUENCE,  /* 0|([1-9]\d{0,128}) */
+	KV_PATTERN_ARN,       /* arn:aws.*:kinesis:.*:\d{12}:stream/\S+ */
+};
+
+struct kv_errors;
+
+/* One request member, in the order AWS reports its errors. */
+struct kv_field {
+	const char *name;        /* JSON member, e.g. "StreamName". */
+	enum kv_type type;
+	bool not_null;
+	enum kv_pattern pattern;
+	int64_t length_min;      /* -1: no bound. Strings, blobs, lists, maps. */
+	int64_t length_max;
+	int64_t value_min;       /* -1: no bound (bounds are never negative here). */
+	int64_t value_max;
+	const char *const *enum_values; /* NULL-terminated, or NULL. */
+	/* Lists of structures, maps, structures: the action's own checks, or NULL. */
+	int (*nested_types)(struct kinesis *k, struct api_call *call, const cJSON *item);
+	void (*nested_check)(struct kinesis *k, const cJSON *item, struct kv_errors *errors);
+};
+
+#define KV_FIELDS_MAX 8
+
+/* Field constructors: every bound not given is -1 (none). */
+#define KV_FIELD(name_, type_, not_null_, pattern_, lmin, lmax, vmin, vmax) \
+	{ .name = (name_), .type = (type_), .not_null = (not_null_), .pattern = (pattern_), \
+	  .length_min = (lmin), .length_max = (lmax), .value_min = (vmin), .value_max = (vmax) }
+#define KV_STR(name_, not_null_, pattern_, lmin, lmax) \
+	KV_FIELD(name_, KV_STRING, not_null_, pattern_, lmin, lmax, -1, -1)
+#define KV_INT(name_, not_null_, vmin, vmax) \
+	KV_FIELD(name_, KV_INTEGER, not_null_, KV_PATTERN_NONE, -1, -1, vmin, vmax)
+#define KV_STREAM_NAME KV_STR("StreamName", false, KV_PATTERN_NAME, 1, 128)
+#define KV_STREAM_ARN KV_STR("StreamARN", false, KV_PATTERN_ARN, 1, 2048)
+
+struct kv_value {
+	const cJSON *json;       /* NULL when absent or null. */
+	const char *string;
+	size_t size;             /* String bytes, blob bytes, list/map entries. */
+	int64_t number;
+	double seconds;          /* KV_TIMESTAMP. */
+	bool boolean;
+	const uint8_t *blob;
+};
+
+/* Collects "Value ... failed to satisfy constraint: ..." messages in order. */
+struct kv_errors {
+	uint32_t count;
+	size_t size;
+	char text[KINESIS_MESSAGE_SIZE * 8];
+};
+
+/*
+ * Parses `req->body` and checks it against `fields`: type errors answer
+ * SerializationException, constraint errors ValidationException (AWS's text).
+ * Returns 0 with `values` filled (one per field) and *root_out to cJSON_Delete,
+ * or -EINVAL after replying (nothing to free).
+ */
+int kv_check(struct kinesis *k, struct api_call *call, const struct api_request *req,
+	     const struct kv_field *fields, size_t field_count, cJSON **root_out,
+	     struct kv_value *values);
+/* Decodes a blob already type-checked into the scratch buffer; NULL if it does not fit. */
+const uint8_t *kv_blob_decode(struct kinesis *k, const cJSON *item, uint32_t *size_out);
+/* Replies SerializationException for a malformed blob; -EINVAL, or 0 when it is fine. */
+int kv_blob_check(struct api_call *call, const cJSON *item);
+/* Adds the errors of one string member (pattern, length bounds) under `path`. */
+void kv_string_check(struct kv_errors *errors, const char *path, const cJSON *item,
+		     bool not_null, enum kv_pattern pattern, int64_t length_min,
+		     int64_t length_max);
+
+void kv_errors_add(struct kv_errors *errors, const char *value, bool quote, const char *path,
+		   const char *rule);
+/* Replies ValidationException with the collected messages; false if there were none. */
+bool kv_errors_reply(struct api_call *call, const struct kv_errors *errors);
+bool kv_pattern_match(enum kv_pattern pattern, const char *text, size_t size);
+/* Checks a JSON value's type for a member of `type`; replies SerializationException. */
+int kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type);
+
+/* Strict base64 as AWS's blob decoding; returns decoded size or -EINVAL. */
+int64_t kinesis_base64_decode(const char *text, size_t size, uint8_t *out, size_t out_size);
+size_t kinesis_base64_encode(const uint8_t *data, size_t size, char *out);
+
+/* ---- Shared helpers (kinesis_main.c) ------------------------------------ */
+
+void kinesis_error(struct api_call *call, const char *type, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void kinesis_serialization_error(struct api_call *call, const char *message);
+void kinesis_internal_error(struct api_call *call);
+
+/*
+ * Finds the stream named by StreamName and/or StreamARN (values[name_i],
+ * values[arn_i]); replies ResourceNotFound/InvalidArgument itself and
+ * returns NULL when there is none.
+ */
+struct kinesis_stream *kinesis_stream_resolve(struct kinesis *k, struct api_call *call,
+					      const struct kv_value *name,
+					      const struct kv_value *arn);
+struct kinesis_stream *kinesis_stream_find(struct kinesis *k, const char *name, size_t size);
+struct kinesis_stream *kinesis_stream_by_id(struct kinesis *k, uint32_t stream_id);
+void kinesis_stream_free(struct kinesis_stream *s);
+const char *kinesis_status_name(enum kinesis_status status);
+void kinesis_shard_id_format(uint32_t index, char buf[KINESIS_SHARD_ID_SIZE]);
+/* AWS's lenient ShardId parsing: digits after the first '-'. -EINVAL if none. */
+int kinesis_shard_id_parse(const char *text, size_t size, uint32_t *index_out);
+struct kinesis_shard *kinesis_shard_route(struct kinesis_stream *s, hashkey_t key);
+void kinesis_out_timestamp(struct api_out *out, uint64_t ms);
+void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
+void kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns);
+uint64_t kinesis_now_ms(const struct api_request *req);
+
+/* ---- Actions ------------------------------------------------------------ */
+
+typedef void kinesis_action_fn(struct kinesis *k, struct api_call *call,
+			       const struct api_request *req);
+
+kinesis_action_fn kinesis_create_stream;
+kinesis_action_fn kinesis_delete_stream;
+kinesis_action_fn kinesis_describe_stream;
+kinesis_action_fn kinesis_describe_stream_summary;
+kinesis_action_fn kinesis_list_streams;
+kinesis_action_fn kinesis_list_shards;
+kinesis_action_fn kinesis_put_record;
+kinesis_action_fn kinesis_put_records;
+kinesis_action_fn kinesis_get_shard_iterator;
+kinesis_action_fn kinesis_get_records;
+kinesis_action_fn kinesis_increase_retention;
+kinesis_action_fn kinesis_decrease_retention;
+kinesis_action_fn kinesis_add_tags;
+kinesis_action_fn kinesis_list_tags;
+kinesis_action_fn kinesis_remove_tags;
+kinesis_action_fn kinesis_describe_limits;
+kinesis_action_fn kinesis_update_stream_mode;
+
+/* kinesis_streams.c: StreamModeDetails and Tags members, shared with other actions. */
+extern const struct kv_field kinesis_mode_field;
+extern const struct kv_field kinesis_tags_field;
+enum metadata_mode kinesis_mode_parse(const cJSON *details);
+bool kinesis_tag_text_ok(const char *text);
+size_t kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max,
+			    bool *ok_out);
+
+/* kinesis_streams.c: finishes a DELETING stream (SQLite first, then the log). */
+int kinesis_stream_delete_finish(struct kinesis *k, struct kinesis_stream *s);
+
+/* kinesis_records.c: completions from the log -> replies. */
+void kinesis_put_poll(struct kinesis *k);
+
+#endif /* SLUICE_CONTROL_KINESIS_H */

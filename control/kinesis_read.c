@@ -1,0 +1,404 @@
+/*
+ * kinesis_read.c - GetShardIterator and GetRecords. An iterator holds the
+ * next log sequence number to read (inclusive), the stream's id and
+ * incarnation and its issue time; GetRecords serves only durable records
+ * (log_read), writes them straight into the response (base64 streamed into
+ * the output buffer) and always returns a new NextShardIterator.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/diag.h"
+#include "control/kinesis.h"
+#include "control/seqnum.h"
+#include "nvme-log/log.h"
+
+/* Room kept free in the response for the closing members and the next iterator. */
+#define KINESIS_RESPONSE_RESERVE (64u * 1024u)
+
+static const char *const kinesis_iterator_types[] = {
+	"AFTER_SEQUENCE_NUMBER", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "TRIM_HORIZON",
+	NULL,
+};
+
+static void
+kinesis_shard_missing(struct kinesis *k, struct api_call *call, uint32_t index,
+		      const char *stream)
+{
+	char shard_id[KINESIS_SHARD_ID_SIZE];
+
+	kinesis_shard_id_format(index, shard_id);
+	kinesis_error(call, "ResourceNotFoundException", "Shard %s in stream %s under account %s "
+		      "does not exist", shard_id, stream, k->config.account_id);
+}
+
+static struct kinesis_shard *
+kinesis_iterator_shard(struct kinesis *k, struct api_call *call, struct kinesis_stream *s,
+		       const struct kv_value *shard_id)
+{
+	uint32_t index;
+
+	if (kinesis_shard_id_parse(shard_id->string, shard_id->size, &index) != 0) {
+		kinesis_error(call, "ResourceNotFoundException", "Could not find shard %s in stream "
+			      "%s under account %s.", shard_id->string, s->name,
+			      k->config.account_id);
+		return NULL;
+	}
+	if (index >= s->shard_count || s->status == KINESIS_CREATING) {
+		kinesis_shard_missing(k, call, index, s->name);
+		return NULL;
+	}
+	return &s->shards[index];
+}
+
+/* AT_/AFTER_SEQUENCE_NUMBER: the number must be this shard's. */
+static int
+kinesis_iterator_seq(struct kinesis *k, struct api_call *call, const struct kinesis_stream *s,
+		     const struct kinesis_shard *sh, const struct kv_value *text, uint64_t *seq)
+{
+	char shard_id[KINESIS_SHARD_ID_SIZE];
+	char other_id[KINESIS_SHARD_ID_SIZE];
+	struct seqnum sn;
+
+	kinesis_shard_id_format(sh->index, shard_id);
+	if (seqnum_parse(text->string, text->size, &sn) != 0) {
+		kinesis_error(call, "InvalidArgumentException", "StartingSequenceNumber %s used in "
+			      "GetShardIterator on shard %s in stream %s under account %s is invalid.",
+			      text->string, shard_id, s->name, k->config.account_id);
+		return -EINVAL;
+	}
+	if (sn.shard_index != sh->index) {
+		kinesis_shard_id_format(sn.shard_index, other_id);
+		kinesis_error(call, "InvalidArgumentException", "Invalid StartingSequenceNumber. It "
+			      "encodes %s, while it was used in a call to a shard with %s", other_id,
+			      shard_id);
+		return -EINVAL;
+	}
+	if (sn.shard_created_s != sh->created_s) {
+		kinesis_error(call, "InvalidArgumentException", "StartingSequenceNumber %s used in "
+			      "GetShardIterator on shard %s in stream %s under account %s is invalid "
+			      "because it did not come from this stream.", text->string, shard_id,
+			      s->name, k->config.account_id);
+		return -EINVAL;
+	}
+	*seq = sn.seq;
+	return 0;
+}
+
+/* Checks which of StartingSequenceNumber / Timestamp the type needs. */
+static int
+kinesis_iterator_args(struct kinesis *k, struct api_call *call, const char *type,
+		      const struct kv_value *ssn, const struct kv_value *ts, uint64_t now_ms)
+{
+	bool wants_seq = strstr(type, "SEQUENCE_NUMBER") != NULL;
+	bool at_ts = strcmp(type, "AT_TIMESTAMP") == 0;
+	double ts_ms;
+
+	(void)k;
+	if (wants_seq != (ssn->json != NULL) && (!at_ts || ssn->json != NULL)) {
+		kinesis_error(call, "InvalidArgumentException", "Must either specify (1) "
+			      "AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber "
+			      "or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request "
+			      "specified %s and %s StartingSequenceNumber.", type,
+			      ssn->json != NULL ? "also a" : "no");
+		return -EINVAL;
+	}
+	if (!at_ts)
+		return 0;
+	if (ts->json == NULL) {
+		kinesis_error(call, "InvalidArgumentException", "Must specify timestampInMillis "
+			      "parameter for iterator of type AT_TIMESTAMP. Current request has no "
+			      "timestamp parameter.");
+		return -EINVAL;
+	}
+	ts_ms = ts->seconds * 1000.0;
+	if (ts_ms > (double)now_ms) {
+		kinesis_error(call, "InvalidArgumentException", "The timestampInMillis parameter "
+			      "cannot be greater than the currentTimestampInMillis. timestampInMillis: "
+			      "%.0f, currentTimestampInMillis: %llu", ts_ms, (unsigned long long)now_ms);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The log position an iterator of `type` starts at. */
+static int
+kinesis_iterator_start(struct kinesis *k, const struct kinesis_shard *sh, const char *type,
+		       const struct kv_value *ts, uint64_t *seq)
+{
+	struct log_shard_info info;
+	int rc;
+
+	if (strcmp(type, "AT_SEQUENCE_NUMBER") == 0)
+		return 0;
+	if (strcmp(type, "AFTER_SEQUENCE_NUMBER") == 0) {
+		*seq += 1;
+		return 0;
+	}
+	if (strcmp(type, "AT_TIMESTAMP") == 0) {
+		double ns = ts->seconds * 1e9;
+
+		return log_seek_time(k->reader, sh->log_id, ns <= 0 ? 0 : (uint64_t)ns, seq);
+	}
+	rc = log_shard_info(k->log, sh->log_id, &info);
+	if (rc == 0)
+		*seq = strcmp(type, "LATEST") == 0 ? info.seq_durable : info.seq_trim;
+	return rc;
+}
+
+static void
+kinesis_out_iterator(struct kinesis *k, struct api_out *out, const struct kinesis_stream *s,
+		     uint32_t shard_index, uint64_t seq, uint64_t now_ms)
+{
+	char text[ITERATOR_TEXT_SIZE_MAX + 1];
+	struct iterator it = {
+		.issued_ms = now_ms, .nonce = k->nonce++, .stream_id = s->stream_id,
+		.incarnation = s->incarnation, .shard_index = shard_index, .seq = seq,
+		.name_size = (uint8_t)s->name_size,
+	};
+
+	memcpy(it.name, s->name, s->name_size);
+	iterator_encode(k->secret, &it, text);
+	api_out_printf(out, "\"%s\"", text);
+}
+
+void
+kinesis_get_shard_iterator(struct kinesis *k, struct api_call *call,
+			   const struct api_request *req)
+{
+	const struct kv_field fields[] = {
+		KV_STR("ShardId", true, KV_PATTERN_NAME, 1, 128),
+		{ .name = "ShardIteratorType", .type = KV_STRING, .not_null = true,
+		  .length_min = -1, .length_max = -1, .value_min = -1, .value_max = -1,
+		  .enum_values = kinesis_iterator_types },
+		KV_STR("StartingSequenceNumber", false, KV_PATTERN_SEQUENCE, -1, -1),
+		KV_STREAM_NAME,
+		KV_FIELD("Timestamp", KV_TIMESTAMP, false, KV_PATTERN_NONE, -1, -1, -1, -1),
+		KV_STREAM_ARN,
+	};
+	struct kv_value v[ARRAY_SIZE(fields)];
+	uint64_t now_ms = kinesis_now_ms(req);
+	struct kinesis_stream *s;
+	struct kinesis_shard *sh;
+	uint64_t seq = 0;
+	cJSON *root;
+	int rc;
+
+	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+		return;
+	s = kinesis_stream_resolve(k, call, &v[3], &v[5]);
+	sh = s != NULL ? kinesis_iterator_shard(k, call, s, &v[0]) : NULL;
+	if (sh == NULL || kinesis_iterator_args(k, call, v[1].string, &v[2], &v[4], now_ms) != 0)
+		goto out;
+	if (v[2].json != NULL && kinesis_iterator_seq(k, call, s, sh, &v[2], &seq) != 0)
+		goto out;
+	rc = kinesis_iterator_start(k, sh, v[1].string, &v[4], &seq);
+	if (rc != 0) {
+		diag_error("kinesis", "GetShardIterator: %s", strerror(-rc));
+		kinesis_internal_error(call);
+		goto out;
+	}
+	api_out_printf(api_call_out(call), "{\"ShardIterator\":");
+	kinesis_out_iterator(k, api_call_out(call), s, sh->index, seq, now_ms);
+	api_out_printf(api_call_out(call), "}");
+	api_call_reply(call, 200);
+out:
+	cJSON_Delete(root);
+}
+
+/* ---- GetRecords ----------------------------------------------------------- */
+
+struct kinesis_read_ctx {
+	struct api_out *out;
+	const struct kinesis_shard *sh;
+	uint32_t count;
+	uint64_t seq_next;
+	uint64_t last_arrival_ns;
+	size_t size_limit;       /* The response must stay below this. */
+};
+
+/* Writes one record as it is read; stops before a record that would not fit. */
+static int
+kinesis_read_record(void *arg, const struct log_record_out *rec)
+{
+	struct kinesis_read_ctx *ctx = arg;
+	size_t need = (rec->data_size + 2u) / 3u * 4u + 6u * rec->partition_key_size + 256u;
+	char seq[SEQNUM_DECIMAL_SIZE];
+	struct seqnum sn = {
+		.shard_created_s = ctx->sh->created_s, .shard_index = ctx->sh->index,
+		.seq = rec->seq, .put_s = rec->arrival_ns / 1000000000u,
+	};
+
+	if (ctx->count > 0 && ctx->out->size + need > ctx->size_limit)
+		return -ENOBUFS;
+	seqnum_format(&sn, seq);
+	api_out_printf(ctx->out, "%s{\"SequenceNumber\":\"%s\",\"ApproximateArrivalTimestamp\":",
+		       ctx->count > 0 ? "," : "", seq);
+	kinesis_out_timestamp(ctx->out, rec->arrival_ns / 1000000u);
+	api_out_printf(ctx->out, ",\"Data\":\"");
+	api_out_base64(ctx->out, rec->data, rec->data_size);
+	api_out_printf(ctx->out, "\",\"PartitionKey\":");
+	api_out_json_string(ctx->out, (const char *)rec->partition_key, rec->partition_key_size);
+	api_out_printf(ctx->out, "}");
+	ctx->count++;
+	ctx->seq_next = rec->seq + 1;
+	ctx->last_arrival_ns = rec->arrival_ns;
+	return 0;
+}
+
+/* Reads from *seq; a position below the trim horizon moves up to it, as AWS skips. */
+static int
+kinesis_read(struct kinesis *k, struct kinesis_read_ctx *ctx, uint32_t limit, uint64_t seq)
+{
+	uint64_t bytes_max = KINESIS_GET_RECORDS_SIZE_MAX;
+	size_t room = ctx->size_limit > ctx->out->size ? ctx->size_limit - ctx->out->size : 0;
+	uint64_t seq_next = seq;
+	int rc;
+
+	if (room / 4 * 3 < bytes_max)
+		bytes_max = room / 4 * 3;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		ctx->seq_next = seq;
+		rc = log_read(k->reader, ctx->sh->log_id, seq, limit, bytes_max, kinesis_read_record,
+			      ctx, &seq_next);
+		if (rc != -ERANGE)
+			break;
+		struct log_shard_info info;
+
+		rc = log_shard_info(k->log, ctx->sh->log_id, &info);
+		if (rc != 0)
+			return rc;
+		seq = info.seq_trim;
+	}
+	if (rc == -ENOBUFS)
+		return 0; /* Stopped early: ctx->seq_next is where to go on. */
+	if (rc < 0)
+		return rc;
+	ctx->seq_next = seq_next;
+	return 0;
+}
+
+/* Validates an iterator; replies and returns NULL when it is not usable. */
+static struct kinesis_stream *
+kinesis_iterator_open(struct kinesis *k, struct api_call *call, const struct kv_value *text,
+		      uint64_t now_ms, struct iterator *it)
+{
+	struct kinesis_stream *s;
+
+	if (iterator_decode(k->secret, text->string, text->size, it) != 0 ||
+	    it->issued_ms > now_ms + 1000) {
+		kinesis_error(call, "InvalidArgumentException", "Invalid ShardIterator.");
+		return NULL;
+	}
+	if (now_ms - it->issued_ms > KINESIS_TOKEN_TTL_MS) {
+		char created[64];
+		char current[64];
+		time_t t1 = (time_t)(it->issued_ms / 1000);
+		time_t t2 = (time_t)(now_ms / 1000);
+		struct tm tm;
+
+		strftime(created, sizeof(created), "%a %b %d %H:%M:%S UTC %Y", gmtime_r(&t1, &tm));
+		strftime(current, sizeof(current), "%a %b %d %H:%M:%S UTC %Y", gmtime_r(&t2, &tm));
+		kinesis_error(call, "ExpiredIteratorException", "Iterator expired. The iterator was "
+			      "created at time %s while right now it is %s which is further in the "
+			      "future than the tolerated delay of %u milliseconds.", created, current,
+			      KINESIS_TOKEN_TTL_MS);
+		return NULL;
+	}
+	s = kinesis_stream_by_id(k, it->stream_id);
+	if (s == NULL || s->incarnation != it->incarnation || it->shard_index >= s->shard_count) {
+		kinesis_shard_missing(k, call, it->shard_index, it->name);
+		return NULL;
+	}
+	return s;
+}
+
+/* Optional per-shard read limits: 5 calls/s and 2 MiB/s. */
+static bool
+kinesis_throttle_read(struct kinesis *k, struct kinesis_shard *sh, uint64_t now_s)
+{
+	if (!k->config.shard_throttling)
+		return true;
+	if (sh->read_window_s != now_s) {
+		sh->read_window_s = now_s;
+		sh->read_window_calls = 0;
+		sh->read_window_bytes = 0;
+	}
+	return ++sh->read_window_calls <= 5 && sh->read_window_bytes <= 2u * 1024 * 1024;
+}
+
+static uint64_t
+kinesis_millis_behind(struct kinesis *k, const struct kinesis_read_ctx *ctx, uint64_t now_ms)
+{
+	struct log_shard_info info;
+	uint64_t arrival_ms = ctx->last_arrival_ns / 1000000u;
+
+	if (log_shard_info(k->log, ctx->sh->log_id, &info) != 0 || ctx->seq_next >= info.seq_durable)
+		return 0;
+	return ctx->count > 0 && now_ms > arrival_ms ? now_ms - arrival_ms : 0;
+}
+
+static void
+kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis_stream *s,
+			const struct iterator *it, uint32_t limit, uint64_t now_ms)
+{
+	struct kinesis_shard *sh = &s->shards[it->shard_index];
+	struct api_out *out = api_call_out(call);
+	struct kinesis_read_ctx ctx = {
+		.out = out, .sh = sh,
+		.size_limit = out->capacity_max > KINESIS_RESPONSE_RESERVE ?
+			      out->capacity_max - KINESIS_RESPONSE_RESERVE : 0,
+	};
+	char shard_id[KINESIS_SHARD_ID_SIZE];
+	int rc;
+
+	if (!kinesis_throttle_read(k, sh, now_ms / 1000)) {
+		kinesis_shard_id_format(sh->index, shard_id);
+		kinesis_error(call, "ProvisionedThroughputExceededException", "Rate exceeded for "
+			      "shard %s in stream %s under account %s.", shard_id, s->name,
+			      k->config.account_id);
+		return;
+	}
+	api_out_printf(out, "{\"Records\":[");
+	rc = kinesis_read(k, &ctx, limit, it->seq);
+	if (rc != 0) {
+		diag_error("kinesis", "GetRecords %s/%u: %s", s->name, sh->index, strerror(-rc));
+		out->size = 0;
+		kinesis_internal_error(call);
+		return;
+	}
+	sh->read_window_bytes += out->size;
+	api_out_printf(out, "],\"NextShardIterator\":");
+	if (sh->closed && ctx.seq_next > sh->seq_end)
+		api_out_printf(out, "null,\"ChildShards\":[]");
+	else
+		kinesis_out_iterator(k, out, s, sh->index, ctx.seq_next, now_ms);
+	api_out_printf(out, ",\"MillisBehindLatest\":%llu}",
+		       (unsigned long long)kinesis_millis_behind(k, &ctx, now_ms));
+	api_call_reply(call, 200);
+}
+
+void
+kinesis_get_records(struct kinesis *k, struct api_call *call, const struct api_request *req)
+{
+	const struct kv_field fields[] = {
+		KV_INT("Limit", false, 1, KINESIS_GET_RECORDS_MAX),
+		KV_STR("ShardIterator", true, KV_PATTERN_NONE, 1, ITERATOR_TEXT_SIZE_MAX),
+		KV_STREAM_ARN,
+	};
+	struct kv_value v[ARRAY_SIZE(fields)];
+	uint64_t now_ms = kinesis_now_ms(req);
+	struct kinesis_stream *s;
+	struct iterator it;
+	cJSON *root;
+
+	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+		return;
+	s = kinesis_iterator_open(k, call, &v[1], now_ms, &it);
+	if (s != NULL)
+		kinesis_get_records_run(k, call, s, &it, v[0].json != NULL ? (uint32_t)v[0].number :
+					KINESIS_GET_RECORDS_MAX, now_ms);
+	cJSON_Delete(root);
+}

@@ -1,0 +1,546 @@
+/*
+ * kinesis_records.c - PutRecord and PutRecords. Records are routed to their
+ * shard, packed per shard into log batches and submitted through the one
+ * log_producer this module owns. The call waits in the pending table (slot
+ * index in the cookie's high half, batch number in the low half) and is
+ * answered from kinesis_poll() once every batch is durable, so a 200 means
+ * durable. No batch, no pending slot or a full ring answers
+ * ProvisionedThroughputExceededException (SDKs retry it), as does -ENOSPC.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/diag.h"
+#include "control/kinesis.h"
+#include "control/seqnum.h"
+#include "nvme-log/log.h"
+
+#define KINESIS_COMPLETIONS_BURST 64u
+
+static struct kinesis_pending *
+kinesis_pending_get(struct kinesis *k, uint32_t *slot_out)
+{
+	for (uint32_t i = 0; i < KINESIS_PENDING_MAX; i++) {
+		if (k->pending[i].call == NULL) {
+			*slot_out = i;
+			return &k->pending[i];
+		}
+	}
+	return NULL;
+}
+
+/* Optional per-shard write limits (1 MiB/s, 1000 records/s) over one-second windows. */
+static bool
+kinesis_throttle_write(struct kinesis *k, struct kinesis_shard *sh, uint64_t now_s,
+		       uint64_t bytes)
+{
+	if (!k->config.shard_throttling)
+		return true;
+	if (sh->window_s != now_s) {
+		sh->window_s = now_s;
+		sh->window_records = 0;
+		sh->window_bytes = 0;
+	}
+	if (sh->window_records + 1 > 1000 || sh->window_bytes + bytes > 1024 * 1024)
+		return false;
+	sh->window_records++;
+	sh->window_bytes += bytes;
+	return true;
+}
+
+static void
+kinesis_put_error_message(const struct kinesis *k, const struct kinesis_pending *p,
+			  const struct kinesis_put_result *r, char *buf, size_t size)
+{
+	char shard_id[KINESIS_SHARD_ID_SIZE];
+
+	kinesis_shard_id_format(r->shard_index, shard_id);
+	if (r->error == -ENOSPC)
+		snprintf(buf, size, "Rate exceeded for shard %s in stream %s under account %s.",
+			 shard_id, p->stream_name, k->config.account_id);
+	else
+		snprintf(buf, size, "Internal service failure.");
+}
+
+static void
+kinesis_put_record_reply(struct kinesis *k, struct kinesis_pending *p)
+{
+	const struct kinesis_put_result *r = &p->results[0];
+	char message[1024];
+
+	if (r->error == 0) {
+		char shard_id[KINESIS_SHARD_ID_SIZE];
+		char seq[SEQNUM_DECIMAL_SIZE];
+		struct seqnum sn = {
+			.shard_created_s = r->shard_created_s, .shard_index = r->shard_index,
+			.seq = r->seq, .put_s = r->put_s,
+		};
+
+		kinesis_shard_id_format(r->shard_index, shard_id);
+		seqnum_format(&sn, seq);
+		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\","
+			       "\"EncryptionType\":\"NONE\"}", shard_id, seq);
+		api_call_reply(p->call, 200);
+		return;
+	}
+	if (r->error != -ENOSPC) {
+		kinesis_internal_error(p->call);
+		return;
+	}
+	kinesis_put_error_message(k, p, r, message, sizeof(message));
+	kinesis_error(p->call, "ProvisionedThroughputExceededException", "%s", message);
+}
+
+static void
+kinesis_put_records_reply(struct kinesis *k, struct kinesis_pending *p)
+{
+	struct api_out *out = api_call_out(p->call);
+	uint32_t failed = 0;
+
+	for (uint32_t i = 0; i < p->record_count; i++)
+		failed += p->results[i].error != 0;
+	api_out_printf(out, "{\"FailedRecordCount\":%u,\"Records\":[", failed);
+	for (uint32_t i = 0; i < p->record_count; i++) {
+		const struct kinesis_put_result *r = &p->results[i];
+		char shard_id[KINESIS_SHARD_ID_SIZE];
+		char text[SEQNUM_DECIMAL_SIZE + 1024];
+
+		if (r->error != 0) {
+			kinesis_put_error_message(k, p, r, text, sizeof(text));
+			api_out_printf(out, "%s{\"ErrorCode\":\"%s\",\"ErrorMessage\":\"%s\"}",
+				       i > 0 ? "," : "", r->error == -ENOSPC ?
+				       "ProvisionedThroughputExceededException" : "InternalFailure",
+				       text);
+			continue;
+		}
+		struct seqnum sn = {
+			.shard_created_s = r->shard_created_s, .shard_index = r->shard_index,
+			.seq = r->seq, .put_s = r->put_s,
+		};
+
+		kinesis_shard_id_format(r->shard_index, shard_id);
+		seqnum_format(&sn, text);
+		api_out_printf(out, "%s{\"SequenceNumber\":\"%s\",\"ShardId\":\"%s\"}",
+			       i > 0 ? "," : "", text, shard_id);
+	}
+	api_out_printf(out, "],\"EncryptionType\":\"NONE\"}");
+	api_call_reply(p->call, 200);
+}
+
+static void
+kinesis_pending_finish(struct kinesis *k, struct kinesis_pending *p)
+{
+	if (p->put_records)
+		kinesis_put_records_reply(k, p);
+	else
+		kinesis_put_record_reply(k, p);
+	p->call = NULL;
+	k->pending_count--;
+}
+
+static void
+kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
+{
+	uint32_t slot = (uint32_t)(c->cookie >> 32);
+	uint32_t batch_no = (uint32_t)c->cookie;
+	struct kinesis_pending *p;
+
+	assert(slot < KINESIS_PENDING_MAX);
+	p = &k->pending[slot];
+	assert(p->call != NULL && p->batches_left > 0);
+	for (uint32_t i = 0; i < p->record_count; i++) {
+		struct kinesis_put_result *r = &p->results[i];
+
+		if (r->done || r->batch_no != batch_no)
+			continue;
+		r->done = true;
+		r->error = c->error;
+		r->seq = c->seq_first + r->batch_pos;
+		if (r->error == 0 && (r->seq > SEQNUM_SEQ_MAX || r->batch_pos >= c->record_count))
+			r->error = -EIO;
+	}
+	if (c->error != 0 && c->error != -ENOSPC)
+		diag_warn("kinesis", "append to shard %llx failed: %s",
+			  (unsigned long long)c->shard_id, strerror(-c->error));
+	if (--p->batches_left == 0)
+		kinesis_pending_finish(k, p);
+}
+
+void
+kinesis_put_poll(struct kinesis *k)
+{
+	struct log_completion done[KINESIS_COMPLETIONS_BURST];
+	uint32_t n;
+
+	do {
+		n = log_completions_poll(k->producer, done, KINESIS_COMPLETIONS_BURST);
+		for (uint32_t i = 0; i < n; i++)
+			kinesis_put_complete(k, &done[i]);
+	} while (n == KINESIS_COMPLETIONS_BURST);
+}
+
+/* ---- Submission ----------------------------------------------------------- */
+
+struct kinesis_put_in {
+	const char *key;
+	uint16_t key_size;
+	const uint8_t *data;
+	uint32_t data_size;
+	bool has_hash_key;
+	uint8_t hash_key[16];
+	uint32_t shard_index;
+	uint32_t order; /* Request position, for the stable per-shard sort. */
+};
+
+static struct kinesis_put_in kinesis_put_ins[KINESIS_PUT_RECORDS_MAX];
+
+static int
+kinesis_put_in_cmp(const void *a, const void *b)
+{
+	const struct kinesis_put_in *x = *(const struct kinesis_put_in *const *)a;
+	const struct kinesis_put_in *y = *(const struct kinesis_put_in *const *)b;
+
+	if (x->shard_index != y->shard_index)
+		return x->shard_index < y->shard_index ? -1 : 1;
+	return x->order < y->order ? -1 : (x->order > y->order);
+}
+
+/* Marks every not-yet-submitted record of the open batch as failed with `error`. */
+static void
+kinesis_batch_fail(struct kinesis_pending *p, int error)
+{
+	for (uint32_t i = 0; i < p->record_count; i++) {
+		struct kinesis_put_result *r = &p->results[i];
+
+		if (!r->done && r->error == 0 && r->batch_no == p->batch_count) {
+			r->error = error;
+			r->done = true;
+		}
+	}
+}
+
+static void
+kinesis_batch_flush(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
+		    struct log_batch **batch, uint64_t log_id)
+{
+	uint64_t cookie = (uint64_t)slot << 32 | p->batch_count;
+	int rc;
+
+	if (*batch == NULL)
+		return;
+	rc = log_batch_submit(k->producer, *batch, log_id, cookie);
+	if (rc != 0) {
+		log_batch_put(k->producer, *batch);
+		kinesis_batch_fail(p, -ENOSPC);
+	} else {
+		p->batches_left++;
+	}
+	/* The number moves on either way: failed records keep their marks. */
+	p->batch_count++;
+	*batch = NULL;
+}
+
+static void
+kinesis_batch_add(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
+		  struct log_batch **batch, const struct kinesis_put_in *in, uint64_t log_id,
+		  uint64_t now_ns)
+{
+	struct kinesis_put_result *r = &p->results[in->order];
+	struct log_record_in rec = {
+		.partition_key = in->key, .partition_key_size = in->key_size,
+		.explicit_hash_key = in->has_hash_key ? in->hash_key : NULL,
+		.data = in->data, .data_size = in->data_size, .arrival_ns = now_ns,
+	};
+	int rc = -ENOSPC;
+
+	for (int attempt = 0; attempt < 2 && rc == -ENOSPC; attempt++) {
+		if (*batch == NULL)
+			*batch = log_batch_get(k->producer);
+		if (*batch == NULL)
+			break;
+		rc = log_batch_add(*batch, &rec);
+		if (rc == -ENOSPC)
+			kinesis_batch_flush(k, p, slot, batch, log_id);
+	}
+	if (rc != 0) {
+		r->error = rc == -ENOSPC ? -ENOSPC : -EIO;
+		r->done = true;
+		return;
+	}
+	r->batch_no = p->batch_count;
+	r->batch_pos = log_batch_record_count(*batch) - 1;
+}
+
+/* Packs the records into per-shard batches and submits them; replies at once if none went. */
+static void
+kinesis_put_submit(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
+		   struct kinesis_stream *s, uint32_t count, uint64_t now_ns)
+{
+	static struct kinesis_put_in *sorted[KINESIS_PUT_RECORDS_MAX];
+	struct log_batch *batch = NULL;
+	uint64_t batch_log_id = 0;
+
+	for (uint32_t i = 0; i < count; i++)
+		sorted[i] = &kinesis_put_ins[i];
+	qsort(sorted, count, sizeof(sorted[0]), kinesis_put_in_cmp);
+	for (uint32_t j = 0; j < count; j++) {
+		const struct kinesis_put_in *in = sorted[j];
+		struct kinesis_shard *sh = &s->shards[in->shard_index];
+		struct kinesis_put_result *r = &p->results[in->order];
+
+		if (batch != NULL && batch_log_id != sh->log_id)
+			kinesis_batch_flush(k, p, slot, &batch, batch_log_id);
+		if (!kinesis_throttle_write(k, sh, now_ns / 1000000000u,
+					    in->data_size + in->key_size)) {
+			r->error = -ENOSPC;
+			r->done = true;
+			continue;
+		}
+		batch_log_id = sh->log_id;
+		kinesis_batch_add(k, p, slot, &batch, in, sh->log_id, now_ns);
+	}
+	kinesis_batch_flush(k, p, slot, &batch, batch_log_id);
+	if (p->batches_left == 0)
+		kinesis_pending_finish(k, p);
+}
+
+/*
+ * Routes kinesis_put_ins[0 .. count) of stream `s`, takes a pending slot and
+ * submits. Replies ProvisionedThroughputExceeded when no slot is free.
+ */
+static void
+kinesis_put_start(struct kinesis *k, struct api_call *call, const struct api_request *req,
+		  struct kinesis_stream *s, uint32_t count, bool put_records)
+{
+	uint64_t put_s = req->now_ns / 1000000000u;
+	struct kinesis_pending *p;
+	uint32_t slot;
+
+	p = kinesis_pending_get(k, &slot);
+	if (p == NULL) {
+		kinesis_error(call, "ProvisionedThroughputExceededException", "Rate exceeded for "
+			      "stream %s under account %s.", s->name, k->config.account_id);
+		return;
+	}
+	p->call = call;
+	p->put_records = put_records;
+	p->record_count = count;
+	p->batches_left = 0;
+	p->batch_count = 0;
+	memcpy(p->stream_name, s->name, s->name_size + 1);
+	k->pending_count++;
+	for (uint32_t i = 0; i < count; i++) {
+		struct kinesis_put_in *in = &kinesis_put_ins[i];
+		hashkey_t key = in->has_hash_key ? hashkey_from_be_bytes(in->hash_key) :
+				hashkey_from_partition_key(in->key, in->key_size);
+		struct kinesis_shard *sh = kinesis_shard_route(s, key);
+
+		assert(sh != NULL); /* Open shards always cover the whole key space. */
+		in->shard_index = sh->index;
+		in->order = i;
+		p->results[i] = (struct kinesis_put_result){
+			.shard_index = sh->index, .shard_created_s = sh->created_s, .put_s = put_s,
+			.batch_no = UINT32_MAX,
+		};
+	}
+	kinesis_put_submit(k, p, slot, s, count, req->now_ns);
+}
+
+/* ---- Request decoding ----------------------------------------------------- */
+
+/* Streams accept writes while ACTIVE, UPDATING or DELETING; CREATING reads as not found. */
+static struct kinesis_stream *
+kinesis_put_stream(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+		   const struct kv_value *arn)
+{
+	struct kinesis_stream *s = kinesis_stream_resolve(k, call, name, arn);
+
+	if (s != NULL && s->status == KINESIS_CREATING) {
+		kinesis_error(call, "ResourceNotFoundException", "Stream %s under account %s not "
+			      "found.", s->name, k->config.account_id);
+		return NULL;
+	}
+	return s;
+}
+
+/* ExplicitHashKey text (pattern already checked) -> 16 bytes; replies when out of range. */
+static int
+kinesis_hash_key(struct kinesis *k, struct api_call *call, const char *text,
+		 struct kinesis_put_in *in)
+{
+	hashkey_t key;
+
+	(void)k;
+	if (text == NULL)
+		return 0;
+	if (hashkey_parse_decimal(text, strlen(text), &key) != 0) {
+		kinesis_error(call, "InvalidArgumentException", "Invalid ExplicitHashKey. "
+			      "ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value "
+			      "was %s", text);
+		return -EINVAL;
+	}
+	in->has_hash_key = true;
+	hashkey_to_be_bytes(key, in->hash_key);
+	return 0;
+}
+
+void
+kinesis_put_record(struct kinesis *k, struct api_call *call, const struct api_request *req)
+{
+	const struct kv_field fields[] = {
+		KV_STR("SequenceNumberForOrdering", false, KV_PATTERN_SEQUENCE, -1, -1),
+		KV_STR("PartitionKey", true, KV_PATTERN_NONE, 1, SLUICE_PARTITION_KEY_SIZE_MAX),
+		KV_STR("ExplicitHashKey", false, KV_PATTERN_HASH_KEY, -1, -1),
+		KV_FIELD("Data", KV_BLOB, true, KV_PATTERN_NONE, -1, SLUICE_RECORD_DATA_SIZE_MAX,
+			 -1, -1),
+		KV_STREAM_NAME,
+		KV_STREAM_ARN,
+	};
+	struct kv_value v[ARRAY_SIZE(fields)];
+	struct kinesis_put_in *in = &kinesis_put_ins[0];
+	struct kinesis_stream *s;
+	struct seqnum sn;
+	cJSON *root;
+
+	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+		return;
+	s = kinesis_put_stream(k, call, &v[4], &v[5]);
+	if (s == NULL)
+		goto out;
+	/* Honoured by construction: a reply means durable, so later puts sort after it. */
+	if (v[0].json != NULL && seqnum_parse(v[0].string, v[0].size, &sn) != 0) {
+		kinesis_error(call, "InvalidArgumentException", "ExclusiveMinimumSequenceNumber %s "
+			      "used in PutRecord on stream %s under account %s is invalid.",
+			      v[0].string, s->name, k->config.account_id);
+		goto out;
+	}
+	*in = (struct kinesis_put_in){
+		.key = v[1].string, .key_size = (uint16_t)v[1].size,
+		.data = v[3].blob, .data_size = (uint32_t)v[3].size,
+	};
+	if (kinesis_hash_key(k, call, v[2].string, in) == 0)
+		kinesis_put_start(k, call, req, s, 1, false);
+out:
+	cJSON_Delete(root);
+}
+
+/* Records[]: each a structure of PartitionKey, Data (decoded now), ExplicitHashKey. */
+static int
+kinesis_records_types(struct kinesis *k, struct api_call *call, const cJSON *item)
+{
+	const cJSON *rec;
+	uint32_t i = 0;
+
+	cJSON_ArrayForEach(rec, item) {
+		const cJSON *data = cJSON_GetObjectItemCaseSensitive(rec, "Data");
+
+		if (kv_type_check(call, rec, KV_STRUCT) != 0 ||
+		    kv_type_check(call, cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey"),
+				  KV_STRING) != 0 ||
+		    kv_type_check(call, data, KV_BLOB) != 0 ||
+		    kv_type_check(call, cJSON_GetObjectItemCaseSensitive(rec, "ExplicitHashKey"),
+				  KV_STRING) != 0)
+			return -EINVAL;
+		if (i < KINESIS_PUT_RECORDS_MAX) {
+			k->blobs[i].data = NULL;
+			k->blobs[i].size = 0;
+			if (data != NULL && !cJSON_IsNull(data))
+				k->blobs[i].data = kv_blob_decode(k, data, &k->blobs[i].size);
+			if (data != NULL && !cJSON_IsNull(data) && k->blobs[i].data == NULL) {
+				kinesis_serialization_error(call, "Request body too large");
+				return -EINVAL;
+			}
+		}
+		i++;
+	}
+	return 0;
+}
+
+static void
+kinesis_records_check(struct kinesis *k, const cJSON *item, struct kv_errors *errors)
+{
+	const cJSON *rec;
+	uint32_t i = 0;
+
+	cJSON_ArrayForEach(rec, item) {
+		const cJSON *data = cJSON_GetObjectItemCaseSensitive(rec, "Data");
+		char path[64];
+
+		snprintf(path, sizeof(path), "records.%u.partitionKey", i + 1);
+		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey"),
+				true, KV_PATTERN_NONE, 1, SLUICE_PARTITION_KEY_SIZE_MAX);
+		snprintf(path, sizeof(path), "records.%u.data", i + 1);
+		if (data == NULL || cJSON_IsNull(data)) {
+			kv_errors_add(errors, "null", false, path, "Member must not be null");
+		} else if (i < KINESIS_PUT_RECORDS_MAX &&
+			   k->blobs[i].size > SLUICE_RECORD_DATA_SIZE_MAX) {
+			char rendered[96];
+
+			snprintf(rendered, sizeof(rendered), "java.nio.HeapByteBuffer[pos=0 lim=%u "
+				 "cap=%u]", k->blobs[i].size, k->blobs[i].size);
+			kv_errors_add(errors, rendered, true, path, "Member must have length less "
+				      "than or equal to 1048576");
+		}
+		snprintf(path, sizeof(path), "records.%u.explicitHashKey", i + 1);
+		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "ExplicitHashKey"),
+				false, KV_PATTERN_HASH_KEY, -1, -1);
+		i++;
+	}
+}
+
+/* Fills kinesis_put_ins from a validated Records list; replies and fails on a bad one. */
+static int
+kinesis_records_load(struct kinesis *k, struct api_call *call, const cJSON *records,
+		     uint32_t *count_out)
+{
+	const cJSON *rec;
+	uint64_t total = 0;
+	uint32_t i = 0;
+
+	cJSON_ArrayForEach(rec, records) {
+		const cJSON *key = cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey");
+		const cJSON *hash = cJSON_GetObjectItemCaseSensitive(rec, "ExplicitHashKey");
+		struct kinesis_put_in *in = &kinesis_put_ins[i];
+
+		*in = (struct kinesis_put_in){
+			.key = key->valuestring, .key_size = (uint16_t)strlen(key->valuestring),
+			.data = k->blobs[i].data, .data_size = k->blobs[i].size,
+		};
+		total += in->key_size + in->data_size;
+		if (kinesis_hash_key(k, call, hash != NULL && cJSON_IsString(hash) ?
+				     hash->valuestring : NULL, in) != 0)
+			return -EINVAL;
+		i++;
+	}
+	if (total > KINESIS_PUT_RECORDS_SIZE_MAX) {
+		kinesis_error(call, "InvalidArgumentException", "Records size exceeds 5 MB limit");
+		return -EINVAL;
+	}
+	*count_out = i;
+	return 0;
+}
+
+void
+kinesis_put_records(struct kinesis *k, struct api_call *call, const struct api_request *req)
+{
+	const struct kv_field fields[] = {
+		{ .name = "Records", .type = KV_LIST, .not_null = true, .length_min = 1,
+		  .length_max = KINESIS_PUT_RECORDS_MAX, .value_min = -1, .value_max = -1,
+		  .nested_types = kinesis_records_types, .nested_check = kinesis_records_check },
+		KV_STREAM_NAME,
+		KV_STREAM_ARN,
+	};
+	struct kv_value v[ARRAY_SIZE(fields)];
+	struct kinesis_stream *s;
+	uint32_t count;
+	cJSON *root;
+
+	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+		return;
+	s = kinesis_put_stream(k, call, &v[1], &v[2]);
+	if (s != NULL && kinesis_records_load(k, call, v[0].json, &count) == 0)
+		kinesis_put_start(k, call, req, s, count, true);
+	cJSON_Delete(root);
+}

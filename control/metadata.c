@@ -1,0 +1,530 @@
+/*
+ * metadata.c - the SQLite store behind metadata.h. Statements are prepared
+ * per call: these are control-plane operations, a few per second at most.
+ *
+ * Schema (version 1):
+ *   meta(key TEXT PRIMARY KEY, value BLOB)          secret, next_stream_id
+ *   streams(stream_id, incarnation, name UNIQUE, deleting, mode, retention_hours,
+ *           created_ms, shard_count)
+ *   shards(stream_id, shard_index, start_key, end_key, parent, adjacent_parent,
+ *          created_s, closed, seq_end)                hash keys as decimal text
+ *   tags(stream_id, key, value)
+ *   pending_deletes(stream_id)                        log data still to drop
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <sqlite3.h>
+
+#include "common/diag.h"
+#include "control/metadata.h"
+
+struct metadata {
+	sqlite3 *db;
+};
+
+static const char metadata_schema[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS streams(stream_id INTEGER PRIMARY KEY,"
+	" incarnation INTEGER NOT NULL, name TEXT NOT NULL UNIQUE,"
+	" deleting INTEGER NOT NULL, mode INTEGER NOT NULL,"
+	" retention_hours INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+	" shard_count INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS shards(stream_id INTEGER NOT NULL,"
+	" shard_index INTEGER NOT NULL, start_key TEXT NOT NULL, end_key TEXT NOT NULL,"
+	" parent INTEGER NOT NULL, adjacent_parent INTEGER NOT NULL,"
+	" created_s INTEGER NOT NULL, closed INTEGER NOT NULL, seq_end INTEGER NOT NULL,"
+	" PRIMARY KEY(stream_id, shard_index));"
+	"CREATE TABLE IF NOT EXISTS tags(stream_id INTEGER NOT NULL, key TEXT NOT NULL,"
+	" value TEXT NOT NULL, PRIMARY KEY(stream_id, key));"
+	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);";
+
+static int
+metadata_fail(struct metadata *md, const char *what)
+{
+	diag_error("metadata", "%s: %s", what, sqlite3_errmsg(md->db));
+	return -EIO;
+}
+
+static int
+metadata_exec(struct metadata *md, const char *sql)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(md->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		diag_error("metadata", "%s: %s", sql, err != NULL ? err : "?");
+		sqlite3_free(err);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Prepares `sql` and binds int64 arguments in order ('i') or text ('t': ptr, size). */
+static int
+metadata_prepare(struct metadata *md, const char *sql, sqlite3_stmt **stmt_out)
+{
+	if (sqlite3_prepare_v2(md->db, sql, -1, stmt_out, NULL) != SQLITE_OK)
+		return metadata_fail(md, sql);
+	return 0;
+}
+
+/* Runs a statement that returns no rows, then finalizes it. */
+static int
+metadata_step_done(struct metadata *md, sqlite3_stmt *stmt)
+{
+	int rc = sqlite3_step(stmt);
+
+	if (rc == SQLITE_CONSTRAINT) {
+		sqlite3_finalize(stmt);
+		return -EEXIST;
+	}
+	if (rc != SQLITE_DONE) {
+		int err = metadata_fail(md, sqlite3_sql(stmt));
+
+		sqlite3_finalize(stmt);
+		return err;
+	}
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+/* One statement with up to three integer arguments, no rows back. */
+static int
+metadata_run3(struct metadata *md, const char *sql, int64_t a, int64_t b, int64_t c)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, sql, &stmt);
+	int params;
+
+	if (rc != 0)
+		return rc;
+	params = sqlite3_bind_parameter_count(stmt);
+	if (params >= 1)
+		sqlite3_bind_int64(stmt, 1, a);
+	if (params >= 2)
+		sqlite3_bind_int64(stmt, 2, b);
+	if (params >= 3)
+		sqlite3_bind_int64(stmt, 3, c);
+	return metadata_step_done(md, stmt);
+}
+
+static int
+metadata_begin(struct metadata *md)
+{
+	return metadata_exec(md, "BEGIN IMMEDIATE");
+}
+
+static int
+metadata_end(struct metadata *md, int rc)
+{
+	if (rc == 0)
+		return metadata_exec(md, "COMMIT");
+	metadata_exec(md, "ROLLBACK");
+	return rc;
+}
+
+int
+metadata_open(const char *data_dir, struct metadata **md_out)
+{
+	char path[4096];
+	struct metadata *md = calloc(1, sizeof(*md));
+	int rc;
+
+	if (md == NULL)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "%s/metadata.db", data_dir);
+	if (sqlite3_open_v2(path, &md->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		rc = metadata_fail(md, path);
+		goto out_close;
+	}
+	sqlite3_busy_timeout(md->db, 5000);
+	/* WAL + FULL: a committed transaction survives power loss, not just a crash. */
+	rc = metadata_exec(md, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			   "PRAGMA foreign_keys=OFF;");
+	if (rc == 0)
+		rc = metadata_exec(md, metadata_schema);
+	if (rc != 0)
+		goto out_close;
+	*md_out = md;
+	return 0;
+
+out_close:
+	sqlite3_close(md->db);
+	free(md);
+	return rc;
+}
+
+void
+metadata_close(struct metadata *md)
+{
+	if (md == NULL)
+		return;
+	sqlite3_close(md->db);
+	free(md);
+}
+
+int
+metadata_secret(struct metadata *md, uint8_t *secret, size_t size)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT value FROM meta WHERE key = 'secret'", &stmt);
+
+	if (rc != 0)
+		return rc;
+	if (sqlite3_step(stmt) == SQLITE_ROW && (size_t)sqlite3_column_bytes(stmt, 0) == size) {
+		memcpy(secret, sqlite3_column_blob(stmt, 0), size);
+		sqlite3_finalize(stmt);
+		return 0;
+	}
+	sqlite3_finalize(stmt);
+	if (RAND_bytes(secret, (int)size) != 1)
+		return -EIO;
+	rc = metadata_prepare(md, "INSERT OR REPLACE INTO meta(key, value) VALUES('secret', ?)",
+			      &stmt);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_blob(stmt, 1, secret, (int)size, SQLITE_TRANSIENT);
+	return metadata_step_done(md, stmt);
+}
+
+static int
+metadata_load_streams(struct metadata *md, metadata_stream_fn *fn, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id, incarnation, name, deleting, mode,"
+				  " retention_hours, created_ms, shard_count FROM streams"
+				  " ORDER BY stream_id", &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct metadata_stream s = {
+			.stream_id = (uint32_t)sqlite3_column_int64(stmt, 0),
+			.incarnation = (uint64_t)sqlite3_column_int64(stmt, 1),
+			.name = (const char *)sqlite3_column_text(stmt, 2),
+			.deleting = sqlite3_column_int(stmt, 3) != 0,
+			.mode = sqlite3_column_int(stmt, 4) == METADATA_ON_DEMAND ?
+				METADATA_ON_DEMAND : METADATA_PROVISIONED,
+			.retention_hours = (uint32_t)sqlite3_column_int64(stmt, 5),
+			.created_ms = (uint64_t)sqlite3_column_int64(stmt, 6),
+			.shard_count = (uint32_t)sqlite3_column_int64(stmt, 7),
+		};
+
+		rc = fn(arg, &s);
+	}
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "load streams");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static int
+metadata_column_hashkey(sqlite3_stmt *stmt, int column, hashkey_t *key_out)
+{
+	const char *text = (const char *)sqlite3_column_text(stmt, column);
+
+	if (text == NULL)
+		return -EINVAL;
+	return hashkey_parse_decimal(text, strlen(text), key_out);
+}
+
+static int
+metadata_load_shards(struct metadata *md, metadata_shard_fn *fn, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id, shard_index, start_key, end_key, parent,"
+				  " adjacent_parent, created_s, closed, seq_end FROM shards"
+				  " ORDER BY stream_id, shard_index", &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct metadata_shard sh = {
+			.shard_index = (uint32_t)sqlite3_column_int64(stmt, 1),
+			.parent = sqlite3_column_int64(stmt, 4),
+			.adjacent_parent = sqlite3_column_int64(stmt, 5),
+			.created_s = (uint64_t)sqlite3_column_int64(stmt, 6),
+			.closed = sqlite3_column_int(stmt, 7) != 0,
+			.seq_end = (uint64_t)sqlite3_column_int64(stmt, 8),
+		};
+
+		if (metadata_column_hashkey(stmt, 2, &sh.start) != 0 ||
+		    metadata_column_hashkey(stmt, 3, &sh.end) != 0) {
+			diag_error("metadata", "shard with a malformed hash key range");
+			rc = -EIO;
+			break;
+		}
+		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0), &sh);
+	}
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "load shards");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_load(struct metadata *md, metadata_stream_fn *stream_fn, metadata_shard_fn *shard_fn,
+	      void *arg)
+{
+	int rc = metadata_load_streams(md, stream_fn, arg);
+
+	return rc != 0 ? rc : metadata_load_shards(md, shard_fn, arg);
+}
+
+/* next_stream_id from meta, bumped in the caller's transaction. */
+static int
+metadata_next_stream_id(struct metadata *md, uint32_t *id_out)
+{
+	sqlite3_stmt *stmt;
+	int64_t id = 1;
+	int rc = metadata_prepare(md, "SELECT value FROM meta WHERE key = 'next_stream_id'",
+				  &stmt);
+
+	if (rc != 0)
+		return rc;
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		id = sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (id < 1 || id > UINT32_MAX)
+		return -ENOSPC;
+	*id_out = (uint32_t)id;
+	return metadata_run3(md, "INSERT OR REPLACE INTO meta(key, value)"
+			     " VALUES('next_stream_id', ?)", id + 1, 0, 0);
+}
+
+static int
+metadata_insert_shard(struct metadata *md, uint32_t stream_id, const struct metadata_shard *sh)
+{
+	char start[HASHKEY_DECIMAL_SIZE];
+	char end[HASHKEY_DECIMAL_SIZE];
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "INSERT INTO shards(stream_id, shard_index, start_key,"
+				  " end_key, parent, adjacent_parent, created_s, closed, seq_end)"
+				  " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", &stmt);
+
+	if (rc != 0)
+		return rc;
+	hashkey_format_decimal(sh->start, start);
+	hashkey_format_decimal(sh->end, end);
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	sqlite3_bind_int64(stmt, 2, sh->shard_index);
+	sqlite3_bind_text(stmt, 3, start, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 4, end, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 5, sh->parent);
+	sqlite3_bind_int64(stmt, 6, sh->adjacent_parent);
+	sqlite3_bind_int64(stmt, 7, (int64_t)sh->created_s);
+	sqlite3_bind_int(stmt, 8, sh->closed);
+	sqlite3_bind_int64(stmt, 9, (int64_t)sh->seq_end);
+	return metadata_step_done(md, stmt);
+}
+
+static int
+metadata_insert_stream(struct metadata *md, const struct metadata_stream *s)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "INSERT INTO streams(stream_id, incarnation, name, deleting,"
+				  " mode, retention_hours, created_ms, shard_count)"
+				  " VALUES(?, ?, ?, ?, ?, ?, ?, ?)", &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, s->stream_id);
+	sqlite3_bind_int64(stmt, 2, (int64_t)s->incarnation);
+	sqlite3_bind_text(stmt, 3, s->name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(stmt, 4, s->deleting);
+	sqlite3_bind_int(stmt, 5, (int)s->mode);
+	sqlite3_bind_int64(stmt, 6, s->retention_hours);
+	sqlite3_bind_int64(stmt, 7, (int64_t)s->created_ms);
+	sqlite3_bind_int64(stmt, 8, s->shard_count);
+	return metadata_step_done(md, stmt);
+}
+
+static int
+metadata_tag_upsert(struct metadata *md, uint32_t stream_id, const struct metadata_tag *tag)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "INSERT OR REPLACE INTO tags(stream_id, key, value)"
+				  " VALUES(?, ?, ?)", &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	sqlite3_bind_text(stmt, 2, tag->key, (int)tag->key_size, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 3, tag->value, (int)tag->value_size, SQLITE_TRANSIENT);
+	return metadata_step_done(md, stmt);
+}
+
+int
+metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
+		       const struct metadata_shard *shards, const struct metadata_tag *tags,
+		       size_t tag_count)
+{
+	int rc = metadata_begin(md);
+
+	if (rc != 0)
+		return rc;
+	rc = metadata_next_stream_id(md, &stream->stream_id);
+	if (rc == 0)
+		rc = metadata_insert_stream(md, stream);
+	for (uint32_t i = 0; rc == 0 && i < stream->shard_count; i++)
+		rc = metadata_insert_shard(md, stream->stream_id, &shards[i]);
+	for (size_t i = 0; rc == 0 && i < tag_count; i++)
+		rc = metadata_tag_upsert(md, stream->stream_id, &tags[i]);
+	return metadata_end(md, rc);
+}
+
+int
+metadata_stream_deleting(struct metadata *md, uint32_t stream_id)
+{
+	return metadata_run3(md, "UPDATE streams SET deleting = 1 WHERE stream_id = ?",
+			     stream_id, 0, 0);
+}
+
+int
+metadata_stream_delete(struct metadata *md, uint32_t stream_id)
+{
+	int rc = metadata_begin(md);
+
+	if (rc != 0)
+		return rc;
+	rc = metadata_run3(md, "DELETE FROM streams WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM shards WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM tags WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
+		rc = metadata_run3(md, "INSERT OR REPLACE INTO pending_deletes(stream_id)"
+				   " VALUES(?)", stream_id, 0, 0);
+	return metadata_end(md, rc);
+}
+
+int
+metadata_pending_deletes(struct metadata *md, int (*fn)(void *arg, uint32_t stream_id), void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id FROM pending_deletes", &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0));
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "pending deletes");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_pending_delete_done(struct metadata *md, uint32_t stream_id)
+{
+	return metadata_run3(md, "DELETE FROM pending_deletes WHERE stream_id = ?", stream_id,
+			     0, 0);
+}
+
+int
+metadata_retention_set(struct metadata *md, uint32_t stream_id, uint32_t hours)
+{
+	return metadata_run3(md, "UPDATE streams SET retention_hours = ? WHERE stream_id = ?",
+			     hours, stream_id, 0);
+}
+
+int
+metadata_mode_set(struct metadata *md, uint32_t stream_id, enum metadata_mode mode)
+{
+	return metadata_run3(md, "UPDATE streams SET mode = ? WHERE stream_id = ?", (int64_t)mode,
+			     stream_id, 0);
+}
+
+static int
+metadata_tags_count(struct metadata *md, uint32_t stream_id, uint32_t *count_out)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT count(*) FROM tags WHERE stream_id = ?", &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	if (sqlite3_step(stmt) != SQLITE_ROW)
+		rc = metadata_fail(md, "count tags");
+	else
+		*count_out = (uint32_t)sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_tags_put(struct metadata *md, uint32_t stream_id, const struct metadata_tag *tags,
+		  size_t count, uint32_t max)
+{
+	uint32_t total = 0;
+	int rc = metadata_begin(md);
+
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; rc == 0 && i < count; i++)
+		rc = metadata_tag_upsert(md, stream_id, &tags[i]);
+	if (rc == 0)
+		rc = metadata_tags_count(md, stream_id, &total);
+	if (rc == 0 && total > max)
+		rc = -E2BIG;
+	return metadata_end(md, rc);
+}
+
+int
+metadata_tags_remove(struct metadata *md, uint32_t stream_id, const struct metadata_tag *keys,
+		     size_t count)
+{
+	int rc = metadata_begin(md);
+
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		sqlite3_stmt *stmt;
+
+		rc = metadata_prepare(md, "DELETE FROM tags WHERE stream_id = ? AND key = ?", &stmt);
+		if (rc != 0)
+			break;
+		sqlite3_bind_int64(stmt, 1, stream_id);
+		sqlite3_bind_text(stmt, 2, keys[i].key, (int)keys[i].key_size, SQLITE_TRANSIENT);
+		rc = metadata_step_done(md, stmt);
+	}
+	return metadata_end(md, rc);
+}
+
+int
+metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *start_after,
+		   size_t start_after_size, uint32_t limit,
+		   void (*fn)(void *arg, const struct metadata_tag *tag), void *arg, bool *more_out)
+{
+	sqlite3_stmt *stmt;
+	uint32_t n = 0;
+	int rc = metadata_prepare(md, "SELECT key, value FROM tags WHERE stream_id = ?"
+				  " AND key > ? ORDER BY key LIMIT ?", &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	sqlite3_bind_text(stmt, 2, start_after != NULL ? start_after : "",
+			  start_after != NULL ? (int)start_after_size : 0, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(stmt, 3, (int64_t)limit + 1);
+	*more_out = false;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct metadata_tag tag = {
+			.key = (const char *)sqlite3_column_text(stmt, 0),
+			.key_size = (size_t)sqlite3_column_bytes(stmt, 0),
+			.value = (const char *)sqlite3_column_text(stmt, 1),
+			.value_size = (size_t)sqlite3_column_bytes(stmt, 1),
+		};
+
+		if (n++ == limit) {
+			*more_out = true;
+			break;
+		}
+		fn(arg, &tag);
+	}
+	rc = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : metadata_fail(md, "list tags");
+	sqlite3_finalize(stmt);
+	return rc;
+}

@@ -1,0 +1,104 @@
+/*
+ * metadata.h - streams, shards, tags and the server secret in SQLite
+ * (data_dir/metadata.db, WAL, synchronous=FULL). The only SQLite user.
+ *
+ * Every change is one transaction, committed before the caller touches the
+ * log, so after a crash SQLite is the truth: shard existence, retention (re-
+ * applied to the log at start) and deletions (a stream is removed here first
+ * and recorded in pending_deletes; its log data is dropped afterwards, and
+ * again at every start until that succeeded).
+ *
+ * Errors: functions returning int return 0 or a negative errno (-EIO for an
+ * SQLite failure, reported with diag_error; -EEXIST for a duplicate name).
+ */
+#ifndef SLUICE_CONTROL_METADATA_H
+#define SLUICE_CONTROL_METADATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/hashkey.h"
+
+struct metadata;
+
+enum metadata_mode {
+	METADATA_PROVISIONED,
+	METADATA_ON_DEMAND,
+};
+
+struct metadata_stream {
+	uint32_t stream_id;
+	uint64_t incarnation;
+	const char *name;
+	bool deleting;
+	enum metadata_mode mode;
+	uint32_t retention_hours;
+	uint64_t created_ms;
+	uint32_t shard_count;
+};
+
+struct metadata_shard {
+	uint32_t shard_index;
+	hashkey_t start;
+	hashkey_t end;
+	int64_t parent;          /* Shard index or -1. */
+	int64_t adjacent_parent; /* Shard index or -1. */
+	uint64_t created_s;
+	bool closed;
+	uint64_t seq_end;
+};
+
+struct metadata_tag {
+	const char *key;
+	size_t key_size;
+	const char *value;
+	size_t value_size;
+};
+
+int metadata_open(const char *data_dir, struct metadata **md_out);
+void metadata_close(struct metadata *md);
+
+/* The server secret: created (random) on first use, then always the same. */
+int metadata_secret(struct metadata *md, uint8_t *secret, size_t size);
+
+typedef int metadata_stream_fn(void *arg, const struct metadata_stream *stream);
+typedef int metadata_shard_fn(void *arg, uint32_t stream_id, const struct metadata_shard *shard);
+
+/* Calls `stream_fn` for every stream, then `shard_fn` for every shard (by stream, index). */
+int metadata_load(struct metadata *md, metadata_stream_fn *stream_fn,
+		  metadata_shard_fn *shard_fn, void *arg);
+
+/*
+ * Creates a stream with its shards and tags in one transaction. Picks the
+ * stream id (never reused) and stores it in stream->stream_id.
+ */
+int metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
+			   const struct metadata_shard *shards, const struct metadata_tag *tags,
+			   size_t tag_count);
+int metadata_stream_deleting(struct metadata *md, uint32_t stream_id);
+/* Removes the stream, its shards and tags; records it in pending_deletes. */
+int metadata_stream_delete(struct metadata *md, uint32_t stream_id);
+/* Calls `fn(arg, stream_id)` for every stream whose log data may still exist. */
+int metadata_pending_deletes(struct metadata *md, int (*fn)(void *arg, uint32_t stream_id),
+			     void *arg);
+int metadata_pending_delete_done(struct metadata *md, uint32_t stream_id);
+
+int metadata_retention_set(struct metadata *md, uint32_t stream_id, uint32_t hours);
+int metadata_mode_set(struct metadata *md, uint32_t stream_id, enum metadata_mode mode);
+
+/* Adds or overwrites tags; -E2BIG when the stream would hold more than `max` tags. */
+int metadata_tags_put(struct metadata *md, uint32_t stream_id, const struct metadata_tag *tags,
+		      size_t count, uint32_t max);
+int metadata_tags_remove(struct metadata *md, uint32_t stream_id, const struct metadata_tag *keys,
+			 size_t count);
+/*
+ * Calls `fn` for up to `limit` tags sorted by key, after `start_after` (NULL:
+ * from the first). *more_out tells whether more follow.
+ */
+int metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *start_after,
+		       size_t start_after_size, uint32_t limit,
+		       void (*fn)(void *arg, const struct metadata_tag *tag), void *arg,
+		       bool *more_out);
+
+#endif /* SLUICE_CONTROL_METADATA_H */

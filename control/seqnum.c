@@ -1,0 +1,148 @@
+/*
+ * seqnum.c - the sequence-number codec (layout in seqnum.h). Numbers are at
+ * most 188 bits, held as three 64-bit limbs, least significant first.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "control/seqnum.h"
+
+#define SEQNUM_HEX_DIGITS 47
+#define SEQNUM_LIMBS 3
+
+__extension__ typedef unsigned __int128 seqnum_u128;
+
+struct seqnum_big {
+	uint64_t limb[SEQNUM_LIMBS];
+};
+
+/* Puts `digits` hex digits of `value` at hex position `at` (0 = most significant). */
+static void
+seqnum_put(char hex[SEQNUM_HEX_DIGITS], unsigned at, unsigned digits, uint64_t value)
+{
+	static const char xdigits[] = "0123456789abcdef";
+
+	for (unsigned i = 0; i < digits; i++) {
+		hex[at + digits - 1 - i] = xdigits[value & 0xf];
+		value >>= 4;
+	}
+	assert(value == 0);
+}
+
+static uint64_t
+seqnum_get(const char hex[SEQNUM_HEX_DIGITS], unsigned at, unsigned digits)
+{
+	uint64_t value = 0;
+
+	for (unsigned i = 0; i < digits; i++) {
+		char c = hex[at + i];
+
+		value = (value << 4) | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+	}
+	return value;
+}
+
+/* Divides in place by `divisor`, returns the remainder. */
+static uint32_t
+seqnum_big_divide(struct seqnum_big *big, uint32_t divisor)
+{
+	seqnum_u128 rem = 0;
+
+	for (int i = SEQNUM_LIMBS - 1; i >= 0; i--) {
+		seqnum_u128 cur = (rem << 64) | big->limb[i];
+
+		big->limb[i] = (uint64_t)(cur / divisor);
+		rem = cur % divisor;
+	}
+	return (uint32_t)rem;
+}
+
+static bool
+seqnum_big_zero(const struct seqnum_big *big)
+{
+	return big->limb[0] == 0 && big->limb[1] == 0 && big->limb[2] == 0;
+}
+
+size_t
+seqnum_format(const struct seqnum *sn, char buf[SEQNUM_DECIMAL_SIZE])
+{
+	char hex[SEQNUM_HEX_DIGITS];
+	char rev[SEQNUM_DECIMAL_SIZE];
+	struct seqnum_big big = { { 0, 0, 0 } };
+	size_t n = 0;
+
+	assert(sn->shard_created_s <= SEQNUM_TIME_MAX);
+	assert(sn->put_s <= SEQNUM_TIME_MAX);
+	assert(sn->seq <= SEQNUM_SEQ_MAX);
+	seqnum_put(hex, 0, 1, 2);
+	seqnum_put(hex, 1, 9, sn->shard_created_s);
+	seqnum_put(hex, 10, 1, sn->shard_index & 0xf);
+	seqnum_put(hex, 11, 16, sn->seq);
+	seqnum_put(hex, 27, 2, 0);
+	seqnum_put(hex, 29, 9, sn->put_s);
+	seqnum_put(hex, 38, 8, sn->shard_index);
+	seqnum_put(hex, 46, 1, 2);
+	for (unsigned i = 0; i < SEQNUM_HEX_DIGITS; i++) {
+		unsigned bit = (SEQNUM_HEX_DIGITS - 1 - i) * 4;
+		uint64_t nibble = seqnum_get(hex, i, 1);
+
+		big.limb[bit / 64] |= nibble << (bit % 64);
+	}
+	do {
+		rev[n++] = (char)('0' + seqnum_big_divide(&big, 10));
+	} while (!seqnum_big_zero(&big));
+	for (size_t i = 0; i < n; i++)
+		buf[i] = rev[n - 1 - i];
+	buf[n] = '\0';
+	return n;
+}
+
+/* big = big * 10 + digit; false when the result would not fit 188 bits. */
+static bool
+seqnum_big_push_digit(struct seqnum_big *big, unsigned digit)
+{
+	seqnum_u128 carry = digit;
+
+	for (int i = 0; i < SEQNUM_LIMBS; i++) {
+		seqnum_u128 cur = (seqnum_u128)big->limb[i] * 10 + carry;
+
+		big->limb[i] = (uint64_t)cur;
+		carry = cur >> 64;
+	}
+	return carry == 0 && (big->limb[2] >> (SEQNUM_HEX_DIGITS * 4 - 128)) == 0;
+}
+
+int
+seqnum_parse(const char *text, size_t size, struct seqnum *sn_out)
+{
+	static const char xdigits[] = "0123456789abcdef";
+	struct seqnum_big big = { { 0, 0, 0 } };
+	char hex[SEQNUM_HEX_DIGITS];
+	struct seqnum sn;
+
+	if (size == 0 || size > SEQNUM_DECIMAL_SIZE - 1 || (text[0] == '0' && size > 1))
+		return -EINVAL;
+	for (size_t i = 0; i < size; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return -EINVAL;
+		if (!seqnum_big_push_digit(&big, (unsigned)(text[i] - '0')))
+			return -EINVAL;
+	}
+	for (unsigned i = 0; i < SEQNUM_HEX_DIGITS; i++) {
+		unsigned bit = (SEQNUM_HEX_DIGITS - 1 - i) * 4;
+
+		hex[i] = xdigits[(big.limb[bit / 64] >> (bit % 64)) & 0xf];
+	}
+	if (hex[0] != '2' || hex[46] != '2' || seqnum_get(hex, 27, 2) != 0 || hex[11] > '7')
+		return -EINVAL;
+	sn.shard_created_s = seqnum_get(hex, 1, 9);
+	sn.shard_index = (uint32_t)seqnum_get(hex, 38, 8);
+	sn.seq = seqnum_get(hex, 11, 16);
+	sn.put_s = seqnum_get(hex, 29, 9);
+	if (seqnum_get(hex, 10, 1) != (sn.shard_index & 0xf))
+		return -EINVAL;
+	*sn_out = sn;
+	return 0;
+}

@@ -1,0 +1,47 @@
+/*
+ * seqnum.h - Kinesis sequence numbers: decimal strings that encode a log
+ * position. The layout is kinesalite's "version 2" (what AWS's numbers look
+ * like), 47 hex digits read as one big integer, printed in decimal:
+ *
+ *   HEX DIGITS  SIZE  FIELD
+ *        0        1   version marker, always 2
+ *        1..9     9   shard creation time, epoch seconds
+ *       10        1   low nibble of the shard index
+ *       11..26   16   seq: the log's per-shard sequence number (<= 2^63 - 1)
+ *       27..28    2   00
+ *       29..37    9   record arrival time, epoch seconds
+ *       38..45    8   shard index
+ *       46        1   version, always 2
+ *
+ * Within a shard, everything above seq is constant, so numeric order is the
+ * log's order. The value is below 2^188: at most 57 decimal digits.
+ */
+#ifndef SLUICE_CONTROL_SEQNUM_H
+#define SLUICE_CONTROL_SEQNUM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 57 digits and the NUL. */
+#define SEQNUM_DECIMAL_SIZE 58
+/* Largest time that fits 9 hex digits. */
+#define SEQNUM_TIME_MAX 0xfffffffffull
+#define SEQNUM_SEQ_MAX 0x7fffffffffffffffull
+
+struct seqnum {
+	uint64_t shard_created_s;
+	uint32_t shard_index;
+	uint64_t seq;
+	uint64_t put_s;
+};
+
+/* Writes the decimal form into `buf`; returns its length. Fields must be in range. */
+size_t seqnum_format(const struct seqnum *sn, char buf[SEQNUM_DECIMAL_SIZE]);
+
+/*
+ * Parses a decimal sequence number of `size` bytes. Returns 0, or -EINVAL
+ * for anything that is not a version-2 number this layout produced.
+ */
+int seqnum_parse(const char *text, size_t size, struct seqnum *sn_out);
+
+#endif /* SLUICE_CONTROL_SEQNUM_H */
