@@ -63,17 +63,25 @@ cli_hist_bucket_high(uint32_t index)
 }
 
 void
-cli_hist_record(struct cli_hist *hist, uint64_t value)
+cli_hist_record_count(struct cli_hist *hist, uint64_t value, uint64_t count)
 {
-	hist->buckets[cli_hist_bucket_index(value)]++;
-	hist->count++;
+	if (count == 0)
+		return;
+	hist->buckets[cli_hist_bucket_index(value)] += count;
+	hist->count += count;
 	if (value > CLI_HIST_VALUE_MAX)
-		hist->clamped++;
+		hist->clamped += count;
 	if (value < hist->min)
 		hist->min = value;
 	if (value > hist->max)
 		hist->max = value;
-	hist->sum += (double)value;
+	hist->sum += (double)value * (double)count;
+}
+
+void
+cli_hist_record(struct cli_hist *hist, uint64_t value)
+{
+	cli_hist_record_count(hist, value, 1);
 }
 
 void

@@ -29,6 +29,8 @@ struct cli_hist {
 
 void cli_hist_reset(struct cli_hist *hist);
 void cli_hist_record(struct cli_hist *hist, uint64_t value);
+/* Records `value` `count` times (a frame's records share their latency). */
+void cli_hist_record_count(struct cli_hist *hist, uint64_t value, uint64_t count);
 void cli_hist_merge(struct cli_hist *into, const struct cli_hist *from);
 
 /* Bucket of `value` (clamped), and the inclusive value range of a bucket. */

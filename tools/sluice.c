@@ -21,6 +21,7 @@ static const struct sluice_command sluice_commands[] = {
 	{ "put", NULL, cmd_put, "put one record (PutRecord)" },
 	{ "consume", NULL, cmd_consume, "read a stream's records, following shards" },
 	{ "produce", NULL, cmd_produce, "send stdin lines or generated records (http|udp|tcp)" },
+	{ "bench", "bench ingest", cmd_bench_ingest, "open-loop ingest load generator" },
 	{ NULL, NULL, NULL, NULL },
 };
 

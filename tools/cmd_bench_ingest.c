@@ -1,0 +1,732 @@
+/*
+ * cmd_bench_ingest.c - `sluice bench ingest STREAM`: an open-loop load
+ * generator.
+ *
+ * Open loop: frame k is due at start + k * interval whatever happened to
+ * the frames before it. A frame waits in the backlog until a connection is
+ * free, and its records' latency runs from the time it was due, not from
+ * when it was sent: a stalled server shows up as latency instead of
+ * silently lowering the offered rate (no coordinated omission). The backlog
+ * is a count, not a queue: frame k's due time is computed from k.
+ *
+ * One thread drives every connection through epoll. Over http a frame is
+ * one PutRecords request of --records-per-frame records, one in flight per
+ * keep-alive connection; the 200 answer means the records are durable and
+ * its FailedRecordCount says how many were not stored.
+ *
+ * Latencies go to log-bucketed histograms (cli_hist.h): one for the run,
+ * one per progress interval for the live line.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/base.h"
+#include "common/clock.h"
+#include "common/limits.h"
+#include "tools/cli_common.h"
+#include "tools/cli_hist.h"
+#include "tools/cli_progress.h"
+#include "tools/cmd.h"
+
+#define BENCH_CONNECTIONS_MAX 1024
+#define BENCH_BODIES 64                          /* Distinct request bodies, cycled. */
+#define BENCH_RECORDS_PER_FRAME_MAX 500          /* PutRecords' limit. */
+#define BENCH_RECONNECT_NS 100000000ull          /* After a failed connection. */
+#define BENCH_KEY_SIZE 12
+
+static const char bench_synopsis[] =
+	"sluice bench ingest STREAM [--transport http|udp|tcp] [--rate N] [--size B]\n"
+	"       [--records-per-frame N] [--keys uniform|zipf] [--key-count N]\n"
+	"       [--connections N] [--duration D] [--json]";
+
+struct bench_conn {
+	int fd;                 /* -1: closed. */
+	bool connected;
+	bool busy;              /* A frame is in flight. */
+	uint64_t due_ns;        /* The in-flight frame's scheduled send time. */
+	uint64_t retry_ns;      /* Closed after a failure: not before this. */
+	char *request;
+	size_t request_size;
+	size_t sent;
+	char *rx;
+	size_t rx_size;
+	size_t rx_capacity;
+};
+
+struct bench_counts {
+	uint64_t frames_sent;
+	uint64_t records_sent;
+	uint64_t records_acked;
+	uint64_t records_failed;   /* Refused by the answer, or lost with their connection. */
+	uint64_t frames_failed;
+};
+
+struct bench {
+	struct kc_client client;
+	const char *stream;
+	const char *transport;
+	const char *keys;
+	uint64_t rate;             /* Records per second. */
+	uint64_t size;
+	uint64_t records_per_frame;
+	uint64_t key_count;
+	double zipf_s;
+	uint64_t connection_count;
+	uint64_t duration_ns;
+	uint64_t drain_ns;
+	bool json;
+	/* Run state. */
+	int epoll_fd;
+	struct bench_conn *conns;
+	char *bodies[BENCH_BODIES];
+	size_t body_sizes[BENCH_BODIES];
+	double *zipf_cdf;
+	uint64_t rng;
+	uint64_t start_ns;
+	uint64_t interval_ns;      /* Between frames. */
+	uint64_t frames_due;       /* Frames whose time has come (sent or in the backlog). */
+	uint64_t frames_total;     /* Frames in the whole run. */
+	struct bench_counts counts;
+	struct cli_hist run;
+	struct cli_hist window;    /* Since the last progress line. */
+	uint64_t window_acked;
+	struct cli_progress progress;
+};
+
+/* ---- Keys and request bodies ------------------------------------------------------- */
+
+/* Zipf over key ranks 1..N with exponent s: the CDF, searched per key. */
+static int
+bench_zipf_init(struct bench *b)
+{
+	double total = 0.0;
+
+	b->zipf_cdf = malloc(b->key_count * sizeof(*b->zipf_cdf));
+	if (b->zipf_cdf == NULL)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < b->key_count; i++) {
+		total += 1.0 / pow((double)(i + 1), b->zipf_s);
+		b->zipf_cdf[i] = total;
+	}
+	for (uint64_t i = 0; i < b->key_count; i++)
+		b->zipf_cdf[i] /= total;
+	return 0;
+}
+
+static uint64_t
+bench_key_index(struct bench *b)
+{
+	double u;
+	uint64_t low = 0;
+	uint64_t high;
+
+	if (b->zipf_cdf == NULL)
+		return cli_random_next(&b->rng) % b->key_count;
+	u = (double)(cli_random_next(&b->rng) >> 11) / 9007199254740992.0;  /* [0, 1) */
+	high = b->key_count - 1;
+	while (low < high) {
+		uint64_t mid = low + (high - low) / 2;
+
+		if (b->zipf_cdf[mid] <= u)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	return low;
+}
+
+/* One PutRecords body of records_per_frame records: random data, keys from the distribution. */
+static int
+bench_body_build(struct bench *b, char **body_out, size_t *size_out)
+{
+	char *data = malloc(b->size);
+	char *encoded = NULL;
+	size_t encoded_size = 0;
+	size_t capacity;
+	size_t size;
+	char *body;
+
+	if (data == NULL)
+		return -ENOMEM;
+	capacity = 64 + strlen(b->stream) + b->records_per_frame * (64 + 4 * b->size / 3 + 4);
+	body = malloc(capacity);
+	if (body == NULL) {
+		free(data);
+		return -ENOMEM;
+	}
+	size = (size_t)snprintf(body, capacity, "{\"StreamName\":\"%s\",\"Records\":[", b->stream);
+	for (uint64_t i = 0; i < b->records_per_frame; i++) {
+		cli_random_text(&b->rng, data, b->size);
+		if (kc_base64_encode(data, b->size, &encoded, &encoded_size) != 0) {
+			free(data);
+			free(body);
+			return -ENOMEM;
+		}
+		size += (size_t)snprintf(body + size, capacity - size,
+					 "%s{\"Data\":\"%s\",\"PartitionKey\":\"key-%08llu\"}",
+					 i == 0 ? "" : ",", encoded,
+					 (unsigned long long)bench_key_index(b));
+		free(encoded);
+		encoded = NULL;
+	}
+	size += (size_t)snprintf(body + size, capacity - size, "]}");
+	free(data);
+	assert(size < capacity);
+	*body_out = body;
+	*size_out = size;
+	return 0;
+}
+
+/* ---- Connections ------------------------------------------------------------------- */
+
+static void
+bench_conn_watch(struct bench *b, struct bench_conn *conn, uint32_t events, int op)
+{
+	struct epoll_event event = { .events = events, .data.ptr = conn };
+
+	epoll_ctl(b->epoll_fd, op, conn->fd, &event);
+}
+
+/* Closes the connection; a frame in flight is lost and its records count as failed. */
+static void
+bench_conn_fail(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
+{
+	if (conn->busy) {
+		b->counts.records_failed += b->records_per_frame;
+		b->counts.frames_failed++;
+	}
+	if (conn->fd >= 0)
+		close(conn->fd);
+	free(conn->request);
+	conn->request = NULL;
+	conn->fd = -1;
+	conn->connected = false;
+	conn->rx_size = 0;
+	/* A server that closes idle connections is normal; one that drops frames is not. */
+	conn->retry_ns = now_ns + (conn->busy ? BENCH_RECONNECT_NS : 0);
+	conn->busy = false;
+}
+
+static void
+bench_conn_open(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
+{
+	int fd = kc_connect(&b->client, true);
+
+	if (fd < 0) {
+		conn->retry_ns = now_ns + BENCH_RECONNECT_NS;
+		return;
+	}
+	conn->fd = fd;
+	conn->connected = false;
+	bench_conn_watch(b, conn, EPOLLOUT | EPOLLIN, EPOLL_CTL_ADD);
+}
+
+/* Writes what the socket takes; watches for writability until the request is out. */
+static void
+bench_conn_send(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
+{
+	while (conn->sent < conn->request_size) {
+		ssize_t sent = send(conn->fd, conn->request + conn->sent,
+				    conn->request_size - conn->sent, MSG_NOSIGNAL);
+
+		if (sent < 0 && errno == EINTR)
+			continue;
+		if (sent < 0 && errno == EAGAIN) {
+			bench_conn_watch(b, conn, EPOLLOUT | EPOLLIN, EPOLL_CTL_MOD);
+			return;
+		}
+		if (sent < 0) {
+			bench_conn_fail(b, conn, now_ns);
+			return;
+		}
+		conn->sent += (size_t)sent;
+	}
+	free(conn->request);
+	conn->request = NULL;
+	bench_conn_watch(b, conn, EPOLLIN, EPOLL_CTL_MOD);
+}
+
+/* "FailedRecordCount":N in a PutRecords answer; all records when it is missing. */
+static uint64_t
+bench_failed_count(const struct bench *b, const char *body, size_t size)
+{
+	static const char field[] = "\"FailedRecordCount\":";
+	const char *at = memmem(body, size, field, sizeof(field) - 1);
+	uint64_t failed = 0;
+
+	if (at == NULL)
+		return b->records_per_frame;
+	for (at += sizeof(field) - 1; at < body + size && *at == ' '; at++)
+		;
+	for (; at < body + size && *at >= '0' && *at <= '9'; at++)
+		failed = failed * 10 + (uint64_t)(*at - '0');
+	return failed < b->records_per_frame ? failed : b->records_per_frame;
+}
+
+static void
+bench_conn_answer(struct bench *b, struct bench_conn *conn, const struct kc_http_response *resp,
+		  uint64_t now_ns)
+{
+	uint64_t failed = b->records_per_frame;
+	uint64_t acked;
+
+	if (resp->status == 200)
+		failed = bench_failed_count(b, conn->rx + resp->header_size, resp->body_size);
+	acked = b->records_per_frame - failed;
+	b->counts.records_acked += acked;
+	b->counts.records_failed += failed;
+	if (acked == 0)
+		b->counts.frames_failed++;
+	/* From the time the frame was due: waiting for a connection is part of the latency. */
+	cli_hist_record_count(&b->run, now_ns - conn->due_ns, acked);
+	cli_hist_record_count(&b->window, now_ns - conn->due_ns, acked);
+	b->window_acked += acked;
+	conn->busy = false;
+	conn->rx_size = 0;
+	if (resp->connection_close)
+		bench_conn_fail(b, conn, now_ns);
+}
+
+static void
+bench_conn_receive(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
+{
+	for (;;) {
+		struct kc_http_response response;
+		ssize_t got;
+		int err;
+
+		if (conn->rx_size == conn->rx_capacity) {
+			size_t capacity = conn->rx_capacity == 0 ? 16384 : 2 * conn->rx_capacity;
+			char *rx = capacity <= KC_HTTP_HEADER_SIZE_MAX + KC_HTTP_BODY_SIZE_MAX ?
+				   realloc(conn->rx, capacity) : NULL;
+
+			if (rx == NULL) {
+				bench_conn_fail(b, conn, now_ns);
+				return;
+			}
+			conn->rx = rx;
+			conn->rx_capacity = capacity;
+		}
+		got = recv(conn->fd, conn->rx + conn->rx_size, conn->rx_capacity - conn->rx_size, 0);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 && errno == EAGAIN)
+			return;
+		if (got <= 0 || !conn->busy) {  /* Closed, failed, or an answer nobody asked for. */
+			bench_conn_fail(b, conn, now_ns);
+			return;
+		}
+		conn->rx_size += (size_t)got;
+		err = kc_http_response_parse(conn->rx, conn->rx_size, &response);
+		if (err == 0)
+			bench_conn_answer(b, conn, &response, now_ns);
+		else if (err != -EAGAIN)
+			bench_conn_fail(b, conn, now_ns);
+		if (err != -EAGAIN)
+			return;
+	}
+}
+
+static void
+bench_conn_event(struct bench *b, struct bench_conn *conn, uint32_t events, uint64_t now_ns)
+{
+	if (!conn->connected && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0) {
+		int error = 0;
+		socklen_t size = sizeof(error);
+
+		getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &error, &size);
+		if (error != 0 || (events & (EPOLLERR | EPOLLHUP)) != 0) {
+			bench_conn_fail(b, conn, now_ns);
+			conn->retry_ns = now_ns + BENCH_RECONNECT_NS;
+			return;
+		}
+		conn->connected = true;
+		bench_conn_watch(b, conn, EPOLLIN, EPOLL_CTL_MOD);
+	}
+	if ((events & EPOLLOUT) != 0 && conn->request != NULL)
+		bench_conn_send(b, conn, now_ns);
+	if (conn->fd >= 0 && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0)
+		bench_conn_receive(b, conn, now_ns);
+}
+
+/* ---- Schedule ---------------------------------------------------------------------- */
+
+static uint64_t
+bench_due_ns(const struct bench *b, uint64_t frame)
+{
+	return b->start_ns + frame * b->interval_ns;
+}
+
+/* Hands backlogged frames to free connections, oldest first. */
+static int
+bench_dispatch(struct bench *b, uint64_t now_ns)
+{
+	for (uint64_t i = 0; i < b->connection_count; i++) {
+		struct bench_conn *conn = &b->conns[i];
+		uint64_t frame = b->counts.frames_sent;
+		int err;
+
+		if (frame == b->frames_due)
+			return 0;
+		if (conn->busy || conn->retry_ns > now_ns)
+			continue;
+		if (conn->fd < 0)
+			bench_conn_open(b, conn, now_ns);
+		if (conn->fd < 0)
+			continue;
+		err = kc_request_build(&b->client, "PutRecords", b->bodies[frame % BENCH_BODIES],
+				       b->body_sizes[frame % BENCH_BODIES], clock_real_ns(),
+				       &conn->request, &conn->request_size);
+		if (err != 0)
+			return err;
+		conn->sent = 0;
+		conn->busy = true;
+		conn->due_ns = bench_due_ns(b, frame);
+		b->counts.frames_sent++;
+		b->counts.records_sent += b->records_per_frame;
+		if (conn->connected)
+			bench_conn_send(b, conn, now_ns);
+	}
+	return 0;
+}
+
+static bool
+bench_idle(const struct bench *b)
+{
+	for (uint64_t i = 0; i < b->connection_count; i++) {
+		if (b->conns[i].busy)
+			return false;
+	}
+	return b->counts.frames_sent == b->frames_total;
+}
+
+static void
+bench_progress(struct bench *b, uint64_t now_ns)
+{
+	char line[256];
+	char p50[16];
+	char p99[16];
+	double elapsed_s = (double)(now_ns - b->start_ns) / 1e9;
+
+	if (!cli_progress_due(&b->progress, now_ns))
+		return;
+	cli_format_ns(p50, sizeof(p50), (double)cli_hist_percentile(&b->window, 50.0));
+	cli_format_ns(p99, sizeof(p99), (double)cli_hist_percentile(&b->window, 99.0));
+	snprintf(line, sizeof(line),
+		 "%6.1f s  rate %8.0f rec/s  acked %10llu  errors %llu  backlog %llu  "
+		 "p50 %s  p99 %s", elapsed_s,
+		 (double)b->window_acked * 1e9 / (double)CLI_PROGRESS_INTERVAL_NS,
+		 (unsigned long long)b->counts.records_acked,
+		 (unsigned long long)b->counts.records_failed,
+		 (unsigned long long)(b->frames_due - b->counts.frames_sent), p50, p99);
+	cli_progress_draw(&b->progress, line);
+	cli_hist_reset(&b->window);
+	b->window_acked = 0;
+}
+
+/* How long epoll may sleep: until the next frame is due, capped at 10 ms. */
+static struct timespec
+bench_wait(const struct bench *b, uint64_t now_ns)
+{
+	uint64_t wait_ns = 10000000;
+	struct timespec wait;
+
+	if (b->frames_due < b->frames_total) {
+		uint64_t next_ns = bench_due_ns(b, b->frames_due);
+
+		if (next_ns <= now_ns)
+			wait_ns = 0;
+		else if (next_ns - now_ns < wait_ns)
+			wait_ns = next_ns - now_ns;
+	}
+	wait.tv_sec = (time_t)(wait_ns / 1000000000u);
+	wait.tv_nsec = (long)(wait_ns % 1000000000u);
+	return wait;
+}
+
+static int
+bench_loop(struct bench *b)
+{
+	uint64_t stop_ns = b->start_ns + b->duration_ns + b->drain_ns;
+	struct epoll_event events[64];
+
+	for (;;) {
+		uint64_t now_ns = clock_mono_ns();
+		struct timespec wait;
+		int count;
+		int err;
+
+		if (now_ns >= b->start_ns) {
+			uint64_t due = (now_ns - b->start_ns) / b->interval_ns + 1;
+
+			b->frames_due = due < b->frames_total ? due : b->frames_total;
+		}
+		err = bench_dispatch(b, now_ns);
+		if (err != 0)
+			return err;
+		if (bench_idle(b) || now_ns >= stop_ns)
+			return 0;
+		bench_progress(b, now_ns);
+		wait = bench_wait(b, now_ns);
+		count = epoll_pwait2(b->epoll_fd, events, (int)ARRAY_SIZE(events), &wait, NULL);
+		if (count < 0 && errno != EINTR)
+			return -errno;
+		now_ns = clock_mono_ns();
+		for (int i = 0; i < count; i++)
+			bench_conn_event(b, events[i].data.ptr, events[i].events, now_ns);
+	}
+}
+
+/* ---- Report ------------------------------------------------------------------------ */
+
+struct bench_result {
+	double elapsed_s;
+	uint64_t unsent;          /* Due but never sent: the backlog when the run stopped. */
+	uint64_t unanswered;      /* Sent, no answer by the end of the drain. */
+};
+
+static const double bench_percentiles[] = { 50.0, 90.0, 99.0, 99.9, 100.0 };
+static const char *const bench_percentile_names[] = { "p50", "p90", "p99", "p999", "max" };
+
+static void
+bench_print_text(const struct bench *b, const struct bench_result *r)
+{
+	double rate = (double)b->counts.records_acked / r->elapsed_s;
+
+	printf("bench ingest: %s to %s, %llu connection(s), %.1f s\n", b->transport, b->stream,
+	       (unsigned long long)b->connection_count, r->elapsed_s);
+	printf("  offered     %llu records/s, %llu B each, %llu per frame, %s keys over %llu\n",
+	       (unsigned long long)b->rate, (unsigned long long)b->size,
+	       (unsigned long long)b->records_per_frame, b->keys,
+	       (unsigned long long)b->key_count);
+	printf("  sent        %llu records in %llu frames\n",
+	       (unsigned long long)b->counts.records_sent, (unsigned long long)b->counts.frames_sent);
+	printf("  acked       %llu records (%.0f records/s, %.2f MB/s)\n",
+	       (unsigned long long)b->counts.records_acked, rate, rate * (double)b->size / 1e6);
+	printf("  errors      %llu records failed, %llu frames unsent, %llu unanswered\n",
+	       (unsigned long long)b->counts.records_failed, (unsigned long long)r->unsent,
+	       (unsigned long long)r->unanswered);
+	printf("  latency    ");
+	for (size_t i = 0; i < ARRAY_SIZE(bench_percentiles); i++) {
+		char value[16];
+
+		cli_format_ns(value, sizeof(value),
+			      (double)cli_hist_percentile(&b->run, bench_percentiles[i]));
+		printf(" %s %s", bench_percentile_names[i], value);
+	}
+	printf("  (from the scheduled send time)\n");
+}
+
+static void
+bench_print_json(const struct bench *b, const struct bench_result *r)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *latency;
+	char *text;
+
+	cJSON_AddStringToObject(root, "transport", b->transport);
+	cJSON_AddStringToObject(root, "stream", b->stream);
+	cJSON_AddNumberToObject(root, "connections", (double)b->connection_count);
+	cJSON_AddNumberToObject(root, "rate_target", (double)b->rate);
+	cJSON_AddNumberToObject(root, "record_size", (double)b->size);
+	cJSON_AddNumberToObject(root, "records_per_frame", (double)b->records_per_frame);
+	cJSON_AddStringToObject(root, "keys", b->keys);
+	cJSON_AddNumberToObject(root, "elapsed_s", r->elapsed_s);
+	cJSON_AddNumberToObject(root, "frames_sent", (double)b->counts.frames_sent);
+	cJSON_AddNumberToObject(root, "records_sent", (double)b->counts.records_sent);
+	cJSON_AddNumberToObject(root, "records_acked", (double)b->counts.records_acked);
+	cJSON_AddNumberToObject(root, "records_failed", (double)b->counts.records_failed);
+	cJSON_AddNumberToObject(root, "frames_unsent", (double)r->unsent);
+	cJSON_AddNumberToObject(root, "frames_unanswered", (double)r->unanswered);
+	cJSON_AddNumberToObject(root, "records_per_s",
+				(double)b->counts.records_acked / r->elapsed_s);
+	latency = cJSON_AddObjectToObject(root, "latency_us");
+	for (size_t i = 0; i < ARRAY_SIZE(bench_percentiles); i++)
+		cJSON_AddNumberToObject(latency, bench_percentile_names[i],
+					(double)cli_hist_percentile(&b->run, bench_percentiles[i]) /
+					1e3);
+	cJSON_AddNumberToObject(latency, "mean", cli_hist_mean(&b->run) / 1e3);
+	text = cJSON_PrintUnformatted(root);
+	printf("%s\n", text);
+	free(text);
+	cJSON_Delete(root);
+}
+
+static int
+bench_report(struct bench *b, uint64_t end_ns)
+{
+	struct bench_result r = {
+		.elapsed_s = (double)(end_ns - b->start_ns) / 1e9,
+		.unsent = b->frames_total - b->counts.frames_sent,
+	};
+
+	for (uint64_t i = 0; i < b->connection_count; i++)
+		r.unanswered += b->conns[i].busy ? 1 : 0;
+	cli_progress_end(&b->progress);
+	if (b->json)
+		bench_print_json(b, &r);
+	else
+		bench_print_text(b, &r);
+	if (b->counts.records_acked == 0)
+		return CMD_EXIT_ERROR;
+	return b->counts.records_failed == 0 && r.unsent == 0 && r.unanswered == 0 ?
+	       CMD_EXIT_OK : CMD_EXIT_PARTIAL;
+}
+
+/* ---- Setup ------------------------------------------------------------------------- */
+
+static int
+bench_setup(struct bench *b)
+{
+	int err = 0;
+
+	b->rng = clock_real_ns();
+	if (strcmp(b->keys, "zipf") == 0)
+		err = bench_zipf_init(b);
+	for (size_t i = 0; err == 0 && i < BENCH_BODIES; i++)
+		err = bench_body_build(b, &b->bodies[i], &b->body_sizes[i]);
+	if (err != 0)
+		return err;
+	b->conns = calloc(b->connection_count, sizeof(*b->conns));
+	b->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (b->conns == NULL || b->epoll_fd < 0)
+		return b->conns == NULL ? -ENOMEM : -errno;
+	for (uint64_t i = 0; i < b->connection_count; i++)
+		b->conns[i].fd = -1;
+	b->interval_ns = (uint64_t)(1e9 * (double)b->records_per_frame / (double)b->rate);
+	if (b->interval_ns == 0)
+		b->interval_ns = 1;
+	b->frames_total = b->duration_ns / b->interval_ns;
+	if (b->frames_total == 0)
+		b->frames_total = 1;
+	cli_hist_reset(&b->run);
+	cli_hist_reset(&b->window);
+	return 0;
+}
+
+static void
+bench_teardown(struct bench *b)
+{
+	for (uint64_t i = 0; b->conns != NULL && i < b->connection_count; i++) {
+		if (b->conns[i].fd >= 0)
+			close(b->conns[i].fd);
+		free(b->conns[i].request);
+		free(b->conns[i].rx);
+	}
+	for (size_t i = 0; i < BENCH_BODIES; i++)
+		free(b->bodies[i]);
+	if (b->epoll_fd >= 0)
+		close(b->epoll_fd);
+	free(b->conns);
+	free(b->zipf_cdf);
+	kc_client_close(&b->client);
+}
+
+static bool
+bench_opts_valid(const struct bench *b, const struct cli_args *args)
+{
+	if (args->positional_count != 1 || !cli_stream_name_valid(args->positional[0]))
+		fprintf(stderr, "sluice bench ingest: needs one STREAM name\n");
+	else if (strcmp(b->keys, "uniform") != 0 && strcmp(b->keys, "zipf") != 0)
+		fprintf(stderr, "sluice bench ingest: --keys is uniform or zipf\n");
+	else if (strcmp(b->transport, "http") != 0 && strcmp(b->transport, "udp") != 0 &&
+		 strcmp(b->transport, "tcp") != 0)
+		fprintf(stderr, "sluice bench ingest: --transport is http, udp or tcp\n");
+	else
+		return true;
+	return false;
+}
+
+static int
+bench_main(struct bench *b, struct cli_conn *conn)
+{
+	int code;
+	int err;
+
+	if (strcmp(b->transport, "http") != 0) {
+		fprintf(stderr, "sluice bench ingest: --transport %s needs libsluice, which this "
+			"build does not have yet; use --transport http\n", b->transport);
+		return CMD_EXIT_ERROR;
+	}
+	code = cli_conn_open("bench ingest", conn, &b->client);
+	if (code != 0)
+		return code;
+	err = bench_setup(b);
+	if (err == 0) {
+		b->start_ns = clock_mono_ns();
+		cli_progress_init(&b->progress, stderr, b->start_ns);
+		err = bench_loop(b);
+	}
+	if (err != 0) {
+		fprintf(stderr, "sluice bench ingest: %s\n", strerror(-err));
+		code = CMD_EXIT_ERROR;
+	} else {
+		code = bench_report(b, clock_mono_ns());
+	}
+	bench_teardown(b);
+	return code;
+}
+
+int
+cmd_bench_ingest(int argc, char **argv)
+{
+	static struct bench b;
+	struct cli_conn conn = { 0 };
+	const struct cli_opt table[] = {
+		{ "transport", CLI_OPT_STRING, &b.transport, 0, 0, "T", "http (default), udp or tcp" },
+		{ "rate", CLI_OPT_COUNT, &b.rate, 1, 100000000, "N",
+		  "offered records per second (default 1000)" },
+		{ "size", CLI_OPT_SIZE, &b.size, 1, SLUICE_RECORD_DATA_SIZE_MAX, "B",
+		  "bytes of data per record (default 100)" },
+		{ "records-per-frame", CLI_OPT_COUNT, &b.records_per_frame, 1,
+		  BENCH_RECORDS_PER_FRAME_MAX, "N", "records per frame / PutRecords (default 1)" },
+		{ "keys", CLI_OPT_STRING, &b.keys, 0, 0, "DIST", "uniform (default) or zipf" },
+		{ "key-count", CLI_OPT_COUNT, &b.key_count, 1, 100000000, "N",
+		  "distinct partition keys (default 1000)" },
+		{ "zipf-s", CLI_OPT_DOUBLE, &b.zipf_s, 0, 10, "S", "Zipf exponent (default 0.99)" },
+		{ "connections", CLI_OPT_COUNT, &b.connection_count, 1, BENCH_CONNECTIONS_MAX, "N",
+		  "connections, one frame in flight each (default 4)" },
+		{ "producers", CLI_OPT_COUNT, &b.connection_count, 1, BENCH_CONNECTIONS_MAX, "N",
+		  "same as --connections" },
+		{ "duration", CLI_OPT_DURATION, &b.duration_ns, 1000000, 86400000000000, "D",
+		  "how long to offer load (default 10s)" },
+		{ "drain", CLI_OPT_DURATION, &b.drain_ns, 0, 600000000000, "D",
+		  "then wait this long for answers (default 5s)" },
+		{ "json", CLI_OPT_BOOL, &b.json, 0, 0, NULL, "print the summary as one JSON object" },
+		CLI_CONN_OPTS(&conn),
+	};
+	struct cli_args args;
+	bool done;
+	int code;
+
+	memset(&b, 0, sizeof(b));
+	b.transport = "http";
+	b.keys = "uniform";
+	b.rate = 1000;
+	b.size = 100;
+	b.records_per_frame = 1;
+	b.key_count = 1000;
+	b.zipf_s = 0.99;
+	b.connection_count = 4;
+	b.duration_ns = 10000000000ull;
+	b.drain_ns = 5000000000ull;
+	b.epoll_fd = -1;
+	code = cli_parse_or_usage(argc, argv, bench_synopsis, table, ARRAY_SIZE(table), &args,
+				  &done);
+	if (done)
+		return code;
+	if (!bench_opts_valid(&b, &args)) {
+		cli_args_usage(stderr, bench_synopsis, table, ARRAY_SIZE(table));
+		return CMD_EXIT_USAGE;
+	}
+	b.stream = args.positional[0];
+	return bench_main(&b, &conn);
+}
