@@ -260,6 +260,8 @@ void kinesis_out_timestamp(struct api_out *out, uint64_t ms);
 void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 void kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns);
 uint64_t kinesis_now_ms(const struct api_request *req);
+/* log_retention_set(), tolerating a log built without retention (-ENOSYS). */
+int kinesis_log_retention(struct kinesis *k, uint32_t stream_id, uint32_t hours);
 
 /* ---- Actions ------------------------------------------------------------ */
 

@@ -306,6 +306,24 @@ kinesis_now_ms(const struct api_request *req)
 	return req->now_ns / 1000000u;
 }
 
+int
+kinesis_log_retention(struct kinesis *k, uint32_t stream_id, uint32_t hours)
+{
+	int rc = log_retention_set(k->log, stream_id, hours);
+
+	/* A log without retention yet keeps everything: SQLite still holds the value. */
+	if (rc == -ENOSYS) {
+		static bool warned;
+
+		if (!warned)
+			diag_warn("kinesis", "log retention not available; stream %u keeps all records",
+				  stream_id);
+		warned = true;
+		return 0;
+	}
+	return rc;
+}
+
 void
 kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns)
 {
@@ -418,7 +436,7 @@ kinesis_reconcile(struct kinesis *k)
 		struct kinesis_stream *s = &k->streams[i];
 
 		if (s->used)
-			rc = log_retention_set(k->log, s->stream_id, s->retention_hours);
+			rc = kinesis_log_retention(k, s->stream_id, s->retention_hours);
 	}
 	return rc;
 }
@@ -594,7 +612,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());
 
-		if (rc != 0)
+		if (rc != 0 && rc != -ENOSYS)
 			diag_warn("kinesis", "log_retention_run: %s", strerror(-rc));
 		k->retention_due_ns = mono + (uint64_t)k->config.retention_check_s * 1000000000u;
 	}

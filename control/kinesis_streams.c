@@ -313,7 +313,7 @@ kinesis_create(struct kinesis *k, struct api_call *call, const struct api_reques
 	if (rc == 0)
 		rc = kinesis_stream_store(k, s, tags, tag_count);
 	if (rc == 0)
-		rc = log_retention_set(k->log, s->stream_id, s->retention_hours);
+		rc = kinesis_log_retention(k, s->stream_id, s->retention_hours);
 	if (rc != 0) {
 		diag_error("kinesis", "CreateStream %s: %s", v[1].string, strerror(-rc));
 		kinesis_stream_free(s);

@@ -57,7 +57,7 @@ kinesis_retention(struct kinesis *k, struct api_call *call, const struct api_req
 	/* SQLite first; the log gets the same value now and again at every start. */
 	rc = metadata_retention_set(k->md, s->stream_id, hours);
 	if (rc == 0)
-		rc = log_retention_set(k->log, s->stream_id, hours);
+		rc = kinesis_log_retention(k, s->stream_id, hours);
 	if (rc != 0) {
 		diag_error("kinesis", "retention of %s: %s", s->name, strerror(-rc));
 		kinesis_internal_error(call);

@@ -1,0 +1,181 @@
+/* harness.c - see harness.h. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "common/clock.h"
+#include "control/server_pool.h"
+#include "nvme-log/log.h"
+#include "tests/control/kinesis/harness.h"
+
+#define HARNESS_OUT_MAX (32u << 20)
+
+struct api_out *
+api_call_out(struct api_call *call)
+{
+	return &call->out;
+}
+
+void
+api_call_reply(struct api_call *call, int http_status)
+{
+	cr_assert(!call->replied, "a call was answered twice");
+	call->replied = true;
+	call->status = http_status;
+}
+
+void
+api_call_error(struct api_call *call, int http_status, const char *type, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(call->message, sizeof(call->message), fmt, ap);
+	va_end(ap);
+	snprintf(call->type, sizeof(call->type), "%s", type);
+	api_out_reset(&call->out);
+	api_out_printf(&call->out, "{\"__type\":");
+	api_out_json_string(&call->out, type, strlen(type));
+	api_out_printf(&call->out, ",\"message\":");
+	api_out_json_string(&call->out, call->message, strlen(call->message));
+	api_out_printf(&call->out, "}");
+	api_call_reply(call, http_status);
+}
+
+static void
+harness_open_parts(struct harness *h)
+{
+	char log_dir[300];
+	struct log_config lc;
+
+	snprintf(log_dir, sizeof(log_dir), "%s/log", h->dir);
+	log_config_default(&lc);
+	lc.dir_path = log_dir;
+	lc.segment_size = 8u << 20;
+	lc.batch_size = 1088u << 10;
+	cr_assert_eq(log_open(&lc, &h->log), 0);
+	cr_assert_eq(kinesis_open(&h->config, h->log, &h->k), 0);
+}
+
+void
+harness_open(struct harness *h, uint32_t status_delay_ms)
+{
+	const char *tmp = getenv("TMPDIR");
+	struct config_errors errors = { .count = 0 };
+
+	memset(h, 0, sizeof(*h));
+	snprintf(h->dir, sizeof(h->dir), "%s/sluice-kinesis-XXXXXX", tmp != NULL ? tmp : "/tmp");
+	cr_assert_not_null(mkdtemp(h->dir));
+	config_defaults(&h->config);
+	cr_assert_eq(config_set_value(&h->config, "server", "data_dir", h->dir, &errors), 0);
+	h->config.stream_status_delay_ms = status_delay_ms;
+	harness_open_parts(h);
+}
+
+void
+harness_restart(struct harness *h)
+{
+	kinesis_close(h->k);
+	log_close(h->log);
+	harness_open_parts(h);
+}
+
+void
+harness_close(struct harness *h)
+{
+	char cmd[400];
+
+	kinesis_close(h->k);
+	log_close(h->log);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+struct api_call *
+harness_call(struct harness *h, const char *action, const char *body)
+{
+	struct api_call *call = calloc(1, sizeof(*call));
+	char target[128];
+	struct api_request req = {
+		.target = target, .content_type = "application/x-amz-json-1.1",
+		.body = (const uint8_t *)body, .body_size = strlen(body), .request_id = "test",
+		.access_key_id = "",
+	};
+
+	cr_assert_not_null(call);
+	snprintf(target, sizeof(target), "Kinesis_20131202.%s", action);
+	req.target_size = strlen(target);
+	req.content_type_size = strlen(req.content_type);
+	req.now_ns = (uint64_t)((int64_t)clock_real_ns() + h->clock_offset_ms * 1000000);
+	api_out_init(&call->out, HARNESS_OUT_MAX);
+	kinesis_dispatch(h->k, call, &req);
+	for (int i = 0; !call->replied && i < 10000; i++) {
+		kinesis_poll(h->k, clock_real_ns());
+		if (!call->replied)
+			usleep(200);
+	}
+	cr_assert(call->replied, "%s got no reply", action);
+	return call;
+}
+
+void
+harness_call_free(struct api_call *call)
+{
+	api_out_release(&call->out);
+	free(call);
+}
+
+cJSON *
+harness_json(const struct api_call *call)
+{
+	cJSON *json;
+
+	if (call->out.size == 0)
+		return NULL;
+	json = cJSON_ParseWithLength(call->out.data, call->out.size);
+	cr_assert_not_null(json, "not JSON: %.*s", (int)call->out.size, call->out.data);
+	return json;
+}
+
+void
+harness_expect_error(struct harness *h, const char *action, const char *body, const char *type,
+		     const char *message)
+{
+	struct api_call *call = harness_call(h, action, body);
+	cJSON *json = harness_json(call);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(json, "__type");
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(json, "message");
+
+	if (m == NULL)
+		m = cJSON_GetObjectItemCaseSensitive(json, "Message");
+	cr_assert_eq(call->status, strcmp(type, "InternalFailure") == 0 ? 500 : 400,
+		     "%s %s -> %d %.*s", action, body, call->status, (int)call->out.size,
+		     call->out.data);
+	cr_assert(cJSON_IsString(t) && strcmp(t->valuestring, type) == 0, "%s %s: %.*s", action,
+		  body, (int)call->out.size, call->out.data);
+	if (message != NULL)
+		cr_assert(cJSON_IsString(m) && strcmp(m->valuestring, message) == 0,
+			  "%s %s:\n got  %s\n want %s", action, body,
+			  cJSON_IsString(m) ? m->valuestring : "(none)", message);
+	cJSON_Delete(json);
+	harness_call_free(call);
+}
+
+cJSON *
+harness_ok(struct harness *h, const char *action, const char *body)
+{
+	struct api_call *call = harness_call(h, action, body);
+	cJSON *json;
+
+	cr_assert_eq(call->status, 200, "%s %.200s -> %d %.*s", action, body, call->status,
+		     (int)call->out.size, call->out.data);
+	json = harness_json(call);
+	harness_call_free(call);
+	return json;
+}

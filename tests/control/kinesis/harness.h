@@ -1,0 +1,51 @@
+/*
+ * harness.h - drives kinesis_dispatch() directly over a real log in a temp
+ * dir. It is the server's side of control/api.h in miniature: a call owns
+ * an api_out (the server's own api_out.c) and records the status and the
+ * error type it was answered with.
+ */
+#ifndef SLUICE_TESTS_KINESIS_HARNESS_H
+#define SLUICE_TESTS_KINESIS_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "control/api.h"
+#include "control/config.h"
+
+struct api_call {
+	struct api_out out;
+	int status;
+	bool replied;
+	char type[128];
+	char message[4096];
+};
+
+struct harness {
+	char dir[256];
+	struct sluice_config config;
+	struct log *log;
+	struct kinesis *k;
+	int64_t clock_offset_ms; /* Added to the wall clock of every request. */
+};
+
+void harness_open(struct harness *h, uint32_t status_delay_ms);
+/* Closes the log and metadata and opens them again (a restart). */
+void harness_restart(struct harness *h);
+void harness_close(struct harness *h);
+
+/* Dispatches one action and waits (polling) for its reply. Free with harness_call_free. */
+struct api_call *harness_call(struct harness *h, const char *action, const char *body);
+void harness_call_free(struct api_call *call);
+/* The reply body parsed (cJSON_Delete it); asserts it is JSON. */
+cJSON *harness_json(const struct api_call *call);
+
+/* Calls and asserts a 400 with `type` (and `message` unless NULL). */
+void harness_expect_error(struct harness *h, const char *action, const char *body,
+			  const char *type, const char *message);
+/* Calls, asserts 200, returns the parsed body (NULL for an empty one). */
+cJSON *harness_ok(struct harness *h, const char *action, const char *body);
+
+#endif /* SLUICE_TESTS_KINESIS_HARNESS_H */

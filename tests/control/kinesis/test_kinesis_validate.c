@@ -1,0 +1,194 @@
+/*
+ * Request validation per action: AWS's exception names and message texts
+ * ("N validation error(s) detected: ...", SerializationException's Coral
+ * texts, InvalidArgumentException semantics), one table row per case.
+ */
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "tests/control/kinesis/harness.h"
+
+static struct harness h;
+
+static void
+setup(void)
+{
+	harness_open(&h, 0);
+	cJSON_Delete(harness_ok(&h, "CreateStream", "{\"StreamName\":\"s\",\"ShardCount\":1}"));
+}
+
+static void
+teardown(void)
+{
+	harness_close(&h);
+}
+
+TestSuite(kinesis_validate, .init = setup, .fini = teardown, .timeout = 60);
+
+struct bad_case {
+	const char *action;
+	const char *body;
+	const char *type;
+	const char *message; /* NULL: not checked (or absent). */
+};
+
+#define V1 "1 validation error detected: "
+#define V2 "2 validation errors detected: "
+#define NAME_RE "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+#define NOT_NULL "failed to satisfy constraint: Member must not be null"
+
+static const struct bad_case bad_cases[] = {
+	/* Serialization: the body and member types. */
+	{ "CreateStream", "", "SerializationException", NULL },
+	{ "CreateStream", "{", "SerializationException", NULL },
+	{ "CreateStream", "[]", "SerializationException",
+	  "Start of list found where not expected" },
+	{ "CreateStream", "{\"StreamName\":true,\"ShardCount\":1}", "SerializationException",
+	  "class java.lang.Boolean can not be converted to an String" },
+	{ "CreateStream", "{\"StreamName\":\"x\",\"ShardCount\":\"1\"}", "SerializationException",
+	  "class java.lang.String can not be converted to an Integer" },
+	{ "CreateStream", "{\"StreamName\":5,\"ShardCount\":1}", "SerializationException",
+	  "class java.math.BigDecimal can not be converted to an String" },
+	{ "CreateStream", "{\"StreamName\":{},\"ShardCount\":1}", "SerializationException",
+	  "Start of structure or map found where not expected." },
+	{ "PutRecords", "{\"StreamName\":\"s\",\"Records\":{}}", "SerializationException",
+	  "Start of structure or map found where not expected." },
+	{ "PutRecords", "{\"StreamName\":\"s\",\"Records\":5}", "SerializationException",
+	  "Expected list or null" },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":true}",
+	  "SerializationException", "class java.lang.Boolean can not be converted to a Blob" },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"abcde\"}",
+	  "SerializationException", "'abcde' can not be converted to a Blob: Base64 encoded "
+	  "length is expected a multiple of 4 bytes but found: 5" },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"ab*d\"}",
+	  "SerializationException", "'ab*d' can not be converted to a Blob: Invalid Base64 "
+	  "character: '*'" },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"YR==\"}",
+	  "SerializationException", "'YR==' can not be converted to a Blob: Invalid last non-pad "
+	  "Base64 character dectected" },
+	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"0\",\"ShardIteratorType\":"
+	  "\"AT_TIMESTAMP\",\"Timestamp\":\"x\"}", "SerializationException",
+	  "class java.lang.String can not be converted to milliseconds since epoch" },
+	{ "AddTagsToStream", "{\"StreamName\":\"s\",\"Tags\":[]}", "SerializationException",
+	  "Start of list found where not expected" },
+	{ "AddTagsToStream", "{\"StreamName\":\"s\",\"Tags\":\"x\"}", "SerializationException",
+	  "Expected map or null" },
+	/* Validation: AWS's member order, every constraint a message. */
+	{ "CreateStream", "{}", "ValidationException", V1 "Value null at 'streamName' " NOT_NULL },
+	{ "CreateStream", "{\"StreamName\":\"\",\"ShardCount\":0}", "ValidationException",
+	  "3 validation errors detected: Value '0' at 'shardCount' failed to satisfy constraint: "
+	  "Member must have value greater than or equal to 1; Value '' at 'streamName' failed to "
+	  "satisfy constraint: " NAME_RE "; Value '' at 'streamName' failed to satisfy "
+	  "constraint: Member must have length greater than or equal to 1" },
+	{ "CreateStream", "{\"StreamName\":\"a b\",\"ShardCount\":1e11}", "ValidationException",
+	  V2 "Value '2147483647' at 'shardCount' failed to satisfy constraint: Member must have "
+	  "value less than or equal to 100000; Value 'a b' at 'streamName' failed to satisfy "
+	  "constraint: " NAME_RE },
+	{ "CreateStream", "{\"StreamName\":\"m\",\"StreamModeDetails\":{\"StreamMode\":\"X\"}}",
+	  "ValidationException", V1 "Value 'X' at 'streamModeDetails.streamMode' failed to satisfy "
+	  "constraint: Member must satisfy enum value set: [PROVISIONED, ON_DEMAND]" },
+	{ "PutRecord", "{\"StreamName\":\"s\"}", "ValidationException",
+	  V2 "Value null at 'partitionKey' " NOT_NULL "; Value null at 'data' " NOT_NULL },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"\","
+	  "\"ExplicitHashKey\":\"01\",\"SequenceNumberForOrdering\":\"x\"}", "ValidationException",
+	  V2 "Value 'x' at 'sequenceNumberForOrdering' failed to satisfy constraint: Member must "
+	  "satisfy regular expression pattern: 0|([1-9]\\d{0,128}); Value '01' at "
+	  "'explicitHashKey' failed to satisfy constraint: Member must satisfy regular expression "
+	  "pattern: 0|([1-9]\\d{0,38})" },
+	{ "PutRecords", "{\"StreamName\":\"s\",\"Records\":[]}", "ValidationException",
+	  V1 "Value '[]' at 'records' failed to satisfy constraint: Member must have length "
+	  "greater than or equal to 1" },
+	{ "PutRecords", "{\"StreamName\":\"s\",\"Records\":[{\"Data\":\"\"},{\"PartitionKey\":"
+	  "\"p\"}]}", "ValidationException", V2 "Value null at 'records.1.partitionKey' " NOT_NULL
+	  "; Value null at 'records.2.data' " NOT_NULL },
+	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"0\",\"ShardIteratorType\":"
+	  "\"NOPE\"}", "ValidationException", V1 "Value 'NOPE' at 'shardIteratorType' failed to "
+	  "satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, LATEST, "
+	  "AT_TIMESTAMP, AT_SEQUENCE_NUMBER, TRIM_HORIZON]" },
+	{ "GetRecords", "{\"ShardIterator\":\"x\",\"Limit\":0}", "ValidationException",
+	  V1 "Value '0' at 'limit' failed to satisfy constraint: Member must have value greater "
+	  "than or equal to 1" },
+	{ "GetRecords", "{\"Limit\":10001}", "ValidationException",
+	  V2 "Value '10001' at 'limit' failed to satisfy constraint: Member must have value less "
+	  "than or equal to 10000; Value null at 'shardIterator' " NOT_NULL },
+	{ "ListShards", "{\"StreamName\":\"s\",\"MaxResults\":0}", "ValidationException",
+	  V1 "Value '0' at 'maxResults' failed to satisfy constraint: Member must have value "
+	  "greater than or equal to 1" },
+	{ "DescribeStream", "{\"StreamName\":\"s\",\"StreamARN\":\"nope\"}", "ValidationException",
+	  V1 "Value 'nope' at 'streamARN' failed to satisfy constraint: Member must satisfy "
+	  "regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+" },
+	{ "AddTagsToStream", "{\"StreamName\":\"s\",\"Tags\":{\"\":\"v\"}}", "ValidationException",
+	  V1 "Value '{=v}' at 'tags' failed to satisfy constraint: Map keys must satisfy "
+	  "constraint: [Member must have length less than or equal to 128, Member must have length "
+	  "greater than or equal to 1]" },
+	{ "RemoveTagsFromStream", "{\"StreamName\":\"s\"}", "ValidationException",
+	  V1 "Value null at 'tagKeys' " NOT_NULL },
+	{ "IncreaseStreamRetentionPeriod", "{\"StreamName\":\"s\",\"RetentionPeriodHours\":0}",
+	  "ValidationException", V1 "Value '0' at 'retentionPeriodHours' failed to satisfy "
+	  "constraint: Member must have value greater than or equal to 1" },
+	/* Semantics. */
+	{ "DescribeStream", "{}", "InvalidArgumentException",
+	  "Either StreamName or StreamARN must be provided." },
+	{ "DescribeStream", "{\"StreamName\":\"nope\"}", "ResourceNotFoundException",
+	  "Stream nope under account 000000000000 not found." },
+	{ "DescribeStream", "{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/nope\"}",
+	  "ResourceNotFoundException", "Stream nope under account 000000000000 not found." },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"\","
+	  "\"SequenceNumberForOrdering\":\"5\"}", "InvalidArgumentException",
+	  "ExclusiveMinimumSequenceNumber 5 used in PutRecord on stream s under account "
+	  "000000000000 is invalid." },
+	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"shard-x\",\"ShardIteratorType\":"
+	  "\"LATEST\"}", "ResourceNotFoundException",
+	  "Could not find shard shard-x in stream s under account 000000000000." },
+	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"0\",\"ShardIteratorType\":"
+	  "\"LATEST\",\"StartingSequenceNumber\":\"1\"}", "InvalidArgumentException",
+	  "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and "
+	  "StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. "
+	  "Request specified LATEST and also a StartingSequenceNumber." },
+	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"0\",\"ShardIteratorType\":"
+	  "\"AT_TIMESTAMP\",\"Timestamp\":99999999999}", "InvalidArgumentException", NULL },
+	{ "ListShards", "{\"StreamName\":\"s\",\"NextToken\":\"abc\"}", "InvalidArgumentException",
+	  "NextToken and StreamName cannot be provided together." },
+	{ "ListStreams", "{\"NextToken\":\"abcd\"}", "InvalidArgumentException",
+	  "Invalid NextToken." },
+	{ "SplitShard", "{}", "UnknownOperationException", NULL },
+	{ "NoSuchAction", "{}", "UnknownOperationException", NULL },
+};
+
+Test(kinesis_validate, every_bad_case_gets_the_aws_error)
+{
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++)
+		harness_expect_error(&h, bad_cases[i].action, bad_cases[i].body, bad_cases[i].type,
+				     bad_cases[i].message);
+}
+
+Test(kinesis_validate, unknown_members_are_ignored_and_nulls_are_absent)
+{
+	cJSON_Delete(harness_ok(&h, "DescribeStream", "{\"StreamName\":\"s\",\"Whatever\":[1],"
+				"\"Limit\":null}"));
+}
+
+Test(kinesis_validate, serialization_errors_use_capital_message)
+{
+	struct api_call *call = harness_call(&h, "CreateStream", "{\"StreamName\":true}");
+
+	cr_assert_not_null(memmem(call->out.data, call->out.size, "\"Message\"", 9));
+	harness_call_free(call);
+}
+
+Test(kinesis_validate, at_most_ten_messages)
+{
+	static char body[8192];
+	struct api_call *call;
+	size_t n = (size_t)snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"Records\":[");
+
+	for (int i = 0; i < 20; i++)
+		n += (size_t)snprintf(body + n, sizeof(body) - n, "%s{}", i ? "," : "");
+	snprintf(body + n, sizeof(body) - n, "]}");
+	call = harness_call(&h, "PutRecords", body);
+	cr_assert_eq(call->status, 400);
+	cr_assert_eq(strncmp(call->message, "10 validation errors detected: ", 31), 0, "%s",
+		     call->message);
+	harness_call_free(call);
+}
