@@ -1,11 +1,12 @@
 /*
  * dp_ingest: record frames through a worker on a net_ring port into a real
- * log (simulated disk, writer thread on). The tests send datagrams, pump the
+ * log (io_uring on a temp dir, writer thread on). The tests send datagrams, pump the
  * worker until the answer arrives, decode the ACK/NACK the worker sent, and
  * read the records back from the log: content, shard (MD5 routing as
  * Kinesis), sequence numbers, exactly-once for duplicates, and every refusal.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,16 +41,33 @@ publish_stream(void)
 	dp_route_builder_close(b);
 }
 
+static int
+remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void
+remove_tree(const char *path)
+{
+	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void
 setup(void)
 {
 	struct log_config lc;
 
-	snprintf(log_dir, sizeof(log_dir), "/tmp/sluice-dp-test-%d", (int)getpid());
+	snprintf(log_dir, sizeof(log_dir), "/tmp/sluice-dp-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(log_dir));
 	log_config_default(&lc);
 	lc.dir_path = log_dir;
-	lc.segment_size = 1u << 20;
+	lc.segment_size = 4u << 20;
 	lc.batch_size = 16u << 10;
+	lc.commit_window_us = 50;
 	cr_assert_eq(log_open(&lc, &test_log), 0);
 	dp_test_open(test_log);
 	publish_stream();
@@ -60,8 +78,7 @@ teardown(void)
 {
 	dp_test_close();
 	log_close(test_log);
-	/* The simulated disk keeps nothing on the file system; the directory may exist. */
-	rmdir(log_dir);
+	remove_tree(log_dir);
 }
 
 TestSuite(dp_ingest, .init = setup, .fini = teardown, .timeout = 30);
