@@ -1,0 +1,247 @@
+#!/usr/bin/python3
+"""The sluice CLI against a real sluiced (--no-dataplane, temp data dir, free
+loopback port): stream create/list/describe/delete, put, produce over http,
+consume (raw and json), exit codes, SigV4 against the server's verifier,
+bench ingest piped (no control characters) and under tmux (the progress line
+redraws in place). Usage: test_cli_integration.py SLUICE SLUICED"""
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SLUICE, SLUICED = sys.argv[1], sys.argv[2]
+CONTROL = re.compile(r'[\x00-\x08\x0b-\x1f\x7f]')  # Anything but \t and \n.
+failures = []
+
+
+def check(condition, what):
+    if not condition:
+        failures.append(what)
+        print('FAIL: ' + what, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class Sluiced:
+    """One sluiced of ours; stop() ends only this PID."""
+
+    def __init__(self, tmp, name, *extra):
+        self.port = free_port()
+        self.out = open(os.path.join(tmp, name + '.out'), 'w+')
+        self.log = open(os.path.join(tmp, name + '.log'), 'w+')
+        self.proc = subprocess.Popen(
+            [SLUICED, '--no-dataplane', '--data-dir', os.path.join(tmp, name),
+             '--api-listen', '127.0.0.1:%d' % self.port, *extra],
+            stdout=self.out, stderr=self.log)
+        self.endpoint = 'http://127.0.0.1:%d' % self.port
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            self.out.seek(0)
+            if 'sluiced: ready' in self.out.read():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.log.seek(0)
+        raise RuntimeError('sluiced did not get ready: ' + self.log.read()[-2000:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run(endpoint, *args, stdin=None, env_extra=None, timeout=30):
+    env = dict(os.environ, SLUICE_ENDPOINT=endpoint)
+    for name in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'):
+        env.pop(name, None)
+    env.update(env_extra or {})
+    p = subprocess.run([SLUICE, *args], input=stdin, capture_output=True, env=env,
+                       timeout=timeout)
+    out, err = p.stdout.decode(errors='replace'), p.stderr.decode(errors='replace')
+    # Piped: nothing but text. Record data is ours and printable here.
+    check(not CONTROL.search(out), '%s: control characters on stdout' % ' '.join(args))
+    check(not CONTROL.search(err), '%s: control characters on stderr' % ' '.join(args))
+    return p.returncode, out, err
+
+
+def test_streams(ep):
+    rc, _, err = run(ep, 'stream', 'create', 'cli1', '--shards', '2')
+    check(rc == 0, 'stream create: rc %d %s' % (rc, err))
+    rc, _, err = run(ep, 'stream', 'create', 'cli1')
+    check(rc == 1 and 'ResourceInUseException' in err, 'create twice: rc %d %s' % (rc, err))
+    rc, out, _ = run(ep, 'stream', 'list')
+    check(rc == 0 and 'cli1' in out.split('\n'), 'stream list: %r' % out)
+    rc, out, _ = run(ep, 'stream', 'describe', 'cli1')
+    check(rc == 0 and 'ACTIVE' in out and 'shardId-000000000001' in out,
+          'describe: %r' % out)
+    rc, out, _ = run(ep, 'stream', 'describe', 'cli1', '--json')
+    check(rc == 0 and len(json.loads(out)['Shards']) == 2, 'describe --json: %r' % out)
+    rc, _, err = run(ep, 'stream', 'describe', 'nosuch')
+    check(rc == 1 and 'ResourceNotFoundException' in err, 'describe missing: %s' % err)
+
+
+def test_usage(ep):
+    for args in (['stream'], ['stream', 'create'], ['stream', 'list', '--bogus'],
+                 ['put', 'cli1', 'k'], ['consume', 'cli1', '--from', 'nowhere'],
+                 ['consume', 'cli1', '--max', 'x'], ['produce', 'cli1', '--transport', 'smoke'],
+                 ['bench', 'ingest', 'cli1', '--keys', 'pareto'], ['nosuchcommand']):
+        rc, _, err = run(ep, *args)
+        check(rc == 2 and 'usage' in err, '%s: rc %d, want 2 with usage' % (args, rc))
+    for args in (['stream', '--help'], ['put', '--help'], ['consume', '--help'],
+                 ['produce', '--help'], ['bench', 'ingest', '--help'], ['--help']):
+        rc, out, _ = run(ep, *args)
+        check(rc == 0 and 'usage' in out, '%s: rc %d' % (args, rc))
+    rc, _, err = run(ep, 'put', 'cli1', 'k', 'v', '--endpoint', 'http://127.0.0.1:1')
+    check(rc == 1 and 'refused' in err, 'put to a closed port: rc %d %s' % (rc, err))
+
+
+def test_records(ep):
+    rc, out, err = run(ep, 'put', 'cli1', 'k1', 'hello')
+    check(rc == 0 and re.fullmatch(r'shardId-\d{12}\t\d+\n', out), 'put: %r %s' % (out, err))
+    put_seq = out.split('\t')[1].strip() if rc == 0 else None
+    lines = ['dev%d reading=%d' % (i % 7, i) for i in range(100)]
+    rc, out, err = run(ep, 'produce', 'cli1', '--transport', 'http', '--key-field', '1',
+                       stdin=('\n'.join(lines) + '\n').encode())
+    results = out.splitlines()
+    check(rc == 0 and len(results) == 100, 'produce: rc %d, %d lines %s' %
+          (rc, len(results), err))
+    check(all(re.fullmatch(r'%d\tshardId-\d{12}\t\d+' % i, r) for i, r in enumerate(results)),
+          'produce output: %r' % results[:3])
+    rc, out, err = run(ep, 'consume', 'cli1')
+    got = out.splitlines()
+    check(rc == 0 and sorted(got) == sorted(lines + ['hello']),
+          'consume: rc %d, %d records %s' % (rc, len(got), err))
+    # Per key, consume keeps the produce order (a key lives on one shard).
+    dev3 = [g for g in got if g.startswith('dev3 ')]
+    check(dev3 == [x for x in lines if x.startswith('dev3 ')], 'per-key order: %r' % dev3)
+    rc, out, _ = run(ep, 'consume', 'cli1', '--format', 'json', '--max', '5')
+    rows = [json.loads(x) for x in out.splitlines()]
+    check(rc == 0 and len(rows) == 5, 'consume --max 5: %d' % len(rows))
+    check(all(base64.b64decode(r['Data']).decode() in lines + ['hello'] for r in rows),
+          'json Data decodes to the records')
+    if put_seq is not None:
+        rc, out, _ = run(ep, 'consume', 'cli1', '--from', 'at:' + put_seq, '--max', '1')
+        check(rc == 0 and out == 'hello\n', 'consume --from at:SEQ: %r' % out)
+    rc, out, _ = run(ep, 'consume', 'cli1', '--from', 'latest')
+    check(rc == 0 and out == '', 'consume --from latest: %r' % out)
+    rc, out, err = run(ep, 'produce', 'cli1', '--count', '1200', '--size', '64', '--quiet')
+    check(rc == 0 and out.strip() == 'stored 1200 failed 0', 'produce --count: %r %s' %
+          (out, err))
+    rc, _, err = run(ep, 'put', 'nosuch', 'k', 'v')
+    check(rc == 1 and 'ResourceNotFoundException' in err, 'put missing stream: %s' % err)
+
+
+def test_bench_piped(ep):
+    rc, out, err = run(ep, 'bench', 'ingest', 'cli1', '--rate', '300', '--duration', '1s',
+                       '--records-per-frame', '3', '--keys', 'zipf', '--drain', '3s', '--json')
+    try:
+        summary = json.loads(out)
+    except ValueError:
+        summary = {}
+    check(rc in (0, 3) and summary.get('records_acked', 0) > 0,
+          'bench --json: rc %d %r %s' % (rc, out, err))
+    check(err == '', 'bench piped wrote to stderr: %r' % err)
+    rc, out, _ = run(ep, 'bench', 'ingest', 'cli1', '--rate', '100', '--duration', '500ms')
+    check(rc in (0, 3) and 'latency' in out and 'p99' in out, 'bench text: %r' % out)
+
+
+def tmux(sock, *args):
+    return subprocess.run(['tmux', '-L', sock, *args], capture_output=True, text=True,
+                          timeout=10)
+
+
+def test_bench_tty(ep):
+    if shutil.which('tmux') is None:
+        print('SKIP: tmux not installed')
+        return
+    sock = 'sluice-cli-test-%d' % os.getpid()
+    try:
+        tmux(sock, 'new-session', '-d', '-s', 'bench', '-x', '200', '-y', '30', 'sh')
+        tmux(sock, 'send-keys', '-t', 'bench',
+             "SLUICE_ENDPOINT=%s TERM=xterm %s bench ingest cli1 --rate 200 --duration 4s"
+             % (ep, SLUICE), 'Enter')
+        seen = []
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            time.sleep(0.4)
+            pane = tmux(sock, 'capture-pane', '-p', '-t', 'bench').stdout
+            live = [x for x in pane.splitlines() if 'rec/s' in x and 'backlog' in x]
+            check(len(live) <= 1, 'progress line repeated instead of redrawn: %r' % live)
+            if live and (not seen or seen[-1] != live[0]):
+                seen.append(live[0])
+            if 'latency' in pane and 'from the scheduled send time' in pane:
+                break
+        check(len(seen) >= 2, 'progress line did not redraw: %r' % seen)
+        elapsed = [float(x.split()[0]) for x in seen]
+        check(elapsed == sorted(elapsed), 'progress line goes backwards: %r' % elapsed)
+        pane = tmux(sock, 'capture-pane', '-p', '-t', 'bench').stdout
+        check('acked' in pane and 'from the scheduled send time' in pane,
+              'no summary under tmux: %r' % pane)
+        check(not any('backlog' in x for x in pane.splitlines()),
+              'progress line left behind: %r' % pane)
+    finally:
+        tmux(sock, 'kill-server')
+
+
+def test_sigv4(tmp):
+    server = Sluiced(tmp, 'signed', '--set', 'auth.mode=sigv4', '--set',
+                     'auth.access_keys=AKIDCLI:cli-secret-key')
+    try:
+        keys = {'AWS_ACCESS_KEY_ID': 'AKIDCLI', 'AWS_SECRET_ACCESS_KEY': 'cli-secret-key'}
+        rc, _, err = run(server.endpoint, 'stream', 'create', 'signed1', env_extra=keys)
+        check(rc == 0, 'signed create: rc %d %s' % (rc, err))
+        rc, out, err = run(server.endpoint, 'stream', 'list', '--access-key', 'AKIDCLI',
+                           '--secret-key', 'cli-secret-key')
+        check(rc == 0 and 'signed1' in out, 'signed list (flags): rc %d %s' % (rc, err))
+        rc, _, err = run(server.endpoint, 'stream', 'list', '--access-key', 'AKIDCLI',
+                         '--secret-key', 'wrong')
+        check(rc == 1 and 'Signature' in err, 'wrong secret: rc %d %s' % (rc, err))
+        rc, _, err = run(server.endpoint, 'stream', 'list')
+        check(rc == 1, 'unsigned against sigv4: rc %d %s' % (rc, err))
+    finally:
+        server.stop()
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix='sluice-cli-')
+    server = None
+    try:
+        server = Sluiced(tmp, 'plain')
+        ep = server.endpoint
+        test_usage(ep)
+        test_streams(ep)
+        test_records(ep)
+        test_bench_piped(ep)
+        test_bench_tty(ep)
+        rc, _, err = run(ep, 'stream', 'delete', 'cli1')
+        check(rc == 0, 'stream delete: rc %d %s' % (rc, err))
+        server.stop()
+        test_sigv4(tmp)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        print('%d failure(s)' % len(failures))
+        return 1
+    print('sluice CLI integration ok')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
