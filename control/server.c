@@ -1,0 +1,676 @@
+/*
+ * server.c - the API server's event loop: one thread, one epoll set holding
+ * the listeners, the stop eventfd, the Kinesis actions' event fd and every
+ * connection. It owns the fixed connection table (connections_max; the next
+ * connection is refused by closing it), TLS with ALPN, protocol detection
+ * (h2c prior knowledge vs HTTP/1.1) and the timeouts.
+ *
+ * One loop pass: wait (at most SERVER_TICK_MS, less when kinesis_poll()
+ * wants a timer) -> handle ready fds -> kinesis_poll() when its fd fired or
+ * its timer is due -> service the dirty connections (write replies, resume
+ * paused reads) -> every tick, close connections idle or stalled mid-request
+ * for idle_timeout_ms. A connection whose requests are with the actions is
+ * not idle: the wait is ours, not the client's.
+ *
+ * epoll is level-triggered; a connection's interest is EPOLLIN unless its
+ * reading is paused, plus EPOLLOUT while output or a TLS write is blocked.
+ */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "common/clock.h"
+#include "common/diag.h"
+#include "control/server_internal.h"
+
+/* epoll_event.data.u64 tags: connections use their index. */
+#define TAG_STOP (UINT64_C(1) << 40)
+#define TAG_LISTEN (TAG_STOP + 1)
+#define TAG_TLS_LISTEN (TAG_STOP + 2)
+#define TAG_KINESIS (TAG_STOP + 3)
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/* "ADDR:PORT" or "[V6ADDR]:PORT" -> a listening, non-blocking socket. */
+static int
+server_listen(const char *listen_text, int *fd_out)
+{
+	char host[CONFIG_STRING_SIZE];
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	const char *colon = strrchr(listen_text, ':');
+	int one = 1;
+	int fd;
+	int rc;
+
+	if (colon == NULL)
+		return -EINVAL;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - listen_text), listen_text);
+	if (host[0] == '[') {
+		memmove(host, host + 1, strlen(host));
+		host[strcspn(host, "]")] = '\0';
+	}
+	rc = getaddrinfo(host, colon + 1, &hints, &ai);
+	if (rc != 0)
+		return -EINVAL;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+		rc = -errno;
+		close(fd);
+		goto out_free;
+	}
+	*fd_out = fd;
+	rc = 0;
+out_free:
+	freeaddrinfo(ai);
+	return rc;
+}
+
+/* ALPN: h2 when offered, else http/1.1; neither -> no ALPN (protocol detected from bytes). */
+static int
+server_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *out_size,
+		   const unsigned char *in, unsigned int in_size, void *arg)
+{
+	static const unsigned char ours[] = "\x02h2\x08http/1.1";
+	unsigned char *selected = NULL;
+
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto(&selected, out_size, ours, sizeof(ours) - 1, in, in_size) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = selected;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static int
+server_tls_open(struct api_server *s)
+{
+	const struct sluice_config *cfg = &s->config;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char err[256];
+
+	if (ctx == NULL)
+		return -ENOMEM;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* TLS 1.2: forward-secret AEAD suites only (TLS 1.3 suites are all AEAD). */
+	SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+			 SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_alpn_select_cb(ctx, server_alpn_select, NULL);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		ERR_error_string_n(ERR_get_error(), err, sizeof(err));
+		diag_error("server", "TLS certificate %s / key %s: %s", cfg->tls_cert, cfg->tls_key,
+			   err);
+		SSL_CTX_free(ctx);
+		return -EINVAL;
+	}
+	s->ssl_ctx = ctx;
+	return 0;
+}
+
+static int
+server_epoll_add(struct api_server *s, int fd, uint32_t events, uint64_t tag)
+{
+	struct epoll_event ev = { .events = events, .data.u64 = tag };
+
+	return epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+/* The connection table, the call table and the pool limits: all sized here, once. */
+static int
+server_tables_open(struct api_server *s)
+{
+	size_t huge = s->config.request_body_size_max + HTTP1_HEAD_SIZE_MAX;
+	size_t sizes[BUF_POOL_CLASSES] = { SERVER_POOL_SMALL, SERVER_POOL_MEDIUM,
+					   SERVER_POOL_LARGE, 0 };
+	uint32_t counts[BUF_POOL_CLASSES];
+
+	s->conns_max = s->config.connections_max;
+	s->calls_max = s->conns_max * SERVER_CALLS_PER_CONN + SERVER_CALLS_EXTRA;
+	s->conns = calloc(s->conns_max, sizeof(s->conns[0]));
+	s->conn_free = calloc(s->conns_max, sizeof(s->conn_free[0]));
+	s->in_buffers = calloc(s->conns_max, SERVER_IN_SIZE);
+	s->calls = calloc(s->calls_max, sizeof(s->calls[0]));
+	if (s->conns == NULL || s->conn_free == NULL || s->in_buffers == NULL || s->calls == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->conns_max; i++) {
+		struct server_conn *c = &s->conns[s->conns_max - 1 - i];
+
+		c->index = s->conns_max - 1 - i;
+		c->server = s;
+		c->fd = -1;
+		c->in = s->in_buffers + (size_t)c->index * SERVER_IN_SIZE;
+		s->conn_free[s->conn_free_count++] = c->index;
+	}
+	for (uint32_t i = 0; i < s->calls_max; i++) {
+		s->calls[i].next = s->call_free;
+		s->call_free = &s->calls[i];
+	}
+	/* The largest class holds the largest response and the largest request. */
+	sizes[3] = huge > SERVER_OUT_SIZE_MAX ? huge : SERVER_OUT_SIZE_MAX;
+	counts[0] = 2 * s->calls_max;
+	counts[1] = SERVER_POOL_MEDIUM_COUNT;
+	counts[2] = SERVER_POOL_LARGE_COUNT;
+	counts[3] = SERVER_POOL_HUGE_COUNT;
+	return buf_pool_init(&s->pool, sizes, counts, BUF_POOL_CLASSES);
+}
+
+static int
+server_fds_open(struct api_server *s)
+{
+	int rc;
+
+	s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	s->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->epoll_fd < 0 || s->stop_fd < 0)
+		return -errno;
+	rc = server_listen(s->config.api_listen, &s->listen_fd);
+	if (rc != 0) {
+		diag_error("server", "cannot listen on %s: %s", s->config.api_listen,
+			   strerror(-rc));
+		return rc;
+	}
+	if (s->config.tls_listen[0] != '\0') {
+		rc = server_tls_open(s);
+		if (rc == 0)
+			rc = server_listen(s->config.tls_listen, &s->tls_listen_fd);
+		if (rc != 0) {
+			diag_error("server", "cannot serve TLS on %s: %s", s->config.tls_listen,
+				   strerror(-rc));
+			return rc;
+		}
+	}
+	s->kinesis_fd = kinesis_event_fd(s->kinesis);
+	rc = server_epoll_add(s, s->stop_fd, EPOLLIN, TAG_STOP);
+	if (rc == 0)
+		rc = server_epoll_add(s, s->listen_fd, EPOLLIN, TAG_LISTEN);
+	if (rc == 0 && s->tls_listen_fd >= 0)
+		rc = server_epoll_add(s, s->tls_listen_fd, EPOLLIN, TAG_TLS_LISTEN);
+	if (rc == 0 && s->kinesis_fd >= 0)
+		rc = server_epoll_add(s, s->kinesis_fd, EPOLLIN, TAG_KINESIS);
+	return rc;
+}
+
+int
+api_server_open(const struct sluice_config *config, struct kinesis *k,
+		struct api_server **server_out)
+{
+	struct api_server *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (s == NULL)
+		return -ENOMEM;
+	s->config = *config;
+	s->kinesis = k;
+	s->epoll_fd = s->stop_fd = s->listen_fd = s->tls_listen_fd = s->kinesis_fd = -1;
+	atomic_init(&s->stop, false);
+	if (getrandom(&s->rng, sizeof(s->rng), 0) != sizeof(s->rng))
+		s->rng = clock_real_ns();
+	if (config->auth == CONFIG_AUTH_SIGV4 &&
+	    sigv4_keys_parse(&s->keys, config->access_keys, config->region) != 0) {
+		diag_error("server", "[auth] access_keys: expected ACCESS_KEY_ID:SECRET[,...] "
+			   "(at most %d keys)", SIGV4_KEYS_MAX);
+		rc = -EINVAL;
+		goto out_close;
+	}
+	rc = server_tables_open(s);
+	if (rc == 0)
+		rc = h2_callbacks_new(&s->h2_callbacks);
+	if (rc == 0)
+		rc = server_fds_open(s);
+	if (rc != 0)
+		goto out_close;
+	*server_out = s;
+	return 0;
+
+out_close:
+	api_server_close(s);
+	return rc;
+}
+
+void
+api_server_stop(struct api_server *server)
+{
+	uint64_t one = 1;
+
+	atomic_store_explicit(&server->stop, true, memory_order_relaxed);
+	/* The eventfd only wakes the loop; the flag carries the request. */
+	if (write(server->stop_fd, &one, sizeof(one)) < 0)
+		diag_warn("server", "stop: eventfd write: %s", strerror(errno));
+}
+
+static void
+server_fd_close(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+void
+api_server_close(struct api_server *s)
+{
+	bool calls_held = false;
+
+	if (s == NULL)
+		return;
+	buf_pool_thread_set(&s->pool);
+	for (uint32_t i = 0; s->conns != NULL && i < s->conns_max; i++)
+		if (s->conns[i].state != CONN_FREE)
+			server_conn_close(&s->conns[i]);
+	for (uint32_t i = 0; s->calls != NULL && i < s->calls_max; i++)
+		calls_held = calls_held || s->calls[i].state != CALL_FREE;
+	server_fd_close(&s->listen_fd);
+	server_fd_close(&s->tls_listen_fd);
+	server_fd_close(&s->stop_fd);
+	server_fd_close(&s->epoll_fd);
+	if (s->ssl_ctx != NULL)
+		SSL_CTX_free(s->ssl_ctx);
+	if (s->h2_callbacks != NULL)
+		nghttp2_session_callbacks_del(s->h2_callbacks);
+	s->ssl_ctx = NULL;
+	s->h2_callbacks = NULL;
+	if (calls_held) {
+		/* The actions still hold calls and will reply to them: keep their memory. */
+		diag_warn("server", "%u calls still with the actions at close", s->calls_used);
+		return;
+	}
+	buf_pool_thread_set(NULL);
+	buf_pool_fini(&s->pool);
+	free(s->calls);
+	free(s->in_buffers);
+	free(s->conn_free);
+	free(s->conns);
+	free(s);
+}
+
+/* Sets the epoll interest from the connection's state. */
+static void
+server_conn_interest(struct server_conn *c)
+{
+	uint32_t events = 0;
+	struct epoll_event ev;
+
+	if (c->state == CONN_FREE)
+		return;
+	if (!c->read_paused)
+		events |= EPOLLIN;
+	if (c->want_write || c->tls_want_write)
+		events |= EPOLLOUT;
+	if (events == c->epoll_events)
+		return;
+	ev.events = events;
+	ev.data.u64 = c->index;
+	if (epoll_ctl(c->server->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->epoll_events = events;
+}
+
+void
+server_conn_dirty(struct server_conn *c)
+{
+	if (c->dirty || c->state == CONN_FREE)
+		return;
+	c->dirty = true;
+	c->dirty_next = c->server->dirty;
+	c->server->dirty = c;
+}
+
+void
+server_conn_close(struct server_conn *c)
+{
+	struct api_server *s = c->server;
+
+	if (c->state == CONN_FREE)
+		return;
+	/* nghttp2_session_del() runs no callbacks: the calls are settled here. */
+	while (c->calls_head != NULL) {
+		struct api_call *call = c->calls_head;
+
+		/* The action holds a dispatched call: detached, api_call_reply() frees it. */
+		if (call->state == CALL_DISPATCHED)
+			server_call_detach(call);
+		else
+			server_call_free(call);
+	}
+	c->reading = NULL;
+	if (c->h2 != NULL)
+		nghttp2_session_del(c->h2);
+	c->h2 = NULL;
+	c->h2_out = NULL;
+	c->h2_out_size = 0;
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
+	c->ssl = NULL;
+	close(c->fd);  /* Also leaves the epoll set. */
+	c->fd = -1;
+	c->state = CONN_FREE;
+	s->conn_free[s->conn_free_count++] = c->index;
+	assert(s->conns_used > 0);
+	s->conns_used--;
+}
+
+long
+server_conn_recv(struct server_conn *c, void *buf, size_t size)
+{
+	long n;
+	int err;
+
+	assert(size > 0);
+	if (c->ssl == NULL) {
+		n = recv(c->fd, buf, size, 0);
+		if (n >= 0)
+			return n;
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+	}
+	c->tls_want_write = false;
+	n = SSL_read(c->ssl, buf, size > INT32_MAX ? INT32_MAX : (int)size);
+	if (n > 0)
+		return n;
+	err = SSL_get_error(c->ssl, (int)n);
+	if (err == SSL_ERROR_WANT_READ)
+		return -EAGAIN;
+	if (err == SSL_ERROR_WANT_WRITE) {
+		c->tls_want_write = true;
+		return -EAGAIN;
+	}
+	ERR_clear_error();
+	return err == SSL_ERROR_ZERO_RETURN ? 0 : -EIO;
+}
+
+static long
+server_tls_send(struct server_conn *c, const void *buf, size_t size)
+{
+	int n = SSL_write(c->ssl, buf, size > INT32_MAX ? INT32_MAX : (int)size);
+	int err;
+
+	if (n > 0)
+		return n;
+	err = SSL_get_error(c->ssl, n);
+	if (err == SSL_ERROR_WANT_WRITE) {
+		c->tls_want_write = true;
+		return -EAGAIN;
+	}
+	if (err == SSL_ERROR_WANT_READ)
+		return -EAGAIN;
+	ERR_clear_error();
+	return -EIO;
+}
+
+long
+server_conn_send(struct server_conn *c, const void *a, size_t a_size, const void *b,
+		 size_t b_size)
+{
+	struct iovec iov[2] = { { (void *)a, a_size }, { (void *)b, b_size } };
+	long n;
+	long m;
+
+	assert(a_size > 0);
+	if (c->ssl == NULL) {
+		n = writev(c->fd, iov, b_size > 0 ? 2 : 1);
+		if (n >= 0)
+			return n;
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+	}
+	c->tls_want_write = false;
+	n = server_tls_send(c, a, a_size);
+	if (n != (long)a_size || b_size == 0)
+		return n;
+	m = server_tls_send(c, b, b_size);
+	return m > 0 ? n + m : n;
+}
+
+static void
+server_accept(struct api_server *s, int listen_fd, bool tls)
+{
+	for (int i = 0; i < SERVER_ACCEPT_BURST; i++) {
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int one = 1;
+		struct server_conn *c;
+
+		if (fd < 0)
+			return;  /* EAGAIN, or a connection that died in the backlog. */
+		if (s->conn_free_count == 0) {
+			s->stats.connections_refused++;
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c = &s->conns[s->conn_free[--s->conn_free_count]];
+		assert(c->state == CONN_FREE);
+		c->fd = fd;
+		c->state = tls ? CONN_TLS_HANDSHAKE : CONN_DETECT;
+		c->want_write = c->tls_want_write = c->closing = c->read_paused = false;
+		c->activity_ns = s->now_ns;
+		c->request_start_ns = 0;
+		c->in_used = 0;
+		c->epoll_events = EPOLLIN;
+		c->ssl = NULL;
+		s->conns_used++;
+		s->stats.connections_accepted++;
+		if (tls && ((c->ssl = SSL_new(s->ssl_ctx)) == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
+			server_conn_close(c);
+			continue;
+		}
+		if (tls)
+			SSL_set_accept_state(c->ssl);
+		if (server_epoll_add(s, fd, EPOLLIN, c->index) != 0)
+			server_conn_close(c);
+	}
+}
+
+/* The first bytes decide: the h2 prior-knowledge preface, or HTTP/1.1. */
+static void
+server_conn_detect(struct server_conn *c)
+{
+	size_t preface = sizeof(h2_preface) - 1;
+	long n = server_conn_recv(c, c->in + c->in_used, SERVER_IN_SIZE - c->in_used);
+	size_t cmp;
+
+	if (n == -EAGAIN)
+		return;
+	if (n <= 0) {
+		server_conn_close(c);
+		return;
+	}
+	c->in_used += (size_t)n;
+	c->activity_ns = c->server->now_ns;
+	cmp = c->in_used < preface ? c->in_used : preface;
+	if (memcmp(c->in, h2_preface, cmp) != 0) {
+		c->state = CONN_HTTP1;
+		http1_conn_readable(c);  /* Parses what is buffered, reads the rest. */
+		return;
+	}
+	if (c->in_used < preface)
+		return;
+	if (h2_conn_open(c) != 0) {
+		server_conn_close(c);
+		return;
+	}
+	n = (long)c->in_used;
+	c->in_used = 0;
+	h2_conn_input(c, (const uint8_t *)c->in, (size_t)n);
+}
+
+static void
+server_tls_handshake(struct server_conn *c)
+{
+	const unsigned char *alpn = NULL;
+	unsigned int alpn_size = 0;
+	int rc = SSL_do_handshake(c->ssl);
+	int err;
+
+	c->tls_want_write = false;
+	if (rc != 1) {
+		err = SSL_get_error(c->ssl, rc);
+		if (err == SSL_ERROR_WANT_WRITE)
+			c->tls_want_write = true;
+		if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+			ERR_clear_error();
+			server_conn_close(c);
+		}
+		return;
+	}
+	c->activity_ns = c->server->now_ns;
+	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_size);
+	if (alpn_size == 2 && memcmp(alpn, "h2", 2) == 0) {
+		if (h2_conn_open(c) != 0)
+			server_conn_close(c);
+		return;
+	}
+	c->state = alpn_size > 0 ? CONN_HTTP1 : CONN_DETECT;
+	server_conn_dirty(c);  /* Application data may already sit in OpenSSL's buffer. */
+}
+
+static void
+server_conn_event(struct server_conn *c, uint32_t events)
+{
+	if ((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {
+		server_conn_close(c);
+		return;
+	}
+	switch (c->state) {
+	case CONN_TLS_HANDSHAKE:
+		server_tls_handshake(c);
+		break;
+	case CONN_DETECT:
+		server_conn_detect(c);
+		break;
+	case CONN_HTTP1:
+		if (events & EPOLLIN)
+			http1_conn_readable(c);
+		break;
+	case CONN_H2:
+		if (events & EPOLLIN)
+			h2_conn_readable(c);
+		break;
+	case CONN_FREE:
+		return;
+	}
+	server_conn_dirty(c);
+}
+
+/* Writes replies and resumes reads for every connection something happened to. */
+static void
+server_service_dirty(struct api_server *s)
+{
+	while (s->dirty != NULL) {
+		struct server_conn *c = s->dirty;
+
+		s->dirty = c->dirty_next;
+		c->dirty = false;
+		c->dirty_next = NULL;
+		if (c->state == CONN_HTTP1)
+			http1_conn_service(c);
+		else if (c->state == CONN_H2)
+			h2_conn_service(c);
+		else if (c->state == CONN_DETECT && c->ssl != NULL && SSL_pending(c->ssl) > 0)
+			server_conn_detect(c);
+		server_conn_interest(c);
+	}
+}
+
+/* Closes connections idle, or stalled mid-request, for idle_timeout_ms. */
+static void
+server_sweep(struct api_server *s)
+{
+	uint64_t limit_ns = (uint64_t)s->config.idle_timeout_ms * 1000000u;
+
+	for (uint32_t i = 0; i < s->conns_max; i++) {
+		struct server_conn *c = &s->conns[i];
+		bool waiting_on_us = false;
+
+		if (c->state == CONN_FREE)
+			continue;
+		for (struct api_call *call = c->calls_head; call != NULL; call = call->next)
+			waiting_on_us = waiting_on_us || call->state == CALL_DISPATCHED;
+		if (waiting_on_us)
+			continue;
+		if (s->now_ns - c->activity_ns > limit_ns ||
+		    (c->request_start_ns != 0 && s->now_ns - c->request_start_ns > limit_ns)) {
+			s->stats.connections_timed_out++;
+			server_conn_close(c);
+		}
+	}
+}
+
+static void
+server_handle(struct api_server *s, const struct epoll_event *ev, bool *kinesis_ready)
+{
+	uint64_t tag = ev->data.u64;
+	uint64_t drained;
+
+	if (tag == TAG_STOP) {
+		if (read(s->stop_fd, &drained, sizeof(drained)) < 0)
+			return;
+	} else if (tag == TAG_LISTEN) {
+		server_accept(s, s->listen_fd, false);
+	} else if (tag == TAG_TLS_LISTEN) {
+		server_accept(s, s->tls_listen_fd, true);
+	} else if (tag == TAG_KINESIS) {
+		*kinesis_ready = true;
+	} else {
+		assert(tag < s->conns_max);
+		server_conn_event(&s->conns[tag], ev->events);
+	}
+}
+
+int
+api_server_run(struct api_server *s)
+{
+	struct epoll_event events[SERVER_EVENTS_MAX];
+	uint64_t next_sweep_ns = 0;
+
+	buf_pool_thread_set(&s->pool);
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		uint64_t real_ns = clock_real_ns();
+		int timeout = kinesis_poll_timeout_ms(s->kinesis, real_ns);
+		bool kinesis_ready = false;
+		int n;
+
+		if (timeout < 0 || timeout > SERVER_TICK_MS)
+			timeout = SERVER_TICK_MS;
+		n = epoll_wait(s->epoll_fd, events, SERVER_EVENTS_MAX, timeout);
+		if (n < 0 && errno != EINTR) {
+			diag_error("server", "epoll_wait: %s", strerror(errno));
+			return -errno;
+		}
+		s->now_ns = clock_mono_ns();
+		real_ns = clock_real_ns();
+		server_date_update(s, real_ns);
+		for (int i = 0; i < n; i++)
+			server_handle(s, &events[i], &kinesis_ready);
+		if (kinesis_ready || kinesis_poll_timeout_ms(s->kinesis, real_ns) == 0)
+			kinesis_poll(s->kinesis, real_ns);
+		server_service_dirty(s);
+		if (s->now_ns >= next_sweep_ns) {
+			server_sweep(s);
+			next_sweep_ns = s->now_ns + SERVER_TICK_MS * 1000000ull;
+		}
+	}
+	buf_pool_thread_set(NULL);
+	return 0;
+}

@@ -1,0 +1,592 @@
+/*
+ * server_call.c - one request in flight: its buffers, the checks the server
+ * makes before an action sees it (in AWS's order, as kinesalite reproduces
+ * it), authentication, dispatch, and the api_call_* replies of api.h.
+ *
+ * Pre-dispatch answers, first match wins:
+ *
+ *   CONDITION                                   STATUS  BODY
+ *   method is not POST                          403     XML AccessDeniedException
+ *   path is not "/"                             404     XML UnknownOperationException
+ *   empty body, x-amz-json-1.1                  400     JSON SerializationException if the
+ *                                                       target is valid, else UnknownOperation
+ *   empty body, any other type                  400     the same in CBOR
+ *   x-amz-cbor-1.1                              400     CBOR SerializationException: JSON only
+ *   other type, target incomplete               403     XML AccessDeniedException
+ *   other type                                  404     XML UnknownOperationException
+ *   application/json, body not JSON             400     Coral SerializationException
+ *   application/json                            404     Coral UnknownOperationException
+ *   unknown service or action                   400     UnknownOperationException
+ *   authentication fails ([auth] mode)          400     the SigV4 exception
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/clock.h"
+#include "common/diag.h"
+#include "control/server_internal.h"
+
+#define JSON_1_1 "application/x-amz-json-1.1"
+#define JSON_LEGACY "application/json"
+#define CBOR_1_1 "application/x-amz-cbor-1.1"
+#define XML_TYPE "text/xml"
+#define TARGET_PREFIX "Kinesis_20131202."
+
+/* Every operation of the Kinesis 2013-12-02 model (botocore 1.43.11). */
+static const char *const kinesis_operations[] = {
+	"AddTagsToStream", "CreateStream", "DecreaseStreamRetentionPeriod",
+	"DeleteResourcePolicy", "DeleteStream", "DeregisterStreamConsumer",
+	"DescribeAccountSettings", "DescribeLimits", "DescribeStream",
+	"DescribeStreamConsumer", "DescribeStreamSummary", "DisableEnhancedMonitoring",
+	"EnableEnhancedMonitoring", "GetRecords", "GetResourcePolicy", "GetShardIterator",
+	"IncreaseStreamRetentionPeriod", "ListShards", "ListStreamConsumers", "ListStreams",
+	"ListTagsForResource", "ListTagsForStream", "MergeShards", "PutRecord", "PutRecords",
+	"PutResourcePolicy", "RegisterStreamConsumer", "RemoveTagsFromStream", "SplitShard",
+	"StartStreamEncryption", "StopStreamEncryption", "SubscribeToShard", "TagResource",
+	"UntagResource", "UpdateAccountSettings", "UpdateMaxRecordSize", "UpdateShardCount",
+	"UpdateStreamMode", "UpdateStreamWarmThroughput",
+};
+
+static uint64_t
+server_rng_next(struct api_server *s)
+{
+	uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* A version-4 (random) UUID: unique enough for request ids, not a secret. */
+static void
+server_request_id(struct api_server *s, char out[SERVER_REQUEST_ID_SIZE])
+{
+	uint64_t hi = server_rng_next(s);
+	uint64_t lo = server_rng_next(s);
+
+	hi = (hi & ~0xf000ull) | 0x4000ull;
+	lo = (lo & ~(3ull << 62)) | (2ull << 62);
+	snprintf(out, SERVER_REQUEST_ID_SIZE, "%08x-%04x-%04x-%04x-%012llx",
+		 (unsigned)(hi >> 32), (unsigned)(hi >> 16) & 0xffff, (unsigned)hi & 0xffff,
+		 (unsigned)(lo >> 48), (unsigned long long)(lo & 0xffffffffffffull));
+}
+
+void
+server_date_update(struct api_server *s, uint64_t real_ns)
+{
+	time_t now = (time_t)(real_ns / 1000000000u);
+	struct tm tm;
+
+	if ((int64_t)now == s->date_s)
+		return;
+	s->date_s = (int64_t)now;
+	gmtime_r(&now, &tm);
+	strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+struct api_call *
+server_call_alloc(struct api_server *s, struct server_conn *c)
+{
+	struct api_call *call = s->call_free;
+
+	if (call == NULL)
+		return NULL;
+	s->call_free = call->next;
+	s->calls_used++;
+	memset(call, 0, offsetof(struct api_call, head));
+	call->server = s;
+	call->conn = c;
+	call->state = CALL_READING;
+	call->keep_alive = true;
+	call->content_type = JSON_1_1;
+	api_out_init(&call->out, SERVER_OUT_SIZE_MAX);
+	server_request_id(s, call->request_id);
+	call->head_size = 0;
+	/* Append to the connection's list. */
+	call->prev = c->calls_tail;
+	call->next = NULL;
+	if (c->calls_tail != NULL)
+		c->calls_tail->next = call;
+	else
+		c->calls_head = call;
+	c->calls_tail = call;
+	c->calls_count++;
+	return call;
+}
+
+/* Takes `call` off its connection's list (it stays valid). */
+static void
+server_call_unlink(struct api_call *call)
+{
+	struct server_conn *c = call->conn;
+
+	if (c == NULL)
+		return;
+	if (call->prev != NULL)
+		call->prev->next = call->next;
+	else
+		c->calls_head = call->next;
+	if (call->next != NULL)
+		call->next->prev = call->prev;
+	else
+		c->calls_tail = call->prev;
+	assert(c->calls_count > 0);
+	c->calls_count--;
+	if (c->reading == call)
+		c->reading = NULL;
+	call->prev = NULL;
+	call->next = NULL;
+	call->conn = NULL;
+	/* A freed call may let a paused connection read again. */
+	server_conn_dirty(c);
+}
+
+void
+server_call_detach(struct api_call *call)
+{
+	assert(call->state == CALL_DISPATCHED);
+	server_call_unlink(call);
+}
+
+void
+server_call_free(struct api_call *call)
+{
+	struct api_server *s = call->server;
+
+	assert(call->state != CALL_FREE);
+	server_call_unlink(call);
+	api_out_release(&call->out);
+	if (call->req != NULL)
+		buf_pool_put(&s->pool, call->req, call->req_capacity);
+	call->req = NULL;
+	call->state = CALL_FREE;
+	call->next = s->call_free;
+	s->call_free = call;
+	assert(s->calls_used > 0);
+	s->calls_used--;
+}
+
+int
+server_call_req_reserve(struct api_call *call, size_t size)
+{
+	struct api_server *s = call->server;
+	size_t need = call->req_used + size;
+
+	if (need > call->req_capacity) {
+		size_t capacity;
+		char *bigger;
+
+		if (need > UINT32_MAX)
+			return -ENOBUFS;
+		bigger = buf_pool_get(&s->pool, need, &capacity);
+		if (bigger == NULL)
+			return -ENOBUFS;
+		if (call->req != NULL) {
+			memcpy(bigger, call->req, call->req_used);
+			buf_pool_put(&s->pool, call->req, call->req_capacity);
+		}
+		call->req = bigger;
+		call->req_capacity = capacity;
+	}
+	return 0;
+}
+
+int
+server_call_req_append(struct api_call *call, const void *data, size_t size,
+		       struct call_span *span_out)
+{
+	size_t need = call->req_used + size;
+
+	if (server_call_req_reserve(call, size) != 0)
+		return -ENOBUFS;
+	if (size > 0)
+		memcpy(call->req + call->req_used, data, size);
+	if (span_out != NULL)
+		*span_out = (struct call_span){ (uint32_t)call->req_used, (uint32_t)size };
+	call->req_used = need;
+	return 0;
+}
+
+bool
+server_call_header(const struct api_call *call, const char *lower, const char **value,
+		   size_t *size)
+{
+	for (uint32_t i = 0; i < call->header_count; i++) {
+		if (!http1_name_is(call->req + call->names[i].off, call->names[i].size, lower))
+			continue;
+		*value = call->req + call->values[i].off;
+		*size = call->values[i].size;
+		return true;
+	}
+	return false;
+}
+
+/* Hands a finished response to the connection's protocol; frees it if the client left. */
+static void
+server_call_finish(struct api_call *call, int status)
+{
+	struct server_conn *c = call->conn;
+
+	assert(call->state == CALL_DISPATCHED || call->state == CALL_READING);
+	call->state = CALL_REPLIED;
+	call->status = status;
+	if (c == NULL) {
+		call->server->stats.replies_dropped++;
+		server_call_free(call);
+		return;
+	}
+	if (c->state == CONN_H2)
+		h2_call_replied(call);
+	else
+		http1_call_replied(call);
+}
+
+/* A response with a body the server wrote itself (XML, CBOR, Coral JSON). */
+static void
+server_call_respond_raw(struct api_call *call, int status, const char *content_type,
+			const char *error_type, const void *body, size_t size)
+{
+	api_out_reset(&call->out);
+	api_out_append(&call->out, body, size);
+	call->content_type = content_type;
+	snprintf(call->error_type, sizeof(call->error_type), "%s", error_type);
+	server_call_finish(call, status);
+}
+
+/* {"__type": type[, "message": text]}; SerializationException spells it "Message" (AWS). */
+static void
+server_call_json_error(struct api_call *call, int status, const char *type, const char *text,
+		       size_t text_size)
+{
+	struct api_out *out = &call->out;
+
+	api_out_reset(out);
+	api_out_append(out, "{\"__type\":", 10);
+	api_out_json_string(out, type, strlen(type));
+	if (text_size > 0) {
+		if (strcmp(type, "SerializationException") == 0)
+			api_out_append(out, ",\"Message\":", 11);
+		else
+			api_out_append(out, ",\"message\":", 11);
+		api_out_json_string(out, text, text_size);
+	}
+	api_out_append(out, "}", 1);
+	snprintf(call->error_type, sizeof(call->error_type), "%s", type);
+	server_call_finish(call, status);
+}
+
+struct api_out *
+api_call_out(struct api_call *call)
+{
+	assert(call->state == CALL_DISPATCHED);
+	return &call->out;
+}
+
+void
+api_call_reply(struct api_call *call, int http_status)
+{
+	assert(call->state == CALL_DISPATCHED);
+	assert(http_status >= 200 && http_status <= 599);
+	if (call->out.overflow) {
+		diag_warn("server", "response over %zu bytes for request %s: InternalFailure",
+			  call->out.capacity_max, call->request_id);
+		server_call_json_error(call, 500, "InternalFailure", "", 0);
+		return;
+	}
+	server_call_finish(call, http_status);
+}
+
+void
+api_call_error(struct api_call *call, int http_status, const char *type, const char *fmt, ...)
+{
+	char text[2048];
+	va_list ap;
+	int n;
+
+	assert(call->state == CALL_DISPATCHED);
+	va_start(ap, fmt);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(text))
+		n = (int)sizeof(text) - 1;
+	server_call_json_error(call, http_status, type, text, (size_t)n);
+}
+
+void
+server_call_refuse(struct api_call *call, int status, const char *type, const char *message)
+{
+	call->state = CALL_DISPATCHED;
+	if (type == NULL) {
+		server_call_respond_raw(call, status, JSON_1_1, "", "", 0);
+		return;
+	}
+	server_call_json_error(call, status, type, message, strlen(message));
+}
+
+/* AWS's XML answers for requests it cannot route (see the table above). */
+static void
+server_call_xml(struct api_call *call, int status, const char *type, const char *message)
+{
+	char body[256];
+	int n;
+
+	if (message == NULL)
+		n = snprintf(body, sizeof(body), "<%s/>\n", type);
+	else
+		n = snprintf(body, sizeof(body), "<%s>\n  <Message>%s</Message>\n</%s>\n", type,
+			     message, type);
+	assert(n > 0 && (size_t)n < sizeof(body));
+	call->state = CALL_DISPATCHED;
+	server_call_respond_raw(call, status, XML_TYPE, type, body, (size_t)n);
+}
+
+/* A CBOR map {"__type": type[, "message": text]} for clients that asked for CBOR. */
+static void
+server_call_cbor(struct api_call *call, const char *type, const char *message)
+{
+	uint8_t body[512];
+	size_t n = 0;
+	const char *items[4] = { "__type", type, "message", message };
+
+	body[n++] = 0xbf;  /* Map of indefinite length. */
+	for (int i = 0; i < (message != NULL ? 4 : 2); i++) {
+		size_t len = strlen(items[i]);
+
+		assert(len < 256 && n + len + 3 < sizeof(body));
+		if (len < 24) {
+			body[n++] = (uint8_t)(0x60 + len);
+		} else {
+			body[n++] = 0x78;
+			body[n++] = (uint8_t)len;
+		}
+		memcpy(body + n, items[i], len);
+		n += len;
+	}
+	body[n++] = 0xff;
+	call->state = CALL_DISPATCHED;
+	server_call_respond_raw(call, 400, CBOR_1_1, type, body, n);
+}
+
+static bool
+span_is(const char *p, size_t n, const char *text)
+{
+	return n == strlen(text) && memcmp(p, text, n) == 0;
+}
+
+/* The media type of Content-Type: parameters after ';' dropped, spaces trimmed. */
+static void
+server_media_type(const struct api_call *call, const char **type, size_t *size)
+{
+	const char *v = "";
+	size_t n = 0;
+	const char *semi;
+
+	server_call_header(call, "content-type", &v, &n);
+	semi = memchr(v, ';', n);
+	if (semi != NULL)
+		n = (size_t)(semi - v);
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	*type = v;
+	*size = n;
+}
+
+static bool
+media_is(const char *type, size_t size, const char *lower)
+{
+	return http1_name_is(type, size, lower);
+}
+
+struct server_target {
+	bool service_valid;   /* "Kinesis_20131202" before the dot. */
+	bool complete;        /* Both a service and an operation part. */
+	bool operation_valid;
+};
+
+static void
+server_target_read(const struct api_call *call, struct server_target *t)
+{
+	const char *v = "";
+	size_t n = 0;
+	const char *dot;
+	size_t prefix = strlen(TARGET_PREFIX);
+
+	memset(t, 0, sizeof(*t));
+	server_call_header(call, "x-amz-target", &v, &n);
+	dot = memchr(v, '.', n);
+	t->complete = dot != NULL && dot != v && dot + 1 < v + n;
+	t->service_valid = n >= prefix && memcmp(v, TARGET_PREFIX, prefix) == 0;
+	if (!t->service_valid)
+		return;
+	for (size_t i = 0; i < sizeof(kinesis_operations) / sizeof(kinesis_operations[0]); i++)
+		if (span_is(v + prefix, n - prefix, kinesis_operations[i]))
+			t->operation_valid = true;
+}
+
+/*
+ * application/json is a legacy Coral type: AWS parses the body, then answers
+ * 404 UnknownOperationException (400 SerializationException when it does not
+ * parse), in Coral's envelope and with the request's content type.
+ */
+static void
+server_call_legacy_json(struct api_call *call)
+{
+	static const char unknown[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
+		"UnknownOperationException\",\"message\":null},\"Version\":\"1.0\"}";
+	static const char serialization[] = "{\"Output\":{\"__type\":\"com.amazon.coral."
+		"service#SerializationException\",\"Message\":null},\"Version\":\"1.0\"}";
+	cJSON *doc = cJSON_ParseWithLength(call->req + call->body_off,
+					   call->req_used - call->body_off);
+	bool object = doc != NULL && cJSON_IsObject(doc);
+
+	cJSON_Delete(doc);
+	call->state = CALL_DISPATCHED;
+	if (object)
+		server_call_respond_raw(call, 404, JSON_LEGACY, "UnknownOperationException",
+					unknown, sizeof(unknown) - 1);
+	else
+		server_call_respond_raw(call, 400, JSON_LEGACY, "SerializationException",
+					serialization, sizeof(serialization) - 1);
+}
+
+#define ACCESS_DENIED_TEXT "Unable to determine service/operation name to be authorized"
+
+/* The table at the top of this file, down to the target check. True: go on to auth. */
+static bool
+server_call_route(struct api_call *call)
+{
+	const char *req = call->req;
+	struct server_target t;
+	const char *type;
+	size_t type_size;
+	bool json11;
+
+	if (!span_is(req + call->method.off, call->method.size, "POST")) {
+		server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT);
+		return false;
+	}
+	if (!span_is(req + call->target.off, call->target.size, "/")) {
+		server_call_xml(call, 404, "UnknownOperationException", NULL);
+		return false;
+	}
+	server_media_type(call, &type, &type_size);
+	server_target_read(call, &t);
+	json11 = media_is(type, type_size, JSON_1_1);
+	if (call->req_used == call->body_off) {
+		const char *name = t.service_valid && t.operation_valid ?
+				   "SerializationException" : "UnknownOperationException";
+
+		if (json11)
+			server_call_refuse(call, 400, name, "");
+		else
+			server_call_cbor(call, name, NULL);
+		return false;
+	}
+	if (media_is(type, type_size, CBOR_1_1)) {
+		server_call_cbor(call, "SerializationException", "Sluice speaks the JSON 1.1 "
+				 "protocol only: disable CBOR in the client (Java SDK v1: "
+				 "AWS_CBOR_DISABLE=true; v2: aws.cborEnabled=false)");
+		return false;
+	}
+	if (!json11 && !media_is(type, type_size, JSON_LEGACY)) {
+		if (!t.complete)
+			server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT);
+		else
+			server_call_xml(call, 404, "UnknownOperationException", NULL);
+		return false;
+	}
+	if (!json11) {
+		server_call_legacy_json(call);
+		return false;
+	}
+	if (!t.service_valid || !t.operation_valid) {
+		server_call_refuse(call, 400, "UnknownOperationException", "");
+		return false;
+	}
+	return true;
+}
+
+/* [auth] mode: off, presence or sigv4. True: authenticated (access key id recorded). */
+static bool
+server_call_auth(struct api_call *call)
+{
+	struct api_server *s = call->server;
+	struct sigv4_header headers[HTTP1_HEADERS_MAX + 8];
+	struct sigv4_result result;
+	struct sigv4_input in = {
+		.method = call->req + call->method.off,
+		.method_size = call->method.size,
+		.target = call->req + call->target.off,
+		.target_size = call->target.size,
+		.headers = headers,
+		.header_count = call->header_count,
+		.body = (const uint8_t *)call->req + call->body_off,
+		.body_size = call->req_used - call->body_off,
+		.now_real_ns = clock_real_ns(),
+	};
+
+	if (s->config.auth == CONFIG_AUTH_OFF)
+		return true;
+	for (uint32_t i = 0; i < call->header_count; i++)
+		headers[i] = (struct sigv4_header){
+			call->req + call->names[i].off, call->names[i].size,
+			call->req + call->values[i].off, call->values[i].size,
+		};
+	if (s->config.auth == CONFIG_AUTH_PRESENCE)
+		sigv4_presence(&in, &result);
+	else
+		sigv4_verify(&s->keys, &in, &result);
+	if (result.status != SIGV4_OK) {
+		call->state = CALL_DISPATCHED;
+		server_call_json_error(call, 400, result.error_type, result.message,
+				       strlen(result.message));
+		return false;
+	}
+	snprintf(call->access_key_id, sizeof(call->access_key_id), "%s", result.access_key_id);
+	return true;
+}
+
+void
+server_call_ready(struct api_call *call)
+{
+	struct api_server *s = call->server;
+	struct api_request req;
+
+	assert(call->state == CALL_READING);
+	s->stats.requests++;
+	if (call->refuse_status == 413) {
+		server_call_refuse(call, 413, "SerializationException",
+				   "Request body exceeds request_body_size_max");
+		return;
+	}
+	if (call->refuse_status == 503) {
+		server_call_refuse(call, 503, "ServiceUnavailable", "Server busy: retry");
+		return;
+	}
+	if (call->refuse_status == 431) {
+		server_call_refuse(call, 431, "SerializationException",
+				   "Request headers exceed the server's limits");
+		return;
+	}
+	if (!server_call_route(call) || !server_call_auth(call))
+		return;
+	memset(&req, 0, sizeof(req));
+	server_call_header(call, "x-amz-target", &req.target, &req.target_size);
+	server_call_header(call, "content-type", &req.content_type, &req.content_type_size);
+	req.body = (const uint8_t *)call->req + call->body_off;
+	req.body_size = call->req_used - call->body_off;
+	req.request_id = call->request_id;
+	req.access_key_id = call->access_key_id;
+	req.now_ns = clock_real_ns();
+	call->state = CALL_DISPATCHED;
+	kinesis_dispatch(s->kinesis, call, &req);
+}

@@ -1,0 +1,361 @@
+/*
+ * server_http1.c - HTTP/1.1 connections: request heads through http1.c,
+ * Content-Length bodies (received straight into the call's buffer once the
+ * head is read), Expect: 100-continue, pipelining with responses written in
+ * request order however late the actions reply, keep-alive.
+ *
+ * Limits and their answers (the connection closes after each, since the
+ * rest of the byte stream cannot be framed):
+ *
+ *   LIMIT                                  ANSWER
+ *   malformed head or framing headers      400
+ *   head > HTTP1_HEAD_SIZE_MAX             431
+ *   > HTTP1_HEADERS_MAX header fields      431
+ *   Transfer-Encoding (chunked) body       411
+ *   Content-Length > request_body_size_max 413
+ *   no pool buffer for the body            503 (SDKs retry it)
+ *
+ * Back-pressure: with SERVER_PIPELINE_MAX requests unanswered, or no free
+ * call, the connection stops reading until one is answered.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+
+#include "control/server_internal.h"
+
+static const char http1_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static const char *
+http1_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Status";
+	}
+}
+
+void
+http1_call_replied(struct api_call *call)
+{
+	struct api_server *s = call->server;
+	char error_line[96] = "";
+	int n;
+
+	if (call->error_type[0] != '\0')
+		snprintf(error_line, sizeof(error_line), "x-amzn-ErrorType: %s\r\n",
+			 call->error_type);
+	n = snprintf(call->head, sizeof(call->head),
+		     "HTTP/1.1 %d %s\r\n"
+		     "x-amzn-RequestId: %s\r\n"
+		     "%s"
+		     "Content-Type: %s\r\n"
+		     "Content-Length: %zu\r\n"
+		     "Date: %s\r\n"
+		     "%s"
+		     "\r\n",
+		     call->status, http1_reason(call->status), call->request_id, error_line,
+		     call->content_type, call->out.size, s->date,
+		     call->keep_alive ? "" : "Connection: close\r\n");
+	assert(n > 0 && (size_t)n < sizeof(call->head));
+	call->head_size = (size_t)n;
+	call->sent = 0;
+	server_conn_dirty(call->conn);
+}
+
+/* Answers a request the connection cannot go on after, and stops reading. */
+static void
+http1_refuse(struct server_conn *c, struct api_call *call, int status, const char *message)
+{
+	call->keep_alive = false;
+	c->closing = true;
+	c->reading = NULL;
+	c->in_used = 0;
+	server_call_refuse(call, status, "SerializationException", message);
+}
+
+/* Copies the head's fields into the call (offsets into its buffer). 0 or -ENOBUFS. */
+static int
+http1_copy_head(struct api_call *call, const struct http1_request *r, size_t head_size,
+		uint64_t body_size)
+{
+	if (server_call_req_reserve(call, head_size + body_size) != 0 ||
+	    server_call_req_append(call, r->method, r->method_size, &call->method) != 0 ||
+	    server_call_req_append(call, r->target, r->target_size, &call->target) != 0)
+		return -ENOBUFS;
+	for (size_t i = 0; i < r->header_count; i++) {
+		const struct http1_header *h = &r->headers[i];
+		uint32_t k = call->header_count;
+
+		if (server_call_req_append(call, h->name, h->name_size, &call->names[k]) != 0 ||
+		    server_call_req_append(call, h->value, h->value_size, &call->values[k]) != 0)
+			return -ENOBUFS;
+		call->header_count++;
+	}
+	call->body_off = call->req_used;
+	return 0;
+}
+
+static void
+http1_consume(struct server_conn *c, size_t size)
+{
+	assert(size <= c->in_used);
+	memmove(c->in, c->in + size, c->in_used - size);
+	c->in_used -= size;
+}
+
+/* The body is whole: the request goes on to checks and dispatch. */
+static void
+http1_body_done(struct server_conn *c, struct api_call *call)
+{
+	c->reading = NULL;
+	c->request_start_ns = c->in_used > 0 ? c->server->now_ns : 0;
+	server_call_ready(call);
+}
+
+/* Starts a request from a parsed head of `head_size` bytes at the front of c->in. */
+static void
+http1_begin(struct server_conn *c, struct api_call *call, const struct http1_request *r,
+	    size_t head_size)
+{
+	uint64_t body_max = c->server->config.request_body_size_max;
+	struct http1_framing f;
+
+	if (http1_framing_read(r, &f) != 0) {
+		http1_refuse(c, call, 400, "Malformed Content-Length, Transfer-Encoding or Expect");
+		return;
+	}
+	if (f.chunked) {
+		http1_refuse(c, call, 411, "Chunked request bodies are not supported: send "
+			     "Content-Length");
+		return;
+	}
+	if (f.content_length > body_max) {
+		http1_refuse(c, call, 413, "Request body exceeds request_body_size_max");
+		return;
+	}
+	if (http1_copy_head(call, r, head_size, f.content_length) != 0) {
+		call->keep_alive = false;
+		c->closing = true;
+		c->in_used = 0;
+		server_call_refuse(call, 503, "ServiceUnavailable", "Server busy: retry");
+		return;
+	}
+	call->keep_alive = f.keep_alive;
+	call->expect_continue = f.expect_continue;
+	call->body_expected = f.content_length;
+	if (!f.keep_alive)
+		c->closing = true;  /* Nothing after this request is read. */
+	http1_consume(c, head_size);
+	if (f.content_length == 0) {
+		http1_body_done(c, call);
+		return;
+	}
+	c->reading = call;
+}
+
+/* Moves buffered body bytes into the reading call. True when the body is complete. */
+static bool
+http1_body_take(struct server_conn *c)
+{
+	struct api_call *call = c->reading;
+	size_t remaining = call->body_off + call->body_expected - call->req_used;
+	size_t n = c->in_used < remaining ? c->in_used : remaining;
+
+	memcpy(call->req + call->req_used, c->in, n);
+	call->req_used += n;
+	http1_consume(c, n);
+	if (n < remaining)
+		return false;
+	http1_body_done(c, call);
+	return true;
+}
+
+static void
+http1_head_error(struct server_conn *c, struct api_call *call, int rc)
+{
+	if (rc == HTTP1_INVALID)
+		http1_refuse(c, call, 400, "Malformed HTTP/1.1 request");
+	else if (rc == HTTP1_HEAD_TOO_LARGE)
+		http1_refuse(c, call, 431, "Request head exceeds the server's size limit");
+	else
+		http1_refuse(c, call, 431, "Request has more header fields than the server's limit");
+}
+
+/* Parses and starts as many buffered requests as the limits allow. */
+static void
+http1_conn_process(struct server_conn *c)
+{
+	struct http1_header headers[HTTP1_HEADERS_MAX];
+	struct http1_request r;
+	struct api_call *call;
+	int rc;
+
+	while (c->state == CONN_HTTP1) {
+		if (c->reading != NULL) {
+			if (!http1_body_take(c))
+				return;
+			continue;
+		}
+		if (c->closing || c->in_used == 0)
+			return;
+		if (c->request_start_ns == 0)
+			c->request_start_ns = c->server->now_ns;
+		rc = http1_parse_request(c->in, c->in_used, &r, headers, HTTP1_HEADERS_MAX,
+					 HTTP1_HEAD_SIZE_MAX);
+		if (rc == HTTP1_PARTIAL)
+			return;
+		if (c->calls_count >= SERVER_PIPELINE_MAX || c->server->call_free == NULL) {
+			c->read_paused = true;
+			return;
+		}
+		call = server_call_alloc(c->server, c);
+		assert(call != NULL);
+		if (rc < 0)
+			http1_head_error(c, call, rc);
+		else
+			http1_begin(c, call, &r, (size_t)rc);
+	}
+}
+
+void
+http1_conn_readable(struct server_conn *c)
+{
+	http1_conn_process(c);  /* Bytes may be buffered already (protocol detection). */
+	for (int round = 0; round < 16 && c->state == CONN_HTTP1; round++) {
+		struct api_call *call = c->reading;
+		long n;
+
+		if (c->read_paused || (c->closing && call == NULL))
+			break;
+		if (call != NULL && c->in_used == 0) {
+			/* Large bodies go straight from the socket into the call's buffer. */
+			n = server_conn_recv(c, call->req + call->req_used,
+					     call->body_off + call->body_expected - call->req_used);
+			if (n > 0) {
+				call->req_used += (size_t)n;
+				if (call->req_used == call->body_off + call->body_expected)
+					http1_body_done(c, call);
+			}
+		} else {
+			n = server_conn_recv(c, c->in + c->in_used, SERVER_IN_SIZE - c->in_used);
+			if (n > 0) {
+				c->in_used += (size_t)n;
+				http1_conn_process(c);
+			}
+		}
+		if (n == -EAGAIN)
+			break;
+		if (n <= 0) {
+			server_conn_close(c);
+			return;
+		}
+		c->activity_ns = c->server->now_ns;
+	}
+	server_conn_dirty(c);
+}
+
+/* "100 Continue" for the request at the front whose body has not begun. False: blocked. */
+static bool
+http1_send_continue(struct server_conn *c, struct api_call *call)
+{
+	size_t total = sizeof(http1_continue) - 1;
+	long n;
+
+	if (!call->expect_continue || call->continue_sent == total)
+		return true;
+	if (call->continue_sent == 0 && call->req_used != call->body_off)
+		return true;  /* The client did not wait for it. */
+	n = server_conn_send(c, http1_continue + call->continue_sent,
+			     total - call->continue_sent, NULL, 0);
+	if (n == -EAGAIN)
+		return false;
+	if (n < 0) {
+		server_conn_close(c);
+		return false;
+	}
+	call->continue_sent += (size_t)n;
+	return call->continue_sent == total;
+}
+
+/* Writes replied responses in request order. False when the connection closed. */
+static bool
+http1_conn_output(struct server_conn *c)
+{
+	struct api_call *call;
+
+	c->want_write = false;
+	while ((call = c->calls_head) != NULL) {
+		size_t total;
+		bool keep;
+
+		if (call->state == CALL_READING) {
+			c->want_write = !http1_send_continue(c, call);
+			return c->state == CONN_HTTP1;
+		}
+		if (call->state != CALL_REPLIED)
+			return true;
+		total = call->head_size + call->out.size;
+		while (call->sent < total) {
+			long n;
+
+			if (call->sent < call->head_size)
+				n = server_conn_send(c, call->head + call->sent,
+						     call->head_size - call->sent,
+						     call->out.data, call->out.size);
+			else
+				n = server_conn_send(c, call->out.data + call->sent -
+						     call->head_size, total - call->sent, NULL, 0);
+			if (n == -EAGAIN) {
+				c->want_write = true;
+				return true;
+			}
+			if (n < 0) {
+				server_conn_close(c);
+				return false;
+			}
+			call->sent += (size_t)n;
+			c->activity_ns = c->server->now_ns;
+		}
+		keep = call->keep_alive;
+		server_call_free(call);
+		if (!keep) {
+			server_conn_close(c);
+			return false;
+		}
+	}
+	return true;
+}
+
+void
+http1_conn_service(struct server_conn *c)
+{
+	if (!http1_conn_output(c))
+		return;
+	if (c->read_paused && c->calls_count < SERVER_PIPELINE_MAX &&
+	    c->server->call_free != NULL) {
+		c->read_paused = false;
+		http1_conn_process(c);
+		if (c->state != CONN_HTTP1 || !http1_conn_output(c))
+			return;
+	}
+	if (c->closing && c->calls_head == NULL) {
+		server_conn_close(c);
+		return;
+	}
+	/* OpenSSL may hold decrypted bytes the socket will not signal again. */
+	if (c->ssl != NULL && !c->read_paused && (!c->closing || c->reading != NULL) &&
+	    SSL_pending(c->ssl) > 0)
+		http1_conn_readable(c);
+}

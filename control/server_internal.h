@@ -1,0 +1,225 @@
+/*
+ * server_internal.h - what the server files share: the connection table, the
+ * call (one request in flight) and the server itself. Private to server.c,
+ * server_call.c, server_http1.c and http2.c.
+ *
+ * Ownership: the server owns every connection and every call. A call is on
+ * its connection's list from its first byte until its response is written
+ * (HTTP/1.1: in request order) or its stream closes (HTTP/2). When the
+ * connection closes first, a call the action still holds (DISPATCHED) is
+ * detached (conn = NULL) and freed by its api_call_reply(); every other call
+ * is freed with the connection.
+ *
+ * Memory: the connection table, the call table and the buffer-pool limits are
+ * sized at open from connections_max; nothing grows past them.
+ */
+#ifndef SLUICE_CONTROL_SERVER_INTERNAL_H
+#define SLUICE_CONTROL_SERVER_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+
+#include "control/api.h"
+#include "control/auth_sigv4.h"
+#include "control/http1.h"
+#include "control/server_pool.h"
+
+/* Per-connection input buffer: one maximal head plus as much again of body. */
+#define SERVER_IN_SIZE (2u * HTTP1_HEAD_SIZE_MAX)
+/* HTTP/1.1 requests read ahead of their responses on one connection. */
+#define SERVER_PIPELINE_MAX 16u
+/* HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+#define SERVER_H2_STREAMS_MAX 128u
+/* Calls in flight across the server per connection allowed (the call table size). */
+#define SERVER_CALLS_PER_CONN 4u
+#define SERVER_CALLS_EXTRA 256u
+/*
+ * Largest response: GetRecords returns up to 10 MiB of data = 13.4 MiB of
+ * base64, plus up to 10,000 records of JSON fields (~200 B each) = ~15.4 MiB.
+ */
+#define SERVER_OUT_SIZE_MAX (20u * 1024u * 1024u)
+/* Size classes of the buffer pool and how many of each may exist. */
+#define SERVER_POOL_SMALL (16u * 1024u)
+#define SERVER_POOL_MEDIUM (256u * 1024u)
+#define SERVER_POOL_LARGE (2u * 1024u * 1024u)
+#define SERVER_POOL_MEDIUM_COUNT 256u
+#define SERVER_POOL_LARGE_COUNT 32u
+#define SERVER_POOL_HUGE_COUNT 4u
+/* epoll events handled per wakeup, and connections accepted per listener wakeup. */
+#define SERVER_EVENTS_MAX 256
+#define SERVER_ACCEPT_BURST 64
+/* The longest the loop sleeps, so timeouts are checked at least this often. */
+#define SERVER_TICK_MS 100
+#define SERVER_REQUEST_ID_SIZE 37
+
+enum conn_state {
+	CONN_FREE,
+	CONN_TLS_HANDSHAKE,
+	CONN_DETECT,    /* Plain or ALPN-less TLS: HTTP/1.1 or an h2 prior-knowledge preface? */
+	CONN_HTTP1,
+	CONN_H2,
+};
+
+struct api_server;
+
+struct server_conn {
+	struct api_server *server;
+	enum conn_state state;
+	int fd;
+	uint32_t index;
+	SSL *ssl;                     /* NULL on the plain listener. */
+	bool tls_want_write;          /* OpenSSL needs the socket writable to go on. */
+	bool want_write;              /* Output is waiting for the socket. */
+	bool closing;                 /* Close once the queued output is written. */
+	bool read_paused;             /* Back-pressure: pipeline full or no call free. */
+	bool dirty;                   /* On the server's dirty list (see server_conn_dirty). */
+	struct server_conn *dirty_next;
+	uint32_t epoll_events;
+	uint64_t activity_ns;         /* Last byte moved either way. */
+	uint64_t request_start_ns;    /* First byte of an unfinished HTTP/1.1 request; 0 if none. */
+	char *in;                     /* SERVER_IN_SIZE bytes. */
+	size_t in_used;
+	/* Calls of this connection, oldest first. */
+	struct api_call *calls_head;
+	struct api_call *calls_tail;
+	uint32_t calls_count;
+	struct api_call *reading;     /* HTTP/1.1: the call whose body is arriving. */
+	nghttp2_session *h2;
+	const uint8_t *h2_out;        /* Bytes nghttp2 produced that the socket has not taken. */
+	size_t h2_out_size;
+};
+
+enum call_state {
+	CALL_FREE,
+	CALL_READING,      /* Head and body arriving. */
+	CALL_DISPATCHED,   /* With the Kinesis action (or about to be answered by the server). */
+	CALL_REPLIED,      /* Response ready or being written. */
+};
+
+struct call_span {
+	uint32_t off;
+	uint32_t size;
+};
+
+struct api_call {
+	struct api_server *server;
+	struct server_conn *conn;        /* NULL once detached from a closed connection. */
+	enum call_state state;
+	int32_t stream_id;               /* HTTP/2 stream; 0 on HTTP/1.1. */
+	struct api_call *prev;
+	struct api_call *next;           /* Connection list, or the free list. */
+	/* The request: head fields then body, in one pool buffer, located by offsets. */
+	char *req;
+	size_t req_capacity;
+	size_t req_used;
+	struct call_span method;
+	struct call_span target;
+	uint32_t header_count;
+	struct call_span names[HTTP1_HEADERS_MAX + 8];
+	struct call_span values[HTTP1_HEADERS_MAX + 8];
+	size_t body_off;
+	size_t body_expected;            /* HTTP/1.1 Content-Length. */
+	int refuse_status;               /* HTTP/2: 413/431 noticed while receiving; 0 if none. */
+	bool keep_alive;
+	bool expect_continue;
+	size_t continue_sent;            /* Bytes of "100 Continue" written. */
+	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
+	/* The response. */
+	int status;
+	const char *content_type;
+	char error_type[64];
+	char request_id[SERVER_REQUEST_ID_SIZE];
+	struct api_out out;
+	char head[512];
+	size_t head_size;
+	size_t sent;                     /* Bytes of head + body written (HTTP/1.1) or body (h2). */
+};
+
+struct server_stats {
+	uint64_t connections_accepted;
+	uint64_t connections_refused;
+	uint64_t connections_timed_out;
+	uint64_t requests;
+	uint64_t replies_dropped;        /* The client left before the reply. */
+};
+
+struct api_server {
+	struct sluice_config config;
+	struct kinesis *kinesis;
+	int epoll_fd;
+	int stop_fd;                     /* eventfd: api_server_stop() writes it. */
+	int listen_fd;
+	int tls_listen_fd;               /* -1 without TLS. */
+	int kinesis_fd;                  /* -1 when the actions have no event fd. */
+	SSL_CTX *ssl_ctx;
+	atomic_bool stop;
+	struct server_conn *conns;
+	uint32_t conns_max;
+	uint32_t conns_used;
+	uint32_t *conn_free;             /* Stack of free connection indexes. */
+	uint32_t conn_free_count;
+	char *in_buffers;                /* conns_max x SERVER_IN_SIZE. */
+	struct api_call *calls;
+	uint32_t calls_max;
+	uint32_t calls_used;
+	struct api_call *call_free;
+	struct buf_pool pool;
+	struct sigv4_keys keys;
+	struct server_conn *dirty;
+	uint64_t now_ns;                 /* Monotonic time of the current loop pass. */
+	int64_t date_s;
+	char date[40];                   /* The Date header of this second. */
+	uint64_t rng;                    /* Request ids. */
+	nghttp2_session_callbacks *h2_callbacks;
+	struct server_stats stats;
+};
+
+/* ---- server.c: connections ---- */
+/* Queues `c` for server_conn_service() at the end of the loop pass. */
+void server_conn_dirty(struct server_conn *c);
+/* Closes now: detaches calls the actions hold, frees the others. */
+void server_conn_close(struct server_conn *c);
+/* Receives: bytes read, 0 at end of stream, -EAGAIN, or another -errno. */
+long server_conn_recv(struct server_conn *c, void *buf, size_t size);
+/* Sends a then b (b may be empty): bytes taken, or -EAGAIN, or another -errno. */
+long server_conn_send(struct server_conn *c, const void *a, size_t a_size, const void *b,
+		      size_t b_size);
+
+/* ---- server_call.c: calls ---- */
+struct api_call *server_call_alloc(struct api_server *s, struct server_conn *c);
+void server_call_free(struct api_call *call);
+/* The connection is going away but the action holds `call`: take it off the connection. */
+void server_call_detach(struct api_call *call);
+/* Appends bytes to the request buffer (growing it from the pool). 0 or -ENOBUFS. */
+/* Makes room for `size` more request bytes in one pool buffer. 0 or -ENOBUFS. */
+int server_call_req_reserve(struct api_call *call, size_t size);
+int server_call_req_append(struct api_call *call, const void *data, size_t size,
+			   struct call_span *span_out);
+/* The request is complete: check method/target/type, authenticate, dispatch. */
+void server_call_ready(struct api_call *call);
+/* Replies with an error the server itself decides (no JSON body when `type` is NULL). */
+void server_call_refuse(struct api_call *call, int status, const char *type, const char *message);
+/* Case-insensitive lookup of a request header; NULL when absent. */
+bool server_call_header(const struct api_call *call, const char *lower, const char **value,
+			size_t *size);
+void server_date_update(struct api_server *s, uint64_t real_ns);
+
+/* ---- server_http1.c ---- */
+void http1_conn_readable(struct server_conn *c);
+void http1_conn_service(struct server_conn *c);
+void http1_call_replied(struct api_call *call);
+
+/* ---- http2.c ---- */
+int h2_callbacks_new(nghttp2_session_callbacks **out);
+int h2_conn_open(struct server_conn *c);
+void h2_conn_readable(struct server_conn *c);
+void h2_conn_input(struct server_conn *c, const uint8_t *data, size_t size);
+void h2_conn_service(struct server_conn *c);
+void h2_call_replied(struct api_call *call);
+
+#endif /* SLUICE_CONTROL_SERVER_INTERNAL_H */

@@ -1,0 +1,946 @@
+/*
+ * server: the real API server on a loopback port, driven by real clients
+ * (raw sockets for HTTP/1.1 edge cases; curl, nghttp and h2load for h2c and
+ * TLS), with a test harness at the api.h seam in place of the Kinesis
+ * actions:
+ *
+ *   TARGET ACTION   HARNESS BEHAVIOUR
+ *   ListStreams     replies at once: {"body":<request body>,"key":<access key id>}
+ *   PutRecord       replies from kinesis_poll() LATE_MS later (like a group commit)
+ *   GetRecords      replies at once with base64 of N bytes (N = body as a number)
+ *   anything else   ResourceNotFoundException with a message needing JSON escapes
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "common/clock.h"
+#include "control/api.h"
+#include "control/server_internal.h"
+
+#define LATE_MS 150
+#define LATE_MAX 64
+
+/* ---- The harness at the seam ---- */
+
+struct kinesis {
+	int event_fd;
+	struct api_call *late[LATE_MAX];
+	uint64_t late_due_ns[LATE_MAX];
+	uint32_t late_count;
+	uint32_t dispatched;
+};
+
+static struct kinesis harness;
+
+int
+kinesis_event_fd(const struct kinesis *k)
+{
+	return k->event_fd;
+}
+
+static bool
+target_is(const struct api_request *req, const char *action)
+{
+	size_t prefix = strlen("Kinesis_20131202.");
+
+	return req->target_size == prefix + strlen(action) &&
+	       memcmp(req->target + prefix, action, strlen(action)) == 0;
+}
+
+void
+kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_request *req)
+{
+	struct api_out *out = api_call_out(call);
+
+	k->dispatched++;
+	if (target_is(req, "ListStreams")) {
+		api_out_printf(out, "{\"body\":");
+		api_out_json_string(out, (const char *)req->body, req->body_size);
+		api_out_printf(out, ",\"key\":\"%s\"}", req->access_key_id);
+		api_call_reply(call, 200);
+	} else if (target_is(req, "PutRecord")) {
+		cr_assert_lt(k->late_count, LATE_MAX);
+		k->late[k->late_count] = call;
+		k->late_due_ns[k->late_count++] = clock_mono_ns() + LATE_MS * 1000000ull;
+	} else if (target_is(req, "GetRecords")) {
+		static uint8_t data[16 << 20];
+		char text[32];
+		size_t n;
+
+		snprintf(text, sizeof(text), "%.*s", (int)req->body_size, (const char *)req->body);
+		n = strtoul(text, NULL, 10);
+		cr_assert_leq(n, sizeof(data));
+		memset(data, 0xfb, n);
+		api_out_append(out, "{\"Data\":\"", 9);
+		api_out_base64(out, data, n);
+		api_out_append(out, "\"}", 2);
+		api_call_reply(call, 200);
+	} else {
+		api_call_error(call, 400, "ResourceNotFoundException", "Stream \"%.*s\"\n not found",
+			       (int)req->body_size, (const char *)req->body);
+	}
+}
+
+void
+kinesis_poll(struct kinesis *k, uint64_t now_ns)
+{
+	uint64_t mono = clock_mono_ns();
+	uint64_t value;
+
+	(void)now_ns;
+	if (read(k->event_fd, &value, sizeof(value)) < 0 && errno != EAGAIN)
+		cr_assert_fail("eventfd read");
+	for (uint32_t i = 0; i < k->late_count;) {
+		if (k->late_due_ns[i] > mono) {
+			i++;
+			continue;
+		}
+		api_out_printf(api_call_out(k->late[i]), "{\"SequenceNumber\":\"%u\"}", i);
+		api_call_reply(k->late[i], 200);
+		k->late[i] = k->late[k->late_count - 1];
+		k->late_due_ns[i] = k->late_due_ns[--k->late_count];
+	}
+}
+
+int
+kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
+{
+	uint64_t mono = clock_mono_ns();
+	uint64_t due = UINT64_MAX;
+
+	(void)now_ns;
+	for (uint32_t i = 0; i < k->late_count; i++)
+		if (k->late_due_ns[i] < due)
+			due = k->late_due_ns[i];
+	if (due == UINT64_MAX)
+		return -1;
+	return due <= mono ? 0 : (int)((due - mono) / 1000000u) + 1;
+}
+
+/* ---- The server under test, on its own thread ---- */
+
+static struct sluice_config config;
+static struct api_server *server;
+static pthread_t server_thread;
+static int server_port;
+static char temp_dir[64];
+
+static void *
+server_main(void *arg)
+{
+	(void)arg;
+	cr_assert_eq(api_server_run(server), 0);
+	return NULL;
+}
+
+static int
+free_port(void)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(addr);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int port;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+	port = ntohs(addr.sin_port);
+	close(fd);
+	return port;
+}
+
+static void
+config_for_test(void)
+{
+	memset(&config, 0, sizeof(config));
+	config_defaults(&config);
+	server_port = free_port();
+	snprintf(config.api_listen, sizeof(config.api_listen), "127.0.0.1:%d", server_port);
+	config.connections_max = 16;
+	config.request_body_size_max = 1 << 20;
+	config.idle_timeout_ms = 5000;
+	config.auth = CONFIG_AUTH_OFF;
+}
+
+static void
+server_start(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	memset(&harness, 0, sizeof(harness));
+	harness.event_fd = eventfd(0, EFD_NONBLOCK);
+	cr_assert_eq(api_server_open(&config, &harness, &server), 0);
+	cr_assert_eq(pthread_create(&server_thread, NULL, server_main, NULL), 0);
+}
+
+static void
+server_stop(void)
+{
+	api_server_stop(server);
+	cr_assert_eq(pthread_join(server_thread, NULL), 0);
+	api_server_close(server);
+	close(harness.event_fd);
+	if (temp_dir[0] != '\0') {
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", temp_dir);
+		cr_assert_eq(system(cmd), 0);
+		temp_dir[0] = '\0';
+	}
+}
+
+static void
+setup_default(void)
+{
+	config_for_test();
+	server_start();
+}
+
+/* ---- A raw HTTP/1.1 client ---- */
+
+static int
+client_connect(void)
+{
+	struct sockaddr_in addr = {
+		.sin_family = AF_INET,
+		.sin_port = htons((uint16_t)server_port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0, "connect: %s",
+		     strerror(errno));
+	return fd;
+}
+
+static void
+client_send(int fd, const void *data, size_t size)
+{
+	const char *p = data;
+
+	while (size > 0) {
+		ssize_t n = send(fd, p, size, MSG_NOSIGNAL);
+
+		cr_assert_gt(n, 0, "send: %s", strerror(errno));
+		p += n;
+		size -= (size_t)n;
+	}
+}
+
+static void
+client_send_str(int fd, const char *text)
+{
+	client_send(fd, text, strlen(text));
+}
+
+/* Reads into buf until `needle` appears or the peer closes; returns bytes, -1 on timeout. */
+static long
+client_read_until(int fd, char *buf, size_t cap, size_t used, const char *needle, int timeout_ms)
+{
+	while (used < cap - 1) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		buf[used] = '\0';
+		if (needle != NULL && strstr(buf, needle) != NULL)
+			return (long)used;
+		if (poll(&pfd, 1, timeout_ms) != 1)
+			return -1;
+		n = recv(fd, buf + used, cap - 1 - used, 0);
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+	}
+	buf[used] = '\0';
+	return (long)used;
+}
+
+struct response {
+	int status;
+	char head[2048];
+	char *body;
+	size_t body_size;
+};
+
+static char client_buf[24 << 20];
+static size_t client_buf_used;
+
+/* Reads one response (head + Content-Length body) from fd; leftovers stay buffered. */
+static void
+client_response(int fd, struct response *r)
+{
+	long n = client_read_until(fd, client_buf, sizeof(client_buf), client_buf_used, "\r\n\r\n",
+				   5000);
+	char *end;
+	const char *cl;
+	size_t head_size;
+
+	cr_assert_gt(n, 0, "no response");
+	client_buf_used = (size_t)n;
+	end = strstr(client_buf, "\r\n\r\n");
+	cr_assert_not_null(end, "no head in: %s", client_buf);
+	head_size = (size_t)(end - client_buf) + 4;
+	cr_assert_lt(head_size, sizeof(r->head));
+	memcpy(r->head, client_buf, head_size);
+	r->head[head_size] = '\0';
+	cr_assert_eq(sscanf(r->head, "HTTP/1.1 %d", &r->status), 1, "%s", r->head);
+	cl = strcasestr(r->head, "\r\nContent-Length: ");
+	r->body_size = cl != NULL ? strtoul(cl + 18, NULL, 10) : 0;
+	while (client_buf_used < head_size + r->body_size) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t m;
+
+		cr_assert_eq(poll(&pfd, 1, 5000), 1, "body timeout");
+		m = recv(fd, client_buf + client_buf_used, sizeof(client_buf) - client_buf_used, 0);
+		cr_assert_gt(m, 0, "closed mid-body");
+		client_buf_used += (size_t)m;
+	}
+	r->body = malloc(r->body_size + 1);
+	memcpy(r->body, client_buf + head_size, r->body_size);
+	r->body[r->body_size] = '\0';
+	memmove(client_buf, client_buf + head_size + r->body_size,
+		client_buf_used - head_size - r->body_size);
+	client_buf_used -= head_size + r->body_size;
+}
+
+static void
+response_free(struct response *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+/* True when the server closed the connection (EOF) within timeout_ms. */
+static bool
+client_sees_close(int fd, int timeout_ms)
+{
+	char buf[4096];
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		ssize_t n;
+
+		if (poll(&pfd, 1, timeout_ms) != 1)
+			return false;
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			return true;
+	}
+}
+
+static char *
+request(const char *action, const char *body, const char *extra_headers)
+{
+	static char buf[1 << 16];
+
+	snprintf(buf, sizeof(buf),
+		 "POST / HTTP/1.1\r\n"
+		 "Host: localhost\r\n"
+		 "X-Amz-Target: Kinesis_20131202.%s\r\n"
+		 "Content-Type: application/x-amz-json-1.1\r\n"
+		 "%s"
+		 "Content-Length: %zu\r\n"
+		 "\r\n%s",
+		 action, extra_headers != NULL ? extra_headers : "", strlen(body), body);
+	return buf;
+}
+
+static void
+assert_aws_headers(const struct response *r)
+{
+	const char *id = strcasestr(r->head, "\r\nx-amzn-RequestId: ");
+	unsigned a, b, c, d;
+	unsigned long long e;
+
+	cr_assert_not_null(id, "%s", r->head);
+	cr_assert_eq(sscanf(id + 20, "%8x-%4x-%4x-%4x-%12llx", &a, &b, &c, &d, &e), 5);
+	cr_assert_eq(id[20 + 14], '4', "UUID version 4: %s", r->head);
+	cr_assert_not_null(strcasestr(r->head, "\r\nDate: "), "%s", r->head);
+	cr_assert_not_null(strcasestr(r->head, " GMT\r\n"), "%s", r->head);
+	cr_assert_not_null(strcasestr(r->head, "\r\nContent-Type: "), "%s", r->head);
+	cr_assert_not_null(strcasestr(r->head, "\r\nContent-Length: "), "%s", r->head);
+}
+
+/* ---- HTTP/1.1 ---- */
+
+Test(server, keep_alive_serves_requests_in_turn, .init = setup_default, .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	for (int i = 0; i < 3; i++) {
+		client_send_str(fd, request("ListStreams", "{\"n\":1}", NULL));
+		client_response(fd, &r);
+		cr_assert_eq(r.status, 200, "%s", r.head);
+		assert_aws_headers(&r);
+		cr_assert_not_null(strstr(r.head, "Content-Type: application/x-amz-json-1.1\r\n"));
+		cr_assert_str_eq(r.body, "{\"body\":\"{\\\"n\\\":1}\",\"key\":\"\"}");
+		response_free(&r);
+	}
+	close(fd);
+}
+
+Test(server, pipelined_responses_keep_request_order, .init = setup_default,
+     .fini = server_stop)
+{
+	static char both[8192];
+	int fd = client_connect();
+	struct response r;
+
+	/* The late reply is first: the immediate one must wait behind it. */
+	snprintf(both, sizeof(both), "%s", request("PutRecord", "{}", NULL));
+	strcat(both, request("ListStreams", "{\"second\":true}", NULL));
+	strcat(both, request("Nope", "x", NULL));
+	client_send_str(fd, both);
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(r.body, "{\"SequenceNumber\":\"0\"}");
+	response_free(&r);
+	client_response(fd, &r);
+	cr_assert_str_eq(r.body, "{\"body\":\"{\\\"second\\\":true}\",\"key\":\"\"}");
+	response_free(&r);
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 400);
+	cr_assert_not_null(strstr(r.head, "x-amzn-ErrorType: UnknownOperationException\r\n"));
+	cr_assert_str_eq(r.body, "{\"__type\":\"UnknownOperationException\"}");
+	response_free(&r);
+	close(fd);
+}
+
+Test(server, byte_at_a_time_request, .init = setup_default, .fini = server_stop)
+{
+	const char *text = request("ListStreams", "{\"a\":\"b\"}", NULL);
+	int fd = client_connect();
+	struct response r;
+
+	for (size_t i = 0; text[i] != '\0'; i++)
+		client_send(fd, text + i, 1);
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	close(fd);
+}
+
+Test(server, errors_are_json_with_escapes, .init = setup_default, .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	client_send_str(fd, request("DescribeStream", "a\"b", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 400);
+	cr_assert_str_eq(r.body, "{\"__type\":\"ResourceNotFoundException\",\"message\":"
+			 "\"Stream \\\"a\\\"b\\\"\\n not found\"}");
+	response_free(&r);
+	close(fd);
+}
+
+Test(server, reply_after_the_client_left_is_dropped, .init = setup_default,
+     .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	client_send_str(fd, request("PutRecord", "{}", NULL));
+	usleep(30 * 1000);
+	close(fd);
+	usleep((LATE_MS + 100) * 1000);
+	cr_assert_eq(harness.dispatched, 1);
+	fd = client_connect();
+	client_send_str(fd, request("ListStreams", "{}", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	close(fd);
+	usleep(50 * 1000);  /* The server frees a call just after writing its response. */
+	cr_assert_eq(server->stats.replies_dropped, 1);
+	cr_assert_eq(server->calls_used, 0);
+}
+
+struct route_case {
+	const char *raw;
+	int status;
+	const char *body_prefix;
+};
+
+Test(server, requests_aws_cannot_route_get_aws_answers, .init = setup_default,
+     .fini = server_stop)
+{
+	static const struct route_case cases[] = {
+		{ "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 403,
+		  "<AccessDeniedException>\n  <Message>Unable to determine service/operation" },
+		{ "POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 404,
+		  "<UnknownOperationException/>" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: application/x-amz-json-1.1\r\nContent-Length: 0\r\n\r\n", 400,
+		  "{\"__type\":\"SerializationException\"}" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.Bogus\r\n"
+		  "Content-Type: application/x-amz-json-1.1\r\nContent-Length: 0\r\n\r\n", 400,
+		  "{\"__type\":\"UnknownOperationException\"}" },
+		{ "POST / HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}",
+		  403, "<AccessDeniedException>" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}", 404,
+		  "<UnknownOperationException/>" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 404,
+		  "{\"Output\":{\"__type\":\"com.amazon.coral.service#UnknownOperationException\"" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{", 400,
+		  "{\"Output\":{\"__type\":\"com.amazon.coral.service#SerializationException\"" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 1\r\n\r\n\xa0", 400,
+		  "\xbf\x66__type\x76SerializationException\x67message" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: application/x-amz-json-1.1; charset=utf-8\r\nContent-Length: 2"
+		  "\r\n\r\n{}", 200, "{\"body\":" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}", 404,
+		  "<UnknownOperationException/>" },
+	};
+	int fd = client_connect();
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct response r;
+
+		client_send_str(fd, cases[i].raw);
+		client_response(fd, &r);
+		cr_assert_eq(r.status, cases[i].status, "case %zu: %s", i, r.head);
+		cr_assert(strncmp(r.body, cases[i].body_prefix, strlen(cases[i].body_prefix)) == 0,
+			  "case %zu: %s", i, r.body);
+		assert_aws_headers(&r);
+		response_free(&r);
+	}
+	close(fd);
+}
+
+static void
+expect_refusal_then_close(const char *raw, size_t size, int status)
+{
+	int fd = client_connect();
+	struct response r;
+
+	client_send(fd, raw, size);
+	client_response(fd, &r);
+	cr_assert_eq(r.status, status, "%s", r.head);
+	cr_assert_not_null(strstr(r.head, "Connection: close\r\n"), "%s", r.head);
+	assert_aws_headers(&r);
+	response_free(&r);
+	cr_assert(client_sees_close(fd, 2000));
+	close(fd);
+	client_buf_used = 0;
+}
+
+Test(server, limits_are_answered_and_close, .init = setup_default, .fini = server_stop)
+{
+	static char big[HTTP1_HEAD_SIZE_MAX + 256];
+	int n;
+
+	expect_refusal_then_close("POST / HTTP/1.1\r\nBad Header: x\r\n\r\n", 35, 400);
+	expect_refusal_then_close("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+				  52, 411);
+	expect_refusal_then_close("POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", 44, 413);
+	expect_refusal_then_close("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2"
+				  "\r\n\r\n", 55, 400);
+	n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nX-Pad: ");
+	memset(big + n, 'p', HTTP1_HEAD_SIZE_MAX);
+	memcpy(big + n + HTTP1_HEAD_SIZE_MAX, "\r\n\r\n", 4);
+	expect_refusal_then_close(big, (size_t)n + HTTP1_HEAD_SIZE_MAX + 4, 431);
+}
+
+Test(server, body_at_the_limit_is_served, .init = setup_default, .fini = server_stop)
+{
+	static char body[(1 << 20) + 1];
+	static char head[512];
+	int fd = client_connect();
+	struct response r;
+
+	memset(body, 'z', 1 << 20);
+	body[0] = '"';
+	body[(1 << 20) - 1] = '"';
+	snprintf(head, sizeof(head), "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams"
+		 "\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %d\r\n\r\n",
+		 1 << 20);
+	client_send_str(fd, head);
+	client_send(fd, body, 1 << 20);
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_gt(r.body_size, 1 << 20);
+	response_free(&r);
+	close(fd);
+}
+
+Test(server, large_response_streams_out, .init = setup_default, .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	/* 10 MiB of data: 13.3 MiB of base64, the GetRecords worst case. */
+	client_send_str(fd, request("GetRecords", "10485760", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_eq(r.body_size, 9 + (10485760 + 2) / 3 * 4 + 2);
+	cr_assert_eq(memcmp(r.body + 9, "+/v7", 4), 0);
+	response_free(&r);
+	close(fd);
+}
+
+Test(server, expect_100_continue, .init = setup_default, .fini = server_stop)
+{
+	char buf[256];
+	int fd = client_connect();
+	struct response r;
+	long n;
+
+	client_send_str(fd, "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+			"Content-Type: application/x-amz-json-1.1\r\nExpect: 100-continue\r\n"
+			"Content-Length: 2\r\n\r\n");
+	n = client_read_until(fd, buf, sizeof(buf), 0, "\r\n\r\n", 2000);
+	cr_assert_gt(n, 0);
+	cr_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+	client_send_str(fd, "{}");
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	close(fd);
+}
+
+/* ---- Timeouts and the connection cap ---- */
+
+static void
+setup_short_timeout(void)
+{
+	config_for_test();
+	config.idle_timeout_ms = 300;
+	server_start();
+}
+
+Test(server, idle_connection_is_closed, .init = setup_short_timeout, .fini = server_stop)
+{
+	int fd = client_connect();
+	uint64_t start = clock_mono_ns();
+
+	cr_assert(client_sees_close(fd, 2000));
+	cr_assert_geq(clock_mono_ns() - start, 250 * 1000000ull);
+	close(fd);
+}
+
+Test(server, slow_client_is_closed_mid_request, .init = setup_short_timeout,
+     .fini = server_stop)
+{
+	const char *text = request("ListStreams", "{}", NULL);
+	int fd = client_connect();
+	bool closed = false;
+
+	/* One byte every 50 ms keeps the connection busy but never finishes the head. */
+	for (int i = 0; i < 40 && !closed; i++) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+		if (send(fd, text + i, 1, MSG_NOSIGNAL) != 1)
+			closed = true;
+		else if (poll(&pfd, 1, 50) == 1)
+			closed = client_sees_close(fd, 100);
+	}
+	cr_assert(closed);
+	close(fd);
+}
+
+Test(server, waiting_on_a_late_reply_is_not_idle, .init = setup_short_timeout,
+     .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	harness.late_count = 0;
+	client_send_str(fd, request("PutRecord", "{}", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	close(fd);
+}
+
+static void
+setup_four_connections(void)
+{
+	config_for_test();
+	config.connections_max = 4;
+	server_start();
+}
+
+Test(server, connections_beyond_the_cap_are_refused, .init = setup_four_connections,
+     .fini = server_stop)
+{
+	int fds[4];
+	int extra;
+	struct response r;
+
+	for (int i = 0; i < 4; i++) {
+		fds[i] = client_connect();
+		client_send_str(fds[i], request("ListStreams", "{}", NULL));
+		client_response(fds[i], &r);
+		response_free(&r);
+	}
+	extra = client_connect();
+	cr_assert(client_sees_close(extra, 2000));
+	close(extra);
+	cr_assert_eq(server->stats.connections_refused, 1);
+	client_send_str(fds[3], request("ListStreams", "{}", NULL));
+	client_response(fds[3], &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	close(fds[0]);
+	usleep(100 * 1000);
+	extra = client_connect();
+	client_send_str(extra, request("ListStreams", "{}", NULL));
+	client_response(extra, &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	for (int i = 1; i < 4; i++)
+		close(fds[i]);
+	close(extra);
+}
+
+/* ---- Authentication ---- */
+
+static void
+setup_sigv4(void)
+{
+	config_for_test();
+	config.auth = CONFIG_AUTH_SIGV4;
+	snprintf(config.access_keys, sizeof(config.access_keys), "AKIDTEST:secret-test-key");
+	server_start();
+}
+
+static void
+setup_presence(void)
+{
+	config_for_test();
+	config.auth = CONFIG_AUTH_PRESENCE;
+	server_start();
+}
+
+Test(server, presence_mode_needs_an_authorization_header, .init = setup_presence,
+     .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	client_send_str(fd, request("ListStreams", "{}", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 400);
+	cr_assert_str_eq(r.body, "{\"__type\":\"MissingAuthenticationTokenException\","
+			 "\"message\":\"Missing Authentication Token\"}");
+	response_free(&r);
+	client_send_str(fd, request("ListStreams", "{}", "Authorization: AWS4-HMAC-SHA256 "
+				    "Credential=AKIDX/20260101/us-east-1/kinesis/aws4_request, "
+				    "SignedHeaders=host, Signature=00\r\n"));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_not_null(strstr(r.body, "\"key\":\"AKIDX\""), "%s", r.body);
+	response_free(&r);
+	close(fd);
+}
+
+/* Signs a ListStreams request with botocore now, as the AWS CLI would; prints the headers. */
+static void
+botocore_sign(const char *key_id, const char *secret, char *headers, size_t cap)
+{
+	char cmd[2048];
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd),
+		 "/usr/bin/python3 -c '"
+		 "from botocore.auth import SigV4Auth\n"
+		 "from botocore.awsrequest import AWSRequest\n"
+		 "from botocore.credentials import Credentials\n"
+		 "r = AWSRequest(method=\"POST\", url=\"http://127.0.0.1:%d/\", data=b\"{}\", "
+		 "headers={\"X-Amz-Target\": \"Kinesis_20131202.ListStreams\", "
+		 "\"Content-Type\": \"application/x-amz-json-1.1\"})\n"
+		 "SigV4Auth(Credentials(\"%s\", \"%s\"), \"kinesis\", \"us-east-1\").add_auth(r)\n"
+		 "p = r.prepare()\n"
+		 "print(\"Host: 127.0.0.1:%d\\r\\n\" + \"\".join(\"%%s: %%s\\r\\n\" %% (k, v) for k, v in p.headers.items() "
+		 "if k not in (\"Content-Length\",)), end=\"\")'",
+		 server_port, key_id, secret, server_port);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	n = fread(headers, 1, cap - 1, p);
+	headers[n] = '\0';
+	cr_assert_eq(pclose(p), 0, "botocore signer failed");
+}
+
+Test(server, sigv4_right_keys_pass_wrong_keys_fail, .init = setup_sigv4, .fini = server_stop)
+{
+	static char headers[4096];
+	static char raw[8192];
+	int fd = client_connect();
+	struct response r;
+
+	botocore_sign("AKIDTEST", "secret-test-key", headers, sizeof(headers));
+	snprintf(raw, sizeof(raw), "POST / HTTP/1.1\r\n%sContent-Length: 2\r\n\r\n{}", headers);
+	client_send_str(fd, raw);
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert_not_null(strstr(r.body, "\"key\":\"AKIDTEST\""), "%s", r.body);
+	response_free(&r);
+	botocore_sign("AKIDTEST", "wrong-secret", headers, sizeof(headers));
+	snprintf(raw, sizeof(raw), "POST / HTTP/1.1\r\n%sContent-Length: 2\r\n\r\n{}", headers);
+	client_send_str(fd, raw);
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 400);
+	cr_assert(strncmp(r.body, "{\"__type\":\"InvalidSignatureException\",\"message\":\"The "
+			  "request signature we calculated does not match", 90) == 0, "%s", r.body);
+	cr_assert_not_null(strstr(r.head, "x-amzn-ErrorType: InvalidSignatureException\r\n"));
+	response_free(&r);
+	botocore_sign("AKIDOTHER", "secret-test-key", headers, sizeof(headers));
+	snprintf(raw, sizeof(raw), "POST / HTTP/1.1\r\n%sContent-Length: 2\r\n\r\n{}", headers);
+	client_send_str(fd, raw);
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 400);
+	cr_assert_str_eq(r.body, "{\"__type\":\"UnrecognizedClientException\",\"message\":"
+			 "\"The security token included in the request is invalid.\"}");
+	response_free(&r);
+	close(fd);
+}
+
+/* ---- HTTP/2 and TLS through real clients ---- */
+
+/* Runs a shell command; returns its stdout (static buffer) and requires exit status 0. */
+static const char *
+run(const char *cmd)
+{
+	static char out[1 << 16];
+	FILE *p = popen(cmd, "r");
+	size_t n;
+
+	cr_assert_not_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	cr_assert_eq(pclose(p), 0, "command failed: %s\noutput: %s", cmd, out);
+	return out;
+}
+
+#define CURL_KINESIS(action) "curl -sS --max-time 5 -H 'X-Amz-Target: Kinesis_20131202." \
+	action "' -H 'Content-Type: application/x-amz-json-1.1' "
+
+Test(server, h2c_prior_knowledge_with_curl, .init = setup_default, .fini = server_stop)
+{
+	char cmd[512];
+	const char *out;
+
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("ListStreams") "--http2-prior-knowledge -i "
+		 "--data-binary '{\"h\":2}' http://127.0.0.1:%d/", server_port);
+	out = run(cmd);
+	cr_assert(strncmp(out, "HTTP/2 200", 10) == 0, "%s", out);
+	cr_assert_not_null(strstr(out, "x-amzn-requestid: "), "%s", out);
+	cr_assert_not_null(strstr(out, "date: "), "%s", out);
+	cr_assert_not_null(strstr(out, "content-type: application/x-amz-json-1.1"), "%s", out);
+	cr_assert_not_null(strstr(out, "{\"body\":\"{\\\"h\\\":2}\",\"key\":\"\"}"), "%s", out);
+	/* A late reply over HTTP/2. */
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("PutRecord") "--http2-prior-knowledge "
+		 "--data-binary '{}' http://127.0.0.1:%d/", server_port);
+	cr_assert_str_eq(run(cmd), "{\"SequenceNumber\":\"0\"}");
+	/* A large response through HTTP/2 flow control. */
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("GetRecords") "--http2-prior-knowledge "
+		 "--data-binary '3000000' -o /dev/null -w '%%{http_code} %%{size_download}' "
+		 "http://127.0.0.1:%d/", server_port);
+	cr_assert_str_eq(run(cmd), "200 4000011");
+	/* Errors keep their type header. */
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("Bogus") "--http2-prior-knowledge -i "
+		 "--data-binary '{}' http://127.0.0.1:%d/", server_port);
+	out = run(cmd);
+	cr_assert(strncmp(out, "HTTP/2 400", 10) == 0, "%s", out);
+	cr_assert_not_null(strstr(out, "x-amzn-errortype: UnknownOperationException"), "%s", out);
+}
+
+Test(server, h2c_many_concurrent_streams_with_h2load, .init = setup_default,
+     .fini = server_stop)
+{
+	char cmd[1024];
+	const char *out;
+
+	snprintf(temp_dir, sizeof(temp_dir), "/tmp/sluice-server-XXXXXX");
+	cr_assert_not_null(mkdtemp(temp_dir));
+	snprintf(cmd, sizeof(cmd), "printf '{}' > %s/body && h2load -n 300 -c 2 -m 16 "
+		 "-d %s/body -H 'x-amz-target: Kinesis_20131202.PutRecord' "
+		 "-H 'content-type: application/x-amz-json-1.1' http://127.0.0.1:%d/",
+		 temp_dir, temp_dir, server_port);
+	out = run(cmd);
+	cr_assert_not_null(strstr(out, "300 succeeded, 0 failed"), "%s", out);
+	cr_assert_not_null(strstr(out, "status codes: 300 2xx"), "%s", out);
+	snprintf(cmd, sizeof(cmd), "nghttp -n -m 20 -d %s/body "
+		 "-H 'x-amz-target: Kinesis_20131202.ListStreams' "
+		 "-H 'content-type: application/x-amz-json-1.1' -s http://127.0.0.1:%d/",
+		 temp_dir, server_port);
+	out = run(cmd);
+	/* One line per stream of the 20, each with status 200 and a 22-byte body. */
+	{
+		int count = 0;
+
+		for (const char *p = out; (p = strstr(p, "  200   22 /")) != NULL; p++)
+			count++;
+		cr_assert_eq(count, 20, "%s", out);
+	}
+}
+
+static int tls_port;
+
+static void
+setup_tls(void)
+{
+	char cmd[1024];
+
+	config_for_test();
+	snprintf(temp_dir, sizeof(temp_dir), "/tmp/sluice-server-XXXXXX");
+	cr_assert_not_null(mkdtemp(temp_dir));
+	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+		 "-nodes -keyout %s/key.pem -out %s/cert.pem -days 1 -subj /CN=localhost "
+		 "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null", temp_dir,
+		 temp_dir);
+	cr_assert_eq(system(cmd), 0);
+	tls_port = free_port();
+	snprintf(config.tls_listen, sizeof(config.tls_listen), "127.0.0.1:%d", tls_port);
+	snprintf(config.tls_cert, sizeof(config.tls_cert), "%s/cert.pem", temp_dir);
+	snprintf(config.tls_key, sizeof(config.tls_key), "%s/key.pem", temp_dir);
+	server_start();
+}
+
+Test(server, tls_alpn_h2_and_http11_with_verified_certificate, .init = setup_tls,
+     .fini = server_stop)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("PutRecord") "--cacert %s/cert.pem --http2 "
+		 "--data-binary '{}' -w ' %%{http_code} %%{http_version}' "
+		 "https://localhost:%d/", temp_dir, tls_port);
+	cr_assert_str_eq(run(cmd), "{\"SequenceNumber\":\"0\"} 200 2");
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("ListStreams") "--cacert %s/cert.pem --http1.1 "
+		 "--data-binary '{}' -w ' %%{http_code} %%{http_version}' "
+		 "https://localhost:%d/", temp_dir, tls_port);
+	cr_assert_str_eq(run(cmd), "{\"body\":\"{}\",\"key\":\"\"} 200 1.1");
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("GetRecords") "--cacert %s/cert.pem --http1.1 "
+		 "--data-binary '5000000' -o /dev/null -w '%%{http_code} %%{size_download}' "
+		 "https://localhost:%d/", temp_dir, tls_port);
+	cr_assert_str_eq(run(cmd), "200 6666679");
+	/* TLS 1.1 is refused. */
+	snprintf(cmd, sizeof(cmd), "curl -s -k --tls-max 1.1 https://localhost:%d/ "
+		 "|| echo refused", tls_port);
+	cr_assert_str_eq(run(cmd), "refused\n");
+	/* The plain port still speaks both. */
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("ListStreams") "--data-binary '{}' "
+		 "http://127.0.0.1:%d/", server_port);
+	cr_assert_str_eq(run(cmd), "{\"body\":\"{}\",\"key\":\"\"}");
+}
