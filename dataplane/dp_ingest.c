@@ -495,7 +495,12 @@ dp_ingest_is_idle(const struct dp_worker *w)
 {
 	const struct dp_ingest *ing = &w->ingest;
 
-	return ing->open_count == 0 && ing->in_flight == 0 && ing->retry_count == 0;
+	/*
+	 * Batches in flight do not keep a worker awake: their completions wait in
+	 * the producer ring, and an ACK at most idle_sleep_us late is the price
+	 * of idling (production polls flat out: idle_polls = 0).
+	 */
+	return ing->open_count == 0 && ing->retry_count == 0;
 }
 
 void
@@ -504,7 +509,7 @@ dp_ingest_drain(struct dp_worker *w)
 	uint64_t deadline = rte_rdtsc() + 2 * w->dp->tsc_hz;
 
 	dp_stage_flush(w, rte_rdtsc(), true);
-	while (!dp_ingest_is_idle(w) && rte_rdtsc() < deadline) {
+	while ((!dp_ingest_is_idle(w) || w->ingest.in_flight > 0) && rte_rdtsc() < deadline) {
 		dp_stage_refill(w);
 		dp_stage_completions(w);
 		dp_worker_tx_flush(w);

@@ -122,7 +122,7 @@ void dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const u
 			uint32_t size, uint64_t now_tsc);
 /* Completions -> ACKs, aged batches -> log, spare refill. Returns the work done. */
 uint32_t dp_ingest_poll(struct dp_worker *w, uint64_t now_tsc);
-/* Nothing staged and nothing in flight: the worker may sleep. */
+/* Nothing staged or waiting to be submitted: the worker may sleep. */
 bool dp_ingest_is_idle(const struct dp_worker *w);
 /* At stop: submits what is staged and waits (bounded) for its completions. */
 void dp_ingest_drain(struct dp_worker *w);

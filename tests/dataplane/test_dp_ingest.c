@@ -243,6 +243,9 @@ Test(dp_ingest, acks_one_record_when_durable)
 	cr_assert_eq(dp_test_counter(DP_FRAMES_ACCEPTED), 1);
 	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 1);
 	cr_assert_eq(dp_test_counter(DP_ACKS_SENT), 1);
+	dp_test_poll();
+	cr_assert(dp_ingest_is_idle(&dp_test->workers[0]), "an idle worker may sleep");
+	cr_assert_eq(dp_test->workers[0].ingest.in_flight, 0);
 }
 
 Test(dp_ingest, acks_every_record_of_a_multi_record_frame)

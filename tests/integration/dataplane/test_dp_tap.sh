@@ -19,7 +19,9 @@ command -v nft >/dev/null || { echo "SKIP: no nft"; exit 77; }
 tmp=$(mktemp -d)
 ns=sluice-dpt-$$
 tap=sdpt$$
-records=${DP_TAP_RECORDS:-20000}
+records=${DP_TAP_RECORDS:-100000}
+chaos_records=${DP_TAP_CHAOS_RECORDS:-30000}
+workers=${DP_TAP_WORKERS:-2}
 pid=""
 cleanup() {
 	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
@@ -30,7 +32,7 @@ trap cleanup EXIT
 
 ip netns add "$ns" || fail "ip netns add"
 ip -n "$ns" link set lo up
-ip netns exec "$ns" "$ingestd" --dir "$tmp/log" --vdev "net_tap0,iface=$tap" --shards 4 \
+ip netns exec "$ns" "$ingestd" --dir "$tmp/log" --vdev "net_tap0,iface=$tap" --shards 4 --workers "$workers" \
 	--ledger "$tmp/ledger" >"$tmp/out" 2>&1 &
 pid=$!
 wait_for_line "$tmp/out" "dp_ingestd: ready" 30 || fail "dp_ingestd not ready: $(cat "$tmp/out")"
@@ -58,7 +60,7 @@ table ip sluice_chaos {
 	}
 }
 EOF2
-ip netns exec "$ns" "$sender" -n "$records" -k 12 -s 3 -l "$tmp/ledger.2" -t 90 >"$tmp/chaos" ||
+ip netns exec "$ns" "$sender" -n "$chaos_records" -k 12 -s 3 -l "$tmp/ledger.2" -t 90 >"$tmp/chaos" ||
 	fail "run under drop/dup: $(cat "$tmp/chaos")"
 cat "$tmp/chaos"
 grep -q ' 0 retransmits' "$tmp/chaos" && fail "the drop rule did not drop anything"
@@ -70,7 +72,7 @@ wait "$pid"; rc=$?
 pid=""
 cat "$tmp/out"
 [ $rc = 0 ] || fail "dp_ingestd exit $rc"
-grep -q "verified $((records * 2 + 12)) ledger records, 0 problems" "$tmp/out" ||
+grep -q "verified $((records + chaos_records + 12)) ledger records, 0 problems" "$tmp/out" ||
 	fail "verification"
 grep -q "dp-stat arp_replies" "$tmp/out" || fail "no ARP reply counted"
 grep -q "dp-stat icmp_echo_replies 3" "$tmp/out" || fail "no ICMP echo replies counted"
