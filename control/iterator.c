@@ -15,7 +15,7 @@
 #include "control/kinesis.h"
 
 #define ITERATOR_MAC_SIZE 32
-#define ITERATOR_FIXED_SIZE 53
+#define ITERATOR_FIXED_SIZE 49
 #define TOKEN_FIXED_SIZE 37
 #define ITERATOR_BINARY_MAX (ITERATOR_FIXED_SIZE + ITERATOR_NAME_SIZE_MAX + ITERATOR_MAC_SIZE)
 
@@ -101,8 +101,8 @@ iterator_encode(const uint8_t secret[ITERATOR_SECRET_SIZE], const struct iterato
 	put_be(bin + 24, it->stream_id, 4);
 	put_be(bin + 28, it->incarnation, 8);
 	put_be(bin + 36, it->shard_index, 4);
-	put_be(bin + 44, it->seq, 8);
-	bin[52] = it->name_size;
+	put_be(bin + 40, it->seq, 8);
+	bin[48] = it->name_size;
 	memcpy(bin + ITERATOR_FIXED_SIZE, it->name, it->name_size);
 	return iterator_seal(secret, bin, ITERATOR_FIXED_SIZE + it->name_size, buf);
 }
@@ -121,8 +121,8 @@ iterator_decode(const uint8_t secret[ITERATOR_SECRET_SIZE], const char *text, si
 	it_out->stream_id = (uint32_t)get_be(bin + 24, 4);
 	it_out->incarnation = get_be(bin + 28, 8);
 	it_out->shard_index = (uint32_t)get_be(bin + 36, 4);
-	it_out->seq = get_be(bin + 44, 8);
-	it_out->name_size = bin[52];
+	it_out->seq = get_be(bin + 40, 8);
+	it_out->name_size = bin[48];
 	memcpy(it_out->name, bin + ITERATOR_FIXED_SIZE, it_out->name_size);
 	it_out->name[it_out->name_size] = '\0';
 	return 0;

@@ -12,12 +12,12 @@
  *       28     8  incarnation   random per CreateStream: a re-created stream
  *                               of the same name refuses old iterators
  *       36     4  shard_index
- *       44     8  seq           next log sequence number to read (inclusive)
- *       52     1  name_size     1 .. 128
- *       53     n  stream name   (error messages name the stream)
- *     53+n    32  HMAC-SHA256(secret, bytes 0 .. 53+n)
+ *       40     8  seq           next log sequence number to read (inclusive)
+ *       48     1  name_size     1 .. 128
+ *       49     n  stream name   (error messages name the stream)
+ *     49+n    32  HMAC-SHA256(secret, bytes 0 .. 49+n)
  *
- * At most 213 bytes: 284 base64 characters (AWS allows 512).
+ * At most 209 bytes: 280 base64 characters (AWS allows 512).
  *
  * A NextToken (ListShards, ListStreams) is the same idea with a smaller body:
  *   prefix 00..02 (8), issued_ms (8), stream_id (4), incarnation (8),

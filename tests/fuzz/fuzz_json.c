@@ -1,0 +1,193 @@
+/*
+ * fuzz_json: arbitrary request bodies through kinesis_dispatch() for every
+ * action, over a real log and SQLite in a temp dir. Every request must get
+ * exactly one reply whose body is JSON, and nothing may crash or leak.
+ * The first input byte picks the action; the rest is the body.
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/clock.h"
+#include "control/api.h"
+#include "control/kinesis.h"
+#include "nvme-log/log.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct api_call {
+	struct api_out out;
+	int replies;
+	int status;
+};
+
+/* A plain growable api_out: the fuzzer judges the actions, not the server's buffers. */
+static void
+fuzz_out_reserve(struct api_out *out, size_t extra)
+{
+	size_t want = out->size + extra + 1;
+
+	if (want <= out->capacity)
+		return;
+	if (want > out->capacity_max) {
+		out->overflow = true;
+		return;
+	}
+	out->capacity = want * 2 < out->capacity_max ? want * 2 : out->capacity_max;
+	out->data = realloc(out->data, out->capacity);
+	if (out->data == NULL)
+		abort();
+}
+
+void
+api_out_append(struct api_out *out, const void *data, size_t size)
+{
+	fuzz_out_reserve(out, size);
+	if (out->overflow)
+		return;
+	memcpy(out->data + out->size, data, size);
+	out->size += size;
+}
+
+void
+api_out_printf(struct api_out *out, const char *fmt, ...)
+{
+	char buf[65536];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		abort(); /* The actions print bounded pieces. */
+	api_out_append(out, buf, (size_t)n);
+}
+
+void
+api_out_base64(struct api_out *out, const void *data, size_t size)
+{
+	char *text = malloc((size + 2) / 3 * 4 + 1);
+
+	if (text == NULL)
+		abort();
+	api_out_append(out, text, kinesis_base64_encode(data, size, text));
+	free(text);
+}
+
+void
+api_out_json_string(struct api_out *out, const char *text, size_t size)
+{
+	api_out_append(out, "\"", 1);
+	for (size_t i = 0; i < size; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '"' || c == '\\')
+			api_out_append(out, "\\", 1);
+		if (c < 0x20)
+			api_out_printf(out, "\\u%04x", c);
+		else
+			api_out_append(out, &text[i], 1);
+	}
+	api_out_append(out, "\"", 1);
+}
+
+struct api_out *
+api_call_out(struct api_call *call)
+{
+	return &call->out;
+}
+
+void
+api_call_reply(struct api_call *call, int http_status)
+{
+	call->replies++;
+	call->status = http_status;
+}
+
+void
+api_call_error(struct api_call *call, int http_status, const char *type, const char *fmt, ...)
+{
+	call->out.size = 0;
+	api_out_printf(&call->out, "{\"__type\":\"%s\",\"message\":\"-\"}", type);
+	(void)fmt;
+	api_call_reply(call, http_status);
+}
+
+static const char *const fuzz_actions[] = {
+	"CreateStream", "DeleteStream", "DescribeStream", "DescribeStreamSummary", "ListStreams",
+	"ListShards", "PutRecord", "PutRecords", "GetShardIterator", "GetRecords",
+	"IncreaseStreamRetentionPeriod", "DecreaseStreamRetentionPeriod", "AddTagsToStream",
+	"ListTagsForStream", "RemoveTagsFromStream", "DescribeLimits", "UpdateStreamMode",
+	"SplitShard", "Nope",
+};
+
+static struct log *fuzz_log;
+static struct kinesis *fuzz_k;
+
+static void
+fuzz_open(void)
+{
+	static char dir[] = "/tmp/sluice-fuzz-json-XXXXXX";
+	static char log_dir[64];
+	struct sluice_config config;
+	struct log_config lc;
+
+	if (mkdtemp(dir) == NULL)
+		abort();
+	snprintf(log_dir, sizeof(log_dir), "%s/log", dir);
+	config_defaults(&config);
+	snprintf(config.data_dir, sizeof(config.data_dir), "%s", dir);
+	config.stream_status_delay_ms = 0;
+	log_config_default(&lc);
+	lc.dir_path = log_dir;
+	lc.segment_size = 8u << 20;
+	if (log_open(&lc, &fuzz_log) != 0 || kinesis_open(&config, fuzz_log, &fuzz_k) != 0)
+		abort();
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char target[64];
+	struct api_call call = { .replies = 0 };
+	struct api_request req = { .content_type = "application/x-amz-json-1.1",
+				   .request_id = "fuzz", .access_key_id = "" };
+	cJSON *json;
+
+	if (fuzz_k == NULL)
+		fuzz_open();
+	if (size == 0)
+		return 0;
+	snprintf(target, sizeof(target), "Kinesis_20131202.%s",
+		 fuzz_actions[data[0] % (sizeof(fuzz_actions) / sizeof(fuzz_actions[0]))]);
+	req.target = target;
+	req.target_size = strlen(target);
+	req.content_type_size = strlen(req.content_type);
+	req.body = data + 1;
+	req.body_size = size - 1;
+	req.now_ns = clock_real_ns();
+	call.out.capacity_max = 32u << 20;
+	kinesis_dispatch(fuzz_k, &call, &req);
+	for (int i = 0; call.replies == 0 && i < 100000; i++) {
+		kinesis_poll(fuzz_k, clock_real_ns());
+		if (call.replies == 0)
+			usleep(100);
+	}
+	if (call.replies != 1)
+		abort();
+	if (call.out.size > 0) {
+		json = cJSON_ParseWithLength(call.out.data, call.out.size);
+		if (json == NULL)
+			abort();
+		cJSON_Delete(json);
+	}
+	free(call.out.data);
+	return 0;
+}
