@@ -520,7 +520,7 @@ bench_print_text(const struct bench *b, const struct bench_result *r)
 
 		cli_format_ns(value, sizeof(value),
 			      (double)cli_hist_percentile(&b->run, bench_percentiles[i]));
-		printf(" %s %s", bench_percentile_names[i], value);
+		printf("%s %s %s", i == 0 ? "" : ",", bench_percentile_names[i], value);
 	}
 	printf("  (from the scheduled send time)\n");
 }
