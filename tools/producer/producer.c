@@ -1,0 +1,498 @@
+/*
+ * producer.c - libsluice's batches: configuration, lanes, sealing, retry
+ * timers and completions. Sockets and poll() live in producer_net.c.
+ *
+ * A batch's life: EMPTY -> OPEN (records added) -> FLYING (sealed with the
+ * next batch_seq; sent, resent on its timer) -> EMPTY (ACK or final NACK:
+ * every record completed). A released batch still being written to a TCP
+ * socket stays DRAINING until its last byte is out, so its buffer is not
+ * reused under the writer.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "common/base.h"
+#include "common/clock.h"
+#include "common/crc32c.h"
+#include "common/hashkey.h"
+#include "tools/producer/producer_int.h"
+
+void
+sluice_producer_config_default(struct sluice_producer_config *config,
+			       enum sluice_transport transport)
+{
+	bool udp = transport == SLUICE_TRANSPORT_UDP;
+
+	memset(config, 0, sizeof(*config));
+	config->transport = transport;
+	config->ack_mode = FRAME_ACK_DURABLE;
+	config->hash_keys = true;
+	config->lanes = FRAME_DEDUP_WINDOW;
+	config->batch_records_max = FRAME_RECORDS_MAX;
+	/* UDP: one unfragmented datagram on a 1500-byte MTU; TCP: any legal record fits. */
+	config->batch_size_max = udp ? 1472u : FRAME_SIZE_MAX;
+	config->linger_us = 2000;
+	config->ack_timeout_ms = udp ? 100u : 1000u;
+	config->backoff_max_ms = 2000;
+	config->retries_max = 10;
+}
+
+static uint32_t
+batch_head_size(const struct sluice_producer_config *config)
+{
+	return FRAME_RECORDS_HEADER_SIZE + (uint32_t)strlen(config->stream_name) +
+	       (config->auth_key != NULL ? FRAME_AUTH_SIZE : 0);
+}
+
+static bool
+config_valid(const struct sluice_producer_config *c)
+{
+	if (c->host == NULL || c->port == 0 || c->on_complete == NULL || c->stream_name == NULL)
+		return false;
+	if (!frame_stream_name_valid(c->stream_name, strlen(c->stream_name)))
+		return false;
+	if (c->transport != SLUICE_TRANSPORT_UDP && c->transport != SLUICE_TRANSPORT_TCP)
+		return false;
+	if (c->ack_mode > FRAME_ACK_DURABLE || c->lanes < 1 || c->lanes > FRAME_DEDUP_WINDOW)
+		return false;
+	if (c->batch_records_max < 1 || c->batch_records_max > FRAME_RECORDS_MAX)
+		return false;
+	if (c->batch_size_max > FRAME_SIZE_MAX ||
+	    (c->transport == SLUICE_TRANSPORT_UDP && c->batch_size_max > PRODUCER_UDP_PAYLOAD_MAX))
+		return false;
+	/* At least one record of a one-byte key must fit. */
+	if (c->batch_size_max < batch_head_size(c) + frame_record_encoded_size(1, 0, 0))
+		return false;
+	if (c->ack_timeout_ms == 0 || c->retries_max == 0 || c->backoff_max_ms < c->ack_timeout_ms)
+		return false;
+	if (c->auth_key != NULL && (c->auth_key->key_size < FRAME_AUTH_KEY_SIZE_MIN ||
+				    c->auth_key->key_size > FRAME_AUTH_KEY_SIZE_MAX))
+		return false;
+	return true;
+}
+
+static void
+producer_free(struct sluice_producer *producer)
+{
+	for (uint32_t l = 0; l < FRAME_DEDUP_WINDOW; l++) {
+		for (int i = 0; i < 2; i++) {
+			free(producer->lanes[l].batches[i].frame);
+			free(producer->lanes[l].batches[i].tags);
+		}
+	}
+	free(producer);
+}
+
+/* Identity: a random id, and an epoch that grows across restarts of the same id. */
+static void
+producer_identity(struct sluice_producer *producer)
+{
+	while (producer->config.producer_id == 0) {
+		if (getrandom(&producer->config.producer_id, sizeof(uint64_t), 0) !=
+		    (ssize_t)sizeof(uint64_t))
+			producer->config.producer_id = clock_real_ns() ^ clock_mono_ns();
+	}
+	if (producer->config.producer_epoch == 0)
+		producer->config.producer_epoch = (uint32_t)(clock_real_ns() / 1000000000u);
+	producer->rng = producer->config.producer_id | 1;
+	producer->stats.producer_id = producer->config.producer_id;
+	producer->stats.producer_epoch = producer->config.producer_epoch;
+}
+
+int
+sluice_producer_open(const struct sluice_producer_config *config,
+		     struct sluice_producer **producer_out)
+{
+	struct sluice_producer *p;
+	int err;
+
+	if (!config_valid(config))
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	p->config = *config;
+	strcpy(p->stream_name, config->stream_name);
+	p->config.stream_name = p->stream_name;
+	if (config->auth_key != NULL) {
+		p->auth_key = *config->auth_key;
+		p->auth = true;
+	}
+	p->config.auth_key = NULL;
+	p->fd = -1;
+	p->credit_size = FRAME_CREDIT_UNLIMITED;
+	p->reconnect_ms = PRODUCER_RECONNECT_MS_MIN;
+	producer_identity(p);
+	for (uint32_t l = 0; l < config->lanes; l++) {
+		for (int i = 0; i < 2; i++) {
+			struct producer_batch *b = &p->lanes[l].batches[i];
+
+			b->frame = malloc(config->batch_size_max);
+			b->tags = calloc(config->batch_records_max, sizeof(uint64_t));
+			if (b->frame == NULL || b->tags == NULL) {
+				err = -ENOMEM;
+				goto out_free;
+			}
+		}
+	}
+	err = producer_resolve(p);
+	if (err != 0)
+		goto out_free;
+	err = producer_socket_open(p, clock_mono_ns());
+	if (err != 0)
+		goto out_free;
+	*producer_out = p;
+	return 0;
+
+out_free:
+	producer_free(p);
+	return err;
+}
+
+static void
+batch_begin(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns)
+{
+	struct frame_batch_params params = {
+		.producer_id = p->config.producer_id,
+		.batch_seq = 0,                 /* Patched when sealed. */
+		.producer_epoch = p->config.producer_epoch,
+		.ack_mode = p->config.ack_mode,
+		.auth = p->auth,
+		.stream_name = p->stream_name,
+		.stream_name_size = (uint8_t)strlen(p->stream_name),
+	};
+	int rc = frame_writer_begin(&b->writer, b->frame, p->config.batch_size_max, &params);
+
+	assert(rc == 0);    /* config_valid() checked that a batch head fits. */
+	(void)rc;
+	b->state = BATCH_OPEN;
+	b->opened_ns = now_ns;
+	b->sends = 0;
+	b->sent_once = false;
+	b->last_status = FRAME_STATUS_OK;
+}
+
+/* Calls the callback for every record of a batch, then frees the batch's slot. */
+static void
+batch_complete(struct sluice_producer *p, struct producer_batch *b, int err, uint8_t status,
+	       const struct frame_ack *ack)
+{
+	struct sluice_result result = { .err = err, .status = status };
+	uint16_t run_index = 0;
+	struct frame_ack_run run = { 0 };
+	uint32_t in_run = 0;
+	bool detail = ack != NULL && ack->run_count > 0;
+
+	for (uint32_t i = 0; i < b->writer.record_count; i++) {
+		result.tag = b->tags[i];
+		result.position_known = detail;
+		if (detail) {
+			if (in_run == run.count) {
+				frame_ack_run_get(ack, run_index++, &run);
+				in_run = 0;
+			}
+			result.shard_index = run.shard_index;
+			result.seq = run.seq_first + in_run++;
+		}
+		if (err == 0)
+			p->stats.records_ok++;
+		else
+			p->stats.records_failed++;
+		p->completed++;
+		p->config.on_complete(p->config.user, &result);
+	}
+	if (b->state == BATCH_FLYING)
+		p->inflight_bytes -= b->frame_size;
+	b->writer.record_count = 0;
+	b->state = b->queued ? BATCH_DRAINING : BATCH_EMPTY;
+}
+
+static int
+status_errno(uint8_t status)
+{
+	switch (status) {
+	case FRAME_STATUS_UNKNOWN_STREAM:
+		return -ENOENT;
+	case FRAME_STATUS_RECORD_TOO_LARGE:
+		return -EMSGSIZE;
+	case FRAME_STATUS_AUTH_FAILED:
+		return -EACCES;
+	case FRAME_STATUS_THROTTLED:
+		return -EBUSY;
+	case FRAME_STATUS_INTERNAL:
+		return -EIO;
+	case FRAME_STATUS_STALE_EPOCH:
+		return -ESTALE;
+	case FRAME_STATUS_SEQUENCE_OLD:
+		return -EPROTO;
+	default:
+		return -EINVAL;
+	}
+}
+
+void
+producer_batch_fail(struct sluice_producer *p, struct producer_batch *b, int err, uint8_t status)
+{
+	batch_complete(p, b, err, status, NULL);
+}
+
+/* Retry delay with jitter in [delay/2, delay], so producers do not retry in step. */
+static uint64_t
+jitter_ns(struct sluice_producer *p, uint32_t delay_ms)
+{
+	uint64_t x = p->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	p->rng = x;
+	return ((uint64_t)delay_ms * 1000000u / 2) + x % ((uint64_t)delay_ms * 1000000u / 2 + 1);
+}
+
+void
+producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns)
+{
+	assert(b->state == BATCH_FLYING);
+	if (b->sends >= p->config.retries_max) {
+		int err = b->last_status == FRAME_STATUS_OK ? -ETIMEDOUT :
+							      status_errno(b->last_status);
+
+		producer_batch_fail(p, b, err, b->last_status);
+		return;
+	}
+	if (b->sent_once)
+		p->stats.batches_resent++;
+	else
+		p->stats.batches_sent++;
+	b->sent_once = true;
+	b->sends++;
+	b->due_ns = now_ns + jitter_ns(p, b->delay_ms);
+	b->delay_ms = (uint32_t)min_u64((uint64_t)b->delay_ms * 2, p->config.backoff_max_ms);
+	producer_send(p, b);
+	if (p->config.ack_mode == FRAME_ACK_NONE && b->state == BATCH_FLYING)
+		batch_complete(p, b, 0, FRAME_STATUS_OK, NULL);
+}
+
+/* Seqs in flight must span less than the appliance's dedup window. */
+static bool
+seq_window_allows(const struct sluice_producer *p)
+{
+	for (uint32_t l = 0; l < p->config.lanes; l++) {
+		for (int i = 0; i < 2; i++) {
+			const struct producer_batch *b = &p->lanes[l].batches[i];
+
+			if (b->state == BATCH_FLYING && p->next_seq - b->batch_seq >= FRAME_DEDUP_WINDOW)
+				return false;
+		}
+	}
+	return true;
+}
+
+/* Seals the lane's open batch and sends it, if its in-flight slot, the window and credit allow. */
+static bool
+lane_seal(struct sluice_producer *p, struct producer_lane *lane, uint64_t now_ns)
+{
+	struct producer_batch *b = &lane->batches[lane->open_index];
+	struct producer_batch *other = &lane->batches[lane->open_index ^ 1];
+	uint64_t seq_le;
+	int size;
+
+	if (b->state != BATCH_OPEN || other->state != BATCH_EMPTY || !seq_window_allows(p))
+		return false;
+	if (p->inflight_bytes > 0 &&
+	    p->inflight_bytes + b->writer.size + b->writer.reserve > p->credit_size)
+		return false;
+	b->batch_seq = p->next_seq++;
+	seq_le = b->batch_seq;       /* The host is little-endian, as the wire (frame.h). */
+	memcpy(b->frame + PRODUCER_OFF_BATCH_SEQ, &seq_le, sizeof(seq_le));
+	size = frame_writer_finish(&b->writer);
+	assert(size > 0);
+	b->frame_size = (uint32_t)size;
+	b->state = BATCH_FLYING;
+	b->delay_ms = p->config.ack_timeout_ms;
+	b->queued = false;
+	lane->open_index ^= 1;
+	p->inflight_bytes += b->frame_size;
+	producer_batch_transmit(p, b, now_ns);
+	return true;
+}
+
+void
+producer_lanes_work(struct sluice_producer *p, uint64_t now_ns)
+{
+	uint64_t linger_ns = p->flushing ? 0 : (uint64_t)p->config.linger_us * 1000u;
+
+	for (uint32_t l = 0; l < p->config.lanes; l++) {
+		struct producer_lane *lane = &p->lanes[l];
+		struct producer_batch *flying = &lane->batches[lane->open_index ^ 1];
+		struct producer_batch *open = &lane->batches[lane->open_index];
+
+		if (flying->state == BATCH_FLYING && now_ns >= flying->due_ns)
+			producer_batch_transmit(p, flying, now_ns);
+		if (open->state == BATCH_OPEN && now_ns - open->opened_ns >= linger_ns)
+			lane_seal(p, lane, now_ns);
+	}
+}
+
+uint64_t
+producer_next_timer_ns(const struct sluice_producer *p)
+{
+	uint64_t next = UINT64_MAX;
+	uint64_t linger_ns = p->flushing ? 0 : (uint64_t)p->config.linger_us * 1000u;
+
+	for (uint32_t l = 0; l < p->config.lanes; l++) {
+		const struct producer_lane *lane = &p->lanes[l];
+		const struct producer_batch *flying = &lane->batches[lane->open_index ^ 1];
+		const struct producer_batch *open = &lane->batches[lane->open_index];
+
+		if (flying->state == BATCH_FLYING)
+			next = min_u64(next, flying->due_ns);
+		/* An open batch that cannot seal yet waits for an answer, not for time. */
+		if (open->state == BATCH_OPEN && flying->state == BATCH_EMPTY)
+			next = min_u64(next, open->opened_ns + linger_ns);
+	}
+	if (p->reconnect_ns != 0)
+		next = min_u64(next, p->reconnect_ns);
+	return next;
+}
+
+static struct producer_batch *
+flying_find(struct sluice_producer *p, uint64_t batch_seq)
+{
+	for (uint32_t l = 0; l < p->config.lanes; l++) {
+		for (int i = 0; i < 2; i++) {
+			struct producer_batch *b = &p->lanes[l].batches[i];
+
+			if (b->state == BATCH_FLYING && b->batch_seq == batch_seq)
+				return b;
+		}
+	}
+	return NULL;
+}
+
+void
+producer_answer(struct sluice_producer *p, const struct frame_ack *ack, uint64_t now_ns)
+{
+	struct producer_batch *b;
+
+	if (ack->producer_id != p->config.producer_id ||
+	    ack->producer_epoch != p->config.producer_epoch) {
+		p->stats.acks_ignored++;
+		return;
+	}
+	p->credit_size = ack->credit_size;
+	b = flying_find(p, ack->batch_seq);
+	if (b == NULL || (ack->type == FRAME_TYPE_ACK && ack->record_count != b->writer.record_count)) {
+		p->stats.acks_ignored++;    /* A late copy of an answer already handled. */
+		return;
+	}
+	if (ack->type == FRAME_TYPE_ACK) {
+		p->stats.acks_received++;
+		if ((ack->flags & FRAME_F_DUPLICATE) != 0)
+			p->stats.acks_duplicate++;
+		batch_complete(p, b, 0, FRAME_STATUS_OK, ack);
+		return;
+	}
+	p->stats.nacks_received++;
+	if (frame_status_retryable((enum frame_status)ack->status)) {
+		uint64_t wait_ms = max_u64(ack->retry_after_ms, b->delay_ms / 2);
+
+		b->last_status = ack->status;
+		b->due_ns = now_ns + wait_ms * 1000000u;
+		return;
+	}
+	if (ack->status == FRAME_STATUS_STALE_EPOCH)
+		p->fenced = true;
+	producer_batch_fail(p, b, status_errno(ack->status), ack->status);
+}
+
+/* Builds the record (MD5 hash key if configured) and checks it fits a batch at all. */
+static int
+record_prepare(struct sluice_producer *p, struct frame_record *r, uint8_t md5[16])
+{
+	if (r->key_size == 0 || r->key_size > SLUICE_PARTITION_KEY_SIZE_MAX ||
+	    !frame_utf8_valid(r->key, r->key_size) ||
+	    (uint64_t)r->key_size + r->data_size > SLUICE_RECORD_DATA_SIZE_MAX)
+		return -EINVAL;
+	if (r->data_size > 0 && r->data == NULL)
+		return -EINVAL;
+	if (r->hash_key != NULL) {
+		r->hash_kind = FRAME_HASH_EXPLICIT;
+	} else if (p->config.hash_keys) {
+		hashkey_to_be_bytes(hashkey_from_partition_key(r->key, r->key_size), md5);
+		r->hash_kind = FRAME_HASH_MD5;
+		r->hash_key = md5;
+	}
+	if ((uint64_t)batch_head_size(&p->config) +
+	    frame_record_encoded_size(r->key_size, r->hash_kind, r->data_size) >
+	    p->config.batch_size_max)
+		return -EMSGSIZE;
+	return 0;
+}
+
+int
+sluice_producer_put(struct sluice_producer *p, const void *key, uint16_t key_size,
+		    const void *data, uint32_t data_size, const uint8_t *hash_key, uint64_t tag)
+{
+	struct frame_record r = { .key = key, .key_size = key_size, .data = data,
+				  .data_size = data_size, .hash_key = hash_key };
+	uint8_t md5[16];
+	uint64_t now_ns = clock_mono_ns();
+	struct producer_lane *lane;
+	struct producer_batch *b;
+	int rc;
+
+	if (p->fenced)
+		return -ESTALE;
+	rc = record_prepare(p, &r, md5);
+	if (rc != 0)
+		return rc;
+	lane = &p->lanes[crc32c(0, key, key_size) % p->config.lanes];
+	b = &lane->batches[lane->open_index];
+	if (b->state == BATCH_OPEN &&
+	    (b->writer.record_count == p->config.batch_records_max ||
+	     b->writer.size + b->writer.reserve +
+	     frame_record_encoded_size(r.key_size, r.hash_kind, r.data_size) > b->writer.capacity)) {
+		if (!lane_seal(p, lane, now_ns))
+			return -EAGAIN;
+		b = &lane->batches[lane->open_index];
+	}
+	if (b->state != BATCH_OPEN) {
+		if (b->state != BATCH_EMPTY)
+			return -EAGAIN;     /* Still draining to a TCP socket. */
+		batch_begin(p, b, now_ns);
+	}
+	rc = frame_writer_add(&b->writer, &r);
+	assert(rc == 0);    /* record_prepare() and the room check above. */
+	b->tags[b->writer.record_count - 1] = tag;
+	p->stats.records_put++;
+	if (b->writer.record_count == p->config.batch_records_max)
+		lane_seal(p, lane, now_ns);
+	return 0;
+}
+
+void
+sluice_producer_stats(const struct sluice_producer *p, struct sluice_producer_stats *stats_out)
+{
+	*stats_out = p->stats;
+	stats_out->records_outstanding = p->stats.records_put - p->stats.records_ok -
+					 p->stats.records_failed;
+}
+
+void
+sluice_producer_close(struct sluice_producer *p)
+{
+	for (uint32_t l = 0; l < p->config.lanes; l++) {
+		for (int i = 0; i < 2; i++) {
+			struct producer_batch *b = &p->lanes[l].batches[i];
+
+			if (b->state == BATCH_OPEN || b->state == BATCH_FLYING)
+				producer_batch_fail(p, b, -ECANCELED, FRAME_STATUS_OK);
+		}
+	}
+	producer_socket_close(p);
+	producer_free(p);
+}

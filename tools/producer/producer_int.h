@@ -1,0 +1,96 @@
+/*
+ * producer_int.h - libsluice's private state, shared by producer.c (batches,
+ * lanes, completions) and producer_net.c (sockets, timers, poll).
+ */
+#ifndef SLUICE_PRODUCER_INT_H
+#define SLUICE_PRODUCER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "protocol/frame.h"
+#include "tools/producer/sluice_producer.h"
+
+/* Largest datagram payload over IPv4 (65535 - 20 - 8). */
+#define PRODUCER_UDP_PAYLOAD_MAX 65507u
+#define PRODUCER_TX_QUEUE_MAX (2u * FRAME_DEDUP_WINDOW)
+#define PRODUCER_RECONNECT_MS_MIN 10u
+/* Byte offset of batch_seq in a RECORDS frame (docs/PROTOCOL.md §3). */
+#define PRODUCER_OFF_BATCH_SEQ 24u
+
+enum batch_state {
+	BATCH_EMPTY = 0,
+	BATCH_OPEN,        /* Taking records. */
+	BATCH_FLYING,      /* Sealed: sent at least once or about to be; awaiting an answer. */
+	BATCH_DRAINING,    /* Answered, but TCP is still writing its bytes: buffer busy. */
+};
+
+struct producer_batch {
+	uint8_t *frame;             /* batch_size_max bytes. */
+	uint64_t *tags;             /* batch_records_max tags, in frame order. */
+	struct frame_writer writer;
+	uint64_t batch_seq;
+	uint64_t opened_ns;         /* First record's put time (linger). */
+	uint64_t due_ns;            /* FLYING: next send time. */
+	uint32_t frame_size;
+	uint32_t sends;             /* Sends so far (first included). */
+	uint32_t delay_ms;          /* Current retry delay, doubled per retry. */
+	uint8_t state;              /* enum batch_state */
+	uint8_t last_status;        /* Status of the last NACK, FRAME_STATUS_OK if none. */
+	bool queued;                /* TCP: in the transmit queue. */
+	bool sent_once;             /* False until its first send (for stats). */
+};
+
+/* One lane: a batch being filled and at most one in flight (keeps key order). */
+struct producer_lane {
+	struct producer_batch batches[2];
+	uint8_t open_index;
+};
+
+struct sluice_producer {
+	struct sluice_producer_config config;
+	char stream_name[SLUICE_STREAM_NAME_SIZE_MAX + 1];
+	struct frame_auth_key auth_key;
+	bool auth;
+	struct sockaddr_storage addr;
+	socklen_t addr_size;
+	int fd;
+	bool connected;             /* UDP: always; TCP: handshake done. */
+	bool connecting;
+	bool flushing;              /* Linger is zero while flushing. */
+	bool fenced;                /* A STALE_EPOCH NACK was received. */
+	uint64_t reconnect_ns;      /* TCP: next connect attempt (0: none pending). */
+	uint32_t reconnect_ms;
+	uint64_t next_seq;
+	uint32_t credit_size;       /* Last credit hint; FRAME_CREDIT_UNLIMITED at start. */
+	uint64_t inflight_bytes;
+	uint64_t rng;               /* xorshift64 state for retry jitter. */
+	int completed;              /* Completions during the current call. */
+	struct producer_batch *txq[PRODUCER_TX_QUEUE_MAX];   /* TCP, in send order. */
+	uint32_t txq_count;
+	uint32_t tx_offset;         /* Bytes of txq[0] already written. */
+	uint32_t rx_size;
+	uint8_t rx[2 * FRAME_ACK_SIZE_MAX];
+	struct producer_lane lanes[FRAME_DEDUP_WINDOW];
+	struct sluice_producer_stats stats;
+};
+
+/* producer.c */
+void producer_batch_transmit(struct sluice_producer *producer, struct producer_batch *batch,
+			     uint64_t now_ns);
+void producer_lanes_work(struct sluice_producer *producer, uint64_t now_ns);
+void producer_answer(struct sluice_producer *producer, const struct frame_ack *ack,
+		     uint64_t now_ns);
+void producer_batch_fail(struct sluice_producer *producer, struct producer_batch *batch,
+			 int err, uint8_t status);
+uint64_t producer_next_timer_ns(const struct sluice_producer *producer);
+
+/* producer_net.c */
+int producer_socket_open(struct sluice_producer *producer, uint64_t now_ns);
+void producer_socket_close(struct sluice_producer *producer);
+void producer_send(struct sluice_producer *producer, struct producer_batch *batch);
+void producer_net_work(struct sluice_producer *producer, uint64_t now_ns);
+int producer_resolve(struct sluice_producer *producer);
+
+#endif /* SLUICE_PRODUCER_INT_H */

@@ -1,0 +1,163 @@
+/*
+ * sluice_producer.h - libsluice, the C producer library: sends records to a
+ * Sluice appliance's ingest port over UDP or TCP (docs/PROTOCOL.md) and
+ * reports, per record, its (shard, sequence number) or an error.
+ *
+ * Model: poll-driven, no threads of its own. The caller puts records, then
+ * calls sluice_producer_poll() from its loop (or blocks in it): poll sends
+ * batches that are due, reads ACKs, runs retry timers and calls the
+ * completion callback, always on the caller's thread, inside poll, flush or
+ * close. sluice_producer_fd() and sluice_producer_timeout_ms() let a caller
+ * with its own event loop wait on the socket instead.
+ *
+ * Batching: records go to one of `lanes` by a hash of their partition key;
+ * each lane fills one batch (closed when it reaches batch_records_max or
+ * batch_size_max, or is linger_us old) and has at most one batch in flight,
+ * so records with the same partition key are stored in put order, retries
+ * included.
+ *
+ * Exactly once: each batch carries (producer_id, epoch, batch_seq); retries
+ * resend the same batch, which the appliance stores at most once. At most
+ * FRAME_DEDUP_WINDOW batches are unacknowledged and their seqs span less
+ * than the window, so a retry always finds its batch in the appliance's
+ * dedup window.
+ *
+ * Memory: everything is allocated in sluice_producer_open(): 2 * lanes
+ * batch buffers of batch_size_max bytes plus their record tags. put() never
+ * allocates; when the record's lane has a full batch and one in flight it
+ * returns -EAGAIN: poll, then put again.
+ *
+ * Threads: a producer belongs to one thread at a time.
+ * Errors: functions returning int return 0 (or a count) or a negative errno.
+ */
+#ifndef SLUICE_PRODUCER_H
+#define SLUICE_PRODUCER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "protocol/frame.h"
+
+struct sluice_producer;
+
+enum sluice_transport {
+	SLUICE_TRANSPORT_UDP = 0,
+	SLUICE_TRANSPORT_TCP = 1,
+};
+
+/* The outcome of one record, passed to the completion callback. */
+struct sluice_result {
+	uint64_t tag;              /* The caller's tag from sluice_producer_put(). */
+	int err;                   /* 0 stored, or a negative errno (table below). */
+	uint8_t status;            /* enum frame_status of the batch's NACK, else OK. */
+	bool position_known;       /* shard_index and seq are valid. */
+	uint32_t shard_index;
+	uint64_t seq;
+};
+
+/*
+ * result->err:
+ *   0            stored. position_known is false in ack mode RECEIVED and NONE,
+ *                and for a replayed ACK that lost its detail (FRAME_F_NO_DETAIL).
+ *   -ENOENT      unknown stream              -EMSGSIZE  record too large
+ *   -EINVAL      malformed (a library bug)    -EACCES    authentication failed
+ *   -ESTALE      fenced by a newer epoch of this producer id (all later puts fail too)
+ *   -ETIMEDOUT   no ACK after retries_max sends: the outcome is UNKNOWN
+ *   -EPROTO      the appliance had forgotten the batch (sequence_old): UNKNOWN
+ *   -EBUSY, -EIO throttled / internal error on every one of retries_max sends
+ *   -ECANCELED   the producer was closed first: never acknowledged, outcome UNKNOWN
+ */
+typedef void sluice_completion_fn(void *user, const struct sluice_result *result);
+
+struct sluice_producer_config {
+	enum sluice_transport transport;
+	const char *host;              /* Numeric IPv4 or IPv6 address, or a host name. */
+	uint16_t port;
+	const char *stream_name;       /* [a-zA-Z0-9_.-], 1 .. 128 bytes. */
+	uint64_t producer_id;          /* 0: random. */
+	uint32_t producer_epoch;       /* 0: CLOCK_REALTIME seconds (grows across restarts). */
+	uint8_t ack_mode;              /* enum frame_ack_mode; default DURABLE. */
+	bool hash_keys;                /* Send MD5(partition key) so the appliance skips it. */
+	uint32_t lanes;                /* 1 .. FRAME_DEDUP_WINDOW; batches in flight at most. */
+	uint32_t batch_records_max;    /* 1 .. FRAME_RECORDS_MAX. */
+	uint32_t batch_size_max;       /* Frame bytes; UDP: <= 65507 (default 1472). */
+	uint32_t linger_us;            /* A non-empty batch waits at most this long. */
+	uint32_t ack_timeout_ms;       /* First retry after this long without an answer. */
+	uint32_t backoff_max_ms;       /* Retry delays double up to this (with jitter). */
+	uint32_t retries_max;          /* Sends of one batch before -ETIMEDOUT. */
+	const struct frame_auth_key *auth_key; /* NULL: unsigned frames. Copied. */
+	sluice_completion_fn *on_complete;     /* Required. */
+	void *user;
+};
+
+/* Fills `config` with the defaults (UDP, DURABLE, hash keys on, 8 lanes, ...). */
+void sluice_producer_config_default(struct sluice_producer_config *config,
+				    enum sluice_transport transport);
+
+/*
+ * Validates the configuration, resolves the host, allocates every buffer
+ * and opens the socket (TCP connects without blocking; poll finishes it).
+ * -EINVAL for a bad configuration, -ENOENT if the host does not resolve,
+ * -ENOMEM, or the socket's errno.
+ */
+int sluice_producer_open(const struct sluice_producer_config *config,
+			 struct sluice_producer **producer_out);
+
+/*
+ * Completes every record not yet acknowledged with -ECANCELED (calling
+ * the callback), closes the socket and frees everything. Call flush first
+ * to wait for ACKs.
+ */
+void sluice_producer_close(struct sluice_producer *producer);
+
+/*
+ * Queues one record (copied) into its lane's batch. `hash_key` is an
+ * explicit hash key (16 big-endian bytes) or NULL. Returns 0;
+ * -EAGAIN when the lane is full (poll, then retry); -EINVAL for a key not
+ * 1..256 bytes of UTF-8 or an oversized record; -EMSGSIZE when the record
+ * cannot fit one batch (UDP: one datagram); -ESTALE once fenced.
+ */
+int sluice_producer_put(struct sluice_producer *producer, const void *key, uint16_t key_size,
+			const void *data, uint32_t data_size, const uint8_t *hash_key,
+			uint64_t tag);
+
+/*
+ * Does all due work, waiting up to timeout_ms (0: do not wait; -1: until
+ * something completes) for the socket or the next timer. Returns the number
+ * of records completed, or a negative errno on a failure of the local
+ * socket layer (the producer stays usable: poll again).
+ */
+int sluice_producer_poll(struct sluice_producer *producer, int timeout_ms);
+
+/*
+ * Sends every open batch now and polls until every record has completed or
+ * timeout_ms passed. 0, or -ETIMEDOUT with records still outstanding.
+ */
+int sluice_producer_flush(struct sluice_producer *producer, int timeout_ms);
+
+/* The socket to wait on (POLLIN; POLLOUT while sluice_producer_wants_write()). */
+int sluice_producer_fd(const struct sluice_producer *producer);
+bool sluice_producer_wants_write(const struct sluice_producer *producer);
+/* Milliseconds until the next timer (linger, retry, reconnect); -1: none. */
+int sluice_producer_timeout_ms(const struct sluice_producer *producer);
+
+struct sluice_producer_stats {
+	uint64_t records_put;
+	uint64_t records_ok;
+	uint64_t records_failed;
+	uint64_t records_outstanding;  /* Put but not completed. */
+	uint64_t batches_sent;         /* First sends. */
+	uint64_t batches_resent;       /* Retries (timeout, NACK, reconnect). */
+	uint64_t acks_received;
+	uint64_t acks_duplicate;       /* ACKs with FRAME_F_DUPLICATE (stored once, answered again). */
+	uint64_t acks_ignored;         /* ACKs of no batch in flight (late copies) or bad frames. */
+	uint64_t nacks_received;
+	uint64_t connects;             /* TCP (re)connections established. */
+	uint64_t producer_id;
+	uint32_t producer_epoch;
+};
+
+void sluice_producer_stats(const struct sluice_producer *producer,
+			   struct sluice_producer_stats *stats_out);
+
+#endif /* SLUICE_PRODUCER_H */
