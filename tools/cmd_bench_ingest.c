@@ -14,6 +14,11 @@
  * keep-alive connection; the 200 answer means the records are durable and
  * its FailedRecordCount says how many were not stored.
  *
+ * Over udp and tcp, libsluice (tools/producer/) carries the records: each
+ * record's tag is its frame's due time, so the completion callback measures
+ * the same latency; a full lane is back-pressure and keeps the frame in the
+ * backlog. --records-per-frame bounds the library's batches.
+ *
  * Latencies go to log-bucketed histograms (cli_hist.h): one for the run,
  * one per progress interval for the live line.
  */
@@ -32,6 +37,7 @@
 #include "common/clock.h"
 #include "common/limits.h"
 #include "tools/cli_common.h"
+#include "tools/cli_frames.h"
 #include "tools/cli_hist.h"
 #include "tools/cli_progress.h"
 #include "tools/cmd.h"
@@ -73,6 +79,7 @@ struct bench {
 	struct kc_client client;
 	const char *stream;
 	const char *transport;
+	const char *target;        /* udp/tcp: the ingest address. */
 	const char *keys;
 	uint64_t rate;             /* Records per second. */
 	uint64_t size;
@@ -86,7 +93,10 @@ struct bench {
 	/* Run state. */
 	int epoll_fd;
 	struct bench_conn *conns;
-	char *bodies[BENCH_BODIES];
+	char *bodies[BENCH_BODIES];    /* http: whole PutRecords bodies. */
+	char *data[BENCH_BODIES];      /* udp/tcp: record data, cycled. */
+	uint64_t frame_records_put;    /* udp/tcp: records of the next frame already put. */
+	bool closing;                  /* udp/tcp: cancellations at close are not results. */
 	size_t body_sizes[BENCH_BODIES];
 	double *zipf_cdf;
 	uint64_t rng;
@@ -485,12 +495,22 @@ bench_loop(struct bench *b)
 	}
 }
 
+static uint64_t
+bench_unanswered(const struct bench *b)
+{
+	uint64_t unanswered = 0;
+
+	for (uint64_t i = 0; i < b->connection_count; i++)
+		unanswered += b->conns[i].busy ? b->records_per_frame : 0;
+	return unanswered;
+}
+
 /* ---- Report ------------------------------------------------------------------------ */
 
 struct bench_result {
 	double elapsed_s;
 	uint64_t unsent;          /* Due but never sent: the backlog when the run stopped. */
-	uint64_t unanswered;      /* Sent, no answer by the end of the drain. */
+	uint64_t unanswered;      /* Records sent without an answer by the end of the drain. */
 };
 
 static const double bench_percentiles[] = { 50.0, 90.0, 99.0, 99.9, 100.0 };
@@ -511,7 +531,7 @@ bench_print_text(const struct bench *b, const struct bench_result *r)
 	       (unsigned long long)b->counts.records_sent, (unsigned long long)b->counts.frames_sent);
 	printf("  acked       %llu records (%.0f records/s, %.2f MB/s)\n",
 	       (unsigned long long)b->counts.records_acked, rate, rate * (double)b->size / 1e6);
-	printf("  errors      %llu records failed, %llu frames unsent, %llu unanswered\n",
+	printf("  errors      %llu records failed, %llu frames unsent, %llu records unanswered\n",
 	       (unsigned long long)b->counts.records_failed, (unsigned long long)r->unsent,
 	       (unsigned long long)r->unanswered);
 	printf("  latency    ");
@@ -545,7 +565,7 @@ bench_print_json(const struct bench *b, const struct bench_result *r)
 	cJSON_AddNumberToObject(root, "records_acked", (double)b->counts.records_acked);
 	cJSON_AddNumberToObject(root, "records_failed", (double)b->counts.records_failed);
 	cJSON_AddNumberToObject(root, "frames_unsent", (double)r->unsent);
-	cJSON_AddNumberToObject(root, "frames_unanswered", (double)r->unanswered);
+	cJSON_AddNumberToObject(root, "records_unanswered", (double)r->unanswered);
 	cJSON_AddNumberToObject(root, "records_per_s",
 				(double)b->counts.records_acked / r->elapsed_s);
 	latency = cJSON_AddObjectToObject(root, "latency_us");
@@ -561,15 +581,13 @@ bench_print_json(const struct bench *b, const struct bench_result *r)
 }
 
 static int
-bench_report(struct bench *b, uint64_t end_ns)
+bench_report(struct bench *b, uint64_t end_ns, uint64_t unanswered)
 {
 	struct bench_result r = {
 		.elapsed_s = (double)(end_ns - b->start_ns) / 1e9,
 		.unsent = b->frames_total - b->counts.frames_sent,
+		.unanswered = unanswered,
 	};
-
-	for (uint64_t i = 0; i < b->connection_count; i++)
-		r.unanswered += b->conns[i].busy ? 1 : 0;
 	cli_progress_end(&b->progress);
 	if (b->json)
 		bench_print_json(b, &r);
@@ -579,6 +597,119 @@ bench_report(struct bench *b, uint64_t end_ns)
 		return CMD_EXIT_ERROR;
 	return b->counts.records_failed == 0 && r.unsent == 0 && r.unanswered == 0 ?
 	       CMD_EXIT_OK : CMD_EXIT_PARTIAL;
+}
+
+/* ---- udp / tcp through libsluice --------------------------------------------------- */
+
+static void
+bench_frames_complete(void *user, const struct sluice_result *result)
+{
+	struct bench *b = user;
+	uint64_t now_ns = clock_mono_ns();
+
+	if (result->err != 0) {
+		if (!b->closing)
+			b->counts.records_failed++;
+		return;
+	}
+	b->counts.records_acked++;
+	cli_hist_record(&b->run, now_ns - result->tag);
+	cli_hist_record(&b->window, now_ns - result->tag);
+	b->window_acked++;
+}
+
+/* Puts the rest of the next due frame; -EAGAIN when a lane is full (it stays due). */
+static int
+bench_frames_put(struct bench *b, struct sluice_producer *producer)
+{
+	uint64_t frame = b->counts.frames_sent;
+	uint64_t due_ns = bench_due_ns(b, frame);
+
+	while (b->frame_records_put < b->records_per_frame) {
+		char key[24];
+		const char *data = b->data[(frame + b->frame_records_put) % BENCH_BODIES];
+		int size = snprintf(key, sizeof(key), "key-%08llu",
+				    (unsigned long long)bench_key_index(b));
+		int err = sluice_producer_put(producer, key, (uint16_t)size, data,
+					      (uint32_t)b->size, NULL, due_ns);
+
+		if (err == -EAGAIN)
+			return err;
+		if (err != 0)
+			b->counts.records_failed++;  /* Refused before sending (too large, fenced). */
+		b->frame_records_put++;
+		b->counts.records_sent++;
+	}
+	b->frame_records_put = 0;
+	b->counts.frames_sent++;
+	return 0;
+}
+
+/* How long poll may wait: until the next frame is due (ms, rounded up), at most 10 ms. */
+static int
+bench_frames_wait_ms(const struct bench *b, uint64_t now_ns, bool lanes_full)
+{
+	struct timespec wait = bench_wait(b, now_ns);
+	uint64_t wait_ns = (uint64_t)wait.tv_sec * 1000000000u + (uint64_t)wait.tv_nsec;
+
+	if (lanes_full || b->counts.frames_sent < b->frames_due)
+		return 1;
+	return (int)((wait_ns + 999999) / 1000000);
+}
+
+static int
+bench_frames_loop(struct bench *b, struct sluice_producer *producer)
+{
+	uint64_t stop_ns = b->start_ns + b->duration_ns + b->drain_ns;
+
+	for (;;) {
+		uint64_t now_ns = clock_mono_ns();
+		struct sluice_producer_stats stats;
+		bool lanes_full = false;
+		int err = 0;
+
+		if (now_ns >= b->start_ns) {
+			uint64_t due = (now_ns - b->start_ns) / b->interval_ns + 1;
+
+			b->frames_due = due < b->frames_total ? due : b->frames_total;
+		}
+		while (err == 0 && b->counts.frames_sent < b->frames_due)
+			err = bench_frames_put(b, producer);
+		lanes_full = err == -EAGAIN;
+		sluice_producer_stats(producer, &stats);
+		if ((b->counts.frames_sent == b->frames_total && stats.records_outstanding == 0) ||
+		    now_ns >= stop_ns)
+			return 0;
+		bench_progress(b, now_ns);
+		err = sluice_producer_poll(producer, bench_frames_wait_ms(b, now_ns, lanes_full));
+		if (err < 0)
+			return err;
+	}
+}
+
+static int
+bench_frames(struct bench *b, uint64_t *unanswered_out)
+{
+	struct cli_frames_options options = {
+		.transport = b->transport, .target = b->target, .stream = b->stream,
+		.records_per_batch = (uint32_t)b->records_per_frame, .linger_us = 1000,
+		.on_complete = bench_frames_complete, .user = b,
+	};
+	struct sluice_producer_stats stats;
+	struct sluice_producer *producer;
+	int code = cli_frames_open("bench ingest", &options, &producer);
+	int err;
+
+	if (code != 0)
+		return code == CMD_EXIT_USAGE ? -EINVAL : -EHOSTUNREACH;
+	b->start_ns = clock_mono_ns();
+	cli_progress_init(&b->progress, stderr, b->start_ns);
+	err = bench_frames_loop(b, producer);
+	sluice_producer_stats(producer, &stats);
+	*unanswered_out = stats.records_outstanding;
+	b->closing = true;
+	sluice_producer_close(producer);
+	return err;
 }
 
 /* ---- Setup ------------------------------------------------------------------------- */
@@ -591,8 +722,17 @@ bench_setup(struct bench *b)
 	b->rng = clock_real_ns();
 	if (strcmp(b->keys, "zipf") == 0)
 		err = bench_zipf_init(b);
-	for (size_t i = 0; err == 0 && i < BENCH_BODIES; i++)
-		err = bench_body_build(b, &b->bodies[i], &b->body_sizes[i]);
+	for (size_t i = 0; err == 0 && i < BENCH_BODIES; i++) {
+		if (strcmp(b->transport, "http") == 0) {
+			err = bench_body_build(b, &b->bodies[i], &b->body_sizes[i]);
+			continue;
+		}
+		b->data[i] = malloc(b->size);
+		if (b->data[i] == NULL)
+			err = -ENOMEM;
+		else
+			cli_random_text(&b->rng, b->data[i], b->size);
+	}
 	if (err != 0)
 		return err;
 	b->conns = calloc(b->connection_count, sizeof(*b->conns));
@@ -621,8 +761,10 @@ bench_teardown(struct bench *b)
 		free(b->conns[i].request);
 		free(b->conns[i].rx);
 	}
-	for (size_t i = 0; i < BENCH_BODIES; i++)
+	for (size_t i = 0; i < BENCH_BODIES; i++) {
 		free(b->bodies[i]);
+		free(b->data[i]);
+	}
 	if (b->epoll_fd >= 0)
 		close(b->epoll_fd);
 	free(b->conns);
@@ -648,28 +790,29 @@ bench_opts_valid(const struct bench *b, const struct cli_args *args)
 static int
 bench_main(struct bench *b, struct cli_conn *conn)
 {
-	int code;
+	bool http = strcmp(b->transport, "http") == 0;
+	uint64_t unanswered = 0;
+	int code = http ? cli_conn_open("bench ingest", conn, &b->client) : 0;
 	int err;
 
-	if (strcmp(b->transport, "http") != 0) {
-		fprintf(stderr, "sluice bench ingest: --transport %s needs libsluice, which this "
-			"build does not have yet; use --transport http\n", b->transport);
-		return CMD_EXIT_ERROR;
-	}
-	code = cli_conn_open("bench ingest", conn, &b->client);
 	if (code != 0)
 		return code;
 	err = bench_setup(b);
-	if (err == 0) {
+	if (err == 0 && http) {
 		b->start_ns = clock_mono_ns();
 		cli_progress_init(&b->progress, stderr, b->start_ns);
 		err = bench_loop(b);
+		unanswered = bench_unanswered(b);
+	} else if (err == 0) {
+		err = bench_frames(b, &unanswered);
 	}
 	if (err != 0) {
-		fprintf(stderr, "sluice bench ingest: %s\n", strerror(-err));
-		code = CMD_EXIT_ERROR;
+		cli_progress_end(&b->progress);
+		if (err != -EINVAL && err != -EHOSTUNREACH)  /* Those printed their reason. */
+			fprintf(stderr, "sluice bench ingest: %s\n", strerror(-err));
+		code = err == -EINVAL ? CMD_EXIT_USAGE : CMD_EXIT_ERROR;
 	} else {
-		code = bench_report(b, clock_mono_ns());
+		code = bench_report(b, clock_mono_ns(), unanswered);
 	}
 	bench_teardown(b);
 	return code;
@@ -682,6 +825,8 @@ cmd_bench_ingest(int argc, char **argv)
 	struct cli_conn conn = { 0 };
 	const struct cli_opt table[] = {
 		{ "transport", CLI_OPT_STRING, &b.transport, 0, 0, "T", "http (default), udp or tcp" },
+		{ "target", CLI_OPT_STRING, &b.target, 0, 0, "HOST:PORT",
+		  "udp/tcp: the ingest address (default " CLI_FRAMES_TARGET_DEFAULT ")" },
 		{ "rate", CLI_OPT_COUNT, &b.rate, 1, 100000000, "N",
 		  "offered records per second (default 1000)" },
 		{ "size", CLI_OPT_SIZE, &b.size, 1, SLUICE_RECORD_DATA_SIZE_MAX, "B",

@@ -7,7 +7,10 @@
  * Transports: http sends PutRecords batches (up to 500 records) through the
  * Kinesis API; a 200 answer means the accepted records are durable. Records
  * the answer marks as throttled or failed internally are sent again, with
- * backoff, up to --retries times. udp and tcp use libsluice once it lands.
+ * backoff, up to --retries times. udp and tcp send record frames through
+ * libsluice (tools/producer/) to the appliance's ingest port; its durable
+ * ACK carries each record's shard and per-shard log position, and results
+ * are printed as they complete (not necessarily in input order).
  *
  * Output (stdout), one line per record in input order:
  *   INDEX <tab> SHARD_ID <tab> SEQUENCE          stored
@@ -26,6 +29,7 @@
 #include "common/clock.h"
 #include "common/limits.h"
 #include "tools/cli_common.h"
+#include "tools/cli_frames.h"
 #include "tools/cmd.h"
 
 #define PRODUCE_BATCH_MAX 500u                         /* PutRecords' limit. */
@@ -435,6 +439,111 @@ produce_run(struct produce *p)
 	}
 }
 
+/* ---- udp / tcp through libsluice --------------------------------------------------- */
+
+static void
+produce_frames_complete(void *user, const struct sluice_result *result)
+{
+	struct produce *p = user;
+	char shard[CLI_FRAMES_SHARD_ID_SIZE];
+
+	if (result->err != 0) {
+		p->failed++;
+		if (!p->quiet)
+			printf("%llu\tERROR\t%s\t%s\n", (unsigned long long)result->tag,
+			       cli_frames_error_name(result->err), strerror(-result->err));
+		return;
+	}
+	p->stored++;
+	if (p->quiet)
+		return;
+	if (!result->position_known) {
+		printf("%llu\tstored\t-\n", (unsigned long long)result->tag);
+		return;
+	}
+	cli_frames_shard_id(result->shard_index, shard);
+	printf("%llu\t%s\t%llu\n", (unsigned long long)result->tag, shard,
+	       (unsigned long long)result->seq);
+}
+
+/* Puts one record, polling while its lane is full. A refused record is reported here. */
+static int
+produce_frames_put(struct produce *p, struct sluice_producer *producer,
+		   const struct produce_record *record)
+{
+	for (;;) {
+		int err = sluice_producer_put(producer, record->key, (uint16_t)strlen(record->key),
+					      record->data, (uint32_t)record->size, NULL,
+					      record->index);
+
+		if (err == 0)
+			return 0;
+		if (err != -EAGAIN) {
+			p->failed++;
+			if (!p->quiet)
+				printf("%llu\tERROR\t%s\t%s\n", (unsigned long long)record->index,
+				       err == -EINVAL ? "InvalidRecord" : cli_frames_error_name(err),
+				       strerror(-err));
+			return 0;
+		}
+		err = sluice_producer_poll(producer, 10);
+		if (err < 0)
+			return err;
+	}
+}
+
+static int
+produce_frames_run(struct produce *p, struct sluice_producer *producer)
+{
+	int err;
+
+	for (;;) {
+		struct produce_record record;
+		int got = produce_next(p, &record, 10000000);
+
+		if (got == 0)
+			break;
+		if (got < 0 && got != -EAGAIN)
+			return got;
+		if (got == 1) {
+			err = produce_frames_put(p, producer, &record);
+			produce_record_free(&record);
+			if (err != 0)
+				return err;
+		}
+		err = sluice_producer_poll(producer, 0);
+		if (err < 0)
+			return err;
+		fflush(stdout);
+	}
+	/* Whatever is still unanswered after this completes as canceled at close. */
+	err = sluice_producer_flush(producer, 60000);
+	return err == -ETIMEDOUT ? 0 : err;
+}
+
+static int
+produce_frames(struct produce *p)
+{
+	struct cli_frames_options options = {
+		.transport = p->transport, .target = p->target, .stream = p->stream,
+		.records_per_batch = (uint32_t)p->batch_max,
+		.linger_us = (uint32_t)(p->linger_ns / 1000),
+		.on_complete = produce_frames_complete, .user = p,
+	};
+	struct sluice_producer *producer;
+	int code = cli_frames_open("produce", &options, &producer);
+	int err;
+
+	if (code != 0)
+		return code;
+	err = produce_frames_run(p, producer);
+	sluice_producer_close(producer);
+	fflush(stdout);
+	if (err != 0)
+		fprintf(stderr, "sluice produce: %s\n", strerror(-err));
+	return err;
+}
+
 static bool
 produce_opts_valid(struct produce *p, const struct cli_args *args)
 {
@@ -463,28 +572,27 @@ produce_opts_valid(struct produce *p, const struct cli_args *args)
 static int
 produce_main(struct produce *p, struct cli_conn *conn)
 {
-	int code;
+	bool http = strcmp(p->transport, "http") == 0;
+	int code = http ? cli_conn_open("produce", conn, &p->client) : 0;
 	int err;
 
-	if (strcmp(p->transport, "http") != 0) {
-		fprintf(stderr, "sluice produce: --transport %s needs libsluice, which this build "
-			"does not have yet; use --transport http\n", p->transport);
-		return CMD_EXIT_ERROR;
-	}
-	code = cli_conn_open("produce", conn, &p->client);
 	if (code != 0)
 		return code;
 	p->lines.buf = p->count == 0 ? malloc(PRODUCE_LINE_SIZE_MAX) : NULL;
-	err = p->count == 0 && p->lines.buf == NULL ? -ENOMEM : produce_run(p);
+	if (p->count == 0 && p->lines.buf == NULL)
+		err = -ENOMEM;
+	else
+		err = http ? produce_run(p) : produce_frames(p);
 	if (err == -EMSGSIZE)
 		fprintf(stderr, "sluice produce: record %llu: a line longer than 1 MiB\n",
 			(unsigned long long)p->next_index);
-	else if (err != 0)
+	else if (err != 0 && http)
 		cli_call_error("produce", p->stream, &p->client, err);
 	for (size_t i = 0; i < p->batch.count; i++)
 		produce_record_free(&p->batch.records[i]);
 	free(p->lines.buf);
-	kc_client_close(&p->client);
+	if (http)
+		kc_client_close(&p->client);
 	if (p->quiet || p->failed != 0)
 		fprintf(p->quiet ? stdout : stderr, "stored %llu failed %llu\n",
 			(unsigned long long)p->stored, (unsigned long long)p->failed);
@@ -502,7 +610,7 @@ cmd_produce(int argc, char **argv)
 	const struct cli_opt table[] = {
 		{ "transport", CLI_OPT_STRING, &p.transport, 0, 0, "T", "http (default), udp or tcp" },
 		{ "target", CLI_OPT_STRING, &p.target, 0, 0, "HOST:PORT",
-		  "udp/tcp: the appliance's ingest address" },
+		  "udp/tcp: the ingest address (default " CLI_FRAMES_TARGET_DEFAULT ")" },
 		{ "lines", CLI_OPT_BOOL, &lines, 0, 0, NULL,
 		  "one record per stdin line (the default without --count)" },
 		{ "key", CLI_OPT_STRING, &p.key, 0, 0, "K", "partition key of every record" },
@@ -512,7 +620,7 @@ cmd_produce(int argc, char **argv)
 		{ "size", CLI_OPT_SIZE, &p.size, 1, SLUICE_RECORD_DATA_SIZE_MAX, "B",
 		  "bytes of each generated record (default 100)" },
 		{ "batch", CLI_OPT_COUNT, &p.batch_max, 1, PRODUCE_BATCH_MAX, "N",
-		  "records per PutRecords (default 500)" },
+		  "records per PutRecords / frame (default 500)" },
 		{ "linger", CLI_OPT_DURATION, &p.linger_ns, 0, 60000000000, "DURATION",
 		  "send a partial batch of lines after this (default 50ms)" },
 		{ "retries", CLI_OPT_COUNT, &p.retries, 0, 100, "N",
