@@ -951,3 +951,59 @@ Test(server, tls_alpn_h2_and_http11_with_verified_certificate, .init = setup_tls
 		 "http://127.0.0.1:%d/", server_port);
 	cr_assert_str_eq(run(cmd), "{\"body\":\"{}\",\"key\":\"\"}");
 }
+
+Test(server, too_many_header_fields_is_431, .init = setup_default, .fini = server_stop)
+{
+	static char raw[8192];
+	size_t used = (size_t)snprintf(raw, sizeof(raw), "POST / HTTP/1.1\r\n");
+
+	for (unsigned i = 0; i <= HTTP1_HEADERS_MAX; i++)
+		used += (size_t)snprintf(raw + used, sizeof(raw) - used, "X-H%u: v\r\n", i);
+	snprintf(raw + used, sizeof(raw) - used, "\r\n");
+	expect_refusal_str(raw, 431);
+}
+
+Test(server, h2_body_over_the_limit_is_413_and_the_connection_lives, .init = setup_default,
+     .fini = server_stop)
+{
+	char cmd[1024];
+	const char *out;
+
+	snprintf(temp_dir, sizeof(temp_dir), "/tmp/sluice-server-XXXXXX");
+	cr_assert_not_null(mkdtemp(temp_dir));
+	/*
+	 * Three streams of 1 MiB + 1 on one HTTP/2 connection (nghttp sends them at once):
+	 * each is refused on its own and the connection carries all three answers. (curl
+	 * 7.88 cannot reuse an h2c connection: curl/curl#10634.)
+	 */
+	snprintf(cmd, sizeof(cmd), "head -c 1048577 /dev/zero > %s/big && nghttp -s -m 3 "
+		 "-d %s/big -H 'x-amz-target: Kinesis_20131202.ListStreams' "
+		 "-H 'content-type: application/x-amz-json-1.1' http://127.0.0.1:%d/",
+		 temp_dir, temp_dir, server_port);
+	out = run(cmd);
+	{
+		int count = 0;
+
+		for (const char *p = out; (p = strstr(p, "  413   ")) != NULL; p++)
+			count++;
+		cr_assert_eq(count, 3, "%s", out);
+	}
+	cr_assert_eq(server->stats.connections_accepted, 1);
+}
+
+Test(server, h2_reply_after_the_stream_was_reset_is_dropped, .init = setup_default,
+     .fini = server_stop)
+{
+	char cmd[512];
+
+	/* curl gives up after 50 ms; the harness answers after LATE_MS. */
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("PutRecord") "--http2-prior-knowledge "
+		 "--max-time 0.05 --data-binary '{}' http://127.0.0.1:%d/ 2>/dev/null; true",
+		 server_port);
+	run(cmd);
+	usleep((LATE_MS + 150) * 1000);
+	cr_assert_eq(harness.dispatched, 1);
+	cr_assert_eq(server->stats.replies_dropped, 1);
+	cr_assert_eq(server->calls_used, 0);
+	cr_assert_eq(server->conns_used, 0);
+}
