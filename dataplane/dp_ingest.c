@@ -124,6 +124,18 @@ dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
 	return false;
 }
 
+/* hashkey_from_be_bytes() as two loads and byte swaps: it runs once per record. */
+static inline hashkey_t
+dp_ingest_be128(const uint8_t *bytes)
+{
+	uint64_t hi;
+	uint64_t lo;
+
+	memcpy(&hi, bytes, 8);
+	memcpy(&lo, bytes + 8, 8);
+	return ((hashkey_t)__builtin_bswap64(hi) << 64) | __builtin_bswap64(lo);
+}
+
 static hashkey_t
 dp_ingest_hash(struct dp_worker *w, const struct frame_record *r)
 {
@@ -131,7 +143,7 @@ dp_ingest_hash(struct dp_worker *w, const struct frame_record *r)
 	uint32_t index;
 
 	if (r->hash_key != NULL)
-		return hashkey_from_be_bytes(r->hash_key);
+		return dp_ingest_be128(r->hash_key);
 	if (r->key_size > DP_KEY_CACHE_KEY_MAX) {
 		dp_count(w, DP_MD5_COMPUTED, 1);
 		return hashkey_from_partition_key(r->key, r->key_size);

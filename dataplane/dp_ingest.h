@@ -29,9 +29,9 @@ struct log_producer;
 struct log_batch;
 struct log_record_in;
 
-#define DP_BATCH_SLOTS 512          /* Log batches open or in flight per worker. */
-#define DP_BATCH_REFS_MAX 1024      /* Records per batch (a full batch is submitted). */
-#define DP_OPEN_HASH_SIZE 1024      /* Shard -> open slot; power of two > 2 x slots. */
+#define DP_BATCH_SLOTS 4096         /* Log batches open or in flight per worker. */
+#define DP_BATCH_REFS_MAX 256       /* Records per batch (a full batch is submitted). */
+#define DP_OPEN_HASH_SIZE 8192      /* Shard -> open slot; power of two >= 2 x slots. */
 #define DP_SPARES_MAX 32            /* Spare log batches: distinct shards per frame. */
 #define DP_FRAME_SLOTS 512          /* Frames waiting for a durable ACK per worker. */
 #define DP_FRAME_RECORDS_MAX 320    /* Records of one datagram frame (< 2 KiB mbuf). */
@@ -92,6 +92,7 @@ struct dp_key_cache_entry {
 struct dp_ingest {
 	struct log_producer *producer;
 	uint64_t batch_age_tsc;
+	uint64_t flush_scan_tsc;    /* Last scan of the open batches for age. */
 	uint64_t now_real_ns;       /* Wall clock of the current poll pass. */
 	uint64_t nack_tokens;
 	uint64_t nack_refill_tsc;

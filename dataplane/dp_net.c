@@ -94,6 +94,63 @@ dp_net_icmp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	return DP_NET_CONSUMED;
 }
 
+/*
+ * RFC 1071 ones' complement sum, 4 bytes at a time into a 64-bit accumulator
+ * (DPDK's rte_raw_cksum adds 2 bytes at a time: it was a tenth of the whole
+ * per-packet cost). Summing little-endian words gives the byte-swapped sum;
+ * a valid checksum sums to 0xffff in either order.
+ */
+static uint16_t
+dp_net_sum(const void *data, uint32_t size, uint64_t sum)
+{
+	const uint8_t *p = data;
+
+	for (; size >= 8; p += 8, size -= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		sum += (v & 0xffffffffu) + (v >> 32);
+	}
+	if (size >= 4) {
+		uint32_t v;
+
+		memcpy(&v, p, 4);
+		sum += v;
+		p += 4;
+		size -= 4;
+	}
+	if (size >= 2) {
+		uint16_t v;
+
+		memcpy(&v, p, 2);
+		sum += v;
+		p += 2;
+		size -= 2;
+	}
+	if (size == 1)
+		sum += *p;
+	sum = (sum & 0xffffffffu) + (sum >> 32);
+	sum = (sum & 0xffffffffu) + (sum >> 32);
+	sum = (sum & 0xffffu) + (sum >> 16);
+	sum = (sum & 0xffffu) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+/* The UDP checksum over pseudo-header, header and payload sums to 0xffff when valid. */
+static bool
+dp_net_udp_sum_ok(const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *udp)
+{
+	uint8_t pseudo[12];
+
+	memcpy(pseudo, &ip->src_addr, 4);
+	memcpy(pseudo + 4, &ip->dst_addr, 4);
+	pseudo[8] = 0;
+	pseudo[9] = IPPROTO_UDP;
+	memcpy(pseudo + 10, &udp->dgram_len, 2);
+	return dp_net_sum(udp, rte_be_to_cpu_16(udp->dgram_len), dp_net_sum(pseudo, 12, 0)) ==
+	       0xffff;
+}
+
 static bool
 dp_net_udp_cksum_ok(struct dp_worker *w, const struct rte_mbuf *m,
 		    const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *udp)
@@ -106,7 +163,7 @@ dp_net_udp_cksum_ok(struct dp_worker *w, const struct rte_mbuf *m,
 		return true;
 	if (w->dp->rx_cksum_offload && flag == RTE_MBUF_F_RX_L4_CKSUM_BAD)
 		return false;
-	return rte_ipv4_udptcp_cksum_verify(ip, udp) == 0;
+	return dp_net_udp_sum_ok(ip, udp);
 }
 
 static int
@@ -142,7 +199,7 @@ dp_net_ipv4_cksum_ok(struct dp_worker *w, const struct rte_mbuf *m,
 		return true;
 	if (w->dp->rx_cksum_offload && flag == RTE_MBUF_F_RX_IP_CKSUM_BAD)
 		return false;
-	return rte_raw_cksum(ip, rte_ipv4_hdr_len(ip)) == 0xffff;
+	return dp_net_sum(ip, rte_ipv4_hdr_len(ip), 0) == 0xffff;
 }
 
 static int

@@ -22,12 +22,21 @@
 #include "common/limits.h"
 #include "dataplane/dp_internal.h"
 
+/*
+ * Hash keys are split into 256 buckets by their top byte; bucket[b] is the
+ * index (within the stream's ranges) of the last range starting at or below
+ * b << 120, so a key's range lies in bucket[b] .. bucket[b + 1]: one step for
+ * a few shards, a short binary search for thousands.
+ */
+#define DP_ROUTE_BUCKETS 256
+
 struct dp_route_stream {
 	char name[SLUICE_STREAM_NAME_SIZE_MAX];
 	uint32_t name_size;
 	uint32_t stream_id;
 	uint32_t range_first;      /* Index into ranges[]. */
 	uint32_t range_count;
+	uint32_t *bucket;          /* DP_ROUTE_BUCKETS + 1 entries (table only). */
 };
 
 struct dp_route_range {
@@ -42,6 +51,7 @@ struct dp_route_table {
 	uint32_t range_count;
 	struct dp_route_stream *streams;
 	struct dp_route_range *ranges;
+	uint32_t *buckets;         /* stream_count x (DP_ROUTE_BUCKETS + 1) */
 };
 
 struct dp_route_builder {
@@ -185,6 +195,20 @@ dp_route_range_cmp(const void *a, const void *b)
 	return 0;
 }
 
+static void
+dp_route_buckets_fill(struct dp_route_stream *st, const struct dp_route_range *ranges)
+{
+	uint32_t last = 0;
+
+	for (uint32_t b = 0; b <= DP_ROUTE_BUCKETS; b++) {
+		hashkey_t low = b == DP_ROUTE_BUCKETS ? HASHKEY_MAX : (hashkey_t)b << 120;
+
+		while (last + 1 < st->range_count && ranges[last + 1].start <= low)
+			last++;
+		st->bucket[b] = last;
+	}
+}
+
 /* Sorts, links each stream to its run of ranges and refuses overlaps. */
 static int
 dp_route_table_index(struct dp_route_table *t)
@@ -208,6 +232,8 @@ dp_route_table_index(struct dp_route_table *t)
 				st->range_first = r;
 			st->range_count++;
 		}
+		st->bucket = t->buckets + (size_t)s * (DP_ROUTE_BUCKETS + 1);
+		dp_route_buckets_fill(st, &t->ranges[st->range_first]);
 	}
 	return 0;
 }
@@ -217,7 +243,9 @@ dp_route_table_build(const struct dp_route_builder *b, int *rc_out)
 {
 	size_t streams_size = (size_t)b->t.stream_count * sizeof(struct dp_route_stream);
 	size_t ranges_size = (size_t)b->t.range_count * sizeof(struct dp_route_range);
-	struct dp_route_table *t = calloc(1, sizeof(*t) + streams_size + ranges_size + 16);
+	size_t buckets_size = (size_t)b->t.stream_count * (DP_ROUTE_BUCKETS + 1) * sizeof(uint32_t);
+	struct dp_route_table *t = calloc(1, sizeof(*t) + streams_size + ranges_size + buckets_size +
+					     16);
 
 	if (t == NULL) {
 		*rc_out = -ENOMEM;
@@ -225,6 +253,7 @@ dp_route_table_build(const struct dp_route_builder *b, int *rc_out)
 	}
 	t->ranges = (struct dp_route_range *)RTE_ALIGN_CEIL((uintptr_t)(t + 1), 16);
 	t->streams = (struct dp_route_stream *)((uint8_t *)t->ranges + ranges_size);
+	t->buckets = (uint32_t *)((uint8_t *)t->streams + streams_size);
 	t->stream_count = b->t.stream_count;
 	t->range_count = b->t.range_count;
 	memcpy(t->streams, b->t.streams, streams_size);
@@ -300,20 +329,25 @@ dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index, ha
 
 	assert(stream_index >= 0 && (uint32_t)stream_index < table->stream_count);
 	s = &table->streams[stream_index];
+	if (s->range_count == 0)
+		return -ENOENT;
 	ranges = &table->ranges[s->range_first];
-	high = s->range_count;
-	/* The last range starting at or below key. */
+	low = s->bucket[key >> 120];
+	high = s->bucket[(key >> 120) + 1];
+	if (ranges[low].start > key)
+		return -ENOENT; /* Below the stream's first range. */
+	/* The last range in low .. high starting at or below key. */
 	while (low < high) {
-		uint32_t mid = low + (high - low) / 2;
+		uint32_t mid = low + (high - low + 1) / 2;
 
 		if (ranges[mid].start <= key)
-			low = mid + 1;
+			low = mid;
 		else
-			high = mid;
+			high = mid - 1;
 	}
-	if (low == 0 || key > ranges[low - 1].end)
+	if (key > ranges[low].end)
 		return -ENOENT;
-	*shard_id_out = ranges[low - 1].shard_id;
+	*shard_id_out = ranges[low].shard_id;
 	return 0;
 }
 
