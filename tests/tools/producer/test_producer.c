@@ -1,0 +1,243 @@
+/*
+ * producer: libsluice against an in-process server (test_server.h) on a
+ * real socket. Under dropped, duplicated and reordered datagrams, throttling
+ * and TCP connections cut mid-frame, every record is completed exactly once,
+ * every acknowledged record carries the server's (shard, sequence), the
+ * server stores no record twice, and records of one key keep put order.
+ * Seeded: TEST_SEED replays a run.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "tests/support/seed.h"
+#include "tests/tools/producer/test_server.h"
+#include "tools/producer/sluice_producer.h"
+
+#define STREAM "orders"
+
+struct outcome {
+	uint32_t completions;
+	int err;
+	bool known;
+	uint32_t shard_index;
+	uint64_t seq;
+};
+
+static struct outcome outcomes[TEST_SERVER_RECORDS_MAX];
+
+static void
+on_complete(void *user, const struct sluice_result *r)
+{
+	struct outcome *o = &outcomes[r->tag];
+
+	(void)user;
+	cr_assert_lt(r->tag, TEST_SERVER_RECORDS_MAX);
+	o->completions++;
+	o->err = r->err;
+	o->known = r->position_known;
+	o->shard_index = r->shard_index;
+	o->seq = r->seq;
+}
+
+static void
+server_config_init(struct test_server_config *sc, bool tcp)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->tcp = tcp;
+	sc->seed = seed_base();
+	sc->shards = 4;
+	sc->stream_name = STREAM;
+	sc->credit_size = FRAME_CREDIT_UNLIMITED;
+}
+
+static void
+producer_config_init(struct sluice_producer_config *pc, struct test_server *server, bool tcp)
+{
+	sluice_producer_config_default(pc, tcp ? SLUICE_TRANSPORT_TCP : SLUICE_TRANSPORT_UDP);
+	pc->host = "127.0.0.1";
+	pc->port = test_server_port(server);
+	pc->stream_name = STREAM;
+	pc->on_complete = on_complete;
+	pc->ack_timeout_ms = 20;
+	pc->backoff_max_ms = 100;
+	pc->retries_max = 200;
+	pc->linger_us = 500;
+}
+
+/* Puts records 0 .. count-1 (key "key-<i % keys>", data "rec-<i>"), polling on -EAGAIN. */
+static void
+put_all(struct sluice_producer *p, uint32_t count, uint32_t keys)
+{
+	memset(outcomes, 0, sizeof(outcomes));
+	for (uint32_t i = 0; i < count; i++) {
+		char key[32];
+		char data[32];
+		int key_size = snprintf(key, sizeof(key), "key-%u", i % keys);
+		int data_size = snprintf(data, sizeof(data), "rec-%u", i);
+		int rc;
+
+		while ((rc = sluice_producer_put(p, key, (uint16_t)key_size, data,
+						 (uint32_t)data_size, NULL, i)) == -EAGAIN)
+			cr_assert_geq(sluice_producer_poll(p, 10), 0);
+		cr_assert_eq(rc, 0, "put %u: %d", i, rc);
+	}
+}
+
+/* The exactly-once and ordering checks shared by every scenario. */
+static void
+verify(struct test_server *server, uint32_t count, uint32_t keys, bool positions_required)
+{
+	uint64_t seed = seed_base();
+
+	for (uint32_t i = 0; i < count; i++) {
+		const struct test_server_record *rec = test_server_record(server, i);
+		const struct outcome *o = &outcomes[i];
+
+		cr_assert_eq(o->completions, 1, "record %u completed %u times (seed %lu)", i,
+			     o->completions, (unsigned long)seed);
+		cr_assert_leq(rec->stored, 1, "record %u stored twice (seed %lu)", i,
+			      (unsigned long)seed);
+		if (o->err != 0)
+			continue;
+		cr_assert_eq(rec->stored, 1, "record %u acked, never stored", i);
+		if (positions_required)
+			cr_assert(o->known, "record %u: no position (seed %lu)", i,
+				  (unsigned long)seed);
+		if (o->known) {
+			cr_assert_eq(o->shard_index, rec->shard_index, "record %u shard", i);
+			cr_assert_eq(o->seq, rec->seq, "record %u seq (seed %lu)", i,
+				     (unsigned long)seed);
+		}
+	}
+	/* Same key, same shard, and put order = sequence order. */
+	for (uint32_t i = keys; i < count; i++) {
+		const struct test_server_record *a = test_server_record(server, i - keys);
+		const struct test_server_record *b = test_server_record(server, i);
+
+		if (a->stored && b->stored) {
+			cr_assert_eq(a->shard_index, b->shard_index);
+			cr_assert_lt(a->seq, b->seq, "key order broken at record %u (seed %lu)", i,
+				     (unsigned long)seed);
+		}
+	}
+}
+
+struct scenario {
+	bool tcp;
+	uint32_t count;
+	uint32_t keys;
+	uint32_t batch_records_max;
+	bool positions_required;
+	bool expect_all_ok;
+};
+
+static struct sluice_producer_stats last_producer_stats;
+static struct test_server_stats last_server_stats;
+
+static void
+scenario_run(const struct scenario *sc, struct test_server_config *server_config)
+{
+	struct test_server *server;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct sluice_producer_stats stats;
+
+	cr_assert_eq(test_server_start(server_config, &server), 0);
+	producer_config_init(&pc, server, sc->tcp);
+	if (sc->batch_records_max != 0)
+		pc.batch_records_max = sc->batch_records_max;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, sc->count, sc->keys);
+	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
+	sluice_producer_stats(p, &stats);
+	cr_assert_eq(stats.records_outstanding, 0);
+	if (sc->expect_all_ok)
+		cr_assert_eq(stats.records_ok, sc->count, "ok %lu failed %lu",
+			     (unsigned long)stats.records_ok, (unsigned long)stats.records_failed);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	verify(server, sc->count, sc->keys, sc->positions_required);
+	last_producer_stats = stats;
+	test_server_stats(server, &last_server_stats);
+	fprintf(stderr, "  batches sent %lu resent %lu, acks %lu (duplicate %lu, ignored %lu), "
+		"nacks %lu, connects %lu; server frames %lu stored %lu replayed %lu cuts %lu\n",
+		(unsigned long)stats.batches_sent, (unsigned long)stats.batches_resent,
+		(unsigned long)stats.acks_received, (unsigned long)stats.acks_duplicate,
+		(unsigned long)stats.acks_ignored, (unsigned long)stats.nacks_received,
+		(unsigned long)stats.connects, (unsigned long)last_server_stats.frames,
+		(unsigned long)last_server_stats.batches_stored,
+		(unsigned long)last_server_stats.duplicates_answered,
+		(unsigned long)last_server_stats.cuts);
+	test_server_free(server);
+}
+
+Test(producer, udp_clean)
+{
+	struct test_server_config sc;
+	struct scenario s = { .count = 3000, .keys = 37, .positions_required = true,
+			      .expect_all_ok = true, .batch_records_max = 16 };
+
+	server_config_init(&sc, false);
+	scenario_run(&s, &sc);
+}
+
+Test(producer, udp_drops_duplicates_reorders_throttles)
+{
+	struct test_server_config sc;
+	struct scenario s = { .count = 3000, .keys = 37, .positions_required = true,
+			      .expect_all_ok = true, .batch_records_max = 16 };
+
+	server_config_init(&sc, false);
+	sc.drop_in_pct = 15;
+	sc.drop_out_pct = 15;
+	sc.dup_in_pct = 10;
+	sc.dup_out_pct = 10;
+	sc.reorder_pct = 20;
+	sc.throttle_pct = 5;
+	scenario_run(&s, &sc);
+	cr_assert_gt(last_producer_stats.batches_resent, 0);
+	cr_assert_gt(last_producer_stats.acks_duplicate, 0, "a stored batch was answered again");
+	cr_assert_gt(last_producer_stats.nacks_received, 0);
+	cr_assert_gt(last_server_stats.duplicates_answered, 0);
+}
+
+/* Large batches: a replayed ACK may lack detail (NO_DETAIL); still exactly once. */
+Test(producer, udp_large_batches_lose_only_detail)
+{
+	struct test_server_config sc;
+	struct scenario s = { .count = 3000, .keys = 101, .expect_all_ok = true };
+
+	server_config_init(&sc, false);
+	sc.shards = 64;
+	sc.drop_out_pct = 30;
+	scenario_run(&s, &sc);
+}
+
+Test(producer, tcp_clean)
+{
+	struct test_server_config sc;
+	struct scenario s = { .tcp = true, .count = 5000, .keys = 37, .batch_records_max = 16,
+			      .positions_required = true, .expect_all_ok = true };
+
+	server_config_init(&sc, true);
+	scenario_run(&s, &sc);
+}
+
+Test(producer, tcp_cut_mid_frame_and_before_ack)
+{
+	struct test_server_config sc;
+	struct scenario s = { .tcp = true, .count = 3000, .keys = 37, .batch_records_max = 16,
+			      .positions_required = true, .expect_all_ok = true };
+
+	server_config_init(&sc, true);
+	sc.cut_pct = 4;
+	sc.throttle_pct = 5;
+	scenario_run(&s, &sc);
+	cr_assert_gt(last_server_stats.cuts, 0);
+	cr_assert_gt(last_producer_stats.connects, 1);
+	cr_assert_gt(last_producer_stats.batches_resent, 0);
+}

@@ -1,0 +1,407 @@
+/* test_server.c - see test_server.h. One thread; the test reads results after stop. */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/hashkey.h"
+#include "tests/support/seed.h"
+#include "tests/tools/producer/test_server.h"
+
+#define RX_SIZE (FRAME_SIZE_MAX + 65536u)
+
+struct test_server {
+	struct test_server_config config;
+	char stream_name[SLUICE_STREAM_NAME_SIZE_MAX + 1];
+	struct frame_auth_key key;
+	int fd;
+	int conn;
+	uint16_t port;
+	pthread_t thread;
+	atomic_bool stop;
+	struct seed_rng rng;
+	struct frame_dedup dedup[TEST_SERVER_PRODUCERS_MAX];
+	uint32_t dedup_count;
+	uint64_t shard_next[TEST_SERVER_SHARDS_MAX];
+	struct test_server_stats stats;
+	struct test_server_record records[TEST_SERVER_RECORDS_MAX];
+	struct frame_ack_run runs[FRAME_RECORDS_MAX];
+	uint8_t answer[FRAME_ACK_SIZE_MAX];
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	uint8_t held[65536];
+	size_t held_size;
+	struct sockaddr_storage held_peer;
+	socklen_t held_peer_len;
+	size_t rx_size;
+	uint8_t rx[RX_SIZE];
+};
+
+static bool
+roll(struct test_server *s, uint32_t pct)
+{
+	return pct > 0 && seed_rng_below(&s->rng, 100) < pct;
+}
+
+static struct frame_dedup *
+dedup_for(struct test_server *s, uint64_t producer_id)
+{
+	for (uint32_t i = 0; i < s->dedup_count; i++)
+		if (s->dedup[i].producer_id == producer_id)
+			return &s->dedup[i];
+	assert(s->dedup_count < TEST_SERVER_PRODUCERS_MAX);
+	frame_dedup_init(&s->dedup[s->dedup_count], producer_id);
+	return &s->dedup[s->dedup_count++];
+}
+
+static int
+answer_nack(struct test_server *s, const struct frame_records *rec, uint8_t status)
+{
+	struct frame_ack nack = {
+		.type = FRAME_TYPE_NACK, .status = status, .producer_id = rec->producer_id,
+		.batch_seq = rec->batch_seq, .producer_epoch = rec->producer_epoch,
+		.record_count = rec->record_count <= FRAME_RECORDS_MAX ? rec->record_count : 0,
+		.record_index = FRAME_RECORD_INDEX_NONE, .credit_size = s->config.credit_size,
+		.retry_after_ms = status == FRAME_STATUS_THROTTLED ? 1 : 0,
+	};
+
+	s->stats.nacks++;
+	return frame_ack_encode(s->answer, sizeof(s->answer), &nack, false);
+}
+
+static uint32_t
+record_index_of(const struct frame_record *r)
+{
+	uint32_t index = 0;
+
+	assert(r->data_size > 4 && memcmp(r->data, "rec-", 4) == 0);
+	for (uint32_t i = 4; i < r->data_size; i++)
+		index = index * 10 + (uint32_t)(r->data[i] - '0');
+	assert(index < TEST_SERVER_RECORDS_MAX);
+	return index;
+}
+
+/* Stores every record of the batch and fills `ack` (runs in s->runs). */
+static void
+batch_store(struct test_server *s, const struct frame_records *rec, struct frame_ack *ack)
+{
+	struct frame_record_iter iter;
+	struct frame_record r;
+	uint16_t run_count = 0;
+
+	frame_record_iter_init(&iter, rec);
+	while (frame_record_iter_next(&iter, &r)) {
+		hashkey_t hk = r.hash_key != NULL ? hashkey_from_be_bytes(r.hash_key) :
+						    hashkey_from_partition_key(r.key, r.key_size);
+		/* Equal ranges of the hash-key space, as a new Kinesis stream has. */
+		uint32_t shard = (uint32_t)(((uint64_t)(hk >> 96) * s->config.shards) >> 32);
+		uint64_t seq = s->shard_next[shard]++;
+		struct test_server_record *stored = &s->records[record_index_of(&r)];
+		struct frame_ack_run *last = run_count > 0 ? &s->runs[run_count - 1] : NULL;
+
+		stored->stored++;
+		stored->shard_index = shard;
+		stored->seq = seq;
+		memcpy(stored->key, r.key, r.key_size);
+		stored->key_size = r.key_size;
+		if (last != NULL && last->shard_index == shard && last->seq_first + last->count == seq)
+			last->count++;
+		else
+			s->runs[run_count++] = (struct frame_ack_run){ seq, shard, 1 };
+	}
+	s->stats.batches_stored++;
+	*ack = (struct frame_ack){
+		.type = FRAME_TYPE_ACK, .status = FRAME_STATUS_OK,
+		.flags = frame_records_ack_mode(rec), .producer_id = rec->producer_id,
+		.batch_seq = rec->batch_seq, .producer_epoch = rec->producer_epoch,
+		.record_count = rec->record_count, .record_index = FRAME_RECORD_INDEX_NONE,
+		.credit_size = s->config.credit_size,
+	};
+	if (frame_records_ack_mode(rec) == FRAME_ACK_DURABLE) {
+		ack->run_count = run_count;
+		ack->runs = s->runs;
+	}
+}
+
+/* Handles one RECORDS frame; returns the answer's size in s->answer, or 0 for none. */
+static int
+frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
+{
+	struct frame_records rec;
+	enum frame_err err = frame_records_decode(bytes, size, &rec);
+	const struct frame_dedup_entry *entry;
+	struct frame_dedup *d;
+	struct frame_ack ack;
+
+	s->stats.frames++;
+	if (err != FRAME_OK)
+		return rec.identity_valid ? answer_nack(s, &rec, frame_err_status(err)) : 0;
+	if (s->config.auth_key != NULL &&
+	    frame_auth_verify(bytes, size, &s->key, clock_real_ns() / 1000000u, 30000) != FRAME_OK) {
+		s->stats.auth_refused++;
+		return answer_nack(s, &rec, FRAME_STATUS_AUTH_FAILED);
+	}
+	if (rec.stream_name_size != strlen(s->stream_name) ||
+	    memcmp(rec.stream_name, s->stream_name, rec.stream_name_size) != 0)
+		return answer_nack(s, &rec, FRAME_STATUS_UNKNOWN_STREAM);
+	d = dedup_for(s, rec.producer_id);
+	switch (frame_dedup_check(d, rec.producer_epoch, rec.batch_seq, &entry)) {
+	case FRAME_DEDUP_NEW:
+		break;
+	case FRAME_DEDUP_DONE:
+		s->stats.duplicates_answered++;
+		if (frame_records_ack_mode(&rec) == FRAME_ACK_NONE)
+			return 0;
+		frame_dedup_ack(d, entry, s->config.credit_size, &ack);
+		return frame_ack_encode(s->answer, sizeof(s->answer), &ack, false);
+	case FRAME_DEDUP_PENDING:
+		return 0;
+	case FRAME_DEDUP_STALE_EPOCH:
+		return answer_nack(s, &rec, FRAME_STATUS_STALE_EPOCH);
+	case FRAME_DEDUP_TOO_OLD:
+		return answer_nack(s, &rec, FRAME_STATUS_SEQUENCE_OLD);
+	}
+	if (roll(s, s->config.throttle_pct)) {
+		frame_dedup_abort(d, rec.producer_epoch, rec.batch_seq);
+		return answer_nack(s, &rec, FRAME_STATUS_THROTTLED);
+	}
+	batch_store(s, &rec, &ack);
+	if (frame_records_ack_mode(&rec) == FRAME_ACK_NONE) {
+		ack.flags = FRAME_ACK_RECEIVED;   /* Remembered as stored; never answered. */
+		frame_dedup_complete(d, rec.producer_epoch, &ack);
+		return 0;
+	}
+	frame_dedup_complete(d, rec.producer_epoch, &ack);
+	return frame_ack_encode(s->answer, sizeof(s->answer), &ack, false);
+}
+
+static void
+udp_answer(struct test_server *s, int size)
+{
+	assert(size >= 0);
+	if (size == 0 || roll(s, s->config.drop_out_pct))
+		return;
+	sendto(s->fd, s->answer, (size_t)size, 0, (struct sockaddr *)&s->peer, s->peer_len);
+	if (roll(s, s->config.dup_out_pct))
+		sendto(s->fd, s->answer, (size_t)size, 0, (struct sockaddr *)&s->peer, s->peer_len);
+}
+
+static void
+udp_datagram(struct test_server *s, const uint8_t *bytes, size_t size)
+{
+	size_t off = 0;
+	uint32_t frame_size;
+	uint32_t need;
+
+	while (off < size && frame_next(bytes + off, size - off, &frame_size, &need) == FRAME_OK) {
+		udp_answer(s, frame_handle(s, bytes + off, frame_size));
+		off += frame_size;
+	}
+}
+
+static void
+udp_loop(struct test_server *s)
+{
+	static _Thread_local uint8_t buf[65536];
+
+	while (!atomic_load(&s->stop)) {
+		struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 5) <= 0) {
+			if (s->held_size > 0) {     /* Nothing came after it: deliver it late. */
+				s->peer = s->held_peer;
+				s->peer_len = s->held_peer_len;
+				udp_datagram(s, s->held, s->held_size);
+				s->held_size = 0;
+			}
+			continue;
+		}
+		s->peer_len = sizeof(s->peer);
+		n = recvfrom(s->fd, buf, sizeof(buf), 0, (struct sockaddr *)&s->peer, &s->peer_len);
+		if (n <= 0 || roll(s, s->config.drop_in_pct) || s->config.silent)
+			continue;
+		if (s->held_size == 0 && roll(s, s->config.reorder_pct)) {
+			memcpy(s->held, buf, (size_t)n);
+			s->held_size = (size_t)n;
+			s->held_peer = s->peer;
+			s->held_peer_len = s->peer_len;
+			continue;
+		}
+		udp_datagram(s, buf, (size_t)n);
+		if (roll(s, s->config.dup_in_pct))
+			udp_datagram(s, buf, (size_t)n);
+		if (s->held_size > 0) {
+			udp_datagram(s, s->held, s->held_size);
+			s->held_size = 0;
+		}
+	}
+}
+
+static void
+tcp_cut(struct test_server *s)
+{
+	close(s->conn);
+	s->conn = -1;
+	s->rx_size = 0;
+	s->stats.cuts++;
+}
+
+/* Handles every whole frame in the connection's buffer. */
+static void
+tcp_frames(struct test_server *s)
+{
+	size_t off = 0;
+
+	while (s->conn >= 0) {
+		uint32_t frame_size;
+		uint32_t need;
+		enum frame_err err = frame_next(s->rx + off, s->rx_size - off, &frame_size, &need);
+		int size;
+
+		if (err == FRAME_ERR_TRUNCATED)
+			break;
+		if (err != FRAME_OK) {
+			tcp_cut(s);
+			return;
+		}
+		size = frame_handle(s, s->rx + off, frame_size);
+		off += frame_size;
+		if (size > 0 && roll(s, s->config.cut_pct)) {
+			tcp_cut(s);     /* Stored (maybe), but the ACK is lost with the connection. */
+			return;
+		}
+		if (size > 0 && send(s->conn, s->answer, (size_t)size, MSG_NOSIGNAL) != size) {
+			tcp_cut(s);
+			return;
+		}
+	}
+	memmove(s->rx, s->rx + off, s->rx_size - off);
+	s->rx_size -= off;
+	if (s->rx_size > 0 && roll(s, s->config.cut_pct))
+		tcp_cut(s);             /* Mid-frame: the producer must resend it whole. */
+}
+
+static void
+tcp_loop(struct test_server *s)
+{
+	while (!atomic_load(&s->stop)) {
+		struct pollfd pfd[2] = { { .fd = s->fd, .events = POLLIN },
+					 { .fd = s->conn, .events = POLLIN } };
+		ssize_t n;
+
+		if (poll(pfd, 2, 5) <= 0)
+			continue;
+		if (pfd[0].revents & POLLIN) {
+			int fd = accept(s->fd, NULL, NULL);
+
+			if (fd >= 0) {
+				if (s->conn >= 0)
+					tcp_cut(s);
+				s->conn = fd;
+				s->rx_size = 0;
+			}
+			continue;
+		}
+		if (s->conn < 0 || (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+			continue;
+		n = recv(s->conn, s->rx + s->rx_size, RX_SIZE - s->rx_size, 0);
+		if (n <= 0) {
+			close(s->conn);
+			s->conn = -1;
+			continue;
+		}
+		if (s->config.silent)
+			continue;
+		s->rx_size += (size_t)n;
+		tcp_frames(s);
+	}
+}
+
+static void *
+server_main(void *arg)
+{
+	struct test_server *s = arg;
+
+	if (s->config.tcp)
+		tcp_loop(s);
+	else
+		udp_loop(s);
+	return NULL;
+}
+
+int
+test_server_start(const struct test_server_config *config, struct test_server **server_out)
+{
+	struct test_server *s = calloc(1, sizeof(*s));
+	struct sockaddr_in addr = { .sin_family = AF_INET };
+	socklen_t len = sizeof(addr);
+	int one = 1;
+
+	assert(s != NULL);
+	assert(config->shards >= 1 && config->shards <= TEST_SERVER_SHARDS_MAX);
+	s->config = *config;
+	strcpy(s->stream_name, config->stream_name);
+	if (config->auth_key != NULL)
+		s->key = *config->auth_key;
+	seed_rng_init(&s->rng, config->seed);
+	s->conn = -1;
+	s->fd = socket(AF_INET, config->tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+	assert(s->fd >= 0);
+	setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(s->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0)
+		return -errno;
+	if (config->tcp && listen(s->fd, 8) != 0)
+		return -errno;
+	getsockname(s->fd, (struct sockaddr *)&addr, &len);
+	s->port = ntohs(addr.sin_port);
+	if (pthread_create(&s->thread, NULL, server_main, s) != 0)
+		return -EAGAIN;
+	*server_out = s;
+	return 0;
+}
+
+uint16_t
+test_server_port(const struct test_server *s)
+{
+	return s->port;
+}
+
+void
+test_server_stop(struct test_server *s)
+{
+	atomic_store(&s->stop, true);
+	pthread_join(s->thread, NULL);
+	if (s->conn >= 0)
+		close(s->conn);
+	close(s->fd);
+	s->conn = -1;
+}
+
+const struct test_server_record *
+test_server_record(const struct test_server *s, uint32_t index)
+{
+	assert(index < TEST_SERVER_RECORDS_MAX);
+	return &s->records[index];
+}
+
+void
+test_server_stats(const struct test_server *s, struct test_server_stats *stats_out)
+{
+	*stats_out = s->stats;
+}
+
+void
+test_server_free(struct test_server *s)
+{
+	free(s);
+}

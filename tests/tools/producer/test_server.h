@@ -1,0 +1,70 @@
+/*
+ * test_server.h - an in-process ingest server for libsluice's tests: a
+ * thread with a real UDP or TCP socket on 127.0.0.1 that decodes frames with
+ * protocol/frame.h, keeps a dedup window per producer, "stores" records
+ * (per-shard sequence numbers) and answers with ACK/NACK frames. Seeded
+ * faults: drop, duplicate and reorder datagrams (both ways), throttle, and
+ * cut TCP connections mid-frame or before the ACK.
+ *
+ * Records are identified by their data, which the tests make "rec-<index>"
+ * (decimal index < TEST_SERVER_RECORDS_MAX).
+ */
+#ifndef SLUICE_TEST_SERVER_H
+#define SLUICE_TEST_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "protocol/frame.h"
+
+#define TEST_SERVER_RECORDS_MAX 20000u
+#define TEST_SERVER_SHARDS_MAX 64u
+#define TEST_SERVER_PRODUCERS_MAX 4u
+
+struct test_server_config {
+	bool tcp;
+	uint64_t seed;
+	uint32_t shards;             /* 1 .. TEST_SERVER_SHARDS_MAX, equal hash-key ranges. */
+	const char *stream_name;     /* The one stream that exists. */
+	const struct frame_auth_key *auth_key;   /* Non-NULL: the stream requires it. */
+	uint32_t credit_size;        /* Sent in every answer. */
+	/* Faults, in percent. */
+	uint32_t drop_in_pct;
+	uint32_t drop_out_pct;
+	uint32_t dup_in_pct;
+	uint32_t dup_out_pct;
+	uint32_t reorder_pct;        /* UDP: a datagram is held and delivered after the next. */
+	uint32_t throttle_pct;       /* NACK throttled instead of storing. */
+	uint32_t cut_pct;            /* TCP: per read with a partial frame, and per ACK. */
+	bool silent;                 /* Never answer (receive and store nothing). */
+};
+
+struct test_server_record {
+	uint32_t stored;             /* Times stored: must be 0 or 1. */
+	uint32_t shard_index;
+	uint64_t seq;
+	uint8_t key[SLUICE_PARTITION_KEY_SIZE_MAX];
+	uint16_t key_size;
+};
+
+struct test_server_stats {
+	uint64_t frames;
+	uint64_t batches_stored;
+	uint64_t duplicates_answered;  /* Dedup DONE: the original ACK again. */
+	uint64_t nacks;
+	uint64_t cuts;
+	uint64_t auth_refused;
+};
+
+struct test_server;
+
+int test_server_start(const struct test_server_config *config, struct test_server **server_out);
+uint16_t test_server_port(const struct test_server *server);
+/* Stops the thread; records and stats stay readable until test_server_free(). */
+void test_server_stop(struct test_server *server);
+const struct test_server_record *test_server_record(const struct test_server *server,
+						    uint32_t index);
+void test_server_stats(const struct test_server *server, struct test_server_stats *stats_out);
+void test_server_free(struct test_server *server);
+
+#endif /* SLUICE_TEST_SERVER_H */
