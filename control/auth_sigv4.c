@@ -239,7 +239,8 @@ sigv4_credential_parse(struct span c, struct sigv4_credential *out, struct sigv4
 	}
 	if (count != 5) {
 		sigv4_fail(r, SIGV4_INCOMPLETE, "Credential must have exactly 5 slash-delimited "
-			   "elements, e.g. keyid/date/region/service/term, got '%.*s'", (int)c.n, c.p);
+			   "elements, e.g. keyid/date/region/service/term, got '%.*s'",
+			   (int)c.n, c.p);
 		return false;
 	}
 	*out = (struct sigv4_credential){ parts[0], parts[1], parts[2], parts[3], parts[4] };
@@ -332,8 +333,8 @@ sigv4_check_scope(const struct sigv4_credential *c, const char *amz_date, const 
 		  struct sigv4_result *r)
 {
 	if (c->date.n != 8 || memcmp(c->date.p, amz_date, 8) != 0) {
-		sigv4_fail(r, SIGV4_INVALID, "Date in Credential scope does not match YYYYMMDD from "
-			   "ISO-8601 version of date from HTTP: '%.*s' != '%.8s', from '%s'.",
+		sigv4_fail(r, SIGV4_INVALID, "Date in Credential scope does not match YYYYMMDD "
+			   "from ISO-8601 version of date from HTTP: '%.*s' != '%.8s', from '%s'.",
 			   (int)c->date.n, c->date.p, amz_date, amz_date);
 		return false;
 	}
@@ -348,8 +349,8 @@ sigv4_check_scope(const struct sigv4_credential *c, const char *amz_date, const 
 		return false;
 	}
 	if (!span_eq(c->terminator, SIGV4_TERMINATOR)) {
-		sigv4_fail(r, SIGV4_INVALID, "Credential should be scoped with a valid terminator: '"
-			   SIGV4_TERMINATOR "', not '%.*s'. ", (int)c->terminator.n,
+		sigv4_fail(r, SIGV4_INVALID, "Credential should be scoped with a valid "
+			   "terminator: '" SIGV4_TERMINATOR "', not '%.*s'. ", (int)c->terminator.n,
 			   c->terminator.p);
 		return false;
 	}
@@ -731,9 +732,9 @@ sigv4_verify(struct sigv4_keys *keys, const struct sigv4_input *in, struct sigv4
 	sigv4_hmac(sigv4_signing_key(key, keys->region, cred.date), 32, to_sign, (size_t)n, mac);
 	sigv4_hex(mac, 32, signature);
 	if (a.signature.n != 64 || CRYPTO_memcmp(signature, a.signature.p, 64) != 0) {
-		sigv4_fail(r, SIGV4_INVALID, "The request signature we calculated does not match "
-			   "the signature you provided. Check your AWS Secret Access Key and signing "
-			   "method. Consult the service documentation for details.");
+		sigv4_fail(r, SIGV4_INVALID, "The request signature we calculated does not "
+			   "match the signature you provided. Check your AWS Secret Access Key "
+			   "and signing method. Consult the service documentation for details.");
 		return;
 	}
 	r->status = SIGV4_OK;

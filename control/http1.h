@@ -65,7 +65,7 @@ struct http1_framing {
 	uint64_t content_length;  /* 0 when absent. */
 	bool chunked;             /* Transfer-Encoding present: refused with 411 by the server. */
 	bool expect_continue;     /* Expect: 100-continue. */
-	bool keep_alive;          /* HTTP/1.1 unless "Connection: close"; 1.0 only with keep-alive. */
+	bool keep_alive;          /* 1.1 unless "Connection: close"; 1.0 only with keep-alive. */
 };
 
 /*

@@ -471,7 +471,9 @@ server_accept(struct api_server *s, int listen_fd, bool tls)
 		c->ssl = NULL;
 		s->conns_used++;
 		s->stats.connections_accepted++;
-		if (tls && ((c->ssl = SSL_new(s->ssl_ctx)) == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
+		if (tls)
+			c->ssl = SSL_new(s->ssl_ctx);
+		if (tls && (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
 			server_conn_close(c);
 			continue;
 		}

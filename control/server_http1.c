@@ -190,7 +190,7 @@ http1_head_error(struct server_conn *c, struct api_call *call, int rc)
 	else if (rc == HTTP1_HEAD_TOO_LARGE)
 		http1_refuse(c, call, 431, "Request head exceeds the server's size limit");
 	else
-		http1_refuse(c, call, 431, "Request has more header fields than the server's limit");
+		http1_refuse(c, call, 431, "Request has more header fields than the limit");
 }
 
 /* Parses and starts as many buffered requests as the limits allow. */

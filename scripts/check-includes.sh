@@ -64,8 +64,10 @@ for f in $(find common nvme-log protocol dataplane control tools -name '*.[ch]' 
 	grep -n '#[[:space:]]*include[[:space:]]*<liburing' "$f" | sed "s|^\([0-9]*\):.*|$f:\1: liburing.h outside nvme-log/log_io_uring.c|"
 	grep -n '#[[:space:]]*include[[:space:]]*<criterion' "$f" | sed "s|^\([0-9]*\):.*|$f:\1: Criterion outside tests/|"
 done >> /tmp/check-includes.$$
-if [ -f dataplane/dataplane.h ] && grep -n 'rte_' dataplane/dataplane.h >/dev/null; then
-	grep -n 'rte_' dataplane/dataplane.h | sed 's|^\([0-9]*\):.*|dataplane/dataplane.h:\1: DPDK type in the public header|' >> /tmp/check-includes.$$
+# A DPDK type or header in the public header (comments may name rte_* freely).
+rte_use='struct rte_|union rte_|#[[:space:]]*include[[:space:]]*<rte_|rte_[a-z0-9_]*_t[^a-z0-9_]'
+if [ -f dataplane/dataplane.h ] && grep -En "$rte_use" dataplane/dataplane.h >/dev/null; then
+	grep -En "$rte_use" dataplane/dataplane.h | sed 's|^\([0-9]*\):.*|dataplane/dataplane.h:\1: DPDK type in the public header|' >> /tmp/check-includes.$$
 fi
 
 if [ -s /tmp/check-includes.$$ ]; then

@@ -23,6 +23,7 @@ mk control/x.c '#include "nvme-log/log_format.h"';  expect_fail "private header 
 mk control/x.c '#include <rte_mbuf.h>';            expect_fail "DPDK outside dataplane"
 mk control/x.c '#include <liburing.h>';            expect_fail "liburing outside log_io_uring.c"
 mk common/x.c '#include "x.h"';                    expect_fail "include without its folder"
+mk dataplane/dataplane.h 'struct rte_mbuf *dp_x(void);'; expect_fail "DPDK type in dataplane.h"
 mk control/x.c '#include "nvme-log/log.h"'
 CHECK_INCLUDES_COMPILE=0 "$check" "$tmp/t" >/dev/null || { echo "false alarm on a legal include"; exit 1; }
 echo "check-includes catches every violation kind"

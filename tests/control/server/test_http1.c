@@ -19,7 +19,8 @@
 	"X-Amz-Target: Kinesis_20131202.PutRecord\r\n" \
 	"Content-Type: application/x-amz-json-1.1\r\n" \
 	"X-Amz-Date: 20261126T081500Z\r\n" \
-	"Authorization: AWS4-HMAC-SHA256 Credential=AKID/20261126/us-east-1/kinesis/aws4_request, " \
+	"Authorization: AWS4-HMAC-SHA256 " \
+	"Credential=AKID/20261126/us-east-1/kinesis/aws4_request, " \
 	"SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=00\r\n" \
 	"Content-Length: 2\r\n" \
 	"\r\n"

@@ -89,8 +89,9 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 		api_out_append(out, "\"}", 2);
 		api_call_reply(call, 200);
 	} else {
-		api_call_error(call, 400, "ResourceNotFoundException", "Stream \"%.*s\"\n not found",
-			       (int)req->body_size, (const char *)req->body);
+		api_call_error(call, 400, "ResourceNotFoundException",
+			       "Stream \"%.*s\"\n not found", (int)req->body_size,
+			       (const char *)req->body);
 	}
 }
 
@@ -149,7 +150,10 @@ server_main(void *arg)
 static int
 free_port(void)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in addr = {
+		.sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
 	socklen_t len = sizeof(addr);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	int port;
@@ -497,7 +501,8 @@ Test(server, requests_aws_cannot_route_get_aws_answers, .init = setup_default,
 		  "<UnknownOperationException/>" },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 404,
-		  "{\"Output\":{\"__type\":\"com.amazon.coral.service#UnknownOperationException\"" },
+		  "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
+		  "UnknownOperationException\"" },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{", 400,
 		  "{\"Output\":{\"__type\":\"com.amazon.coral.service#SerializationException\"" },
@@ -779,8 +784,8 @@ botocore_sign(const char *key_id, const char *secret, char *headers, size_t cap)
 		 "\"Content-Type\": \"application/x-amz-json-1.1\"})\n"
 		 "SigV4Auth(Credentials(\"%s\", \"%s\"), \"kinesis\", \"us-east-1\").add_auth(r)\n"
 		 "p = r.prepare()\n"
-		 "print(\"Host: 127.0.0.1:%d\\r\\n\" + \"\".join(\"%%s: %%s\\r\\n\" %% (k, v) for k, v in p.headers.items() "
-		 "if k not in (\"Content-Length\",)), end=\"\")'",
+		 "print(\"Host: 127.0.0.1:%d\\r\\n\" + \"\".join(\"%%s: %%s\\r\\n\" %% (k, v) "
+		 "for k, v in p.headers.items() if k != \"Content-Length\"), end=\"\")'",
 		 server_port, key_id, secret, server_port);
 	p = popen(cmd, "r");
 	cr_assert_not_null(p);
