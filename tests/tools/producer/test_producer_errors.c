@@ -1,0 +1,337 @@
+/*
+ * producer_errors: libsluice's failure paths and limits against the test
+ * server: refusals (unknown stream, authentication), fencing by a newer
+ * epoch, timeouts, back-pressure with bounded memory, close with records in
+ * flight, ack modes, explicit hash keys and argument validation. Every
+ * record is still completed exactly once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "tests/tools/producer/harness.h"
+
+static struct test_server *
+server_start(struct test_server_config *sc)
+{
+	struct test_server *server;
+
+	cr_assert_eq(test_server_start(sc, &server), 0);
+	return server;
+}
+
+static void
+expect_all(uint32_t first, uint32_t count, int err)
+{
+	for (uint32_t i = first; i < first + count; i++) {
+		cr_assert_eq(outcomes[i].completions, 1, "record %u", i);
+		cr_assert_eq(outcomes[i].err, err, "record %u: err %d, want %d", i, outcomes[i].err,
+			     err);
+	}
+}
+
+static void
+expect_none_stored(struct test_server *server, uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++)
+		cr_assert_eq(test_server_record(server, i)->stored, 0, "record %u", i);
+}
+
+Test(producer_errors, unknown_stream_fails_every_record)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct test_server *server;
+
+	server_config_init(&sc, false);
+	sc.stream_name = "other";
+	server = server_start(&sc);
+	producer_config_init(&pc, server, false);
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, 100, 7);
+	cr_assert_eq(sluice_producer_flush(p, 5000), 0);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	expect_all(0, 100, -ENOENT);
+	cr_assert_eq(outcomes[0].status, FRAME_STATUS_UNKNOWN_STREAM);
+	expect_none_stored(server, 100);
+	test_server_free(server);
+}
+
+static const struct frame_auth_key good_key = {
+	.key_id = 3, .key_size = 32, .key = "this-is-the-producer-key-0123456",
+};
+
+static void
+auth_run(bool tcp, const struct frame_auth_key *key, int want)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct test_server *server;
+
+	server_config_init(&sc, tcp);
+	sc.auth_key = &good_key;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, tcp);
+	pc.auth_key = key;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, 200, 11);
+	cr_assert_eq(sluice_producer_flush(p, 5000), 0);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	expect_all(0, 200, want);
+	if (want == 0)
+		verify(server, 200, 11, true);
+	else
+		expect_none_stored(server, 200);
+	test_server_free(server);
+}
+
+Test(producer_errors, auth_right_key_wrong_key_no_key)
+{
+	struct frame_auth_key wrong = good_key;
+
+	wrong.key[5] ^= 1;
+	auth_run(false, &good_key, 0);
+	auth_run(true, &good_key, 0);
+	auth_run(false, &wrong, -EACCES);
+	auth_run(false, NULL, -EACCES);
+	cr_assert_eq(outcomes[0].status, FRAME_STATUS_AUTH_FAILED);
+}
+
+Test(producer_errors, newer_epoch_fences_the_older_producer)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *old;
+	struct sluice_producer *new;
+	struct test_server *server;
+
+	server_config_init(&sc, false);
+	server = server_start(&sc);
+	producer_config_init(&pc, server, false);
+	pc.producer_id = 0xFEED;
+	pc.producer_epoch = 1;
+	cr_assert_eq(sluice_producer_open(&pc, &old), 0);
+	pc.producer_epoch = 2;
+	cr_assert_eq(sluice_producer_open(&pc, &new), 0);
+
+	put_all(old, 10, 3);
+	cr_assert_eq(sluice_producer_flush(old, 5000), 0);
+	put_range(new, 10, 10, 3);
+	cr_assert_eq(sluice_producer_flush(new, 5000), 0);
+	put_range(old, 20, 10, 3);
+	cr_assert_eq(sluice_producer_flush(old, 5000), 0);
+	expect_all(0, 20, 0);
+	expect_all(20, 10, -ESTALE);
+	cr_assert_eq(sluice_producer_put(old, "k", 1, "rec-30", 6, NULL, 30), -ESTALE);
+	sluice_producer_close(old);
+	sluice_producer_close(new);
+	test_server_stop(server);
+	test_server_free(server);
+}
+
+Test(producer_errors, silent_server_times_out_every_record)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct sluice_producer_stats stats;
+	struct test_server *server;
+
+	server_config_init(&sc, false);
+	sc.silent = true;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, false);
+	pc.ack_timeout_ms = 5;
+	pc.backoff_max_ms = 10;
+	pc.retries_max = 3;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, 50, 5);
+	cr_assert_eq(sluice_producer_flush(p, 5000), 0);
+	sluice_producer_stats(p, &stats);
+	cr_assert_eq(stats.batches_resent, 2 * stats.batches_sent, "3 sends per batch");
+	sluice_producer_close(p);
+	test_server_stop(server);
+	expect_all(0, 50, -ETIMEDOUT);
+	test_server_free(server);
+}
+
+/* With no answers, put() stops at 2 batches per lane, and close cancels them all. */
+Test(producer_errors, backpressure_bounds_memory_and_close_cancels)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct test_server *server;
+	uint32_t accepted = 0;
+
+	server_config_init(&sc, true);
+	sc.silent = true;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, true);
+	pc.lanes = 2;
+	pc.batch_records_max = 10;
+	pc.retries_max = 1000;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	memset(outcomes, 0, sizeof(outcomes));
+	for (uint32_t i = 0; i < 1000; i++) {
+		char data[16];
+		int n = snprintf(data, sizeof(data), "rec-%u", i);
+		int rc = sluice_producer_put(p, data, (uint16_t)n, data, (uint32_t)n, NULL, i);
+
+		if (rc == -EAGAIN) {
+			sluice_producer_poll(p, 1);
+			continue;
+		}
+		cr_assert_eq(rc, 0);
+		accepted++;
+	}
+	cr_assert_leq(accepted, 2 * 2 * 10, "accepted %u", accepted);
+	cr_assert_geq(accepted, 2 * 10);
+	cr_assert_eq(sluice_producer_flush(p, 50), -ETIMEDOUT);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	for (uint32_t i = 0; i < 1000; i++)
+		cr_assert_leq(outcomes[i].completions, 1);
+	uint32_t cancelled = 0;
+
+	for (uint32_t i = 0; i < 1000; i++)
+		if (outcomes[i].completions == 1) {
+			cr_assert_eq(outcomes[i].err, -ECANCELED);
+			cancelled++;
+		}
+	cr_assert_eq(cancelled, accepted);
+	test_server_free(server);
+}
+
+static void
+ack_mode_run(uint8_t ack_mode)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct test_server *server;
+
+	server_config_init(&sc, false);
+	server = server_start(&sc);
+	producer_config_init(&pc, server, false);
+	pc.ack_mode = ack_mode;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, 300, 13);
+	cr_assert_eq(sluice_producer_flush(p, 5000), 0);
+	sluice_producer_close(p);
+	usleep(50000);     /* Mode NONE: let the server read what was sent. */
+	test_server_stop(server);
+	expect_all(0, 300, 0);
+	for (uint32_t i = 0; i < 300; i++)
+		cr_assert_not(outcomes[i].known);
+	verify(server, 300, 13, false);
+	for (uint32_t i = 0; i < 300; i++)
+		cr_assert_eq(test_server_record(server, i)->stored, 1);
+	test_server_free(server);
+}
+
+Test(producer_errors, ack_modes_received_and_none)
+{
+	ack_mode_run(FRAME_ACK_RECEIVED);
+	ack_mode_run(FRAME_ACK_NONE);
+}
+
+Test(producer_errors, credit_zero_still_progresses_one_batch_at_a_time)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct test_server *server;
+
+	server_config_init(&sc, false);
+	sc.credit_size = 0;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, false);
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, 500, 17);
+	cr_assert_eq(sluice_producer_flush(p, 10000), 0);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	expect_all(0, 500, 0);
+	verify(server, 500, 17, true);
+	test_server_free(server);
+}
+
+Test(producer_errors, explicit_hash_key_routes)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct test_server *server;
+	uint8_t high[16];
+	uint8_t low[16] = { 0 };
+
+	memset(high, 0xFF, sizeof(high));
+	server_config_init(&sc, false);
+	server = server_start(&sc);
+	producer_config_init(&pc, server, false);
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	memset(outcomes, 0, sizeof(outcomes));
+	cr_assert_eq(sluice_producer_put(p, "a", 1, "rec-0", 5, high, 0), 0);
+	cr_assert_eq(sluice_producer_put(p, "a", 1, "rec-1", 5, low, 1), 0);
+	cr_assert_eq(sluice_producer_flush(p, 5000), 0);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	cr_assert_eq(outcomes[0].shard_index, 3);
+	cr_assert_eq(outcomes[1].shard_index, 0);
+	test_server_free(server);
+}
+
+Test(producer_errors, refuses_bad_configs_and_records)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct test_server *server;
+	static uint8_t big[2000];
+	struct frame_auth_key short_key = { .key_id = 1, .key_size = 15 };
+
+	server_config_init(&sc, false);
+	server = server_start(&sc);
+	producer_config_init(&pc, server, false);
+	pc.lanes = 0;
+	cr_assert_eq(sluice_producer_open(&pc, &p), -EINVAL);
+	pc.lanes = FRAME_DEDUP_WINDOW + 1;
+	cr_assert_eq(sluice_producer_open(&pc, &p), -EINVAL);
+	producer_config_init(&pc, server, false);
+	pc.batch_records_max = FRAME_RECORDS_MAX + 1;
+	cr_assert_eq(sluice_producer_open(&pc, &p), -EINVAL);
+	producer_config_init(&pc, server, false);
+	pc.batch_size_max = 65508;
+	cr_assert_eq(sluice_producer_open(&pc, &p), -EINVAL);
+	producer_config_init(&pc, server, false);
+	pc.stream_name = "no spaces";
+	cr_assert_eq(sluice_producer_open(&pc, &p), -EINVAL);
+	producer_config_init(&pc, server, false);
+	pc.on_complete = NULL;
+	cr_assert_eq(sluice_producer_open(&pc, &p), -EINVAL);
+	producer_config_init(&pc, server, false);
+	pc.auth_key = &short_key;
+	cr_assert_eq(sluice_producer_open(&pc, &p), -EINVAL);
+	producer_config_init(&pc, server, false);
+	pc.host = "no-such-host.invalid";
+	cr_assert_eq(sluice_producer_open(&pc, &p), -ENOENT);
+
+	producer_config_init(&pc, server, false);
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	cr_assert_eq(sluice_producer_put(p, "", 0, "x", 1, NULL, 0), -EINVAL);
+	cr_assert_eq(sluice_producer_put(p, big, 257, "x", 1, NULL, 0), -EINVAL);
+	cr_assert_eq(sluice_producer_put(p, "\xff", 1, "x", 1, NULL, 0), -EINVAL);
+	cr_assert_eq(sluice_producer_put(p, "k", 1, big, sizeof(big), NULL, 0), -EMSGSIZE,
+		     "UDP: one datagram");
+	sluice_producer_close(p);
+	test_server_stop(server);
+	test_server_free(server);
+}
