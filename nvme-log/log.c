@@ -64,34 +64,28 @@ log_stat_add(uint64_t *counter, uint64_t value)
 	__atomic_fetch_add(counter, value, __ATOMIC_RELAXED);
 }
 
-uint64_t
-log_now_ns(void)
-{
-	return clock_real_ns();
-}
-
 /*
- * Aligned memory for O_DIRECT buffers: 2 MiB hugepages through libhugetlbfs
+ * Aligned memory for O_DIRECT buffers, not zeroed. Large buffers (the
+ * batch pools and windows) come from 2 MiB hugepages through libhugetlbfs
  * when the system has them (fewer TLB misses on the copy into the window),
- * else ordinary pages. Zeroed either way.
+ * else, like small ones, from ordinary pages.
  */
 int
 log_mem_alloc(struct log_mem *mem, size_t size)
 {
-	size = (size_t)align_up(size, 2u << 20);
-	mem->size = size;
 	mem->huge = false;
-	mem->addr = get_hugepage_region(size, GHR_STRICT);
-	if (mem->addr != NULL) {
-		mem->huge = true;
-		memset(mem->addr, 0, size);
-		return 0;
+	mem->size = (size_t)align_up(size, LOG_BLOCK_SIZE);
+	if (size >= (1u << 20)) {
+		mem->addr = get_hugepage_region(align_up(size, 2u << 20), GHR_STRICT);
+		if (mem->addr != NULL) {
+			mem->huge = true;
+			return 0;
+		}
 	}
-	if (posix_memalign(&mem->addr, LOG_BLOCK_SIZE, size) != 0) {
+	if (posix_memalign(&mem->addr, LOG_BLOCK_SIZE, mem->size) != 0) {
 		mem->addr = NULL;
 		return -ENOMEM;
 	}
-	memset(mem->addr, 0, size);
 	return 0;
 }
 
@@ -155,7 +149,7 @@ log_free(struct log *log)
 	pthread_rwlock_destroy(&log->segments_rw);
 	pthread_mutex_destroy(&log->prep_lock);
 	pthread_mutex_destroy(&log->meta_lock);
-	free(log->closed_loaded);
+	free(log->shards_loaded);
 	pthread_cond_destroy(&log->prep_cond);
 	free(log);
 }

@@ -113,6 +113,7 @@ struct log_segment {
 	uint32_t file;
 	enum log_segment_state state;
 	bool index_persisted;
+	bool doubtful;             /* Recovery only: see recover_doubtful(). */
 	uint64_t commit_first;
 	uint64_t bytes_used;       /* End of the last durable window. */
 	uint64_t arrival_max_ns;
@@ -191,7 +192,8 @@ struct log {
 	bool writer_started;
 	_Atomic int32_t failed;    /* 0, or the fail-stop errno (negative). */
 	bool enospc;               /* Writer: last window hit ENOSPC; retry later. */
-	uint64_t enospc_retry_ns;
+	uint64_t enospc_retry_ns;  /* Monotonic (the clock writer steps are given). */
+	uint64_t mono_ns;          /* Writer: `now` of the current step. */
 
 	/* Index: guarded by index_lock. */
 	pthread_mutex_t index_lock;
@@ -207,8 +209,8 @@ struct log {
 	struct log_stream_deleted deleted[LOG_DELETED_MAX];
 	uint32_t deleted_count;
 	pthread_mutex_t meta_lock;
-	void *closed_loaded;       /* log.meta's closed shards, applied by recovery. */
-	uint32_t closed_loaded_count;
+	uint64_t *shards_loaded;   /* log.meta's {shard_id, seq_trim, seq_end}, for recovery. */
+	uint32_t shards_loaded_count;
 
 	/* Spares and seals: guarded by prep_lock. */
 	pthread_mutex_t prep_lock;
@@ -231,7 +233,6 @@ struct log {
 void log_stat_add(uint64_t *counter, uint64_t value);
 int log_mem_alloc(struct log_mem *mem, size_t size);
 void log_mem_free(struct log_mem *mem);
-uint64_t log_now_ns(void);
 void log_fail(struct log *log, int err);
 
 /* log_spsc (log_producer.c) */

@@ -65,6 +65,11 @@ int log_io_sync_submit(struct log_io *io, uint32_t file, uint64_t tag);
 uint32_t log_io_reap(struct log_io *io, struct log_io_done *done, uint32_t count,
 		     uint64_t wait_ns);
 
+/* Wall-clock ns (the simulation's is deterministic). */
+uint64_t log_io_now_ns(struct log_io *io);
+/* A fresh random 64-bit identity (the simulation's comes from its seed). */
+uint64_t log_io_random_id(struct log_io *io);
+
 /* Most writes a caller may have submitted and not yet reaped. */
 #define LOG_IO_INFLIGHT_MAX 64u
 

@@ -20,6 +20,7 @@
 #include <liburing.h>
 
 #include "common/base.h"
+#include "common/clock.h"
 #include "nvme-log/log_io.h"
 
 #define LOG_IO_FILES_MAX 65536u
@@ -284,4 +285,26 @@ log_io_reap(struct log_io *io, struct log_io_done *done, uint32_t count, uint64_
 	}
 	io_uring_cq_advance(&io->ring, got);
 	return got;
+}
+
+uint64_t
+log_io_now_ns(struct log_io *io)
+{
+	(void)io;
+	return clock_real_ns();
+}
+
+uint64_t
+log_io_random_id(struct log_io *io)
+{
+	uint64_t id = 0;
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	(void)io;
+	if (fd >= 0) {
+		if (read(fd, &id, sizeof(id)) != (ssize_t)sizeof(id))
+			id = 0;
+		close(fd);
+	}
+	return id != 0 ? id : clock_real_ns() ^ ((uint64_t)getpid() << 32);
 }

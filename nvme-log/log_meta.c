@@ -10,25 +10,23 @@
  *       12     4  version          LOG_FORMAT_VERSION
  *       16     8  log_id           random; every segment header repeats it
  *       24     4  retention_count
- *       28     4  closed_count
+ *       28     4  shard_count      shards closed or trimmed
  *       32     4  deleted_count
  *       36     4  reserved         zero
  *       40     *  retention_count x { stream_id u32, hours u32 }
- *        *     *  closed_count    x { shard_id u64, seq_end u64 }  (seq_end = durable end)
+ *        *     *  shard_count     x { shard_id u64, seq_trim u64, seq_end u64 }
+ *                 (seq_end: the durable end of a closed shard, UINT64_MAX while open)
  *        *     *  deleted_count   x { stream_id u32, zero u32, commit_before u64 }
  *
  * A deleted stream's batches with a commit id below commit_before are
  * ignored by recovery; they go away with their segments.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/base.h"
-#include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/diag.h"
 #include "nvme-log/log_internal.h"
@@ -45,30 +43,23 @@ struct meta_header {
 	uint32_t version;
 	uint64_t log_id;
 	uint32_t retention_count;
-	uint32_t closed_count;
+	uint32_t shard_count;
 	uint32_t deleted_count;
 	uint32_t reserved;
 };
 
 static_assert(sizeof(struct meta_header) == LOG_META_HEADER_SIZE, "on-disk layout");
 
-struct meta_closed {
+struct meta_shard {
 	uint64_t shard_id;
+	uint64_t seq_trim;
 	uint64_t seq_end;
 };
 
-static uint64_t
-meta_random_id(void)
+static bool
+meta_shard_kept(const struct log_shard *shard)
 {
-	uint64_t id = 0;
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		if (read(fd, &id, sizeof(id)) != (ssize_t)sizeof(id))
-			id = 0;
-		close(fd);
-	}
-	return id != 0 ? id : clock_real_ns() ^ ((uint64_t)getpid() << 32);
+	return shard->closed || shard->seq_trim > 0;
 }
 
 /* Builds the file image under index_lock. Returns its size or 0 when out of memory. */
@@ -83,9 +74,10 @@ meta_build(struct log *log, uint8_t **buf_out)
 	h.log_id = log->log_id;
 	h.retention_count = log->retention_count;
 	for (uint32_t i = 0; i < log->shard_count; i++)
-		h.closed_count += log->shards[i].closed ? 1u : 0u;
+		h.shard_count += meta_shard_kept(&log->shards[i]) ? 1u : 0u;
 	h.deleted_count = log->deleted_count;
-	size = sizeof(h) + h.retention_count * 8u + h.closed_count * 16u + h.deleted_count * 16u;
+	size = sizeof(h) + h.retention_count * 8u + h.shard_count * sizeof(struct meta_shard) +
+	       h.deleted_count * 16u;
 	buf = calloc(1, size);
 	if (buf == NULL)
 		return 0;
@@ -93,12 +85,14 @@ meta_build(struct log *log, uint8_t **buf_out)
 	memcpy(pos, log->retention, h.retention_count * 8u);
 	pos += h.retention_count * 8u;
 	for (uint32_t i = 0; i < log->shard_count; i++) {
-		struct meta_closed closed = { log->shards[i].shard_id, log->shards[i].seq_durable };
+		const struct log_shard *shard = &log->shards[i];
+		struct meta_shard ms = { shard->shard_id, shard->seq_trim,
+					 shard->closed ? shard->seq_durable : UINT64_MAX };
 
-		if (!log->shards[i].closed)
+		if (!meta_shard_kept(shard))
 			continue;
-		memcpy(pos, &closed, sizeof(closed));
-		pos += sizeof(closed);
+		memcpy(pos, &ms, sizeof(ms));
+		pos += sizeof(ms);
 	}
 	memcpy(pos, log->deleted, h.deleted_count * 16u);
 	memcpy(buf, &h, sizeof(h));
@@ -160,19 +154,19 @@ meta_parse(struct log *log, const uint8_t *buf, size_t size)
 	    crc32c(0, buf + 12, size - 12) != h.crc32c)
 		return -EBADMSG;
 	if (h.retention_count > LOG_STREAMS_RETENTION_MAX || h.deleted_count > LOG_DELETED_MAX ||
-	    size != sizeof(h) + h.retention_count * 8ull + h.closed_count * 16ull +
-			    h.deleted_count * 16ull)
+	    size != sizeof(h) + h.retention_count * 8ull +
+			    h.shard_count * (uint64_t)sizeof(struct meta_shard) + h.deleted_count * 16ull)
 		return -EBADMSG;
 	log->log_id = h.log_id;
 	log->retention_count = h.retention_count;
 	memcpy(log->retention, pos, h.retention_count * 8u);
 	pos += h.retention_count * 8u;
-	log->closed_loaded = malloc(h.closed_count * sizeof(struct meta_closed) + 1);
-	if (log->closed_loaded == NULL)
+	log->shards_loaded = malloc(h.shard_count * sizeof(struct meta_shard) + 1);
+	if (log->shards_loaded == NULL)
 		return -ENOMEM;
-	memcpy(log->closed_loaded, pos, h.closed_count * 16u);
-	log->closed_loaded_count = h.closed_count;
-	pos += h.closed_count * 16u;
+	memcpy(log->shards_loaded, pos, h.shard_count * sizeof(struct meta_shard));
+	log->shards_loaded_count = h.shard_count;
+	pos += h.shard_count * sizeof(struct meta_shard);
 	log->deleted_count = h.deleted_count;
 	memcpy(log->deleted, pos, h.deleted_count * 16u);
 	return 0;
@@ -231,6 +225,6 @@ log_meta_load_or_create(struct log *log)
 		diag_error("log", "%s: segments without %s", log->dir_path, LOG_META_NAME);
 		return -EBADMSG;
 	}
-	log->log_id = meta_random_id();
+	log->log_id = log_io_random_id(log->io);
 	return log_meta_store(log);
 }

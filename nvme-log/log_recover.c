@@ -209,9 +209,12 @@ segment_read_all(struct log *log, struct log_segment *seg, struct log_mem *image
 }
 
 /*
- * Scans an unsealed segment and seals it. With a bad header (`headerless`)
- * the segment is kept only if at least two windows prove it was in use
- * (else it was a spare or a torn first window: -ENOENT, the caller drops it).
+ * Scans an unsealed segment and seals it. A segment with a bad header
+ * (`headerless`) and valid batches is either a torn activation (its first
+ * window never became durable) or durable data under a corrupt header;
+ * two windows prove the latter, else it stays `doubtful` until recovery
+ * knows whether a later segment holds data (log_recover decides).
+ * -ENOENT: nothing in it (a spare); the caller drops it.
  */
 static int
 recover_scan(struct log *log, struct log_segment *seg, bool headerless)
@@ -226,9 +229,11 @@ recover_scan(struct log *log, struct log_segment *seg, bool headerless)
 	log_mem_free(&image);
 	if (err != 0)
 		return err;
-	if (headerless && st.commits_seen < 2)
+	if (headerless && seg->entry_count == 0)
 		return -ENOENT;
-	if (headerless) {
+	if (headerless && st.commits_seen < 2) {
+		seg->doubtful = true;
+	} else if (headerless) {
 		diag_error("log", "%s: segment %" PRIu64 ": corrupt header; %u batches recovered",
 			   log->dir_path, seg->segment_no, seg->entry_count);
 		st.corruptions++;
@@ -240,6 +245,8 @@ recover_scan(struct log *log, struct log_segment *seg, bool headerless)
 		log_stat_add(&log->stats.torn_tails_cut, 1);
 	}
 	seg->state = LOG_SEGMENT_SEALED;
+	if (headerless && seg->entries != NULL)
+		seg->commit_first = seg->entries[0].commit_id;
 	return log_segment_index_write(log, seg);
 }
 
@@ -311,16 +318,26 @@ recover_segment(struct log *log, uint64_t segment_no)
 		return err;
 	}
 	err = recover_header(log, seg, &headerless);
-	if (err == 0 && !headerless) {
+	if (err == 0)
 		err = log_segment_index_read(log, seg);
+	if (err == 0) {
+		/* Sealed: its index file proves the data was durable. */
 		seg->state = LOG_SEGMENT_SEALED;
-		seg->index_persisted = err == 0;
-		if (err == -ENOENT || err == -EBADMSG) {
-			seg->entry_count = 0;
-			err = recover_scan(log, seg, false);
+		seg->index_persisted = true;
+		if (headerless) {
+			diag_error("log", "%s: segment %" PRIu64 ": corrupt header (sealed; index kept)",
+				   log->dir_path, seg->segment_no);
+			log_stat_add(&log->stats.corruptions, 1);
 		}
-	} else if (err == 0) {
-		err = recover_scan(log, seg, true);
+	} else if (err == -ENOENT || err == -EBADMSG) {
+		if (err == -EBADMSG) {
+			/* Index files are replaced atomically: a bad one is bitrot. */
+			diag_error("log", "%s: segment %" PRIu64 ": corrupt index file; rescanned",
+				   log->dir_path, seg->segment_no);
+			log_stat_add(&log->stats.corruptions, 1);
+		}
+		seg->entry_count = 0;
+		err = recover_scan(log, seg, headerless);
 	}
 	if (err == -ENOENT) {
 		recover_drop(log, seg);
@@ -331,6 +348,38 @@ recover_segment(struct log *log, uint64_t segment_no)
 	if (err != 0)
 		log_segment_free(log, seg);
 	return err;
+}
+
+/*
+ * A doubtful segment (bad header, one window) followed by a segment with
+ * data held durable data: keep it and report the header. Otherwise it was
+ * a torn activation: drop it, counted as a torn tail.
+ */
+static void
+recover_doubtful(struct log *log)
+{
+	bool later_data = false;
+
+	for (uint32_t i = log->segment_count; i-- > 0;) {
+		struct log_segment *seg = log->segments[i];
+
+		if (seg->doubtful && later_data) {
+			diag_error("log", "%s: segment %" PRIu64 ": corrupt header; %u batches kept",
+				   log->dir_path, seg->segment_no, seg->entry_count);
+			log_stat_add(&log->stats.corruptions, 1);
+		} else if (seg->doubtful) {
+			diag_warn("log", "%s: segment %" PRIu64 ": torn first window dropped",
+				  log->dir_path, seg->segment_no);
+			log_stat_add(&log->stats.torn_tails_cut, 1);
+			memmove(&log->segments[i], &log->segments[i + 1],
+				(log->segment_count - i - 1) * sizeof(seg));
+			log->segment_count--;
+			recover_drop(log, seg);
+			continue;
+		}
+		seg->doubtful = false;
+		later_data |= seg->entry_count > 0;
+	}
 }
 
 static bool
@@ -349,20 +398,15 @@ static int
 recover_entry(struct log *log, struct log_segment *seg, const struct log_index_entry *e)
 {
 	struct log_shard *shard;
-	bool fresh;
 
 	log->commit_next = max_u64(log->commit_next, e->commit_id + 1);
 	if (stream_deleted_before(log, e->shard_id, e->commit_id))
 		return 0;
-	fresh = log_shard_find(log, e->shard_id) == NULL;
 	shard = log_shard_get(log, e->shard_id);
 	if (shard == NULL)
 		return -ENOBUFS;
-	if (fresh) {
-		/* Older records went with retention (or were never in this log). */
-		shard->seq_trim = e->seq_first;
-		shard->seq_durable = e->seq_first;
-	}
+	if (e->seq_first + e->record_count <= shard->seq_trim)
+		return 0; /* Trimmed by retention; its segment goes soon. */
 	if (e->seq_first < shard->seq_durable) {
 		diag_error("log", "%s: shard %" PRIx64 ": seq %" PRIu64 " repeated in segment %"
 			   PRIu64 "; batch ignored", log->dir_path, e->shard_id, e->seq_first,
@@ -374,16 +418,38 @@ recover_entry(struct log *log, struct log_segment *seg, const struct log_index_e
 		diag_error("log", "%s: shard %" PRIx64 ": records %" PRIu64 "..%" PRIu64
 			   " lost to corruption", log->dir_path, e->shard_id, shard->seq_durable,
 			   e->seq_first - 1);
+		log_stat_add(&log->stats.corruptions, 1);
 		log_shard_mark_bad(shard, shard->seq_durable, e->seq_first);
 	}
 	return log_shard_note_batch(log, shard, seg->segment_no, e);
 }
 
+/*
+ * Trim horizons and closed shards come from log.meta before any entry is
+ * replayed: a shard whose records start above its horizon lost them.
+ */
+static int
+recover_meta_shards(struct log *log)
+{
+	const uint64_t *ms = log->shards_loaded;
+
+	for (uint32_t i = 0; i < log->shards_loaded_count; i++, ms += 3) {
+		struct log_shard *shard = log_shard_get(log, ms[0]);
+
+		if (shard == NULL)
+			return -ENOBUFS;
+		shard->seq_trim = ms[1];
+		shard->seq_durable = ms[1];
+		shard->closed = ms[2] != UINT64_MAX;
+	}
+	return 0;
+}
+
 static int
 recover_shards(struct log *log)
 {
-	const uint64_t *closed = log->closed_loaded;
-	int err = 0;
+	const uint64_t *ms = log->shards_loaded;
+	int err = recover_meta_shards(log);
 
 	for (uint32_t s = 0; s < log->segment_count && err == 0; s++) {
 		struct log_segment *seg = log->segments[s];
@@ -392,15 +458,13 @@ recover_shards(struct log *log)
 		for (uint32_t i = 0; i < seg->entry_count && err == 0; i++)
 			err = recover_entry(log, seg, &seg->entries[i]);
 	}
-	for (uint32_t i = 0; i < log->closed_loaded_count && err == 0; i++) {
-		struct log_shard *shard = log_shard_get(log, closed[2 * i]);
+	for (uint32_t i = 0; i < log->shards_loaded_count && err == 0; i++, ms += 3) {
+		struct log_shard *shard = log_shard_find(log, ms[0]);
 
-		if (shard == NULL)
-			return -ENOBUFS;
-		shard->closed = true;
-		if (shard->seq_durable < closed[2 * i + 1]) {
-			log_shard_mark_bad(shard, shard->seq_durable, closed[2 * i + 1]);
-			shard->seq_durable = closed[2 * i + 1];
+		if (ms[2] != UINT64_MAX && shard->seq_durable < ms[2]) {
+			log_stat_add(&log->stats.corruptions, 1);
+			log_shard_mark_bad(shard, shard->seq_durable, ms[2]);
+			shard->seq_durable = ms[2];
 		}
 	}
 	for (uint32_t i = 0; i < log->shard_count; i++)
@@ -423,6 +487,8 @@ log_recover(struct log *log)
 	if (names.count > 0)
 		log->segment_no_next = names.nos[names.count - 1] + 1;
 	free(names.nos);
+	if (err == 0)
+		recover_doubtful(log);
 	if (err == 0)
 		err = recover_shards(log);
 	if (err != 0)

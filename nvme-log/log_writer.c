@@ -155,6 +155,9 @@ window_fits(const struct log *log, struct log_window *w, uint32_t size)
 static bool
 window_full(const struct log *log, const struct log_window *w)
 {
+	/* An empty window always takes its first batch (the header block is not data). */
+	if (w->batch_count == 0)
+		return false;
 	return w->used >= log->config.commit_window_bytes || w->seals_segment ||
 	       w->batch_count == w->batch_cap;
 }
@@ -183,7 +186,7 @@ window_add(struct log *log, struct log_window *w, struct log_batch *batch,
 
 /* Why a batch cannot be appended right now, or 0. */
 static int32_t
-batch_refusal(struct log *log, struct log_shard *shard, uint64_t now_ns)
+batch_refusal(struct log *log, struct log_shard *shard)
 {
 	int32_t failed = atomic_load(&log->failed);
 
@@ -193,7 +196,7 @@ batch_refusal(struct log *log, struct log_shard *shard, uint64_t now_ns)
 		return -ENOBUFS;
 	if (shard->closed || shard->close_pending)
 		return -EPIPE;
-	if (log->enospc && now_ns < log->enospc_retry_ns)
+	if (log->enospc && log->mono_ns < log->enospc_retry_ns)
 		return -ENOSPC;
 	return 0;
 }
@@ -213,7 +216,7 @@ writer_shard(struct log *log, uint64_t shard_id)
 
 /* Moves batches from one producer's ring into the window. Returns batches taken. */
 static uint32_t
-drain_producer(struct log *log, struct log_producer *p, uint64_t now_ns, uint64_t mono_ns)
+drain_producer(struct log *log, struct log_producer *p, uint64_t mono_ns)
 {
 	struct log_window *w = window_filling(log);
 	uint32_t taken = 0;
@@ -222,7 +225,7 @@ drain_producer(struct log *log, struct log_producer *p, uint64_t now_ns, uint64_
 	while (log_spsc_peek(&p->submit, &index)) {
 		struct log_batch *batch = &p->batches[index];
 		struct log_shard *shard = writer_shard(log, batch->shard_id);
-		int32_t refusal = batch_refusal(log, shard, now_ns);
+		int32_t refusal = batch_refusal(log, shard);
 
 		if (refusal == 0) {
 			if (!w->open)
@@ -244,13 +247,13 @@ drain_producer(struct log *log, struct log_producer *p, uint64_t now_ns, uint64_
 }
 
 static uint32_t
-writer_drain(struct log *log, uint64_t now_ns, uint64_t mono_ns)
+writer_drain(struct log *log, uint64_t mono_ns)
 {
 	uint32_t count = atomic_load_explicit(&log->producer_count, memory_order_acquire);
 	uint32_t taken = 0;
 
 	for (uint32_t i = 0; i < count; i++)
-		taken += drain_producer(log, &log->producers[i], now_ns, mono_ns);
+		taken += drain_producer(log, &log->producers[i], mono_ns);
 	return taken;
 }
 
@@ -339,7 +342,7 @@ window_submit(struct log *log, struct log_window *w)
 	if (w->seg_offset == 0) {
 		w->seg->commit_first = w->commit_id;
 		log_segment_header_encode(w->buf, log->log_id, w->seg->segment_no, w->commit_id,
-					  c->segment_size, log_now_ns());
+					  c->segment_size, log_io_now_ns(log->io));
 	}
 	window_seal_batches(w);
 	/* Sealed when a window of the largest batch could no longer follow. */
@@ -366,7 +369,7 @@ window_fail(struct log *log, struct log_window *w, int32_t error)
 
 	if (error == -ENOSPC) {
 		log->enospc = true;
-		log->enospc_retry_ns = log_now_ns() + WRITER_ENOSPC_RETRY_NS;
+		log->enospc_retry_ns = log->mono_ns + WRITER_ENOSPC_RETRY_NS;
 	} else {
 		log_fail(log, error);
 	}
@@ -396,7 +399,7 @@ static int
 window_commit(struct log *log, struct log_window *w)
 {
 	struct log_segment *seg = w->seg;
-	uint64_t durable_ns = log_now_ns();
+	uint64_t durable_ns = log_io_now_ns(log->io);
 	int err = 0;
 
 	pthread_mutex_lock(&log->index_lock);
@@ -487,10 +490,11 @@ window_due(struct log *log, const struct log_window *w, uint64_t mono_ns, bool f
 static int
 writer_step(struct log *log, uint64_t mono_ns, bool force)
 {
-	uint64_t now_ns = log_now_ns();
-	uint32_t work = writer_reap(log, 0);
+	uint32_t work;
 
-	work += writer_drain(log, now_ns, mono_ns);
+	log->mono_ns = mono_ns;
+	work = writer_reap(log, 0);
+	work += writer_drain(log, mono_ns);
 	if (window_due(log, window_filling(log), mono_ns, force)) {
 		window_submit(log, window_filling(log));
 		work++;
@@ -611,7 +615,9 @@ log_writer_stop(struct log *log)
 		while (!writer_idle(log) && writer_step(log, clock_mono_ns(), true) >= 0)
 			writer_reap(log, WRITER_IO_WAIT_NS);
 	}
-	if (log->active != NULL && atomic_load(&log->failed) == 0) {
+	/* A segment with nothing durable yet (its header may not be) is left to recovery. */
+	if (log->active != NULL && log->active->bytes_used > 0 &&
+	    atomic_load(&log->failed) == 0) {
 		pthread_mutex_lock(&log->index_lock);
 		log->active->state = LOG_SEGMENT_SEALED;
 		pthread_mutex_unlock(&log->index_lock);

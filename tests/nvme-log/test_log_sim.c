@@ -1,0 +1,429 @@
+/*
+ * log_sim: thousands of seeded runs of the log over the simulated disk
+ * (nvme-log/log_io_sim.h): random appends to a few shards, the writer
+ * stepped by hand with injected time, I/O completing in random order,
+ * power loss at random points (unsynced sectors torn at 512 B and landing
+ * in any order), the Nth I/O failing with EIO or ENOSPC, disk-full
+ * periods, clean closes, reopen after each, and (in the second test)
+ * bitrot in durable data. After every reopen:
+ *
+ *   - every acknowledged record is present, in order, byte-exact
+ *     (records durable but not yet acknowledged may be present too);
+ *   - nothing else is served: every record read is one that was submitted
+ *     for that shard, and sequence numbers are contiguous;
+ *   - with bitrot: no wrong byte is ever served; an acknowledged record
+ *     that cannot be read is accounted for by a reported corruption or cut.
+ *
+ * Seeds: TEST_SEED (base, printed) + 0 .. SIM_SEEDS-1; a failure prints
+ * the failing seed, and TEST_SEED=<it> replays it first (with diagnostics).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "common/diag.h"
+#include "nvme-log/log.h"
+#include "nvme-log/log_io_sim.h"
+#include "tests/nvme-log/log_test_util.h"
+#include "tests/support/seed.h"
+
+#define SHARDS 4u
+#define LEDGER_MAX 8192u
+#define PEND_MAX 64u
+#define CONTENT_SHARD 0xC0FFEEull /* test_record_make's "shard" for nonce-derived content. */
+
+struct pend {
+	bool used;
+	uint32_t shard;
+	uint64_t nonce_first;
+	uint32_t count;
+};
+
+/* What the seeds exercised, printed at the end of each test. */
+static struct {
+	uint64_t runs;
+	uint64_t crashes;
+	uint64_t acked;
+	uint64_t torn_cut;
+	uint64_t corruptions;
+	uint64_t io_errors;
+	uint64_t enospc;
+	uint64_t bitrot_detected;  /* Corruption counter > 0 after the flip. */
+	uint64_t bitrot_cut;       /* Acked records lost with only a torn-tail report. */
+	uint64_t bitrot_unseen;    /* Flip hit no live byte (padding, stale tail). */
+} tally;
+
+struct world {
+	uint64_t seed;
+	struct seed_rng rng;
+	struct log_io *io;
+	struct log *log;
+	struct log_producer *prod;
+	struct log_config config;
+	uint64_t now_ns;
+	uint64_t nonce_next;
+	uint64_t acked[SHARDS];
+	uint64_t *nonces[SHARDS];
+	struct pend pend[PEND_MAX];
+	bool bitrot;
+	uint64_t lost_reported;    /* Acked records unreadable, with a report. */
+};
+
+static uint64_t
+shard_id(uint32_t s)
+{
+	return LOG_SHARD_ID(3, s);
+}
+
+static uint32_t
+nonce_size(uint64_t nonce)
+{
+	return (uint32_t)(nonce * 7919u % 301u);
+}
+
+static uint64_t
+rnd(struct world *w, uint64_t bound)
+{
+	return seed_rng_below(&w->rng, bound);
+}
+
+static void
+world_open(struct world *w)
+{
+	int err;
+
+	log_config_default(&w->config);
+	w->config.dir_path = "sim";
+	w->config.io = w->io;
+	w->config.writer_thread = false;
+	w->config.segment_size = 1u << 20;
+	w->config.batch_size = 4096;
+	w->config.commit_window_bytes = 4096u << rnd(w, 3);
+	w->config.commit_window_us = (uint32_t)rnd(w, 40);
+	w->config.producers_max = 1;
+	w->config.batches_per_producer = 16;
+	w->config.shards_max = 16;
+	err = log_open(&w->config, &w->log);
+	cr_assert_eq(err, 0, "TEST_SEED=%" PRIu64 ": log_open: %d", w->seed, err);
+	cr_assert_eq(log_producer_open(w->log, &w->prod), 0);
+}
+
+static void
+on_completion(struct world *w, const struct log_completion *c)
+{
+	struct pend *p = &w->pend[c->cookie];
+
+	cr_assert(p->used, "TEST_SEED=%" PRIu64 ": unknown cookie", w->seed);
+	p->used = false;
+	if (c->error != 0) {
+		if (c->error == -EIO)
+			tally.io_errors++;
+		else
+			tally.enospc++;
+		cr_assert(c->error == -EIO || c->error == -ENOSPC, "TEST_SEED=%" PRIu64 ": error %d",
+			  w->seed, c->error);
+		return;
+	}
+	cr_assert_eq(c->seq_first, w->acked[p->shard],
+		     "TEST_SEED=%" PRIu64 ": shard %u acked at seq %" PRIu64 ", expected %" PRIu64,
+		     w->seed, p->shard, c->seq_first, w->acked[p->shard]);
+	cr_assert_lt(c->seq_first + p->count, LEDGER_MAX);
+	for (uint32_t i = 0; i < p->count; i++)
+		w->nonces[p->shard][c->seq_first + i] = p->nonce_first + i;
+	w->acked[p->shard] += p->count;
+	tally.acked += p->count;
+}
+
+static void
+world_poll(struct world *w)
+{
+	struct log_completion c[8];
+	uint32_t n;
+
+	while ((n = log_completions_poll(w->prod, c, 8)) != 0) {
+		for (uint32_t i = 0; i < n; i++)
+			on_completion(w, &c[i]);
+	}
+}
+
+static void
+world_submit(struct world *w)
+{
+	struct log_batch *b = log_batch_get(w->prod);
+	uint32_t shard = (uint32_t)rnd(w, SHARDS);
+	uint32_t count = 1 + (uint32_t)rnd(w, 6);
+	uint32_t slot;
+
+	if (b == NULL)
+		return;
+	for (slot = 0; w->pend[slot].used; slot++)
+		;
+	for (uint32_t i = 0; i < count; i++) {
+		struct log_record_in rec;
+		uint8_t data[320];
+		char key[48];
+		uint64_t nonce = w->nonce_next + i;
+
+		test_record_make(CONTENT_SHARD, nonce, nonce_size(nonce), data, key, &rec);
+		if (log_batch_add(b, &rec) != 0) {
+			count = i;
+			break;
+		}
+	}
+	w->pend[slot] = (struct pend){ true, shard, w->nonce_next, count };
+	w->nonce_next += count;
+	cr_assert_eq(log_batch_submit(w->prod, b, shard_id(shard), slot), 0);
+}
+
+/* Runs `steps` writer steps with random submissions, time and faults. */
+static void
+world_run(struct world *w, uint32_t steps)
+{
+	for (uint32_t i = 0; i < steps; i++) {
+		if (rnd(w, 3) != 0)
+			world_submit(w);
+		w->now_ns += rnd(w, 30000);
+		log_writer_step(w->log, w->now_ns);
+		world_poll(w);
+		if (rnd(w, 400) == 0)
+			log_io_sim_set_full(w->io, true);
+		else if (rnd(w, 40) == 0)
+			log_io_sim_set_full(w->io, false);
+	}
+}
+
+/* Ends a run: a clean close (after draining) or power loss at this instant. */
+static void
+world_stop(struct world *w, bool crash)
+{
+	if (!crash) {
+		log_io_sim_set_full(w->io, false);
+		for (uint32_t i = 0; i < 10000; i++) {
+			bool busy = false;
+
+			for (uint32_t k = 0; k < PEND_MAX; k++)
+				busy |= w->pend[k].used;
+			if (!busy)
+				break;
+			w->now_ns += 50000;
+			log_writer_step(w->log, w->now_ns);
+			world_poll(w);
+		}
+	} else {
+		log_io_sim_crash(w->io);
+	}
+	log_producer_close(w->prod);
+	log_close(w->log);
+	memset(w->pend, 0, sizeof(w->pend));
+	log_io_sim_restart(w->io);
+}
+
+struct verify_ctx {
+	struct world *w;
+	uint32_t shard;
+	uint64_t seq_expect;
+	uint32_t served;
+};
+
+/* Every served record must be a submitted one, intact, and the acked one at its seq. */
+static int
+verify_record(void *arg, const struct log_record_out *r)
+{
+	struct verify_ctx *v = arg;
+	struct world *w = v->w;
+	struct log_record_out as_nonce = *r;
+	unsigned long long shard_hex;
+	unsigned long long nonce;
+	char key[64];
+
+	cr_assert_lt(r->partition_key_size, sizeof(key));
+	memcpy(key, r->partition_key, r->partition_key_size);
+	key[r->partition_key_size] = '\0';
+
+	cr_assert_eq(r->seq, v->seq_expect, "TEST_SEED=%" PRIu64 ": seq gap", w->seed);
+	cr_assert_eq(sscanf(key, "k%llx-%llu", &shard_hex, &nonce), 2,
+		     "TEST_SEED=%" PRIu64 ": unparseable key", w->seed);
+	as_nonce.seq = nonce;
+	if (getenv("SIM_DEBUG"))
+		fprintf(stderr, "shard %u seq %llu key %.*s nonce %llu size %u want %u arr %llu\n",
+			v->shard, (unsigned long long)r->seq, (int)r->partition_key_size, key, nonce, r->data_size, nonce_size(nonce),
+			(unsigned long long)r->arrival_ns);
+	cr_assert(shard_hex == CONTENT_SHARD && nonce < w->nonce_next &&
+		  test_record_check(CONTENT_SHARD, &as_nonce, nonce_size(nonce)),
+		  "TEST_SEED=%" PRIu64 ": shard %u seq %" PRIu64 ": wrong bytes served", w->seed,
+		  v->shard, r->seq);
+	if (r->seq < w->acked[v->shard])
+		cr_assert_eq(w->nonces[v->shard][r->seq], nonce,
+			     "TEST_SEED=%" PRIu64 ": shard %u seq %" PRIu64 ": not the acked record",
+			     w->seed, v->shard, r->seq);
+	else
+		w->nonces[v->shard][r->seq] = nonce; /* Durable though never acked: adopt it. */
+	v->seq_expect++;
+	v->served++;
+	return 0;
+}
+
+/* Reads one shard from 0 to its durable end; returns acked records not readable. */
+static uint64_t
+verify_shard(struct world *w, struct log_reader *reader, uint32_t s)
+{
+	struct log_shard_info info;
+	struct verify_ctx v = { w, s, 0, 0 };
+	uint64_t unreadable = 0;
+
+	cr_assert_eq(log_shard_info(w->log, shard_id(s), &info), 0);
+	while (v.seq_expect < info.seq_durable) {
+		uint64_t next;
+		int n = log_read(reader, shard_id(s), v.seq_expect, 64, 1u << 20, verify_record, &v,
+				 &next);
+
+		if (n == -EBADMSG && w->bitrot) {
+			unreadable += v.seq_expect < w->acked[s] ? 1 : 0;
+			w->nonces[s][v.seq_expect] = UINT64_MAX;
+			v.seq_expect++;
+			continue;
+		}
+		cr_assert_gt(n, 0, "TEST_SEED=%" PRIu64 ": shard %u read at %" PRIu64 ": %d",
+			     w->seed, s, v.seq_expect, n);
+	}
+	if (info.seq_durable < w->acked[s]) {
+		cr_assert(w->bitrot, "TEST_SEED=%" PRIu64 ": shard %u lost acked records %" PRIu64
+			  "..%" PRIu64, w->seed, s, info.seq_durable, w->acked[s] - 1);
+		unreadable += w->acked[s] - info.seq_durable;
+	}
+	w->acked[s] = info.seq_durable;
+	return unreadable;
+}
+
+static void
+world_verify(struct world *w)
+{
+	struct log_reader *reader;
+	struct log_stats st;
+	uint64_t unreadable = 0;
+
+	cr_assert_eq(log_reader_open(w->log, &reader), 0);
+	for (uint32_t s = 0; s < SHARDS; s++)
+		unreadable += verify_shard(w, reader, s);
+	log_reader_close(reader);
+	log_stats_read(w->log, &st);
+	if (!w->bitrot)
+		cr_assert_eq(st.corruptions, 0, "TEST_SEED=%" PRIu64 ": false corruption report",
+			     w->seed);
+	if (unreadable > 0)
+		cr_assert(st.corruptions + st.torn_tails_cut > 0,
+			  "TEST_SEED=%" PRIu64 ": %" PRIu64 " acked records vanished unreported",
+			  w->seed, unreadable);
+	w->lost_reported += unreadable;
+	tally.torn_cut += st.torn_tails_cut;
+	tally.corruptions += st.corruptions;
+	if (w->bitrot && st.corruptions > 0)
+		tally.bitrot_detected++;
+	else if (w->bitrot && unreadable > 0)
+		tally.bitrot_cut++;
+	else if (w->bitrot)
+		tally.bitrot_unseen++;
+}
+
+static void
+world_fault(struct world *w)
+{
+	uint64_t pick = rnd(w, 8);
+
+	if (pick == 0)
+		log_io_sim_fail_nth(w->io, 1 + rnd(w, 300), -EIO);
+	else if (pick == 1)
+		log_io_sim_fail_nth(w->io, 1 + rnd(w, 300), -ENOSPC);
+}
+
+/* One seed: up to four runs, each ended by a crash or a clean close, verified after. */
+static void
+run_seed(uint64_t seed, bool bitrot)
+{
+	struct world *w = calloc(1, sizeof(*w));
+	uint32_t runs = 1 + (uint32_t)(seed % 4);
+	bool crash;
+
+	w->seed = seed;
+	seed_rng_init(&w->rng, seed);
+	cr_assert_eq(log_io_sim_create(seed, &w->io), 0);
+	for (uint32_t s = 0; s < SHARDS; s++)
+		w->nonces[s] = calloc(LEDGER_MAX, sizeof(uint64_t));
+	for (uint32_t r = 0; r < runs; r++) {
+		world_open(w);
+		world_verify(w);
+		world_fault(w);
+		world_run(w, 20 + (uint32_t)rnd(w, 150));
+		crash = rnd(w, 4) != 0;
+		tally.runs++;
+		tally.crashes += crash;
+		world_stop(w, crash);
+	}
+	if (bitrot) {
+		char name[64];
+		uint64_t offset;
+
+		w->bitrot = log_io_sim_corrupt(w->io, "seg-", name, &offset) == 0;
+	}
+	world_open(w);
+	world_verify(w);
+	world_stop(w, false);
+	for (uint32_t s = 0; s < SHARDS; s++)
+		free(w->nonces[s]);
+	log_io_sim_destroy(w->io);
+	free(w);
+}
+
+static void
+tally_print(const char *name, uint32_t seeds)
+{
+	fprintf(stderr, "%s: %u seeds, %lu runs, %lu crashes, %lu records acked, %lu torn tails "
+		"cut, %lu corruptions reported, %lu EIO / %lu ENOSPC completions; bitrot: %lu "
+		"detected, %lu cut as torn, %lu hit no live byte\n", name, seeds,
+		(unsigned long)tally.runs, (unsigned long)tally.crashes, (unsigned long)tally.acked,
+		(unsigned long)tally.torn_cut, (unsigned long)tally.corruptions,
+		(unsigned long)tally.io_errors, (unsigned long)tally.enospc,
+		(unsigned long)tally.bitrot_detected, (unsigned long)tally.bitrot_cut,
+		(unsigned long)tally.bitrot_unseen);
+}
+
+static uint32_t
+seeds_count(uint32_t dflt)
+{
+	const char *env = getenv("SIM_SEEDS");
+
+	return env != NULL ? (uint32_t)strtoul(env, NULL, 0) : dflt;
+}
+
+static void
+quiet_unless_replaying(void)
+{
+	if (getenv("TEST_SEED") == NULL)
+		diag_level_set((enum diag_level)(DIAG_ERROR + 1));
+}
+
+Test(log_sim, crashes_faults_and_reopens, .timeout = 120)
+{
+	uint64_t base = seed_base();
+	uint32_t count = seeds_count(4000);
+
+	quiet_unless_replaying();
+	for (uint32_t i = 0; i < count; i++)
+		run_seed(base + i, false);
+	tally_print("crashes_faults_and_reopens", count);
+}
+
+Test(log_sim, bitrot_is_detected_never_served, .timeout = 120)
+{
+	uint64_t base = seed_base();
+	uint32_t count = seeds_count(4000) / 4;
+
+	quiet_unless_replaying();
+	for (uint32_t i = 0; i < count; i++)
+		run_seed(base + i, true);
+	tally_print("bitrot_is_detected_never_served", count);
+}
