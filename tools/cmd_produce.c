@@ -534,13 +534,12 @@ produce_frames(struct produce *p)
 	int code = cli_frames_open("produce", &options, &producer);
 	int err;
 
+	/* cli_frames_open() said why; -EINVAL and -EHOSTUNREACH carry usage or error out. */
 	if (code != 0)
-		return code;
+		return code == CMD_EXIT_USAGE ? -EINVAL : -EHOSTUNREACH;
 	err = produce_frames_run(p, producer);
 	sluice_producer_close(producer);
 	fflush(stdout);
-	if (err != 0)
-		fprintf(stderr, "sluice produce: %s\n", strerror(-err));
 	return err;
 }
 
@@ -588,6 +587,8 @@ produce_main(struct produce *p, struct cli_conn *conn)
 			(unsigned long long)p->next_index);
 	else if (err != 0 && http)
 		cli_call_error("produce", p->stream, &p->client, err);
+	else if (err != 0 && err != -EINVAL && err != -EHOSTUNREACH)  /* Those said why. */
+		fprintf(stderr, "sluice produce: %s\n", strerror(-err));
 	for (size_t i = 0; i < p->batch.count; i++)
 		produce_record_free(&p->batch.records[i]);
 	free(p->lines.buf);
@@ -597,7 +598,7 @@ produce_main(struct produce *p, struct cli_conn *conn)
 		fprintf(p->quiet ? stdout : stderr, "stored %llu failed %llu\n",
 			(unsigned long long)p->stored, (unsigned long long)p->failed);
 	if (err != 0)
-		return CMD_EXIT_ERROR;
+		return !http && err == -EINVAL ? CMD_EXIT_USAGE : CMD_EXIT_ERROR;
 	return p->failed == 0 ? CMD_EXIT_OK : CMD_EXIT_PARTIAL;
 }
 
