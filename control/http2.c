@@ -311,3 +311,19 @@ h2_call_replied(struct api_call *call)
 	}
 	server_conn_dirty(c);
 }
+
+void
+h2_conn_sweep(struct server_conn *c, uint64_t limit_ns)
+{
+	uint64_t now_ns = c->server->now_ns;
+
+	for (struct api_call *call = c->calls_head; call != NULL; call = call->next) {
+		if (call->state != CALL_READING || now_ns - call->started_ns <= limit_ns ||
+		    call->refuse_status == 408)
+			continue;
+		/* on_stream_close() frees the call once the reset is sent. */
+		call->refuse_status = 408;
+		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
+		server_conn_dirty(c);
+	}
+}

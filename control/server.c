@@ -609,6 +609,8 @@ server_sweep(struct api_server *s)
 			continue;
 		for (struct api_call *call = c->calls_head; call != NULL; call = call->next)
 			waiting_on_us = waiting_on_us || call->state == CALL_DISPATCHED;
+		if (c->state == CONN_H2)
+			h2_conn_sweep(c, limit_ns);
 		if (waiting_on_us)
 			continue;
 		if (s->now_ns - c->activity_ns > limit_ns ||

@@ -106,6 +106,7 @@ server_call_alloc(struct api_server *s, struct server_conn *c)
 	call->state = CALL_READING;
 	call->keep_alive = true;
 	call->content_type = JSON_1_1;
+	call->started_ns = s->now_ns;
 	api_out_init(&call->out, SERVER_OUT_SIZE_MAX);
 	server_request_id(s, call->request_id);
 	call->head_size = 0;
@@ -580,6 +581,8 @@ server_call_ready(struct api_call *call)
 	struct api_request req;
 
 	assert(call->state == CALL_READING);
+	if (call->refuse_status == 408)
+		return;  /* Timed out (HTTP/2): the stream reset is on its way. */
 	s->stats.requests++;
 	if (call->refuse_status == 413) {
 		server_call_refuse(call, 413, "SerializationException",

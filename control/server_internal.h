@@ -33,8 +33,12 @@
 #define SERVER_IN_SIZE (2u * HTTP1_HEAD_SIZE_MAX)
 /* HTTP/1.1 requests read ahead of their responses on one connection. */
 #define SERVER_PIPELINE_MAX 16u
-/* HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
-#define SERVER_H2_STREAMS_MAX 128u
+/*
+ * HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS):
+ * enough to keep a pipeline full, few enough that one connection cannot hold
+ * much of the call table.
+ */
+#define SERVER_H2_STREAMS_MAX 32u
 /* Calls in flight across the server per connection allowed (the call table size). */
 #define SERVER_CALLS_PER_CONN 4u
 #define SERVER_CALLS_EXTRA 256u
@@ -111,6 +115,7 @@ struct api_call {
 	struct server_conn *conn;        /* NULL once detached from a closed connection. */
 	enum call_state state;
 	int32_t stream_id;               /* HTTP/2 stream; 0 on HTTP/1.1. */
+	uint64_t started_ns;             /* Monotonic time of its first byte. */
 	struct api_call *prev;
 	struct api_call *next;           /* Connection list, or the free list. */
 	/* The request: head fields then body, in one pool buffer, located by offsets. */
@@ -221,5 +226,7 @@ void h2_conn_readable(struct server_conn *c);
 void h2_conn_input(struct server_conn *c, const uint8_t *data, size_t size);
 void h2_conn_service(struct server_conn *c);
 void h2_call_replied(struct api_call *call);
+/* Resets streams still receiving their request after `limit_ns` (slow clients). */
+void h2_conn_sweep(struct server_conn *c, uint64_t limit_ns);
 
 #endif /* SLUICE_CONTROL_SERVER_INTERNAL_H */

@@ -1012,3 +1012,89 @@ Test(server, h2_reply_after_the_stream_was_reset_is_dropped, .init = setup_defau
 	cr_assert_eq(server->calls_used, 0);
 	cr_assert_eq(server->conns_used, 0);
 }
+
+/* ---- A stalled HTTP/2 upload, through nghttp2's client API ---- */
+
+struct h2_client {
+	int fd;
+	uint32_t closed_error;
+	bool closed;
+};
+
+static ssize_t
+h2_client_send(nghttp2_session *session, const uint8_t *data, size_t size, int flags,
+	       void *user_data)
+{
+	struct h2_client *cl = user_data;
+
+	(void)session;
+	(void)flags;
+	return send(cl->fd, data, size, MSG_NOSIGNAL);
+}
+
+static int
+h2_client_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+		       void *user_data)
+{
+	struct h2_client *cl = user_data;
+
+	(void)session;
+	(void)stream_id;
+	cl->closed = true;
+	cl->closed_error = error_code;
+	return 0;
+}
+
+/* A body that never comes: the stream stays open, waiting for DATA. */
+static ssize_t
+h2_client_body(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+	       uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+	(void)session, (void)stream_id, (void)buf, (void)length, (void)data_flags;
+	(void)source, (void)user_data;
+	return NGHTTP2_ERR_DEFERRED;
+}
+
+Test(server, h2_stream_stalled_mid_request_is_reset, .init = setup_short_timeout,
+     .fini = server_stop)
+{
+	nghttp2_session_callbacks *cb;
+	nghttp2_session *session;
+	struct h2_client cl = { .fd = client_connect() };
+	const nghttp2_nv nva[] = {
+		{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
+		{ (uint8_t *)":path", (uint8_t *)"/", 5, 1, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"localhost", 10, 9, 0 },
+	};
+	nghttp2_data_provider body = { .read_callback = h2_client_body };
+	uint64_t start = clock_mono_ns();
+
+	cr_assert_eq(nghttp2_session_callbacks_new(&cb), 0);
+	nghttp2_session_callbacks_set_send_callback(cb, h2_client_send);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_client_stream_close);
+	cr_assert_eq(nghttp2_session_client_new(&session, cb, &cl), 0);
+	cr_assert_eq(nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, NULL, 0), 0);
+	cr_assert_gt(nghttp2_submit_request(session, NULL, nva, 4, &body, NULL), 0);
+	/* PINGs every 50 ms keep the connection active; only the stream stalls. */
+	while (!cl.closed && clock_mono_ns() - start < 3000000000ull) {
+		struct pollfd pfd = { .fd = cl.fd, .events = POLLIN };
+		uint8_t buf[4096];
+
+		nghttp2_submit_ping(session, NGHTTP2_FLAG_NONE, NULL);
+		cr_assert_eq(nghttp2_session_send(session), 0);
+		if (poll(&pfd, 1, 50) == 1) {
+			ssize_t n = recv(cl.fd, buf, sizeof(buf), 0);
+
+			cr_assert_gt(n, 0, "connection closed instead of a stream reset");
+			cr_assert_geq(nghttp2_session_mem_recv(session, buf, (size_t)n), 0);
+		}
+	}
+	cr_assert(cl.closed, "stream not reset");
+	cr_assert_eq(cl.closed_error, NGHTTP2_CANCEL);
+	cr_assert_geq(clock_mono_ns() - start, 250000000ull);
+	nghttp2_session_del(session);
+	nghttp2_session_callbacks_del(cb);
+	close(cl.fd);
+	cr_assert_eq(server->calls_used, 0);
+}
