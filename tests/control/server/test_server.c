@@ -8,6 +8,7 @@
  *   ListStreams     replies at once: {"body":<request body>,"key":<access key id>}
  *   PutRecord       replies from kinesis_poll() LATE_MS later (like a group commit)
  *   GetRecords      replies at once with base64 of N bytes (N = body as a number)
+ *   DescribeLimits  replies 400 with its own error body (api_call_reply, not _error)
  *   anything else   ResourceNotFoundException with a message needing JSON escapes
  */
 #include <arpa/inet.h>
@@ -75,6 +76,9 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 		cr_assert_lt(k->late_count, LATE_MAX);
 		k->late[k->late_count] = call;
 		k->late_due_ns[k->late_count++] = clock_mono_ns() + LATE_MS * 1000000ull;
+	} else if (target_is(req, "DescribeLimits")) {
+		api_out_printf(out, "{\"__type\":\"LimitExceededException\",\"message\":\"x\"}");
+		api_call_reply(call, 400);
 	} else if (target_is(req, "GetRecords")) {
 		static uint8_t data[16 << 20];
 		char text[32];
@@ -1097,4 +1101,45 @@ Test(server, h2_stream_stalled_mid_request_is_reset, .init = setup_short_timeout
 	nghttp2_session_callbacks_del(cb);
 	close(cl.fd);
 	cr_assert_eq(server->calls_used, 0);
+}
+
+Test(server, action_error_bodies_get_the_error_type_header, .init = setup_default,
+     .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	client_send_str(fd, request("DescribeLimits", "{}", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 400);
+	cr_assert_not_null(strstr(r.head, "x-amzn-ErrorType: LimitExceededException\r\n"), "%s",
+			   r.head);
+	response_free(&r);
+	close(fd);
+}
+
+/* More pipelined requests than SERVER_PIPELINE_MAX: reading pauses, nothing is lost. */
+Test(server, deep_pipeline_is_paced_not_dropped, .init = setup_default, .fini = server_stop)
+{
+	static char all[1 << 16];
+	const unsigned count = SERVER_PIPELINE_MAX + 8;
+	int fd = client_connect();
+
+	all[0] = '\0';
+	for (unsigned i = 0; i < count; i++)
+		strcat(all, request(i % 2 == 0 ? "PutRecord" : "ListStreams", "{}", NULL));
+	client_send_str(fd, all);
+	for (unsigned i = 0; i < count; i++) {
+		struct response r;
+
+		client_response(fd, &r);
+		cr_assert_eq(r.status, 200, "response %u", i);
+		if (i % 2 == 0)
+			cr_assert(strncmp(r.body, "{\"SequenceNumber\"", 17) == 0, "%u: %s", i,
+				  r.body);
+		else
+			cr_assert_str_eq(r.body, "{\"body\":\"{}\",\"key\":\"\"}", "%u", i);
+		response_free(&r);
+	}
+	close(fd);
 }
