@@ -22,6 +22,9 @@ static const struct sluice_command sluice_commands[] = {
 	{ "consume", NULL, cmd_consume, "read a stream's records, following shards" },
 	{ "produce", NULL, cmd_produce, "send stdin lines or generated records (http|udp|tcp)" },
 	{ "bench", "bench ingest", cmd_bench_ingest, "open-loop ingest load generator" },
+	{ "bench", "bench dataplane", cmd_bench_dataplane,
+	  "dataplane records/s vs dpdk-testpmd on a replayed pcap" },
+	{ "bench", "bench api", cmd_bench_api, "Kinesis API throughput and latency vs the log" },
 	{ NULL, NULL, NULL, NULL },
 };
 

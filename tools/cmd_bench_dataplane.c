@@ -1,0 +1,344 @@
+/*
+ * cmd_bench_dataplane.c - `sluice bench dataplane`: the dataplane's records/s
+ * on one worker lcore against dpdk-testpmd (--forward-mode=rxonly) replaying
+ * the same pcap in the same run, the ceiling of the same PMD on this machine.
+ *
+ * For each scenario it writes a pcap of --frames distinct frames (through
+ * sluice-dp-bench --write-pcap, which links the codec and the dataplane),
+ * runs testpmd on it, then sluice-dp-bench (net_pcap infinite_rx, one
+ * worker, records staged into per-shard batches). The 100 B scenario also
+ * runs with batches submitted to a real log ("durable"). Prints a table and
+ * a final line "dataplane-bench: ..." with every rate and its ratio.
+ *
+ * tools/ may not include DPDK or dataplane headers: both halves are separate
+ * processes found next to this executable (or $SLUICE_DP_BENCH) and in PATH.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tools/cmd.h"
+
+#define BENCH_OUT_SIZE (256u * 1024u)
+#define BENCH_ARGS_MAX 32
+
+struct bench_case {
+	const char *label;     /* Name in the table and the final line. */
+	const char *scenario;  /* sluice-dp-bench --scenario */
+	uint32_t shards;
+	uint32_t records_per_frame;
+	const char *target;
+	double testpmd_pps;
+	double pps;
+	double records_per_s;
+	double durable_per_s;
+};
+
+static struct bench_case bench_cases[] = {
+	{ "100B", "hash100", 16, 1, ">= 25 M/s or >= 50% of testpmd", 0, 0, 0, 0 },
+	{ "12x100B", "hash12x100", 16, 12, ">= 40 M records/s", 0, 0, 0, 0 },
+	{ "md5", "md5", 16, 1, ">= 8 M/s (MD5 by the appliance)", 0, 0, 0, 0 },
+	{ "md5hot", "md5hot", 16, 1, "(1,000 repeating keys: key cache)", 0, 0, 0, 0 },
+	{ "1KiB", "hash1k", 16, 1, ">= 5 M/s", 0, 0, 0, 0 },
+	{ "10k_shards", "hash100", 10000, 1, ">= 80% of the 16-shard rate", 0, 0, 0, 0 },
+};
+
+/* Runs argv with stdout+stderr into out; returns the exit status or -errno. */
+static int
+bench_run(char *const argv[], char *out, size_t out_size)
+{
+	int pipe_fd[2];
+	size_t used = 0;
+	int status;
+	pid_t pid;
+
+	if (pipe(pipe_fd) != 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		int null_fd = open("/dev/null", O_RDONLY);
+
+		dup2(null_fd, 0);
+		dup2(pipe_fd[1], 1);
+		dup2(pipe_fd[1], 2);
+		close(pipe_fd[0]);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(pipe_fd[1]);
+	for (;;) {
+		ssize_t n = read(pipe_fd[0], out + used, out_size - 1 - used);
+
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		if (used == out_size - 1)
+			used = 0; /* Keep the tail: the summary comes last. */
+	}
+	out[used] = '\0';
+	close(pipe_fd[0]);
+	if (waitpid(pid, &status, 0) < 0)
+		return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int
+bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a;
+	double y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Median of testpmd's "Rx-pps:" samples, skipping idle ones and the first (ramp-up). */
+static double
+bench_testpmd_pps(const char *out)
+{
+	double samples[64];
+	uint32_t count = 0;
+	bool first = true;
+
+	for (const char *p = strstr(out, "Rx-pps:"); p != NULL; p = strstr(p + 1, "Rx-pps:")) {
+		double v = strtod(p + 7, NULL);
+
+		if (v <= 0)
+			continue;
+		if (first) {
+			first = false;
+			continue;
+		}
+		if (count < 64)
+			samples[count++] = v;
+	}
+	if (count == 0)
+		return 0;
+	qsort(samples, count, sizeof(double), bench_cmp_double);
+	return samples[count / 2];
+}
+
+static int
+bench_testpmd(const char *pcap, uint32_t seconds, char *out, double *pps_out)
+{
+	char secs[16];
+	char prefix[64];
+	char vdev[PATH_MAX + 64];
+	char *argv[BENCH_ARGS_MAX] = {
+		"timeout", "-s", "INT", secs, "dpdk-testpmd", "-l", "0,1", "--no-pci",
+		"--in-memory", "--file-prefix", prefix, "--vdev", vdev, "--",
+		"--forward-mode=rxonly", "--auto-start", "--stats-period", "1",
+		"--total-num-mbufs=131072", NULL,
+	};
+	int rc;
+
+	snprintf(secs, sizeof(secs), "%u", seconds + 2);
+	snprintf(prefix, sizeof(prefix), "sluice-tp-%d", (int)getpid());
+	snprintf(vdev, sizeof(vdev), "net_pcap0,rx_pcap=%s,infinite_rx=1", pcap);
+	rc = bench_run(argv, out, BENCH_OUT_SIZE);
+	*pps_out = bench_testpmd_pps(out);
+	/* timeout's 124 is how testpmd is meant to end here (SIGINT, then exit). */
+	if (*pps_out <= 0) {
+		fprintf(stderr, "sluice bench dataplane: testpmd gave no rate (exit %d)\n", rc);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int
+bench_dp(const char *helper, const char *pcap, const char *dir, const struct bench_case *c,
+	 const char *mode, uint32_t seconds, char *out, struct bench_case *result)
+{
+	char secs[16];
+	char shards[16];
+	char log_dir[PATH_MAX];
+	char prefix[64];
+	char *argv[BENCH_ARGS_MAX] = {
+		(char *)helper, "--pcap", (char *)pcap, "--log-dir", log_dir, "--seconds", secs,
+		"--shards", shards, "--mode", (char *)mode, "--file-prefix", prefix, NULL,
+	};
+	const char *line;
+	int rc;
+
+	snprintf(secs, sizeof(secs), "%u", seconds);
+	snprintf(shards, sizeof(shards), "%u", c->shards);
+	snprintf(log_dir, sizeof(log_dir), "%s/log-%s-%s", dir, c->label, mode);
+	snprintf(prefix, sizeof(prefix), "sluice-dpb-%d", (int)getpid());
+	rc = bench_run(argv, out, BENCH_OUT_SIZE);
+	line = strstr(out, "dp-bench:");
+	if (rc != 0 || line == NULL ||
+	    sscanf(line, "dp-bench: pps=%lf records_per_s=%lf durable_per_s=%lf", &result->pps,
+		   &result->records_per_s, &result->durable_per_s) != 3) {
+		fprintf(stderr, "sluice bench dataplane: %s failed (exit %d):\n%s\n", helper, rc, out);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int
+bench_write_pcap(const char *helper, const char *pcap, const char *scenario, uint32_t frames,
+		 char *out)
+{
+	char count[16];
+	char *argv[BENCH_ARGS_MAX] = {
+		(char *)helper, "--write-pcap", (char *)pcap, "--scenario", (char *)scenario,
+		"--frames", count, NULL,
+	};
+
+	snprintf(count, sizeof(count), "%u", frames);
+	if (bench_run(argv, out, BENCH_OUT_SIZE) != 0) {
+		fprintf(stderr, "sluice bench dataplane: writing %s: %s\n", pcap, out);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* sluice-dp-bench next to this executable, in the build tree, or $SLUICE_DP_BENCH. */
+static int
+bench_find_helper(char *path, size_t size)
+{
+	const char *env = getenv("SLUICE_DP_BENCH");
+	char self[PATH_MAX];
+	ssize_t n;
+	char *dir;
+
+	if (env != NULL) {
+		snprintf(path, size, "%s", env);
+		return access(path, X_OK) == 0 ? 0 : -ENOENT;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return -ENOENT;
+	self[n] = '\0';
+	dir = dirname(self);
+	snprintf(path, size, "%s/sluice-dp-bench", dir);
+	if (access(path, X_OK) == 0)
+		return 0;
+	snprintf(path, size, "%s/../dataplane/sluice-dp-bench", dir);
+	return access(path, X_OK) == 0 ? 0 : -ENOENT;
+}
+
+static void
+bench_print(const struct bench_case *c, size_t count)
+{
+	printf("%-11s %7s %14s %14s %14s %7s  %s\n", "scenario", "shards", "testpmd_pps",
+	       "dp_pps", "records/s", "ratio", "goal");
+	for (size_t i = 0; i < count; i++)
+		printf("%-11s %7u %14.0f %14.0f %14.0f %7.3f  %s\n", c[i].label, c[i].shards,
+		       c[i].testpmd_pps, c[i].pps, c[i].records_per_s,
+		       c[i].testpmd_pps > 0 ? c[i].pps / c[i].testpmd_pps : 0.0, c[i].target);
+}
+
+static void
+bench_final_line(const struct bench_case *c, size_t count, double durable)
+{
+	printf("dataplane-bench:");
+	for (size_t i = 0; i < count; i++)
+		printf(" rec_per_s_%s=%.0f ratio_%s=%.3f", c[i].label, c[i].records_per_s,
+		       c[i].label, c[i].testpmd_pps > 0 ? c[i].pps / c[i].testpmd_pps : 0.0);
+	printf(" testpmd_pps_100B=%.0f ratio_10k_vs_16=%.3f durable_rec_per_s_100B=%.0f\n",
+	       c[0].testpmd_pps, c[0].records_per_s > 0 ? c[5].records_per_s / c[0].records_per_s : 0,
+	       durable);
+}
+
+static void
+bench_usage(FILE *f)
+{
+	fprintf(f, "usage: sluice bench dataplane [--seconds S] [--frames N] [--dir DIR]\n"
+		   "  Replays N (>= 100000) distinct frames per scenario through net_pcap on one\n"
+		   "  worker lcore and through dpdk-testpmd rxonly; needs root and hugepages.\n");
+}
+
+static int
+bench_one(const char *helper, const char *dir, struct bench_case *c, uint32_t frames,
+	  uint32_t seconds, char *out)
+{
+	char pcap[PATH_MAX];
+
+	snprintf(pcap, sizeof(pcap), "%s/%s.pcap", dir, c->scenario);
+	if (access(pcap, R_OK) != 0 && bench_write_pcap(helper, pcap, c->scenario, frames, out) != 0)
+		return -EIO;
+	if (bench_testpmd(pcap, seconds, out, &c->testpmd_pps) != 0)
+		return -EIO;
+	return bench_dp(helper, pcap, dir, c, "staged", seconds, out, c);
+}
+
+int
+cmd_bench_dataplane(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "seconds", required_argument, NULL, 's' },
+		{ "frames", required_argument, NULL, 'f' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char helper[PATH_MAX];
+	char dir[PATH_MAX] = "";
+	char pcap[PATH_MAX + 32];
+	uint32_t seconds = 3;
+	uint32_t frames = 100000;
+	struct bench_case durable = bench_cases[0];
+	char *out;
+	int opt;
+	int rc = 0;
+
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (opt == 's')
+			seconds = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'f')
+			frames = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'd')
+			snprintf(dir, sizeof(dir), "%s", optarg);
+		else {
+			bench_usage(opt == 'h' ? stdout : stderr);
+			return opt == 'h' ? CMD_EXIT_OK : CMD_EXIT_USAGE;
+		}
+	}
+	if (seconds == 0 || frames == 0) {
+		bench_usage(stderr);
+		return CMD_EXIT_USAGE;
+	}
+	if (bench_find_helper(helper, sizeof(helper)) != 0) {
+		fprintf(stderr, "sluice bench dataplane: sluice-dp-bench not found "
+				"(set SLUICE_DP_BENCH)\n");
+		return CMD_EXIT_ERROR;
+	}
+	if (dir[0] == '\0') {
+		snprintf(dir, sizeof(dir), "/tmp/sluice-dpbench-XXXXXX");
+		if (mkdtemp(dir) == NULL)
+			return CMD_EXIT_ERROR;
+	} else {
+		mkdir(dir, 0750);
+	}
+	out = malloc(BENCH_OUT_SIZE);
+	if (out == NULL)
+		return CMD_EXIT_ERROR;
+	for (size_t i = 0; i < sizeof(bench_cases) / sizeof(bench_cases[0]) && rc == 0; i++) {
+		fprintf(stderr, "sluice bench dataplane: %s ...\n", bench_cases[i].label);
+		rc = bench_one(helper, dir, &bench_cases[i], frames, seconds, out);
+	}
+	snprintf(pcap, sizeof(pcap), "%s/%s.pcap", dir, durable.scenario);
+	if (rc == 0)
+		rc = bench_dp(helper, pcap, dir, &durable, "durable", seconds, out, &durable);
+	if (rc == 0) {
+		bench_print(bench_cases, sizeof(bench_cases) / sizeof(bench_cases[0]));
+		printf("%-11s %7u %14s %14.0f %14.0f %7s  %s\n", "100B-durab", durable.shards, "-",
+		       durable.pps, durable.durable_per_s, "-", "as far as the log allows");
+		bench_final_line(bench_cases, sizeof(bench_cases) / sizeof(bench_cases[0]),
+				 durable.durable_per_s);
+	}
+	free(out);
+	return rc == 0 ? CMD_EXIT_OK : CMD_EXIT_ERROR;
+}
