@@ -655,7 +655,8 @@ sigv4_check_request(struct sigv4_keys *keys, const struct sigv4_input *in,
 static bool
 sigv4_check_signed_set(const struct span *names, size_t count, struct sigv4_result *r)
 {
-	if (!sigv4_list_has(names, count, "host")) {
+	/* botocore signs "host"; the JS SDK v3 over HTTP/2 signs ":authority" by that name. */
+	if (!sigv4_list_has(names, count, "host") && !sigv4_list_has(names, count, ":authority")) {
 		sigv4_fail(r, SIGV4_INVALID, "'Host' or ':authority' must be a 'SignedHeader' in "
 			   "the AWS Authorization.");
 		return false;

@@ -79,3 +79,36 @@ static const struct sigv4_vector sigv4_vectors[] = {
 		.body = "{\"StreamName\":\"caf\xc3""\xa9""\"}", .body_size = 22,
 	},
 };
+
+/*
+ * Signed by @aws-sdk/client-kinesis 3.1142 (@smithy/signature-v4) over HTTP/2, captured
+ * from the request it sent: it signs the pseudo-header ":authority" under that name.
+ */
+static const struct sigv4_vector sigv4_vector_js_h2 = {
+	.key_id = "AKIDTEST", .secret = "sekrit", .region = "us-east-1",
+	.now_s = 1795682528ll,
+	.header_count = 14,
+	.headers = {
+		{ ":method", "POST" },
+		{ ":path", "/" },
+		{ ":scheme", "http" },
+		{ ":authority", "127.0.0.1:59331" },
+		{ "content-type", "application/x-amz-json-1.1" },
+		{ "x-amz-target", "Kinesis_20131202.ListStreams" },
+		{ "content-length", "2" },
+		{ "x-amz-user-agent", "aws-sdk-js/3.1142.0" },
+		{ "user-agent", "aws-sdk-js/3.1142.0 ua/2.1 os/linux#6.18.44-fc-v657 lang/js "
+		  "md/nodejs#20.20.2 api/kinesis#3.1142.0 m/N,E,P,e" },
+		{ "amz-sdk-invocation-id", "d74f2f78-4c46-4974-a0f0-179a9089c9b5" },
+		{ "amz-sdk-request", "attempt=1; max=3" },
+		{ "x-amz-date", "20261126T084208Z" },
+		{ "x-amz-content-sha256",
+		  "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a" },
+		{ "authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST/20261126/us-east-1/"
+		  "kinesis/aws4_request, SignedHeaders=:authority;amz-sdk-invocation-id;"
+		  "amz-sdk-request;content-length;content-type;x-amz-content-sha256;x-amz-date;"
+		  "x-amz-target;x-amz-user-agent, Signature=e2de0df343d7e7a87177231bd0f3bfc6253e1268"
+		  "bc64bf59fd81a5e0d34b0f7f" },
+	},
+	.body = "{}", .body_size = 2,
+};

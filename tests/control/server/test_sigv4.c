@@ -41,9 +41,8 @@ struct sigv4_case {
 };
 
 static void
-case_load(struct sigv4_case *c, size_t index, const char *access_keys)
+case_load_vector(struct sigv4_case *c, const struct sigv4_vector *v, const char *access_keys)
 {
-	const struct sigv4_vector *v = &sigv4_vectors[index];
 	char keys_text[512];
 
 	memset(c, 0, sizeof(*c));
@@ -64,6 +63,12 @@ case_load(struct sigv4_case *c, size_t index, const char *access_keys)
 		.body = c->body, .body_size = v->body_size,
 		.now_real_ns = (uint64_t)v->now_s * 1000000000ull,
 	};
+}
+
+static void
+case_load(struct sigv4_case *c, size_t index, const char *access_keys)
+{
+	case_load_vector(c, &sigv4_vectors[index], access_keys);
 }
 
 static struct sigv4_header *
@@ -404,4 +409,21 @@ Test(sigv4, access_key_list_parsing)
 	cr_assert_eq(sigv4_keys_parse(&keys, ":a", "us-east-1"), -EINVAL);
 	cr_assert_eq(sigv4_keys_parse(&keys, "A:", "us-east-1"), -EINVAL);
 	cr_assert_eq(sigv4_keys_parse(&keys, "A:a,,B:b", "us-east-1"), -EINVAL);
+}
+
+Test(sigv4, js_sdk_http2_signature_with_authority_verifies)
+{
+	static struct sigv4_case c;
+
+	case_load_vector(&c, &sigv4_vector_js_h2, NULL);
+	case_verify(&c);
+	cr_assert_eq(c.result.status, SIGV4_OK, "%s", c.result.message);
+	cr_assert_str_eq(c.result.access_key_id, "AKIDTEST");
+	case_load_vector(&c, &sigv4_vector_js_h2, NULL);
+	case_set(&c, ":authority", "127.0.0.1:59332");
+	assert_refused(&c, SIGV4_INVALID, "InvalidSignatureException", BAD_SIGNATURE);
+	case_load_vector(&c, &sigv4_vector_js_h2, NULL);
+	c.body[1] = ']';
+	assert_refused(&c, SIGV4_INVALID, "InvalidSignatureException",
+		       "The provided 'x-amz-content-sha256' header does not match");
 }
