@@ -13,20 +13,41 @@ static const char base64_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* 0..63, or 64 for '=', or 255 for anything else. */
+static const uint8_t base64_values[256] = {
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,  62, 255, 255, 255,  63,
+	 52,  53,  54,  55,  56,  57,  58,  59,  60,  61, 255, 255, 255,  64, 255, 255,
+	255,   0,   1,   2,   3,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,
+	 15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25, 255, 255, 255, 255, 255,
+	255,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,
+	 41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+};
+
 static uint8_t
 base64_value(char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return (uint8_t)(c - 'A');
-	if (c >= 'a' && c <= 'z')
-		return (uint8_t)(c - 'a' + 26);
-	if (c >= '0' && c <= '9')
-		return (uint8_t)(c - '0' + 52);
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return c == '=' ? 64 : 255;
+	return base64_values[(unsigned char)c];
+}
+
+size_t
+kinesis_base64_scan(const char *text, size_t size)
+{
+	for (size_t i = 0; i < size; i++) {
+		uint8_t v = base64_values[(unsigned char)text[i]];
+
+		if (unlikely(v >= 64) && (v == 255 || (i + 1 < size && text[i + 1] != '=')))
+			return i;
+	}
+	return size;
 }
 
 size_t
@@ -86,9 +107,27 @@ kinesis_base64_decode(const char *text, size_t size, uint8_t *out, size_t out_si
 
 	if (size % 4 != 0)
 		return -EINVAL;
+	if (size / 4 * 3 > out_size + 2)
+		return -ENOBUFS;
 	for (size_t i = 0; i < size; i += 4) {
 		uint8_t group[3];
-		int got = base64_group(text + i, i + 4 == size, group);
+		int got;
+
+		/* Fast path: four alphabet characters (no '=') make three bytes. */
+		if (i + 4 < size && n + 3 <= out_size) {
+			uint32_t v = (uint32_t)base64_value(text[i]) << 18 |
+				     (uint32_t)base64_value(text[i + 1]) << 12 |
+				     (uint32_t)base64_value(text[i + 2]) << 6 |
+				     base64_value(text[i + 3]);
+
+			if ((v & ~0xffffffu) == 0) {
+				out[n++] = (uint8_t)(v >> 16);
+				out[n++] = (uint8_t)(v >> 8);
+				out[n++] = (uint8_t)v;
+				continue;
+			}
+		}
+		got = base64_group(text + i, i + 4 == size, group);
 
 		if (got < 0)
 			return got;

@@ -15,6 +15,8 @@
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
 
+static const char kinesis_key_member[] = "\",\"PartitionKey\":";
+
 /* Room kept free in the response for the closing members and the next iterator. */
 #define KINESIS_RESPONSE_RESERVE (64u * 1024u)
 
@@ -225,7 +227,8 @@ kinesis_read_record(void *arg, const struct log_record_out *rec)
 {
 	struct kinesis_read_ctx *ctx = arg;
 	size_t need = (rec->data_size + 2u) / 3u * 4u + 6u * rec->partition_key_size + 256u;
-	char seq[SEQNUM_DECIMAL_SIZE];
+	char text[SEQNUM_DECIMAL_SIZE + 128];
+	int head;
 	struct seqnum sn = {
 		.shard_created_s = ctx->sh->created_s, .shard_index = ctx->sh->index,
 		.seq = rec->seq, .put_s = rec->arrival_ns / 1000000000u,
@@ -233,15 +236,18 @@ kinesis_read_record(void *arg, const struct log_record_out *rec)
 
 	if (ctx->count > 0 && ctx->out->size + need > ctx->size_limit)
 		return -ENOBUFS;
-	seqnum_format(&sn, seq);
-	api_out_printf(ctx->out, "%s{\"SequenceNumber\":\"%s\",\"ApproximateArrivalTimestamp\":",
-		       ctx->count > 0 ? "," : "", seq);
-	kinesis_out_timestamp(ctx->out, rec->arrival_ns / 1000000u);
-	api_out_printf(ctx->out, ",\"Data\":\"");
+	/* One formatted piece before and one after the data: this runs 10,000 times a call. */
+	head = snprintf(text, sizeof(text), "%s{\"SequenceNumber\":\"", ctx->count > 0 ? "," : "");
+	head += (int)seqnum_format(&sn, text + head);
+	head += snprintf(text + head, sizeof(text) - (size_t)head,
+			 "\",\"ApproximateArrivalTimestamp\":%llu.%03llu,\"Data\":\"",
+			 (unsigned long long)(rec->arrival_ns / 1000000000u),
+			 (unsigned long long)(rec->arrival_ns / 1000000u % 1000u));
+	api_out_append(ctx->out, text, (size_t)head);
 	api_out_base64(ctx->out, rec->data, rec->data_size);
-	api_out_printf(ctx->out, "\",\"PartitionKey\":");
+	api_out_append(ctx->out, kinesis_key_member, sizeof(kinesis_key_member) - 1);
 	api_out_json_string(ctx->out, (const char *)rec->partition_key, rec->partition_key_size);
-	api_out_printf(ctx->out, "}");
+	api_out_append(ctx->out, "}", 1);
 	ctx->count++;
 	ctx->seq_next = rec->seq + 1;
 	ctx->last_arrival_ns = rec->arrival_ns;

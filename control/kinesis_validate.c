@@ -101,24 +101,18 @@ kv_blob_check(struct api_call *call, const cJSON *item)
 	const char *text = item->valuestring;
 	size_t size = strlen(text);
 	uint8_t unused[3];
+	size_t bad;
 
 	if (size % 4 != 0) {
 		snprintf(message, sizeof(message), "'%.1024s' can not be converted to a Blob: Base64 "
 			 "encoded length is expected a multiple of 4 bytes but found: %zu", text, size);
 		goto out_reply;
 	}
-	for (size_t i = 0; i < size; i++) {
-		char c = text[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
-
-		if (ok && c == '=' && i + 1 < size && text[i + 1] != '=')
-			ok = false;
-		if (!ok) {
-			snprintf(message, sizeof(message), "'%.1024s' can not be converted to a Blob: "
-				 "Invalid Base64 character: '%c'", text, c);
-			goto out_reply;
-		}
+	bad = kinesis_base64_scan(text, size);
+	if (bad < size) {
+		snprintf(message, sizeof(message), "'%.1024s' can not be converted to a Blob: "
+			 "Invalid Base64 character: '%c'", text, text[bad]);
+		goto out_reply;
 	}
 	/* Only the last group can still be wrong: '=' too early, or unused bits set. */
 	if (size == 0 || kinesis_base64_decode(text + size - 4, 4, unused, 3) >= 0)

@@ -11,6 +11,7 @@
 
 #define SEQNUM_HEX_DIGITS 47
 #define SEQNUM_LIMBS 3
+#define SEQNUM_CHUNK 1000000000000000000ull /* 10^18 */
 
 __extension__ typedef unsigned __int128 seqnum_u128;
 
@@ -18,17 +19,15 @@ struct seqnum_big {
 	uint64_t limb[SEQNUM_LIMBS];
 };
 
-/* Puts `digits` hex digits of `value` at hex position `at` (0 = most significant). */
 static void
-seqnum_put(char hex[SEQNUM_HEX_DIGITS], unsigned at, unsigned digits, uint64_t value)
+seqnum_big_or(struct seqnum_big *big, uint64_t value, unsigned shift)
 {
-	static const char xdigits[] = "0123456789abcdef";
+	unsigned limb = shift / 64;
+	unsigned off = shift % 64;
 
-	for (unsigned i = 0; i < digits; i++) {
-		hex[at + digits - 1 - i] = xdigits[value & 0xf];
-		value >>= 4;
-	}
-	assert(value == 0);
+	big->limb[limb] |= value << off;
+	if (off != 0 && limb + 1 < SEQNUM_LIMBS)
+		big->limb[limb + 1] |= value >> (64 - off);
 }
 
 static uint64_t
@@ -45,8 +44,8 @@ seqnum_get(const char hex[SEQNUM_HEX_DIGITS], unsigned at, unsigned digits)
 }
 
 /* Divides in place by `divisor`, returns the remainder. */
-static uint32_t
-seqnum_big_divide(struct seqnum_big *big, uint32_t divisor)
+static uint64_t
+seqnum_big_divide(struct seqnum_big *big, uint64_t divisor)
 {
 	seqnum_u128 rem = 0;
 
@@ -56,7 +55,7 @@ seqnum_big_divide(struct seqnum_big *big, uint32_t divisor)
 		big->limb[i] = (uint64_t)(cur / divisor);
 		rem = cur % divisor;
 	}
-	return (uint32_t)rem;
+	return (uint64_t)rem;
 }
 
 static bool
@@ -68,7 +67,6 @@ seqnum_big_zero(const struct seqnum_big *big)
 size_t
 seqnum_format(const struct seqnum *sn, char buf[SEQNUM_DECIMAL_SIZE])
 {
-	char hex[SEQNUM_HEX_DIGITS];
 	char rev[SEQNUM_DECIMAL_SIZE];
 	struct seqnum_big big = { { 0, 0, 0 } };
 	size_t n = 0;
@@ -76,22 +74,23 @@ seqnum_format(const struct seqnum *sn, char buf[SEQNUM_DECIMAL_SIZE])
 	assert(sn->shard_created_s <= SEQNUM_TIME_MAX);
 	assert(sn->put_s <= SEQNUM_TIME_MAX);
 	assert(sn->seq <= SEQNUM_SEQ_MAX);
-	seqnum_put(hex, 0, 1, 2);
-	seqnum_put(hex, 1, 9, sn->shard_created_s);
-	seqnum_put(hex, 10, 1, sn->shard_index & 0xf);
-	seqnum_put(hex, 11, 16, sn->seq);
-	seqnum_put(hex, 27, 2, 0);
-	seqnum_put(hex, 29, 9, sn->put_s);
-	seqnum_put(hex, 38, 8, sn->shard_index);
-	seqnum_put(hex, 46, 1, 2);
-	for (unsigned i = 0; i < SEQNUM_HEX_DIGITS; i++) {
-		unsigned bit = (SEQNUM_HEX_DIGITS - 1 - i) * 4;
-		uint64_t nibble = seqnum_get(hex, i, 1);
-
-		big.limb[bit / 64] |= nibble << (bit % 64);
-	}
+	/* Bit positions from the least significant end: hex digit d covers 4 * (46 - d). */
+	seqnum_big_or(&big, 2, 0);
+	seqnum_big_or(&big, sn->shard_index, 4);
+	seqnum_big_or(&big, sn->put_s, 36);
+	seqnum_big_or(&big, sn->seq, 80);
+	seqnum_big_or(&big, sn->shard_index & 0xf, 144);
+	seqnum_big_or(&big, sn->shard_created_s, 148);
+	seqnum_big_or(&big, 2, 184);
+	/* 18 digits per division: four 128-bit divisions instead of 57 (GetRecords' hot path). */
 	do {
-		rev[n++] = (char)('0' + seqnum_big_divide(&big, 10));
+		uint64_t chunk = seqnum_big_divide(&big, SEQNUM_CHUNK);
+		bool last = seqnum_big_zero(&big);
+
+		for (int d = 0; d < 18 && (!last || chunk != 0 || d == 0); d++) {
+			rev[n++] = (char)('0' + chunk % 10);
+			chunk /= 10;
+		}
 	} while (!seqnum_big_zero(&big));
 	for (size_t i = 0; i < n; i++)
 		buf[i] = rev[n - 1 - i];

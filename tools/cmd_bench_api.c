@@ -1,0 +1,596 @@
+/*
+ * cmd_bench_api.c - `sluice bench api`: the Kinesis API's throughput and
+ * latency against a running sluiced, next to the log's own append->durable
+ * latency measured in the same run on the same disk.
+ *
+ *   1. PutRecords of 500 x 100 B over HTTP/1.1 keep-alive, --connections
+ *      closed loops, durable acknowledgements: records/s.
+ *   2. GetRecords from TRIM_HORIZON over what phase 1 wrote (the tail, hot in
+ *      the page cache), one reader per shard: response bytes/s.
+ *   3. Single PutRecord of 100 B at low load (one connection, one in flight):
+ *      p50/p99 round trip.
+ *   4. The log alone (a temporary log in --log-dir, sluiced's defaults), one
+ *      100 B record per batch, one in flight: submit -> durable p50/p99.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "common/base.h"
+#include "common/clock.h"
+#include "nvme-log/log.h"
+#include "tools/cli_args.h"
+#include "tools/cli_hist.h"
+#include "tools/cmd.h"
+#include "tools/kinesis_client.h"
+
+#define BENCH_BATCH_RECORDS 500u
+#define BENCH_RECORD_SIZE 100u
+#define BENCH_BODIES 8u
+#define BENCH_CONNECTIONS_MAX 64u
+#define BENCH_SHARDS_MAX 64u
+
+struct bench_opts {
+	const char *endpoint;
+	const char *log_dir;
+	uint64_t connections;
+	uint64_t shards;
+	uint64_t duration_ns;
+	uint64_t latency_count;
+};
+
+struct bench_conn {
+	const struct kc_client *client;
+	char *requests[BENCH_BODIES];
+	size_t request_sizes[BENCH_BODIES];
+	uint64_t deadline_ns;
+	uint64_t records_ok;
+	uint64_t records_failed;
+	uint64_t errors;
+	char *rx;
+	size_t rx_capacity;
+};
+
+/* Sends `size` bytes of `request` on `fd` and reads one whole response into conn->rx. */
+static int
+bench_round_trip(struct bench_conn *conn, int fd, const char *request, size_t size,
+		 struct kc_http_response *response)
+{
+	size_t got = 0;
+
+	for (size_t sent = 0; sent < size;) {
+		ssize_t n = write(fd, request + sent, size - sent);
+
+		if (n <= 0)
+			return -EIO;
+		sent += (size_t)n;
+	}
+	for (;;) {
+		ssize_t n;
+		int rc;
+
+		if (got == conn->rx_capacity) {
+			conn->rx_capacity = conn->rx_capacity == 0 ? 1u << 20 : conn->rx_capacity * 2;
+			conn->rx = realloc(conn->rx, conn->rx_capacity);
+			if (conn->rx == NULL)
+				return -ENOMEM;
+		}
+		n = read(fd, conn->rx + got, conn->rx_capacity - got);
+		if (n <= 0)
+			return -EIO;
+		got += (size_t)n;
+		rc = kc_http_response_parse(conn->rx, got, response);
+		if (rc != -EAGAIN)
+			return rc;
+	}
+}
+
+static void *
+bench_put_worker(void *arg)
+{
+	struct bench_conn *conn = arg;
+	int fd = kc_connect(conn->client, false);
+	uint32_t next = 0;
+
+	if (fd < 0) {
+		conn->errors++;
+		return NULL;
+	}
+	while (clock_mono_ns() < conn->deadline_ns) {
+		struct kc_http_response response;
+		const char *body;
+		const char *failed;
+
+		if (bench_round_trip(conn, fd, conn->requests[next % BENCH_BODIES],
+				     conn->request_sizes[next % BENCH_BODIES], &response) != 0 ||
+		    response.status != 200) {
+			conn->errors++;
+			break;
+		}
+		next++;
+		body = conn->rx + response.header_size;
+		failed = memmem(body, response.body_size, "\"FailedRecordCount\":", 20);
+		uint64_t f = failed != NULL ? strtoull(failed + 20, NULL, 10) : BENCH_BATCH_RECORDS;
+
+		conn->records_failed += f;
+		conn->records_ok += BENCH_BATCH_RECORDS - f;
+	}
+	close(fd);
+	return NULL;
+}
+
+/* A PutRecords body of 500 records of 100 random bytes with random partition keys. */
+static char *
+bench_put_records_body(const char *stream, size_t *size_out)
+{
+	size_t capacity = BENCH_BATCH_RECORDS * 256 + 256;
+	char *body = malloc(capacity);
+	size_t n;
+
+	if (body == NULL)
+		return NULL;
+	n = (size_t)snprintf(body, capacity, "{\"StreamName\":\"%s\",\"Records\":[", stream);
+	for (uint32_t i = 0; i < BENCH_BATCH_RECORDS; i++) {
+		uint8_t data[BENCH_RECORD_SIZE];
+		uint64_t key;
+		char *b64;
+		size_t b64_size;
+
+		RAND_bytes(data, sizeof(data));
+		RAND_bytes((uint8_t *)&key, sizeof(key));
+		if (kc_base64_encode(data, sizeof(data), &b64, &b64_size) != 0) {
+			free(body);
+			return NULL;
+		}
+		n += (size_t)snprintf(body + n, capacity - n, "%s{\"PartitionKey\":\"%016llx\","
+				      "\"Data\":\"%s\"}", i > 0 ? "," : "", (unsigned long long)key,
+				      b64);
+		free(b64);
+	}
+	n += (size_t)snprintf(body + n, capacity - n, "]}");
+	*size_out = n;
+	return body;
+}
+
+/* Phase 1: PutRecords throughput. Returns records/s acknowledged durable. */
+static double
+bench_put_phase(const struct kc_client *client, const struct bench_opts *o, const char *stream,
+		uint64_t *failed_out)
+{
+	static struct bench_conn conns[BENCH_CONNECTIONS_MAX];
+	pthread_t threads[BENCH_CONNECTIONS_MAX];
+	char *requests[BENCH_BODIES];
+	size_t sizes[BENCH_BODIES];
+	uint64_t ok = 0;
+	uint64_t failed = 0;
+	uint64_t start;
+	double elapsed;
+
+	for (uint32_t b = 0; b < BENCH_BODIES; b++) {
+		size_t body_size;
+		char *body = bench_put_records_body(stream, &body_size);
+
+		if (body == NULL || kc_request_build(client, "PutRecords", body, body_size,
+						     clock_real_ns(), &requests[b], &sizes[b]) != 0)
+			return -1;
+		free(body);
+	}
+	start = clock_mono_ns();
+	for (uint32_t i = 0; i < o->connections; i++) {
+		conns[i] = (struct bench_conn){ .client = client, .deadline_ns = start + o->duration_ns };
+		memcpy(conns[i].requests, requests, sizeof(requests));
+		memcpy(conns[i].request_sizes, sizes, sizeof(sizes));
+		pthread_create(&threads[i], NULL, bench_put_worker, &conns[i]);
+	}
+	for (uint32_t i = 0; i < o->connections; i++) {
+		pthread_join(threads[i], NULL);
+		ok += conns[i].records_ok;
+		failed += conns[i].records_failed + conns[i].errors * BENCH_BATCH_RECORDS;
+		free(conns[i].rx);
+	}
+	elapsed = (double)(clock_mono_ns() - start) / 1e9;
+	for (uint32_t b = 0; b < BENCH_BODIES; b++)
+		free(requests[b]);
+	*failed_out = failed;
+	return (double)ok / elapsed;
+}
+
+struct bench_reader {
+	struct bench_conn conn;
+	char iterator[600];
+	uint64_t bytes;
+	uint64_t calls;
+	int error;
+};
+
+/* Copies "NextShardIterator":"..." out of a GetRecords body; false if absent. */
+static bool
+bench_next_iterator(const char *body, size_t size, char *out, size_t out_size)
+{
+	const char *p = memmem(body, size, "\"NextShardIterator\":\"", 21);
+	const char *end;
+
+	if (p == NULL)
+		return false;
+	p += 21;
+	end = memchr(p, '"', size - (size_t)(p - body));
+	if (end == NULL || (size_t)(end - p) >= out_size)
+		return false;
+	memcpy(out, p, (size_t)(end - p));
+	out[end - p] = '\0';
+	return true;
+}
+
+static void *
+bench_get_worker(void *arg)
+{
+	struct bench_reader *r = arg;
+	int fd = kc_connect(r->conn.client, false);
+
+	r->error = fd < 0 ? fd : 0;
+	while (r->error == 0) {
+		struct kc_http_response response;
+		char body[700];
+		char *request;
+		size_t request_size;
+		const char *rb;
+
+		snprintf(body, sizeof(body), "{\"ShardIterator\":\"%s\"}", r->iterator);
+		r->error = kc_request_build(r->conn.client, "GetRecords", body, strlen(body),
+					    clock_real_ns(), &request, &request_size);
+		if (r->error != 0)
+			break;
+		r->error = bench_round_trip(&r->conn, fd, request, request_size, &response);
+		free(request);
+		if (r->error != 0 || response.status != 200) {
+			r->error = r->error != 0 ? r->error : -EIO;
+			break;
+		}
+		rb = r->conn.rx + response.header_size;
+		r->bytes += response.body_size;
+		r->calls++;
+		if (response.body_size >= 13 && memcmp(rb, "{\"Records\":[]", 13) == 0)
+			break; /* Caught up. */
+		if (!bench_next_iterator(rb, response.body_size, r->iterator, sizeof(r->iterator)))
+			r->error = -EBADMSG;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(r->conn.rx);
+	return NULL;
+}
+
+static int
+bench_shard_iterator(struct kc_client *client, const char *stream, uint32_t shard, char *out,
+		     size_t out_size)
+{
+	cJSON *req = cJSON_CreateObject();
+	cJSON *resp = NULL;
+	char shard_id[32];
+	const cJSON *it;
+	int rc;
+
+	snprintf(shard_id, sizeof(shard_id), "shardId-%012u", shard);
+	cJSON_AddStringToObject(req, "StreamName", stream);
+	cJSON_AddStringToObject(req, "ShardId", shard_id);
+	cJSON_AddStringToObject(req, "ShardIteratorType", "TRIM_HORIZON");
+	rc = kc_call(client, "GetShardIterator", req, &resp);
+	cJSON_Delete(req);
+	if (rc != 0)
+		return rc;
+	it = cJSON_GetObjectItemCaseSensitive(resp, "ShardIterator");
+	rc = cJSON_IsString(it) && strlen(it->valuestring) < out_size ? 0 : -EBADMSG;
+	if (rc == 0)
+		snprintf(out, out_size, "%s", it->valuestring);
+	cJSON_Delete(resp);
+	return rc;
+}
+
+/* Phase 2: every shard read from TRIM_HORIZON to the end, in parallel. Returns bytes/s. */
+static double
+bench_get_phase(struct kc_client *client, const struct bench_opts *o, const char *stream,
+		uint64_t *bytes_out)
+{
+	static struct bench_reader readers[BENCH_SHARDS_MAX];
+	pthread_t threads[BENCH_SHARDS_MAX];
+	uint64_t bytes = 0;
+	uint64_t start;
+
+	for (uint32_t s = 0; s < o->shards; s++) {
+		readers[s] = (struct bench_reader){ .conn.client = client };
+		if (bench_shard_iterator(client, stream, s, readers[s].iterator,
+					 sizeof(readers[s].iterator)) != 0)
+			return -1;
+	}
+	start = clock_mono_ns();
+	for (uint32_t s = 0; s < o->shards; s++)
+		pthread_create(&threads[s], NULL, bench_get_worker, &readers[s]);
+	for (uint32_t s = 0; s < o->shards; s++) {
+		pthread_join(threads[s], NULL);
+		if (readers[s].error != 0)
+			fprintf(stderr, "sluice bench api: GetRecords on shard %u: %s\n", s,
+				strerror(-readers[s].error));
+		bytes += readers[s].bytes;
+	}
+	*bytes_out = bytes;
+	return (double)bytes / ((double)(clock_mono_ns() - start) / 1e9);
+}
+
+/* Phase 3: one PutRecord at a time on one connection; round trips into `hist`. */
+static int
+bench_latency_phase(const struct kc_client *client, const struct bench_opts *o,
+		    const char *stream, struct cli_hist *hist)
+{
+	struct bench_conn conn = { .client = client };
+	int fd = kc_connect(client, false);
+	int rc = fd < 0 ? fd : 0;
+
+	for (uint64_t i = 0; rc == 0 && i < o->latency_count; i++) {
+		struct kc_http_response response;
+		uint8_t data[BENCH_RECORD_SIZE];
+		char body[512];
+		char *b64;
+		char *request;
+		size_t size;
+		uint64_t t0;
+
+		RAND_bytes(data, sizeof(data));
+		if (kc_base64_encode(data, sizeof(data), &b64, &size) != 0)
+			return -ENOMEM;
+		snprintf(body, sizeof(body), "{\"StreamName\":\"%s\",\"PartitionKey\":\"lat-%llu\","
+			 "\"Data\":\"%s\"}", stream, (unsigned long long)i, b64);
+		free(b64);
+		rc = kc_request_build(client, "PutRecord", body, strlen(body), clock_real_ns(),
+				      &request, &size);
+		if (rc != 0)
+			break;
+		t0 = clock_mono_ns();
+		rc = bench_round_trip(&conn, fd, request, size, &response);
+		cli_hist_record(hist, clock_mono_ns() - t0);
+		free(request);
+		if (rc == 0 && response.status != 200)
+			rc = -EIO;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(conn.rx);
+	return rc;
+}
+
+/* Waits for the one outstanding completion of `producer`. */
+static int
+bench_log_wait(struct log_producer *producer)
+{
+	struct pollfd pfd = { .fd = log_producer_event_fd(producer), .events = POLLIN };
+
+	for (int i = 0; i < 10000; i++) {
+		struct log_completion done;
+
+		if (log_completions_poll(producer, &done, 1) == 1)
+			return done.error;
+		poll(&pfd, 1, 1);
+	}
+	return -ETIMEDOUT;
+}
+
+/* Phase 4: the log alone, as sluiced opens it by default: submit -> durable. */
+static int
+bench_log_phase(const struct bench_opts *o, struct cli_hist *hist)
+{
+	char dir[512];
+	struct log_config lc;
+	struct log_producer *producer;
+	struct log *log;
+	uint8_t data[BENCH_RECORD_SIZE] = { 0 };
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/sluice-bench-api-log-XXXXXX", o->log_dir);
+	if (mkdtemp(dir) == NULL)
+		return -errno;
+	log_config_default(&lc);
+	lc.dir_path = dir;
+	lc.commit_window_us = 50;       /* sluiced's defaults (docs/CONFIG.md). */
+	lc.batch_size = 1088u << 10;
+	rc = log_open(&lc, &log);
+	if (rc != 0)
+		goto out_rmdir;
+	rc = log_producer_open(log, &producer);
+	if (rc != 0)
+		goto out_close_log;
+	for (uint64_t i = 0; rc == 0 && i < o->latency_count; i++) {
+		struct log_batch *batch = log_batch_get(producer);
+		struct log_record_in rec = {
+			.partition_key = "lat", .partition_key_size = 3, .data = data,
+			.data_size = sizeof(data), .arrival_ns = clock_real_ns(),
+		};
+		uint64_t t0;
+
+		rc = batch == NULL ? -ENOBUFS : log_batch_add(batch, &rec);
+		if (rc != 0)
+			break;
+		t0 = clock_mono_ns();
+		rc = log_batch_submit(producer, batch, LOG_SHARD_ID(1, 0), i);
+		if (rc == 0)
+			rc = bench_log_wait(producer);
+		cli_hist_record(hist, clock_mono_ns() - t0);
+	}
+	log_producer_close(producer);
+out_close_log:
+	log_close(log);
+out_rmdir: {
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "sluice bench api: could not remove %s\n", dir);
+	}
+	return rc;
+}
+
+static int
+bench_call(struct kc_client *client, const char *action, const char *json)
+{
+	cJSON *req = cJSON_Parse(json);
+	cJSON *resp = NULL;
+	int rc = kc_call(client, action, req, &resp);
+
+	if (rc == -EREMOTEIO)
+		fprintf(stderr, "sluice bench api: %s: %s: %s\n", action, client->error.type,
+			client->error.message);
+	cJSON_Delete(req);
+	cJSON_Delete(resp);
+	return rc;
+}
+
+/* Creates the stream and waits (5 s at most) until it is ACTIVE. */
+static int
+bench_stream_create(struct kc_client *client, const char *stream, uint64_t shards)
+{
+	char json[256];
+	int rc;
+
+	snprintf(json, sizeof(json), "{\"StreamName\":\"%s\",\"ShardCount\":%llu}", stream,
+		 (unsigned long long)shards);
+	rc = bench_call(client, "CreateStream", json);
+	snprintf(json, sizeof(json), "{\"StreamName\":\"%s\"}", stream);
+	for (int i = 0; rc == 0 && i < 500; i++) {
+		cJSON *req = cJSON_Parse(json);
+		cJSON *resp = NULL;
+		const cJSON *status;
+		bool active;
+
+		rc = kc_call(client, "DescribeStreamSummary", req, &resp);
+		cJSON_Delete(req);
+		status = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetObjectItemCaseSensitive(resp, "StreamDescriptionSummary"),
+			"StreamStatus");
+		active = cJSON_IsString(status) && strcmp(status->valuestring, "ACTIVE") == 0;
+		cJSON_Delete(resp);
+		if (active)
+			return 0;
+		usleep(10000);
+	}
+	return rc != 0 ? rc : -ETIMEDOUT;
+}
+
+static void
+bench_stream_delete(struct kc_client *client, const char *stream)
+{
+	char json[128];
+
+	snprintf(json, sizeof(json), "{\"StreamName\":\"%s\"}", stream);
+	bench_call(client, "DeleteStream", json);
+}
+
+static void
+bench_report(const struct bench_opts *o, double put_rate, uint64_t put_failed, double get_rate,
+	     uint64_t get_bytes, const struct cli_hist *api, const struct cli_hist *log)
+{
+	double api_p99 = (double)cli_hist_percentile(api, 99) / 1e3;
+	double log_p99 = (double)cli_hist_percentile(log, 99) / 1e3;
+
+	printf("sluice bench api: %s, %llu shards, %llu connections, %.1f s phases\n",
+	       o->endpoint, (unsigned long long)o->shards, (unsigned long long)o->connections,
+	       (double)o->duration_ns / 1e9);
+	printf("  %-46s %12.0f records/s  (%llu failed)\n",
+	       "PutRecords 500 x 100 B, HTTP/1.1, durable", put_rate,
+	       (unsigned long long)put_failed);
+	printf("  %-46s %12.1f MB/s       (%.1f MB read)\n", "GetRecords at the tail (response)",
+	       get_rate / 1e6, (double)get_bytes / 1e6);
+	printf("  %-46s p50 %8.1f us  p99 %8.1f us  (n=%llu)\n", "PutRecord 100 B, one in flight",
+	       (double)cli_hist_percentile(api, 50) / 1e3, api_p99,
+	       (unsigned long long)api->count);
+	printf("  %-46s p50 %8.1f us  p99 %8.1f us  (n=%llu)\n", "log append -> durable (same run)",
+	       (double)cli_hist_percentile(log, 50) / 1e3, log_p99,
+	       (unsigned long long)log->count);
+	printf("  %-46s %12.2f  (goal <= 2)\n", "PutRecord p99 / log p99",
+	       log_p99 > 0 ? api_p99 / log_p99 : 0.0);
+}
+
+static const char bench_synopsis[] = "sluice bench api [--endpoint URL] [options]";
+
+static int
+bench_run(const struct bench_opts *o)
+{
+	static struct cli_hist api_hist;
+	static struct cli_hist log_hist;
+	struct kc_config kcfg = { .endpoint = o->endpoint };
+	struct kc_client client;
+	char stream[64];
+	uint64_t put_failed = 0;
+	uint64_t get_bytes = 0;
+	double put_rate;
+	double get_rate;
+	int rc = kc_client_init(&client, &kcfg);
+
+	if (rc != 0) {
+		fprintf(stderr, "sluice bench api: bad endpoint %s\n", o->endpoint);
+		return CMD_EXIT_USAGE;
+	}
+	snprintf(stream, sizeof(stream), "bench-api-%d-%llu", (int)getpid(),
+		 (unsigned long long)(clock_real_ns() / 1000000000u));
+	rc = bench_stream_create(&client, stream, o->shards);
+	if (rc != 0) {
+		fprintf(stderr, "sluice bench api: cannot create %s at %s: %s\n", stream,
+			o->endpoint, strerror(-rc));
+		kc_client_close(&client);
+		return CMD_EXIT_ERROR;
+	}
+	cli_hist_reset(&api_hist);
+	cli_hist_reset(&log_hist);
+	put_rate = bench_put_phase(&client, o, stream, &put_failed);
+	get_rate = bench_get_phase(&client, o, stream, &get_bytes);
+	rc = bench_latency_phase(&client, o, stream, &api_hist);
+	if (rc == 0)
+		rc = bench_log_phase(o, &log_hist);
+	bench_stream_delete(&client, stream);
+	kc_client_close(&client);
+	if (rc != 0 || put_rate < 0 || get_rate < 0) {
+		fprintf(stderr, "sluice bench api: a phase failed: %s\n", strerror(rc < 0 ? -rc : EIO));
+		return CMD_EXIT_ERROR;
+	}
+	bench_report(o, put_rate, put_failed, get_rate, get_bytes, &api_hist, &log_hist);
+	return put_failed > 0 ? CMD_EXIT_PARTIAL : CMD_EXIT_OK;
+}
+
+int
+cmd_bench_api(int argc, char **argv)
+{
+	struct bench_opts o = {
+		.endpoint = KC_DEFAULT_ENDPOINT, .log_dir = "/tmp", .connections = 4, .shards = 4,
+		.duration_ns = 5000000000ull, .latency_count = 2000,
+	};
+	const struct cli_opt table[] = {
+		{ "endpoint", CLI_OPT_STRING, &o.endpoint, 0, 0, "URL",
+		  "sluiced's Kinesis API (auth off), default " KC_DEFAULT_ENDPOINT },
+		{ "connections", CLI_OPT_COUNT, &o.connections, 1, BENCH_CONNECTIONS_MAX, "N",
+		  "PutRecords connections, one request in flight each (default 4)" },
+		{ "shards", CLI_OPT_COUNT, &o.shards, 1, BENCH_SHARDS_MAX, "N",
+		  "shards of the benchmark stream (default 4)" },
+		{ "duration", CLI_OPT_DURATION, &o.duration_ns, 100000000ull, 0, "TIME",
+		  "length of the PutRecords phase (default 5s)" },
+		{ "latency-count", CLI_OPT_COUNT, &o.latency_count, 10, 10000000, "N",
+		  "single PutRecords and log appends timed (default 2000)" },
+		{ "log-dir", CLI_OPT_STRING, &o.log_dir, 0, 0, "DIR",
+		  "where the baseline log is made: put it on sluiced's disk (default /tmp)" },
+	};
+	struct cli_args args;
+	int rc = cli_args_parse(argc, argv, table, ARRAY_SIZE(table), &args);
+
+	if (rc == CLI_ARGS_HELP) {
+		cli_args_usage(stdout, bench_synopsis, table, ARRAY_SIZE(table));
+		return CMD_EXIT_OK;
+	}
+	if (rc != 0 || args.positional_count > 0) {
+		fprintf(stderr, "sluice bench api: %s\n", rc != 0 ? args.error : "unexpected argument");
+		cli_args_usage(stderr, bench_synopsis, table, ARRAY_SIZE(table));
+		return CMD_EXIT_USAGE;
+	}
+	return bench_run(&o);
+}
