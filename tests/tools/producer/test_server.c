@@ -83,7 +83,7 @@ record_index_of(const struct frame_record *r)
 	uint32_t index = 0;
 
 	assert(r->data_size > 4 && memcmp(r->data, "rec-", 4) == 0);
-	for (uint32_t i = 4; i < r->data_size; i++)
+	for (uint32_t i = 4; i < r->data_size && r->data[i] >= '0' && r->data[i] <= '9'; i++)
 		index = index * 10 + (uint32_t)(r->data[i] - '0');
 	assert(index < TEST_SERVER_RECORDS_MAX);
 	return index;
