@@ -224,7 +224,10 @@ consume_start(struct consume *c, struct consume_shard *shard)
 	return 0;
 }
 
-/* Starts every waiting shard whose parents are done; *started_out counts them. */
+/*
+ * Starts every waiting shard whose parents are done; *started_out counts the
+ * shards that left WAITING (started, or skipped: that may free their children).
+ */
 static int
 consume_start_ready(struct consume *c, size_t *started_out)
 {
@@ -240,6 +243,7 @@ consume_start_ready(struct consume *c, size_t *started_out)
 		if (!consume_shard_wanted(c, shard) ||
 		    (shard->initial && shard->closed && strcmp(c->from, "latest") == 0)) {
 			shard->state = SHARD_DONE;
+			*started_out += 1;
 			continue;
 		}
 		err = consume_start(c, shard);
