@@ -217,8 +217,18 @@ api_out_json_string(struct api_out *out, const char *text, size_t size)
 				*p++ = '\\';
 				*p++ = short_escapes[c - '\b'];
 			} else {
-				p += sprintf(p, "\\u%04x", c);
+				static const char hex[] = "0123456789abcdef";
+
+				memcpy(p, "\\u00", 4);
+				p[4] = hex[c >> 4];
+				p[5] = hex[c & 15];
+				p += 6;
 			}
+			i++;
+			continue;
+		}
+		if (c < 0x80) {
+			*p++ = (char)c;  /* Printable ASCII: the common case. */
 			i++;
 			continue;
 		}
