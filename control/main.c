@@ -15,6 +15,7 @@
 #include "common/diag.h"
 #include "control/api.h"
 #include "control/config.h"
+#include "control/route.h"
 #include "nvme-log/log.h"
 
 #define SLUICED_EXIT_USAGE 2
@@ -202,16 +203,21 @@ sluiced_serve(struct sluiced *d)
 	rc = api_server_open(&d->config, d->kinesis, &d->server);
 	if (rc != 0)
 		goto out_close_kinesis;
-	if (d->config.dataplane_enabled)
-		diag_warn("sluiced", "dataplane requested but not part of this build yet; "
-			  "serving the Kinesis API only");
+	if (d->config.dataplane_enabled) {
+		rc = route_dataplane_start(&d->config, d->log);
+		if (rc != 0) {
+			diag_error("sluiced", "cannot start the dataplane: %s", strerror(-rc));
+			goto out_close_server;
+		}
+	}
 	rc = pthread_create(&d->server_thread, NULL, sluiced_server_main, d);
 	if (rc != 0) {
 		rc = -rc;
 		goto out_close_server;
 	}
 	printf("sluiced: ready: kinesis api http://%s, data %s, dataplane %s\n",
-	       d->config.api_listen, d->config.data_dir, "off");
+	       d->config.api_listen, d->config.data_dir,
+	       d->config.dataplane_enabled ? d->config.dp_ipv4 : "off");
 	fflush(stdout);
 
 	sigwait(&stop_signals, &sig);
@@ -221,6 +227,7 @@ sluiced_serve(struct sluiced *d)
 	rc = d->server_rc;
 
 out_close_server:
+	route_dataplane_stop();
 	api_server_close(d->server);
 out_close_kinesis:
 	kinesis_close(d->kinesis);

@@ -11,7 +11,9 @@
  * (EAL pins the main lcore, and threads created later inherit the mask).
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -158,11 +160,35 @@ dp_eal_init(struct dp *dp)
 	return 0;
 }
 
+/*
+ * EAL leaves its runtime directory (/var/run/dpdk/<prefix>) behind, even
+ * with --no-shconf or --in-memory; the prefix is ours alone, so remove it.
+ */
+static void
+dp_eal_remove_runtime_dir(const char *path)
+{
+	DIR *dir = opendir(path);
+	struct dirent *e;
+
+	if (dir == NULL)
+		return;
+	while ((e = readdir(dir)) != NULL) {
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			unlinkat(dirfd(dir), e->d_name, 0);
+	}
+	closedir(dir);
+	rmdir(path);
+}
+
 void
 dp_eal_cleanup(struct dp *dp)
 {
+	char runtime_dir[PATH_MAX];
+
 	if (!dp->eal_ready)
 		return;
+	snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
 	rte_eal_cleanup();
+	dp_eal_remove_runtime_dir(runtime_dir);
 	dp->eal_ready = false;
 }

@@ -148,6 +148,9 @@ bench_testpmd(const char *pcap, uint32_t seconds, char *out, double *pps_out)
 	snprintf(vdev, sizeof(vdev), "net_pcap0,rx_pcap=%s,infinite_rx=1", pcap);
 	rc = bench_run(argv, out, BENCH_OUT_SIZE);
 	*pps_out = bench_testpmd_pps(out);
+	/* testpmd leaves its (empty) runtime directory behind even with --in-memory. */
+	snprintf(vdev, sizeof(vdev), "/var/run/dpdk/%s", prefix);
+	rmdir(vdev);
 	/* timeout's 124 is how testpmd is meant to end here (SIGINT, then exit). */
 	if (*pps_out <= 0) {
 		fprintf(stderr, "sluice bench dataplane: testpmd gave no rate (exit %d)\n", rc);

@@ -53,6 +53,7 @@ struct sender {
 	uint32_t records;
 	uint32_t per_frame;
 	uint32_t rto_ms;
+	const char *stream;
 	uint32_t batch_count;
 	struct batch *batches;
 	struct rec *recs;
@@ -91,8 +92,8 @@ build_batch(struct sender *s, uint32_t index)
 		.batch_seq = index + 1,
 		.producer_epoch = 1,
 		.ack_mode = FRAME_ACK_DURABLE,
-		.stream_name = "s",
-		.stream_name_size = 1,
+		.stream_name = s->stream,
+		.stream_name_size = (uint8_t)strlen(s->stream),
 	};
 	struct frame_writer w;
 	int size;
@@ -319,7 +320,7 @@ prepare(struct sender *s, uint64_t seed)
 int
 main(int argc, char **argv)
 {
-	struct sender s = { .records = 1000, .per_frame = 12, .rto_ms = 30 };
+	struct sender s = { .records = 1000, .per_frame = 12, .rto_ms = 30, .stream = "s" };
 	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(4570) };
 	const char *ledger = NULL;
 	uint64_t seed = 1;
@@ -328,7 +329,7 @@ main(int argc, char **argv)
 	int opt;
 
 	inet_pton(AF_INET, "198.18.0.1", &dst.sin_addr);
-	while ((opt = getopt(argc, argv, "d:p:n:k:s:l:P:t:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:p:n:k:s:l:P:t:r:S:")) != -1) {
 		if (opt == 'd' && inet_pton(AF_INET, optarg, &dst.sin_addr) != 1)
 			return 2;
 		else if (opt == 'p')
@@ -347,12 +348,14 @@ main(int argc, char **argv)
 			timeout_s = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'r')
 			s.rto_ms = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'S')
+			s.stream = optarg;
 		else if (opt == '?')
 			return 2;
 	}
 	if (s.records == 0 || s.per_frame == 0 || s.per_frame > PER_FRAME_MAX || ledger == NULL) {
 		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-n RECORDS] "
-				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS]\n");
+				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] [-S STREAM]\n");
 		return 2;
 	}
 	if (pings > 0 && ping(&dst, pings) != 0)

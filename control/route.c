@@ -1,0 +1,269 @@
+/*
+ * route.c - the control side of the dataplane: configuration -> dp_config,
+ * dataplane start and stop, and the route table.
+ *
+ * The route table follows metadata (SQLite, the truth for streams and
+ * shards): a route thread reads every stream that is not being deleted and
+ * its open shards through its own read connection every ROUTE_REFRESH_MS,
+ * and publishes a new table when their digest changed. Publishing waits for
+ * one RCU grace period of the workers (one poll pass), never the reverse.
+ * A stream exists here as soon as CreateStream committed it (metadata has no
+ * CREATING state), so UDP producers may write to it a status delay early.
+ *
+ * The dataplane never calls into SQLite, HTTP or JSON: only this thread does.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/crc32c.h"
+#include "common/diag.h"
+#include "common/limits.h"
+#include "control/metadata.h"
+#include "control/route.h"
+#include "dataplane/dataplane.h"
+#include "nvme-log/log.h"
+
+#define ROUTE_REFRESH_MS 200
+
+struct route_shard {
+	uint32_t stream_id;
+	uint32_t shard_index;
+	hashkey_t start;
+	hashkey_t end;
+};
+
+struct route_stream {
+	uint32_t stream_id;
+	char name[SLUICE_STREAM_NAME_SIZE_MAX + 1];
+};
+
+/* What one metadata read found. Grown with realloc: control thread only. */
+struct route_snapshot {
+	struct route_stream *streams;
+	uint32_t stream_count;
+	uint32_t stream_capacity;
+	struct route_shard *shards;
+	uint32_t shard_count;
+	uint32_t shard_capacity;
+};
+
+struct route {
+	struct dp *dp;
+	struct metadata *md;
+	pthread_t thread;
+	atomic_bool stop;
+	uint32_t digest;
+	bool published;
+};
+
+static struct route route_state;
+
+static int
+route_add_stream(void *arg, const struct metadata_stream *stream)
+{
+	struct route_snapshot *snap = arg;
+	struct route_stream *s;
+
+	if (stream->deleting)
+		return 0;
+	if (snap->stream_count == snap->stream_capacity) {
+		uint32_t cap = snap->stream_capacity ? snap->stream_capacity * 2 : 16;
+		void *p = realloc(snap->streams, cap * sizeof(*snap->streams));
+
+		if (p == NULL)
+			return -ENOMEM;
+		snap->streams = p;
+		snap->stream_capacity = cap;
+	}
+	s = &snap->streams[snap->stream_count++];
+	memset(s, 0, sizeof(*s));
+	s->stream_id = stream->stream_id;
+	strncpy(s->name, stream->name, SLUICE_STREAM_NAME_SIZE_MAX);
+	return 0;
+}
+
+static int
+route_add_shard(void *arg, uint32_t stream_id, const struct metadata_shard *shard)
+{
+	struct route_snapshot *snap = arg;
+	struct route_shard *s;
+
+	if (shard->closed)
+		return 0;
+	if (snap->shard_count == snap->shard_capacity) {
+		uint32_t cap = snap->shard_capacity ? snap->shard_capacity * 2 : 64;
+		void *p = realloc(snap->shards, cap * sizeof(*snap->shards));
+
+		if (p == NULL)
+			return -ENOMEM;
+		snap->shards = p;
+		snap->shard_capacity = cap;
+	}
+	s = &snap->shards[snap->shard_count++];
+	memset(s, 0, sizeof(*s));
+	s->stream_id = stream_id;
+	s->shard_index = shard->shard_index;
+	s->start = shard->start;
+	s->end = shard->end;
+	return 0;
+}
+
+static bool
+route_stream_listed(const struct route_snapshot *snap, uint32_t stream_id)
+{
+	for (uint32_t i = 0; i < snap->stream_count; i++)
+		if (snap->streams[i].stream_id == stream_id)
+			return true;
+	return false;
+}
+
+static int
+route_publish(struct route *r, const struct route_snapshot *snap)
+{
+	struct dp_route_builder *b = NULL;
+	int rc = dp_route_builder_open(snap->stream_count ? snap->stream_count : 1,
+				       snap->shard_count ? snap->shard_count : 1, &b);
+
+	for (uint32_t i = 0; i < snap->stream_count && rc == 0; i++)
+		rc = dp_route_add_stream(b, snap->streams[i].name, snap->streams[i].stream_id);
+	for (uint32_t i = 0; i < snap->shard_count && rc == 0; i++) {
+		const struct route_shard *s = &snap->shards[i];
+
+		if (!route_stream_listed(snap, s->stream_id))
+			continue; /* A shard of a stream being deleted. */
+		rc = dp_route_add_range(b, s->stream_id, s->start, s->end,
+					LOG_SHARD_ID(s->stream_id, s->shard_index));
+	}
+	if (rc == 0)
+		rc = dp_route_publish(r->dp, b);
+	if (b != NULL)
+		dp_route_builder_close(b);
+	return rc;
+}
+
+/* Reads metadata; publishes when streams or open shards changed. */
+static int
+route_refresh(struct route *r)
+{
+	struct route_snapshot snap = { 0 };
+	uint32_t digest;
+	int rc = metadata_load(r->md, route_add_stream, route_add_shard, &snap);
+
+	if (rc == 0) {
+		digest = crc32c(0, snap.streams, snap.stream_count * sizeof(*snap.streams));
+		digest = crc32c(digest, snap.shards, snap.shard_count * sizeof(*snap.shards));
+		if (!r->published || digest != r->digest) {
+			rc = route_publish(r, &snap);
+			if (rc == 0) {
+				r->digest = digest;
+				r->published = true;
+				diag_info("route", "published %u streams, %u open shards",
+					  snap.stream_count, snap.shard_count);
+			}
+		}
+	}
+	free(snap.streams);
+	free(snap.shards);
+	return rc;
+}
+
+static void *
+route_thread_main(void *arg)
+{
+	struct route *r = arg;
+	int last_rc = 0;
+
+	while (!atomic_load(&r->stop)) {
+		int rc = route_refresh(r);
+
+		if (rc != 0 && rc != last_rc)
+			diag_warn("route", "route table refresh: %s", strerror(-rc));
+		last_rc = rc;
+		nanosleep(&(struct timespec){ .tv_nsec = ROUTE_REFRESH_MS * 1000000L }, NULL);
+	}
+	return NULL;
+}
+
+static int
+route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config *out)
+{
+	struct in_addr addr;
+
+	if (inet_pton(AF_INET, c->dp_ipv4, &addr) != 1)
+		return -EINVAL;
+	dp_config_default(out);
+	out->eal_args = c->dp_eal_args;
+	out->vdev = c->dp_vdev;
+	out->no_huge = c->dp_no_huge;
+	out->in_memory = !c->dp_no_huge; /* No hugepage files left behind. */
+	out->telemetry = true;
+	out->ipv4 = ntohl(addr.s_addr);
+	out->ingest_port = (uint16_t)c->dp_ingest_port;
+	out->workers = c->dp_workers;
+	out->batch_age_us = c->dp_batch_age_us;
+	out->idle_polls = c->dp_idle_polls;
+	out->idle_sleep_us = c->dp_idle_sleep_us;
+	out->mbufs = c->dp_mbufs;
+	out->ring_size = c->dp_ring_size;
+	out->log = log;
+	return 0;
+}
+
+int
+route_dataplane_start(const struct sluice_config *config, struct log *log)
+{
+	struct route *r = &route_state;
+	struct dp_config dc;
+	int rc = route_dp_config(config, log, &dc);
+
+	if (rc != 0) {
+		diag_error("route", "[dataplane] ipv4 %s is not an IPv4 address", config->dp_ipv4);
+		return rc;
+	}
+	rc = metadata_open(config->data_dir, &r->md);
+	if (rc != 0)
+		return rc;
+	rc = dp_open(&dc, &r->dp);
+	if (rc != 0)
+		goto out_close_md;
+	rc = route_refresh(r);
+	if (rc == 0)
+		rc = dp_start(r->dp);
+	if (rc != 0)
+		goto out_close_dp;
+	atomic_store(&r->stop, false);
+	rc = -pthread_create(&r->thread, NULL, route_thread_main, r);
+	if (rc == 0) {
+		diag_info("route", "dataplane on %s, %s:%u, %u workers", config->dp_vdev,
+			  config->dp_ipv4, config->dp_ingest_port, config->dp_workers);
+		return 0;
+	}
+	dp_stop(r->dp);
+out_close_dp:
+	dp_close(r->dp);
+	r->dp = NULL;
+out_close_md:
+	metadata_close(r->md);
+	r->md = NULL;
+	return rc;
+}
+
+void
+route_dataplane_stop(void)
+{
+	struct route *r = &route_state;
+
+	if (r->dp == NULL)
+		return;
+	atomic_store(&r->stop, true);
+	pthread_join(r->thread, NULL);
+	dp_close(r->dp);
+	r->dp = NULL;
+	metadata_close(r->md);
+	r->md = NULL;
+}

@@ -1,0 +1,24 @@
+/*
+ * route.h - the control side of the dataplane (route.c), private to control/:
+ * starts the DPDK dataplane from the [dataplane] configuration and keeps its
+ * route table in step with the streams and open shards in metadata.
+ */
+#ifndef SLUICE_CONTROL_ROUTE_H
+#define SLUICE_CONTROL_ROUTE_H
+
+#include "control/config.h"
+
+struct log;
+
+/*
+ * Starts the dataplane on `log` and a route thread that republishes the
+ * route table whenever the streams or their open shards change. One
+ * dataplane per process. Returns 0 or a negative errno (nothing is left
+ * running on failure).
+ */
+int route_dataplane_start(const struct sluice_config *config, struct log *log);
+
+/* Stops the route thread and the dataplane (staged records are submitted first). No-op if not started. */
+void route_dataplane_stop(void);
+
+#endif /* SLUICE_CONTROL_ROUTE_H */
