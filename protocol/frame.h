@@ -383,6 +383,22 @@ struct frame_ack {
  */
 int frame_ack_encode(void *buf, size_t capacity, const struct frame_ack *ack, bool auth);
 
+/*
+ * Starts the answer to a decoded batch: identity, record_count, credit, no
+ * runs. `type` FRAME_TYPE_ACK (status OK; flags = the batch's ack mode) or
+ * FRAME_TYPE_NACK (status not OK). Works on a batch refused after its
+ * identity was read (records->identity_valid).
+ */
+void frame_ack_prepare(struct frame_ack *ack_out, const struct frame_records *records,
+		       uint8_t type, uint8_t status, uint32_t credit_size);
+
+/*
+ * Appends the next record's (shard, seq), in frame order, to `runs` (room for
+ * FRAME_RECORDS_MAX), extending the last run when the record continues it.
+ */
+void frame_ack_run_add(struct frame_ack_run *runs, uint16_t *run_count, uint32_t shard_index,
+		       uint64_t seq);
+
 /* Decodes one whole ACK or NACK frame of exactly `size` bytes. */
 enum frame_err frame_ack_decode(const void *bytes, size_t size, struct frame_ack *out);
 

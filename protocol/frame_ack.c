@@ -183,3 +183,40 @@ frame_ack_decode(const void *bytes, size_t size, struct frame_ack *out)
 		return FRAME_ERR_RESERVED;
 	return ack_fields_check(out);
 }
+
+void
+frame_ack_prepare(struct frame_ack *ack_out, const struct frame_records *records, uint8_t type,
+		  uint8_t status, uint32_t credit_size)
+{
+	assert(records->identity_valid);
+	assert((type == FRAME_TYPE_ACK) == (status == FRAME_STATUS_OK));
+	memset(ack_out, 0, sizeof(*ack_out));
+	ack_out->type = type;
+	ack_out->status = status;
+	ack_out->producer_id = records->producer_id;
+	ack_out->batch_seq = records->batch_seq;
+	ack_out->producer_epoch = records->producer_epoch;
+	/* A refused batch may lie about its count; the answer must still encode. */
+	ack_out->record_count = records->record_count <= FRAME_RECORDS_MAX ?
+					records->record_count : 0;
+	ack_out->record_index = FRAME_RECORD_INDEX_NONE;
+	ack_out->credit_size = credit_size;
+	if (type == FRAME_TYPE_ACK)
+		ack_out->flags = records->flags & FRAME_F_ACK_MODE_MASK;
+}
+
+void
+frame_ack_run_add(struct frame_ack_run *runs, uint16_t *run_count, uint32_t shard_index,
+		  uint64_t seq)
+{
+	struct frame_ack_run *last = *run_count > 0 ? &runs[*run_count - 1] : NULL;
+
+	if (last != NULL && last->shard_index == shard_index &&
+	    last->seq_first + last->count == seq && last->count < UINT16_MAX) {
+		last->count++;
+		return;
+	}
+	assert(*run_count < FRAME_RECORDS_MAX);
+	runs[(*run_count)++] = (struct frame_ack_run){ .seq_first = seq,
+						       .shard_index = shard_index, .count = 1 };
+}

@@ -247,3 +247,56 @@ Test(frame_ack, status_names)
 	cr_assert(frame_status_retryable(FRAME_STATUS_INTERNAL));
 	cr_assert_not(frame_status_retryable(FRAME_STATUS_UNKNOWN_STREAM));
 }
+
+Test(frame_ack, run_add_merges_consecutive_records)
+{
+	struct frame_ack_run runs[FRAME_RECORDS_MAX];
+	uint16_t count = 0;
+
+	frame_ack_run_add(runs, &count, 2, 10);
+	frame_ack_run_add(runs, &count, 2, 11);
+	frame_ack_run_add(runs, &count, 2, 12);
+	frame_ack_run_add(runs, &count, 5, 13);    /* Another shard. */
+	frame_ack_run_add(runs, &count, 5, 15);    /* A gap in the seqs. */
+	frame_ack_run_add(runs, &count, 2, 13);    /* Back to shard 2: a new run. */
+	cr_assert_eq(count, 4);
+	cr_assert(runs[0].shard_index == 2 && runs[0].seq_first == 10 && runs[0].count == 3);
+	cr_assert(runs[1].shard_index == 5 && runs[1].seq_first == 13 && runs[1].count == 1);
+	cr_assert(runs[2].shard_index == 5 && runs[2].seq_first == 15 && runs[2].count == 1);
+	cr_assert(runs[3].shard_index == 2 && runs[3].seq_first == 13 && runs[3].count == 1);
+}
+
+Test(frame_ack, prepare_answers_a_decoded_batch)
+{
+	uint8_t frame[512];
+	struct frame_batch_params params = {
+		.producer_id = 99, .batch_seq = 5, .producer_epoch = 4,
+		.ack_mode = FRAME_ACK_RECEIVED, .stream_name = "s", .stream_name_size = 1,
+	};
+	struct frame_record r = { .key = (const uint8_t *)"k", .key_size = 1 };
+	struct frame_writer w;
+	struct frame_records rec;
+	struct frame_ack ack;
+	struct frame_ack got;
+	int size;
+
+	cr_assert_eq(frame_writer_begin(&w, frame, sizeof(frame), &params), 0);
+	cr_assert_eq(frame_writer_add(&w, &r), 0);
+	cr_assert_eq(frame_writer_add(&w, &r), 0);
+	size = frame_writer_finish(&w);
+	cr_assert_eq(frame_records_decode(frame, (size_t)size, &rec), FRAME_OK);
+
+	frame_ack_prepare(&ack, &rec, FRAME_TYPE_ACK, FRAME_STATUS_OK, 1000);
+	size = frame_ack_encode(buf, sizeof(buf), &ack, false);
+	cr_assert_eq(frame_ack_decode(buf, (size_t)size, &got), FRAME_OK);
+	cr_assert_eq(got.flags, FRAME_ACK_RECEIVED);
+	cr_assert(got.producer_id == 99 && got.batch_seq == 5 && got.producer_epoch == 4);
+	cr_assert_eq(got.record_count, 2);
+	cr_assert_eq(got.credit_size, 1000);
+
+	frame_ack_prepare(&ack, &rec, FRAME_TYPE_NACK, FRAME_STATUS_UNKNOWN_STREAM, 0);
+	size = frame_ack_encode(buf, sizeof(buf), &ack, false);
+	cr_assert_eq(frame_ack_decode(buf, (size_t)size, &got), FRAME_OK);
+	cr_assert_eq(got.type, FRAME_TYPE_NACK);
+	cr_assert_eq(got.status, FRAME_STATUS_UNKNOWN_STREAM);
+}

@@ -65,14 +65,10 @@ dedup_for(struct test_server *s, uint64_t producer_id)
 static int
 answer_nack(struct test_server *s, const struct frame_records *rec, uint8_t status)
 {
-	struct frame_ack nack = {
-		.type = FRAME_TYPE_NACK, .status = status, .producer_id = rec->producer_id,
-		.batch_seq = rec->batch_seq, .producer_epoch = rec->producer_epoch,
-		.record_count = rec->record_count <= FRAME_RECORDS_MAX ? rec->record_count : 0,
-		.record_index = FRAME_RECORD_INDEX_NONE, .credit_size = s->config.credit_size,
-		.retry_after_ms = status == FRAME_STATUS_THROTTLED ? 1 : 0,
-	};
+	struct frame_ack nack;
 
+	frame_ack_prepare(&nack, rec, FRAME_TYPE_NACK, status, s->config.credit_size);
+	nack.retry_after_ms = status == FRAME_STATUS_THROTTLED ? 1 : 0;
 	s->stats.nacks++;
 	return frame_ack_encode(s->answer, sizeof(s->answer), &nack, false);
 }
@@ -105,26 +101,16 @@ batch_store(struct test_server *s, const struct frame_records *rec, struct frame
 		uint32_t shard = (uint32_t)(((uint64_t)(hk >> 96) * s->config.shards) >> 32);
 		uint64_t seq = s->shard_next[shard]++;
 		struct test_server_record *stored = &s->records[record_index_of(&r)];
-		struct frame_ack_run *last = run_count > 0 ? &s->runs[run_count - 1] : NULL;
 
 		stored->stored++;
 		stored->shard_index = shard;
 		stored->seq = seq;
 		memcpy(stored->key, r.key, r.key_size);
 		stored->key_size = r.key_size;
-		if (last != NULL && last->shard_index == shard && last->seq_first + last->count == seq)
-			last->count++;
-		else
-			s->runs[run_count++] = (struct frame_ack_run){ seq, shard, 1 };
+		frame_ack_run_add(s->runs, &run_count, shard, seq);
 	}
 	s->stats.batches_stored++;
-	*ack = (struct frame_ack){
-		.type = FRAME_TYPE_ACK, .status = FRAME_STATUS_OK,
-		.flags = frame_records_ack_mode(rec), .producer_id = rec->producer_id,
-		.batch_seq = rec->batch_seq, .producer_epoch = rec->producer_epoch,
-		.record_count = rec->record_count, .record_index = FRAME_RECORD_INDEX_NONE,
-		.credit_size = s->config.credit_size,
-	};
+	frame_ack_prepare(ack, rec, FRAME_TYPE_ACK, FRAME_STATUS_OK, s->config.credit_size);
 	if (frame_records_ack_mode(rec) == FRAME_ACK_DURABLE) {
 		ack->run_count = run_count;
 		ack->runs = s->runs;
