@@ -226,6 +226,10 @@ recover_scan(struct log *log, struct log_segment *seg, bool headerless)
 	if (err != 0)
 		return err;
 	err = scan_segment(log, seg, image.addr, log->config.segment_size, &st);
+	/* Untouched since it was pre-written: it can serve as a spare again. */
+	if (err == 0 && headerless && seg->entry_count == 0 &&
+	    all_zero(image.addr, log->config.segment_size))
+		err = -EAGAIN;
 	log_mem_free(&image);
 	if (err != 0)
 		return err;
@@ -318,6 +322,10 @@ recover_segment(struct log *log, uint64_t segment_no)
 		return err;
 	}
 	err = recover_header(log, seg, &headerless);
+	if (err == -ENOENT) {
+		recover_drop(log, seg);
+		return 0;
+	}
 	if (err == 0)
 		err = log_segment_index_read(log, seg);
 	if (err == 0) {
@@ -339,7 +347,12 @@ recover_segment(struct log *log, uint64_t segment_no)
 		seg->entry_count = 0;
 		err = recover_scan(log, seg, headerless);
 	}
-	if (err == -ENOENT) {
+	if (err == -EAGAIN && log->spare_count < LOG_SPARES_TARGET) {
+		seg->state = LOG_SEGMENT_ACTIVE;
+		log->spares[log->spare_count++] = seg;
+		return 0;
+	}
+	if (err == -ENOENT || err == -EAGAIN) {
 		recover_drop(log, seg);
 		return 0;
 	}
