@@ -47,6 +47,7 @@
 #define BENCH_RECORDS_PER_FRAME_MAX 500          /* PutRecords' limit. */
 #define BENCH_RECONNECT_NS 100000000ull          /* After a failed connection. */
 #define BENCH_KEY_SIZE 12
+#define BENCH_INDEX_SIZE 24                      /* "rec-" and 20 digits. */
 
 static const char bench_synopsis[] =
 	"sluice bench ingest STREAM [--transport http|udp|tcp] [--rate N] [--size B]\n"
@@ -90,6 +91,7 @@ struct bench {
 	uint64_t duration_ns;
 	uint64_t drain_ns;
 	bool json;
+	const char *data_kind;     /* "random", or "index": "rec-<record number>" then padding. */
 	/* Run state. */
 	int epoll_fd;
 	struct bench_conn *conns;
@@ -627,11 +629,23 @@ bench_frames_put(struct bench *b, struct sluice_producer *producer)
 
 	while (b->frame_records_put < b->records_per_frame) {
 		char key[24];
-		const char *data = b->data[(frame + b->frame_records_put) % BENCH_BODIES];
+		char *data = b->data[(frame + b->frame_records_put) % BENCH_BODIES];
+		uint32_t data_size = (uint32_t)b->size;
 		int size = snprintf(key, sizeof(key), "key-%08llu",
 				    (unsigned long long)bench_key_index(b));
-		int err = sluice_producer_put(producer, key, (uint16_t)size, data,
-					      (uint32_t)b->size, NULL, due_ns);
+		int err;
+
+		/* Index data lets a receiver check every record arrived once. */
+		if (strcmp(b->data_kind, "index") == 0) {
+			int index_size = snprintf(data, BENCH_INDEX_SIZE, "rec-%llu",
+						  (unsigned long long)b->counts.records_sent);
+
+			data[index_size] = ' ';
+			if ((uint32_t)index_size + 1 > data_size)
+				data_size = (uint32_t)index_size + 1;
+		}
+		err = sluice_producer_put(producer, key, (uint16_t)size, data, data_size, NULL,
+					  due_ns);
 
 		if (err == -EAGAIN)
 			return err;
@@ -727,7 +741,7 @@ bench_setup(struct bench *b)
 			err = bench_body_build(b, &b->bodies[i], &b->body_sizes[i]);
 			continue;
 		}
-		b->data[i] = malloc(b->size);
+		b->data[i] = malloc(b->size + BENCH_INDEX_SIZE);
 		if (b->data[i] == NULL)
 			err = -ENOMEM;
 		else
@@ -782,6 +796,9 @@ bench_opts_valid(const struct bench *b, const struct cli_args *args)
 	else if (strcmp(b->transport, "http") != 0 && strcmp(b->transport, "udp") != 0 &&
 		 strcmp(b->transport, "tcp") != 0)
 		fprintf(stderr, "sluice bench ingest: --transport is http, udp or tcp\n");
+	else if (strcmp(b->data_kind, "random") != 0 && (strcmp(b->data_kind, "index") != 0 ||
+							 strcmp(b->transport, "http") == 0))
+		fprintf(stderr, "sluice bench ingest: --data is random, or index over udp/tcp\n");
 	else
 		return true;
 	return false;
@@ -846,6 +863,8 @@ cmd_bench_ingest(int argc, char **argv)
 		{ "drain", CLI_OPT_DURATION, &b.drain_ns, 0, 600000000000, "D",
 		  "then wait this long for answers (default 5s)" },
 		{ "json", CLI_OPT_BOOL, &b.json, 0, 0, NULL, "print the summary as one JSON object" },
+		{ "data", CLI_OPT_STRING, &b.data_kind, 0, 0, "KIND",
+		  "random (default) or index (udp/tcp: 'rec-N ' then padding)" },
 		CLI_CONN_OPTS(&conn),
 	};
 	struct cli_args args;
@@ -855,6 +874,7 @@ cmd_bench_ingest(int argc, char **argv)
 	memset(&b, 0, sizeof(b));
 	b.transport = "http";
 	b.keys = "uniform";
+	b.data_kind = "random";
 	b.rate = 1000;
 	b.size = 100;
 	b.records_per_frame = 1;

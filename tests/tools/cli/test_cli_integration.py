@@ -272,6 +272,34 @@ def test_frames():
     check(rc == 2 and 'HOST:PORT' in err, 'bad --target: rc %d %s' % (rc, err))
 
 
+def test_bench_frames():
+    """bench ingest over udp/tcp with index data: every record acked and stored once."""
+    if FRAMES_SERVER is None:
+        return
+    # TCP without faults: produce covers cuts, and a throttled batch waits ~1 s over TCP.
+    for transport, faults in (('udp', ['5', '5', '5', '2', '0']), ('tcp', ['0'] * 5)):
+        server = subprocess.Popen([FRAMES_SERVER, transport, 'cli1', '4', '20000', *faults, '99'],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(server.stdout.readline().split()[1])
+            rc, out, err = run('http://127.0.0.1:1', 'bench', 'ingest', 'cli1', '--transport',
+                               transport, '--target', '127.0.0.1:%d' % port, '--rate', '2000',
+                               '--records-per-frame', '10', '--duration', '1s', '--data',
+                               'index', '--size', '40', '--json', timeout=60)
+            rows, _ = server.communicate('', timeout=20)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        summary = json.loads(out) if rc in (0, 3) else {}
+        sent = summary.get('records_sent', 0)
+        check(rc == 0 and sent == 2000 and summary.get('records_acked') == sent,
+              'bench %s: rc %d %s %s' % (transport, rc, out, err[-300:]))
+        times = [int(r.split()[1]) for r in rows.splitlines()]
+        check(times[:sent] == [1] * sent and not any(times[sent:]),
+              'bench %s: stored other than once' % transport)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix='sluice-cli-')
     server = None
@@ -280,6 +308,7 @@ def main():
         ep = server.endpoint
         test_usage(ep)
         test_frames()
+        test_bench_frames()
         test_streams(ep)
         test_records(ep)
         test_bench_piped(ep)
