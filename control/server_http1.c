@@ -237,7 +237,9 @@ http1_conn_readable(struct server_conn *c)
 		struct api_call *call = c->reading;
 		long n;
 
-		if (c->read_paused || (c->closing && call == NULL))
+		if (c->closing && call == NULL)
+			c->read_paused = true;  /* Nothing more is read: no EPOLLIN spinning. */
+		if (c->read_paused)
 			break;
 		if (call != NULL && c->in_used == 0) {
 			/* Large bodies go straight from the socket into the call's buffer. */
@@ -249,6 +251,9 @@ http1_conn_readable(struct server_conn *c)
 					http1_body_done(c, call);
 			}
 		} else {
+			/* Full only while paused (a head is at most half the buffer). */
+			if (c->in_used == SERVER_IN_SIZE)
+				break;
 			n = server_conn_recv(c, c->in + c->in_used, SERVER_IN_SIZE - c->in_used);
 			if (n > 0) {
 				c->in_used += (size_t)n;
@@ -257,6 +262,12 @@ http1_conn_readable(struct server_conn *c)
 		}
 		if (n == -EAGAIN)
 			break;
+		if (n == 0 && c->calls_head != NULL && c->reading == NULL) {
+			/* Half-closed after its requests: answer them, then close. */
+			c->closing = true;
+			c->read_paused = true;
+			break;
+		}
 		if (n <= 0) {
 			server_conn_close(c);
 			return;
@@ -343,7 +354,7 @@ http1_conn_service(struct server_conn *c)
 {
 	if (!http1_conn_output(c))
 		return;
-	if (c->read_paused && c->calls_count < SERVER_PIPELINE_MAX &&
+	if (c->read_paused && !c->closing && c->calls_count < SERVER_PIPELINE_MAX &&
 	    c->server->call_free != NULL) {
 		c->read_paused = false;
 		http1_conn_process(c);

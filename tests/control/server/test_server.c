@@ -462,8 +462,12 @@ Test(server, reply_after_the_client_left_is_dropped, .init = setup_default,
 	int fd = client_connect();
 	struct response r;
 
+	struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+
 	client_send_str(fd, request("PutRecord", "{}", NULL));
 	usleep(30 * 1000);
+	/* An abortive close (RST): a FIN alone would read as a half-close, still answered. */
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
 	close(fd);
 	usleep((LATE_MS + 100) * 1000);
 	cr_assert_eq(harness.dispatched, 1);
@@ -1141,5 +1145,48 @@ Test(server, deep_pipeline_is_paced_not_dropped, .init = setup_default, .fini = 
 			cr_assert_str_eq(r.body, "{\"body\":\"{}\",\"key\":\"\"}", "%u", i);
 		response_free(&r);
 	}
+	close(fd);
+}
+
+Test(server, half_closed_client_still_gets_its_late_reply, .init = setup_default,
+     .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	client_send_str(fd, request("PutRecord", "{}", NULL));
+	cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(r.body, "{\"SequenceNumber\":\"0\"}");
+	response_free(&r);
+	cr_assert(client_sees_close(fd, 2000));
+	close(fd);
+}
+
+/* Connection: close, then more bytes while the late reply is pending: no busy loop. */
+Test(server, bytes_after_connection_close_are_ignored, .init = setup_default,
+     .fini = server_stop)
+{
+	static char both[1 << 17];
+	int fd = client_connect();
+	struct response r;
+	struct timespec cpu0;
+	struct timespec cpu1;
+
+	snprintf(both, sizeof(both), "%s", request("PutRecord", "{}", "Connection: close\r\n"));
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+	client_send_str(fd, both);
+	usleep(20 * 1000);
+	client_send_str(fd, request("ListStreams", "{}", NULL));
+	client_response(fd, &r);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+	cr_assert_eq(r.status, 200);
+	cr_assert_not_null(strstr(r.head, "Connection: close\r\n"));
+	response_free(&r);
+	cr_assert(client_sees_close(fd, 2000));
+	/* LATE_MS of waiting must not be LATE_MS of CPU. */
+	cr_assert_lt((cpu1.tv_sec - cpu0.tv_sec) * 1000000000L + (cpu1.tv_nsec - cpu0.tv_nsec),
+		     LATE_MS * 1000000L / 2);
 	close(fd);
 }
