@@ -56,7 +56,7 @@ struct iterator_token {
 	uint8_t name_size;
 };
 
-/* Writes the base64 text and a NUL into `buf` (>= ITERATOR_TEXT_SIZE_MAX + 1); returns its length. */
+/* Writes base64 text and a NUL into `buf` (ITERATOR_TEXT_SIZE_MAX + 1); returns its length. */
 size_t iterator_encode(const uint8_t secret[ITERATOR_SECRET_SIZE], const struct iterator *it,
 		       char *buf);
 /* Returns 0, or -EINVAL for text that is malformed, truncated, or not authentic. */

@@ -232,7 +232,10 @@ int kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type);
 /* Strict base64 as AWS's blob decoding; returns decoded size or -EINVAL. */
 int64_t kinesis_base64_decode(const char *text, size_t size, uint8_t *out, size_t out_size);
 size_t kinesis_base64_encode(const uint8_t *data, size_t size, char *out);
-/* Index of the first character outside [A-Za-z0-9+/=] or of a '=' before a non-'='; size if none. */
+/*
+ * Index of the first character outside [A-Za-z0-9+/=], or of a '=' followed by
+ * something else; `size` when there is none.
+ */
 size_t kinesis_base64_scan(const char *text, size_t size);
 
 /* ---- Shared helpers (kinesis_main.c) ------------------------------------ */
@@ -295,6 +298,10 @@ enum metadata_mode kinesis_mode_parse(const cJSON *details);
 bool kinesis_tag_text_ok(const char *text);
 size_t kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max,
 			    bool *ok_out);
+
+/* Sets `now`, and `next` after stream_status_delay_ms (at once when the delay is 0). */
+void kinesis_status_schedule(struct kinesis *k, struct kinesis_stream *s,
+			     enum kinesis_status now, enum kinesis_status next);
 
 /* kinesis_streams.c: finishes a DELETING stream (SQLite first, then the log). */
 int kinesis_stream_delete_finish(struct kinesis *k, struct kinesis_stream *s);

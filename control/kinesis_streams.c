@@ -231,7 +231,7 @@ kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct m
 	return 0;
 }
 
-static void
+void
 kinesis_status_schedule(struct kinesis *k, struct kinesis_stream *s, enum kinesis_status now,
 			enum kinesis_status next)
 {

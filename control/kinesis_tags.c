@@ -299,6 +299,7 @@ kinesis_update_stream_mode(struct kinesis *k, struct api_call *call, const struc
 		goto out;
 	}
 	s->mode = kinesis_mode_parse(v[1].json);
+	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
 	api_call_reply(call, 200);
 out:
 	cJSON_Delete(root);

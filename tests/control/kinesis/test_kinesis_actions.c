@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -451,4 +452,73 @@ Test(kinesis_actions, retention_tags_limits_mode)
 	cr_assert_str_eq(str_at(l, "StreamDescriptionSummary.StreamModeDetails.StreamMode"),
 			 "ON_DEMAND");
 	cJSON_Delete(l);
+}
+
+static void
+setup_delayed(void)
+{
+	harness_open(&h, 100);
+}
+
+static void
+wait_ms(int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		kinesis_poll(h.k, 0);
+		usleep(1000);
+	}
+}
+
+/* CREATING -> ACTIVE, ACTIVE -> UPDATING -> ACTIVE, DELETING -> gone, with the delay. */
+Test(kinesis_status, transitions_take_the_configured_delay, .init = setup_delayed,
+     .fini = teardown, .timeout = 30)
+{
+	cJSON *d;
+
+	create("slow", 2);
+	d = harness_ok(&h, "DescribeStream", "{\"StreamName\":\"slow\"}");
+	cr_assert_str_eq(str_at(d, "StreamDescription.StreamStatus"), "CREATING");
+	cr_assert_eq(cJSON_GetArraySize(item_at(item_at(d, "StreamDescription"), "Shards")), 0);
+	cJSON_Delete(d);
+	harness_expect_error(&h, "PutRecord", "{\"StreamName\":\"slow\",\"PartitionKey\":\"a\","
+			     "\"Data\":\"\"}", "ResourceNotFoundException",
+			     "Stream slow under account 000000000000 not found.");
+	wait_ms(150);
+	d = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"slow\"}");
+	cr_assert_str_eq(str_at(d, "StreamDescriptionSummary.StreamStatus"), "ACTIVE");
+	cJSON_Delete(d);
+	cJSON_Delete(harness_ok(&h, "UpdateStreamMode", "{\"StreamARN\":\"arn:aws:kinesis:"
+				"us-east-1:000000000000:stream/slow\",\"StreamModeDetails\":"
+				"{\"StreamMode\":\"ON_DEMAND\"}}"));
+	d = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"slow\"}");
+	cr_assert_str_eq(str_at(d, "StreamDescriptionSummary.StreamStatus"), "UPDATING");
+	cJSON_Delete(d);
+	wait_ms(150);
+	cJSON_Delete(put("slow", "a", "YQ=="));
+	cJSON_Delete(harness_ok(&h, "DeleteStream", "{\"StreamName\":\"slow\"}"));
+	d = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"slow\"}");
+	cr_assert_str_eq(str_at(d, "StreamDescriptionSummary.StreamStatus"), "DELETING");
+	cJSON_Delete(d);
+	harness_expect_error(&h, "DeleteStream", "{\"StreamName\":\"slow\"}",
+			     "ResourceInUseException", NULL);
+	wait_ms(150);
+	harness_expect_error(&h, "DescribeStream", "{\"StreamName\":\"slow\"}",
+			     "ResourceNotFoundException", NULL);
+	/* Gone for good: a restart does not bring it back. */
+	harness_restart(&h);
+	harness_expect_error(&h, "DescribeStream", "{\"StreamName\":\"slow\"}",
+			     "ResourceNotFoundException", NULL);
+}
+
+/* A stream deleted while the process stops in DELETING is finished at the next start. */
+Test(kinesis_status, deleting_is_finished_at_start, .init = setup_delayed, .fini = teardown,
+     .timeout = 30)
+{
+	create("half", 1);
+	wait_ms(150);
+	cJSON_Delete(harness_ok(&h, "DeleteStream", "{\"StreamName\":\"half\"}"));
+	harness_restart(&h);
+	harness_expect_error(&h, "DescribeStream", "{\"StreamName\":\"half\"}",
+			     "ResourceNotFoundException", NULL);
+	create("half", 1); /* The name is free again; a new incarnation. */
 }
