@@ -124,8 +124,9 @@ dp_bench_packet(uint8_t *pkt, uint64_t index, const uint8_t *payload, uint32_t p
 	ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + sizeof(*udp) + payload_size));
 	ip->time_to_live = 64;
 	ip->next_proto_id = IPPROTO_UDP;
-	ip->src_addr = rte_cpu_to_be_32(RTE_IPV4(198, 19, (index >> 8) & 0xff, index & 0xff));
-	ip->dst_addr = rte_cpu_to_be_32(RTE_IPV4(198, 18, 0, 1));
+	/* Not RTE_IPV4(): it shifts a signed int into the sign bit. */
+	ip->src_addr = rte_cpu_to_be_32((198u << 24) | (19u << 16) | (uint32_t)(index & 0xffff));
+	ip->dst_addr = rte_cpu_to_be_32((198u << 24) | (18u << 16) | 1u);
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	udp->src_port = rte_cpu_to_be_16((uint16_t)(1024 + index % 50000));
 	udp->dst_port = rte_cpu_to_be_16(4570);

@@ -16,8 +16,9 @@
 
 #include "dataplane/dp_internal.h"
 
-#define DP_TEST_IPV4 RTE_IPV4(198, 18, 0, 1)
-#define DP_TEST_PEER_IPV4 RTE_IPV4(198, 18, 0, 2)
+/* Not RTE_IPV4(): it shifts a signed int into the sign bit (UBSan). */
+#define DP_TEST_IPV4 ((198u << 24) | (18u << 16) | 1u)
+#define DP_TEST_PEER_IPV4 ((198u << 24) | (18u << 16) | 2u)
 #define DP_TEST_PORT 4570
 #define DP_TEST_PEER_PORT 40000
 
