@@ -550,6 +550,9 @@ server_tls_handshake(struct server_conn *c)
 static void
 server_conn_event(struct server_conn *c, uint32_t events)
 {
+	/* A TLS read that needed the socket writable is retried when it is. */
+	bool readable = (events & EPOLLIN) || ((events & EPOLLOUT) && c->tls_want_write);
+
 	if ((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {
 		server_conn_close(c);
 		return;
@@ -562,11 +565,11 @@ server_conn_event(struct server_conn *c, uint32_t events)
 		server_conn_detect(c);
 		break;
 	case CONN_HTTP1:
-		if (events & EPOLLIN)
+		if (readable)
 			http1_conn_readable(c);
 		break;
 	case CONN_H2:
-		if (events & EPOLLIN)
+		if (readable)
 			h2_conn_readable(c);
 		break;
 	case CONN_FREE:
