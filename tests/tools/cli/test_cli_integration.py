@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -142,11 +143,38 @@ def test_records(ep):
         check(rc == 0 and out == 'hello\n', 'consume --from at:SEQ: %r' % out)
     rc, out, _ = run(ep, 'consume', 'cli1', '--from', 'latest')
     check(rc == 0 and out == '', 'consume --from latest: %r' % out)
+    rc, out, _ = run(ep, 'consume', 'cli1', '--from', 'ts:2001-02-03T04:05:06.5+01:00')
+    check(rc == 0 and len(out.splitlines()) == 101, 'consume --from ts:2001: %d' %
+          len(out.splitlines()))
+    rc, _, err = run(ep, 'consume', 'cli1', '--from', 'ts:2001-02-30Tnoon')
+    check(rc == 2, 'consume --from bad ts: rc %d' % rc)
+    test_follow(ep)
     rc, out, err = run(ep, 'produce', 'cli1', '--count', '1200', '--size', '64', '--quiet')
     check(rc == 0 and out.strip() == 'stored 1200 failed 0', 'produce --count: %r %s' %
           (out, err))
     rc, _, err = run(ep, 'put', 'nosuch', 'k', 'v')
     check(rc == 1 and 'ResourceNotFoundException' in err, 'put missing stream: %s' % err)
+
+
+def test_follow(ep):
+    """consume --follow prints records put after it started; we stop our own PID."""
+    env = dict(os.environ, SLUICE_ENDPOINT=ep)
+    follower = subprocess.Popen([SLUICE, 'consume', 'cli1', '--from', 'latest', '--follow',
+                                 '--poll', '50ms'], stdout=subprocess.PIPE, env=env)
+    try:
+        time.sleep(0.5)
+        for i in range(3):
+            run(ep, 'put', 'cli1', 'f%d' % i, 'followed-%d' % i)
+        got = []
+        deadline = time.time() + 10
+        while len(got) < 3 and time.time() < deadline:
+            if select.select([follower.stdout], [], [], 0.2)[0]:
+                got.append(follower.stdout.readline().decode().strip())
+        check(sorted(got) == ['followed-0', 'followed-1', 'followed-2'],
+              'consume --follow: %r' % got)
+    finally:
+        follower.kill()
+        follower.wait()
 
 
 def test_bench_piped(ep):
