@@ -140,6 +140,21 @@ server_epoll_add(struct api_server *s, int fd, uint32_t events, uint64_t tag)
 	return epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
 }
 
+/* One line at start: the most memory the server's tables and buffers can ever take. */
+static void
+server_memory_report(const struct api_server *s, const size_t *sizes, const uint32_t *counts)
+{
+	uint64_t pool = 0;
+
+	for (int i = 0; i < BUF_POOL_CLASSES; i++)
+		pool += (uint64_t)sizes[i] * counts[i];
+	diag_info("server", "%u connections, %u calls in flight, memory bound: tables %llu MiB, "
+		  "buffer pool %llu MiB (allocated as used)", s->conns_max, s->calls_max,
+		  (unsigned long long)(((uint64_t)s->conns_max * (SERVER_IN_SIZE +
+		  sizeof(struct server_conn)) + (uint64_t)s->calls_max *
+		  sizeof(struct api_call)) >> 20), (unsigned long long)(pool >> 20));
+}
+
 /* The connection table, the call table and the pool limits: all sized here, once. */
 static int
 server_tables_open(struct api_server *s)
@@ -151,6 +166,8 @@ server_tables_open(struct api_server *s)
 
 	s->conns_max = s->config.connections_max;
 	s->calls_max = s->conns_max * SERVER_CALLS_PER_CONN + SERVER_CALLS_EXTRA;
+	if (s->calls_max > SERVER_CALLS_MAX)
+		s->calls_max = SERVER_CALLS_MAX;
 	s->conns = calloc(s->conns_max, sizeof(s->conns[0]));
 	s->conn_free = calloc(s->conns_max, sizeof(s->conn_free[0]));
 	s->in_buffers = calloc(s->conns_max, SERVER_IN_SIZE);
@@ -176,6 +193,7 @@ server_tables_open(struct api_server *s)
 	counts[1] = SERVER_POOL_MEDIUM_COUNT;
 	counts[2] = SERVER_POOL_LARGE_COUNT;
 	counts[3] = SERVER_POOL_HUGE_COUNT;
+	server_memory_report(s, sizes, counts);
 	return buf_pool_init(&s->pool, sizes, counts, BUF_POOL_CLASSES);
 }
 

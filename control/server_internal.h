@@ -42,6 +42,8 @@
 /* Calls in flight across the server per connection allowed (the call table size). */
 #define SERVER_CALLS_PER_CONN 4u
 #define SERVER_CALLS_EXTRA 256u
+/* The call table's ceiling (~2 KiB each) whatever connections_max is. */
+#define SERVER_CALLS_MAX 16384u
 /*
  * Largest response: GetRecords returns up to 10 MiB of data = 13.4 MiB of
  * base64, plus up to 10,000 records of JSON fields (~200 B each) = ~15.4 MiB.
