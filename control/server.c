@@ -443,12 +443,14 @@ server_conn_send(struct server_conn *c, const void *a, size_t a_size, const void
 		 size_t b_size)
 {
 	struct iovec iov[2] = { { (void *)a, a_size }, { (void *)b, b_size } };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = b_size > 0 ? 2 : 1 };
 	long n;
 	long m;
 
 	assert(a_size > 0);
 	if (c->ssl == NULL) {
-		n = writev(c->fd, iov, b_size > 0 ? 2 : 1);
+		/* MSG_NOSIGNAL: a peer gone mid-write is an error return, not SIGPIPE. */
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 		if (n >= 0)
 			return n;
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
