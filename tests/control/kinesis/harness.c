@@ -112,7 +112,8 @@ harness_call(struct harness *h, const char *action, const char *body)
 	snprintf(target, sizeof(target), "Kinesis_20131202.%s", action);
 	req.target_size = strlen(target);
 	req.content_type_size = strlen(req.content_type);
-	req.now_ns = (uint64_t)((int64_t)clock_real_ns() + h->clock_offset_ms * 1000000);
+	req.now_ns = h->fixed_now_ns != 0 ? h->fixed_now_ns :
+		     (uint64_t)((int64_t)clock_real_ns() + h->clock_offset_ms * 1000000);
 	api_out_init(&call->out, HARNESS_OUT_MAX);
 	kinesis_dispatch(h->k, call, &req);
 	for (int i = 0; !call->replied && i < 10000; i++) {

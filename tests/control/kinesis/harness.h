@@ -29,6 +29,7 @@ struct harness {
 	struct log *log;
 	struct kinesis *k;
 	int64_t clock_offset_ms; /* Added to the wall clock of every request. */
+	uint64_t fixed_now_ns;   /* When not 0: the wall clock of every request. */
 };
 
 void harness_open(struct harness *h, uint32_t status_delay_ms);

@@ -522,3 +522,44 @@ Test(kinesis_status, deleting_is_finished_at_start, .init = setup_delayed, .fini
 			     "ResourceNotFoundException", NULL);
 	create("half", 1); /* The name is free again; a new incarnation. */
 }
+
+static cJSON *
+put_many(const char *stream, int count, int from)
+{
+	static char body[100000];
+	size_t n = (size_t)snprintf(body, sizeof(body), "{\"StreamName\":\"%s\",\"Records\":[",
+				    stream);
+
+	for (int i = 0; i < count; i++)
+		n += (size_t)snprintf(body + n, sizeof(body) - n, "%s{\"PartitionKey\":\"k%d\","
+				      "\"Data\":\"YWJj\"}", i ? "," : "", from + i);
+	snprintf(body + n, sizeof(body) - n, "]}");
+	return harness_ok(&h, "PutRecords", body);
+}
+
+/* shard_throttling: 1,000 records a second per shard, then per-record throttling errors. */
+Test(kinesis_status, shard_throttling_limits_writes, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+	cJSON *r;
+
+	h.config.shard_throttling = true;
+	harness_restart(&h); /* Re-opened with the switch on. */
+	h.fixed_now_ns = 1800000000ull * 1000000000ull;
+	create("hot", 1);
+	for (int i = 0; i < 2; i++) {
+		r = put_many("hot", 500, i * 500);
+		cr_assert_eq(item_at(r, "FailedRecordCount")->valueint, 0);
+		cJSON_Delete(r);
+	}
+	r = put_many("hot", 3, 1000);
+	cr_assert_eq(item_at(r, "FailedRecordCount")->valueint, 3);
+	cr_assert_str_eq(str_at(r, "Records.0.ErrorCode"), "ProvisionedThroughputExceededException");
+	cr_assert_str_eq(str_at(r, "Records.0.ErrorMessage"), "Rate exceeded for shard "
+			 "shardId-000000000000 in stream hot under account 000000000000.");
+	cJSON_Delete(r);
+	h.fixed_now_ns += 1000000000ull; /* The next second has room again. */
+	r = put_many("hot", 3, 1003);
+	cr_assert_eq(item_at(r, "FailedRecordCount")->valueint, 0);
+	cJSON_Delete(r);
+}
