@@ -123,6 +123,8 @@ log_locks_init(struct log *log)
 	pthread_rwlock_init(&log->segments_rw, NULL);
 	pthread_mutex_init(&log->prep_lock, NULL);
 	pthread_mutex_init(&log->meta_lock, NULL);
+	pthread_mutex_init(&log->ctl_lock, NULL);
+	pthread_cond_init(&log->ctl_cond, NULL);
 	pthread_cond_init(&log->prep_cond, NULL);
 	log->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	return log->doorbell_fd < 0 ? -errno : 0;
@@ -149,6 +151,8 @@ log_free(struct log *log)
 	pthread_rwlock_destroy(&log->segments_rw);
 	pthread_mutex_destroy(&log->prep_lock);
 	pthread_mutex_destroy(&log->meta_lock);
+	pthread_mutex_destroy(&log->ctl_lock);
+	pthread_cond_destroy(&log->ctl_cond);
 	free(log->shards_loaded);
 	pthread_cond_destroy(&log->prep_cond);
 	free(log);

@@ -91,7 +91,9 @@ struct log_shard {
 	uint64_t shard_id;
 	bool used;
 	bool closed;
-	bool close_pending;        /* Writer: completes the close once all is durable. */
+	bool deleted;              /* Its stream was deleted: reads as unknown. */
+	bool delete_hold;          /* Deleted, not yet in log.meta: appends refused. */
+	bool close_pending;        /* Writer: refuses new batches until the request is done. */
 	uint64_t seq_next;         /* Writer-owned: next seq to assign. */
 	uint64_t seq_durable;      /* Under index_lock. */
 	uint64_t seq_trim;
@@ -102,6 +104,26 @@ struct log_shard {
 	struct log_seq_range bad[LOG_SHARD_BAD_MAX];
 	uint32_t bad_count;
 };
+
+enum log_ctl_kind {
+	LOG_CTL_SHARD_CLOSE,
+	LOG_CTL_STREAM_DELETE,
+};
+
+/*
+ * A control request the writer carries out between steps (it owns the
+ * shards' pending sequence numbers): the caller waits for `done`.
+ */
+struct log_ctl {
+	enum log_ctl_kind kind;
+	uint64_t id;               /* Shard id, or stream id. */
+	bool accepted;             /* Writer: new batches refused, waiting for durability. */
+	bool done;
+	int32_t err;
+	uint64_t seq_end;
+};
+
+#define LOG_CTL_MAX 16u
 
 enum log_segment_state {
 	LOG_SEGMENT_ACTIVE,
@@ -225,6 +247,13 @@ struct log {
 	bool prep_stop;
 	int32_t prep_error;
 
+	/* Control requests: guarded by ctl_lock; ctl_pending tells the writer to look. */
+	pthread_mutex_t ctl_lock;
+	pthread_cond_t ctl_cond;
+	struct log_ctl *ctl[LOG_CTL_MAX];
+	uint32_t ctl_count;
+	_Atomic bool ctl_pending;
+
 	/* Statistics: written by one thread each, read with relaxed loads. */
 	struct log_stats stats;
 };
@@ -251,6 +280,7 @@ struct log_shard *log_shard_get(struct log *log, uint64_t shard_id);
 int log_shard_note_batch(struct log *log, struct log_shard *shard, uint64_t segment_no,
 			 const struct log_index_entry *entry);
 void log_shard_mark_bad(struct log_shard *shard, uint64_t first, uint64_t end);
+bool log_stream_deleted_before(const struct log *log, uint64_t shard_id, uint64_t commit_id);
 
 /* log_segment.c */
 void log_segment_name(uint64_t segment_no, const char *ext, char *buf, size_t size);
@@ -275,6 +305,8 @@ int log_writer_start(struct log *log);
 void log_writer_stop(struct log *log);
 int log_windows_init(struct log *log);
 void log_writer_doorbell(struct log *log);
+int log_ctl_run(struct log *log, struct log_ctl *req);
+void log_ctl_process(struct log *log);
 
 /* log_meta.c */
 int log_meta_load_or_create(struct log *log);

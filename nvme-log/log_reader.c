@@ -140,7 +140,7 @@ read_locate(struct log_reader *reader, uint64_t shard_id, uint64_t seq, struct r
 
 	pthread_mutex_lock(&log->index_lock);
 	shard = log_shard_find(log, shard_id);
-	if (shard == NULL)
+	if (shard == NULL || shard->deleted)
 		goto out_unlock;
 	if (seq < shard->seq_trim) {
 		rc = -ERANGE;
@@ -288,6 +288,8 @@ seek_locate(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, struct
 	struct log *log = reader->log;
 	struct log_shard *shard = log_shard_find(log, shard_id);
 
+	if (shard != NULL && shard->deleted)
+		shard = NULL;
 	*seq_out = shard == NULL ? 0 : shard->seq_durable;
 	if (shard == NULL)
 		return 1;

@@ -395,17 +395,6 @@ recover_doubtful(struct log *log)
 	}
 }
 
-static bool
-stream_deleted_before(const struct log *log, uint64_t shard_id, uint64_t commit_id)
-{
-	for (uint32_t i = 0; i < log->deleted_count; i++) {
-		if (log->deleted[i].stream_id == LOG_SHARD_STREAM(shard_id) &&
-		    commit_id < log->deleted[i].commit_before)
-			return true;
-	}
-	return false;
-}
-
 /* Replays one index entry into its shard, checking sequence continuity. */
 static int
 recover_entry(struct log *log, struct log_segment *seg, const struct log_index_entry *e)
@@ -413,7 +402,7 @@ recover_entry(struct log *log, struct log_segment *seg, const struct log_index_e
 	struct log_shard *shard;
 
 	log->commit_next = max_u64(log->commit_next, e->commit_id + 1);
-	if (stream_deleted_before(log, e->shard_id, e->commit_id))
+	if (log_stream_deleted_before(log, e->shard_id, e->commit_id))
 		return 0;
 	shard = log_shard_get(log, e->shard_id);
 	if (shard == NULL)

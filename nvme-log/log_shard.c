@@ -148,7 +148,7 @@ log_shard_info(struct log *log, uint64_t shard_id, struct log_shard_info *info_o
 	memset(info_out, 0, sizeof(*info_out));
 	pthread_mutex_lock(&log->index_lock);
 	shard = log_shard_find(log, shard_id);
-	if (shard != NULL) {
+	if (shard != NULL && !shard->deleted) {
 		info_out->seq_trim = shard->seq_trim;
 		info_out->seq_durable = shard->seq_durable;
 		info_out->closed = shard->closed;
@@ -156,4 +156,16 @@ log_shard_info(struct log *log, uint64_t shard_id, struct log_shard_info *info_o
 	}
 	pthread_mutex_unlock(&log->index_lock);
 	return 0;
+}
+
+/* True for a batch of a stream deleted after the batch was written. */
+bool
+log_stream_deleted_before(const struct log *log, uint64_t shard_id, uint64_t commit_id)
+{
+	for (uint32_t i = 0; i < log->deleted_count; i++) {
+		if (log->deleted[i].stream_id == LOG_SHARD_STREAM(shard_id) &&
+		    commit_id < log->deleted[i].commit_before)
+			return true;
+	}
+	return false;
 }

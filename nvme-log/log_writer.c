@@ -194,7 +194,8 @@ batch_refusal(struct log *log, struct log_shard *shard)
 		return failed;
 	if (shard == NULL)
 		return -ENOBUFS;
-	if (shard->closed || shard->close_pending)
+	if (shard->closed || shard->close_pending ||
+	    (shard->deleted && __atomic_load_n(&shard->delete_hold, __ATOMIC_ACQUIRE)))
 		return -EPIPE;
 	if (log->enospc && log->mono_ns < log->enospc_retry_ns)
 		return -ENOSPC;
@@ -209,6 +210,11 @@ writer_shard(struct log *log, uint64_t shard_id)
 	if (shard == NULL) {
 		pthread_mutex_lock(&log->index_lock);
 		shard = log_shard_get(log, shard_id);
+		pthread_mutex_unlock(&log->index_lock);
+	} else if (shard->deleted && !__atomic_load_n(&shard->delete_hold, __ATOMIC_ACQUIRE)) {
+		/* Its stream was deleted and that is durable: the id starts afresh. */
+		pthread_mutex_lock(&log->index_lock);
+		shard->deleted = false;
 		pthread_mutex_unlock(&log->index_lock);
 	}
 	return shard;
@@ -495,6 +501,8 @@ writer_step(struct log *log, uint64_t mono_ns, bool force)
 	log->mono_ns = mono_ns;
 	work = writer_reap(log, 0);
 	work += writer_drain(log, mono_ns);
+	/* After the drain: a close covers what producers had handed over by now. */
+	log_ctl_process(log);
 	if (window_due(log, window_filling(log), mono_ns, force)) {
 		window_submit(log, window_filling(log));
 		work++;
@@ -518,7 +526,8 @@ writer_idle(struct log *log)
 {
 	uint32_t count = atomic_load_explicit(&log->producer_count, memory_order_acquire);
 
-	if (window_flying(log) != NULL || window_filling(log)->batch_count != 0)
+	if (window_flying(log) != NULL || window_filling(log)->batch_count != 0 ||
+	    atomic_load(&log->ctl_pending))
 		return false;
 	for (uint32_t i = 0; i < count; i++) {
 		if (!log_spsc_empty(&log->producers[i].submit))

@@ -1,0 +1,460 @@
+/*
+ * log_writer: the writer's policies, driven step by step over the
+ * simulated disk (deterministic, no threads): group commit batches many
+ * submissions into one window; back-pressure when a producer's pool is in
+ * flight; windows close on bytes and on time; segments roll over and are
+ * sealed with an index file; shard close, stream delete, retention trim,
+ * seek by time and read limits; ENOSPC fails fast then recovers; EIO is
+ * fail-stop and a reopen recovers.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "common/diag.h"
+#include "nvme-log/log.h"
+#include "nvme-log/log_io.h"
+#include "nvme-log/log_io_sim.h"
+#include "tests/nvme-log/log_test_util.h"
+
+#define DATA 100u
+
+struct fixture {
+	struct log_io *io;
+	struct log *log;
+	struct log_producer *p;
+	struct log_config c;
+	uint64_t now;
+	uint64_t next[8];          /* Next seq per shard index (as the test expects it). */
+	uint32_t completed;
+	uint32_t errors;
+	int32_t last_error;
+};
+
+static struct fixture f;
+
+static uint64_t
+sid(uint32_t s)
+{
+	return LOG_SHARD_ID(5 + s / 4, s % 4);
+}
+
+static void
+fx_open(void)
+{
+	cr_assert_eq(log_open(&f.c, &f.log), 0);
+	cr_assert_eq(log_producer_open(f.log, &f.p), 0);
+}
+
+static void
+fx_close(void)
+{
+	log_producer_close(f.p);
+	log_close(f.log);
+}
+
+static void
+setup(void)
+{
+	memset(&f, 0, sizeof(f));
+	diag_level_set(DIAG_ERROR);
+	cr_assert_eq(log_io_sim_create(42, &f.io), 0);
+	log_config_default(&f.c);
+	f.c.dir_path = "writer";
+	f.c.io = f.io;
+	f.c.writer_thread = false;
+	f.c.segment_size = 1u << 20;
+	f.c.batch_size = 4096;
+	f.c.commit_window_bytes = 16u << 10;
+	f.c.commit_window_us = 50;
+	f.c.producers_max = 2;
+	f.c.batches_per_producer = 8;
+	f.c.shards_max = 32;
+	f.now = 1000000000;
+	fx_open();
+}
+
+static void
+teardown(void)
+{
+	fx_close();
+	log_io_sim_destroy(f.io);
+}
+
+TestSuite(log_writer, .init = setup, .fini = teardown, .timeout = 30);
+
+/* One batch of `n` records for shard s, arrival `arrival_ns` + seq. */
+static void
+submit(uint32_t s, uint32_t n, uint64_t arrival_ns)
+{
+	struct log_batch *b = log_batch_get(f.p);
+
+	cr_assert_not_null(b, "pool empty");
+	for (uint32_t k = 0; k < n; k++) {
+		uint8_t data[DATA];
+		char key[48];
+		struct log_record_in rec;
+
+		test_record_make(sid(s), f.next[s] + k, DATA, data, key, &rec);
+		if (arrival_ns != 0)
+			rec.arrival_ns = arrival_ns + k;
+		cr_assert_eq(log_batch_add(b, &rec), 0);
+	}
+	cr_assert_eq(log_batch_submit(f.p, b, sid(s), s), 0);
+	f.next[s] += n;
+}
+
+static void
+poll_all(void)
+{
+	struct log_completion c[16];
+	uint32_t n;
+
+	while ((n = log_completions_poll(f.p, c, 16)) != 0) {
+		for (uint32_t i = 0; i < n; i++) {
+			f.completed++;
+			if (c[i].error != 0) {
+				f.errors++;
+				f.last_error = c[i].error;
+			}
+		}
+	}
+}
+
+/* Steps with time advancing by `dt` until no work is left. */
+static void
+settle(uint64_t dt)
+{
+	for (uint32_t i = 0; i < 1000; i++) {
+		f.now += dt;
+		if (log_writer_step(f.log, f.now) == 0 && i > 2)
+			break;
+	}
+	poll_all();
+}
+
+static uint64_t
+durable(uint32_t s)
+{
+	struct log_shard_info info;
+
+	cr_assert_eq(log_shard_info(f.log, sid(s), &info), 0);
+	return info.seq_durable;
+}
+
+Test(log_writer, group_commit_batches_submissions)
+{
+	struct log_stats st0;
+	struct log_stats st;
+
+	submit(0, 1, 0);       /* The first window also writes the segment header block. */
+	settle(100000);
+	log_stats_read(f.log, &st0);
+	for (uint32_t i = 0; i < 8; i++)
+		submit(i % 3, 2, 0);
+	settle(100000);
+	log_stats_read(f.log, &st);
+	cr_assert_eq(f.completed, 9);
+	cr_assert_eq(f.errors, 0);
+	cr_assert_eq(st.commits - st0.commits, 1, "8 small batches ready together: one window");
+	cr_assert_eq(st.batches_appended - st0.batches_appended, 8);
+	cr_assert_eq(st.bytes_written - st0.bytes_written, 4096,
+		     "and one 4 KiB block, whatever the shard count");
+	cr_assert_eq(durable(0), 7);
+	cr_assert_eq(durable(1), 6);
+	cr_assert_eq(durable(2), 4);
+}
+
+Test(log_writer, back_pressure_when_the_pool_is_in_flight)
+{
+	struct log_batch *b;
+
+	for (uint32_t i = 0; i < 8; i++)
+		submit(0, 1, 0);
+	cr_assert_null(log_batch_get(f.p), "all 8 batches in flight");
+	settle(100000);
+	cr_assert_eq(f.completed, 8);
+	b = log_batch_get(f.p);
+	cr_assert_not_null(b, "completions return batches to the pool");
+	log_batch_put(f.p, b);
+}
+
+Test(log_writer, window_waits_its_time_then_commits)
+{
+	struct log_stats st;
+
+	submit(0, 1, 0);
+	cr_assert_geq(log_writer_step(f.log, f.now), 1);
+	poll_all();
+	log_stats_read(f.log, &st);
+	cr_assert_eq(st.commits, 0, "the window is open for commit_window_us");
+	cr_assert_eq(durable(0), 0, "nothing readable before durable");
+	settle(60000);
+	log_stats_read(f.log, &st);
+	cr_assert_eq(st.commits, 1);
+	cr_assert_eq(durable(0), 1);
+}
+
+Test(log_writer, window_closes_on_bytes)
+{
+	struct log_stats st;
+
+	/* 8 batches of ~3.6 KiB with a 16 KiB window: at least two windows, no time passing. */
+	for (uint32_t i = 0; i < 8; i++)
+		submit(0, 30, 0);
+	for (uint32_t i = 0; i < 50; i++)
+		log_writer_step(f.log, f.now);
+	poll_all();
+	log_stats_read(f.log, &st);
+	cr_assert_geq(st.commits, 1, "a full window goes without waiting for time");
+	cr_assert_geq(durable(0), 120);
+	cr_assert_lt(durable(0), 240, "the rest waits for its window's time");
+	settle(60000);
+	cr_assert_eq(durable(0), 240);
+}
+
+static int
+count_idx(void *arg, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len > 4 && strcmp(name + len - 4, ".idx") == 0)
+		(*(uint32_t *)arg)++;
+	return 0;
+}
+
+Test(log_writer, rolls_over_and_seals_with_an_index)
+{
+	struct log_reader *r;
+	struct test_collect col = { .shard_id = sid(1), .data_size = DATA };
+	uint32_t idx_files = 0;
+	uint64_t seq = 0;
+
+	/* ~3.5 MiB over 1 MiB segments. */
+	for (uint32_t i = 0; i < 1000; i++) {
+		submit(1, 30, 0);
+		settle(100000);
+	}
+	cr_assert_eq(f.errors, 0);
+	log_io_dir_list(f.io, count_idx, &idx_files);
+	cr_assert_geq(idx_files, 3, "sealed segments have index files");
+	fx_close();
+	fx_open();
+	cr_assert_eq(durable(1), 30000);
+	cr_assert_eq(log_reader_open(f.log, &r), 0);
+	while (seq < 30000)
+		cr_assert_gt(log_read(r, sid(1), seq, 5000, 1u << 30, test_collect_fn, &col, &seq), 0);
+	log_reader_close(r);
+	cr_assert_eq(col.count, 30000);
+	cr_assert_eq(col.bad, 0);
+	free(col.seqs);
+}
+
+static int
+stop_after_three(void *arg, const struct log_record_out *r)
+{
+	uint32_t *n = arg;
+
+	(void)r;
+	return ++*n == 3 ? 1 : 0;
+}
+
+static int
+abort_at_once(void *arg, const struct log_record_out *r)
+{
+	(void)arg;
+	(void)r;
+	return -ECANCELED;
+}
+
+Test(log_writer, read_limits)
+{
+	struct log_reader *r;
+	struct test_collect col = { .shard_id = sid(0), .data_size = DATA };
+	uint32_t n = 0;
+	uint64_t next;
+
+	submit(0, 20, 0);
+	settle(100000);
+	cr_assert_eq(log_reader_open(f.log, &r), 0);
+	cr_assert_eq(log_read(r, sid(0), 5, 4, 1u << 20, test_collect_fn, &col, &next), 4);
+	cr_assert_eq(next, 9);
+	cr_assert_eq(log_read(r, sid(0), 0, 100, 250, test_collect_fn, &col, &next), 2,
+		     "bytes_max 250 with 100 B records: 2 (the first always goes)");
+	cr_assert_eq(log_read(r, sid(0), 0, 100, 1, test_collect_fn, &col, &next), 1);
+	cr_assert_eq(log_read(r, sid(0), 0, 100, 1u << 20, stop_after_three, &n, &next), 3);
+	cr_assert_eq(next, 3);
+	cr_assert_eq(log_read(r, sid(0), 0, 100, 1u << 20, abort_at_once, NULL, &next), -ECANCELED);
+	cr_assert_eq(log_read(r, sid(0), 20, 100, 1u << 20, test_collect_fn, &col, &next), 0);
+	cr_assert_eq(col.bad, 0);
+	log_reader_close(r);
+	free(col.seqs);
+}
+
+Test(log_writer, seek_by_arrival_time)
+{
+	struct log_reader *r;
+	uint64_t seq;
+
+	submit(2, 10, 5000);   /* arrivals 5000 .. 5009 */
+	settle(100000);
+	submit(2, 10, 9000);   /* arrivals 9000 .. 9009 */
+	settle(100000);
+	cr_assert_eq(log_reader_open(f.log, &r), 0);
+	cr_assert_eq(log_seek_time(r, sid(2), 0, &seq), 0);
+	cr_assert_eq(seq, 0);
+	cr_assert_eq(log_seek_time(r, sid(2), 5004, &seq), 0);
+	cr_assert_eq(seq, 4);
+	cr_assert_eq(log_seek_time(r, sid(2), 6000, &seq), 0);
+	cr_assert_eq(seq, 10);
+	cr_assert_eq(log_seek_time(r, sid(2), 9009, &seq), 0);
+	cr_assert_eq(seq, 19);
+	cr_assert_eq(log_seek_time(r, sid(2), 9010, &seq), 0);
+	cr_assert_eq(seq, 20, "past the newest: the durable end");
+	log_reader_close(r);
+}
+
+Test(log_writer, shard_close_persists_and_refuses)
+{
+	struct log_shard_info info;
+	uint64_t end;
+
+	submit(0, 5, 0);
+	submit(0, 5, 0);
+	cr_assert_eq(log_shard_close(f.log, sid(0), &end), 0);
+	poll_all();
+	cr_assert_eq(end, 9, "batches accepted before the close are durable first");
+	cr_assert_eq(f.errors, 0);
+	submit(0, 1, 0);
+	settle(100000);
+	cr_assert_eq(f.last_error, -EPIPE);
+	cr_assert_eq(log_shard_close(f.log, sid(7), &end), 0);
+	cr_assert_eq(end, UINT64_MAX, "a shard that never had a record");
+	fx_close();
+	fx_open();
+	cr_assert_eq(log_shard_info(f.log, sid(0), &info), 0);
+	cr_assert(info.closed);
+	cr_assert_eq(info.seq_durable, 10);
+	cr_assert_eq(log_shard_info(f.log, sid(7), &info), 0);
+	cr_assert(info.closed);
+	f.errors = 0;
+	submit(0, 1, 0);
+	settle(100000);
+	cr_assert_eq(f.last_error, -EPIPE, "still closed after reopen");
+}
+
+Test(log_writer, stream_delete_forgets_its_shards)
+{
+	struct log_shard_info info;
+	struct log_stats st;
+
+	submit(0, 5, 0);        /* stream 5 */
+	submit(4, 5, 0);        /* stream 6 */
+	settle(100000);
+	cr_assert_eq(log_stream_delete(f.log, 5), 0);
+	cr_assert_eq(log_shard_info(f.log, sid(0), &info), 0);
+	cr_assert_eq(info.seq_durable, 0);
+	cr_assert_eq(durable(4), 5, "other streams keep their data");
+	fx_close();
+	fx_open();
+	cr_assert_eq(durable(0), 0, "still forgotten after reopen");
+	cr_assert_eq(durable(4), 5);
+	f.next[0] = 0;
+	submit(0, 3, 0);
+	settle(100000);
+	cr_assert_eq(durable(0), 3, "the shard id starts again at 0");
+	fx_close();
+	fx_open();
+	cr_assert_eq(durable(0), 3);
+	log_stats_read(f.log, &st);
+	cr_assert_eq(st.corruptions, 0);
+}
+
+Test(log_writer, retention_deletes_old_segments_and_trims)
+{
+	const uint64_t hour = 3600ull * 1000000000ull;
+	struct log_reader *r;
+	struct log_shard_info info;
+	struct log_stats st;
+	struct test_collect col = { .shard_id = sid(3), .data_size = DATA };
+	uint64_t next;
+
+	cr_assert_eq(log_retention_set(f.log, 5, 10), -EINVAL);
+	cr_assert_eq(log_retention_set(f.log, 5, 8761), -EINVAL);
+	cr_assert_eq(log_retention_set(f.log, 5, 48), 0);
+	/* ~2.5 MiB of old records (arrival 1 h), then one recent batch. */
+	for (uint32_t i = 0; i < 700; i++) {
+		submit(3, 30, hour);
+		settle(100000);
+	}
+	submit(3, 30, 60 * hour);
+	settle(100000);
+	cr_assert_eq(log_retention_run(f.log, 40 * hour), 0);
+	log_stats_read(f.log, &st);
+	cr_assert_eq(st.segments_deleted, 0, "48 h retention keeps 39 h old records");
+	cr_assert_eq(log_retention_run(f.log, 50 * hour), 0);
+	log_stats_read(f.log, &st);
+	cr_assert_geq(st.segments_deleted, 1);
+	cr_assert_eq(log_shard_info(f.log, sid(3), &info), 0);
+	cr_assert_gt(info.seq_trim, 0);
+	cr_assert_eq(info.seq_durable, 21030);
+	cr_assert_eq(log_reader_open(f.log, &r), 0);
+	cr_assert_eq(log_read(r, sid(3), 0, 10, 1u << 20, test_collect_fn, &col, &next), -ERANGE);
+	cr_assert_eq(log_read(r, sid(3), info.seq_trim, 10, 1u << 20, test_collect_fn, &col, &next),
+		     10);
+	log_reader_close(r);
+	fx_close();
+	fx_open();
+	cr_assert_eq(log_shard_info(f.log, sid(3), &info), 0);
+	cr_assert_gt(info.seq_trim, 0, "the horizon survives a reopen");
+	log_stats_read(f.log, &st);
+	cr_assert_eq(st.corruptions, 0, "a trimmed range is not lost data");
+	free(col.seqs);
+}
+
+Test(log_writer, enospc_fails_fast_then_resumes)
+{
+	log_io_sim_set_full(f.io, true);
+	submit(0, 3, 0);
+	settle(100000);
+	cr_assert_eq(f.last_error, -ENOSPC);
+	cr_assert_eq(durable(0), 0);
+	submit(0, 3, 0);
+	log_writer_step(f.log, f.now);
+	poll_all();
+	cr_assert_eq(f.errors, 2, "while full, completions come at once");
+	log_io_sim_set_full(f.io, false);
+	f.next[0] = 0;
+	f.errors = 0;
+	f.now += 2000000;
+	submit(0, 3, 0);
+	settle(100000);
+	cr_assert_eq(f.errors, 0);
+	cr_assert_eq(durable(0), 3, "sequence numbers of failed batches were handed out again");
+}
+
+Test(log_writer, eio_is_fail_stop_and_reopen_recovers)
+{
+	struct log_stats st;
+
+	submit(1, 4, 0);
+	settle(100000);
+	log_io_sim_fail_nth(f.io, 1, -EIO);
+	submit(1, 4, 0);
+	settle(100000);
+	cr_assert_eq(f.last_error, -EIO);
+	log_stats_read(f.log, &st);
+	cr_assert(st.failed);
+	submit(1, 4, 0);
+	cr_assert_lt(log_writer_step(f.log, f.now), 0);
+	poll_all();
+	cr_assert_eq(f.errors, 2);
+	fx_close();
+	fx_open();
+	cr_assert_eq(durable(1), 4);
+	log_stats_read(f.log, &st);
+	cr_assert(!st.failed);
+}
