@@ -327,7 +327,8 @@ bench_conn_receive(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 			conn->rx = rx;
 			conn->rx_capacity = capacity;
 		}
-		got = recv(conn->fd, conn->rx + conn->rx_size, conn->rx_capacity - conn->rx_size, 0);
+		got = recv(conn->fd, conn->rx + conn->rx_size, conn->rx_capacity - conn->rx_size,
+			   0);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0 && errno == EAGAIN)
@@ -530,7 +531,8 @@ bench_print_text(const struct bench *b, const struct bench_result *r)
 	       (unsigned long long)b->records_per_frame, b->keys,
 	       (unsigned long long)b->key_count);
 	printf("  sent        %llu records in %llu frames\n",
-	       (unsigned long long)b->counts.records_sent, (unsigned long long)b->counts.frames_sent);
+	       (unsigned long long)b->counts.records_sent,
+	       (unsigned long long)b->counts.frames_sent);
 	printf("  acked       %llu records (%.0f records/s, %.2f MB/s)\n",
 	       (unsigned long long)b->counts.records_acked, rate, rate * (double)b->size / 1e6);
 	printf("  errors      %llu records failed, %llu frames unsent, %llu records unanswered\n",
@@ -650,7 +652,7 @@ bench_frames_put(struct bench *b, struct sluice_producer *producer)
 		if (err == -EAGAIN)
 			return err;
 		if (err != 0)
-			b->counts.records_failed++;  /* Refused before sending (too large, fenced). */
+			b->counts.records_failed++;  /* Refused unsent (too large, fenced). */
 		b->frame_records_put++;
 		b->counts.records_sent++;
 	}
@@ -841,7 +843,8 @@ cmd_bench_ingest(int argc, char **argv)
 	static struct bench b;
 	struct cli_conn conn = { 0 };
 	const struct cli_opt table[] = {
-		{ "transport", CLI_OPT_STRING, &b.transport, 0, 0, "T", "http (default), udp or tcp" },
+		{ "transport", CLI_OPT_STRING, &b.transport, 0, 0, "T",
+		  "http (default), udp or tcp" },
 		{ "target", CLI_OPT_STRING, &b.target, 0, 0, "HOST:PORT",
 		  "udp/tcp: the ingest address (default " CLI_FRAMES_TARGET_DEFAULT ")" },
 		{ "rate", CLI_OPT_COUNT, &b.rate, 1, 100000000, "N",
@@ -862,7 +865,8 @@ cmd_bench_ingest(int argc, char **argv)
 		  "how long to offer load (default 10s)" },
 		{ "drain", CLI_OPT_DURATION, &b.drain_ns, 0, 600000000000, "D",
 		  "then wait this long for answers (default 5s)" },
-		{ "json", CLI_OPT_BOOL, &b.json, 0, 0, NULL, "print the summary as one JSON object" },
+		{ "json", CLI_OPT_BOOL, &b.json, 0, 0, NULL,
+		  "print the summary as one JSON object" },
 		{ "data", CLI_OPT_STRING, &b.data_kind, 0, 0, "KIND",
 		  "random (default) or index (udp/tcp: 'rec-N ' then padding)" },
 		CLI_CONN_OPTS(&conn),

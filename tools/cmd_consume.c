@@ -215,7 +215,8 @@ consume_start(struct consume *c, struct consume_shard *shard)
 	}
 	if (err != 0)
 		return err;
-	iterator = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(response, "ShardIterator"));
+	iterator = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(response,
+									 "ShardIterator"));
 	free(shard->iterator);
 	shard->iterator = iterator != NULL ? strdup(iterator) : NULL;
 	shard->state = shard->iterator != NULL ? SHARD_READING : SHARD_DONE;

@@ -482,8 +482,8 @@ produce_frames_put(struct produce *p, struct sluice_producer *producer,
 			p->failed++;
 			if (!p->quiet)
 				printf("%llu\tERROR\t%s\t%s\n", (unsigned long long)record->index,
-				       err == -EINVAL ? "InvalidRecord" : cli_frames_error_name(err),
-				       strerror(-err));
+				       err == -EINVAL ? "InvalidRecord" :
+				       cli_frames_error_name(err), strerror(-err));
 			return 0;
 		}
 		err = sluice_producer_poll(producer, 10);
@@ -609,7 +609,8 @@ cmd_produce(int argc, char **argv)
 	struct cli_conn conn = { 0 };
 	bool lines = false;
 	const struct cli_opt table[] = {
-		{ "transport", CLI_OPT_STRING, &p.transport, 0, 0, "T", "http (default), udp or tcp" },
+		{ "transport", CLI_OPT_STRING, &p.transport, 0, 0, "T",
+		  "http (default), udp or tcp" },
 		{ "target", CLI_OPT_STRING, &p.target, 0, 0, "HOST:PORT",
 		  "udp/tcp: the ingest address (default " CLI_FRAMES_TARGET_DEFAULT ")" },
 		{ "lines", CLI_OPT_BOOL, &lines, 0, 0, NULL,

@@ -317,7 +317,8 @@ cmd_stream(int argc, char **argv)
 		  "create: return without waiting for ACTIVE" },
 		{ "long", CLI_OPT_BOOL, &opts.long_list, 0, 0, NULL,
 		  "list: name, status and mode, tab-separated" },
-		{ "json", CLI_OPT_BOOL, &opts.json, 0, 0, NULL, "describe: print the JSON answers" },
+		{ "json", CLI_OPT_BOOL, &opts.json, 0, 0, NULL,
+		  "describe: print the JSON answers" },
 		CLI_CONN_OPTS(&opts.conn),
 	};
 	static const char *const verbs[] = { "create", "list", "describe", "delete" };
@@ -334,7 +335,8 @@ cmd_stream(int argc, char **argv)
 		known = known || strcmp(args.positional[0], verbs[i]) == 0;
 	if (!known || !stream_args_valid(&args, &opts)) {
 		if (!known)
-			fprintf(stderr, "sluice stream: expected create, list, describe or delete\n");
+			fprintf(stderr, "sluice stream: expected create, list, describe or "
+				"delete\n");
 		cli_args_usage(stderr, stream_synopsis, table, ARRAY_SIZE(table));
 		return CMD_EXIT_USAGE;
 	}

@@ -282,7 +282,7 @@ kc_http_response_parse(const char *buf, size_t size, struct kc_http_response *re
 	}
 	if (!have_length) {
 		if (!kc_status_has_no_body(response->status))
-			return -EBADMSG;  /* No read-until-close: a keep-alive client needs lengths. */
+			return -EBADMSG;  /* No read-until-close: keep-alive needs lengths. */
 		response->body_size = 0;
 	}
 	if (size - response->header_size < response->body_size)
@@ -370,8 +370,8 @@ kc_sigv4_canonical_hash(const struct kc_sigv4_request *request, const char *sign
 	SHA256(request->body, request->body_size, digest);
 	kc_hex(digest, sizeof(digest), body_hex);
 	size = snprintf(canonical, sizeof(canonical),
-			"POST\n/\n\ncontent-type:%s\nhost:%s\nx-amz-date:%s\n%s%s%sx-amz-target:%s\n"
-			"\n%s\n%s",
+			"POST\n/\n\ncontent-type:%s\nhost:%s\nx-amz-date:%s\n%s%s%s"
+			"x-amz-target:%s\n\n%s\n%s",
 			request->content_type, request->host, request->amz_date,
 			request->session_token != NULL ? "x-amz-security-token:" : "",
 			request->session_token != NULL ? request->session_token : "",
@@ -412,7 +412,8 @@ kc_sigv4_authorization(const struct kc_sigv4_request *request, char *out, size_t
 	size = snprintf(secret, sizeof(secret), "AWS4%s", request->secret_key);
 	if (size < 0 || (size_t)size >= sizeof(secret))
 		return -ENAMETOOLONG;
-	/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
+	/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service),
+	 *                 "aws4_request") */
 	kc_hmac(secret, (size_t)size, date, key);
 	kc_hmac(key, sizeof(key), request->region, key);
 	kc_hmac(key, sizeof(key), request->service, key);
@@ -506,7 +507,8 @@ kc_receive(struct kc_client *client, struct kc_http_response *response, size_t *
 		ssize_t got;
 
 		if (received == client->rx_capacity) {
-			size_t capacity = client->rx_capacity == 0 ? 65536 : 2 * client->rx_capacity;
+			size_t capacity = client->rx_capacity == 0 ? 65536 :
+					  2 * client->rx_capacity;
 			char *rx = realloc(client->rx, capacity);
 
 			if (rx == NULL)

@@ -88,7 +88,8 @@ Test(cli_hist, percentiles_bound_the_truth)
 	for (size_t i = 0; i < 100000; i++) {
 		/* Log-uniform from 1 us to 1 s, as latencies spread. */
 		state = state * 6364136223846793005u + 1442695040888963407u;
-		values[i] = (uint64_t)(1000.0 * pow(1e6, (double)(state >> 11) / 9007199254740992.0));
+		values[i] = (uint64_t)(1000.0 * pow(1e6, (double)(state >> 11) /
+						    9007199254740992.0));
 		cli_hist_record(&hist, values[i]);
 	}
 	qsort(values, 100000, sizeof(values[0]), u64_compare);
@@ -116,5 +117,6 @@ Test(cli_hist, merge_adds)
 	cr_assert_eq(a.count, 3);
 	cr_assert_eq(a.min, 7);
 	cr_assert_eq(a.max, 1000000);
-	cr_assert_eq(cli_hist_percentile(&a, 50.0), cli_hist_bucket_high(cli_hist_bucket_index(100)));
+	cr_assert_eq(cli_hist_percentile(&a, 50.0),
+		     cli_hist_bucket_high(cli_hist_bucket_index(100)));
 }

@@ -126,8 +126,10 @@ Test(kc_http, headers_over_the_limit)
 Test(kc_http, bodiless_statuses_chunked_and_connection)
 {
 	static const char no_content[] = "HTTP/1.1 204 No Content\r\n\r\n";
-	static const char chunked[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-	static const char closing[] = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+	static const char chunked[] =
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+	static const char closing[] =
+		"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
 	static const char old[] = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
 	static const char old_kept[] =
 		"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n";
@@ -167,8 +169,8 @@ Test(kc_http, error_bodies)
 	cr_assert_str_eq(error.type, "ResourceNotFoundException");
 	cr_assert_str_eq(error.message, "x");
 	cr_assert_eq(error.http_status, 400);
-	error_of("HTTP/1.1 400 Bad\r\n", "{\"__type\":\"SerializationException\",\"Message\":\"bad\"}",
-		 &error);
+	error_of("HTTP/1.1 400 Bad\r\n",
+		 "{\"__type\":\"SerializationException\",\"Message\":\"bad\"}", &error);
 	cr_assert_str_eq(error.type, "SerializationException");
 	cr_assert_str_eq(error.message, "bad");
 	error_of("HTTP/1.1 403 Forbidden\r\nx-amzn-ErrorType: AccessDeniedException:http://x\r\n",
