@@ -172,6 +172,7 @@ batch_begin(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns
 	b->opened_ns = now_ns;
 	b->sends = 0;
 	b->sent_once = false;
+	b->all_hashed = true;
 	b->last_status = FRAME_STATUS_OK;
 }
 
@@ -291,6 +292,63 @@ seq_window_allows(const struct sluice_producer *p)
 	return true;
 }
 
+static int
+sort_entry_compare(const void *a, const void *b)
+{
+	const struct producer_sort_entry *x = a;
+	const struct producer_sort_entry *y = b;
+	int order = memcmp(x->hash_key, y->hash_key, FRAME_HASH_KEY_SIZE);
+
+	if (order != 0)
+		return order;
+	return x->index < y->index ? -1 : 1;    /* Stable: one key keeps put order. */
+}
+
+/*
+ * Rewrites the lane's open batch, sorted by hash key, into the lane's other
+ * (empty) buffer, which becomes the open batch. Shards own contiguous
+ * hash-key ranges, so a shard's records end up adjacent: the ACK needs one
+ * run per shard touched, which keeps replayed ACKs' detail (frame.h,
+ * FRAME_DEDUP_RUNS_MAX). Same key means same hash, so key order holds.
+ */
+static void
+lane_sort(struct sluice_producer *p, struct producer_lane *lane)
+{
+	struct producer_batch *from = &lane->batches[lane->open_index];
+	struct producer_batch *to = &lane->batches[lane->open_index ^ 1];
+	uint32_t head = FRAME_RECORDS_HEADER_SIZE + (uint32_t)strlen(p->stream_name);
+	struct frame_records view = { .records = from->frame + head,
+				      .record_count = from->writer.record_count };
+	struct frame_record_iter iter;
+	struct frame_record r;
+	uint32_t count = 0;
+	uint32_t pos = head;
+
+	frame_record_iter_init(&iter, &view);
+	for (const uint8_t *start = iter.next; frame_record_iter_next(&iter, &r); start = iter.next) {
+		p->sort[count] = (struct producer_sort_entry){
+			.hash_key = r.hash_key, .record = start,
+			.record_size = (uint32_t)(iter.next - start), .index = count,
+		};
+		count++;
+	}
+	qsort(p->sort, count, sizeof(p->sort[0]), sort_entry_compare);
+	memcpy(to->frame, from->frame, head);
+	for (uint32_t i = 0; i < count; i++) {
+		memcpy(to->frame + pos, p->sort[i].record, p->sort[i].record_size);
+		pos += p->sort[i].record_size;
+		to->tags[i] = from->tags[p->sort[i].index];
+	}
+	assert(pos == from->writer.size);
+	*to = (struct producer_batch){ .frame = to->frame, .tags = to->tags,
+				       .writer = from->writer, .opened_ns = from->opened_ns,
+				       .state = BATCH_OPEN, .all_hashed = true };
+	to->writer.buf = to->frame;
+	from->state = BATCH_EMPTY;
+	from->writer.record_count = 0;
+	lane->open_index ^= 1;
+}
+
 /* Seals the lane's open batch and sends it, if its in-flight slot, the window and credit allow. */
 static bool
 lane_seal(struct sluice_producer *p, struct producer_lane *lane, uint64_t now_ns)
@@ -305,6 +363,10 @@ lane_seal(struct sluice_producer *p, struct producer_lane *lane, uint64_t now_ns
 	if (p->inflight_bytes > 0 &&
 	    p->inflight_bytes + b->writer.size + b->writer.reserve > p->credit_size)
 		return false;
+	if (b->all_hashed && b->writer.record_count > 1) {
+		lane_sort(p, lane);
+		b = &lane->batches[lane->open_index];
+	}
 	b->batch_seq = p->next_seq++;
 	seq_le = b->batch_seq;       /* The host is little-endian, as the wire (frame.h). */
 	memcpy(b->frame + PRODUCER_OFF_BATCH_SEQ, &seq_le, sizeof(seq_le));
@@ -467,6 +529,7 @@ sluice_producer_put(struct sluice_producer *p, const void *key, uint16_t key_siz
 	}
 	rc = frame_writer_add(&b->writer, &r);
 	assert(rc == 0);    /* record_prepare() and the room check above. */
+	b->all_hashed = b->all_hashed && r.hash_kind != FRAME_HASH_NONE;
 	b->tags[b->writer.record_count - 1] = tag;
 	p->stats.records_put++;
 	if (b->writer.record_count == p->config.batch_records_max)

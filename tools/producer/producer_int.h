@@ -40,6 +40,15 @@ struct producer_batch {
 	uint8_t last_status;        /* Status of the last NACK, FRAME_STATUS_OK if none. */
 	bool queued;                /* TCP: in the transmit queue. */
 	bool sent_once;             /* False until its first send (for stats). */
+	bool all_hashed;            /* Every record carries a hash key: sortable by it. */
+};
+
+/* One record of a batch being sorted by hash key. */
+struct producer_sort_entry {
+	const uint8_t *hash_key;
+	const uint8_t *record;
+	uint32_t record_size;
+	uint32_t index;
 };
 
 /* One lane: a batch being filled and at most one in flight (keeps key order). */
@@ -73,6 +82,7 @@ struct sluice_producer {
 	uint32_t rx_size;
 	uint8_t rx[2 * FRAME_ACK_SIZE_MAX];
 	struct producer_lane lanes[FRAME_DEDUP_WINDOW];
+	struct producer_sort_entry sort[FRAME_RECORDS_MAX];
 	struct sluice_producer_stats stats;
 };
 

@@ -14,7 +14,8 @@
  * each lane fills one batch (closed when it reaches batch_records_max or
  * batch_size_max, or is linger_us old) and has at most one batch in flight,
  * so records with the same partition key are stored in put order, retries
- * included.
+ * included. A batch whose records all carry hash keys is sorted by hash key
+ * (stably) when sealed, so the ACK needs one run per shard touched.
  *
  * Exactly once: each batch carries (producer_id, epoch, batch_seq); retries
  * resend the same batch, which the appliance stores at most once. At most
