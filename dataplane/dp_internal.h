@@ -34,7 +34,9 @@ struct dp_worker {
 	uint16_t queue_id;
 	uint32_t idle_polls;        /* Consecutive empty polls. */
 	uint16_t tx_count;
+	uint16_t done_count;
 	struct rte_mbuf *tx[DP_TX_BURST];
+	struct rte_mbuf *done[DP_RX_BURST]; /* Consumed this burst: freed in bulk after it. */
 	struct dp_ingest ingest;    /* Staging, frames in flight, key cache. */
 } __rte_cache_aligned;
 
@@ -81,7 +83,7 @@ void dp_eal_cleanup(struct dp *dp);
 int dp_port_open(struct dp *dp);
 void dp_port_close(struct dp *dp);
 
-/* dp_net.c: L2/L3; consumes `m` (sent, handed on, or freed). */
+/* dp_net.c: L2/L3; consumes `m` (sent, or put on w->done to be freed after the burst). */
 void dp_net_input(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc);
 /*
  * A new packet to `peer` from our ingest port, with room for `payload_size`

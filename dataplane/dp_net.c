@@ -185,7 +185,7 @@ dp_net_udp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	peer.port_be = udp->src_port;
 	dp_ingest_datagram(w, &peer, (const uint8_t *)(udp + 1),
 			   (uint32_t)(l4_size - sizeof(*udp)), now_tsc);
-	rte_pktmbuf_free(m);
+	w->done[w->done_count++] = m; /* Ingest copied what it keeps. */
 	return DP_NET_CONSUMED;
 }
 
@@ -265,7 +265,7 @@ dp_net_input(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc)
 		return;
 	assert(verdict >= 0 && verdict < DP_COUNTER_COUNT);
 	dp_count(w, (enum dp_counter)verdict, 1);
-	rte_pktmbuf_free(m);
+	w->done[w->done_count++] = m;
 }
 
 struct rte_mbuf *

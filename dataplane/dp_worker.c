@@ -67,6 +67,9 @@ dp_worker_poll(struct dp_worker *w, uint64_t now_tsc)
 			rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void *));
 		dp_net_input(w, rx[i], now_tsc);
 	}
+	assert(w->done_count <= count);
+	rte_pktmbuf_free_bulk(w->done, w->done_count);
+	w->done_count = 0;
 	work = count + dp_ingest_poll(w, now_tsc);
 	dp_worker_tx_flush(w);
 	dp_count(w, DP_RX_PACKETS, count);
