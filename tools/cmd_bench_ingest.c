@@ -858,7 +858,7 @@ cmd_bench_ingest(int argc, char **argv)
 		  "distinct partition keys (default 1000)" },
 		{ "zipf-s", CLI_OPT_DOUBLE, &b.zipf_s, 0, 10, "S", "Zipf exponent (default 0.99)" },
 		{ "connections", CLI_OPT_COUNT, &b.connection_count, 1, BENCH_CONNECTIONS_MAX, "N",
-		  "connections, one frame in flight each (default 4)" },
+		  "http connections, one frame in flight each (default 16)" },
 		{ "producers", CLI_OPT_COUNT, &b.connection_count, 1, BENCH_CONNECTIONS_MAX, "N",
 		  "same as --connections" },
 		{ "duration", CLI_OPT_DURATION, &b.duration_ns, 1000000, 86400000000000, "D",
@@ -884,7 +884,7 @@ cmd_bench_ingest(int argc, char **argv)
 	b.records_per_frame = 1;
 	b.key_count = 1000;
 	b.zipf_s = 0.99;
-	b.connection_count = 4;
+	b.connection_count = 16;
 	b.duration_ns = 10000000000ull;
 	b.drain_ns = 5000000000ull;
 	b.epoll_fd = -1;
