@@ -14,6 +14,13 @@ const struct rte_ether_addr dp_test_peer_mac = { { 0x02, 0, 0, 0, 0, 0x02 } };
 void
 dp_test_open(struct log *log)
 {
+	dp_test_open_auth(log, NULL, 0, false);
+}
+
+void
+dp_test_open_auth(struct log *log, const struct frame_auth_key *keys, uint32_t count,
+		  bool required)
+{
 	struct dp_config c;
 	int rc;
 
@@ -26,6 +33,9 @@ dp_test_open(struct log *log)
 	c.ipv4 = DP_TEST_IPV4;
 	c.ingest_port = DP_TEST_PORT;
 	c.log = log;
+	c.auth_keys = keys;
+	c.auth_key_count = count;
+	c.auth_required = required;
 	rc = dp_open(&c, &dp_test);
 	cr_assert_eq(rc, 0, "dp_open: %d", rc);
 	dp_test_pool = rte_pktmbuf_pool_create("dp_test", 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,

@@ -28,6 +28,9 @@ extern const struct rte_ether_addr dp_test_peer_mac;
 
 /* Opens the dataplane on net_ring0 with `log` (may be NULL); Criterion asserts. */
 void dp_test_open(struct log *log);
+/* The same with producer HMAC keys (and whether frames must carry a tag). */
+void dp_test_open_auth(struct log *log, const struct frame_auth_key *keys, uint32_t count,
+		       bool required);
 void dp_test_close(void);
 
 /* Puts a copy of `bytes` on the worker's RX queue. */

@@ -56,8 +56,14 @@ remove_tree(const char *path)
 	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static const struct frame_auth_key test_key = {
+	.key_id = 77,
+	.key_size = 32,
+	.key = "0123456789abcdef0123456789abcdef",
+};
+
 static void
-setup(void)
+open_log(uint32_t batches_per_producer)
 {
 	struct log_config lc;
 
@@ -68,7 +74,32 @@ setup(void)
 	lc.segment_size = 4u << 20;
 	lc.batch_size = 16u << 10;
 	lc.commit_window_us = 50;
+	if (batches_per_producer != 0)
+		lc.batches_per_producer = batches_per_producer;
 	cr_assert_eq(log_open(&lc, &test_log), 0);
+}
+
+static void
+setup(void)
+{
+	open_log(0);
+	dp_test_open(test_log);
+	publish_stream();
+}
+
+static void
+setup_auth(void)
+{
+	open_log(0);
+	dp_test_open_auth(test_log, &test_key, 1, true);
+	publish_stream();
+}
+
+/* A log pool of 4 batches per producer: at most 4 spares, so 5 shards in a frame is too many. */
+static void
+setup_small_pool(void)
+{
+	open_log(4);
 	dp_test_open(test_log);
 	publish_stream();
 }
@@ -444,4 +475,132 @@ Test(dp_ingest, rate_limits_nacks)
 	dp_test_poll();
 	cr_assert_lt(dp_test_counter(DP_NACKS_SENT), 100, "burst %u", DP_NACK_BURST);
 	cr_assert_eq(dp_test_counter(DP_NACKS_SENT) + dp_test_counter(DP_NACKS_SUPPRESSED), 200);
+}
+
+/* Signs a finished frame with `key` at the current wall-clock time. */
+static void
+sign(uint8_t *frame, uint16_t size, const struct frame_auth_key *key)
+{
+	frame_auth_sign(frame, size, key, clock_real_ns() / 1000000u);
+}
+
+static uint16_t
+auth_frame(uint8_t *buf, uint64_t seq)
+{
+	struct frame_batch_params params = {
+		.producer_id = 31,
+		.batch_seq = seq,
+		.producer_epoch = 1,
+		.ack_mode = FRAME_ACK_RECEIVED,
+		.auth = true,
+		.stream_name = "orders",
+		.stream_name_size = 6,
+	};
+	struct frame_record r = {
+		.key = (const uint8_t *)"signed",
+		.key_size = 6,
+		.data = (const uint8_t *)"payload",
+		.data_size = 7,
+	};
+	struct frame_writer fw;
+	int size;
+
+	cr_assert_eq(frame_writer_begin(&fw, buf, 1400, &params), 0);
+	cr_assert_eq(frame_writer_add(&fw, &r), 0);
+	size = frame_writer_finish(&fw);
+	cr_assert_gt(size, 0);
+	return (uint16_t)size;
+}
+
+static uint8_t
+answer_status(void)
+{
+	struct frame_ack ack;
+	struct rte_mbuf *m;
+
+	dp_test_poll();
+	cr_assert_eq(dp_test_sent(&m, 1), 1, "an answer in the same pass");
+	decode_answer(m, &ack, NULL);
+	return ack.type == FRAME_TYPE_ACK ? FRAME_STATUS_OK : ack.status;
+}
+
+Test(dp_ingest_auth, requires_a_valid_hmac_tag, .init = setup_auth, .fini = teardown, .timeout = 30)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "k", .data = "unsigned" };
+	struct frame_auth_key wrong = test_key;
+	uint16_t size;
+
+	send_payload(buf, records_frame(buf, "orders", 31, 1, FRAME_ACK_RECEIVED, &r, 1));
+	cr_assert_eq(answer_status(), FRAME_STATUS_AUTH_FAILED, "no tag");
+
+	size = auth_frame(buf, 2);
+	wrong.key[0] ^= 1;
+	sign(buf, size, &wrong);
+	send_payload(buf, size);
+	cr_assert_eq(answer_status(), FRAME_STATUS_AUTH_FAILED, "tag under another key");
+
+	size = auth_frame(buf, 3);
+	sign(buf, size, &test_key);
+	send_payload(buf, size);
+	cr_assert_eq(answer_status(), FRAME_STATUS_OK, "signed with the producer's key");
+	cr_assert_eq(dp_test_counter(DP_FRAMES_UNAUTHENTICATED), 2);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1);
+}
+
+/* A frame that cannot be staged whole is refused whole: THROTTLED, nothing stored. */
+Test(dp_ingest_pool, refuses_a_frame_it_cannot_stage_whole, .init = setup_small_pool,
+     .fini = teardown, .timeout = 30)
+{
+	static char keys[64][8];
+	struct rec recs[64];
+	uint8_t buf[1500];
+	uint32_t shards_hit = 0;
+	uint32_t count = 0;
+
+	/* Keys until all four shards are hit: needs four spares, the pool holds four ... */
+	for (uint32_t i = 0; i < 64 && shards_hit != 0xf; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "t%u", i);
+		recs[i] = (struct rec){ .key = keys[i], .data = "x" };
+		shards_hit |= 1u << shard_of(keys[i]);
+		count++;
+	}
+	cr_assert_eq(shards_hit, 0xf);
+	/* ... but one batch is already open for another frame, so only three are spare. */
+	send_payload(buf, records_frame(buf, "orders", 0, 0, FRAME_ACK_NONE, recs, 1));
+	dp_test_poll();
+	send_payload(buf, records_frame(buf, "orders", 50, 1, FRAME_ACK_RECEIVED, recs, count));
+	cr_assert_eq(answer_status(), FRAME_STATUS_THROTTLED);
+	cr_assert_eq(dp_test_counter(DP_DROP_NO_BATCH), 1);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1, "only the first frame");
+
+	/* Once the open batch is durable, its spare returns and a retry goes in whole. */
+	pump_until_sent(100);
+	send_payload(buf, records_frame(buf, "orders", 50, 1, FRAME_ACK_RECEIVED, recs, count));
+	cr_assert_eq(answer_status(), FRAME_STATUS_OK);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1 + count);
+}
+
+/* More runs than fit one datagram: the ACK says stored, without per-record detail. */
+Test(dp_ingest, acks_without_detail_when_runs_do_not_fit)
+{
+	static char keys[200][8];
+	struct rec recs[200];
+	uint8_t buf[1500];
+	struct frame_ack ack;
+	struct rte_mbuf *m;
+
+	for (uint32_t i = 0; i < 150; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "%u", i);
+		recs[i] = (struct rec){ .key = keys[i], .data = "" };
+	}
+	send_payload(buf, records_frame(buf, "orders", 60, 1, FRAME_ACK_DURABLE, recs, 150));
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m);
+	decode_answer(m, &ack, NULL);
+	cr_assert_eq(ack.status, FRAME_STATUS_OK);
+	cr_assert_eq(ack.record_count, 150);
+	cr_assert(ack.flags & FRAME_F_NO_DETAIL);
+	cr_assert_eq(ack.run_count, 0);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 150);
 }
