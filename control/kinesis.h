@@ -119,6 +119,7 @@ struct kinesis {
 	struct metadata *md;
 	uint8_t secret[ITERATOR_SECRET_SIZE];
 	struct kinesis_stream *streams;   /* SLUICE_STREAMS_MAX slots. */
+	uint32_t streams_high;            /* No slot at or above this index was ever used. */
 	struct kinesis_pending *pending;  /* KINESIS_PENDING_MAX slots. */
 	struct kinesis_put_result *results;
 	uint32_t pending_count;
@@ -255,6 +256,8 @@ struct kinesis_stream *kinesis_stream_resolve(struct kinesis *k, struct api_call
 					      const struct kv_value *arn);
 struct kinesis_stream *kinesis_stream_find(struct kinesis *k, const char *name, size_t size);
 struct kinesis_stream *kinesis_stream_by_id(struct kinesis *k, uint32_t stream_id);
+/* Marks slot `s` used (and raises streams_high). */
+void kinesis_stream_use(struct kinesis *k, struct kinesis_stream *s);
 void kinesis_stream_free(struct kinesis_stream *s);
 const char *kinesis_status_name(enum kinesis_status status);
 void kinesis_shard_id_format(uint32_t index, char buf[KINESIS_SHARD_ID_SIZE]);

@@ -122,10 +122,22 @@ kinesis_status_name(enum kinesis_status status)
 	return names[status];
 }
 
+void
+kinesis_stream_use(struct kinesis *k, struct kinesis_stream *s)
+{
+	uint32_t index = (uint32_t)(s - k->streams);
+
+	assert(index < SLUICE_STREAMS_MAX);
+	s->used = true;
+	if (index + 1 > k->streams_high)
+		k->streams_high = index + 1;
+}
+
+/* A linear scan bounded by streams_high: appliances hold a handful of streams. */
 struct kinesis_stream *
 kinesis_stream_find(struct kinesis *k, const char *name, size_t size)
 {
-	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++) {
+	for (uint32_t i = 0; i < k->streams_high; i++) {
 		struct kinesis_stream *s = &k->streams[i];
 
 		if (s->used && s->name_size == size && memcmp(s->name, name, size) == 0)
@@ -137,7 +149,7 @@ kinesis_stream_find(struct kinesis *k, const char *name, size_t size)
 struct kinesis_stream *
 kinesis_stream_by_id(struct kinesis *k, uint32_t stream_id)
 {
-	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++)
+	for (uint32_t i = 0; i < k->streams_high; i++)
 		if (k->streams[i].used && k->streams[i].stream_id == stream_id)
 			return &k->streams[i];
 	return NULL;
@@ -329,7 +341,7 @@ kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns)
 {
 	if (k->transitions == 0)
 		return;
-	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++) {
+	for (uint32_t i = 0; i < k->streams_high; i++) {
 		struct kinesis_stream *s = &k->streams[i];
 
 		if (!s->used || s->status_due_ns == 0 || mono_ns < s->status_due_ns)
@@ -362,7 +374,7 @@ kinesis_load_stream(void *arg, const struct metadata_stream *ms)
 	s->shards = calloc(ms->shard_count, sizeof(*s->shards));
 	if (s->shards == NULL)
 		return -ENOMEM;
-	s->used = true;
+	kinesis_stream_use(k, s);
 	s->stream_id = ms->stream_id;
 	s->incarnation = ms->incarnation;
 	s->name_size = strlen(ms->name);

@@ -320,7 +320,7 @@ kinesis_create(struct kinesis *k, struct api_call *call, const struct api_reques
 		kinesis_internal_error(call);
 		return;
 	}
-	s->used = true;
+	kinesis_stream_use(k, s);
 	k->shards_total += count;
 	kinesis_status_schedule(k, s, KINESIS_CREATING, KINESIS_ACTIVE);
 	api_call_reply(call, 200);
