@@ -170,14 +170,36 @@ log_open_io(struct log *log, const struct log_config *config)
 	return log_io_default_open(config->dir_path, &log->io);
 }
 
+/* Read-only: the segment size found on disk, and a reader buffer for any batch. */
+static int
+log_open_read_only(struct log *log)
+{
+	struct log_config *c = &log->config;
+	int err = c->segment_size != 0 ? 0 : log_probe_segment_size(log->io, &c->segment_size);
+
+	if (err != 0)
+		return err;
+	if (c->segment_size == 0)
+		c->segment_size = 1u << 20;
+	c->writer_thread = false;
+	c->producers_max = 1;
+	c->batches_per_producer = 1;
+	c->batch_size = (uint32_t)min_u64(LOG_BATCH_SIZE_MAX, c->segment_size / 4);
+	c->commit_window_bytes = LOG_BLOCK_SIZE;
+	c->shards_max = SLUICE_SHARDS_MAX;
+	return config_check(c);
+}
+
 int
 log_open(const struct log_config *config, struct log **log_out)
 {
 	struct log *log;
-	int err = config_check(config);
+	int err = config->read_only ? 0 : config_check(config);
 
 	if (err != 0)
 		return err;
+	if (config->dir_path == NULL || strlen(config->dir_path) >= 4000)
+		return -EINVAL;
 	log = calloc(1, sizeof(*log));
 	if (log == NULL)
 		return -ENOMEM;
@@ -187,6 +209,8 @@ log_open(const struct log_config *config, struct log **log_out)
 	err = log_locks_init(log);
 	if (err == 0)
 		err = log_open_io(log, config);
+	if (err == 0 && config->read_only)
+		err = log_open_read_only(log);
 	if (err == 0)
 		err = log_shard_table_init(log);
 	if (err == 0)

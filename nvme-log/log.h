@@ -49,6 +49,9 @@ struct log_config {
 	struct log_io *io;             /* NULL: io_uring on real files. */
 	bool writer_thread;            /* true: log_open starts the writer thread.
 					* false: the caller drives log_writer_step(). */
+	bool read_only;                /* Inspect only (tools): recovery changes no file,
+					* no writer, producers refused (-EROFS);
+					* segment_size 0 = as found on disk. */
 };
 
 /* Fills `config` with the documented defaults (docs/CONFIG.md). */
@@ -137,6 +140,9 @@ int log_shard_info(struct log *log, uint64_t shard_id, struct log_shard_info *in
  */
 int log_shard_close(struct log *log, uint64_t shard_id, uint64_t *seq_end_out);
 
+/* Copies up to `count` known shard ids (any order); returns how many the log has. */
+uint32_t log_shard_list(struct log *log, uint64_t *ids_out, uint32_t count);
+
 /* Forgets all shards of a stream (DeleteStream); their data is reclaimed with its segments. */
 int log_stream_delete(struct log *log, uint32_t stream_id);
 
@@ -196,5 +202,33 @@ struct log_stats {
 };
 
 void log_stats_read(struct log *log, struct log_stats *stats_out);
+
+/* ---- Verification (sluice log verify) ----------------------------------- */
+
+struct log_verify_report {
+	uint64_t segments;           /* Segment files holding data. */
+	uint64_t segments_sealed;    /* ... of which came with an index file. */
+	uint64_t batches;
+	uint64_t records;
+	uint64_t bytes;              /* Batch bytes checked. */
+	uint64_t shards;
+	uint64_t crc_errors;         /* Indexed batches whose bytes do not check out. */
+	uint64_t index_mismatches;   /* Index entries that disagree with a scan of the data. */
+	uint64_t sequence_gaps;      /* Shard ranges missing inside retained data. */
+	uint64_t corruptions;        /* Everything recovery reported (includes the above kinds). */
+	uint64_t torn_tails;         /* Unacknowledged tails a reopen would cut. */
+};
+
+/* Called after each segment: bytes checked so far of `total`. */
+typedef void (*log_verify_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/*
+ * Full read-only check of a log directory: every batch's CRCs, every
+ * index file against a scan of its segment, sequence continuity per
+ * shard. Returns 0 when clean, -EBADMSG when anything is corrupt (the
+ * report says what), or another negative errno when it cannot be read.
+ */
+int log_verify(const char *dir_path, struct log_verify_report *report_out,
+	       log_verify_progress_fn progress, void *arg);
 
 #endif /* SLUICE_LOG_H */

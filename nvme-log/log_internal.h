@@ -299,6 +299,10 @@ void log_prep_stop(struct log *log);
 
 /* log_recover.c */
 int log_recover(struct log *log);
+int log_probe_segment_size(struct log_io *io, uint64_t *size_out);
+int log_segment_read_all(struct log *log, struct log_segment *seg, struct log_mem *image);
+int log_segment_scan_image(struct log *log, struct log_segment *seg, const uint8_t *image,
+			   uint32_t *corruptions_out, bool *torn_out);
 
 /* log_writer.c */
 int log_writer_start(struct log *log);

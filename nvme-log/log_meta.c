@@ -219,7 +219,7 @@ log_meta_load_or_create(struct log *log)
 				   strerror(-err));
 		return err;
 	}
-	if (err != -ENOENT)
+	if (err != -ENOENT || log->config.read_only)
 		return err;
 	if (log_io_dir_list(log->io, meta_any_segment, NULL) != 0) {
 		diag_error("log", "%s: segments without %s", log->dir_path, LOG_META_NAME);

@@ -162,6 +162,8 @@ log_producer_open(struct log *log, struct log_producer **producer_out)
 {
 	uint32_t count;
 
+	if (log->config.read_only)
+		return -EROFS;
 	pthread_mutex_lock(&log->producer_lock);
 	count = atomic_load(&log->producer_count);
 	for (uint32_t i = 0; i < log->config.producers_max; i++) {

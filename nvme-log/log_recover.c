@@ -195,8 +195,8 @@ scan_segment(struct log *log, struct log_segment *seg, const uint8_t *buf, uint6
 	return 0;
 }
 
-static int
-segment_read_all(struct log *log, struct log_segment *seg, struct log_mem *image)
+int
+log_segment_read_all(struct log *log, struct log_segment *seg, struct log_mem *image)
 {
 	int err = log_mem_alloc(image, log->config.segment_size);
 
@@ -205,6 +205,19 @@ segment_read_all(struct log *log, struct log_segment *seg, struct log_mem *image
 	err = log_io_pread(log->io, seg->file, image->addr, (uint32_t)log->config.segment_size, 0);
 	if (err != 0)
 		log_mem_free(image);
+	return err;
+}
+
+/* Walks a segment image into seg->entries, as recovery does (for log_verify). */
+int
+log_segment_scan_image(struct log *log, struct log_segment *seg, const uint8_t *image,
+		       uint32_t *corruptions_out, bool *torn_out)
+{
+	struct scan_state st = { .last_commit = seg->commit_first == 0 ? 0 : seg->commit_first - 1 };
+	int err = scan_segment(log, seg, image, log->config.segment_size, &st);
+
+	*corruptions_out = st.corruptions;
+	*torn_out = st.torn;
 	return err;
 }
 
@@ -221,7 +234,7 @@ recover_scan(struct log *log, struct log_segment *seg, bool headerless)
 {
 	struct scan_state st = { .last_commit = headerless ? 0 : seg->commit_first - 1 };
 	struct log_mem image;
-	int err = segment_read_all(log, seg, &image);
+	int err = log_segment_read_all(log, seg, &image);
 
 	if (err != 0)
 		return err;
@@ -251,6 +264,8 @@ recover_scan(struct log *log, struct log_segment *seg, bool headerless)
 	seg->state = LOG_SEGMENT_SEALED;
 	if (headerless && seg->entries != NULL)
 		seg->commit_first = seg->entries[0].commit_id;
+	if (log->config.read_only)
+		return 0;
 	return log_segment_index_write(log, seg);
 }
 
@@ -295,10 +310,12 @@ recover_drop(struct log *log, struct log_segment *seg)
 	char name[64];
 
 	log_io_file_close(log->io, seg->file);
-	log_segment_name(seg->segment_no, "log", name, sizeof(name));
-	log_io_file_remove(log->io, name);
-	log_segment_name(seg->segment_no, "idx", name, sizeof(name));
-	log_io_file_remove(log->io, name);
+	if (!log->config.read_only) {
+		log_segment_name(seg->segment_no, "log", name, sizeof(name));
+		log_io_file_remove(log->io, name);
+		log_segment_name(seg->segment_no, "idx", name, sizeof(name));
+		log_io_file_remove(log->io, name);
+	}
 	free(seg->entries);
 	free(seg);
 }
@@ -471,6 +488,38 @@ recover_shards(struct log *log)
 	}
 	for (uint32_t i = 0; i < log->shard_count; i++)
 		log->shards[i].seq_next = log->shards[i].seq_durable;
+	return err;
+}
+
+static int
+probe_first(void *arg, const char *name)
+{
+	uint64_t no;
+	char tail[8];
+
+	if (sscanf(name, "seg-%16" SCNx64 ".%7s", &no, tail) != 2 || strcmp(tail, "log") != 0)
+		return 0;
+	snprintf(arg, 64, "%s", name);
+	return 1;
+}
+
+/* Read-only opens take the segment size from the files (0 when there are none). */
+int
+log_probe_segment_size(struct log_io *io, uint64_t *size_out)
+{
+	char name[64] = "";
+	uint32_t file;
+	int err;
+
+	*size_out = 0;
+	log_io_dir_list(io, probe_first, name);
+	if (name[0] == '\0')
+		return 0;
+	err = log_io_file_open(io, name, 0, &file);
+	if (err != 0)
+		return err;
+	err = log_io_file_size(io, file, size_out);
+	log_io_file_close(io, file);
 	return err;
 }
 

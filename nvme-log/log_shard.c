@@ -169,3 +169,20 @@ log_stream_deleted_before(const struct log *log, uint64_t shard_id, uint64_t com
 	}
 	return false;
 }
+
+uint32_t
+log_shard_list(struct log *log, uint64_t *ids_out, uint32_t count)
+{
+	uint32_t known = 0;
+
+	pthread_mutex_lock(&log->index_lock);
+	for (uint32_t i = 0; i < log->shard_count; i++) {
+		if (log->shards[i].deleted)
+			continue;
+		if (known < count)
+			ids_out[known] = log->shards[i].shard_id;
+		known++;
+	}
+	pthread_mutex_unlock(&log->index_lock);
+	return known;
+}
