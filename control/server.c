@@ -463,44 +463,54 @@ server_conn_send(struct server_conn *c, const void *a, size_t a_size, const void
 	return m > 0 ? n + m : n;
 }
 
+struct server_conn *
+server_conn_adopt(struct api_server *s, int fd, bool tls)
+{
+	struct server_conn *c;
+
+	if (s->conn_free_count == 0) {
+		s->stats.connections_refused++;
+		close(fd);
+		return NULL;
+	}
+	c = &s->conns[s->conn_free[--s->conn_free_count]];
+	assert(c->state == CONN_FREE);
+	c->fd = fd;
+	c->state = tls ? CONN_TLS_HANDSHAKE : CONN_DETECT;
+	c->want_write = c->tls_want_write = c->closing = c->read_paused = false;
+	c->activity_ns = s->now_ns;
+	c->request_start_ns = 0;
+	c->in_used = 0;
+	c->epoll_events = EPOLLIN;
+	c->ssl = NULL;
+	s->conns_used++;
+	s->stats.connections_accepted++;
+	if (tls)
+		c->ssl = SSL_new(s->ssl_ctx);
+	if (tls && (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
+		server_conn_close(c);
+		return NULL;
+	}
+	if (tls)
+		SSL_set_accept_state(c->ssl);
+	if (server_epoll_add(s, fd, EPOLLIN, c->index) != 0) {
+		server_conn_close(c);
+		return NULL;
+	}
+	return c;
+}
+
 static void
 server_accept(struct api_server *s, int listen_fd, bool tls)
 {
 	for (int i = 0; i < SERVER_ACCEPT_BURST; i++) {
 		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		int one = 1;
-		struct server_conn *c;
 
 		if (fd < 0)
 			return;  /* EAGAIN, or a connection that died in the backlog. */
-		if (s->conn_free_count == 0) {
-			s->stats.connections_refused++;
-			close(fd);
-			continue;
-		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c = &s->conns[s->conn_free[--s->conn_free_count]];
-		assert(c->state == CONN_FREE);
-		c->fd = fd;
-		c->state = tls ? CONN_TLS_HANDSHAKE : CONN_DETECT;
-		c->want_write = c->tls_want_write = c->closing = c->read_paused = false;
-		c->activity_ns = s->now_ns;
-		c->request_start_ns = 0;
-		c->in_used = 0;
-		c->epoll_events = EPOLLIN;
-		c->ssl = NULL;
-		s->conns_used++;
-		s->stats.connections_accepted++;
-		if (tls)
-			c->ssl = SSL_new(s->ssl_ctx);
-		if (tls && (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
-			server_conn_close(c);
-			continue;
-		}
-		if (tls)
-			SSL_set_accept_state(c->ssl);
-		if (server_epoll_add(s, fd, EPOLLIN, c->index) != 0)
-			server_conn_close(c);
+		server_conn_adopt(s, fd, tls);
 	}
 }
 
@@ -567,7 +577,7 @@ server_tls_handshake(struct server_conn *c)
 	server_conn_dirty(c);  /* Application data may already sit in OpenSSL's buffer. */
 }
 
-static void
+void
 server_conn_event(struct server_conn *c, uint32_t events)
 {
 	/* A TLS read that needed the socket writable is retried when it is. */
@@ -598,8 +608,7 @@ server_conn_event(struct server_conn *c, uint32_t events)
 	server_conn_dirty(c);
 }
 
-/* Writes replies and resumes reads for every connection something happened to. */
-static void
+void
 server_service_dirty(struct api_server *s)
 {
 	while (s->dirty != NULL) {

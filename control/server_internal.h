@@ -187,6 +187,12 @@ struct api_server {
 };
 
 /* ---- server.c: connections ---- */
+/* Takes a connected, non-blocking socket into the table (closed when the table is full). */
+struct server_conn *server_conn_adopt(struct api_server *s, int fd, bool tls);
+/* Handles epoll `events` for `c`. */
+void server_conn_event(struct server_conn *c, uint32_t events);
+/* Writes replies and resumes reads for every connection something happened to. */
+void server_service_dirty(struct api_server *s);
 /* Queues `c` for server_conn_service() at the end of the loop pass. */
 void server_conn_dirty(struct server_conn *c);
 /* Closes now: detaches calls the actions hold, frees the others. */

@@ -85,7 +85,7 @@ buf_pool_put(struct buf_pool *pool, void *buf, size_t size)
 		c->free[c->free_count++] = buf;
 		return;
 	}
-	assert(!"buffer size matches no pool class");
+	assert(false);  /* The size matches no class: not a buffer of this pool. */
 }
 
 size_t
