@@ -36,6 +36,31 @@ entries_equal(const struct log_index_entry *a, const struct log_index_entry *b)
 	       a->record_count == b->record_count && a->commit_id == b->commit_id;
 }
 
+/* Batches in one list and not the other (both are in segment order). */
+static uint64_t
+entries_diff(const struct log_segment *a, const struct log_segment *b)
+{
+	uint64_t diff = 0;
+	uint32_t i = 0;
+	uint32_t j = 0;
+
+	while (i < a->entry_count || j < b->entry_count) {
+		if (i < a->entry_count && j < b->entry_count &&
+		    entries_equal(&a->entries[i], &b->entries[j])) {
+			i++;
+			j++;
+		} else if (j == b->entry_count ||
+			   (i < a->entry_count && a->entries[i].offset < b->entries[j].offset)) {
+			i++;
+			diff++;
+		} else {
+			j++;
+			diff++;
+		}
+	}
+	return diff;
+}
+
 /* Checks one segment's index against its bytes. */
 static int
 verify_segment(struct log *log, struct log_segment *seg, struct log_verify_report *rep)
@@ -61,16 +86,14 @@ verify_segment(struct log *log, struct log_segment *seg, struct log_verify_repor
 		rep->bytes += e->size;
 	}
 	if (seg->index_persisted) {
+		uint64_t before = rep->index_mismatches;
+
 		err = log_segment_scan_image(log, &scan, image.addr, &corruptions, &torn);
-		for (uint32_t i = 0; err == 0 && i < max_u64(scan.entry_count, seg->entry_count); i++) {
-			if (i < scan.entry_count && i < seg->entry_count &&
-			    entries_equal(&scan.entries[i], &seg->entries[i]))
-				continue;
-			rep->index_mismatches++;
-		}
-		if (rep->index_mismatches != 0)
-			diag_error("log", "verify: segment %" PRIu64 ": index file disagrees with data",
-				   seg->segment_no);
+		if (err == 0)
+			rep->index_mismatches += entries_diff(&scan, seg);
+		if (rep->index_mismatches != before)
+			diag_error("log", "verify: segment %" PRIu64 ": index file disagrees with data "
+				   "on %" PRIu64 " batches", seg->segment_no, rep->index_mismatches - before);
 		free(scan.entries);
 		rep->segments_sealed++;
 	}

@@ -109,21 +109,34 @@ dump_record(void *arg, const struct log_record_out *rec)
 	return 0;
 }
 
-/* Dumps one shard from `from` to its durable end. Returns 0 or a negative errno. */
+/*
+ * Dumps one shard from `from` to its durable end; a corrupt range is
+ * reported on stderr and skipped. Returns 0, or -EBADMSG if any was.
+ */
 static int
-dump_shard(struct log_reader *reader, uint64_t shard_id, uint64_t from)
+dump_shard(struct log *log, struct log_reader *reader, uint64_t shard_id, uint64_t from)
 {
+	struct log_shard_info info;
 	uint64_t seq = from;
-	int n;
+	int rc = 0;
 
-	while ((n = log_read(reader, shard_id, seq, 4096, 64u << 20, dump_record, &shard_id,
-			     &seq)) > 0)
-		;
-	if (n < 0)
-		fprintf(stderr, "sluice log dump: shard %" PRIu32 ":%" PRIu32 " at seq %" PRIu64
-			": %s\n", LOG_SHARD_STREAM(shard_id), LOG_SHARD_INDEX(shard_id), seq,
-			strerror(-n));
-	return n;
+	log_shard_info(log, shard_id, &info);
+	if (seq < info.seq_trim)
+		seq = info.seq_trim;
+	while (seq < info.seq_durable) {
+		int n = log_read(reader, shard_id, seq, 4096, 64u << 20, dump_record, &shard_id,
+				 &seq);
+
+		if (n > 0)
+			continue;
+		if (n == 0)
+			break;
+		fprintf(stderr, "sluice log dump: shard %" PRIu32 ":%" PRIu32 " seq %" PRIu64 ": %s\n",
+			LOG_SHARD_STREAM(shard_id), LOG_SHARD_INDEX(shard_id), seq, strerror(-n));
+		rc = -EBADMSG;
+		seq++;
+	}
+	return rc;
 }
 
 static int
@@ -176,7 +189,7 @@ log_dump_all(struct log *log, bool one, uint64_t shard_id, uint64_t from)
 		qsort(ids, count, sizeof(*ids), compare_u64);
 	}
 	for (uint32_t i = 0; err == 0 && i < count; i++)
-		failed |= dump_shard(reader, one ? shard_id : ids[i], from) < 0;
+		failed |= dump_shard(log, reader, one ? shard_id : ids[i], from) < 0;
 	free(ids);
 	if (err == 0)
 		log_reader_close(reader);
