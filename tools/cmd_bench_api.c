@@ -4,7 +4,8 @@
  * latency measured in the same run on the same disk.
  *
  *   1. PutRecords of 500 x 100 B over HTTP/1.1 keep-alive, --connections
- *      closed loops, durable acknowledgements: records/s.
+ *      closed loops, durable acknowledgements: records/s; then the same over
+ *      h2c through h2load (nghttp2's load generator) when it is installed.
  *   2. GetRecords from TRIM_HORIZON over what phase 1 wrote (the tail, hot in
  *      the page cache), one reader per shard: response bytes/s.
  *   3. Single PutRecord of 100 B at low load (one connection, one in flight):
@@ -433,6 +434,51 @@ out_rmdir: {
 	return rc;
 }
 
+/*
+ * Phase 1b: the same PutRecords over h2c with prior knowledge, driven by
+ * h2load (nghttp2's load generator) with --connections connections, one
+ * stream in flight each. Returns records/s (500 per 2xx), or -1 when h2load
+ * is missing or failed.
+ */
+static double
+bench_h2c_phase(const struct bench_opts *o, const char *stream, uint64_t *non_2xx_out)
+{
+	char path[] = "/tmp/sluice-bench-api-h2-XXXXXX";
+	char cmd[1024];
+	char line[512];
+	double rate = -1;
+	size_t size;
+	char *body = bench_put_records_body(stream, &size);
+	int fd = mkstemp(path);
+	FILE *h2load;
+
+	if (body == NULL || fd < 0 || write(fd, body, size) != (ssize_t)size) {
+		free(body);
+		return -1;
+	}
+	close(fd);
+	free(body);
+	snprintf(cmd, sizeof(cmd), "h2load -c %llu -m 1 -D %llu -d '%s' -H 'x-amz-target: "
+		 "Kinesis_20131202.PutRecords' -H 'content-type: application/x-amz-json-1.1' "
+		 "'%s/' 2>&1", (unsigned long long)o->connections,
+		 (unsigned long long)((o->duration_ns + 999999999) / 1000000000), path, o->endpoint);
+	h2load = popen(cmd, "r");
+	while (h2load != NULL && fgets(line, sizeof(line), h2load) != NULL) {
+		unsigned long long ok, r3, r4, r5;
+		double req_s;
+
+		if (sscanf(line, "finished in %*[^,], %lf req/s", &req_s) == 1)
+			rate = req_s * BENCH_BATCH_RECORDS;
+		if (sscanf(line, "status codes: %llu 2xx, %llu 3xx, %llu 4xx, %llu 5xx", &ok, &r3, &r4,
+			   &r5) == 4)
+			*non_2xx_out = r3 + r4 + r5;
+	}
+	if (h2load == NULL || pclose(h2load) != 0)
+		rate = -1;
+	unlink(path);
+	return rate;
+}
+
 static int
 bench_call(struct kc_client *client, const char *action, const char *json)
 {
@@ -488,9 +534,18 @@ bench_stream_delete(struct kc_client *client, const char *stream)
 	bench_call(client, "DeleteStream", json);
 }
 
+struct bench_results {
+	double put_rate;
+	uint64_t put_failed;
+	double h2c_rate;         /* < 0: not measured. */
+	uint64_t h2c_non_2xx;
+	double get_rate;
+	uint64_t get_bytes;
+};
+
 static void
-bench_report(const struct bench_opts *o, double put_rate, uint64_t put_failed, double get_rate,
-	     uint64_t get_bytes, const struct cli_hist *api, const struct cli_hist *log)
+bench_report(const struct bench_opts *o, const struct bench_results *r,
+	     const struct cli_hist *api, const struct cli_hist *log)
 {
 	double api_p99 = (double)cli_hist_percentile(api, 99) / 1e3;
 	double log_p99 = (double)cli_hist_percentile(log, 99) / 1e3;
@@ -499,10 +554,16 @@ bench_report(const struct bench_opts *o, double put_rate, uint64_t put_failed, d
 	       o->endpoint, (unsigned long long)o->shards, (unsigned long long)o->connections,
 	       (double)o->duration_ns / 1e9);
 	printf("  %-46s %12.0f records/s  (%llu failed)\n",
-	       "PutRecords 500 x 100 B, HTTP/1.1, durable", put_rate,
-	       (unsigned long long)put_failed);
+	       "PutRecords 500 x 100 B, HTTP/1.1, durable", r->put_rate,
+	       (unsigned long long)r->put_failed);
+	if (r->h2c_rate >= 0)
+		printf("  %-46s %12.0f records/s  (%llu non-2xx)\n",
+		       "PutRecords 500 x 100 B, h2c (h2load), durable", r->h2c_rate,
+		       (unsigned long long)r->h2c_non_2xx);
+	else
+		printf("  %-46s %12s\n", "PutRecords over h2c", "(h2load not found or failed)");
 	printf("  %-46s %12.1f MB/s       (%.1f MB read)\n", "GetRecords at the tail (response)",
-	       get_rate / 1e6, (double)get_bytes / 1e6);
+	       r->get_rate / 1e6, (double)r->get_bytes / 1e6);
 	printf("  %-46s p50 %8.1f us  p99 %8.1f us  (n=%llu)\n", "PutRecord 100 B, one in flight",
 	       (double)cli_hist_percentile(api, 50) / 1e3, api_p99,
 	       (unsigned long long)api->count);
@@ -521,12 +582,9 @@ bench_run(const struct bench_opts *o)
 	static struct cli_hist api_hist;
 	static struct cli_hist log_hist;
 	struct kc_config kcfg = { .endpoint = o->endpoint };
+	struct bench_results r = { .h2c_rate = -1 };
 	struct kc_client client;
 	char stream[64];
-	uint64_t put_failed = 0;
-	uint64_t get_bytes = 0;
-	double put_rate;
-	double get_rate;
 	int rc = kc_client_init(&client, &kcfg);
 
 	if (rc != 0) {
@@ -544,19 +602,20 @@ bench_run(const struct bench_opts *o)
 	}
 	cli_hist_reset(&api_hist);
 	cli_hist_reset(&log_hist);
-	put_rate = bench_put_phase(&client, o, stream, &put_failed);
-	get_rate = bench_get_phase(&client, o, stream, &get_bytes);
+	r.put_rate = bench_put_phase(&client, o, stream, &r.put_failed);
+	r.h2c_rate = bench_h2c_phase(o, stream, &r.h2c_non_2xx);
+	r.get_rate = bench_get_phase(&client, o, stream, &r.get_bytes);
 	rc = bench_latency_phase(&client, o, stream, &api_hist);
 	if (rc == 0)
 		rc = bench_log_phase(o, &log_hist);
 	bench_stream_delete(&client, stream);
 	kc_client_close(&client);
-	if (rc != 0 || put_rate < 0 || get_rate < 0) {
+	if (rc != 0 || r.put_rate < 0 || r.get_rate < 0) {
 		fprintf(stderr, "sluice bench api: a phase failed: %s\n", strerror(rc < 0 ? -rc : EIO));
 		return CMD_EXIT_ERROR;
 	}
-	bench_report(o, put_rate, put_failed, get_rate, get_bytes, &api_hist, &log_hist);
-	return put_failed > 0 ? CMD_EXIT_PARTIAL : CMD_EXIT_OK;
+	bench_report(o, &r, &api_hist, &log_hist);
+	return r.put_failed > 0 || r.h2c_non_2xx > 0 ? CMD_EXIT_PARTIAL : CMD_EXIT_OK;
 }
 
 int
