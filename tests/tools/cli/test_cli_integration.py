@@ -154,13 +154,27 @@ def test_records(ep):
           (out, err))
     rc, _, err = run(ep, 'put', 'nosuch', 'k', 'v')
     check(rc == 1 and 'ResourceNotFoundException' in err, 'put missing stream: %s' % err)
+    # A 1 MiB record through stdin, and back byte for byte.
+    big = bytes(range(ord('a'), ord('z') + 1)) * (1024 * 1024 // 26) + b'x' * (1024 * 1024 % 26)
+    rc, _, err = run(ep, 'stream', 'create', 'big1')
+    rc, out, err = run(ep, 'put', 'big1', 'k', '-', stdin=big)
+    check(rc == 0, 'put 1 MiB from stdin: rc %d %s' % (rc, err))
+    p = subprocess.run([SLUICE, 'consume', 'big1', '--endpoint', ep], capture_output=True)
+    check(p.returncode == 0 and p.stdout == big + b'\n', 'consume 1 MiB: %d bytes' %
+          len(p.stdout))
+    rc, _, err = run(ep, 'put', 'big1', 'k', '-', stdin=big + b'y')
+    check(rc == 1 and 'reading stdin' in err, 'put 1 MiB + 1: rc %d %s' % (rc, err))
+    rc, _, err = run(ep, 'stream', 'create', 'od1', '--mode', 'ON_DEMAND')
+    rc, out, err = run(ep, 'stream', 'describe', 'od1')
+    check(rc == 0 and 'ON_DEMAND' in out, 'on-demand stream: rc %d %r %s' % (rc, out, err))
 
 
 def test_follow(ep):
     """consume --follow prints records put after it started; we stop our own PID."""
     env = dict(os.environ, SLUICE_ENDPOINT=ep)
-    follower = subprocess.Popen([SLUICE, 'consume', 'cli1', '--from', 'latest', '--follow',
-                                 '--poll', '50ms'], stdout=subprocess.PIPE, env=env)
+    # From "now" rather than latest: the puts may win the race with the iterators.
+    follower = subprocess.Popen([SLUICE, 'consume', 'cli1', '--from', 'ts:%.3f' % time.time(),
+                                 '--follow', '--poll', '50ms'], stdout=subprocess.PIPE, env=env)
     try:
         time.sleep(0.5)
         for i in range(3):
