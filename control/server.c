@@ -380,8 +380,12 @@ server_conn_close(struct server_conn *c)
 	c->h2 = NULL;
 	c->h2_out = NULL;
 	c->h2_out_size = 0;
-	if (c->ssl != NULL)
+	if (c->ssl != NULL) {
+		/* Best effort close_notify: OpenSSL 3 peers report a bare EOF as an error. */
+		if (c->state != CONN_TLS_HANDSHAKE && SSL_shutdown(c->ssl) < 0)
+			ERR_clear_error();
 		SSL_free(c->ssl);
+	}
 	c->ssl = NULL;
 	close(c->fd);  /* Also leaves the epoll set. */
 	c->fd = -1;

@@ -1190,3 +1190,34 @@ Test(server, bytes_after_connection_close_are_ignored, .init = setup_default,
 		     LATE_MS * 1000000L / 2);
 	close(fd);
 }
+
+Test(server, tls_without_alpn_and_garbage_on_the_tls_port, .init = setup_tls,
+     .fini = server_stop)
+{
+	char cmd[1024];
+	const char *out;
+	struct sockaddr_in addr = {
+		.sin_family = AF_INET,
+		.sin_port = htons((uint16_t)tls_port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	};
+	int fd;
+
+	/* No ALPN at all: the protocol is detected from the first bytes, as on the plain port. */
+	snprintf(cmd, sizeof(cmd), "printf 'POST / HTTP/1.1\\r\\nX-Amz-Target: "
+		 "Kinesis_20131202.ListStreams\\r\\nContent-Type: application/x-amz-json-1.1"
+		 "\\r\\nConnection: close\\r\\nContent-Length: 2\\r\\n\\r\\n{}' | "
+		 "openssl s_client -quiet -verify_quiet -CAfile %s/cert.pem -connect "
+		 "127.0.0.1:%d 2>/dev/null", temp_dir, tls_port);
+	out = run(cmd);
+	cr_assert(strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", out);
+	cr_assert_not_null(strstr(out, "{\"body\":\"{}\",\"key\":\"\"}"), "%s", out);
+	/* Plain HTTP on the TLS port: the handshake fails and the connection closes. */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	client_send_str(fd, request("ListStreams", "{}", NULL));
+	cr_assert(client_sees_close(fd, 2000));
+	close(fd);
+	usleep(50 * 1000);
+	cr_assert_eq(server->conns_used, 0);
+}
