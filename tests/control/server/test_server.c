@@ -42,6 +42,7 @@ struct kinesis {
 	uint64_t late_due_ns[LATE_MAX];
 	uint32_t late_count;
 	uint32_t dispatched;
+	uint32_t late_ms;      /* 0: LATE_MS. */
 };
 
 static struct kinesis harness;
@@ -75,7 +76,8 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 	} else if (target_is(req, "PutRecord")) {
 		cr_assert_lt(k->late_count, LATE_MAX);
 		k->late[k->late_count] = call;
-		k->late_due_ns[k->late_count++] = clock_mono_ns() + LATE_MS * 1000000ull;
+		k->late_due_ns[k->late_count++] = clock_mono_ns() +
+			(k->late_ms != 0 ? k->late_ms : LATE_MS) * 1000000ull;
 	} else if (target_is(req, "DescribeLimits")) {
 		api_out_printf(out, "{\"__type\":\"LimitExceededException\",\"message\":\"x\"}");
 		api_call_reply(call, 400);
@@ -198,6 +200,11 @@ server_stop(void)
 {
 	api_server_stop(server);
 	cr_assert_eq(pthread_join(server_thread, NULL), 0);
+	/* The loop has stopped: replies still owed are made here, before the close. */
+	buf_pool_thread_set(&server->pool);
+	for (uint32_t i = 0; i < harness.late_count; i++)
+		api_call_reply(harness.late[i], 200);
+	harness.late_count = 0;
 	api_server_close(server);
 	close(harness.event_fd);
 	if (temp_dir[0] != '\0') {
@@ -1220,4 +1227,51 @@ Test(server, tls_without_alpn_and_garbage_on_the_tls_port, .init = setup_tls,
 	close(fd);
 	usleep(50 * 1000);
 	cr_assert_eq(server->conns_used, 0);
+}
+
+/*
+ * The buffer pool is the memory bound: with every body-sized buffer held by
+ * requests the actions have not answered, the next body gets 503 (which SDKs
+ * retry) instead of more memory. 1 MiB bodies fit the 2 MiB class
+ * (SERVER_POOL_LARGE_COUNT) and then the largest (SERVER_POOL_HUGE_COUNT).
+ */
+Test(server, body_buffers_exhausted_is_503, .init = setup_default, .fini = server_stop)
+{
+	static char body[(1 << 20) - 64];
+	static char head[512];
+	const unsigned held = SERVER_POOL_LARGE_COUNT + SERVER_POOL_HUGE_COUNT;
+	const unsigned per_conn = 12;
+	int fds[4];
+	int extra;
+	struct response r;
+
+	harness.late_ms = 3000;
+	memset(body, ' ', sizeof(body));
+	body[0] = '{';
+	body[sizeof(body) - 1] = '}';
+	snprintf(head, sizeof(head), "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.PutRecord"
+		 "\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n",
+		 sizeof(body));
+	cr_assert_eq(held % per_conn, 0);
+	for (unsigned c = 0; c < held / per_conn; c++) {
+		fds[c] = client_connect();
+		for (unsigned i = 0; i < per_conn; i++) {
+			client_send_str(fds[c], head);
+			client_send(fds[c], body, sizeof(body));
+		}
+	}
+	for (int i = 0; i < 100 && harness.dispatched < held; i++)
+		usleep(10 * 1000);
+	cr_assert_eq(harness.dispatched, held);
+	extra = client_connect();
+	client_send_str(extra, head);
+	client_response(extra, &r);
+	cr_assert_eq(r.status, 503, "%s", r.head);
+	cr_assert_not_null(strstr(r.head, "Connection: close\r\n"));
+	cr_assert_str_eq(r.body, "{\"__type\":\"ServiceUnavailable\",\"message\":\"Server busy: "
+			 "retry\"}");
+	response_free(&r);
+	close(extra);
+	for (unsigned c = 0; c < held / per_conn; c++)
+		close(fds[c]);
 }
