@@ -349,19 +349,28 @@ lane_sort(struct sluice_producer *p, struct producer_lane *lane)
 	lane->open_index ^= 1;
 }
 
-/* Seals the lane's open batch and sends it, if its in-flight slot, the window and credit allow. */
+/* The lane's open batch may be sealed now: its in-flight slot, the seq window and credit allow. */
+static bool
+lane_can_seal(const struct sluice_producer *p, const struct producer_lane *lane)
+{
+	const struct producer_batch *b = &lane->batches[lane->open_index];
+	const struct producer_batch *other = &lane->batches[lane->open_index ^ 1];
+
+	if (b->state != BATCH_OPEN || other->state != BATCH_EMPTY || !seq_window_allows(p))
+		return false;
+	return p->inflight_bytes == 0 ||
+	       p->inflight_bytes + b->writer.size + b->writer.reserve <= p->credit_size;
+}
+
+/* Seals the lane's open batch and sends it, if lane_can_seal(). */
 static bool
 lane_seal(struct sluice_producer *p, struct producer_lane *lane, uint64_t now_ns)
 {
 	struct producer_batch *b = &lane->batches[lane->open_index];
-	struct producer_batch *other = &lane->batches[lane->open_index ^ 1];
 	uint64_t seq_le;
 	int size;
 
-	if (b->state != BATCH_OPEN || other->state != BATCH_EMPTY || !seq_window_allows(p))
-		return false;
-	if (p->inflight_bytes > 0 &&
-	    p->inflight_bytes + b->writer.size + b->writer.reserve > p->credit_size)
+	if (!lane_can_seal(p, lane))
 		return false;
 	if (b->all_hashed && b->writer.record_count > 1) {
 		lane_sort(p, lane);
@@ -413,7 +422,7 @@ producer_next_timer_ns(const struct sluice_producer *p)
 		if (flying->state == BATCH_FLYING)
 			next = min_u64(next, flying->due_ns);
 		/* An open batch that cannot seal yet waits for an answer, not for time. */
-		if (open->state == BATCH_OPEN && flying->state == BATCH_EMPTY)
+		if (lane_can_seal(p, lane))
 			next = min_u64(next, open->opened_ns + linger_ns);
 	}
 	if (p->reconnect_ns != 0)

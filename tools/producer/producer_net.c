@@ -317,6 +317,9 @@ sluice_producer_poll(struct sluice_producer *p, int timeout_ms)
 	producer_work(p, 0);
 	if (p->completed > 0 || timeout_ms == 0)
 		return p->completed;
+	/* Nothing outstanding and no timer: an endless wait would never end. */
+	if (timeout_ms < 0 && p->stats.records_put == p->stats.records_ok + p->stats.records_failed)
+		return 0;
 	timer_ms = sluice_producer_timeout_ms(p);
 	if (timer_ms >= 0 && (wait_ms < 0 || timer_ms < wait_ms))
 		wait_ms = timer_ms;

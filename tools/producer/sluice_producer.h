@@ -68,6 +68,7 @@ struct sluice_result {
  *   -EBUSY, -EIO throttled / internal error on every one of retries_max sends
  *   -ECANCELED   the producer was closed first: never acknowledged, outcome UNKNOWN
  */
+/* Called once per record. It may call sluice_producer_put(); not poll, flush or close. */
 typedef void sluice_completion_fn(void *user, const struct sluice_result *result);
 
 struct sluice_producer_config {
@@ -123,10 +124,11 @@ int sluice_producer_put(struct sluice_producer *producer, const void *key, uint1
 			uint64_t tag);
 
 /*
- * Does all due work, waiting up to timeout_ms (0: do not wait; -1: until
- * something completes) for the socket or the next timer. Returns the number
- * of records completed, or a negative errno on a failure of the local
- * socket layer (the producer stays usable: poll again).
+ * Does all due work, waiting up to timeout_ms (0: do not wait; -1: no limit)
+ * for the socket or the next timer, once. With -1 and nothing outstanding it
+ * returns at once. Returns the number of records completed, or a negative
+ * errno on a failure of the local socket layer (the producer stays usable:
+ * poll again).
  */
 int sluice_producer_poll(struct sluice_producer *producer, int timeout_ms);
 

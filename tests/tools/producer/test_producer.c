@@ -91,11 +91,12 @@ Test(producer, udp_drops_duplicates_reorders_throttles)
 	sc.dup_in_pct = 10;
 	sc.dup_out_pct = 10;
 	sc.reorder_pct = 20;
-	sc.throttle_pct = 5;
+	sc.throttle_pct = 10;
 	scenario_run(&s, &sc);
+	/* The faults happened (each all but certain over 100+ batches). */
 	cr_assert_gt(last_producer_stats.batches_resent, 0);
 	cr_assert_gt(last_producer_stats.acks_duplicate, 0, "a stored batch was answered again");
-	cr_assert_gt(last_producer_stats.nacks_received, 0);
+	cr_assert_gt(last_server_stats.nacks, 0);
 	cr_assert_gt(last_server_stats.duplicates_answered, 0);
 }
 
