@@ -290,7 +290,10 @@ h2_call_replied(struct api_call *call)
 	struct server_conn *c = call->conn;
 	char status[4];
 	char length[24];
-	nghttp2_nv nva[6] = {
+	struct server_header extra[SERVER_EXTRA_HEADERS_MAX];
+	uint32_t extra_count = server_call_extra_headers(call, extra);
+	size_t count = call->error_type[0] != '\0' ? 6 : 5;
+	nghttp2_nv nva[6 + SERVER_EXTRA_HEADERS_MAX] = {
 		H2_NV(":status", status, 3),
 		H2_NV("content-type", call->content_type, strlen(call->content_type)),
 		H2_NV("content-length", length, 0),
@@ -300,11 +303,14 @@ h2_call_replied(struct api_call *call)
 	};
 	nghttp2_data_provider body = { .source.ptr = call, .read_callback = h2_read_body };
 
+	for (uint32_t i = 0; i < extra_count; i++)
+		nva[count++] = (nghttp2_nv){ (uint8_t *)extra[i].name, (uint8_t *)extra[i].value,
+					     strlen(extra[i].name), extra[i].value_size,
+					     NGHTTP2_NV_FLAG_NONE };
 	snprintf(status, sizeof(status), "%03d", call->status);
 	nva[2].valuelen = (size_t)snprintf(length, sizeof(length), "%zu", call->out.size);
 	call->sent = 0;
-	if (nghttp2_submit_response(c->h2, call->stream_id, nva,
-				    call->error_type[0] != '\0' ? 6 : 5,
+	if (nghttp2_submit_response(c->h2, call->stream_id, nva, count,
 				    call->out.size > 0 ? &body : NULL) != 0) {
 		server_call_free(call);  /* The stream is gone. */
 		return;

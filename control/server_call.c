@@ -6,6 +6,7 @@
  * Pre-dispatch answers, first match wins:
  *
  *   CONDITION                                   STATUS  BODY
+ *   OPTIONS with Origin (CORS preflight)        200     empty
  *   method is not POST                          403     XML AccessDeniedException
  *   path is not "/"                             404     XML UnknownOperationException
  *   empty body, x-amz-json-1.1                  400     JSON SerializationException if the
@@ -18,6 +19,9 @@
  *   application/json                            404     Coral UnknownOperationException
  *   unknown service or action                   400     UnknownOperationException
  *   authentication fails ([auth] mode)          400     the SigV4 exception
+ *
+ * With an Origin header every answer also carries Access-Control-Allow-Origin
+ * and -Expose-Headers; a preflight echoes the requested headers and method.
  */
 #include <assert.h>
 #include <errno.h>
@@ -534,6 +538,56 @@ server_call_route(struct api_call *call)
 	return true;
 }
 
+static void
+server_call_cors(struct api_call *call)
+{
+	const char *v;
+	size_t n;
+
+	call->cors = server_call_header(call, "origin", &v, &n);
+	call->cors_preflight = call->cors &&
+			       span_is(call->req + call->method.off, call->method.size, "OPTIONS");
+}
+
+/* An Access-Control-Request-* value to echo, if the request has one that is not too long. */
+static bool
+server_cors_echo(const struct api_call *call, const char *request_name, const char *name,
+		 struct server_header *out)
+{
+	const char *v;
+	size_t n;
+
+	if (!server_call_header(call, request_name, &v, &n) || n > SERVER_CORS_ECHO_SIZE_MAX)
+		return false;
+	*out = (struct server_header){ name, v, n };
+	return true;
+}
+
+uint32_t
+server_call_extra_headers(const struct api_call *call,
+			  struct server_header out[SERVER_EXTRA_HEADERS_MAX])
+{
+	static const char expose[] = "x-amzn-RequestId,x-amzn-ErrorType,x-amz-request-id,"
+		"x-amz-id-2,x-amzn-ErrorMessage,Date";
+	uint32_t n = 0;
+
+	if (!call->cors)
+		return 0;
+	out[n++] = (struct server_header){ "access-control-allow-origin", "*", 1 };
+	if (!call->cors_preflight) {
+		out[n++] = (struct server_header){ "access-control-expose-headers", expose,
+						   sizeof(expose) - 1 };
+		return n;
+	}
+	n += server_cors_echo(call, "access-control-request-headers",
+			      "access-control-allow-headers", &out[n]);
+	n += server_cors_echo(call, "access-control-request-method",
+			      "access-control-allow-methods", &out[n]);
+	out[n++] = (struct server_header){ "access-control-max-age", "172800", 6 };
+	assert(n <= SERVER_EXTRA_HEADERS_MAX);
+	return n;
+}
+
 /* [auth] mode: off, presence or sigv4. True: authenticated (access key id recorded). */
 static bool
 server_call_auth(struct api_call *call)
@@ -596,6 +650,11 @@ server_call_ready(struct api_call *call)
 	if (call->refuse_status == 431) {
 		server_call_refuse(call, 431, "SerializationException",
 				   "Request headers exceed the server's limits");
+		return;
+	}
+	server_call_cors(call);
+	if (call->cors_preflight) {
+		server_call_refuse(call, 200, NULL, "");
 		return;
 	}
 	if (!server_call_route(call) || !server_call_auth(call))

@@ -50,12 +50,19 @@ void
 http1_call_replied(struct api_call *call)
 {
 	struct api_server *s = call->server;
-	char error_line[96] = "";
+	struct server_header extra[SERVER_EXTRA_HEADERS_MAX];
+	uint32_t extra_count = server_call_extra_headers(call, extra);
+	char lines[SERVER_EXTRA_HEADERS_MAX * (SERVER_CORS_ECHO_SIZE_MAX + 40) + 96] = "";
+	size_t used = 0;
 	int n;
 
 	if (call->error_type[0] != '\0')
-		snprintf(error_line, sizeof(error_line), "x-amzn-ErrorType: %s\r\n",
-			 call->error_type);
+		used += (size_t)snprintf(lines, sizeof(lines), "x-amzn-ErrorType: %s\r\n",
+					 call->error_type);
+	for (uint32_t i = 0; i < extra_count; i++)
+		used += (size_t)snprintf(lines + used, sizeof(lines) - used, "%s: %.*s\r\n",
+					 extra[i].name, (int)extra[i].value_size, extra[i].value);
+	assert(used < sizeof(lines));
 	n = snprintf(call->head, sizeof(call->head),
 		     "HTTP/1.1 %d %s\r\n"
 		     "x-amzn-RequestId: %s\r\n"
@@ -65,7 +72,7 @@ http1_call_replied(struct api_call *call)
 		     "Date: %s\r\n"
 		     "%s"
 		     "\r\n",
-		     call->status, http1_reason(call->status), call->request_id, error_line,
+		     call->status, http1_reason(call->status), call->request_id, lines,
 		     call->content_type, call->out.size, s->date,
 		     call->keep_alive ? "" : "Connection: close\r\n");
 	assert(n > 0 && (size_t)n < sizeof(call->head));

@@ -62,6 +62,10 @@
 /* The longest the loop sleeps, so timeouts are checked at least this often. */
 #define SERVER_TICK_MS 100
 #define SERVER_REQUEST_ID_SIZE 37
+/* Longest Access-Control-Request-* value echoed in a CORS preflight answer. */
+#define SERVER_CORS_ECHO_SIZE_MAX 384u
+/* Extra response headers beyond the fixed ones (CORS). */
+#define SERVER_EXTRA_HEADERS_MAX 4
 
 enum conn_state {
 	CONN_FREE,
@@ -136,13 +140,15 @@ struct api_call {
 	bool expect_continue;
 	size_t continue_sent;            /* Bytes of "100 Continue" written. */
 	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
+	bool cors;                       /* The request had an Origin header. */
+	bool cors_preflight;             /* OPTIONS with Origin: answered by the server. */
 	/* The response. */
 	int status;
 	const char *content_type;
 	char error_type[64];
 	char request_id[SERVER_REQUEST_ID_SIZE];
 	struct api_out out;
-	char head[512];
+	char head[1536];
 	size_t head_size;
 	size_t sent;                     /* Bytes of head + body written (HTTP/1.1) or body (h2). */
 };
@@ -217,6 +223,16 @@ int server_call_req_append(struct api_call *call, const void *data, size_t size,
 void server_call_ready(struct api_call *call);
 /* Replies with an error the server itself decides (no JSON body when `type` is NULL). */
 void server_call_refuse(struct api_call *call, int status, const char *type, const char *message);
+/* A response header beyond the fixed set; names are lower-case (HTTP/2 needs it). */
+struct server_header {
+	const char *name;
+	const char *value;
+	size_t value_size;
+};
+
+/* The CORS headers `call`'s response carries (AWS's, as kinesalite copies them). */
+uint32_t server_call_extra_headers(const struct api_call *call,
+				   struct server_header out[SERVER_EXTRA_HEADERS_MAX]);
 /* Case-insensitive lookup of a request header; NULL when absent. */
 bool server_call_header(const struct api_call *call, const char *lower, const char **value,
 			size_t *size);

@@ -891,6 +891,14 @@ Test(server, h2c_prior_knowledge_with_curl, .init = setup_default, .fini = serve
 	out = run(cmd);
 	cr_assert(strncmp(out, "HTTP/2 400", 10) == 0, "%s", out);
 	cr_assert_not_null(strstr(out, "x-amzn-errortype: UnknownOperationException"), "%s", out);
+	/* A CORS preflight over HTTP/2. */
+	snprintf(cmd, sizeof(cmd), "curl -sS -i --http2-prior-knowledge -X OPTIONS "
+		 "-H 'Origin: http://app.example' -H 'Access-Control-Request-Method: POST' "
+		 "http://127.0.0.1:%d/", server_port);
+	out = run(cmd);
+	cr_assert(strncmp(out, "HTTP/2 200", 10) == 0, "%s", out);
+	cr_assert_not_null(strstr(out, "access-control-allow-origin: *"), "%s", out);
+	cr_assert_not_null(strstr(out, "access-control-allow-methods: POST"), "%s", out);
 }
 
 Test(server, h2c_many_concurrent_streams_with_h2load, .init = setup_default,
@@ -1274,4 +1282,38 @@ Test(server, body_buffers_exhausted_is_503, .init = setup_default, .fini = serve
 	close(extra);
 	for (unsigned c = 0; c < held / per_conn; c++)
 		close(fds[c]);
+}
+
+Test(server, cors_preflight_and_origin_headers, .init = setup_default, .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	client_send_str(fd, "OPTIONS / HTTP/1.1\r\nOrigin: http://app.example\r\n"
+			"Access-Control-Request-Method: POST\r\n"
+			"Access-Control-Request-Headers: content-type,x-amz-target,authorization\r\n"
+			"\r\n");
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200, "%s", r.head);
+	cr_assert_eq(r.body_size, 0);
+	cr_assert_not_null(strstr(r.head, "access-control-allow-origin: *\r\n"), "%s", r.head);
+	cr_assert_not_null(strstr(r.head, "access-control-allow-headers: content-type,x-amz-target,"
+				  "authorization\r\n"), "%s", r.head);
+	cr_assert_not_null(strstr(r.head, "access-control-allow-methods: POST\r\n"), "%s", r.head);
+	cr_assert_not_null(strstr(r.head, "access-control-max-age: 172800\r\n"), "%s", r.head);
+	response_free(&r);
+	client_send_str(fd, request("ListStreams", "{}", "Origin: http://app.example\r\n"));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_not_null(strstr(r.head, "access-control-allow-origin: *\r\n"), "%s", r.head);
+	cr_assert_not_null(strstr(r.head, "access-control-expose-headers: x-amzn-RequestId,"), "%s",
+			   r.head);
+	response_free(&r);
+	/* Without Origin: no CORS headers, and OPTIONS is just another non-POST. */
+	client_send_str(fd, "OPTIONS / HTTP/1.1\r\n\r\n");
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 403);
+	cr_assert_null(strstr(r.head, "access-control"), "%s", r.head);
+	response_free(&r);
+	close(fd);
 }
