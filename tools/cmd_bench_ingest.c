@@ -25,6 +25,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,6 +466,26 @@ bench_wait(const struct bench *b, uint64_t now_ns)
 	return wait;
 }
 
+/* Ctrl-C ends the run early but still prints the summary; a second one kills. */
+static volatile sig_atomic_t bench_interrupted;
+
+static void
+bench_on_interrupt(int signal_number)
+{
+	(void)signal_number;
+	bench_interrupted = 1;
+}
+
+/* After Ctrl-C: no frame is due any more; what is in flight is left unanswered. */
+static bool
+bench_stop_requested(struct bench *b)
+{
+	if (!bench_interrupted)
+		return false;
+	b->frames_total = b->frames_due;
+	return true;
+}
+
 static int
 bench_loop(struct bench *b)
 {
@@ -485,7 +506,7 @@ bench_loop(struct bench *b)
 		err = bench_dispatch(b, now_ns);
 		if (err != 0)
 			return err;
-		if (bench_idle(b) || now_ns >= stop_ns)
+		if (bench_idle(b) || now_ns >= stop_ns || bench_stop_requested(b))
 			return 0;
 		bench_progress(b, now_ns);
 		wait = bench_wait(b, now_ns);
@@ -694,11 +715,11 @@ bench_frames_loop(struct bench *b, struct sluice_producer *producer)
 		lanes_full = err == -EAGAIN;
 		sluice_producer_stats(producer, &stats);
 		if ((b->counts.frames_sent == b->frames_total && stats.records_outstanding == 0) ||
-		    now_ns >= stop_ns)
+		    now_ns >= stop_ns || bench_stop_requested(b))
 			return 0;
 		bench_progress(b, now_ns);
 		err = sluice_producer_poll(producer, bench_frames_wait_ms(b, now_ns, lanes_full));
-		if (err < 0)
+		if (err < 0 && err != -EINTR)
 			return err;
 	}
 }
@@ -812,10 +833,13 @@ bench_main(struct bench *b, struct cli_conn *conn)
 	bool http = strcmp(b->transport, "http") == 0;
 	uint64_t unanswered = 0;
 	int code = http ? cli_conn_open("bench ingest", conn, &b->client) : 0;
+	struct sigaction interrupt = { .sa_handler = bench_on_interrupt, .sa_flags = SA_RESETHAND };
 	int err;
 
 	if (code != 0)
 		return code;
+	bench_interrupted = 0;
+	sigaction(SIGINT, &interrupt, NULL);
 	err = bench_setup(b);
 	if (err == 0 && http) {
 		b->start_ns = clock_mono_ns();

@@ -241,6 +241,21 @@ def test_bench_tty(ep):
               'no summary under tmux: %r' % pane)
         check(not any('backlog' in x for x in pane.splitlines()),
               'progress line left behind: %r' % pane)
+        # Ctrl-C ends a long run early, with its summary.
+        tmux(sock, 'send-keys', '-t', 'bench', 'clear', 'Enter')
+        tmux(sock, 'send-keys', '-t', 'bench',
+             "SLUICE_ENDPOINT=%s %s bench ingest cli1 --rate 100 --duration 60s; echo rc=$?"
+             % (ep, SLUICE), 'Enter')
+        time.sleep(1.5)
+        tmux(sock, 'send-keys', '-t', 'bench', 'C-c')
+        deadline = time.time() + 8
+        while time.time() < deadline:
+            time.sleep(0.2)
+            pane = tmux(sock, 'capture-pane', '-p', '-t', 'bench').stdout
+            if 'rc=' in pane:
+                break
+        check('from the scheduled send time' in pane and re.search(r'rc=[03]\b', pane),
+              'Ctrl-C did not end with a summary: %r' % pane)
     finally:
         tmux(sock, 'kill-server')
 
