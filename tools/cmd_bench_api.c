@@ -9,8 +9,8 @@
  *   2. GetRecords from TRIM_HORIZON over what phase 1 wrote (the tail, hot in
  *      the page cache), one reader per shard: response bytes/s.
  *   3. Single PutRecord of 100 B at low load (one connection, one in flight):
- *      p50/p99 round trip.
- *   4. The log alone (a temporary log in --log-dir, sluiced's defaults), one
+ *      p50/p99 round trip, interleaved in blocks of 100 with
+ *   4. the log alone (a temporary log in --log-dir, sluiced's defaults), one
  *      100 B record per batch, one in flight: submit -> durable p50/p99.
  */
 #include <errno.h>
@@ -323,45 +323,35 @@ bench_get_phase(struct kc_client *client, const struct bench_opts *o, const char
 	return (double)bytes / ((double)(clock_mono_ns() - start) / 1e9);
 }
 
-/* Phase 3: one PutRecord at a time on one connection; round trips into `hist`. */
+/* One PutRecord of 100 B on `fd`, its round trip recorded in `hist`. */
 static int
-bench_latency_phase(const struct kc_client *client, const struct bench_opts *o,
-		    const char *stream, struct cli_hist *hist)
+bench_api_put_once(struct bench_conn *conn, int fd, const char *stream, uint64_t i,
+		   struct cli_hist *hist)
 {
-	struct bench_conn conn = { .client = client };
-	int fd = kc_connect(client, false);
-	int rc = fd < 0 ? fd : 0;
+	struct kc_http_response response;
+	uint8_t data[BENCH_RECORD_SIZE];
+	char body[512];
+	char *b64;
+	char *request;
+	size_t size;
+	uint64_t t0;
+	int rc;
 
-	for (uint64_t i = 0; rc == 0 && i < o->latency_count; i++) {
-		struct kc_http_response response;
-		uint8_t data[BENCH_RECORD_SIZE];
-		char body[512];
-		char *b64;
-		char *request;
-		size_t size;
-		uint64_t t0;
-
-		RAND_bytes(data, sizeof(data));
-		if (kc_base64_encode(data, sizeof(data), &b64, &size) != 0)
-			return -ENOMEM;
-		snprintf(body, sizeof(body), "{\"StreamName\":\"%s\",\"PartitionKey\":\"lat-%llu\","
-			 "\"Data\":\"%s\"}", stream, (unsigned long long)i, b64);
-		free(b64);
-		rc = kc_request_build(client, "PutRecord", body, strlen(body), clock_real_ns(),
-				      &request, &size);
-		if (rc != 0)
-			break;
-		t0 = clock_mono_ns();
-		rc = bench_round_trip(&conn, fd, request, size, &response);
-		cli_hist_record(hist, clock_mono_ns() - t0);
-		free(request);
-		if (rc == 0 && response.status != 200)
-			rc = -EIO;
-	}
-	if (fd >= 0)
-		close(fd);
-	free(conn.rx);
-	return rc;
+	RAND_bytes(data, sizeof(data));
+	if (kc_base64_encode(data, sizeof(data), &b64, &size) != 0)
+		return -ENOMEM;
+	snprintf(body, sizeof(body), "{\"StreamName\":\"%s\",\"PartitionKey\":\"lat-%llu\","
+		 "\"Data\":\"%s\"}", stream, (unsigned long long)i, b64);
+	free(b64);
+	rc = kc_request_build(conn->client, "PutRecord", body, strlen(body), clock_real_ns(),
+			      &request, &size);
+	if (rc != 0)
+		return rc;
+	t0 = clock_mono_ns();
+	rc = bench_round_trip(conn, fd, request, size, &response);
+	cli_hist_record(hist, clock_mono_ns() - t0);
+	free(request);
+	return rc == 0 && response.status != 200 ? -EIO : rc;
 }
 
 /* Waits for the one outstanding completion of `producer`. */
@@ -380,15 +370,44 @@ bench_log_wait(struct log_producer *producer)
 	return -ETIMEDOUT;
 }
 
-/* Phase 4: the log alone, as sluiced opens it by default: submit -> durable. */
+/* One 100 B record in its own batch: submit -> durable recorded in `hist`. */
 static int
-bench_log_phase(const struct bench_opts *o, struct cli_hist *hist)
+bench_log_append_once(struct log_producer *producer, uint64_t i, struct cli_hist *hist)
 {
-	char dir[512];
-	struct log_config lc;
+	static const uint8_t data[BENCH_RECORD_SIZE];
+	struct log_batch *batch = log_batch_get(producer);
+	struct log_record_in rec = {
+		.partition_key = "lat", .partition_key_size = 3, .data = data,
+		.data_size = sizeof(data), .arrival_ns = clock_real_ns(),
+	};
+	uint64_t t0;
+	int rc = batch == NULL ? -ENOBUFS : log_batch_add(batch, &rec);
+
+	if (rc != 0)
+		return rc;
+	t0 = clock_mono_ns();
+	rc = log_batch_submit(producer, batch, LOG_SHARD_ID(1, 0), i);
+	if (rc == 0)
+		rc = bench_log_wait(producer);
+	cli_hist_record(hist, clock_mono_ns() - t0);
+	return rc;
+}
+
+/*
+ * Phases 3 and 4, interleaved in blocks of 100 so that both see the same
+ * background (writeback of phase 1, neighbours): single PutRecords through
+ * sluiced, and appends to a temporary log opened as sluiced opens its own.
+ */
+static int
+bench_latency_phase(const struct kc_client *client, const struct bench_opts *o,
+		    const char *stream, struct cli_hist *api, struct cli_hist *log_hist)
+{
+	struct bench_conn conn = { .client = client };
 	struct log_producer *producer;
+	struct log_config lc;
 	struct log *log;
-	uint8_t data[BENCH_RECORD_SIZE] = { 0 };
+	char dir[512];
+	int fd;
 	int rc;
 
 	snprintf(dir, sizeof(dir), "%s/sluice-bench-api-log-XXXXXX", o->log_dir);
@@ -404,23 +423,17 @@ bench_log_phase(const struct bench_opts *o, struct cli_hist *hist)
 	rc = log_producer_open(log, &producer);
 	if (rc != 0)
 		goto out_close_log;
-	for (uint64_t i = 0; rc == 0 && i < o->latency_count; i++) {
-		struct log_batch *batch = log_batch_get(producer);
-		struct log_record_in rec = {
-			.partition_key = "lat", .partition_key_size = 3, .data = data,
-			.data_size = sizeof(data), .arrival_ns = clock_real_ns(),
-		};
-		uint64_t t0;
-
-		rc = batch == NULL ? -ENOBUFS : log_batch_add(batch, &rec);
-		if (rc != 0)
-			break;
-		t0 = clock_mono_ns();
-		rc = log_batch_submit(producer, batch, LOG_SHARD_ID(1, 0), i);
-		if (rc == 0)
-			rc = bench_log_wait(producer);
-		cli_hist_record(hist, clock_mono_ns() - t0);
+	fd = kc_connect(client, false);
+	rc = fd < 0 ? fd : 0;
+	for (uint64_t i = 0; rc == 0 && i < o->latency_count; i += 100) {
+		for (uint64_t j = i; rc == 0 && j < i + 100 && j < o->latency_count; j++)
+			rc = bench_api_put_once(&conn, fd, stream, j, api);
+		for (uint64_t j = i; rc == 0 && j < i + 100 && j < o->latency_count; j++)
+			rc = bench_log_append_once(producer, j, log_hist);
 	}
+	if (fd >= 0)
+		close(fd);
+	free(conn.rx);
 	log_producer_close(producer);
 out_close_log:
 	log_close(log);
@@ -605,9 +618,7 @@ bench_run(const struct bench_opts *o)
 	r.put_rate = bench_put_phase(&client, o, stream, &r.put_failed);
 	r.h2c_rate = bench_h2c_phase(o, stream, &r.h2c_non_2xx);
 	r.get_rate = bench_get_phase(&client, o, stream, &r.get_bytes);
-	rc = bench_latency_phase(&client, o, stream, &api_hist);
-	if (rc == 0)
-		rc = bench_log_phase(o, &log_hist);
+	rc = bench_latency_phase(&client, o, stream, &api_hist, &log_hist);
 	bench_stream_delete(&client, stream);
 	kc_client_close(&client);
 	if (rc != 0 || r.put_rate < 0 || r.get_rate < 0) {
