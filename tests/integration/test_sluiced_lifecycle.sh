@@ -11,6 +11,8 @@ pid=""
 trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 
 "$sluiced" --help | grep -q -- '--check-config' || fail "--help does not list --check-config"
+"$sluiced" --print-config-doc | cmp -s - "$src/docs/CONFIG.md" ||
+	fail "docs/CONFIG.md is stale: regenerate with sluiced --print-config-doc > docs/CONFIG.md"
 "$sluiced" --bogus >/dev/null 2>&1; [ $? = 2 ] || fail "unknown option must exit 2"
 
 printf '[server]\ndata_dir = %s/data\n[log]\ncommit_window_us = 100\n' "$tmp" > "$tmp/good.ini"
