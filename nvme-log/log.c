@@ -54,6 +54,8 @@ config_check(const struct log_config *config)
 		return -EINVAL;
 	if (config->shards_max == 0 || config->shards_max > SLUICE_SHARDS_MAX)
 		return -EINVAL;
+	if (config->segments_prepared > LOG_SPARES_MAX)
+		return -EINVAL;
 	return 0;
 }
 
@@ -206,6 +208,8 @@ log_open(const struct log_config *config, struct log **log_out)
 	log->config = *config;
 	log->config.dir_path = log->dir_path;
 	log->doorbell_fd = -1;
+	log->spares_target = config->segments_prepared != 0 ? config->segments_prepared :
+			     LOG_SPARES_DEFAULT;
 	err = log_locks_init(log);
 	if (err == 0)
 		err = log_open_io(log, config);
@@ -257,4 +261,7 @@ log_stats_read(struct log *log, struct log_stats *stats_out)
 	stats_out->shards_active = log->shard_count;
 	pthread_mutex_unlock(&log->index_lock);
 	stats_out->failed = atomic_load(&log->failed) != 0;
+	pthread_mutex_lock(&log->prep_lock);
+	stats_out->segments_spare = log->spare_count;
+	pthread_mutex_unlock(&log->prep_lock);
 }

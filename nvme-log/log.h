@@ -49,6 +49,7 @@ struct log_config {
 	struct log_io *io;             /* NULL: io_uring on real files. */
 	bool writer_thread;            /* true: log_open starts the writer thread.
 					* false: the caller drives log_writer_step(). */
+	uint32_t segments_prepared;    /* Pre-written spare segments kept ready (0: 2). */
 	bool read_only;                /* Inspect only (tools): recovery changes no file,
 					* no writer, producers refused (-EROFS);
 					* segment_size 0 = as found on disk. */
@@ -199,6 +200,7 @@ struct log_stats {
 	uint64_t segments_deleted;
 	uint32_t shards_active;
 	bool failed;                 /* Fail-stop after EIO. */
+	uint32_t segments_spare;     /* Pre-written segments ready for the writer. */
 };
 
 void log_stats_read(struct log *log, struct log_stats *stats_out);

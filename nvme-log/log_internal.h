@@ -26,7 +26,8 @@
 #include "nvme-log/log_format.h"
 
 #define LOG_SEGMENTS_MAX 16384u   /* Segments one log may hold (retained + spares). */
-#define LOG_SPARES_TARGET 2u      /* Pre-written segments kept ready. */
+#define LOG_SPARES_DEFAULT 2u     /* Pre-written segments kept ready (config 0). */
+#define LOG_SPARES_MAX 1024u
 #define LOG_SHARD_BAD_MAX 8u      /* Corrupt ranges remembered per shard. */
 #define LOG_WRITE_CHUNK (512u << 10) /* Largest single write of a window. */
 #define LOG_STREAMS_RETENTION_MAX 4096u
@@ -237,7 +238,8 @@ struct log {
 	/* Spares and seals: guarded by prep_lock. */
 	pthread_mutex_t prep_lock;
 	pthread_cond_t prep_cond;
-	struct log_segment *spares[LOG_SPARES_TARGET];
+	struct log_segment *spares[LOG_SPARES_MAX];
+	uint32_t spares_target;
 	uint32_t spare_count;
 	uint64_t segment_no_next;
 	struct log_segment *seal_queue[LOG_SEGMENTS_MAX];

@@ -364,7 +364,7 @@ recover_segment(struct log *log, uint64_t segment_no)
 		seg->entry_count = 0;
 		err = recover_scan(log, seg, headerless);
 	}
-	if (err == -EAGAIN && log->spare_count < LOG_SPARES_TARGET) {
+	if (err == -EAGAIN && log->spare_count < log->spares_target) {
 		seg->state = LOG_SEGMENT_ACTIVE;
 		log->spares[log->spare_count++] = seg;
 		return 0;

@@ -6,7 +6,7 @@
  * directory synced) before the writer ever sees them, so a group commit
  * writes over already-allocated, already-written blocks and its flush
  * pays for no block allocation or metadata journal commit. A background
- * "preparer" thread keeps LOG_SPARES_TARGET of them ready and writes the
+ * "preparer" thread keeps config.segments_prepared of them ready and writes the
  * index files of sealed segments; without a writer thread (tests) both
  * happen inline, on demand.
  */
@@ -131,7 +131,7 @@ log_segment_prepare(struct log *log)
 	seg->segment_no = segment_no;
 	seg->state = LOG_SEGMENT_ACTIVE;
 	pthread_mutex_lock(&log->prep_lock);
-	assert(log->spare_count < LOG_SPARES_TARGET);
+	assert(log->spare_count < log->spares_target);
 	log->spares[log->spare_count++] = seg;
 	pthread_cond_broadcast(&log->prep_cond);
 	pthread_mutex_unlock(&log->prep_lock);
@@ -340,7 +340,7 @@ prep_main(void *arg)
 			pthread_mutex_unlock(&log->prep_lock);
 			log_segments_run_seals(log);
 			pthread_mutex_lock(&log->prep_lock);
-		} else if (log->spare_count < LOG_SPARES_TARGET && log->prep_error == 0) {
+		} else if (log->spare_count < log->spares_target && log->prep_error == 0) {
 			int err;
 
 			pthread_mutex_unlock(&log->prep_lock);
