@@ -329,7 +329,8 @@ h2_conn_sweep(struct server_conn *c, uint64_t limit_ns)
 			continue;
 		/* on_stream_close() frees the call once the reset is sent. */
 		call->refuse_status = 408;
-		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
+		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
+					  NGHTTP2_CANCEL);
 		server_conn_dirty(c);
 	}
 }

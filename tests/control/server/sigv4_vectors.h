@@ -5,7 +5,9 @@
 /* Generated once with botocore 1.29.27 SigV4Auth (service kinesis); do not edit. */
 static const struct sigv4_vector sigv4_vectors[] = {
 	{
-		.key_id = "AKIDEXAMPLE", .secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", .region = "us-east-1",
+		.key_id = "AKIDEXAMPLE",
+		.secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+		.region = "us-east-1",
 		.now_s = 1795680900ll,
 		.header_count = 6,
 		.headers = {
@@ -13,13 +15,20 @@ static const struct sigv4_vector sigv4_vectors[] = {
 			{ "X-Amz-Target", "Kinesis_20131202.PutRecord" },
 			{ "Content-Type", "application/x-amz-json-1.1" },
 			{ "X-Amz-Date", "20261126T081500Z" },
-			{ "Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=c3d0e0029e49259e77bc2efb7fd3bebc6f1c7126fc1173caf117f5f248223ea9" },
+			{ "Authorization",
+			  "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws"
+			  "4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Si"
+			  "gnature=c3d0e0029e49259e77bc2efb7fd3bebc6f1c7126fc1173caf117f5f248223e"
+			  "a9" },
 			{ "Content-Length", "51" },
 		},
-		.body = "{\"StreamName\":\"s\",\"Data\":\"aGk=\",\"PartitionKey\":\"k\"}", .body_size = 51,
+		.body = "{\"StreamName\":\"s\",\"Data\":\"aGk=\",\"PartitionKey\":\"k\"}",
+		.body_size = 51,
 	},
 	{
-		.key_id = "AKIDEXAMPLE", .secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", .region = "us-east-1",
+		.key_id = "AKIDEXAMPLE",
+		.secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+		.region = "us-east-1",
 		.now_s = 1795737599ll,
 		.header_count = 7,
 		.headers = {
@@ -29,7 +38,11 @@ static const struct sigv4_vector sigv4_vectors[] = {
 			{ "User-Agent", "aws-cli/2.9.19  Python/3.11   x" },
 			{ "Content-Length", "2" },
 			{ "X-Amz-Date", "20261126T235959Z" },
-			{ "Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws4_request, SignedHeaders=content-length;content-type;host;x-amz-date;x-amz-target, Signature=60537ca9df40819ba4d4ef7671f9428cf9c918a0c0297a5b7cdc1855a483951c" },
+			{ "Authorization",
+			  "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws"
+			  "4_request, SignedHeaders=content-length;content-type;host;x-amz-date;x"
+			  "-amz-target, Signature=60537ca9df40819ba4d4ef7671f9428cf9c918a0c0297a5"
+			  "b7cdc1855a483951c" },
 		},
 		.body = "{}", .body_size = 2,
 	},
@@ -44,13 +57,19 @@ static const struct sigv4_vector sigv4_vectors[] = {
 			{ "amz-sdk-invocation-id", "0f7c1f5e-1b2c-4d3e-8f90-123456789abc" },
 			{ "amz-sdk-request", "attempt=1; max=3" },
 			{ "X-Amz-Date", "20270101T000000Z" },
-			{ "Authorization", "AWS4-HMAC-SHA256 Credential=sluice-demo/20270101/eu-west-3/kinesis/aws4_request, SignedHeaders=amz-sdk-invocation-id;amz-sdk-request;content-type;host;x-amz-date;x-amz-target, Signature=d1275bb86e84e40ae4a220160aea2626e7bb72af738677fd77f5734901f0fa13" },
+			{ "Authorization",
+			  "AWS4-HMAC-SHA256 Credential=sluice-demo/20270101/eu-west-3/kinesis/aws"
+			  "4_request, SignedHeaders=amz-sdk-invocation-id;amz-sdk-request;content"
+			  "-type;host;x-amz-date;x-amz-target, Signature=d1275bb86e84e40ae4a22016"
+			  "0aea2626e7bb72af738677fd77f5734901f0fa13" },
 			{ "Content-Length", "38" },
 		},
 		.body = "{\"ShardIterator\":\"AAAA\",\"Limit\":10000}", .body_size = 38,
 	},
 	{
-		.key_id = "AKIDEXAMPLE", .secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", .region = "us-east-1",
+		.key_id = "AKIDEXAMPLE",
+		.secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+		.region = "us-east-1",
 		.now_s = 1795680900ll,
 		.header_count = 6,
 		.headers = {
@@ -58,13 +77,19 @@ static const struct sigv4_vector sigv4_vectors[] = {
 			{ "X-Amz-Target", "Kinesis_20131202.PutRecords" },
 			{ "Content-Type", "application/x-amz-json-1.1" },
 			{ "X-Amz-Date", "20261126T081500Z" },
-			{ "Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=a727265a5efe78c61e2bf99de4bd5b0ff722b9f5ec896588733a49b5e3e53139" },
+			{ "Authorization",
+			  "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws"
+			  "4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Si"
+			  "gnature=a727265a5efe78c61e2bf99de4bd5b0ff722b9f5ec896588733a49b5e3e531"
+			  "39" },
 			{ "Content-Length", "0" },
 		},
 		.body = "", .body_size = 0,
 	},
 	{
-		.key_id = "AKIDEXAMPLE", .secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", .region = "us-east-1",
+		.key_id = "AKIDEXAMPLE",
+		.secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+		.region = "us-east-1",
 		.now_s = 1795680900ll,
 		.header_count = 7,
 		.headers = {
@@ -73,7 +98,11 @@ static const struct sigv4_vector sigv4_vectors[] = {
 			{ "Content-Type", "application/x-amz-json-1.1" },
 			{ "X-Note", "  two   spaces\x09""and tab  " },
 			{ "X-Amz-Date", "20261126T081500Z" },
-			{ "Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target;x-note, Signature=caa2494eae94c8af9dc97ecddb8eddbb40a3dc985ed23238a8c59ec983750bad" },
+			{ "Authorization",
+			  "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws"
+			  "4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target;x-n"
+			  "ote, Signature=caa2494eae94c8af9dc97ecddb8eddbb40a3dc985ed23238a8c59ec"
+			  "983750bad" },
 			{ "Content-Length", "22" },
 		},
 		.body = "{\"StreamName\":\"caf\xc3""\xa9""\"}", .body_size = 22,
@@ -107,8 +136,8 @@ static const struct sigv4_vector sigv4_vector_js_h2 = {
 		{ "authorization", "AWS4-HMAC-SHA256 Credential=AKIDTEST/20261126/us-east-1/"
 		  "kinesis/aws4_request, SignedHeaders=:authority;amz-sdk-invocation-id;"
 		  "amz-sdk-request;content-length;content-type;x-amz-content-sha256;x-amz-date;"
-		  "x-amz-target;x-amz-user-agent, Signature=e2de0df343d7e7a87177231bd0f3bfc6253e1268"
-		  "bc64bf59fd81a5e0d34b0f7f" },
+		  "x-amz-target;x-amz-user-agent, "
+		  "Signature=e2de0df343d7e7a87177231bd0f3bfc6253e1268bc64bf59fd81a5e0d34b0f7f" },
 	},
 	.body = "{}", .body_size = 2,
 };

@@ -1291,7 +1291,8 @@ Test(server, cors_preflight_and_origin_headers, .init = setup_default, .fini = s
 
 	client_send_str(fd, "OPTIONS / HTTP/1.1\r\nOrigin: http://app.example\r\n"
 			"Access-Control-Request-Method: POST\r\n"
-			"Access-Control-Request-Headers: content-type,x-amz-target,authorization\r\n"
+			"Access-Control-Request-Headers: content-type,x-amz-target,"
+			"authorization\r\n"
 			"\r\n");
 	client_response(fd, &r);
 	cr_assert_eq(r.status, 200, "%s", r.head);
