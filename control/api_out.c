@@ -6,6 +6,7 @@
  * dropped (the server then answers InternalFailure instead of a cut body).
  */
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,19 @@ api_out_printf(struct api_out *out, const char *fmt, ...)
 static const char base64_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* Two output characters per 12 input bits: half the lookups of the plain alphabet. */
+static char base64_pairs[4096][2];
+static pthread_once_t base64_pairs_once = PTHREAD_ONCE_INIT;
+
+static void
+base64_pairs_init(void)
+{
+	for (unsigned i = 0; i < 4096; i++) {
+		base64_pairs[i][0] = base64_alphabet[i >> 6];
+		base64_pairs[i][1] = base64_alphabet[i & 63];
+	}
+}
+
 void
 api_out_base64(struct api_out *out, const void *data, size_t size)
 {
@@ -136,14 +150,13 @@ api_out_base64(struct api_out *out, const void *data, size_t size)
 
 	if (size == 0 || !api_out_reserve(out, (size + 2) / 3 * 4))
 		return;
+	pthread_once(&base64_pairs_once, base64_pairs_init);
 	p = out->data + out->size;
-	for (size_t i = 0; i < full; i++, in += 3) {
+	for (size_t i = 0; i < full; i++, in += 3, p += 4) {
 		uint32_t v = (uint32_t)in[0] << 16 | (uint32_t)in[1] << 8 | in[2];
 
-		*p++ = base64_alphabet[v >> 18];
-		*p++ = base64_alphabet[(v >> 12) & 63];
-		*p++ = base64_alphabet[(v >> 6) & 63];
-		*p++ = base64_alphabet[v & 63];
+		memcpy(p, base64_pairs[v >> 12], 2);
+		memcpy(p + 2, base64_pairs[v & 0xfff], 2);
 	}
 	if (size % 3 != 0) {
 		uint32_t v = (uint32_t)in[0] << 16;
