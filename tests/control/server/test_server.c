@@ -816,6 +816,7 @@ Test(server, sigv4_right_keys_pass_wrong_keys_fail, .init = setup_sigv4, .fini =
 	int fd = client_connect();
 	struct response r;
 
+	need_tools("/usr/bin/python3");
 	botocore_sign("AKIDTEST", "secret-test-key", headers, sizeof(headers));
 	snprintf(raw, sizeof(raw), "POST / HTTP/1.1\r\n%sContent-Length: 2\r\n\r\n{}", headers);
 	client_send_str(fd, raw);
@@ -845,6 +846,18 @@ Test(server, sigv4_right_keys_pass_wrong_keys_fail, .init = setup_sigv4, .fini =
 
 /* ---- HTTP/2 and TLS through real clients ---- */
 
+/* Skips the test (not fails) on a machine without a client tool it drives. */
+static void
+need_tools(const char *tools)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "for t in %s; do command -v $t >/dev/null || exit 1; done",
+		 tools);
+	if (system(cmd) != 0)
+		cr_skip_test("needs %s installed", tools);
+}
+
 /* Runs a shell command; returns its stdout (static buffer) and requires exit status 0. */
 static const char *
 run(const char *cmd)
@@ -868,6 +881,7 @@ Test(server, h2c_prior_knowledge_with_curl, .init = setup_default, .fini = serve
 	char cmd[512];
 	const char *out;
 
+	need_tools("curl");
 	snprintf(cmd, sizeof(cmd), CURL_KINESIS("ListStreams") "--http2-prior-knowledge -i "
 		 "--data-binary '{\"h\":2}' http://127.0.0.1:%d/", server_port);
 	out = run(cmd);
@@ -907,6 +921,7 @@ Test(server, h2c_many_concurrent_streams_with_h2load, .init = setup_default,
 	char cmd[1024];
 	const char *out;
 
+	need_tools("h2load nghttp");
 	snprintf(temp_dir, sizeof(temp_dir), "/tmp/sluice-server-XXXXXX");
 	cr_assert_not_null(mkdtemp(temp_dir));
 	snprintf(cmd, sizeof(cmd), "printf '{}' > %s/body && h2load -n 300 -c 2 -m 16 "
@@ -958,6 +973,7 @@ Test(server, tls_alpn_h2_and_http11_with_verified_certificate, .init = setup_tls
 {
 	char cmd[1024];
 
+	need_tools("curl");
 	snprintf(cmd, sizeof(cmd), CURL_KINESIS("PutRecord") "--cacert %s/cert.pem --http2 "
 		 "--data-binary '{}' -w ' %%{http_code} %%{http_version}' "
 		 "https://localhost:%d/", temp_dir, tls_port);
@@ -997,6 +1013,7 @@ Test(server, h2_body_over_the_limit_is_413_and_the_connection_lives, .init = set
 	char cmd[1024];
 	const char *out;
 
+	need_tools("nghttp");
 	snprintf(temp_dir, sizeof(temp_dir), "/tmp/sluice-server-XXXXXX");
 	cr_assert_not_null(mkdtemp(temp_dir));
 	/*
@@ -1024,6 +1041,7 @@ Test(server, h2_reply_after_the_stream_was_reset_is_dropped, .init = setup_defau
 {
 	char cmd[512];
 
+	need_tools("curl");
 	/* curl gives up after 50 ms; the harness answers after LATE_MS. */
 	snprintf(cmd, sizeof(cmd), CURL_KINESIS("PutRecord") "--http2-prior-knowledge "
 		 "--max-time 0.05 --data-binary '{}' http://127.0.0.1:%d/ 2>/dev/null; true",
@@ -1218,6 +1236,7 @@ Test(server, tls_without_alpn_and_garbage_on_the_tls_port, .init = setup_tls,
 	};
 	int fd;
 
+	need_tools("openssl");
 	/* No ALPN at all: the protocol is detected from the first bytes, as on the plain port. */
 	snprintf(cmd, sizeof(cmd), "printf 'POST / HTTP/1.1\\r\\nX-Amz-Target: "
 		 "Kinesis_20131202.ListStreams\\r\\nContent-Type: application/x-amz-json-1.1"
