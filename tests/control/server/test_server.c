@@ -389,6 +389,18 @@ assert_aws_headers(const struct response *r)
 	cr_assert_not_null(strcasestr(r->head, "\r\nContent-Length: "), "%s", r->head);
 }
 
+/* Skips the test (not fails) on a machine without a client tool it drives. */
+static void
+need_tools(const char *tools)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "for t in %s; do command -v $t >/dev/null || exit 1; done",
+		 tools);
+	if (system(cmd) != 0)
+		cr_skip_test("needs %s installed", tools);
+}
+
 /* ---- HTTP/1.1 ---- */
 
 Test(server, keep_alive_serves_requests_in_turn, .init = setup_default, .fini = server_stop)
@@ -845,18 +857,6 @@ Test(server, sigv4_right_keys_pass_wrong_keys_fail, .init = setup_sigv4, .fini =
 }
 
 /* ---- HTTP/2 and TLS through real clients ---- */
-
-/* Skips the test (not fails) on a machine without a client tool it drives. */
-static void
-need_tools(const char *tools)
-{
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "for t in %s; do command -v $t >/dev/null || exit 1; done",
-		 tools);
-	if (system(cmd) != 0)
-		cr_skip_test("needs %s installed", tools);
-}
 
 /* Runs a shell command; returns its stdout (static buffer) and requires exit status 0. */
 static const char *
