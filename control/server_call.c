@@ -6,6 +6,9 @@
  * Pre-dispatch answers, first match wins:
  *
  *   CONDITION                                   STATUS  BODY
+ *   HTTP/2 body over request_body_size_max      413     SerializationException
+ *   HTTP/2 header block over the head limits    431     SerializationException
+ *   no pool buffer for the request (HTTP/2)     503     ServiceUnavailable
  *   OPTIONS with Origin (CORS preflight)        200     empty
  *   method is not POST                          403     XML AccessDeniedException
  *   path is not "/"                             404     XML UnknownOperationException
@@ -20,6 +23,7 @@
  *   unknown service or action                   400     UnknownOperationException
  *   authentication fails ([auth] mode)          400     the SigV4 exception
  *
+ * (HTTP/1.1 framing limits are answered before a request exists: server_http1.c.)
  * With an Origin header every answer also carries Access-Control-Allow-Origin
  * and -Expose-Headers; a preflight echoes the requested headers and method.
  */
