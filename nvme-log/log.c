@@ -4,6 +4,7 @@
  * log_writer.c, the read path in log_reader.c, recovery in log_recover.c.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -66,6 +67,21 @@ log_stat_add(uint64_t *counter, uint64_t value)
 	__atomic_fetch_add(counter, value, __ATOMIC_RELAXED);
 }
 
+/* Free 2 MiB hugepages; asking libhugetlbfs for more than that makes it complain. */
+static uint64_t
+hugepages_free(void)
+{
+	FILE *fp = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
+	unsigned long long count = 0;
+
+	if (fp == NULL)
+		return 0;
+	if (fscanf(fp, "%llu", &count) != 1)
+		count = 0;
+	fclose(fp);
+	return count;
+}
+
 /*
  * Aligned memory for O_DIRECT buffers, not zeroed. Large buffers (the
  * batch pools and windows) come from 2 MiB hugepages through libhugetlbfs
@@ -77,7 +93,7 @@ log_mem_alloc(struct log_mem *mem, size_t size)
 {
 	mem->huge = false;
 	mem->size = (size_t)align_up(size, LOG_BLOCK_SIZE);
-	if (size >= (1u << 20)) {
+	if (size >= (1u << 20) && hugepages_free() * (2u << 20) >= align_up(size, 2u << 20)) {
 		mem->addr = get_hugepage_region(align_up(size, 2u << 20), GHR_STRICT);
 		if (mem->addr != NULL) {
 			mem->huge = true;

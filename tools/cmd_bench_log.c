@@ -40,6 +40,7 @@
 
 struct bench_opts {
 	const char *dir;
+	const char *only;          /* "fio", "bw", "lat" or "recovery": one part (tuning). */
 	uint64_t run_bytes;        /* Payload per bandwidth run (a run also stops at run_ns). */
 	uint64_t run_ns;
 	uint32_t fio_seconds;
@@ -489,6 +490,7 @@ bench_usage(FILE *out)
 		"                        [--fio-seconds S] [--fio-size N] [--lat-count N]\n"
 		"                        [--lat-gap-us N] [--recovery-bytes N] [--segment-size N]\n"
 		"                        [--batch-size N] [--window-bytes N]\n"
+		"                        [--only fio|bw|lat|recovery]\n"
 		"Runs fio and the log in a temp dir under DIR (default .), same filesystem.\n"
 		"Sizes take k/m/g suffixes (powers of 1024).\n");
 }
@@ -522,8 +524,8 @@ bench_parse(int argc, char **argv, struct bench_opts *o)
 
 		if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || i + 1 == argc)
 			return -EINVAL;
-		if (strcmp(name, "--dir") == 0) {
-			o->dir = argv[++i];
+		if (strcmp(name, "--dir") == 0 || strcmp(name, "--only") == 0) {
+			*(strcmp(name, "--dir") == 0 ? &o->dir : &o->only) = argv[++i];
 			continue;
 		}
 		if (parse_size(argv[++i], &v) != 0 || v == 0)
@@ -552,6 +554,12 @@ bench_parse(int argc, char **argv, struct bench_opts *o)
 			return -EINVAL;
 	}
 	return 0;
+}
+
+static bool
+bench_part(const struct bench_opts *o, const char *part)
+{
+	return o->only == NULL || strcmp(o->only, part) == 0;
 }
 
 static void
@@ -611,7 +619,7 @@ cmd_bench_log(int argc, char **argv)
 {
 	struct bench_opts o;
 	struct fio_result fio;
-	double ratio_1, ratio_10k, rec_ps = 0, p50 = 0, p99 = 0, recovery_s = 0;
+	double ratio_1 = 0, ratio_10k = 0, rec_ps = 0, p50 = 0, p99 = 0, recovery_s = 0;
 	uint64_t torn = 0;
 	int err;
 
@@ -632,12 +640,13 @@ cmd_bench_log(int argc, char **argv)
 		       "p99 %.1f us\n", fio.bw_bytes / 1e6, fio.p50_us, fio.p99_us);
 	else
 		fprintf(stderr, "sluice bench log: fio failed (is it installed?)\n");
-	if (err == 0)
+	if (err == 0 && bench_part(&o, "bw"))
 		err = bench_bw(&o, &fio, &ratio_1, &ratio_10k, &rec_ps);
-	if (err == 0 && (err = lat_run(&o, &p50, &p99)) == 0)
+	if (err == 0 && bench_part(&o, "lat") && (err = lat_run(&o, &p50, &p99)) == 0)
 		printf("log: append -> durable ack, 100 B, one at a time every %u us: p50 %.1f us, "
 		       "p99 %.1f us\n", o.lat_gap_us, p50, p99);
-	if (err == 0 && (err = recovery_run(&o, &recovery_s, &torn)) == 0)
+	if (err == 0 && bench_part(&o, "recovery") &&
+	    (err = recovery_run(&o, &recovery_s, &torn)) == 0)
 		printf("log: reopen after SIGKILL with %.1f GiB retained: %.3f s (%" PRIu64
 		       " torn tail cut)\n", (double)o.recovery_bytes / (1u << 30), recovery_s, torn);
 	tree_remove(bench_root);
