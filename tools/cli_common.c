@@ -34,6 +34,8 @@ cli_conn_open(const char *command, struct cli_conn *conn, struct kc_client *clie
 	config.region = cli_env_first(conn->region, "AWS_REGION", "AWS_DEFAULT_REGION");
 	config.access_key = cli_env_first(conn->access_key, "AWS_ACCESS_KEY_ID", NULL);
 	config.secret_key = cli_env_first(conn->secret_key, "AWS_SECRET_ACCESS_KEY", NULL);
+	config.ca_file = cli_env_first(conn->ca_file, "AWS_CA_BUNDLE", NULL);
+	config.insecure = conn->insecure;
 	/* A session token only makes sense with the environment's keys. */
 	if (conn->access_key == NULL)
 		config.session_token = cli_env_first(NULL, "AWS_SESSION_TOKEN", NULL);
@@ -43,9 +45,15 @@ cli_conn_open(const char *command, struct cli_conn *conn, struct kc_client *clie
 	}
 	err = kc_client_init(client, &config);
 	if (err != 0) {
-		fprintf(stderr, "sluice %s: bad endpoint '%s': %s\n", command,
-			config.endpoint != NULL ? config.endpoint : KC_DEFAULT_ENDPOINT,
-			err == -EPROTONOSUPPORT ? "only http:// is supported" : strerror(-err));
+		if (err == -ENOENT)
+			fprintf(stderr, "sluice %s: cannot load the CA file '%s'\n", command,
+				config.ca_file != NULL ? config.ca_file : "(system)");
+		else
+			fprintf(stderr, "sluice %s: bad endpoint '%s': %s\n", command,
+				config.endpoint != NULL ? config.endpoint : KC_DEFAULT_ENDPOINT,
+				err == -EPROTONOSUPPORT ? "http:// or https:// only" :
+				strerror(-err));
+		kc_client_close(client);
 		return CMD_EXIT_USAGE;
 	}
 	return 0;
@@ -60,7 +68,8 @@ cli_call_error(const char *command, const char *what, const struct kc_client *cl
 			client->error.message[0] != '\0' ? ": " : "", client->error.message);
 	else
 		fprintf(stderr, "sluice %s: %s: %s (endpoint %s:%s)\n", command, what,
-			strerror(-err), client->host, client->port);
+			client->error.message[0] != '\0' ? client->error.message : strerror(-err),
+			client->host, client->port);
 }
 
 int

@@ -1,7 +1,7 @@
 /*
  * cli_common.h - what the Kinesis-speaking commands share: the connection
- * flags (--endpoint, --region, --access-key, --secret-key) with their
- * environment fallbacks, and one way of reporting a failed call.
+ * flags (--endpoint, --region, --access-key, --secret-key, --ca-file,
+ * --insecure) with their environment fallbacks, and one way of reporting a failed call.
  */
 #ifndef SLUICE_TOOLS_CLI_COMMON_H
 #define SLUICE_TOOLS_CLI_COMMON_H
@@ -17,6 +17,8 @@ struct cli_conn {
 	const char *region;
 	const char *access_key;
 	const char *secret_key;
+	const char *ca_file;
+	bool insecure;
 };
 
 /* The four connection rows of a command's option table. */
@@ -28,7 +30,11 @@ struct cli_conn {
 	{ "access-key", CLI_OPT_STRING, &(conn)->access_key, 0, 0, "ID",                      \
 	  "sign requests with SigV4 (AWS_ACCESS_KEY_ID)" },                                   \
 	{ "secret-key", CLI_OPT_STRING, &(conn)->secret_key, 0, 0, "KEY",                     \
-	  "secret for --access-key (AWS_SECRET_ACCESS_KEY)" }
+	  "secret for --access-key (AWS_SECRET_ACCESS_KEY)" },                                \
+	{ "ca-file", CLI_OPT_STRING, &(conn)->ca_file, 0, 0, "PEM",                           \
+	  "https: trust these CAs (AWS_CA_BUNDLE; default: the system's)" },                  \
+	{ "insecure", CLI_OPT_BOOL, &(conn)->insecure, 0, 0, NULL,                            \
+	  "https: do not verify the server's certificate" }
 
 /*
  * Fills unset fields from the environment and opens the client. On failure

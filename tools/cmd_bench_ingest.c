@@ -24,6 +24,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +58,7 @@ static const char bench_synopsis[] =
 
 struct bench_conn {
 	int fd;                 /* -1: closed. */
+	struct ssl_st *tls;     /* https: set up before the socket turns nonblocking. */
 	bool connected;
 	bool busy;              /* A frame is in flight. */
 	uint64_t due_ns;        /* The in-flight frame's scheduled send time. */
@@ -216,6 +218,8 @@ bench_conn_fail(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 		b->counts.records_failed += b->records_per_frame;
 		b->counts.frames_failed++;
 	}
+	kc_tls_close(conn->tls);
+	conn->tls = NULL;
 	if (conn->fd >= 0)
 		close(conn->fd);
 	free(conn->request);
@@ -228,18 +232,38 @@ bench_conn_fail(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 	conn->busy = false;
 }
 
+/* https: a blocking connect and handshake, then the socket turns nonblocking. */
+static int
+bench_conn_open_tls(struct bench *b, struct bench_conn *conn)
+{
+	char why[256];
+	int fd = kc_connect(&b->client, false);
+
+	if (fd < 0)
+		return fd;
+	if (kc_tls_start(&b->client, fd, &conn->tls, why, sizeof(why)) != 0 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+		kc_tls_close(conn->tls);
+		conn->tls = NULL;
+		close(fd);
+		return -EPROTO;
+	}
+	return fd;
+}
+
 static void
 bench_conn_open(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 {
-	int fd = kc_connect(&b->client, true);
+	int fd = b->client.tls_enabled ? bench_conn_open_tls(b, conn) :
+		 kc_connect(&b->client, true);
 
 	if (fd < 0) {
 		conn->retry_ns = now_ns + BENCH_RECONNECT_NS;
 		return;
 	}
 	conn->fd = fd;
-	conn->connected = false;
-	bench_conn_watch(b, conn, EPOLLOUT | EPOLLIN, EPOLL_CTL_ADD);
+	conn->connected = b->client.tls_enabled;
+	bench_conn_watch(b, conn, conn->connected ? EPOLLIN : EPOLLOUT | EPOLLIN, EPOLL_CTL_ADD);
 }
 
 /* Writes what the socket takes; watches for writability until the request is out. */
@@ -247,12 +271,12 @@ static void
 bench_conn_send(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 {
 	while (conn->sent < conn->request_size) {
-		ssize_t sent = send(conn->fd, conn->request + conn->sent,
-				    conn->request_size - conn->sent, MSG_NOSIGNAL);
+		ssize_t sent = kc_io_send(conn->fd, conn->tls, conn->request + conn->sent,
+					  conn->request_size - conn->sent);
 
-		if (sent < 0 && errno == EINTR)
+		if (sent == -EINTR)
 			continue;
-		if (sent < 0 && errno == EAGAIN) {
+		if (sent == -EAGAIN) {
 			bench_conn_watch(b, conn, EPOLLOUT | EPOLLIN, EPOLL_CTL_MOD);
 			return;
 		}
@@ -328,11 +352,11 @@ bench_conn_receive(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 			conn->rx = rx;
 			conn->rx_capacity = capacity;
 		}
-		got = recv(conn->fd, conn->rx + conn->rx_size, conn->rx_capacity - conn->rx_size,
-			   0);
-		if (got < 0 && errno == EINTR)
+		got = kc_io_recv(conn->fd, conn->tls, conn->rx + conn->rx_size,
+				 conn->rx_capacity - conn->rx_size);
+		if (got == -EINTR)
 			continue;
-		if (got < 0 && errno == EAGAIN)
+		if (got == -EAGAIN)
 			return;
 		if (got <= 0 || !conn->busy) {  /* Closed, failed, or an answer nobody asked for. */
 			bench_conn_fail(b, conn, now_ns);
@@ -545,7 +569,8 @@ bench_print_text(const struct bench *b, const struct bench_result *r)
 {
 	double rate = (double)b->counts.records_acked / r->elapsed_s;
 
-	printf("bench ingest: %s to %s, %llu connection(s), %.1f s\n", b->transport, b->stream,
+	printf("bench ingest: %s to %s, %llu connection(s), %.1f s\n",
+	       b->client.tls_enabled ? "https" : b->transport, b->stream,
 	       (unsigned long long)b->connection_count, r->elapsed_s);
 	printf("  offered     %llu records/s, %llu B each, %llu per frame, %s keys over %llu\n",
 	       (unsigned long long)b->rate, (unsigned long long)b->size,
@@ -577,7 +602,7 @@ bench_print_json(const struct bench *b, const struct bench_result *r)
 	cJSON *latency;
 	char *text;
 
-	cJSON_AddStringToObject(root, "transport", b->transport);
+	cJSON_AddStringToObject(root, "transport", b->client.tls_enabled ? "https" : b->transport);
 	cJSON_AddStringToObject(root, "stream", b->stream);
 	cJSON_AddNumberToObject(root, "connections", (double)b->connection_count);
 	cJSON_AddNumberToObject(root, "rate_target", (double)b->rate);
@@ -793,6 +818,7 @@ static void
 bench_teardown(struct bench *b)
 {
 	for (uint64_t i = 0; b->conns != NULL && i < b->connection_count; i++) {
+		kc_tls_close(b->conns[i].tls);
 		if (b->conns[i].fd >= 0)
 			close(b->conns[i].fd);
 		free(b->conns[i].request);

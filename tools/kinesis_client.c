@@ -8,6 +8,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "common/clock.h"
 #include "tools/kinesis_client.h"
@@ -38,12 +44,16 @@ kc_endpoint_parse(struct kc_client *client, const char *endpoint)
 	const char *port = "80";
 	size_t port_size = 2;
 
-	if (strncmp(endpoint, "https://", 8) == 0)
-		return -EPROTONOSUPPORT;
-	if (strncmp(endpoint, "http://", 7) == 0)
+	if (strncmp(endpoint, "https://", 8) == 0) {
+		host += 8;
+		port = "443";
+		port_size = 3;
+		client->tls_enabled = true;
+	} else if (strncmp(endpoint, "http://", 7) == 0) {
 		host += 7;
-	else if (strstr(endpoint, "://") != NULL)
+	} else if (strstr(endpoint, "://") != NULL) {
 		return -EPROTONOSUPPORT;
+	}
 	if (*host == '[') {     /* [::1]:4567 */
 		host_end = strchr(host, ']');
 		if (host_end == NULL)
@@ -70,10 +80,30 @@ kc_endpoint_parse(struct kc_client *client, const char *endpoint)
 	memcpy(client->port, port, port_size);
 	client->port[port_size] = '\0';
 	/* The Host header is what SigV4 signs; botocore leaves out a default port. */
+	bool default_port = strcmp(client->port, client->tls_enabled ? "443" : "80") == 0;
+
 	snprintf(client->host_header, sizeof(client->host_header),
 		 strchr(client->host, ':') != NULL ? "[%s]%s%s" : "%s%s%s", client->host,
-		 strcmp(client->port, "80") == 0 ? "" : ":",
-		 strcmp(client->port, "80") == 0 ? "" : client->port);
+		 default_port ? "" : ":", default_port ? "" : client->port);
+	return 0;
+}
+
+/* https: one context for every connection; TLS 1.2 or later, ALPN http/1.1. */
+static int
+kc_tls_context(struct kc_client *client, const char *ca_file)
+{
+	static const unsigned char alpn[] = "\x08http/1.1";
+
+	client->tls_ctx = SSL_CTX_new(TLS_client_method());
+	if (client->tls_ctx == NULL)
+		return -ENOMEM;
+	SSL_CTX_set_min_proto_version(client->tls_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_alpn_protos(client->tls_ctx, alpn, sizeof(alpn) - 1);
+	SSL_CTX_set_verify(client->tls_ctx, client->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
+			   NULL);
+	if (ca_file != NULL ? SSL_CTX_load_verify_locations(client->tls_ctx, ca_file, NULL) != 1 :
+	    SSL_CTX_set_default_verify_paths(client->tls_ctx) != 1)
+		return -ENOENT;
 	return 0;
 }
 
@@ -81,6 +111,7 @@ int
 kc_client_init(struct kc_client *client, const struct kc_config *config)
 {
 	const char *region = config->region != NULL ? config->region : KC_DEFAULT_REGION;
+	int err;
 
 	memset(client, 0, sizeof(*client));
 	client->fd = -1;
@@ -95,16 +126,24 @@ kc_client_init(struct kc_client *client, const struct kc_config *config)
 		client->session_token = config->session_token;
 	}
 	client->timeout_ms = config->timeout_ms != 0 ? config->timeout_ms : KC_TIMEOUT_MS_DEFAULT;
-	return kc_endpoint_parse(client, config->endpoint != NULL ? config->endpoint :
-				 KC_DEFAULT_ENDPOINT);
+	client->insecure = config->insecure;
+	err = kc_endpoint_parse(client, config->endpoint != NULL ? config->endpoint :
+				KC_DEFAULT_ENDPOINT);
+	if (err != 0 || !client->tls_enabled)
+		return err;
+	return kc_tls_context(client, config->ca_file);
 }
 
 void
 kc_client_close(struct kc_client *client)
 {
+	kc_tls_close(client->tls);
+	client->tls = NULL;
 	if (client->fd >= 0)
 		close(client->fd);
 	client->fd = -1;
+	SSL_CTX_free(client->tls_ctx);
+	client->tls_ctx = NULL;
 	free(client->rx);
 	client->rx = NULL;
 	client->rx_capacity = 0;
@@ -153,6 +192,110 @@ kc_connect(const struct kc_client *client, bool nonblocking)
 	}
 	freeaddrinfo(addresses);
 	return fd >= 0 ? fd : err;
+}
+
+/* ---- TLS --------------------------------------------------------------------------- */
+
+static bool
+kc_host_is_ip(const char *host)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+}
+
+int
+kc_tls_start(const struct kc_client *client, int fd, struct ssl_st **tls_out, char *why,
+	     size_t why_size)
+{
+	SSL *tls = SSL_new(client->tls_ctx);
+	bool ip = kc_host_is_ip(client->host);
+	long verify;
+
+	if (tls == NULL || SSL_set_fd(tls, fd) != 1)
+		goto out_failed;
+	if (!ip)
+		SSL_set_tlsext_host_name(tls, client->host);  /* SNI names hosts, not addresses. */
+	if (!client->insecure &&
+	    (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(tls), client->host) :
+		  SSL_set1_host(tls, client->host)) != 1)
+		goto out_failed;
+	if (SSL_connect(tls) == 1) {
+		*tls_out = tls;
+		return 0;
+	}
+out_failed:
+	verify = tls != NULL ? SSL_get_verify_result(tls) : X509_V_OK;
+	if (verify != X509_V_OK)
+		snprintf(why, why_size, "TLS: %s", X509_verify_cert_error_string(verify));
+	else
+		snprintf(why, why_size, "TLS handshake failed: %s",
+			 ERR_reason_error_string(ERR_peek_last_error()) != NULL ?
+			 ERR_reason_error_string(ERR_peek_last_error()) : "connection closed");
+	ERR_clear_error();
+	SSL_free(tls);
+	return -EPROTO;
+}
+
+void
+kc_tls_close(struct ssl_st *tls)
+{
+	SSL_free(tls);  /* No close_notify: the socket closes right after. */
+}
+
+static ssize_t
+kc_tls_result(struct ssl_st *tls, int done)
+{
+	int err = SSL_get_error(tls, done);
+
+	ERR_clear_error();
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		return -EAGAIN;
+	if (err == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	if (err == SSL_ERROR_SYSCALL && errno != 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return err == SSL_ERROR_SYSCALL ? 0 : -EPROTO;  /* SYSCALL without errno: EOF. */
+}
+
+ssize_t
+kc_io_send(int fd, struct ssl_st *tls, const void *buf, size_t size)
+{
+	sigset_t pipe_set, old_set;
+	struct timespec zero = { 0 };
+	ssize_t sent;
+	int done;
+
+	if (tls == NULL) {
+		sent = send(fd, buf, size, MSG_NOSIGNAL);
+		return sent >= 0 ? sent : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+	/* OpenSSL writes with write(2): hold SIGPIPE back and swallow it if it came. */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+	errno = 0;
+	done = SSL_write(tls, buf, size > INT32_MAX ? INT32_MAX : (int)size);
+	sent = done > 0 ? done : kc_tls_result(tls, done);
+	if (sent == -EPIPE)
+		sigtimedwait(&pipe_set, NULL, &zero);
+	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+	return sent == 0 ? -EPIPE : sent;
+}
+
+ssize_t
+kc_io_recv(int fd, struct ssl_st *tls, void *buf, size_t size)
+{
+	ssize_t got;
+	int done;
+
+	if (tls == NULL) {
+		got = recv(fd, buf, size, 0);
+		return got >= 0 ? got : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+	errno = 0;
+	done = SSL_read(tls, buf, size > INT32_MAX ? INT32_MAX : (int)size);
+	return done > 0 ? done : kc_tls_result(tls, done);
 }
 
 /* ---- HTTP/1.1 response parser ------------------------------------------------------ */
@@ -480,15 +623,15 @@ kc_request_build(const struct kc_client *client, const char *action, const char 
 /* ---- The blocking round trip ------------------------------------------------------- */
 
 static int
-kc_send_all(int fd, const char *data, size_t size)
+kc_send_all(struct kc_client *client, const char *data, size_t size)
 {
 	while (size > 0) {
-		ssize_t sent = send(fd, data, size, MSG_NOSIGNAL);
+		ssize_t sent = kc_io_send(client->fd, client->tls, data, size);
 
-		if (sent < 0 && errno == EINTR)
+		if (sent == -EINTR)
 			continue;
 		if (sent < 0)
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+			return sent == -EAGAIN ? -ETIMEDOUT : (int)sent;
 		data += sent;
 		size -= (size_t)sent;
 	}
@@ -516,11 +659,12 @@ kc_receive(struct kc_client *client, struct kc_http_response *response, size_t *
 			client->rx = rx;
 			client->rx_capacity = capacity;
 		}
-		got = recv(client->fd, client->rx + received, client->rx_capacity - received, 0);
-		if (got < 0 && errno == EINTR)
+		got = kc_io_recv(client->fd, client->tls, client->rx + received,
+				 client->rx_capacity - received);
+		if (got == -EINTR)
 			continue;
 		if (got < 0)
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+			return got == -EAGAIN ? -ETIMEDOUT : (int)got;
 		if (got == 0)
 			return received == 0 ? -ECONNRESET : -EBADMSG;  /* Cut mid-response. */
 		received += (size_t)got;
@@ -529,6 +673,33 @@ kc_receive(struct kc_client *client, struct kc_http_response *response, size_t *
 		if (err != -EAGAIN)
 			return err;
 	}
+}
+
+static void
+kc_disconnect(struct kc_client *client)
+{
+	kc_tls_close(client->tls);
+	client->tls = NULL;
+	close(client->fd);
+	client->fd = -1;
+}
+
+static int
+kc_connect_blocking(struct kc_client *client)
+{
+	int fd = kc_connect(client, false);
+	int err;
+
+	if (fd < 0)
+		return fd;
+	client->fd = fd;
+	if (!client->tls_enabled)
+		return 0;
+	err = kc_tls_start(client, fd, &client->tls, client->error.message,
+			   sizeof(client->error.message));
+	if (err != 0)
+		kc_disconnect(client);
+	return err;
 }
 
 /* One attempt: connect if needed, send, receive. */
@@ -540,20 +711,15 @@ kc_exchange(struct kc_client *client, const char *request, size_t request_size,
 
 	*received_out = 0;
 	if (client->fd < 0) {
-		client->fd = kc_connect(client, false);
-		if (client->fd < 0) {
-			err = client->fd;
-			client->fd = -1;
+		err = kc_connect_blocking(client);
+		if (err != 0)
 			return err;
-		}
 	}
-	err = kc_send_all(client->fd, request, request_size);
+	err = kc_send_all(client, request, request_size);
 	if (err == 0)
 		err = kc_receive(client, response, received_out);
-	if (err != 0 || response->connection_close) {
-		close(client->fd);
-		client->fd = -1;
-	}
+	if (err != 0 || response->connection_close)
+		kc_disconnect(client);
 	return err;
 }
 

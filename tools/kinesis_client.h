@@ -1,7 +1,8 @@
 /*
  * kinesis_client.h - a small Kinesis API client for the sluice CLI, private
- * to tools/: HTTP/1.1 over one keep-alive TCP connection, JSON 1.1 bodies
- * through cJSON, SigV4 signing (OpenSSL) when keys are given.
+ * to tools/: HTTP/1.1 over one keep-alive TCP connection (TLS for https://
+ * endpoints), JSON 1.1 bodies through cJSON, SigV4 signing (OpenSSL) when
+ * keys are given.
  *
  * The pieces are separate so the load generator can drive many connections
  * from its own event loop: kc_request_build() makes the bytes of a request,
@@ -19,7 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 #include <cjson/cJSON.h>
+
+struct ssl_ctx_st;   /* OpenSSL's SSL_CTX and SSL, kept out of this header. */
+struct ssl_st;
 
 #define KC_HOST_SIZE_MAX 256
 #define KC_HTTP_HEADER_SIZE_MAX (16u * 1024u)       /* Status line and headers. */
@@ -35,6 +41,8 @@ struct kc_config {
 	const char *secret_key;
 	const char *session_token; /* Optional, sent as X-Amz-Security-Token. */
 	uint32_t timeout_ms;       /* Per send or receive; 0: 30 s. */
+	const char *ca_file;       /* https: PEM CA bundle; NULL: the system's. */
+	bool insecure;             /* https: do not verify the server's certificate. */
 };
 
 struct kc_error {
@@ -52,6 +60,10 @@ struct kc_client {
 	const char *secret_key;
 	const char *session_token;
 	uint32_t timeout_ms;
+	bool tls_enabled;                  /* https:// endpoint. */
+	bool insecure;
+	struct ssl_ctx_st *tls_ctx;        /* https: shared by every connection. */
+	struct ssl_st *tls;                /* The blocking connection's TLS session. */
 	int fd;                            /* -1 when not connected. */
 	char *rx;                          /* Response bytes, grown as needed. */
 	size_t rx_capacity;
@@ -67,7 +79,8 @@ struct kc_http_response {
 };
 
 /* Parses the endpoint; connects lazily. -EINVAL for a malformed endpoint,
- * -EPROTONOSUPPORT for a scheme other than http. */
+ * -EPROTONOSUPPORT for a scheme other than http and https, -ENOENT for a
+ * CA file that cannot be loaded. */
 int kc_client_init(struct kc_client *client, const struct kc_config *config);
 void kc_client_close(struct kc_client *client);
 
@@ -82,6 +95,23 @@ int kc_call(struct kc_client *client, const char *action, const cJSON *request,
 
 /* Connects a new socket to the client's endpoint; returns the fd or a negative errno. */
 int kc_connect(const struct kc_client *client, bool nonblocking);
+
+/*
+ * https: runs the TLS handshake on the connected, blocking `fd` (ALPN
+ * http/1.1, SNI, certificate and host name checked unless insecure). 0 and
+ * the session in *tls_out, or -EPROTO with the reason in `why`.
+ */
+int kc_tls_start(const struct kc_client *client, int fd, struct ssl_st **tls_out, char *why,
+		 size_t why_size);
+void kc_tls_close(struct ssl_st *tls);
+
+/*
+ * One send or receive on `fd`, through `tls` when it is not NULL. Returns the
+ * bytes moved (receive: 0 when the peer closed), -EAGAIN when the socket
+ * would block (or timed out), or another negative errno. Never raises SIGPIPE.
+ */
+ssize_t kc_io_send(int fd, struct ssl_st *tls, const void *buf, size_t size);
+ssize_t kc_io_recv(int fd, struct ssl_st *tls, void *buf, size_t size);
 
 /*
  * Builds the whole HTTP request (headers and body) in a malloc()ed buffer,

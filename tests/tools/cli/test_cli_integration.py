@@ -359,6 +359,38 @@ def test_bench_frames():
               'bench %s: stored other than once' % transport)
 
 
+def test_tls(tmp):
+    """https endpoints against sluiced's TLS listener (a throwaway self-signed cert)."""
+    if shutil.which('openssl') is None:
+        print('SKIP: no openssl command')
+        return
+    cert, key = os.path.join(tmp, 'cert.pem'), os.path.join(tmp, 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
+                    '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
+                    '-days', '2'], check=True, capture_output=True)
+    tls_port = free_port()
+    server = Sluiced(tmp, 'tls', '--set', 'server.tls_listen=127.0.0.1:%d' % tls_port,
+                     '--set', 'server.tls_cert=' + cert, '--set', 'server.tls_key=' + key)
+    ep = 'https://127.0.0.1:%d' % tls_port
+    try:
+        rc, _, err = run(ep, 'stream', 'create', 'tls1', '--ca-file', cert)
+        check(rc == 0, 'https create: rc %d %s' % (rc, err))
+        rc, out, err = run(ep, 'put', 'tls1', 'k', 'over-tls', env_extra={'AWS_CA_BUNDLE': cert})
+        check(rc == 0, 'https put (AWS_CA_BUNDLE): rc %d %s' % (rc, err))
+        rc, out, err = run(ep, 'consume', 'tls1', '--insecure')
+        check(rc == 0 and out == 'over-tls\n', 'https consume --insecure: %r %s' % (out, err))
+        rc, _, err = run(ep, 'stream', 'list')
+        check(rc == 1 and 'self-signed' in err, 'untrusted certificate: rc %d %s' % (rc, err))
+        rc, out, err = run(ep, 'bench', 'ingest', 'tls1', '--ca-file', cert, '--rate', '200',
+                           '--duration', '500ms', '--json')
+        summary = json.loads(out) if rc in (0, 3) else {}
+        check(rc == 0 and summary.get('transport') == 'https' and
+              summary.get('records_acked') == 100, 'https bench: rc %d %s %s' % (rc, out, err))
+    finally:
+        server.stop()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix='sluice-cli-')
     server = None
@@ -376,6 +408,7 @@ def main():
         check(rc == 0, 'stream delete: rc %d %s' % (rc, err))
         server.stop()
         test_sigv4(tmp)
+        test_tls(tmp)
     finally:
         if server is not None:
             server.stop()

@@ -193,7 +193,9 @@ Test(kc_client, endpoints)
 		{ "http://localhost/", 0, "localhost", "80", "localhost" },
 		{ "http://[::1]:9000/", 0, "::1", "9000", "[::1]:9000" },
 		{ "10.0.0.1:81", 0, "10.0.0.1", "81", "10.0.0.1:81" },
-		{ "https://kinesis.example", -EPROTONOSUPPORT, NULL, NULL, NULL },
+		{ "https://kinesis.example", 0, "kinesis.example", "443", "kinesis.example" },
+		{ "https://127.0.0.1:8443/", 0, "127.0.0.1", "8443", "127.0.0.1:8443" },
+		{ "http://h:443", 0, "h", "443", "h:443" },
 		{ "ftp://x", -EPROTONOSUPPORT, NULL, NULL, NULL },
 		{ "http://", -EINVAL, NULL, NULL, NULL },
 		{ "http://h:", -EINVAL, NULL, NULL, NULL },
@@ -209,8 +211,10 @@ Test(kc_client, endpoints)
 
 		cr_assert_eq(kc_client_init(&client, &config), cases[i].err, "%s",
 			     cases[i].endpoint);
-		if (cases[i].err != 0)
+		if (cases[i].err != 0) {
+			kc_client_close(&client);
 			continue;
+		}
 		cr_assert_str_eq(client.host, cases[i].host);
 		cr_assert_str_eq(client.port, cases[i].port);
 		cr_assert_str_eq(client.host_header, cases[i].host_header);
