@@ -133,14 +133,14 @@ Test(producer, tcp_clean)
 Test(producer, tcp_cut_mid_frame_and_before_ack)
 {
 	struct test_server_config sc;
-	struct scenario s = { .tcp = true, .count = 3000, .keys = 37, .batch_records_max = 16,
+	struct scenario s = { .tcp = true, .count = 3000, .keys = 37, .batch_records_max = 50,
 			      .positions_required = true, .expect_all_ok = true };
 
 	server_config_init(&sc, true);
-	sc.cut_pct = 4;
+	sc.cut_pct = 3;
 	sc.throttle_pct = 5;
 	scenario_run(&s, &sc);
-	cr_assert_gt(last_server_stats.cuts, 0);
+	cr_assert_gt(last_server_stats.cuts_mid_frame, 0);
 	cr_assert_gt(last_producer_stats.connects, 1);
 	cr_assert_gt(last_producer_stats.batches_resent, 0);
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/base.h"
 #include "common/clock.h"
 #include "common/hashkey.h"
 #include "tests/support/seed.h"
@@ -272,8 +273,10 @@ tcp_frames(struct test_server *s)
 	}
 	memmove(s->rx, s->rx + off, s->rx_size - off);
 	s->rx_size -= off;
-	if (s->rx_size > 0 && roll(s, s->config.cut_pct))
+	if (s->rx_size > 0 && roll(s, s->config.cut_pct)) {
+		s->stats.cuts_mid_frame++;
 		tcp_cut(s);             /* Mid-frame: the producer must resend it whole. */
+	}
 }
 
 static void
@@ -299,7 +302,9 @@ tcp_loop(struct test_server *s)
 		}
 		if (s->conn < 0 || (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
 			continue;
-		n = recv(s->conn, s->rx + s->rx_size, RX_SIZE - s->rx_size, 0);
+		/* Small random reads: frames arrive in pieces, as over a real network. */
+		n = recv(s->conn, s->rx + s->rx_size,
+			 (size_t)min_u64(RX_SIZE - s->rx_size, 1 + seed_rng_below(&s->rng, 2048)), 0);
 		if (n <= 0) {
 			close(s->conn);
 			s->conn = -1;

@@ -53,6 +53,7 @@ struct test_server_stats {
 	uint64_t duplicates_answered;  /* Dedup DONE: the original ACK again. */
 	uint64_t nacks;
 	uint64_t cuts;
+	uint64_t cuts_mid_frame;       /* Of which with part of a frame received. */
 	uint64_t auth_refused;
 };
 
