@@ -104,12 +104,26 @@ static uint16_t
 dp_net_sum(const void *data, uint32_t size, uint64_t sum)
 {
 	const uint8_t *p = data;
+	uint64_t sum2 = 0;
 
-	for (; size >= 8; p += 8, size -= 8) {
+	/* Two independent chains: the adds of one do not wait for the other's. */
+	for (; size >= 16; p += 16, size -= 16) {
+		uint64_t a;
+		uint64_t b;
+
+		memcpy(&a, p, 8);
+		memcpy(&b, p + 8, 8);
+		sum += (a & 0xffffffffu) + (a >> 32);
+		sum2 += (b & 0xffffffffu) + (b >> 32);
+	}
+	sum += sum2;
+	if (size >= 8) {
 		uint64_t v;
 
 		memcpy(&v, p, 8);
 		sum += (v & 0xffffffffu) + (v >> 32);
+		p += 8;
+		size -= 8;
 	}
 	if (size >= 4) {
 		uint32_t v;
