@@ -24,7 +24,7 @@ log_config_default(struct log_config *config)
 {
 	memset(config, 0, sizeof(*config));
 	config->segment_size = 64ull << 20;
-	config->commit_window_us = 10;
+	config->commit_window_us = 0;
 	config->commit_window_bytes = 1u << 20;
 	config->producers_max = 8;
 	config->batches_per_producer = 64;
@@ -67,6 +67,13 @@ log_stat_add(uint64_t *counter, uint64_t value)
 	__atomic_fetch_add(counter, value, __ATOMIC_RELAXED);
 }
 
+/*
+ * Hugepages are shared with DPDK: a log takes them only for buffers up to
+ * 64 MiB and only while 256 MiB stay free for others.
+ */
+#define LOG_HUGE_ALLOC_MAX (64ull << 20)
+#define LOG_HUGE_LEAVE (256ull << 20)
+
 /* Free 2 MiB hugepages; asking libhugetlbfs for more than that makes it complain. */
 static uint64_t
 hugepages_free(void)
@@ -93,7 +100,8 @@ log_mem_alloc(struct log_mem *mem, size_t size)
 {
 	mem->huge = false;
 	mem->size = (size_t)align_up(size, LOG_BLOCK_SIZE);
-	if (size >= (1u << 20) && hugepages_free() * (2u << 20) >= align_up(size, 2u << 20)) {
+	if (size >= (1u << 20) && size <= LOG_HUGE_ALLOC_MAX &&
+	    hugepages_free() * (2u << 20) >= align_up(size, 2u << 20) + LOG_HUGE_LEAVE) {
 		mem->addr = get_hugepage_region(align_up(size, 2u << 20), GHR_STRICT);
 		if (mem->addr != NULL) {
 			mem->huge = true;

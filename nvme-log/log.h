@@ -40,7 +40,8 @@ struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see lo
 struct log_config {
 	const char *dir_path;          /* Directory owned by this log; created if missing. */
 	uint64_t segment_size;         /* Bytes per segment file, multiple of 1 MiB. */
-	uint32_t commit_window_us;     /* A group-commit window closes after this long ... */
+	uint32_t commit_window_us;     /* A group-commit window closes after this long
+					* (0: as soon as no window is in flight) ... */
 	uint64_t commit_window_bytes;  /* ... or once this many bytes are pending. */
 	uint32_t producers_max;        /* log_producer_open() calls allowed. */
 	uint32_t batches_per_producer; /* Batches a producer may have in flight. */

@@ -531,7 +531,7 @@ log_recover(struct log *log)
 	int err = log_io_dir_list(log->io, names_add, &names);
 
 	log->commit_next = 1;
-	if (err == 0)
+	if (err == 0 && names.count > 0)
 		qsort(names.nos, names.count, sizeof(uint64_t), cmp_u64);
 	for (uint32_t i = 0; i < names.count && err == 0; i++)
 		err = recover_segment(log, names.nos[i]);

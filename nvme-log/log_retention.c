@@ -301,6 +301,8 @@ retention_trim(struct log *log, uint32_t k)
 
 		while (drop < shard->seg_count && shard->segs[drop].segment_no <= last_no)
 			drop++;
+		if (drop == 0)
+			continue;
 		memmove(shard->segs, shard->segs + drop, (shard->seg_count - drop) * sizeof(*shard->segs));
 		shard->seg_count -= drop;
 	}
