@@ -11,7 +11,6 @@
 
 #define SEQNUM_HEX_DIGITS 47
 #define SEQNUM_LIMBS 3
-#define SEQNUM_CHUNK 1000000000000000000ull /* 10^18 */
 
 __extension__ typedef unsigned __int128 seqnum_u128;
 
@@ -43,25 +42,43 @@ seqnum_get(const char hex[SEQNUM_HEX_DIGITS], unsigned at, unsigned digits)
 	return value;
 }
 
-/* Divides in place by `divisor`, returns the remainder. */
-static uint64_t
-seqnum_big_divide(struct seqnum_big *big, uint64_t divisor)
+/*
+ * Decimal digits of `big`, least significant first, into `rev`; returns the
+ * count. Works on 32-bit halves and divides by 10^9, so every division is a
+ * 64-by-32-bit one the compiler turns into a multiplication (this runs for
+ * every record GetRecords returns).
+ */
+static size_t
+seqnum_big_decimal(const struct seqnum_big *big, char rev[SEQNUM_DECIMAL_SIZE])
 {
-	seqnum_u128 rem = 0;
+	uint32_t half[SEQNUM_LIMBS * 2];
+	int top = SEQNUM_LIMBS * 2 - 1;
+	size_t n = 0;
 
-	for (int i = SEQNUM_LIMBS - 1; i >= 0; i--) {
-		seqnum_u128 cur = (rem << 64) | big->limb[i];
-
-		big->limb[i] = (uint64_t)(cur / divisor);
-		rem = cur % divisor;
+	for (int i = 0; i < SEQNUM_LIMBS; i++) {
+		half[2 * i] = (uint32_t)big->limb[i];
+		half[2 * i + 1] = (uint32_t)(big->limb[i] >> 32);
 	}
-	return (uint64_t)rem;
-}
+	for (;;) {
+		uint64_t rem = 0;
 
-static bool
-seqnum_big_zero(const struct seqnum_big *big)
-{
-	return big->limb[0] == 0 && big->limb[1] == 0 && big->limb[2] == 0;
+		while (top > 0 && half[top] == 0)
+			top--;
+		for (int i = top; i >= 0; i--) {
+			uint64_t cur = rem << 32 | half[i];
+
+			half[i] = (uint32_t)(cur / 1000000000u);
+			rem = cur % 1000000000u;
+		}
+		bool last = top == 0 && half[0] == 0;
+
+		for (int d = 0; d < 9 && (!last || rem != 0 || n == 0); d++) {
+			rev[n++] = (char)('0' + rem % 10);
+			rem /= 10;
+		}
+		if (last)
+			return n;
+	}
 }
 
 size_t
@@ -82,16 +99,7 @@ seqnum_format(const struct seqnum *sn, char buf[SEQNUM_DECIMAL_SIZE])
 	seqnum_big_or(&big, sn->shard_index & 0xf, 144);
 	seqnum_big_or(&big, sn->shard_created_s, 148);
 	seqnum_big_or(&big, 2, 184);
-	/* 18 digits per division: four 128-bit divisions instead of 57 (GetRecords' hot path). */
-	do {
-		uint64_t chunk = seqnum_big_divide(&big, SEQNUM_CHUNK);
-		bool last = seqnum_big_zero(&big);
-
-		for (int d = 0; d < 18 && (!last || chunk != 0 || d == 0); d++) {
-			rev[n++] = (char)('0' + chunk % 10);
-			chunk /= 10;
-		}
-	} while (!seqnum_big_zero(&big));
+	n = seqnum_big_decimal(&big, rev);
 	for (size_t i = 0; i < n; i++)
 		buf[i] = rev[n - 1 - i];
 	buf[n] = '\0';

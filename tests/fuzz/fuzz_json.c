@@ -131,16 +131,30 @@ static const char *const fuzz_actions[] = {
 static struct log *fuzz_log;
 static struct kinesis *fuzz_k;
 
+static char fuzz_dir[] = "/tmp/sluice-fuzz-json-XXXXXX";
+
+/* The log and metadata live in a temp dir that goes away with the process. */
+static void
+fuzz_cleanup(void)
+{
+	char cmd[64];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fuzz_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "fuzz_json: could not remove %s\n", fuzz_dir);
+}
+
 static void
 fuzz_open(void)
 {
-	static char dir[] = "/tmp/sluice-fuzz-json-XXXXXX";
+	char *dir = fuzz_dir;
 	static char log_dir[64];
 	struct sluice_config config;
 	struct log_config lc;
 
 	if (mkdtemp(dir) == NULL)
 		abort();
+	atexit(fuzz_cleanup);
 	snprintf(log_dir, sizeof(log_dir), "%s/log", dir);
 	config_defaults(&config);
 	snprintf(config.data_dir, sizeof(config.data_dir), "%s", dir);
