@@ -209,6 +209,9 @@ h2_conn_readable(struct server_conn *c)
 			return;
 		}
 		h2_conn_input(c, (const uint8_t *)c->in, (size_t)n);
+		/* A short read drained the socket: skip the recv that would say EAGAIN. */
+		if (c->ssl == NULL && n < (long)SERVER_IN_SIZE)
+			return;
 	}
 }
 

@@ -443,6 +443,34 @@ server_tls_send(struct server_conn *c, const void *buf, size_t size)
 }
 
 long
+server_conn_sendv(struct server_conn *c, const struct iovec *iov, uint32_t count)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = count };
+	long total = 0;
+
+	assert(count > 0);
+	if (c->ssl == NULL) {
+		long n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+
+		if (n >= 0)
+			return n;
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+	}
+	/* TLS: one record per piece until OpenSSL takes less than a whole piece. */
+	c->tls_want_write = false;
+	for (uint32_t i = 0; i < count; i++) {
+		long n = server_tls_send(c, iov[i].iov_base, iov[i].iov_len);
+
+		if (n < 0)
+			return total > 0 ? total : n;
+		total += n;
+		if ((size_t)n < iov[i].iov_len)
+			break;
+	}
+	return total;
+}
+
+long
 server_conn_send(struct server_conn *c, const void *a, size_t a_size, const void *b,
 		 size_t b_size)
 {

@@ -22,12 +22,16 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include <openssl/ssl.h>
 
 #include "control/server_internal.h"
 
 static const char http1_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/* Pieces (heads and bodies) of pipelined responses sent in one system call. */
+#define HTTP1_SEND_IOV_MAX 32u
 
 static const char *
 http1_reason(int status)
@@ -242,6 +246,7 @@ http1_conn_readable(struct server_conn *c)
 	http1_conn_process(c);  /* Bytes may be buffered already (protocol detection). */
 	for (int round = 0; round < 16 && c->state == CONN_HTTP1; round++) {
 		struct api_call *call = c->reading;
+		size_t asked;
 		long n;
 
 		if (c->closing && call == NULL)
@@ -250,8 +255,8 @@ http1_conn_readable(struct server_conn *c)
 			break;
 		if (call != NULL && c->in_used == 0) {
 			/* Large bodies go straight from the socket into the call's buffer. */
-			n = server_conn_recv(c, call->req + call->req_used,
-					     call->body_off + call->body_expected - call->req_used);
+			asked = call->body_off + call->body_expected - call->req_used;
+			n = server_conn_recv(c, call->req + call->req_used, asked);
 			if (n > 0) {
 				call->req_used += (size_t)n;
 				if (call->req_used == call->body_off + call->body_expected)
@@ -261,7 +266,8 @@ http1_conn_readable(struct server_conn *c)
 			/* Full only while paused (a head is at most half the buffer). */
 			if (c->in_used == SERVER_IN_SIZE)
 				break;
-			n = server_conn_recv(c, c->in + c->in_used, SERVER_IN_SIZE - c->in_used);
+			asked = SERVER_IN_SIZE - c->in_used;
+			n = server_conn_recv(c, c->in + c->in_used, asked);
 			if (n > 0) {
 				c->in_used += (size_t)n;
 				http1_conn_process(c);
@@ -280,6 +286,9 @@ http1_conn_readable(struct server_conn *c)
 			return;
 		}
 		c->activity_ns = c->server->now_ns;
+		/* A short read drained the socket: skip the recv that would say EAGAIN. */
+		if (c->ssl == NULL && (size_t)n < asked)
+			break;
 	}
 	server_conn_dirty(c);
 }
@@ -307,16 +316,69 @@ http1_send_continue(struct server_conn *c, struct api_call *call)
 	return call->continue_sent == total;
 }
 
+/*
+ * Gathers the unsent bytes of the replied responses at the front of the
+ * queue (in order, up to HTTP1_SEND_IOV_MAX pieces): pipelined responses
+ * leave in one system call.
+ */
+static uint32_t
+http1_gather(struct server_conn *c, struct iovec *iov)
+{
+	uint32_t count = 0;
+
+	for (struct api_call *call = c->calls_head; call != NULL && call->state == CALL_REPLIED &&
+	     count + 2 <= HTTP1_SEND_IOV_MAX; call = call->next) {
+		if (call->sent < call->head_size)
+			iov[count++] = (struct iovec){ call->head + call->sent,
+						       call->head_size - call->sent };
+		if (call->out.size > 0 && call->sent < call->head_size + call->out.size) {
+			size_t body_sent = call->sent > call->head_size ?
+					   call->sent - call->head_size : 0;
+
+			iov[count++] = (struct iovec){ call->out.data + body_sent,
+						       call->out.size - body_sent };
+		}
+		if (!call->keep_alive)
+			break;  /* Nothing after a closing response is sent. */
+	}
+	return count;
+}
+
+/* Accounts `n` sent bytes to the front calls, freeing finished ones. False: closed. */
+static bool
+http1_sent(struct server_conn *c, size_t n)
+{
+	while (c->calls_head != NULL && c->calls_head->state == CALL_REPLIED) {
+		struct api_call *call = c->calls_head;
+		size_t left = call->head_size + call->out.size - call->sent;
+		bool keep = call->keep_alive;
+
+		if (n < left) {
+			call->sent += n;
+			return true;
+		}
+		n -= left;
+		server_call_free(call);
+		if (!keep) {
+			server_conn_close(c);
+			return false;
+		}
+	}
+	assert(n == 0);
+	return true;
+}
+
 /* Writes replied responses in request order. False when the connection closed. */
 static bool
 http1_conn_output(struct server_conn *c)
 {
-	struct api_call *call;
+	struct iovec iov[HTTP1_SEND_IOV_MAX];
 
 	c->want_write = false;
-	while ((call = c->calls_head) != NULL) {
-		size_t total;
-		bool keep;
+	while (c->calls_head != NULL) {
+		struct api_call *call = c->calls_head;
+		uint32_t count;
+		long n;
 
 		if (call->state == CALL_READING) {
 			c->want_write = !http1_send_continue(c, call);
@@ -324,34 +386,20 @@ http1_conn_output(struct server_conn *c)
 		}
 		if (call->state != CALL_REPLIED)
 			return true;
-		total = call->head_size + call->out.size;
-		while (call->sent < total) {
-			long n;
-
-			if (call->sent < call->head_size)
-				n = server_conn_send(c, call->head + call->sent,
-						     call->head_size - call->sent,
-						     call->out.data, call->out.size);
-			else
-				n = server_conn_send(c, call->out.data + call->sent -
-						     call->head_size, total - call->sent, NULL, 0);
-			if (n == -EAGAIN) {
-				c->want_write = true;
-				return true;
-			}
-			if (n < 0) {
-				server_conn_close(c);
-				return false;
-			}
-			call->sent += (size_t)n;
-			c->activity_ns = c->server->now_ns;
+		count = http1_gather(c, iov);
+		assert(count > 0);
+		n = server_conn_sendv(c, iov, count);
+		if (n == -EAGAIN) {
+			c->want_write = true;
+			return true;
 		}
-		keep = call->keep_alive;
-		server_call_free(call);
-		if (!keep) {
+		if (n < 0) {
 			server_conn_close(c);
 			return false;
 		}
+		c->activity_ns = c->server->now_ns;
+		if (!http1_sent(c, (size_t)n))
+			return false;
 	}
 	return true;
 }

@@ -208,6 +208,9 @@ long server_conn_recv(struct server_conn *c, void *buf, size_t size);
 /* Sends a then b (b may be empty): bytes taken, or -EAGAIN, or another -errno. */
 long server_conn_send(struct server_conn *c, const void *a, size_t a_size, const void *b,
 		      size_t b_size);
+struct iovec;
+/* Sends the pieces in order (at least one, none empty): bytes taken, -EAGAIN or -errno. */
+long server_conn_sendv(struct server_conn *c, const struct iovec *iov, uint32_t count);
 
 /* ---- server_call.c: calls ---- */
 struct api_call *server_call_alloc(struct api_server *s, struct server_conn *c);
