@@ -285,3 +285,115 @@ Test(log_basic, verify_clean_then_detects_a_flipped_bit)
 	log_reader_close(r);
 	log_close(log);
 }
+
+/* ---- Threads: two producers, a concurrent reader, a close while appending ---- */
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct thread_arg {
+	struct log *log;
+	uint32_t shard;            /* Each producer thread owns one shard. */
+	uint32_t records;
+	atomic_bool *stop;
+	uint32_t bad;
+	uint64_t read_count;
+};
+
+static void *
+producer_thread(void *argp)
+{
+	struct thread_arg *a = argp;
+	uint64_t next[SHARDS] = { 0 };
+	struct log_producer *p;
+	uint8_t data[200];
+	uint32_t inflight = 0;
+
+	cr_assert_eq(log_producer_open(a->log, &p), 0);
+	for (uint64_t seq = 0; seq < a->records || inflight > 0;) {
+		struct log_batch *b = seq < a->records ? log_batch_get(p) : NULL;
+		struct log_completion c;
+
+		if (b != NULL) {
+			for (uint32_t k = 0; k < 5 && seq < a->records; k++, seq++) {
+				struct log_record_in rec;
+				char key[48];
+
+				test_record_make(shard_of(a->shard), seq, 150, data, key, &rec);
+				cr_assert_eq(log_batch_add(b, &rec), 0);
+			}
+			cr_assert_eq(log_batch_submit(p, b, shard_of(a->shard), a->shard), 0);
+			inflight++;
+			continue;
+		}
+		if (log_completions_poll(p, &c, 1) == 0) {
+			poll(&(struct pollfd){ .fd = log_producer_event_fd(p), .events = POLLIN }, 1, 10);
+			continue;
+		}
+		cr_assert_eq(c.error, 0);
+		cr_assert_eq(c.seq_first, next[a->shard]);
+		next[a->shard] += c.record_count;
+		inflight--;
+	}
+	log_producer_close(p);
+	return NULL;
+}
+
+/* Follows shard 0 while it grows: never past durable, never a wrong byte. */
+static void *
+reader_thread(void *argp)
+{
+	struct thread_arg *a = argp;
+	struct test_collect col = { .shard_id = shard_of(0), .data_size = 150 };
+	struct log_reader *r;
+	uint64_t seq = 0;
+
+	cr_assert_eq(log_reader_open(a->log, &r), 0);
+	while (!atomic_load(a->stop) || seq < a->records) {
+		struct log_shard_info info;
+		int n = log_read(r, shard_of(0), seq, 256, 1u << 20, test_collect_fn, &col, &seq);
+
+		cr_assert_geq(n, 0, "read: %d", n);
+		log_shard_info(a->log, shard_of(0), &info);
+		cr_assert_leq(seq, info.seq_durable);
+		if (n == 0 && atomic_load(a->stop))
+			break;
+	}
+	log_reader_close(r);
+	a->bad = col.bad;
+	a->read_count = col.count;
+	for (uint32_t i = 0; i < col.count; i++)
+		cr_assert_eq(col.seqs[i], i);
+	free(col.seqs);
+	return NULL;
+}
+
+Test(log_basic, producers_and_reader_on_threads_then_close)
+{
+	struct log_config c;
+	struct log *log;
+	atomic_bool stop = false;
+	struct thread_arg args[3];
+	pthread_t threads[3];
+	uint64_t end;
+
+	config_small(&c);
+	cr_assert_eq(log_open(&c, &log), 0);
+	for (uint32_t i = 0; i < 3; i++)
+		args[i] = (struct thread_arg){ log, i == 2 ? 0 : i, 4000, &stop, 0, 0 };
+	for (uint32_t i = 0; i < 3; i++)
+		pthread_create(&threads[i], NULL, i == 2 ? reader_thread : producer_thread, &args[i]);
+	pthread_join(threads[0], NULL);
+	pthread_join(threads[1], NULL);
+	atomic_store(&stop, true);
+	pthread_join(threads[2], NULL);
+	cr_assert_eq(args[2].bad, 0);
+	cr_assert_eq(args[2].read_count, 4000);
+	cr_assert_eq(log_shard_close(log, shard_of(1), &end), 0);
+	cr_assert_eq(end, 3999);
+	log_close(log);
+	cr_assert_eq(log_open(&c, &log), 0);
+	read_all(log, 0, 4000, 150);
+	read_all(log, 1, 4000, 150);
+	log_close(log);
+}
