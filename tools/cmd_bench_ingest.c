@@ -569,9 +569,13 @@ bench_print_text(const struct bench *b, const struct bench_result *r)
 {
 	double rate = (double)b->counts.records_acked / r->elapsed_s;
 
-	printf("bench ingest: %s to %s, %llu connection(s), %.1f s\n",
-	       b->client.tls_enabled ? "https" : b->transport, b->stream,
-	       (unsigned long long)b->connection_count, r->elapsed_s);
+	if (strcmp(b->transport, "http") == 0)
+		printf("bench ingest: %s to %s, %llu connection(s), %.1f s\n",
+		       b->client.tls_enabled ? "https" : "http", b->stream,
+		       (unsigned long long)b->connection_count, r->elapsed_s);
+	else
+		printf("bench ingest: %s to %s through libsluice, %.1f s\n", b->transport,
+		       b->stream, r->elapsed_s);
 	printf("  offered     %llu records/s, %llu B each, %llu per frame, %s keys over %llu\n",
 	       (unsigned long long)b->rate, (unsigned long long)b->size,
 	       (unsigned long long)b->records_per_frame, b->keys,
