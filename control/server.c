@@ -723,9 +723,14 @@ api_server_run(struct api_server *s)
 			timeout = SERVER_TICK_MS;
 		n = epoll_wait(s->epoll_fd, events, SERVER_EVENTS_MAX, timeout);
 		if (n < 0 && errno != EINTR) {
-			diag_error("server", "epoll_wait: %s", strerror(errno));
-			return -errno;
+			int err = errno;
+
+			diag_error("server", "epoll_wait: %s", strerror(err));
+			buf_pool_thread_set(NULL);
+			return -err;
 		}
+		if (n < 0)
+			n = 0;
 		s->now_ns = clock_mono_ns();
 		real_ns = clock_real_ns();
 		server_date_update(s, real_ns);
