@@ -68,7 +68,7 @@ struct sluice_result {
  *   -EBUSY, -EIO throttled / internal error on every one of retries_max sends
  *   -ECANCELED   the producer was closed first: never acknowledged, outcome UNKNOWN
  */
-/* Called once per record. It may call sluice_producer_put(); not poll, flush or close. */
+/* Called once per record, in batch order. It must not call back into the producer. */
 typedef void sluice_completion_fn(void *user, const struct sluice_result *result);
 
 struct sluice_producer_config {

@@ -304,7 +304,7 @@ tcp_loop(struct test_server *s)
 			continue;
 		/* Small random reads: frames arrive in pieces, as over a real network. */
 		n = recv(s->conn, s->rx + s->rx_size,
-			 (size_t)min_u64(RX_SIZE - s->rx_size, 1 + seed_rng_below(&s->rng, 2048)), 0);
+			 (size_t)min_u64(RX_SIZE - s->rx_size, 1 + seed_rng_below(&s->rng, 512)), 0);
 		if (n <= 0) {
 			close(s->conn);
 			s->conn = -1;
