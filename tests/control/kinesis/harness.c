@@ -59,6 +59,8 @@ harness_open_parts(struct harness *h)
 	lc.dir_path = log_dir;
 	lc.segment_size = 8u << 20;
 	lc.batch_size = 1088u << 10;
+	lc.io = h->io;
+	lc.writer_thread = h->io == NULL;
 	cr_assert_eq(log_open(&lc, &h->log), 0);
 	cr_assert_eq(kinesis_open(&h->config, h->log, &h->k), 0);
 }
@@ -66,10 +68,17 @@ harness_open_parts(struct harness *h)
 void
 harness_open(struct harness *h, uint32_t status_delay_ms)
 {
+	harness_open_io(h, status_delay_ms, NULL);
+}
+
+void
+harness_open_io(struct harness *h, uint32_t status_delay_ms, struct log_io *io)
+{
 	const char *tmp = getenv("TMPDIR");
 	struct config_errors errors = { .count = 0 };
 
 	memset(h, 0, sizeof(*h));
+	h->io = io;
 	snprintf(h->dir, sizeof(h->dir), "%s/sluice-kinesis-XXXXXX", tmp != NULL ? tmp : "/tmp");
 	cr_assert_not_null(mkdtemp(h->dir));
 	config_defaults(&h->config);
@@ -117,6 +126,8 @@ harness_call(struct harness *h, const char *action, const char *body)
 	api_out_init(&call->out, HARNESS_OUT_MAX);
 	kinesis_dispatch(h->k, call, &req);
 	for (int i = 0; !call->replied && i < 10000; i++) {
+		if (h->io != NULL)
+			log_writer_step(h->log, clock_real_ns());
 		kinesis_poll(h->k, clock_real_ns());
 		if (!call->replied)
 			usleep(200);

@@ -30,9 +30,13 @@ struct harness {
 	struct kinesis *k;
 	int64_t clock_offset_ms; /* Added to the wall clock of every request. */
 	uint64_t fixed_now_ns;   /* When not 0: the wall clock of every request. */
+	struct log_io *io;       /* NULL: the real backend. Else the simulated disk, whose
+				  * writer the harness steps itself (no writer thread). */
 };
 
 void harness_open(struct harness *h, uint32_t status_delay_ms);
+/* As harness_open(), with the log on `io` (a simulated disk) and no writer thread. */
+void harness_open_io(struct harness *h, uint32_t status_delay_ms, struct log_io *io);
 /* Closes the log and metadata and opens them again (a restart). */
 void harness_restart(struct harness *h);
 void harness_close(struct harness *h);
