@@ -451,8 +451,8 @@ enum frame_err frame_auth_verify(const void *frame, uint32_t frame_size,
  *   - seq in the window, never seen or aborted    -> NEW
  *   - seq above the window                        -> NEW (the window slides)
  *   - seq below the window                        -> TOO_OLD (NACK SEQUENCE_OLD)
- * A producer keeps at most FRAME_DEDUP_WINDOW batches unacknowledged, so a
- * retry always finds its batch in the window.
+ * A producer keeps all its unacknowledged batches within FRAME_DEDUP_WINDOW
+ * consecutive seqs, so a retry always finds its batch in the window.
  */
 #define FRAME_DEDUP_WINDOW 8u
 /* Runs kept per stored batch; a batch with more keeps only its outcome. */
