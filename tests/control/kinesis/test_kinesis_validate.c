@@ -127,6 +127,45 @@ static const struct bad_case bad_cases[] = {
 	{ "IncreaseStreamRetentionPeriod", "{\"StreamName\":\"s\",\"RetentionPeriodHours\":0}",
 	  "ValidationException", V1 "Value '0' at 'retentionPeriodHours' failed to satisfy "
 	  "constraint: Member must have value greater than or equal to 1" },
+	{ "DeleteStream", "{\"StreamName\":\"s\",\"EnforceConsumerDeletion\":5}",
+	  "SerializationException", "class java.math.BigDecimal can not be converted to an Boolean" },
+	{ "DeleteStream", "{\"StreamName\":\"\"}", "ValidationException",
+	  V2 "Value '' at 'streamName' failed to satisfy constraint: " NAME_RE "; Value '' at "
+	  "'streamName' failed to satisfy constraint: Member must have length greater than or "
+	  "equal to 1" },
+	{ "DescribeStreamSummary", "{\"StreamName\":\"" "x129xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	  "\"}", "ValidationException", NULL },
+	{ "ListStreams", "{\"Limit\":0,\"ExclusiveStartStreamName\":\"a b\"}",
+	  "ValidationException", V2 "Value '0' at 'limit' failed to satisfy constraint: Member must "
+	  "have value greater than or equal to 1; Value 'a b' at 'exclusiveStartStreamName' failed "
+	  "to satisfy constraint: " NAME_RE },
+	{ "ListTagsForStream", "{\"StreamName\":\"s\",\"Limit\":51}", "ValidationException",
+	  V1 "Value '51' at 'limit' failed to satisfy constraint: Member must have value less than "
+	  "or equal to 50" },
+	{ "DecreaseStreamRetentionPeriod", "{\"StreamName\":\"s\"}", "ValidationException",
+	  V1 "Value null at 'retentionPeriodHours' " NOT_NULL },
+	{ "DecreaseStreamRetentionPeriod", "{\"StreamName\":\"s\",\"RetentionPeriodHours\":48}",
+	  "InvalidArgumentException", "Requested retention period (48 hours) for stream s can not "
+	  "be longer than existing retention period (24 hours). Use IncreaseRetentionPeriod API." },
+	{ "UpdateStreamMode", "{}", "ValidationException",
+	  V2 "Value null at 'streamARN' " NOT_NULL "; Value null at 'streamModeDetails' " NOT_NULL },
+	{ "UpdateStreamMode", "{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/s\","
+	  "\"StreamModeDetails\":{}}", "ValidationException",
+	  V1 "Value null at 'streamModeDetails.streamMode' " NOT_NULL },
+	{ "UpdateStreamMode", "{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/s\","
+	  "\"StreamModeDetails\":[]}", "SerializationException",
+	  "Start of list found where not expected" },
+	{ "RemoveTagsFromStream", "{\"StreamName\":\"s\",\"TagKeys\":[\"\"]}",
+	  "ValidationException", V1 "Value '[]' at 'tagKeys' failed to satisfy constraint: Member "
+	  "must satisfy constraint: [Member must have length less than or equal to 128, Member "
+	  "must have length greater than or equal to 1]" },
+	{ "ListShards", "{\"StreamName\":\"s\",\"ShardFilter\":{\"Type\":\"NOPE\"}}",
+	  "ValidationException", V1 "Value 'NOPE' at 'shardFilter.type' failed to satisfy "
+	  "constraint: Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, "
+	  "FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]" },
+	{ "ListShards", "{\"StreamName\":\"s\",\"ShardFilter\":{\"Type\":\"AFTER_SHARD_ID\"}}",
+	  "InvalidArgumentException", NULL },
 	/* Semantics. */
 	{ "DescribeStream", "{}", "InvalidArgumentException",
 	  "Either StreamName or StreamARN must be provided." },
