@@ -130,7 +130,7 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 
 	s->stats.frames++;
 	if (err != FRAME_OK)
-		return rec.identity_valid ? answer_nack(s, &rec, frame_err_status(err)) : 0;
+		return rec.identity_valid ? answer_nack(s, &rec, (uint8_t)frame_err_status(err)) : 0;
 	if (s->config.auth_key != NULL &&
 	    frame_auth_verify(bytes, size, &s->key, clock_real_ns() / 1000000u, 30000) != FRAME_OK) {
 		s->stats.auth_refused++;
