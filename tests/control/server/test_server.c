@@ -1337,3 +1337,21 @@ Test(server, cors_preflight_and_origin_headers, .init = setup_default, .fini = s
 	response_free(&r);
 	close(fd);
 }
+
+/* curl's own SigV4 signer over h2c: it signs "host", which HTTP/2 carries as :authority. */
+Test(server, sigv4_over_http2_with_curl, .init = setup_sigv4, .fini = server_stop)
+{
+	char cmd[1024];
+
+	need_tools("curl");
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("ListStreams") "--http2-prior-knowledge "
+		 "--aws-sigv4 aws:amz:us-east-1:kinesis --user AKIDTEST:secret-test-key "
+		 "--data-binary '{}' -w ' %%{http_code} %%{http_version}' http://127.0.0.1:%d/",
+		 server_port);
+	cr_assert_str_eq(run(cmd), "{\"body\":\"{}\",\"key\":\"AKIDTEST\"} 200 2");
+	snprintf(cmd, sizeof(cmd), CURL_KINESIS("ListStreams") "--http2-prior-knowledge "
+		 "--aws-sigv4 aws:amz:us-east-1:kinesis --user AKIDTEST:not-the-key "
+		 "--data-binary '{}' -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/",
+		 server_port);
+	cr_assert_str_eq(run(cmd), "400");
+}
