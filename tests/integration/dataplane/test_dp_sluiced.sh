@@ -5,7 +5,8 @@
 # waits for durable ACKs, sluiced is restarted in the middle, more records
 # follow under nftables drop/dup, and then every acknowledged record is read
 # back through the Kinesis API (sluice consume): content, the shard its ACK
-# named (MD5 routing), per-shard order by sequence, exactly once.
+# named (MD5 routing), per-shard order by sequence, exactly once. `sluice produce
+# --transport udp` (libsluice) also sends through the dataplane to a second stream.
 set -u
 sluiced=$1
 sluice=$2
@@ -54,10 +55,20 @@ wait_for_line "$tmp/sluiced.1" "published 1 streams, 4 open shards" 10 || fail "
 ip netns exec "$ns" "$sender" -S orders -n "$records" -k 12 -s 21 -l "$tmp/ledger.1" -t 90 ||
 	fail "first run"
 
+# The CLI's UDP transport (libsluice) into a second stream, read back by count.
+ip netns exec "$ns" "$sluice" stream create events --shards 2 --endpoint "$endpoint" >/dev/null ||
+	fail "stream create events"
+wait_for_line "$tmp/sluiced.1" "published 2 streams, 6 open shards" 10 || fail "no route for events"
+ip netns exec "$ns" "$sluice" produce events --transport udp --target 198.18.0.1:4570 \
+	--count 5000 --batch 12 --quiet >"$tmp/produce" 2>&1 || fail "sluice produce udp: $(cat "$tmp/produce")"
+grep -q "stored 5000 failed 0" "$tmp/produce" || fail "sluice produce udp: $(cat "$tmp/produce")"
+n=$(ip netns exec "$ns" "$sluice" consume events --max 5000 --endpoint "$endpoint" | wc -l)
+[ "$n" = 5000 ] || fail "events: read back $n of 5000"
+
 # Restart: everything acknowledged so far must still be there afterwards.
 stop_sluiced
 start_sluiced "$tmp/sluiced.2"
-wait_for_line "$tmp/sluiced.2" "published 1 streams, 4 open shards" 10 || fail "no route table"
+wait_for_line "$tmp/sluiced.2" "published 2 streams, 6 open shards" 10 || fail "no route table"
 ip netns exec "$ns" nft -f - <<EOF2 || fail "nft rules"
 table ip sluice_chaos {
 	chain out {
@@ -104,5 +115,18 @@ for shard, recs in want.items():
 print(f"read back {len(got)} records, {len(ledger)} acknowledged, {bad} problems")
 sys.exit(1 if bad or len(got) != len(ledger) else 0)
 EOF3
+# Counters through DPDK telemetry (the socket of sluiced's EAL file prefix).
+/usr/bin/python3 - "/var/run/dpdk/sluice-$pid/dpdk_telemetry.v2" <<'EOF4' || fail "telemetry"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+json.loads(s.recv(16384))
+s.send(b"/sluice/dp/stats")
+stats = json.loads(s.recv(65536))["/sluice/dp/stats"]
+print("telemetry: frames_accepted", stats["frames_accepted"], "records_durable", stats["records_durable"])
+sys.exit(0 if stats["frames_accepted"] > 0 and stats["records_durable"] > 0 else 1)
+EOF4
+last=$pid
 stop_sluiced
+[ -d "/var/run/dpdk/sluice-$last" ] && fail "DPDK runtime directory left behind"
 echo PASS
