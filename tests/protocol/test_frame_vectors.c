@@ -1,5 +1,5 @@
 /*
- * frame_vectors: the hex test vectors of docs/PROTOCOL.md §8, read from the
+ * frame_vectors: the hex test vectors of docs/PROTOCOL.md §9, read from the
  * document itself (so the spec cannot drift from the code), decoded and
  * checked field by field, then re-encoded byte for byte.
  */

@@ -1,5 +1,5 @@
 /*
- * producer_example: the example program of docs/PROTOCOL.md §9, extracted and
+ * producer_example: the example program of docs/PROTOCOL.md §10, extracted and
  * compiled by meson, run against the test server with 200 lines on stdin.
  * It must exit 0, print one position per line, and the server must have
  * stored each line once at exactly that position.
