@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +103,7 @@ struct bench {
 	char *data[BENCH_BODIES];      /* udp/tcp: record data, cycled. */
 	uint64_t frame_records_put;    /* udp/tcp: records of the next frame already put. */
 	bool closing;                  /* udp/tcp: cancellations at close are not results. */
+	struct sluice_producer **producers; /* udp/tcp: --producers of them. */
 	size_t body_sizes[BENCH_BODIES];
 	double *zipf_cdf;
 	uint64_t rng;
@@ -574,8 +576,9 @@ bench_print_text(const struct bench *b, const struct bench_result *r)
 		       b->client.tls_enabled ? "https" : "http", b->stream,
 		       (unsigned long long)b->connection_count, r->elapsed_s);
 	else
-		printf("bench ingest: %s to %s through libsluice, %.1f s\n", b->transport,
-		       b->stream, r->elapsed_s);
+		printf("bench ingest: %s to %s, %llu libsluice producer(s), %.1f s\n",
+		       b->transport, b->stream, (unsigned long long)b->connection_count,
+		       r->elapsed_s);
 	printf("  offered     %llu records/s, %llu B each, %llu per frame, %s keys over %llu\n",
 	       (unsigned long long)b->rate, (unsigned long long)b->size,
 	       (unsigned long long)b->records_per_frame, b->keys,
@@ -711,7 +714,7 @@ bench_frames_put(struct bench *b, struct sluice_producer *producer)
 	return 0;
 }
 
-/* How long poll may wait: until the next frame is due (ms, rounded up), at most 10 ms. */
+/* How long to wait: until the next frame is due (ms, rounded up), at most 10 ms. */
 static int
 bench_frames_wait_ms(const struct bench *b, uint64_t now_ns, bool lanes_full)
 {
@@ -723,15 +726,59 @@ bench_frames_wait_ms(const struct bench *b, uint64_t now_ns, bool lanes_full)
 	return (int)((wait_ns + 999999) / 1000000);
 }
 
+/* Sleeps on every producer's socket and timer, then lets each one do its due work. */
 static int
-bench_frames_loop(struct bench *b, struct sluice_producer *producer)
+bench_frames_wait(struct bench *b, int wait_ms)
+{
+	struct pollfd fds[BENCH_CONNECTIONS_MAX];
+	uint64_t count = b->connection_count;
+
+	for (uint64_t i = 0; i < count; i++) {
+		int timer_ms = sluice_producer_timeout_ms(b->producers[i]);
+		bool writes = sluice_producer_wants_write(b->producers[i]);
+
+		fds[i].fd = sluice_producer_fd(b->producers[i]);
+		fds[i].events = (short)(POLLIN | (writes ? POLLOUT : 0));
+		if (timer_ms >= 0 && timer_ms < wait_ms)
+			wait_ms = timer_ms;
+	}
+	if (poll(fds, count, wait_ms) < 0 && errno != EINTR)
+		return -errno;
+	for (uint64_t i = 0; i < count; i++) {
+		/*
+		 * poll(p, 0) drops the readiness we saw, and a TCP connect completes only
+		 * on its POLLOUT: a ready producer polls its (ready) socket once itself.
+		 */
+		int err = sluice_producer_poll(b->producers[i], fds[i].revents != 0 ? 1 : 0);
+
+		if (err < 0 && err != -EINTR)
+			return err;
+	}
+	return 0;
+}
+
+static uint64_t
+bench_frames_outstanding(const struct bench *b)
+{
+	uint64_t outstanding = 0;
+
+	for (uint64_t i = 0; i < b->connection_count; i++) {
+		struct sluice_producer_stats stats;
+
+		sluice_producer_stats(b->producers[i], &stats);
+		outstanding += stats.records_outstanding;
+	}
+	return outstanding;
+}
+
+/* Frame k goes to producer k mod --producers; a full one holds the schedule back. */
+static int
+bench_frames_loop(struct bench *b)
 {
 	uint64_t stop_ns = b->start_ns + b->duration_ns + b->drain_ns;
 
 	for (;;) {
 		uint64_t now_ns = clock_mono_ns();
-		struct sluice_producer_stats stats;
-		bool lanes_full = false;
 		int err = 0;
 
 		if (now_ns >= b->start_ns) {
@@ -740,15 +787,15 @@ bench_frames_loop(struct bench *b, struct sluice_producer *producer)
 			b->frames_due = due < b->frames_total ? due : b->frames_total;
 		}
 		while (err == 0 && b->counts.frames_sent < b->frames_due)
-			err = bench_frames_put(b, producer);
-		lanes_full = err == -EAGAIN;
-		sluice_producer_stats(producer, &stats);
-		if ((b->counts.frames_sent == b->frames_total && stats.records_outstanding == 0) ||
+			err = bench_frames_put(b, b->producers[b->counts.frames_sent %
+							       b->connection_count]);
+		if ((b->counts.frames_sent == b->frames_total &&
+		     bench_frames_outstanding(b) == 0) ||
 		    now_ns >= stop_ns || bench_stop_requested(b))
 			return 0;
 		bench_progress(b, now_ns);
-		err = sluice_producer_poll(producer, bench_frames_wait_ms(b, now_ns, lanes_full));
-		if (err < 0 && err != -EINTR)
+		err = bench_frames_wait(b, bench_frames_wait_ms(b, now_ns, err == -EAGAIN));
+		if (err != 0)
 			return err;
 	}
 }
@@ -761,20 +808,29 @@ bench_frames(struct bench *b, uint64_t *unanswered_out)
 		.records_per_batch = (uint32_t)b->records_per_frame, .linger_us = 1000,
 		.on_complete = bench_frames_complete, .user = b,
 	};
-	struct sluice_producer_stats stats;
-	struct sluice_producer *producer;
-	int code = cli_frames_open("bench ingest", &options, &producer);
-	int err;
+	int err = 0;
 
-	if (code != 0)
-		return code == CMD_EXIT_USAGE ? -EINVAL : -EHOSTUNREACH;
+	b->producers = calloc(b->connection_count, sizeof(*b->producers));
+	if (b->producers == NULL)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < b->connection_count; i++) {
+		int code = cli_frames_open("bench ingest", &options, &b->producers[i]);
+
+		if (code != 0) {
+			err = code == CMD_EXIT_USAGE ? -EINVAL : -EHOSTUNREACH;
+			goto out_close;
+		}
+	}
 	b->start_ns = clock_mono_ns();
 	cli_progress_init(&b->progress, stderr, b->start_ns);
-	err = bench_frames_loop(b, producer);
-	sluice_producer_stats(producer, &stats);
-	*unanswered_out = stats.records_outstanding;
+	err = bench_frames_loop(b);
+	*unanswered_out = bench_frames_outstanding(b);
+out_close:
 	b->closing = true;
-	sluice_producer_close(producer);
+	for (uint64_t i = 0; i < b->connection_count && b->producers[i] != NULL; i++)
+		sluice_producer_close(b->producers[i]);
+	free(b->producers);
+	b->producers = NULL;
 	return err;
 }
 
@@ -912,9 +968,9 @@ cmd_bench_ingest(int argc, char **argv)
 		  "distinct partition keys (default 1000)" },
 		{ "zipf-s", CLI_OPT_DOUBLE, &b.zipf_s, 0, 10, "S", "Zipf exponent (default 0.99)" },
 		{ "connections", CLI_OPT_COUNT, &b.connection_count, 1, BENCH_CONNECTIONS_MAX, "N",
-		  "http connections, one frame in flight each (default 16)" },
+		  "http: connections, one frame in flight each (default 16)" },
 		{ "producers", CLI_OPT_COUNT, &b.connection_count, 1, BENCH_CONNECTIONS_MAX, "N",
-		  "same as --connections" },
+		  "udp/tcp: libsluice producers (default 4); http: as --connections" },
 		{ "duration", CLI_OPT_DURATION, &b.duration_ns, 1000000, 86400000000000, "D",
 		  "how long to offer load (default 10s)" },
 		{ "drain", CLI_OPT_DURATION, &b.drain_ns, 0, 600000000000, "D",
@@ -938,7 +994,7 @@ cmd_bench_ingest(int argc, char **argv)
 	b.records_per_frame = 1;
 	b.key_count = 1000;
 	b.zipf_s = 0.99;
-	b.connection_count = 16;
+	b.connection_count = 0;  /* Chosen by transport below. */
 	b.duration_ns = 10000000000ull;
 	b.drain_ns = 5000000000ull;
 	b.epoll_fd = -1;
@@ -951,5 +1007,7 @@ cmd_bench_ingest(int argc, char **argv)
 		return CMD_EXIT_USAGE;
 	}
 	b.stream = args.positional[0];
+	if (b.connection_count == 0)
+		b.connection_count = strcmp(b.transport, "http") == 0 ? 16 : 4;
 	return bench_main(&b, &conn);
 }

@@ -336,6 +336,7 @@ def test_bench_frames():
     if FRAMES_SERVER is None:
         return
     # TCP without faults: produce covers cuts, and a throttled batch waits ~1 s over TCP.
+    # The test server serves one TCP connection at a time: one producer there.
     for transport, faults in (('udp', ['5', '5', '5', '2', '0']), ('tcp', ['0'] * 5)):
         server = subprocess.Popen([FRAMES_SERVER, transport, 'cli1', '4', '20000', *faults, '99'],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -344,7 +345,8 @@ def test_bench_frames():
             rc, out, err = run('http://127.0.0.1:1', 'bench', 'ingest', 'cli1', '--transport',
                                transport, '--target', '127.0.0.1:%d' % port, '--rate', '2000',
                                '--records-per-frame', '10', '--duration', '1s', '--data',
-                               'index', '--size', '40', '--json', timeout=60)
+                               'index', '--size', '40', '--json', '--producers',
+                               '4' if transport == 'udp' else '1', timeout=60)
             rows, _ = server.communicate('', timeout=20)
         finally:
             if server.poll() is None:
