@@ -25,6 +25,15 @@ struct scenario {
 	bool expect_all_ok;
 };
 
+static struct test_server *
+server_start_checked(struct test_server_config *sc)
+{
+	struct test_server *server;
+
+	cr_assert_eq(test_server_start(sc, &server), 0);
+	return server;
+}
+
 static struct sluice_producer_stats last_producer_stats;
 static struct test_server_stats last_server_stats;
 
@@ -91,6 +100,7 @@ Test(producer, udp_drops_duplicates_reorders_throttles)
 	sc.dup_in_pct = 10;
 	sc.dup_out_pct = 10;
 	sc.reorder_pct = 20;
+	sc.reorder_out_pct = 20;
 	sc.throttle_pct = 10;
 	scenario_run(&s, &sc);
 	/* The faults happened (each all but certain over 100+ batches). */
@@ -143,4 +153,44 @@ Test(producer, tcp_cut_mid_frame_and_before_ack)
 	cr_assert_gt(last_server_stats.cuts_mid_frame, 0);
 	cr_assert_gt(last_producer_stats.connects, 1);
 	cr_assert_gt(last_producer_stats.batches_resent, 0);
+}
+
+/* Two producers (two ids, two dedup windows) on one server, interleaved. */
+Test(producer, two_producers_share_a_lossy_server)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *a;
+	struct sluice_producer *b;
+	struct test_server *server;
+
+	server_config_init(&sc, false);
+	sc.drop_in_pct = 10;
+	sc.drop_out_pct = 10;
+	sc.dup_in_pct = 10;
+	server = server_start_checked(&sc);
+	producer_config_init(&pc, server, false);
+	cr_assert_eq(sluice_producer_open(&pc, &a), 0);
+	cr_assert_eq(sluice_producer_open(&pc, &b), 0);
+	memset(outcomes, 0, sizeof(outcomes));
+	for (uint32_t i = 0; i < 2000; i += 100) {
+		put_range(a, i, 50, 13);
+		put_range(b, i + 50, 50, 13);
+	}
+	cr_assert_eq(sluice_producer_flush(a, 30000), 0);
+	cr_assert_eq(sluice_producer_flush(b, 30000), 0);
+	sluice_producer_close(a);
+	sluice_producer_close(b);
+	test_server_stop(server);
+	for (uint32_t i = 0; i < 2000; i++) {
+		const struct test_server_record *rec = test_server_record(server, i);
+
+		cr_assert_eq(outcomes[i].completions, 1, "record %u", i);
+		cr_assert_eq(outcomes[i].err, 0, "record %u", i);
+		cr_assert_eq(rec->stored, 1, "record %u", i);
+		cr_assert(outcomes[i].known);
+		cr_assert_eq(outcomes[i].shard_index, rec->shard_index);
+		cr_assert_eq(outcomes[i].seq, rec->seq);
+	}
+	test_server_free(server);
 }

@@ -42,6 +42,10 @@ struct test_server {
 	size_t held_size;
 	struct sockaddr_storage held_peer;
 	socklen_t held_peer_len;
+	uint8_t held_answer[FRAME_ACK_SIZE_MAX];
+	size_t held_answer_size;
+	struct sockaddr_storage held_answer_peer;
+	socklen_t held_answer_peer_len;
 	size_t rx_size;
 	uint8_t rx[RX_SIZE];
 };
@@ -171,14 +175,32 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 }
 
 static void
+udp_answer_held_flush(struct test_server *s)
+{
+	if (s->held_answer_size == 0)
+		return;
+	sendto(s->fd, s->held_answer, s->held_answer_size, 0,
+	       (struct sockaddr *)&s->held_answer_peer, s->held_answer_peer_len);
+	s->held_answer_size = 0;
+}
+
+static void
 udp_answer(struct test_server *s, int size)
 {
 	assert(size >= 0);
 	if (size == 0 || roll(s, s->config.drop_out_pct))
 		return;
+	if (s->held_answer_size == 0 && roll(s, s->config.reorder_out_pct)) {
+		memcpy(s->held_answer, s->answer, (size_t)size);
+		s->held_answer_size = (size_t)size;
+		s->held_answer_peer = s->peer;
+		s->held_answer_peer_len = s->peer_len;
+		return;
+	}
 	sendto(s->fd, s->answer, (size_t)size, 0, (struct sockaddr *)&s->peer, s->peer_len);
 	if (roll(s, s->config.dup_out_pct))
 		sendto(s->fd, s->answer, (size_t)size, 0, (struct sockaddr *)&s->peer, s->peer_len);
+	udp_answer_held_flush(s);
 }
 
 static void
@@ -204,6 +226,7 @@ udp_loop(struct test_server *s)
 		ssize_t n;
 
 		if (poll(&pfd, 1, 5) <= 0) {
+			udp_answer_held_flush(s);
 			if (s->held_size > 0) {     /* Nothing came after it: deliver it late. */
 				s->peer = s->held_peer;
 				s->peer_len = s->held_peer_len;
