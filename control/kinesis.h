@@ -309,6 +309,34 @@ void kinesis_status_schedule(struct kinesis *k, struct kinesis_stream *s,
 /* kinesis_streams.c: finishes a DELETING stream (SQLite first, then the log). */
 int kinesis_stream_delete_finish(struct kinesis *k, struct kinesis_stream *s);
 
+/* kinesis_fast.c: PutRecords read in one pass, no JSON tree (see the file). */
+struct kinesis_fast_record {
+	const char *key;
+	size_t key_size;
+	const char *data;        /* base64 text */
+	size_t data_size;
+	const char *hash_key;    /* NULL when absent */
+	size_t hash_key_size;
+	const uint8_t *decoded;  /* Data, decoded into the scratch buffer */
+	uint32_t decoded_size;
+};
+
+struct kinesis_fast_put {
+	const char *name;        /* Not NUL-terminated; NULL when absent. */
+	size_t name_size;
+	const char *arn;
+	size_t arn_size;
+	uint32_t count;
+	struct kinesis_fast_record records[KINESIS_PUT_RECORDS_MAX];
+};
+
+/*
+ * Recognises a plain, valid PutRecords body. Returns 0 with `put` filled,
+ * or -EINVAL: then the caller takes the cJSON path, which answers errors.
+ */
+int kinesis_fast_put_parse(struct kinesis *k, const uint8_t *body, size_t size,
+			   struct kinesis_fast_put *put);
+
 /* kinesis_records.c: completions from the log -> replies. */
 void kinesis_put_poll(struct kinesis *k);
 

@@ -535,9 +535,60 @@ kinesis_records_load(struct kinesis *k, struct api_call *call, const cJSON *reco
 	return 0;
 }
 
+/* A copy of `size` bytes with a NUL, for the helpers that take C strings. */
+static const char *
+kinesis_fast_text(char *buf, size_t buf_size, const char *text, size_t size)
+{
+	assert(size < buf_size);
+	memcpy(buf, text, size);
+	buf[size] = '\0';
+	return buf;
+}
+
+/* PutRecords from a body kinesis_fast_put_parse() accepted: same semantics, no tree. */
+static void
+kinesis_put_records_fast(struct kinesis *k, struct api_call *call, const struct api_request *req,
+			 const struct kinesis_fast_put *put)
+{
+	static const cJSON present;
+	char name_buf[SLUICE_STREAM_NAME_SIZE_MAX + 1];
+	char arn_buf[2048 + 1];
+	struct kv_value name = { .json = NULL };
+	struct kv_value arn = { .json = NULL };
+	struct kinesis_stream *s;
+
+	if (put->name != NULL)
+		name = (struct kv_value){ .json = &present, .size = put->name_size,
+			.string = kinesis_fast_text(name_buf, sizeof(name_buf), put->name,
+						    put->name_size) };
+	if (put->arn != NULL)
+		arn = (struct kv_value){ .json = &present, .size = put->arn_size,
+			.string = kinesis_fast_text(arn_buf, sizeof(arn_buf), put->arn,
+						    put->arn_size) };
+	s = kinesis_put_stream(k, call, &name, &arn);
+	if (s == NULL)
+		return;
+	for (uint32_t i = 0; i < put->count; i++) {
+		const struct kinesis_fast_record *rec = &put->records[i];
+		char hash_buf[HASHKEY_DECIMAL_SIZE];
+
+		kinesis_put_ins[i] = (struct kinesis_put_in){
+			.key = rec->key, .key_size = (uint16_t)rec->key_size,
+			.data = rec->decoded, .data_size = rec->decoded_size,
+		};
+		if (rec->hash_key != NULL &&
+		    kinesis_hash_key(k, call, kinesis_fast_text(hash_buf, sizeof(hash_buf),
+								rec->hash_key, rec->hash_key_size),
+				     &kinesis_put_ins[i]) != 0)
+			return;
+	}
+	kinesis_put_start(k, call, req, s, put->count, true);
+}
+
 void
 kinesis_put_records(struct kinesis *k, struct api_call *call, const struct api_request *req)
 {
+	static struct kinesis_fast_put fast;
 	const struct kv_field fields[] = {
 		{ .name = "Records", .type = KV_LIST, .not_null = true, .length_min = 1,
 		  .length_max = KINESIS_PUT_RECORDS_MAX, .value_min = -1, .value_max = -1,
@@ -550,6 +601,10 @@ kinesis_put_records(struct kinesis *k, struct api_call *call, const struct api_r
 	uint32_t count;
 	cJSON *root;
 
+	if (kinesis_fast_put_parse(k, req->body, req->body_size, &fast) == 0) {
+		kinesis_put_records_fast(k, call, req, &fast);
+		return;
+	}
 	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
 		return;
 	s = kinesis_put_stream(k, call, &v[1], &v[2]);

@@ -3,10 +3,13 @@
  * ("N validation error(s) detected: ...", SerializationException's Coral
  * texts, InvalidArgumentException semantics), one table row per case.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
+#include "control/kinesis.h"
 #include "tests/control/kinesis/harness.h"
 
 static struct harness h;
@@ -230,4 +233,71 @@ Test(kinesis_validate, at_most_ten_messages)
 	cr_assert_eq(strncmp(call->message, "10 validation errors detected: ", 31), 0, "%s",
 		     call->message);
 	harness_call_free(call);
+}
+
+/* The one-pass PutRecords reader accepts plain valid bodies, and gives up on anything else. */
+Test(kinesis_validate, fast_put_records_reader_accepts_only_plain_valid_bodies)
+{
+	static struct kinesis_fast_put put;
+	static const char *const accepted[] = {
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\"}",
+		" { \"StreamName\" : \"s\" ,\n \"Records\" : [ { \"PartitionKey\" : \"a\" , "
+		"\"Data\" : \"\" , \"ExplicitHashKey\" : \"7\" } , {\"Data\":\"YWI=\","
+		"\"PartitionKey\":\"\xc3\xa9\"} ] } \n",
+		"{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/s\",\"Records\":"
+		"[{\"PartitionKey\":\"k\",\"Data\":\"YWJj\"}]}",
+	};
+	static const char *const refused[] = {
+		"", "{}", "[]", "{\"Records\":[],\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\\\"\"}],\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\",\"X\":1}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\","
+		"\"StreamName\":\"t\"}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\",\"Data\":\"YQ==\"}],"
+		"\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YQ=\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YR==\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"\"}],\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YQ==\"}],\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\"}],\"StreamName\":\"a b\"}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\"}]}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\",\"ExplicitHashKey\":\"01\"}],"
+		"\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\"} x",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\"},],\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":null,\"PartitionKey\":\"a\"}],\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\"",
+	};
+
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++)
+		cr_assert_eq(kinesis_fast_put_parse(h.k, (const uint8_t *)accepted[i],
+						    strlen(accepted[i]), &put), 0, "%s", accepted[i]);
+	cr_assert_eq(put.count, 1);
+	cr_assert_eq(put.records[0].decoded_size, 3);
+	cr_assert_eq(memcmp(put.records[0].decoded, "abc", 3), 0);
+	cr_assert_eq(kinesis_fast_put_parse(h.k, (const uint8_t *)accepted[1], strlen(accepted[1]),
+					    &put), 0);
+	cr_assert_eq(put.count, 2);
+	cr_assert_eq(put.records[0].hash_key_size, 1);
+	cr_assert_eq(put.records[1].key_size, 2);
+	cr_assert_eq(put.records[1].decoded_size, 2);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		cr_assert_eq(kinesis_fast_put_parse(h.k, (const uint8_t *)refused[i],
+						    strlen(refused[i]), &put), -EINVAL, "%s", refused[i]);
+}
+
+/* 501 records: the fast reader gives up, the slow path answers AWS's ValidationException. */
+Test(kinesis_validate, fast_reader_gives_up_beyond_500_records)
+{
+	static struct kinesis_fast_put put;
+	static char body[32768];
+	size_t n = (size_t)snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"Records\":[");
+
+	for (int i = 0; i < 501; i++)
+		n += (size_t)snprintf(body + n, sizeof(body) - n, "%s{\"PartitionKey\":\"k\","
+				      "\"Data\":\"\"}", i ? "," : "");
+	snprintf(body + n, sizeof(body) - n, "]}");
+	cr_assert_eq(kinesis_fast_put_parse(h.k, (const uint8_t *)body, strlen(body), &put),
+		     -EINVAL);
+	harness_expect_error(&h, "PutRecords", body, "ValidationException", NULL);
 }
