@@ -322,6 +322,17 @@ api_call_reply(struct api_call *call, int http_status)
 	if (http_status >= 400 && call->error_type[0] == '\0' && !call->out.overflow)
 		server_call_type_from_body(call);
 	if (call->out.overflow) {
+		/* Under the cap but no larger buffer free: busy, not too large. */
+		bool busy = call->out.capacity < buf_pool_size_max(&call->server->pool) &&
+			    buf_pool_exhausted(&call->server->pool);
+
+		api_out_release(&call->out);  /* Its buffer may be what the error body needs. */
+		if (busy) {
+			/* Every large buffer is busy: a retry will find one (SDKs retry 503). */
+			server_call_json_error(call, 503, "ServiceUnavailable", "Server busy: retry",
+					       18);
+			return;
+		}
 		diag_warn("server", "response over %zu bytes for request %s: InternalFailure",
 			  call->out.capacity_max, call->request_id);
 		server_call_json_error(call, 500, "InternalFailure", "", 0);

@@ -88,6 +88,15 @@ buf_pool_put(struct buf_pool *pool, void *buf, size_t size)
 	assert(false);  /* The size matches no class: not a buffer of this pool. */
 }
 
+bool
+buf_pool_exhausted(const struct buf_pool *pool)
+{
+	const struct buf_pool_class *c = &pool->classes[pool->class_count - 1];
+
+	assert(pool->class_count > 0);
+	return c->free_count == 0 && c->count_allocated == c->count_max;
+}
+
 size_t
 buf_pool_size_max(const struct buf_pool *pool)
 {

@@ -14,6 +14,7 @@
 #ifndef SLUICE_CONTROL_SERVER_POOL_H
 #define SLUICE_CONTROL_SERVER_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,8 @@ void buf_pool_fini(struct buf_pool *pool);
 void *buf_pool_get(struct buf_pool *pool, size_t size_min, size_t *size_out);
 /* Returns a buffer; `size` is what buf_pool_get() reported for it. */
 void buf_pool_put(struct buf_pool *pool, void *buf, size_t size);
+/* True when the largest class has no buffer left to hand out (all in use). */
+bool buf_pool_exhausted(const struct buf_pool *pool);
 /* Largest buffer this pool can ever hand out. */
 size_t buf_pool_size_max(const struct buf_pool *pool);
 

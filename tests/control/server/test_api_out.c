@@ -155,11 +155,14 @@ Test(api_out, pool_is_bounded_and_recycles)
 	cr_assert_eq(sc, 1024);
 	cr_assert_null(buf_pool_get(&pool, 1, &sd));
 	cr_assert_null(buf_pool_get(&pool, 1025, &sd));
+	cr_assert(buf_pool_exhausted(&pool));
 	buf_pool_put(&pool, a, sa);
+	cr_assert(buf_pool_exhausted(&pool));  /* Only the largest class counts. */
 	d = buf_pool_get(&pool, 1, &sd);
 	cr_assert_eq(d, a);
 	buf_pool_put(&pool, b, sb);
 	buf_pool_put(&pool, c, sc);
+	cr_assert(!buf_pool_exhausted(&pool));
 	buf_pool_put(&pool, d, sd);
 	cr_assert_eq(buf_pool_size_max(&pool), 1024);
 	buf_pool_fini(&pool);

@@ -1355,3 +1355,24 @@ Test(server, sigv4_over_http2_with_curl, .init = setup_sigv4, .fini = server_sto
 		 server_port);
 	cr_assert_str_eq(run(cmd), "400");
 }
+
+Test(server, response_over_the_cap_is_internal_failure, .init = setup_default,
+     .fini = server_stop)
+{
+	int fd = client_connect();
+	struct response r;
+
+	/* 16 MiB of data is 21.3 MiB of base64: over SERVER_OUT_SIZE_MAX. */
+	client_send_str(fd, request("GetRecords", "16777216", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 500, "%s", r.head);
+	cr_assert_str_eq(r.body, "{\"__type\":\"InternalFailure\"}");
+	response_free(&r);
+	/* The connection and the server go on. */
+	client_send_str(fd, request("GetRecords", "3", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(r.body, "{\"Data\":\"+/v7\"}");
+	response_free(&r);
+	close(fd);
+}
