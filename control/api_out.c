@@ -3,7 +3,8 @@
  * and JSON string literals written straight into the buffer. Growth takes
  * buffers from the thread's pool (server_pool.h) and never passes
  * capacity_max; an append that cannot fit marks the buffer `overflow` and is
- * dropped (the server then answers InternalFailure instead of a cut body).
+ * dropped: the server then answers 500 InternalFailure (over the cap) or 503
+ * (no larger buffer free right now) instead of a cut body.
  */
 #include <assert.h>
 #include <pthread.h>
