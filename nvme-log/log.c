@@ -46,8 +46,10 @@ config_check(const struct log_config *config)
 	    config->batch_size % LOG_BATCH_ALIGN != 0 ||
 	    config->batch_size > config->segment_size / 4)
 		return -EINVAL;
+	/* A window is at most LOG_IO_INFLIGHT_MAX - 1 chunk writes plus its sync. */
 	if (config->commit_window_bytes < LOG_BLOCK_SIZE ||
-	    config->commit_window_bytes > config->segment_size / 2)
+	    config->commit_window_bytes > config->segment_size / 2 ||
+	    config->commit_window_bytes > LOG_COMMIT_WINDOW_BYTES_MAX)
 		return -EINVAL;
 	if (config->producers_max == 0 || config->producers_max > 1024)
 		return -EINVAL;

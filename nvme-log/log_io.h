@@ -56,7 +56,10 @@ int log_io_fsync(struct log_io *io, uint32_t file);
  */
 int log_io_write_submit(struct log_io *io, uint32_t file, const void *buf, uint32_t size,
 			uint64_t offset, bool dsync, uint64_t tag);
-/* Queues an fdatasync of `file`. */
+/*
+ * Queues an fdatasync of `file` that starts only after every op queued
+ * before it has completed (IOSQE_IO_DRAIN): one flush covers a window.
+ */
 int log_io_sync_submit(struct log_io *io, uint32_t file, uint64_t tag);
 /*
  * Submits what is queued, then collects up to `count` completions, waiting

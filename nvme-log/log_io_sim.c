@@ -35,6 +35,7 @@ struct sim_op {
 	uint32_t file;             /* Handle. */
 	uint64_t offset;
 	uint32_t size;
+	uint64_t seq;              /* Submission order. */
 	bool dsync;
 	bool sync;
 };
@@ -52,6 +53,7 @@ struct log_io {
 	int32_t handles[SIM_HANDLES_MAX]; /* File index, -1 when free. */
 	struct sim_op queue[LOG_IO_INFLIGHT_MAX];
 	uint32_t queued;
+	uint64_t op_seq;
 };
 
 static uint64_t
@@ -427,7 +429,7 @@ log_io_write_submit(struct log_io *io, uint32_t file, const void *buf, uint32_t 
 	}
 	op = &io->queue[io->queued++];
 	*op = (struct sim_op){ .tag = tag, .file = file, .offset = offset, .size = size,
-			       .dsync = dsync };
+			       .dsync = dsync, .seq = ++io->op_seq };
 	/* The data reaches the volatile image now; durability waits for completion. */
 	err = sim_op_fault(io, true);
 	if (err == 0)
@@ -448,10 +450,20 @@ log_io_sync_submit(struct log_io *io, uint32_t file, uint64_t tag)
 		return -EBUSY;
 	}
 	op = &io->queue[io->queued++];
-	*op = (struct sim_op){ .tag = tag, .file = file, .sync = true };
+	*op = (struct sim_op){ .tag = tag, .file = file, .sync = true, .seq = ++io->op_seq };
 	op->result = sim_op_fault(io, false);
 	pthread_mutex_unlock(&io->lock);
 	return 0;
+}
+
+static bool
+sync_has_elders(const struct log_io *io, uint32_t pick)
+{
+	for (uint32_t i = 0; i < io->queued; i++) {
+		if (i != pick && io->queue[i].seq < io->queue[pick].seq)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -474,6 +486,9 @@ log_io_reap(struct log_io *io, struct log_io_done *done, uint32_t count, uint64_
 		struct sim_op op = io->queue[pick];
 
 		if (!io->crashed && (sim_rand(io) & 1))
+			continue;
+		/* A sync drains: it completes only after everything queued before it. */
+		if (!io->crashed && op.sync && sync_has_elders(io, pick))
 			continue;
 		if (io->crashed)
 			op.result = -EIO;

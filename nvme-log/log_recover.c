@@ -266,6 +266,14 @@ recover_scan(struct log *log, struct log_segment *seg, bool headerless)
 		seg->commit_first = seg->entries[0].commit_id;
 	if (log->config.read_only)
 		return 0;
+	/*
+	 * The prefix we keep may hold windows whose flush never completed (the
+	 * last run died or failed between write and fdatasync): make it durable
+	 * before anything, the index file first of all, vouches for it.
+	 */
+	err = log_io_fsync(log->io, seg->file);
+	if (err != 0)
+		return err;
 	return log_segment_index_write(log, seg);
 }
 
@@ -345,6 +353,8 @@ recover_segment(struct log *log, uint64_t segment_no)
 	}
 	if (err == 0)
 		err = log_segment_index_read(log, seg);
+	diag_debug("log", "%s: segment %" PRIu64 ": header %s, index %s", log->dir_path, segment_no,
+		   headerless ? "bad" : "ok", err == 0 ? "loaded" : strerror(-err));
 	if (err == 0) {
 		/* Sealed: its index file proves the data was durable. */
 		seg->state = LOG_SEGMENT_SEALED;

@@ -334,10 +334,15 @@ world_fault(struct world *w)
 {
 	uint64_t pick = rnd(w, 8);
 
+	uint64_t nth = pick < 2 ? 1 + rnd(w, 300) : 0;
+
+	if (getenv("SIM_DEBUG") != NULL && pick < 2)
+		fprintf(stderr, "sim: fault %s at op +%lu\n", pick == 0 ? "EIO" : "ENOSPC",
+			(unsigned long)nth);
 	if (pick == 0)
-		log_io_sim_fail_nth(w->io, 1 + rnd(w, 300), -EIO);
+		log_io_sim_fail_nth(w->io, nth, -EIO);
 	else if (pick == 1)
-		log_io_sim_fail_nth(w->io, 1 + rnd(w, 300), -ENOSPC);
+		log_io_sim_fail_nth(w->io, nth, -ENOSPC);
 }
 
 /* One seed: up to four runs, each ended by a crash or a clean close, verified after. */
@@ -359,6 +364,8 @@ run_seed(uint64_t seed, bool bitrot)
 		world_fault(w);
 		world_run(w, 20 + (uint32_t)rnd(w, 150));
 		crash = rnd(w, 4) != 0;
+		if (getenv("SIM_DEBUG") != NULL)
+			fprintf(stderr, "sim: run %u ends with %s\n", r, crash ? "a crash" : "a close");
 		tally.runs++;
 		tally.crashes += crash;
 		world_stop(w, crash);
@@ -404,6 +411,8 @@ quiet_unless_replaying(void)
 {
 	if (getenv("TEST_SEED") == NULL)
 		diag_level_set((enum diag_level)(DIAG_ERROR + 1));
+	else if (getenv("SIM_DEBUG") != NULL)
+		diag_level_set(DIAG_DEBUG);
 }
 
 Test(log_sim, crashes_faults_and_reopens, .timeout = 120)
