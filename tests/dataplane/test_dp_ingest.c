@@ -179,6 +179,22 @@ pump_until_sent(uint32_t ms)
 	return NULL;
 }
 
+/* Polls until nothing is staged or in flight (up to 3 s). */
+static void
+pump_until_idle(void)
+{
+	uint64_t deadline = clock_mono_ns() + 3000000000u;
+	const struct dp_ingest *ing = &dp_test->workers[0].ingest;
+	struct rte_mbuf *m;
+
+	do {
+		dp_test_poll();
+		while (dp_test_sent(&m, 1) == 1)
+			rte_pktmbuf_free(m);
+		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
+	} while ((ing->open_count != 0 || ing->in_flight != 0) && clock_mono_ns() < deadline);
+}
+
 /* Decodes the ACK/NACK in `m` (freed) into *ack; runs are copied to `runs`. */
 static void
 decode_answer(struct rte_mbuf *m, struct frame_ack *ack, struct frame_ack_run *runs)
@@ -391,7 +407,8 @@ Test(dp_ingest, ack_mode_none_stores_silently_and_received_acks_at_once)
 	struct rte_mbuf *m;
 
 	send_payload(buf, records_frame(buf, "orders", 11, 1, FRAME_ACK_NONE, &r, 1));
-	cr_assert_null(pump_until_sent(200), "ack mode none: no answer");
+	cr_assert_null(pump_until_sent(50), "ack mode none: no answer");
+	pump_until_idle();
 	cr_assert_eq(shard_durable(shard_of("quiet")), 1);
 
 	send_payload(buf, records_frame(buf, "orders", 11, 2, FRAME_ACK_RECEIVED, &r, 1));
@@ -463,6 +480,8 @@ Test(dp_ingest, rate_limits_nacks)
 	struct rec r = { .key = "k", .data = "x" };
 	uint16_t size = records_frame(buf, "nosuch", 1, 1, FRAME_ACK_DURABLE, &r, 1);
 	struct rte_mbuf *m[32];
+	uint64_t start = clock_mono_ns();
+	double elapsed_s;
 
 	for (uint32_t i = 0; i < 200; i++) {
 		send_payload(buf, size);
@@ -473,7 +492,10 @@ Test(dp_ingest, rate_limits_nacks)
 		}
 	}
 	dp_test_poll();
-	cr_assert_lt(dp_test_counter(DP_NACKS_SENT), 100, "burst %u", DP_NACK_BURST);
+	elapsed_s = (double)(clock_mono_ns() - start) / 1e9;
+	/* The bucket refills while the test runs: allow for it, whatever the machine's load. */
+	cr_assert_leq((double)dp_test_counter(DP_NACKS_SENT),
+		      DP_NACK_BURST + DP_NACK_PER_S * elapsed_s + 1, "%.4f s", elapsed_s);
 	cr_assert_eq(dp_test_counter(DP_NACKS_SENT) + dp_test_counter(DP_NACKS_SUPPRESSED), 200);
 }
 
@@ -575,7 +597,7 @@ Test(dp_ingest_pool, refuses_a_frame_it_cannot_stage_whole, .init = setup_small_
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1, "only the first frame");
 
 	/* Once the open batch is durable, its spare returns and a retry goes in whole. */
-	pump_until_sent(100);
+	pump_until_idle();
 	send_payload(buf, records_frame(buf, "orders", 50, 1, FRAME_ACK_RECEIVED, recs, count));
 	cr_assert_eq(answer_status(), FRAME_STATUS_OK);
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1 + count);
