@@ -46,7 +46,9 @@
 #include "tools/cmd.h"
 
 #define BENCH_CONNECTIONS_MAX 1024
-#define BENCH_BODIES 64                          /* Distinct request bodies, cycled. */
+#define BENCH_BODIES 64                          /* Distinct request bodies, cycled, */
+#define BENCH_BODIES_SIZE_MAX (64u << 20)        /* unless they would take more than this. */
+#define BENCH_PUT_RECORDS_SIZE_MAX (5u << 20)    /* Data and keys of one PutRecords. */
 #define BENCH_RECORDS_PER_FRAME_MAX 500          /* PutRecords' limit. */
 #define BENCH_RECONNECT_NS 100000000ull          /* After a failed connection. */
 #define BENCH_KEY_SIZE 12
@@ -105,6 +107,7 @@ struct bench {
 	bool closing;                  /* udp/tcp: cancellations at close are not results. */
 	struct sluice_producer **producers; /* udp/tcp: --producers of them. */
 	size_t body_sizes[BENCH_BODIES];
+	size_t body_count;             /* Bodies (http) or data buffers (udp/tcp) in use. */
 	double *zipf_cdf;
 	uint64_t rng;
 	uint64_t start_ns;
@@ -422,8 +425,8 @@ bench_dispatch(struct bench *b, uint64_t now_ns)
 			bench_conn_open(b, conn, now_ns);
 		if (conn->fd < 0)
 			continue;
-		err = kc_request_build(&b->client, "PutRecords", b->bodies[frame % BENCH_BODIES],
-				       b->body_sizes[frame % BENCH_BODIES], clock_real_ns(),
+		err = kc_request_build(&b->client, "PutRecords", b->bodies[frame % b->body_count],
+				       b->body_sizes[frame % b->body_count], clock_real_ns(),
 				       &conn->request, &conn->request_size);
 		if (err != 0)
 			return err;
@@ -684,7 +687,7 @@ bench_frames_put(struct bench *b, struct sluice_producer *producer)
 
 	while (b->frame_records_put < b->records_per_frame) {
 		char key[24];
-		char *data = b->data[(frame + b->frame_records_put) % BENCH_BODIES];
+		char *data = b->data[(frame + b->frame_records_put) % b->body_count];
 		uint32_t data_size = (uint32_t)b->size;
 		int size = snprintf(key, sizeof(key), "key-%08llu",
 				    (unsigned long long)bench_key_index(b));
@@ -844,7 +847,13 @@ bench_setup(struct bench *b)
 	b->rng = clock_real_ns();
 	if (strcmp(b->keys, "zipf") == 0)
 		err = bench_zipf_init(b);
-	for (size_t i = 0; err == 0 && i < BENCH_BODIES; i++) {
+	/* Large frames: fewer distinct bodies, so memory stays bounded. */
+	b->body_count = BENCH_BODIES_SIZE_MAX /
+			(strcmp(b->transport, "http") == 0 ? 2 * b->records_per_frame * b->size :
+			 b->size + BENCH_INDEX_SIZE);
+	b->body_count = b->body_count < 1 ? 1 : b->body_count > BENCH_BODIES ? BENCH_BODIES :
+			b->body_count;
+	for (size_t i = 0; err == 0 && i < b->body_count; i++) {
 		if (strcmp(b->transport, "http") == 0) {
 			err = bench_body_build(b, &b->bodies[i], &b->body_sizes[i]);
 			continue;
@@ -908,6 +917,10 @@ bench_opts_valid(const struct bench *b, const struct cli_args *args)
 	else if (strcmp(b->data_kind, "random") != 0 && (strcmp(b->data_kind, "index") != 0 ||
 							 strcmp(b->transport, "http") == 0))
 		fprintf(stderr, "sluice bench ingest: --data is random, or index over udp/tcp\n");
+	else if (strcmp(b->transport, "http") == 0 &&
+		 b->records_per_frame * (b->size + 12) > BENCH_PUT_RECORDS_SIZE_MAX)
+		fprintf(stderr, "sluice bench ingest: one PutRecords carries at most 5 MiB: "
+			"lower --size or --records-per-frame\n");
 	else
 		return true;
 	return false;

@@ -103,7 +103,9 @@ def test_usage(ep):
     for args in (['stream'], ['stream', 'create'], ['stream', 'list', '--bogus'],
                  ['put', 'cli1', 'k'], ['consume', 'cli1', '--from', 'nowhere'],
                  ['consume', 'cli1', '--max', 'x'], ['produce', 'cli1', '--transport', 'smoke'],
-                 ['bench', 'ingest', 'cli1', '--keys', 'pareto'], ['nosuchcommand']):
+                 ['bench', 'ingest', 'cli1', '--keys', 'pareto'],
+                 ['bench', 'ingest', 'cli1', '--size', '1m', '--records-per-frame', '5'],
+                 ['bench', 'ingest', 'cli1', '--data', 'index'], ['nosuchcommand']):
         rc, _, err = run(ep, *args)
         check(rc == 2 and 'usage' in err, '%s: rc %d, want 2 with usage' % (args, rc))
     for args in (['stream', '--help'], ['put', '--help'], ['consume', '--help'],
