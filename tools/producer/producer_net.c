@@ -248,14 +248,19 @@ producer_net_work(struct sluice_producer *p, uint64_t now_ns)
 		tcp_flush(p, now_ns);
 }
 
-/* Finishes a non-blocking connect once the socket is writable or failed. */
+/*
+ * Finishes a non-blocking connect once the socket is writable or failed.
+ * Asks the kernel itself rather than trusting the caller's poll: a caller
+ * with its own event loop calls sluice_producer_poll(p, 0).
+ */
 static void
-tcp_connect_check(struct sluice_producer *p, short revents, uint64_t now_ns)
+tcp_connect_check(struct sluice_producer *p, uint64_t now_ns)
 {
+	struct pollfd pfd = { .fd = p->fd, .events = POLLOUT };
 	int so_error = 0;
 	socklen_t len = sizeof(so_error);
 
-	if ((revents & (POLLOUT | POLLERR | POLLHUP)) == 0)
+	if (poll(&pfd, 1, 0) <= 0 || (pfd.revents & (POLLOUT | POLLERR | POLLHUP)) == 0)
 		return;
 	if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0 || so_error != 0)
 		tcp_lost(p, now_ns);
@@ -290,12 +295,12 @@ sluice_producer_timeout_ms(const struct sluice_producer *p)
 
 /* Timers, sends and reads that are due now. */
 static void
-producer_work(struct sluice_producer *p, short revents)
+producer_work(struct sluice_producer *p)
 {
 	uint64_t now_ns = clock_mono_ns();
 
 	if (p->fd >= 0 && p->connecting)
-		tcp_connect_check(p, revents, now_ns);
+		tcp_connect_check(p, now_ns);
 	if (p->fd >= 0 && p->connected) {
 		if (p->config.transport == SLUICE_TRANSPORT_UDP)
 			udp_read(p, now_ns);
@@ -314,7 +319,7 @@ sluice_producer_poll(struct sluice_producer *p, int timeout_ms)
 	int timer_ms;
 
 	p->completed = 0;
-	producer_work(p, 0);
+	producer_work(p);
 	if (p->completed > 0 || timeout_ms == 0)
 		return p->completed;
 	/* Nothing outstanding and no timer: an endless wait would never end. */
@@ -328,7 +333,7 @@ sluice_producer_poll(struct sluice_producer *p, int timeout_ms)
 		pfd.events |= POLLOUT;
 	if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR)
 		return -errno;
-	producer_work(p, pfd.revents);
+	producer_work(p);
 	return p->completed;
 }
 

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -334,4 +335,51 @@ Test(producer_errors, refuses_bad_configs_and_records)
 	sluice_producer_close(p);
 	test_server_stop(server);
 	test_server_free(server);
+}
+
+/* A caller with its own event loop: waits on fd/timeout itself, polls with 0. */
+static void
+own_loop_run(bool tcp)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct sluice_producer_stats stats;
+	struct test_server *server;
+	int rounds = 0;
+
+	server_config_init(&sc, tcp);
+	server = server_start(&sc);
+	producer_config_init(&pc, server, tcp);
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	memset(outcomes, 0, sizeof(outcomes));
+	for (uint32_t i = 0; i < 500; i++) {
+		char data[16];
+		int n = snprintf(data, sizeof(data), "rec-%u", i);
+
+		while (sluice_producer_put(p, data, (uint16_t)n, data, (uint32_t)n, NULL, i) ==
+		       -EAGAIN)
+			cr_assert_geq(sluice_producer_poll(p, 0), 0);
+	}
+	do {
+		struct pollfd pfd = { .fd = sluice_producer_fd(p), .events = POLLIN };
+
+		if (sluice_producer_wants_write(p))
+			pfd.events |= POLLOUT;
+		poll(&pfd, 1, sluice_producer_timeout_ms(p));
+		cr_assert_geq(sluice_producer_poll(p, 0), 0);
+		sluice_producer_stats(p, &stats);
+		cr_assert_lt(++rounds, 100000, "no progress");
+	} while (stats.records_outstanding > 0);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	expect_all(0, 500, 0);
+	verify(server, 500, 500, true);
+	test_server_free(server);
+}
+
+Test(producer_errors, own_event_loop_polling_with_zero)
+{
+	own_loop_run(false);
+	own_loop_run(true);
 }
