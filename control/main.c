@@ -207,13 +207,13 @@ sluiced_serve(struct sluiced *d)
 		rc = route_dataplane_start(&d->config, d->log);
 		if (rc != 0) {
 			diag_error("sluiced", "cannot start the dataplane: %s", strerror(-rc));
-			goto out_close_server;
+			goto out_close_kinesis;
 		}
 	}
 	rc = pthread_create(&d->server_thread, NULL, sluiced_server_main, d);
 	if (rc != 0) {
 		rc = -rc;
-		goto out_close_server;
+		goto out_stop_dataplane;
 	}
 	printf("sluiced: ready: kinesis api http://%s, data %s, dataplane %s\n",
 	       d->config.api_listen, d->config.data_dir,
@@ -226,11 +226,16 @@ sluiced_serve(struct sluiced *d)
 	pthread_join(d->server_thread, NULL);
 	rc = d->server_rc;
 
-out_close_server:
+out_stop_dataplane:
 	route_dataplane_stop();
-	api_server_close(d->server);
 out_close_kinesis:
+	/*
+	 * The actions go first: closing them answers (or drops) the calls they still
+	 * hold, and those calls belong to the server, which must still exist then.
+	 */
 	kinesis_close(d->kinesis);
+	if (d->server != NULL)
+		api_server_close(d->server);
 out_close_log:
 	log_close(d->log);
 	if (rc == 0)
