@@ -52,23 +52,30 @@
 #define BENCH_RECORDS_PER_FRAME_MAX 500          /* PutRecords' limit. */
 #define BENCH_RECONNECT_NS 100000000ull          /* After a failed connection. */
 #define BENCH_KEY_SIZE 12
+#define BENCH_PIPELINE_MAX 64                    /* HTTP requests in flight per connection. */
 #define BENCH_INDEX_SIZE 24                      /* "rec-" and 20 digits. */
 
 static const char bench_synopsis[] =
 	"sluice bench ingest STREAM [--transport http|udp|tcp] [--rate N] [--size B]\n"
 	"       [--records-per-frame N] [--keys uniform|zipf] [--key-count N]\n"
-	"       [--connections N] [--duration D] [--json]";
+	"       [--connections N] [--pipeline N] [--producers N] [--duration D] [--json]";
 
+/*
+ * One keep-alive connection with up to --pipeline requests in flight: the
+ * answers come back in request order, so the due times are a FIFO.
+ */
 struct bench_conn {
 	int fd;                 /* -1: closed. */
 	struct ssl_st *tls;     /* https: set up before the socket turns nonblocking. */
 	bool connected;
-	bool busy;              /* A frame is in flight. */
-	uint64_t due_ns;        /* The in-flight frame's scheduled send time. */
+	uint32_t inflight;      /* Frames queued or sent, not answered yet. */
+	uint32_t head;          /* due_ns[head]: the oldest of them. */
+	uint64_t due_ns[BENCH_PIPELINE_MAX];
 	uint64_t retry_ns;      /* Closed after a failure: not before this. */
-	char *request;
-	size_t request_size;
-	size_t sent;
+	char *out;              /* Request bytes not written yet: out[out_sent .. out_size). */
+	size_t out_size;
+	size_t out_sent;
+	size_t out_capacity;
 	char *rx;
 	size_t rx_size;
 	size_t rx_capacity;
@@ -94,6 +101,7 @@ struct bench {
 	uint64_t key_count;
 	double zipf_s;
 	uint64_t connection_count;
+	uint64_t pipeline;         /* http: requests in flight per connection. */
 	uint64_t duration_ns;
 	uint64_t drain_ns;
 	bool json;
@@ -215,26 +223,25 @@ bench_conn_watch(struct bench *b, struct bench_conn *conn, uint32_t events, int 
 	epoll_ctl(b->epoll_fd, op, conn->fd, &event);
 }
 
-/* Closes the connection; a frame in flight is lost and its records count as failed. */
+/* Closes the connection; frames in flight are lost and their records count as failed. */
 static void
 bench_conn_fail(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 {
-	if (conn->busy) {
-		b->counts.records_failed += b->records_per_frame;
-		b->counts.frames_failed++;
-	}
+	b->counts.records_failed += conn->inflight * b->records_per_frame;
+	b->counts.frames_failed += conn->inflight;
 	kc_tls_close(conn->tls);
 	conn->tls = NULL;
 	if (conn->fd >= 0)
 		close(conn->fd);
-	free(conn->request);
-	conn->request = NULL;
 	conn->fd = -1;
 	conn->connected = false;
 	conn->rx_size = 0;
+	conn->out_size = 0;
+	conn->out_sent = 0;
 	/* A server that closes idle connections is normal; one that drops frames is not. */
-	conn->retry_ns = now_ns + (conn->busy ? BENCH_RECONNECT_NS : 0);
-	conn->busy = false;
+	conn->retry_ns = now_ns + (conn->inflight > 0 ? BENCH_RECONNECT_NS : 0);
+	conn->inflight = 0;
+	conn->head = 0;
 }
 
 /* https: a blocking connect and handshake, then the socket turns nonblocking. */
@@ -275,9 +282,9 @@ bench_conn_open(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 static void
 bench_conn_send(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 {
-	while (conn->sent < conn->request_size) {
-		ssize_t sent = kc_io_send(conn->fd, conn->tls, conn->request + conn->sent,
-					  conn->request_size - conn->sent);
+	while (conn->out_sent < conn->out_size) {
+		ssize_t sent = kc_io_send(conn->fd, conn->tls, conn->out + conn->out_sent,
+					  conn->out_size - conn->out_sent);
 
 		if (sent == -EINTR)
 			continue;
@@ -289,10 +296,10 @@ bench_conn_send(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 			bench_conn_fail(b, conn, now_ns);
 			return;
 		}
-		conn->sent += (size_t)sent;
+		conn->out_sent += (size_t)sent;
 	}
-	free(conn->request);
-	conn->request = NULL;
+	conn->out_size = 0;
+	conn->out_sent = 0;
 	bench_conn_watch(b, conn, EPOLLIN, EPOLL_CTL_MOD);
 }
 
@@ -319,6 +326,8 @@ bench_conn_answer(struct bench *b, struct bench_conn *conn, const struct kc_http
 {
 	uint64_t failed = b->records_per_frame;
 	uint64_t acked;
+	uint64_t due_ns;
+	size_t size;
 
 	if (resp->status == 200)
 		failed = bench_failed_count(b, conn->rx + resp->header_size, resp->body_size);
@@ -328,11 +337,16 @@ bench_conn_answer(struct bench *b, struct bench_conn *conn, const struct kc_http
 	if (acked == 0)
 		b->counts.frames_failed++;
 	/* From the time the frame was due: waiting for a connection is part of the latency. */
-	cli_hist_record_count(&b->run, now_ns - conn->due_ns, acked);
-	cli_hist_record_count(&b->window, now_ns - conn->due_ns, acked);
+	due_ns = conn->due_ns[conn->head];
+	cli_hist_record_count(&b->run, now_ns - due_ns, acked);
+	cli_hist_record_count(&b->window, now_ns - due_ns, acked);
 	b->window_acked += acked;
-	conn->busy = false;
-	conn->rx_size = 0;
+	conn->head = (conn->head + 1) % BENCH_PIPELINE_MAX;
+	conn->inflight--;
+	/* Pipelined answers may follow in the same bytes. */
+	size = resp->header_size + resp->body_size;
+	memmove(conn->rx, conn->rx + size, conn->rx_size - size);
+	conn->rx_size -= size;
 	if (resp->connection_close)
 		bench_conn_fail(b, conn, now_ns);
 }
@@ -363,18 +377,21 @@ bench_conn_receive(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 			continue;
 		if (got == -EAGAIN)
 			return;
-		if (got <= 0 || !conn->busy) {  /* Closed, failed, or an answer nobody asked for. */
+		if (got <= 0 || conn->inflight == 0) {  /* Closed, failed, or unasked for. */
 			bench_conn_fail(b, conn, now_ns);
 			return;
 		}
 		conn->rx_size += (size_t)got;
-		err = kc_http_response_parse(conn->rx, conn->rx_size, &response);
-		if (err == 0)
+		while (conn->inflight > 0 &&
+		       (err = kc_http_response_parse(conn->rx, conn->rx_size, &response)) == 0) {
 			bench_conn_answer(b, conn, &response, now_ns);
-		else if (err != -EAGAIN)
+			if (conn->fd < 0)
+				return;
+		}
+		if (conn->inflight > 0 && err != -EAGAIN) {
 			bench_conn_fail(b, conn, now_ns);
-		if (err != -EAGAIN)
 			return;
+		}
 	}
 }
 
@@ -394,7 +411,7 @@ bench_conn_event(struct bench *b, struct bench_conn *conn, uint32_t events, uint
 		conn->connected = true;
 		bench_conn_watch(b, conn, EPOLLIN, EPOLL_CTL_MOD);
 	}
-	if ((events & EPOLLOUT) != 0 && conn->request != NULL)
+	if ((events & EPOLLOUT) != 0 && conn->out_sent < conn->out_size)
 		bench_conn_send(b, conn, now_ns);
 	if (conn->fd >= 0 && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0)
 		bench_conn_receive(b, conn, now_ns);
@@ -408,34 +425,69 @@ bench_due_ns(const struct bench *b, uint64_t frame)
 	return b->start_ns + frame * b->interval_ns;
 }
 
-/* Hands backlogged frames to free connections, oldest first. */
+/* Appends frame `frame`'s request to the connection's unwritten bytes. */
+static int
+bench_conn_queue(struct bench *b, struct bench_conn *conn, uint64_t frame)
+{
+	char *request;
+	size_t size;
+	int err = kc_request_build(&b->client, "PutRecords", b->bodies[frame % b->body_count],
+				   b->body_sizes[frame % b->body_count], clock_real_ns(),
+				   &request, &size);
+
+	if (err != 0)
+		return err;
+	if (conn->out_size + size > conn->out_capacity) {
+		size_t capacity = 2 * (conn->out_size + size);
+		char *out = realloc(conn->out, capacity);
+
+		if (out == NULL) {
+			free(request);
+			return -ENOMEM;
+		}
+		conn->out = out;
+		conn->out_capacity = capacity;
+	}
+	memcpy(conn->out + conn->out_size, request, size);
+	conn->out_size += size;
+	free(request);
+	conn->due_ns[(conn->head + conn->inflight) % BENCH_PIPELINE_MAX] = bench_due_ns(b, frame);
+	conn->inflight++;
+	b->counts.frames_sent++;
+	b->counts.records_sent += b->records_per_frame;
+	return 0;
+}
+
+/*
+ * Hands backlogged frames to connections, oldest first, level by level:
+ * every connection gets its first in-flight frame before any gets a second.
+ */
 static int
 bench_dispatch(struct bench *b, uint64_t now_ns)
 {
+	for (uint32_t depth = 0; depth < b->pipeline; depth++) {
+		for (uint64_t i = 0; i < b->connection_count; i++) {
+			struct bench_conn *conn = &b->conns[i];
+			int err;
+
+			if (b->counts.frames_sent == b->frames_due)
+				goto out_send;
+			if (conn->inflight != depth || conn->retry_ns > now_ns)
+				continue;
+			if (conn->fd < 0)
+				bench_conn_open(b, conn, now_ns);
+			if (conn->fd < 0)
+				continue;
+			err = bench_conn_queue(b, conn, b->counts.frames_sent);
+			if (err != 0)
+				return err;
+		}
+	}
+out_send:
 	for (uint64_t i = 0; i < b->connection_count; i++) {
 		struct bench_conn *conn = &b->conns[i];
-		uint64_t frame = b->counts.frames_sent;
-		int err;
 
-		if (frame == b->frames_due)
-			return 0;
-		if (conn->busy || conn->retry_ns > now_ns)
-			continue;
-		if (conn->fd < 0)
-			bench_conn_open(b, conn, now_ns);
-		if (conn->fd < 0)
-			continue;
-		err = kc_request_build(&b->client, "PutRecords", b->bodies[frame % b->body_count],
-				       b->body_sizes[frame % b->body_count], clock_real_ns(),
-				       &conn->request, &conn->request_size);
-		if (err != 0)
-			return err;
-		conn->sent = 0;
-		conn->busy = true;
-		conn->due_ns = bench_due_ns(b, frame);
-		b->counts.frames_sent++;
-		b->counts.records_sent += b->records_per_frame;
-		if (conn->connected)
+		if (conn->connected && conn->out_sent < conn->out_size)
 			bench_conn_send(b, conn, now_ns);
 	}
 	return 0;
@@ -445,7 +497,7 @@ static bool
 bench_idle(const struct bench *b)
 {
 	for (uint64_t i = 0; i < b->connection_count; i++) {
-		if (b->conns[i].busy)
+		if (b->conns[i].inflight > 0)
 			return false;
 	}
 	return b->counts.frames_sent == b->frames_total;
@@ -554,7 +606,7 @@ bench_unanswered(const struct bench *b)
 	uint64_t unanswered = 0;
 
 	for (uint64_t i = 0; i < b->connection_count; i++)
-		unanswered += b->conns[i].busy ? b->records_per_frame : 0;
+		unanswered += b->conns[i].inflight * b->records_per_frame;
 	return unanswered;
 }
 
@@ -615,6 +667,7 @@ bench_print_json(const struct bench *b, const struct bench_result *r)
 	cJSON_AddStringToObject(root, "transport", b->client.tls_enabled ? "https" : b->transport);
 	cJSON_AddStringToObject(root, "stream", b->stream);
 	cJSON_AddNumberToObject(root, "connections", (double)b->connection_count);
+	cJSON_AddNumberToObject(root, "pipeline", (double)b->pipeline);
 	cJSON_AddNumberToObject(root, "rate_target", (double)b->rate);
 	cJSON_AddNumberToObject(root, "record_size", (double)b->size);
 	cJSON_AddNumberToObject(root, "records_per_frame", (double)b->records_per_frame);
@@ -890,7 +943,7 @@ bench_teardown(struct bench *b)
 		kc_tls_close(b->conns[i].tls);
 		if (b->conns[i].fd >= 0)
 			close(b->conns[i].fd);
-		free(b->conns[i].request);
+		free(b->conns[i].out);
 		free(b->conns[i].rx);
 	}
 	for (size_t i = 0; i < BENCH_BODIES; i++) {
@@ -982,6 +1035,8 @@ cmd_bench_ingest(int argc, char **argv)
 		{ "zipf-s", CLI_OPT_DOUBLE, &b.zipf_s, 0, 10, "S", "Zipf exponent (default 0.99)" },
 		{ "connections", CLI_OPT_COUNT, &b.connection_count, 1, BENCH_CONNECTIONS_MAX, "N",
 		  "http: connections, one frame in flight each (default 16)" },
+		{ "pipeline", CLI_OPT_COUNT, &b.pipeline, 1, BENCH_PIPELINE_MAX, "N",
+		  "http: requests in flight per connection (default 1)" },
 		{ "producers", CLI_OPT_COUNT, &b.connection_count, 1, BENCH_CONNECTIONS_MAX, "N",
 		  "udp/tcp: libsluice producers (default 4); http: as --connections" },
 		{ "duration", CLI_OPT_DURATION, &b.duration_ns, 1000000, 86400000000000, "D",
@@ -1008,6 +1063,7 @@ cmd_bench_ingest(int argc, char **argv)
 	b.key_count = 1000;
 	b.zipf_s = 0.99;
 	b.connection_count = 0;  /* Chosen by transport below. */
+	b.pipeline = 1;
 	b.duration_ns = 10000000000ull;
 	b.drain_ns = 5000000000ull;
 	b.epoll_fd = -1;

@@ -205,6 +205,11 @@ def test_bench_piped(ep):
     check(rc in (0, 3) and summary.get('records_acked', 0) > 0,
           'bench --json: rc %d %r %s' % (rc, out, err))
     check(err == '', 'bench piped wrote to stderr: %r' % err)
+    rc, out, err = run(ep, 'bench', 'ingest', 'cli1', '--rate', '1000', '--duration', '1s',
+                       '--connections', '2', '--pipeline', '8', '--json')
+    summary = json.loads(out) if rc in (0, 3) else {}
+    check(rc == 0 and summary.get('records_acked') == 1000 and summary.get('pipeline') == 8,
+          'bench --pipeline 8: rc %d %s %s' % (rc, out, err))
     rc, out, _ = run(ep, 'bench', 'ingest', 'cli1', '--rate', '100', '--duration', '500ms')
     check(rc in (0, 3) and 'latency' in out and 'p99' in out, 'bench text: %r' % out)
 
