@@ -101,6 +101,7 @@ Test(producer, udp_drops_duplicates_reorders_throttles)
 	sc.dup_out_pct = 10;
 	sc.reorder_pct = 20;
 	sc.reorder_out_pct = 20;
+	sc.corrupt_out_pct = 10;
 	sc.throttle_pct = 10;
 	scenario_run(&s, &sc);
 	/* The faults happened (each all but certain over 100+ batches). */
@@ -108,6 +109,7 @@ Test(producer, udp_drops_duplicates_reorders_throttles)
 	cr_assert_gt(last_producer_stats.acks_duplicate, 0, "a stored batch was answered again");
 	cr_assert_gt(last_server_stats.nacks, 0);
 	cr_assert_gt(last_server_stats.duplicates_answered, 0);
+	cr_assert_gt(last_producer_stats.acks_ignored, 0, "corrupted answers were ignored");
 }
 
 /*

@@ -197,6 +197,14 @@ udp_answer(struct test_server *s, int size)
 		s->held_answer_peer_len = s->peer_len;
 		return;
 	}
+	if (roll(s, s->config.corrupt_out_pct)) {
+		uint8_t bad[FRAME_ACK_SIZE_MAX];
+		uint64_t bit = seed_rng_below(&s->rng, (uint64_t)size * 8);
+
+		memcpy(bad, s->answer, (size_t)size);
+		bad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		sendto(s->fd, bad, (size_t)size, 0, (struct sockaddr *)&s->peer, s->peer_len);
+	}
 	sendto(s->fd, s->answer, (size_t)size, 0, (struct sockaddr *)&s->peer, s->peer_len);
 	if (roll(s, s->config.dup_out_pct))
 		sendto(s->fd, s->answer, (size_t)size, 0, (struct sockaddr *)&s->peer, s->peer_len);

@@ -35,6 +35,7 @@ struct test_server_config {
 	uint32_t dup_out_pct;
 	uint32_t reorder_pct;        /* UDP: a datagram is held and delivered after the next. */
 	uint32_t reorder_out_pct;    /* UDP: an answer is held and sent after the next one. */
+	uint32_t corrupt_out_pct;    /* UDP: a copy with one bit flipped goes first. */
 	uint32_t throttle_pct;       /* NACK throttled instead of storing. */
 	uint32_t cut_pct;            /* TCP: per read with a partial frame, and per ACK. */
 	bool silent;                 /* Never answer (receive and store nothing). */
