@@ -357,7 +357,7 @@ bench_conn_receive(struct bench *b, struct bench_conn *conn, uint64_t now_ns)
 	for (;;) {
 		struct kc_http_response response;
 		ssize_t got;
-		int err;
+		int err = 0;
 
 		if (conn->rx_size == conn->rx_capacity) {
 			size_t capacity = conn->rx_capacity == 0 ? 16384 : 2 * conn->rx_capacity;
