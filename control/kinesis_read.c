@@ -298,7 +298,8 @@ kinesis_iterator_open(struct kinesis *k, struct api_call *call, const struct kv_
 		kinesis_error(call, "InvalidArgumentException", "Invalid ShardIterator.");
 		return NULL;
 	}
-	if (now_ms - it->issued_ms > KINESIS_TOKEN_TTL_MS) {
+	/* Issued up to a second "in the future" is clock skew between requests, not age. */
+	if (now_ms > it->issued_ms && now_ms - it->issued_ms > KINESIS_TOKEN_TTL_MS) {
 		char created[64];
 		char current[64];
 		time_t t1 = (time_t)(it->issued_ms / 1000);
