@@ -637,7 +637,7 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 	uint64_t due = k->retention_due_ns;
 
 	(void)now_ns;
-	for (uint32_t i = 0; k->transitions > 0 && i < SLUICE_STREAMS_MAX; i++)
+	for (uint32_t i = 0; k->transitions > 0 && i < k->streams_high; i++)
 		if (k->streams[i].used && k->streams[i].status_due_ns != 0)
 			due = min_u64(due, k->streams[i].status_due_ns);
 	/* Completions wake us through the event fd; a short tick is a safety net. */
