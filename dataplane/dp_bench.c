@@ -5,7 +5,7 @@
  * the comparison. This program measures one configuration and prints one line:
  *
  *   dp-bench: pps=<rx packets/s> records_per_s=<staged/s> durable_per_s=<...>
- *             drops=<records refused> busy=<busy polls ratio>
+ *             cpu_share=<worker CPU s per s> drops=<refused> busy=<busy polls ratio>
  *
  * Modes: "staged" counts records into per-shard log batches and hands full
  * batches back unsubmitted (the dataplane's own cost); "durable" submits them
@@ -16,6 +16,7 @@
  * `sluice-dp-bench --write-pcap FILE --scenario NAME --frames N` writes a pcap
  * (dp_bench_pcap.c) and exits.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -126,6 +127,46 @@ bench_sleep_ms(uint32_t ms)
 		;
 }
 
+/*
+ * CPU time (ns) the worker lcore's thread ("rte-worker-1") has run, from
+ * /proc schedstat: on this shared 2-vCPU machine the worker waits on the run
+ * queue as long as it runs, so rates are also reported per CPU-second.
+ */
+static uint64_t
+bench_worker_cpu_ns(void)
+{
+	char path[320];
+	char comm[64];
+	unsigned long long run_ns = 0;
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *e;
+
+	if (dir == NULL)
+		return 0;
+	while ((e = readdir(dir)) != NULL) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "rte-worker-1", 12) == 0) {
+			FILE *s;
+
+			snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+			s = fopen(path, "r");
+			if (s != NULL) {
+				if (fscanf(s, "%llu", &run_ns) != 1)
+					run_ns = 0;
+				fclose(s);
+			}
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return run_ns;
+}
+
 static uint64_t
 bench_drops(const struct dp_stats *s)
 {
@@ -140,20 +181,24 @@ bench_measure(struct dp *dp, const struct bench_opts *o)
 	struct dp_stats a;
 	struct dp_stats b;
 	uint64_t t0;
+	uint64_t cpu0;
+	double cpu_share;
 	double s;
 
 	bench_sleep_ms(1000); /* Warm-up: caches, the log's first segment. */
 	dp_stats_read(dp, &a);
+	cpu0 = bench_worker_cpu_ns();
 	t0 = clock_mono_ns();
 	bench_sleep_ms(o->seconds * 1000);
 	dp_stats_read(dp, &b);
 	s = (double)(clock_mono_ns() - t0) / 1e9;
-	printf("dp-bench: pps=%.0f records_per_s=%.0f durable_per_s=%.0f drops=%llu busy=%.3f "
-	       "md5_per_s=%.0f\n",
+	cpu_share = (double)(bench_worker_cpu_ns() - cpu0) / 1e9 / s;
+	printf("dp-bench: pps=%.0f records_per_s=%.0f durable_per_s=%.0f cpu_share=%.3f "
+	       "drops=%llu busy=%.3f md5_per_s=%.0f\n",
 	       (double)(b.counters[DP_RX_PACKETS] - a.counters[DP_RX_PACKETS]) / s,
 	       (double)(b.counters[DP_RECORDS_STAGED] - a.counters[DP_RECORDS_STAGED]) / s,
 	       (double)(b.counters[DP_RECORDS_DURABLE] - a.counters[DP_RECORDS_DURABLE]) / s,
-	       (unsigned long long)(bench_drops(&b) - bench_drops(&a)),
+	       cpu_share, (unsigned long long)(bench_drops(&b) - bench_drops(&a)),
 	       (double)(b.counters[DP_POLLS_BUSY] - a.counters[DP_POLLS_BUSY]) /
 		       (double)(b.counters[DP_POLLS] - a.counters[DP_POLLS] + 1),
 	       (double)(b.counters[DP_MD5_COMPUTED] - a.counters[DP_MD5_COMPUTED]) / s);

@@ -10,11 +10,19 @@
  * runs with batches submitted to a real log ("durable"). Prints a table and
  * a final line "dataplane-bench: ..." with every rate and its ratio.
  *
+ * Ratios compare packets per CPU-second of each side's polling thread (from
+ * /proc/<pid>/task/<tid>/schedstat): on a shared 2-vCPU machine both wait on
+ * the run queue for varying shares of the time; raw wall-clock ratios are
+ * printed next to them.
+ *
  * tools/ may not include DPDK or dataplane headers: both halves are separate
  * processes found next to this executable (or $SLUICE_DP_BENCH) and in PATH.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <time.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -40,18 +48,20 @@ struct bench_case {
 	uint32_t records_per_frame;
 	const char *target;
 	double testpmd_pps;
+	double testpmd_cpu;    /* CPU share of testpmd's forwarding lcore thread. */
 	double pps;
 	double records_per_s;
 	double durable_per_s;
+	double cpu;            /* CPU share of the dataplane worker's thread. */
 };
 
 static struct bench_case bench_cases[] = {
-	{ "100B", "hash100", 16, 1, ">= 25 M/s or >= 50% of testpmd", 0, 0, 0, 0 },
-	{ "12x100B", "hash12x100", 16, 12, ">= 40 M records/s", 0, 0, 0, 0 },
-	{ "md5", "md5", 16, 1, ">= 8 M/s (MD5 by the appliance)", 0, 0, 0, 0 },
-	{ "md5hot", "md5hot", 16, 1, "(1,000 repeating keys: key cache)", 0, 0, 0, 0 },
-	{ "1KiB", "hash1k", 16, 1, ">= 5 M/s", 0, 0, 0, 0 },
-	{ "10k_shards", "hash100", 10000, 1, ">= 80% of the 16-shard rate", 0, 0, 0, 0 },
+	{ "100B", "hash100", 16, 1, ">= 25 M/s or >= 50% of testpmd", 0, 0, 0, 0, 0, 0 },
+	{ "12x100B", "hash12x100", 16, 12, ">= 40 M records/s", 0, 0, 0, 0, 0, 0 },
+	{ "md5", "md5", 16, 1, ">= 8 M/s (MD5 by the appliance)", 0, 0, 0, 0, 0, 0 },
+	{ "md5hot", "md5hot", 16, 1, "(1,000 repeating keys: key cache)", 0, 0, 0, 0, 0, 0 },
+	{ "1KiB", "hash1k", 16, 1, ">= 5 M/s", 0, 0, 0, 0, 0, 0 },
+	{ "10k_shards", "hash100", 10000, 1, ">= 80% of the 16-shard rate", 0, 0, 0, 0, 0, 0 },
 };
 
 /* Runs argv with stdout+stderr into out; returns the exit status or -errno. */
@@ -128,32 +138,114 @@ bench_testpmd_pps(const char *out)
 	return samples[count / 2];
 }
 
-static int
-bench_testpmd(const char *pcap, uint32_t seconds, char *out, double *pps_out)
+/* Run time (ns) of `pid`'s thread named rte-worker-1 (EAL's first worker lcore). */
+static uint64_t
+bench_worker_cpu_ns(pid_t pid)
 {
-	char secs[16];
+	char path[320];
+	char comm[64];
+	unsigned long long run_ns = 0;
+	struct dirent *e;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (dir == NULL)
+		return 0;
+	while ((e = readdir(dir)) != NULL) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "rte-worker-1", 12) == 0) {
+			FILE *st;
+
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+			st = fopen(path, "r");
+			if (st != NULL) {
+				if (fscanf(st, "%llu", &run_ns) != 1)
+					run_ns = 0;
+				fclose(st);
+			}
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return run_ns;
+}
+
+static uint64_t
+bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * testpmd runs until SIGINT; its forwarding thread's CPU time is sampled over
+ * the measured seconds (after about 2.5 s of EAL start-up and pcap loading).
+ */
+static int
+bench_testpmd(const char *pcap, uint32_t seconds, char *out, double *pps_out, double *cpu_out)
+{
 	char prefix[64];
 	char vdev[PATH_MAX + 64];
 	char *argv[BENCH_ARGS_MAX] = {
-		"timeout", "-s", "INT", secs, "dpdk-testpmd", "-l", "0,1", "--no-pci",
-		"--in-memory", "--file-prefix", prefix, "--vdev", vdev, "--",
-		"--forward-mode=rxonly", "--auto-start", "--stats-period", "1",
+		"dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", prefix,
+		"--vdev", vdev, "--", "--forward-mode=rxonly", "--auto-start", "--stats-period", "1",
 		"--total-num-mbufs=131072", NULL,
 	};
-	int rc;
+	int pipe_fd[2];
+	uint64_t cpu0, t0;
+	size_t used = 0;
+	pid_t pid;
 
-	/* EAL start-up and loading the pcap take about two seconds before the first sample. */
-	snprintf(secs, sizeof(secs), "%u", seconds + 4);
 	snprintf(prefix, sizeof(prefix), "sluice-tp-%d", (int)getpid());
 	snprintf(vdev, sizeof(vdev), "net_pcap0,rx_pcap=%s,infinite_rx=1", pcap);
-	rc = bench_run(argv, out, BENCH_OUT_SIZE);
+	if (pipe(pipe_fd) != 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		int null_fd = open("/dev/null", O_RDONLY);
+
+		dup2(null_fd, 0);
+		dup2(pipe_fd[1], 1);
+		dup2(pipe_fd[1], 2);
+		close(pipe_fd[0]);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(pipe_fd[1]);
+	usleep(2500000);
+	cpu0 = bench_worker_cpu_ns(pid);
+	t0 = bench_now_ns();
+	usleep(seconds * 1000000u);
+	*cpu_out = (double)(bench_worker_cpu_ns(pid) - cpu0) / (double)(bench_now_ns() - t0);
+	kill(pid, SIGINT);
+	for (;;) {
+		ssize_t n = read(pipe_fd[0], out + used, BENCH_OUT_SIZE - 1 - used);
+
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		if (used == BENCH_OUT_SIZE - 1)
+			used = 0;
+	}
+	out[used] = '\0';
+	close(pipe_fd[0]);
+	waitpid(pid, NULL, 0);
 	*pps_out = bench_testpmd_pps(out);
 	/* testpmd leaves its (empty) runtime directory behind even with --in-memory. */
 	snprintf(vdev, sizeof(vdev), "/var/run/dpdk/%s", prefix);
 	rmdir(vdev);
-	/* timeout's 124 is how testpmd is meant to end here (SIGINT, then exit). */
-	if (*pps_out <= 0) {
-		fprintf(stderr, "sluice bench dataplane: testpmd gave no rate (exit %d)\n", rc);
+	if (*pps_out <= 0 || *cpu_out <= 0) {
+		fprintf(stderr, "sluice bench dataplane: testpmd gave no rate:\n%s\n", out);
 		return -EIO;
 	}
 	return 0;
@@ -181,8 +273,9 @@ bench_dp(const char *helper, const char *pcap, const char *dir, const struct ben
 	rc = bench_run(argv, out, BENCH_OUT_SIZE);
 	line = strstr(out, "dp-bench:");
 	if (rc != 0 || line == NULL ||
-	    sscanf(line, "dp-bench: pps=%lf records_per_s=%lf durable_per_s=%lf", &result->pps,
-		   &result->records_per_s, &result->durable_per_s) != 3) {
+	    sscanf(line, "dp-bench: pps=%lf records_per_s=%lf durable_per_s=%lf cpu_share=%lf",
+		   &result->pps, &result->records_per_s, &result->durable_per_s,
+		   &result->cpu) != 4) {
 		fprintf(stderr, "sluice bench dataplane: %s failed (exit %d):\n%s\n", helper, rc, out);
 		return -EIO;
 	}
@@ -232,27 +325,41 @@ bench_find_helper(char *path, size_t size)
 	return access(path, X_OK) == 0 ? 0 : -ENOENT;
 }
 
+/* Ratio of packet rates per CPU-second of each side's polling thread. */
+static double
+bench_ratio(const struct bench_case *c)
+{
+	if (c->testpmd_pps <= 0 || c->testpmd_cpu <= 0 || c->cpu <= 0)
+		return 0;
+	return (c->pps / c->cpu) / (c->testpmd_pps / c->testpmd_cpu);
+}
+
 static void
 bench_print(const struct bench_case *c, size_t count)
 {
-	printf("%-11s %7s %14s %14s %14s %7s  %s\n", "scenario", "shards", "testpmd_pps",
-	       "dp_pps", "records/s", "ratio", "goal");
+	printf("%-11s %6s %12s %5s %12s %12s %5s %7s %7s  %s\n", "scenario", "shards",
+	       "testpmd_pps", "cpu", "dp_pps", "records/s", "cpu", "ratio", "raw", "goal");
 	for (size_t i = 0; i < count; i++)
-		printf("%-11s %7u %14.0f %14.0f %14.0f %7.3f  %s\n", c[i].label, c[i].shards,
-		       c[i].testpmd_pps, c[i].pps, c[i].records_per_s,
+		printf("%-11s %6u %12.0f %5.2f %12.0f %12.0f %5.2f %7.3f %7.3f  %s\n", c[i].label,
+		       c[i].shards, c[i].testpmd_pps, c[i].testpmd_cpu, c[i].pps, c[i].records_per_s,
+		       c[i].cpu, bench_ratio(&c[i]),
 		       c[i].testpmd_pps > 0 ? c[i].pps / c[i].testpmd_pps : 0.0, c[i].target);
+	printf("ratio: packets per CPU-second of the polling thread, dataplane / testpmd "
+	       "(raw: per wall second)\n");
 }
 
 static void
 bench_final_line(const struct bench_case *c, size_t count, double durable)
 {
+	double per_cpu_16 = c[0].cpu > 0 ? c[0].records_per_s / c[0].cpu : 0;
+	double per_cpu_10k = c[5].cpu > 0 ? c[5].records_per_s / c[5].cpu : 0;
+
 	printf("dataplane-bench:");
 	for (size_t i = 0; i < count; i++)
 		printf(" rec_per_s_%s=%.0f ratio_%s=%.3f", c[i].label, c[i].records_per_s,
-		       c[i].label, c[i].testpmd_pps > 0 ? c[i].pps / c[i].testpmd_pps : 0.0);
+		       c[i].label, bench_ratio(&c[i]));
 	printf(" testpmd_pps_100B=%.0f ratio_10k_vs_16=%.3f durable_rec_per_s_100B=%.0f\n",
-	       c[0].testpmd_pps, c[0].records_per_s > 0 ? c[5].records_per_s / c[0].records_per_s : 0,
-	       durable);
+	       c[0].testpmd_pps, per_cpu_16 > 0 ? per_cpu_10k / per_cpu_16 : 0, durable);
 }
 
 static void
@@ -280,24 +387,29 @@ bench_one(const char *helper, const char *dir, struct bench_case *c, uint32_t fr
 	  uint32_t seconds, uint32_t rounds, char *out)
 {
 	double testpmd[BENCH_ROUNDS_MAX];
+	double testpmd_cpu[BENCH_ROUNDS_MAX];
 	double pps[BENCH_ROUNDS_MAX];
 	double records[BENCH_ROUNDS_MAX];
+	double cpu[BENCH_ROUNDS_MAX];
 	char pcap[PATH_MAX];
 
 	snprintf(pcap, sizeof(pcap), "%s/%s.pcap", dir, c->scenario);
 	if (access(pcap, R_OK) != 0 && bench_write_pcap(helper, pcap, c->scenario, frames, out) != 0)
 		return -EIO;
 	for (uint32_t r = 0; r < rounds; r++) {
-		if (bench_testpmd(pcap, seconds, out, &testpmd[r]) != 0)
+		if (bench_testpmd(pcap, seconds, out, &testpmd[r], &testpmd_cpu[r]) != 0)
 			return -EIO;
 		if (bench_dp(helper, pcap, dir, c, "staged", seconds, out, c) != 0)
 			return -EIO;
 		pps[r] = c->pps;
 		records[r] = c->records_per_s;
+		cpu[r] = c->cpu;
 	}
 	c->testpmd_pps = bench_median(testpmd, rounds);
+	c->testpmd_cpu = bench_median(testpmd_cpu, rounds);
 	c->pps = bench_median(pps, rounds);
 	c->records_per_s = bench_median(records, rounds);
+	c->cpu = bench_median(cpu, rounds);
 	return 0;
 }
 
@@ -365,8 +477,9 @@ cmd_bench_dataplane(int argc, char **argv)
 		rc = bench_dp(helper, pcap, dir, &durable, "durable", seconds, out, &durable);
 	if (rc == 0) {
 		bench_print(bench_cases, sizeof(bench_cases) / sizeof(bench_cases[0]));
-		printf("%-11s %7u %14s %14.0f %14.0f %7s  %s\n", "100B-durab", durable.shards, "-",
-		       durable.pps, durable.durable_per_s, "-", "as far as the log allows");
+		printf("%-11s %6u %12s %5s %12.0f %12.0f %5.2f %7s %7s  %s\n", "100B-durab",
+		       durable.shards, "-", "-", durable.pps, durable.durable_per_s, durable.cpu, "-",
+		       "-", "durable: as far as the log allows");
 		bench_final_line(bench_cases, sizeof(bench_cases) / sizeof(bench_cases[0]),
 				 durable.durable_per_s);
 	}
