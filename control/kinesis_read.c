@@ -215,35 +215,76 @@ out:
 struct kinesis_read_ctx {
 	struct api_out *out;
 	const struct kinesis_shard *sh;
+	struct seqnum prev;      /* The last sequence number written, and its text. */
+	char prev_text[SEQNUM_DECIMAL_SIZE];
+	size_t prev_size;
 	uint32_t count;
 	uint64_t seq_next;
 	uint64_t last_arrival_ns;
 	size_t size_limit;       /* The response must stay below this. */
 };
 
-/* Writes one record as it is read; stops before a record that would not fit. */
+/* Writes `value` in decimal at `out`; returns the digits written. */
+static size_t
+kinesis_decimal(char *out, uint64_t value)
+{
+	char rev[20];
+	size_t n = 0;
+
+	do {
+		rev[n++] = (char)('0' + value % 10);
+		value /= 10;
+	} while (value != 0);
+	for (size_t i = 0; i < n; i++)
+		out[i] = rev[n - 1 - i];
+	return n;
+}
+
+static size_t
+kinesis_copy(char *out, const char *text, size_t size)
+{
+	memcpy(out, text, size);
+	return size;
+}
+
+/*
+ * Writes one record as it is read; stops before a record that would not fit.
+ * Assembled by hand, sequence numbers incrementally: this runs 10,000 times
+ * a call and was most of GetRecords' time with printf.
+ */
 static int
 kinesis_read_record(void *arg, const struct log_record_out *rec)
 {
+	static const char seq_member[] = "{\"SequenceNumber\":\"";
+	static const char ts_member[] = "\",\"ApproximateArrivalTimestamp\":";
+	static const char data_member[] = ",\"Data\":\"";
 	struct kinesis_read_ctx *ctx = arg;
 	size_t need = (rec->data_size + 2u) / 3u * 4u + 6u * rec->partition_key_size + 256u;
+	uint64_t ms = rec->arrival_ns / 1000000u;
 	char text[SEQNUM_DECIMAL_SIZE + 128];
-	int head;
 	struct seqnum sn = {
 		.shard_created_s = ctx->sh->created_s, .shard_index = ctx->sh->index,
 		.seq = rec->seq, .put_s = rec->arrival_ns / 1000000000u,
 	};
+	size_t n = 0;
 
 	if (ctx->count > 0 && ctx->out->size + need > ctx->size_limit)
 		return -ENOBUFS;
-	/* One formatted piece before and one after the data: this runs 10,000 times a call. */
-	head = snprintf(text, sizeof(text), "%s{\"SequenceNumber\":\"", ctx->count > 0 ? "," : "");
-	head += (int)seqnum_format(&sn, text + head);
-	head += snprintf(text + head, sizeof(text) - (size_t)head,
-			 "\",\"ApproximateArrivalTimestamp\":%llu.%03llu,\"Data\":\"",
-			 (unsigned long long)(rec->arrival_ns / 1000000000u),
-			 (unsigned long long)(rec->arrival_ns / 1000000u % 1000u));
-	api_out_append(ctx->out, text, (size_t)head);
+	if (ctx->count > 0)
+		text[n++] = ',';
+	n += kinesis_copy(text + n, seq_member, sizeof(seq_member) - 1);
+	ctx->prev_size = seqnum_format_next(ctx->count > 0 ? &ctx->prev : NULL, ctx->prev_text,
+					    ctx->prev_size, &sn, ctx->prev_text);
+	ctx->prev = sn;
+	n += kinesis_copy(text + n, ctx->prev_text, ctx->prev_size);
+	n += kinesis_copy(text + n, ts_member, sizeof(ts_member) - 1);
+	n += kinesis_decimal(text + n, ms / 1000);
+	text[n++] = '.';
+	text[n++] = (char)('0' + ms % 1000 / 100);
+	text[n++] = (char)('0' + ms % 100 / 10);
+	text[n++] = (char)('0' + ms % 10);
+	n += kinesis_copy(text + n, data_member, sizeof(data_member) - 1);
+	api_out_append(ctx->out, text, n);
 	api_out_base64(ctx->out, rec->data, rec->data_size);
 	api_out_append(ctx->out, kinesis_key_member, sizeof(kinesis_key_member) - 1);
 	api_out_json_string(ctx->out, (const char *)rec->partition_key, rec->partition_key_size);

@@ -106,6 +106,41 @@ seqnum_format(const struct seqnum *sn, char buf[SEQNUM_DECIMAL_SIZE])
 	return n;
 }
 
+size_t
+seqnum_format_next(const struct seqnum *prev, const char *prev_text, size_t prev_size,
+		   const struct seqnum *sn, char buf[SEQNUM_DECIMAL_SIZE])
+{
+	/* 2^80: one step of seq, which sits at bit 80. */
+	static const char step[] = "1208925819614629174706176";
+	size_t step_size = sizeof(step) - 1;
+	unsigned carry = 0;
+
+	if (prev == NULL || prev->shard_created_s != sn->shard_created_s ||
+	    prev->shard_index != sn->shard_index || prev->put_s != sn->put_s ||
+	    prev->seq + 1 != sn->seq || prev_size < step_size ||
+	    prev_size >= SEQNUM_DECIMAL_SIZE - 1)
+		return seqnum_format(sn, buf);
+	/* Right-aligned addition over the 25 low digits, then only as far as the carry goes. */
+	if (buf != prev_text)
+		memcpy(buf, prev_text, prev_size);
+	buf[prev_size] = '\0';
+	for (size_t i = 0; i < prev_size && (i < step_size || carry != 0); i++) {
+		size_t pos = prev_size - 1 - i;
+		unsigned d = (unsigned)(buf[pos] - '0') + carry;
+
+		if (i < step_size)
+			d += (unsigned)(step[step_size - 1 - i] - '0');
+		carry = d >= 10;
+		buf[pos] = (char)('0' + (carry != 0 ? d - 10 : d));
+	}
+	if (carry != 0) {
+		memmove(buf + 1, buf, prev_size + 1);
+		buf[0] = '1';
+		return prev_size + 1;
+	}
+	return prev_size;
+}
+
 /* big = big * 10 + digit; false when the result would not fit 188 bits. */
 static bool
 seqnum_big_push_digit(struct seqnum_big *big, unsigned digit)

@@ -78,6 +78,36 @@ Test(seqnum, random_round_trips)
 	}
 }
 
+/* The incremental formatter agrees with the full one, in place, across carries and gaps. */
+Test(seqnum, incremental_formatting_matches)
+{
+	struct seed_rng rng;
+	struct seqnum prev = { 0 };
+	char text[SEQNUM_DECIMAL_SIZE] = "";
+	size_t size = 0;
+
+	seed_rng_init(&rng, seed_base());
+	for (int i = 0; i < 20000; i++) {
+		struct seqnum sn = prev;
+		char full[SEQNUM_DECIMAL_SIZE];
+
+		if (i == 0 || seed_rng_below(&rng, 100) == 0) {
+			sn.shard_created_s = seed_rng_next(&rng) & SEQNUM_TIME_MAX;
+			sn.shard_index = (uint32_t)seed_rng_next(&rng);
+			sn.seq = seed_rng_below(&rng, 2) ? SEQNUM_SEQ_MAX - 5000 :
+				 seed_rng_next(&rng) >> 2;
+			sn.put_s = seed_rng_next(&rng) & SEQNUM_TIME_MAX;
+		} else {
+			sn.seq = prev.seq + 1 + (seed_rng_below(&rng, 50) == 0);
+			sn.put_s = prev.put_s + (seed_rng_below(&rng, 30) == 0);
+		}
+		size = seqnum_format_next(i == 0 ? NULL : &prev, text, size, &sn, text);
+		cr_assert_eq(seqnum_format(&sn, full), size);
+		cr_assert_str_eq(text, full);
+		prev = sn;
+	}
+}
+
 Test(seqnum, orders_like_the_log_within_a_shard)
 {
 	struct seed_rng rng;
