@@ -102,6 +102,10 @@ batch_store(struct test_server *s, const struct frame_records *rec, struct frame
 	while (frame_record_iter_next(&iter, &r)) {
 		hashkey_t hk = r.hash_key != NULL ? hashkey_from_be_bytes(r.hash_key) :
 						    hashkey_from_partition_key(r.key, r.key_size);
+
+		/* The producer's MD5 must be the one the appliance would compute. */
+		assert(r.hash_kind != FRAME_HASH_MD5 ||
+		       hk == hashkey_from_partition_key(r.key, r.key_size));
 		/* Equal ranges of the hash-key space, as a new Kinesis stream has. */
 		uint32_t shard = (uint32_t)(((uint64_t)(hk >> 96) * s->config.shards) >> 32);
 		uint64_t seq = s->shard_next[shard]++;
