@@ -211,7 +211,8 @@ frame_ack_run_add(struct frame_ack_run *runs, uint16_t *run_count, uint32_t shar
 {
 	struct frame_ack_run *last = *run_count > 0 ? &runs[*run_count - 1] : NULL;
 
-	if (last != NULL && last->shard_index == shard_index &&
+	/* seq != 0: a run ending at UINT64_MAX must not wrap into the next one. */
+	if (last != NULL && last->shard_index == shard_index && seq != 0 &&
 	    last->seq_first + last->count == seq && last->count < UINT16_MAX) {
 		last->count++;
 		return;

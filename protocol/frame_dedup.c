@@ -45,8 +45,10 @@ window_slide(struct frame_dedup *dedup, uint64_t batch_seq)
 	if (batch_seq - dedup->seq_high >= FRAME_DEDUP_WINDOW) {
 		memset(dedup->entries, 0, sizeof(dedup->entries));
 	} else {
-		for (uint64_t s = dedup->seq_high + 1; s <= batch_seq; s++)
-			memset(slot_of(dedup, s), 0, sizeof(struct frame_dedup_entry));
+		/* Counted, not `s <= batch_seq`: that never ends at UINT64_MAX. */
+		for (uint64_t k = 1; k <= batch_seq - dedup->seq_high; k++)
+			memset(slot_of(dedup, dedup->seq_high + k), 0,
+			       sizeof(struct frame_dedup_entry));
 	}
 	dedup->seq_high = batch_seq;
 }

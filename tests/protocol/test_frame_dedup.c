@@ -216,3 +216,17 @@ Test(frame_dedup, seeded_retries_store_each_batch_once)
 	}
 	cr_assert_eq(oldest, BATCHES, "seed %lu", (unsigned long)seed);
 }
+
+/* A hostile producer's seqs at the top of the range must not hang the receiver. */
+Test(frame_dedup, seqs_at_the_top_of_the_range, .timeout = 5)
+{
+	struct frame_dedup d;
+
+	frame_dedup_init(&d, 5);
+	cr_assert_eq(check(&d, 1, UINT64_MAX - 3), FRAME_DEDUP_NEW);
+	cr_assert_eq(check(&d, 1, UINT64_MAX), FRAME_DEDUP_NEW);
+	cr_assert_eq(check(&d, 1, UINT64_MAX - 3), FRAME_DEDUP_PENDING);
+	cr_assert_eq(check(&d, 1, UINT64_MAX - 1), FRAME_DEDUP_NEW);
+	cr_assert_eq(check(&d, 1, UINT64_MAX - FRAME_DEDUP_WINDOW), FRAME_DEDUP_TOO_OLD);
+	cr_assert_eq(check(&d, 1, 0), FRAME_DEDUP_TOO_OLD);
+}
