@@ -27,6 +27,8 @@
 /* PutRecord/PutRecords calls waiting for the log's group commit. */
 #define KINESIS_PENDING_MAX 256u
 #define KINESIS_PUT_RECORDS_MAX 500u
+/* AWS: partition keys of 1..256 Unicode characters (the log bounds bytes: see records.c). */
+#define KINESIS_PARTITION_KEY_CHARS_MAX 256
 /* AWS: a PutRecords request carries at most 5 MiB of data and partition keys. */
 #define KINESIS_PUT_RECORDS_SIZE_MAX (5u * 1024u * 1024u)
 #define KINESIS_GET_RECORDS_MAX 10000u
@@ -169,6 +171,7 @@ struct kv_field {
 	int64_t value_min;       /* -1: no bound (bounds are never negative here). */
 	int64_t value_max;
 	const char *const *enum_values; /* NULL-terminated, or NULL. */
+	bool length_in_chars;    /* Strings: length in UTF-16 units as AWS (Java) counts. */
 	/* Lists of structures, maps, structures: the action's own checks, or NULL. */
 	int (*nested_types)(struct kinesis *k, struct api_call *call, const cJSON *item);
 	void (*nested_check)(struct kinesis *k, const cJSON *item, struct kv_errors *errors);
@@ -221,6 +224,11 @@ int kv_blob_check(struct api_call *call, const cJSON *item);
 void kv_string_check(struct kv_errors *errors, const char *path, const cJSON *item,
 		     bool not_null, enum kv_pattern pattern, int64_t length_min,
 		     int64_t length_max);
+/* As kv_string_check() with lengths in UTF-16 units (partition keys). */
+void kv_chars_check(struct kv_errors *errors, const char *path, const cJSON *item,
+		    int64_t length_min, int64_t length_max);
+/* UTF-16 units of UTF-8 text, as Java's String.length() counts them. */
+size_t kv_utf16_length(const char *text, size_t size);
 
 void kv_errors_add(struct kv_errors *errors, const char *value, bool quote, const char *path,
 		   const char *rule);

@@ -378,6 +378,23 @@ kinesis_put_stream(struct kinesis *k, struct api_call *call, const struct kv_val
 	return s;
 }
 
+/*
+ * AWS bounds partition keys at 256 characters; the log at 256 bytes of UTF-8
+ * (SLUICE_PARTITION_KEY_SIZE_MAX). A key within the first and beyond the
+ * second is refused with its own message rather than a misleading length one.
+ */
+static bool
+kinesis_key_fits(struct kinesis *k, struct api_call *call, size_t size)
+{
+	(void)k;
+	if (size <= SLUICE_PARTITION_KEY_SIZE_MAX)
+		return true;
+	kinesis_error(call, "InvalidArgumentException", "PartitionKey is %zu bytes of UTF-8; "
+		      "this endpoint accepts at most %u bytes.", size,
+		      SLUICE_PARTITION_KEY_SIZE_MAX);
+	return false;
+}
+
 /* ExplicitHashKey text (pattern already checked) -> 16 bytes; replies when out of range. */
 static int
 kinesis_hash_key(struct kinesis *k, struct api_call *call, const char *text,
@@ -404,7 +421,9 @@ kinesis_put_record(struct kinesis *k, struct api_call *call, const struct api_re
 {
 	const struct kv_field fields[] = {
 		KV_STR("SequenceNumberForOrdering", false, KV_PATTERN_SEQUENCE, -1, -1),
-		KV_STR("PartitionKey", true, KV_PATTERN_NONE, 1, SLUICE_PARTITION_KEY_SIZE_MAX),
+		{ .name = "PartitionKey", .type = KV_STRING, .not_null = true, .length_min = 1,
+		  .length_max = KINESIS_PARTITION_KEY_CHARS_MAX, .value_min = -1, .value_max = -1,
+		  .length_in_chars = true },
 		KV_STR("ExplicitHashKey", false, KV_PATTERN_HASH_KEY, -1, -1),
 		KV_FIELD("Data", KV_BLOB, true, KV_PATTERN_NONE, -1, SLUICE_RECORD_DATA_SIZE_MAX,
 			 -1, -1),
@@ -429,6 +448,8 @@ kinesis_put_record(struct kinesis *k, struct api_call *call, const struct api_re
 			      v[0].string, s->name, k->config.account_id);
 		goto out;
 	}
+	if (!kinesis_key_fits(k, call, v[1].size))
+		goto out;
 	*in = (struct kinesis_put_in){
 		.key = v[1].string, .key_size = (uint16_t)v[1].size,
 		.data = v[3].blob, .data_size = (uint32_t)v[3].size,
@@ -482,8 +503,8 @@ kinesis_records_check(struct kinesis *k, const cJSON *item, struct kv_errors *er
 		char path[64];
 
 		snprintf(path, sizeof(path), "records.%u.partitionKey", i + 1);
-		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey"),
-				true, KV_PATTERN_NONE, 1, SLUICE_PARTITION_KEY_SIZE_MAX);
+		kv_chars_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey"),
+			       1, KINESIS_PARTITION_KEY_CHARS_MAX);
 		snprintf(path, sizeof(path), "records.%u.data", i + 1);
 		if (data == NULL || cJSON_IsNull(data)) {
 			kv_errors_add(errors, "null", false, path, "Member must not be null");
@@ -517,6 +538,8 @@ kinesis_records_load(struct kinesis *k, struct api_call *call, const cJSON *reco
 		const cJSON *hash = cJSON_GetObjectItemCaseSensitive(rec, "ExplicitHashKey");
 		struct kinesis_put_in *in = &kinesis_put_ins[i];
 
+		if (!kinesis_key_fits(k, call, strlen(key->valuestring)))
+			return -EINVAL;
 		*in = (struct kinesis_put_in){
 			.key = key->valuestring, .key_size = (uint16_t)strlen(key->valuestring),
 			.data = k->blobs[i].data, .data_size = k->blobs[i].size,

@@ -262,6 +262,45 @@ kv_pattern_text(enum kv_pattern pattern)
 	return texts[pattern];
 }
 
+size_t
+kv_utf16_length(const char *text, size_t size)
+{
+	size_t units = 0;
+
+	for (size_t i = 0; i < size; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		/* Lead bytes count one unit, four-byte sequences two (a surrogate pair). */
+		if ((c & 0xc0) != 0x80)
+			units += c >= 0xf0 ? 2 : 1;
+	}
+	return units;
+}
+
+void
+kv_chars_check(struct kv_errors *errors, const char *path, const cJSON *item, int64_t length_min,
+	       int64_t length_max)
+{
+	char rule[128];
+	int64_t units;
+
+	if (item == NULL || cJSON_IsNull(item)) {
+		kv_errors_add(errors, "null", false, path, "Member must not be null");
+		return;
+	}
+	units = (int64_t)kv_utf16_length(item->valuestring, strlen(item->valuestring));
+	if (units < length_min) {
+		snprintf(rule, sizeof(rule), "Member must have length greater than or equal to %lld",
+			 (long long)length_min);
+		kv_errors_add(errors, item->valuestring, true, path, rule);
+	}
+	if (units > length_max) {
+		snprintf(rule, sizeof(rule), "Member must have length less than or equal to %lld",
+			 (long long)length_max);
+		kv_errors_add(errors, item->valuestring, true, path, rule);
+	}
+}
+
 void
 kv_string_check(struct kv_errors *errors, const char *path, const cJSON *item, bool not_null,
 		enum kv_pattern pattern, int64_t length_min, int64_t length_max)
@@ -350,6 +389,8 @@ kv_field_bound(struct kv_errors *errors, const struct kv_field *f, const struct 
 	char rule[128];
 	int64_t length = (int64_t)v->size;
 
+	if (f->length_in_chars && f->type == KV_STRING)
+		length = (int64_t)kv_utf16_length(v->string, v->size);
 	if (f->length_min >= 0 && length < f->length_min) {
 		snprintf(rule, sizeof(rule), "Member must have length greater than or equal to %lld",
 			 (long long)f->length_min);

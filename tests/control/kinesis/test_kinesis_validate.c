@@ -301,3 +301,41 @@ Test(kinesis_validate, fast_reader_gives_up_beyond_500_records)
 		     -EINVAL);
 	harness_expect_error(&h, "PutRecords", body, "ValidationException", NULL);
 }
+
+static void
+repeat(char *out, const char *unit, int count)
+{
+	out[0] = '\0';
+	for (int i = 0; i < count; i++)
+		strcat(out, unit);
+}
+
+/* Keys are bounded in characters as AWS counts them (UTF-16 units), and by the log in bytes. */
+Test(kinesis_validate, partition_keys_count_characters)
+{
+	static char key[2048];
+	static char body[4096];
+	static char want[4096];
+
+	repeat(key, "\xc3\xa9", 100); /* 100 characters, 200 bytes: fine. */
+	snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"PartitionKey\":\"%s\",\"Data\":\"\"}",
+		 key);
+	cJSON_Delete(harness_ok(&h, "PutRecord", body));
+	repeat(key, "\xc3\xa9", 200); /* 200 characters, 400 bytes: the log's bound. */
+	snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"PartitionKey\":\"%s\",\"Data\":\"\"}",
+		 key);
+	harness_expect_error(&h, "PutRecord", body, "InvalidArgumentException",
+			     "PartitionKey is 400 bytes of UTF-8; this endpoint accepts at most 256 "
+			     "bytes.");
+	repeat(key, "a", 257);
+	snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"Records\":[{\"PartitionKey\":\"%s\","
+		 "\"Data\":\"\"}]}", key);
+	snprintf(want, sizeof(want), "1 validation error detected: Value '%s' at "
+		 "'records.1.partitionKey' failed to satisfy constraint: Member must have length "
+		 "less than or equal to 256", key);
+	harness_expect_error(&h, "PutRecords", body, "ValidationException", want);
+	repeat(key, "\xf0\x9f\x98\x80", 129); /* 129 emoji: 258 UTF-16 units. */
+	snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"PartitionKey\":\"%s\",\"Data\":\"\"}",
+		 key);
+	harness_expect_error(&h, "PutRecord", body, "ValidationException", NULL);
+}
