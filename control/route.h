@@ -18,7 +18,10 @@ struct log;
  */
 int route_dataplane_start(const struct sluice_config *config, struct log *log);
 
-/* Stops the route thread and the dataplane (staged records are submitted first). No-op if not started. */
+/*
+ * Stops the route thread and the dataplane (staged records are submitted
+ * first). No-op when it was not started.
+ */
 void route_dataplane_stop(void);
 
 #endif /* SLUICE_CONTROL_ROUTE_H */
