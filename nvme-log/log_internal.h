@@ -142,6 +142,7 @@ struct log_segment {
 	bool doubtful;             /* Recovery only: see recover_doubtful(). */
 	uint64_t commit_first;
 	uint64_t bytes_used;       /* End of the last durable window. */
+	uint64_t written_end;      /* Writer: end of the furthest window submitted. */
 	uint64_t arrival_max_ns;
 	struct log_index_entry *entries; /* Durable batches, in segment order. */
 	uint32_t entry_count;
@@ -172,6 +173,7 @@ struct log_window {
 	int32_t error;
 	bool in_flight;
 	bool seals_segment;
+	bool flush_queued;         /* Its fdatasync is an io_uring op (else inline). */
 };
 
 struct log_stream_retention {
@@ -220,6 +222,7 @@ struct log {
 	bool enospc;               /* Writer: last window hit ENOSPC; retry later. */
 	uint64_t enospc_retry_ns;  /* Monotonic (the clock writer steps are given). */
 	uint64_t mono_ns;          /* Writer: `now` of the current step. */
+	uint32_t drain_first;      /* Writer: producer drained first in this step. */
 
 	/* Index: guarded by index_lock. */
 	pthread_mutex_t index_lock;

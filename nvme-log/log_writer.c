@@ -34,6 +34,16 @@
 #define WRITER_ENOSPC_RETRY_NS 1000000u
 #define WRITER_SPIN_NS 20000u
 
+/*
+ * The window's flush. Small windows (low load, where latency matters):
+ * fdatasync(2) from the writer thread once the writes completed. io_uring
+ * always runs fsync on an io-wq worker, one more thread hop; the inline
+ * call measured ~30 us lower p50 here. Large windows (high load): an
+ * IORING_OP_FSYNC drained behind the writes, so the writer keeps copying
+ * batches into the next window while the device flushes.
+ */
+#define LOG_FLUSH_INLINE_MAX (64u << 10)
+
 static struct log_window *
 window_filling(struct log *log)
 {
@@ -259,8 +269,11 @@ writer_drain(struct log *log, uint64_t mono_ns)
 	uint32_t count = atomic_load_explicit(&log->producer_count, memory_order_acquire);
 	uint32_t taken = 0;
 
+	/* A different producer goes first each time: a busy one cannot starve the others. */
+	log->drain_first = count == 0 ? 0 : (log->drain_first + 1) % count;
 	for (uint32_t i = 0; i < count; i++)
-		taken += drain_producer(log, &log->producers[i], mono_ns);
+		taken += drain_producer(log, &log->producers[(log->drain_first + i) % count],
+					mono_ns);
 	return taken;
 }
 
@@ -322,6 +335,7 @@ window_submit_writes(struct log *log, struct log_window *w)
 
 	memset(w->buf + w->used, 0, total - w->used);
 	w->ios_pending = 0;
+	w->seg->written_end = max_u64(w->seg->written_end, w->seg_offset + total);
 	for (uint32_t off = 0; off < total && err == 0; off += LOG_WRITE_CHUNK) {
 		uint32_t len = (uint32_t)min_u64(LOG_WRITE_CHUNK, total - off);
 
@@ -329,9 +343,11 @@ window_submit_writes(struct log *log, struct log_window *w)
 					  w->seg_offset + off, false, ((uint64_t)len << 32) | tag);
 		w->ios_pending += err == 0 ? 1u : 0u;
 	}
-	if (err == 0)
+	w->flush_queued = w->used > LOG_FLUSH_INLINE_MAX;
+	if (err == 0 && w->flush_queued) {
 		err = log_io_sync_submit(log->io, w->seg->file, tag);
-	w->ios_pending += err == 0 ? 1u : 0u;
+		w->ios_pending += err == 0 ? 1u : 0u;
+	}
 	return err;
 }
 
@@ -469,6 +485,9 @@ window_io_done(struct log *log, const struct log_io_done *done)
 		w->error = -EIO; /* A short O_DIRECT write over pre-written blocks. */
 	if (--w->ios_pending != 0)
 		return;
+	/* Writes done: a small window flushes on this thread (LOG_FLUSH_INLINE_MAX). */
+	if (w->used <= LOG_FLUSH_INLINE_MAX && w->error == 0 && !w->flush_queued)
+		w->error = (int32_t)log_io_fsync(log->io, w->seg->file);
 	if (w->error == 0)
 		w->error = (int32_t)window_commit(log, w);
 	if (w->error != 0)
@@ -616,6 +635,36 @@ log_writer_start(struct log *log)
 }
 
 /*
+ * Zeros what a failed window left past the segment's durable end. Only
+ * needed when no later window overwrote it: a rescan of the segment (its
+ * index file lost to bitrot) must not mistake it for data, since the
+ * sequence numbers it carried were handed out again.
+ */
+static int
+segment_zero_tail(struct log *log, struct log_segment *seg)
+{
+	struct log_mem zeros;
+	int err = 0;
+
+	if (seg->written_end <= seg->bytes_used)
+		return 0;
+	err = log_mem_alloc(&zeros, LOG_WRITE_CHUNK);
+	if (err != 0)
+		return err;
+	memset(zeros.addr, 0, LOG_WRITE_CHUNK);
+	for (uint64_t off = seg->bytes_used; err == 0 && off < seg->written_end;
+	     off += LOG_WRITE_CHUNK) {
+		uint32_t len = (uint32_t)min_u64(LOG_WRITE_CHUNK, seg->written_end - off);
+
+		err = log_io_pwrite(log->io, seg->file, zeros.addr, len, off);
+	}
+	if (err == 0)
+		err = log_io_fsync(log->io, seg->file);
+	log_mem_free(&zeros);
+	return err;
+}
+
+/*
  * Completes everything submitted, then seals the active segment (its index
  * file spares the next open a scan). A failed log is left for recovery.
  */
@@ -633,7 +682,7 @@ log_writer_stop(struct log *log)
 	}
 	/* A segment with nothing durable yet (its header may not be) is left to recovery. */
 	if (log->active != NULL && log->active->bytes_used > 0 &&
-	    atomic_load(&log->failed) == 0) {
+	    atomic_load(&log->failed) == 0 && segment_zero_tail(log, log->active) == 0) {
 		pthread_mutex_lock(&log->index_lock);
 		log->active->state = LOG_SEGMENT_SEALED;
 		pthread_mutex_unlock(&log->index_lock);

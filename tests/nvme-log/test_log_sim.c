@@ -32,7 +32,7 @@
 #include "tests/support/seed.h"
 
 #define SHARDS 4u
-#define LEDGER_MAX 8192u
+#define LEDGER_MAX 65536u
 #define PEND_MAX 64u
 #define CONTENT_SHARD 0xC0FFEEull /* test_record_make's "shard" for nonce-derived content. */
 
@@ -101,11 +101,12 @@ world_open(struct world *w)
 	w->config.io = w->io;
 	w->config.writer_thread = false;
 	w->config.segment_size = 1u << 20;
-	w->config.batch_size = 4096;
-	w->config.commit_window_bytes = 4096u << rnd(w, 3);
+	/* Windows above 64 KiB take the queued (io_uring) flush, smaller ones the inline one. */
+	w->config.batch_size = 4096u << rnd(w, 3);
+	w->config.commit_window_bytes = 4096u << rnd(w, 6);
 	w->config.commit_window_us = (uint32_t)rnd(w, 40);
 	w->config.producers_max = 1;
-	w->config.batches_per_producer = 16;
+	w->config.batches_per_producer = 32;
 	w->config.shards_max = 16;
 	err = log_open(&w->config, &w->log);
 	cr_assert_eq(err, 0, "TEST_SEED=%" PRIu64 ": log_open: %d", w->seed, err);
@@ -155,7 +156,7 @@ world_submit(struct world *w)
 {
 	struct log_batch *b = log_batch_get(w->prod);
 	uint32_t shard = (uint32_t)rnd(w, SHARDS);
-	uint32_t count = 1 + (uint32_t)rnd(w, 6);
+	uint32_t count = 1 + (uint32_t)rnd(w, rnd(w, 4) == 0 ? 20 : 6);
 	uint32_t slot;
 
 	if (b == NULL)
@@ -184,7 +185,10 @@ static void
 world_run(struct world *w, uint32_t steps)
 {
 	for (uint32_t i = 0; i < steps; i++) {
-		if (rnd(w, 3) != 0)
+		/* Mostly a trickle; now and then a burst that builds a large window. */
+		uint32_t n = rnd(w, 40) == 0 ? 32 : rnd(w, 3) != 0;
+
+		for (uint32_t k = 0; k < n; k++)
 			world_submit(w);
 		w->now_ns += rnd(w, 30000);
 		log_writer_step(w->log, w->now_ns);
