@@ -8,6 +8,7 @@
 #include "tests/dataplane/dp_test.h"
 
 struct dp *dp_test;
+uint32_t dp_test_workers = 1;
 struct rte_mempool *dp_test_pool;
 const struct rte_ether_addr dp_test_peer_mac = { { 0x02, 0, 0, 0, 0, 0x02 } };
 
@@ -29,6 +30,7 @@ dp_test_open_auth(struct log *log, const struct frame_auth_key *keys, uint32_t c
 	c.no_huge = true;
 	c.mbufs = 1023;
 	c.ring_size = 256;
+	c.workers = dp_test_workers;
 	c.idle_polls = 0;
 	c.ipv4 = DP_TEST_IPV4;
 	c.ingest_port = DP_TEST_PORT;
@@ -57,6 +59,12 @@ dp_test_close(void)
 void
 dp_test_inject(const void *bytes, uint16_t size)
 {
+	dp_test_inject_queue(0, bytes, size);
+}
+
+void
+dp_test_inject_queue(uint16_t queue, const void *bytes, uint16_t size)
+{
 	struct rte_mbuf *m = rte_pktmbuf_alloc(dp_test_pool);
 	void *data;
 
@@ -65,19 +73,31 @@ dp_test_inject(const void *bytes, uint16_t size)
 	cr_assert_not_null(data);
 	memcpy(data, bytes, size);
 	/* net_ring0 is a loopback: what we send on queue 0 arrives on RX queue 0. */
-	cr_assert_eq(rte_eth_tx_burst(dp_test->port_id, 0, &m, 1), 1);
+	cr_assert_eq(rte_eth_tx_burst(dp_test->port_id, queue, &m, 1), 1);
 }
 
 uint32_t
 dp_test_poll(void)
 {
-	return dp_worker_poll(&dp_test->workers[0], rte_rdtsc());
+	return dp_test_poll_worker(0);
+}
+
+uint32_t
+dp_test_poll_worker(uint32_t worker)
+{
+	return dp_worker_poll(&dp_test->workers[worker], rte_rdtsc());
 }
 
 uint16_t
 dp_test_sent(struct rte_mbuf **out, uint16_t count)
 {
-	return rte_eth_rx_burst(dp_test->port_id, 0, out, count);
+	return dp_test_sent_queue(0, out, count);
+}
+
+uint16_t
+dp_test_sent_queue(uint16_t queue, struct rte_mbuf **out, uint16_t count)
+{
+	return rte_eth_rx_burst(dp_test->port_id, queue, out, count);
 }
 
 uint64_t

@@ -28,6 +28,9 @@ extern const struct rte_ether_addr dp_test_peer_mac;
 
 /* Opens the dataplane on net_ring0 with `log` (may be NULL); Criterion asserts. */
 void dp_test_open(struct log *log);
+/* Worker lcores (= queue pairs) the next dp_test_open*() configures; default 1. */
+extern uint32_t dp_test_workers;
+
 /* The same with producer HMAC keys (and whether frames must carry a tag). */
 void dp_test_open_auth(struct log *log, const struct frame_auth_key *keys, uint32_t count,
 		       bool required);
@@ -35,10 +38,13 @@ void dp_test_close(void);
 
 /* Puts a copy of `bytes` on the worker's RX queue. */
 void dp_test_inject(const void *bytes, uint16_t size);
-/* One poll pass of worker 0. */
+void dp_test_inject_queue(uint16_t queue, const void *bytes, uint16_t size);
+/* One poll pass of worker 0 (or of `worker`). */
 uint32_t dp_test_poll(void);
-/* Takes up to `count` packets the worker transmitted. */
+uint32_t dp_test_poll_worker(uint32_t worker);
+/* Takes up to `count` packets the worker transmitted (on TX queue `queue`). */
 uint16_t dp_test_sent(struct rte_mbuf **out, uint16_t count);
+uint16_t dp_test_sent_queue(uint16_t queue, struct rte_mbuf **out, uint16_t count);
 uint64_t dp_test_counter(enum dp_counter counter);
 
 /*

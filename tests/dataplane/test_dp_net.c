@@ -338,3 +338,32 @@ Test(dp_net, accepts_padded_datagrams_without_udp_checksum)
 	/* "ab" is no record frame: it reaches ingest and is refused there. */
 	cr_assert_eq(dp_test_counter(DP_FRAMES_MALFORMED), 1);
 }
+
+static void
+setup_two_workers(void)
+{
+	dp_test_workers = 2;
+	dp_test_open(NULL);
+}
+
+/*
+ * Worker i answers on TX queue i only: net_tap steers a flow to the queue it
+ * was last answered on, so answering elsewhere would move the flow.
+ */
+Test(dp_net_queues, answers_on_its_own_queue, .init = setup_two_workers, .fini = teardown,
+     .timeout = 20)
+{
+	uint8_t frame[64];
+	struct rte_mbuf *out[4];
+
+	cr_assert_eq(dp_test->worker_count, 2);
+	cr_assert_eq(dp_test->workers[1].queue_id, 1);
+	dp_test_inject_queue(1, frame, arp_request(frame, DP_TEST_IPV4, true));
+	dp_test_poll_worker(0);
+	cr_assert_eq(dp_test_counter(DP_RX_PACKETS), 0, "worker 0 does not read queue 1");
+	dp_test_poll_worker(1);
+	cr_assert_eq(dp_test_sent_queue(0, out, 4), 0, "nothing on queue 0");
+	cr_assert_eq(dp_test_sent_queue(1, out, 4), 1, "the reply on queue 1");
+	rte_pktmbuf_free(out[0]);
+	cr_assert_eq(dp_test->workers[1].counters[DP_ARP_REPLIES], 1);
+}
