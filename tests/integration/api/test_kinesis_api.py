@@ -9,7 +9,8 @@ Covers: a 4-shard stream; 10,000 records with random keys (PutRecords batches
 of 500, single PutRecords, CLI puts); every shard read back from TRIM_HORIZON
 (content, per-shard order, MD5 routing); every iterator type; expired and
 forged iterators; bad input of each kind with its __type; SIGTERM + restart
-and everything read again; SigV4 with right and wrong keys; h2c PutRecord +
+and everything read again; SIGKILL right after acknowledgements (nothing acknowledged
+lost, a deleted stream stays deleted); SigV4 with right and wrong keys; h2c PutRecord +
 GetRecords. Uses its own temp dir and free ports; stops only its own PIDs.
 """
 import base64
@@ -388,6 +389,36 @@ def h2c(srv):
     return put
 
 
+def crash(srv):
+    """SIGKILL right after acknowledgements: every acknowledged record survives, and a
+    deleted stream stays deleted (SQLite first, then the log)."""
+    kc = client(srv)
+    kc.create_stream(StreamName="crashy", ShardCount=2)
+    wait_active(kc, "crashy")
+    acked = {}
+    for i in range(5):
+        batch = [("c%d-%d" % (i, j), b"crash %d %d" % (i, j)) for j in range(200)]
+        r = kc.put_records(StreamName=STREAM, Records=[
+            {"PartitionKey": k, "Data": d} for k, d in batch])
+        for (k, d), res in zip(batch, r["Records"]):
+            if "SequenceNumber" in res:
+                acked[res["SequenceNumber"]] = (res["ShardId"], k, d)
+    kc.delete_stream(StreamName="crashy")
+    srv.proc.kill()
+    srv.proc.wait()
+    srv.proc = None
+    srv.start()
+    kc = client(srv)
+    expect_error("ResourceNotFoundException", kc.describe_stream, StreamName="crashy")
+    found = {}
+    for shard in ["shardId-%012d" % i for i in range(SHARDS)]:
+        for k, d, seq in read_shard(kc, shard):
+            found[seq] = (shard, k, d)
+    missing = [seq for seq in acked if found.get(seq) != acked[seq]]
+    check(not missing, "%d acknowledged records lost after SIGKILL" % len(missing))
+    return {seq: v for seq, v in acked.items()}
+
+
 def sigv4(srv):
     kc = client(srv)
     kc.list_streams()
@@ -434,6 +465,7 @@ def main():
         srv.start()
         kc = client(srv)
         read_all_and_compare(kc, expected, "after restart")
+        crash(srv)
         srv.stop()
         srv.start("--set", "auth.mode=sigv4", "--set", "auth.access_keys=AKID:SECRET")
         sigv4(srv)
