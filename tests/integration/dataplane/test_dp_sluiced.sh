@@ -21,6 +21,7 @@ tap=sdps$$
 port=$(free_port)
 endpoint=http://127.0.0.1:$port
 records=${DP_SLUICED_RECORDS:-20000}
+produce_records=${DP_SLUICED_PRODUCE_RECORDS:-100000}
 pid=""
 cleanup() {
 	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
@@ -60,10 +61,10 @@ ip netns exec "$ns" "$sluice" stream create events --shards 2 --endpoint "$endpo
 	fail "stream create events"
 wait_for_line "$tmp/sluiced.1" "published 2 streams, 6 open shards" 10 || fail "no route for events"
 ip netns exec "$ns" "$sluice" produce events --transport udp --target 198.18.0.1:4570 \
-	--count 5000 --batch 12 --quiet >"$tmp/produce" 2>&1 || fail "sluice produce udp: $(cat "$tmp/produce")"
-grep -q "stored 5000 failed 0" "$tmp/produce" || fail "sluice produce udp: $(cat "$tmp/produce")"
-n=$(ip netns exec "$ns" "$sluice" consume events --max 5000 --endpoint "$endpoint" | wc -l)
-[ "$n" = 5000 ] || fail "events: read back $n of 5000"
+	--count "$produce_records" --batch 12 --quiet >"$tmp/produce" 2>&1 || fail "sluice produce udp: $(cat "$tmp/produce")"
+grep -q "stored $produce_records failed 0" "$tmp/produce" || fail "sluice produce udp: $(cat "$tmp/produce")"
+n=$(ip netns exec "$ns" "$sluice" consume events --max "$produce_records" --endpoint "$endpoint" | wc -l)
+[ "$n" = "$produce_records" ] || fail "events: read back $n of $produce_records"
 
 # Restart: everything acknowledged so far must still be there afterwards.
 stop_sluiced
