@@ -235,7 +235,7 @@ bench_config(const struct bench_opts *o, const char *dir, uint64_t bytes, struct
 	c->batch_size = o->batch_size;
 	c->commit_window_bytes = o->window_bytes;
 	c->producers_max = 1;
-	c->batches_per_producer = 64;
+	c->batches_per_producer = 128;
 	c->shards_max = 16384;
 	c->segments_prepared = (uint32_t)(segments < 1000 ? segments : 1000);
 }
@@ -695,7 +695,7 @@ bench_defaults(struct bench_opts *o)
 	o->recovery_bytes = 4ull << 30;
 	o->segment_size = 256u << 20;
 	o->batch_size = 256u << 10;
-	o->window_bytes = 4u << 20;
+	o->window_bytes = 16u << 20;
 }
 
 /* The four bandwidth runs; ratios are the lower of the two record sizes. */
