@@ -291,8 +291,10 @@ dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct f
 	if (v == FRAME_DEDUP_NEW)
 		return true;
 	if (v == FRAME_DEDUP_STALE_EPOCH || v == FRAME_DEDUP_TOO_OLD) {
-		dp_ingest_nack(w, peer, fr, v == FRAME_DEDUP_TOO_OLD ? FRAME_STATUS_SEQUENCE_OLD :
-				  FRAME_STATUS_STALE_EPOCH, now_tsc);
+		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+			dp_ingest_nack(w, peer, fr, v == FRAME_DEDUP_TOO_OLD ?
+					  FRAME_STATUS_SEQUENCE_OLD : FRAME_STATUS_STALE_EPOCH,
+				       now_tsc);
 		return false;
 	}
 	dp_count(w, DP_FRAMES_DUPLICATE, 1);
