@@ -314,6 +314,20 @@ tcp_frames(struct test_server *s)
 	}
 }
 
+/* One connection at a time: a new one (the producer reconnecting) replaces the old. */
+static void
+tcp_accept(struct test_server *s)
+{
+	int fd = accept(s->fd, NULL, NULL);
+
+	if (fd < 0)
+		return;
+	if (s->conn >= 0)
+		tcp_cut(s);
+	s->conn = fd;
+	s->rx_size = 0;
+}
+
 static void
 tcp_loop(struct test_server *s)
 {
@@ -325,14 +339,7 @@ tcp_loop(struct test_server *s)
 		if (poll(pfd, 2, 5) <= 0)
 			continue;
 		if (pfd[0].revents & POLLIN) {
-			int fd = accept(s->fd, NULL, NULL);
-
-			if (fd >= 0) {
-				if (s->conn >= 0)
-					tcp_cut(s);
-				s->conn = fd;
-				s->rx_size = 0;
-			}
+			tcp_accept(s);
 			continue;
 		}
 		if (s->conn < 0 || (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
