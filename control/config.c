@@ -106,6 +106,9 @@ static const struct config_key config_keys[] = {
 		"Entries of each worker <-> log ring (a power of two)."),
 	KEY_BOOL("dataplane", "no_huge", dp_no_huge, "false",
 		"Run DPDK without hugepages (development machines)."),
+	KEY_STR("dataplane", "auth_keys", dp_auth_keys, "",
+		"Producer HMAC keys, comma-separated KEY_ID:HEX (16..64 bytes each); when set, "
+		"every record frame must carry a valid tag."),
 };
 
 static void config_error_add(struct config_errors *errors, const char *file, int line,

@@ -59,6 +59,7 @@ struct sluice_config {
 	uint32_t dp_mbufs;
 	uint32_t dp_ring_size;
 	bool dp_no_huge;
+	char dp_auth_keys[4 * CONFIG_STRING_SIZE]; /* "KEY_ID:HEX,KEY_ID:HEX" */
 };
 
 /* One error found while loading: file, line (0 = command line or whole file), text. */

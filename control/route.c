@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,13 +191,88 @@ route_thread_main(void *arg)
 }
 
 static int
+route_hex_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* One "KEY_ID:HEX" of [dataplane] auth_keys. */
+static int
+route_auth_key_parse(const char *text, size_t size, struct frame_auth_key *key)
+{
+	const char *colon = memchr(text, ':', size);
+	size_t hex_size;
+	char *end;
+	unsigned long id;
+
+	if (colon == NULL || colon == text)
+		return -EINVAL;
+	id = strtoul(text, &end, 10);
+	hex_size = size - (size_t)(colon + 1 - text);
+	if (end != colon || id > UINT32_MAX || hex_size % 2 != 0 ||
+	    hex_size / 2 < FRAME_AUTH_KEY_SIZE_MIN || hex_size / 2 > FRAME_AUTH_KEY_SIZE_MAX)
+		return -EINVAL;
+	memset(key, 0, sizeof(*key));
+	key->key_id = (uint32_t)id;
+	key->key_size = (uint8_t)(hex_size / 2);
+	for (size_t i = 0; i < hex_size / 2; i++) {
+		int hi = route_hex_nibble(colon[1 + 2 * i]);
+		int lo = route_hex_nibble(colon[2 + 2 * i]);
+
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		key->key[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+/* "KEY_ID:HEX,KEY_ID:HEX" -> keys; the count, or -EINVAL. */
+static int
+route_auth_keys_parse(const char *text, struct frame_auth_key *keys, uint32_t keys_max)
+{
+	uint32_t count = 0;
+
+	while (*text != '\0') {
+		size_t size = strcspn(text, ",");
+
+		if (count == keys_max || route_auth_key_parse(text, size, &keys[count]) != 0)
+			return -EINVAL;
+		count++;
+		text += size;
+		if (*text == ',')
+			text++;
+	}
+	return (int)count;
+}
+
+static int
 route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config *out)
 {
+	static struct frame_auth_key keys[DP_AUTH_KEYS_MAX];
+	int key_count = route_auth_keys_parse(c->dp_auth_keys, keys, DP_AUTH_KEYS_MAX);
+
 	struct in_addr addr;
 
-	if (inet_pton(AF_INET, c->dp_ipv4, &addr) != 1)
+	if (key_count < 0) {
+		diag_error("route", "[dataplane] auth_keys: want up to %u KEY_ID:HEX pairs, "
+			   "16 to 64 bytes each", DP_AUTH_KEYS_MAX);
 		return -EINVAL;
+	}
+	if (inet_pton(AF_INET, c->dp_ipv4, &addr) != 1) {
+		diag_error("route", "[dataplane] ipv4 %s is not an IPv4 address", c->dp_ipv4);
+		return -EINVAL;
+	}
 	dp_config_default(out);
+	/* Keys are copied by dp_open(); with any key, every frame must be signed. */
+	out->auth_keys = keys;
+	out->auth_key_count = (uint32_t)key_count;
+	out->auth_required = key_count > 0;
 	out->eal_args = c->dp_eal_args;
 	out->vdev = c->dp_vdev;
 	out->no_huge = c->dp_no_huge;
@@ -221,10 +297,8 @@ route_dataplane_start(const struct sluice_config *config, struct log *log)
 	struct dp_config dc;
 	int rc = route_dp_config(config, log, &dc);
 
-	if (rc != 0) {
-		diag_error("route", "[dataplane] ipv4 %s is not an IPv4 address", config->dp_ipv4);
+	if (rc != 0)
 		return rc;
-	}
 	rc = metadata_open(config->data_dir, &r->md);
 	if (rc != 0)
 		return rc;

@@ -54,6 +54,7 @@ struct sender {
 	uint32_t per_frame;
 	uint32_t rto_ms;
 	const char *stream;
+	struct frame_auth_key key;   /* key_size 0: frames are not signed. */
 	uint32_t batch_count;
 	struct batch *batches;
 	struct rec *recs;
@@ -92,6 +93,7 @@ build_batch(struct sender *s, uint32_t index)
 		.batch_seq = index + 1,
 		.producer_epoch = 1,
 		.ack_mode = FRAME_ACK_DURABLE,
+		.auth = s->key.key_size != 0,
 		.stream_name = s->stream,
 		.stream_name_size = (uint8_t)strlen(s->stream),
 	};
@@ -119,6 +121,8 @@ build_batch(struct sender *s, uint32_t index)
 	size = frame_writer_finish(&w);
 	if (size <= 0)
 		return -1;
+	if (s->key.key_size != 0)
+		frame_auth_sign(b->frame, (uint32_t)size, &s->key, clock_real_ns() / 1000000u);
 	b->frame_size = (uint16_t)size;
 	return 0;
 }
@@ -284,6 +288,31 @@ ping(const struct sockaddr_in *dst, uint32_t count)
 	return replies == count ? 0 : -1;
 }
 
+/* -K KEY_ID:HEX: sign every frame with this key (as [dataplane] auth_keys spells it). */
+static int
+parse_key(const char *text, struct frame_auth_key *key)
+{
+	const char *colon = strchr(text, ':');
+	size_t hex_size;
+
+	if (colon == NULL)
+		return -1;
+	hex_size = strlen(colon + 1);
+	if (hex_size % 2 != 0 || hex_size / 2 < FRAME_AUTH_KEY_SIZE_MIN ||
+	    hex_size / 2 > FRAME_AUTH_KEY_SIZE_MAX)
+		return -1;
+	key->key_id = (uint32_t)strtoul(text, NULL, 10);
+	key->key_size = (uint8_t)(hex_size / 2);
+	for (size_t i = 0; i < key->key_size; i++) {
+		unsigned int byte;
+
+		if (sscanf(colon + 1 + 2 * i, "%2x", &byte) != 1)
+			return -1;
+		key->key[i] = (uint8_t)byte;
+	}
+	return 0;
+}
+
 static int
 write_ledger(const struct sender *s, const char *path)
 {
@@ -329,7 +358,7 @@ main(int argc, char **argv)
 	int opt;
 
 	inet_pton(AF_INET, "198.18.0.1", &dst.sin_addr);
-	while ((opt = getopt(argc, argv, "d:p:n:k:s:l:P:t:r:S:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:p:n:k:s:l:P:t:r:S:K:")) != -1) {
 		if (opt == 'd' && inet_pton(AF_INET, optarg, &dst.sin_addr) != 1)
 			return 2;
 		else if (opt == 'p')
@@ -350,12 +379,14 @@ main(int argc, char **argv)
 			s.rto_ms = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'S')
 			s.stream = optarg;
+		else if (opt == 'K' && parse_key(optarg, &s.key) != 0)
+			return 2;
 		else if (opt == '?')
 			return 2;
 	}
 	if (s.records == 0 || s.per_frame == 0 || s.per_frame > PER_FRAME_MAX || ledger == NULL) {
 		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-n RECORDS] "
-				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] [-S STREAM]\n");
+				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] [-S STREAM] [-K KEY_ID:HEX]\n");
 		return 2;
 	}
 	if (pings > 0 && ping(&dst, pings) != 0)

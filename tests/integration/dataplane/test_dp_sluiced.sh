@@ -6,7 +6,8 @@
 # follow under nftables drop/dup, and then every acknowledged record is read
 # back through the Kinesis API (sluice consume): content, the shard its ACK
 # named (MD5 routing), per-shard order by sequence, exactly once. `sluice produce
-# --transport udp` (libsluice) also sends through the dataplane to a second stream.
+# --transport udp` (libsluice) also sends through the dataplane to a second stream;
+# then with [dataplane] auth_keys only HMAC-signed frames are stored.
 set -u
 sluiced=$1
 sluice=$2
@@ -30,12 +31,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_sluiced() { # log file
+start_sluiced() { # log file, extra sluiced arguments
+	log=$1
+	shift
 	ip netns exec "$ns" "$sluiced" --data-dir "$tmp/data" --api-listen "127.0.0.1:$port" \
 		--set "dataplane.vdev=net_tap0,iface=$tap" --set dataplane.no_huge=true \
-		--set dataplane.workers=2 >"$1" 2>&1 &
+		--set dataplane.workers=2 "$@" >"$log" 2>&1 &
 	pid=$!
-	wait_for_line "$1" "sluiced: ready" 30 || fail "sluiced not ready: $(cat "$1")"
+	wait_for_line "$log" "sluiced: ready" 30 || fail "sluiced not ready: $(cat "$log")"
 	ip -n "$ns" addr replace 198.18.0.2/15 dev "$tap" || fail "address"
 	ip -n "$ns" link set "$tap" up
 }
@@ -116,6 +119,17 @@ for shard, recs in want.items():
 print(f"read back {len(got)} records, {len(ledger)} acknowledged, {bad} problems")
 sys.exit(1 if bad or len(got) != len(ledger) else 0)
 EOF3
+# [dataplane] auth_keys: signed frames are stored, unsigned ones refused (AUTH_FAILED).
+key=7:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+stop_sluiced
+start_sluiced "$tmp/sluiced.3" --set "dataplane.auth_keys=$key"
+wait_for_line "$tmp/sluiced.3" "published 2 streams, 6 open shards" 10 || fail "no route table"
+ip netns exec "$ns" "$sender" -S orders -K "$key" -n 1200 -s 23 -l "$tmp/ledger.3" -t 30 ||
+	fail "signed frames refused"
+ip netns exec "$ns" "$sender" -S orders -n 12 -s 24 -l "$tmp/ledger.4" -t 10 >"$tmp/unsigned" 2>&1 &&
+	fail "unsigned frames accepted"
+grep -q "NACK auth_failed" "$tmp/unsigned" || fail "unsigned: $(cat "$tmp/unsigned")"
+
 # Counters through DPDK telemetry (the socket of sluiced's EAL file prefix).
 /usr/bin/python3 - "/var/run/dpdk/sluice-$pid/dpdk_telemetry.v2" <<'EOF4' || fail "telemetry"
 import json, socket, sys
