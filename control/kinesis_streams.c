@@ -796,6 +796,13 @@ kinesis_list_shards(struct kinesis *k, struct api_call *call, const struct api_r
 	s = kinesis_list_shards_stream(k, call, req, v, &from, &open_only);
 	if (s == NULL)
 		goto out;
+	/* StreamCreationTimestamp tells incarnations of one name apart: another one is not found. */
+	if (v[3].json != NULL && (uint64_t)(v[3].seconds < 0 ? 0 : v[3].seconds) !=
+	    s->created_ms / 1000) {
+		kinesis_error(call, "ResourceNotFoundException", "Stream %s under account %s not "
+			      "found.", s->name, k->config.account_id);
+		goto out;
+	}
 	if (v[0].json != NULL && kinesis_shard_id_parse(v[0].string, v[0].size, &from) == 0)
 		from++;
 	if (v[5].json != NULL && kinesis_filter_apply(k, call, v[5].json, &from, &open_only) != 0)

@@ -416,6 +416,16 @@ Test(kinesis_actions, list_streams_and_shards_paginate)
 		       "\"AFTER_SHARD_ID\",\"ShardId\":\"shardId-000000000000\"}}");
 	cr_assert_eq(cJSON_GetArraySize(item_at(l, "Shards")), 2);
 	cJSON_Delete(l);
+	/* StreamCreationTimestamp: this incarnation lists, another one is not found. */
+	l = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"a1\"}");
+	snprintf(body, sizeof(body), "{\"StreamName\":\"a1\",\"StreamCreationTimestamp\":%.3f}",
+		 item_at(item_at(l, "StreamDescriptionSummary"),
+			 "StreamCreationTimestamp")->valuedouble);
+	cJSON_Delete(l);
+	cJSON_Delete(harness_ok(&h, "ListShards", body));
+	harness_expect_error(&h, "ListShards", "{\"StreamName\":\"a1\","
+			     "\"StreamCreationTimestamp\":1000000000}", "ResourceNotFoundException",
+			     "Stream a1 under account 000000000000 not found.");
 }
 
 Test(kinesis_actions, retention_tags_limits_mode)
