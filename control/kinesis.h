@@ -60,6 +60,8 @@ struct kinesis_shard {
 	bool closed;
 	uint64_t seq_end;        /* Last log seq when closed. */
 	uint64_t log_id;         /* LOG_SHARD_ID(stream_id, index). */
+	uint64_t put_generation; /* Grouping of one PutRecords by shard (records.c). */
+	uint32_t put_tail;
 	/* Optional throttling (config shard_throttling): one-second windows. */
 	uint64_t window_s;
 	uint32_t window_records;
@@ -132,6 +134,7 @@ struct kinesis {
 	uint64_t nonce;
 	uint64_t retention_due_ns;        /* Monotonic. */
 	uint32_t transitions;             /* Streams with a status change due. */
+	uint64_t put_generation;          /* Never wraps: shard marks stay unambiguous. */
 	uint32_t shard_limit;             /* Shards over all streams (the log's table). */
 	uint32_t shards_total;
 };

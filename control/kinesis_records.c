@@ -204,17 +204,6 @@ struct kinesis_put_in {
 
 static struct kinesis_put_in kinesis_put_ins[KINESIS_PUT_RECORDS_MAX];
 
-static int
-kinesis_put_in_cmp(const void *a, const void *b)
-{
-	const struct kinesis_put_in *x = *(const struct kinesis_put_in *const *)a;
-	const struct kinesis_put_in *y = *(const struct kinesis_put_in *const *)b;
-
-	if (x->shard_index != y->shard_index)
-		return x->shard_index < y->shard_index ? -1 : 1;
-	return x->order < y->order ? -1 : (x->order > y->order);
-}
-
 /* Marks every not-yet-submitted record of the open batch as failed with `error`. */
 static void
 kinesis_batch_fail(struct kinesis_pending *p, int error)
@@ -286,6 +275,39 @@ kinesis_batch_add(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 	r->batch_pos = log_batch_record_count(*batch) - 1;
 }
 
+/*
+ * Orders kinesis_put_ins[0 .. count) by shard, keeping request order within a
+ * shard, into `sorted`: one linked list per shard (heads found through a
+ * generation mark on the shard), shards in order of first appearance. O(n).
+ */
+static void
+kinesis_put_group(struct kinesis *k, struct kinesis_stream *s, uint32_t count,
+		  struct kinesis_put_in **sorted)
+{
+	static uint32_t next[KINESIS_PUT_RECORDS_MAX];
+	static uint32_t heads[KINESIS_PUT_RECORDS_MAX];
+	uint32_t shards = 0;
+	uint32_t n = 0;
+
+	k->put_generation++;
+	for (uint32_t i = 0; i < count; i++) {
+		struct kinesis_shard *sh = &s->shards[kinesis_put_ins[i].shard_index];
+
+		next[i] = UINT32_MAX;
+		if (sh->put_generation != k->put_generation) {
+			sh->put_generation = k->put_generation;
+			heads[shards++] = i;
+		} else {
+			next[sh->put_tail] = i;
+		}
+		sh->put_tail = i;
+	}
+	for (uint32_t h = 0; h < shards; h++)
+		for (uint32_t i = heads[h]; i != UINT32_MAX; i = next[i])
+			sorted[n++] = &kinesis_put_ins[i];
+	assert(n == count);
+}
+
 /* Packs the records into per-shard batches and submits them; replies at once if none went. */
 static void
 kinesis_put_submit(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
@@ -295,9 +317,7 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 	struct log_batch *batch = NULL;
 	uint64_t batch_log_id = 0;
 
-	for (uint32_t i = 0; i < count; i++)
-		sorted[i] = &kinesis_put_ins[i];
-	qsort(sorted, count, sizeof(sorted[0]), kinesis_put_in_cmp);
+	kinesis_put_group(k, s, count, sorted);
 	for (uint32_t j = 0; j < count; j++) {
 		const struct kinesis_put_in *in = sorted[j];
 		struct kinesis_shard *sh = &s->shards[in->shard_index];
