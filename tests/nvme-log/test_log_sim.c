@@ -252,10 +252,6 @@ verify_record(void *arg, const struct log_record_out *r)
 	cr_assert_eq(sscanf(key, "k%llx-%llu", &shard_hex, &nonce), 2,
 		     "TEST_SEED=%" PRIu64 ": unparseable key", w->seed);
 	as_nonce.seq = nonce;
-	if (getenv("SIM_DEBUG"))
-		fprintf(stderr, "shard %u seq %llu key %.*s nonce %llu size %u want %u arr %llu\n",
-			v->shard, (unsigned long long)r->seq, (int)r->partition_key_size, key, nonce, r->data_size, nonce_size(nonce),
-			(unsigned long long)r->arrival_ns);
 	cr_assert(shard_hex == CONTENT_SHARD && nonce < w->nonce_next &&
 		  test_record_check(CONTENT_SHARD, &as_nonce, nonce_size(nonce)),
 		  "TEST_SEED=%" PRIu64 ": shard %u seq %" PRIu64 ": wrong bytes served", w->seed,
