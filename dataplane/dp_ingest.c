@@ -331,7 +331,7 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 	uint32_t frame_slot = DP_REF_NO_ACK;
 	struct frame_ack ack;
 
-	if (ing->producer == NULL || !dp_stage_can_take(w, shard_count)) {
+	if (ing->producer == NULL || !dp_stage_can_take(w, shard_count, fr->record_count)) {
 		dp_count(w, DP_DROP_NO_BATCH, 1);
 		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
 		return;

@@ -4,11 +4,11 @@
  * log completions -> ACK frames.
  *
  * A frame is staged whole or not at all (the protocol ACKs or NACKs a batch
- * whole): before its first record is added, the worker holds one spare log
- * batch and one batch slot per distinct shard the frame touches, which covers
- * opening a batch for each shard or replacing each once when it fills (a
- * datagram is far smaller than a batch). Otherwise the frame is NACKed
- * THROTTLED and nothing of it is stored.
+ * whole): before its first record is added, the worker holds a spare log
+ * batch and a batch slot per distinct shard the frame touches (opening a
+ * batch for each, or replacing each once when it fills: a datagram is far
+ * smaller than a batch), plus one per DP_BATCH_REFS_MAX records, plus one.
+ * Otherwise the frame is NACKed THROTTLED and nothing of it is stored.
  *
  * Memory: every array below is allocated in dp_ingest_init(), sized by the
  * limits here; nothing is allocated afterwards.
@@ -131,9 +131,12 @@ void dp_ingest_drain(struct dp_worker *w);
 /* dp_stage.c: per-shard staging batches. */
 int dp_stage_init(struct dp_worker *w);
 void dp_stage_fini(struct dp_worker *w);
-/* Free spares and slots: can a frame touching `shard_count` shards be staged whole? */
-bool dp_stage_can_take(const struct dp_worker *w, uint32_t shard_count);
-/* Adds one record; 0, or -EMSGSIZE / -EIO when the log refuses it (never -ENOSPC). */
+/* Are spares and slots free for a frame of `record_count` records in `shard_count` shards? */
+bool dp_stage_can_take(const struct dp_worker *w, uint32_t shard_count, uint32_t record_count);
+/*
+ * Adds one record; 0, -ENOBUFS when no batch is left (the reservation fell
+ * short), or -EMSGSIZE / -EINVAL when the log refuses it (never -ENOSPC).
+ */
 int dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in *record,
 		 struct dp_record_ref ref, uint64_t now_tsc);
 /* Submits batches older than the age limit (all of them with `all`). */

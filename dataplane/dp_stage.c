@@ -130,17 +130,30 @@ dp_stage_submit(struct dp_worker *w, uint32_t slot)
 	ing->retry_list[ing->retry_count++] = slot;
 }
 
-static uint32_t
+/*
+ * Opens a batch for `shard_id` from the spares (or straight from the log's
+ * pool). -ENOBUFS when neither a batch nor a slot is left: callers reserve
+ * enough per frame (dp_stage_can_take), so this is the rare case of an
+ * estimate falling short, handled as a refused record, never an assert.
+ */
+static int64_t
 dp_stage_open(struct dp_ingest *ing, uint64_t shard_id, uint64_t now_tsc)
 {
-	uint32_t slot;
+	struct log_batch *batch = NULL;
 	struct dp_batch_slot *s;
+	uint32_t slot;
 
-	assert(ing->spare_count > 0);
-	assert(ing->slot_free_count > 0);
+	if (ing->slot_free_count == 0)
+		return -ENOBUFS;
+	if (ing->spare_count > 0)
+		batch = ing->spares[--ing->spare_count];
+	else if (ing->producer != NULL)
+		batch = log_batch_get(ing->producer);
+	if (batch == NULL)
+		return -ENOBUFS;
 	slot = ing->slot_free[--ing->slot_free_count];
 	s = &ing->slots[slot];
-	s->batch = ing->spares[--ing->spare_count];
+	s->batch = batch;
 	s->shard_id = shard_id;
 	s->opened_tsc = now_tsc;
 	s->ref_count = 0;
@@ -151,11 +164,16 @@ dp_stage_open(struct dp_ingest *ing, uint64_t shard_id, uint64_t now_tsc)
 }
 
 bool
-dp_stage_can_take(const struct dp_worker *w, uint32_t shard_count)
+dp_stage_can_take(const struct dp_worker *w, uint32_t shard_count, uint32_t record_count)
 {
 	const struct dp_ingest *ing = &w->ingest;
+	/*
+	 * Per shard one batch to open or to replace when full (a datagram is
+	 * smaller than a batch), plus one per DP_BATCH_REFS_MAX records.
+	 */
+	uint32_t need = shard_count + 1 + record_count / DP_BATCH_REFS_MAX;
 
-	return ing->spare_count >= shard_count && ing->slot_free_count >= shard_count;
+	return ing->spare_count >= need && ing->slot_free_count >= need;
 }
 
 int
@@ -163,14 +181,21 @@ dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in 
 	     struct dp_record_ref ref, uint64_t now_tsc)
 {
 	struct dp_ingest *ing = &w->ingest;
-	int64_t found = dp_stage_find(ing, shard_id);
-	uint32_t slot = found >= 0 ? (uint32_t)found : dp_stage_open(ing, shard_id, now_tsc);
-	struct dp_batch_slot *s = &ing->slots[slot];
-	int rc = log_batch_add(s->batch, log_record);
+	int64_t slot = dp_stage_find(ing, shard_id);
+	struct dp_batch_slot *s;
+	int rc;
 
-	if (rc == -ENOSPC) {
-		dp_stage_submit(w, slot);
+	if (slot < 0)
 		slot = dp_stage_open(ing, shard_id, now_tsc);
+	if (slot < 0)
+		return (int)slot;
+	s = &ing->slots[slot];
+	rc = log_batch_add(s->batch, log_record);
+	if (rc == -ENOSPC) {
+		dp_stage_submit(w, (uint32_t)slot);
+		slot = dp_stage_open(ing, shard_id, now_tsc);
+		if (slot < 0)
+			return (int)slot;
 		s = &ing->slots[slot];
 		rc = log_batch_add(s->batch, log_record);
 	}
@@ -178,7 +203,7 @@ dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in 
 		return rc == -ENOSPC ? -EMSGSIZE : rc;
 	s->refs[s->ref_count++] = ref;
 	if (s->ref_count == DP_BATCH_REFS_MAX)
-		dp_stage_submit(w, slot);
+		dp_stage_submit(w, (uint32_t)slot);
 	return 0;
 }
 

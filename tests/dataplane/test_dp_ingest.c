@@ -95,11 +95,14 @@ setup_auth(void)
 	publish_stream();
 }
 
-/* A log pool of 4 batches per producer: at most 4 spares, so 5 shards in a frame is too many. */
+/*
+ * A log pool of 5 batches per producer: at most 5 spares, and a frame over 4
+ * shards needs 4 + 1 of them.
+ */
 static void
 setup_small_pool(void)
 {
-	open_log(4);
+	open_log(5);
 	dp_test_open(test_log);
 	publish_stream();
 }
@@ -121,6 +124,9 @@ struct rec {
 	uint8_t hash_key[16];
 };
 
+/* Bytes records_frame() may write (its callers' buffers hold 1,500). */
+static uint32_t frame_capacity = 1400;
+
 /* A RECORDS frame for stream `stream` from producer `producer`; returns its size. */
 static uint16_t
 records_frame(uint8_t *buf, const char *stream, uint64_t producer, uint64_t seq, uint8_t mode,
@@ -137,7 +143,7 @@ records_frame(uint8_t *buf, const char *stream, uint64_t producer, uint64_t seq,
 	struct frame_writer fw;
 	int size;
 
-	cr_assert_eq(frame_writer_begin(&fw, buf, 1400, &params), 0);
+	cr_assert_eq(frame_writer_begin(&fw, buf, frame_capacity, &params), 0);
 	for (uint32_t i = 0; i < count; i++) {
 		struct frame_record r = {
 			.key = (const uint8_t *)recs[i].key,
@@ -580,7 +586,7 @@ Test(dp_ingest_pool, refuses_a_frame_it_cannot_stage_whole, .init = setup_small_
 	uint32_t shards_hit = 0;
 	uint32_t count = 0;
 
-	/* Keys until all four shards are hit: needs four spares, the pool holds four ... */
+	/* Keys until all four shards are hit: needs five spares, the pool holds five ... */
 	for (uint32_t i = 0; i < 64 && shards_hit != 0xf; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "t%u", i);
 		recs[i] = (struct rec){ .key = keys[i], .data = "x" };
@@ -588,7 +594,7 @@ Test(dp_ingest_pool, refuses_a_frame_it_cannot_stage_whole, .init = setup_small_
 		count++;
 	}
 	cr_assert_eq(shards_hit, 0xf);
-	/* ... but one batch is already open for another frame, so only three are spare. */
+	/* ... but one batch is already open for another frame, so only four are spare. */
 	send_payload(buf, records_frame(buf, "orders", 0, 0, FRAME_ACK_NONE, recs, 1));
 	dp_test_poll();
 	send_payload(buf, records_frame(buf, "orders", 50, 1, FRAME_ACK_RECEIVED, recs, count));
@@ -625,4 +631,32 @@ Test(dp_ingest, acks_without_detail_when_runs_do_not_fit)
 	cr_assert(ack.flags & FRAME_F_NO_DETAIL);
 	cr_assert_eq(ack.run_count, 0);
 	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 150);
+}
+
+/*
+ * 260 records of one shard in one frame: the batch reaches DP_BATCH_REFS_MAX
+ * records mid-frame and a second batch opens; the frame is still stored whole
+ * and its sequence numbers run on across the two batches.
+ */
+Test(dp_ingest, stages_more_records_of_one_shard_than_a_batch_tracks)
+{
+	static struct rec recs[260];
+	static uint8_t buf[2048];
+	struct frame_ack ack;
+	struct frame_ack_run runs[4];
+	struct rte_mbuf *m;
+
+	for (uint32_t i = 0; i < 260; i++)
+		recs[i] = (struct rec){ .key = "x", .data = "" };
+	frame_capacity = 1878; /* A 1,920-byte mbuf data room minus the UDP/IPv4/Ethernet headers. */
+	send_payload(buf, records_frame(buf, "orders", 70, 1, FRAME_ACK_DURABLE, recs, 260));
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m);
+	decode_answer(m, &ack, runs);
+	cr_assert_eq(ack.status, FRAME_STATUS_OK);
+	cr_assert_eq(ack.run_count, 1);
+	cr_assert_eq(runs[0].count, 260);
+	cr_assert_eq(runs[0].seq_first, 0);
+	cr_assert_eq(dp_test_counter(DP_BATCHES_SUBMITTED), 2);
+	cr_assert_eq(shard_durable(shard_of("x")), 260);
 }
