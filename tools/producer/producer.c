@@ -473,7 +473,9 @@ producer_answer(struct sluice_producer *p, const struct frame_ack *ack, uint64_t
 	}
 	p->stats.nacks_received++;
 	if (frame_status_retryable((enum frame_status)ack->status)) {
-		uint64_t wait_ms = max_u64(ack->retry_after_ms, b->delay_ms / 2);
+		/* Honour the appliance's hint, but a minute at most: it is only a hint. */
+		uint64_t wait_ms = min_u64(max_u64(ack->retry_after_ms, b->delay_ms / 2),
+					   PRODUCER_RETRY_AFTER_MS_MAX);
 
 		b->last_status = ack->status;
 		b->due_ns = now_ns + wait_ms * 1000000u;
