@@ -65,7 +65,12 @@ dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 	if (m == NULL)
 		return;
 	size = frame_ack_encode(payload, DP_UDP_PAYLOAD_MAX, ack, false);
-	assert(size > 0); /* Callers keep runs within one datagram. */
+	if (size <= 0) {
+		/* Only a NACK echoing a lying frame's fields can get here: drop it. */
+		rte_pktmbuf_free(m);
+		dp_count(w, DP_NACKS_SUPPRESSED, 1);
+		return;
+	}
 	dp_net_udp_finish(m, (uint16_t)size);
 	dp_worker_tx(w, m);
 	dp_count(w, ack->type == FRAME_TYPE_ACK ? DP_ACKS_SENT : DP_NACKS_SENT, 1);

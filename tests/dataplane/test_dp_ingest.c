@@ -15,6 +15,7 @@
 #include <criterion/criterion.h>
 
 #include "common/clock.h"
+#include "common/crc32c.h"
 #include "nvme-log/log.h"
 #include "tests/dataplane/dp_test.h"
 
@@ -659,4 +660,28 @@ Test(dp_ingest, stages_more_records_of_one_shard_than_a_batch_tracks)
 	cr_assert_eq(runs[0].seq_first, 0);
 	cr_assert_eq(dp_test_counter(DP_BATCHES_SUBMITTED), 2);
 	cr_assert_eq(shard_durable(shard_of("x")), 260);
+}
+
+/* Lying record counts with a valid CRC: refused, answered or not, never a crash. */
+Test(dp_ingest, survives_lying_record_counts)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "k", .data = "x" };
+	uint16_t counts[] = { 0, 2, 501, 0xffff };
+	struct rte_mbuf *m[4];
+
+	for (uint32_t i = 0; i < 4; i++) {
+		uint16_t size = records_frame(buf, "orders", 80, i + 1, FRAME_ACK_DURABLE, &r, 1);
+		uint32_t crc;
+
+		memcpy(buf + 36, &counts[i], 2);
+		crc = crc32c(0, buf + 8, size - 8u);
+		memcpy(buf + 4, &crc, 4);
+		send_payload(buf, size);
+	}
+	dp_test_poll();
+	while (dp_test_sent(m, 4) > 0)
+		;
+	cr_assert_eq(dp_test_counter(DP_FRAMES_MALFORMED), 4);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 0);
 }
