@@ -212,6 +212,8 @@ batch_complete(struct sluice_producer *p, struct producer_batch *b, int err, uin
 	if (b->state == BATCH_FLYING)
 		p->inflight_bytes -= b->frame_size;
 	b->writer.record_count = 0;
+	if (b->queued)
+		producer_txq_remove(p, b);
 	b->state = b->queued ? BATCH_DRAINING : BATCH_EMPTY;
 }
 

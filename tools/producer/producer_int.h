@@ -101,6 +101,8 @@ uint64_t producer_next_timer_ns(const struct sluice_producer *producer);
 int producer_socket_open(struct sluice_producer *producer, uint64_t now_ns);
 void producer_socket_close(struct sluice_producer *producer);
 void producer_send(struct sluice_producer *producer, struct producer_batch *batch);
+/* Takes a batch off the TCP queue unless it is half written; true if it was taken. */
+bool producer_txq_remove(struct sluice_producer *producer, struct producer_batch *batch);
 void producer_net_work(struct sluice_producer *producer, uint64_t now_ns);
 int producer_resolve(struct sluice_producer *producer);
 

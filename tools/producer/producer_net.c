@@ -151,6 +151,22 @@ producer_send(struct sluice_producer *p, struct producer_batch *b)
 	b->queued = true;
 }
 
+bool
+producer_txq_remove(struct sluice_producer *p, struct producer_batch *b)
+{
+	for (uint32_t i = 0; i < p->txq_count; i++) {
+		if (p->txq[i] != b)
+			continue;
+		if (i == 0 && p->tx_offset > 0)
+			return false;    /* Half written: the rest must follow, or the stream breaks. */
+		memmove(p->txq + i, p->txq + i + 1, (p->txq_count - i - 1) * sizeof(p->txq[0]));
+		p->txq_count--;
+		b->queued = false;
+		return true;
+	}
+	return false;
+}
+
 static void
 tcp_flush(struct sluice_producer *p, uint64_t now_ns)
 {
