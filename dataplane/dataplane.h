@@ -107,7 +107,8 @@ enum dp_counter {
 	DP_FRAMES_ACCEPTED,
 	DP_FRAMES_MALFORMED,
 	DP_FRAMES_UNAUTHENTICATED,
-	DP_FRAMES_DUPLICATE,
+	DP_FRAMES_DUPLICATE,    /* Stored or being stored already; or a stale epoch or
+				 * a sequence older than the duplicate window. */
 	DP_FRAMES_UNKNOWN_STREAM,
 	DP_RECORDS_STAGED,
 	DP_RECORD_BYTES_STAGED,

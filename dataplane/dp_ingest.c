@@ -295,6 +295,7 @@ dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct f
 
 	if (v == FRAME_DEDUP_NEW)
 		return true;
+	dp_count(w, DP_FRAMES_DUPLICATE, 1);
 	if (v == FRAME_DEDUP_STALE_EPOCH || v == FRAME_DEDUP_TOO_OLD) {
 		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
 			dp_ingest_nack(w, peer, fr, v == FRAME_DEDUP_TOO_OLD ?
@@ -302,7 +303,6 @@ dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct f
 				       now_tsc);
 		return false;
 	}
-	dp_count(w, DP_FRAMES_DUPLICATE, 1);
 	if (v == FRAME_DEDUP_DONE && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
 		frame_dedup_ack(d, entry, FRAME_CREDIT_UNLIMITED, &ack);
 		dp_ingest_send(w, peer, &ack);
