@@ -131,8 +131,11 @@ void dp_ingest_drain(struct dp_worker *w);
 /* dp_stage.c: per-shard staging batches. */
 int dp_stage_init(struct dp_worker *w);
 void dp_stage_fini(struct dp_worker *w);
-/* Are spares and slots free for a frame of `record_count` records in `shard_count` shards? */
-bool dp_stage_can_take(const struct dp_worker *w, uint32_t shard_count, uint32_t record_count);
+/*
+ * Are spares and slots free for a frame of `record_count` records in
+ * `shard_count` shards? Tops the spares up from the log's pool first.
+ */
+bool dp_stage_can_take(struct dp_worker *w, uint32_t shard_count, uint32_t record_count);
 /*
  * Adds one record; 0, -ENOBUFS when no batch is left (the reservation fell
  * short), or -EMSGSIZE / -EINVAL when the log refuses it (never -ENOSPC).

@@ -51,6 +51,7 @@ struct dp_route_table {
 	uint32_t range_count;
 	struct dp_route_stream *streams;
 	struct dp_route_range *ranges;
+	uint64_t *start_hi;        /* Top 64 bits of each range's start: a dense array to search. */
 	uint32_t *buckets;         /* stream_count x (DP_ROUTE_BUCKETS + 1) */
 };
 
@@ -244,8 +245,9 @@ dp_route_table_build(const struct dp_route_builder *b, int *rc_out)
 	size_t streams_size = (size_t)b->t.stream_count * sizeof(struct dp_route_stream);
 	size_t ranges_size = (size_t)b->t.range_count * sizeof(struct dp_route_range);
 	size_t buckets_size = (size_t)b->t.stream_count * (DP_ROUTE_BUCKETS + 1) * sizeof(uint32_t);
-	struct dp_route_table *t = calloc(1, sizeof(*t) + streams_size + ranges_size + buckets_size +
-					     16);
+	size_t hi_size = (size_t)b->t.range_count * sizeof(uint64_t);
+	struct dp_route_table *t = calloc(1, sizeof(*t) + streams_size + ranges_size + hi_size +
+					     buckets_size + 16);
 
 	if (t == NULL) {
 		*rc_out = -ENOMEM;
@@ -253,7 +255,9 @@ dp_route_table_build(const struct dp_route_builder *b, int *rc_out)
 	}
 	t->ranges = (struct dp_route_range *)RTE_ALIGN_CEIL((uintptr_t)(t + 1), 16);
 	t->streams = (struct dp_route_stream *)((uint8_t *)t->ranges + ranges_size);
-	t->buckets = (uint32_t *)((uint8_t *)t->streams + streams_size);
+	t->start_hi = (uint64_t *)RTE_ALIGN_CEIL((uintptr_t)((uint8_t *)t->streams + streams_size),
+						 8);
+	t->buckets = (uint32_t *)(t->start_hi + b->t.range_count);
 	t->stream_count = b->t.stream_count;
 	t->range_count = b->t.range_count;
 	memcpy(t->streams, b->t.streams, streams_size);
@@ -263,6 +267,8 @@ dp_route_table_build(const struct dp_route_builder *b, int *rc_out)
 		free(t);
 		return NULL;
 	}
+	for (uint32_t r = 0; r < t->range_count; r++)
+		t->start_hi[r] = (uint64_t)(t->ranges[r].start >> 64);
 	return t;
 }
 
@@ -324,7 +330,9 @@ dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index, ha
 {
 	const struct dp_route_stream *s;
 	const struct dp_route_range *ranges;
-	uint32_t low = 0;
+	const uint64_t *start_hi;
+	uint64_t key_hi = (uint64_t)(key >> 64);
+	uint32_t low;
 	uint32_t high;
 
 	assert(stream_index >= 0 && (uint32_t)stream_index < table->stream_count);
@@ -332,19 +340,23 @@ dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index, ha
 	if (s->range_count == 0)
 		return -ENOENT;
 	ranges = &table->ranges[s->range_first];
+	start_hi = &table->start_hi[s->range_first];
 	low = s->bucket[key >> 120];
 	high = s->bucket[(key >> 120) + 1];
 	if (ranges[low].start > key)
 		return -ENOENT; /* Below the stream's first range. */
-	/* The last range in low .. high starting at or below key. */
+	/* The last range in low .. high whose start's top half is at or below key's ... */
 	while (low < high) {
 		uint32_t mid = low + (high - low + 1) / 2;
 
-		if (ranges[mid].start <= key)
+		if (start_hi[mid] <= key_hi)
 			low = mid;
 		else
 			high = mid - 1;
 	}
+	/* ... then back over ranges sharing that top half but starting above key. */
+	while (ranges[low].start > key)
+		low--;
 	if (key > ranges[low].end)
 		return -ENOENT;
 	*shard_id_out = ranges[low].shard_id;

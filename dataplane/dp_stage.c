@@ -164,15 +164,24 @@ dp_stage_open(struct dp_ingest *ing, uint64_t shard_id, uint64_t now_tsc)
 }
 
 bool
-dp_stage_can_take(const struct dp_worker *w, uint32_t shard_count, uint32_t record_count)
+dp_stage_can_take(struct dp_worker *w, uint32_t shard_count, uint32_t record_count)
 {
-	const struct dp_ingest *ing = &w->ingest;
+	struct dp_ingest *ing = &w->ingest;
 	/*
 	 * Per shard one batch to open or to replace when full (a datagram is
 	 * smaller than a batch), plus one per DP_BATCH_REFS_MAX records.
 	 */
 	uint32_t need = shard_count + 1 + record_count / DP_BATCH_REFS_MAX;
 
+	/* A burst of frames to many shards can use up the spares within one pass. */
+	while (ing->spare_count < need && ing->spare_count < DP_SPARES_MAX &&
+	       ing->producer != NULL) {
+		struct log_batch *b = log_batch_get(ing->producer);
+
+		if (b == NULL)
+			break;
+		ing->spares[ing->spare_count++] = b;
+	}
 	return ing->spare_count >= need && ing->slot_free_count >= need;
 }
 

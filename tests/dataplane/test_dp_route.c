@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 
 #include "tests/dataplane/dp_test.h"
+#include "tests/support/seed.h"
 
 static void
 setup(void)
@@ -138,4 +139,47 @@ Test(dp_route, publishes_while_a_worker_polls)
 		cr_assert_eq(shard, round * 100);
 	}
 	dp_stop(dp_test);
+}
+
+/* 10,000 shards, some with ranges a few keys wide: lookups agree with a linear scan. */
+Test(dp_route, agrees_with_a_linear_scan)
+{
+	static hashkey_t starts[10001];
+	struct dp_route_builder *b;
+	struct seed_rng rng;
+	uint64_t seed = seed_base();
+	const uint32_t count = 10000;
+
+	seed_rng_init(&rng, seed);
+	cr_assert_eq(dp_route_builder_open(1, count, &b), 0);
+	cr_assert_eq(dp_route_add_stream(b, "many", 9), 0);
+	for (uint32_t i = 0; i < count; i++)
+		starts[i] = hashkey_range_start(i, count);
+	/* The second half crowds into a tiny span: ranges that share their top 64 bits. */
+	for (uint32_t i = count / 2; i < count; i++)
+		starts[i] = starts[count / 2] + (hashkey_t)(i - count / 2) * 3;
+	starts[count] = 0; /* Unused: the last range ends at HASHKEY_MAX. */
+	for (uint32_t i = 0; i < count; i++) {
+		hashkey_t end = i + 1 < count ? starts[i + 1] - 1 : HASHKEY_MAX;
+
+		cr_assert_eq(dp_route_add_range(b, 9, starts[i], end, 1000 + i), 0);
+	}
+	cr_assert_eq(dp_route_publish(dp_test, b), 0);
+	dp_route_builder_close(b);
+	for (uint32_t probe = 0; probe < 20000; probe++) {
+		uint32_t i = (uint32_t)seed_rng_below(&rng, count);
+		hashkey_t end = i + 1 < count ? starts[i + 1] - 1 : HASHKEY_MAX;
+		hashkey_t key = probe % 2 ? starts[i] + (end - starts[i]) / 2 : starts[i];
+		uint64_t shard;
+
+		if (probe % 3 == 0)
+			key = ((hashkey_t)seed_rng_next(&rng) << 64) | seed_rng_next(&rng);
+		cr_assert_eq(dp_route_lookup(dp_test, "many", key, &shard), 0);
+		if (probe % 3 != 0)
+			cr_assert_eq(shard, 1000 + i, "seed %llu probe %u", (unsigned long long)seed,
+				     probe);
+		i = (uint32_t)(shard - 1000);
+		end = i + 1 < count ? starts[i + 1] - 1 : HASHKEY_MAX;
+		cr_assert(key >= starts[i] && key <= end, "seed %llu", (unsigned long long)seed);
+	}
 }
