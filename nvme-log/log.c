@@ -167,7 +167,7 @@ log_free(struct log *log)
 		log_segment_free(log, log->segments[i]);
 	log_producers_fini(log);
 	log_mem_free(&log->window_mem);
-	for (uint32_t w = 0; w < 2; w++)
+	for (uint32_t w = 0; w < LOG_WINDOWS; w++)
 		free(log->windows[w].batches);
 	log_shard_table_fini(log);
 	if (log->io_owned && log->io != NULL)

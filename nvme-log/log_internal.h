@@ -173,8 +173,12 @@ struct log_window {
 	int32_t error;
 	bool in_flight;
 	bool seals_segment;
-	bool flush_queued;         /* Its fdatasync is an io_uring op (else inline). */
+	bool writes_done;          /* All its writes completed; the flush may be pending. */
+	bool flushed;              /* Its flush completed: durable. */
 };
+
+/* Windows: one filling, up to two in flight (the older one flushing). */
+#define LOG_WINDOWS 3u
 
 struct log_stream_retention {
 	uint32_t stream_id;
@@ -208,8 +212,11 @@ struct log {
 	struct log_mem batch_mem;
 
 	/* Writer. */
-	struct log_window windows[2];
+	struct log_window windows[LOG_WINDOWS];
 	uint32_t window_fill;      /* Index of the filling window. */
+	uint32_t flight[2];        /* Windows in flight, oldest first. */
+	uint32_t flight_count;
+	uint32_t flush_inline_max; /* LOG_FLUSH_INLINE_MAX; the sim test varies it. */
 	struct log_mem window_mem;
 	struct log_segment *active;
 	uint64_t commit_next;

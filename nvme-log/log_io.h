@@ -57,8 +57,8 @@ int log_io_fsync(struct log_io *io, uint32_t file);
 int log_io_write_submit(struct log_io *io, uint32_t file, const void *buf, uint32_t size,
 			uint64_t offset, bool dsync, uint64_t tag);
 /*
- * Queues an fdatasync of `file` that starts only after every op queued
- * before it has completed (IOSQE_IO_DRAIN): one flush covers a window.
+ * Queues an fdatasync of `file`. It covers the writes that completed
+ * before it was queued (the writer queues it once a window's writes are done).
  */
 int log_io_sync_submit(struct log_io *io, uint32_t file, uint64_t tag);
 /*

@@ -487,7 +487,7 @@ log_io_reap(struct log_io *io, struct log_io_done *done, uint32_t count, uint64_
 
 		if (!io->crashed && (sim_rand(io) & 1))
 			continue;
-		/* A sync drains: it completes only after everything queued before it. */
+		/* Conservative: a sync completes only after everything queued before it. */
 		if (!io->crashed && op.sync && sync_has_elders(io, pick))
 			continue;
 		if (io->crashed)

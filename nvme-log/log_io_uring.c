@@ -252,7 +252,6 @@ log_io_sync_submit(struct log_io *io, uint32_t file, uint64_t tag)
 	if (sqe == NULL)
 		return -EBUSY;
 	io_uring_prep_fsync(sqe, io_fd(io, file), IORING_FSYNC_DATASYNC);
-	sqe->flags |= IOSQE_IO_DRAIN;
 	io_uring_sqe_set_data64(sqe, tag);
 	io->queued++;
 	return 0;

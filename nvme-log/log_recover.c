@@ -7,14 +7,14 @@
  * valid prefix is kept and the segment is sealed on the spot (a new run
  * always starts a new segment, so a torn tail is never written over).
  *
- * Torn tail or corruption? Windows are written one after the other, each
- * only once the previous one was durable (log_writer.c). So when the walk
- * stops at a bad batch in window w, any valid batch further on with a
- * commit id above w proves w was durable: the bad batch is corruption of
+ * Torn tail or corruption? At most two windows are in flight, and window
+ * w+2 is submitted only once window w is durable (log_writer.c). So when
+ * the walk stops at a bad batch in window w, any valid batch further on
+ * with a commit id above w+1 proves w was durable: the bad batch is corruption of
  * durable data (counted, logged, its shards' sequence gaps read as
  * -EBADMSG) and the walk resumes there. Otherwise it is a torn tail and is
- * cut. A corrupted last durable window cannot be told from a torn one by
- * any format without a second copy; that limit is documented.
+ * cut. Corruption in the last two durable windows cannot be told from a
+ * torn write by any format without a second copy; that limit is documented.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -141,7 +141,8 @@ scan_stop(struct log *log, struct log_segment *seg, const uint8_t *buf, uint64_t
 {
 	uint64_t w = st->in_window ? st->cur_commit : st->last_commit + 1;
 	struct log_batch_header h;
-	uint64_t next = scan_later_window(buf, size, st->pos + 1, seg->segment_no, w, &h);
+	/* Window w+2 is only submitted once w is durable (log_writer.c), w+1 earlier. */
+	uint64_t next = scan_later_window(buf, size, st->pos + 1, seg->segment_no, w + 1, &h);
 
 	if (next != 0) {
 		diag_error("log", "%s: segment %" PRIu64 ": corrupt durable data at bytes %" PRIu64

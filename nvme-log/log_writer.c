@@ -1,19 +1,22 @@
 /*
  * log_writer.c - the writer: drains producer rings into a group-commit
- * window, writes the window with one or a few O_DIRECT RWF_DSYNC writes,
- * and once they completed (durable) publishes the batches in the index,
- * advances shard watermarks and posts completions.
+ * window, writes the window with O_DIRECT writes into a pre-written
+ * segment, flushes it (fdatasync), and once durable publishes the batches
+ * in the index, advances shard watermarks and posts completions, in
+ * window order.
  *
- * Windows are written strictly one after the other: window N+1 is
- * submitted only after window N is durable. Recovery relies on it: a valid
- * batch of a later window proves every earlier window was durable, which
- * is how a torn tail is told apart from corruption (log_recover.c). While
- * window N is in flight, producers fill window N+1, so batching follows load.
+ * Up to two windows are in flight: window N+1's writes may start once
+ * window N's writes completed (while N flushes), so the device is not idle
+ * during a flush; window N+2 waits until N is durable, and a window never
+ * follows one in flight into a new segment. Recovery relies on it: a valid
+ * batch of window w+2 proves window w was durable, which is how a torn
+ * tail is told apart from corruption (log_recover.c). While windows are in
+ * flight, producers fill the next one, so the batching follows the load.
  *
- * Durability: plain O_DIRECT writes into pre-written segments, then one
- * drained fdatasync per window. RWF_DSYNC writes were measured too: a bit
- * faster on an idle disk, 3-8x slower on this shared one, where every
- * DSYNC write pays its own flush (docs/LOG_FORMAT.md, "Durability").
+ * Durability: plain O_DIRECT writes, then one fdatasync per window.
+ * RWF_DSYNC writes were measured too: a bit faster on an idle disk, 3-8x
+ * slower on this shared one, where every DSYNC write pays its own flush
+ * (docs/LOG_FORMAT.md, "Durability").
  */
 #include <errno.h>
 #include <poll.h>
@@ -39,10 +42,11 @@
  * fdatasync(2) from the writer thread once the writes completed. io_uring
  * always runs fsync on an io-wq worker, one more thread hop; the inline
  * call measured ~30 us lower p50 here. Large windows (high load): an
- * IORING_OP_FSYNC drained behind the writes, so the writer keeps copying
- * batches into the next window while the device flushes.
+ * IORING_OP_FSYNC submitted once the writes completed, so the writer keeps
+ * filling and writing the next window while the device flushes.
  */
 #define LOG_FLUSH_INLINE_MAX (64u << 10)
+#define WINDOW_TAG_FLUSH 0x100u
 
 static struct log_window *
 window_filling(struct log *log)
@@ -50,12 +54,24 @@ window_filling(struct log *log)
 	return &log->windows[log->window_fill];
 }
 
+/* The oldest window in flight, or NULL. */
 static struct log_window *
 window_flying(struct log *log)
 {
-	struct log_window *w = &log->windows[log->window_fill ^ 1];
+	return log->flight_count == 0 ? NULL : &log->windows[log->flight[0]];
+}
 
-	return w->in_flight ? w : NULL;
+/* The newest window in flight that has not failed, or NULL. */
+static struct log_window *
+window_newest_ok(struct log *log)
+{
+	for (uint32_t i = log->flight_count; i-- > 0;) {
+		struct log_window *w = &log->windows[log->flight[i]];
+
+		if (w->error == 0)
+			return w;
+	}
+	return NULL;
 }
 
 int
@@ -64,12 +80,13 @@ log_windows_init(struct log *log)
 	const struct log_config *c = &log->config;
 	uint32_t cap = (uint32_t)align_up(c->commit_window_bytes + c->batch_size +
 					  2 * LOG_BLOCK_SIZE, LOG_BLOCK_SIZE);
-	int err = log_mem_alloc(&log->window_mem, 2 * (size_t)cap);
+	int err = log_mem_alloc(&log->window_mem, LOG_WINDOWS * (size_t)cap);
 
 	if (err != 0)
 		return err;
 	log->window_cap = cap;
-	for (uint32_t i = 0; i < 2; i++) {
+	log->flush_inline_max = LOG_FLUSH_INLINE_MAX;
+	for (uint32_t i = 0; i < LOG_WINDOWS; i++) {
 		struct log_window *w = &log->windows[i];
 
 		w->buf = (uint8_t *)log->window_mem.addr + (size_t)i * cap;
@@ -124,13 +141,14 @@ producers_signal(struct log *log)
 }
 
 /*
- * Plans where the filling window goes: after the window in flight, after
- * the active segment's durable end, or (NULL) at the start of a new segment.
+ * Plans where the filling window goes: after the newest window in flight,
+ * after the active segment's durable end, or (NULL) at the start of a new
+ * segment.
  */
 static void
 window_open(struct log *log, struct log_window *w, uint64_t now_ns)
 {
-	struct log_window *flying = window_flying(log);
+	struct log_window *flying = window_newest_ok(log);
 
 	w->seg = log->active;
 	w->seg_offset = log->active == NULL ? 0 : log->active->bytes_used;
@@ -322,9 +340,9 @@ window_seal_batches(struct log_window *w)
 }
 
 /*
- * The window's writes (plain O_DIRECT over pre-written blocks), then one
- * fdatasync that drains them: the window is durable when it completes.
- * Tags carry the window index and the expected result (bytes, 0 for the sync).
+ * The window's writes (plain O_DIRECT over pre-written blocks); its flush
+ * follows once they completed (window_writes_done). Tags carry the window
+ * index, WINDOW_TAG_FLUSH for the flush, and the expected result in bytes.
  */
 static int
 window_submit_writes(struct log *log, struct log_window *w)
@@ -343,11 +361,8 @@ window_submit_writes(struct log *log, struct log_window *w)
 					  w->seg_offset + off, false, ((uint64_t)len << 32) | tag);
 		w->ios_pending += err == 0 ? 1u : 0u;
 	}
-	w->flush_queued = w->used > LOG_FLUSH_INLINE_MAX;
-	if (err == 0 && w->flush_queued) {
-		err = log_io_sync_submit(log->io, w->seg->file, tag);
-		w->ios_pending += err == 0 ? 1u : 0u;
-	}
+	w->flushed = false;
+	w->writes_done = false;
 	return err;
 }
 
@@ -360,7 +375,7 @@ window_submit(struct log *log, struct log_window *w)
 	const struct log_config *c = &log->config;
 	int err = 0;
 
-	assert(window_flying(log) == NULL);
+	assert(log->flight_count < 2);
 	if (w->seg == NULL)
 		err = window_activate_segment(log, w);
 	if (err != 0) {
@@ -379,22 +394,34 @@ window_submit(struct log *log, struct log_window *w)
 	    align_up(c->batch_size, LOG_BLOCK_SIZE) + LOG_BLOCK_SIZE)
 		w->seals_segment = true;
 	err = window_submit_writes(log, w);
-	assert(err == 0); /* One window never needs more than LOG_IO_INFLIGHT_MAX writes. */
+	assert(err == 0); /* Two windows never need more than LOG_IO_INFLIGHT_MAX ops. */
 	w->in_flight = true;
 	w->open = false;
-	log->window_fill ^= 1;
+	log->flight[log->flight_count++] = (uint32_t)(w - log->windows);
+	for (uint32_t i = 0; i < LOG_WINDOWS; i++) {
+		if (!log->windows[i].in_flight && &log->windows[i] != w) {
+			log->window_fill = i;
+			break;
+		}
+	}
 }
 
 /*
- * A window that will not become durable: its batches and the filling
- * window's (which were numbered after them) complete with `error`, and
- * their shards' sequence numbers are handed out again.
+ * A window that will not become durable: its batches, those of every
+ * younger window in flight and of the filling window (all numbered after
+ * them) complete with `error`, and their shards' sequence numbers are
+ * handed out again. Failed windows stay in flight until their I/O drains
+ * (the kernel may still read their buffers); no new window is submitted
+ * before, and the next one reuses the failed one's place in the segment
+ * (active->bytes_used did not move). Whatever landed of them carries
+ * older commit ids, which recovery never takes for a continuation.
  */
 static void
 window_fail(struct log *log, struct log_window *w, int32_t error)
 {
-	struct log_window *next = &log->windows[(uint32_t)(w - log->windows) ^ 1];
-	struct log_window *order[2] = { w, next->open && next != w ? next : NULL };
+	struct log_window *order[LOG_WINDOWS];
+	uint32_t count = 0;
+	bool younger = !w->in_flight;
 
 	if (error == -ENOSPC) {
 		log->enospc = true;
@@ -402,7 +429,16 @@ window_fail(struct log *log, struct log_window *w, int32_t error)
 	} else {
 		log_fail(log, error);
 	}
-	for (uint32_t k = 0; k < 2 && order[k] != NULL; k++) {
+	for (uint32_t i = 0; i < log->flight_count; i++) {
+		struct log_window *f = &log->windows[log->flight[i]];
+
+		younger |= f == w;
+		if (younger && f->batch_count != 0)
+			order[count++] = f;
+	}
+	if (window_filling(log)->open)
+		order[count++] = window_filling(log);
+	for (uint32_t k = 0; k < count; k++) {
 		for (uint32_t i = 0; i < order[k]->batch_count; i++) {
 			struct log_window_batch *wb = &order[k]->batches[i];
 			struct log_shard *shard = &log->shards[wb->shard_index];
@@ -414,13 +450,9 @@ window_fail(struct log *log, struct log_window *w, int32_t error)
 		}
 		order[k]->batch_count = 0;
 		order[k]->open = false;
-		order[k]->in_flight = false;
+		if (order[k]->in_flight && order[k]->error == 0)
+			order[k]->error = error;
 	}
-	/*
-	 * The next window reuses the failed one's place (active->bytes_used did
-	 * not move); whatever landed of it carries an older commit id, which
-	 * recovery never takes for a continuation.
-	 */
 }
 
 /* Publishes a durable window: index, watermarks, then completions. */
@@ -467,15 +499,58 @@ window_commit(struct log *log, struct log_window *w)
 		log_segment_seal_request(log, seg);
 	}
 	w->batch_count = 0;
-	w->in_flight = false;
 	return 0;
+}
+
+/* The window's writes completed: flush it, inline when small and alone (see above). */
+static void
+window_writes_done(struct log *log, struct log_window *w)
+{
+	uint64_t tag = WINDOW_TAG_FLUSH | (uint64_t)(w - log->windows);
+	int err;
+
+	if (w->error != 0)
+		return;
+	if (w->used <= log->flush_inline_max && log->flight_count == 1) {
+		w->error = (int32_t)log_io_fsync(log->io, w->seg->file);
+		w->flushed = w->error == 0;
+		return;
+	}
+	err = log_io_sync_submit(log->io, w->seg->file, tag);
+	if (err != 0)
+		w->error = err;
+	else
+		w->ios_pending++;
+}
+
+/* Retires finished windows in order: commit (or fail) the oldest while it is done. */
+static void
+windows_retire(struct log *log)
+{
+	while (log->flight_count > 0) {
+		struct log_window *w = window_flying(log);
+
+		if (w->ios_pending != 0 || (w->error == 0 && !w->flushed))
+			return;
+		if (w->error == 0)
+			w->error = (int32_t)window_commit(log, w);
+		if (w->error == 0)
+			log->enospc = false;
+		else if (w->batch_count != 0)
+			window_fail(log, w, w->error);
+		w->in_flight = false;
+		w->error = 0;
+		log->flight_count--;
+		memmove(log->flight, log->flight + 1, log->flight_count * sizeof(log->flight[0]));
+	}
 }
 
 static void
 window_io_done(struct log *log, const struct log_io_done *done)
 {
-	struct log_window *w = &log->windows[(uint32_t)done->tag];
+	struct log_window *w = &log->windows[done->tag & 0xff];
 	int32_t expected = (int32_t)(done->tag >> 32);
+	bool flush = (done->tag & WINDOW_TAG_FLUSH) != 0;
 
 	assert(w->in_flight);
 	assert(w->ios_pending > 0);
@@ -483,17 +558,15 @@ window_io_done(struct log *log, const struct log_io_done *done)
 		w->error = done->result;
 	else if (done->result >= 0 && done->result != expected && w->error == 0)
 		w->error = -EIO; /* A short O_DIRECT write over pre-written blocks. */
-	if (--w->ios_pending != 0)
-		return;
-	/* Writes done: a small window flushes on this thread (LOG_FLUSH_INLINE_MAX). */
-	if (w->used <= LOG_FLUSH_INLINE_MAX && w->error == 0 && !w->flush_queued)
-		w->error = (int32_t)log_io_fsync(log->io, w->seg->file);
-	if (w->error == 0)
-		w->error = (int32_t)window_commit(log, w);
-	if (w->error != 0)
+	w->ios_pending--;
+	if (flush) {
+		w->flushed = w->error == 0;
+	} else if (w->ios_pending == 0) {
+		w->writes_done = true;
+		window_writes_done(log, w);
+	}
+	if (w->error != 0 && w->batch_count != 0)
 		window_fail(log, w, w->error);
-	else
-		log->enospc = false;
 }
 
 static uint32_t
@@ -507,13 +580,31 @@ writer_reap(struct log *log, uint64_t wait_ns)
 	count = log_io_reap(log->io, done, LOG_IO_INFLIGHT_MAX, wait_ns);
 	for (uint32_t i = 0; i < count; i++)
 		window_io_done(log, &done[i]);
+	windows_retire(log);
 	return count;
+}
+
+/*
+ * Whether a window may go now. With none in flight, yes. With one, only
+ * once its writes completed (it is flushing), it did not fail and the new
+ * window stays in the same segment: so window N+2 is only ever submitted
+ * after window N is durable, the rule recovery relies on (log_recover.c).
+ */
+static bool
+window_may_submit(struct log *log, const struct log_window *w)
+{
+	const struct log_window *f = window_flying(log);
+
+	if (log->flight_count == 0)
+		return true;
+	return log->flight_count == 1 && f->writes_done && f->error == 0 && !f->seals_segment &&
+	       w->seg == f->seg;
 }
 
 static bool
 window_due(struct log *log, const struct log_window *w, uint64_t mono_ns, bool force)
 {
-	if (!w->open || w->batch_count == 0 || window_flying(log) != NULL)
+	if (!w->open || w->batch_count == 0 || !window_may_submit(log, w))
 		return false;
 	return force || window_full(log, w) ||
 	       mono_ns - w->opened_ns >= (uint64_t)log->config.commit_window_us * 1000u;
