@@ -115,15 +115,16 @@ kinesis_base64_decode(const char *text, size_t size, uint8_t *out, size_t out_si
 
 		/* Fast path: four alphabet characters (no '=') make three bytes. */
 		if (i + 4 < size && n + 3 <= out_size) {
-			uint32_t v = (uint32_t)base64_value(text[i]) << 18 |
-				     (uint32_t)base64_value(text[i + 1]) << 12 |
-				     (uint32_t)base64_value(text[i + 2]) << 6 |
-				     base64_value(text[i + 3]);
+			uint8_t a = base64_value(text[i]);
+			uint8_t b = base64_value(text[i + 1]);
+			uint8_t c = base64_value(text[i + 2]);
+			uint8_t d = base64_value(text[i + 3]);
 
-			if ((v & ~0xffffffu) == 0) {
-				out[n++] = (uint8_t)(v >> 16);
-				out[n++] = (uint8_t)(v >> 8);
-				out[n++] = (uint8_t)v;
+			/* '=' (64) and invalid (255) both have bit 6 set: one test for all four. */
+			if ((a | b | c | d) < 64) {
+				out[n++] = (uint8_t)(a << 2 | b >> 4);
+				out[n++] = (uint8_t)(b << 4 | c >> 2);
+				out[n++] = (uint8_t)(c << 6 | d);
 				continue;
 			}
 		}

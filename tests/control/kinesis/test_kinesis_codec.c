@@ -295,6 +295,9 @@ Test(base64, is_as_strict_as_aws)
 	static const char *const bad[] = {
 		"a", "ab", "abc", "abcde", "ab=c", "a===", "====", "YQ=a", "YR==", "YWJ=",
 		"YW J", "YW\nJ", "YWI*", "=YWI",
+		/* The same faults in a group that is not the last one (the fast path). */
+		"YW*JYWJj", "YWJ*YWJj", "Y*JjYWJj", "YWJ=YWJj", "YW==YWJj", "YWJ\xffYWJj",
+		"YWJ YWJj",
 	};
 	uint8_t out[16];
 

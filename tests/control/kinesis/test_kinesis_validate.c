@@ -70,6 +70,9 @@ static const struct bad_case bad_cases[] = {
 	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"YR==\"}",
 	  "SerializationException", "'YR==' can not be converted to a Blob: Invalid last non-pad "
 	  "Base64 character dectected" },
+	{ "PutRecords", "{\"StreamName\":\"s\",\"Records\":[{\"PartitionKey\":\"a\",\"Data\":"
+	  "\"YWJ*YWJj\"}]}", "SerializationException", "'YWJ*YWJj' can not be converted to a Blob: "
+	  "Invalid Base64 character: '*'" },
 	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"0\",\"ShardIteratorType\":"
 	  "\"AT_TIMESTAMP\",\"Timestamp\":\"x\"}", "SerializationException",
 	  "class java.lang.String can not be converted to milliseconds since epoch" },
@@ -257,6 +260,7 @@ Test(kinesis_validate, fast_put_records_reader_accepts_only_plain_valid_bodies)
 		"\"StreamName\":\"s\"}",
 		"{\"Records\":[{\"Data\":\"YQ=\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\"}",
 		"{\"Records\":[{\"Data\":\"YR==\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\"}",
+		"{\"Records\":[{\"Data\":\"YWJ*YWJj\",\"PartitionKey\":\"a\"}],\"StreamName\":\"s\"}",
 		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"\"}],\"StreamName\":\"s\"}",
 		"{\"Records\":[{\"Data\":\"YQ==\"}],\"StreamName\":\"s\"}",
 		"{\"Records\":[{\"Data\":\"YQ==\",\"PartitionKey\":\"a\"}],\"StreamName\":\"a b\"}",
