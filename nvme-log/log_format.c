@@ -135,7 +135,7 @@ log_batch_seal_body(uint8_t *batch, uint32_t size, uint32_t record_count,
 
 void
 log_batch_seal_header(uint8_t *batch, uint64_t base_seq, uint64_t shard_id,
-		      uint64_t commit_id, uint64_t segment_no, uint32_t flags)
+		      uint64_t commit_id, uint64_t segment_no, uint32_t durable_lag, uint32_t flags)
 {
 	struct log_batch_header *header = (struct log_batch_header *)(void *)batch;
 
@@ -144,7 +144,8 @@ log_batch_seal_header(uint8_t *batch, uint64_t base_seq, uint64_t shard_id,
 	header->base_seq = base_seq;
 	header->shard_id = shard_id;
 	header->commit_id = commit_id;
-	header->segment_no = segment_no;
+	header->segment_no = (uint32_t)segment_no;
+	header->durable_lag = durable_lag;
 	header->flags = flags;
 	header->header_crc = crc32c(0, batch + 8, LOG_BATCH_HEADER_SIZE - 8);
 }

@@ -37,7 +37,9 @@
  *        8     8  base_seq         writer    header_crc
  *       16     8  shard_id         writer    header_crc
  *       24     8  commit_id        writer    header_crc
- *       32     8  segment_no       writer    header_crc
+ *       32     4  segment_no       writer    header_crc (low 32 bits of the segment's)
+ *       36     4  durable_lag      writer    header_crc: commit_id minus the newest commit
+ *                                            durable when the window was submitted (0: none)
  *       40     4  flags            writer    header_crc (LOG_BATCH_F_*)
  *       44     4  body_crc         producer  header_crc; itself crc32c over 48 .. size
  *       48     4  size             producer  body_crc: header + records, unpadded
@@ -112,7 +114,8 @@ struct log_batch_header {
 	uint64_t base_seq;
 	uint64_t shard_id;
 	uint64_t commit_id;
-	uint64_t segment_no;
+	uint32_t segment_no;
+	uint32_t durable_lag;
 	uint32_t flags;
 	uint32_t body_crc;
 	uint32_t size;
@@ -144,7 +147,8 @@ void log_batch_seal_body(uint8_t *batch, uint32_t size, uint32_t record_count,
 			 uint64_t base_arrival_ns);
 /* Writer side: fills magic, base_seq .. flags and header_crc (body_crc must be set). */
 void log_batch_seal_header(uint8_t *batch, uint64_t base_seq, uint64_t shard_id,
-			   uint64_t commit_id, uint64_t segment_no, uint32_t flags);
+			   uint64_t commit_id, uint64_t segment_no, uint32_t durable_lag,
+			   uint32_t flags);
 
 /*
  * Checks the batch at buf[0 .. avail): magic, header CRC, size, body CRC,

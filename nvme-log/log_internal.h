@@ -220,6 +220,7 @@ struct log {
 	struct log_mem window_mem;
 	struct log_segment *active;
 	uint64_t commit_next;
+	uint64_t commit_durable;   /* Writer: newest window known durable (0: none). */
 	_Atomic bool stop;
 	_Atomic bool writer_sleeping;
 	int doorbell_fd;

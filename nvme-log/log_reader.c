@@ -197,7 +197,7 @@ read_batch(struct log_reader *reader, const struct read_loc *loc, const uint8_t 
 		err = -EBADMSG;
 	if (err == 0 && (h.shard_id != loc->entry.shard_id || h.base_seq != loc->entry.seq_first ||
 			 h.record_count != loc->entry.record_count ||
-			 h.segment_no != loc->segment_no || h.size != loc->entry.size))
+			 h.segment_no != (uint32_t)loc->segment_no || h.size != loc->entry.size))
 		err = -EBADMSG;
 	if (err == -EBADMSG)
 		read_report_corrupt(reader->log, loc, err);

@@ -7,14 +7,15 @@
  * valid prefix is kept and the segment is sealed on the spot (a new run
  * always starts a new segment, so a torn tail is never written over).
  *
- * Torn tail or corruption? At most two windows are in flight, and window
- * w+2 is submitted only once window w is durable (log_writer.c). So when
+ * Torn tail or corruption? Every batch records the newest window that was
+ * durable when its window was submitted (commit_id - durable_lag). So when
  * the walk stops at a bad batch in window w, any valid batch further on
- * with a commit id above w+1 proves w was durable: the bad batch is corruption of
+ * written after w was durable proves it: the bad batch is corruption of
  * durable data (counted, logged, its shards' sequence gaps read as
  * -EBADMSG) and the walk resumes there. Otherwise it is a torn tail and is
- * cut. Corruption in the last two durable windows cannot be told from a
- * torn write by any format without a second copy; that limit is documented.
+ * cut. Corruption in the last durable windows (before any later write
+ * recorded them durable) cannot be told from a torn write by any format
+ * without a second copy; that limit is documented.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -79,16 +80,21 @@ batch_valid_at(const uint8_t *buf, uint64_t size, uint64_t pos, uint64_t segment
 	       struct log_batch_header *h)
 {
 	return pos + LOG_BATCH_HEADER_SIZE <= size &&
-	       log_batch_check(buf + pos, size - pos, h) == 0 && h->segment_no == segment_no;
+	       log_batch_check(buf + pos, size - pos, h) == 0 &&
+	       h->segment_no == (uint32_t)segment_no;
 }
 
-/* First 4 KiB boundary after `from` holding a valid batch of a window after `commit`. */
+/*
+ * First 4 KiB boundary after `from` holding a valid batch written after a
+ * window >= `durable` had become durable (its durable_lag says so).
+ */
 static uint64_t
 scan_later_window(const uint8_t *buf, uint64_t size, uint64_t from, uint64_t segment_no,
-		  uint64_t commit, struct log_batch_header *h)
+		  uint64_t durable, struct log_batch_header *h)
 {
 	for (uint64_t pos = align_up(from, LOG_BLOCK_SIZE); pos < size; pos += LOG_BLOCK_SIZE) {
-		if (batch_valid_at(buf, size, pos, segment_no, h) && h->commit_id > commit)
+		if (batch_valid_at(buf, size, pos, segment_no, h) && h->durable_lag != 0 &&
+		    h->commit_id - h->durable_lag >= durable)
 			return pos;
 	}
 	return 0;
@@ -139,10 +145,14 @@ static bool
 scan_stop(struct log *log, struct log_segment *seg, const uint8_t *buf, uint64_t size,
 	  struct scan_state *st)
 {
+	/*
+	 * The window at st->pos is `cur`, or (between windows) the first window
+	 * after last_commit that became durable, if any did: windows follow each
+	 * other without gaps, a failed one's place is taken by the next.
+	 */
 	uint64_t w = st->in_window ? st->cur_commit : st->last_commit + 1;
 	struct log_batch_header h;
-	/* Window w+2 is only submitted once w is durable (log_writer.c), w+1 earlier. */
-	uint64_t next = scan_later_window(buf, size, st->pos + 1, seg->segment_no, w + 1, &h);
+	uint64_t next = scan_later_window(buf, size, st->pos + 1, seg->segment_no, w, &h);
 
 	if (next != 0) {
 		diag_error("log", "%s: segment %" PRIu64 ": corrupt durable data at bytes %" PRIu64
@@ -553,6 +563,8 @@ log_recover(struct log *log)
 		recover_doubtful(log);
 	if (err == 0)
 		err = recover_shards(log);
+	/* Everything kept was flushed (log_segment_index_write paths) or was sealed. */
+	log->commit_durable = log->commit_next - 1;
 	if (err != 0)
 		diag_error("log", "%s: recovery failed: %s", log->dir_path, strerror(-err));
 	return err;

@@ -25,7 +25,7 @@ entry_matches_data(const struct log_segment *seg, const struct log_index_entry *
 		return false;
 	return h.shard_id == e->shard_id && h.base_seq == e->seq_first &&
 	       h.record_count == e->record_count && h.size == e->size &&
-	       h.segment_no == seg->segment_no && h.commit_id == e->commit_id;
+	       h.segment_no == (uint32_t)seg->segment_no && h.commit_id == e->commit_id;
 }
 
 static bool

@@ -325,17 +325,24 @@ window_activate_segment(struct log *log, struct log_window *w)
 	return 0;
 }
 
-/* Final header fields of every batch (commit id, segment, window-last flag). */
+/*
+ * Final header fields of every batch: commit id, segment, window-last flag,
+ * and how far behind the newest durable window is (recovery's proof that
+ * an earlier window was durable; 0 when none is known).
+ */
 static void
-window_seal_batches(struct log_window *w)
+window_seal_batches(struct log *log, struct log_window *w)
 {
+	uint64_t lag64 = log->commit_durable == 0 ? 0 : w->commit_id - log->commit_durable;
+	uint32_t lag = lag64 > UINT32_MAX ? 0 : (uint32_t)lag64;
+
 	for (uint32_t i = 0; i < w->batch_count; i++) {
 		struct log_window_batch *wb = &w->batches[i];
 		uint8_t *buf = w->buf + (wb->offset - w->seg_offset);
 		uint32_t flags = i + 1 == w->batch_count ? LOG_BATCH_F_WINDOW_LAST : 0;
 
 		log_batch_seal_header(buf, wb->batch->seq_first, wb->batch->shard_id,
-				      w->commit_id, w->seg->segment_no, flags);
+				      w->commit_id, w->seg->segment_no, lag, flags);
 	}
 }
 
@@ -388,7 +395,7 @@ window_submit(struct log *log, struct log_window *w)
 		log_segment_header_encode(w->buf, log->log_id, w->seg->segment_no, w->commit_id,
 					  c->segment_size, log_io_now_ns(log->io));
 	}
-	window_seal_batches(w);
+	window_seal_batches(log, w);
 	/* Sealed when a window of the largest batch could no longer follow. */
 	if (c->segment_size - (w->seg_offset + align_up(w->used, LOG_BLOCK_SIZE)) <
 	    align_up(c->batch_size, LOG_BLOCK_SIZE) + LOG_BLOCK_SIZE)
@@ -482,6 +489,7 @@ window_commit(struct log *log, struct log_window *w)
 						   seg->segment_no, &entry);
 	}
 	seg->bytes_used = w->seg_offset + align_up(w->used, LOG_BLOCK_SIZE);
+	log->commit_durable = w->commit_id;
 	if (w->seals_segment)
 		seg->state = LOG_SEGMENT_SEALED;
 	pthread_mutex_unlock(&log->index_lock);

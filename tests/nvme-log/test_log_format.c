@@ -42,7 +42,7 @@ build_batch(uint8_t *buf)
 		used += (uint32_t)n;
 	}
 	log_batch_seal_body(buf, used, 3, recs[0].arrival_ns);
-	log_batch_seal_header(buf, 42, 0x700000003ull, 9, 5, LOG_BATCH_F_WINDOW_LAST);
+	log_batch_seal_header(buf, 42, 0x700000003ull, 9, 5, 2, LOG_BATCH_F_WINDOW_LAST);
 	return used;
 }
 
@@ -60,6 +60,7 @@ Test(log_format, round_trips_a_batch)
 	cr_assert_eq(h.shard_id, 0x700000003ull);
 	cr_assert_eq(h.commit_id, 9);
 	cr_assert_eq(h.segment_no, 5);
+	cr_assert_eq(h.durable_lag, 2);
 	cr_assert_eq(h.record_count, 3);
 	cr_assert_eq(h.size, size);
 	log_record_iter_init(&iter, placed);
@@ -92,7 +93,7 @@ Test(log_format, writer_fields_reseal_without_body_crc)
 	struct log_batch_header h;
 
 	memcpy(&body_crc, buf + 44, 4);
-	log_batch_seal_header(buf, 7777, 1, 2, 3, 0);
+	log_batch_seal_header(buf, 7777, 1, 2, 3, 0, 0);
 	cr_assert_eq(memcmp(buf + 44, &body_crc, 4), 0, "the writer never touches body_crc");
 	cr_assert_eq(log_batch_check(guard_buf_place(buf, size), size, &h), 0);
 	cr_assert_eq(h.base_seq, 7777);
@@ -137,25 +138,25 @@ Test(log_format, refuses_bad_framing_behind_valid_crcs)
 
 	/* record_count one too many. */
 	log_batch_seal_body(buf, size, 4, 1000000);
-	log_batch_seal_header(buf, 42, 1, 1, 1, 0);
+	log_batch_seal_header(buf, 42, 1, 1, 1, 0, 0);
 	cr_assert_eq(log_batch_check(guard_buf_place(buf, size), size, &h), -EBADMSG);
 	/* Trailing garbage after the last record. */
 	build_batch(buf);
 	buf[size] = 0x00;
 	log_batch_seal_body(buf, size + 1, 3, 1000000);
-	log_batch_seal_header(buf, 42, 1, 1, 1, 0);
+	log_batch_seal_header(buf, 42, 1, 1, 1, 0, 0);
 	cr_assert_eq(log_batch_check(guard_buf_place(buf, size + 1), size + 1, &h), -EBADMSG);
 	/* Unknown record flag. */
 	size = build_batch(buf);
 	save = buf[LOG_BATCH_HEADER_SIZE + 1];
 	buf[LOG_BATCH_HEADER_SIZE + 1] = 0x80;
 	log_batch_seal_body(buf, size, 3, 1000000);
-	log_batch_seal_header(buf, 42, 1, 1, 1, 0);
+	log_batch_seal_header(buf, 42, 1, 1, 1, 0, 0);
 	cr_assert_eq(log_batch_check(guard_buf_place(buf, size), size, &h), -EBADMSG);
 	buf[LOG_BATCH_HEADER_SIZE + 1] = save;
 	/* Zero records. */
 	log_batch_seal_body(buf, LOG_BATCH_HEADER_SIZE, 0, 0);
-	log_batch_seal_header(buf, 42, 1, 1, 1, 0);
+	log_batch_seal_header(buf, 42, 1, 1, 1, 0, 0);
 	cr_assert_eq(log_batch_check(guard_buf_place(buf, LOG_BATCH_HEADER_SIZE),
 				     LOG_BATCH_HEADER_SIZE, &h), -EBADMSG);
 }
