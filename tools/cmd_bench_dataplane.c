@@ -362,6 +362,15 @@ bench_final_line(const struct bench_case *c, size_t count, double durable)
 	       c[0].testpmd_pps, per_cpu_16 > 0 ? per_cpu_10k / per_cpu_16 : 0, durable);
 }
 
+static int
+bench_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
 static void
 bench_usage(FILE *f)
 {
@@ -427,6 +436,7 @@ cmd_bench_dataplane(int argc, char **argv)
 	char helper[PATH_MAX];
 	char dir[PATH_MAX] = "";
 	char pcap[PATH_MAX + 32];
+	bool own_dir = false;
 	uint32_t seconds = 2;
 	uint32_t frames = 100000;
 	uint32_t rounds = 3;
@@ -462,6 +472,7 @@ cmd_bench_dataplane(int argc, char **argv)
 		snprintf(dir, sizeof(dir), "/tmp/sluice-dpbench-XXXXXX");
 		if (mkdtemp(dir) == NULL)
 			return CMD_EXIT_ERROR;
+		own_dir = true;
 	} else {
 		mkdir(dir, 0750);
 	}
@@ -484,5 +495,8 @@ cmd_bench_dataplane(int argc, char **argv)
 				 durable.durable_per_s);
 	}
 	free(out);
+	/* A directory we made holds ~0.5 GB of pcaps and logs: remove it (--dir keeps them). */
+	if (own_dir)
+		nftw(dir, bench_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return rc == 0 ? CMD_EXIT_OK : CMD_EXIT_ERROR;
 }
