@@ -138,8 +138,15 @@ s.connect(sys.argv[1])
 json.loads(s.recv(16384))
 s.send(b"/sluice/dp/stats")
 stats = json.loads(s.recv(65536))["/sluice/dp/stats"]
-print("telemetry: frames_accepted", stats["frames_accepted"], "records_durable", stats["records_durable"])
-sys.exit(0 if stats["frames_accepted"] > 0 and stats["records_durable"] > 0 else 1)
+workers = []
+for w in (0, 1):
+    s.send(b"/sluice/dp/worker,%d" % w)
+    workers.append(json.loads(s.recv(65536))["/sluice/dp/worker"])
+print("telemetry: frames_accepted", stats["frames_accepted"], "records_durable",
+      stats["records_durable"], "per worker", [w["frames_accepted"] for w in workers])
+ok = stats["frames_accepted"] > 0 and stats["records_durable"] > 0
+ok = ok and sum(w["frames_accepted"] for w in workers) == stats["frames_accepted"]
+sys.exit(0 if ok else 1)
 EOF4
 last=$pid
 stop_sluiced
