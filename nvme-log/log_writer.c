@@ -614,6 +614,12 @@ window_due(struct log *log, const struct log_window *w, uint64_t mono_ns, bool f
 {
 	if (!w->open || w->batch_count == 0 || !window_may_submit(log, w))
 		return false;
+	/*
+	 * Behind a flushing window only a full one goes: each window costs a
+	 * flush, and a partial one gathers more by waiting for the flush.
+	 */
+	if (log->flight_count != 0)
+		return window_full(log, w);
 	return force || window_full(log, w) ||
 	       mono_ns - w->opened_ns >= (uint64_t)log->config.commit_window_us * 1000u;
 }
