@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* __extension__: GCC and clang have a 128-bit integer; ISO C does not. */
 __extension__ typedef unsigned __int128 hashkey_t;
@@ -20,12 +21,25 @@ __extension__ typedef unsigned __int128 hashkey_t;
 /* Longest decimal form: 39 digits, plus the terminating NUL. */
 #define HASHKEY_DECIMAL_SIZE 40
 
-/* MD5 of `key` (1..256 bytes) read big-endian. */
+/* MD5 of `key` (1..256 bytes) read big-endian. Allocation-free; safe on any thread. */
 hashkey_t hashkey_from_partition_key(const void *key, size_t size);
+/* The 16 MD5 bytes themselves (what a producer sends as a precomputed hash key). */
+void hashkey_md5(const void *key, size_t size, uint8_t digest_out[16]);
 
 /* The 16 MD5/hash-key bytes as big-endian, to and from the integer. */
-hashkey_t hashkey_from_be_bytes(const uint8_t bytes[16]);
 void hashkey_to_be_bytes(hashkey_t key, uint8_t bytes_out[16]);
+
+/* Inline: two loads and two byte swaps, once per record on the ingest paths. */
+static inline hashkey_t
+hashkey_from_be_bytes(const uint8_t bytes[16])
+{
+	uint64_t hi;
+	uint64_t lo;
+
+	memcpy(&hi, bytes, 8);
+	memcpy(&lo, bytes + 8, 8);
+	return ((hashkey_t)__builtin_bswap64(hi) << 64) | __builtin_bswap64(lo);
+}
 
 /*
  * Parses a decimal string of `size` bytes (no sign, no spaces, at most 39

@@ -22,13 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* MD5() is deprecated in OpenSSL 3 but is the one call that neither allocates nor locks. */
-#define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/md5.h>
 #include <rte_cycles.h>
 
 #include "common/clock.h"
 #include "common/crc32c.h"
+#include "common/hashkey.h"
 #include "dataplane/dp_internal.h"
 #include "nvme-log/log.h"
 
@@ -132,31 +130,12 @@ dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
 	return false;
 }
 
-/* hashkey_from_be_bytes() as two loads and byte swaps: it runs once per record. */
-static inline hashkey_t
-dp_ingest_be128(const uint8_t *bytes)
-{
-	uint64_t hi;
-	uint64_t lo;
-
-	memcpy(&hi, bytes, 8);
-	memcpy(&lo, bytes + 8, 8);
-	return ((hashkey_t)__builtin_bswap64(hi) << 64) | __builtin_bswap64(lo);
-}
-
-/*
- * MD5 of a partition key as Kinesis reads it. Not hashkey_from_partition_key():
- * its EVP_Digest() fetches the algorithm and allocates a context per call
- * (malloc and a lock on every record, three times slower).
- */
+/* MD5 of a partition key as Kinesis reads it, counted. */
 static hashkey_t
 dp_ingest_md5(struct dp_worker *w, const uint8_t *key, uint16_t size)
 {
-	uint8_t digest[MD5_DIGEST_LENGTH];
-
-	MD5(key, size, digest);
 	dp_count(w, DP_MD5_COMPUTED, 1);
-	return dp_ingest_be128(digest);
+	return hashkey_from_partition_key(key, size);
 }
 
 static hashkey_t
@@ -166,7 +145,7 @@ dp_ingest_hash(struct dp_worker *w, const struct frame_record *r)
 	uint32_t index;
 
 	if (r->hash_key != NULL)
-		return dp_ingest_be128(r->hash_key);
+		return hashkey_from_be_bytes(r->hash_key);
 	if (r->key_size > DP_KEY_CACHE_KEY_MAX)
 		return dp_ingest_md5(w, r->key, r->key_size);
 	index = crc32c(0, r->key, r->key_size) & (DP_KEY_CACHE_SIZE - 1);

@@ -8,8 +8,6 @@
  * socket stays DRAINING until its last byte is out, so its buffer is not
  * reused under the writer.
  */
-/* MD5(): the one-shot digest allocates nothing; EVP_Digest() fetches and allocates per call. */
-#define OPENSSL_SUPPRESS_DEPRECATED 1
 
 #include <assert.h>
 #include <errno.h>
@@ -17,11 +15,10 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include <openssl/md5.h>
-
 #include "common/base.h"
 #include "common/clock.h"
 #include "common/crc32c.h"
+#include "common/hashkey.h"
 #include "tools/producer/producer_int.h"
 
 void
@@ -501,8 +498,8 @@ record_prepare(struct sluice_producer *p, struct frame_record *r, uint8_t md5[16
 	if (r->hash_key != NULL) {
 		r->hash_kind = FRAME_HASH_EXPLICIT;
 	} else if (p->config.hash_keys) {
-		/* The digest bytes are the big-endian hash key (common/hashkey.h). */
-		MD5(r->key, r->key_size, md5);
+		/* The digest bytes are the big-endian hash key. */
+		hashkey_md5(r->key, r->key_size, md5);
 		r->hash_kind = FRAME_HASH_MD5;
 		r->hash_key = md5;
 	}
