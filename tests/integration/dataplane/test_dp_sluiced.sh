@@ -25,7 +25,10 @@ records=${DP_SLUICED_RECORDS:-20000}
 produce_records=${DP_SLUICED_PRODUCE_RECORDS:-100000}
 pid=""
 cleanup() {
-	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+	if [ -n "$pid" ]; then
+		kill -9 "$pid" 2>/dev/null
+		rm -rf "/var/run/dpdk/sluice-$pid" # a killed sluiced cannot remove its own
+	fi
 	ip netns del "$ns" 2>/dev/null
 	rm -rf "$tmp"
 }
