@@ -326,6 +326,7 @@ void log_writer_stop(struct log *log);
 int log_windows_init(struct log *log);
 void log_writer_doorbell(struct log *log);
 int log_ctl_run(struct log *log, struct log_ctl *req);
+int log_writer_step_forced(struct log *log);
 void log_ctl_process(struct log *log);
 
 /* log_meta.c */

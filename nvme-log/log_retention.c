@@ -20,7 +20,6 @@
 #include <time.h>
 
 #include "common/base.h"
-#include "common/clock.h"
 #include "common/diag.h"
 #include "nvme-log/log_internal.h"
 #include "nvme-log/log_io.h"
@@ -167,7 +166,7 @@ log_ctl_run(struct log *log, struct log_ctl *req)
 			break;
 		}
 		pthread_mutex_unlock(&log->ctl_lock);
-		err = log_writer_step(log, clock_mono_ns() + 1000000000ull);
+		err = log_writer_step_forced(log);
 		if (err < 0 && !req->done)
 			log_ctl_process(log);
 	}
@@ -190,6 +189,16 @@ log_shard_close(struct log *log, uint64_t shard_id, uint64_t *seq_end_out)
 
 	if (err == 0)
 		err = log_meta_store(log);
+	if (err != 0 && req.done && req.err == 0) {
+		/* Not durable in log.meta: the shard stays open (the caller sees the error). */
+		struct log_shard *shard;
+
+		pthread_mutex_lock(&log->index_lock);
+		shard = log_shard_find(log, shard_id);
+		if (shard != NULL)
+			shard->closed = false;
+		pthread_mutex_unlock(&log->index_lock);
+	}
 	*seq_end_out = req.seq_end;
 	return err;
 }

@@ -652,6 +652,17 @@ log_writer_step(struct log *log, uint64_t now_ns)
 	return writer_step(log, now_ns, false);
 }
 
+/*
+ * A step at the caller's last `now` with every open window due: control
+ * requests use it without a writer thread, leaving the caller's clock alone.
+ */
+int
+log_writer_step_forced(struct log *log)
+{
+	assert(!log->config.writer_thread);
+	return writer_step(log, log->mono_ns, true);
+}
+
 static bool
 writer_idle(struct log *log)
 {

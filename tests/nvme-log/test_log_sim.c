@@ -56,6 +56,9 @@ static struct {
 	uint64_t bitrot_detected;  /* Corruption counter > 0 after the flip. */
 	uint64_t bitrot_cut;       /* Acked records lost with only a torn-tail report. */
 	uint64_t bitrot_unseen;    /* Flip hit no live byte (padding, stale tail). */
+	uint64_t closes;
+	uint64_t retention_runs;
+	uint64_t segments_deleted;
 } tally;
 
 struct world {
@@ -72,6 +75,9 @@ struct world {
 	struct pend pend[PEND_MAX];
 	bool bitrot;
 	uint64_t lost_reported;    /* Acked records unreadable, with a report. */
+	bool closed[SHARDS];       /* log_shard_close succeeded: later appends get -EPIPE. */
+	bool close_tried[SHARDS];  /* A close was asked: -EPIPE is a fair answer. */
+	uint64_t close_end[SHARDS]; /* Records the closed shard ended with. */
 };
 
 static uint64_t
@@ -127,12 +133,15 @@ on_completion(struct world *w, const struct log_completion *c)
 	if (c->error != 0) {
 		if (c->error == -EIO)
 			tally.io_errors++;
-		else
+		else if (c->error == -ENOSPC)
 			tally.enospc++;
-		cr_assert(c->error == -EIO || c->error == -ENOSPC, "TEST_SEED=%" PRIu64 ": error %d",
-			  w->seed, c->error);
+		cr_assert(c->error == -EIO || c->error == -ENOSPC ||
+			  (c->error == -EPIPE && w->close_tried[p->shard]),
+			  "TEST_SEED=%" PRIu64 ": error %d", w->seed, c->error);
 		return;
 	}
+	cr_assert(!w->closed[p->shard] || c->seq_first + p->count <= w->close_end[p->shard],
+		  "TEST_SEED=%" PRIu64 ": append after a shard's close acked", w->seed);
 	cr_assert_eq(c->seq_first, w->acked[p->shard],
 		     "TEST_SEED=%" PRIu64 ": shard %u acked at seq %" PRIu64 ", expected %" PRIu64,
 		     w->seed, p->shard, c->seq_first, w->acked[p->shard]);
@@ -184,6 +193,45 @@ world_submit(struct world *w)
 	cr_assert_eq(log_batch_submit(w->prod, b, shard_id(shard), slot), 0);
 }
 
+/* Closes a random shard; everything acked before stays, later appends fail. */
+static void
+world_close_shard(struct world *w)
+{
+	uint32_t s = (uint32_t)rnd(w, SHARDS);
+	uint64_t end;
+	int err;
+
+	w->close_tried[s] = true;
+	err = log_shard_close(w->log, shard_id(s), &end);
+	w->closed[s] = err == 0;
+	w->close_end[s] = end + 1; /* 0 for a shard that never had a record. */
+	world_poll(w);
+	if (err != 0)
+		return; /* Failed log (EIO) or a full disk: the shard stays open. */
+	tally.closes++;
+	cr_assert_eq(w->close_end[s], w->acked[s],
+		     "TEST_SEED=%" PRIu64 ": shard %u closed at %" PRIu64 ", acked %" PRIu64,
+		     w->seed, s, end, w->acked[s]);
+}
+
+/*
+ * Retention at "48 hours later": every sealed segment goes, trim horizons
+ * move past them (reads below return -ERANGE; verify starts at the horizon).
+ */
+static void
+world_retention(struct world *w)
+{
+	const uint64_t hour = 3600ull * 1000000000ull;
+	struct log_stats before;
+	struct log_stats after;
+
+	log_stats_read(w->log, &before);
+	if (log_retention_run(w->log, 1700000000000000000ull + 48 * hour) == 0)
+		tally.retention_runs++;
+	log_stats_read(w->log, &after);
+	tally.segments_deleted += after.segments_deleted - before.segments_deleted;
+}
+
 /* Runs `steps` writer steps with random submissions, time and faults. */
 static void
 world_run(struct world *w, uint32_t steps)
@@ -197,6 +245,10 @@ world_run(struct world *w, uint32_t steps)
 		w->now_ns += rnd(w, 30000);
 		log_writer_step(w->log, w->now_ns);
 		world_poll(w);
+		if (rnd(w, 600) == 0)
+			world_close_shard(w);
+		if (rnd(w, 300) == 0)
+			world_retention(w);
 		if (rnd(w, 400) == 0)
 			log_io_sim_set_full(w->io, true);
 		else if (rnd(w, 40) == 0)
@@ -280,6 +332,18 @@ verify_shard(struct world *w, struct log_reader *reader, uint32_t s)
 	uint64_t unreadable = 0;
 
 	cr_assert_eq(log_shard_info(w->log, shard_id(s), &info), 0);
+	cr_assert(!w->closed[s] || info.closed, "TEST_SEED=%" PRIu64 ": shard %u reopened", w->seed,
+		  s);
+	w->closed[s] = info.closed;
+	cr_assert_leq(info.seq_trim, info.seq_durable);
+	if (info.seq_trim > 0) {
+		uint64_t next;
+
+		cr_assert_eq(log_read(reader, shard_id(s), info.seq_trim - 1, 1, 1u << 20,
+				      verify_record, &v, &next), -ERANGE,
+			     "TEST_SEED=%" PRIu64 ": read below the trim horizon", w->seed);
+	}
+	v.seq_expect = info.seq_trim; /* Below it, retention took the records (acked or not). */
 	while (v.seq_expect < info.seq_durable) {
 		uint64_t next;
 		int n = log_read(reader, shard_id(s), v.seq_expect, 64, 1u << 20, verify_record, &v,
@@ -393,11 +457,14 @@ static void
 tally_print(const char *name, uint32_t seeds)
 {
 	fprintf(stderr, "%s: %u seeds, %lu runs, %lu crashes, %lu records acked, %lu torn tails "
-		"cut, %lu corruptions reported, %lu EIO / %lu ENOSPC completions; bitrot: %lu "
-		"detected, %lu cut as torn, %lu hit no live byte\n", name, seeds,
+		"cut, %lu corruptions reported, %lu EIO / %lu ENOSPC completions, %lu shard closes, "
+		"%lu retention runs (%lu segments deleted); bitrot: %lu detected, %lu cut as torn, %lu hit no live byte\n",
+		name, seeds,
 		(unsigned long)tally.runs, (unsigned long)tally.crashes, (unsigned long)tally.acked,
 		(unsigned long)tally.torn_cut, (unsigned long)tally.corruptions,
 		(unsigned long)tally.io_errors, (unsigned long)tally.enospc,
+		(unsigned long)tally.closes, (unsigned long)tally.retention_runs,
+		(unsigned long)tally.segments_deleted,
 		(unsigned long)tally.bitrot_detected, (unsigned long)tally.bitrot_cut,
 		(unsigned long)tally.bitrot_unseen);
 }
