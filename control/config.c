@@ -64,6 +64,10 @@ static const struct config_key config_keys[] = {
 		"Account id shown in stream ARNs."),
 	KEY_U32("server", "stream_status_delay_ms", stream_status_delay_ms, "200", 0, 600000,
 		"How long a stream stays CREATING/UPDATING/DELETING before the change completes."),
+	KEY_U32("server", "shards_per_stream_max", shards_per_stream_max, "10000", 1, 65536,
+		"Open shards one stream may have (AWS: 10000); checked by UpdateShardCount."),
+	KEY_U32("server", "shard_count_updates_per_day", shard_count_updates_per_day, "10", 0,
+		64, "UpdateShardCount calls per stream in a rolling 24 h (AWS: 10; 0: no limit)."),
 	KEY_BOOL("server", "shard_throttling", shard_throttling, "false",
 		"Enforce Kinesis per-shard limits (1 MiB/s, 1000 rec/s write; 2 MiB/s, 5 calls/s "
 		"read) with ProvisionedThroughputExceededException."),
@@ -73,12 +77,17 @@ static const struct config_key config_keys[] = {
 		"Comma-separated ACCESS_KEY_ID:SECRET pairs accepted by sigv4."),
 	KEY_U32("log", "segment_size_mb", log_segment_size_mb, "64", 1, 4096,
 		"Size of one preallocated log segment file, MiB."),
-	KEY_U32("log", "commit_window_us", log_commit_window_us, "50", 0, 1000000,
-		"A group-commit window closes this long after its first batch ..."),
-	KEY_U32("log", "commit_window_kb", log_commit_window_kb, "1024", 4, 1048576,
+	KEY_U32("log", "commit_window_us", log_commit_window_us, "0", 0, 1000000,
+		"A group-commit window closes this long after its first batch (0: as soon as "
+		"the previous window's flush is done: lowest latency at low load) ..."),
+	KEY_U32("log", "commit_window_kb", log_commit_window_kb, "1024", 4, 16384,
 		"... or once this many KiB are pending, whichever comes first."),
-	KEY_U32("log", "batch_size_kb", log_batch_size_kb, "1088", 4, 16384,
+	KEY_U32("log", "batch_size_kb", log_batch_size_kb, "1088", 4, 4096,
 		"Largest encoded record batch, KiB (a 1 MiB record plus headers fits)."),
+	KEY_U32("log", "batches_per_producer", log_batches_per_producer, "256", 1, 65536,
+		"Batches each log client (the API, each dataplane worker) may have in flight; "
+		"when all are, that client throttles. Virtual memory reserved: batch_size_kb "
+		"times this per client; only the bytes batches really fill become resident."),
 	KEY_U32("log", "shards_max", log_shards_max, "16384", 1, 65536,
 		"Shards (over all streams, open and closed but retained) the log tracks."),
 	KEY_U32("log", "retention_check_s", retention_check_s, "60", 1, 86400,
@@ -383,6 +392,14 @@ config_validate(const struct sluice_config *config, struct config_errors *errors
 	if ((config->dp_ring_size & (config->dp_ring_size - 1)) != 0)
 		config_error_add(errors, "config", 0, "[dataplane] ring_size %u: not a power of two",
 				 config->dp_ring_size);
+	if ((uint64_t)config->log_batch_size_kb * 4 > (uint64_t)config->log_segment_size_mb * 1024)
+		config_error_add(errors, "config", 0,
+				 "[log] batch_size_kb %u: more than a quarter of segment_size_mb %u",
+				 config->log_batch_size_kb, config->log_segment_size_mb);
+	if ((uint64_t)config->log_commit_window_kb * 2 > (uint64_t)config->log_segment_size_mb * 1024)
+		config_error_add(errors, "config", 0,
+				 "[log] commit_window_kb %u: more than half of segment_size_mb %u",
+				 config->log_commit_window_kb, config->log_segment_size_mb);
 	if (config->data_dir[0] == '\0')
 		config_error_add(errors, "config", 0, "[server] data_dir is empty");
 	return errors->count == errors_before ? 0 : -EINVAL;

@@ -34,6 +34,8 @@ struct sluice_config {
 	char region[CONFIG_STRING_SIZE];
 	char account_id[CONFIG_STRING_SIZE];
 	uint32_t stream_status_delay_ms;
+	uint32_t shards_per_stream_max;
+	uint32_t shard_count_updates_per_day;
 	bool shard_throttling;
 	/* [auth] */
 	enum config_auth auth;
@@ -44,6 +46,7 @@ struct sluice_config {
 	uint32_t log_commit_window_us;
 	uint32_t log_commit_window_kb;
 	uint32_t log_batch_size_kb;
+	uint32_t log_batches_per_producer;
 	uint32_t log_shards_max;
 	uint32_t retention_check_s;
 	/* [dataplane] */
