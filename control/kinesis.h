@@ -42,6 +42,8 @@
 #define KINESIS_MESSAGE_SIZE 2048
 /* Shards a new ON_DEMAND stream gets (kinesis-mock gives 4 too). */
 #define KINESIS_ON_DEMAND_SHARDS 4u
+/* UpdateShardCount calls remembered per stream (the rolling 24 h limit's upper bound). */
+#define KINESIS_SCALINGS_TRACK 64u
 
 enum kinesis_status {
 	KINESIS_CREATING,
@@ -58,7 +60,8 @@ struct kinesis_shard {
 	int64_t adjacent_parent; /* Shard index, or -1. */
 	uint64_t created_s;      /* Encoded in every sequence number of the shard. */
 	bool closed;
-	uint64_t seq_end;        /* Last log seq when closed. */
+	bool close_pending;      /* Closed in SQLite; the log close is not recorded yet. */
+	uint64_t seq_end;        /* Last log seq when closed; UINT64_MAX: closed empty. */
 	uint64_t log_id;         /* LOG_SHARD_ID(stream_id, index). */
 	uint64_t put_generation; /* Grouping of one PutRecords by shard (records.c). */
 	uint32_t put_tail;
@@ -86,6 +89,9 @@ struct kinesis_stream {
 	uint64_t created_ms;
 	uint32_t shard_count;
 	struct kinesis_shard *shards; /* Indexed by shard index. */
+	/* Wall-clock ms of the latest UpdateShardCount calls (a ring), for the daily limit. */
+	uint64_t scalings_ms[KINESIS_SCALINGS_TRACK];
+	uint32_t scalings_next;
 };
 
 /* One record of a pending PutRecord(s): where it went and what came back. */
@@ -304,6 +310,59 @@ kinesis_action_fn kinesis_list_tags;
 kinesis_action_fn kinesis_remove_tags;
 kinesis_action_fn kinesis_describe_limits;
 kinesis_action_fn kinesis_update_stream_mode;
+kinesis_action_fn kinesis_split_shard;
+kinesis_action_fn kinesis_merge_shards;
+kinesis_action_fn kinesis_update_shard_count;
+
+/* ---- Resharding (kinesis_reshard.c) --------------------------------------- */
+
+/*
+ * A reshard planned on a copy of the stream's shards: parents are marked
+ * closed in the copy, children appended after the old ones. Short-lived
+ * intermediate shards of UpdateShardCount are appended and closed in the same
+ * plan; they never receive a record (ending sequence number UINT64_MAX: empty).
+ */
+struct kinesis_reshard {
+	struct kinesis_shard *shards;
+	uint32_t count;          /* Shards in the copy. */
+	uint32_t capacity;
+	uint32_t old_count;      /* Shards of the stream before the plan. */
+	uint64_t created_s;      /* Creation time of every child. */
+};
+
+int kinesis_reshard_init(struct kinesis_reshard *plan, const struct kinesis_stream *s,
+			 uint32_t extra, uint64_t created_s);
+void kinesis_reshard_free(struct kinesis_reshard *plan);
+/* 0, or -EINVAL unless start + 1 < new_start < end (AWS's NewStartingHashKey rule). */
+int kinesis_split_check(const struct kinesis_shard *sh, hashkey_t new_start);
+/* Whether `a` and `b` are open and adjacent in hash order (a.end + 1 == b.start). */
+bool kinesis_merge_check(const struct kinesis_shard *a, const struct kinesis_shard *b);
+/* Closes shard `index` of the plan and appends [start, new_start - 1], [new_start, end]. */
+int kinesis_reshard_split(struct kinesis_reshard *plan, uint32_t index, hashkey_t new_start);
+/* Closes shards `a`, `b` (a.end + 1 == b.start) and appends [a.start, b.end]. */
+int kinesis_reshard_merge(struct kinesis_reshard *plan, uint32_t a, uint32_t b);
+/*
+ * Plans UNIFORM_SCALING to `target` open shards: splits at every boundary of
+ * the equal partition that is not one yet, then merges each target range's
+ * pieces pairwise, left to right.
+ */
+int kinesis_reshard_uniform(struct kinesis_reshard *plan, uint32_t target);
+/* Open shards of a plan, or of a stream's shard array. */
+uint32_t kinesis_open_count(const struct kinesis_shard *shards, uint32_t count);
+/*
+ * Commits a plan: SQLite (one transaction), memory (routing moves to the
+ * children), then the log (each parent closed after its accepted batches are
+ * durable; its ending sequence number recorded). Takes the plan's array.
+ */
+int kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s,
+			   struct kinesis_reshard *plan);
+/* At open: completes reshards committed in SQLite whose log close was not recorded. */
+int kinesis_reshard_recover(struct kinesis *k, struct kinesis_stream *s, uint32_t index);
+/* Whether a read at `seq_next` is past the end of a closed shard. */
+bool kinesis_shard_ended(const struct kinesis_shard *sh, uint64_t seq_next);
+/* Writes the ChildShards array (AWS's GetRecords shape) of shard `index`. */
+void kinesis_out_child_shards(struct api_out *out, const struct kinesis_stream *s,
+			      uint32_t index);
 
 /* kinesis_streams.c: StreamModeDetails and Tags members, shared with other actions. */
 extern const struct kv_field kinesis_mode_field;

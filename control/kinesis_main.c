@@ -45,6 +45,9 @@ static const struct kinesis_action kinesis_actions[] = {
 	{ "PutRecord", kinesis_put_record },
 	{ "PutRecords", kinesis_put_records },
 	{ "RemoveTagsFromStream", kinesis_remove_tags },
+	{ "MergeShards", kinesis_merge_shards },
+	{ "SplitShard", kinesis_split_shard },
+	{ "UpdateShardCount", kinesis_update_shard_count },
 	{ "UpdateStreamMode", kinesis_update_stream_mode },
 };
 
@@ -52,10 +55,10 @@ static const struct kinesis_action kinesis_actions[] = {
 static const char *const kinesis_unsupported[] = {
 	"DeleteResourcePolicy", "DeregisterStreamConsumer", "DescribeAccountSettings",
 	"DescribeStreamConsumer", "DisableEnhancedMonitoring", "EnableEnhancedMonitoring",
-	"GetResourcePolicy", "ListStreamConsumers", "ListTagsForResource", "MergeShards",
-	"PutResourcePolicy", "RegisterStreamConsumer", "SplitShard", "StartStreamEncryption",
+	"GetResourcePolicy", "ListStreamConsumers", "ListTagsForResource",
+	"PutResourcePolicy", "RegisterStreamConsumer", "StartStreamEncryption",
 	"StopStreamEncryption", "SubscribeToShard", "TagResource", "UntagResource",
-	"UpdateAccountSettings", "UpdateMaxRecordSize", "UpdateShardCount",
+	"UpdateAccountSettings", "UpdateMaxRecordSize",
 	"UpdateStreamWarmThroughput",
 };
 
@@ -304,8 +307,9 @@ kinesis_out_shard(struct api_out *out, const struct kinesis_shard *sh)
 	}
 	api_out_printf(out, "\"HashKeyRange\":{\"StartingHashKey\":\"%s\",\"EndingHashKey\":\"%s\"},"
 		       "\"SequenceNumberRange\":{\"StartingSequenceNumber\":\"%s\"", start, end, seq);
-	if (sh->closed) {
-		sn.seq = sh->seq_end;
+	if (sh->closed && !sh->close_pending) {
+		/* A shard closed before its first record ends where it starts. */
+		sn.seq = sh->seq_end == UINT64_MAX ? 0 : sh->seq_end;
 		seqnum_format(&sn, seq);
 		api_out_printf(out, ",\"EndingSequenceNumber\":\"%s\"", seq);
 	}
@@ -410,6 +414,7 @@ kinesis_load_shard(void *arg, uint32_t stream_id, const struct metadata_shard *m
 	sh->adjacent_parent = msh->adjacent_parent;
 	sh->created_s = msh->created_s;
 	sh->closed = msh->closed;
+	sh->close_pending = msh->closing;
 	sh->seq_end = msh->seq_end;
 	sh->log_id = LOG_SHARD_ID(stream_id, msh->shard_index);
 	return 0;
@@ -439,6 +444,18 @@ kinesis_reconcile(struct kinesis *k)
 
 		if (s->used && s->status == KINESIS_DELETING) {
 			rc = kinesis_stream_delete_finish(k, s);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	/* Reshards committed in SQLite whose parents the log did not close yet. */
+	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++) {
+		struct kinesis_stream *s = &k->streams[i];
+
+		for (uint32_t j = 0; s->used && j < s->shard_count; j++) {
+			if (!s->shards[j].close_pending)
+				continue;
+			rc = kinesis_reshard_recover(k, s, j);
 			if (rc != 0)
 				return rc;
 		}

@@ -419,10 +419,12 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 	}
 	sh->read_window_bytes += out->size;
 	api_out_printf(out, "],\"NextShardIterator\":");
-	if (sh->closed && ctx.seq_next > sh->seq_end)
-		api_out_printf(out, "null,\"ChildShards\":[]");
-	else
+	if (kinesis_shard_ended(sh, ctx.seq_next)) {
+		api_out_printf(out, "null,\"ChildShards\":");
+		kinesis_out_child_shards(out, s, sh->index);
+	} else {
 		kinesis_out_iterator(k, out, s, sh->index, ctx.seq_next, now_ms);
+	}
 	api_out_printf(out, ",\"MillisBehindLatest\":%llu}",
 		       (unsigned long long)kinesis_millis_behind(k, &ctx, now_ms));
 	api_call_reply(call, 200);

@@ -57,7 +57,7 @@ kinesis_put_error_message(const struct kinesis *k, const struct kinesis_pending 
 	char shard_id[KINESIS_SHARD_ID_SIZE];
 
 	kinesis_shard_id_format(r->shard_index, shard_id);
-	if (r->error == -ENOSPC)
+	if (r->error == -ENOSPC || r->error == -EPIPE)
 		snprintf(buf, size, "Rate exceeded for shard %s in stream %s under account %s.",
 			 shard_id, p->stream_name, k->config.account_id);
 	else
@@ -85,7 +85,7 @@ kinesis_put_record_reply(struct kinesis *k, struct kinesis_pending *p)
 		api_call_reply(p->call, 200);
 		return;
 	}
-	if (r->error != -ENOSPC) {
+	if (r->error != -ENOSPC && r->error != -EPIPE) {
 		kinesis_internal_error(p->call);
 		return;
 	}
@@ -109,7 +109,7 @@ kinesis_put_records_reply(struct kinesis *k, struct kinesis_pending *p)
 		if (r->error != 0) {
 			kinesis_put_error_message(k, p, r, text, sizeof(text));
 			api_out_printf(out, "%s{\"ErrorCode\":\"%s\",\"ErrorMessage\":\"%s\"}",
-				       i > 0 ? "," : "", r->error == -ENOSPC ?
+				       i > 0 ? "," : "", r->error == -ENOSPC || r->error == -EPIPE ?
 				       "ProvisionedThroughputExceededException" : "InternalFailure",
 				       text);
 			continue;
@@ -169,7 +169,8 @@ kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
 		if (r->error == 0 && (r->seq > SEQNUM_SEQ_MAX || r->batch_pos >= c->record_count))
 			r->error = -EIO;
 	}
-	if (c->error != 0 && c->error != -ENOSPC)
+	/* -EPIPE: a reshard closed the shard first; answered as throttled, so it is retried. */
+	if (c->error != 0 && c->error != -ENOSPC && c->error != -EPIPE)
 		diag_warn("kinesis", "append to shard %llx failed: %s",
 			  (unsigned long long)c->shard_id, strerror(-c->error));
 	if (--p->batches_left == 0)

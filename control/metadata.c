@@ -7,7 +7,9 @@
  *   streams(stream_id, incarnation, name UNIQUE, deleting, mode, retention_hours,
  *           created_ms, shard_count)
  *   shards(stream_id, shard_index, start_key, end_key, parent, adjacent_parent,
- *          created_s, closed, seq_end)                hash keys as decimal text
+ *          created_s, closed, seq_end)                hash keys as decimal text;
+ *                                                     closed: 0 open, 1 closed,
+ *                                                     2 closing (seq_end unknown)
  *   tags(stream_id, key, value)
  *   pending_deletes(stream_id)                        log data still to drop
  */
@@ -247,6 +249,7 @@ metadata_load_shards(struct metadata *md, metadata_shard_fn *fn, void *arg)
 			.adjacent_parent = sqlite3_column_int64(stmt, 5),
 			.created_s = (uint64_t)sqlite3_column_int64(stmt, 6),
 			.closed = sqlite3_column_int(stmt, 7) != 0,
+			.closing = sqlite3_column_int(stmt, 7) == 2,
 			.seq_end = (uint64_t)sqlite3_column_int64(stmt, 8),
 		};
 
@@ -423,6 +426,34 @@ metadata_pending_delete_done(struct metadata *md, uint32_t stream_id)
 {
 	return metadata_run3(md, "DELETE FROM pending_deletes WHERE stream_id = ?", stream_id,
 			     0, 0);
+}
+
+int
+metadata_reshard(struct metadata *md, uint32_t stream_id, const uint32_t *closing,
+		 size_t closing_count, const struct metadata_shard *added, size_t added_count,
+		 uint32_t shard_count)
+{
+	int rc = metadata_begin(md);
+
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; rc == 0 && i < closing_count; i++)
+		rc = metadata_run3(md, "UPDATE shards SET closed = 2 WHERE stream_id = ? AND"
+				   " shard_index = ? AND closed = 0", stream_id, closing[i], 0);
+	for (size_t i = 0; rc == 0 && i < added_count; i++)
+		rc = metadata_insert_shard(md, stream_id, &added[i]);
+	if (rc == 0)
+		rc = metadata_run3(md, "UPDATE streams SET shard_count = ? WHERE stream_id = ?",
+				   shard_count, stream_id, 0);
+	return metadata_end(md, rc);
+}
+
+int
+metadata_shard_closed(struct metadata *md, uint32_t stream_id, uint32_t shard_index,
+		      uint64_t seq_end)
+{
+	return metadata_run3(md, "UPDATE shards SET closed = 1, seq_end = ? WHERE stream_id = ?"
+			     " AND shard_index = ?", (int64_t)seq_end, stream_id, shard_index);
 }
 
 int

@@ -46,6 +46,7 @@ struct metadata_shard {
 	int64_t adjacent_parent; /* Shard index or -1. */
 	uint64_t created_s;
 	bool closed;
+	bool closing;            /* Closed by a reshard whose log close is not recorded yet. */
 	uint64_t seq_end;
 };
 
@@ -86,6 +87,21 @@ int metadata_pending_delete_done(struct metadata *md, uint32_t stream_id);
 
 int metadata_retention_set(struct metadata *md, uint32_t stream_id, uint32_t hours);
 int metadata_mode_set(struct metadata *md, uint32_t stream_id, enum metadata_mode mode);
+
+/*
+ * One reshard in one transaction: the shards `closing[0 .. closing_count)`
+ * become closed with their ending sequence number still unknown (closed = 2,
+ * see metadata_shard_closed), `added[0 .. added_count)` are inserted as they
+ * are (open, or closed and empty), and the stream's shard count becomes
+ * `shard_count`. The caller closes the log shards afterwards; a start that
+ * finds closed = 2 does it again (log_shard_close is idempotent).
+ */
+int metadata_reshard(struct metadata *md, uint32_t stream_id, const uint32_t *closing,
+		     size_t closing_count, const struct metadata_shard *added, size_t added_count,
+		     uint32_t shard_count);
+/* Records a closing shard's ending sequence number (closed = 1). */
+int metadata_shard_closed(struct metadata *md, uint32_t stream_id, uint32_t shard_index,
+			  uint64_t seq_end);
 
 /* Adds or overwrites tags; -E2BIG when the stream would hold more than `max` tags. */
 int metadata_tags_put(struct metadata *md, uint32_t stream_id, const struct metadata_tag *tags,

@@ -197,7 +197,18 @@ static const struct bad_case bad_cases[] = {
 	  "NextToken and StreamName cannot be provided together." },
 	{ "ListStreams", "{\"NextToken\":\"abcd\"}", "InvalidArgumentException",
 	  "Invalid NextToken." },
-	{ "SplitShard", "{}", "UnknownOperationException", NULL },
+	{ "SplitShard", "{}", "ValidationException", "2 validation errors detected: Value null at "
+	  "'newStartingHashKey' failed to satisfy constraint: Member must not be null; Value null "
+	  "at 'shardToSplit' failed to satisfy constraint: Member must not be null" },
+	{ "MergeShards", "{}", "ValidationException", "2 validation errors detected: Value null at "
+	  "'adjacentShardToMerge' failed to satisfy constraint: Member must not be null; Value "
+	  "null at 'shardToMerge' failed to satisfy constraint: Member must not be null" },
+	{ "UpdateShardCount", "{\"ScalingType\":\"HALF\",\"TargetShardCount\":0}",
+	  "ValidationException", "2 validation errors detected: Value 'HALF' at 'scalingType' "
+	  "failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]; "
+	  "Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value "
+	  "greater than or equal to 1" },
+	{ "RegisterStreamConsumer", "{}", "UnknownOperationException", NULL },
 	{ "NoSuchAction", "{}", "UnknownOperationException", NULL },
 };
 

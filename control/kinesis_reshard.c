@@ -1,0 +1,621 @@
+/*
+ * kinesis_reshard.c - SplitShard, MergeShards, UpdateShardCount, and the
+ * lineage helpers reads use (ChildShards, end of a closed shard).
+ *
+ * A reshard is planned on a copy of the stream's shard array, then committed
+ * in three steps (docs/ARCHITECTURE.md, "Resharding"):
+ *
+ *   STEP  WHERE   WHAT
+ *   1     SQLite  one transaction: parents closed = 2 (closing), children
+ *                 inserted, shard_count raised
+ *   2     memory  the copy replaces the array: from here on every put routes
+ *                 to the children (the server thread is the only router)
+ *   3     log     log_shard_close(parent): batches the writer accepted are
+ *                 durable first; its last seq becomes EndingSequenceNumber,
+ *                 written to SQLite (closed = 1)
+ *
+ * A crash after 1 leaves closed = 2: the next start redoes 3 (the close is
+ * idempotent in the log). Puts submitted before step 2 that the writer had
+ * not accepted by step 3 complete with -EPIPE; the put path answers them as
+ * throttled, so the producer retries and the retry routes to a child.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/diag.h"
+#include "control/kinesis.h"
+#include "control/seqnum.h"
+#include "nvme-log/log.h"
+
+#define KINESIS_DAY_MS (24ull * 3600 * 1000)
+
+/* ---- Plans ---------------------------------------------------------------- */
+
+int
+kinesis_reshard_init(struct kinesis_reshard *plan, const struct kinesis_stream *s, uint32_t extra,
+		     uint64_t created_s)
+{
+	memset(plan, 0, sizeof(*plan));
+	plan->capacity = s->shard_count + extra;
+	plan->shards = calloc(plan->capacity, sizeof(*plan->shards));
+	if (plan->shards == NULL)
+		return -ENOMEM;
+	memcpy(plan->shards, s->shards, s->shard_count * sizeof(*s->shards));
+	plan->count = s->shard_count;
+	plan->old_count = s->shard_count;
+	plan->created_s = created_s;
+	return 0;
+}
+
+void
+kinesis_reshard_free(struct kinesis_reshard *plan)
+{
+	free(plan->shards);
+	plan->shards = NULL;
+}
+
+int
+kinesis_split_check(const struct kinesis_shard *sh, hashkey_t new_start)
+{
+	/* Written so that start + 1 cannot wrap: start < end always holds when it matters. */
+	if (new_start <= sh->start || new_start - sh->start <= 1 || new_start >= sh->end)
+		return -EINVAL;
+	return 0;
+}
+
+bool
+kinesis_merge_check(const struct kinesis_shard *a, const struct kinesis_shard *b)
+{
+	return !a->closed && !b->closed && a->end != HASHKEY_MAX && a->end + 1 == b->start;
+}
+
+static struct kinesis_shard *
+kinesis_reshard_child(struct kinesis_reshard *plan, hashkey_t start, hashkey_t end,
+		      int64_t parent, int64_t adjacent_parent)
+{
+	struct kinesis_shard *sh;
+
+	assert(plan->count < plan->capacity);
+	sh = &plan->shards[plan->count];
+	memset(sh, 0, sizeof(*sh));
+	sh->index = plan->count++;
+	sh->start = start;
+	sh->end = end;
+	sh->parent = parent;
+	sh->adjacent_parent = adjacent_parent;
+	sh->created_s = plan->created_s;
+	return sh;
+}
+
+/* Closes a shard of the plan; a shard created by this plan was never written: empty. */
+static void
+kinesis_reshard_close(struct kinesis_reshard *plan, uint32_t index)
+{
+	struct kinesis_shard *sh = &plan->shards[index];
+
+	sh->closed = true;
+	sh->seq_end = UINT64_MAX;
+	sh->close_pending = index < plan->old_count;
+}
+
+int
+kinesis_reshard_split(struct kinesis_reshard *plan, uint32_t index, hashkey_t new_start)
+{
+	struct kinesis_shard *sh;
+	hashkey_t start;
+	hashkey_t end;
+
+	if (index >= plan->count || plan->count + 2 > plan->capacity)
+		return -EINVAL;
+	sh = &plan->shards[index];
+	/* Internally any cut start < new_start <= end works; the API checks AWS's rule. */
+	if (sh->closed || new_start <= sh->start || new_start > sh->end)
+		return -EINVAL;
+	start = sh->start;
+	end = sh->end;
+	kinesis_reshard_close(plan, index);
+	kinesis_reshard_child(plan, start, new_start - 1, index, -1);
+	kinesis_reshard_child(plan, new_start, end, index, -1);
+	return 0;
+}
+
+int
+kinesis_reshard_merge(struct kinesis_reshard *plan, uint32_t a, uint32_t b)
+{
+	if (a >= plan->count || b >= plan->count || plan->count + 1 > plan->capacity ||
+	    !kinesis_merge_check(&plan->shards[a], &plan->shards[b]))
+		return -EINVAL;
+	kinesis_reshard_close(plan, a);
+	kinesis_reshard_close(plan, b);
+	kinesis_reshard_child(plan, plan->shards[a].start, plan->shards[b].end, a, b);
+	return 0;
+}
+
+uint32_t
+kinesis_open_count(const struct kinesis_shard *shards, uint32_t count)
+{
+	uint32_t open = 0;
+
+	for (uint32_t i = 0; i < count; i++)
+		open += !shards[i].closed;
+	return open;
+}
+
+/* The open shard of the plan holding `key` (open shards cover every key). */
+static uint32_t
+kinesis_reshard_find(const struct kinesis_reshard *plan, hashkey_t key)
+{
+	for (uint32_t i = plan->count; i-- > 0;) {
+		const struct kinesis_shard *sh = &plan->shards[i];
+
+		if (!sh->closed && key >= sh->start && key <= sh->end)
+			return i;
+	}
+	assert(!"open shards do not cover the key space");
+	return 0;
+}
+
+/* Merges the open shards inside [start, end] (already cut at both ends) into one. */
+static int
+kinesis_reshard_gather(struct kinesis_reshard *plan, hashkey_t start, hashkey_t end)
+{
+	uint32_t left = kinesis_reshard_find(plan, start);
+
+	while (plan->shards[left].end < end) {
+		uint32_t right = kinesis_reshard_find(plan, plan->shards[left].end + 1);
+		int rc = kinesis_reshard_merge(plan, left, right);
+
+		if (rc != 0)
+			return rc;
+		left = plan->count - 1;
+	}
+	return plan->shards[left].end == end ? 0 : -EINVAL;
+}
+
+int
+kinesis_reshard_uniform(struct kinesis_reshard *plan, uint32_t target)
+{
+	int rc = 0;
+
+	if (target == 0)
+		return -EINVAL;
+	/* Cut at every boundary of the equal partition that is not one already. */
+	for (uint32_t i = 1; rc == 0 && i < target; i++) {
+		hashkey_t cut = hashkey_range_start(i, target);
+		uint32_t at = kinesis_reshard_find(plan, cut);
+
+		if (plan->shards[at].start != cut)
+			rc = kinesis_reshard_split(plan, at, cut);
+	}
+	for (uint32_t i = 0; rc == 0 && i < target; i++) {
+		hashkey_t end = i + 1 < target ? hashkey_range_start(i + 1, target) - 1 :
+				HASHKEY_MAX;
+
+		rc = kinesis_reshard_gather(plan, hashkey_range_start(i, target), end);
+	}
+	return rc;
+}
+
+/* ---- Commit and recovery ------------------------------------------------- */
+
+int
+kinesis_reshard_recover(struct kinesis *k, struct kinesis_stream *s, uint32_t index)
+{
+	struct kinesis_shard *sh = &s->shards[index];
+	uint64_t seq_end = UINT64_MAX;
+	int rc = log_shard_close(k->log, sh->log_id, &seq_end);
+
+	if (rc == 0)
+		rc = metadata_shard_closed(k->md, s->stream_id, index, seq_end);
+	if (rc != 0) {
+		diag_error("kinesis", "stream %s: closing shard %u: %s (retried at the next start)",
+			   s->name, index, strerror(-rc));
+		return rc;
+	}
+	sh->seq_end = seq_end;
+	sh->close_pending = false;
+	return 0;
+}
+
+/* Step 1: the plan's closings and additions in one SQLite transaction. */
+static int
+kinesis_reshard_store(struct kinesis *k, struct kinesis_stream *s,
+		      const struct kinesis_reshard *plan)
+{
+	uint32_t added_count = plan->count - plan->old_count;
+	uint32_t *closing = calloc(plan->old_count, sizeof(*closing));
+	struct metadata_shard *added = calloc(added_count, sizeof(*added));
+	uint32_t closing_count = 0;
+	int rc = -ENOMEM;
+
+	if (closing == NULL || added == NULL)
+		goto out_free;
+	for (uint32_t i = 0; i < plan->old_count; i++)
+		if (plan->shards[i].closed && !s->shards[i].closed)
+			closing[closing_count++] = i;
+	for (uint32_t i = 0; i < added_count; i++) {
+		const struct kinesis_shard *sh = &plan->shards[plan->old_count + i];
+
+		added[i] = (struct metadata_shard){
+			.shard_index = sh->index, .start = sh->start, .end = sh->end,
+			.parent = sh->parent, .adjacent_parent = sh->adjacent_parent,
+			.created_s = sh->created_s, .closed = sh->closed, .seq_end = sh->seq_end,
+		};
+	}
+	rc = metadata_reshard(k->md, s->stream_id, closing, closing_count, added, added_count,
+			      plan->count);
+out_free:
+	free(closing);
+	free(added);
+	return rc;
+}
+
+int
+kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kinesis_reshard *plan)
+{
+	uint32_t old_count = plan->old_count;
+	int rc = kinesis_reshard_store(k, s, plan);
+
+	if (rc != 0)
+		return rc;
+	for (uint32_t i = old_count; i < plan->count; i++)
+		plan->shards[i].log_id = LOG_SHARD_ID(s->stream_id, i);
+	free(s->shards);
+	s->shards = plan->shards;
+	k->shards_total += plan->count - s->shard_count;
+	s->shard_count = plan->count;
+	plan->shards = NULL;
+	for (uint32_t i = 0; i < old_count; i++) {
+		if (s->shards[i].close_pending) {
+			int err = kinesis_reshard_recover(k, s, i);
+
+			rc = rc != 0 ? rc : err;
+		}
+	}
+	return rc;
+}
+
+bool
+kinesis_shard_ended(const struct kinesis_shard *sh, uint64_t seq_next)
+{
+	if (!sh->closed || sh->close_pending)
+		return false;
+	return sh->seq_end == UINT64_MAX || seq_next > sh->seq_end;
+}
+
+void
+kinesis_out_child_shards(struct api_out *out, const struct kinesis_stream *s, uint32_t index)
+{
+	char id[KINESIS_SHARD_ID_SIZE];
+	char start[HASHKEY_DECIMAL_SIZE];
+	char end[HASHKEY_DECIMAL_SIZE];
+	bool first = true;
+
+	api_out_printf(out, "[");
+	for (uint32_t i = index + 1; i < s->shard_count; i++) {
+		const struct kinesis_shard *sh = &s->shards[i];
+
+		if (sh->parent != (int64_t)index && sh->adjacent_parent != (int64_t)index)
+			continue;
+		kinesis_shard_id_format(i, id);
+		hashkey_format_decimal(sh->start, start);
+		hashkey_format_decimal(sh->end, end);
+		api_out_printf(out, "%s{\"ShardId\":\"%s\",\"ParentShards\":[", first ? "" : ",", id);
+		kinesis_shard_id_format((uint32_t)sh->parent, id);
+		api_out_printf(out, "\"%s\"", id);
+		if (sh->adjacent_parent >= 0) {
+			kinesis_shard_id_format((uint32_t)sh->adjacent_parent, id);
+			api_out_printf(out, ",\"%s\"", id);
+		}
+		api_out_printf(out, "],\"HashKeyRange\":{\"StartingHashKey\":\"%s\","
+			       "\"EndingHashKey\":\"%s\"}}", start, end);
+		first = false;
+	}
+	api_out_printf(out, "]");
+}
+
+/* ---- Shared checks ---------------------------------------------------------- */
+
+/* ACTIVE and PROVISIONED, or replies. */
+static bool
+kinesis_reshard_admit(struct kinesis *k, struct api_call *call, const struct kinesis_stream *s,
+		      const char *action)
+{
+	if (s->mode == METADATA_ON_DEMAND) {
+		kinesis_error(call, "ValidationException", "%s is not supported for stream %s under "
+			      "account %s because it is in ON_DEMAND capacity mode.", action,
+			      s->name, k->config.account_id);
+		return false;
+	}
+	if (s->status != KINESIS_ACTIVE) {
+		kinesis_error(call, "ResourceInUseException", "Stream %s under account %s not ACTIVE, "
+			      "instead in state %s", s->name, k->config.account_id,
+			      kinesis_status_name(s->status));
+		return false;
+	}
+	return true;
+}
+
+/* The shard count over all streams stays within the log's table, or replies. */
+static bool
+kinesis_reshard_quota(struct kinesis *k, struct api_call *call, uint32_t added)
+{
+	if ((uint64_t)k->shards_total + added <= k->shard_limit)
+		return true;
+	kinesis_error(call, "LimitExceededException", "This request would exceed the shard limit "
+		      "for the account %s in %s. Current shard count for the account: %u. Limit: "
+		      "%u. Number of additional shards that would have resulted from this request: "
+		      "%u. Refer to the AWS Service Limits page "
+		      "(http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for "
+		      "current limits and how to request higher limits.", k->config.account_id,
+		      k->config.region, k->shards_total, k->shard_limit, added);
+	return false;
+}
+
+/* The shard named by `v` in `s`, or replies ResourceNotFound / InvalidArgument. */
+static struct kinesis_shard *
+kinesis_reshard_shard(struct kinesis *k, struct api_call *call, struct kinesis_stream *s,
+		      const struct kv_value *v)
+{
+	uint32_t index;
+	struct kinesis_shard *sh;
+
+	if (kinesis_shard_id_parse(v->string, v->size, &index) != 0 || index >= s->shard_count) {
+		kinesis_error(call, "ResourceNotFoundException", "Could not find shard %s in stream "
+			      "%s under account %s.", v->string, s->name, k->config.account_id);
+		return NULL;
+	}
+	sh = &s->shards[index];
+	if (sh->closed) {
+		char id[KINESIS_SHARD_ID_SIZE];
+
+		kinesis_shard_id_format(index, id);
+		kinesis_error(call, "InvalidArgumentException", "Shard %s in stream %s under account "
+			      "%s has already been merged or split, and thus is not eligible for "
+			      "merging or splitting.", id, s->name, k->config.account_id);
+		return NULL;
+	}
+	return sh;
+}
+
+/*
+ * Commits, logs the decision and moves the stream to UPDATING -> ACTIVE.
+ * Returns 0 once committed (a failed log close is retried at the next start),
+ * or a negative errno with nothing changed (the plan is freed either way).
+ */
+static int
+kinesis_reshard_finish(struct kinesis *k, struct kinesis_stream *s, struct kinesis_reshard *plan,
+		       const char *what)
+{
+	uint32_t before = s->shard_count;
+	int rc = kinesis_reshard_commit(k, s, plan);
+
+	if (plan->shards != NULL) {
+		diag_error("kinesis", "%s on stream %s: %s", what, s->name, strerror(-rc));
+		kinesis_reshard_free(plan);
+		return rc != 0 ? rc : -EIO;
+	}
+	diag_info("kinesis", "stream %s: %s: shards %u -> %u (%u open)", s->name, what, before,
+		  s->shard_count, kinesis_open_count(s->shards, s->shard_count));
+	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
+	return 0;
+}
+
+/* ---- SplitShard ------------------------------------------------------------- */
+
+void
+kinesis_split_shard(struct kinesis *k, struct api_call *call, const struct api_request *req)
+{
+	const struct kv_field fields[] = {
+		KV_STR("NewStartingHashKey", true, KV_PATTERN_HASH_KEY, -1, -1),
+		KV_STR("ShardToSplit", true, KV_PATTERN_NAME, 1, 128),
+		KV_STREAM_NAME,
+		KV_STREAM_ARN,
+	};
+	struct kv_value v[ARRAY_SIZE(fields)];
+	struct kinesis_reshard plan;
+	struct kinesis_stream *s;
+	struct kinesis_shard *sh;
+	hashkey_t key = 0;
+	cJSON *root;
+
+	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+		return;
+	s = kinesis_stream_resolve(k, call, &v[2], &v[3]);
+	if (s == NULL || !kinesis_reshard_admit(k, call, s, "SplitShard"))
+		goto out;
+	sh = kinesis_reshard_shard(k, call, s, &v[1]);
+	if (sh == NULL || !kinesis_reshard_quota(k, call, 2))
+		goto out;
+	if (hashkey_parse_decimal(v[0].string, v[0].size, &key) != 0 ||
+	    kinesis_split_check(sh, key) != 0) {
+		char id[KINESIS_SHARD_ID_SIZE];
+		char start[HASHKEY_DECIMAL_SIZE];
+		char end[HASHKEY_DECIMAL_SIZE];
+
+		kinesis_shard_id_format(sh->index, id);
+		hashkey_format_decimal(sh->start, start);
+		hashkey_format_decimal(sh->end, end);
+		kinesis_error(call, "InvalidArgumentException", "NewStartingHashKey %s used in "
+			      "SplitShard() on shard %s in stream %s under account %s is not both "
+			      "greater than one plus the shard's StartingHashKey %s and less than the "
+			      "shard's EndingHashKey %s.", v[0].string, id, s->name,
+			      k->config.account_id, start, end);
+		goto out;
+	}
+	if (kinesis_reshard_init(&plan, s, 2, kinesis_now_ms(req) / 1000) != 0 ||
+	    kinesis_reshard_split(&plan, sh->index, key) != 0) {
+		kinesis_reshard_free(&plan);
+		kinesis_internal_error(call);
+		goto out;
+	}
+	if (kinesis_reshard_finish(k, s, &plan, "SplitShard") != 0)
+		kinesis_internal_error(call);
+	else
+		api_call_reply(call, 200);
+out:
+	cJSON_Delete(root);
+}
+
+/* ---- MergeShards ------------------------------------------------------------ */
+
+void
+kinesis_merge_shards(struct kinesis *k, struct api_call *call, const struct api_request *req)
+{
+	const struct kv_field fields[] = {
+		KV_STR("AdjacentShardToMerge", true, KV_PATTERN_NAME, 1, 128),
+		KV_STR("ShardToMerge", true, KV_PATTERN_NAME, 1, 128),
+		KV_STREAM_NAME,
+		KV_STREAM_ARN,
+	};
+	struct kv_value v[ARRAY_SIZE(fields)];
+	struct kinesis_reshard plan;
+	struct kinesis_stream *s;
+	struct kinesis_shard *a;
+	struct kinesis_shard *b;
+	cJSON *root;
+
+	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+		return;
+	s = kinesis_stream_resolve(k, call, &v[2], &v[3]);
+	if (s == NULL || !kinesis_reshard_admit(k, call, s, "MergeShards"))
+		goto out;
+	a = kinesis_reshard_shard(k, call, s, &v[1]);
+	b = a == NULL ? NULL : kinesis_reshard_shard(k, call, s, &v[0]);
+	if (b == NULL || !kinesis_reshard_quota(k, call, 1))
+		goto out;
+	if (!kinesis_merge_check(a, b)) {
+		char ida[KINESIS_SHARD_ID_SIZE];
+		char idb[KINESIS_SHARD_ID_SIZE];
+
+		kinesis_shard_id_format(a->index, ida);
+		kinesis_shard_id_format(b->index, idb);
+		kinesis_error(call, "InvalidArgumentException", "Shards %s and %s in stream %s under "
+			      "account %s are not an adjacent pair of shards eligible for merging",
+			      ida, idb, s->name, k->config.account_id);
+		goto out;
+	}
+	if (kinesis_reshard_init(&plan, s, 1, kinesis_now_ms(req) / 1000) != 0 ||
+	    kinesis_reshard_merge(&plan, a->index, b->index) != 0) {
+		kinesis_reshard_free(&plan);
+		kinesis_internal_error(call);
+		goto out;
+	}
+	if (kinesis_reshard_finish(k, s, &plan, "MergeShards") != 0)
+		kinesis_internal_error(call);
+	else
+		api_call_reply(call, 200);
+out:
+	cJSON_Delete(root);
+}
+
+/* ---- UpdateShardCount ------------------------------------------------------- */
+
+static const char *const kinesis_scaling_types[] = { "UNIFORM_SCALING", NULL };
+
+/* Calls within the last 24 h among the remembered ones. */
+static uint32_t
+kinesis_scalings_recent(const struct kinesis_stream *s, uint64_t now_ms)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < KINESIS_SCALINGS_TRACK; i++)
+		n += s->scalings_ms[i] != 0 && s->scalings_ms[i] + KINESIS_DAY_MS > now_ms;
+	return n;
+}
+
+/* AWS's UpdateShardCount limits (configurable), or replies LimitExceeded. */
+static bool
+kinesis_scaling_limits(struct kinesis *k, struct api_call *call, const struct kinesis_stream *s,
+		       uint32_t open, uint32_t target, uint64_t now_ms)
+{
+	const char *account = k->config.account_id;
+	uint32_t per_day = k->config.shard_count_updates_per_day;
+
+	if ((uint64_t)target > 2ull * open) {
+		kinesis_error(call, "LimitExceededException", "UpdateShardCount cannot scale up over "
+			      "double your current open shard count. Current open shard count: %u "
+			      "Target shard count: %u", open, target);
+	} else if ((uint64_t)target * 2 < open) {
+		kinesis_error(call, "LimitExceededException", "UpdateShardCount cannot scale down "
+			      "below half your current open shard count. Current open shard count: "
+			      "%u Target shard count: %u", open, target);
+	} else if (target > k->config.shards_per_stream_max) {
+		kinesis_error(call, "LimitExceededException", "UpdateShardCount cannot scale up over "
+			      "the stream shard limit. Stream %s under account %s. Limit: %u Target "
+			      "shard count: %u", s->name, account, k->config.shards_per_stream_max,
+			      target);
+	} else if (per_day != 0 && kinesis_scalings_recent(s, now_ms) >= per_day) {
+		kinesis_error(call, "LimitExceededException", "Rate exceeded for stream %s under "
+			      "account %s: UpdateShardCount may be called %u times in a rolling 24 "
+			      "hour period.", s->name, account, per_day);
+	} else {
+		return true;
+	}
+	return false;
+}
+
+static void
+kinesis_update_shard_count_run(struct kinesis *k, struct api_call *call,
+			       struct kinesis_stream *s, uint32_t target, uint64_t now_ms)
+{
+	uint32_t open = kinesis_open_count(s->shards, s->shard_count);
+	struct kinesis_reshard plan;
+	struct api_out *out = api_call_out(call);
+
+	if (!kinesis_reshard_admit(k, call, s, "UpdateShardCount") ||
+	    !kinesis_scaling_limits(k, call, s, open, target, now_ms))
+		return;
+	/* Worst case: target - 1 splits (2 each), then one merge per piece beyond target. */
+	if (kinesis_reshard_init(&plan, s, 3 * target + open + 4, now_ms / 1000) != 0 ||
+	    kinesis_reshard_uniform(&plan, target) != 0) {
+		kinesis_reshard_free(&plan);
+		kinesis_internal_error(call);
+		return;
+	}
+	if (!kinesis_reshard_quota(k, call, plan.count - plan.old_count)) {
+		kinesis_reshard_free(&plan);
+		return;
+	}
+	s->scalings_ms[s->scalings_next++ % KINESIS_SCALINGS_TRACK] = now_ms;
+	if (plan.count == plan.old_count) {
+		kinesis_reshard_free(&plan);
+	} else if (kinesis_reshard_finish(k, s, &plan, "UpdateShardCount") != 0) {
+		kinesis_internal_error(call);
+		return;
+	}
+	api_out_printf(out, "{\"StreamName\":");
+	api_out_json_string(out, s->name, s->name_size);
+	api_out_printf(out, ",\"CurrentShardCount\":%u,\"TargetShardCount\":%u,\"StreamARN\":",
+		       open, target);
+	api_out_json_string(out, s->arn, strlen(s->arn));
+	api_out_printf(out, "}");
+	api_call_reply(call, 200);
+}
+
+void
+kinesis_update_shard_count(struct kinesis *k, struct api_call *call,
+			   const struct api_request *req)
+{
+	struct kv_field fields[] = {
+		KV_FIELD("ScalingType", KV_STRING, true, KV_PATTERN_NONE, -1, -1, -1, -1),
+		KV_STREAM_NAME,
+		KV_INT("TargetShardCount", true, 1, 100000),
+		KV_STREAM_ARN,
+	};
+	struct kv_value v[ARRAY_SIZE(fields)];
+	struct kinesis_stream *s;
+	cJSON *root;
+
+	fields[0].enum_values = kinesis_scaling_types;
+	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+		return;
+	s = kinesis_stream_resolve(k, call, &v[1], &v[3]);
+	if (s != NULL)
+		kinesis_update_shard_count_run(k, call, s, (uint32_t)v[2].number,
+					       kinesis_now_ms(req));
+	cJSON_Delete(root);
+}
