@@ -310,6 +310,8 @@ kinesis_out_shard(struct api_out *out, const struct kinesis_shard *sh)
 	if (sh->closed && !sh->close_pending) {
 		/* A shard closed before its first record ends where it starts. */
 		sn.seq = sh->seq_end == UINT64_MAX ? 0 : sh->seq_end;
+		/* Arrival time sits below seq: the largest one bounds every record of the shard. */
+		sn.put_s = SEQNUM_TIME_MAX;
 		seqnum_format(&sn, seq);
 		api_out_printf(out, ",\"EndingSequenceNumber\":\"%s\"", seq);
 	}

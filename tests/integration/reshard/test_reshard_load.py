@@ -1,0 +1,297 @@
+#!/usr/bin/python3
+"""
+Resharding under live ingest: sluiced (--no-dataplane) takes PutRecords from
+producer threads at a steady rate while boto3 runs at least 100 SplitShard /
+MergeShards / UpdateShardCount operations. Then a consumer that follows
+lineage (a shard only after its parents ended) reads every shard and checks:
+
+  - every acknowledged record is read exactly once, where it was acknowledged
+    (shard and sequence number), and nothing unacknowledged is read;
+  - per partition key, records come in send order;
+  - a closed parent ends (NextShardIterator null, ChildShards listed) and holds
+    nothing beyond its EndingSequenceNumber;
+  - a restart keeps the lineage and every record.
+
+  usage: test_reshard_load.py SLUICED [OPERATIONS]
+
+Producers keep each key at most once per PutRecords and retry a key's failed
+record before its next one: per-key order is then the producer's send order.
+Uses its own temp dir and free port; stops only the process it started.
+"""
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import boto3
+import botocore.config
+from botocore.exceptions import ClientError
+
+STREAM = "reshard"
+PRODUCERS = 3
+KEYS_PER_PRODUCER = 40
+BATCH = 20
+
+
+def check(cond, what):
+    if not cond:
+        raise SystemExit("FAIL: " + what)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Sluiced:
+    def __init__(self, binary, data_dir):
+        self.binary, self.data_dir, self.proc, self.port = binary, data_dir, None, None
+
+    def start(self):
+        self.port = free_port()
+        log = open(os.path.join(self.data_dir, "sluiced.log"), "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--no-dataplane", "--data-dir", self.data_dir,
+             "--api-listen", "127.0.0.1:%d" % self.port,
+             "--set", "server.stream_status_delay_ms=5",
+             "--set", "server.shard_count_updates_per_day=0"],
+            stdout=subprocess.PIPE, stderr=log)
+        line = self.proc.stdout.readline().decode()
+        check("ready" in line, "sluiced did not start: %r" % line)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise SystemExit("FAIL: sluiced did not stop on SIGTERM")
+        self.proc = None
+        check(rc == 0, "sluiced exit code %d" % rc)
+
+    def client(self):
+        cfg = botocore.config.Config(retries={"max_attempts": 10, "mode": "standard"},
+                                     connect_timeout=5, read_timeout=30)
+        return boto3.client("kinesis", endpoint_url="http://127.0.0.1:%d" % self.port,
+                            region_name="us-east-1", aws_access_key_id="AKID",
+                            aws_secret_access_key="SECRET", config=cfg)
+
+
+def wait_active(kc):
+    for _ in range(2000):
+        s = kc.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
+        if s["StreamStatus"] == "ACTIVE":
+            return
+        time.sleep(0.002)
+    raise SystemExit("FAIL: stream never became ACTIVE")
+
+
+def list_shards(kc, **kw):
+    shards, token = [], None
+    while True:
+        r = kc.list_shards(NextToken=token) if token else kc.list_shards(StreamName=STREAM, **kw)
+        shards += r["Shards"]
+        token = r.get("NextToken")
+        if not token:
+            return shards
+
+
+class Producer(threading.Thread):
+    """Sends key:n records; acked[(key, n)] = (shard, seq)."""
+
+    def __init__(self, srv, pid, stop):
+        super().__init__(daemon=True)
+        self.kc, self.stop, self.error = srv.client(), stop, None
+        self.keys = ["p%d-k%d" % (pid, i) for i in range(KEYS_PER_PRODUCER)]
+        self.next = {k: 0 for k in self.keys}
+        self.acked, self.calls, self.retried = {}, 0, 0
+        self.rng = random.Random(pid)
+
+    def run(self):
+        try:
+            self.loop()
+        except BaseException as e:  # noqa: B902 - reported by the main thread
+            self.error = e
+
+    def loop(self):
+        while not self.stop.is_set():
+            keys = self.rng.sample(self.keys, BATCH)
+            pending = {k: self.next[k] for k in keys}
+            while pending:
+                batch = list(pending.items())
+                r = self.kc.put_records(StreamName=STREAM, Records=[
+                    {"PartitionKey": k, "Data": ("%s:%d" % (k, n)).encode()} for k, n in batch])
+                self.calls += 1
+                for (k, n), res in zip(batch, r["Records"]):
+                    if "ErrorCode" in res:
+                        check(res["ErrorCode"] == "ProvisionedThroughputExceededException",
+                              "put error %r" % res)
+                        self.retried += 1
+                        continue
+                    self.acked[(k, n)] = (res["ShardId"], int(res["SequenceNumber"]))
+                    self.next[k] = n + 1
+                    del pending[k]
+                if pending:
+                    time.sleep(0.002)
+            time.sleep(0.003)  # A steady rate, not a flood: 2 cores are shared.
+
+
+def reshard_once(kc, rng, counts):
+    open_shards = sorted(list_shards(kc, ShardFilter={"Type": "AT_LATEST"}),
+                         key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+    n = len(open_shards)
+    roll = rng.random()
+    if roll < 0.06:
+        target = rng.randint(max(1, (n + 1) // 2), min(2 * n, 8))
+        kc.update_shard_count(StreamName=STREAM, TargetShardCount=target,
+                              ScalingType="UNIFORM_SCALING")
+        counts["update"] += 1
+    elif n < 3 or (n < 10 and roll < 0.53):
+        s = rng.choice(open_shards)
+        lo, hi = int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"])
+        if hi - lo < 4:
+            return
+        kc.split_shard(StreamName=STREAM, ShardToSplit=s["ShardId"],
+                       NewStartingHashKey=str(rng.randint(lo + 2, hi - 1)))
+        counts["split"] += 1
+    else:
+        i = rng.randrange(n - 1)
+        kc.merge_shards(StreamName=STREAM, ShardToMerge=open_shards[i]["ShardId"],
+                        AdjacentShardToMerge=open_shards[i + 1]["ShardId"])
+        counts["merge"] += 1
+    wait_active(kc)
+
+
+def consume(kc):
+    """Reads every shard after its parents; returns (records by shard, lineage checks)."""
+    shards = list_shards(kc)
+    by_id = {s["ShardId"]: s for s in shards}
+    done, order, read = set(), [], {}
+    while len(done) < len(shards):
+        ready = [s for s in shards if s["ShardId"] not in done and
+                 all(p in done for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId"))
+                     if p is not None and p in by_id)]
+        check(ready, "lineage has a cycle")
+        s = min(ready, key=lambda x: int(x["ShardId"].split("-")[1]))
+        sid = s["ShardId"]
+        it = kc.get_shard_iterator(StreamName=STREAM, ShardId=sid,
+                                   ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        recs, closed = [], "EndingSequenceNumber" in s["SequenceNumberRange"]
+        while True:
+            r = kc.get_records(ShardIterator=it, Limit=10000)
+            recs += r["Records"]
+            it = r.get("NextShardIterator")
+            if it is None:
+                check(closed, "%s: open shard ended" % sid)
+                kids = {c["ShardId"] for c in r.get("ChildShards", [])}
+                want = {x["ShardId"] for x in shards if sid in
+                        (x.get("ParentShardId"), x.get("AdjacentParentShardId"))}
+                check(kids == want, "%s: ChildShards %s, want %s" % (sid, kids, want))
+                break
+            if not r["Records"] and r["MillisBehindLatest"] == 0:
+                check(not closed, "%s: closed shard never ended" % sid)
+                break
+        if closed:
+            end = int(s["SequenceNumberRange"]["EndingSequenceNumber"])
+            check(all(int(x["SequenceNumber"]) <= end for x in recs),
+                  "%s: records past EndingSequenceNumber" % sid)
+        read[sid] = recs
+        done.add(sid)
+        order.append(sid)
+    return shards, read
+
+
+def verify(acked, read):
+    seen, last = {}, {}
+    for sid, recs in read.items():
+        for x in recs:
+            k, n = x["Data"].decode().rsplit(":", 1)
+            check((k, int(n)) not in seen, "record %s:%s read twice" % (k, n))
+            seen[(k, int(n))] = (sid, int(x["SequenceNumber"]))
+    check(set(seen) == set(acked), "read %d records, acknowledged %d (missing %d, extra %d)" % (
+        len(seen), len(acked), len(set(acked) - set(seen)), len(set(seen) - set(acked))))
+    for key_n, where in acked.items():
+        check(seen[key_n] == where, "%s acknowledged at %s, read at %s" % (key_n, where,
+                                                                       seen[key_n]))
+    return seen, last
+
+
+def per_key_order(read, shards):
+    """Lineage order: a key's records, parents before children, must be in send order."""
+    pos = {s["ShardId"]: i for i, s in enumerate(shards)}
+    last = {}
+    for sid in sorted(read, key=lambda x: pos[x]):
+        for x in read[sid]:
+            k, n = x["Data"].decode().rsplit(":", 1)
+            check(int(n) == last.get(k, -1) + 1, "key %s: %s after %d" % (k, n, last.get(k, -1)))
+            last[k] = int(n)
+
+
+def main():
+    binary = sys.argv[1]
+    operations = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    tmp = tempfile.mkdtemp(prefix="sluice-reshard-")
+    srv = Sluiced(binary, tmp)
+    t0 = time.time()
+    try:
+        srv.start()
+        kc = srv.client()
+        kc.create_stream(StreamName=STREAM, ShardCount=4)
+        wait_active(kc)
+        stop = threading.Event()
+        producers = [Producer(srv, i, stop) for i in range(PRODUCERS)]
+        for p in producers:
+            p.start()
+        rng, counts = random.Random(int(os.environ.get("TEST_SEED", "7"))), {
+            "split": 0, "merge": 0, "update": 0}
+        while sum(counts.values()) < operations:
+            try:
+                reshard_once(kc, rng, counts)
+            except ClientError as e:
+                check(e.response["Error"]["Code"] == "ResourceInUseException", str(e))
+                time.sleep(0.005)
+            check(all(p.error is None for p in producers), "producer: %s" % [
+                p.error for p in producers if p.error])
+        stop.set()
+        for p in producers:
+            p.join(timeout=30)
+            check(p.error is None, "producer failed: %r" % p.error)
+        acked = {}
+        for p in producers:
+            acked.update(p.acked)
+        shards, read = consume(kc)
+        verify(acked, read)
+        per_key_order(read, sorted(shards, key=lambda s: int(s["ShardId"].split("-")[1])))
+        srv.stop()
+        srv.start()
+        kc = srv.client()
+        shards2, read2 = consume(kc)
+        check(len(shards2) == len(shards), "restart: %d shards, had %d" % (len(shards2),
+                                                                         len(shards)))
+        verify(acked, read2)
+        print("reshard-load: %d splits, %d merges, %d UpdateShardCount, %d shards, %d records "
+              "acknowledged (%d retried after a cut), %.1f s" % (
+                  counts["split"], counts["merge"], counts["update"], len(shards), len(acked),
+                  sum(p.retried for p in producers), time.time() - t0))
+    finally:
+        try:
+            srv.stop()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("OK")
+
+
+if __name__ == "__main__":
+    main()
