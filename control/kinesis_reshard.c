@@ -10,6 +10,9 @@
  *                 inserted, shard_count raised
  *   2     memory  the copy replaces the array: from here on every put routes
  *                 to the children (the server thread is the only router)
+ *   2b    dataplane (when running) route_sync_hook: the route table from
+ *                 SQLite is published with RCU, every worker passes a
+ *                 quiescent state and submits what it staged (dp_flush_staged)
  *   3     log     log_shard_close(parent): batches the writer accepted are
  *                 durable first; its last seq becomes EndingSequenceNumber,
  *                 written to SQLite (closed = 1)
@@ -27,10 +30,13 @@
 
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/route.h"
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
 
 #define KINESIS_DAY_MS (24ull * 3600 * 1000)
+
+int (*route_sync_hook)(void);
 
 /* ---- Plans ---------------------------------------------------------------- */
 
@@ -268,6 +274,14 @@ kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kines
 	k->shards_total += plan->count - s->shard_count;
 	s->shard_count = plan->count;
 	plan->shards = NULL;
+	/* The dataplane's cut: new table published, old staging handed to the log. */
+	if (route_sync_hook != NULL) {
+		int err = route_sync_hook();
+
+		if (err != 0)
+			diag_warn("kinesis", "stream %s: dataplane cut: %s (late records are "
+				  "refused as throttled and retried)", s->name, strerror(-err));
+	}
 	for (uint32_t i = 0; i < old_count; i++) {
 		if (s->shards[i].close_pending) {
 			int err = kinesis_reshard_recover(k, s, i);

@@ -30,6 +30,8 @@
 #include "nvme-log/log.h"
 
 #define ROUTE_REFRESH_MS 200
+/* A worker asleep answers a flush when it wakes; this bounds a stuck one. */
+#define ROUTE_FLUSH_TIMEOUT_MS 1000
 
 struct route_shard {
 	uint32_t stream_id;
@@ -56,13 +58,14 @@ struct route_snapshot {
 struct route {
 	struct dp *dp;
 	struct metadata *md;
+	pthread_mutex_t lock;    /* One publisher at a time: the route thread or a reshard. */
 	pthread_t thread;
 	atomic_bool stop;
 	uint32_t digest;
 	bool published;
 };
 
-static struct route route_state;
+static struct route route_state = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static int
 route_add_stream(void *arg, const struct metadata_stream *stream)
@@ -180,14 +183,32 @@ route_thread_main(void *arg)
 	int last_rc = 0;
 
 	while (!atomic_load(&r->stop)) {
-		int rc = route_refresh(r);
+		int rc;
 
+		pthread_mutex_lock(&r->lock);
+		rc = route_refresh(r);
+		pthread_mutex_unlock(&r->lock);
 		if (rc != 0 && rc != last_rc)
 			diag_warn("route", "route table refresh: %s", strerror(-rc));
 		last_rc = rc;
 		nanosleep(&(struct timespec){ .tv_nsec = ROUTE_REFRESH_MS * 1000000L }, NULL);
 	}
 	return NULL;
+}
+
+/* route_sync_hook while the dataplane runs: the reshard's cut (see route.h). */
+static int
+route_sync(void)
+{
+	struct route *r = &route_state;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	rc = r->dp == NULL ? 0 : route_refresh(r);
+	if (rc == 0 && r->dp != NULL)
+		rc = dp_flush_staged(r->dp, ROUTE_FLUSH_TIMEOUT_MS);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
 }
 
 static int
@@ -313,6 +334,7 @@ route_dataplane_start(const struct sluice_config *config, struct log *log)
 	atomic_store(&r->stop, false);
 	rc = -pthread_create(&r->thread, NULL, route_thread_main, r);
 	if (rc == 0) {
+		route_sync_hook = route_sync;
 		diag_info("route", "dataplane on %s, %s:%u, %u workers", config->dp_vdev,
 			  config->dp_ipv4, config->dp_ingest_port, config->dp_workers);
 		return 0;
@@ -334,10 +356,13 @@ route_dataplane_stop(void)
 
 	if (r->dp == NULL)
 		return;
+	route_sync_hook = NULL;
 	atomic_store(&r->stop, true);
 	pthread_join(r->thread, NULL);
+	pthread_mutex_lock(&r->lock);
 	dp_close(r->dp);
 	r->dp = NULL;
+	pthread_mutex_unlock(&r->lock);
 	metadata_close(r->md);
 	r->md = NULL;
 }

@@ -19,6 +19,15 @@ struct log;
 int route_dataplane_start(const struct sluice_config *config, struct log *log);
 
 /*
+ * Set while the dataplane runs (NULL otherwise): publishes the routes SQLite
+ * holds now (RCU swap, every worker past a quiescent state), then waits until
+ * every worker has handed the log what it staged under the older table. A
+ * reshard calls it between its SQLite commit and log_shard_close() on the
+ * parents. Defined in kinesis_reshard.c so the actions link without DPDK.
+ */
+extern int (*route_sync_hook)(void);
+
+/*
  * Stops the route thread and the dataplane (staged records are submitted
  * first). No-op when it was not started.
  */

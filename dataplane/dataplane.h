@@ -170,6 +170,16 @@ int dp_route_add_range(struct dp_route_builder *builder, uint32_t stream_id, has
  */
 int dp_route_publish(struct dp *dp, const struct dp_route_builder *builder);
 
+/*
+ * Resharding's cut (docs/ARCHITECTURE.md, "Resharding"): asks every worker to
+ * submit to the log all it has staged, and waits until each has, or is
+ * asleep with nothing staged. Called after dp_route_publish() returned, it
+ * means: every record routed with an older table is in the log's hands. A
+ * sleeping worker answers when it wakes (idle_sleep_us). -ETIMEDOUT after
+ * `timeout_ms`; 0 at once when the workers are not running.
+ */
+int dp_flush_staged(struct dp *dp, uint32_t timeout_ms);
+
 /* Routes one hash key as a worker would, from the control thread (tests, tools). */
 int dp_route_lookup(struct dp *dp, const char *stream_name, hashkey_t key, uint64_t *shard_id_out);
 

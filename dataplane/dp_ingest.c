@@ -450,7 +450,9 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 	if (f->error != 0) {
 		/* Some records may be stored; the producer retries the batch (see report). */
 		ack.type = FRAME_TYPE_NACK;
-		ack.status = f->error == -ENOSPC ? FRAME_STATUS_THROTTLED : FRAME_STATUS_INTERNAL;
+		/* -EPIPE: a reshard closed the shard; the retry routes to a child. */
+		ack.status = f->error == -ENOSPC || f->error == -EPIPE ? FRAME_STATUS_THROTTLED :
+			     FRAME_STATUS_INTERNAL;
 		ack.flags = 0;
 		ack.retry_after_ms = DP_NACK_RETRY_MS;
 		if (d != NULL)

@@ -38,6 +38,8 @@ struct dp_worker {
 	struct rte_mbuf *tx[DP_TX_BURST];
 	struct rte_mbuf *done[DP_RX_BURST]; /* Consumed this burst: freed in bulk after it. */
 	struct dp_ingest ingest;    /* Staging, frames in flight, key cache. */
+	/* The last flush epoch (dp_flush_staged) this worker completed; it alone writes. */
+	_Atomic uint64_t flush_done __rte_cache_aligned;
 } __rte_cache_aligned;
 
 struct dp_route_table;
@@ -64,6 +66,7 @@ struct dp {
 	bool running;
 	atomic_bool stop;
 	uint64_t tsc_hz;
+	_Atomic uint64_t flush_epoch; /* Raised by dp_flush_staged(); workers follow. */
 };
 
 /* Counters: one writer; relaxed so readers on other threads see whole values. */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <rte_cycles.h>
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
 
@@ -286,6 +287,23 @@ dp_route_publish(struct dp *dp, const struct dp_route_builder *builder)
 	/* Every online worker passes a quiescent state: none still reads `old`. */
 	rte_rcu_qsbr_synchronize(dp->qsbr, RTE_QSBR_THRID_INVALID);
 	free(old);
+	return 0;
+}
+
+int
+dp_flush_staged(struct dp *dp, uint32_t timeout_ms)
+{
+	uint64_t epoch = atomic_fetch_add_explicit(&dp->flush_epoch, 1, memory_order_acq_rel) + 1;
+	uint64_t deadline = rte_get_timer_cycles() + (uint64_t)timeout_ms * rte_get_timer_hz() / 1000;
+
+	for (uint32_t i = 0; dp->running && i < dp->worker_count; i++) {
+		while (atomic_load_explicit(&dp->workers[i].flush_done, memory_order_acquire) <
+		       epoch) {
+			if (rte_get_timer_cycles() > deadline)
+				return -ETIMEDOUT;
+			rte_delay_us_sleep(10);
+		}
+	}
 	return 0;
 }
 

@@ -97,6 +97,22 @@ dp_worker_idle(struct dp_worker *w)
 	dp_count(w, DP_IDLE_SLEEPS, 1);
 }
 
+/*
+ * A flush request (dp_flush_staged): submit every open staging batch; done
+ * once nothing waits in the retry list either (all handed to the log).
+ */
+static void
+dp_worker_flush_check(struct dp_worker *w)
+{
+	uint64_t epoch = atomic_load_explicit(&w->dp->flush_epoch, memory_order_acquire);
+
+	if (atomic_load_explicit(&w->flush_done, memory_order_relaxed) == epoch)
+		return;
+	dp_stage_flush(w, rte_rdtsc(), true);
+	if (w->ingest.retry_count == 0)
+		atomic_store_explicit(&w->flush_done, epoch, memory_order_release);
+}
+
 int
 dp_worker_main(void *arg)
 {
@@ -112,6 +128,7 @@ dp_worker_main(void *arg)
 			w->idle_polls = 0;
 		else
 			dp_worker_idle(w);
+		dp_worker_flush_check(w);
 		rte_rcu_qsbr_quiescent(dp->qsbr, w->index);
 	}
 	dp_ingest_drain(w);
