@@ -11,6 +11,12 @@
  *   records is durable (DURABLE, the default), with each record's (shard, seq)
  *   as runs. A frame is stored whole or not at all.
  *
+ * MD5 in SIMD lanes (common/md5x.h): a frame whose keys miss the cache is
+ * held, decoded and checked, until the end of its RX burst, when the keys of
+ * every held frame are hashed together (16 at once with AVX-512); frames
+ * after a held one are held too, so a burst's frames are staged in arrival
+ * order. A frame needing no MD5 with nothing held goes through at once.
+ *
  * NACKs share one token bucket per worker (DP_NACK_BURST, DP_NACK_PER_S):
  * a flood of bad or throttled frames cannot turn the worker into a
  * reflector; suppressed NACKs are counted. Duplicate windows are per worker:
@@ -27,12 +33,14 @@
 #include "common/clock.h"
 #include "common/crc32c.h"
 #include "common/hashkey.h"
+#include "common/md5x.h"
 #include "dataplane/dp_internal.h"
 #include "nvme-log/log.h"
 
 static_assert(DP_FRAME_RECORDS_MAX <= FRAME_RECORDS_MAX, "a frame slot holds any frame");
 static_assert((DP_PRODUCERS_MAX & (DP_PRODUCERS_MAX - 1)) == 0, "a power of two");
 static_assert((DP_KEY_CACHE_SIZE & (DP_KEY_CACHE_SIZE - 1)) == 0, "a power of two");
+static_assert(DP_FRAME_RECORDS_MAX <= DP_HELD_RECORDS, "any one frame can be held");
 
 static bool
 dp_ingest_nack_allowed(struct dp_worker *w, uint64_t now_tsc)
@@ -130,34 +138,76 @@ dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
 	return false;
 }
 
-/* MD5 of a partition key as Kinesis reads it, counted. */
-static hashkey_t
-dp_ingest_md5(struct dp_worker *w, const uint8_t *key, uint16_t size)
+/*
+ * Queues the MD5 of a partition key for the burst's SIMD pass. With a cache
+ * entry, claims it now (job + 1): a repeat of the key later in the burst
+ * shares the job instead of hashing again.
+ */
+static void
+dp_ingest_md5_queue(struct dp_ingest *ing, const struct frame_record *r, uint32_t dst,
+		    uint32_t cache_index)
 {
-	dp_count(w, DP_MD5_COMPUTED, 1);
-	return hashkey_from_partition_key(key, size);
+	struct dp_md5_jobs *md5 = ing->md5;
+	uint32_t j = md5->count++;
+
+	assert(j < DP_HELD_RECORDS);
+	md5->keys[j] = r->key;
+	md5->sizes[j] = r->key_size;
+	md5->dst[j] = dst;
+	md5->cache_index[j] = cache_index;
+	if (cache_index != UINT32_MAX) {
+		struct dp_key_cache_entry *e = &ing->key_cache[cache_index];
+
+		e->size = r->key_size;
+		memcpy(e->key, r->key, r->key_size);
+		e->job = j + 1;
+	}
 }
 
-static hashkey_t
-dp_ingest_hash(struct dp_worker *w, const struct frame_record *r)
+/* One record's hash key into hashes[dst]: producer-given, cached, or queued for MD5. */
+static void
+dp_ingest_hash(struct dp_worker *w, const struct frame_record *r, uint32_t dst)
 {
+	struct dp_ingest *ing = &w->ingest;
 	struct dp_key_cache_entry *e;
 	uint32_t index;
 
-	if (r->hash_key != NULL)
-		return hashkey_from_be_bytes(r->hash_key);
-	if (r->key_size > DP_KEY_CACHE_KEY_MAX)
-		return dp_ingest_md5(w, r->key, r->key_size);
-	index = crc32c(0, r->key, r->key_size) & (DP_KEY_CACHE_SIZE - 1);
-	e = &w->ingest.key_cache[index];
-	if (e->size == r->key_size && memcmp(e->key, r->key, r->key_size) == 0) {
-		dp_count(w, DP_MD5_CACHE_HITS, 1);
-		return e->hash;
+	if (r->hash_key != NULL) {
+		ing->hashes[dst] = hashkey_from_be_bytes(r->hash_key);
+		return;
 	}
-	e->hash = dp_ingest_md5(w, r->key, r->key_size);
-	e->size = r->key_size;
-	memcpy(e->key, r->key, r->key_size);
-	return e->hash;
+	if (r->key_size > DP_KEY_CACHE_KEY_MAX) {
+		dp_ingest_md5_queue(ing, r, dst, UINT32_MAX);
+		return;
+	}
+	index = crc32c(0, r->key, r->key_size) & (DP_KEY_CACHE_SIZE - 1);
+	e = &ing->key_cache[index];
+	if (e->size != r->key_size || memcmp(e->key, r->key, r->key_size) != 0) {
+		dp_ingest_md5_queue(ing, r, dst, index);
+		return;
+	}
+	dp_count(w, DP_MD5_CACHE_HITS, 1);
+	if (e->job == 0) {
+		ing->hashes[dst] = e->hash;
+		return;
+	}
+	/* The key came earlier in this burst and its MD5 is queued: share the result. */
+	ing->md5->alias_dst[ing->md5->alias_count] = dst;
+	ing->md5->alias_job[ing->md5->alias_count++] = e->job - 1;
+}
+
+/* The hash keys of every record of the frame, into hashes[first ...]. */
+static void
+dp_ingest_hash_frame(struct dp_worker *w, const struct frame_records *fr, uint32_t first)
+{
+	struct frame_record_iter it;
+	struct frame_record r;
+	uint32_t i = first;
+
+	frame_record_iter_init(&it, fr);
+	while (frame_record_iter_next(&it, &r))
+		dp_ingest_hash(w, &r, i++);
+	assert(i - first == fr->record_count);
 }
 
 /*
@@ -166,27 +216,22 @@ dp_ingest_hash(struct dp_worker *w, const struct frame_record *r)
  */
 static int
 dp_ingest_route(struct dp_worker *w, const struct dp_route_table *table, int32_t stream,
-		const struct frame_records *fr)
+		const struct frame_records *fr, const hashkey_t *hashes)
 {
-	struct dp_ingest *ing = &w->ingest;
-	struct frame_record_iter it;
-	struct frame_record r;
+	uint64_t *shards = w->ingest.frame_shards;
 	uint32_t distinct = 0;
-	uint32_t i = 0;
 
-	frame_record_iter_init(&it, fr);
-	while (frame_record_iter_next(&it, &r)) {
+	for (uint32_t i = 0; i < fr->record_count; i++) {
 		uint64_t shard;
 		bool seen = false;
 
-		if (dp_route_find_shard(table, stream, dp_ingest_hash(w, &r), &shard) != 0)
+		if (dp_route_find_shard(table, stream, hashes[i], &shard) != 0)
 			return -ENOENT;
 		for (uint32_t j = 0; j < i && !seen; j++)
-			seen = ing->frame_shards[j] == shard;
+			seen = shards[j] == shard;
 		distinct += !seen;
-		ing->frame_shards[i++] = shard;
+		shards[i] = shard;
 	}
-	assert(i == fr->record_count);
 	return (int)distinct;
 }
 
@@ -339,15 +384,39 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 		dp_ingest_send(w, peer, &ack);
 }
 
+/* Route, duplicate check, staging and answer of a frame whose hash keys are known. */
+static void
+dp_ingest_finish(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 const struct dp_route_table *table, int32_t stream, const hashkey_t *hashes,
+		 uint64_t now_tsc)
+{
+	int shards = dp_ingest_route(w, table, stream, fr, hashes);
+
+	if (shards < 0) {
+		dp_count(w, DP_DROP_NO_ROUTE, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_INTERNAL, false, now_tsc);
+		return;
+	}
+	if (fr->producer_id != 0 && !w->dp->config.bench_no_dedup &&
+	    !dp_ingest_is_new(w, peer, fr, now_tsc))
+		return;
+	dp_ingest_accept(w, peer, fr, (uint32_t)shards, now_tsc);
+}
+
+/*
+ * Decode and the checks that need no hash key, then the hash keys; the rest
+ * now, or after the burst's MD5 pass (dp_ingest_burst_end).
+ */
 static void
 dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *bytes,
 		uint32_t size, uint64_t now_tsc)
 {
+	struct dp_ingest *ing = &w->ingest;
 	struct frame_records fr;
 	enum frame_err err = frame_records_decode(bytes, size, &fr);
 	const struct dp_route_table *table;
 	int32_t stream;
-	int shards;
+	uint32_t first;
 
 	if (err != FRAME_OK) {
 		dp_count(w, DP_FRAMES_MALFORMED, 1);
@@ -373,16 +442,58 @@ dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *
 		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_RECORD_TOO_LARGE, false, now_tsc);
 		return;
 	}
-	shards = dp_ingest_route(w, table, stream, &fr);
-	if (shards < 0) {
-		dp_count(w, DP_DROP_NO_ROUTE, 1);
-		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_INTERNAL, false, now_tsc);
+	if (ing->held_count == DP_HELD_FRAMES ||
+	    ing->hash_count + fr.record_count > DP_HELD_RECORDS)
+		dp_ingest_burst_end(w, now_tsc);
+	first = ing->hash_count;
+	dp_ingest_hash_frame(w, &fr, first);
+	if (ing->held_count == 0 && ing->md5->count == 0) {
+		/* No MD5 to wait for and no frame before it waiting: at once. */
+		dp_ingest_finish(w, peer, &fr, table, stream, ing->hashes + first, now_tsc);
 		return;
 	}
-	if (fr.producer_id != 0 && !w->dp->config.bench_no_dedup &&
-	    !dp_ingest_is_new(w, peer, &fr, now_tsc))
+	/* Held until the burst's MD5 pass; later frames queue behind it, in order. */
+	ing->hash_count += fr.record_count;
+	ing->held[ing->held_count++] = (struct dp_held_frame){
+		.fr = fr, .peer = *peer, .table = table, .stream = stream, .hash_first = first,
+	};
+}
+
+void
+dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_md5_jobs *md5 = ing->md5;
+
+	if (ing->held_count == 0) {
+		assert(md5->count == 0 && ing->hash_count == 0);
 		return;
-	dp_ingest_accept(w, peer, &fr, (uint32_t)shards, now_tsc);
+	}
+	md5x_hash(md5->keys, md5->sizes, md5->count, md5->digests);
+	for (uint32_t j = 0; j < md5->count; j++) {
+		hashkey_t h = hashkey_from_be_bytes(md5->digests[j]);
+
+		ing->hashes[md5->dst[j]] = h;
+		/* Unless a later key of the burst took the entry over (it fills it then). */
+		if (md5->cache_index[j] != UINT32_MAX &&
+		    ing->key_cache[md5->cache_index[j]].job == j + 1) {
+			ing->key_cache[md5->cache_index[j]].hash = h;
+			ing->key_cache[md5->cache_index[j]].job = 0;
+		}
+	}
+	for (uint32_t a = 0; a < md5->alias_count; a++)
+		ing->hashes[md5->alias_dst[a]] = ing->hashes[md5->dst[md5->alias_job[a]]];
+	dp_count(w, DP_MD5_COMPUTED, md5->count);
+	for (uint32_t i = 0; i < ing->held_count; i++) {
+		const struct dp_held_frame *f = &ing->held[i];
+
+		dp_ingest_finish(w, &f->peer, &f->fr, f->table, f->stream,
+				 ing->hashes + f->hash_first, now_tsc);
+	}
+	ing->held_count = 0;
+	ing->hash_count = 0;
+	md5->count = 0;
+	md5->alias_count = 0;
 }
 
 void
@@ -550,9 +661,12 @@ dp_ingest_init(struct dp_worker *w)
 	ing->key_cache = calloc(DP_KEY_CACHE_SIZE, sizeof(*ing->key_cache));
 	ing->frame_shards = calloc(DP_FRAME_RECORDS_MAX, sizeof(uint64_t));
 	ing->runs = calloc(DP_FRAME_RECORDS_MAX, sizeof(*ing->runs));
+	ing->held = calloc(DP_HELD_FRAMES, sizeof(*ing->held));
+	ing->hashes = calloc(DP_HELD_RECORDS, sizeof(*ing->hashes));
+	ing->md5 = calloc(1, sizeof(*ing->md5));
 	if (ing->frames == NULL || results == NULL || ing->frame_free == NULL ||
 	    ing->producers == NULL || ing->key_cache == NULL || ing->frame_shards == NULL ||
-	    ing->runs == NULL) {
+	    ing->runs == NULL || ing->held == NULL || ing->hashes == NULL || ing->md5 == NULL) {
 		free(results);
 		dp_ingest_fini(w);
 		return -ENOMEM;
@@ -582,5 +696,8 @@ dp_ingest_fini(struct dp_worker *w)
 	free(ing->key_cache);
 	free(ing->frame_shards);
 	free(ing->runs);
+	free(ing->held);
+	free(ing->hashes);
+	free(ing->md5);
 	memset(ing, 0, sizeof(*ing));
 }

@@ -28,6 +28,7 @@ struct dp_worker;
 struct log_producer;
 struct log_batch;
 struct log_record_in;
+struct dp_route_table;
 
 #define DP_BATCH_SLOTS 4096         /* Log batches open or in flight per worker. */
 #define DP_BATCH_REFS_MAX 256       /* Records per batch (a full batch is submitted). */
@@ -38,6 +39,8 @@ struct log_record_in;
 #define DP_PRODUCERS_MAX 1024       /* Dedup windows per worker (direct mapped). */
 #define DP_KEY_CACHE_SIZE 4096      /* Partition key -> MD5, direct mapped. */
 #define DP_KEY_CACHE_KEY_MAX 46
+#define DP_HELD_FRAMES 64           /* Frames held in one RX burst for batched MD5 ... */
+#define DP_HELD_RECORDS 1024        /* ... and their records (hash keys, MD5 jobs). */
 #define DP_NACK_BURST 64            /* Throttled NACKs: token bucket per worker ... */
 #define DP_NACK_PER_S 20000         /* ... refilled at this rate. */
 #define DP_NACK_RETRY_MS 2
@@ -87,6 +90,35 @@ struct dp_key_cache_entry {
 	hashkey_t hash;
 	uint16_t size;              /* 0: empty. */
 	uint8_t key[DP_KEY_CACHE_KEY_MAX];
+	uint32_t job;               /* MD5 job + 1 computing `hash` this burst; 0: hash valid. */
+};
+
+/*
+ * A frame whose partition keys wait for the burst's MD5 (dp_ingest_burst_end):
+ * decoded and checked, its records' hash keys at hashes[hash_first ...].
+ */
+struct dp_held_frame {
+	struct frame_records fr;    /* Points into an mbuf freed only after the burst. */
+	struct dp_peer peer;
+	const struct dp_route_table *table;
+	int32_t stream;
+	uint32_t hash_first;
+};
+
+/*
+ * The MD5 of one partition key, computed with the other keys of the burst
+ * in SIMD lanes (common/md5x.h); `dst` is its record's index in hashes[].
+ */
+struct dp_md5_jobs {
+	const uint8_t *keys[DP_HELD_RECORDS];
+	uint32_t sizes[DP_HELD_RECORDS];
+	uint32_t dst[DP_HELD_RECORDS];
+	uint32_t cache_index[DP_HELD_RECORDS]; /* UINT32_MAX: key too long to cache. */
+	uint8_t digests[DP_HELD_RECORDS][16];
+	uint32_t alias_dst[DP_HELD_RECORDS];  /* A repeated key of the burst: hashes[dst] ... */
+	uint32_t alias_job[DP_HELD_RECORDS];  /* ... = the result of this job. */
+	uint32_t count;
+	uint32_t alias_count;
 };
 
 struct dp_ingest {
@@ -113,14 +145,27 @@ struct dp_ingest {
 	struct frame_dedup *producers;
 	struct dp_key_cache_entry *key_cache;
 	uint64_t *frame_shards;     /* Scratch: shard id per record of the frame at hand. */
+	struct dp_held_frame *held; /* DP_HELD_FRAMES, in arrival order. */
+	uint32_t held_count;
+	uint32_t hash_count;        /* Used entries of hashes[]. */
+	hashkey_t *hashes;          /* DP_HELD_RECORDS: hash key per record of held frames. */
+	struct dp_md5_jobs *md5;
 	struct frame_ack_run *runs; /* Scratch: DP_FRAME_RECORDS_MAX. */
 };
 
 int dp_ingest_init(struct dp_worker *w);
 void dp_ingest_fini(struct dp_worker *w);
-/* One UDP payload to the ingest port; copies what it keeps. */
+/*
+ * One UDP payload to the ingest port. Frames may be held until
+ * dp_ingest_burst_end(): the payload must stay valid until then.
+ */
 void dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *payload,
 			uint32_t size, uint64_t now_tsc);
+/*
+ * After the datagrams of one RX burst (before its mbufs are freed): the MD5s
+ * of their partition keys in SIMD lanes, then the frames held for them, in order.
+ */
+void dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc);
 /* Completions -> ACKs, aged batches -> log, spare refill. Returns the work done. */
 uint32_t dp_ingest_poll(struct dp_worker *w, uint64_t now_tsc);
 /* Nothing staged or waiting to be submitted: the worker may sleep. */
