@@ -128,6 +128,9 @@ const struct kv_field kinesis_tags_field = {
 bool
 kinesis_tag_text_ok(const char *text)
 {
+	/* A JSON null passes the type check as "absent" but is no text: refused. */
+	if (text == NULL)
+		return false;
 	for (const unsigned char *p = (const unsigned char *)text; *p != 0; p++)
 		if (*p < 0x80 && !(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
 		    !(*p >= '0' && *p <= '9') && strchr(" _./=+-%@:\t", *p) == NULL)
@@ -146,8 +149,11 @@ kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max, b
 	cJSON_ArrayForEach(child, item) {
 		if (n == max)
 			break;
-		if (!kinesis_tag_text_ok(child->string) || !kinesis_tag_text_ok(child->valuestring))
+		if (!kinesis_tag_text_ok(child->string) ||
+		    !kinesis_tag_text_ok(child->valuestring)) {
 			*ok_out = false;
+			continue;
+		}
 		tags[n].key = child->string;
 		tags[n].key_size = strlen(child->string);
 		tags[n].value = child->valuestring;
