@@ -358,6 +358,31 @@ int kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s,
 			   struct kinesis_reshard *plan);
 /* At open: completes reshards committed in SQLite whose log close was not recorded. */
 int kinesis_reshard_recover(struct kinesis *k, struct kinesis_stream *s, uint32_t index);
+/* ListShards' ShardFilter (AFTER_SHARD_ID is FROM_TRIM_HORIZON after a shard). */
+enum kinesis_filter {
+	KINESIS_FILTER_FROM_TRIM_HORIZON,
+	KINESIS_FILTER_AT_TRIM_HORIZON,
+	KINESIS_FILTER_AT_LATEST,
+	KINESIS_FILTER_AT_TIMESTAMP,
+	KINESIS_FILTER_FROM_TIMESTAMP,
+};
+/* A NextToken keeps the filter type above the shard index in its position. */
+#define KINESIS_FILTER_SHIFT 24
+
+struct kinesis_shard_filter {
+	enum kinesis_filter type;
+	uint64_t ts_s;           /* AT_TIMESTAMP, FROM_TIMESTAMP: epoch seconds, floored. */
+};
+
+/* When shard `index` was closed: its children's creation second (0 while open). */
+uint64_t kinesis_shard_closed_s(const struct kinesis_stream *s, uint32_t index);
+/*
+ * Whether ListShards shows shard `index` under `filter` at `now_s`. A closed
+ * shard past the stream's retention is never shown (AWS); "open at t" means
+ * open at the start of second t, so a consumer starting there misses nothing.
+ */
+bool kinesis_shard_listed(const struct kinesis_stream *s, uint32_t index,
+			  const struct kinesis_shard_filter *filter, uint64_t now_s);
 /* Whether a read at `seq_next` is past the end of a closed shard. */
 bool kinesis_shard_ended(const struct kinesis_shard *sh, uint64_t seq_next);
 /* Writes the ChildShards array (AWS's GetRecords shape) of shard `index`. */

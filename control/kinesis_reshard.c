@@ -292,6 +292,70 @@ kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kines
 	return rc;
 }
 
+uint64_t
+kinesis_shard_closed_s(const struct kinesis_stream *s, uint32_t index)
+{
+	if (!s->shards[index].closed)
+		return 0;
+	for (uint32_t i = index + 1; i < s->shard_count; i++) {
+		const struct kinesis_shard *sh = &s->shards[i];
+
+		if (sh->parent == (int64_t)index || sh->adjacent_parent == (int64_t)index)
+			return sh->created_s;
+	}
+	return s->shards[index].created_s;
+}
+
+static bool
+kinesis_shard_expired(const struct kinesis_stream *s, uint32_t index, uint64_t now_s)
+{
+	uint64_t closed_s = kinesis_shard_closed_s(s, index);
+
+	return closed_s != 0 && closed_s + (uint64_t)s->retention_hours * 3600 < now_s;
+}
+
+/* Open at the start of second `t`: created before it (or a first shard), not closed before. */
+static bool
+kinesis_shard_open_at(const struct kinesis_stream *s, uint32_t index, uint64_t t)
+{
+	const struct kinesis_shard *sh = &s->shards[index];
+
+	if (sh->parent >= 0 && sh->created_s >= t)
+		return false;
+	return !sh->closed || kinesis_shard_closed_s(s, index) >= t;
+}
+
+static bool
+kinesis_parent_gone(const struct kinesis_stream *s, int64_t parent, uint64_t now_s)
+{
+	return parent < 0 || kinesis_shard_expired(s, (uint32_t)parent, now_s);
+}
+
+bool
+kinesis_shard_listed(const struct kinesis_stream *s, uint32_t index,
+		     const struct kinesis_shard_filter *filter, uint64_t now_s)
+{
+	const struct kinesis_shard *sh = &s->shards[index];
+
+	if (kinesis_shard_expired(s, index, now_s))
+		return false;
+	switch (filter->type) {
+	case KINESIS_FILTER_AT_LATEST:
+		return !sh->closed;
+	case KINESIS_FILTER_AT_TRIM_HORIZON:
+		/* The roots of what retention still holds. */
+		return kinesis_parent_gone(s, sh->parent, now_s) &&
+		       kinesis_parent_gone(s, sh->adjacent_parent, now_s);
+	case KINESIS_FILTER_AT_TIMESTAMP:
+		return kinesis_shard_open_at(s, index, filter->ts_s);
+	case KINESIS_FILTER_FROM_TIMESTAMP:
+		return !sh->closed || kinesis_shard_closed_s(s, index) >= filter->ts_s;
+	case KINESIS_FILTER_FROM_TRIM_HORIZON:
+	default:
+		return true;
+	}
+}
+
 bool
 kinesis_shard_ended(const struct kinesis_shard *sh, uint64_t seq_next)
 {

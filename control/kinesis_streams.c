@@ -668,8 +668,19 @@ kinesis_filter_check(struct kinesis *k, const cJSON *item, struct kv_errors *err
 /* Which shards a ShardFilter keeps; the first index to list in *from. */
 static int
 kinesis_filter_apply(struct kinesis *k, struct api_call *call, const cJSON *filter,
-		     uint32_t *from, bool *open_only)
+		     uint32_t *from, struct kinesis_shard_filter *sf)
 {
+	static const struct {
+		const char *name;
+		enum kinesis_filter type;
+	} types[] = {
+		{ "AFTER_SHARD_ID", KINESIS_FILTER_FROM_TRIM_HORIZON },
+		{ "AT_TRIM_HORIZON", KINESIS_FILTER_AT_TRIM_HORIZON },
+		{ "FROM_TRIM_HORIZON", KINESIS_FILTER_FROM_TRIM_HORIZON },
+		{ "AT_LATEST", KINESIS_FILTER_AT_LATEST },
+		{ "AT_TIMESTAMP", KINESIS_FILTER_AT_TIMESTAMP },
+		{ "FROM_TIMESTAMP", KINESIS_FILTER_FROM_TIMESTAMP },
+	};
 	const char *type = cJSON_GetObjectItemCaseSensitive(filter, "Type")->valuestring;
 	const cJSON *shard_id = cJSON_GetObjectItemCaseSensitive(filter, "ShardId");
 	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(filter, "Timestamp");
@@ -691,22 +702,28 @@ kinesis_filter_apply(struct kinesis *k, struct api_call *call, const cJSON *filt
 			      "ShardFilter type %s.", type);
 		return -EINVAL;
 	}
-	*open_only = strcmp(type, "AT_LATEST") == 0 || strcmp(type, "AT_TIMESTAMP") == 0;
+	for (size_t i = 0; i < ARRAY_SIZE(types); i++)
+		if (strcmp(type, types[i].name) == 0)
+			sf->type = types[i].type;
+	/* Whole seconds, rounded down: shard times are seconds (see kinesis_shard_listed). */
+	sf->ts_s = ts == NULL || cJSON_IsNull(ts) || ts->valuedouble < 0 ? 0 :
+		   (uint64_t)ts->valuedouble;
 	return 0;
 }
 
 static void
 kinesis_list_shards_out(struct kinesis *k, struct api_call *call, const struct api_request *req,
 			const struct kinesis_stream *s, uint32_t from, uint32_t limit,
-			bool open_only)
+			const struct kinesis_shard_filter *sf)
 {
+	uint64_t now_s = kinesis_now_ms(req) / 1000;
 	struct api_out *out = api_call_out(call);
 	uint32_t n = 0;
 	uint32_t i;
 
 	api_out_printf(out, "{\"Shards\":[");
 	for (i = from; i < s->shard_count && n < limit; i++) {
-		if (open_only && s->shards[i].closed)
+		if (!kinesis_shard_listed(s, i, sf, now_s))
 			continue;
 		api_out_printf(out, "%s", n++ > 0 ? "," : "");
 		kinesis_out_shard(out, &s->shards[i]);
@@ -716,8 +733,10 @@ kinesis_list_shards_out(struct kinesis *k, struct api_call *call, const struct a
 		char text[ITERATOR_TEXT_SIZE_MAX + 1];
 		struct iterator_token token = {
 			.issued_ms = kinesis_now_ms(req), .stream_id = s->stream_id,
-			.incarnation = s->incarnation, .position = i,
-			.limit = open_only ? 1 : 0, .name_size = (uint8_t)s->name_size,
+			.incarnation = s->incarnation,
+			.position = i | (uint32_t)sf->type << KINESIS_FILTER_SHIFT,
+			.limit = (uint32_t)min_u64(sf->ts_s, UINT32_MAX),
+			.name_size = (uint8_t)s->name_size,
 		};
 
 		memcpy(token.name, s->name, s->name_size);
@@ -754,7 +773,7 @@ kinesis_list_shards_args(struct kinesis *k, struct api_call *call, const struct 
 
 static struct kinesis_stream *
 kinesis_list_shards_stream(struct kinesis *k, struct api_call *call, const struct api_request *req,
-			   const struct kv_value *v, uint32_t *from, bool *open_only)
+			   const struct kv_value *v, uint32_t *from, struct kinesis_shard_filter *sf)
 {
 	struct iterator_token token;
 	struct kinesis_stream *s;
@@ -769,8 +788,9 @@ kinesis_list_shards_stream(struct kinesis *k, struct api_call *call, const struc
 			      "found.", token.name, k->config.account_id);
 		return NULL;
 	}
-	*from = token.position;
-	*open_only = token.limit != 0;
+	*from = token.position & ((1u << KINESIS_FILTER_SHIFT) - 1);
+	sf->type = (enum kinesis_filter)(token.position >> KINESIS_FILTER_SHIFT);
+	sf->ts_s = token.limit;
 	return s;
 }
 
@@ -791,7 +811,7 @@ kinesis_list_shards(struct kinesis *k, struct api_call *call, const struct api_r
 	};
 	struct kv_value v[ARRAY_SIZE(fields)];
 	struct kinesis_stream *s;
-	bool open_only = false;
+	struct kinesis_shard_filter sf = { .type = KINESIS_FILTER_FROM_TRIM_HORIZON };
 	uint32_t from = 0;
 	cJSON *root;
 
@@ -799,7 +819,7 @@ kinesis_list_shards(struct kinesis *k, struct api_call *call, const struct api_r
 		return;
 	if (!kinesis_list_shards_args(k, call, v))
 		goto out;
-	s = kinesis_list_shards_stream(k, call, req, v, &from, &open_only);
+	s = kinesis_list_shards_stream(k, call, req, v, &from, &sf);
 	if (s == NULL)
 		goto out;
 	/* StreamCreationTimestamp tells incarnations of one name apart: another one is not found. */
@@ -811,10 +831,10 @@ kinesis_list_shards(struct kinesis *k, struct api_call *call, const struct api_r
 	}
 	if (v[0].json != NULL && kinesis_shard_id_parse(v[0].string, v[0].size, &from) == 0)
 		from++;
-	if (v[5].json != NULL && kinesis_filter_apply(k, call, v[5].json, &from, &open_only) != 0)
+	if (v[5].json != NULL && kinesis_filter_apply(k, call, v[5].json, &from, &sf) != 0)
 		goto out;
 	kinesis_list_shards_out(k, call, req, s, from, v[1].json != NULL ?
-				(uint32_t)v[1].number : 1000, open_only);
+				(uint32_t)v[1].number : 1000, &sf);
 out:
 	cJSON_Delete(root);
 }

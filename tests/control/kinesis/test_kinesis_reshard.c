@@ -453,3 +453,67 @@ Test(reshard, a_start_completes_a_half_done_reshard)
 	cr_assert(cJSON_IsNull(cJSON_GetObjectItem(g, "NextShardIterator")));
 	cJSON_Delete(g);
 }
+
+/* The shard indices ListShards returns for `filter` (JSON), following NextTokens. */
+static uint32_t
+listed(const char *filter, int page)
+{
+	char body[512];
+	uint32_t mask = 0;
+	char *token = NULL;
+
+	do {
+		cJSON *l;
+		const cJSON *sh;
+
+		if (token == NULL)
+			snprintf(body, sizeof(body), "{\"StreamName\":\"lf\",\"MaxResults\":%d%s%s%s}",
+				 page, filter[0] ? ",\"ShardFilter\":" : "", filter, "");
+		else
+			snprintf(body, sizeof(body), "{\"NextToken\":\"%s\",\"MaxResults\":%d}", token,
+				 page);
+		free(token);
+		token = NULL;
+		l = harness_ok(&h, "ListShards", body);
+		cJSON_ArrayForEach(sh, cJSON_GetObjectItem(l, "Shards"))
+			mask |= 1u << atoi(cJSON_GetObjectItem(sh, "ShardId")->valuestring + 8);
+		if (cJSON_GetObjectItem(l, "NextToken") != NULL)
+			token = strdup(cJSON_GetObjectItem(l, "NextToken")->valuestring);
+		cJSON_Delete(l);
+	} while (token != NULL);
+	return mask;
+}
+
+#define S(i) (1u << (i))
+
+Test(reshard, list_shards_filters_follow_lineage_and_time)
+{
+	h.fixed_now_ns = 1000ull * 1000000000u;
+	call_ok("CreateStream", "{\"StreamName\":\"lf\",\"ShardCount\":2}");
+	h.fixed_now_ns = 2000ull * 1000000000u;
+	call_ok("SplitShard", "{\"StreamName\":\"lf\",\"ShardToSplit\":\"shardId-000000000000\","
+		"\"NewStartingHashKey\":\"1000\"}");
+	h.fixed_now_ns = 3000ull * 1000000000u;
+	call_ok("MergeShards", "{\"StreamName\":\"lf\",\"ShardToMerge\":\"shardId-000000000002\","
+		"\"AdjacentShardToMerge\":\"shardId-000000000003\"}");
+	h.fixed_now_ns = 3500ull * 1000000000u;
+	cr_assert_eq(listed("", 100), S(0) | S(1) | S(2) | S(3) | S(4));
+	cr_assert_eq(listed("{\"Type\":\"FROM_TRIM_HORIZON\"}", 1), 0x1f);
+	cr_assert_eq(listed("{\"Type\":\"AT_LATEST\"}", 1), S(1) | S(4));
+	cr_assert_eq(listed("{\"Type\":\"AT_TRIM_HORIZON\"}", 2), S(0) | S(1));
+	cr_assert_eq(listed("{\"Type\":\"AT_TIMESTAMP\",\"Timestamp\":2500}", 1),
+		     S(1) | S(2) | S(3));
+	/* Open at the start of second 2000: the parent, not its children of that second. */
+	cr_assert_eq(listed("{\"Type\":\"AT_TIMESTAMP\",\"Timestamp\":2000.7}", 1), S(0) | S(1));
+	cr_assert_eq(listed("{\"Type\":\"FROM_TIMESTAMP\",\"Timestamp\":2500}", 1),
+		     S(1) | S(2) | S(3) | S(4));
+	cr_assert_eq(listed("{\"Type\":\"AFTER_SHARD_ID\",\"ShardId\":\"shardId-000000000002\"}",
+			    1), S(3) | S(4));
+	/* A day after the merge: closed shards past retention are gone; 4 is now a root. */
+	h.fixed_now_ns = (3000ull + 24 * 3600 + 10) * 1000000000u;
+	cr_assert_eq(listed("", 100), S(1) | S(4));
+	cr_assert_eq(listed("{\"Type\":\"AT_TRIM_HORIZON\"}", 100), S(1) | S(4));
+	harness_expect_error(&h, "ListShards", "{\"StreamName\":\"lf\",\"ShardFilter\":"
+			     "{\"Type\":\"AT_TIMESTAMP\"}}", "InvalidArgumentException",
+			     "Must specify Timestamp for ShardFilter type AT_TIMESTAMP.");
+}
