@@ -31,6 +31,7 @@ log_config_default(struct log_config *config)
 	config->batch_size = 64u << 10;
 	config->shards_max = 16384;
 	config->writer_thread = true;
+	config->read_cache_bytes = 64ull << 20;
 }
 
 static int
@@ -59,6 +60,8 @@ config_check(const struct log_config *config)
 		return -EINVAL;
 	if (config->segments_prepared > LOG_SPARES_MAX)
 		return -EINVAL;
+	if (config->read_cache_bytes > LOG_READ_CACHE_BYTES_MAX)
+		return -EINVAL;
 	return 0;
 }
 
@@ -71,9 +74,10 @@ log_stat_add(uint64_t *counter, uint64_t value)
 
 /*
  * Hugepages are shared with DPDK: a log takes them only for buffers up to
- * 64 MiB and only while 256 MiB stay free for others.
+ * 128 MiB (the window ring of 16 MiB windows is 4 x 16.3 MiB) and only
+ * while 256 MiB stay free for others.
  */
-#define LOG_HUGE_ALLOC_MAX (64ull << 20)
+#define LOG_HUGE_ALLOC_MAX (128ull << 20)
 #define LOG_HUGE_LEAVE (256ull << 20)
 
 /* Free 2 MiB hugepages; asking libhugetlbfs for more than that makes it complain. */
@@ -166,7 +170,7 @@ log_free(struct log *log)
 	for (uint32_t i = 0; i < log->segment_count; i++)
 		log_segment_free(log, log->segments[i]);
 	log_producers_fini(log);
-	log_mem_free(&log->window_mem);
+	log_mem_free(&log->recent.mem);
 	for (uint32_t w = 0; w < LOG_WINDOWS; w++)
 		free(log->windows[w].batches);
 	log_shard_table_fini(log);
@@ -215,6 +219,7 @@ log_open_read_only(struct log *log)
 	c->batch_size = (uint32_t)min_u64(LOG_BATCH_SIZE_MAX, c->segment_size / 4);
 	c->commit_window_bytes = LOG_BLOCK_SIZE;
 	c->shards_max = SLUICE_SHARDS_MAX;
+	c->read_cache_bytes = 0; /* Nothing is written: the ring only needs its 4 windows. */
 	return config_check(c);
 }
 

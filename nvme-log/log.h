@@ -13,8 +13,8 @@
  * Shard ids are chosen by the control plane: LOG_SHARD_ID(stream_id, shard_index).
  * Sequence numbers are per shard, start at 0 and increase by one per record.
  *
- * Memory: log_open() allocates the writer's windows and every producer's
- *   batch pool; the index (48 B per retained batch, a few bytes per shard
+ * Memory: log_open() allocates the writer's window ring (read_cache_bytes,
+ *   which also serves recent reads) and every producer's batch pool; the index (48 B per retained batch, a few bytes per shard
  *   and segment) grows with retained data (docs/LOG_FORMAT.md, "Memory").
  * Threads: a log_producer belongs to one thread; a log_reader to one thread;
  *   log_shard_* , log_retention_* and log_stats_read may be called from any
@@ -56,6 +56,9 @@ struct log_config {
 	bool read_only;                /* Inspect only (tools): recovery changes no file,
 					* no writer, producers refused (-EROFS);
 					* segment_size 0 = as found on disk. */
+	uint64_t read_cache_bytes;     /* Memory holding the most recently written windows,
+					* from which log_read serves durable data without
+					* device I/O (at least 4 windows are always kept). */
 };
 
 /* Fills `config` with the documented defaults (docs/CONFIG.md). */
@@ -201,6 +204,8 @@ struct log_stats {
 	uint64_t enospc_errors;
 	uint64_t io_errors;
 	uint64_t segments_deleted;
+	uint64_t reads_memory;       /* Batches log_read/log_seek_time took from the window ring. */
+	uint64_t reads_device;       /* ... and from the device (older, or overwritten meanwhile). */
 	uint32_t shards_active;
 	bool failed;                 /* Fail-stop after EIO. */
 	uint32_t segments_spare;     /* Pre-written segments ready for the writer. */

@@ -36,6 +36,8 @@ static_assert((LOG_COMMIT_WINDOW_BYTES_MAX + LOG_BATCH_SIZE_MAX + 2 * LOG_BLOCK_
 #define LOG_STREAMS_RETENTION_MAX 4096u
 #define LOG_RETENTION_HOURS_DEFAULT 24u
 #define LOG_DELETED_MAX 4096u     /* Deleted streams remembered until their data is gone. */
+#define LOG_READ_CACHE_BYTES_MAX (16ull << 30)
+#define LOG_RECENT_EXTENTS 64u    /* Runs of recent windows a reader can find in the ring. */
 
 /*
  * Single-producer single-consumer ring of 32-bit slots. head and tail run
@@ -169,6 +171,7 @@ struct log_window {
 	uint32_t batch_count;
 	uint32_t batch_cap;
 	uint64_t opened_ns;
+	uint64_t ring_pos;         /* Free-running ring position of buf[0] (struct log_recent). */
 	uint32_t ios_pending;
 	int32_t error;
 	bool in_flight;
@@ -197,6 +200,48 @@ struct log_mem {
 	bool huge;
 };
 
+/* Durable windows that follow each other both in one segment and in the ring. */
+struct log_recent_extent {
+	uint64_t segment_no;
+	uint64_t seg_start;        /* Segment offset of the first window. */
+	uint64_t seg_end;          /* End of the last durable window. */
+	uint64_t ring_pos;         /* Ring position of seg_start. */
+};
+
+/*
+ * The window ring: windows are filled in place, one after another, in a
+ * ring of `size` bytes, so what was written lately stays in memory after
+ * it is durable, and log_read copies from here instead of the device.
+ *
+ * Positions run free (64 bits, never wrap); byte p lives at addr + p %
+ * size. A window reserves `window_cap` contiguous bytes (never straddling
+ * the end; if it would, it starts at the next multiple of `size`) and
+ * consumes its used bytes, rounded to 4 KiB, when it is submitted.
+ *
+ * valid_from (seqlock-style; written by the writer only): bytes at
+ * positions below it may have been overwritten. The writer raises it
+ * before filling a newly reserved window, then a release fence; a reader
+ * checks it, copies, issues an acquire fence and checks it again: a copy
+ * that raced with the writer fails the second check and the reader goes
+ * to the device. (The copy itself is a plain memcpy racing with plain
+ * stores: it is the kernel's seqlock pattern, ordered by these fences on
+ * x86-64 and AArch64; the copied batch is CRC-checked as well.)
+ *
+ * extents: which durable (segment, offset) ranges sit where in the ring,
+ * written by the writer in window_commit and read by readers, both under
+ * index_lock, together with the index entries, so a reader never finds a
+ * batch that is not durable.
+ */
+struct log_recent {
+	struct log_mem mem;
+	uint64_t size;
+	uint64_t fill_pos;         /* Writer: where the next window goes. */
+	_Atomic uint64_t valid_from;
+	struct log_recent_extent extents[LOG_RECENT_EXTENTS]; /* Under index_lock. */
+	uint32_t extent_count;     /* Under index_lock. */
+	uint32_t extent_last;      /* Under index_lock: slot of the newest extent. */
+};
+
 struct log {
 	struct log_config config;
 	char dir_path[4096];
@@ -217,7 +262,7 @@ struct log {
 	uint32_t flight[2];        /* Windows in flight, oldest first. */
 	uint32_t flight_count;
 	uint32_t flush_inline_max; /* LOG_FLUSH_INLINE_MAX; the sim test varies it. */
-	struct log_mem window_mem;
+	struct log_recent recent;  /* The windows' memory; serves recent reads. */
 	struct log_segment *active;
 	uint64_t commit_next;
 	uint64_t commit_durable;   /* Writer: newest window known durable (0: none). */

@@ -3,8 +3,11 @@
  *
  * A read finds the batch through the shard's per-segment summary and the
  * segment's batch entries (both only ever hold durable batches, so nothing
- * past the durable watermark is reachable), reads it with O_DIRECT and
- * checks it again: a batch whose bytes no longer check out is corruption of
+ * past the durable watermark is reachable). Recently written batches are
+ * copied from the writer's window ring (struct log_recent: no device I/O,
+ * which is what a reader at the tail needs); older ones, or ones the writer
+ * overwrote meanwhile, are read with O_DIRECT. Either way the batch is
+ * checked again: a batch whose bytes no longer check out is corruption of
  * durable data: counted, logged, its range remembered, and -EBADMSG
  * returned; its bytes are never served.
  *
@@ -36,6 +39,7 @@ struct read_loc {
 	struct log_index_entry entry;
 	uint64_t segment_no;
 	uint32_t file;
+	uint64_t ring_pos;         /* Where the batch is in the window ring, or UINT64_MAX. */
 };
 
 int
@@ -96,6 +100,30 @@ shard_seg_for_seq(const struct log_shard *shard, uint64_t seq)
 	return &shard->segs[lo];
 }
 
+/*
+ * Where the batch at loc is in the window ring, if the extents still know
+ * it (index_lock held; newest extents first). The ring may overwrite it
+ * later: read_recent checks.
+ */
+static void
+read_loc_recent(const struct log *log, struct read_loc *loc)
+{
+	const struct log_recent *r = &log->recent;
+	uint64_t start = loc->entry.offset;
+	uint64_t end = start + loc->entry.size;
+
+	loc->ring_pos = UINT64_MAX;
+	for (uint32_t k = 0; k < r->extent_count; k++) {
+		const struct log_recent_extent *e =
+			&r->extents[(r->extent_last + LOG_RECENT_EXTENTS - k) % LOG_RECENT_EXTENTS];
+
+		if (e->segment_no == loc->segment_no && e->seg_start <= start && end <= e->seg_end) {
+			loc->ring_pos = e->ring_pos + (start - e->seg_start);
+			return;
+		}
+	}
+}
+
 /* Finds the shard's batch holding `seq` in `seg`, starting at the cursor. */
 static int
 segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
@@ -116,6 +144,7 @@ segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
 		loc->entry = *e;
 		loc->segment_no = seg->segment_no;
 		loc->file = seg->file;
+		read_loc_recent(reader->log, loc);
 		reader->cursor_shard = shard_id;
 		reader->cursor_segment = seg->segment_no;
 		reader->cursor_entry = i;
@@ -176,21 +205,45 @@ read_report_corrupt(struct log *log, const struct read_loc *loc, int why)
 	pthread_mutex_unlock(&log->index_lock);
 }
 
+/*
+ * Copies the batch from the window ring into `dst`. False when the writer
+ * has overwritten (or may be overwriting) that part of the ring: the
+ * seqlock reader side of log_recent.valid_from (log_internal.h).
+ */
+static bool
+read_recent(struct log *log, const struct read_loc *loc, uint8_t *dst)
+{
+	const struct log_recent *r = &log->recent;
+	uint64_t pos = loc->ring_pos;
+
+	if (pos == UINT64_MAX || pos < atomic_load_explicit(&r->valid_from, memory_order_relaxed))
+		return false;
+	memcpy(dst, (const uint8_t *)r->mem.addr + pos % r->size, loc->entry.size);
+	/* The copy's loads before the re-check; pairs with window_place's release fence. */
+	atomic_thread_fence(memory_order_acquire);
+	return pos >= atomic_load_explicit(&r->valid_from, memory_order_relaxed);
+}
+
 /* Reads and re-checks the batch; returns a pointer to it in the reader's buffer. */
 static int
 read_batch(struct log_reader *reader, const struct read_loc *loc, const uint8_t **batch_out)
 {
 	uint64_t start = loc->entry.offset & ~(uint64_t)(LOG_BLOCK_SIZE - 1);
 	uint64_t end = align_up((uint64_t)loc->entry.offset + loc->entry.size, LOG_BLOCK_SIZE);
-	const uint8_t *batch = (const uint8_t *)reader->mem.addr + (loc->entry.offset - start);
+	uint8_t *batch = (uint8_t *)reader->mem.addr + (loc->entry.offset - start);
+	struct log *log = reader->log;
 	struct log_batch_header h;
-	int err;
+	int err = 0;
 
-	if (end - start > reader->buf_size)
+	if (end - start > reader->buf_size) {
 		err = -EBADMSG;
-	else
-		err = log_io_pread(reader->log->io, loc->file, reader->mem.addr,
-				   (uint32_t)(end - start), start);
+	} else if (read_recent(log, loc, batch)) {
+		log_stat_add(&log->stats.reads_memory, 1);
+	} else {
+		err = log_io_pread(log->io, loc->file, reader->mem.addr, (uint32_t)(end - start),
+				   start);
+		log_stat_add(&log->stats.reads_device, 1);
+	}
 	if (err == 0)
 		err = log_batch_check(batch, loc->entry.size, &h);
 	if (err == -ENODATA)
@@ -200,7 +253,7 @@ read_batch(struct log_reader *reader, const struct read_loc *loc, const uint8_t 
 			 h.segment_no != (uint32_t)loc->segment_no || h.size != loc->entry.size))
 		err = -EBADMSG;
 	if (err == -EBADMSG)
-		read_report_corrupt(reader->log, loc, err);
+		read_report_corrupt(log, loc, err);
 	*batch_out = batch;
 	return err;
 }
@@ -310,6 +363,7 @@ seek_locate(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, struct
 			loc->entry = *e;
 			loc->segment_no = seg->segment_no;
 			loc->file = seg->file;
+			read_loc_recent(log, loc);
 			return 0;
 		}
 	}

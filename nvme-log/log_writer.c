@@ -74,22 +74,31 @@ window_newest_ok(struct log *log)
 	return NULL;
 }
 
+/*
+ * The window ring (struct log_recent) holds the filling window and the two
+ * in flight wherever they are: 4 windows' capacity always suffices (a
+ * window reserves at most cap, consumes at most cap and skips less than
+ * cap at the ring's end, at most once per two windows when size >= 4 cap),
+ * and what is left serves reads of recent data.
+ */
 int
 log_windows_init(struct log *log)
 {
 	const struct log_config *c = &log->config;
 	uint32_t cap = (uint32_t)align_up(c->commit_window_bytes + c->batch_size +
 					  2 * LOG_BLOCK_SIZE, LOG_BLOCK_SIZE);
-	int err = log_mem_alloc(&log->window_mem, LOG_WINDOWS * (size_t)cap);
+	uint64_t size = align_up(max_u64(c->read_cache_bytes, 4ull * cap), LOG_BLOCK_SIZE);
+	int err = log_mem_alloc(&log->recent.mem, size);
 
 	if (err != 0)
 		return err;
+	log->recent.size = size;
 	log->window_cap = cap;
 	log->flush_inline_max = LOG_FLUSH_INLINE_MAX;
 	for (uint32_t i = 0; i < LOG_WINDOWS; i++) {
 		struct log_window *w = &log->windows[i];
 
-		w->buf = (uint8_t *)log->window_mem.addr + (size_t)i * cap;
+		w->buf = log->recent.mem.addr;
 		w->cap = cap;
 		w->batch_cap = cap / (LOG_BATCH_HEADER_SIZE + 8) + 1;
 		w->batches = calloc(w->batch_cap, sizeof(*w->batches));
@@ -97,6 +106,52 @@ log_windows_init(struct log *log)
 			return -ENOMEM;
 	}
 	return 0;
+}
+
+/* Reserves the window's place in the ring at the fill position. */
+static void
+window_place(struct log *log, struct log_window *w)
+{
+	struct log_recent *r = &log->recent;
+	uint64_t pos = r->fill_pos;
+	uint64_t low;
+
+	if (pos % r->size + w->cap > r->size)
+		pos += r->size - pos % r->size;
+	w->ring_pos = pos;
+	w->buf = (uint8_t *)r->mem.addr + pos % r->size;
+	low = pos + w->cap > r->size ? pos + w->cap - r->size : 0;
+	for (uint32_t i = 0; i < log->flight_count; i++)
+		assert(log->windows[log->flight[i]].ring_pos >= low);
+	if (low > atomic_load_explicit(&r->valid_from, memory_order_relaxed))
+		atomic_store_explicit(&r->valid_from, low, memory_order_relaxed);
+	/*
+	 * Orders the store above before the window's bytes (window_add's
+	 * copies): a reader that copied any of them sees the new valid_from
+	 * after its acquire fence (log_reader.c, read_recent).
+	 */
+	atomic_thread_fence(memory_order_release);
+}
+
+/* A durable window's bytes are readable from the ring (index_lock held). */
+static void
+recent_note(struct log *log, const struct log_window *w)
+{
+	struct log_recent *r = &log->recent;
+	struct log_recent_extent *e = &r->extents[r->extent_last];
+	uint64_t end = w->seg_offset + align_up(w->used, LOG_BLOCK_SIZE);
+
+	if (r->extent_count != 0 && e->segment_no == w->seg->segment_no &&
+	    e->seg_end == w->seg_offset && e->ring_pos + (e->seg_end - e->seg_start) == w->ring_pos) {
+		e->seg_end = end;
+		return;
+	}
+	r->extent_last = (r->extent_last + 1) % LOG_RECENT_EXTENTS;
+	r->extent_count = (uint32_t)min_u64(r->extent_count + 1, LOG_RECENT_EXTENTS);
+	r->extents[r->extent_last] = (struct log_recent_extent){
+		.segment_no = w->seg->segment_no, .seg_start = w->seg_offset, .seg_end = end,
+		.ring_pos = w->ring_pos,
+	};
 }
 
 void
@@ -159,6 +214,7 @@ window_open(struct log *log, struct log_window *w, uint64_t now_ns)
 	}
 	/* A new segment's first block is its header, written with the first window. */
 	w->used = w->seg_offset == 0 ? LOG_BLOCK_SIZE : 0;
+	window_place(log, w);
 	w->batch_count = 0;
 	w->opened_ns = now_ns;
 	w->seals_segment = false;
@@ -402,6 +458,7 @@ window_submit(struct log *log, struct log_window *w)
 		w->seals_segment = true;
 	err = window_submit_writes(log, w);
 	assert(err == 0); /* Two windows never need more than LOG_IO_INFLIGHT_MAX ops. */
+	log->recent.fill_pos = w->ring_pos + align_up(w->used, LOG_BLOCK_SIZE);
 	w->in_flight = true;
 	w->open = false;
 	log->flight[log->flight_count++] = (uint32_t)(w - log->windows);
@@ -488,6 +545,8 @@ window_commit(struct log *log, struct log_window *w)
 			err = log_shard_note_batch(log, &log->shards[wb->shard_index],
 						   seg->segment_no, &entry);
 	}
+	if (err == 0)
+		recent_note(log, w);
 	seg->bytes_used = w->seg_offset + align_up(w->used, LOG_BLOCK_SIZE);
 	log->commit_durable = w->commit_id;
 	if (w->seals_segment)
