@@ -13,6 +13,11 @@ lineage (a shard only after its parents ended) reads every shard and checks:
   - a restart keeps the lineage and every record.
 
   usage: test_reshard_load.py SLUICED [OPERATIONS]
+         test_reshard_load.py reshard ENDPOINT STREAM OPERATIONS   (only reshards)
+         test_reshard_load.py check ENDPOINT STREAM LEDGER         (dataplane ledger)
+
+The last two serve tests/integration/reshard/test_dp_reshard.sh, whose records come
+through the dataplane (dp_sender's ledger: "<shard index> <seq> <key> <data>").
 
 Producers keep each key at most once per PutRecords and retry a key's failed
 record before its next one: per-key order is then the producer's send order.
@@ -34,6 +39,7 @@ import botocore.config
 from botocore.exceptions import ClientError
 
 STREAM = "reshard"
+ENDPOINT = None
 PRODUCERS = 3
 KEYS_PER_PRODUCER = 40
 BATCH = 20
@@ -82,11 +88,14 @@ class Sluiced:
         check(rc == 0, "sluiced exit code %d" % rc)
 
     def client(self):
-        cfg = botocore.config.Config(retries={"max_attempts": 10, "mode": "standard"},
-                                     connect_timeout=5, read_timeout=30)
-        return boto3.client("kinesis", endpoint_url="http://127.0.0.1:%d" % self.port,
-                            region_name="us-east-1", aws_access_key_id="AKID",
-                            aws_secret_access_key="SECRET", config=cfg)
+        return client("http://127.0.0.1:%d" % self.port)
+
+
+def client(endpoint):
+    cfg = botocore.config.Config(retries={"max_attempts": 10, "mode": "standard"},
+                                 connect_timeout=5, read_timeout=30)
+    return boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="AKID", aws_secret_access_key="SECRET", config=cfg)
 
 
 def wait_active(kc):
@@ -239,7 +248,50 @@ def per_key_order(read, shards):
             last[k] = int(n)
 
 
+def reshard_loop(kc, operations):
+    rng, counts = random.Random(int(os.environ.get("TEST_SEED", "7"))), {
+        "split": 0, "merge": 0, "update": 0}
+    while sum(counts.values()) < operations:
+        try:
+            reshard_once(kc, rng, counts)
+        except ClientError as e:
+            check(e.response["Error"]["Code"] == "ResourceInUseException", str(e))
+            time.sleep(0.005)
+    return counts
+
+
+def check_ledger(kc, path):
+    """Dataplane records: each ledger line read once, at its shard and seq, nothing else."""
+    shards, read = consume(kc)
+    want = {}
+    for line in open(path):
+        shard, seq, key, data = line.split()
+        want[("shardId-%012d" % int(shard), int(seq))] = (key, data)
+    got = {}
+    for sid, recs in read.items():
+        for x in recs:
+            where = (sid, int(x["SequenceNumber"]) >> 80 & 0xffffffffffffffff)
+            check(where not in got, "%s read twice" % (where,))
+            got[where] = (x["PartitionKey"], x["Data"].decode())
+    check(len(got) == len(want), "read %d records, acknowledged %d" % (len(got), len(want)))
+    for where, kd in want.items():
+        check(got.get(where) == kd, "%s: acknowledged %s, read %s" % (where, kd, got.get(where)))
+    return shards
+
+
 def main():
+    global STREAM
+    if sys.argv[1] in ("reshard", "check"):
+        STREAM = sys.argv[3]
+        kc = client(sys.argv[2])
+        if sys.argv[1] == "reshard":
+            counts = reshard_loop(kc, int(sys.argv[4]))
+            print("reshard: %d splits, %d merges, %d UpdateShardCount" % (
+                counts["split"], counts["merge"], counts["update"]))
+        else:
+            shards = check_ledger(kc, sys.argv[4])
+            print("check: %d shards, ledger read back exactly once" % len(shards))
+        return
     binary = sys.argv[1]
     operations = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     tmp = tempfile.mkdtemp(prefix="sluice-reshard-")
