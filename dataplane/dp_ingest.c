@@ -11,11 +11,12 @@
  *   records is durable (DURABLE, the default), with each record's (shard, seq)
  *   as runs. A frame is stored whole or not at all.
  *
- * MD5 in SIMD lanes (common/md5x.h): a frame whose keys miss the cache is
- * held, decoded and checked, until the end of its RX burst, when the keys of
- * every held frame are hashed together (16 at once with AVX-512); frames
- * after a held one are held too, so a burst's frames are staged in arrival
- * order. A frame needing no MD5 with nothing held goes through at once.
+ * Per RX burst, in passes: each frame is decoded, checked and its hash keys
+ * taken (or queued for MD5) as its datagram arrives, then held; at the end
+ * of the burst (dp_ingest_burst_end) the queued partition keys are hashed
+ * together in SIMD lanes (common/md5x.h, 16 at once with AVX-512), every
+ * record of the burst is routed in one loop, and the frames go on to the
+ * duplicate check and staging in arrival order.
  *
  * NACKs share one token bucket per worker (DP_NACK_BURST, DP_NACK_PER_S):
  * a flood of bad or throttled frames cannot turn the worker into a
@@ -211,14 +212,13 @@ dp_ingest_hash_frame(struct dp_worker *w, const struct frame_records *fr, uint32
 }
 
 /*
- * Routes every record into ing->frame_shards. Returns the number of distinct
+ * Routes every record of a frame into shards[]. Returns the number of distinct
  * shards (what staging must hold free), or -ENOENT when a key has no shard.
  */
 static int
-dp_ingest_route(struct dp_worker *w, const struct dp_route_table *table, int32_t stream,
-		const struct frame_records *fr, const hashkey_t *hashes)
+dp_ingest_route(const struct dp_route_table *table, int32_t stream,
+		const struct frame_records *fr, const hashkey_t *hashes, uint64_t *shards)
 {
-	uint64_t *shards = w->ingest.frame_shards;
 	uint32_t distinct = 0;
 
 	for (uint32_t i = 0; i < fr->record_count; i++) {
@@ -255,8 +255,8 @@ dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
 
 /* Stages every record; room was checked, so only a log refusal can fail (counted). */
 static void
-dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, uint32_t frame_slot,
-		uint64_t now_tsc)
+dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint64_t *shards,
+		uint32_t frame_slot, uint64_t now_tsc)
 {
 	struct dp_ingest *ing = &w->ingest;
 	struct frame_record_iter it;
@@ -274,12 +274,12 @@ dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, uint32_t fr
 			.arrival_ns = ing->now_real_ns,
 		};
 		struct dp_record_ref ref = { .frame_slot = frame_slot, .record_index = i };
-		int rc = dp_stage_add(w, ing->frame_shards[i], &in, ref, now_tsc);
+		int rc = dp_stage_add(w, shards[i], &in, ref, now_tsc);
 
 		if (rc != 0) {
 			dp_count(w, DP_RECORDS_FAILED, 1);
 			if (frame_slot != DP_REF_NO_ACK)
-				dp_ingest_record_done(w, ref, ing->frame_shards[i], 0, rc);
+				dp_ingest_record_done(w, ref, shards[i], 0, rc);
 		}
 		i++;
 	}
@@ -352,7 +352,7 @@ dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer, const struct f
 /* After the checks: room, stage, answer. */
 static void
 dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-		 uint32_t shard_count, uint64_t now_tsc)
+		 const uint64_t *shards, uint32_t shard_count, uint64_t now_tsc)
 {
 	struct dp_ingest *ing = &w->ingest;
 	enum frame_ack_mode mode = frame_records_ack_mode(fr);
@@ -373,7 +373,7 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 	if (mode == FRAME_ACK_DURABLE)
 		frame_slot = dp_ingest_frame_slot(w, peer, fr);
 	dp_count(w, DP_FRAMES_ACCEPTED, 1);
-	dp_ingest_stage(w, fr, frame_slot, now_tsc);
+	dp_ingest_stage(w, fr, shards, frame_slot, now_tsc);
 	if (mode == FRAME_ACK_DURABLE)
 		return;
 	dp_ingest_ack_received(fr, &ack);
@@ -384,28 +384,25 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 		dp_ingest_send(w, peer, &ack);
 }
 
-/* Route, duplicate check, staging and answer of a frame whose hash keys are known. */
+/* Duplicate check, staging and answer of a held frame, routed. */
 static void
-dp_ingest_finish(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-		 const struct dp_route_table *table, int32_t stream, const hashkey_t *hashes,
-		 uint64_t now_tsc)
+dp_ingest_finish(struct dp_worker *w, const struct dp_held_frame *f, uint64_t now_tsc)
 {
-	int shards = dp_ingest_route(w, table, stream, fr, hashes);
-
-	if (shards < 0) {
+	if (f->shard_count < 0) {
 		dp_count(w, DP_DROP_NO_ROUTE, 1);
-		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_INTERNAL, false, now_tsc);
+		dp_ingest_refuse(w, &f->peer, &f->fr, FRAME_STATUS_INTERNAL, false, now_tsc);
 		return;
 	}
-	if (fr->producer_id != 0 && !w->dp->config.bench_no_dedup &&
-	    !dp_ingest_is_new(w, peer, fr, now_tsc))
+	if (f->fr.producer_id != 0 && !w->dp->config.bench_no_dedup &&
+	    !dp_ingest_is_new(w, &f->peer, &f->fr, now_tsc))
 		return;
-	dp_ingest_accept(w, peer, fr, (uint32_t)shards, now_tsc);
+	dp_ingest_accept(w, &f->peer, &f->fr, w->ingest.frame_shards + f->hash_first,
+			 (uint32_t)f->shard_count, now_tsc);
 }
 
 /*
- * Decode and the checks that need no hash key, then the hash keys; the rest
- * now, or after the burst's MD5 pass (dp_ingest_burst_end).
+ * Decode and the checks that need no hash key, then the hash keys (or their
+ * MD5 jobs); the frame is held for the rest until dp_ingest_burst_end().
  */
 static void
 dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *bytes,
@@ -447,12 +444,6 @@ dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *
 		dp_ingest_burst_end(w, now_tsc);
 	first = ing->hash_count;
 	dp_ingest_hash_frame(w, &fr, first);
-	if (ing->held_count == 0 && ing->md5->count == 0) {
-		/* No MD5 to wait for and no frame before it waiting: at once. */
-		dp_ingest_finish(w, peer, &fr, table, stream, ing->hashes + first, now_tsc);
-		return;
-	}
-	/* Held until the burst's MD5 pass; later frames queue behind it, in order. */
 	ing->hash_count += fr.record_count;
 	ing->held[ing->held_count++] = (struct dp_held_frame){
 		.fr = fr, .peer = *peer, .table = table, .stream = stream, .hash_first = first,
@@ -469,7 +460,8 @@ dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
 		assert(md5->count == 0 && ing->hash_count == 0);
 		return;
 	}
-	md5x_hash(md5->keys, md5->sizes, md5->count, md5->digests);
+	if (md5->count > 0)
+		md5x_hash(md5->keys, md5->sizes, md5->count, md5->digests);
 	for (uint32_t j = 0; j < md5->count; j++) {
 		hashkey_t h = hashkey_from_be_bytes(md5->digests[j]);
 
@@ -484,12 +476,20 @@ dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
 	for (uint32_t a = 0; a < md5->alias_count; a++)
 		ing->hashes[md5->alias_dst[a]] = ing->hashes[md5->dst[md5->alias_job[a]]];
 	dp_count(w, DP_MD5_COMPUTED, md5->count);
+	/*
+	 * All route lookups of the burst in one tight loop: with many shards
+	 * each misses the cache, and independent misses overlap here, which
+	 * they cannot when a whole datagram's work lies between them.
+	 */
 	for (uint32_t i = 0; i < ing->held_count; i++) {
-		const struct dp_held_frame *f = &ing->held[i];
+		struct dp_held_frame *f = &ing->held[i];
 
-		dp_ingest_finish(w, &f->peer, &f->fr, f->table, f->stream,
-				 ing->hashes + f->hash_first, now_tsc);
+		f->shard_count = dp_ingest_route(f->table, f->stream, &f->fr,
+						 ing->hashes + f->hash_first,
+						 ing->frame_shards + f->hash_first);
 	}
+	for (uint32_t i = 0; i < ing->held_count; i++)
+		dp_ingest_finish(w, &ing->held[i], now_tsc);
 	ing->held_count = 0;
 	ing->hash_count = 0;
 	md5->count = 0;
@@ -659,7 +659,7 @@ dp_ingest_init(struct dp_worker *w)
 	ing->frame_free = calloc(DP_FRAME_SLOTS, sizeof(uint32_t));
 	ing->producers = calloc(DP_PRODUCERS_MAX, sizeof(*ing->producers));
 	ing->key_cache = calloc(DP_KEY_CACHE_SIZE, sizeof(*ing->key_cache));
-	ing->frame_shards = calloc(DP_FRAME_RECORDS_MAX, sizeof(uint64_t));
+	ing->frame_shards = calloc(DP_HELD_RECORDS, sizeof(uint64_t));
 	ing->runs = calloc(DP_FRAME_RECORDS_MAX, sizeof(*ing->runs));
 	ing->held = calloc(DP_HELD_FRAMES, sizeof(*ing->held));
 	ing->hashes = calloc(DP_HELD_RECORDS, sizeof(*ing->hashes));

@@ -39,7 +39,7 @@ struct dp_route_table;
 #define DP_PRODUCERS_MAX 1024       /* Dedup windows per worker (direct mapped). */
 #define DP_KEY_CACHE_SIZE 4096      /* Partition key -> MD5, direct mapped. */
 #define DP_KEY_CACHE_KEY_MAX 46
-#define DP_HELD_FRAMES 64           /* Frames held in one RX burst for batched MD5 ... */
+#define DP_HELD_FRAMES 64           /* Frames held in one RX burst (MD5, routing) ... */
 #define DP_HELD_RECORDS 1024        /* ... and their records (hash keys, MD5 jobs). */
 #define DP_NACK_BURST 64            /* Throttled NACKs: token bucket per worker ... */
 #define DP_NACK_PER_S 20000         /* ... refilled at this rate. */
@@ -94,15 +94,16 @@ struct dp_key_cache_entry {
 };
 
 /*
- * A frame whose partition keys wait for the burst's MD5 (dp_ingest_burst_end):
- * decoded and checked, its records' hash keys at hashes[hash_first ...].
+ * A frame of the current RX burst, decoded and checked, waiting for the
+ * burst's MD5 and routing passes (dp_ingest_burst_end).
  */
 struct dp_held_frame {
 	struct frame_records fr;    /* Points into an mbuf freed only after the burst. */
 	struct dp_peer peer;
 	const struct dp_route_table *table;
 	int32_t stream;
-	uint32_t hash_first;
+	uint32_t hash_first;        /* Its records in hashes[] and frame_shards[]. */
+	int32_t shard_count;        /* Distinct shards once routed; -ENOENT: a key has none. */
 };
 
 /*
@@ -144,7 +145,7 @@ struct dp_ingest {
 	uint32_t *frame_free;
 	struct frame_dedup *producers;
 	struct dp_key_cache_entry *key_cache;
-	uint64_t *frame_shards;     /* Scratch: shard id per record of the frame at hand. */
+	uint64_t *frame_shards;     /* DP_HELD_RECORDS: shard per record of held frames. */
 	struct dp_held_frame *held; /* DP_HELD_FRAMES, in arrival order. */
 	uint32_t held_count;
 	uint32_t hash_count;        /* Used entries of hashes[]. */
@@ -156,7 +157,7 @@ struct dp_ingest {
 int dp_ingest_init(struct dp_worker *w);
 void dp_ingest_fini(struct dp_worker *w);
 /*
- * One UDP payload to the ingest port. Frames may be held until
+ * One UDP payload to the ingest port. Its frames are held until
  * dp_ingest_burst_end(): the payload must stay valid until then.
  */
 void dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *payload,
