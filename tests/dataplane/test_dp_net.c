@@ -219,6 +219,38 @@ Test(dp_net, drops_bad_udp_checksum)
 	expect_dropped(DP_DROP_BAD_CHECKSUM);
 }
 
+/*
+ * Long datagrams take the vector checksum path: every size from 100 to 1,400
+ * bytes in steps that cover each tail, valid (reaches the port check) and
+ * with one flipped bit in the body or the tail (a checksum drop).
+ */
+Test(dp_net, checks_udp_checksums_of_long_datagrams)
+{
+	static uint8_t payload[1400];
+	static uint8_t frame[1500];
+	uint64_t wrong_port = 0;
+	uint64_t bad_sum = 0;
+
+	for (uint32_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)(i * 37 + 11);
+	for (uint16_t len = 100; len <= sizeof(payload); len += 13) {
+		uint16_t size = dp_test_udp_frame(frame, DP_TEST_PORT + 1, payload, len);
+
+		dp_test_inject(frame, size);
+		frame[42 + len / 2] ^= 0x04;
+		dp_test_inject(frame, size);
+		frame[42 + len / 2] ^= 0x04;
+		frame[size - 1] ^= 0x80;
+		dp_test_inject(frame, size);
+		while (dp_test_poll() != 0)
+			;
+		wrong_port += 1;
+		bad_sum += 2;
+		cr_assert_eq(dp_test_counter(DP_DROP_WRONG_PORT), wrong_port, "len %u", len);
+		cr_assert_eq(dp_test_counter(DP_DROP_BAD_CHECKSUM), bad_sum, "len %u", len);
+	}
+}
+
 Test(dp_net, drops_fragments)
 {
 	uint8_t frame[128];
