@@ -204,8 +204,9 @@ struct log_stats {
 	uint64_t enospc_errors;
 	uint64_t io_errors;
 	uint64_t segments_deleted;
-	uint64_t reads_memory;       /* Batches log_read/log_seek_time took from the window ring. */
-	uint64_t reads_device;       /* ... and from the device (older, or overwritten meanwhile). */
+	uint64_t reads_memory;       /* Batches log_read/log_seek_time took from the window ring, */
+	uint64_t reads_cached;       /* ... through the page cache (sealed segments), */
+	uint64_t reads_device;       /* ... with O_DIRECT (active segment, or a re-read). */
 	uint32_t shards_active;
 	bool failed;                 /* Fail-stop after EIO. */
 	uint32_t segments_spare;     /* Pre-written segments ready for the writer. */

@@ -48,6 +48,16 @@ int log_io_dir_sync(struct log_io *io);
 int log_io_pread(struct log_io *io, uint32_t file, void *buf, uint32_t size, uint64_t offset);
 int log_io_pwrite(struct log_io *io, uint32_t file, const void *buf, uint32_t size,
 		  uint64_t offset);
+/*
+ * Like log_io_pread, through the page cache (a buffered descriptor of the
+ * same file, opened on first use; no alignment needed), with sequential
+ * readahead. Only for bytes that are durable and never written again
+ * (sealed segments): the writer's O_DIRECT writes elsewhere in the file
+ * invalidate cached pages they cover, and the caller re-reads with
+ * log_io_pread when what it got does not check out.
+ */
+int log_io_pread_cached(struct log_io *io, uint32_t file, void *buf, uint32_t size,
+			uint64_t offset);
 int log_io_fsync(struct log_io *io, uint32_t file);
 
 /*

@@ -33,6 +33,8 @@ struct log_io {
 	pthread_mutex_t files_lock;
 	uint32_t file_hint;        /* Where the next free-slot search starts. */
 	int fds[LOG_IO_FILES_MAX]; /* -1 when free. */
+	/* Buffered descriptors of the same files for log_io_pread_cached (-1: not yet). */
+	int cached_fds[LOG_IO_FILES_MAX];
 };
 
 int
@@ -46,8 +48,10 @@ log_io_default_open(const char *dir_path, struct log_io **io_out)
 	io = calloc(1, sizeof(*io));
 	if (io == NULL)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < LOG_IO_FILES_MAX; i++)
+	for (uint32_t i = 0; i < LOG_IO_FILES_MAX; i++) {
 		io->fds[i] = -1;
+		io->cached_fds[i] = -1;
+	}
 	io->dir_fd = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (io->dir_fd < 0) {
 		err = -errno;
@@ -73,6 +77,8 @@ log_io_default_close(struct log_io *io)
 	for (uint32_t i = 0; i < LOG_IO_FILES_MAX; i++) {
 		if (io->fds[i] >= 0)
 			close(io->fds[i]);
+		if (io->cached_fds[i] >= 0)
+			close(io->cached_fds[i]);
 	}
 	io_uring_queue_exit(&io->ring);
 	close(io->dir_fd);
@@ -127,6 +133,9 @@ log_io_file_close(struct log_io *io, uint32_t file)
 	pthread_mutex_lock(&io->files_lock);
 	close(io_fd(io, file));
 	io->fds[file] = -1;
+	if (io->cached_fds[file] >= 0)
+		close(io->cached_fds[file]);
+	io->cached_fds[file] = -1;
 	pthread_mutex_unlock(&io->files_lock);
 }
 
@@ -188,6 +197,57 @@ log_io_pread(struct log_io *io, uint32_t file, void *buf, uint32_t size, uint64_
 	int fd = io_fd(io, file);
 	uint32_t done = 0;
 
+	while (done < size) {
+		ssize_t n = pread(fd, (char *)buf + done, size - done, (off_t)(offset + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ENODATA;
+		done += (uint32_t)n;
+	}
+	return 0;
+}
+
+/*
+ * The buffered twin of a file's descriptor, reopened through /proc/self/fd
+ * (the same inode, without O_DIRECT). Under files_lock: readers of
+ * different threads may ask at once; the file cannot be closed meanwhile
+ * (the log's readers hold segments_rw across the read).
+ */
+static int
+io_cached_fd(struct log_io *io, uint32_t file)
+{
+	char path[64];
+	int fd;
+
+	pthread_mutex_lock(&io->files_lock);
+	fd = io->cached_fds[file];
+	if (fd < 0) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", io_fd(io, file));
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+			io->cached_fds[file] = fd;
+		} else {
+			fd = -errno;
+		}
+	}
+	pthread_mutex_unlock(&io->files_lock);
+	return fd;
+}
+
+int
+log_io_pread_cached(struct log_io *io, uint32_t file, void *buf, uint32_t size,
+		    uint64_t offset)
+{
+	int fd = io_cached_fd(io, file);
+	uint32_t done = 0;
+
+	if (fd < 0)
+		return fd;
 	while (done < size) {
 		ssize_t n = pread(fd, (char *)buf + done, size - done, (off_t)(offset + done));
 

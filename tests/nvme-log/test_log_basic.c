@@ -183,16 +183,28 @@ Test(log_basic, rolls_over_segments_and_reopens)
 	struct log *log;
 	uint64_t seq_next[SHARDS] = { 0 };
 
+	struct log_stats st;
+
 	config_small(&c);
+	c.read_cache_bytes = 0; /* The smallest window ring: most reads are of older data. */
 	cr_assert_eq(log_open(&c, &log), 0);
 	/* 3 shards x 1500 x 1 KiB = ~4.5 MiB: at least two 2 MiB segments. */
 	append_all(log, seq_next, 1500, 1024);
 	for (uint32_t s = 0; s < SHARDS; s++)
 		read_all(log, s, 1500, 1024);
+	/* All three sources served exact bytes: ring, page cache (sealed), O_DIRECT (active). */
+	log_stats_read(log, &st);
+	cr_assert_gt(st.reads_memory, 0);
+	cr_assert_gt(st.reads_cached, 0);
+	cr_assert_gt(st.reads_device, 0);
 	log_close(log);
 	cr_assert_eq(log_open(&c, &log), 0);
 	for (uint32_t s = 0; s < SHARDS; s++)
 		read_all(log, s, 1500, 1024);
+	/* After a reopen the ring is empty and every segment is sealed. */
+	log_stats_read(log, &st);
+	cr_assert_eq(st.reads_memory, 0);
+	cr_assert_gt(st.reads_cached, 0);
 	log_close(log);
 }
 
