@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include <rte_cycles.h>
+#include <rte_prefetch.h>
 
 #include "common/clock.h"
 #include "common/crc32c.h"
@@ -145,56 +146,89 @@ dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
  * shares the job instead of hashing again.
  */
 static void
-dp_ingest_md5_queue(struct dp_ingest *ing, const struct frame_record *r, uint32_t dst,
+dp_ingest_md5_queue(struct dp_ingest *ing, const uint8_t *key, uint16_t size, uint32_t dst,
 		    uint32_t cache_index)
 {
 	struct dp_md5_jobs *md5 = ing->md5;
 	uint32_t j = md5->count++;
 
 	assert(j < DP_HELD_RECORDS);
-	md5->keys[j] = r->key;
-	md5->sizes[j] = r->key_size;
+	md5->keys[j] = key;
+	md5->sizes[j] = size;
 	md5->dst[j] = dst;
 	md5->cache_index[j] = cache_index;
 	if (cache_index != UINT32_MAX) {
 		struct dp_key_cache_entry *e = &ing->key_cache[cache_index];
 
-		e->size = r->key_size;
-		memcpy(e->key, r->key, r->key_size);
+		e->size = size;
+		memcpy(e->key, key, size);
 		e->job = j + 1;
 	}
 }
 
-/* One record's hash key into hashes[dst]: producer-given, cached, or queued for MD5. */
+/*
+ * One record's hash key into hashes[dst] when the producer gave it; else a
+ * key-cache lookup for the burst's end, its entry prefetched now (with
+ * thousands of distinct keys the entry is a cache miss, and the misses of
+ * a burst overlap this way instead of stalling each datagram in turn).
+ */
 static void
 dp_ingest_hash(struct dp_worker *w, const struct frame_record *r, uint32_t dst)
 {
 	struct dp_ingest *ing = &w->ingest;
-	struct dp_key_cache_entry *e;
+	struct dp_md5_jobs *md5 = ing->md5;
+	const struct dp_key_cache_entry *e;
 	uint32_t index;
+	uint32_t l;
 
 	if (r->hash_key != NULL) {
 		ing->hashes[dst] = hashkey_from_be_bytes(r->hash_key);
 		return;
 	}
 	if (r->key_size > DP_KEY_CACHE_KEY_MAX) {
-		dp_ingest_md5_queue(ing, r, dst, UINT32_MAX);
+		dp_ingest_md5_queue(ing, r->key, r->key_size, dst, UINT32_MAX);
 		return;
 	}
 	index = crc32c(0, r->key, r->key_size) & (DP_KEY_CACHE_SIZE - 1);
 	e = &ing->key_cache[index];
-	if (e->size != r->key_size || memcmp(e->key, r->key, r->key_size) != 0) {
-		dp_ingest_md5_queue(ing, r, dst, index);
-		return;
+	rte_prefetch0(e);
+	rte_prefetch0((const uint8_t *)e + sizeof(*e) - 1);
+	l = md5->lookup_count++;
+	md5->lookup_keys[l] = r->key;
+	md5->lookup_sizes[l] = r->key_size;
+	md5->lookup_dst[l] = dst;
+	md5->lookup_index[l] = index;
+}
+
+/* The burst's key-cache lookups, in arrival order: hits now, misses to MD5 jobs. */
+static void
+dp_ingest_key_lookups(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_md5_jobs *md5 = ing->md5;
+	uint32_t hits = 0;
+
+	for (uint32_t l = 0; l < md5->lookup_count; l++) {
+		const uint8_t *key = md5->lookup_keys[l];
+		uint16_t size = md5->lookup_sizes[l];
+		uint32_t dst = md5->lookup_dst[l];
+		struct dp_key_cache_entry *e = &ing->key_cache[md5->lookup_index[l]];
+
+		if (e->size != size || memcmp(e->key, key, size) != 0) {
+			dp_ingest_md5_queue(ing, key, size, dst, md5->lookup_index[l]);
+			continue;
+		}
+		hits++;
+		if (e->job == 0) {
+			ing->hashes[dst] = e->hash;
+			continue;
+		}
+		/* The key came earlier in this burst and its MD5 is queued: share the result. */
+		md5->alias_dst[md5->alias_count] = dst;
+		md5->alias_job[md5->alias_count++] = e->job - 1;
 	}
-	dp_count(w, DP_MD5_CACHE_HITS, 1);
-	if (e->job == 0) {
-		ing->hashes[dst] = e->hash;
-		return;
-	}
-	/* The key came earlier in this burst and its MD5 is queued: share the result. */
-	ing->md5->alias_dst[ing->md5->alias_count] = dst;
-	ing->md5->alias_job[ing->md5->alias_count++] = e->job - 1;
+	dp_count(w, DP_MD5_CACHE_HITS, hits);
+	md5->lookup_count = 0;
 }
 
 /* The hash keys of every record of the frame, into hashes[first ...]. */
@@ -457,9 +491,10 @@ dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
 	struct dp_md5_jobs *md5 = ing->md5;
 
 	if (ing->held_count == 0) {
-		assert(md5->count == 0 && ing->hash_count == 0);
+		assert(md5->count == 0 && md5->lookup_count == 0 && ing->hash_count == 0);
 		return;
 	}
+	dp_ingest_key_lookups(w);
 	if (md5->count > 0)
 		md5x_hash(md5->keys, md5->sizes, md5->count, md5->digests);
 	for (uint32_t j = 0; j < md5->count; j++) {

@@ -107,10 +107,17 @@ struct dp_held_frame {
 };
 
 /*
- * The MD5 of one partition key, computed with the other keys of the burst
- * in SIMD lanes (common/md5x.h); `dst` is its record's index in hashes[].
+ * The burst's partition keys: first looked up in the key cache (lookups:
+ * the entry is prefetched when the datagram arrives and compared at the
+ * burst's end), then the misses' MD5s computed together in SIMD lanes
+ * (common/md5x.h). `dst` is the record's index in hashes[].
  */
 struct dp_md5_jobs {
+	const uint8_t *lookup_keys[DP_HELD_RECORDS];
+	uint16_t lookup_sizes[DP_HELD_RECORDS];
+	uint32_t lookup_dst[DP_HELD_RECORDS];
+	uint32_t lookup_index[DP_HELD_RECORDS];
+	uint32_t lookup_count;
 	const uint8_t *keys[DP_HELD_RECORDS];
 	uint32_t sizes[DP_HELD_RECORDS];
 	uint32_t dst[DP_HELD_RECORDS];
