@@ -143,6 +143,8 @@ struct kinesis {
 	uint64_t put_generation;          /* Never wraps: shard marks stay unambiguous. */
 	uint32_t shard_limit;             /* Shards over all streams (the log's table). */
 	uint32_t shards_total;
+	struct kinesis_closer *closer;    /* Closes reshard parents off this thread. */
+	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 };
 
 /* ---- Request validation (kinesis_validate.c) ---------------------------- */
@@ -356,6 +358,10 @@ uint32_t kinesis_open_count(const struct kinesis_shard *shards, uint32_t count);
  */
 int kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s,
 			   struct kinesis_reshard *plan);
+/* Records the parent closes the closer thread finished (kinesis_poll). */
+void kinesis_reshard_poll(struct kinesis *k);
+/* Waits for the closer thread's queue, records what it finished, stops it. */
+void kinesis_reshard_stop(struct kinesis *k);
 /* At open: completes reshards committed in SQLite whose log close was not recorded. */
 int kinesis_reshard_recover(struct kinesis *k, struct kinesis_stream *s, uint32_t index);
 /* ListShards' ShardFilter (AFTER_SHARD_ID is FROM_TRIM_HORIZON after a shard). */

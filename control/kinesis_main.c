@@ -556,6 +556,7 @@ kinesis_close(struct kinesis *k)
 {
 	if (k == NULL)
 		return;
+	kinesis_reshard_stop(k);
 	if (k->producer != NULL) {
 		kinesis_drain(k);
 		log_producer_close(k->producer);
@@ -639,6 +640,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	(void)now_ns;
 	kinesis_event_clear(k);
 	kinesis_put_poll(k);
+	kinesis_reshard_poll(k);
 	kinesis_stream_status_tick(k, mono);
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());
@@ -662,6 +664,9 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 	/* Completions wake us through the event fd; a short tick is a safety net. */
 	if (k->pending_count > 0)
 		due = min_u64(due, mono + 10000000u);
+	/* Parent closes finish on the closer thread: look again soon. */
+	if (k->closes_pending > 0)
+		due = min_u64(due, mono + 1000000u);
 	if (due <= mono)
 		return 0;
 	return (int)min_u64((due - mono + 999999) / 1000000, 60000);

@@ -9,21 +9,25 @@
  *   1     SQLite  one transaction: parents closed = 2 (closing), children
  *                 inserted, shard_count raised
  *   2     memory  the copy replaces the array: from here on every put routes
- *                 to the children (the server thread is the only router)
- *   2b    dataplane (when running) route_sync_hook: the route table from
- *                 SQLite is published with RCU, every worker passes a
- *                 quiescent state and submits what it staged (dp_flush_staged)
- *   3     log     log_shard_close(parent): batches the writer accepted are
- *                 durable first; its last seq becomes EndingSequenceNumber,
- *                 written to SQLite (closed = 1)
+ *                 to the children (the server thread is the only router);
+ *                 the parents are queued to the closer thread
+ *   3     closer  (its own thread) route_sync_hook when the dataplane runs:
+ *                 the route table from SQLite is published with RCU, every
+ *                 worker passes a quiescent state and submits what it staged
+ *                 (dp_flush_staged); then log_shard_close(parent): batches the
+ *                 writer accepted are durable first, its last seq is returned
+ *   4     server  kinesis_reshard_poll records it: EndingSequenceNumber in
+ *                 SQLite (closed = 1) and memory; until then reads of the
+ *                 parent do not end and it shows no EndingSequenceNumber
  *
- * A crash after 1 leaves closed = 2: the next start redoes 3 (the close is
- * idempotent in the log). Puts submitted before step 2 that the writer had
+ * A crash after 1 leaves closed = 2: the next start redoes 3 and 4 before
+ * serving (the close is idempotent in the log). Puts submitted before step 2 that the writer had
  * not accepted by step 3 complete with -EPIPE; the put path answers them as
  * throttled, so the producer retries and the retry routes to a child.
  */
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +263,194 @@ out_free:
 	return rc;
 }
 
+/* ---- The closer thread -------------------------------------------------------- */
+
+/*
+ * Parent closes run here, not on the API thread: the dataplane cut and
+ * log_shard_close() wait for workers and for a commit window, and the API
+ * thread keeps serving every shard meanwhile. The API thread records each
+ * result in SQLite and memory (kinesis_reshard_poll), as it owns both.
+ */
+struct kinesis_close {
+	uint32_t stream_id;
+	uint32_t shard_index;
+	uint64_t log_id;
+	uint64_t seq_end;
+	int rc;
+};
+
+struct kinesis_close_list {
+	struct kinesis_close *items;
+	uint32_t count;
+	uint32_t capacity;
+};
+
+struct kinesis_closer {
+	struct log *log;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	struct kinesis_close_list todo;  /* Under lock. */
+	struct kinesis_close_list done;  /* Under lock. */
+};
+
+static int
+kinesis_close_push(struct kinesis_close_list *list, const struct kinesis_close *c)
+{
+	if (list->count == list->capacity) {
+		uint32_t cap = list->capacity != 0 ? list->capacity * 2 : 64;
+		void *p = realloc(list->items, cap * sizeof(*list->items));
+
+		if (p == NULL)
+			return -ENOMEM;
+		list->items = p;
+		list->capacity = cap;
+	}
+	list->items[list->count++] = *c;
+	return 0;
+}
+
+static void *
+kinesis_closer_main(void *arg)
+{
+	struct kinesis_closer *cl = arg;
+	struct kinesis_close_list work = { 0 };
+
+	pthread_mutex_lock(&cl->lock);
+	for (;;) {
+		struct kinesis_close_list swap;
+
+		while (cl->todo.count == 0 && !cl->stop)
+			pthread_cond_wait(&cl->cond, &cl->lock);
+		if (cl->todo.count == 0)
+			break;
+		swap = cl->todo;
+		cl->todo = work;
+		work = swap;
+		pthread_mutex_unlock(&cl->lock);
+		/* The dataplane's cut first: new table published, old staging handed over. */
+		if (route_sync_hook != NULL) {
+			int err = route_sync_hook();
+
+			if (err != 0)
+				diag_warn("kinesis", "dataplane cut: %s (late records are refused as "
+					  "throttled and retried)", strerror(-err));
+		}
+		for (uint32_t i = 0; i < work.count; i++)
+			work.items[i].rc = log_shard_close(cl->log, work.items[i].log_id,
+							   &work.items[i].seq_end);
+		pthread_mutex_lock(&cl->lock);
+		for (uint32_t i = 0; i < work.count; i++)
+			if (kinesis_close_push(&cl->done, &work.items[i]) != 0)
+				diag_error("kinesis", "closer: out of memory (the close is redone "
+					   "at the next start)");
+		work.count = 0;
+	}
+	pthread_mutex_unlock(&cl->lock);
+	free(work.items);
+	return NULL;
+}
+
+static int
+kinesis_closer_start(struct kinesis *k)
+{
+	struct kinesis_closer *cl = calloc(1, sizeof(*cl));
+	int rc;
+
+	if (cl == NULL)
+		return -ENOMEM;
+	cl->log = k->log;
+	pthread_mutex_init(&cl->lock, NULL);
+	pthread_cond_init(&cl->cond, NULL);
+	rc = -pthread_create(&cl->thread, NULL, kinesis_closer_main, cl);
+	if (rc != 0) {
+		free(cl);
+		return rc;
+	}
+	k->closer = cl;
+	return 0;
+}
+
+/* Queues the close of every parent the commit left close_pending. */
+static int
+kinesis_closer_queue(struct kinesis *k, struct kinesis_stream *s, uint32_t old_count)
+{
+	int rc = k->closer == NULL ? kinesis_closer_start(k) : 0;
+
+	if (rc != 0)
+		return rc;
+	pthread_mutex_lock(&k->closer->lock);
+	for (uint32_t i = 0; rc == 0 && i < old_count; i++) {
+		struct kinesis_close c = {
+			.stream_id = s->stream_id, .shard_index = i, .log_id = s->shards[i].log_id,
+		};
+
+		if (!s->shards[i].close_pending)
+			continue;
+		rc = kinesis_close_push(&k->closer->todo, &c);
+		k->closes_pending += rc == 0;
+	}
+	pthread_cond_signal(&k->closer->cond);
+	pthread_mutex_unlock(&k->closer->lock);
+	return rc;
+}
+
+void
+kinesis_reshard_poll(struct kinesis *k)
+{
+	struct kinesis_close_list done;
+
+	if (k->closes_pending == 0)
+		return;
+	pthread_mutex_lock(&k->closer->lock);
+	done = k->closer->done;
+	k->closer->done = (struct kinesis_close_list){ 0 };
+	pthread_mutex_unlock(&k->closer->lock);
+	for (uint32_t i = 0; i < done.count; i++) {
+		const struct kinesis_close *c = &done.items[i];
+		struct kinesis_stream *s = kinesis_stream_by_id(k, c->stream_id);
+		int rc = c->rc;
+
+		k->closes_pending--;
+		/* A stream deleted meanwhile: nothing to record. */
+		if (s == NULL || c->shard_index >= s->shard_count ||
+		    !s->shards[c->shard_index].close_pending)
+			continue;
+		if (rc == 0)
+			rc = metadata_shard_closed(k->md, s->stream_id, c->shard_index, c->seq_end);
+		if (rc != 0) {
+			diag_error("kinesis", "stream %s: closing shard %u: %s (redone at the next "
+				   "start)", s->name, c->shard_index, strerror(-rc));
+			continue;
+		}
+		s->shards[c->shard_index].seq_end = c->seq_end;
+		s->shards[c->shard_index].close_pending = false;
+	}
+	free(done.items);
+}
+
+void
+kinesis_reshard_stop(struct kinesis *k)
+{
+	struct kinesis_closer *cl = k->closer;
+
+	if (cl == NULL)
+		return;
+	pthread_mutex_lock(&cl->lock);
+	cl->stop = true;
+	pthread_cond_signal(&cl->cond);
+	pthread_mutex_unlock(&cl->lock);
+	pthread_join(cl->thread, NULL);
+	kinesis_reshard_poll(k);
+	free(cl->todo.items);
+	free(cl->done.items);
+	pthread_mutex_destroy(&cl->lock);
+	pthread_cond_destroy(&cl->cond);
+	free(cl);
+	k->closer = NULL;
+}
+
 int
 kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kinesis_reshard *plan)
 {
@@ -274,22 +466,11 @@ kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kines
 	k->shards_total += plan->count - s->shard_count;
 	s->shard_count = plan->count;
 	plan->shards = NULL;
-	/* The dataplane's cut: new table published, old staging handed to the log. */
-	if (route_sync_hook != NULL) {
-		int err = route_sync_hook();
-
-		if (err != 0)
-			diag_warn("kinesis", "stream %s: dataplane cut: %s (late records are "
-				  "refused as throttled and retried)", s->name, strerror(-err));
-	}
-	for (uint32_t i = 0; i < old_count; i++) {
-		if (s->shards[i].close_pending) {
-			int err = kinesis_reshard_recover(k, s, i);
-
-			rc = rc != 0 ? rc : err;
-		}
-	}
-	return rc;
+	rc = kinesis_closer_queue(k, s, old_count);
+	if (rc != 0)
+		diag_error("kinesis", "stream %s: parent closes not queued: %s (redone at the next "
+			   "start)", s->name, strerror(-rc));
+	return 0;
 }
 
 uint64_t
