@@ -141,6 +141,28 @@ Test(dp_route, publishes_while_a_worker_polls)
 	dp_stop(dp_test);
 }
 
+/* The reshard cut: every running worker answers a flush epoch; not running, nobody waits. */
+Test(dp_route, workers_answer_flush_requests)
+{
+	struct dp_route_builder *b;
+
+	cr_assert_eq(dp_flush_staged(dp_test, 1), 0);
+	cr_assert_eq(dp_start(dp_test), 0);
+	for (uint32_t i = 0; i < 2000 && dp_test_counter(DP_POLLS) == 0; i++)
+		usleep(1000);
+	for (uint32_t round = 1; round <= 20; round++) {
+		cr_assert_eq(dp_route_builder_open(1, 16, &b), 0);
+		cr_assert_eq(dp_route_add_stream(b, "s", 1), 0);
+		add_equal_shards(b, 1, 1 + round % 16, round * 100);
+		cr_assert_eq(dp_route_publish(dp_test, b), 0);
+		dp_route_builder_close(b);
+		/* Idle sleeps included: a sleeping worker answers when it wakes. */
+		cr_assert_eq(dp_flush_staged(dp_test, 2000), 0, "round %u", round);
+	}
+	dp_stop(dp_test);
+	cr_assert_eq(dp_flush_staged(dp_test, 1), 0);
+}
+
 /* 10,000 shards, some with ranges a few keys wide: lookups agree with a linear scan. */
 Test(dp_route, agrees_with_a_linear_scan)
 {
