@@ -68,6 +68,14 @@ static const struct config_key config_keys[] = {
 		"Open shards one stream may have (AWS: 10000); checked by UpdateShardCount."),
 	KEY_U32("server", "shard_count_updates_per_day", shard_count_updates_per_day, "10", 0,
 		64, "UpdateShardCount calls per stream in a rolling 24 h (AWS: 10; 0: no limit)."),
+	KEY_U32("server", "autoscale_window_s", autoscale_window_s, "60", 0, 86400,
+		"ON_DEMAND streams: seconds between auto-scaling looks (rates over this window; "
+		"0: off)."),
+	KEY_U32("server", "autoscale_split_records_s", autoscale_split_records_s, "1000", 1,
+		100000000, "ON_DEMAND streams: split an open shard writing more records/s than "
+		"this; merge an adjacent pair writing less than a quarter of it together."),
+	KEY_U32("server", "autoscale_cooldown_s", autoscale_cooldown_s, "120", 0, 86400,
+		"ON_DEMAND streams: no auto-scaling decision this long after the last one."),
 	KEY_BOOL("server", "shard_throttling", shard_throttling, "false",
 		"Enforce Kinesis per-shard limits (1 MiB/s, 1000 rec/s write; 2 MiB/s, 5 calls/s "
 		"read) with ProvisionedThroughputExceededException."),

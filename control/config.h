@@ -36,6 +36,9 @@ struct sluice_config {
 	uint32_t stream_status_delay_ms;
 	uint32_t shards_per_stream_max;
 	uint32_t shard_count_updates_per_day;
+	uint32_t autoscale_window_s;
+	uint32_t autoscale_split_records_s;
+	uint32_t autoscale_cooldown_s;
 	bool shard_throttling;
 	/* [auth] */
 	enum config_auth auth;

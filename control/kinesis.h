@@ -72,6 +72,9 @@ struct kinesis_shard {
 	uint64_t read_window_s;
 	uint32_t read_window_calls;
 	uint64_t read_window_bytes;
+	/* Auto-scaling (kinesis_autoscale.c): durable seq at the last look, rate since. */
+	uint64_t scale_seq;
+	uint64_t scale_rate;
 };
 
 struct kinesis_stream {
@@ -92,6 +95,11 @@ struct kinesis_stream {
 	/* Wall-clock ms of the latest UpdateShardCount calls (a ring), for the daily limit. */
 	uint64_t scalings_ms[KINESIS_SCALINGS_TRACK];
 	uint32_t scalings_next;
+	/* On-demand auto-scaling: counters since start, the last decision, the cooldown. */
+	uint32_t scale_splits;
+	uint32_t scale_merges;
+	uint64_t scale_quiet_ns;      /* Monotonic: no decision before. */
+	char scale_last[160];
 };
 
 /* One record of a pending PutRecord(s): where it went and what came back. */
@@ -144,6 +152,7 @@ struct kinesis {
 	uint32_t shard_limit;             /* Shards over all streams (the log's table). */
 	uint32_t shards_total;
 	struct kinesis_closer *closer;    /* Closes reshard parents off this thread. */
+	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 };
 
@@ -358,6 +367,9 @@ uint32_t kinesis_open_count(const struct kinesis_shard *shards, uint32_t count);
  */
 int kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s,
 			   struct kinesis_reshard *plan);
+/* kinesis_autoscale.c: one look per autoscale_window_s at every ON_DEMAND stream. */
+void kinesis_autoscale_tick(struct kinesis *k, uint64_t mono_ns, uint64_t now_ns);
+
 /* Records the parent closes the closer thread finished (kinesis_poll). */
 void kinesis_reshard_poll(struct kinesis *k);
 /* Waits for the closer thread's queue, records what it finished, stops it. */

@@ -641,6 +641,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	kinesis_event_clear(k);
 	kinesis_put_poll(k);
 	kinesis_reshard_poll(k);
+	kinesis_autoscale_tick(k, mono, clock_real_ns());
 	kinesis_stream_status_tick(k, mono);
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());
@@ -664,6 +665,8 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 	/* Completions wake us through the event fd; a short tick is a safety net. */
 	if (k->pending_count > 0)
 		due = min_u64(due, mono + 10000000u);
+	if (k->config.autoscale_window_s != 0)
+		due = min_u64(due, k->autoscale_due_ns);
 	/* Parent closes finish on the closer thread: look again soon. */
 	if (k->closes_pending > 0)
 		due = min_u64(due, mono + 1000000u);

@@ -470,8 +470,16 @@ kinesis_describe_stream(struct kinesis *k, struct api_call *call, const struct a
 			api_out_printf(out, ",");
 		kinesis_out_shard(out, &s->shards[i]);
 	}
-	api_out_printf(out, "],\"HasMoreShards\":%s}}", s->status != KINESIS_CREATING &&
+	api_out_printf(out, "],\"HasMoreShards\":%s", s->status != KINESIS_CREATING &&
 		       from + n < s->shard_count ? "true" : "false");
+	/* Not AWS's: what the on-demand auto-scaler did (SDKs ignore unknown members). */
+	if (s->mode == METADATA_ON_DEMAND) {
+		api_out_printf(out, ",\"SluiceAutoScaling\":{\"Splits\":%u,\"Merges\":%u,"
+			       "\"LastDecision\":", s->scale_splits, s->scale_merges);
+		api_out_json_string(out, s->scale_last, strlen(s->scale_last));
+		api_out_printf(out, "}");
+	}
+	api_out_printf(out, "}}");
 	api_call_reply(call, 200);
 out:
 	cJSON_Delete(root);

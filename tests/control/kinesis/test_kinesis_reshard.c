@@ -531,3 +531,48 @@ Test(reshard, list_shards_filters_follow_lineage_and_time)
 			     "{\"Type\":\"AT_TIMESTAMP\"}}", "InvalidArgumentException",
 			     "Must specify Timestamp for ShardFilter type AT_TIMESTAMP.");
 }
+
+/* Calls kinesis_poll for `ms` milliseconds (auto-scaling looks, closes, status). */
+static void
+poll_for(int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		kinesis_poll(h.k, 0);
+		usleep(1000);
+	}
+}
+
+/* ON_DEMAND: a hot shard is split, then a cold pair merged back; each decision is shown. */
+Test(reshard, on_demand_autoscaling_splits_hot_and_merges_cold)
+{
+	cJSON *d;
+	const cJSON *as;
+
+	h.k->config.autoscale_window_s = 1;
+	h.k->config.autoscale_split_records_s = 20;
+	h.k->config.autoscale_cooldown_s = 0;
+	call_ok("CreateStream", "{\"StreamName\":\"od\",\"StreamModeDetails\":"
+		"{\"StreamMode\":\"ON_DEMAND\"}}");
+	poll_for(1100); /* The first look only sets the marks. */
+	for (int i = 0; i < 60; i++)
+		put_key("od", "hot", "5"); /* Shard 0: 60 records in ~1 s > 20/s. */
+	for (int i = 0; i < 1100 && kinesis_stream_find(h.k, "od", 2)->scale_splits == 0; i++)
+		poll_for(1);
+	d = describe("od");
+	as = cJSON_GetObjectItem(cJSON_GetObjectItem(d, "StreamDescription"), "SluiceAutoScaling");
+	cr_assert_not_null(as);
+	cr_assert_eq(cJSON_GetObjectItem(as, "Splits")->valueint, 1);
+	cr_assert_not_null(strstr(cJSON_GetObjectItem(as, "LastDecision")->valuestring,
+				  "split shardId-000000000000"));
+	cr_assert_str_eq(str_at(d, "StreamDescription.Shards.4.ParentShardId"),
+			 "shardId-000000000000");
+	cJSON_Delete(d);
+	/* Now idle: 5 open shards, the coldest adjacent pair merges back down to 4. */
+	for (int i = 0; i < 2500 && kinesis_stream_find(h.k, "od", 2)->scale_merges == 0; i++)
+		poll_for(1);
+	cr_assert_eq(kinesis_stream_find(h.k, "od", 2)->scale_merges, 1);
+	poll_for(1100);
+	cr_assert_eq(kinesis_stream_find(h.k, "od", 2)->scale_merges, 1, "4 open: no more merges");
+	cr_assert_eq(kinesis_open_count(kinesis_stream_find(h.k, "od", 2)->shards,
+					kinesis_stream_find(h.k, "od", 2)->shard_count), 4);
+}
