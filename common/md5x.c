@@ -6,6 +6,7 @@
  */
 #include <assert.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/hashkey.h"
@@ -149,8 +150,14 @@ md5x_impl_best(void)
 	int impl = atomic_load_explicit(&best, memory_order_relaxed);
 
 	if (impl < 0) {
-		impl = md5x_impl_supported(MD5X_IMPL_AVX512) ? MD5X_IMPL_AVX512 :
-		       md5x_impl_supported(MD5X_IMPL_AVX2) ? MD5X_IMPL_AVX2 : MD5X_IMPL_SCALAR;
+		/* SLUICE_MD5X=scalar|avx2 narrows the choice (benchmarks: before and after). */
+		const char *cap = getenv("SLUICE_MD5X");
+		bool avx512_ok = cap == NULL || strcmp(cap, "avx512") == 0;
+		bool avx2_ok = avx512_ok || strcmp(cap, "avx2") == 0;
+
+		impl = avx512_ok && md5x_impl_supported(MD5X_IMPL_AVX512) ? MD5X_IMPL_AVX512 :
+		       avx2_ok && md5x_impl_supported(MD5X_IMPL_AVX2) ? MD5X_IMPL_AVX2 :
+		       MD5X_IMPL_SCALAR;
 		atomic_store_explicit(&best, impl, memory_order_relaxed);
 	}
 	return (enum md5x_impl)impl;

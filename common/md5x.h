@@ -22,7 +22,10 @@ enum md5x_impl {
 	MD5X_IMPL_AVX512,           /* 16 lanes. */
 };
 
-/* The implementation md5x_hash() uses on this CPU (the widest it supports). */
+/*
+ * The implementation md5x_hash() uses on this CPU: the widest it supports,
+ * or at most what SLUICE_MD5X (scalar, avx2, avx512) allows, read once.
+ */
 enum md5x_impl md5x_impl_best(void);
 /* Messages hashed together per call of the lane kernel: 16, 8 or 1. */
 uint32_t md5x_impl_lanes(enum md5x_impl impl);
