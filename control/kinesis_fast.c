@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "control/kinesis.h"
@@ -38,15 +39,44 @@ kf_char(struct kf_cursor *c, char ch)
 	return true;
 }
 
-/* A string without escapes or control characters; false for anything else. */
+#define KF_ONES 0x0101010101010101ull
+#define KF_HIGHS 0x8080808080808080ull
+
+/*
+ * Whether any of the 8 bytes is '"', '\\' or below 0x20 (the bit hacks
+ * "haszero" and "hasless": exact as a yes/no, not as a position).
+ */
+static bool
+kf_word_special(uint64_t w)
+{
+	uint64_t quote = w ^ (KF_ONES * '"');
+	uint64_t backslash = w ^ (KF_ONES * '\\');
+
+	return ((((quote - KF_ONES) & ~quote) | ((backslash - KF_ONES) & ~backslash) |
+		 ((w - KF_ONES * 0x20) & ~w)) & KF_HIGHS) != 0;
+}
+
+/*
+ * A string without escapes or control characters; false for anything else.
+ * Skips 8 plain bytes at a time (Data is most of a PutRecords body: the
+ * byte loop alone was 11 % of the server's time under perf), then the byte
+ * loop finds what ended the run.
+ */
 static bool
 kf_string(struct kf_cursor *c, const char **text, size_t *size)
 {
 	const char *start;
+	uint64_t w;
 
 	if (!kf_char(c, '"'))
 		return false;
 	start = c->p;
+	while (c->end - c->p >= 8) {
+		memcpy(&w, c->p, sizeof(w));
+		if (kf_word_special(w))
+			break;
+		c->p += 8;
+	}
 	while (c->p < c->end && *c->p != '"') {
 		if (*c->p == '\\' || (unsigned char)*c->p < 0x20)
 			return false;
