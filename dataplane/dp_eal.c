@@ -93,7 +93,12 @@ dp_eal_build_fixed(struct dp *dp, struct dp_eal_argv *a)
 	} else if (rc == 0 && c->in_memory) {
 		rc = dp_eal_arg(a, "%s", "--in-memory", 0);
 	}
-	if (rc == 0 && !c->in_memory)
+	/*
+	 * Always our own prefix, --in-memory too: without one EAL uses the shared
+	 * /var/run/dpdk/rte, which dp_eal_cleanup() would then remove from under
+	 * any other DPDK process on the host.
+	 */
+	if (rc == 0)
 		rc = dp_eal_arg(a, "--file-prefix=%s", dp->file_prefix, 0);
 	if (rc == 0 && !dp_eal_args_have(dp->eal_args, "-l") &&
 	    !dp_eal_args_have(dp->eal_args, "--lcores") && !dp_eal_args_have(dp->eal_args, "-c")) {
