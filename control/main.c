@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "common/diag.h"
@@ -19,6 +20,8 @@
 #include "nvme-log/log.h"
 
 #define SLUICED_EXIT_USAGE 2
+/* Descriptors besides connections: log segments and indexes, SQLite, DPDK, eventfds. */
+#define SLUICED_FDS_RESERVED 256
 
 static void
 usage(FILE *out)
@@ -177,6 +180,28 @@ sluiced_open_log(struct sluiced *d, char *log_dir, size_t log_dir_size)
 	return log_open(&lc, &d->log);
 }
 
+/*
+ * Connections, log segments, SQLite and DPDK all take descriptors: the soft limit
+ * (often 1024) is raised to the hard one, and a limit below what the configured
+ * connections need is reported (the server then sheds connections at EMFILE).
+ */
+static void
+sluiced_raise_fd_limit(const struct sluice_config *config)
+{
+	struct rlimit lim;
+
+	if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
+		return;
+	if (lim.rlim_cur < lim.rlim_max) {
+		lim.rlim_cur = lim.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &lim);
+	}
+	if (lim.rlim_cur < (rlim_t)config->connections_max + SLUICED_FDS_RESERVED)
+		diag_warn("sluiced", "open-file limit %llu is below connections_max %u + %u",
+			  (unsigned long long)lim.rlim_cur, config->connections_max,
+			  SLUICED_FDS_RESERVED);
+}
+
 /* Runs the appliance until SIGTERM or SIGINT. Returns the process exit code. */
 static int
 sluiced_serve(struct sluiced *d)
@@ -192,6 +217,7 @@ sluiced_serve(struct sluiced *d)
 	sigaddset(&stop_signals, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	sluiced_raise_fd_limit(&d->config);
 
 	rc = sluiced_open_log(d, log_dir, sizeof(log_dir));
 	if (rc != 0) {

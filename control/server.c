@@ -18,6 +18,8 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -197,6 +199,14 @@ server_tables_open(struct api_server *s)
 	return buf_pool_init(&s->pool, sizes, counts, BUF_POOL_CLASSES);
 }
 
+static void
+server_fd_close(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 static int
 server_fds_open(struct api_server *s)
 {
@@ -204,7 +214,8 @@ server_fds_open(struct api_server *s)
 
 	s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	s->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (s->epoll_fd < 0 || s->stop_fd < 0)
+	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (s->epoll_fd < 0 || s->stop_fd < 0 || s->spare_fd < 0)
 		return -errno;
 	rc = server_listen(s->config.api_listen, &s->listen_fd);
 	if (rc != 0) {
@@ -245,6 +256,7 @@ api_server_open(const struct sluice_config *config, struct kinesis *k,
 	s->config = *config;
 	s->kinesis = k;
 	s->epoll_fd = s->stop_fd = s->listen_fd = s->tls_listen_fd = s->kinesis_fd = -1;
+	s->spare_fd = -1;
 	atomic_init(&s->stop, false);
 	if (getrandom(&s->rng, sizeof(s->rng), 0) != sizeof(s->rng))
 		s->rng = clock_real_ns();
@@ -281,13 +293,6 @@ api_server_stop(struct api_server *server)
 		diag_warn("server", "stop: eventfd write: %s", strerror(errno));
 }
 
-static void
-server_fd_close(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
 
 void
 api_server_close(struct api_server *s)
@@ -306,6 +311,7 @@ api_server_close(struct api_server *s)
 	server_fd_close(&s->tls_listen_fd);
 	server_fd_close(&s->stop_fd);
 	server_fd_close(&s->epoll_fd);
+	server_fd_close(&s->spare_fd);
 	if (s->ssl_ctx != NULL)
 		SSL_CTX_free(s->ssl_ctx);
 	if (s->h2_callbacks != NULL)
@@ -532,6 +538,32 @@ server_conn_adopt(struct api_server *s, int fd, bool tls)
 	return c;
 }
 
+/*
+ * Out of descriptors (EMFILE/ENFILE): the pending connection would keep the
+ * level-triggered listener readable and the loop spinning. Give up the spare
+ * descriptor, accept the connection and close it at once, take the spare back.
+ * Returns true when one connection was shed.
+ */
+static bool
+server_accept_shed(struct api_server *s, int listen_fd)
+{
+	int fd;
+
+	if (s->spare_fd < 0)
+		return false;
+	server_fd_close(&s->spare_fd);
+	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	s->stats.connections_shed++;
+	diag_warn("server", "out of file descriptors: connection closed (%" PRIu64 " so far)",
+		  s->stats.connections_shed);
+	return true;
+}
+
 static void
 server_accept(struct api_server *s, int listen_fd, bool tls)
 {
@@ -539,6 +571,9 @@ server_accept(struct api_server *s, int listen_fd, bool tls)
 		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		int one = 1;
 
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
+		    server_accept_shed(s, listen_fd))
+			continue;
 		if (fd < 0)
 			return;  /* EAGAIN, or a connection that died in the backlog. */
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -156,6 +156,7 @@ struct api_call {
 struct server_stats {
 	uint64_t connections_accepted;
 	uint64_t connections_refused;
+	uint64_t connections_shed;       /* Accepted and closed at once: out of fds. */
 	uint64_t connections_timed_out;
 	uint64_t requests;
 	uint64_t replies_dropped;        /* The client left before the reply. */
@@ -169,6 +170,7 @@ struct api_server {
 	int listen_fd;
 	int tls_listen_fd;               /* -1 without TLS. */
 	int kinesis_fd;                  /* -1 when the actions have no event fd. */
+	int spare_fd;                    /* Held open to shed a connection at EMFILE. */
 	SSL_CTX *ssl_ctx;
 	atomic_bool stop;
 	struct server_conn *conns;

@@ -13,6 +13,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -750,6 +752,39 @@ Test(server, connections_beyond_the_cap_are_refused, .init = setup_four_connecti
 	for (int i = 1; i < 4; i++)
 		close(fds[i]);
 	close(extra);
+}
+
+/*
+ * Out of descriptors: a pending connection must be shed (accepted and closed),
+ * not left in the backlog where it keeps the listener readable and the loop
+ * spinning; once descriptors are free again, connections are served.
+ */
+Test(server, out_of_descriptors_sheds_and_recovers, .init = setup_default, .fini = server_stop)
+{
+	struct rlimit lim = { .rlim_cur = 128, .rlim_max = 128 };
+	int dummies[128];
+	int count = 0;
+	int fd;
+	struct response r;
+
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	while (count < 128 && (fd = open("/dev/null", O_RDONLY)) >= 0)
+		dummies[count++] = fd;
+	cr_assert_eq(errno, EMFILE);
+	cr_assert_gt(count, 1);
+	close(dummies[--count]);        /* Exactly one free descriptor: the client's. */
+	fd = client_connect();
+	cr_assert(client_sees_close(fd, 2000));
+	close(fd);
+	cr_assert_eq(server->stats.connections_shed, 1);
+	while (count > 0)
+		close(dummies[--count]);
+	fd = client_connect();
+	client_send_str(fd, request("ListStreams", "{}", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	close(fd);
 }
 
 /* ---- Authentication ---- */
