@@ -553,12 +553,13 @@ server_accept_shed(struct api_server *s, int listen_fd)
 		return false;
 	server_fd_close(&s->spare_fd);
 	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd >= 0)
+	if (fd >= 0) {
+		s->stats.connections_shed++; /* Before the close the client may notice. */
 		close(fd);
+	}
 	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	s->stats.connections_shed++;
 	diag_warn("server", "out of file descriptors: connection closed (%" PRIu64 " so far)",
 		  s->stats.connections_shed);
 	return true;
