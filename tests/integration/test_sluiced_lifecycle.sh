@@ -9,6 +9,8 @@ src=$2
 tmp=$(mktemp -d)
 pid=""
 trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+# dash runs no EXIT trap on a signal: meson's timeout TERM must still clean up.
+trap 'exit 143' HUP INT TERM
 
 "$sluiced" --help | grep -q -- '--check-config' || fail "--help does not list --check-config"
 "$sluiced" --print-config-doc | cmp -s - "$src/docs/CONFIG.md" ||

@@ -5,6 +5,8 @@ src=$1
 check="$src/scripts/check-includes.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# dash runs no EXIT trap on a signal: meson's timeout TERM must still clean up.
+trap 'exit 143' HUP INT TERM
 
 CHECK_INCLUDES_COMPILE=0 "$check" "$src" >/dev/null || { echo "tree fails its own check"; exit 1; }
 

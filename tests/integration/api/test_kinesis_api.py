@@ -479,4 +479,7 @@ def main():
 
 
 if __name__ == "__main__":
+    # meson's timeout sends SIGTERM: exit through the finally blocks, which stop
+    # our sluiced and remove the temp dirs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

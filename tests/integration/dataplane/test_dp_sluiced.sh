@@ -33,6 +33,8 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+# dash runs no EXIT trap on a signal: meson's timeout TERM must still clean up.
+trap 'exit 143' HUP INT TERM
 
 start_sluiced() { # log file, extra sluiced arguments
 	log=$1

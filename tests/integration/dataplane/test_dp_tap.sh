@@ -29,6 +29,8 @@ cleanup() {
 	rm -rf "$tmp" "/var/run/dpdk/sluice-$pid"
 }
 trap cleanup EXIT
+# dash runs no EXIT trap on a signal: meson's timeout TERM must still clean up.
+trap 'exit 143' HUP INT TERM
 
 ip netns add "$ns" || fail "ip netns add"
 ip -n "$ns" link set lo up

@@ -24,6 +24,8 @@ cleanup() {
 	[ -n "$pid" ] && rm -rf "/var/run/dpdk/sluice-$pid"
 }
 trap cleanup EXIT
+# dash runs no EXIT trap on a signal: meson's timeout TERM must still clean up.
+trap 'exit 143' HUP INT TERM
 inside() { ip netns exec "$ns" env SLUICE_ENDPOINT=http://127.0.0.1:4567 "$@"; }
 
 ip netns add "$ns" || fail "ip netns add"

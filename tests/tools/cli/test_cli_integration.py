@@ -12,6 +12,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -430,4 +431,7 @@ def main():
 
 
 if __name__ == '__main__':
+    # meson's timeout sends SIGTERM: exit through the finally blocks, which stop
+    # our sluiced and remove the temp dirs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())
