@@ -90,8 +90,9 @@ static const struct config_key config_keys[] = {
 		"the previous window's flush is done: lowest latency at low load) ..."),
 	KEY_U32("log", "commit_window_kb", log_commit_window_kb, "1024", 4, 16384,
 		"... or once this many KiB are pending, whichever comes first."),
-	KEY_U32("log", "batch_size_kb", log_batch_size_kb, "1088", 4, 4096,
-		"Largest encoded record batch, KiB (a 1 MiB record plus headers fits)."),
+	KEY_U32("log", "batch_size_kb", log_batch_size_kb, "1088", 1040, 4096,
+		"Largest encoded record batch, KiB; at least 1040 so that the largest record "
+		"Kinesis accepts (1 MiB of data, a 256-byte key, headers) always fits."),
 	KEY_U32("log", "batches_per_producer", log_batches_per_producer, "256", 1, 65536,
 		"Batches each log client (the API, each dataplane worker) may have in flight; "
 		"when all are, that client throttles. Virtual memory reserved: batch_size_kb "
@@ -113,6 +114,10 @@ static const struct config_key config_keys[] = {
 	KEY_U32("dataplane", "workers", dp_workers, "1", 1, 64, "Polling worker lcores."),
 	KEY_U32("dataplane", "batch_age_us", dp_batch_age_us, "100", 1, 100000,
 		"A staged shard batch is handed to the log at most this old."),
+	KEY_U32("dataplane", "producers_max", dp_producers_max, "1024", 1, 262144,
+		"Producer ids each worker keeps a dedup window for (about 2.2 KiB each); when all "
+		"are taken a new id is NACKed throttled until one has been idle 60 s plus the "
+		"auth replay window."),
 	KEY_U32("dataplane", "idle_polls", dp_idle_polls, "1024", 0, 100000000,
 		"Empty polls before a worker sleeps (0 = never sleep: production)."),
 	KEY_U32("dataplane", "idle_sleep_us", dp_idle_sleep_us, "100", 0, 100000,

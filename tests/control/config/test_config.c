@@ -147,6 +147,9 @@ Test(config, overrides_are_checked)
 	cr_assert_eq(config_set(&c, "noequals", &e), -EINVAL);
 	cr_assert_eq(config_set(&c, "server.nokey=1", &e), -EINVAL);
 	cr_assert_eq(c.dp_ingest_port, 65535u);
+	/* A batch must hold the largest record the API accepts: 1039 KiB is limit - 1. */
+	cr_assert_eq(config_set(&c, "log.batch_size_kb=1039", &e), -EINVAL);
+	cr_assert_eq(config_set(&c, "log.batch_size_kb=1040", &e), 0);
 	cr_assert_eq(config_set(&c, "dataplane.ring_size=1000", &e), 0);
 	e.count = 0;
 	cr_assert_eq(config_validate(&c, &e), -EINVAL); /* not a power of two */
