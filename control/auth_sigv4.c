@@ -29,6 +29,7 @@
 #include <openssl/hmac.h>
 
 #include "control/auth_sigv4.h"
+#include "control/http1.h"
 
 #define SIGV4_SERVICE "kinesis"
 #define SIGV4_TERMINATOR "aws4_request"
@@ -92,27 +93,11 @@ sigv4_keys_parse(struct sigv4_keys *keys, const char *access_keys, const char *r
 	return keys->count > 0 ? 0 : -EINVAL;
 }
 
-static bool
-sigv4_name_is(const char *name, size_t size, const char *lower)
-{
-	size_t i;
-
-	for (i = 0; i < size; i++) {
-		char c = name[i];
-
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c - 'A' + 'a');
-		if (lower[i] == '\0' || c != lower[i])
-			return false;
-	}
-	return lower[i] == '\0';
-}
-
 static const struct sigv4_header *
 sigv4_header_find(const struct sigv4_input *in, const char *lower)
 {
 	for (size_t i = 0; i < in->header_count; i++)
-		if (sigv4_name_is(in->headers[i].name, in->headers[i].name_size, lower))
+		if (http1_name_is(in->headers[i].name, in->headers[i].name_size, lower))
 			return &in->headers[i];
 	return NULL;
 }
