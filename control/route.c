@@ -303,6 +303,7 @@ route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config
 	out->ingest_port = (uint16_t)c->dp_ingest_port;
 	out->workers = c->dp_workers;
 	out->batch_age_us = c->dp_batch_age_us;
+	out->producers_max = c->dp_producers_max;
 	out->idle_polls = c->dp_idle_polls;
 	out->idle_sleep_us = c->dp_idle_sleep_us;
 	out->mbufs = c->dp_mbufs;

@@ -39,6 +39,7 @@ struct dp_route_builder;
 #define DP_WORKERS_MAX 16
 /* Producer HMAC keys the dataplane knows. */
 #define DP_AUTH_KEYS_MAX 16
+#define DP_PRODUCERS_MAX 262144      /* Bound of producers_max (a window is ~2.2 KiB). */
 
 struct dp_config {
 	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
@@ -51,6 +52,7 @@ struct dp_config {
 	uint16_t ingest_port;       /* UDP port of the record-frame protocol. */
 	uint32_t workers;           /* Worker lcores, 1 .. DP_WORKERS_MAX. */
 	uint32_t batch_age_us;      /* A staged batch goes to the log at most this old. */
+	uint32_t producers_max;     /* Producer ids with a dedup window, per worker. */
 	uint32_t idle_polls;        /* Empty polls before sleeping; 0 = never sleep. */
 	uint32_t idle_sleep_us;     /* Sleep of an idle worker. */
 	uint32_t mbufs;             /* Packet buffers in the mempool. */
@@ -117,6 +119,7 @@ enum dp_counter {
 	DP_DROP_NO_ROUTE,       /* No open shard owns the record's hash key. */
 	DP_DROP_NO_BATCH,       /* The log's batch pool or our staging was exhausted. */
 	DP_DROP_FRAMES_FULL,    /* No free slot to track a frame until its ACK. */
+	DP_DROP_PRODUCERS_FULL, /* A new producer id found every dedup window taken. */
 	DP_DROP_NO_MBUF,
 	DP_RING_FULL,           /* log_batch_submit() said -EAGAIN. */
 	DP_BATCHES_SUBMITTED,

@@ -27,6 +27,7 @@ dp_config_default(struct dp_config *config)
 	config->ingest_port = 4570;
 	config->workers = 1;
 	config->batch_age_us = 100;
+	config->producers_max = 1024;
 	config->idle_polls = 1024;
 	config->idle_sleep_us = 100;
 	config->mbufs = 8191;
@@ -42,6 +43,8 @@ dp_config_check(const struct dp_config *c)
 	if (c->ring_size < 64 || c->ring_size > 32768 || (c->ring_size & (c->ring_size - 1)))
 		return -EINVAL;
 	if (c->mbufs < 1023 || c->ingest_port == 0 || c->batch_age_us == 0)
+		return -EINVAL;
+	if (c->producers_max == 0 || c->producers_max > DP_PRODUCERS_MAX)
 		return -EINVAL;
 	if (c->auth_key_count > DP_AUTH_KEYS_MAX || (c->auth_key_count > 0 && c->auth_keys == NULL))
 		return -EINVAL;

@@ -30,6 +30,8 @@ extern const struct rte_ether_addr dp_test_peer_mac;
 void dp_test_open(struct log *log);
 /* Worker lcores (= queue pairs) the next dp_test_open*() configures; default 1. */
 extern uint32_t dp_test_workers;
+/* Dedup windows per worker of the next dp_test_open*(); 0: the default. */
+extern uint32_t dp_test_producers_max;
 
 /* The same with producer HMAC keys (and whether frames must carry a tag). */
 void dp_test_open_auth(struct log *log, const struct frame_auth_key *keys, uint32_t count,

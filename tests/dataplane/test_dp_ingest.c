@@ -846,3 +846,89 @@ Test(dp_ingest, survives_seeded_mutations)
 		      dp_test_counter(DP_FRAMES_UNAUTHENTICATED), 3000, "seed %llu",
 		      (unsigned long long)seed);
 }
+
+/* Sends one single-record durable frame and returns the answer (asserted to come). */
+static void
+send_and_answer(const char *key, uint64_t producer, uint64_t seq, struct frame_ack *ack,
+		struct frame_ack_run *runs)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = key, .data = "d" };
+	struct rte_mbuf *m;
+
+	send_payload(buf, records_frame(buf, "orders", producer, seq, FRAME_ACK_DURABLE, &r, 1));
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m, "an answer to producer %lu seq %lu", (unsigned long)producer,
+			   (unsigned long)seq);
+	decode_answer(m, ack, runs);
+}
+
+/* The slot of the old direct-mapped table of 1,024 windows (the defect this guards). */
+static uint32_t
+old_dedup_slot(uint64_t producer_id)
+{
+	return (uint32_t)((producer_id * 0x9E3779B97F4A7C15ull) >> 32) & 1023u;
+}
+
+Test(dp_ingest, keeps_the_window_of_a_producer_whose_id_hashes_alike)
+{
+	struct frame_ack ack;
+	struct frame_ack_run runs[4];
+	uint64_t a = 1000;
+	uint64_t b = a + 1;
+
+	while (old_dedup_slot(b) != old_dedup_slot(a))
+		b++;
+	send_and_answer("ka", a, 3, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	send_and_answer("kb", b, 3, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	/* A's ACK was lost: its retransmit must be answered from A's window, not stored. */
+	send_and_answer("ka", a, 3, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	cr_assert(ack.flags & FRAME_F_DUPLICATE, "replayed, not stored again");
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 2);
+	cr_assert_eq(shard_durable(shard_of("ka")) + (shard_of("ka") != shard_of("kb") ?
+						       shard_durable(shard_of("kb")) : 0), 2);
+}
+
+static void
+setup_two_producers(void)
+{
+	dp_test_producers_max = 2;
+	setup();
+}
+
+Test(dp_ingest_producers, refuses_a_new_producer_id_when_every_window_is_taken,
+     .init = setup_two_producers, .fini = teardown, .timeout = 30)
+{
+	struct dp_ingest *ing = &dp_test->workers[0].ingest;
+	struct frame_ack ack;
+	struct frame_ack_run runs[4];
+
+	send_and_answer("k1", 1, 0, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	send_and_answer("k2", 2, 0, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	send_and_answer("k3", 3, 0, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_NACK, "limit + 1: refused, nobody evicted");
+	cr_assert_eq(ack.status, FRAME_STATUS_THROTTLED);
+	cr_assert_gt(ack.retry_after_ms, 0);
+	cr_assert_eq(dp_test_counter(DP_DROP_PRODUCERS_FULL), 1);
+	for (uint64_t p = 1; p <= 2; p++) {
+		send_and_answer(p == 1 ? "k1" : "k2", p, 0, &ack, runs);
+		cr_assert(ack.flags & FRAME_F_DUPLICATE, "producer %lu keeps its window",
+			  (unsigned long)p);
+	}
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 2);
+	/* Producer 1 idle past the reclaim time: its window goes to the new id. */
+	ing->producer_seen_tsc[0] -= ing->producer_idle_tsc + 1;
+	send_and_answer("k3", 3, 0, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	cr_assert_eq(ack.flags & FRAME_F_DUPLICATE, 0);
+	send_and_answer("k2", 2, 0, &ack, runs);
+	cr_assert(ack.flags & FRAME_F_DUPLICATE, "the busy producer kept its window");
+	send_and_answer("k3", 3, 0, &ack, runs);
+	cr_assert(ack.flags & FRAME_F_DUPLICATE, "the new id has a window");
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 3);
+}
