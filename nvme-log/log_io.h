@@ -58,6 +58,8 @@ int log_io_pwrite(struct log_io *io, uint32_t file, const void *buf, uint32_t si
  */
 int log_io_pread_cached(struct log_io *io, uint32_t file, void *buf, uint32_t size,
 			uint64_t offset);
+/* Starts reading [offset, offset + size) into the page cache without waiting (a hint). */
+void log_io_prefetch(struct log_io *io, uint32_t file, uint64_t offset, uint64_t size);
 int log_io_fsync(struct log_io *io, uint32_t file);
 
 /*

@@ -396,6 +396,15 @@ log_io_pread_cached(struct log_io *io, uint32_t file, void *buf, uint32_t size,
 	return log_io_pread(io, file, buf, size, offset);
 }
 
+void
+log_io_prefetch(struct log_io *io, uint32_t file, uint64_t offset, uint64_t size)
+{
+	(void)io;
+	(void)file;
+	(void)offset;
+	(void)size;
+}
+
 int
 log_io_pwrite(struct log_io *io, uint32_t file, const void *buf, uint32_t size,
 	      uint64_t offset)

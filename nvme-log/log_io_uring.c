@@ -262,6 +262,15 @@ log_io_pread_cached(struct log_io *io, uint32_t file, void *buf, uint32_t size,
 	return 0;
 }
 
+void
+log_io_prefetch(struct log_io *io, uint32_t file, uint64_t offset, uint64_t size)
+{
+	int fd = io_cached_fd(io, file);
+
+	if (fd >= 0)
+		(void)posix_fadvise(fd, (off_t)offset, (off_t)size, POSIX_FADV_WILLNEED);
+}
+
 int
 log_io_pwrite(struct log_io *io, uint32_t file, const void *buf, uint32_t size,
 	      uint64_t offset)

@@ -32,7 +32,18 @@ struct log_reader {
 	uint64_t cursor_shard;
 	uint64_t cursor_segment;
 	uint32_t cursor_entry;
+	/* Page-cache prefetch: how far ahead of reads of this segment it was asked for. */
+	uint64_t prefetch_segment;
+	uint64_t prefetch_end;
 };
+
+/*
+ * Readers of sealed data ask the kernel to read this far ahead of them, in
+ * steps of half of it: the kernel's own readahead (128-256 KiB) left the
+ * API thread waiting on the device between GetRecords calls. Shards share
+ * segments, so one window per reader serves every shard read near it.
+ */
+#define READ_PREFETCH_SIZE (8u << 20)
 
 /* A batch found for a read: where it is and what it must contain. */
 struct read_loc {
@@ -60,6 +71,7 @@ log_reader_open(struct log *log, struct log_reader **reader_out)
 		return err;
 	}
 	reader->cursor_segment = UINT64_MAX;
+	reader->prefetch_segment = UINT64_MAX;
 	*reader_out = reader;
 	return 0;
 }
@@ -226,6 +238,23 @@ read_recent(struct log *log, const struct read_loc *loc, uint8_t *dst)
 	return pos >= atomic_load_explicit(&r->valid_from, memory_order_relaxed);
 }
 
+/* Keeps the page cache READ_PREFETCH_SIZE ahead of reads of sealed segments. */
+static void
+read_prefetch(struct log_reader *reader, const struct read_loc *loc)
+{
+	uint64_t offset = loc->entry.offset;
+
+	if (reader->prefetch_segment == loc->segment_no && offset < reader->prefetch_end &&
+	    offset + READ_PREFETCH_SIZE / 2 < reader->prefetch_end)
+		return;
+	if (reader->prefetch_segment != loc->segment_no || offset >= reader->prefetch_end ||
+	    offset + READ_PREFETCH_SIZE < reader->prefetch_end)
+		reader->prefetch_end = offset;
+	reader->prefetch_segment = loc->segment_no;
+	log_io_prefetch(reader->log->io, loc->file, reader->prefetch_end, READ_PREFETCH_SIZE);
+	reader->prefetch_end += READ_PREFETCH_SIZE;
+}
+
 /* The batch's CRCs, and that it is the batch the index entry names. */
 static int
 read_verify(const struct read_loc *loc, const uint8_t *batch)
@@ -265,6 +294,8 @@ read_batch(struct log_reader *reader, const struct read_loc *loc, const uint8_t 
 		log_stat_add(&log->stats.reads_memory, 1);
 		return 0;
 	}
+	if (err == -EAGAIN && loc->sealed)
+		read_prefetch(reader, loc);
 	if (err == -EAGAIN && loc->sealed &&
 	    log_io_pread_cached(log->io, loc->file, batch, loc->entry.size, loc->entry.offset) == 0 &&
 	    read_verify(loc, batch) == 0) {
