@@ -366,6 +366,7 @@ dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
 	f->epoch = fr->producer_epoch;
 	f->record_count = fr->record_count;
 	f->records_left = fr->record_count;
+	f->records_stored = 0;
 	f->error = 0;
 	return slot;
 }
@@ -663,6 +664,33 @@ dp_ingest_runs(struct dp_worker *w, const struct dp_frame_slot *f)
 	return count;
 }
 
+/*
+ * A frame that failed: with nothing of it stored, a retry is safe (the
+ * window forgets it); with any record durable, a retry would store those
+ * again, so the outcome is final and unknown to the producer (NACK
+ * SEQUENCE_OLD, which the window replays to every retry).
+ */
+static void
+dp_ingest_frame_failed(const struct dp_frame_slot *f, struct frame_dedup *d,
+		       struct frame_ack *ack)
+{
+	ack->type = FRAME_TYPE_NACK;
+	ack->flags = 0;
+	if (f->records_stored > 0) {
+		ack->status = FRAME_STATUS_SEQUENCE_OLD;
+		if (d != NULL)
+			frame_dedup_fail(d, f->epoch, f->batch_seq, f->record_count,
+					 FRAME_STATUS_SEQUENCE_OLD);
+		return;
+	}
+	/* -EPIPE: a reshard closed the shard; the retry routes to a child. */
+	ack->status = f->error == -ENOSPC || f->error == -EPIPE ? FRAME_STATUS_THROTTLED :
+		      FRAME_STATUS_INTERNAL;
+	ack->retry_after_ms = DP_NACK_RETRY_MS;
+	if (d != NULL)
+		frame_dedup_abort(d, f->epoch, f->batch_seq);
+}
+
 static void
 dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 {
@@ -683,15 +711,7 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 	};
 
 	if (f->error != 0) {
-		/* Some records may be stored; the producer retries the batch (see report). */
-		ack.type = FRAME_TYPE_NACK;
-		/* -EPIPE: a reshard closed the shard; the retry routes to a child. */
-		ack.status = f->error == -ENOSPC || f->error == -EPIPE ? FRAME_STATUS_THROTTLED :
-			     FRAME_STATUS_INTERNAL;
-		ack.flags = 0;
-		ack.retry_after_ms = DP_NACK_RETRY_MS;
-		if (d != NULL)
-			frame_dedup_abort(d, f->epoch, f->batch_seq);
+		dp_ingest_frame_failed(f, d, &ack);
 	} else {
 		ack.run_count = dp_ingest_runs(w, f);
 		ack.runs = ing->runs;
@@ -724,6 +744,8 @@ dp_ingest_record_done(struct dp_worker *w, struct dp_record_ref ref, uint64_t sh
 	f->results[ref.record_index].shard_index = LOG_SHARD_INDEX(shard_id);
 	if (error != 0 && f->error == 0)
 		f->error = error;
+	if (error == 0)
+		f->records_stored++;
 	if (--f->records_left == 0)
 		dp_ingest_frame_done(w, ref.frame_slot);
 }

@@ -83,6 +83,7 @@ struct dp_frame_slot {
 	uint32_t epoch;
 	uint16_t record_count;
 	uint16_t records_left;
+	uint16_t records_stored;    /* Durable so far: a failed frame with any is not retried. */
 	int32_t error;              /* First log error among its batches. */
 	struct dp_record_result *results; /* DP_FRAME_RECORDS_MAX */
 };

@@ -448,6 +448,7 @@ enum frame_err frame_auth_verify(const void *frame, uint32_t frame_size,
  *   - epoch newer                                 -> window reset, NEW
  *   - seq in the window, batch being stored       -> PENDING (drop; its ACK follows)
  *   - seq in the window, batch stored             -> DONE (resend its ACK)
+ *   - seq in the window, failed partly stored     -> DONE (resend its NACK)
  *   - seq in the window, never seen or aborted    -> NEW
  *   - seq above the window                        -> NEW (the window slides)
  *   - seq below the window                        -> TOO_OLD (NACK SEQUENCE_OLD)
@@ -470,6 +471,7 @@ struct frame_dedup_entry {
 	uint8_t ack_mode;          /* What the original ACK was (RECEIVED or DURABLE). */
 	uint16_t record_count;
 	uint16_t run_count;        /* 0 with a DURABLE ack: detail did not fit. */
+	uint8_t status;            /* OK; else the NACK replayed (frame_dedup_fail). */
 	struct frame_ack_run runs[FRAME_DEDUP_RUNS_MAX];
 };
 
@@ -509,9 +511,18 @@ void frame_dedup_complete(struct frame_dedup *dedup, uint32_t epoch, const struc
 void frame_dedup_abort(struct frame_dedup *dedup, uint32_t epoch, uint64_t batch_seq);
 
 /*
+ * The batch failed after part of it was stored: a retry must not store that
+ * part again, so the entry becomes DONE and frame_dedup_ack() replays a NACK
+ * with `status` (SEQUENCE_OLD: outcome unknown). No-op as frame_dedup_complete().
+ */
+void frame_dedup_fail(struct frame_dedup *dedup, uint32_t epoch, uint64_t batch_seq,
+		      uint16_t record_count, enum frame_status status);
+
+/*
  * Rebuilds the ACK of a stored batch for a retransmit: flags get
  * FRAME_F_DUPLICATE, and FRAME_F_NO_DETAIL when the runs did not fit.
- * ack_out->runs points into the entry.
+ * ack_out->runs points into the entry. A batch ended by frame_dedup_fail()
+ * gets its NACK again instead (no flags, no runs).
  */
 void frame_dedup_ack(const struct frame_dedup *dedup, const struct frame_dedup_entry *entry,
 		     uint32_t credit_size, struct frame_ack *ack_out);

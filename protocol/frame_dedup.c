@@ -134,16 +134,38 @@ frame_dedup_abort(struct frame_dedup *dedup, uint32_t epoch, uint64_t batch_seq)
 }
 
 void
+frame_dedup_fail(struct frame_dedup *dedup, uint32_t epoch, uint64_t batch_seq,
+		 uint16_t record_count, enum frame_status status)
+{
+	struct frame_dedup_entry *entry = entry_find(dedup, epoch, batch_seq);
+
+	assert(status != FRAME_STATUS_OK);
+	if (entry == NULL || entry->state != FRAME_DEDUP_STORING)
+		return;
+	entry->state = FRAME_DEDUP_STORED;
+	entry->status = (uint8_t)status;
+	entry->record_count = record_count;
+}
+
+void
 frame_dedup_ack(const struct frame_dedup *dedup, const struct frame_dedup_entry *entry,
 		uint32_t credit_size, struct frame_ack *ack_out)
 {
 	assert(entry->state == FRAME_DEDUP_STORED);
 	memset(ack_out, 0, sizeof(*ack_out));
-	ack_out->type = FRAME_TYPE_ACK;
-	ack_out->status = FRAME_STATUS_OK;
 	ack_out->producer_id = dedup->producer_id;
 	ack_out->producer_epoch = dedup->epoch;
 	ack_out->batch_seq = entry->batch_seq;
+	if (entry->status != FRAME_STATUS_OK) {
+		ack_out->type = FRAME_TYPE_NACK;
+		ack_out->status = entry->status;
+		ack_out->record_count = entry->record_count;
+		ack_out->record_index = FRAME_RECORD_INDEX_NONE;
+		ack_out->credit_size = credit_size;
+		return;
+	}
+	ack_out->type = FRAME_TYPE_ACK;
+	ack_out->status = FRAME_STATUS_OK;
 	ack_out->flags = (uint16_t)(entry->ack_mode | FRAME_F_DUPLICATE);
 	if (entry->ack_mode == FRAME_ACK_DURABLE && entry->run_count == 0)
 		ack_out->flags |= FRAME_F_NO_DETAIL;

@@ -932,3 +932,56 @@ Test(dp_ingest_producers, refuses_a_new_producer_id_when_every_window_is_taken,
 	cr_assert(ack.flags & FRAME_F_DUPLICATE, "the new id has a window");
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 3);
 }
+
+/* A key that MD5-routes to `shard`, written to `key`. */
+static void
+key_in_shard(uint32_t shard, char *key, size_t size)
+{
+	for (uint32_t n = 0;; n++) {
+		snprintf(key, size, "key-%u", n);
+		if (shard_of(key) == shard)
+			return;
+	}
+}
+
+/* Sends `recs` as producer 21's batch `seq` and returns the answer's status (NACK: + 100). */
+static uint32_t
+send_batch_status(const struct rec *recs, uint32_t count, uint64_t seq)
+{
+	uint8_t buf[1500];
+	struct frame_ack ack;
+	struct frame_ack_run runs[8];
+	struct rte_mbuf *m;
+
+	send_payload(buf, records_frame(buf, "orders", 21, seq, FRAME_ACK_DURABLE, recs, count));
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m, "an answer to batch %lu", (unsigned long)seq);
+	decode_answer(m, &ack, runs);
+	return ack.status + (ack.type == FRAME_TYPE_NACK ? 100u : 0u);
+}
+
+Test(dp_ingest, never_stores_again_a_frame_that_was_partly_stored)
+{
+	char closed_key[16];
+	char open_key[16];
+	struct rec both[2] = { { .data = "a" }, { .data = "b" } };
+	uint64_t seq_end;
+
+	key_in_shard(0, closed_key, sizeof(closed_key));
+	key_in_shard(1, open_key, sizeof(open_key));
+	both[0].key = closed_key;
+	both[1].key = open_key;
+	/* Shard 0 closed in the log, still routed (a reshard's cut): its batch fails -EPIPE. */
+	cr_assert_eq(log_shard_close(test_log, LOG_SHARD_ID(STREAM_ID, 0), &seq_end), 0);
+	/* Nothing of it stored: retrying is safe and invited. */
+	cr_assert_eq(send_batch_status(both, 1, 1), 100u + FRAME_STATUS_THROTTLED);
+	cr_assert_eq(send_batch_status(both, 1, 1), 100u + FRAME_STATUS_THROTTLED);
+	/* Shard 1's record is durable: outcome unknown, the same answer to every retry. */
+	cr_assert_eq(send_batch_status(both, 2, 2), 100u + FRAME_STATUS_SEQUENCE_OLD);
+	cr_assert_eq(shard_durable(1), 1);
+	for (uint32_t retry = 0; retry < 2; retry++)
+		cr_assert_eq(send_batch_status(both, 2, 2), 100u + FRAME_STATUS_SEQUENCE_OLD);
+	pump_until_idle();
+	cr_assert_eq(shard_durable(1), 1, "the retries stored nothing again");
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1 + 1 + 2);
+}
