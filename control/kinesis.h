@@ -370,6 +370,14 @@ int kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s,
 /* kinesis_autoscale.c: one look per autoscale_window_s at every ON_DEMAND stream. */
 void kinesis_autoscale_tick(struct kinesis *k, uint64_t mono_ns, uint64_t now_ns);
 
+/* Whether a parent of `s` waits for its log close to be recorded. */
+bool kinesis_stream_closing(const struct kinesis_stream *s);
+/*
+ * ACTIVE -> UPDATING -> ACTIVE after a reshard: ACTIVE once the delay has
+ * passed and every parent's close is recorded (as AWS: UPDATING until done).
+ */
+void kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s);
+
 /* Records the parent closes the closer thread finished (kinesis_poll). */
 void kinesis_reshard_poll(struct kinesis *k);
 /* Waits for the closer thread's queue, records what it finished, stops it. */

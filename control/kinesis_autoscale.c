@@ -168,7 +168,7 @@ kinesis_autoscale_stream(struct kinesis *k, struct kinesis_stream *s, uint64_t w
 
 out_decided:
 	s->scale_quiet_ns = mono_ns + (uint64_t)k->config.autoscale_cooldown_s * 1000000000u;
-	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
+	kinesis_reshard_status(k, s);
 }
 
 void

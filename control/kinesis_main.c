@@ -352,6 +352,11 @@ kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns)
 
 		if (!s->used || s->status_due_ns == 0 || mono_ns < s->status_due_ns)
 			continue;
+		/* A reshard is done once its parents' closes are recorded: look again in 1 ms. */
+		if (s->status_next == KINESIS_ACTIVE && kinesis_stream_closing(s)) {
+			s->status_due_ns = mono_ns + 1000000u;
+			continue;
+		}
 		s->status_due_ns = 0;
 		k->transitions--;
 		if (s->status_next == KINESIS_DELETING) {

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
 #include "control/route.h"
@@ -337,9 +338,15 @@ kinesis_closer_main(void *arg)
 				diag_warn("kinesis", "dataplane cut: %s (late records are refused as "
 					  "throttled and retried)", strerror(-err));
 		}
-		for (uint32_t i = 0; i < work.count; i++)
+		/* Each close costs the log a metadata fsync; a stop leaves the rest to the start. */
+		for (uint32_t i = 0; i < work.count; i++) {
+			if (__atomic_load_n(&cl->stop, __ATOMIC_RELAXED)) {
+				work.count = i;
+				break;
+			}
 			work.items[i].rc = log_shard_close(cl->log, work.items[i].log_id,
 							   &work.items[i].seq_end);
+		}
 		pthread_mutex_lock(&cl->lock);
 		for (uint32_t i = 0; i < work.count; i++)
 			if (kinesis_close_push(&cl->done, &work.items[i]) != 0)
@@ -438,7 +445,7 @@ kinesis_reshard_stop(struct kinesis *k)
 	if (cl == NULL)
 		return;
 	pthread_mutex_lock(&cl->lock);
-	cl->stop = true;
+	__atomic_store_n(&cl->stop, true, __ATOMIC_RELAXED);
 	pthread_cond_signal(&cl->cond);
 	pthread_mutex_unlock(&cl->lock);
 	pthread_join(cl->thread, NULL);
@@ -576,6 +583,28 @@ kinesis_out_child_shards(struct api_out *out, const struct kinesis_stream *s, ui
 	api_out_printf(out, "]");
 }
 
+bool
+kinesis_stream_closing(const struct kinesis_stream *s)
+{
+	for (uint32_t i = 0; i < s->shard_count; i++)
+		if (s->shards[i].close_pending)
+			return true;
+	return false;
+}
+
+void
+kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s)
+{
+	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
+	/* Without a delay: UPDATING still, until the parents' closes are recorded. */
+	if (s->status == KINESIS_ACTIVE && kinesis_stream_closing(s)) {
+		s->status = KINESIS_UPDATING;
+		s->status_next = KINESIS_ACTIVE;
+		s->status_due_ns = clock_mono_ns();
+		k->transitions++;
+	}
+}
+
 /* ---- Shared checks ---------------------------------------------------------- */
 
 /* ACTIVE and PROVISIONED, or replies. */
@@ -659,7 +688,7 @@ kinesis_reshard_finish(struct kinesis *k, struct kinesis_stream *s, struct kines
 	}
 	diag_info("kinesis", "stream %s: %s: shards %u -> %u (%u open)", s->name, what, before,
 		  s->shard_count, kinesis_open_count(s->shards, s->shard_count));
-	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
+	kinesis_reshard_status(k, s);
 	return 0;
 }
 
