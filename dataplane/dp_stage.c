@@ -98,11 +98,27 @@ dp_stage_release(struct dp_ingest *ing, uint32_t slot)
 	ing->slot_free[ing->slot_free_count++] = slot;
 }
 
+/* A closed batch the log refused: its records fail now, the batch goes back to the pool. */
+static void
+dp_stage_fail(struct dp_worker *w, uint32_t slot, int error)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_batch_slot *s = &ing->slots[slot];
+
+	for (uint32_t r = 0; r < s->ref_count; r++)
+		dp_ingest_record_done(w, s->refs[r], s->shard_id, 0, error);
+	dp_count(w, DP_RECORDS_FAILED, s->ref_count);
+	log_batch_put(ing->producer, s->batch);
+	dp_stage_release(ing, slot);
+}
+
+/* False only when the log's ring is full (-EAGAIN): the one refusal worth retrying. */
 static bool
 dp_stage_try_submit(struct dp_worker *w, uint32_t slot)
 {
 	struct dp_ingest *ing = &w->ingest;
 	struct dp_batch_slot *s = &ing->slots[slot];
+	int rc;
 
 	if (w->dp->config.bench_discard_batches) {
 		log_batch_put(ing->producer, s->batch);
@@ -110,8 +126,13 @@ dp_stage_try_submit(struct dp_worker *w, uint32_t slot)
 		dp_count(w, DP_BATCHES_SUBMITTED, 1);
 		return true;
 	}
-	if (log_batch_submit(ing->producer, s->batch, s->shard_id, slot) != 0)
+	rc = log_batch_submit(ing->producer, s->batch, s->shard_id, slot);
+	if (rc == -EAGAIN)
 		return false;
+	if (rc != 0) {
+		dp_stage_fail(w, slot, rc);
+		return true;
+	}
 	ing->in_flight++;
 	dp_count(w, DP_BATCHES_SUBMITTED, 1);
 	return true;
@@ -128,6 +149,21 @@ dp_stage_submit(struct dp_worker *w, uint32_t slot)
 	/* Keep submit order per shard: once one waits, later ones queue behind it. */
 	dp_count(w, DP_RING_FULL, 1);
 	ing->retry_list[ing->retry_count++] = slot;
+}
+
+/* Closes a batch that holds no record and gives it back to the spares. */
+static void
+dp_stage_discard(struct dp_ingest *ing, uint32_t slot)
+{
+	struct dp_batch_slot *s = &ing->slots[slot];
+
+	assert(s->ref_count == 0);
+	dp_stage_close(ing, slot);
+	if (ing->spare_count < DP_SPARES_MAX)
+		ing->spares[ing->spare_count++] = s->batch;
+	else
+		log_batch_put(ing->producer, s->batch);
+	dp_stage_release(ing, slot);
 }
 
 /*
@@ -200,7 +236,7 @@ dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in 
 		return (int)slot;
 	s = &ing->slots[slot];
 	rc = log_batch_add(s->batch, log_record);
-	if (rc == -ENOSPC) {
+	if (rc == -ENOSPC && s->ref_count > 0) {
 		dp_stage_submit(w, (uint32_t)slot);
 		slot = dp_stage_open(ing, shard_id, now_tsc);
 		if (slot < 0)
@@ -208,8 +244,12 @@ dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in 
 		s = &ing->slots[slot];
 		rc = log_batch_add(s->batch, log_record);
 	}
-	if (rc != 0)
+	if (rc != 0) {
+		/* An empty batch left open would be submitted, refused, and wedge the slot. */
+		if (s->ref_count == 0)
+			dp_stage_discard(ing, (uint32_t)slot);
 		return rc == -ENOSPC ? -EMSGSIZE : rc;
+	}
 	s->refs[s->ref_count++] = ref;
 	if (s->ref_count == DP_BATCH_REFS_MAX)
 		dp_stage_submit(w, (uint32_t)slot);

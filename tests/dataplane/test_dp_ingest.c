@@ -26,6 +26,7 @@
 
 static struct log *test_log;
 static char log_dir[64];
+static uint32_t test_batch_size = 16u << 10; /* Log batch bytes of the next open_log(). */
 
 static void
 publish_stream(void)
@@ -75,7 +76,7 @@ open_log(uint32_t batches_per_producer)
 	log_config_default(&lc);
 	lc.dir_path = log_dir;
 	lc.segment_size = 4u << 20;
-	lc.batch_size = 16u << 10;
+	lc.batch_size = test_batch_size;
 	lc.commit_window_us = 50;
 	if (batches_per_producer != 0)
 		lc.batches_per_producer = batches_per_producer;
@@ -984,4 +985,46 @@ Test(dp_ingest, never_stores_again_a_frame_that_was_partly_stored)
 	pump_until_idle();
 	cr_assert_eq(shard_durable(1), 1, "the retries stored nothing again");
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1 + 1 + 2);
+}
+
+/* Log batches of 512 bytes: a record of 1,000 bytes never fits in one. */
+static void
+setup_tiny_batches(void)
+{
+	test_batch_size = 512;
+	setup();
+}
+
+Test(dp_ingest_tiny, a_record_no_batch_can_hold_leaves_no_batch_behind,
+     .init = setup_tiny_batches, .fini = teardown, .timeout = 30)
+{
+	static char big[1001];
+	const struct dp_ingest *ing = &dp_test->workers[0].ingest;
+	struct rec r = { .key = "same-key", .data = big };
+	struct frame_ack ack;
+	struct frame_ack_run runs[4];
+	uint8_t buf[1500];
+	struct rte_mbuf *m;
+
+	memset(big, 'x', sizeof(big) - 1);
+	for (uint64_t seq = 1; seq <= 2; seq++) {
+		send_payload(buf, records_frame(buf, "orders", 0, seq, FRAME_ACK_DURABLE, &r, 1));
+		m = pump_until_sent(1000);
+		cr_assert_not_null(m);
+		decode_answer(m, &ack, runs);
+		cr_assert_eq(ack.type, FRAME_TYPE_NACK, "the log refuses the record");
+		cr_assert_eq(ing->open_count, 0, "no empty batch left open");
+		cr_assert_eq(ing->retry_count, 0, "no empty batch parked as ring-full");
+	}
+	cr_assert_eq(dp_test_counter(DP_RING_FULL), 0);
+	/* The worker is not wedged: a small record to the same shard is stored and ACKed. */
+	r.data = "small";
+	send_payload(buf, records_frame(buf, "orders", 0, 3, FRAME_ACK_DURABLE, &r, 1));
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m, "a durable ACK");
+	decode_answer(m, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	expect_in_log(runs[0].shard_index, 0, "same-key", "small");
+	pump_until_idle();
+	cr_assert(dp_ingest_is_idle(&dp_test->workers[0]));
 }
