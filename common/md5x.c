@@ -1,6 +1,6 @@
 /*
  * md5x.c - multi-lane MD5 (see md5x.h): one kernel per vector width, written
- * once (md5x_lanes.h) with GCC vector types and compiled per ISA through
+ * once (md5x_lanes.inc) with GCC vector types and compiled per ISA through
  * target attributes, so the rest of the build keeps its baseline -march.
  * The CPU is asked once which kernels it runs.
  */
@@ -99,7 +99,7 @@ __extension__ typedef uint32_t md5x_v16 __attribute__((vector_size(64)));
 #define MD5X_V md5x_v8
 #define MD5X_FN md5x_kernel_avx2
 #define MD5X_TARGET "avx2"
-#include "common/md5x_lanes.h"
+#include "common/md5x_lanes.inc"
 #undef MD5X_N
 #undef MD5X_V
 #undef MD5X_FN
@@ -109,7 +109,7 @@ __extension__ typedef uint32_t md5x_v16 __attribute__((vector_size(64)));
 #define MD5X_V md5x_v16
 #define MD5X_FN md5x_kernel_avx512
 #define MD5X_TARGET "avx512f"
-#include "common/md5x_lanes.h"
+#include "common/md5x_lanes.inc"
 #undef MD5X_N
 #undef MD5X_V
 #undef MD5X_FN
