@@ -92,6 +92,8 @@ struct kinesis_stream {
 	uint64_t created_ms;
 	uint32_t shard_count;
 	struct kinesis_shard *shards; /* Indexed by shard index. */
+	uint32_t *open_index;    /* Open shards' indices by starting hash key (routing). */
+	uint32_t open_count;
 	/* Wall-clock ms of the latest UpdateShardCount calls (a ring), for the daily limit. */
 	uint64_t scalings_ms[KINESIS_SCALINGS_TRACK];
 	uint32_t scalings_next;
@@ -292,6 +294,8 @@ void kinesis_shard_id_format(uint32_t index, char buf[KINESIS_SHARD_ID_SIZE]);
 /* AWS's lenient ShardId parsing: digits after the first '-'. -EINVAL if none. */
 int kinesis_shard_id_parse(const char *text, size_t size, uint32_t *index_out);
 struct kinesis_shard *kinesis_shard_route(struct kinesis_stream *s, hashkey_t key);
+/* Rebuilds open_index after the shards changed; without memory routing scans (slower). */
+void kinesis_stream_index(struct kinesis_stream *s);
 void kinesis_out_timestamp(struct api_out *out, uint64_t ms);
 void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 void kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns);

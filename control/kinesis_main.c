@@ -161,6 +161,7 @@ kinesis_stream_by_id(struct kinesis *k, uint32_t stream_id)
 void
 kinesis_stream_free(struct kinesis_stream *s)
 {
+	free(s->open_index);
 	free(s->shards);
 	memset(s, 0, sizeof(*s));
 }
@@ -244,8 +245,59 @@ kinesis_shard_id_parse(const char *text, size_t size, uint32_t *index_out)
 	return 0;
 }
 
+static struct kinesis_shard *kinesis_shard_route_scan(struct kinesis_stream *s, hashkey_t key);
+
+static int
+kinesis_index_cmp(const void *a, const void *b, void *arg)
+{
+	const struct kinesis_shard *shards = arg;
+	hashkey_t x = shards[*(const uint32_t *)a].start;
+	hashkey_t y = shards[*(const uint32_t *)b].start;
+
+	return x < y ? -1 : x > y;
+}
+
+void
+kinesis_stream_index(struct kinesis_stream *s)
+{
+	uint32_t n = 0;
+
+	free(s->open_index);
+	s->open_count = 0;
+	s->open_index = malloc((s->shard_count + 1) * sizeof(*s->open_index));
+	if (s->open_index == NULL)
+		return;
+	for (uint32_t i = 0; i < s->shard_count; i++)
+		if (!s->shards[i].closed)
+			s->open_index[n++] = i;
+	qsort_r(s->open_index, n, sizeof(*s->open_index), kinesis_index_cmp, s->shards);
+	s->open_count = n;
+}
+
 struct kinesis_shard *
 kinesis_shard_route(struct kinesis_stream *s, hashkey_t key)
+{
+	uint32_t lo = 0;
+	uint32_t hi = s->open_count;
+
+	/* Open shards by start: the last one starting at or before the key holds it. */
+	while (s->open_index != NULL && lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		struct kinesis_shard *sh = &s->shards[s->open_index[mid]];
+
+		if (key < sh->start)
+			hi = mid;
+		else if (key > sh->end)
+			lo = mid + 1;
+		else
+			return sh;
+	}
+	return kinesis_shard_route_scan(s, key);
+}
+
+/* Without an index (no memory for it): binary search by index, then a scan. */
+static struct kinesis_shard *
+kinesis_shard_route_scan(struct kinesis_stream *s, hashkey_t key)
 {
 	uint32_t lo = 0;
 	uint32_t hi = s->shard_count;
@@ -513,6 +565,9 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 	rc = metadata_secret(k->md, k->secret, sizeof(k->secret));
 	if (rc == 0)
 		rc = metadata_load(k->md, kinesis_load_stream, kinesis_load_shard, k);
+	for (uint32_t i = 0; rc == 0 && i < SLUICE_STREAMS_MAX; i++)
+		if (k->streams[i].used)
+			kinesis_stream_index(&k->streams[i]);
 	if (rc == 0)
 		rc = kinesis_reconcile(k);
 	if (rc == 0)

@@ -473,6 +473,7 @@ kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kines
 	k->shards_total += plan->count - s->shard_count;
 	s->shard_count = plan->count;
 	plan->shards = NULL;
+	kinesis_stream_index(s);
 	rc = kinesis_closer_queue(k, s, old_count);
 	if (rc != 0)
 		diag_error("kinesis", "stream %s: parent closes not queued: %s (redone at the next "

@@ -327,6 +327,7 @@ kinesis_create(struct kinesis *k, struct api_call *call, const struct api_reques
 		return;
 	}
 	kinesis_stream_use(k, s);
+	kinesis_stream_index(s);
 	k->shards_total += count;
 	kinesis_status_schedule(k, s, KINESIS_CREATING, KINESIS_ACTIVE);
 	api_call_reply(call, 200);

@@ -168,6 +168,53 @@ Test(reshard_plan, uniform_scaling_up_and_down)
 	}
 }
 
+/* After random splits and merges, routing by the open-shard index agrees with a scan. */
+Test(reshard_plan, routing_index_agrees_with_a_scan)
+{
+	struct kinesis_stream s = fake_stream(3);
+	struct kinesis_reshard plan;
+	struct seed_rng rng;
+
+	seed_rng_init(&rng, seed_base());
+	cr_assert_eq(kinesis_reshard_init(&plan, &s, 400, 1), 0);
+	for (int op = 0; op < 120; op++) {
+		uint32_t i = (uint32_t)(seed_rng_next(&rng) % plan.count);
+		struct kinesis_shard *sh = &plan.shards[i];
+
+		if (sh->closed)
+			continue;
+		if (op % 2 == 0 && sh->end - sh->start > 4)
+			kinesis_reshard_split(&plan, i, sh->start + 2 +
+					      (seed_rng_next(&rng) % (sh->end - sh->start - 3)));
+		else
+			for (uint32_t j = 0; j < plan.count; j++)
+				if (kinesis_merge_check(sh, &plan.shards[j])) {
+					kinesis_reshard_merge(&plan, i, j);
+					break;
+				}
+	}
+	s.shards = plan.shards;
+	s.shard_count = plan.count;
+	kinesis_stream_index(&s);
+	cr_assert_eq(s.open_count, kinesis_open_count(s.shards, s.shard_count));
+	for (int n = 0; n < 20000; n++) {
+		hashkey_t key = n < 2 ? (n == 0 ? 0 : HASHKEY_MAX) :
+				(hashkey_t)seed_rng_next(&rng) << 64 | seed_rng_next(&rng);
+		const struct kinesis_shard *got;
+		const struct kinesis_shard *want = NULL;
+
+		if (n >= 2 && n % 3 == 0) /* Every edge of an open shard. */
+			key = s.shards[s.open_index[(uint32_t)n % s.open_count]].start - (n % 2);
+		got = kinesis_shard_route(&s, key);
+		for (uint32_t i = 0; i < s.shard_count; i++)
+			if (!s.shards[i].closed && key >= s.shards[i].start && key <= s.shards[i].end)
+				want = &s.shards[i];
+		cr_assert_eq(got, want, "TEST_SEED=%llu key %d", (unsigned long long)seed_base(), n);
+	}
+	free(s.open_index);
+	kinesis_reshard_free(&plan);
+}
+
 /* ---- Actions ---------------------------------------------------------------- */
 
 static const char *
