@@ -44,6 +44,8 @@
 static_assert(DP_FRAME_RECORDS_MAX <= FRAME_RECORDS_MAX, "a frame slot holds any frame");
 static_assert((DP_KEY_CACHE_SIZE & (DP_KEY_CACHE_SIZE - 1)) == 0, "a power of two");
 static_assert(DP_FRAME_RECORDS_MAX <= DP_HELD_RECORDS, "any one frame can be held");
+static_assert((DP_SHARDS_SEEN_SIZE & (DP_SHARDS_SEEN_SIZE - 1)) == 0, "a power of two");
+static_assert(DP_SHARDS_SEEN_SIZE >= 2 * DP_FRAME_RECORDS_MAX, "probe chains stay short");
 
 static bool
 dp_ingest_nack_allowed(struct dp_worker *w, uint64_t now_tsc)
@@ -329,24 +331,49 @@ dp_ingest_hash_frame(struct dp_worker *w, const struct frame_records *fr, uint32
 }
 
 /*
+ * Is `shard` new to the current frame? Marks it seen. A set per frame, emptied
+ * in O(1) by a new stamp (cleared only when the stamp wraps), so counting a
+ * frame's distinct shards costs O(records), not the O(records^2) of comparing
+ * each record with every earlier one.
+ */
+static bool
+dp_ingest_shard_first(struct dp_ingest *ing, uint64_t shard)
+{
+	uint32_t i = (uint32_t)((shard * 0x9E3779B97F4A7C15ull) >> 32) & (DP_SHARDS_SEEN_SIZE - 1);
+
+	for (;; i = (i + 1) & (DP_SHARDS_SEEN_SIZE - 1)) {
+		struct dp_shard_seen *e = &ing->shards_seen[i];
+
+		if (e->stamp != ing->shards_seen_stamp) {
+			e->stamp = ing->shards_seen_stamp;
+			e->shard = shard;
+			return true;
+		}
+		if (e->shard == shard)
+			return false;
+	}
+}
+
+/*
  * Routes every record of a frame into shards[]. Returns the number of distinct
  * shards (what staging must hold free), or -ENOENT when a key has no shard.
  */
 static int
-dp_ingest_route(const struct dp_route_table *table, int32_t stream,
-		const struct frame_records *fr, const hashkey_t *hashes, uint64_t *shards)
+dp_ingest_route(struct dp_ingest *ing, const struct dp_held_frame *f, const hashkey_t *hashes,
+		uint64_t *shards)
 {
 	uint32_t distinct = 0;
 
-	for (uint32_t i = 0; i < fr->record_count; i++) {
+	if (++ing->shards_seen_stamp == 0) {
+		memset(ing->shards_seen, 0, DP_SHARDS_SEEN_SIZE * sizeof(*ing->shards_seen));
+		ing->shards_seen_stamp = 1;
+	}
+	for (uint32_t i = 0; i < f->fr.record_count; i++) {
 		uint64_t shard;
-		bool seen = false;
 
-		if (dp_route_find_shard(table, stream, hashes[i], &shard) != 0)
+		if (dp_route_find_shard(f->table, f->stream, hashes[i], &shard) != 0)
 			return -ENOENT;
-		for (uint32_t j = 0; j < i && !seen; j++)
-			seen = shards[j] == shard;
-		distinct += !seen;
+		distinct += dp_ingest_shard_first(ing, shard);
 		shards[i] = shard;
 	}
 	return (int)distinct;
@@ -609,8 +636,7 @@ dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
 	for (uint32_t i = 0; i < ing->held_count; i++) {
 		struct dp_held_frame *f = &ing->held[i];
 
-		f->shard_count = dp_ingest_route(f->table, f->stream, &f->fr,
-						 ing->hashes + f->hash_first,
+		f->shard_count = dp_ingest_route(ing, f, ing->hashes + f->hash_first,
 						 ing->frame_shards + f->hash_first);
 	}
 	for (uint32_t i = 0; i < ing->held_count; i++)
@@ -815,11 +841,13 @@ dp_ingest_init(struct dp_worker *w)
 	ing->runs = calloc(DP_FRAME_RECORDS_MAX, sizeof(*ing->runs));
 	ing->held = calloc(DP_HELD_FRAMES, sizeof(*ing->held));
 	ing->hashes = calloc(DP_HELD_RECORDS, sizeof(*ing->hashes));
+	ing->shards_seen = calloc(DP_SHARDS_SEEN_SIZE, sizeof(*ing->shards_seen));
 	ing->md5 = calloc(1, sizeof(*ing->md5));
 	if (ing->frames == NULL || results == NULL || ing->frame_free == NULL ||
 	    ing->producers == NULL || ing->producer_seen_tsc == NULL ||
 	    ing->producer_hash == NULL || ing->key_cache == NULL || ing->frame_shards == NULL ||
-	    ing->runs == NULL || ing->held == NULL || ing->hashes == NULL || ing->md5 == NULL) {
+	    ing->runs == NULL || ing->held == NULL || ing->hashes == NULL || ing->md5 == NULL ||
+	    ing->shards_seen == NULL) {
 		free(results);
 		dp_ingest_fini(w);
 		return -ENOMEM;
@@ -853,6 +881,7 @@ dp_ingest_fini(struct dp_worker *w)
 	free(ing->runs);
 	free(ing->held);
 	free(ing->hashes);
+	free(ing->shards_seen);
 	free(ing->md5);
 	memset(ing, 0, sizeof(*ing));
 }

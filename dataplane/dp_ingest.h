@@ -39,6 +39,7 @@ struct dp_route_table;
 #define DP_PRODUCER_IDLE_S 60       /* A full table may reclaim ids idle this long ... */
 #define DP_PRODUCER_RECLAIM_SCAN 8  /* ... looking at this many per new id. */
 #define DP_KEY_CACHE_SIZE 4096      /* Partition key -> MD5, direct mapped. */
+#define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
 #define DP_KEY_CACHE_KEY_MAX 46
 #define DP_HELD_FRAMES 64           /* Frames held in one RX burst (MD5, routing) ... */
 #define DP_HELD_RECORDS 1024        /* ... and their records (hash keys, MD5 jobs). */
@@ -86,6 +87,12 @@ struct dp_frame_slot {
 	uint16_t records_stored;    /* Durable so far: a failed frame with any is not retried. */
 	int32_t error;              /* First log error among its batches. */
 	struct dp_record_result *results; /* DP_FRAME_RECORDS_MAX */
+};
+
+/* A shard the frame being routed has touched, when `stamp` is the current one. */
+struct dp_shard_seen {
+	uint64_t shard;
+	uint32_t stamp;
 };
 
 struct dp_key_cache_entry {
@@ -172,6 +179,8 @@ struct dp_ingest {
 	uint32_t hash_count;        /* Used entries of hashes[]. */
 	hashkey_t *hashes;          /* DP_HELD_RECORDS: hash key per record of held frames. */
 	struct dp_md5_jobs *md5;
+	struct dp_shard_seen *shards_seen; /* DP_SHARDS_SEEN_SIZE, stamped per routed frame. */
+	uint32_t shards_seen_stamp;
 	struct frame_ack_run *runs; /* Scratch: DP_FRAME_RECORDS_MAX. */
 };
 
