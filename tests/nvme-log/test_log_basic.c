@@ -1,9 +1,11 @@
 /*
  * log_basic: the whole path on the real backend (io_uring, O_DIRECT, writer
  * thread) in a private temp directory: append -> durable completion ->
- * read back byte-exact; sequence numbers per shard; segment rollover; a
- * clean close and reopen keeps everything and continues the numbering;
- * nothing past the durable watermark is readable.
+ * read back byte-exact (from the window ring, the page cache and O_DIRECT);
+ * sequence numbers per shard; segment rollover; a clean close and reopen
+ * keeps everything and continues the numbering; nothing past the durable
+ * watermark is readable, also while a reader thread races the writer
+ * around the smallest window ring.
  */
 #include <errno.h>
 #include <poll.h>
@@ -382,16 +384,24 @@ reader_thread(void *argp)
 	return NULL;
 }
 
-Test(log_basic, producers_and_reader_on_threads_then_close)
+/*
+ * Two producers and a reader following shard 0 on their own threads; with
+ * `ring_bytes` 0 the window ring is its smallest (4 windows), so the writer
+ * overwrites what the reader may be copying all the time (the seqlock).
+ */
+static void
+threads_run(uint64_t ring_bytes)
 {
 	struct log_config c;
 	struct log *log;
 	atomic_bool stop = false;
 	struct thread_arg args[3];
 	pthread_t threads[3];
+	struct log_stats st;
 	uint64_t end;
 
 	config_small(&c);
+	c.read_cache_bytes = ring_bytes;
 	cr_assert_eq(log_open(&c, &log), 0);
 	for (uint32_t i = 0; i < 3; i++)
 		args[i] = (struct thread_arg){ log, i == 2 ? 0 : i, 4000, &stop, 0, 0 };
@@ -403,6 +413,10 @@ Test(log_basic, producers_and_reader_on_threads_then_close)
 	pthread_join(threads[2], NULL);
 	cr_assert_eq(args[2].bad, 0);
 	cr_assert_eq(args[2].read_count, 4000);
+	log_stats_read(log, &st);
+	cr_assert_gt(st.reads_memory, 0);
+	if (ring_bytes >= (2u << 20)) /* All ~1.6 MB written fit: the device was never read. */
+		cr_assert_eq(st.reads_cached + st.reads_device, 0);
 	cr_assert_eq(log_shard_close(log, shard_of(1), &end), 0);
 	cr_assert_eq(end, 3999);
 	log_close(log);
@@ -410,4 +424,14 @@ Test(log_basic, producers_and_reader_on_threads_then_close)
 	read_all(log, 0, 4000, 150);
 	read_all(log, 1, 4000, 150);
 	log_close(log);
+}
+
+Test(log_basic, producers_and_reader_on_threads_then_close)
+{
+	threads_run(64u << 20);
+}
+
+Test(log_basic, producers_and_reader_on_threads_small_ring)
+{
+	threads_run(0);
 }
