@@ -230,3 +230,36 @@ Test(frame_dedup, seqs_at_the_top_of_the_range, .timeout = 5)
 	cr_assert_eq(check(&d, 1, UINT64_MAX - FRAME_DEDUP_WINDOW), FRAME_DEDUP_TOO_OLD);
 	cr_assert_eq(check(&d, 1, 0), FRAME_DEDUP_TOO_OLD);
 }
+
+Test(frame_dedup, a_partly_stored_batch_replays_its_nack)
+{
+	struct frame_dedup d;
+	struct frame_ack_run runs[2];
+	struct frame_ack ack = ack_for(7, 2, runs);
+	const struct frame_dedup_entry *entry;
+	struct frame_ack replay;
+	uint8_t wire[FRAME_ACK_SIZE_MAX];
+
+	frame_dedup_init(&d, 5);
+	cr_assert_eq(check(&d, 1, 7), FRAME_DEDUP_NEW);
+	frame_dedup_fail(&d, 2, 7, 12, FRAME_STATUS_SEQUENCE_OLD); /* Other epoch: ignored. */
+	cr_assert_eq(check(&d, 1, 7), FRAME_DEDUP_PENDING);
+	frame_dedup_fail(&d, 1, 7, 12, FRAME_STATUS_SEQUENCE_OLD);
+	/* Final: neither an abort nor a late completion turns it back into NEW or OK. */
+	frame_dedup_abort(&d, 1, 7);
+	frame_dedup_complete(&d, 1, &ack);
+	for (int retry = 0; retry < 2; retry++) {
+		cr_assert_eq(frame_dedup_check(&d, 1, 7, &entry), FRAME_DEDUP_DONE);
+		frame_dedup_ack(&d, entry, 1000, &replay);
+		cr_assert_eq(replay.type, FRAME_TYPE_NACK);
+		cr_assert_eq(replay.status, FRAME_STATUS_SEQUENCE_OLD);
+		cr_assert_eq(replay.batch_seq, 7);
+		cr_assert_eq(replay.record_count, 12);
+		cr_assert_eq(replay.run_count, 0);
+		cr_assert_eq(replay.flags, 0);
+		cr_assert_gt(frame_ack_encode(wire, sizeof(wire), &replay, false), 0);
+	}
+	/* The window slides past it as for any batch. */
+	cr_assert_eq(check(&d, 1, 7 + FRAME_DEDUP_WINDOW), FRAME_DEDUP_NEW);
+	cr_assert_eq(check(&d, 1, 7), FRAME_DEDUP_TOO_OLD);
+}
