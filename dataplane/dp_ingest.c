@@ -9,7 +9,10 @@
  *   -> room for the whole frame -> stage every record -> answer: nothing
  *   (ack mode NONE), ACK now (RECEIVED), or ACK once every batch holding its
  *   records is durable (DURABLE, the default), with each record's (shard, seq)
- *   as runs. A frame is stored whole or not at all.
+ *   as runs. A frame is staged whole or not at all; when the log then fails
+ *   some of its batches (disk full, a shard closed by a reshard), a frame of
+ *   which nothing is durable is NACKed for a retry, and one partly durable is
+ *   NACKed SEQUENCE_OLD (outcome unknown) to every retry: never stored twice.
  *
  * Per RX burst, in passes: each frame is decoded, checked and its hash keys
  * taken (or queued for MD5) as its datagram arrives, then held; at the end
