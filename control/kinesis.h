@@ -62,6 +62,7 @@ struct kinesis_shard {
 	bool closed;
 	bool close_pending;      /* Closed in SQLite; the log close is not recorded yet. */
 	uint64_t seq_end;        /* Last log seq when closed; UINT64_MAX: closed empty. */
+	uint64_t closed_s;       /* When closed: its children's creation second. */
 	uint64_t log_id;         /* LOG_SHARD_ID(stream_id, index). */
 	uint64_t put_generation; /* Grouping of one PutRecords by shard (records.c). */
 	uint32_t put_tail;

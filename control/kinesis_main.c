@@ -262,6 +262,15 @@ kinesis_stream_index(struct kinesis_stream *s)
 {
 	uint32_t n = 0;
 
+	/* SQLite keeps no close time: a parent closed when its children were created. */
+	for (uint32_t i = 0; i < s->shard_count; i++) {
+		const struct kinesis_shard *sh = &s->shards[i];
+
+		if (sh->parent >= 0 && (uint64_t)sh->parent < s->shard_count)
+			s->shards[sh->parent].closed_s = sh->created_s;
+		if (sh->adjacent_parent >= 0 && (uint64_t)sh->adjacent_parent < s->shard_count)
+			s->shards[sh->adjacent_parent].closed_s = sh->created_s;
+	}
 	free(s->open_index);
 	s->open_count = 0;
 	s->open_index = malloc((s->shard_count + 1) * sizeof(*s->open_index));

@@ -108,6 +108,7 @@ kinesis_reshard_close(struct kinesis_reshard *plan, uint32_t index)
 	struct kinesis_shard *sh = &plan->shards[index];
 
 	sh->closed = true;
+	sh->closed_s = plan->created_s;
 	sh->seq_end = UINT64_MAX;
 	sh->close_pending = index < plan->old_count;
 }
@@ -484,15 +485,11 @@ kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kines
 uint64_t
 kinesis_shard_closed_s(const struct kinesis_stream *s, uint32_t index)
 {
-	if (!s->shards[index].closed)
-		return 0;
-	for (uint32_t i = index + 1; i < s->shard_count; i++) {
-		const struct kinesis_shard *sh = &s->shards[i];
+	const struct kinesis_shard *sh = &s->shards[index];
 
-		if (sh->parent == (int64_t)index || sh->adjacent_parent == (int64_t)index)
-			return sh->created_s;
-	}
-	return s->shards[index].created_s;
+	if (!sh->closed)
+		return 0;
+	return sh->closed_s != 0 ? sh->closed_s : sh->created_s;
 }
 
 static bool

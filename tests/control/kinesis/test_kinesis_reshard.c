@@ -578,6 +578,12 @@ Test(reshard, list_shards_filters_follow_lineage_and_time)
 		     S(1) | S(2) | S(3) | S(4));
 	cr_assert_eq(listed("{\"Type\":\"AFTER_SHARD_ID\",\"ShardId\":\"shardId-000000000002\"}",
 			    1), S(3) | S(4));
+	/* Close times come back from lineage after a restart (SQLite keeps none). */
+	harness_restart(&h);
+	cr_assert_eq(listed("{\"Type\":\"AT_TIMESTAMP\",\"Timestamp\":2500}", 1),
+		     S(1) | S(2) | S(3));
+	cr_assert_eq(listed("{\"Type\":\"FROM_TIMESTAMP\",\"Timestamp\":2500}", 1),
+		     S(1) | S(2) | S(3) | S(4));
 	/* A day after the merge: closed shards past retention are gone; 4 is now a root. */
 	h.fixed_now_ns = (3000ull + 24 * 3600 + 10) * 1000000000u;
 	cr_assert_eq(listed("", 100), S(1) | S(4));
