@@ -111,20 +111,6 @@ kinesis_autoscale_merge(struct kinesis *k, struct kinesis_stream *s, uint32_t a,
 	return 0;
 }
 
-/* The open shard right after `index` in hash order, or -1. */
-static int64_t
-kinesis_autoscale_next(const struct kinesis_stream *s, uint32_t index)
-{
-	const struct kinesis_shard *sh = &s->shards[index];
-
-	if (sh->end == HASHKEY_MAX)
-		return -1;
-	for (uint32_t i = 0; i < s->shard_count; i++)
-		if (!s->shards[i].closed && s->shards[i].start == sh->end + 1)
-			return i;
-	return -1;
-}
-
 /* One look at one stream: rates per open shard, then at most one reshard. */
 static void
 kinesis_autoscale_stream(struct kinesis *k, struct kinesis_stream *s, uint64_t window_s,
@@ -135,24 +121,29 @@ kinesis_autoscale_stream(struct kinesis *k, struct kinesis_stream *s, uint64_t w
 	uint64_t cold_rate = UINT64_MAX;
 	int64_t hot = -1;
 	int64_t cold = -1;
-	uint32_t open = 0;
+	uint32_t cold_next = 0;
+	uint32_t open = s->open_count;
 
 	for (uint32_t i = 0; i < s->shard_count; i++)
 		s->shards[i].scale_rate = s->shards[i].closed ? 0 :
 					  kinesis_autoscale_delta(k, &s->shards[i]) / window_s;
-	if (!decide || s->status != KINESIS_ACTIVE || mono_ns < s->scale_quiet_ns)
+	if (!decide || s->status != KINESIS_ACTIVE || mono_ns < s->scale_quiet_ns ||
+	    s->open_index == NULL)
 		return;
-	for (uint32_t i = 0; i < s->shard_count; i++) {
-		int64_t next = s->shards[i].closed ? -1 : kinesis_autoscale_next(s, i);
+	/* Open shards in hash order: neighbours in the index are adjacent ranges. */
+	for (uint32_t p = 0; p < s->open_count; p++) {
+		uint32_t i = s->open_index[p];
+		uint64_t rate = s->shards[i].scale_rate;
 
-		open += !s->shards[i].closed;
-		if (!s->shards[i].closed && s->shards[i].scale_rate > hot_rate) {
-			hot_rate = s->shards[i].scale_rate;
+		if (rate > hot_rate) {
+			hot_rate = rate;
 			hot = i;
 		}
-		if (next >= 0 && s->shards[i].scale_rate + s->shards[next].scale_rate < cold_rate) {
-			cold_rate = s->shards[i].scale_rate + s->shards[next].scale_rate;
+		if (p + 1 < s->open_count &&
+		    rate + s->shards[s->open_index[p + 1]].scale_rate < cold_rate) {
+			cold_rate = rate + s->shards[s->open_index[p + 1]].scale_rate;
 			cold = i;
+			cold_next = s->open_index[p + 1];
 		}
 	}
 	if (hot >= 0 && hot_rate > split_rate && open < k->config.shards_per_stream_max &&
@@ -160,9 +151,7 @@ kinesis_autoscale_stream(struct kinesis *k, struct kinesis_stream *s, uint64_t w
 		goto out_decided;
 	if (cold >= 0 && open > KINESIS_ON_DEMAND_SHARDS &&
 	    cold_rate < split_rate / KINESIS_AUTOSCALE_MERGE_DIVISOR &&
-	    kinesis_autoscale_merge(k, s, (uint32_t)cold,
-				    (uint32_t)kinesis_autoscale_next(s, (uint32_t)cold), cold_rate,
-				    now_s) == 0)
+	    kinesis_autoscale_merge(k, s, (uint32_t)cold, cold_next, cold_rate, now_s) == 0)
 		goto out_decided;
 	return;
 
