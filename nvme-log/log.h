@@ -14,8 +14,9 @@
  * Sequence numbers are per shard, start at 0 and increase by one per record.
  *
  * Memory: log_open() allocates the writer's window ring (read_cache_bytes,
- *   which also serves recent reads) and every producer's batch pool; the index (48 B per retained batch, a few bytes per shard
- *   and segment) grows with retained data (docs/LOG_FORMAT.md, "Memory").
+ *   which also serves recent reads) and every producer's batch pool; the
+ *   index (48 B per retained batch, a few bytes per shard and segment)
+ *   grows with retained data (docs/LOG_FORMAT.md, "Memory").
  * Threads: a log_producer belongs to one thread; a log_reader to one thread;
  *   log_shard_* , log_retention_* and log_stats_read may be called from any
  *   thread (they take the log's control lock, never held on the write path).

@@ -130,7 +130,8 @@ read_loc_recent(const struct log *log, struct read_loc *loc)
 		const struct log_recent_extent *e =
 			&r->extents[(r->extent_last + LOG_RECENT_EXTENTS - k) % LOG_RECENT_EXTENTS];
 
-		if (e->segment_no == loc->segment_no && e->seg_start <= start && end <= e->seg_end) {
+		if (e->segment_no == loc->segment_no && e->seg_start <= start &&
+		    end <= e->seg_end) {
 			loc->ring_pos = e->ring_pos + (start - e->seg_start);
 			return;
 		}
@@ -297,7 +298,8 @@ read_batch(struct log_reader *reader, const struct read_loc *loc, const uint8_t 
 	if (err == -EAGAIN && loc->sealed)
 		read_prefetch(reader, loc);
 	if (err == -EAGAIN && loc->sealed &&
-	    log_io_pread_cached(log->io, loc->file, batch, loc->entry.size, loc->entry.offset) == 0 &&
+	    log_io_pread_cached(log->io, loc->file, batch, loc->entry.size,
+				loc->entry.offset) == 0 &&
 	    read_verify(loc, batch) == 0) {
 		log_stat_add(&log->stats.reads_cached, 1);
 		return 0;

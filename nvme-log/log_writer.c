@@ -142,7 +142,8 @@ recent_note(struct log *log, const struct log_window *w)
 	uint64_t end = w->seg_offset + align_up(w->used, LOG_BLOCK_SIZE);
 
 	if (r->extent_count != 0 && e->segment_no == w->seg->segment_no &&
-	    e->seg_end == w->seg_offset && e->ring_pos + (e->seg_end - e->seg_start) == w->ring_pos) {
+	    e->seg_end == w->seg_offset &&
+	    e->ring_pos + (e->seg_end - e->seg_start) == w->ring_pos) {
 		e->seg_end = end;
 		return;
 	}
