@@ -20,5 +20,6 @@ int cmd_bench_log(int argc, char **argv);    /* cmd_bench_log.c: sluice bench lo
 int cmd_bench_api(int argc, char **argv);    /* cmd_bench_api.c: sluice bench api */
 int cmd_bench_ingest(int argc, char **argv); /* cmd_bench_ingest.c: sluice bench ingest */
 int cmd_bench_dataplane(int argc, char **argv); /* cmd_bench_dataplane.c */
+int cmd_bench_reshard(int argc, char **argv); /* cmd_bench_reshard.c: sluice bench reshard */
 
 #endif /* SLUICE_TOOLS_CMD_H */

@@ -26,6 +26,8 @@ static const struct sluice_command sluice_commands[] = {
 	  "dataplane records/s vs dpdk-testpmd on a replayed pcap" },
 	{ "bench", "bench api", cmd_bench_api, "Kinesis API throughput and latency vs the log" },
 	{ "bench", "bench log", cmd_bench_log, "durable log bandwidth, latency, recovery vs fio" },
+	{ "bench", "bench reshard", cmd_bench_reshard,
+	  "writers' pause during SplitShard and MergeShards" },
 	{ "log", NULL, cmd_log, "verify | dump a log directory (read-only)" },
 	{ NULL, NULL, NULL, NULL },
 };
