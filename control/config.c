@@ -97,6 +97,9 @@ static const struct config_key config_keys[] = {
 		"Batches each log client (the API, each dataplane worker) may have in flight; "
 		"when all are, that client throttles. Virtual memory reserved: batch_size_kb "
 		"times this per client; only the bytes batches really fill become resident."),
+	KEY_U32("log", "read_cache_mb", log_read_cache_mb, "64", 0, 4096,
+		"Memory holding the most recently written windows, MiB: reads at the tail are "
+		"served from it instead of the device (never less than 4 commit windows)."),
 	KEY_U32("log", "shards_max", log_shards_max, "16384", 1, 65536,
 		"Shards (over all streams, open and closed but retained) the log tracks."),
 	KEY_U32("log", "retention_check_s", retention_check_s, "60", 1, 86400,

@@ -50,6 +50,7 @@ struct sluice_config {
 	uint32_t log_commit_window_kb;
 	uint32_t log_batch_size_kb;
 	uint32_t log_batches_per_producer;
+	uint32_t log_read_cache_mb;
 	uint32_t log_shards_max;
 	uint32_t retention_check_s;
 	/* [dataplane] */

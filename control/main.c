@@ -174,6 +174,7 @@ sluiced_open_log(struct sluiced *d, char *log_dir, size_t log_dir_size)
 	lc.commit_window_bytes = (uint64_t)d->config.log_commit_window_kb << 10;
 	lc.batch_size = d->config.log_batch_size_kb << 10;
 	lc.batches_per_producer = d->config.log_batches_per_producer;
+	lc.read_cache_bytes = (uint64_t)d->config.log_read_cache_mb << 20;
 	/* One log client per dataplane worker, one for the API, one spare (tools, tests). */
 	lc.producers_max = d->config.dp_workers + 2;
 	lc.shards_max = d->config.log_shards_max;
