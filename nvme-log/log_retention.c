@@ -37,8 +37,8 @@ shard_reset(struct log_shard *shard)
 	shard->seq_durable = 0;
 	shard->seq_trim = 0;
 	shard->last_arrival_ns = 0;
-	shard->closed = false;
-	shard->close_pending = false;
+	__atomic_store_n(&shard->closed, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&shard->close_pending, false, __ATOMIC_RELAXED);
 	shard->bad_count = 0;
 }
 
@@ -62,13 +62,13 @@ ctl_close_step(struct log *log, struct log_ctl *req)
 		return true;
 	}
 	if (!shard->closed)
-		shard->close_pending = true;
+		__atomic_store_n(&shard->close_pending, true, __ATOMIC_RELAXED);
 	req->accepted = true;
 	if (shard->seq_durable != shard->seq_next)
 		return false;
 	pthread_mutex_lock(&log->index_lock);
-	shard->closed = true;
-	shard->close_pending = false;
+	__atomic_store_n(&shard->closed, true, __ATOMIC_RELAXED);
+	__atomic_store_n(&shard->close_pending, false, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&log->index_lock);
 	req->seq_end = shard->seq_durable == 0 ? UINT64_MAX : shard->seq_durable - 1;
 	return true;
@@ -85,7 +85,7 @@ ctl_delete_step(struct log *log, struct log_ctl *req)
 
 		if (LOG_SHARD_STREAM(shard->shard_id) != (uint32_t)req->id || shard->deleted)
 			continue;
-		shard->close_pending = true;
+		__atomic_store_n(&shard->close_pending, true, __ATOMIC_RELAXED);
 		busy |= shard->seq_durable != shard->seq_next;
 	}
 	req->accepted = true;
@@ -196,7 +196,7 @@ log_shard_close(struct log *log, uint64_t shard_id, uint64_t *seq_end_out)
 		pthread_mutex_lock(&log->index_lock);
 		shard = log_shard_find(log, shard_id);
 		if (shard != NULL)
-			shard->closed = false;
+			__atomic_store_n(&shard->closed, false, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&log->index_lock);
 	}
 	*seq_end_out = req.seq_end;

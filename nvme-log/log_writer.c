@@ -280,7 +280,9 @@ batch_refusal(struct log *log, struct log_shard *shard)
 		return failed;
 	if (shard == NULL)
 		return -ENOBUFS;
-	if (shard->closed || shard->close_pending ||
+	/* Set under index_lock by closing threads; relaxed: the close protocol orders the rest. */
+	if (__atomic_load_n(&shard->closed, __ATOMIC_RELAXED) ||
+	    __atomic_load_n(&shard->close_pending, __ATOMIC_RELAXED) ||
 	    (shard->deleted && __atomic_load_n(&shard->delete_hold, __ATOMIC_ACQUIRE)))
 		return -EPIPE;
 	if (log->enospc && log->mono_ns < log->enospc_retry_ns)
@@ -367,8 +369,12 @@ window_activate_segment(struct log *log, struct log_window *w)
 	}
 	pthread_mutex_unlock(&log->prep_lock);
 	seg = log_segment_take_spare(log, !log->enospc);
-	if (seg == NULL)
-		return log->prep_error != 0 ? log->prep_error : -ENOSPC;
+	if (seg == NULL) {
+		pthread_mutex_lock(&log->prep_lock); /* The preparer writes prep_error under it. */
+		err = log->prep_error != 0 ? log->prep_error : -ENOSPC;
+		pthread_mutex_unlock(&log->prep_lock);
+		return err;
+	}
 	seg->bytes_used = 0;
 	pthread_mutex_lock(&log->index_lock);
 	err = log_segment_list_add(log, seg);
@@ -555,13 +561,17 @@ window_commit(struct log *log, struct log_window *w)
 	pthread_mutex_unlock(&log->index_lock);
 	if (err != 0)
 		return err;
-	for (uint32_t i = 0; i < w->batch_count; i++)
+	uint64_t records = 0;
+
+	for (uint32_t i = 0; i < w->batch_count; i++) {
+		records += w->batches[i].batch->record_count;
 		batch_complete(w->batches[i].batch, 0, durable_ns);
+	}
+	/* One atomic add per counter and window, not per batch. */
 	log_stat_add(&log->stats.commits, 1);
 	log_stat_add(&log->stats.batches_appended, w->batch_count);
 	log_stat_add(&log->stats.bytes_written, align_up(w->used, LOG_BLOCK_SIZE));
-	for (uint32_t i = 0; i < w->batch_count; i++)
-		log_stat_add(&log->stats.records_appended, w->batches[i].batch->record_count);
+	log_stat_add(&log->stats.records_appended, records);
 	if (w->seals_segment) {
 		log->active = NULL;
 		log_segment_seal_request(log, seg);
