@@ -3,6 +3,7 @@
  * the Kinesis-speaking commands (cli_common.h).
  */
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,4 +160,19 @@ cli_shards_list(struct kc_client *client, const char *name, cJSON **shards_out)
 	}
 	*shards_out = shards;
 	return 0;
+}
+
+static int
+cli_tree_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+void
+cli_tree_remove(const char *path)
+{
+	nftw(path, cli_tree_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

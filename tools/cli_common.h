@@ -64,4 +64,7 @@ bool cli_stream_name_valid(const char *text);
 /* Every shard of the stream (ListShards, following NextToken) as one JSON array. */
 int cli_shards_list(struct kc_client *client, const char *name, cJSON **shards_out);
 
+/* Removes a directory tree the command made (benchmarks' scratch dirs); best effort. */
+void cli_tree_remove(const char *path);
+
 #endif /* SLUICE_TOOLS_CLI_COMMON_H */

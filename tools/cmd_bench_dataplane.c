@@ -21,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -36,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/cli_common.h"
 #include "tools/cmd.h"
 
 #define BENCH_OUT_SIZE (256u * 1024u)
@@ -363,15 +363,6 @@ bench_final_line(const struct bench_case *c, size_t count, double durable)
 	       c[0].testpmd_pps, per_cpu_16 > 0 ? per_cpu_10k / per_cpu_16 : 0, durable);
 }
 
-static int
-bench_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void
 bench_usage(FILE *f)
 {
@@ -498,6 +489,6 @@ cmd_bench_dataplane(int argc, char **argv)
 	free(out);
 	/* A directory we made holds ~0.5 GB of pcaps and logs: remove it (--dir keeps them). */
 	if (own_dir)
-		nftw(dir, bench_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		cli_tree_remove(dir);
 	return rc == 0 ? CMD_EXIT_OK : CMD_EXIT_ERROR;
 }

@@ -18,7 +18,6 @@
  * bw ratios are the lower of the 100 B and 1 KiB runs.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -33,6 +32,7 @@
 
 #include "common/clock.h"
 #include "nvme-log/log.h"
+#include "tools/cli_common.h"
 #include "tools/cmd.h"
 
 #define BENCH_SHARDS_MANY 10000u
@@ -207,21 +207,6 @@ median(double *v, uint32_t n)
 {
 	qsort(v, n, sizeof(*v), cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static int
-remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void
-tree_remove(const char *path)
-{
-	nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void
@@ -410,7 +395,7 @@ bw_run(const struct bench_opts *o, uint32_t shards, uint32_t size, struct bw_res
 		log_producer_close(p);
 	}
 	log_close(log);
-	tree_remove(dir);
+	cli_tree_remove(dir);
 	return err;
 }
 
@@ -526,7 +511,7 @@ lat_run(const struct bench_opts *o, struct lat_result *r)
 		log_producer_close(p);
 	}
 	log_close(log);
-	tree_remove(dir);
+	cli_tree_remove(dir);
 	free(lat);
 	return err;
 }
@@ -594,7 +579,7 @@ recovery_run(const struct bench_opts *o, double *seconds, uint64_t *torn)
 		*torn = st.torn_tails_cut;
 		log_close(log);
 	}
-	tree_remove(dir);
+	cli_tree_remove(dir);
 	return err;
 }
 
@@ -765,7 +750,7 @@ cmd_bench_log(int argc, char **argv)
 	    (err = recovery_run(&o, &recovery_s, &torn)) == 0)
 		printf("log: reopen after SIGKILL with %.1f GiB retained: %.3f s (%" PRIu64
 		       " torn tail cut)\n", (double)o.recovery_bytes / (1u << 30), recovery_s, torn);
-	tree_remove(bench_root);
+	cli_tree_remove(bench_root);
 	if (err != 0) {
 		fprintf(stderr, "sluice bench log: %s\n", strerror(-err));
 		return CMD_EXIT_ERROR;
