@@ -125,6 +125,13 @@ struct kinesis_pending {
 	uint32_t record_count;
 	uint32_t batches_left;
 	struct kinesis_put_result *results; /* KINESIS_PUT_RECORDS_MAX per slot. */
+	/*
+	 * Records in the order they went into batches (result indexes), and where each
+	 * batch starts in it: a completion visits its own batch's records only.
+	 */
+	uint16_t *batched;       /* KINESIS_PUT_RECORDS_MAX per slot. */
+	uint16_t *batch_first;   /* KINESIS_PUT_RECORDS_MAX per slot: a batch holds >= 1 record. */
+	uint32_t batched_count;
 };
 
 struct kinesis_blob {
@@ -143,6 +150,8 @@ struct kinesis {
 	uint32_t streams_high;            /* No slot at or above this index was ever used. */
 	struct kinesis_pending *pending;  /* KINESIS_PENDING_MAX slots. */
 	struct kinesis_put_result *results;
+	uint16_t *batched;                /* KINESIS_PENDING_MAX x KINESIS_PUT_RECORDS_MAX. */
+	uint16_t *batch_first;            /* Same. */
 	uint32_t pending_count;
 	uint8_t *scratch;                 /* Decoded record data of one request. */
 	size_t scratch_size;

@@ -545,12 +545,23 @@ kinesis_alloc(struct kinesis *k)
 	k->pending = calloc(KINESIS_PENDING_MAX, sizeof(*k->pending));
 	k->results = calloc((size_t)KINESIS_PENDING_MAX * KINESIS_PUT_RECORDS_MAX,
 			    sizeof(*k->results));
+	k->batched = calloc((size_t)KINESIS_PENDING_MAX * KINESIS_PUT_RECORDS_MAX,
+			    sizeof(*k->batched));
+	k->batch_first = calloc((size_t)KINESIS_PENDING_MAX * KINESIS_PUT_RECORDS_MAX,
+				sizeof(*k->batch_first));
 	k->scratch_size = k->config.request_body_size_max;
 	k->scratch = malloc(k->scratch_size);
-	if (k->streams == NULL || k->pending == NULL || k->results == NULL || k->scratch == NULL)
+	if (k->streams == NULL || k->pending == NULL || k->results == NULL || k->scratch == NULL ||
+	    k->batched == NULL || k->batch_first == NULL)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < KINESIS_PENDING_MAX; i++)
-		k->pending[i].results = &k->results[(size_t)i * KINESIS_PUT_RECORDS_MAX];
+	static_assert(KINESIS_PUT_RECORDS_MAX <= UINT16_MAX, "result indexes are 16-bit");
+	for (uint32_t i = 0; i < KINESIS_PENDING_MAX; i++) {
+		size_t at = (size_t)i * KINESIS_PUT_RECORDS_MAX;
+
+		k->pending[i].results = &k->results[at];
+		k->pending[i].batched = &k->batched[at];
+		k->pending[i].batch_first = &k->batch_first[at];
+	}
 	return 0;
 }
 
@@ -639,6 +650,8 @@ kinesis_close(struct kinesis *k)
 	free(k->streams);
 	free(k->pending);
 	free(k->results);
+	free(k->batched);
+	free(k->batch_first);
 	free(k->scratch);
 	free(k);
 }

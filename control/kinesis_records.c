@@ -182,10 +182,14 @@ kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
 	assert(slot < KINESIS_PENDING_MAX);
 	p = &k->pending[slot];
 	assert(p->call != NULL && p->batches_left > 0);
-	for (uint32_t i = 0; i < p->record_count; i++) {
-		struct kinesis_put_result *r = &p->results[i];
+	assert(batch_no < p->batch_count);
+	/* The batch's records are consecutive in p->batched, from its first one. */
+	for (uint32_t j = p->batch_first[batch_no]; j < p->batched_count; j++) {
+		struct kinesis_put_result *r = &p->results[p->batched[j]];
 
-		if (r->done || r->batch_no != batch_no)
+		if (r->batch_no != batch_no)
+			break;
+		if (r->done)
 			continue;
 		r->done = true;
 		r->error = c->error;
@@ -233,8 +237,9 @@ static struct kinesis_put_in kinesis_put_ins[KINESIS_PUT_RECORDS_MAX];
 static void
 kinesis_batch_fail(struct kinesis_pending *p, int error)
 {
-	for (uint32_t i = 0; i < p->record_count; i++) {
-		struct kinesis_put_result *r = &p->results[i];
+	/* The open batch holds records (empty ones are never submitted): the last ones batched. */
+	for (uint32_t j = p->batch_first[p->batch_count]; j < p->batched_count; j++) {
+		struct kinesis_put_result *r = &p->results[p->batched[j]];
 
 		if (!r->done && r->error == 0 && r->batch_no == p->batch_count) {
 			r->error = error;
@@ -298,6 +303,9 @@ kinesis_batch_add(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 	}
 	r->batch_no = p->batch_count;
 	r->batch_pos = log_batch_record_count(*batch) - 1;
+	if (r->batch_pos == 0)
+		p->batch_first[p->batch_count] = (uint16_t)p->batched_count;
+	p->batched[p->batched_count++] = (uint16_t)in->order;
 }
 
 /*
@@ -387,6 +395,7 @@ kinesis_put_start(struct kinesis *k, struct api_call *call, const struct api_req
 	p->record_count = count;
 	p->batches_left = 0;
 	p->batch_count = 0;
+	p->batched_count = 0;
 	memcpy(p->stream_name, s->name, s->name_size + 1);
 	k->pending_count++;
 	for (uint32_t i = 0; i < count; i++) {
