@@ -83,8 +83,13 @@ int log_writer_step(struct log *log, uint64_t now_ns);
 int log_producer_open(struct log *log, struct log_producer **producer_out);
 void log_producer_close(struct log_producer *producer);
 
-/* An eventfd that becomes readable when completions are posted (for epoll users). */
-int log_producer_event_fd(const struct log_producer *producer);
+/*
+ * An eventfd that becomes readable when completions are posted (for epoll users).
+ * The first call arms it: until then the writer signals nothing and
+ * log_completions_poll() makes no system call, which is what polling callers
+ * (dataplane workers) want. Poll once after arming: earlier postings were not signalled.
+ */
+int log_producer_event_fd(struct log_producer *producer);
 
 struct log_record_in {
 	const void *partition_key;           /* 1 .. SLUICE_PARTITION_KEY_SIZE_MAX bytes. */

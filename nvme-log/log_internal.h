@@ -77,6 +77,7 @@ struct log_producer {
 	struct log_spsc submit;    /* Producer -> writer: batch indices. */
 	struct log_spsc done;      /* Writer -> producer: batch indices. */
 	bool signal_due;           /* Writer-local: completions posted since the last signal. */
+	_Atomic bool signal_armed; /* Set once by log_producer_event_fd(): signal this producer. */
 	_Atomic bool open;
 };
 

@@ -113,6 +113,7 @@ producer_init(struct log *log, struct log_producer *producer, uint32_t index)
 	}
 	producer->free_count = count;
 	atomic_init(&producer->open, false);
+	atomic_init(&producer->signal_armed, false);
 	return 0;
 }
 
@@ -172,6 +173,7 @@ log_producer_open(struct log *log, struct log_producer **producer_out)
 		if (atomic_load(&p->open))
 			continue;
 		assert(p->free_count == log->config.batches_per_producer);
+		atomic_store(&p->signal_armed, false);
 		atomic_store(&p->open, true);
 		/* The writer scans producers below producer_count: publish after init. */
 		if (i >= count)
@@ -207,8 +209,10 @@ log_producer_close(struct log_producer *producer)
 }
 
 int
-log_producer_event_fd(const struct log_producer *producer)
+log_producer_event_fd(struct log_producer *producer)
 {
+	/* Release: pairs with the writer's acquire in producers_signal(). */
+	atomic_store_explicit(&producer->signal_armed, true, memory_order_release);
 	return producer->event_fd;
 }
 
@@ -323,6 +327,9 @@ log_completions_poll(struct log_producer *producer, struct log_completion *compl
 
 	if (got == 0)
 		return 0;
+	/* Nobody waits on the eventfd: no system call on a polling core. */
+	if (!atomic_load_explicit(&producer->signal_armed, memory_order_relaxed))
+		return got;
 	/*
 	 * Clear the eventfd so epoll users see the next posting, then pop
 	 * again: a completion pushed between our pop and this read had its

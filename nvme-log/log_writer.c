@@ -188,11 +188,12 @@ producers_signal(struct log *log)
 	for (uint32_t i = 0; i < count; i++) {
 		struct log_producer *p = &log->producers[i];
 
-		if (p->signal_due) {
-			p->signal_due = false;
-			if (write(p->event_fd, &one, sizeof(one)) < 0)
-				one = 1;
-		}
+		if (!p->signal_due)
+			continue;
+		p->signal_due = false;
+		if (atomic_load_explicit(&p->signal_armed, memory_order_acquire) &&
+		    write(p->event_fd, &one, sizeof(one)) < 0)
+			one = 1;
 	}
 }
 

@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
 #include "common/diag.h"
 #include "nvme-log/log.h"
+#include "nvme-log/log_internal.h"
 #include "nvme-log/log_io.h"
 #include "nvme-log/log_io_sim.h"
 #include "tests/nvme-log/log_test_util.h"
@@ -464,4 +466,33 @@ Test(log_writer, eio_is_fail_stop_and_reopen_recovers)
 	cr_assert_eq(durable(1), 4);
 	log_stats_read(f.log, &st);
 	cr_assert(!st.failed);
+}
+
+/*
+ * A producer that never asked for its eventfd (a polling dataplane worker) costs
+ * no eventfd write on the writer and no read on the poller; once armed, every
+ * posting signals it.
+ */
+Test(log_writer, eventfd_signals_only_once_armed)
+{
+	uint64_t counter = 0;
+	int fd;
+
+	submit(0, 1, 0);
+	settle(100000);
+	cr_assert_eq(f.completed, 1);
+	/* Not armed: the writer did not signal (the eventfd reads empty). */
+	cr_assert_eq(read(f.p->event_fd, &counter, sizeof(counter)), -1);
+	cr_assert_eq(errno, EAGAIN);
+	fd = log_producer_event_fd(f.p);   /* Armed now: the next posting signals. */
+	submit(1, 1, 0);
+	for (uint32_t i = 0; i < 200; i++) {
+		f.now += 100000;
+		log_writer_step(f.log, f.now);
+	}
+	cr_assert_eq(read(fd, &counter, sizeof(counter)), (ssize_t)sizeof(counter),
+		     "armed: the posting was signalled");
+	cr_assert_geq(counter, 1);
+	poll_all();
+	cr_assert_eq(f.completed, 2);
 }
