@@ -65,20 +65,26 @@ static struct bench_case bench_cases[] = {
 	{ "10k_shards", "hash100", 10000, 1, ">= 80% of the 16-shard rate", 0, 0, 0, 0, 0, 0 },
 };
 
-/* Runs argv with stdout+stderr into out; returns the exit status or -errno. */
+/*
+ * Starts argv with stdin from /dev/null and stdout+stderr into a pipe whose read
+ * end goes to *fd_out. Returns 0 or a negative errno.
+ */
 static int
-bench_run(char *const argv[], char *out, size_t out_size)
+bench_spawn(char *const argv[], pid_t *pid_out, int *fd_out)
 {
 	int pipe_fd[2];
-	size_t used = 0;
-	int status;
 	pid_t pid;
 
 	if (pipe(pipe_fd) != 0)
 		return -errno;
 	pid = fork();
-	if (pid < 0)
-		return -errno;
+	if (pid < 0) {
+		int err = -errno;
+
+		close(pipe_fd[0]);
+		close(pipe_fd[1]);
+		return err;
+	}
 	if (pid == 0) {
 		int null_fd = open("/dev/null", O_RDONLY);
 
@@ -90,8 +96,25 @@ bench_run(char *const argv[], char *out, size_t out_size)
 		_exit(127);
 	}
 	close(pipe_fd[1]);
+	*pid_out = pid;
+	*fd_out = pipe_fd[0];
+	return 0;
+}
+
+/* Runs argv with stdout+stderr into out; returns the exit status or -errno. */
+static int
+bench_run(char *const argv[], char *out, size_t out_size)
+{
+	size_t used = 0;
+	int status;
+	pid_t pid;
+	int fd;
+	int rc = bench_spawn(argv, &pid, &fd);
+
+	if (rc != 0)
+		return rc;
 	for (;;) {
-		ssize_t n = read(pipe_fd[0], out + used, out_size - 1 - used);
+		ssize_t n = read(fd, out + used, out_size - 1 - used);
 
 		if (n <= 0)
 			break;
@@ -100,7 +123,7 @@ bench_run(char *const argv[], char *out, size_t out_size)
 			used = 0; /* Keep the tail: the summary comes last. */
 	}
 	out[used] = '\0';
-	close(pipe_fd[0]);
+	close(fd);
 	if (waitpid(pid, &status, 0) < 0)
 		return -errno;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
@@ -200,29 +223,17 @@ bench_testpmd(const char *pcap, uint32_t seconds, char *out, double *pps_out, do
 		"--vdev", vdev, "--", "--forward-mode=rxonly", "--auto-start", "--stats-period", "1",
 		"--total-num-mbufs=131072", NULL,
 	};
-	int pipe_fd[2];
 	uint64_t cpu0, t0;
 	size_t used = 0;
 	pid_t pid;
+	int fd;
+	int rc;
 
 	snprintf(prefix, sizeof(prefix), "sluice-tp-%d", (int)getpid());
 	snprintf(vdev, sizeof(vdev), "net_pcap0,rx_pcap=%s,infinite_rx=1", pcap);
-	if (pipe(pipe_fd) != 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int null_fd = open("/dev/null", O_RDONLY);
-
-		dup2(null_fd, 0);
-		dup2(pipe_fd[1], 1);
-		dup2(pipe_fd[1], 2);
-		close(pipe_fd[0]);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(pipe_fd[1]);
+	rc = bench_spawn(argv, &pid, &fd);
+	if (rc != 0)
+		return rc;
 	usleep(2500000);
 	cpu0 = bench_worker_cpu_ns(pid);
 	t0 = bench_now_ns();
@@ -230,7 +241,7 @@ bench_testpmd(const char *pcap, uint32_t seconds, char *out, double *pps_out, do
 	*cpu_out = (double)(bench_worker_cpu_ns(pid) - cpu0) / (double)(bench_now_ns() - t0);
 	kill(pid, SIGINT);
 	for (;;) {
-		ssize_t n = read(pipe_fd[0], out + used, BENCH_OUT_SIZE - 1 - used);
+		ssize_t n = read(fd, out + used, BENCH_OUT_SIZE - 1 - used);
 
 		if (n <= 0)
 			break;
@@ -239,7 +250,7 @@ bench_testpmd(const char *pcap, uint32_t seconds, char *out, double *pps_out, do
 			used = 0;
 	}
 	out[used] = '\0';
-	close(pipe_fd[0]);
+	close(fd);
 	waitpid(pid, NULL, 0);
 	*pps_out = bench_testpmd_pps(out);
 	/* testpmd leaves its (empty) runtime directory behind even with --in-memory. */
