@@ -269,6 +269,8 @@ bool kv_errors_reply(struct api_call *call, const struct kv_errors *errors);
 bool kv_pattern_match(enum kv_pattern pattern, const char *text, size_t size);
 /* Checks a JSON value's type for a member of `type`; replies SerializationException. */
 int kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type);
+/* nested_types for a map or list whose members must all be strings (Tags, TagKeys). */
+int kv_members_are_strings(struct kinesis *k, struct api_call *call, const cJSON *item);
 
 /* Strict base64 as AWS's blob decoding; returns decoded size or -EINVAL. */
 int64_t kinesis_base64_decode(const char *text, size_t size, uint8_t *out, size_t out_size);

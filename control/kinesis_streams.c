@@ -62,19 +62,6 @@ kinesis_mode_parse(const cJSON *details)
 	       METADATA_ON_DEMAND : METADATA_PROVISIONED;
 }
 
-/* Tags{key: value}: string values; keys 1..128, values 0..256. */
-static int
-kinesis_tags_types(struct kinesis *k, struct api_call *call, const cJSON *item)
-{
-	const cJSON *child;
-
-	(void)k;
-	cJSON_ArrayForEach(child, item)
-		if (kv_type_check(call, child, KV_STRING) != 0)
-			return -EINVAL;
-	return 0;
-}
-
 static void
 kinesis_tags_render(const cJSON *item, char *buf, size_t size)
 {
@@ -121,7 +108,7 @@ kinesis_tags_check(struct kinesis *k, const cJSON *item, struct kv_errors *error
 
 const struct kv_field kinesis_tags_field = {
 	.name = "Tags", .type = KV_MAP, .length_min = 1, .length_max = 200, .value_min = -1,
-	.value_max = -1, .nested_types = kinesis_tags_types, .nested_check = kinesis_tags_check,
+	.value_max = -1, .nested_types = kv_members_are_strings, .nested_check = kinesis_tags_check,
 };
 
 /* AWS: "Unicode letters, digits, white space, _ . / = + - % @"; we take ASCII + UTF-8. */

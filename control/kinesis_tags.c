@@ -172,18 +172,6 @@ out:
 	cJSON_Delete(root);
 }
 
-static int
-kinesis_tag_keys_types(struct kinesis *k, struct api_call *call, const cJSON *item)
-{
-	const cJSON *child;
-
-	(void)k;
-	cJSON_ArrayForEach(child, item)
-		if (kv_type_check(call, child, KV_STRING) != 0)
-			return -EINVAL;
-	return 0;
-}
-
 static void
 kinesis_tag_keys_check(struct kinesis *k, const cJSON *item, struct kv_errors *errors)
 {
@@ -216,7 +204,7 @@ kinesis_remove_tags(struct kinesis *k, struct api_call *call, const struct api_r
 	const struct kv_field fields[] = {
 		{ .name = "TagKeys", .type = KV_LIST, .not_null = true, .length_min = 1,
 		  .length_max = 50, .value_min = -1, .value_max = -1,
-		  .nested_types = kinesis_tag_keys_types, .nested_check = kinesis_tag_keys_check },
+		  .nested_types = kv_members_are_strings, .nested_check = kinesis_tag_keys_check },
 		KV_STREAM_NAME,
 		KV_STREAM_ARN,
 	};

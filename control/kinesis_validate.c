@@ -139,6 +139,18 @@ kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type)
 	return type == KV_BLOB ? kv_blob_check(call, item) : 0;
 }
 
+int
+kv_members_are_strings(struct kinesis *k, struct api_call *call, const cJSON *item)
+{
+	const cJSON *child;
+
+	(void)k;
+	cJSON_ArrayForEach(child, item)
+		if (kv_type_check(call, child, KV_STRING) != 0)
+			return -EINVAL;
+	return 0;
+}
+
 const uint8_t *
 kv_blob_decode(struct kinesis *k, const cJSON *item, uint32_t *size_out)
 {
