@@ -131,6 +131,40 @@ enum dp_counter {
 	DP_POLLS,
 	DP_POLLS_BUSY,          /* Polls that did work: busy ratio = busy / polls. */
 	DP_IDLE_SLEEPS,
+	/* TCP (dp_tcp.h): connections, segments, refusals, timeouts. */
+	DP_TCP_SEGMENTS_IN,
+	DP_TCP_SEGMENTS_OUT,
+	DP_TCP_CONNS_OPENED,    /* Reached ESTABLISHED; open now = opened - closed. */
+	DP_TCP_CONNS_CLOSED,
+	DP_TCP_SYN_COOKIES_SENT,
+	DP_TCP_SYN_COOKIES_OK,  /* A cookie's ACK opened a connection. */
+	DP_TCP_RESETS_SENT,
+	DP_TCP_RESETS_RECEIVED,
+	DP_TCP_REFUSED_TABLE_FULL,
+	DP_TCP_REFUSED_PER_SOURCE,
+	DP_TCP_REFUSED_PORT,    /* A SYN or segment to another port: RST. */
+	DP_TCP_BAD_SEGMENT,     /* Bad header length or options. */
+	DP_TCP_OUT_OF_WINDOW,   /* Unacceptable sequence numbers: ACK and drop. */
+	DP_TCP_PAWS_DROPS,
+	DP_TCP_CHALLENGE_ACKS,  /* RFC 5961 (sent). */
+	DP_TCP_CHALLENGE_SUPPRESSED,
+	DP_TCP_BAD_ACK,         /* Acknowledges what we never sent. */
+	DP_TCP_DUP_BYTES,       /* Received again (first copy kept). */
+	DP_TCP_OOO_SEGMENTS,
+	DP_TCP_OOO_DROPPED,     /* No room or no range left for it. */
+	DP_TCP_RX_NO_BUFFER,    /* Receive pool empty: data left unacknowledged. */
+	DP_TCP_BLOCKED,         /* Ingest pushed back: a connection stopped consuming. */
+	DP_TCP_ZERO_WINDOWS,    /* Windows of zero advertised. */
+	DP_TCP_RETRANSMITS,
+	DP_TCP_FAST_RETRANSMITS,
+	DP_TCP_FRAMES_IN,       /* Whole frames handed to ingest. */
+	DP_TCP_FRAMING_ERRORS,  /* The byte stream is not framed: RST. */
+	DP_TCP_FRAME_TOO_LARGE, /* Larger than a receive buffer: RST. */
+	DP_TCP_TIMEOUT_RETRANSMIT, /* Gave up retransmitting: RST. */
+	DP_TCP_TIMEOUT_IDLE,
+	DP_TCP_TIMEOUT_KEEPALIVE,
+	DP_TCP_TIMEOUT_PARTIAL, /* A frame left incomplete (slowloris): RST. */
+	DP_TCP_ANSWERS_ORPHANED, /* The connection closed before its answer. */
 	DP_COUNTER_COUNT,
 };
 
