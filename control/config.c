@@ -15,6 +15,7 @@
 
 #include "common/base.h"
 #include "control/config.h"
+#include "dataplane/dataplane.h"
 
 enum config_type {
 	CONFIG_STR,
@@ -129,6 +130,38 @@ static const struct config_key config_keys[] = {
 		"Packet buffers in the mempool."),
 	KEY_U32("dataplane", "ring_size", dp_ring_size, "1024", 64, 65536,
 		"Entries of each worker <-> log ring (a power of two)."),
+	KEY_U32("dataplane", "tcp_connections", dp_tcp_connections, "16384", 1,
+		DP_TCP_CONNECTIONS_MAX,
+		"TCP connections each worker can hold (about 0.3 KiB each, idle); SYNs beyond "
+		"the table are answered with SYN cookies whose connections are refused with RST."),
+	KEY_U32("dataplane", "tcp_half_open", dp_tcp_half_open, "1024", 1, DP_TCP_CONNECTIONS_MAX,
+		"Half-open TCP connections per worker before SYNs are answered with SYN cookies "
+		"(no state: a SYN flood costs no memory)."),
+	KEY_U32("dataplane", "tcp_per_source", dp_tcp_per_source, "4096", 1,
+		DP_TCP_CONNECTIONS_MAX, "TCP connections one IPv4 address may hold per worker."),
+	KEY_U32("dataplane", "tcp_rx_buffers", dp_tcp_rx_buffers, "64", 1, DP_TCP_BUFFERS_MAX,
+		"TCP receive buffers per worker: a connection holds one only while a frame spans "
+		"segments, data arrives out of order, or ingest pushes back."),
+	KEY_U32("dataplane", "tcp_rx_buffer_kb", dp_tcp_rx_buffer_kb, "1028",
+		DP_TCP_BUFFER_KB_MIN, DP_TCP_BUFFER_KB_MAX,
+		"Size of a TCP receive buffer, KiB: the largest frame a TCP producer may send and "
+		"the largest window advertised (1028 takes any legal frame)."),
+	KEY_U32("dataplane", "tcp_tx_buffers", dp_tcp_tx_buffers, "1024", 1, DP_TCP_BUFFERS_MAX,
+		"TCP send buffers per worker: a connection holds one while answers are owed or "
+		"unacknowledged."),
+	KEY_U32("dataplane", "tcp_tx_buffer_kb", dp_tcp_tx_buffer_kb, "64", DP_TCP_BUFFER_KB_MIN,
+		DP_TCP_BUFFER_KB_MAX,
+		"Size of a TCP send buffer, KiB: room for one answer (1472 B) is reserved per "
+		"frame in flight, so this bounds a connection's unanswered frames (44 at 64)."),
+	KEY_U32("dataplane", "tcp_mss", dp_tcp_mss, "1460", 536, 8960,
+		"Largest TCP segment taken and advertised (the MTU less 40 bytes)."),
+	KEY_U32("dataplane", "tcp_idle_timeout_s", dp_tcp_idle_timeout_s, "600", 0, 86400,
+		"A TCP connection that sent no data this long is reset (0 = never)."),
+	KEY_U32("dataplane", "tcp_keepalive_s", dp_tcp_keepalive_s, "60", 0, 86400,
+		"Silence before keepalive probes; 3 unanswered probes 10 s apart reset the "
+		"connection (0 = no probes)."),
+	KEY_U32("dataplane", "tcp_partial_frame_s", dp_tcp_partial_frame_s, "30", 1, 3600,
+		"A TCP frame left incomplete this long resets its connection (slowloris)."),
 	KEY_BOOL("dataplane", "no_huge", dp_no_huge, "false",
 		"Run DPDK without hugepages (development machines)."),
 	KEY_STR("dataplane", "auth_keys", dp_auth_keys, "",

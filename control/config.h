@@ -66,6 +66,17 @@ struct sluice_config {
 	uint32_t dp_idle_sleep_us;
 	uint32_t dp_mbufs;
 	uint32_t dp_ring_size;
+	uint32_t dp_tcp_connections;
+	uint32_t dp_tcp_half_open;
+	uint32_t dp_tcp_per_source;
+	uint32_t dp_tcp_rx_buffers;
+	uint32_t dp_tcp_rx_buffer_kb;
+	uint32_t dp_tcp_tx_buffers;
+	uint32_t dp_tcp_tx_buffer_kb;
+	uint32_t dp_tcp_mss;
+	uint32_t dp_tcp_idle_timeout_s;
+	uint32_t dp_tcp_keepalive_s;
+	uint32_t dp_tcp_partial_frame_s;
 	bool dp_no_huge;
 	char dp_auth_keys[4 * CONFIG_STRING_SIZE]; /* "KEY_ID:HEX,KEY_ID:HEX" */
 };

@@ -308,6 +308,17 @@ route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config
 	out->idle_sleep_us = c->dp_idle_sleep_us;
 	out->mbufs = c->dp_mbufs;
 	out->ring_size = c->dp_ring_size;
+	out->tcp_connections = c->dp_tcp_connections;
+	out->tcp_half_open = c->dp_tcp_half_open;
+	out->tcp_per_source = c->dp_tcp_per_source;
+	out->tcp_rx_buffers = c->dp_tcp_rx_buffers;
+	out->tcp_rx_buffer_kb = c->dp_tcp_rx_buffer_kb;
+	out->tcp_tx_buffers = c->dp_tcp_tx_buffers;
+	out->tcp_tx_buffer_kb = c->dp_tcp_tx_buffer_kb;
+	out->tcp_mss = c->dp_tcp_mss;
+	out->tcp_idle_timeout_s = c->dp_tcp_idle_timeout_s;
+	out->tcp_keepalive_s = c->dp_tcp_keepalive_s;
+	out->tcp_partial_frame_s = c->dp_tcp_partial_frame_s;
 	out->log = log;
 	return 0;
 }

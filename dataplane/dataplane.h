@@ -40,6 +40,11 @@ struct dp_route_builder;
 /* Producer HMAC keys the dataplane knows. */
 #define DP_AUTH_KEYS_MAX 16
 #define DP_PRODUCERS_MAX 262144      /* Bound of producers_max (a window is ~2.2 KiB). */
+/* Bounds of the TCP receiver's sizes (struct dp_config tcp_*). */
+#define DP_TCP_CONNECTIONS_MAX (1u << 22)   /* Per worker. */
+#define DP_TCP_BUFFER_KB_MIN 4u
+#define DP_TCP_BUFFER_KB_MAX 16384u         /* A receive buffer holds any legal frame. */
+#define DP_TCP_BUFFERS_MAX 65536u           /* Per pool, per worker. */
 
 struct dp_config {
 	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
@@ -57,6 +62,23 @@ struct dp_config {
 	uint32_t idle_sleep_us;     /* Sleep of an idle worker. */
 	uint32_t mbufs;             /* Packet buffers in the mempool. */
 	uint32_t ring_size;         /* RX/TX descriptors per queue (power of two). */
+	/*
+	 * TCP ingest on the same port (dp_tcp.h), sizes per worker. A receive
+	 * buffer assembles a frame that spans segments (so it bounds the largest
+	 * frame a TCP producer may send) and keeps out-of-order data; a send
+	 * buffer keeps answers until the producer acknowledges them.
+	 */
+	uint32_t tcp_connections;   /* Connection table entries (~0.3 KiB each). */
+	uint32_t tcp_half_open;     /* Half-open entries before SYN cookies. */
+	uint32_t tcp_per_source;    /* Connections from one IPv4 address. */
+	uint32_t tcp_rx_buffers;
+	uint32_t tcp_rx_buffer_kb;
+	uint32_t tcp_tx_buffers;
+	uint32_t tcp_tx_buffer_kb;
+	uint32_t tcp_mss;           /* Largest segment taken (MTU - 40). */
+	uint32_t tcp_idle_timeout_s; /* No data this long: reset (0: never). */
+	uint32_t tcp_keepalive_s;   /* Silence before keepalive probes (0: none). */
+	uint32_t tcp_partial_frame_s; /* A frame left incomplete this long: reset. */
 	struct log *log;            /* Where records go; one producer per worker is opened.
 				     * NULL: every frame is refused THROTTLED (L2/L3 only). */
 	const struct frame_auth_key *auth_keys; /* Copied at open; up to DP_AUTH_KEYS_MAX. */

@@ -33,6 +33,17 @@ dp_config_default(struct dp_config *config)
 	config->mbufs = 8191;
 	config->ring_size = 1024;
 	config->auth_window_ms = 300000;
+	config->tcp_connections = 16384;
+	config->tcp_half_open = 1024;
+	config->tcp_per_source = 4096;
+	config->tcp_rx_buffers = 64;
+	config->tcp_rx_buffer_kb = 1028; /* FRAME_SIZE_MAX: any legal frame. */
+	config->tcp_tx_buffers = 1024;
+	config->tcp_tx_buffer_kb = 64;
+	config->tcp_mss = 1460;
+	config->tcp_idle_timeout_s = 600;
+	config->tcp_keepalive_s = 60;
+	config->tcp_partial_frame_s = 30;
 }
 
 static int
@@ -47,6 +58,14 @@ dp_config_check(const struct dp_config *c)
 	if (c->producers_max == 0 || c->producers_max > DP_PRODUCERS_MAX)
 		return -EINVAL;
 	if (c->auth_key_count > DP_AUTH_KEYS_MAX || (c->auth_key_count > 0 && c->auth_keys == NULL))
+		return -EINVAL;
+	if (c->tcp_connections == 0 || c->tcp_connections > DP_TCP_CONNECTIONS_MAX ||
+	    c->tcp_half_open == 0 || c->tcp_per_source == 0 ||
+	    c->tcp_rx_buffers == 0 || c->tcp_rx_buffers > DP_TCP_BUFFERS_MAX ||
+	    c->tcp_tx_buffers == 0 || c->tcp_tx_buffers > DP_TCP_BUFFERS_MAX ||
+	    c->tcp_rx_buffer_kb < DP_TCP_BUFFER_KB_MIN || c->tcp_rx_buffer_kb > DP_TCP_BUFFER_KB_MAX ||
+	    c->tcp_tx_buffer_kb < DP_TCP_BUFFER_KB_MIN || c->tcp_tx_buffer_kb > DP_TCP_BUFFER_KB_MAX ||
+	    c->tcp_mss < 536 || c->tcp_mss > 9000 - 40 || c->tcp_rx_buffer_kb * 1024u < 2 * c->tcp_mss)
 		return -EINVAL;
 	if (c->no_huge && c->in_memory)
 		return -EINVAL; /* EAL: --no-huge implies legacy memory, refused with --in-memory. */
@@ -103,9 +122,16 @@ dp_workers_open(struct dp *dp)
 		w->port_id = dp->port_id;
 		w->queue_id = (uint16_t)i;
 		rc = dp_ingest_init(w);
+		if (rc == 0) {
+			rc = dp_worker_tcp_init(w);
+			if (rc != 0)
+				dp_ingest_fini(w);
+		}
 		if (rc != 0) {
-			while (i-- > 0)
+			while (i-- > 0) {
+				dp_tcp_fini(&dp->workers[i].tcp);
 				dp_ingest_fini(&dp->workers[i]);
+			}
 			free(dp->workers);
 			dp->workers = NULL;
 			return rc;
@@ -203,8 +229,10 @@ dp_close(struct dp *dp)
 	if (dp == NULL)
 		return;
 	dp_stop(dp);
-	for (uint32_t i = 0; i < dp->worker_count; i++)
+	for (uint32_t i = 0; i < dp->worker_count; i++) {
+		dp_tcp_fini(&dp->workers[i].tcp);
 		dp_ingest_fini(&dp->workers[i]);
+	}
 	free(dp->workers);
 	dp_route_fini(dp);
 	dp_port_close(dp);

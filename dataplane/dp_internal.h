@@ -19,6 +19,7 @@
 #include "common/hashkey.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/dp_ingest.h"
+#include "dataplane/dp_tcp.h"
 
 #define DP_RX_BURST 32
 #define DP_TX_BURST 64
@@ -38,6 +39,8 @@ struct dp_worker {
 	struct rte_mbuf *tx[DP_TX_BURST];
 	struct rte_mbuf *done[DP_RX_BURST]; /* Consumed this burst: freed in bulk after it. */
 	struct dp_ingest ingest;    /* Staging, frames in flight, key cache. */
+	struct dp_tcp tcp;          /* TCP connections on the ingest port. */
+	uint64_t tsc_per_us;
 	/* The last flush epoch (dp_flush_staged) this worker completed; it alone writes. */
 	_Atomic uint64_t flush_done __rte_cache_aligned;
 } __rte_cache_aligned;
@@ -96,8 +99,16 @@ struct rte_mbuf *dp_net_udp_alloc(struct dp_worker *w, const struct dp_peer *pee
 				  uint16_t payload_size, uint8_t **payload_out);
 /* Fills lengths and checksums once the payload is written; payload_size may shrink. */
 void dp_net_udp_finish(struct rte_mbuf *m, uint16_t payload_size);
+/* Builds and queues one TCP segment (dp_tcp's send op). 0, or -ENOBUFS (counted). */
+int dp_net_tcp_send(struct dp_worker *w, const struct dp_tcp_out *out);
 
 /* dp_worker.c */
+int dp_worker_tcp_init(struct dp_worker *w);
+static inline uint64_t
+dp_worker_now_us(const struct dp_worker *w, uint64_t now_tsc)
+{
+	return now_tsc / w->tsc_per_us;
+}
 void dp_worker_tx(struct dp_worker *w, struct rte_mbuf *m);
 void dp_worker_tx_flush(struct dp_worker *w);
 /* One pass of the poll loop; returns the work done (0 = idle). */

@@ -5,14 +5,17 @@
  * Every received packet ends here in exactly one way: transmitted back (ARP
  * and echo replies are built in place in the received mbuf, to the L2 source
  * of the request: no ARP cache is needed), handed to ingest (UDP to
- * ingest_port; the mbuf is freed after ingest copied what it keeps), or
- * dropped and counted under one cause.
+ * ingest_port; the mbuf is freed after ingest copied what it keeps), handed
+ * to the TCP receiver (any TCP segment to our address: dp_tcp.h answers
+ * other ports with RST; the mbuf is freed after the burst, as frames handed
+ * over in place point into it), or dropped and counted under one cause.
  *
  * Checksums: when the port validates IPv4/UDP checksums we trust its GOOD and
  * BAD flags; anything else (no offload, flag UNKNOWN) is verified in software.
  * Replies get software checksums (small, rare packets).
  */
 #include <assert.h>
+#include <errno.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -23,6 +26,7 @@
 #include <rte_icmp.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_tcp.h>
 #include <rte_udp.h>
 
 #include "dataplane/dp_internal.h"
@@ -240,6 +244,56 @@ dp_net_udp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	return DP_NET_CONSUMED;
 }
 
+/* TCP's pseudo-header has no length field of its own: the segment's length. */
+static bool
+dp_net_tcp_cksum_ok(struct dp_worker *w, const struct rte_mbuf *m,
+		    const struct rte_ipv4_hdr *ip, const struct rte_tcp_hdr *tcp, uint16_t l4_size)
+{
+	uint64_t flag = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+	uint64_t pseudo;
+
+	if (w->dp->rx_cksum_offload && flag == RTE_MBUF_F_RX_L4_CKSUM_GOOD)
+		return true;
+	if (w->dp->rx_cksum_offload && flag == RTE_MBUF_F_RX_L4_CKSUM_BAD)
+		return false;
+	pseudo = (uint64_t)ip->src_addr + ip->dst_addr + ((uint32_t)IPPROTO_TCP << 8) +
+		 rte_cpu_to_be_16(l4_size);
+	return dp_net_sum(tcp, l4_size, pseudo) == 0xffff;
+}
+
+static int
+dp_net_tcp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
+	   struct rte_ipv4_hdr *ip, uint16_t l4_size, uint64_t now_tsc)
+{
+	struct rte_tcp_hdr *tcp = (struct rte_tcp_hdr *)((uint8_t *)ip + rte_ipv4_hdr_len(ip));
+	struct dp_tcp_seg seg;
+	uint32_t header_size;
+
+	if (l4_size < sizeof(*tcp))
+		return DP_DROP_MALFORMED_L2L3;
+	header_size = (uint32_t)(tcp->data_off >> 4) * 4u;
+	if (header_size < sizeof(*tcp) || header_size > l4_size)
+		return DP_DROP_MALFORMED_L2L3;
+	if (!dp_net_tcp_cksum_ok(w, m, ip, tcp, l4_size))
+		return DP_DROP_BAD_CHECKSUM;
+	memset(&seg, 0, sizeof(seg));
+	if (!dp_tcp_parse_options((const uint8_t *)(tcp + 1), header_size - sizeof(*tcp), &seg))
+		return DP_TCP_BAD_SEGMENT;
+	seg.mac = eth->src_addr.addr_bytes;
+	seg.raddr_be = ip->src_addr;
+	seg.rport_be = tcp->src_port;
+	seg.lport_be = tcp->dst_port;
+	seg.seq = rte_be_to_cpu_32(tcp->sent_seq);
+	seg.ack = rte_be_to_cpu_32(tcp->recv_ack);
+	seg.wnd = rte_be_to_cpu_16(tcp->rx_win);
+	seg.flags = tcp->tcp_flags;
+	seg.data = (const uint8_t *)tcp + header_size;
+	seg.len = l4_size - header_size;
+	dp_tcp_input(&w->tcp, &seg, dp_worker_now_us(w, now_tsc));
+	w->done[w->done_count++] = m; /* Frames handed over in place point into it. */
+	return DP_NET_CONSUMED;
+}
+
 static bool
 dp_net_ipv4_cksum_ok(struct dp_worker *w, const struct rte_mbuf *m,
 		     const struct rte_ipv4_hdr *ip)
@@ -279,6 +333,8 @@ dp_net_ipv4(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth, 
 
 	if (ip->next_proto_id == IPPROTO_UDP)
 		return dp_net_udp(w, m, eth, ip, (uint16_t)(total_size - header_size), now_tsc);
+	if (ip->next_proto_id == IPPROTO_TCP)
+		return dp_net_tcp(w, m, eth, ip, (uint16_t)(total_size - header_size), now_tsc);
 	if (ip->next_proto_id == IPPROTO_ICMP)
 		return dp_net_icmp(w, m, eth, ip, (uint16_t)(total_size - header_size));
 	return DP_DROP_UNKNOWN;
@@ -374,4 +430,52 @@ dp_net_udp_finish(struct rte_mbuf *m, uint16_t payload_size)
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	udp->dgram_cksum = 0;
 	udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+}
+
+int
+dp_net_tcp_send(struct dp_worker *w, const struct dp_tcp_out *out)
+{
+	uint16_t tcp_size = (uint16_t)(sizeof(struct rte_tcp_hdr) + out->options_size);
+	uint16_t size = (uint16_t)(sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) +
+				   tcp_size + out->len);
+	struct rte_mbuf *m = rte_pktmbuf_alloc(w->dp->pool);
+	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
+	struct rte_tcp_hdr *tcp;
+
+	assert(out->options_size % 4 == 0);
+	if (m == NULL || (eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, size)) == NULL) {
+		rte_pktmbuf_free(m);
+		dp_count(w, DP_DROP_NO_MBUF, 1);
+		return -ENOBUFS;
+	}
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	tcp = (struct rte_tcp_hdr *)(ip + 1);
+	memcpy(eth->dst_addr.addr_bytes, out->mac, RTE_ETHER_ADDR_LEN);
+	rte_ether_addr_copy(&w->dp->mac, &eth->src_addr);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	memset(ip, 0, sizeof(*ip));
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+	ip->time_to_live = DP_IPV4_TTL;
+	ip->next_proto_id = IPPROTO_TCP;
+	ip->src_addr = w->dp->ipv4_be;
+	ip->dst_addr = out->raddr_be;
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + tcp_size + out->len));
+	tcp->src_port = out->lport_be;
+	tcp->dst_port = out->rport_be;
+	tcp->sent_seq = rte_cpu_to_be_32(out->seq);
+	tcp->recv_ack = rte_cpu_to_be_32(out->ack);
+	tcp->data_off = (uint8_t)((tcp_size / 4) << 4);
+	tcp->tcp_flags = out->flags;
+	tcp->rx_win = rte_cpu_to_be_16(out->wnd);
+	tcp->cksum = 0;
+	tcp->tcp_urp = 0;
+	memcpy(tcp + 1, out->options, out->options_size);
+	if (out->len > 0)
+		memcpy((uint8_t *)tcp + tcp_size, out->data, out->len);
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	tcp->cksum = rte_ipv4_udptcp_cksum(ip, tcp);
+	dp_worker_tx(w, m);
+	return 0;
 }

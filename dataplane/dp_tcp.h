@@ -80,8 +80,8 @@
 #define DP_TCP_SWEEP_PER_TICK 64    /* Connections the idle sweep looks at per tick. */
 
 #define DP_TCP_NONE UINT32_MAX
-#define DP_TCP_CONNS_MAX (1u << 22)          /* Bound of conns_max per worker. */
-#define DP_TCP_BUFFER_SIZE_MAX (16u << 20)   /* Bound of a pool buffer. */
+#define DP_TCP_CONNS_MAX DP_TCP_CONNECTIONS_MAX
+#define DP_TCP_BUFFER_SIZE_MAX (DP_TCP_BUFFER_KB_MAX * 1024u)
 #define DP_TCP_KEEPALIVE_INTVL_MS 10000      /* Between unanswered keepalive probes. */
 #define DP_TCP_STATELESS_RST_PER_S 10000     /* RSTs to segments of no connection. */
 

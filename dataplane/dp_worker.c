@@ -14,6 +14,8 @@
  * for a sleeping worker and a 2-CPU machine stays responsive.
  */
 #include <assert.h>
+#include <errno.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <rte_cycles.h>
@@ -53,11 +55,74 @@ dp_worker_tx(struct dp_worker *w, struct rte_mbuf *m)
 	w->tx[w->tx_count++] = m;
 }
 
+/* ---- The TCP receiver's ops: how dp_tcp reaches the packet path and ingest. ---- */
+
+static int
+dp_worker_tcp_send(void *ctx, const struct dp_tcp_out *out)
+{
+	return dp_net_tcp_send(ctx, out);
+}
+
+static void
+dp_worker_tcp_frame(void *ctx, uint32_t conn, uint32_t gen, const uint8_t *frame, uint32_t size)
+{
+	dp_ingest_tcp_frame(ctx, conn, gen, frame, size, rte_rdtsc());
+}
+
+static bool
+dp_worker_tcp_can_take(void *ctx)
+{
+	return dp_ingest_can_take(ctx);
+}
+
+static void
+dp_worker_tcp_held_release(void *ctx)
+{
+	dp_ingest_burst_end(ctx, rte_rdtsc());
+}
+
+static const struct dp_tcp_ops dp_worker_tcp_ops = {
+	.send = dp_worker_tcp_send,
+	.frame = dp_worker_tcp_frame,
+	.can_take = dp_worker_tcp_can_take,
+	.held_release = dp_worker_tcp_held_release,
+};
+
+int
+dp_worker_tcp_init(struct dp_worker *w)
+{
+	const struct dp_config *dc = &w->dp->config;
+	struct dp_tcp_config c;
+
+	dp_tcp_config_default(&c);
+	c.local_addr_be = w->dp->ipv4_be;
+	c.local_port_be = w->dp->ingest_port_be;
+	c.mss = (uint16_t)dc->tcp_mss;
+	c.conns_max = dc->tcp_connections;
+	c.half_open_max = dc->tcp_half_open;
+	c.per_source_max = dc->tcp_per_source;
+	c.rx_buffers = dc->tcp_rx_buffers;
+	c.rx_buffer_size = dc->tcp_rx_buffer_kb * 1024u;
+	c.tx_buffers = dc->tcp_tx_buffers;
+	c.tx_buffer_size = dc->tcp_tx_buffer_kb * 1024u;
+	c.idle_timeout_ms = dc->tcp_idle_timeout_s * 1000u;
+	c.keepalive_ms = dc->tcp_keepalive_s * 1000u;
+	c.partial_frame_ms = dc->tcp_partial_frame_s * 1000u;
+	/* ISNs and SYN cookies must not be predictable from outside (RFC 6528). */
+	if (getrandom(c.secret, sizeof(c.secret), 0) != (ssize_t)sizeof(c.secret))
+		return -EIO;
+	w->tsc_per_us = w->dp->tsc_hz / 1000000u;
+	if (w->tsc_per_us == 0)
+		w->tsc_per_us = 1;
+	return dp_tcp_init(&w->tcp, &c, &dp_worker_tcp_ops, w, w->counters);
+}
+
 uint32_t
 dp_worker_poll(struct dp_worker *w, uint64_t now_tsc)
 {
 	struct rte_mbuf *rx[DP_RX_BURST];
 	uint16_t count = rte_eth_rx_burst(w->port_id, w->queue_id, rx, DP_RX_BURST);
+	uint64_t now_us = dp_worker_now_us(w, now_tsc);
 	uint64_t bytes = 0;
 	uint32_t work;
 
@@ -69,10 +134,19 @@ dp_worker_poll(struct dp_worker *w, uint64_t now_tsc)
 	}
 	/* Frames held for the burst's MD5 pass point into these mbufs: before the free. */
 	dp_ingest_burst_end(w, now_tsc);
+	dp_tcp_burst_end(&w->tcp, now_us);
 	assert(w->done_count <= count);
 	rte_pktmbuf_free_bulk(w->done, w->done_count);
 	w->done_count = 0;
 	work = count + dp_ingest_poll(w, now_tsc);
+	/*
+	 * TCP timers and connections ingest paused: they may hand frames over
+	 * (from their receive buffers), so ingest's burst end follows, then
+	 * the answers and ACKs owed go out.
+	 */
+	work += dp_tcp_poll(&w->tcp, now_us);
+	dp_ingest_burst_end(w, now_tsc);
+	dp_tcp_burst_end(&w->tcp, now_us);
 	dp_worker_tx_flush(w);
 	dp_count(w, DP_RX_PACKETS, count);
 	dp_count(w, DP_RX_BYTES, bytes);
@@ -90,7 +164,7 @@ dp_worker_idle(struct dp_worker *w)
 	if (dp->config.idle_polls == 0 || ++w->idle_polls < dp->config.idle_polls)
 		return;
 	w->idle_polls = 0;
-	if (!dp_ingest_is_idle(w))
+	if (!dp_ingest_is_idle(w) || !dp_tcp_is_idle(&w->tcp))
 		return;
 	/* Offline while asleep: a route publisher must not wait for us. */
 	rte_rcu_qsbr_thread_offline(dp->qsbr, w->index);
