@@ -111,103 +111,6 @@ dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 		dp_ingest_send(w, peer, &nack);
 }
 
-static uint32_t
-dp_producer_home(const struct dp_ingest *ing, uint64_t producer_id)
-{
-	return (uint32_t)((producer_id * 0x9E3779B97F4A7C15ull) >> 32) & ing->producer_hash_mask;
-}
-
-/* The dedup window of a producer id, or NULL when it has none. */
-static struct frame_dedup *
-dp_ingest_dedup(struct dp_worker *w, uint64_t producer_id)
-{
-	struct dp_ingest *ing = &w->ingest;
-	uint32_t h = dp_producer_home(ing, producer_id);
-
-	for (;; h = (h + 1) & ing->producer_hash_mask) {
-		uint32_t slot = ing->producer_hash[h];
-
-		if (slot == 0)
-			return NULL;
-		if (ing->producers[slot - 1].producer_id == producer_id)
-			return &ing->producers[slot - 1];
-	}
-}
-
-/* Empties position `hole` of the hash, moving back the entries whose probe crossed it. */
-static void
-dp_producer_unlink(struct dp_ingest *ing, uint32_t hole)
-{
-	uint32_t mask = ing->producer_hash_mask;
-
-	for (uint32_t i = (hole + 1) & mask; ing->producer_hash[i] != 0; i = (i + 1) & mask) {
-		const struct frame_dedup *d = &ing->producers[ing->producer_hash[i] - 1];
-		uint32_t home = dp_producer_home(ing, d->producer_id);
-
-		/* It may move back unless its home lies (cyclically) after the hole. */
-		if (((i - home) & mask) >= ((i - hole) & mask)) {
-			ing->producer_hash[hole] = ing->producer_hash[i];
-			hole = i;
-		}
-	}
-	ing->producer_hash[hole] = 0;
-}
-
-/*
- * A full table takes back a window whose producer sent nothing for
- * producer_idle_tsc (longer than any retry or signed replay can come late),
- * looking at a few windows per new id so the cost per frame stays bounded.
- */
-static bool
-dp_producer_reclaim(struct dp_ingest *ing, uint64_t now_tsc, uint32_t *slot_out)
-{
-	for (uint32_t n = 0; n < DP_PRODUCER_RECLAIM_SCAN; n++) {
-		uint32_t slot = ing->producer_hand;
-		uint32_t h;
-
-		ing->producer_hand = slot + 1 == ing->producers_max ? 0 : slot + 1;
-		if (now_tsc - ing->producer_seen_tsc[slot] <= ing->producer_idle_tsc)
-			continue;
-		h = dp_producer_home(ing, ing->producers[slot].producer_id);
-		while (ing->producer_hash[h] != slot + 1)
-			h = (h + 1) & ing->producer_hash_mask;
-		dp_producer_unlink(ing, h);
-		*slot_out = slot;
-		return true;
-	}
-	return false;
-}
-
-/*
- * The window of a producer id, a new one for an id not seen yet, or NULL
- * when every window is taken: a new id is refused rather than evicting
- * another producer's window (that would let its retries store twice).
- */
-static struct frame_dedup *
-dp_ingest_dedup_claim(struct dp_worker *w, uint64_t producer_id, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct frame_dedup *d = dp_ingest_dedup(w, producer_id);
-	uint32_t slot;
-	uint32_t h;
-
-	if (d != NULL) {
-		ing->producer_seen_tsc[d - ing->producers] = now_tsc;
-		return d;
-	}
-	if (ing->producer_count < ing->producers_max)
-		slot = ing->producer_count++;
-	else if (!dp_producer_reclaim(ing, now_tsc, &slot))
-		return NULL;
-	h = dp_producer_home(ing, producer_id);
-	while (ing->producer_hash[h] != 0)
-		h = (h + 1) & ing->producer_hash_mask;
-	ing->producer_hash[h] = slot + 1;
-	frame_dedup_init(&ing->producers[slot], producer_id);
-	ing->producer_seen_tsc[slot] = now_tsc;
-	return &ing->producers[slot];
-}
-
 static bool
 dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
 {
@@ -459,7 +362,7 @@ static bool
 dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
 		 uint64_t now_tsc)
 {
-	struct frame_dedup *d = dp_ingest_dedup_claim(w, fr->producer_id, now_tsc);
+	struct frame_dedup *d = dp_dedup_claim(&w->ingest.dedup, fr->producer_id, now_tsc);
 	const struct frame_dedup_entry *entry = NULL;
 	enum frame_dedup_verdict v;
 	struct frame_ack ack;
@@ -494,7 +397,7 @@ dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer, const struct f
 		 enum frame_status status, bool reserved, uint64_t now_tsc)
 {
 	if (reserved) {
-		struct frame_dedup *d = dp_ingest_dedup(w, fr->producer_id);
+		struct frame_dedup *d = dp_dedup_find(&w->ingest.dedup, fr->producer_id);
 
 		if (d != NULL)
 			frame_dedup_abort(d, fr->producer_epoch, fr->batch_seq);
@@ -532,8 +435,8 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 		return;
 	dp_ingest_ack_received(fr, &ack);
 	if (reserved)
-		frame_dedup_complete(dp_ingest_dedup(w, fr->producer_id), fr->producer_epoch,
-				     &ack);
+		frame_dedup_complete(dp_dedup_find(&ing->dedup, fr->producer_id),
+				     fr->producer_epoch, &ack);
 	if (mode == FRAME_ACK_RECEIVED)
 		dp_ingest_send(w, peer, &ack);
 }
@@ -726,7 +629,7 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 	struct dp_ingest *ing = &w->ingest;
 	struct dp_frame_slot *f = &ing->frames[slot];
 	struct frame_dedup *d = f->producer_id == 0 || w->dp->config.bench_no_dedup ? NULL :
-				dp_ingest_dedup(w, f->producer_id);
+				dp_dedup_find(&w->ingest.dedup, f->producer_id);
 	struct frame_ack ack = {
 		.producer_id = f->producer_id,
 		.batch_seq = f->batch_seq,
@@ -818,6 +721,17 @@ dp_ingest_drain(struct dp_worker *w)
 	}
 }
 
+/*
+ * A producer id's window may go to a new id after this long without a frame:
+ * longer than any retry or signed replay (auth_window_ms) can come late.
+ */
+static uint64_t
+dp_ingest_idle_tsc(const struct dp_worker *w)
+{
+	return ((uint64_t)DP_PRODUCER_IDLE_S * 1000u + w->dp->config.auth_window_ms) *
+	       (w->dp->tsc_hz / 1000u);
+}
+
 int
 dp_ingest_init(struct dp_worker *w)
 {
@@ -832,13 +746,6 @@ dp_ingest_init(struct dp_worker *w)
 	ing->frames = calloc(DP_FRAME_SLOTS, sizeof(*ing->frames));
 	results = calloc((size_t)DP_FRAME_SLOTS * DP_FRAME_RECORDS_MAX, sizeof(*results));
 	ing->frame_free = calloc(DP_FRAME_SLOTS, sizeof(uint32_t));
-	ing->producers_max = w->dp->config.producers_max;
-	ing->producer_hash_mask = rte_align32pow2(2 * ing->producers_max) - 1;
-	ing->producer_idle_tsc = ((uint64_t)DP_PRODUCER_IDLE_S * 1000u +
-				  w->dp->config.auth_window_ms) * (w->dp->tsc_hz / 1000u);
-	ing->producers = calloc(ing->producers_max, sizeof(*ing->producers));
-	ing->producer_seen_tsc = calloc(ing->producers_max, sizeof(uint64_t));
-	ing->producer_hash = calloc((size_t)ing->producer_hash_mask + 1, sizeof(uint32_t));
 	ing->key_cache = calloc(DP_KEY_CACHE_SIZE, sizeof(*ing->key_cache));
 	ing->frame_shards = calloc(DP_HELD_RECORDS, sizeof(uint64_t));
 	ing->runs = calloc(DP_FRAME_RECORDS_MAX, sizeof(*ing->runs));
@@ -847,8 +754,7 @@ dp_ingest_init(struct dp_worker *w)
 	ing->shards_seen = calloc(DP_SHARDS_SEEN_SIZE, sizeof(*ing->shards_seen));
 	ing->md5 = calloc(1, sizeof(*ing->md5));
 	if (ing->frames == NULL || results == NULL || ing->frame_free == NULL ||
-	    ing->producers == NULL || ing->producer_seen_tsc == NULL ||
-	    ing->producer_hash == NULL || ing->key_cache == NULL || ing->frame_shards == NULL ||
+	    ing->key_cache == NULL || ing->frame_shards == NULL ||
 	    ing->runs == NULL || ing->held == NULL || ing->hashes == NULL || ing->md5 == NULL ||
 	    ing->shards_seen == NULL) {
 		free(results);
@@ -860,6 +766,11 @@ dp_ingest_init(struct dp_worker *w)
 		ing->frame_free[i] = DP_FRAME_SLOTS - 1 - i;
 	}
 	ing->frame_free_count = DP_FRAME_SLOTS;
+	rc = dp_dedup_init(&ing->dedup, w->dp->config.producers_max, dp_ingest_idle_tsc(w));
+	if (rc != 0) {
+		dp_ingest_fini(w);
+		return rc;
+	}
 	rc = dp_stage_init(w);
 	if (rc != 0)
 		dp_ingest_fini(w);
@@ -876,9 +787,7 @@ dp_ingest_fini(struct dp_worker *w)
 		free(ing->frames[0].results);
 	free(ing->frames);
 	free(ing->frame_free);
-	free(ing->producers);
-	free(ing->producer_seen_tsc);
-	free(ing->producer_hash);
+	dp_dedup_fini(&ing->dedup);
 	free(ing->key_cache);
 	free(ing->frame_shards);
 	free(ing->runs);

@@ -22,6 +22,7 @@
 #include <rte_ether.h>
 
 #include "common/hashkey.h"
+#include "dataplane/dp_dedup.h"
 #include "protocol/frame.h"
 
 struct dp_worker;
@@ -36,8 +37,6 @@ struct dp_route_table;
 #define DP_SPARES_MAX 32            /* Spare log batches: distinct shards per frame. */
 #define DP_FRAME_SLOTS 512          /* Frames waiting for a durable ACK per worker. */
 #define DP_FRAME_RECORDS_MAX 320    /* Records of one datagram frame (< 2 KiB mbuf). */
-#define DP_PRODUCER_IDLE_S 60       /* A full table may reclaim ids idle this long ... */
-#define DP_PRODUCER_RECLAIM_SCAN 8  /* ... looking at this many per new id. */
 #define DP_KEY_CACHE_SIZE 4096      /* Partition key -> MD5, direct mapped. */
 #define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
 #define DP_KEY_CACHE_KEY_MAX 46
@@ -159,19 +158,7 @@ struct dp_ingest {
 	struct log_batch *spares[DP_SPARES_MAX];
 	struct dp_frame_slot *frames;
 	uint32_t *frame_free;
-	/*
-	 * Dedup windows, one per producer id, open addressed: producer_hash maps
-	 * an id's hash (linear probing) to its window + 1 (0 = empty) and is at
-	 * least twice as large as producers[], so a probe always ends.
-	 */
-	struct frame_dedup *producers;      /* producers_max */
-	uint64_t *producer_seen_tsc;        /* Last frame of each window's id. */
-	uint32_t *producer_hash;            /* producer_hash_mask + 1 */
-	uint32_t producer_hash_mask;
-	uint32_t producers_max;
-	uint32_t producer_count;            /* Windows in use: producers[0 .. count). */
-	uint32_t producer_hand;             /* Next window the reclaim scan looks at. */
-	uint64_t producer_idle_tsc;         /* Reclaimable after this long without a frame. */
+	struct dp_dedup_table dedup; /* Producer id -> duplicate window. */
 	struct dp_key_cache_entry *key_cache;
 	uint64_t *frame_shards;     /* DP_HELD_RECORDS: shard per record of held frames. */
 	struct dp_held_frame *held; /* DP_HELD_FRAMES, in arrival order. */

@@ -923,7 +923,7 @@ Test(dp_ingest_producers, refuses_a_new_producer_id_when_every_window_is_taken,
 	}
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 2);
 	/* Producer 1 idle past the reclaim time: its window goes to the new id. */
-	ing->producer_seen_tsc[0] -= ing->producer_idle_tsc + 1;
+	ing->dedup.seen_tsc[0] -= ing->dedup.idle_tsc + 1;
 	send_and_answer("k3", 3, 0, &ack, runs);
 	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
 	cr_assert_eq(ack.flags & FRAME_F_DUPLICATE, 0);
