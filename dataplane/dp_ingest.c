@@ -35,17 +35,13 @@
 #include <string.h>
 
 #include <rte_cycles.h>
-#include <rte_prefetch.h>
 
 #include "common/clock.h"
-#include "common/crc32c.h"
 #include "common/hashkey.h"
-#include "common/md5x.h"
 #include "dataplane/dp_internal.h"
 #include "nvme-log/log.h"
 
 static_assert(DP_FRAME_RECORDS_MAX <= FRAME_RECORDS_MAX, "a frame slot holds any frame");
-static_assert((DP_KEY_CACHE_SIZE & (DP_KEY_CACHE_SIZE - 1)) == 0, "a power of two");
 static_assert(DP_FRAME_RECORDS_MAX <= DP_HELD_RECORDS, "any one frame can be held");
 static_assert((DP_SHARDS_SEEN_SIZE & (DP_SHARDS_SEEN_SIZE - 1)) == 0, "a power of two");
 static_assert(DP_SHARDS_SEEN_SIZE >= 2 * DP_FRAME_RECORDS_MAX, "probe chains stay short");
@@ -129,111 +125,6 @@ dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
 					 dp->config.auth_window_ms) == FRAME_OK;
 	}
 	return false;
-}
-
-/*
- * Queues the MD5 of a partition key for the burst's SIMD pass. With a cache
- * entry, claims it now (job + 1): a repeat of the key later in the burst
- * shares the job instead of hashing again.
- */
-static void
-dp_ingest_md5_queue(struct dp_ingest *ing, const uint8_t *key, uint16_t size, uint32_t dst,
-		    uint32_t cache_index)
-{
-	struct dp_md5_jobs *md5 = ing->md5;
-	uint32_t j = md5->count++;
-
-	assert(j < DP_HELD_RECORDS);
-	md5->keys[j] = key;
-	md5->sizes[j] = size;
-	md5->dst[j] = dst;
-	md5->cache_index[j] = cache_index;
-	if (cache_index != UINT32_MAX) {
-		struct dp_key_cache_entry *e = &ing->key_cache[cache_index];
-
-		e->size = size;
-		memcpy(e->key, key, size);
-		e->job = j + 1;
-	}
-}
-
-/*
- * One record's hash key into hashes[dst] when the producer gave it; else a
- * key-cache lookup for the burst's end, its entry prefetched now (with
- * thousands of distinct keys the entry is a cache miss, and the misses of
- * a burst overlap this way instead of stalling each datagram in turn).
- */
-static void
-dp_ingest_hash(struct dp_worker *w, const struct frame_record *r, uint32_t dst)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct dp_md5_jobs *md5 = ing->md5;
-	const struct dp_key_cache_entry *e;
-	uint32_t index;
-	uint32_t l;
-
-	if (r->hash_key != NULL) {
-		ing->hashes[dst] = hashkey_from_be_bytes(r->hash_key);
-		return;
-	}
-	if (r->key_size > DP_KEY_CACHE_KEY_MAX) {
-		dp_ingest_md5_queue(ing, r->key, r->key_size, dst, UINT32_MAX);
-		return;
-	}
-	index = crc32c(0, r->key, r->key_size) & (DP_KEY_CACHE_SIZE - 1);
-	e = &ing->key_cache[index];
-	rte_prefetch0(e);
-	rte_prefetch0((const uint8_t *)e + sizeof(*e) - 1);
-	l = md5->lookup_count++;
-	md5->lookup_keys[l] = r->key;
-	md5->lookup_sizes[l] = r->key_size;
-	md5->lookup_dst[l] = dst;
-	md5->lookup_index[l] = index;
-}
-
-/* The burst's key-cache lookups, in arrival order: hits now, misses to MD5 jobs. */
-static void
-dp_ingest_key_lookups(struct dp_worker *w)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct dp_md5_jobs *md5 = ing->md5;
-	uint32_t hits = 0;
-
-	for (uint32_t l = 0; l < md5->lookup_count; l++) {
-		const uint8_t *key = md5->lookup_keys[l];
-		uint16_t size = md5->lookup_sizes[l];
-		uint32_t dst = md5->lookup_dst[l];
-		struct dp_key_cache_entry *e = &ing->key_cache[md5->lookup_index[l]];
-
-		if (e->size != size || memcmp(e->key, key, size) != 0) {
-			dp_ingest_md5_queue(ing, key, size, dst, md5->lookup_index[l]);
-			continue;
-		}
-		hits++;
-		if (e->job == 0) {
-			ing->hashes[dst] = e->hash;
-			continue;
-		}
-		/* The key came earlier in this burst and its MD5 is queued: share the result. */
-		md5->alias_dst[md5->alias_count] = dst;
-		md5->alias_job[md5->alias_count++] = e->job - 1;
-	}
-	dp_count(w, DP_MD5_CACHE_HITS, hits);
-	md5->lookup_count = 0;
-}
-
-/* The hash keys of every record of the frame, into hashes[first ...]. */
-static void
-dp_ingest_hash_frame(struct dp_worker *w, const struct frame_records *fr, uint32_t first)
-{
-	struct frame_record_iter it;
-	struct frame_record r;
-	uint32_t i = first;
-
-	frame_record_iter_init(&it, fr);
-	while (frame_record_iter_next(&it, &r))
-		dp_ingest_hash(w, &r, i++);
-	assert(i - first == fr->record_count);
 }
 
 /*
@@ -496,12 +387,9 @@ dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *
 		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_RECORD_TOO_LARGE, false, now_tsc);
 		return;
 	}
-	if (ing->held_count == DP_HELD_FRAMES ||
-	    ing->hash_count + fr.record_count > DP_HELD_RECORDS)
+	if (ing->held_count == DP_HELD_FRAMES || !dp_hash_has_room(&ing->hash, fr.record_count))
 		dp_ingest_burst_end(w, now_tsc);
-	first = ing->hash_count;
-	dp_ingest_hash_frame(w, &fr, first);
-	ing->hash_count += fr.record_count;
+	first = dp_hash_queue_frame(&ing->hash, &fr);
 	ing->held[ing->held_count++] = (struct dp_held_frame){
 		.fr = fr, .peer = *peer, .table = table, .stream = stream, .hash_first = first,
 	};
@@ -511,29 +399,15 @@ void
 dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
 {
 	struct dp_ingest *ing = &w->ingest;
-	struct dp_md5_jobs *md5 = ing->md5;
+	struct dp_hash_counts counts;
 
 	if (ing->held_count == 0) {
-		assert(md5->count == 0 && md5->lookup_count == 0 && ing->hash_count == 0);
+		assert(ing->hash.count == 0);
 		return;
 	}
-	dp_ingest_key_lookups(w);
-	if (md5->count > 0)
-		md5x_hash(md5->keys, md5->sizes, md5->count, md5->digests);
-	for (uint32_t j = 0; j < md5->count; j++) {
-		hashkey_t h = hashkey_from_be_bytes(md5->digests[j]);
-
-		ing->hashes[md5->dst[j]] = h;
-		/* Unless a later key of the burst took the entry over (it fills it then). */
-		if (md5->cache_index[j] != UINT32_MAX &&
-		    ing->key_cache[md5->cache_index[j]].job == j + 1) {
-			ing->key_cache[md5->cache_index[j]].hash = h;
-			ing->key_cache[md5->cache_index[j]].job = 0;
-		}
-	}
-	for (uint32_t a = 0; a < md5->alias_count; a++)
-		ing->hashes[md5->alias_dst[a]] = ing->hashes[md5->dst[md5->alias_job[a]]];
-	dp_count(w, DP_MD5_COMPUTED, md5->count);
+	dp_hash_compute(&ing->hash, &counts);
+	dp_count(w, DP_MD5_CACHE_HITS, counts.cache_hits);
+	dp_count(w, DP_MD5_COMPUTED, counts.md5_computed);
 	/*
 	 * All route lookups of the burst in one tight loop: with many shards
 	 * each misses the cache, and independent misses overlap here, which
@@ -542,15 +416,13 @@ dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
 	for (uint32_t i = 0; i < ing->held_count; i++) {
 		struct dp_held_frame *f = &ing->held[i];
 
-		f->shard_count = dp_ingest_route(ing, f, ing->hashes + f->hash_first,
+		f->shard_count = dp_ingest_route(ing, f, ing->hash.hashes + f->hash_first,
 						 ing->frame_shards + f->hash_first);
 	}
 	for (uint32_t i = 0; i < ing->held_count; i++)
 		dp_ingest_finish(w, &ing->held[i], now_tsc);
 	ing->held_count = 0;
-	ing->hash_count = 0;
-	md5->count = 0;
-	md5->alias_count = 0;
+	dp_hash_reset(&ing->hash);
 }
 
 void
@@ -746,16 +618,12 @@ dp_ingest_init(struct dp_worker *w)
 	ing->frames = calloc(DP_FRAME_SLOTS, sizeof(*ing->frames));
 	results = calloc((size_t)DP_FRAME_SLOTS * DP_FRAME_RECORDS_MAX, sizeof(*results));
 	ing->frame_free = calloc(DP_FRAME_SLOTS, sizeof(uint32_t));
-	ing->key_cache = calloc(DP_KEY_CACHE_SIZE, sizeof(*ing->key_cache));
 	ing->frame_shards = calloc(DP_HELD_RECORDS, sizeof(uint64_t));
 	ing->runs = calloc(DP_FRAME_RECORDS_MAX, sizeof(*ing->runs));
 	ing->held = calloc(DP_HELD_FRAMES, sizeof(*ing->held));
-	ing->hashes = calloc(DP_HELD_RECORDS, sizeof(*ing->hashes));
 	ing->shards_seen = calloc(DP_SHARDS_SEEN_SIZE, sizeof(*ing->shards_seen));
-	ing->md5 = calloc(1, sizeof(*ing->md5));
 	if (ing->frames == NULL || results == NULL || ing->frame_free == NULL ||
-	    ing->key_cache == NULL || ing->frame_shards == NULL ||
-	    ing->runs == NULL || ing->held == NULL || ing->hashes == NULL || ing->md5 == NULL ||
+	    ing->frame_shards == NULL || ing->runs == NULL || ing->held == NULL ||
 	    ing->shards_seen == NULL) {
 		free(results);
 		dp_ingest_fini(w);
@@ -766,6 +634,11 @@ dp_ingest_init(struct dp_worker *w)
 		ing->frame_free[i] = DP_FRAME_SLOTS - 1 - i;
 	}
 	ing->frame_free_count = DP_FRAME_SLOTS;
+	rc = dp_hash_init(&ing->hash);
+	if (rc != 0) {
+		dp_ingest_fini(w);
+		return rc;
+	}
 	rc = dp_dedup_init(&ing->dedup, w->dp->config.producers_max, dp_ingest_idle_tsc(w));
 	if (rc != 0) {
 		dp_ingest_fini(w);
@@ -787,13 +660,11 @@ dp_ingest_fini(struct dp_worker *w)
 		free(ing->frames[0].results);
 	free(ing->frames);
 	free(ing->frame_free);
+	dp_hash_fini(&ing->hash);
 	dp_dedup_fini(&ing->dedup);
-	free(ing->key_cache);
 	free(ing->frame_shards);
 	free(ing->runs);
 	free(ing->held);
-	free(ing->hashes);
 	free(ing->shards_seen);
-	free(ing->md5);
 	memset(ing, 0, sizeof(*ing));
 }

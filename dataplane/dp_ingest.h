@@ -23,6 +23,7 @@
 
 #include "common/hashkey.h"
 #include "dataplane/dp_dedup.h"
+#include "dataplane/dp_hash.h"
 #include "protocol/frame.h"
 
 struct dp_worker;
@@ -37,11 +38,8 @@ struct dp_route_table;
 #define DP_SPARES_MAX 32            /* Spare log batches: distinct shards per frame. */
 #define DP_FRAME_SLOTS 512          /* Frames waiting for a durable ACK per worker. */
 #define DP_FRAME_RECORDS_MAX 320    /* Records of one datagram frame (< 2 KiB mbuf). */
-#define DP_KEY_CACHE_SIZE 4096      /* Partition key -> MD5, direct mapped. */
 #define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
-#define DP_KEY_CACHE_KEY_MAX 46
-#define DP_HELD_FRAMES 64           /* Frames held in one RX burst (MD5, routing) ... */
-#define DP_HELD_RECORDS 1024        /* ... and their records (hash keys, MD5 jobs). */
+#define DP_HELD_FRAMES 64           /* Frames held in one RX burst (DP_HELD_RECORDS). */
 #define DP_NACK_BURST 64            /* Throttled NACKs: token bucket per worker ... */
 #define DP_NACK_PER_S 20000         /* ... refilled at this rate. */
 #define DP_NACK_RETRY_MS 2
@@ -94,13 +92,6 @@ struct dp_shard_seen {
 	uint32_t stamp;
 };
 
-struct dp_key_cache_entry {
-	hashkey_t hash;
-	uint16_t size;              /* 0: empty. */
-	uint8_t key[DP_KEY_CACHE_KEY_MAX];
-	uint32_t job;               /* MD5 job + 1 computing `hash` this burst; 0: hash valid. */
-};
-
 /*
  * A frame of the current RX burst, decoded and checked, waiting for the
  * burst's MD5 and routing passes (dp_ingest_burst_end).
@@ -112,29 +103,6 @@ struct dp_held_frame {
 	int32_t stream;
 	uint32_t hash_first;        /* Its records in hashes[] and frame_shards[]. */
 	int32_t shard_count;        /* Distinct shards once routed; -ENOENT: a key has none. */
-};
-
-/*
- * The burst's partition keys: first looked up in the key cache (lookups:
- * the entry is prefetched when the datagram arrives and compared at the
- * burst's end), then the misses' MD5s computed together in SIMD lanes
- * (common/md5x.h). `dst` is the record's index in hashes[].
- */
-struct dp_md5_jobs {
-	const uint8_t *lookup_keys[DP_HELD_RECORDS];
-	uint16_t lookup_sizes[DP_HELD_RECORDS];
-	uint32_t lookup_dst[DP_HELD_RECORDS];
-	uint32_t lookup_index[DP_HELD_RECORDS];
-	uint32_t lookup_count;
-	const uint8_t *keys[DP_HELD_RECORDS];
-	uint32_t sizes[DP_HELD_RECORDS];
-	uint32_t dst[DP_HELD_RECORDS];
-	uint32_t cache_index[DP_HELD_RECORDS]; /* UINT32_MAX: key too long to cache. */
-	uint8_t digests[DP_HELD_RECORDS][16];
-	uint32_t alias_dst[DP_HELD_RECORDS];  /* A repeated key of the burst: hashes[dst] ... */
-	uint32_t alias_job[DP_HELD_RECORDS];  /* ... = the result of this job. */
-	uint32_t count;
-	uint32_t alias_count;
 };
 
 struct dp_ingest {
@@ -159,13 +127,10 @@ struct dp_ingest {
 	struct dp_frame_slot *frames;
 	uint32_t *frame_free;
 	struct dp_dedup_table dedup; /* Producer id -> duplicate window. */
-	struct dp_key_cache_entry *key_cache;
+	struct dp_hash hash;        /* The held frames' hash keys, the key cache. */
 	uint64_t *frame_shards;     /* DP_HELD_RECORDS: shard per record of held frames. */
 	struct dp_held_frame *held; /* DP_HELD_FRAMES, in arrival order. */
 	uint32_t held_count;
-	uint32_t hash_count;        /* Used entries of hashes[]. */
-	hashkey_t *hashes;          /* DP_HELD_RECORDS: hash key per record of held frames. */
-	struct dp_md5_jobs *md5;
 	struct dp_shard_seen *shards_seen; /* DP_SHARDS_SEEN_SIZE, stamped per routed frame. */
 	uint32_t shards_seen_stamp;
 	struct frame_ack_run *runs; /* Scratch: DP_FRAME_RECORDS_MAX. */
