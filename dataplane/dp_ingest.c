@@ -176,6 +176,117 @@ dp_ingest_route(struct dp_ingest *ing, const struct dp_held_frame *f, const hash
 	return (int)distinct;
 }
 
+/* Runs: consecutive records of the frame in one shard with consecutive sequence numbers. */
+static uint16_t
+dp_ingest_runs(struct dp_worker *w, const struct dp_frame_slot *f)
+{
+	struct frame_ack_run *runs = w->ingest.runs;
+	uint16_t count = 0;
+
+	for (uint32_t i = 0; i < f->record_count; i++) {
+		const struct dp_record_result *r = &f->results[i];
+		struct frame_ack_run *last = count > 0 ? &runs[count - 1] : NULL;
+
+		if (last != NULL && last->shard_index == r->shard_index &&
+		    last->seq_first + last->count == r->seq) {
+			last->count++;
+			continue;
+		}
+		runs[count].seq_first = r->seq;
+		runs[count].shard_index = r->shard_index;
+		runs[count].count = 1;
+		count++;
+	}
+	return count;
+}
+
+/*
+ * A frame that failed: with nothing of it stored, a retry is safe (the
+ * window forgets it); with any record durable, a retry would store those
+ * again, so the outcome is final and unknown to the producer (NACK
+ * SEQUENCE_OLD, which the window replays to every retry).
+ */
+static void
+dp_ingest_frame_failed(const struct dp_frame_slot *f, struct frame_dedup *d,
+		       struct frame_ack *ack)
+{
+	ack->type = FRAME_TYPE_NACK;
+	ack->flags = 0;
+	if (f->records_stored > 0) {
+		ack->status = FRAME_STATUS_SEQUENCE_OLD;
+		if (d != NULL)
+			frame_dedup_fail(d, f->epoch, f->batch_seq, f->record_count,
+					 FRAME_STATUS_SEQUENCE_OLD);
+		return;
+	}
+	/* -EPIPE: a reshard closed the shard; the retry routes to a child. */
+	ack->status = f->error == -ENOSPC || f->error == -EPIPE ? FRAME_STATUS_THROTTLED :
+		      FRAME_STATUS_INTERNAL;
+	ack->retry_after_ms = DP_NACK_RETRY_MS;
+	if (d != NULL)
+		frame_dedup_abort(d, f->epoch, f->batch_seq);
+}
+
+static void
+dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_frame_slot *f = &ing->frames[slot];
+	struct frame_dedup *d = f->producer_id == 0 || w->dp->config.bench_no_dedup ? NULL :
+				dp_dedup_find(&w->ingest.dedup, f->producer_id);
+	struct frame_ack ack = {
+		.producer_id = f->producer_id,
+		.batch_seq = f->batch_seq,
+		.producer_epoch = f->epoch,
+		.credit_size = FRAME_CREDIT_UNLIMITED,
+		.record_count = f->record_count,
+		.record_index = FRAME_RECORD_INDEX_NONE,
+		.type = FRAME_TYPE_ACK,
+		.status = FRAME_STATUS_OK,
+		.flags = FRAME_ACK_DURABLE,
+	};
+
+	if (f->error != 0) {
+		dp_ingest_frame_failed(f, d, &ack);
+	} else {
+		ack.run_count = dp_ingest_runs(w, f);
+		ack.runs = ing->runs;
+		if (d != NULL)
+			frame_dedup_complete(d, f->epoch, &ack);
+		if (FRAME_ACK_HEADER_SIZE + (uint32_t)ack.run_count * FRAME_ACK_RUN_SIZE >
+		    DP_UDP_PAYLOAD_MAX) {
+			ack.flags |= FRAME_F_NO_DETAIL;
+			ack.run_count = 0;
+			ack.runs = NULL;
+		}
+	}
+	dp_ingest_send(w, &f->peer, &ack);
+	ing->frame_free[ing->frame_free_count++] = slot;
+}
+
+/* One record's outcome into its frame; the frame's last one answers the frame. */
+static void
+dp_ingest_record_done(struct dp_worker *w, const struct dp_record_done *done)
+{
+	struct dp_record_ref ref = done->ref;
+	struct dp_frame_slot *f;
+
+	if (ref.frame_slot == DP_REF_NO_ACK)
+		return;
+	assert(ref.frame_slot < DP_FRAME_SLOTS);
+	f = &w->ingest.frames[ref.frame_slot];
+	assert(ref.record_index < f->record_count);
+	assert(f->records_left > 0);
+	f->results[ref.record_index].seq = done->seq;
+	f->results[ref.record_index].shard_index = LOG_SHARD_INDEX(done->shard_id);
+	if (done->error != 0 && f->error == 0)
+		f->error = done->error;
+	if (done->error == 0)
+		f->records_stored++;
+	if (--f->records_left == 0)
+		dp_ingest_frame_done(w, ref.frame_slot);
+}
+
 static uint32_t
 dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
 		     const struct frame_records *fr)
@@ -220,8 +331,8 @@ dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint6
 
 		if (rc != 0) {
 			dp_count(w, DP_RECORDS_FAILED, 1);
-			if (frame_slot != DP_REF_NO_ACK)
-				dp_ingest_record_done(w, ref, shards[i], 0, rc);
+			dp_ingest_record_done(w, &(struct dp_record_done){
+				.ref = ref, .shard_id = shards[i], .error = rc });
 		}
 		i++;
 	}
@@ -444,120 +555,22 @@ dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_
 	}
 }
 
-/* Runs: consecutive records of the frame in one shard with consecutive sequence numbers. */
-static uint16_t
-dp_ingest_runs(struct dp_worker *w, const struct dp_frame_slot *f)
-{
-	struct frame_ack_run *runs = w->ingest.runs;
-	uint16_t count = 0;
-
-	for (uint32_t i = 0; i < f->record_count; i++) {
-		const struct dp_record_result *r = &f->results[i];
-		struct frame_ack_run *last = count > 0 ? &runs[count - 1] : NULL;
-
-		if (last != NULL && last->shard_index == r->shard_index &&
-		    last->seq_first + last->count == r->seq) {
-			last->count++;
-			continue;
-		}
-		runs[count].seq_first = r->seq;
-		runs[count].shard_index = r->shard_index;
-		runs[count].count = 1;
-		count++;
-	}
-	return count;
-}
-
-/*
- * A frame that failed: with nothing of it stored, a retry is safe (the
- * window forgets it); with any record durable, a retry would store those
- * again, so the outcome is final and unknown to the producer (NACK
- * SEQUENCE_OLD, which the window replays to every retry).
- */
-static void
-dp_ingest_frame_failed(const struct dp_frame_slot *f, struct frame_dedup *d,
-		       struct frame_ack *ack)
-{
-	ack->type = FRAME_TYPE_NACK;
-	ack->flags = 0;
-	if (f->records_stored > 0) {
-		ack->status = FRAME_STATUS_SEQUENCE_OLD;
-		if (d != NULL)
-			frame_dedup_fail(d, f->epoch, f->batch_seq, f->record_count,
-					 FRAME_STATUS_SEQUENCE_OLD);
-		return;
-	}
-	/* -EPIPE: a reshard closed the shard; the retry routes to a child. */
-	ack->status = f->error == -ENOSPC || f->error == -EPIPE ? FRAME_STATUS_THROTTLED :
-		      FRAME_STATUS_INTERNAL;
-	ack->retry_after_ms = DP_NACK_RETRY_MS;
-	if (d != NULL)
-		frame_dedup_abort(d, f->epoch, f->batch_seq);
-}
-
-static void
-dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
+/* Finished batches -> their records' outcomes -> frame bookkeeping -> ACKs and NACKs. */
+static uint32_t
+dp_ingest_completions(struct dp_worker *w)
 {
 	struct dp_ingest *ing = &w->ingest;
-	struct dp_frame_slot *f = &ing->frames[slot];
-	struct frame_dedup *d = f->producer_id == 0 || w->dp->config.bench_no_dedup ? NULL :
-				dp_dedup_find(&w->ingest.dedup, f->producer_id);
-	struct frame_ack ack = {
-		.producer_id = f->producer_id,
-		.batch_seq = f->batch_seq,
-		.producer_epoch = f->epoch,
-		.credit_size = FRAME_CREDIT_UNLIMITED,
-		.record_count = f->record_count,
-		.record_index = FRAME_RECORD_INDEX_NONE,
-		.type = FRAME_TYPE_ACK,
-		.status = FRAME_STATUS_OK,
-		.flags = FRAME_ACK_DURABLE,
-	};
+	uint32_t count = dp_stage_completions(w, ing->done, DP_RECORDS_DONE_MAX);
 
-	if (f->error != 0) {
-		dp_ingest_frame_failed(f, d, &ack);
-	} else {
-		ack.run_count = dp_ingest_runs(w, f);
-		ack.runs = ing->runs;
-		if (d != NULL)
-			frame_dedup_complete(d, f->epoch, &ack);
-		if (FRAME_ACK_HEADER_SIZE + (uint32_t)ack.run_count * FRAME_ACK_RUN_SIZE >
-		    DP_UDP_PAYLOAD_MAX) {
-			ack.flags |= FRAME_F_NO_DETAIL;
-			ack.run_count = 0;
-			ack.runs = NULL;
-		}
-	}
-	dp_ingest_send(w, &f->peer, &ack);
-	ing->frame_free[ing->frame_free_count++] = slot;
-}
-
-void
-dp_ingest_record_done(struct dp_worker *w, struct dp_record_ref ref, uint64_t shard_id,
-		      uint64_t seq, int32_t error)
-{
-	struct dp_frame_slot *f;
-
-	if (ref.frame_slot == DP_REF_NO_ACK)
-		return;
-	assert(ref.frame_slot < DP_FRAME_SLOTS);
-	f = &w->ingest.frames[ref.frame_slot];
-	assert(ref.record_index < f->record_count);
-	assert(f->records_left > 0);
-	f->results[ref.record_index].seq = seq;
-	f->results[ref.record_index].shard_index = LOG_SHARD_INDEX(shard_id);
-	if (error != 0 && f->error == 0)
-		f->error = error;
-	if (error == 0)
-		f->records_stored++;
-	if (--f->records_left == 0)
-		dp_ingest_frame_done(w, ref.frame_slot);
+	for (uint32_t i = 0; i < count; i++)
+		dp_ingest_record_done(w, &ing->done[i]);
+	return count;
 }
 
 uint32_t
 dp_ingest_poll(struct dp_worker *w, uint64_t now_tsc)
 {
-	uint32_t work = dp_stage_completions(w);
+	uint32_t work = dp_ingest_completions(w);
 
 	work += dp_stage_flush(w, now_tsc, false);
 	work += dp_stage_refill(w);
@@ -576,7 +589,7 @@ dp_ingest_is_idle(const struct dp_worker *w)
 	 * the producer ring, and an ACK at most idle_sleep_us late is the price
 	 * of idling (production polls flat out: idle_polls = 0).
 	 */
-	return ing->open_count == 0 && ing->retry_count == 0;
+	return ing->open_count == 0 && ing->retry_count == 0 && ing->failed_count == 0;
 }
 
 void
@@ -587,7 +600,7 @@ dp_ingest_drain(struct dp_worker *w)
 	dp_stage_flush(w, rte_rdtsc(), true);
 	while ((!dp_ingest_is_idle(w) || w->ingest.in_flight > 0) && rte_rdtsc() < deadline) {
 		dp_stage_refill(w);
-		dp_stage_completions(w);
+		dp_ingest_completions(w);
 		dp_worker_tx_flush(w);
 		rte_delay_us_sleep(50);
 	}
@@ -620,11 +633,12 @@ dp_ingest_init(struct dp_worker *w)
 	ing->frame_free = calloc(DP_FRAME_SLOTS, sizeof(uint32_t));
 	ing->frame_shards = calloc(DP_HELD_RECORDS, sizeof(uint64_t));
 	ing->runs = calloc(DP_FRAME_RECORDS_MAX, sizeof(*ing->runs));
+	ing->done = calloc(DP_RECORDS_DONE_MAX, sizeof(*ing->done));
 	ing->held = calloc(DP_HELD_FRAMES, sizeof(*ing->held));
 	ing->shards_seen = calloc(DP_SHARDS_SEEN_SIZE, sizeof(*ing->shards_seen));
 	if (ing->frames == NULL || results == NULL || ing->frame_free == NULL ||
-	    ing->frame_shards == NULL || ing->runs == NULL || ing->held == NULL ||
-	    ing->shards_seen == NULL) {
+	    ing->frame_shards == NULL || ing->runs == NULL || ing->done == NULL ||
+	    ing->held == NULL || ing->shards_seen == NULL) {
 		free(results);
 		dp_ingest_fini(w);
 		return -ENOMEM;
@@ -664,6 +678,7 @@ dp_ingest_fini(struct dp_worker *w)
 	dp_dedup_fini(&ing->dedup);
 	free(ing->frame_shards);
 	free(ing->runs);
+	free(ing->done);
 	free(ing->held);
 	free(ing->shards_seen);
 	memset(ing, 0, sizeof(*ing));

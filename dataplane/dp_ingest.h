@@ -34,6 +34,8 @@ struct dp_route_table;
 
 #define DP_BATCH_SLOTS 4096         /* Log batches open or in flight per worker. */
 #define DP_BATCH_REFS_MAX 256       /* Records per batch (a full batch is submitted). */
+#define DP_COMPLETIONS_BURST 32     /* Log completions taken per poll, and the outcomes ... */
+#define DP_RECORDS_DONE_MAX (DP_COMPLETIONS_BURST * DP_BATCH_REFS_MAX) /* ... of their records. */
 #define DP_OPEN_HASH_SIZE 8192      /* Shard -> open slot; power of two >= 2 x slots. */
 #define DP_SPARES_MAX 32            /* Spare log batches: distinct shards per frame. */
 #define DP_FRAME_SLOTS 512          /* Frames waiting for a durable ACK per worker. */
@@ -60,12 +62,24 @@ struct dp_record_ref {
 	uint32_t record_index;
 };
 
+/*
+ * One record's outcome, from staging back to ingest (dp_stage_completions):
+ * which frame to tell, where the record went and how it ended.
+ */
+struct dp_record_done {
+	struct dp_record_ref ref;
+	uint64_t shard_id;
+	uint64_t seq;               /* Its sequence number in the shard when error == 0. */
+	int32_t error;              /* 0: durable; else the log's negative errno. */
+};
+
 struct dp_batch_slot {
 	struct log_batch *batch;
 	uint64_t shard_id;
 	uint64_t opened_tsc;
 	uint32_t ref_count;
 	uint32_t open_position;     /* Index in open_list, UINT32_MAX when not open. */
+	int32_t error;              /* Why the log refused it at submit (on failed_list). */
 	struct dp_record_ref *refs; /* DP_BATCH_REFS_MAX */
 };
 
@@ -115,6 +129,7 @@ struct dp_ingest {
 	uint32_t in_flight;         /* Batches submitted, not yet completed. */
 	uint32_t open_count;
 	uint32_t retry_count;       /* Batches whose submit found the ring full. */
+	uint32_t failed_count;      /* Batches the log refused, their records not yet reported. */
 	uint32_t spare_count;
 	uint32_t slot_free_count;
 	uint32_t frame_free_count;
@@ -122,6 +137,7 @@ struct dp_ingest {
 	uint32_t *slot_free;
 	uint32_t *open_list;
 	uint32_t *retry_list;
+	uint32_t *failed_list;      /* In the order they failed. */
 	uint32_t *open_hash;        /* slot + 1, 0 = empty; linear probing. */
 	struct log_batch *spares[DP_SPARES_MAX];
 	struct dp_frame_slot *frames;
@@ -134,6 +150,7 @@ struct dp_ingest {
 	struct dp_shard_seen *shards_seen; /* DP_SHARDS_SEEN_SIZE, stamped per routed frame. */
 	uint32_t shards_seen_stamp;
 	struct frame_ack_run *runs; /* Scratch: DP_FRAME_RECORDS_MAX. */
+	struct dp_record_done *done; /* Scratch: DP_RECORDS_DONE_MAX, filled by dp_stage. */
 };
 
 int dp_ingest_init(struct dp_worker *w);
@@ -174,9 +191,14 @@ int dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record
 uint32_t dp_stage_flush(struct dp_worker *w, uint64_t now_tsc, bool all);
 /* Refills spares and retries ring-full submits. */
 uint32_t dp_stage_refill(struct dp_worker *w);
-/* Polls log completions and reports each record through dp_ingest_record_done(). */
-uint32_t dp_stage_completions(struct dp_worker *w);
-void dp_ingest_record_done(struct dp_worker *w, struct dp_record_ref ref, uint64_t shard_id,
-			   uint64_t seq, int32_t error);
+/*
+ * Finished batches -> the outcome of each of their records in done[0 .. n),
+ * n returned (<= done_max, which holds at least one full batch): first the
+ * batches the log refused at submit, then the log's completions. A batch is
+ * taken only when all its records fit; the rest wait for the next call, so no
+ * outcome is ever dropped.
+ */
+uint32_t dp_stage_completions(struct dp_worker *w, struct dp_record_done *done,
+			      uint32_t done_max);
 
 #endif /* SLUICE_DP_INGEST_H */
