@@ -35,17 +35,13 @@
 #include <string.h>
 
 #include <rte_cycles.h>
-#include <rte_prefetch.h>
 
 #include "common/clock.h"
-#include "common/crc32c.h"
 #include "common/hashkey.h"
-#include "common/md5x.h"
 #include "dataplane/dp_internal.h"
 #include "nvme-log/log.h"
 
 static_assert(DP_FRAME_RECORDS_MAX <= FRAME_RECORDS_MAX, "a frame slot holds any frame");
-static_assert((DP_KEY_CACHE_SIZE & (DP_KEY_CACHE_SIZE - 1)) == 0, "a power of two");
 static_assert(DP_FRAME_RECORDS_MAX <= DP_HELD_RECORDS, "any one frame can be held");
 static_assert((DP_SHARDS_SEEN_SIZE & (DP_SHARDS_SEEN_SIZE - 1)) == 0, "a power of two");
 static_assert(DP_SHARDS_SEEN_SIZE >= 2 * DP_FRAME_RECORDS_MAX, "probe chains stay short");
@@ -111,103 +107,6 @@ dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 		dp_ingest_send(w, peer, &nack);
 }
 
-static uint32_t
-dp_producer_home(const struct dp_ingest *ing, uint64_t producer_id)
-{
-	return (uint32_t)((producer_id * 0x9E3779B97F4A7C15ull) >> 32) & ing->producer_hash_mask;
-}
-
-/* The dedup window of a producer id, or NULL when it has none. */
-static struct frame_dedup *
-dp_ingest_dedup(struct dp_worker *w, uint64_t producer_id)
-{
-	struct dp_ingest *ing = &w->ingest;
-	uint32_t h = dp_producer_home(ing, producer_id);
-
-	for (;; h = (h + 1) & ing->producer_hash_mask) {
-		uint32_t slot = ing->producer_hash[h];
-
-		if (slot == 0)
-			return NULL;
-		if (ing->producers[slot - 1].producer_id == producer_id)
-			return &ing->producers[slot - 1];
-	}
-}
-
-/* Empties position `hole` of the hash, moving back the entries whose probe crossed it. */
-static void
-dp_producer_unlink(struct dp_ingest *ing, uint32_t hole)
-{
-	uint32_t mask = ing->producer_hash_mask;
-
-	for (uint32_t i = (hole + 1) & mask; ing->producer_hash[i] != 0; i = (i + 1) & mask) {
-		const struct frame_dedup *d = &ing->producers[ing->producer_hash[i] - 1];
-		uint32_t home = dp_producer_home(ing, d->producer_id);
-
-		/* It may move back unless its home lies (cyclically) after the hole. */
-		if (((i - home) & mask) >= ((i - hole) & mask)) {
-			ing->producer_hash[hole] = ing->producer_hash[i];
-			hole = i;
-		}
-	}
-	ing->producer_hash[hole] = 0;
-}
-
-/*
- * A full table takes back a window whose producer sent nothing for
- * producer_idle_tsc (longer than any retry or signed replay can come late),
- * looking at a few windows per new id so the cost per frame stays bounded.
- */
-static bool
-dp_producer_reclaim(struct dp_ingest *ing, uint64_t now_tsc, uint32_t *slot_out)
-{
-	for (uint32_t n = 0; n < DP_PRODUCER_RECLAIM_SCAN; n++) {
-		uint32_t slot = ing->producer_hand;
-		uint32_t h;
-
-		ing->producer_hand = slot + 1 == ing->producers_max ? 0 : slot + 1;
-		if (now_tsc - ing->producer_seen_tsc[slot] <= ing->producer_idle_tsc)
-			continue;
-		h = dp_producer_home(ing, ing->producers[slot].producer_id);
-		while (ing->producer_hash[h] != slot + 1)
-			h = (h + 1) & ing->producer_hash_mask;
-		dp_producer_unlink(ing, h);
-		*slot_out = slot;
-		return true;
-	}
-	return false;
-}
-
-/*
- * The window of a producer id, a new one for an id not seen yet, or NULL
- * when every window is taken: a new id is refused rather than evicting
- * another producer's window (that would let its retries store twice).
- */
-static struct frame_dedup *
-dp_ingest_dedup_claim(struct dp_worker *w, uint64_t producer_id, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct frame_dedup *d = dp_ingest_dedup(w, producer_id);
-	uint32_t slot;
-	uint32_t h;
-
-	if (d != NULL) {
-		ing->producer_seen_tsc[d - ing->producers] = now_tsc;
-		return d;
-	}
-	if (ing->producer_count < ing->producers_max)
-		slot = ing->producer_count++;
-	else if (!dp_producer_reclaim(ing, now_tsc, &slot))
-		return NULL;
-	h = dp_producer_home(ing, producer_id);
-	while (ing->producer_hash[h] != 0)
-		h = (h + 1) & ing->producer_hash_mask;
-	ing->producer_hash[h] = slot + 1;
-	frame_dedup_init(&ing->producers[slot], producer_id);
-	ing->producer_seen_tsc[slot] = now_tsc;
-	return &ing->producers[slot];
-}
-
 static bool
 dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
 {
@@ -226,111 +125,6 @@ dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
 					 dp->config.auth_window_ms) == FRAME_OK;
 	}
 	return false;
-}
-
-/*
- * Queues the MD5 of a partition key for the burst's SIMD pass. With a cache
- * entry, claims it now (job + 1): a repeat of the key later in the burst
- * shares the job instead of hashing again.
- */
-static void
-dp_ingest_md5_queue(struct dp_ingest *ing, const uint8_t *key, uint16_t size, uint32_t dst,
-		    uint32_t cache_index)
-{
-	struct dp_md5_jobs *md5 = ing->md5;
-	uint32_t j = md5->count++;
-
-	assert(j < DP_HELD_RECORDS);
-	md5->keys[j] = key;
-	md5->sizes[j] = size;
-	md5->dst[j] = dst;
-	md5->cache_index[j] = cache_index;
-	if (cache_index != UINT32_MAX) {
-		struct dp_key_cache_entry *e = &ing->key_cache[cache_index];
-
-		e->size = size;
-		memcpy(e->key, key, size);
-		e->job = j + 1;
-	}
-}
-
-/*
- * One record's hash key into hashes[dst] when the producer gave it; else a
- * key-cache lookup for the burst's end, its entry prefetched now (with
- * thousands of distinct keys the entry is a cache miss, and the misses of
- * a burst overlap this way instead of stalling each datagram in turn).
- */
-static void
-dp_ingest_hash(struct dp_worker *w, const struct frame_record *r, uint32_t dst)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct dp_md5_jobs *md5 = ing->md5;
-	const struct dp_key_cache_entry *e;
-	uint32_t index;
-	uint32_t l;
-
-	if (r->hash_key != NULL) {
-		ing->hashes[dst] = hashkey_from_be_bytes(r->hash_key);
-		return;
-	}
-	if (r->key_size > DP_KEY_CACHE_KEY_MAX) {
-		dp_ingest_md5_queue(ing, r->key, r->key_size, dst, UINT32_MAX);
-		return;
-	}
-	index = crc32c(0, r->key, r->key_size) & (DP_KEY_CACHE_SIZE - 1);
-	e = &ing->key_cache[index];
-	rte_prefetch0(e);
-	rte_prefetch0((const uint8_t *)e + sizeof(*e) - 1);
-	l = md5->lookup_count++;
-	md5->lookup_keys[l] = r->key;
-	md5->lookup_sizes[l] = r->key_size;
-	md5->lookup_dst[l] = dst;
-	md5->lookup_index[l] = index;
-}
-
-/* The burst's key-cache lookups, in arrival order: hits now, misses to MD5 jobs. */
-static void
-dp_ingest_key_lookups(struct dp_worker *w)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct dp_md5_jobs *md5 = ing->md5;
-	uint32_t hits = 0;
-
-	for (uint32_t l = 0; l < md5->lookup_count; l++) {
-		const uint8_t *key = md5->lookup_keys[l];
-		uint16_t size = md5->lookup_sizes[l];
-		uint32_t dst = md5->lookup_dst[l];
-		struct dp_key_cache_entry *e = &ing->key_cache[md5->lookup_index[l]];
-
-		if (e->size != size || memcmp(e->key, key, size) != 0) {
-			dp_ingest_md5_queue(ing, key, size, dst, md5->lookup_index[l]);
-			continue;
-		}
-		hits++;
-		if (e->job == 0) {
-			ing->hashes[dst] = e->hash;
-			continue;
-		}
-		/* The key came earlier in this burst and its MD5 is queued: share the result. */
-		md5->alias_dst[md5->alias_count] = dst;
-		md5->alias_job[md5->alias_count++] = e->job - 1;
-	}
-	dp_count(w, DP_MD5_CACHE_HITS, hits);
-	md5->lookup_count = 0;
-}
-
-/* The hash keys of every record of the frame, into hashes[first ...]. */
-static void
-dp_ingest_hash_frame(struct dp_worker *w, const struct frame_records *fr, uint32_t first)
-{
-	struct frame_record_iter it;
-	struct frame_record r;
-	uint32_t i = first;
-
-	frame_record_iter_init(&it, fr);
-	while (frame_record_iter_next(&it, &r))
-		dp_ingest_hash(w, &r, i++);
-	assert(i - first == fr->record_count);
 }
 
 /*
@@ -380,293 +174,6 @@ dp_ingest_route(struct dp_ingest *ing, const struct dp_held_frame *f, const hash
 		shards[i] = shard;
 	}
 	return (int)distinct;
-}
-
-static uint32_t
-dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
-		     const struct frame_records *fr)
-{
-	struct dp_ingest *ing = &w->ingest;
-	uint32_t slot = ing->frame_free[--ing->frame_free_count];
-	struct dp_frame_slot *f = &ing->frames[slot];
-
-	f->peer = *peer;
-	f->producer_id = fr->producer_id;
-	f->batch_seq = fr->batch_seq;
-	f->epoch = fr->producer_epoch;
-	f->record_count = fr->record_count;
-	f->records_left = fr->record_count;
-	f->records_stored = 0;
-	f->error = 0;
-	return slot;
-}
-
-/* Stages every record; room was checked, so only a log refusal can fail (counted). */
-static void
-dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint64_t *shards,
-		uint32_t frame_slot, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct frame_record_iter it;
-	struct frame_record r;
-	uint32_t i = 0;
-
-	frame_record_iter_init(&it, fr);
-	while (frame_record_iter_next(&it, &r)) {
-		struct log_record_in in = {
-			.partition_key = r.key,
-			.partition_key_size = r.key_size,
-			.explicit_hash_key = r.hash_kind == FRAME_HASH_EXPLICIT ? r.hash_key : NULL,
-			.data = r.data,
-			.data_size = r.data_size,
-			.arrival_ns = ing->now_real_ns,
-		};
-		struct dp_record_ref ref = { .frame_slot = frame_slot, .record_index = i };
-		int rc = dp_stage_add(w, shards[i], &in, ref, now_tsc);
-
-		if (rc != 0) {
-			dp_count(w, DP_RECORDS_FAILED, 1);
-			if (frame_slot != DP_REF_NO_ACK)
-				dp_ingest_record_done(w, ref, shards[i], 0, rc);
-		}
-		i++;
-	}
-	dp_count(w, DP_RECORDS_STAGED, fr->record_count);
-	dp_count(w, DP_RECORD_BYTES_STAGED, fr->data_size_total);
-}
-
-/* An OK ACK without per-record detail: RECEIVED, or the dedup memory of an unanswered batch. */
-static void
-dp_ingest_ack_received(const struct frame_records *fr, struct frame_ack *ack)
-{
-	memset(ack, 0, sizeof(*ack));
-	ack->producer_id = fr->producer_id;
-	ack->batch_seq = fr->batch_seq;
-	ack->producer_epoch = fr->producer_epoch;
-	ack->credit_size = FRAME_CREDIT_UNLIMITED;
-	ack->flags = FRAME_ACK_RECEIVED;
-	ack->record_count = fr->record_count;
-	ack->record_index = FRAME_RECORD_INDEX_NONE;
-	ack->type = FRAME_TYPE_ACK;
-	ack->status = FRAME_STATUS_OK;
-}
-
-/*
- * The duplicate check for a frame with a producer id. Returns true when the
- * frame is new (its window entry is now STORING); otherwise answers it.
- */
-static bool
-dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-		 uint64_t now_tsc)
-{
-	struct frame_dedup *d = dp_ingest_dedup_claim(w, fr->producer_id, now_tsc);
-	const struct frame_dedup_entry *entry = NULL;
-	enum frame_dedup_verdict v;
-	struct frame_ack ack;
-
-	if (d == NULL) {
-		dp_count(w, DP_DROP_PRODUCERS_FULL, 1);
-		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
-			dp_ingest_nack(w, peer, fr, FRAME_STATUS_THROTTLED, now_tsc);
-		return false;
-	}
-	v = frame_dedup_check(d, fr->producer_epoch, fr->batch_seq, &entry);
-	if (v == FRAME_DEDUP_NEW)
-		return true;
-	dp_count(w, DP_FRAMES_DUPLICATE, 1);
-	if (v == FRAME_DEDUP_STALE_EPOCH || v == FRAME_DEDUP_TOO_OLD) {
-		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
-			dp_ingest_nack(w, peer, fr, v == FRAME_DEDUP_TOO_OLD ?
-					  FRAME_STATUS_SEQUENCE_OLD : FRAME_STATUS_STALE_EPOCH,
-				       now_tsc);
-		return false;
-	}
-	if (v == FRAME_DEDUP_DONE && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
-		frame_dedup_ack(d, entry, FRAME_CREDIT_UNLIMITED, &ack);
-		dp_ingest_send(w, peer, &ack);
-	}
-	return false;
-}
-
-/* Refuses a frame that was not stored: NACK (rate limited) and forget its window entry. */
-static void
-dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-		 enum frame_status status, bool reserved, uint64_t now_tsc)
-{
-	if (reserved) {
-		struct frame_dedup *d = dp_ingest_dedup(w, fr->producer_id);
-
-		if (d != NULL)
-			frame_dedup_abort(d, fr->producer_epoch, fr->batch_seq);
-	}
-	if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
-		dp_ingest_nack(w, peer, fr, status, now_tsc);
-}
-
-/* After the checks: room, stage, answer. */
-static void
-dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-		 const uint64_t *shards, uint32_t shard_count, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	enum frame_ack_mode mode = frame_records_ack_mode(fr);
-	bool reserved = fr->producer_id != 0 && !w->dp->config.bench_no_dedup;
-	uint32_t frame_slot = DP_REF_NO_ACK;
-	struct frame_ack ack;
-
-	if (ing->producer == NULL || !dp_stage_can_take(w, shard_count, fr->record_count)) {
-		dp_count(w, DP_DROP_NO_BATCH, 1);
-		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
-		return;
-	}
-	if (mode == FRAME_ACK_DURABLE && ing->frame_free_count == 0) {
-		dp_count(w, DP_DROP_FRAMES_FULL, 1);
-		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
-		return;
-	}
-	if (mode == FRAME_ACK_DURABLE)
-		frame_slot = dp_ingest_frame_slot(w, peer, fr);
-	dp_count(w, DP_FRAMES_ACCEPTED, 1);
-	dp_ingest_stage(w, fr, shards, frame_slot, now_tsc);
-	if (mode == FRAME_ACK_DURABLE)
-		return;
-	dp_ingest_ack_received(fr, &ack);
-	if (reserved)
-		frame_dedup_complete(dp_ingest_dedup(w, fr->producer_id), fr->producer_epoch,
-				     &ack);
-	if (mode == FRAME_ACK_RECEIVED)
-		dp_ingest_send(w, peer, &ack);
-}
-
-/* Duplicate check, staging and answer of a held frame, routed. */
-static void
-dp_ingest_finish(struct dp_worker *w, const struct dp_held_frame *f, uint64_t now_tsc)
-{
-	if (f->shard_count < 0) {
-		dp_count(w, DP_DROP_NO_ROUTE, 1);
-		dp_ingest_refuse(w, &f->peer, &f->fr, FRAME_STATUS_INTERNAL, false, now_tsc);
-		return;
-	}
-	if (f->fr.producer_id != 0 && !w->dp->config.bench_no_dedup &&
-	    !dp_ingest_is_new(w, &f->peer, &f->fr, now_tsc))
-		return;
-	dp_ingest_accept(w, &f->peer, &f->fr, w->ingest.frame_shards + f->hash_first,
-			 (uint32_t)f->shard_count, now_tsc);
-}
-
-/*
- * Decode and the checks that need no hash key, then the hash keys (or their
- * MD5 jobs); the frame is held for the rest until dp_ingest_burst_end().
- */
-static void
-dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *bytes,
-		uint32_t size, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct frame_records fr;
-	enum frame_err err = frame_records_decode(bytes, size, &fr);
-	const struct dp_route_table *table;
-	int32_t stream;
-	uint32_t first;
-
-	if (err != FRAME_OK) {
-		dp_count(w, DP_FRAMES_MALFORMED, 1);
-		if (fr.identity_valid && frame_records_ack_mode(&fr) != FRAME_ACK_NONE)
-			dp_ingest_nack(w, peer, &fr, frame_err_status(err), now_tsc);
-		return;
-	}
-	if (!dp_ingest_auth_ok(w, &fr)) {
-		dp_count(w, DP_FRAMES_UNAUTHENTICATED, 1);
-		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_AUTH_FAILED, false, now_tsc);
-		return;
-	}
-	table = dp_route_current(w->dp);
-	stream = table == NULL ? -1 : dp_route_find_stream(table, fr.stream_name,
-							   fr.stream_name_size);
-	if (stream < 0) {
-		dp_count(w, DP_FRAMES_UNKNOWN_STREAM, 1);
-		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_UNKNOWN_STREAM, false, now_tsc);
-		return;
-	}
-	if (fr.record_count > DP_FRAME_RECORDS_MAX) {
-		dp_count(w, DP_FRAMES_MALFORMED, 1);
-		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_RECORD_TOO_LARGE, false, now_tsc);
-		return;
-	}
-	if (ing->held_count == DP_HELD_FRAMES ||
-	    ing->hash_count + fr.record_count > DP_HELD_RECORDS)
-		dp_ingest_burst_end(w, now_tsc);
-	first = ing->hash_count;
-	dp_ingest_hash_frame(w, &fr, first);
-	ing->hash_count += fr.record_count;
-	ing->held[ing->held_count++] = (struct dp_held_frame){
-		.fr = fr, .peer = *peer, .table = table, .stream = stream, .hash_first = first,
-	};
-}
-
-void
-dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct dp_md5_jobs *md5 = ing->md5;
-
-	if (ing->held_count == 0) {
-		assert(md5->count == 0 && md5->lookup_count == 0 && ing->hash_count == 0);
-		return;
-	}
-	dp_ingest_key_lookups(w);
-	if (md5->count > 0)
-		md5x_hash(md5->keys, md5->sizes, md5->count, md5->digests);
-	for (uint32_t j = 0; j < md5->count; j++) {
-		hashkey_t h = hashkey_from_be_bytes(md5->digests[j]);
-
-		ing->hashes[md5->dst[j]] = h;
-		/* Unless a later key of the burst took the entry over (it fills it then). */
-		if (md5->cache_index[j] != UINT32_MAX &&
-		    ing->key_cache[md5->cache_index[j]].job == j + 1) {
-			ing->key_cache[md5->cache_index[j]].hash = h;
-			ing->key_cache[md5->cache_index[j]].job = 0;
-		}
-	}
-	for (uint32_t a = 0; a < md5->alias_count; a++)
-		ing->hashes[md5->alias_dst[a]] = ing->hashes[md5->dst[md5->alias_job[a]]];
-	dp_count(w, DP_MD5_COMPUTED, md5->count);
-	/*
-	 * All route lookups of the burst in one tight loop: with many shards
-	 * each misses the cache, and independent misses overlap here, which
-	 * they cannot when a whole datagram's work lies between them.
-	 */
-	for (uint32_t i = 0; i < ing->held_count; i++) {
-		struct dp_held_frame *f = &ing->held[i];
-
-		f->shard_count = dp_ingest_route(ing, f, ing->hashes + f->hash_first,
-						 ing->frame_shards + f->hash_first);
-	}
-	for (uint32_t i = 0; i < ing->held_count; i++)
-		dp_ingest_finish(w, &ing->held[i], now_tsc);
-	ing->held_count = 0;
-	ing->hash_count = 0;
-	md5->count = 0;
-	md5->alias_count = 0;
-}
-
-void
-dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *payload,
-		   uint32_t size, uint64_t now_tsc)
-{
-	/* A datagram carries one or more whole frames; anything else ends it. */
-	while (size > 0) {
-		uint32_t frame_size = 0;
-		uint32_t need = 0;
-
-		if (frame_next(payload, size, &frame_size, &need) != FRAME_OK) {
-			dp_count(w, DP_FRAMES_MALFORMED, 1);
-			return;
-		}
-		dp_ingest_frame(w, peer, payload, frame_size, now_tsc);
-		payload += frame_size;
-		size -= frame_size;
-	}
 }
 
 /* Runs: consecutive records of the frame in one shard with consecutive sequence numbers. */
@@ -726,7 +233,7 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 	struct dp_ingest *ing = &w->ingest;
 	struct dp_frame_slot *f = &ing->frames[slot];
 	struct frame_dedup *d = f->producer_id == 0 || w->dp->config.bench_no_dedup ? NULL :
-				dp_ingest_dedup(w, f->producer_id);
+				dp_dedup_find(&w->ingest.dedup, f->producer_id);
 	struct frame_ack ack = {
 		.producer_id = f->producer_id,
 		.batch_seq = f->batch_seq,
@@ -757,10 +264,11 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 	ing->frame_free[ing->frame_free_count++] = slot;
 }
 
-void
-dp_ingest_record_done(struct dp_worker *w, struct dp_record_ref ref, uint64_t shard_id,
-		      uint64_t seq, int32_t error)
+/* One record's outcome into its frame; the frame's last one answers the frame. */
+static void
+dp_ingest_record_done(struct dp_worker *w, const struct dp_record_done *done)
 {
+	struct dp_record_ref ref = done->ref;
 	struct dp_frame_slot *f;
 
 	if (ref.frame_slot == DP_REF_NO_ACK)
@@ -769,20 +277,300 @@ dp_ingest_record_done(struct dp_worker *w, struct dp_record_ref ref, uint64_t sh
 	f = &w->ingest.frames[ref.frame_slot];
 	assert(ref.record_index < f->record_count);
 	assert(f->records_left > 0);
-	f->results[ref.record_index].seq = seq;
-	f->results[ref.record_index].shard_index = LOG_SHARD_INDEX(shard_id);
-	if (error != 0 && f->error == 0)
-		f->error = error;
-	if (error == 0)
+	f->results[ref.record_index].seq = done->seq;
+	f->results[ref.record_index].shard_index = LOG_SHARD_INDEX(done->shard_id);
+	if (done->error != 0 && f->error == 0)
+		f->error = done->error;
+	if (done->error == 0)
 		f->records_stored++;
 	if (--f->records_left == 0)
 		dp_ingest_frame_done(w, ref.frame_slot);
 }
 
+static uint32_t
+dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
+		     const struct frame_records *fr)
+{
+	struct dp_ingest *ing = &w->ingest;
+	uint32_t slot = ing->frame_free[--ing->frame_free_count];
+	struct dp_frame_slot *f = &ing->frames[slot];
+
+	f->peer = *peer;
+	f->producer_id = fr->producer_id;
+	f->batch_seq = fr->batch_seq;
+	f->epoch = fr->producer_epoch;
+	f->record_count = fr->record_count;
+	f->records_left = fr->record_count;
+	f->records_stored = 0;
+	f->error = 0;
+	return slot;
+}
+
+/* Stages every record; room was checked, so only a log refusal can fail (counted). */
+static void
+dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint64_t *shards,
+		uint32_t frame_slot, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct frame_record_iter it;
+	struct frame_record r;
+	uint32_t i = 0;
+
+	frame_record_iter_init(&it, fr);
+	while (frame_record_iter_next(&it, &r)) {
+		struct log_record_in in = {
+			.partition_key = r.key,
+			.partition_key_size = r.key_size,
+			.explicit_hash_key = r.hash_kind == FRAME_HASH_EXPLICIT ? r.hash_key : NULL,
+			.data = r.data,
+			.data_size = r.data_size,
+			.arrival_ns = ing->now_real_ns,
+		};
+		struct dp_record_ref ref = { .frame_slot = frame_slot, .record_index = i };
+		int rc = dp_stage_add(w, shards[i], &in, ref, now_tsc);
+
+		if (rc != 0) {
+			dp_count(w, DP_RECORDS_FAILED, 1);
+			dp_ingest_record_done(w, &(struct dp_record_done){
+				.ref = ref, .shard_id = shards[i], .error = rc });
+		}
+		i++;
+	}
+	dp_count(w, DP_RECORDS_STAGED, fr->record_count);
+	dp_count(w, DP_RECORD_BYTES_STAGED, fr->data_size_total);
+}
+
+/* An OK ACK without per-record detail: RECEIVED, or the dedup memory of an unanswered batch. */
+static void
+dp_ingest_ack_received(const struct frame_records *fr, struct frame_ack *ack)
+{
+	memset(ack, 0, sizeof(*ack));
+	ack->producer_id = fr->producer_id;
+	ack->batch_seq = fr->batch_seq;
+	ack->producer_epoch = fr->producer_epoch;
+	ack->credit_size = FRAME_CREDIT_UNLIMITED;
+	ack->flags = FRAME_ACK_RECEIVED;
+	ack->record_count = fr->record_count;
+	ack->record_index = FRAME_RECORD_INDEX_NONE;
+	ack->type = FRAME_TYPE_ACK;
+	ack->status = FRAME_STATUS_OK;
+}
+
+/*
+ * The duplicate check for a frame with a producer id. Returns true when the
+ * frame is new (its window entry is now STORING); otherwise answers it.
+ */
+static bool
+dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 uint64_t now_tsc)
+{
+	struct frame_dedup *d = dp_dedup_claim(&w->ingest.dedup, fr->producer_id, now_tsc);
+	const struct frame_dedup_entry *entry = NULL;
+	enum frame_dedup_verdict v;
+	struct frame_ack ack;
+
+	if (d == NULL) {
+		dp_count(w, DP_DROP_PRODUCERS_FULL, 1);
+		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+			dp_ingest_nack(w, peer, fr, FRAME_STATUS_THROTTLED, now_tsc);
+		return false;
+	}
+	v = frame_dedup_check(d, fr->producer_epoch, fr->batch_seq, &entry);
+	if (v == FRAME_DEDUP_NEW)
+		return true;
+	dp_count(w, DP_FRAMES_DUPLICATE, 1);
+	if (v == FRAME_DEDUP_STALE_EPOCH || v == FRAME_DEDUP_TOO_OLD) {
+		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+			dp_ingest_nack(w, peer, fr, v == FRAME_DEDUP_TOO_OLD ?
+					  FRAME_STATUS_SEQUENCE_OLD : FRAME_STATUS_STALE_EPOCH,
+				       now_tsc);
+		return false;
+	}
+	if (v == FRAME_DEDUP_DONE && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
+		frame_dedup_ack(d, entry, FRAME_CREDIT_UNLIMITED, &ack);
+		dp_ingest_send(w, peer, &ack);
+	}
+	return false;
+}
+
+/* Refuses a frame that was not stored: NACK (rate limited) and forget its window entry. */
+static void
+dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 enum frame_status status, bool reserved, uint64_t now_tsc)
+{
+	if (reserved) {
+		struct frame_dedup *d = dp_dedup_find(&w->ingest.dedup, fr->producer_id);
+
+		if (d != NULL)
+			frame_dedup_abort(d, fr->producer_epoch, fr->batch_seq);
+	}
+	if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+		dp_ingest_nack(w, peer, fr, status, now_tsc);
+}
+
+/* After the checks: room, stage, answer. */
+static void
+dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 const uint64_t *shards, uint32_t shard_count, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	enum frame_ack_mode mode = frame_records_ack_mode(fr);
+	bool reserved = fr->producer_id != 0 && !w->dp->config.bench_no_dedup;
+	uint32_t frame_slot = DP_REF_NO_ACK;
+	struct frame_ack ack;
+
+	if (ing->producer == NULL || !dp_stage_can_take(w, shard_count, fr->record_count)) {
+		dp_count(w, DP_DROP_NO_BATCH, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
+		return;
+	}
+	if (mode == FRAME_ACK_DURABLE && ing->frame_free_count == 0) {
+		dp_count(w, DP_DROP_FRAMES_FULL, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
+		return;
+	}
+	if (mode == FRAME_ACK_DURABLE)
+		frame_slot = dp_ingest_frame_slot(w, peer, fr);
+	dp_count(w, DP_FRAMES_ACCEPTED, 1);
+	dp_ingest_stage(w, fr, shards, frame_slot, now_tsc);
+	if (mode == FRAME_ACK_DURABLE)
+		return;
+	dp_ingest_ack_received(fr, &ack);
+	if (reserved)
+		frame_dedup_complete(dp_dedup_find(&ing->dedup, fr->producer_id),
+				     fr->producer_epoch, &ack);
+	if (mode == FRAME_ACK_RECEIVED)
+		dp_ingest_send(w, peer, &ack);
+}
+
+/* Duplicate check, staging and answer of a held frame, routed. */
+static void
+dp_ingest_finish(struct dp_worker *w, const struct dp_held_frame *f, uint64_t now_tsc)
+{
+	if (f->shard_count < 0) {
+		dp_count(w, DP_DROP_NO_ROUTE, 1);
+		dp_ingest_refuse(w, &f->peer, &f->fr, FRAME_STATUS_INTERNAL, false, now_tsc);
+		return;
+	}
+	if (f->fr.producer_id != 0 && !w->dp->config.bench_no_dedup &&
+	    !dp_ingest_is_new(w, &f->peer, &f->fr, now_tsc))
+		return;
+	dp_ingest_accept(w, &f->peer, &f->fr, w->ingest.frame_shards + f->hash_first,
+			 (uint32_t)f->shard_count, now_tsc);
+}
+
+/*
+ * Decode and the checks that need no hash key, then the hash keys (or their
+ * MD5 jobs); the frame is held for the rest until dp_ingest_burst_end().
+ */
+static void
+dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *bytes,
+		uint32_t size, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct frame_records fr;
+	enum frame_err err = frame_records_decode(bytes, size, &fr);
+	const struct dp_route_table *table;
+	int32_t stream;
+	uint32_t first;
+
+	if (err != FRAME_OK) {
+		dp_count(w, DP_FRAMES_MALFORMED, 1);
+		if (fr.identity_valid && frame_records_ack_mode(&fr) != FRAME_ACK_NONE)
+			dp_ingest_nack(w, peer, &fr, frame_err_status(err), now_tsc);
+		return;
+	}
+	if (!dp_ingest_auth_ok(w, &fr)) {
+		dp_count(w, DP_FRAMES_UNAUTHENTICATED, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_AUTH_FAILED, false, now_tsc);
+		return;
+	}
+	table = dp_route_current(w->dp);
+	stream = table == NULL ? -1 : dp_route_find_stream(table, fr.stream_name,
+							   fr.stream_name_size);
+	if (stream < 0) {
+		dp_count(w, DP_FRAMES_UNKNOWN_STREAM, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_UNKNOWN_STREAM, false, now_tsc);
+		return;
+	}
+	if (fr.record_count > DP_FRAME_RECORDS_MAX) {
+		dp_count(w, DP_FRAMES_MALFORMED, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_RECORD_TOO_LARGE, false, now_tsc);
+		return;
+	}
+	if (ing->held_count == DP_HELD_FRAMES || !dp_hash_has_room(&ing->hash, fr.record_count))
+		dp_ingest_burst_end(w, now_tsc);
+	first = dp_hash_queue_frame(&ing->hash, &fr);
+	ing->held[ing->held_count++] = (struct dp_held_frame){
+		.fr = fr, .peer = *peer, .table = table, .stream = stream, .hash_first = first,
+	};
+}
+
+void
+dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_hash_counts counts;
+
+	if (ing->held_count == 0) {
+		assert(ing->hash.count == 0);
+		return;
+	}
+	dp_hash_compute(&ing->hash, &counts);
+	dp_count(w, DP_MD5_CACHE_HITS, counts.cache_hits);
+	dp_count(w, DP_MD5_COMPUTED, counts.md5_computed);
+	/*
+	 * All route lookups of the burst in one tight loop: with many shards
+	 * each misses the cache, and independent misses overlap here, which
+	 * they cannot when a whole datagram's work lies between them.
+	 */
+	for (uint32_t i = 0; i < ing->held_count; i++) {
+		struct dp_held_frame *f = &ing->held[i];
+
+		f->shard_count = dp_ingest_route(ing, f, ing->hash.hashes + f->hash_first,
+						 ing->frame_shards + f->hash_first);
+	}
+	for (uint32_t i = 0; i < ing->held_count; i++)
+		dp_ingest_finish(w, &ing->held[i], now_tsc);
+	ing->held_count = 0;
+	dp_hash_reset(&ing->hash);
+}
+
+void
+dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *payload,
+		   uint32_t size, uint64_t now_tsc)
+{
+	/* A datagram carries one or more whole frames; anything else ends it. */
+	while (size > 0) {
+		uint32_t frame_size = 0;
+		uint32_t need = 0;
+
+		if (frame_next(payload, size, &frame_size, &need) != FRAME_OK) {
+			dp_count(w, DP_FRAMES_MALFORMED, 1);
+			return;
+		}
+		dp_ingest_frame(w, peer, payload, frame_size, now_tsc);
+		payload += frame_size;
+		size -= frame_size;
+	}
+}
+
+/* Finished batches -> their records' outcomes -> frame bookkeeping -> ACKs and NACKs. */
+static uint32_t
+dp_ingest_completions(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+	uint32_t count = dp_stage_completions(w, ing->done, DP_RECORDS_DONE_MAX);
+
+	for (uint32_t i = 0; i < count; i++)
+		dp_ingest_record_done(w, &ing->done[i]);
+	return count;
+}
+
 uint32_t
 dp_ingest_poll(struct dp_worker *w, uint64_t now_tsc)
 {
-	uint32_t work = dp_stage_completions(w);
+	uint32_t work = dp_ingest_completions(w);
 
 	work += dp_stage_flush(w, now_tsc, false);
 	work += dp_stage_refill(w);
@@ -801,7 +589,7 @@ dp_ingest_is_idle(const struct dp_worker *w)
 	 * the producer ring, and an ACK at most idle_sleep_us late is the price
 	 * of idling (production polls flat out: idle_polls = 0).
 	 */
-	return ing->open_count == 0 && ing->retry_count == 0;
+	return ing->open_count == 0 && ing->retry_count == 0 && ing->failed_count == 0;
 }
 
 void
@@ -812,10 +600,21 @@ dp_ingest_drain(struct dp_worker *w)
 	dp_stage_flush(w, rte_rdtsc(), true);
 	while ((!dp_ingest_is_idle(w) || w->ingest.in_flight > 0) && rte_rdtsc() < deadline) {
 		dp_stage_refill(w);
-		dp_stage_completions(w);
+		dp_ingest_completions(w);
 		dp_worker_tx_flush(w);
 		rte_delay_us_sleep(50);
 	}
+}
+
+/*
+ * A producer id's window may go to a new id after this long without a frame:
+ * longer than any retry or signed replay (auth_window_ms) can come late.
+ */
+static uint64_t
+dp_ingest_idle_tsc(const struct dp_worker *w)
+{
+	return ((uint64_t)DP_PRODUCER_IDLE_S * 1000u + w->dp->config.auth_window_ms) *
+	       (w->dp->tsc_hz / 1000u);
 }
 
 int
@@ -832,25 +631,14 @@ dp_ingest_init(struct dp_worker *w)
 	ing->frames = calloc(DP_FRAME_SLOTS, sizeof(*ing->frames));
 	results = calloc((size_t)DP_FRAME_SLOTS * DP_FRAME_RECORDS_MAX, sizeof(*results));
 	ing->frame_free = calloc(DP_FRAME_SLOTS, sizeof(uint32_t));
-	ing->producers_max = w->dp->config.producers_max;
-	ing->producer_hash_mask = rte_align32pow2(2 * ing->producers_max) - 1;
-	ing->producer_idle_tsc = ((uint64_t)DP_PRODUCER_IDLE_S * 1000u +
-				  w->dp->config.auth_window_ms) * (w->dp->tsc_hz / 1000u);
-	ing->producers = calloc(ing->producers_max, sizeof(*ing->producers));
-	ing->producer_seen_tsc = calloc(ing->producers_max, sizeof(uint64_t));
-	ing->producer_hash = calloc((size_t)ing->producer_hash_mask + 1, sizeof(uint32_t));
-	ing->key_cache = calloc(DP_KEY_CACHE_SIZE, sizeof(*ing->key_cache));
 	ing->frame_shards = calloc(DP_HELD_RECORDS, sizeof(uint64_t));
 	ing->runs = calloc(DP_FRAME_RECORDS_MAX, sizeof(*ing->runs));
+	ing->done = calloc(DP_RECORDS_DONE_MAX, sizeof(*ing->done));
 	ing->held = calloc(DP_HELD_FRAMES, sizeof(*ing->held));
-	ing->hashes = calloc(DP_HELD_RECORDS, sizeof(*ing->hashes));
 	ing->shards_seen = calloc(DP_SHARDS_SEEN_SIZE, sizeof(*ing->shards_seen));
-	ing->md5 = calloc(1, sizeof(*ing->md5));
 	if (ing->frames == NULL || results == NULL || ing->frame_free == NULL ||
-	    ing->producers == NULL || ing->producer_seen_tsc == NULL ||
-	    ing->producer_hash == NULL || ing->key_cache == NULL || ing->frame_shards == NULL ||
-	    ing->runs == NULL || ing->held == NULL || ing->hashes == NULL || ing->md5 == NULL ||
-	    ing->shards_seen == NULL) {
+	    ing->frame_shards == NULL || ing->runs == NULL || ing->done == NULL ||
+	    ing->held == NULL || ing->shards_seen == NULL) {
 		free(results);
 		dp_ingest_fini(w);
 		return -ENOMEM;
@@ -860,6 +648,16 @@ dp_ingest_init(struct dp_worker *w)
 		ing->frame_free[i] = DP_FRAME_SLOTS - 1 - i;
 	}
 	ing->frame_free_count = DP_FRAME_SLOTS;
+	rc = dp_hash_init(&ing->hash);
+	if (rc != 0) {
+		dp_ingest_fini(w);
+		return rc;
+	}
+	rc = dp_dedup_init(&ing->dedup, w->dp->config.producers_max, dp_ingest_idle_tsc(w));
+	if (rc != 0) {
+		dp_ingest_fini(w);
+		return rc;
+	}
 	rc = dp_stage_init(w);
 	if (rc != 0)
 		dp_ingest_fini(w);
@@ -876,15 +674,12 @@ dp_ingest_fini(struct dp_worker *w)
 		free(ing->frames[0].results);
 	free(ing->frames);
 	free(ing->frame_free);
-	free(ing->producers);
-	free(ing->producer_seen_tsc);
-	free(ing->producer_hash);
-	free(ing->key_cache);
+	dp_hash_fini(&ing->hash);
+	dp_dedup_fini(&ing->dedup);
 	free(ing->frame_shards);
 	free(ing->runs);
+	free(ing->done);
 	free(ing->held);
-	free(ing->hashes);
 	free(ing->shards_seen);
-	free(ing->md5);
 	memset(ing, 0, sizeof(*ing));
 }

@@ -22,6 +22,8 @@
 #include <rte_ether.h>
 
 #include "common/hashkey.h"
+#include "dataplane/dp_dedup.h"
+#include "dataplane/dp_hash.h"
 #include "protocol/frame.h"
 
 struct dp_worker;
@@ -32,17 +34,14 @@ struct dp_route_table;
 
 #define DP_BATCH_SLOTS 4096         /* Log batches open or in flight per worker. */
 #define DP_BATCH_REFS_MAX 256       /* Records per batch (a full batch is submitted). */
+#define DP_COMPLETIONS_BURST 32     /* Log completions taken per poll, and the outcomes ... */
+#define DP_RECORDS_DONE_MAX (DP_COMPLETIONS_BURST * DP_BATCH_REFS_MAX) /* ... of their records. */
 #define DP_OPEN_HASH_SIZE 8192      /* Shard -> open slot; power of two >= 2 x slots. */
 #define DP_SPARES_MAX 32            /* Spare log batches: distinct shards per frame. */
 #define DP_FRAME_SLOTS 512          /* Frames waiting for a durable ACK per worker. */
 #define DP_FRAME_RECORDS_MAX 320    /* Records of one datagram frame (< 2 KiB mbuf). */
-#define DP_PRODUCER_IDLE_S 60       /* A full table may reclaim ids idle this long ... */
-#define DP_PRODUCER_RECLAIM_SCAN 8  /* ... looking at this many per new id. */
-#define DP_KEY_CACHE_SIZE 4096      /* Partition key -> MD5, direct mapped. */
 #define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
-#define DP_KEY_CACHE_KEY_MAX 46
-#define DP_HELD_FRAMES 64           /* Frames held in one RX burst (MD5, routing) ... */
-#define DP_HELD_RECORDS 1024        /* ... and their records (hash keys, MD5 jobs). */
+#define DP_HELD_FRAMES 64           /* Frames held in one RX burst (DP_HELD_RECORDS). */
 #define DP_NACK_BURST 64            /* Throttled NACKs: token bucket per worker ... */
 #define DP_NACK_PER_S 20000         /* ... refilled at this rate. */
 #define DP_NACK_RETRY_MS 2
@@ -63,12 +62,24 @@ struct dp_record_ref {
 	uint32_t record_index;
 };
 
+/*
+ * One record's outcome, from staging back to ingest (dp_stage_completions):
+ * which frame to tell, where the record went and how it ended.
+ */
+struct dp_record_done {
+	struct dp_record_ref ref;
+	uint64_t shard_id;
+	uint64_t seq;               /* Its sequence number in the shard when error == 0. */
+	int32_t error;              /* 0: durable; else the log's negative errno. */
+};
+
 struct dp_batch_slot {
 	struct log_batch *batch;
 	uint64_t shard_id;
 	uint64_t opened_tsc;
 	uint32_t ref_count;
 	uint32_t open_position;     /* Index in open_list, UINT32_MAX when not open. */
+	int32_t error;              /* Why the log refused it at submit (on failed_list). */
 	struct dp_record_ref *refs; /* DP_BATCH_REFS_MAX */
 };
 
@@ -95,13 +106,6 @@ struct dp_shard_seen {
 	uint32_t stamp;
 };
 
-struct dp_key_cache_entry {
-	hashkey_t hash;
-	uint16_t size;              /* 0: empty. */
-	uint8_t key[DP_KEY_CACHE_KEY_MAX];
-	uint32_t job;               /* MD5 job + 1 computing `hash` this burst; 0: hash valid. */
-};
-
 /*
  * A frame of the current RX burst, decoded and checked, waiting for the
  * burst's MD5 and routing passes (dp_ingest_burst_end).
@@ -115,29 +119,6 @@ struct dp_held_frame {
 	int32_t shard_count;        /* Distinct shards once routed; -ENOENT: a key has none. */
 };
 
-/*
- * The burst's partition keys: first looked up in the key cache (lookups:
- * the entry is prefetched when the datagram arrives and compared at the
- * burst's end), then the misses' MD5s computed together in SIMD lanes
- * (common/md5x.h). `dst` is the record's index in hashes[].
- */
-struct dp_md5_jobs {
-	const uint8_t *lookup_keys[DP_HELD_RECORDS];
-	uint16_t lookup_sizes[DP_HELD_RECORDS];
-	uint32_t lookup_dst[DP_HELD_RECORDS];
-	uint32_t lookup_index[DP_HELD_RECORDS];
-	uint32_t lookup_count;
-	const uint8_t *keys[DP_HELD_RECORDS];
-	uint32_t sizes[DP_HELD_RECORDS];
-	uint32_t dst[DP_HELD_RECORDS];
-	uint32_t cache_index[DP_HELD_RECORDS]; /* UINT32_MAX: key too long to cache. */
-	uint8_t digests[DP_HELD_RECORDS][16];
-	uint32_t alias_dst[DP_HELD_RECORDS];  /* A repeated key of the burst: hashes[dst] ... */
-	uint32_t alias_job[DP_HELD_RECORDS];  /* ... = the result of this job. */
-	uint32_t count;
-	uint32_t alias_count;
-};
-
 struct dp_ingest {
 	struct log_producer *producer;
 	uint64_t batch_age_tsc;
@@ -148,6 +129,7 @@ struct dp_ingest {
 	uint32_t in_flight;         /* Batches submitted, not yet completed. */
 	uint32_t open_count;
 	uint32_t retry_count;       /* Batches whose submit found the ring full. */
+	uint32_t failed_count;      /* Batches the log refused, their records not yet reported. */
 	uint32_t spare_count;
 	uint32_t slot_free_count;
 	uint32_t frame_free_count;
@@ -155,33 +137,20 @@ struct dp_ingest {
 	uint32_t *slot_free;
 	uint32_t *open_list;
 	uint32_t *retry_list;
+	uint32_t *failed_list;      /* In the order they failed. */
 	uint32_t *open_hash;        /* slot + 1, 0 = empty; linear probing. */
 	struct log_batch *spares[DP_SPARES_MAX];
 	struct dp_frame_slot *frames;
 	uint32_t *frame_free;
-	/*
-	 * Dedup windows, one per producer id, open addressed: producer_hash maps
-	 * an id's hash (linear probing) to its window + 1 (0 = empty) and is at
-	 * least twice as large as producers[], so a probe always ends.
-	 */
-	struct frame_dedup *producers;      /* producers_max */
-	uint64_t *producer_seen_tsc;        /* Last frame of each window's id. */
-	uint32_t *producer_hash;            /* producer_hash_mask + 1 */
-	uint32_t producer_hash_mask;
-	uint32_t producers_max;
-	uint32_t producer_count;            /* Windows in use: producers[0 .. count). */
-	uint32_t producer_hand;             /* Next window the reclaim scan looks at. */
-	uint64_t producer_idle_tsc;         /* Reclaimable after this long without a frame. */
-	struct dp_key_cache_entry *key_cache;
+	struct dp_dedup_table dedup; /* Producer id -> duplicate window. */
+	struct dp_hash hash;        /* The held frames' hash keys, the key cache. */
 	uint64_t *frame_shards;     /* DP_HELD_RECORDS: shard per record of held frames. */
 	struct dp_held_frame *held; /* DP_HELD_FRAMES, in arrival order. */
 	uint32_t held_count;
-	uint32_t hash_count;        /* Used entries of hashes[]. */
-	hashkey_t *hashes;          /* DP_HELD_RECORDS: hash key per record of held frames. */
-	struct dp_md5_jobs *md5;
 	struct dp_shard_seen *shards_seen; /* DP_SHARDS_SEEN_SIZE, stamped per routed frame. */
 	uint32_t shards_seen_stamp;
 	struct frame_ack_run *runs; /* Scratch: DP_FRAME_RECORDS_MAX. */
+	struct dp_record_done *done; /* Scratch: DP_RECORDS_DONE_MAX, filled by dp_stage. */
 };
 
 int dp_ingest_init(struct dp_worker *w);
@@ -222,9 +191,14 @@ int dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record
 uint32_t dp_stage_flush(struct dp_worker *w, uint64_t now_tsc, bool all);
 /* Refills spares and retries ring-full submits. */
 uint32_t dp_stage_refill(struct dp_worker *w);
-/* Polls log completions and reports each record through dp_ingest_record_done(). */
-uint32_t dp_stage_completions(struct dp_worker *w);
-void dp_ingest_record_done(struct dp_worker *w, struct dp_record_ref ref, uint64_t shard_id,
-			   uint64_t seq, int32_t error);
+/*
+ * Finished batches -> the outcome of each of their records in done[0 .. n),
+ * n returned (<= done_max, which holds at least one full batch): first the
+ * batches the log refused at submit, then the log's completions. A batch is
+ * taken only when all its records fit; the rest wait for the next call, so no
+ * outcome is ever dropped.
+ */
+uint32_t dp_stage_completions(struct dp_worker *w, struct dp_record_done *done,
+			      uint32_t done_max);
 
 #endif /* SLUICE_DP_INGEST_H */

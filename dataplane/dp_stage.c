@@ -98,18 +98,24 @@ dp_stage_release(struct dp_ingest *ing, uint32_t slot)
 	ing->slot_free[ing->slot_free_count++] = slot;
 }
 
-/* A closed batch the log refused: its records fail now, the batch goes back to the pool. */
+/*
+ * A closed batch the log refused: it goes back to the pool now; the slot,
+ * holding its refs, waits on failed_list until dp_stage_completions()
+ * reports its records.
+ */
 static void
 dp_stage_fail(struct dp_worker *w, uint32_t slot, int error)
 {
 	struct dp_ingest *ing = &w->ingest;
 	struct dp_batch_slot *s = &ing->slots[slot];
 
-	for (uint32_t r = 0; r < s->ref_count; r++)
-		dp_ingest_record_done(w, s->refs[r], s->shard_id, 0, error);
+	assert(error < 0);
+	assert(ing->failed_count < DP_BATCH_SLOTS);
 	dp_count(w, DP_RECORDS_FAILED, s->ref_count);
 	log_batch_put(ing->producer, s->batch);
-	dp_stage_release(ing, slot);
+	s->batch = NULL;
+	s->error = error;
+	ing->failed_list[ing->failed_count++] = slot;
 }
 
 /* False only when the log's ring is full (-EAGAIN): the one refusal worth retrying. */
@@ -303,30 +309,73 @@ dp_stage_refill(struct dp_worker *w)
 	return done;
 }
 
+/* Each record of batch `s` with its outcome into done[]; returns how many. */
+static uint32_t
+dp_stage_report(const struct dp_batch_slot *s, uint64_t shard_id, uint64_t seq_first,
+		int32_t error, struct dp_record_done *done)
+{
+	for (uint32_t r = 0; r < s->ref_count; r++)
+		done[r] = (struct dp_record_done){
+			.ref = s->refs[r],
+			.shard_id = shard_id,
+			.seq = error == 0 ? seq_first + r : 0,
+			.error = error,
+		};
+	return s->ref_count;
+}
+
+/* The records of refused batches, oldest first, as many whole batches as fit. */
+static uint32_t
+dp_stage_report_failed(struct dp_ingest *ing, struct dp_record_done *done, uint32_t done_max)
+{
+	uint32_t count = 0;
+	uint32_t i = 0;
+
+	for (; i < ing->failed_count; i++) {
+		uint32_t slot = ing->failed_list[i];
+		struct dp_batch_slot *s = &ing->slots[slot];
+
+		if (count + s->ref_count > done_max)
+			break;
+		count += dp_stage_report(s, s->shard_id, 0, s->error, done + count);
+		dp_stage_release(ing, slot);
+	}
+	memmove(ing->failed_list, ing->failed_list + i,
+		(ing->failed_count - i) * sizeof(*ing->failed_list));
+	ing->failed_count -= i;
+	return count;
+}
+
 uint32_t
-dp_stage_completions(struct dp_worker *w)
+dp_stage_completions(struct dp_worker *w, struct dp_record_done *done, uint32_t done_max)
 {
 	struct dp_ingest *ing = &w->ingest;
-	struct log_completion done[32];
+	struct log_completion polled[DP_COMPLETIONS_BURST];
 	uint32_t count;
+	uint32_t room;
+	uint32_t n;
 
+	assert(done_max >= DP_BATCH_REFS_MAX);
+	count = ing->failed_count > 0 ? dp_stage_report_failed(ing, done, done_max) : 0;
 	if (ing->producer == NULL || ing->in_flight == 0)
-		return 0;
-	count = log_completions_poll(ing->producer, done, RTE_DIM(done));
-	for (uint32_t c = 0; c < count; c++) {
-		uint32_t slot = (uint32_t)done[c].cookie;
+		return count;
+	/* Only as many batches as surely fit: a completion taken is reported whole. */
+	room = RTE_MIN((done_max - count) / DP_BATCH_REFS_MAX, (uint32_t)DP_COMPLETIONS_BURST);
+	n = room == 0 ? 0 : log_completions_poll(ing->producer, polled, room);
+	for (uint32_t c = 0; c < n; c++) {
+		uint32_t slot = (uint32_t)polled[c].cookie;
 		struct dp_batch_slot *s = &ing->slots[slot];
 
 		assert(slot < DP_BATCH_SLOTS);
-		assert(s->ref_count == done[c].record_count || done[c].error != 0);
-		for (uint32_t r = 0; r < s->ref_count; r++)
-			dp_ingest_record_done(w, s->refs[r], done[c].shard_id,
-					      done[c].seq_first + r, done[c].error);
-		dp_count(w, done[c].error == 0 ? DP_RECORDS_DURABLE : DP_RECORDS_FAILED,
+		assert(s->ref_count == polled[c].record_count || polled[c].error != 0);
+		count += dp_stage_report(s, polled[c].shard_id, polled[c].seq_first,
+					 polled[c].error, done + count);
+		dp_count(w, polled[c].error == 0 ? DP_RECORDS_DURABLE : DP_RECORDS_FAILED,
 			 s->ref_count);
 		dp_stage_release(ing, slot);
 		ing->in_flight--;
 	}
+	assert(count <= done_max);
 	return count;
 }
 
@@ -342,9 +391,11 @@ dp_stage_init(struct dp_worker *w)
 	ing->slot_free = calloc(DP_BATCH_SLOTS, sizeof(uint32_t));
 	ing->open_list = calloc(DP_BATCH_SLOTS, sizeof(uint32_t));
 	ing->retry_list = calloc(DP_BATCH_SLOTS, sizeof(uint32_t));
+	ing->failed_list = calloc(DP_BATCH_SLOTS, sizeof(uint32_t));
 	ing->open_hash = calloc(DP_OPEN_HASH_SIZE, sizeof(uint32_t));
 	if (ing->slots == NULL || refs == NULL || ing->slot_free == NULL ||
-	    ing->open_list == NULL || ing->retry_list == NULL || ing->open_hash == NULL) {
+	    ing->open_list == NULL || ing->retry_list == NULL || ing->failed_list == NULL ||
+	    ing->open_hash == NULL) {
 		free(refs);
 		return -ENOMEM;
 	}
@@ -388,6 +439,7 @@ dp_stage_fini(struct dp_worker *w)
 	free(ing->slot_free);
 	free(ing->open_list);
 	free(ing->retry_list);
+	free(ing->failed_list);
 	free(ing->open_hash);
 	ing->slots = NULL;
 }

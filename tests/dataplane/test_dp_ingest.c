@@ -189,7 +189,7 @@ pump_until_sent(uint32_t ms)
 	return NULL;
 }
 
-/* Polls until nothing is staged or in flight (up to 3 s). */
+/* Polls until nothing is staged, in flight or waiting to be reported (up to 3 s). */
 static void
 pump_until_idle(void)
 {
@@ -202,7 +202,8 @@ pump_until_idle(void)
 		while (dp_test_sent(&m, 1) == 1)
 			rte_pktmbuf_free(m);
 		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
-	} while ((ing->open_count != 0 || ing->in_flight != 0) && clock_mono_ns() < deadline);
+	} while ((!dp_ingest_is_idle(&dp_test->workers[0]) || ing->in_flight != 0) &&
+		 clock_mono_ns() < deadline);
 }
 
 /* Decodes the ACK/NACK in `m` (freed) into *ack; runs are copied to `runs`. */
@@ -775,6 +776,63 @@ Test(dp_ingest, stages_more_records_of_one_shard_than_a_batch_tracks)
 	cr_assert_eq(shard_durable(shard_of("x")), 260);
 }
 
+/*
+ * Completions as outcomes: staged straight into dp_stage (4 shards, a full
+ * batch and a partial one each), then reported through an array that holds
+ * one full batch only. Each call takes whole batches and never more than fit;
+ * every record is reported exactly once, in order within its batch.
+ */
+Test(dp_ingest, reports_every_record_through_an_array_of_one_batch)
+{
+	enum { PER_SHARD = DP_BATCH_REFS_MAX + 10, TOTAL = SHARDS * PER_SHARD };
+	static struct dp_record_done done[DP_BATCH_REFS_MAX];
+	static bool seen[SHARDS][PER_SHARD];
+	struct dp_worker *w = &dp_test->workers[0];
+	uint64_t deadline = clock_mono_ns() + 3000000000u;
+	uint32_t reported = 0;
+
+	for (uint32_t shard = 0; shard < SHARDS; shard++) {
+		for (uint32_t r = 0; r < PER_SHARD; r++) {
+			struct log_record_in in = {
+				.partition_key = "k", .partition_key_size = 1, .data = "d", .data_size = 1,
+			};
+			struct dp_record_ref ref = { .frame_slot = DP_REF_NO_ACK, .record_index = r };
+
+			cr_assert_eq(dp_stage_add(w, LOG_SHARD_ID(STREAM_ID, shard), &in, ref,
+						  rte_rdtsc()), 0);
+		}
+	}
+	dp_stage_flush(w, rte_rdtsc(), true);
+	cr_assert_eq(w->ingest.open_count, 0);
+	while (reported < TOTAL && clock_mono_ns() < deadline) {
+		uint32_t in_flight = w->ingest.in_flight;
+		uint32_t n = dp_stage_completions(w, done, DP_BATCH_REFS_MAX);
+
+		cr_assert_leq(n, DP_BATCH_REFS_MAX);
+		cr_assert_leq(in_flight - w->ingest.in_flight, 1, "one whole batch per call");
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t shard = LOG_SHARD_INDEX(done[i].shard_id);
+			uint32_t r = done[i].ref.record_index;
+
+			cr_assert_eq(done[i].error, 0);
+			cr_assert_eq(done[i].ref.frame_slot, DP_REF_NO_ACK);
+			cr_assert_lt(shard, SHARDS);
+			cr_assert_lt(r, PER_SHARD);
+			cr_assert_not(seen[shard][r], "shard %u record %u reported twice", shard, r);
+			seen[shard][r] = true;
+			if (i > 0 && done[i - 1].shard_id == done[i].shard_id)
+				cr_assert_eq(done[i].seq, done[i - 1].seq + 1);
+		}
+		reported += n;
+		if (n == 0)
+			nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
+	}
+	cr_assert_eq(reported, TOTAL, "every record reported");
+	cr_assert_eq(w->ingest.in_flight, 0);
+	cr_assert_eq(dp_stage_completions(w, done, DP_BATCH_REFS_MAX), 0, "nothing twice");
+	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), TOTAL);
+}
+
 /* Lying record counts with a valid CRC: refused, answered or not, never a crash. */
 Test(dp_ingest, survives_lying_record_counts)
 {
@@ -923,7 +981,7 @@ Test(dp_ingest_producers, refuses_a_new_producer_id_when_every_window_is_taken,
 	}
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 2);
 	/* Producer 1 idle past the reclaim time: its window goes to the new id. */
-	ing->producer_seen_tsc[0] -= ing->producer_idle_tsc + 1;
+	ing->dedup.seen_tsc[0] -= ing->dedup.idle_tsc + 1;
 	send_and_answer("k3", 3, 0, &ack, runs);
 	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
 	cr_assert_eq(ack.flags & FRAME_F_DUPLICATE, 0);
