@@ -65,13 +65,37 @@ dp_ingest_nack_allowed(struct dp_worker *w, uint64_t now_tsc)
 	return true;
 }
 
+static_assert(DP_TCP_ANSWER_MAX >= DP_UDP_PAYLOAD_MAX, "TCP reserves room for any answer");
+
+/* An answer on a TCP connection: into its send buffer (reserved when the frame came). */
+static void
+dp_ingest_send_tcp(struct dp_worker *w, const struct dp_peer *peer, const struct frame_ack *ack)
+{
+	uint8_t bytes[DP_UDP_PAYLOAD_MAX];
+	int size = frame_ack_encode(bytes, sizeof(bytes), ack, false);
+
+	if (size <= 0) {
+		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
+		dp_count(w, DP_NACKS_SUPPRESSED, 1);
+		return;
+	}
+	if (dp_tcp_answer(&w->tcp, peer->tcp_conn, peer->tcp_gen, bytes, (uint32_t)size) != 0)
+		return; /* The connection is gone (counted): the dedup window remembers. */
+	dp_count(w, ack->type == FRAME_TYPE_ACK ? DP_ACKS_SENT : DP_NACKS_SENT, 1);
+}
+
 static void
 dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer, const struct frame_ack *ack)
 {
 	uint8_t *payload;
-	struct rte_mbuf *m = dp_net_udp_alloc(w, peer, DP_UDP_PAYLOAD_MAX, &payload);
+	struct rte_mbuf *m;
 	int size;
 
+	if (peer->tcp) {
+		dp_ingest_send_tcp(w, peer, ack);
+		return;
+	}
+	m = dp_net_udp_alloc(w, peer, DP_UDP_PAYLOAD_MAX, &payload);
 	if (m == NULL)
 		return;
 	size = frame_ack_encode(payload, DP_UDP_PAYLOAD_MAX, ack, false);
@@ -103,7 +127,12 @@ dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 
 	if (status == FRAME_STATUS_THROTTLED || status == FRAME_STATUS_INTERNAL)
 		nack.retry_after_ms = DP_NACK_RETRY_MS;
-	if (dp_ingest_nack_allowed(w, now_tsc))
+	/*
+	 * A TCP peer passed a handshake (no spoofed source to reflect at) and
+	 * TCP's flow control paces it: its NACKs are not rate limited, and it
+	 * is owed every answer.
+	 */
+	if (peer->tcp || dp_ingest_nack_allowed(w, now_tsc))
 		dp_ingest_send(w, peer, &nack);
 }
 
@@ -474,6 +503,10 @@ dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *
 	int32_t stream;
 	uint32_t first;
 
+	/* Every path below answers exactly the frames with an identity and an ack mode. */
+	if (peer->tcp && ((err != FRAME_OK && !fr.identity_valid) ||
+			  frame_records_ack_mode(&fr) == FRAME_ACK_NONE))
+		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
 	if (err != FRAME_OK) {
 		dp_count(w, DP_FRAMES_MALFORMED, 1);
 		if (fr.identity_valid && frame_records_ack_mode(&fr) != FRAME_ACK_NONE)
@@ -553,6 +586,25 @@ dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_
 		payload += frame_size;
 		size -= frame_size;
 	}
+}
+
+void
+dp_ingest_tcp_frame(struct dp_worker *w, uint32_t conn, uint32_t gen, const uint8_t *frame,
+		    uint32_t size, uint64_t now_tsc)
+{
+	struct dp_peer peer = { .tcp = true, .tcp_conn = conn, .tcp_gen = gen };
+
+	dp_ingest_frame(w, &peer, frame, size, now_tsc);
+}
+
+bool
+dp_ingest_can_take(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+
+	/* Frames held this burst may each take a frame slot: count them as taken. */
+	return ing->producer != NULL && ing->frame_free_count > ing->held_count &&
+	       dp_stage_can_take(w, 1, 1);
 }
 
 /* Finished batches -> their records' outcomes -> frame bookkeeping -> ACKs and NACKs. */

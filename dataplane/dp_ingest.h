@@ -39,7 +39,7 @@ struct dp_route_table;
 #define DP_OPEN_HASH_SIZE 8192      /* Shard -> open slot; power of two >= 2 x slots. */
 #define DP_SPARES_MAX 32            /* Spare log batches: distinct shards per frame. */
 #define DP_FRAME_SLOTS 512          /* Frames waiting for a durable ACK per worker. */
-#define DP_FRAME_RECORDS_MAX 320    /* Records of one datagram frame (< 2 KiB mbuf). */
+#define DP_FRAME_RECORDS_MAX FRAME_RECORDS_MAX /* Records of one frame (TCP: up to 500). */
 #define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
 #define DP_HELD_FRAMES 64           /* Frames held in one RX burst (DP_HELD_RECORDS). */
 #define DP_NACK_BURST 64            /* Throttled NACKs: token bucket per worker ... */
@@ -49,11 +49,17 @@ struct dp_route_table;
 
 #define DP_REF_NO_ACK UINT32_MAX
 
-/* Where an ACK goes: the L2/L3/L4 source of the frame being answered. */
+/*
+ * Where an answer goes: the L2/L3/L4 source of a UDP datagram, or a TCP
+ * connection (an entry of the worker's dp_tcp and its incarnation).
+ */
 struct dp_peer {
 	struct rte_ether_addr mac;
 	uint32_t ipv4_be;
 	uint16_t port_be;
+	bool tcp;
+	uint32_t tcp_conn;
+	uint32_t tcp_gen;
 };
 
 /* One staged record: which frame (and which of its records) to tell. */
@@ -161,6 +167,15 @@ void dp_ingest_fini(struct dp_worker *w);
  */
 void dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *payload,
 			uint32_t size, uint64_t now_tsc);
+/*
+ * One whole frame from TCP connection (conn, gen) (dp_tcp's frame op), held
+ * like a datagram's until dp_ingest_burst_end(). Every frame so handed over
+ * ends in exactly one dp_tcp_answer() or dp_tcp_unanswered().
+ */
+void dp_ingest_tcp_frame(struct dp_worker *w, uint32_t conn, uint32_t gen, const uint8_t *frame,
+			 uint32_t size, uint64_t now_tsc);
+/* Room for one more frame now (dp_tcp's can_take op): staging and frame slots. */
+bool dp_ingest_can_take(struct dp_worker *w);
 /*
  * After the datagrams of one RX burst (before its mbufs are freed): the MD5s
  * of their partition keys in SIMD lanes, then the frames held for them, in order.

@@ -235,6 +235,7 @@ dp_net_udp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	if (udp->dst_port != w->dp->ingest_port_be)
 		return DP_DROP_WRONG_PORT;
 
+	memset(&peer, 0, sizeof(peer));
 	rte_ether_addr_copy(&eth->src_addr, &peer.mac);
 	peer.ipv4_be = ip->src_addr;
 	peer.port_be = udp->src_port;
@@ -277,7 +278,7 @@ dp_net_tcp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	if (!dp_net_tcp_cksum_ok(w, m, ip, tcp, l4_size))
 		return DP_DROP_BAD_CHECKSUM;
 	memset(&seg, 0, sizeof(seg));
-	if (!dp_tcp_parse_options((const uint8_t *)(tcp + 1), header_size - sizeof(*tcp), &seg))
+	if (!dp_tcp_parse_options((const uint8_t *)(tcp + 1), header_size - (uint32_t)sizeof(*tcp), &seg))
 		return DP_TCP_BAD_SEGMENT;
 	seg.mac = eth->src_addr.addr_bytes;
 	seg.raddr_be = ip->src_addr;

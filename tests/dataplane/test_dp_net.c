@@ -283,7 +283,7 @@ Test(dp_net, drops_other_ip_protocols)
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + 14);
 	uint16_t size = dp_test_udp_frame(frame, DP_TEST_PORT, "abcd", 4);
 
-	ip->next_proto_id = IPPROTO_TCP;
+	ip->next_proto_id = IPPROTO_GRE; /* TCP and UDP are served, ICMP answered. */
 	ip->hdr_checksum = 0;
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	dp_test_inject(frame, size);
