@@ -146,7 +146,7 @@ static const struct config_key config_keys[] = {
 		DP_TCP_BUFFER_KB_MIN, DP_TCP_BUFFER_KB_MAX,
 		"Size of a TCP receive buffer, KiB: the largest frame a TCP producer may send and "
 		"the largest window advertised (1028 takes any legal frame)."),
-	KEY_U32("dataplane", "tcp_tx_buffers", dp_tcp_tx_buffers, "1024", 1, DP_TCP_BUFFERS_MAX,
+	KEY_U32("dataplane", "tcp_tx_buffers", dp_tcp_tx_buffers, "256", 1, DP_TCP_BUFFERS_MAX,
 		"TCP send buffers per worker: a connection holds one while answers are owed or "
 		"unacknowledged."),
 	KEY_U32("dataplane", "tcp_tx_buffer_kb", dp_tcp_tx_buffer_kb, "64", DP_TCP_BUFFER_KB_MIN,

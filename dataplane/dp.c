@@ -38,7 +38,7 @@ dp_config_default(struct dp_config *config)
 	config->tcp_per_source = 4096;
 	config->tcp_rx_buffers = 64;
 	config->tcp_rx_buffer_kb = 1028; /* FRAME_SIZE_MAX: any legal frame. */
-	config->tcp_tx_buffers = 1024;
+	config->tcp_tx_buffers = 256;
 	config->tcp_tx_buffer_kb = 64;
 	config->tcp_mss = 1460;
 	config->tcp_idle_timeout_s = 600;

@@ -1160,7 +1160,12 @@ Test(dp_tcp, memory_budget_for_100k_connections)
 	struct dp_tcp_config c;
 
 	dp_tcp_config_default(&c);
+	/* sluiced's defaults ([dataplane] tcp_*, docs/CONFIG.md), 100,000 connections. */
 	c.conns_max = 100000;
+	c.rx_buffers = 64;
+	c.rx_buffer_size = 1028 * 1024;
+	c.tx_buffers = 256;
+	c.tx_buffer_size = 64 * 1024;
 	/* An idle established connection holds no buffer: its entry and table words. */
 	cr_assert_leq(sizeof(struct dp_tcp_conn) + 2 * 2 * sizeof(uint32_t) +
 		      2 * sizeof(struct dp_tcp_source), 1024);
