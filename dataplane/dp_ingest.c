@@ -119,7 +119,8 @@ dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 		.batch_seq = fr->batch_seq,
 		.producer_epoch = fr->producer_epoch,
 		.credit_size = FRAME_CREDIT_UNLIMITED,
-		.record_count = fr->record_count,
+		/* A count out of range cannot be echoed (section 4: NACK 0 .. 500): 0. */
+		.record_count = fr->record_count <= FRAME_RECORDS_MAX ? fr->record_count : 0,
 		.record_index = FRAME_RECORD_INDEX_NONE,
 		.type = FRAME_TYPE_NACK,
 		.status = (uint8_t)status,

@@ -92,13 +92,18 @@ frame_header_decode(const void *bytes, size_t size, struct frame_header *out)
 	out->flags = frame_load16(p + FRAME_OFF_FLAGS);
 	if (out->type < FRAME_TYPE_RECORDS || out->type > FRAME_TYPE_NACK)
 		return FRAME_ERR_TYPE;
+	/*
+	 * The CRC before the flags: a frame whose bytes are intact but whose
+	 * flags break a rule is a producer's mistake and can be answered
+	 * (docs/PROTOCOL.md section 4); a damaged one cannot be trusted at all.
+	 */
+	if (crc32c(0, p + FRAME_OFF_SIZE, frame_size - FRAME_OFF_SIZE) !=
+	    frame_load32(p + FRAME_OFF_CRC))
+		return FRAME_ERR_CRC;
 	if (!header_flags_valid(out->type, out->flags))
 		return FRAME_ERR_FLAGS;
 	if ((out->flags & FRAME_F_AUTH) != 0 && frame_size < FRAME_HEADER_SIZE + FRAME_AUTH_SIZE)
 		return FRAME_ERR_FRAME_SIZE;
-	if (crc32c(0, p + FRAME_OFF_SIZE, frame_size - FRAME_OFF_SIZE) !=
-	    frame_load32(p + FRAME_OFF_CRC))
-		return FRAME_ERR_CRC;
 	return FRAME_OK;
 }
 

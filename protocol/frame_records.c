@@ -166,6 +166,12 @@ frame_records_decode(const void *bytes, size_t size, struct frame_records *out)
 
 	memset(out, 0, sizeof(*out));
 	err = frame_header_decode(bytes, size, &header);
+	if (err == FRAME_ERR_FLAGS && header.type == FRAME_TYPE_RECORDS) {
+		/* Intact bytes, refused flags (ack mode 3, undefined bits): NACKable. */
+		out->flags = header.flags;
+		(void)records_fixed_decode(p, header.frame_size, out);
+		return err;
+	}
 	if (err != FRAME_OK)
 		return err;
 	if (header.type != FRAME_TYPE_RECORDS)

@@ -1183,3 +1183,84 @@ Test(dp_ingest_wide, counts_distinct_shards_in_linear_time, .init = setup_wide,
 	cr_assert_lt(2 * one, 3 * ten, "one: %lu, ten: %lu", (unsigned long)one,
 		     (unsigned long)ten);
 }
+
+/* Rewrites the frame's CRC after a change (frames are checked CRC first). */
+static void
+reseal(uint8_t *buf, uint16_t size)
+{
+	uint32_t crc = crc32c(0, buf + 8, size - 8u);
+
+	memcpy(buf + 4, &crc, 4);
+}
+
+/* The answer of one datagram: its NACK status and echoed record count, or -1 for none. */
+static int
+nack_of(const uint8_t *buf, uint16_t size, uint16_t *record_count_out)
+{
+	struct frame_ack ack;
+	struct rte_mbuf *m;
+
+	send_payload(buf, size);
+	dp_test_poll();
+	if (dp_test_sent(&m, 1) != 1)
+		return -1;
+	decode_answer(m, &ack, NULL);
+	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
+	if (record_count_out != NULL)
+		*record_count_out = ack.record_count;
+	return ack.status;
+}
+
+/*
+ * docs/PROTOCOL.md section 4, case by case: an intact RECORDS frame that
+ * breaks a rule is NACKed when its fixed fields were readable and it asked
+ * for an answer; a damaged or unframeable one is only counted.
+ */
+Test(dp_ingest, nacks_intact_frames_that_break_a_rule_and_counts_the_rest)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "k", .data = "x" };
+	uint16_t size;
+	uint16_t count = 0xbeef;
+	uint16_t flags;
+	uint16_t big = 501;
+
+	/* Ack mode 3: refused, answered. */
+	size = records_frame(buf, "orders", 90, 1, FRAME_ACK_DURABLE, &r, 1);
+	flags = 3;
+	memcpy(buf + 14, &flags, 2);
+	reseal(buf, size);
+	cr_assert_eq(nack_of(buf, size, NULL), FRAME_STATUS_MALFORMED);
+	/* An undefined flag bit with ack mode durable: answered. */
+	size = records_frame(buf, "orders", 90, 2, FRAME_ACK_DURABLE, &r, 1);
+	flags = FRAME_ACK_DURABLE | 0x0100;
+	memcpy(buf + 14, &flags, 2);
+	reseal(buf, size);
+	cr_assert_eq(nack_of(buf, size, NULL), FRAME_STATUS_MALFORMED);
+	/* The same with ack mode none: the producer asked for no answer. */
+	flags = FRAME_ACK_NONE | 0x0100;
+	memcpy(buf + 14, &flags, 2);
+	reseal(buf, size);
+	cr_assert_eq(nack_of(buf, size, NULL), -1);
+	/* 501 records: answered, the count it cannot echo (NACK: 0 .. 500) as 0. */
+	size = records_frame(buf, "orders", 90, 3, FRAME_ACK_DURABLE, &r, 1);
+	memcpy(buf + 36, &big, 2);
+	reseal(buf, size);
+	cr_assert_eq(nack_of(buf, size, &count), FRAME_STATUS_MALFORMED);
+	cr_assert_eq(count, 0);
+	/* A bad CRC: its fields cannot be trusted; counted, not answered. */
+	size = records_frame(buf, "orders", 90, 4, FRAME_ACK_DURABLE, &r, 1);
+	buf[size - 1] ^= 1;
+	cr_assert_eq(nack_of(buf, size, NULL), -1);
+	/* An unknown frame type, and an ACK sent to the appliance: counted, not answered. */
+	size = records_frame(buf, "orders", 90, 5, FRAME_ACK_DURABLE, &r, 1);
+	buf[13] = 9;
+	reseal(buf, size);
+	cr_assert_eq(nack_of(buf, size, NULL), -1);
+	buf[13] = FRAME_TYPE_ACK;
+	reseal(buf, size);
+	cr_assert_eq(nack_of(buf, size, NULL), -1);
+	cr_assert_eq(dp_test_counter(DP_FRAMES_MALFORMED), 7);
+	cr_assert_eq(dp_test_counter(DP_NACKS_SENT), 3);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 0);
+}
