@@ -1,33 +1,35 @@
 /*
  * dp_ingest.c - record frames from the ingest UDP port to staged records,
- * and the ACK/NACK frames that answer them.
+ * and the ACK/NACK frames that answer them. It reads in the order a frame
+ * travels (docs/PROTOCOL.md; the codec does every byte check):
  *
- * Per frame, in order (docs/PROTOCOL.md; the codec does every byte check):
- *   decode (CRC, sizes, UTF-8) -> auth tag if present or required -> stream
- *   -> every record's hash key (producer-given, or MD5 through a per-worker
- *   cache of recent keys) and shard -> duplicate check (per-producer window)
- *   -> room for the whole frame -> stage every record -> answer: nothing
- *   (ack mode NONE), ACK now (RECEIVED), or ACK once every batch holding its
- *   records is durable (DURABLE, the default), with each record's (shard, seq)
- *   as runs. A frame is staged whole or not at all; when the log then fails
- *   some of its batches (disk full, a shard closed by a reshard), a frame of
- *   which nothing is durable is NACKed for a retry, and one partly durable is
- *   NACKed SEQUENCE_OLD (outcome unknown) to every retry: never stored twice.
+ *   1. Decode and check, per datagram as it arrives: decode (CRC, sizes,
+ *      UTF-8) -> auth tag if present or required -> stream; the frame's
+ *      records are queued for their hash keys (dp_hash.c) and it is held.
+ *   2. Burst end (dp_ingest_burst_end), in passes: the burst's hash keys all
+ *      at once (producer-given, or MD5 through a per-worker key cache, the
+ *      misses in SIMD lanes), every record of the burst routed in one loop,
+ *      then per frame in arrival order: duplicate check (dp_dedup.c, a
+ *      window per producer id) -> room for the whole frame -> stage every
+ *      record (dp_stage.c).
+ *   3. Answers: nothing (ack mode NONE), an ACK now (RECEIVED), or, for
+ *      DURABLE (the default), a frame slot that waits for its records.
+ *   4. Completions -> answers: dp_stage_completions() hands back each
+ *      record's outcome (ref, shard, seq, err); a frame's last one answers
+ *      it: an ACK with each record's (shard, seq) as runs. When the log
+ *      failed some of its batches (disk full, a shard closed by a reshard),
+ *      a frame of which nothing is durable is NACKed for a retry, and one
+ *      partly durable is NACKed SEQUENCE_OLD (outcome unknown) to every
+ *      retry: never stored twice. A frame is staged whole or not at all.
  *
- * Per RX burst, in passes: each frame is decoded, checked and its hash keys
- * taken (or queued for MD5) as its datagram arrives, then held; at the end
- * of the burst (dp_ingest_burst_end) the queued partition keys are hashed
- * together in SIMD lanes (common/md5x.h, 16 at once with AVX-512), every
- * record of the burst is routed in one loop, and the frames go on to the
- * duplicate check and staging in arrival order.
- *
- * NACKs share one token bucket per worker (DP_NACK_BURST, DP_NACK_PER_S):
- * a flood of bad or throttled frames cannot turn the worker into a
- * reflector; suppressed NACKs are counted. Duplicate windows are per worker:
- * a producer's datagrams come from one address and port, so RSS (or the tap
- * flow hash) keeps them on one queue. Each worker keeps up to producers_max
- * windows; a new id finding them all taken is NACKed THROTTLED (counted),
- * never given another producer's window (docs/PROTOCOL.md section 5).
+ * Every ACK and NACK leaves through dp_ingest_send(). NACKs share one token
+ * bucket per worker (DP_NACK_BURST, DP_NACK_PER_S): a flood of bad or
+ * throttled frames cannot turn the worker into a reflector; suppressed NACKs
+ * are counted. Duplicate windows are per worker: a producer's datagrams come
+ * from one address and port, so RSS (or the tap flow hash) keeps them on one
+ * queue. Each worker keeps up to producers_max windows; a new id finding them
+ * all taken (none idle) is NACKed THROTTLED (counted), never given another
+ * producer's window (docs/PROTOCOL.md section 5).
  */
 #include <assert.h>
 #include <errno.h>
@@ -45,6 +47,370 @@ static_assert(DP_FRAME_RECORDS_MAX <= FRAME_RECORDS_MAX, "a frame slot holds any
 static_assert(DP_FRAME_RECORDS_MAX <= DP_HELD_RECORDS, "any one frame can be held");
 static_assert((DP_SHARDS_SEEN_SIZE & (DP_SHARDS_SEEN_SIZE - 1)) == 0, "a power of two");
 static_assert(DP_SHARDS_SEEN_SIZE >= 2 * DP_FRAME_RECORDS_MAX, "probe chains stay short");
+
+/* Defined with the answers and the completions, below. */
+static void dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer,
+			   const struct frame_ack *ack);
+static void dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer,
+			   const struct frame_records *fr, enum frame_status status, uint64_t now_tsc);
+static void dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer,
+			     const struct frame_records *fr, enum frame_status status, bool reserved,
+			     uint64_t now_tsc);
+static void dp_ingest_record_done(struct dp_worker *w, const struct dp_record_done *done);
+
+/* ---- Decode and check: per datagram, as it arrives ----------------------- */
+
+static bool
+dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
+{
+	const struct dp *dp = w->dp;
+	uint32_t key_id;
+
+	if (fr->auth == NULL)
+		return !dp->config.auth_required;
+	if (!frame_auth_key_id(fr->frame, fr->frame_size, &key_id))
+		return false;
+	for (uint32_t i = 0; i < dp->auth_key_count; i++) {
+		if (dp->auth_keys[i].key_id != key_id)
+			continue;
+		return frame_auth_verify(fr->frame, fr->frame_size, &dp->auth_keys[i],
+					 w->ingest.now_real_ns / 1000000u,
+					 dp->config.auth_window_ms) == FRAME_OK;
+	}
+	return false;
+}
+
+/*
+ * Decode and the checks that need no hash key, then its records queued for
+ * their hash keys (dp_hash); the frame is held for the rest until
+ * dp_ingest_burst_end().
+ */
+static void
+dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *bytes,
+		uint32_t size, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct frame_records fr;
+	enum frame_err err = frame_records_decode(bytes, size, &fr);
+	const struct dp_route_table *table;
+	int32_t stream;
+	uint32_t first;
+
+	/* Every path below answers exactly the frames with an identity and an ack mode. */
+	if (peer->tcp && ((err != FRAME_OK && !fr.identity_valid) ||
+			  frame_records_ack_mode(&fr) == FRAME_ACK_NONE))
+		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
+	if (err != FRAME_OK) {
+		dp_count(w, DP_FRAMES_MALFORMED, 1);
+		if (fr.identity_valid && frame_records_ack_mode(&fr) != FRAME_ACK_NONE)
+			dp_ingest_nack(w, peer, &fr, frame_err_status(err), now_tsc);
+		return;
+	}
+	if (!dp_ingest_auth_ok(w, &fr)) {
+		dp_count(w, DP_FRAMES_UNAUTHENTICATED, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_AUTH_FAILED, false, now_tsc);
+		return;
+	}
+	table = dp_route_current(w->dp);
+	stream = table == NULL ? -1 : dp_route_find_stream(table, fr.stream_name,
+							   fr.stream_name_size);
+	if (stream < 0) {
+		dp_count(w, DP_FRAMES_UNKNOWN_STREAM, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_UNKNOWN_STREAM, false, now_tsc);
+		return;
+	}
+	if (fr.record_count > DP_FRAME_RECORDS_MAX) {
+		dp_count(w, DP_FRAMES_MALFORMED, 1);
+		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_RECORD_TOO_LARGE, false, now_tsc);
+		return;
+	}
+	if (ing->held_count == DP_HELD_FRAMES || !dp_hash_has_room(&ing->hash, fr.record_count))
+		dp_ingest_burst_end(w, now_tsc);
+	first = dp_hash_queue_frame(&ing->hash, &fr);
+	ing->held[ing->held_count++] = (struct dp_held_frame){
+		.fr = fr, .peer = *peer, .table = table, .stream = stream, .hash_first = first,
+	};
+}
+
+void
+dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *payload,
+		   uint32_t size, uint64_t now_tsc)
+{
+	/* A datagram carries one or more whole frames; anything else ends it. */
+	while (size > 0) {
+		uint32_t frame_size = 0;
+		uint32_t need = 0;
+
+		if (frame_next(payload, size, &frame_size, &need) != FRAME_OK) {
+			dp_count(w, DP_FRAMES_MALFORMED, 1);
+			return;
+		}
+		dp_ingest_frame(w, peer, payload, frame_size, now_tsc);
+		payload += frame_size;
+		size -= frame_size;
+	}
+}
+
+void
+dp_ingest_tcp_frame(struct dp_worker *w, uint32_t conn, uint32_t gen, const uint8_t *frame,
+		    uint32_t size, uint64_t now_tsc)
+{
+	struct dp_peer peer = { .tcp = true, .tcp_conn = conn, .tcp_gen = gen };
+
+	dp_ingest_frame(w, &peer, frame, size, now_tsc);
+}
+
+bool
+dp_ingest_can_take(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+
+	/* Frames held this burst may each take a frame slot: count them as taken. */
+	return ing->producer != NULL && ing->frame_free_count > ing->held_count &&
+	       dp_stage_can_take(w, 1, 1);
+}
+
+/* ---- Burst end: hash (dp_hash), route, dedup (dp_dedup), accept, stage ---- */
+
+/* (Helpers first; dp_ingest_burst_end() at the end of this part puts them in order.) */
+
+/*
+ * Is `shard` new to the current frame? Marks it seen. A set per frame, emptied
+ * in O(1) by a new stamp (cleared only when the stamp wraps), so counting a
+ * frame's distinct shards costs O(records), not the O(records^2) of comparing
+ * each record with every earlier one.
+ */
+static bool
+dp_ingest_shard_first(struct dp_ingest *ing, uint64_t shard)
+{
+	uint32_t i = (uint32_t)((shard * 0x9E3779B97F4A7C15ull) >> 32) & (DP_SHARDS_SEEN_SIZE - 1);
+
+	for (;; i = (i + 1) & (DP_SHARDS_SEEN_SIZE - 1)) {
+		struct dp_shard_seen *e = &ing->shards_seen[i];
+
+		if (e->stamp != ing->shards_seen_stamp) {
+			e->stamp = ing->shards_seen_stamp;
+			e->shard = shard;
+			return true;
+		}
+		if (e->shard == shard)
+			return false;
+	}
+}
+
+/*
+ * Routes every record of a frame into shards[]. Returns the number of distinct
+ * shards (what staging must hold free), or -ENOENT when a key has no shard.
+ */
+static int
+dp_ingest_route(struct dp_ingest *ing, const struct dp_held_frame *f, const hashkey_t *hashes,
+		uint64_t *shards)
+{
+	uint32_t distinct = 0;
+
+	if (++ing->shards_seen_stamp == 0) {
+		memset(ing->shards_seen, 0, DP_SHARDS_SEEN_SIZE * sizeof(*ing->shards_seen));
+		ing->shards_seen_stamp = 1;
+	}
+	for (uint32_t i = 0; i < f->fr.record_count; i++) {
+		uint64_t shard;
+
+		if (dp_route_find_shard(f->table, f->stream, hashes[i], &shard) != 0)
+			return -ENOENT;
+		distinct += dp_ingest_shard_first(ing, shard);
+		shards[i] = shard;
+	}
+	return (int)distinct;
+}
+
+/*
+ * The duplicate check for a frame with a producer id. Returns true when the
+ * frame is new (its window entry is now STORING); otherwise answers it.
+ */
+static bool
+dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 uint64_t now_tsc)
+{
+	struct frame_dedup *d = dp_dedup_claim(&w->ingest.dedup, fr->producer_id, now_tsc);
+	const struct frame_dedup_entry *entry = NULL;
+	enum frame_dedup_verdict v;
+	struct frame_ack ack;
+
+	if (d == NULL) {
+		dp_count(w, DP_DROP_PRODUCERS_FULL, 1);
+		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+			dp_ingest_nack(w, peer, fr, FRAME_STATUS_THROTTLED, now_tsc);
+		return false;
+	}
+	v = frame_dedup_check(d, fr->producer_epoch, fr->batch_seq, &entry);
+	if (v == FRAME_DEDUP_NEW)
+		return true;
+	dp_count(w, DP_FRAMES_DUPLICATE, 1);
+	if (v == FRAME_DEDUP_STALE_EPOCH || v == FRAME_DEDUP_TOO_OLD) {
+		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+			dp_ingest_nack(w, peer, fr, v == FRAME_DEDUP_TOO_OLD ?
+					  FRAME_STATUS_SEQUENCE_OLD : FRAME_STATUS_STALE_EPOCH,
+				       now_tsc);
+		return false;
+	}
+	if (v == FRAME_DEDUP_DONE && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
+		frame_dedup_ack(d, entry, FRAME_CREDIT_UNLIMITED, &ack);
+		dp_ingest_send(w, peer, &ack);
+	}
+	return false;
+}
+
+static uint32_t
+dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
+		     const struct frame_records *fr)
+{
+	struct dp_ingest *ing = &w->ingest;
+	uint32_t slot = ing->frame_free[--ing->frame_free_count];
+	struct dp_frame_slot *f = &ing->frames[slot];
+
+	f->peer = *peer;
+	f->producer_id = fr->producer_id;
+	f->batch_seq = fr->batch_seq;
+	f->epoch = fr->producer_epoch;
+	f->record_count = fr->record_count;
+	f->records_left = fr->record_count;
+	f->records_stored = 0;
+	f->error = 0;
+	return slot;
+}
+
+/* Stages every record; room was checked, so only a log refusal can fail (counted). */
+static void
+dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint64_t *shards,
+		uint32_t frame_slot, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct frame_record_iter it;
+	struct frame_record r;
+	uint32_t i = 0;
+
+	frame_record_iter_init(&it, fr);
+	while (frame_record_iter_next(&it, &r)) {
+		struct log_record_in in = {
+			.partition_key = r.key,
+			.partition_key_size = r.key_size,
+			.explicit_hash_key = r.hash_kind == FRAME_HASH_EXPLICIT ? r.hash_key : NULL,
+			.data = r.data,
+			.data_size = r.data_size,
+			.arrival_ns = ing->now_real_ns,
+		};
+		struct dp_record_ref ref = { .frame_slot = frame_slot, .record_index = i };
+		int rc = dp_stage_add(w, shards[i], &in, ref, now_tsc);
+
+		if (rc != 0) {
+			dp_count(w, DP_RECORDS_FAILED, 1);
+			dp_ingest_record_done(w, &(struct dp_record_done){
+				.ref = ref, .shard_id = shards[i], .error = rc });
+		}
+		i++;
+	}
+	dp_count(w, DP_RECORDS_STAGED, fr->record_count);
+	dp_count(w, DP_RECORD_BYTES_STAGED, fr->data_size_total);
+}
+
+/* An OK ACK without per-record detail: RECEIVED, or the dedup memory of an unanswered batch. */
+static void
+dp_ingest_ack_received(const struct frame_records *fr, struct frame_ack *ack)
+{
+	memset(ack, 0, sizeof(*ack));
+	ack->producer_id = fr->producer_id;
+	ack->batch_seq = fr->batch_seq;
+	ack->producer_epoch = fr->producer_epoch;
+	ack->credit_size = FRAME_CREDIT_UNLIMITED;
+	ack->flags = FRAME_ACK_RECEIVED;
+	ack->record_count = fr->record_count;
+	ack->record_index = FRAME_RECORD_INDEX_NONE;
+	ack->type = FRAME_TYPE_ACK;
+	ack->status = FRAME_STATUS_OK;
+}
+
+/* After the checks: room, stage, answer. */
+static void
+dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 const uint64_t *shards, uint32_t shard_count, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	enum frame_ack_mode mode = frame_records_ack_mode(fr);
+	bool reserved = fr->producer_id != 0 && !w->dp->config.bench_no_dedup;
+	uint32_t frame_slot = DP_REF_NO_ACK;
+	struct frame_ack ack;
+
+	if (ing->producer == NULL || !dp_stage_can_take(w, shard_count, fr->record_count)) {
+		dp_count(w, DP_DROP_NO_BATCH, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
+		return;
+	}
+	if (mode == FRAME_ACK_DURABLE && ing->frame_free_count == 0) {
+		dp_count(w, DP_DROP_FRAMES_FULL, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
+		return;
+	}
+	if (mode == FRAME_ACK_DURABLE)
+		frame_slot = dp_ingest_frame_slot(w, peer, fr);
+	dp_count(w, DP_FRAMES_ACCEPTED, 1);
+	dp_ingest_stage(w, fr, shards, frame_slot, now_tsc);
+	if (mode == FRAME_ACK_DURABLE)
+		return;
+	dp_ingest_ack_received(fr, &ack);
+	if (reserved)
+		frame_dedup_complete(dp_dedup_find(&ing->dedup, fr->producer_id),
+				     fr->producer_epoch, &ack);
+	if (mode == FRAME_ACK_RECEIVED)
+		dp_ingest_send(w, peer, &ack);
+}
+
+/* Duplicate check, staging and answer of a held frame, routed. */
+static void
+dp_ingest_finish(struct dp_worker *w, const struct dp_held_frame *f, uint64_t now_tsc)
+{
+	if (f->shard_count < 0) {
+		dp_count(w, DP_DROP_NO_ROUTE, 1);
+		dp_ingest_refuse(w, &f->peer, &f->fr, FRAME_STATUS_INTERNAL, false, now_tsc);
+		return;
+	}
+	if (f->fr.producer_id != 0 && !w->dp->config.bench_no_dedup &&
+	    !dp_ingest_is_new(w, &f->peer, &f->fr, now_tsc))
+		return;
+	dp_ingest_accept(w, &f->peer, &f->fr, w->ingest.frame_shards + f->hash_first,
+			 (uint32_t)f->shard_count, now_tsc);
+}
+
+void
+dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_hash_counts counts;
+
+	if (ing->held_count == 0) {
+		assert(ing->hash.count == 0);
+		return;
+	}
+	dp_hash_compute(&ing->hash, &counts);
+	dp_count(w, DP_MD5_CACHE_HITS, counts.cache_hits);
+	dp_count(w, DP_MD5_COMPUTED, counts.md5_computed);
+	/*
+	 * All route lookups of the burst in one tight loop: with many shards
+	 * each misses the cache, and independent misses overlap here, which
+	 * they cannot when a whole datagram's work lies between them.
+	 */
+	for (uint32_t i = 0; i < ing->held_count; i++) {
+		struct dp_held_frame *f = &ing->held[i];
+
+		f->shard_count = dp_ingest_route(ing, f, ing->hash.hashes + f->hash_first,
+						 ing->frame_shards + f->hash_first);
+	}
+	for (uint32_t i = 0; i < ing->held_count; i++)
+		dp_ingest_finish(w, &ing->held[i], now_tsc);
+	ing->held_count = 0;
+	dp_hash_reset(&ing->hash);
+}
+
+/* ---- Answers: every ACK and NACK leaves through dp_ingest_send() --------- */
 
 static bool
 dp_ingest_nack_allowed(struct dp_worker *w, uint64_t now_tsc)
@@ -137,74 +503,22 @@ dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 		dp_ingest_send(w, peer, &nack);
 }
 
-static bool
-dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
+/* Refuses a frame that was not stored: NACK (rate limited) and forget its window entry. */
+static void
+dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 enum frame_status status, bool reserved, uint64_t now_tsc)
 {
-	const struct dp *dp = w->dp;
-	uint32_t key_id;
+	if (reserved) {
+		struct frame_dedup *d = dp_dedup_find(&w->ingest.dedup, fr->producer_id);
 
-	if (fr->auth == NULL)
-		return !dp->config.auth_required;
-	if (!frame_auth_key_id(fr->frame, fr->frame_size, &key_id))
-		return false;
-	for (uint32_t i = 0; i < dp->auth_key_count; i++) {
-		if (dp->auth_keys[i].key_id != key_id)
-			continue;
-		return frame_auth_verify(fr->frame, fr->frame_size, &dp->auth_keys[i],
-					 w->ingest.now_real_ns / 1000000u,
-					 dp->config.auth_window_ms) == FRAME_OK;
+		if (d != NULL)
+			frame_dedup_abort(d, fr->producer_epoch, fr->batch_seq);
 	}
-	return false;
+	if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+		dp_ingest_nack(w, peer, fr, status, now_tsc);
 }
 
-/*
- * Is `shard` new to the current frame? Marks it seen. A set per frame, emptied
- * in O(1) by a new stamp (cleared only when the stamp wraps), so counting a
- * frame's distinct shards costs O(records), not the O(records^2) of comparing
- * each record with every earlier one.
- */
-static bool
-dp_ingest_shard_first(struct dp_ingest *ing, uint64_t shard)
-{
-	uint32_t i = (uint32_t)((shard * 0x9E3779B97F4A7C15ull) >> 32) & (DP_SHARDS_SEEN_SIZE - 1);
-
-	for (;; i = (i + 1) & (DP_SHARDS_SEEN_SIZE - 1)) {
-		struct dp_shard_seen *e = &ing->shards_seen[i];
-
-		if (e->stamp != ing->shards_seen_stamp) {
-			e->stamp = ing->shards_seen_stamp;
-			e->shard = shard;
-			return true;
-		}
-		if (e->shard == shard)
-			return false;
-	}
-}
-
-/*
- * Routes every record of a frame into shards[]. Returns the number of distinct
- * shards (what staging must hold free), or -ENOENT when a key has no shard.
- */
-static int
-dp_ingest_route(struct dp_ingest *ing, const struct dp_held_frame *f, const hashkey_t *hashes,
-		uint64_t *shards)
-{
-	uint32_t distinct = 0;
-
-	if (++ing->shards_seen_stamp == 0) {
-		memset(ing->shards_seen, 0, DP_SHARDS_SEEN_SIZE * sizeof(*ing->shards_seen));
-		ing->shards_seen_stamp = 1;
-	}
-	for (uint32_t i = 0; i < f->fr.record_count; i++) {
-		uint64_t shard;
-
-		if (dp_route_find_shard(f->table, f->stream, hashes[i], &shard) != 0)
-			return -ENOENT;
-		distinct += dp_ingest_shard_first(ing, shard);
-		shards[i] = shard;
-	}
-	return (int)distinct;
-}
+/* ---- Completions -> answers ---------------------------------------------- */
 
 /* Runs: consecutive records of the frame in one shard with consecutive sequence numbers. */
 static uint16_t
@@ -317,297 +631,6 @@ dp_ingest_record_done(struct dp_worker *w, const struct dp_record_done *done)
 		dp_ingest_frame_done(w, ref.frame_slot);
 }
 
-static uint32_t
-dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
-		     const struct frame_records *fr)
-{
-	struct dp_ingest *ing = &w->ingest;
-	uint32_t slot = ing->frame_free[--ing->frame_free_count];
-	struct dp_frame_slot *f = &ing->frames[slot];
-
-	f->peer = *peer;
-	f->producer_id = fr->producer_id;
-	f->batch_seq = fr->batch_seq;
-	f->epoch = fr->producer_epoch;
-	f->record_count = fr->record_count;
-	f->records_left = fr->record_count;
-	f->records_stored = 0;
-	f->error = 0;
-	return slot;
-}
-
-/* Stages every record; room was checked, so only a log refusal can fail (counted). */
-static void
-dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint64_t *shards,
-		uint32_t frame_slot, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct frame_record_iter it;
-	struct frame_record r;
-	uint32_t i = 0;
-
-	frame_record_iter_init(&it, fr);
-	while (frame_record_iter_next(&it, &r)) {
-		struct log_record_in in = {
-			.partition_key = r.key,
-			.partition_key_size = r.key_size,
-			.explicit_hash_key = r.hash_kind == FRAME_HASH_EXPLICIT ? r.hash_key : NULL,
-			.data = r.data,
-			.data_size = r.data_size,
-			.arrival_ns = ing->now_real_ns,
-		};
-		struct dp_record_ref ref = { .frame_slot = frame_slot, .record_index = i };
-		int rc = dp_stage_add(w, shards[i], &in, ref, now_tsc);
-
-		if (rc != 0) {
-			dp_count(w, DP_RECORDS_FAILED, 1);
-			dp_ingest_record_done(w, &(struct dp_record_done){
-				.ref = ref, .shard_id = shards[i], .error = rc });
-		}
-		i++;
-	}
-	dp_count(w, DP_RECORDS_STAGED, fr->record_count);
-	dp_count(w, DP_RECORD_BYTES_STAGED, fr->data_size_total);
-}
-
-/* An OK ACK without per-record detail: RECEIVED, or the dedup memory of an unanswered batch. */
-static void
-dp_ingest_ack_received(const struct frame_records *fr, struct frame_ack *ack)
-{
-	memset(ack, 0, sizeof(*ack));
-	ack->producer_id = fr->producer_id;
-	ack->batch_seq = fr->batch_seq;
-	ack->producer_epoch = fr->producer_epoch;
-	ack->credit_size = FRAME_CREDIT_UNLIMITED;
-	ack->flags = FRAME_ACK_RECEIVED;
-	ack->record_count = fr->record_count;
-	ack->record_index = FRAME_RECORD_INDEX_NONE;
-	ack->type = FRAME_TYPE_ACK;
-	ack->status = FRAME_STATUS_OK;
-}
-
-/*
- * The duplicate check for a frame with a producer id. Returns true when the
- * frame is new (its window entry is now STORING); otherwise answers it.
- */
-static bool
-dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-		 uint64_t now_tsc)
-{
-	struct frame_dedup *d = dp_dedup_claim(&w->ingest.dedup, fr->producer_id, now_tsc);
-	const struct frame_dedup_entry *entry = NULL;
-	enum frame_dedup_verdict v;
-	struct frame_ack ack;
-
-	if (d == NULL) {
-		dp_count(w, DP_DROP_PRODUCERS_FULL, 1);
-		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
-			dp_ingest_nack(w, peer, fr, FRAME_STATUS_THROTTLED, now_tsc);
-		return false;
-	}
-	v = frame_dedup_check(d, fr->producer_epoch, fr->batch_seq, &entry);
-	if (v == FRAME_DEDUP_NEW)
-		return true;
-	dp_count(w, DP_FRAMES_DUPLICATE, 1);
-	if (v == FRAME_DEDUP_STALE_EPOCH || v == FRAME_DEDUP_TOO_OLD) {
-		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
-			dp_ingest_nack(w, peer, fr, v == FRAME_DEDUP_TOO_OLD ?
-					  FRAME_STATUS_SEQUENCE_OLD : FRAME_STATUS_STALE_EPOCH,
-				       now_tsc);
-		return false;
-	}
-	if (v == FRAME_DEDUP_DONE && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
-		frame_dedup_ack(d, entry, FRAME_CREDIT_UNLIMITED, &ack);
-		dp_ingest_send(w, peer, &ack);
-	}
-	return false;
-}
-
-/* Refuses a frame that was not stored: NACK (rate limited) and forget its window entry. */
-static void
-dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-		 enum frame_status status, bool reserved, uint64_t now_tsc)
-{
-	if (reserved) {
-		struct frame_dedup *d = dp_dedup_find(&w->ingest.dedup, fr->producer_id);
-
-		if (d != NULL)
-			frame_dedup_abort(d, fr->producer_epoch, fr->batch_seq);
-	}
-	if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
-		dp_ingest_nack(w, peer, fr, status, now_tsc);
-}
-
-/* After the checks: room, stage, answer. */
-static void
-dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-		 const uint64_t *shards, uint32_t shard_count, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	enum frame_ack_mode mode = frame_records_ack_mode(fr);
-	bool reserved = fr->producer_id != 0 && !w->dp->config.bench_no_dedup;
-	uint32_t frame_slot = DP_REF_NO_ACK;
-	struct frame_ack ack;
-
-	if (ing->producer == NULL || !dp_stage_can_take(w, shard_count, fr->record_count)) {
-		dp_count(w, DP_DROP_NO_BATCH, 1);
-		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
-		return;
-	}
-	if (mode == FRAME_ACK_DURABLE && ing->frame_free_count == 0) {
-		dp_count(w, DP_DROP_FRAMES_FULL, 1);
-		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
-		return;
-	}
-	if (mode == FRAME_ACK_DURABLE)
-		frame_slot = dp_ingest_frame_slot(w, peer, fr);
-	dp_count(w, DP_FRAMES_ACCEPTED, 1);
-	dp_ingest_stage(w, fr, shards, frame_slot, now_tsc);
-	if (mode == FRAME_ACK_DURABLE)
-		return;
-	dp_ingest_ack_received(fr, &ack);
-	if (reserved)
-		frame_dedup_complete(dp_dedup_find(&ing->dedup, fr->producer_id),
-				     fr->producer_epoch, &ack);
-	if (mode == FRAME_ACK_RECEIVED)
-		dp_ingest_send(w, peer, &ack);
-}
-
-/* Duplicate check, staging and answer of a held frame, routed. */
-static void
-dp_ingest_finish(struct dp_worker *w, const struct dp_held_frame *f, uint64_t now_tsc)
-{
-	if (f->shard_count < 0) {
-		dp_count(w, DP_DROP_NO_ROUTE, 1);
-		dp_ingest_refuse(w, &f->peer, &f->fr, FRAME_STATUS_INTERNAL, false, now_tsc);
-		return;
-	}
-	if (f->fr.producer_id != 0 && !w->dp->config.bench_no_dedup &&
-	    !dp_ingest_is_new(w, &f->peer, &f->fr, now_tsc))
-		return;
-	dp_ingest_accept(w, &f->peer, &f->fr, w->ingest.frame_shards + f->hash_first,
-			 (uint32_t)f->shard_count, now_tsc);
-}
-
-/*
- * Decode and the checks that need no hash key, then the hash keys (or their
- * MD5 jobs); the frame is held for the rest until dp_ingest_burst_end().
- */
-static void
-dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *bytes,
-		uint32_t size, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct frame_records fr;
-	enum frame_err err = frame_records_decode(bytes, size, &fr);
-	const struct dp_route_table *table;
-	int32_t stream;
-	uint32_t first;
-
-	/* Every path below answers exactly the frames with an identity and an ack mode. */
-	if (peer->tcp && ((err != FRAME_OK && !fr.identity_valid) ||
-			  frame_records_ack_mode(&fr) == FRAME_ACK_NONE))
-		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
-	if (err != FRAME_OK) {
-		dp_count(w, DP_FRAMES_MALFORMED, 1);
-		if (fr.identity_valid && frame_records_ack_mode(&fr) != FRAME_ACK_NONE)
-			dp_ingest_nack(w, peer, &fr, frame_err_status(err), now_tsc);
-		return;
-	}
-	if (!dp_ingest_auth_ok(w, &fr)) {
-		dp_count(w, DP_FRAMES_UNAUTHENTICATED, 1);
-		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_AUTH_FAILED, false, now_tsc);
-		return;
-	}
-	table = dp_route_current(w->dp);
-	stream = table == NULL ? -1 : dp_route_find_stream(table, fr.stream_name,
-							   fr.stream_name_size);
-	if (stream < 0) {
-		dp_count(w, DP_FRAMES_UNKNOWN_STREAM, 1);
-		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_UNKNOWN_STREAM, false, now_tsc);
-		return;
-	}
-	if (fr.record_count > DP_FRAME_RECORDS_MAX) {
-		dp_count(w, DP_FRAMES_MALFORMED, 1);
-		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_RECORD_TOO_LARGE, false, now_tsc);
-		return;
-	}
-	if (ing->held_count == DP_HELD_FRAMES || !dp_hash_has_room(&ing->hash, fr.record_count))
-		dp_ingest_burst_end(w, now_tsc);
-	first = dp_hash_queue_frame(&ing->hash, &fr);
-	ing->held[ing->held_count++] = (struct dp_held_frame){
-		.fr = fr, .peer = *peer, .table = table, .stream = stream, .hash_first = first,
-	};
-}
-
-void
-dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc)
-{
-	struct dp_ingest *ing = &w->ingest;
-	struct dp_hash_counts counts;
-
-	if (ing->held_count == 0) {
-		assert(ing->hash.count == 0);
-		return;
-	}
-	dp_hash_compute(&ing->hash, &counts);
-	dp_count(w, DP_MD5_CACHE_HITS, counts.cache_hits);
-	dp_count(w, DP_MD5_COMPUTED, counts.md5_computed);
-	/*
-	 * All route lookups of the burst in one tight loop: with many shards
-	 * each misses the cache, and independent misses overlap here, which
-	 * they cannot when a whole datagram's work lies between them.
-	 */
-	for (uint32_t i = 0; i < ing->held_count; i++) {
-		struct dp_held_frame *f = &ing->held[i];
-
-		f->shard_count = dp_ingest_route(ing, f, ing->hash.hashes + f->hash_first,
-						 ing->frame_shards + f->hash_first);
-	}
-	for (uint32_t i = 0; i < ing->held_count; i++)
-		dp_ingest_finish(w, &ing->held[i], now_tsc);
-	ing->held_count = 0;
-	dp_hash_reset(&ing->hash);
-}
-
-void
-dp_ingest_datagram(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *payload,
-		   uint32_t size, uint64_t now_tsc)
-{
-	/* A datagram carries one or more whole frames; anything else ends it. */
-	while (size > 0) {
-		uint32_t frame_size = 0;
-		uint32_t need = 0;
-
-		if (frame_next(payload, size, &frame_size, &need) != FRAME_OK) {
-			dp_count(w, DP_FRAMES_MALFORMED, 1);
-			return;
-		}
-		dp_ingest_frame(w, peer, payload, frame_size, now_tsc);
-		payload += frame_size;
-		size -= frame_size;
-	}
-}
-
-void
-dp_ingest_tcp_frame(struct dp_worker *w, uint32_t conn, uint32_t gen, const uint8_t *frame,
-		    uint32_t size, uint64_t now_tsc)
-{
-	struct dp_peer peer = { .tcp = true, .tcp_conn = conn, .tcp_gen = gen };
-
-	dp_ingest_frame(w, &peer, frame, size, now_tsc);
-}
-
-bool
-dp_ingest_can_take(struct dp_worker *w)
-{
-	struct dp_ingest *ing = &w->ingest;
-
-	/* Frames held this burst may each take a frame slot: count them as taken. */
-	return ing->producer != NULL && ing->frame_free_count > ing->held_count &&
-	       dp_stage_can_take(w, 1, 1);
-}
-
 /* Finished batches -> their records' outcomes -> frame bookkeeping -> ACKs and NACKs. */
 static uint32_t
 dp_ingest_completions(struct dp_worker *w)
@@ -658,6 +681,8 @@ dp_ingest_drain(struct dp_worker *w)
 		rte_delay_us_sleep(50);
 	}
 }
+
+/* ---- Start and stop ------------------------------------------------------ */
 
 /*
  * A producer id's window may go to a new id after this long without a frame:

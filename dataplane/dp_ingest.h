@@ -3,6 +3,13 @@
  * from UDP datagrams -> route -> per-shard staging batches -> the log, and
  * log completions -> ACK frames.
  *
+ * The parts, each with its own state embedded in struct dp_ingest:
+ *   dp_ingest.c   frames: decode, checks, held frames, answers (ACK/NACK)
+ *   dp_hash.h/.c  the hash keys of a burst's records (key cache, MD5 jobs)
+ *   dp_dedup.h/.c producer id -> duplicate window
+ *   dp_stage.c    per-shard staging batches (declared below); a finished
+ *                 batch comes back as one struct dp_record_done per record
+ *
  * A frame is staged whole or not at all (the protocol ACKs or NACKs a batch
  * whole): before its first record is added, the worker holds a spare log
  * batch and a batch slot per distinct shard the frame touches (opening a
@@ -21,7 +28,6 @@
 
 #include <rte_ether.h>
 
-#include "common/hashkey.h"
 #include "dataplane/dp_dedup.h"
 #include "dataplane/dp_hash.h"
 #include "protocol/frame.h"
@@ -114,18 +120,19 @@ struct dp_shard_seen {
 
 /*
  * A frame of the current RX burst, decoded and checked, waiting for the
- * burst's MD5 and routing passes (dp_ingest_burst_end).
+ * burst's hash and routing passes (dp_ingest_burst_end).
  */
 struct dp_held_frame {
 	struct frame_records fr;    /* Points into an mbuf freed only after the burst. */
 	struct dp_peer peer;
 	const struct dp_route_table *table;
 	int32_t stream;
-	uint32_t hash_first;        /* Its records in hashes[] and frame_shards[]. */
+	uint32_t hash_first;        /* Its records in hash.hashes[] and frame_shards[]. */
 	int32_t shard_count;        /* Distinct shards once routed; -ENOENT: a key has none. */
 };
 
 struct dp_ingest {
+	/* Staging (dp_stage.c). */
 	struct log_producer *producer;
 	uint64_t batch_age_tsc;
 	uint64_t flush_scan_tsc;    /* Last scan of the open batches for age. */
@@ -146,17 +153,19 @@ struct dp_ingest {
 	uint32_t *failed_list;      /* In the order they failed. */
 	uint32_t *open_hash;        /* slot + 1, 0 = empty; linear probing. */
 	struct log_batch *spares[DP_SPARES_MAX];
+	/* Frames waiting for a durable ACK, and the outcomes that complete them. */
 	struct dp_frame_slot *frames;
 	uint32_t *frame_free;
+	struct frame_ack_run *runs; /* Scratch: DP_FRAME_RECORDS_MAX. */
+	struct dp_record_done *done; /* Scratch: DP_RECORDS_DONE_MAX, filled by dp_stage. */
 	struct dp_dedup_table dedup; /* Producer id -> duplicate window. */
-	struct dp_hash hash;        /* The held frames' hash keys, the key cache. */
+	/* The current RX burst's held frames. */
+	struct dp_hash hash;        /* Their hash keys (and the key cache). */
 	uint64_t *frame_shards;     /* DP_HELD_RECORDS: shard per record of held frames. */
 	struct dp_held_frame *held; /* DP_HELD_FRAMES, in arrival order. */
 	uint32_t held_count;
 	struct dp_shard_seen *shards_seen; /* DP_SHARDS_SEEN_SIZE, stamped per routed frame. */
 	uint32_t shards_seen_stamp;
-	struct frame_ack_run *runs; /* Scratch: DP_FRAME_RECORDS_MAX. */
-	struct dp_record_done *done; /* Scratch: DP_RECORDS_DONE_MAX, filled by dp_stage. */
 };
 
 int dp_ingest_init(struct dp_worker *w);
@@ -177,8 +186,8 @@ void dp_ingest_tcp_frame(struct dp_worker *w, uint32_t conn, uint32_t gen, const
 /* Room for one more frame now (dp_tcp's can_take op): staging and frame slots. */
 bool dp_ingest_can_take(struct dp_worker *w);
 /*
- * After the datagrams of one RX burst (before its mbufs are freed): the MD5s
- * of their partition keys in SIMD lanes, then the frames held for them, in order.
+ * After the datagrams of one RX burst (before its mbufs are freed): their
+ * hash keys (dp_hash_compute), then the frames held for them, in order.
  */
 void dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc);
 /* Completions -> ACKs, aged batches -> log, spare refill. Returns the work done. */

@@ -9,6 +9,11 @@
  * from the log's pool between frames so that a frame can be staged whole.
  * A submit that finds the producer ring full keeps its slot on a retry list
  * (counted as ring_full); it is retried every pass, before anything new.
+ *
+ * Nothing here calls back into ingest: dp_stage_completions() turns finished
+ * batches (the log's completions, and batches the log refused at submit,
+ * kept on failed_list until then) into one struct dp_record_done per record,
+ * in an array the caller passes and drains.
  */
 #include <assert.h>
 #include <errno.h>
