@@ -130,6 +130,10 @@ static const struct config_key config_keys[] = {
 		"Packet buffers in the mempool."),
 	KEY_U32("dataplane", "ring_size", dp_ring_size, "1024", 64, 65536,
 		"Entries of each worker <-> log ring (a power of two)."),
+	KEY_U32("dataplane", "mtu", dp_mtu, "1500", DP_MTU_MIN, DP_MTU_MAX,
+		"IP MTU of the dataplane's port. Above 2,000 the device must scatter packets "
+		"over chained buffers (tap, memif and most NICs can). Larger UDP datagrams arrive "
+		"as IPv4 fragments and are reassembled (at most 8 fragments each)."),
 	KEY_U32("dataplane", "tcp_connections", dp_tcp_connections, "16384", 1,
 		DP_TCP_CONNECTIONS_MAX,
 		"TCP connections each worker can hold (about 0.3 KiB each, idle); SYNs beyond "
@@ -154,7 +158,7 @@ static const struct config_key config_keys[] = {
 		"Size of a TCP send buffer, KiB: room for one answer (1472 B) is reserved per "
 		"frame in flight, so this bounds a connection's unanswered frames (44 at 64)."),
 	KEY_U32("dataplane", "tcp_mss", dp_tcp_mss, "1460", 536, 8960,
-		"Largest TCP segment taken and advertised (the MTU less 40 bytes)."),
+		"Largest TCP segment taken and advertised (at most the MTU less 40 bytes)."),
 	KEY_U32("dataplane", "tcp_idle_timeout_s", dp_tcp_idle_timeout_s, "600", 0, 86400,
 		"A TCP connection that sent no data this long is reset (0 = never)."),
 	KEY_U32("dataplane", "tcp_keepalive_s", dp_tcp_keepalive_s, "60", 0, 86400,

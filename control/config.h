@@ -66,6 +66,7 @@ struct sluice_config {
 	uint32_t dp_idle_sleep_us;
 	uint32_t dp_mbufs;
 	uint32_t dp_ring_size;
+	uint32_t dp_mtu;
 	uint32_t dp_tcp_connections;
 	uint32_t dp_tcp_half_open;
 	uint32_t dp_tcp_per_source;

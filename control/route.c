@@ -308,6 +308,7 @@ route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config
 	out->idle_sleep_us = c->dp_idle_sleep_us;
 	out->mbufs = c->dp_mbufs;
 	out->ring_size = c->dp_ring_size;
+	out->mtu = c->dp_mtu;
 	out->tcp_connections = c->dp_tcp_connections;
 	out->tcp_half_open = c->dp_tcp_half_open;
 	out->tcp_per_source = c->dp_tcp_per_source;

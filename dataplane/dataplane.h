@@ -40,6 +40,8 @@ struct dp_route_builder;
 /* Producer HMAC keys the dataplane knows. */
 #define DP_AUTH_KEYS_MAX 16
 #define DP_PRODUCERS_MAX 262144      /* Bound of producers_max (a window is ~2.2 KiB). */
+#define DP_MTU_MIN 576u
+#define DP_MTU_MAX 9000u
 /* Bounds of the TCP receiver's sizes (struct dp_config tcp_*). */
 #define DP_TCP_CONNECTIONS_MAX (1u << 22)   /* Per worker. */
 #define DP_TCP_BUFFER_KB_MIN 4u
@@ -62,6 +64,8 @@ struct dp_config {
 	uint32_t idle_sleep_us;     /* Sleep of an idle worker. */
 	uint32_t mbufs;             /* Packet buffers in the mempool. */
 	uint32_t ring_size;         /* RX/TX descriptors per queue (power of two). */
+	uint32_t mtu;               /* IP MTU of the port, DP_MTU_MIN .. DP_MTU_MAX (jumbo:
+				     * packets span chained mbufs where the device scatters). */
 	/*
 	 * TCP ingest on the same port (dp_tcp.h), sizes per worker. A receive
 	 * buffer assembles a frame that spans segments (so it bounds the largest
@@ -125,9 +129,11 @@ enum dp_counter {
 	DP_DROP_UNKNOWN,        /* Unknown ethertype, protocol, ARP op, ICMP type. */
 	DP_DROP_MALFORMED_L2L3, /* Short or lying Ethernet/IPv4/UDP headers. */
 	DP_DROP_BAD_CHECKSUM,
-	DP_DROP_FRAGMENT,
+	DP_DROP_FRAGMENT,       /* IPv4 fragments given up: timeout, more than 8, table full. */
+	DP_RX_FRAGMENTS,        /* IPv4 fragments taken into reassembly ... */
+	DP_REASSEMBLED,         /* ... and the datagrams they made whole. */
 	DP_DROP_WRONG_PORT,     /* UDP to a port other than ingest_port. */
-	DP_DROP_MULTI_SEGMENT,
+	DP_DROP_MULTI_SEGMENT,  /* Chained: headers beyond the first buffer, or an ICMP echo. */
 	DP_FRAMES_ACCEPTED,
 	DP_FRAMES_MALFORMED,
 	DP_FRAMES_UNAUTHENTICATED,

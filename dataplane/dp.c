@@ -32,6 +32,7 @@ dp_config_default(struct dp_config *config)
 	config->idle_sleep_us = 100;
 	config->mbufs = 8191;
 	config->ring_size = 1024;
+	config->mtu = 1500;
 	config->auth_window_ms = 300000;
 	config->tcp_connections = 16384;
 	config->tcp_half_open = 1024;
@@ -65,7 +66,9 @@ dp_config_check(const struct dp_config *c)
 	    c->tcp_tx_buffers == 0 || c->tcp_tx_buffers > DP_TCP_BUFFERS_MAX ||
 	    c->tcp_rx_buffer_kb < DP_TCP_BUFFER_KB_MIN || c->tcp_rx_buffer_kb > DP_TCP_BUFFER_KB_MAX ||
 	    c->tcp_tx_buffer_kb < DP_TCP_BUFFER_KB_MIN || c->tcp_tx_buffer_kb > DP_TCP_BUFFER_KB_MAX ||
-	    c->tcp_mss < 536 || c->tcp_mss > 9000 - 40 || c->tcp_rx_buffer_kb * 1024u < 2 * c->tcp_mss)
+	    c->tcp_mss < 536 || c->tcp_mss > c->mtu - 40 || c->tcp_rx_buffer_kb * 1024u < 2 * c->tcp_mss)
+		return -EINVAL;
+	if (c->mtu < DP_MTU_MIN || c->mtu > DP_MTU_MAX)
 		return -EINVAL;
 	if (c->no_huge && c->in_memory)
 		return -EINVAL; /* EAL: --no-huge implies legacy memory, refused with --in-memory. */
@@ -121,17 +124,10 @@ dp_workers_open(struct dp *dp)
 		w->lcore_id = lcore;
 		w->port_id = dp->port_id;
 		w->queue_id = (uint16_t)i;
-		rc = dp_ingest_init(w);
-		if (rc == 0) {
-			rc = dp_worker_tcp_init(w);
-			if (rc != 0)
-				dp_ingest_fini(w);
-		}
+		rc = dp_worker_open(w);
 		if (rc != 0) {
-			while (i-- > 0) {
-				dp_tcp_fini(&dp->workers[i].tcp);
-				dp_ingest_fini(&dp->workers[i]);
-			}
+			while (i-- > 0)
+				dp_worker_close(&dp->workers[i]);
 			free(dp->workers);
 			dp->workers = NULL;
 			return rc;
@@ -229,10 +225,8 @@ dp_close(struct dp *dp)
 	if (dp == NULL)
 		return;
 	dp_stop(dp);
-	for (uint32_t i = 0; i < dp->worker_count; i++) {
-		dp_tcp_fini(&dp->workers[i].tcp);
-		dp_ingest_fini(&dp->workers[i]);
-	}
+	for (uint32_t i = 0; i < dp->worker_count; i++)
+		dp_worker_close(&dp->workers[i]);
 	free(dp->workers);
 	dp_route_fini(dp);
 	dp_port_close(dp);

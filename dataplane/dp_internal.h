@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <rte_ether.h>
+#include <rte_ip_frag.h>
 #include <rte_mbuf.h>
 
 #include "common/hashkey.h"
@@ -23,6 +24,17 @@
 
 #define DP_RX_BURST 32
 #define DP_TX_BURST 64
+/*
+ * Datagrams larger than one mbuf (jumbo frames chained by the device, or
+ * IPv4 fragments reassembled) are copied into one of these per-worker
+ * buffers, held until the burst's frames are processed.
+ */
+#define DP_BIG_SLOTS 4
+#define DP_BIG_SIZE 65536           /* Any IPv4 payload fits. */
+/* IPv4 reassembly (rte_ip_frag), per worker: at most this many datagrams ... */
+#define DP_FRAG_FLOWS 1024
+#define DP_FRAG_BUCKET_ENTRIES 16   /* ... in a table of FLOWS / ENTRIES buckets ... */
+#define DP_FRAG_TIMEOUT_MS 2000     /* ... each kept at most this long. */
 
 struct dp_worker {
 	/* First line(s): counters, written only by this worker. */
@@ -40,6 +52,10 @@ struct dp_worker {
 	struct rte_mbuf *done[DP_RX_BURST]; /* Consumed this burst: freed in bulk after it. */
 	struct dp_ingest ingest;    /* Staging, frames in flight, key cache. */
 	struct dp_tcp tcp;          /* TCP connections on the ingest port. */
+	struct rte_ip_frag_tbl *frag_table;
+	struct rte_ip_frag_death_row *death_row; /* Fragments given up, freed per burst. */
+	uint8_t *big;               /* DP_BIG_SLOTS x DP_BIG_SIZE */
+	uint32_t big_used;          /* Slots taken in this burst. */
 	uint64_t tsc_per_us;
 	/* The last flush epoch (dp_flush_staged) this worker completed; it alone writes. */
 	_Atomic uint64_t flush_done __rte_cache_aligned;
@@ -89,8 +105,13 @@ void dp_eal_cleanup(struct dp *dp);
 int dp_port_open(struct dp *dp);
 void dp_port_close(struct dp *dp);
 
-/* dp_net.c: L2/L3; consumes `m` (sent, or put on w->done to be freed after the burst). */
+/* dp_net.c: L2/L3; consumes `m` (sent, kept for reassembly, or put on w->done). */
 void dp_net_input(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc);
+/* The reassembly table and big-datagram buffers of a worker. */
+int dp_net_init(struct dp_worker *w);
+void dp_net_fini(struct dp_worker *w);
+/* After a burst: fragments given up are freed (counted), big buffers are free again. */
+void dp_net_burst_end(struct dp_worker *w);
 /*
  * A new packet to `peer` from our ingest port, with room for `payload_size`
  * bytes at *payload_out. NULL (counted) when the pool is empty.
@@ -103,7 +124,9 @@ void dp_net_udp_finish(struct rte_mbuf *m, uint16_t payload_size);
 int dp_net_tcp_send(struct dp_worker *w, const struct dp_tcp_out *out);
 
 /* dp_worker.c */
-int dp_worker_tcp_init(struct dp_worker *w);
+/* A worker's parts (ingest, TCP, reassembly), allocated before it starts. */
+int dp_worker_open(struct dp_worker *w);
+void dp_worker_close(struct dp_worker *w);
 static inline uint64_t
 dp_worker_now_us(const struct dp_worker *w, uint64_t now_tsc)
 {

@@ -13,9 +13,18 @@
  * Checksums: when the port validates IPv4/UDP checksums we trust its GOOD and
  * BAD flags; anything else (no offload, flag UNKNOWN) is verified in software.
  * Replies get software checksums (small, rare packets).
+ *
+ * Big datagrams: a jumbo frame the device chained over several mbufs, or an
+ * IPv4 datagram reassembled from fragments (rte_ip_frag, a bounded table per
+ * worker: DP_FRAG_FLOWS datagrams, DP_FRAG_TIMEOUT_MS each, at most
+ * RTE_LIBRTE_IP_FRAG_MAX_FRAG fragments), is copied into one of the worker's
+ * big buffers when its payload is not contiguous. Fragments the table gives
+ * up (timeout, too many, table full) are counted as drop_fragment when they
+ * are freed at the burst's end: nothing is dropped uncounted.
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -23,6 +32,7 @@
 
 #include <rte_arp.h>
 #include <rte_byteorder.h>
+#include <rte_cycles.h>
 #include <rte_icmp.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
@@ -221,17 +231,67 @@ dp_net_udp_cksum_ok(struct dp_worker *w, const struct rte_mbuf *m,
 	return dp_net_udp_sum_ok(ip, udp);
 }
 
+/*
+ * The bytes [off, off + size) of `m`: in place when its first segment holds
+ * them, else copied into a big buffer (the frames held in the big buffers are
+ * processed first when all are taken). NULL only for a size beyond any
+ * IPv4 datagram.
+ */
+static const uint8_t *
+dp_net_bytes(struct dp_worker *w, const struct rte_mbuf *m, uint32_t off, uint32_t size)
+{
+	uint8_t *buf;
+
+	if (off + size <= m->data_len)
+		return rte_pktmbuf_mtod_offset(m, const uint8_t *, off);
+	if (size > DP_BIG_SIZE)
+		return NULL;
+	if (w->big_used == DP_BIG_SLOTS) {
+		dp_ingest_burst_end(w, rte_rdtsc());
+		w->big_used = 0;
+	}
+	buf = w->big + (size_t)w->big_used++ * DP_BIG_SIZE;
+	return rte_pktmbuf_read(m, off, size, buf);
+}
+
+/* An L4 checksum over a header in place and a payload elsewhere (both even-aligned). */
+static bool
+dp_net_l4_sum_ok(const void *header, uint32_t header_size, const uint8_t *payload,
+		 uint32_t payload_size, uint64_t pseudo)
+{
+	return dp_net_sum(payload, payload_size, dp_net_sum(header, header_size, pseudo)) ==
+	       0xffff;
+}
+
 static int
 dp_net_udp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	   struct rte_ipv4_hdr *ip, uint16_t l4_size, uint64_t now_tsc)
 {
+	uint32_t off = (uint32_t)sizeof(*eth) + rte_ipv4_hdr_len(ip);
 	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)((uint8_t *)ip + rte_ipv4_hdr_len(ip));
+	uint32_t size = (uint32_t)(l4_size - sizeof(*udp));
+	const uint8_t *payload;
 	struct dp_peer peer;
 
+	if (m->data_len < off + sizeof(*udp))
+		return DP_DROP_MULTI_SEGMENT; /* Its header does not fit the first buffer. */
 	if (l4_size < sizeof(*udp) || rte_be_to_cpu_16(udp->dgram_len) != l4_size)
 		return DP_DROP_MALFORMED_L2L3;
-	if (!dp_net_udp_cksum_ok(w, m, ip, udp))
-		return DP_DROP_BAD_CHECKSUM;
+	if (m->nb_segs == 1) {
+		if (!dp_net_udp_cksum_ok(w, m, ip, udp))
+			return DP_DROP_BAD_CHECKSUM;
+		payload = (const uint8_t *)(udp + 1);
+	} else {
+		/* Chained (jumbo or reassembled): checked in software over the copy. */
+		payload = dp_net_bytes(w, m, off + (uint32_t)sizeof(*udp), size);
+		if (payload == NULL)
+			return DP_DROP_MALFORMED_L2L3;
+		if (udp->dgram_cksum != 0 &&
+		    !dp_net_l4_sum_ok(udp, sizeof(*udp), payload, size,
+				      (uint64_t)ip->src_addr + ip->dst_addr +
+				      ((uint32_t)IPPROTO_UDP << 8) + udp->dgram_len))
+			return DP_DROP_BAD_CHECKSUM;
+	}
 	if (udp->dst_port != w->dp->ingest_port_be)
 		return DP_DROP_WRONG_PORT;
 
@@ -239,8 +299,7 @@ dp_net_udp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	rte_ether_addr_copy(&eth->src_addr, &peer.mac);
 	peer.ipv4_be = ip->src_addr;
 	peer.port_be = udp->src_port;
-	dp_ingest_datagram(w, &peer, (const uint8_t *)(udp + 1),
-			   (uint32_t)(l4_size - sizeof(*udp)), now_tsc);
+	dp_ingest_datagram(w, &peer, payload, size, now_tsc);
 	w->done[w->done_count++] = m; /* Ingest copied what it keeps. */
 	return DP_NET_CONSUMED;
 }
@@ -270,13 +329,29 @@ dp_net_tcp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	struct dp_tcp_seg seg;
 	uint32_t header_size;
 
+	uint32_t off = (uint32_t)sizeof(*eth) + rte_ipv4_hdr_len(ip);
+	const uint8_t *payload;
+
 	if (l4_size < sizeof(*tcp))
 		return DP_DROP_MALFORMED_L2L3;
 	header_size = (uint32_t)(tcp->data_off >> 4) * 4u;
 	if (header_size < sizeof(*tcp) || header_size > l4_size)
 		return DP_DROP_MALFORMED_L2L3;
-	if (!dp_net_tcp_cksum_ok(w, m, ip, tcp, l4_size))
-		return DP_DROP_BAD_CHECKSUM;
+	if (m->data_len < off + header_size)
+		return DP_DROP_MULTI_SEGMENT; /* Its header does not fit the first buffer. */
+	if (m->nb_segs == 1) {
+		if (!dp_net_tcp_cksum_ok(w, m, ip, tcp, l4_size))
+			return DP_DROP_BAD_CHECKSUM;
+		payload = (const uint8_t *)tcp + header_size;
+	} else {
+		payload = dp_net_bytes(w, m, off + header_size, l4_size - header_size);
+		if (payload == NULL)
+			return DP_DROP_MALFORMED_L2L3;
+		if (!dp_net_l4_sum_ok(tcp, header_size, payload, l4_size - header_size,
+				      (uint64_t)ip->src_addr + ip->dst_addr +
+				      ((uint32_t)IPPROTO_TCP << 8) + rte_cpu_to_be_16(l4_size)))
+			return DP_DROP_BAD_CHECKSUM;
+	}
 	memset(&seg, 0, sizeof(seg));
 	if (!dp_tcp_parse_options((const uint8_t *)(tcp + 1), header_size - (uint32_t)sizeof(*tcp), &seg))
 		return DP_TCP_BAD_SEGMENT;
@@ -288,7 +363,7 @@ dp_net_tcp(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	seg.ack = rte_be_to_cpu_32(tcp->recv_ack);
 	seg.wnd = rte_be_to_cpu_16(tcp->rx_win);
 	seg.flags = tcp->tcp_flags;
-	seg.data = (const uint8_t *)tcp + header_size;
+	seg.data = payload;
 	seg.len = l4_size - header_size;
 	dp_tcp_input(&w->tcp, &seg, dp_worker_now_us(w, now_tsc));
 	w->done[w->done_count++] = m; /* Frames handed over in place point into it. */
@@ -308,29 +383,68 @@ dp_net_ipv4_cksum_ok(struct dp_worker *w, const struct rte_mbuf *m,
 	return dp_net_sum(ip, rte_ipv4_hdr_len(ip), 0) == 0xffff;
 }
 
+/*
+ * A fragment into the reassembly table. Returns DP_NET_CONSUMED while its
+ * datagram is incomplete (the table keeps it, or gave it up: counted when
+ * freed), else 0 with *mp the whole datagram (chained mbufs).
+ */
 static int
-dp_net_ipv4(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth, uint64_t now_tsc)
+dp_net_reassemble(struct dp_worker *w, struct rte_mbuf **mp, struct rte_ipv4_hdr *ip,
+		  uint64_t now_tsc)
 {
+	struct rte_mbuf *m = *mp;
+	struct rte_mbuf *whole;
+
+	dp_count(w, DP_RX_FRAGMENTS, 1);
+	m->l2_len = sizeof(struct rte_ether_hdr);
+	m->l3_len = rte_ipv4_hdr_len(ip);
+	whole = rte_ipv4_frag_reassemble_packet(w->frag_table, w->death_row, m, now_tsc, ip);
+	if (whole == NULL)
+		return DP_NET_CONSUMED;
+	dp_count(w, DP_REASSEMBLED, 1);
+	*mp = whole;
+	return 0;
+}
+
+static int
+dp_net_ipv4(struct dp_worker *w, struct rte_mbuf **mp, uint64_t now_tsc)
+{
+	struct rte_mbuf *m = *mp;
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
-	uint32_t l3_room = (uint32_t)(m->data_len - sizeof(*eth));
+	uint32_t first_room = (uint32_t)(m->data_len - sizeof(*eth));
+	uint32_t l3_room = (uint32_t)(m->pkt_len - sizeof(*eth));
 	uint32_t header_size;
 	uint32_t total_size;
 
-	if (l3_room < sizeof(*ip) || (ip->version_ihl >> 4) != 4)
+	if (first_room < sizeof(*ip) || (ip->version_ihl >> 4) != 4)
 		return DP_DROP_MALFORMED_L2L3;
 	header_size = rte_ipv4_hdr_len(ip);
 	total_size = rte_be_to_cpu_16(ip->total_length);
-	if (header_size < sizeof(*ip) || header_size > total_size || total_size > l3_room)
+	if (header_size < sizeof(*ip) || header_size > total_size || total_size > l3_room ||
+	    header_size > first_room)
 		return DP_DROP_MALFORMED_L2L3;
 	if (!dp_net_ipv4_cksum_ok(w, m, ip))
 		return DP_DROP_BAD_CHECKSUM;
 	if (ip->dst_addr != w->dp->ipv4_be)
 		return DP_DROP_NOT_OURS;
-	if ((ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG |
-						     RTE_IPV4_HDR_OFFSET_MASK)) != 0)
-		return DP_DROP_FRAGMENT;
 	/* Ethernet pads short frames: the IPv4 length is the truth from here on. */
-	rte_pktmbuf_trim(m, (uint16_t)(l3_room - total_size));
+	if (l3_room > total_size && rte_pktmbuf_trim(m, (uint16_t)(l3_room - total_size)) != 0)
+		return DP_DROP_MALFORMED_L2L3;
+	if ((ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG |
+						     RTE_IPV4_HDR_OFFSET_MASK)) != 0) {
+		if (dp_net_reassemble(w, mp, ip, now_tsc) == DP_NET_CONSUMED)
+			return DP_NET_CONSUMED;
+		m = *mp;
+		eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+		ip = (struct rte_ipv4_hdr *)(eth + 1);
+		header_size = rte_ipv4_hdr_len(ip);
+		total_size = rte_be_to_cpu_16(ip->total_length);
+		if (total_size != m->pkt_len - sizeof(*eth) || header_size > total_size)
+			return DP_DROP_MALFORMED_L2L3;
+	}
+	if (m->nb_segs != 1 && ip->next_proto_id == IPPROTO_ICMP)
+		return DP_DROP_MULTI_SEGMENT; /* Echo replies are built in place: small pings only. */
 
 	if (ip->next_proto_id == IPPROTO_UDP)
 		return dp_net_udp(w, m, eth, ip, (uint16_t)(total_size - header_size), now_tsc);
@@ -342,13 +456,12 @@ dp_net_ipv4(struct dp_worker *w, struct rte_mbuf *m, struct rte_ether_hdr *eth, 
 }
 
 static int
-dp_net_classify(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc)
+dp_net_classify(struct dp_worker *w, struct rte_mbuf **mp, uint64_t now_tsc)
 {
+	struct rte_mbuf *m = *mp;
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	bool to_us;
 
-	if (m->nb_segs != 1)
-		return DP_DROP_MULTI_SEGMENT;
 	if (m->data_len < sizeof(*eth))
 		return DP_DROP_MALFORMED_L2L3;
 	to_us = rte_is_same_ether_addr(&eth->dst_addr, &w->dp->mac);
@@ -361,13 +474,14 @@ dp_net_classify(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc)
 		return DP_DROP_UNKNOWN;
 	if (!to_us)
 		return DP_DROP_NOT_OURS;
-	return dp_net_ipv4(w, m, eth, now_tsc);
+	return dp_net_ipv4(w, mp, now_tsc);
 }
 
 void
 dp_net_input(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc)
 {
-	int verdict = dp_net_classify(w, m, now_tsc);
+	/* Reassembly may hand back another mbuf: the whole datagram. */
+	int verdict = dp_net_classify(w, &m, now_tsc);
 
 	if (verdict == DP_NET_CONSUMED)
 		return;
@@ -479,4 +593,44 @@ dp_net_tcp_send(struct dp_worker *w, const struct dp_tcp_out *out)
 	tcp->cksum = rte_ipv4_udptcp_cksum(ip, tcp);
 	dp_worker_tx(w, m);
 	return 0;
+}
+
+int
+dp_net_init(struct dp_worker *w)
+{
+	uint64_t ttl = w->dp->tsc_hz / 1000u * DP_FRAG_TIMEOUT_MS;
+
+	w->frag_table = rte_ip_frag_table_create(DP_FRAG_FLOWS / DP_FRAG_BUCKET_ENTRIES,
+						 DP_FRAG_BUCKET_ENTRIES, DP_FRAG_FLOWS, ttl,
+						 (int)rte_socket_id());
+	w->death_row = calloc(1, sizeof(*w->death_row));
+	w->big = malloc((size_t)DP_BIG_SLOTS * DP_BIG_SIZE);
+	if (w->frag_table == NULL || w->death_row == NULL || w->big == NULL) {
+		dp_net_fini(w);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void
+dp_net_burst_end(struct dp_worker *w)
+{
+	if (w->death_row->cnt > 0) {
+		dp_count(w, DP_DROP_FRAGMENT, w->death_row->cnt);
+		rte_ip_frag_free_death_row(w->death_row, 0);
+	}
+	w->big_used = 0;
+}
+
+void
+dp_net_fini(struct dp_worker *w)
+{
+	if (w->death_row != NULL && w->death_row->cnt > 0)
+		rte_ip_frag_free_death_row(w->death_row, 0);
+	rte_ip_frag_table_destroy(w->frag_table);
+	free(w->death_row);
+	free(w->big);
+	w->frag_table = NULL;
+	w->death_row = NULL;
+	w->big = NULL;
 }

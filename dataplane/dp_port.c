@@ -29,6 +29,11 @@ dp_port_conf(struct dp *dp, const struct rte_eth_dev_info *info, struct rte_eth_
 	uint64_t cksum = RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
 
 	memset(conf, 0, sizeof(*conf));
+	conf->rxmode.mtu = dp->config.mtu;
+	/* A jumbo frame does not fit one mbuf: the device chains them. */
+	if (dp->config.mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN >
+	    RTE_MBUF_DEFAULT_BUF_SIZE - RTE_PKTMBUF_HEADROOM)
+		conf->rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER & info->rx_offload_capa;
 	if (dp->worker_count > 1 && rss_hf != 0) {
 		conf->rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf->rx_adv_conf.rss_conf.rss_hf = rss_hf;

@@ -88,7 +88,7 @@ static const struct dp_tcp_ops dp_worker_tcp_ops = {
 	.held_release = dp_worker_tcp_held_release,
 };
 
-int
+static int
 dp_worker_tcp_init(struct dp_worker *w)
 {
 	const struct dp_config *dc = &w->dp->config;
@@ -117,6 +117,36 @@ dp_worker_tcp_init(struct dp_worker *w)
 	return dp_tcp_init(&w->tcp, &c, &dp_worker_tcp_ops, w, w->counters);
 }
 
+int
+dp_worker_open(struct dp_worker *w)
+{
+	int rc = dp_ingest_init(w);
+
+	if (rc != 0)
+		return rc;
+	rc = dp_worker_tcp_init(w);
+	if (rc != 0)
+		goto out_ingest;
+	rc = dp_net_init(w);
+	if (rc != 0)
+		goto out_tcp;
+	return 0;
+
+out_tcp:
+	dp_tcp_fini(&w->tcp);
+out_ingest:
+	dp_ingest_fini(w);
+	return rc;
+}
+
+void
+dp_worker_close(struct dp_worker *w)
+{
+	dp_net_fini(w);
+	dp_tcp_fini(&w->tcp);
+	dp_ingest_fini(w);
+}
+
 uint32_t
 dp_worker_poll(struct dp_worker *w, uint64_t now_tsc)
 {
@@ -135,6 +165,7 @@ dp_worker_poll(struct dp_worker *w, uint64_t now_tsc)
 	/* Frames held for the burst's MD5 pass point into these mbufs: before the free. */
 	dp_ingest_burst_end(w, now_tsc);
 	dp_tcp_burst_end(&w->tcp, now_us);
+	dp_net_burst_end(w);
 	assert(w->done_count <= count);
 	rte_pktmbuf_free_bulk(w->done, w->done_count);
 	w->done_count = 0;

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
 
 #include "common/clock.h"
 #include "common/crc32c.h"
@@ -1263,4 +1265,234 @@ Test(dp_ingest, nacks_intact_frames_that_break_a_rule_and_counts_the_rest)
 	cr_assert_eq(dp_test_counter(DP_FRAMES_MALFORMED), 7);
 	cr_assert_eq(dp_test_counter(DP_NACKS_SENT), 3);
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 0);
+}
+
+/* ---- Big datagrams: IPv4 fragments reassembled, chained (jumbo) mbufs ---- */
+
+/* A UDP payload of exactly `size` bytes: one RECORDS frame with one record. */
+static void
+big_frame(uint8_t *buf, uint32_t size, uint64_t seq)
+{
+	struct frame_batch_params params = {
+		.producer_id = 77, .batch_seq = seq, .producer_epoch = 1,
+		.ack_mode = FRAME_ACK_DURABLE, .stream_name = "orders", .stream_name_size = 6,
+	};
+	static uint8_t data[65536];
+	struct frame_writer fw;
+	struct frame_record r = { .key = (const uint8_t *)"big", .key_size = 3, .data = data };
+	uint32_t overhead = FRAME_RECORDS_HEADER_SIZE + 6 + FRAME_RECORD_HEADER_SIZE + 3;
+
+	memset(data, 'B', sizeof(data));
+	r.data_size = size - overhead;
+	cr_assert_eq(frame_writer_begin(&fw, buf, size, &params), 0);
+	cr_assert_eq(frame_writer_add(&fw, &r), 0);
+	cr_assert_eq(frame_writer_finish(&fw), (int)size);
+}
+
+/*
+ * The UDP datagram carrying `payload` as IPv4 fragments of at most `mtu`
+ * bytes, injected in order (or last first). Returns the fragments sent.
+ */
+static uint16_t next_packet_id = 0x4242;
+/* send_fragmented() injects only the fragments whose bit is set (lost-fragment tests). */
+static uint64_t fragment_mask = UINT64_MAX;
+
+/* Injects a packet of any size as a chain of mbufs of at most `seg` bytes each. */
+static void
+inject_chained(const uint8_t *bytes, uint32_t size, uint32_t seg)
+{
+	struct rte_mbuf *head = NULL;
+
+	for (uint32_t off = 0; off < size; off += seg) {
+		uint32_t len = size - off < seg ? size - off : seg;
+		struct rte_mbuf *m = rte_pktmbuf_alloc(dp_test_pool);
+		uint8_t *p;
+
+		cr_assert_not_null(m);
+		p = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)len);
+		cr_assert_not_null(p);
+		memcpy(p, bytes + off, len);
+		if (head == NULL)
+			head = m;
+		else
+			cr_assert_eq(rte_pktmbuf_chain(head, m), 0);
+	}
+	cr_assert_eq(rte_eth_tx_burst(dp_test->port_id, 0, &head, 1), 1);
+}
+
+static uint32_t
+send_fragmented(const uint8_t *payload, uint32_t size, uint32_t mtu, bool reverse)
+{
+	static uint8_t dgram[65536 + 64];
+	static uint8_t frame[9100];
+	uint32_t l4 = (uint32_t)sizeof(struct rte_udp_hdr) + size;
+	uint32_t chunk = (mtu - (uint32_t)sizeof(struct rte_ipv4_hdr)) & ~7u;
+	uint32_t count = (l4 + chunk - 1) / chunk;
+	struct rte_ipv4_hdr ip0;
+
+	/* The whole datagram first (for its UDP checksum), then cut into fragments. */
+	cr_assert_leq(size, 65507);
+	{
+		static uint8_t whole[65536 + 64];
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(whole + 14);
+		struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+
+		/* dp_test_udp_frame takes a 16-bit size: build the datagram here. */
+		memset(ip, 0, sizeof(*ip));
+		ip->version_ihl = RTE_IPV4_VHL_DEF;
+		ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + l4));
+		ip->time_to_live = 64;
+		ip->next_proto_id = IPPROTO_UDP;
+		ip->packet_id = rte_cpu_to_be_16(next_packet_id++);
+		ip->src_addr = rte_cpu_to_be_32(DP_TEST_PEER_IPV4);
+		ip->dst_addr = rte_cpu_to_be_32(DP_TEST_IPV4);
+		udp->src_port = rte_cpu_to_be_16(DP_TEST_PEER_PORT);
+		udp->dst_port = rte_cpu_to_be_16(DP_TEST_PORT);
+		udp->dgram_len = rte_cpu_to_be_16((uint16_t)l4);
+		memcpy(udp + 1, payload, size);
+		udp->dgram_cksum = 0;
+		udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+		ip0 = *ip;
+		memcpy(dgram, udp, l4);
+	}
+	for (uint32_t n = 0; n < count; n++) {
+		uint32_t i = reverse ? count - 1 - n : n;
+		uint32_t off = i * chunk;
+		uint32_t len = l4 - off < chunk ? l4 - off : chunk;
+		struct rte_ether_hdr *eth = (struct rte_ether_hdr *)frame;
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+		uint16_t fo = (uint16_t)(off / 8) | (i + 1 < count ? RTE_IPV4_HDR_MF_FLAG : 0);
+
+		rte_ether_addr_copy(&dp_test->mac, &eth->dst_addr);
+		rte_ether_addr_copy(&dp_test_peer_mac, &eth->src_addr);
+		eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+		*ip = ip0;
+		ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + len));
+		ip->fragment_offset = rte_cpu_to_be_16(fo);
+		ip->hdr_checksum = 0;
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		memcpy(ip + 1, dgram + off, len);
+		if ((fragment_mask & (1ull << (i < 63 ? i : 63))) == 0)
+			continue;
+		/* Jumbo fragments arrive as the device would hand them over: chained. */
+		inject_chained(frame, 14 + (uint32_t)sizeof(*ip) + len, 1900);
+		if (n % 16 == 15)
+			dp_test_poll(); /* The ring toward the worker holds a burst or so. */
+	}
+	return count;
+}
+
+static bool
+answered_ok(uint64_t seq)
+{
+	struct rte_mbuf *m = pump_until_sent(3000);
+	struct frame_ack ack;
+	struct frame_ack_run runs[4];
+
+	if (m == NULL)
+		return false;
+	decode_answer(m, &ack, runs);
+	return ack.type == FRAME_TYPE_ACK && ack.batch_seq == seq;
+}
+
+Test(dp_ingest, reassembles_fragmented_datagrams)
+{
+	static uint8_t payload[65536];
+	/* 1,473 B: just over one 1500-byte MTU; 11,000 B: 8 fragments, the most DPDK takes. */
+	const uint32_t sizes[] = { 1473, 2007, 9000, 11000 };
+	uint32_t fragments = 0;
+
+	for (uint32_t i = 0; i < 4; i++) {
+		big_frame(payload, sizes[i], i + 1);
+		fragments += send_fragmented(payload, sizes[i], 1500, i % 2 == 1);
+		cr_assert(answered_ok(i + 1), "%u bytes: a durable ACK", sizes[i]);
+	}
+	cr_assert_eq(dp_test_counter(DP_RX_FRAGMENTS), fragments);
+	cr_assert_eq(dp_test_counter(DP_REASSEMBLED), 4);
+	cr_assert_eq(dp_test_counter(DP_DROP_FRAGMENT), 0);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 4);
+}
+
+/* Log batches that hold a 64 KiB record. */
+static void
+setup_big_batches(void)
+{
+	test_batch_size = 128u << 10;
+	setup();
+	test_batch_size = 16u << 10;
+}
+
+Test(dp_ingest_big, counts_a_datagram_of_too_many_fragments, .init = setup_big_batches,
+     .fini = teardown, .timeout = 30)
+{
+	static uint8_t payload[65536];
+	uint32_t fragments;
+
+	/* 65,507 B at MTU 1500 is 45 fragments: beyond rte_ip_frag's 8, given up. */
+	big_frame(payload, 65507, 1);
+	fragments = send_fragmented(payload, 65507, 1500, false);
+	cr_assert_eq(fragments, 45);
+	cr_assert_null(pump_until_sent(200), "nothing to answer: its identity never arrived whole");
+	cr_assert_eq(dp_test_counter(DP_RX_FRAGMENTS), fragments);
+	cr_assert_eq(dp_test_counter(DP_REASSEMBLED), 0);
+	cr_assert_geq(dp_test_counter(DP_DROP_FRAGMENT), 8, "the fragments held are counted as freed");
+	/* At MTU 9000 the same datagram is 8 fragments: taken. */
+	big_frame(payload, 65507, 2);
+	cr_assert_eq(send_fragmented(payload, 65507, 9000, false), 8);
+	cr_assert(answered_ok(2));
+	cr_assert_eq(dp_test_counter(DP_REASSEMBLED), 1);
+}
+
+Test(dp_ingest, gives_up_fragments_after_the_timeout)
+{
+	static uint8_t payload[4096];
+	struct dp_worker *w = &dp_test->workers[0];
+	uint64_t later = rte_rdtsc() + 3 * rte_get_tsc_hz(); /* DP_FRAG_TIMEOUT_MS is 2 s. */
+
+	/* 3,000 B is 3 fragments at MTU 1500: the first arrives, the rest 3 s later. */
+	big_frame(payload, 3000, 1);
+	fragment_mask = 1;
+	send_fragmented(payload, 3000, 1500, false);
+	dp_test_poll();
+	fragment_mask = 6;
+	next_packet_id--; /* The same datagram's other fragments. */
+	send_fragmented(payload, 3000, 1500, false);
+	dp_worker_poll(w, later);
+	fragment_mask = UINT64_MAX;
+	cr_assert_eq(dp_test_counter(DP_RX_FRAGMENTS), 3);
+	cr_assert_eq(dp_test_counter(DP_DROP_FRAGMENT), 1, "the stale first fragment, given up: "
+		     "%lu fragments, %lu reassembled", dp_test_counter(DP_RX_FRAGMENTS),
+		     dp_test_counter(DP_REASSEMBLED));
+	cr_assert_eq(dp_test_counter(DP_REASSEMBLED), 0);
+	cr_assert_eq(dp_test_counter(DP_TX_PACKETS), 0);
+}
+
+/* A jumbo frame the device chained over several mbufs (no IP fragments). */
+Test(dp_ingest, takes_a_datagram_chained_over_mbufs)
+{
+	static uint8_t payload[9000];
+	static uint8_t frame[9100];
+	uint32_t size = 8000;
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(frame + 14);
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+
+	big_frame(payload, size, 9);
+	dp_test_udp_frame(frame, DP_TEST_PORT, payload, 8); /* Headers; sizes fixed below. */
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + sizeof(*udp) + size));
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	udp->dgram_len = rte_cpu_to_be_16((uint16_t)(sizeof(*udp) + size));
+	memcpy(udp + 1, payload, size);
+	udp->dgram_cksum = 0;
+	udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+	/* Segments of 1,801 bytes: the payload is cut at odd offsets. */
+	inject_chained(frame, 14 + (uint32_t)sizeof(*ip) + (uint32_t)sizeof(*udp) + size, 1801);
+	cr_assert(answered_ok(9));
+	/* The same with one byte of the payload changed: the software checksum catches it. */
+	frame[5000] ^= 0x40;
+	inject_chained(frame, 14 + (uint32_t)sizeof(*ip) + (uint32_t)sizeof(*udp) + size, 1801);
+	cr_assert_null(pump_until_sent(100));
+	cr_assert_eq(dp_test_counter(DP_DROP_BAD_CHECKSUM), 1);
+	cr_assert_eq(dp_test_counter(DP_DROP_MULTI_SEGMENT), 0);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 1);
 }
