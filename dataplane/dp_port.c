@@ -95,6 +95,12 @@ dp_port_open(struct dp *dp)
 		rc = -EINVAL;
 		goto out_fail;
 	}
+	if (dp->config.mtu > info.max_mtu) {
+		diag_error("dataplane", "[dataplane] mtu %u: port %u (%s) takes at most %u",
+			   dp->config.mtu, port, info.driver_name, info.max_mtu);
+		rc = -EINVAL;
+		goto out_fail;
+	}
 	dp_port_conf(dp, &info, &conf);
 	rc = rte_eth_dev_configure(port, (uint16_t)dp->worker_count, (uint16_t)dp->worker_count,
 				   &conf);
