@@ -160,6 +160,16 @@ dp_ingest_tcp_frame(struct dp_worker *w, uint32_t conn, uint32_t gen, const uint
 	dp_ingest_frame(w, &peer, frame, size, now_tsc);
 }
 
+uint32_t
+dp_ingest_credit(uint32_t frames_free, uint32_t rx_full_streak)
+{
+	if (frames_free < DP_FRAME_SLOTS / 10 || rx_full_streak >= DP_CREDIT_PAUSE_STREAK)
+		return 0;
+	if (frames_free < DP_FRAME_SLOTS / 2 || rx_full_streak >= DP_CREDIT_BUSY_STREAK)
+		return DP_CREDIT_LOW_BYTES;
+	return FRAME_CREDIT_UNLIMITED;
+}
+
 bool
 dp_ingest_can_take(struct dp_worker *w)
 {
@@ -457,14 +467,19 @@ dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 	struct rte_mbuf *m;
 	int size;
 
+	struct frame_ack paced;
+
 	if (peer->tcp) {
+		/* TCP paces itself through its window: no credit hint. */
 		dp_ingest_send_tcp(w, peer, ack);
 		return;
 	}
+	paced = *ack;
+	paced.credit_size = dp_ingest_credit(w->ingest.frame_free_count, w->rx_full_streak);
 	m = dp_net_udp_alloc(w, peer, DP_UDP_PAYLOAD_MAX, &payload);
 	if (m == NULL)
 		return;
-	size = frame_ack_encode(payload, DP_UDP_PAYLOAD_MAX, ack, false);
+	size = frame_ack_encode(payload, DP_UDP_PAYLOAD_MAX, &paced, false);
 	if (size <= 0) {
 		/* Only a NACK echoing a lying frame's fields can get here: drop it. */
 		rte_pktmbuf_free(m);

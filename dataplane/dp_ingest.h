@@ -48,8 +48,20 @@ struct dp_route_table;
 #define DP_FRAME_RECORDS_MAX FRAME_RECORDS_MAX /* Records of one frame (TCP: up to 500). */
 #define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
 #define DP_HELD_FRAMES 64           /* Frames held in one RX burst (DP_HELD_RECORDS). */
-#define DP_NACK_BURST 64            /* Throttled NACKs: token bucket per worker ... */
-#define DP_NACK_PER_S 20000         /* ... refilled at this rate. */
+#define DP_NACK_BURST 256           /* UDP NACKs: token bucket per worker ... */
+#define DP_NACK_PER_S 200000        /* ... refilled at this rate (a NACK is never larger
+				     * than the frame it answers: no amplification). */
+/*
+ * Credit hints (docs/PROTOCOL.md section 4) in every UDP answer: how much a
+ * producer may keep unacknowledged, from how loaded the worker is. Busy
+ * (frame slots half used, or RX bursts full DP_CREDIT_BUSY_STREAK polls in a
+ * row): DP_CREDIT_LOW_BYTES. Overloaded (a tenth of the slots left, or
+ * DP_CREDIT_PAUSE_STREAK full bursts in a row): 0, "pause" (one batch each).
+ * Producers slow down before the device drops packets they would wait for.
+ */
+#define DP_CREDIT_LOW_BYTES (8u * 1472u)
+#define DP_CREDIT_BUSY_STREAK 2
+#define DP_CREDIT_PAUSE_STREAK 8
 #define DP_NACK_RETRY_MS 2
 #define DP_UDP_PAYLOAD_MAX 1472     /* ACKs fit a 1500-byte MTU. */
 
@@ -185,6 +197,8 @@ void dp_ingest_tcp_frame(struct dp_worker *w, uint32_t conn, uint32_t gen, const
 			 uint32_t size, uint64_t now_tsc);
 /* Room for one more frame now (dp_tcp's can_take op): staging and frame slots. */
 bool dp_ingest_can_take(struct dp_worker *w);
+/* The credit hint for a worker with `frames_free` of DP_FRAME_SLOTS and RX pressure. */
+uint32_t dp_ingest_credit(uint32_t frames_free, uint32_t rx_full_streak);
 /*
  * After the datagrams of one RX burst (before its mbufs are freed): their
  * hash keys (dp_hash_compute), then the frames held for them, in order.

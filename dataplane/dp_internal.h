@@ -46,6 +46,7 @@ struct dp_worker {
 	uint16_t port_id;
 	uint16_t queue_id;
 	uint32_t idle_polls;        /* Consecutive empty polls. */
+	uint32_t rx_full_streak;    /* Consecutive polls whose RX burst was full. */
 	uint16_t tx_count;
 	uint16_t done_count;
 	struct rte_mbuf *tx[DP_TX_BURST];

@@ -156,6 +156,8 @@ dp_worker_poll(struct dp_worker *w, uint64_t now_tsc)
 	uint64_t bytes = 0;
 	uint32_t work;
 
+	/* Full bursts in a row: the queue holds more than we take; credits shrink. */
+	w->rx_full_streak = count == DP_RX_BURST ? w->rx_full_streak + 1 : 0;
 	for (uint16_t i = 0; i < count; i++) {
 		bytes += rx[i]->pkt_len;
 		if (i + 1 < count)

@@ -293,6 +293,7 @@ Test(dp_ingest, acks_one_record_when_durable)
 	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
 	cr_assert_eq(ack.status, FRAME_STATUS_OK);
 	cr_assert_eq(ack.flags & FRAME_F_ACK_MODE_MASK, FRAME_ACK_DURABLE);
+	cr_assert_eq(ack.credit_size, FRAME_CREDIT_UNLIMITED, "an idle worker sets no limit");
 	cr_assert_eq(ack.producer_id, 42);
 	cr_assert_eq(ack.batch_seq, 1);
 	cr_assert_eq(ack.run_count, 1);
@@ -1495,4 +1496,14 @@ Test(dp_ingest, takes_a_datagram_chained_over_mbufs)
 	cr_assert_eq(dp_test_counter(DP_DROP_BAD_CHECKSUM), 1);
 	cr_assert_eq(dp_test_counter(DP_DROP_MULTI_SEGMENT), 0);
 	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 1);
+}
+
+Test(dp_ingest, credit_hints_follow_the_load)
+{
+	/* The policy as a table: frame slots free and full RX bursts in a row. */
+	cr_assert_eq(dp_ingest_credit(DP_FRAME_SLOTS, 0), FRAME_CREDIT_UNLIMITED);
+	cr_assert_eq(dp_ingest_credit(DP_FRAME_SLOTS / 2 - 1, 0), DP_CREDIT_LOW_BYTES);
+	cr_assert_eq(dp_ingest_credit(DP_FRAME_SLOTS / 10 - 1, 0), 0);
+	cr_assert_eq(dp_ingest_credit(DP_FRAME_SLOTS, DP_CREDIT_BUSY_STREAK), DP_CREDIT_LOW_BYTES);
+	cr_assert_eq(dp_ingest_credit(DP_FRAME_SLOTS, DP_CREDIT_PAUSE_STREAK), 0);
 }
