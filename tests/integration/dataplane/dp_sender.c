@@ -6,6 +6,7 @@
  * answer or after a retryable NACK, and waits for every durable ACK. Writes
  * the ledger "<shard> <seq> <key> <data>" per record, in send order.
  * --ping N first sends N ICMP echo requests (raw socket) and needs N replies.
+ * -L PORT sends from that UDP port (tests steer flows to queues by it).
  *
  * Exit: 0 all acknowledged, 1 failure or timeout, 2 usage.
  */
@@ -351,6 +352,7 @@ main(int argc, char **argv)
 {
 	struct sender s = { .records = 1000, .per_frame = 12, .rto_ms = 30, .stream = "s" };
 	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(4570) };
+	struct sockaddr_in src = { .sin_family = AF_INET };
 	const char *ledger = NULL;
 	uint64_t seed = 1;
 	uint32_t pings = 0;
@@ -358,11 +360,13 @@ main(int argc, char **argv)
 	int opt;
 
 	inet_pton(AF_INET, "198.18.0.1", &dst.sin_addr);
-	while ((opt = getopt(argc, argv, "d:p:n:k:s:l:P:t:r:S:K:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:p:L:n:k:s:l:P:t:r:S:K:")) != -1) {
 		if (opt == 'd' && inet_pton(AF_INET, optarg, &dst.sin_addr) != 1)
 			return 2;
 		else if (opt == 'p')
 			dst.sin_port = htons((uint16_t)atoi(optarg));
+		else if (opt == 'L')
+			src.sin_port = htons((uint16_t)atoi(optarg));
 		else if (opt == 'n')
 			s.records = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'k')
@@ -385,14 +389,16 @@ main(int argc, char **argv)
 			return 2;
 	}
 	if (s.records == 0 || s.per_frame == 0 || s.per_frame > PER_FRAME_MAX || ledger == NULL) {
-		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-n RECORDS] "
+		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-L SRC_PORT] [-n RECORDS] "
 				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] [-S STREAM] [-K KEY_ID:HEX]\n");
 		return 2;
 	}
 	if (pings > 0 && ping(&dst, pings) != 0)
 		return 1;
 	s.fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (s.fd < 0 || connect(s.fd, (const struct sockaddr *)&dst, sizeof(dst)) != 0 ||
+	if (s.fd < 0 ||
+	    (src.sin_port != 0 && bind(s.fd, (const struct sockaddr *)&src, sizeof(src)) != 0) ||
+	    connect(s.fd, (const struct sockaddr *)&dst, sizeof(dst)) != 0 ||
 	    prepare(&s, seed) != 0) {
 		perror("dp_sender: setup");
 		return 1;
