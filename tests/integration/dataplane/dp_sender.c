@@ -391,9 +391,10 @@ main(int argc, char **argv)
 	}
 	if (s.records == 0 || s.per_frame == 0 || s.per_frame > PER_FRAME_MAX || ledger == NULL ||
 	    (pings > 0 && wire.device != NULL)) {
-		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-L SRC_PORT] [-D VDEV -F PREFIX] "
-				"[-n RECORDS] "
-				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] [-S STREAM] [-K KEY_ID:HEX]\n");
+		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-L SRC_PORT] "
+				"[-D VDEV -F PREFIX] [-n RECORDS] "
+				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] "
+				"[-S STREAM] [-K KEY_ID:HEX]\n");
 		return 2;
 	}
 	if (pings > 0 && ping(&dst, pings) != 0)

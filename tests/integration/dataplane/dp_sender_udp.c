@@ -23,7 +23,8 @@ wire_open(const struct wire_opts *opts)
 	}
 	wire_fd = socket(AF_INET, SOCK_DGRAM, 0);
 	if (wire_fd < 0 ||
-	    (opts->src_port != 0 && bind(wire_fd, (const struct sockaddr *)&src, sizeof(src)) != 0) ||
+	    (opts->src_port != 0 &&
+	     bind(wire_fd, (const struct sockaddr *)&src, sizeof(src)) != 0) ||
 	    connect(wire_fd, (const struct sockaddr *)&opts->dst, sizeof(opts->dst)) != 0) {
 		perror("dp_sender: socket");
 		return -1;

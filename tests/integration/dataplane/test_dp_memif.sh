@@ -3,13 +3,17 @@
 # the test's directory) and a DPDK producer on the same host: dp_sender_dpdk, a
 # memif client that builds frames in mbufs, resolves the appliance by ARP, sends
 # records and waits for durable ACKs. Every acknowledged record is read back
-# through the Kinesis API exactly once. No network namespace: memif is shared
-# memory between the two processes, set up over a unix socket.
+# through the Kinesis API exactly once. Then `sluice bench ingest --transport dpdk
+# --device memif` (sluice-dp-gen, the DPDK load generator) offers a modest rate:
+# every record is acknowledged, and the stream then holds exactly the records
+# both producers had acknowledged. No network namespace: memif is shared memory
+# between the processes, set up over a unix socket.
 set -u
 sluiced=$1
 sluice=$2
 sender=$3
 src=$4
+gen=$5
 . "$src/tests/integration/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (DPDK)"; exit 77; }
 ls /usr/lib/*/dpdk/pmds-*/librte_net_memif.so* >/dev/null 2>&1 ||
@@ -57,6 +61,19 @@ cat "$tmp/sender"
 	>"$tmp/consumed" || fail "consume"
 /usr/bin/python3 "$src/tests/integration/dataplane/check_ledger.py" "$tmp/ledger" "$tmp/consumed" \
 	4 || fail "read-back check"
+
+# The DPDK load generator through the CLI: 2,000 records/s for 2 s, 12 per frame.
+SLUICE_DP_GEN=$gen "$sluice" bench ingest orders --transport dpdk --device memif --socket "$sock" \
+	--rate 2000 --records-per-frame 12 --duration 2s --drain 10s --json >"$tmp/bench" 2>&1 ||
+	fail "bench ingest --transport dpdk: $(cat "$tmp/bench")"
+acked=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]);
+assert r["records_failed"] == 0 and r["records_unanswered"] == 0 and r["frames_unsent"] == 0, r
+print(r["records_acked"])' "$tmp/bench") || fail "bench ingest --transport dpdk: $(cat "$tmp/bench")"
+[ "$acked" -eq 3996 ] || fail "bench ingest acked $acked records, wanted 3996 (333 frames of 12)"
+ls /var/run/dpdk | grep -q "^sluice-gen-" && fail "sluice-dp-gen left its DPDK runtime directory"
+total=$((records + acked))
+n=$("$sluice" consume orders --max $((total + 100)) --endpoint "$endpoint" | wc -l)
+[ "$n" = "$total" ] || fail "stream holds $n records, $total were acknowledged"
 
 kill -TERM "$pid"
 wait_for_exit "$pid" 30 || fail "sluiced did not stop"
