@@ -66,7 +66,8 @@ dp_port_conf(const struct dp *dp, uint16_t queue_count, const struct rte_eth_dev
 		}
 	}
 	if (dp->rx_cksum_offload)
-		conf->rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
+		conf->rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM |
+					 RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
 }
 
 static int
@@ -165,7 +166,8 @@ dp_port_find(struct dp *dp)
 			diag_error("dataplane", "more than %u ports", DP_PORTS_MAX);
 			return -E2BIG;
 		}
-		if (rte_eth_dev_info_get(port, &info) != 0 || (info.rx_offload_capa & cksum) != cksum)
+		if (rte_eth_dev_info_get(port, &info) != 0 ||
+		    (info.rx_offload_capa & cksum) != cksum)
 			dp->rx_cksum_offload = false;
 		dp->port_ids[dp->port_count++] = port;
 	}
