@@ -443,6 +443,8 @@ gen_report(const struct gen *g, uint64_t elapsed_ns)
 	}
 	if (pairs > 0)
 		printf("\n");
+	/* Before the device closes: its messages (stderr, same pipe) must not split a line. */
+	fflush(stdout);
 }
 
 /* ---- Set-up ------------------------------------------------------------------------ */
