@@ -16,11 +16,15 @@
 # Two dp_senders (source ports 40000 and 40001, so one per port and worker) send
 # records and wait for durable ACKs; sluice produce (libsluice) sends more; then
 # every acknowledged record is read back (content, MD5 shard, order, exactly once).
+# Last, `sluice bench ingest --transport dpdk --device af_xdp` runs sluice-dp-gen on
+# the second pair's producers' end (AF_XDP on both ends of the wire): every record
+# it offers is acknowledged, and the stream grows by exactly that many.
 set -u
 sluiced=$1
 sluice=$2
 sender=$3
 src=$4
+gen=$5
 . "$src/tests/integration/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespace, AF_XDP)"; exit 77; }
 ls /usr/lib/*/dpdk/pmds-*/librte_net_af_xdp.so* >/dev/null 2>&1 ||
@@ -128,6 +132,17 @@ in_ns "$sluice" consume orders --format json --max "$total" --endpoint "$endpoin
 cat "$tmp/ledger.0" "$tmp/ledger.1" >"$tmp/ledger"
 /usr/bin/python3 "$src/tests/integration/dataplane/check_ledger.py" "$tmp/ledger" "$tmp/consumed" \
 	4 "$produce_records" || fail "read-back check"
+
+# The DPDK load generator on AF_XDP: 2,000 records/s for 2 s, 12 per frame.
+in_ns env SLUICE_DP_GEN="$gen" "$sluice" bench ingest orders --transport dpdk --device af_xdp \
+	--iface "$pb" --rate 2000 --records-per-frame 12 --duration 2s --drain 10s --json \
+	>"$tmp/bench" 2>&1 || fail "bench ingest --transport dpdk: $(cat "$tmp/bench")"
+acked=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]);
+assert r["records_failed"] == 0 and r["records_unanswered"] == 0 and r["frames_unsent"] == 0, r
+print(r["records_acked"])' "$tmp/bench") || fail "bench ingest --transport dpdk: $(cat "$tmp/bench")"
+[ "$acked" -eq 3996 ] || fail "bench ingest acked $acked records, wanted 3996 (333 frames of 12)"
+n=$(in_ns "$sluice" consume orders --max $((total + acked + 100)) --endpoint "$endpoint" | wc -l)
+[ "$n" = $((total + acked)) ] || fail "stream holds $n records, $((total + acked)) were acknowledged"
 
 kill -TERM "$pid"
 wait_for_exit "$pid" 30 || fail "sluiced did not stop"
