@@ -110,7 +110,11 @@ static const struct config_key config_keys[] = {
 	KEY_STR("dataplane", "eal_args", dp_eal_args, "",
 		"Extra DPDK EAL arguments, space separated (for example -a 0000:01:00.0)."),
 	KEY_STR("dataplane", "vdev", dp_vdev, "net_tap0,iface=sluice0",
-		"DPDK virtual device used when no PCI device is allowed."),
+		"DPDK virtual devices, ';'-separated, one port each (workers are spread over "
+		"the ports, worker i on port i % ports): net_tap0,iface=NAME; "
+		"net_af_xdp0,iface=NAME (queue_count follows workers / ports); "
+		"net_memif0,role=server,socket=PATH,socket-abstract=no. "
+		"Used when no PCI device is allowed (docs/DEPLOY.md)."),
 	KEY_STR("dataplane", "ipv4", dp_ipv4, "198.18.0.1",
 		"IPv4 address the dataplane answers ARP and ICMP for and ingests on."),
 	KEY_U32("dataplane", "ingest_port", dp_ingest_port, "4570", 1, 65535,

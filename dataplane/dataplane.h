@@ -1,15 +1,17 @@
 /*
  * dataplane.h - the DPDK ingest dataplane: the only header other folders include.
  *
- * dp_open() initialises DPDK (EAL) from a struct dp_config, sets up one port
- * with one RX/TX queue pair per worker lcore, sizes every pool, ring and
- * table, and opens one log_producer per worker. dp_start() launches the
- * workers: each polls its own RX queue, answers ARP and ICMP echo for the
- * configured IPv4 address, decodes record frames arriving on the ingest UDP
- * port, routes every record to its shard through the route table and stages
- * it in a per-shard log batch; batches go to the log when full or older than
- * batch_age_us, and ACK frames go back once the log reports them durable.
- * Workers transmit only on the TX queue whose index equals their RX queue.
+ * dp_open() initialises DPDK (EAL) from a struct dp_config, sets up its ports
+ * (up to DP_PORTS_MAX) with one RX/TX queue pair per worker lcore in all,
+ * sizes every pool, ring and table, and opens one log_producer per worker.
+ * dp_start() launches the workers: each polls its own RX queue, answers ARP
+ * and ICMP echo for the configured IPv4 address, decodes record frames
+ * arriving on the ingest UDP port, routes every record to its shard through
+ * the route table and stages it in a per-shard log batch; batches go to the
+ * log when full or older than batch_age_us, and ACK frames go back once the
+ * log reports them durable.
+ * Workers transmit only on the TX queue (of the same port) whose index equals
+ * their RX queue.
  *
  * The control plane publishes the route table (stream name -> stream id, open
  * shards' hash-key ranges -> log shard id) with dp_route_publish(); workers
@@ -37,6 +39,8 @@ struct dp_route_builder;
 
 /* Largest number of worker lcores (and queue pairs) one dataplane runs. */
 #define DP_WORKERS_MAX 16
+/* Largest number of ports (devices) one dataplane polls; workers are spread over them. */
+#define DP_PORTS_MAX 8
 /* Producer HMAC keys the dataplane knows. */
 #define DP_AUTH_KEYS_MAX 16
 #define DP_PRODUCERS_MAX 262144      /* Bound of producers_max (a window is ~2.2 KiB). */
@@ -50,7 +54,9 @@ struct dp_route_builder;
 
 struct dp_config {
 	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
-	const char *vdev;           /* Virtual device ("" or NULL: use PCI/eal_args ports). */
+	const char *vdev;           /* Virtual devices, ';' separated ("" or NULL: use
+				     * PCI/eal_args ports). net_af_xdp entries without
+				     * queue_count get workers / devices queues. */
 	const char *file_prefix;    /* EAL --file-prefix; NULL: "sluice-<pid>". */
 	bool no_huge;               /* --no-huge (anonymous memory, -m sized from mbufs). */
 	bool in_memory;             /* --in-memory (hugepages, no runtime files). */

@@ -122,8 +122,7 @@ dp_workers_open(struct dp *dp)
 		w->dp = dp;
 		w->index = i;
 		w->lcore_id = lcore;
-		w->port_id = dp->port_id;
-		w->queue_id = (uint16_t)i;
+		dp_port_queue_of(dp, i, &w->port_id, &w->queue_id);
 		rc = dp_worker_open(w);
 		if (rc != 0) {
 			while (i-- > 0)

@@ -77,6 +77,48 @@ dp_eal_memory_mb(const struct dp_config *config)
 	       (unsigned long)config->workers * 16ul;
 }
 
+/* The number of ';'-separated entries of a vdev list. */
+static uint32_t
+dp_eal_vdev_count(const char *vdevs)
+{
+	uint32_t count = 1;
+
+	for (const char *p = strchr(vdevs, ';'); p != NULL; p = strchr(p + 1, ';'))
+		count++;
+	return count;
+}
+
+/*
+ * One --vdev per ';'-separated entry. An AF_XDP device without queue_count
+ * gets workers / devices queues: the queues follow the workers (dp_port.c
+ * gives each device workers / ports of them), and the driver's default is 1.
+ */
+static int
+dp_eal_vdevs(struct dp *dp, struct dp_eal_argv *a)
+{
+	char copy[sizeof(dp->vdev)];
+	uint32_t queues = dp->config.workers / dp_eal_vdev_count(dp->vdev);
+	char *save = NULL;
+	int rc = 0;
+
+	memcpy(copy, dp->vdev, sizeof(copy));
+	for (char *tok = strtok_r(copy, ";", &save); tok != NULL && rc == 0;
+	     tok = strtok_r(NULL, ";", &save)) {
+		char arg[DP_EAL_ARG_SIZE];
+		int n;
+
+		if (strncmp(tok, "net_af_xdp", strlen("net_af_xdp")) == 0 &&
+		    strstr(tok, "queue_count=") == NULL && queues > 1)
+			n = snprintf(arg, sizeof(arg), "--vdev=%s,queue_count=%u", tok, queues);
+		else
+			n = snprintf(arg, sizeof(arg), "--vdev=%s", tok);
+		if (n < 0 || n >= (int)sizeof(arg))
+			return -E2BIG;
+		rc = dp_eal_arg(a, "%s", arg, 0);
+	}
+	return rc;
+}
+
 static int
 dp_eal_build_fixed(struct dp *dp, struct dp_eal_argv *a)
 {
@@ -109,7 +151,7 @@ dp_eal_build_fixed(struct dp *dp, struct dp_eal_argv *a)
 		rc = dp_eal_arg(a, "%s", lcores, 0);
 	}
 	if (rc == 0 && dp->vdev[0] != '\0')
-		rc = dp_eal_arg(a, "--vdev=%s", dp->vdev, 0);
+		rc = dp_eal_vdevs(dp, a);
 	if (rc == 0 && dp->vdev[0] != '\0' && !dp_eal_args_have(dp->eal_args, "-a") &&
 	    !dp_eal_args_have(dp->eal_args, "--allow"))
 		rc = dp_eal_arg(a, "%s", "--no-pci", 0);

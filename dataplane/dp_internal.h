@@ -69,8 +69,11 @@ struct dp {
 	char eal_args[1024];
 	char vdev[256];
 	char file_prefix[64];
-	uint16_t port_id;
-	struct rte_ether_addr mac;
+	uint16_t port_id;           /* The first port (tests drive it). */
+	uint16_t port_ids[DP_PORTS_MAX];
+	uint32_t port_count;
+	uint32_t port_open_count;   /* Configured so far: dp_port_close() undoes these. */
+	struct rte_ether_addr mac;  /* Every port's (dp_port.c). */
 	uint32_t ipv4_be;
 	uint16_t ingest_port_be;
 	bool rx_cksum_offload;      /* The port checks IPv4/UDP checksums and flags mbufs. */
@@ -82,7 +85,6 @@ struct dp {
 	uint32_t worker_count;
 	struct dp_worker *workers;  /* worker_count entries, cache aligned. */
 	bool eal_ready;
-	bool port_started;
 	bool running;
 	atomic_bool stop;
 	uint64_t tsc_hz;
@@ -104,6 +106,9 @@ void dp_eal_cleanup(struct dp *dp);
 
 /* dp_port.c */
 int dp_port_open(struct dp *dp);
+/* The port and queue worker `worker` polls (and transmits on). */
+void dp_port_queue_of(const struct dp *dp, uint32_t worker, uint16_t *port_out,
+		      uint16_t *queue_out);
 void dp_port_close(struct dp *dp);
 
 /* dp_net.c: L2/L3; consumes `m` (sent, kept for reassembly, or put on w->done). */

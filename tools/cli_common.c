@@ -3,10 +3,14 @@
  * the Kinesis-speaking commands (cli_common.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/limits.h"
 #include "tools/cli_common.h"
@@ -175,4 +179,60 @@ void
 cli_tree_remove(const char *path)
 {
 	nftw(path, cli_tree_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int
+cli_spawn(char *const argv[], pid_t *pid_out, int *fd_out)
+{
+	int pipe_fd[2];
+	pid_t pid;
+
+	if (pipe(pipe_fd) != 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int err = -errno;
+
+		close(pipe_fd[0]);
+		close(pipe_fd[1]);
+		return err;
+	}
+	if (pid == 0) {
+		int null_fd = open("/dev/null", O_RDONLY);
+
+		dup2(null_fd, 0);
+		dup2(pipe_fd[1], 1);
+		dup2(pipe_fd[1], 2);
+		close(pipe_fd[0]);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(pipe_fd[1]);
+	*pid_out = pid;
+	*fd_out = pipe_fd[0];
+	return 0;
+}
+
+int
+cli_find_helper(const char *name, const char *env, char *path, size_t size)
+{
+	const char *env_path = getenv(env);
+	char self[PATH_MAX];
+	ssize_t n;
+	char *dir;
+
+	if (env_path != NULL) {
+		snprintf(path, size, "%s", env_path);
+		return access(path, X_OK) == 0 ? 0 : -ENOENT;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return -ENOENT;
+	self[n] = '\0';
+	dir = dirname(self);
+	snprintf(path, size, "%s/%s", dir, name);
+	if (access(path, X_OK) == 0)
+		return 0;
+	snprintf(path, size, "%s/../dataplane/%s", dir, name);
+	return access(path, X_OK) == 0 ? 0 : -ENOENT;
 }

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "tools/cli_args.h"
 #include "tools/kinesis_client.h"
@@ -66,5 +67,18 @@ int cli_shards_list(struct kc_client *client, const char *name, cJSON **shards_o
 
 /* Removes a directory tree the command made (benchmarks' scratch dirs); best effort. */
 void cli_tree_remove(const char *path);
+
+/*
+ * Starts argv with stdin from /dev/null and stdout+stderr into a pipe whose read
+ * end goes to *fd_out. Returns 0 or a negative errno.
+ */
+int cli_spawn(char *const argv[], pid_t *pid_out, int *fd_out);
+
+/*
+ * A helper executable of the benchmarks (they run DPDK in a process of its own:
+ * tools/ includes no DPDK header): $`env` when set, else `name` next to this
+ * executable or in the build tree's dataplane/. 0 and the path, or -ENOENT.
+ */
+int cli_find_helper(const char *name, const char *env, char *path, size_t size);
 
 #endif /* SLUICE_TOOLS_CLI_COMMON_H */

@@ -20,9 +20,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -65,42 +63,6 @@ static struct bench_case bench_cases[] = {
 	{ "10k_shards", "hash100", 10000, 1, ">= 80% of the 16-shard rate", 0, 0, 0, 0, 0, 0 },
 };
 
-/*
- * Starts argv with stdin from /dev/null and stdout+stderr into a pipe whose read
- * end goes to *fd_out. Returns 0 or a negative errno.
- */
-static int
-bench_spawn(char *const argv[], pid_t *pid_out, int *fd_out)
-{
-	int pipe_fd[2];
-	pid_t pid;
-
-	if (pipe(pipe_fd) != 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0) {
-		int err = -errno;
-
-		close(pipe_fd[0]);
-		close(pipe_fd[1]);
-		return err;
-	}
-	if (pid == 0) {
-		int null_fd = open("/dev/null", O_RDONLY);
-
-		dup2(null_fd, 0);
-		dup2(pipe_fd[1], 1);
-		dup2(pipe_fd[1], 2);
-		close(pipe_fd[0]);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(pipe_fd[1]);
-	*pid_out = pid;
-	*fd_out = pipe_fd[0];
-	return 0;
-}
-
 /* Runs argv with stdout+stderr into out; returns the exit status or -errno. */
 static int
 bench_run(char *const argv[], char *out, size_t out_size)
@@ -109,7 +71,7 @@ bench_run(char *const argv[], char *out, size_t out_size)
 	int status;
 	pid_t pid;
 	int fd;
-	int rc = bench_spawn(argv, &pid, &fd);
+	int rc = cli_spawn(argv, &pid, &fd);
 
 	if (rc != 0)
 		return rc;
@@ -231,7 +193,7 @@ bench_testpmd(const char *pcap, uint32_t seconds, char *out, double *pps_out, do
 
 	snprintf(prefix, sizeof(prefix), "sluice-tp-%d", (int)getpid());
 	snprintf(vdev, sizeof(vdev), "net_pcap0,rx_pcap=%s,infinite_rx=1", pcap);
-	rc = bench_spawn(argv, &pid, &fd);
+	rc = cli_spawn(argv, &pid, &fd);
 	if (rc != 0)
 		return rc;
 	usleep(2500000);
@@ -310,31 +272,6 @@ bench_write_pcap(const char *helper, const char *pcap, const char *scenario, uin
 		return -EIO;
 	}
 	return 0;
-}
-
-/* sluice-dp-bench next to this executable, in the build tree, or $SLUICE_DP_BENCH. */
-static int
-bench_find_helper(char *path, size_t size)
-{
-	const char *env = getenv("SLUICE_DP_BENCH");
-	char self[PATH_MAX];
-	ssize_t n;
-	char *dir;
-
-	if (env != NULL) {
-		snprintf(path, size, "%s", env);
-		return access(path, X_OK) == 0 ? 0 : -ENOENT;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return -ENOENT;
-	self[n] = '\0';
-	dir = dirname(self);
-	snprintf(path, size, "%s/sluice-dp-bench", dir);
-	if (access(path, X_OK) == 0)
-		return 0;
-	snprintf(path, size, "%s/../dataplane/sluice-dp-bench", dir);
-	return access(path, X_OK) == 0 ? 0 : -ENOENT;
 }
 
 /* Ratio of packet rates per CPU-second of each side's polling thread. */
@@ -466,7 +403,7 @@ cmd_bench_dataplane(int argc, char **argv)
 		bench_usage(stderr);
 		return CMD_EXIT_USAGE;
 	}
-	if (bench_find_helper(helper, sizeof(helper)) != 0) {
+	if (cli_find_helper("sluice-dp-bench", "SLUICE_DP_BENCH", helper, sizeof(helper)) != 0) {
 		fprintf(stderr, "sluice bench dataplane: sluice-dp-bench not found "
 				"(set SLUICE_DP_BENCH)\n");
 		return CMD_EXIT_ERROR;

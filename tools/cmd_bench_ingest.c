@@ -19,12 +19,19 @@
  * the same latency; a full lane is back-pressure and keeps the frame in the
  * backlog. --records-per-frame bounds the library's batches.
  *
+ * Over dpdk (--device memif|af_xdp) the load comes from sluice-dp-gen, a DPDK
+ * process of its own (tools/ includes no DPDK header): it builds frames in
+ * mbufs, sends open loop on the same schedule and measures from the same due
+ * times; this command runs it, reads its counts and latency histogram, and
+ * prints the same summary (no live progress line).
+ *
  * Latencies go to log-bucketed histograms (cli_hist.h): one for the run,
  * one per progress interval for the live line.
  */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -33,6 +40,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,11 +62,13 @@
 #define BENCH_KEY_SIZE 12
 #define BENCH_PIPELINE_MAX 64                    /* HTTP requests in flight per connection. */
 #define BENCH_INDEX_SIZE 24                      /* "rec-" and 20 digits. */
+#define BENCH_DPDK_TARGET_DEFAULT "198.18.0.1:4570"  /* [dataplane] ipv4, ingest_port. */
 
 static const char bench_synopsis[] =
-	"sluice bench ingest STREAM [--transport http|udp|tcp] [--rate N] [--size B]\n"
+	"sluice bench ingest STREAM [--transport http|udp|tcp|dpdk] [--rate N] [--size B]\n"
 	"       [--records-per-frame N] [--keys uniform|zipf] [--key-count N]\n"
-	"       [--connections N] [--pipeline N] [--producers N] [--duration D] [--json]";
+	"       [--connections N] [--pipeline N] [--producers N] [--duration D] [--json]\n"
+	"       [--device memif|af_xdp --socket PATH|--iface NAME]";
 
 /*
  * One keep-alive connection with up to --pipeline requests in flight: the
@@ -106,6 +116,9 @@ struct bench {
 	uint64_t drain_ns;
 	bool json;
 	const char *data_kind;     /* "random", or "index": "rec-<record number>" then padding. */
+	const char *device;        /* dpdk: memif or af_xdp. */
+	const char *socket_path;   /* dpdk memif: sluiced's memif socket. */
+	const char *iface;         /* dpdk af_xdp: the producers' interface. */
 	/* Run state. */
 	int epoll_fd;
 	struct bench_conn *conns;
@@ -630,6 +643,9 @@ bench_print_text(const struct bench *b, const struct bench_result *r)
 		printf("bench ingest: %s to %s, %llu connection(s), %.1f s\n",
 		       b->client.tls_enabled ? "https" : "http", b->stream,
 		       (unsigned long long)b->connection_count, r->elapsed_s);
+	else if (strcmp(b->transport, "dpdk") == 0)
+		printf("bench ingest: dpdk (%s) to %s, 1 sluice-dp-gen, %.1f s\n", b->device,
+		       b->stream, r->elapsed_s);
 	else
 		printf("bench ingest: %s to %s, %llu libsluice producer(s), %.1f s\n",
 		       b->transport, b->stream, (unsigned long long)b->connection_count,
@@ -890,6 +906,107 @@ out_close:
 	return err;
 }
 
+/* ---- dpdk through sluice-dp-gen ---------------------------------------------------- */
+
+/* One "dp-gen:" or "dp-gen-latency:" line into the run; other lines are passed on. */
+static void
+bench_dpdk_line(struct bench *b, char *line, uint64_t *unanswered, uint64_t *elapsed_ns)
+{
+	unsigned long long sent, records, acked, failed, unsent, lost, elapsed;
+	char *save = NULL;
+
+	if (sscanf(line, "dp-gen: frames_sent=%llu records_sent=%llu records_acked=%llu "
+		   "records_failed=%llu frames_unsent=%llu records_unanswered=%llu elapsed_ns=%llu",
+		   &sent, &records, &acked, &failed, &unsent, &lost, &elapsed) == 7) {
+		b->counts.frames_sent = sent;
+		b->counts.records_sent = records;
+		b->counts.records_acked = acked;
+		b->counts.records_failed = failed;
+		b->frames_total = sent + unsent;
+		*unanswered = lost;
+		*elapsed_ns = elapsed;
+		return;
+	}
+	if (strncmp(line, "dp-gen-latency:", 15) != 0) {
+		fprintf(stderr, "%s\n", line);
+		return;
+	}
+	for (char *pair = strtok_r(line + 15, " ", &save); pair != NULL;
+	     pair = strtok_r(NULL, " ", &save)) {
+		unsigned long long value, count;
+
+		if (sscanf(pair, "%llu:%llu", &value, &count) == 2)
+			cli_hist_record_count(&b->run, value, count);
+	}
+}
+
+static int
+bench_dpdk(struct bench *b, uint64_t *unanswered_out)
+{
+	char helper[PATH_MAX], vdev[PATH_MAX + 64], prefix[64], rate[24], size[24], per[24];
+	char keys[24], duration[24], drain[24];
+	char *target = (char *)(b->target != NULL ? b->target : BENCH_DPDK_TARGET_DEFAULT);
+	char *argv[] = { helper, "--vdev", vdev, "--file-prefix", prefix, "--stream",
+			 (char *)b->stream, "--target", target, "--rate", rate, "--size", size,
+			 "--records-per-frame", per, "--key-count", keys, "--duration-ms",
+			 duration, "--drain-ms", drain, NULL };
+	uint64_t elapsed_ns = 0;
+	char line[4096];
+	size_t used = 0;
+	int status;
+	pid_t pid;
+	int fd;
+	int err;
+
+	if (cli_find_helper("sluice-dp-gen", "SLUICE_DP_GEN", helper, sizeof(helper)) != 0) {
+		fprintf(stderr, "sluice bench ingest: sluice-dp-gen not found "
+			"(set SLUICE_DP_GEN)\n");
+		return -EHOSTUNREACH;
+	}
+	if (strcmp(b->device, "memif") == 0)
+		snprintf(vdev, sizeof(vdev), "net_memif0,role=client,socket=%s,socket-abstract=no",
+			 b->socket_path);
+	else
+		snprintf(vdev, sizeof(vdev), "net_af_xdp0,iface=%s", b->iface);
+	snprintf(prefix, sizeof(prefix), "sluice-gen-%d", (int)getpid());
+	snprintf(rate, sizeof(rate), "%llu", (unsigned long long)b->rate);
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)b->size);
+	snprintf(per, sizeof(per), "%llu", (unsigned long long)b->records_per_frame);
+	snprintf(keys, sizeof(keys), "%llu", (unsigned long long)b->key_count);
+	snprintf(duration, sizeof(duration), "%llu",
+		 (unsigned long long)(b->duration_ns / 1000000));
+	snprintf(drain, sizeof(drain), "%llu", (unsigned long long)(b->drain_ns / 1000000));
+	err = cli_spawn(argv, &pid, &fd);
+	if (err != 0)
+		return err;
+	for (;;) {
+		ssize_t n = read(fd, line + used, sizeof(line) - 1 - used);
+		char *end;
+
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		line[used] = '\0';
+		while ((end = strchr(line, '\n')) != NULL || used == sizeof(line) - 1) {
+			size_t taken = end != NULL ? (size_t)(end - line) + 1 : used;
+
+			line[taken - 1] = '\0';
+			bench_dpdk_line(b, line, unanswered_out, &elapsed_ns);
+			memmove(line, line + taken, used - taken + 1);
+			used -= taken;
+		}
+	}
+	close(fd);
+	if (waitpid(pid, &status, 0) < 0)
+		return -errno;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || elapsed_ns == 0) {
+		fprintf(stderr, "sluice bench ingest: sluice-dp-gen failed\n");
+		return WIFEXITED(status) && WEXITSTATUS(status) == 2 ? -EINVAL : -EHOSTUNREACH;
+	}
+	b->start_ns = clock_mono_ns() - elapsed_ns; /* bench_report measures from here. */
+	return 0;
+}
+
 /* ---- Setup ------------------------------------------------------------------------- */
 
 static int
@@ -958,6 +1075,25 @@ bench_teardown(struct bench *b)
 }
 
 static bool
+bench_dpdk_opts_valid(const struct bench *b)
+{
+	if (b->device == NULL || (strcmp(b->device, "memif") != 0 &&
+				  strcmp(b->device, "af_xdp") != 0))
+		fprintf(stderr, "sluice bench ingest: --transport dpdk needs "
+			"--device memif|af_xdp\n");
+	else if (strcmp(b->device, "memif") == 0 && b->socket_path == NULL)
+		fprintf(stderr, "sluice bench ingest: --device memif needs --socket PATH "
+			"(sluiced's [dataplane] vdev socket=)\n");
+	else if (strcmp(b->device, "af_xdp") == 0 && b->iface == NULL)
+		fprintf(stderr, "sluice bench ingest: --device af_xdp needs --iface NAME\n");
+	else if (strcmp(b->data_kind, "random") != 0)
+		fprintf(stderr, "sluice bench ingest: --transport dpdk sends --data random only\n");
+	else
+		return true;
+	return false;
+}
+
+static bool
 bench_opts_valid(const struct bench *b, const struct cli_args *args)
 {
 	if (args->positional_count != 1 || !cli_stream_name_valid(args->positional[0]))
@@ -965,8 +1101,10 @@ bench_opts_valid(const struct bench *b, const struct cli_args *args)
 	else if (strcmp(b->keys, "uniform") != 0 && strcmp(b->keys, "zipf") != 0)
 		fprintf(stderr, "sluice bench ingest: --keys is uniform or zipf\n");
 	else if (strcmp(b->transport, "http") != 0 && strcmp(b->transport, "udp") != 0 &&
-		 strcmp(b->transport, "tcp") != 0)
-		fprintf(stderr, "sluice bench ingest: --transport is http, udp or tcp\n");
+		 strcmp(b->transport, "tcp") != 0 && strcmp(b->transport, "dpdk") != 0)
+		fprintf(stderr, "sluice bench ingest: --transport is http, udp, tcp or dpdk\n");
+	else if (strcmp(b->transport, "dpdk") == 0 && !bench_dpdk_opts_valid(b))
+		return false;
 	else if (strcmp(b->data_kind, "random") != 0 && (strcmp(b->data_kind, "index") != 0 ||
 							 strcmp(b->transport, "http") == 0))
 		fprintf(stderr, "sluice bench ingest: --data is random, or index over udp/tcp\n");
@@ -998,6 +1136,8 @@ bench_main(struct bench *b, struct cli_conn *conn)
 		cli_progress_init(&b->progress, stderr, b->start_ns);
 		err = bench_loop(b);
 		unanswered = bench_unanswered(b);
+	} else if (err == 0 && strcmp(b->transport, "dpdk") == 0) {
+		err = bench_dpdk(b, &unanswered);
 	} else if (err == 0) {
 		err = bench_frames(b, &unanswered);
 	}
@@ -1020,9 +1160,16 @@ cmd_bench_ingest(int argc, char **argv)
 	struct cli_conn conn = { 0 };
 	const struct cli_opt table[] = {
 		{ "transport", CLI_OPT_STRING, &b.transport, 0, 0, "T",
-		  "http (default), udp or tcp" },
+		  "http (default), udp, tcp or dpdk (sluice-dp-gen on --device)" },
 		{ "target", CLI_OPT_STRING, &b.target, 0, 0, "HOST:PORT",
-		  "udp/tcp: the ingest address (default " CLI_FRAMES_TARGET_DEFAULT ")" },
+		  "udp/tcp: the ingest address (default " CLI_FRAMES_TARGET_DEFAULT "; dpdk: "
+		  BENCH_DPDK_TARGET_DEFAULT ")" },
+		{ "device", CLI_OPT_STRING, &b.device, 0, 0, "DEV",
+		  "dpdk: memif (a memif client) or af_xdp (AF_XDP on --iface)" },
+		{ "socket", CLI_OPT_STRING, &b.socket_path, 0, 0, "PATH",
+		  "dpdk memif: sluiced's memif socket" },
+		{ "iface", CLI_OPT_STRING, &b.iface, 0, 0, "NAME",
+		  "dpdk af_xdp: the interface facing the appliance" },
 		{ "rate", CLI_OPT_COUNT, &b.rate, 1, 100000000, "N",
 		  "offered records per second (default 1000)" },
 		{ "size", CLI_OPT_SIZE, &b.size, 1, SLUICE_RECORD_DATA_SIZE_MAX, "B",
@@ -1077,6 +1224,7 @@ cmd_bench_ingest(int argc, char **argv)
 	}
 	b.stream = args.positional[0];
 	if (b.connection_count == 0)
-		b.connection_count = strcmp(b.transport, "http") == 0 ? 16 : 4;
+		b.connection_count = strcmp(b.transport, "http") == 0 ? 16 :
+				     strcmp(b.transport, "dpdk") == 0 ? 1 : 4;
 	return bench_main(&b, &conn);
 }

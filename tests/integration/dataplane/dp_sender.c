@@ -6,6 +6,10 @@
  * answer or after a retryable NACK, and waits for every durable ACK. Writes
  * the ledger "<shard> <seq> <key> <data>" per record, in send order.
  * --ping N first sends N ICMP echo requests (raw socket) and needs N replies.
+ * -L PORT sends from that UDP port (tests steer flows to queues by it).
+ *
+ * The wire is a UDP socket (dp_sender_udp.c: dp_sender) or a DPDK device
+ * (dp_sender_dpdk.c: dp_sender_dpdk, -D VDEV, for example a memif client).
  *
  * Exit: 0 all acknowledged, 1 failure or timeout, 2 usage.
  */
@@ -25,6 +29,7 @@
 
 #include "common/clock.h"
 #include "protocol/frame.h"
+#include "tests/integration/dataplane/dp_sender_wire.h"
 
 #define PER_FRAME_MAX 32u
 #define KEY_MAX 24u
@@ -47,7 +52,6 @@ struct rec {
 };
 
 struct sender {
-	int fd;
 	uint64_t producer_id;
 	uint64_t rng;
 	uint32_t records;
@@ -134,9 +138,7 @@ send_batch(struct sender *s, uint32_t index)
 
 	if (b->sent_ns != 0)
 		s->retransmits++;
-	/* EPERM: the test's nftables rule dropped it; ECONNREFUSED: an ICMP error. */
-	if (send(s->fd, b->frame, b->frame_size, 0) < 0 && errno != ECONNREFUSED && errno != EPERM)
-		perror("dp_sender: send");
+	wire_send(b->frame, b->frame_size);
 	b->sent_ns = clock_mono_ns();
 }
 
@@ -195,8 +197,8 @@ run(struct sender *s, uint32_t timeout_s)
 	uint8_t buf[2048];
 
 	while (acked < s->batch_count) {
-		struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
 		uint64_t now = clock_mono_ns();
+		ssize_t n;
 
 		if (now > deadline) {
 			fprintf(stderr, "dp_sender: timeout, %u of %u batches acked\n", acked,
@@ -212,15 +214,10 @@ run(struct sender *s, uint32_t timeout_s)
 					  now - b->sent_ns > (uint64_t)s->rto_ms * 1000000u))
 				send_batch(s, i);
 		}
-		if (poll(&pfd, 1, 2) <= 0)
-			continue;
-		for (;;) {
-			ssize_t n = recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT);
-			int rc;
+		/* Wait up to 2 ms for the first answer, then take what is there. */
+		for (int wait_ms = 2; (n = wire_recv(buf, sizeof(buf), wait_ms)) > 0; wait_ms = 0) {
+			int rc = on_answer(s, buf, (size_t)n);
 
-			if (n <= 0)
-				break;
-			rc = on_answer(s, buf, (size_t)n);
 			if (rc < 0)
 				return -1;
 			acked += (uint32_t)rc;
@@ -351,18 +348,26 @@ main(int argc, char **argv)
 {
 	struct sender s = { .records = 1000, .per_frame = 12, .rto_ms = 30, .stream = "s" };
 	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(4570) };
+	struct wire_opts wire = { .src_port = 0 };
 	const char *ledger = NULL;
 	uint64_t seed = 1;
 	uint32_t pings = 0;
 	uint32_t timeout_s = 60;
 	int opt;
+	int rc;
 
 	inet_pton(AF_INET, "198.18.0.1", &dst.sin_addr);
-	while ((opt = getopt(argc, argv, "d:p:n:k:s:l:P:t:r:S:K:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:p:L:D:F:n:k:s:l:P:t:r:S:K:")) != -1) {
 		if (opt == 'd' && inet_pton(AF_INET, optarg, &dst.sin_addr) != 1)
 			return 2;
 		else if (opt == 'p')
 			dst.sin_port = htons((uint16_t)atoi(optarg));
+		else if (opt == 'L')
+			wire.src_port = (uint16_t)atoi(optarg);
+		else if (opt == 'D')
+			wire.device = optarg;
+		else if (opt == 'F')
+			wire.file_prefix = optarg;
 		else if (opt == 'n')
 			s.records = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'k')
@@ -384,20 +389,25 @@ main(int argc, char **argv)
 		else if (opt == '?')
 			return 2;
 	}
-	if (s.records == 0 || s.per_frame == 0 || s.per_frame > PER_FRAME_MAX || ledger == NULL) {
-		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-n RECORDS] "
-				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] [-S STREAM] [-K KEY_ID:HEX]\n");
+	if (s.records == 0 || s.per_frame == 0 || s.per_frame > PER_FRAME_MAX || ledger == NULL ||
+	    (pings > 0 && wire.device != NULL)) {
+		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-L SRC_PORT] "
+				"[-D VDEV -F PREFIX] [-n RECORDS] "
+				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] "
+				"[-S STREAM] [-K KEY_ID:HEX]\n");
 		return 2;
 	}
 	if (pings > 0 && ping(&dst, pings) != 0)
 		return 1;
-	s.fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (s.fd < 0 || connect(s.fd, (const struct sockaddr *)&dst, sizeof(dst)) != 0 ||
-	    prepare(&s, seed) != 0) {
-		perror("dp_sender: setup");
+	wire.dst = dst;
+	if (wire_open(&wire) != 0 || prepare(&s, seed) != 0) {
+		wire_close();
+		fprintf(stderr, "dp_sender: setup failed\n");
 		return 1;
 	}
-	if (run(&s, timeout_s) != 0)
+	rc = run(&s, timeout_s);
+	wire_close();
+	if (rc != 0)
 		return 1;
 	printf("dp_sender: %u records in %u batches acked durable; %llu retransmits, "
 	       "%llu duplicate acks, %llu nacks\n", s.records, s.batch_count,

@@ -1,0 +1,580 @@
+/*
+ * dp_gen.c - sluice-dp-gen, the DPDK load generator behind `sluice bench ingest
+ * --transport dpdk`: it drives a DPDK device of its own (a memif client facing
+ * sluiced's memif server, or AF_XDP on the producers' end of a veth pair),
+ * builds record frames directly in mbufs, sends them open loop at --rate,
+ * receives the ACK frames, and measures each frame's latency from its
+ * scheduled send time (no coordinated omission: frame k is due at
+ * start + k * interval whatever happened before).
+ *
+ * It sends no retries: a NACKed frame's records count as failed, a frame with
+ * no answer by the end of the drain as unanswered. One producer id, batch_seq
+ * = frame number + 1, so an answer names its frame and its due time.
+ *
+ * Output (stdout, parsed by tools/cmd_bench_ingest.c), then exit 0:
+ *   dp-gen: frames_sent=N records_sent=N records_acked=N records_failed=N
+ *           frames_unsent=N records_unanswered=N elapsed_ns=N   (one line)
+ *   dp-gen-latency: VALUE_NS:COUNT ...   (a bucketed histogram, several lines)
+ * Exit 1 on a setup failure (the reason on stderr), 2 on bad arguments.
+ */
+#include <dirent.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_arp.h>
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include "protocol/frame.h"
+
+#define GEN_MBUFS 8191
+#define GEN_DESCRIPTORS 1024
+#define GEN_BURST 32
+#define GEN_LINK_WAIT_MS 10000
+#define GEN_ARP_TRIES 100                /* 100 ms apart. */
+#define GEN_KEY_COUNT_MAX 100000000u      /* Keys "key-%08u": 12 bytes each. */
+#define GEN_DATA_POOL_SIZE 65536         /* Random record data, cycled. */
+#define GEN_UDP_PAYLOAD_MAX 1472         /* A 1500-byte IPv4 MTU, no fragments. */
+#define GEN_HEADERS_SIZE (sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + \
+			  sizeof(struct rte_udp_hdr))
+#define GEN_SRC_IPV4 RTE_IPV4(198, 18, 0, 2)
+#define GEN_SRC_PORT 40100
+/* Latency histogram: HdrHistogram's layout, 32 sub-buckets per power of two (3 %). */
+#define GEN_HIST_SUB_BITS 5
+#define GEN_HIST_SUB_COUNT (1u << GEN_HIST_SUB_BITS)
+#define GEN_HIST_VALUE_BITS 42           /* ns: 73 minutes. */
+#define GEN_HIST_BUCKETS ((GEN_HIST_VALUE_BITS - GEN_HIST_SUB_BITS + 1) * GEN_HIST_SUB_COUNT)
+#define GEN_HIST_PAIRS_PER_LINE 16
+
+struct gen_opts {
+	const char *vdev;
+	const char *file_prefix;
+	const char *stream;
+	uint32_t dst_be;
+	uint16_t dport_be;
+	uint64_t rate;
+	uint32_t size;
+	uint32_t per_frame;
+	uint32_t key_count;
+	uint64_t duration_ns;
+	uint64_t drain_ns;
+};
+
+struct gen {
+	struct gen_opts o;
+	uint16_t port;
+	bool eal_ready;
+	bool port_started;
+	struct rte_mempool *pool;
+	struct rte_ether_addr mac;
+	struct rte_ether_addr peer_mac;
+	uint64_t producer_id;
+	uint64_t tsc_hz;
+	uint64_t start_tsc;
+	uint64_t interval_ns;
+	uint64_t frames_total;
+	uint64_t frames_sent;
+	uint64_t frames_answered;
+	uint64_t records_acked;
+	uint64_t records_failed;
+	uint8_t *answered;               /* One bit per frame: duplicates count once. */
+	uint8_t data[GEN_DATA_POOL_SIZE];
+	uint64_t hist[GEN_HIST_BUCKETS];
+};
+
+static uint64_t
+gen_now_ns(const struct gen *g)
+{
+	return (uint64_t)((double)(rte_rdtsc() - g->start_tsc) * 1e9 / (double)g->tsc_hz);
+}
+
+static uint32_t
+gen_hist_index(uint64_t value)
+{
+	uint32_t msb;
+
+	if (value >= (UINT64_C(1) << GEN_HIST_VALUE_BITS))
+		value = (UINT64_C(1) << GEN_HIST_VALUE_BITS) - 1;
+	if (value < GEN_HIST_SUB_COUNT)
+		return (uint32_t)value;
+	msb = 63u - (uint32_t)__builtin_clzll(value);
+	return (msb - GEN_HIST_SUB_BITS + 1) * GEN_HIST_SUB_COUNT +
+	       (uint32_t)((value >> (msb - GEN_HIST_SUB_BITS)) & (GEN_HIST_SUB_COUNT - 1));
+}
+
+/* The highest value of bucket `index` (what the report reads back). */
+static uint64_t
+gen_hist_high(uint32_t index)
+{
+	uint32_t shift;
+
+	if (index < GEN_HIST_SUB_COUNT)
+		return index;
+	shift = index / GEN_HIST_SUB_COUNT - 1;
+	return ((uint64_t)(GEN_HIST_SUB_COUNT + index % GEN_HIST_SUB_COUNT) << shift) +
+	       (UINT64_C(1) << shift) - 1;
+}
+
+/* ---- Device ------------------------------------------------------------------------ */
+
+static int
+gen_eal(struct gen *g)
+{
+	char lcores[64];
+	char prefix[128];
+	char vdev[512];
+	char *argv[] = { "sluice-dp-gen", "--no-huge", "-m", "256", "--no-shconf", "--no-pci",
+			 "--no-telemetry", "--log-level=*:error", lcores, prefix, vdev, NULL };
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	/* Float over every CPU, as sluiced's lcores do: a 2-CPU host has none to spare. */
+	snprintf(lcores, sizeof(lcores), "--lcores=0@(0-%ld)", cpus > 1 ? cpus - 1 : 0);
+	snprintf(prefix, sizeof(prefix), "--file-prefix=%s", g->o.file_prefix);
+	if ((size_t)snprintf(vdev, sizeof(vdev), "--vdev=%s", g->o.vdev) >= sizeof(vdev))
+		return -1;
+	if (rte_eal_init((int)(sizeof(argv) / sizeof(argv[0])) - 1, argv) < 0) {
+		fprintf(stderr, "sluice-dp-gen: rte_eal_init failed\n");
+		return -1;
+	}
+	g->eal_ready = true;
+	g->tsc_hz = rte_get_tsc_hz();
+	return 0;
+}
+
+static int
+gen_port(struct gen *g)
+{
+	struct rte_eth_conf conf;
+	struct rte_eth_link link;
+	uint64_t deadline = rte_get_timer_cycles() + rte_get_timer_hz() * GEN_LINK_WAIT_MS / 1000;
+
+	memset(&conf, 0, sizeof(conf));
+	g->port = 0;
+	g->pool = rte_pktmbuf_pool_create("gen", GEN_MBUFS, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+					  (int)rte_socket_id());
+	if (!rte_eth_dev_is_valid_port(g->port) || g->pool == NULL ||
+	    rte_eth_dev_configure(g->port, 1, 1, &conf) != 0 ||
+	    rte_eth_rx_queue_setup(g->port, 0, GEN_DESCRIPTORS, rte_socket_id(), NULL,
+				   g->pool) != 0 ||
+	    rte_eth_tx_queue_setup(g->port, 0, GEN_DESCRIPTORS, rte_socket_id(), NULL) != 0 ||
+	    rte_eth_macaddr_get(g->port, &g->mac) != 0 || rte_eth_dev_start(g->port) != 0) {
+		fprintf(stderr, "sluice-dp-gen: DPDK port setup failed (%s)\n", g->o.vdev);
+		return -1;
+	}
+	g->port_started = true;
+	/* A memif client's link comes up once the server accepted it. */
+	do {
+		if (rte_eth_link_get_nowait(g->port, &link) == 0 &&
+		    link.link_status == RTE_ETH_LINK_UP)
+			return 0;
+		rte_delay_ms(10);
+	} while (rte_get_timer_cycles() < deadline);
+	fprintf(stderr, "sluice-dp-gen: link down after %u ms (is sluiced serving %s?)\n",
+		GEN_LINK_WAIT_MS, g->o.vdev);
+	return -1;
+}
+
+static void
+gen_arp_request(struct gen *g)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(g->pool);
+	struct rte_ether_hdr *eth;
+	struct rte_arp_hdr *arp;
+
+	if (m == NULL)
+		return;
+	eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, sizeof(*eth) + sizeof(*arp));
+	arp = (struct rte_arp_hdr *)(eth + 1);
+	memset(&eth->dst_addr, 0xff, sizeof(eth->dst_addr));
+	rte_ether_addr_copy(&g->mac, &eth->src_addr);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP);
+	memset(arp, 0, sizeof(*arp));
+	arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
+	arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	arp->arp_hlen = RTE_ETHER_ADDR_LEN;
+	arp->arp_plen = 4;
+	arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
+	rte_ether_addr_copy(&g->mac, &arp->arp_data.arp_sha);
+	arp->arp_data.arp_sip = rte_cpu_to_be_32(GEN_SRC_IPV4);
+	arp->arp_data.arp_tip = g->o.dst_be;
+	if (rte_eth_tx_burst(g->port, 0, &m, 1) != 1)
+		rte_pktmbuf_free(m);
+}
+
+static bool
+gen_arp_reply_seen(struct gen *g)
+{
+	struct rte_mbuf *rx[GEN_BURST];
+	uint16_t count = rte_eth_rx_burst(g->port, 0, rx, GEN_BURST);
+	bool seen = false;
+
+	for (uint16_t i = 0; i < count; i++) {
+		struct rte_ether_hdr *eth = rte_pktmbuf_mtod(rx[i], struct rte_ether_hdr *);
+		struct rte_arp_hdr *arp = (struct rte_arp_hdr *)(eth + 1);
+
+		if (rx[i]->data_len >= sizeof(*eth) + sizeof(*arp) &&
+		    eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP) &&
+		    arp->arp_opcode == rte_cpu_to_be_16(RTE_ARP_OP_REPLY) &&
+		    arp->arp_data.arp_sip == g->o.dst_be) {
+			rte_ether_addr_copy(&arp->arp_data.arp_sha, &g->peer_mac);
+			seen = true;
+		}
+	}
+	rte_pktmbuf_free_bulk(rx, count);
+	return seen;
+}
+
+/* The appliance's MAC, as a host on the wire learns it. */
+static int
+gen_arp(struct gen *g)
+{
+	for (int i = 0; i < GEN_ARP_TRIES; i++) {
+		gen_arp_request(g);
+		for (int k = 0; k < 100; k++) {
+			if (gen_arp_reply_seen(g))
+				return 0;
+			rte_delay_ms(1);
+		}
+	}
+	fprintf(stderr, "sluice-dp-gen: no ARP reply from the appliance\n");
+	return -1;
+}
+
+/* ---- Frames ------------------------------------------------------------------------ */
+
+/* Frame `k`'s record frame (batch_seq k + 1) after the headers of `m`; its size or -1. */
+static int
+gen_frame_write(struct gen *g, uint64_t k, uint8_t *payload)
+{
+	struct frame_batch_params p = {
+		.producer_id = g->producer_id,
+		.batch_seq = k + 1,
+		.producer_epoch = 1,
+		.ack_mode = FRAME_ACK_DURABLE,
+		.stream_name = g->o.stream,
+		.stream_name_size = (uint8_t)strlen(g->o.stream),
+	};
+	struct frame_writer w;
+
+	if (frame_writer_begin(&w, payload, GEN_UDP_PAYLOAD_MAX, &p) != 0)
+		return -1;
+	for (uint32_t i = 0; i < g->o.per_frame; i++) {
+		uint64_t record = k * g->o.per_frame + i;
+		char key[24];
+		int key_size = snprintf(key, sizeof(key), "key-%08u",
+					(unsigned)(record % g->o.key_count));
+		struct frame_record r = {
+			.key = (const uint8_t *)key,
+			.key_size = (uint16_t)key_size,
+			.data = &g->data[(record * 61) % (GEN_DATA_POOL_SIZE - g->o.size)],
+			.data_size = g->o.size,
+			.hash_kind = FRAME_HASH_NONE,
+		};
+
+		if (frame_writer_add(&w, &r) != 0)
+			return -1;
+	}
+	return frame_writer_finish(&w);
+}
+
+static struct rte_mbuf *
+gen_frame_mbuf(struct gen *g, uint64_t k)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(g->pool);
+	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
+	struct rte_udp_hdr *udp;
+	int size;
+
+	if (m == NULL)
+		return NULL;
+	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	udp = (struct rte_udp_hdr *)(ip + 1);
+	size = gen_frame_write(g, k, (uint8_t *)(udp + 1));
+	if (size <= 0 || rte_pktmbuf_append(m, (uint16_t)(GEN_HEADERS_SIZE + (size_t)size)) ==
+			 NULL) {
+		rte_pktmbuf_free(m);
+		return NULL;
+	}
+	rte_ether_addr_copy(&g->peer_mac, &eth->dst_addr);
+	rte_ether_addr_copy(&g->mac, &eth->src_addr);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	memset(ip, 0, sizeof(*ip));
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + sizeof(*udp) + (size_t)size));
+	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_UDP;
+	ip->src_addr = rte_cpu_to_be_32(GEN_SRC_IPV4);
+	ip->dst_addr = g->o.dst_be;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	udp->src_port = rte_cpu_to_be_16(GEN_SRC_PORT);
+	udp->dst_port = g->o.dport_be;
+	udp->dgram_len = rte_cpu_to_be_16((uint16_t)(sizeof(*udp) + (size_t)size));
+	/* A real checksum: verifying it is part of the appliance's work being measured. */
+	udp->dgram_cksum = 0;
+	udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+	return m;
+}
+
+/* Sends due frames, a burst at most; a frame the device does not take stays due. */
+static void
+gen_send(struct gen *g, uint64_t now_ns)
+{
+	struct rte_mbuf *tx[GEN_BURST];
+	uint64_t due = now_ns / g->interval_ns + 1;
+	uint16_t count = 0;
+	uint16_t sent;
+
+	if (due > g->frames_total)
+		due = g->frames_total;
+	while (count < GEN_BURST && g->frames_sent + count < due) {
+		tx[count] = gen_frame_mbuf(g, g->frames_sent + count);
+		if (tx[count] == NULL)
+			break;
+		count++;
+	}
+	sent = count == 0 ? 0 : rte_eth_tx_burst(g->port, 0, tx, count);
+	rte_pktmbuf_free_bulk(&tx[sent], (unsigned)(count - sent));
+	g->frames_sent += sent;
+}
+
+static void
+gen_answer(struct gen *g, const uint8_t *payload, uint16_t size, uint64_t now_ns)
+{
+	struct frame_ack ack;
+	uint64_t k;
+
+	if (frame_ack_decode(payload, size, &ack) != FRAME_OK ||
+	    ack.producer_id != g->producer_id || ack.batch_seq == 0 || ack.batch_seq > g->frames_sent)
+		return;
+	k = ack.batch_seq - 1;
+	if (g->answered[k / 8] & (1u << (k % 8)))
+		return;
+	g->answered[k / 8] |= (uint8_t)(1u << (k % 8));
+	g->frames_answered++;
+	if (ack.type == FRAME_TYPE_NACK) {
+		g->records_failed += g->o.per_frame;
+		return;
+	}
+	g->records_acked += g->o.per_frame;
+	g->hist[gen_hist_index(now_ns - k * g->interval_ns)] += g->o.per_frame;
+}
+
+static void
+gen_receive(struct gen *g, uint64_t now_ns)
+{
+	struct rte_mbuf *rx[GEN_BURST];
+	uint16_t count = rte_eth_rx_burst(g->port, 0, rx, GEN_BURST);
+
+	for (uint16_t i = 0; i < count; i++) {
+		const struct rte_ether_hdr *eth =
+			rte_pktmbuf_mtod(rx[i], const struct rte_ether_hdr *);
+		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eth + 1);
+		const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)(ip + 1);
+		uint16_t udp_size;
+
+		if (rx[i]->nb_segs != 1 || rx[i]->data_len < GEN_HEADERS_SIZE ||
+		    eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
+		    ip->version_ihl != RTE_IPV4_VHL_DEF || ip->next_proto_id != IPPROTO_UDP ||
+		    udp->dst_port != rte_cpu_to_be_16(GEN_SRC_PORT))
+			continue;
+		udp_size = rte_be_to_cpu_16(udp->dgram_len);
+		if (udp_size >= sizeof(*udp) &&
+		    udp_size <= rx[i]->data_len - sizeof(*eth) - sizeof(*ip))
+			gen_answer(g, (const uint8_t *)(udp + 1),
+				   (uint16_t)(udp_size - sizeof(*udp)), now_ns);
+	}
+	rte_pktmbuf_free_bulk(rx, count);
+}
+
+/* Offers load for the duration, then drains answers until all came or the drain ends. */
+static uint64_t
+gen_run(struct gen *g)
+{
+	uint64_t stop_ns = g->o.duration_ns + g->o.drain_ns;
+	uint64_t now_ns;
+
+	g->start_tsc = rte_rdtsc();
+	for (;;) {
+		now_ns = gen_now_ns(g);
+		if (now_ns < g->o.duration_ns)
+			gen_send(g, now_ns);
+		gen_receive(g, now_ns);
+		if (now_ns >= stop_ns ||
+		    (now_ns >= g->o.duration_ns && g->frames_answered == g->frames_sent))
+			return now_ns;
+	}
+}
+
+static void
+gen_report(const struct gen *g, uint64_t elapsed_ns)
+{
+	uint32_t pairs = 0;
+
+	printf("dp-gen: frames_sent=%llu records_sent=%llu records_acked=%llu records_failed=%llu "
+	       "frames_unsent=%llu records_unanswered=%llu elapsed_ns=%llu\n",
+	       (unsigned long long)g->frames_sent,
+	       (unsigned long long)(g->frames_sent * g->o.per_frame),
+	       (unsigned long long)g->records_acked, (unsigned long long)g->records_failed,
+	       (unsigned long long)(g->frames_total - g->frames_sent),
+	       (unsigned long long)((g->frames_sent - g->frames_answered) * g->o.per_frame),
+	       (unsigned long long)(elapsed_ns < g->o.duration_ns ? elapsed_ns :
+				    g->o.duration_ns));
+	for (uint32_t i = 0; i < GEN_HIST_BUCKETS; i++) {
+		if (g->hist[i] == 0)
+			continue;
+		if (pairs % GEN_HIST_PAIRS_PER_LINE == 0)
+			printf("%sdp-gen-latency:", pairs == 0 ? "" : "\n");
+		printf(" %llu:%llu", (unsigned long long)gen_hist_high(i),
+		       (unsigned long long)g->hist[i]);
+		pairs++;
+	}
+	if (pairs > 0)
+		printf("\n");
+	/* Before the device closes: its messages (stderr, same pipe) must not split a line. */
+	fflush(stdout);
+}
+
+/* ---- Set-up ------------------------------------------------------------------------ */
+
+/* EAL leaves its runtime directory behind even with --no-shconf; the prefix is ours. */
+static void
+gen_remove_dir(const char *path)
+{
+	DIR *dir = opendir(path);
+	struct dirent *e;
+
+	if (dir == NULL)
+		return;
+	while ((e = readdir(dir)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			unlinkat(dirfd(dir), e->d_name, 0);
+	closedir(dir);
+	rmdir(path);
+}
+
+static void
+gen_close(struct gen *g)
+{
+	char runtime_dir[PATH_MAX];
+
+	if (g->port_started) {
+		rte_eth_dev_stop(g->port);
+		rte_eth_dev_close(g->port);
+	}
+	if (g->eal_ready) {
+		snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
+		rte_eal_cleanup();
+		gen_remove_dir(runtime_dir);
+	}
+	free(g->answered);
+}
+
+static int
+gen_parse(int argc, char **argv, struct gen_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "vdev", required_argument, NULL, 'v' },
+		{ "file-prefix", required_argument, NULL, 'f' },
+		{ "stream", required_argument, NULL, 's' },
+		{ "target", required_argument, NULL, 't' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "size", required_argument, NULL, 'b' },
+		{ "records-per-frame", required_argument, NULL, 'k' },
+		{ "key-count", required_argument, NULL, 'c' },
+		{ "duration-ms", required_argument, NULL, 'd' },
+		{ "drain-ms", required_argument, NULL, 'D' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char ip[32] = "198.18.0.1";
+	unsigned a, b, c, d, port = 4570;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (opt == 'v')
+			o->vdev = optarg;
+		else if (opt == 'f')
+			o->file_prefix = optarg;
+		else if (opt == 's')
+			o->stream = optarg;
+		else if (opt == 't' && sscanf(optarg, "%31[0-9.]:%u", ip, &port) != 2)
+			return -1;
+		else if (opt == 'r')
+			o->rate = strtoull(optarg, NULL, 10);
+		else if (opt == 'b')
+			o->size = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'k')
+			o->per_frame = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'c')
+			o->key_count = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'd')
+			o->duration_ns = strtoull(optarg, NULL, 10) * 1000000u;
+		else if (opt == 'D')
+			o->drain_ns = strtoull(optarg, NULL, 10) * 1000000u;
+		else if (opt == '?')
+			return -1;
+	}
+	if (sscanf(ip, "%u.%u.%u.%u", &a, &b, &c, &d) != 4 || a > 255 || b > 255 || c > 255 ||
+	    d > 255 || port == 0 || port > 65535)
+		return -1;
+	o->dst_be = rte_cpu_to_be_32((a << 24) | (b << 16) | (c << 8) | d);
+	o->dport_be = rte_cpu_to_be_16((uint16_t)port);
+	if (o->vdev == NULL || o->file_prefix == NULL || o->stream == NULL || o->rate == 0 ||
+	    o->size == 0 || o->size > GEN_UDP_PAYLOAD_MAX || o->per_frame == 0 ||
+	    o->per_frame > FRAME_RECORDS_MAX || o->key_count == 0 ||
+	    o->key_count > GEN_KEY_COUNT_MAX || o->duration_ns == 0 || strlen(o->stream) > 128)
+		return -1;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct gen g;
+	uint8_t probe[GEN_UDP_PAYLOAD_MAX];
+	int rc = 1;
+
+	g.o = (struct gen_opts){ .size = 100, .per_frame = 1, .key_count = 1000,
+				 .drain_ns = 5000000000ull };
+	if (gen_parse(argc, argv, &g.o) != 0) {
+		fprintf(stderr, "usage: sluice-dp-gen --vdev VDEV --file-prefix P --stream S "
+				"--rate N --duration-ms MS [--drain-ms MS] [--target IP:PORT] "
+				"[--size B] [--records-per-frame N] [--key-count N]\n");
+		return 2;
+	}
+	g.interval_ns = (uint64_t)(1e9 * (double)g.o.per_frame / (double)g.o.rate);
+	g.interval_ns = g.interval_ns == 0 ? 1 : g.interval_ns;
+	g.frames_total = g.o.duration_ns / g.interval_ns;
+	g.frames_total = g.frames_total == 0 ? 1 : g.frames_total;
+	g.answered = calloc(g.frames_total / 8 + 1, 1);
+	for (size_t i = 0; i < sizeof(g.data); i++)
+		g.data[i] = (uint8_t)('a' + (i * 7 + i / 26) % 26);
+	g.producer_id = ((uint64_t)getpid() << 32 | (uint64_t)time(NULL)) | 1;
+	if (g.answered == NULL)
+		goto out;
+	if (gen_frame_write(&g, 0, probe) <= 0) {
+		fprintf(stderr, "sluice-dp-gen: %u records of %u B do not fit one %u-byte "
+			"datagram\n", g.o.per_frame, g.o.size, GEN_UDP_PAYLOAD_MAX);
+		rc = 2;
+		goto out;
+	}
+	if (gen_eal(&g) != 0 || gen_port(&g) != 0 || gen_arp(&g) != 0)
+		goto out;
+	gen_report(&g, gen_run(&g));
+	rc = 0;
+out:
+	gen_close(&g);
+	return rc;
+}
