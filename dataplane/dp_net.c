@@ -490,39 +490,53 @@ dp_net_input(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc)
 	w->done[w->done_count++] = m;
 }
 
-struct rte_mbuf *
-dp_net_udp_alloc(struct dp_worker *w, const struct dp_peer *peer, uint16_t payload_size,
-		 uint8_t **payload_out)
+/*
+ * A new packet of `size` bytes from us to (mac, ipv4_be) carrying `proto`,
+ * its Ethernet and IPv4 headers written (lengths and checksum are the
+ * caller's). NULL (counted) when the pool is empty.
+ */
+static struct rte_mbuf *
+dp_net_ipv4_alloc(struct dp_worker *w, const uint8_t *mac, uint32_t ipv4_be, uint8_t proto,
+		  uint16_t size, struct rte_ipv4_hdr **ip_out)
 {
-	const uint16_t headers = sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) +
-				 sizeof(struct rte_udp_hdr);
 	struct rte_mbuf *m = rte_pktmbuf_alloc(w->dp->pool);
 	struct rte_ether_hdr *eth;
 	struct rte_ipv4_hdr *ip;
-	struct rte_udp_hdr *udp;
 
-	if (m == NULL) {
-		dp_count(w, DP_DROP_NO_MBUF, 1);
-		return NULL;
-	}
-	eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, (uint16_t)(headers + payload_size));
-	if (eth == NULL) {
+	if (m == NULL || (eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, size)) == NULL) {
 		rte_pktmbuf_free(m);
 		dp_count(w, DP_DROP_NO_MBUF, 1);
 		return NULL;
 	}
 	ip = (struct rte_ipv4_hdr *)(eth + 1);
-	udp = (struct rte_udp_hdr *)(ip + 1);
-	rte_ether_addr_copy(&peer->mac, &eth->dst_addr);
+	memcpy(eth->dst_addr.addr_bytes, mac, RTE_ETHER_ADDR_LEN);
 	rte_ether_addr_copy(&w->dp->mac, &eth->src_addr);
 	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 	memset(ip, 0, sizeof(*ip));
 	ip->version_ihl = RTE_IPV4_VHL_DEF;
 	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
 	ip->time_to_live = DP_IPV4_TTL;
-	ip->next_proto_id = IPPROTO_UDP;
+	ip->next_proto_id = proto;
 	ip->src_addr = w->dp->ipv4_be;
-	ip->dst_addr = peer->ipv4_be;
+	ip->dst_addr = ipv4_be;
+	*ip_out = ip;
+	return m;
+}
+
+struct rte_mbuf *
+dp_net_udp_alloc(struct dp_worker *w, const struct dp_peer *peer, uint16_t payload_size,
+		 uint8_t **payload_out)
+{
+	const uint16_t headers = sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) +
+				 sizeof(struct rte_udp_hdr);
+	struct rte_ipv4_hdr *ip;
+	struct rte_udp_hdr *udp;
+	struct rte_mbuf *m = dp_net_ipv4_alloc(w, peer->mac.addr_bytes, peer->ipv4_be, IPPROTO_UDP,
+					       (uint16_t)(headers + payload_size), &ip);
+
+	if (m == NULL)
+		return NULL;
+	udp = (struct rte_udp_hdr *)(ip + 1);
 	udp->src_port = w->dp->ingest_port_be;
 	udp->dst_port = peer->port_be;
 	*payload_out = (uint8_t *)(udp + 1);
@@ -553,29 +567,15 @@ dp_net_tcp_send(struct dp_worker *w, const struct dp_tcp_out *out)
 	uint16_t tcp_size = (uint16_t)(sizeof(struct rte_tcp_hdr) + out->options_size);
 	uint16_t size = (uint16_t)(sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) +
 				   tcp_size + out->len);
-	struct rte_mbuf *m = rte_pktmbuf_alloc(w->dp->pool);
-	struct rte_ether_hdr *eth;
 	struct rte_ipv4_hdr *ip;
 	struct rte_tcp_hdr *tcp;
+	struct rte_mbuf *m;
 
 	assert(out->options_size % 4 == 0);
-	if (m == NULL || (eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, size)) == NULL) {
-		rte_pktmbuf_free(m);
-		dp_count(w, DP_DROP_NO_MBUF, 1);
+	m = dp_net_ipv4_alloc(w, out->mac, out->raddr_be, IPPROTO_TCP, size, &ip);
+	if (m == NULL)
 		return -ENOBUFS;
-	}
-	ip = (struct rte_ipv4_hdr *)(eth + 1);
 	tcp = (struct rte_tcp_hdr *)(ip + 1);
-	memcpy(eth->dst_addr.addr_bytes, out->mac, RTE_ETHER_ADDR_LEN);
-	rte_ether_addr_copy(&w->dp->mac, &eth->src_addr);
-	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-	memset(ip, 0, sizeof(*ip));
-	ip->version_ihl = RTE_IPV4_VHL_DEF;
-	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
-	ip->time_to_live = DP_IPV4_TTL;
-	ip->next_proto_id = IPPROTO_TCP;
-	ip->src_addr = w->dp->ipv4_be;
-	ip->dst_addr = out->raddr_be;
 	ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + tcp_size + out->len));
 	tcp->src_port = out->lport_be;
 	tcp->dst_port = out->rport_be;
