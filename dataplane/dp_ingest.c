@@ -266,6 +266,14 @@ dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct f
 	if (v == FRAME_DEDUP_DONE && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
 		frame_dedup_ack(d, entry, FRAME_CREDIT_UNLIMITED, &ack);
 		dp_ingest_send(w, peer, &ack);
+	} else if (peer->tcp && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
+		/*
+		 * A resend while the first copy is being stored: the first copy's
+		 * answer is the one (a TCP producer that resent on the same
+		 * connection gets it there; one that reconnected gets the replay
+		 * from the window when it resends again). This copy owes none.
+		 */
+		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
 	}
 	return false;
 }

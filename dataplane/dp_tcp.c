@@ -453,10 +453,12 @@ dp_tcp_conn_free(struct dp_tcp *tcp, struct dp_tcp_conn *c)
 	assert(c->state != DP_TCP_CLOSED);
 	if (dp_tcp_rx_held(tcp, c))
 		dp_tcp_release_held(tcp);
-	if (c->state == DP_TCP_SYN_RECEIVED)
+	if (c->state == DP_TCP_SYN_RECEIVED) {
 		tcp->half_open--;
-	else
+	} else {
+		tcp->established--;
 		dp_tcp_count(tcp, DP_TCP_CONNS_CLOSED, 1);
+	}
 	if (c->blocked)
 		tcp->blocked_count--;
 	c->blocked = false;

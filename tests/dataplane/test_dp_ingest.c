@@ -1507,3 +1507,92 @@ Test(dp_ingest, credit_hints_follow_the_load)
 	cr_assert_eq(dp_ingest_credit(DP_FRAME_SLOTS, DP_CREDIT_BUSY_STREAK), DP_CREDIT_LOW_BYTES);
 	cr_assert_eq(dp_ingest_credit(DP_FRAME_SLOTS, DP_CREDIT_PAUSE_STREAK), 0);
 }
+
+/* ---- TCP frames through ingest (segments crafted here, answers read back) ---- */
+
+/* A TCP segment from the test peer to the ingest port. Returns its size. */
+static uint16_t
+tcp_packet(uint8_t *frame, uint8_t flags, uint32_t seq, uint32_t ack, const void *data,
+	   uint16_t len)
+{
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)frame;
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+	struct rte_tcp_hdr *tcp = (struct rte_tcp_hdr *)(ip + 1);
+
+	rte_ether_addr_copy(&dp_test->mac, &eth->dst_addr);
+	rte_ether_addr_copy(&dp_test_peer_mac, &eth->src_addr);
+	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	memset(ip, 0, sizeof(*ip));
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*ip) + sizeof(*tcp) + len));
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_TCP;
+	ip->src_addr = rte_cpu_to_be_32(DP_TEST_PEER_IPV4);
+	ip->dst_addr = rte_cpu_to_be_32(DP_TEST_IPV4);
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	memset(tcp, 0, sizeof(*tcp));
+	tcp->src_port = rte_cpu_to_be_16(DP_TEST_PEER_PORT);
+	tcp->dst_port = rte_cpu_to_be_16(DP_TEST_PORT);
+	tcp->sent_seq = rte_cpu_to_be_32(seq);
+	tcp->recv_ack = rte_cpu_to_be_32(ack);
+	tcp->data_off = (uint8_t)((sizeof(*tcp) / 4) << 4);
+	tcp->tcp_flags = flags;
+	tcp->rx_win = rte_cpu_to_be_16(65535);
+	memcpy(tcp + 1, data, len);
+	tcp->cksum = rte_ipv4_udptcp_cksum(ip, tcp);
+	return (uint16_t)(sizeof(*eth) + sizeof(*ip) + sizeof(*tcp) + len);
+}
+
+/* Polls and frees what the worker sent; returns the last segment's ack field + our seq. */
+static void
+tcp_drain(uint32_t *our_seq_out)
+{
+	struct rte_mbuf *m;
+
+	dp_test_poll();
+	while (dp_test_sent(&m, 1) == 1) {
+		const struct rte_tcp_hdr *tcp = rte_pktmbuf_mtod_offset(m, const struct rte_tcp_hdr *,
+									 34);
+
+		if (our_seq_out != NULL && (tcp->tcp_flags & DP_TCP_SYN))
+			*our_seq_out = rte_be_to_cpu_32(tcp->sent_seq) + 1;
+		rte_pktmbuf_free(m);
+	}
+}
+
+/*
+ * A TCP producer resends a frame on the same connection while its first
+ * copy is being stored: stored once, answered once, and the connection owes
+ * nothing afterwards (it once owed the resend an answer forever).
+ */
+Test(dp_ingest, a_tcp_resend_while_storing_owes_no_second_answer)
+{
+	uint8_t buf[1500];
+	uint8_t pkt[1600];
+	struct rec r = { .key = "k", .data = "tcp" };
+	uint16_t size = records_frame(buf, "orders", 4242, 1, FRAME_ACK_DURABLE, &r, 1);
+	struct dp_tcp *tcp = &dp_test->workers[0].tcp;
+	uint32_t iss = 0;
+	uint64_t deadline;
+	const struct dp_tcp_conn *c = NULL;
+
+	dp_test_inject(pkt, tcp_packet(pkt, DP_TCP_SYN, 999, 0, NULL, 0));
+	tcp_drain(&iss);
+	cr_assert_neq(iss, 0, "a SYN-ACK");
+	dp_test_inject(pkt, tcp_packet(pkt, DP_TCP_ACK, 1000, iss, NULL, 0));
+	dp_test_inject(pkt, tcp_packet(pkt, DP_TCP_ACK | DP_TCP_PSH, 1000, iss, buf, size));
+	dp_test_inject(pkt, tcp_packet(pkt, DP_TCP_ACK | DP_TCP_PSH, 1000 + size, iss, buf, size));
+	deadline = clock_mono_ns() + 3000000000u;
+	do {
+		tcp_drain(NULL);
+		for (uint32_t i = 0; i < tcp->config.conns_max && c == NULL; i++)
+			if (tcp->conns[i].state == DP_TCP_ESTABLISHED)
+				c = &tcp->conns[i];
+	} while ((c == NULL || c->answers_due != 0 || dp_test_counter(DP_ACKS_SENT) == 0) &&
+		 clock_mono_ns() < deadline);
+	cr_assert_not_null(c);
+	cr_assert_eq(dp_test_counter(DP_TCP_FRAMES_IN), 2);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1, "stored once");
+	cr_assert_eq(dp_test_counter(DP_ACKS_SENT), 1, "answered once");
+	cr_assert_eq(c->answers_due, 0, "nothing owed");
+}

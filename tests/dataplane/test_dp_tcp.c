@@ -933,9 +933,11 @@ Test(dp_tcp, rst_exactly_at_rcv_nxt_closes)
 	struct dp_tcp_seg s;
 
 	handshake();
+	cr_assert_eq(tcp.established, 1);
 	s = seg_make(DP_TCP_RST, PEER_ISN, 0, NULL, 0);
 	deliver(&s);
 	cr_assert_eq(tcp.free_count, 16);
+	cr_assert_eq(tcp.established, 0, "an open-connection count that goes down too");
 	cr_assert_eq(counters[DP_TCP_RESETS_RECEIVED], 1);
 }
 
