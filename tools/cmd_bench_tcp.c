@@ -392,6 +392,8 @@ tb_start_sluiced(struct tb_env *env, const struct tb_opts *o)
 		free(text);
 		return err;
 	}
+	fprintf(stderr, "sluice bench tcp: namespace %s, device %s, sluiced pid %d, dir %s\n",
+		env->ns, env->tap, (int)env->sluiced_pid, env->root);
 	if (tb_ip("-n", env->ns, "addr", "replace", TB_PEER, "dev", env->tap) != 0 ||
 	    tb_ip("-n", env->ns, "link", "set", env->tap, "up", NULL) != 0)
 		return -EIO;
