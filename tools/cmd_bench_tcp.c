@@ -31,6 +31,7 @@
  * tools/ may not include dataplane headers: sluiced is a separate process
  * found next to this executable, in the build tree, or as $SLUICED.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -90,8 +91,10 @@ struct tb_opts {
 struct tb_run {
 	double acked;
 	double records_per_s;
+	double p50_us;
 	double p99_us;
 	double cpu_s;               /* sluiced's CPU seconds during the run. */
+	double wait_s;              /* sluiced's threads' seconds runnable but not running. */
 	double wall_s;
 };
 
@@ -259,6 +262,51 @@ tb_cpu_s(pid_t pid)
 		s = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 	free(text);
 	return s;
+}
+
+/*
+ * Seconds pid's threads spent runnable on a run queue without a CPU (the
+ * second field of /proc/PID/task/TID/schedstat): on a shared machine this,
+ * not our code, is where latency goes.
+ */
+static double
+tb_wait_s(pid_t pid)
+{
+	char path[320];
+	struct dirent *e;
+	double total = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (dir == NULL)
+		return -1;
+	while ((e = readdir(dir)) != NULL) {
+		unsigned long long run_ns, wait_ns;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		if (fscanf(f, "%llu %llu", &run_ns, &wait_ns) == 2)
+			total += (double)wait_ns / 1e9;
+		fclose(f);
+	}
+	closedir(dir);
+	return total;
+}
+
+/* The share of time some runnable task waited for a CPU (PSI cpu "some", avg10), %. */
+static double
+tb_cpu_pressure(void)
+{
+	char *text = tb_read_file("/proc/pressure/cpu");
+	char *p = text != NULL ? strstr(text, "avg10=") : NULL;
+	double v = p != NULL ? strtod(p + 6, NULL) : -1;
+
+	free(text);
+	return v;
 }
 
 static double
@@ -493,7 +541,7 @@ tb_ingest(struct tb_env *env, const struct tb_opts *o, const char *transport, ui
 		"--duration", duration, "--drain", "5s", "--json", NULL,
 	};
 	cJSON *json = NULL;
-	double cpu0, cpu1;
+	double cpu0, cpu1, wait0;
 	uint64_t t0;
 	char *text;
 	int rc;
@@ -509,9 +557,11 @@ tb_ingest(struct tb_env *env, const struct tb_opts *o, const char *transport, ui
 	fprintf(stderr, "sluice bench tcp: %s, %llu records/s offered, %u per frame ...\n",
 		transport, (unsigned long long)rate, records_per_frame);
 	cpu0 = tb_cpu_s(env->sluiced_pid);
+	wait0 = tb_wait_s(env->sluiced_pid);
 	t0 = clock_mono_ns();
 	rc = tb_run(argv, out, err_log);
 	cpu1 = tb_cpu_s(env->sluiced_pid);
+	r->wait_s = tb_wait_s(env->sluiced_pid) - wait0;
 	r->wall_s = (double)(clock_mono_ns() - t0) / 1e9;
 	r->cpu_s = cpu1 - cpu0;
 	text = tb_read_file(out);
@@ -532,6 +582,8 @@ tb_ingest(struct tb_env *env, const struct tb_opts *o, const char *transport, ui
 	r->acked = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(json, "records_acked"));
 	r->records_per_s = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(json,
 								      "records_per_s"));
+	r->p50_us = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(json, "latency_us"), "p50"));
 	r->p99_us = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
 		cJSON_GetObjectItemCaseSensitive(json, "latency_us"), "p99"));
 	cJSON_Delete(json);
@@ -720,8 +772,16 @@ tb_per_cpu(const struct tb_run *r)
 }
 
 static void
+tb_report_run(const char *label, const struct tb_run *r)
+{
+	printf("%-26s %10.0f %10.0f %7.2f %6.2f %6.2f %10.0f %10.0f %10.0f\n", label, r->acked,
+	       r->records_per_s, r->cpu_s, r->wall_s > 0 ? r->cpu_s / r->wall_s : 0,
+	       r->wall_s > 0 ? r->wait_s / r->wall_s : 0, tb_per_cpu(r), r->p50_us, r->p99_us);
+}
+
+static void
 tb_report(const struct tb_opts *o, const struct tb_run *tcp, const struct tb_run *udp,
-	  const struct tb_run *half, double log_p99_us, const struct tb_conns *c)
+	  const struct tb_run *half, double log_p99_us, const struct tb_conns *c, double pressure)
 {
 	double ratio = tb_per_cpu(udp) > 0 ? tb_per_cpu(tcp) / tb_per_cpu(udp) : 0;
 	double p99_ratio = log_p99_us > 0 ? half->p99_us / log_p99_us : 0;
@@ -732,14 +792,14 @@ tb_report(const struct tb_opts *o, const struct tb_run *tcp, const struct tb_run
 	printf("sluice bench tcp: %llu s per load run, %llu worker(s), %d B records, "
 	       "%d connections/producers\n", (unsigned long long)o->duration_s,
 	       (unsigned long long)o->workers, TB_RECORD_SIZE, TB_CONNECTIONS);
-	printf("%-26s %12s %12s %9s %14s %10s\n", "run", "acked", "records/s", "cpu_s",
-	       "rec/cpu-s", "p99");
-	printf("%-26s %12.0f %12.0f %9.2f %14.0f %8.0fus\n", "tcp 500/frame, overload",
-	       tcp->acked, tcp->records_per_s, tcp->cpu_s, tb_per_cpu(tcp), tcp->p99_us);
-	printf("%-26s %12.0f %12.0f %9.2f %14.0f %8.0fus\n", "udp 12/datagram, overload",
-	       udp->acked, udp->records_per_s, udp->cpu_s, tb_per_cpu(udp), udp->p99_us);
-	printf("%-26s %12.0f %12.0f %9.2f %14.0f %8.0fus\n", "tcp at half saturation",
-	       half->acked, half->records_per_s, half->cpu_s, tb_per_cpu(half), half->p99_us);
+	printf("%-26s %10s %10s %7s %6s %6s %10s %10s %10s\n", "run", "acked", "records/s",
+	       "cpu_s", "cpu/s", "wait/s", "rec/cpu-s", "p50_us", "p99_us");
+	tb_report_run("tcp 500/frame, overload", tcp);
+	tb_report_run("udp 12/datagram, overload", udp);
+	tb_report_run("tcp at half saturation", half);
+	printf("cpu/s: sluiced's CPU seconds per second; wait/s: its threads' seconds runnable "
+	       "without a CPU per second; CPU pressure (some, avg10) after the runs: %.0f%%\n",
+	       pressure);
 	printf("records per appliance CPU-second, tcp / udp: %.2f (goal >= 1.5)\n", ratio);
 	printf("p99 durable ACK over tcp at %.0f records/s: %.0f us; log append p99: %.0f us: "
 	       "%.2f (goal <= 2)\n", half->records_per_s, half->p99_us, log_p99_us, p99_ratio);
@@ -763,6 +823,7 @@ tb_measure(struct tb_env *env, const struct tb_opts *o)
 	struct tb_run tcp = { 0 }, udp = { 0 }, half = { 0 };
 	struct tb_conns conns = { 0 };
 	double log_p99_us = 0;
+	double pressure = 0;
 	int err;
 
 	err = tb_ingest(env, o, "tcp", TB_RATE_OVERLOAD, TB_TCP_RECORDS_PER_FRAME, &tcp);
@@ -773,12 +834,13 @@ tb_measure(struct tb_env *env, const struct tb_opts *o)
 	if (err == 0)
 		err = tb_ingest(env, o, "tcp", (uint64_t)(tcp.records_per_s / 2),
 				TB_TCP_RECORDS_PER_FRAME, &half);
+	pressure = tb_cpu_pressure();
 	if (err == 0)
 		err = tb_log_p99(env, o, &log_p99_us);
 	if (err == 0)
 		err = tb_conns(env, o, &conns);
 	if (err == 0)
-		tb_report(o, &tcp, &udp, &half, log_p99_us, &conns);
+		tb_report(o, &tcp, &udp, &half, log_p99_us, &conns, pressure);
 	return err;
 }
 
