@@ -167,7 +167,8 @@ dp_telemetry_worker(const char *cmd, const char *params, struct rte_tel_data *d)
  * The TCP tables summed over workers. table_bytes is dp_tcp_memory() without
  * the buffer pools: what the connection table costs, per connection slot
  * whether used or not (sluice bench tcp divides it by connections_max).
- * `established` is owned by the worker: a relaxed load sees a recent value.
+ * `established` is conns_opened - conns_closed from the counters (relaxed
+ * loads): struct dp_tcp's own `established` is only ever incremented.
  */
 static int
 dp_telemetry_tcp(const char *cmd, const char *params, struct rte_tel_data *d)
@@ -179,11 +180,14 @@ dp_telemetry_tcp(const char *cmd, const char *params, struct rte_tel_data *d)
 	for (uint32_t i = 0; i < dp_telemetry_dp->worker_count; i++) {
 		const struct dp_tcp *tcp = &dp_telemetry_dp->workers[i].tcp;
 		struct dp_tcp_config table_only = tcp->config;
+		struct dp_stats stats;
 
+		dp_worker_stats_read(dp_telemetry_dp, i, &stats);
 		table_only.rx_buffers = 0;
 		table_only.tx_buffers = 0;
 		conns_max += tcp->config.conns_max;
-		established += __atomic_load_n(&tcp->established, __ATOMIC_RELAXED);
+		established += stats.counters[DP_TCP_CONNS_OPENED] -
+			       stats.counters[DP_TCP_CONNS_CLOSED];
 		table_bytes += dp_tcp_memory(&table_only);
 		memory_bytes += dp_tcp_memory(&tcp->config);
 	}

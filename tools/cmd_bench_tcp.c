@@ -95,7 +95,16 @@ struct tb_run {
 	double p99_us;
 	double cpu_s;               /* sluiced's CPU seconds during the run. */
 	double wait_s;              /* sluiced's threads' seconds runnable but not running. */
+	double client_wait_s;       /* The same for the load generator. */
 	double wall_s;
+	double tap_drops;           /* Packets the tap dropped on the way in (queue full). */
+	double retrans;             /* Segments the namespace's TCP retransmitted. */
+};
+
+/* Loss seen from the namespace, sampled around a run. */
+struct tb_loss {
+	double tap_drops;
+	double retrans;
 };
 
 struct tb_conns {
@@ -153,14 +162,20 @@ tb_spawn(char *const argv[], const char *out, const char *err)
 	return pid;
 }
 
-/* Waits for pid; on a stop request, TERM then KILL. Returns the exit status or -EINTR. */
+static double tb_wait_s(pid_t pid);
+
+/*
+ * Waits for pid; on a stop request, TERM then KILL. Returns the exit status
+ * or -EINTR. *wait_s_out (when not NULL): pid's run-queue wait, last sampled.
+ */
 static int
-tb_wait(pid_t pid)
+tb_wait(pid_t pid, double *wait_s_out)
 {
 	int status;
 
 	for (;;) {
 		pid_t got = waitpid(pid, &status, WNOHANG);
+		double wait_s = wait_s_out != NULL ? tb_wait_s(pid) : -1;
 
 		if (got == pid)
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -174,6 +189,8 @@ tb_wait(pid_t pid)
 			waitpid(pid, &status, 0);
 			return -EINTR;
 		}
+		if (wait_s >= 0)
+			*wait_s_out = wait_s;
 		usleep(20000);
 	}
 }
@@ -184,7 +201,7 @@ tb_run(char *const argv[], const char *out, const char *err)
 {
 	pid_t pid = tb_spawn(argv, out, err);
 
-	return pid < 0 ? -errno : tb_wait(pid);
+	return pid < 0 ? -errno : tb_wait(pid, NULL);
 }
 
 /* A whole small file, NUL-terminated (malloc'd), or NULL. */
@@ -368,6 +385,84 @@ tb_telemetry_number(pid_t pid, const char *command, const char *field)
 	return v;
 }
 
+/* ---- The namespace's view: tap drops and TCP retransmissions ------------------------ */
+
+/* The tap's TX dropped count from a /proc/net/dev text (TX: the namespace -> sluiced). */
+static double
+tb_tap_drops(const char *dev, const char *tap)
+{
+	char name[24];
+	const char *line;
+	unsigned long long v[12];
+
+	snprintf(name, sizeof(name), "%s:", tap);
+	line = dev != NULL ? strstr(dev, name) : NULL;
+	if (line == NULL || sscanf(line + strlen(name),
+				   "%llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+				   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8],
+				   &v[9], &v[10], &v[11]) != 12)
+		return -1;
+	return (double)v[11];
+}
+
+/* RetransSegs from a /proc/net/snmp text (a header line "Tcp: ..." then the values). */
+static double
+tb_retrans(const char *snmp)
+{
+	const char *head = snmp != NULL ? strstr(snmp, "\nTcp: ") : NULL;
+	const char *values = head != NULL ? strstr(head + 1, "\nTcp: ") : NULL;
+	int column = 0;
+
+	if (values == NULL)
+		return -1;
+	for (const char *p = head + 6; *p != '\n' && *p != '\0'; p++) {
+		if (strncmp(p, "RetransSegs", 11) == 0) {
+			const char *q = values + 6;
+
+			for (int i = 0; i < column && q != NULL; i++) {
+				q = strchr(q, ' ');
+				q = q != NULL ? q + 1 : NULL;
+			}
+			return q != NULL ? strtod(q, NULL) : -1;
+		}
+		if (*p == ' ')
+			column++;
+	}
+	return -1;
+}
+
+/*
+ * Reads the namespace's /proc/net/dev and /proc/net/snmp: this thread enters
+ * the namespace (/proc/thread-self/net follows it) and goes back.
+ */
+static void
+tb_loss_read(const struct tb_env *env, struct tb_loss *loss)
+{
+	char ns_path[64];
+	int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	int target;
+
+	loss->tap_drops = -1;
+	loss->retrans = -1;
+	snprintf(ns_path, sizeof(ns_path), "/run/netns/%s", env->ns);
+	target = open(ns_path, O_RDONLY | O_CLOEXEC);
+	if (home >= 0 && target >= 0 && setns(target, CLONE_NEWNET) == 0) {
+		char *dev = tb_read_file("/proc/thread-self/net/dev");
+		char *snmp = tb_read_file("/proc/thread-self/net/snmp");
+
+		loss->tap_drops = tb_tap_drops(dev, env->tap);
+		loss->retrans = tb_retrans(snmp);
+		free(dev);
+		free(snmp);
+		if (setns(home, CLONE_NEWNET) != 0)
+			abort();  /* The rest of the run would happen in the wrong namespace. */
+	}
+	if (target >= 0)
+		close(target);
+	if (home >= 0)
+		close(home);
+}
+
 /* ---- The namespace and sluiced ----------------------------------------------------- */
 
 static int
@@ -542,7 +637,9 @@ tb_ingest(struct tb_env *env, const struct tb_opts *o, const char *transport, ui
 	};
 	cJSON *json = NULL;
 	double cpu0, cpu1, wait0;
+	struct tb_loss loss0, loss1;
 	uint64_t t0;
+	pid_t pid;
 	char *text;
 	int rc;
 
@@ -556,12 +653,17 @@ tb_ingest(struct tb_env *env, const struct tb_opts *o, const char *transport, ui
 	snprintf(err_log, sizeof(err_log), "%s/ingest.err", env->root);
 	fprintf(stderr, "sluice bench tcp: %s, %llu records/s offered, %u per frame ...\n",
 		transport, (unsigned long long)rate, records_per_frame);
+	tb_loss_read(env, &loss0);
 	cpu0 = tb_cpu_s(env->sluiced_pid);
 	wait0 = tb_wait_s(env->sluiced_pid);
 	t0 = clock_mono_ns();
-	rc = tb_run(argv, out, err_log);
+	pid = tb_spawn(argv, out, err_log);
+	rc = pid < 0 ? -errno : tb_wait(pid, &r->client_wait_s);
 	cpu1 = tb_cpu_s(env->sluiced_pid);
 	r->wait_s = tb_wait_s(env->sluiced_pid) - wait0;
+	tb_loss_read(env, &loss1);
+	r->tap_drops = loss1.tap_drops - loss0.tap_drops;
+	r->retrans = loss1.retrans - loss0.retrans;
 	r->wall_s = (double)(clock_mono_ns() - t0) / 1e9;
 	r->cpu_s = cpu1 - cpu0;
 	text = tb_read_file(out);
@@ -774,14 +876,18 @@ tb_per_cpu(const struct tb_run *r)
 static void
 tb_report_run(const char *label, const struct tb_run *r)
 {
-	printf("%-26s %10.0f %10.0f %7.2f %6.2f %6.2f %10.0f %10.0f %10.0f\n", label, r->acked,
-	       r->records_per_s, r->cpu_s, r->wall_s > 0 ? r->cpu_s / r->wall_s : 0,
-	       r->wall_s > 0 ? r->wait_s / r->wall_s : 0, tb_per_cpu(r), r->p50_us, r->p99_us);
+	double wall = r->wall_s > 0 ? r->wall_s : 1;
+
+	printf("%-26s %9.0f %9.0f %6.2f %5.2f %6.2f %7.2f %9.0f %8.0f %8.0f %9.0f %7.0f\n", label,
+	       r->acked, r->records_per_s, r->cpu_s, r->cpu_s / wall, r->wait_s / wall,
+	       r->client_wait_s / wall, tb_per_cpu(r), r->p50_us, r->p99_us, r->tap_drops,
+	       r->retrans);
 }
 
 static void
 tb_report(const struct tb_opts *o, const struct tb_run *tcp, const struct tb_run *udp,
-	  const struct tb_run *half, double log_p99_us, const struct tb_conns *c, double pressure)
+	  const struct tb_run *half, const struct tb_run *udp_half, double log_p99_us,
+	  const struct tb_conns *c, double pressure)
 {
 	double ratio = tb_per_cpu(udp) > 0 ? tb_per_cpu(tcp) / tb_per_cpu(udp) : 0;
 	double p99_ratio = log_p99_us > 0 ? half->p99_us / log_p99_us : 0;
@@ -792,14 +898,17 @@ tb_report(const struct tb_opts *o, const struct tb_run *tcp, const struct tb_run
 	printf("sluice bench tcp: %llu s per load run, %llu worker(s), %d B records, "
 	       "%d connections/producers\n", (unsigned long long)o->duration_s,
 	       (unsigned long long)o->workers, TB_RECORD_SIZE, TB_CONNECTIONS);
-	printf("%-26s %10s %10s %7s %6s %6s %10s %10s %10s\n", "run", "acked", "records/s",
-	       "cpu_s", "cpu/s", "wait/s", "rec/cpu-s", "p50_us", "p99_us");
+	printf("%-26s %9s %9s %6s %5s %6s %6s %9s %8s %8s %9s %7s\n", "run", "acked",
+	       "records/s", "cpu_s", "cpu/s", "wait/s", "cwait/s", "rec/cpu-s", "p50_us", "p99_us",
+	       "tap_drops", "retrans");
 	tb_report_run("tcp 500/frame, overload", tcp);
 	tb_report_run("udp 12/datagram, overload", udp);
 	tb_report_run("tcp at half saturation", half);
+	tb_report_run("udp at the same rate", udp_half);
 	printf("cpu/s: sluiced's CPU seconds per second; wait/s: its threads' seconds runnable "
-	       "without a CPU per second; CPU pressure (some, avg10) after the runs: %.0f%%\n",
-	       pressure);
+	       "without a CPU per second; cwait/s: the same for sluice bench ingest; tap_drops: packets the tap's queue dropped on the way "
+	       "to sluiced; retrans: TCP segments the namespace resent; CPU pressure (some, "
+	       "avg10) after the runs: %.0f%%\n", pressure);
 	printf("records per appliance CPU-second, tcp / udp: %.2f (goal >= 1.5)\n", ratio);
 	printf("p99 durable ACK over tcp at %.0f records/s: %.0f us; log append p99: %.0f us: "
 	       "%.2f (goal <= 2)\n", half->records_per_s, half->p99_us, log_p99_us, p99_ratio);
@@ -820,7 +929,7 @@ tb_report(const struct tb_opts *o, const struct tb_run *tcp, const struct tb_run
 static int
 tb_measure(struct tb_env *env, const struct tb_opts *o)
 {
-	struct tb_run tcp = { 0 }, udp = { 0 }, half = { 0 };
+	struct tb_run tcp = { 0 }, udp = { 0 }, half = { 0 }, udp_half = { 0 };
 	struct tb_conns conns = { 0 };
 	double log_p99_us = 0;
 	double pressure = 0;
@@ -834,13 +943,17 @@ tb_measure(struct tb_env *env, const struct tb_opts *o)
 	if (err == 0)
 		err = tb_ingest(env, o, "tcp", (uint64_t)(tcp.records_per_s / 2),
 				TB_TCP_RECORDS_PER_FRAME, &half);
+	/* The same rate over udp: what the machine, not TCP, costs in latency. */
+	if (err == 0)
+		err = tb_ingest(env, o, "udp", (uint64_t)(tcp.records_per_s / 2),
+				TB_UDP_RECORDS_PER_FRAME, &udp_half);
 	pressure = tb_cpu_pressure();
 	if (err == 0)
 		err = tb_log_p99(env, o, &log_p99_us);
 	if (err == 0)
 		err = tb_conns(env, o, &conns);
 	if (err == 0)
-		tb_report(o, &tcp, &udp, &half, log_p99_us, &conns, pressure);
+		tb_report(o, &tcp, &udp, &half, &udp_half, log_p99_us, &conns, pressure);
 	return err;
 }
 
