@@ -10,7 +10,8 @@
  *      producers), both offered more than the appliance takes: records acked
  *      per CPU-second of sluiced (utime+stime from /proc/PID/stat, sampled
  *      right before and after each run). The tcp run's acked rate is the
- *      saturating rate.
+ *      saturating rate. Before each run it waits until sluiced is quiet (the
+ *      previous run's backlog drained).
  *   2. tcp again at half that rate: its p99 durable-ACK latency against the
  *      log's own append p99 (`sluice bench log --only lat`, same filesystem).
  *   3. --conns connections opened from the namespace by this process (a
@@ -78,6 +79,8 @@
 #define TB_CONNECT_S 60              /* All --conns connections established. */
 #define TB_TELEMETRY_SIZE 65536
 #define TB_FDS_SPARE 64
+#define TB_QUIET_MS 1000             /* No packet and no record made durable this long: quiet. */
+#define TB_QUIET_MAX_S 60
 
 struct tb_opts {
 	const char *dir;
@@ -620,6 +623,34 @@ tb_teardown(struct tb_env *env)
 /* ---- Load runs --------------------------------------------------------------------- */
 
 /*
+ * Waits until sluiced has finished the previous run's backlog (an overload
+ * run leaves frames in the tap's queue and batches in the log): no packet
+ * received and no record made durable for TB_QUIET_MS. Otherwise the next
+ * run's first frames wait behind it, and its connections' first segments
+ * see Linux's initial 1 s RTO.
+ */
+static int
+tb_quiesce(const struct tb_env *env)
+{
+	double last_rx = -1, last_durable = -1;
+
+	for (uint32_t i = 0; i < TB_QUIET_MAX_S * 1000 / TB_QUIET_MS && !tb_stop; i++) {
+		double rx = tb_telemetry_number(env->sluiced_pid, "/sluice/dp/stats", "rx_packets");
+		double durable = tb_telemetry_number(env->sluiced_pid, "/sluice/dp/stats",
+						     "records_durable");
+
+		if (rx < 0 || durable < 0)
+			return -EIO;
+		if (rx == last_rx && durable == last_durable)
+			return 0;
+		last_rx = rx;
+		last_durable = durable;
+		usleep(TB_QUIET_MS * 1000);
+	}
+	return tb_stop ? -EINTR : -ETIMEDOUT;
+}
+
+/*
  * `sluice bench ingest` in the namespace at `rate` records/s; sluiced's CPU
  * is sampled right before it starts and right after it exits.
  */
@@ -651,6 +682,11 @@ tb_ingest(struct tb_env *env, const struct tb_opts *o, const char *transport, ui
 	snprintf(duration, sizeof(duration), "%llus", (unsigned long long)o->duration_s);
 	snprintf(out, sizeof(out), "%s/ingest.json", env->root);
 	snprintf(err_log, sizeof(err_log), "%s/ingest.err", env->root);
+	rc = tb_quiesce(env);
+	if (rc != 0) {
+		fprintf(stderr, "sluice bench tcp: sluiced did not go quiet: %s\n", strerror(-rc));
+		return rc;
+	}
 	fprintf(stderr, "sluice bench tcp: %s, %llu records/s offered, %u per frame ...\n",
 		transport, (unsigned long long)rate, records_per_frame);
 	tb_loss_read(env, &loss0);
