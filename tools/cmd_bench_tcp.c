@@ -650,9 +650,58 @@ tb_quiesce(const struct tb_env *env)
 	return tb_stop ? -EINTR : -ETIMEDOUT;
 }
 
+/* sluiced's CPU and run-queue wait and the namespace's loss counters, at one moment. */
+struct tb_sample {
+	double cpu_s;
+	double wait_s;
+	struct tb_loss loss;
+	uint64_t at_ns;
+};
+
+static void
+tb_sample_take(const struct tb_env *env, struct tb_sample *s)
+{
+	tb_loss_read(env, &s->loss);
+	s->cpu_s = tb_cpu_s(env->sluiced_pid);
+	s->wait_s = tb_wait_s(env->sluiced_pid);
+	s->at_ns = clock_mono_ns();
+}
+
+/* Reads bench ingest's --json summary into r; prints its stderr when there is none. */
+static int
+tb_ingest_result(const char *out, const char *err_log, const char *transport, int rc,
+		 struct tb_run *r)
+{
+	char *text = tb_read_file(out);
+	const char *start = text != NULL ? strstr(text, "{\"transport\"") : NULL;
+	cJSON *json = NULL;
+	const cJSON *latency;
+
+	/* Exit 3 (some records unanswered at overload) still reports; 1 acked none. */
+	if (start != NULL && (rc == CMD_EXIT_OK || rc == CMD_EXIT_PARTIAL))
+		json = cJSON_Parse(start);
+	free(text);
+	if (json == NULL) {
+		char *errors = tb_read_file(err_log);
+
+		fprintf(stderr, "sluice bench tcp: bench ingest over %s failed (exit %d)%s%s\n",
+			transport, rc, errors != NULL ? ":\n" : "", errors != NULL ? errors : "");
+		free(errors);
+		return rc == -EINTR ? -EINTR : -EIO;
+	}
+	latency = cJSON_GetObjectItemCaseSensitive(json, "latency_us");
+	r->acked = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(json, "records_acked"));
+	r->records_per_s = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(json,
+								      "records_per_s"));
+	r->p50_us = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(latency, "p50"));
+	r->p99_us = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(latency, "p99"));
+	cJSON_Delete(json);
+	return 0;
+}
+
 /*
- * `sluice bench ingest` in the namespace at `rate` records/s; sluiced's CPU
- * is sampled right before it starts and right after it exits.
+ * `sluice bench ingest` in the namespace at `rate` records/s, once sluiced is
+ * quiet; sluiced is sampled right before it starts and right after it exits.
  */
 static int
 tb_ingest(struct tb_env *env, const struct tb_opts *o, const char *transport, uint64_t rate,
@@ -666,12 +715,8 @@ tb_ingest(struct tb_env *env, const struct tb_opts *o, const char *transport, ui
 		"--size", size, "--records-per-frame", rpf, "--producers", producers,
 		"--duration", duration, "--drain", "5s", "--json", NULL,
 	};
-	cJSON *json = NULL;
-	double cpu0, cpu1, wait0;
-	struct tb_loss loss0, loss1;
-	uint64_t t0;
+	struct tb_sample s0, s1;
 	pid_t pid;
-	char *text;
 	int rc;
 
 	snprintf(target, sizeof(target), "%s:%d", TB_APPLIANCE, TB_INGEST_PORT);
@@ -689,43 +734,20 @@ tb_ingest(struct tb_env *env, const struct tb_opts *o, const char *transport, ui
 	}
 	fprintf(stderr, "sluice bench tcp: %s, %llu records/s offered, %u per frame ...\n",
 		transport, (unsigned long long)rate, records_per_frame);
-	tb_loss_read(env, &loss0);
-	cpu0 = tb_cpu_s(env->sluiced_pid);
-	wait0 = tb_wait_s(env->sluiced_pid);
-	t0 = clock_mono_ns();
+	tb_sample_take(env, &s0);
 	pid = tb_spawn(argv, out, err_log);
 	rc = pid < 0 ? -errno : tb_wait(pid, &r->client_wait_s);
-	cpu1 = tb_cpu_s(env->sluiced_pid);
-	r->wait_s = tb_wait_s(env->sluiced_pid) - wait0;
-	tb_loss_read(env, &loss1);
-	r->tap_drops = loss1.tap_drops - loss0.tap_drops;
-	r->retrans = loss1.retrans - loss0.retrans;
-	r->wall_s = (double)(clock_mono_ns() - t0) / 1e9;
-	r->cpu_s = cpu1 - cpu0;
-	text = tb_read_file(out);
-	/* Exit 3 (some records unanswered at overload) still reports; 1 acked none. */
-	if (text != NULL && (rc == CMD_EXIT_OK || rc == CMD_EXIT_PARTIAL))
-		json = strstr(text, "{\"transport\"") != NULL ?
-		       cJSON_Parse(strstr(text, "{\"transport\"")) : NULL;
-	free(text);
-	if (json == NULL || cpu0 < 0 || cpu1 < 0) {
-		char *errors = tb_read_file(err_log);
-
-		fprintf(stderr, "sluice bench tcp: bench ingest over %s failed (exit %d)%s%s\n",
-			transport, rc, errors != NULL ? ":\n" : "", errors != NULL ? errors : "");
-		free(errors);
-		cJSON_Delete(json);
-		return rc == -EINTR ? -EINTR : -EIO;
+	tb_sample_take(env, &s1);
+	if (s0.cpu_s < 0 || s1.cpu_s < 0) {
+		fprintf(stderr, "sluice bench tcp: sluiced is gone\n");
+		return -ESRCH;
 	}
-	r->acked = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(json, "records_acked"));
-	r->records_per_s = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(json,
-								      "records_per_s"));
-	r->p50_us = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
-		cJSON_GetObjectItemCaseSensitive(json, "latency_us"), "p50"));
-	r->p99_us = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(
-		cJSON_GetObjectItemCaseSensitive(json, "latency_us"), "p99"));
-	cJSON_Delete(json);
-	return 0;
+	r->cpu_s = s1.cpu_s - s0.cpu_s;
+	r->wait_s = s1.wait_s - s0.wait_s;
+	r->tap_drops = s1.loss.tap_drops - s0.loss.tap_drops;
+	r->retrans = s1.loss.retrans - s0.loss.retrans;
+	r->wall_s = (double)(s1.at_ns - s0.at_ns) / 1e9;
+	return tb_ingest_result(out, err_log, transport, rc, r);
 }
 
 /* The log's append -> durable ack p99 (us) from `sluice bench log --only lat`. */
@@ -942,9 +964,9 @@ tb_report(const struct tb_opts *o, const struct tb_run *tcp, const struct tb_run
 	tb_report_run("tcp at half saturation", half);
 	tb_report_run("udp at the same rate", udp_half);
 	printf("cpu/s: sluiced's CPU seconds per second; wait/s: its threads' seconds runnable "
-	       "without a CPU per second; cwait/s: the same for sluice bench ingest; tap_drops: packets the tap's queue dropped on the way "
-	       "to sluiced; retrans: TCP segments the namespace resent; CPU pressure (some, "
-	       "avg10) after the runs: %.0f%%\n", pressure);
+	       "without a CPU per second; cwait/s: the same for sluice bench ingest; tap_drops: "
+	       "packets the tap's queue dropped on the way to sluiced; retrans: TCP segments the "
+	       "namespace resent; CPU pressure (some, avg10) after the runs: %.0f%%\n", pressure);
 	printf("records per appliance CPU-second, tcp / udp: %.2f (goal >= 1.5)\n", ratio);
 	printf("p99 durable ACK over tcp at %.0f records/s: %.0f us; log append p99: %.0f us: "
 	       "%.2f (goal <= 2)\n", half->records_per_s, half->p99_us, log_p99_us, p99_ratio);

@@ -22,7 +22,8 @@ trap 'exit 143' HUP INT TERM
 
 # made_by FILE: "NS PID DIR" from the bench's "namespace ..., sluiced pid ..., dir ..." line.
 made_by() {
-	sed -n 's/^sluice bench tcp: namespace \([^,]*\), device [^,]*, sluiced pid \([0-9]*\), dir \(.*\)$/\1 \2 \3/p' "$1"
+	sed -n 's/^sluice bench tcp: namespace \([^,]*\), device [^,]*, /\1 /p' "$1" |
+		sed -n 's/^\([^ ]*\) sluiced pid \([0-9]*\), dir \(.*\)$/\1 \2 \3/p'
 }
 
 # check_gone NS PID DIR: nothing the bench made is left.
@@ -39,8 +40,9 @@ SLUICED=$sluiced "$sluice" bench tcp --quick --dir "$tmp" >"$tmp/out" 2>"$tmp/er
 line=$(grep '^tcp-bench: ' "$tmp/out") || fail "no tcp-bench line: $(cat "$tmp/out")"
 echo "$line"
 num='[0-9][0-9.]*'
-echo "$line" | grep -Eq "^tcp-bench: rec_per_cpu_s_tcp=$num rec_per_cpu_s_udp=$num ratio=$num p99_ratio=$num conns=$num bytes_per_conn=$num\$" ||
-	fail "malformed line: $line"
+shape="^tcp-bench: rec_per_cpu_s_tcp=$num rec_per_cpu_s_udp=$num ratio=$num"
+shape="$shape p99_ratio=$num conns=$num bytes_per_conn=$num\$"
+echo "$line" | grep -Eq "$shape" || fail "malformed line: $line"
 # Sane, not judged: every run stored records, and the connections were held.
 for field in rec_per_cpu_s_tcp rec_per_cpu_s_udp ratio p99_ratio conns bytes_per_conn; do
 	value=$(echo "$line" | sed "s/.* $field=\([0-9.]*\).*/\1/")
