@@ -1,7 +1,8 @@
 /*
  * dp_stats.c - counter names, summing for the control plane, and the DPDK
  * telemetry command /sluice/dp/stats (one dict: every counter summed over
- * workers) and /sluice/dp/worker,<n> (one worker's counters).
+ * workers), /sluice/dp/worker,<n> (one worker's counters) and /sluice/dp/tcp
+ * (the TCP tables: size, connections held, dp_tcp_memory()'s accounting).
  *
  * Readers run on other threads (control, telemetry) and read each counter
  * with a relaxed load: the writer stores whole 64-bit values, so a reader
@@ -164,6 +165,43 @@ dp_telemetry_worker(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+/*
+ * The TCP tables summed over workers. table_bytes is dp_tcp_memory() without
+ * the buffer pools: what the connection table costs, per connection slot
+ * whether used or not (sluice bench tcp divides it by connections_max).
+ * `established` is conns_opened - conns_closed from the counters (relaxed
+ * loads): struct dp_tcp's own `established` is only ever incremented.
+ */
+static int
+dp_telemetry_tcp(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	uint64_t conns_max = 0, established = 0, table_bytes = 0, memory_bytes = 0;
+
+	(void)cmd;
+	(void)params;
+	for (uint32_t i = 0; i < dp_telemetry_dp->worker_count; i++) {
+		const struct dp_tcp *tcp = &dp_telemetry_dp->workers[i].tcp;
+		struct dp_tcp_config table_only = tcp->config;
+		struct dp_stats stats;
+
+		dp_worker_stats_read(dp_telemetry_dp, i, &stats);
+		table_only.rx_buffers = 0;
+		table_only.tx_buffers = 0;
+		conns_max += tcp->config.conns_max;
+		established += stats.counters[DP_TCP_CONNS_OPENED] -
+			       stats.counters[DP_TCP_CONNS_CLOSED];
+		table_bytes += dp_tcp_memory(&table_only);
+		memory_bytes += dp_tcp_memory(&tcp->config);
+	}
+	rte_tel_data_start_dict(d);
+	rte_tel_data_add_dict_u64(d, "workers", dp_telemetry_dp->worker_count);
+	rte_tel_data_add_dict_u64(d, "connections_max", conns_max);
+	rte_tel_data_add_dict_u64(d, "established", established);
+	rte_tel_data_add_dict_u64(d, "table_bytes", table_bytes);
+	rte_tel_data_add_dict_u64(d, "memory_bytes", memory_bytes);
+	return 0;
+}
+
 void
 dp_telemetry_register(struct dp *dp)
 {
@@ -172,4 +210,7 @@ dp_telemetry_register(struct dp *dp)
 				   "Dataplane counters summed over workers. No parameters");
 	rte_telemetry_register_cmd("/sluice/dp/worker", dp_telemetry_worker,
 				   "One worker's dataplane counters. Parameter: worker index");
+	rte_telemetry_register_cmd("/sluice/dp/tcp", dp_telemetry_tcp,
+				   "TCP tables summed over workers: size, established, bytes. "
+				   "No parameters");
 }

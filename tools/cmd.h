@@ -21,5 +21,6 @@ int cmd_bench_api(int argc, char **argv);    /* cmd_bench_api.c: sluice bench ap
 int cmd_bench_ingest(int argc, char **argv); /* cmd_bench_ingest.c: sluice bench ingest */
 int cmd_bench_dataplane(int argc, char **argv); /* cmd_bench_dataplane.c */
 int cmd_bench_reshard(int argc, char **argv); /* cmd_bench_reshard.c: sluice bench reshard */
+int cmd_bench_tcp(int argc, char **argv);    /* cmd_bench_tcp.c: sluice bench tcp */
 
 #endif /* SLUICE_TOOLS_CMD_H */

@@ -24,6 +24,8 @@ static const struct sluice_command sluice_commands[] = {
 	{ "bench", "bench ingest", cmd_bench_ingest, "open-loop ingest load generator" },
 	{ "bench", "bench dataplane", cmd_bench_dataplane,
 	  "dataplane records/s vs dpdk-testpmd on a replayed pcap" },
+	{ "bench", "bench tcp", cmd_bench_tcp,
+	  "dataplane TCP vs UDP ingest per appliance CPU-second, latency, connections" },
 	{ "bench", "bench api", cmd_bench_api, "Kinesis API throughput and latency vs the log" },
 	{ "bench", "bench log", cmd_bench_log, "durable log bandwidth, latency, recovery vs fio" },
 	{ "bench", "bench reshard", cmd_bench_reshard,
