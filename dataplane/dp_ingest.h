@@ -148,7 +148,9 @@ struct dp_ingest {
 	struct log_producer *producer;
 	uint64_t batch_age_tsc;
 	uint64_t flush_scan_tsc;    /* Last scan of the open batches for age. */
-	uint64_t now_real_ns;       /* Wall clock of the current poll pass. */
+	uint64_t now_real_ns;       /* Wall clock of the current poll pass ... */
+	uint64_t real_base_ns;      /* ... counted from the TSC since the clock was last */
+	uint64_t real_base_tsc;     /* ... read here (once a second). */
 	uint64_t nack_tokens;
 	uint64_t nack_refill_tsc;
 	uint32_t in_flight;         /* Batches submitted, not yet completed. */
