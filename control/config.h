@@ -107,6 +107,10 @@ int config_validate(const struct sluice_config *config, struct config_errors *er
 
 void config_errors_print(const struct config_errors *errors, FILE *out);
 
+/* Records one error (file "config" and line 0 for whole-configuration rules). */
+void config_error_add(struct config_errors *errors, const char *file, int line,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* Writes the table of keys, defaults and meanings as Markdown (docs/CONFIG.md). */
 void config_doc_print(FILE *out);
 

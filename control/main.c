@@ -16,6 +16,7 @@
 #include "common/diag.h"
 #include "control/api.h"
 #include "control/config.h"
+#include "control/config_modules.h"
 #include "control/route.h"
 #include "nvme-log/log.h"
 
@@ -109,6 +110,8 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 
 		if (rc == 0)
 			rc = config_validate(config, errors);
+		if (rc == 0)
+			rc = config_check_modules(config, errors);
 		if (rc != 0)
 			return -EINVAL;
 		printf("%s: ok\n", check_path);
@@ -134,7 +137,9 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 		if (rc != 0)
 			return -EINVAL;
 	}
-	return config_validate(config, errors);
+	if (config_validate(config, errors) != 0)
+		return -EINVAL;
+	return config_check_modules(config, errors);
 }
 
 struct sluiced {
@@ -167,17 +172,7 @@ sluiced_open_log(struct sluiced *d, char *log_dir, size_t log_dir_size)
 		return -errno;
 	}
 	snprintf(log_dir, log_dir_size, "%s/log", d->config.data_dir);
-	log_config_default(&lc);
-	lc.dir_path = log_dir;
-	lc.segment_size = (uint64_t)d->config.log_segment_size_mb << 20;
-	lc.commit_window_us = d->config.log_commit_window_us;
-	lc.commit_window_bytes = (uint64_t)d->config.log_commit_window_kb << 10;
-	lc.batch_size = d->config.log_batch_size_kb << 10;
-	lc.batches_per_producer = d->config.log_batches_per_producer;
-	lc.read_cache_bytes = (uint64_t)d->config.log_read_cache_mb << 20;
-	/* One log client per dataplane worker, one for the API, one spare (tools, tests). */
-	lc.producers_max = d->config.dp_workers + 2;
-	lc.shards_max = d->config.log_shards_max;
+	config_log_config(&d->config, log_dir, &lc);
 	return log_open(&lc, &d->log);
 }
 

@@ -272,20 +272,24 @@ route_auth_keys_parse(const char *text, struct frame_auth_key *keys, uint32_t ke
 	return (int)count;
 }
 
-static int
-route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config *out)
+int
+route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config *out,
+		const char **key_out)
 {
 	static struct frame_auth_key keys[DP_AUTH_KEYS_MAX];
 	int key_count = route_auth_keys_parse(c->dp_auth_keys, keys, DP_AUTH_KEYS_MAX);
 
 	struct in_addr addr;
 
+	*key_out = NULL;
 	if (key_count < 0) {
+		*key_out = "auth_keys";
 		diag_error("route", "[dataplane] auth_keys: want up to %u KEY_ID:HEX pairs, "
 			   "16 to 64 bytes each", DP_AUTH_KEYS_MAX);
 		return -EINVAL;
 	}
 	if (inet_pton(AF_INET, c->dp_ipv4, &addr) != 1) {
+		*key_out = "ipv4";
 		diag_error("route", "[dataplane] ipv4 %s is not an IPv4 address", c->dp_ipv4);
 		return -EINVAL;
 	}
@@ -317,7 +321,8 @@ route_dataplane_start(const struct sluice_config *config, struct log *log)
 {
 	struct route *r = &route_state;
 	struct dp_config dc;
-	int rc = route_dp_config(config, log, &dc);
+	const char *key;
+	int rc = route_dp_config(config, log, &dc, &key);
 
 	if (rc != 0)
 		return rc;

@@ -8,7 +8,16 @@
 
 #include "control/config.h"
 
+struct dp_config;
 struct log;
+
+/*
+ * The [dataplane] keys -> the dataplane's configuration (the only conversion;
+ * --check-config uses it too). -EINVAL with *key_out naming the [dataplane]
+ * key whose text does not parse (ipv4, auth_keys); 0 otherwise.
+ */
+int route_dp_config(const struct sluice_config *config, struct log *log, struct dp_config *out,
+		    const char **key_out);
 
 /*
  * Starts the dataplane on `log` and a route thread that republishes the

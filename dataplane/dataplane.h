@@ -40,6 +40,19 @@ struct dp_route_builder;
 /* Producer HMAC keys the dataplane knows. */
 #define DP_AUTH_KEYS_MAX 16
 #define DP_PRODUCERS_MAX 262144      /* Bound of producers_max (a window is ~2.2 KiB). */
+/*
+ * Bounds of the other struct dp_config fields: the only place they are written
+ * down. sluiced's configuration table uses them and --check-config runs
+ * dp_config_check() itself, so a value dp_open() refuses is refused there first.
+ */
+#define DP_RING_SIZE_MIN 64u         /* RX/TX descriptors per queue, a power of two; */
+#define DP_RING_SIZE_MAX 32768u      /* ... the largest that fits DPDK's uint16_t count. */
+#define DP_MBUFS_MIN 1023u           /* A mempool of 2^n - 1 buffers packs best. */
+#define DP_MBUFS_MAX 1048575u
+#define DP_BATCH_AGE_US_MIN 1u
+#define DP_BATCH_AGE_US_MAX 100000u  /* A staged record waits at most 100 ms. */
+#define DP_IDLE_POLLS_MAX 100000000u
+#define DP_IDLE_SLEEP_US_MAX 100000u
 
 struct dp_config {
 	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
@@ -74,6 +87,13 @@ struct dp_config {
 
 /* dp_config with the defaults of docs/CONFIG.md's [dataplane] section. */
 void dp_config_default(struct dp_config *config);
+
+/*
+ * The checks dp_open() runs: 0, or -EINVAL with *field_out (when not NULL)
+ * naming the struct dp_config field at fault ("ring_size", ...). Touches no
+ * DPDK state: --check-config calls it without starting anything.
+ */
+int dp_config_check(const struct dp_config *config, const char **field_out);
 
 /*
  * Initialises DPDK, the port, pools and per-worker state. Call once per

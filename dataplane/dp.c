@@ -35,22 +35,42 @@ dp_config_default(struct dp_config *config)
 	config->auth_window_ms = 300000;
 }
 
-static int
-dp_config_check(const struct dp_config *c)
+/* The field at fault, or NULL when dp_open() accepts `c`. */
+static const char *
+dp_config_fault(const struct dp_config *c)
 {
 	if (c->workers == 0 || c->workers > DP_WORKERS_MAX)
-		return -EINVAL;
-	if (c->ring_size < 64 || c->ring_size > 32768 || (c->ring_size & (c->ring_size - 1)))
-		return -EINVAL;
-	if (c->mbufs < 1023 || c->ingest_port == 0 || c->batch_age_us == 0)
-		return -EINVAL;
+		return "workers";
+	if (c->ring_size < DP_RING_SIZE_MIN || c->ring_size > DP_RING_SIZE_MAX ||
+	    (c->ring_size & (c->ring_size - 1)) != 0)
+		return "ring_size";
+	if (c->mbufs < DP_MBUFS_MIN || c->mbufs > DP_MBUFS_MAX)
+		return "mbufs";
+	if (c->ingest_port == 0)
+		return "ingest_port";
+	if (c->batch_age_us < DP_BATCH_AGE_US_MIN || c->batch_age_us > DP_BATCH_AGE_US_MAX)
+		return "batch_age_us";
+	if (c->idle_polls > DP_IDLE_POLLS_MAX)
+		return "idle_polls";
+	if (c->idle_sleep_us > DP_IDLE_SLEEP_US_MAX)
+		return "idle_sleep_us";
 	if (c->producers_max == 0 || c->producers_max > DP_PRODUCERS_MAX)
-		return -EINVAL;
+		return "producers_max";
 	if (c->auth_key_count > DP_AUTH_KEYS_MAX || (c->auth_key_count > 0 && c->auth_keys == NULL))
-		return -EINVAL;
+		return "auth_keys";
 	if (c->no_huge && c->in_memory)
-		return -EINVAL; /* EAL: --no-huge implies legacy memory, refused with --in-memory. */
-	return 0;
+		return "no_huge"; /* EAL: --no-huge implies legacy memory, refused with --in-memory. */
+	return NULL;
+}
+
+int
+dp_config_check(const struct dp_config *c, const char **field_out)
+{
+	const char *field = dp_config_fault(c);
+
+	if (field_out != NULL)
+		*field_out = field;
+	return field == NULL ? 0 : -EINVAL;
 }
 
 static int
@@ -118,7 +138,7 @@ int
 dp_open(const struct dp_config *config, struct dp **dp_out)
 {
 	struct dp *dp;
-	int rc = dp_config_check(config);
+	int rc = dp_config_check(config, NULL);
 
 	if (rc != 0)
 		return rc;

@@ -40,6 +40,27 @@ struct log_batch;
 struct log_reader;
 struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see log_io.h. */
 
+/*
+ * Bounds of struct log_config: the only place they are written down. sluiced's
+ * configuration table (control/config.c) is built from them, and --check-config
+ * runs log_config_check() itself, so a value the log refuses is refused there first.
+ */
+#define LOG_SEGMENT_SIZE_UNIT (1ull << 20)          /* Segment sizes are whole MiB ... */
+#define LOG_SEGMENT_SIZE_MIN LOG_SEGMENT_SIZE_UNIT
+/* ... below 4 GiB: segment offsets are 32-bit in the index (docs/LOG_FORMAT.md). */
+#define LOG_SEGMENT_SIZE_MAX ((4ull << 30) - LOG_SEGMENT_SIZE_UNIT)
+#define LOG_BATCH_SIZE_MIN 256u
+#define LOG_BATCH_SIZE_MAX (4u << 20)
+#define LOG_BATCHES_PER_SEGMENT_MIN 4u      /* batch_size <= segment_size / this. */
+#define LOG_COMMIT_WINDOW_BYTES_MIN 4096u   /* One block (LOG_BLOCK_SIZE). */
+#define LOG_COMMIT_WINDOW_BYTES_MAX (16u << 20)
+#define LOG_WINDOWS_PER_SEGMENT_MIN 2u      /* commit_window_bytes <= segment_size / this. */
+#define LOG_COMMIT_WINDOW_US_MAX 1000000u   /* A window waits at most a second. */
+#define LOG_PRODUCERS_MAX 1024u
+#define LOG_BATCHES_PER_PRODUCER_MAX 65536u
+#define LOG_READ_CACHE_BYTES_MAX (16ull << 30)
+#define LOG_DIR_PATH_SIZE_MAX 4000u
+
 struct log_config {
 	const char *dir_path;          /* Directory owned by this log; created if missing. */
 	uint64_t segment_size;         /* Bytes per segment file, multiple of 1 MiB. */
@@ -62,8 +83,20 @@ struct log_config {
 					* device I/O (at least 4 windows are always kept). */
 };
 
-/* Fills `config` with the documented defaults (docs/CONFIG.md). */
+/*
+ * Fills `config` with the library's defaults: small batches and few producers,
+ * sized for tests and tools. They are not sluiced's defaults: sluiced sets every
+ * field from its configuration (docs/CONFIG.md, [log]).
+ */
 void log_config_default(struct log_config *config);
+
+/*
+ * The checks log_open() runs on a writable configuration: 0, or -EINVAL with
+ * *field_out (when not NULL) naming the struct log_config field at fault
+ * ("segment_size", ...), so that callers can name their own key for it.
+ * Shard counts are bounded by SLUICE_SHARDS_MAX (common/limits.h).
+ */
+int log_config_check(const struct log_config *config, const char **field_out);
 
 /* Opens (creating or recovering) the log in config->dir_path. */
 int log_open(const struct log_config *config, struct log **log_out);
