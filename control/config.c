@@ -101,6 +101,12 @@ static const struct config_key config_keys[] = {
 	  "off | presence | sigv4. off and presence are refused on a non-loopback api_listen." },
 	KEY_STR("auth", "access_keys", access_keys, "",
 		"Comma-separated ACCESS_KEY_ID:SECRET pairs accepted by sigv4."),
+	KEY_STR("admin", "listen", admin_listen, "127.0.0.1:4568",
+		"Admin listener (/healthz, /readyz, /metrics, the status page at /), ADDR:PORT; "
+		"empty = none. Not loopback: only with a token."),
+	KEY_STR("admin", "token", admin_token, "",
+		"Bearer token the admin listener requires (Authorization: Bearer TOKEN, or "
+		"?token=TOKEN); empty = none (loopback only)."),
 	KEY_U32("log", "segment_size_mb", log_segment_size_mb, "64", CONFIG_LOG_SEGMENT_MB_MIN,
 		MIB_FLOOR(LOG_SEGMENT_SIZE_MAX),
 		"Size of one preallocated log segment file, MiB."),
@@ -436,6 +442,18 @@ config_validate(const struct sluice_config *config, struct config_errors *errors
 		if (config->tls_cert[0] == '\0' || config->tls_key[0] == '\0')
 			config_error_add(errors, "config", 0,
 					 "[server] tls_listen needs tls_cert and tls_key");
+	}
+	if (config->admin_listen[0] != '\0') {
+		if (!config_listen_is_valid(config->admin_listen))
+			config_error_add(errors, "config", 0,
+					 "[admin] listen '%s': expected ADDR:PORT",
+					 config->admin_listen);
+		else if (config->admin_token[0] == '\0' &&
+			 !config_listen_is_loopback(config->admin_listen))
+			config_error_add(errors, "config", 0,
+					 "[admin] listen '%s' is not loopback: refusing to serve "
+					 "metrics and status to the network without [admin] token",
+					 config->admin_listen);
 	}
 	if (config->auth == CONFIG_AUTH_SIGV4 && config->access_keys[0] == '\0')
 		config_error_add(errors, "config", 0, "[auth] mode = sigv4 needs access_keys");

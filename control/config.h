@@ -44,6 +44,9 @@ struct sluice_config {
 	enum config_auth auth;
 	char auth_text[CONFIG_STRING_SIZE];
 	char access_keys[4 * CONFIG_STRING_SIZE]; /* "AKID:SECRET,AKID2:SECRET2" */
+	/* [admin] */
+	char admin_listen[CONFIG_STRING_SIZE];
+	char admin_token[CONFIG_STRING_SIZE];
 	/* [log] */
 	uint32_t log_segment_size_mb;
 	uint32_t log_commit_window_us;

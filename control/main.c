@@ -14,9 +14,11 @@
 #include <sys/stat.h>
 
 #include "common/diag.h"
+#include "control/admin.h"
 #include "control/api.h"
 #include "control/config.h"
 #include "control/config_modules.h"
+#include "control/metrics.h"
 #include "control/route.h"
 #include "nvme-log/log.h"
 
@@ -38,6 +40,7 @@ usage(FILE *out)
 		"  --check-config FILE    validate FILE, print line-numbered errors, exit\n"
 		"  --data-dir DIR         [server] data_dir: log segments and metadata\n"
 		"  --api-listen ADDR:PORT [server] api_listen: Kinesis API (HTTP/1.1, h2c)\n"
+		"  --admin-listen ADDR:PORT [admin] listen: /metrics, /healthz, /readyz, status\n"
 		"  --no-dataplane         API and log only (no DPDK): [dataplane] enabled=false\n"
 		"  --set SECTION.KEY=VAL  override any configuration key\n"
 		"  --print-config-doc     print the configuration reference (Markdown)\n"
@@ -50,6 +53,7 @@ enum {
 	OPT_CHECK_CONFIG,
 	OPT_DATA_DIR,
 	OPT_API_LISTEN,
+	OPT_ADMIN_LISTEN,
 	OPT_NO_DATAPLANE,
 	OPT_SET,
 	OPT_PRINT_CONFIG_DOC,
@@ -62,6 +66,7 @@ static const struct option sluiced_options[] = {
 	{ "check-config", required_argument, NULL, OPT_CHECK_CONFIG },
 	{ "data-dir", required_argument, NULL, OPT_DATA_DIR },
 	{ "api-listen", required_argument, NULL, OPT_API_LISTEN },
+	{ "admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN },
 	{ "no-dataplane", no_argument, NULL, OPT_NO_DATAPLANE },
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "print-config-doc", no_argument, NULL, OPT_PRINT_CONFIG_DOC },
@@ -128,6 +133,8 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 			rc = config_set_value(config, "server", "data_dir", optarg, errors);
 		else if (opt == OPT_API_LISTEN)
 			rc = config_set_value(config, "server", "api_listen", optarg, errors);
+		else if (opt == OPT_ADMIN_LISTEN)
+			rc = config_set_value(config, "admin", "listen", optarg, errors);
 		else if (opt == OPT_NO_DATAPLANE)
 			rc = config_set_value(config, "dataplane", "enabled", "false", errors);
 		else if (opt == OPT_SET)
@@ -147,6 +154,7 @@ struct sluiced {
 	struct log *log;
 	struct kinesis *kinesis;
 	struct api_server *server;
+	struct admin *admin;
 	pthread_t server_thread;
 	int server_rc;
 };
@@ -198,6 +206,33 @@ sluiced_raise_fd_limit(const struct sluice_config *config)
 			  SLUICED_FDS_RESERVED);
 }
 
+/*
+ * The admin listener, once the log and metadata are open (it reads both).
+ * Not fatal when it cannot start: the Kinesis service matters more than its
+ * dashboard, and the error says why; [admin] listen = "" turns it off.
+ */
+static void
+sluiced_admin_start(struct sluiced *d)
+{
+	struct metrics_sources src = {
+		.log = d->log, .data_dir = d->config.data_dir,
+		.dataplane_enabled = d->config.dataplane_enabled,
+	};
+	int rc;
+
+	if (d->config.admin_listen[0] == '\0')
+		return;
+	rc = admin_open(&d->config, &src, &d->admin);
+	if (rc == 0)
+		rc = admin_start(d->admin);
+	if (rc == 0)
+		return;
+	diag_error("sluiced", "admin listener %s not started: %s", d->config.admin_listen,
+		   strerror(-rc));
+	admin_close(d->admin);
+	d->admin = NULL;
+}
+
 /* Runs the appliance until SIGTERM or SIGINT. Returns the process exit code. */
 static int
 sluiced_serve(struct sluiced *d)
@@ -220,11 +255,14 @@ sluiced_serve(struct sluiced *d)
 		diag_error("sluiced", "cannot open the log in %s: %s", log_dir, strerror(-rc));
 		return 1;
 	}
+	metrics_ready_set(METRICS_READY_LOG, true);
 	rc = kinesis_open(&d->config, d->log, &d->kinesis);
 	if (rc != 0) {
 		diag_error("sluiced", "cannot open metadata: %s", strerror(-rc));
 		goto out_close_log;
 	}
+	metrics_ready_set(METRICS_READY_METADATA, true);
+	sluiced_admin_start(d);
 	rc = api_server_open(&d->config, d->kinesis, &d->server);
 	if (rc != 0)
 		goto out_close_kinesis;
@@ -234,26 +272,35 @@ sluiced_serve(struct sluiced *d)
 			diag_error("sluiced", "cannot start the dataplane: %s", strerror(-rc));
 			goto out_close_kinesis;
 		}
+		metrics_ready_set(METRICS_READY_DATAPLANE, true);
 	}
 	rc = pthread_create(&d->server_thread, NULL, sluiced_server_main, d);
 	if (rc != 0) {
 		rc = -rc;
 		goto out_stop_dataplane;
 	}
-	printf("sluiced: ready: kinesis api http://%s, data %s, dataplane %s\n",
+	metrics_ready_set(METRICS_READY_API, true);
+	printf("sluiced: ready: kinesis api http://%s, data %s, dataplane %s, admin %s%s\n",
 	       d->config.api_listen, d->config.data_dir,
-	       d->config.dataplane_enabled ? d->config.dp_ipv4 : "off");
+	       d->config.dataplane_enabled ? d->config.dp_ipv4 : "off",
+	       d->admin != NULL ? "http://" : "", d->admin != NULL ? d->config.admin_listen : "off");
 	fflush(stdout);
 
 	sigwait(&stop_signals, &sig);
 	diag_info("sluiced", "stopping (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	metrics_ready_set(METRICS_READY_API, false);
 	api_server_stop(d->server);
 	pthread_join(d->server_thread, NULL);
 	rc = d->server_rc;
 
 out_stop_dataplane:
+	metrics_ready_set(METRICS_READY_DATAPLANE, false);
 	route_dataplane_stop();
 out_close_kinesis:
+	/* The admin reads the log and SQLite: it stops before either closes. */
+	admin_close(d->admin);
+	d->admin = NULL;
+	metrics_ready_set(METRICS_READY_METADATA, false);
 	/*
 	 * The actions go first: closing them answers (or drops) the calls they still
 	 * hold, and those calls belong to the server, which must still exist then.

@@ -63,6 +63,7 @@ struct route {
 	atomic_bool stop;
 	uint32_t digest;
 	bool published;
+	uint32_t workers;        /* Of the running dataplane (route_dp_worker_stats). */
 };
 
 static struct route route_state = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -332,6 +333,7 @@ route_dataplane_start(const struct sluice_config *config, struct log *log)
 	rc = dp_open(&dc, &r->dp);
 	if (rc != 0)
 		goto out_close_md;
+	r->workers = dc.workers;
 	rc = route_refresh(r);
 	if (rc == 0)
 		rc = dp_start(r->dp);
@@ -352,6 +354,21 @@ out_close_dp:
 out_close_md:
 	metadata_close(r->md);
 	r->md = NULL;
+	return rc;
+}
+
+int
+route_dp_worker_stats(uint32_t worker, struct dp_stats *stats_out)
+{
+	struct route *r = &route_state;
+	int rc = -ENODEV;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->dp != NULL && worker < r->workers) {
+		dp_worker_stats_read(r->dp, worker, stats_out);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&r->lock);
 	return rc;
 }
 

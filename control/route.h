@@ -9,6 +9,7 @@
 #include "control/config.h"
 
 struct dp_config;
+struct dp_stats;
 struct log;
 
 /*
@@ -41,5 +42,11 @@ extern int (*route_sync_hook)(void);
  * first). No-op when it was not started.
  */
 void route_dataplane_stop(void);
+
+/*
+ * One worker's counters of the running dataplane (the admin listener's
+ * /metrics); -ENODEV when no dataplane runs or `worker` is past the last.
+ */
+int route_dp_worker_stats(uint32_t worker, struct dp_stats *stats_out);
 
 #endif /* SLUICE_CONTROL_ROUTE_H */

@@ -265,8 +265,12 @@ log_open(const struct log_config *config, struct log **log_out)
 		err = log_shard_table_init(log);
 	if (err == 0)
 		err = log_meta_load_or_create(log);
-	if (err == 0)
+	if (err == 0) {
+		uint64_t start_ns = clock_mono_ns();
+
 		err = log_recover(log);
+		log->stats.recovery_ns = clock_mono_ns() - start_ns;
+	}
 	if (err == 0)
 		err = log_producers_init(log);
 	if (err == 0)
@@ -305,6 +309,7 @@ log_stats_read(struct log *log, struct log_stats *stats_out)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	pthread_mutex_lock(&log->index_lock);
 	stats_out->shards_active = log->shard_count;
+	stats_out->segments = log->segment_count;
 	pthread_mutex_unlock(&log->index_lock);
 	stats_out->failed = atomic_load(&log->failed) != 0;
 	pthread_mutex_lock(&log->prep_lock);

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/hist.h"
+
 #define LOG_SHARD_ID(stream_id, shard_index) \
 	(((uint64_t)(uint32_t)(stream_id) << 32) | (uint32_t)(shard_index))
 #define LOG_SHARD_STREAM(shard_id) ((uint32_t)((shard_id) >> 32))
@@ -246,10 +248,18 @@ struct log_stats {
 	uint64_t reads_memory;       /* Batches log_read/log_seek_time took from the window ring, */
 	uint64_t reads_cached;       /* ... through the page cache (sealed segments), */
 	uint64_t reads_device;       /* ... with O_DIRECT (active segment, or a re-read). */
+	struct hist window_bytes;    /* Committed window sizes (LOG_HIST_WINDOW_BASE_BYTES). */
+	struct hist sync_ns;         /* Flush (fdatasync) of a window, ns (LOG_HIST_SYNC_BASE_NS). */
+	uint64_t recovery_ns;        /* log_open's recovery of the directory took this long. */
 	uint32_t shards_active;
 	bool failed;                 /* Fail-stop after EIO. */
 	uint32_t segments_spare;     /* Pre-written segments ready for the writer. */
+	uint32_t segments;           /* Segment files holding retained data (spares apart). */
 };
+
+/* Smallest histogram buckets of struct log_stats: 4 KiB .. 128 MiB, 8 us .. 262 ms. */
+#define LOG_HIST_WINDOW_BASE_BYTES 4096u
+#define LOG_HIST_SYNC_BASE_NS 8000u
 
 void log_stats_read(struct log *log, struct log_stats *stats_out);
 

@@ -178,6 +178,7 @@ struct log_window {
 	bool seals_segment;
 	bool writes_done;          /* All its writes completed; the flush may be pending. */
 	bool flushed;              /* Its flush completed: durable. */
+	uint64_t flush_start_ns;   /* Monotonic: when its flush began (the sync histogram). */
 };
 
 /* Windows: one filling, up to two in flight (the older one flushing). */

@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""The admin listener: /healthz, /readyz, /metrics on its own port. /metrics
+passes `promtool check metrics`, and its values move as records are put and
+read: the stream's CloudWatch-named counters, the API's per-operation series,
+the log's durable bytes and fdatasync histogram. A token, when set, is
+required; a non-loopback listener without one is refused by --check-config.
+
+usage: test_admin_metrics.py SLUICED PROMTOOL
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from opslib import Sluiced, check, samples, wait_active  # noqa: E402
+
+SLUICED, PROMTOOL = sys.argv[1], sys.argv[2]
+STREAM = "ops-metrics"
+PUTS = 25            # PutRecord calls
+BATCH = 40           # records in each of BATCHES PutRecords calls
+BATCHES = 5
+
+
+def promtool_ok(text):
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                       text=True)
+    check(r.returncode == 0, "promtool check metrics: %s%s" % (r.stdout, r.stderr))
+
+
+def value(s, name, **labels):
+    key = (name, frozenset('%s="%s"' % kv for kv in labels.items()))
+    return s.get(key, 0.0)
+
+
+def traffic(kinesis):
+    data = b"x" * 100
+    for i in range(PUTS):
+        kinesis.put_record(StreamName=STREAM, Data=data, PartitionKey="k%d" % i)
+    for b in range(BATCHES):
+        kinesis.put_records(StreamName=STREAM, Records=[
+            {"Data": data, "PartitionKey": "p%d-%d" % (b, i)} for i in range(BATCH)])
+    shard = kinesis.list_shards(StreamName=STREAM)["Shards"][0]["ShardId"]
+    it = kinesis.get_shard_iterator(StreamName=STREAM, ShardId=shard,
+                                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    got = kinesis.get_records(ShardIterator=it, Limit=10000)["Records"]
+    try:
+        kinesis.describe_stream(StreamName="no-such-stream")
+    except kinesis.exceptions.ResourceNotFoundException:
+        pass
+    return len(got)
+
+
+def check_moved(before, after, read):
+    stored = PUTS + BATCH * BATCHES
+    check(value(after, "sluice_stream_incoming_records_total", stream=STREAM) == stored,
+          "incoming records %s, want %d" % (
+              value(after, "sluice_stream_incoming_records_total", stream=STREAM), stored))
+    check(value(after, "sluice_stream_incoming_bytes_total", stream=STREAM) == stored * 100,
+          "incoming bytes")
+    check(value(after, "sluice_stream_put_record_requests_total", stream=STREAM,
+                result="success") == PUTS, "PutRecord.Success")
+    check(value(after, "sluice_stream_put_records_records_total", stream=STREAM,
+                result="successful") == BATCH * BATCHES, "PutRecords.SuccessfulRecords")
+    check(value(after, "sluice_stream_put_records_latency_seconds_count", stream=STREAM) ==
+          BATCHES, "PutRecords.Latency count")
+    check(value(after, "sluice_stream_get_records_records_total", stream=STREAM) == read,
+          "GetRecords.Records")
+    check(value(after, "sluice_api_request_duration_seconds_count", operation="PutRecord") >=
+          PUTS, "API PutRecord histogram")
+    check(value(after, "sluice_api_errors_total", operation="DescribeStream",
+                type="ResourceNotFoundException") == 1, "API errors by type")
+    for name in ("sluice_log_durable_bytes_total", "sluice_log_commits_total",
+                 "sluice_log_fdatasync_duration_seconds_count",
+                 "sluice_log_commit_window_bytes_count"):
+        check(value(after, name) > value(before, name), "%s did not move" % name)
+    check(value(after, "process_resident_memory_bytes") > 0, "RSS")
+    check(value(after, "process_open_fds") > 0, "open fds")
+    check(value(after, "sluice_log_disk_free_bytes") > 0, "disk free")
+
+
+def check_token(tmp):
+    srv = Sluiced(SLUICED, os.path.join(tmp, "tok")).start("--set", "admin.token=s3cret")
+    try:
+        check(srv.get("/metrics")[0] == 401, "no token: want 401")
+        check(srv.get("/metrics", {"Authorization": "Bearer wrong"})[0] == 401, "bad token")
+        check(srv.get("/metrics", {"Authorization": "Bearer s3cret"})[0] == 200, "token")
+        check(srv.get("/healthz?token=s3cret")[0] == 200, "?token=")
+    finally:
+        srv.stop()
+    path = os.path.join(tmp, "open.ini")
+    with open(path, "w") as f:
+        f.write("[admin]\nlisten = 0.0.0.0:4568\n")
+    r = subprocess.run([SLUICED, "--check-config", path], capture_output=True, text=True)
+    check(r.returncode == 2 and "[admin] listen" in r.stderr,
+          "non-loopback admin without a token: %d %s" % (r.returncode, r.stderr))
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="ops-admin-") as tmp:
+        srv = Sluiced(SLUICED, os.path.join(tmp, "data")).start()
+        try:
+            check(srv.get("/healthz") == (200, "ok\n"), "healthz")
+            check(srv.get("/readyz") == (200, "ready\n"), "readyz: %r" % (srv.get("/readyz"),))
+            check(srv.get("/nope")[0] == 404, "unknown path: 404")
+            kinesis = srv.client()
+            kinesis.create_stream(StreamName=STREAM, ShardCount=2)
+            wait_active(kinesis, STREAM)
+            status, text = srv.get("/metrics")
+            check(status == 200, "metrics status %d" % status)
+            promtool_ok(text)
+            before = samples(text)
+            read = traffic(kinesis)
+            status, text = srv.get("/metrics")
+            promtool_ok(text)
+            check_moved(before, samples(text), read)
+            with open(os.path.join(tmp, "metrics.txt"), "w") as f:
+                f.write(text)
+        finally:
+            srv.stop()
+        check_token(tmp)
+    print("admin listener and metrics ok")
+
+
+main()
