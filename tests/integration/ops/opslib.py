@@ -39,7 +39,7 @@ class Sluiced:
         self.admin_port = free_port()
         log = open(os.path.join(self.data_dir, "sluiced.log"), "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--no-dataplane", "--data-dir", self.data_dir,
+            [self.binary, "--set", "dataplane.enabled=false", "--data-dir", self.data_dir,
              "--api-listen", "127.0.0.1:%d" % self.port,
              "--admin-listen", "127.0.0.1:%d" % self.admin_port,
              "--set", "server.stream_status_delay_ms=0", *extra],
