@@ -360,6 +360,7 @@ admin_main(void *arg)
 				admin_conn_read(a, &a->conns[tag]);
 		}
 		admin_expire(a, now_ns);
+		admin_history_tick(now_ns);
 	}
 }
 

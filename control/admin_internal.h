@@ -20,6 +20,9 @@ struct admin_context {
 int admin_context_open(struct admin_context *ctx, const struct sluice_config *config);
 void admin_context_close(struct admin_context *ctx);
 
+/* Samples the streams' totals for the page's 15-minute charts when due (admin thread). */
+void admin_history_tick(uint64_t now_ns);
+
 /* GET /status.json: streams and shards (SQLite), their counters, log, dataplane. */
 void admin_status_json(struct admin_context *ctx, struct metrics_out *out);
 

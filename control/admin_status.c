@@ -18,6 +18,148 @@
 #include "dataplane/dataplane.h"
 #include "nvme-log/log.h"
 
+/*
+ * Rate history: every ADMIN_HISTORY_STEP_NS the admin thread samples each
+ * stream's totals into a ring covering 15 minutes, so a page opened now draws
+ * the last 15 minutes at once. Bounded: the first ADMIN_HISTORY_STREAMS_MAX
+ * streams with traffic get a history; the others show their live figures only.
+ */
+#define ADMIN_HISTORY_STEP_NS (5ull * 1000000000ull)
+#define ADMIN_HISTORY_SAMPLES 180u
+#define ADMIN_HISTORY_STREAMS_MAX 64u
+
+struct admin_history_stream {
+	uint64_t stream_id_plus1;     /* 0: free. */
+	uint64_t records[ADMIN_HISTORY_SAMPLES];
+	uint64_t bytes[ADMIN_HISTORY_SAMPLES];
+	uint64_t puts[ADMIN_HISTORY_SAMPLES];
+	uint64_t latency_ns[ADMIN_HISTORY_SAMPLES];
+	bool seen;                    /* In the latest sample. */
+};
+
+/* Admin thread only. */
+static struct {
+	uint64_t due_ns;
+	uint32_t count;               /* Samples held, up to ADMIN_HISTORY_SAMPLES. */
+	uint32_t next;                /* Ring position of the next sample. */
+	uint64_t t_ms[ADMIN_HISTORY_SAMPLES];
+	struct admin_history_stream streams[ADMIN_HISTORY_STREAMS_MAX];
+	struct metrics_stream_view views[ADMIN_HISTORY_STREAMS_MAX];
+} admin_history;
+
+/* The history of `stream_id`, claiming a free one (*fresh_out) when it has none. */
+static struct admin_history_stream *
+admin_history_find(uint32_t stream_id, bool *fresh_out)
+{
+	struct admin_history_stream *free_slot = NULL;
+
+	for (uint32_t i = 0; i < ADMIN_HISTORY_STREAMS_MAX; i++) {
+		struct admin_history_stream *h = &admin_history.streams[i];
+
+		if (h->stream_id_plus1 == stream_id + 1ull)
+			return h;
+		if (h->stream_id_plus1 == 0 && free_slot == NULL)
+			free_slot = h;
+	}
+	if (free_slot != NULL) {
+		memset(free_slot, 0, sizeof(*free_slot));
+		free_slot->stream_id_plus1 = stream_id + 1ull;
+		*fresh_out = true;
+	}
+	return free_slot;
+}
+
+/* A stream new to the history reads as flat before it appeared (rate 0). */
+static void
+admin_history_backfill(struct admin_history_stream *h, const struct metrics_stream_view *v)
+{
+	for (uint32_t i = 0; i < ADMIN_HISTORY_SAMPLES; i++) {
+		h->records[i] = v->incoming_records;
+		h->bytes[i] = v->incoming_bytes;
+		h->puts[i] = v->put_requests;
+		h->latency_ns[i] = v->put_latency_ns_sum;
+	}
+}
+
+void
+admin_history_tick(uint64_t now_ns)
+{
+	uint32_t slot = admin_history.next;
+	uint32_t count;
+
+	if (now_ns < admin_history.due_ns)
+		return;
+	admin_history.due_ns = now_ns + ADMIN_HISTORY_STEP_NS;
+	count = metrics_stream_views(admin_history.views, ADMIN_HISTORY_STREAMS_MAX);
+	for (uint32_t i = 0; i < ADMIN_HISTORY_STREAMS_MAX; i++)
+		admin_history.streams[i].seen = false;
+	for (uint32_t i = 0; i < count; i++) {
+		const struct metrics_stream_view *v = &admin_history.views[i];
+		bool fresh = false;
+		struct admin_history_stream *h = admin_history_find(v->stream_id, &fresh);
+
+		if (h == NULL)
+			continue;
+		if (fresh)
+			admin_history_backfill(h, v);
+		h->seen = true;
+		h->records[slot] = v->incoming_records;
+		h->bytes[slot] = v->incoming_bytes;
+		h->puts[slot] = v->put_requests;
+		h->latency_ns[slot] = v->put_latency_ns_sum;
+	}
+	/* A stream gone from the metrics (deleted) frees its history. */
+	for (uint32_t i = 0; i < ADMIN_HISTORY_STREAMS_MAX; i++)
+		if (!admin_history.streams[i].seen)
+			admin_history.streams[i].stream_id_plus1 = 0;
+	admin_history.t_ms[slot] = clock_real_ns() / 1000000u;
+	admin_history.next = (slot + 1) % ADMIN_HISTORY_SAMPLES;
+	if (admin_history.count < ADMIN_HISTORY_SAMPLES)
+		admin_history.count++;
+}
+
+/* One series of a history as a JSON array, oldest first. */
+static void
+admin_history_series(struct metrics_out *out, const char *name, const uint64_t *ring)
+{
+	uint32_t first = (admin_history.next + ADMIN_HISTORY_SAMPLES - admin_history.count) %
+			 ADMIN_HISTORY_SAMPLES;
+
+	metrics_printf(out, "\"%s\":[", name);
+	for (uint32_t i = 0; i < admin_history.count; i++)
+		metrics_printf(out, "%s%llu", i > 0 ? "," : "",
+			       (unsigned long long)ring[(first + i) % ADMIN_HISTORY_SAMPLES]);
+	metrics_printf(out, "]");
+}
+
+static void
+admin_status_history(struct metrics_out *out)
+{
+	uint32_t written = 0;
+
+	metrics_printf(out, ",\"history\":{\"step_s\":%llu,",
+		       (unsigned long long)(ADMIN_HISTORY_STEP_NS / 1000000000ull));
+	admin_history_series(out, "t_ms", admin_history.t_ms);
+	metrics_printf(out, ",\"streams\":[");
+	for (uint32_t i = 0; i < ADMIN_HISTORY_STREAMS_MAX; i++) {
+		const struct admin_history_stream *h = &admin_history.streams[i];
+
+		if (h->stream_id_plus1 == 0)
+			continue;
+		metrics_printf(out, "%s{\"id\":%llu,", written++ > 0 ? "," : "",
+			       (unsigned long long)(h->stream_id_plus1 - 1));
+		admin_history_series(out, "records", h->records);
+		metrics_printf(out, ",");
+		admin_history_series(out, "bytes", h->bytes);
+		metrics_printf(out, ",");
+		admin_history_series(out, "puts", h->puts);
+		metrics_printf(out, ",");
+		admin_history_series(out, "latency_ns", h->latency_ns);
+		metrics_printf(out, "}");
+	}
+	metrics_printf(out, "]}");
+}
+
 int
 admin_context_open(struct admin_context *ctx, const struct sluice_config *config)
 {
@@ -176,5 +318,6 @@ admin_status_json(struct admin_context *ctx, struct metrics_out *out)
 	metrics_printf(out, "],\"metadata_error\":%d", rc);
 	admin_status_log(ctx, out);
 	admin_status_dataplane(ctx, out);
+	admin_status_history(out);
 	metrics_printf(out, "}");
 }

@@ -10,6 +10,7 @@ with open(sys.argv[2], "w") as out:
     out.write('#include <stddef.h>\n\n#include "control/admin_internal.h"\n\n')
     out.write("const char %s[] = {\n" % symbol)
     for i in range(0, len(data), 16):
-        out.write("\t" + ", ".join("0x%02x" % b for b in data[i:i + 16]) + ",\n")
-    out.write("\t0x00,\n};\n")
+        # char may be signed: bytes above 127 are written as their negative values.
+        out.write("\t" + ", ".join(str(b - 256 if b > 127 else b) for b in data[i:i + 16]) + ",\n")
+    out.write("\t0,\n};\n")
     out.write("const size_t %s_size = %d;\n" % (symbol, len(data)))

@@ -275,6 +275,38 @@ metrics_stream_copy(uint32_t i, struct metrics_stream *copy)
 	return true;
 }
 
+static void
+metrics_view_fill(const struct metrics_stream *copy_in, struct metrics_stream_view *v)
+{
+	const struct metrics_stream *c = copy_in;
+
+	memset(v, 0, sizeof(*v));
+	v->stream_id = (uint32_t)(c->stream_id_plus1 - 1);
+	memcpy(v->name, c->name_words, sizeof(v->name) - 1); /* NUL-padded. */
+	v->incoming_bytes = c->incoming_bytes;
+	v->incoming_records = c->incoming_records;
+	v->put_requests = c->put_record_ok + c->put_record_failed + c->put_records_ok +
+			  c->put_records_failed;
+	v->put_latency_ns_sum = c->put_record_latency.sum + c->put_records_latency.sum;
+	v->get_records = c->get_records_records;
+	v->get_bytes = c->get_records_bytes;
+	v->write_exceeded = c->write_exceeded;
+	v->read_exceeded = c->read_exceeded;
+	v->iterator_age_ms = c->get_records_iterator_age_ms;
+}
+
+uint32_t
+metrics_stream_views(struct metrics_stream_view *views, uint32_t count)
+{
+	static struct metrics_stream copy; /* Admin thread only. */
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX && n < count; i++)
+		if (metrics_stream_copy(i, &copy))
+			metrics_view_fill(&copy, &views[n++]);
+	return n;
+}
+
 bool
 metrics_stream_view(uint32_t stream_id, struct metrics_stream_view *v)
 {
@@ -284,19 +316,7 @@ metrics_stream_view(uint32_t stream_id, struct metrics_stream_view *v)
 		if (__atomic_load_n(&metrics_streams[i].stream_id_plus1, __ATOMIC_RELAXED) !=
 		    stream_id + 1ull || !metrics_stream_copy(i, &copy))
 			continue;
-		memset(v, 0, sizeof(*v));
-		v->stream_id = stream_id;
-		memcpy(v->name, copy.name_words, sizeof(v->name) - 1); /* NUL-padded. */
-		v->incoming_bytes = copy.incoming_bytes;
-		v->incoming_records = copy.incoming_records;
-		v->put_requests = copy.put_record_ok + copy.put_record_failed +
-				  copy.put_records_ok + copy.put_records_failed;
-		v->put_latency_ns_sum = copy.put_record_latency.sum + copy.put_records_latency.sum;
-		v->get_records = copy.get_records_records;
-		v->get_bytes = copy.get_records_bytes;
-		v->write_exceeded = copy.write_exceeded;
-		v->read_exceeded = copy.read_exceeded;
-		v->iterator_age_ms = copy.get_records_iterator_age_ms;
+		metrics_view_fill(&copy, v);
 		return true;
 	}
 	return false;

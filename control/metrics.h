@@ -138,5 +138,7 @@ struct metrics_stream_view {
 
 /* Copies the stream with `stream_id`; false when it has no series (yet). */
 bool metrics_stream_view(uint32_t stream_id, struct metrics_stream_view *view_out);
+/* Copies up to `count` streams that have series; returns how many it copied. */
+uint32_t metrics_stream_views(struct metrics_stream_view *views_out, uint32_t count);
 
 #endif /* SLUICE_CONTROL_METRICS_H */
