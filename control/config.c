@@ -477,6 +477,53 @@ config_errors_print(const struct config_errors *errors, FILE *out)
 		fprintf(out, "(further errors not shown)\n");
 }
 
+/* Writes `text` as "; " comment lines of at most ~90 columns (libinih reads 200 a line). */
+static void
+config_comment_print(FILE *out, const char *text)
+{
+	while (*text != '\0') {
+		size_t size = strlen(text);
+
+		if (size > 88) {
+			size = 88;
+			while (size > 0 && text[size] != ' ')
+				size--;
+			if (size == 0)
+				size = strcspn(text, " ");
+		}
+		fprintf(out, "; %.*s\n", (int)size, text);
+		text += size;
+		while (*text == ' ')
+			text++;
+	}
+}
+
+void
+config_ini_print(FILE *out)
+{
+	char help[CONFIG_STRING_SIZE * 2];
+
+	const char *section = "";
+
+	fprintf(out, "; sluiced configuration (sluiced --config FILE). Every key is shown at its\n"
+		     "; default, commented out: uncomment what you change. Reference: CONFIG.md;\n"
+		     "; check a change with sluiced --check-config FILE before restarting.\n");
+	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (strcmp(section, k->section) != 0) {
+			section = k->section;
+			fprintf(out, "\n[%s]\n", section);
+		}
+		if (k->type == CONFIG_U32)
+			snprintf(help, sizeof(help), "%s (%u .. %u)", k->help, k->min, k->max);
+		else
+			snprintf(help, sizeof(help), "%s", k->help);
+		config_comment_print(out, help);
+		fprintf(out, ";%s = %s\n", k->name, k->value);
+	}
+}
+
 void
 config_doc_print(FILE *out)
 {

@@ -117,4 +117,7 @@ void config_error_add(struct config_errors *errors, const char *file, int line,
 /* Writes the table of keys, defaults and meanings as Markdown (docs/CONFIG.md). */
 void config_doc_print(FILE *out);
 
+/* Writes an INI file with every key at its default, commented out (the package's conffile). */
+void config_ini_print(FILE *out);
+
 #endif /* SLUICE_CONTROL_CONFIG_H */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/diag.h"
 #include "control/admin.h"
@@ -19,6 +20,7 @@
 #include "control/config.h"
 #include "control/config_modules.h"
 #include "control/metrics.h"
+#include "control/notify.h"
 #include "control/route.h"
 #include "nvme-log/log.h"
 
@@ -44,6 +46,7 @@ usage(FILE *out)
 		"  --no-dataplane         API and log only (no DPDK): [dataplane] enabled=false\n"
 		"  --set SECTION.KEY=VAL  override any configuration key\n"
 		"  --print-config-doc     print the configuration reference (Markdown)\n"
+		"  --print-config-ini     print an INI file of every key at its default, commented\n"
 		"  --verbose              debug diagnostics\n"
 		"  --help                 this text\n");
 }
@@ -57,6 +60,7 @@ enum {
 	OPT_NO_DATAPLANE,
 	OPT_SET,
 	OPT_PRINT_CONFIG_DOC,
+	OPT_PRINT_CONFIG_INI,
 	OPT_VERBOSE,
 	OPT_HELP,
 };
@@ -70,6 +74,7 @@ static const struct option sluiced_options[] = {
 	{ "no-dataplane", no_argument, NULL, OPT_NO_DATAPLANE },
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "print-config-doc", no_argument, NULL, OPT_PRINT_CONFIG_DOC },
+	{ "print-config-ini", no_argument, NULL, OPT_PRINT_CONFIG_INI },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -97,6 +102,10 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 		}
 		if (opt == OPT_PRINT_CONFIG_DOC) {
 			config_doc_print(stdout);
+			return 1;
+		}
+		if (opt == OPT_PRINT_CONFIG_INI) {
+			config_ini_print(stdout);
 			return 1;
 		}
 		if (opt == OPT_CONFIG)
@@ -233,6 +242,48 @@ sluiced_admin_start(struct sluiced *d)
 	d->admin = NULL;
 }
 
+static void
+sluiced_notify_ready(const struct sluiced *d)
+{
+	char text[4 * CONFIG_STRING_SIZE];
+
+	snprintf(text, sizeof(text), "READY=1\nSTATUS=serving: kinesis api %s, admin %s, "
+		 "dataplane %s", d->config.api_listen,
+		 d->admin != NULL ? d->config.admin_listen : "off",
+		 d->config.dataplane_enabled ? d->config.dp_ipv4 : "off");
+	notify_send(text);
+}
+
+/*
+ * Waits for SIGTERM or SIGINT and returns it. Under a systemd watchdog
+ * (WatchdogSec), pings at half the interval while every part is still ready:
+ * a wedged or failed part stops the pings and systemd restarts the service.
+ */
+static int
+sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled)
+{
+	uint64_t watchdog_usec = notify_watchdog_usec();
+	struct timespec interval = {
+		.tv_sec = (time_t)(watchdog_usec / 2 / 1000000u),
+		.tv_nsec = (long)(watchdog_usec / 2 % 1000000u * 1000u),
+	};
+	const char *missing;
+	int sig;
+
+	if (watchdog_usec == 0) {
+		while (sigwait(stop_signals, &sig) != 0)
+			;
+		return sig;
+	}
+	for (;;) {
+		sig = sigtimedwait(stop_signals, NULL, &interval);
+		if (sig > 0)
+			return sig;
+		if (metrics_ready_all(dataplane_enabled, &missing))
+			notify_send("WATCHDOG=1");
+	}
+}
+
 /* Runs the appliance until SIGTERM or SIGINT. Returns the process exit code. */
 static int
 sluiced_serve(struct sluiced *d)
@@ -250,6 +301,7 @@ sluiced_serve(struct sluiced *d)
 	signal(SIGPIPE, SIG_IGN);
 	sluiced_raise_fd_limit(&d->config);
 
+	notify_send("STATUS=recovering the log");
 	rc = sluiced_open_log(d, log_dir, sizeof(log_dir));
 	if (rc != 0) {
 		diag_error("sluiced", "cannot open the log in %s: %s", log_dir, strerror(-rc));
@@ -285,8 +337,10 @@ sluiced_serve(struct sluiced *d)
 	       d->config.dataplane_enabled ? d->config.dp_ipv4 : "off",
 	       d->admin != NULL ? "http://" : "", d->admin != NULL ? d->config.admin_listen : "off");
 	fflush(stdout);
+	sluiced_notify_ready(d);
 
-	sigwait(&stop_signals, &sig);
+	sig = sluiced_wait(&stop_signals, d->config.dataplane_enabled);
+	notify_send("STOPPING=1\nSTATUS=stopping");
 	diag_info("sluiced", "stopping (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	metrics_ready_set(METRICS_READY_API, false);
 	api_server_stop(d->server);
