@@ -21,5 +21,7 @@ int cmd_bench_api(int argc, char **argv);    /* cmd_bench_api.c: sluice bench ap
 int cmd_bench_ingest(int argc, char **argv); /* cmd_bench_ingest.c: sluice bench ingest */
 int cmd_bench_dataplane(int argc, char **argv); /* cmd_bench_dataplane.c */
 int cmd_bench_reshard(int argc, char **argv); /* cmd_bench_reshard.c: sluice bench reshard */
+int cmd_backup(int argc, char **argv);       /* cmd_backup.c: online backup of a data dir */
+int cmd_restore(int argc, char **argv);      /* cmd_backup.c: a backup into a data dir */
 
 #endif /* SLUICE_TOOLS_CMD_H */

@@ -29,6 +29,8 @@ static const struct sluice_command sluice_commands[] = {
 	{ "bench", "bench reshard", cmd_bench_reshard,
 	  "writers' pause during SplitShard and MergeShards" },
 	{ "log", NULL, cmd_log, "verify | dump a log directory (read-only)" },
+	{ "backup", NULL, cmd_backup, "online backup of a running appliance's data dir" },
+	{ "restore", NULL, cmd_restore, "put a backup into an empty data dir" },
 	{ NULL, NULL, NULL, NULL },
 };
 
