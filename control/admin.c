@@ -182,6 +182,19 @@ admin_render_status(struct admin *a, struct metrics_out *out)
 	admin_status_json(&a->ctx, out);
 }
 
+/* Compares in time that depends on the length only: the token is a secret. */
+static bool
+admin_token_equal(const char *given, size_t given_size, const char *token, size_t token_size)
+{
+	unsigned char diff = 0;
+
+	if (given_size != token_size)
+		return false;
+	for (size_t i = 0; i < token_size; i++)
+		diff |= (unsigned char)(given[i] ^ token[i]);
+	return diff == 0;
+}
+
 /* Whether the request carries the token (header or ?token=), or none is configured. */
 static bool
 admin_authorized(const struct admin *a, const struct http1_request *req)
@@ -189,20 +202,20 @@ admin_authorized(const struct admin *a, const struct http1_request *req)
 	const struct http1_header *h = http1_header_find(req, "authorization");
 	size_t token_size = strlen(a->token);
 	const char *q;
+	size_t rest;
 
 	if (token_size == 0)
 		return true;
-	if (h != NULL && h->value_size == 7 + token_size && memcmp(h->value, "Bearer ", 7) == 0 &&
-	    memcmp(h->value + 7, a->token, token_size) == 0)
+	if (h != NULL && h->value_size > 7 && memcmp(h->value, "Bearer ", 7) == 0 &&
+	    admin_token_equal(h->value + 7, h->value_size - 7, a->token, token_size))
 		return true;
 	q = memchr(req->target, '?', req->target_size);
 	if (q == NULL)
 		return false;
 	q++;
-	size_t rest = req->target_size - (size_t)(q - req->target);
-
-	return rest == 6 + token_size && memcmp(q, "token=", 6) == 0 &&
-	       memcmp(q + 6, a->token, token_size) == 0;
+	rest = req->target_size - (size_t)(q - req->target);
+	return rest > 6 && memcmp(q, "token=", 6) == 0 &&
+	       admin_token_equal(q + 6, rest - 6, a->token, token_size);
 }
 
 static bool

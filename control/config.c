@@ -107,6 +107,9 @@ static const struct config_key config_keys[] = {
 	KEY_STR("admin", "token", admin_token, "",
 		"Bearer token the admin listener requires (Authorization: Bearer TOKEN, or "
 		"?token=TOKEN); empty = none (loopback only)."),
+	KEY_BOOL("admin", "metrics", admin_metrics, "true",
+		"Record the figures /metrics and the status page show (false: to measure what "
+		"recording costs; docs/BENCHMARKS.md)."),
 	KEY_U32("log", "segment_size_mb", log_segment_size_mb, "64", CONFIG_LOG_SEGMENT_MB_MIN,
 		MIB_FLOOR(LOG_SEGMENT_SIZE_MAX),
 		"Size of one preallocated log segment file, MiB."),

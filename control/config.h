@@ -47,6 +47,7 @@ struct sluice_config {
 	/* [admin] */
 	char admin_listen[CONFIG_STRING_SIZE];
 	char admin_token[CONFIG_STRING_SIZE];
+	bool admin_metrics;
 	/* [log] */
 	uint32_t log_segment_size_mb;
 	uint32_t log_commit_window_us;

@@ -518,7 +518,7 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 	struct metrics_stream_ref ref = {
 		.slot = (uint32_t)(s - k->streams), .stream_id = s->stream_id, .name = s->name,
 	};
-	uint64_t started_ns = clock_mono_ns();
+	uint64_t started_ns = metrics_enabled() ? clock_mono_ns() : 0;
 	uint64_t behind_ms;
 	int rc;
 
@@ -548,8 +548,9 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 	}
 	behind_ms = kinesis_millis_behind(k, &ctx, now_ms);
 	api_out_printf(out, ",\"MillisBehindLatest\":%llu}", (unsigned long long)behind_ms);
-	metrics_stream_get(&ref, ctx.count, ctx.data_bytes, clock_mono_ns() - started_ns,
-			   behind_ms, false);
+	if (metrics_enabled())
+		metrics_stream_get(&ref, ctx.count, ctx.data_bytes, clock_mono_ns() - started_ns,
+				   behind_ms, false);
 	api_call_reply(call, 200);
 }
 

@@ -170,10 +170,11 @@ kinesis_put_metrics(const struct kinesis_pending *p)
 	struct metrics_stream_ref ref = {
 		.slot = p->stream_slot, .stream_id = p->stream_id, .name = p->stream_name,
 	};
-	struct metrics_put put = {
-		.put_records = p->put_records, .latency_ns = clock_mono_ns() - p->started_ns,
-	};
+	struct metrics_put put = { .put_records = p->put_records };
 
+	if (!metrics_enabled())
+		return;
+	put.latency_ns = clock_mono_ns() - p->started_ns;
 	for (uint32_t i = 0; i < p->record_count; i++) {
 		const struct kinesis_put_result *r = &p->results[i];
 
@@ -435,7 +436,7 @@ kinesis_put_start(struct kinesis *k, struct api_call *call, const struct api_req
 	memcpy(p->stream_name, s->name, s->name_size + 1);
 	p->stream_slot = (uint32_t)(s - k->streams);
 	p->stream_id = s->stream_id;
-	p->started_ns = clock_mono_ns();
+	p->started_ns = metrics_enabled() ? clock_mono_ns() : 0;
 	k->pending_count++;
 	for (uint32_t i = 0; i < count; i++) {
 		struct kinesis_put_in *in = &kinesis_put_ins[i];

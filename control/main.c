@@ -301,6 +301,7 @@ sluiced_serve(struct sluiced *d)
 	signal(SIGPIPE, SIG_IGN);
 	sluiced_raise_fd_limit(&d->config);
 
+	metrics_enable(d->config.admin_metrics);
 	notify_send("STATUS=recovering the log");
 	rc = sluiced_open_log(d, log_dir, sizeof(log_dir));
 	if (rc != 0) {

@@ -77,6 +77,19 @@ static const char *const *metrics_api_op_names;
 static uint32_t metrics_api_op_count;
 static struct metrics_api_op metrics_api_ops[METRICS_API_OPS_MAX + 1];
 static bool metrics_ready_flags[METRICS_READY_COUNT];
+static bool metrics_on = true;   /* Written before the threads start, then only read. */
+
+void
+metrics_enable(bool enabled)
+{
+	metrics_on = enabled;
+}
+
+bool
+metrics_enabled(void)
+{
+	return metrics_on;
+}
 
 /* ---- Recording ------------------------------------------------------------ */
 
@@ -103,7 +116,7 @@ metrics_api_op(const char *target, size_t target_size)
 	const char *dot = target != NULL ? memchr(target, '.', target_size) : NULL;
 	size_t size;
 
-	if (dot == NULL)
+	if (dot == NULL || !metrics_on)
 		return METRICS_API_OPS_MAX;
 	size = target_size - (size_t)(dot + 1 - target);
 	for (uint32_t i = 0; i < metrics_api_op_count; i++)
@@ -120,6 +133,9 @@ metrics_api_reply(uint32_t op, int http_status, const char *error_type, uint64_t
 						    METRICS_API_OPS_MAX];
 	uint32_t status_class = http_status >= 100 && http_status < 600 ?
 				(uint32_t)http_status / 100 : 5;
+
+	if (!metrics_on)
+		return;
 
 	hist_add_single_writer(&m->latency, latency_ns, METRICS_LATENCY_BASE_NS);
 	counter_add_single_writer(&m->status_class[status_class], 1);
@@ -156,8 +172,12 @@ metrics_stream_slot(const struct metrics_stream_ref *ref)
 void
 metrics_stream_put(const struct metrics_stream_ref *ref, const struct metrics_put *put)
 {
-	struct metrics_stream *m = metrics_stream_slot(ref);
+	struct metrics_stream *m;
 	bool ok = put->records_ok > 0;
+
+	if (!metrics_on)
+		return;
+	m = metrics_stream_slot(ref);
 
 	counter_add_single_writer(&m->incoming_records, put->records_ok);
 	counter_add_single_writer(&m->incoming_bytes, put->bytes_ok);
@@ -181,8 +201,11 @@ void
 metrics_stream_get(const struct metrics_stream_ref *ref, uint32_t records, uint64_t bytes,
 		   uint64_t latency_ns, uint64_t iterator_age_ms, bool throttled)
 {
-	struct metrics_stream *m = metrics_stream_slot(ref);
+	struct metrics_stream *m;
 
+	if (!metrics_on)
+		return;
+	m = metrics_stream_slot(ref);
 	if (throttled) {
 		counter_add_single_writer(&m->get_records_failed, 1);
 		counter_add_single_writer(&m->read_exceeded, 1);

@@ -35,6 +35,13 @@ struct log;
 /* ---- Recording (the API server thread) ------------------------------------ */
 
 /*
+ * [admin] metrics: false makes every recording call return at once (it exists to
+ * measure what recording costs, docs/BENCHMARKS.md). Set before any thread starts.
+ */
+void metrics_enable(bool enabled);
+bool metrics_enabled(void);
+
+/*
  * The operations with their own series, in index order: the Kinesis actions
  * register themselves at open, before any thread reads the table. The names
  * must stay valid (static strings).
