@@ -31,6 +31,7 @@ static const struct sluice_command sluice_commands[] = {
 	{ "log", NULL, cmd_log, "verify | dump a log directory (read-only)" },
 	{ "backup", NULL, cmd_backup, "online backup of a running appliance's data dir" },
 	{ "restore", NULL, cmd_restore, "put a backup into an empty data dir" },
+	{ "status", NULL, cmd_status, "readiness and a summary, from the admin listener" },
 	{ NULL, NULL, NULL, NULL },
 };
 

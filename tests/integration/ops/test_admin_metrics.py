@@ -5,9 +5,10 @@ read: the stream's CloudWatch-named counters, the API's per-operation series,
 the log's durable bytes and fdatasync histogram. A token, when set, is
 required; a non-loopback listener without one is refused by --check-config.
 
-usage: test_admin_metrics.py SLUICED PROMTOOL
+usage: test_admin_metrics.py SLUICED PROMTOOL SLUICE
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from opslib import Sluiced, check, samples, wait_active  # noqa: E402
 
-SLUICED, PROMTOOL = sys.argv[1], sys.argv[2]
+SLUICED, PROMTOOL, SLUICE = sys.argv[1], sys.argv[2], sys.argv[3]
 STREAM = "ops-metrics"
 PUTS = 25            # PutRecord calls
 BATCH = 40           # records in each of BATCHES PutRecords calls
@@ -147,6 +148,13 @@ def main():
             check_moved(before, samples(text), read)
             with open(os.path.join(tmp, "metrics.txt"), "w") as f:
                 f.write(text)
+            # sluice status: readiness and the stream's totals, from the same listener.
+            r = subprocess.run([SLUICE, "status", "--admin", "127.0.0.1:%d" % srv.admin_port],
+                               capture_output=True, text=True, timeout=30)
+            stored = PUTS + BATCH * BATCHES
+            check(r.returncode == 0 and "ready" in r.stdout and
+                  re.search(r"^%s\s+2\s+%d\s" % (STREAM, stored), r.stdout, re.M),
+                  "sluice status: %d %s%s" % (r.returncode, r.stdout, r.stderr))
         finally:
             srv.stop()
         check_token(tmp)
