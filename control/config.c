@@ -502,6 +502,29 @@ config_comment_print(FILE *out, const char *text)
 }
 
 void
+config_diff(const struct sluice_config *a, const struct sluice_config *b,
+	    void (*fn)(void *arg, const char *section, const char *name), void *arg)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+		const char *x = (const char *)a + k->offset;
+		const char *y = (const char *)b + k->offset;
+		bool same;
+
+		if (k->type == CONFIG_STR)
+			same = strcmp(x, y) == 0;
+		else if (k->type == CONFIG_U32)
+			same = memcmp(x, y, sizeof(uint32_t)) == 0;
+		else if (k->type == CONFIG_BOOL)
+			same = *(const bool *)(const void *)x == *(const bool *)(const void *)y;
+		else
+			same = a->auth == b->auth;
+		if (!same)
+			fn(arg, k->section, k->name);
+	}
+}
+
+void
 config_ini_print(FILE *out)
 {
 	char help[CONFIG_STRING_SIZE * 2];

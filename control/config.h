@@ -118,6 +118,10 @@ void config_error_add(struct config_errors *errors, const char *file, int line,
 /* Writes the table of keys, defaults and meanings as Markdown (docs/CONFIG.md). */
 void config_doc_print(FILE *out);
 
+/* Calls `fn` for every key whose value differs between `a` and `b` (SIGHUP's report). */
+void config_diff(const struct sluice_config *a, const struct sluice_config *b,
+		 void (*fn)(void *arg, const char *section, const char *name), void *arg);
+
 /* Writes an INI file with every key at its default, commented out (the package's conffile). */
 void config_ini_print(FILE *out);
 

@@ -94,6 +94,7 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 	int opt;
 
 	config_defaults(config);
+	optind = 1; /* Parsed again on SIGHUP. */
 	/* Pass 1: find the file so that command-line overrides win over it. */
 	while ((opt = getopt_long(argc, argv, "", sluiced_options, NULL)) != -1) {
 		if (opt == OPT_HELP) {
@@ -160,6 +161,8 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 
 struct sluiced {
 	struct sluice_config config;
+	int argc;                 /* The command line, parsed again on SIGHUP. */
+	char **argv;
 	struct log *log;
 	struct kinesis *kinesis;
 	struct api_server *server;
@@ -284,6 +287,49 @@ sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled)
 	}
 }
 
+static void
+sluiced_changed_key(void *arg, const char *section, const char *name)
+{
+	uint32_t *count = arg;
+
+	(*count)++;
+	diag_warn("sluiced", "SIGHUP: [%s] %s changed: takes effect at the next restart",
+		  section, name);
+}
+
+/*
+ * SIGHUP: reads the configuration again (file and command line, as at start)
+ * and reports what changed. No key is applied live yet: each changed key is
+ * named as needing a restart, and a file with errors is reported, never used.
+ */
+static void
+sluiced_reload(const struct sluiced *d)
+{
+	static struct sluice_config fresh; /* Main thread only. */
+	struct config_errors errors = { .count = 0 };
+	uint32_t changed = 0;
+
+	if (sluiced_parse_args(d->argc, d->argv, &fresh, &errors) != 0) {
+		diag_warn("sluiced", "SIGHUP: the configuration has errors; nothing changes:");
+		config_errors_print(&errors, stderr);
+		return;
+	}
+	config_diff(&d->config, &fresh, sluiced_changed_key, &changed);
+	if (changed == 0)
+		diag_info("sluiced", "SIGHUP: configuration unchanged");
+}
+
+static void
+sluiced_announce_ready(const struct sluiced *d)
+{
+	printf("sluiced: ready: kinesis api http://%s, data %s, dataplane %s, admin %s%s\n",
+	       d->config.api_listen, d->config.data_dir,
+	       d->config.dataplane_enabled ? d->config.dp_ipv4 : "off",
+	       d->admin != NULL ? "http://" : "", d->admin != NULL ? d->config.admin_listen : "off");
+	fflush(stdout);
+	sluiced_notify_ready(d);
+}
+
 /* Runs the appliance until SIGTERM or SIGINT. Returns the process exit code. */
 static int
 sluiced_serve(struct sluiced *d)
@@ -293,10 +339,11 @@ sluiced_serve(struct sluiced *d)
 	int sig = 0;
 	int rc;
 
-	/* Block the stop signals in every thread; main() takes them with sigwait(). */
+	/* Block the stop signals (and SIGHUP) in every thread; main() takes them. */
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sluiced_raise_fd_limit(&d->config);
@@ -333,14 +380,10 @@ sluiced_serve(struct sluiced *d)
 		goto out_stop_dataplane;
 	}
 	metrics_ready_set(METRICS_READY_API, true);
-	printf("sluiced: ready: kinesis api http://%s, data %s, dataplane %s, admin %s%s\n",
-	       d->config.api_listen, d->config.data_dir,
-	       d->config.dataplane_enabled ? d->config.dp_ipv4 : "off",
-	       d->admin != NULL ? "http://" : "", d->admin != NULL ? d->config.admin_listen : "off");
-	fflush(stdout);
-	sluiced_notify_ready(d);
+	sluiced_announce_ready(d);
 
-	sig = sluiced_wait(&stop_signals, d->config.dataplane_enabled);
+	while ((sig = sluiced_wait(&stop_signals, d->config.dataplane_enabled)) == SIGHUP)
+		sluiced_reload(d);
 	notify_send("STOPPING=1\nSTATUS=stopping");
 	diag_info("sluiced", "stopping (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	metrics_ready_set(METRICS_READY_API, false);
@@ -376,6 +419,9 @@ main(int argc, char **argv)
 	static struct sluiced d;
 	struct config_errors errors = { .count = 0 };
 	int rc = sluiced_parse_args(argc, argv, &d.config, &errors);
+
+	d.argc = argc;
+	d.argv = argv;
 
 	if (rc == 1)
 		return 0;

@@ -102,6 +102,51 @@ def start_at_log_minimums(tmp, table):
         proc.wait(timeout=30)
 
 
+def wait_text(path, text, seconds=20):
+    for _ in range(seconds * 10):
+        with open(path) as f:
+            if text in f.read():
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def sighup(tmp):
+    """SIGHUP reads the configuration again and names every changed key (none is live yet)."""
+    conf = os.path.join(tmp, "hup.ini")
+    with open(conf, "w") as f:
+        f.write("[server]\nconnections_max = 100\n[admin]\nlisten =\n")
+    err = os.path.join(tmp, "hup.err")
+    proc = subprocess.Popen([SLUICED, "--no-dataplane", "--config", conf, "--data-dir",
+                             os.path.join(tmp, "hup"), "--api-listen",
+                             "127.0.0.1:%d" % free_port()],
+                            stdout=subprocess.PIPE, stderr=open(err, "w"))
+    try:
+        check_line = proc.stdout.readline().decode()
+        if "sluiced: ready" not in check_line:
+            fail("SIGHUP: sluiced did not start: %r" % check_line)
+            return
+        proc.send_signal(signal.SIGHUP)
+        if not wait_text(err, "SIGHUP: configuration unchanged"):
+            fail("SIGHUP with no change: no report")
+        with open(conf, "w") as f:
+            f.write("[server]\nconnections_max = 200\n[admin]\nlisten =\n")
+        proc.send_signal(signal.SIGHUP)
+        if not wait_text(err, "[server] connections_max changed: takes effect at the next restart"):
+            fail("SIGHUP did not name the changed key")
+        with open(conf, "a") as f:
+            f.write("bogus = 1\n")
+        proc.send_signal(signal.SIGHUP)
+        if not wait_text(err, "hup.ini:5: unknown key [admin] bogus"):
+            fail("SIGHUP did not report the bad file with its line")
+        if proc.poll() is not None:
+            fail("SIGHUP stopped sluiced")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        if proc.wait(timeout=30) != 0:
+            fail("exit code after SIGHUPs")
+
+
 def main():
     table = keys()
     if len(table) < 20:  # the parser still reads the table
@@ -127,6 +172,7 @@ def main():
         refused(tmp, "log", "batch_size_kb", 4096, "segment_size_mb = 8\n")  # > segment / 4
         refused(tmp, "log", "commit_window_kb", 8192, "segment_size_mb = 8\n")  # > segment / 2
         start_at_log_minimums(tmp, table)
+        sighup(tmp)
     print("%d keys walked, %d failures" % (len(table), len(failures)))
     return 1 if failures else 0
 
