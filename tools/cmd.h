@@ -24,5 +24,6 @@ int cmd_bench_reshard(int argc, char **argv); /* cmd_bench_reshard.c: sluice ben
 int cmd_backup(int argc, char **argv);       /* cmd_backup.c: online backup of a data dir */
 int cmd_restore(int argc, char **argv);      /* cmd_backup.c: a backup into a data dir */
 int cmd_status(int argc, char **argv);       /* cmd_status.c: readiness and a summary */
+int cmd_top(int argc, char **argv);          /* cmd_status.c: rates, refreshed in place */
 
 #endif /* SLUICE_TOOLS_CMD_H */

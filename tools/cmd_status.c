@@ -1,17 +1,24 @@
 /*
- * cmd_status.c - sluice status: readiness and a one-screen summary of a
- * running appliance, from its admin listener (/readyz and /status.json, the
- * figures the status page shows). Exit 0 when ready, 1 when not or unreachable.
+ * cmd_status.c - sluice status and sluice top, from a running appliance's
+ * admin listener (/readyz and /status.json, the figures the status page shows).
+ *
+ * status: readiness and a one-screen summary; exit 0 when ready, 1 when not
+ *         or unreachable.
+ * top:    rates per stream (records/s, bytes/s, put latency), log and
+ *         dataplane rates, from two /status.json samples `--interval` apart;
+ *         refreshed in place on a terminal, one snapshot when piped.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -174,4 +181,148 @@ cmd_status(int argc, char **argv)
 	status_print(json);
 	cJSON_Delete(json);
 	return ready.code == 200 ? CMD_EXIT_OK : CMD_EXIT_ERROR;
+}
+
+/* ---- sluice top ----------------------------------------------------------- */
+
+#define TOP_INTERVAL_MS_DEFAULT 2000u
+#define TOP_INTERVAL_MS_MAX 3600000u
+
+/* The same stream (by id) in an earlier sample, or NULL. */
+static const cJSON *
+top_find(const cJSON *streams, double id)
+{
+	const cJSON *s;
+
+	cJSON_ArrayForEach(s, streams)
+		if (status_number(s, "id") == id)
+			return s;
+	return NULL;
+}
+
+static double
+top_delta(const cJSON *now, const cJSON *before, const char *name)
+{
+	return before == NULL ? 0 : status_number(now, name) - status_number(before, name);
+}
+
+static void
+top_print(const cJSON *now, const cJSON *before, double seconds)
+{
+	const cJSON *streams = cJSON_GetObjectItemCaseSensitive(now, "streams");
+	const cJSON *old = cJSON_GetObjectItemCaseSensitive(before, "streams");
+	const cJSON *log = cJSON_GetObjectItemCaseSensitive(now, "log");
+	const cJSON *old_log = cJSON_GetObjectItemCaseSensitive(before, "log");
+	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(now, "dataplane");
+	const cJSON *old_dp = cJSON_GetObjectItemCaseSensitive(before, "dataplane");
+	const cJSON *s;
+
+	printf("%-32s %12s %12s %12s %10s\n", "stream", "records/s", "bytes/s", "put ms",
+	       "throttled/s");
+	cJSON_ArrayForEach(s, streams) {
+		const cJSON *b = top_find(old, status_number(s, "id"));
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(s, "name");
+		double puts = top_delta(s, b, "put_requests");
+
+		printf("%-32s %12.0f %12.0f %12.2f %10.1f\n",
+		       cJSON_IsString(name) ? name->valuestring : "?",
+		       top_delta(s, b, "incoming_records") / seconds,
+		       top_delta(s, b, "incoming_bytes") / seconds,
+		       puts > 0 ? top_delta(s, b, "put_latency_ns_sum") / puts / 1e6 : 0.0,
+		       (top_delta(s, b, "write_exceeded") + top_delta(s, b, "read_exceeded")) /
+		       seconds);
+	}
+	printf("log: %.1f MiB/s durable, %.0f commits/s, %.1f GiB free\n",
+	       top_delta(log, old_log, "durable_bytes") / seconds / (1 << 20),
+	       top_delta(log, old_log, "commits") / seconds,
+	       status_number(log, "disk_free_bytes") / (1 << 30));
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dp, "enabled")))
+		printf("dataplane: %.0f rx packets/s, %.0f records/s durable, %.0f drops/s\n",
+		       top_delta(dp, old_dp, "rx_packets") / seconds,
+		       top_delta(dp, old_dp, "records_durable") / seconds,
+		       top_delta(dp, old_dp, "drops") / seconds);
+}
+
+static cJSON *
+top_sample(const char *admin, const char *token)
+{
+	struct status_http st;
+	cJSON *json = NULL;
+
+	if (status_get(admin, "/status.json", token, &st) == 0 && st.code == 200)
+		json = cJSON_Parse(st.body);
+	free(st.body);
+	return json;
+}
+
+static void
+top_sleep_ms(uint32_t ms)
+{
+	struct timespec t = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&t, &t) != 0 && errno == EINTR)
+		;
+}
+
+int
+cmd_top(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "admin", required_argument, NULL, 'a' },
+		{ "token", required_argument, NULL, 't' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *admin = "127.0.0.1:4568";
+	const char *token = getenv("SLUICE_ADMIN_TOKEN");
+	uint32_t interval_ms = TOP_INTERVAL_MS_DEFAULT;
+	bool tty = isatty(STDOUT_FILENO) != 0;
+	cJSON *before;
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+		if (opt == 'a') {
+			admin = optarg;
+		} else if (opt == 't') {
+			token = optarg;
+		} else if (opt == 'i' && atoi(optarg) > 0 &&
+			   (uint32_t)atoi(optarg) <= TOP_INTERVAL_MS_MAX) {
+			interval_ms = (uint32_t)atoi(optarg);
+		} else {
+			fprintf(opt == 'h' ? stdout : stderr, "usage: sluice top [--admin ADDR:PORT] "
+				"[--token T] [--interval MS]   (default 127.0.0.1:4568, 2000 ms)\n"
+				"  Rates refreshed in place on a terminal; one snapshot when piped.\n");
+			return opt == 'h' ? CMD_EXIT_OK : CMD_EXIT_USAGE;
+		}
+	}
+	before = top_sample(admin, token);
+	if (before == NULL) {
+		fprintf(stderr, "sluice top: cannot read %s/status.json\n", admin);
+		return CMD_EXIT_ERROR;
+	}
+	/* Bounded only on a terminal, where the operator ends it (Ctrl-C). */
+	for (;;) {
+		cJSON *now;
+
+		top_sleep_ms(interval_ms);
+		now = top_sample(admin, token);
+		if (now == NULL) {
+			cJSON_Delete(before);
+			fprintf(stderr, "sluice top: cannot read %s/status.json\n", admin);
+			return CMD_EXIT_ERROR;
+		}
+		if (tty)
+			printf("\033[H\033[2J%s, every %.1f s\n", admin, interval_ms / 1000.0);
+		top_print(now, before, (status_number(now, "now_ms") -
+					status_number(before, "now_ms")) / 1000.0);
+		fflush(stdout);
+		cJSON_Delete(before);
+		before = now;
+		if (!tty)
+			break;
+	}
+	cJSON_Delete(before);
+	return CMD_EXIT_OK;
 }

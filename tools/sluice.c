@@ -32,6 +32,7 @@ static const struct sluice_command sluice_commands[] = {
 	{ "backup", NULL, cmd_backup, "online backup of a running appliance's data dir" },
 	{ "restore", NULL, cmd_restore, "put a backup into an empty data dir" },
 	{ "status", NULL, cmd_status, "readiness and a summary, from the admin listener" },
+	{ "top", NULL, cmd_top, "rates per stream, log, dataplane; refreshed in place" },
 	{ NULL, NULL, NULL, NULL },
 };
 

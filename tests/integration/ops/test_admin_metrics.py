@@ -81,6 +81,19 @@ def check_moved(before, after, read):
     check(value(after, "sluice_log_disk_free_bytes") > 0, "disk free")
 
 
+def check_top(srv, kinesis):
+    """sluice top, piped: one snapshot of rates over --interval, while records arrive."""
+    top = subprocess.Popen([SLUICE, "top", "--admin", "127.0.0.1:%d" % srv.admin_port,
+                            "--interval", "1500"], stdout=subprocess.PIPE, text=True)
+    while top.poll() is None:
+        kinesis.put_records(StreamName=STREAM, Records=[
+            {"Data": b"t" * 100, "PartitionKey": "t%d" % i} for i in range(20)])
+    out = top.stdout.read()
+    m = re.search(r"^%s\s+(\d+)\s+(\d+)\s" % STREAM, out, re.M)
+    check(top.returncode == 0 and m is not None and int(m.group(1)) > 0 and
+          int(m.group(2)) > 0, "sluice top: %d %r" % (top.returncode, out))
+
+
 def check_token(tmp):
     srv = Sluiced(SLUICED, os.path.join(tmp, "tok")).start("--set", "admin.token=s3cret")
     try:
@@ -155,6 +168,7 @@ def main():
             check(r.returncode == 0 and "ready" in r.stdout and
                   re.search(r"^%s\s+2\s+%d\s" % (STREAM, stored), r.stdout, re.M),
                   "sluice status: %d %s%s" % (r.returncode, r.stdout, r.stderr))
+            check_top(srv, kinesis)
         finally:
             srv.stop()
         check_token(tmp)
