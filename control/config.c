@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "common/base.h"
+#include "common/diag.h"
 #include "common/limits.h"
 #include "control/config.h"
 #include "dataplane/dataplane.h"
@@ -97,6 +98,11 @@ static const struct config_key config_keys[] = {
 	KEY_BOOL("server", "shard_throttling", shard_throttling, "false",
 		"Enforce Kinesis per-shard limits (1 MiB/s, 1000 rec/s write; 2 MiB/s, 5 calls/s "
 		"read) with ProvisionedThroughputExceededException."),
+	KEY_STR("server", "diag_level", diag_level, "info",
+		"debug | info | warn | error: diagnostics (stderr, the journal) below this are not "
+		"written. Applied live on SIGHUP."),
+	KEY_STR("server", "diag_format", diag_format, "text",
+		"text | json (one object per line: ts, level, module, msg). Applied live on SIGHUP."),
 	{ "auth", "mode", CONFIG_AUTH, offsetof(struct sluice_config, auth), 0, "off", 0, 0,
 	  "off | presence | sigv4. off and presence are refused on a non-loopback api_listen." },
 	KEY_STR("auth", "access_keys", access_keys, "",
@@ -458,6 +464,15 @@ config_validate(const struct sluice_config *config, struct config_errors *errors
 					 "metrics and status to the network without [admin] token",
 					 config->admin_listen);
 	}
+	enum diag_level level;
+	enum diag_format format;
+
+	if (diag_level_parse(config->diag_level, &level) != 0)
+		config_error_add(errors, "config", 0, "[server] diag_level '%s': expected debug, "
+				 "info, warn or error", config->diag_level);
+	if (diag_format_parse(config->diag_format, &format) != 0)
+		config_error_add(errors, "config", 0, "[server] diag_format '%s': expected text or "
+				 "json", config->diag_format);
 	if (config->auth == CONFIG_AUTH_SIGV4 && config->access_keys[0] == '\0')
 		config_error_add(errors, "config", 0, "[auth] mode = sigv4 needs access_keys");
 	if (config->data_dir[0] == '\0')

@@ -40,6 +40,8 @@ struct sluice_config {
 	uint32_t autoscale_split_records_s;
 	uint32_t autoscale_cooldown_s;
 	bool shard_throttling;
+	char diag_level[CONFIG_STRING_SIZE];
+	char diag_format[CONFIG_STRING_SIZE];
 	/* [auth] */
 	enum config_auth auth;
 	char auth_text[CONFIG_STRING_SIZE];

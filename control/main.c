@@ -150,7 +150,7 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 		else if (opt == OPT_SET)
 			rc = config_set(config, optarg, errors);
 		else if (opt == OPT_VERBOSE)
-			diag_level_set(DIAG_DEBUG);
+			rc = config_set_value(config, "server", "diag_level", "debug", errors);
 		if (rc != 0)
 			return -EINVAL;
 	}
@@ -287,14 +287,31 @@ sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled)
 	}
 }
 
+/* The keys applied live (on SIGHUP, and once at start): diagnostics only, so far. */
+static void
+sluiced_diag_apply(const struct sluice_config *config)
+{
+	enum diag_level level;
+	enum diag_format format;
+
+	/* config_validate() accepted both. */
+	if (diag_level_parse(config->diag_level, &level) == 0)
+		diag_level_set(level);
+	if (diag_format_parse(config->diag_format, &format) == 0)
+		diag_format_set(format);
+}
+
 static void
 sluiced_changed_key(void *arg, const char *section, const char *name)
 {
 	uint32_t *count = arg;
 
 	(*count)++;
-	diag_warn("sluiced", "SIGHUP: [%s] %s changed: takes effect at the next restart",
-		  section, name);
+	if (strcmp(section, "server") == 0 && strncmp(name, "diag_", 5) == 0)
+		diag_info("sluiced", "SIGHUP: [%s] %s changed: applied", section, name);
+	else
+		diag_warn("sluiced", "SIGHUP: [%s] %s changed: takes effect at the next restart",
+			  section, name);
 }
 
 /*
@@ -303,7 +320,7 @@ sluiced_changed_key(void *arg, const char *section, const char *name)
  * named as needing a restart, and a file with errors is reported, never used.
  */
 static void
-sluiced_reload(const struct sluiced *d)
+sluiced_reload(struct sluiced *d)
 {
 	static struct sluice_config fresh; /* Main thread only. */
 	struct config_errors errors = { .count = 0 };
@@ -314,9 +331,13 @@ sluiced_reload(const struct sluiced *d)
 		config_errors_print(&errors, stderr);
 		return;
 	}
+	sluiced_diag_apply(&fresh);
 	config_diff(&d->config, &fresh, sluiced_changed_key, &changed);
 	if (changed == 0)
 		diag_info("sluiced", "SIGHUP: configuration unchanged");
+	/* What runs now; other threads read only their own copies of the rest. */
+	memcpy(d->config.diag_level, fresh.diag_level, sizeof(d->config.diag_level));
+	memcpy(d->config.diag_format, fresh.diag_format, sizeof(d->config.diag_format));
 }
 
 static void
@@ -422,6 +443,8 @@ main(int argc, char **argv)
 
 	d.argc = argc;
 	d.argv = argv;
+	if (rc == 0)
+		sluiced_diag_apply(&d.config);
 
 	if (rc == 1)
 		return 0;

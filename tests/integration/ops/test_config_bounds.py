@@ -134,10 +134,16 @@ def sighup(tmp):
         proc.send_signal(signal.SIGHUP)
         if not wait_text(err, "[server] connections_max changed: takes effect at the next restart"):
             fail("SIGHUP did not name the changed key")
+        with open(conf, "w") as f:
+            f.write("[server]\nconnections_max = 200\ndiag_format = json\n[admin]\nlisten =\n")
+        proc.send_signal(signal.SIGHUP)
+        if not wait_text(err, '"level":"info","module":"sluiced","msg":"SIGHUP: [server] '
+                         'diag_format changed: applied"'):
+            fail("SIGHUP did not switch diagnostics to JSON lines")
         with open(conf, "a") as f:
             f.write("bogus = 1\n")
         proc.send_signal(signal.SIGHUP)
-        if not wait_text(err, "hup.ini:5: unknown key [admin] bogus"):
+        if not wait_text(err, "hup.ini:6: unknown key [admin] bogus"):
             fail("SIGHUP did not report the bad file with its line")
         if proc.poll() is not None:
             fail("SIGHUP stopped sluiced")
