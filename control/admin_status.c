@@ -177,6 +177,7 @@ admin_context_close(struct admin_context *ctx)
 
 /* metadata_load calls for every stream first, then for every shard. */
 struct admin_status_walk {
+	struct log *log;
 	struct metrics_out *out;
 	uint32_t count;          /* Items written to the current array. */
 	bool in_shards;          /* The streams' array is closed, the shards' open. */
@@ -225,18 +226,28 @@ admin_status_stream(void *arg, const struct metadata_stream *s)
 	return 0;
 }
 
+/*
+ * A shard with its hash range and the log's view of it: records durable so far
+ * (seq_durable; the page differences it into a per-shard rate, the heat map)
+ * and the first one still retained (seq_trim: the retention horizon).
+ */
 static int
 admin_status_shard(void *arg, uint32_t stream_id, const struct metadata_shard *sh)
 {
 	struct admin_status_walk *w = arg;
+	struct log_shard_info info = { 0 };
 
 	if (!w->in_shards)
 		admin_status_shards_begin(w);
+	/* The log's control lock, per shard: never held on the write path. */
+	if (log_shard_info(w->log, LOG_SHARD_ID(stream_id, sh->shard_index), &info) != 0)
+		memset(&info, 0, sizeof(info));
 	metrics_printf(w->out, "%s{\"stream_id\":%u,\"index\":%u,\"open\":%s,\"start\":%.9f,"
-		       "\"end\":%.9f,\"parent\":%lld}", w->count > 0 ? "," : "", stream_id,
-		       sh->shard_index, sh->closed ? "false" : "true",
-		       admin_hash_fraction(sh->start), admin_hash_fraction(sh->end),
-		       (long long)sh->parent);
+		       "\"end\":%.9f,\"parent\":%lld,\"seq_durable\":%llu,\"seq_trim\":%llu}",
+		       w->count > 0 ? "," : "", stream_id, sh->shard_index,
+		       sh->closed ? "false" : "true", admin_hash_fraction(sh->start),
+		       admin_hash_fraction(sh->end), (long long)sh->parent,
+		       (unsigned long long)info.seq_durable, (unsigned long long)info.seq_trim);
 	w->count++;
 	return 0;
 }
@@ -304,7 +315,7 @@ admin_status_dataplane(struct admin_context *ctx, struct metrics_out *out)
 void
 admin_status_json(struct admin_context *ctx, struct metrics_out *out)
 {
-	struct admin_status_walk w = { .out = out };
+	struct admin_status_walk w = { .log = ctx->src.log, .out = out };
 	const char *missing = NULL;
 	bool ready = metrics_ready_all(ctx->src.dataplane_enabled, &missing);
 	int rc;

@@ -71,6 +71,11 @@ def main():
               "the DOM has no row for %s: %s" % (STREAM, dom[-2000:]))
         check(">%s<" % STREAM in dom, "the stream's name is not shown")
         check(dom.count('class="seg"') >= 3 + 3, "open shards are not drawn as bars")
+        # The heat map: the busy stream's shards show a rate (shards of the other stream may
+        # be idle between two polls).
+        rates = [float(r) for r in re.findall(
+            r'<div class="seg" data-rate="([0-9.]+)"', dom.split('data-stream="%s"' % OTHER)[0])]
+        check(rates and max(rates) > 0, "no shard of %s shows a rate: %r" % (STREAM, rates))
         tag = re.search(r'<canvas[^>]*data-stream="%s"[^>]*>' % STREAM, dom)
         points = re.search(r'data-points="(\d+)"', tag.group(0)) if tag else None
         check(points is not None and int(points.group(1)) >= 2,
