@@ -15,9 +15,10 @@
  * the copied metadata. Zero-filled (pre-written, unused) parts of segments are
  * left as holes, so spare segments cost no space.
  *
- * Limits: a segment that retention deletes or recycles while it is being
- * copied is copied torn (it was past retention, and log_verify reports it);
- * the backup directory must be on a file system with room for the live data.
+ * A segment that retention deletes or recycles while it is listed or copied
+ * is left out (the name no longer leads to the file copied): it was past
+ * retention, and its copy could be torn. The backup directory must be on a
+ * file system with room for the live data.
  *
  * Restore copies a backup into an empty data directory (sluiced stopped, or a
  * new one); sluiced's next start recovers from it.
@@ -47,10 +48,16 @@
 #define BACKUP_SQLITE_PAGES_STEP 1024 /* Pages per backup step: short read transactions. */
 #define BACKUP_SQLITE_BUSY_SLEEP_US 10000u
 
-/* Copies `src_path` to `dst_path`, leaving all-zero chunks as holes. */
+/*
+ * Copies `src_path` to `dst_path`, leaving all-zero chunks as holes. -ESTALE
+ * (and no copy left) when the name no longer leads to the file copied: the log
+ * deleted or recycled it meanwhile (retention), so the copy may be torn.
+ */
 static int
 backup_copy_file(const char *src_path, const char *dst_path, uint8_t *buf, uint64_t *bytes_out)
 {
+	struct stat copied;
+	struct stat now;
 	int src = open(src_path, O_RDONLY | O_CLOEXEC);
 	int dst;
 	off_t size = 0;
@@ -79,11 +86,34 @@ backup_copy_file(const char *src_path, const char *dst_path, uint8_t *buf, uint6
 		err = -errno;
 	if (err == 0 && (ftruncate(dst, size) != 0 || fsync(dst) != 0))
 		err = -errno;
+	if (err == 0 && fstat(src, &copied) == 0 &&
+	    (stat(src_path, &now) != 0 || now.st_ino != copied.st_ino)) {
+		unlink(dst_path);
+		err = -ESTALE;
+	}
 	*bytes_out += (uint64_t)size;
 	close(dst);
 out_close_src:
 	close(src);
 	return err;
+}
+
+/*
+ * Retention took segment file `name` while it was listed or copied: its copy
+ * and its index's copy go (the segment was past retention, and a torn copy
+ * would read as corruption).
+ */
+static int
+backup_drop_segment(const char *dst_dir, const char *name)
+{
+	char path[BACKUP_PATH_SIZE];
+	size_t stem = strcspn(name, ".");
+
+	snprintf(path, sizeof(path), "%s/%.*s.log", dst_dir, (int)stem, name);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/%.*s.idx", dst_dir, (int)stem, name);
+	unlink(path);
+	return 0;
 }
 
 static int
@@ -129,8 +159,8 @@ backup_copy_log(const char *src_dir, const char *dst_dir, uint8_t *buf, uint64_t
 			snprintf(src, sizeof(src), "%s/%s", src_dir, names[i]);
 			snprintf(dst, sizeof(dst), "%s/%s", dst_dir, names[i]);
 			err = backup_copy_file(src, dst, buf, bytes_out);
-			if (err == -ENOENT && pass == 1)
-				err = 0; /* Deleted by retention since the listing. */
+			if ((err == -ENOENT || err == -ESTALE) && pass == 1)
+				err = backup_drop_segment(dst_dir, names[i]);
 		}
 	}
 out_free:
