@@ -1,11 +1,15 @@
 /* diag.c - formats one diagnostic line and writes it with a single call. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 
 #include "common/diag.h"
 
 static _Atomic int diag_level_min = DIAG_INFO;
+static _Atomic int diag_format_used = DIAG_TEXT;
 
 static const char *const diag_level_names[] = {
 	[DIAG_DEBUG] = "debug",
@@ -21,6 +25,75 @@ diag_level_set(enum diag_level level)
 }
 
 void
+diag_format_set(enum diag_format format)
+{
+	atomic_store_explicit(&diag_format_used, (int)format, memory_order_relaxed);
+}
+
+int
+diag_level_parse(const char *text, enum diag_level *level_out)
+{
+	for (int i = DIAG_DEBUG; i <= DIAG_ERROR; i++) {
+		if (strcmp(text, diag_level_names[i]) == 0) {
+			*level_out = (enum diag_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int
+diag_format_parse(const char *text, enum diag_format *format_out)
+{
+	if (strcmp(text, "text") == 0)
+		*format_out = DIAG_TEXT;
+	else if (strcmp(text, "json") == 0)
+		*format_out = DIAG_JSON;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* `text` as the inside of a JSON string: quotes, backslashes and control bytes escaped. */
+static size_t
+diag_json_escape(const char *text, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (; *text != '\0' && n + 7 < size; text++) {
+		unsigned char c = (unsigned char)*text;
+
+		if (c == '"' || c == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)c;
+		} else if (c < 0x20) {
+			n += (size_t)snprintf(out + n, size - n, "\\u%04x", c);
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* One JSON object per line, for log shippers (journald, Loki, ...). */
+static void
+diag_json_print(enum diag_level level, const char *module, const char *text)
+{
+	char msg[2048];
+	char ts[40];
+	struct timespec now;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	diag_json_escape(text, msg, sizeof(msg));
+	fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"%s\"}\n",
+		ts, now.tv_nsec / 1000000L, diag_level_names[level], module, msg);
+}
+
+void
 diag_printf(enum diag_level level, const char *module, const char *fmt, ...)
 {
 	char line[1024];
@@ -29,6 +102,13 @@ diag_printf(enum diag_level level, const char *module, const char *fmt, ...)
 
 	if ((int)level < atomic_load_explicit(&diag_level_min, memory_order_relaxed))
 		return;
+	if (atomic_load_explicit(&diag_format_used, memory_order_relaxed) == DIAG_JSON) {
+		va_start(ap, fmt);
+		vsnprintf(line, sizeof(line), fmt, ap);
+		va_end(ap);
+		diag_json_print(level, module, line);
+		return;
+	}
 	n = snprintf(line, sizeof(line), "sluice %s %s: ", diag_level_names[level], module);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return;

@@ -13,8 +13,19 @@ enum diag_level {
 	DIAG_ERROR,
 };
 
-/* Lines below `level` are suppressed. Default DIAG_INFO. */
+enum diag_format {
+	DIAG_TEXT,    /* "sluice <level> <module>: <text>" */
+	DIAG_JSON,    /* {"ts":"<RFC 3339 UTC>","level":"..","module":"..","msg":".."} */
+};
+
+/* Lines below `level` are suppressed. Default DIAG_INFO. Any thread, any time. */
 void diag_level_set(enum diag_level level);
+/* Default DIAG_TEXT. Any thread, any time. */
+void diag_format_set(enum diag_format format);
+/* "debug" | "info" | "warn" | "error" -> level; -EINVAL otherwise. */
+int diag_level_parse(const char *text, enum diag_level *level_out);
+/* "text" | "json" -> format; -EINVAL otherwise. */
+int diag_format_parse(const char *text, enum diag_format *format_out);
 
 void diag_printf(enum diag_level level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

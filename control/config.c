@@ -14,8 +14,11 @@
 #include <ini.h>
 
 #include "common/base.h"
+#include "common/diag.h"
+#include "common/limits.h"
 #include "control/config.h"
 #include "dataplane/dataplane.h"
+#include "nvme-log/log.h"
 
 enum config_type {
 	CONFIG_STR,
@@ -44,6 +47,20 @@ struct config_key {
 #define KEY_BOOL(sec, name, field, def, help) \
 	{ sec, name, CONFIG_BOOL, offsetof(struct sluice_config, field), 0, def, 0, 1, help }
 
+/*
+ * Bounds owned by another module are that module's constants (log.h,
+ * dataplane.h, limits.h), converted to the key's unit here; --check-config
+ * also runs the modules' own checks (config_modules.c) for the rules that
+ * join several keys. Only the limits that are sluiced's own are written here.
+ */
+#define MIB_FLOOR(bytes) ((uint32_t)((bytes) >> 20))
+#define KIB_FLOOR(bytes) ((uint32_t)((bytes) >> 10))
+/* The largest record Kinesis accepts (1 MiB of data, a 256-byte key, headers) fits a batch. */
+#define CONFIG_LOG_BATCH_KB_MIN 1040u
+/* The log wants LOG_BATCHES_PER_SEGMENT_MIN batches per segment: 4 x 1040 KiB -> 5 MiB. */
+#define CONFIG_LOG_SEGMENT_MB_MIN \
+	((CONFIG_LOG_BATCH_KB_MIN * LOG_BATCHES_PER_SEGMENT_MIN + 1023u) / 1024u)
+
 static const struct config_key config_keys[] = {
 	KEY_STR("server", "data_dir", data_dir, "/var/lib/sluice",
 		"Directory for the log segments and the metadata database."),
@@ -65,7 +82,8 @@ static const struct config_key config_keys[] = {
 		"Account id shown in stream ARNs."),
 	KEY_U32("server", "stream_status_delay_ms", stream_status_delay_ms, "200", 0, 600000,
 		"How long a stream stays CREATING/UPDATING/DELETING before the change completes."),
-	KEY_U32("server", "shards_per_stream_max", shards_per_stream_max, "10000", 1, 65536,
+	KEY_U32("server", "shards_per_stream_max", shards_per_stream_max, "10000", 1,
+		SLUICE_SHARDS_MAX,
 		"Open shards one stream may have (AWS: 10000); checked by UpdateShardCount."),
 	KEY_U32("server", "shard_count_updates_per_day", shard_count_updates_per_day, "10", 0,
 		64, "UpdateShardCount calls per stream in a rolling 24 h (AWS: 10; 0: no limit)."),
@@ -80,28 +98,48 @@ static const struct config_key config_keys[] = {
 	KEY_BOOL("server", "shard_throttling", shard_throttling, "false",
 		"Enforce Kinesis per-shard limits (1 MiB/s, 1000 rec/s write; 2 MiB/s, 5 calls/s "
 		"read) with ProvisionedThroughputExceededException."),
+	KEY_STR("server", "diag_level", diag_level, "info",
+		"debug | info | warn | error: diagnostics (stderr, the journal) below this are not "
+		"written. Applied live on SIGHUP."),
+	KEY_STR("server", "diag_format", diag_format, "text",
+		"text | json (one object per line: ts, level, module, msg). Applied live on SIGHUP."),
 	{ "auth", "mode", CONFIG_AUTH, offsetof(struct sluice_config, auth), 0, "off", 0, 0,
 	  "off | presence | sigv4. off and presence are refused on a non-loopback api_listen." },
 	KEY_STR("auth", "access_keys", access_keys, "",
 		"Comma-separated ACCESS_KEY_ID:SECRET pairs accepted by sigv4."),
-	KEY_U32("log", "segment_size_mb", log_segment_size_mb, "64", 1, 4096,
+	KEY_STR("admin", "listen", admin_listen, "127.0.0.1:4568",
+		"Admin listener (/healthz, /readyz, /metrics, the status page at /), ADDR:PORT; "
+		"empty = none. Not loopback: only with a token."),
+	KEY_STR("admin", "token", admin_token, "",
+		"Bearer token the admin listener requires (Authorization: Bearer TOKEN, or "
+		"?token=TOKEN); empty = none (loopback only)."),
+	KEY_BOOL("admin", "metrics", admin_metrics, "true",
+		"Record the figures /metrics and the status page show (false: to measure what "
+		"recording costs; docs/BENCHMARKS.md)."),
+	KEY_U32("log", "segment_size_mb", log_segment_size_mb, "64", CONFIG_LOG_SEGMENT_MB_MIN,
+		MIB_FLOOR(LOG_SEGMENT_SIZE_MAX),
 		"Size of one preallocated log segment file, MiB."),
-	KEY_U32("log", "commit_window_us", log_commit_window_us, "0", 0, 1000000,
+	KEY_U32("log", "commit_window_us", log_commit_window_us, "0", 0,
+		LOG_COMMIT_WINDOW_US_MAX,
 		"A group-commit window closes this long after its first batch (0: as soon as "
 		"the previous window's flush is done: lowest latency at low load) ..."),
-	KEY_U32("log", "commit_window_kb", log_commit_window_kb, "1024", 4, 16384,
+	KEY_U32("log", "commit_window_kb", log_commit_window_kb, "1024",
+		KIB_FLOOR(LOG_COMMIT_WINDOW_BYTES_MIN), KIB_FLOOR(LOG_COMMIT_WINDOW_BYTES_MAX),
 		"... or once this many KiB are pending, whichever comes first."),
-	KEY_U32("log", "batch_size_kb", log_batch_size_kb, "1088", 1040, 4096,
+	KEY_U32("log", "batch_size_kb", log_batch_size_kb, "1088", CONFIG_LOG_BATCH_KB_MIN,
+		KIB_FLOOR(LOG_BATCH_SIZE_MAX),
 		"Largest encoded record batch, KiB; at least 1040 so that the largest record "
 		"Kinesis accepts (1 MiB of data, a 256-byte key, headers) always fits."),
-	KEY_U32("log", "batches_per_producer", log_batches_per_producer, "256", 1, 65536,
+	KEY_U32("log", "batches_per_producer", log_batches_per_producer, "256", 1,
+		LOG_BATCHES_PER_PRODUCER_MAX,
 		"Batches each log client (the API, each dataplane worker) may have in flight; "
 		"when all are, that client throttles. Virtual memory reserved: batch_size_kb "
 		"times this per client; only the bytes batches really fill become resident."),
-	KEY_U32("log", "read_cache_mb", log_read_cache_mb, "64", 0, 4096,
+	KEY_U32("log", "read_cache_mb", log_read_cache_mb, "64", 0,
+		MIB_FLOOR(LOG_READ_CACHE_BYTES_MAX),
 		"Memory holding the most recently written windows, MiB: reads at the tail are "
 		"served from it instead of the device (never less than 4 commit windows)."),
-	KEY_U32("log", "shards_max", log_shards_max, "16384", 1, 65536,
+	KEY_U32("log", "shards_max", log_shards_max, "16384", 1, SLUICE_SHARDS_MAX,
 		"Shards (over all streams, open and closed but retained) the log tracks."),
 	KEY_U32("log", "retention_check_s", retention_check_s, "60", 1, 86400,
 		"How often retention trims the log."),
@@ -117,23 +155,25 @@ static const struct config_key config_keys[] = {
 		"Used when no PCI device is allowed (docs/DEPLOY.md)."),
 	KEY_STR("dataplane", "ipv4", dp_ipv4, "198.18.0.1",
 		"IPv4 address the dataplane answers ARP and ICMP for and ingests on."),
-	KEY_U32("dataplane", "ingest_port", dp_ingest_port, "4570", 1, 65535,
+	KEY_U32("dataplane", "ingest_port", dp_ingest_port, "4570", 1, UINT16_MAX,
 		"UDP port of the record-frame ingest protocol."),
-	KEY_U32("dataplane", "workers", dp_workers, "1", 1, 64, "Polling worker lcores."),
-	KEY_U32("dataplane", "batch_age_us", dp_batch_age_us, "100", 1, 100000,
+	KEY_U32("dataplane", "workers", dp_workers, "1", 1, DP_WORKERS_MAX,
+		"Polling worker lcores."),
+	KEY_U32("dataplane", "batch_age_us", dp_batch_age_us, "100", DP_BATCH_AGE_US_MIN,
+		DP_BATCH_AGE_US_MAX,
 		"A staged shard batch is handed to the log at most this old."),
-	KEY_U32("dataplane", "producers_max", dp_producers_max, "1024", 1, 262144,
+	KEY_U32("dataplane", "producers_max", dp_producers_max, "1024", 1, DP_PRODUCERS_MAX,
 		"Producer ids each worker keeps a dedup window for (about 2.2 KiB each); when all "
 		"are taken a new id is NACKed throttled until one has been idle 60 s plus the "
 		"auth replay window."),
-	KEY_U32("dataplane", "idle_polls", dp_idle_polls, "1024", 0, 100000000,
+	KEY_U32("dataplane", "idle_polls", dp_idle_polls, "1024", 0, DP_IDLE_POLLS_MAX,
 		"Empty polls before a worker sleeps (0 = never sleep: production)."),
-	KEY_U32("dataplane", "idle_sleep_us", dp_idle_sleep_us, "100", 0, 100000,
+	KEY_U32("dataplane", "idle_sleep_us", dp_idle_sleep_us, "100", 0, DP_IDLE_SLEEP_US_MAX,
 		"Sleep of an idle worker, microseconds."),
-	KEY_U32("dataplane", "mbufs", dp_mbufs, "8191", 1023, 1048575,
+	KEY_U32("dataplane", "mbufs", dp_mbufs, "8191", DP_MBUFS_MIN, DP_MBUFS_MAX,
 		"Packet buffers in the mempool."),
-	KEY_U32("dataplane", "ring_size", dp_ring_size, "1024", 64, 65536,
-		"Entries of each worker <-> log ring (a power of two)."),
+	KEY_U32("dataplane", "ring_size", dp_ring_size, "1024", DP_RING_SIZE_MIN, DP_RING_SIZE_MAX,
+		"RX and TX descriptors of each worker's queue pair (a power of two)."),
 	KEY_U32("dataplane", "mtu", dp_mtu, "1500", DP_MTU_MIN, DP_MTU_MAX,
 		"IP MTU of the dataplane's port. Above 2,000 the device must scatter packets "
 		"over chained buffers (tap, memif and most NICs can). Larger UDP datagrams arrive "
@@ -161,14 +201,17 @@ static const struct config_key config_keys[] = {
 		DP_TCP_BUFFER_KB_MAX,
 		"Size of a TCP send buffer, KiB: room for one answer (1472 B) is reserved per "
 		"frame in flight, so this bounds a connection's unanswered frames (44 at 64)."),
-	KEY_U32("dataplane", "tcp_mss", dp_tcp_mss, "1460", 536, 8960,
-		"Largest TCP segment taken and advertised (at most the MTU less 40 bytes)."),
-	KEY_U32("dataplane", "tcp_idle_timeout_s", dp_tcp_idle_timeout_s, "600", 0, 86400,
+	KEY_U32("dataplane", "tcp_mss", dp_tcp_mss, "1460", DP_TCP_MSS_MIN, DP_MTU_MAX - 40,
+		"Largest TCP segment taken and advertised; the MTU less 40 bytes and half a "
+		"receive buffer bound it further."),
+	KEY_U32("dataplane", "tcp_idle_timeout_s", dp_tcp_idle_timeout_s, "600", 0,
+		DP_TCP_TIMEOUT_S_MAX,
 		"A TCP connection that sent no data this long is reset (0 = never)."),
-	KEY_U32("dataplane", "tcp_keepalive_s", dp_tcp_keepalive_s, "60", 0, 86400,
+	KEY_U32("dataplane", "tcp_keepalive_s", dp_tcp_keepalive_s, "60", 0, DP_TCP_TIMEOUT_S_MAX,
 		"Silence before keepalive probes; 3 unanswered probes 10 s apart reset the "
 		"connection (0 = no probes)."),
-	KEY_U32("dataplane", "tcp_partial_frame_s", dp_tcp_partial_frame_s, "30", 1, 3600,
+	KEY_U32("dataplane", "tcp_partial_frame_s", dp_tcp_partial_frame_s, "30", 1,
+		DP_TCP_PARTIAL_FRAME_S_MAX,
 		"A TCP frame left incomplete this long resets its connection (slowloris)."),
 	KEY_BOOL("dataplane", "no_huge", dp_no_huge, "false",
 		"Run DPDK without hugepages (development machines)."),
@@ -177,10 +220,7 @@ static const struct config_key config_keys[] = {
 		"every record frame must carry a valid tag."),
 };
 
-static void config_error_add(struct config_errors *errors, const char *file, int line,
-			     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void
+void
 config_error_add(struct config_errors *errors, const char *file, int line, const char *fmt, ...)
 {
 	struct config_error *e;
@@ -194,6 +234,19 @@ config_error_add(struct config_errors *errors, const char *file, int line, const
 	va_start(ap, fmt);
 	vsnprintf(e->text, sizeof(e->text), fmt, ap);
 	va_end(ap);
+}
+
+/* A refused value: the key, the value, why, and for a number its range. */
+static void
+config_key_error(struct config_errors *errors, const char *file, int line,
+		 const struct config_key *key, const char *value, const char *why)
+{
+	if (key->type == CONFIG_U32)
+		config_error_add(errors, file, line, "[%s] %s = '%s': %s (%u .. %u)", key->section,
+				 key->name, value, why, key->min, key->max);
+	else
+		config_error_add(errors, file, line, "[%s] %s = '%s': %s", key->section, key->name,
+				 value, why);
 }
 
 static const struct config_key *
@@ -313,8 +366,7 @@ config_ini_handler(void *arg, const char *section, const char *name, const char 
 	}
 	why = config_key_store(st->config, key, value);
 	if (why != NULL)
-		config_error_add(st->errors, st->path, st->line, "[%s] %s = '%s': %s", section,
-				 name, value, why);
+		config_key_error(st->errors, st->path, st->line, key, value, why);
 	return 1;
 }
 
@@ -355,8 +407,7 @@ config_set_value(struct sluice_config *config, const char *section, const char *
 	}
 	why = config_key_store(config, key, value);
 	if (why != NULL) {
-		config_error_add(errors, "command line", 0, "[%s] %s = '%s': %s", section, name,
-				 value, why);
+		config_key_error(errors, "command line", 0, key, value, why);
 		return -EINVAL;
 	}
 	return 0;
@@ -444,19 +495,29 @@ config_validate(const struct sluice_config *config, struct config_errors *errors
 			config_error_add(errors, "config", 0,
 					 "[server] tls_listen needs tls_cert and tls_key");
 	}
+	if (config->admin_listen[0] != '\0') {
+		if (!config_listen_is_valid(config->admin_listen))
+			config_error_add(errors, "config", 0,
+					 "[admin] listen '%s': expected ADDR:PORT",
+					 config->admin_listen);
+		else if (config->admin_token[0] == '\0' &&
+			 !config_listen_is_loopback(config->admin_listen))
+			config_error_add(errors, "config", 0,
+					 "[admin] listen '%s' is not loopback: refusing to serve "
+					 "metrics and status to the network without [admin] token",
+					 config->admin_listen);
+	}
+	enum diag_level level;
+	enum diag_format format;
+
+	if (diag_level_parse(config->diag_level, &level) != 0)
+		config_error_add(errors, "config", 0, "[server] diag_level '%s': expected debug, "
+				 "info, warn or error", config->diag_level);
+	if (diag_format_parse(config->diag_format, &format) != 0)
+		config_error_add(errors, "config", 0, "[server] diag_format '%s': expected text or "
+				 "json", config->diag_format);
 	if (config->auth == CONFIG_AUTH_SIGV4 && config->access_keys[0] == '\0')
 		config_error_add(errors, "config", 0, "[auth] mode = sigv4 needs access_keys");
-	if ((config->dp_ring_size & (config->dp_ring_size - 1)) != 0)
-		config_error_add(errors, "config", 0, "[dataplane] ring_size %u: not a power of two",
-				 config->dp_ring_size);
-	if ((uint64_t)config->log_batch_size_kb * 4 > (uint64_t)config->log_segment_size_mb * 1024)
-		config_error_add(errors, "config", 0,
-				 "[log] batch_size_kb %u: more than a quarter of segment_size_mb %u",
-				 config->log_batch_size_kb, config->log_segment_size_mb);
-	if ((uint64_t)config->log_commit_window_kb * 2 > (uint64_t)config->log_segment_size_mb * 1024)
-		config_error_add(errors, "config", 0,
-				 "[log] commit_window_kb %u: more than half of segment_size_mb %u",
-				 config->log_commit_window_kb, config->log_segment_size_mb);
 	if (config->data_dir[0] == '\0')
 		config_error_add(errors, "config", 0, "[server] data_dir is empty");
 	return errors->count == errors_before ? 0 : -EINVAL;
@@ -475,6 +536,76 @@ config_errors_print(const struct config_errors *errors, FILE *out)
 	}
 	if (errors->count == CONFIG_ERRORS_MAX)
 		fprintf(out, "(further errors not shown)\n");
+}
+
+/* Writes `text` as "; " comment lines of at most ~90 columns (libinih reads 200 a line). */
+static void
+config_comment_print(FILE *out, const char *text)
+{
+	while (*text != '\0') {
+		size_t size = strlen(text);
+
+		if (size > 88) {
+			size = 88;
+			while (size > 0 && text[size] != ' ')
+				size--;
+			if (size == 0)
+				size = strcspn(text, " ");
+		}
+		fprintf(out, "; %.*s\n", (int)size, text);
+		text += size;
+		while (*text == ' ')
+			text++;
+	}
+}
+
+void
+config_diff(const struct sluice_config *a, const struct sluice_config *b,
+	    void (*fn)(void *arg, const char *section, const char *name), void *arg)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+		const char *x = (const char *)a + k->offset;
+		const char *y = (const char *)b + k->offset;
+		bool same;
+
+		if (k->type == CONFIG_STR)
+			same = strcmp(x, y) == 0;
+		else if (k->type == CONFIG_U32)
+			same = memcmp(x, y, sizeof(uint32_t)) == 0;
+		else if (k->type == CONFIG_BOOL)
+			same = *(const bool *)(const void *)x == *(const bool *)(const void *)y;
+		else
+			same = a->auth == b->auth;
+		if (!same)
+			fn(arg, k->section, k->name);
+	}
+}
+
+void
+config_ini_print(FILE *out)
+{
+	char help[CONFIG_STRING_SIZE * 2];
+
+	const char *section = "";
+
+	fprintf(out, "; sluiced configuration (sluiced --config FILE). Every key is shown at its\n"
+		     "; default, commented out: uncomment what you change. Reference: CONFIG.md;\n"
+		     "; check a change with sluiced --check-config FILE before restarting.\n");
+	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (strcmp(section, k->section) != 0) {
+			section = k->section;
+			fprintf(out, "\n[%s]\n", section);
+		}
+		if (k->type == CONFIG_U32)
+			snprintf(help, sizeof(help), "%s (%u .. %u)", k->help, k->min, k->max);
+		else
+			snprintf(help, sizeof(help), "%s", k->help);
+		config_comment_print(out, help);
+		fprintf(out, ";%s = %s\n", k->name, k->value);
+	}
 }
 
 void

@@ -40,10 +40,16 @@ struct sluice_config {
 	uint32_t autoscale_split_records_s;
 	uint32_t autoscale_cooldown_s;
 	bool shard_throttling;
+	char diag_level[CONFIG_STRING_SIZE];
+	char diag_format[CONFIG_STRING_SIZE];
 	/* [auth] */
 	enum config_auth auth;
 	char auth_text[CONFIG_STRING_SIZE];
 	char access_keys[4 * CONFIG_STRING_SIZE]; /* "AKID:SECRET,AKID2:SECRET2" */
+	/* [admin] */
+	char admin_listen[CONFIG_STRING_SIZE];
+	char admin_token[CONFIG_STRING_SIZE];
+	bool admin_metrics;
 	/* [log] */
 	uint32_t log_segment_size_mb;
 	uint32_t log_commit_window_us;
@@ -119,7 +125,18 @@ int config_validate(const struct sluice_config *config, struct config_errors *er
 
 void config_errors_print(const struct config_errors *errors, FILE *out);
 
+/* Records one error (file "config" and line 0 for whole-configuration rules). */
+void config_error_add(struct config_errors *errors, const char *file, int line,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* Writes the table of keys, defaults and meanings as Markdown (docs/CONFIG.md). */
 void config_doc_print(FILE *out);
+
+/* Calls `fn` for every key whose value differs between `a` and `b` (SIGHUP's report). */
+void config_diff(const struct sluice_config *a, const struct sluice_config *b,
+		 void (*fn)(void *arg, const char *section, const char *name), void *arg);
+
+/* Writes an INI file with every key at its default, commented out (the package's conffile). */
+void config_ini_print(FILE *out);
 
 #endif /* SLUICE_CONTROL_CONFIG_H */

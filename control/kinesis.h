@@ -115,6 +115,7 @@ struct kinesis_put_result {
 	uint64_t put_s;
 	int32_t error;           /* 0, or a negative errno (-ENOSPC: throttled). */
 	bool done;
+	uint32_t data_size;      /* For the stream's byte counters (metrics.h). */
 };
 
 struct kinesis_pending {
@@ -122,6 +123,9 @@ struct kinesis_pending {
 	bool put_records;
 	uint32_t batch_count;
 	char stream_name[SLUICE_STREAM_NAME_SIZE_MAX + 1]; /* For error messages. */
+	uint32_t stream_slot;    /* The stream's series (metrics.h) ... */
+	uint32_t stream_id;
+	uint64_t started_ns;     /* ... and its latency, from dispatch (monotonic). */
 	uint32_t record_count;
 	uint32_t batches_left;
 	struct kinesis_put_result *results; /* KINESIS_PUT_RECORDS_MAX per slot. */

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/metrics.h"
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
 
@@ -161,6 +162,8 @@ kinesis_stream_by_id(struct kinesis *k, uint32_t stream_id)
 void
 kinesis_stream_free(struct kinesis_stream *s)
 {
+	if (s->used)
+		metrics_stream_forget(s->stream_id);
 	free(s->open_index);
 	free(s->shards);
 	memset(s, 0, sizeof(*s));
@@ -565,6 +568,18 @@ kinesis_alloc(struct kinesis *k)
 	return 0;
 }
 
+/* The actions get their own API series (metrics.h); the rest count as "Other". */
+static void
+kinesis_metrics_register(void)
+{
+	static const char *names[ARRAY_SIZE(kinesis_actions)];
+
+	static_assert(ARRAY_SIZE(kinesis_actions) <= METRICS_API_OPS_MAX, "each has series");
+	for (size_t i = 0; i < ARRAY_SIZE(kinesis_actions); i++)
+		names[i] = kinesis_actions[i].name;
+	metrics_api_ops_register(names, ARRAY_SIZE(kinesis_actions));
+}
+
 int
 kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis **k_out)
 {
@@ -575,6 +590,7 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 		return -ENOMEM;
 	k->config = *config;
 	k->log = log;
+	kinesis_metrics_register();
 	k->shard_limit = config->log_shards_max < SLUICE_SHARDS_MAX ? config->log_shards_max :
 			 SLUICE_SHARDS_MAX;
 	rc = kinesis_alloc(k);

@@ -10,8 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/metrics.h"
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
 
@@ -332,6 +334,7 @@ struct kinesis_read_ctx {
 	uint64_t seq_next;
 	uint64_t last_arrival_ns;
 	size_t size_limit;       /* The response must stay below this. */
+	uint64_t data_bytes;     /* Of the records written (GetRecords.Bytes). */
 };
 
 /* Writes `value` in decimal at `out`; returns the digits written. */
@@ -399,6 +402,7 @@ kinesis_read_record(void *arg, const struct log_record_out *rec)
 	api_out_append(ctx->out, kinesis_key_member, sizeof(kinesis_key_member) - 1);
 	api_out_json_string(ctx->out, (const char *)rec->partition_key, rec->partition_key_size);
 	ctx->count++;
+	ctx->data_bytes += rec->data_size;
 	ctx->seq_next = rec->seq + 1;
 	ctx->last_arrival_ns = rec->arrival_ns;
 	return 0;
@@ -511,9 +515,15 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 			      out->capacity_max - KINESIS_RESPONSE_RESERVE : 0,
 	};
 	char shard_id[KINESIS_SHARD_ID_SIZE];
+	struct metrics_stream_ref ref = {
+		.slot = (uint32_t)(s - k->streams), .stream_id = s->stream_id, .name = s->name,
+	};
+	uint64_t started_ns = metrics_enabled() ? clock_mono_ns() : 0;
+	uint64_t behind_ms;
 	int rc;
 
 	if (!kinesis_throttle_read(k, sh, now_ms / 1000)) {
+		metrics_stream_get(&ref, 0, 0, 0, 0, true);
 		kinesis_shard_id_format(sh->index, shard_id);
 		kinesis_error(call, "ProvisionedThroughputExceededException", "Rate exceeded for "
 			      "shard %s in stream %s under account %s.", shard_id, s->name,
@@ -536,8 +546,11 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 	} else {
 		kinesis_out_iterator(k, out, s, sh->index, ctx.seq_next, now_ms);
 	}
-	api_out_printf(out, ",\"MillisBehindLatest\":%llu}",
-		       (unsigned long long)kinesis_millis_behind(k, &ctx, now_ms));
+	behind_ms = kinesis_millis_behind(k, &ctx, now_ms);
+	api_out_printf(out, ",\"MillisBehindLatest\":%llu}", (unsigned long long)behind_ms);
+	if (metrics_enabled())
+		metrics_stream_get(&ref, ctx.count, ctx.data_bytes, clock_mono_ns() - started_ns,
+				   behind_ms, false);
 	api_call_reply(call, 200);
 }
 

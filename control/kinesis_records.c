@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/metrics.h"
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
 
@@ -161,9 +163,36 @@ kinesis_put_records_reply(struct kinesis *k, struct kinesis_pending *p)
 	api_call_reply(p->call, 200);
 }
 
+/* The stream's CloudWatch-named counters for one answered PutRecord(s). */
+static void
+kinesis_put_metrics(const struct kinesis_pending *p)
+{
+	struct metrics_stream_ref ref = {
+		.slot = p->stream_slot, .stream_id = p->stream_id, .name = p->stream_name,
+	};
+	struct metrics_put put = { .put_records = p->put_records };
+
+	if (!metrics_enabled())
+		return;
+	put.latency_ns = clock_mono_ns() - p->started_ns;
+	for (uint32_t i = 0; i < p->record_count; i++) {
+		const struct kinesis_put_result *r = &p->results[i];
+
+		if (r->error == 0) {
+			put.records_ok++;
+			put.bytes_ok += r->data_size;
+			continue;
+		}
+		put.records_failed++;
+		put.records_throttled += r->error == -ENOSPC || r->error == -EPIPE;
+	}
+	metrics_stream_put(&ref, &put);
+}
+
 static void
 kinesis_pending_finish(struct kinesis *k, struct kinesis_pending *p)
 {
+	kinesis_put_metrics(p);
 	if (p->put_records)
 		kinesis_put_records_reply(k, p);
 	else
@@ -386,6 +415,14 @@ kinesis_put_start(struct kinesis *k, struct api_call *call, const struct api_req
 
 	p = kinesis_pending_get(k, &slot);
 	if (p == NULL) {
+		struct metrics_stream_ref ref = {
+			.slot = (uint32_t)(s - k->streams), .stream_id = s->stream_id, .name = s->name,
+		};
+		struct metrics_put put = {
+			.put_records = put_records, .records_failed = count, .records_throttled = count,
+		};
+
+		metrics_stream_put(&ref, &put);
 		kinesis_error(call, "ProvisionedThroughputExceededException", "Rate exceeded for "
 			      "stream %s under account %s.", s->name, k->config.account_id);
 		return;
@@ -397,6 +434,9 @@ kinesis_put_start(struct kinesis *k, struct api_call *call, const struct api_req
 	p->batch_count = 0;
 	p->batched_count = 0;
 	memcpy(p->stream_name, s->name, s->name_size + 1);
+	p->stream_slot = (uint32_t)(s - k->streams);
+	p->stream_id = s->stream_id;
+	p->started_ns = metrics_enabled() ? clock_mono_ns() : 0;
 	k->pending_count++;
 	for (uint32_t i = 0; i < count; i++) {
 		struct kinesis_put_in *in = &kinesis_put_ins[i];
@@ -409,7 +449,7 @@ kinesis_put_start(struct kinesis *k, struct api_call *call, const struct api_req
 		in->order = i;
 		p->results[i] = (struct kinesis_put_result){
 			.shard_index = sh->index, .shard_created_s = sh->created_s, .put_s = put_s,
-			.batch_no = UINT32_MAX,
+			.batch_no = UINT32_MAX, .data_size = in->data_size,
 		};
 	}
 	kinesis_put_submit(k, p, slot, s, count, req->now_ns);

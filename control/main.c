@@ -12,10 +12,15 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/diag.h"
+#include "control/admin.h"
 #include "control/api.h"
 #include "control/config.h"
+#include "control/config_modules.h"
+#include "control/metrics.h"
+#include "control/notify.h"
 #include "control/route.h"
 #include "nvme-log/log.h"
 
@@ -37,9 +42,11 @@ usage(FILE *out)
 		"  --check-config FILE    validate FILE, print line-numbered errors, exit\n"
 		"  --data-dir DIR         [server] data_dir: log segments and metadata\n"
 		"  --api-listen ADDR:PORT [server] api_listen: Kinesis API (HTTP/1.1, h2c)\n"
+		"  --admin-listen ADDR:PORT [admin] listen: /metrics, /healthz, /readyz, status\n"
 		"  --no-dataplane         API and log only (no DPDK): [dataplane] enabled=false\n"
 		"  --set SECTION.KEY=VAL  override any configuration key\n"
 		"  --print-config-doc     print the configuration reference (Markdown)\n"
+		"  --print-config-ini     print an INI file of every key at its default, commented\n"
 		"  --verbose              debug diagnostics\n"
 		"  --help                 this text\n");
 }
@@ -49,9 +56,11 @@ enum {
 	OPT_CHECK_CONFIG,
 	OPT_DATA_DIR,
 	OPT_API_LISTEN,
+	OPT_ADMIN_LISTEN,
 	OPT_NO_DATAPLANE,
 	OPT_SET,
 	OPT_PRINT_CONFIG_DOC,
+	OPT_PRINT_CONFIG_INI,
 	OPT_VERBOSE,
 	OPT_HELP,
 };
@@ -61,9 +70,11 @@ static const struct option sluiced_options[] = {
 	{ "check-config", required_argument, NULL, OPT_CHECK_CONFIG },
 	{ "data-dir", required_argument, NULL, OPT_DATA_DIR },
 	{ "api-listen", required_argument, NULL, OPT_API_LISTEN },
+	{ "admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN },
 	{ "no-dataplane", no_argument, NULL, OPT_NO_DATAPLANE },
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "print-config-doc", no_argument, NULL, OPT_PRINT_CONFIG_DOC },
+	{ "print-config-ini", no_argument, NULL, OPT_PRINT_CONFIG_INI },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -83,6 +94,7 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 	int opt;
 
 	config_defaults(config);
+	optind = 1; /* Parsed again on SIGHUP. */
 	/* Pass 1: find the file so that command-line overrides win over it. */
 	while ((opt = getopt_long(argc, argv, "", sluiced_options, NULL)) != -1) {
 		if (opt == OPT_HELP) {
@@ -91,6 +103,10 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 		}
 		if (opt == OPT_PRINT_CONFIG_DOC) {
 			config_doc_print(stdout);
+			return 1;
+		}
+		if (opt == OPT_PRINT_CONFIG_INI) {
+			config_ini_print(stdout);
 			return 1;
 		}
 		if (opt == OPT_CONFIG)
@@ -109,6 +125,8 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 
 		if (rc == 0)
 			rc = config_validate(config, errors);
+		if (rc == 0)
+			rc = config_check_modules(config, errors);
 		if (rc != 0)
 			return -EINVAL;
 		printf("%s: ok\n", check_path);
@@ -125,23 +143,30 @@ sluiced_parse_args(int argc, char **argv, struct sluice_config *config,
 			rc = config_set_value(config, "server", "data_dir", optarg, errors);
 		else if (opt == OPT_API_LISTEN)
 			rc = config_set_value(config, "server", "api_listen", optarg, errors);
+		else if (opt == OPT_ADMIN_LISTEN)
+			rc = config_set_value(config, "admin", "listen", optarg, errors);
 		else if (opt == OPT_NO_DATAPLANE)
 			rc = config_set_value(config, "dataplane", "enabled", "false", errors);
 		else if (opt == OPT_SET)
 			rc = config_set(config, optarg, errors);
 		else if (opt == OPT_VERBOSE)
-			diag_level_set(DIAG_DEBUG);
+			rc = config_set_value(config, "server", "diag_level", "debug", errors);
 		if (rc != 0)
 			return -EINVAL;
 	}
-	return config_validate(config, errors);
+	if (config_validate(config, errors) != 0)
+		return -EINVAL;
+	return config_check_modules(config, errors);
 }
 
 struct sluiced {
 	struct sluice_config config;
+	int argc;                 /* The command line, parsed again on SIGHUP. */
+	char **argv;
 	struct log *log;
 	struct kinesis *kinesis;
 	struct api_server *server;
+	struct admin *admin;
 	pthread_t server_thread;
 	int server_rc;
 };
@@ -167,17 +192,7 @@ sluiced_open_log(struct sluiced *d, char *log_dir, size_t log_dir_size)
 		return -errno;
 	}
 	snprintf(log_dir, log_dir_size, "%s/log", d->config.data_dir);
-	log_config_default(&lc);
-	lc.dir_path = log_dir;
-	lc.segment_size = (uint64_t)d->config.log_segment_size_mb << 20;
-	lc.commit_window_us = d->config.log_commit_window_us;
-	lc.commit_window_bytes = (uint64_t)d->config.log_commit_window_kb << 10;
-	lc.batch_size = d->config.log_batch_size_kb << 10;
-	lc.batches_per_producer = d->config.log_batches_per_producer;
-	lc.read_cache_bytes = (uint64_t)d->config.log_read_cache_mb << 20;
-	/* One log client per dataplane worker, one for the API, one spare (tools, tests). */
-	lc.producers_max = d->config.dp_workers + 2;
-	lc.shards_max = d->config.log_shards_max;
+	config_log_config(&d->config, log_dir, &lc);
 	return log_open(&lc, &d->log);
 }
 
@@ -203,6 +218,139 @@ sluiced_raise_fd_limit(const struct sluice_config *config)
 			  SLUICED_FDS_RESERVED);
 }
 
+/*
+ * The admin listener, once the log and metadata are open (it reads both).
+ * Not fatal when it cannot start: the Kinesis service matters more than its
+ * dashboard, and the error says why; [admin] listen = "" turns it off.
+ */
+static void
+sluiced_admin_start(struct sluiced *d)
+{
+	struct metrics_sources src = {
+		.log = d->log, .data_dir = d->config.data_dir,
+		.dataplane_enabled = d->config.dataplane_enabled,
+	};
+	int rc;
+
+	if (d->config.admin_listen[0] == '\0')
+		return;
+	rc = admin_open(&d->config, &src, &d->admin);
+	if (rc == 0)
+		rc = admin_start(d->admin);
+	if (rc == 0)
+		return;
+	diag_error("sluiced", "admin listener %s not started: %s", d->config.admin_listen,
+		   strerror(-rc));
+	admin_close(d->admin);
+	d->admin = NULL;
+}
+
+static void
+sluiced_notify_ready(const struct sluiced *d)
+{
+	char text[4 * CONFIG_STRING_SIZE];
+
+	snprintf(text, sizeof(text), "READY=1\nSTATUS=serving: kinesis api %s, admin %s, "
+		 "dataplane %s", d->config.api_listen,
+		 d->admin != NULL ? d->config.admin_listen : "off",
+		 d->config.dataplane_enabled ? d->config.dp_ipv4 : "off");
+	notify_send(text);
+}
+
+/*
+ * Waits for SIGTERM or SIGINT and returns it. Under a systemd watchdog
+ * (WatchdogSec), pings at half the interval while every part is still ready:
+ * a wedged or failed part stops the pings and systemd restarts the service.
+ */
+static int
+sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled)
+{
+	uint64_t watchdog_usec = notify_watchdog_usec();
+	struct timespec interval = {
+		.tv_sec = (time_t)(watchdog_usec / 2 / 1000000u),
+		.tv_nsec = (long)(watchdog_usec / 2 % 1000000u * 1000u),
+	};
+	const char *missing;
+	int sig;
+
+	if (watchdog_usec == 0) {
+		while (sigwait(stop_signals, &sig) != 0)
+			;
+		return sig;
+	}
+	for (;;) {
+		sig = sigtimedwait(stop_signals, NULL, &interval);
+		if (sig > 0)
+			return sig;
+		if (metrics_ready_all(dataplane_enabled, &missing))
+			notify_send("WATCHDOG=1");
+	}
+}
+
+/* The keys applied live (on SIGHUP, and once at start): diagnostics only, so far. */
+static void
+sluiced_diag_apply(const struct sluice_config *config)
+{
+	enum diag_level level;
+	enum diag_format format;
+
+	/* config_validate() accepted both. */
+	if (diag_level_parse(config->diag_level, &level) == 0)
+		diag_level_set(level);
+	if (diag_format_parse(config->diag_format, &format) == 0)
+		diag_format_set(format);
+}
+
+static void
+sluiced_changed_key(void *arg, const char *section, const char *name)
+{
+	uint32_t *count = arg;
+
+	(*count)++;
+	if (strcmp(section, "server") == 0 && strncmp(name, "diag_", 5) == 0)
+		diag_info("sluiced", "SIGHUP: [%s] %s changed: applied", section, name);
+	else
+		diag_warn("sluiced", "SIGHUP: [%s] %s changed: takes effect at the next restart",
+			  section, name);
+}
+
+/*
+ * SIGHUP: reads the configuration again (file and command line, as at start)
+ * and reports what changed. No key is applied live yet: each changed key is
+ * named as needing a restart, and a file with errors is reported, never used.
+ */
+static void
+sluiced_reload(struct sluiced *d)
+{
+	static struct sluice_config fresh; /* Main thread only. */
+	struct config_errors errors = { .count = 0 };
+	uint32_t changed = 0;
+
+	if (sluiced_parse_args(d->argc, d->argv, &fresh, &errors) != 0) {
+		diag_warn("sluiced", "SIGHUP: the configuration has errors; nothing changes:");
+		config_errors_print(&errors, stderr);
+		return;
+	}
+	sluiced_diag_apply(&fresh);
+	config_diff(&d->config, &fresh, sluiced_changed_key, &changed);
+	if (changed == 0)
+		diag_info("sluiced", "SIGHUP: configuration unchanged");
+	/* What runs now; other threads read only their own copies of the rest. */
+	memcpy(d->config.diag_level, fresh.diag_level, sizeof(d->config.diag_level));
+	memcpy(d->config.diag_format, fresh.diag_format, sizeof(d->config.diag_format));
+}
+
+static void
+sluiced_announce_ready(const struct sluiced *d)
+{
+	printf("sluiced: ready: kinesis api http://%s, data %s, dataplane %s, admin %s%s\n",
+	       d->config.api_listen, d->config.data_dir,
+	       d->config.dataplane_enabled ? d->config.dp_ipv4 : "off",
+	       d->admin != NULL ? "http://" : "", d->admin != NULL ? d->config.admin_listen : "off");
+	fflush(stdout);
+	sluiced_notify_ready(d);
+}
+
 /* Runs the appliance until SIGTERM or SIGINT. Returns the process exit code. */
 static int
 sluiced_serve(struct sluiced *d)
@@ -212,24 +360,30 @@ sluiced_serve(struct sluiced *d)
 	int sig = 0;
 	int rc;
 
-	/* Block the stop signals in every thread; main() takes them with sigwait(). */
+	/* Block the stop signals (and SIGHUP) in every thread; main() takes them. */
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sluiced_raise_fd_limit(&d->config);
 
+	metrics_enable(d->config.admin_metrics);
+	notify_send("STATUS=recovering the log");
 	rc = sluiced_open_log(d, log_dir, sizeof(log_dir));
 	if (rc != 0) {
 		diag_error("sluiced", "cannot open the log in %s: %s", log_dir, strerror(-rc));
 		return 1;
 	}
+	metrics_ready_set(METRICS_READY_LOG, true);
 	rc = kinesis_open(&d->config, d->log, &d->kinesis);
 	if (rc != 0) {
 		diag_error("sluiced", "cannot open metadata: %s", strerror(-rc));
 		goto out_close_log;
 	}
+	metrics_ready_set(METRICS_READY_METADATA, true);
+	sluiced_admin_start(d);
 	rc = api_server_open(&d->config, d->kinesis, &d->server);
 	if (rc != 0)
 		goto out_close_kinesis;
@@ -239,26 +393,33 @@ sluiced_serve(struct sluiced *d)
 			diag_error("sluiced", "cannot start the dataplane: %s", strerror(-rc));
 			goto out_close_kinesis;
 		}
+		metrics_ready_set(METRICS_READY_DATAPLANE, true);
 	}
 	rc = pthread_create(&d->server_thread, NULL, sluiced_server_main, d);
 	if (rc != 0) {
 		rc = -rc;
 		goto out_stop_dataplane;
 	}
-	printf("sluiced: ready: kinesis api http://%s, data %s, dataplane %s\n",
-	       d->config.api_listen, d->config.data_dir,
-	       d->config.dataplane_enabled ? d->config.dp_ipv4 : "off");
-	fflush(stdout);
+	metrics_ready_set(METRICS_READY_API, true);
+	sluiced_announce_ready(d);
 
-	sigwait(&stop_signals, &sig);
+	while ((sig = sluiced_wait(&stop_signals, d->config.dataplane_enabled)) == SIGHUP)
+		sluiced_reload(d);
+	notify_send("STOPPING=1\nSTATUS=stopping");
 	diag_info("sluiced", "stopping (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	metrics_ready_set(METRICS_READY_API, false);
 	api_server_stop(d->server);
 	pthread_join(d->server_thread, NULL);
 	rc = d->server_rc;
 
 out_stop_dataplane:
+	metrics_ready_set(METRICS_READY_DATAPLANE, false);
 	route_dataplane_stop();
 out_close_kinesis:
+	/* The admin reads the log and SQLite: it stops before either closes. */
+	admin_close(d->admin);
+	d->admin = NULL;
+	metrics_ready_set(METRICS_READY_METADATA, false);
 	/*
 	 * The actions go first: closing them answers (or drops) the calls they still
 	 * hold, and those calls belong to the server, which must still exist then.
@@ -279,6 +440,11 @@ main(int argc, char **argv)
 	static struct sluiced d;
 	struct config_errors errors = { .count = 0 };
 	int rc = sluiced_parse_args(argc, argv, &d.config, &errors);
+
+	d.argc = argc;
+	d.argv = argv;
+	if (rc == 0)
+		sluiced_diag_apply(&d.config);
 
 	if (rc == 1)
 		return 0;

@@ -1,6 +1,7 @@
 /*
  * metadata.h - streams, shards, tags and the server secret in SQLite
- * (data_dir/metadata.db, WAL, synchronous=FULL). The only SQLite user.
+ * (data_dir/metadata.db, WAL, synchronous=FULL). The only SQLite user in sluiced (the
+ * admin thread reads through it too; `sluice backup` copies the file with SQLite's backup API).
  *
  * Every change is one transaction, committed before the caller touches the
  * log, so after a crash SQLite is the truth: shard existence, retention (re-

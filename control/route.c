@@ -63,6 +63,7 @@ struct route {
 	atomic_bool stop;
 	uint32_t digest;
 	bool published;
+	uint32_t workers;        /* Of the running dataplane (route_dp_worker_stats). */
 };
 
 static struct route route_state = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -272,20 +273,24 @@ route_auth_keys_parse(const char *text, struct frame_auth_key *keys, uint32_t ke
 	return (int)count;
 }
 
-static int
-route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config *out)
+int
+route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config *out,
+		const char **key_out)
 {
 	static struct frame_auth_key keys[DP_AUTH_KEYS_MAX];
 	int key_count = route_auth_keys_parse(c->dp_auth_keys, keys, DP_AUTH_KEYS_MAX);
 
 	struct in_addr addr;
 
+	*key_out = NULL;
 	if (key_count < 0) {
+		*key_out = "auth_keys";
 		diag_error("route", "[dataplane] auth_keys: want up to %u KEY_ID:HEX pairs, "
 			   "16 to 64 bytes each", DP_AUTH_KEYS_MAX);
 		return -EINVAL;
 	}
 	if (inet_pton(AF_INET, c->dp_ipv4, &addr) != 1) {
+		*key_out = "ipv4";
 		diag_error("route", "[dataplane] ipv4 %s is not an IPv4 address", c->dp_ipv4);
 		return -EINVAL;
 	}
@@ -329,7 +334,8 @@ route_dataplane_start(const struct sluice_config *config, struct log *log)
 {
 	struct route *r = &route_state;
 	struct dp_config dc;
-	int rc = route_dp_config(config, log, &dc);
+	const char *key;
+	int rc = route_dp_config(config, log, &dc, &key);
 
 	if (rc != 0)
 		return rc;
@@ -339,6 +345,7 @@ route_dataplane_start(const struct sluice_config *config, struct log *log)
 	rc = dp_open(&dc, &r->dp);
 	if (rc != 0)
 		goto out_close_md;
+	r->workers = dc.workers;
 	rc = route_refresh(r);
 	if (rc == 0)
 		rc = dp_start(r->dp);
@@ -359,6 +366,21 @@ out_close_dp:
 out_close_md:
 	metadata_close(r->md);
 	r->md = NULL;
+	return rc;
+}
+
+int
+route_dp_worker_stats(uint32_t worker, struct dp_stats *stats_out)
+{
+	struct route *r = &route_state;
+	int rc = -ENODEV;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->dp != NULL && worker < r->workers) {
+		dp_worker_stats_read(r->dp, worker, stats_out);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&r->lock);
 	return rc;
 }
 

@@ -8,7 +8,17 @@
 
 #include "control/config.h"
 
+struct dp_config;
+struct dp_stats;
 struct log;
+
+/*
+ * The [dataplane] keys -> the dataplane's configuration (the only conversion;
+ * --check-config uses it too). -EINVAL with *key_out naming the [dataplane]
+ * key whose text does not parse (ipv4, auth_keys); 0 otherwise.
+ */
+int route_dp_config(const struct sluice_config *config, struct log *log, struct dp_config *out,
+		    const char **key_out);
 
 /*
  * Starts the dataplane on `log` and a route thread that republishes the
@@ -32,5 +42,11 @@ extern int (*route_sync_hook)(void);
  * first). No-op when it was not started.
  */
 void route_dataplane_stop(void);
+
+/*
+ * One worker's counters of the running dataplane (the admin listener's
+ * /metrics); -ENODEV when no dataplane runs or `worker` is past the last.
+ */
+int route_dp_worker_stats(uint32_t worker, struct dp_stats *stats_out);
 
 #endif /* SLUICE_CONTROL_ROUTE_H */

@@ -39,6 +39,7 @@
 
 #include "common/clock.h"
 #include "common/diag.h"
+#include "control/metrics.h"
 #include "control/server_internal.h"
 
 #define JSON_1_1 "application/x-amz-json-1.1"
@@ -115,6 +116,7 @@ server_call_alloc(struct api_server *s, struct server_conn *c)
 	call->keep_alive = true;
 	call->content_type = JSON_1_1;
 	call->started_ns = s->now_ns;
+	call->metrics_op = METRICS_API_OPS_MAX; /* "Other" until the target is known. */
 	api_out_init(&call->out, SERVER_OUT_SIZE_MAX);
 	server_request_id(s, call->request_id);
 	call->head_size = 0;
@@ -246,6 +248,8 @@ server_call_finish(struct api_call *call, int status)
 	assert(call->state == CALL_DISPATCHED || call->state == CALL_READING);
 	call->state = CALL_REPLIED;
 	call->status = status;
+	metrics_api_reply(call->metrics_op, status, call->error_type,
+			  call->server->now_ns - call->started_ns);
 	if (c == NULL) {
 		call->server->stats.replies_dropped++;
 		server_call_free(call);
@@ -683,5 +687,6 @@ server_call_ready(struct api_call *call)
 	req.access_key_id = call->access_key_id;
 	req.now_ns = clock_real_ns();
 	call->state = CALL_DISPATCHED;
+	call->metrics_op = metrics_api_op(req.target, req.target_size);
 	kinesis_dispatch(s->kinesis, call, &req);
 }

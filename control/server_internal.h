@@ -122,6 +122,7 @@ struct api_call {
 	enum call_state state;
 	int32_t stream_id;               /* HTTP/2 stream; 0 on HTTP/1.1. */
 	uint64_t started_ns;             /* Monotonic time of its first byte. */
+	uint32_t metrics_op;             /* metrics_api_op(), for metrics_api_reply(). */
 	struct api_call *prev;
 	struct api_call *next;           /* Connection list, or the free list. */
 	/* The request: head fields then body, in one pool buffer, located by offsets. */

@@ -44,6 +44,19 @@ struct dp_route_builder;
 /* Producer HMAC keys the dataplane knows. */
 #define DP_AUTH_KEYS_MAX 16
 #define DP_PRODUCERS_MAX 262144      /* Bound of producers_max (a window is ~2.2 KiB). */
+/*
+ * Bounds of the other struct dp_config fields: the only place they are written
+ * down. sluiced's configuration table uses them and --check-config runs
+ * dp_config_check() itself, so a value dp_open() refuses is refused there first.
+ */
+#define DP_RING_SIZE_MIN 64u         /* RX/TX descriptors per queue, a power of two; */
+#define DP_RING_SIZE_MAX 32768u      /* ... the largest that fits DPDK's uint16_t count. */
+#define DP_MBUFS_MIN 1023u           /* A mempool of 2^n - 1 buffers packs best. */
+#define DP_MBUFS_MAX 1048575u
+#define DP_BATCH_AGE_US_MIN 1u
+#define DP_BATCH_AGE_US_MAX 100000u  /* A staged record waits at most 100 ms. */
+#define DP_IDLE_POLLS_MAX 100000000u
+#define DP_IDLE_SLEEP_US_MAX 100000u
 #define DP_MTU_MIN 576u
 #define DP_MTU_MAX 9000u
 /* Bounds of the TCP receiver's sizes (struct dp_config tcp_*). */
@@ -51,6 +64,9 @@ struct dp_route_builder;
 #define DP_TCP_BUFFER_KB_MIN 4u
 #define DP_TCP_BUFFER_KB_MAX 16384u         /* A receive buffer holds any legal frame. */
 #define DP_TCP_BUFFERS_MAX 65536u           /* Per pool, per worker. */
+#define DP_TCP_MSS_MIN 536u                 /* RFC 9293's default MSS. */
+#define DP_TCP_TIMEOUT_S_MAX 86400u         /* Idle and keepalive: at most a day. */
+#define DP_TCP_PARTIAL_FRAME_S_MAX 3600u
 
 struct dp_config {
 	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
@@ -106,6 +122,13 @@ struct dp_config {
 
 /* dp_config with the defaults of docs/CONFIG.md's [dataplane] section. */
 void dp_config_default(struct dp_config *config);
+
+/*
+ * The checks dp_open() runs: 0, or -EINVAL with *field_out (when not NULL)
+ * naming the struct dp_config field at fault ("ring_size", ...). Touches no
+ * DPDK state: --check-config calls it without starting anything.
+ */
+int dp_config_check(const struct dp_config *config, const char **field_out);
 
 /*
  * Initialises DPDK, the port, pools and per-worker state. Call once per

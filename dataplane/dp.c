@@ -47,32 +47,66 @@ dp_config_default(struct dp_config *config)
 	config->tcp_partial_frame_s = 30;
 }
 
-static int
-dp_config_check(const struct dp_config *c)
+/* The field at fault, or NULL when dp_open() accepts `c`. */
+static const char *
+dp_config_fault(const struct dp_config *c)
 {
 	if (c->workers == 0 || c->workers > DP_WORKERS_MAX)
-		return -EINVAL;
-	if (c->ring_size < 64 || c->ring_size > 32768 || (c->ring_size & (c->ring_size - 1)))
-		return -EINVAL;
-	if (c->mbufs < 1023 || c->ingest_port == 0 || c->batch_age_us == 0)
-		return -EINVAL;
+		return "workers";
+	if (c->ring_size < DP_RING_SIZE_MIN || c->ring_size > DP_RING_SIZE_MAX ||
+	    (c->ring_size & (c->ring_size - 1)) != 0)
+		return "ring_size";
+	if (c->mbufs < DP_MBUFS_MIN || c->mbufs > DP_MBUFS_MAX)
+		return "mbufs";
+	if (c->ingest_port == 0)
+		return "ingest_port";
+	if (c->batch_age_us < DP_BATCH_AGE_US_MIN || c->batch_age_us > DP_BATCH_AGE_US_MAX)
+		return "batch_age_us";
+	if (c->idle_polls > DP_IDLE_POLLS_MAX)
+		return "idle_polls";
+	if (c->idle_sleep_us > DP_IDLE_SLEEP_US_MAX)
+		return "idle_sleep_us";
 	if (c->producers_max == 0 || c->producers_max > DP_PRODUCERS_MAX)
-		return -EINVAL;
+		return "producers_max";
 	if (c->auth_key_count > DP_AUTH_KEYS_MAX || (c->auth_key_count > 0 && c->auth_keys == NULL))
-		return -EINVAL;
-	if (c->tcp_connections == 0 || c->tcp_connections > DP_TCP_CONNECTIONS_MAX ||
-	    c->tcp_half_open == 0 || c->tcp_per_source == 0 ||
-	    c->tcp_rx_buffers == 0 || c->tcp_rx_buffers > DP_TCP_BUFFERS_MAX ||
-	    c->tcp_tx_buffers == 0 || c->tcp_tx_buffers > DP_TCP_BUFFERS_MAX ||
-	    c->tcp_rx_buffer_kb < DP_TCP_BUFFER_KB_MIN || c->tcp_rx_buffer_kb > DP_TCP_BUFFER_KB_MAX ||
-	    c->tcp_tx_buffer_kb < DP_TCP_BUFFER_KB_MIN || c->tcp_tx_buffer_kb > DP_TCP_BUFFER_KB_MAX ||
-	    c->tcp_mss < 536 || c->tcp_mss > c->mtu - 40 || c->tcp_rx_buffer_kb * 1024u < 2 * c->tcp_mss)
-		return -EINVAL;
+		return "auth_keys";
 	if (c->mtu < DP_MTU_MIN || c->mtu > DP_MTU_MAX)
-		return -EINVAL;
+		return "mtu";
+	if (c->tcp_connections == 0 || c->tcp_connections > DP_TCP_CONNECTIONS_MAX)
+		return "tcp_connections";
+	if (c->tcp_half_open == 0 || c->tcp_half_open > DP_TCP_CONNECTIONS_MAX)
+		return "tcp_half_open";
+	if (c->tcp_per_source == 0 || c->tcp_per_source > DP_TCP_CONNECTIONS_MAX)
+		return "tcp_per_source";
+	if (c->tcp_rx_buffers == 0 || c->tcp_rx_buffers > DP_TCP_BUFFERS_MAX)
+		return "tcp_rx_buffers";
+	if (c->tcp_tx_buffers == 0 || c->tcp_tx_buffers > DP_TCP_BUFFERS_MAX)
+		return "tcp_tx_buffers";
+	if (c->tcp_rx_buffer_kb < DP_TCP_BUFFER_KB_MIN || c->tcp_rx_buffer_kb > DP_TCP_BUFFER_KB_MAX)
+		return "tcp_rx_buffer_kb";
+	if (c->tcp_tx_buffer_kb < DP_TCP_BUFFER_KB_MIN || c->tcp_tx_buffer_kb > DP_TCP_BUFFER_KB_MAX)
+		return "tcp_tx_buffer_kb";
+	if (c->tcp_mss < DP_TCP_MSS_MIN || c->tcp_mss > DP_MTU_MAX - 40)
+		return "tcp_mss";
+	if (c->tcp_idle_timeout_s > DP_TCP_TIMEOUT_S_MAX)
+		return "tcp_idle_timeout_s";
+	if (c->tcp_keepalive_s > DP_TCP_TIMEOUT_S_MAX)
+		return "tcp_keepalive_s";
+	if (c->tcp_partial_frame_s == 0 || c->tcp_partial_frame_s > DP_TCP_PARTIAL_FRAME_S_MAX)
+		return "tcp_partial_frame_s";
 	if (c->no_huge && c->in_memory)
-		return -EINVAL; /* EAL: --no-huge implies legacy memory, refused with --in-memory. */
-	return 0;
+		return "no_huge"; /* EAL: --no-huge implies legacy memory, refused with --in-memory. */
+	return NULL;
+}
+
+int
+dp_config_check(const struct dp_config *c, const char **field_out)
+{
+	const char *field = dp_config_fault(c);
+
+	if (field_out != NULL)
+		*field_out = field;
+	return field == NULL ? 0 : -EINVAL;
 }
 
 static int
@@ -139,7 +173,7 @@ int
 dp_open(const struct dp_config *config, struct dp **dp_out)
 {
 	struct dp *dp;
-	int rc = dp_config_check(config);
+	int rc = dp_config_check(config, NULL);
 
 	if (rc != 0)
 		return rc;

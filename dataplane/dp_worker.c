@@ -97,7 +97,8 @@ dp_worker_tcp_init(struct dp_worker *w)
 	dp_tcp_config_default(&c);
 	c.local_addr_be = w->dp->ipv4_be;
 	c.local_port_be = w->dp->ingest_port_be;
-	c.mss = (uint16_t)dc->tcp_mss;
+	/* The MSS taken: as configured, within the MTU, two segments per receive buffer. */
+	c.mss = (uint16_t)RTE_MIN(RTE_MIN(dc->tcp_mss, dc->mtu - 40), dc->tcp_rx_buffer_kb * 512u);
 	c.conns_max = dc->tcp_connections;
 	c.half_open_max = dc->tcp_half_open;
 	c.per_source_max = dc->tcp_per_source;

@@ -34,35 +34,50 @@ log_config_default(struct log_config *config)
 	config->read_cache_bytes = 64ull << 20;
 }
 
-static int
-config_check(const struct log_config *config)
+/* The field at fault, or NULL when `config` is acceptable to log_open(). */
+static const char *
+log_config_fault(const struct log_config *config)
 {
 	if (config->dir_path == NULL || config->dir_path[0] == '\0' ||
-	    strlen(config->dir_path) >= 4000)
-		return -EINVAL;
-	if (config->segment_size < (1u << 20) || config->segment_size % (1u << 20) != 0 ||
-	    config->segment_size > (4ull << 30) - (1u << 20))
-		return -EINVAL;
-	if (config->batch_size < 256 || config->batch_size > LOG_BATCH_SIZE_MAX ||
+	    strlen(config->dir_path) >= LOG_DIR_PATH_SIZE_MAX)
+		return "dir_path";
+	if (config->segment_size < LOG_SEGMENT_SIZE_MIN ||
+	    config->segment_size % LOG_SEGMENT_SIZE_UNIT != 0 ||
+	    config->segment_size > LOG_SEGMENT_SIZE_MAX)
+		return "segment_size";
+	if (config->batch_size < LOG_BATCH_SIZE_MIN || config->batch_size > LOG_BATCH_SIZE_MAX ||
 	    config->batch_size % LOG_BATCH_ALIGN != 0 ||
-	    config->batch_size > config->segment_size / 4)
-		return -EINVAL;
+	    config->batch_size > config->segment_size / LOG_BATCHES_PER_SEGMENT_MIN)
+		return "batch_size";
 	/* A window is at most LOG_IO_INFLIGHT_MAX - 1 chunk writes plus its sync. */
-	if (config->commit_window_bytes < LOG_BLOCK_SIZE ||
-	    config->commit_window_bytes > config->segment_size / 2 ||
+	if (config->commit_window_bytes < LOG_COMMIT_WINDOW_BYTES_MIN ||
+	    config->commit_window_bytes > config->segment_size / LOG_WINDOWS_PER_SEGMENT_MIN ||
 	    config->commit_window_bytes > LOG_COMMIT_WINDOW_BYTES_MAX)
-		return -EINVAL;
-	if (config->producers_max == 0 || config->producers_max > 1024)
-		return -EINVAL;
-	if (config->batches_per_producer == 0 || config->batches_per_producer > 65536)
-		return -EINVAL;
+		return "commit_window_bytes";
+	if (config->commit_window_us > LOG_COMMIT_WINDOW_US_MAX)
+		return "commit_window_us";
+	if (config->producers_max == 0 || config->producers_max > LOG_PRODUCERS_MAX)
+		return "producers_max";
+	if (config->batches_per_producer == 0 ||
+	    config->batches_per_producer > LOG_BATCHES_PER_PRODUCER_MAX)
+		return "batches_per_producer";
 	if (config->shards_max == 0 || config->shards_max > SLUICE_SHARDS_MAX)
-		return -EINVAL;
+		return "shards_max";
 	if (config->segments_prepared > LOG_SPARES_MAX)
-		return -EINVAL;
+		return "segments_prepared";
 	if (config->read_cache_bytes > LOG_READ_CACHE_BYTES_MAX)
-		return -EINVAL;
-	return 0;
+		return "read_cache_bytes";
+	return NULL;
+}
+
+int
+log_config_check(const struct log_config *config, const char **field_out)
+{
+	const char *field = log_config_fault(config);
+
+	if (field_out != NULL)
+		*field_out = field;
+	return field == NULL ? 0 : -EINVAL;
 }
 
 /* Statistics have one writer each; readers may see a slightly stale value. */
@@ -220,18 +235,18 @@ log_open_read_only(struct log *log)
 	c->commit_window_bytes = LOG_BLOCK_SIZE;
 	c->shards_max = SLUICE_SHARDS_MAX;
 	c->read_cache_bytes = 0; /* Nothing is written: the ring only needs its 4 windows. */
-	return config_check(c);
+	return log_config_check(c, NULL);
 }
 
 int
 log_open(const struct log_config *config, struct log **log_out)
 {
 	struct log *log;
-	int err = config->read_only ? 0 : config_check(config);
+	int err = config->read_only ? 0 : log_config_check(config, NULL);
 
 	if (err != 0)
 		return err;
-	if (config->dir_path == NULL || strlen(config->dir_path) >= 4000)
+	if (config->dir_path == NULL || strlen(config->dir_path) >= LOG_DIR_PATH_SIZE_MAX)
 		return -EINVAL;
 	log = calloc(1, sizeof(*log));
 	if (log == NULL)
@@ -250,8 +265,12 @@ log_open(const struct log_config *config, struct log **log_out)
 		err = log_shard_table_init(log);
 	if (err == 0)
 		err = log_meta_load_or_create(log);
-	if (err == 0)
+	if (err == 0) {
+		uint64_t start_ns = clock_mono_ns();
+
 		err = log_recover(log);
+		log->stats.recovery_ns = clock_mono_ns() - start_ns;
+	}
 	if (err == 0)
 		err = log_producers_init(log);
 	if (err == 0)
@@ -290,6 +309,7 @@ log_stats_read(struct log *log, struct log_stats *stats_out)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 	pthread_mutex_lock(&log->index_lock);
 	stats_out->shards_active = log->shard_count;
+	stats_out->segments = log->segment_count;
 	pthread_mutex_unlock(&log->index_lock);
 	stats_out->failed = atomic_load(&log->failed) != 0;
 	pthread_mutex_lock(&log->prep_lock);

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/hist.h"
+
 #define LOG_SHARD_ID(stream_id, shard_index) \
 	(((uint64_t)(uint32_t)(stream_id) << 32) | (uint32_t)(shard_index))
 #define LOG_SHARD_STREAM(shard_id) ((uint32_t)((shard_id) >> 32))
@@ -39,6 +41,27 @@ struct log_producer;
 struct log_batch;
 struct log_reader;
 struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see log_io.h. */
+
+/*
+ * Bounds of struct log_config: the only place they are written down. sluiced's
+ * configuration table (control/config.c) is built from them, and --check-config
+ * runs log_config_check() itself, so a value the log refuses is refused there first.
+ */
+#define LOG_SEGMENT_SIZE_UNIT (1ull << 20)          /* Segment sizes are whole MiB ... */
+#define LOG_SEGMENT_SIZE_MIN LOG_SEGMENT_SIZE_UNIT
+/* ... below 4 GiB: segment offsets are 32-bit in the index (docs/LOG_FORMAT.md). */
+#define LOG_SEGMENT_SIZE_MAX ((4ull << 30) - LOG_SEGMENT_SIZE_UNIT)
+#define LOG_BATCH_SIZE_MIN 256u
+#define LOG_BATCH_SIZE_MAX (4u << 20)
+#define LOG_BATCHES_PER_SEGMENT_MIN 4u      /* batch_size <= segment_size / this. */
+#define LOG_COMMIT_WINDOW_BYTES_MIN 4096u   /* One block (LOG_BLOCK_SIZE). */
+#define LOG_COMMIT_WINDOW_BYTES_MAX (16u << 20)
+#define LOG_WINDOWS_PER_SEGMENT_MIN 2u      /* commit_window_bytes <= segment_size / this. */
+#define LOG_COMMIT_WINDOW_US_MAX 1000000u   /* A window waits at most a second. */
+#define LOG_PRODUCERS_MAX 1024u
+#define LOG_BATCHES_PER_PRODUCER_MAX 65536u
+#define LOG_READ_CACHE_BYTES_MAX (16ull << 30)
+#define LOG_DIR_PATH_SIZE_MAX 4000u
 
 struct log_config {
 	const char *dir_path;          /* Directory owned by this log; created if missing. */
@@ -62,8 +85,20 @@ struct log_config {
 					* device I/O (at least 4 windows are always kept). */
 };
 
-/* Fills `config` with the documented defaults (docs/CONFIG.md). */
+/*
+ * Fills `config` with the library's defaults: small batches and few producers,
+ * sized for tests and tools. They are not sluiced's defaults: sluiced sets every
+ * field from its configuration (docs/CONFIG.md, [log]).
+ */
 void log_config_default(struct log_config *config);
+
+/*
+ * The checks log_open() runs on a writable configuration: 0, or -EINVAL with
+ * *field_out (when not NULL) naming the struct log_config field at fault
+ * ("segment_size", ...), so that callers can name their own key for it.
+ * Shard counts are bounded by SLUICE_SHARDS_MAX (common/limits.h).
+ */
+int log_config_check(const struct log_config *config, const char **field_out);
 
 /* Opens (creating or recovering) the log in config->dir_path. */
 int log_open(const struct log_config *config, struct log **log_out);
@@ -213,10 +248,18 @@ struct log_stats {
 	uint64_t reads_memory;       /* Batches log_read/log_seek_time took from the window ring, */
 	uint64_t reads_cached;       /* ... through the page cache (sealed segments), */
 	uint64_t reads_device;       /* ... with O_DIRECT (active segment, or a re-read). */
+	struct hist window_bytes;    /* Committed window sizes (LOG_HIST_WINDOW_BASE_BYTES). */
+	struct hist sync_ns;         /* Flush (fdatasync) of a window, ns (LOG_HIST_SYNC_BASE_NS). */
+	uint64_t recovery_ns;        /* log_open's recovery of the directory took this long. */
 	uint32_t shards_active;
 	bool failed;                 /* Fail-stop after EIO. */
 	uint32_t segments_spare;     /* Pre-written segments ready for the writer. */
+	uint32_t segments;           /* Segment files holding retained data (spares apart). */
 };
+
+/* Smallest histogram buckets of struct log_stats: 4 KiB .. 128 MiB, 8 us .. 262 ms. */
+#define LOG_HIST_WINDOW_BASE_BYTES 4096u
+#define LOG_HIST_SYNC_BASE_NS 8000u
 
 void log_stats_read(struct log *log, struct log_stats *stats_out);
 

@@ -88,7 +88,6 @@
 #define LOG_BATCH_HEADER_SIZE 64u
 /* Largest record: header bytes + key + hash key + data. */
 #define LOG_RECORD_OVERHEAD_MAX (10u + 1u + 3u + 16u + 5u)
-#define LOG_BATCH_SIZE_MAX (4u << 20)
 
 /* Batch flags (writer-owned). */
 #define LOG_BATCH_F_WINDOW_LAST 0x1u /* Last batch of its group-commit window. */

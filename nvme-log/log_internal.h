@@ -30,13 +30,12 @@
 #define LOG_SPARES_MAX 1024u
 #define LOG_SHARD_BAD_MAX 8u      /* Corrupt ranges remembered per shard. */
 #define LOG_WRITE_CHUNK (512u << 10) /* Largest single write of a window. */
-#define LOG_COMMIT_WINDOW_BYTES_MAX (16u << 20)
+static_assert(LOG_COMMIT_WINDOW_BYTES_MIN == LOG_BLOCK_SIZE, "a window is whole blocks");
 static_assert((LOG_COMMIT_WINDOW_BYTES_MAX + LOG_BATCH_SIZE_MAX + 2 * LOG_BLOCK_SIZE) /
 	      LOG_WRITE_CHUNK + 2 <= 64, "a window fits in LOG_IO_INFLIGHT_MAX ops");
 #define LOG_STREAMS_RETENTION_MAX 4096u
 #define LOG_RETENTION_HOURS_DEFAULT 24u
 #define LOG_DELETED_MAX 4096u     /* Deleted streams remembered until their data is gone. */
-#define LOG_READ_CACHE_BYTES_MAX (16ull << 30)
 #define LOG_RECENT_EXTENTS 64u    /* Runs of recent windows a reader can find in the ring. */
 
 /*
@@ -179,6 +178,7 @@ struct log_window {
 	bool seals_segment;
 	bool writes_done;          /* All its writes completed; the flush may be pending. */
 	bool flushed;              /* Its flush completed: durable. */
+	uint64_t flush_start_ns;   /* Monotonic: when its flush began (the sync histogram). */
 };
 
 /* Windows: one filling, up to two in flight (the older one flushing). */

@@ -298,7 +298,7 @@ recover_header(struct log *log, struct log_segment *seg, bool *headerless)
 
 	if (err != 0)
 		return err;
-	if (size != log->config.segment_size)
+	if (size < LOG_BLOCK_SIZE)
 		return -ENOENT; /* A spare whose pre-writing was cut short. */
 	err = log_mem_alloc(&block, LOG_BLOCK_SIZE);
 	if (err != 0)
@@ -307,6 +307,20 @@ recover_header(struct log *log, struct log_segment *seg, bool *headerless)
 	if (err == 0)
 		err = log_segment_header_decode(block.addr, &header);
 	log_mem_free(&block);
+	if (size != log->config.segment_size) {
+		/*
+		 * Another size: a spare cut short, unless it is a segment of this log
+		 * written with another segment_size. Dropping that one would delete
+		 * records, so the open is refused, saying what to set.
+		 */
+		if (err != 0 || header.log_id != log->log_id || header.segment_size != size)
+			return -ENOENT;
+		diag_error("log", "%s: segment %" PRIu64 " is %" PRIu64 " MiB but the log is opened "
+			   "with %" PRIu64 " MiB segments: set [log] segment_size_mb = %" PRIu64
+			   " (the size of a log's segments cannot change)", log->dir_path,
+			   seg->segment_no, size >> 20, log->config.segment_size >> 20, size >> 20);
+		return -EMEDIUMTYPE;
+	}
 	if (err == -ENODATA || err == -EBADMSG) {
 		*headerless = true;
 		return 0;

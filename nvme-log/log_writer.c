@@ -573,12 +573,23 @@ window_commit(struct log *log, struct log_window *w)
 	log_stat_add(&log->stats.batches_appended, w->batch_count);
 	log_stat_add(&log->stats.bytes_written, align_up(w->used, LOG_BLOCK_SIZE));
 	log_stat_add(&log->stats.records_appended, records);
+	hist_add_single_writer(&log->stats.window_bytes, align_up(w->used, LOG_BLOCK_SIZE),
+			       LOG_HIST_WINDOW_BASE_BYTES);
 	if (w->seals_segment) {
 		log->active = NULL;
 		log_segment_seal_request(log, seg);
 	}
 	w->batch_count = 0;
 	return 0;
+}
+
+/* The writer is the histogram's only writer. */
+static void
+window_flush_timed(struct log *log, const struct log_window *w)
+{
+	if (w->flushed)
+		hist_add_single_writer(&log->stats.sync_ns, clock_mono_ns() - w->flush_start_ns,
+				       LOG_HIST_SYNC_BASE_NS);
 }
 
 /* The window's writes completed: flush it, inline when small and alone (see above). */
@@ -590,9 +601,11 @@ window_writes_done(struct log *log, struct log_window *w)
 
 	if (w->error != 0)
 		return;
+	w->flush_start_ns = clock_mono_ns();
 	if (w->used <= log->flush_inline_max && log->flight_count == 1) {
 		w->error = (int32_t)log_io_fsync(log->io, w->seg->file);
 		w->flushed = w->error == 0;
+		window_flush_timed(log, w);
 		return;
 	}
 	err = log_io_sync_submit(log->io, w->seg->file, tag);
@@ -640,6 +653,7 @@ window_io_done(struct log *log, const struct log_io_done *done)
 	w->ios_pending--;
 	if (flush) {
 		w->flushed = w->error == 0;
+		window_flush_timed(log, w);
 	} else if (w->ios_pending == 0) {
 		w->writes_done = true;
 		window_writes_done(log, w);

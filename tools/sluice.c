@@ -31,6 +31,10 @@ static const struct sluice_command sluice_commands[] = {
 	{ "bench", "bench reshard", cmd_bench_reshard,
 	  "writers' pause during SplitShard and MergeShards" },
 	{ "log", NULL, cmd_log, "verify | dump a log directory (read-only)" },
+	{ "backup", NULL, cmd_backup, "online backup of a running appliance's data dir" },
+	{ "restore", NULL, cmd_restore, "put a backup into an empty data dir" },
+	{ "status", NULL, cmd_status, "readiness and a summary, from the admin listener" },
+	{ "top", NULL, cmd_top, "rates per stream, log, dataplane; refreshed in place" },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -1,0 +1,151 @@
+/*
+ * metrics.h - private to control/: the figures an operator watches, kept
+ * where they happen and read by the admin listener (admin.c) without a lock.
+ *
+ * Writers: the API server thread records per-operation replies and per-stream
+ * puts and reads (the Kinesis actions run on it); main() records readiness.
+ * Every counter has that one writer and is updated with a relaxed load and
+ * store (common/hist.h): no locked instruction on the request path.
+ * Reader: the admin thread, at any time, with relaxed loads. A stream's slot
+ * carries its stream id as a version: a reader that sees the same id before
+ * and after copying a slot has a slot of one stream (ids are never reused).
+ *
+ * Memory: fixed tables (SLUICE_STREAMS_MAX stream slots, METRICS_API_OPS_MAX
+ * operations), in static storage: nothing is allocated.
+ */
+#ifndef SLUICE_CONTROL_METRICS_H
+#define SLUICE_CONTROL_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/hist.h"
+#include "common/limits.h"
+
+struct log;
+
+/* Operations with their own series; index METRICS_API_OPS_MAX is "Other". */
+#define METRICS_API_OPS_MAX 32u
+/* AWS error types counted by name (metrics.c); the rest count as "Other". */
+#define METRICS_ERROR_TYPES_MAX 24u
+/* Smallest latency bucket: 50 us .. 1.6 s in 16 doublings. */
+#define METRICS_LATENCY_BASE_NS 50000u
+
+/* ---- Recording (the API server thread) ------------------------------------ */
+
+/*
+ * [admin] metrics: false makes every recording call return at once (it exists to
+ * measure what recording costs, docs/BENCHMARKS.md). Set before any thread starts.
+ */
+void metrics_enable(bool enabled);
+bool metrics_enabled(void);
+
+/*
+ * The operations with their own series, in index order: the Kinesis actions
+ * register themselves at open, before any thread reads the table. The names
+ * must stay valid (static strings).
+ */
+void metrics_api_ops_register(const char *const *names, uint32_t count);
+/* The operation an X-Amz-Target names ("Kinesis_20131202.PutRecord"), else "Other". */
+uint32_t metrics_api_op(const char *target, size_t target_size);
+/* One reply of operation `op` (metrics_api_op), error_type "" on success. */
+void metrics_api_reply(uint32_t op, int http_status, const char *error_type,
+		       uint64_t latency_ns);
+
+/* A stream's identity, as the recording calls name it. */
+struct metrics_stream_ref {
+	uint32_t slot;            /* Its index in the Kinesis stream table. */
+	uint32_t stream_id;
+	const char *name;
+};
+
+/* PutRecord (put_records false) or PutRecords, once its reply is sent. */
+struct metrics_put {
+	bool put_records;
+	uint32_t records_ok;
+	uint32_t records_failed;      /* Throttled ones included. */
+	uint32_t records_throttled;   /* ProvisionedThroughputExceeded. */
+	uint64_t bytes_ok;            /* Data bytes of the records stored. */
+	uint64_t latency_ns;
+};
+
+void metrics_stream_put(const struct metrics_stream_ref *ref, const struct metrics_put *put);
+/* A GetRecords reply (a throttled one: records 0 and throttled true). */
+void metrics_stream_get(const struct metrics_stream_ref *ref, uint32_t records, uint64_t bytes,
+			uint64_t latency_ns, uint64_t iterator_age_ms, bool throttled);
+/* The stream is gone (DeleteStream finished): its series stop. */
+void metrics_stream_forget(uint32_t stream_id);
+
+/* ---- Readiness (main) ---------------------------------------------------- */
+
+enum metrics_ready {
+	METRICS_READY_LOG,        /* The log is recovered and open. */
+	METRICS_READY_METADATA,   /* SQLite is open, streams loaded. */
+	METRICS_READY_API,        /* The API server thread runs. */
+	METRICS_READY_DATAPLANE,  /* The dataplane runs (required only when enabled). */
+	METRICS_READY_COUNT,
+};
+
+void metrics_ready_set(enum metrics_ready what, bool ready);
+/*
+ * Whether every part is ready; when not, the first one missing is named in
+ * *missing_out. The dataplane counts only when `dataplane_enabled`.
+ */
+bool metrics_ready_all(bool dataplane_enabled, const char **missing_out);
+
+/* ---- Reading (the admin thread) ------------------------------------------ */
+
+/* A bounded text buffer: appends past capacity set `overflow` and are dropped. */
+struct metrics_out {
+	char *data;
+	size_t size;
+	size_t capacity;
+	bool overflow;
+};
+
+void metrics_printf(struct metrics_out *out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* What /metrics reads besides the tables above. */
+struct metrics_sources {
+	struct log *log;
+	const char *data_dir;
+	bool dataplane_enabled;
+};
+
+/* The Prometheus text exposition (format 0.0.4) of everything (metrics_system.c). */
+void metrics_render_prometheus(const struct metrics_sources *src, struct metrics_out *out);
+/* ... of this file's tables only: readiness, streams, API operations. */
+void metrics_render_tables(bool dataplane_enabled, struct metrics_out *out);
+/* # HELP and # TYPE lines of one family. */
+void metrics_family(struct metrics_out *out, const char *name, const char *type,
+		    const char *help);
+/*
+ * A histogram's samples: cumulative buckets, `le` being base << i scaled by
+ * `scale` into the family's unit (1e-9: ns -> seconds), then _sum and _count.
+ */
+void metrics_hist(struct metrics_out *out, const char *name, const char *labels,
+		  const struct hist *h, uint64_t base, double scale);
+
+/* One stream's figures, copied consistently (the status page). */
+struct metrics_stream_view {
+	uint32_t stream_id;
+	char name[SLUICE_STREAM_NAME_SIZE_MAX + 1];
+	uint64_t incoming_bytes;
+	uint64_t incoming_records;
+	uint64_t put_requests;
+	uint64_t put_latency_ns_sum;
+	uint64_t get_records;
+	uint64_t get_bytes;
+	uint64_t write_exceeded;
+	uint64_t read_exceeded;
+	uint64_t iterator_age_ms;
+};
+
+/* Copies the stream with `stream_id`; false when it has no series (yet). */
+bool metrics_stream_view(uint32_t stream_id, struct metrics_stream_view *view_out);
+/* Copies up to `count` streams that have series; returns how many it copied. */
+uint32_t metrics_stream_views(struct metrics_stream_view *views_out, uint32_t count);
+
+#endif /* SLUICE_CONTROL_METRICS_H */

@@ -1,0 +1,179 @@
+/*
+ * metrics_system.c - the figures /metrics reads from elsewhere at scrape time:
+ * the log's statistics, the dataplane's per-worker counters, the data file
+ * system and the process. Runs on the admin thread only; sluiced only (the
+ * recording side, metrics.c, also links into the API's tests).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "control/metrics.h"
+#include "control/route.h"
+#include "dataplane/dataplane.h"
+#include "nvme-log/log.h"
+
+static void
+metrics_one(struct metrics_out *out, const char *name, const char *type, const char *help,
+	    double value)
+{
+	metrics_family(out, name, type, help);
+	metrics_printf(out, "%s %.17g\n", name, value);
+}
+
+static void
+metrics_render_log(const struct metrics_sources *src, struct metrics_out *out)
+{
+	struct log_stats st;
+	struct statvfs vfs;
+
+	log_stats_read(src->log, &st);
+	metrics_one(out, "sluice_log_durable_bytes_total", "counter",
+		    "Bytes made durable (whole 4 KiB blocks of committed windows).",
+		    (double)st.bytes_written);
+	metrics_one(out, "sluice_log_records_total", "counter", "Records made durable.",
+		    (double)st.records_appended);
+	metrics_one(out, "sluice_log_batches_total", "counter", "Batches made durable.",
+		    (double)st.batches_appended);
+	metrics_one(out, "sluice_log_commits_total", "counter", "Group-commit windows made durable.",
+		    (double)st.commits);
+	metrics_family(out, "sluice_log_commit_window_bytes", "histogram",
+		       "Sizes of committed group-commit windows.");
+	metrics_hist(out, "sluice_log_commit_window_bytes", "", &st.window_bytes,
+		     LOG_HIST_WINDOW_BASE_BYTES, 1.0);
+	metrics_family(out, "sluice_log_fdatasync_duration_seconds", "histogram",
+		       "Flush (fdatasync) of one window.");
+	metrics_hist(out, "sluice_log_fdatasync_duration_seconds", "", &st.sync_ns,
+		     LOG_HIST_SYNC_BASE_NS, 1e-9);
+	metrics_one(out, "sluice_log_segments", "gauge", "Segment files holding retained data.",
+		    st.segments);
+	metrics_one(out, "sluice_log_segments_spare", "gauge", "Pre-written spare segments ready.",
+		    st.segments_spare);
+	metrics_one(out, "sluice_log_segments_deleted_total", "counter",
+		    "Segments deleted or recycled by retention.", (double)st.segments_deleted);
+	metrics_one(out, "sluice_log_shards_active", "gauge", "Shards the log tracks.",
+		    st.shards_active);
+	metrics_one(out, "sluice_log_corruptions_total", "counter",
+		    "Bad batches found in durable data.", (double)st.corruptions);
+	metrics_one(out, "sluice_log_enospc_errors_total", "counter",
+		    "Appends refused because the disk was full.", (double)st.enospc_errors);
+	metrics_one(out, "sluice_log_io_errors_total", "counter", "I/O errors (fail-stop).",
+		    (double)st.io_errors);
+	metrics_one(out, "sluice_log_failed", "gauge", "1 after a fail-stop: reopen to recover.",
+		    st.failed ? 1 : 0);
+	metrics_one(out, "sluice_log_recovery_seconds", "gauge",
+		    "Time the last start spent recovering the log.", (double)st.recovery_ns / 1e9);
+	metrics_family(out, "sluice_log_reads_total", "counter",
+		       "Batches read, by where they came from.");
+	metrics_printf(out, "sluice_log_reads_total{source=\"memory\"} %llu\n"
+		       "sluice_log_reads_total{source=\"page_cache\"} %llu\n"
+		       "sluice_log_reads_total{source=\"device\"} %llu\n",
+		       (unsigned long long)st.reads_memory, (unsigned long long)st.reads_cached,
+		       (unsigned long long)st.reads_device);
+	if (statvfs(src->data_dir, &vfs) == 0) {
+		metrics_one(out, "sluice_log_disk_free_bytes", "gauge",
+			    "Free bytes on the data_dir file system.",
+			    (double)vfs.f_bavail * (double)vfs.f_frsize);
+		metrics_one(out, "sluice_log_disk_size_bytes", "gauge",
+			    "Size of the data_dir file system.",
+			    (double)vfs.f_blocks * (double)vfs.f_frsize);
+	}
+}
+
+static void
+metrics_render_dataplane(const struct metrics_sources *src, struct metrics_out *out)
+{
+	static struct dp_stats workers[DP_WORKERS_MAX]; /* Admin thread only. */
+	uint32_t count = 0;
+	char name[96];
+
+	if (!src->dataplane_enabled)
+		return;
+	while (count < DP_WORKERS_MAX && route_dp_worker_stats(count, &workers[count]) == 0)
+		count++;
+	if (count == 0)
+		return;
+	for (uint32_t c = 0; c < DP_COUNTER_COUNT; c++) {
+		snprintf(name, sizeof(name), "sluice_dataplane_%s_total",
+			 dp_counter_name((enum dp_counter)c));
+		metrics_family(out, name, "counter", "Dataplane counter (dataplane.h, enum "
+			       "dp_counter), per worker lcore.");
+		for (uint32_t w = 0; w < count; w++)
+			metrics_printf(out, "%s{worker=\"%u\"} %llu\n", name, w,
+				       (unsigned long long)workers[w].counters[c]);
+	}
+}
+
+/* Open descriptors, counted with getdents64 into a stack buffer (no allocation). */
+static int
+metrics_open_fds(void)
+{
+	char buf[4096];
+	int fd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int count = 0;
+	long n;
+
+	if (fd < 0)
+		return -errno;
+	while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n;) {
+			struct dirent64 *d = (struct dirent64 *)(void *)(buf + off);
+
+			count += d->d_name[0] != '.';
+			off += d->d_reclen;
+		}
+	}
+	close(fd);
+	return count - 1; /* Not the one just opened to count. */
+}
+
+/* Pages of memory from /proc/self/statm: size, then resident. */
+static int
+metrics_statm(unsigned long long *size_out, unsigned long long *resident_out)
+{
+	char text[128];
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	text[n] = '\0';
+	return sscanf(text, "%llu %llu", size_out, resident_out) == 2 ? 0 : -EIO;
+}
+
+static void
+metrics_render_process(struct metrics_out *out)
+{
+	unsigned long long size_pages;
+	unsigned long long resident_pages;
+	double page = (double)sysconf(_SC_PAGESIZE);
+	int fds = metrics_open_fds();
+
+	if (metrics_statm(&size_pages, &resident_pages) == 0) {
+		metrics_one(out, "process_resident_memory_bytes", "gauge",
+			    "Resident memory size in bytes.", (double)resident_pages * page);
+		metrics_one(out, "process_virtual_memory_bytes", "gauge",
+			    "Virtual memory size in bytes.", (double)size_pages * page);
+	}
+	if (fds >= 0)
+		metrics_one(out, "process_open_fds", "gauge", "Number of open file descriptors.",
+			    fds);
+}
+
+void
+metrics_render_prometheus(const struct metrics_sources *src, struct metrics_out *out)
+{
+	metrics_render_tables(src->dataplane_enabled, out);
+	metrics_render_log(src, out);
+	metrics_render_dataplane(src, out);
+	metrics_render_process(out);
+}

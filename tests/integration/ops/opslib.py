@@ -1,0 +1,112 @@
+"""Helpers of the operations tests: a sluiced with its own API and admin ports,
+plain HTTP GETs against the admin listener, a boto3 Kinesis client."""
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import botocore.config
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def check(cond, what):
+    if not cond:
+        raise SystemExit("FAIL: " + what)
+
+
+class Sluiced:
+    """One sluiced (no dataplane) on `data_dir`; start() waits for the ready line."""
+
+    def __init__(self, binary, data_dir):
+        self.binary = binary
+        self.data_dir = data_dir
+        self.proc = None
+
+    def start(self, *extra):
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.port = free_port()
+        self.admin_port = free_port()
+        log = open(os.path.join(self.data_dir, "sluiced.log"), "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--set", "dataplane.enabled=false", "--data-dir", self.data_dir,
+             "--api-listen", "127.0.0.1:%d" % self.port,
+             "--admin-listen", "127.0.0.1:%d" % self.admin_port,
+             "--set", "server.stream_status_delay_ms=0", *extra],
+            stdout=subprocess.PIPE, stderr=log)
+        line = self.proc.stdout.readline().decode()
+        check("ready" in line and "admin http://" in line, "sluiced did not start: %r" % line)
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=30)
+        self.proc = None
+        check(rc == 0, "sluiced exit code %d" % rc)
+
+    def kill(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    @property
+    def admin_url(self):
+        return "http://127.0.0.1:%d" % self.admin_port
+
+    def get(self, path, headers=None):
+        """(status, body text) of GET admin_url + path."""
+        req = urllib.request.Request(self.admin_url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def client(self):
+        cfg = botocore.config.Config(retries={"max_attempts": 3, "mode": "standard"},
+                                     connect_timeout=5, read_timeout=30)
+        return boto3.client("kinesis", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id="AKID", aws_secret_access_key="SECRET",
+                            config=cfg)
+
+
+def wait_active(kinesis, name):
+    for _ in range(100):
+        if kinesis.describe_stream_summary(StreamName=name)[
+                "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+            return
+        time.sleep(0.05)
+    raise SystemExit("FAIL: stream %s never ACTIVE" % name)
+
+
+def samples(text):
+    """{(name, frozenset(labels)): value} of a Prometheus text exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        if "{" in series:
+            name, rest = series.split("{", 1)
+            labels = frozenset(p for p in rest.rstrip("}").split(",") if p)
+        else:
+            name, labels = series, frozenset()
+        out[(name, labels)] = float(value)
+    return out

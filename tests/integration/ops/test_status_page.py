@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""The status page (GET / on the admin listener) in headless Chromium, against a
+running sluiced with traffic: the rendered DOM shows the stream this test created,
+with its shards and a rate chart of at least two points from sluiced's history;
+the page references nothing outside sluiced. A screenshot is saved for people
+to look at (docs/OPERATIONS.md links the committed copy).
+
+usage: test_status_page.py SLUICED CHROMIUM SCREENSHOT_PATH
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from opslib import Sluiced, check, wait_active  # noqa: E402
+
+SLUICED, CHROMIUM, SCREENSHOT = sys.argv[1], sys.argv[2], sys.argv[3]
+STREAM = "ops-page-orders"
+OTHER = "ops-page-clicks"
+HISTORY_STEP_S = 5       # admin_status.c's ADMIN_HISTORY_STEP_NS
+
+
+def traffic(srv, stop):
+    kinesis = srv.client()
+    i = 0
+    while not stop.is_set():
+        kinesis.put_records(StreamName=STREAM, Records=[
+            {"Data": b"o" * 300, "PartitionKey": "k%d" % (i * 50 + j)} for j in range(50)])
+        if i % 4 == 0:
+            kinesis.put_record(StreamName=OTHER, Data=b"c" * 80, PartitionKey="c%d" % i)
+        i += 1
+
+
+def chromium(*args):
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--hide-scrollbars", "--window-size=1280,860",
+                           "--virtual-time-budget=4000", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="ops-page-") as tmp:
+        srv = Sluiced(SLUICED, os.path.join(tmp, "data")).start()
+        stop = threading.Event()
+        try:
+            status, page = srv.get("/")
+            check(status == 200 and "<canvas" in page, "GET / status %d" % status)
+            check(not re.search(r'(src|href)\s*=\s*"(https?:)?//', page),
+                  "the page fetches something from outside sluiced")
+            kinesis = srv.client()
+            kinesis.create_stream(StreamName=STREAM, ShardCount=3)
+            kinesis.create_stream(StreamName=OTHER, ShardCount=2)
+            wait_active(kinesis, STREAM)
+            wait_active(kinesis, OTHER)
+            kinesis.split_shard(StreamName=OTHER, ShardToSplit="shardId-000000000000",
+                                NewStartingHashKey=str(2 ** 125))
+            worker = threading.Thread(target=traffic, args=(srv, stop))
+            worker.start()
+            # Three history samples with traffic between them: two chart points.
+            time.sleep(3 * HISTORY_STEP_S + 1)
+            dom = chromium("--dump-dom", srv.admin_url + "/").stdout
+            shot = chromium("--screenshot=" + SCREENSHOT, srv.admin_url + "/")
+        finally:
+            stop.set()
+            srv.stop()
+        check('class="stream" data-stream="%s"' % STREAM in dom,
+              "the DOM has no row for %s: %s" % (STREAM, dom[-2000:]))
+        check(">%s<" % STREAM in dom, "the stream's name is not shown")
+        check(dom.count('class="seg"') >= 3 + 3, "open shards are not drawn as bars")
+        # The heat map: the busy stream's shards show a rate (shards of the other stream may
+        # be idle between two polls).
+        rates = [float(r) for r in re.findall(
+            r'<div class="seg" data-rate="([0-9.]+)"', dom.split('data-stream="%s"' % OTHER)[0])]
+        check(rates and max(rates) > 0, "no shard of %s shows a rate: %r" % (STREAM, rates))
+        tag = re.search(r'<canvas[^>]*data-stream="%s"[^>]*>' % STREAM, dom)
+        points = re.search(r'data-points="(\d+)"', tag.group(0)) if tag else None
+        check(points is not None and int(points.group(1)) >= 2,
+              "the rate chart is empty: %s" % (tag.group(0) if tag else "no canvas"))
+        check('class="badge ok">ready<' in dom, "the page does not say ready")
+        check(os.path.getsize(SCREENSHOT) > 10000, "no screenshot: %s" % shot.stderr[-500:])
+    print("status page ok; screenshot", SCREENSHOT)
+
+
+main()
