@@ -829,6 +829,43 @@ Test(dp_tcp, answer_carries_the_ack_and_is_retransmitted_on_rto)
 	cr_assert_eq(counters[DP_TCP_RETRANSMITS], 2);
 }
 
+/*
+ * An answer sent while out-of-order data is kept carries SACK blocks: they
+ * count against the peer's MSS like the timestamps, or a full segment is
+ * larger than the MTU and never arrives (nor does any retransmission of it).
+ */
+Test(dp_tcp, segments_with_sack_blocks_stay_within_the_peer_mss)
+{
+	uint32_t conn;
+	uint32_t gen;
+	uint32_t size;
+	uint8_t answer[DP_TCP_ANSWER_MAX];
+	uint8_t later[100];
+	struct dp_tcp_seg s;
+
+	memset(answer, 'A', sizeof(answer));
+	memset(later, 'z', sizeof(later));
+	handshake();
+	one_frame(&conn, &gen, &size);
+	s = data_seg(size + 500, later, sizeof(later), true); /* A hole before it. */
+	deliver(&s);
+	cr_assert_eq(counters[DP_TCP_OOO_SEGMENTS], 1);
+	sent_count = 0;
+	cr_assert_eq(dp_tcp_answer(&tcp, conn, gen, answer, sizeof(answer)), 0);
+	dp_tcp_burst_end(&tcp, now_us);
+	cr_assert_geq(sent_count, 1);
+	for (uint32_t i = 0; i < sent_count; i++) {
+		cr_assert_gt(opt_find(&sent[i].out, 5, NULL), 0, "SACK blocks on the answer");
+		cr_assert_leq(sent[i].out.len + sent[i].out.options_size, 1460,
+			      "segment %u: %u bytes of data and %u of options exceed the MSS", i,
+			      sent[i].out.len, sent[i].out.options_size);
+	}
+	sent_count = 0;
+	advance_ms(DP_TCP_RTO_INIT_MS + 10); /* The retransmission, too. */
+	cr_assert_geq(sent_count, 1);
+	cr_assert_leq(sent[0].out.len + sent[0].out.options_size, 1460);
+}
+
 Test(dp_tcp, three_duplicate_acks_retransmit_fast)
 {
 	uint32_t conn;
