@@ -774,6 +774,9 @@ dp_tcp_synchronized(struct dp_tcp *tcp, struct dp_tcp_conn *c, const struct dp_t
 					     DP_SEQ_LEQ(seq + seg_len, c->rcv_nxt) ? len : 1);
 				c->ack_now = true;
 				dp_tcp_touch(tcp, c);
+			} else {
+				/* Blind (RFC 5961 3.2): ignored, never answered, but seen. */
+				dp_tcp_count(tcp, DP_TCP_OUT_OF_WINDOW, 1);
 			}
 			return;
 		}

@@ -994,6 +994,22 @@ Test(dp_tcp, rst_in_window_but_not_exact_gets_a_challenge_ack)
 	cr_assert_eq(sent_count, 1, "and not answered");
 }
 
+/* A blind RST storm outside the window changes nothing, but is seen in the counters. */
+Test(dp_tcp, rst_outside_the_window_is_ignored_and_counted)
+{
+	struct dp_tcp_seg s;
+
+	handshake();
+	sent_count = 0;
+	s = seg_make(DP_TCP_RST, PEER_ISN - 100000, 0, NULL, 0);
+	deliver(&s);
+	s = seg_make(DP_TCP_RST, PEER_ISN + (1u << 30), 0, NULL, 0);
+	deliver(&s);
+	cr_assert_eq(tcp.free_count, 15, "still open");
+	cr_assert_eq(sent_count, 0, "not answered");
+	cr_assert_eq(counters[DP_TCP_OUT_OF_WINDOW], 2);
+}
+
 Test(dp_tcp, syn_on_an_open_connection_gets_a_challenge_ack)
 {
 	struct dp_tcp_seg s;
