@@ -39,7 +39,7 @@ APPLIANCE = "198.18.0.1"
 US = "198.18.0.77"
 PORT = 4570
 CHALLENGE_PER_S = 1000  # DP_TCP_CHALLENGE_PER_S (dataplane/dp_tcp.h)
-STORM = int(os.environ.get("DP_TCP_STORM", "3000"))
+STORM = int(os.environ.get("DP_TCP_STORM", "4000"))
 
 
 def fail(msg):
@@ -175,8 +175,10 @@ def storm(c, flags, seqs):
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     sock.bind((c.iface, 0))
     t0 = time.monotonic()
-    for f in frames:
+    for i, f in enumerate(frames):
         sock.send(f)
+        if i % 250 == 249:
+            time.sleep(0.002)  # still ~10^5/s, but the tap's queues drop less of it
     took = time.monotonic() - t0
     sock.close()
     return took
@@ -197,7 +199,7 @@ def case_storms(iface, mac, sniffer, pid, stream, stored):
     storm(c, "R", outside)
     seen = settled(pid, "tcp_segments_in", before)
     after = counters(pid)
-    if seen < len(outside) // 2:
+    if seen < len(outside) // 4:
         fail(f"out-of-window RSTs: {seen} of {len(outside)} arrived")
     if after["tcp_challenge_acks"] + after["tcp_challenge_suppressed"] != \
             before["tcp_challenge_acks"] + before["tcp_challenge_suppressed"]:
@@ -212,7 +214,8 @@ def case_storms(iface, mac, sniffer, pid, stream, stored):
     after = counters(pid)
     acks = after["tcp_challenge_acks"] - before["tcp_challenge_acks"]
     suppressed = after["tcp_challenge_suppressed"] - before["tcp_challenge_suppressed"]
-    if seen < len(inside) // 2 or acks + suppressed != seen:
+    # More than one second's budget must arrive, or the limit is not put to the test.
+    if seen <= CHALLENGE_PER_S or acks + suppressed != seen:
         fail(f"in-window RSTs: {acks} challenge ACKs + {suppressed} suppressed, {seen} seen "
              f"of {len(inside)}")
     # The limit is per one-second window: a storm of `took` seconds touches at most
@@ -229,7 +232,7 @@ def case_storms(iface, mac, sniffer, pid, stream, stored):
     after = counters(pid)
     challenged = after["tcp_challenge_acks"] + after["tcp_challenge_suppressed"] - \
         before["tcp_challenge_acks"] - before["tcp_challenge_suppressed"]
-    if seen_syn < len(syns) // 2 or challenged != seen_syn:
+    if seen_syn < len(syns) // 4 or challenged != seen_syn:
         fail(f"SYN storm: {challenged} challenged of {seen_syn} seen ({len(syns)} sent)")
     if after["tcp_conns_closed"] != before["tcp_conns_closed"]:
         fail("a storm closed the connection")
