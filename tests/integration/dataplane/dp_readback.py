@@ -23,7 +23,7 @@ def main():
     for path in ledgers:
         last_seq = {}
         for line in open(path):
-            shard, seq, key, data = line.split()
+            shard, seq, key, data = line.rstrip("\n").split(" ", 3)  # data may hold spaces
             shard, seq = int(shard), int(seq)
             total += 1
             if (shard, seq) in want:

@@ -11,6 +11,11 @@ implementation of docs/PROTOCOL.md written from the document alone), not on the 
   nc-ledger MANIFEST ANSWERS LEDGER              the answers nc wrote out, into a ledger.
   conns ADDR STREAM COUNT                        COUNT connections open at once, each
         sends one frame and gets its ACK while all are open; then all close.
+  lines PATH COUNT SEED                          COUNT lines "key payload" for
+        `sluice produce --lines --key-field 1`.
+  produce-ledger LINES OUTPUT LEDGER             what sluice produce printed per line
+        ("index <tab> shardId-N <tab> seq") into a ledger; a line without a position
+        or not stored fails.
 Every answer must be a durable ACK; anything else fails (exit 1).
 """
 import os
@@ -248,6 +253,35 @@ def cmd_conns(addr, stream, count):
     return 0
 
 
+def cmd_lines(path, count, seed):
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for key, data in make_records(rng, count):
+            f.write(f"{key} {data}\n")
+    return 0
+
+
+def cmd_produce_ledger(lines_path, output_path, ledger_path):
+    lines = [line.rstrip("\n") for line in open(lines_path)]
+    done = [None] * len(lines)
+    for row in open(output_path):
+        index, shard, seq = row.rstrip("\n").split("\t")[:3]
+        if not shard.startswith("shardId-") or not seq.isdigit():
+            print(f"produce: line {index}: {row.strip()}")
+            return 1
+        if done[int(index)] is not None:
+            print(f"produce: line {index} reported twice")
+            return 1
+        done[int(index)] = (int(shard.split("-")[1]), int(seq))
+    if None in done:
+        print(f"produce: {done.count(None)} of {len(lines)} lines not reported")
+        return 1
+    with open(ledger_path, "w") as f:
+        for line, (shard, seq) in zip(lines, done):
+            f.write(f"{shard} {seq} {line.split(' ', 1)[0]} {line}\n")
+    return 0
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "python":
@@ -256,6 +290,10 @@ def main():
         return cmd_nc_frames(args[0], args[1], args[2], int(args[3]), int(args[4]))
     if cmd == "nc-ledger":
         return cmd_nc_ledger(args[0], args[1], args[2])
+    if cmd == "lines":
+        return cmd_lines(args[0], int(args[1]), int(args[2]))
+    if cmd == "produce-ledger":
+        return cmd_produce_ledger(args[0], args[1], args[2])
     if cmd == "conns":
         return cmd_conns(args[0], args[1], int(args[2]))
     print(__doc__)

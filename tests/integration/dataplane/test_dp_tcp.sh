@@ -15,7 +15,8 @@
 #      libsluice cut by `ss -K` while it sends.
 # Every record dp_sender, Python and nc had acknowledged is then read back through the
 # Kinesis API exactly once, at its acknowledged position, in per-key order
-# (dp_readback.py); libsluice's and the 5,000 connections' streams by count.
+# (dp_readback.py; libsluice's from the positions `sluice produce` printed per line);
+# the 5,000 connections' stream by count.
 #
 # Reconnects from a new port land on either worker (tap spreads flows over queues), and
 # dedup windows are per worker: see DP_TCP_CROSS_WORKER below.
@@ -96,8 +97,11 @@ run_clients() {
 	done
 	i=0
 	while [ $i -lt "$4" ]; do
+		$clients lines "$tmp/lines.$tag.$i" "$5" $((tag * 1000 + 500 + i)) || fail "lines"
+		# 100 per frame: an ACK's runs over 2 shards fit one answer (NO_DETAIL otherwise).
 		ip netns exec "$cns" "$sluice" produce events --transport tcp --target 198.18.0.1:4570 \
-			--count "$5" --batch 250 --quiet >"$tmp/produce.$tag.$i" 2>&1 &
+			--lines --key-field 1 --batch 100 <"$tmp/lines.$tag.$i" \
+			>"$tmp/produced.$tag.$i" 2>"$tmp/produce.$tag.$i" &
 		pids="$pids $!"
 		i=$((i + 1))
 	done
@@ -118,9 +122,9 @@ run_clients() {
 		fail "$tag: nc"
 	i=0
 	while [ $i -lt "$4" ]; do
-		grep -q "stored $5 failed 0" "$tmp/produce.$tag.$i" ||
-			fail "$tag: sluice produce: $(cat "$tmp/produce.$tag.$i")"
-		produced=$((produced + $5))
+		# Every line stored (exit 0), each with its position (the ledger).
+		$clients produce-ledger "$tmp/lines.$tag.$i" "$tmp/produced.$tag.$i" \
+			"$tmp/evledger.$tag.$i" || fail "$tag: sluice produce ledger"
 		i=$((i + 1))
 	done
 	echo "$tag: $(($(date +%s) - t0)) s: $(( $2 * $3 + $4 * $5 + $6 * $7 + $8 )) records over $(( $2 + $4 + $6 + 1 )) connections acknowledged"
@@ -134,7 +138,6 @@ for s in orders:4 events:2 conns:2; do
 		--endpoint "$endpoint" >/dev/null || fail "stream create $s"
 done
 wait_for_line "$tmp/sluiced.1" "published 3 streams, 8 open shards" 10 || fail "no route table"
-produced=0
 
 # 1. Interop: 50 connections (40 + 5 + 4 + 1), the records split 80/15/4/1.
 run_clients 1 40 $((records * 8 / 10 / 40)) 5 $((records * 15 / 100 / 5)) \
@@ -204,8 +207,11 @@ ip netns exec "$ns" "$sender" -T -C 25 -S orders -n 6000 -k 12 -s 43 -t 120 \
 grep -Eq " [1-9][0-9]* cuts" "$tmp/out.cut.n" || fail "cut (new port): $(cat "$tmp/out.cut.n")"
 # libsluice cut from outside (ss -K: the kernel resets its socket) while it sends.
 cut_records=${DP_TCP_CUT_RECORDS:-300000}
+$clients lines "$tmp/lines.cut" "$cut_records" 77 || fail "lines"
+# 12 per frame: a replayed ACK keeps its runs (up to 16) and so the positions.
 ip netns exec "$ns" "$sluice" produce events --transport tcp --target 198.18.0.1:4570 \
-	--count "$cut_records" --batch 100 --quiet >"$tmp/produce.cut" 2>&1 &
+	--lines --key-field 1 --batch 12 <"$tmp/lines.cut" >"$tmp/produced.cut" \
+	2>"$tmp/produce.cut" &
 bg=$!
 durable=$(counter records_durable)
 for cut in 1 2 3; do
@@ -221,17 +227,18 @@ for cut in 1 2 3; do
 done
 wait "$bg" || fail "sluice produce (cut): $(cat "$tmp/produce.cut")"
 bg=""
-grep -q "stored $cut_records failed 0" "$tmp/produce.cut" ||
-	fail "sluice produce (cut): $(cat "$tmp/produce.cut")"
-produced=$((produced + cut_records))
+$clients produce-ledger "$tmp/lines.cut" "$tmp/produced.cut" "$tmp/evledger.cut" ||
+	fail "sluice produce (cut) ledger"
 [ "$(counter tcp_resets_received)" -ge 3 ] || fail "ss -K: no resets received"
 
 # Read back.
 ip netns exec "$ns" "$sluice" consume orders --format json --max 100000000 \
 	--endpoint "$endpoint" >"$tmp/consumed" || fail "consume orders"
 /usr/bin/python3 "$here/dp_readback.py" 4 "$tmp/consumed" "$tmp"/ledger.* || fail "read-back check"
-n=$(ip netns exec "$ns" "$sluice" consume events --max 100000000 --endpoint "$endpoint" | wc -l)
-[ "$n" = "$produced" ] || fail "events (libsluice): read back $n of $produced"
+ip netns exec "$ns" "$sluice" consume events --format json --max 100000000 \
+	--endpoint "$endpoint" >"$tmp/consumed.events" || fail "consume events"
+/usr/bin/python3 "$here/dp_readback.py" 2 "$tmp/consumed.events" "$tmp"/evledger.* ||
+	fail "read-back check (libsluice)"
 n=$(ip netns exec "$ns" "$sluice" consume conns --max 100000000 --endpoint "$endpoint" | wc -l)
 [ "$n" = "$conns" ] || fail "conns: read back $n of $conns"
 echo "telemetry: $($telemetry "$pid" | grep -E 'tcp_(conns|resets|dup|ooo|retrans|challenge)' | tr '\n' ' ')"
