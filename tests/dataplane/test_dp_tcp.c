@@ -1022,6 +1022,23 @@ Test(dp_tcp, syn_on_an_open_connection_gets_a_challenge_ack)
 	cr_assert_eq(last_sent()->out.ack, PEER_ISN);
 }
 
+/* RFC 5961 4.2: any SYN, in the window or not, gets a challenge ACK, rate limited. */
+Test(dp_tcp, syn_outside_the_window_gets_a_rate_limited_challenge_ack)
+{
+	struct dp_tcp_seg s;
+
+	handshake();
+	sent_count = 0;
+	s = seg_make(DP_TCP_SYN, PEER_ISN + (1u << 30), 0, NULL, 0);
+	for (int i = 0; i < DP_TCP_CHALLENGE_PER_S + 50; i++)
+		deliver(&s);
+	cr_assert_eq(tcp.free_count, 15, "still open");
+	cr_assert_eq(counters[DP_TCP_CHALLENGE_ACKS], DP_TCP_CHALLENGE_PER_S);
+	cr_assert_eq(counters[DP_TCP_CHALLENGE_SUPPRESSED], 50);
+	cr_assert_eq(sent_count, DP_TCP_CHALLENGE_PER_S, "no answer beyond the limit");
+	cr_assert_eq(last_sent()->out.ack, PEER_ISN);
+}
+
 Test(dp_tcp, challenge_acks_are_rate_limited)
 {
 	struct dp_tcp_seg s;
