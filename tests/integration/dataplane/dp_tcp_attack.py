@@ -16,8 +16,8 @@ RECORDS_OUT, for the caller to compare with what the Kinesis API reads back:
     challenge ACKs (RFC 5961 3.2), rate limited (every RST is counted as acked or
     suppressed, at most DP_TCP_CHALLENGE_PER_S per second); the connection survives
     and keeps storing; then an RST exactly at rcv_nxt closes it;
-  - SYN storms on an established connection: challenge ACKs (RFC 5961 4.2), it
-    survives;
+  - SYN storms on an established connection, inside and outside the window:
+    challenge ACKs under the same limit (RFC 5961 4.2); it survives;
   - overlapping retransmissions with different bytes, both ways (out of order first;
     in order first): the first copy wins, so the frame's CRC holds and the stored
     record is the one first sent.
@@ -234,6 +234,18 @@ def case_storms(iface, mac, sniffer, pid, stream, stored):
         before["tcp_challenge_acks"] - before["tcp_challenge_suppressed"]
     if seen_syn < len(syns) // 4 or challenged != seen_syn:
         fail(f"SYN storm: {challenged} challenged of {seen_syn} seen ({len(syns)} sent)")
+    # SYNs outside the window: challenge ACKs as well (any SYN), under the same limit.
+    before = after
+    far = [(c.seq + (1 << 30) + i) & 0xFFFFFFFF for i in range(STORM)]
+    took_far = storm(c, "S", far)
+    seen_far = settled(pid, "tcp_segments_in", before)
+    after = counters(pid)
+    far_acks = after["tcp_challenge_acks"] - before["tcp_challenge_acks"]
+    challenged = far_acks + after["tcp_challenge_suppressed"] - before["tcp_challenge_suppressed"]
+    if seen_far <= CHALLENGE_PER_S or challenged != seen_far or \
+            far_acks > CHALLENGE_PER_S * (int(took_far) + 2):
+        fail(f"SYNs outside the window: {far_acks} challenge ACKs, {challenged} challenged of "
+             f"{seen_far} seen in {took_far:.2f} s")
     if after["tcp_conns_closed"] != before["tcp_conns_closed"]:
         fail("a storm closed the connection")
     # It still works.
@@ -249,7 +261,8 @@ def case_storms(iface, mac, sniffer, pid, stream, stored):
              "an exact RST to close the connection")
     print(f"storms: {len(outside)} RSTs outside the window ignored, {seen} inside: "
           f"{acks} challenge ACKs + {suppressed} suppressed in {took:.2f} s, "
-          f"{len(syns)} SYNs; the connection survived, then an exact RST closed it")
+          f"{seen_syn} SYNs inside, {seen_far} outside ({far_acks} challenge ACKs); "
+          f"the connection survived, then an exact RST closed it")
 
 
 def case_overlap(iface, mac, sniffer, pid, stream, stored):
