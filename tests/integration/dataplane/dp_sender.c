@@ -559,6 +559,24 @@ prepare(struct sender *s, uint64_t seed)
 	return 0;
 }
 
+/* Buffers, and the UDP socket (a TCP one is connected by run()). */
+static int
+setup(struct sender *s)
+{
+	s->frame_cap = s->tcp ? FRAME_RECORDS_HEADER_SIZE + 256u + FRAME_AUTH_SIZE +
+					s->per_frame * (FRAME_RECORD_HEADER_SIZE + KEY_MAX + DATA_MAX) :
+				UDP_FRAME_CAP;
+	s->rx = malloc(RX_BUF_SIZE);
+	if (s->rx == NULL)
+		return -1;
+	if (s->tcp)
+		return 0;
+	s->fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (s->fd < 0 || connect(s->fd, (const struct sockaddr *)&s->dst, sizeof(s->dst)) != 0)
+		return -1;
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -609,24 +627,14 @@ main(int argc, char **argv)
 	if (s.records == 0 || s.per_frame == 0 || s.per_frame > per_frame_max || ledger == NULL ||
 	    (s.cut_every != 0 && !s.tcp)) {
 		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-n RECORDS] "
-				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] [-S STREAM] [-K KEY_ID:HEX] [-T [-C CUT_EVERY] [-R]]\n");
+				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] "
+				"[-S STREAM] [-K KEY_ID:HEX] [-T [-C CUT_EVERY] [-R]]\n");
 		return 2;
 	}
 	if (pings > 0 && ping(&dst, pings) != 0)
 		return 1;
 	s.dst = dst;
-	s.frame_cap = s.tcp ? FRAME_RECORDS_HEADER_SIZE + 256u + FRAME_AUTH_SIZE +
-				      s.per_frame * (FRAME_RECORD_HEADER_SIZE + KEY_MAX + DATA_MAX) :
-			      UDP_FRAME_CAP;
-	s.rx = malloc(RX_BUF_SIZE);
-	if (!s.tcp) {
-		s.fd = socket(AF_INET, SOCK_DGRAM, 0);
-		if (s.fd < 0 || connect(s.fd, (const struct sockaddr *)&dst, sizeof(dst)) != 0) {
-			perror("dp_sender: setup");
-			return 1;
-		}
-	}
-	if (s.rx == NULL || prepare(&s, seed) != 0) {
+	if (setup(&s) != 0 || prepare(&s, seed) != 0) {
 		perror("dp_sender: setup");
 		return 1;
 	}

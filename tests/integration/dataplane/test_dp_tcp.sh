@@ -117,7 +117,8 @@ run_clients() {
 	failed=0
 	for p in $pids; do wait "$p" || failed=$((failed + 1)); done
 	bg=""
-	[ $failed = 0 ] || fail "$tag: $failed clients failed: $(cat "$tmp"/out.$tag.* "$tmp"/produce.$tag.*)"
+	[ $failed = 0 ] ||
+		fail "$tag: $failed clients failed: $(cat "$tmp"/out.$tag.* "$tmp"/produce.$tag.*)"
 	$clients nc-ledger "$tmp/nc.$tag.manifest" "$tmp/nc.$tag.answers" "$tmp/ledger.$tag.nc" ||
 		fail "$tag: nc"
 	i=0
@@ -127,7 +128,8 @@ run_clients() {
 			"$tmp/evledger.$tag.$i" || fail "$tag: sluice produce ledger"
 		i=$((i + 1))
 	done
-	echo "$tag: $(($(date +%s) - t0)) s: $(( $2 * $3 + $4 * $5 + $6 * $7 + $8 )) records over $(( $2 + $4 + $6 + 1 )) connections acknowledged"
+	echo "$tag: $(($(date +%s) - t0)) s: $(($2 * $3 + $4 * $5 + $6 * $7 + $8)) records" \
+		"over $(($2 + $4 + $6 + 1)) connections acknowledged"
 }
 
 ip netns add "$ns" || fail "ip netns add"
@@ -147,7 +149,8 @@ run_clients 1 40 $((records * 8 / 10 / 40)) 5 $((records * 15 / 100 / 5)) \
 ip netns exec "$ns" sh -c "ulimit -n $((conns + 1000)) && \
 	sysctl -q -w net.ipv4.ip_local_port_range='10000 65000' && \
 	$clients conns 198.18.0.1 conns $conns \
-	'test \$($telemetry $pid tcp_conns_opened) -ge \$(( \$($telemetry $pid tcp_conns_closed) + $conns ))'" \
+	'test \$($telemetry $pid tcp_conns_opened) -ge \
+		\$(( \$($telemetry $pid tcp_conns_closed) + $conns ))'" \
 	|| fail "$conns concurrent connections"
 
 # 2. The same under loss and duplication of segments both ways. The clients sit in a
@@ -221,7 +224,8 @@ for cut in 1 2 3; do
 		ip netns exec "$ns" ss -K dst 198.18.0.1 dport = 4570 2>/dev/null | grep -q ESTAB; do
 		i=$((i + 1))
 		[ $i -lt 600 ] || fail "libsluice cut $cut: no connection with progress to cut"
-		kill -0 "$bg" 2>/dev/null || fail "libsluice cut $cut: it finished first (raise DP_TCP_CUT_RECORDS)"
+		kill -0 "$bg" 2>/dev/null ||
+			fail "libsluice cut $cut: it finished first (raise DP_TCP_CUT_RECORDS)"
 	done
 	durable=$(counter records_durable)
 done
@@ -241,7 +245,8 @@ ip netns exec "$ns" "$sluice" consume events --format json --max 100000000 \
 	fail "read-back check (libsluice)"
 n=$(ip netns exec "$ns" "$sluice" consume conns --max 100000000 --endpoint "$endpoint" | wc -l)
 [ "$n" = "$conns" ] || fail "conns: read back $n of $conns"
-echo "telemetry: $($telemetry "$pid" | grep -E 'tcp_(conns|resets|dup|ooo|retrans|challenge)' | tr '\n' ' ')"
+echo "telemetry: $($telemetry "$pid" | grep -E 'tcp_(conns|resets|dup|ooo|retrans|challenge)' |
+	tr '\n' ' ')"
 last=$pid
 stop_sluiced
 [ -d "/var/run/dpdk/sluice-$last" ] && fail "DPDK runtime directory left behind"

@@ -19,7 +19,8 @@ src=$3
 . "$src/tests/integration/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespace, tap)"; exit 77; }
 command -v hping3 >/dev/null || fail "hping3 missing (scripts/setup installs it)"
-/usr/bin/python3 -c 'import scapy' 2>/dev/null || fail "python3-scapy missing (scripts/setup installs it)"
+/usr/bin/python3 -c 'import scapy' 2>/dev/null ||
+	fail "python3-scapy missing (scripts/setup installs it)"
 
 here=$src/tests/integration/dataplane
 telemetry="/usr/bin/python3 $here/dp_telemetry.py"
@@ -69,7 +70,8 @@ ip netns exec "$ns" "$sluiced" --data-dir "$tmp/data" --api-listen "127.0.0.1:$p
 	--set "dataplane.vdev=net_tap0,iface=$tap" --set dataplane.no_huge=true \
 	--set dataplane.workers=2 >"$tmp/sluiced.log" 2>&1 &
 pid=$!
-wait_for_line "$tmp/sluiced.log" "sluiced: ready" 30 || fail "sluiced not ready: $(cat "$tmp/sluiced.log")"
+wait_for_line "$tmp/sluiced.log" "sluiced: ready" 30 ||
+	fail "sluiced not ready: $(cat "$tmp/sluiced.log")"
 ip -n "$ns" addr replace 198.18.0.2/15 dev "$tap" || fail "address"
 ip -n "$ns" link set "$tap" up
 for s in attack:1 flood:2; do
