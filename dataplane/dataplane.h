@@ -201,7 +201,7 @@ enum dp_counter {
 	DP_TCP_REFUSED_PER_SOURCE,
 	DP_TCP_REFUSED_PORT,    /* A SYN or segment to another port: RST. */
 	DP_TCP_BAD_SEGMENT,     /* Bad header length or options. */
-	DP_TCP_OUT_OF_WINDOW,   /* Unacceptable sequence numbers: ACK and drop. */
+	DP_TCP_OUT_OF_WINDOW,   /* Unacceptable sequence numbers: ACK and drop (RST: drop). */
 	DP_TCP_PAWS_DROPS,
 	DP_TCP_CHALLENGE_ACKS,  /* RFC 5961 (sent). */
 	DP_TCP_CHALLENGE_SUPPRESSED,

@@ -608,6 +608,17 @@ dp_tcp_window_field(struct dp_tcp *tcp, struct dp_tcp_conn *c)
 	return (uint16_t)field;
 }
 
+/* SACK blocks a segment carries after `before` bytes of other options. */
+static uint8_t
+dp_tcp_sack_blocks(const struct dp_tcp_conn *c, uint8_t before)
+{
+	uint8_t blocks = (uint8_t)((DP_TCP_OPTIONS_MAX - before - 2) / 8);
+
+	if (!c->sack_ok)
+		return 0;
+	return blocks < c->ooo_count ? blocks : c->ooo_count;
+}
+
 /* Timestamps and SACK blocks (RFC 7323 appendix A layout: NOPs align them). */
 static uint8_t
 dp_tcp_options(const struct dp_tcp *tcp, const struct dp_tcp_conn *c, uint8_t *o)
@@ -625,11 +636,9 @@ dp_tcp_options(const struct dp_tcp *tcp, const struct dp_tcp_conn *c, uint8_t *o
 		v = htobe32(c->ts_recent);
 		memcpy(o + n, &v, 4), n += 4;
 	}
-	if (c->sack_ok && c->ooo_count > 0) {
-		uint8_t blocks = (uint8_t)((DP_TCP_OPTIONS_MAX - n - 2) / 8);
+	if (dp_tcp_sack_blocks(c, n) > 0) {
+		uint8_t blocks = dp_tcp_sack_blocks(c, n);
 
-		if (blocks > c->ooo_count)
-			blocks = c->ooo_count;
 		o[n++] = 1;
 		o[n++] = 1;
 		o[n++] = 5;
@@ -677,11 +686,20 @@ dp_tcp_send_ack(struct dp_tcp *tcp, struct dp_tcp_conn *c)
 	dp_tcp_send(tcp, c, 0, c->snd_nxt, NULL, 0);
 }
 
-/* Room for data after the options, in a segment to this peer. */
+/*
+ * Room for data after the options, in a segment to this peer: every option
+ * dp_tcp_options() writes counts against the peer's MSS, the SACK blocks
+ * sent while out-of-order data is kept too, or the packet outgrows the MTU
+ * and is lost on the way (every retransmission with it, as long as the hole
+ * stays open).
+ */
 uint32_t
 dp_tcp_payload_max(const struct dp_tcp_conn *c)
 {
-	return c->mss - (c->ts_ok ? 12u : 0u);
+	uint8_t options = c->ts_ok ? 12u : 0u;
+	uint8_t blocks = dp_tcp_sack_blocks(c, options);
+
+	return c->mss - options - (blocks > 0 ? 4u + 8u * blocks : 0u);
 }
 
 void

@@ -767,6 +767,11 @@ dp_tcp_synchronized(struct dp_tcp *tcp, struct dp_tcp_conn *c, const struct dp_t
 	if (!dp_tcp_acceptable(c, seq, seg_len)) {
 		bool probe = seq == c->rcv_nxt && !(flags & (DP_TCP_RST | DP_TCP_SYN));
 
+		if ((flags & (DP_TCP_SYN | DP_TCP_RST)) == DP_TCP_SYN) {
+			/* RFC 5961 4.2: any SYN, whatever its sequence number (rate limited). */
+			dp_tcp_challenge_ack(tcp, c);
+			return;
+		}
 		if (!probe) {
 			if (!(flags & DP_TCP_RST)) {
 				dp_tcp_count(tcp, DP_SEQ_LEQ(seq + seg_len, c->rcv_nxt) ?
@@ -774,6 +779,9 @@ dp_tcp_synchronized(struct dp_tcp *tcp, struct dp_tcp_conn *c, const struct dp_t
 					     DP_SEQ_LEQ(seq + seg_len, c->rcv_nxt) ? len : 1);
 				c->ack_now = true;
 				dp_tcp_touch(tcp, c);
+			} else {
+				/* Blind (RFC 5961 3.2): ignored, never answered, but seen. */
+				dp_tcp_count(tcp, DP_TCP_OUT_OF_WINDOW, 1);
 			}
 			return;
 		}

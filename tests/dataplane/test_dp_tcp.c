@@ -829,6 +829,43 @@ Test(dp_tcp, answer_carries_the_ack_and_is_retransmitted_on_rto)
 	cr_assert_eq(counters[DP_TCP_RETRANSMITS], 2);
 }
 
+/*
+ * An answer sent while out-of-order data is kept carries SACK blocks: they
+ * count against the peer's MSS like the timestamps, or a full segment is
+ * larger than the MTU and never arrives (nor does any retransmission of it).
+ */
+Test(dp_tcp, segments_with_sack_blocks_stay_within_the_peer_mss)
+{
+	uint32_t conn;
+	uint32_t gen;
+	uint32_t size;
+	uint8_t answer[DP_TCP_ANSWER_MAX];
+	uint8_t later[100];
+	struct dp_tcp_seg s;
+
+	memset(answer, 'A', sizeof(answer));
+	memset(later, 'z', sizeof(later));
+	handshake();
+	one_frame(&conn, &gen, &size);
+	s = data_seg(size + 500, later, sizeof(later), true); /* A hole before it. */
+	deliver(&s);
+	cr_assert_eq(counters[DP_TCP_OOO_SEGMENTS], 1);
+	sent_count = 0;
+	cr_assert_eq(dp_tcp_answer(&tcp, conn, gen, answer, sizeof(answer)), 0);
+	dp_tcp_burst_end(&tcp, now_us);
+	cr_assert_geq(sent_count, 1);
+	for (uint32_t i = 0; i < sent_count; i++) {
+		cr_assert_gt(opt_find(&sent[i].out, 5, NULL), 0, "SACK blocks on the answer");
+		cr_assert_leq(sent[i].out.len + sent[i].out.options_size, 1460,
+			      "segment %u: %u bytes of data and %u of options exceed the MSS", i,
+			      sent[i].out.len, sent[i].out.options_size);
+	}
+	sent_count = 0;
+	advance_ms(DP_TCP_RTO_INIT_MS + 10); /* The retransmission, too. */
+	cr_assert_geq(sent_count, 1);
+	cr_assert_leq(sent[0].out.len + sent[0].out.options_size, 1460);
+}
+
 Test(dp_tcp, three_duplicate_acks_retransmit_fast)
 {
 	uint32_t conn;
@@ -959,6 +996,22 @@ Test(dp_tcp, rst_in_window_but_not_exact_gets_a_challenge_ack)
 	cr_assert_eq(sent_count, 1, "and not answered");
 }
 
+/* A blind RST storm outside the window changes nothing, but is seen in the counters. */
+Test(dp_tcp, rst_outside_the_window_is_ignored_and_counted)
+{
+	struct dp_tcp_seg s;
+
+	handshake();
+	sent_count = 0;
+	s = seg_make(DP_TCP_RST, PEER_ISN - 100000, 0, NULL, 0);
+	deliver(&s);
+	s = seg_make(DP_TCP_RST, PEER_ISN + (1u << 30), 0, NULL, 0);
+	deliver(&s);
+	cr_assert_eq(tcp.free_count, 15, "still open");
+	cr_assert_eq(sent_count, 0, "not answered");
+	cr_assert_eq(counters[DP_TCP_OUT_OF_WINDOW], 2);
+}
+
 Test(dp_tcp, syn_on_an_open_connection_gets_a_challenge_ack)
 {
 	struct dp_tcp_seg s;
@@ -968,6 +1021,23 @@ Test(dp_tcp, syn_on_an_open_connection_gets_a_challenge_ack)
 	deliver(&s);
 	cr_assert_eq(counters[DP_TCP_CHALLENGE_ACKS], 1);
 	cr_assert_eq(tcp.free_count, 15);
+	cr_assert_eq(last_sent()->out.ack, PEER_ISN);
+}
+
+/* RFC 5961 4.2: any SYN, in the window or not, gets a challenge ACK, rate limited. */
+Test(dp_tcp, syn_outside_the_window_gets_a_rate_limited_challenge_ack)
+{
+	struct dp_tcp_seg s;
+
+	handshake();
+	sent_count = 0;
+	s = seg_make(DP_TCP_SYN, PEER_ISN + (1u << 30), 0, NULL, 0);
+	for (int i = 0; i < DP_TCP_CHALLENGE_PER_S + 50; i++)
+		deliver(&s);
+	cr_assert_eq(tcp.free_count, 15, "still open");
+	cr_assert_eq(counters[DP_TCP_CHALLENGE_ACKS], DP_TCP_CHALLENGE_PER_S);
+	cr_assert_eq(counters[DP_TCP_CHALLENGE_SUPPRESSED], 50);
+	cr_assert_eq(sent_count, DP_TCP_CHALLENGE_PER_S, "no answer beyond the limit");
 	cr_assert_eq(last_sent()->out.ack, PEER_ISN);
 }
 

@@ -1,15 +1,21 @@
 /*
- * dp_sender - a small UDP producer for the dataplane integration test, built
- * on the record-frame codec: sends --records random records in frames of
- * --per-frame, at most FRAME_DEDUP_WINDOW batches unacknowledged,
- * retransmits a batch (same bytes, same batch_seq) after --rto-ms without an
- * answer or after a retryable NACK, and waits for every durable ACK. Writes
- * the ledger "<shard> <seq> <key> <data>" per record, in send order.
+ * dp_sender - a small UDP or TCP producer for the dataplane integration tests,
+ * built on the record-frame codec: sends --records random records in frames
+ * of --per-frame, at most FRAME_DEDUP_WINDOW batches unacknowledged, and
+ * waits for every durable ACK. Writes the ledger "<shard> <seq> <key> <data>"
+ * per record, in send order.
+ *   UDP: a batch is retransmitted (same bytes, same batch_seq) after -r RTO_MS
+ *   without an answer or after a retryable NACK.
+ *   TCP (-T): the stream is reliable, so a batch is resent only after a
+ *   retryable NACK or on a new connection: when the connection breaks (RST,
+ *   EOF) the sender reconnects with the same producer id and resends every
+ *   unacknowledged batch, which the dedup window must answer without storing
+ *   twice. -C N cuts the connection itself every N acknowledged batches: it
+ *   sends a full window, reads (and discards) the answers of every batch in
+ *   flight, so they are stored, then resets the connection (RST, SO_LINGER 0);
+ *   their resends after the reconnect must come back as DUPLICATE ACKs. -R
+ *   reconnects from the same local port (the same 4-tuple: the same worker).
  * --ping N first sends N ICMP echo requests (raw socket) and needs N replies.
- * -L PORT sends from that UDP port (tests steer flows to queues by it).
- *
- * The wire is a UDP socket (dp_sender_udp.c: dp_sender) or a DPDK device
- * (dp_sender_dpdk.c: dp_sender_dpdk, -D VDEV, for example a memif client).
  *
  * Exit: 0 all acknowledged, 1 failure or timeout, 2 usage.
  */
@@ -29,19 +35,23 @@
 
 #include "common/clock.h"
 #include "protocol/frame.h"
-#include "tests/integration/dataplane/dp_sender_wire.h"
 
-#define PER_FRAME_MAX 32u
+#define PER_FRAME_MAX 32u         /* UDP: a frame fits one datagram. */
+#define PER_FRAME_TCP_MAX 500u    /* TCP: the protocol's limit. */
+#define UDP_FRAME_CAP (1500u - 28u - 14u)
+#define RX_BUF_SIZE (64u * 1024u)
 #define KEY_MAX 24u
 #define DATA_MAX 96u
 
 struct batch {
-	uint8_t frame[1500];
-	uint16_t frame_size;
+	uint8_t *frame;
+	uint32_t frame_size;
 	uint32_t first;            /* Index of its first record. */
 	uint16_t count;
-	uint64_t sent_ns;          /* 0: not sent yet. */
+	uint64_t sent_ns;          /* 0: not sent yet (or to be resent: TCP). */
+	uint64_t retry_at_ns;      /* TCP: a retryable NACK asked to wait until then. */
 	bool acked;
+	bool answer_dropped;       /* TCP: its ACK was read and dropped before a cut. */
 };
 
 struct rec {
@@ -52,6 +62,15 @@ struct rec {
 };
 
 struct sender {
+	int fd;
+	bool tcp;
+	struct sockaddr_in dst;
+	uint32_t cut_every;        /* TCP: reset the connection every N acked batches. */
+	bool same_port;            /* TCP: reconnect from the same local port (-R). */
+	uint16_t local_port_be;    /* The first connection's. */
+	uint32_t frame_cap;
+	uint8_t *rx;               /* TCP: answer bytes not yet a whole frame. */
+	uint32_t rx_size;
 	uint64_t producer_id;
 	uint64_t rng;
 	uint32_t records;
@@ -65,6 +84,8 @@ struct sender {
 	uint64_t retransmits;
 	uint64_t duplicates;
 	uint64_t nacks;
+	uint64_t reconnects;
+	uint64_t cuts;
 };
 
 static uint64_t
@@ -104,7 +125,8 @@ build_batch(struct sender *s, uint32_t index)
 	struct frame_writer w;
 	int size;
 
-	if (frame_writer_begin(&w, b->frame, sizeof(b->frame) - 28 - 14, &p) != 0)
+	b->frame = malloc(s->frame_cap);
+	if (b->frame == NULL || frame_writer_begin(&w, b->frame, s->frame_cap, &p) != 0)
 		return -1;
 	b->first = index * s->per_frame;
 	b->count = (uint16_t)(s->records - b->first < s->per_frame ? s->records - b->first :
@@ -127,19 +149,52 @@ build_batch(struct sender *s, uint32_t index)
 		return -1;
 	if (s->key.key_size != 0)
 		frame_auth_sign(b->frame, (uint32_t)size, &s->key, clock_real_ns() / 1000000u);
-	b->frame_size = (uint16_t)size;
+	b->frame_size = (uint32_t)size;
 	return 0;
 }
 
-static void
+/* TCP: the whole frame, or -1 when the connection broke. */
+static int
+send_all(int fd, const uint8_t *bytes, uint32_t size)
+{
+	while (size > 0) {
+		ssize_t n = send(fd, bytes, size, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		bytes += n;
+		size -= (uint32_t)n;
+	}
+	return 0;
+}
+
+/* 0, or -1 when a TCP connection broke (the caller reconnects). */
+static int
 send_batch(struct sender *s, uint32_t index)
 {
 	struct batch *b = &s->batches[index];
 
-	if (b->sent_ns != 0)
+	if (!s->tcp && b->sent_ns != 0)
 		s->retransmits++;
-	wire_send(b->frame, b->frame_size);
 	b->sent_ns = clock_mono_ns();
+	if (s->tcp)
+		return send_all(s->fd, b->frame, b->frame_size);
+	/* EPERM: the test's nftables rule dropped it; ECONNREFUSED: an ICMP error. */
+	if (send(s->fd, b->frame, b->frame_size, 0) < 0 && errno != ECONNREFUSED && errno != EPERM)
+		perror("dp_sender: send");
+	return 0;
+}
+
+static bool
+send_due(const struct sender *s, const struct batch *b, uint64_t now)
+{
+	if (b->acked)
+		return false;
+	if (s->tcp) /* The stream is reliable: only NACKs and reconnects resend. */
+		return b->sent_ns == 0 && now >= b->retry_at_ns;
+	return b->sent_ns == 0 || now - b->sent_ns > (uint64_t)s->rto_ms * 1000000u;
 }
 
 /* Applies one answer; returns 1 when it acknowledged a batch, -1 on a fatal NACK. */
@@ -164,10 +219,20 @@ on_answer(struct sender *s, const uint8_t *buf, size_t size)
 		}
 		b->sent_ns = clock_mono_ns() - (uint64_t)s->rto_ms * 1000000u +
 			     (uint64_t)ack.retry_after_ms * 1000000u;
+		if (s->tcp) {
+			b->retry_at_ns = clock_mono_ns() + (ack.retry_after_ms + 1ull) * 1000000u;
+			b->sent_ns = 0;
+		}
 		return 0;
 	}
 	if (ack.flags & FRAME_F_DUPLICATE)
 		s->duplicates++;
+	else if (b->answer_dropped) {
+		/* Its first ACK came before the cut: storing it again broke exactly-once. */
+		fprintf(stderr, "dp_sender: batch %llu stored twice (no DUPLICATE after the cut)\n",
+			(unsigned long long)ack.batch_seq);
+		return -1;
+	}
 	if (b->acked)
 		return 0;
 	if (ack.run_count == 0) {
@@ -187,18 +252,152 @@ on_answer(struct sender *s, const uint8_t *buf, size_t size)
 	return 1;
 }
 
+static int
+tcp_connect(struct sender *s, uint64_t deadline)
+{
+	for (;;) {
+		struct sockaddr_in local = { .sin_family = AF_INET, .sin_port = s->local_port_be };
+		socklen_t local_size = sizeof(local);
+		int one = 1;
+
+		s->fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (s->fd < 0)
+			return -1;
+		if (s->same_port && s->local_port_be != 0 &&
+		    (setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+		     bind(s->fd, (const struct sockaddr *)&local, sizeof(local)) != 0))
+			perror("dp_sender: bind");
+		if (connect(s->fd, (const struct sockaddr *)&s->dst, sizeof(s->dst)) == 0) {
+			getsockname(s->fd, (struct sockaddr *)&local, &local_size);
+			s->local_port_be = local.sin_port;
+			return 0;
+		}
+		close(s->fd);
+		s->fd = -1;
+		if (clock_mono_ns() > deadline) {
+			perror("dp_sender: connect");
+			return -1;
+		}
+		poll(NULL, 0, 10);
+	}
+}
+
+/* A broken connection: connect again and resend every unacknowledged batch. */
+static int
+tcp_reconnect(struct sender *s, uint64_t deadline)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	s->rx_size = 0;
+	s->reconnects++;
+	for (uint32_t i = 0; i < s->batch_count; i++) {
+		if (!s->batches[i].acked && s->batches[i].sent_ns != 0) {
+			s->batches[i].sent_ns = 0;
+			s->retransmits++;
+		}
+	}
+	return tcp_connect(s, deadline);
+}
+
+/* The cut drops the answers in flight: an ACK's batch is stored, a NACK's is not. */
+static int
+drop_answer(struct sender *s, const uint8_t *buf, size_t size)
+{
+	struct frame_ack ack;
+	struct batch *b;
+
+	if (frame_ack_decode(buf, size, &ack) != FRAME_OK || ack.producer_id != s->producer_id ||
+	    ack.batch_seq == 0 || ack.batch_seq > s->batch_count)
+		return 0;
+	b = &s->batches[ack.batch_seq - 1];
+	if (ack.type == FRAME_TYPE_ACK && !b->acked)
+		b->answer_dropped = true;
+	else if (ack.type == FRAME_TYPE_NACK)
+		b->sent_ns = 0;
+	return 0;
+}
+
+/*
+ * TCP: reads what arrived and applies every whole answer (or, while `drop`,
+ * marks its batch answer_dropped and forgets it). Adds the batches acked to
+ * *acked; -1 on a fatal NACK, -2 when the connection broke.
+ */
+static int
+tcp_read(struct sender *s, uint32_t *acked, bool drop)
+{
+	ssize_t n = recv(s->fd, s->rx + s->rx_size, RX_BUF_SIZE - s->rx_size, MSG_DONTWAIT);
+	uint32_t at = 0;
+	uint32_t frame_size;
+	uint32_t need;
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		return -2;
+	if (n < 0)
+		return 0;
+	s->rx_size += (uint32_t)n;
+	while (frame_next(s->rx + at, s->rx_size - at, &frame_size, &need) == FRAME_OK) {
+		int rc = drop ? drop_answer(s, s->rx + at, frame_size) :
+				on_answer(s, s->rx + at, frame_size);
+
+		if (rc < 0)
+			return -1;
+		*acked += (uint32_t)rc;
+		at += frame_size;
+	}
+	memmove(s->rx, s->rx + at, s->rx_size - at);
+	s->rx_size -= at;
+	return 0;
+}
+
+/*
+ * The cut: a full window sent, every answer in flight read and dropped (so
+ * those batches are stored and their ACKs lost), then a reset.
+ */
+static int
+tcp_cut(struct sender *s, uint32_t low, uint64_t deadline)
+{
+	struct linger hard = { .l_onoff = 1, .l_linger = 0 };
+	uint32_t end = low + FRAME_DEDUP_WINDOW < s->batch_count ? low + FRAME_DEDUP_WINDOW :
+								     s->batch_count;
+	uint32_t ignored = 0;
+
+	for (uint32_t i = low; i < end; i++)
+		if (send_due(s, &s->batches[i], 0) && send_batch(s, i) != 0)
+			return tcp_reconnect(s, deadline);
+	for (;;) {
+		struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+		bool waiting = false;
+
+		for (uint32_t i = low; i < end; i++)
+			waiting |= !s->batches[i].acked && !s->batches[i].answer_dropped &&
+				   s->batches[i].sent_ns != 0;
+		if (!waiting || clock_mono_ns() > deadline)
+			break;
+		if (poll(&pfd, 1, 10) > 0 && tcp_read(s, &ignored, true) != 0)
+			break;
+	}
+	setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+	s->cuts++;
+	return tcp_reconnect(s, deadline);
+}
+
 /* The send loop: a window of FRAME_DEDUP_WINDOW batches from the oldest unacknowledged. */
 static int
 run(struct sender *s, uint32_t timeout_s)
 {
 	uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_s * 1000000000u;
+	uint32_t next_cut = s->cut_every;
 	uint32_t low = 0;
 	uint32_t acked = 0;
 	uint8_t buf[2048];
 
+	if (s->tcp && tcp_connect(s, deadline) != 0)
+		return -1;
 	while (acked < s->batch_count) {
+		struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
 		uint64_t now = clock_mono_ns();
-		ssize_t n;
+		int rc = 0;
 
 		if (now > deadline) {
 			fprintf(stderr, "dp_sender: timeout, %u of %u batches acked\n", acked,
@@ -207,17 +406,34 @@ run(struct sender *s, uint32_t timeout_s)
 		}
 		while (low < s->batch_count && s->batches[low].acked)
 			low++;
-		for (uint32_t i = low; i < s->batch_count && i < low + FRAME_DEDUP_WINDOW; i++) {
-			struct batch *b = &s->batches[i];
-
-			if (!b->acked && (b->sent_ns == 0 ||
-					  now - b->sent_ns > (uint64_t)s->rto_ms * 1000000u))
-				send_batch(s, i);
+		if (s->tcp && next_cut != 0 && acked >= next_cut) {
+			next_cut += s->cut_every;
+			if (tcp_cut(s, low, deadline) != 0)
+				return -1;
+			continue;
 		}
-		/* Wait up to 2 ms for the first answer, then take what is there. */
-		for (int wait_ms = 2; (n = wire_recv(buf, sizeof(buf), wait_ms)) > 0; wait_ms = 0) {
-			int rc = on_answer(s, buf, (size_t)n);
+		for (uint32_t i = low; i < s->batch_count && i < low + FRAME_DEDUP_WINDOW; i++)
+			if (send_due(s, &s->batches[i], now) && send_batch(s, i) != 0) {
+				rc = -2; /* TCP: the connection broke. */
+				break;
+			}
+		if (rc == 0 && poll(&pfd, 1, 2) <= 0)
+			continue;
+		if (s->tcp) {
+			if (rc == 0)
+				rc = tcp_read(s, &acked, false);
+			if (rc == -1)
+				return -1;
+			if (rc == -2 && tcp_reconnect(s, deadline) != 0)
+				return -1;
+			continue;
+		}
+		for (;;) {
+			ssize_t n = recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT);
 
+			if (n <= 0)
+				break;
+			rc = on_answer(s, buf, (size_t)n);
 			if (rc < 0)
 				return -1;
 			acked += (uint32_t)rc;
@@ -343,31 +559,43 @@ prepare(struct sender *s, uint64_t seed)
 	return 0;
 }
 
+/* Buffers, and the UDP socket (a TCP one is connected by run()). */
+static int
+setup(struct sender *s)
+{
+	s->frame_cap = s->tcp ? FRAME_RECORDS_HEADER_SIZE + 256u + FRAME_AUTH_SIZE +
+					s->per_frame * (FRAME_RECORD_HEADER_SIZE + KEY_MAX + DATA_MAX) :
+				UDP_FRAME_CAP;
+	s->rx = malloc(RX_BUF_SIZE);
+	if (s->rx == NULL)
+		return -1;
+	if (s->tcp)
+		return 0;
+	s->fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (s->fd < 0 || connect(s->fd, (const struct sockaddr *)&s->dst, sizeof(s->dst)) != 0)
+		return -1;
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	struct sender s = { .records = 1000, .per_frame = 12, .rto_ms = 30, .stream = "s" };
+	struct sender s = { .fd = -1, .records = 1000, .per_frame = 12, .rto_ms = 30,
+			    .stream = "s" };
 	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(4570) };
-	struct wire_opts wire = { .src_port = 0 };
+	uint32_t per_frame_max;
 	const char *ledger = NULL;
 	uint64_t seed = 1;
 	uint32_t pings = 0;
 	uint32_t timeout_s = 60;
 	int opt;
-	int rc;
 
 	inet_pton(AF_INET, "198.18.0.1", &dst.sin_addr);
-	while ((opt = getopt(argc, argv, "d:p:L:D:F:n:k:s:l:P:t:r:S:K:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:p:n:k:s:l:P:t:r:S:K:TC:R")) != -1) {
 		if (opt == 'd' && inet_pton(AF_INET, optarg, &dst.sin_addr) != 1)
 			return 2;
 		else if (opt == 'p')
 			dst.sin_port = htons((uint16_t)atoi(optarg));
-		else if (opt == 'L')
-			wire.src_port = (uint16_t)atoi(optarg);
-		else if (opt == 'D')
-			wire.device = optarg;
-		else if (opt == 'F')
-			wire.file_prefix = optarg;
 		else if (opt == 'n')
 			s.records = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'k')
@@ -384,34 +612,38 @@ main(int argc, char **argv)
 			s.rto_ms = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'S')
 			s.stream = optarg;
+		else if (opt == 'T')
+			s.tcp = true;
+		else if (opt == 'R')
+			s.same_port = true;
+		else if (opt == 'C')
+			s.cut_every = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'K' && parse_key(optarg, &s.key) != 0)
 			return 2;
 		else if (opt == '?')
 			return 2;
 	}
-	if (s.records == 0 || s.per_frame == 0 || s.per_frame > PER_FRAME_MAX || ledger == NULL ||
-	    (pings > 0 && wire.device != NULL)) {
-		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-L SRC_PORT] "
-				"[-D VDEV -F PREFIX] [-n RECORDS] "
+	per_frame_max = s.tcp ? PER_FRAME_TCP_MAX : PER_FRAME_MAX;
+	if (s.records == 0 || s.per_frame == 0 || s.per_frame > per_frame_max || ledger == NULL ||
+	    (s.cut_every != 0 && !s.tcp)) {
+		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-n RECORDS] "
 				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] "
-				"[-S STREAM] [-K KEY_ID:HEX]\n");
+				"[-S STREAM] [-K KEY_ID:HEX] [-T [-C CUT_EVERY] [-R]]\n");
 		return 2;
 	}
 	if (pings > 0 && ping(&dst, pings) != 0)
 		return 1;
-	wire.dst = dst;
-	if (wire_open(&wire) != 0 || prepare(&s, seed) != 0) {
-		wire_close();
-		fprintf(stderr, "dp_sender: setup failed\n");
+	s.dst = dst;
+	if (setup(&s) != 0 || prepare(&s, seed) != 0) {
+		perror("dp_sender: setup");
 		return 1;
 	}
-	rc = run(&s, timeout_s);
-	wire_close();
-	if (rc != 0)
+	if (run(&s, timeout_s) != 0)
 		return 1;
 	printf("dp_sender: %u records in %u batches acked durable; %llu retransmits, "
-	       "%llu duplicate acks, %llu nacks\n", s.records, s.batch_count,
-	       (unsigned long long)s.retransmits, (unsigned long long)s.duplicates,
-	       (unsigned long long)s.nacks);
+	       "%llu duplicate acks, %llu nacks, %llu reconnects, %llu cuts\n", s.records,
+	       s.batch_count, (unsigned long long)s.retransmits,
+	       (unsigned long long)s.duplicates, (unsigned long long)s.nacks,
+	       (unsigned long long)s.reconnects, (unsigned long long)s.cuts);
 	return write_ledger(&s, ledger) == 0 ? 0 : 1;
 }

@@ -134,9 +134,12 @@ cat "$tmp/ledger.0" "$tmp/ledger.1" >"$tmp/ledger"
 	4 "$produce_records" || fail "read-back check"
 
 # The DPDK load generator on AF_XDP: 2,000 records/s for 2 s, 12 per frame.
+rc=0
 in_ns env SLUICE_DP_GEN="$gen" "$sluice" bench ingest orders --transport dpdk --device af_xdp \
 	--iface "$pb" --rate 2000 --records-per-frame 12 --duration 2s --drain 10s --json \
-	>"$tmp/bench" 2>&1 || fail "bench ingest --transport dpdk: $(cat "$tmp/bench")"
+	>"$tmp/bench" 2>&1 || rc=$?
+# Exit 3 (partial) means some records were refused (a NACK answers them): judged below.
+[ "$rc" = 0 ] || [ "$rc" = 3 ] || fail "bench ingest --transport dpdk: exit $rc: $(cat "$tmp/bench")"
 # Every frame answered: ACKed (stored) or NACKed (refused, e.g. THROTTLED while the log is
 # slow on a loaded host; the generator does not retry). 333 frames of 12 records.
 acked=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]);
