@@ -163,9 +163,10 @@ static const struct config_key config_keys[] = {
 		DP_BATCH_AGE_US_MAX,
 		"A staged shard batch is handed to the log at most this old."),
 	KEY_U32("dataplane", "producers_max", dp_producers_max, "1024", 1, DP_PRODUCERS_MAX,
-		"Producer ids each worker keeps a dedup window for (about 2.2 KiB each); when all "
-		"are taken a new id is NACKed throttled until one has been idle 60 s plus the "
-		"auth replay window."),
+		"Producer ids with a dedup window, per worker (about 2.2 KiB each; the workers "
+		"share one table of workers x producers_max windows, so a producer meets its "
+		"window on any worker); when all are taken a new id is NACKed throttled until "
+		"one has been idle 60 s plus the auth replay window."),
 	KEY_U32("dataplane", "idle_polls", dp_idle_polls, "1024", 0, DP_IDLE_POLLS_MAX,
 		"Empty polls before a worker sleeps (0 = never sleep: production)."),
 	KEY_U32("dataplane", "idle_sleep_us", dp_idle_sleep_us, "100", 0, DP_IDLE_SLEEP_US_MAX,

@@ -137,6 +137,21 @@ dp_copy_strings(struct dp *dp, const struct dp_config *c)
 	return 0;
 }
 
+/*
+ * The producers' duplicate windows, shared by every worker (dp_internal.h
+ * says why): producers_max per worker, so the memory is as before. A window
+ * idle longer than any retry or signed replay can come late may be reused.
+ */
+static int
+dp_dedup_open(struct dp *dp)
+{
+	uint64_t idle_tsc = ((uint64_t)DP_PRODUCER_IDLE_S * 1000u + dp->config.auth_window_ms) *
+			    (dp->tsc_hz / 1000u);
+
+	rte_spinlock_init(&dp->dedup_lock);
+	return dp_dedup_init(&dp->dedup, dp->config.producers_max * dp->worker_count, idle_tsc);
+}
+
 static int
 dp_workers_open(struct dp *dp)
 {
@@ -202,14 +217,19 @@ dp_open(const struct dp_config *config, struct dp **dp_out)
 	rc = dp_route_init(dp);
 	if (rc != 0)
 		goto out_port;
-	rc = dp_workers_open(dp);
+	rc = dp_dedup_open(dp);
 	if (rc != 0)
 		goto out_route;
+	rc = dp_workers_open(dp);
+	if (rc != 0)
+		goto out_dedup;
 	if (config->telemetry)
 		dp_telemetry_register(dp);
 	*dp_out = dp;
 	return 0;
 
+out_dedup:
+	dp_dedup_fini(&dp->dedup);
 out_route:
 	dp_route_fini(dp);
 out_port:
@@ -261,6 +281,7 @@ dp_close(struct dp *dp)
 	for (uint32_t i = 0; i < dp->worker_count; i++)
 		dp_worker_close(&dp->workers[i]);
 	free(dp->workers);
+	dp_dedup_fini(&dp->dedup);
 	dp_route_fini(dp);
 	dp_port_close(dp);
 	dp_eal_cleanup(dp);

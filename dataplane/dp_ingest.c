@@ -25,11 +25,13 @@
  * Every ACK and NACK leaves through dp_ingest_send(). NACKs share one token
  * bucket per worker (DP_NACK_BURST, DP_NACK_PER_S): a flood of bad or
  * throttled frames cannot turn the worker into a reflector; suppressed NACKs
- * are counted. Duplicate windows are per worker: a producer's datagrams come
- * from one address and port, so RSS (or the tap flow hash) keeps them on one
- * queue. Each worker keeps up to producers_max windows; a new id finding them
- * all taken (none idle) is NACKed THROTTLED (counted), never given another
- * producer's window (docs/PROTOCOL.md section 5).
+ * are counted (UDP only: a TCP peer is owed every answer). Duplicate windows
+ * are one table shared by the workers (struct dp, under dedup_lock): a
+ * producer that reconnects or restarts from another port may reach another
+ * worker and must meet its window there. The table holds producers_max
+ * windows per worker; a new id finding them all taken (none idle) is NACKed
+ * THROTTLED (counted), never given another producer's window
+ * (docs/PROTOCOL.md section 5).
  */
 #include <assert.h>
 #include <errno.h>
@@ -238,10 +240,10 @@ dp_ingest_route(struct dp_ingest *ing, const struct dp_held_frame *f, const hash
  * frame is new (its window entry is now STORING); otherwise answers it.
  */
 static bool
-dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+dp_ingest_is_new_locked(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
 		 uint64_t now_tsc)
 {
-	struct frame_dedup *d = dp_dedup_claim(&w->ingest.dedup, fr->producer_id, now_tsc);
+	struct frame_dedup *d = dp_dedup_claim(&w->dp->dedup, fr->producer_id, now_tsc);
 	const struct frame_dedup_entry *entry = NULL;
 	enum frame_dedup_verdict v;
 	struct frame_ack ack;
@@ -276,6 +278,18 @@ dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct f
 		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
 	}
 	return false;
+}
+
+static bool
+dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		 uint64_t now_tsc)
+{
+	bool is_new;
+
+	rte_spinlock_lock(&w->dp->dedup_lock);
+	is_new = dp_ingest_is_new_locked(w, peer, fr, now_tsc);
+	rte_spinlock_unlock(&w->dp->dedup_lock);
+	return is_new;
 }
 
 static uint32_t
@@ -375,9 +389,12 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 	if (mode == FRAME_ACK_DURABLE)
 		return;
 	dp_ingest_ack_received(fr, &ack);
-	if (reserved)
-		frame_dedup_complete(dp_dedup_find(&ing->dedup, fr->producer_id),
+	if (reserved) {
+		rte_spinlock_lock(&w->dp->dedup_lock);
+		frame_dedup_complete(dp_dedup_find(&w->dp->dedup, fr->producer_id),
 				     fr->producer_epoch, &ack);
+		rte_spinlock_unlock(&w->dp->dedup_lock);
+	}
 	if (mode == FRAME_ACK_RECEIVED)
 		dp_ingest_send(w, peer, &ack);
 }
@@ -532,10 +549,13 @@ dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer, const struct f
 		 enum frame_status status, bool reserved, uint64_t now_tsc)
 {
 	if (reserved) {
-		struct frame_dedup *d = dp_dedup_find(&w->ingest.dedup, fr->producer_id);
+		struct frame_dedup *d;
 
+		rte_spinlock_lock(&w->dp->dedup_lock);
+		d = dp_dedup_find(&w->dp->dedup, fr->producer_id);
 		if (d != NULL)
 			frame_dedup_abort(d, fr->producer_epoch, fr->batch_seq);
+		rte_spinlock_unlock(&w->dp->dedup_lock);
 	}
 	if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
 		dp_ingest_nack(w, peer, fr, status, now_tsc);
@@ -599,8 +619,8 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 {
 	struct dp_ingest *ing = &w->ingest;
 	struct dp_frame_slot *f = &ing->frames[slot];
-	struct frame_dedup *d = f->producer_id == 0 || w->dp->config.bench_no_dedup ? NULL :
-				dp_dedup_find(&w->ingest.dedup, f->producer_id);
+	bool dedup = f->producer_id != 0 && !w->dp->config.bench_no_dedup;
+	struct frame_dedup *d = NULL;
 	struct frame_ack ack = {
 		.producer_id = f->producer_id,
 		.batch_seq = f->batch_seq,
@@ -613,6 +633,11 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 		.flags = FRAME_ACK_DURABLE,
 	};
 
+	/* The window is shared with the other workers: its update and the answer it decides. */
+	if (dedup) {
+		rte_spinlock_lock(&w->dp->dedup_lock);
+		d = dp_dedup_find(&w->dp->dedup, f->producer_id);
+	}
 	if (f->error != 0) {
 		dp_ingest_frame_failed(f, d, &ack);
 	} else {
@@ -627,6 +652,8 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 			ack.runs = NULL;
 		}
 	}
+	if (dedup)
+		rte_spinlock_unlock(&w->dp->dedup_lock);
 	dp_ingest_send(w, &f->peer, &ack);
 	ing->frame_free[ing->frame_free_count++] = slot;
 }
@@ -728,13 +755,6 @@ dp_ingest_drain(struct dp_worker *w)
  * A producer id's window may go to a new id after this long without a frame:
  * longer than any retry or signed replay (auth_window_ms) can come late.
  */
-static uint64_t
-dp_ingest_idle_tsc(const struct dp_worker *w)
-{
-	return ((uint64_t)DP_PRODUCER_IDLE_S * 1000u + w->dp->config.auth_window_ms) *
-	       (w->dp->tsc_hz / 1000u);
-}
-
 int
 dp_ingest_init(struct dp_worker *w)
 {
@@ -773,11 +793,6 @@ dp_ingest_init(struct dp_worker *w)
 		dp_ingest_fini(w);
 		return rc;
 	}
-	rc = dp_dedup_init(&ing->dedup, w->dp->config.producers_max, dp_ingest_idle_tsc(w));
-	if (rc != 0) {
-		dp_ingest_fini(w);
-		return rc;
-	}
 	rc = dp_stage_init(w);
 	if (rc != 0)
 		dp_ingest_fini(w);
@@ -795,7 +810,6 @@ dp_ingest_fini(struct dp_worker *w)
 	free(ing->frames);
 	free(ing->frame_free);
 	dp_hash_fini(&ing->hash);
-	dp_dedup_fini(&ing->dedup);
 	free(ing->frame_shards);
 	free(ing->runs);
 	free(ing->done);

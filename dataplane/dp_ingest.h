@@ -172,7 +172,6 @@ struct dp_ingest {
 	uint32_t *frame_free;
 	struct frame_ack_run *runs; /* Scratch: DP_FRAME_RECORDS_MAX. */
 	struct dp_record_done *done; /* Scratch: DP_RECORDS_DONE_MAX, filled by dp_stage. */
-	struct dp_dedup_table dedup; /* Producer id -> duplicate window. */
 	/* The current RX burst's held frames. */
 	struct dp_hash hash;        /* Their hash keys (and the key cache). */
 	uint64_t *frame_shards;     /* DP_HELD_RECORDS: shard per record of held frames. */

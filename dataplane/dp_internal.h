@@ -16,9 +16,11 @@
 #include <rte_ether.h>
 #include <rte_ip_frag.h>
 #include <rte_mbuf.h>
+#include <rte_spinlock.h>
 
 #include "common/hashkey.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/dp_dedup.h"
 #include "dataplane/dp_ingest.h"
 #include "dataplane/dp_tcp.h"
 
@@ -89,6 +91,16 @@ struct dp {
 	atomic_bool stop;
 	uint64_t tsc_hz;
 	_Atomic uint64_t flush_epoch; /* Raised by dp_flush_staged(); workers follow. */
+	/*
+	 * Producer id -> duplicate window, one table for all workers: a
+	 * producer that reconnects (TCP) or restarts its socket (UDP) from
+	 * another port may reach another worker (RSS on the 4-tuple, net_tap's
+	 * flow hash), and must meet the same window there or its resends are
+	 * stored twice. Every use holds dedup_lock (a few hundred ns: a probe,
+	 * a window check, and the answer it decides).
+	 */
+	rte_spinlock_t dedup_lock;
+	struct dp_dedup_table dedup;
 };
 
 /* Counters: one writer; relaxed so readers on other threads see whole values. */

@@ -54,14 +54,6 @@ dp_port_conf(const struct dp *dp, uint16_t queue_count, const struct rte_eth_dev
 			   RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_FRAG_IPV4) &
 			  info->flow_type_rss_offloads;
 
-	/*
-	 * Where the device can, hash on the source address alone: every
-	 * connection and datagram of one producer host, and every fragment of
-	 * a datagram, then reaches one worker, so a producer that reconnects
-	 * (a new source port) finds its dedup window (docs/PROTOCOL.md 6).
-	 */
-	if ((info->flow_type_rss_offloads & RTE_ETH_RSS_L3_SRC_ONLY) != 0)
-		rss_hf |= RTE_ETH_RSS_L3_SRC_ONLY;
 	memset(conf, 0, sizeof(*conf));
 	conf->rxmode.mtu = dp->config.mtu;
 	/* A jumbo frame does not fit one mbuf: the device chains them. */

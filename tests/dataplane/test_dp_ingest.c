@@ -964,7 +964,6 @@ setup_two_producers(void)
 Test(dp_ingest_producers, refuses_a_new_producer_id_when_every_window_is_taken,
      .init = setup_two_producers, .fini = teardown, .timeout = 30)
 {
-	struct dp_ingest *ing = &dp_test->workers[0].ingest;
 	struct frame_ack ack;
 	struct frame_ack_run runs[4];
 
@@ -984,7 +983,7 @@ Test(dp_ingest_producers, refuses_a_new_producer_id_when_every_window_is_taken,
 	}
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 2);
 	/* Producer 1 idle past the reclaim time: its window goes to the new id. */
-	ing->dedup.seen_tsc[0] -= ing->dedup.idle_tsc + 1;
+	dp_test->dedup.seen_tsc[0] -= dp_test->dedup.idle_tsc + 1;
 	send_and_answer("k3", 3, 0, &ack, runs);
 	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
 	cr_assert_eq(ack.flags & FRAME_F_DUPLICATE, 0);
@@ -1595,4 +1594,49 @@ Test(dp_ingest, a_tcp_resend_while_storing_owes_no_second_answer)
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1, "stored once");
 	cr_assert_eq(dp_test_counter(DP_ACKS_SENT), 1, "answered once");
 	cr_assert_eq(c->answers_due, 0, "nothing owed");
+}
+
+static void
+setup_two_workers(void)
+{
+	dp_test_workers = 2;
+	setup();
+	dp_test_workers = 1;
+}
+
+/*
+ * A producer whose resend reaches another worker (a new source port after
+ * a reconnect, hashed elsewhere) meets the same duplicate window there: the
+ * resend is answered as a duplicate, stored once.
+ */
+Test(dp_ingest_workers, a_resend_on_another_worker_is_a_duplicate, .init = setup_two_workers,
+     .fini = teardown, .timeout = 30)
+{
+	uint8_t buf[1500];
+	uint8_t pkt[2048];
+	struct rec r = { .key = "k", .data = "once" };
+	uint16_t size = records_frame(buf, "orders", 777, 5, FRAME_ACK_DURABLE, &r, 1);
+	struct frame_ack ack;
+	struct frame_ack_run runs[4];
+	struct rte_mbuf *m = NULL;
+	uint64_t deadline = clock_mono_ns() + 3000000000u;
+
+	send_payload(buf, size); /* Queue 0: worker 0 stores it. */
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m);
+	decode_answer(m, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	cr_assert_eq(ack.flags & FRAME_F_DUPLICATE, 0);
+	dp_test_inject_queue(1, pkt, dp_test_udp_frame(pkt, DP_TEST_PORT, buf, size));
+	m = NULL;
+	while (m == NULL && clock_mono_ns() < deadline) {
+		dp_test_poll_worker(1);
+		if (dp_test_sent_queue(1, &m, 1) != 1)
+			m = NULL;
+	}
+	cr_assert_not_null(m, "worker 1 answered");
+	decode_answer(m, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	cr_assert(ack.flags & FRAME_F_DUPLICATE, "the window was worker 0's, and is shared");
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1, "stored once");
 }
