@@ -468,19 +468,36 @@ dp_ingest_nack_allowed(struct dp_worker *w, uint64_t now_tsc)
 
 static_assert(DP_TCP_ANSWER_MAX >= DP_UDP_PAYLOAD_MAX, "TCP reserves room for any answer");
 
-/* An answer on a TCP connection: into its send buffer (reserved when the frame came). */
+/*
+ * An answer on a TCP connection, into its send buffer: with every run when
+ * the buffer has room (a 500-record frame's ACK is up to 8 KiB), else without
+ * detail, which the room reserved when the frame came always holds.
+ */
 static void
 dp_ingest_send_tcp(struct dp_worker *w, const struct dp_peer *peer, const struct frame_ack *ack)
 {
-	uint8_t bytes[DP_UDP_PAYLOAD_MAX];
+	static_assert(FRAME_ACK_SIZE_MAX <= 16384, "an answer fits the stack buffer");
+	uint8_t bytes[FRAME_ACK_SIZE_MAX];
 	int size = frame_ack_encode(bytes, sizeof(bytes), ack, false);
+	int rc;
 
 	if (size <= 0) {
 		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
 		dp_count(w, DP_NACKS_SUPPRESSED, 1);
 		return;
 	}
-	if (dp_tcp_answer(&w->tcp, peer->tcp_conn, peer->tcp_gen, bytes, (uint32_t)size) != 0)
+	rc = dp_tcp_answer(&w->tcp, peer->tcp_conn, peer->tcp_gen, bytes, (uint32_t)size);
+	if (rc == -ENOSPC) {
+		struct frame_ack short_ack = *ack;
+
+		short_ack.flags |= FRAME_F_NO_DETAIL;
+		short_ack.run_count = 0;
+		short_ack.runs = NULL;
+		size = frame_ack_encode(bytes, DP_TCP_ANSWER_MAX, &short_ack, false);
+		assert(size > 0);
+		rc = dp_tcp_answer(&w->tcp, peer->tcp_conn, peer->tcp_gen, bytes, (uint32_t)size);
+	}
+	if (rc != 0)
 		return; /* The connection is gone (counted): the dedup window remembers. */
 	dp_count(w, ack->type == FRAME_TYPE_ACK ? DP_ACKS_SENT : DP_NACKS_SENT, 1);
 }
@@ -645,7 +662,9 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 		ack.runs = ing->runs;
 		if (d != NULL)
 			frame_dedup_complete(d, f->epoch, &ack);
-		if (FRAME_ACK_HEADER_SIZE + (uint32_t)ack.run_count * FRAME_ACK_RUN_SIZE >
+		/* A datagram's answer fits one datagram; TCP decides by its buffer's room. */
+		if (!f->peer.tcp &&
+		    FRAME_ACK_HEADER_SIZE + (uint32_t)ack.run_count * FRAME_ACK_RUN_SIZE >
 		    DP_UDP_PAYLOAD_MAX) {
 			ack.flags |= FRAME_F_NO_DETAIL;
 			ack.run_count = 0;

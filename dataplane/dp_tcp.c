@@ -520,13 +520,20 @@ dp_tcp_answer(struct dp_tcp *tcp, uint32_t conn, uint32_t gen, const uint8_t *by
 {
 	struct dp_tcp_conn *c = dp_tcp_conn_of(tcp, conn, gen);
 
-	assert(size <= DP_TCP_ANSWER_MAX);
 	if (c == NULL || c->answers_due == 0) {
 		dp_tcp_count(tcp, DP_TCP_ANSWERS_ORPHANED, 1);
 		return -ESTALE;
 	}
-	/* dp_tcp_tx_room() reserved DP_TCP_ANSWER_MAX for it when the frame was taken. */
+	/*
+	 * dp_tcp_tx_room() reserved DP_TCP_ANSWER_MAX for it when the frame was
+	 * taken; a larger answer (every run of a big frame) goes only where the
+	 * buffer has room beyond the other answers' reservations.
+	 */
 	assert(c->tx_buf != DP_TCP_NONE);
+	if (size > DP_TCP_ANSWER_MAX &&
+	    c->tx_len + size + (uint64_t)(c->answers_due - 1) * DP_TCP_ANSWER_MAX >
+	    tcp->config.tx_buffer_size)
+		return -ENOSPC;
 	assert(c->tx_len + size <= tcp->config.tx_buffer_size);
 	memcpy(dp_tcp_tx_mem(tcp, c) + c->tx_len, bytes, size);
 	c->tx_len += size;

@@ -311,7 +311,9 @@ void dp_tcp_burst_end(struct dp_tcp *tcp, uint64_t now_us);
 uint32_t dp_tcp_poll(struct dp_tcp *tcp, uint64_t now_us);
 /*
  * An answer (ACK/NACK frame) for a frame of connection (conn, gen). -ESTALE
- * when that connection is gone (the answer is dropped and counted).
+ * when that connection is gone (the answer is dropped and counted); -ENOSPC
+ * (nothing written) for one over DP_TCP_ANSWER_MAX that does not fit now:
+ * send a shorter one (at most DP_TCP_ANSWER_MAX always fits).
  */
 int dp_tcp_answer(struct dp_tcp *tcp, uint32_t conn, uint32_t gen, const uint8_t *bytes,
 		  uint32_t size);

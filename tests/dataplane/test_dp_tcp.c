@@ -1261,3 +1261,27 @@ Test(dp_tcp, options_parser_refuses_lying_lengths)
 	cr_assert_not(dp_tcp_parse_options(zero_len, sizeof(zero_len), &s));
 	cr_assert(dp_tcp_parse_options(unknown, sizeof(unknown), &s));
 }
+
+Test(dp_tcp, a_large_answer_goes_where_there_is_room_only)
+{
+	static uint8_t big[6000];
+	uint8_t buf[1024];
+	uint32_t size = make_frame(buf, sizeof(buf), 1, 1, 10, 'a');
+	struct dp_tcp_seg s;
+
+	handshake();
+	/* Three frames taken: three answers owed, 3 x 1472 reserved of the 8 KiB buffer. */
+	for (uint32_t i = 0; i < 3; i++) {
+		s = data_seg(i * size, buf, size, true);
+		deliver(&s);
+	}
+	cr_assert_eq(frame_count, 3);
+	cr_assert_eq(dp_tcp_answer(&tcp, frame_conn[0], frame_gen[0], big, 6000), -ENOSPC,
+		     "6000 B would eat the others' reserved room");
+	cr_assert_eq(tcp.conns[frame_conn[0]].answers_due, 3, "nothing written");
+	cr_assert_eq(dp_tcp_answer(&tcp, frame_conn[0], frame_gen[0], big, 5000), 0,
+		     "5000 B leaves 2 x 1472 for the other two");
+	cr_assert_eq(dp_tcp_answer(&tcp, frame_conn[1], frame_gen[1], big, DP_TCP_ANSWER_MAX), 0);
+	cr_assert_eq(dp_tcp_answer(&tcp, frame_conn[2], frame_gen[2], big, DP_TCP_ANSWER_MAX), 0);
+	cr_assert_eq(tcp.conns[frame_conn[0]].tx_len, 5000 + 2 * DP_TCP_ANSWER_MAX);
+}
