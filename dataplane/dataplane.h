@@ -48,7 +48,14 @@ struct dp_route_builder;
 #define DP_TCP_BUFFER_KB_MAX 16384u         /* A receive buffer holds any legal frame. */
 #define DP_TCP_BUFFERS_MAX 65536u           /* Per pool, per worker. */
 
+/* Where frames come from ([dataplane] backend). */
+enum dp_backend {
+	DP_BACKEND_DPDK,            /* A DPDK port (vdev or PCI), our own L2/L3/TCP. */
+	DP_BACKEND_KERNEL,          /* Kernel UDP/TCP sockets through io_uring; no port. */
+};
+
 struct dp_config {
+	enum dp_backend backend;
 	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
 	const char *vdev;           /* Virtual device ("" or NULL: use PCI/eal_args ports). */
 	const char *file_prefix;    /* EAL --file-prefix; NULL: "sluice-<pid>". */
@@ -193,6 +200,10 @@ enum dp_counter {
 	DP_TCP_TIMEOUT_KEEPALIVE,
 	DP_TCP_TIMEOUT_PARTIAL, /* A frame left incomplete (slowloris): RST. */
 	DP_TCP_ANSWERS_ORPHANED, /* The connection closed before its answer. */
+	/* Kernel backend (dp_kernel.h); its TCP uses the DP_TCP_* counters that apply. */
+	DP_KERNEL_RX_NO_BUFFER, /* A multishot receive found its buffer ring empty: re-armed. */
+	DP_KERNEL_TRUNCATED,    /* A datagram larger than a receive buffer (dropped). */
+	DP_KERNEL_ERRORS,       /* Unexpected completion errors (accept, submit). */
 	DP_COUNTER_COUNT,
 };
 

@@ -16,6 +16,7 @@
 
 #include "common/diag.h"
 #include "dataplane/dp_internal.h"
+#include "dataplane/dp_kernel.h"
 
 void
 dp_config_default(struct dp_config *config)
@@ -51,6 +52,8 @@ static int
 dp_config_check(const struct dp_config *c)
 {
 	if (c->workers == 0 || c->workers > DP_WORKERS_MAX)
+		return -EINVAL;
+	if (c->backend != DP_BACKEND_DPDK && c->backend != DP_BACKEND_KERNEL)
 		return -EINVAL;
 	if (c->ring_size < 64 || c->ring_size > 32768 || (c->ring_size & (c->ring_size - 1)))
 		return -EINVAL;
@@ -103,6 +106,15 @@ dp_copy_strings(struct dp *dp, const struct dp_config *c)
 	return 0;
 }
 
+static void
+dp_worker_close_any(struct dp_worker *w)
+{
+	if (w->dp->config.backend == DP_BACKEND_KERNEL)
+		dp_kernel_worker_close(w);
+	else
+		dp_worker_close(w);
+}
+
 static int
 dp_workers_open(struct dp *dp)
 {
@@ -124,10 +136,11 @@ dp_workers_open(struct dp *dp)
 		w->lcore_id = lcore;
 		w->port_id = dp->port_id;
 		w->queue_id = (uint16_t)i;
-		rc = dp_worker_open(w);
+		rc = dp->config.backend == DP_BACKEND_KERNEL ? dp_kernel_worker_open(w) :
+							       dp_worker_open(w);
 		if (rc != 0) {
 			while (i-- > 0)
-				dp_worker_close(&dp->workers[i]);
+				dp_worker_close_any(&dp->workers[i]);
 			free(dp->workers);
 			dp->workers = NULL;
 			return rc;
@@ -163,7 +176,8 @@ dp_open(const struct dp_config *config, struct dp **dp_out)
 		rc = -EINVAL;
 		goto out_eal;
 	}
-	rc = dp_port_open(dp);
+	/* The kernel backend has no port: sockets, opened per worker. */
+	rc = config->backend == DP_BACKEND_KERNEL ? 0 : dp_port_open(dp);
 	if (rc != 0)
 		goto out_eal;
 	rc = dp_route_init(dp);
@@ -195,7 +209,9 @@ dp_start(struct dp *dp)
 	atomic_store(&dp->stop, false);
 	for (uint32_t i = 0; i < dp->worker_count; i++) {
 		struct dp_worker *w = &dp->workers[i];
-		int rc = rte_eal_remote_launch(dp_worker_main, w, w->lcore_id);
+		lcore_function_t *main_fn = dp->config.backend == DP_BACKEND_KERNEL ?
+					    dp_kernel_worker_main : dp_worker_main;
+		int rc = rte_eal_remote_launch(main_fn, w, w->lcore_id);
 
 		if (rc != 0) {
 			diag_error("dataplane", "launch worker %u on lcore %u: %d", i, w->lcore_id,
@@ -226,7 +242,7 @@ dp_close(struct dp *dp)
 		return;
 	dp_stop(dp);
 	for (uint32_t i = 0; i < dp->worker_count; i++)
-		dp_worker_close(&dp->workers[i]);
+		dp_worker_close_any(&dp->workers[i]);
 	free(dp->workers);
 	dp_route_fini(dp);
 	dp_port_close(dp);

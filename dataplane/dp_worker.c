@@ -208,7 +208,7 @@ dp_worker_idle(struct dp_worker *w)
  * A flush request (dp_flush_staged): submit every open staging batch; done
  * once nothing waits in the retry list either (all handed to the log).
  */
-static void
+void
 dp_worker_flush_check(struct dp_worker *w)
 {
 	uint64_t epoch = atomic_load_explicit(&w->dp->flush_epoch, memory_order_acquire);
