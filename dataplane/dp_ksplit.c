@@ -37,8 +37,9 @@ dp_ksplit_need(const struct dp_ksplit *s, const uint8_t *bytes, uint32_t size,
 {
 	enum frame_err err = frame_next(bytes, size, frame_size, need);
 
+	/* One bound wherever the frame lies: whole in a receive buffer or not. */
 	if (err == FRAME_OK)
-		return 0;
+		return *frame_size <= s->asm_size ? 0 : -EMSGSIZE;
 	if (err != FRAME_ERR_TRUNCATED)
 		return -EPROTO;
 	if ((uint64_t)size + *need > s->asm_size)
