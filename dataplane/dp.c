@@ -86,7 +86,9 @@ dp_copy_strings(struct dp *dp, const struct dp_config *c)
 	n = snprintf(dp->eal_args, sizeof(dp->eal_args), "%s", c->eal_args ? c->eal_args : "");
 	if (n < 0 || (size_t)n >= sizeof(dp->eal_args))
 		return -E2BIG;
-	n = snprintf(dp->vdev, sizeof(dp->vdev), "%s", c->vdev ? c->vdev : "");
+	/* The kernel backend opens no DPDK device. */
+	n = snprintf(dp->vdev, sizeof(dp->vdev), "%s",
+		     c->vdev != NULL && c->backend == DP_BACKEND_DPDK ? c->vdev : "");
 	if (n < 0 || (size_t)n >= sizeof(dp->vdev))
 		return -E2BIG;
 	if (c->file_prefix != NULL)
@@ -104,15 +106,6 @@ dp_copy_strings(struct dp *dp, const struct dp_config *c)
 	dp->auth_key_count = c->auth_key_count;
 	dp->config.auth_keys = dp->auth_keys;
 	return 0;
-}
-
-static void
-dp_worker_close_any(struct dp_worker *w)
-{
-	if (w->dp->config.backend == DP_BACKEND_KERNEL)
-		dp_kernel_worker_close(w);
-	else
-		dp_worker_close(w);
 }
 
 static int
@@ -136,11 +129,10 @@ dp_workers_open(struct dp *dp)
 		w->lcore_id = lcore;
 		w->port_id = dp->port_id;
 		w->queue_id = (uint16_t)i;
-		rc = dp->config.backend == DP_BACKEND_KERNEL ? dp_kernel_worker_open(w) :
-							       dp_worker_open(w);
+		rc = dp_worker_open(w);
 		if (rc != 0) {
 			while (i-- > 0)
-				dp_worker_close_any(&dp->workers[i]);
+				dp_worker_close(&dp->workers[i]);
 			free(dp->workers);
 			dp->workers = NULL;
 			return rc;
@@ -242,7 +234,7 @@ dp_close(struct dp *dp)
 		return;
 	dp_stop(dp);
 	for (uint32_t i = 0; i < dp->worker_count; i++)
-		dp_worker_close_any(&dp->workers[i]);
+		dp_worker_close(&dp->workers[i]);
 	free(dp->workers);
 	dp_route_fini(dp);
 	dp_port_close(dp);

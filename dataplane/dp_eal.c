@@ -108,16 +108,16 @@ dp_eal_build_fixed(struct dp *dp, struct dp_eal_argv *a)
 			 cpus > 1 ? cpus - 1 : 0);
 		rc = dp_eal_arg(a, "%s", lcores, 0);
 	}
-	/* The kernel backend needs EAL only for lcores and RCU: no device at all. */
-	if (rc == 0 && c->backend == DP_BACKEND_KERNEL)
-		rc = dp_eal_arg(a, "%s", "--no-pci", 0);
-	if (rc == 0 && c->backend == DP_BACKEND_DPDK && dp->vdev[0] != '\0')
+	if (rc == 0 && dp->vdev[0] != '\0')
 		rc = dp_eal_arg(a, "--vdev=%s", dp->vdev, 0);
-	if (rc == 0 && c->backend == DP_BACKEND_DPDK && dp->vdev[0] != '\0' &&
-	    !dp_eal_args_have(dp->eal_args, "-a") && !dp_eal_args_have(dp->eal_args, "--allow"))
+	if (rc == 0 && dp->vdev[0] != '\0' && !dp_eal_args_have(dp->eal_args, "-a") &&
+	    !dp_eal_args_have(dp->eal_args, "--allow"))
 		rc = dp_eal_arg(a, "%s", "--no-pci", 0);
 	if (rc == 0 && !c->telemetry)
 		rc = dp_eal_arg(a, "%s", "--no-telemetry", 0);
+	/* The kernel backend needs EAL only for lcores and RCU (its vdev is ""): no device. */
+	if (rc == 0 && c->backend == DP_BACKEND_KERNEL)
+		rc = dp_eal_arg(a, "%s", "--no-pci", 0);
 	if (rc == 0)
 		rc = dp_eal_arg(a, "%s", "--log-level=*:warning", 0);
 	return rc;

@@ -24,6 +24,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include "dataplane/dp_internal.h"
+#include "dataplane/dp_kernel.h"
 
 void
 dp_worker_tx_flush(struct dp_worker *w)
@@ -120,8 +121,11 @@ dp_worker_tcp_init(struct dp_worker *w)
 int
 dp_worker_open(struct dp_worker *w)
 {
-	int rc = dp_ingest_init(w);
+	int rc;
 
+	if (w->dp->config.backend == DP_BACKEND_KERNEL)
+		return dp_kernel_worker_open(w); /* Sockets instead of a port (dp_kernel.c). */
+	rc = dp_ingest_init(w);
 	if (rc != 0)
 		return rc;
 	rc = dp_worker_tcp_init(w);
@@ -142,6 +146,10 @@ out_ingest:
 void
 dp_worker_close(struct dp_worker *w)
 {
+	if (w->dp->config.backend == DP_BACKEND_KERNEL) {
+		dp_kernel_worker_close(w);
+		return;
+	}
 	dp_net_fini(w);
 	dp_tcp_fini(&w->tcp);
 	dp_ingest_fini(w);
