@@ -33,6 +33,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -424,6 +425,8 @@ dp_kernel_accepted(struct dp_worker *w, struct dp_kernel *k, const struct io_uri
 		dp_count(w, DP_TCP_REFUSED_TABLE_FULL, 1);
 		return;
 	}
+	/* Answers are small and wanted now: Nagle would hold one behind another's ACK. */
+	setsockopt(cqe->res, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	index = k->conn_free[--k->conn_free_count];
 	c = &k->conns[index];
 	assert(c->state == DP_KCONN_FREE);
