@@ -11,6 +11,11 @@
  * batch_age_us, and ACK frames go back once the log reports them durable.
  * Workers transmit only on the TX queue whose index equals their RX queue.
  *
+ * With backend = DP_BACKEND_KERNEL there is no port: EAL starts without a
+ * device (lcores and RCU only) and each worker takes the same frames on its
+ * own kernel UDP socket and TCP listener bound to ipv4:ingest_port, through
+ * io_uring, feeding the same staging, log and answers (dp_kernel.h).
+ *
  * The control plane publishes the route table (stream name -> stream id, open
  * shards' hash-key ranges -> log shard id) with dp_route_publish(); workers
  * read it under RCU and never wait for a publisher.

@@ -601,7 +601,7 @@ dp_kernel_conn_pump(struct dp_worker *w, struct dp_kernel *k, struct dp_kconn *c
 {
 	int rc = 0;
 
-	if (c->q_head == DP_KERNEL_NONE && dp_ksplit_is_partial(&c->split))
+	if (dp_ksplit_holds_frame(&c->split))
 		rc = dp_ksplit_feed(&c->split, NULL, 0, &dp_kernel_split_ops, w, &(uint32_t){0});
 	while (rc == 0 && c->q_head != DP_KERNEL_NONE) {
 		uint32_t id = c->q_head;
@@ -621,7 +621,8 @@ dp_kernel_conn_pump(struct dp_worker *w, struct dp_kernel *k, struct dp_kconn *c
 		if (c->q_head == DP_KERNEL_NONE)
 			c->q_tail = DP_KERNEL_NONE;
 	}
-	return rc;
+	/* A frame assembled whole but not taken is back-pressure too: no byte may follow. */
+	return rc == 0 && dp_ksplit_holds_frame(&c->split) ? -EAGAIN : rc;
 }
 
 /* Splits what arrived; stops or re-arms the receive. Stays listed while stopped. */

@@ -79,6 +79,16 @@ dp_ksplit_assemble(struct dp_ksplit *s, const uint8_t *bytes, uint32_t size,
 	return 0;
 }
 
+bool
+dp_ksplit_holds_frame(const struct dp_ksplit *s)
+{
+	uint32_t frame_size;
+	uint32_t need;
+
+	return s->asm_buf != NULL &&
+	       frame_next(s->asm_buf, s->asm_used, &frame_size, &need) == FRAME_OK;
+}
+
 int
 dp_ksplit_feed(struct dp_ksplit *s, const uint8_t *bytes, uint32_t size,
 	       const struct dp_ksplit_ops *ops, void *ctx, uint32_t *consumed_out)

@@ -59,6 +59,12 @@ dp_ksplit_is_partial(const struct dp_ksplit *s)
 	return s->asm_buf != NULL;
 }
 
+/*
+ * A whole frame waits in assembly for can_take(): the caller must feed again
+ * (size 0 will do) once there is room, even if no byte more arrives.
+ */
+bool dp_ksplit_holds_frame(const struct dp_ksplit *s);
+
 /* Gives the assembly buffer back (connection closed). */
 void dp_ksplit_reset(struct dp_ksplit *s, const struct dp_ksplit_ops *ops, void *ctx);
 

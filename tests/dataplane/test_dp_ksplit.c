@@ -248,10 +248,12 @@ Test(dp_ksplit, back_pressure_on_an_assembled_frame_keeps_it)
 	uint32_t size = make_frame(bytes, sizeof(bytes), 3, 2, 100);
 
 	cr_assert_eq(feed(bytes, 10, 0), 10);
+	cr_assert_not(dp_ksplit_holds_frame(&split), "a beginning is not a frame");
 	sink.take = false;
 	cr_assert_eq(feed(bytes + 10, size - 10, 0), size - 10, "copied, not taken");
 	cr_assert_eq(sink.count, 0);
 	cr_assert(dp_ksplit_is_partial(&split));
+	cr_assert(dp_ksplit_holds_frame(&split), "whole, waiting for room");
 	cr_assert_eq(feed(NULL, 0, 0), 0, "still pushed back");
 	cr_assert_eq(sink.count, 0);
 	sink.take = true;
@@ -259,6 +261,7 @@ Test(dp_ksplit, back_pressure_on_an_assembled_frame_keeps_it)
 	cr_assert_eq(sink.count, 1);
 	cr_assert_eq(sink.seqs[0], 3);
 	cr_assert_not(dp_ksplit_is_partial(&split));
+	cr_assert_not(dp_ksplit_holds_frame(&split));
 	cr_assert_not(sink.asm_lent);
 }
 
