@@ -458,16 +458,16 @@ dp_kernel_tcp_recv(struct dp_worker *w, struct dp_kernel *k, uint32_t index,
 		assert(id < k->tcp.count);
 		dp_count(w, DP_RX_BYTES, (uint64_t)cqe->res);
 		if (c->state != DP_KCONN_OPEN) {
-			k->tcp.back[k->tcp.back_count++] = id;
-			return;
+			k->tcp.back[k->tcp.back_count++] = id; /* Closing: its recv may end here. */
+		} else {
+			k->tcp_len[id] = (uint32_t)cqe->res;
+			k->tcp_next[id] = DP_KERNEL_NONE;
+			if (c->q_tail == DP_KERNEL_NONE)
+				c->q_head = id;
+			else
+				k->tcp_next[c->q_tail] = id;
+			c->q_tail = id;
 		}
-		k->tcp_len[id] = (uint32_t)cqe->res;
-		k->tcp_next[id] = DP_KERNEL_NONE;
-		if (c->q_tail == DP_KERNEL_NONE)
-			c->q_head = id;
-		else
-			k->tcp_next[c->q_tail] = id;
-		c->q_tail = id;
 	} else if (cqe->res == 0) {
 		c->eof = true;
 	} else if (cqe->res == -ENOBUFS) {

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""The kernel backend's TCP path ([dataplane] backend = kernel) against a real sluiced
-on 127.0.0.1, frames built by the spec-only Python encoder (tests/protocol):
+"""The kernel backend ([dataplane] backend = kernel) against a real sluiced on
+127.0.0.1, frames built by the spec-only Python encoder (tests/protocol). TCP:
 
 - a frame cut inside its header and sent in two writes is assembled and ACKed;
 - 40 frames in one write, with a 4 KiB send buffer (room for two owed answers), are
@@ -8,9 +8,12 @@ on 127.0.0.1, frames built by the spec-only Python encoder (tests/protocol):
   (back-pressure, counted as tcp_blocked) and resumes, nothing lost;
 - a frame larger than the 4 KiB assembly buffer closes its connection
   (tcp_frame_too_large), and so do bytes that are not a frame (tcp_framing_errors);
-- other connections are unaffected, and every ACKed record reads back through the API.
+- other connections are unaffected.
+UDP: a datagram of the protocol's largest size (65,507 bytes) is ACKed, one that is not
+a frame is counted (frames_malformed) and answered by nothing. Every ACKed record reads
+back through the API.
 
-usage: test_dp_kernel_tcp.py SLUICED SLUICE SOURCE_ROOT
+usage: test_dp_kernel.py SLUICED SLUICE SOURCE_ROOT
 """
 import json
 import os
@@ -110,6 +113,21 @@ def main():
         subprocess.run(['rm', '-rf', tmp, f'/var/run/dpdk/sluice-{proc.pid}'])
 
 
+def udp(proc, ingest):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(10)
+    sock.sendto(b'not a frame', ('127.0.0.1', ingest))
+    wait_for(lambda: telemetry(proc.pid)['frames_malformed'] == 1, 10, 'garbage counted')
+    overhead = len(frame(50, data=b''))
+    big = frame(50, data=b'z' * (65507 - overhead))
+    check(len(big) == 65507, f'a {len(big)}-byte frame')
+    sock.sendto(big, ('127.0.0.1', ingest))
+    answer, _ = sock.recvfrom(2048)  # The only answer: the garbage got none.
+    check(answer[13] == 2 and struct.unpack_from('<Q', answer, 24)[0] == 50,
+          'the 65,507-byte datagram ACKed')
+    sock.close()
+
+
 def logged(log, text):
     log.seek(0)
     return text in log.read()
@@ -152,9 +170,10 @@ def run(proc, log, endpoint, ingest):
     good.sendall(frame(42, count=3))
     check(read_answer(good) == (2, 0, 42), 'the first connection goes on')
     good.close()
+    udp(proc, ingest)
     out = subprocess.run([SLUICE, 'consume', 'orders', '--max', '100', '--endpoint', endpoint],
                          check=True, capture_output=True, text=True).stdout
-    check(len(out.splitlines()) == 44, f'44 records read back, got {len(out.splitlines())}')
+    check(len(out.splitlines()) == 45, f'45 records read back, got {len(out.splitlines())}')
     proc.send_signal(signal.SIGTERM)
     check(proc.wait(timeout=30) == 0, 'sluiced stopped cleanly')
     print('PASS')
