@@ -209,6 +209,7 @@ enum dp_counter {
 	DP_KERNEL_RX_NO_BUFFER, /* A multishot receive found its buffer ring empty: re-armed. */
 	DP_KERNEL_TRUNCATED,    /* A datagram larger than a receive buffer (dropped). */
 	DP_KERNEL_ERRORS,       /* Unexpected completion errors (accept, submit). */
+	DP_KERNEL_RX_DROPPED,   /* Datagrams the kernel dropped on our full socket buffer. */
 	DP_COUNTER_COUNT,
 };
 

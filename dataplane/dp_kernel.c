@@ -59,7 +59,8 @@ static_assert((DP_KERNEL_UDP_BUFFERS & (DP_KERNEL_UDP_BUFFERS - 1)) == 0, "a pow
 static_assert((DP_KERNEL_TCP_BUFFERS & (DP_KERNEL_TCP_BUFFERS - 1)) == 0, "a power of two");
 static_assert(DP_KERNEL_TCP_BUFFERS <= UINT16_MAX, "buffer ids are 16 bits");
 static_assert(DP_KERNEL_UDP_BUFFER_SIZE >= sizeof(struct io_uring_recvmsg_out) +
-	      sizeof(struct sockaddr_in) + 65507u, "any IPv4 UDP datagram fits");
+	      sizeof(struct sockaddr_in) + CMSG_SPACE(sizeof(uint32_t)) + 65507u,
+	      "any IPv4 UDP datagram fits, with its source and drop count");
 static_assert(DP_TCP_CONNECTIONS_MAX < (1u << 28), "a connection index fits user_data");
 
 /* user_data: the request's kind in the top 4 bits, a connection or slot below. */
@@ -120,7 +121,8 @@ struct dp_kernel {
 	int listen_fd;
 	bool udp_armed;
 	bool accept_armed;
-	struct msghdr udp_msg;      /* Multishot recvmsg template: the name's size. */
+	struct msghdr udp_msg;      /* Multishot recvmsg template: name and control sizes. */
+	uint32_t udp_drops_seen;    /* The socket's drop count (SO_RXQ_OVFL) counted so far. */
 	struct dp_kernel_bufs udp;
 	struct dp_kernel_bufs tcp;
 	uint32_t *tcp_len;          /* Per TCP buffer: bytes the kernel put in it ... */
@@ -240,6 +242,27 @@ dp_kernel_cancel_recv(struct dp_kernel *k, uint32_t index)
 
 /* ---- UDP ----------------------------------------------------------------- */
 
+/*
+ * Datagrams the kernel dropped on a full socket buffer: SO_RXQ_OVFL puts the
+ * socket's running drop count on each datagram after the first drop; the
+ * increase since the last one is counted, so no datagram is lost uncounted.
+ */
+static void
+dp_kernel_udp_drops(struct dp_worker *w, struct dp_kernel *k, struct io_uring_recvmsg_out *out)
+{
+	struct cmsghdr *cm = io_uring_recvmsg_cmsg_firsthdr(out, &k->udp_msg);
+
+	for (; cm != NULL; cm = io_uring_recvmsg_cmsg_nexthdr(out, &k->udp_msg, cm)) {
+		uint32_t drops;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SO_RXQ_OVFL)
+			continue;
+		memcpy(&drops, CMSG_DATA(cm), sizeof(drops));
+		dp_count(w, DP_KERNEL_RX_DROPPED, drops - k->udp_drops_seen);
+		k->udp_drops_seen = drops;
+	}
+}
+
 static void
 dp_kernel_udp_recv(struct dp_worker *w, struct dp_kernel *k, const struct io_uring_cqe *cqe)
 {
@@ -265,6 +288,7 @@ dp_kernel_udp_recv(struct dp_worker *w, struct dp_kernel *k, const struct io_uri
 		dp_count(w, DP_KERNEL_TRUNCATED, 1);
 		return;
 	}
+	dp_kernel_udp_drops(w, k, out);
 	from = io_uring_recvmsg_name(out);
 	peer.ipv4_be = from->sin_addr.s_addr;
 	peer.port_be = from->sin_port;
@@ -871,6 +895,9 @@ dp_kernel_socket(const struct dp *dp, int type, int *fd_out)
 		rc = -errno;
 	if (rc == 0 && type == SOCK_STREAM && listen(fd, DP_KERNEL_LISTEN_BACKLOG) != 0)
 		rc = -errno;
+	if (rc == 0 && type == SOCK_DGRAM &&
+	    setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) != 0)
+		rc = -errno;
 	if (rc != 0) {
 		close(fd);
 		return rc;
@@ -978,6 +1005,7 @@ dp_kernel_tables_open(struct dp_kernel *k, const struct dp_config *dc)
 	}
 	k->slot_free_count = DP_KERNEL_UDP_TX_SLOTS;
 	k->udp_msg.msg_namelen = sizeof(struct sockaddr_in);
+	k->udp_msg.msg_controllen = CMSG_SPACE(sizeof(uint32_t));
 	if (dp_kernel_pool_open(&k->asm_mem, &k->asm_free, &k->asm_free_count,
 				dc->tcp_rx_buffers, k->asm_size) != 0)
 		return -ENOMEM;

@@ -92,6 +92,7 @@ static const char *const dp_counter_names[DP_COUNTER_COUNT] = {
 	[DP_KERNEL_RX_NO_BUFFER] = "kernel_rx_no_buffer",
 	[DP_KERNEL_TRUNCATED] = "kernel_truncated",
 	[DP_KERNEL_ERRORS] = "kernel_errors",
+	[DP_KERNEL_RX_DROPPED] = "kernel_rx_dropped",
 };
 
 const char *
