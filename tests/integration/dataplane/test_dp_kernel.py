@@ -10,8 +10,9 @@
   (tcp_frame_too_large), and so do bytes that are not a frame (tcp_framing_errors);
 - other connections are unaffected.
 UDP: a datagram of the protocol's largest size (65,507 bytes) is ACKed, one that is not
-a frame is counted (frames_malformed) and answered by nothing. Every ACKed record reads
-back through the API.
+a frame is counted (frames_malformed) and answered by nothing; after a flood every
+datagram was received or counted as dropped by the kernel (kernel_rx_dropped). Every
+ACKed record reads back through the API.
 
 usage: test_dp_kernel.py SLUICED SLUICE SOURCE_ROOT
 """
@@ -125,7 +126,32 @@ def udp(proc, ingest):
     answer, _ = sock.recvfrom(2048)  # The only answer: the garbage got none.
     check(answer[13] == 2 and struct.unpack_from('<Q', answer, 24)[0] == 50,
           'the 65,507-byte datagram ACKed')
+    flood(proc, sock, ingest)
     sock.close()
+
+
+def flood(proc, sock, ingest):
+    """Every datagram is received or counted dropped (kernel_rx_dropped): none vanishes.
+    A drop is reported on the next datagram received, so probes follow the flood."""
+    before = telemetry(proc.pid)
+    sent = 0
+    junk = b'SLUC' + b'j' * 60000  # Big: the socket buffer fills after a few dozen.
+    for _ in range(5000):
+        sock.sendto(junk, ('127.0.0.1', ingest))
+        sent += 1
+
+    def accounted():
+        nonlocal sent
+        stats = telemetry(proc.pid)
+        seen = sum(stats[k] - before[k] for k in ('rx_packets', 'kernel_rx_dropped'))
+        if seen < sent:
+            sock.sendto(junk, ('127.0.0.1', ingest))
+            sent += 1
+        return seen == sent
+    wait_for(accounted, 30, 'every datagram received or counted as dropped')
+    stats = telemetry(proc.pid)
+    print(f"flood: {sent} sent, {stats['rx_packets'] - before['rx_packets']} received, "
+          f"{stats['kernel_rx_dropped'] - before['kernel_rx_dropped']} dropped by the kernel")
 
 
 def logged(log, text):
