@@ -110,8 +110,9 @@ static const struct config_key config_keys[] = {
 	KEY_STR("dataplane", "backend", dp_backend, "dpdk",
 		"dpdk | kernel. dpdk: a DPDK port (vdev, or a PCI NIC through eal_args). kernel: "
 		"kernel UDP and TCP sockets on ipv4:ingest_port through io_uring, for hosts "
-		"without a DPDK-capable NIC (ipv4 must be an address of the host; no ARP/ICMP of "
-		"our own; the tcp_* sizes apply, tcp_rx_buffer_kb bounding a frame)."),
+		"without a DPDK-capable NIC (ipv4 must be an address of the host; ARP, ICMP and "
+		"TCP are the kernel's; tcp_connections, the tcp_* buffers and timeouts apply, "
+		"tcp_rx_buffer_kb bounding a frame)."),
 	KEY_STR("dataplane", "eal_args", dp_eal_args, "",
 		"Extra DPDK EAL arguments, space separated (for example -a 0000:01:00.0)."),
 	KEY_STR("dataplane", "vdev", dp_vdev, "net_tap0,iface=sluice0",

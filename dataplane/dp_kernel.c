@@ -54,6 +54,10 @@
 #define DP_KERNEL_UDP_BGID 0
 #define DP_KERNEL_TCP_BGID 1
 #define DP_KERNEL_LISTEN_BACKLOG 4096
+#define DP_KERNEL_SWEEP_US 10000    /* Timeouts are checked this often ... */
+#define DP_KERNEL_SWEEP_CONNS 64    /* ... on this many connections, round robin. */
+#define DP_KERNEL_KEEPALIVE_PROBES 3 /* Keepalive as the DPDK path's: 3 probes ... */
+#define DP_KERNEL_KEEPALIVE_GAP_S 10 /* ... 10 s apart (the kernel's TCP does it). */
 
 static_assert((DP_KERNEL_UDP_BUFFERS & (DP_KERNEL_UDP_BUFFERS - 1)) == 0, "a power of two");
 static_assert((DP_KERNEL_TCP_BUFFERS & (DP_KERNEL_TCP_BUFFERS - 1)) == 0, "a power of two");
@@ -85,6 +89,9 @@ struct dp_kconn {
 	bool eof;                   /* The producer closed its side. */
 	bool listed;                /* On the attention list. */
 	bool dirty;                 /* On the send list. */
+	bool blocked;               /* Stopped by back-pressure (counted once per stop). */
+	uint64_t last_rx_tsc;       /* Its last data: the idle timeout. */
+	uint64_t partial_tsc;       /* Since when a frame waits for the producer's bytes; 0: none. */
 	uint32_t q_head;            /* Queued receive buffers (ids), DP_KERNEL_NONE: none. */
 	uint32_t q_tail;
 	uint32_t q_off;             /* Bytes of the head buffer already consumed. */
@@ -148,6 +155,10 @@ struct dp_kernel {
 	uint32_t tx_size;
 	uint32_t current;           /* The connection being split (splitter callbacks). */
 	uint64_t now_tsc;
+	uint64_t sweep_tsc;         /* Last timeout sweep ... */
+	uint32_t sweep_cursor;      /* ... and the connection it goes on from. */
+	uint64_t idle_tsc;          /* tcp_idle_timeout_s (0: never) ... */
+	uint64_t partial_tsc;       /* ... and tcp_partial_frame_s, in TSC ticks. */
 };
 
 static inline uint64_t
@@ -449,8 +460,6 @@ dp_kernel_accepted(struct dp_worker *w, struct dp_kernel *k, const struct io_uri
 		dp_count(w, DP_TCP_REFUSED_TABLE_FULL, 1);
 		return;
 	}
-	/* Answers are small and wanted now: Nagle would hold one behind another's ACK. */
-	setsockopt(cqe->res, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	index = k->conn_free[--k->conn_free_count];
 	c = &k->conns[index];
 	assert(c->state == DP_KCONN_FREE);
@@ -461,6 +470,9 @@ dp_kernel_accepted(struct dp_worker *w, struct dp_kernel *k, const struct io_uri
 	c->q_off = 0;
 	c->reserved = 0;
 	c->tx_used = 0;
+	c->blocked = false;
+	c->last_rx_tsc = k->now_tsc;
+	c->partial_tsc = 0;
 	dp_count(w, DP_TCP_CONNS_OPENED, 1);
 	dp_kernel_attend(k, index); /* Its recv is armed when the connection is serviced. */
 }
@@ -484,6 +496,7 @@ dp_kernel_tcp_recv(struct dp_worker *w, struct dp_kernel *k, uint32_t index,
 		if (c->state != DP_KCONN_OPEN) {
 			k->tcp.back[k->tcp.back_count++] = id; /* Closing: its recv may end here. */
 		} else {
+			c->last_rx_tsc = k->now_tsc;
 			k->tcp_len[id] = (uint32_t)cqe->res;
 			k->tcp_next[id] = DP_KERNEL_NONE;
 			if (c->q_tail == DP_KERNEL_NONE)
@@ -661,10 +674,18 @@ dp_kernel_conn_service(struct dp_worker *w, struct dp_kernel *k, uint32_t index)
 	k->current = index;
 	rc = dp_kernel_conn_pump(w, k, c);
 	if (rc == -EAGAIN) {
-		dp_count(w, DP_TCP_BLOCKED, 1);
+		if (!c->blocked)
+			dp_count(w, DP_TCP_BLOCKED, 1);
+		c->blocked = true;
+		c->partial_tsc = 0; /* Waiting on us, not on the producer. */
 		dp_kernel_cancel_recv(k, index); /* The kernel's window closes. */
 		return true;
 	}
+	c->blocked = false;
+	if (!dp_ksplit_is_partial(&c->split))
+		c->partial_tsc = 0;
+	else if (c->partial_tsc == 0)
+		c->partial_tsc = k->now_tsc;
 	if (rc != 0) {
 		dp_count(w, rc == -EMSGSIZE ? DP_TCP_FRAME_TOO_LARGE : DP_TCP_FRAMING_ERRORS, 1);
 		dp_kernel_conn_close(w, k, index);
@@ -679,6 +700,37 @@ dp_kernel_conn_service(struct dp_worker *w, struct dp_kernel *k, uint32_t index)
 	if (!c->recv_armed && !dp_kernel_arm_recv(k, index))
 		return true;
 	return false;
+}
+
+/*
+ * Connections the producer left hanging: no data for tcp_idle_timeout_s while
+ * nothing is owed to it, or a frame begun and not finished for
+ * tcp_partial_frame_s (slowloris: it holds an assembly buffer). A bounded
+ * round-robin slice per sweep; keepalive is the kernel's (set on the listener).
+ */
+static void
+dp_kernel_sweep(struct dp_worker *w, struct dp_kernel *k)
+{
+	uint64_t now = k->now_tsc;
+
+	if (now - k->sweep_tsc < w->tsc_per_us * DP_KERNEL_SWEEP_US)
+		return;
+	k->sweep_tsc = now;
+	for (uint32_t i = 0; i < DP_KERNEL_SWEEP_CONNS && i < k->conn_count; i++) {
+		uint32_t index = k->sweep_cursor++ % k->conn_count;
+		struct dp_kconn *c = &k->conns[index];
+
+		if (c->state != DP_KCONN_OPEN)
+			continue;
+		if (c->partial_tsc != 0 && now - c->partial_tsc > k->partial_tsc) {
+			dp_count(w, DP_TCP_TIMEOUT_PARTIAL, 1);
+			dp_kernel_conn_close(w, k, index);
+		} else if (k->idle_tsc != 0 && c->reserved == 0 && c->tx_used == 0 &&
+			   now - c->last_rx_tsc > k->idle_tsc) {
+			dp_count(w, DP_TCP_TIMEOUT_IDLE, 1);
+			dp_kernel_conn_close(w, k, index);
+		}
+	}
 }
 
 static void
@@ -799,6 +851,7 @@ dp_kernel_poll(struct dp_worker *w, uint64_t now_tsc)
 		dp_kernel_complete(w, k, cqes[i]);
 	io_uring_cq_advance(&k->ring, count);
 	dp_kernel_attend_all(w, k);
+	dp_kernel_sweep(w, k);
 	/* Held frames point into the buffers: they go back only after the burst end. */
 	dp_ingest_burst_end(w, now_tsc);
 	dp_kernel_bufs_give_back(&k->udp);
@@ -907,6 +960,27 @@ dp_kernel_socket(const struct dp *dp, int type, int *fd_out)
 	return 0;
 }
 
+/* Connections inherit these from the listener: answers now, and keepalive probes. */
+static int
+dp_kernel_listener_options(int fd, uint32_t keepalive_s)
+{
+	int one = 1;
+	int idle = (int)keepalive_s;
+	int gap = DP_KERNEL_KEEPALIVE_GAP_S;
+	int probes = DP_KERNEL_KEEPALIVE_PROBES;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+		return -errno;
+	if (keepalive_s == 0)
+		return 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &gap, sizeof(gap)) != 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes)) != 0)
+		return -errno;
+	return 0;
+}
+
 static void *
 dp_kernel_map(size_t size)
 {
@@ -986,6 +1060,8 @@ dp_kernel_tables_open(struct dp_kernel *k, const struct dp_config *dc)
 	    k->slot_free == NULL)
 		return -ENOMEM;
 	k->asm_size = dc->tcp_rx_buffer_kb * 1024u;
+	k->idle_tsc = (uint64_t)dc->tcp_idle_timeout_s * rte_get_tsc_hz();
+	k->partial_tsc = (uint64_t)dc->tcp_partial_frame_s * rte_get_tsc_hz();
 	k->tx_size = dc->tcp_tx_buffer_kb * 1024u;
 	for (uint32_t i = 0; i < k->conn_count; i++) {
 		k->conns[i].fd = -1;
@@ -1059,6 +1135,9 @@ dp_kernel_worker_open(struct dp_worker *w)
 		rc = dp_kernel_socket(w->dp, SOCK_DGRAM, &k->udp_fd);
 	if (rc == 0)
 		rc = dp_kernel_socket(w->dp, SOCK_STREAM, &k->listen_fd);
+	/* Answers are small and wanted now: Nagle would hold one behind another's ACK. */
+	if (rc == 0)
+		rc = dp_kernel_listener_options(k->listen_fd, w->dp->config.tcp_keepalive_s);
 	if (rc != 0) {
 		diag_error("dataplane", "kernel backend, worker %u: %s", w->index, strerror(-rc));
 		dp_kernel_worker_close(w);

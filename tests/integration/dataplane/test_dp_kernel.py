@@ -8,7 +8,8 @@
   (back-pressure, counted as tcp_blocked) and resumes, nothing lost;
 - a frame larger than the 4 KiB assembly buffer closes its connection
   (tcp_frame_too_large), and so do bytes that are not a frame (tcp_framing_errors);
-- other connections are unaffected.
+- other connections are unaffected;
+- a frame begun and left unfinished closes its connection after tcp_partial_frame_s.
 UDP: a datagram of the protocol's largest size (65,507 bytes) is ACKed, one that is not
 a frame is counted (frames_malformed) and answered by nothing; after a flood every
 datagram was received or counted as dropped by the kernel (kernel_rx_dropped). Every
@@ -94,24 +95,56 @@ def telemetry(pid):
     return stats
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix='kernel-tcp-')
-    api, ingest = free_port(), free_port()
-    endpoint = f'http://127.0.0.1:{api}'
+def start(tmp, api, ingest, *extra):
     log = open(os.path.join(tmp, 'sluiced.log'), 'w+')
     proc = subprocess.Popen([
         SLUICED, '--data-dir', os.path.join(tmp, 'data'), '--api-listen', f'127.0.0.1:{api}',
         '--set', 'dataplane.backend=kernel', '--set', 'dataplane.ipv4=127.0.0.1',
         '--set', f'dataplane.ingest_port={ingest}', '--set', 'dataplane.no_huge=true',
-        '--set', 'dataplane.tcp_rx_buffer_kb=4', '--set', 'dataplane.tcp_tx_buffer_kb=4'],
-        stdout=log, stderr=subprocess.STDOUT)
+        '--set', 'dataplane.tcp_rx_buffer_kb=4', '--set', 'dataplane.tcp_tx_buffer_kb=4',
+        *extra], stdout=log, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix='kernel-tcp-')
+    api, ingest = free_port(), free_port()
+    endpoint = f'http://127.0.0.1:{api}'
+    procs = []
     try:
-        run(proc, log, endpoint, ingest)
+        procs.append(start(tmp, api, ingest))
+        run(procs[-1][0], procs[-1][1], endpoint, ingest)
+        procs.append(start(tmp, api, ingest, '--set', 'dataplane.tcp_partial_frame_s=1'))
+        slowloris(procs[-1][0], procs[-1][1], ingest)
+        print('PASS')
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        subprocess.run(['rm', '-rf', tmp, f'/var/run/dpdk/sluice-{proc.pid}'])
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            subprocess.run(['rm', '-rf', f'/var/run/dpdk/sluice-{proc.pid}'])
+        subprocess.run(['rm', '-rf', tmp])
+
+
+def slowloris(proc, log, ingest):
+    """A frame begun and never finished closes its connection after tcp_partial_frame_s
+    (it holds an assembly buffer); a connection that sent nothing is left alone."""
+    wait_for(lambda: logged(log, 'sluiced: ready'), 30, 'sluiced ready again')
+    quiet = socket.create_connection(('127.0.0.1', ingest))
+    slow = socket.create_connection(('127.0.0.1', ingest))
+    slow.settimeout(20)
+    slow.sendall(frame(60)[:10])
+    check(closed_by_server(slow), 'a frame left unfinished closes its connection')
+    stats = telemetry(proc.pid)
+    check(stats['tcp_timeout_partial'] == 1, f"tcp_timeout_partial {stats['tcp_timeout_partial']}")
+
+    def one_open():
+        st = telemetry(proc.pid)
+        return st['tcp_conns_opened'] == 2 and st['tcp_conns_closed'] == 1
+    wait_for(one_open, 10, 'the slow connection closed, the quiet one open')
+    quiet.close()
+    proc.send_signal(signal.SIGTERM)
+    check(proc.wait(timeout=30) == 0, 'sluiced stopped cleanly')
 
 
 def udp(proc, ingest):
@@ -202,7 +235,6 @@ def run(proc, log, endpoint, ingest):
     check(len(out.splitlines()) == 45, f'45 records read back, got {len(out.splitlines())}')
     proc.send_signal(signal.SIGTERM)
     check(proc.wait(timeout=30) == 0, 'sluiced stopped cleanly')
-    print('PASS')
 
 
 if __name__ == '__main__':
