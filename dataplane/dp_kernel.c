@@ -1156,7 +1156,7 @@ dp_kernel_worker_close(struct dp_worker *w)
 	if (k->ring_ready)
 		io_uring_queue_exit(&k->ring);
 	for (uint32_t i = 0; k->conns != NULL && i < k->conn_count; i++)
-		if (k->conns[i].fd >= 0)
+		if (k->conns[i].state != DP_KCONN_FREE)
 			close(k->conns[i].fd);
 	if (k->udp_fd >= 0)
 		close(k->udp_fd);
