@@ -145,6 +145,12 @@ static const struct config_key config_keys[] = {
 		"How often retention trims the log."),
 	KEY_BOOL("dataplane", "enabled", dataplane_enabled, "true",
 		"Start the DPDK dataplane (false = API and log only, as --no-dataplane)."),
+	KEY_STR("dataplane", "backend", dp_backend, "dpdk",
+		"dpdk | kernel. dpdk: a DPDK port (vdev, or a PCI NIC through eal_args). kernel: "
+		"kernel UDP and TCP sockets on ipv4:ingest_port through io_uring, for hosts "
+		"without a DPDK-capable NIC (ipv4 must be an address of the host; ARP, ICMP and "
+		"TCP are the kernel's; tcp_connections, the tcp_* buffers and timeouts apply, "
+		"tcp_rx_buffer_kb bounding a frame)."),
 	KEY_STR("dataplane", "eal_args", dp_eal_args, "",
 		"Extra DPDK EAL arguments, space separated (for example -a 0000:01:00.0)."),
 	KEY_STR("dataplane", "vdev", dp_vdev, "net_tap0,iface=sluice0",
@@ -519,6 +525,9 @@ config_validate(const struct sluice_config *config, struct config_errors *errors
 				 "json", config->diag_format);
 	if (config->auth == CONFIG_AUTH_SIGV4 && config->access_keys[0] == '\0')
 		config_error_add(errors, "config", 0, "[auth] mode = sigv4 needs access_keys");
+	if (strcmp(config->dp_backend, "dpdk") != 0 && strcmp(config->dp_backend, "kernel") != 0)
+		config_error_add(errors, "config", 0, "[dataplane] backend '%s': expected dpdk or "
+				 "kernel", config->dp_backend);
 	if (config->data_dir[0] == '\0')
 		config_error_add(errors, "config", 0, "[server] data_dir is empty");
 	return errors->count == errors_before ? 0 : -EINVAL;

@@ -61,6 +61,7 @@ struct sluice_config {
 	uint32_t retention_check_s;
 	/* [dataplane] */
 	bool dataplane_enabled;
+	char dp_backend[CONFIG_STRING_SIZE]; /* "dpdk" | "kernel" */
 	char dp_eal_args[4 * CONFIG_STRING_SIZE];
 	char dp_vdev[CONFIG_STRING_SIZE];
 	char dp_ipv4[CONFIG_STRING_SIZE];

@@ -299,6 +299,8 @@ route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config
 	out->auth_keys = keys;
 	out->auth_key_count = (uint32_t)key_count;
 	out->auth_required = key_count > 0;
+	out->backend = strcmp(c->dp_backend, "kernel") == 0 ? DP_BACKEND_KERNEL :
+							      DP_BACKEND_DPDK;
 	out->eal_args = c->dp_eal_args;
 	out->vdev = c->dp_vdev;
 	out->no_huge = c->dp_no_huge;
@@ -355,7 +357,9 @@ route_dataplane_start(const struct sluice_config *config, struct log *log)
 	rc = -pthread_create(&r->thread, NULL, route_thread_main, r);
 	if (rc == 0) {
 		route_sync_hook = route_sync;
-		diag_info("route", "dataplane on %s, %s:%u, %u workers", config->dp_vdev,
+		diag_info("route", "dataplane on %s, %s:%u, %u workers",
+			  dc.backend == DP_BACKEND_KERNEL ? "kernel sockets (io_uring)" :
+							    config->dp_vdev,
 			  config->dp_ipv4, config->dp_ingest_port, config->dp_workers);
 		return 0;
 	}

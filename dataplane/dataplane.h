@@ -13,6 +13,11 @@
  * Workers transmit only on the TX queue (of the same port) whose index equals
  * their RX queue.
  *
+ * With backend = DP_BACKEND_KERNEL there is no port: EAL starts without a
+ * device (lcores and RCU only) and each worker takes the same frames on its
+ * own kernel UDP socket and TCP listener bound to ipv4:ingest_port, through
+ * io_uring, feeding the same staging, log and answers (dp_kernel.h).
+ *
  * The control plane publishes the route table (stream name -> stream id, open
  * shards' hash-key ranges -> log shard id) with dp_route_publish(); workers
  * read it under RCU and never wait for a publisher.
@@ -68,7 +73,14 @@ struct dp_route_builder;
 #define DP_TCP_TIMEOUT_S_MAX 86400u         /* Idle and keepalive: at most a day. */
 #define DP_TCP_PARTIAL_FRAME_S_MAX 3600u
 
+/* Where frames come from ([dataplane] backend). */
+enum dp_backend {
+	DP_BACKEND_DPDK,            /* A DPDK port (vdev or PCI), our own L2/L3/TCP. */
+	DP_BACKEND_KERNEL,          /* Kernel UDP/TCP sockets through io_uring; no port. */
+};
+
 struct dp_config {
+	enum dp_backend backend;
 	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
 	const char *vdev;           /* Virtual devices, ';' separated ("" or NULL: use
 				     * PCI/eal_args ports). net_af_xdp entries without
@@ -222,6 +234,11 @@ enum dp_counter {
 	DP_TCP_TIMEOUT_KEEPALIVE,
 	DP_TCP_TIMEOUT_PARTIAL, /* A frame left incomplete (slowloris): RST. */
 	DP_TCP_ANSWERS_ORPHANED, /* The connection closed before its answer. */
+	/* Kernel backend (dp_kernel.h); its TCP uses the DP_TCP_* counters that apply. */
+	DP_KERNEL_RX_NO_BUFFER, /* A multishot receive found its buffer ring empty: re-armed. */
+	DP_KERNEL_TRUNCATED,    /* A datagram larger than a receive buffer (dropped). */
+	DP_KERNEL_ERRORS,       /* Unexpected completion errors (accept, submit). */
+	DP_KERNEL_RX_DROPPED,   /* Datagrams the kernel dropped on our full socket buffer. */
 	DP_COUNTER_COUNT,
 };
 

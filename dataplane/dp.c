@@ -16,6 +16,7 @@
 
 #include "common/diag.h"
 #include "dataplane/dp_internal.h"
+#include "dataplane/dp_kernel.h"
 
 void
 dp_config_default(struct dp_config *config)
@@ -53,6 +54,8 @@ dp_config_fault(const struct dp_config *c)
 {
 	if (c->workers == 0 || c->workers > DP_WORKERS_MAX)
 		return "workers";
+	if (c->backend != DP_BACKEND_DPDK && c->backend != DP_BACKEND_KERNEL)
+		return "backend";
 	if (c->ring_size < DP_RING_SIZE_MIN || c->ring_size > DP_RING_SIZE_MAX ||
 	    (c->ring_size & (c->ring_size - 1)) != 0)
 		return "ring_size";
@@ -117,7 +120,9 @@ dp_copy_strings(struct dp *dp, const struct dp_config *c)
 	n = snprintf(dp->eal_args, sizeof(dp->eal_args), "%s", c->eal_args ? c->eal_args : "");
 	if (n < 0 || (size_t)n >= sizeof(dp->eal_args))
 		return -E2BIG;
-	n = snprintf(dp->vdev, sizeof(dp->vdev), "%s", c->vdev ? c->vdev : "");
+	/* The kernel backend opens no DPDK device. */
+	n = snprintf(dp->vdev, sizeof(dp->vdev), "%s",
+		     c->vdev != NULL && c->backend == DP_BACKEND_DPDK ? c->vdev : "");
 	if (n < 0 || (size_t)n >= sizeof(dp->vdev))
 		return -E2BIG;
 	if (c->file_prefix != NULL)
@@ -171,7 +176,8 @@ dp_workers_open(struct dp *dp)
 		w->dp = dp;
 		w->index = i;
 		w->lcore_id = lcore;
-		dp_port_queue_of(dp, i, &w->port_id, &w->queue_id);
+		if (dp->config.backend == DP_BACKEND_DPDK) /* The kernel backend has no port. */
+			dp_port_queue_of(dp, i, &w->port_id, &w->queue_id);
 		rc = dp_worker_open(w);
 		if (rc != 0) {
 			while (i-- > 0)
@@ -211,7 +217,8 @@ dp_open(const struct dp_config *config, struct dp **dp_out)
 		rc = -EINVAL;
 		goto out_eal;
 	}
-	rc = dp_port_open(dp);
+	/* The kernel backend has no port: sockets, opened per worker. */
+	rc = config->backend == DP_BACKEND_KERNEL ? 0 : dp_port_open(dp);
 	if (rc != 0)
 		goto out_eal;
 	rc = dp_route_init(dp);
@@ -248,7 +255,9 @@ dp_start(struct dp *dp)
 	atomic_store(&dp->stop, false);
 	for (uint32_t i = 0; i < dp->worker_count; i++) {
 		struct dp_worker *w = &dp->workers[i];
-		int rc = rte_eal_remote_launch(dp_worker_main, w, w->lcore_id);
+		lcore_function_t *main_fn = dp->config.backend == DP_BACKEND_KERNEL ?
+					    dp_kernel_worker_main : dp_worker_main;
+		int rc = rte_eal_remote_launch(main_fn, w, w->lcore_id);
 
 		if (rc != 0) {
 			diag_error("dataplane", "launch worker %u on lcore %u: %d", i, w->lcore_id,

@@ -157,6 +157,9 @@ dp_eal_build_fixed(struct dp *dp, struct dp_eal_argv *a)
 		rc = dp_eal_arg(a, "%s", "--no-pci", 0);
 	if (rc == 0 && !c->telemetry)
 		rc = dp_eal_arg(a, "%s", "--no-telemetry", 0);
+	/* The kernel backend needs EAL only for lcores and RCU (its vdev is ""): no device. */
+	if (rc == 0 && c->backend == DP_BACKEND_KERNEL)
+		rc = dp_eal_arg(a, "%s", "--no-pci", 0);
 	if (rc == 0)
 		rc = dp_eal_arg(a, "%s", "--log-level=*:warning", 0);
 	return rc;

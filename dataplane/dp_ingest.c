@@ -43,6 +43,7 @@
 #include "common/clock.h"
 #include "common/hashkey.h"
 #include "dataplane/dp_internal.h"
+#include "dataplane/dp_kernel.h"
 #include "nvme-log/log.h"
 
 static_assert(DP_FRAME_RECORDS_MAX <= FRAME_RECORDS_MAX, "a frame slot holds any frame");
@@ -100,8 +101,12 @@ dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *
 
 	/* Every path below answers exactly the frames with an identity and an ack mode. */
 	if (peer->tcp && ((err != FRAME_OK && !fr.identity_valid) ||
-			  frame_records_ack_mode(&fr) == FRAME_ACK_NONE))
-		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
+			  frame_records_ack_mode(&fr) == FRAME_ACK_NONE)) {
+		if (peer->kernel)
+			dp_kernel_unanswered(w, peer);
+		else
+			dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
+	}
 	if (err != FRAME_OK) {
 		dp_count(w, DP_FRAMES_MALFORMED, 1);
 		if (fr.identity_valid && frame_records_ack_mode(&fr) != FRAME_ACK_NONE)
@@ -507,10 +512,13 @@ dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 {
 	uint8_t *payload;
 	struct rte_mbuf *m;
+	struct frame_ack paced;
 	int size;
 
-	struct frame_ack paced;
-
+	if (peer->kernel) {
+		dp_kernel_send(w, peer, ack); /* backend = kernel: sockets (dp_kernel.c). */
+		return;
+	}
 	if (peer->tcp) {
 		/* TCP paces itself through its window: no credit hint. */
 		dp_ingest_send_tcp(w, peer, ack);

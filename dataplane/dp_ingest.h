@@ -69,13 +69,17 @@ struct dp_route_table;
 
 /*
  * Where an answer goes: the L2/L3/L4 source of a UDP datagram, or a TCP
- * connection (an entry of the worker's dp_tcp and its incarnation).
+ * connection (an entry of the worker's dp_tcp and its incarnation). With
+ * `kernel` (backend = kernel, dp_kernel.h) the same through kernel sockets:
+ * a datagram's source address and port (no mac), or a connection slot of the
+ * worker's dp_kernel and its incarnation.
  */
 struct dp_peer {
 	struct rte_ether_addr mac;
 	uint32_t ipv4_be;
 	uint16_t port_be;
 	bool tcp;
+	bool kernel;
 	uint32_t tcp_conn;
 	uint32_t tcp_gen;
 };

@@ -38,6 +38,8 @@
 #define DP_FRAG_BUCKET_ENTRIES 16   /* ... in a table of FLOWS / ENTRIES buckets ... */
 #define DP_FRAG_TIMEOUT_MS 2000     /* ... each kept at most this long. */
 
+struct dp_kernel;
+
 struct dp_worker {
 	/* First line(s): counters, written only by this worker. */
 	uint64_t counters[DP_COUNTER_COUNT] __rte_cache_aligned;
@@ -55,6 +57,7 @@ struct dp_worker {
 	struct rte_mbuf *done[DP_RX_BURST]; /* Consumed this burst: freed in bulk after it. */
 	struct dp_ingest ingest;    /* Staging, frames in flight, key cache. */
 	struct dp_tcp tcp;          /* TCP connections on the ingest port. */
+	struct dp_kernel *kernel;   /* backend = kernel: sockets, io_uring (dp_kernel.c). */
 	struct rte_ip_frag_tbl *frag_table;
 	struct rte_ip_frag_death_row *death_row; /* Fragments given up, freed per burst. */
 	uint8_t *big;               /* DP_BIG_SLOTS x DP_BIG_SIZE */
@@ -155,6 +158,8 @@ void dp_worker_tx_flush(struct dp_worker *w);
 /* One pass of the poll loop; returns the work done (0 = idle). */
 uint32_t dp_worker_poll(struct dp_worker *w, uint64_t now_tsc);
 int dp_worker_main(void *arg);
+/* Between passes: follows a dp_flush_staged() request (either backend's loop). */
+void dp_worker_flush_check(struct dp_worker *w);
 
 /* dp_route.c */
 int dp_route_init(struct dp *dp);

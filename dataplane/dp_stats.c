@@ -90,6 +90,10 @@ static const char *const dp_counter_names[DP_COUNTER_COUNT] = {
 	[DP_TCP_TIMEOUT_KEEPALIVE] = "tcp_timeout_keepalive",
 	[DP_TCP_TIMEOUT_PARTIAL] = "tcp_timeout_partial",
 	[DP_TCP_ANSWERS_ORPHANED] = "tcp_answers_orphaned",
+	[DP_KERNEL_RX_NO_BUFFER] = "kernel_rx_no_buffer",
+	[DP_KERNEL_TRUNCATED] = "kernel_truncated",
+	[DP_KERNEL_ERRORS] = "kernel_errors",
+	[DP_KERNEL_RX_DROPPED] = "kernel_rx_dropped",
 };
 
 const char *

@@ -24,6 +24,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include "dataplane/dp_internal.h"
+#include "dataplane/dp_kernel.h"
 
 void
 dp_worker_tx_flush(struct dp_worker *w)
@@ -121,8 +122,11 @@ dp_worker_tcp_init(struct dp_worker *w)
 int
 dp_worker_open(struct dp_worker *w)
 {
-	int rc = dp_ingest_init(w);
+	int rc;
 
+	if (w->dp->config.backend == DP_BACKEND_KERNEL)
+		return dp_kernel_worker_open(w); /* Sockets instead of a port (dp_kernel.c). */
+	rc = dp_ingest_init(w);
 	if (rc != 0)
 		return rc;
 	rc = dp_worker_tcp_init(w);
@@ -143,6 +147,10 @@ out_ingest:
 void
 dp_worker_close(struct dp_worker *w)
 {
+	if (w->dp->config.backend == DP_BACKEND_KERNEL) {
+		dp_kernel_worker_close(w);
+		return;
+	}
 	dp_net_fini(w);
 	dp_tcp_fini(&w->tcp);
 	dp_ingest_fini(w);
@@ -211,7 +219,7 @@ dp_worker_idle(struct dp_worker *w)
  * A flush request (dp_flush_staged): submit every open staging batch; done
  * once nothing waits in the retry list either (all handed to the log).
  */
-static void
+void
 dp_worker_flush_check(struct dp_worker *w)
 {
 	uint64_t epoch = atomic_load_explicit(&w->dp->flush_epoch, memory_order_acquire);

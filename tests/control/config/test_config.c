@@ -154,3 +154,18 @@ Test(config, overrides_are_checked)
 	cr_assert_eq(config_set(&c, "dataplane.ring_size=32768", &e), 0);
 	cr_assert_eq(config_set(&c, "dataplane.ring_size=65536", &e), -EINVAL);
 }
+
+Test(config, backend_is_dpdk_or_kernel)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+
+	config_defaults(&c);
+	cr_assert_str_eq(c.dp_backend, "dpdk");
+	cr_assert_eq(config_set(&c, "dataplane.backend=kernel", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), 0);
+	cr_assert_eq(config_set(&c, "dataplane.backend=sockets", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), -EINVAL);
+	cr_assert_eq(e.count, 1);
+	cr_assert(strstr(e.items[0].text, "backend 'sockets'") != NULL, "%s", e.items[0].text);
+}

@@ -8,11 +8,15 @@
 # named (MD5 routing), per-shard order by sequence, exactly once. `sluice produce
 # --transport udp` (libsluice) also sends through the dataplane to a second stream;
 # then with [dataplane] auth_keys only HMAC-signed frames are stored.
+# The 5th argument picks the backend ([dataplane] backend): dpdk (net_tap, the
+# default) or kernel (kernel sockets on 198.18.0.1, an address of the
+# namespace's loopback); everything else is the same test.
 set -u
 sluiced=$1
 sluice=$2
 sender=$3
 src=$4
+backend=${5:-dpdk}
 . "$src/tests/integration/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespace, tap)"; exit 77; }
 
@@ -40,10 +44,12 @@ start_sluiced() { # log file, extra sluiced arguments
 	log=$1
 	shift
 	ip netns exec "$ns" "$sluiced" --data-dir "$tmp/data" --api-listen "127.0.0.1:$port" \
+		--set "dataplane.backend=$backend" \
 		--set "dataplane.vdev=net_tap0,iface=$tap" --set dataplane.no_huge=true \
 		--set dataplane.workers=2 "$@" >"$log" 2>&1 &
 	pid=$!
 	wait_for_line "$log" "sluiced: ready" 30 || fail "sluiced not ready: $(cat "$log")"
+	[ "$backend" = kernel ] && return 0
 	ip -n "$ns" addr replace 198.18.0.2/15 dev "$tap" || fail "address"
 	ip -n "$ns" link set "$tap" up
 }
@@ -57,6 +63,13 @@ stop_sluiced() {
 
 ip netns add "$ns" || fail "ip netns add"
 ip -n "$ns" link set lo up
+# The kernel backend binds its sockets to the address, so it exists first; its
+# datagrams travel over loopback, where the chaos rules below duplicate them.
+dev=$tap
+if [ "$backend" = kernel ]; then
+	ip -n "$ns" addr add 198.18.0.1/15 dev lo || fail "address"
+	dev=lo
+fi
 start_sluiced "$tmp/sluiced.1"
 ip netns exec "$ns" "$sluice" stream create orders --shards 4 --endpoint "$endpoint" >/dev/null ||
 	fail "stream create"
@@ -83,7 +96,7 @@ table ip sluice_chaos {
 	chain out {
 		type filter hook output priority 0; policy accept;
 		udp dport 4570 numgen random mod 100 < 5 drop
-		udp dport 4570 numgen random mod 100 < 5 dup to 198.18.0.1 device "$tap"
+		udp dport 4570 numgen random mod 100 < 5 dup to 198.18.0.1 device "$dev"
 	}
 	chain in {
 		type filter hook input priority 0; policy accept;
