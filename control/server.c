@@ -767,6 +767,7 @@ api_server_run(struct api_server *s)
 		}
 		if (n < 0)
 			n = 0;
+		s->stats.loop_passes++;
 		s->now_ns = clock_mono_ns();
 		real_ns = clock_real_ns();
 		server_date_update(s, real_ns);

@@ -160,6 +160,7 @@ struct server_stats {
 	uint64_t connections_timed_out;
 	uint64_t requests;
 	uint64_t replies_dropped;        /* The client left before the reply. */
+	uint64_t loop_passes;            /* epoll_wait returns: shows a busy loop (tests). */
 };
 
 struct api_server {

@@ -166,6 +166,30 @@ out_free:
 	return rc;
 }
 
+/* The lcore function: the worker's loop, then its exit made visible (struct dp_worker). */
+static int
+dp_worker_launch(void *arg)
+{
+	struct dp_worker *w = arg;
+	int rc = dp_worker_main(w);
+
+	atomic_store_explicit(&w->exited, true, memory_order_release);
+	return rc;
+}
+
+/* After rte_eal_mp_wait_lcore(): the first `launched` workers have returned. */
+static void
+dp_workers_joined(struct dp *dp, uint32_t launched)
+{
+	for (uint32_t i = 0; i < launched; i++) {
+		bool exited = atomic_exchange_explicit(&dp->workers[i].exited, false,
+						       memory_order_acquire);
+
+		assert(exited);
+		(void)exited;
+	}
+}
+
 int
 dp_start(struct dp *dp)
 {
@@ -173,13 +197,14 @@ dp_start(struct dp *dp)
 	atomic_store(&dp->stop, false);
 	for (uint32_t i = 0; i < dp->worker_count; i++) {
 		struct dp_worker *w = &dp->workers[i];
-		int rc = rte_eal_remote_launch(dp_worker_main, w, w->lcore_id);
+		int rc = rte_eal_remote_launch(dp_worker_launch, w, w->lcore_id);
 
 		if (rc != 0) {
 			diag_error("dataplane", "launch worker %u on lcore %u: %d", i, w->lcore_id,
 				   rc);
 			atomic_store(&dp->stop, true);
 			rte_eal_mp_wait_lcore();
+			dp_workers_joined(dp, i);
 			return rc < 0 ? rc : -rc;
 		}
 	}
@@ -194,6 +219,7 @@ dp_stop(struct dp *dp)
 		return;
 	atomic_store(&dp->stop, true);
 	rte_eal_mp_wait_lcore();
+	dp_workers_joined(dp, dp->worker_count);
 	dp->running = false;
 }
 

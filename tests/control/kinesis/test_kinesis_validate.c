@@ -258,8 +258,9 @@ Test(kinesis_validate, fast_put_records_reader_accepts_only_plain_valid_bodies)
 		" { \"StreamName\" : \"s\" ,\n \"Records\" : [ { \"PartitionKey\" : \"a\" , "
 		"\"Data\" : \"\" , \"ExplicitHashKey\" : \"7\" } , {\"Data\":\"YWI=\","
 		"\"PartitionKey\":\"\xc3\xa9\"} ] } \n",
-		"{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/s\",\"Records\":"
-		"[{\"PartitionKey\":\"k\",\"Data\":\"YWJj\"}]}",
+		/* Parenthesised: one string on two lines (clang's -Wstring-concatenation). */
+		("{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/s\",\"Records\":"
+		 "[{\"PartitionKey\":\"k\",\"Data\":\"YWJj\"}]}"),
 	};
 	static const char *const refused[] = {
 		"", "{}", "[]", "{\"Records\":[],\"StreamName\":\"s\"}",

@@ -35,6 +35,16 @@
 
 #define LATE_MS 150
 #define LATE_MAX 64
+/* Bounds a wait for a condition: only a hang reaches it, never a slow machine. */
+#define WAIT_DEADLINE_MS 20000
+
+/* What the test thread may know of the server thread's state: a copy made on that thread. */
+struct probe {
+	struct server_stats stats;
+	uint32_t calls_used;
+	uint32_t conns_used;
+	uint32_t dispatched;
+};
 
 /* ---- The harness at the seam ---- */
 
@@ -48,6 +58,34 @@ struct kinesis {
 };
 
 static struct kinesis harness;
+static struct api_server *server;
+
+/*
+ * The probe: the test thread asks (probe_asked++, a write to the harness's eventfd), the server
+ * thread answers from kinesis_poll() with a copy under probe_lock. Reading server->stats or
+ * harness fields directly from the test thread is a data race (TSan reports it), and a sleep
+ * before such a read is a guess about the scheduler.
+ */
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t probe_cond = PTHREAD_COND_INITIALIZER;
+static uint64_t probe_asked;
+static uint64_t probe_answered;
+static struct probe probe_last;
+
+static void
+probe_answer(const struct kinesis *k)
+{
+	pthread_mutex_lock(&probe_lock);
+	if (probe_answered != probe_asked) {
+		probe_last.stats = server->stats;
+		probe_last.calls_used = server->calls_used;
+		probe_last.conns_used = server->conns_used;
+		probe_last.dispatched = k->dispatched;
+		probe_answered = probe_asked;
+		pthread_cond_broadcast(&probe_cond);
+	}
+	pthread_mutex_unlock(&probe_lock);
+}
 
 int
 kinesis_event_fd(const struct kinesis *k)
@@ -122,6 +160,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 		k->late[i] = k->late[k->late_count - 1];
 		k->late_due_ns[i] = k->late_due_ns[--k->late_count];
 	}
+	probe_answer(k);
 }
 
 int
@@ -142,7 +181,6 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 /* ---- The server under test, on its own thread ---- */
 
 static struct sluice_config config;
-static struct api_server *server;
 static pthread_t server_thread;
 static int server_port;
 static char temp_dir[64];
@@ -187,11 +225,15 @@ config_for_test(void)
 	config.auth = CONFIG_AUTH_OFF;
 }
 
+/* The harness's late_ms for the next server_start() (set before its thread exists). */
+static uint32_t late_ms_next;
+
 static void
 server_start(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	memset(&harness, 0, sizeof(harness));
+	harness.late_ms = late_ms_next;
 	harness.event_fd = eventfd(0, EFD_NONBLOCK);
 	cr_assert_eq(api_server_open(&config, &harness, &server), 0);
 	cr_assert_eq(pthread_create(&server_thread, NULL, server_main, NULL), 0);
@@ -217,6 +259,41 @@ server_stop(void)
 		temp_dir[0] = '\0';
 	}
 }
+
+/* A copy of the server thread's state, made on that thread after this call. */
+static void
+probe_read(struct probe *out)
+{
+	struct timespec deadline;
+	uint64_t ticket;
+	uint64_t one = 1;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += WAIT_DEADLINE_MS / 1000;
+	pthread_mutex_lock(&probe_lock);
+	ticket = ++probe_asked;
+	pthread_mutex_unlock(&probe_lock);
+	cr_assert_eq(write(harness.event_fd, &one, sizeof(one)), (ssize_t)sizeof(one));
+	pthread_mutex_lock(&probe_lock);
+	while (probe_answered < ticket)
+		if (pthread_cond_timedwait(&probe_cond, &probe_lock, &deadline) == ETIMEDOUT)
+			break;
+	*out = probe_last;
+	pthread_mutex_unlock(&probe_lock);
+	cr_assert_geq(probe_answered, ticket, "the server thread did not answer the probe");
+}
+
+/*
+ * Probes until `cond` (over the struct probe `p`) holds. The deadline only bounds a hang: the
+ * server frees a call or a connection a moment after the client saw the last byte.
+ */
+#define probe_until(p, cond) do {							\
+		uint64_t probe_end_ns_ = clock_mono_ns() + WAIT_DEADLINE_MS * 1000000ull;	\
+		for (probe_read(&(p)); !(cond); probe_read(&(p))) {			\
+			cr_assert_lt(clock_mono_ns(), probe_end_ns_, "never true: %s", #cond);	\
+			usleep(1000);							\
+		}									\
+	} while (0)
 
 static void
 setup_default(void)
@@ -482,25 +559,26 @@ Test(server, reply_after_the_client_left_is_dropped, .init = setup_default,
 {
 	int fd = client_connect();
 	struct response r;
+	struct probe p;
 
 	struct linger reset = { .l_onoff = 1, .l_linger = 0 };
 
 	client_send_str(fd, request("PutRecord", "{}", NULL));
-	usleep(30 * 1000);
+	probe_until(p, p.dispatched >= 1);     /* The request is the action's before the RST. */
 	/* An abortive close (RST): a FIN alone would read as a half-close, still answered. */
 	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
 	close(fd);
-	usleep((LATE_MS + 100) * 1000);
-	cr_assert_eq(harness.dispatched, 1);
+	probe_until(p, p.stats.replies_dropped >= 1);
+	cr_assert_eq(p.dispatched, 1);
 	fd = client_connect();
 	client_send_str(fd, request("ListStreams", "{}", NULL));
 	client_response(fd, &r);
 	cr_assert_eq(r.status, 200);
 	response_free(&r);
 	close(fd);
-	usleep(50 * 1000);  /* The server frees a call just after writing its response. */
-	cr_assert_eq(server->stats.replies_dropped, 1);
-	cr_assert_eq(server->calls_used, 0);
+	probe_until(p, p.calls_used == 0);     /* Freed just after the response was written. */
+	cr_assert_eq(p.stats.replies_dropped, 1);
+	cr_assert_eq(p.dispatched, 2);
 }
 
 struct route_case {
@@ -705,7 +783,6 @@ Test(server, waiting_on_a_late_reply_is_not_idle, .init = setup_short_timeout,
 	int fd = client_connect();
 	struct response r;
 
-	harness.late_count = 0;
 	client_send_str(fd, request("PutRecord", "{}", NULL));
 	client_response(fd, &r);
 	cr_assert_eq(r.status, 200);
@@ -727,6 +804,7 @@ Test(server, connections_beyond_the_cap_are_refused, .init = setup_four_connecti
 	int fds[4];
 	int extra;
 	struct response r;
+	struct probe p;
 
 	for (int i = 0; i < 4; i++) {
 		fds[i] = client_connect();
@@ -737,13 +815,14 @@ Test(server, connections_beyond_the_cap_are_refused, .init = setup_four_connecti
 	extra = client_connect();
 	cr_assert(client_sees_close(extra, 2000));
 	close(extra);
-	cr_assert_eq(server->stats.connections_refused, 1);
+	probe_read(&p);
+	cr_assert_eq(p.stats.connections_refused, 1);
 	client_send_str(fds[3], request("ListStreams", "{}", NULL));
 	client_response(fds[3], &r);
 	cr_assert_eq(r.status, 200);
 	response_free(&r);
 	close(fds[0]);
-	usleep(100 * 1000);
+	probe_until(p, p.conns_used == 3);     /* The server has seen the close: a slot is free. */
 	extra = client_connect();
 	client_send_str(extra, request("ListStreams", "{}", NULL));
 	client_response(extra, &r);
@@ -766,6 +845,7 @@ Test(server, out_of_descriptors_sheds_and_recovers, .init = setup_default, .fini
 	int count = 0;
 	int fd;
 	struct response r;
+	struct probe p;
 
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
 	while (count < 128 && (fd = open("/dev/null", O_RDONLY)) >= 0)
@@ -776,7 +856,8 @@ Test(server, out_of_descriptors_sheds_and_recovers, .init = setup_default, .fini
 	fd = client_connect();
 	cr_assert(client_sees_close(fd, 2000));
 	close(fd);
-	cr_assert_eq(server->stats.connections_shed, 1);
+	probe_read(&p);
+	cr_assert_eq(p.stats.connections_shed, 1);
 	while (count > 0)
 		close(dummies[--count]);
 	fd = client_connect();
@@ -1047,6 +1128,7 @@ Test(server, h2_body_over_the_limit_is_413_and_the_connection_lives, .init = set
 {
 	char cmd[1024];
 	const char *out;
+	struct probe p;
 
 	need_tools("nghttp");
 	snprintf(temp_dir, sizeof(temp_dir), "/tmp/sluice-server-XXXXXX");
@@ -1064,29 +1146,38 @@ Test(server, h2_body_over_the_limit_is_413_and_the_connection_lives, .init = set
 	{
 		int count = 0;
 
-		for (const char *p = out; (p = strstr(p, "  413   ")) != NULL; p++)
+		for (const char *at = out; (at = strstr(at, "  413   ")) != NULL; at++)
 			count++;
 		cr_assert_eq(count, 3, "%s", out);
 	}
-	cr_assert_eq(server->stats.connections_accepted, 1);
+	probe_read(&p);
+	cr_assert_eq(p.stats.connections_accepted, 1);
 }
 
-Test(server, h2_reply_after_the_stream_was_reset_is_dropped, .init = setup_default,
+/* Replies come 3 s late: far after any client's short --max-time, even on a loaded machine. */
+static void
+setup_late_3s(void)
+{
+	config_for_test();
+	late_ms_next = 3000;
+	server_start();
+}
+
+Test(server, h2_reply_after_the_stream_was_reset_is_dropped, .init = setup_late_3s,
      .fini = server_stop)
 {
 	char cmd[512];
+	struct probe p;
 
 	need_tools("curl");
-	/* curl gives up after 50 ms; the harness answers after LATE_MS. */
+	/* curl gives up after 50 ms; the harness answers 3 s after the request. */
 	snprintf(cmd, sizeof(cmd), CURL_KINESIS("PutRecord") "--http2-prior-knowledge "
 		 "--max-time 0.05 --data-binary '{}' http://127.0.0.1:%d/ 2>/dev/null; true",
 		 server_port);
 	run(cmd);
-	usleep((LATE_MS + 150) * 1000);
-	cr_assert_eq(harness.dispatched, 1);
-	cr_assert_eq(server->stats.replies_dropped, 1);
-	cr_assert_eq(server->calls_used, 0);
-	cr_assert_eq(server->conns_used, 0);
+	probe_until(p, p.stats.replies_dropped >= 1 && p.calls_used == 0 && p.conns_used == 0);
+	cr_assert_eq(p.dispatched, 1);
+	cr_assert_eq(p.stats.replies_dropped, 1);
 }
 
 /* ---- A stalled HTTP/2 upload, through nghttp2's client API ---- */
@@ -1137,6 +1228,7 @@ Test(server, h2_stream_stalled_mid_request_is_reset, .init = setup_short_timeout
 	nghttp2_session_callbacks *cb;
 	nghttp2_session *session;
 	struct h2_client cl = { .fd = client_connect() };
+	struct probe p;
 	const nghttp2_nv nva[] = {
 		{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
 		{ (uint8_t *)":path", (uint8_t *)"/", 5, 1, 0 },
@@ -1172,7 +1264,7 @@ Test(server, h2_stream_stalled_mid_request_is_reset, .init = setup_short_timeout
 	nghttp2_session_del(session);
 	nghttp2_session_callbacks_del(cb);
 	close(cl.fd);
-	cr_assert_eq(server->calls_used, 0);
+	probe_until(p, p.calls_used == 0);
 }
 
 Test(server, action_error_bodies_get_the_error_type_header, .init = setup_default,
@@ -1239,23 +1331,28 @@ Test(server, bytes_after_connection_close_are_ignored, .init = setup_default,
 	static char both[1 << 17];
 	int fd = client_connect();
 	struct response r;
-	struct timespec cpu0;
-	struct timespec cpu1;
+	struct probe before;
+	struct probe p;
 
 	snprintf(both, sizeof(both), "%s", request("PutRecord", "{}", "Connection: close\r\n"));
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
 	client_send_str(fd, both);
-	usleep(20 * 1000);
+	probe_until(before, before.dispatched >= 1);
 	client_send_str(fd, request("ListStreams", "{}", NULL));
 	client_response(fd, &r);
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+	probe_read(&p);
 	cr_assert_eq(r.status, 200);
 	cr_assert_not_null(strstr(r.head, "Connection: close\r\n"));
 	response_free(&r);
 	cr_assert(client_sees_close(fd, 2000));
-	/* LATE_MS of waiting must not be LATE_MS of CPU. */
-	cr_assert_lt((cpu1.tv_sec - cpu0.tv_sec) * 1000000000L + (cpu1.tv_nsec - cpu0.tv_nsec),
-		     LATE_MS * 1000000L / 2);
+	/*
+	 * The ignored bytes must not wake the loop again and again while the late reply is due
+	 * (a busy loop makes thousands of passes in LATE_MS). Counted in loop passes, not CPU time:
+	 * a pass happens per tick (SERVER_TICK_MS), per event and per probe, so a loaded machine
+	 * makes fewer, never more. 64 leaves room for a few ticks, the probes and the events.
+	 */
+	cr_assert_lt(p.stats.loop_passes - before.stats.loop_passes, 64, "%llu passes",
+		     (unsigned long long)(p.stats.loop_passes - before.stats.loop_passes));
+	cr_assert_eq(p.dispatched, 1);     /* The ListStreams after the close was not run. */
 	close(fd);
 }
 
@@ -1270,6 +1367,7 @@ Test(server, tls_without_alpn_and_garbage_on_the_tls_port, .init = setup_tls,
 		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
 	};
 	int fd;
+	struct probe p;
 
 	need_tools("openssl");
 	/* No ALPN at all: the protocol is detected from the first bytes, as on the plain port. */
@@ -1287,8 +1385,7 @@ Test(server, tls_without_alpn_and_garbage_on_the_tls_port, .init = setup_tls,
 	client_send_str(fd, request("ListStreams", "{}", NULL));
 	cr_assert(client_sees_close(fd, 2000));
 	close(fd);
-	usleep(50 * 1000);
-	cr_assert_eq(server->conns_used, 0);
+	probe_until(p, p.conns_used == 0);
 }
 
 /*
@@ -1297,7 +1394,7 @@ Test(server, tls_without_alpn_and_garbage_on_the_tls_port, .init = setup_tls,
  * retry) instead of more memory. 1 MiB bodies fit the 2 MiB class
  * (SERVER_POOL_LARGE_COUNT) and then the largest (SERVER_POOL_HUGE_COUNT).
  */
-Test(server, body_buffers_exhausted_is_503, .init = setup_default, .fini = server_stop)
+Test(server, body_buffers_exhausted_is_503, .init = setup_late_3s, .fini = server_stop)
 {
 	static char body[(1 << 20) - 64];
 	static char head[512];
@@ -1306,8 +1403,8 @@ Test(server, body_buffers_exhausted_is_503, .init = setup_default, .fini = serve
 	int fds[4];
 	int extra;
 	struct response r;
+	struct probe p;
 
-	harness.late_ms = 3000;
 	memset(body, ' ', sizeof(body));
 	body[0] = '{';
 	body[sizeof(body) - 1] = '}';
@@ -1322,9 +1419,8 @@ Test(server, body_buffers_exhausted_is_503, .init = setup_default, .fini = serve
 			client_send(fds[c], body, sizeof(body));
 		}
 	}
-	for (int i = 0; i < 100 && harness.dispatched < held; i++)
-		usleep(10 * 1000);
-	cr_assert_eq(harness.dispatched, held);
+	probe_until(p, p.dispatched >= held);
+	cr_assert_eq(p.dispatched, held);
 	extra = client_connect();
 	client_send_str(extra, head);
 	client_response(extra, &r);
