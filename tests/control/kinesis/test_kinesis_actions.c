@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 
+#include "common/clock.h"
 #include "common/hashkey.h"
 #include "control/kinesis.h"
 #include "control/seqnum.h"
@@ -467,17 +468,52 @@ Test(kinesis_actions, retention_tags_limits_mode)
 	cJSON_Delete(l);
 }
 
+/*
+ * Long enough that two calls in a row see the status before the change even on a loaded
+ * machine under a sanitizer; the waits for the change are waits for a condition.
+ */
+#define STATUS_DELAY_MS 1000
+
 static void
 setup_delayed(void)
 {
-	harness_open(&h, 100);
+	harness_open(&h, STATUS_DELAY_MS);
 }
 
+/* Bounds a wait for a status change: only a hang reaches it. */
+#define STATUS_WAIT_MS 30000
+
+/*
+ * Polls until the stream's status is `status`, or (status NULL) until the stream is gone.
+ * The transition takes STATUS_DELAY_MS; how much longer is the machine's business.
+ */
 static void
-wait_ms(int ms)
+wait_status(const char *stream, const char *status)
 {
-	for (int i = 0; i < ms; i++) {
+	uint64_t end_ns = clock_mono_ns() + STATUS_WAIT_MS * 1000000ull;
+	char body[256];
+
+	snprintf(body, sizeof(body), "{\"StreamName\":\"%s\"}", stream);
+	for (;;) {
+		struct api_call *call;
+		bool reached;
+
 		kinesis_poll(h.k, 0);
+		call = harness_call(&h, "DescribeStreamSummary", body);
+		if (status == NULL) {
+			reached = call->status != 200;
+		} else {
+			cJSON *d = cJSON_Parse(call->out.data);
+
+			reached = call->status == 200 && strcmp(str_at(d, "StreamDescriptionSummary."
+								   "StreamStatus"), status) == 0;
+			cJSON_Delete(d);
+		}
+		harness_call_free(call);
+		if (reached)
+			return;
+		cr_assert_lt(clock_mono_ns(), end_ns, "%s never became %s", stream,
+			     status != NULL ? status : "gone");
 		usleep(1000);
 	}
 }
@@ -496,17 +532,14 @@ Test(kinesis_status, transitions_take_the_configured_delay, .init = setup_delaye
 	harness_expect_error(&h, "PutRecord", "{\"StreamName\":\"slow\",\"PartitionKey\":\"a\","
 			     "\"Data\":\"\"}", "ResourceNotFoundException",
 			     "Stream slow under account 000000000000 not found.");
-	wait_ms(150);
-	d = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"slow\"}");
-	cr_assert_str_eq(str_at(d, "StreamDescriptionSummary.StreamStatus"), "ACTIVE");
-	cJSON_Delete(d);
+	wait_status("slow", "ACTIVE");
 	cJSON_Delete(harness_ok(&h, "UpdateStreamMode", "{\"StreamARN\":\"arn:aws:kinesis:"
 				"us-east-1:000000000000:stream/slow\",\"StreamModeDetails\":"
 				"{\"StreamMode\":\"ON_DEMAND\"}}"));
 	d = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"slow\"}");
 	cr_assert_str_eq(str_at(d, "StreamDescriptionSummary.StreamStatus"), "UPDATING");
 	cJSON_Delete(d);
-	wait_ms(150);
+	wait_status("slow", "ACTIVE");
 	cJSON_Delete(put("slow", "a", "YQ=="));
 	cJSON_Delete(harness_ok(&h, "DeleteStream", "{\"StreamName\":\"slow\"}"));
 	d = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"slow\"}");
@@ -514,7 +547,7 @@ Test(kinesis_status, transitions_take_the_configured_delay, .init = setup_delaye
 	cJSON_Delete(d);
 	harness_expect_error(&h, "DeleteStream", "{\"StreamName\":\"slow\"}",
 			     "ResourceInUseException", NULL);
-	wait_ms(150);
+	wait_status("slow", NULL);
 	harness_expect_error(&h, "DescribeStream", "{\"StreamName\":\"slow\"}",
 			     "ResourceNotFoundException", NULL);
 	/* Gone for good: a restart does not bring it back. */
@@ -528,7 +561,7 @@ Test(kinesis_status, deleting_is_finished_at_start, .init = setup_delayed, .fini
      .timeout = 30)
 {
 	create("half", 1);
-	wait_ms(150);
+	wait_status("half", "ACTIVE");
 	cJSON_Delete(harness_ok(&h, "DeleteStream", "{\"StreamName\":\"half\"}"));
 	harness_restart(&h);
 	harness_expect_error(&h, "DescribeStream", "{\"StreamName\":\"half\"}",
