@@ -164,6 +164,7 @@ struct kinesis {
 	uint32_t shard_limit;             /* Shards over all streams (the log's table). */
 	uint32_t shards_total;
 	struct kinesis_closer *closer;    /* Closes reshard parents off this thread. */
+	struct kinesis_routes routes;     /* The dataplane's, while it runs (all NULL otherwise). */
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 };
@@ -394,6 +395,8 @@ bool kinesis_stream_closing(const struct kinesis_stream *s);
  */
 void kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s);
 
+/* Tells the dataplane's route thread that streams or open shards changed in SQLite. */
+void kinesis_routes_changed(struct kinesis *k);
 /* Records the parent closes the closer thread finished (kinesis_poll). */
 void kinesis_reshard_poll(struct kinesis *k);
 /* Waits for the closer thread's queue, records what it finished, stops it. */

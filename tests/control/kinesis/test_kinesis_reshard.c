@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -653,4 +654,63 @@ Test(reshard, on_demand_autoscaling_splits_hot_and_merges_cold)
 	cr_assert_eq(kinesis_stream_find(h.k, "od", 2)->scale_merges, 1, "4 open: no more merges");
 	cr_assert_eq(kinesis_open_count(kinesis_stream_find(h.k, "od", 2)->shards,
 					kinesis_stream_find(h.k, "od", 2)->shard_count), 4);
+}
+
+/* ---- The dataplane's routes, as the actions see them ---------------------------------- */
+
+/* Stands in for route.c: counts what the actions ask of the dataplane's route thread. */
+struct routes_probe {
+	atomic_uint syncs;
+	atomic_uint changes;
+	atomic_bool inside;          /* A sync (the reshard's cut) is running. */
+};
+
+static struct routes_probe probe;
+
+static int
+probe_sync(void *ctx)
+{
+	struct routes_probe *p = ctx;
+
+	atomic_store(&p->inside, true);
+	usleep(20 * 1000);           /* A cut waits for workers: a clear may come meanwhile. */
+	atomic_fetch_add(&p->syncs, 1);
+	atomic_store(&p->inside, false);
+	return 0;
+}
+
+static void
+probe_changed(void *ctx)
+{
+	atomic_fetch_add(&((struct routes_probe *)ctx)->changes, 1);
+}
+
+/*
+ * The closer thread runs the cut with the routes set before it started; clearing them joins
+ * it first, so no cut runs (or is still running) once the clear returned, and the routes'
+ * owner may go. (Before, a global function pointer was cleared while the closer read it.)
+ */
+Test(reshard, routes_sync_on_the_closer_and_clearing_joins_it)
+{
+	const struct kinesis_routes routes = {
+		.sync = probe_sync, .changed = probe_changed, .ctx = &probe,
+	};
+
+	kinesis_routes_set(h.k, &routes);
+	call_ok("CreateStream", "{\"StreamName\":\"rt\",\"ShardCount\":2}");
+	cr_assert_eq(atomic_load(&probe.changes), 1, "a new stream is announced");
+	call_ok("SplitShard", "{\"StreamName\":\"rt\",\"ShardToSplit\":\"shardId-000000000000\","
+		"\"NewStartingHashKey\":\"1000\"}");
+	cr_assert_eq(atomic_load(&probe.changes), 2, "a reshard is announced");
+	settle();
+	cr_assert_eq(atomic_load(&probe.syncs), 1, "the cut ran before the parent's close");
+	call_ok("MergeShards", "{\"StreamName\":\"rt\",\"ShardToMerge\":\"shardId-000000000002\","
+		"\"AdjacentShardToMerge\":\"shardId-000000000003\"}");
+	kinesis_routes_set(h.k, NULL);
+	cr_assert_null(h.k->closer, "the closer thread was joined");
+	cr_assert_not(atomic_load(&probe.inside), "a cut still runs after the clear");
+	/* The closer took the merge's work before it saw the stop: its cut ran, to the end. */
+	cr_assert_eq(atomic_load(&probe.syncs), 2);
+	call_ok("DeleteStream", "{\"StreamName\":\"rt\"}");
+	cr_assert_eq(atomic_load(&probe.changes), 3, "cleared routes are told nothing");
 }
