@@ -260,6 +260,13 @@ void kv_string_check(struct kv_errors *errors, const char *path, const cJSON *it
 /* As kv_string_check() with lengths in UTF-16 units (partition keys). */
 void kv_chars_check(struct kv_errors *errors, const char *path, const cJSON *item,
 		    int64_t length_min, int64_t length_max);
+/* Bytes of the well-formed UTF-8 sequence at p (1..4), or 0 if it is not one. */
+size_t kv_utf8_sequence_size(const uint8_t *p, size_t size);
+/*
+ * What makes a request body unacceptable before JSON parsing, or NULL: invalid UTF-8, a raw
+ * control character inside a string, or an escaped NUL (\u0000). The text is the message.
+ */
+const char *kv_body_check(const uint8_t *body, size_t size);
 /* UTF-16 units of UTF-8 text, as Java's String.length() counts them. */
 size_t kv_utf16_length(const char *text, size_t size);
 
