@@ -403,7 +403,7 @@ Test(kinesis_validate, an_escaped_nul_is_refused_not_truncated)
 Test(kinesis_validate, control_characters_and_broken_utf8_are_refused)
 {
 	static const char *const keys[] = {
-		"a\x01" "b",     /* A raw control character. */
+		("a\x01" "b"),   /* A raw control character (split: \x01b would be one escape). */
 		"a\tb",          /* Tab too: JSON wants it escaped. */
 		"\xff",          /* Never in UTF-8. */
 		"\xc3",          /* A lead byte cut short. */
