@@ -364,12 +364,64 @@ server_conn_dirty(struct server_conn *c)
 }
 
 void
+server_conn_starve(struct server_conn *c)
+{
+	struct api_server *s = c->server;
+
+	c->read_paused = true;
+	if (c->starved)
+		return;
+	c->starved = true;
+	c->starved_next = NULL;
+	if (s->starved_tail != NULL)
+		s->starved_tail->starved_next = c;
+	else
+		s->starved_head = c;
+	s->starved_tail = c;
+}
+
+/* Takes `c` off the starved list (a walk: only a connection closed while starved). */
+static void
+server_conn_unstarve(struct server_conn *c)
+{
+	struct api_server *s = c->server;
+	struct server_conn *prev = NULL;
+
+	if (!c->starved)
+		return;
+	for (struct server_conn *i = s->starved_head; i != c; i = i->starved_next)
+		prev = i;
+	if (prev != NULL)
+		prev->starved_next = c->starved_next;
+	else
+		s->starved_head = c->starved_next;
+	if (s->starved_tail == c)
+		s->starved_tail = prev;
+	c->starved = false;
+	c->starved_next = NULL;
+}
+
+/* With a call free, the oldest starved connection gets to try (false: none waits). */
+static bool
+server_starved_wake(struct api_server *s)
+{
+	struct server_conn *c = s->starved_head;
+
+	if (s->call_free == NULL || c == NULL)
+		return false;
+	server_conn_unstarve(c);
+	server_conn_dirty(c);
+	return true;
+}
+
+void
 server_conn_close(struct server_conn *c)
 {
 	struct api_server *s = c->server;
 
 	if (c->state == CONN_FREE)
 		return;
+	server_conn_unstarve(c);
 	/* nghttp2_session_del() runs no callbacks: the calls are settled here. */
 	while (c->calls_head != NULL) {
 		struct api_call *call = c->calls_head;
@@ -679,20 +731,27 @@ server_conn_event(struct server_conn *c, uint32_t events)
 void
 server_service_dirty(struct api_server *s)
 {
-	while (s->dirty != NULL) {
-		struct server_conn *c = s->dirty;
+	/*
+	 * Ends: a woken connection either takes a call, or is off the list for good (it
+	 * starves again only when no call is free, which stops the waking).
+	 */
+	do {
+		while (s->dirty != NULL) {
+			struct server_conn *c = s->dirty;
 
-		s->dirty = c->dirty_next;
-		c->dirty = false;
-		c->dirty_next = NULL;
-		if (c->state == CONN_HTTP1)
-			http1_conn_service(c);
-		else if (c->state == CONN_H2)
-			h2_conn_service(c);
-		else if (c->state == CONN_DETECT && c->ssl != NULL && SSL_pending(c->ssl) > 0)
-			server_conn_detect(c);
-		server_conn_interest(c);
-	}
+			s->dirty = c->dirty_next;
+			c->dirty = false;
+			c->dirty_next = NULL;
+			if (c->state == CONN_HTTP1)
+				http1_conn_service(c);
+			else if (c->state == CONN_H2)
+				h2_conn_service(c);
+			else if (c->state == CONN_DETECT && c->ssl != NULL &&
+				 SSL_pending(c->ssl) > 0)
+				server_conn_detect(c);
+			server_conn_interest(c);
+		}
+	} while (server_starved_wake(s));
 }
 
 /* Closes connections idle, or stalled mid-request, for idle_timeout_ms. */

@@ -89,6 +89,8 @@ struct server_conn {
 	bool read_paused;             /* Back-pressure: pipeline full or no call free. */
 	bool dirty;                   /* On the server's dirty list (see server_conn_dirty). */
 	struct server_conn *dirty_next;
+	bool starved;                 /* On the server's starved list: paused for want of a call. */
+	struct server_conn *starved_next;
 	uint32_t epoll_events;
 	uint64_t activity_ns;         /* Last byte moved either way. */
 	uint64_t request_start_ns;    /* First byte of an unfinished HTTP/1.1 request; 0 if none. */
@@ -187,6 +189,13 @@ struct api_server {
 	struct buf_pool pool;
 	struct sigv4_keys keys;
 	struct server_conn *dirty;
+	/*
+	 * Connections paused because no call was free, oldest first. A call freed on any
+	 * connection wakes them (server_service_dirty), not only one freed on their own:
+	 * they may hold none.
+	 */
+	struct server_conn *starved_head;
+	struct server_conn *starved_tail;
 	uint64_t now_ns;                 /* Monotonic time of the current loop pass. */
 	int64_t date_s;
 	char date[40];                   /* The Date header of this second. */
@@ -204,6 +213,8 @@ void server_conn_event(struct server_conn *c, uint32_t events);
 void server_service_dirty(struct api_server *s);
 /* Queues `c` for server_conn_service() at the end of the loop pass. */
 void server_conn_dirty(struct server_conn *c);
+/* Pauses `c` until a call is free anywhere (no call was free for its next request). */
+void server_conn_starve(struct server_conn *c);
 /* Closes now: detaches calls the actions hold, frees the others. */
 void server_conn_close(struct server_conn *c);
 /* Receives: bytes read, 0 at end of stream, -EAGAIN, or another -errno. */

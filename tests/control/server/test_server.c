@@ -34,7 +34,7 @@
 #include "control/server_internal.h"
 
 #define LATE_MS 150
-#define LATE_MAX 64
+#define LATE_MAX 512     /* More than the calls of the test configuration (320). */
 /* Bounds a wait for a condition: only a hang reaches it, never a slow machine. */
 #define WAIT_DEADLINE_MS 20000
 
@@ -1394,6 +1394,56 @@ Test(server, tls_without_alpn_and_garbage_on_the_tls_port, .init = setup_tls,
  * retry) instead of more memory. 1 MiB bodies fit the 2 MiB class
  * (SERVER_POOL_LARGE_COUNT) and then the largest (SERVER_POOL_HUGE_COUNT).
  */
+/* Every call held by h2 streams for 1 s; connections never time out during the test. */
+static void
+setup_calls_held(void)
+{
+	config_for_test();
+	config.idle_timeout_ms = 60000;
+	late_ms_next = 1000;
+	server_start();
+}
+
+/*
+ * An HTTP/1.1 connection paused because no call was free anywhere resumes when a call is
+ * freed on another connection. Before, only a call freed on the same connection woke it, so
+ * a connection that held none hung until the idle timeout and was closed unanswered.
+ */
+Test(server, paused_http1_resumes_when_any_call_is_freed, .init = setup_calls_held,
+     .fini = server_stop)
+{
+	char cmd[1024];
+	char out[4096];
+	FILE *h2;
+	size_t n;
+	int fd;
+	struct response r;
+	struct probe p;
+
+	need_tools("h2load");
+	snprintf(temp_dir, sizeof(temp_dir), "/tmp/sluice-server-XXXXXX");
+	cr_assert_not_null(mkdtemp(temp_dir));
+	/* 10 connections x 32 streams: every one of the server's calls waits for its reply. */
+	snprintf(cmd, sizeof(cmd), "printf '{}' > %s/body && h2load -n %u -c 10 -m 32 "
+		 "-d %s/body -H 'x-amz-target: Kinesis_20131202.PutRecord' "
+		 "-H 'content-type: application/x-amz-json-1.1' http://127.0.0.1:%d/",
+		 temp_dir, server->calls_max, temp_dir, server_port);
+	cr_assert_eq(server->calls_max, 320u, "the shape this test assumes");
+	h2 = popen(cmd, "r");
+	cr_assert_not_null(h2);
+	probe_until(p, p.calls_used == server->calls_max);
+	fd = client_connect();
+	client_send_str(fd, request("ListStreams", "{}", NULL));
+	client_response(fd, &r);    /* Its 5 s bound only bounds a hang: the calls free in 1 s. */
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	close(fd);
+	n = fread(out, 1, sizeof(out) - 1, h2);
+	out[n] = '\0';
+	cr_assert_eq(pclose(h2), 0, "%s", out);
+	cr_assert_not_null(strstr(out, "320 succeeded, 0 failed"), "%s", out);
+}
+
 Test(server, body_buffers_exhausted_is_503, .init = setup_late_3s, .fini = server_stop)
 {
 	static char body[(1 << 20) - 64];
