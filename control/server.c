@@ -433,6 +433,7 @@ server_conn_close(struct server_conn *c)
 			server_call_free(call);
 	}
 	c->reading = NULL;
+	assert(c->calls_reading == 0);
 	if (c->h2 != NULL)
 		nghttp2_session_del(c->h2);
 	c->h2 = NULL;

@@ -39,6 +39,17 @@
  * much of the call table.
  */
 #define SERVER_H2_STREAMS_MAX 32u
+/*
+ * Calls whose request is still arriving (headers or body) are held by peers nobody has
+ * authenticated yet: a few HTTP/2 connections with 32 stalled streams each held the whole
+ * table. So each connection has SERVER_CALLS_PER_CONN arriving calls of its own, and may
+ * borrow beyond that from a shared SERVER_CALLS_BORROW_MAX (clients do open many streams
+ * at once: nghttp2 sends every HEADERS before any DATA). Streams over both are refused
+ * (REFUSED_STREAM, which clients retry). Holding the table unauthenticated then takes
+ * every connection the cap allows.
+ */
+#define SERVER_H2_READING_MAX SERVER_CALLS_PER_CONN
+#define SERVER_CALLS_BORROW_MAX (SERVER_CALLS_EXTRA / 2)
 /* Calls in flight across the server per connection allowed (the call table size). */
 #define SERVER_CALLS_PER_CONN 4u
 #define SERVER_CALLS_EXTRA 256u
@@ -100,6 +111,7 @@ struct server_conn {
 	struct api_call *calls_head;
 	struct api_call *calls_tail;
 	uint32_t calls_count;
+	uint32_t calls_reading;       /* Of which CALL_READING (SERVER_H2_READING_MAX). */
 	struct api_call *reading;     /* HTTP/1.1: the call whose body is arriving. */
 	nghttp2_session *h2;
 	const uint8_t *h2_out;        /* Bytes nghttp2 produced that the socket has not taken. */
@@ -162,6 +174,7 @@ struct server_stats {
 	uint64_t connections_timed_out;
 	uint64_t requests;
 	uint64_t replies_dropped;        /* The client left before the reply. */
+	uint64_t h2_streams_refused;     /* REFUSED_STREAM: no call free, or too many arriving. */
 	uint64_t loop_passes;            /* epoll_wait returns: shows a busy loop (tests). */
 };
 
@@ -185,6 +198,7 @@ struct api_server {
 	struct api_call *calls;
 	uint32_t calls_max;
 	uint32_t calls_used;
+	uint32_t calls_borrowed;         /* Arriving calls over connections' own shares. */
 	struct api_call *call_free;
 	struct buf_pool pool;
 	struct sigv4_keys keys;
@@ -228,6 +242,8 @@ long server_conn_sendv(struct server_conn *c, const struct iovec *iov, uint32_t 
 
 /* ---- server_call.c: calls ---- */
 struct api_call *server_call_alloc(struct api_server *s, struct server_conn *c);
+/* Every change of call->state goes through here: it keeps the arriving-call counts. */
+void server_call_state_set(struct api_call *call, enum call_state state);
 void server_call_free(struct api_call *call);
 /* The connection is going away but the action holds `call`: take it off the connection. */
 void server_call_detach(struct api_call *call);
