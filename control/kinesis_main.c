@@ -730,6 +730,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 
 		if (rc != 0 && rc != -ENOSYS)
 			diag_warn("kinesis", "log_retention_run: %s", strerror(-rc));
+		metadata_reserve_renew(k->md);  /* A no-op while held. */
 		k->retention_due_ns = mono + (uint64_t)k->config.retention_check_s * 1000000000u;
 	}
 }

@@ -311,7 +311,11 @@ kinesis_create(struct kinesis *k, struct api_call *call, const struct api_reques
 	if (rc != 0) {
 		diag_error("kinesis", "CreateStream %s: %s", v[1].string, strerror(-rc));
 		kinesis_stream_free(s);
-		kinesis_internal_error(call);
+		if (rc == -ENOSPC)   /* Not an internal failure: the operator can act on it. */
+			kinesis_error(call, "LimitExceededException", "The appliance's disk is "
+				      "full: delete a stream, or wait for retention to free space.");
+		else
+			kinesis_internal_error(call);
 		return;
 	}
 	kinesis_stream_use(k, s);
