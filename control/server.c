@@ -554,15 +554,39 @@ server_conn_send(struct server_conn *c, const void *a, size_t a_size, const void
 	return m > 0 ? n + m : n;
 }
 
+/* The oldest connection old enough and with no request accepted, or NULL. */
+static struct server_conn *
+server_conn_evictable(struct api_server *s)
+{
+	uint64_t age_ns = SERVER_EVICT_AGE_MS * 1000000ull;
+	struct server_conn *victim = NULL;
+
+	for (uint32_t i = 0; i < s->conns_max; i++) {
+		struct server_conn *c = &s->conns[i];
+
+		if (c->state == CONN_FREE || c->proven || s->now_ns - c->accepted_ns < age_ns)
+			continue;
+		if (victim == NULL || c->accepted_ns < victim->accepted_ns)
+			victim = c;
+	}
+	return victim;
+}
+
 struct server_conn *
 server_conn_adopt(struct api_server *s, int fd, bool tls)
 {
 	struct server_conn *c;
 
 	if (s->conn_free_count == 0) {
-		s->stats.connections_refused++;
-		close(fd);
-		return NULL;
+		struct server_conn *victim = server_conn_evictable(s);
+
+		if (victim == NULL) {
+			s->stats.connections_refused++;
+			close(fd);
+			return NULL;
+		}
+		s->stats.connections_evicted++;
+		server_conn_close(victim);
 	}
 	c = &s->conns[s->conn_free[--s->conn_free_count]];
 	assert(c->state == CONN_FREE);
@@ -570,6 +594,8 @@ server_conn_adopt(struct api_server *s, int fd, bool tls)
 	c->state = tls ? CONN_TLS_HANDSHAKE : CONN_DETECT;
 	c->want_write = c->tls_want_write = c->closing = c->read_paused = false;
 	c->activity_ns = s->now_ns;
+	c->accepted_ns = s->now_ns;
+	c->proven = false;
 	c->request_start_ns = 0;
 	c->in_used = 0;
 	c->epoll_events = EPOLLIN;

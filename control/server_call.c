@@ -691,6 +691,8 @@ server_call_ready(struct api_call *call)
 	}
 	if (!server_call_route(call) || !server_call_auth(call))
 		return;
+	if (call->conn != NULL)
+		call->conn->proven = true;  /* Not evicted for a newcomer any more. */
 	memset(&req, 0, sizeof(req));
 	server_call_header(call, "x-amz-target", &req.target, &req.target_size);
 	server_call_header(call, "content-type", &req.content_type, &req.content_type_size);

@@ -49,6 +49,13 @@
  * every connection the cap allows.
  */
 #define SERVER_H2_READING_MAX SERVER_CALLS_PER_CONN
+/*
+ * With every connection taken, a new one evicts the oldest connection that has not had
+ * a request accepted (authenticated and dispatched) and is at least this old: trickling
+ * peers (slowloris) cannot hold the cap against clients that make requests. Younger
+ * ones are spared so a burst of real clients at the cap is refused, not churned.
+ */
+#define SERVER_EVICT_AGE_MS 1000u
 #define SERVER_CALLS_BORROW_MAX (SERVER_CALLS_EXTRA / 2)
 /* Calls in flight across the server per connection allowed (the call table size). */
 #define SERVER_CALLS_PER_CONN 4u
@@ -103,6 +110,8 @@ struct server_conn {
 	bool starved;                 /* On the server's starved list: paused for want of a call. */
 	struct server_conn *starved_next;
 	uint32_t epoll_events;
+	uint64_t accepted_ns;         /* Monotonic. */
+	bool proven;                  /* A request of it was accepted (SERVER_EVICT_AGE_MS). */
 	uint64_t activity_ns;         /* Last byte moved either way. */
 	uint64_t request_start_ns;    /* First byte of an unfinished HTTP/1.1 request; 0 if none. */
 	char *in;                     /* SERVER_IN_SIZE bytes. */
@@ -170,6 +179,7 @@ struct api_call {
 struct server_stats {
 	uint64_t connections_accepted;
 	uint64_t connections_refused;
+	uint64_t connections_evicted;    /* Unproven, to let a new one in (SERVER_EVICT_AGE_MS). */
 	uint64_t connections_shed;       /* Accepted and closed at once: out of fds. */
 	uint64_t connections_timed_out;
 	uint64_t requests;

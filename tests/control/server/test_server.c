@@ -834,6 +834,41 @@ Test(server, connections_beyond_the_cap_are_refused, .init = setup_four_connecti
 }
 
 /*
+ * Slowloris: peers that trickle bytes and never finish a request held every connection,
+ * and every client was refused for as long as they kept it up. With the table full, a
+ * new connection now evicts the oldest one with no request accepted (and older than
+ * SERVER_EVICT_AGE_MS); connections that made a request are never evicted (above).
+ */
+Test(server, trickling_connections_are_evicted_for_a_new_client,
+     .init = setup_four_connections, .fini = server_stop)
+{
+	int tricklers[4];
+	int fd;
+	struct response r;
+	struct probe p;
+
+	for (int i = 0; i < 4; i++) {
+		tricklers[i] = client_connect();
+		client_send_str(tricklers[i], "POST / HTTP/1.1\r\nX-Amz-Tar");
+		probe_until(p, p.conns_used == (uint32_t)i + 1);  /* Accepted in this order. */
+	}
+	/* Not a wait for another thread: time must pass for them to be old enough. */
+	usleep((SERVER_EVICT_AGE_MS + 100) * 1000);
+	fd = client_connect();
+	client_send_str(fd, request("ListStreams", "{}", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	close(fd);
+	cr_assert(client_sees_close(tricklers[0], 2000), "the oldest trickler was evicted");
+	probe_read(&p);
+	cr_assert_eq(p.stats.connections_evicted, 1);
+	cr_assert_eq(p.stats.connections_refused, 0);
+	for (int i = 0; i < 4; i++)
+		close(tricklers[i]);
+}
+
+/*
  * Out of descriptors: a pending connection must be shed (accepted and closed),
  * not left in the backlog where it keeps the listener readable and the loop
  * spinning; once descriptors are free again, connections are served.
