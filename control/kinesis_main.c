@@ -524,7 +524,11 @@ kinesis_reconcile(struct kinesis *k)
 			if (!s->shards[j].close_pending)
 				continue;
 			rc = kinesis_reshard_recover(k, s, j);
-			if (rc != 0)
+			/*
+			 * A full disk must not keep the appliance down (space comes back
+			 * through DeleteStream): the parent stays closing, redone next start.
+			 */
+			if (rc != 0 && rc != -ENOSPC)
 				return rc;
 		}
 	}

@@ -180,6 +180,18 @@ metadata_end(struct metadata *md, int rc)
 	return rc;
 }
 
+static int
+metadata_setup(struct metadata *md)
+{
+	/* WAL + FULL: a committed transaction survives power loss, not just a crash. */
+	int rc = metadata_exec(md, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			       "PRAGMA foreign_keys=OFF;");
+
+	if (rc == 0)
+		rc = metadata_exec(md, metadata_schema);
+	return rc;
+}
+
 int
 metadata_open(const char *data_dir, struct metadata **md_out)
 {
@@ -196,14 +208,13 @@ metadata_open(const char *data_dir, struct metadata **md_out)
 		goto out_close;
 	}
 	sqlite3_busy_timeout(md->db, 5000);
-	/* WAL + FULL: a committed transaction survives power loss, not just a crash. */
-	rc = metadata_exec(md, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-			   "PRAGMA foreign_keys=OFF;");
-	if (rc == 0)
-		rc = metadata_exec(md, metadata_schema);
+	snprintf(md->reserve_path, sizeof(md->reserve_path), "%s/metadata.reserve", data_dir);
+	rc = metadata_setup(md);
+	/* A start on a full disk: SQLite needs room for its WAL and shared memory files. */
+	if (metadata_reserve_release(md, rc))
+		rc = metadata_setup(md);
 	if (rc != 0)
 		goto out_close;
-	snprintf(md->reserve_path, sizeof(md->reserve_path), "%s/metadata.reserve", data_dir);
 	metadata_reserve_renew(md);
 	*md_out = md;
 	return 0;

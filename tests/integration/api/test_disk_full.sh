@@ -1,5 +1,5 @@
 #!/bin/sh
-# disk_full: sluiced's data directory on a small loop-mounted ext4 (a real filesystem, not a
+# disk_full: sluiced's data directory on a small loop-mounted ext4 (96 MiB; a real filesystem, not a
 # simulation) is filled until writes are refused; then DeleteStream must free the space
 # through the API, and the appliance must take records again. Needs root (mount); skipped
 # otherwise. Stops only the sluiced it started; unmounts and removes what it made.
@@ -20,7 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-truncate -s 48M "$tmp/disk.img" || fail "truncate"
+truncate -s 96M "$tmp/disk.img" || fail "truncate"
 mkfs.ext4 -q -F "$tmp/disk.img" || fail "mkfs.ext4"
 mkdir "$tmp/mnt"
 mount -o loop "$tmp/disk.img" "$tmp/mnt" || fail "mount -o loop"
