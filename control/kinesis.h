@@ -33,6 +33,8 @@
 #define KINESIS_PUT_RECORDS_SIZE_MAX (5u * 1024u * 1024u)
 #define KINESIS_GET_RECORDS_MAX 10000u
 #define KINESIS_GET_RECORDS_SIZE_MAX (10u * 1024u * 1024u)
+/* log_read calls of one GetRecords: past the trim horizon, then past lost ranges. */
+#define KINESIS_READ_ATTEMPTS_MAX 10u
 /* Iterators and NextTokens expire this long after issue (AWS: 300 s). */
 #define KINESIS_TOKEN_TTL_MS 300000u
 #define KINESIS_TAGS_PER_STREAM_MAX 50u
@@ -167,6 +169,7 @@ struct kinesis {
 	struct kinesis_routes routes;     /* The dataplane's, while it runs (all NULL otherwise). */
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
+	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */
 };
 
 /* ---- Request validation (kinesis_validate.c) ---------------------------- */

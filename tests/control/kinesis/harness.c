@@ -91,8 +91,20 @@ harness_open_io(struct harness *h, uint32_t status_delay_ms, struct log_io *io)
 void
 harness_restart(struct harness *h)
 {
+	harness_stop(h);
+	harness_start(h);
+}
+
+void
+harness_stop(struct harness *h)
+{
 	kinesis_close(h->k);
 	log_close(h->log);
+}
+
+void
+harness_start(struct harness *h)
+{
 	harness_open_parts(h);
 }
 

@@ -609,3 +609,75 @@ Test(kinesis_status, shard_throttling_limits_writes, .init = setup, .fini = tear
 	cr_assert_eq(item_at(r, "FailedRecordCount")->valueint, 0);
 	cJSON_Delete(r);
 }
+
+/* Flips one byte of the first occurrence of `marker` in a log segment under h.dir/log. */
+static void
+corrupt_segment_at(const char *marker)
+{
+	char cmd[512];
+	char path[512];
+	FILE *list;
+	bool done = false;
+
+	snprintf(cmd, sizeof(cmd), "ls %s/log/*.log", h.dir);
+	list = popen(cmd, "r");
+	cr_assert_not_null(list);
+	while (!done && fgets(path, sizeof(path), list) != NULL) {
+		static char bytes[16 << 20];
+		FILE *f;
+		size_t n;
+		char *at;
+
+		path[strcspn(path, "\n")] = '\0';
+		f = fopen(path, "r+b");
+		cr_assert_not_null(f, "%s", path);
+		n = fread(bytes, 1, sizeof(bytes), f);
+		at = memmem(bytes, n, marker, strlen(marker));
+		if (at != NULL) {
+			cr_assert_eq(fseek(f, at - bytes, SEEK_SET), 0);
+			cr_assert_eq(fputc(*at ^ 0x20, f), *at ^ 0x20);
+			done = true;
+		}
+		cr_assert_eq(fclose(f), 0);
+	}
+	pclose(list);
+	cr_assert(done, "marker not found in any segment");
+}
+
+/*
+ * A record lost to corruption: the reader steps over it (counted, logged), as an AWS reader
+ * steps over data past retention. Before, GetRecords answered InternalFailure at that
+ * position forever, and SDKs retry InternalFailure forever.
+ */
+Test(kinesis_actions, a_reader_steps_over_records_lost_to_corruption)
+{
+	const char *want[] = { "YmVmb3Jl", "YWZ0ZXI=" };  /* "before", "after" */
+	char *it;
+	int got = 0;
+
+	create("lost", 1);
+	cJSON_Delete(put("lost", "k", "YmVmb3Jl"));
+	cJSON_Delete(put("lost", "k", "TUFSS0VSLUNPUlJVUFQtMDEyMzQ1Njc4OQ=="));
+	cJSON_Delete(put("lost", "k", "YWZ0ZXI="));
+	harness_stop(&h);
+	corrupt_segment_at("MARKER-CORRUPT-0123456789");
+	harness_start(&h);
+	it = iterator("lost", "shardId-000000000000", "TRIM_HORIZON", "");
+	for (int call = 0; call < 4 && got < 2; call++) {
+		cJSON *g = get_records(it, 0);
+		const cJSON *recs = item_at(g, "Records");
+
+		for (int i = 0; i < cJSON_GetArraySize(recs); i++) {
+			cr_assert_lt(got, 2, "more records than were kept");
+			cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, i),
+							     "Data")->valuestring, want[got]);
+			got++;
+		}
+		free(it);
+		it = strdup(str_at(g, "NextShardIterator"));
+		cJSON_Delete(g);
+	}
+	cr_assert_eq(got, 2, "the record after the lost one was never read");
+	cr_assert_eq(h.k->records_lost_skipped, 1);
+	free(it);
+}
