@@ -211,7 +211,13 @@ server_call_req_reserve(struct api_call *call, size_t size)
 
 		if (need > UINT32_MAX)
 			return -ENOBUFS;
-		bigger = buf_pool_get(&s->pool, need, &capacity);
+		/*
+		 * The body is reserved before it arrives and before it is authenticated: a
+		 * connection with no request accepted yet may take only half of each class,
+		 * so peers that trickle large bodies cannot pin every buffer (issue 14, #3).
+		 */
+		bigger = buf_pool_get_share(&s->pool, need,
+					    call->conn != NULL && !call->conn->proven, &capacity);
 		if (bigger == NULL)
 			return -ENOBUFS;
 		if (call->req != NULL) {

@@ -44,6 +44,7 @@ struct probe {
 	uint32_t calls_used;
 	uint32_t conns_used;
 	uint32_t dispatched;
+	uint32_t big_in_use;     /* Pool buffers above SERVER_POOL_MEDIUM held now. */
 };
 
 /* ---- The harness at the seam ---- */
@@ -81,6 +82,13 @@ probe_answer(const struct kinesis *k)
 		probe_last.calls_used = server->calls_used;
 		probe_last.conns_used = server->conns_used;
 		probe_last.dispatched = k->dispatched;
+		probe_last.big_in_use = 0;
+		for (uint32_t i = 0; i < server->pool.class_count; i++) {
+			const struct buf_pool_class *c = &server->pool.classes[i];
+
+			if (c->size > SERVER_POOL_MEDIUM)
+				probe_last.big_in_use += c->count_allocated - c->free_count;
+		}
 		probe_answered = probe_asked;
 		pthread_cond_broadcast(&probe_cond);
 	}
@@ -1573,6 +1581,65 @@ Test(server, body_buffers_exhausted_is_503, .init = setup_late_3s, .fini = serve
 	close(extra);
 	for (unsigned c = 0; c < held / per_conn; c++)
 		close(fds[c]);
+}
+
+static void
+setup_sixty_four_connections(void)
+{
+	config_for_test();
+	config.connections_max = 64;
+	config.request_body_size_max = 4 << 20;
+	server_start();
+}
+
+/*
+ * The body buffer is reserved from the head's Content-Length, before the body arrives and
+ * before authentication. Before, peers trickling 1.5 MB bodies pinned every large buffer
+ * and every client's large request got 503; now a connection with no request accepted
+ * takes at most half of each class, and a client that made a request gets the other half.
+ */
+#define PINNERS 40u
+
+Test(server, trickled_bodies_cannot_pin_every_large_buffer,
+     .init = setup_sixty_four_connections, .fini = server_stop)
+{
+	static char body[1 << 20];
+	static char head[512];
+	static int pinners[PINNERS];
+	struct response r;
+	struct probe p;
+	int fd;
+
+	for (uint32_t i = 0; i < PINNERS; i++) {
+		pinners[i] = client_connect();
+		client_send_str(pinners[i], "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202."
+				"PutRecord\r\nContent-Type: application/x-amz-json-1.1\r\n"
+				"Content-Length: 1500000\r\n\r\n{");
+	}
+	/* Every head handled: a buffer reserved (open), or 503 and closed. */
+	probe_until(p, p.stats.connections_accepted >= PINNERS);
+	probe_until(p, p.big_in_use == p.conns_used);
+	cr_assert_leq(p.big_in_use, (SERVER_POOL_LARGE_COUNT + SERVER_POOL_HUGE_COUNT) / 2);
+	/* A client that made a request gets a large buffer for its next one. */
+	fd = client_connect();
+	client_send_str(fd, request("ListStreams", "{}", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200);
+	response_free(&r);
+	memset(body, ' ', sizeof(body));
+	body[0] = '{';
+	body[sizeof(body) - 1] = '}';
+	snprintf(head, sizeof(head), "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.PutRecord"
+		 "\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n",
+		 sizeof(body));
+	client_send_str(fd, head);
+	client_send(fd, body, sizeof(body));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 200, "%s", r.head);
+	response_free(&r);
+	close(fd);
+	for (uint32_t i = 0; i < PINNERS; i++)
+		close(pinners[i]);
 }
 
 Test(server, cors_preflight_and_origin_headers, .init = setup_default, .fini = server_stop)
