@@ -1,4 +1,5 @@
 /* crc32c.c - CRC-32C: hardware path on x86-64 with SSE4.2, slicing table otherwise. */
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -149,11 +150,18 @@ crc32c_hw(uint32_t crc, const void *data, size_t size)
 uint32_t
 crc32c(uint32_t crc, const void *data, size_t size)
 {
-	static int has_sse42 = -1;
+	/*
+	 * Any thread may be first to ask the CPU; each stores the same answer. Relaxed atomics:
+	 * the flag orders nothing else, but a plain int here is a data race (TSan saw it).
+	 */
+	static atomic_int has_sse42 = -1;
+	int hw = atomic_load_explicit(&has_sse42, memory_order_relaxed);
 
-	if (__builtin_expect(has_sse42 < 0, 0))
-		has_sse42 = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-	return has_sse42 ? crc32c_hw(crc, data, size) : crc32c_sw(crc, data, size);
+	if (__builtin_expect(hw < 0, 0)) {
+		hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+		atomic_store_explicit(&has_sse42, hw, memory_order_relaxed);
+	}
+	return hw ? crc32c_hw(crc, data, size) : crc32c_sw(crc, data, size);
 }
 #else
 uint32_t

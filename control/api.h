@@ -71,6 +71,30 @@ void api_call_error(struct api_call *call, int http_status, const char *type,
 /* Opens metadata (SQLite in data_dir) over an open log and loads every stream. */
 int kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis **k_out);
 void kinesis_close(struct kinesis *k);
+
+/*
+ * The dataplane's route table, as the actions see it (route.c provides it while the
+ * dataplane runs; docs/ARCHITECTURE.md, "Resharding").
+ */
+struct kinesis_routes {
+	/*
+	 * A reshard's cut, on the closer thread between the SQLite commit and the parents'
+	 * log close: publish the routes SQLite holds now, then wait until every worker handed
+	 * the log what it staged under the older table. 0 or a negative errno.
+	 */
+	int (*sync)(void *ctx);
+	/* Streams or open shards changed in SQLite (API thread): publish soon, do not wait. */
+	void (*changed)(void *ctx);
+	void *ctx;
+};
+
+/*
+ * Sets the routes (copied), or clears them with NULL. Set before the server thread starts:
+ * the closer thread copies them when it starts, so it never reads a pointer being changed.
+ * Clearing first stops the closer thread (the closes it has not begun are redone at the
+ * next start, as after a stop); call it only once the server thread has stopped.
+ */
+void kinesis_routes_set(struct kinesis *k, const struct kinesis_routes *routes);
 /* Readable when kinesis_poll() has work (log completions). */
 int kinesis_event_fd(const struct kinesis *k);
 /* Handles one request; replies now or from a later kinesis_poll(). */

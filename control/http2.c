@@ -8,7 +8,8 @@
  * and nghttp2_session_mem_send(), so the socket (plain or TLS) stays ours.
  *
  * Each stream is one call; up to SERVER_H2_STREAMS_MAX run at once per
- * connection. No free call: the stream is refused (RST_STREAM
+ * connection, of which up to SERVER_H2_READING_MAX may still be arriving.
+ * No free call, or too many arriving: the stream is refused (RST_STREAM
  * REFUSED_STREAM, which clients retry). Header block over
  * HTTP1_HEAD_SIZE_MAX or HTTP1_HEADERS_MAX fields: 431; body over
  * request_body_size_max: 413 (the rest of the body is read and dropped).
@@ -36,12 +37,16 @@ static int
 h2_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
 	struct server_conn *c = user_data;
-	struct api_call *call;
+	struct api_call *call = NULL;
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	call = server_call_alloc(c->server, c);
+	/* Its own share, or a borrowed one (SERVER_H2_READING_MAX says why). */
+	if (c->calls_reading < SERVER_H2_READING_MAX ||
+	    c->server->calls_borrowed < SERVER_CALLS_BORROW_MAX)
+		call = server_call_alloc(c->server, c);
 	if (call == NULL) {
+		c->server->stats.h2_streams_refused++;
 		nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
 					  NGHTTP2_REFUSED_STREAM);
 		return 0;

@@ -33,6 +33,8 @@
 #define KINESIS_PUT_RECORDS_SIZE_MAX (5u * 1024u * 1024u)
 #define KINESIS_GET_RECORDS_MAX 10000u
 #define KINESIS_GET_RECORDS_SIZE_MAX (10u * 1024u * 1024u)
+/* log_read calls of one GetRecords: past the trim horizon, then past lost ranges. */
+#define KINESIS_READ_ATTEMPTS_MAX 10u
 /* Iterators and NextTokens expire this long after issue (AWS: 300 s). */
 #define KINESIS_TOKEN_TTL_MS 300000u
 #define KINESIS_TAGS_PER_STREAM_MAX 50u
@@ -168,8 +170,10 @@ struct kinesis {
 	uint32_t shard_limit;             /* Shards over all streams (the log's table). */
 	uint32_t shards_total;
 	struct kinesis_closer *closer;    /* Closes reshard parents off this thread. */
+	struct kinesis_routes routes;     /* The dataplane's, while it runs (all NULL otherwise). */
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
+	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */
 };
 
 /* ---- Request validation (kinesis_validate.c) ---------------------------- */
@@ -263,6 +267,13 @@ void kv_string_check(struct kv_errors *errors, const char *path, const cJSON *it
 /* As kv_string_check() with lengths in UTF-16 units (partition keys). */
 void kv_chars_check(struct kv_errors *errors, const char *path, const cJSON *item,
 		    int64_t length_min, int64_t length_max);
+/* Bytes of the well-formed UTF-8 sequence at p (1..4), or 0 if it is not one. */
+size_t kv_utf8_sequence_size(const uint8_t *p, size_t size);
+/*
+ * What makes a request body unacceptable before JSON parsing, or NULL: invalid UTF-8, a raw
+ * control character inside a string, or an escaped NUL (\u0000). The text is the message.
+ */
+const char *kv_body_check(const uint8_t *body, size_t size);
 /* UTF-16 units of UTF-8 text, as Java's String.length() counts them. */
 size_t kv_utf16_length(const char *text, size_t size);
 
@@ -398,6 +409,8 @@ bool kinesis_stream_closing(const struct kinesis_stream *s);
  */
 void kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s);
 
+/* Tells the dataplane's route thread that streams or open shards changed in SQLite. */
+void kinesis_routes_changed(struct kinesis *k);
 /* Records the parent closes the closer thread finished (kinesis_poll). */
 void kinesis_reshard_poll(struct kinesis *k);
 /* Waits for the closer thread's queue, records what it finished, stops it. */

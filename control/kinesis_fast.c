@@ -43,8 +43,9 @@ kf_char(struct kf_cursor *c, char ch)
 #define KF_HIGHS 0x8080808080808080ull
 
 /*
- * Whether any of the 8 bytes is '"', '\\' or below 0x20 (the bit hacks
- * "haszero" and "hasless": exact as a yes/no, not as a position).
+ * Whether any of the 8 bytes is '"', '\\', below 0x20 or above 0x7f (the bit
+ * hacks "haszero" and "hasless": exact as a yes/no, not as a position). Bytes
+ * above 0x7f go to the byte loop, which checks they are UTF-8.
  */
 static bool
 kf_word_special(uint64_t w)
@@ -53,7 +54,7 @@ kf_word_special(uint64_t w)
 	uint64_t backslash = w ^ (KF_ONES * '\\');
 
 	return ((((quote - KF_ONES) & ~quote) | ((backslash - KF_ONES) & ~backslash) |
-		 ((w - KF_ONES * 0x20) & ~w)) & KF_HIGHS) != 0;
+		 ((w - KF_ONES * 0x20) & ~w) | w) & KF_HIGHS) != 0;
 }
 
 /*
@@ -78,9 +79,12 @@ kf_string(struct kf_cursor *c, const char **text, size_t *size)
 		c->p += 8;
 	}
 	while (c->p < c->end && *c->p != '"') {
-		if (*c->p == '\\' || (unsigned char)*c->p < 0x20)
+		size_t n = kv_utf8_sequence_size((const uint8_t *)c->p, (size_t)(c->end - c->p));
+
+		/* Escapes, control characters and broken UTF-8 are the full parser's. */
+		if (*c->p == '\\' || (unsigned char)*c->p < 0x20 || n == 0)
 			return false;
-		c->p++;
+		c->p += n;
 	}
 	if (c->p == c->end)
 		return false;

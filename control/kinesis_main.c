@@ -527,7 +527,11 @@ kinesis_reconcile(struct kinesis *k)
 			if (!s->shards[j].close_pending)
 				continue;
 			rc = kinesis_reshard_recover(k, s, j);
-			if (rc != 0)
+			/*
+			 * A full disk must not keep the appliance down (space comes back
+			 * through DeleteStream): the parent stays closing, redone next start.
+			 */
+			if (rc != 0 && rc != -ENOSPC)
 				return rc;
 		}
 	}
@@ -746,6 +750,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 
 		if (rc != 0 && rc != -ENOSYS)
 			diag_warn("kinesis", "log_retention_run: %s", strerror(-rc));
+		metadata_reserve_renew(k->md);  /* A no-op while held. */
 		k->retention_due_ns = mono + (uint64_t)k->config.retention_check_s * 1000000000u;
 	}
 }

@@ -408,6 +408,32 @@ kinesis_read_record(void *arg, const struct log_record_out *rec)
 	return 0;
 }
 
+/*
+ * Records the log knows are lost to corruption at or after ctx->seq_next: a reader meeting
+ * them got InternalFailure forever (SDKs retry it forever). AWS has no such state; the
+ * closest is data past retention, which a reader silently skips. So the loss is skipped
+ * too, but said: logged with its range, counted (records_lost_skipped). *seq_out is
+ * where to go on. -ENOENT when the log knows of no such range (then it stays an error).
+ */
+static int
+kinesis_read_skip_lost(struct kinesis *k, struct kinesis_read_ctx *ctx, uint64_t *seq_out)
+{
+	uint64_t from = ctx->seq_next;  /* Inside the range, or where it begins. */
+	uint64_t first;
+	uint64_t end;
+	int rc = log_shard_bad_range(k->log, ctx->sh->log_id, from, &first, &end);
+
+	if (rc != 0)
+		return rc;
+	k->records_lost_skipped += end - (first > from ? first : from);
+	diag_warn("kinesis", "GetRecords: shard %u: records %llu..%llu are lost to corruption; "
+		  "the reader skips them", ctx->sh->index, (unsigned long long)from,
+		  (unsigned long long)end - 1);
+	ctx->seq_next = end;
+	*seq_out = end;
+	return 0;
+}
+
 /* Reads from *seq; a position below the trim horizon moves up to it, as AWS skips. */
 static int
 kinesis_read(struct kinesis *k, struct kinesis_read_ctx *ctx, uint32_t limit, uint64_t seq)
@@ -419,14 +445,20 @@ kinesis_read(struct kinesis *k, struct kinesis_read_ctx *ctx, uint32_t limit, ui
 
 	if (room / 4 * 3 < bytes_max)
 		bytes_max = room / 4 * 3;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		ctx->seq_next = seq;
-		rc = log_read(k->reader, ctx->sh->log_id, seq, limit, bytes_max, kinesis_read_record,
-			      ctx, &seq_next);
-		if (rc != -ERANGE)
-			break;
+	for (uint32_t attempt = 0; attempt < KINESIS_READ_ATTEMPTS_MAX; attempt++) {
 		struct log_shard_info info;
 
+		ctx->seq_next = seq;
+		rc = log_read(k->reader, ctx->sh->log_id, seq, limit - ctx->count, bytes_max,
+			      kinesis_read_record, ctx, &seq_next);
+		if (rc == -EBADMSG && kinesis_read_skip_lost(k, ctx, &seq) == 0) {
+			seq_next = seq;
+			if (ctx->count > 0)
+				break;  /* What came before the loss now; the next call goes on. */
+			continue;
+		}
+		if (rc != -ERANGE)
+			break;
 		rc = log_shard_info(k->log, ctx->sh->log_id, &info);
 		if (rc != 0)
 			return rc;
@@ -434,6 +466,8 @@ kinesis_read(struct kinesis *k, struct kinesis_read_ctx *ctx, uint32_t limit, ui
 	}
 	if (ctx->count > 0)
 		api_out_append(ctx->out, "}", 1); /* The last record's (kinesis_read_record). */
+	if (rc == -EBADMSG && ctx->count > 0)
+		rc = 0;  /* Skipped past a loss after some records: ctx->seq_next is past it. */
 	if (rc == -ENOBUFS)
 		return 0; /* Stopped early: ctx->seq_next is where to go on. */
 	if (rc < 0)

@@ -11,7 +11,7 @@
  *   2     memory  the copy replaces the array: from here on every put routes
  *                 to the children (the server thread is the only router);
  *                 the parents are queued to the closer thread
- *   3     closer  (its own thread) route_sync_hook when the dataplane runs:
+ *   3     closer  (its own thread) routes.sync when the dataplane runs:
  *                 the route table from SQLite is published with RCU, every
  *                 worker passes a quiescent state and submits what it staged
  *                 (dp_flush_staged); then log_shard_close(parent): batches the
@@ -35,13 +35,10 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
-#include "control/route.h"
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
 
 #define KINESIS_DAY_MS (24ull * 3600 * 1000)
-
-int (*route_sync_hook)(void);
 
 /* ---- Plans ---------------------------------------------------------------- */
 
@@ -290,6 +287,7 @@ struct kinesis_close_list {
 
 struct kinesis_closer {
 	struct log *log;
+	struct kinesis_routes routes;    /* Copied before the thread starts; never changes. */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -333,8 +331,8 @@ kinesis_closer_main(void *arg)
 		work = swap;
 		pthread_mutex_unlock(&cl->lock);
 		/* The dataplane's cut first: new table published, old staging handed over. */
-		if (route_sync_hook != NULL) {
-			int err = route_sync_hook();
+		if (cl->routes.sync != NULL) {
+			int err = cl->routes.sync(cl->routes.ctx);
 
 			if (err != 0)
 				diag_warn("kinesis", "dataplane cut: %s (late records are refused as "
@@ -370,6 +368,7 @@ kinesis_closer_start(struct kinesis *k)
 	if (cl == NULL)
 		return -ENOMEM;
 	cl->log = k->log;
+	cl->routes = k->routes;
 	pthread_mutex_init(&cl->lock, NULL);
 	pthread_cond_init(&cl->cond, NULL);
 	rc = -pthread_create(&cl->thread, NULL, kinesis_closer_main, cl);
@@ -440,6 +439,27 @@ kinesis_reshard_poll(struct kinesis *k)
 }
 
 void
+kinesis_routes_set(struct kinesis *k, const struct kinesis_routes *routes)
+{
+	if (routes == NULL) {
+		/* The closer may be inside routes.sync: joined first, then the copy is gone. */
+		kinesis_reshard_stop(k);
+		memset(&k->routes, 0, sizeof(k->routes));
+		return;
+	}
+	/* A running closer would keep its older copy: routes are set before serving. */
+	assert(k->closer == NULL);
+	k->routes = *routes;
+}
+
+void
+kinesis_routes_changed(struct kinesis *k)
+{
+	if (k->routes.changed != NULL)
+		k->routes.changed(k->routes.ctx);
+}
+
+void
 kinesis_reshard_stop(struct kinesis *k)
 {
 	struct kinesis_closer *cl = k->closer;
@@ -476,6 +496,7 @@ kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kines
 	s->shard_count = plan->count;
 	plan->shards = NULL;
 	kinesis_stream_index(s);
+	kinesis_routes_changed(k);
 	rc = kinesis_closer_queue(k, s, old_count);
 	if (rc != 0)
 		diag_error("kinesis", "stream %s: parent closes not queued: %s (redone at the next "

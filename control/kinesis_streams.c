@@ -221,6 +221,7 @@ kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct m
 	s->stream_id = ms.stream_id;
 	for (uint32_t i = 0; i < s->shard_count; i++)
 		s->shards[i].log_id = LOG_SHARD_ID(s->stream_id, i);
+	kinesis_routes_changed(k);  /* UDP producers may write to it from now on. */
 	return 0;
 }
 
@@ -310,7 +311,11 @@ kinesis_create(struct kinesis *k, struct api_call *call, const struct api_reques
 	if (rc != 0) {
 		diag_error("kinesis", "CreateStream %s: %s", v[1].string, strerror(-rc));
 		kinesis_stream_free(s);
-		kinesis_internal_error(call);
+		if (rc == -ENOSPC)   /* Not an internal failure: the operator can act on it. */
+			kinesis_error(call, "LimitExceededException", "The appliance's disk is "
+				      "full: delete a stream, or wait for retention to free space.");
+		else
+			kinesis_internal_error(call);
 		return;
 	}
 	kinesis_stream_use(k, s);
@@ -398,6 +403,7 @@ kinesis_delete_stream(struct kinesis *k, struct api_call *call, const struct api
 		kinesis_internal_error(call);
 		goto out;
 	}
+	kinesis_routes_changed(k);  /* A deleting stream is routed no more. */
 	kinesis_status_schedule(k, s, KINESIS_DELETING, KINESIS_DELETING);
 	if (s->status_due_ns == 0 && kinesis_stream_delete_finish(k, s) != 0)
 		diag_error("kinesis", "DeleteStream: finishing failed (retried at start)");

@@ -275,6 +275,69 @@ kv_pattern_text(enum kv_pattern pattern)
 }
 
 size_t
+kv_utf8_sequence_size(const uint8_t *p, size_t size)
+{
+	uint32_t cp;
+	size_t n;
+
+	if (size == 0)
+		return 0;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, cp = p[0] & 0x1fu;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, cp = p[0] & 0x0fu;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, cp = p[0] & 0x07u;
+	else
+		return 0;     /* A continuation byte, an overlong lead (c0, c1) or past U+10FFFF. */
+	if (size < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	/* Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8. */
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/*
+ * Why each check: cJSON accepts all three, and the actions measure strings with strlen()
+ * after decoding, so "a\u0000b" would be stored (or deleted!) as "a"; a key that is not
+ * UTF-8 is not the byte string the caller hashed; AWS refuses all three.
+ */
+const char *
+kv_body_check(const uint8_t *body, size_t size)
+{
+	bool in_string = false;
+
+	for (size_t i = 0; i < size;) {
+		size_t n = kv_utf8_sequence_size(body + i, size - i);
+
+		if (n == 0)
+			return "Invalid UTF-8 in the request body";
+		if (in_string && body[i] < 0x20)
+			return "Unescaped control character in a JSON string";
+		if (in_string && body[i] == '\\') {
+			if (i + 1 < size && body[i + 1] == 'u' && size - i >= 6 &&
+			    memcmp(body + i + 2, "0000", 4) == 0)
+				return "NUL character (\\u0000) in a JSON string";
+			i += 2;   /* The escaped byte cannot end the string. */
+			continue;
+		}
+		if (body[i] == '"')
+			in_string = !in_string;
+		i += n;
+	}
+	return NULL;
+}
+
+size_t
 kv_utf16_length(const char *text, size_t size)
 {
 	size_t units = 0;
@@ -532,10 +595,16 @@ kv_check(struct kinesis *k, struct api_call *call, const struct api_request *req
 	 struct kv_value *values)
 {
 	static struct kv_errors errors; /* Large; one server thread. */
+	const char *bad;
 	cJSON *root;
 
 	assert(field_count <= KV_FIELDS_MAX);
 	k->scratch_used = 0;
+	bad = kv_body_check(req->body, req->body_size);
+	if (bad != NULL) {
+		kinesis_serialization_error(call, bad);
+		return -EINVAL;
+	}
 	root = cJSON_ParseWithLength((const char *)req->body, req->body_size);
 	if (root == NULL) {
 		kinesis_serialization_error(call, NULL);

@@ -388,11 +388,15 @@ sluiced_serve(struct sluiced *d)
 	if (rc != 0)
 		goto out_close_kinesis;
 	if (d->config.dataplane_enabled) {
-		rc = route_dataplane_start(&d->config, d->log);
+		struct kinesis_routes routes;
+
+		rc = route_dataplane_start(&d->config, d->log, &routes);
 		if (rc != 0) {
 			diag_error("sluiced", "cannot start the dataplane: %s", strerror(-rc));
 			goto out_close_kinesis;
 		}
+		/* Before the server thread: the closer copies them when a reshard starts it. */
+		kinesis_routes_set(d->kinesis, &routes);
 		metrics_ready_set(METRICS_READY_DATAPLANE, true);
 	}
 	rc = pthread_create(&d->server_thread, NULL, sluiced_server_main, d);
@@ -413,6 +417,8 @@ sluiced_serve(struct sluiced *d)
 	rc = d->server_rc;
 
 out_stop_dataplane:
+	/* The closer thread is joined before the routes it may be calling go away. */
+	kinesis_routes_set(d->kinesis, NULL);
 	metrics_ready_set(METRICS_READY_DATAPLANE, false);
 	route_dataplane_stop();
 out_close_kinesis:

@@ -12,11 +12,19 @@
  *                                                     2 closing (seq_end unknown)
  *   tags(stream_id, key, value)
  *   pending_deletes(stream_id)                        log data still to drop
+ *
+ * A full disk: SQLite's writes fail, and DeleteStream (how space comes back) answered
+ * 500. So the actions' connection holds METADATA_RESERVE_SIZE bytes in metadata.reserve;
+ * a delete-path write that fails for want of space gives it back (unlink) and is retried
+ * once; metadata_reserve_renew() takes it again once retention has freed space.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 #include <sqlite3.h>
@@ -24,8 +32,13 @@
 #include "common/diag.h"
 #include "control/metadata.h"
 
+/* Enough WAL pages for the delete path's transactions many times over. */
+#define METADATA_RESERVE_SIZE (4u << 20)
+
 struct metadata {
 	sqlite3 *db;
+	bool reserve_held;
+	char reserve_path[4096];
 };
 
 static const char metadata_schema[] =
@@ -44,11 +57,19 @@ static const char metadata_schema[] =
 	" value TEXT NOT NULL, PRIMARY KEY(stream_id, key));"
 	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);";
 
+/* -ENOSPC when SQLite ran out of disk, else -EIO. */
+static int
+metadata_errno(struct metadata *md)
+{
+	return sqlite3_errcode(md->db) == SQLITE_FULL || sqlite3_system_errno(md->db) == ENOSPC ?
+	       -ENOSPC : -EIO;
+}
+
 static int
 metadata_fail(struct metadata *md, const char *what)
 {
 	diag_error("metadata", "%s: %s", what, sqlite3_errmsg(md->db));
-	return -EIO;
+	return metadata_errno(md);
 }
 
 static int
@@ -59,9 +80,40 @@ metadata_exec(struct metadata *md, const char *sql)
 	if (sqlite3_exec(md->db, sql, NULL, NULL, &err) != SQLITE_OK) {
 		diag_error("metadata", "%s: %s", sql, err != NULL ? err : "?");
 		sqlite3_free(err);
-		return -EIO;
+		return metadata_errno(md);
 	}
 	return 0;
+}
+
+void
+metadata_reserve_renew(struct metadata *md)
+{
+	int fd;
+	int err;
+
+	if (md->reserve_held || md->reserve_path[0] == '\0')
+		return;
+	fd = open(md->reserve_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	err = posix_fallocate(fd, 0, METADATA_RESERVE_SIZE);
+	close(fd);
+	md->reserve_held = err == 0;
+	if (md->reserve_held)
+		diag_info("metadata", "disk space reserve for SQLite held (%u MiB)",
+			  METADATA_RESERVE_SIZE >> 20);
+}
+
+/* After a write failed with `rc`: true if the reserve was given back, so retry it once. */
+static bool
+metadata_reserve_release(struct metadata *md, int rc)
+{
+	if (rc != -ENOSPC || md->reserve_path[0] == '\0' || unlink(md->reserve_path) != 0)
+		return false;
+	md->reserve_held = false;
+	diag_warn("metadata", "disk full: gave SQLite its %u MiB reserve (taken again once "
+		  "retention frees space)", METADATA_RESERVE_SIZE >> 20);
+	return true;
 }
 
 /* Prepares `sql` and binds int64 arguments in order ('i') or text ('t': ptr, size). */
@@ -128,6 +180,18 @@ metadata_end(struct metadata *md, int rc)
 	return rc;
 }
 
+static int
+metadata_setup(struct metadata *md)
+{
+	/* WAL + FULL: a committed transaction survives power loss, not just a crash. */
+	int rc = metadata_exec(md, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			       "PRAGMA foreign_keys=OFF;");
+
+	if (rc == 0)
+		rc = metadata_exec(md, metadata_schema);
+	return rc;
+}
+
 int
 metadata_open(const char *data_dir, struct metadata **md_out)
 {
@@ -144,13 +208,14 @@ metadata_open(const char *data_dir, struct metadata **md_out)
 		goto out_close;
 	}
 	sqlite3_busy_timeout(md->db, 5000);
-	/* WAL + FULL: a committed transaction survives power loss, not just a crash. */
-	rc = metadata_exec(md, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-			   "PRAGMA foreign_keys=OFF;");
-	if (rc == 0)
-		rc = metadata_exec(md, metadata_schema);
+	snprintf(md->reserve_path, sizeof(md->reserve_path), "%s/metadata.reserve", data_dir);
+	rc = metadata_setup(md);
+	/* A start on a full disk: SQLite needs room for its WAL and shared memory files. */
+	if (metadata_reserve_release(md, rc))
+		rc = metadata_setup(md);
 	if (rc != 0)
 		goto out_close;
+	metadata_reserve_renew(md);
 	*md_out = md;
 	return 0;
 
@@ -380,15 +445,25 @@ metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
 	return metadata_end(md, rc);
 }
 
-int
-metadata_stream_deleting(struct metadata *md, uint32_t stream_id)
+static int
+metadata_stream_deleting_once(struct metadata *md, uint32_t stream_id)
 {
 	return metadata_run3(md, "UPDATE streams SET deleting = 1 WHERE stream_id = ?",
 			     stream_id, 0, 0);
 }
 
 int
-metadata_stream_delete(struct metadata *md, uint32_t stream_id)
+metadata_stream_deleting(struct metadata *md, uint32_t stream_id)
+{
+	int rc = metadata_stream_deleting_once(md, stream_id);
+
+	if (metadata_reserve_release(md, rc))
+		rc = metadata_stream_deleting_once(md, stream_id);
+	return rc;
+}
+
+static int
+metadata_stream_delete_once(struct metadata *md, uint32_t stream_id)
 {
 	int rc = metadata_begin(md);
 
@@ -403,6 +478,16 @@ metadata_stream_delete(struct metadata *md, uint32_t stream_id)
 		rc = metadata_run3(md, "INSERT OR REPLACE INTO pending_deletes(stream_id)"
 				   " VALUES(?)", stream_id, 0, 0);
 	return metadata_end(md, rc);
+}
+
+int
+metadata_stream_delete(struct metadata *md, uint32_t stream_id)
+{
+	int rc = metadata_stream_delete_once(md, stream_id);
+
+	if (metadata_reserve_release(md, rc))
+		rc = metadata_stream_delete_once(md, stream_id);
+	return rc;
 }
 
 int
@@ -424,8 +509,13 @@ metadata_pending_deletes(struct metadata *md, int (*fn)(void *arg, uint32_t stre
 int
 metadata_pending_delete_done(struct metadata *md, uint32_t stream_id)
 {
-	return metadata_run3(md, "DELETE FROM pending_deletes WHERE stream_id = ?", stream_id,
-			     0, 0);
+	int rc = metadata_run3(md, "DELETE FROM pending_deletes WHERE stream_id = ?", stream_id,
+			       0, 0);
+
+	if (metadata_reserve_release(md, rc))
+		rc = metadata_run3(md, "DELETE FROM pending_deletes WHERE stream_id = ?",
+				   stream_id, 0, 0);
+	return rc;
 }
 
 int

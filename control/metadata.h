@@ -58,8 +58,17 @@ struct metadata_tag {
 	size_t value_size;
 };
 
+/*
+ * Opens (creating) data_dir/metadata.db and takes the disk space reserve
+ * (data_dir/metadata.reserve) when there is room: the delete path's writes
+ * (metadata_stream_deleting, metadata_stream_delete, metadata_pending_delete_done)
+ * give it back and retry once when the disk is full. Writes that fail for want of
+ * space return -ENOSPC.
+ */
 int metadata_open(const char *data_dir, struct metadata **md_out);
 void metadata_close(struct metadata *md);
+/* Takes the reserve again if it was given back (after retention freed space). */
+void metadata_reserve_renew(struct metadata *md);
 
 /* The server secret: created (random) on first use, then always the same. */
 int metadata_secret(struct metadata *md, uint8_t *secret, size_t size);

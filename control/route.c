@@ -4,8 +4,11 @@
  *
  * The route table follows metadata (SQLite, the truth for streams and
  * shards): a route thread reads every stream that is not being deleted and
- * its open shards through its own read connection every ROUTE_REFRESH_MS,
- * and publishes a new table when their digest changed. Publishing waits for
+ * its open shards through its own read connection when the actions say they
+ * changed (route_changed, from kinesis_routes_changed() after the SQLite
+ * commit), and publishes a new table when their digest changed. It also
+ * reads every ROUTE_REFRESH_FALLBACK_MS, for a change nobody announced (a
+ * new action that forgot to): a safety net, not the mechanism. Publishing waits for
  * one RCU grace period of the workers (one poll pass), never the reverse.
  * A stream exists here as soon as CreateStream committed it (metadata has no
  * CREATING state), so UDP producers may write to it a status delay early.
@@ -19,7 +22,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "common/crc32c.h"
 #include "common/diag.h"
@@ -29,7 +34,7 @@
 #include "dataplane/dataplane.h"
 #include "nvme-log/log.h"
 
-#define ROUTE_REFRESH_MS 200
+#define ROUTE_REFRESH_FALLBACK_MS 5000
 /* A worker asleep answers a flush when it wakes; this bounds a stuck one. */
 #define ROUTE_FLUSH_TIMEOUT_MS 1000
 
@@ -59,6 +64,12 @@ struct route {
 	struct dp *dp;
 	struct metadata *md;
 	pthread_mutex_t lock;    /* One publisher at a time: the route thread or a reshard. */
+	/*
+	 * eventfd: written when something changed or at stop. Not a condition under `lock`:
+	 * the API thread must never wait for that lock, which a reshard's cut holds while
+	 * workers flush (up to ROUTE_FLUSH_TIMEOUT_MS).
+	 */
+	int wake_fd;
 	pthread_t thread;
 	atomic_bool stop;
 	uint32_t digest;
@@ -66,7 +77,7 @@ struct route {
 	uint32_t workers;        /* Of the running dataplane (route_dp_worker_stats). */
 };
 
-static struct route route_state = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static struct route route_state = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake_fd = -1 };
 
 static int
 route_add_stream(void *arg, const struct metadata_stream *stream)
@@ -177,6 +188,18 @@ route_refresh(struct route *r)
 	return rc;
 }
 
+/* Sleeps until a change is announced, a stop, or the fallback period; drains the wakes. */
+static void
+route_wait(struct route *r)
+{
+	struct pollfd pfd = { .fd = r->wake_fd, .events = POLLIN };
+	uint64_t wakes;
+
+	if (poll(&pfd, 1, ROUTE_REFRESH_FALLBACK_MS) == 1 &&
+	    read(r->wake_fd, &wakes, sizeof(wakes)) < 0 && errno != EAGAIN)
+		diag_warn("route", "wake eventfd: %s", strerror(errno));
+}
+
 static void *
 route_thread_main(void *arg)
 {
@@ -192,16 +215,33 @@ route_thread_main(void *arg)
 		if (rc != 0 && rc != last_rc)
 			diag_warn("route", "route table refresh: %s", strerror(-rc));
 		last_rc = rc;
-		nanosleep(&(struct timespec){ .tv_nsec = ROUTE_REFRESH_MS * 1000000L }, NULL);
+		route_wait(r);
 	}
 	return NULL;
 }
 
-/* route_sync_hook while the dataplane runs: the reshard's cut (see route.h). */
-static int
-route_sync(void)
+/* Wakes the route thread; never blocks (an eventfd only adds to its counter). */
+static void
+route_wake(struct route *r)
 {
-	struct route *r = &route_state;
+	uint64_t one = 1;
+
+	if (write(r->wake_fd, &one, sizeof(one)) < 0)
+		diag_warn("route", "wake eventfd: %s", strerror(errno));
+}
+
+/* kinesis_routes.changed (API thread): the route thread reads SQLite itself. */
+static void
+route_changed(void *ctx)
+{
+	route_wake(ctx);
+}
+
+/* kinesis_routes.sync (closer thread): the reshard's cut (see route.h). */
+static int
+route_sync(void *ctx)
+{
+	struct route *r = ctx;
 	int rc;
 
 	pthread_mutex_lock(&r->lock);
@@ -332,7 +372,8 @@ route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config
 }
 
 int
-route_dataplane_start(const struct sluice_config *config, struct log *log)
+route_dataplane_start(const struct sluice_config *config, struct log *log,
+		      struct kinesis_routes *routes_out)
 {
 	struct route *r = &route_state;
 	struct dp_config dc;
@@ -341,9 +382,12 @@ route_dataplane_start(const struct sluice_config *config, struct log *log)
 
 	if (rc != 0)
 		return rc;
+	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wake_fd < 0)
+		return -errno;
 	rc = metadata_open(config->data_dir, &r->md);
 	if (rc != 0)
-		return rc;
+		goto out_close_wake;
 	rc = dp_open(&dc, &r->dp);
 	if (rc != 0)
 		goto out_close_md;
@@ -356,7 +400,9 @@ route_dataplane_start(const struct sluice_config *config, struct log *log)
 	atomic_store(&r->stop, false);
 	rc = -pthread_create(&r->thread, NULL, route_thread_main, r);
 	if (rc == 0) {
-		route_sync_hook = route_sync;
+		*routes_out = (struct kinesis_routes){
+			.sync = route_sync, .changed = route_changed, .ctx = r,
+		};
 		diag_info("route", "dataplane on %s, %s:%u, %u workers",
 			  dc.backend == DP_BACKEND_KERNEL ? "kernel sockets (io_uring)" :
 							    config->dp_vdev,
@@ -370,6 +416,9 @@ out_close_dp:
 out_close_md:
 	metadata_close(r->md);
 	r->md = NULL;
+out_close_wake:
+	close(r->wake_fd);
+	r->wake_fd = -1;
 	return rc;
 }
 
@@ -395,8 +444,8 @@ route_dataplane_stop(void)
 
 	if (r->dp == NULL)
 		return;
-	route_sync_hook = NULL;
 	atomic_store(&r->stop, true);
+	route_wake(r);
 	pthread_join(r->thread, NULL);
 	pthread_mutex_lock(&r->lock);
 	dp_close(r->dp);
@@ -404,4 +453,6 @@ route_dataplane_stop(void)
 	pthread_mutex_unlock(&r->lock);
 	metadata_close(r->md);
 	r->md = NULL;
+	close(r->wake_fd);
+	r->wake_fd = -1;
 }

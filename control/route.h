@@ -6,6 +6,7 @@
 #ifndef SLUICE_CONTROL_ROUTE_H
 #define SLUICE_CONTROL_ROUTE_H
 
+#include "control/api.h"
 #include "control/config.h"
 
 struct dp_config;
@@ -22,24 +23,21 @@ int route_dp_config(const struct sluice_config *config, struct log *log, struct 
 
 /*
  * Starts the dataplane on `log` and a route thread that republishes the
- * route table whenever the streams or their open shards change. One
- * dataplane per process. Returns 0 or a negative errno (nothing is left
- * running on failure).
+ * route table whenever the actions say the streams or their open shards
+ * changed. One dataplane per process. Fills *routes_out for
+ * kinesis_routes_set(): `changed` wakes the route thread; `sync` publishes
+ * the routes SQLite holds now (RCU swap, every worker past a quiescent
+ * state), then waits until every worker has handed the log what it staged
+ * under the older table (a reshard's cut). Returns 0 or a negative errno
+ * (nothing is left running on failure).
  */
-int route_dataplane_start(const struct sluice_config *config, struct log *log);
-
-/*
- * Set while the dataplane runs (NULL otherwise): publishes the routes SQLite
- * holds now (RCU swap, every worker past a quiescent state), then waits until
- * every worker has handed the log what it staged under the older table. A
- * reshard calls it between its SQLite commit and log_shard_close() on the
- * parents. Defined in kinesis_reshard.c so the actions link without DPDK.
- */
-extern int (*route_sync_hook)(void);
+int route_dataplane_start(const struct sluice_config *config, struct log *log,
+			  struct kinesis_routes *routes_out);
 
 /*
  * Stops the route thread and the dataplane (staged records are submitted
- * first). No-op when it was not started.
+ * first). No-op when it was not started. Clear the actions' routes first
+ * (kinesis_routes_set(k, NULL)): nothing may call them after this.
  */
 void route_dataplane_stop(void);
 

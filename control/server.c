@@ -364,12 +364,64 @@ server_conn_dirty(struct server_conn *c)
 }
 
 void
+server_conn_starve(struct server_conn *c)
+{
+	struct api_server *s = c->server;
+
+	c->read_paused = true;
+	if (c->starved)
+		return;
+	c->starved = true;
+	c->starved_next = NULL;
+	if (s->starved_tail != NULL)
+		s->starved_tail->starved_next = c;
+	else
+		s->starved_head = c;
+	s->starved_tail = c;
+}
+
+/* Takes `c` off the starved list (a walk: only a connection closed while starved). */
+static void
+server_conn_unstarve(struct server_conn *c)
+{
+	struct api_server *s = c->server;
+	struct server_conn *prev = NULL;
+
+	if (!c->starved)
+		return;
+	for (struct server_conn *i = s->starved_head; i != c; i = i->starved_next)
+		prev = i;
+	if (prev != NULL)
+		prev->starved_next = c->starved_next;
+	else
+		s->starved_head = c->starved_next;
+	if (s->starved_tail == c)
+		s->starved_tail = prev;
+	c->starved = false;
+	c->starved_next = NULL;
+}
+
+/* With a call free, the oldest starved connection gets to try (false: none waits). */
+static bool
+server_starved_wake(struct api_server *s)
+{
+	struct server_conn *c = s->starved_head;
+
+	if (s->call_free == NULL || c == NULL)
+		return false;
+	server_conn_unstarve(c);
+	server_conn_dirty(c);
+	return true;
+}
+
+void
 server_conn_close(struct server_conn *c)
 {
 	struct api_server *s = c->server;
 
 	if (c->state == CONN_FREE)
 		return;
+	server_conn_unstarve(c);
 	/* nghttp2_session_del() runs no callbacks: the calls are settled here. */
 	while (c->calls_head != NULL) {
 		struct api_call *call = c->calls_head;
@@ -381,6 +433,7 @@ server_conn_close(struct server_conn *c)
 			server_call_free(call);
 	}
 	c->reading = NULL;
+	assert(c->calls_reading == 0);
 	if (c->h2 != NULL)
 		nghttp2_session_del(c->h2);
 	c->h2 = NULL;
@@ -501,15 +554,39 @@ server_conn_send(struct server_conn *c, const void *a, size_t a_size, const void
 	return m > 0 ? n + m : n;
 }
 
+/* The oldest connection old enough and with no request accepted, or NULL. */
+static struct server_conn *
+server_conn_evictable(struct api_server *s)
+{
+	uint64_t age_ns = SERVER_EVICT_AGE_MS * 1000000ull;
+	struct server_conn *victim = NULL;
+
+	for (uint32_t i = 0; i < s->conns_max; i++) {
+		struct server_conn *c = &s->conns[i];
+
+		if (c->state == CONN_FREE || c->proven || s->now_ns - c->accepted_ns < age_ns)
+			continue;
+		if (victim == NULL || c->accepted_ns < victim->accepted_ns)
+			victim = c;
+	}
+	return victim;
+}
+
 struct server_conn *
 server_conn_adopt(struct api_server *s, int fd, bool tls)
 {
 	struct server_conn *c;
 
 	if (s->conn_free_count == 0) {
-		s->stats.connections_refused++;
-		close(fd);
-		return NULL;
+		struct server_conn *victim = server_conn_evictable(s);
+
+		if (victim == NULL) {
+			s->stats.connections_refused++;
+			close(fd);
+			return NULL;
+		}
+		s->stats.connections_evicted++;
+		server_conn_close(victim);
 	}
 	c = &s->conns[s->conn_free[--s->conn_free_count]];
 	assert(c->state == CONN_FREE);
@@ -517,6 +594,8 @@ server_conn_adopt(struct api_server *s, int fd, bool tls)
 	c->state = tls ? CONN_TLS_HANDSHAKE : CONN_DETECT;
 	c->want_write = c->tls_want_write = c->closing = c->read_paused = false;
 	c->activity_ns = s->now_ns;
+	c->accepted_ns = s->now_ns;
+	c->proven = false;
 	c->request_start_ns = 0;
 	c->in_used = 0;
 	c->epoll_events = EPOLLIN;
@@ -679,20 +758,27 @@ server_conn_event(struct server_conn *c, uint32_t events)
 void
 server_service_dirty(struct api_server *s)
 {
-	while (s->dirty != NULL) {
-		struct server_conn *c = s->dirty;
+	/*
+	 * Ends: a woken connection either takes a call, or is off the list for good (it
+	 * starves again only when no call is free, which stops the waking).
+	 */
+	do {
+		while (s->dirty != NULL) {
+			struct server_conn *c = s->dirty;
 
-		s->dirty = c->dirty_next;
-		c->dirty = false;
-		c->dirty_next = NULL;
-		if (c->state == CONN_HTTP1)
-			http1_conn_service(c);
-		else if (c->state == CONN_H2)
-			h2_conn_service(c);
-		else if (c->state == CONN_DETECT && c->ssl != NULL && SSL_pending(c->ssl) > 0)
-			server_conn_detect(c);
-		server_conn_interest(c);
-	}
+			s->dirty = c->dirty_next;
+			c->dirty = false;
+			c->dirty_next = NULL;
+			if (c->state == CONN_HTTP1)
+				http1_conn_service(c);
+			else if (c->state == CONN_H2)
+				h2_conn_service(c);
+			else if (c->state == CONN_DETECT && c->ssl != NULL &&
+				 SSL_pending(c->ssl) > 0)
+				server_conn_detect(c);
+			server_conn_interest(c);
+		}
+	} while (server_starved_wake(s));
 }
 
 /* Closes connections idle, or stalled mid-request, for idle_timeout_ms. */
@@ -767,6 +853,7 @@ api_server_run(struct api_server *s)
 		}
 		if (n < 0)
 			n = 0;
+		s->stats.loop_passes++;
 		s->now_ns = clock_mono_ns();
 		real_ns = clock_real_ns();
 		server_date_update(s, real_ns);

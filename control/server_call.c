@@ -112,7 +112,6 @@ server_call_alloc(struct api_server *s, struct server_conn *c)
 	memset(call, 0, offsetof(struct api_call, head));
 	call->server = s;
 	call->conn = c;
-	call->state = CALL_READING;
 	call->keep_alive = true;
 	call->content_type = JSON_1_1;
 	call->started_ns = s->now_ns;
@@ -129,7 +128,24 @@ server_call_alloc(struct api_server *s, struct server_conn *c)
 		c->calls_head = call;
 	c->calls_tail = call;
 	c->calls_count++;
+	server_call_state_set(call, CALL_READING);
 	return call;
+}
+
+void
+server_call_state_set(struct api_call *call, enum call_state state)
+{
+	struct server_conn *c = call->conn;
+
+	if (c != NULL && call->state == CALL_READING) {
+		if (c->calls_reading-- > SERVER_H2_READING_MAX)
+			call->server->calls_borrowed--;
+	}
+	if (c != NULL && state == CALL_READING) {
+		if (++c->calls_reading > SERVER_H2_READING_MAX)
+			call->server->calls_borrowed++;
+	}
+	call->state = state;
 }
 
 /* Takes `call` off its connection's list (it stays valid). */
@@ -172,6 +188,7 @@ server_call_free(struct api_call *call)
 	struct api_server *s = call->server;
 
 	assert(call->state != CALL_FREE);
+	server_call_state_set(call, CALL_FREE);  /* While it still knows its connection. */
 	server_call_unlink(call);
 	api_out_release(&call->out);
 	if (call->req != NULL)
@@ -196,7 +213,13 @@ server_call_req_reserve(struct api_call *call, size_t size)
 
 		if (need > UINT32_MAX)
 			return -ENOBUFS;
-		bigger = buf_pool_get(&s->pool, need, &capacity);
+		/*
+		 * The body is reserved before it arrives and before it is authenticated: a
+		 * connection with no request accepted yet may take only half of each class,
+		 * so peers that trickle large bodies cannot pin every buffer (issue 14, #3).
+		 */
+		bigger = buf_pool_get_share(&s->pool, need,
+					    call->conn != NULL && !call->conn->proven, &capacity);
 		if (bigger == NULL)
 			return -ENOBUFS;
 		if (call->req != NULL) {
@@ -246,7 +269,7 @@ server_call_finish(struct api_call *call, int status)
 	struct server_conn *c = call->conn;
 
 	assert(call->state == CALL_DISPATCHED || call->state == CALL_READING);
-	call->state = CALL_REPLIED;
+	server_call_state_set(call, CALL_REPLIED);
 	call->status = status;
 	metrics_api_reply(call->metrics_op, status, call->error_type,
 			  call->server->now_ns - call->started_ns);
@@ -366,7 +389,7 @@ api_call_error(struct api_call *call, int http_status, const char *type, const c
 void
 server_call_refuse(struct api_call *call, int status, const char *type, const char *message)
 {
-	call->state = CALL_DISPATCHED;
+	server_call_state_set(call, CALL_DISPATCHED);
 	if (type == NULL) {
 		server_call_respond_raw(call, status, JSON_1_1, "", "", 0);
 		return;
@@ -387,7 +410,7 @@ server_call_xml(struct api_call *call, int status, const char *type, const char 
 		n = snprintf(body, sizeof(body), "<%s>\n  <Message>%s</Message>\n</%s>\n", type,
 			     message, type);
 	assert(n > 0 && (size_t)n < sizeof(body));
-	call->state = CALL_DISPATCHED;
+	server_call_state_set(call, CALL_DISPATCHED);
 	server_call_respond_raw(call, status, XML_TYPE, type, body, (size_t)n);
 }
 
@@ -414,7 +437,7 @@ server_call_cbor(struct api_call *call, const char *type, const char *message)
 		n += len;
 	}
 	body[n++] = 0xff;
-	call->state = CALL_DISPATCHED;
+	server_call_state_set(call, CALL_DISPATCHED);
 	server_call_respond_raw(call, 400, CBOR_1_1, type, body, n);
 }
 
@@ -491,7 +514,7 @@ server_call_legacy_json(struct api_call *call)
 	bool object = doc != NULL && cJSON_IsObject(doc);
 
 	cJSON_Delete(doc);
-	call->state = CALL_DISPATCHED;
+	server_call_state_set(call, CALL_DISPATCHED);
 	if (object)
 		server_call_respond_raw(call, 404, JSON_LEGACY, "UnknownOperationException",
 					unknown, sizeof(unknown) - 1);
@@ -638,7 +661,7 @@ server_call_auth(struct api_call *call)
 	else
 		sigv4_verify(&s->keys, &in, &result);
 	if (result.status != SIGV4_OK) {
-		call->state = CALL_DISPATCHED;
+		server_call_state_set(call, CALL_DISPATCHED);
 		server_call_json_error(call, 400, result.error_type, result.message,
 				       strlen(result.message));
 		return false;
@@ -678,6 +701,8 @@ server_call_ready(struct api_call *call)
 	}
 	if (!server_call_route(call) || !server_call_auth(call))
 		return;
+	if (call->conn != NULL)
+		call->conn->proven = true;  /* Not evicted for a newcomer any more. */
 	memset(&req, 0, sizeof(req));
 	server_call_header(call, "x-amz-target", &req.target, &req.target_size);
 	server_call_header(call, "content-type", &req.content_type, &req.content_type_size);
@@ -686,7 +711,7 @@ server_call_ready(struct api_call *call)
 	req.request_id = call->request_id;
 	req.access_key_id = call->access_key_id;
 	req.now_ns = clock_real_ns();
-	call->state = CALL_DISPATCHED;
+	server_call_state_set(call, CALL_DISPATCHED);
 	call->metrics_op = metrics_api_op(req.target, req.target_size);
 	kinesis_dispatch(s->kinesis, call, &req);
 }

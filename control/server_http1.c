@@ -15,8 +15,9 @@
  *   Content-Length > request_body_size_max 413
  *   no pool buffer for the body            503 (SDKs retry it)
  *
- * Back-pressure: with SERVER_PIPELINE_MAX requests unanswered, or no free
- * call, the connection stops reading until one is answered.
+ * Back-pressure: with SERVER_PIPELINE_MAX requests unanswered the connection
+ * stops reading until one is answered; with no call free in the server, until
+ * any call is freed (the starved list, server.c).
  */
 #include <assert.h>
 #include <errno.h>
@@ -227,8 +228,12 @@ http1_conn_process(struct server_conn *c)
 					 HTTP1_HEAD_SIZE_MAX);
 		if (rc == HTTP1_PARTIAL)
 			return;
-		if (c->calls_count >= SERVER_PIPELINE_MAX || c->server->call_free == NULL) {
-			c->read_paused = true;
+		if (c->calls_count >= SERVER_PIPELINE_MAX) {
+			c->read_paused = true;  /* One of its own calls ends the pause. */
+			return;
+		}
+		if (c->server->call_free == NULL) {
+			server_conn_starve(c);  /* Any call freed ends it. */
 			return;
 		}
 		call = server_call_alloc(c->server, c);

@@ -39,6 +39,24 @@
  * much of the call table.
  */
 #define SERVER_H2_STREAMS_MAX 32u
+/*
+ * Calls whose request is still arriving (headers or body) are held by peers nobody has
+ * authenticated yet: a few HTTP/2 connections with 32 stalled streams each held the whole
+ * table. So each connection has SERVER_CALLS_PER_CONN arriving calls of its own, and may
+ * borrow beyond that from a shared SERVER_CALLS_BORROW_MAX (clients do open many streams
+ * at once: nghttp2 sends every HEADERS before any DATA). Streams over both are refused
+ * (REFUSED_STREAM, which clients retry). Holding the table unauthenticated then takes
+ * every connection the cap allows.
+ */
+#define SERVER_H2_READING_MAX SERVER_CALLS_PER_CONN
+/*
+ * With every connection taken, a new one evicts the oldest connection that has not had
+ * a request accepted (authenticated and dispatched) and is at least this old: trickling
+ * peers (slowloris) cannot hold the cap against clients that make requests. Younger
+ * ones are spared so a burst of real clients at the cap is refused, not churned.
+ */
+#define SERVER_EVICT_AGE_MS 1000u
+#define SERVER_CALLS_BORROW_MAX (SERVER_CALLS_EXTRA / 2)
 /* Calls in flight across the server per connection allowed (the call table size). */
 #define SERVER_CALLS_PER_CONN 4u
 #define SERVER_CALLS_EXTRA 256u
@@ -89,7 +107,11 @@ struct server_conn {
 	bool read_paused;             /* Back-pressure: pipeline full or no call free. */
 	bool dirty;                   /* On the server's dirty list (see server_conn_dirty). */
 	struct server_conn *dirty_next;
+	bool starved;                 /* On the server's starved list: paused for want of a call. */
+	struct server_conn *starved_next;
 	uint32_t epoll_events;
+	uint64_t accepted_ns;         /* Monotonic. */
+	bool proven;                  /* A request of it was accepted (SERVER_EVICT_AGE_MS). */
 	uint64_t activity_ns;         /* Last byte moved either way. */
 	uint64_t request_start_ns;    /* First byte of an unfinished HTTP/1.1 request; 0 if none. */
 	char *in;                     /* SERVER_IN_SIZE bytes. */
@@ -98,6 +120,7 @@ struct server_conn {
 	struct api_call *calls_head;
 	struct api_call *calls_tail;
 	uint32_t calls_count;
+	uint32_t calls_reading;       /* Of which CALL_READING (SERVER_H2_READING_MAX). */
 	struct api_call *reading;     /* HTTP/1.1: the call whose body is arriving. */
 	nghttp2_session *h2;
 	const uint8_t *h2_out;        /* Bytes nghttp2 produced that the socket has not taken. */
@@ -157,10 +180,13 @@ struct api_call {
 struct server_stats {
 	uint64_t connections_accepted;
 	uint64_t connections_refused;
+	uint64_t connections_evicted;    /* Unproven, to let a new one in (SERVER_EVICT_AGE_MS). */
 	uint64_t connections_shed;       /* Accepted and closed at once: out of fds. */
 	uint64_t connections_timed_out;
 	uint64_t requests;
 	uint64_t replies_dropped;        /* The client left before the reply. */
+	uint64_t h2_streams_refused;     /* REFUSED_STREAM: no call free, or too many arriving. */
+	uint64_t loop_passes;            /* epoll_wait returns: shows a busy loop (tests). */
 };
 
 struct api_server {
@@ -183,10 +209,18 @@ struct api_server {
 	struct api_call *calls;
 	uint32_t calls_max;
 	uint32_t calls_used;
+	uint32_t calls_borrowed;         /* Arriving calls over connections' own shares. */
 	struct api_call *call_free;
 	struct buf_pool pool;
 	struct sigv4_keys keys;
 	struct server_conn *dirty;
+	/*
+	 * Connections paused because no call was free, oldest first. A call freed on any
+	 * connection wakes them (server_service_dirty), not only one freed on their own:
+	 * they may hold none.
+	 */
+	struct server_conn *starved_head;
+	struct server_conn *starved_tail;
 	uint64_t now_ns;                 /* Monotonic time of the current loop pass. */
 	int64_t date_s;
 	char date[40];                   /* The Date header of this second. */
@@ -204,6 +238,8 @@ void server_conn_event(struct server_conn *c, uint32_t events);
 void server_service_dirty(struct api_server *s);
 /* Queues `c` for server_conn_service() at the end of the loop pass. */
 void server_conn_dirty(struct server_conn *c);
+/* Pauses `c` until a call is free anywhere (no call was free for its next request). */
+void server_conn_starve(struct server_conn *c);
 /* Closes now: detaches calls the actions hold, frees the others. */
 void server_conn_close(struct server_conn *c);
 /* Receives: bytes read, 0 at end of stream, -EAGAIN, or another -errno. */
@@ -217,6 +253,8 @@ long server_conn_sendv(struct server_conn *c, const struct iovec *iov, uint32_t 
 
 /* ---- server_call.c: calls ---- */
 struct api_call *server_call_alloc(struct api_server *s, struct server_conn *c);
+/* Every change of call->state goes through here: it keeps the arriving-call counts. */
+void server_call_state_set(struct api_call *call, enum call_state state);
 void server_call_free(struct api_call *call);
 /* The connection is going away but the action holds `call`: take it off the connection. */
 void server_call_detach(struct api_call *call);

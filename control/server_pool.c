@@ -51,11 +51,18 @@ buf_pool_fini(struct buf_pool *pool)
 void *
 buf_pool_get(struct buf_pool *pool, size_t size_min, size_t *size_out)
 {
+	return buf_pool_get_share(pool, size_min, false, size_out);
+}
+
+void *
+buf_pool_get_share(struct buf_pool *pool, size_t size_min, bool keep_half, size_t *size_out)
+{
 	for (uint32_t i = 0; i < pool->class_count; i++) {
 		struct buf_pool_class *c = &pool->classes[i];
+		uint32_t available = c->free_count + (c->count_max - c->count_allocated);
 		void *buf;
 
-		if (c->size < size_min)
+		if (c->size < size_min || (keep_half && available <= c->count_max / 2))
 			continue;
 		if (c->free_count > 0) {
 			*size_out = c->size;

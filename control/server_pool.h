@@ -48,6 +48,12 @@ void buf_pool_fini(struct buf_pool *pool);
  * (its real size in *size_out), or NULL when every fitting class is exhausted.
  */
 void *buf_pool_get(struct buf_pool *pool, size_t size_min, size_t *size_out);
+/*
+ * As buf_pool_get(); with keep_half, only from a class that still has more than half of
+ * its buffers to hand out (requests not yet authenticated take that half at most).
+ */
+void *buf_pool_get_share(struct buf_pool *pool, size_t size_min, bool keep_half,
+			 size_t *size_out);
 /* Returns a buffer; `size` is what buf_pool_get() reported for it. */
 void buf_pool_put(struct buf_pool *pool, void *buf, size_t size);
 /* True when the largest class has no buffer left to hand out (all in use). */

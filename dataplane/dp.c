@@ -248,6 +248,31 @@ out_free:
 	return rc;
 }
 
+/* The lcore function: the worker's loop, then its exit made visible (struct dp_worker). */
+static int
+dp_worker_launch(void *arg)
+{
+	struct dp_worker *w = arg;
+	int rc = w->dp->config.backend == DP_BACKEND_KERNEL ? dp_kernel_worker_main(w) :
+							       dp_worker_main(w);
+
+	atomic_store_explicit(&w->exited, true, memory_order_release);
+	return rc;
+}
+
+/* After rte_eal_mp_wait_lcore(): the first `launched` workers have returned. */
+static void
+dp_workers_joined(struct dp *dp, uint32_t launched)
+{
+	for (uint32_t i = 0; i < launched; i++) {
+		bool exited = atomic_exchange_explicit(&dp->workers[i].exited, false,
+						       memory_order_acquire);
+
+		assert(exited);
+		(void)exited;
+	}
+}
+
 int
 dp_start(struct dp *dp)
 {
@@ -255,15 +280,14 @@ dp_start(struct dp *dp)
 	atomic_store(&dp->stop, false);
 	for (uint32_t i = 0; i < dp->worker_count; i++) {
 		struct dp_worker *w = &dp->workers[i];
-		lcore_function_t *main_fn = dp->config.backend == DP_BACKEND_KERNEL ?
-					    dp_kernel_worker_main : dp_worker_main;
-		int rc = rte_eal_remote_launch(main_fn, w, w->lcore_id);
+		int rc = rte_eal_remote_launch(dp_worker_launch, w, w->lcore_id);
 
 		if (rc != 0) {
 			diag_error("dataplane", "launch worker %u on lcore %u: %d", i, w->lcore_id,
 				   rc);
 			atomic_store(&dp->stop, true);
 			rte_eal_mp_wait_lcore();
+			dp_workers_joined(dp, i);
 			return rc < 0 ? rc : -rc;
 		}
 	}
@@ -278,6 +302,7 @@ dp_stop(struct dp *dp)
 		return;
 	atomic_store(&dp->stop, true);
 	rte_eal_mp_wait_lcore();
+	dp_workers_joined(dp, dp->worker_count);
 	dp->running = false;
 }
 

@@ -65,6 +65,13 @@ struct dp_worker {
 	uint64_t tsc_per_us;
 	/* The last flush epoch (dp_flush_staged) this worker completed; it alone writes. */
 	_Atomic uint64_t flush_done __rte_cache_aligned;
+	/*
+	 * Set (release) when dp_worker_main() returned; dp_stop() reads it (acquire) after
+	 * rte_eal_mp_wait_lcore(). That wait synchronises inside DPDK, which is not built with
+	 * ThreadSanitizer: without this pair TSan cannot see that the worker is done before
+	 * dp_close() frees its state, and reports a race (docs/TESTING.md).
+	 */
+	atomic_bool exited;
 } __rte_cache_aligned;
 
 struct dp_route_table;

@@ -182,6 +182,14 @@ struct log_shard_info {
 int log_shard_info(struct log *log, uint64_t shard_id, struct log_shard_info *info_out);
 
 /*
+ * The first known corrupt range of the shard that ends after `seq` (a range log_read
+ * answered -EBADMSG for, or recovery reported): [*first_out, *end_out). -ENOENT if none.
+ * Lets a reader step over data that is lost, as AWS readers never meet any.
+ */
+int log_shard_bad_range(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *first_out,
+			uint64_t *end_out);
+
+/*
  * Closes a shard: every batch the writer accepted before the call is durable
  * first; later appends complete with -EPIPE. Stores the last sequence number
  * (or UINT64_MAX for a shard that never had a record) in *seq_end_out.

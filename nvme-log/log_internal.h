@@ -28,6 +28,12 @@
 #define LOG_SEGMENTS_MAX 16384u   /* Segments one log may hold (retained + spares). */
 #define LOG_SPARES_DEFAULT 2u     /* Pre-written segments kept ready (config 0). */
 #define LOG_SPARES_MAX 1024u
+/*
+ * Space a new segment must leave free on the filesystem: for the log's own small files
+ * (log.meta, indexes) and SQLite next to it. Without it the segments took every byte, and
+ * then no shard close, no DeleteStream, and no start could write (issue 14, finding 4).
+ */
+#define LOG_SPACE_HEADROOM (16ull << 20)
 #define LOG_SHARD_BAD_MAX 8u      /* Corrupt ranges remembered per shard. */
 #define LOG_WRITE_CHUNK (512u << 10) /* Largest single write of a window. */
 static_assert(LOG_COMMIT_WINDOW_BYTES_MIN == LOG_BLOCK_SIZE, "a window is whole blocks");

@@ -43,6 +43,8 @@ int log_io_file_rename(struct log_io *io, const char *from, const char *to);
 /* Calls fn for each regular file name in the directory; stops at a non-zero return. */
 int log_io_dir_list(struct log_io *io, int (*fn)(void *arg, const char *name), void *arg);
 int log_io_dir_sync(struct log_io *io);
+/* Bytes an unprivileged writer may still take on the directory's filesystem. */
+int log_io_space_free(struct log_io *io, uint64_t *bytes_out);
 
 /* Synchronous read/write of exactly `size` bytes: 0, -ENODATA past the end, or -errno. */
 int log_io_pread(struct log_io *io, uint32_t file, void *buf, uint32_t size, uint64_t offset);

@@ -140,6 +140,14 @@ log_io_sim_op_count(const struct log_io *io)
 }
 
 /* Counts an operation and returns the error it must fail with, or 0. */
+int
+log_io_space_free(struct log_io *io, uint64_t *bytes_out)
+{
+	(void)io;
+	*bytes_out = UINT64_MAX;  /* The simulated disk fails writes with ENOSPC by itself. */
+	return 0;
+}
+
 static int
 sim_op_fault(struct log_io *io, bool is_write)
 {

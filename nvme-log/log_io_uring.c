@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -189,6 +190,17 @@ int
 log_io_dir_sync(struct log_io *io)
 {
 	return fsync(io->dir_fd) == 0 ? 0 : -errno;
+}
+
+int
+log_io_space_free(struct log_io *io, uint64_t *bytes_out)
+{
+	struct statvfs st;
+
+	if (fstatvfs(io->dir_fd, &st) != 0)
+		return -errno;
+	*bytes_out = (uint64_t)st.f_bavail * st.f_frsize;
+	return 0;
 }
 
 int

@@ -109,11 +109,17 @@ segment_prewrite(struct log *log, uint32_t file)
 int
 log_segment_prepare(struct log *log)
 {
-	struct log_segment *seg = calloc(1, sizeof(*seg));
+	struct log_segment *seg;
 	char name[64];
 	uint64_t segment_no;
+	uint64_t free_bytes;
 	int err;
 
+	/* ENOSPC before the filesystem is full: LOG_SPACE_HEADROOM says why. */
+	if (log_io_space_free(log->io, &free_bytes) == 0 &&
+	    free_bytes < log->config.segment_size + LOG_SPACE_HEADROOM)
+		return -ENOSPC;
+	seg = calloc(1, sizeof(*seg));
 	if (seg == NULL)
 		return -ENOMEM;
 	pthread_mutex_lock(&log->prep_lock);

@@ -158,6 +158,28 @@ log_shard_info(struct log *log, uint64_t shard_id, struct log_shard_info *info_o
 	return 0;
 }
 
+int
+log_shard_bad_range(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *first_out,
+		    uint64_t *end_out)
+{
+	struct log_shard *shard;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&log->index_lock);
+	shard = log_shard_find(log, shard_id);
+	for (uint32_t i = 0; shard != NULL && i < shard->bad_count; i++) {
+		const struct log_seq_range *bad = &shard->bad[i];
+
+		if (bad->end <= seq || (rc == 0 && bad->first >= *first_out))
+			continue;
+		*first_out = bad->first;
+		*end_out = bad->end;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&log->index_lock);
+	return rc;
+}
+
 /* True for a batch of a stream deleted after the batch was written. */
 bool
 log_stream_deleted_before(const struct log *log, uint64_t shard_id, uint64_t commit_id)

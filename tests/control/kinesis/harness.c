@@ -15,6 +15,7 @@
 #include "tests/control/kinesis/harness.h"
 
 #define HARNESS_OUT_MAX (32u << 20)
+#define HARNESS_REPLY_WAIT_MS 60000
 
 struct api_out *
 api_call_out(struct api_call *call)
@@ -90,8 +91,20 @@ harness_open_io(struct harness *h, uint32_t status_delay_ms, struct log_io *io)
 void
 harness_restart(struct harness *h)
 {
+	harness_stop(h);
+	harness_start(h);
+}
+
+void
+harness_stop(struct harness *h)
+{
 	kinesis_close(h->k);
 	log_close(h->log);
+}
+
+void
+harness_start(struct harness *h)
+{
 	harness_open_parts(h);
 }
 
@@ -111,6 +124,7 @@ harness_call(struct harness *h, const char *action, const char *body)
 {
 	struct api_call *call = calloc(1, sizeof(*call));
 	char target[128];
+	uint64_t end_ns;
 	struct api_request req = {
 		.target = target, .content_type = "application/x-amz-json-1.1",
 		.body = (const uint8_t *)body, .body_size = strlen(body), .request_id = "test",
@@ -125,7 +139,9 @@ harness_call(struct harness *h, const char *action, const char *body)
 		     (uint64_t)((int64_t)clock_real_ns() + h->clock_offset_ms * 1000000);
 	api_out_init(&call->out, HARNESS_OUT_MAX);
 	kinesis_dispatch(h->k, call, &req);
-	for (int i = 0; !call->replied && i < 10000; i++) {
+	/* The deadline only bounds a hang: an fsync on a loaded shared disk may take seconds. */
+	end_ns = clock_mono_ns() + HARNESS_REPLY_WAIT_MS * 1000000ull;
+	while (!call->replied && clock_mono_ns() < end_ns) {
 		if (h->io != NULL)
 			log_writer_step(h->log, clock_real_ns());
 		kinesis_poll(h->k, clock_real_ns());

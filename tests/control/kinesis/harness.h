@@ -39,6 +39,9 @@ void harness_open(struct harness *h, uint32_t status_delay_ms);
 void harness_open_io(struct harness *h, uint32_t status_delay_ms, struct log_io *io);
 /* Closes the log and metadata and opens them again (a restart). */
 void harness_restart(struct harness *h);
+/* harness_restart() in two halves, to change the files in between. */
+void harness_stop(struct harness *h);
+void harness_start(struct harness *h);
 void harness_close(struct harness *h);
 
 /* Dispatches one action and waits (polling) for its reply. Free with harness_call_free. */

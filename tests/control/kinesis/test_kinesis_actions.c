@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 
+#include "common/clock.h"
 #include "common/hashkey.h"
 #include "control/kinesis.h"
 #include "control/seqnum.h"
@@ -467,17 +468,52 @@ Test(kinesis_actions, retention_tags_limits_mode)
 	cJSON_Delete(l);
 }
 
+/*
+ * Long enough that two calls in a row see the status before the change even on a loaded
+ * machine under a sanitizer; the waits for the change are waits for a condition.
+ */
+#define STATUS_DELAY_MS 1000
+
 static void
 setup_delayed(void)
 {
-	harness_open(&h, 100);
+	harness_open(&h, STATUS_DELAY_MS);
 }
 
+/* Bounds a wait for a status change: only a hang reaches it. */
+#define STATUS_WAIT_MS 30000
+
+/*
+ * Polls until the stream's status is `status`, or (status NULL) until the stream is gone.
+ * The transition takes STATUS_DELAY_MS; how much longer is the machine's business.
+ */
 static void
-wait_ms(int ms)
+wait_status(const char *stream, const char *status)
 {
-	for (int i = 0; i < ms; i++) {
+	uint64_t end_ns = clock_mono_ns() + STATUS_WAIT_MS * 1000000ull;
+	char body[256];
+
+	snprintf(body, sizeof(body), "{\"StreamName\":\"%s\"}", stream);
+	for (;;) {
+		struct api_call *call;
+		bool reached;
+
 		kinesis_poll(h.k, 0);
+		call = harness_call(&h, "DescribeStreamSummary", body);
+		if (status == NULL) {
+			reached = call->status != 200;
+		} else {
+			cJSON *d = cJSON_Parse(call->out.data);
+
+			reached = call->status == 200 && strcmp(str_at(d, "StreamDescriptionSummary."
+								   "StreamStatus"), status) == 0;
+			cJSON_Delete(d);
+		}
+		harness_call_free(call);
+		if (reached)
+			return;
+		cr_assert_lt(clock_mono_ns(), end_ns, "%s never became %s", stream,
+			     status != NULL ? status : "gone");
 		usleep(1000);
 	}
 }
@@ -496,17 +532,14 @@ Test(kinesis_status, transitions_take_the_configured_delay, .init = setup_delaye
 	harness_expect_error(&h, "PutRecord", "{\"StreamName\":\"slow\",\"PartitionKey\":\"a\","
 			     "\"Data\":\"\"}", "ResourceNotFoundException",
 			     "Stream slow under account 000000000000 not found.");
-	wait_ms(150);
-	d = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"slow\"}");
-	cr_assert_str_eq(str_at(d, "StreamDescriptionSummary.StreamStatus"), "ACTIVE");
-	cJSON_Delete(d);
+	wait_status("slow", "ACTIVE");
 	cJSON_Delete(harness_ok(&h, "UpdateStreamMode", "{\"StreamARN\":\"arn:aws:kinesis:"
 				"us-east-1:000000000000:stream/slow\",\"StreamModeDetails\":"
 				"{\"StreamMode\":\"ON_DEMAND\"}}"));
 	d = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"slow\"}");
 	cr_assert_str_eq(str_at(d, "StreamDescriptionSummary.StreamStatus"), "UPDATING");
 	cJSON_Delete(d);
-	wait_ms(150);
+	wait_status("slow", "ACTIVE");
 	cJSON_Delete(put("slow", "a", "YQ=="));
 	cJSON_Delete(harness_ok(&h, "DeleteStream", "{\"StreamName\":\"slow\"}"));
 	d = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"slow\"}");
@@ -514,7 +547,7 @@ Test(kinesis_status, transitions_take_the_configured_delay, .init = setup_delaye
 	cJSON_Delete(d);
 	harness_expect_error(&h, "DeleteStream", "{\"StreamName\":\"slow\"}",
 			     "ResourceInUseException", NULL);
-	wait_ms(150);
+	wait_status("slow", NULL);
 	harness_expect_error(&h, "DescribeStream", "{\"StreamName\":\"slow\"}",
 			     "ResourceNotFoundException", NULL);
 	/* Gone for good: a restart does not bring it back. */
@@ -528,7 +561,7 @@ Test(kinesis_status, deleting_is_finished_at_start, .init = setup_delayed, .fini
      .timeout = 30)
 {
 	create("half", 1);
-	wait_ms(150);
+	wait_status("half", "ACTIVE");
 	cJSON_Delete(harness_ok(&h, "DeleteStream", "{\"StreamName\":\"half\"}"));
 	harness_restart(&h);
 	harness_expect_error(&h, "DescribeStream", "{\"StreamName\":\"half\"}",
@@ -575,4 +608,76 @@ Test(kinesis_status, shard_throttling_limits_writes, .init = setup, .fini = tear
 	r = put_many("hot", 3, 1003);
 	cr_assert_eq(item_at(r, "FailedRecordCount")->valueint, 0);
 	cJSON_Delete(r);
+}
+
+/* Flips one byte of the first occurrence of `marker` in a log segment under h.dir/log. */
+static void
+corrupt_segment_at(const char *marker)
+{
+	char cmd[512];
+	char path[512];
+	FILE *list;
+	bool done = false;
+
+	snprintf(cmd, sizeof(cmd), "ls %s/log/*.log", h.dir);
+	list = popen(cmd, "r");
+	cr_assert_not_null(list);
+	while (!done && fgets(path, sizeof(path), list) != NULL) {
+		static char bytes[16 << 20];
+		FILE *f;
+		size_t n;
+		char *at;
+
+		path[strcspn(path, "\n")] = '\0';
+		f = fopen(path, "r+b");
+		cr_assert_not_null(f, "%s", path);
+		n = fread(bytes, 1, sizeof(bytes), f);
+		at = memmem(bytes, n, marker, strlen(marker));
+		if (at != NULL) {
+			cr_assert_eq(fseek(f, at - bytes, SEEK_SET), 0);
+			cr_assert_eq(fputc(*at ^ 0x20, f), *at ^ 0x20);
+			done = true;
+		}
+		cr_assert_eq(fclose(f), 0);
+	}
+	pclose(list);
+	cr_assert(done, "marker not found in any segment");
+}
+
+/*
+ * A record lost to corruption: the reader steps over it (counted, logged), as an AWS reader
+ * steps over data past retention. Before, GetRecords answered InternalFailure at that
+ * position forever, and SDKs retry InternalFailure forever.
+ */
+Test(kinesis_actions, a_reader_steps_over_records_lost_to_corruption)
+{
+	const char *want[] = { "YmVmb3Jl", "YWZ0ZXI=" };  /* "before", "after" */
+	char *it;
+	int got = 0;
+
+	create("lost", 1);
+	cJSON_Delete(put("lost", "k", "YmVmb3Jl"));
+	cJSON_Delete(put("lost", "k", "TUFSS0VSLUNPUlJVUFQtMDEyMzQ1Njc4OQ=="));
+	cJSON_Delete(put("lost", "k", "YWZ0ZXI="));
+	harness_stop(&h);
+	corrupt_segment_at("MARKER-CORRUPT-0123456789");
+	harness_start(&h);
+	it = iterator("lost", "shardId-000000000000", "TRIM_HORIZON", "");
+	for (int call = 0; call < 4 && got < 2; call++) {
+		cJSON *g = get_records(it, 0);
+		const cJSON *recs = item_at(g, "Records");
+
+		for (int i = 0; i < cJSON_GetArraySize(recs); i++) {
+			cr_assert_lt(got, 2, "more records than were kept");
+			cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, i),
+							     "Data")->valuestring, want[got]);
+			got++;
+		}
+		free(it);
+		it = strdup(str_at(g, "NextShardIterator"));
+		cJSON_Delete(g);
+	}
+	cr_assert_eq(got, 2, "the record after the lost one was never read");
+	cr_assert_eq(h.k->records_lost_skipped, 1);
+	free(it);
 }

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,7 +271,8 @@ put_key(const char *stream, const char *key, const char *hash_key)
 static void
 settle(void)
 {
-	for (int i = 0; h.k->closes_pending > 0 && i < 5000; i++) {
+	/* >= 30 s: only a hang reaches it (each close costs the log a metadata fsync). */
+	for (int i = 0; h.k->closes_pending > 0 && i < 30000; i++) {
 		kinesis_poll(h.k, 0);
 		usleep(1000);
 	}
@@ -615,9 +617,25 @@ Test(reshard, on_demand_autoscaling_splits_hot_and_merges_cold)
 	call_ok("CreateStream", "{\"StreamName\":\"od\",\"StreamModeDetails\":"
 		"{\"StreamMode\":\"ON_DEMAND\"}}");
 	poll_for(1100); /* The first look only sets the marks. */
-	for (int i = 0; i < 60; i++)
-		put_key("od", "hot", "5"); /* Shard 0: 60 records in ~1 s > 20/s. */
-	for (int i = 0; i < 1100 && kinesis_stream_find(h.k, "od", 2)->scale_splits == 0; i++)
+	/*
+	 * Shard 0: 60 records in one PutRecords, so all in one window: 60/s > 20/s however slow
+	 * the machine (60 PutRecord calls could spread over several windows, each under 20).
+	 */
+	{
+		static char body[8192];
+		size_t n = (size_t)snprintf(body, sizeof(body), "{\"StreamName\":\"od\",\"Records\":[");
+
+		for (int i = 0; i < 60; i++)
+			n += (size_t)snprintf(body + n, sizeof(body) - n, "%s{\"PartitionKey\":\"hot\","
+					      "\"Data\":\"AAAA\",\"ExplicitHashKey\":\"5\"}",
+					      i == 0 ? "" : ",");
+		snprintf(body + n, sizeof(body) - n, "]}");
+		d = harness_ok(&h, "PutRecords", body);
+		cr_assert_eq(cJSON_GetObjectItem(d, "FailedRecordCount")->valueint, 0);
+		cJSON_Delete(d);
+	}
+	/* Iteration bounds (each >= 1 ms) only bound a hang: the decision is due in ~1 s. */
+	for (int i = 0; i < 30000 && kinesis_stream_find(h.k, "od", 2)->scale_splits == 0; i++)
 		poll_for(1);
 	d = describe("od");
 	as = cJSON_GetObjectItem(cJSON_GetObjectItem(d, "StreamDescription"), "SluiceAutoScaling");
@@ -629,11 +647,70 @@ Test(reshard, on_demand_autoscaling_splits_hot_and_merges_cold)
 			 "shardId-000000000000");
 	cJSON_Delete(d);
 	/* Now idle: 5 open shards, the coldest adjacent pair merges back down to 4. */
-	for (int i = 0; i < 2500 && kinesis_stream_find(h.k, "od", 2)->scale_merges == 0; i++)
+	for (int i = 0; i < 30000 && kinesis_stream_find(h.k, "od", 2)->scale_merges == 0; i++)
 		poll_for(1);
 	cr_assert_eq(kinesis_stream_find(h.k, "od", 2)->scale_merges, 1);
 	poll_for(1100);
 	cr_assert_eq(kinesis_stream_find(h.k, "od", 2)->scale_merges, 1, "4 open: no more merges");
 	cr_assert_eq(kinesis_open_count(kinesis_stream_find(h.k, "od", 2)->shards,
 					kinesis_stream_find(h.k, "od", 2)->shard_count), 4);
+}
+
+/* ---- The dataplane's routes, as the actions see them ---------------------------------- */
+
+/* Stands in for route.c: counts what the actions ask of the dataplane's route thread. */
+struct routes_probe {
+	atomic_uint syncs;
+	atomic_uint changes;
+	atomic_bool inside;          /* A sync (the reshard's cut) is running. */
+};
+
+static struct routes_probe probe;
+
+static int
+probe_sync(void *ctx)
+{
+	struct routes_probe *p = ctx;
+
+	atomic_store(&p->inside, true);
+	usleep(20 * 1000);           /* A cut waits for workers: a clear may come meanwhile. */
+	atomic_fetch_add(&p->syncs, 1);
+	atomic_store(&p->inside, false);
+	return 0;
+}
+
+static void
+probe_changed(void *ctx)
+{
+	atomic_fetch_add(&((struct routes_probe *)ctx)->changes, 1);
+}
+
+/*
+ * The closer thread runs the cut with the routes set before it started; clearing them joins
+ * it first, so no cut runs (or is still running) once the clear returned, and the routes'
+ * owner may go. (Before, a global function pointer was cleared while the closer read it.)
+ */
+Test(reshard, routes_sync_on_the_closer_and_clearing_joins_it)
+{
+	const struct kinesis_routes routes = {
+		.sync = probe_sync, .changed = probe_changed, .ctx = &probe,
+	};
+
+	kinesis_routes_set(h.k, &routes);
+	call_ok("CreateStream", "{\"StreamName\":\"rt\",\"ShardCount\":2}");
+	cr_assert_eq(atomic_load(&probe.changes), 1, "a new stream is announced");
+	call_ok("SplitShard", "{\"StreamName\":\"rt\",\"ShardToSplit\":\"shardId-000000000000\","
+		"\"NewStartingHashKey\":\"1000\"}");
+	cr_assert_eq(atomic_load(&probe.changes), 2, "a reshard is announced");
+	settle();
+	cr_assert_eq(atomic_load(&probe.syncs), 1, "the cut ran before the parent's close");
+	call_ok("MergeShards", "{\"StreamName\":\"rt\",\"ShardToMerge\":\"shardId-000000000002\","
+		"\"AdjacentShardToMerge\":\"shardId-000000000003\"}");
+	kinesis_routes_set(h.k, NULL);
+	cr_assert_null(h.k->closer, "the closer thread was joined");
+	cr_assert_not(atomic_load(&probe.inside), "a cut still runs after the clear");
+	/* The closer took the merge's work before it saw the stop: its cut ran, to the end. */
+	cr_assert_eq(atomic_load(&probe.syncs), 2);
+	call_ok("DeleteStream", "{\"StreamName\":\"rt\"}");
+	cr_assert_eq(atomic_load(&probe.changes), 3, "cleared routes are told nothing");
 }

@@ -258,8 +258,9 @@ Test(kinesis_validate, fast_put_records_reader_accepts_only_plain_valid_bodies)
 		" { \"StreamName\" : \"s\" ,\n \"Records\" : [ { \"PartitionKey\" : \"a\" , "
 		"\"Data\" : \"\" , \"ExplicitHashKey\" : \"7\" } , {\"Data\":\"YWI=\","
 		"\"PartitionKey\":\"\xc3\xa9\"} ] } \n",
-		"{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/s\",\"Records\":"
-		"[{\"PartitionKey\":\"k\",\"Data\":\"YWJj\"}]}",
+		/* Parenthesised: one string on two lines (clang's -Wstring-concatenation). */
+		("{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/s\",\"Records\":"
+		 "[{\"PartitionKey\":\"k\",\"Data\":\"YWJj\"}]}"),
 	};
 	static const char *const refused[] = {
 		"", "{}", "[]", "{\"Records\":[],\"StreamName\":\"s\"}",
@@ -353,4 +354,79 @@ Test(kinesis_validate, partition_keys_count_characters)
 	snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"PartitionKey\":\"%s\",\"Data\":\"\"}",
 		 key);
 	harness_expect_error(&h, "PutRecord", body, "ValidationException", NULL);
+}
+
+/* ---- Bytes cJSON accepts and AWS does not: NUL, control characters, broken UTF-8 ---- */
+
+/* Records in shard 0 of stream "s", read from TRIM_HORIZON. */
+static int
+records_in_s(void)
+{
+	cJSON *it = harness_ok(&h, "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":"
+			       "\"shardId-000000000000\",\"ShardIteratorType\":\"TRIM_HORIZON\"}");
+	char body[1024];
+	cJSON *got;
+	int count;
+
+	snprintf(body, sizeof(body), "{\"ShardIterator\":\"%s\"}",
+		 cJSON_GetObjectItem(it, "ShardIterator")->valuestring);
+	got = harness_ok(&h, "GetRecords", body);
+	count = cJSON_GetArraySize(cJSON_GetObjectItem(got, "Records"));
+	cJSON_Delete(got);
+	cJSON_Delete(it);
+	return count;
+}
+
+/*
+ * Before: strings were measured with strlen() after decoding, so a key "a\u0000b" was
+ * acknowledged and stored as "a", and DeleteStream of "s\u0000junk" deleted "s".
+ */
+Test(kinesis_validate, an_escaped_nul_is_refused_not_truncated)
+{
+	harness_expect_error(&h, "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\\u0000b\","
+			     "\"Data\":\"YQ==\"}", "SerializationException",
+			     "NUL character (\\u0000) in a JSON string");
+	harness_expect_error(&h, "PutRecords", "{\"StreamName\":\"s\",\"Records\":[{\"Data\":"
+			     "\"YQ==\",\"PartitionKey\":\"a\\u0000b\"}]}", "SerializationException",
+			     "NUL character (\\u0000) in a JSON string");
+	cr_assert_eq(records_in_s(), 0);
+	harness_expect_error(&h, "DeleteStream", "{\"StreamName\":\"s\\u0000junk\"}",
+			     "SerializationException", NULL);
+	cJSON_Delete(harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"s\"}"));
+	/* An escaped NUL is the only escape refused: "\u0041" is "A". */
+	cJSON_Delete(harness_ok(&h, "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":"
+				"\"\\u0041\\\\\",\"Data\":\"YQ==\"}"));
+	cr_assert_eq(records_in_s(), 1);
+}
+
+/* Before: raw control characters and invalid UTF-8 were stored; the key hashed was not UTF-8. */
+Test(kinesis_validate, control_characters_and_broken_utf8_are_refused)
+{
+	static const char *const keys[] = {
+		("a\x01" "b"),   /* A raw control character (split: \x01b would be one escape). */
+		"a\tb",          /* Tab too: JSON wants it escaped. */
+		"\xff",          /* Never in UTF-8. */
+		"\xc3",          /* A lead byte cut short. */
+		"\xc0\xaf",      /* An overlong '/'. */
+		"\xed\xa0\x80",  /* A UTF-16 surrogate. */
+		"\xf4\x90\x80\x80", /* Past U+10FFFF. */
+	};
+	char body[256];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		/* PutRecords takes the one-pass reader first; PutRecord the full parser. */
+		snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"Records\":[{\"Data\":\"YQ==\","
+			 "\"PartitionKey\":\"%s\"}]}", keys[i]);
+		harness_expect_error(&h, "PutRecords", body, "SerializationException", NULL);
+		snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"PartitionKey\":\"%s\","
+			 "\"Data\":\"YQ==\"}", keys[i]);
+		harness_expect_error(&h, "PutRecord", body, "SerializationException", NULL);
+	}
+	cr_assert_eq(records_in_s(), 0);
+	/* Well-formed UTF-8 up to four bytes still goes through both paths. */
+	cJSON_Delete(harness_ok(&h, "PutRecords", "{\"StreamName\":\"s\",\"Records\":[{\"Data\":"
+				"\"YQ==\",\"PartitionKey\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}]}"));
+	cJSON_Delete(harness_ok(&h, "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":"
+				"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\",\"Data\":\"YQ==\"}"));
+	cr_assert_eq(records_in_s(), 2);
 }

@@ -24,7 +24,7 @@ enum peer_act {
 	PEER_ANSWER_BYTES,    /* Write it one byte at a time. */
 	PEER_ANSWER_CLOSE,    /* Write it, then close the connection. */
 	PEER_CUT,             /* Write only half of it, then close. */
-	PEER_SILENT,          /* Read the request, never answer; close at the end. */
+	PEER_SILENT,          /* Read the request, never answer; close once the client did. */
 };
 
 struct peer_step {
@@ -103,7 +103,11 @@ peer_main(void *arg)
 			continue;
 		}
 		if (step->act == PEER_SILENT) {
-			sleep(1);
+			char drain[256];
+
+			/* Silent until the client gives up and closes: no guess at how long. */
+			while (read(fd, drain, sizeof(drain)) > 0)
+				;
 		} else {
 			peer_write(fd, step->answer, step->act == PEER_CUT ? size / 2 : size,
 				   step->act == PEER_ANSWER_BYTES);

@@ -227,7 +227,8 @@ ack_mode_run(uint8_t ack_mode)
 	put_all(p, 300, 13);
 	cr_assert_eq(sluice_producer_flush(p, 5000), 0);
 	sluice_producer_close(p);
-	usleep(50000);     /* Mode NONE: let the server read what was sent. */
+	/* Mode NONE answers nothing: wait until the server has read all that was sent. */
+	cr_assert(test_server_wait_stored(server, 300, 20000), "not all 300 records arrived");
 	test_server_stop(server);
 	expect_all(0, 300, 0);
 	for (uint32_t i = 0; i < 300; i++)

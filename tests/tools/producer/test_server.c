@@ -28,6 +28,7 @@ struct test_server {
 	uint16_t port;
 	pthread_t thread;
 	atomic_bool stop;
+	_Atomic uint32_t records_stored;  /* Release per record: test_server_wait_stored(). */
 	struct seed_rng rng;
 	struct frame_dedup dedup[TEST_SERVER_PRODUCERS_MAX];
 	uint32_t dedup_count;
@@ -117,6 +118,7 @@ batch_store(struct test_server *s, const struct frame_records *rec, struct frame
 		memcpy(stored->key, r.key, r.key_size);
 		stored->key_size = r.key_size;
 		frame_ack_run_add(s->runs, &run_count, shard, seq);
+		atomic_fetch_add_explicit(&s->records_stored, 1, memory_order_release);
 	}
 	s->stats.batches_stored++;
 	frame_ack_prepare(ack, rec, FRAME_TYPE_ACK, FRAME_STATUS_OK, s->config.credit_size);
@@ -418,6 +420,19 @@ test_server_stop(struct test_server *s)
 		close(s->conn);
 	close(s->fd);
 	s->conn = -1;
+}
+
+bool
+test_server_wait_stored(const struct test_server *s, uint32_t count, uint32_t deadline_ms)
+{
+	uint64_t end_ns = clock_mono_ns() + deadline_ms * 1000000ull;
+
+	while (atomic_load_explicit(&s->records_stored, memory_order_acquire) < count) {
+		if (clock_mono_ns() >= end_ns)
+			return false;
+		usleep(1000);
+	}
+	return true;
 }
 
 const struct test_server_record *

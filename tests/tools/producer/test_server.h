@@ -63,6 +63,12 @@ struct test_server;
 
 int test_server_start(const struct test_server_config *config, struct test_server **server_out);
 uint16_t test_server_port(const struct test_server *server);
+/*
+ * Waits until the server has stored `count` records in all (duplicates included); false once
+ * `deadline_ms` passed. For acknowledgement modes where the producer learns nothing.
+ */
+bool test_server_wait_stored(const struct test_server *server, uint32_t count,
+			     uint32_t deadline_ms);
 /* Stops the thread; records and stats stay readable until test_server_free(). */
 void test_server_stop(struct test_server *server);
 const struct test_server_record *test_server_record(const struct test_server *server,
