@@ -221,6 +221,8 @@ cli_find_helper(const char *name, const char *env, char *path, size_t size)
 	ssize_t n;
 	char *dir;
 
+	if (path == NULL || size == 0)
+		return -EINVAL; /* Also tells GCC's -fsanitize builds that path is not NULL. */
 	if (env_path != NULL) {
 		snprintf(path, size, "%s", env_path);
 		return access(path, X_OK) == 0 ? 0 : -ENOENT;
