@@ -1537,7 +1537,8 @@ tcp_packet(uint8_t *frame, uint8_t flags, uint32_t seq, uint32_t ack, const void
 	tcp->data_off = (uint8_t)((sizeof(*tcp) / 4) << 4);
 	tcp->tcp_flags = flags;
 	tcp->rx_win = rte_cpu_to_be_16(65535);
-	memcpy(tcp + 1, data, len);
+	if (len > 0)
+		memcpy(tcp + 1, data, len);
 	tcp->cksum = rte_ipv4_udptcp_cksum(ip, tcp);
 	return (uint16_t)(sizeof(*eth) + sizeof(*ip) + sizeof(*tcp) + len);
 }
