@@ -24,8 +24,10 @@
 #include "control/admin.h"
 #include "control/admin_internal.h"
 #include "control/http1.h"
+#include "control/listen.h"
 
 #define ADMIN_CONNECTIONS_MAX 16u
+#define ADMIN_LISTEN_BACKLOG 64
 #define ADMIN_REQUEST_SIZE_MAX 8192u
 /* /metrics of every stream slot in use fits (about 6 KiB a stream). */
 #define ADMIN_RESPONSE_SIZE_MAX (32u << 20)
@@ -58,46 +60,6 @@ struct admin {
 	char *responses;              /* One mapping for every connection's response. */
 	struct admin_conn conns[ADMIN_CONNECTIONS_MAX];
 };
-
-/* "ADDR:PORT" or "[V6ADDR]:PORT" -> a listening, non-blocking socket. */
-static int
-admin_listen(const char *listen_text, int *fd_out)
-{
-	char host[CONFIG_STRING_SIZE];
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-	struct addrinfo *ai = NULL;
-	const char *colon = strrchr(listen_text, ':');
-	int one = 1;
-	int fd;
-	int rc;
-
-	if (colon == NULL)
-		return -EINVAL;
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - listen_text), listen_text);
-	if (host[0] == '[') {
-		memmove(host, host + 1, strlen(host));
-		host[strcspn(host, "]")] = '\0';
-	}
-	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
-		return -EINVAL;
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		rc = -errno;
-		goto out_free;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-		rc = -errno;
-		close(fd);
-		goto out_free;
-	}
-	*fd_out = fd;
-	rc = 0;
-out_free:
-	freeaddrinfo(ai);
-	return rc;
-}
 
 static int
 admin_epoll_add(struct admin *a, int fd, uint32_t events, uint64_t tag)
@@ -407,7 +369,7 @@ admin_open(const struct sluice_config *config, const struct metrics_sources *src
 	rc = admin_context_open(&a->ctx, config);
 	if (rc != 0)
 		goto out_close;
-	rc = admin_listen(config->admin_listen, &a->listen_fd);
+	rc = server_listen(config->admin_listen, ADMIN_LISTEN_BACKLOG, &a->listen_fd);
 	if (rc != 0) {
 		diag_error("admin", "cannot listen on %s: %s", config->admin_listen, strerror(-rc));
 		goto out_close;

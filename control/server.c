@@ -37,6 +37,7 @@
 
 #include "common/clock.h"
 #include "common/diag.h"
+#include "control/listen.h"
 #include "control/server_internal.h"
 
 /* epoll_event.data.u64 tags: connections use their index. */
@@ -44,12 +45,12 @@
 #define TAG_LISTEN (TAG_STOP + 1)
 #define TAG_TLS_LISTEN (TAG_STOP + 2)
 #define TAG_KINESIS (TAG_STOP + 3)
+#define SERVER_LISTEN_BACKLOG 1024
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/* "ADDR:PORT" or "[V6ADDR]:PORT" -> a listening, non-blocking socket. */
-static int
-server_listen(const char *listen_text, int *fd_out)
+int
+server_listen(const char *listen_text, int backlog, int *fd_out)
 {
 	char host[CONFIG_STRING_SIZE];
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -76,7 +77,7 @@ server_listen(const char *listen_text, int *fd_out)
 		goto out_free;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
 		rc = -errno;
 		close(fd);
 		goto out_free;
@@ -217,7 +218,7 @@ server_fds_open(struct api_server *s)
 	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (s->epoll_fd < 0 || s->stop_fd < 0 || s->spare_fd < 0)
 		return -errno;
-	rc = server_listen(s->config.api_listen, &s->listen_fd);
+	rc = server_listen(s->config.api_listen, SERVER_LISTEN_BACKLOG, &s->listen_fd);
 	if (rc != 0) {
 		diag_error("server", "cannot listen on %s: %s", s->config.api_listen,
 			   strerror(-rc));
@@ -226,7 +227,8 @@ server_fds_open(struct api_server *s)
 	if (s->config.tls_listen[0] != '\0') {
 		rc = server_tls_open(s);
 		if (rc == 0)
-			rc = server_listen(s->config.tls_listen, &s->tls_listen_fd);
+			rc = server_listen(s->config.tls_listen, SERVER_LISTEN_BACKLOG,
+					   &s->tls_listen_fd);
 		if (rc != 0) {
 			diag_error("server", "cannot serve TLS on %s: %s", s->config.tls_listen,
 				   strerror(-rc));
