@@ -35,6 +35,7 @@
 
 #include "common/clock.h"
 #include "protocol/frame.h"
+#include "tests/integration/dataplane/dp_sender_wire.h"
 
 #define PER_FRAME_MAX 32u         /* UDP: a frame fits one datagram. */
 #define PER_FRAME_TCP_MAX 500u    /* TCP: the protocol's limit. */
@@ -181,9 +182,7 @@ send_batch(struct sender *s, uint32_t index)
 	b->sent_ns = clock_mono_ns();
 	if (s->tcp)
 		return send_all(s->fd, b->frame, b->frame_size);
-	/* EPERM: the test's nftables rule dropped it; ECONNREFUSED: an ICMP error. */
-	if (send(s->fd, b->frame, b->frame_size, 0) < 0 && errno != ECONNREFUSED && errno != EPERM)
-		perror("dp_sender: send");
+	wire_send(b->frame, (uint16_t)b->frame_size); /* UDP: best effort, resent on timeout. */
 	return 0;
 }
 
@@ -417,9 +416,9 @@ run(struct sender *s, uint32_t timeout_s)
 				rc = -2; /* TCP: the connection broke. */
 				break;
 			}
-		if (rc == 0 && poll(&pfd, 1, 2) <= 0)
-			continue;
 		if (s->tcp) {
+			if (rc == 0 && poll(&pfd, 1, 2) <= 0)
+				continue;
 			if (rc == 0)
 				rc = tcp_read(s, &acked, false);
 			if (rc == -1)
@@ -428,8 +427,9 @@ run(struct sender *s, uint32_t timeout_s)
 				return -1;
 			continue;
 		}
-		for (;;) {
-			ssize_t n = recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		/* UDP: wait up to 2 ms for the first answer, then take what is there. */
+		for (int wait_ms = 2;; wait_ms = 0) {
+			ssize_t n = wire_recv(buf, sizeof(buf), wait_ms);
 
 			if (n <= 0)
 				break;
@@ -559,9 +559,9 @@ prepare(struct sender *s, uint64_t seed)
 	return 0;
 }
 
-/* Buffers, and the UDP socket (a TCP one is connected by run()). */
+/* Buffers, and the UDP wire (a TCP socket is connected by run()). */
 static int
-setup(struct sender *s)
+setup(struct sender *s, const struct wire_opts *wire)
 {
 	s->frame_cap = s->tcp ? FRAME_RECORDS_HEADER_SIZE + 256u + FRAME_AUTH_SIZE +
 					s->per_frame * (FRAME_RECORD_HEADER_SIZE + KEY_MAX + DATA_MAX) :
@@ -571,10 +571,7 @@ setup(struct sender *s)
 		return -1;
 	if (s->tcp)
 		return 0;
-	s->fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (s->fd < 0 || connect(s->fd, (const struct sockaddr *)&s->dst, sizeof(s->dst)) != 0)
-		return -1;
-	return 0;
+	return wire_open(wire);
 }
 
 int
@@ -583,7 +580,9 @@ main(int argc, char **argv)
 	struct sender s = { .fd = -1, .records = 1000, .per_frame = 12, .rto_ms = 30,
 			    .stream = "s" };
 	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(4570) };
+	struct wire_opts wire = { .src_port = 0 };
 	uint32_t per_frame_max;
+	int rc;
 	const char *ledger = NULL;
 	uint64_t seed = 1;
 	uint32_t pings = 0;
@@ -591,11 +590,17 @@ main(int argc, char **argv)
 	int opt;
 
 	inet_pton(AF_INET, "198.18.0.1", &dst.sin_addr);
-	while ((opt = getopt(argc, argv, "d:p:n:k:s:l:P:t:r:S:K:TC:R")) != -1) {
+	while ((opt = getopt(argc, argv, "d:p:L:D:F:n:k:s:l:P:t:r:S:K:TC:R")) != -1) {
 		if (opt == 'd' && inet_pton(AF_INET, optarg, &dst.sin_addr) != 1)
 			return 2;
 		else if (opt == 'p')
 			dst.sin_port = htons((uint16_t)atoi(optarg));
+		else if (opt == 'L')
+			wire.src_port = (uint16_t)atoi(optarg);
+		else if (opt == 'D')
+			wire.device = optarg;
+		else if (opt == 'F')
+			wire.file_prefix = optarg;
 		else if (opt == 'n')
 			s.records = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'k')
@@ -625,8 +630,9 @@ main(int argc, char **argv)
 	}
 	per_frame_max = s.tcp ? PER_FRAME_TCP_MAX : PER_FRAME_MAX;
 	if (s.records == 0 || s.per_frame == 0 || s.per_frame > per_frame_max || ledger == NULL ||
-	    (s.cut_every != 0 && !s.tcp)) {
-		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-n RECORDS] "
+	    (s.cut_every != 0 && !s.tcp) || (wire.device != NULL && (s.tcp || pings > 0))) {
+		fprintf(stderr, "usage: dp_sender -l LEDGER [-d ADDR] [-p PORT] [-L SRC_PORT] "
+				"[-D VDEV -F PREFIX] [-n RECORDS] "
 				"[-k PER_FRAME] [-s SEED] [-P PINGS] [-t TIMEOUT_S] [-r RTO_MS] "
 				"[-S STREAM] [-K KEY_ID:HEX] [-T [-C CUT_EVERY] [-R]]\n");
 		return 2;
@@ -634,11 +640,17 @@ main(int argc, char **argv)
 	if (pings > 0 && ping(&dst, pings) != 0)
 		return 1;
 	s.dst = dst;
-	if (setup(&s) != 0 || prepare(&s, seed) != 0) {
-		perror("dp_sender: setup");
+	wire.dst = dst;
+	if (setup(&s, &wire) != 0 || prepare(&s, seed) != 0) {
+		if (!s.tcp)
+			wire_close();
+		fprintf(stderr, "dp_sender: setup failed\n");
 		return 1;
 	}
-	if (run(&s, timeout_s) != 0)
+	rc = run(&s, timeout_s);
+	if (!s.tcp)
+		wire_close();
+	if (rc != 0)
 		return 1;
 	printf("dp_sender: %u records in %u batches acked durable; %llu retransmits, "
 	       "%llu duplicate acks, %llu nacks, %llu reconnects, %llu cuts\n", s.records,
