@@ -16,6 +16,11 @@
  *   their resends after the reconnect must come back as DUPLICATE ACKs. -R
  *   reconnects from the same local port (the same 4-tuple: the same worker).
  * --ping N first sends N ICMP echo requests (raw socket) and needs N replies.
+ * -L PORT sends UDP from that port (tests steer flows to AF_XDP ports by it).
+ *
+ * UDP frames travel over a wire (dp_sender_wire.h): a UDP socket (dp_sender_udp.c,
+ * in dp_sender) or a DPDK device it drives itself (dp_sender_dpdk.c, -D VDEV -F
+ * PREFIX, in dp_sender_dpdk: a memif client). TCP uses a socket of its own.
  *
  * Exit: 0 all acknowledged, 1 failure or timeout, 2 usage.
  */
