@@ -209,22 +209,30 @@ opt_find(const struct dp_tcp_out *o, uint8_t kind, uint32_t *second)
 
 static uint32_t our_iss;
 
+/* The peer's SYN with every option: MSS, window scale, SACK-permitted, timestamps. */
+static struct dp_tcp_seg
+syn_with_options(uint16_t mss, uint8_t wscale, uint32_t tsval)
+{
+	struct dp_tcp_seg s = seg_make(DP_TCP_SYN, PEER_ISN - 1, 0, NULL, 0);
+
+	s.has_mss = true;
+	s.opt_mss = mss;
+	s.has_wscale = true;
+	s.wscale = wscale;
+	s.sack_permitted = true;
+	s.has_ts = true;
+	s.tsval = tsval;
+	return s;
+}
+
 /* SYN (MSS 1460, wscale 7, SACK, TS) -> SYN-ACK -> ACK: the connection is up. */
 static void
 handshake_with(bool options)
 {
-	struct dp_tcp_seg s = seg_make(DP_TCP_SYN, PEER_ISN - 1, 0, NULL, 0);
+	struct dp_tcp_seg s = options ? syn_with_options(1460, 7, 100) :
+				  seg_make(DP_TCP_SYN, PEER_ISN - 1, 0, NULL, 0);
 	const struct sent *synack;
 
-	if (options) {
-		s.has_mss = true;
-		s.opt_mss = 1460;
-		s.has_wscale = true;
-		s.wscale = 7;
-		s.sack_permitted = true;
-		s.has_ts = true;
-		s.tsval = 100;
-	}
 	deliver(&s);
 	synack = last_sent();
 	cr_assert_eq(synack->out.flags, DP_TCP_SYN | DP_TCP_ACK);
@@ -299,17 +307,10 @@ TestSuite(dp_tcp, .init = setup, .fini = teardown);
 
 Test(dp_tcp, handshake_negotiates_what_the_peer_offers)
 {
-	struct dp_tcp_seg s = seg_make(DP_TCP_SYN, PEER_ISN - 1, 0, NULL, 0);
+	struct dp_tcp_seg s = syn_with_options(1400, 9, 4242);
 	const struct sent *synack;
 	uint32_t tsecr = 0;
 
-	s.has_mss = true;
-	s.opt_mss = 1400;
-	s.has_wscale = true;
-	s.wscale = 9;
-	s.sack_permitted = true;
-	s.has_ts = true;
-	s.tsval = 4242;
 	deliver(&s);
 	synack = last_sent();
 	cr_assert_eq(synack->out.flags, DP_TCP_SYN | DP_TCP_ACK);
@@ -429,14 +430,7 @@ Test(dp_tcp, syn_cookies_beyond_the_half_open_budget, .init = NULL)
 				      .rport_be = 1, .lport_be = LOCAL_PORT, .seq = 1,
 				      .flags = DP_TCP_SYN });
 	cr_assert_eq(tcp.half_open, 1);
-	s = seg_make(DP_TCP_SYN, PEER_ISN - 1, 0, NULL, 0);
-	s.has_mss = true;
-	s.opt_mss = 1460;
-	s.has_wscale = true;
-	s.wscale = 6;
-	s.sack_permitted = true;
-	s.has_ts = true;
-	s.tsval = 555;
+	s = syn_with_options(1460, 6, 555);
 	deliver(&s);
 	synack = last_sent();
 	cr_assert_eq(counters[DP_TCP_SYN_COOKIES_SENT], 1);
