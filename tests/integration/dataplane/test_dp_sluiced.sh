@@ -112,31 +112,8 @@ total=$((records * 2))
 ip netns exec "$ns" "$sluice" consume orders --format json --max "$total" --endpoint "$endpoint" \
 	>"$tmp/consumed" || fail "consume"
 cat "$tmp/ledger.1" "$tmp/ledger.2" >"$tmp/ledger"
-/usr/bin/python3 - "$tmp/ledger" "$tmp/consumed" <<'EOF3' || fail "read-back check"
-import base64, collections, hashlib, json, sys
-ledger = [l.split() for l in open(sys.argv[1])]
-got = [json.loads(l) for l in open(sys.argv[2])]
-by_shard = collections.defaultdict(list)
-for r in got:
-    by_shard[int(r["ShardId"].split("-")[1])].append(r)
-want = collections.defaultdict(list)
-for shard, seq, key, data in ledger:
-    want[int(shard)].append((int(seq), key, data))
-bad = 0
-for shard, recs in want.items():
-    recs.sort()
-    have = by_shard.get(shard, [])
-    if len(have) != len(recs):
-        print(f"shard {shard}: {len(have)} records read, {len(recs)} acknowledged"); bad += 1
-    for (seq, key, data), r in zip(recs, have):
-        if r["PartitionKey"] != key or base64.b64decode(r["Data"]).decode() != data:
-            print(f"shard {shard} seq {seq}: {r['PartitionKey']} != {key}"); bad += 1; break
-        h = int.from_bytes(hashlib.md5(key.encode()).digest(), "big")
-        if h * 4 >> 128 != shard:
-            print(f"key {key} in shard {shard}, MD5 says {h * 4 >> 128}"); bad += 1; break
-print(f"read back {len(got)} records, {len(ledger)} acknowledged, {bad} problems")
-sys.exit(1 if bad or len(got) != len(ledger) else 0)
-EOF3
+/usr/bin/python3 "$src/tests/integration/dataplane/check_ledger.py" "$tmp/ledger" "$tmp/consumed" \
+	4 || fail "read-back check"
 # [dataplane] auth_keys: signed frames are stored, unsigned ones refused (AUTH_FAILED).
 key=7:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 stop_sluiced
