@@ -11,7 +11,6 @@
  * (EAL pins the main lcore, and threads created later inherit the mask).
  */
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -24,6 +23,7 @@
 #include <rte_errno.h>
 
 #include "common/diag.h"
+#include "common/dir.h"
 #include "dataplane/dp_internal.h"
 
 #define DP_EAL_ARGV_MAX 48
@@ -210,26 +210,6 @@ dp_eal_init(struct dp *dp)
 	return 0;
 }
 
-/*
- * EAL leaves its runtime directory (/var/run/dpdk/<prefix>) behind, even
- * with --no-shconf or --in-memory; the prefix is ours alone, so remove it.
- */
-static void
-dp_eal_remove_runtime_dir(const char *path)
-{
-	DIR *dir = opendir(path);
-	struct dirent *e;
-
-	if (dir == NULL)
-		return;
-	while ((e = readdir(dir)) != NULL) {
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-			unlinkat(dirfd(dir), e->d_name, 0);
-	}
-	closedir(dir);
-	rmdir(path);
-}
-
 void
 dp_eal_cleanup(struct dp *dp)
 {
@@ -239,6 +219,6 @@ dp_eal_cleanup(struct dp *dp)
 		return;
 	snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
 	rte_eal_cleanup();
-	dp_eal_remove_runtime_dir(runtime_dir);
+	dir_remove_flat(runtime_dir);
 	dp->eal_ready = false;
 }

@@ -17,7 +17,6 @@
  *   dp-gen-latency: VALUE_NS:COUNT ...   (a bucketed histogram, several lines)
  * Exit 1 on a setup failure (the reason on stderr), 2 on bad arguments.
  */
-#include <dirent.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -35,6 +34,7 @@
 #include <rte_mbuf.h>
 #include <rte_udp.h>
 
+#include "common/dir.h"
 #include "protocol/frame.h"
 
 #define GEN_MBUFS 8191
@@ -449,22 +449,6 @@ gen_report(const struct gen *g, uint64_t elapsed_ns)
 
 /* ---- Set-up ------------------------------------------------------------------------ */
 
-/* EAL leaves its runtime directory behind even with --no-shconf; the prefix is ours. */
-static void
-gen_remove_dir(const char *path)
-{
-	DIR *dir = opendir(path);
-	struct dirent *e;
-
-	if (dir == NULL)
-		return;
-	while ((e = readdir(dir)) != NULL)
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-			unlinkat(dirfd(dir), e->d_name, 0);
-	closedir(dir);
-	rmdir(path);
-}
-
 static void
 gen_close(struct gen *g)
 {
@@ -477,7 +461,7 @@ gen_close(struct gen *g)
 	if (g->eal_ready) {
 		snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
 		rte_eal_cleanup();
-		gen_remove_dir(runtime_dir);
+		dir_remove_flat(runtime_dir);
 	}
 	free(g->answered);
 }

@@ -6,7 +6,6 @@
  * --no-huge (no hugepages needed) under its own --file-prefix (-F), whose
  * runtime directory it removes on close.
  */
-#include <dirent.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 #include <rte_mbuf.h>
 #include <rte_udp.h>
 
+#include "common/dir.h"
 #include "tests/integration/dataplane/dp_sender_wire.h"
 
 #define WIRE_SRC_IPV4 RTE_IPV4(198, 18, 0, 2)
@@ -278,22 +278,6 @@ wire_recv(uint8_t *buf, size_t size, int wait_ms)
 	}
 }
 
-/* EAL leaves its runtime directory behind even with --no-shconf; the prefix is ours. */
-static void
-wire_remove_dir(const char *path)
-{
-	DIR *dir = opendir(path);
-	struct dirent *e;
-
-	if (dir == NULL)
-		return;
-	while ((e = readdir(dir)) != NULL)
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-			unlinkat(dirfd(dir), e->d_name, 0);
-	closedir(dir);
-	rmdir(path);
-}
-
 void
 wire_close(void)
 {
@@ -309,6 +293,6 @@ wire_close(void)
 		return;
 	snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
 	rte_eal_cleanup();
-	wire_remove_dir(runtime_dir);
+	dir_remove_flat(runtime_dir);
 	wire.eal_ready = false;
 }
