@@ -287,15 +287,6 @@ int kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type);
 /* nested_types for a map or list whose members must all be strings (Tags, TagKeys). */
 int kv_members_are_strings(struct kinesis *k, struct api_call *call, const cJSON *item);
 
-/* Strict base64 as AWS's blob decoding; returns decoded size or -EINVAL. */
-int64_t kinesis_base64_decode(const char *text, size_t size, uint8_t *out, size_t out_size);
-size_t kinesis_base64_encode(const uint8_t *data, size_t size, char *out);
-/*
- * Index of the first character outside [A-Za-z0-9+/=], or of a '=' followed by
- * something else; `size` when there is none.
- */
-size_t kinesis_base64_scan(const char *text, size_t size);
-
 /* ---- Shared helpers (kinesis_main.c) ------------------------------------ */
 
 void kinesis_error(struct api_call *call, const char *type, const char *fmt, ...)

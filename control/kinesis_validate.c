@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "control/kinesis.h"
 
 static const char *
@@ -108,14 +109,14 @@ kv_blob_check(struct api_call *call, const cJSON *item)
 			 "encoded length is expected a multiple of 4 bytes but found: %zu", text, size);
 		goto out_reply;
 	}
-	bad = kinesis_base64_scan(text, size);
+	bad = base64_scan(text, size);
 	if (bad < size) {
 		snprintf(message, sizeof(message), "'%.1024s' can not be converted to a Blob: "
 			 "Invalid Base64 character: '%c'", text, text[bad]);
 		goto out_reply;
 	}
 	/* Only the last group can still be wrong: '=' too early, or unused bits set. */
-	if (size == 0 || kinesis_base64_decode(text + size - 4, 4, unused, 3) >= 0)
+	if (size == 0 || base64_decode(text + size - 4, 4, unused, 3) >= 0)
 		return 0;
 	snprintf(message, sizeof(message), "'%.1024s' can not be converted to a Blob: Invalid last "
 		 "non-pad Base64 character dectected", text);
@@ -156,7 +157,7 @@ kv_blob_decode(struct kinesis *k, const cJSON *item, uint32_t *size_out)
 {
 	size_t size = strlen(item->valuestring);
 	uint8_t *out = k->scratch + k->scratch_used;
-	int64_t n = kinesis_base64_decode(item->valuestring, size, out,
+	int64_t n = base64_decode(item->valuestring, size, out,
 					  k->scratch_size - k->scratch_used);
 
 	if (n < 0)
