@@ -65,6 +65,11 @@ static const char *const kinesis_unsupported[] = {
 
 /* ---- Replies ------------------------------------------------------------ */
 
+/*
+ * Every error answer of the actions goes through api_call_error(), which
+ * writes the body and the x-amzn-ErrorType header from the same type: no layer
+ * writes an error body of its own or reads one back.
+ */
 void
 kinesis_error(struct api_call *call, const char *type, const char *fmt, ...)
 {
@@ -77,40 +82,24 @@ kinesis_error(struct api_call *call, const char *type, const char *fmt, ...)
 	api_call_error(call, 400, type, "%s", message);
 }
 
-/* AWS spells this one's key "Message", and sometimes sends none. */
+/* AWS sends some without a message (NULL here): the body then has none. */
 void
 kinesis_serialization_error(struct api_call *call, const char *message)
 {
-	struct api_out *out = api_call_out(call);
-
-	api_out_printf(out, "{\"__type\":\"SerializationException\"");
-	if (message != NULL) {
-		api_out_printf(out, ",\"Message\":");
-		api_out_json_string(out, message, strlen(message));
-	}
-	api_out_printf(out, "}");
-	api_call_reply(call, 400);
+	api_call_error(call, 400, "SerializationException", "%s", message != NULL ? message : "");
 }
 
 void
 kinesis_internal_error(struct api_call *call)
 {
-	api_out_printf(api_call_out(call), "{\"__type\":\"InternalFailure\"}");
-	api_call_reply(call, 500);
+	api_call_error(call, 500, "InternalFailure", "%s", "");
 }
 
 static void
 kinesis_unknown_operation(struct api_call *call, const char *message)
 {
-	struct api_out *out = api_call_out(call);
-
-	api_out_printf(out, "{\"__type\":\"UnknownOperationException\"");
-	if (message != NULL) {
-		api_out_printf(out, ",\"message\":");
-		api_out_json_string(out, message, strlen(message));
-	}
-	api_out_printf(out, "}");
-	api_call_reply(call, 400);
+	api_call_error(call, 400, "UnknownOperationException", "%s",
+		       message != NULL ? message : "");
 }
 
 /* ---- Streams, shards, routing -------------------------------------------- */
