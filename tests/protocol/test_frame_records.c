@@ -182,7 +182,8 @@ Test(frame_records, refuses_frame_size_out_of_bounds)
 	/* A frame of just a header is framed, but too short to be RECORDS. */
 	frame_store32(buf + FRAME_OFF_SIZE, FRAME_HEADER_SIZE);
 	frame_seal(buf, FRAME_HEADER_SIZE);
-	cr_assert_eq(fixture_records_decode_guarded(buf, FRAME_HEADER_SIZE, &records), FRAME_ERR_FRAME_SIZE);
+	cr_assert_eq(fixture_records_decode_guarded(buf, FRAME_HEADER_SIZE, &records),
+		     FRAME_ERR_FRAME_SIZE);
 	cr_assert_not(records.identity_valid);
 }
 
