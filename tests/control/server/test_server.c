@@ -635,7 +635,7 @@ Test(server, requests_aws_cannot_route_get_aws_answers, .init = setup_default,
 		  "is not a text string" },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 2\r\n\r\nab", 400,
-		  "\xbf\x66__type\x76SerializationException\x67message\x78\x19The CBOR body "
+		  "\xbf\x66__type\x76SerializationException\x67message\x78\x1aThe CBOR body "
 		  "is not a map" },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.Bogus\r\n"
 		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 1\r\n\r\n\xa0", 400,
