@@ -17,8 +17,9 @@
  * the SDKs use, skips them too). Refused: a top level that is not one map, keys that
  * are not definite text, a byte string anywhere but at a blob member, chunked byte
  * strings (no SDK writes them), NaN and infinities (JSON has none), nesting deeper than
- * SERVER_CBOR_NESTING_MAX. Answers are parsed with cJSON (they are our own JSON, so
- * well formed) and written with definite lengths.
+ * SERVER_CBOR_NESTING_MAX. Answers are scanned in one pass too (they are our own JSON,
+ * but a scan that meets anything else stops with -EINVAL) and maps and arrays go out
+ * with indefinite length; Jackson and every CBOR reader take both.
  */
 #include <assert.h>
 #include <errno.h>
@@ -28,7 +29,6 @@
 #include <string.h>
 
 #include <cbor.h>
-#include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
 #include "control/server_cbor.h"
@@ -516,126 +516,393 @@ server_cbor_request_to_json(const uint8_t *cbor, size_t size, struct api_out *js
 
 /* ---- JSON answer -> CBOR -------------------------------------------------------- */
 
-/* The head of an item with major type `major` (0..7) and argument `value`. */
+/*
+ * A one-pass scanner over the answer's JSON, writing CBOR as it goes: no tree, no
+ * allocation but the output (cJSON here cost twice the request direction). Maps and
+ * arrays go out with indefinite length, as their counts are not known when they open.
+ */
+struct json_scan {
+	const char *p;
+	const char *end;
+	struct api_out *out;
+	uint32_t depth;
+};
+
+/* The encoded head of an item with major type `major` and argument `value`; its size. */
+static size_t
+head_encode(uint8_t major, uint64_t value, unsigned char head[9])
+{
+	switch (major) {
+	case 0: return cbor_encode_uint(value, head, 9);
+	case 1: return cbor_encode_negint(value, head, 9);
+	case 2: return cbor_encode_bytestring_start((size_t)value, head, 9);
+	case 3: return cbor_encode_string_start((size_t)value, head, 9);
+	default: return cbor_encode_tag(value, head, 9);
+	}
+}
+
 static void
 writer_head(struct api_out *out, uint8_t major, uint64_t value)
 {
 	unsigned char head[9];
-	size_t n;
+	size_t n = head_encode(major, value, head);
 
-	switch (major) {
-	case 0: n = cbor_encode_uint(value, head, sizeof(head)); break;
-	case 1: n = cbor_encode_negint(value, head, sizeof(head)); break;
-	case 2: n = cbor_encode_bytestring_start((size_t)value, head, sizeof(head)); break;
-	case 3: n = cbor_encode_string_start((size_t)value, head, sizeof(head)); break;
-	case 4: n = cbor_encode_array_start((size_t)value, head, sizeof(head)); break;
-	case 5: n = cbor_encode_map_start((size_t)value, head, sizeof(head)); break;
-	default: n = cbor_encode_tag(value, head, sizeof(head)); break;
-	}
 	assert(n > 0);
 	api_out_append(out, head, n);
 }
 
 static void
-writer_text(struct api_out *out, const char *text)
+scan_ws(struct json_scan *s)
 {
-	size_t size = strlen(text);
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+		s->p++;
+}
 
-	writer_head(out, 3, size);
-	api_out_append(out, text, size);
+static bool
+scan_take(struct json_scan *s, char c)
+{
+	scan_ws(s);
+	if (s->p == s->end || *s->p != c)
+		return false;
+	s->p++;
+	return true;
+}
+
+static int
+hex4(const char *p, uint32_t *out)
+{
+	uint32_t v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (uint32_t)(c - '0');
+		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+			v |= (uint32_t)((c | 0x20) - 'a' + 10);
+		else
+			return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+/* One escape at p (after the backslash) into UTF-8 at *o; returns input bytes used. */
+static size_t
+unescape_one(const char *p, const char *end, char **o)
+{
+	static const char from[] = "\"\\/bfnrt";
+	static const char to[] = "\"\\/\b\f\n\r\t";
+	const char *hit = p < end && *p != '\0' ? strchr(from, *p) : NULL;
+	uint32_t cp;
+	uint32_t low;
+	char *w = *o;
+
+	if (hit != NULL) {
+		*w++ = to[hit - from];
+		*o = w;
+		return 1;
+	}
+	if (end - p < 5 || *p != 'u' || hex4(p + 1, &cp) != 0)
+		return 0;
+	if (cp >= 0xd800 && cp < 0xdc00) {
+		if (end - p < 11 || p[5] != '\\' || p[6] != 'u' || hex4(p + 7, &low) != 0 ||
+		    low < 0xdc00 || low > 0xdfff)
+			return 0;
+		cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+	} else if (cp >= 0xdc00 && cp <= 0xdfff) {
+		return 0;
+	}
+	if (cp < 0x80) {
+		*w++ = (char)cp;
+	} else if (cp < 0x800) {
+		*w++ = (char)(0xc0 | cp >> 6);
+		*w++ = (char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		*w++ = (char)(0xe0 | cp >> 12);
+		*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+		*w++ = (char)(0x80 | (cp & 0x3f));
+	} else {
+		*w++ = (char)(0xf0 | cp >> 18);
+		*w++ = (char)(0x80 | ((cp >> 12) & 0x3f));
+		*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+		*w++ = (char)(0x80 | (cp & 0x3f));
+	}
+	*o = w;
+	return cp >= 0x10000 ? 11 : 5;
+}
+
+/* Text with escapes: decoded after room for the longest head, then the head moved in. */
+static int
+writer_escaped_text(struct api_out *out, const char *text, size_t size)
+{
+	const char *end = text + size;
+	unsigned char head[9];
+	size_t head_size;
+	char *base = api_out_extend(out, 9 + size);
+	char *w;
+
+	if (base == NULL)
+		return -ENOBUFS;
+	w = base + 9;
+	while (text < end) {
+		size_t used;
+
+		if (*text != '\\') {
+			*w++ = *text++;
+			continue;
+		}
+		used = unescape_one(text + 1, end, &w);
+		if (used == 0)
+			return -EINVAL;
+		text += 1 + used;
+	}
+	head_size = head_encode(3, (uint64_t)(w - base - 9), head);
+	memmove(base + head_size, base + 9, (size_t)(w - base - 9));
+	memcpy(base, head, head_size);
+	out->size -= (size_t)(base + 9 + size - w) + 9 - head_size;
+	return 0;
 }
 
 /* Our base64 (api_out_base64) decoded into a byte string. */
-static void
-writer_blob(struct api_out *out, const char *text)
+static int
+writer_blob(struct api_out *out, const char *text, size_t size)
 {
-	size_t size = strlen(text);
 	size_t pad = 0;
-	size_t bytes;
 	uint8_t *p;
 
-	if (size % 4 != 0) {
-		writer_text(out, text);  /* Not ours: keep it a string (cannot happen). */
-		return;
-	}
+	if (size % 4 != 0)
+		return -EINVAL;
 	while (pad < 2 && pad < size && text[size - 1 - pad] == '=')
 		pad++;
-	bytes = size / 4 * 3 - pad;
-	writer_head(out, 2, bytes);
+	writer_head(out, 2, size / 4 * 3 - pad);
 	if (size == 0)
-		return;
+		return 0;
 	/* EVP_DecodeBlock writes size / 4 * 3 bytes, padding included, then we trim it. */
 	p = api_out_extend(out, size / 4 * 3);
 	if (p == NULL)
-		return;
+		return -ENOBUFS;
 	if (EVP_DecodeBlock(p, (const unsigned char *)text, (int)size) < 0)
-		memset(p, 0, size / 4 * 3);
+		return -EINVAL;
 	out->size -= pad;
+	return 0;
 }
 
-static void
-writer_number(struct api_out *out, double v, bool timestamp)
+/* A string at s->p (after its quote): its span, and whether it has escapes. */
+static int
+scan_string(struct json_scan *s, const char **text, size_t *size, bool *escaped)
 {
-	unsigned char item[9];
-	size_t n;
+	const char *p = s->p;
 
-	if (timestamp) {
-		writer_head(out, 6, 1);
-		v = round(v * 1000.0);
+	*escaped = false;
+	while (p < s->end && *p != '"') {
+		if (*p == '\\') {
+			*escaped = true;
+			p++;
+		}
+		p++;
 	}
-	if (v == floor(v) && fabs(v) < 9007199254740992.0) {
-		if (v >= 0)
-			writer_head(out, 0, (uint64_t)v);
-		else
-			writer_head(out, 1, (uint64_t)(-v) - 1u);
-		return;
+	if (p >= s->end)
+		return -EINVAL;
+	*text = s->p;
+	*size = (size_t)(p - s->p);
+	s->p = p + 1;
+	return 0;
+}
+
+static int
+scan_string_value(struct json_scan *s, enum cbor_member_kind kind)
+{
+	const char *text;
+	size_t size;
+	bool escaped;
+	int err = scan_string(s, &text, &size, &escaped);
+
+	if (err != 0)
+		return err;
+	if (escaped)
+		return writer_escaped_text(s->out, text, size);
+	if (kind == CBOR_MEMBER_BLOB)
+		return writer_blob(s->out, text, size);
+	writer_head(s->out, 3, size);
+	api_out_append(s->out, text, size);
+	return 0;
+}
+
+/* A number: an integer that fits stays one, anything else is a double. */
+static int
+scan_number(struct json_scan *s, enum cbor_member_kind kind)
+{
+	char text[64];
+	size_t n = 0;
+	bool negative = *s->p == '-';
+	unsigned char item[9];
+	uint64_t magnitude = 0;
+	bool integer = true;
+	char *end;
+	double v;
+
+	while (s->p + n < s->end && n < sizeof(text) && s->p[n] != '\0' &&
+	       strchr("-+0123456789.eE", s->p[n]) != NULL)
+		n++;
+	if (n == 0 || n == sizeof(text))
+		return -EINVAL;
+	memcpy(text, s->p, n);
+	text[n] = '\0';
+	s->p += n;
+	for (size_t i = negative; i < n && integer; i++) {
+		unsigned digit = (unsigned)(text[i] - '0');
+
+		integer = digit <= 9 && magnitude <= (UINT64_MAX - digit) / 10;
+		magnitude = magnitude * 10 + digit;
+	}
+	integer = integer && n > (size_t)negative && kind != CBOR_MEMBER_TIMESTAMP &&
+		  (!negative || magnitude > 0);
+	if (integer) {
+		writer_head(s->out, negative ? 1 : 0, negative ? magnitude - 1 : magnitude);
+		return 0;
+	}
+	v = strtod(text, &end);
+	if (end != text + n)
+		return -EINVAL;
+	if (kind == CBOR_MEMBER_TIMESTAMP && fabs(v) < 9e15) {
+		long long ms = llround(v * 1000.0);
+
+		writer_head(s->out, 6, 1);
+		writer_head(s->out, ms < 0 ? 1 : 0, ms < 0 ? (uint64_t)(-(ms + 1)) : (uint64_t)ms);
+		return 0;
 	}
 	n = cbor_encode_double(v, item, sizeof(item));
 	assert(n == 9);
-	api_out_append(out, item, n);
+	api_out_append(s->out, item, n);
+	return 0;
 }
 
-static void
-writer_item(struct api_out *out, const cJSON *item, enum cbor_member_kind kind)
-{
-	static const unsigned char null_item = 0xf6;
-	static const unsigned char false_item = 0xf4;
-	static const unsigned char true_item = 0xf5;
-	const cJSON *child;
+static int scan_value(struct json_scan *s, enum cbor_member_kind kind);
 
-	if (cJSON_IsObject(item)) {
-		writer_head(out, 5, (uint64_t)cJSON_GetArraySize(item));
-		cJSON_ArrayForEach(child, item) {
-			writer_text(out, child->string);
-			writer_item(out, child, cbor_member_kind(child->string,
-								  strlen(child->string)));
+static int
+scan_object(struct json_scan *s)
+{
+	static const unsigned char open = 0xbf;
+	static const unsigned char close = 0xff;
+	int err;
+
+	api_out_append(s->out, &open, 1);
+	if (scan_take(s, '}'))
+		goto out_close;
+	do {
+		const char *key;
+		size_t size;
+		bool escaped;
+
+		if (!scan_take(s, '"'))
+			return -EINVAL;
+		err = scan_string(s, &key, &size, &escaped);
+		if (err == 0 && escaped)
+			err = writer_escaped_text(s->out, key, size);
+		if (err != 0)
+			return err;
+		if (!escaped) {
+			writer_head(s->out, 3, size);
+			api_out_append(s->out, key, size);
 		}
-	} else if (cJSON_IsArray(item)) {
-		writer_head(out, 4, (uint64_t)cJSON_GetArraySize(item));
-		cJSON_ArrayForEach(child, item)
-			writer_item(out, child, CBOR_MEMBER_PLAIN);
-	} else if (cJSON_IsString(item)) {
-		if (kind == CBOR_MEMBER_BLOB)
-			writer_blob(out, item->valuestring);
-		else
-			writer_text(out, item->valuestring);
-	} else if (cJSON_IsNumber(item)) {
-		writer_number(out, item->valuedouble, kind == CBOR_MEMBER_TIMESTAMP);
-	} else if (cJSON_IsBool(item)) {
-		api_out_append(out, cJSON_IsTrue(item) ? &true_item : &false_item, 1);
-	} else {
-		api_out_append(out, &null_item, 1);
+		if (!scan_take(s, ':'))
+			return -EINVAL;
+		err = scan_value(s, escaped ? CBOR_MEMBER_PLAIN : cbor_member_kind(key, size));
+		if (err != 0)
+			return err;
+	} while (scan_take(s, ','));
+	if (!scan_take(s, '}'))
+		return -EINVAL;
+out_close:
+	api_out_append(s->out, &close, 1);
+	return 0;
+}
+
+static int
+scan_array(struct json_scan *s)
+{
+	static const unsigned char open = 0x9f;
+	static const unsigned char close = 0xff;
+	int err;
+
+	api_out_append(s->out, &open, 1);
+	if (scan_take(s, ']'))
+		goto out_close;
+	do {
+		err = scan_value(s, CBOR_MEMBER_PLAIN);
+		if (err != 0)
+			return err;
+	} while (scan_take(s, ','));
+	if (!scan_take(s, ']'))
+		return -EINVAL;
+out_close:
+	api_out_append(s->out, &close, 1);
+	return 0;
+}
+
+/* true, false, null: their simple values. */
+static int
+scan_word(struct json_scan *s)
+{
+	static const struct {
+		const char *word;
+		unsigned char item;
+	} words[] = { { "true", 0xf5 }, { "false", 0xf4 }, { "null", 0xf6 } };
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		size_t n = strlen(words[i].word);
+
+		if ((size_t)(s->end - s->p) >= n && memcmp(s->p, words[i].word, n) == 0) {
+			s->p += n;
+			api_out_append(s->out, &words[i].item, 1);
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int
+scan_value(struct json_scan *s, enum cbor_member_kind kind)
+{
+	int err;
+
+	scan_ws(s);
+	if (s->p == s->end)
+		return -EINVAL;
+	switch (*s->p) {
+	case '{':
+	case '[':
+		if (s->depth == SERVER_CBOR_NESTING_MAX)
+			return -EINVAL;
+		s->depth++;
+		s->p++;
+		err = s->p[-1] == '{' ? scan_object(s) : scan_array(s);
+		s->depth--;
+		return err;
+	case '"':
+		s->p++;
+		return scan_string_value(s, kind);
+	case 't':
+	case 'f':
+	case 'n':
+		return scan_word(s);
+	default:
+		return scan_number(s, kind);
 	}
 }
 
 int
 server_cbor_answer_from_json(const char *json, size_t size, struct api_out *cbor)
 {
-	cJSON *doc = cJSON_ParseWithLength(json, size);
+	struct json_scan s = { json, json + size, cbor, 0 };
+	int err = scan_value(&s, CBOR_MEMBER_PLAIN);
 
-	if (doc == NULL)
-		return -EINVAL;
-	writer_item(cbor, doc, CBOR_MEMBER_PLAIN);
-	cJSON_Delete(doc);
-	return cbor->overflow ? -ENOBUFS : 0;
+	scan_ws(&s);
+	if (err == 0 && s.p != s.end)
+		err = -EINVAL;
+	if (cbor->overflow)
+		return -ENOBUFS;
+	return err;
 }

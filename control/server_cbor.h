@@ -34,8 +34,8 @@ int server_cbor_request_to_json(const uint8_t *cbor, size_t size, struct api_out
 
 /*
  * Appends to `cbor` the CBOR form of the JSON answer `json` (written by the actions or
- * the server, so well formed). Returns 0, -EINVAL when it does not parse (or parsing
- * ran out of memory), or -ENOBUFS when `cbor` overflowed its cap.
+ * the server). Returns 0, -EINVAL when it is not JSON (or nests deeper than
+ * SERVER_CBOR_NESTING_MAX), or -ENOBUFS when `cbor` overflowed its cap.
  */
 int server_cbor_answer_from_json(const char *json, size_t size, struct api_out *cbor);
 

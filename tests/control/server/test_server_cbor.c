@@ -183,28 +183,60 @@ Test(server_cbor, answers_blobs_and_timestamps)
 {
 	expect_cbor("{\"Records\":[{\"Data\":\"aGV5\",\"ApproximateArrivalTimestamp\":"
 		    "1700000000.123}],\"MillisBehindLatest\":0,\"NextShardIterator\":null}",
-		    CB("\xa3\x67Records\x81\xa2\x64" "Data\x43hey"
+		    CB("\xbf\x67Records\x9f\xbf\x64" "Data\x43hey"
 		       "\x78\x1b" "ApproximateArrivalTimestamp\xc1\x1b\x00\x00\x01\x8b\xcf\xe5\x68\x7b"
-		       "\x72MillisBehindLatest\x00\x71NextShardIterator\xf6"));
-	expect_cbor("{\"Data\":\"\",\"x\":[true,false,-2,1.5]}",
-		    CB("\xa2\x64" "Data\x40\x61x\x84\xf5\xf4\x21"
-		       "\xfb\x3f\xf8\x00\x00\x00\x00\x00\x00"));
-	expect_cbor("{\"Data\":\"AA==\",\"StreamCreationTimestamp\":1.5}",
-		    CB("\xa2\x64" "Data\x41\x00\x77StreamCreationTimestamp\xc1\x19\x05\xdc"));
+		       "\xff\xff\x72MillisBehindLatest\x00\x71NextShardIterator\xf6\xff"));
+	expect_cbor(" { \"Data\" : \"\" , \"x\" : [ true, false, -2, 1.5, 18446744073709551616 ] }\n",
+		    CB("\xbf\x64" "Data\x40\x61x\x9f\xf5\xf4\x21"
+		       "\xfb\x3f\xf8\x00\x00\x00\x00\x00\x00"
+		       "\xfb\x43\xf0\x00\x00\x00\x00\x00\x00\xff\xff"));
+	expect_cbor("{\"Data\":\"AA==\",\"StreamCreationTimestamp\":1.5,\"Timestamp\":2}",
+		    CB("\xbf\x64" "Data\x41\x00\x77StreamCreationTimestamp\xc1\x19\x05\xdc"
+		       "\x69Timestamp\xc1\x19\x07\xd0\xff"));
+	expect_cbor("{\"Data\":\"AAA=\",\"e\":{},\"a\":[]}",
+		    CB("\xbf\x64" "Data\x42\x00\x00\x61" "e\xbf\xff\x61" "a\x9f\xff\xff"));
+}
+
+/* Escapes our JSON writer (and any other) produces become the characters they stand for. */
+Test(server_cbor, answers_unescape_strings)
+{
+	expect_cbor("{\"m\":\"a\\\"b\\\\c\\n\\u00e9\\ud83d\\ude00\\/\",\"k\\u0041\":1}",
+		    CB("\xbf\x61m\x6d" "a\"b\\c\n\xc3\xa9\xf0\x9f\x98\x80/"
+		       "\x62kA\x01\xff"));
 }
 
 /* The error bodies the actions write, and what a client reads back. */
 Test(server_cbor, answers_errors)
 {
 	expect_cbor("{\"__type\":\"ResourceNotFoundException\",\"message\":\"x\"}",
-		    CB("\xa2\x66__type\x78\x19ResourceNotFoundException\x67message\x61x"));
+		    CB("\xbf\x66__type\x78\x19ResourceNotFoundException\x67message\x61x\xff"));
 }
 
 Test(server_cbor, answer_not_json_is_einval)
 {
+	static const char *const bad[] = {
+		"", "{", "{\"a\"}", "{\"a\":}", "[1,]", "[1", "\"abc", "tru", "nul", "1 2",
+		"{\"Data\":\"abc\"}", "{\"Data\":\"a*b=\"}", "\"\\ud800\"", "\"\\udc00\"",
+		"\"\\x\"", "\"\\u12\"", "{1:2}", "-", ".",
+		"[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct api_out out;
+
+		api_out_init(&out, BIG_SIZE_MAX);
+		cr_assert_eq(server_cbor_answer_from_json(bad[i], strlen(bad[i]), &out), -EINVAL,
+			     "accepted %s", bad[i]);
+		api_out_release(&out);
+	}
+}
+
+Test(server_cbor, answer_over_the_cap_is_enobufs)
+{
+	static const char json[] = "{\"message\":\"a long enough text\"}";
 	struct api_out out;
 
-	api_out_init(&out, BIG_SIZE_MAX);
-	cr_assert_eq(server_cbor_answer_from_json("{", 1, &out), -EINVAL);
+	api_out_init(&out, 8);
+	cr_assert_eq(server_cbor_answer_from_json(json, sizeof(json) - 1, &out), -ENOBUFS);
 	api_out_release(&out);
 }
