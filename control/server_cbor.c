@@ -43,25 +43,28 @@ enum cbor_member_kind {
 
 static const struct cbor_member {
 	const char *name;
+	size_t name_size;
 	enum cbor_member_kind kind;
 } cbor_members[] = {
+#define MEMBER(name, kind) { name, sizeof(name) - 1, kind }
 	/* PutRecord, PutRecords' entries (in); GetRecords' records (out). */
-	{ "Data", CBOR_MEMBER_BLOB },
+	MEMBER("Data", CBOR_MEMBER_BLOB),
 	/* GetRecords' records (out). */
-	{ "ApproximateArrivalTimestamp", CBOR_MEMBER_TIMESTAMP },
+	MEMBER("ApproximateArrivalTimestamp", CBOR_MEMBER_TIMESTAMP),
 	/* DescribeStream(Summary), ListStreams' summaries (out); ListShards (in). */
-	{ "StreamCreationTimestamp", CBOR_MEMBER_TIMESTAMP },
+	MEMBER("StreamCreationTimestamp", CBOR_MEMBER_TIMESTAMP),
 	/* GetShardIterator, ListShards' ShardFilter (in). */
-	{ "Timestamp", CBOR_MEMBER_TIMESTAMP },
+	MEMBER("Timestamp", CBOR_MEMBER_TIMESTAMP),
 	/* Stream consumers (out). */
-	{ "ConsumerCreationTimestamp", CBOR_MEMBER_TIMESTAMP },
+	MEMBER("ConsumerCreationTimestamp", CBOR_MEMBER_TIMESTAMP),
+#undef MEMBER
 };
 
 static enum cbor_member_kind
 cbor_member_kind(const char *name, size_t size)
 {
 	for (size_t i = 0; i < sizeof(cbor_members) / sizeof(cbor_members[0]); i++)
-		if (strlen(cbor_members[i].name) == size &&
+		if (cbor_members[i].name_size == size &&
 		    memcmp(cbor_members[i].name, name, size) == 0)
 			return cbor_members[i].kind;
 	return CBOR_MEMBER_PLAIN;
@@ -665,17 +668,39 @@ writer_escaped_text(struct api_out *out, const char *text, size_t size)
 	return 0;
 }
 
-/* Our base64 (api_out_base64) decoded into a byte string. */
+/* Standard base64 with padding: what api_out_base64() writes for a blob. */
+static bool
+base64_is_plain(const char *text, size_t size, size_t *pad_out)
+{
+	size_t pad = 0;
+
+	if (size % 4 != 0)
+		return false;
+	while (pad < 2 && pad < size && text[size - 1 - pad] == '=')
+		pad++;
+	for (size_t i = 0; i < size - pad; i++) {
+		char c = text[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '+' || c == '/'))
+			return false;
+	}
+	*pad_out = pad;
+	return true;
+}
+
+/* A blob member's base64 as a byte string; text that is not base64 stays text. */
 static int
 writer_blob(struct api_out *out, const char *text, size_t size)
 {
-	size_t pad = 0;
+	size_t pad;
 	uint8_t *p;
 
-	if (size % 4 != 0)
-		return -EINVAL;
-	while (pad < 2 && pad < size && text[size - 1 - pad] == '=')
-		pad++;
+	if (!base64_is_plain(text, size, &pad)) {
+		writer_head(out, 3, size);
+		api_out_append(out, text, size);
+		return 0;
+	}
 	writer_head(out, 2, size / 4 * 3 - pad);
 	if (size == 0)
 		return 0;
@@ -684,7 +709,7 @@ writer_blob(struct api_out *out, const char *text, size_t size)
 	if (p == NULL)
 		return -ENOBUFS;
 	if (EVP_DecodeBlock(p, (const unsigned char *)text, (int)size) < 0)
-		return -EINVAL;
+		return -EINVAL;  /* Cannot happen: the text was checked. */
 	out->size -= pad;
 	return 0;
 }

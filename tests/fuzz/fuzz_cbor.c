@@ -2,7 +2,8 @@
  * fuzz_cbor: arbitrary bytes as a CBOR request body through server_cbor.c. Whatever it
  * accepts must be JSON that cJSON parses as one object, and that JSON must translate
  * back to CBOR (the answer direction) without error; whatever it refuses must come
- * with a message. Nothing may crash, read out of bounds or leak.
+ * with a message. The same bytes as a JSON answer must translate or be refused as
+ * not JSON. Nothing may crash, read out of bounds or leak.
  */
 #include <assert.h>
 #include <errno.h>
@@ -25,6 +26,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cJSON *doc;
 	int err;
 
+	api_out_init(&cbor, 64u * 1024u * 1024u);
+	err = server_cbor_answer_from_json((const char *)data, size, &cbor);
+	if (err != 0 && err != -EINVAL)
+		abort();
+	api_out_release(&cbor);
 	api_out_init(&json, 64u * 1024u * 1024u);
 	err = server_cbor_request_to_json(data, size, &json, &error);
 	if (err != 0) {
