@@ -9,7 +9,8 @@ base64, tag 1 back to seconds), must equal the JSON answer with the stream names
 swapped and the values that differ between any two calls masked (sequence numbers,
 iterators, timestamps). Errors too: status, x-amzn-ErrorType, __type and message.
 Then what only CBOR has: bad CBOR, a byte string where a string belongs, chunked text,
-unsigned and wrongly signed CBOR requests, an unknown operation: each answered in CBOR.
+unsigned and wrongly signed CBOR requests, an unknown operation: each answered in CBOR;
+and one signed CBOR request over h2c (nghttp).
 
   usage: test_kinesis_cbor.py SLUICED
 
@@ -24,6 +25,7 @@ import random
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -333,6 +335,28 @@ def cbor_only(api, srv):
           "definite-length CBOR map: %d %r" % (status, body))
 
 
+def h2c(api, srv):
+    """The same over h2c (nghttp, prior knowledge), signed: an answer in CBOR."""
+    body = java_cbor({"StreamName": "cbtwin"})
+    headers = {"Content-Type": CBOR,
+               "X-Amz-Target": "Kinesis_20131202.DescribeStreamSummary"}
+    req = AWSRequest(method="POST", url=srv.url + "/", data=body, headers=headers)
+    SigV4Auth(api.creds, "kinesis", "us-east-1").add_auth(req)
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(body)
+        f.flush()
+        args = ["nghttp", "-H", ":method: POST", "-d", f.name]
+        for name, value in req.headers.items():
+            if name.lower() != "host":
+                args += ["-H", "%s: %s" % (name.lower(), value)]
+        out = subprocess.run(args + [srv.url + "/"], capture_output=True, timeout=60)
+    check(out.returncode == 0, "nghttp: %r" % out.stderr)
+    answer = cbor_answer(out.stdout)
+    check(answer["StreamDescriptionSummary"]["StreamName"] == "cbtwin" and
+          isinstance(answer["StreamDescriptionSummary"]["StreamCreationTimestamp"], Ts),
+          "h2c CBOR answer: %r" % answer)
+
+
 def main():
     data_dir = tempfile.mkdtemp(prefix="cbor-itest-")
     srv = Sluiced(sys.argv[1], data_dir)
@@ -342,6 +366,7 @@ def main():
         api = Api(srv)
         streams_and_shards(api)
         cbor_only(api, srv)
+        h2c(api, srv)
         action_errors(api)
         srv.stop()
         print("PASS in %.1fs" % (time.time() - t0))
