@@ -309,7 +309,8 @@ consume_print_users(struct consume *c, const char *shard_id, const cJSON *record
 
 		cli_kpl_record(agg, i, &user);
 		if (c->format == CONSUME_RAW) {
-			fwrite(user.data, 1, user.data_size, stdout);
+			if (user.data_size > 0)  /* protobuf-c leaves empty data NULL. */
+				fwrite(user.data, 1, user.data_size, stdout);
 			putchar('\n');
 			continue;
 		}
