@@ -163,7 +163,7 @@ def twin(api, op, make_args, swap=True, expect=200, mask_numbers=False):
         got = re.sub(r"[0-9]+", "N", repr(got))
         want = re.sub(r"[0-9]+", "N", repr(want))
     check(c_status == j_status and expect in (None, c_status),
-          "%s: status CBOR %d JSON %d, want %d (%r / %r)" % (op, c_status, j_status, expect,
+          "%s: status CBOR %d JSON %d, want %s (%r / %r)" % (op, c_status, j_status, expect,
                                                             c_body, j_body))
     check(c_type == j_type, "%s: x-amzn-ErrorType %r vs %r" % (op, c_type, j_type))
     check(got == want, "%s: CBOR answer\n  %r\ndiffers from the JSON one\n  %r" % (
