@@ -452,6 +452,10 @@ on_tag(void *ctx, uint64_t tag)
 		reader_fail(r, "Unexpected data after the CBOR body's top-level map");
 		return;
 	}
+	if (reader_top(r) != NULL && reader_top(r)->kind == FRAME_TEXT) {
+		reader_fail(r, "Only text chunks may appear in a chunked CBOR text string");
+		return;
+	}
 	if (tag != 1)
 		return;
 	if (r->timestamp)

@@ -105,6 +105,8 @@ Test(server_cbor, refusals)
 	expect_refused(CB("\xa1\x01\x02"), "key is not a text string");
 	expect_refused(CB("\xa1\x41x\x02"), "key is not a text string");
 	expect_refused(CB("\xbf\x7f\x61" "a\xff\x01\xff"), "chunked text string");
+	expect_refused(CB("\xa1\x61" "a\x7f\xc2\x61" "b\xff"), "Only text chunks");
+	expect_refused(CB("\xa1\x61" "a\x7f\x41" "b\xff"), "Only text chunks");
 	expect_refused(CB("\xa1\x61" "a\x41x"), "no Blob member");
 	expect_refused(CB("\xa1\x64" "Data\x5f\x41x\xff"), "Chunked CBOR byte strings");
 	expect_refused(CB("\xa1\x64" "Data\xa0"), "Blob member holds");
