@@ -375,9 +375,7 @@ def main():
         srv.stop()
         print("PASS in %.1fs" % (time.time() - t0))
     finally:
-        if srv.proc is not None:
-            srv.proc.kill()
-            srv.proc.wait()
+        srv.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -15,12 +15,10 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
@@ -75,31 +73,10 @@ def aggregate(keys, hash_keys, records, corrupt_md5=False):
     return MAGIC + body + digest
 
 
-# ---- a real sluiced --------------------------------------------------------------------
+# ---- a real sluiced (test_cli_integration's; it reads the same SLUICE SLUICED argv) ----
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def start_sluiced(tmp):
-    port = free_port()
-    out = open(os.path.join(tmp, 'sluiced.out'), 'w+')
-    log = open(os.path.join(tmp, 'sluiced.log'), 'w')
-    proc = subprocess.Popen([SLUICED, '--no-dataplane', '--data-dir', os.path.join(tmp, 'd'),
-                             '--api-listen', '127.0.0.1:%d' % port,
-                             '--set', 'server.stream_status_delay_ms=50'],
-                            stdout=out, stderr=log)
-    deadline = time.time() + 20
-    while time.time() < deadline and proc.poll() is None:
-        out.seek(0)
-        if 'sluiced: ready' in out.read():
-            return proc, 'http://127.0.0.1:%d' % port
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise SystemExit('FAIL: sluiced did not get ready')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_cli_integration import Sluiced  # noqa: E402
 
 
 def run(endpoint, *args):
@@ -228,19 +205,14 @@ def test_null_ending():
 
 def main():
     tmp = tempfile.mkdtemp(prefix='cli-kpl-')
-    proc = None
+    srv = None
     try:
-        proc, endpoint = start_sluiced(tmp)
-        test_deaggregation(endpoint)
+        srv = Sluiced(tmp, 'kpl', '--set', 'server.stream_status_delay_ms=50')
+        test_deaggregation(srv.endpoint)
         test_null_ending()
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if srv is not None:
+            srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
         print('%d failure(s)' % len(failures))
