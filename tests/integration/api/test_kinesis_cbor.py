@@ -323,6 +323,9 @@ def cbor_only(api, srv):
                       "UnknownOperationException")
     expect_cbor_error("unsigned", raw_cbor("ListStreams", java_cbor({}), sign=False), 400,
                       "MissingAuthenticationTokenException")
+    # The body is parsed before the signature is checked, as AWS does (issue 12).
+    expect_cbor_error("unsigned bad CBOR", raw_cbor("ListStreams", b"\xbf\x61", sign=False),
+                      400, "SerializationException", "ends inside")
     wrong = Api(srv, secret="WRONG")
     status, ctype, etype, data = wrong.raw("ListStreams", java_cbor({}), CBOR)
     check(ctype == CBOR, "wrong secret answered in %r" % ctype)
