@@ -107,6 +107,10 @@ static const struct config_key config_keys[] = {
 	  "off | presence | sigv4. off and presence are refused on a non-loopback api_listen." },
 	KEY_STR("auth", "access_keys", access_keys, "",
 		"Comma-separated ACCESS_KEY_ID:SECRET pairs accepted by sigv4."),
+	KEY_STR("auth", "principals", principals, "",
+		"Comma-separated ACCESS_KEY_ID=ARN pairs (arn:aws:iam::ACCOUNT:root, ...:user/NAME "
+		"or ...:role/NAME): who a sigv4 key is, for resource policies. A key not listed "
+		"is the owner account's root ([server] account_id)."),
 	KEY_STR("admin", "listen", admin_listen, "127.0.0.1:4568",
 		"Admin listener (/healthz, /readyz, /metrics, the status page at /), ADDR:PORT; "
 		"empty = none. Not loopback: only with a token."),

@@ -667,6 +667,7 @@ server_call_auth(struct api_call *call)
 		return false;
 	}
 	snprintf(call->access_key_id, sizeof(call->access_key_id), "%s", result.access_key_id);
+	snprintf(call->principal_arn, sizeof(call->principal_arn), "%s", result.principal_arn);
 	return true;
 }
 
@@ -710,6 +711,7 @@ server_call_ready(struct api_call *call)
 	req.body_size = call->req_used - call->body_off;
 	req.request_id = call->request_id;
 	req.access_key_id = call->access_key_id;
+	req.principal_arn = call->principal_arn;
 	req.now_ns = clock_real_ns();
 	server_call_state_set(call, CALL_DISPATCHED);
 	call->metrics_op = metrics_api_op(req.target, req.target_size);
