@@ -79,7 +79,8 @@ static const struct config_key config_keys[] = {
 		"A connection idle or stalled mid-request this long is closed."),
 	KEY_STR("server", "region", region, "us-east-1", "Region shown in stream ARNs."),
 	KEY_STR("server", "account_id", account_id, "000000000000",
-		"Account id shown in stream ARNs."),
+		"Account id shown in stream ARNs; with [auth] mode = sigv4 the owner account of "
+		"every stream for resource policies (12 digits)."),
 	KEY_U32("server", "stream_status_delay_ms", stream_status_delay_ms, "200", 0, 600000,
 		"How long a stream stays CREATING/UPDATING/DELETING before the change completes."),
 	KEY_U32("server", "shards_per_stream_max", shards_per_stream_max, "10000", 1,
