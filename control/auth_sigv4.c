@@ -758,7 +758,8 @@ sigv4_check_request(struct sigv4_keys *keys, const struct sigv4_input *in,
 	if (!sigv4_check_scope(cred, amz_date, keys->region, r))
 		return false;
 	if (claim->presigned)
-		return sigv4_check_expiry(amz_date, request_s, claim->expires_s, in->now_real_ns, r);
+		return sigv4_check_expiry(amz_date, request_s, claim->expires_s, in->now_real_ns,
+					  r);
 	return sigv4_check_clock(amz_date, request_s, in->now_real_ns, r);
 }
 
@@ -801,16 +802,29 @@ sigv4_header_claim(const struct sigv4_input *in, const struct sigv4_header *auth
 	return true;
 }
 
-static int
-sigv4_hex_value(char c)
+/* The raw value of query parameter `name` (up to '&' or the end), or false. */
+static bool
+sigv4_query_find(const struct sigv4_input *in, const char *name, struct span *value)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	const char *end = in->target + in->target_size;
+	const char *p = memchr(in->target, '?', in->target_size);
+	size_t name_size = strlen(name);
+
+	while (p != NULL && p + 1 < end) {
+		const char *amp;
+
+		p++;  /* Past '?' or '&'. */
+		amp = memchr(p, '&', (size_t)(end - p));
+		if ((size_t)(end - p) > name_size && memcmp(p, name, name_size) == 0 &&
+		    p[name_size] == '=') {
+			const char *v = p + name_size + 1;
+
+			*value = (struct span){ v, (size_t)((amp != NULL ? amp : end) - v) };
+			return true;
+		}
+		p = amp;
+	}
+	return false;
 }
 
 /*
@@ -820,34 +834,26 @@ sigv4_hex_value(char c)
 static bool
 sigv4_query_param(const struct sigv4_input *in, const char *name, char *out, size_t cap)
 {
-	const char *q = memchr(in->target, '?', in->target_size);
-	const char *end = in->target + in->target_size;
-	size_t name_size = strlen(name);
+	struct span v;
+	size_t n = 0;
 
-	for (const char *p = q; p != NULL && p < end; p = memchr(p + 1, '&', (size_t)(end - p - 1))) {
-		const char *v = p + 1 + name_size;
-		size_t n = 0;
+	if (!sigv4_query_find(in, name, &v))
+		return false;
+	for (size_t i = 0; i < v.n; i++) {
+		int hi = i + 2 < v.n ? OPENSSL_hexchar2int((unsigned char)v.p[i + 1]) : -1;
+		int lo = i + 2 < v.n ? OPENSSL_hexchar2int((unsigned char)v.p[i + 2]) : -1;
 
-		if ((size_t)(end - p - 1) <= name_size || memcmp(p + 1, name, name_size) != 0 ||
-		    *v != '=')
+		if (n + 1 == cap || (v.p[i] == '%' && (hi < 0 || lo < 0)))
+			return false;
+		if (v.p[i] != '%') {
+			out[n++] = v.p[i];
 			continue;
-		for (v++; v < end && *v != '&' && n + 1 < cap; v++) {
-			int hi = v + 2 < end ? sigv4_hex_value(v[1]) : -1;
-			int lo = v + 2 < end ? sigv4_hex_value(v[2]) : -1;
-
-			if (*v != '%') {
-				out[n++] = *v;
-				continue;
-			}
-			if (hi < 0 || lo < 0)
-				return false;
-			out[n++] = (char)(hi * 16 + lo);
-			v += 2;
 		}
-		out[n] = '\0';
-		return v == end || *v == '&';
+		out[n++] = (char)(hi * 16 + lo);
+		i += 2;
 	}
-	return false;
+	out[n] = '\0';
+	return true;
 }
 
 /* The presigned form: X-Amz-* query parameters, decoded into `q`. */
@@ -865,9 +871,9 @@ sigv4_presign_claim(const struct sigv4_input *in, struct sigv4_presign *q,
 			       sizeof(q->signed_headers)) ||
 	    !sigv4_query_param(in, "X-Amz-Expires", q->expires, sizeof(q->expires))) {
 		sigv4_fail(r, SIGV4_INCOMPLETE, "AWS query-string parameters must include "
-			   "'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Signature', 'X-Amz-Date', "
-			   "'X-Amz-SignedHeaders', 'X-Amz-Expires'. Re-examine the query-string "
-			   "parameters.");
+			   "'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Signature', "
+			   "'X-Amz-Date', 'X-Amz-SignedHeaders', 'X-Amz-Expires'. Re-examine the "
+			   "query-string parameters.");
 		return false;
 	}
 	if (strcmp(q->algorithm, SIGV4_ALGORITHM) != 0) {

@@ -331,6 +331,13 @@ policy_statement(struct policy_parser *ps, const cJSON *s)
 	return rc;
 }
 
+static bool
+policy_version_known(const cJSON *v)
+{
+	return cJSON_IsString(v) && (strcmp(v->valuestring, "2012-10-17") == 0 ||
+				     strcmp(v->valuestring, "2008-10-17") == 0);
+}
+
 static int
 policy_document(struct policy_parser *ps, const cJSON *doc)
 {
@@ -342,8 +349,7 @@ policy_document(struct policy_parser *ps, const cJSON *doc)
 		return policy_fail(ps, -EINVAL, "Syntax errors in policy.");
 	cJSON_ArrayForEach(item, doc) {
 		if (strcmp(item->string, "Version") == 0) {
-			if (!cJSON_IsString(item) || (strcmp(item->valuestring, "2012-10-17") != 0 &&
-						      strcmp(item->valuestring, "2008-10-17") != 0))
+			if (!policy_version_known(item))
 				return policy_fail(ps, -EINVAL, "Version must be \"2012-10-17\" "
 						   "or \"2008-10-17\"");
 		} else if (strcmp(item->string, "Id") == 0) {

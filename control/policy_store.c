@@ -259,7 +259,8 @@ policy_store_find(struct policy_store *ps, uint32_t stream_id, const char *name,
 		return 0;
 	slot = policy_slot_find(ps, key, name);
 	if (slot == NULL) {
-		rc = metadata_policy_get(ps->md, stream_id, name, ps->text, sizeof(ps->text), &size);
+		rc = metadata_policy_get(ps->md, stream_id, name, ps->text, sizeof(ps->text),
+					 &size);
 		if (rc == -ENOENT)
 			return 0;  /* Another name with the same hash. */
 		if (rc != 0)

@@ -89,8 +89,10 @@ Test(policy_store, finds_each_resource_through_the_cache, .init = setup, .fini =
 	}
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t i = 0; i < 3 * POLICY_STORE_CACHE_SLOTS; i++) {
+			char expected = i % 3 == 0 ? 'd' : 'a';
+
 			snprintf(name, sizeof(name), "consumer-%u", i);
-			cr_assert_eq(decision(i + 1, i % 2 == 0 ? "" : name), i % 3 == 0 ? 'd' : 'a',
+			cr_assert_eq(decision(i + 1, i % 2 == 0 ? "" : name), expected,
 				     "resource %u pass %d", i, pass);
 			/* The stream's other resource has none. */
 			cr_assert_eq(decision(i + 1, i % 2 == 0 ? name : ""), 'n');

@@ -35,12 +35,13 @@ struct policy_case {
 	"{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"" effect "\",\"Principal\":" \
 	principal ",\"Action\":" action ",\"Resource\":" resource "}]}"
 #define BOB_AWS "{\"AWS\":\"" BOB "\"}"
+#define ANY_REGION "arn:aws:kinesis:*:111122223333:stream/"
 
 static const struct policy_case cases[] = {
 	/* No policy: the owner's principals only. */
 	{ NULL, ALICE, "kinesis:PutRecord", ORDERS, 0 },
 	{ NULL, BOB, "kinesis:PutRecord", ORDERS, 'i' },
-	/* An Allow for bob on Get*: bob reads, does not write; alice unaffected; carol not named. */
+	/* Allow bob Get*: bob reads, does not write; alice is unaffected; carol is not named. */
 	{ STMT("Allow", BOB_AWS, "\"kinesis:Get*\"", "\"" ORDERS "\""), BOB, "kinesis:GetRecords",
 	  ORDERS, 0 },
 	{ STMT("Allow", BOB_AWS, "\"kinesis:Get*\"", "\"" ORDERS "\""), BOB, "kinesis:PutRecord",
@@ -82,12 +83,12 @@ static const struct policy_case cases[] = {
 	/* Action names compare case-blind; ARNs do not. Wildcards `?` and `*` in ARNs. */
 	{ STMT("Allow", BOB_AWS, "\"KINESIS:putrecord\"", "\"*\""), BOB, "kinesis:PutRecord",
 	  ORDERS, 0 },
-	{ STMT("Allow", BOB_AWS, "\"kinesis:*\"", "\"arn:aws:kinesis:*:111122223333:stream/ORDERS\""),
-	  BOB, "kinesis:PutRecord", ORDERS, 'i' },
-	{ STMT("Allow", BOB_AWS, "\"kinesis:*\"", "\"arn:aws:kinesis:*:111122223333:stream/ord?rs\""),
-	  BOB, "kinesis:PutRecord", ORDERS, 0 },
-	{ STMT("Allow", BOB_AWS, "\"kinesis:*\"", "\"arn:aws:kinesis:*:111122223333:stream/ord?rs\""),
-	  BOB, "kinesis:PutRecord", LOGS, 'i' },
+	{ STMT("Allow", BOB_AWS, "\"kinesis:*\"", "\"" ANY_REGION "ORDERS\""), BOB,
+	  "kinesis:PutRecord", ORDERS, 'i' },
+	{ STMT("Allow", BOB_AWS, "\"kinesis:*\"", "\"" ANY_REGION "ord?rs\""), BOB,
+	  "kinesis:PutRecord", ORDERS, 0 },
+	{ STMT("Allow", BOB_AWS, "\"kinesis:*\"", "\"" ANY_REGION "ord?rs\""), BOB,
+	  "kinesis:PutRecord", LOGS, 'i' },
 	/* A list of principals: each is matched. */
 	{ STMT("Allow", "{\"AWS\":[\"" DAVE "\",\"" CAROL "\"]}", "[\"kinesis:PutRecord\","
 	  "\"kinesis:PutRecords\"]", "\"*\""), CAROL, "kinesis:PutRecords", ORDERS, 0 },
@@ -137,7 +138,8 @@ Test(policy, aws_texts)
 	cr_assert_eq(policy_parse(&compiled, deny, strlen(deny), message, sizeof(message)), 0);
 	cr_assert_eq(policy_authorize(&compiled, &r, OWNER, message, sizeof(message)), -EACCES);
 	cr_assert_str_eq(message, "User: " BOB " is not authorized to perform: kinesis:PutRecord "
-			 "on resource: " ORDERS " with an explicit deny in a resource-based policy");
+			 "on resource: " ORDERS " with an explicit deny in a resource-based "
+			 "policy");
 	r.action = "kinesis:ListStreams";
 	policy_identity_denied(&r, message, sizeof(message));
 	cr_assert_str_eq(message, "User: " BOB " is not authorized to perform: kinesis:ListStreams "

@@ -443,7 +443,8 @@ Test(sigv4, js_sdk_http2_signature_with_authority_verifies)
 static void
 presign_load(struct sigv4_case *c, const char *target)
 {
-	static const char body[] = "{\"StreamName\":\"s\",\"Data\":\"aGk=\",\"PartitionKey\":\"k\"}";
+	static const char body[] = "{\"StreamName\":\"s\",\"Data\":\"aGk=\","
+		"\"PartitionKey\":\"k\"}";
 	static const char *const names[] = { "Host", "X-Amz-Target", "Content-Type" };
 	static const char *const values[] = { "localhost:4567", "Kinesis_20131202.PutRecord",
 					      "application/x-amz-json-1.1" };
