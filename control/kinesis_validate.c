@@ -206,9 +206,38 @@ kv_digits(const char *text, size_t size, size_t max_after_first)
 	return true;
 }
 
-/* arn:aws.*:kinesis:.*:\d{12}:stream/\S+ */
+/* text[from .. size) is non-empty and holds no whitespace (\S+ to the end). */
 static bool
-kv_arn_match(const char *text, size_t size)
+kv_nonspace_tail(const char *text, size_t from, size_t size)
+{
+	if (from >= size)
+		return false;
+	for (size_t j = from; j < size; j++)
+		if (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r' ||
+		    text[j] == '\f' || text[j] == '\v')
+			return false;
+	return true;
+}
+
+/* After ":\d{12}:" ending before `at`: "stream/\S+" there (or, loose, ".*stream/\S+"). */
+static bool
+kv_arn_stream_tail(const char *text, size_t at, size_t size, bool loose)
+{
+	for (size_t j = at; j + 7 <= size; j++) {
+		if (memcmp(text + j, "stream/", 7) == 0 && kv_nonspace_tail(text, j + 7, size))
+			return true;
+		if (!loose)
+			return false;
+	}
+	return false;
+}
+
+/*
+ * StreamARN: arn:aws.*:kinesis:.*:\d{12}:stream/\S+
+ * ResourceARN (loose): arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+
+ */
+static bool
+kv_arn_match(const char *text, size_t size, bool loose)
 {
 	const char *kinesis;
 
@@ -217,18 +246,13 @@ kv_arn_match(const char *text, size_t size)
 	kinesis = memmem(text + 7, size - 7, ":kinesis:", 9);
 	if (kinesis == NULL)
 		return false;
-	for (size_t i = (size_t)(kinesis - text) + 9; i + 21 < size; i++) {
-		bool digits = text[i] == ':';
+	for (size_t i = (size_t)(kinesis - text) + 9; i + 14 <= size; i++) {
+		bool digits = text[i] == ':' && text[i + 13] == ':';
 
 		for (size_t j = 1; digits && j <= 12; j++)
 			digits = text[i + j] >= '0' && text[i + j] <= '9';
-		if (!digits || memcmp(text + i + 13, ":stream/", 8) != 0)
-			continue;
-		for (size_t j = i + 21; j < size; j++)
-			if (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r' ||
-			    text[j] == '\f' || text[j] == '\v')
-				return false;
-		return true;
+		if (digits && kv_arn_stream_tail(text, i + 14, size, loose))
+			return true;
 	}
 	return false;
 }
@@ -255,7 +279,9 @@ kv_pattern_match(enum kv_pattern pattern, const char *text, size_t size)
 	case KV_PATTERN_SEQUENCE:
 		return kv_digits(text, size, 128);
 	case KV_PATTERN_ARN:
-		return kv_arn_match(text, size);
+		return kv_arn_match(text, size, false);
+	case KV_PATTERN_RESOURCE_ARN:
+		return kv_arn_match(text, size, true);
 	}
 	return false;
 }
@@ -269,6 +295,7 @@ kv_pattern_text(enum kv_pattern pattern)
 		[KV_PATTERN_HASH_KEY] = "0|([1-9]\\d{0,38})",
 		[KV_PATTERN_SEQUENCE] = "0|([1-9]\\d{0,128})",
 		[KV_PATTERN_ARN] = "arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
+		[KV_PATTERN_RESOURCE_ARN] = "arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+",
 	};
 
 	return texts[pattern];

@@ -76,7 +76,7 @@ policy_key_search(const struct policy_store *ps, struct policy_key key, bool *fo
 	return lo;
 }
 
-/* Adds `key` to the index (already there: nothing). -ENOSPC when full. */
+/* Adds `key` to the index (already there: nothing). -EDQUOT when full. */
 static int
 policy_key_add(struct policy_store *ps, struct policy_key key)
 {
@@ -86,7 +86,7 @@ policy_key_add(struct policy_store *ps, struct policy_key key)
 	if (found)
 		return 0;
 	if (ps->key_count == POLICY_STORE_POLICIES_MAX)
-		return -ENOSPC;
+		return -EDQUOT;
 	memmove(&ps->keys[i + 1], &ps->keys[i], (ps->key_count - i) * sizeof(ps->keys[0]));
 	ps->keys[i] = key;
 	ps->key_count++;

@@ -25,7 +25,7 @@
 #include "control/metadata.h"
 #include "control/policy.h"
 
-/* Resources with a policy, appliance-wide (a put beyond it: -ENOSPC, LimitExceededException). */
+/* Resources with a policy, appliance-wide (a put beyond it: -EDQUOT, LimitExceededException). */
 #define POLICY_STORE_POLICIES_MAX 16384u
 /* Compiled policies held at once (each ~50 KiB: struct policy). */
 #define POLICY_STORE_CACHE_SLOTS 8u
@@ -41,7 +41,7 @@ void policy_store_close(struct policy_store *ps);
 /*
  * Validates `json` (policy_parse) and stores it as the resource's policy,
  * replacing any. -EINVAL / -E2BIG: refused, `message` says why (AWS-like);
- * -ENOSPC: POLICY_STORE_POLICIES_MAX reached (message set); -EIO, -ENOSPC from SQLite.
+ * -EDQUOT: POLICY_STORE_POLICIES_MAX reached (message set); -EIO, -ENOSPC from SQLite.
  */
 int policy_store_put(struct policy_store *ps, uint32_t stream_id, const char *name,
 		     const char *json, size_t size, char *message, size_t message_size);

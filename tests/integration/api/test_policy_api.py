@@ -9,8 +9,11 @@ raw HTTP signed with botocore.
 Covers: --check-config refusing bad [auth] principals; a CORS preflight and
 the Access-Control-* headers on answers (also on errors); a request presigned
 with botocore's SigV4QueryAuth accepted, and refused once expired or altered;
-and a table of allow/deny cases across two accounts' principals under
-Put/Get/DeleteResourcePolicy (when the server has them).
+a table of allow/deny cases across two accounts' principals (boto3 with each
+key) under policies set with Put/Get/DeleteResourcePolicy (botocore-signed
+raw requests: Debian's botocore 1.29 model predates these operations), their
+validation and texts, a deny-all policy the root can still remove,
+persistence across a restart, and a policy deleted with its stream.
 Uses its own temp dir and free ports; stops only its own PIDs.
 """
 import contextlib
@@ -22,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import types
 import urllib.parse
 
@@ -191,6 +195,175 @@ def test_presign(srv, kc):
     check(out.get("__type") == "InvalidSignatureException", "presign, wrong secret: %s" % out)
 
 
+REGION_ACCOUNT = "arn:aws:kinesis:us-east-1:%s:stream/" % OWNER_ACCOUNT
+ORDERS = REGION_ACCOUNT + "orders"
+LOGS = REGION_ACCOUNT + "logs"
+
+
+def ok(srv, key, op, params):
+    status, _, out = call(srv, key, op, params)
+    check(status == 200, "%s %s by %s: %d %s" % (op, params.get("ResourceARN", ""), key, status,
+                                                 out))
+    return out
+
+
+def refused(srv, key, op, params, code, text=None):
+    status, _, out = call(srv, key, op, params)
+    check(status == 400 and out.get("__type") == code,
+          "%s by %s: %d %s, want %s" % (op, key, status, out, code))
+    if text is not None:
+        check(out.get("message") == text, "%s by %s: message %r, want %r" % (
+            op, key, out.get("message"), text))
+    return out.get("message", "")
+
+
+def denied_text(user, action, resource, explicit=False):
+    head = "User: %s is not authorized to perform: kinesis:%s on resource: %s " % (
+        user, action, resource)
+    if explicit:
+        return head + "with an explicit deny in a resource-based policy"
+    return head + "because no resource-based policy allows the kinesis:%s action" % action
+
+
+def policy(*statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def stmt(effect, principal, actions, resource="*"):
+    return {"Effect": effect, "Principal": principal, "Action": actions, "Resource": resource}
+
+
+def read_all(kc, name):
+    it = kc.get_shard_iterator(StreamName=name, ShardId="shardId-000000000000",
+                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return [r["Data"] for r in kc.get_records(ShardIterator=it)["Records"]]
+
+
+def test_no_policy(srv, bob, alice):
+    """Without a policy: the owner's principals may, another account's may not."""
+    alice.put_record(StreamName="orders", Data=b"a1", PartitionKey="k")
+    msg = expect_error("AccessDeniedException", bob.put_record, StreamName="orders",
+                       Data=b"b1", PartitionKey="k")
+    check(msg == denied_text(BOB, "PutRecord", ORDERS), "no-policy text: %s" % msg)
+    expect_error("AccessDeniedException", bob.describe_stream_summary, StreamName="orders")
+    expect_error("AccessDeniedException", bob.put_records, StreamName="orders",
+                 Records=[{"Data": b"x", "PartitionKey": "k"}])
+    # Account-level operations: no resource policy can allow them.
+    msg = expect_error("AccessDeniedException", bob.list_streams)
+    check(msg == "User: %s is not authorized to perform: kinesis:ListStreams because no "
+          "identity-based policy allows the kinesis:ListStreams action" % BOB, msg)
+    expect_error("AccessDeniedException", bob.create_stream, StreamName="bobs", ShardCount=1)
+    # A stream that does not exist: denied to bob (nothing confirmed), not found for alice.
+    msg = expect_error("AccessDeniedException", bob.describe_stream_summary,
+                       StreamName="nosuch")
+    check(msg == denied_text(BOB, "DescribeStreamSummary", REGION_ACCOUNT + "nosuch"), msg)
+    expect_error("ResourceNotFoundException", alice.describe_stream_summary,
+                 StreamName="nosuch")
+    # Only the owner account manages policies.
+    refused(srv, "AKIDBOB", "PutResourcePolicy", {"ResourceARN": ORDERS, "Policy": policy(
+        stmt("Allow", "*", "kinesis:*"))}, "AccessDeniedException")
+    out = ok(srv, "AKIDALICE", "GetResourcePolicy", {"ResourceARN": ORDERS})
+    check(out == {"Policy": "{}"}, "no policy: %s" % out)
+
+
+def test_policy_table(srv, root, alice, bob):
+    """A policy on orders: bob writes and reads it, nothing else; alice may not delete it."""
+    text = policy(
+        stmt("Allow", {"AWS": BOB}, ["kinesis:Put*", "kinesis:GetShardIterator",
+                                     "kinesis:GetRecords", "kinesis:DescribeStreamSummary",
+                                     "kinesis:ListShards"], ORDERS),
+        stmt("Deny", {"AWS": ALICE}, "kinesis:DeleteStream", ORDERS))
+    ok(srv, "AKIDROOT", "PutResourcePolicy", {"ResourceARN": ORDERS, "Policy": text})
+    out = ok(srv, "AKIDALICE", "GetResourcePolicy", {"ResourceARN": ORDERS})
+    check(out == {"Policy": text}, "policy read back: %s" % out)
+    cases = [  # (client, call, kwargs, expected error or None)
+        (bob, bob.put_record, dict(StreamName="orders", Data=b"b1", PartitionKey="k"), None),
+        (bob, bob.put_records, dict(StreamName="orders", Records=[
+            {"Data": b"b2", "PartitionKey": "k"}]), None),
+        (bob, bob.describe_stream_summary, dict(StreamName="orders"), None),
+        (bob, bob.list_shards, dict(StreamName="orders"), None),
+        (bob, bob.describe_stream, dict(StreamName="orders"), "AccessDeniedException"),
+        (bob, bob.delete_stream, dict(StreamName="orders"), "AccessDeniedException"),
+        (bob, bob.increase_stream_retention_period, dict(
+            StreamName="orders", RetentionPeriodHours=48), "AccessDeniedException"),
+        (bob, bob.put_record, dict(StreamName="logs", Data=b"x", PartitionKey="k"),
+         "AccessDeniedException"),
+        (alice, alice.delete_stream, dict(StreamName="orders"), "AccessDeniedException"),
+        (alice, alice.describe_stream, dict(StreamName="orders"), None),
+    ]
+    for client_, fn, kwargs, error in cases:
+        if error is None:
+            fn(**kwargs)
+        else:
+            expect_error(error, fn, **kwargs)
+    check(read_all(bob, "orders") == [b"a1", b"b1", b"b2"], "bob reads orders")
+    msg = expect_error("AccessDeniedException", alice.delete_stream, StreamName="orders")
+    check(msg == denied_text(ALICE, "DeleteStream", ORDERS, explicit=True), msg)
+    # An iterator or a NextToken obtained by another principal does not carry access.
+    it = root.get_shard_iterator(StreamName="logs", ShardId="shardId-000000000000",
+                                 ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    msg = expect_error("AccessDeniedException", bob.get_records, ShardIterator=it)
+    check(msg == denied_text(BOB, "GetRecords", LOGS), msg)
+    token = root.list_shards(StreamName="logs", MaxResults=1)["NextToken"]
+    expect_error("AccessDeniedException", bob.list_shards, NextToken=token)
+
+
+def test_policy_operations(srv, root, bob):
+    """AWS's validation and texts, deny-all recovery, delete, persistence, stream deletion."""
+    for bad, reason in [
+            ("not json", "Syntax errors in policy."),
+            (policy(stmt("Allow", {"AWS": BOB}, "s3:GetObject")), "is not a kinesis action"),
+            (json.dumps({"Statement": [dict(stmt("Allow", "*", "*"),
+                                            Condition={"Bool": {"aws:SecureTransport": "true"}})]}),
+             "Condition is not supported"),
+            (policy(stmt("Allow", {"Service": "lambda.amazonaws.com"}, "*")),
+             "Principal type 'Service' is not supported"),
+            ("{" + " " * 20480 + "}", "larger than 20480 bytes")]:
+        msg = refused(srv, "AKIDROOT", "PutResourcePolicy", {"ResourceARN": LOGS,
+                                                             "Policy": bad},
+                      "InvalidArgumentException")
+        check(reason in msg, "bad policy %r: %s" % (bad[:40], msg))
+    refused(srv, "AKIDROOT", "GetResourcePolicy", {"ResourceARN": "logs"}, "ValidationException")
+    refused(srv, "AKIDROOT", "GetResourcePolicy", {}, "ValidationException")
+    refused(srv, "AKIDROOT", "GetResourcePolicy", {
+        "ResourceARN": "arn:aws:kinesis:us-east-1:999999999999:stream/logs"},
+        "ResourceNotFoundException")
+    refused(srv, "AKIDROOT", "GetResourcePolicy", {"ResourceARN": LOGS + "/consumer/c:1"},
+            "ResourceNotFoundException")
+    refused(srv, "AKIDROOT", "DeleteResourcePolicy", {"ResourceARN": LOGS},
+            "ResourceNotFoundException",
+            "No resource policy found for resource ARN %s." % LOGS)
+    # Deny everything to everyone: alice is locked out of the policy too, the root is not.
+    ok(srv, "AKIDROOT", "PutResourcePolicy", {"ResourceARN": LOGS, "Policy": policy(
+        stmt("Deny", "*", "kinesis:*"))})
+    refused(srv, "AKIDALICE", "DeleteResourcePolicy", {"ResourceARN": LOGS},
+            "AccessDeniedException", denied_text(ALICE, "DeleteResourcePolicy", LOGS, True))
+    expect_error("AccessDeniedException", root.describe_stream_summary, StreamName="logs")
+    ok(srv, "AKIDROOT", "DeleteResourcePolicy", {"ResourceARN": LOGS})
+    root.describe_stream_summary(StreamName="logs")
+
+
+def test_persistence(srv, bob_key):
+    """A policy survives a restart; deleting its stream deletes it."""
+    text = policy(stmt("Allow", {"AWS": "444455556666"}, "kinesis:DescribeStreamSummary"))
+    ok(srv, "AKIDROOT", "PutResourcePolicy", {"ResourceARN": LOGS, "Policy": text})
+    srv.stop()
+    srv.start(*AUTH)
+    bob = client(srv, *bob_key)
+    root = client(srv, "AKIDROOT", KEYS["AKIDROOT"])
+    bob.describe_stream_summary(StreamName="logs")
+    root.delete_stream(StreamName="logs")
+    for _ in range(200):
+        if "logs" not in root.list_streams()["StreamNames"]:
+            break
+        time.sleep(0.05)
+    root.create_stream(StreamName="logs", ShardCount=1)
+    wait_active(root, "logs")
+    out = ok(srv, "AKIDROOT", "GetResourcePolicy", {"ResourceARN": LOGS})
+    check(out == {"Policy": "{}"}, "a recreated stream has no policy: %s" % out)
+    expect_error("AccessDeniedException", bob.describe_stream_summary, StreamName="logs")
+
+
 def main():
     binary = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="sluice-policy-")
@@ -201,6 +374,15 @@ def main():
         root = client(srv, "AKIDROOT", KEYS["AKIDROOT"])
         test_cors(srv)
         test_presign(srv, root)
+        alice = client(srv, "AKIDALICE", KEYS["AKIDALICE"])
+        bob = client(srv, "AKIDBOB", KEYS["AKIDBOB"])
+        for name, shards in (("orders", 1), ("logs", 2)):
+            root.create_stream(StreamName=name, ShardCount=shards)
+            wait_active(root, name)
+        test_no_policy(srv, bob, alice)
+        test_policy_table(srv, root, alice, bob)
+        test_policy_operations(srv, root, bob)
+        test_persistence(srv, ("AKIDBOB", KEYS["AKIDBOB"]))
         srv.stop()
     finally:
         if srv.proc is not None:
