@@ -28,6 +28,8 @@
 /* ---- Input shapes (kinesis_validate.h) ------------------------------------ */
 
 #define KV_STREAM_ID KV_STR("StreamId", false, KV_PATTERN_NONE, 1, 24)
+/* A stream's or a consumer's ARN (kinesis_tags.h's TagResource family uses the same member). */
+#define KV_RESOURCE_ARN KV_STR("ResourceARN", true, KV_PATTERN_RESOURCE_ARN, 1, 2048)
 
 #define KINESIS_SHAPE_PUT_POLICY(F) \
 	F(PUT_POLICY, RESOURCE_ARN, KV_RESOURCE_ARN) \

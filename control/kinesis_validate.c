@@ -206,9 +206,9 @@ kv_digits(const char *text, size_t size, size_t max_after_first)
 	return true;
 }
 
-/* text[from .. size) is non-empty and holds no whitespace (\S+ to the end). */
+/* \S+ from `from` to the end of the text. */
 static bool
-kv_nonspace_tail(const char *text, size_t from, size_t size)
+kv_tail_nonspace(const char *text, size_t from, size_t size)
 {
 	if (from >= size)
 		return false;
@@ -219,25 +219,12 @@ kv_nonspace_tail(const char *text, size_t from, size_t size)
 	return true;
 }
 
-/* After ":\d{12}:" ending before `at`: "stream/\S+" there (or, loose, ".*stream/\S+"). */
-static bool
-kv_arn_stream_tail(const char *text, size_t at, size_t size, bool loose)
-{
-	for (size_t j = at; j + 7 <= size; j++) {
-		if (memcmp(text + j, "stream/", 7) == 0 && kv_nonspace_tail(text, j + 7, size))
-			return true;
-		if (!loose)
-			return false;
-	}
-	return false;
-}
-
 /*
- * StreamARN: arn:aws.*:kinesis:.*:\d{12}:stream/\S+
- * ResourceARN (loose): arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+
+ * arn:aws.*:kinesis:.*:\d{12}:stream/\S+ (a stream), or with `resource`
+ * arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+ (a stream or a consumer).
  */
 static bool
-kv_arn_match(const char *text, size_t size, bool loose)
+kv_arn_match(const char *text, size_t size, bool resource)
 {
 	const char *kinesis;
 
@@ -246,13 +233,19 @@ kv_arn_match(const char *text, size_t size, bool loose)
 	kinesis = memmem(text + 7, size - 7, ":kinesis:", 9);
 	if (kinesis == NULL)
 		return false;
-	for (size_t i = (size_t)(kinesis - text) + 9; i + 14 <= size; i++) {
+	for (size_t i = (size_t)(kinesis - text) + 9; i + 21 < size; i++) {
 		bool digits = text[i] == ':' && text[i + 13] == ':';
 
 		for (size_t j = 1; digits && j <= 12; j++)
 			digits = text[i + j] >= '0' && text[i + j] <= '9';
-		if (digits && kv_arn_stream_tail(text, i + 14, size, loose))
+		if (!digits)
+			continue;
+		if (!resource && memcmp(text + i + 14, "stream/", 7) == 0 &&
+		    kv_tail_nonspace(text, i + 21, size))
 			return true;
+		for (size_t j = i + 14; resource && j + 7 < size; j++)
+			if (memcmp(text + j, "stream/", 7) == 0 && kv_tail_nonspace(text, j + 7, size))
+				return true;
 	}
 	return false;
 }

@@ -41,7 +41,7 @@ enum kv_pattern {
 	KV_PATTERN_HASH_KEY,  /* 0|([1-9]\d{0,38}) */
 	KV_PATTERN_SEQUENCE,  /* 0|([1-9]\d{0,128}) */
 	KV_PATTERN_ARN,       /* arn:aws.*:kinesis:.*:\d{12}:stream/\S+ */
-	KV_PATTERN_RESOURCE_ARN, /* arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+ (streams, consumers) */
+	KV_PATTERN_RESOURCE_ARN, /* arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+ */
 };
 
 struct kv_errors;
@@ -90,8 +90,6 @@ struct kv_field {
 	  .nested_check = (check_fn) }
 #define KV_STREAM_NAME KV_STR("StreamName", false, KV_PATTERN_NAME, 1, 128)
 #define KV_STREAM_ARN KV_STR("StreamARN", false, KV_PATTERN_ARN, 1, 2048)
-/* A stream's or a consumer's ARN (the *Resource and *ResourcePolicy operations). */
-#define KV_RESOURCE_ARN KV_STR("ResourceARN", true, KV_PATTERN_RESOURCE_ARN, 1, 2048)
 
 struct kv_value {
 	const cJSON *json;       /* NULL when absent or null. */
