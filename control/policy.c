@@ -395,68 +395,89 @@ policy_parse(struct policy *p, const char *json, size_t size, char *message,
 
 /* ---- Evaluation ------------------------------------------------------------------------- */
 
+/* What a request is matched against, measured once per evaluation (not per statement). */
+struct policy_subject {
+	struct policy_value_text {
+		const char *p;
+		size_t n;
+	} principal, root, action, resource;
+	char root_text[POLICY_ARN_SIZE_MAX + 1];  /* arn:aws:iam::ACCOUNT:root */
+};
+
+static void
+policy_subject_init(struct policy_subject *sj, const struct policy_request *r)
+{
+	char account[POLICY_ACCOUNT_ID_SIZE + 1];
+	int n = 0;
+
+	if (policy_principal_account(r->principal_arn, account) == 0)
+		n = snprintf(sj->root_text, sizeof(sj->root_text), POLICY_ARN_IAM_PREFIX "%s:root",
+			     account);
+	sj->principal = (struct policy_value_text){ r->principal_arn, strlen(r->principal_arn) };
+	/* An unparsable principal has no account: nothing matches its root (n = 0). */
+	sj->root = (struct policy_value_text){ sj->root_text, n > 0 ? (size_t)n : 0 };
+	sj->action = (struct policy_value_text){ r->action, strlen(r->action) };
+	sj->resource = (struct policy_value_text){ r->resource_arn, strlen(r->resource_arn) };
+}
+
 static bool
-policy_run_matches(const struct policy *p, struct policy_run run, const char *text,
+policy_run_matches(const struct policy *p, struct policy_run run, struct policy_value_text text,
 		   bool fold_case)
 {
-	size_t text_size = strlen(text);
-
 	for (uint32_t i = run.first; i < run.first + run.count; i++) {
 		const struct policy_value *v = &p->values[i];
 
-		if (policy_wildcard_match(p->text + v->off, v->size, text, text_size, fold_case))
+		if (policy_wildcard_match(p->text + v->off, v->size, text.p, text.n, fold_case))
 			return true;
 	}
 	return false;
+}
+
+static bool
+policy_value_is(const struct policy *p, const struct policy_value *v,
+		struct policy_value_text text)
+{
+	return text.n > 0 && v->size == text.n && memcmp(p->text + v->off, text.p, text.n) == 0;
 }
 
 /* An account's root ARN in a policy stands for every principal of that account. */
 static bool
 policy_principal_matches(const struct policy *p, const struct policy_statement *st,
-			 const char *principal_arn)
+			 const struct policy_subject *sj)
 {
-	char account[POLICY_ACCOUNT_ID_SIZE + 1];
-	char root[POLICY_ARN_SIZE_MAX + 1];
-
 	if (st->principal_any)
 		return true;
-	if (policy_principal_account(principal_arn, account) != 0)
-		return false;
-	snprintf(root, sizeof(root), POLICY_ARN_IAM_PREFIX "%s:root", account);
 	for (uint32_t i = st->principals.first; i < st->principals.first + st->principals.count;
-	     i++) {
-		const struct policy_value *v = &p->values[i];
-		const char *value = p->text + v->off;
-
-		if ((v->size == strlen(principal_arn) &&
-		     memcmp(value, principal_arn, v->size) == 0) ||
-		    (v->size == strlen(root) && memcmp(value, root, v->size) == 0))
+	     i++)
+		if (policy_value_is(p, &p->values[i], sj->principal) ||
+		    policy_value_is(p, &p->values[i], sj->root))
 			return true;
-	}
 	return false;
 }
 
 static bool
 policy_statement_matches(const struct policy *p, const struct policy_statement *st,
-			 const struct policy_request *r)
+			 const struct policy_subject *sj)
 {
-	if (!policy_principal_matches(p, st, r->principal_arn))
+	if (!policy_principal_matches(p, st, sj))
 		return false;
-	if (policy_run_matches(p, st->actions, r->action, true) == st->not_action)
+	if (policy_run_matches(p, st->actions, sj->action, true) == st->not_action)
 		return false;
-	return policy_run_matches(p, st->resources, r->resource_arn, false) != st->not_resource;
+	return policy_run_matches(p, st->resources, sj->resource, false) != st->not_resource;
 }
 
 enum policy_decision
 policy_evaluate(const struct policy *p, const struct policy_request *r)
 {
 	enum policy_decision decision = POLICY_IMPLICIT_DENY;
+	struct policy_subject sj;
 
 	assert(p->statement_count <= POLICY_STATEMENTS_MAX);
+	policy_subject_init(&sj, r);
 	for (uint32_t i = 0; i < p->statement_count; i++) {
 		const struct policy_statement *st = &p->statements[i];
 
-		if (!policy_statement_matches(p, st, r))
+		if (!policy_statement_matches(p, st, &sj))
 			continue;
 		if (st->effect == POLICY_EFFECT_DENY)
 			return POLICY_EXPLICIT_DENY;
