@@ -200,7 +200,8 @@ kinesis_put_resource_policy(struct kinesis_req *r)
 		return;
 	if (s->status == KINESIS_DELETING) {
 		kinesis_error(r->call, "ResourceInUseException", "Stream %s under account %s not "
-			      "ACTIVE, instead in state DELETING", s->name, r->k->config.account_id);
+			      "ACTIVE, instead in state DELETING", s->name,
+			      r->k->config.account_id);
 		return;
 	}
 	rc = policy_store_put(r->k->policies, s->stream_id, "", policy->string, policy->size,
