@@ -981,15 +981,22 @@ sigv4_presence(const struct sigv4_input *in, struct sigv4_result *r)
 	const struct sigv4_header *authz = sigv4_header_find(in, "authorization");
 	struct sigv4_credential cred;
 	struct sigv4_result scratch;
+	struct sigv4_presign q;
+	struct span credential = { NULL, 0 };
 	struct sigv4_auth a;
 
 	memset(r, 0, sizeof(*r));
-	if (authz == NULL) {
+	if (authz != NULL) {
+		sigv4_auth_parse(authz->value, authz->value_size, &a);
+		credential = a.credential;
+	} else if (sigv4_query_param(in, "X-Amz-Credential", q.credential,
+				     sizeof(q.credential))) {
+		credential = (struct span){ q.credential, strlen(q.credential) };  /* Presigned. */
+	} else {
 		sigv4_fail(r, SIGV4_MISSING, "Missing Authentication Token");
 		return;
 	}
-	sigv4_auth_parse(authz->value, authz->value_size, &a);
-	if (a.credential.n > 0 && sigv4_credential_parse(a.credential, &cred, &scratch))
+	if (credential.n > 0 && sigv4_credential_parse(credential, &cred, &scratch))
 		sigv4_copy_field(r->access_key_id, sizeof(r->access_key_id), cred.key_id.p,
 				 cred.key_id.n);
 }

@@ -119,9 +119,9 @@ void sigv4_verify(struct sigv4_keys *keys, const struct sigv4_input *in,
 		  struct sigv4_result *result);
 
 /*
- * auth = presence: only requires an Authorization header (else
- * MissingAuthenticationTokenException); takes the access key id from its
- * Credential when there is one.
+ * auth = presence: only requires an Authorization header or a presigned
+ * X-Amz-Credential query parameter (else MissingAuthenticationTokenException);
+ * takes the access key id from its Credential when there is one.
  */
 void sigv4_presence(const struct sigv4_input *in, struct sigv4_result *result);
 

@@ -586,3 +586,16 @@ Test(sigv4, principals_map_keys_to_arns)
 		     -EINVAL);
 	cr_assert_str_eq(message, "[server] account_id '0000' is not 12 digits");
 }
+
+Test(sigv4, presence_accepts_a_presigned_credential)
+{
+	static struct sigv4_case c;
+
+	presign_load(&c, PRESIGN_TARGET);
+	sigv4_presence(&c.in, &c.result);
+	cr_assert_eq(c.result.status, SIGV4_OK, "%s", c.result.message);
+	cr_assert_str_eq(c.result.access_key_id, "AKIDEXAMPLE");
+	presign_load(&c, "/");
+	sigv4_presence(&c.in, &c.result);
+	cr_assert_eq(c.result.status, SIGV4_MISSING);
+}
