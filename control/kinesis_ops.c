@@ -168,6 +168,22 @@ kinesis_unknown_operation(struct api_call *call, const struct kinesis_op *op)
 	api_call_error(call, 400, "UnknownOperationException", "%s", message);
 }
 
+/* The checked path: the body against the shape, the stream resolved, the handler. */
+static void
+kinesis_dispatch_checked(struct kinesis_req *r)
+{
+	const struct kinesis_op *op = r->op;
+
+	if (kv_check(r) != 0)
+		return;
+	if ((op->flags & KINESIS_OP_STREAM) != 0)
+		r->stream = kinesis_stream_resolve(r->k, r->call, &r->v[op->stream_name],
+						   &r->v[op->stream_arn]);
+	if ((op->flags & KINESIS_OP_STREAM) == 0 || r->stream != NULL)
+		op->handler(r);
+	cJSON_Delete(r->root);
+}
+
 void
 kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_request *req)
 {
@@ -188,14 +204,7 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 	r = (struct kinesis_req){
 		.k = k, .call = call, .req = req, .op = op, .scratch = k->req_scratch,
 	};
-	if (op->fast != NULL && op->fast(&r) == 0)
-		return;
-	if (kv_check(&r) != 0)
-		return;
-	if ((op->flags & KINESIS_OP_STREAM) != 0)
-		r.stream = kinesis_stream_resolve(k, call, &r.v[op->stream_name],
-						  &r.v[op->stream_arn]);
-	if ((op->flags & KINESIS_OP_STREAM) == 0 || r.stream != NULL)
-		op->handler(&r);
-	cJSON_Delete(r.root);
+	if (op->fast == NULL || op->fast(&r) != 0)
+		kinesis_dispatch_checked(&r);
+	kinesis_access_end(k);
 }

@@ -105,6 +105,12 @@ kinesis_access_begin(struct kinesis *k, struct api_call *call, const struct api_
 	return false;
 }
 
+void
+kinesis_access_end(struct kinesis *k)
+{
+	memset(&k->authz, 0, sizeof(k->authz));
+}
+
 /* The owner's root may always replace or remove a policy: no document locks it out. */
 static bool
 kinesis_root_exempt(const struct kinesis_authz *a)

@@ -62,6 +62,9 @@ void kinesis_policies_close(struct kinesis *k);
 bool kinesis_access_begin(struct kinesis *k, struct api_call *call,
 			  const struct api_request *req, const struct kinesis_op *op);
 
+/* The call has been handled: work done outside a call (timers, completions) checks nothing. */
+void kinesis_access_end(struct kinesis *k);
+
 /*
  * The call's principal against the policy of stream `s` (consumer_name NULL)
  * or of its consumer `consumer_name` whose ARN is `consumer_arn`. True:
