@@ -52,6 +52,8 @@ struct api_request {
 	size_t body_size;
 	const char *request_id;      /* The x-amzn-RequestId the response will carry. */
 	const char *access_key_id;   /* From a verified (or present) Authorization; may be "". */
+	/* The verified key's principal ([auth] principals); "" unless [auth] mode = sigv4. */
+	const char *principal_arn;
 	uint64_t now_ns;             /* Wall clock at dispatch. */
 };
 

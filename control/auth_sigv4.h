@@ -13,6 +13,17 @@
  * request matches, compared in constant time. Failures carry AWS's exception
  * name and message text.
  *
+ * Presigned requests (no Authorization header; X-Amz-Algorithm, -Credential,
+ * -Date, -Expires, -SignedHeaders and -Signature in the query, as botocore's
+ * SigV4QueryAuth writes them) are verified the same way, with the query minus
+ * X-Amz-Signature as the canonical query and the body's hash as the payload
+ * hash; they are good from X-Amz-Date (less the 5-minute skew) until
+ * X-Amz-Date + X-Amz-Expires.
+ *
+ * Each key maps to a principal ([auth] principals): an IAM ARN whose account
+ * is the caller's; a key not mapped is the owner account's root
+ * (arn:aws:iam::ACCOUNT:root, ACCOUNT = [server] account_id).
+ *
  * Threads: the keys hold a per-key signing-key cache, so one thread uses them.
  */
 #ifndef SLUICE_CONTROL_AUTH_SIGV4_H
@@ -20,6 +31,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "control/policy.h"
 
 #define SIGV4_KEYS_MAX 32
 #define SIGV4_KEY_ID_SIZE_MAX 128
@@ -29,10 +42,15 @@
 #define SIGV4_CLOCK_SKEW_S 300
 #define SIGV4_SIGNED_HEADERS_MAX 64
 #define SIGV4_MESSAGE_SIZE 1024
+/* A presigned request's decoded X-Amz-Credential or X-Amz-SignedHeaders. */
+#define SIGV4_QUERY_VALUE_SIZE_MAX 512
+/* AWS: a presigned URL is valid for at most seven days. */
+#define SIGV4_PRESIGN_EXPIRES_S_MAX 604800u
 
 struct sigv4_key {
 	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
 	char secret[SIGV4_SECRET_SIZE_MAX + 1];
+	char principal_arn[POLICY_ARN_SIZE_MAX + 1];
 	/* kSigning for one scope date: one derivation per key per day. */
 	char cache_date[9];
 	uint8_t cache_signing_key[32];
@@ -50,6 +68,16 @@ struct sigv4_keys {
  * ':', an over-long field or region, more than SIGV4_KEYS_MAX keys.
  */
 int sigv4_keys_parse(struct sigv4_keys *keys, const char *access_keys, const char *region);
+
+/*
+ * Sets every key's principal: "AKID=ARN,AKID2=ARN2" ([auth] principals, may
+ * be empty) for the keys it names, the owner account's root for the rest.
+ * Returns 0, or -EINVAL for an item without '=', a key id not among the keys,
+ * an ARN policy_principal_account() refuses, an owner account that is not 12
+ * digits; `message` then says which.
+ */
+int sigv4_principals_parse(struct sigv4_keys *keys, const char *principals,
+			   const char *owner_account, char *message, size_t message_size);
 
 struct sigv4_header {
 	const char *name;      /* Any case; HTTP/2 pseudo-headers start with ':'. */
@@ -83,6 +111,7 @@ struct sigv4_result {
 	const char *error_type;                  /* AWS exception name; NULL when OK. */
 	char message[SIGV4_MESSAGE_SIZE];        /* AWS's message text; "" when OK. */
 	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];  /* From the credential, when parsed. */
+	char principal_arn[POLICY_ARN_SIZE_MAX + 1];    /* The key's principal; "" unless OK. */
 };
 
 /* Verifies `in` against `keys`. Never fails otherwise; the verdict is in *result. */
@@ -90,9 +119,9 @@ void sigv4_verify(struct sigv4_keys *keys, const struct sigv4_input *in,
 		  struct sigv4_result *result);
 
 /*
- * auth = presence: only requires an Authorization header (else
- * MissingAuthenticationTokenException); takes the access key id from its
- * Credential when there is one.
+ * auth = presence: only requires an Authorization header or a presigned
+ * X-Amz-Credential query parameter (else MissingAuthenticationTokenException);
+ * takes the access key id from its Credential when there is one.
  */
 void sigv4_presence(const struct sigv4_input *in, struct sigv4_result *result);
 

@@ -79,7 +79,8 @@ static const struct config_key config_keys[] = {
 		"A connection idle or stalled mid-request this long is closed."),
 	KEY_STR("server", "region", region, "us-east-1", "Region shown in stream ARNs."),
 	KEY_STR("server", "account_id", account_id, "000000000000",
-		"Account id shown in stream ARNs."),
+		"Account id shown in stream ARNs; with [auth] mode = sigv4 the owner account of "
+		"every stream for resource policies (12 digits)."),
 	KEY_U32("server", "stream_status_delay_ms", stream_status_delay_ms, "200", 0, 600000,
 		"How long a stream stays CREATING/UPDATING/DELETING before the change completes."),
 	KEY_U32("server", "shards_per_stream_max", shards_per_stream_max, "10000", 1,
@@ -107,6 +108,10 @@ static const struct config_key config_keys[] = {
 	  "off | presence | sigv4. off and presence are refused on a non-loopback api_listen." },
 	KEY_STR("auth", "access_keys", access_keys, "",
 		"Comma-separated ACCESS_KEY_ID:SECRET pairs accepted by sigv4."),
+	KEY_STR("auth", "principals", principals, "",
+		"Comma-separated ACCESS_KEY_ID=ARN pairs (arn:aws:iam::ACCOUNT:root, ...:user/NAME "
+		"or ...:role/NAME): who a sigv4 key is, for resource policies. A key not listed "
+		"is the owner account's root ([server] account_id)."),
 	KEY_STR("admin", "listen", admin_listen, "127.0.0.1:4568",
 		"Admin listener (/healthz, /readyz, /metrics, the status page at /), ADDR:PORT; "
 		"empty = none. Not loopback: only with a token."),

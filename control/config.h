@@ -46,6 +46,7 @@ struct sluice_config {
 	enum config_auth auth;
 	char auth_text[CONFIG_STRING_SIZE];
 	char access_keys[4 * CONFIG_STRING_SIZE]; /* "AKID:SECRET,AKID2:SECRET2" */
+	char principals[16 * CONFIG_STRING_SIZE]; /* "AKID=arn:aws:iam::ACCOUNT:user/NAME,..." */
 	/* [admin] */
 	char admin_listen[CONFIG_STRING_SIZE];
 	char admin_token[CONFIG_STRING_SIZE];

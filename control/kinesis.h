@@ -10,6 +10,7 @@
  *   kinesis_records.h    kinesis_records.c, _fast.c, _read.c    PutRecord(s), GetRecords
  *   kinesis_shards.h     kinesis_shards.c, _reshard.c, _autoscale.c  shards, resharding
  *   kinesis_tags.h       kinesis_tags.c                         tags
+ *   kinesis_policies.h   kinesis_policies.c                     resource policies, access
  *
  * kinesis_ops.c holds the one operation table and the dispatcher; kinesis_main.c
  * opens, polls and closes the module. The server sees only control/api.h.
@@ -35,6 +36,7 @@
 #include "control/iterator.h"
 #include "control/kinesis_validate.h"
 #include "control/metadata.h"
+#include "control/policy.h"
 
 /* PutRecord/PutRecords calls waiting for the log's group commit. */
 #define KINESIS_PENDING_MAX 256u
@@ -117,6 +119,15 @@ struct kinesis_stream {
 	char scale_last[160];
 };
 
+/* The call being dispatched, as the access check sees it (kinesis_policies.c). */
+struct kinesis_authz {
+	bool enforce;              /* [auth] mode = sigv4: a verified principal. */
+	bool owner;                /* The principal is of [server] account_id ... */
+	bool root;                 /* ... and is that account's root. */
+	const char *principal_arn;
+	char action[64];           /* "kinesis:" + the operation's name. */
+};
+
 struct kinesis {
 	struct sluice_config config;
 	struct log *log;
@@ -146,6 +157,9 @@ struct kinesis {
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */
+	struct policy_store *policies;    /* Resource policies (kinesis_policies.c). */
+	struct kinesis_authz authz;       /* The call being dispatched. */
+	char policy_text[POLICY_SIZE_MAX + 1]; /* GetResourcePolicy's document. */
 };
 
 
@@ -235,6 +249,7 @@ void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 
 /* ---- Each concern's declarations ------------------------------------------ */
 
+#include "control/kinesis_policies.h"
 #include "control/kinesis_records.h"
 #include "control/kinesis_shards.h"
 #include "control/kinesis_streams.h"

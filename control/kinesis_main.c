@@ -185,6 +185,8 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 	if (rc == 0)
 		rc = kinesis_reconcile(k);
 	if (rc == 0)
+		rc = kinesis_policies_open(k);
+	if (rc == 0)
 		rc = log_producer_open(log, &k->producer);
 	if (rc != 0)
 		goto out_free;
@@ -240,6 +242,7 @@ kinesis_close(struct kinesis *k)
 	for (uint32_t i = 0; k->streams != NULL && i < SLUICE_STREAMS_MAX; i++)
 		if (k->streams[i].used)
 			kinesis_stream_free(&k->streams[i]);
+	kinesis_policies_close(k);
 	metadata_close(k->md);
 	free(k->streams);
 	free(k->pending);

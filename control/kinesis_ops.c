@@ -8,8 +8,11 @@
  * it answers UnknownOperationException saying so. Adding an operation is a
  * shape in its concern's header, a handler in its concern's file, one row.
  *
- * A call runs: find the row -> (fast path) -> kv_check() against the shape ->
- * resolve the stream (KINESIS_OP_STREAM) -> handler -> free the JSON tree.
+ * A call runs: find the row -> access check without a resource
+ * (kinesis_access_begin) -> (fast path) -> kv_check() against the shape ->
+ * resolve the stream (KINESIS_OP_STREAM; its policy is checked there) ->
+ * handler -> free the JSON tree. A principal of another account reaches only
+ * the operations kinesis_policies.c lists as checking their resource.
  * Every error answer goes through kinesis_error() and api_call_error().
  */
 #include <stdarg.h>
@@ -43,7 +46,7 @@ static const struct kinesis_op kinesis_ops[] = {
 	KINESIS_OP("AddTagsToStream", ADD_TAGS, kinesis_add_tags, MUT),
 	KINESIS_OP("CreateStream", CREATE_STREAM, kinesis_create_stream, MUT),
 	KINESIS_OP_S("DecreaseStreamRetentionPeriod", RETENTION, kinesis_decrease_retention, MUT),
-	KINESIS_OP_NOT_YET("DeleteResourcePolicy"),
+	KINESIS_OP("DeleteResourcePolicy", DELETE_POLICY, kinesis_delete_resource_policy, MUT),
 	KINESIS_OP_S("DeleteStream", DELETE_STREAM, kinesis_delete_stream, MUT),
 	KINESIS_OP_NOT_YET("DeregisterStreamConsumer"),
 	KINESIS_OP_NOT_YET("DescribeAccountSettings"),
@@ -55,7 +58,7 @@ static const struct kinesis_op kinesis_ops[] = {
 	KINESIS_OP_NOT_YET("DisableEnhancedMonitoring"),
 	KINESIS_OP_NOT_YET("EnableEnhancedMonitoring"),
 	KINESIS_OP("GetRecords", GET_RECORDS, kinesis_get_records, 0),
-	KINESIS_OP_NOT_YET("GetResourcePolicy"),
+	KINESIS_OP("GetResourcePolicy", GET_POLICY, kinesis_get_resource_policy, 0),
 	KINESIS_OP_S("GetShardIterator", GET_SHARD_ITERATOR, kinesis_get_shard_iterator, 0),
 	KINESIS_OP_S("IncreaseStreamRetentionPeriod", RETENTION, kinesis_increase_retention, MUT),
 	KINESIS_OP("ListShards", LIST_SHARDS, kinesis_list_shards, 0),
@@ -68,7 +71,7 @@ static const struct kinesis_op kinesis_ops[] = {
 	{ .name = "PutRecords", .handler = kinesis_put_records, .fast = kinesis_put_records_fast,
 	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_PUT_RECORDS(KV_SHAPE_FIELD) },
 	  .shape_count = PUT_RECORDS_COUNT, .flags = MUT },
-	KINESIS_OP_NOT_YET("PutResourcePolicy"),
+	KINESIS_OP("PutResourcePolicy", PUT_POLICY, kinesis_put_resource_policy, MUT),
 	KINESIS_OP_NOT_YET("RegisterStreamConsumer"),
 	KINESIS_OP_S("RemoveTagsFromStream", REMOVE_TAGS, kinesis_remove_tags, MUT),
 	KINESIS_OP_S("SplitShard", SPLIT_SHARD, kinesis_split_shard, MUT),
@@ -165,6 +168,22 @@ kinesis_unknown_operation(struct api_call *call, const struct kinesis_op *op)
 	api_call_error(call, 400, "UnknownOperationException", "%s", message);
 }
 
+/* The checked path: the body against the shape, the stream resolved, the handler. */
+static void
+kinesis_dispatch_checked(struct kinesis_req *r)
+{
+	const struct kinesis_op *op = r->op;
+
+	if (kv_check(r) != 0)
+		return;
+	if ((op->flags & KINESIS_OP_STREAM) != 0)
+		r->stream = kinesis_stream_resolve(r->k, r->call, &r->v[op->stream_name],
+						   &r->v[op->stream_arn]);
+	if ((op->flags & KINESIS_OP_STREAM) == 0 || r->stream != NULL)
+		op->handler(r);
+	cJSON_Delete(r->root);
+}
+
 void
 kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_request *req)
 {
@@ -180,17 +199,12 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 		kinesis_unknown_operation(call, op);
 		return;
 	}
+	if (!kinesis_access_begin(k, call, req, op))
+		return;
 	r = (struct kinesis_req){
 		.k = k, .call = call, .req = req, .op = op, .scratch = k->req_scratch,
 	};
-	if (op->fast != NULL && op->fast(&r) == 0)
-		return;
-	if (kv_check(&r) != 0)
-		return;
-	if ((op->flags & KINESIS_OP_STREAM) != 0)
-		r.stream = kinesis_stream_resolve(k, call, &r.v[op->stream_name],
-						  &r.v[op->stream_arn]);
-	if ((op->flags & KINESIS_OP_STREAM) == 0 || r.stream != NULL)
-		op->handler(&r);
-	cJSON_Delete(r.root);
+	if (op->fast == NULL || op->fast(&r) != 0)
+		kinesis_dispatch_checked(&r);
+	kinesis_access_end(k);
 }

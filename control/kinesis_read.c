@@ -496,7 +496,7 @@ kinesis_iterator_open(struct kinesis *k, struct api_call *call, const struct kv_
 		kinesis_shard_missing(k, call, it->shard_index, it->name);
 		return NULL;
 	}
-	return s;
+	return kinesis_authorize(k, call, s, NULL, NULL) ? s : NULL;
 }
 
 /* Optional per-shard read limits: 5 calls/s and 2 MiB/s. */

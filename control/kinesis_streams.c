@@ -163,9 +163,11 @@ kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv
 		size = arn_name_size;
 	}
 	s = kinesis_stream_find(k, text, size);
-	if (s == NULL)
+	if (s == NULL && kinesis_authorize_missing(k, call, text, size))
 		kinesis_error(call, "ResourceNotFoundException", "Stream %.*s under account %s not "
 			      "found.", (int)size, text, k->config.account_id);
+	if (s != NULL && !kinesis_authorize(k, call, s, NULL, NULL))
+		return NULL;
 	return s;
 }
 
@@ -422,6 +424,7 @@ kinesis_stream_delete_finish(struct kinesis *k, struct kinesis_stream *s)
 
 	if (rc != 0)
 		return rc;
+	kinesis_policies_forget(k, stream_id);
 	/* SQLite says gone; the log follows, or the next start retries it. */
 	k->shards_total -= s->shard_count;
 	if (s->status_due_ns != 0)

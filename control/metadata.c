@@ -55,7 +55,10 @@ static const char metadata_schema[] =
 	" PRIMARY KEY(stream_id, shard_index));"
 	"CREATE TABLE IF NOT EXISTS tags(stream_id INTEGER NOT NULL, key TEXT NOT NULL,"
 	" value TEXT NOT NULL, PRIMARY KEY(stream_id, key));"
-	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);";
+	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);"
+	/* resource: "" for the stream itself, else a consumer's name. */
+	"CREATE TABLE IF NOT EXISTS policies(stream_id INTEGER NOT NULL, resource TEXT NOT NULL,"
+	" policy TEXT NOT NULL, PRIMARY KEY(stream_id, resource));";
 
 /* -ENOSPC when SQLite ran out of disk, else -EIO. */
 static int
@@ -475,6 +478,8 @@ metadata_stream_delete_once(struct metadata *md, uint32_t stream_id)
 	if (rc == 0)
 		rc = metadata_run3(md, "DELETE FROM tags WHERE stream_id = ?", stream_id, 0, 0);
 	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM policies WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
 		rc = metadata_run3(md, "INSERT OR REPLACE INTO pending_deletes(stream_id)"
 				   " VALUES(?)", stream_id, 0, 0);
 	return metadata_end(md, rc);
@@ -646,6 +651,94 @@ metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *start_af
 		fn(arg, &tag);
 	}
 	rc = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : metadata_fail(md, "list tags");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* A statement over policies(stream_id, resource[, policy]) with its keys bound. */
+static int
+metadata_policy_stmt(struct metadata *md, const char *sql, uint32_t stream_id,
+		     const char *resource, sqlite3_stmt **stmt_out)
+{
+	int rc = metadata_prepare(md, sql, stmt_out);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(*stmt_out, 1, stream_id);
+	sqlite3_bind_text(*stmt_out, 2, resource, -1, SQLITE_TRANSIENT);
+	return 0;
+}
+
+int
+metadata_policy_put(struct metadata *md, uint32_t stream_id, const char *resource,
+		    const char *policy, size_t size)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_policy_stmt(md, "INSERT OR REPLACE INTO policies(stream_id, resource,"
+				      " policy) VALUES(?, ?, ?)", stream_id, resource, &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_text(stmt, 3, policy, (int)size, SQLITE_TRANSIENT);
+	return metadata_step_done(md, stmt);
+}
+
+int
+metadata_policy_get(struct metadata *md, uint32_t stream_id, const char *resource, char *out,
+		    size_t cap, size_t *size_out)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_policy_stmt(md, "SELECT policy FROM policies WHERE stream_id = ? AND"
+				      " resource = ?", stream_id, resource, &stmt);
+	int step;
+
+	if (rc != 0)
+		return rc;
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(stmt, 0);
+
+		rc = n < cap ? 0 : -E2BIG;
+		if (rc == 0) {
+			memcpy(out, sqlite3_column_text(stmt, 0), n);
+			out[n] = '\0';
+			*size_out = n;
+		}
+	} else {
+		rc = step == SQLITE_DONE ? -ENOENT : metadata_fail(md, "read policy");
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_policy_delete(struct metadata *md, uint32_t stream_id, const char *resource)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_policy_stmt(md, "DELETE FROM policies WHERE stream_id = ? AND"
+				      " resource = ?", stream_id, resource, &stmt);
+
+	if (rc != 0)
+		return rc;
+	rc = metadata_step_done(md, stmt);
+	if (rc == 0 && sqlite3_changes(md->db) == 0)
+		rc = -ENOENT;
+	return rc;
+}
+
+int
+metadata_policies(struct metadata *md, metadata_policy_fn *fn, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id, resource FROM policies", &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0),
+			(const char *)sqlite3_column_text(stmt, 1));
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "list policies");
 	sqlite3_finalize(stmt);
 	return rc;
 }

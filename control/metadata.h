@@ -1,5 +1,5 @@
 /*
- * metadata.h - streams, shards, tags and the server secret in SQLite
+ * metadata.h - streams, shards, tags, resource policies and the server secret in SQLite
  * (data_dir/metadata.db, WAL, synchronous=FULL). The only SQLite user in sluiced (the
  * admin thread reads through it too; `sluice backup` copies the file with SQLite's backup API).
  *
@@ -126,5 +126,20 @@ int metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *star
 		       size_t start_after_size, uint32_t limit,
 		       void (*fn)(void *arg, const struct metadata_tag *tag), void *arg,
 		       bool *more_out);
+
+/*
+ * Resource policies: one per stream (resource "") and per consumer (resource =
+ * the consumer's name), removed with the stream. put overwrites; get copies
+ * the text NUL-terminated into out (-E2BIG if it needs more than cap bytes);
+ * get and delete return -ENOENT when there is none.
+ */
+int metadata_policy_put(struct metadata *md, uint32_t stream_id, const char *resource,
+			const char *policy, size_t size);
+int metadata_policy_get(struct metadata *md, uint32_t stream_id, const char *resource, char *out,
+			size_t cap, size_t *size_out);
+int metadata_policy_delete(struct metadata *md, uint32_t stream_id, const char *resource);
+typedef int metadata_policy_fn(void *arg, uint32_t stream_id, const char *resource);
+/* Calls `fn` for every stored policy (at open: which streams have one). */
+int metadata_policies(struct metadata *md, metadata_policy_fn *fn, void *arg);
 
 #endif /* SLUICE_CONTROL_METADATA_H */

@@ -269,6 +269,16 @@ api_server_open(const struct sluice_config *config, struct kinesis *k,
 		rc = -EINVAL;
 		goto out_close;
 	}
+	if (config->auth == CONFIG_AUTH_SIGV4) {
+		char message[SIGV4_MESSAGE_SIZE];
+
+		rc = sigv4_principals_parse(&s->keys, config->principals, config->account_id,
+					    message, sizeof(message));
+		if (rc != 0) {
+			diag_error("server", "[auth] principals: %s", message);
+			goto out_close;
+		}
+	}
 	rc = server_tables_open(s);
 	if (rc == 0)
 		rc = h2_callbacks_new(&s->h2_callbacks);

@@ -11,7 +11,7 @@
  *   no pool buffer for the request (HTTP/2)     503     ServiceUnavailable
  *   OPTIONS with Origin (CORS preflight)        200     empty
  *   method is not POST                          403     XML AccessDeniedException
- *   path is not "/"                             404     XML UnknownOperationException
+ *   path is not "/" (a query may follow)        404     XML UnknownOperationException
  *   empty body, x-amz-json-1.1                  400     JSON SerializationException if the
  *                                                       target is valid, else UnknownOperation
  *   empty body, any other type                  400     the same in CBOR
@@ -594,6 +594,16 @@ server_call_cbor_request(struct api_call *call)
 	return false;
 }
 
+/* The request target's path: a presigned request carries its signature in the query. */
+static size_t
+server_call_path_size(const struct api_call *call)
+{
+	const char *target = call->req + call->target.off;
+	const char *query = memchr(target, '?', call->target.size);
+
+	return query != NULL ? (size_t)(query - target) : call->target.size;
+}
+
 #define ACCESS_DENIED_TEXT "Unable to determine service/operation name to be authorized"
 
 /* The table at the top of this file, down to the target check. True: go on to auth. */
@@ -610,7 +620,7 @@ server_call_route(struct api_call *call)
 		server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT);
 		return false;
 	}
-	if (!span_is(req + call->target.off, call->target.size, "/")) {
+	if (!span_is(req + call->target.off, server_call_path_size(call), "/")) {
 		server_call_xml(call, 404, "UnknownOperationException", NULL);
 		return false;
 	}
@@ -739,6 +749,7 @@ server_call_auth(struct api_call *call)
 		return false;
 	}
 	snprintf(call->access_key_id, sizeof(call->access_key_id), "%s", result.access_key_id);
+	snprintf(call->principal_arn, sizeof(call->principal_arn), "%s", result.principal_arn);
 	return true;
 }
 
@@ -789,6 +800,7 @@ server_call_ready(struct api_call *call)
 	}
 	req.request_id = call->request_id;
 	req.access_key_id = call->access_key_id;
+	req.principal_arn = call->principal_arn;
 	req.now_ns = clock_real_ns();
 	server_call_state_set(call, CALL_DISPATCHED);
 	call->metrics_op = metrics_api_op(req.target, req.target_size);

@@ -170,6 +170,7 @@ struct api_call {
 	bool expect_continue;
 	size_t continue_sent;            /* Bytes of "100 Continue" written. */
 	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
+	char principal_arn[POLICY_ARN_SIZE_MAX + 1];
 	bool cors;                       /* The request had an Origin header. */
 	bool cors_preflight;             /* OPTIONS with Origin: answered by the server. */
 	/*

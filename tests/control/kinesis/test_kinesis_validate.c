@@ -208,6 +208,27 @@ static const struct bad_case bad_cases[] = {
 	  "failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]; "
 	  "Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value "
 	  "greater than or equal to 1" },
+	/* Resource policies: ResourceARN's looser pattern (consumer ARNs too), Policy required. */
+	{ "PutResourcePolicy", "{}", "ValidationException", "2 validation errors detected: Value "
+	  "null at 'resourceARN' " NOT_NULL "; Value null at 'policy' " NOT_NULL },
+	{ "GetResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:s\"}",
+	  "ValidationException", V1 "Value 'arn:aws:kinesis:us-east-1:000000000000:s' at "
+	  "'resourceARN' failed to satisfy constraint: Member must satisfy regular expression "
+	  "pattern: arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+" },
+	{ "DeleteResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/\"}", "ValidationException", NULL },
+	{ "DeleteResourcePolicy", "{\"ResourceARN\":5}", "SerializationException", NULL },
+	{ "GetResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/nope\"}", "ResourceNotFoundException",
+	  "Stream nope under account 000000000000 not found." },
+	{ "GetResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/s/consumer/c:1\"}", "ResourceNotFoundException", NULL },
+	{ "DeleteResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/s\"}", "ResourceNotFoundException", "No resource policy found for resource ARN "
+	  "arn:aws:kinesis:us-east-1:000000000000:stream/s." },
+	{ "PutResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/s\",\"Policy\":\"{}\"}", "InvalidArgumentException",
+	  "Invalid policy document: Statement must be an object or a non-empty list" },
 	{ "RegisterStreamConsumer", "{}", "UnknownOperationException", NULL },
 	{ "NoSuchAction", "{}", "UnknownOperationException", NULL },
 };
