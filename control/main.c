@@ -345,11 +345,11 @@ sluiced_reload(struct sluiced *d)
 		config_errors_print(&errors, stderr);
 		return;
 	}
+	sluiced_diag_apply(&fresh); /* First: the lines below come in the new format. */
 	config_diff(&d->config, &fresh, sluiced_changed_key, &changes);
 	if (changes.applied + changes.restart == 0)
 		diag_info("sluiced", "SIGHUP: configuration unchanged");
 	config_copy_live(&d->config, &fresh);
-	sluiced_diag_apply(&d->config);
 	if (d->admin != NULL && admin_reload(d->admin, &d->config) != 0)
 		diag_warn("sluiced", "SIGHUP: the admin listener keeps its token and keys: "
 			  "[auth] access_keys do not parse");

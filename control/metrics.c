@@ -77,6 +77,8 @@ static const char *const *metrics_api_op_names;
 static uint32_t metrics_api_op_count;
 static struct metrics_api_op metrics_api_ops[METRICS_API_OPS_MAX + 1];
 static bool metrics_ready_flags[METRICS_READY_COUNT];
+static uint64_t metrics_access_lines;
+static uint64_t metrics_access_suppressed;
 static bool metrics_on = true;   /* Written before the threads start, then only read. */
 
 void
@@ -512,10 +514,30 @@ metrics_render_streams(struct metrics_out *out)
 	}
 }
 
-static const char *
-metrics_op_name(uint32_t op)
+const char *
+metrics_api_op_name(uint32_t op)
 {
 	return op < metrics_api_op_count ? metrics_api_op_names[op] : "Other";
+}
+
+void
+metrics_access_log(bool written)
+{
+	/* Counted even with [admin] metrics off: they say what the log left out. */
+	counter_add_single_writer(written ? &metrics_access_lines : &metrics_access_suppressed, 1);
+}
+
+static void
+metrics_render_access_log(struct metrics_out *out)
+{
+	metrics_family(out, "sluice_access_log_lines_total", "counter",
+		       "Access log lines written ([admin] access_log_sample).");
+	metrics_printf(out, "sluice_access_log_lines_total %llu\n",
+		       (unsigned long long)counter_read(&metrics_access_lines));
+	metrics_family(out, "sluice_access_log_suppressed_total", "counter",
+		       "Error lines the access log left out (over its per-second limit).");
+	metrics_printf(out, "sluice_access_log_suppressed_total %llu\n",
+		       (unsigned long long)counter_read(&metrics_access_suppressed));
 }
 
 static void
@@ -536,7 +558,7 @@ metrics_render_api(struct metrics_out *out)
 	for (uint32_t op = 0; op <= METRICS_API_OPS_MAX; op++) {
 		if (op >= metrics_api_op_count && op < METRICS_API_OPS_MAX)
 			continue;
-		snprintf(labels, sizeof(labels), "operation=\"%s\"", metrics_op_name(op));
+		snprintf(labels, sizeof(labels), "operation=\"%s\"", metrics_api_op_name(op));
 		metrics_hist(out, "sluice_api_request_duration_seconds", labels, &ops[op].latency,
 			     METRICS_LATENCY_BASE_NS, 1e-9);
 	}
@@ -546,7 +568,7 @@ metrics_render_api(struct metrics_out *out)
 		for (uint32_t c = 1; c < 6; c++)
 			if (ops[op].status_class[c] != 0)
 				metrics_printf(out, "sluice_api_responses_total{operation=\"%s\","
-					       "code=\"%uxx\"} %llu\n", metrics_op_name(op), c,
+					       "code=\"%uxx\"} %llu\n", metrics_api_op_name(op), c,
 					       (unsigned long long)ops[op].status_class[c]);
 	metrics_family(out, "sluice_api_errors_total", "counter",
 		       "Kinesis API error replies by operation and AWS error type.");
@@ -554,7 +576,7 @@ metrics_render_api(struct metrics_out *out)
 		for (uint32_t t = 0; t <= METRICS_ERROR_TYPES_MAX; t++)
 			if (ops[op].errors[t] != 0)
 				metrics_printf(out, "sluice_api_errors_total{operation=\"%s\","
-					       "type=\"%s\"} %llu\n", metrics_op_name(op),
+					       "type=\"%s\"} %llu\n", metrics_api_op_name(op),
 					       t < ARRAY_SIZE(metrics_error_types) ?
 					       metrics_error_types[t] : "Other",
 					       (unsigned long long)ops[op].errors[t]);
@@ -579,4 +601,5 @@ metrics_render_tables(bool dataplane_enabled, struct metrics_out *out)
 	metrics_render_ready(dataplane_enabled, out);
 	metrics_render_streams(out);
 	metrics_render_api(out);
+	metrics_render_access_log(out);
 }

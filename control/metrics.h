@@ -49,6 +49,10 @@ bool metrics_enabled(void);
 void metrics_api_ops_register(const char *const *names, uint32_t count);
 /* The operation an X-Amz-Target names ("Kinesis_20131202.PutRecord"), else "Other". */
 uint32_t metrics_api_op(const char *target, size_t target_size);
+/* The name of operation `op` ("Other" past the registered ones). */
+const char *metrics_api_op_name(uint32_t op);
+/* An access log line written (true) or an error's line suppressed by the rate limit. */
+void metrics_access_log(bool written);
 /* One reply of operation `op` (metrics_api_op), error_type "" on success. */
 void metrics_api_reply(uint32_t op, int http_status, const char *error_type,
 		       uint64_t latency_ns);

@@ -292,6 +292,10 @@ bool server_call_header(const struct api_call *call, const char *lower, const ch
 			size_t *size);
 void server_date_update(struct api_server *s, uint64_t real_ns);
 
+/* ---- server_access.c ---- */
+/* The access log's line for `call`, whose status and body are decided, when it is due. */
+void server_access_log(struct api_call *call);
+
 /* ---- server_http1.c ---- */
 void http1_conn_readable(struct server_conn *c);
 void http1_conn_service(struct server_conn *c);
