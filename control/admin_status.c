@@ -160,6 +160,31 @@ admin_status_history(struct metrics_out *out)
 	metrics_printf(out, "]}");
 }
 
+/*
+ * The recent reshards, oldest first: API calls and auto-scaling decisions as the
+ * Kinesis actions committed them (metrics_reshard_note). Names and notes hold
+ * nothing to escape: stream names are [a-zA-Z0-9_.-], notes are our own formats.
+ */
+static void
+admin_status_reshards(struct metrics_out *out)
+{
+	static struct metrics_reshard events[METRICS_RESHARDS_MAX]; /* Admin thread only. */
+	uint32_t n = metrics_reshard_history(events, METRICS_RESHARDS_MAX);
+
+	metrics_printf(out, ",\"reshards\":[");
+	for (uint32_t i = 0; i < n; i++) {
+		const struct metrics_reshard *e = &events[i];
+
+		metrics_printf(out, "%s{\"t_ms\":%llu,\"stream_id\":%u,\"stream\":\"%s\","
+			       "\"autoscale\":%s,\"what\":\"%s\",\"shards_before\":%u,"
+			       "\"shards_after\":%u,\"open_after\":%u}", i > 0 ? "," : "",
+			       (unsigned long long)e->time_ms, e->stream_id, e->stream,
+			       e->autoscale ? "true" : "false", e->what, e->shards_before,
+			       e->shards_after, e->open_after);
+	}
+	metrics_printf(out, "]");
+}
+
 int
 admin_context_open(struct admin_context *ctx, const struct sluice_config *config)
 {
@@ -330,5 +355,6 @@ admin_status_json(struct admin_context *ctx, struct metrics_out *out)
 	admin_status_log(ctx, out);
 	admin_status_dataplane(ctx, out);
 	admin_status_history(out);
+	admin_status_reshards(out);
 	metrics_printf(out, "}");
 }

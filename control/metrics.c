@@ -77,6 +77,19 @@ static const char *const *metrics_api_op_names;
 static uint32_t metrics_api_op_count;
 static struct metrics_api_op metrics_api_ops[METRICS_API_OPS_MAX + 1];
 static bool metrics_ready_flags[METRICS_READY_COUNT];
+/*
+ * The reshard ring: slot i holds event number seq (seq % METRICS_RESHARDS_MAX == i)
+ * once seq_plus1 says so. The writer zeroes seq_plus1, stores the event word by
+ * word, then publishes seq_plus1 (release); a reader that sees the same
+ * seq_plus1 before and after its word-by-word copy has one whole event.
+ */
+struct metrics_reshard_slot {
+	uint64_t seq_plus1;
+	struct metrics_reshard event;
+};
+static_assert(sizeof(struct metrics_reshard) % 8 == 0, "copied in words");
+static struct metrics_reshard_slot metrics_reshards[METRICS_RESHARDS_MAX];
+static uint64_t metrics_reshards_next;   /* The API thread's; read by the admin's. */
 static uint64_t metrics_access_lines;
 static uint64_t metrics_access_suppressed;
 static bool metrics_on = true;   /* Written before the threads start, then only read. */
@@ -227,6 +240,52 @@ metrics_stream_forget(uint32_t stream_id)
 		if (__atomic_load_n(&metrics_streams[i].stream_id_plus1, __ATOMIC_RELAXED) ==
 		    stream_id + 1ull)
 			__atomic_store_n(&metrics_streams[i].stream_id_plus1, 0, __ATOMIC_RELEASE);
+}
+
+void
+metrics_reshard_note(const struct metrics_reshard *event)
+{
+	uint64_t seq = metrics_reshards_next;
+	struct metrics_reshard_slot *slot = &metrics_reshards[seq % METRICS_RESHARDS_MAX];
+	const uint64_t *src = (const uint64_t *)(const void *)event;
+	uint64_t *dst = (uint64_t *)(void *)&slot->event;
+
+	__atomic_store_n(&slot->seq_plus1, 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (size_t w = 0; w < sizeof(*event) / 8; w++)
+		__atomic_store_n(&dst[w], src[w], __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->seq_plus1, seq + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&metrics_reshards_next, seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Event `seq` into *out when its slot still holds it, whole. */
+static bool
+metrics_reshard_copy(uint64_t seq, struct metrics_reshard *out)
+{
+	const struct metrics_reshard_slot *slot = &metrics_reshards[seq % METRICS_RESHARDS_MAX];
+	const uint64_t *src = (const uint64_t *)(const void *)&slot->event;
+	uint64_t *dst = (uint64_t *)(void *)out;
+
+	if (__atomic_load_n(&slot->seq_plus1, __ATOMIC_ACQUIRE) != seq + 1)
+		return false;
+	for (size_t w = 0; w < sizeof(*out) / 8; w++)
+		dst[w] = __atomic_load_n(&src[w], __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&slot->seq_plus1, __ATOMIC_RELAXED) == seq + 1;
+}
+
+uint32_t
+metrics_reshard_history(struct metrics_reshard *out, uint32_t count)
+{
+	uint64_t next = __atomic_load_n(&metrics_reshards_next, __ATOMIC_ACQUIRE);
+	uint64_t span = count < METRICS_RESHARDS_MAX ? count : METRICS_RESHARDS_MAX;
+	uint64_t first = next > span ? next - span : 0;
+	uint32_t n = 0;
+
+	for (uint64_t seq = first; seq < next; seq++)
+		if (metrics_reshard_copy(seq, &out[n]))
+			n++;
+	return n;
 }
 
 void
