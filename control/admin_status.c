@@ -337,6 +337,44 @@ admin_status_dataplane(struct admin_context *ctx, struct metrics_out *out)
 	metrics_printf(out, ",\"drops\":%llu}", (unsigned long long)drops);
 }
 
+/*
+ * Records the dataplane made durable per stream, summed over workers:
+ * "dataplane_streams":[{"stream_id":N,"records":N}], stream_id -1 for the
+ * streams beyond what a worker tracks (DP_STREAM_COUNTS_MAX).
+ */
+static void
+admin_status_dataplane_streams(struct admin_context *ctx, struct metrics_out *out)
+{
+	static struct dp_stream_count one[DP_STREAM_COUNTS_MAX + 1];   /* Admin thread only. */
+	static struct dp_stream_count sum[DP_STREAM_COUNTS_MAX * 2 + 1];
+	uint32_t sum_count = 0;
+
+	for (uint32_t w = 0; ctx->src.dataplane_enabled && w < DP_WORKERS_MAX; w++) {
+		int n = route_dp_worker_stream_counts(w, one, ARRAY_SIZE(one));
+
+		if (n < 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			uint32_t j = 0;
+
+			while (j < sum_count && sum[j].stream_id != one[i].stream_id)
+				j++;
+			if (j == sum_count) {
+				if (sum_count == ARRAY_SIZE(sum))
+					continue; /* Workers tracking different streams: shown partly. */
+				sum[sum_count++] = (struct dp_stream_count){ one[i].stream_id, 0 };
+			}
+			sum[j].records += one[i].records;
+		}
+	}
+	metrics_printf(out, ",\"dataplane_streams\":[");
+	for (uint32_t i = 0; i < sum_count; i++)
+		metrics_printf(out, "%s{\"stream_id\":%lld,\"records\":%llu}", i > 0 ? "," : "",
+			       sum[i].stream_id == DP_STREAM_COUNT_OTHER ? -1ll :
+			       (long long)sum[i].stream_id, (unsigned long long)sum[i].records);
+	metrics_printf(out, "]");
+}
+
 void
 admin_status_json(struct admin_context *ctx, struct metrics_out *out)
 {
@@ -354,6 +392,7 @@ admin_status_json(struct admin_context *ctx, struct metrics_out *out)
 	metrics_printf(out, "],\"metadata_error\":%d", rc);
 	admin_status_log(ctx, out);
 	admin_status_dataplane(ctx, out);
+	admin_status_dataplane_streams(ctx, out);
 	admin_status_history(out);
 	admin_status_reshards(out);
 	metrics_printf(out, "}");
