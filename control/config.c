@@ -40,32 +40,27 @@ struct config_key {
 	bool live;              /* SIGHUP applies it (config_copy_live); else a restart does. */
 };
 
-#define KEY_STR(sec, name, field, def, help) \
+#define KEY_STR_(sec, name, field, def, help, live) \
 	{ sec, name, CONFIG_STR, offsetof(struct sluice_config, field), \
-	  sizeof(((struct sluice_config *)0)->field), def, 0, 0, help, false }
+	  sizeof(((struct sluice_config *)0)->field), def, 0, 0, help, live }
+#define KEY_U32_(sec, name, field, def, lo, hi, help, live) \
+	{ sec, name, CONFIG_U32, offsetof(struct sluice_config, field), 0, def, lo, hi, help, live }
+#define KEY_BOOL_(sec, name, field, def, help, live) \
+	{ sec, name, CONFIG_BOOL, offsetof(struct sluice_config, field), 0, def, 0, 1, help, live }
+#define KEY_STR(sec, name, field, def, help) KEY_STR_(sec, name, field, def, help, false)
 #define KEY_U32(sec, name, field, def, lo, hi, help) \
-	{ sec, name, CONFIG_U32, offsetof(struct sluice_config, field), 0, def, lo, hi, help, false }
-#define KEY_BOOL(sec, name, field, def, help) \
-	{ sec, name, CONFIG_BOOL, offsetof(struct sluice_config, field), 0, def, 0, 1, help, false }
+	KEY_U32_(sec, name, field, def, lo, hi, help, false)
+#define KEY_BOOL(sec, name, field, def, help) KEY_BOOL_(sec, name, field, def, help, false)
 /*
  * The keys SIGHUP applies: each is read where it is used, on the thread that
  * applies it (main: diagnostics; the API thread: the server's and the Kinesis
  * actions' copies; the admin thread: its token and keys under a lock).
  */
-#define LIVE_STR(sec, name, field, def, help) \
-	{ sec, name, CONFIG_STR, offsetof(struct sluice_config, field), \
-	  sizeof(((struct sluice_config *)0)->field), def, 0, 0, help, true }
+#define LIVE_STR(sec, name, field, def, help) KEY_STR_(sec, name, field, def, help, true)
 #define LIVE_U32(sec, name, field, def, lo, hi, help) \
-	{ sec, name, CONFIG_U32, offsetof(struct sluice_config, field), 0, def, lo, hi, help, true }
-#define LIVE_BOOL(sec, name, field, def, help) \
-	{ sec, name, CONFIG_BOOL, offsetof(struct sluice_config, field), 0, def, 0, 1, help, true }
+	KEY_U32_(sec, name, field, def, lo, hi, help, true)
+#define LIVE_BOOL(sec, name, field, def, help) KEY_BOOL_(sec, name, field, def, help, true)
 
-/*
- * Bounds owned by another module are that module's constants (log.h,
- * dataplane.h, limits.h), converted to the key's unit here; --check-config
- * also runs the modules' own checks (config_modules.c) for the rules that
- * join several keys. Only the limits that are sluiced's own are written here.
- */
 #define CONFIG_STRINGIFY_(x) #x
 #define CONFIG_STRINGIFY(x) CONFIG_STRINGIFY_(x)
 #define MIB_FLOOR(bytes) ((uint32_t)((bytes) >> 20))

@@ -221,13 +221,19 @@ def bad_requests(srv, count):
     conn.close()
 
 
+def access_sluiced(tmp, name, every):
+    """A sluiced logging 1 in `every` requests as JSON, with one stream `name`."""
+    srv = Sluiced(SLUICED, os.path.join(tmp, name)).start(
+        "--set", "admin.access_log_sample=%d" % every, "--set", "server.diag_format=json")
+    kinesis = srv.client()
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    wait_active(kinesis, name)
+    return srv, kinesis
+
+
 def check_access(tmp):
-    srv = Sluiced(SLUICED, os.path.join(tmp, "access")).start(
-        "--set", "admin.access_log_sample=1", "--set", "server.diag_format=json")
+    srv, kinesis = access_sluiced(tmp, "acc", 1)
     try:
-        kinesis = srv.client()
-        kinesis.create_stream(StreamName="acc", ShardCount=1)
-        wait_active(kinesis, "acc")
         kinesis.put_record(StreamName="acc", Data=b"y" * 300, PartitionKey="k")
         try:
             kinesis.describe_stream(StreamName="missing-one")
@@ -250,12 +256,8 @@ def check_access(tmp):
         srv.stop()
 
     # 1 in 10: exactly 5 lines for 50 consecutive PutRecord calls.
-    srv = Sluiced(SLUICED, os.path.join(tmp, "sample")).start(
-        "--set", "admin.access_log_sample=10", "--set", "server.diag_format=json")
+    srv, kinesis = access_sluiced(tmp, "smp", 10)
     try:
-        kinesis = srv.client()
-        kinesis.create_stream(StreamName="smp", ShardCount=1)
-        wait_active(kinesis, "smp")
         for i in range(50):
             kinesis.put_record(StreamName="smp", Data=b"z", PartitionKey="k%d" % i)
         wait_for(lambda: len([l for l in access_lines(srv) if l["op"] == "PutRecord"]) >= 5,

@@ -32,7 +32,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from opslib import check, free_port, wait_active  # noqa: E402
+from opslib import check, free_port, put_and_read  # noqa: E402
 
 SRC, BUILD = sys.argv[1], sys.argv[2]
 
@@ -128,19 +128,6 @@ def sections(text):
     return out
 
 
-def put_and_read(port):
-    import boto3
-    k = boto3.client("kinesis", endpoint_url="http://127.0.0.1:%d" % port,
-                     region_name="us-east-1", aws_access_key_id="A", aws_secret_access_key="S")
-    k.create_stream(StreamName="ops-pkg-install", ShardCount=1)
-    wait_active(k, "ops-pkg-install")
-    k.put_record(StreamName="ops-pkg-install", Data=b"installed", PartitionKey="p")
-    it = k.get_shard_iterator(StreamName="ops-pkg-install", ShardId="shardId-000000000000",
-                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    records = k.get_records(ShardIterator=it)["Records"]
-    check([r["Data"] for r in records] == [b"installed"], "read back: %r" % records)
-
-
 def install_and_purge(deb, tmp):
     script = os.path.join(tmp, "inside.sh")
     with open(script, "w") as f:
@@ -159,7 +146,7 @@ def install_and_purge(deb, tmp):
                 break
         check(before and before[-1].strip() == "SERVING",
               "the installed sluiced did not serve:\n" + "".join(before))
-        put_and_read(port)
+        put_and_read(port, "ops-pkg-install", b"installed")
         proc.stdin.write("stop\n")
         proc.stdin.flush()
         rest = proc.stdout.read()
