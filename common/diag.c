@@ -136,14 +136,13 @@ diag_fields(enum diag_level level, const char *module, const struct diag_field *
 
 	if ((int)level < atomic_load_explicit(&diag_level_min, memory_order_relaxed))
 		return;
-	if (json) {
-		diag_json_time(ts);
+	diag_json_time(ts);
+	if (json)
 		diag_append(line, sizeof(line), &used, "{\"ts\":\"%s\",\"level\":\"%s\","
 			    "\"module\":\"%s\"", ts, diag_level_names[level], module);
-	} else {
-		diag_append(line, sizeof(line), &used, "sluice %s %s:", diag_level_names[level],
-			    module);
-	}
+	else
+		diag_append(line, sizeof(line), &used, "sluice %s %s: ts=%s", diag_level_names[level],
+			    module, ts);
 	for (unsigned i = 0; i < count; i++) {
 		const struct diag_field *f = &fields[i];
 

@@ -40,9 +40,10 @@ struct diag_field {
 };
 
 /*
- * One line of named values (the access log): text format "name=value ..." after
- * the usual prefix (text values must hold no spaces), json format the fields as
- * members of the line's object beside ts, level and module.
+ * One line of named values (the access log), with its time: text format
+ * "ts=TIME name=value ..." after the usual prefix (text values must hold no
+ * spaces; an empty one shows as "-"), json format the fields as members of the
+ * line's object beside ts, level and module.
  */
 void diag_fields(enum diag_level level, const char *module, const struct diag_field *fields,
 		 unsigned count);
