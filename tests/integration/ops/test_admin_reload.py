@@ -24,6 +24,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -98,10 +99,16 @@ def check_sigv4(tmp):
     finally:
         srv.stop()
     # Loopback, SigV4 keys and no token: open as before (sluice status needs no secret).
+    # The access log in text format here: "sluice info access: ts=... k=v ...".
     srv = Sluiced(SLUICED, os.path.join(tmp, "sigv4-open")).start(
-        "--set", "auth.mode=sigv4", "--set", "auth.access_keys=" + KEYS)
+        "--set", "auth.mode=sigv4", "--set", "auth.access_keys=" + KEYS,
+        "--set", "admin.access_log_sample=1")
     try:
         check(srv.get("/healthz")[0] == 200, "loopback without a token: open")
+        srv.client().list_streams()
+        line = r"^sluice info access: ts=\S+Z peer=127\.0\.0\.1:\d+ op=ListStreams stream=- " \
+               r"status=200 error=- bytes_in=\d+ bytes_out=\d+ latency_us=\d+$"
+        wait_for(lambda: re.search(line, log_text(srv), re.M), "a text access line")
     finally:
         srv.stop()
     path = os.path.join(tmp, "wide.ini")
