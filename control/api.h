@@ -107,6 +107,11 @@ void kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api
 void kinesis_poll(struct kinesis *k, uint64_t now_ns);
 /* Milliseconds until kinesis_poll() wants to run again without an event (timers). */
 int kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns);
+/*
+ * SIGHUP, on the API thread: takes the live keys of `config` (autoscaling, throttling,
+ * UpdateShardCount limits, status delay, retention interval) for the next decision.
+ */
+void kinesis_reload(struct kinesis *k, const struct sluice_config *config);
 
 /* ---- The server (server.c) ---- */
 
@@ -117,6 +122,14 @@ int api_server_open(const struct sluice_config *config, struct kinesis *k,
 int api_server_run(struct api_server *server);
 /* Safe from any thread: the loop finishes its current pass and returns. */
 void api_server_stop(struct api_server *server);
+/*
+ * SIGHUP, from any thread: the loop takes the live keys of `config` (copied here)
+ * at its next pass: auth mode and keys, idle timeout, access log sampling, a new
+ * TLS certificate and key (new connections get them; open ones keep theirs; a
+ * pair that does not load is reported and the old one stays), and passes them
+ * to kinesis_reload().
+ */
+void api_server_reload(struct api_server *server, const struct sluice_config *config);
 void api_server_close(struct api_server *server);
 
 #endif /* SLUICE_CONTROL_API_H */

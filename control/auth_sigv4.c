@@ -12,7 +12,8 @@
  *   hex SHA-256 of the body
  *
  * String to sign: "AWS4-HMAC-SHA256\n" X-Amz-Date "\n" scope "\n" hex(SHA-256(canonical)).
- * kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" secret, date), region), "kinesis"), "aws4_request").
+ * kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" secret, date), region), service), "aws4_request"),
+ * service being "kinesis" for the API and "sluice-admin" for the admin listener.
  */
 #include <assert.h>
 #include <errno.h>
@@ -31,7 +32,6 @@
 #include "control/auth_sigv4.h"
 #include "control/http1.h"
 
-#define SIGV4_SERVICE "kinesis"
 #define SIGV4_TERMINATOR "aws4_request"
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 
@@ -58,12 +58,21 @@ sigv4_copy_field(char *dst, size_t cap, const char *src, size_t n)
 int
 sigv4_keys_parse(struct sigv4_keys *keys, const char *access_keys, const char *region)
 {
+	return sigv4_keys_parse_service(keys, access_keys, region, SIGV4_SERVICE_KINESIS);
+}
+
+int
+sigv4_keys_parse_service(struct sigv4_keys *keys, const char *access_keys, const char *region,
+			 const char *service)
+{
 	const char *p = access_keys;
 
 	memset(keys, 0, sizeof(*keys));
-	if (strlen(region) > SIGV4_REGION_SIZE_MAX)
+	if (strlen(region) > SIGV4_REGION_SIZE_MAX || strlen(service) > SIGV4_SERVICE_SIZE_MAX)
 		return -EINVAL;
 	strcpy(keys->region, region);
+	strcpy(keys->service, service);
+	keys->target_signed = strcmp(service, SIGV4_SERVICE_KINESIS) == 0;
 	while (*p != '\0') {
 		const char *end = strchr(p, ',');
 		const char *colon;
@@ -420,8 +429,8 @@ sigv4_check_clock(const char *amz_date, int64_t request_s, uint64_t now_ns,
 }
 
 static bool
-sigv4_check_scope(const struct sigv4_credential *c, const char *amz_date, const char *region,
-		  struct sigv4_result *r)
+sigv4_check_scope(const struct sigv4_credential *c, const char *amz_date,
+		  const struct sigv4_keys *keys, struct sigv4_result *r)
 {
 	if (c->date.n != 8 || memcmp(c->date.p, amz_date, 8) != 0) {
 		sigv4_fail(r, SIGV4_INVALID, "Date in Credential scope does not match YYYYMMDD "
@@ -429,14 +438,14 @@ sigv4_check_scope(const struct sigv4_credential *c, const char *amz_date, const 
 			   (int)c->date.n, c->date.p, amz_date, amz_date);
 		return false;
 	}
-	if (!span_eq(c->region, region)) {
+	if (!span_eq(c->region, keys->region)) {
 		sigv4_fail(r, SIGV4_INVALID, "Credential should be scoped to a valid region, not "
 			   "'%.*s'. ", (int)c->region.n, c->region.p);
 		return false;
 	}
-	if (!span_eq(c->service, SIGV4_SERVICE)) {
-		sigv4_fail(r, SIGV4_INVALID, "Credential should be scoped to correct service: '"
-			   SIGV4_SERVICE "'. ");
+	if (!span_eq(c->service, keys->service)) {
+		sigv4_fail(r, SIGV4_INVALID, "Credential should be scoped to correct service: "
+			   "'%s'. ", keys->service);
 		return false;
 	}
 	if (!span_eq(c->terminator, SIGV4_TERMINATOR)) {
@@ -686,7 +695,7 @@ sigv4_canonical_hash(const struct sigv4_input *in, const struct span *names, siz
 
 /* kSigning for the scope date, from the per-key cache when the date matches. */
 static const uint8_t *
-sigv4_signing_key(struct sigv4_key *key, const char *region, struct span date)
+sigv4_signing_key(struct sigv4_key *key, const struct sigv4_keys *keys, struct span date)
 {
 	char secret[SIGV4_SECRET_SIZE_MAX + 5];
 	uint8_t k[32];
@@ -696,8 +705,8 @@ sigv4_signing_key(struct sigv4_key *key, const char *region, struct span date)
 		return key->cache_signing_key;
 	snprintf(secret, sizeof(secret), "AWS4%s", key->secret);
 	sigv4_hmac(secret, strlen(secret), date.p, 8, k);
-	sigv4_hmac(k, 32, region, strlen(region), k);
-	sigv4_hmac(k, 32, SIGV4_SERVICE, strlen(SIGV4_SERVICE), k);
+	sigv4_hmac(k, 32, keys->region, strlen(keys->region), k);
+	sigv4_hmac(k, 32, keys->service, strlen(keys->service), k);
 	sigv4_hmac(k, 32, SIGV4_TERMINATOR, strlen(SIGV4_TERMINATOR), key->cache_signing_key);
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(k, sizeof(k));
@@ -755,7 +764,7 @@ sigv4_check_request(struct sigv4_keys *keys, const struct sigv4_input *in,
 
 	if (!sigv4_request_time(claim->date, claim->date_basic, amz_date, &request_s, r))
 		return false;
-	if (!sigv4_check_scope(cred, amz_date, keys->region, r))
+	if (!sigv4_check_scope(cred, amz_date, keys, r))
 		return false;
 	if (claim->presigned)
 		return sigv4_check_expiry(amz_date, request_s, claim->expires_s, in->now_real_ns,
@@ -764,7 +773,8 @@ sigv4_check_request(struct sigv4_keys *keys, const struct sigv4_input *in,
 }
 
 static bool
-sigv4_check_signed_set(const struct span *names, size_t count, struct sigv4_result *r)
+sigv4_check_signed_set(const struct span *names, size_t count, bool target_signed,
+		       struct sigv4_result *r)
 {
 	/* botocore signs "host"; the JS SDK v3 over HTTP/2 signs ":authority" by that name. */
 	if (!sigv4_list_has(names, count, "host") && !sigv4_list_has(names, count, ":authority")) {
@@ -773,7 +783,7 @@ sigv4_check_signed_set(const struct span *names, size_t count, struct sigv4_resu
 		return false;
 	}
 	/* Unsigned, a captured PutRecord body could be replayed as DeleteStream. */
-	if (!sigv4_list_has(names, count, "x-amz-target")) {
+	if (target_signed && !sigv4_list_has(names, count, "x-amz-target")) {
 		sigv4_fail(r, SIGV4_INVALID, "'X-Amz-Target' must be a 'SignedHeader' in the AWS "
 			   "Authorization.");
 		return false;
@@ -956,13 +966,15 @@ sigv4_verify(struct sigv4_keys *keys, const struct sigv4_input *in, struct sigv4
 	if (key == NULL || !sigv4_check_request(keys, in, &claim, &cred, amz_date, r))
 		return;
 	if (!sigv4_signed_headers_parse(claim.auth.signed_headers, names, &count, r) ||
-	    !sigv4_check_signed_set(names, count, r) || !sigv4_payload_hash(in, payload_hex, r))
+	    !sigv4_check_signed_set(names, count, keys->target_signed, r) ||
+	    !sigv4_payload_hash(in, payload_hex, r))
 		return;
 	sigv4_canonical_hash(in, names, count, &claim, payload_hex, canonical_hex);
-	n = snprintf(to_sign, sizeof(to_sign), SIGV4_ALGORITHM "\n%s\n%.8s/%s/" SIGV4_SERVICE "/"
-		     SIGV4_TERMINATOR "\n%s", amz_date, amz_date, keys->region, canonical_hex);
+	n = snprintf(to_sign, sizeof(to_sign), SIGV4_ALGORITHM "\n%s\n%.8s/%s/%s/"
+		     SIGV4_TERMINATOR "\n%s", amz_date, amz_date, keys->region, keys->service,
+		     canonical_hex);
 	assert(n > 0 && (size_t)n < sizeof(to_sign));
-	sigv4_hmac(sigv4_signing_key(key, keys->region, cred.date), 32, to_sign, (size_t)n, mac);
+	sigv4_hmac(sigv4_signing_key(key, keys, cred.date), 32, to_sign, (size_t)n, mac);
 	sigv4_hex(mac, 32, signature);
 	if (claim.auth.signature.n != 64 ||
 	    CRYPTO_memcmp(signature, claim.auth.signature.p, 64) != 0) {

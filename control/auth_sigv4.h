@@ -6,9 +6,10 @@
  * The verifier checks, in AWS's order: the Authorization header exists and
  * names Credential, SignedHeaders and Signature, with an X-Amz-Date or Date
  * header; the access key is known; the credential scope is
- * <date of X-Amz-Date>/<our region>/kinesis/aws4_request; the request time
- * is within +-5 minutes of ours; host (or HTTP/2 :authority) and
- * x-amz-target are signed; the payload hash (x-amz-content-sha256 when sent,
+ * <date of X-Amz-Date>/<our region>/<service>/aws4_request (kinesis for the
+ * API, sluice-admin for the admin listener); the request time is within +-5
+ * minutes of ours; host (or HTTP/2 :authority) and, for the API, x-amz-target
+ * are signed; the payload hash (x-amz-content-sha256 when sent,
  * else computed) matches the body; and the signature over the canonical
  * request matches, compared in constant time. Failures carry AWS's exception
  * name and message text.
@@ -29,6 +30,7 @@
 #ifndef SLUICE_CONTROL_AUTH_SIGV4_H
 #define SLUICE_CONTROL_AUTH_SIGV4_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +48,11 @@
 #define SIGV4_QUERY_VALUE_SIZE_MAX 512
 /* AWS: a presigned URL is valid for at most seven days. */
 #define SIGV4_PRESIGN_EXPIRES_S_MAX 604800u
+/* The Kinesis API's service name in the credential scope. */
+#define SIGV4_SERVICE_KINESIS "kinesis"
+/* The admin listener's (admin.h): a GET there cannot be replayed as a Kinesis call. */
+#define SIGV4_SERVICE_ADMIN "sluice-admin"
+#define SIGV4_SERVICE_SIZE_MAX 32
 
 struct sigv4_key {
 	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
@@ -60,14 +67,24 @@ struct sigv4_keys {
 	struct sigv4_key items[SIGV4_KEYS_MAX];
 	uint32_t count;
 	char region[SIGV4_REGION_SIZE_MAX + 1];
+	char service[SIGV4_SERVICE_SIZE_MAX + 1];  /* The scope's service. */
+	bool target_signed;          /* X-Amz-Target must be signed (the Kinesis API). */
 };
 
 /*
  * Parses "AKID:SECRET,AKID2:SECRET2" (spaces around items ignored) for
- * `region`. Returns 0, or -EINVAL for an empty id or secret, an item without
- * ':', an over-long field or region, more than SIGV4_KEYS_MAX keys.
+ * `region` and the Kinesis service (X-Amz-Target signed). Returns 0, or
+ * -EINVAL for an empty id or secret, an item without ':', an over-long field
+ * or region, more than SIGV4_KEYS_MAX keys.
  */
 int sigv4_keys_parse(struct sigv4_keys *keys, const char *access_keys, const char *region);
+/*
+ * The same keys for another service's scope (SIGV4_SERVICE_ADMIN): requests
+ * there carry no X-Amz-Target, so none is required. -EINVAL as above, or for
+ * an over-long service.
+ */
+int sigv4_keys_parse_service(struct sigv4_keys *keys, const char *access_keys,
+			     const char *region, const char *service);
 
 /*
  * Sets every key's principal: "AKID=ARN,AKID2=ARN2" ([auth] principals, may

@@ -297,6 +297,16 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	}
 }
 
+void
+kinesis_reload(struct kinesis *k, const struct sluice_config *config)
+{
+	uint64_t retention_due = clock_mono_ns() + (uint64_t)config->retention_check_s * 1000000000u;
+
+	config_copy_live(&k->config, config);
+	/* A shorter interval starts now, not after the old one ran out. */
+	k->retention_due_ns = min_u64(k->retention_due_ns, retention_due);
+}
+
 int
 kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 {

@@ -35,6 +35,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/metrics.h"
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
 
@@ -689,6 +690,24 @@ kinesis_reshard_shard(struct kinesis *k, struct api_call *call, struct kinesis_s
 	return sh;
 }
 
+void
+kinesis_reshard_history(const struct kinesis_stream *s, uint32_t before, bool autoscale,
+			const char *what)
+{
+	struct metrics_reshard ev = {
+		.time_ms = clock_real_ns() / 1000000u,
+		.stream_id = s->stream_id,
+		.shards_before = before,
+		.shards_after = s->shard_count,
+		.open_after = kinesis_open_count(s->shards, s->shard_count),
+		.autoscale = autoscale,
+	};
+
+	snprintf(ev.stream, sizeof(ev.stream), "%s", s->name);
+	snprintf(ev.what, sizeof(ev.what), "%s", what);
+	metrics_reshard_note(&ev);
+}
+
 /*
  * Commits, logs the decision and moves the stream to UPDATING -> ACTIVE.
  * Returns 0 once committed (a failed log close is retried at the next start),
@@ -708,6 +727,7 @@ kinesis_reshard_finish(struct kinesis *k, struct kinesis_stream *s, struct kines
 	}
 	diag_info("kinesis", "stream %s: %s: shards %u -> %u (%u open)", s->name, what, before,
 		  s->shard_count, kinesis_open_count(s->shards, s->shard_count));
+	kinesis_reshard_history(s, before, false, what);
 	kinesis_reshard_status(k, s);
 	return 0;
 }

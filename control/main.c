@@ -287,7 +287,7 @@ sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled)
 	}
 }
 
-/* The keys applied live (on SIGHUP, and once at start): diagnostics only, so far. */
+/* The diagnostics keys, on SIGHUP and once at start (the main thread's part of a reload). */
 static void
 sluiced_diag_apply(const struct sluice_config *config)
 {
@@ -301,43 +301,64 @@ sluiced_diag_apply(const struct sluice_config *config)
 		diag_format_set(format);
 }
 
-static void
-sluiced_changed_key(void *arg, const char *section, const char *name)
-{
-	uint32_t *count = arg;
+struct sluiced_changes {
+	uint32_t applied;
+	uint32_t restart;
+	char restart_keys[2 * CONFIG_STRING_SIZE];  /* "[log] segment_size_mb, ..." */
+};
 
-	(*count)++;
-	if (strcmp(section, "server") == 0 && strncmp(name, "diag_", 5) == 0)
+static void
+sluiced_changed_key(void *arg, const char *section, const char *name, bool live)
+{
+	struct sluiced_changes *ch = arg;
+	size_t used = strlen(ch->restart_keys);
+
+	if (live) {
+		ch->applied++;
 		diag_info("sluiced", "SIGHUP: [%s] %s changed: applied", section, name);
-	else
-		diag_warn("sluiced", "SIGHUP: [%s] %s changed: takes effect at the next restart",
-			  section, name);
+		return;
+	}
+	ch->restart++;
+	diag_warn("sluiced", "SIGHUP: [%s] %s changed: needs a restart, not applied", section,
+		  name);
+	snprintf(ch->restart_keys + used, sizeof(ch->restart_keys) - used, "%s[%s] %s",
+		 used > 0 ? ", " : "", section, name);
 }
 
 /*
- * SIGHUP: reads the configuration again (file and command line, as at start)
- * and reports what changed. No key is applied live yet: each changed key is
- * named as needing a restart, and a file with errors is reported, never used.
+ * SIGHUP: reads the configuration again (file and command line, as at start),
+ * applies the keys the table marks live (docs/CONFIG.md, column reload) and
+ * names every other changed key as needing a restart. A configuration with
+ * errors is reported, never used. Each thread takes its part: diagnostics here,
+ * the admin's token and keys under its lock, the API thread's keys (the
+ * server's and the Kinesis actions') through api_server_reload().
  */
 static void
 sluiced_reload(struct sluiced *d)
 {
 	static struct sluice_config fresh; /* Main thread only. */
 	struct config_errors errors = { .count = 0 };
-	uint32_t changed = 0;
+	struct sluiced_changes changes = { .applied = 0 };
 
 	if (sluiced_parse_args(d->argc, d->argv, &fresh, &errors) != 0) {
 		diag_warn("sluiced", "SIGHUP: the configuration has errors; nothing changes:");
 		config_errors_print(&errors, stderr);
 		return;
 	}
-	sluiced_diag_apply(&fresh);
-	config_diff(&d->config, &fresh, sluiced_changed_key, &changed);
-	if (changed == 0)
+	sluiced_diag_apply(&fresh); /* First: the lines below come in the new format. */
+	config_diff(&d->config, &fresh, sluiced_changed_key, &changes);
+	if (changes.applied + changes.restart == 0)
 		diag_info("sluiced", "SIGHUP: configuration unchanged");
-	/* What runs now; other threads read only their own copies of the rest. */
-	memcpy(d->config.diag_level, fresh.diag_level, sizeof(d->config.diag_level));
-	memcpy(d->config.diag_format, fresh.diag_format, sizeof(d->config.diag_format));
+	config_copy_live(&d->config, &fresh);
+	if (d->admin != NULL && admin_reload(d->admin, &d->config) != 0)
+		diag_warn("sluiced", "SIGHUP: the admin listener keeps its token and keys: "
+			  "[auth] access_keys do not parse");
+	api_server_reload(d->server, &d->config); /* Also reads the TLS files again. */
+	if (changes.restart > 0)
+		diag_warn("sluiced", "SIGHUP: %u key(s) applied; %u need a restart: %s",
+			  changes.applied, changes.restart, changes.restart_keys);
+	else if (changes.applied > 0)
+		diag_info("sluiced", "SIGHUP: %u key(s) applied", changes.applied);
 }
 
 static void

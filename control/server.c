@@ -106,10 +106,10 @@ server_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *out_size,
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* A TLS context for the certificate and key `cfg` names. */
 static int
-server_tls_open(struct api_server *s)
+server_tls_context(const struct sluice_config *cfg, SSL_CTX **ctx_out)
 {
-	const struct sluice_config *cfg = &s->config;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	char err[256];
 
@@ -131,7 +131,7 @@ server_tls_open(struct api_server *s)
 		SSL_CTX_free(ctx);
 		return -EINVAL;
 	}
-	s->ssl_ctx = ctx;
+	*ctx_out = ctx;
 	return 0;
 }
 
@@ -225,7 +225,7 @@ server_fds_open(struct api_server *s)
 		return rc;
 	}
 	if (s->config.tls_listen[0] != '\0') {
-		rc = server_tls_open(s);
+		rc = server_tls_context(&s->config, &s->ssl_ctx);
 		if (rc == 0)
 			rc = server_listen(s->config.tls_listen, SERVER_LISTEN_BACKLOG,
 					   &s->tls_listen_fd);
@@ -246,6 +246,28 @@ server_fds_open(struct api_server *s)
 	return rc;
 }
 
+/*
+ * The SigV4 keys and, for each, its principal ([auth] principals): both at
+ * start and on every SIGHUP, so a reloaded key never loses its principal.
+ */
+static int
+server_keys_load(struct sigv4_keys *keys, const struct sluice_config *config)
+{
+	char message[SIGV4_MESSAGE_SIZE];
+
+	if (sigv4_keys_parse(keys, config->access_keys, config->region) != 0) {
+		diag_error("server", "[auth] access_keys: expected ACCESS_KEY_ID:SECRET[,...] "
+			   "(at most %d keys)", SIGV4_KEYS_MAX);
+		return -EINVAL;
+	}
+	if (sigv4_principals_parse(keys, config->principals, config->account_id, message,
+				   sizeof(message)) != 0) {
+		diag_error("server", "[auth] principals: %s", message);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int
 api_server_open(const struct sluice_config *config, struct kinesis *k,
 		struct api_server **server_out)
@@ -260,24 +282,14 @@ api_server_open(const struct sluice_config *config, struct kinesis *k,
 	s->epoll_fd = s->stop_fd = s->listen_fd = s->tls_listen_fd = s->kinesis_fd = -1;
 	s->spare_fd = -1;
 	atomic_init(&s->stop, false);
+	atomic_init(&s->reload, false);
+	pthread_mutex_init(&s->reload_lock, NULL);
 	if (getrandom(&s->rng, sizeof(s->rng), 0) != sizeof(s->rng))
 		s->rng = clock_real_ns();
-	if (config->auth == CONFIG_AUTH_SIGV4 &&
-	    sigv4_keys_parse(&s->keys, config->access_keys, config->region) != 0) {
-		diag_error("server", "[auth] access_keys: expected ACCESS_KEY_ID:SECRET[,...] "
-			   "(at most %d keys)", SIGV4_KEYS_MAX);
-		rc = -EINVAL;
-		goto out_close;
-	}
 	if (config->auth == CONFIG_AUTH_SIGV4) {
-		char message[SIGV4_MESSAGE_SIZE];
-
-		rc = sigv4_principals_parse(&s->keys, config->principals, config->account_id,
-					    message, sizeof(message));
-		if (rc != 0) {
-			diag_error("server", "[auth] principals: %s", message);
+		rc = server_keys_load(&s->keys, config);
+		if (rc != 0)
 			goto out_close;
-		}
 	}
 	rc = server_tables_open(s);
 	if (rc == 0)
@@ -292,6 +304,69 @@ api_server_open(const struct sluice_config *config, struct kinesis *k,
 out_close:
 	api_server_close(s);
 	return rc;
+}
+
+void
+api_server_reload(struct api_server *server, const struct sluice_config *config)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&server->reload_lock);
+	server->reload_config = *config;
+	pthread_mutex_unlock(&server->reload_lock);
+	atomic_store_explicit(&server->reload, true, memory_order_release);
+	/* The same eventfd as a stop: the flag says which. */
+	if (write(server->stop_fd, &one, sizeof(one)) < 0)
+		diag_warn("server", "reload: eventfd write: %s", strerror(errno));
+}
+
+/*
+ * The certificate and key are read again on every SIGHUP (a renewal usually
+ * rewrites the same files): new connections take the new context; an open one
+ * keeps the context it started with (its SSL object holds a reference), so
+ * freeing ours here does not pull it from under them.
+ */
+static void
+server_tls_reload(struct api_server *s, const struct sluice_config *old)
+{
+	SSL_CTX *ctx;
+
+	if (s->ssl_ctx == NULL)
+		return;
+	if (server_tls_context(&s->config, &ctx) != 0) {
+		diag_warn("server", "SIGHUP: TLS keeps its certificate %s: the new pair does not "
+			  "load", old->tls_cert);
+		return;
+	}
+	SSL_CTX_free(s->ssl_ctx);
+	s->ssl_ctx = ctx;
+	diag_info("server", "SIGHUP: TLS certificate %s loaded for new connections",
+		  s->config.tls_cert);
+}
+
+/* The API thread's part of a SIGHUP (api_server_reload). */
+static void
+server_reload_take(struct api_server *s)
+{
+	static struct sluice_config old; /* The API thread only. */
+	struct sigv4_keys *keys = &s->reload_keys;
+
+	old = s->config;
+	pthread_mutex_lock(&s->reload_lock);
+	config_copy_live(&s->config, &s->reload_config);
+	pthread_mutex_unlock(&s->reload_lock);
+	if (s->config.auth == CONFIG_AUTH_SIGV4 &&
+	    server_keys_load(keys, &s->config) != 0) {
+		diag_warn("server", "SIGHUP: [auth] access_keys or principals do not parse: the old "
+			  "ones stay");
+		memcpy(s->config.access_keys, old.access_keys, sizeof(old.access_keys));
+		s->config.auth = old.auth;
+		memcpy(s->config.auth_text, old.auth_text, sizeof(old.auth_text));
+	} else if (s->config.auth == CONFIG_AUTH_SIGV4) {
+		s->keys = *keys;
+	}
+	server_tls_reload(s, &old);
+	kinesis_reload(s->kinesis, &s->config);
 }
 
 void
@@ -326,6 +401,7 @@ api_server_close(struct api_server *s)
 	server_fd_close(&s->spare_fd);
 	if (s->ssl_ctx != NULL)
 		SSL_CTX_free(s->ssl_ctx);
+	pthread_mutex_destroy(&s->reload_lock);
 	if (s->h2_callbacks != NULL)
 		nghttp2_session_callbacks_del(s->h2_callbacks);
 	s->ssl_ctx = NULL;
@@ -828,6 +904,8 @@ server_handle(struct api_server *s, const struct epoll_event *ev, bool *kinesis_
 	if (tag == TAG_STOP) {
 		if (read(s->stop_fd, &drained, sizeof(drained)) < 0)
 			return;
+		if (atomic_exchange_explicit(&s->reload, false, memory_order_acquire))
+			server_reload_take(s);
 	} else if (tag == TAG_LISTEN) {
 		server_accept(s, s->listen_fd, false);
 	} else if (tag == TAG_TLS_LISTEN) {

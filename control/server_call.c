@@ -320,6 +320,7 @@ server_call_finish(struct api_call *call, int status)
 	call->status = status;
 	metrics_api_reply(call->metrics_op, status, call->error_type,
 			  call->server->now_ns - call->started_ns);
+	server_access_log(call);
 	if (c == NULL) {
 		call->server->stats.replies_dropped++;
 		server_call_free(call);

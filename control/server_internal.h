@@ -16,6 +16,7 @@
 #ifndef SLUICE_CONTROL_SERVER_INTERNAL_H
 #define SLUICE_CONTROL_SERVER_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -215,6 +216,14 @@ struct api_server {
 	int spare_fd;                    /* Held open to shed a connection at EMFILE. */
 	SSL_CTX *ssl_ctx;
 	atomic_bool stop;
+	/* api_server_reload(): the configuration to take, under reload_lock. */
+	atomic_bool reload;
+	pthread_mutex_t reload_lock;
+	struct sluice_config reload_config;
+	/* The access log ([admin] access_log_sample): sampling and the error-line budget. */
+	uint64_t access_seq;
+	uint64_t access_errors_second;
+	uint32_t access_errors_in_second;
 	struct server_conn *conns;
 	uint32_t conns_max;
 	uint32_t conns_used;
@@ -228,6 +237,7 @@ struct api_server {
 	struct api_call *call_free;
 	struct buf_pool pool;
 	struct sigv4_keys keys;
+	struct sigv4_keys reload_keys;   /* SIGHUP's parse, before it replaces `keys`. */
 	struct server_conn *dirty;
 	/*
 	 * Connections paused because no call was free, oldest first. A call freed on any
@@ -296,6 +306,10 @@ uint32_t server_call_extra_headers(const struct api_call *call,
 bool server_call_header(const struct api_call *call, const char *lower, const char **value,
 			size_t *size);
 void server_date_update(struct api_server *s, uint64_t real_ns);
+
+/* ---- server_access.c ---- */
+/* The access log's line for `call`, whose status and body are decided, when it is due. */
+void server_access_log(struct api_call *call);
 
 /* ---- server_http1.c ---- */
 void http1_conn_readable(struct server_conn *c);
