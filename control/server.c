@@ -367,6 +367,7 @@ server_reload_take(struct api_server *s)
 	}
 	server_tls_reload(s, &old);
 	kinesis_reload(s->kinesis, &s->config);
+	diag_info("server", "SIGHUP: the API thread took its keys and settings");
 }
 
 void

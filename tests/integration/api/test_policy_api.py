@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import subprocess
+import signal
 import sys
 import tempfile
 import time
@@ -364,6 +365,20 @@ def test_persistence(srv, bob_key):
     expect_error("AccessDeniedException", bob.describe_stream_summary, StreamName="logs")
 
 
+def test_reload_keeps_principals(srv, tmp, bob):
+    """A SIGHUP re-reads the keys: each must keep its principal (bob stays another account)."""
+    log = os.path.join(tmp, "sluiced.log")
+    srv.proc.send_signal(signal.SIGHUP)
+    for _ in range(400):
+        if "the API thread took its keys and settings" in open(log, errors="replace").read():
+            break
+        time.sleep(0.05)
+    else:
+        raise SystemExit("FAIL: no reload line in %s" % log)
+    # "logs" was made again without a policy: still closed to another account.
+    expect_error("AccessDeniedException", bob.describe_stream_summary, StreamName="logs")
+
+
 def main():
     binary = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="sluice-policy-")
@@ -383,6 +398,7 @@ def main():
         test_policy_table(srv, root, alice, bob)
         test_policy_operations(srv, root, bob)
         test_persistence(srv, ("AKIDBOB", KEYS["AKIDBOB"]))
+        test_reload_keeps_principals(srv, tmp, client(srv, "AKIDBOB", KEYS["AKIDBOB"]))
         srv.stop()
     finally:
         if srv.proc is not None:
