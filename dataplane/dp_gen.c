@@ -10,6 +10,8 @@
  * It sends no retries: a NACKed frame's records count as failed, a frame with
  * no answer by the end of the drain as unanswered. One producer id, batch_seq
  * = frame number + 1, so an answer names its frame and its due time.
+ * --peer-mac MAC skips ARP, for a receiver that answers nothing (dpdk-testpmd
+ * rxonly on a memif link, the packet baseline of `sluice bench ingest --compare`).
  *
  * Output (stdout, parsed by tools/cmd_bench_ingest.c), then exit 0:
  *   dp-gen: frames_sent=N records_sent=N records_acked=N records_failed=N
@@ -59,6 +61,7 @@
 struct gen_opts {
 	const char *vdev;
 	const char *file_prefix;
+	const char *peer_mac;            /* Set: no ARP (a receiver that answers none). */
 	const char *stream;
 	uint32_t dst_be;
 	uint16_t dport_be;
@@ -480,6 +483,7 @@ gen_parse(int argc, char **argv, struct gen_opts *o)
 		{ "key-count", required_argument, NULL, 'c' },
 		{ "duration-ms", required_argument, NULL, 'd' },
 		{ "drain-ms", required_argument, NULL, 'D' },
+		{ "peer-mac", required_argument, NULL, 'm' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char ip[32] = "198.18.0.1";
@@ -507,6 +511,8 @@ gen_parse(int argc, char **argv, struct gen_opts *o)
 			o->duration_ns = strtoull(optarg, NULL, 10) * 1000000u;
 		else if (opt == 'D')
 			o->drain_ns = strtoull(optarg, NULL, 10) * 1000000u;
+		else if (opt == 'm')
+			o->peer_mac = optarg;
 		else if (opt == '?')
 			return -1;
 	}
@@ -535,7 +541,8 @@ main(int argc, char **argv)
 	if (gen_parse(argc, argv, &g.o) != 0) {
 		fprintf(stderr, "usage: sluice-dp-gen --vdev VDEV --file-prefix P --stream S "
 				"--rate N --duration-ms MS [--drain-ms MS] [--target IP:PORT] "
-				"[--size B] [--records-per-frame N] [--key-count N]\n");
+				"[--size B] [--records-per-frame N] [--key-count N] "
+				"[--peer-mac MAC]\n");
 		return 2;
 	}
 	g.interval_ns = (uint64_t)(1e9 * (double)g.o.per_frame / (double)g.o.rate);
@@ -554,7 +561,12 @@ main(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	if (gen_eal(&g) != 0 || gen_port(&g) != 0 || gen_arp(&g) != 0)
+	if (g.o.peer_mac != NULL && rte_ether_unformat_addr(g.o.peer_mac, &g.peer_mac) != 0) {
+		fprintf(stderr, "sluice-dp-gen: --peer-mac %s is not a MAC address\n", g.o.peer_mac);
+		rc = 2;
+		goto out;
+	}
+	if (gen_eal(&g) != 0 || gen_port(&g) != 0 || (g.o.peer_mac == NULL && gen_arp(&g) != 0))
 		goto out;
 	gen_report(&g, gen_run(&g));
 	rc = 0;
