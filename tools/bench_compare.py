@@ -225,6 +225,7 @@ class Sluiced:
         self.proc = subprocess.Popen(env.in_ns(argv), stdout=open(self.log, "w"),
                                      stderr=subprocess.STDOUT)
         env.procs.append(self.proc)
+        say(f"sluiced {name} pid {self.proc.pid}")
         wait_line(self.log, "sluiced: ready", READY_S, self.proc)
         run(env.in_ns([env.sluice, "stream", "create", STREAM, "--shards", str(SHARDS),
                        "--endpoint", self.endpoint]))
@@ -394,6 +395,7 @@ def measure(env, short):
     duration = env.args.duration_ms or (SHORT_DURATION_MS if short else FULL_DURATION_MS)
     out = {"paths": {}}
     make_namespace(env)
+    say(f"namespace {env.ns}, devices {env.dev_a} {env.dev_b}, dir {env.tmp}")
     if not short:
         reserve_hugepages(env)
     dp = Sluiced(env, "dpdk", [
