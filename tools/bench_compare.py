@@ -229,7 +229,7 @@ class Sluiced:
         argv = [env.sluiced, "--data-dir", f"{env.tmp}/data-{name}",
                 "--api-listen", f"127.0.0.1:{API_PORT}",
                 "--set", "dataplane.no_huge=true"]
-        for s in sets:
+        for s in sets + env.args.set:
             argv += ["--set", s]
         self.proc = subprocess.Popen(env.in_ns(argv), stdout=open(self.log, "w"),
                                      stderr=subprocess.STDOUT)
@@ -560,6 +560,8 @@ def main():
     ap.add_argument("--short", action="store_true")
     ap.add_argument("--duration-ms", type=int, default=0)
     ap.add_argument("--dir", default=None, help="temp dir parent (default $TMPDIR)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="one more sluiced setting for both backends (exploring a limit)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("sluice-bench-compare: run as root", file=sys.stderr)
