@@ -9,11 +9,12 @@ after Ctrl-C, SIGTERM and SIGHUP):
     appliance's AF_XDP port (no address), cmp<pid>b the producers' end
     (198.18.0.2/15, TX checksum offload off: AF_XDP hands the raw bytes over);
   - a temp dir (data dirs, memif sockets, logs);
-  - sluiced "dpdk": [dataplane] backend = dpdk, two ports (AF_XDP on cmp<pid>a,
-    a memif server), two workers (worker i polls port i), no hugepages; the
-    HTTP API runs in it too;
-  - sluiced "kernel": backend = kernel, the same config otherwise, started after
-    the first one stopped (198.18.0.1 then moves to the namespace's lo);
+  - one sluiced per device, one after the other, each on a data dir of its own,
+    one worker, no hugepages, defaults otherwise: "memif" ([dataplane] backend =
+    dpdk, a memif server; HTTP runs against it too), "af_xdp" (AF_XDP on
+    cmp<pid>a) and "kernel" (backend = kernel; 198.18.0.1 then moves to the
+    namespace's lo). One device per process: an idle AF_XDP port on veth costs
+    its worker a recvfrom() per poll, which must not be charged to memif or HTTP;
   - dpdk-testpmd rxonly as a memif server on a socket of its own;
   - hugepages for `sluice bench dataplane` if fewer than 256 are reserved
     (the old count is restored).
@@ -66,6 +67,7 @@ RECORDS_PER_DATAGRAM = 12        # 12 x 100 B fit one 1,500 B datagram.
 RECORDS_PER_REQUEST = 500        # PutRecords' limit.
 HTTP_CONNECTIONS = 16
 UDP_PRODUCERS = 4
+WORKERS = 1                      # Each sluiced's [dataplane] workers (the default).
 APPLIANCE = "198.18.0.1"
 PEER = "198.18.0.2/15"
 INGEST_PORT = 4570
@@ -256,7 +258,7 @@ class Sluiced:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
             s.connect(path)
             s.recv(TELEMETRY_SIZE)
-            for w in range(2):
+            for w in range(WORKERS):
                 s.send(f"/sluice/dp/worker,{w}".encode())
                 d = json.loads(s.recv(TELEMETRY_SIZE)).get("/sluice/dp/worker") or {}
                 for k in STAGE_COUNTERS:
@@ -438,57 +440,67 @@ def worker_per_cpu_s(env, scenario):
 
 def measure(env, short):
     duration = env.args.duration_ms or (SHORT_DURATION_MS if short else FULL_DURATION_MS)
-    out = {"paths": {}}
+    out = {"paths": {}, "readback": []}
     make_namespace(env)
     say(f"namespace {env.ns}, devices {env.dev_a} {env.dev_b}, dir {env.tmp}")
     if not short:
         reserve_hugepages(env)
-    dp = Sluiced(env, "dpdk", [
-        f"dataplane.vdev=net_af_xdp0,iface={env.dev_a};"
-        f"net_memif0,role=server,socket={env.tmp}/memif.sock,socket-abstract=no,"
-        f"mac={APPLIANCE_MAC}",
-        "dataplane.workers=2"])
-    sat = SHORT_RATE if short else ramp(env, dp)
+    packet_rate = measure_memif(env, short, duration, out)
+    dev = Sluiced(env, "af_xdp", [f"dataplane.vdev=net_af_xdp0,iface={env.dev_a}"])
+    out["paths"]["dpdk_af_xdp"] = bench_ingest(env, dev, "dpdk af_xdp 12x100B",
+                                               af_xdp_args(env), out["saturating"],
+                                               RECORDS_PER_DATAGRAM, duration)
+    out["readback"].append(readback(dev))
+    dev.stop()
+    out["testpmd"] = testpmd_rxonly(env, packet_rate, duration)
+    out["log_p99_us"] = log_p99_us(env)
+    measure_kernel(env, duration, out)
+    out["worker_per_cpu_s"] = None if short else worker_per_cpu_s(env, "12x100B")
+    return out
+
+
+def measure_memif(env, short, duration, out):
+    """The ramp, memif 12 and 1 records per datagram, HTTP and latency on one sluiced."""
+    dev = Sluiced(env, "memif", [
+        f"dataplane.vdev=net_memif0,role=server,socket={env.tmp}/memif.sock,"
+        f"socket-abstract=no,mac={APPLIANCE_MAC}"])
+    sat = SHORT_RATE if short else ramp(env, dev)
     out["saturating"] = sat
     say(f"saturating rate {sat:.0f} records/s")
     paths = out["paths"]
-    paths["dpdk_memif"] = bench_ingest(env, dp, "dpdk memif 12x100B", memif_args(env), sat,
+    paths["dpdk_memif"] = bench_ingest(env, dev, "dpdk memif 12x100B", memif_args(env), sat,
                                        RECORDS_PER_DATAGRAM, duration)
-    paths["dpdk_af_xdp"] = bench_ingest(env, dp, "dpdk af_xdp 12x100B", af_xdp_args(env), sat,
-                                        RECORDS_PER_DATAGRAM, duration)
-    paths["http"] = bench_ingest(env, dp, "http 500x100B", http_args(dp), sat,
+    paths["http"] = bench_ingest(env, dev, "http 500x100B", http_args(dev), sat,
                                  RECORDS_PER_REQUEST, duration)
-    lat = {}
-    lat["unloaded"] = bench_ingest(env, dp, "latency unloaded (S/20)", memif_args(env),
-                                   max(sat / 20, RECORDS_PER_DATAGRAM * 100),
-                                   RECORDS_PER_DATAGRAM, duration)
-    lat["half"] = bench_ingest(env, dp, "latency half (S/2)", memif_args(env), sat / 2,
-                               RECORDS_PER_DATAGRAM, duration)
-    lat["overload"] = bench_ingest(env, dp, "latency overload (2S)", memif_args(env), sat * 2,
-                                   RECORDS_PER_DATAGRAM, duration)
-    out["latency"] = lat
+    lat = out["latency"] = {}
+    for name, rate in (("unloaded", max(sat / 20, RECORDS_PER_DATAGRAM * 100)),
+                       ("half", sat / 2), ("overload", sat * 2)):
+        lat[name] = bench_ingest(env, dev, f"latency {name}", memif_args(env), rate,
+                                 RECORDS_PER_DATAGRAM, duration)
     # Short: the same datagram rate as the 12-record paths (no overload, so lost must be 0).
     packet_rate = sat / RECORDS_PER_DATAGRAM if short else min(sat, PACKET_RATE_MAX)
-    paths["memif_1rec"] = bench_ingest(env, dp, "dpdk memif 1x100B", memif_args(env),
+    paths["memif_1rec"] = bench_ingest(env, dev, "dpdk memif 1x100B", memif_args(env),
                                        packet_rate, 1, duration)
-    out["readback"] = [readback(dp)]
-    dp.stop()
-    out["testpmd"] = testpmd_rxonly(env, packet_rate, duration)
-    out["log_p99_us"] = log_p99_us(env)
-    # The kernel backend serves 198.18.0.1 from the namespace's own stack.
+    out["readback"].append(readback(dev))
+    dev.stop()
+    return packet_rate
+
+
+def measure_kernel(env, duration, out):
+    """HTTP and UDP on the kernel backend, which serves 198.18.0.1 from the namespace's lo."""
     run(["ip", "-n", env.ns, "addr", "add", f"{APPLIANCE}/32", "dev", "lo"])
-    kern = Sluiced(env, "kernel", ["dataplane.backend=kernel", "dataplane.workers=2"])
-    paths["http_kernel"] = bench_ingest(env, kern, "http 500x100B (kernel)",
-                                        http_args(kern), sat, RECORDS_PER_REQUEST, duration)
-    paths["kernel_udp"] = bench_ingest(env, kern, "kernel udp 12x100B",
-                                       ["--transport", "udp", "--target",
-                                        f"{APPLIANCE}:{INGEST_PORT}",
-                                        "--producers", str(UDP_PRODUCERS)],
-                                       sat, RECORDS_PER_DATAGRAM, duration)
+    kern = Sluiced(env, "kernel", ["dataplane.backend=kernel"])
+    out["paths"]["http_kernel"] = bench_ingest(env, kern, "http 500x100B (kernel)",
+                                               http_args(kern), out["saturating"],
+                                               RECORDS_PER_REQUEST, duration)
+    out["paths"]["kernel_udp"] = bench_ingest(env, kern, "kernel udp 12x100B",
+                                              ["--transport", "udp", "--target",
+                                               f"{APPLIANCE}:{INGEST_PORT}",
+                                               "--producers", str(UDP_PRODUCERS)],
+                                              out["saturating"], RECORDS_PER_DATAGRAM,
+                                              duration)
     out["readback"].append(readback(kern))
     kern.stop()
-    out["worker_per_cpu_s"] = None if short else worker_per_cpu_s(env, "12x100B")
-    return out
 
 
 def readback(s):

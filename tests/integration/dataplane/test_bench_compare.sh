@@ -1,7 +1,7 @@
 #!/bin/sh
 # `sluice bench ingest --compare --short` (root; skipped otherwise): it makes its
-# own namespace, veth + AF_XDP, memif sockets, a DPDK-backend and a kernel-backend
-# sluiced and a dpdk-testpmd, runs every path briefly and prints the ingest-compare
+# own namespace, veth + AF_XDP, memif sockets, a sluiced per device (memif, AF_XDP,
+# kernel backend) and a dpdk-testpmd, runs every path briefly and prints the ingest-compare
 # line. Behaviour only, never time (this machine is shared): every field is a
 # number, lost=0, every path acknowledged records, the stream read back matched,
 # and it removed all it made. Refused when not root. Interrupted (SIGTERM) once a
@@ -42,7 +42,7 @@ check_gone() {
 	[ -n "$ns" ] && [ -n "$dir" ] || fail "no 'namespace ..., dir ...' line: $(cat "$1")"
 	ip netns list | grep -qw "$ns" && fail "namespace $ns left behind"
 	[ -e "$dir" ] && fail "temp dir $dir left behind"
-	for pid in $(sed -n 's/.* sluiced [a-z]* pid \([0-9]*\)$/\1/p' "$1"); do
+	for pid in $(sed -n 's/.* sluiced [a-z_]* pid \([0-9]*\)$/\1/p' "$1"); do
 		kill -0 "$pid" 2>/dev/null && fail "sluiced $pid still running"
 		[ -e "/var/run/dpdk/sluice-$pid" ] && fail "DPDK runtime dir of $pid left behind"
 	done
@@ -73,7 +73,7 @@ for path in dpdk_memif dpdk_af_xdp http http_kernel kernel_udp memif_1rec; do
 done
 awk '/^testpmd rxonly memif/ { exit !($4 > 0) }' "$tmp/out" || fail "testpmd received nothing"
 # Each sluiced's stream held exactly what its runs acknowledged, nothing unanswered.
-[ "$(grep -c ' 0 unanswered, 0 unexpected$' "$tmp/out")" = 2 ] || fail "read-back: $(cat "$tmp/out")"
+[ "$(grep -c ' 0 unanswered, 0 unexpected$' "$tmp/out")" = 3 ] || fail "read-back: $(cat "$tmp/out")"
 awk '/^sluiced .* read back/ { if ($9 != $11) exit 1 }' "$tmp/out" ||
 	fail "read-back: stored != acknowledged: $(grep '^sluiced ' "$tmp/out")"
 check_gone "$tmp/err"
