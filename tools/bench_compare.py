@@ -551,6 +551,7 @@ def report(out):
     dpdk = max(p["dpdk_memif"]["per_cpu_s"], p["dpdk_af_xdp"]["per_cpu_s"])
     http = max(p["http"]["per_cpu_s"], p["http_kernel"]["per_cpu_s"])
     lost = sum(rb["lost"] for rb in out["readback"])
+    p99 = {k: v["latency_us"]["p99"] for k, v in lat.items()}
     fields = {
         "dpdk_per_cpu_s": f"{dpdk:.0f}",
         "http_per_cpu_s": f"{http:.0f}",
@@ -558,8 +559,8 @@ def report(out):
         "ratio_http": f"{ratio(dpdk, http):.2f}",
         "ratio_kernel": f"{ratio(dpdk, p['kernel_udp']['per_cpu_s']):.2f}",
         "memif_vs_testpmd": f"{ratio(p['memif_1rec']['per_cpu_s'], tp['per_cpu_s']):.3f}",
-        "p99_half_ratio": f"{ratio(lat['half']['latency_us']['p99'], out['log_p99_us']):.2f}",
-        "p99_overload_ratio": f"{ratio(lat['overload']['latency_us']['p99'], lat['unloaded']['latency_us']['p99']):.2f}",
+        "p99_half_ratio": f"{ratio(p99['half'], out['log_p99_us']):.2f}",
+        "p99_overload_ratio": f"{ratio(p99['overload'], p99['unloaded']):.2f}",
         "lost": str(lost),
     }
     print("ingest-compare: " + " ".join(f"{k}={v}" for k, v in fields.items()), flush=True)

@@ -1018,7 +1018,7 @@ bench_dpdk(struct bench *b, uint64_t *unanswered_out)
  * (found like sluice-dp-gen, or as $SLUICE_BENCH_COMPARE).
  */
 static int
-bench_compare(const struct bench *b, bool duration_given)
+bench_compare(const struct bench *b)
 {
 	char helper[PATH_MAX], self[PATH_MAX], duration[24];
 	char *argv[] = { helper, "--sluice", self, "--duration-ms", duration,
@@ -1038,9 +1038,9 @@ bench_compare(const struct bench *b, bool duration_given)
 		return CMD_EXIT_ERROR;
 	}
 	self[n] = '\0';
-	/* 0: the driver's default for --short or the full run. */
+	/* 0 (not given): the driver's default for --short or the full run. */
 	snprintf(duration, sizeof(duration), "%llu",
-		 duration_given ? (unsigned long long)(b->duration_ns / 1000000) : 0ull);
+		 (unsigned long long)(b->duration_ns / 1000000));
 	fflush(NULL);
 	execv(helper, argv);
 	fprintf(stderr, "sluice bench ingest --compare: %s: %s\n", helper, strerror(errno));
@@ -1255,7 +1255,7 @@ cmd_bench_ingest(int argc, char **argv)
 	b.zipf_s = 0.99;
 	b.connection_count = 0;  /* Chosen by transport below. */
 	b.pipeline = 1;
-	b.duration_ns = 10000000000ull;
+	b.duration_ns = 0;         /* 10 s, or --compare's own default, when not given. */
 	b.drain_ns = 5000000000ull;
 	b.epoll_fd = -1;
 	code = cli_parse_or_usage(argc, argv, bench_synopsis, table, ARRAY_SIZE(table), &args,
@@ -1263,7 +1263,9 @@ cmd_bench_ingest(int argc, char **argv)
 	if (done)
 		return code;
 	if (b.compare && args.positional_count == 0)
-		return bench_compare(&b, b.duration_ns != 10000000000ull);
+		return bench_compare(&b);
+	if (b.duration_ns == 0)
+		b.duration_ns = 10000000000ull;
 	if (b.compare || b.compare_short || !bench_opts_valid(&b, &args)) {
 		cli_args_usage(stderr, bench_synopsis, table, ARRAY_SIZE(table));
 		return CMD_EXIT_USAGE;
