@@ -577,7 +577,7 @@ def main():
     ap.add_argument("--duration-ms", type=int, default=0)
     ap.add_argument("--dir", default=None, help="temp dir parent (default $TMPDIR)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="one more sluiced setting for both backends (exploring a limit)")
+                    help="one more setting for every sluiced it starts (exploring a limit)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("sluice-bench-compare: run as root", file=sys.stderr)
