@@ -10,6 +10,7 @@
  *   kinesis_records.h    kinesis_records.c, _fast.c, _read.c    PutRecord(s), GetRecords
  *   kinesis_shards.h     kinesis_shards.c, _reshard.c, _autoscale.c  shards, resharding
  *   kinesis_tags.h       kinesis_tags.c                         tags
+ *   kinesis_consumers.h  kinesis_consumers.c                    consumers, SubscribeToShard
  *
  * kinesis_ops.c holds the one operation table and the dispatcher; kinesis_main.c
  * opens, polls and closes the module. The server sees only control/api.h.
@@ -146,6 +147,8 @@ struct kinesis {
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */
+	struct kinesis_fanout *fanout;    /* Consumers and subscriptions (kinesis_consumers.c). */
+	int wake_fd;                      /* epoll: the producer's completions, the log's durability. */
 };
 
 
@@ -235,6 +238,7 @@ void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 
 /* ---- Each concern's declarations ------------------------------------------ */
 
+#include "control/kinesis_consumers.h"
 #include "control/kinesis_records.h"
 #include "control/kinesis_shards.h"
 #include "control/kinesis_streams.h"

@@ -55,7 +55,9 @@ static const char metadata_schema[] =
 	" PRIMARY KEY(stream_id, shard_index));"
 	"CREATE TABLE IF NOT EXISTS tags(stream_id INTEGER NOT NULL, key TEXT NOT NULL,"
 	" value TEXT NOT NULL, PRIMARY KEY(stream_id, key));"
-	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);";
+	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);"
+	"CREATE TABLE IF NOT EXISTS consumers(stream_id INTEGER NOT NULL, name TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL, PRIMARY KEY(stream_id, name));";
 
 /* -ENOSPC when SQLite ran out of disk, else -EIO. */
 static int
@@ -475,6 +477,8 @@ metadata_stream_delete_once(struct metadata *md, uint32_t stream_id)
 	if (rc == 0)
 		rc = metadata_run3(md, "DELETE FROM tags WHERE stream_id = ?", stream_id, 0, 0);
 	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM consumers WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
 		rc = metadata_run3(md, "INSERT OR REPLACE INTO pending_deletes(stream_id)"
 				   " VALUES(?)", stream_id, 0, 0);
 	return metadata_end(md, rc);
@@ -646,6 +650,59 @@ metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *start_af
 		fn(arg, &tag);
 	}
 	rc = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : metadata_fail(md, "list tags");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* A consumer row: one statement, so no transaction of its own is needed. */
+static int
+metadata_consumer_run(struct metadata *md, const char *sql, uint32_t stream_id,
+		      const char *name, size_t name_size, uint64_t created_ms)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, sql, &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	sqlite3_bind_text(stmt, 2, name, (int)name_size, SQLITE_TRANSIENT);
+	if (sqlite3_bind_parameter_count(stmt) >= 3)
+		sqlite3_bind_int64(stmt, 3, (int64_t)created_ms);
+	return metadata_step_done(md, stmt);
+}
+
+int
+metadata_consumer_add(struct metadata *md, uint32_t stream_id, const char *name,
+		      size_t name_size, uint64_t created_ms)
+{
+	return metadata_consumer_run(md, "INSERT INTO consumers(stream_id, name, created_ms)"
+				     " VALUES(?, ?, ?)", stream_id, name, name_size, created_ms);
+}
+
+int
+metadata_consumer_remove(struct metadata *md, uint32_t stream_id, const char *name,
+			 size_t name_size)
+{
+	return metadata_consumer_run(md, "DELETE FROM consumers WHERE stream_id = ? AND name = ?",
+				     stream_id, name, name_size, 0);
+}
+
+int
+metadata_consumers_load(struct metadata *md, metadata_consumer_fn *fn, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id, name, created_ms FROM consumers"
+				  " ORDER BY stream_id, created_ms, name", &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0),
+			(const char *)sqlite3_column_text(stmt, 1),
+			(size_t)sqlite3_column_bytes(stmt, 1),
+			(uint64_t)sqlite3_column_int64(stmt, 2));
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "consumers");
 	sqlite3_finalize(stmt);
 	return rc;
 }
