@@ -208,7 +208,14 @@ static const struct bad_case bad_cases[] = {
 	  "failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]; "
 	  "Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value "
 	  "greater than or equal to 1" },
-	{ "RegisterStreamConsumer", "{}", "UnknownOperationException", NULL },
+	{ "RegisterStreamConsumer", "{}", "ValidationException", "2 validation errors detected: "
+	  "Value null at 'streamARN' failed to satisfy constraint: Member must not be null; Value "
+	  "null at 'consumerName' failed to satisfy constraint: Member must not be null" },
+	{ "SubscribeToShard", "{\"ConsumerARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/"
+	  "s/consumer/c:1\",\"ShardId\":\"shardId-000000000000\",\"StartingPosition\":"
+	  "{\"Type\":\"LATEST\"}}", "ResourceNotFoundException", "Consumer arn:aws:kinesis:"
+	  "us-east-1:000000000000:stream/s/consumer/c:1 not found." },
+	{ "StartStreamEncryption", "{}", "UnknownOperationException", NULL },
 	{ "NoSuchAction", "{}", "UnknownOperationException", NULL },
 };
 
