@@ -10,16 +10,25 @@ SubscribeToShard through boto3's EventStream reader (HTTP/1.1 chunked): while
 PutRecords run and the shard is split, every acknowledged record arrives exactly once
 and in order on the parent, then (after the event carrying ChildShards) on the
 children; a second subscription of the same consumer and shard is
-ResourceInUseException. Uses its own temp dir and free port; stops only its own PID.
+ResourceInUseException. 100 subscriptions at once (20 consumers x 5 shards, raw HTTP/1.1)
+each get every record of their shard; a subscriber that stops reading while 24 MB wait
+for it does not grow the server's memory (RSS), and gets everything once it reads.
+Uses its own temp dir and free port; stops only its own PID.
 """
+import base64
+import json
 import os
+import select
 import shutil
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import threading
 import time
 
+from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -166,6 +175,134 @@ def subscribe_during_split(srv, kc, consumer_arn):
     print("fan-out: %d records over the split, each once and in order" % len(acked))
 
 
+class RawSubscription:
+    """SubscribeToShard over a raw HTTP/1.1 socket (auth is off), decoded with botocore."""
+
+    def __init__(self, srv, consumer_arn, shard_id, rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", srv.port))
+        body = json.dumps({"ConsumerARN": consumer_arn, "ShardId": shard_id,
+                           "StartingPosition": {"Type": "TRIM_HORIZON"}}).encode()
+        self.sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Kinesis_20131202."
+                          b"SubscribeToShard\r\nContent-Type: application/x-amz-json-1.1\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        self.raw = b""
+        self.head = None
+        self.events = EventStreamBuffer()
+        self.records = []
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def read_some(self):
+        data = self.sock.recv(1 << 20)
+        check(data, "the server closed a subscription")
+        self.raw += data
+        if self.head is None:
+            if b"\r\n\r\n" not in self.raw:
+                return
+            self.head, self.raw = self.raw.split(b"\r\n\r\n", 1)
+            check(self.head.startswith(b"HTTP/1.1 200") and b"chunked" in self.head,
+                  "subscription head: %r" % self.head)
+        while True:  # Whole chunks only.
+            line, sep, rest = self.raw.partition(b"\r\n")
+            if not sep:
+                return
+            size = int(line, 16)
+            if len(rest) < size + 2:
+                return
+            self.events.add_data(rest[:size])
+            self.raw = rest[size + 2:]
+            for m in self.events:
+                if m.headers.get(":event-type") == "SubscribeToShardEvent":
+                    self.records += json.loads(m.payload)["Records"]
+
+
+def read_until(subs, done, what):
+    end = time.time() + DEADLINE_S
+    while not all(done(s) for s in subs):
+        check(time.time() < end, "timed out: " + what)
+        ready, _, _ = select.select([s for s in subs if not done(s)], [], [], 1.0)
+        for s in ready:
+            s.read_some()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise SystemExit("FAIL: no VmRSS")
+
+
+def new_stream_with_consumers(kc, name, shards, consumers):
+    kc.create_stream(StreamName=name, ShardCount=shards)
+    wait_active(kc, name)
+    stream_arn = kc.describe_stream_summary(
+        StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    arns = [kc.register_stream_consumer(StreamARN=stream_arn, ConsumerName="m%02d" % i)
+            ["Consumer"]["ConsumerARN"] for i in range(consumers)]
+    for arn in arns:
+        wait_consumer(kc, arn, "ACTIVE")
+    return arns
+
+
+def many(srv, kc):
+    arns = new_stream_with_consumers(kc, "many", 5, 20)
+    shards = ["shardId-%012d" % i for i in range(5)]
+    hashes = [str(i * (2 ** 128 // 5)) for i in range(5)]
+    subs = [RawSubscription(srv, arns[c], shards[s]) for c in range(20) for s in range(5)]
+    for s in range(5):
+        kc.put_records(StreamName="many", Records=[
+            {"Data": b"m%d-%d" % (s, i), "PartitionKey": "k", "ExplicitHashKey": hashes[s]}
+            for i in range(100)])
+    read_until(subs, lambda x: len(x.records) >= 100, "100 subscriptions")
+    for i, x in enumerate(subs):
+        data = [base64.b64decode(r["Data"]) for r in x.records]
+        check(data == [b"m%d-%d" % (i % 5, n) for n in range(100)],
+              "subscription %d: %d records, or not in order" % (i, len(data)))
+        x.sock.close()
+    kc.delete_stream(StreamName="many", EnforceConsumerDeletion=True)
+    print("fan-out: 100 subscriptions at once, each got its shard's 100 records in order")
+
+
+def queued_bytes(sock):
+    import fcntl
+    import termios
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
+def slow_reader(srv, kc):
+    """24 MB owed to a reader that does not read: the server's memory stays put."""
+    arn = new_stream_with_consumers(kc, "slow", 1, 1)[0]
+    blob = os.urandom(60000)
+    for _ in range(400):
+        kc.put_record(StreamName="slow", Data=blob, PartitionKey="s")
+    rss_before = rss_kib(srv.proc.pid)
+    slow = RawSubscription(srv, arn, "shardId-000000000000", rcvbuf=4096)
+    # Stalled: what reached the socket stops changing (the server was refused since).
+    end = time.time() + DEADLINE_S
+    last, alike = -1, 0
+    while alike < 50:
+        check(time.time() < end, "the reader's socket never filled")
+        time.sleep(0.02)
+        now = queued_bytes(slow.sock)
+        alike = alike + 1 if now == last and now > 0 else 0
+        last = now
+    rss_after = rss_kib(srv.proc.pid)
+    print("fan-out: a stalled reader owed 24 MB: sluiced RSS %d -> %d KiB" % (
+        rss_before, rss_after))
+    check(rss_after - rss_before < 8 * 1024, "RSS grew %d KiB" % (rss_after - rss_before))
+    read_until([slow], lambda x: len(x.records) >= 400, "the slow reader")
+    check(len(slow.records) == 400, "slow reader: %d records" % len(slow.records))
+    seqs = [int(r["SequenceNumber"]) for r in slow.records]
+    check(seqs == sorted(set(seqs)), "slow reader: order or duplicates")
+    slow.sock.close()
+    kc.delete_stream(StreamName="slow", EnforceConsumerDeletion=True)
+
+
 def main():
     binary = sys.argv[1]
     data_dir = tempfile.mkdtemp(prefix="fanout-api-")
@@ -179,6 +316,8 @@ def main():
             StreamName=STREAM)["StreamDescriptionSummary"]["StreamARN"]
         consumer_arn = consumers(kc, stream_arn)
         subscribe_during_split(srv, kc, consumer_arn)
+        many(srv, kc)
+        slow_reader(srv, kc)
         expect_error("ResourceInUseException", kc.delete_stream, StreamName=STREAM)
         kc.delete_stream(StreamName=STREAM, EnforceConsumerDeletion=True)
         srv.stop()
