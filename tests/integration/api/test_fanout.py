@@ -2,7 +2,7 @@
 """
 Enhanced fan-out end to end: sluiced (API + log, no dataplane) driven by boto3.
 
-  usage: test_fanout.py SLUICED
+  usage: test_fanout.py SLUICED [JS_DIR]
 
 Consumers: Register/Describe/List (paginated)/Deregister with their status changes,
 the 20-per-stream limit, duplicates, ARNs; DeleteStream's EnforceConsumerDeletion.
@@ -13,7 +13,10 @@ children; a second subscription of the same consumer and shard is
 ResourceInUseException. 100 subscriptions at once (20 consumers x 5 shards, raw HTTP/1.1)
 each get every record of their shard; a subscriber that stops reading while 24 MB wait
 for it does not grow the server's memory (RSS), and gets everything once it reads.
-Uses its own temp dir and free port; stops only its own PID.
+The JS SDK v3 (@aws-sdk/client-kinesis, whose default handler for SubscribeToShard is
+HTTP/2: h2c here) reads every record, in order, while PutRecords run; its package is
+installed with npm into JS_DIR (the build tree) on first use, and that phase is skipped,
+saying so, only when npm cannot install it. Uses its own temp dir and free port; stops only its own PID.
 """
 import base64
 import json
@@ -23,6 +26,7 @@ import shutil
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -303,6 +307,53 @@ def slow_reader(srv, kc):
     kc.delete_stream(StreamName="slow", EnforceConsumerDeletion=True)
 
 
+def js_modules(js_dir):
+    """node_modules for js/package.json in js_dir (npm install once); None if impossible."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
+    if js_dir is None or shutil.which("node") is None or shutil.which("npm") is None:
+        return None
+    os.makedirs(js_dir, exist_ok=True)
+    shutil.copy(os.path.join(here, "package.json"), js_dir)
+    shutil.copy(os.path.join(here, "subscribe.mjs"), js_dir)
+    if not os.path.isdir(os.path.join(js_dir, "node_modules", "@aws-sdk", "client-kinesis")):
+        r = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=js_dir,
+                           capture_output=True, timeout=300)
+        if r.returncode != 0:
+            print("npm install failed: %s" % r.stderr.decode()[-500:])
+            return None
+    return js_dir
+
+
+def js_sdk(srv, kc, js_dir):
+    """The JS SDK v3's SubscribeToShardCommand over its default HTTP/2 handler."""
+    arn = new_stream_with_consumers(kc, "js", 1, 1)[0]
+    total = 1000
+    node = subprocess.Popen(["node", os.path.join(js_dir, "subscribe.mjs"), srv.url, arn,
+                             "shardId-000000000000", str(total)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    acked = []
+    try:
+        for b in range(total // 100):
+            out = kc.put_records(StreamName="js", Records=[
+                {"Data": b"js%05d" % (b * 100 + i), "PartitionKey": "k"} for i in range(100)])
+            check(out.get("FailedRecordCount", 0) == 0, "put_records failed")
+            acked += [r["SequenceNumber"] for r in out["Records"]]
+        stdout, stderr = node.communicate(timeout=DEADLINE_S)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+    check(node.returncode == 0, "JS SDK subscriber: %s" % stderr.decode()[-1000:])
+    got = [json.loads(line) for line in stdout.decode().splitlines()]
+    check([g["seq"] for g in got] == acked, "JS SDK: %d records, not the %d acknowledged in "
+          "order" % (len(got), len(acked)))
+    check([base64.b64decode(g["data"]) for g in got] == [b"js%05d" % i for i in range(total)],
+          "JS SDK: record contents")
+    kc.delete_stream(StreamName="js", EnforceConsumerDeletion=True)
+    print("fan-out: the JS SDK v3 (HTTP/2) read %d records in order while they were put" %
+          total)
+
+
 def main():
     binary = sys.argv[1]
     data_dir = tempfile.mkdtemp(prefix="fanout-api-")
@@ -318,6 +369,11 @@ def main():
         subscribe_during_split(srv, kc, consumer_arn)
         many(srv, kc)
         slow_reader(srv, kc)
+        js_dir = js_modules(sys.argv[2] if len(sys.argv) > 2 else None)
+        if js_dir is not None:
+            js_sdk(srv, kc, js_dir)
+        else:
+            print("SKIPPED: the JS SDK phase (no node/npm, or npm could not install)")
         expect_error("ResourceInUseException", kc.delete_stream, StreamName=STREAM)
         kc.delete_stream(StreamName=STREAM, EnforceConsumerDeletion=True)
         srv.stop()
