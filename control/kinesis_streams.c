@@ -535,8 +535,9 @@ kinesis_describe_stream_summary(struct kinesis_req *r)
 
 	api_out_printf(out, "{\"StreamDescriptionSummary\":{");
 	kinesis_out_stream_head(r->k, out, s);
-	api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":0}}",
-		       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s));
+	api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":%u}}",
+		       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s),
+		       kinesis_consumer_count(r->k, s));
 	api_call_reply(r->call, 200);
 }
 

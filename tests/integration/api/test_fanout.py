@@ -87,6 +87,8 @@ def consumers(kc, stream_arn):
     check(sorted(names) == sorted(["app-a"] + ["c%02d" % i for i in range(19)]),
           "ListStreamConsumers pages: %s" % names)
     check(pages == 3, "20 consumers in pages of 7: %d pages" % pages)
+    summary = kc.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
+    check(summary["ConsumerCount"] == 20, "ConsumerCount %s" % summary["ConsumerCount"])
     gone = kc.describe_stream_consumer(StreamARN=stream_arn, ConsumerName="c00")
     kc.deregister_stream_consumer(ConsumerARN=gone["ConsumerDescription"]["ConsumerARN"])
     wait_consumer(kc, gone["ConsumerDescription"]["ConsumerARN"], None)
