@@ -333,6 +333,11 @@ http1_conn_readable(struct server_conn *c)
 		}
 		if (n == -EAGAIN)
 			break;
+		if (n == 0 && c->calls_head != NULL && c->calls_head->state == CALL_STREAMING) {
+			/* A stream has no end to wait for: a subscriber that closed has left. */
+			server_conn_close(c);
+			return;
+		}
 		if (n == 0 && c->calls_head != NULL && c->reading == NULL) {
 			/* Half-closed after its requests: answer them, then close. */
 			c->closing = true;

@@ -2144,3 +2144,16 @@ Test(server, stream_with_curl_over_tls_h2_and_h1, .init = setup_tls, .fini = ser
 	probe_until(p, p.calls_used == 0 && p.streams_open == 0);
 	cr_assert_eq(p.stats.streams_ended, 2);
 }
+
+/* A subscriber that closes its side has left: the stream is GONE at once, not at its end. */
+Test(server, stream_h1_client_eof_is_gone, .init = setup_default, .fini = server_stop)
+{
+	int fd = client_connect();
+	struct probe p;
+
+	client_send_str(fd, request("SubscribeToShard", "100000 100", NULL));
+	probe_until(p, p.stats.streams_started == 1);
+	cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+	probe_until(p, p.streams_gone == 1 && p.calls_used == 0 && p.streams_open == 0);
+	close(fd);
+}
