@@ -184,10 +184,8 @@ def subscribe_during_split(srv, kc, consumer_arn):
 class RawSubscription:
     """SubscribeToShard over a raw HTTP/1.1 socket (auth is off), decoded with botocore."""
 
-    def __init__(self, srv, consumer_arn, shard_id, rcvbuf=None):
+    def __init__(self, srv, consumer_arn, shard_id):
         self.sock = socket.socket()
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.connect(("127.0.0.1", srv.port))
         body = json.dumps({"ConsumerARN": consumer_arn, "ShardId": shard_id,
                            "StartingPosition": {"Type": "TRIM_HORIZON"}}).encode()
@@ -287,7 +285,7 @@ def slow_reader(srv, kc):
     for _ in range(400):
         kc.put_record(StreamName="slow", Data=blob, PartitionKey="s")
     rss_before = rss_kib(srv.proc.pid)
-    slow = RawSubscription(srv, arn, "shardId-000000000000", rcvbuf=4096)
+    slow = RawSubscription(srv, arn, "shardId-000000000000")
     # Stalled: what reached the socket stops changing (the server was refused since).
     end = time.time() + DEADLINE_S
     last, alike = -1, 0
