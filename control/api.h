@@ -70,6 +70,44 @@ void api_call_reply(struct api_call *call, int http_status);
 void api_call_error(struct api_call *call, int http_status, const char *type,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * Streaming answers (SubscribeToShard): a 200 whose body stays open and receives bytes
+ * pushed later, as HTTP/1.1 chunks or HTTP/2 DATA frames. Each stream buffers at most
+ * API_STREAM_PENDING_MAX bytes not yet taken by the peer (one write bigger than that is
+ * taken only into an empty buffer): when the peer does not read (TCP full, h2 window
+ * closed), writes are refused with -EAGAIN and the action stops producing until the
+ * server calls it back with API_STREAM_WRITABLE. Memory is therefore bounded per
+ * stream, whatever the peer does.
+ */
+#define API_STREAM_PENDING_MAX (256u * 1024u)
+
+enum api_stream_event {
+	API_STREAM_WRITABLE,  /* A refused write's bytes can go now: the buffer is empty. */
+	API_STREAM_GONE,      /* The client left or reset the stream: call api_call_stream_end(). */
+};
+
+/* Called on the server thread, never from inside api_call_stream_*(). */
+typedef void (*api_stream_fn)(void *ctx, enum api_stream_event event);
+
+/*
+ * Starts the streaming answer of `call` (status 200, `content_type`, no length). `fn`
+ * receives the stream's events until api_call_stream_end(). 0, or -EPIPE when the
+ * client already left (the call is then finished: do not end it).
+ */
+int api_call_stream_begin(struct api_call *call, const char *content_type, api_stream_fn fn,
+			  void *ctx);
+/*
+ * Queues `size` bytes (one whole message: a stream never carries part of one). 0;
+ * -EAGAIN when they do not fit now (API_STREAM_WRITABLE follows); -ENOBUFS when no pool
+ * buffer is free (retry later: no event follows); -EPIPE when the client left
+ * (API_STREAM_GONE follows, if it has not come yet).
+ */
+int api_call_stream_write(struct api_call *call, const void *data, size_t size);
+/* Bytes queued and not yet taken by the peer (what a refused write waits on). */
+size_t api_call_stream_pending(const struct api_call *call);
+/* Ends the body once what is queued has gone (or at once if the client left). */
+void api_call_stream_end(struct api_call *call);
+
 /* ---- Kinesis actions (kinesis_*.c) ---- */
 
 /* Opens metadata (SQLite in data_dir) over an open log and loads every stream. */

@@ -11,6 +11,7 @@
  *   kinesis_shards.h     kinesis_shards.c, _reshard.c, _autoscale.c  shards, resharding
  *   kinesis_tags.h       kinesis_tags.c                         tags
  *   kinesis_policies.h   kinesis_policies.c                     resource policies, access
+ *   kinesis_consumers.h  kinesis_consumers.c                    consumers, SubscribeToShard
  *
  * kinesis_ops.c holds the one operation table and the dispatcher; kinesis_main.c
  * opens, polls and closes the module. The server sees only control/api.h.
@@ -160,6 +161,8 @@ struct kinesis {
 	struct policy_store *policies;    /* Resource policies (kinesis_policies.c). */
 	struct kinesis_authz authz;       /* The call being dispatched. */
 	char policy_text[POLICY_SIZE_MAX + 1]; /* GetResourcePolicy's document. */
+	struct kinesis_fanout *fanout;    /* Consumers and subscriptions (kinesis_consumers.c). */
+	int wake_fd;                      /* epoll: the producer's completions, the log's durability. */
 };
 
 
@@ -250,6 +253,7 @@ void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 /* ---- Each concern's declarations ------------------------------------------ */
 
 #include "control/kinesis_policies.h"
+#include "control/kinesis_consumers.h"
 #include "control/kinesis_records.h"
 #include "control/kinesis_shards.h"
 #include "control/kinesis_streams.h"

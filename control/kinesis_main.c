@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -158,6 +159,28 @@ kinesis_alloc(struct kinesis *k)
 	return 0;
 }
 
+/*
+ * One fd for the server to wait on: an epoll set of the producer's completion eventfd
+ * and the log's durable eventfd (SubscribeToShard wakes on records other producers,
+ * such as the dataplane's, made durable).
+ */
+static int
+kinesis_wake_open(struct kinesis *k)
+{
+	int fds[2] = { log_producer_event_fd(k->producer), log_durable_event_fd(k->log) };
+
+	k->wake_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (k->wake_fd < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
+
+		if (epoll_ctl(k->wake_fd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
+			return -errno;
+	}
+	return 0;
+}
+
 int
 kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis **k_out)
 {
@@ -168,6 +191,7 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 		return -ENOMEM;
 	k->config = *config;
 	k->log = log;
+	k->wake_fd = -1;
 	kinesis_ops_register_metrics();
 	k->shard_limit = config->log_shards_max < SLUICE_SHARDS_MAX ? config->log_shards_max :
 			 SLUICE_SHARDS_MAX;
@@ -191,6 +215,10 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 	if (rc != 0)
 		goto out_free;
 	rc = log_reader_open(log, &k->reader);
+	if (rc == 0)
+		rc = kinesis_fanout_open(k);
+	if (rc == 0)
+		rc = kinesis_wake_open(k);
 	if (rc != 0)
 		goto out_close_producer;
 	RAND_bytes((uint8_t *)&k->nonce, sizeof(k->nonce));
@@ -239,6 +267,9 @@ kinesis_close(struct kinesis *k)
 	}
 	if (k->reader != NULL)
 		log_reader_close(k->reader);
+	kinesis_fanout_close(k);
+	if (k->wake_fd >= 0)
+		close(k->wake_fd);
 	for (uint32_t i = 0; k->streams != NULL && i < SLUICE_STREAMS_MAX; i++)
 		if (k->streams[i].used)
 			kinesis_stream_free(&k->streams[i]);
@@ -259,20 +290,27 @@ kinesis_close(struct kinesis *k)
 int
 kinesis_event_fd(const struct kinesis *k)
 {
-	return log_producer_event_fd(k->producer);
+	return k->wake_fd;
 }
 
-/* Resets the producer's eventfd so a level-triggered loop does not spin. */
+/* Resets the eventfds behind wake_fd so a level-triggered loop does not spin. */
 static void
 kinesis_event_clear(struct kinesis *k)
 {
-	struct pollfd pfd = { .fd = log_producer_event_fd(k->producer), .events = POLLIN };
+	struct pollfd pfd[2] = {
+		{ .fd = log_producer_event_fd(k->producer), .events = POLLIN },
+		{ .fd = log_durable_event_fd(k->log), .events = POLLIN },
+	};
 	uint64_t value;
 
-	if (pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0) {
-		ssize_t n = read(pfd.fd, &value, sizeof(value));
+	if (poll(pfd, 2, 0) <= 0)
+		return;
+	for (int i = 0; i < 2; i++) {
+		if ((pfd[i].revents & POLLIN) != 0) {
+			ssize_t n = read(pfd[i].fd, &value, sizeof(value));
 
-		(void)n;
+			(void)n;
+		}
 	}
 }
 
@@ -287,6 +325,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	kinesis_reshard_poll(k);
 	kinesis_autoscale_tick(k, mono, clock_real_ns());
 	kinesis_stream_status_tick(k, mono);
+	kinesis_fanout_poll(k);
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());
 
@@ -312,6 +351,7 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 {
 	uint64_t mono = clock_mono_ns();
 	uint64_t due = k->retention_due_ns;
+	int fanout_ms;
 
 	(void)now_ns;
 	for (uint32_t i = 0; k->transitions > 0 && i < k->streams_high; i++)
@@ -327,5 +367,8 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 		due = min_u64(due, mono + 1000000u);
 	if (due <= mono)
 		return 0;
+	fanout_ms = kinesis_fanout_timeout_ms(k);
+	if (fanout_ms >= 0)
+		due = min_u64(due, mono + (uint64_t)fanout_ms * 1000000u);
 	return (int)min_u64((due - mono + 999999) / 1000000, 60000);
 }

@@ -463,6 +463,21 @@ kinesis_read(struct kinesis *k, struct kinesis_read_ctx *ctx, uint32_t limit, ui
 	return 0;
 }
 
+int
+kinesis_records_out(struct kinesis *k, const struct kinesis_shard *sh, struct api_out *out,
+		    size_t size_limit, uint32_t limit, uint64_t seq,
+		    struct kinesis_records_read *res)
+{
+	struct kinesis_read_ctx ctx = { .out = out, .sh = sh, .size_limit = size_limit };
+	int rc = kinesis_read(k, &ctx, limit, seq);
+
+	res->count = ctx.count;
+	res->seq_next = ctx.count > 0 || rc == 0 ? ctx.seq_next : seq;
+	res->last_arrival_ns = ctx.last_arrival_ns;
+	res->data_bytes = ctx.data_bytes;
+	return rc;
+}
+
 /* Validates an iterator; replies and returns NULL when it is not usable. */
 static struct kinesis_stream *
 kinesis_iterator_open(struct kinesis *k, struct api_call *call, const struct kv_value *text,

@@ -155,6 +155,25 @@ struct kinesis_put_scratch {
 	struct kinesis_fast_put fast;
 };
 
+/* What kinesis_records_out() wrote. */
+struct kinesis_records_read {
+	uint32_t count;
+	uint64_t seq_next;        /* Where to read on from. */
+	uint64_t last_arrival_ns;
+	uint64_t data_bytes;
+};
+
+/*
+ * Writes the shard's durable records from log position `seq` as GetRecords' Records
+ * members ({...},{...}) into `out`, at most `limit`, keeping out->size under
+ * `size_limit` (after the first record). A position below the trim horizon moves up to
+ * it, records lost to corruption are stepped over (as GetRecords does). 0 or a negative
+ * errno. For SubscribeToShard's events (kinesis_consumers.c).
+ */
+int kinesis_records_out(struct kinesis *k, const struct kinesis_shard *sh, struct api_out *out,
+			size_t size_limit, uint32_t limit, uint64_t seq,
+			struct kinesis_records_read *res);
+
 /* Completions from the log -> replies (kinesis_poll). */
 void kinesis_put_poll(struct kinesis *k);
 

@@ -450,10 +450,17 @@ kinesis_delete_stream(struct kinesis_req *r)
 			      "ACTIVE, instead in state DELETING", s->name, k->config.account_id);
 		return;
 	}
+	if (kinesis_consumer_count(k, s) > 0 && !r->v[DELETE_STREAM_ENFORCE_CONSUMER_DELETION].boolean) {
+		kinesis_error(r->call, "ResourceInUseException", "Stream %s under account %s has "
+			      "registered consumers: deregister them or set EnforceConsumerDeletion.",
+			      s->name, k->config.account_id);
+		return;
+	}
 	if (metadata_stream_deleting(k->md, s->stream_id) != 0) {
 		kinesis_internal_error(r->call);
 		return;
 	}
+	kinesis_consumers_stream_deleted(k, s->stream_id);
 	kinesis_routes_changed(k);  /* A deleting stream is routed no more. */
 	kinesis_status_schedule(k, s, KINESIS_DELETING, KINESIS_DELETING);
 	if (s->status_due_ns == 0 && kinesis_stream_delete_finish(k, s) != 0)
@@ -531,8 +538,9 @@ kinesis_describe_stream_summary(struct kinesis_req *r)
 
 	api_out_printf(out, "{\"StreamDescriptionSummary\":{");
 	kinesis_out_stream_head(r->k, out, s);
-	api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":0}}",
-		       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s));
+	api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":%u}}",
+		       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s),
+		       kinesis_consumer_count(r->k, s));
 	api_call_reply(r->call, 200);
 }
 

@@ -58,7 +58,9 @@ static const char metadata_schema[] =
 	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);"
 	/* resource: "" for the stream itself, else a consumer's name. */
 	"CREATE TABLE IF NOT EXISTS policies(stream_id INTEGER NOT NULL, resource TEXT NOT NULL,"
-	" policy TEXT NOT NULL, PRIMARY KEY(stream_id, resource));";
+	" policy TEXT NOT NULL, PRIMARY KEY(stream_id, resource));"
+	"CREATE TABLE IF NOT EXISTS consumers(stream_id INTEGER NOT NULL, name TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL, PRIMARY KEY(stream_id, name));";
 
 /* -ENOSPC when SQLite ran out of disk, else -EIO. */
 static int
@@ -480,6 +482,8 @@ metadata_stream_delete_once(struct metadata *md, uint32_t stream_id)
 	if (rc == 0)
 		rc = metadata_run3(md, "DELETE FROM policies WHERE stream_id = ?", stream_id, 0, 0);
 	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM consumers WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
 		rc = metadata_run3(md, "INSERT OR REPLACE INTO pending_deletes(stream_id)"
 				   " VALUES(?)", stream_id, 0, 0);
 	return metadata_end(md, rc);
@@ -680,6 +684,20 @@ metadata_policy_put(struct metadata *md, uint32_t stream_id, const char *resourc
 	if (rc != 0)
 		return rc;
 	sqlite3_bind_text(stmt, 3, policy, (int)size, SQLITE_TRANSIENT);
+/* A consumer row: one statement, so no transaction of its own is needed. */
+static int
+metadata_consumer_run(struct metadata *md, const char *sql, uint32_t stream_id,
+		      const char *name, size_t name_size, uint64_t created_ms)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, sql, &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	sqlite3_bind_text(stmt, 2, name, (int)name_size, SQLITE_TRANSIENT);
+	if (sqlite3_bind_parameter_count(stmt) >= 3)
+		sqlite3_bind_int64(stmt, 3, (int64_t)created_ms);
 	return metadata_step_done(md, stmt);
 }
 
@@ -739,6 +757,37 @@ metadata_policies(struct metadata *md, metadata_policy_fn *fn, void *arg)
 		rc = 0;
 	else if (rc > 0)
 		rc = metadata_fail(md, "list policies");
+metadata_consumer_add(struct metadata *md, uint32_t stream_id, const char *name,
+		      size_t name_size, uint64_t created_ms)
+{
+	return metadata_consumer_run(md, "INSERT INTO consumers(stream_id, name, created_ms)"
+				     " VALUES(?, ?, ?)", stream_id, name, name_size, created_ms);
+}
+
+int
+metadata_consumer_remove(struct metadata *md, uint32_t stream_id, const char *name,
+			 size_t name_size)
+{
+	return metadata_consumer_run(md, "DELETE FROM consumers WHERE stream_id = ? AND name = ?",
+				     stream_id, name, name_size, 0);
+}
+
+int
+metadata_consumers_load(struct metadata *md, metadata_consumer_fn *fn, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id, name, created_ms FROM consumers"
+				  " ORDER BY stream_id, created_ms, name", &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0),
+			(const char *)sqlite3_column_text(stmt, 1),
+			(size_t)sqlite3_column_bytes(stmt, 1),
+			(uint64_t)sqlite3_column_int64(stmt, 2));
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "consumers");
 	sqlite3_finalize(stmt);
 	return rc;
 }

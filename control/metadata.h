@@ -141,5 +141,14 @@ int metadata_policy_delete(struct metadata *md, uint32_t stream_id, const char *
 typedef int metadata_policy_fn(void *arg, uint32_t stream_id, const char *resource);
 /* Calls `fn` for every stored policy (at open: which streams have one). */
 int metadata_policies(struct metadata *md, metadata_policy_fn *fn, void *arg);
+/* Stream consumers (RegisterStreamConsumer), removed with their stream; -EEXIST: a duplicate. */
+int metadata_consumer_add(struct metadata *md, uint32_t stream_id, const char *name,
+			  size_t name_size, uint64_t created_ms);
+int metadata_consumer_remove(struct metadata *md, uint32_t stream_id, const char *name,
+			     size_t name_size);
+typedef int metadata_consumer_fn(void *arg, uint32_t stream_id, const char *name,
+				 size_t name_size, uint64_t created_ms);
+/* Calls `fn` for every consumer, by stream then registration. */
+int metadata_consumers_load(struct metadata *md, metadata_consumer_fn *fn, void *arg);
 
 #endif /* SLUICE_CONTROL_METADATA_H */

@@ -518,6 +518,8 @@ server_conn_close(struct server_conn *c)
 		/* The action holds a dispatched call: detached, api_call_reply() frees it. */
 		if (call->state == CALL_DISPATCHED)
 			server_call_detach(call);
+		else if (call->state == CALL_STREAMING && !call->stream_ended)
+			server_stream_detach(call);  /* ... api_call_stream_end() frees it. */
 		else
 			server_call_free(call);
 	}
@@ -851,6 +853,9 @@ server_service_dirty(struct api_server *s)
 	 * Ends: a woken connection either takes a call, or is off the list for good (it
 	 * starves again only when no call is free, which stops the waking).
 	 */
+	bool notified = false;
+	bool again;
+
 	do {
 		while (s->dirty != NULL) {
 			struct server_conn *c = s->dirty;
@@ -867,7 +872,17 @@ server_service_dirty(struct api_server *s)
 				server_conn_detect(c);
 			server_conn_interest(c);
 		}
-	} while (server_starved_wake(s));
+		again = server_starved_wake(s);
+		/*
+		 * Streams' events once per pass: a fast reader of a stream with a backlog would
+		 * otherwise keep this loop to itself. What they make due is served next pass
+		 * (api_server_run does not sleep while s->stream_due is set).
+		 */
+		if (!notified && s->stream_due != NULL) {
+			notified = true;
+			again = server_stream_notify(s) || again;
+		}
+	} while (again);
 }
 
 /* Closes connections idle, or stalled mid-request, for idle_timeout_ms. */
@@ -883,7 +898,8 @@ server_sweep(struct api_server *s)
 		if (c->state == CONN_FREE)
 			continue;
 		for (struct api_call *call = c->calls_head; call != NULL; call = call->next)
-			waiting_on_us = waiting_on_us || call->state == CALL_DISPATCHED;
+			waiting_on_us = waiting_on_us || call->state == CALL_DISPATCHED ||
+					call->state == CALL_STREAMING;  /* Its action owns its life. */
 		if (c->state == CONN_H2)
 			h2_conn_sweep(c, limit_ns);
 		if (waiting_on_us)
@@ -934,6 +950,8 @@ api_server_run(struct api_server *s)
 
 		if (timeout < 0 || timeout > SERVER_TICK_MS)
 			timeout = SERVER_TICK_MS;
+		if (s->stream_due != NULL)
+			timeout = 0;  /* Stream events owed (server_service_dirty). */
 		n = epoll_wait(s->epoll_fd, events, SERVER_EVENTS_MAX, timeout);
 		if (n < 0 && errno != EINTR) {
 			int err = errno;

@@ -126,6 +126,13 @@ server_call_alloc(struct api_server *s, struct server_conn *c)
 	api_out_init(&call->cbor_json, SERVER_CBOR_JSON_SIZE_MAX);
 	server_request_id(s, call->request_id);
 	call->head_size = 0;
+	/* The stream fields follow `head` (not cleared above); server_call_free forgot it. */
+	assert(!call->stream_due);
+	call->stream_fn = NULL;
+	call->stream_ctx = NULL;
+	call->stream_blocked = false;
+	call->stream_ended = false;
+	call->stream_gone = false;
 	/* Append to the connection's list. */
 	call->prev = c->calls_tail;
 	call->next = NULL;
@@ -185,7 +192,7 @@ server_call_unlink(struct api_call *call)
 void
 server_call_detach(struct api_call *call)
 {
-	assert(call->state == CALL_DISPATCHED);
+	assert(call->state == CALL_DISPATCHED || call->state == CALL_STREAMING);
 	server_call_unlink(call);
 }
 
@@ -196,6 +203,7 @@ server_call_free(struct api_call *call)
 
 	assert(call->state != CALL_FREE);
 	server_call_state_set(call, CALL_FREE);  /* While it still knows its connection. */
+	server_stream_forget(call);
 	server_call_unlink(call);
 	api_out_release(&call->out);
 	api_out_release(&call->cbor_json);

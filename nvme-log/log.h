@@ -183,6 +183,16 @@ struct log_completion {
 uint32_t log_completions_poll(struct log_producer *producer,
 			      struct log_completion *completions_out, uint32_t count);
 
+/*
+ * An eventfd that becomes readable after the writer published a durable window: some
+ * shard's seq_durable advanced, whichever producer (API or dataplane) wrote it. For a
+ * reader that follows shards as they grow (SubscribeToShard) without polling: read the
+ * eventfd to clear it, then log_shard_info() / log_read() the shards it follows. The
+ * first call arms it; until then the writer signals nothing. Signalled at most once per
+ * writer step, after the window's index and watermarks are visible to log_read().
+ */
+int log_durable_event_fd(struct log *log);
+
 /* ---- Shards and retention ------------------------------------------------ */
 
 struct log_shard_info {

@@ -276,6 +276,9 @@ struct log {
 	_Atomic bool stop;
 	_Atomic bool writer_sleeping;
 	int doorbell_fd;
+	int durable_fd;            /* log_durable_event_fd(): a window became durable. */
+	_Atomic bool durable_armed; /* Set once by log_durable_event_fd(): signal it. */
+	bool durable_due;          /* Writer-local: a window committed since the last signal. */
 	pthread_t writer_thread;
 	bool writer_started;
 	_Atomic int32_t failed;    /* 0, or the fail-stop errno (negative). */

@@ -217,6 +217,14 @@ log_producer_event_fd(struct log_producer *producer)
 	return producer->event_fd;
 }
 
+int
+log_durable_event_fd(struct log *log)
+{
+	/* Release: pairs with the writer's acquire in producers_signal(). */
+	atomic_store_explicit(&log->durable_armed, true, memory_order_release);
+	return log->durable_fd;
+}
+
 struct log_batch *
 log_batch_get(struct log_producer *producer)
 {

@@ -229,7 +229,14 @@ static const struct bad_case bad_cases[] = {
 	{ "PutResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
 	  "stream/s\",\"Policy\":\"{}\"}", "InvalidArgumentException",
 	  "Invalid policy document: Statement must be an object or a non-empty list" },
-	{ "RegisterStreamConsumer", "{}", "UnknownOperationException", NULL },
+	{ "RegisterStreamConsumer", "{}", "ValidationException", "2 validation errors detected: "
+	  "Value null at 'streamARN' failed to satisfy constraint: Member must not be null; Value "
+	  "null at 'consumerName' failed to satisfy constraint: Member must not be null" },
+	{ "SubscribeToShard", "{\"ConsumerARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/"
+	  "s/consumer/c:1\",\"ShardId\":\"shardId-000000000000\",\"StartingPosition\":"
+	  "{\"Type\":\"LATEST\"}}", "ResourceNotFoundException", "Consumer arn:aws:kinesis:"
+	  "us-east-1:000000000000:stream/s/consumer/c:1 not found." },
+	{ "StartStreamEncryption", "{}", "UnknownOperationException", NULL },
 	{ "NoSuchAction", "{}", "UnknownOperationException", NULL },
 };
 
