@@ -684,20 +684,6 @@ metadata_policy_put(struct metadata *md, uint32_t stream_id, const char *resourc
 	if (rc != 0)
 		return rc;
 	sqlite3_bind_text(stmt, 3, policy, (int)size, SQLITE_TRANSIENT);
-/* A consumer row: one statement, so no transaction of its own is needed. */
-static int
-metadata_consumer_run(struct metadata *md, const char *sql, uint32_t stream_id,
-		      const char *name, size_t name_size, uint64_t created_ms)
-{
-	sqlite3_stmt *stmt;
-	int rc = metadata_prepare(md, sql, &stmt);
-
-	if (rc != 0)
-		return rc;
-	sqlite3_bind_int64(stmt, 1, stream_id);
-	sqlite3_bind_text(stmt, 2, name, (int)name_size, SQLITE_TRANSIENT);
-	if (sqlite3_bind_parameter_count(stmt) >= 3)
-		sqlite3_bind_int64(stmt, 3, (int64_t)created_ms);
 	return metadata_step_done(md, stmt);
 }
 
@@ -757,6 +743,28 @@ metadata_policies(struct metadata *md, metadata_policy_fn *fn, void *arg)
 		rc = 0;
 	else if (rc > 0)
 		rc = metadata_fail(md, "list policies");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* A consumer row: one statement, so no transaction of its own is needed. */
+static int
+metadata_consumer_run(struct metadata *md, const char *sql, uint32_t stream_id,
+		      const char *name, size_t name_size, uint64_t created_ms)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, sql, &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	sqlite3_bind_text(stmt, 2, name, (int)name_size, SQLITE_TRANSIENT);
+	if (sqlite3_bind_parameter_count(stmt) >= 3)
+		sqlite3_bind_int64(stmt, 3, (int64_t)created_ms);
+	return metadata_step_done(md, stmt);
+}
+
+int
 metadata_consumer_add(struct metadata *md, uint32_t stream_id, const char *name,
 		      size_t name_size, uint64_t created_ms)
 {
