@@ -6,7 +6,7 @@
  *
  *   HEADER               FILES                                  CONCERN
  *   kinesis_validate.h   kinesis_validate.c                     request decoding, shapes
- *   kinesis_streams.h    kinesis_streams.c                      streams and their settings
+ *   kinesis_streams.h    kinesis_streams.c, kinesis_settings.c  streams and their settings
  *   kinesis_records.h    kinesis_records.c, _fast.c, _read.c    PutRecord(s), GetRecords
  *   kinesis_shards.h     kinesis_shards.c, _reshard.c, _autoscale.c  shards, resharding
  *   kinesis_tags.h       kinesis_tags.c                         tags
@@ -102,6 +102,9 @@ struct kinesis_stream {
 	uint64_t status_due_ns;  /* Monotonic; 0 = no transition pending. */
 	enum metadata_mode mode;
 	uint32_t retention_hours;
+	uint32_t shard_metrics;  /* Enhanced monitoring: enum kinesis_metric bits (api.h). */
+	uint32_t max_record_kib; /* UpdateMaxRecordSize. */
+	uint32_t warm_mibps;     /* UpdateStreamWarmThroughput's target; 0: none. */
 	uint64_t created_ms;
 	uint32_t shard_count;
 	struct kinesis_shard *shards; /* Indexed by shard index. */

@@ -1,9 +1,8 @@
 /*
  * kinesis_streams.c - the stream table (lookup, StreamName/StreamARN
  * resolution, status transitions) and the stream operations: CreateStream,
- * DeleteStream, DescribeStream, DescribeStreamSummary, ListStreams, and the
- * settings: Increase/DecreaseStreamRetentionPeriod, UpdateStreamMode,
- * DescribeLimits.
+ * DeleteStream, DescribeStream, DescribeStreamSummary, ListStreams. A stream's
+ * settings are kinesis_settings.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +19,7 @@
 
 static const char *const kinesis_modes[] = { "PROVISIONED", "ON_DEMAND", NULL };
 
-static const char *
+const char *
 kinesis_mode_name(enum metadata_mode mode)
 {
 	return kinesis_modes[mode == METADATA_ON_DEMAND ? 1 : 0];
@@ -242,6 +241,7 @@ kinesis_stream_build(struct kinesis *k, struct kinesis_stream *s, const struct k
 	s->incarnation &= INT64_MAX; /* SQLite integers are signed. */
 	s->mode = mode;
 	s->retention_hours = 24;
+	s->max_record_kib = METADATA_MAX_RECORD_KIB_DEFAULT;
 	s->created_ms = now_ms;
 	s->shard_count = count;
 	for (uint32_t i = 0; i < count; i++) {
@@ -471,8 +471,9 @@ kinesis_out_stream_head(struct kinesis *k, struct api_out *out, const struct kin
 		       kinesis_status_name(s->status), kinesis_mode_name(s->mode),
 		       s->retention_hours);
 	kinesis_out_timestamp(out, s->created_ms);
-	api_out_printf(out, ",\"EnhancedMonitoring\":[{\"ShardLevelMetrics\":[]}],"
-		       "\"EncryptionType\":\"NONE\"");
+	api_out_printf(out, ",\"EnhancedMonitoring\":[{\"ShardLevelMetrics\":");
+	kinesis_out_metrics(out, s->shard_metrics);
+	api_out_printf(out, "}],\"EncryptionType\":\"NONE\"");
 }
 
 void
@@ -528,8 +529,11 @@ kinesis_describe_stream_summary(struct kinesis_req *r)
 
 	api_out_printf(out, "{\"StreamDescriptionSummary\":{");
 	kinesis_out_stream_head(r->k, out, s);
-	api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":0}}",
-		       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s));
+	api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":0,\"MaxRecordSizeInKiB\":%u",
+		       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s), s->max_record_kib);
+	if (s->mode == METADATA_ON_DEMAND && s->warm_mibps != 0)
+		kinesis_out_warm(out, s);
+	api_out_printf(out, "}}");
 	api_call_reply(r->call, 200);
 }
 
@@ -638,112 +642,3 @@ kinesis_list_streams(struct kinesis_req *r)
 	kinesis_list_streams_out(k, r->call, r->req, sorted, from,
 				 count - from < limit ? count - from : limit, count - from > limit);
 }
-
-/* ---- Settings: retention, capacity mode, limits ----------------------------- */
-
-#define KINESIS_RETENTION_MIN 24u
-#define KINESIS_RETENTION_MAX 8760u
-
-static void
-kinesis_retention(struct kinesis_req *r, bool increase)
-{
-	struct kinesis *k = r->k;
-	struct api_call *call = r->call;
-	struct kinesis_stream *s = r->stream;
-	uint32_t hours = (uint32_t)r->v[RETENTION_RETENTION_PERIOD_HOURS].number;
-	int rc;
-
-	if (hours < KINESIS_RETENTION_MIN) {
-		kinesis_error(call, "InvalidArgumentException", "Minimum allowed retention period "
-			      "is %u hours. Requested retention period (%u hours) is too short.",
-			      KINESIS_RETENTION_MIN, hours);
-		return;
-	}
-	if (hours > KINESIS_RETENTION_MAX) {
-		kinesis_error(call, "InvalidArgumentException", "Maximum allowed retention period "
-			      "is %u hours. Requested retention period (%u hours) is too long.",
-			      KINESIS_RETENTION_MAX, hours);
-		return;
-	}
-	if (increase ? hours < s->retention_hours : hours > s->retention_hours) {
-		kinesis_error(call, "InvalidArgumentException", "Requested retention period (%u "
-			      "hours) for stream %s can not be %s than existing retention period "
-			      "(%u hours). Use %s API.", hours, s->name,
-			      increase ? "shorter" : "longer", s->retention_hours,
-			      increase ? "DecreaseRetentionPeriod" : "IncreaseRetentionPeriod");
-		return;
-	}
-	/* SQLite first; the log gets the same value now and again at every start. */
-	rc = metadata_retention_set(k->md, s->stream_id, hours);
-	if (rc == 0)
-		rc = kinesis_log_retention(k, s->stream_id, hours);
-	if (rc != 0) {
-		diag_error("kinesis", "retention of %s: %s", s->name, strerror(-rc));
-		kinesis_internal_error(call);
-		return;
-	}
-	s->retention_hours = hours;
-	api_call_reply(call, 200);
-}
-
-void
-kinesis_increase_retention(struct kinesis_req *r)
-{
-	kinesis_retention(r, true);
-}
-
-void
-kinesis_decrease_retention(struct kinesis_req *r)
-{
-	kinesis_retention(r, false);
-}
-
-void
-kinesis_describe_limits(struct kinesis_req *r)
-{
-	struct kinesis *k = r->k;
-	uint32_t open = 0;
-	uint32_t on_demand = 0;
-
-	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++) {
-		const struct kinesis_stream *s = &k->streams[i];
-
-		if (!s->used)
-			continue;
-		on_demand += s->mode == METADATA_ON_DEMAND;
-		for (uint32_t j = 0; j < s->shard_count; j++)
-			open += !s->shards[j].closed;
-	}
-	api_out_printf(api_call_out(r->call), "{\"ShardLimit\":%u,\"OpenShardCount\":%u,"
-		       "\"OnDemandStreamCount\":%u,\"OnDemandStreamCountLimit\":%u}",
-		       k->shard_limit, open, on_demand, SLUICE_STREAMS_MAX);
-	api_call_reply(r->call, 200);
-}
-
-void
-kinesis_update_stream_mode(struct kinesis_req *r)
-{
-	struct kinesis *k = r->k;
-	struct api_call *call = r->call;
-	const cJSON *details = r->v[UPDATE_STREAM_MODE_STREAM_MODE_DETAILS].json;
-	const struct kv_value no_name = { .json = NULL };
-	struct kinesis_stream *s;
-
-	s = kinesis_stream_resolve(k, call, &no_name, &r->v[UPDATE_STREAM_MODE_STREAM_ARN]);
-	if (s == NULL)
-		return;
-	if (s->status != KINESIS_ACTIVE) {
-		kinesis_error(call, "ResourceInUseException", "Stream %s under account %s not ACTIVE, "
-			      "instead in state %s", s->name, k->config.account_id,
-			      kinesis_status_name(s->status));
-		return;
-	}
-	if (metadata_mode_set(k->md, s->stream_id, kinesis_mode_parse(details)) != 0) {
-		kinesis_internal_error(call);
-		return;
-	}
-	s->mode = kinesis_mode_parse(details);
-	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
-	api_call_reply(call, 200);
-}
-

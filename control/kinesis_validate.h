@@ -41,6 +41,7 @@ enum kv_pattern {
 	KV_PATTERN_HASH_KEY,  /* 0|([1-9]\d{0,38}) */
 	KV_PATTERN_SEQUENCE,  /* 0|([1-9]\d{0,128}) */
 	KV_PATTERN_ARN,       /* arn:aws.*:kinesis:.*:\d{12}:stream/\S+ */
+	KV_PATTERN_RESOURCE_ARN, /* arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+ */
 };
 
 struct kv_errors;

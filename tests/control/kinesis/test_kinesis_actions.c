@@ -468,6 +468,27 @@ Test(kinesis_actions, retention_tags_limits_mode)
 	cJSON_Delete(l);
 }
 
+/* What the metrics code asks: the switched-on metrics by stream id, kept over a restart. */
+Test(kinesis_actions, enhanced_metrics_are_queryable)
+{
+	uint32_t id;
+
+	create("mon", 1);
+	id = kinesis_stream_find(h.k, "mon", 3)->stream_id;
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id), 0);
+	cJSON_Delete(harness_ok(&h, "EnableEnhancedMonitoring", "{\"StreamName\":\"mon\","
+				"\"ShardLevelMetrics\":[\"IncomingBytes\",\"IteratorAgeMilliseconds\"]}"));
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id),
+		     KINESIS_METRIC_INCOMING_BYTES | KINESIS_METRIC_ITERATOR_AGE);
+	harness_restart(&h);
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id),
+		     KINESIS_METRIC_INCOMING_BYTES | KINESIS_METRIC_ITERATOR_AGE);
+	cJSON_Delete(harness_ok(&h, "DisableEnhancedMonitoring", "{\"StreamName\":\"mon\","
+				"\"ShardLevelMetrics\":[\"ALL\"]}"));
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id), 0);
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id + 1000), 0, "no such stream: none");
+}
+
 /*
  * Long enough that two calls in a row see the status before the change even on a loaded
  * machine under a sanitizer; the waits for the change are waits for a condition.

@@ -36,13 +36,15 @@ DEBIAN_MODELS = "/usr/lib/python3/dist-packages/botocore/data/kinesis/*/service-
 
 # Operations of the model not served yet (docs/API.md says who brings each).
 NOT_YET = {
-    "DeleteResourcePolicy", "DeregisterStreamConsumer", "DescribeAccountSettings",
-    "DescribeStreamConsumer", "DisableEnhancedMonitoring", "EnableEnhancedMonitoring",
-    "GetResourcePolicy", "ListStreamConsumers", "ListTagsForResource", "PutResourcePolicy",
-    "RegisterStreamConsumer", "StartStreamEncryption", "StopStreamEncryption",
-    "SubscribeToShard", "TagResource", "UntagResource", "UpdateAccountSettings",
-    "UpdateMaxRecordSize", "UpdateStreamWarmThroughput",
+    "DeleteResourcePolicy", "DeregisterStreamConsumer", "DescribeStreamConsumer",
+    "GetResourcePolicy", "ListStreamConsumers", "PutResourcePolicy", "RegisterStreamConsumer",
+    "StartStreamEncryption", "StopStreamEncryption", "SubscribeToShard",
 }
+ALL_METRICS = ["IncomingBytes", "IncomingRecords", "OutgoingBytes", "OutgoingRecords",
+               "WriteProvisionedThroughputExceeded", "ReadProvisionedThroughputExceeded",
+               "IteratorAgeMilliseconds"]
+ACCOUNT = "000000000000"
+DAY_S = 24 * 3600
 
 
 def model_operations():
@@ -76,6 +78,163 @@ def every_operation_is_known(srv):
         len(ops), len(ops) - len(unknown), ", ".join(sorted(unknown))))
 
 
+def summary(kc, name):
+    return kc.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+
+
+def wait_status(kc, name, status):
+    for _ in range(400):
+        if summary(kc, name)["StreamStatus"] == status:
+            return
+        time.sleep(0.01)
+    raise SystemExit("FAIL: %s never became %s" % (name, status))
+
+
+def validation(fn, rule, **kwargs):
+    msg = expect_error("ValidationException", fn, **kwargs)
+    check(rule in msg, "%s: %r lacks %r" % (fn.__name__, msg, rule))
+
+
+def tags_by_arn(kc, name, arn):
+    kc.tag_resource(ResourceARN=arn, Tags={"team": "ingest", "env": "test"})
+    got = kc.list_tags_for_resource(ResourceARN=arn)["Tags"]
+    check(got == [{"Key": "env", "Value": "test"}, {"Key": "team", "Value": "ingest"}],
+          "ListTagsForResource: %r" % got)
+    check(kc.list_tags_for_stream(StreamName=name)["Tags"] == got, "the same tags by name")
+    kc.untag_resource(ResourceARN=arn, TagKeys=["team", "never-set"])
+    got = kc.list_tags_for_resource(ResourceARN=arn)["Tags"]
+    check(got == [{"Key": "env", "Value": "test"}], "after UntagResource: %r" % got)
+    # The stream ARN pattern with anything before "stream/" (consumers), nothing else.
+    validation(kc.list_tags_for_resource, "Member must satisfy regular expression pattern: "
+               "arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+", ResourceARN="arn:aws:s3:::bucket")
+    validation(kc.tag_resource, "Member must not be null", ResourceARN=arn)
+    validation(kc.untag_resource, "Member must have length greater than or equal to 1",
+               ResourceARN=arn, TagKeys=[])
+    other = arn.replace(":stream/" + name, ":stream/nosuch")
+    msg = expect_error("ResourceNotFoundException", kc.tag_resource, ResourceARN=other,
+                       Tags={"a": "b"})
+    check(msg == "Stream nosuch under account %s not found." % ACCOUNT, msg)
+    consumer = arn + "/consumer/c1:1700000000"
+    expect_error("ResourceNotFoundException", kc.list_tags_for_resource, ResourceARN=consumer)
+    msg = expect_error("InvalidArgumentException", kc.tag_resource, ResourceARN=arn,
+                       Tags={"semi;colon": "x"})
+    check(msg.startswith("Some tags contain invalid characters"), msg)
+    many = {"k%02d" % i: "v" for i in range(50)}
+    msg = expect_error("InvalidArgumentException", kc.tag_resource, ResourceARN=arn, Tags=many)
+    check("cannot have more than 50 tags" in msg, msg)
+    print("TagResource, UntagResource, ListTagsForResource: ok")
+
+
+def monitoring(kc, name, arn):
+    got = kc.enable_enhanced_monitoring(StreamName=name,
+                                        ShardLevelMetrics=["OutgoingRecords", "IncomingBytes"])
+    check(got["CurrentShardLevelMetrics"] == [] and
+          got["DesiredShardLevelMetrics"] == ["IncomingBytes", "OutgoingRecords"] and
+          got["StreamName"] == name and got["StreamARN"] == arn, "enable: %r" % got)
+    shown = kc.describe_stream(StreamName=name)["StreamDescription"]["EnhancedMonitoring"]
+    check(shown == [{"ShardLevelMetrics": ["IncomingBytes", "OutgoingRecords"]}],
+          "DescribeStream EnhancedMonitoring: %r" % shown)
+    got = kc.enable_enhanced_monitoring(StreamARN=arn, ShardLevelMetrics=["ALL"])
+    check(got["CurrentShardLevelMetrics"] == ["IncomingBytes", "OutgoingRecords"] and
+          got["DesiredShardLevelMetrics"] == ALL_METRICS, "enable ALL: %r" % got)
+    got = kc.disable_enhanced_monitoring(StreamName=name,
+                                         ShardLevelMetrics=["IncomingBytes", "OutgoingBytes"])
+    want = [m for m in ALL_METRICS if m not in ("IncomingBytes", "OutgoingBytes")]
+    check(got["DesiredShardLevelMetrics"] == want, "disable: %r" % got)
+    shown = summary(kc, name)["EnhancedMonitoring"]
+    check(shown == [{"ShardLevelMetrics": want}], "Summary EnhancedMonitoring: %r" % shown)
+    validation(kc.enable_enhanced_monitoring, "Member must satisfy enum value set",
+               StreamName=name, ShardLevelMetrics=["Bogus"])
+    validation(kc.disable_enhanced_monitoring, "Member must not be null", StreamName=name)
+    validation(kc.enable_enhanced_monitoring, "Member must have length less than or equal "
+               "to 7", StreamName=name, ShardLevelMetrics=ALL_METRICS + ["ALL"])
+    msg = expect_error("ResourceNotFoundException", kc.enable_enhanced_monitoring,
+                       StreamName="nosuch", ShardLevelMetrics=["ALL"])
+    check(msg == "Stream nosuch under account %s not found." % ACCOUNT, msg)
+    expect_error("InvalidArgumentException", kc.enable_enhanced_monitoring,
+                 ShardLevelMetrics=["ALL"])
+    print("Enable/DisableEnhancedMonitoring: ok")
+    return want
+
+
+def max_record_size(kc, name, arn):
+    check(summary(kc, name)["MaxRecordSizeInKiB"] == 1024, "default MaxRecordSizeInKiB")
+    kc.update_max_record_size(StreamARN=arn, MaxRecordSizeInKiB=4096)
+    s = summary(kc, name)
+    check(s["MaxRecordSizeInKiB"] == 4096 and s["StreamStatus"] == "UPDATING", "after: %r" % s)
+    msg = expect_error("ResourceInUseException", kc.update_max_record_size, StreamARN=arn,
+                       MaxRecordSizeInKiB=2048)
+    check(msg == "Stream %s under account %s not ACTIVE, instead in state UPDATING" % (
+        name, ACCOUNT), msg)
+    wait_status(kc, name, "ACTIVE")
+    validation(kc.update_max_record_size, "Member must have value greater than or equal to "
+               "1024", StreamARN=arn, MaxRecordSizeInKiB=1023)
+    validation(kc.update_max_record_size, "Member must have value less than or equal to "
+               "10240", StreamARN=arn, MaxRecordSizeInKiB=10241)
+    expect_error("InvalidArgumentException", kc.update_max_record_size, MaxRecordSizeInKiB=2048)
+    print("UpdateMaxRecordSize: ok")
+
+
+def account_settings(kc):
+    got = kc.describe_account_settings()["MinimumThroughputBillingCommitment"]
+    check(got == {"Status": "DISABLED"}, "fresh account: %r" % got)
+    before = time.time()
+    got = kc.update_account_settings(
+        MinimumThroughputBillingCommitment={"Status": "ENABLED"})["MinimumThroughputBillingCommitment"]
+    started = got["StartedAt"].timestamp()
+    check(got["Status"] == "ENABLED" and before - 1 <= started <= time.time() + 1 and
+          abs(got["EarliestAllowedEndAt"].timestamp() - started - DAY_S) < 0.01,
+          "enabled: %r" % got)
+    # Ending before the 24 h are up only schedules the end; enabling again cancels it.
+    got = kc.update_account_settings(
+        MinimumThroughputBillingCommitment={"Status": "DISABLED"})["MinimumThroughputBillingCommitment"]
+    check(got["Status"] == "ENABLED_UNTIL_EARLIEST_ALLOWED_END" and "EndedAt" not in got,
+          "disabled early: %r" % got)
+    got = kc.update_account_settings(
+        MinimumThroughputBillingCommitment={"Status": "ENABLED"})["MinimumThroughputBillingCommitment"]
+    check(got["Status"] == "ENABLED" and got["StartedAt"].timestamp() == started,
+          "enabled again: %r" % got)
+    validation(kc.update_account_settings, "Member must satisfy enum value set: [ENABLED, "
+               "DISABLED]", MinimumThroughputBillingCommitment={"Status": "SOMETIMES"})
+    validation(kc.update_account_settings, "Member must not be null")
+    print("Describe/UpdateAccountSettings: ok")
+    return started
+
+
+def warm_throughput(kc, name, od, od_arn):
+    # No commitment yet, then a provisioned stream: both refused.
+    expect_error("ValidationException", kc.update_stream_warm_throughput, StreamARN=od_arn,
+                 WarmThroughputMiBps=100)
+    account_settings_started = account_settings(kc)
+    expect_error("ValidationException", kc.update_stream_warm_throughput, StreamName=name,
+                 WarmThroughputMiBps=100)
+    got = kc.update_stream_warm_throughput(StreamARN=od_arn, WarmThroughputMiBps=100)
+    check(got["StreamName"] == od and got["StreamARN"] == od_arn and
+          got["WarmThroughput"]["TargetMiBps"] == 100, "warm: %r" % got)
+    wait_status(kc, od, "ACTIVE")
+    check(summary(kc, od)["WarmThroughput"] == {"TargetMiBps": 100, "CurrentMiBps": 100},
+          "summary: %r" % summary(kc, od))
+    expect_error("LimitExceededException", kc.update_stream_warm_throughput, StreamName=od,
+                 WarmThroughputMiBps=10241)
+    validation(kc.update_stream_warm_throughput, "Member must have value greater than or "
+               "equal to 0", StreamName=od, WarmThroughputMiBps=-1)
+    print("UpdateStreamWarmThroughput: ok")
+    return account_settings_started
+
+
+def after_restart(kc, name, od, metrics, started):
+    s = summary(kc, name)
+    check(s["EnhancedMonitoring"] == [{"ShardLevelMetrics": metrics}] and
+          s["MaxRecordSizeInKiB"] == 4096, "after restart: %r" % s)
+    check(kc.list_tags_for_resource(ResourceARN=s["StreamARN"])["Tags"] ==
+          [{"Key": "env", "Value": "test"}], "tags after restart")
+    check(summary(kc, od)["WarmThroughput"]["TargetMiBps"] == 100, "warm after restart")
+    got = kc.describe_account_settings()["MinimumThroughputBillingCommitment"]
+    check(got["Status"] == "ENABLED" and got["StartedAt"].timestamp() == started,
+          "account after restart: %r" % got)
+    print("settings survive a restart: ok")
+
+
 def main():
     binary = sys.argv[1]
     data_dir = tempfile.mkdtemp(prefix="sluice-ops-it-")
@@ -84,6 +243,20 @@ def main():
     try:
         srv.start()
         every_operation_is_known(srv)
+        kc = base.client(srv)
+        name, od = "ops", "ops-od"
+        kc.create_stream(StreamName=name, ShardCount=2)
+        kc.create_stream(StreamName=od, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        base.wait_active(kc, name)
+        base.wait_active(kc, od)
+        arn = summary(kc, name)["StreamARN"]
+        tags_by_arn(kc, name, arn)
+        metrics = monitoring(kc, name, arn)
+        max_record_size(kc, name, arn)
+        started = warm_throughput(kc, name, od, summary(kc, od)["StreamARN"])
+        srv.stop()
+        srv.start()
+        after_restart(base.client(srv), name, od, metrics, started)
         srv.stop()
         print("PASS in %.1fs" % (time.time() - t0))
     finally:
