@@ -37,8 +37,10 @@ kv_type_message(const cJSON *item, enum kv_type type)
 			return NULL;
 		if (cJSON_IsBool(item))
 			return "class java.lang.Boolean can not be converted to an String";
+		/* AWS's JSON reader gives numbers as this class (not BigDecimal) here. */
 		if (cJSON_IsNumber(item))
-			return "class java.math.BigDecimal can not be converted to an String";
+			return "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+			       "be converted to an String";
 		return kv_json_kind(item);
 	case KV_INTEGER:
 	case KV_LONG:
@@ -67,7 +69,8 @@ kv_type_message(const cJSON *item, enum kv_type type)
 		if (cJSON_IsBool(item))
 			return "class java.lang.Boolean can not be converted to a Blob";
 		if (cJSON_IsNumber(item))
-			return "class java.math.BigDecimal can not be converted to a Blob";
+			return "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+			       "be converted to a Blob";
 		return kv_json_kind(item);
 	case KV_TIMESTAMP:
 		if (cJSON_IsNumber(item))

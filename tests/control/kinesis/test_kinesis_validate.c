@@ -51,8 +51,13 @@ static const struct bad_case bad_cases[] = {
 	  "class java.lang.Boolean can not be converted to an String" },
 	{ "CreateStream", "{\"StreamName\":\"x\",\"ShardCount\":\"1\"}", "SerializationException",
 	  "class java.lang.String can not be converted to an Integer" },
+	/* Issue 12: a number for a String or Blob member, in AWS's words (not BigDecimal). */
 	{ "CreateStream", "{\"StreamName\":5,\"ShardCount\":1}", "SerializationException",
-	  "class java.math.BigDecimal can not be converted to an String" },
+	  "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted "
+	  "to an String" },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"k\",\"Data\":12}",
+	  "SerializationException", "class com.amazon.coral.value.json.numbers.TruncatingBigNumber "
+	  "can not be converted to a Blob" },
 	{ "CreateStream", "{\"StreamName\":{},\"ShardCount\":1}", "SerializationException",
 	  "Start of structure or map found where not expected." },
 	{ "PutRecords", "{\"StreamName\":\"s\",\"Records\":{}}", "SerializationException",
