@@ -82,8 +82,9 @@ kinesis_put_record_reply(struct kinesis *k, struct kinesis_pending *p)
 
 		kinesis_shard_id_format(r->shard_index, shard_id);
 		seqnum_format(&sn, seq);
-		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\","
-			       "\"EncryptionType\":\"NONE\"}", shard_id, seq);
+		/* AWS adds EncryptionType only for an encrypted stream (KMS), never NONE. */
+		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\"}",
+			       shard_id, seq);
 		api_call_reply(p->call, 200);
 		return;
 	}
@@ -159,7 +160,7 @@ kinesis_put_records_reply(struct kinesis *k, struct kinesis_pending *p)
 		memcpy(text + n, "\"}", 2);
 		api_out_append(out, text, n + 2);
 	}
-	api_out_printf(out, "],\"EncryptionType\":\"NONE\"}");
+	api_out_printf(out, "]}");  /* No EncryptionType for an unencrypted stream (AWS). */
 	api_call_reply(p->call, 200);
 }
 
