@@ -210,6 +210,22 @@ void kinesis_out_timestamp(struct api_out *out, uint64_t ms);
 uint64_t kinesis_now_ms(const struct api_request *req);
 
 /* kinesis_streams.c: the stream table. */
+
+/* The stream a request names, and the name it gave (for messages). */
+struct kinesis_stream_ref {
+	struct kinesis_stream *stream; /* NULL: no such stream. */
+	const char *name;              /* Not NUL-terminated. */
+	size_t size;
+	bool foreign;                  /* An ARN of another region or account: `name` is it. */
+};
+
+/*
+ * Looks up the stream StreamName and/or StreamARN name without answering "not
+ * found" (some operations check other members first). -EINVAL after answering
+ * a request naming none, or two different ones.
+ */
+int kinesis_stream_lookup(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+			  const struct kv_value *arn, struct kinesis_stream_ref *ref);
 /*
  * Finds the stream named by StreamName and/or StreamARN; replies
  * ResourceNotFound/InvalidArgument itself and returns NULL when there is none.

@@ -129,43 +129,55 @@ kinesis_arn_name(const struct kinesis *k, const char *arn, size_t *size_out)
 	return arn + n;
 }
 
-struct kinesis_stream *
-kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv_value *name,
-		       const struct kv_value *arn)
+int
+kinesis_stream_lookup(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+		      const struct kv_value *arn, struct kinesis_stream_ref *ref)
 {
-	const char *text = name->string;
-	size_t size = name->size;
-	struct kinesis_stream *s;
-
+	*ref = (struct kinesis_stream_ref){ .name = name->string, .size = name->size };
 	if (name->json == NULL && arn->json == NULL) {
 		kinesis_error(call, "InvalidArgumentException",
 			      "Either StreamName or StreamARN must be provided.");
-		return NULL;
+		return -EINVAL;
 	}
 	if (arn->json != NULL) {
 		size_t arn_name_size = 0;
 		const char *arn_name = kinesis_arn_name(k, arn->string, &arn_name_size);
 
 		if (arn_name == NULL) {
-			kinesis_error(call, "ResourceNotFoundException",
-				      "Stream %s not found.", arn->string);
-			return NULL;
+			/* Another region's or account's stream: none here. */
+			ref->name = arn->string;
+			ref->size = arn->size;
+			ref->foreign = true;
+			return 0;
 		}
 		if (name->json != NULL && (name->size != arn_name_size ||
 					   memcmp(name->string, arn_name, arn_name_size) != 0)) {
 			kinesis_error(call, "InvalidArgumentException",
 				      "StreamARN %s does not refer to stream %s.", arn->string,
 				      name->string);
-			return NULL;
+			return -EINVAL;
 		}
-		text = arn_name;
-		size = arn_name_size;
+		ref->name = arn_name;
+		ref->size = arn_name_size;
 	}
-	s = kinesis_stream_find(k, text, size);
-	if (s == NULL)
+	ref->stream = kinesis_stream_find(k, ref->name, ref->size);
+	return 0;
+}
+
+struct kinesis_stream *
+kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+		       const struct kv_value *arn)
+{
+	struct kinesis_stream_ref ref;
+
+	if (kinesis_stream_lookup(k, call, name, arn, &ref) != 0)
+		return NULL;
+	if (ref.foreign)
+		kinesis_error(call, "ResourceNotFoundException", "Stream %s not found.", ref.name);
+	else if (ref.stream == NULL)
 		kinesis_error(call, "ResourceNotFoundException", "Stream %.*s under account %s not "
-			      "found.", (int)size, text, k->config.account_id);
-	return s;
+			      "found.", (int)ref.size, ref.name, k->config.account_id);
+	return ref.stream;
 }
 
 int

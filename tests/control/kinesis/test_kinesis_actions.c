@@ -468,6 +468,51 @@ Test(kinesis_actions, retention_tags_limits_mode)
 	cJSON_Delete(l);
 }
 
+/*
+ * Issue 12: GetShardIterator, SplitShard and MergeShards check the shard before the stream,
+ * as AWS does, and name a shard that parses by its canonical id.
+ */
+Test(kinesis_actions, the_shard_is_checked_before_the_stream)
+{
+	static const struct {
+		const char *action;
+		const char *body;
+		const char *message;
+	} cases[] = {
+		{ "GetShardIterator", "{\"StreamName\":\"nosuch\",\"ShardId\":\"2147483648\","
+		  "\"ShardIteratorType\":\"LATEST\"}",
+		  "Could not find shard 2147483648 in stream nosuch under account 000000000000." },
+		{ "GetShardIterator", "{\"StreamName\":\"nosuch\",\"ShardId\":\"2147483647\","
+		  "\"ShardIteratorType\":\"LATEST\"}",
+		  "Shard shardId-002147483647 in stream nosuch under account 000000000000 does not "
+		  "exist" },
+		{ "GetShardIterator", "{\"StreamName\":\"pre\",\"ShardId\":\"shardId-5\","
+		  "\"ShardIteratorType\":\"LATEST\"}",
+		  "Shard shardId-000000000005 in stream pre under account 000000000000 does not "
+		  "exist" },
+		{ "SplitShard", "{\"StreamName\":\"nosuch\",\"ShardToSplit\":\"x-5\","
+		  "\"NewStartingHashKey\":\"5\"}",
+		  "Could not find shard shardId-000000000005 in stream nosuch under account "
+		  "000000000000." },
+		{ "SplitShard", "{\"StreamName\":\"nosuch\",\"ShardToSplit\":\"abc\","
+		  "\"NewStartingHashKey\":\"5\"}",
+		  "Could not find shard abc in stream nosuch under account 000000000000." },
+		{ "SplitShard", "{\"StreamName\":\"pre\",\"ShardToSplit\":\"shardId-7\","
+		  "\"NewStartingHashKey\":\"5\"}",
+		  "Could not find shard shardId-000000000007 in stream pre under account "
+		  "000000000000." },
+		{ "MergeShards", "{\"StreamName\":\"nosuch\",\"ShardToMerge\":\"0\","
+		  "\"AdjacentShardToMerge\":\"1\"}",
+		  "Could not find shard shardId-000000000000 in stream nosuch under account "
+		  "000000000000." },
+	};
+
+	create("pre", 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		harness_expect_error(&h, cases[i].action, cases[i].body,
+				     "ResourceNotFoundException", cases[i].message);
+}
+
 /* What the metrics code asks: the switched-on metrics by stream id, kept over a restart. */
 Test(kinesis_actions, enhanced_metrics_are_queryable)
 {
