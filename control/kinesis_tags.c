@@ -54,7 +54,10 @@ kinesis_tags_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *e
 			      "length greater than or equal to 0]");
 }
 
-/* AWS: "Unicode letters, digits, white space, _ . / = + - % @"; we take ASCII + UTF-8. */
+/*
+ * AWS: "Unicode letters, digits, white space, _ . / = + - % @", where white space is the
+ * space alone (AWS refuses a TAB or a newline); we take any UTF-8 beyond ASCII.
+ */
 bool
 kinesis_tag_text_ok(const char *text)
 {
@@ -63,7 +66,7 @@ kinesis_tag_text_ok(const char *text)
 		return false;
 	for (const unsigned char *p = (const unsigned char *)text; *p != 0; p++)
 		if (*p < 0x80 && !(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
-		    !(*p >= '0' && *p <= '9') && strchr(" _./=+-%@:\t", *p) == NULL)
+		    !(*p >= '0' && *p <= '9') && strchr(" _./=+-%@:", *p) == NULL)
 			return false;
 	return true;
 }
@@ -94,6 +97,14 @@ kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max, b
 
 static void kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s,
 			     const cJSON *tags_in);
+
+/* AWS's answer to a tag key or value with a character outside kinesis_tag_text_ok(). */
+static void
+kinesis_tags_invalid(struct api_call *call)
+{
+	kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid characters. "
+		      "Valid characters: Unicode letters, digits, white space, _ . / = + - %% @.");
+}
 static void kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s,
 				const cJSON *keys_in);
 
@@ -130,9 +141,7 @@ kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s, const cJ
 
 	count = kinesis_tags_collect(tags_in, tags, ARRAY_SIZE(tags), &ok);
 	if (!ok) {
-		kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid "
-			      "characters. Valid characters: Unicode letters, digits, white space, "
-			      "_ . / = + - %% @.");
+		kinesis_tags_invalid(call);
 		return;
 	}
 	rc = metadata_tags_put(k->md, s->stream_id, tags, count, KINESIS_TAGS_PER_STREAM_MAX);
@@ -252,6 +261,10 @@ kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s, const
 	size_t count = 0;
 
 	cJSON_ArrayForEach(child, keys_in) {
+		if (!kinesis_tag_text_ok(child->valuestring)) {
+			kinesis_tags_invalid(r->call);
+			return;
+		}
 		keys[count].key = child->valuestring;
 		keys[count].key_size = strlen(child->valuestring);
 		count++;
