@@ -13,6 +13,7 @@ Every operation of the Kinesis API model, and the simpler operations end to end.
    DescribeStream/DescribeStreamSummary, and that it survives a restart.
 Uses its own temp dir and a free port; stops only its own sluiced.
 """
+import base64
 import glob
 import json
 import os
@@ -235,6 +236,30 @@ def after_restart(kc, name, od, metrics, started):
     print("settings survive a restart: ok")
 
 
+def parity(kc, name):
+    """Issue 12's differences from AWS's answers, end to end (the rest are unit-tested)."""
+    put = kc.put_record(StreamName=name, PartitionKey="k", Data=b"x")
+    check("EncryptionType" not in put, "PutRecord on an unencrypted stream: %r" % put)
+    puts = kc.put_records(StreamName=name, Records=[{"PartitionKey": "k", "Data": b"y"}])
+    check("EncryptionType" not in puts, "PutRecords on an unencrypted stream: %r" % puts)
+    id2 = put["ResponseMetadata"]["HTTPHeaders"].get("x-amz-id-2", "")
+    check(64 <= len(base64.b64decode(id2, validate=True)) <= 80, "x-amz-id-2: %r" % id2)
+    # Tag characters: a TAB is not white space to AWS; removals are checked too.
+    for call, kwargs in ((kc.add_tags_to_stream, {"StreamName": name, "Tags": {"a\tb": "1"}}),
+                         (kc.remove_tags_from_stream, {"StreamName": name, "TagKeys": ["a;b"]}),
+                         (kc.remove_tags_from_stream, {"StreamName": name, "TagKeys": ["a\nb"]}),
+                         (kc.untag_resource, {"ResourceARN": summary(kc, name)["StreamARN"],
+                                              "TagKeys": ["a,b"]})):
+        msg = expect_error("InvalidArgumentException", call, **kwargs)
+        check(msg == "Some tags contain invalid characters. Valid characters: Unicode letters, "
+              "digits, white space, _ . / = + - % @.", msg)
+    msg = expect_error("ResourceNotFoundException", kc.get_shard_iterator, StreamName="nosuch",
+                       ShardId="shardId-7", ShardIteratorType="LATEST")
+    check(msg == "Shard shardId-000000000007 in stream nosuch under account %s does not "
+          "exist" % ACCOUNT, msg)
+    print("parity with AWS's answers: ok")
+
+
 def main():
     binary = sys.argv[1]
     data_dir = tempfile.mkdtemp(prefix="sluice-ops-it-")
@@ -253,6 +278,7 @@ def main():
         tags_by_arn(kc, name, arn)
         metrics = monitoring(kc, name, arn)
         max_record_size(kc, name, arn)
+        parity(kc, name)
         started = warm_throughput(kc, name, od, summary(kc, od)["StreamARN"])
         srv.stop()
         srv.start()
