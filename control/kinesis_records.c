@@ -83,8 +83,8 @@ kinesis_put_record_reply(struct kinesis *k, struct kinesis_pending *p)
 		kinesis_shard_id_format(r->shard_index, shard_id);
 		seqnum_format(&sn, seq);
 		/* AWS adds EncryptionType only for an encrypted stream (KMS), never NONE. */
-		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\"}",
-			       shard_id, seq);
+		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\","
+			       "\"SequenceNumber\":\"%s\"}", shard_id, seq);
 		api_call_reply(p->call, 200);
 		return;
 	}
@@ -578,10 +578,10 @@ kinesis_records_check(struct kinesis_req *r, const cJSON *item, struct kv_errors
 		const cJSON *data = cJSON_GetObjectItemCaseSensitive(rec, "Data");
 		char path[64];
 
-		snprintf(path, sizeof(path), "records.%u.partitionKey", i + 1);
+		snprintf(path, sizeof(path), "records.%u.member.partitionKey", i + 1);
 		kv_chars_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey"),
 			       1, KINESIS_PARTITION_KEY_CHARS_MAX);
-		snprintf(path, sizeof(path), "records.%u.data", i + 1);
+		snprintf(path, sizeof(path), "records.%u.member.data", i + 1);
 		if (data == NULL || cJSON_IsNull(data)) {
 			kv_errors_add(errors, "null", false, path, "Member must not be null");
 		} else if (i < KINESIS_PUT_RECORDS_MAX &&
@@ -593,7 +593,7 @@ kinesis_records_check(struct kinesis_req *r, const cJSON *item, struct kv_errors
 			kv_errors_add(errors, rendered, true, path, "Member must have length less "
 				      "than or equal to 1048576");
 		}
-		snprintf(path, sizeof(path), "records.%u.explicitHashKey", i + 1);
+		snprintf(path, sizeof(path), "records.%u.member.explicitHashKey", i + 1);
 		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "ExplicitHashKey"),
 				false, KV_PATTERN_HASH_KEY, -1, -1);
 		i++;

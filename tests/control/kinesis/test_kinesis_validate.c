@@ -111,8 +111,10 @@ static const struct bad_case bad_cases[] = {
 	  V1 "Value '[]' at 'records' failed to satisfy constraint: Member must have length "
 	  "greater than or equal to 1" },
 	{ "PutRecords", "{\"StreamName\":\"s\",\"Records\":[{\"Data\":\"\"},{\"PartitionKey\":"
-	  "\"p\"}]}", "ValidationException", V2 "Value null at 'records.1.partitionKey' " NOT_NULL
-	  "; Value null at 'records.2.data' " NOT_NULL },
+	  "\"p\"}]}", "ValidationException",
+	  /* Issue 12: AWS's paths name the list member ("records.N.member.x"). */
+	  V2 "Value null at 'records.1.member.partitionKey' " NOT_NULL
+	  "; Value null at 'records.2.member.data' " NOT_NULL },
 	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"0\",\"ShardIteratorType\":"
 	  "\"NOPE\"}", "ValidationException", V1 "Value 'NOPE' at 'shardIteratorType' failed to "
 	  "satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, LATEST, "
@@ -352,8 +354,8 @@ Test(kinesis_validate, partition_keys_count_characters)
 	snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"Records\":[{\"PartitionKey\":\"%s\","
 		 "\"Data\":\"\"}]}", key);
 	snprintf(want, sizeof(want), "1 validation error detected: Value '%s' at "
-		 "'records.1.partitionKey' failed to satisfy constraint: Member must have length "
-		 "less than or equal to 256", key);
+		 "'records.1.member.partitionKey' failed to satisfy constraint: Member must have "
+		 "length less than or equal to 256", key);
 	harness_expect_error(&h, "PutRecords", body, "ValidationException", want);
 	repeat(key, "\xf0\x9f\x98\x80", 129); /* 129 emoji: 258 UTF-16 units. */
 	snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"PartitionKey\":\"%s\",\"Data\":\"\"}",
