@@ -107,6 +107,11 @@ struct kinesis_stream {
 	uint32_t warm_mibps;     /* UpdateStreamWarmThroughput's target; 0: none. */
 	uint64_t created_ms;
 	uint32_t shard_count;
+	/*
+	 * Shards DescribeStream lists (AWS): none before the stream was first ACTIVE (so
+	 * none if it is deleted while CREATING), and a reshard's children from ACTIVE on.
+	 */
+	uint32_t shards_shown;
 	struct kinesis_shard *shards; /* Indexed by shard index. */
 	uint32_t *open_index;    /* Open shards' indices by starting hash key (routing). */
 	uint32_t open_count;

@@ -49,6 +49,7 @@ kinesis_load_stream(void *arg, const struct metadata_stream *ms)
 	s->warm_mibps = ms->warm_mibps;
 	s->created_ms = ms->created_ms;
 	s->shard_count = ms->shard_count;
+	s->shards_shown = ms->shard_count;
 	k->shards_total += ms->shard_count;
 	return 0;
 }

@@ -615,10 +615,13 @@ kinesis_stream_closing(const struct kinesis_stream *s)
 void
 kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s)
 {
+	uint32_t shown = s->shards_shown;
+
 	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
 	/* Without a delay: UPDATING still, until the parents' closes are recorded. */
 	if (s->status == KINESIS_ACTIVE && kinesis_stream_closing(s)) {
 		s->status = KINESIS_UPDATING;
+		s->shards_shown = shown;  /* The children show once ACTIVE. */
 		s->status_next = KINESIS_ACTIVE;
 		s->status_due_ns = clock_mono_ns();
 		k->transitions++;

@@ -222,6 +222,8 @@ kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns)
 			continue;
 		}
 		s->status = s->status_next;
+		if (s->status == KINESIS_ACTIVE)
+			s->shards_shown = s->shard_count;
 	}
 }
 
@@ -312,6 +314,8 @@ kinesis_status_schedule(struct kinesis *k, struct kinesis_stream *s, enum kinesi
 	s->status_due_ns = 0;
 	if (k->config.stream_status_delay_ms == 0) {
 		s->status = next;
+		if (next == KINESIS_ACTIVE)
+			s->shards_shown = s->shard_count;
 		return;
 	}
 	s->status_due_ns = clock_mono_ns() + (uint64_t)k->config.stream_status_delay_ms * 1000000u;
@@ -504,14 +508,13 @@ kinesis_describe_stream(struct kinesis_req *r)
 	api_out_printf(out, "{\"StreamDescription\":{");
 	kinesis_out_stream_head(r->k, out, s);
 	api_out_printf(out, ",\"Shards\":[");
-	for (uint32_t i = from; s->status != KINESIS_CREATING && i < s->shard_count && n < limit;
-	     i++, n++) {
+	for (uint32_t i = from; i < s->shards_shown && n < limit; i++, n++) {
 		if (n > 0)
 			api_out_printf(out, ",");
 		kinesis_out_shard(out, &s->shards[i]);
 	}
-	api_out_printf(out, "],\"HasMoreShards\":%s", s->status != KINESIS_CREATING &&
-		       from + n < s->shard_count ? "true" : "false");
+	api_out_printf(out, "],\"HasMoreShards\":%s",
+		       from + n < s->shards_shown ? "true" : "false");
 	/* Not AWS's: what the on-demand auto-scaler did (SDKs ignore unknown members). */
 	if (s->mode == METADATA_ON_DEMAND) {
 		api_out_printf(out, ",\"SluiceAutoScaling\":{\"Splits\":%u,\"Merges\":%u,"

@@ -366,9 +366,9 @@ Test(kinesis_actions, bad_input_stores_nothing)
 	harness_expect_error(&h, "PutRecords", "{\"StreamName\":\"clean\",\"Records\":["
 			     "{\"PartitionKey\":\"a\",\"Data\":\"YQ==\"},"
 			     "{\"PartitionKey\":\"\",\"Data\":\"YQ==\"}]}", "ValidationException",
-			     "1 validation error detected: Value '' at 'records.2.partitionKey' "
-			     "failed to satisfy constraint: Member must have length greater than or "
-			     "equal to 1");
+			     "1 validation error detected: Value '' at "
+			     "'records.2.member.partitionKey' failed to satisfy constraint: Member "
+			     "must have length greater than or equal to 1");
 	harness_expect_error(&h, "PutRecords", "{\"StreamName\":\"clean\",\"Records\":["
 			     "{\"PartitionKey\":\"a\",\"Data\":\"YQ==\"},"
 			     "{\"PartitionKey\":\"b\",\"Data\":\"YQ=\"}]}", "SerializationException",
@@ -623,6 +623,43 @@ Test(kinesis_status, transitions_take_the_configured_delay, .init = setup_delaye
 }
 
 /* A stream deleted while the process stops in DELETING is finished at the next start. */
+/* The number of shards DescribeStream lists for `stream`, and its status. */
+static int
+described_shards(const char *stream, const char *status)
+{
+	char body[128];
+	cJSON *d;
+	int n;
+
+	snprintf(body, sizeof(body), "{\"StreamName\":\"%s\"}", stream);
+	d = harness_ok(&h, "DescribeStream", body);
+	cr_assert_str_eq(str_at(d, "StreamDescription.StreamStatus"), status);
+	n = cJSON_GetArraySize(item_at(item_at(d, "StreamDescription"), "Shards"));
+	cJSON_Delete(d);
+	return n;
+}
+
+/*
+ * Issue 12, as AWS: a reshard's children are listed once the stream is ACTIVE again, and a
+ * stream deleted while CREATING lists no shards.
+ */
+Test(kinesis_status, describe_lists_what_aws_lists, .init = setup_delayed, .fini = teardown,
+     .timeout = 30)
+{
+	create("gone", 2);
+	cJSON_Delete(harness_ok(&h, "DeleteStream", "{\"StreamName\":\"gone\"}"));
+	cr_assert_eq(described_shards("gone", "DELETING"), 0);
+	create("rs", 2);
+	wait_status("rs", "ACTIVE");
+	cJSON_Delete(harness_ok(&h, "SplitShard", "{\"StreamName\":\"rs\",\"ShardToSplit\":"
+				"\"shardId-000000000000\",\"NewStartingHashKey\":\"1000\"}"));
+	cr_assert_eq(described_shards("rs", "UPDATING"), 2, "no children while UPDATING");
+	wait_status("rs", "ACTIVE");
+	cr_assert_eq(described_shards("rs", "ACTIVE"), 4);
+	harness_restart(&h);
+	cr_assert_eq(described_shards("rs", "ACTIVE"), 4);
+}
+
 Test(kinesis_status, deleting_is_finished_at_start, .init = setup_delayed, .fini = teardown,
      .timeout = 30)
 {
