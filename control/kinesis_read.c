@@ -70,10 +70,11 @@ kinesis_iterator_seq(struct kinesis *k, struct api_call *call, const struct kine
 {
 	char shard_id[KINESIS_SHARD_ID_SIZE];
 	char other_id[KINESIS_SHARD_ID_SIZE];
-	struct seqnum sn;
+	struct seqnum_client sn;
 
 	kinesis_shard_id_format(sh->index, shard_id);
-	if (seqnum_parse(text->string, text->size, &sn) != 0) {
+	/* Read as AWS reads it (any version), so its answers follow in its order. */
+	if (seqnum_parse_client(text->string, text->size, &sn) != 0) {
 		kinesis_error(call, "InvalidArgumentException", "StartingSequenceNumber %s used in "
 			      "GetShardIterator on shard %s in stream %s under account %s is invalid.",
 			      text->string, shard_id, s->name, k->config.account_id);
@@ -86,7 +87,7 @@ kinesis_iterator_seq(struct kinesis *k, struct api_call *call, const struct kine
 			      shard_id);
 		return -EINVAL;
 	}
-	if (sn.shard_created_s != sh->created_s) {
+	if (sn.version != 2 || sn.shard_created_s != sh->created_s) {
 		kinesis_error(call, "InvalidArgumentException", "StartingSequenceNumber %s used in "
 			      "GetShardIterator on shard %s in stream %s under account %s is invalid "
 			      "because it did not come from this stream.", text->string, shard_id,

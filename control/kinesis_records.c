@@ -510,13 +510,24 @@ kinesis_put_record(struct kinesis_req *r)
 	const struct kv_value *data = &r->v[PUT_RECORD_DATA];
 	struct kinesis_put_in *in = &r->scratch->put.ins[0];
 	struct kinesis_stream *s;
-	struct seqnum sn;
+	struct seqnum_client sn;
+	int rc;
 
 	s = kinesis_put_stream(k, call, &r->v[PUT_RECORD_STREAM_NAME], &r->v[PUT_RECORD_STREAM_ARN]);
 	if (s == NULL)
 		return;
-	/* Honoured by construction: a reply means durable, so later puts sort after it. */
-	if (ordering->json != NULL && seqnum_parse(ordering->string, ordering->size, &sn) != 0) {
+	/*
+	 * Honoured by construction: a reply means durable, so later puts sort after it. Checked
+	 * as AWS does: any version it reads, with times not in the future.
+	 */
+	rc = ordering->json == NULL ? 0 : seqnum_parse_client(ordering->string, ordering->size, &sn);
+	if (rc == -ERANGE) {
+		kinesis_internal_error(call);
+		return;
+	}
+	if (rc != 0 || (ordering->json != NULL &&
+			(sn.put_s * 1000 > kinesis_now_ms(r->req) ||
+			 sn.shard_created_s * 1000 > kinesis_now_ms(r->req)))) {
 		kinesis_error(call, "InvalidArgumentException", "ExclusiveMinimumSequenceNumber %s "
 			      "used in PutRecord on stream %s under account %s is invalid.",
 			      ordering->string, s->name, k->config.account_id);

@@ -273,7 +273,14 @@ Test(kinesis_actions, iterator_errors)
 	harness_expect_error(&h, "GetShardIterator", "{\"StreamName\":\"ie\",\"ShardId\":"
 			     "\"shardId-0\",\"ShardIteratorType\":\"AT_SEQUENCE_NUMBER\","
 			     "\"StartingSequenceNumber\":\"12345\"}", "InvalidArgumentException",
-			     "StartingSequenceNumber 12345 used in GetShardIterator on shard "
+			     "Invalid StartingSequenceNumber. It encodes shardId-000000012345, while "
+			     "it was used in a call to a shard with shardId-000000000000");
+	/* A number AWS cannot read at all (2^130: between 2^129 and 2^185). */
+	harness_expect_error(&h, "GetShardIterator", "{\"StreamName\":\"ie\",\"ShardId\":"
+			     "\"shardId-0\",\"ShardIteratorType\":\"AT_SEQUENCE_NUMBER\","
+			     "\"StartingSequenceNumber\":\"1361129467683753853853498429727072845824\"}",
+			     "InvalidArgumentException", "StartingSequenceNumber "
+			     "1361129467683753853853498429727072845824 used in GetShardIterator on shard "
 			     "shardId-000000000000 in stream ie under account 000000000000 is "
 			     "invalid.");
 }

@@ -186,10 +186,24 @@ static const struct bad_case bad_cases[] = {
 	  "Stream nope under account 000000000000 not found." },
 	{ "DescribeStream", "{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/nope\"}",
 	  "ResourceNotFoundException", "Stream nope under account 000000000000 not found." },
+	/*
+	 * Issue 12: SequenceNumberForOrdering read as AWS reads it (kinesalite's versions):
+	 * version 4 is invalid, an all-f version 2 (created in the future) too.
+	 */
 	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"\","
-	  "\"SequenceNumberForOrdering\":\"5\"}", "InvalidArgumentException",
-	  "ExclusiveMinimumSequenceNumber 5 used in PutRecord on stream s under account "
-	  "000000000000 is invalid." },
+	  "\"SequenceNumberForOrdering\":\"49039857307708443467467104868809893875799651909875269636\"}",
+	  "InvalidArgumentException", "ExclusiveMinimumSequenceNumber "
+	  "49039857307708443467467104868809893875799651909875269636 used in PutRecord on stream s "
+	  "under account 000000000000 is invalid." },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"\","
+	  "\"SequenceNumberForOrdering\":\"73559785961551514828601391991642864028743539089244946418\"}",
+	  "InvalidArgumentException", "ExclusiveMinimumSequenceNumber "
+	  "73559785961551514828601391991642864028743539089244946418 used in PutRecord on stream s "
+	  "under account 000000000000 is invalid." },
+	/* Version 3: AWS's PutRecord fails inside. */
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"\","
+	  "\"SequenceNumberForOrdering\":\"49039857307708443467467104868809893875799651909875269635\"}",
+	  "InternalFailure", NULL },
 	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"shard-x\",\"ShardIteratorType\":"
 	  "\"LATEST\"}", "ResourceNotFoundException",
 	  "Could not find shard shard-x in stream s under account 000000000000." },
@@ -224,6 +238,16 @@ Test(kinesis_validate, every_bad_case_gets_the_aws_error)
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++)
 		harness_expect_error(&h, bad_cases[i].action, bad_cases[i].body, bad_cases[i].type,
 				     bad_cases[i].message);
+}
+
+/* Issue 12: versions AWS reads are taken: version 1, and a small number (version 0). */
+Test(kinesis_validate, sequence_numbers_for_ordering_aws_reads_are_taken)
+{
+	cJSON_Delete(harness_ok(&h, "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\","
+				"\"Data\":\"\",\"SequenceNumberForOrdering\":"
+				"\"49039857307708443467467104868809893875799651909875269633\"}"));
+	cJSON_Delete(harness_ok(&h, "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\","
+				"\"Data\":\"\",\"SequenceNumberForOrdering\":\"5\"}"));
 }
 
 Test(kinesis_validate, unknown_members_are_ignored_and_nulls_are_absent)
