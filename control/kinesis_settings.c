@@ -149,19 +149,12 @@ kinesis_metrics_check(struct kinesis_req *r, const cJSON *item, struct kv_errors
 {
 	char rendered[KINESIS_MESSAGE_SIZE];
 	const cJSON *child;
-	size_t n = (size_t)snprintf(rendered, sizeof(rendered), "[");
 	bool ok = true;
 
 	(void)r;
-	cJSON_ArrayForEach(child, item) {
+	cJSON_ArrayForEach(child, item)
 		ok = ok && cJSON_IsString(child) && kinesis_metric_bits(child->valuestring) != 0;
-		if (n + 4 < sizeof(rendered))
-			n += (size_t)snprintf(rendered + n, sizeof(rendered) - n, "%s%s",
-					      child == item->child ? "" : ", ",
-					      cJSON_IsString(child) ? child->valuestring : "null");
-	}
-	if (n + 2 < sizeof(rendered))
-		snprintf(rendered + n, sizeof(rendered) - n, "]");
+	kv_list_render(item, rendered, sizeof(rendered));
 	if (!ok)
 		kv_errors_add(errors, rendered, true, "shardLevelMetrics", "Member must satisfy "
 			      "constraint: [Member must satisfy enum value set: [IncomingBytes, "
@@ -192,6 +185,16 @@ kinesis_enhanced_metrics(const struct kinesis *k, uint32_t stream_id)
 		if (k->streams[i].used && k->streams[i].stream_id == stream_id)
 			return k->streams[i].shard_metrics;
 	return 0;
+}
+
+/* Opens an answer with {"StreamName": ..., "StreamARN": ... */
+static void
+kinesis_out_name_arn(struct api_out *out, const struct kinesis_stream *s)
+{
+	api_out_printf(out, "{\"StreamName\":");
+	api_out_json_string(out, s->name, s->name_size);
+	api_out_printf(out, ",\"StreamARN\":");
+	api_out_json_string(out, s->arn, strlen(s->arn));
 }
 
 /* Settings change only on an ACTIVE stream, or the call answers ResourceInUse. */
@@ -228,10 +231,7 @@ kinesis_monitoring(struct kinesis_req *r, bool on)
 		return;
 	}
 	s->shard_metrics = after;
-	api_out_printf(out, "{\"StreamName\":");
-	api_out_json_string(out, s->name, s->name_size);
-	api_out_printf(out, ",\"StreamARN\":");
-	api_out_json_string(out, s->arn, strlen(s->arn));
+	kinesis_out_name_arn(out, s);
 	api_out_printf(out, ",\"CurrentShardLevelMetrics\":");
 	kinesis_out_metrics(out, before);
 	api_out_printf(out, ",\"DesiredShardLevelMetrics\":");
@@ -486,10 +486,7 @@ kinesis_update_warm_throughput(struct kinesis_req *r)
 	}
 	s->warm_mibps = mibps;
 	kinesis_status_schedule(r->k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
-	api_out_printf(out, "{\"StreamName\":");
-	api_out_json_string(out, s->name, s->name_size);
-	api_out_printf(out, ",\"StreamARN\":");
-	api_out_json_string(out, s->arn, strlen(s->arn));
+	kinesis_out_name_arn(out, s);
 	kinesis_out_warm(out, s);
 	api_out_printf(out, "}");
 	api_call_reply(r->call, 200);

@@ -194,7 +194,6 @@ kinesis_tag_keys_check(struct kinesis_req *r, const cJSON *item, struct kv_error
 {
 	char rendered[KINESIS_MESSAGE_SIZE];
 	const cJSON *child;
-	size_t n = (size_t)snprintf(rendered, sizeof(rendered), "[");
 	bool ok = true;
 
 	(void)r;
@@ -202,13 +201,8 @@ kinesis_tag_keys_check(struct kinesis_req *r, const cJSON *item, struct kv_error
 		size_t size = cJSON_IsString(child) ? strlen(child->valuestring) : 0;
 
 		ok = ok && size >= 1 && size <= 128;
-		if (n + 4 < sizeof(rendered))
-			n += (size_t)snprintf(rendered + n, sizeof(rendered) - n, "%s%s",
-					      child == item->child ? "" : ", ",
-					      cJSON_IsString(child) ? child->valuestring : "null");
 	}
-	if (n + 2 < sizeof(rendered))
-		snprintf(rendered + n, sizeof(rendered) - n, "]");
+	kv_list_render(item, rendered, sizeof(rendered));
 	if (!ok)
 		kv_errors_add(errors, rendered, true, "tagKeys", "Member must satisfy constraint: "
 			      "[Member must have length less than or equal to 128, Member must have "

@@ -143,6 +143,22 @@ kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type)
 	return type == KV_BLOB ? kv_blob_check(call, item) : 0;
 }
 
+void
+kv_list_render(const cJSON *item, char *buf, size_t size)
+{
+	const cJSON *child;
+	size_t n = (size_t)snprintf(buf, size, "[");
+
+	cJSON_ArrayForEach(child, item) {
+		if (n + 4 >= size)
+			break;
+		n += (size_t)snprintf(buf + n, size - n, "%s%s", child == item->child ? "" : ", ",
+				      cJSON_IsString(child) ? child->valuestring : "null");
+	}
+	if (n + 2 < size)
+		snprintf(buf + n, size - n, "]");
+}
+
 int
 kv_members_are_strings(struct kinesis_req *r, const cJSON *item)
 {
