@@ -280,7 +280,7 @@ kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct m
 	struct metadata_stream ms = {
 		.incarnation = s->incarnation, .name = s->name, .mode = s->mode,
 		.retention_hours = s->retention_hours, .created_ms = s->created_ms,
-		.shard_count = s->shard_count,
+		.shard_count = s->shard_count, .max_record_kib = s->max_record_kib,
 	};
 	int rc;
 
@@ -388,6 +388,8 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 	}
 	s = kinesis_stream_slot(k);
 	rc = kinesis_stream_build(k, s, name, count, mode, kinesis_now_ms(r->req));
+	if (rc == 0 && r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].json != NULL)
+		s->max_record_kib = (uint32_t)r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].number;
 	if (rc == 0)
 		rc = kinesis_stream_store(k, s, tags, tag_count);
 	if (rc == 0)

@@ -432,7 +432,14 @@ metadata_insert_stream(struct metadata *md, const struct metadata_stream *s)
 	sqlite3_bind_int64(stmt, 6, s->retention_hours);
 	sqlite3_bind_int64(stmt, 7, (int64_t)s->created_ms);
 	sqlite3_bind_int64(stmt, 8, s->shard_count);
-	return metadata_step_done(md, stmt);
+	rc = metadata_step_done(md, stmt);
+	/* Settings other than the defaults (older files have no row: the defaults). */
+	if (rc == 0 && (s->shard_metrics != 0 || s->warm_mibps != 0 ||
+			(s->max_record_kib != 0 && s->max_record_kib != METADATA_MAX_RECORD_KIB_DEFAULT)))
+		rc = metadata_run3(md, "INSERT INTO stream_settings(stream_id, shard_metrics,"
+				   " max_record_kib) VALUES(?, ?, ?)", s->stream_id, s->shard_metrics,
+				   s->max_record_kib);
+	return rc;
 }
 
 static int

@@ -94,8 +94,9 @@ int metadata_load(struct metadata *md, metadata_stream_fn *stream_fn,
 		  metadata_shard_fn *shard_fn, void *arg);
 
 /*
- * Creates a stream with its shards and tags in one transaction. Picks the
- * stream id (never reused) and stores it in stream->stream_id.
+ * Creates a stream with its shards, tags and settings (shard_metrics,
+ * max_record_kib; warm_mibps must be 0) in one transaction. Picks the stream
+ * id (never reused) and stores it in stream->stream_id.
  */
 int metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
 			   const struct metadata_shard *shards, const struct metadata_tag *tags,

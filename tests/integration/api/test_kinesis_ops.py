@@ -173,7 +173,12 @@ def max_record_size(kc, name, arn):
     validation(kc.update_max_record_size, "Member must have value less than or equal to "
                "10240", StreamARN=arn, MaxRecordSizeInKiB=10241)
     expect_error("InvalidArgumentException", kc.update_max_record_size, MaxRecordSizeInKiB=2048)
-    print("UpdateMaxRecordSize: ok")
+    # CreateStream takes it too (the newer model's member), in the same transaction.
+    kc.create_stream(StreamName="big", ShardCount=1, MaxRecordSizeInKiB=2048)
+    check(summary(kc, "big")["MaxRecordSizeInKiB"] == 2048, "CreateStream MaxRecordSizeInKiB")
+    validation(kc.create_stream, "Member must have value greater than or equal to 1024",
+               StreamName="small", ShardCount=1, MaxRecordSizeInKiB=1000)
+    print("UpdateMaxRecordSize, CreateStream's MaxRecordSizeInKiB: ok")
 
 
 def account_settings(kc):
@@ -230,6 +235,7 @@ def after_restart(kc, name, od, metrics, started):
     check(kc.list_tags_for_resource(ResourceARN=s["StreamARN"])["Tags"] ==
           [{"Key": "env", "Value": "test"}], "tags after restart")
     check(summary(kc, od)["WarmThroughput"]["TargetMiBps"] == 100, "warm after restart")
+    check(summary(kc, "big")["MaxRecordSizeInKiB"] == 2048, "created setting after restart")
     got = kc.describe_account_settings()["MinimumThroughputBillingCommitment"]
     check(got["Status"] == "ENABLED" and got["StartedAt"].timestamp() == started,
           "account after restart: %r" % got)
