@@ -137,6 +137,23 @@ struct kinesis_routes {
  * next start, as after a stop); call it only once the server thread has stopped.
  */
 void kinesis_routes_set(struct kinesis *k, const struct kinesis_routes *routes);
+/* Shard-level metrics (EnableEnhancedMonitoring): bits of kinesis_enhanced_metrics(). */
+enum kinesis_metric {
+	KINESIS_METRIC_INCOMING_BYTES = 1u << 0,
+	KINESIS_METRIC_INCOMING_RECORDS = 1u << 1,
+	KINESIS_METRIC_OUTGOING_BYTES = 1u << 2,
+	KINESIS_METRIC_OUTGOING_RECORDS = 1u << 3,
+	KINESIS_METRIC_WRITE_THROTTLED = 1u << 4,   /* WriteProvisionedThroughputExceeded */
+	KINESIS_METRIC_READ_THROTTLED = 1u << 5,    /* ReadProvisionedThroughputExceeded */
+	KINESIS_METRIC_ITERATOR_AGE = 1u << 6,      /* IteratorAgeMilliseconds */
+};
+#define KINESIS_METRICS_ALL 0x7fu
+
+/*
+ * The shard-level metrics switched on for stream `stream_id` (enum kinesis_metric
+ * bits; 0 for none or no such stream), for the metrics code. Server thread.
+ */
+uint32_t kinesis_enhanced_metrics(const struct kinesis *k, uint32_t stream_id);
 /* Readable when kinesis_poll() has work (log completions). */
 int kinesis_event_fd(const struct kinesis *k);
 /* Handles one request; replies now or from a later kinesis_poll(). */

@@ -302,10 +302,9 @@ h2_call_replied(struct api_call *call)
 	char length[24];
 	struct server_header extra[SERVER_EXTRA_HEADERS_MAX];
 	uint32_t extra_count = server_call_extra_headers(call, extra);
-	size_t count = call->error_type[0] != '\0' ? 6 : 5;
+	size_t count = call->error_type[0] != '\0' ? 5 : 4;
 	nghttp2_nv nva[6 + SERVER_EXTRA_HEADERS_MAX] = {
 		H2_NV(":status", status, 3),
-		H2_NV("content-type", call->content_type, strlen(call->content_type)),
 		H2_NV("content-length", length, 0),
 		H2_NV("x-amzn-requestid", call->request_id, strlen(call->request_id)),
 		H2_NV("date", call->server->date, strlen(call->server->date)),
@@ -313,12 +312,16 @@ h2_call_replied(struct api_call *call)
 	};
 	nghttp2_data_provider body = { .source.ptr = call, .read_callback = h2_read_body };
 
+	/* No content-type when the answer has none (AWS sends none for some: server_call.c). */
+	if (call->content_type != NULL)
+		nva[count++] = (nghttp2_nv)H2_NV("content-type", call->content_type,
+						 strlen(call->content_type));
 	for (uint32_t i = 0; i < extra_count; i++)
 		nva[count++] = (nghttp2_nv){ (uint8_t *)extra[i].name, (uint8_t *)extra[i].value,
 					     strlen(extra[i].name), extra[i].value_size,
 					     NGHTTP2_NV_FLAG_NONE };
 	snprintf(status, sizeof(status), "%03d", call->status);
-	nva[2].valuelen = (size_t)snprintf(length, sizeof(length), "%zu", call->out.size);
+	nva[1].valuelen = (size_t)snprintf(length, sizeof(length), "%zu", call->out.size);
 	call->sent = 0;
 	if (nghttp2_submit_response(c->h2, call->stream_id, nva, count,
 				    call->out.size > 0 ? &body : NULL) != 0) {

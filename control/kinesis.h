@@ -6,7 +6,7 @@
  *
  *   HEADER               FILES                                  CONCERN
  *   kinesis_validate.h   kinesis_validate.c                     request decoding, shapes
- *   kinesis_streams.h    kinesis_streams.c                      streams and their settings
+ *   kinesis_streams.h    kinesis_streams.c, kinesis_settings.c  streams and their settings
  *   kinesis_records.h    kinesis_records.c, _fast.c, _read.c    PutRecord(s), GetRecords
  *   kinesis_shards.h     kinesis_shards.c, _reshard.c, _autoscale.c  shards, resharding
  *   kinesis_tags.h       kinesis_tags.c                         tags
@@ -105,8 +105,16 @@ struct kinesis_stream {
 	uint64_t status_due_ns;  /* Monotonic; 0 = no transition pending. */
 	enum metadata_mode mode;
 	uint32_t retention_hours;
+	uint32_t shard_metrics;  /* Enhanced monitoring: enum kinesis_metric bits (api.h). */
+	uint32_t max_record_kib; /* UpdateMaxRecordSize. */
+	uint32_t warm_mibps;     /* UpdateStreamWarmThroughput's target; 0: none. */
 	uint64_t created_ms;
 	uint32_t shard_count;
+	/*
+	 * Shards DescribeStream lists (AWS): none before the stream was first ACTIVE (so
+	 * none if it is deleted while CREATING), and a reshard's children from ACTIVE on.
+	 */
+	uint32_t shards_shown;
 	struct kinesis_shard *shards; /* Indexed by shard index. */
 	uint32_t *open_index;    /* Open shards' indices by starting hash key (routing). */
 	uint32_t open_count;
@@ -224,6 +232,22 @@ void kinesis_out_timestamp(struct api_out *out, uint64_t ms);
 uint64_t kinesis_now_ms(const struct api_request *req);
 
 /* kinesis_streams.c: the stream table. */
+
+/* The stream a request names, and the name it gave (for messages). */
+struct kinesis_stream_ref {
+	struct kinesis_stream *stream; /* NULL: no such stream. */
+	const char *name;              /* Not NUL-terminated. */
+	size_t size;
+	bool foreign;                  /* An ARN of another region or account: `name` is it. */
+};
+
+/*
+ * Looks up the stream StreamName and/or StreamARN name without answering "not
+ * found" (some operations check other members first). -EINVAL after answering
+ * a request naming none, or two different ones.
+ */
+int kinesis_stream_lookup(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+			  const struct kv_value *arn, struct kinesis_stream_ref *ref);
 /*
  * Finds the stream named by StreamName and/or StreamARN; replies
  * ResourceNotFound/InvalidArgument itself and returns NULL when there is none.

@@ -45,8 +45,12 @@ kinesis_load_stream(void *arg, const struct metadata_stream *ms)
 	s->status = ms->deleting ? KINESIS_DELETING : KINESIS_ACTIVE;
 	s->mode = ms->mode;
 	s->retention_hours = ms->retention_hours;
+	s->shard_metrics = ms->shard_metrics & KINESIS_METRICS_ALL;
+	s->max_record_kib = ms->max_record_kib;
+	s->warm_mibps = ms->warm_mibps;
 	s->created_ms = ms->created_ms;
 	s->shard_count = ms->shard_count;
+	s->shards_shown = ms->shard_count;
 	k->shards_total += ms->shard_count;
 	return 0;
 }

@@ -29,29 +29,35 @@ const char *const kinesis_iterator_types[] = {
 
 static void
 kinesis_shard_missing(struct kinesis *k, struct api_call *call, uint32_t index,
-		      const char *stream)
+		      const char *stream, size_t stream_size)
 {
 	char shard_id[KINESIS_SHARD_ID_SIZE];
 
 	kinesis_shard_id_format(index, shard_id);
-	kinesis_error(call, "ResourceNotFoundException", "Shard %s in stream %s under account %s "
-		      "does not exist", shard_id, stream, k->config.account_id);
+	kinesis_error(call, "ResourceNotFoundException", "Shard %s in stream %.*s under account %s "
+		      "does not exist", shard_id, (int)stream_size, stream, k->config.account_id);
 }
 
+/*
+ * The shard ShardId names. AWS checks it before the stream: a ShardId that
+ * does not parse is "Could not find shard", any other missing shard, of a
+ * stream that exists or not, "does not exist" (with the canonical id).
+ */
 static struct kinesis_shard *
-kinesis_iterator_shard(struct kinesis *k, struct api_call *call, struct kinesis_stream *s,
-		       const struct kv_value *shard_id)
+kinesis_iterator_shard(struct kinesis *k, struct api_call *call,
+		       const struct kinesis_stream_ref *ref, const struct kv_value *shard_id)
 {
+	struct kinesis_stream *s = ref->stream;
 	uint32_t index;
 
 	if (kinesis_shard_id_parse(shard_id->string, shard_id->size, &index) != 0) {
 		kinesis_error(call, "ResourceNotFoundException", "Could not find shard %s in stream "
-			      "%s under account %s.", shard_id->string, s->name,
+			      "%.*s under account %s.", shard_id->string, (int)ref->size, ref->name,
 			      k->config.account_id);
 		return NULL;
 	}
-	if (index >= s->shard_count || s->status == KINESIS_CREATING) {
-		kinesis_shard_missing(k, call, index, s->name);
+	if (s == NULL || index >= s->shard_count || s->status == KINESIS_CREATING) {
+		kinesis_shard_missing(k, call, index, ref->name, ref->size);
 		return NULL;
 	}
 	return &s->shards[index];
@@ -64,10 +70,11 @@ kinesis_iterator_seq(struct kinesis *k, struct api_call *call, const struct kine
 {
 	char shard_id[KINESIS_SHARD_ID_SIZE];
 	char other_id[KINESIS_SHARD_ID_SIZE];
-	struct seqnum sn;
+	struct seqnum_client sn;
 
 	kinesis_shard_id_format(sh->index, shard_id);
-	if (seqnum_parse(text->string, text->size, &sn) != 0) {
+	/* Read as AWS reads it (any version), so its answers follow in its order. */
+	if (seqnum_parse_client(text->string, text->size, &sn) != 0) {
 		kinesis_error(call, "InvalidArgumentException", "StartingSequenceNumber %s used in "
 			      "GetShardIterator on shard %s in stream %s under account %s is invalid.",
 			      text->string, shard_id, s->name, k->config.account_id);
@@ -80,7 +87,7 @@ kinesis_iterator_seq(struct kinesis *k, struct api_call *call, const struct kine
 			      shard_id);
 		return -EINVAL;
 	}
-	if (sn.shard_created_s != sh->created_s) {
+	if (sn.version != 2 || sn.shard_created_s != sh->created_s) {
 		kinesis_error(call, "InvalidArgumentException", "StartingSequenceNumber %s used in "
 			      "GetShardIterator on shard %s in stream %s under account %s is invalid "
 			      "because it did not come from this stream.", text->string, shard_id,
@@ -177,12 +184,17 @@ kinesis_get_shard_iterator(struct kinesis_req *r)
 	const struct kv_value *ssn = &r->v[GET_SHARD_ITERATOR_STARTING_SEQUENCE_NUMBER];
 	const struct kv_value *ts = &r->v[GET_SHARD_ITERATOR_TIMESTAMP];
 	uint64_t now_ms = kinesis_now_ms(r->req);
-	struct kinesis_stream *s = r->stream;
+	struct kinesis_stream_ref ref;
+	struct kinesis_stream *s;
 	struct kinesis_shard *sh;
 	uint64_t seq = 0;
 	int rc;
 
-	sh = kinesis_iterator_shard(k, call, s, &r->v[GET_SHARD_ITERATOR_SHARD_ID]);
+	if (kinesis_stream_lookup(k, call, &r->v[GET_SHARD_ITERATOR_STREAM_NAME],
+				  &r->v[GET_SHARD_ITERATOR_STREAM_ARN], &ref) != 0)
+		return;
+	s = ref.stream;
+	sh = kinesis_iterator_shard(k, call, &ref, &r->v[GET_SHARD_ITERATOR_SHARD_ID]);
 	if (sh == NULL || kinesis_iterator_args(k, call, type, ssn, ts, now_ms) != 0)
 		return;
 	if (ssn->json != NULL && kinesis_iterator_seq(k, call, s, sh, ssn, &seq) != 0)
@@ -508,7 +520,7 @@ kinesis_iterator_open(struct kinesis *k, struct api_call *call, const struct kv_
 	}
 	s = kinesis_stream_by_id(k, it->stream_id);
 	if (s == NULL || s->incarnation != it->incarnation || it->shard_index >= s->shard_count) {
-		kinesis_shard_missing(k, call, it->shard_index, it->name);
+		kinesis_shard_missing(k, call, it->shard_index, it->name, it->name_size);
 		return NULL;
 	}
 	return kinesis_authorize(k, call, s, NULL, NULL) ? s : NULL;

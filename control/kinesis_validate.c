@@ -37,8 +37,10 @@ kv_type_message(const cJSON *item, enum kv_type type)
 			return NULL;
 		if (cJSON_IsBool(item))
 			return "class java.lang.Boolean can not be converted to an String";
+		/* AWS's JSON reader gives numbers as this class (not BigDecimal) here. */
 		if (cJSON_IsNumber(item))
-			return "class java.math.BigDecimal can not be converted to an String";
+			return "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+			       "be converted to an String";
 		return kv_json_kind(item);
 	case KV_INTEGER:
 	case KV_LONG:
@@ -67,7 +69,8 @@ kv_type_message(const cJSON *item, enum kv_type type)
 		if (cJSON_IsBool(item))
 			return "class java.lang.Boolean can not be converted to a Blob";
 		if (cJSON_IsNumber(item))
-			return "class java.math.BigDecimal can not be converted to a Blob";
+			return "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+			       "be converted to a Blob";
 		return kv_json_kind(item);
 	case KV_TIMESTAMP:
 		if (cJSON_IsNumber(item))
@@ -138,6 +141,22 @@ kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type)
 		return -EINVAL;
 	}
 	return type == KV_BLOB ? kv_blob_check(call, item) : 0;
+}
+
+void
+kv_list_render(const cJSON *item, char *buf, size_t size)
+{
+	const cJSON *child;
+	size_t n = (size_t)snprintf(buf, size, "[");
+
+	cJSON_ArrayForEach(child, item) {
+		if (n + 4 >= size)
+			break;
+		n += (size_t)snprintf(buf + n, size - n, "%s%s", child == item->child ? "" : ", ",
+				      cJSON_IsString(child) ? child->valuestring : "null");
+	}
+	if (n + 2 < size)
+		snprintf(buf + n, size - n, "]");
 }
 
 int

@@ -143,6 +143,8 @@ bool kv_errors_reply(struct api_call *call, const struct kv_errors *errors);
 bool kv_pattern_match(enum kv_pattern pattern, const char *text, size_t size);
 /* Checks a JSON value's type for a member of `type`; replies SerializationException. */
 int kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type);
+/* A list of strings as AWS renders it in a message: "[a, b, null]" (cut to fit `size`). */
+void kv_list_render(const cJSON *item, char *buf, size_t size);
 /* nested_types for a map or list whose members must all be strings (Tags, TagKeys). */
 kv_nested_types_fn kv_members_are_strings;
 

@@ -18,6 +18,7 @@
  * a delete-path write that fails for want of space gives it back (unlink) and is retried
  * once; metadata_reserve_renew() takes it again once retention has freed space.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -29,8 +30,13 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
+#include "common/base.h"
 #include "common/diag.h"
 #include "control/metadata.h"
+
+/* A number macro as SQL text. */
+#define METADATA_TEXT(x) METADATA_TEXT_(x)
+#define METADATA_TEXT_(x) #x
 
 /* Enough WAL pages for the delete path's transactions many times over. */
 #define METADATA_RESERVE_SIZE (4u << 20)
@@ -60,7 +66,19 @@ static const char metadata_schema[] =
 	"CREATE TABLE IF NOT EXISTS policies(stream_id INTEGER NOT NULL, resource TEXT NOT NULL,"
 	" policy TEXT NOT NULL, PRIMARY KEY(stream_id, resource));"
 	"CREATE TABLE IF NOT EXISTS consumers(stream_id INTEGER NOT NULL, name TEXT NOT NULL,"
-	" created_ms INTEGER NOT NULL, PRIMARY KEY(stream_id, name));";
+	" created_ms INTEGER NOT NULL, PRIMARY KEY(stream_id, name));"
+	/* Settings added after the streams table: a table of their own, so older files open. */
+	"CREATE TABLE IF NOT EXISTS stream_settings(stream_id INTEGER PRIMARY KEY,"
+	" shard_metrics INTEGER NOT NULL DEFAULT 0,"
+	" max_record_kib INTEGER NOT NULL DEFAULT " METADATA_TEXT(METADATA_MAX_RECORD_KIB_DEFAULT) ","
+	" warm_mibps INTEGER NOT NULL DEFAULT 0);";
+
+/* enum metadata_setting -> its column in stream_settings. */
+static const char *const metadata_setting_columns[] = {
+	[METADATA_SHARD_METRICS] = "shard_metrics",
+	[METADATA_MAX_RECORD_KIB] = "max_record_kib",
+	[METADATA_WARM_MIBPS] = "warm_mibps",
+};
 
 /* -ENOSPC when SQLite ran out of disk, else -EIO. */
 static int
@@ -267,9 +285,12 @@ static int
 metadata_load_streams(struct metadata *md, metadata_stream_fn *fn, void *arg)
 {
 	sqlite3_stmt *stmt;
-	int rc = metadata_prepare(md, "SELECT stream_id, incarnation, name, deleting, mode,"
-				  " retention_hours, created_ms, shard_count FROM streams"
-				  " ORDER BY stream_id", &stmt);
+	int rc = metadata_prepare(md, "SELECT s.stream_id, incarnation, name, deleting, mode,"
+				  " retention_hours, created_ms, shard_count,"
+				  " IFNULL(shard_metrics, 0), IFNULL(max_record_kib, "
+				  METADATA_TEXT(METADATA_MAX_RECORD_KIB_DEFAULT) "), IFNULL(warm_mibps, 0)"
+				  " FROM streams s LEFT JOIN stream_settings t"
+				  " ON t.stream_id = s.stream_id ORDER BY s.stream_id", &stmt);
 
 	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		struct metadata_stream s = {
@@ -282,6 +303,9 @@ metadata_load_streams(struct metadata *md, metadata_stream_fn *fn, void *arg)
 			.retention_hours = (uint32_t)sqlite3_column_int64(stmt, 5),
 			.created_ms = (uint64_t)sqlite3_column_int64(stmt, 6),
 			.shard_count = (uint32_t)sqlite3_column_int64(stmt, 7),
+			.shard_metrics = (uint32_t)sqlite3_column_int64(stmt, 8),
+			.max_record_kib = (uint32_t)sqlite3_column_int64(stmt, 9),
+			.warm_mibps = (uint32_t)sqlite3_column_int64(stmt, 10),
 		};
 
 		rc = fn(arg, &s);
@@ -413,7 +437,14 @@ metadata_insert_stream(struct metadata *md, const struct metadata_stream *s)
 	sqlite3_bind_int64(stmt, 6, s->retention_hours);
 	sqlite3_bind_int64(stmt, 7, (int64_t)s->created_ms);
 	sqlite3_bind_int64(stmt, 8, s->shard_count);
-	return metadata_step_done(md, stmt);
+	rc = metadata_step_done(md, stmt);
+	/* Settings other than the defaults (older files have no row: the defaults). */
+	if (rc == 0 && (s->shard_metrics != 0 || s->warm_mibps != 0 ||
+			(s->max_record_kib != 0 && s->max_record_kib != METADATA_MAX_RECORD_KIB_DEFAULT)))
+		rc = metadata_run3(md, "INSERT INTO stream_settings(stream_id, shard_metrics,"
+				   " max_record_kib) VALUES(?, ?, ?)", s->stream_id, s->shard_metrics,
+				   s->max_record_kib);
+	return rc;
 }
 
 static int
@@ -483,6 +514,9 @@ metadata_stream_delete_once(struct metadata *md, uint32_t stream_id)
 		rc = metadata_run3(md, "DELETE FROM policies WHERE stream_id = ?", stream_id, 0, 0);
 	if (rc == 0)
 		rc = metadata_run3(md, "DELETE FROM consumers WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM stream_settings WHERE stream_id = ?", stream_id,
+				   0, 0);
 	if (rc == 0)
 		rc = metadata_run3(md, "INSERT OR REPLACE INTO pending_deletes(stream_id)"
 				   " VALUES(?)", stream_id, 0, 0);
@@ -560,6 +594,53 @@ metadata_retention_set(struct metadata *md, uint32_t stream_id, uint32_t hours)
 {
 	return metadata_run3(md, "UPDATE streams SET retention_hours = ? WHERE stream_id = ?",
 			     hours, stream_id, 0);
+}
+
+int
+metadata_setting_set(struct metadata *md, uint32_t stream_id, enum metadata_setting which,
+		     uint32_t value)
+{
+	char sql[160];
+
+	assert(which < ARRAY_SIZE(metadata_setting_columns));
+	snprintf(sql, sizeof(sql), "INSERT INTO stream_settings(stream_id, %s) VALUES(?, ?)"
+		 " ON CONFLICT(stream_id) DO UPDATE SET %s = excluded.%s",
+		 metadata_setting_columns[which], metadata_setting_columns[which],
+		 metadata_setting_columns[which]);
+	return metadata_run3(md, sql, stream_id, value, 0);
+}
+
+int
+metadata_account_get(struct metadata *md, const char *key, int64_t *values, size_t count)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT value FROM meta WHERE key = ?", &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	rc = -ENOENT;
+	if (sqlite3_step(stmt) == SQLITE_ROW &&
+	    (size_t)sqlite3_column_bytes(stmt, 0) == count * sizeof(*values)) {
+		memcpy(values, sqlite3_column_blob(stmt, 0), count * sizeof(*values));
+		rc = 0;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_account_set(struct metadata *md, const char *key, const int64_t *values, size_t count)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+				  &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(stmt, 2, values, (int)(count * sizeof(*values)), SQLITE_TRANSIENT);
+	return metadata_step_done(md, stmt);
 }
 
 int

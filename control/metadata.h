@@ -37,6 +37,19 @@ struct metadata_stream {
 	uint32_t retention_hours;
 	uint64_t created_ms;
 	uint32_t shard_count;
+	uint32_t shard_metrics;  /* EnableEnhancedMonitoring's set, a bit per metric. */
+	uint32_t max_record_kib; /* UpdateMaxRecordSize (default METADATA_MAX_RECORD_KIB_DEFAULT). */
+	uint32_t warm_mibps;     /* UpdateStreamWarmThroughput; 0: none. */
+};
+
+/* A stream's MaxRecordSizeInKiB until UpdateMaxRecordSize (AWS: 1 MiB). */
+#define METADATA_MAX_RECORD_KIB_DEFAULT 1024
+
+/* The per-stream settings metadata_setting_set() changes. */
+enum metadata_setting {
+	METADATA_SHARD_METRICS,
+	METADATA_MAX_RECORD_KIB,
+	METADATA_WARM_MIBPS,
 };
 
 struct metadata_shard {
@@ -81,8 +94,9 @@ int metadata_load(struct metadata *md, metadata_stream_fn *stream_fn,
 		  metadata_shard_fn *shard_fn, void *arg);
 
 /*
- * Creates a stream with its shards and tags in one transaction. Picks the
- * stream id (never reused) and stores it in stream->stream_id.
+ * Creates a stream with its shards, tags and settings (shard_metrics,
+ * max_record_kib; warm_mibps must be 0) in one transaction. Picks the stream
+ * id (never reused) and stores it in stream->stream_id.
  */
 int metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
 			   const struct metadata_shard *shards, const struct metadata_tag *tags,
@@ -97,6 +111,15 @@ int metadata_pending_delete_done(struct metadata *md, uint32_t stream_id);
 
 int metadata_retention_set(struct metadata *md, uint32_t stream_id, uint32_t hours);
 int metadata_mode_set(struct metadata *md, uint32_t stream_id, enum metadata_mode mode);
+int metadata_setting_set(struct metadata *md, uint32_t stream_id, enum metadata_setting which,
+			 uint32_t value);
+/*
+ * Account-wide settings: `count` integers under `key` in the meta table. get:
+ * -ENOENT when never set.
+ */
+int metadata_account_get(struct metadata *md, const char *key, int64_t *values, size_t count);
+int metadata_account_set(struct metadata *md, const char *key, const int64_t *values,
+			 size_t count);
 
 /*
  * One reshard in one transaction: the shards `closing[0 .. closing_count)`

@@ -76,13 +76,15 @@ http1_head(struct api_call *call, const char *framing)
 		     "HTTP/1.1 %d %s\r\n"
 		     "x-amzn-RequestId: %s\r\n"
 		     "%s"
-		     "Content-Type: %s\r\n"
+		     "%s%s%s"
 		     "%s\r\n"
 		     "Date: %s\r\n"
 		     "%s"
 		     "\r\n",
 		     call->status, http1_reason(call->status), call->request_id, lines,
-		     call->content_type, framing, s->date,
+		     call->content_type != NULL ? "Content-Type: " : "",
+		     call->content_type != NULL ? call->content_type : "",
+		     call->content_type != NULL ? "\r\n" : "", framing, s->date,
 		     call->keep_alive ? "" : "Connection: close\r\n");
 	assert(n > 0 && (size_t)n < sizeof(call->head));
 	call->head_size = (size_t)n;

@@ -87,6 +87,9 @@
 /* The longest the loop sleeps, so timeouts are checked at least this often. */
 #define SERVER_TICK_MS 100
 #define SERVER_REQUEST_ID_SIZE 37
+/* x-amz-id-2: base64 of random bytes, as AWS sends (64..80 bytes decoded): 72 -> 96 chars. */
+#define SERVER_ID2_BYTES 72
+#define SERVER_ID2_SIZE (SERVER_ID2_BYTES / 3 * 4 + 1)
 /* Longest Access-Control-Request-* value echoed in a CORS preflight answer. */
 #define SERVER_CORS_ECHO_SIZE_MAX 384u
 /* Extra response headers beyond the fixed ones (CORS). */
@@ -183,9 +186,10 @@ struct api_call {
 	struct api_out cbor_json;
 	/* The response. */
 	int status;
-	const char *content_type;
+	const char *content_type;        /* NULL: no Content-Type header (AWS sends none). */
 	char error_type[64];
 	char request_id[SERVER_REQUEST_ID_SIZE];
+	char id2[SERVER_ID2_SIZE];       /* x-amz-id-2 ("" on a CORS preflight, as AWS). */
 	struct api_out out;
 	char head[1536];
 	size_t head_size;

@@ -577,6 +577,21 @@ request(const char *action, const char *body, const char *extra_headers)
 	return buf;
 }
 
+/* x-amz-id-2 as AWS sends it: base64 of 64..80 bytes (issue 12). */
+static void
+assert_id2(const struct response *r)
+{
+	const char *id2 = strcasestr(r->head, "\r\nx-amz-id-2: ");
+	size_t n;
+
+	cr_assert_not_null(id2, "%s", r->head);
+	id2 += 14;
+	n = strcspn(id2, "\r");
+	cr_assert(n % 4 == 0 && n / 4 * 3 >= 64 && n / 4 * 3 <= 80, "%.*s", (int)n, id2);
+	cr_assert_eq(strspn(id2, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="),
+		     n, "%s", r->head);
+}
+
 static void
 assert_aws_headers(const struct response *r)
 {
@@ -589,8 +604,8 @@ assert_aws_headers(const struct response *r)
 	cr_assert_eq(id[20 + 14], '4', "UUID version 4: %s", r->head);
 	cr_assert_not_null(strcasestr(r->head, "\r\nDate: "), "%s", r->head);
 	cr_assert_not_null(strcasestr(r->head, " GMT\r\n"), "%s", r->head);
-	cr_assert_not_null(strcasestr(r->head, "\r\nContent-Type: "), "%s", r->head);
 	cr_assert_not_null(strcasestr(r->head, "\r\nContent-Length: "), "%s", r->head);
+	assert_id2(r);
 }
 
 /* Skips the test (not fails) on a machine without a client tool it drives. */
@@ -710,6 +725,7 @@ struct route_case {
 	const char *raw;
 	int status;
 	const char *body_prefix;
+	bool untyped;          /* AWS sends no Content-Type (issue 12). */
 };
 
 Test(server, requests_aws_cannot_route_get_aws_answers, .init = setup_default,
@@ -717,52 +733,52 @@ Test(server, requests_aws_cannot_route_get_aws_answers, .init = setup_default,
 {
 	static const struct route_case cases[] = {
 		{ "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 403,
-		  "<AccessDeniedException>\n  <Message>Unable to determine service/operation" },
+		  "<AccessDeniedException>\n  <Message>Unable to determine service/operation", true },
 		{ "POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 404,
-		  "<UnknownOperationException/>" },
+		  "<UnknownOperationException/>", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/x-amz-json-1.1\r\nContent-Length: 0\r\n\r\n", 400,
-		  "{\"__type\":\"SerializationException\"}" },
+		  "{\"__type\":\"SerializationException\"}", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.Bogus\r\n"
 		  "Content-Type: application/x-amz-json-1.1\r\nContent-Length: 0\r\n\r\n", 400,
-		  "{\"__type\":\"UnknownOperationException\"}" },
+		  "{\"__type\":\"UnknownOperationException\"}", false },
 		{ "POST / HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}",
-		  403, "<AccessDeniedException>" },
+		  403, "<AccessDeniedException>", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}", 404,
-		  "<UnknownOperationException/>" },
+		  "<UnknownOperationException/>", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 404,
 		  "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
-		  "UnknownOperationException\"" },
+		  "UnknownOperationException\"},\"Version\":\"1.0\"}", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{", 400,
-		  "{\"Output\":{\"__type\":\"com.amazon.coral.service#SerializationException\"" },
+		  "{\"Output\":{\"__type\":\"com.amazon.coral.service#SerializationException\"", false },
 		/* CBOR in, the action's JSON answer out as CBOR ({"body":"{}","key":""}). */
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 1\r\n\r\n\xa0", 200,
-		  "\xbf\x64" "body\x62{}\x63key\x60\xff" },
+		  "\xbf\x64" "body\x62{}\x63key\x60\xff", false },
 		/* The action's JSON error, in CBOR. */
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.DescribeLimits\r\n"
 		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 1\r\n\r\n\xa0", 400,
-		  "\xbf\x66__type\x76LimitExceededException\x67message\x61x\xff" },
+		  "\xbf\x66__type\x76LimitExceededException\x67message\x61x\xff", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 2\r\n\r\n\xa1\x01", 400,
 		  "\xbf\x66__type\x76SerializationException\x67message\x78\x23" "A CBOR map key "
-		  "is not a text string" },
+		  "is not a text string", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 2\r\n\r\nab", 400,
 		  "\xbf\x66__type\x76SerializationException\x67message\x78\x1aThe CBOR body "
-		  "is not a map" },
+		  "is not a map", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.Bogus\r\n"
 		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 1\r\n\r\n\xa0", 400,
-		  "\xbf\x66__type\x78\x19UnknownOperationException\xff" },
+		  "\xbf\x66__type\x78\x19UnknownOperationException\xff", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/x-amz-json-1.1; charset=utf-8\r\nContent-Length: 2"
-		  "\r\n\r\n{}", 200, "{\"body\":" },
+		  "\r\n\r\n{}", 200, "{\"body\":", false },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}", 404,
-		  "<UnknownOperationException/>" },
+		  "<UnknownOperationException/>", false },
 	};
 	int fd = client_connect();
 
@@ -775,6 +791,8 @@ Test(server, requests_aws_cannot_route_get_aws_answers, .init = setup_default,
 		cr_assert(strncmp(r.body, cases[i].body_prefix, strlen(cases[i].body_prefix)) == 0,
 			  "case %zu: %s", i, r.body);
 		assert_aws_headers(&r);
+		cr_assert_eq(strcasestr(r.head, "\r\nContent-Type: ") == NULL, cases[i].untyped,
+			     "case %zu: %s", i, r.head);
 		response_free(&r);
 	}
 	close(fd);
@@ -1074,6 +1092,12 @@ Test(server, presence_mode_needs_an_authorization_header, .init = setup_presence
 	cr_assert_eq(r.status, 400);
 	cr_assert_str_eq(r.body, "{\"__type\":\"MissingAuthenticationTokenException\","
 			 "\"message\":\"Missing Authentication Token\"}");
+	response_free(&r);
+	/* Issue 12: AWS parses the body first: a body that is not JSON is that error. */
+	client_send_str(fd, request("ListStreams", "{not json", NULL));
+	client_response(fd, &r);
+	cr_assert_eq(r.status, 400);
+	cr_assert_str_eq(r.body, "{\"__type\":\"SerializationException\"}");
 	response_free(&r);
 	client_send_str(fd, request("ListStreams", "{}", "Authorization: AWS4-HMAC-SHA256 "
 				    "Credential=AKIDX/20260101/us-east-1/kinesis/aws4_request, "
@@ -1794,6 +1818,9 @@ Test(server, cors_preflight_and_origin_headers, .init = setup_default, .fini = s
 				  "authorization\r\n"), "%s", r.head);
 	cr_assert_not_null(strstr(r.head, "access-control-allow-methods: POST\r\n"), "%s", r.head);
 	cr_assert_not_null(strstr(r.head, "access-control-max-age: 172800\r\n"), "%s", r.head);
+	/* As AWS: a preflight has no Content-Type and no x-amz-id-2 (issue 12). */
+	cr_assert_null(strcasestr(r.head, "\r\ncontent-type:"), "%s", r.head);
+	cr_assert_null(strcasestr(r.head, "x-amz-id-2"), "%s", r.head);
 	response_free(&r);
 	client_send_str(fd, request("ListStreams", "{}", "Origin: http://app.example\r\n"));
 	client_response(fd, &r);
@@ -1801,6 +1828,7 @@ Test(server, cors_preflight_and_origin_headers, .init = setup_default, .fini = s
 	cr_assert_not_null(strstr(r.head, "access-control-allow-origin: *\r\n"), "%s", r.head);
 	cr_assert_not_null(strstr(r.head, "access-control-expose-headers: x-amzn-RequestId,"), "%s",
 			   r.head);
+	assert_id2(&r);
 	response_free(&r);
 	/* Without Origin: no CORS headers, and OPTIONS is just another non-POST. */
 	client_send_str(fd, "OPTIONS / HTTP/1.1\r\n\r\n");
