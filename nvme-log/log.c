@@ -174,7 +174,9 @@ log_locks_init(struct log *log)
 	pthread_cond_init(&log->ctl_cond, NULL);
 	pthread_cond_init(&log->prep_cond, NULL);
 	log->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	return log->doorbell_fd < 0 ? -errno : 0;
+	if (log->doorbell_fd < 0)
+		return -errno;
+	return log_keys_init(&log->keys);
 }
 
 static void
@@ -193,6 +195,7 @@ log_free(struct log *log)
 		log_io_default_close(log->io);
 	if (log->doorbell_fd >= 0)
 		close(log->doorbell_fd);
+	log_keys_fini(&log->keys);
 	pthread_mutex_destroy(&log->producer_lock);
 	pthread_mutex_destroy(&log->index_lock);
 	pthread_rwlock_destroy(&log->segments_rw);

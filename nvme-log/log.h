@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "common/hist.h"
+#include "common/limits.h"
 
 #define LOG_SHARD_ID(stream_id, shard_index) \
 	(((uint64_t)(uint32_t)(stream_id) << 32) | (uint32_t)(shard_index))
@@ -241,6 +242,51 @@ int log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
 int log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns,
 		  uint64_t *seq_out);
 
+/* ---- Encryption at rest ------------------------------------------------- */
+
+/*
+ * A stream with a key set (log_stream_encryption_set) has every batch
+ * submitted from then on encrypted with AES-256-GCM under a data key of the
+ * producer's, wrapped (AES key wrap, RFC 3394) by the newest version of that
+ * key; reads decrypt transparently (docs/LOG_FORMAT.md, "Encrypted batch").
+ * Keys are identified by a 64-bit id (the caller's choice, stable across
+ * restarts: sluiced hashes the keyring's key id) and a version; the log
+ * keeps them in memory only and never writes their material anywhere.
+ *
+ * Errors on a read of an encrypted batch (never ciphertext as data):
+ *   -ENOKEY        the batch's key id/version is not in the keyring
+ *   -EKEYREVOKED   it is there but disabled
+ *   -EKEYREJECTED  it is there but does not unwrap the batch's data key
+ *                  (a different key under the same id and version)
+ * log_batch_submit answers -ENOKEY / -EKEYREVOKED the same way for the
+ * stream's newest key version (the batch is not taken).
+ */
+#define LOG_KEY_SIZE 32u         /* AES-256. */
+#define LOG_KEYS_MAX 1024u       /* Key versions in the keyring. */
+#define LOG_ENCRYPTED_STREAMS_MAX SLUICE_STREAMS_MAX
+
+struct log_key {
+	uint64_t key_id;                 /* Not 0 (0 means "no encryption"). */
+	uint32_t version;                /* New writes use the highest version of key_id. */
+	bool enabled;
+	uint8_t material[LOG_KEY_SIZE];
+};
+
+/*
+ * Replaces the whole keyring (start-up and reload). Returns 0, or -EINVAL for
+ * a key id of 0, a repeated (key_id, version) or more than LOG_KEYS_MAX keys.
+ * Producers and readers pick the change up at their next batch.
+ */
+int log_keys_replace(struct log *log, const struct log_key *keys, uint32_t count);
+
+/*
+ * Encrypts the stream's batches submitted from now on under key_id (0: stop
+ * encrypting; batches already written stay as they are). Not persisted: the
+ * caller sets it again after every log_open. -ENOSPC when
+ * LOG_ENCRYPTED_STREAMS_MAX streams are encrypted already.
+ */
+int log_stream_encryption_set(struct log *log, uint32_t stream_id, uint64_t key_id);
+
 /* ---- Statistics ---------------------------------------------------------- */
 
 struct log_stats {
@@ -253,6 +299,8 @@ struct log_stats {
 	uint64_t enospc_errors;
 	uint64_t io_errors;
 	uint64_t segments_deleted;
+	uint64_t batches_encrypted;  /* Batches submitted encrypted (docs/LOG_FORMAT.md). */
+	uint64_t decrypt_errors;     /* Reads refused for a missing, disabled or wrong key. */
 	uint64_t reads_memory;       /* Batches log_read/log_seek_time took from the window ring, */
 	uint64_t reads_cached;       /* ... through the page cache (sealed segments), */
 	uint64_t reads_device;       /* ... with O_DIRECT (active segment, or a re-read). */

@@ -121,11 +121,13 @@ log_record_encode(uint8_t *buf, uint32_t room, uint64_t base_arrival_ns,
 
 void
 log_batch_seal_body(uint8_t *batch, uint32_t size, uint32_t record_count,
-		    uint64_t base_arrival_ns)
+		    uint64_t base_arrival_ns, uint32_t producer_flags)
 {
 	struct log_batch_header *header = (struct log_batch_header *)(void *)batch;
 
+	assert((producer_flags & ~LOG_BATCH_F_PRODUCER) == 0);
 	assert(size >= LOG_BATCH_HEADER_SIZE);
+	header->flags = producer_flags;
 	assert(size <= LOG_BATCH_SIZE_MAX);
 	header->size = size;
 	header->record_count = record_count;
@@ -139,20 +141,28 @@ log_batch_seal_header(uint8_t *batch, uint64_t base_seq, uint64_t shard_id,
 {
 	struct log_batch_header *header = (struct log_batch_header *)(void *)batch;
 
-	assert((flags & ~LOG_BATCH_F_KNOWN) == 0);
+	assert((flags & ~LOG_BATCH_F_KNOWN & ~LOG_BATCH_F_PRODUCER) == 0);
 	header->magic = LOG_BATCH_MAGIC;
 	header->base_seq = base_seq;
 	header->shard_id = shard_id;
 	header->commit_id = commit_id;
 	header->segment_no = (uint32_t)segment_no;
 	header->durable_lag = durable_lag;
-	header->flags = flags;
+	header->flags = flags | (header->flags & LOG_BATCH_F_PRODUCER);
 	header->header_crc = crc32c(0, batch + 8, LOG_BATCH_HEADER_SIZE - 8);
 }
 
+uint32_t
+log_batch_records_end(const struct log_batch_header *header)
+{
+	if ((header->flags & LOG_BATCH_F_ENCRYPTED) != 0)
+		return header->size - LOG_BATCH_TRAILER_SIZE;
+	return header->size;
+}
+
 /* Walks every record once: framing must fit the body exactly. */
-static int
-batch_check_records(const uint8_t *buf)
+int
+log_batch_check_records(const uint8_t *buf)
 {
 	struct log_record_iter iter;
 	struct log_record_out record;
@@ -188,9 +198,14 @@ log_batch_check(const uint8_t *buf, size_t avail, struct log_batch_header *heade
 		return -EBADMSG;
 	if (crc32c(0, buf + 48, header.size - 48) != header.body_crc)
 		return -EBADMSG;
-	if (header.record_count == 0 || header.record_count > header.size - LOG_BATCH_HEADER_SIZE)
+	if ((header.flags & LOG_BATCH_F_ENCRYPTED) != 0 &&
+	    header.size < LOG_BATCH_HEADER_SIZE + LOG_BATCH_TRAILER_SIZE)
 		return -EBADMSG;
-	if (batch_check_records(buf) != 0)
+	if (header.record_count == 0 ||
+	    header.record_count > log_batch_records_end(&header) - LOG_BATCH_HEADER_SIZE)
+		return -EBADMSG;
+	/* Encrypted records are checked once decrypted (log_batch_decrypt). */
+	if ((header.flags & LOG_BATCH_F_ENCRYPTED) == 0 && log_batch_check_records(buf) != 0)
 		return -EBADMSG;
 	*header_out = header;
 	return 0;
@@ -203,7 +218,7 @@ log_record_iter_init(struct log_record_iter *iter, const uint8_t *batch)
 
 	memcpy(&header, batch, sizeof(header));
 	iter->pos = batch + LOG_BATCH_HEADER_SIZE;
-	iter->end = batch + header.size;
+	iter->end = batch + log_batch_records_end(&header);
 	iter->seq = header.base_seq;
 	iter->base_arrival_ns = header.base_arrival_ns;
 	iter->left = header.record_count;
