@@ -19,6 +19,7 @@
 #include "control/api.h"
 #include "control/config.h"
 #include "control/config_modules.h"
+#include "control/keyring.h"
 #include "control/metrics.h"
 #include "control/notify.h"
 #include "control/route.h"
@@ -164,6 +165,7 @@ struct sluiced {
 	int argc;                 /* The command line, parsed again on SIGHUP. */
 	char **argv;
 	struct log *log;
+	struct keyring *keyring;  /* The keys the log has (main thread; see sluiced_keyring_apply). */
 	struct kinesis *kinesis;
 	struct api_server *server;
 	struct admin *admin;
@@ -301,13 +303,40 @@ sluiced_diag_apply(const struct sluice_config *config)
 		diag_format_set(format);
 }
 
+/*
+ * Reads the keyring file and gives its keys to the log (start, and every
+ * SIGHUP: rotation adds a line to the same file). A keyring that does not
+ * load is refused: at start sluiced stops; on SIGHUP the keys in use stay.
+ */
+static int
+sluiced_keyring_apply(struct sluiced *d, const char *path)
+{
+	char why[KEYRING_WHY_SIZE];
+	int rc = 0;
+
+	if (path[0] == '\0')
+		keyring_wipe(d->keyring);
+	else
+		rc = keyring_load(path, d->keyring, why, sizeof(why));
+	if (rc != 0) {
+		diag_error("sluiced", "[encryption] keyring %s: %s", path, why);
+		return rc;
+	}
+	rc = log_keys_replace(d->log, d->keyring->keys, d->keyring->key_count);
+	if (rc == 0 && path[0] != '\0')
+		diag_info("sluiced", "keyring %s: %u key versions, %u aliases", path,
+			  d->keyring->key_count, d->keyring->alias_count);
+	return rc;
+}
+
 static void
 sluiced_changed_key(void *arg, const char *section, const char *name)
 {
 	uint32_t *count = arg;
 
 	(*count)++;
-	if (strcmp(section, "server") == 0 && strncmp(name, "diag_", 5) == 0)
+	if (strcmp(section, "encryption") == 0 ||
+	    (strcmp(section, "server") == 0 && strncmp(name, "diag_", 5) == 0))
 		diag_info("sluiced", "SIGHUP: [%s] %s changed: applied", section, name);
 	else
 		diag_warn("sluiced", "SIGHUP: [%s] %s changed: takes effect at the next restart",
@@ -316,8 +345,9 @@ sluiced_changed_key(void *arg, const char *section, const char *name)
 
 /*
  * SIGHUP: reads the configuration again (file and command line, as at start)
- * and reports what changed. No key is applied live yet: each changed key is
- * named as needing a restart, and a file with errors is reported, never used.
+ * and reports what changed. Applied live: the diag_* keys and the keyring
+ * (read again even when its path is unchanged); every other changed key is
+ * named as needing a restart. A file with errors is reported, never used.
  */
 static void
 sluiced_reload(struct sluiced *d)
@@ -338,6 +368,8 @@ sluiced_reload(struct sluiced *d)
 	/* What runs now; other threads read only their own copies of the rest. */
 	memcpy(d->config.diag_level, fresh.diag_level, sizeof(d->config.diag_level));
 	memcpy(d->config.diag_format, fresh.diag_format, sizeof(d->config.diag_format));
+	if (sluiced_keyring_apply(d, fresh.keyring) == 0)
+		memcpy(d->config.keyring, fresh.keyring, sizeof(d->config.keyring));
 }
 
 static void
@@ -377,6 +409,10 @@ sluiced_serve(struct sluiced *d)
 		return 1;
 	}
 	metrics_ready_set(METRICS_READY_LOG, true);
+	d->keyring = calloc(1, sizeof(*d->keyring));
+	rc = d->keyring == NULL ? -ENOMEM : sluiced_keyring_apply(d, d->config.keyring);
+	if (rc != 0)
+		goto out_close_log;
 	rc = kinesis_open(&d->config, d->log, &d->kinesis);
 	if (rc != 0) {
 		diag_error("sluiced", "cannot open metadata: %s", strerror(-rc));
@@ -435,6 +471,9 @@ out_close_kinesis:
 		api_server_close(d->server);
 out_close_log:
 	log_close(d->log);
+	if (d->keyring != NULL)
+		keyring_wipe(d->keyring);
+	free(d->keyring);
 	if (rc == 0)
 		diag_info("sluiced", "stopped cleanly");
 	return rc == 0 ? 0 : 1;
