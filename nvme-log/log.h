@@ -53,7 +53,8 @@ struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see lo
 /* ... below 4 GiB: segment offsets are 32-bit in the index (docs/LOG_FORMAT.md). */
 #define LOG_SEGMENT_SIZE_MAX ((4ull << 30) - LOG_SEGMENT_SIZE_UNIT)
 #define LOG_BATCH_SIZE_MIN 256u
-#define LOG_BATCH_SIZE_MAX (4u << 20)
+/* A batch can hold the largest record (SLUICE_RECORD_DATA_SIZE_LARGE_MAX) and its headers. */
+#define LOG_BATCH_SIZE_MAX (12u << 20)
 #define LOG_BATCHES_PER_SEGMENT_MIN 4u      /* batch_size <= segment_size / this. */
 #define LOG_COMMIT_WINDOW_BYTES_MIN 4096u   /* One block (LOG_BLOCK_SIZE). */
 #define LOG_COMMIT_WINDOW_BYTES_MAX (16u << 20)
@@ -131,7 +132,7 @@ struct log_record_in {
 	const void *partition_key;           /* 1 .. SLUICE_PARTITION_KEY_SIZE_MAX bytes. */
 	uint16_t partition_key_size;
 	const uint8_t *explicit_hash_key;    /* 16 bytes big-endian, or NULL. */
-	const void *data;                    /* 0 .. SLUICE_RECORD_DATA_SIZE_MAX bytes. */
+	const void *data;                    /* 0 .. SLUICE_RECORD_DATA_SIZE_LARGE_MAX bytes. */
 	uint32_t data_size;
 	uint64_t arrival_ns;                 /* Wall-clock arrival, ns since the epoch. */
 };

@@ -81,7 +81,7 @@ log_record_validate(const struct log_record_in *record)
 	if (record->partition_key == NULL || record->partition_key_size == 0 ||
 	    record->partition_key_size > SLUICE_PARTITION_KEY_SIZE_MAX)
 		return -EINVAL;
-	if (record->data_size > SLUICE_RECORD_DATA_SIZE_MAX)
+	if (record->data_size > SLUICE_RECORD_DATA_SIZE_LARGE_MAX)
 		return -EINVAL;
 	if (record->data == NULL && record->data_size != 0)
 		return -EINVAL;
@@ -271,7 +271,7 @@ log_record_iter_next(struct log_record_iter *iter, struct log_record_out *out)
 	if (pos == NULL)
 		return -EBADMSG;
 	pos = varint_get(pos, iter->end, &data_size);
-	if (pos == NULL || data_size > SLUICE_RECORD_DATA_SIZE_MAX ||
+	if (pos == NULL || data_size > SLUICE_RECORD_DATA_SIZE_LARGE_MAX ||
 	    data_size > (uint64_t)(iter->end - pos))
 		return -EBADMSG;
 	out->seq = iter->seq;

@@ -61,7 +61,7 @@
  *   partition_key_size  varint, 1 .. SLUICE_PARTITION_KEY_SIZE_MAX
  *   explicit_hash_key   16 bytes big-endian, only with flag bit 0
  *   partition_key       partition_key_size bytes
- *   data_size           varint, 0 .. SLUICE_RECORD_DATA_SIZE_MAX
+ *   data_size           varint, 0 .. SLUICE_RECORD_DATA_SIZE_LARGE_MAX
  *   data                data_size bytes
  *
  * Validity: magic, header_crc, size within bounds and within the span read,

@@ -355,3 +355,79 @@ Test(log_crypt, keyring_refuses_bad_sets, .init = setup, .fini = teardown)
 	cr_assert_eq(log_keys_replace(log, dup, LOG_KEYS_MAX + 1), -EINVAL);
 	log_close(log);
 }
+
+/* The largest record a stream may allow (10 MiB, UpdateMaxRecordSize), plain and encrypted. */
+struct big_check {
+	const uint8_t *want;
+	uint32_t count;
+};
+
+static int
+big_fn(void *arg, const struct log_record_out *r)
+{
+	struct big_check *b = arg;
+
+	cr_assert_eq(r->data_size, SLUICE_RECORD_DATA_SIZE_LARGE_MAX);
+	cr_assert_eq(r->partition_key_size, SLUICE_PARTITION_KEY_SIZE_MAX);
+	cr_assert_eq(memcmp(r->data, b->want, r->data_size), 0);
+	b->count++;
+	return 0;
+}
+
+Test(log_crypt, largest_records_round_trip, .init = setup, .fini = teardown, .timeout = 60)
+{
+	uint8_t *data = malloc(SLUICE_RECORD_DATA_SIZE_LARGE_MAX + 1);
+	static char key[SLUICE_PARTITION_KEY_SIZE_MAX];
+	struct log_key k = key_make(1, 0x61, true);
+	struct log_config c;
+	struct log *log;
+	struct log_producer *p;
+	struct log_reader *reader;
+
+	for (uint32_t i = 0; i <= SLUICE_RECORD_DATA_SIZE_LARGE_MAX; i++)
+		data[i] = (uint8_t)(i * 2654435761u >> 24);
+	memset(key, 'k', sizeof(key));
+	log_config_default(&c);
+	c.dir_path = dir;
+	c.segment_size = 48u << 20;
+	c.batch_size = (10u << 20) + (8u << 10);
+	c.commit_window_bytes = 1u << 20;
+	c.producers_max = 1;
+	c.batches_per_producer = 2;
+	c.segments_prepared = 1;
+	c.shards_max = 16;
+	cr_assert_eq(log_open(&c, &log), 0);
+	keys_set(log, &k, 1);
+	cr_assert_eq(log_stream_encryption_set(log, STREAM_SECRET, KEY_ID), 0);
+	cr_assert_eq(log_producer_open(log, &p), 0);
+	for (uint32_t stream = STREAM_SECRET; stream <= STREAM_PLAIN; stream++) {
+		struct log_record_in rec = {
+			.partition_key = key, .partition_key_size = sizeof(key), .data = data,
+			.data_size = SLUICE_RECORD_DATA_SIZE_LARGE_MAX + 1, .arrival_ns = 1,
+		};
+		struct log_batch *b = log_batch_get(p);
+		struct pollfd pfd = { .fd = log_producer_event_fd(p), .events = POLLIN };
+		struct log_completion done;
+
+		cr_assert_eq(log_batch_add(b, &rec), -EINVAL, "one byte over the limit");
+		rec.data_size = SLUICE_RECORD_DATA_SIZE_LARGE_MAX;
+		cr_assert_eq(log_batch_add(b, &rec), 0);
+		cr_assert_eq(log_batch_submit(p, b, LOG_SHARD_ID(stream, 0), 0), 0);
+		while (log_completions_poll(p, &done, 1) == 0)
+			cr_assert_geq(poll(&pfd, 1, 5000), 0);
+		cr_assert_eq(done.error, 0);
+	}
+	log_producer_close(p);
+	cr_assert_eq(log_reader_open(log, &reader), 0);
+	for (uint32_t stream = STREAM_SECRET; stream <= STREAM_PLAIN; stream++) {
+		struct big_check b = { data, 0 };
+		uint64_t next;
+
+		cr_assert_eq(log_read(reader, LOG_SHARD_ID(stream, 0), 0, 10, 1024, big_fn, &b,
+				      &next), 1);
+		cr_assert_eq(b.count, 1);
+	}
+	log_reader_close(reader);
+	log_close(log);
+	free(data);
+}

@@ -194,7 +194,10 @@ Test(log_format, validate_bounds)
 	rec.partition_key_size = SLUICE_PARTITION_KEY_SIZE_MAX + 1;
 	cr_assert_eq(log_record_validate(&rec), -EINVAL);
 	rec.partition_key_size = 1;
-	rec.data_size = SLUICE_RECORD_DATA_SIZE_MAX + 1;
+	rec.data_size = SLUICE_RECORD_DATA_SIZE_LARGE_MAX;
+	rec.data = key;
+	cr_assert_eq(log_record_validate(&rec), 0);
+	rec.data_size = SLUICE_RECORD_DATA_SIZE_LARGE_MAX + 1;
 	rec.data = key;
 	cr_assert_eq(log_record_validate(&rec), -EINVAL);
 	rec.data_size = 5;
