@@ -127,4 +127,14 @@ int metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *star
 		       void (*fn)(void *arg, const struct metadata_tag *tag), void *arg,
 		       bool *more_out);
 
+/*
+ * Encryption at rest: the keyring key name a stream's new records are
+ * encrypted under (NULL: off). Kept until the stream is deleted.
+ */
+int metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key_name);
+/* Calls `fn` for every encrypted stream; a non-zero return from `fn` stops and is returned. */
+int metadata_encryption_list(struct metadata *md,
+			     int (*fn)(void *arg, uint32_t stream_id, const char *key_name),
+			     void *arg);
+
 #endif /* SLUICE_CONTROL_METADATA_H */
