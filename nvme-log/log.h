@@ -223,6 +223,7 @@ struct log_record_out {
 	uint8_t explicit_hash_key[16];
 	const uint8_t *data;       /* Valid only during the callback. */
 	uint32_t data_size;
+	bool encrypted;            /* Stored encrypted (its stream's encryption was on). */
 };
 
 /* Returns 0 to go on, 1 to stop after this record, or a negative errno to abort. */

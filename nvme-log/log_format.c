@@ -222,6 +222,7 @@ log_record_iter_init(struct log_record_iter *iter, const uint8_t *batch)
 	iter->seq = header.base_seq;
 	iter->base_arrival_ns = header.base_arrival_ns;
 	iter->left = header.record_count;
+	iter->encrypted = (header.flags & LOG_BATCH_F_ENCRYPTED) != 0;
 }
 
 /* Key part of a record: flags, key size, optional hash key, key bytes. */
@@ -278,6 +279,7 @@ log_record_iter_next(struct log_record_iter *iter, struct log_record_out *out)
 	out->arrival_ns = iter->base_arrival_ns + (uint64_t)zigzag_decode(delta);
 	out->data = pos;
 	out->data_size = (uint32_t)data_size;
+	out->encrypted = iter->encrypted;
 	iter->pos = pos + data_size;
 	iter->seq++;
 	iter->left--;

@@ -215,6 +215,7 @@ struct log_record_iter {
 	uint64_t seq;
 	uint64_t base_arrival_ns;
 	uint32_t left;
+	bool encrypted;
 };
 
 /* Records of a checked (and, if encrypted, decrypted) batch. */

@@ -114,6 +114,9 @@ append(struct log *log, uint32_t stream, uint64_t seq_first, uint32_t count)
 	return rc;
 }
 
+/* Records of STREAM_SECRET from this seq on were written with encryption off. */
+static uint64_t plain_from = UINT64_MAX;
+
 struct got {
 	uint32_t count;
 	uint64_t seq_next;
@@ -130,6 +133,7 @@ check_fn(void *arg, const struct log_record_out *r)
 	cr_assert_eq(r->data_size, (uint32_t)n);
 	cr_assert_arr_eq(r->data, want, (size_t)n);
 	cr_assert_eq(r->arrival_ns, 1000 + r->seq);
+	cr_assert_eq(r->encrypted, r->seq < plain_from, "seq %lu", (unsigned long)r->seq);
 	g->count++;
 	g->seq_next++;
 	return 0;
@@ -287,6 +291,7 @@ Test(log_crypt, off_again_keeps_old_batches_encrypted, .init = setup, .fini = te
 	cr_assert_eq(append(log, STREAM_SECRET, 0, 3), 0);
 	cr_assert_eq(log_stream_encryption_set(log, STREAM_SECRET, 0), 0);
 	cr_assert_eq(append(log, STREAM_SECRET, 3, 2), 0);
+	plain_from = 3;
 	cr_assert_eq(read_from(log, STREAM_SECRET, 0), 5);
 	/* Seeking by time opens encrypted batches too. */
 	cr_assert_eq(log_reader_open(log, &reader), 0);
