@@ -145,6 +145,20 @@ struct log_batch *log_batch_get(struct log_producer *producer);
  * could never fit in an empty batch; -EINVAL for a key or size out of bounds.
  */
 int log_batch_add(struct log_batch *batch, const struct log_record_in *record);
+/*
+ * Appends `count` records already in the log's encoding (common/record_wire.h)
+ * with one copy: a shard-grouped frame's record block. Each record's arrival
+ * delta must be 0, so it arrives with the batch's base arrival (arrival_ns
+ * when the batch is empty). The caller has checked every record (the frame
+ * decoder does); this function trusts them. Takes the longest prefix of whole
+ * records that fits: returns how many (then *size_taken bytes), 0 when not
+ * even the first fits (submit, then add to an empty batch), or -EMSGSIZE when
+ * the first could never fit in an empty batch.
+ */
+int log_batch_add_encoded(struct log_batch *batch, const uint8_t *records, uint32_t size,
+			  uint32_t count, uint64_t arrival_ns, uint32_t *size_taken);
+/* The base arrival of a batch's records (valid once it holds one). */
+uint64_t log_batch_base_arrival_ns(const struct log_batch *batch);
 uint32_t log_batch_record_count(const struct log_batch *batch);
 /* Returns an unsubmitted batch to the pool. */
 void log_batch_put(struct log_producer *producer, struct log_batch *batch);

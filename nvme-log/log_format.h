@@ -53,9 +53,10 @@
  * bytes of its header. The header CRC covers body_crc, so one check chain
  * covers every byte.
  *
- * Record (inside a batch, unaligned, varints are LEB128 as in protobuf):
+ * Record (inside a batch, unaligned): the encoding of common/record_wire.h
+ * (shared with shard-grouped frames, which a worker copies in whole):
  *
- *   FIELD               ENCODING
+ *   FIELD               ENCODING (varints are LEB128 as in protobuf)
  *   arrival_delta       zigzag varint: arrival_ns - base_arrival_ns
  *   flags               1 byte: bit 0 = explicit hash key present; others zero
  *   partition_key_size  varint, 1 .. SLUICE_PARTITION_KEY_SIZE_MAX
@@ -94,6 +95,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/record_wire.h"
 #include "nvme-log/log.h"
 
 #define LOG_FORMAT_VERSION 1u
@@ -104,8 +106,6 @@
 #define LOG_SEGMENT_HEADER_SIZE 64u
 #define LOG_BATCH_MAGIC 0x54414253u /* "SBAT" */
 #define LOG_BATCH_HEADER_SIZE 64u
-/* Largest record: header bytes + key + hash key + data. */
-#define LOG_RECORD_OVERHEAD_MAX (10u + 1u + 3u + 16u + 5u)
 
 /* Batch flags: the writer's, and the producer's (which the writer keeps). */
 #define LOG_BATCH_F_WINDOW_LAST 0x1u /* Writer: last batch of its group-commit window. */
@@ -113,7 +113,6 @@
 #define LOG_BATCH_F_PRODUCER LOG_BATCH_F_ENCRYPTED
 #define LOG_BATCH_F_KNOWN (LOG_BATCH_F_WINDOW_LAST | LOG_BATCH_F_ENCRYPTED)
 
-#define LOG_RECORD_F_HASH_KEY 0x1u
 
 struct log_segment_header {
 	uint64_t magic;

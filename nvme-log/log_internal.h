@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/record_wire.h"
 #include "nvme-log/log.h"
 #include "nvme-log/log_format.h"
 
@@ -38,7 +39,7 @@
 #define LOG_WRITE_CHUNK (512u << 10) /* Largest single write of a window. */
 static_assert(LOG_COMMIT_WINDOW_BYTES_MIN == LOG_BLOCK_SIZE, "a window is whole blocks");
 static_assert(LOG_BATCH_SIZE_MAX >= LOG_BATCH_HEADER_SIZE + LOG_BATCH_TRAILER_SIZE +
-	      LOG_RECORD_OVERHEAD_MAX + SLUICE_PARTITION_KEY_SIZE_MAX +
+	      RECORD_WIRE_OVERHEAD_MAX + SLUICE_PARTITION_KEY_SIZE_MAX +
 	      SLUICE_RECORD_DATA_SIZE_LARGE_MAX, "the largest record fits a batch");
 static_assert((LOG_COMMIT_WINDOW_BYTES_MAX + LOG_BATCH_SIZE_MAX + 2 * LOG_BLOCK_SIZE) /
 	      LOG_WRITE_CHUNK + 2 <= 64, "a window fits in LOG_IO_INFLIGHT_MAX ops");

@@ -14,6 +14,7 @@
 
 #include "common/base.h"
 #include "common/crc32c.h"
+#include "common/record_wire.h"
 #include "nvme-log/log_internal.h"
 
 /*
@@ -270,6 +271,62 @@ log_batch_add(struct log_batch *batch, const struct log_record_in *record)
 	batch->record_count++;
 	batch->arrival_max_ns = max_u64(batch->arrival_max_ns, record->arrival_ns);
 	return 0;
+}
+
+/* Whole records from the front of `records` that fit in `room` bytes; their bytes in *taken. */
+static uint32_t
+encoded_prefix(const uint8_t *records, uint32_t size, uint32_t count, uint32_t room,
+	       uint32_t *taken)
+{
+	const uint8_t *pos = records;
+	const uint8_t *end = records + size;
+	uint32_t n = 0;
+
+	for (; n < count; n++) {
+		struct record_wire r;
+		const uint8_t *next = record_wire_next(pos, end, &r);
+
+		assert(next != NULL);
+		if ((uint32_t)(next - records) > room)
+			break;
+		pos = next;
+	}
+	*taken = (uint32_t)(pos - records);
+	return n;
+}
+
+int
+log_batch_add_encoded(struct log_batch *batch, const uint8_t *records, uint32_t size,
+		      uint32_t count, uint64_t arrival_ns, uint32_t *size_taken)
+{
+	/* Room for an encryption trailer stays free, as in log_batch_add. */
+	uint32_t batch_size = batch->producer->log->config.batch_size - LOG_BATCH_TRAILER_SIZE;
+	uint32_t room = batch_size - batch->used;
+	uint32_t n = count;
+
+	assert(count > 0);
+	*size_taken = size;
+	if (size > room) {
+		n = encoded_prefix(records, size, count, room, size_taken);
+		if (n == 0 && batch->record_count == 0)
+			return -EMSGSIZE;
+		if (n == 0)
+			return 0;
+	}
+	if (batch->record_count == 0) {
+		batch->base_arrival_ns = arrival_ns;
+		batch->arrival_max_ns = arrival_ns;
+	}
+	memcpy(batch->buf + batch->used, records, *size_taken);
+	batch->used += *size_taken;
+	batch->record_count += n;
+	return (int)n;
+}
+
+uint64_t
+log_batch_base_arrival_ns(const struct log_batch *batch)
+{
+	return batch->base_arrival_ns;
 }
 
 uint32_t
