@@ -57,11 +57,13 @@ struct api_request {
 
 /* The response body buffer of `call`: write JSON here, then api_call_reply(). */
 struct api_out *api_call_out(struct api_call *call);
-/* Sends the body in api_call_out(call) with `http_status` and the JSON content type. */
+/* Sends the body in api_call_out(call) with `http_status` (2xx) and the JSON content type. */
 void api_call_reply(struct api_call *call, int http_status);
 /*
- * Sends an AWS error: {"__type": type, "message": <formatted>} with
- * `http_status` (400 for client errors, 500 InternalFailure, 503 ServiceUnavailable).
+ * Sends an AWS error, the only way an error is answered: {"__type": type,
+ * "message": <formatted>} ("Message" for SerializationException, none when the
+ * text is empty) with `http_status` (400 for client errors, 500 InternalFailure,
+ * 503 ServiceUnavailable) and x-amzn-ErrorType: type.
  */
 void api_call_error(struct api_call *call, int http_status, const char *type,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));

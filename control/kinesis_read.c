@@ -22,7 +22,7 @@ static const char kinesis_key_member[] = "\",\"PartitionKey\":";
 /* Room kept free in the response for the closing members and the next iterator. */
 #define KINESIS_RESPONSE_RESERVE (64u * 1024u)
 
-static const char *const kinesis_iterator_types[] = {
+const char *const kinesis_iterator_types[] = {
 	"AFTER_SEQUENCE_NUMBER", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "TRIM_HORIZON",
 	NULL,
 };
@@ -169,47 +169,34 @@ kinesis_out_iterator(struct kinesis *k, struct api_out *out, const struct kinesi
 }
 
 void
-kinesis_get_shard_iterator(struct kinesis *k, struct api_call *call,
-			   const struct api_request *req)
+kinesis_get_shard_iterator(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_STR("ShardId", true, KV_PATTERN_NAME, 1, 128),
-		{ .name = "ShardIteratorType", .type = KV_STRING, .not_null = true,
-		  .length_min = -1, .length_max = -1, .value_min = -1, .value_max = -1,
-		  .enum_values = kinesis_iterator_types },
-		KV_STR("StartingSequenceNumber", false, KV_PATTERN_SEQUENCE, -1, -1),
-		KV_STREAM_NAME,
-		KV_FIELD("Timestamp", KV_TIMESTAMP, false, KV_PATTERN_NONE, -1, -1, -1, -1),
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	uint64_t now_ms = kinesis_now_ms(req);
-	struct kinesis_stream *s;
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	const char *type = r->v[GET_SHARD_ITERATOR_SHARD_ITERATOR_TYPE].string;
+	const struct kv_value *ssn = &r->v[GET_SHARD_ITERATOR_STARTING_SEQUENCE_NUMBER];
+	const struct kv_value *ts = &r->v[GET_SHARD_ITERATOR_TIMESTAMP];
+	uint64_t now_ms = kinesis_now_ms(r->req);
+	struct kinesis_stream *s = r->stream;
 	struct kinesis_shard *sh;
 	uint64_t seq = 0;
-	cJSON *root;
 	int rc;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+	sh = kinesis_iterator_shard(k, call, s, &r->v[GET_SHARD_ITERATOR_SHARD_ID]);
+	if (sh == NULL || kinesis_iterator_args(k, call, type, ssn, ts, now_ms) != 0)
 		return;
-	s = kinesis_stream_resolve(k, call, &v[3], &v[5]);
-	sh = s != NULL ? kinesis_iterator_shard(k, call, s, &v[0]) : NULL;
-	if (sh == NULL || kinesis_iterator_args(k, call, v[1].string, &v[2], &v[4], now_ms) != 0)
-		goto out;
-	if (v[2].json != NULL && kinesis_iterator_seq(k, call, s, sh, &v[2], &seq) != 0)
-		goto out;
-	rc = kinesis_iterator_start(k, sh, v[1].string, &v[4], &seq);
+	if (ssn->json != NULL && kinesis_iterator_seq(k, call, s, sh, ssn, &seq) != 0)
+		return;
+	rc = kinesis_iterator_start(k, sh, type, ts, &seq);
 	if (rc != 0) {
 		diag_error("kinesis", "GetShardIterator: %s", strerror(-rc));
 		kinesis_internal_error(call);
-		goto out;
+		return;
 	}
 	api_out_printf(api_call_out(call), "{\"ShardIterator\":");
 	kinesis_out_iterator(k, api_call_out(call), s, sh->index, seq, now_ms);
 	api_out_printf(api_call_out(call), "}");
 	api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
 }
 
 /* ---- GetRecords ----------------------------------------------------------- */
@@ -589,24 +576,15 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 }
 
 void
-kinesis_get_records(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_get_records(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_INT("Limit", false, 1, KINESIS_GET_RECORDS_MAX),
-		KV_STR("ShardIterator", true, KV_PATTERN_NONE, 1, ITERATOR_TEXT_SIZE_MAX),
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	uint64_t now_ms = kinesis_now_ms(req);
+	const struct kv_value *limit = &r->v[GET_RECORDS_LIMIT];
+	uint64_t now_ms = kinesis_now_ms(r->req);
 	struct kinesis_stream *s;
 	struct iterator it;
-	cJSON *root;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_iterator_open(k, call, &v[1], now_ms, &it);
+	s = kinesis_iterator_open(r->k, r->call, &r->v[GET_RECORDS_SHARD_ITERATOR], now_ms, &it);
 	if (s != NULL)
-		kinesis_get_records_run(k, call, s, &it, v[0].json != NULL ? (uint32_t)v[0].number :
-					KINESIS_GET_RECORDS_MAX, now_ms);
-	cJSON_Delete(root);
+		kinesis_get_records_run(r->k, r->call, s, &it, limit->json != NULL ?
+					(uint32_t)limit->number : KINESIS_GET_RECORDS_MAX, now_ms);
 }

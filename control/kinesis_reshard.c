@@ -715,30 +715,22 @@ kinesis_reshard_finish(struct kinesis *k, struct kinesis_stream *s, struct kines
 /* ---- SplitShard ------------------------------------------------------------- */
 
 void
-kinesis_split_shard(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_split_shard(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_STR("NewStartingHashKey", true, KV_PATTERN_HASH_KEY, -1, -1),
-		KV_STR("ShardToSplit", true, KV_PATTERN_NAME, 1, 128),
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	const struct kv_value *new_start = &r->v[SPLIT_SHARD_NEW_STARTING_HASH_KEY];
+	struct kinesis_stream *s = r->stream;
 	struct kinesis_reshard plan;
-	struct kinesis_stream *s;
 	struct kinesis_shard *sh;
 	hashkey_t key = 0;
-	cJSON *root;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+	if (!kinesis_reshard_admit(k, call, s, "SplitShard"))
 		return;
-	s = kinesis_stream_resolve(k, call, &v[2], &v[3]);
-	if (s == NULL || !kinesis_reshard_admit(k, call, s, "SplitShard"))
-		goto out;
-	sh = kinesis_reshard_shard(k, call, s, &v[1]);
+	sh = kinesis_reshard_shard(k, call, s, &r->v[SPLIT_SHARD_SHARD_TO_SPLIT]);
 	if (sh == NULL || !kinesis_reshard_quota(k, call, 2))
-		goto out;
-	if (hashkey_parse_decimal(v[0].string, v[0].size, &key) != 0 ||
+		return;
+	if (hashkey_parse_decimal(new_start->string, new_start->size, &key) != 0 ||
 	    kinesis_split_check(sh, key) != 0) {
 		char id[KINESIS_SHARD_ID_SIZE];
 		char start[HASHKEY_DECIMAL_SIZE];
@@ -750,51 +742,41 @@ kinesis_split_shard(struct kinesis *k, struct api_call *call, const struct api_r
 		kinesis_error(call, "InvalidArgumentException", "NewStartingHashKey %s used in "
 			      "SplitShard() on shard %s in stream %s under account %s is not both "
 			      "greater than one plus the shard's StartingHashKey %s and less than the "
-			      "shard's EndingHashKey %s.", v[0].string, id, s->name,
+			      "shard's EndingHashKey %s.", new_start->string, id, s->name,
 			      k->config.account_id, start, end);
-		goto out;
+		return;
 	}
-	if (kinesis_reshard_init(&plan, s, 2, kinesis_now_ms(req) / 1000) != 0 ||
+	if (kinesis_reshard_init(&plan, s, 2, kinesis_now_ms(r->req) / 1000) != 0 ||
 	    kinesis_reshard_split(&plan, sh->index, key) != 0) {
 		kinesis_reshard_free(&plan);
 		kinesis_internal_error(call);
-		goto out;
+		return;
 	}
 	if (kinesis_reshard_finish(k, s, &plan, "SplitShard") != 0)
 		kinesis_internal_error(call);
 	else
 		api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
 }
 
 /* ---- MergeShards ------------------------------------------------------------ */
 
 void
-kinesis_merge_shards(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_merge_shards(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_STR("AdjacentShardToMerge", true, KV_PATTERN_NAME, 1, 128),
-		KV_STR("ShardToMerge", true, KV_PATTERN_NAME, 1, 128),
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	struct kinesis_stream *s = r->stream;
 	struct kinesis_reshard plan;
-	struct kinesis_stream *s;
 	struct kinesis_shard *a;
 	struct kinesis_shard *b;
-	cJSON *root;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+	if (!kinesis_reshard_admit(k, call, s, "MergeShards"))
 		return;
-	s = kinesis_stream_resolve(k, call, &v[2], &v[3]);
-	if (s == NULL || !kinesis_reshard_admit(k, call, s, "MergeShards"))
-		goto out;
-	a = kinesis_reshard_shard(k, call, s, &v[1]);
-	b = a == NULL ? NULL : kinesis_reshard_shard(k, call, s, &v[0]);
+	a = kinesis_reshard_shard(k, call, s, &r->v[MERGE_SHARDS_SHARD_TO_MERGE]);
+	b = a == NULL ? NULL :
+	    kinesis_reshard_shard(k, call, s, &r->v[MERGE_SHARDS_ADJACENT_SHARD_TO_MERGE]);
 	if (b == NULL || !kinesis_reshard_quota(k, call, 1))
-		goto out;
+		return;
 	if (!kinesis_merge_check(a, b)) {
 		char ida[KINESIS_SHARD_ID_SIZE];
 		char idb[KINESIS_SHARD_ID_SIZE];
@@ -804,25 +786,23 @@ kinesis_merge_shards(struct kinesis *k, struct api_call *call, const struct api_
 		kinesis_error(call, "InvalidArgumentException", "Shards %s and %s in stream %s under "
 			      "account %s are not an adjacent pair of shards eligible for merging",
 			      ida, idb, s->name, k->config.account_id);
-		goto out;
+		return;
 	}
-	if (kinesis_reshard_init(&plan, s, 1, kinesis_now_ms(req) / 1000) != 0 ||
+	if (kinesis_reshard_init(&plan, s, 1, kinesis_now_ms(r->req) / 1000) != 0 ||
 	    kinesis_reshard_merge(&plan, a->index, b->index) != 0) {
 		kinesis_reshard_free(&plan);
 		kinesis_internal_error(call);
-		goto out;
+		return;
 	}
 	if (kinesis_reshard_finish(k, s, &plan, "MergeShards") != 0)
 		kinesis_internal_error(call);
 	else
 		api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
 }
 
 /* ---- UpdateShardCount ------------------------------------------------------- */
 
-static const char *const kinesis_scaling_types[] = { "UNIFORM_SCALING", NULL };
+const char *const kinesis_scaling_types[] = { "UNIFORM_SCALING", NULL };
 
 /* Calls within the last 24 h among the remembered ones. */
 static uint32_t
@@ -905,25 +885,9 @@ kinesis_update_shard_count_run(struct kinesis *k, struct api_call *call,
 }
 
 void
-kinesis_update_shard_count(struct kinesis *k, struct api_call *call,
-			   const struct api_request *req)
+kinesis_update_shard_count(struct kinesis_req *r)
 {
-	struct kv_field fields[] = {
-		KV_FIELD("ScalingType", KV_STRING, true, KV_PATTERN_NONE, -1, -1, -1, -1),
-		KV_STREAM_NAME,
-		KV_INT("TargetShardCount", true, 1, 100000),
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_stream *s;
-	cJSON *root;
-
-	fields[0].enum_values = kinesis_scaling_types;
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &v[1], &v[3]);
-	if (s != NULL)
-		kinesis_update_shard_count_run(k, call, s, (uint32_t)v[2].number,
-					       kinesis_now_ms(req));
-	cJSON_Delete(root);
+	kinesis_update_shard_count_run(r->k, r->call, r->stream,
+				       (uint32_t)r->v[UPDATE_SHARD_COUNT_TARGET_SHARD_COUNT].number,
+				       kinesis_now_ms(r->req));
 }

@@ -1,114 +1,124 @@
 /*
- * kinesis_tags.c - the small stream settings: retention (through the log),
- * tags (SQLite only), DescribeLimits, UpdateStreamMode.
+ * kinesis_tags.c - stream tags (SQLite only): AddTagsToStream,
+ * ListTagsForStream, RemoveTagsFromStream, and the Tags member's checks
+ * CreateStream shares.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "common/diag.h"
 #include "control/kinesis.h"
-#include "nvme-log/log.h"
-
-#define KINESIS_RETENTION_MIN 24u
-#define KINESIS_RETENTION_MAX 8760u
 
 static void
-kinesis_retention(struct kinesis *k, struct api_call *call, const struct api_request *req,
-		  bool increase)
+kinesis_tags_render(const cJSON *item, char *buf, size_t size)
 {
-	const struct kv_field fields[] = {
-		KV_INT("RetentionPeriodHours", true, 1, 10000),
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_stream *s;
-	uint32_t hours;
-	cJSON *root;
-	int rc;
+	const cJSON *child;
+	size_t n = (size_t)snprintf(buf, size, "{");
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &v[1], &v[2]);
-	if (s == NULL)
-		goto out;
-	hours = (uint32_t)v[0].number;
-	if (hours < KINESIS_RETENTION_MIN) {
-		kinesis_error(call, "InvalidArgumentException", "Minimum allowed retention period "
-			      "is %u hours. Requested retention period (%u hours) is too short.",
-			      KINESIS_RETENTION_MIN, hours);
-		goto out;
+	cJSON_ArrayForEach(child, item) {
+		if (n + 4 >= size)
+			break;
+		n += (size_t)snprintf(buf + n, size - n, "%s%s=%s", child == item->child ? "" : ", ",
+				      child->string, cJSON_IsString(child) ? child->valuestring :
+				      "null");
 	}
-	if (hours > KINESIS_RETENTION_MAX) {
-		kinesis_error(call, "InvalidArgumentException", "Maximum allowed retention period "
-			      "is %u hours. Requested retention period (%u hours) is too long.",
-			      KINESIS_RETENTION_MAX, hours);
-		goto out;
-	}
-	if (increase ? hours < s->retention_hours : hours > s->retention_hours) {
-		kinesis_error(call, "InvalidArgumentException", "Requested retention period (%u "
-			      "hours) for stream %s can not be %s than existing retention period "
-			      "(%u hours). Use %s API.", hours, s->name,
-			      increase ? "shorter" : "longer", s->retention_hours,
-			      increase ? "DecreaseRetentionPeriod" : "IncreaseRetentionPeriod");
-		goto out;
-	}
-	/* SQLite first; the log gets the same value now and again at every start. */
-	rc = metadata_retention_set(k->md, s->stream_id, hours);
-	if (rc == 0)
-		rc = kinesis_log_retention(k, s->stream_id, hours);
-	if (rc != 0) {
-		diag_error("kinesis", "retention of %s: %s", s->name, strerror(-rc));
-		kinesis_internal_error(call);
-		goto out;
-	}
-	s->retention_hours = hours;
-	api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
+	if (n + 2 < size)
+		snprintf(buf + n, size - n, "}");
 }
 
 void
-kinesis_increase_retention(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_tags_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
 {
-	kinesis_retention(k, call, req, true);
+	char rendered[KINESIS_MESSAGE_SIZE];
+	const cJSON *child;
+	bool keys_ok = true;
+	bool values_ok = true;
+
+	(void)r;
+	cJSON_ArrayForEach(child, item) {
+		size_t key = strlen(child->string);
+		size_t value = cJSON_IsString(child) ? strlen(child->valuestring) : 0;
+
+		keys_ok = keys_ok && key >= 1 && key <= 128;
+		values_ok = values_ok && value <= 256;
+	}
+	kinesis_tags_render(item, rendered, sizeof(rendered));
+	if (!keys_ok)
+		kv_errors_add(errors, rendered, true, "tags", "Map keys must satisfy constraint: "
+			      "[Member must have length less than or equal to 128, Member must have "
+			      "length greater than or equal to 1]");
+	if (!values_ok)
+		kv_errors_add(errors, rendered, true, "tags", "Map value must satisfy constraint: "
+			      "[Member must have length less than or equal to 256, Member must have "
+			      "length greater than or equal to 0]");
+}
+
+/* AWS: "Unicode letters, digits, white space, _ . / = + - % @"; we take ASCII + UTF-8. */
+bool
+kinesis_tag_text_ok(const char *text)
+{
+	/* A JSON null passes the type check as "absent" but is no text: refused. */
+	if (text == NULL)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)text; *p != 0; p++)
+		if (*p < 0x80 && !(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+		    !(*p >= '0' && *p <= '9') && strchr(" _./=+-%@:\t", *p) == NULL)
+			return false;
+	return true;
+}
+
+size_t
+kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max, bool *ok_out)
+{
+	const cJSON *child;
+	size_t n = 0;
+
+	*ok_out = true;
+	cJSON_ArrayForEach(child, item) {
+		if (n == max)
+			break;
+		if (!kinesis_tag_text_ok(child->string) ||
+		    !kinesis_tag_text_ok(child->valuestring)) {
+			*ok_out = false;
+			continue;
+		}
+		tags[n].key = child->string;
+		tags[n].key_size = strlen(child->string);
+		tags[n].value = child->valuestring;
+		tags[n].value_size = strlen(child->valuestring);
+		n++;
+	}
+	return n;
 }
 
 void
-kinesis_decrease_retention(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_add_tags(struct kinesis_req *r)
 {
-	kinesis_retention(k, call, req, false);
-}
-
-void
-kinesis_add_tags(struct kinesis *k, struct api_call *call, const struct api_request *req)
-{
-	const struct kv_field fields[] = { kinesis_tags_field, KV_STREAM_NAME, KV_STREAM_ARN };
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct metadata_tag tags[200];
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	const cJSON *tags_in = r->v[ADD_TAGS_TAGS].json;
+	struct metadata_tag tags[KINESIS_TAGS_PER_CALL_MAX];
 	struct kinesis_stream *s;
 	size_t count;
-	cJSON *root;
 	bool ok;
 	int rc;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	if (v[0].json == NULL) {
+	/* Optional in the shared Tags member, required here: checked before the stream. */
+	if (tags_in == NULL) {
 		kinesis_error(call, "ValidationException", "1 validation error detected: Value null "
 			      "at 'tags' failed to satisfy constraint: Member must not be null");
-		goto out;
+		return;
 	}
-	s = kinesis_stream_resolve(k, call, &v[1], &v[2]);
+	s = kinesis_stream_resolve(k, call, &r->v[ADD_TAGS_STREAM_NAME],
+				   &r->v[ADD_TAGS_STREAM_ARN]);
 	if (s == NULL)
-		goto out;
-	count = kinesis_tags_collect(v[0].json, tags, ARRAY_SIZE(tags), &ok);
+		return;
+	count = kinesis_tags_collect(tags_in, tags, ARRAY_SIZE(tags), &ok);
 	if (!ok) {
 		kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid "
 			      "characters. Valid characters: Unicode letters, digits, white space, "
 			      "_ . / = + - %% @.");
-		goto out;
+		return;
 	}
 	rc = metadata_tags_put(k->md, s->stream_id, tags, count, KINESIS_TAGS_PER_STREAM_MAX);
 	if (rc == -E2BIG)
@@ -119,8 +129,6 @@ kinesis_add_tags(struct kinesis *k, struct api_call *call, const struct api_requ
 		kinesis_internal_error(call);
 	else
 		api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
 }
 
 static void
@@ -138,49 +146,34 @@ kinesis_tag_out(void *arg, const struct metadata_tag *tag)
 }
 
 void
-kinesis_list_tags(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_list_tags(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_STR("ExclusiveStartTagKey", false, KV_PATTERN_NONE, 1, 128),
-		KV_INT("Limit", false, 1, 50),
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_stream *s;
-	struct api_out *out;
+	const struct kv_value *start = &r->v[LIST_TAGS_EXCLUSIVE_START_TAG_KEY];
+	const struct kv_value *limit = &r->v[LIST_TAGS_LIMIT];
+	struct api_out *out = api_call_out(r->call);
 	bool more = false;
-	cJSON *root;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &v[2], &v[3]);
-	if (s == NULL)
-		goto out;
-	out = api_call_out(call);
 	api_out_printf(out, "{\"Tags\":[");
-	if (metadata_tags_list(k->md, s->stream_id, v[0].string, v[0].size,
-			       v[1].json != NULL ? (uint32_t)v[1].number : 50, kinesis_tag_out, out,
-			       &more) != 0) {
+	if (metadata_tags_list(r->k->md, r->stream->stream_id, start->string, start->size,
+			       limit->json != NULL ? (uint32_t)limit->number : 50, kinesis_tag_out,
+			       out, &more) != 0) {
 		out->size = 0;
-		kinesis_internal_error(call);
-		goto out;
+		kinesis_internal_error(r->call);
+		return;
 	}
 	api_out_printf(out, "],\"HasMoreTags\":%s}", more ? "true" : "false");
-	api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
+	api_call_reply(r->call, 200);
 }
 
-static void
-kinesis_tag_keys_check(struct kinesis *k, const cJSON *item, struct kv_errors *errors)
+void
+kinesis_tag_keys_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
 {
 	char rendered[KINESIS_MESSAGE_SIZE];
 	const cJSON *child;
 	size_t n = (size_t)snprintf(rendered, sizeof(rendered), "[");
 	bool ok = true;
 
-	(void)k;
+	(void)r;
 	cJSON_ArrayForEach(child, item) {
 		size_t size = cJSON_IsString(child) ? strlen(child->valuestring) : 0;
 
@@ -199,96 +192,20 @@ kinesis_tag_keys_check(struct kinesis *k, const cJSON *item, struct kv_errors *e
 }
 
 void
-kinesis_remove_tags(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_remove_tags(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		{ .name = "TagKeys", .type = KV_LIST, .not_null = true, .length_min = 1,
-		  .length_max = 50, .value_min = -1, .value_max = -1,
-		  .nested_types = kv_members_are_strings, .nested_check = kinesis_tag_keys_check },
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct metadata_tag keys[50];
-	struct kinesis_stream *s;
+	struct metadata_tag keys[KINESIS_TAG_KEYS_MAX];
 	const cJSON *child;
 	size_t count = 0;
-	cJSON *root;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &v[1], &v[2]);
-	if (s == NULL)
-		goto out;
-	cJSON_ArrayForEach(child, v[0].json) {
+	cJSON_ArrayForEach(child, r->v[REMOVE_TAGS_TAG_KEYS].json) {
 		keys[count].key = child->valuestring;
 		keys[count].key_size = strlen(child->valuestring);
 		count++;
 	}
-	if (metadata_tags_remove(k->md, s->stream_id, keys, count) != 0)
-		kinesis_internal_error(call);
+	if (metadata_tags_remove(r->k->md, r->stream->stream_id, keys, count) != 0)
+		kinesis_internal_error(r->call);
 	else
-		api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
+		api_call_reply(r->call, 200);
 }
 
-void
-kinesis_describe_limits(struct kinesis *k, struct api_call *call, const struct api_request *req)
-{
-	uint32_t open = 0;
-	uint32_t on_demand = 0;
-	cJSON *root;
-
-	if (kv_check(k, call, req, NULL, 0, &root, NULL) != 0)
-		return;
-	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++) {
-		const struct kinesis_stream *s = &k->streams[i];
-
-		if (!s->used)
-			continue;
-		on_demand += s->mode == METADATA_ON_DEMAND;
-		for (uint32_t j = 0; j < s->shard_count; j++)
-			open += !s->shards[j].closed;
-	}
-	api_out_printf(api_call_out(call), "{\"ShardLimit\":%u,\"OpenShardCount\":%u,"
-		       "\"OnDemandStreamCount\":%u,\"OnDemandStreamCountLimit\":%u}",
-		       k->shard_limit, open, on_demand, SLUICE_STREAMS_MAX);
-	api_call_reply(call, 200);
-	cJSON_Delete(root);
-}
-
-void
-kinesis_update_stream_mode(struct kinesis *k, struct api_call *call, const struct api_request *req)
-{
-	struct kv_field fields[] = {
-		KV_STR("StreamARN", true, KV_PATTERN_ARN, 1, 2048),
-		kinesis_mode_field,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kv_value no_name = { .json = NULL };
-	struct kinesis_stream *s;
-	cJSON *root;
-
-	fields[1].not_null = true;
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &no_name, &v[0]);
-	if (s == NULL)
-		goto out;
-	if (s->status != KINESIS_ACTIVE) {
-		kinesis_error(call, "ResourceInUseException", "Stream %s under account %s not ACTIVE, "
-			      "instead in state %s", s->name, k->config.account_id,
-			      kinesis_status_name(s->status));
-		goto out;
-	}
-	if (metadata_mode_set(k->md, s->stream_id, kinesis_mode_parse(v[1].json)) != 0) {
-		kinesis_internal_error(call);
-		goto out;
-	}
-	s->mode = kinesis_mode_parse(v[1].json);
-	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
-	api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
-}

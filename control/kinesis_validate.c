@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "control/kinesis.h"
 
 static const char *
@@ -108,14 +109,14 @@ kv_blob_check(struct api_call *call, const cJSON *item)
 			 "encoded length is expected a multiple of 4 bytes but found: %zu", text, size);
 		goto out_reply;
 	}
-	bad = kinesis_base64_scan(text, size);
+	bad = base64_scan(text, size);
 	if (bad < size) {
 		snprintf(message, sizeof(message), "'%.1024s' can not be converted to a Blob: "
 			 "Invalid Base64 character: '%c'", text, text[bad]);
 		goto out_reply;
 	}
 	/* Only the last group can still be wrong: '=' too early, or unused bits set. */
-	if (size == 0 || kinesis_base64_decode(text + size - 4, 4, unused, 3) >= 0)
+	if (size == 0 || base64_decode(text + size - 4, 4, unused, 3) >= 0)
 		return 0;
 	snprintf(message, sizeof(message), "'%.1024s' can not be converted to a Blob: Invalid last "
 		 "non-pad Base64 character dectected", text);
@@ -140,13 +141,12 @@ kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type)
 }
 
 int
-kv_members_are_strings(struct kinesis *k, struct api_call *call, const cJSON *item)
+kv_members_are_strings(struct kinesis_req *r, const cJSON *item)
 {
 	const cJSON *child;
 
-	(void)k;
 	cJSON_ArrayForEach(child, item)
-		if (kv_type_check(call, child, KV_STRING) != 0)
+		if (kv_type_check(r->call, child, KV_STRING) != 0)
 			return -EINVAL;
 	return 0;
 }
@@ -156,7 +156,7 @@ kv_blob_decode(struct kinesis *k, const cJSON *item, uint32_t *size_out)
 {
 	size_t size = strlen(item->valuestring);
 	uint8_t *out = k->scratch + k->scratch_used;
-	int64_t n = kinesis_base64_decode(item->valuestring, size, out,
+	int64_t n = base64_decode(item->valuestring, size, out,
 					  k->scratch_size - k->scratch_used);
 
 	if (n < 0)
@@ -509,7 +509,7 @@ kv_field_enum(struct kv_errors *errors, const struct kv_field *f, const struct k
 
 /* Every constraint of one member, in AWS's order. */
 static void
-kv_field_check(struct kinesis *k, struct kv_errors *errors, const struct kv_field *f,
+kv_field_check(struct kinesis_req *r, struct kv_errors *errors, const struct kv_field *f,
 	       const struct kv_value *v)
 {
 	char path[64];
@@ -533,7 +533,7 @@ kv_field_check(struct kinesis *k, struct kv_errors *errors, const struct kv_fiel
 	if (f->enum_values != NULL)
 		kv_field_enum(errors, f, v, path);
 	if (f->nested_check != NULL)
-		f->nested_check(k, v->json, errors);
+		f->nested_check(r, v->json, errors);
 }
 
 static int64_t
@@ -550,9 +550,10 @@ kv_number(const cJSON *item, enum kv_type type)
 
 /* Type pass for one member: fills `v` or replies SerializationException. */
 static int
-kv_field_load(struct kinesis *k, struct api_call *call, const struct kv_field *f,
-	      const cJSON *item, struct kv_value *v)
+kv_field_load(struct kinesis_req *r, const struct kv_field *f, const cJSON *item,
+	      struct kv_value *v)
 {
+	struct api_call *call = r->call;
 	int rc;
 
 	memset(v, 0, sizeof(*v));
@@ -560,7 +561,7 @@ kv_field_load(struct kinesis *k, struct api_call *call, const struct kv_field *f
 		return 0;
 	rc = kv_type_check(call, item, f->type);
 	if (rc == 0 && f->nested_types != NULL)
-		rc = f->nested_types(k, call, item);
+		rc = f->nested_types(r, item);
 	if (rc != 0)
 		return rc;
 	v->json = item;
@@ -579,7 +580,7 @@ kv_field_load(struct kinesis *k, struct api_call *call, const struct kv_field *f
 	if (f->type == KV_BLOB) {
 		uint32_t size = 0;
 
-		v->blob = kv_blob_decode(k, item, &size);
+		v->blob = kv_blob_decode(r->k, item, &size);
 		if (v->blob == NULL) {
 			kinesis_serialization_error(call, "Request body too large");
 			return -EINVAL;
@@ -590,16 +591,19 @@ kv_field_load(struct kinesis *k, struct api_call *call, const struct kv_field *f
 }
 
 int
-kv_check(struct kinesis *k, struct api_call *call, const struct api_request *req,
-	 const struct kv_field *fields, size_t field_count, cJSON **root_out,
-	 struct kv_value *values)
+kv_check(struct kinesis_req *r)
 {
-	static struct kv_errors errors; /* Large; one server thread. */
+	const struct kv_field *fields = r->op->shape;
+	size_t field_count = r->op->shape_count;
+	const struct api_request *req = r->req;
+	struct api_call *call = r->call;
+	struct kv_errors *errors = &r->scratch->errors;
+	struct kv_value *values = r->v;
 	const char *bad;
 	cJSON *root;
 
 	assert(field_count <= KV_FIELDS_MAX);
-	k->scratch_used = 0;
+	r->k->scratch_used = 0;
 	bad = kv_body_check(req->body, req->body_size);
 	if (bad != NULL) {
 		kinesis_serialization_error(call, bad);
@@ -619,17 +623,17 @@ kv_check(struct kinesis *k, struct api_call *call, const struct api_request *req
 	for (size_t i = 0; i < field_count; i++) {
 		const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, fields[i].name);
 
-		if (kv_field_load(k, call, &fields[i], item, &values[i]) != 0)
+		if (kv_field_load(r, &fields[i], item, &values[i]) != 0)
 			goto out_delete;
 	}
-	errors.count = 0;
-	errors.size = 0;
-	errors.text[0] = '\0';
+	errors->count = 0;
+	errors->size = 0;
+	errors->text[0] = '\0';
 	for (size_t i = 0; i < field_count; i++)
-		kv_field_check(k, &errors, &fields[i], &values[i]);
-	if (kv_errors_reply(call, &errors))
+		kv_field_check(r, errors, &fields[i], &values[i]);
+	if (kv_errors_reply(call, errors))
 		goto out_delete;
-	*root_out = root;
+	r->root = root;
 	return 0;
 
 out_delete:

@@ -25,8 +25,11 @@
 
 struct log;
 
-/* Operations with their own series; index METRICS_API_OPS_MAX is "Other". */
-#define METRICS_API_OPS_MAX 32u
+/*
+ * Operations with their own series (room for the Kinesis model's 39); index
+ * METRICS_API_OPS_MAX is "Other".
+ */
+#define METRICS_API_OPS_MAX 40u
 /* AWS error types counted by name (metrics.c); the rest count as "Other". */
 #define METRICS_ERROR_TYPES_MAX 24u
 /* Smallest latency bucket: 50 us .. 1.6 s in 16 doublings. */

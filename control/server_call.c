@@ -325,29 +325,13 @@ api_call_out(struct api_call *call)
 	return &call->out;
 }
 
-/* An action's own error body: its "__type" also goes out as x-amzn-ErrorType. */
-static void
-server_call_type_from_body(struct api_call *call)
-{
-	static const char prefix[] = "{\"__type\":\"";
-	size_t n = sizeof(prefix) - 1;
-	const char *end;
-
-	if (call->out.size <= n || memcmp(call->out.data, prefix, n) != 0)
-		return;
-	end = memchr(call->out.data + n, '"', call->out.size - n);
-	if (end != NULL && (size_t)(end - call->out.data) - n < sizeof(call->error_type))
-		snprintf(call->error_type, sizeof(call->error_type), "%.*s",
-			 (int)(end - call->out.data - (long)n), call->out.data + n);
-}
-
 void
 api_call_reply(struct api_call *call, int http_status)
 {
 	assert(call->state == CALL_DISPATCHED);
 	assert(http_status >= 200 && http_status <= 599);
-	if (http_status >= 400 && call->error_type[0] == '\0' && !call->out.overflow)
-		server_call_type_from_body(call);
+	/* Error answers come from api_call_error(): the body is never read back for its type. */
+	assert(http_status < 400 || call->error_type[0] != '\0');
 	if (call->out.overflow) {
 		/* Under the cap but no larger buffer free: busy, not too large. */
 		bool busy = call->out.capacity < buf_pool_size_max(&call->server->pool) &&

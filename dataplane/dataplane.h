@@ -181,6 +181,8 @@ enum dp_counter {
 	DP_FRAMES_DUPLICATE,    /* Stored or being stored already; or a stale epoch or
 				 * a sequence older than the duplicate window. */
 	DP_FRAMES_UNKNOWN_STREAM,
+	DP_FRAMES_SHARD_GROUPED, /* SHARD_RECORDS frames accepted (also in frames_accepted). */
+	DP_FRAMES_WRONG_SHARD,  /* SHARD_RECORDS for a shard not open: the producer's map moved. */
 	DP_RECORDS_STAGED,
 	DP_RECORD_BYTES_STAGED,
 	DP_RECORDS_DURABLE,

@@ -54,6 +54,12 @@ static_assert(DP_SHARDS_SEEN_SIZE >= 2 * DP_FRAME_RECORDS_MAX, "probe chains sta
 /* Defined with the answers and the completions, below. */
 static void dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer,
 			   const struct frame_ack *ack);
+static void dp_ingest_nack_record(struct dp_worker *w, const struct dp_peer *peer,
+				  const struct frame_records *fr, enum frame_status status,
+				  uint16_t record_index, uint64_t now_tsc);
+static void dp_ingest_grouped(struct dp_worker *w, const struct dp_peer *peer,
+			      const struct frame_records *fr, const struct dp_route_table *table,
+			      int32_t stream, uint64_t now_tsc);
 static void dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer,
 			   const struct frame_records *fr, enum frame_status status, uint64_t now_tsc);
 static void dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer,
@@ -129,6 +135,12 @@ dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *
 	if (fr.record_count > DP_FRAME_RECORDS_MAX) {
 		dp_count(w, DP_FRAMES_MALFORMED, 1);
 		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_RECORD_TOO_LARGE, false, now_tsc);
+		return;
+	}
+	if (fr.shard_grouped) {
+		/* Frames held before it are staged before it (a producer's order holds). */
+		dp_ingest_burst_end(w, now_tsc);
+		dp_ingest_grouped(w, peer, &fr, table, stream, now_tsc);
 		return;
 	}
 	if (ing->held_count == DP_HELD_FRAMES || !dp_hash_has_room(&ing->hash, fr.record_count))
@@ -336,7 +348,9 @@ dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint6
 			.data_size = r.data_size,
 			.arrival_ns = ing->now_real_ns,
 		};
-		struct dp_record_ref ref = { .frame_slot = frame_slot, .record_index = i };
+		struct dp_record_ref ref = {
+			.frame_slot = frame_slot, .record_index = (uint16_t)i, .count = 1,
+		};
 		int rc = dp_stage_add(w, shards[i], &in, ref, now_tsc);
 
 		if (rc != 0) {
@@ -346,6 +360,26 @@ dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint6
 		}
 		i++;
 	}
+	dp_count(w, DP_RECORDS_STAGED, fr->record_count);
+	dp_count(w, DP_RECORD_BYTES_STAGED, fr->data_size_total);
+}
+
+/* A shard-grouped frame's block into its one shard: a copy per batch, not per record. */
+static void
+dp_ingest_stage_grouped(struct dp_worker *w, const struct frame_records *fr, uint64_t shard,
+			uint32_t frame_slot, uint64_t now_tsc)
+{
+	struct dp_record_ref ref = {
+		.frame_slot = frame_slot, .record_index = 0, .count = fr->record_count,
+	};
+	int rc = dp_stage_add_encoded(w, shard, fr->records, fr->records_size, &ref, now_tsc);
+
+	if (rc != 0) {
+		dp_count(w, DP_RECORDS_FAILED, ref.count);
+		dp_ingest_record_done(w, &(struct dp_record_done){
+			.ref = ref, .shard_id = shard, .error = rc });
+	}
+	dp_count(w, DP_FRAMES_SHARD_GROUPED, 1);
 	dp_count(w, DP_RECORDS_STAGED, fr->record_count);
 	dp_count(w, DP_RECORD_BYTES_STAGED, fr->data_size_total);
 }
@@ -390,7 +424,10 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 	if (mode == FRAME_ACK_DURABLE)
 		frame_slot = dp_ingest_frame_slot(w, peer, fr);
 	dp_count(w, DP_FRAMES_ACCEPTED, 1);
-	dp_ingest_stage(w, fr, shards, frame_slot, now_tsc);
+	if (fr->shard_grouped)
+		dp_ingest_stage_grouped(w, fr, shards[0], frame_slot, now_tsc);
+	else
+		dp_ingest_stage(w, fr, shards, frame_slot, now_tsc);
 	if (mode == FRAME_ACK_DURABLE)
 		return;
 	dp_ingest_ack_received(fr, &ack);
@@ -418,6 +455,38 @@ dp_ingest_finish(struct dp_worker *w, const struct dp_held_frame *f, uint64_t no
 		return;
 	dp_ingest_accept(w, &f->peer, &f->fr, w->ingest.frame_shards + f->hash_first,
 			 (uint32_t)f->shard_count, now_tsc);
+}
+
+/*
+ * A SHARD_RECORDS frame: no hashing and no routing per record, only a check
+ * that its shard is open and owns each hash key, then the same duplicate
+ * check, room check and answer as any frame.
+ */
+static void
+dp_ingest_grouped(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		  const struct dp_route_table *table, int32_t stream, uint64_t now_tsc)
+{
+	uint32_t bad = 0;
+	uint64_t shard = 0;
+	int rc = dp_route_check_grouped(table, stream, fr->shard_index, fr->hash_keys,
+					fr->record_count, &shard, &bad);
+
+	if (rc == -ENOENT) {
+		dp_count(w, DP_FRAMES_WRONG_SHARD, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_WRONG_SHARD, false, now_tsc);
+		return;
+	}
+	if (rc != 0) {
+		dp_count(w, DP_FRAMES_MALFORMED, 1);
+		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+			dp_ingest_nack_record(w, peer, fr, FRAME_STATUS_MALFORMED, (uint16_t)bad,
+					      now_tsc);
+		return;
+	}
+	if (fr->producer_id != 0 && !w->dp->config.bench_no_dedup &&
+	    !dp_ingest_is_new(w, peer, fr, now_tsc))
+		return;
+	dp_ingest_accept(w, peer, fr, &shard, 1, now_tsc);
 }
 
 void
@@ -542,8 +611,9 @@ dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 }
 
 static void
-dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-	       enum frame_status status, uint64_t now_tsc)
+dp_ingest_nack_record(struct dp_worker *w, const struct dp_peer *peer,
+		      const struct frame_records *fr, enum frame_status status,
+		      uint16_t record_index, uint64_t now_tsc)
 {
 	struct frame_ack nack = {
 		.producer_id = fr->producer_id,
@@ -552,7 +622,7 @@ dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 		.credit_size = FRAME_CREDIT_UNLIMITED,
 		/* A count out of range cannot be echoed (section 4: NACK 0 .. 500): 0. */
 		.record_count = fr->record_count <= FRAME_RECORDS_MAX ? fr->record_count : 0,
-		.record_index = FRAME_RECORD_INDEX_NONE,
+		.record_index = record_index,
 		.type = FRAME_TYPE_NACK,
 		.status = (uint8_t)status,
 	};
@@ -566,6 +636,13 @@ dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 	 */
 	if (peer->tcp || dp_ingest_nack_allowed(w, now_tsc))
 		dp_ingest_send(w, peer, &nack);
+}
+
+static void
+dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+	       enum frame_status status, uint64_t now_tsc)
+{
+	dp_ingest_nack_record(w, peer, fr, status, FRAME_RECORD_INDEX_NONE, now_tsc);
 }
 
 /* Refuses a frame that was not stored: NACK (rate limited) and forget its window entry. */
@@ -685,7 +762,7 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 	ing->frame_free[ing->frame_free_count++] = slot;
 }
 
-/* One record's outcome into its frame; the frame's last one answers the frame. */
+/* Records' outcome into their frame; the frame's last ones answer the frame. */
 static void
 dp_ingest_record_done(struct dp_worker *w, const struct dp_record_done *done)
 {
@@ -696,15 +773,18 @@ dp_ingest_record_done(struct dp_worker *w, const struct dp_record_done *done)
 		return;
 	assert(ref.frame_slot < DP_FRAME_SLOTS);
 	f = &w->ingest.frames[ref.frame_slot];
-	assert(ref.record_index < f->record_count);
-	assert(f->records_left > 0);
-	f->results[ref.record_index].seq = done->seq;
-	f->results[ref.record_index].shard_index = LOG_SHARD_INDEX(done->shard_id);
+	assert(ref.count > 0 && (uint32_t)ref.record_index + ref.count <= f->record_count);
+	assert(f->records_left >= ref.count);
+	for (uint32_t k = 0; k < ref.count; k++) {
+		f->results[ref.record_index + k].seq = done->error == 0 ? done->seq + k : 0;
+		f->results[ref.record_index + k].shard_index = LOG_SHARD_INDEX(done->shard_id);
+	}
 	if (done->error != 0 && f->error == 0)
 		f->error = done->error;
 	if (done->error == 0)
-		f->records_stored++;
-	if (--f->records_left == 0)
+		f->records_stored = (uint16_t)(f->records_stored + ref.count);
+	f->records_left = (uint16_t)(f->records_left - ref.count);
+	if (f->records_left == 0)
 		dp_ingest_frame_done(w, ref.frame_slot);
 }
 

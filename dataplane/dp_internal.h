@@ -180,6 +180,15 @@ int32_t dp_route_find_stream(const struct dp_route_table *table, const char *nam
 int dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index,
 			hashkey_t key, uint64_t *shard_id_out);
 uint32_t dp_route_stream_id(const struct dp_route_table *table, int32_t stream_index);
+/*
+ * A shard-grouped frame's check: shard `shard_index` of the stream must be
+ * open and own every one of the `count` big-endian hash keys. 0 and its log
+ * shard id; -ENOENT when the shard is not open (the producer's map moved);
+ * -ERANGE when a key lies outside it, *bad_index_out naming the first.
+ */
+int dp_route_check_grouped(const struct dp_route_table *table, int32_t stream_index,
+			   uint32_t shard_index, const uint8_t *hash_keys, uint32_t count,
+			   uint64_t *shard_id_out, uint32_t *bad_index_out);
 
 /* dp_stats.c */
 void dp_telemetry_register(struct dp *dp);

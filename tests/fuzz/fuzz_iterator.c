@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "control/iterator.h"
 #include "control/kinesis.h"
 #include "control/seqnum.h"
@@ -45,12 +46,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 	if (size <= 760) {
-		int64_t n = kinesis_base64_decode(text, size, out, sizeof(out));
+		int64_t n = base64_decode(text, size, out, sizeof(out));
 
 		if (n >= 0) {
 			char enc[1100];
 
-			if (kinesis_base64_encode(out, (size_t)n, enc) != size ||
+			if (base64_encode(out, (size_t)n, enc) != size ||
 			    memcmp(enc, text, size) != 0)
 				abort();
 		}

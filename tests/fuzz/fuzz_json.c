@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/base64.h"
 #include "common/clock.h"
 #include "control/api.h"
 #include "control/kinesis.h"
@@ -73,11 +74,11 @@ api_out_printf(struct api_out *out, const char *fmt, ...)
 void
 api_out_base64(struct api_out *out, const void *data, size_t size)
 {
-	char *text = malloc((size + 2) / 3 * 4 + 1);
+	char *text = malloc(base64_encoded_size(size));
 
 	if (text == NULL)
 		abort();
-	api_out_append(out, text, kinesis_base64_encode(data, size, text));
+	api_out_append(out, text, base64_encode(data, size, text));
 	free(text);
 }
 
@@ -192,7 +193,7 @@ fuzz_fast_oracle(const uint8_t *body, size_t size)
 		if (!cJSON_IsString(key) || strlen(key->valuestring) != f->key_size ||
 		    memcmp(key->valuestring, f->key, f->key_size) != 0 || !cJSON_IsString(blob) ||
 		    strlen(blob->valuestring) != f->data_size ||
-		    kinesis_base64_scan(blob->valuestring, f->data_size) != f->data_size ||
+		    base64_scan(blob->valuestring, f->data_size) != f->data_size ||
 		    f->data_size % 4 != 0)
 			abort();
 	}

@@ -41,10 +41,14 @@ api_call_error(struct api_call *call, int http_status, const char *type, const c
 	va_end(ap);
 	snprintf(call->type, sizeof(call->type), "%s", type);
 	api_out_reset(&call->out);
+	/* As the server writes it (server_call.c): no empty message; AWS's "Message" spelling. */
 	api_out_printf(&call->out, "{\"__type\":");
 	api_out_json_string(&call->out, type, strlen(type));
-	api_out_printf(&call->out, ",\"message\":");
-	api_out_json_string(&call->out, call->message, strlen(call->message));
+	if (call->message[0] != '\0') {
+		api_out_printf(&call->out, strcmp(type, "SerializationException") == 0 ?
+			       ",\"Message\":" : ",\"message\":");
+		api_out_json_string(&call->out, call->message, strlen(call->message));
+	}
 	api_out_printf(&call->out, "}");
 	api_call_reply(call, http_status);
 }

@@ -1,7 +1,7 @@
 /*
  * kinesis codecs: sequence numbers (AWS/kinesalite v2 layout, golden values),
  * shard iterators and NextTokens (round trip, every truncation, every flipped
- * bit, wrong secret), strict base64 blobs, and routing golden values.
+ * bit, wrong secret), and routing golden values (strict base64: tests/common).
  */
 #include <errno.h>
 #include <string.h>
@@ -270,44 +270,6 @@ Test(iterator, tokens_round_trip_and_are_not_iterators)
 	cr_assert_eq(iterator_decode(secret, text, size, &it), -EINVAL);
 	text[size - 2] = text[size - 2] == 'A' ? 'B' : 'A';
 	cr_assert_eq(iterator_token_decode(secret, text, size, &back), -EINVAL);
-}
-
-Test(base64, round_trips_every_length)
-{
-	uint8_t data[64];
-	uint8_t back[64];
-	char text[100];
-
-	for (size_t i = 0; i < sizeof(data); i++)
-		data[i] = (uint8_t)(i * 37 + 1);
-	for (size_t n = 0; n <= sizeof(data); n++) {
-		size_t size = kinesis_base64_encode(data, n, text);
-
-		cr_assert_eq(size, (n + 2) / 3 * 4);
-		cr_assert_eq(kinesis_base64_decode(guard_buf_place(text, size), size, back,
-						   sizeof(back)), (int64_t)n);
-		cr_assert_arr_eq(back, data, n);
-	}
-}
-
-Test(base64, is_as_strict_as_aws)
-{
-	static const char *const bad[] = {
-		"a", "ab", "abc", "abcde", "ab=c", "a===", "====", "YQ=a", "YR==", "YWJ=",
-		"YW J", "YW\nJ", "YWI*", "=YWI",
-		/* The same faults in a group that is not the last one (the fast path). */
-		"YW*JYWJj", "YWJ*YWJj", "Y*JjYWJj", "YWJ=YWJj", "YW==YWJj", "YWJ\xffYWJj",
-		"YWJ YWJj",
-	};
-	uint8_t out[16];
-
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert_lt(kinesis_base64_decode(bad[i], strlen(bad[i]), out, sizeof(out)), 0,
-			     "%s", bad[i]);
-	cr_assert_eq(kinesis_base64_decode("YQ==", 4, out, sizeof(out)), 1);
-	cr_assert_eq(kinesis_base64_decode("YWI=", 4, out, sizeof(out)), 2);
-	cr_assert_eq(kinesis_base64_decode("", 0, out, sizeof(out)), 0);
-	cr_assert_eq(kinesis_base64_decode("YWJj", 4, out, 2), -ENOBUFS);
 }
 
 static void

@@ -127,8 +127,7 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 		k->late_due_ns[k->late_count++] = clock_mono_ns() +
 			(k->late_ms != 0 ? k->late_ms : LATE_MS) * 1000000ull;
 	} else if (target_is(req, "DescribeLimits")) {
-		api_out_printf(out, "{\"__type\":\"LimitExceededException\",\"message\":\"x\"}");
-		api_call_reply(call, 400);
+		api_call_error(call, 400, "LimitExceededException", "x");
 	} else if (target_is(req, "GetRecords")) {
 		static uint8_t data[16 << 20];
 		char text[32];
@@ -1369,7 +1368,7 @@ Test(server, h2_streams_still_arriving_are_capped_per_connection, .init = setup_
 	nghttp2_session_callbacks_del(cb);
 }
 
-Test(server, action_error_bodies_get_the_error_type_header, .init = setup_default,
+Test(server, action_errors_get_the_error_type_header, .init = setup_default,
      .fini = server_stop)
 {
 	int fd = client_connect();
