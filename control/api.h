@@ -97,6 +97,9 @@ struct kinesis_routes {
  * next start, as after a stop); call it only once the server thread has stopped.
  */
 void kinesis_routes_set(struct kinesis *k, const struct kinesis_routes *routes);
+/* The keyring StartStreamEncryption resolves KeyIds in. Set before the server thread starts. */
+struct keyring_shared;
+void kinesis_keyring_set(struct kinesis *k, struct keyring_shared *keyring);
 /* Readable when kinesis_poll() has work (log completions). */
 int kinesis_event_fd(const struct kinesis *k);
 /* Handles one request; replies now or from a later kinesis_poll(). */

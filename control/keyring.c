@@ -299,3 +299,61 @@ keyring_resolve(const struct keyring *kr, const char *ref, const char **name_out
 	*log_key_id_out = kr->keys[index].key_id;
 	return 0;
 }
+
+int
+keyring_shared_init(struct keyring_shared *ks)
+{
+	return -pthread_mutex_init(&ks->lock, NULL);
+}
+
+void
+keyring_shared_fini(struct keyring_shared *ks)
+{
+	keyring_wipe(&ks->current);
+	keyring_wipe(&ks->scratch);
+	pthread_mutex_destroy(&ks->lock);
+}
+
+int
+keyring_shared_load(struct keyring_shared *ks, const char *path, char *why, size_t why_size)
+{
+	int rc = 0;
+
+	if (path[0] == '\0')
+		keyring_wipe(&ks->scratch);
+	else
+		rc = keyring_load(path, &ks->scratch, why, why_size);
+	if (rc != 0)
+		return rc;
+	pthread_mutex_lock(&ks->lock);
+	ks->current = ks->scratch;
+	pthread_mutex_unlock(&ks->lock);
+	keyring_wipe(&ks->scratch);
+	return 0;
+}
+
+int
+keyring_shared_resolve(struct keyring_shared *ks, const char *key_ref, char *name_out,
+		       uint64_t *log_key_id_out, bool *enabled_out)
+{
+	const char *name;
+	int rc;
+
+	pthread_mutex_lock(&ks->lock);
+	rc = keyring_resolve(&ks->current, key_ref, &name, log_key_id_out);
+	if (rc == 0) {
+		const struct log_key *newest = NULL;
+
+		strcpy(name_out, name);
+		for (uint32_t i = 0; i < ks->current.key_count; i++) {
+			const struct log_key *key = &ks->current.keys[i];
+
+			if (key->key_id == *log_key_id_out &&
+			    (newest == NULL || key->version > newest->version))
+				newest = key;
+		}
+		*enabled_out = newest != NULL && newest->enabled;
+	}
+	pthread_mutex_unlock(&ks->lock);
+	return rc;
+}

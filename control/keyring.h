@@ -23,6 +23,8 @@
 #ifndef SLUICE_CONTROL_KEYRING_H
 #define SLUICE_CONTROL_KEYRING_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,5 +66,31 @@ uint64_t keyring_log_key_id(const char *key_name);
  */
 int keyring_resolve(const struct keyring *keyring, const char *key_ref, const char **name_out,
 		    uint64_t *log_key_id_out);
+
+/*
+ * The keyring sluiced serves from: loaded by the main thread (start, SIGHUP),
+ * resolved by the API thread (StartStreamEncryption). `lock` guards `current`.
+ */
+struct keyring_shared {
+	pthread_mutex_t lock;
+	struct keyring current;
+	struct keyring scratch;    /* Loader-only: a file is read here, then swapped in. */
+};
+
+int keyring_shared_init(struct keyring_shared *ks);
+void keyring_shared_fini(struct keyring_shared *ks);
+/*
+ * Reads `path` ("" = no keys) and, when it loads, makes it current. Returns 0
+ * or keyring_load's error (with `why`); a refused file changes nothing.
+ */
+int keyring_shared_load(struct keyring_shared *ks, const char *path, char *why,
+			size_t why_size);
+/*
+ * keyring_resolve() on the current keyring: copies the key's name
+ * (KEYRING_ID_SIZE_MAX bytes) and log id, and whether its newest version is
+ * enabled. -ENOENT when unknown.
+ */
+int keyring_shared_resolve(struct keyring_shared *ks, const char *key_ref, char *name_out,
+			   uint64_t *log_key_id_out, bool *enabled_out);
 
 #endif /* SLUICE_CONTROL_KEYRING_H */

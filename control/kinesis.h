@@ -10,6 +10,7 @@
  *   kinesis_records.h    kinesis_records.c, _fast.c, _read.c    PutRecord(s), GetRecords
  *   kinesis_shards.h     kinesis_shards.c, _reshard.c, _autoscale.c  shards, resharding
  *   kinesis_tags.h       kinesis_tags.c                         tags
+ *   kinesis_encryption.h kinesis_encryption.c                   encryption at rest
  *
  * kinesis_ops.c holds the one operation table and the dispatcher; kinesis_main.c
  * opens, polls and closes the module. The server sees only control/api.h.
@@ -33,6 +34,7 @@
 #include "common/limits.h"
 #include "control/api.h"
 #include "control/iterator.h"
+#include "control/keyring.h"
 #include "control/kinesis_validate.h"
 #include "control/metadata.h"
 
@@ -56,6 +58,19 @@
 #define KINESIS_ON_DEMAND_SHARDS 4u
 /* UpdateShardCount calls remembered per stream (the rolling 24 h limit's upper bound). */
 #define KINESIS_SCALINGS_TRACK 64u
+
+/*
+ * KeyIds kept per stream (AWS: up to 2048 characters). A longer one cannot
+ * name a keyring key (names are below 256 bytes, ARN prefixes short): it is
+ * answered KMSNotFoundException like any unknown key, never stored.
+ */
+#define KINESIS_KEY_ID_SIZE_MAX 512u
+
+/* A stream's encryption at rest (kinesis_encryption.c). */
+struct kinesis_encryption {
+	bool on;
+	char key_ref[KINESIS_KEY_ID_SIZE_MAX];   /* The KeyId as given (DescribeStream). */
+};
 
 enum kinesis_status {
 	KINESIS_CREATING,
@@ -115,6 +130,7 @@ struct kinesis_stream {
 	uint32_t scale_merges;
 	uint64_t scale_quiet_ns;      /* Monotonic: no decision before. */
 	char scale_last[160];
+	struct kinesis_encryption encryption;
 };
 
 struct kinesis {
@@ -146,6 +162,7 @@ struct kinesis {
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */
+	struct keyring_shared *keyring;   /* KeyId resolution (kinesis_keyring_set); may be NULL. */
 };
 
 
@@ -235,6 +252,7 @@ void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 
 /* ---- Each concern's declarations ------------------------------------------ */
 
+#include "control/kinesis_encryption.h"
 #include "control/kinesis_records.h"
 #include "control/kinesis_shards.h"
 #include "control/kinesis_streams.h"

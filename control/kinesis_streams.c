@@ -471,8 +471,8 @@ kinesis_out_stream_head(struct kinesis *k, struct api_out *out, const struct kin
 		       kinesis_status_name(s->status), kinesis_mode_name(s->mode),
 		       s->retention_hours);
 	kinesis_out_timestamp(out, s->created_ms);
-	api_out_printf(out, ",\"EnhancedMonitoring\":[{\"ShardLevelMetrics\":[]}],"
-		       "\"EncryptionType\":\"NONE\"");
+	api_out_printf(out, ",\"EnhancedMonitoring\":[{\"ShardLevelMetrics\":[]}]");
+	kinesis_out_encryption(out, s);
 }
 
 void

@@ -165,7 +165,7 @@ struct sluiced {
 	int argc;                 /* The command line, parsed again on SIGHUP. */
 	char **argv;
 	struct log *log;
-	struct keyring *keyring;  /* The keys the log has (main thread; see sluiced_keyring_apply). */
+	struct keyring_shared *keyring; /* The keys the log has (sluiced_keyring_apply). */
 	struct kinesis *kinesis;
 	struct api_server *server;
 	struct admin *admin;
@@ -311,21 +311,18 @@ sluiced_diag_apply(const struct sluice_config *config)
 static int
 sluiced_keyring_apply(struct sluiced *d, const char *path)
 {
+	const struct keyring *current = &d->keyring->current; /* Only this thread writes it. */
 	char why[KEYRING_WHY_SIZE];
-	int rc = 0;
+	int rc = keyring_shared_load(d->keyring, path, why, sizeof(why));
 
-	if (path[0] == '\0')
-		keyring_wipe(d->keyring);
-	else
-		rc = keyring_load(path, d->keyring, why, sizeof(why));
 	if (rc != 0) {
 		diag_error("sluiced", "[encryption] keyring %s: %s", path, why);
 		return rc;
 	}
-	rc = log_keys_replace(d->log, d->keyring->keys, d->keyring->key_count);
+	rc = log_keys_replace(d->log, current->keys, current->key_count);
 	if (rc == 0 && path[0] != '\0')
 		diag_info("sluiced", "keyring %s: %u key versions, %u aliases", path,
-			  d->keyring->key_count, d->keyring->alias_count);
+			  current->key_count, current->alias_count);
 	return rc;
 }
 
@@ -410,7 +407,9 @@ sluiced_serve(struct sluiced *d)
 	}
 	metrics_ready_set(METRICS_READY_LOG, true);
 	d->keyring = calloc(1, sizeof(*d->keyring));
-	rc = d->keyring == NULL ? -ENOMEM : sluiced_keyring_apply(d, d->config.keyring);
+	rc = d->keyring == NULL ? -ENOMEM : keyring_shared_init(d->keyring);
+	if (rc == 0)
+		rc = sluiced_keyring_apply(d, d->config.keyring);
 	if (rc != 0)
 		goto out_close_log;
 	rc = kinesis_open(&d->config, d->log, &d->kinesis);
@@ -419,6 +418,7 @@ sluiced_serve(struct sluiced *d)
 		goto out_close_log;
 	}
 	metrics_ready_set(METRICS_READY_METADATA, true);
+	kinesis_keyring_set(d->kinesis, d->keyring);
 	sluiced_admin_start(d);
 	rc = api_server_open(&d->config, d->kinesis, &d->server);
 	if (rc != 0)
@@ -472,7 +472,7 @@ out_close_kinesis:
 out_close_log:
 	log_close(d->log);
 	if (d->keyring != NULL)
-		keyring_wipe(d->keyring);
+		keyring_shared_fini(d->keyring);
 	free(d->keyring);
 	if (rc == 0)
 		diag_info("sluiced", "stopped cleanly");

@@ -56,9 +56,9 @@ static const char metadata_schema[] =
 	"CREATE TABLE IF NOT EXISTS tags(stream_id INTEGER NOT NULL, key TEXT NOT NULL,"
 	" value TEXT NOT NULL, PRIMARY KEY(stream_id, key));"
 	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);"
-	/* Encrypted streams only: the keyring key name (control/keyring.h). */
+	/* Encrypted streams only: the KeyId as given, the keyring key it named (keyring.h). */
 	"CREATE TABLE IF NOT EXISTS stream_encryption(stream_id INTEGER PRIMARY KEY,"
-	" key_name TEXT NOT NULL);";
+	" key_ref TEXT NOT NULL, key_name TEXT NOT NULL);";
 
 /* -ENOSPC when SQLite ran out of disk, else -EIO. */
 static int
@@ -657,20 +657,22 @@ metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *start_af
 }
 
 int
-metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key_name)
+metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key_ref,
+			const char *key_name)
 {
 	sqlite3_stmt *stmt;
 	int rc;
 
-	if (key_name == NULL)
+	if (key_ref == NULL)
 		return metadata_run3(md, "DELETE FROM stream_encryption WHERE stream_id = ?",
 				     stream_id, 0, 0);
-	rc = metadata_prepare(md, "INSERT OR REPLACE INTO stream_encryption(stream_id, key_name)"
-			      " VALUES(?, ?)", &stmt);
+	rc = metadata_prepare(md, "INSERT OR REPLACE INTO stream_encryption(stream_id, key_ref,"
+			      " key_name) VALUES(?, ?, ?)", &stmt);
 	if (rc != 0)
 		return rc;
 	sqlite3_bind_int64(stmt, 1, stream_id);
-	sqlite3_bind_text(stmt, 2, key_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, key_ref, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, key_name, -1, SQLITE_STATIC);
 	if (sqlite3_step(stmt) != SQLITE_DONE)
 		rc = metadata_fail(md, "set stream encryption");
 	sqlite3_finalize(stmt);
@@ -679,14 +681,16 @@ metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key
 
 int
 metadata_encryption_list(struct metadata *md,
-			 int (*fn)(void *arg, uint32_t stream_id, const char *key_name), void *arg)
+			 metadata_encryption_fn *fn, void *arg)
 {
 	sqlite3_stmt *stmt;
-	int rc = metadata_prepare(md, "SELECT stream_id, key_name FROM stream_encryption", &stmt);
+	int rc = metadata_prepare(md, "SELECT stream_id, key_ref, key_name FROM stream_encryption",
+				  &stmt);
 
 	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
 		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0),
-			(const char *)sqlite3_column_text(stmt, 1));
+			(const char *)sqlite3_column_text(stmt, 1),
+			(const char *)sqlite3_column_text(stmt, 2));
 	if (rc == SQLITE_DONE)
 		rc = 0;
 	else if (rc > 0)

@@ -128,13 +128,15 @@ int metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *star
 		       bool *more_out);
 
 /*
- * Encryption at rest: the keyring key name a stream's new records are
- * encrypted under (NULL: off). Kept until the stream is deleted.
+ * Encryption at rest: the KeyId a stream's new records are encrypted under, as
+ * given, and the keyring key name it resolved to (key_ref NULL: off). Kept
+ * until the stream is deleted.
  */
-int metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key_name);
+int metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key_ref,
+			    const char *key_name);
+typedef int metadata_encryption_fn(void *arg, uint32_t stream_id, const char *key_ref,
+				   const char *key_name);
 /* Calls `fn` for every encrypted stream; a non-zero return from `fn` stops and is returned. */
-int metadata_encryption_list(struct metadata *md,
-			     int (*fn)(void *arg, uint32_t stream_id, const char *key_name),
-			     void *arg);
+int metadata_encryption_list(struct metadata *md, metadata_encryption_fn *fn, void *arg);
 
 #endif /* SLUICE_CONTROL_METADATA_H */

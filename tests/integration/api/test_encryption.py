@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+import boto3
+import botocore.config
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ops"))
@@ -38,6 +40,15 @@ KEY_V1 = "11" * 32
 KEY_V2 = "22" * 32
 KEY_OTHER = "33" * 32
 ACCOUNT_ARN = "arn:aws:kms:us-east-1:000000000000"
+LAST_PLAIN = None  # Sequence number of the last record written before encryption.
+
+
+def client(srv):
+    """boto3 without its own parameter checks: the server's answers are under test."""
+    cfg = botocore.config.Config(parameter_validation=False, connect_timeout=5,
+                                 read_timeout=30, retries={"max_attempts": 1})
+    return boto3.client("kinesis", endpoint_url=srv.url, region_name="us-east-1",
+                        aws_access_key_id="AKID", aws_secret_access_key="SECRET", config=cfg)
 
 
 def write_keyring(path, lines, mode=0o600):
@@ -159,6 +170,7 @@ def test_start(kc, srv):
     before = put(kc, b"BEFORE-MARK", 10)
     for a in before:
         check(a.get("EncryptionType", "NONE") == "NONE", "plain put answer %r" % a)
+    check(all("EncryptionType" not in r for r in read_all(kc)), "plain records say nothing")
     kc.start_stream_encryption(StreamName=STREAM, EncryptionType="KMS",
                                KeyId="alias/aws/kinesis")
     s = kc.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
@@ -172,9 +184,11 @@ def test_start(kc, srv):
     check(d["EncryptionType"] == "KMS" and d["KeyId"] == "alias/aws/kinesis",
           "describe after start: %r" % d)
     after = put(kc, b"AFTER-MARK", 10)
-    check(all(a["EncryptionType"] == "KMS" for a in after if "SequenceNumber" in a),
+    check(all(a["EncryptionType"] == "KMS" for a in after if "ResponseMetadata" in a),
           "encrypted put answers: %r" % after)
     records = read_all(kc)
+    global LAST_PLAIN
+    LAST_PLAIN = records[9]["SequenceNumber"]
     want = [b"BEFORE-MARK-%d" % i for i in range(10)] + [b"AFTER-MARK-%d" % i for i in range(10)]
     check(datas(records) == want, "read back %r" % datas(records))
     check(all(r["EncryptionType"] == "KMS" for r in records[10:]), "records say KMS")
@@ -192,13 +206,13 @@ def test_rotation(kc, srv, keyring, last_v1):
     # Version 1 gone: records under it cannot be read; those under version 2 can.
     write_keyring(keyring, ["key-1 2 %s alias/aws/kinesis" % KEY_V2])
     reload_keyring(srv, 1)
-    expect_error("KMSNotFoundException", kc.get_records, ShardIterator=iterator(kc))
+    expect_error("KMSNotFoundException", kc.get_records, ShardIterator=iterator(kc, LAST_PLAIN))
     check(datas(read_all(kc, last_v1)) == [b"ROT-MARK-%d" % i for i in range(6)],
           "version 2 records after the rotation")
     # Other bytes under the same id and version: access denied; disabled: disabled.
     write_keyring(keyring, ["key-1 1 %s alias/aws/kinesis" % KEY_OTHER, "key-1 2 %s" % KEY_V2])
     reload_keyring(srv, 2)
-    expect_error("KMSAccessDeniedException", kc.get_records, ShardIterator=iterator(kc))
+    expect_error("KMSAccessDeniedException", kc.get_records, ShardIterator=iterator(kc, LAST_PLAIN))
     write_keyring(keyring, ["key-1 1 %s" % KEY_V1, "key-1 2 %s disabled alias/aws/kinesis"
                             % KEY_V2])
     reload_keyring(srv, 2)
@@ -227,7 +241,7 @@ def test_stop_and_restart(kc, srv, keyring):
     wait_status(kc, "ACTIVE")
     srv.stop()
     srv.start("--set", "encryption.keyring=" + keyring)
-    kc = srv.client()
+    kc = client(srv)
     s = kc.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
     check(s["EncryptionType"] == "KMS" and s["KeyId"] == ACCOUNT_ARN + ":key/key-1",
           "after restart: %r" % s)
@@ -254,7 +268,7 @@ def main():
     try:
         srv.start("--set", "encryption.keyring=" + keyring,
                   "--set", "server.stream_status_delay_ms=300")
-        kc = srv.client()
+        kc = client(srv)
         kc.create_stream(StreamName=STREAM, ShardCount=1)
         wait_active(kc, STREAM)
         test_validation(kc)
