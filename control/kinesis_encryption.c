@@ -55,16 +55,15 @@ kinesis_kms_errno(int err)
 }
 
 const char *
-kinesis_encryption_type(bool on)
+kinesis_put_encryption_member(bool on)
 {
-	return on ? "KMS" : "NONE";
+	return on ? ",\"EncryptionType\":\"KMS\"" : "";
 }
 
 void
 kinesis_out_encryption(struct api_out *out, const struct kinesis_stream *s)
 {
-	api_out_printf(out, ",\"EncryptionType\":\"%s\"",
-		       kinesis_encryption_type(s->encryption.on));
+	api_out_printf(out, ",\"EncryptionType\":\"%s\"", s->encryption.on ? "KMS" : "NONE");
 	if (!s->encryption.on)
 		return;
 	api_out_printf(out, ",\"KeyId\":");

@@ -40,8 +40,8 @@ kinesis_handler_fn kinesis_stop_encryption;
 int kinesis_encryption_load(struct kinesis *k);
 /* `,"EncryptionType":...` and `,"KeyId":...` of DescribeStream(Summary). */
 void kinesis_out_encryption(struct api_out *out, const struct kinesis_stream *s);
-/* "KMS" or "NONE": PutRecord(s) answers. */
-const char *kinesis_encryption_type(bool on);
+/* PutRecord(s) answers: `,"EncryptionType":"KMS"` for an encrypted stream, else nothing (AWS). */
+const char *kinesis_put_encryption_member(bool on);
 /* True for the log's key errors (nvme-log/log.h, "Encryption at rest"). */
 bool kinesis_kms_errno(int err);
 /* Answers the KMS exception of a key error on stream `s` (key_ref: its KeyId, or NULL). */

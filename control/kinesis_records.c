@@ -82,9 +82,9 @@ kinesis_put_record_reply(struct kinesis *k, struct kinesis_pending *p)
 
 		kinesis_shard_id_format(r->shard_index, shard_id);
 		seqnum_format(&sn, seq);
-		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\","
-			       "\"EncryptionType\":\"%s\"}", shard_id, seq,
-			       kinesis_encryption_type(p->encrypted));
+		/* AWS adds EncryptionType only for an encrypted stream (KMS), never NONE. */
+		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\"%s}",
+			       shard_id, seq, kinesis_put_encryption_member(p->encrypted));
 		api_call_reply(p->call, 200);
 		return;
 	}
@@ -160,7 +160,7 @@ kinesis_put_records_reply(struct kinesis *k, struct kinesis_pending *p)
 		memcpy(text + n, "\"}", 2);
 		api_out_append(out, text, n + 2);
 	}
-	api_out_printf(out, "],\"EncryptionType\":\"%s\"}", kinesis_encryption_type(p->encrypted));
+	api_out_printf(out, "]%s}", kinesis_put_encryption_member(p->encrypted));
 	api_call_reply(p->call, 200);
 }
 
