@@ -3,7 +3,7 @@
 Encryption at rest end to end: sluiced (no dataplane) with a keyring file,
 driven by boto3.
 
-  usage: test_encryption.py SLUICED
+  usage: test_encryption.py SLUICED SLUICE
 
 Records written before StartStreamEncryption stay readable and stay plaintext
 on disk; after it (UPDATING, then ACTIVE, EncryptionType KMS and the KeyId in
@@ -15,7 +15,8 @@ from the file, old records fail with KMSNotFoundException, other bytes under
 the same id and version with KMSAccessDeniedException, a disabled key with
 KMSDisabledException (reads and writes); none of them returns ciphertext.
 StopStreamEncryption makes new records plaintext again; the state survives a
-restart. Validation: EncryptionType, KeyId forms and unknown keys, unknown
+restart. Frames through the dataplane (kernel backend, UDP on 127.0.0.1) to
+the encrypted stream are encrypted the same way. Validation: EncryptionType, KeyId forms and unknown keys, unknown
 streams; a world-readable keyring stops sluiced at start with its mode named.
 Uses its own temp dir and free ports; stops only its own sluiced.
 """
@@ -32,9 +33,10 @@ import botocore.config
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ops"))
-from opslib import Sluiced, check, wait_active  # noqa: E402
+from opslib import Sluiced, check, free_port, wait_active  # noqa: E402
 
 SLUICED = sys.argv[1]
+SLUICE = sys.argv[2]
 STREAM = "enc"
 KEY_V1 = "11" * 32
 KEY_V2 = "22" * 32
@@ -240,7 +242,7 @@ def test_stop_and_restart(kc, srv, keyring):
                                KeyId=ACCOUNT_ARN + ":key/key-1")
     wait_status(kc, "ACTIVE")
     srv.stop()
-    srv.start("--set", "encryption.keyring=" + keyring)
+    srv.start("--set", "encryption.keyring=" + keyring, *srv.dataplane)
     kc = client(srv)
     s = kc.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
     check(s["EncryptionType"] == "KMS" and s["KeyId"] == ACCOUNT_ARN + ":key/key-1",
@@ -249,6 +251,19 @@ def test_stop_and_restart(kc, srv, keyring):
     check(not disk_has(srv.data_dir, b"AFTER-RESTART"), "encryption survives a restart")
     check(len(read_all(kc)) == 32, "everything readable after the restart")
     return kc
+
+
+def test_dataplane(kc, srv):
+    """Records that come as UDP frames (kernel backend) are encrypted like the API's."""
+    lines = b"".join(b"UDP-MARK-%d\n" % i for i in range(20))
+    r = subprocess.run([SLUICE, "produce", STREAM, "--transport", "udp", "--target",
+                        "127.0.0.1:%d" % srv.ingest_port, "--lines", "--key", "u",
+                        "--endpoint", srv.url, "--quiet"],
+                       input=lines, capture_output=True, timeout=60)
+    check(r.returncode == 0, "sluice produce: %r" % r.stderr)
+    got = [d for d in datas(read_all(kc)) if d.startswith(b"UDP-MARK-")]
+    check(sorted(got) == sorted(lines.split()), "UDP records read back: %r" % got)
+    check(not disk_has(srv.data_dir, b"UDP-MARK"), "UDP records' plaintext on disk")
 
 
 def test_world_readable(tmp, keyring):
@@ -265,16 +280,21 @@ def main():
     keyring = os.path.join(tmp, "keyring")
     write_keyring(keyring, ["key-1 1 %s alias/aws/kinesis" % KEY_V1])
     srv = Sluiced(SLUICED, os.path.join(tmp, "data"))
+    srv.ingest_port = free_port()
+    srv.dataplane = dataplane = ("--set", "dataplane.enabled=true", "--set", "dataplane.backend=kernel",
+                 "--set", "dataplane.ipv4=127.0.0.1",
+                 "--set", "dataplane.ingest_port=%d" % srv.ingest_port)
     try:
         srv.start("--set", "encryption.keyring=" + keyring,
-                  "--set", "server.stream_status_delay_ms=300")
+                  "--set", "server.stream_status_delay_ms=300", *dataplane)
         kc = client(srv)
         kc.create_stream(StreamName=STREAM, ShardCount=1)
         wait_active(kc, STREAM)
         test_validation(kc)
         last_v1 = test_start(kc, srv)
         test_rotation(kc, srv, keyring, last_v1)
-        test_stop_and_restart(kc, srv, keyring)
+        kc = test_stop_and_restart(kc, srv, keyring)
+        test_dataplane(kc, srv)
         srv.stop()
         test_world_readable(tmp, keyring)
     finally:
