@@ -22,6 +22,7 @@
 
 #include <rte_common.h>
 
+#include "common/probe.h"
 #include "dataplane/dp_internal.h"
 #include "nvme-log/log.h"
 
@@ -60,7 +61,15 @@ dp_stage_hash_insert(struct dp_ingest *ing, uint32_t slot)
 	ing->open_hash[i] = slot + 1;
 }
 
-/* Linear probing deletion by backward shift: no tombstones, chains stay exact. */
+static uint32_t
+dp_stage_home_of(const void *ctx, uint32_t entry)
+{
+	const struct dp_ingest *ing = ctx;
+
+	return dp_stage_home(ing->slots[entry - 1].shard_id);
+}
+
+/* Linear probing deletion by backward shift (common/probe.h). */
 static void
 dp_stage_hash_remove(struct dp_ingest *ing, uint32_t slot)
 {
@@ -68,18 +77,7 @@ dp_stage_hash_remove(struct dp_ingest *ing, uint32_t slot)
 
 	while (ing->open_hash[i] != slot + 1)
 		i = (i + 1) & DP_OPEN_HASH_MASK;
-	for (uint32_t j = (i + 1) & DP_OPEN_HASH_MASK; ing->open_hash[j] != 0;
-	     j = (j + 1) & DP_OPEN_HASH_MASK) {
-		uint32_t home = dp_stage_home(ing->slots[ing->open_hash[j] - 1].shard_id);
-		/* Entry j may move to i unless its home lies cyclically in (i, j]. */
-		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-
-		if (!stays) {
-			ing->open_hash[i] = ing->open_hash[j];
-			i = j;
-		}
-	}
-	ing->open_hash[i] = 0;
+	probe_unlink_u32(ing->open_hash, DP_OPEN_HASH_MASK, i, dp_stage_home_of, ing);
 }
 
 static void

@@ -375,6 +375,14 @@ int frame_writer_begin(struct frame_writer *writer, void *buf, size_t capacity,
 int frame_writer_add(struct frame_writer *writer, const struct frame_record *record);
 
 /*
+ * Bytes `record` would add to the frame being written: its encoding in the
+ * writer's frame type (SHARD_RECORDS: with its hash key entry). The record's
+ * sizes must be within the limits.
+ */
+uint32_t frame_writer_record_size(const struct frame_writer *writer,
+				  const struct frame_record *record);
+
+/*
  * Writes the record count and frame size and seals the frame with its CRC
  * (with a zeroed trailer if auth was reserved: call frame_auth_sign next).
  * Returns the frame size, or -EINVAL for an empty batch.

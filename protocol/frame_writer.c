@@ -82,10 +82,11 @@ grouped_hash_slot(const struct frame_writer *writer, uint32_t index)
 	       (index + 1) * FRAME_HASH_KEY_SIZE;
 }
 
-static int
-writer_add_grouped(struct frame_writer *writer, const struct frame_record *record)
+/* A record as a SHARD_RECORDS block holds it: the log's encoding, arriving with its batch. */
+static struct record_wire
+grouped_wire(const struct frame_record *record)
 {
-	struct record_wire r = {
+	return (struct record_wire){
 		.arrival_delta_ns = 0,
 		.partition_key = record->key,
 		.partition_key_size = record->key_size,
@@ -94,6 +95,24 @@ writer_add_grouped(struct frame_writer *writer, const struct frame_record *recor
 		.data = record->data,
 		.data_size = record->data_size,
 	};
+}
+
+uint32_t
+frame_writer_record_size(const struct frame_writer *writer, const struct frame_record *record)
+{
+	struct record_wire r;
+
+	if (!writer->shard_grouped)
+		return frame_record_encoded_size(record->key_size, record->hash_kind,
+						 record->data_size);
+	r = grouped_wire(record);
+	return record_wire_size(&r) + FRAME_HASH_KEY_SIZE;
+}
+
+static int
+writer_add_grouped(struct frame_writer *writer, const struct frame_record *record)
+{
+	struct record_wire r = grouped_wire(record);
 	uint32_t size = record_wire_size(&r);
 
 	if (record->hash_kind == FRAME_HASH_NONE)

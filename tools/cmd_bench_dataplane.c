@@ -61,6 +61,9 @@ static struct bench_case bench_cases[] = {
 	{ "md5hot", "md5hot", 16, 1, "(1,000 repeating keys: key cache)", 0, 0, 0, 0, 0, 0 },
 	{ "1KiB", "hash1k", 16, 1, ">= 5 M/s", 0, 0, 0, 0, 0, 0 },
 	{ "10k_shards", "hash100", 10000, 1, ">= 80% of the 16-shard rate", 0, 0, 0, 0, 0, 0 },
+	/* Shard-grouped: 16 shards, as dp_bench_pcap.c groups them (DP_BENCH_GROUPED_SHARDS). */
+	{ "12x100B_grp", "grouped12x100", 16, 12, ">= 25 M records per CPU-second", 0, 0, 0, 0,
+	  0, 0 },
 };
 
 /* Runs argv with stdout+stderr into out; returns the exit status or -errno. */
@@ -302,13 +305,17 @@ bench_final_line(const struct bench_case *c, size_t count, double durable)
 {
 	double per_cpu_16 = c[0].cpu > 0 ? c[0].records_per_s / c[0].cpu : 0;
 	double per_cpu_10k = c[5].cpu > 0 ? c[5].records_per_s / c[5].cpu : 0;
+	double per_cpu_12 = c[1].cpu > 0 ? c[1].records_per_s / c[1].cpu : 0;
+	double per_cpu_grouped = c[6].cpu > 0 ? c[6].records_per_s / c[6].cpu : 0;
 
 	printf("dataplane-bench:");
 	for (size_t i = 0; i < count; i++)
 		printf(" rec_per_s_%s=%.0f ratio_%s=%.3f", c[i].label, c[i].records_per_s,
 		       c[i].label, bench_ratio(&c[i]));
-	printf(" testpmd_pps_100B=%.0f ratio_10k_vs_16=%.3f durable_rec_per_s_100B=%.0f\n",
-	       c[0].testpmd_pps, per_cpu_16 > 0 ? per_cpu_10k / per_cpu_16 : 0, durable);
+	printf(" testpmd_pps_100B=%.0f ratio_10k_vs_16=%.3f durable_rec_per_s_100B=%.0f"
+	       " rec_per_cpu_s_12x100B=%.0f rec_per_cpu_s_12x100B_grouped=%.0f\n",
+	       c[0].testpmd_pps, per_cpu_16 > 0 ? per_cpu_10k / per_cpu_16 : 0, durable,
+	       per_cpu_12, per_cpu_grouped);
 }
 
 static void

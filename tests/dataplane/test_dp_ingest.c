@@ -133,6 +133,40 @@ struct rec {
 /* Bytes records_frame() may write (its callers' buffers hold 1,500). */
 static uint32_t frame_capacity = 1400;
 
+/*
+ * Writes a frame of `params`' type; returns its size. In a SHARD_RECORDS frame
+ * a record without a hash key gets its MD5.
+ */
+static uint16_t
+frame_of(uint8_t *buf, const struct frame_batch_params *params, const struct rec *recs,
+	 uint32_t count)
+{
+	struct frame_writer fw;
+	int size;
+
+	cr_assert_eq(frame_writer_begin(&fw, buf, frame_capacity, params), 0);
+	for (uint32_t i = 0; i < count; i++) {
+		bool md5 = params->shard_grouped && recs[i].hash_kind == FRAME_HASH_NONE;
+		uint8_t digest[16];
+		struct frame_record r = {
+			.key = (const uint8_t *)recs[i].key,
+			.key_size = (uint16_t)strlen(recs[i].key),
+			.data = (const uint8_t *)recs[i].data,
+			.data_size = (uint32_t)strlen(recs[i].data),
+			.hash_kind = md5 ? FRAME_HASH_MD5 : recs[i].hash_kind,
+			.hash_key = md5 ? digest : recs[i].hash_kind != FRAME_HASH_NONE ?
+				    recs[i].hash_key : NULL,
+		};
+
+		if (md5)
+			hashkey_md5(r.key, r.key_size, digest);
+		cr_assert_eq(frame_writer_add(&fw, &r), 0);
+	}
+	size = frame_writer_finish(&fw);
+	cr_assert_gt(size, 0);
+	return (uint16_t)size;
+}
+
 /* A RECORDS frame for stream `stream` from producer `producer`; returns its size. */
 static uint16_t
 records_frame(uint8_t *buf, const char *stream, uint64_t producer, uint64_t seq, uint8_t mode,
@@ -146,25 +180,8 @@ records_frame(uint8_t *buf, const char *stream, uint64_t producer, uint64_t seq,
 		.stream_name = stream,
 		.stream_name_size = (uint8_t)strlen(stream),
 	};
-	struct frame_writer fw;
-	int size;
 
-	cr_assert_eq(frame_writer_begin(&fw, buf, frame_capacity, &params), 0);
-	for (uint32_t i = 0; i < count; i++) {
-		struct frame_record r = {
-			.key = (const uint8_t *)recs[i].key,
-			.key_size = (uint16_t)strlen(recs[i].key),
-			.data = (const uint8_t *)recs[i].data,
-			.data_size = (uint32_t)strlen(recs[i].data),
-			.hash_kind = recs[i].hash_kind,
-			.hash_key = recs[i].hash_kind != FRAME_HASH_NONE ? recs[i].hash_key : NULL,
-		};
-
-		cr_assert_eq(frame_writer_add(&fw, &r), 0);
-	}
-	size = frame_writer_finish(&fw);
-	cr_assert_gt(size, 0);
-	return (uint16_t)size;
+	return frame_of(buf, &params, recs, count);
 }
 
 static void
@@ -1649,35 +1666,15 @@ Test(dp_ingest_workers, a_resend_on_another_worker_is_a_duplicate, .init = setup
 /* A SHARD_RECORDS frame for `shard`; records without a hash key get their MD5. */
 static uint16_t
 grouped_frame(uint8_t *buf, uint64_t producer, uint64_t seq, uint32_t shard,
-	      struct rec *recs, uint32_t count)
+	      const struct rec *recs, uint32_t count)
 {
 	struct frame_batch_params params = {
 		.producer_id = producer, .batch_seq = seq, .producer_epoch = 1,
 		.ack_mode = FRAME_ACK_DURABLE, .shard_grouped = true, .shard_index = shard,
 		.stream_name = "orders", .stream_name_size = 6,
 	};
-	struct frame_writer fw;
-	int size;
 
-	cr_assert_eq(frame_writer_begin(&fw, buf, frame_capacity, &params), 0);
-	for (uint32_t i = 0; i < count; i++) {
-		struct frame_record r = {
-			.key = (const uint8_t *)recs[i].key,
-			.key_size = (uint16_t)strlen(recs[i].key),
-			.data = (const uint8_t *)recs[i].data,
-			.data_size = (uint32_t)strlen(recs[i].data),
-			.hash_kind = recs[i].hash_kind == FRAME_HASH_NONE ? FRAME_HASH_MD5 :
-					recs[i].hash_kind,
-			.hash_key = recs[i].hash_key,
-		};
-
-		if (recs[i].hash_kind == FRAME_HASH_NONE)
-			hashkey_md5(r.key, r.key_size, recs[i].hash_key);
-		cr_assert_eq(frame_writer_add(&fw, &r), 0);
-	}
-	size = frame_writer_finish(&fw);
-	cr_assert_gt(size, 0);
-	return (uint16_t)size;
+	return frame_of(buf, &params, recs, count);
 }
 
 /* `count` records whose keys all hash into `shard` (keys[] and datas[] hold them). */

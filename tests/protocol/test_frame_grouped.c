@@ -58,12 +58,6 @@ grouped_frame(uint8_t *out, size_t capacity, bool auth)
 	return (uint32_t)size;
 }
 
-static enum frame_err
-decode_guarded(const uint8_t *bytes, size_t size, struct frame_records *out)
-{
-	return frame_records_decode(guard_buf_place(bytes, size), size, out);
-}
-
 Test(frame_grouped, round_trips_and_the_block_is_the_log_encoding)
 {
 	uint32_t size = grouped_frame(buf, sizeof(buf), false);
@@ -74,7 +68,7 @@ Test(frame_grouped, round_trips_and_the_block_is_the_log_encoding)
 	unsigned i = 0;
 
 	cr_assert_eq(buf[FRAME_OFF_TYPE], FRAME_TYPE_SHARD_RECORDS);
-	cr_assert_eq(decode_guarded(buf, size, &fr), FRAME_OK);
+	cr_assert_eq(fixture_records_decode_guarded(buf, size, &fr), FRAME_OK);
 	cr_assert(fr.shard_grouped);
 	cr_assert(fr.all_hashed);
 	cr_assert_eq(fr.shard_index, 0x01020304);
@@ -148,7 +142,7 @@ Test(frame_grouped, writer_fills_a_datagram_exactly_and_keeps_its_table_in_order
 	size = frame_writer_finish(&w);
 	cr_assert_leq(size, 1472);
 	cr_assert_gt(size + 100 + 16 + 5, 1472, "the writer stopped before the datagram was full");
-	cr_assert_eq(decode_guarded(buf, (size_t)size, &fr), FRAME_OK);
+	cr_assert_eq(fixture_records_decode_guarded(buf, (size_t)size, &fr), FRAME_OK);
 	cr_assert_eq(fr.record_count, n);
 	cr_assert_arr_eq(fr.hash_keys, keys, n * 16u);
 	cr_assert_not_null(fr.auth);
@@ -160,13 +154,13 @@ Test(frame_grouped, refuses_every_truncation_and_flipped_bit)
 	struct frame_records fr;
 
 	for (uint32_t cut = 0; cut < size; cut++)
-		cr_assert_eq(decode_guarded(buf, cut, &fr), FRAME_ERR_TRUNCATED);
+		cr_assert_eq(fixture_records_decode_guarded(buf, cut, &fr), FRAME_ERR_TRUNCATED);
 	for (uint32_t bit = 0; bit < size * 8; bit++) {
 		buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		cr_assert_neq(decode_guarded(buf, size, &fr), FRAME_OK, "bit %u", bit);
+		cr_assert_neq(fixture_records_decode_guarded(buf, size, &fr), FRAME_OK, "bit %u", bit);
 		buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 	}
-	cr_assert_eq(decode_guarded(buf, size, &fr), FRAME_OK);
+	cr_assert_eq(fixture_records_decode_guarded(buf, size, &fr), FRAME_OK);
 }
 
 /*
@@ -218,29 +212,29 @@ Test(frame_grouped, refuses_what_the_log_must_not_take)
 	struct frame_records fr;
 	struct hand_frame h;
 
-	cr_assert_eq(decode_guarded(buf, hand_build(&ok), &fr), FRAME_OK);
+	cr_assert_eq(fixture_records_decode_guarded(buf, hand_build(&ok), &fr), FRAME_OK);
 	h = ok;
 	h.explicit_key = true;
-	cr_assert_eq(decode_guarded(buf, hand_build(&h), &fr), FRAME_OK);
+	cr_assert_eq(fixture_records_decode_guarded(buf, hand_build(&h), &fr), FRAME_OK);
 
 	h = ok;
 	h.delta = 1;
-	cr_assert_eq(decode_guarded(buf, hand_build(&h), &fr), FRAME_ERR_GROUPED_RECORD);
+	cr_assert_eq(fixture_records_decode_guarded(buf, hand_build(&h), &fr), FRAME_ERR_GROUPED_RECORD);
 	cr_assert(fr.identity_valid, "NACKable");
 	cr_assert_eq(frame_err_status(FRAME_ERR_GROUPED_RECORD), FRAME_STATUS_MALFORMED);
 
 	h = ok;
 	h.explicit_key = true;
 	h.table_key[0] = 9;
-	cr_assert_eq(decode_guarded(buf, hand_build(&h), &fr), FRAME_ERR_GROUPED_RECORD);
+	cr_assert_eq(fixture_records_decode_guarded(buf, hand_build(&h), &fr), FRAME_ERR_GROUPED_RECORD);
 
 	h = ok;
 	h.block_extra = 1;
-	cr_assert_eq(decode_guarded(buf, hand_build(&h), &fr), FRAME_ERR_BODY_SIZE);
+	cr_assert_eq(fixture_records_decode_guarded(buf, hand_build(&h), &fr), FRAME_ERR_BODY_SIZE);
 
 	h = ok;
 	h.count = 2; /* The table is then read from inside the record: nothing fits. */
-	cr_assert_neq(decode_guarded(buf, hand_build(&h), &fr), FRAME_OK);
+	cr_assert_neq(fixture_records_decode_guarded(buf, hand_build(&h), &fr), FRAME_OK);
 }
 
 Test(frame_grouped, wrong_shard_has_a_name_and_is_not_retried_as_is)
