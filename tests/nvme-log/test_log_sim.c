@@ -529,7 +529,7 @@ Test(log_sim, bitrot_is_detected_never_served, .timeout = 120)
 Test(log_sim, encrypted_batches_recover_and_bitrot_is_never_served, .timeout = 120)
 {
 	uint64_t base = seed_base();
-	uint32_t count = seeds_count(4000) / 4;
+	uint32_t count = seeds_count(4000) / 8;  /* The plain worlds above cover the rest. */
 
 	quiet_unless_replaying();
 	for (uint32_t i = 0; i < count; i++)
