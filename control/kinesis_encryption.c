@@ -93,8 +93,9 @@ encryption_apply(struct kinesis *k, struct kinesis_stream *s, const char *key_re
 
 /* The checks both operations share after the shape: type, then state. 0 or replied. */
 static int
-encryption_check(struct kinesis_req *r, const struct kv_value *type, const char *op)
+encryption_check(struct kinesis_req *r, const char *op)
 {
+	const struct kv_value *type = &r->v[ENCRYPTION_ENCRYPTION_TYPE];
 	struct kinesis_stream *s = r->stream;
 
 	if (strcmp(type->string, "KMS") != 0) {
@@ -111,28 +112,16 @@ encryption_check(struct kinesis_req *r, const struct kv_value *type, const char 
 	return 0;
 }
 
-void
-kinesis_start_encryption(struct kinesis_req *r)
+/* Applies the change (key_ref NULL: off), UPDATING for a while as AWS, and answers. */
+static void
+encryption_change(struct kinesis_req *r, const char *key_ref, const char *key_name,
+		  uint64_t log_key_id, const char *op)
 {
-	const struct kv_value *key_id = &r->v[START_ENCRYPTION_KEY_ID];
 	struct kinesis_stream *s = r->stream;
-	char name[KEYRING_ID_SIZE_MAX];
-	uint64_t log_key_id = 0;
-	bool enabled = false;
-	int rc;
+	int rc = encryption_apply(r->k, s, key_ref, key_name, log_key_id);
 
-	if (encryption_check(r, &r->v[START_ENCRYPTION_ENCRYPTION_TYPE],
-			     "StartStreamEncryption") != 0)
-		return;
-	rc = key_id->size >= KINESIS_KEY_ID_SIZE_MAX || r->k->keyring == NULL ? -ENOENT :
-	     keyring_shared_resolve(r->k->keyring, key_id->string, name, &log_key_id, &enabled);
-	if (rc != 0 || !enabled) {
-		kinesis_kms_error(r->call, rc != 0 ? -ENOKEY : -EKEYREVOKED, key_id->string);
-		return;
-	}
-	rc = encryption_apply(r->k, s, key_id->string, name, log_key_id);
 	if (rc != 0) {
-		diag_error("kinesis", "StartStreamEncryption %s: %s", s->name, strerror(-rc));
+		diag_error("kinesis", "%s %s: %s", op, s->name, strerror(-rc));
 		kinesis_internal_error(r->call);
 		return;
 	}
@@ -141,22 +130,33 @@ kinesis_start_encryption(struct kinesis_req *r)
 }
 
 void
-kinesis_stop_encryption(struct kinesis_req *r)
+kinesis_start_encryption(struct kinesis_req *r)
 {
-	struct kinesis_stream *s = r->stream;
+	static const char op[] = "StartStreamEncryption";
+	const struct kv_value *key_id = &r->v[ENCRYPTION_KEY_ID];
+	char name[KEYRING_ID_SIZE_MAX];
+	uint64_t log_key_id = 0;
+	bool enabled = false;
 	int rc;
 
-	if (encryption_check(r, &r->v[STOP_ENCRYPTION_ENCRYPTION_TYPE],
-			     "StopStreamEncryption") != 0)
+	if (encryption_check(r, op) != 0)
 		return;
-	rc = encryption_apply(r->k, s, NULL, NULL, 0);
-	if (rc != 0) {
-		diag_error("kinesis", "StopStreamEncryption %s: %s", s->name, strerror(-rc));
-		kinesis_internal_error(r->call);
+	rc = key_id->size >= KINESIS_KEY_ID_SIZE_MAX || r->k->keyring == NULL ? -ENOENT :
+	     keyring_shared_resolve(r->k->keyring, key_id->string, name, &log_key_id, &enabled);
+	if (rc != 0 || !enabled) {
+		kinesis_kms_error(r->call, rc != 0 ? -ENOKEY : -EKEYREVOKED, key_id->string);
 		return;
 	}
-	kinesis_status_schedule(r->k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
-	api_call_reply(r->call, 200);
+	encryption_change(r, key_id->string, name, log_key_id, op);
+}
+
+void
+kinesis_stop_encryption(struct kinesis_req *r)
+{
+	static const char op[] = "StopStreamEncryption";
+
+	if (encryption_check(r, op) == 0)
+		encryption_change(r, NULL, NULL, 0, op);
 }
 
 static int

@@ -12,24 +12,13 @@
 
 #define KINESIS_KEY_ID_LENGTH_MAX 2048   /* AWS's bound of KeyId. */
 
-#define KINESIS_SHAPE_START_ENCRYPTION(F) \
-	F(START_ENCRYPTION, STREAM_NAME, KV_STREAM_NAME) \
-	F(START_ENCRYPTION, ENCRYPTION_TYPE, \
-	  KV_ENUM("EncryptionType", true, kinesis_encryption_types)) \
-	F(START_ENCRYPTION, KEY_ID, \
-	  KV_STR("KeyId", true, KV_PATTERN_NONE, 1, KINESIS_KEY_ID_LENGTH_MAX)) \
-	F(START_ENCRYPTION, STREAM_ARN, KV_STREAM_ARN)
-KV_SHAPE_ENUM(START_ENCRYPTION);
-
-/* StopStreamEncryption has the same members. */
-#define KINESIS_SHAPE_STOP_ENCRYPTION(F) \
-	F(STOP_ENCRYPTION, STREAM_NAME, KV_STREAM_NAME) \
-	F(STOP_ENCRYPTION, ENCRYPTION_TYPE, \
-	  KV_ENUM("EncryptionType", true, kinesis_encryption_types)) \
-	F(STOP_ENCRYPTION, KEY_ID, \
-	  KV_STR("KeyId", true, KV_PATTERN_NONE, 1, KINESIS_KEY_ID_LENGTH_MAX)) \
-	F(STOP_ENCRYPTION, STREAM_ARN, KV_STREAM_ARN)
-KV_SHAPE_ENUM(STOP_ENCRYPTION);
+/* StartStreamEncryption and StopStreamEncryption: the same members. */
+#define KINESIS_SHAPE_ENCRYPTION(F) \
+	F(ENCRYPTION, STREAM_NAME, KV_STREAM_NAME) \
+	F(ENCRYPTION, ENCRYPTION_TYPE, KV_ENUM("EncryptionType", true, kinesis_encryption_types)) \
+	F(ENCRYPTION, KEY_ID, KV_STR("KeyId", true, KV_PATTERN_NONE, 1, KINESIS_KEY_ID_LENGTH_MAX)) \
+	F(ENCRYPTION, STREAM_ARN, KV_STREAM_ARN)
+KV_SHAPE_ENUM(ENCRYPTION);
 
 extern const char *const kinesis_encryption_types[];
 
