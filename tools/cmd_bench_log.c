@@ -351,13 +351,7 @@ bw_rep(const struct bench_opts *o, struct log *log, struct log_producer *p, uint
 	return err;
 }
 
-/*
- * One configuration: the log is opened once with every segment the
- * repetitions need pre-written, then each repetition runs fio's bandwidth
- * job and right after it the log's, so both see the same neighbours. The
- * results are the medians over repetitions (the ratio: of per-pair ratios).
- */
-/* --encrypt: every shard of the bench stream (stream 1) encrypted, as StartStreamEncryption does. */
+/* --encrypt: the bench stream (stream 1) encrypted, as StartStreamEncryption does. */
 static int
 bench_encrypt(const struct bench_opts *o, struct log *log)
 {
@@ -371,6 +365,12 @@ bench_encrypt(const struct bench_opts *o, struct log *log)
 	return err != 0 ? err : log_stream_encryption_set(log, LOG_SHARD_STREAM(shard_of(0)), 1);
 }
 
+/*
+ * One configuration: the log is opened once with every segment the
+ * repetitions need pre-written, then each repetition runs fio's bandwidth
+ * job and right after it the log's, so both see the same neighbours. The
+ * results are the medians over repetitions (the ratio: of per-pair ratios).
+ */
 static int
 bw_run(const struct bench_opts *o, uint32_t shards, uint32_t size, struct bw_result *r,
        double *fio_bps, double *ratio)
