@@ -11,13 +11,11 @@
 #include <curl/curl.h>
 
 #include "cluster/etcd.h"
+#include "cluster/etcd_int.h"
 #include "common/base64.h"
 
-#define ETCD_URL_SIZE 256
-
 struct etcd_client {
-	char endpoints[ETCD_ENDPOINTS_MAX][ETCD_URL_SIZE];
-	uint32_t endpoint_count;
+	struct etcd_endpoints ep;
 	uint32_t current;          /* The endpoint that answered last. */
 	uint32_t timeout_ms;
 	CURL *curl;
@@ -36,7 +34,7 @@ enum {
 	GRPC_OUT_OF_RANGE = 11,
 };
 
-static int
+int
 etcd_curl_init_once(void)
 {
 	static int rc = -1;
@@ -47,8 +45,8 @@ etcd_curl_init_once(void)
 	return rc;
 }
 
-static int
-etcd_endpoints_parse(struct etcd_client *c, const char *endpoints)
+int
+etcd_endpoints_parse(struct etcd_endpoints *ep, const char *endpoints)
 {
 	const char *p = endpoints;
 
@@ -56,17 +54,17 @@ etcd_endpoints_parse(struct etcd_client *c, const char *endpoints)
 		const char *comma = strchr(p, ',');
 		size_t size = comma != NULL ? (size_t)(comma - p) : strlen(p);
 
-		if (size == 0 || size >= ETCD_URL_SIZE - 16 || c->endpoint_count == ETCD_ENDPOINTS_MAX ||
+		if (size == 0 || size >= ETCD_URL_SIZE - 16 || ep->count == ETCD_ENDPOINTS_MAX ||
 		    strncmp(p, "http://", 7) != 0)
 			return -EINVAL;
-		memcpy(c->endpoints[c->endpoint_count], p, size);
-		c->endpoints[c->endpoint_count][size] = '\0';
-		c->endpoint_count++;
+		memcpy(ep->urls[ep->count], p, size);
+		ep->urls[ep->count][size] = '\0';
+		ep->count++;
 		p += size + (comma != NULL);
 		if (comma != NULL && *p == '\0')
 			return -EINVAL;
 	}
-	return c->endpoint_count > 0 ? 0 : -EINVAL;
+	return ep->count > 0 ? 0 : -EINVAL;
 }
 
 int
@@ -82,7 +80,7 @@ etcd_open(const char *endpoints, uint32_t timeout_ms, struct etcd_client **clien
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;
-	err = etcd_endpoints_parse(c, endpoints);
+	err = etcd_endpoints_parse(&c->ep, endpoints);
 	if (err != 0)
 		goto out_free;
 	c->timeout_ms = timeout_ms;
@@ -165,7 +163,7 @@ etcd_post_one(struct etcd_client *c, uint32_t endpoint, const char *path, const 
 	char url[ETCD_URL_SIZE + 64];
 	CURLcode rc;
 
-	snprintf(url, sizeof(url), "%s%s", c->endpoints[endpoint], path);
+	snprintf(url, sizeof(url), "%s%s", c->ep.urls[endpoint], path);
 	c->answer_size = 0;
 	c->answer_too_big = false;
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
@@ -227,10 +225,10 @@ etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t time
 	cJSON_Delete(request);
 	if (body == NULL)
 		return -ENOMEM;
-	for (uint32_t tries = 0; tries < c->endpoint_count && err == -ECONNREFUSED; tries++) {
+	for (uint32_t tries = 0; tries < c->ep.count && err == -ECONNREFUSED; tries++) {
 		err = etcd_post_one(c, c->current, path, body, timeout_ms, &status);
 		if (err == -ECONNREFUSED)
-			c->current = (c->current + 1) % c->endpoint_count;
+			c->current = (c->current + 1) % c->ep.count;
 	}
 	free(body);
 	if (err != 0)
@@ -247,10 +245,32 @@ etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t time
 	return 0;
 }
 
+/* `request` when every add to it succeeded (`ok`), else NULL: etcd_call() then answers -ENOMEM. */
+static cJSON *
+etcd_built(cJSON *request, bool ok)
+{
+	if (ok)
+		return request;
+	cJSON_Delete(request);
+	return NULL;
+}
+
+/* A call whose answer says no more than that it succeeded. */
+static int
+etcd_call_void(struct etcd_client *c, const char *path, cJSON *request)
+{
+	cJSON *answer;
+	int err = etcd_call(c, path, request, c->timeout_ms, &answer);
+
+	if (err == 0)
+		cJSON_Delete(answer);
+	return err;
+}
+
 /* ---- Encoding ------------------------------------------------------------ */
 
 /* Adds `name`: base64 of size bytes. False when out of memory. */
-static bool
+bool
 etcd_add_bytes(cJSON *obj, const char *name, const void *data, size_t size)
 {
 	char *text = malloc(base64_encoded_size(size) + 1);
@@ -265,7 +285,7 @@ etcd_add_bytes(cJSON *obj, const char *name, const void *data, size_t size)
 }
 
 /* int64s travel as strings: a double would round them (cluster.md §1.2). */
-static bool
+bool
 etcd_add_int64(cJSON *obj, const char *name, int64_t value)
 {
 	char text[24];
@@ -275,7 +295,7 @@ etcd_add_int64(cJSON *obj, const char *name, int64_t value)
 }
 
 /* Reads int64 `name` (absent: 0, proto3 omits defaults). False when it is not a number. */
-static bool
+bool
 etcd_get_int64(const cJSON *obj, const char *name, int64_t *out)
 {
 	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
@@ -315,7 +335,7 @@ etcd_get_bytes(const cJSON *obj, const char *name, uint8_t **out, size_t *size_o
 }
 
 /* key, and range_end = the key with its last byte + 1 for a prefix (all keys for ""). */
-static bool
+bool
 etcd_add_key_range(cJSON *obj, const char *key, bool prefix)
 {
 	size_t size = strlen(key);
@@ -359,12 +379,10 @@ etcd_put(struct etcd_client *c, const char *key, const void *value, size_t value
 	cJSON *answer;
 	int err;
 
-	if (request == NULL || !etcd_add_bytes(request, "key", key, strlen(key)) ||
-	    !etcd_add_bytes(request, "value", value, value_size) ||
-	    (lease != 0 && !etcd_add_int64(request, "lease", lease))) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL &&
+			     etcd_add_bytes(request, "key", key, strlen(key)) &&
+			     etcd_add_bytes(request, "value", value, value_size) &&
+			     (lease == 0 || etcd_add_int64(request, "lease", lease)));
 	err = etcd_call(c, "/v3/kv/put", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -373,7 +391,7 @@ etcd_put(struct etcd_client *c, const char *key, const void *value, size_t value
 	return err;
 }
 
-static int
+int
 etcd_kv_read(const cJSON *item, struct etcd_kv *kv)
 {
 	uint8_t *key;
@@ -437,11 +455,8 @@ etcd_get(struct etcd_client *c, const char *key, bool prefix, uint32_t limit,
 	int err;
 
 	memset(range_out, 0, sizeof(*range_out));
-	if (request == NULL || !etcd_add_key_range(request, key, prefix) ||
-	    (limit != 0 && !etcd_add_int64(request, "limit", limit))) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL && etcd_add_key_range(request, key, prefix) &&
+			     (limit == 0 || etcd_add_int64(request, "limit", limit)));
 	err = etcd_call(c, "/v3/kv/range", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -460,10 +475,7 @@ etcd_delete(struct etcd_client *c, const char *key, bool prefix, int64_t *delete
 	int64_t deleted;
 	int err;
 
-	if (request == NULL || !etcd_add_key_range(request, key, prefix)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL && etcd_add_key_range(request, key, prefix));
 	err = etcd_call(c, "/v3/kv/deleterange", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -590,10 +602,7 @@ etcd_lease_grant(struct etcd_client *c, int64_t ttl_s, int64_t *id_out, int64_t 
 		cJSON_Delete(request);
 		return -EINVAL;
 	}
-	if (request == NULL || !etcd_add_int64(request, "TTL", ttl_s)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL && etcd_add_int64(request, "TTL", ttl_s));
 	err = etcd_call(c, "/v3/lease/grant", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -611,10 +620,7 @@ etcd_lease_keepalive(struct etcd_client *c, int64_t id, int64_t *ttl_out)
 	cJSON *answer;
 	int err;
 
-	if (request == NULL || !etcd_add_int64(request, "ID", id)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL && etcd_add_int64(request, "ID", id));
 	err = etcd_call(c, "/v3/lease/keepalive", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -631,17 +637,9 @@ int
 etcd_lease_revoke(struct etcd_client *c, int64_t id)
 {
 	cJSON *request = cJSON_CreateObject();
-	cJSON *answer;
-	int err;
 
-	if (request == NULL || !etcd_add_int64(request, "ID", id)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
-	err = etcd_call(c, "/v3/lease/revoke", request, c->timeout_ms, &answer);
-	if (err == 0)
-		cJSON_Delete(answer);
-	return err;
+	request = etcd_built(request, request != NULL && etcd_add_int64(request, "ID", id));
+	return etcd_call_void(c, "/v3/lease/revoke", request);
 }
 
 /* ---- Elections ----------------------------------------------------------- */
@@ -681,12 +679,10 @@ etcd_campaign(struct etcd_client *c, const char *name, int64_t lease, const void
 		cJSON_Delete(request);
 		return -EINVAL;
 	}
-	if (request == NULL || !etcd_add_bytes(request, "name", name, strlen(name)) ||
-	    !etcd_add_int64(request, "lease", lease) ||
-	    !etcd_add_bytes(request, "value", value, value_size)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL &&
+			     etcd_add_bytes(request, "name", name, strlen(name)) &&
+			     etcd_add_int64(request, "lease", lease) &&
+			     etcd_add_bytes(request, "value", value, value_size));
 	err = etcd_call(c, "/v3/election/campaign", request, wait_ms, &answer);
 	if (err != 0)
 		return err;
@@ -709,10 +705,8 @@ etcd_leader(struct etcd_client *c, const char *name, struct etcd_leader *leader_
 	size_t value_size = 0;
 	int err;
 
-	if (request == NULL || !etcd_add_bytes(request, "name", name, strlen(name))) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL &&
+			     etcd_add_bytes(request, "name", name, strlen(name)));
 	err = etcd_call(c, "/v3/election/leader", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -746,8 +740,6 @@ etcd_resign(struct etcd_client *c, const struct etcd_leader *leader)
 {
 	cJSON *request = cJSON_CreateObject();
 	cJSON *l = cJSON_CreateObject();
-	cJSON *answer;
-	int err;
 
 	if (request == NULL || l == NULL ||
 	    !etcd_add_bytes(l, "name", leader->name, strlen(leader->name)) ||
@@ -758,8 +750,16 @@ etcd_resign(struct etcd_client *c, const struct etcd_leader *leader)
 		cJSON_Delete(request);
 		return -ENOMEM;
 	}
-	err = etcd_call(c, "/v3/election/resign", request, c->timeout_ms, &answer);
-	if (err == 0)
-		cJSON_Delete(answer);
-	return err;
+	return etcd_call_void(c, "/v3/election/resign", request);
+}
+
+int
+etcd_compact(struct etcd_client *c, int64_t revision)
+{
+	cJSON *request = cJSON_CreateObject();
+
+	request = etcd_built(request, request != NULL &&
+			     etcd_add_int64(request, "revision", revision) &&
+			     cJSON_AddTrueToObject(request, "physical") != NULL);
+	return etcd_call_void(c, "/v3/kv/compaction", request);
 }

@@ -163,4 +163,35 @@ int etcd_leader(struct etcd_client *client, const char *name, struct etcd_leader
 /* Gives up leadership (the next candidate takes over). */
 int etcd_resign(struct etcd_client *client, const struct etcd_leader *leader);
 
+/* Compacts the store's history up to `revision` (older revisions can no longer be read or watched). */
+int etcd_compact(struct etcd_client *client, int64_t revision);
+
+/* ---- Watches: the changes to a key or prefix, in revision order, as a stream. */
+
+struct etcd_watch;
+
+struct etcd_event {
+	bool deleted;              /* A delete (kv holds the key and its mod_revision); else a put. */
+	struct etcd_kv kv;
+};
+
+/*
+ * Opens a watch on one endpoint of the list (the first that answers):
+ * changes from start_revision (0: from now on). The stream asks for the
+ * leader's presence, so a member cut off from its leader ends it rather
+ * than going silent (cluster.md pitfall 4).
+ */
+int etcd_watch_open(const char *endpoints, const char *key, bool prefix, int64_t start_revision,
+		    struct etcd_watch **watch_out);
+/*
+ * Waits up to timeout_ms for the next events. Returns how many (0: none in
+ * time), *events_out valid until the next call. -ERANGE: start_revision was
+ * compacted (read the state again, then watch from its revision);
+ * -ECONNRESET: the stream ended (reopen from the last revision seen + 1);
+ * -EPROTO, -ENOMEM.
+ */
+int etcd_watch_next(struct etcd_watch *watch, uint32_t timeout_ms,
+		    const struct etcd_event **events_out);
+void etcd_watch_close(struct etcd_watch *watch);
+
 #endif /* SLUICE_ETCD_H */

@@ -165,17 +165,22 @@ utf8_sequence_size(const uint8_t *s, size_t size)
 	return n;
 }
 
-/* Worst case: every byte becomes \u00XX (6 bytes), or an invalid byte U+FFFD (6 as \ufffd). */
-void
-api_out_json_string(struct api_out *out, const char *text, size_t size)
+void *
+api_out_extend(struct api_out *out, size_t size)
 {
-	const uint8_t *s = (const uint8_t *)text;
-	char *p;
+	void *p;
 
-	if (!api_out_reserve(out, size * 6 + 2))
-		return;
+	if (!api_out_reserve(out, size))
+		return NULL;
 	p = out->data + out->size;
-	*p++ = '"';
+	out->size += size;
+	return p;
+}
+
+/* Worst case: every byte becomes \u00XX (6 bytes), or an invalid byte U+FFFD (6 as \ufffd). */
+static char *
+json_chars_write(char *p, const uint8_t *s, size_t size)
+{
 	for (size_t i = 0; i < size;) {
 		uint8_t c = s[i];
 		size_t n;
@@ -219,6 +224,30 @@ api_out_json_string(struct api_out *out, const char *text, size_t size)
 		p += n;
 		i += n;
 	}
+	return p;
+}
+
+void
+api_out_json_chars(struct api_out *out, const char *text, size_t size)
+{
+	char *p;
+
+	if (!api_out_reserve(out, size * 6))
+		return;
+	p = json_chars_write(out->data + out->size, (const uint8_t *)text, size);
+	out->size = (size_t)(p - out->data);
+}
+
+void
+api_out_json_string(struct api_out *out, const char *text, size_t size)
+{
+	char *p;
+
+	if (!api_out_reserve(out, size * 6 + 2))
+		return;
+	p = out->data + out->size;
+	*p++ = '"';
+	p = json_chars_write(p, (const uint8_t *)text, size);
 	*p++ = '"';
 	out->size = (size_t)(p - out->data);
 }

@@ -15,7 +15,10 @@
  *   empty body, x-amz-json-1.1                  400     JSON SerializationException if the
  *                                                       target is valid, else UnknownOperation
  *   empty body, any other type                  400     the same in CBOR
- *   x-amz-cbor-1.1                              400     CBOR SerializationException: JSON only
+ *   x-amz-cbor-1.1, unknown service or action   400     CBOR UnknownOperationException
+ *   x-amz-cbor-1.1, body not CBOR of one map    400     CBOR SerializationException
+ *   x-amz-cbor-1.1, its JSON over the cap       413     CBOR SerializationException (503
+ *                                                       ServiceUnavailable: no buffer now)
  *   other type, target incomplete               403     XML AccessDeniedException
  *   other type                                  404     XML UnknownOperationException
  *   application/json, body not JSON             400     Coral SerializationException
@@ -23,6 +26,8 @@
  *   unknown service or action                   400     UnknownOperationException
  *   authentication fails ([auth] mode)          400     the SigV4 exception
  *
+ * A CBOR request goes on as JSON (server_cbor.h), and whatever is answered to it in
+ * JSON, success or error, leaves in CBOR: the answer's type mirrors the request's.
  * (HTTP/1.1 framing limits are answered before a request exists: server_http1.c.)
  * With an Origin header every answer also carries Access-Control-Allow-Origin
  * and -Expose-Headers; a preflight echoes the requested headers and method.
@@ -40,6 +45,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/metrics.h"
+#include "control/server_cbor.h"
 #include "control/server_internal.h"
 
 #define JSON_1_1 "application/x-amz-json-1.1"
@@ -117,6 +123,7 @@ server_call_alloc(struct api_server *s, struct server_conn *c)
 	call->started_ns = s->now_ns;
 	call->metrics_op = METRICS_API_OPS_MAX; /* "Other" until the target is known. */
 	api_out_init(&call->out, SERVER_OUT_SIZE_MAX);
+	api_out_init(&call->cbor_json, SERVER_CBOR_JSON_SIZE_MAX);
 	server_request_id(s, call->request_id);
 	call->head_size = 0;
 	/* Append to the connection's list. */
@@ -191,6 +198,7 @@ server_call_free(struct api_call *call)
 	server_call_state_set(call, CALL_FREE);  /* While it still knows its connection. */
 	server_call_unlink(call);
 	api_out_release(&call->out);
+	api_out_release(&call->cbor_json);
 	if (call->req != NULL)
 		buf_pool_put(&s->pool, call->req, call->req_capacity);
 	call->req = NULL;
@@ -262,6 +270,43 @@ server_call_header(const struct api_call *call, const char *lower, const char **
 	return false;
 }
 
+static size_t server_cbor_error_body(uint8_t *body, size_t body_size, const char *type,
+				     const char *message);
+
+/*
+ * The JSON answer to a CBOR request, in CBOR; returns the status to send. When the
+ * translation cannot be made (no buffer), a short CBOR error replaces the answer.
+ */
+static int
+server_call_cbor_answer(struct api_call *call, int status)
+{
+	struct api_out cbor;
+	uint8_t body[128];
+	bool busy;
+	int err;
+
+	call->content_type = CBOR_1_1;
+	if (call->out.size == 0)
+		return status;
+	api_out_init(&cbor, SERVER_OUT_SIZE_MAX);
+	err = server_cbor_answer_from_json(call->out.data, call->out.size, &cbor);
+	if (err == 0) {
+		api_out_release(&call->out);
+		call->out = cbor;
+		return status;
+	}
+	busy = buf_pool_exhausted(&call->server->pool);
+	api_out_release(&cbor);
+	api_out_release(&call->out);
+	diag_warn("server", "CBOR answer for request %s not made (%d): %s", call->request_id,
+		  err, busy ? "ServiceUnavailable" : "InternalFailure");
+	snprintf(call->error_type, sizeof(call->error_type), "%s",
+		 busy ? "ServiceUnavailable" : "InternalFailure");
+	api_out_append(&call->out, body, server_cbor_error_body(body, sizeof(body),
+								call->error_type, NULL));
+	return busy ? 503 : 500;
+}
+
 /* Hands a finished response to the connection's protocol; frees it if the client left. */
 static void
 server_call_finish(struct api_call *call, int status)
@@ -269,6 +314,8 @@ server_call_finish(struct api_call *call, int status)
 	struct server_conn *c = call->conn;
 
 	assert(call->state == CALL_DISPATCHED || call->state == CALL_READING);
+	if (call->cbor && strcmp(call->content_type, JSON_1_1) == 0)
+		status = server_call_cbor_answer(call, status);
 	server_call_state_set(call, CALL_REPLIED);
 	call->status = status;
 	metrics_api_reply(call->metrics_op, status, call->error_type,
@@ -398,11 +445,10 @@ server_call_xml(struct api_call *call, int status, const char *type, const char 
 	server_call_respond_raw(call, status, XML_TYPE, type, body, (size_t)n);
 }
 
-/* A CBOR map {"__type": type[, "message": text]} for clients that asked for CBOR. */
-static void
-server_call_cbor(struct api_call *call, const char *type, const char *message)
+/* A CBOR map {"__type": type[, "message": text]} in `body`; returns its size. */
+static size_t
+server_cbor_error_body(uint8_t *body, size_t body_size, const char *type, const char *message)
 {
-	uint8_t body[512];
 	size_t n = 0;
 	const char *items[4] = { "__type", type, "message", message };
 
@@ -410,7 +456,7 @@ server_call_cbor(struct api_call *call, const char *type, const char *message)
 	for (int i = 0; i < (message != NULL ? 4 : 2); i++) {
 		size_t len = strlen(items[i]);
 
-		assert(len < 256 && n + len + 3 < sizeof(body));
+		assert(len < 256 && n + len + 3 < body_size);
 		if (len < 24) {
 			body[n++] = (uint8_t)(0x60 + len);
 		} else {
@@ -421,8 +467,18 @@ server_call_cbor(struct api_call *call, const char *type, const char *message)
 		n += len;
 	}
 	body[n++] = 0xff;
+	return n;
+}
+
+/* The server's own CBOR error answer to a request it does not dispatch. */
+static void
+server_call_cbor(struct api_call *call, int status, const char *type, const char *message)
+{
+	uint8_t body[512];
+	size_t n = server_cbor_error_body(body, sizeof(body), type, message);
+
 	server_call_state_set(call, CALL_DISPATCHED);
-	server_call_respond_raw(call, 400, CBOR_1_1, type, body, n);
+	server_call_respond_raw(call, status, CBOR_1_1, type, body, n);
 }
 
 static bool
@@ -507,6 +563,37 @@ server_call_legacy_json(struct api_call *call)
 					serialization, sizeof(serialization) - 1);
 }
 
+/*
+ * A CBOR body becomes the JSON the actions read (call->cbor_json). It is read before
+ * authentication, as AWS parses a body before it checks the signature (issue 12).
+ */
+static bool
+server_call_cbor_request(struct api_call *call)
+{
+	struct api_server *s = call->server;
+	const char *error = NULL;
+	int err;
+
+	call->cbor = true;
+	s->stats.cbor_requests++;
+	err = server_cbor_request_to_json((const uint8_t *)call->req + call->body_off,
+					  call->req_used - call->body_off, &call->cbor_json,
+					  &error);
+	if (err == 0)
+		return true;
+	if (err == -EINVAL) {
+		s->stats.cbor_rejected++;
+		server_call_cbor(call, 400, "SerializationException", error);
+	} else if (buf_pool_exhausted(&s->pool)) {
+		server_call_cbor(call, 503, "ServiceUnavailable", "Server busy: retry");
+	} else {
+		server_call_cbor(call, 413, "SerializationException",
+				 "Request body exceeds the JSON it may become");
+	}
+	api_out_release(&call->cbor_json);
+	return false;
+}
+
 #define ACCESS_DENIED_TEXT "Unable to determine service/operation name to be authorized"
 
 /* The table at the top of this file, down to the target check. True: go on to auth. */
@@ -537,14 +624,15 @@ server_call_route(struct api_call *call)
 		if (json11)
 			server_call_refuse(call, 400, name, "");
 		else
-			server_call_cbor(call, name, NULL);
+			server_call_cbor(call, 400, name, NULL);
 		return false;
 	}
 	if (media_is(type, type_size, CBOR_1_1)) {
-		server_call_cbor(call, "SerializationException", "Sluice speaks the JSON 1.1 "
-				 "protocol only: disable CBOR in the client (Java SDK v1: "
-				 "AWS_CBOR_DISABLE=true; v2: aws.cborEnabled=false)");
-		return false;
+		if (!t.service_valid || !t.operation_valid) {
+			server_call_cbor(call, 400, "UnknownOperationException", NULL);
+			return false;
+		}
+		return server_call_cbor_request(call);
 	}
 	if (!json11 && !media_is(type, type_size, JSON_LEGACY)) {
 		if (!t.complete)
@@ -692,6 +780,13 @@ server_call_ready(struct api_call *call)
 	server_call_header(call, "content-type", &req.content_type, &req.content_type_size);
 	req.body = (const uint8_t *)call->req + call->body_off;
 	req.body_size = call->req_used - call->body_off;
+	if (call->cbor) {
+		/* The actions read JSON only: hand them the translation. */
+		req.content_type = JSON_1_1;
+		req.content_type_size = strlen(JSON_1_1);
+		req.body = (const uint8_t *)call->cbor_json.data;
+		req.body_size = call->cbor_json.size;
+	}
 	req.request_id = call->request_id;
 	req.access_key_id = call->access_key_id;
 	req.now_ns = clock_real_ns();

@@ -67,6 +67,12 @@
  * base64, plus up to 10,000 records of JSON fields (~200 B each) = ~15.4 MiB.
  */
 #define SERVER_OUT_SIZE_MAX (20u * 1024u * 1024u)
+/*
+ * Largest JSON a CBOR request body may become: base64 makes 4 bytes of 3, and a CBOR
+ * item of one byte can take up to ~6 in JSON (false,), so a body near
+ * request_body_size_max may not fit; none the SDKs send comes close.
+ */
+#define SERVER_CBOR_JSON_SIZE_MAX SERVER_OUT_SIZE_MAX
 /* Size classes of the buffer pool and how many of each may exist. */
 #define SERVER_POOL_SMALL (16u * 1024u)
 #define SERVER_POOL_MEDIUM (256u * 1024u)
@@ -166,6 +172,12 @@ struct api_call {
 	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
 	bool cors;                       /* The request had an Origin header. */
 	bool cors_preflight;             /* OPTIONS with Origin: answered by the server. */
+	/*
+	 * A CBOR request: its body translated to JSON for the actions, and the JSON answer
+	 * translated back when it is sent (server_cbor.h).
+	 */
+	bool cbor;
+	struct api_out cbor_json;
 	/* The response. */
 	int status;
 	const char *content_type;
@@ -187,6 +199,8 @@ struct server_stats {
 	uint64_t replies_dropped;        /* The client left before the reply. */
 	uint64_t h2_streams_refused;     /* REFUSED_STREAM: no call free, or too many arriving. */
 	uint64_t loop_passes;            /* epoll_wait returns: shows a busy loop (tests). */
+	uint64_t cbor_requests;          /* application/x-amz-cbor-1.1 bodies translated. */
+	uint64_t cbor_rejected;          /* ... refused as bad CBOR (SerializationException). */
 };
 
 struct api_server {

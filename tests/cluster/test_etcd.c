@@ -294,3 +294,65 @@ Test(etcd, moves_to_a_live_endpoint_and_names_what_is_wrong)
 	cr_assert_eq(etcd_put(client, "big", value, big, 0, NULL), -E2BIG);
 	free(value);
 }
+
+/* Waits (bounded) for the watch's next events or its end; fails the test when neither comes. */
+static int
+watch_wait(struct etcd_watch *w, const struct etcd_event **events)
+{
+	uint64_t deadline = clock_mono_ns() + 10000000000ull;
+	int n;
+
+	while ((n = etcd_watch_next(w, 200, events)) == 0)
+		cr_assert_lt(clock_mono_ns(), deadline, "no watch event");
+	return n;
+}
+
+Test(etcd, watch_sees_puts_and_deletes_in_order_and_replays_from_a_revision)
+{
+	struct etcd_watch *w;
+	struct etcd_watch *replay;
+	const struct etcd_event *ev;
+	int64_t first;
+	int64_t last;
+	int64_t deleted;
+	uint32_t seen = 0;
+	int n;
+
+	cr_assert_eq(etcd_watch_open(endpoint, "sluice/streams/", true, 0, &w), 0);
+	/* Nothing yet: a timeout, not an error. */
+	cr_assert_eq(etcd_watch_next(w, 100, &ev), 0);
+	cr_assert_eq(etcd_put(client, "sluice/streams/a", "1", 1, 0, &first), 0);
+	cr_assert_eq(etcd_put(client, "sluice/other", "x", 1, 0, NULL), 0);
+	cr_assert_eq(etcd_put(client, "sluice/streams/b", "2", 1, 0, NULL), 0);
+	cr_assert_eq(etcd_delete(client, "sluice/streams/a", false, &deleted), 0);
+	cr_assert_eq(etcd_put(client, "sluice/streams/b", "3", 1, 0, &last), 0);
+	while (seen < 4) {
+		n = watch_wait(w, &ev);
+		for (int i = 0; i < n; i++, seen++) {
+			static const char *const keys[] = { "sluice/streams/a", "sluice/streams/b",
+							     "sluice/streams/a", "sluice/streams/b" };
+
+			cr_assert_str_eq(ev[i].kv.key, keys[seen], "event %u", seen);
+			cr_assert_eq(ev[i].deleted, seen == 2);
+			if (seen == 0)
+				cr_assert_eq(ev[i].kv.mod_revision, first);
+			if (seen == 3) {
+				cr_assert_eq(ev[i].kv.mod_revision, last);
+				cr_assert_arr_eq(ev[i].kv.value, "3", 1);
+			}
+		}
+	}
+	cr_assert_eq(seen, 4, "sluice/other is outside the prefix");
+	etcd_watch_close(w);
+
+	/* From a past revision the history is replayed, then compaction ends that. */
+	cr_assert_eq(etcd_watch_open(endpoint, "sluice/streams/", true, first, &replay), 0);
+	n = watch_wait(replay, &ev);
+	cr_assert_str_eq(ev[0].kv.key, "sluice/streams/a");
+	cr_assert_eq(ev[0].kv.mod_revision, first);
+	etcd_watch_close(replay);
+	cr_assert_eq(etcd_compact(client, last), 0);
+	cr_assert_eq(etcd_watch_open(endpoint, "sluice/streams/", true, first, &replay), 0);
+	cr_assert_eq(watch_wait(replay, &ev), -ERANGE, "a compacted start revision");
+	etcd_watch_close(replay);
+}

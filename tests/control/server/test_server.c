@@ -620,9 +620,25 @@ Test(server, requests_aws_cannot_route_get_aws_answers, .init = setup_default,
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{", 400,
 		  "{\"Output\":{\"__type\":\"com.amazon.coral.service#SerializationException\"" },
+		/* CBOR in, the action's JSON answer out as CBOR ({"body":"{}","key":""}). */
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 1\r\n\r\n\xa0", 200,
+		  "\xbf\x64" "body\x62{}\x63key\x60\xff" },
+		/* The action's JSON error, in CBOR. */
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.DescribeLimits\r\n"
 		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 1\r\n\r\n\xa0", 400,
-		  "\xbf\x66__type\x76SerializationException\x67message" },
+		  "\xbf\x66__type\x76LimitExceededException\x67message\x61x\xff" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 2\r\n\r\n\xa1\x01", 400,
+		  "\xbf\x66__type\x76SerializationException\x67message\x78\x23" "A CBOR map key "
+		  "is not a text string" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 2\r\n\r\nab", 400,
+		  "\xbf\x66__type\x76SerializationException\x67message\x78\x1aThe CBOR body "
+		  "is not a map" },
+		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.Bogus\r\n"
+		  "Content-Type: application/x-amz-cbor-1.1\r\nContent-Length: 1\r\n\r\n\xa0", 400,
+		  "\xbf\x66__type\x78\x19UnknownOperationException\xff" },
 		{ "POST / HTTP/1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
 		  "Content-Type: application/x-amz-json-1.1; charset=utf-8\r\nContent-Length: 2"
 		  "\r\n\r\n{}", 200, "{\"body\":" },

@@ -83,6 +83,13 @@ class Sluiced:
         self.proc = None
         check(rc == 0, "sluiced exit code %d" % rc)
 
+    def kill(self):
+        """Ends our sluiced at once if it still runs (a test's finally block)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
     @property
     def url(self):
         return "http://127.0.0.1:%d" % self.port
@@ -472,9 +479,7 @@ def main():
         srv.stop()
         print("PASS in %.1fs" % (time.time() - t0))
     finally:
-        if srv.proc is not None:
-            srv.proc.kill()
-            srv.proc.wait()
+        srv.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
