@@ -333,8 +333,9 @@ read_batch_open(struct log_reader *reader, const struct read_loc *loc,
 	struct log *log = reader->log;
 	int err = read_batch(reader, loc, batch_out);
 
-	if (err == 0)
-		err = log_batch_decrypt(log, reader->crypt, (uint8_t *)(uintptr_t)*batch_out);
+	if (err != 0)
+		return err;  /* read_batch reported what it found. */
+	err = log_batch_decrypt(log, reader->crypt, (uint8_t *)(uintptr_t)*batch_out);
 	if (err == -EBADMSG)
 		read_report_corrupt(log, loc, err);
 	else if (err == -ENOKEY || err == -EKEYREVOKED || err == -EKEYREJECTED)
