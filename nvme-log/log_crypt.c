@@ -418,7 +418,8 @@ log_batch_decrypt(struct log *log, struct log_crypt *c, uint8_t *batch)
 	if ((h->flags & LOG_BATCH_F_ENCRYPTED) == 0)
 		return 0;
 	memcpy(&t, batch + h->size - LOG_BATCH_TRAILER_SIZE, sizeof(t));
-	if (t.cipher != LOG_CIPHER_AES256_GCM_KW || t.reserved != 0)
+	/* UINT32_MAX asks key_copy for the newest version: never a version on disk. */
+	if (t.cipher != LOG_CIPHER_AES256_GCM_KW || t.reserved != 0 || t.key_version == UINT32_MAX)
 		return -EBADMSG;
 	err = key_copy(&log->keys, t.key_id, t.key_version, &key, &generation);
 	if (err == 0)
