@@ -154,6 +154,9 @@ enum kinesis_metric {
  * bits; 0 for none or no such stream), for the metrics code. Server thread.
  */
 uint32_t kinesis_enhanced_metrics(const struct kinesis *k, uint32_t stream_id);
+/* The keyring StartStreamEncryption resolves KeyIds in. Set before the server thread starts. */
+struct keyring_shared;
+void kinesis_keyring_set(struct kinesis *k, struct keyring_shared *keyring);
 /* Readable when kinesis_poll() has work (log completions). */
 int kinesis_event_fd(const struct kinesis *k);
 /* Handles one request; replies now or from a later kinesis_poll(). */

@@ -250,6 +250,12 @@ static const struct config_key config_keys[] = {
 	KEY_STR("dataplane", "auth_keys", dp_auth_keys, "",
 		"Producer HMAC keys, comma-separated KEY_ID:HEX (16..64 bytes each); when set, "
 		"every record frame must carry a valid tag."),
+	LIVE_STR("encryption", "keyring", keyring, "",
+		"Keyring file for encryption at rest (StartStreamEncryption): one key version "
+		"per line, KEY-ID VERSION 64-HEX-DIGITS, then optionally enabled or disabled and "
+		"alias/NAME names "
+		"(docs/OPERATIONS.md, \"Encryption at rest\"); must not be readable by others; "
+		"read again on SIGHUP. Empty: StartStreamEncryption answers KMSNotFoundException."),
 };
 
 void

@@ -8,11 +8,13 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/base.h"
 #include "control/auth_sigv4.h"
 #include "control/config_modules.h"
+#include "control/keyring.h"
 #include "control/route.h"
 #include "dataplane/dataplane.h"
 #include "nvme-log/log.h"
@@ -116,6 +118,27 @@ config_check_auth(const struct sluice_config *config, struct config_errors *erro
 		config_error_add(errors, "config", 0, "[auth] principals: %s", message);
 }
 
+/* The keyring must load as sluiced would load it (start and SIGHUP alike). */
+static void
+config_check_keyring(const struct sluice_config *config, struct config_errors *errors)
+{
+	char why[KEYRING_WHY_SIZE];
+	struct keyring *keyring;
+
+	if (config->keyring[0] == '\0')
+		return;
+	keyring = calloc(1, sizeof(*keyring));
+	if (keyring == NULL) {
+		config_error_add(errors, "config", 0, "[encryption] keyring: out of memory");
+		return;
+	}
+	if (keyring_load(config->keyring, keyring, why, sizeof(why)) != 0)
+		config_error_add(errors, "config", 0, "[encryption] keyring %s: %s",
+				 config->keyring, why);
+	keyring_wipe(keyring);
+	free(keyring);
+}
+
 int
 config_check_modules(const struct sluice_config *config, struct config_errors *errors)
 {
@@ -135,5 +158,6 @@ config_check_modules(const struct sluice_config *config, struct config_errors *e
 		config_module_refusal("dataplane", config_dp_fields, ARRAY_SIZE(config_dp_fields),
 				      field, errors);
 	config_check_auth(config, errors);
+	config_check_keyring(config, errors);
 	return errors->count == errors_before ? 0 : -EINVAL;
 }

@@ -12,6 +12,7 @@
  *   kinesis_tags.h       kinesis_tags.c                         tags
  *   kinesis_policies.h   kinesis_policies.c                     resource policies, access
  *   kinesis_consumers.h  kinesis_consumers.c                    consumers, SubscribeToShard
+ *   kinesis_encryption.h kinesis_encryption.c                   encryption at rest
  *
  * kinesis_ops.c holds the one operation table and the dispatcher; kinesis_main.c
  * opens, polls and closes the module. The server sees only control/api.h.
@@ -35,6 +36,7 @@
 #include "common/limits.h"
 #include "control/api.h"
 #include "control/iterator.h"
+#include "control/keyring.h"
 #include "control/kinesis_validate.h"
 #include "control/metadata.h"
 #include "control/policy.h"
@@ -59,6 +61,19 @@
 #define KINESIS_ON_DEMAND_SHARDS 4u
 /* UpdateShardCount calls remembered per stream (the rolling 24 h limit's upper bound). */
 #define KINESIS_SCALINGS_TRACK 64u
+
+/*
+ * KeyIds kept per stream (AWS: up to 2048 characters). A longer one cannot
+ * name a keyring key (names are below 256 bytes, ARN prefixes short): it is
+ * answered KMSNotFoundException like any unknown key, never stored.
+ */
+#define KINESIS_KEY_ID_SIZE_MAX 512u
+
+/* A stream's encryption at rest (kinesis_encryption.c). */
+struct kinesis_encryption {
+	bool on;
+	char key_ref[KINESIS_KEY_ID_SIZE_MAX];   /* The KeyId as given (DescribeStream). */
+};
 
 enum kinesis_status {
 	KINESIS_CREATING,
@@ -126,6 +141,7 @@ struct kinesis_stream {
 	uint32_t scale_merges;
 	uint64_t scale_quiet_ns;      /* Monotonic: no decision before. */
 	char scale_last[160];
+	struct kinesis_encryption encryption;
 };
 
 /* The call being dispatched, as the access check sees it (kinesis_policies.c). */
@@ -171,6 +187,7 @@ struct kinesis {
 	char policy_text[POLICY_SIZE_MAX + 1]; /* GetResourcePolicy's document. */
 	struct kinesis_fanout *fanout;    /* Consumers and subscriptions (kinesis_consumers.c). */
 	int wake_fd;                      /* epoll: the producer's completions, the log's durability. */
+	struct keyring_shared *keyring;   /* KeyId resolution (kinesis_keyring_set); may be NULL. */
 };
 
 
@@ -278,6 +295,7 @@ void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 
 #include "control/kinesis_policies.h"
 #include "control/kinesis_consumers.h"
+#include "control/kinesis_encryption.h"
 #include "control/kinesis_records.h"
 #include "control/kinesis_shards.h"
 #include "control/kinesis_streams.h"

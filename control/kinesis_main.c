@@ -215,6 +215,8 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 	if (rc == 0)
 		rc = kinesis_policies_open(k);
 	if (rc == 0)
+		rc = kinesis_encryption_load(k);
+	if (rc == 0)
 		rc = log_producer_open(log, &k->producer);
 	if (rc != 0)
 		goto out_free;

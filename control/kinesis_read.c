@@ -18,6 +18,8 @@
 #include "nvme-log/log.h"
 
 static const char kinesis_key_member[] = "\",\"PartitionKey\":";
+/* After PartitionKey, for a record stored encrypted (AWS shows it per record). */
+static const char kinesis_kms_member[] = ",\"EncryptionType\":\"KMS\"";
 
 /* Room kept free in the response for the closing members and the next iterator. */
 #define KINESIS_RESPONSE_RESERVE (64u * 1024u)
@@ -400,6 +402,8 @@ kinesis_read_record(void *arg, const struct log_record_out *rec)
 	api_out_base64(ctx->out, rec->data, rec->data_size);
 	api_out_append(ctx->out, kinesis_key_member, sizeof(kinesis_key_member) - 1);
 	api_out_json_string(ctx->out, (const char *)rec->partition_key, rec->partition_key_size);
+	if (rec->encrypted)
+		api_out_append(ctx->out, kinesis_kms_member, sizeof(kinesis_kms_member) - 1);
 	ctx->count++;
 	ctx->data_bytes += rec->data_size;
 	ctx->seq_next = rec->seq + 1;
@@ -580,6 +584,11 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 	}
 	api_out_printf(out, "{\"Records\":[");
 	rc = kinesis_read(k, &ctx, limit, it->seq);
+	if (kinesis_kms_errno(rc)) {
+		out->size = 0;
+		kinesis_kms_error(call, rc, NULL);
+		return;
+	}
 	if (rc != 0) {
 		diag_error("kinesis", "GetRecords %s/%u: %s", s->name, sh->index, strerror(-rc));
 		out->size = 0;

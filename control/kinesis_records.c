@@ -83,8 +83,8 @@ kinesis_put_record_reply(struct kinesis *k, struct kinesis_pending *p)
 		kinesis_shard_id_format(r->shard_index, shard_id);
 		seqnum_format(&sn, seq);
 		/* AWS adds EncryptionType only for an encrypted stream (KMS), never NONE. */
-		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\","
-			       "\"SequenceNumber\":\"%s\"}", shard_id, seq);
+		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\"%s}",
+			       shard_id, seq, kinesis_put_encryption_member(p->encrypted));
 		api_call_reply(p->call, 200);
 		return;
 	}
@@ -160,7 +160,7 @@ kinesis_put_records_reply(struct kinesis *k, struct kinesis_pending *p)
 		memcpy(text + n, "\"}", 2);
 		api_out_append(out, text, n + 2);
 	}
-	api_out_printf(out, "]}");  /* No EncryptionType for an unencrypted stream (AWS). */
+	api_out_printf(out, "]%s}", kinesis_put_encryption_member(p->encrypted));
 	api_call_reply(p->call, 200);
 }
 
@@ -190,11 +190,25 @@ kinesis_put_metrics(const struct kinesis_pending *p)
 	metrics_stream_put(&ref, &put);
 }
 
+/* A key error on any record (the log refused the stream's key): the whole call's answer. */
+static int
+kinesis_put_kms_errno(const struct kinesis_pending *p)
+{
+	for (uint32_t i = 0; i < p->record_count; i++)
+		if (kinesis_kms_errno(p->results[i].error))
+			return p->results[i].error;
+	return 0;
+}
+
 static void
 kinesis_pending_finish(struct kinesis *k, struct kinesis_pending *p)
 {
+	int kms = kinesis_put_kms_errno(p);
+
 	kinesis_put_metrics(p);
-	if (p->put_records)
+	if (kms != 0)
+		kinesis_kms_error(p->call, kms, p->key_ref);
+	else if (p->put_records)
 		kinesis_put_records_reply(k, p);
 	else
 		kinesis_put_record_reply(k, p);
@@ -282,7 +296,7 @@ kinesis_batch_flush(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 	rc = log_batch_submit(k->producer, *batch, log_id, cookie);
 	if (rc != 0) {
 		log_batch_put(k->producer, *batch);
-		kinesis_batch_fail(p, -ENOSPC);
+		kinesis_batch_fail(p, kinesis_kms_errno(rc) ? rc : -ENOSPC);
 	} else {
 		p->batches_left++;
 	}
@@ -426,6 +440,9 @@ kinesis_put_start(struct kinesis_req *r, struct kinesis_stream *s, uint32_t coun
 	memcpy(p->stream_name, s->name, s->name_size + 1);
 	p->stream_slot = (uint32_t)(s - k->streams);
 	p->stream_id = s->stream_id;
+	p->encrypted = s->encryption.on;
+	/* The stream table outlives every call: at worst a message names a newer KeyId. */
+	p->key_ref = s->encryption.key_ref;
 	p->started_ns = metrics_enabled() ? clock_mono_ns() : 0;
 	k->pending_count++;
 	for (uint32_t i = 0; i < count; i++) {

@@ -87,6 +87,8 @@ struct kinesis_pending {
 	char stream_name[SLUICE_STREAM_NAME_SIZE_MAX + 1]; /* For error messages. */
 	uint32_t stream_slot;    /* The stream's series (metrics.h) ... */
 	uint32_t stream_id;
+	bool encrypted;          /* The stream's encryption at the call (EncryptionType) ... */
+	const char *key_ref;     /* ... and its KeyId (the stream's; for KMS errors). */
 	uint64_t started_ns;     /* ... and its latency, from dispatch (monotonic). */
 	uint32_t record_count;
 	uint32_t batches_left;

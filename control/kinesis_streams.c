@@ -510,7 +510,8 @@ kinesis_out_stream_head(struct kinesis *k, struct api_out *out, const struct kin
 	kinesis_out_timestamp(out, s->created_ms);
 	api_out_printf(out, ",\"EnhancedMonitoring\":[{\"ShardLevelMetrics\":");
 	kinesis_out_metrics(out, s->shard_metrics);
-	api_out_printf(out, "}],\"EncryptionType\":\"NONE\"");
+	api_out_printf(out, "}]");
+	kinesis_out_encryption(out, s);
 }
 
 void

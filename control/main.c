@@ -19,6 +19,7 @@
 #include "control/api.h"
 #include "control/config.h"
 #include "control/config_modules.h"
+#include "control/keyring.h"
 #include "control/metrics.h"
 #include "control/notify.h"
 #include "control/route.h"
@@ -164,6 +165,7 @@ struct sluiced {
 	int argc;                 /* The command line, parsed again on SIGHUP. */
 	char **argv;
 	struct log *log;
+	struct keyring_shared *keyring; /* The keys the log has (sluiced_keyring_apply). */
 	struct kinesis *kinesis;
 	struct api_server *server;
 	struct admin *admin;
@@ -301,6 +303,29 @@ sluiced_diag_apply(const struct sluice_config *config)
 		diag_format_set(format);
 }
 
+/*
+ * Reads the keyring file and gives its keys to the log (start, and every
+ * SIGHUP: rotation adds a line to the same file). A keyring that does not
+ * load is refused: at start sluiced stops; on SIGHUP the keys in use stay.
+ */
+static int
+sluiced_keyring_apply(struct sluiced *d, const char *path)
+{
+	const struct keyring *current = &d->keyring->current; /* Only this thread writes it. */
+	char why[KEYRING_WHY_SIZE];
+	int rc = keyring_shared_load(d->keyring, path, why, sizeof(why));
+
+	if (rc != 0) {
+		diag_error("sluiced", "[encryption] keyring %s: %s", path, why);
+		return rc;
+	}
+	rc = log_keys_replace(d->log, current->keys, current->key_count);
+	if (rc == 0 && path[0] != '\0')
+		diag_info("sluiced", "keyring %s: %u key versions, %u aliases", path,
+			  current->key_count, current->alias_count);
+	return rc;
+}
+
 struct sluiced_changes {
 	uint32_t applied;
 	uint32_t restart;
@@ -329,9 +354,11 @@ sluiced_changed_key(void *arg, const char *section, const char *name, bool live)
  * SIGHUP: reads the configuration again (file and command line, as at start),
  * applies the keys the table marks live (docs/CONFIG.md, column reload) and
  * names every other changed key as needing a restart. A configuration with
- * errors is reported, never used. Each thread takes its part: diagnostics here,
- * the admin's token and keys under its lock, the API thread's keys (the
- * server's and the Kinesis actions') through api_server_reload().
+ * errors is reported, never used. Each thread takes its part: diagnostics and
+ * the keyring (read again even when its path is unchanged: rotation adds a
+ * line to the same file) here, the admin's token and keys under its lock, the
+ * API thread's keys (the server's and the Kinesis actions') through
+ * api_server_reload().
  */
 static void
 sluiced_reload(struct sluiced *d)
@@ -350,6 +377,8 @@ sluiced_reload(struct sluiced *d)
 	if (changes.applied + changes.restart == 0)
 		diag_info("sluiced", "SIGHUP: configuration unchanged");
 	config_copy_live(&d->config, &fresh);
+	if (sluiced_keyring_apply(d, d->config.keyring) != 0)
+		diag_warn("sluiced", "SIGHUP: the keys in use stay");
 	if (d->admin != NULL && admin_reload(d->admin, &d->config) != 0)
 		diag_warn("sluiced", "SIGHUP: the admin listener keeps its token and keys: "
 			  "[auth] access_keys do not parse");
@@ -398,12 +427,19 @@ sluiced_serve(struct sluiced *d)
 		return 1;
 	}
 	metrics_ready_set(METRICS_READY_LOG, true);
+	d->keyring = calloc(1, sizeof(*d->keyring));
+	rc = d->keyring == NULL ? -ENOMEM : keyring_shared_init(d->keyring);
+	if (rc == 0)
+		rc = sluiced_keyring_apply(d, d->config.keyring);
+	if (rc != 0)
+		goto out_close_log;
 	rc = kinesis_open(&d->config, d->log, &d->kinesis);
 	if (rc != 0) {
 		diag_error("sluiced", "cannot open metadata: %s", strerror(-rc));
 		goto out_close_log;
 	}
 	metrics_ready_set(METRICS_READY_METADATA, true);
+	kinesis_keyring_set(d->kinesis, d->keyring);
 	sluiced_admin_start(d);
 	rc = api_server_open(&d->config, d->kinesis, &d->server);
 	if (rc != 0)
@@ -456,6 +492,9 @@ out_close_kinesis:
 		api_server_close(d->server);
 out_close_log:
 	log_close(d->log);
+	if (d->keyring != NULL)
+		keyring_shared_fini(d->keyring);
+	free(d->keyring);
 	if (rc == 0)
 		diag_info("sluiced", "stopped cleanly");
 	return rc == 0 ? 0 : 1;

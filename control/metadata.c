@@ -71,7 +71,10 @@ static const char metadata_schema[] =
 	"CREATE TABLE IF NOT EXISTS stream_settings(stream_id INTEGER PRIMARY KEY,"
 	" shard_metrics INTEGER NOT NULL DEFAULT 0,"
 	" max_record_kib INTEGER NOT NULL DEFAULT " METADATA_TEXT(METADATA_MAX_RECORD_KIB_DEFAULT) ","
-	" warm_mibps INTEGER NOT NULL DEFAULT 0);";
+	" warm_mibps INTEGER NOT NULL DEFAULT 0);"
+	/* Encrypted streams only: the KeyId as given, the keyring key it named (keyring.h). */
+	"CREATE TABLE IF NOT EXISTS stream_encryption(stream_id INTEGER PRIMARY KEY,"
+	" key_ref TEXT NOT NULL, key_name TEXT NOT NULL);";
 
 /* enum metadata_setting -> its column in stream_settings. */
 static const char *const metadata_setting_columns[] = {
@@ -518,6 +521,9 @@ metadata_stream_delete_once(struct metadata *md, uint32_t stream_id)
 		rc = metadata_run3(md, "DELETE FROM stream_settings WHERE stream_id = ?", stream_id,
 				   0, 0);
 	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM stream_encryption WHERE stream_id = ?",
+				   stream_id, 0, 0);
+	if (rc == 0)
 		rc = metadata_run3(md, "INSERT OR REPLACE INTO pending_deletes(stream_id)"
 				   " VALUES(?)", stream_id, 0, 0);
 	return metadata_end(md, rc);
@@ -877,6 +883,49 @@ metadata_consumers_load(struct metadata *md, metadata_consumer_fn *fn, void *arg
 		rc = 0;
 	else if (rc > 0)
 		rc = metadata_fail(md, "consumers");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key_ref,
+			const char *key_name)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (key_ref == NULL)
+		return metadata_run3(md, "DELETE FROM stream_encryption WHERE stream_id = ?",
+				     stream_id, 0, 0);
+	rc = metadata_prepare(md, "INSERT OR REPLACE INTO stream_encryption(stream_id, key_ref,"
+			      " key_name) VALUES(?, ?, ?)", &stmt);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	sqlite3_bind_text(stmt, 2, key_ref, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, key_name, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		rc = metadata_fail(md, "set stream encryption");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_encryption_list(struct metadata *md,
+			 metadata_encryption_fn *fn, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id, key_ref, key_name FROM stream_encryption",
+				  &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0),
+			(const char *)sqlite3_column_text(stmt, 1),
+			(const char *)sqlite3_column_text(stmt, 2));
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "stream encryption");
 	sqlite3_finalize(stmt);
 	return rc;
 }

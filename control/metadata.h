@@ -174,4 +174,16 @@ typedef int metadata_consumer_fn(void *arg, uint32_t stream_id, const char *name
 /* Calls `fn` for every consumer, by stream then registration. */
 int metadata_consumers_load(struct metadata *md, metadata_consumer_fn *fn, void *arg);
 
+/*
+ * Encryption at rest: the KeyId a stream's new records are encrypted under, as
+ * given, and the keyring key name it resolved to (key_ref NULL: off). Kept
+ * until the stream is deleted.
+ */
+int metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key_ref,
+			    const char *key_name);
+typedef int metadata_encryption_fn(void *arg, uint32_t stream_id, const char *key_ref,
+				   const char *key_name);
+/* Calls `fn` for every encrypted stream; a non-zero return from `fn` stops and is returned. */
+int metadata_encryption_list(struct metadata *md, metadata_encryption_fn *fn, void *arg);
+
 #endif /* SLUICE_CONTROL_METADATA_H */

@@ -177,7 +177,9 @@ log_locks_init(struct log *log)
 	if (log->doorbell_fd < 0)
 		return -errno;
 	log->durable_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	return log->durable_fd < 0 ? -errno : 0;
+	if (log->durable_fd < 0)
+		return -errno;
+	return log_keys_init(&log->keys);
 }
 
 static void
@@ -198,6 +200,7 @@ log_free(struct log *log)
 		close(log->doorbell_fd);
 	if (log->durable_fd >= 0)
 		close(log->durable_fd);
+	log_keys_fini(&log->keys);
 	pthread_mutex_destroy(&log->producer_lock);
 	pthread_mutex_destroy(&log->index_lock);
 	pthread_rwlock_destroy(&log->segments_rw);

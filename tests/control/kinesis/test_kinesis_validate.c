@@ -257,7 +257,7 @@ static const struct bad_case bad_cases[] = {
 	  "s/consumer/c:1\",\"ShardId\":\"shardId-000000000000\",\"StartingPosition\":"
 	  "{\"Type\":\"LATEST\"}}", "ResourceNotFoundException", "Consumer arn:aws:kinesis:"
 	  "us-east-1:000000000000:stream/s/consumer/c:1 not found." },
-	{ "StartStreamEncryption", "{}", "UnknownOperationException", NULL },
+	{ "StartStreamEncryption", "{}", "ValidationException", NULL },
 	{ "NoSuchAction", "{}", "UnknownOperationException", NULL },
 };
 

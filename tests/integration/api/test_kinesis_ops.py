@@ -36,9 +36,7 @@ MODEL = os.path.join(MODEL_DIR, "kinesis", "2013-12-02", "service-2.json")
 DEBIAN_MODELS = "/usr/lib/python3/dist-packages/botocore/data/kinesis/*/service-2.json"
 
 # Operations of the model not served yet (docs/API.md says who brings each).
-NOT_YET = {
-    "StartStreamEncryption", "StopStreamEncryption",
-}
+NOT_YET = set()
 ALL_METRICS = ["IncomingBytes", "IncomingRecords", "OutgoingBytes", "OutgoingRecords",
                "WriteProvisionedThroughputExceeded", "ReadProvisionedThroughputExceeded",
                "IteratorAgeMilliseconds"]
