@@ -246,17 +246,20 @@ keyring_load(const char *path, struct keyring *out, char *why, size_t why_size)
 static const char *
 arn_resource(const char *ref)
 {
-	const char *p = ref + strlen(KMS_ARN_PREFIX);
+	size_t size = strlen(ref);
+	size_t at = strlen(KMS_ARN_PREFIX);
 
-	if (strncmp(ref, KMS_ARN_PREFIX, strlen(KMS_ARN_PREFIX)) != 0)
+	if (size < at || memcmp(ref, KMS_ARN_PREFIX, at) != 0)
 		return NULL;
+	/* Past REGION: and ACCOUNT:, bounded by the text's length. */
 	for (int colons = 0; colons < 2; colons++) {
-		p = strchr(p, ':');
-		if (p == NULL)
+		const char *colon = memchr(ref + at, ':', size - at);
+
+		if (colon == NULL)
 			return NULL;
-		p++;
+		at = (size_t)(colon - ref) + 1;
 	}
-	return p;
+	return ref + at;
 }
 
 int
