@@ -89,7 +89,7 @@ kinesis_redo_delete(void *arg, uint32_t stream_id)
 
 	if (rc != 0 && rc != -ENOENT) {
 		diag_warn("kinesis", "log_stream_delete(%u): %s", stream_id, strerror(-rc));
-		return 0; /* Retried at the next start. */
+		return 0; /* Retried at the next retention pass, or start. */
 	}
 	return metadata_pending_delete_done(k->md, stream_id);
 }
@@ -335,9 +335,15 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());
 
+		/* A full disk: the reserve is there so that space can come back. */
+		if (rc == -ENOSPC && metadata_reserve_give(k->md))
+			rc = log_retention_run(k->log, clock_real_ns());
 		if (rc != 0 && rc != -ENOSYS)
 			diag_warn("kinesis", "log_retention_run: %s", strerror(-rc));
-		metadata_reserve_renew(k->md);  /* A no-op while held. */
+		/* A deletion the log could not record (a full disk): try it again now. */
+		if (metadata_pending_deletes(k->md, kinesis_redo_delete, k) != 0)
+			diag_warn("kinesis", "pending stream deletions: not read");
+		metadata_reserve_renew(k->md);  /* A no-op while held, or while space is short. */
 		k->retention_due_ns = mono + (uint64_t)k->config.retention_check_s * 1000000000u;
 	}
 }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <sys/statvfs.h>
 #include <sqlite3.h>
 
 #include "common/base.h"
@@ -40,6 +41,8 @@
 
 /* Enough WAL pages for the delete path's transactions many times over. */
 #define METADATA_RESERVE_SIZE (4u << 20)
+/* The reserve is taken back only with this much free (three reserves: room to spare). */
+#define METADATA_RESERVE_RENEW_FREE (3ull * METADATA_RESERVE_SIZE)
 
 struct metadata {
 	sqlite3 *db;
@@ -114,10 +117,22 @@ metadata_exec(struct metadata *md, const char *sql)
 void
 metadata_reserve_renew(struct metadata *md)
 {
+	char dir[sizeof(md->reserve_path)];
+	struct statvfs vfs;
 	int fd;
 	int err;
 
 	if (md->reserve_held || md->reserve_path[0] == '\0')
+		return;
+	/*
+	 * Only with room to spare: taken back while the disk is still nearly full, it
+	 * would hold the very space the log needs to record a deletion and free more.
+	 */
+	snprintf(dir, sizeof(dir), "%s", md->reserve_path);
+	if (strrchr(dir, '/') != NULL)
+		*strrchr(dir, '/') = '\0';
+	if (statvfs(dir, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < METADATA_RESERVE_RENEW_FREE)
 		return;
 	fd = open(md->reserve_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -128,6 +143,14 @@ metadata_reserve_renew(struct metadata *md)
 	if (md->reserve_held)
 		diag_info("metadata", "disk space reserve for SQLite held (%u MiB)",
 			  METADATA_RESERVE_SIZE >> 20);
+}
+
+static bool metadata_reserve_release(struct metadata *md, int rc);
+
+bool
+metadata_reserve_give(struct metadata *md)
+{
+	return md->reserve_held && metadata_reserve_release(md, -ENOSPC);
 }
 
 /* After a write failed with `rc`: true if the reserve was given back, so retry it once. */

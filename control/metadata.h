@@ -82,6 +82,11 @@ int metadata_open(const char *data_dir, struct metadata **md_out);
 void metadata_close(struct metadata *md);
 /* Takes the reserve again if it was given back (after retention freed space). */
 void metadata_reserve_renew(struct metadata *md);
+/*
+ * Gives the reserve back for another writer that frees space (the log's retention,
+ * which must record what it drops before dropping it). True if it was held.
+ */
+bool metadata_reserve_give(struct metadata *md);
 
 /* The server secret: created (random) on first use, then always the same. */
 int metadata_secret(struct metadata *md, uint8_t *secret, size_t size);
