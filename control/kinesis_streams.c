@@ -164,9 +164,11 @@ kinesis_stream_lookup(struct kinesis *k, struct api_call *call, const struct kv_
 	/*
 	 * Every way to a stream passes here, so the access check does too: another
 	 * account's principal is answered AccessDeniedException before any other
-	 * check of the request, and learns nothing of which streams exist.
+	 * check of the request, and learns nothing of which streams exist. A
+	 * consumer operation checks the consumer's policy once it is found.
 	 */
-	if (ref->stream != NULL && !kinesis_authorize(k, call, ref->stream, NULL, NULL))
+	if (ref->stream != NULL && !k->authz.consumer &&
+	    !kinesis_authorize(k, call, ref->stream, NULL, NULL))
 		return -EACCES;
 	if (ref->stream == NULL && !kinesis_authorize_missing(k, call, ref->name, ref->size))
 		return -EACCES;
