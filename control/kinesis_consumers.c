@@ -51,6 +51,15 @@ const char *const kinesis_starting_position_types[] = {
 
 static const char kinesis_eventstream_type[] = "application/vnd.amazon.eventstream";
 
+/*
+ * The one event being built: an event of the largest record (10 MiB of data,
+ * 13.4 MiB of base64, its JSON fields) fits, framed. botocore reads payloads up
+ * to ES_PAYLOAD_SIZE_MAX; an event larger than the buffer could never be sent.
+ */
+#define KINESIS_EVENT_BUFFER_SIZE (ES_PAYLOAD_SIZE_MAX + 4096u)
+static_assert((SLUICE_RECORD_DATA_SIZE_LARGE_MAX + 2u) / 3u * 4u + 64u * 1024u <=
+	      ES_PAYLOAD_SIZE_MAX, "an event of the largest record is one botocore reads");
+
 struct kinesis_consumer {
 	bool used;
 	uint32_t stream_id;
@@ -888,9 +897,9 @@ kinesis_fanout_open(struct kinesis *k)
 	k->fanout->mono_ns = clock_mono_ns;
 	/* Whole at start: it never grows, so it never takes from the server's pool. */
 	k->fanout->event = (struct api_out){
-		.data = malloc(KINESIS_EVENT_SIZE_MAX + 4096),
-		.capacity = KINESIS_EVENT_SIZE_MAX + 4096,
-		.capacity_max = KINESIS_EVENT_SIZE_MAX + 4096,
+		.data = malloc(KINESIS_EVENT_BUFFER_SIZE),
+		.capacity = KINESIS_EVENT_BUFFER_SIZE,
+		.capacity_max = KINESIS_EVENT_BUFFER_SIZE,
 	};
 	if (k->fanout->event.data == NULL)
 		return -ENOMEM;

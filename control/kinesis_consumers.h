@@ -21,7 +21,11 @@
 #define KINESIS_SUBSCRIPTION_LIFETIME_MS 300000u
 /* An event is sent at least this often, records or not (MillisBehindLatest moves on). */
 #define KINESIS_SUBSCRIPTION_HEARTBEAT_MS 5000u
-/* One SubscribeToShardEvent's JSON payload stays under this (records are whole). */
+/*
+ * One SubscribeToShardEvent's JSON payload stays under this (records are whole),
+ * unless its first record alone is larger (up to 10 MiB of data: the event
+ * buffer, KINESIS_EVENT_BUFFER_SIZE in kinesis_consumers.c, holds one).
+ */
 #define KINESIS_EVENT_SIZE_MAX (2u * 1024u * 1024u)
 /* ListStreamConsumers: MaxResults' bounds and default. */
 #define KINESIS_LIST_CONSUMERS_MAX 10000

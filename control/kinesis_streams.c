@@ -193,6 +193,27 @@ kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv
 	return ref.stream;
 }
 
+uint32_t
+kinesis_record_data_max(const struct kinesis_stream *s)
+{
+	return (s->max_record_kib != 0 ? s->max_record_kib : METADATA_MAX_RECORD_KIB_DEFAULT) *
+	       1024u;
+}
+
+bool
+kinesis_record_size_admit(struct kinesis *k, struct api_call *call, uint32_t kib)
+{
+	uint32_t need = log_batch_size_for_record(kib * 1024u);
+	uint32_t need_kb = (need + 1023u) / 1024u;
+
+	if (need <= k->config.log_batch_size_kb * 1024u)
+		return true;
+	kinesis_error(call, "InvalidArgumentException", "MaxRecordSizeInKiB %u does not fit this "
+		      "endpoint's log batches: set [log] batch_size_kb to at least %u (it is %u).",
+		      kib, need_kb, k->config.log_batch_size_kb);
+	return false;
+}
+
 int
 kinesis_log_retention(struct kinesis *k, uint32_t stream_id, uint32_t hours)
 {
@@ -399,6 +420,10 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 			return;
 		}
 	}
+	if (r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].json != NULL &&
+	    !kinesis_record_size_admit(k, call,
+				       (uint32_t)r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].number))
+		return;
 	s = kinesis_stream_slot(k);
 	rc = kinesis_stream_build(k, s, name, count, mode, kinesis_now_ms(r->req));
 	if (rc == 0 && r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].json != NULL)
