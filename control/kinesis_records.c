@@ -557,7 +557,7 @@ static bool
 kinesis_records_fit(struct kinesis_req *r, const struct kinesis_stream *s, uint32_t count)
 {
 	const struct kinesis_blob *blobs = r->scratch->put.blobs;
-	uint32_t max = kinesis_record_data_max(s);
+	uint32_t max = kinesis_record_data_max(r->k, s);
 	struct kv_errors errors;
 	char path[64];
 	uint32_t i;
@@ -591,8 +591,8 @@ kinesis_put_record(struct kinesis_req *r)
 	s = kinesis_put_stream(k, call, &r->v[PUT_RECORD_STREAM_NAME], &r->v[PUT_RECORD_STREAM_ARN]);
 	if (s == NULL)
 		return;
-	if (data->size > kinesis_record_data_max(s)) {
-		kinesis_data_refuse(call, "data", (uint32_t)data->size, kinesis_record_data_max(s));
+	if (data->size > kinesis_record_data_max(k, s)) {
+		kinesis_data_refuse(call, "data", (uint32_t)data->size, kinesis_record_data_max(k, s));
 		return;
 	}
 	/*

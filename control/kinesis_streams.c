@@ -194,10 +194,15 @@ kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv
 }
 
 uint32_t
-kinesis_record_data_max(const struct kinesis_stream *s)
+kinesis_record_data_max(const struct kinesis *k, const struct kinesis_stream *s)
 {
-	return (s->max_record_kib != 0 ? s->max_record_kib : METADATA_MAX_RECORD_KIB_DEFAULT) *
-	       1024u;
+	uint32_t max = s->max_record_kib * 1024u;
+
+	/* Any configured batch holds 1 MiB (CONFIG_LOG_BATCH_KB_MIN): only larger ones are checked. */
+	if (max <= SLUICE_RECORD_DATA_SIZE_MAX ||
+	    log_batch_size_for_record(max) > k->config.log_batch_size_kb * 1024u)
+		return SLUICE_RECORD_DATA_SIZE_MAX;
+	return max;
 }
 
 bool

@@ -98,8 +98,12 @@ static_assert(KINESIS_MAX_RECORD_KIB_MAX * 1024u == SLUICE_RECORD_DATA_SIZE_LARG
 /* AWS: a minimum throughput billing commitment lasts at least 24 hours. */
 #define KINESIS_COMMITMENT_MIN_MS (24ull * 3600 * 1000)
 
-/* The largest Data a record of stream `s` may carry: its MaxRecordSizeInKiB. */
-uint32_t kinesis_record_data_max(const struct kinesis_stream *s);
+/*
+ * The largest Data a record of stream `s` may carry: its MaxRecordSizeInKiB, or
+ * 1 MiB when the log's batch no longer holds that (a restart with a smaller
+ * [log] batch_size_kb): refused as too large, not failed in the log.
+ */
+uint32_t kinesis_record_data_max(const struct kinesis *k, const struct kinesis_stream *s);
 /*
  * Whether this endpoint's log batch holds a record of `kib` KiB (CreateStream's
  * and UpdateMaxRecordSize's MaxRecordSizeInKiB); false after answering

@@ -323,6 +323,15 @@ def after_restart(kc, name, od, metrics, started):
     print("settings survive a restart: ok")
 
 
+def smaller_batch(kc, name):
+    """Restarted with batches of 1088 KiB, a stream set to 4096 KiB takes 1 MiB records."""
+    check(summary(kc, name)["MaxRecordSizeInKiB"] == 4096, "the setting is kept")
+    validation(kc.put_record, "Member must have length less than or equal to 1048576",
+               StreamName=name, PartitionKey="k", Data=b"x" * (MIB + 1))
+    kc.put_record(StreamName=name, PartitionKey="k", Data=b"x" * MIB)
+    print("a stream's MaxRecordSizeInKiB above a smaller [log] batch_size_kb: 1 MiB: ok")
+
+
 def parity(kc, name):
     """Issue 12's differences from AWS's answers, end to end (the rest are unit-tested)."""
     put = kc.put_record(StreamName=name, PartitionKey="k", Data=b"x")
@@ -375,6 +384,9 @@ def main():
         srv.stop()
         srv.start(*BIG_LOG)
         after_restart(base.client(srv), name, od, metrics, started)
+        srv.stop()
+        srv.start()
+        smaller_batch(base.client(srv), name)
         srv.stop()
         print("PASS in %.1fs" % (time.time() - t0))
     finally:
