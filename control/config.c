@@ -154,7 +154,9 @@ static const struct config_key config_keys[] = {
 	KEY_U32("log", "batch_size_kb", log_batch_size_kb, "1088", CONFIG_LOG_BATCH_KB_MIN,
 		KIB_FLOOR(LOG_BATCH_SIZE_MAX),
 		"Largest encoded record batch, KiB; at least 1040 so that the largest record "
-		"Kinesis accepts (1 MiB of data, a 256-byte key, headers) always fits."),
+		"Kinesis accepts (1 MiB of data, a 256-byte key, headers) always fits. A stream "
+		"raised to MaxRecordSizeInKiB N needs N + 1 here (10241 for 10 MiB records; "
+		"UpdateMaxRecordSize refuses otherwise, naming the value)."),
 	KEY_U32("log", "batches_per_producer", log_batches_per_producer, "256", 1,
 		LOG_BATCHES_PER_PRODUCER_MAX,
 		"Batches each log client (the API, each dataplane worker) may have in flight; "

@@ -149,6 +149,7 @@ struct kinesis_authz {
 	bool enforce;              /* [auth] mode = sigv4: a verified principal. */
 	bool owner;                /* The principal is of [server] account_id ... */
 	bool root;                 /* ... and is that account's root. */
+	bool consumer;             /* The resource is a consumer: its policy, not its stream's. */
 	const char *principal_arn;
 	char action[64];           /* "kinesis:" + the operation's name. */
 };

@@ -40,6 +40,7 @@
 #include "common/diag.h"
 #include "common/eventstream.h"
 #include "control/kinesis.h"
+#include "control/policy_store.h"
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
 
@@ -49,6 +50,15 @@ const char *const kinesis_starting_position_types[] = {
 };
 
 static const char kinesis_eventstream_type[] = "application/vnd.amazon.eventstream";
+
+/*
+ * The one event being built: an event of the largest record (10 MiB of data,
+ * 13.4 MiB of base64, its JSON fields) fits, framed. botocore reads payloads up
+ * to ES_PAYLOAD_SIZE_MAX; an event larger than the buffer could never be sent.
+ */
+#define KINESIS_EVENT_BUFFER_SIZE (ES_PAYLOAD_SIZE_MAX + 4096u)
+static_assert((SLUICE_RECORD_DATA_SIZE_LARGE_MAX + 2u) / 3u * 4u + 64u * 1024u <=
+	      ES_PAYLOAD_SIZE_MAX, "an event of the largest record is one botocore reads");
 
 struct kinesis_consumer {
 	bool used;
@@ -179,8 +189,10 @@ kinesis_consumer_load(void *arg, uint32_t stream_id, const char *name, size_t si
 }
 
 /*
- * The consumer a ConsumerARN names: "<stream ARN>/consumer/<name>:<epoch>". Replies
- * ResourceNotFoundException and returns NULL when there is none.
+ * The consumer a ConsumerARN names: "<stream ARN>/consumer/<name>:<epoch>", checked
+ * against its resource policy. Replies ResourceNotFoundException (AccessDenied to
+ * another account, which learns nothing of what exists) or AccessDenied and
+ * returns NULL.
  */
 static struct kinesis_consumer *
 kinesis_consumer_by_arn(struct kinesis *k, struct api_call *call, const char *arn,
@@ -189,7 +201,7 @@ kinesis_consumer_by_arn(struct kinesis *k, struct api_call *call, const char *ar
 	const char *mark = strstr(arn, "/consumer/");
 	const char *colon = mark != NULL ? strrchr(mark, ':') : NULL;
 	char stream_arn[KINESIS_ARN_SIZE];
-	char expect[KINESIS_ARN_SIZE + KINESIS_CONSUMER_NAME_SIZE_MAX + 48];
+	char expect[KINESIS_CONSUMER_ARN_SIZE];
 	struct kinesis_consumer *c = NULL;
 	struct kinesis_stream *s = NULL;
 
@@ -204,11 +216,29 @@ kinesis_consumer_by_arn(struct kinesis *k, struct api_call *call, const char *ar
 	if (c != NULL)
 		kinesis_consumer_arn(s, c, expect, sizeof(expect));
 	if (c == NULL || strcmp(expect, arn) != 0) {
-		kinesis_error(call, "ResourceNotFoundException", "Consumer %s not found.", arn);
+		if (kinesis_authorize_missing_arn(k, call, arn))
+			kinesis_error(call, "ResourceNotFoundException", "Consumer %s not found.",
+				      arn);
 		return NULL;
 	}
+	if (!kinesis_authorize(k, call, s, c->name, arn))
+		return NULL;
 	*s_out = s;
 	return c;
+}
+
+const char *
+kinesis_consumer_named(struct kinesis_req *r, const char *arn, struct kinesis_stream **s_out,
+		       bool *deleting)
+{
+	struct kinesis_consumer *c;
+
+	kinesis_consumers_expire(r->k, kinesis_now_ms(r->req));
+	c = kinesis_consumer_by_arn(r->k, r->call, arn, s_out);
+	if (c == NULL)
+		return NULL;
+	*deleting = c->deleting_ms != 0;
+	return c->name;
 }
 
 /* Describe/Deregister: ConsumerARN, or StreamARN and ConsumerName (not both ways). */
@@ -219,6 +249,7 @@ kinesis_consumer_resolve(struct kinesis_req *r, struct kinesis_stream **s_out)
 	const struct kv_value *name = &r->v[CONSUMER_REF_CONSUMER_NAME];
 	const struct kv_value *arn = &r->v[CONSUMER_REF_CONSUMER_ARN];
 	const struct kv_value none = { 0 };
+	char consumer_arn[KINESIS_CONSUMER_ARN_SIZE];
 	struct kinesis_consumer *c;
 
 	if (arn->json != NULL && stream_arn->json == NULL && name->json == NULL)
@@ -228,21 +259,30 @@ kinesis_consumer_resolve(struct kinesis_req *r, struct kinesis_stream **s_out)
 			      "ConsumerName and StreamARN must be provided.");
 		return NULL;
 	}
+	/* The stream is not checked for a consumer operation: the consumer is, here. */
 	*s_out = kinesis_stream_resolve(r->k, r->call, &none, stream_arn);
 	if (*s_out == NULL)
 		return NULL;
 	c = kinesis_consumer_find(r->k, (*s_out)->stream_id, name->string, name->size);
-	if (c == NULL)
-		kinesis_error(r->call, "ResourceNotFoundException", "Consumer %s under stream %s "
-			      "not found.", name->string, (*s_out)->name);
-	return c;
+	if (c != NULL)
+		kinesis_consumer_arn(*s_out, c, consumer_arn, sizeof(consumer_arn));
+	else
+		snprintf(consumer_arn, sizeof(consumer_arn), "%s/consumer/%s", (*s_out)->arn,
+			 name->string);
+	if (c == NULL) {
+		if (kinesis_authorize_missing_arn(r->k, r->call, consumer_arn))
+			kinesis_error(r->call, "ResourceNotFoundException", "Consumer %s under "
+				      "stream %s not found.", name->string, (*s_out)->name);
+		return NULL;
+	}
+	return kinesis_authorize(r->k, r->call, *s_out, c->name, consumer_arn) ? c : NULL;
 }
 
 static void
 kinesis_out_consumer(struct kinesis *k, struct api_out *out, const struct kinesis_stream *s,
 		     const struct kinesis_consumer *c, uint64_t now_ms, bool with_stream)
 {
-	char arn[KINESIS_ARN_SIZE + KINESIS_CONSUMER_NAME_SIZE_MAX + 48];
+	char arn[KINESIS_CONSUMER_ARN_SIZE];
 
 	kinesis_consumer_arn(s, c, arn, sizeof(arn));
 	api_out_printf(out, "{\"ConsumerName\":\"%s\",\"ConsumerARN\":", c->name);
@@ -339,7 +379,10 @@ kinesis_deregister_consumer(struct kinesis_req *r)
 			      "in DELETING state.", c->name, s->name);
 		return;
 	}
-	rc = metadata_consumer_remove(k->md, s->stream_id, c->name, c->name_size);
+	/* The policy goes first: a consumer registered again under the name is a new resource. */
+	rc = policy_store_delete(k->policies, s->stream_id, c->name);
+	if (rc == 0 || rc == -ENOENT)
+		rc = metadata_consumer_remove(k->md, s->stream_id, c->name, c->name_size);
 	if (rc != 0) {
 		kinesis_internal_error(r->call);
 		return;
@@ -854,9 +897,9 @@ kinesis_fanout_open(struct kinesis *k)
 	k->fanout->mono_ns = clock_mono_ns;
 	/* Whole at start: it never grows, so it never takes from the server's pool. */
 	k->fanout->event = (struct api_out){
-		.data = malloc(KINESIS_EVENT_SIZE_MAX + 4096),
-		.capacity = KINESIS_EVENT_SIZE_MAX + 4096,
-		.capacity_max = KINESIS_EVENT_SIZE_MAX + 4096,
+		.data = malloc(KINESIS_EVENT_BUFFER_SIZE),
+		.capacity = KINESIS_EVENT_BUFFER_SIZE,
+		.capacity_max = KINESIS_EVENT_BUFFER_SIZE,
 	};
 	if (k->fanout->event.data == NULL)
 		return -ENOMEM;

@@ -13,13 +13,19 @@
 /* Consumers over all streams: the table is sized once, at open. */
 #define KINESIS_CONSUMERS_MAX 4096u
 #define KINESIS_CONSUMER_NAME_SIZE_MAX 128u
+/* "<stream ARN>/consumer/<name>:<epoch seconds>" and its NUL. */
+#define KINESIS_CONSUMER_ARN_SIZE (KINESIS_ARN_SIZE + KINESIS_CONSUMER_NAME_SIZE_MAX + 48u)
 /* SubscribeToShard calls streaming at once (each holds one server call). */
 #define KINESIS_SUBSCRIPTIONS_MAX 1024u
 /* AWS ends a subscription after 5 minutes; the client subscribes again. */
 #define KINESIS_SUBSCRIPTION_LIFETIME_MS 300000u
 /* An event is sent at least this often, records or not (MillisBehindLatest moves on). */
 #define KINESIS_SUBSCRIPTION_HEARTBEAT_MS 5000u
-/* One SubscribeToShardEvent's JSON payload stays under this (records are whole). */
+/*
+ * One SubscribeToShardEvent's JSON payload stays under this (records are whole),
+ * unless its first record alone is larger (up to 10 MiB of data: the event
+ * buffer, KINESIS_EVENT_BUFFER_SIZE in kinesis_consumers.c, holds one).
+ */
 #define KINESIS_EVENT_SIZE_MAX (2u * 1024u * 1024u)
 /* ListStreamConsumers: MaxResults' bounds and default. */
 #define KINESIS_LIST_CONSUMERS_MAX 10000
@@ -75,6 +81,13 @@ int kinesis_fanout_timeout_ms(const struct kinesis *k);
 uint32_t kinesis_consumer_count(const struct kinesis *k, const struct kinesis_stream *s);
 /* The stream is being deleted: its consumers and subscriptions go (SQLite rows go with it). */
 void kinesis_consumers_stream_deleted(struct kinesis *k, uint32_t stream_id);
+/*
+ * The consumer a ConsumerARN names (the resource policies' concern), checked
+ * against its own policy: its name, its stream in *s_out, *deleting when it is
+ * DELETING; NULL after answering (ResourceNotFound, AccessDenied).
+ */
+const char *kinesis_consumer_named(struct kinesis_req *r, const char *arn,
+				   struct kinesis_stream **s_out, bool *deleting);
 /* Tests: the monotonic clock subscriptions' lifetimes are measured with (NULL: the real one). */
 void kinesis_fanout_clock_set(struct kinesis *k, uint64_t (*mono_ns)(void));
 

@@ -212,6 +212,7 @@ kf_valid(struct kinesis *k, struct kinesis_fast_put *put)
 			return false;
 		n = base64_decode(rec->data, rec->data_size, out,
 					  k->scratch_size - k->scratch_used);
+		/* Any stream takes 1 MiB; a larger record goes the general way (its stream's limit). */
 		if (n < 0 || n > SLUICE_RECORD_DATA_SIZE_MAX)
 			return false;
 		rec->decoded = out;

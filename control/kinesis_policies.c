@@ -6,8 +6,8 @@
  *
  *   ARN                                                  RESOURCE
  *   arn:aws:kinesis:REGION:ACCOUNT:stream/NAME           the stream NAME
- *   .../stream/NAME/consumer/CNAME:TIMESTAMP             a consumer of NAME: not yet (consumers
- *                                                        are not served): ResourceNotFound
+ *   .../stream/NAME/consumer/CNAME:TIMESTAMP             the consumer CNAME of NAME (its ARN
+ *                                                        exactly, timestamp included)
  *   another region or account                            ResourceNotFoundException
  *
  * Answers: Put and Delete are empty; Get is {"Policy": TEXT}, "{}" when the
@@ -34,11 +34,22 @@
  * until then such principals are refused it, never let through.
  */
 static const char *const kinesis_resource_ops[] = {
-	"AddTagsToStream", "DecreaseStreamRetentionPeriod", "DeleteStream", "DescribeStream",
+	"AddTagsToStream", "DecreaseStreamRetentionPeriod", "DeleteStream",
+	"DeregisterStreamConsumer", "DescribeStream", "DescribeStreamConsumer",
 	"DescribeStreamSummary", "GetRecords", "GetShardIterator",
-	"IncreaseStreamRetentionPeriod", "ListShards", "ListTagsForStream", "MergeShards",
-	"PutRecord", "PutRecords", "RemoveTagsFromStream", "SplitShard", "UpdateShardCount",
-	"UpdateStreamMode",
+	"IncreaseStreamRetentionPeriod", "ListShards", "ListStreamConsumers",
+	"ListTagsForStream", "MergeShards", "PutRecord", "PutRecords",
+	"RegisterStreamConsumer", "RemoveTagsFromStream", "SplitShard", "SubscribeToShard",
+	"UpdateShardCount", "UpdateStreamMode",
+};
+
+/*
+ * Of those, the ones whose resource is a consumer (its ARN, its policy): the
+ * stream they pass on the way is not checked (kinesis_stream_lookup), the
+ * consumer is (kinesis_consumer_by_arn, kinesis_consumer_resolve).
+ */
+static const char *const kinesis_consumer_ops[] = {
+	"DeregisterStreamConsumer", "DescribeStreamConsumer", "SubscribeToShard",
 };
 
 int
@@ -64,10 +75,10 @@ kinesis_policies_forget(struct kinesis *k, uint32_t stream_id)
 /* ---- The access check ------------------------------------------------------ */
 
 static bool
-kinesis_resource_op(const char *name)
+kinesis_op_listed(const char *const *ops, size_t count, const char *name)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(kinesis_resource_ops); i++)
-		if (strcmp(kinesis_resource_ops[i], name) == 0)
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(ops[i], name) == 0)
 			return true;
 	return false;
 }
@@ -97,7 +108,10 @@ kinesis_access_begin(struct kinesis *k, struct api_call *call, const struct api_
 		   strcmp(account, k->config.account_id) == 0;
 	root = strrchr(a->principal_arn, ':');
 	a->root = a->owner && root != NULL && strcmp(root, ":root") == 0;
-	if (a->owner || kinesis_resource_op(op->name))
+	a->consumer = kinesis_op_listed(kinesis_consumer_ops, ARRAY_SIZE(kinesis_consumer_ops),
+					op->name);
+	if (a->owner || kinesis_op_listed(kinesis_resource_ops, ARRAY_SIZE(kinesis_resource_ops),
+					  op->name))
 		return true;
 	policy_identity_denied(&(struct policy_request){ a->principal_arn, a->action, NULL },
 			       message, sizeof(message));
@@ -148,41 +162,61 @@ kinesis_authorize(struct kinesis *k, struct api_call *call, const struct kinesis
 }
 
 bool
-kinesis_authorize_missing(struct kinesis *k, struct api_call *call, const char *name,
-			  size_t size)
+kinesis_authorize_missing_arn(struct kinesis *k, struct api_call *call, const char *arn)
 {
 	const struct kinesis_authz *a = &k->authz;
-	char arn[KINESIS_ARN_SIZE];
 	char message[POLICY_MESSAGE_SIZE];
 
 	if (!a->enforce || a->owner)
 		return true;
-	snprintf(arn, sizeof(arn), "arn:aws:kinesis:%s:%s:stream/%.*s", k->config.region,
-		 k->config.account_id, (int)size, name);
 	policy_authorize(NULL, &(struct policy_request){ a->principal_arn, a->action, arn },
 			 k->config.account_id, message, sizeof(message));
 	kinesis_access_denied(call, message);
 	return false;
 }
 
+bool
+kinesis_authorize_missing(struct kinesis *k, struct api_call *call, const char *name,
+			  size_t size)
+{
+	char arn[KINESIS_ARN_SIZE];
+
+	if (!k->authz.enforce || k->authz.owner)
+		return true;
+	snprintf(arn, sizeof(arn), "arn:aws:kinesis:%s:%s:stream/%.*s", k->config.region,
+		 k->config.account_id, (int)size, name);
+	return kinesis_authorize_missing_arn(k, call, arn);
+}
+
 /* ---- Put/Get/DeleteResourcePolicy -------------------------------------------- */
 
 /*
- * The stream a ResourceARN names, resolved (and checked) as a StreamARN would
- * be; NULL after answering. Consumer ARNs are not served yet.
+ * The resource a ResourceARN names: its stream, and in *consumer the consumer's
+ * name ("" for the stream itself), resolved and checked as a StreamARN or a
+ * ConsumerARN would be; NULL after answering. Changing the policy of a stream
+ * or consumer being deleted is refused: it would outlive its resource.
  */
 static struct kinesis_stream *
-kinesis_policy_stream(struct kinesis_req *r, const struct kv_value *arn)
+kinesis_policy_resource(struct kinesis_req *r, const struct kv_value *arn, bool change,
+			const char **consumer)
 {
 	const struct kv_value no_name = { .json = NULL };
 	struct kv_value stream_arn = *arn;
 	char text[KINESIS_ARN_SIZE];
+	struct kinesis_stream *s = NULL;
+	bool deleting = false;
 
+	*consumer = "";
 	if (strstr(arn->string, KINESIS_CONSUMER_MARK) != NULL) {
-		kinesis_error(r->call, "ResourceNotFoundException", "Consumer %s not found "
-			      "(stream consumers are not served by this endpoint yet).",
-			      arn->string);
-		return NULL;
+		*consumer = kinesis_consumer_named(r, arn->string, &s, &deleting);
+		if (*consumer == NULL)
+			return NULL;
+		if (change && deleting) {
+			kinesis_error(r->call, "ResourceInUseException", "Consumer %s is in "
+				      "DELETING state.", arn->string);
+			return NULL;
+		}
+		return s;
 	}
 	if (arn->size >= sizeof(text)) {
 		kinesis_error(r->call, "ResourceNotFoundException", "Stream %s not found.",
@@ -191,27 +225,30 @@ kinesis_policy_stream(struct kinesis_req *r, const struct kv_value *arn)
 	}
 	memcpy(text, arn->string, arn->size + 1);
 	stream_arn.string = text;
-	return kinesis_stream_resolve(r->k, r->call, &no_name, &stream_arn);
+	s = kinesis_stream_resolve(r->k, r->call, &no_name, &stream_arn);
+	if (s != NULL && change && s->status == KINESIS_DELETING) {
+		kinesis_error(r->call, "ResourceInUseException", "Stream %s under account %s not "
+			      "ACTIVE, instead in state DELETING", s->name,
+			      r->k->config.account_id);
+		return NULL;
+	}
+	return s;
 }
 
 void
 kinesis_put_resource_policy(struct kinesis_req *r)
 {
 	const struct kv_value *policy = &r->v[PUT_POLICY_POLICY];
-	struct kinesis_stream *s = kinesis_policy_stream(r, &r->v[PUT_POLICY_RESOURCE_ARN]);
+	const char *consumer;
+	struct kinesis_stream *s = kinesis_policy_resource(r, &r->v[PUT_POLICY_RESOURCE_ARN],
+							   true, &consumer);
 	char message[POLICY_MESSAGE_SIZE];
 	int rc;
 
 	if (s == NULL)
 		return;
-	if (s->status == KINESIS_DELETING) {
-		kinesis_error(r->call, "ResourceInUseException", "Stream %s under account %s not "
-			      "ACTIVE, instead in state DELETING", s->name,
-			      r->k->config.account_id);
-		return;
-	}
-	rc = policy_store_put(r->k->policies, s->stream_id, "", policy->string, policy->size,
-			      message, sizeof(message));
+	rc = policy_store_put(r->k->policies, s->stream_id, consumer, policy->string,
+			      policy->size, message, sizeof(message));
 	if (rc == -EINVAL || rc == -E2BIG) {
 		kinesis_error(r->call, "InvalidArgumentException", "%s", message);
 		return;
@@ -230,14 +267,16 @@ kinesis_put_resource_policy(struct kinesis_req *r)
 void
 kinesis_get_resource_policy(struct kinesis_req *r)
 {
-	struct kinesis_stream *s = kinesis_policy_stream(r, &r->v[GET_POLICY_RESOURCE_ARN]);
+	const char *consumer;
+	struct kinesis_stream *s = kinesis_policy_resource(r, &r->v[GET_POLICY_RESOURCE_ARN],
+							   false, &consumer);
 	struct api_out *out;
 	size_t size = 0;
 	int rc;
 
 	if (s == NULL)
 		return;
-	rc = policy_store_text(r->k->policies, s->stream_id, "", r->k->policy_text,
+	rc = policy_store_text(r->k->policies, s->stream_id, consumer, r->k->policy_text,
 			       sizeof(r->k->policy_text), &size);
 	if (rc == -ENOENT) {
 		strcpy(r->k->policy_text, "{}");
@@ -257,12 +296,13 @@ void
 kinesis_delete_resource_policy(struct kinesis_req *r)
 {
 	const struct kv_value *arn = &r->v[DELETE_POLICY_RESOURCE_ARN];
-	struct kinesis_stream *s = kinesis_policy_stream(r, arn);
+	const char *consumer;
+	struct kinesis_stream *s = kinesis_policy_resource(r, arn, false, &consumer);
 	int rc;
 
 	if (s == NULL)
 		return;
-	rc = policy_store_delete(r->k->policies, s->stream_id, "");
+	rc = policy_store_delete(r->k->policies, s->stream_id, consumer);
 	if (rc == -ENOENT) {
 		kinesis_error(r->call, "ResourceNotFoundException", "No resource policy found for "
 			      "resource ARN %s.", arn->string);

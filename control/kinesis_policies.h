@@ -11,7 +11,11 @@
  *                                          checking their resource; others: AccessDenied
  *   the stream is found (resolve, or by    the stream's policy for kinesis:<Operation>
  *   an iterator or NextToken)              on the stream's ARN
- *   a consumer is found (its concern)      kinesis_authorize() with the consumer's name
+ *   a consumer is found (its concern)      kinesis_authorize() with the consumer's name;
+ *                                          for the consumer operations the stream found
+ *                                          on the way is not checked: the consumer's own
+ *                                          policy decides (as AWS evaluates the consumer
+ *                                          ARN as the resource)
  *
  * A principal of another account naming a stream that does not exist gets
  * AccessDenied, not ResourceNotFound: no policy can allow it, and the name is
@@ -79,6 +83,8 @@ bool kinesis_authorize(struct kinesis *k, struct api_call *call, const struct ki
  */
 bool kinesis_authorize_missing(struct kinesis *k, struct api_call *call, const char *name,
 			       size_t size);
+/* The same for a resource named by its ARN (a consumer that does not exist). */
+bool kinesis_authorize_missing_arn(struct kinesis *k, struct api_call *call, const char *arn);
 
 /* A deleted stream's policies leave the index (SQLite's rows went with the stream). */
 void kinesis_policies_forget(struct kinesis *k, uint32_t stream_id);

@@ -517,6 +517,64 @@ kinesis_hash_key(struct kinesis *k, struct api_call *call, const char *text,
 	return 0;
 }
 
+/*
+ * A Data blob of `size` bytes against `max`, in AWS's words. The shapes hold the
+ * most any stream takes (SLUICE_RECORD_DATA_SIZE_LARGE_MAX); the handlers, once the
+ * stream is known, its own MaxRecordSizeInKiB (kinesis_record_data_max).
+ */
+static void
+kinesis_data_check(struct kv_errors *errors, const char *path, uint32_t size, uint32_t max)
+{
+	char rendered[96];
+	char rule[64];
+
+	if (size <= max)
+		return;
+	snprintf(rendered, sizeof(rendered), "java.nio.HeapByteBuffer[pos=0 lim=%u cap=%u]", size,
+		 size);
+	snprintf(rule, sizeof(rule), "Member must have length less than or equal to %u", max);
+	kv_errors_add(errors, rendered, true, path, rule);
+}
+
+/* One Data of `size` bytes over `max`: answers ValidationException. */
+static void
+kinesis_data_refuse(struct api_call *call, const char *path, uint32_t size, uint32_t max)
+{
+	struct kv_errors errors;
+
+	errors.count = 0;
+	errors.size = 0;
+	kinesis_data_check(&errors, path, size, max);
+	kv_errors_reply(call, &errors);
+}
+
+/*
+ * Each of PutRecords' `count` Data against the stream's MaxRecordSizeInKiB;
+ * false after answering. The error text is built only when a record is over:
+ * the usual call pays one comparison per record.
+ */
+static bool
+kinesis_records_fit(struct kinesis_req *r, const struct kinesis_stream *s, uint32_t count)
+{
+	const struct kinesis_blob *blobs = r->scratch->put.blobs;
+	uint32_t max = kinesis_record_data_max(r->k, s);
+	struct kv_errors errors;
+	char path[64];
+	uint32_t i;
+
+	for (i = 0; i < count && blobs[i].size <= max; i++)
+		;
+	if (i == count)
+		return true;
+	errors.count = 0;
+	errors.size = 0;
+	for (i = 0; i < count; i++) {
+		snprintf(path, sizeof(path), "records.%u.member.data", i + 1);
+		kinesis_data_check(&errors, path, blobs[i].size, max);
+	}
+	return !kv_errors_reply(r->call, &errors);
+}
+
 void
 kinesis_put_record(struct kinesis_req *r)
 {
@@ -533,6 +591,10 @@ kinesis_put_record(struct kinesis_req *r)
 	s = kinesis_put_stream(k, call, &r->v[PUT_RECORD_STREAM_NAME], &r->v[PUT_RECORD_STREAM_ARN]);
 	if (s == NULL)
 		return;
+	if (data->size > kinesis_record_data_max(k, s)) {
+		kinesis_data_refuse(call, "data", (uint32_t)data->size, kinesis_record_data_max(k, s));
+		return;
+	}
 	/*
 	 * Honoured by construction: a reply means durable, so later puts sort after it. Checked
 	 * as AWS does: any version it reads, with times not in the future.
@@ -612,14 +674,9 @@ kinesis_records_check(struct kinesis_req *r, const cJSON *item, struct kv_errors
 		snprintf(path, sizeof(path), "records.%u.member.data", i + 1);
 		if (data == NULL || cJSON_IsNull(data)) {
 			kv_errors_add(errors, "null", false, path, "Member must not be null");
-		} else if (i < KINESIS_PUT_RECORDS_MAX &&
-			   blobs[i].size > SLUICE_RECORD_DATA_SIZE_MAX) {
-			char rendered[96];
-
-			snprintf(rendered, sizeof(rendered), "java.nio.HeapByteBuffer[pos=0 lim=%u "
-				 "cap=%u]", blobs[i].size, blobs[i].size);
-			kv_errors_add(errors, rendered, true, path, "Member must have length less "
-				      "than or equal to 1048576");
+		} else if (i < KINESIS_PUT_RECORDS_MAX) {
+			kinesis_data_check(errors, path, blobs[i].size,
+					   SLUICE_RECORD_DATA_SIZE_LARGE_MAX);
 		}
 		snprintf(path, sizeof(path), "records.%u.member.explicitHashKey", i + 1);
 		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "ExplicitHashKey"),
@@ -630,7 +687,8 @@ kinesis_records_check(struct kinesis_req *r, const cJSON *item, struct kv_errors
 
 /* Fills the put's records from a validated Records list; replies and fails on a bad one. */
 static int
-kinesis_records_load(struct kinesis_req *r, const cJSON *records, uint32_t *count_out)
+kinesis_records_load(struct kinesis_req *r, const struct kinesis_stream *s,
+		     const cJSON *records, uint32_t *count_out)
 {
 	struct kinesis *k = r->k;
 	struct api_call *call = r->call;
@@ -638,6 +696,9 @@ kinesis_records_load(struct kinesis_req *r, const cJSON *records, uint32_t *coun
 	const cJSON *rec;
 	uint64_t total = 0;
 	uint32_t i = 0;
+
+	if (!kinesis_records_fit(r, s, (uint32_t)cJSON_GetArraySize(records)))
+		return -EINVAL;
 
 	cJSON_ArrayForEach(rec, records) {
 		const cJSON *key = cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey");
@@ -732,6 +793,6 @@ kinesis_put_records(struct kinesis_req *r)
 
 	s = kinesis_put_stream(r->k, r->call, &r->v[PUT_RECORDS_STREAM_NAME],
 			       &r->v[PUT_RECORDS_STREAM_ARN]);
-	if (s != NULL && kinesis_records_load(r, r->v[PUT_RECORDS_RECORDS].json, &count) == 0)
+	if (s != NULL && kinesis_records_load(r, s, r->v[PUT_RECORDS_RECORDS].json, &count) == 0)
 		kinesis_put_start(r, s, count, true);
 }

@@ -255,9 +255,9 @@ kinesis_disable_monitoring(struct kinesis_req *r)
 /* ---- The largest record ------------------------------------------------------ */
 
 /*
- * Stored and shown; records are still bounded by SLUICE_RECORD_DATA_SIZE_MAX
- * (1 MiB) end to end until the log, the request limits and GetRecords take
- * 10 MiB records (docs/API.md).
+ * PutRecord and PutRecords then take records up to the new size (the log's batch
+ * must hold one: refused otherwise, before anything changes); GetRecords and
+ * SubscribeToShard serve them whole.
  */
 void
 kinesis_update_max_record_size(struct kinesis_req *r)
@@ -267,7 +267,8 @@ kinesis_update_max_record_size(struct kinesis_req *r)
 	struct kinesis_stream *s;
 
 	s = kinesis_stream_resolve(r->k, r->call, &no_name, &r->v[MAX_RECORD_SIZE_STREAM_ARN]);
-	if (s == NULL || !kinesis_settings_admit(r, s))
+	if (s == NULL || !kinesis_settings_admit(r, s) ||
+	    !kinesis_record_size_admit(r->k, r->call, kib))
 		return;
 	if (metadata_setting_set(r->k->md, s->stream_id, METADATA_MAX_RECORD_KIB, kib) != 0) {
 		kinesis_internal_error(r->call);

@@ -164,9 +164,11 @@ kinesis_stream_lookup(struct kinesis *k, struct api_call *call, const struct kv_
 	/*
 	 * Every way to a stream passes here, so the access check does too: another
 	 * account's principal is answered AccessDeniedException before any other
-	 * check of the request, and learns nothing of which streams exist.
+	 * check of the request, and learns nothing of which streams exist. A
+	 * consumer operation checks the consumer's policy once it is found.
 	 */
-	if (ref->stream != NULL && !kinesis_authorize(k, call, ref->stream, NULL, NULL))
+	if (ref->stream != NULL && !k->authz.consumer &&
+	    !kinesis_authorize(k, call, ref->stream, NULL, NULL))
 		return -EACCES;
 	if (ref->stream == NULL && !kinesis_authorize_missing(k, call, ref->name, ref->size))
 		return -EACCES;
@@ -189,6 +191,32 @@ kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv
 		kinesis_error(call, "ResourceNotFoundException", "Stream %.*s under account %s not "
 			      "found.", (int)ref.size, ref.name, k->config.account_id);
 	return ref.stream;
+}
+
+uint32_t
+kinesis_record_data_max(const struct kinesis *k, const struct kinesis_stream *s)
+{
+	uint32_t max = s->max_record_kib * 1024u;
+
+	/* Any configured batch holds 1 MiB (CONFIG_LOG_BATCH_KB_MIN): only larger ones are checked. */
+	if (max <= SLUICE_RECORD_DATA_SIZE_MAX ||
+	    log_batch_size_for_record(max) > k->config.log_batch_size_kb * 1024u)
+		return SLUICE_RECORD_DATA_SIZE_MAX;
+	return max;
+}
+
+bool
+kinesis_record_size_admit(struct kinesis *k, struct api_call *call, uint32_t kib)
+{
+	uint32_t need = log_batch_size_for_record(kib * 1024u);
+	uint32_t need_kb = (need + 1023u) / 1024u;
+
+	if (need <= k->config.log_batch_size_kb * 1024u)
+		return true;
+	kinesis_error(call, "InvalidArgumentException", "MaxRecordSizeInKiB %u does not fit this "
+		      "endpoint's log batches: set [log] batch_size_kb to at least %u (it is %u).",
+		      kib, need_kb, k->config.log_batch_size_kb);
+	return false;
 }
 
 int
@@ -397,6 +425,10 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 			return;
 		}
 	}
+	if (r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].json != NULL &&
+	    !kinesis_record_size_admit(k, call,
+				       (uint32_t)r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].number))
+		return;
 	s = kinesis_stream_slot(k);
 	rc = kinesis_stream_build(k, s, name, count, mode, kinesis_now_ms(r->req));
 	if (rc == 0 && r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].json != NULL)

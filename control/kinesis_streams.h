@@ -90,10 +90,26 @@ KV_SHAPE_ENUM(ACCOUNT_SETTINGS);
 /* AWS: records of 1 MiB by default, up to 10 MiB (MaxRecordSizeInKiB). */
 #define KINESIS_MAX_RECORD_KIB_MIN 1024
 #define KINESIS_MAX_RECORD_KIB_MAX 10240
+static_assert(KINESIS_MAX_RECORD_KIB_MAX * 1024u == SLUICE_RECORD_DATA_SIZE_LARGE_MAX &&
+	      KINESIS_MAX_RECORD_KIB_MIN * 1024u == SLUICE_RECORD_DATA_SIZE_MAX,
+	      "MaxRecordSizeInKiB spans what the log stores");
 /* AWS: warm throughput up to 10 GiB/s per on-demand stream. */
 #define KINESIS_WARM_MIBPS_MAX 10240u
 /* AWS: a minimum throughput billing commitment lasts at least 24 hours. */
 #define KINESIS_COMMITMENT_MIN_MS (24ull * 3600 * 1000)
+
+/*
+ * The largest Data a record of stream `s` may carry: its MaxRecordSizeInKiB, or
+ * 1 MiB when the log's batch no longer holds that (a restart with a smaller
+ * [log] batch_size_kb): refused as too large, not failed in the log.
+ */
+uint32_t kinesis_record_data_max(const struct kinesis *k, const struct kinesis_stream *s);
+/*
+ * Whether this endpoint's log batch holds a record of `kib` KiB (CreateStream's
+ * and UpdateMaxRecordSize's MaxRecordSizeInKiB); false after answering
+ * InvalidArgumentException naming [log] batch_size_kb and the value needed.
+ */
+bool kinesis_record_size_admit(struct kinesis *k, struct api_call *call, uint32_t kib);
 
 kv_nested_check_fn kinesis_metrics_check;
 kv_nested_types_fn kinesis_commitment_types;

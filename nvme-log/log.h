@@ -146,6 +146,13 @@ struct log_batch *log_batch_get(struct log_producer *producer);
  */
 int log_batch_add(struct log_batch *batch, const struct log_record_in *record);
 /*
+ * The smallest batch_size whose empty batch takes a record of `data_size` bytes
+ * with the largest partition key and an explicit hash key (what log_batch_add()
+ * refuses with -EMSGSIZE otherwise): for checking a record size limit against
+ * the configuration before records of that size arrive.
+ */
+uint32_t log_batch_size_for_record(uint32_t data_size);
+/*
  * Appends `count` records already in the log's encoding (common/record_wire.h)
  * with one copy: a shard-grouped frame's record block. Each record's arrival
  * delta must be 0, so it arrives with the batch's base arrival (arrival_ns

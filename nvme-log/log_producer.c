@@ -252,6 +252,13 @@ log_batch_get(struct log_producer *producer)
 	return batch;
 }
 
+uint32_t
+log_batch_size_for_record(uint32_t data_size)
+{
+	return LOG_BATCH_HEADER_SIZE + LOG_BATCH_TRAILER_SIZE +
+	       log_record_size_max(SLUICE_PARTITION_KEY_SIZE_MAX, true, data_size);
+}
+
 /*
  * Records leave room for an encryption trailer in every batch: whether the
  * batch is encrypted is known only at submit (its shard's stream).

@@ -97,6 +97,25 @@ static const struct policy_case cases[] = {
 	/* Consumer ARNs are resources like any other. */
 	{ STMT("Allow", BOB_AWS, "\"kinesis:SubscribeToShard\"", "\"" ORDERS "/consumer/*\""), BOB,
 	  "kinesis:SubscribeToShard", ORDERS "/consumer/app:1700000000", 0 },
+	/* A consumer's policy naming its own ARN: another consumer, or the stream, is not it. */
+	{ STMT("Allow", BOB_AWS, "[\"kinesis:SubscribeToShard\",\"kinesis:DescribeStreamConsumer\"]",
+	       "\"" ORDERS "/consumer/app:1700000000\""), BOB, "kinesis:DescribeStreamConsumer",
+	  ORDERS "/consumer/app:1700000000", 0 },
+	{ STMT("Allow", BOB_AWS, "[\"kinesis:SubscribeToShard\",\"kinesis:DescribeStreamConsumer\"]",
+	       "\"" ORDERS "/consumer/app:1700000000\""), BOB, "kinesis:DeregisterStreamConsumer",
+	  ORDERS "/consumer/app:1700000000", 'i' },
+	{ STMT("Allow", BOB_AWS, "\"kinesis:SubscribeToShard\"",
+	       "\"" ORDERS "/consumer/app:1700000000\""), BOB, "kinesis:SubscribeToShard",
+	  ORDERS "/consumer/app:1700000001", 'i' },
+	{ STMT("Allow", BOB_AWS, "\"kinesis:SubscribeToShard\"",
+	       "\"" ORDERS "/consumer/app:1700000000\""), BOB, "kinesis:SubscribeToShard",
+	  ORDERS, 'i' },
+	/* A stream policy's `stream/orders*` wildcard also covers its consumers' ARNs. */
+	{ STMT("Allow", BOB_AWS, "\"kinesis:DescribeStreamConsumer\"", "\"" ORDERS "*\""), BOB,
+	  "kinesis:DescribeStreamConsumer", ORDERS "/consumer/app:1700000000", 0 },
+	{ STMT("Deny", BOB_AWS, "\"kinesis:SubscribeToShard\"",
+	       "\"" ORDERS "/consumer/app:1700000000\""), BOB, "kinesis:SubscribeToShard",
+	  ORDERS "/consumer/app:1700000000", 'x' },
 };
 
 static struct policy compiled;

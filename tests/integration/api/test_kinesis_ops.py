@@ -41,6 +41,9 @@ ALL_METRICS = ["IncomingBytes", "IncomingRecords", "OutgoingBytes", "OutgoingRec
                "WriteProvisionedThroughputExceeded", "ReadProvisionedThroughputExceeded",
                "IteratorAgeMilliseconds"]
 ACCOUNT = "000000000000"
+# A log whose batches hold a 10 MiB record (the default, 1088 KiB, holds 1 MiB ones).
+BIG_LOG = ["--set", "log.batch_size_kb=10304", "--set", "log.segment_size_mb=64"]
+MIB = 1024 * 1024
 DAY_S = 24 * 3600
 
 
@@ -154,6 +157,88 @@ def monitoring(kc, name, arn):
     return want
 
 
+def batch_too_small(kc, name, arn):
+    """With the default log batch, no stream may take records its batches cannot hold."""
+    for fn, kwargs in ((kc.update_max_record_size, dict(StreamARN=arn, MaxRecordSizeInKiB=4096)),
+                       (kc.create_stream, dict(StreamName="big", ShardCount=1,
+                                               MaxRecordSizeInKiB=2048))):
+        msg = expect_error("InvalidArgumentException", fn, **kwargs)
+        want = kwargs["MaxRecordSizeInKiB"]
+        check(msg.startswith("MaxRecordSizeInKiB %d does not fit this endpoint's log batches: "
+                             "set [log] batch_size_kb to at least %d (it is 1088)." % (
+                                 want, want + 1)), msg)
+    check(summary(kc, name)["MaxRecordSizeInKiB"] == 1024, "refused: unchanged")
+    check("big" not in kc.list_streams()["StreamNames"], "refused: no stream made")
+    print("MaxRecordSizeInKiB above what [log] batch_size_kb holds: refused: ok")
+
+
+def read_shard(kc, name):
+    it = kc.get_shard_iterator(StreamName=name, ShardId="shardId-000000000000",
+                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    got = []
+    for _ in range(20):
+        out = kc.get_records(ShardIterator=it)
+        got += [r["Data"] for r in out["Records"]]
+        it = out["NextShardIterator"]
+        if not out["Records"] and out["MillisBehindLatest"] == 0:
+            break
+    return got
+
+
+def subscribed(kc, arn, want):
+    """The records a SubscribeToShard (TRIM_HORIZON) delivers, until `want` of them."""
+    consumer = kc.register_stream_consumer(StreamARN=arn, ConsumerName="large")[
+        "Consumer"]["ConsumerARN"]
+    for _ in range(400):
+        if kc.describe_stream_consumer(ConsumerARN=consumer)[
+                "ConsumerDescription"]["ConsumerStatus"] == "ACTIVE":
+            break
+        time.sleep(0.05)
+    got = []
+    r = kc.subscribe_to_shard(ConsumerARN=consumer, ShardId="shardId-000000000000",
+                              StartingPosition={"Type": "TRIM_HORIZON"})
+    for event in r["EventStream"]:
+        got += [rec["Data"] for rec in event["SubscribeToShardEvent"]["Records"]]
+        if len(got) >= want:
+            break
+    r["EventStream"].close()
+    kc.deregister_stream_consumer(ConsumerARN=consumer)
+    return got
+
+
+def large_records(kc):
+    """Records up to the stream's MaxRecordSizeInKiB, written and read back whole."""
+    kc.create_stream(StreamName="large", ShardCount=1)
+    base.wait_active(kc, "large")
+    arn = summary(kc, "large")["StreamARN"]
+    one = os.urandom(MIB)
+    validation(kc.put_record, "Value 'java.nio.HeapByteBuffer[pos=0 lim=1048577 cap=1048577]' "
+               "at 'data' failed to satisfy constraint: Member must have length less than or "
+               "equal to 1048576", StreamName="large", PartitionKey="k", Data=one + b"+")
+    validation(kc.put_records, "at 'records.2.member.data' failed to satisfy constraint: Member "
+               "must have length less than or equal to 1048576", StreamName="large",
+               Records=[{"PartitionKey": "k", "Data": b"a"},
+                        {"PartitionKey": "k", "Data": one + b"+"}])
+    kc.put_record(StreamName="large", PartitionKey="k", Data=one)
+    kc.update_max_record_size(StreamARN=arn, MaxRecordSizeInKiB=10240)
+    wait_status(kc, "large", "ACTIVE")
+    two = os.urandom(2 * MIB + 1)
+    ten = os.urandom(10 * MIB)
+    kc.put_records(StreamName="large", Records=[{"PartitionKey": "k", "Data": two}])
+    kc.put_record(StreamName="large", PartitionKey="k", Data=ten)
+    validation(kc.put_record, "lim=10485761 cap=10485761]' at 'data' failed to satisfy "
+               "constraint: Member must have length less than or equal to 10485760",
+               StreamName="large", PartitionKey="k", Data=ten + b"+")
+    got = read_shard(kc, "large")
+    check([len(d) for d in got] == [MIB, 2 * MIB + 1, 10 * MIB] and got == [one, two, ten],
+          "GetRecords read back %r" % [len(d) for d in got])
+    got = subscribed(kc, arn, 3)
+    check([len(d) for d in got] == [MIB, 2 * MIB + 1, 10 * MIB] and got == [one, two, ten],
+          "SubscribeToShard delivered %r" % [len(d) for d in got])
+    kc.delete_stream(StreamName="large", EnforceConsumerDeletion=True)
+    print("records up to 10 MiB through PutRecord(s), GetRecords, SubscribeToShard: ok")
+
+
 def max_record_size(kc, name, arn):
     check(summary(kc, name)["MaxRecordSizeInKiB"] == 1024, "default MaxRecordSizeInKiB")
     kc.update_max_record_size(StreamARN=arn, MaxRecordSizeInKiB=4096)
@@ -238,6 +323,15 @@ def after_restart(kc, name, od, metrics, started):
     print("settings survive a restart: ok")
 
 
+def smaller_batch(kc, name):
+    """Restarted with batches of 1088 KiB, a stream set to 4096 KiB takes 1 MiB records."""
+    check(summary(kc, name)["MaxRecordSizeInKiB"] == 4096, "the setting is kept")
+    validation(kc.put_record, "Member must have length less than or equal to 1048576",
+               StreamName=name, PartitionKey="k", Data=b"x" * (MIB + 1))
+    kc.put_record(StreamName=name, PartitionKey="k", Data=b"x" * MIB)
+    print("a stream's MaxRecordSizeInKiB above a smaller [log] batch_size_kb: 1 MiB: ok")
+
+
 def parity(kc, name):
     """Issue 12's differences from AWS's answers, end to end (the rest are unit-tested)."""
     put = kc.put_record(StreamName=name, PartitionKey="k", Data=b"x")
@@ -279,12 +373,20 @@ def main():
         arn = summary(kc, name)["StreamARN"]
         tags_by_arn(kc, name, arn)
         metrics = monitoring(kc, name, arn)
+        batch_too_small(kc, name, arn)
+        srv.stop()
+        srv.start(*BIG_LOG)
+        kc = base.client(srv)
         max_record_size(kc, name, arn)
+        large_records(kc)
         parity(kc, name)
         started = warm_throughput(kc, name, od, summary(kc, od)["StreamARN"])
         srv.stop()
-        srv.start()
+        srv.start(*BIG_LOG)
         after_restart(base.client(srv), name, od, metrics, started)
+        srv.stop()
+        srv.start()
+        smaller_batch(base.client(srv), name)
         srv.stop()
         print("PASS in %.1fs" % (time.time() - t0))
     finally:

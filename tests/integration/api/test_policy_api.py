@@ -12,7 +12,9 @@ with botocore's SigV4QueryAuth accepted, and refused once expired or altered;
 a table of allow/deny cases across two accounts' principals (boto3 with each
 key) under policies set with Put/Get/DeleteResourcePolicy (botocore-signed
 raw requests: Debian's botocore 1.29 model predates these operations), their
-validation and texts, a deny-all policy the root can still remove,
+validation and texts, a deny-all policy the root can still remove, a
+consumer's own policy (SubscribeToShard and DescribeStreamConsumer for another
+account, the stream's policy not applying, removed on deregistration),
 persistence across a restart, and a policy deleted with its stream.
 Uses its own temp dir and free ports; stops only its own PIDs.
 """
@@ -344,6 +346,102 @@ def test_policy_operations(srv, root, bob):
     root.describe_stream_summary(StreamName="logs")
 
 
+def wait_consumer_active(kc, arn):
+    end = time.time() + 60
+    while time.time() < end:
+        if kc.describe_stream_consumer(ConsumerARN=arn)[
+                "ConsumerDescription"]["ConsumerStatus"] == "ACTIVE":
+            return
+        time.sleep(0.05)
+    raise SystemExit("FAIL: consumer %s never ACTIVE" % arn)
+
+
+def first_records(kc, arn):
+    """The records of the first SubscribeToShardEvent that has any (TRIM_HORIZON)."""
+    r = kc.subscribe_to_shard(ConsumerARN=arn, ShardId="shardId-000000000000",
+                              StartingPosition={"Type": "TRIM_HORIZON"})
+    try:
+        for event in r["EventStream"]:
+            records = event.get("SubscribeToShardEvent", {}).get("Records", [])
+            if records:
+                return [rec["Data"] for rec in records]
+    finally:
+        r["EventStream"].close()
+    raise SystemExit("FAIL: the subscription of %s ended without records" % arn)
+
+
+def test_consumer_policy(srv, root, alice, bob):
+    """A consumer's own policy decides who reads it; the stream's does not; it goes with it."""
+    arn = root.register_stream_consumer(StreamARN=ORDERS, ConsumerName="bobs")[
+        "Consumer"]["ConsumerARN"]
+    wait_consumer_active(root, arn)
+    by_name = dict(StreamARN=ORDERS, ConsumerName="bobs")
+    # No consumer policy: bob (whom orders' policy lets read the stream) may not use it.
+    msg = expect_error("AccessDeniedException", bob.describe_stream_consumer, ConsumerARN=arn)
+    check(msg == denied_text(BOB, "DescribeStreamConsumer", arn), msg)
+    expect_error("AccessDeniedException", bob.describe_stream_consumer, **by_name)
+    msg = expect_error("AccessDeniedException", bob.subscribe_to_shard, ConsumerARN=arn,
+                       ShardId="shardId-000000000000",
+                       StartingPosition={"Type": "TRIM_HORIZON"})
+    check(msg == denied_text(BOB, "SubscribeToShard", arn), msg)
+    # A consumer that does not exist: denied to bob (nothing confirmed), not found for alice.
+    expect_error("AccessDeniedException", bob.describe_stream_consumer,
+                 ConsumerARN=ORDERS + "/consumer/nosuch:1")
+    expect_error("AccessDeniedException", bob.describe_stream_consumer,
+                 StreamARN=ORDERS, ConsumerName="nosuch")
+    expect_error("ResourceNotFoundException", alice.describe_stream_consumer,
+                 ConsumerARN=ORDERS + "/consumer/nosuch:1")
+    out = ok(srv, "AKIDALICE", "GetResourcePolicy", {"ResourceARN": arn})
+    check(out == {"Policy": "{}"}, "a new consumer has no policy: %s" % out)
+    refused(srv, "AKIDBOB", "PutResourcePolicy", {"ResourceARN": arn, "Policy": policy(
+        stmt("Allow", "*", "kinesis:*"))}, "AccessDeniedException")
+    # The consumer's policy: bob subscribes and describes, nothing more.
+    text = policy(stmt("Allow", {"AWS": BOB}, ["kinesis:SubscribeToShard",
+                                               "kinesis:DescribeStreamConsumer"], arn),
+                  stmt("Deny", {"AWS": ALICE}, "kinesis:SubscribeToShard", arn))
+    ok(srv, "AKIDROOT", "PutResourcePolicy", {"ResourceARN": arn, "Policy": text})
+    out = ok(srv, "AKIDALICE", "GetResourcePolicy", {"ResourceARN": arn})
+    check(out == {"Policy": text}, "consumer policy read back: %s" % out)
+    check(ok(srv, "AKIDROOT", "GetResourcePolicy", {"ResourceARN": ORDERS})["Policy"] != text,
+          "the stream's policy is another one")
+    got = bob.describe_stream_consumer(ConsumerARN=arn)["ConsumerDescription"]
+    check(got["ConsumerARN"] == arn, "bob describes the consumer: %s" % got)
+    bob.describe_stream_consumer(**by_name)
+    check(first_records(bob, arn) == [b"a1", b"b1", b"b2"], "bob subscribes to the consumer")
+    expect_error("AccessDeniedException", bob.deregister_stream_consumer, ConsumerARN=arn)
+    expect_error("AccessDeniedException", bob.list_stream_consumers, StreamARN=ORDERS)
+    msg = expect_error("AccessDeniedException", alice.subscribe_to_shard, ConsumerARN=arn,
+                       ShardId="shardId-000000000000",
+                       StartingPosition={"Type": "TRIM_HORIZON"})
+    check(msg == denied_text(ALICE, "SubscribeToShard", arn, explicit=True), msg)
+    alice.describe_stream_consumer(ConsumerARN=arn)
+    # Delete and put again; deregistering the consumer removes its policy.
+    ok(srv, "AKIDROOT", "DeleteResourcePolicy", {"ResourceARN": arn})
+    expect_error("AccessDeniedException", bob.describe_stream_consumer, ConsumerARN=arn)
+    ok(srv, "AKIDROOT", "PutResourcePolicy", {"ResourceARN": arn, "Policy": text})
+    root.deregister_stream_consumer(ConsumerARN=arn)
+    # DELETING (or already gone): no policy may be put on it.
+    status, _, out = call(srv, "AKIDROOT", "PutResourcePolicy", {"ResourceARN": arn,
+                                                                 "Policy": text})
+    check(out.get("__type") in ("ResourceInUseException", "ResourceNotFoundException"),
+          "policy put on a deregistered consumer: %d %s" % (status, out))
+    end = time.time() + 60
+    while time.time() < end:
+        status, _, out = call(srv, "AKIDROOT", "GetResourcePolicy", {"ResourceARN": arn})
+        if out.get("__type") == "ResourceNotFoundException":
+            break
+        time.sleep(0.05)
+    else:
+        raise SystemExit("FAIL: consumer %s never went" % arn)
+    again = root.register_stream_consumer(StreamARN=ORDERS, ConsumerName="bobs")[
+        "Consumer"]["ConsumerARN"]
+    wait_consumer_active(root, again)
+    out = ok(srv, "AKIDROOT", "GetResourcePolicy", {"ResourceARN": again})
+    check(out == {"Policy": "{}"}, "a consumer registered again has no policy: %s" % out)
+    expect_error("AccessDeniedException", bob.describe_stream_consumer, ConsumerARN=again)
+    root.deregister_stream_consumer(ConsumerARN=again)
+
+
 def test_persistence(srv, bob_key):
     """A policy survives a restart; deleting its stream deletes it."""
     text = policy(stmt("Allow", {"AWS": "444455556666"}, "kinesis:DescribeStreamSummary"))
@@ -397,6 +495,7 @@ def main():
         test_no_policy(srv, bob, alice)
         test_policy_table(srv, root, alice, bob)
         test_policy_operations(srv, root, bob)
+        test_consumer_policy(srv, root, alice, bob)
         test_persistence(srv, ("AKIDBOB", KEYS["AKIDBOB"]))
         test_reload_keeps_principals(srv, tmp, client(srv, "AKIDBOB", KEYS["AKIDBOB"]))
         srv.stop()
