@@ -870,8 +870,8 @@ static const struct metrics_shard_family metrics_shard_families[] = {
 	  "ReadProvisionedThroughputExceeded).",
 	  KINESIS_METRIC_READ_THROTTLED, MSH(read_exceeded), 1 },
 	{ "sluice_shard_iterator_age_seconds", "gauge",
-	  "How far behind the shard's tail the latest read was (CloudWatch shard-level "
-	  "IteratorAgeMilliseconds).",
+	  "How far behind the shard's tail the latest GetRecords read (CloudWatch "
+	  "shard-level IteratorAgeMilliseconds).",
 	  KINESIS_METRIC_ITERATOR_AGE, MSH(iterator_age_ms), 1e-3 },
 };
 
