@@ -400,20 +400,35 @@ metrics_reshard_note(const struct metrics_reshard *event)
 	__atomic_store_n(&metrics_reshards_next, seq + 1, __ATOMIC_RELEASE);
 }
 
+/*
+ * The reader's side of every versioned table here: copies `size` bytes (whole
+ * words) from `src` while `*version` holds one non-zero value, and returns it;
+ * 0 when the entry is free or was rewritten while copying (the copy is torn).
+ */
+static uint64_t
+metrics_copy_versioned(const uint64_t *version, const void *src, void *dst, size_t size)
+{
+	const uint64_t *from = src;
+	uint64_t *to = dst;
+	uint64_t v = __atomic_load_n(version, __ATOMIC_ACQUIRE);
+
+	assert(size % 8 == 0);
+	if (v == 0)
+		return 0;
+	for (size_t w = 0; w < size / 8; w++)
+		to[w] = __atomic_load_n(&from[w], __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(version, __ATOMIC_RELAXED) == v ? v : 0;
+}
+
 /* Event `seq` into *out when its slot still holds it, whole. */
 static bool
 metrics_reshard_copy(uint64_t seq, struct metrics_reshard *out)
 {
 	const struct metrics_reshard_slot *slot = &metrics_reshards[seq % METRICS_RESHARDS_MAX];
-	const uint64_t *src = (const uint64_t *)(const void *)&slot->event;
-	uint64_t *dst = (uint64_t *)(void *)out;
 
-	if (__atomic_load_n(&slot->seq_plus1, __ATOMIC_ACQUIRE) != seq + 1)
-		return false;
-	for (size_t w = 0; w < sizeof(*out) / 8; w++)
-		dst[w] = __atomic_load_n(&src[w], __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	return __atomic_load_n(&slot->seq_plus1, __ATOMIC_RELAXED) == seq + 1;
+	return metrics_copy_versioned(&slot->seq_plus1, &slot->event, out, sizeof(*out)) ==
+	       seq + 1;
 }
 
 uint32_t
@@ -484,17 +499,10 @@ static bool
 metrics_stream_copy(uint32_t i, struct metrics_stream *copy)
 {
 	const struct metrics_stream *m = &metrics_streams[i];
-	const uint64_t *src = (const uint64_t *)(const void *)m;
-	uint64_t *dst = (uint64_t *)(void *)copy;
-	uint64_t id = __atomic_load_n(&m->stream_id_plus1, __ATOMIC_ACQUIRE);
+	uint64_t id = metrics_copy_versioned(&m->stream_id_plus1, m, copy, sizeof(*m));
 
 	static_assert(sizeof(*m) % 8 == 0, "a slot is whole words");
 	if (id == 0)
-		return false;
-	for (size_t w = 0; w < sizeof(*m) / 8; w++)
-		dst[w] = __atomic_load_n(&src[w], __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (__atomic_load_n(&m->stream_id_plus1, __ATOMIC_RELAXED) != id)
 		return false;
 	((char *)copy->name_words)[sizeof(copy->name_words) - 1] = '\0';
 	copy->stream_id_plus1 = id;
@@ -800,17 +808,9 @@ metrics_render_ready(bool dataplane_enabled, struct metrics_out *out)
 static bool
 metrics_shard_copy(uint32_t i, struct metrics_shard *copy)
 {
-	const uint64_t *src = (const uint64_t *)(const void *)&metrics_shards[i];
-	uint64_t *dst = (uint64_t *)(void *)copy;
-	uint64_t claim = __atomic_load_n(&metrics_shards[i].claim, __ATOMIC_ACQUIRE);
-
 	static_assert(sizeof(*copy) % 8 == 0, "a slot is whole words");
-	if (claim == 0)
-		return false;
-	for (size_t w = 0; w < sizeof(*copy) / 8; w++)
-		dst[w] = __atomic_load_n(&src[w], __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	return __atomic_load_n(&metrics_shards[i].claim, __ATOMIC_RELAXED) == claim;
+	return metrics_copy_versioned(&metrics_shards[i].claim, &metrics_shards[i], copy,
+				      sizeof(*copy)) != 0;
 }
 
 /* `stream="...",shard="shardId-..."` of a copied series; false when its stream is gone. */
@@ -820,12 +820,8 @@ metrics_shard_labels(const struct metrics_shard *c, char *buf, size_t size)
 	const struct metrics_stream *st = &metrics_streams[c->stream_slot];
 	uint64_t words[METRICS_NAME_WORDS];
 
-	if (__atomic_load_n(&st->stream_id_plus1, __ATOMIC_ACQUIRE) != c->stream_id + 1)
-		return false;
-	for (uint32_t w = 0; w < METRICS_NAME_WORDS; w++)
-		words[w] = __atomic_load_n(&st->name_words[w], __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (__atomic_load_n(&st->stream_id_plus1, __ATOMIC_RELAXED) != c->stream_id + 1)
+	if (metrics_copy_versioned(&st->stream_id_plus1, st->name_words, words, sizeof(words)) !=
+	    c->stream_id + 1)
 		return false;
 	((char *)words)[sizeof(words) - 1] = '\0';
 	/* The ShardId kinesis_shard_id_format() writes (not linked with this file's tests). */

@@ -2,8 +2,9 @@
  * metrics.h - private to control/: the figures an operator watches, kept
  * where they happen and read by the admin listener (admin.c) without a lock.
  *
- * Writers: the API server thread records per-operation replies and per-stream
- * puts and reads (the Kinesis actions run on it); main() records readiness.
+ * Writers: the API server thread records per-operation replies, per-stream and
+ * per-shard puts and reads, and the fan-out counters (the Kinesis actions and
+ * the streaming answers run on it); main() records readiness.
  * Every counter has that one writer and is updated with a relaxed load and
  * store (common/hist.h): no locked instruction on the request path.
  * Reader: the admin thread, at any time, with relaxed loads. A stream's slot
@@ -11,7 +12,8 @@
  * and after copying a slot has a slot of one stream (ids are never reused).
  *
  * Memory: fixed tables (SLUICE_STREAMS_MAX stream slots, METRICS_API_OPS_MAX
- * operations), in static storage: nothing is allocated.
+ * operations, METRICS_SHARD_SERIES_MAX shard series), in static storage: nothing
+ * is allocated.
  */
 #ifndef SLUICE_CONTROL_METRICS_H
 #define SLUICE_CONTROL_METRICS_H
