@@ -106,6 +106,7 @@ struct kinesis_shard {
 	/* Auto-scaling (kinesis_autoscale.c): durable seq at the last look, rate since. */
 	uint64_t scale_seq;
 	uint64_t scale_rate;
+	uint32_t metrics_series;  /* Its shard-level series (metrics_shard_record's cache). */
 };
 
 struct kinesis_stream {
@@ -285,6 +286,14 @@ int kinesis_log_retention(struct kinesis *k, uint32_t stream_id, uint32_t hours)
 
 /* kinesis_shards.c: shard ids and routing. */
 void kinesis_shard_id_format(uint32_t index, char buf[KINESIS_SHARD_ID_SIZE]);
+struct metrics_stream_ref;
+struct metrics_shard_add;
+/*
+ * Adds to the shard-level series of shard add->shard_index of `s`; the caller
+ * checks s->shard_metrics != 0 first (streams without monitoring pay that test).
+ */
+void kinesis_shard_metrics(struct kinesis_stream *s, const struct metrics_stream_ref *ref,
+			   const struct metrics_shard_add *add);
 /* AWS's lenient ShardId parsing: digits after the first '-'. -EINVAL if none. */
 int kinesis_shard_id_parse(const char *text, size_t size, uint32_t *index_out);
 struct kinesis_shard *kinesis_shard_route(struct kinesis_stream *s, hashkey_t key);

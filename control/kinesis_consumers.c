@@ -40,6 +40,7 @@
 #include "common/diag.h"
 #include "common/eventstream.h"
 #include "control/kinesis.h"
+#include "control/metrics.h"
 #include "control/policy_store.h"
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
@@ -90,10 +91,7 @@ struct kinesis_fanout {
 	uint32_t subs_high;      /* No slot at or above this index is in use. */
 	struct api_out event;    /* One event being built: prelude, headers, JSON, CRC. */
 	uint64_t (*mono_ns)(void);
-	/* Counters (also what the benchmark and tests read). */
-	uint64_t events_sent;
-	uint64_t records_sent;
-	uint64_t events_refused;
+	/* Counters: metrics_fanout_add() (/metrics). */
 };
 
 /* ---- Consumers ------------------------------------------------------------ */
@@ -510,6 +508,8 @@ kinesis_subscription_free(struct kinesis_subscription *sub)
 {
 	struct kinesis_fanout *f = sub->k->fanout;
 
+	if (sub->call != NULL)
+		metrics_fanout_add(METRICS_FANOUT_SUBSCRIPTIONS_FINISHED, 1);
 	sub->call = NULL;
 	while (f->subs_high > 0 && f->subs[f->subs_high - 1].call == NULL)
 		f->subs_high--;
@@ -614,6 +614,28 @@ kinesis_event_build(struct kinesis *k, struct kinesis_stream *s, struct kinesis_
 	return rc;
 }
 
+/* One event sent: the fan-out counters, and the shard's series when monitored. */
+static void
+kinesis_subscription_metrics(struct kinesis *k, struct kinesis_stream *s,
+			     const struct kinesis_shard *sh, const struct kinesis_records_read *res)
+{
+	metrics_fanout_add(METRICS_FANOUT_EVENTS, 1);
+	metrics_fanout_add(METRICS_FANOUT_RECORDS, res->count);
+	metrics_fanout_add(METRICS_FANOUT_BYTES, res->data_bytes);
+	if (s->shard_metrics != 0) {
+		struct metrics_stream_ref ref = {
+			.slot = (uint32_t)(s - k->streams), .stream_id = s->stream_id,
+			.name = s->name,
+		};
+		struct metrics_shard_add add = {
+			.shard_index = sh->index, .enabled = s->shard_metrics,
+			.outgoing_records = res->count, .outgoing_bytes = res->data_bytes,
+		};
+
+		kinesis_shard_metrics(s, &ref, &add);
+	}
+}
+
 static enum kinesis_pump
 kinesis_subscription_pump(struct kinesis_subscription *sub, uint64_t mono_ns)
 {
@@ -652,13 +674,12 @@ kinesis_subscription_pump(struct kinesis_subscription *sub, uint64_t mono_ns)
 		sub->last_arrival_ns = arrival_before;
 		sub->blocked = rc == -EAGAIN;
 		sub->retry = rc != -EAGAIN;
-		f->events_refused++;
+		metrics_fanout_add(METRICS_FANOUT_EVENTS_DEFERRED, 1);
 		return KINESIS_PUMP_WAIT;
 	}
 	sub->retry = false;
 	sub->event_due_ns = mono_ns + KINESIS_SUBSCRIPTION_HEARTBEAT_MS * 1000000ull;
-	f->events_sent++;
-	f->records_sent += res.count;
+	kinesis_subscription_metrics(k, s, sh, &res);
 	if (ended) {
 		kinesis_subscription_end(sub);
 		return KINESIS_PUMP_ENDED;
@@ -870,6 +891,7 @@ kinesis_subscribe_to_shard(struct kinesis_req *r)
 	};
 	if ((uint32_t)(sub - f->subs) >= f->subs_high)
 		f->subs_high = (uint32_t)(sub - f->subs) + 1;
+	metrics_fanout_add(METRICS_FANOUT_SUBSCRIPTIONS_STARTED, 1);
 	if (api_call_stream_begin(r->call, kinesis_eventstream_type, kinesis_subscription_event,
 				  sub) != 0) {
 		kinesis_subscription_free(sub);  /* The client left: the call is finished. */

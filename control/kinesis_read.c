@@ -576,6 +576,14 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 
 	if (!kinesis_throttle_read(k, sh, now_ms / 1000)) {
 		metrics_stream_get(&ref, 0, 0, 0, 0, true);
+		if (s->shard_metrics != 0) {
+			struct metrics_shard_add add = {
+				.shard_index = sh->index, .enabled = s->shard_metrics,
+				.read_exceeded = 1,
+			};
+
+			kinesis_shard_metrics(s, &ref, &add);
+		}
 		kinesis_shard_id_format(sh->index, shard_id);
 		kinesis_error(call, "ProvisionedThroughputExceededException", "Rate exceeded for "
 			      "shard %s in stream %s under account %s.", shard_id, s->name,
@@ -608,6 +616,15 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 	if (metrics_enabled())
 		metrics_stream_get(&ref, ctx.count, ctx.data_bytes, clock_mono_ns() - started_ns,
 				   behind_ms, false);
+	if (s->shard_metrics != 0) {
+		struct metrics_shard_add add = {
+			.shard_index = sh->index, .enabled = s->shard_metrics,
+			.outgoing_records = ctx.count, .outgoing_bytes = ctx.data_bytes,
+			.iterator_age_ms = behind_ms, .iterator_age = true,
+		};
+
+		kinesis_shard_metrics(s, &ref, &add);
+	}
 	api_call_reply(call, 200);
 }
 

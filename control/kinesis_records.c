@@ -164,9 +164,34 @@ kinesis_put_records_reply(struct kinesis *k, struct kinesis_pending *p)
 	api_call_reply(p->call, 200);
 }
 
+/*
+ * Shard-level series of one answered PutRecord(s), when the stream still exists
+ * with enhanced monitoring on: one recording per record (each names its shard).
+ */
+static void
+kinesis_put_shard_metrics(struct kinesis *k, const struct kinesis_pending *p,
+			  const struct metrics_stream_ref *ref)
+{
+	struct kinesis_stream *s = &k->streams[p->stream_slot];
+
+	if (!s->used || s->stream_id != p->stream_id || s->shard_metrics == 0)
+		return;
+	for (uint32_t i = 0; i < p->record_count; i++) {
+		const struct kinesis_put_result *r = &p->results[i];
+		struct metrics_shard_add add = {
+			.shard_index = r->shard_index, .enabled = s->shard_metrics,
+			.incoming_records = r->error == 0,
+			.incoming_bytes = r->error == 0 ? r->data_size : 0,
+			.write_exceeded = r->error == -ENOSPC || r->error == -EPIPE,
+		};
+
+		kinesis_shard_metrics(s, ref, &add);
+	}
+}
+
 /* The stream's CloudWatch-named counters for one answered PutRecord(s). */
 static void
-kinesis_put_metrics(const struct kinesis_pending *p)
+kinesis_put_metrics(struct kinesis *k, const struct kinesis_pending *p)
 {
 	struct metrics_stream_ref ref = {
 		.slot = p->stream_slot, .stream_id = p->stream_id, .name = p->stream_name,
@@ -188,6 +213,7 @@ kinesis_put_metrics(const struct kinesis_pending *p)
 		put.records_throttled += r->error == -ENOSPC || r->error == -EPIPE;
 	}
 	metrics_stream_put(&ref, &put);
+	kinesis_put_shard_metrics(k, p, &ref);
 }
 
 /* A key error on any record (the log refused the stream's key): the whole call's answer. */
@@ -205,7 +231,7 @@ kinesis_pending_finish(struct kinesis *k, struct kinesis_pending *p)
 {
 	int kms = kinesis_put_kms_errno(p);
 
-	kinesis_put_metrics(p);
+	kinesis_put_metrics(k, p);
 	if (kms != 0)
 		kinesis_kms_error(p->call, kms, p->key_ref);
 	else if (p->put_records)

@@ -10,6 +10,7 @@
 
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/metrics.h"
 
 /* ---- Retention, capacity mode, limits ---------------------------------------- */
 
@@ -231,6 +232,7 @@ kinesis_monitoring(struct kinesis_req *r, bool on)
 		return;
 	}
 	s->shard_metrics = after;
+	metrics_shards_enabled(s->stream_id, after);
 	kinesis_out_name_arn(out, s);
 	api_out_printf(out, ",\"CurrentShardLevelMetrics\":");
 	kinesis_out_metrics(out, before);

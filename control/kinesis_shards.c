@@ -2,12 +2,14 @@
  * kinesis_shards.c - shard ids, routing a hash key to its open shard, a
  * shard's JSON, and ListShards (its ShardFilter and NextToken).
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "control/kinesis.h"
+#include "control/metrics.h"
 #include "control/seqnum.h"
 
 static struct kinesis_shard *kinesis_shard_route_scan(struct kinesis_stream *s, hashkey_t key);
@@ -18,6 +20,14 @@ void
 kinesis_shard_id_format(uint32_t index, char buf[KINESIS_SHARD_ID_SIZE])
 {
 	snprintf(buf, KINESIS_SHARD_ID_SIZE, "shardId-%012u", index);
+}
+
+void
+kinesis_shard_metrics(struct kinesis_stream *s, const struct metrics_stream_ref *ref,
+		      const struct metrics_shard_add *add)
+{
+	assert(add->shard_index < s->shard_count);
+	metrics_shard_record(ref, &s->shards[add->shard_index].metrics_series, add);
 }
 
 int

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/base.h"
+#include "control/api.h"
 #include "control/metrics.h"
 
 #define METRICS_NAME_WORDS ((SLUICE_STREAM_NAME_SIZE_MAX + 1 + 7) / 8)
@@ -73,6 +74,37 @@ static const char *const metrics_error_types[] = {
 static_assert(ARRAY_SIZE(metrics_error_types) <= METRICS_ERROR_TYPES_MAX, "room for them");
 
 static struct metrics_stream metrics_streams[SLUICE_STREAMS_MAX];
+
+/*
+ * One shard's series. `claim` is the slot's version: a number new at every
+ * claim (0: free), written last (release); a reader that sees the same claim
+ * before and after copying has one shard's figures. Every word is one writer's.
+ */
+struct metrics_shard {
+	uint64_t claim;
+	uint64_t stream_id;
+	uint64_t stream_slot;             /* Its stream's name: metrics_streams[stream_slot]. */
+	uint64_t shard_index;
+	uint64_t enabled;                 /* enum kinesis_metric bits. */
+	uint64_t incoming_bytes;
+	uint64_t incoming_records;
+	uint64_t outgoing_bytes;
+	uint64_t outgoing_records;
+	uint64_t write_exceeded;
+	uint64_t read_exceeded;
+	uint64_t iterator_age_ms;
+};
+
+/* A shard's cached series once refused (the refusal is counted once). */
+#define METRICS_SHARD_REFUSED UINT32_MAX
+
+static struct metrics_shard metrics_shards[METRICS_SHARD_SERIES_MAX];
+/* The API thread's alone: slots in use, the last claim number, where to look next. */
+static uint32_t metrics_shards_used;
+static uint64_t metrics_shards_claims;
+static uint32_t metrics_shards_hint;
+static uint64_t metrics_shards_refused;   /* Read by the admin thread. */
+static uint64_t metrics_fanout[METRICS_FANOUT_COUNT];
 static const char *const *metrics_api_op_names;
 static uint32_t metrics_api_op_count;
 static struct metrics_api_op metrics_api_ops[METRICS_API_OPS_MAX + 1];
@@ -236,10 +268,120 @@ metrics_stream_get(const struct metrics_stream_ref *ref, uint32_t records, uint6
 void
 metrics_stream_forget(uint32_t stream_id)
 {
+	metrics_shards_enabled(stream_id, 0);
 	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++)
 		if (__atomic_load_n(&metrics_streams[i].stream_id_plus1, __ATOMIC_RELAXED) ==
 		    stream_id + 1ull)
 			__atomic_store_n(&metrics_streams[i].stream_id_plus1, 0, __ATOMIC_RELEASE);
+}
+
+/* ---- Shard-level series --------------------------------------------------- */
+
+static void
+metrics_shard_free(struct metrics_shard *m)
+{
+	__atomic_store_n(&m->claim, 0, __ATOMIC_RELEASE);
+	metrics_shards_used--;
+}
+
+/* A free slot claimed for `ref`'s shard, zeroed; NULL when all are in use. */
+static struct metrics_shard *
+metrics_shard_claim(const struct metrics_stream_ref *ref, const struct metrics_shard_add *add)
+{
+	uint64_t *words;
+
+	if (metrics_shards_used == METRICS_SHARD_SERIES_MAX)
+		return NULL;
+	for (uint32_t n = 0; n < METRICS_SHARD_SERIES_MAX; n++) {
+		uint32_t i = (metrics_shards_hint + n) % METRICS_SHARD_SERIES_MAX;
+		struct metrics_shard *m = &metrics_shards[i];
+
+		if (__atomic_load_n(&m->claim, __ATOMIC_RELAXED) != 0)
+			continue;
+		words = &m->stream_id;
+		for (size_t w = 0; w < (sizeof(*m) - sizeof(m->claim)) / 8; w++)
+			__atomic_store_n(&words[w], 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&m->stream_id, ref->stream_id, __ATOMIC_RELAXED);
+		__atomic_store_n(&m->stream_slot, ref->slot, __ATOMIC_RELAXED);
+		__atomic_store_n(&m->shard_index, add->shard_index, __ATOMIC_RELAXED);
+		__atomic_store_n(&m->enabled, add->enabled, __ATOMIC_RELAXED);
+		__atomic_store_n(&m->claim, ++metrics_shards_claims, __ATOMIC_RELEASE);
+		metrics_shards_used++;
+		metrics_shards_hint = i + 1;
+		return m;
+	}
+	assert(!"metrics_shards_used counts every claimed slot");
+	return NULL;
+}
+
+/* The series `*series` names when it is still this shard's, else a new one (or NULL). */
+static struct metrics_shard *
+metrics_shard_find(const struct metrics_stream_ref *ref, uint32_t *series,
+		   const struct metrics_shard_add *add)
+{
+	struct metrics_shard *m;
+
+	if (*series != 0 && *series <= METRICS_SHARD_SERIES_MAX) {
+		m = &metrics_shards[*series - 1];
+		if (__atomic_load_n(&m->claim, __ATOMIC_RELAXED) != 0 &&
+		    m->stream_id == ref->stream_id && m->shard_index == add->shard_index)
+			return m;
+	}
+	m = metrics_shard_claim(ref, add);
+	if (m == NULL) {
+		if (*series != METRICS_SHARD_REFUSED)
+			counter_add_single_writer(&metrics_shards_refused, 1);
+		*series = METRICS_SHARD_REFUSED;
+		return NULL;
+	}
+	*series = (uint32_t)(m - metrics_shards) + 1;
+	return m;
+}
+
+void
+metrics_shard_record(const struct metrics_stream_ref *ref, uint32_t *series,
+		     const struct metrics_shard_add *add)
+{
+	struct metrics_shard *m;
+
+	if (!metrics_on || add->enabled == 0)
+		return;
+	(void)metrics_stream_slot(ref);   /* Holds the name the series are labelled with. */
+	m = metrics_shard_find(ref, series, add);
+	if (m == NULL)
+		return;
+	if (m->enabled != add->enabled)
+		__atomic_store_n(&m->enabled, add->enabled, __ATOMIC_RELAXED);
+	counter_add_single_writer(&m->incoming_bytes, add->incoming_bytes);
+	counter_add_single_writer(&m->incoming_records, add->incoming_records);
+	counter_add_single_writer(&m->outgoing_bytes, add->outgoing_bytes);
+	counter_add_single_writer(&m->outgoing_records, add->outgoing_records);
+	counter_add_single_writer(&m->write_exceeded, add->write_exceeded);
+	counter_add_single_writer(&m->read_exceeded, add->read_exceeded);
+	if (add->iterator_age)
+		__atomic_store_n(&m->iterator_age_ms, add->iterator_age_ms, __ATOMIC_RELAXED);
+}
+
+void
+metrics_shards_enabled(uint32_t stream_id, uint32_t enabled)
+{
+	for (uint32_t i = 0; i < METRICS_SHARD_SERIES_MAX; i++) {
+		struct metrics_shard *m = &metrics_shards[i];
+
+		if (__atomic_load_n(&m->claim, __ATOMIC_RELAXED) == 0 || m->stream_id != stream_id)
+			continue;
+		if (enabled == 0)
+			metrics_shard_free(m);
+		else
+			__atomic_store_n(&m->enabled, enabled, __ATOMIC_RELAXED);
+	}
+}
+
+void
+metrics_fanout_add(enum metrics_fanout_counter counter, uint64_t n)
+{
+	assert(counter < METRICS_FANOUT_COUNT);
+	counter_add_single_writer(&metrics_fanout[counter], n);
 }
 
 void
@@ -258,20 +400,35 @@ metrics_reshard_note(const struct metrics_reshard *event)
 	__atomic_store_n(&metrics_reshards_next, seq + 1, __ATOMIC_RELEASE);
 }
 
+/*
+ * The reader's side of every versioned table here: copies `size` bytes (whole
+ * words) from `src` while `*version` holds one non-zero value, and returns it;
+ * 0 when the entry is free or was rewritten while copying (the copy is torn).
+ */
+static uint64_t
+metrics_copy_versioned(const uint64_t *version, const void *src, void *dst, size_t size)
+{
+	const uint64_t *from = src;
+	uint64_t *to = dst;
+	uint64_t v = __atomic_load_n(version, __ATOMIC_ACQUIRE);
+
+	assert(size % 8 == 0);
+	if (v == 0)
+		return 0;
+	for (size_t w = 0; w < size / 8; w++)
+		to[w] = __atomic_load_n(&from[w], __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(version, __ATOMIC_RELAXED) == v ? v : 0;
+}
+
 /* Event `seq` into *out when its slot still holds it, whole. */
 static bool
 metrics_reshard_copy(uint64_t seq, struct metrics_reshard *out)
 {
 	const struct metrics_reshard_slot *slot = &metrics_reshards[seq % METRICS_RESHARDS_MAX];
-	const uint64_t *src = (const uint64_t *)(const void *)&slot->event;
-	uint64_t *dst = (uint64_t *)(void *)out;
 
-	if (__atomic_load_n(&slot->seq_plus1, __ATOMIC_ACQUIRE) != seq + 1)
-		return false;
-	for (size_t w = 0; w < sizeof(*out) / 8; w++)
-		dst[w] = __atomic_load_n(&src[w], __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	return __atomic_load_n(&slot->seq_plus1, __ATOMIC_RELAXED) == seq + 1;
+	return metrics_copy_versioned(&slot->seq_plus1, &slot->event, out, sizeof(*out)) ==
+	       seq + 1;
 }
 
 uint32_t
@@ -342,17 +499,10 @@ static bool
 metrics_stream_copy(uint32_t i, struct metrics_stream *copy)
 {
 	const struct metrics_stream *m = &metrics_streams[i];
-	const uint64_t *src = (const uint64_t *)(const void *)m;
-	uint64_t *dst = (uint64_t *)(void *)copy;
-	uint64_t id = __atomic_load_n(&m->stream_id_plus1, __ATOMIC_ACQUIRE);
+	uint64_t id = metrics_copy_versioned(&m->stream_id_plus1, m, copy, sizeof(*m));
 
 	static_assert(sizeof(*m) % 8 == 0, "a slot is whole words");
 	if (id == 0)
-		return false;
-	for (size_t w = 0; w < sizeof(*m) / 8; w++)
-		dst[w] = __atomic_load_n(&src[w], __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (__atomic_load_n(&m->stream_id_plus1, __ATOMIC_RELAXED) != id)
 		return false;
 	((char *)copy->name_words)[sizeof(copy->name_words) - 1] = '\0';
 	copy->stream_id_plus1 = id;
@@ -654,11 +804,184 @@ metrics_render_ready(bool dataplane_enabled, struct metrics_out *out)
 	}
 }
 
+/* Relaxed copy of shard series `i`; false when free or reclaimed while copying. */
+static bool
+metrics_shard_copy(uint32_t i, struct metrics_shard *copy)
+{
+	static_assert(sizeof(*copy) % 8 == 0, "a slot is whole words");
+	return metrics_copy_versioned(&metrics_shards[i].claim, &metrics_shards[i], copy,
+				      sizeof(*copy)) != 0;
+}
+
+/* `stream="...",shard="shardId-..."` of a copied series; false when its stream is gone. */
+static bool
+metrics_shard_labels(const struct metrics_shard *c, char *buf, size_t size)
+{
+	const struct metrics_stream *st = &metrics_streams[c->stream_slot];
+	uint64_t words[METRICS_NAME_WORDS];
+
+	if (metrics_copy_versioned(&st->stream_id_plus1, st->name_words, words, sizeof(words)) !=
+	    c->stream_id + 1)
+		return false;
+	((char *)words)[sizeof(words) - 1] = '\0';
+	/* The ShardId kinesis_shard_id_format() writes (not linked with this file's tests). */
+	snprintf(buf, size, "stream=\"%s\",shard=\"shardId-%012u\"", (const char *)words,
+		 (unsigned)c->shard_index);
+	return true;
+}
+
+struct metrics_shard_family {
+	const char *name;
+	const char *type;
+	const char *help;
+	uint32_t metric;       /* The enum kinesis_metric bit that exports it. */
+	size_t offset;
+	double scale;          /* Into the family's unit. */
+};
+
+#define MSH(field) offsetof(struct metrics_shard, field)
+
+/* CloudWatch's shard-level Kinesis metrics, each shown when its bit is on. */
+static const struct metrics_shard_family metrics_shard_families[] = {
+	{ "sluice_shard_incoming_bytes_total", "counter",
+	  "Data bytes stored in the shard (CloudWatch shard-level IncomingBytes).",
+	  KINESIS_METRIC_INCOMING_BYTES, MSH(incoming_bytes), 1 },
+	{ "sluice_shard_incoming_records_total", "counter",
+	  "Records stored in the shard (CloudWatch shard-level IncomingRecords).",
+	  KINESIS_METRIC_INCOMING_RECORDS, MSH(incoming_records), 1 },
+	{ "sluice_shard_outgoing_bytes_total", "counter",
+	  "Data bytes read from the shard by GetRecords and SubscribeToShard "
+	  "(CloudWatch shard-level OutgoingBytes).",
+	  KINESIS_METRIC_OUTGOING_BYTES, MSH(outgoing_bytes), 1 },
+	{ "sluice_shard_outgoing_records_total", "counter",
+	  "Records read from the shard by GetRecords and SubscribeToShard "
+	  "(CloudWatch shard-level OutgoingRecords).",
+	  KINESIS_METRIC_OUTGOING_RECORDS, MSH(outgoing_records), 1 },
+	{ "sluice_shard_write_throughput_exceeded_total", "counter",
+	  "Records refused as throttled (CloudWatch shard-level "
+	  "WriteProvisionedThroughputExceeded).",
+	  KINESIS_METRIC_WRITE_THROTTLED, MSH(write_exceeded), 1 },
+	{ "sluice_shard_read_throughput_exceeded_total", "counter",
+	  "GetRecords calls throttled (CloudWatch shard-level "
+	  "ReadProvisionedThroughputExceeded).",
+	  KINESIS_METRIC_READ_THROTTLED, MSH(read_exceeded), 1 },
+	{ "sluice_shard_iterator_age_seconds", "gauge",
+	  "How far behind the shard's tail the latest GetRecords read (CloudWatch "
+	  "shard-level IteratorAgeMilliseconds).",
+	  KINESIS_METRIC_ITERATOR_AGE, MSH(iterator_age_ms), 1e-3 },
+};
+
+/* Copies of the series in use, taken once per scrape (admin thread only). */
+static struct metrics_shard metrics_shard_snapshot[METRICS_SHARD_SERIES_MAX];
+
+static void
+metrics_render_shards(struct metrics_out *out)
+{
+	static char labels[METRICS_SHARD_SERIES_MAX][SLUICE_STREAM_NAME_SIZE_MAX + 64];
+	uint32_t count = 0;
+
+	for (uint32_t i = 0; i < METRICS_SHARD_SERIES_MAX; i++)
+		if (metrics_shard_copy(i, &metrics_shard_snapshot[count]) &&
+		    metrics_shard_labels(&metrics_shard_snapshot[count], labels[count],
+					 sizeof(labels[count])))
+			count++;
+	for (size_t f = 0; f < ARRAY_SIZE(metrics_shard_families); f++) {
+		const struct metrics_shard_family *fam = &metrics_shard_families[f];
+
+		metrics_family(out, fam->name, fam->type, fam->help);
+		for (uint32_t s = 0; s < count; s++) {
+			const struct metrics_shard *c = &metrics_shard_snapshot[s];
+			uint64_t value;
+
+			if ((c->enabled & fam->metric) == 0)
+				continue;
+			memcpy(&value, (const char *)c + fam->offset, sizeof(value));
+			metrics_printf(out, "%s{%s} %.17g\n", fam->name, labels[s],
+				       (double)value * fam->scale);
+		}
+	}
+	metrics_family(out, "sluice_shard_series_refused_total", "counter",
+		       "Shards with enhanced monitoring on left without series: over "
+		       "METRICS_SHARD_SERIES_MAX (counted once per shard).");
+	metrics_printf(out, "sluice_shard_series_refused_total %llu\n",
+		       (unsigned long long)counter_read(&metrics_shards_refused));
+}
+
+struct metrics_fanout_row {
+	const char *name;
+	const char *help;
+	enum metrics_fanout_counter counter;
+};
+
+/* Consecutive rows with the same name are one family (help on the first). */
+static const struct metrics_fanout_row metrics_fanout_rows[] = {
+	{ "sluice_fanout_subscriptions_total", "SubscribeToShard subscriptions started.",
+	  METRICS_FANOUT_SUBSCRIPTIONS_STARTED },
+	{ "sluice_fanout_events_total", "SubscribeToShardEvents sent.", METRICS_FANOUT_EVENTS },
+	{ "sluice_fanout_records_total", "Records delivered in SubscribeToShardEvents.",
+	  METRICS_FANOUT_RECORDS },
+	{ "sluice_fanout_bytes_total", "Data bytes of the records delivered by SubscribeToShard.",
+	  METRICS_FANOUT_BYTES },
+	{ "sluice_fanout_events_deferred_total",
+	  "Events a slow reader's stream refused (sent again once it takes more).",
+	  METRICS_FANOUT_EVENTS_DEFERRED },
+	{ "sluice_api_streams_total",
+	  "Streaming answers (SubscribeToShard) by how they went: started, ended by the "
+	  "server, gone (the client left first).", METRICS_FANOUT_STREAMS_STARTED },
+	{ "sluice_api_stream_bytes_total",
+	  "Bytes written into streaming answers, framing excluded.",
+	  METRICS_FANOUT_STREAM_BYTES },
+	{ "sluice_api_stream_writes_refused_total",
+	  "Writes into streaming answers refused by reason: slow_reader (the peer had not "
+	  "taken the last bytes), no_buffer (no pool buffer free).",
+	  METRICS_FANOUT_WRITES_REFUSED },
+};
+
+static void
+metrics_render_fanout(struct metrics_out *out)
+{
+	uint64_t v[METRICS_FANOUT_COUNT];
+
+	/* Last to first: a subscription's finish is never read without its start. */
+	static_assert(METRICS_FANOUT_SUBSCRIPTIONS_FINISHED > METRICS_FANOUT_SUBSCRIPTIONS_STARTED,
+		      "finishes are read first");
+	for (uint32_t i = METRICS_FANOUT_COUNT; i-- > 0;)
+		v[i] = counter_read(&metrics_fanout[i]);
+	for (size_t r = 0; r < ARRAY_SIZE(metrics_fanout_rows); r++) {
+		const struct metrics_fanout_row *row = &metrics_fanout_rows[r];
+
+		metrics_family(out, row->name, "counter", row->help);
+		if (row->counter == METRICS_FANOUT_STREAMS_STARTED) {
+			metrics_printf(out, "%s{result=\"started\"} %llu\n%s{result=\"ended\"} "
+				       "%llu\n%s{result=\"gone\"} %llu\n", row->name,
+				       (unsigned long long)v[METRICS_FANOUT_STREAMS_STARTED],
+				       row->name, (unsigned long long)v[METRICS_FANOUT_STREAMS_ENDED],
+				       row->name, (unsigned long long)v[METRICS_FANOUT_STREAMS_GONE]);
+		} else if (row->counter == METRICS_FANOUT_WRITES_REFUSED) {
+			metrics_printf(out, "%s{reason=\"slow_reader\"} %llu\n"
+				       "%s{reason=\"no_buffer\"} %llu\n", row->name,
+				       (unsigned long long)v[METRICS_FANOUT_WRITES_REFUSED],
+				       row->name,
+				       (unsigned long long)v[METRICS_FANOUT_WRITES_NO_BUFFER]);
+		} else {
+			metrics_printf(out, "%s %llu\n", row->name,
+				       (unsigned long long)v[row->counter]);
+		}
+	}
+	metrics_family(out, "sluice_fanout_subscriptions_open", "gauge",
+		       "SubscribeToShard subscriptions delivering now.");
+	metrics_printf(out, "sluice_fanout_subscriptions_open %llu\n",
+		       (unsigned long long)(v[METRICS_FANOUT_SUBSCRIPTIONS_STARTED] -
+					     v[METRICS_FANOUT_SUBSCRIPTIONS_FINISHED]));
+}
+
 void
 metrics_render_tables(bool dataplane_enabled, struct metrics_out *out)
 {
 	metrics_render_ready(dataplane_enabled, out);
 	metrics_render_streams(out);
+	metrics_render_shards(out);
 	metrics_render_api(out);
+	metrics_render_fanout(out);
 	metrics_render_access_log(out);
 }

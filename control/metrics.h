@@ -2,8 +2,9 @@
  * metrics.h - private to control/: the figures an operator watches, kept
  * where they happen and read by the admin listener (admin.c) without a lock.
  *
- * Writers: the API server thread records per-operation replies and per-stream
- * puts and reads (the Kinesis actions run on it); main() records readiness.
+ * Writers: the API server thread records per-operation replies, per-stream and
+ * per-shard puts and reads, and the fan-out counters (the Kinesis actions and
+ * the streaming answers run on it); main() records readiness.
  * Every counter has that one writer and is updated with a relaxed load and
  * store (common/hist.h): no locked instruction on the request path.
  * Reader: the admin thread, at any time, with relaxed loads. A stream's slot
@@ -11,7 +12,8 @@
  * and after copying a slot has a slot of one stream (ids are never reused).
  *
  * Memory: fixed tables (SLUICE_STREAMS_MAX stream slots, METRICS_API_OPS_MAX
- * operations), in static storage: nothing is allocated.
+ * operations, METRICS_SHARD_SERIES_MAX shard series), in static storage: nothing
+ * is allocated.
  */
 #ifndef SLUICE_CONTROL_METRICS_H
 #define SLUICE_CONTROL_METRICS_H
@@ -83,6 +85,68 @@ void metrics_stream_get(const struct metrics_stream_ref *ref, uint32_t records, 
 			uint64_t latency_ns, uint64_t iterator_age_ms, bool throttled);
 /* The stream is gone (DeleteStream finished): its series stop. */
 void metrics_stream_forget(uint32_t stream_id);
+
+/* ---- Shard-level series (the API thread; enhanced monitoring) ------------ */
+
+/*
+ * Shard series kept at once, over all streams with enhanced monitoring on: a
+ * shard past it is not exported and counted (sluice_shard_series_refused_total).
+ * Bounds /metrics' size: each series is up to 7 lines.
+ */
+#define METRICS_SHARD_SERIES_MAX 1024u
+
+/*
+ * What one shard-level recording adds. `enabled` is the stream's enum
+ * kinesis_metric bits (api.h): only those are exported. The caller checks the
+ * stream's bits are not 0 first, so a stream without monitoring costs that test.
+ */
+struct metrics_shard_add {
+	uint32_t shard_index;
+	uint32_t enabled;
+	uint64_t incoming_bytes;
+	uint64_t incoming_records;
+	uint64_t outgoing_bytes;
+	uint64_t outgoing_records;
+	uint64_t write_exceeded;      /* Records refused as throttled. */
+	uint64_t read_exceeded;       /* GetRecords calls throttled. */
+	uint64_t iterator_age_ms;     /* With iterator_age: the latest read's age. */
+	bool iterator_age;
+};
+
+/*
+ * Adds to the series of shard `add->shard_index` of stream `ref`. `*series` is
+ * the shard's cache of its series (0 at first; the caller keeps it with the
+ * shard): a series is claimed on first use, or refused (counted once) when
+ * METRICS_SHARD_SERIES_MAX are in use.
+ */
+void metrics_shard_record(const struct metrics_stream_ref *ref, uint32_t *series,
+			  const struct metrics_shard_add *add);
+/*
+ * Enhanced monitoring changed to `enabled` for `stream_id`: its series show only
+ * those metrics from now on; 0 drops its series (EnableEnhancedMonitoring,
+ * DisableEnhancedMonitoring).
+ */
+void metrics_shards_enabled(uint32_t stream_id, uint32_t enabled);
+
+/* ---- Fan-out (the API thread; counted whatever [admin] metrics says) ------- */
+
+enum metrics_fanout_counter {
+	METRICS_FANOUT_SUBSCRIPTIONS_STARTED,   /* SubscribeToShard answers begun. */
+	METRICS_FANOUT_SUBSCRIPTIONS_FINISHED,  /* ... and ended, however. */
+	METRICS_FANOUT_EVENTS,                  /* SubscribeToShardEvents sent. */
+	METRICS_FANOUT_RECORDS,                 /* Records in them. */
+	METRICS_FANOUT_BYTES,                   /* Data bytes of those records. */
+	METRICS_FANOUT_EVENTS_DEFERRED,         /* An event the stream refused: sent later. */
+	METRICS_FANOUT_STREAMS_STARTED,         /* The server's streaming answers begun, */
+	METRICS_FANOUT_STREAMS_ENDED,           /* ... ended by the action, */
+	METRICS_FANOUT_STREAMS_GONE,            /* ... whose client left first; */
+	METRICS_FANOUT_STREAM_BYTES,            /* bytes written into them (framing excluded); */
+	METRICS_FANOUT_WRITES_REFUSED,          /* writes refused: the reader had not taken */
+	METRICS_FANOUT_WRITES_NO_BUFFER,        /* the last bytes / no pool buffer free. */
+	METRICS_FANOUT_COUNT,
+};
+
+void metrics_fanout_add(enum metrics_fanout_counter counter, uint64_t n);
 
 /* ---- Reshard history (the API thread) -------------------------------------- */
 

@@ -84,6 +84,7 @@ server_stream_detach(struct api_call *call)
 	assert(call->state == CALL_STREAMING && !call->stream_ended);
 	server_call_detach(call);
 	call->server->stats.streams_gone++;
+	metrics_fanout_add(METRICS_FANOUT_STREAMS_GONE, 1);
 	call->stream_gone = true;
 	server_stream_due(call);
 }
@@ -133,6 +134,7 @@ api_call_stream_begin(struct api_call *call, const char *content_type, api_strea
 	api_out_release(&call->out);
 	server_call_state_set(call, CALL_STREAMING);
 	s->stats.streams_started++;
+	metrics_fanout_add(METRICS_FANOUT_STREAMS_STARTED, 1);
 	/* Latency to the first byte: the answer is the stream's head. */
 	metrics_api_reply(call->metrics_op, 200, "", s->now_ns - call->started_ns);
 	if (call->conn->state == CONN_H2)
@@ -162,6 +164,7 @@ api_call_stream_write(struct api_call *call, const void *data, size_t size)
 	if (pending > 0 && pending + size > API_STREAM_PENDING_MAX) {
 		call->stream_blocked = true;
 		s->stats.stream_writes_refused++;
+		metrics_fanout_add(METRICS_FANOUT_WRITES_REFUSED, 1);
 		return -EAGAIN;
 	}
 	h2 = call->conn->state == CONN_H2;
@@ -174,9 +177,11 @@ api_call_stream_write(struct api_call *call, const void *data, size_t size)
 		/* Nothing was appended (api_out drops a write that does not fit whole). */
 		call->out.overflow = false;
 		s->stats.stream_writes_no_buffer++;
+		metrics_fanout_add(METRICS_FANOUT_WRITES_NO_BUFFER, 1);
 		return -ENOBUFS;
 	}
 	s->stats.stream_bytes += size;
+	metrics_fanout_add(METRICS_FANOUT_STREAM_BYTES, size);
 	if (h2)
 		h2_stream_resume(call);
 	server_conn_dirty(call->conn);
@@ -197,6 +202,7 @@ api_call_stream_end(struct api_call *call)
 		return;
 	}
 	call->server->stats.streams_ended++;
+	metrics_fanout_add(METRICS_FANOUT_STREAMS_ENDED, 1);
 	if (c->state == CONN_H2) {
 		h2_stream_resume(call);
 	} else {

@@ -44,6 +44,7 @@ struct bench_opts {
 	uint64_t shards;
 	uint64_t duration_ns;
 	uint64_t latency_count;
+	bool enhanced_monitoring;    /* Every shard-level metric on (what its series cost). */
 };
 
 struct bench_conn {
@@ -607,6 +608,13 @@ bench_run(const struct bench_opts *o)
 	snprintf(stream, sizeof(stream), "bench-api-%d-%llu", (int)getpid(),
 		 (unsigned long long)(clock_real_ns() / 1000000000u));
 	rc = bench_stream_create(&client, stream, o->shards);
+	if (rc == 0 && o->enhanced_monitoring) {
+		char json[128];
+
+		snprintf(json, sizeof(json), "{\"StreamName\":\"%s\",\"ShardLevelMetrics\":"
+			 "[\"ALL\"]}", stream);
+		rc = bench_call(&client, "EnableEnhancedMonitoring", json);
+	}
 	if (rc != 0) {
 		fprintf(stderr, "sluice bench api: cannot create %s at %s: %s\n", stream,
 			o->endpoint, strerror(-rc));
@@ -649,6 +657,8 @@ cmd_bench_api(int argc, char **argv)
 		  "single PutRecords and log appends timed (default 2000)" },
 		{ "log-dir", CLI_OPT_STRING, &o.log_dir, 0, 0, "DIR",
 		  "where the baseline log is made: put it on sluiced's disk (default /tmp)" },
+		{ "enhanced-monitoring", CLI_OPT_BOOL, &o.enhanced_monitoring, 0, 0, NULL,
+		  "enable every shard-level metric on the stream first (their cost)" },
 	};
 	struct cli_args args;
 	int rc = cli_args_parse(argc, argv, table, ARRAY_SIZE(table), &args);

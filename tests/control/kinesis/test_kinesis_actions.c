@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/hashkey.h"
 #include "control/kinesis.h"
+#include "control/metrics.h"
 #include "control/seqnum.h"
 #include "tests/control/kinesis/harness.h"
 #include "tests/support/seed.h"
@@ -718,6 +719,60 @@ Test(kinesis_status, shard_throttling_limits_writes, .init = setup, .fini = tear
 	r = put_many("hot", 3, 1003);
 	cr_assert_eq(item_at(r, "FailedRecordCount")->valueint, 0);
 	cJSON_Delete(r);
+}
+
+/* Whether /metrics' text holds `line` whole. */
+static bool
+metrics_has_line(const char *line)
+{
+	static char text[1 << 20];
+	char want[256];
+	struct metrics_out out = { .data = text, .capacity = sizeof(text) - 1 };
+
+	metrics_render_tables(false, &out);
+	cr_assert(!out.overflow);
+	text[out.size] = '\0';
+	snprintf(want, sizeof(want), "\n%s\n", line);
+	return strstr(text, want) != NULL;
+}
+
+/*
+ * Shard-level series count what throttling refused: records at PutRecords, calls
+ * at GetRecords (5 a second per shard), with the records that got through.
+ */
+Test(kinesis_status, shard_series_count_throttling, .init = setup, .fini = teardown,
+     .timeout = 30)
+{
+	char body[1024];
+	char *it;
+
+	h.config.shard_throttling = true;
+	harness_restart(&h);
+	h.fixed_now_ns = 1800000000ull * 1000000000ull;
+	create("hot", 1);
+	cJSON_Delete(harness_ok(&h, "EnableEnhancedMonitoring", "{\"StreamName\":\"hot\","
+				"\"ShardLevelMetrics\":[\"IncomingRecords\","
+				"\"WriteProvisionedThroughputExceeded\","
+				"\"ReadProvisionedThroughputExceeded\"]}"));
+	for (int i = 0; i < 3; i++)
+		cJSON_Delete(put_many("hot", 500, i * 500));
+	it = iterator("hot", "shardId-000000000000", "LATEST", "");
+	for (int i = 0; i < 5; i++)
+		cJSON_Delete(get_records(it, 1));
+	cr_assert(metrics_has_line("sluice_shard_incoming_records_total{stream=\"hot\","
+				   "shard=\"shardId-000000000000\"} 1000"));
+	cr_assert(metrics_has_line("sluice_shard_write_throughput_exceeded_total{stream=\"hot\","
+				   "shard=\"shardId-000000000000\"} 500"));
+	cr_assert(metrics_has_line("sluice_shard_read_throughput_exceeded_total{stream=\"hot\","
+				   "shard=\"shardId-000000000000\"} 0"));
+	snprintf(body, sizeof(body), "{\"ShardIterator\":\"%s\"}", it);
+	harness_expect_error(&h, "GetRecords", body, "ProvisionedThroughputExceededException",
+			     NULL);
+	free(it);
+	cr_assert(metrics_has_line("sluice_shard_read_throughput_exceeded_total{stream=\"hot\","
+				   "shard=\"shardId-000000000000\"} 1"));
+	cr_assert(!metrics_has_line("sluice_shard_outgoing_records_total{stream=\"hot\","
+				    "shard=\"shardId-000000000000\"} 0"), "not enabled");
 }
 
 /* Flips one byte of the first occurrence of `marker` in a log segment under h.dir/log. */

@@ -12,7 +12,8 @@ and in order on the parent, then (after the event carrying ChildShards) on the
 children; a second subscription of the same consumer and shard is
 ResourceInUseException. 100 subscriptions at once (20 consumers x 5 shards, raw HTTP/1.1)
 each get every record of their shard; a subscriber that stops reading while 24 MB wait
-for it does not grow the server's memory (RSS), and gets everything once it reads.
+for it does not grow the server's memory (RSS), /metrics counts the writes refused to
+it and the events deferred, and it gets everything once it reads.
 The JS SDK v3 (@aws-sdk/client-kinesis, whose default handler for SubscribeToShard is
 HTTP/2: h2c here) reads every record, in order, while PutRecords run; its package is
 installed with npm into JS_DIR (the build tree) on first use, and that phase is skipped,
@@ -36,7 +37,8 @@ from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_kinesis_api import Sluiced, check, client, expect_error, wait_active  # noqa: E402
+from test_kinesis_api import (Sluiced, check, client, expect_error, free_port,  # noqa: E402
+                              wait_active)
 
 STREAM = "fanout"
 DEADLINE_S = 60
@@ -278,7 +280,19 @@ def queued_bytes(sock):
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
 
 
-def slow_reader(srv, kc):
+def metric(admin_port, name, labels=""):
+    """One sample of sluiced's /metrics (its admin listener), 0 when absent."""
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=10) as r:
+        text = r.read().decode()
+    series = "%s{%s}" % (name, labels) if labels else name
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def slow_reader(srv, kc, admin_port):
     """24 MB owed to a reader that does not read: the server's memory stays put."""
     arn = new_stream_with_consumers(kc, "slow", 1, 1)[0]
     blob = os.urandom(60000)
@@ -298,6 +312,11 @@ def slow_reader(srv, kc):
     rss_after = rss_kib(srv.proc.pid)
     print("fan-out: a stalled reader owed 24 MB: sluiced RSS %d -> %d KiB" % (
         rss_before, rss_after))
+    # /metrics says so: writes refused for a slow reader, the events they held deferred.
+    check(metric(admin_port, "sluice_api_stream_writes_refused_total",
+                 'reason="slow_reader"') > 0, "no slow_reader refusal in /metrics")
+    check(metric(admin_port, "sluice_fanout_events_deferred_total") > 0,
+          "no deferred event in /metrics")
     check(rss_after - rss_before < 8 * 1024, "RSS grew %d KiB" % (rss_after - rss_before))
     read_until([slow], lambda x: len(x.records) >= 400, "the slow reader")
     check(len(slow.records) == 400, "slow reader: %d records" % len(slow.records))
@@ -359,7 +378,8 @@ def main():
     data_dir = tempfile.mkdtemp(prefix="fanout-api-")
     srv = Sluiced(binary, data_dir)
     try:
-        srv.start()
+        admin_port = free_port()
+        srv.start("--admin-listen", "127.0.0.1:%d" % admin_port)
         kc = client(srv, validate=True)
         kc.create_stream(StreamName=STREAM, ShardCount=1)
         wait_active(kc, STREAM)
@@ -368,7 +388,7 @@ def main():
         consumer_arn = consumers(kc, stream_arn)
         subscribe_during_split(srv, kc, consumer_arn)
         many(srv, kc)
-        slow_reader(srv, kc)
+        slow_reader(srv, kc, admin_port)
         js_dir = js_modules(sys.argv[2] if len(sys.argv) > 2 else None)
         if js_dir is not None:
             js_sdk(srv, kc, js_dir)

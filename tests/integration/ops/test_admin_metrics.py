@@ -2,8 +2,12 @@
 """The admin listener: /healthz, /readyz, /metrics on its own port. /metrics
 passes `promtool check metrics`, and its values move as records are put and
 read: the stream's CloudWatch-named counters, the API's per-operation series,
-the log's durable bytes and fdatasync histogram. A token, when set, is
-required; a non-loopback listener without one is refused by --check-config.
+the log's durable bytes and fdatasync histogram. Shard-level series exist for a
+stream with enhanced monitoring on, only for the metrics enabled, with the
+counts put and read (GetRecords and SubscribeToShard), and go when it is
+disabled; the fan-out counters move with a boto3 subscription. A token, when
+set, is required; a non-loopback listener without one is refused by
+--check-config.
 
 usage: test_admin_metrics.py SLUICED PROMTOOL SLUICE
 """
@@ -19,6 +23,10 @@ from opslib import Sluiced, check, samples, wait_active  # noqa: E402
 
 SLUICED, PROMTOOL, SLUICE = sys.argv[1], sys.argv[2], sys.argv[3]
 STREAM = "ops-metrics"
+SHARDED = "ops-shards"   # The stream with enhanced monitoring
+SHARD_PUTS = (7, 3)      # Records put into its shards 0 and 1
+HASH = ("0", str(2 ** 128 - 1))   # An ExplicitHashKey in each of its two shards
+DEADLINE_S = 60
 PUTS = 25            # PutRecord calls
 BATCH = 40           # records in each of BATCHES PutRecords calls
 BATCHES = 5
@@ -79,6 +87,123 @@ def check_moved(before, after, read):
     check(value(after, "process_resident_memory_bytes") > 0, "RSS")
     check(value(after, "process_open_fds") > 0, "open fds")
     check(value(after, "sluice_log_disk_free_bytes") > 0, "disk free")
+
+
+def shard_series(s, stream):
+    """{(name, shard): value} of the sluice_shard_* series of `stream`."""
+    out = {}
+    for (name, labels), v in s.items():
+        if name.startswith("sluice_shard_") and 'stream="%s"' % stream in labels:
+            shard = [x for x in labels if x.startswith("shard=")][0][7:-1]
+            out[(name, shard)] = v
+    return out
+
+
+def scrape(srv):
+    status, text = srv.get("/metrics")
+    check(status == 200, "metrics status %d" % status)
+    promtool_ok(text)
+    return samples(text)
+
+
+def check_shards(srv, kinesis, shards):
+    """IncomingRecords and OutgoingRecords on: exactly those, with the counts."""
+    on = kinesis.enable_enhanced_monitoring(
+        StreamName=SHARDED, ShardLevelMetrics=["IncomingRecords", "OutgoingRecords"])
+    check(sorted(on["DesiredShardLevelMetrics"]) == ["IncomingRecords", "OutgoingRecords"],
+          "enabled: %s" % on)
+    for i, count in enumerate(SHARD_PUTS):
+        kinesis.put_records(StreamName=SHARDED, Records=[
+            {"Data": b"s" * 10, "PartitionKey": "k", "ExplicitHashKey": HASH[i]}
+            for _ in range(count - 1)])
+        kinesis.put_record(StreamName=SHARDED, Data=b"s" * 10, PartitionKey="k",
+                           ExplicitHashKey=HASH[i])
+    it = kinesis.get_shard_iterator(StreamName=SHARDED, ShardId=shards[0],
+                                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    read = len(kinesis.get_records(ShardIterator=it, Limit=10000)["Records"])
+    check(read == SHARD_PUTS[0], "read back %d of shard 0" % read)
+    s = scrape(srv)
+    got = shard_series(s, SHARDED)
+    want = {("sluice_shard_incoming_records_total", shards[i]): float(n)
+            for i, n in enumerate(SHARD_PUTS)}
+    want[("sluice_shard_outgoing_records_total", shards[0])] = float(SHARD_PUTS[0])
+    want[("sluice_shard_outgoing_records_total", shards[1])] = 0.0
+    check(got == want, "shard series of %s: %s, want %s" % (SHARDED, got, want))
+    check(shard_series(s, STREAM) == {}, "no shard series without enhanced monitoring: %s" %
+          shard_series(s, STREAM))
+    check(value(s, "sluice_shard_series_refused_total") == 0, "no series refused")
+
+
+def check_fanout(srv, kinesis, shards):
+    """A boto3 subscription to shard 0: the fan-out counters and the shard's outgoing series."""
+    arn = kinesis.describe_stream_summary(StreamName=SHARDED)[
+        "StreamDescriptionSummary"]["StreamARN"]
+    consumer = kinesis.register_stream_consumer(StreamARN=arn, ConsumerName="metrics")[
+        "Consumer"]["ConsumerARN"]
+    end = time.time() + DEADLINE_S
+    while kinesis.describe_stream_consumer(ConsumerARN=consumer)[
+            "ConsumerDescription"]["ConsumerStatus"] != "ACTIVE":
+        check(time.time() < end, "consumer never ACTIVE")
+        time.sleep(0.05)
+    before = scrape(srv)
+    r = srv.client().subscribe_to_shard(ConsumerARN=consumer, ShardId=shards[0],
+                                        StartingPosition={"Type": "TRIM_HORIZON"})
+    got = 0
+    for event in r["EventStream"]:
+        got += len(event["SubscribeToShardEvent"]["Records"])
+        if got >= SHARD_PUTS[0]:
+            break
+    check(got == SHARD_PUTS[0], "subscription delivered %d" % got)
+    s = scrape(srv)
+    moved = {name: value(s, name) - value(before, name) for name in (
+        "sluice_fanout_subscriptions_total", "sluice_fanout_records_total",
+        "sluice_fanout_bytes_total")}
+    check(moved == {"sluice_fanout_subscriptions_total": 1,
+                    "sluice_fanout_records_total": SHARD_PUTS[0],
+                    "sluice_fanout_bytes_total": SHARD_PUTS[0] * 10}, "fan-out: %s" % moved)
+    check(value(s, "sluice_fanout_events_total") > value(before, "sluice_fanout_events_total"),
+          "events sent")
+    check(value(s, "sluice_fanout_subscriptions_open") == 1, "one subscription open")
+    check(value(s, "sluice_api_streams_total", result="started") ==
+          value(before, "sluice_api_streams_total", result="started") + 1, "stream started")
+    check(value(s, "sluice_api_stream_bytes_total") >
+          value(before, "sluice_api_stream_bytes_total"), "stream bytes")
+    check(value(s, "sluice_shard_outgoing_records_total", stream=SHARDED, shard=shards[0]) ==
+          2 * SHARD_PUTS[0], "GetRecords and SubscribeToShard both count as outgoing")
+    r["EventStream"].close()
+    end = time.time() + DEADLINE_S
+    while True:  # The server learns the client left when its connection closes.
+        s = scrape(srv)
+        if value(s, "sluice_fanout_subscriptions_open") == 0:
+            break
+        check(time.time() < end, "the subscription stayed open after the client left")
+        time.sleep(0.05)
+    check(value(s, "sluice_api_streams_total", result="gone") +
+          value(s, "sluice_api_streams_total", result="ended") >=
+          value(before, "sluice_api_streams_total", result="gone") +
+          value(before, "sluice_api_streams_total", result="ended") + 1, "stream finished")
+
+
+def check_shards_toggle(srv, kinesis, shards):
+    """Disabled: the stream's series go. ALL: every family, from zero."""
+    kinesis.disable_enhanced_monitoring(StreamName=SHARDED, ShardLevelMetrics=["ALL"])
+    got = shard_series(scrape(srv), SHARDED)
+    check(got == {}, "series left after DisableEnhancedMonitoring: %s" % got)
+    kinesis.enable_enhanced_monitoring(StreamName=SHARDED, ShardLevelMetrics=["ALL"])
+    kinesis.put_record(StreamName=SHARDED, Data=b"a" * 33, PartitionKey="k",
+                       ExplicitHashKey=HASH[1])
+    it = kinesis.get_shard_iterator(StreamName=SHARDED, ShardId=shards[1],
+                                    ShardIteratorType="LATEST")["ShardIterator"]
+    kinesis.get_records(ShardIterator=it)
+    got = shard_series(scrape(srv), SHARDED)
+    want = {("sluice_shard_incoming_records_total", shards[1]): 1.0,
+            ("sluice_shard_incoming_bytes_total", shards[1]): 33.0,
+            ("sluice_shard_outgoing_records_total", shards[1]): 0.0,
+            ("sluice_shard_outgoing_bytes_total", shards[1]): 0.0,
+            ("sluice_shard_write_throughput_exceeded_total", shards[1]): 0.0,
+            ("sluice_shard_read_throughput_exceeded_total", shards[1]): 0.0,
+            ("sluice_shard_iterator_age_seconds", shards[1]): 0.0}
+    check(got == want, "ALL: %s, want %s" % (got, want))
 
 
 def check_top(srv, kinesis):
@@ -159,6 +284,12 @@ def main():
             status, text = srv.get("/metrics")
             promtool_ok(text)
             check_moved(before, samples(text), read)
+            kinesis.create_stream(StreamName=SHARDED, ShardCount=2)
+            wait_active(kinesis, SHARDED)
+            shards = [x["ShardId"] for x in kinesis.list_shards(StreamName=SHARDED)["Shards"]]
+            check_shards(srv, kinesis, shards)
+            check_fanout(srv, kinesis, shards)
+            check_shards_toggle(srv, kinesis, shards)
             with open(os.path.join(tmp, "metrics.txt"), "w") as f:
                 f.write(text)
             # sluice status: readiness and the stream's totals, from the same listener.
