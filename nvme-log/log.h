@@ -253,6 +253,7 @@ struct log_stats {
 	uint64_t enospc_errors;
 	uint64_t io_errors;
 	uint64_t segments_deleted;
+	uint64_t segments_resumed;   /* Opens that continued the newest segment (log_recover.c). */
 	uint64_t reads_memory;       /* Batches log_read/log_seek_time took from the window ring, */
 	uint64_t reads_cached;       /* ... through the page cache (sealed segments), */
 	uint64_t reads_device;       /* ... with O_DIRECT (active segment, or a re-read). */
