@@ -60,6 +60,8 @@ struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see lo
 #define LOG_COMMIT_WINDOW_US_MAX 1000000u   /* A window waits at most a second. */
 #define LOG_PRODUCERS_MAX 1024u
 #define LOG_BATCHES_PER_PRODUCER_MAX 65536u
+/* Bytes a record takes in a batch beyond its key and data, at most (log_format.h). */
+#define LOG_RECORD_OVERHEAD_MAX (10u + 1u + 3u + 16u + 5u)
 #define LOG_READ_CACHE_BYTES_MAX (16ull << 30)
 #define LOG_DIR_PATH_SIZE_MAX 4000u
 
@@ -144,6 +146,8 @@ struct log_batch *log_batch_get(struct log_producer *producer);
  */
 int log_batch_add(struct log_batch *batch, const struct log_record_in *record);
 uint32_t log_batch_record_count(const struct log_batch *batch);
+/* Batches free in the producer's pool now (its own thread: the pool is producer-local). */
+uint32_t log_batches_free(const struct log_producer *producer);
 /* Returns an unsubmitted batch to the pool. */
 void log_batch_put(struct log_producer *producer, struct log_batch *batch);
 

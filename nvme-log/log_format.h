@@ -86,8 +86,7 @@
 #define LOG_SEGMENT_HEADER_SIZE 64u
 #define LOG_BATCH_MAGIC 0x54414253u /* "SBAT" */
 #define LOG_BATCH_HEADER_SIZE 64u
-/* Largest record: header bytes + key + hash key + data. */
-#define LOG_RECORD_OVERHEAD_MAX (10u + 1u + 3u + 16u + 5u)
+/* LOG_RECORD_OVERHEAD_MAX (log.h): header bytes + hash key, beside key and data. */
 
 /* Batch flags (writer-owned). */
 #define LOG_BATCH_F_WINDOW_LAST 0x1u /* Last batch of its group-commit window. */
