@@ -125,6 +125,7 @@ struct dp_frame_slot {
 	uint16_t records_left;
 	uint16_t records_stored;    /* Durable so far: a failed frame with any is not retried. */
 	int32_t error;              /* First log error among its batches. */
+	const struct frame_auth_key *sign_key; /* The frame's verified key: signs its answer. */
 	struct dp_record_result *results; /* DP_FRAME_RECORDS_MAX */
 };
 

@@ -155,6 +155,8 @@ struct sluice_producer_stats {
 	uint64_t acks_duplicate;       /* ACKs with FRAME_F_DUPLICATE (stored once, answered again). */
 	uint64_t acks_ignored;         /* ACKs of no batch in flight (late copies) or bad frames. */
 	uint64_t nacks_received;
+	uint64_t answers_forged;       /* Signing producer: answers not signed with its key (or
+					* stale): ignored (docs/PROTOCOL.md section 7). */
 	uint64_t connects;             /* TCP (re)connections established. */
 	uint64_t producer_id;
 	uint32_t producer_epoch;
