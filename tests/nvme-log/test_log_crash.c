@@ -81,17 +81,16 @@ child_fill(struct log_batch *b, uint32_t s, uint64_t *next)
 }
 
 /* The child: append forever, one ledger write per acknowledgement. */
-static void
-child_main(void)
+/* A child's start: the log recovered, a producer, each shard's next seq; the ledger fd. */
+static int
+child_open(struct log_producer **p_out, uint64_t *next)
 {
 	struct log_config c;
 	struct log *log;
-	struct log_producer *p;
-	uint64_t next[SHARDS];
 	int ledger = open(ledger_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
 
 	config_crash(&c);
-	if (ledger < 0 || log_open(&c, &log) != 0 || log_producer_open(log, &p) != 0)
+	if (ledger < 0 || log_open(&c, &log) != 0 || log_producer_open(log, p_out) != 0)
 		_exit(2);
 	for (uint32_t s = 0; s < SHARDS; s++) {
 		struct log_shard_info info;
@@ -99,6 +98,16 @@ child_main(void)
 		log_shard_info(log, shard_id(s), &info);
 		next[s] = info.seq_durable;
 	}
+	return ledger;
+}
+
+static void
+child_main(void)
+{
+	struct log_producer *p;
+	uint64_t next[SHARDS];
+	int ledger = child_open(&p, next);
+
 	for (uint32_t round = 0;; round++) {
 		struct log_batch *b;
 		struct log_completion comp[16];
@@ -132,21 +141,10 @@ child_main(void)
 static void
 child_small(int ready, uint32_t batches)
 {
-	struct log_config c;
-	struct log *log;
 	struct log_producer *p;
 	uint64_t next[SHARDS];
-	int ledger = open(ledger_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+	int ledger = child_open(&p, next);
 
-	config_crash(&c);
-	if (ledger < 0 || log_open(&c, &log) != 0 || log_producer_open(log, &p) != 0)
-		_exit(2);
-	for (uint32_t s = 0; s < SHARDS; s++) {
-		struct log_shard_info info;
-
-		log_shard_info(log, shard_id(s), &info);
-		next[s] = info.seq_durable;
-	}
 	for (uint32_t i = 0; i <= batches; i++) {
 		struct log_batch *b = log_batch_get(p);
 		uint32_t s = i % SHARDS;

@@ -34,6 +34,15 @@ expect_all(uint32_t first, uint32_t count, int err)
 	}
 }
 
+/* Short timeouts and 3 sends per batch: for servers that never answer usefully. */
+static void
+retries_short(struct sluice_producer_config *pc)
+{
+	pc->ack_timeout_ms = 5;
+	pc->backoff_max_ms = 10;
+	pc->retries_max = 3;
+}
+
 static void
 expect_none_stored(struct test_server *server, uint32_t count)
 {
@@ -129,9 +138,7 @@ Test(producer_errors, ignores_forged_acks_when_signing)
 		server = server_start(&sc);
 		producer_config_init(&pc, server, i == 1);
 		pc.auth_key = &good_key;
-		pc.ack_timeout_ms = 5;
-		pc.backoff_max_ms = 10;
-		pc.retries_max = 3;
+		retries_short(&pc);
 		cr_assert_eq(sluice_producer_open(&pc, &p), 0);
 		put_all(p, 40, 5);
 		cr_assert_eq(sluice_producer_flush(p, 10000), 0);
@@ -190,9 +197,7 @@ Test(producer_errors, silent_server_times_out_every_record)
 	sc.silent = true;
 	server = server_start(&sc);
 	producer_config_init(&pc, server, false);
-	pc.ack_timeout_ms = 5;
-	pc.backoff_max_ms = 10;
-	pc.retries_max = 3;
+	retries_short(&pc);
 	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
 	put_all(p, 50, 5);
 	cr_assert_eq(sluice_producer_flush(p, 5000), 0);
