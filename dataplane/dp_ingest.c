@@ -530,11 +530,8 @@ dp_ingest_send_tcp(struct dp_worker *w, const struct dp_peer *peer, const struct
 	}
 	rc = dp_tcp_answer(&w->tcp, peer->tcp_conn, peer->tcp_gen, bytes, (uint32_t)size);
 	if (rc == -ENOSPC) {
-		struct frame_ack short_ack = *ack;
+		struct frame_ack short_ack = dp_ingest_ack_without_detail(ack);
 
-		short_ack.flags |= FRAME_F_NO_DETAIL;
-		short_ack.run_count = 0;
-		short_ack.runs = NULL;
 		size = frame_ack_encode(bytes, DP_TCP_ANSWER_MAX, &short_ack, false);
 		assert(size > 0);
 		rc = dp_tcp_answer(&w->tcp, peer->tcp_conn, peer->tcp_gen, bytes, (uint32_t)size);
@@ -542,6 +539,17 @@ dp_ingest_send_tcp(struct dp_worker *w, const struct dp_peer *peer, const struct
 	if (rc != 0)
 		return; /* The connection is gone (counted): the dedup window remembers. */
 	dp_count(w, ack->type == FRAME_TYPE_ACK ? DP_ACKS_SENT : DP_NACKS_SENT, 1);
+}
+
+struct frame_ack
+dp_ingest_ack_without_detail(const struct frame_ack *ack)
+{
+	struct frame_ack short_ack = *ack;
+
+	short_ack.flags |= FRAME_F_NO_DETAIL;
+	short_ack.run_count = 0;
+	short_ack.runs = NULL;
+	return short_ack;
 }
 
 static void

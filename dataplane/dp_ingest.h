@@ -206,6 +206,11 @@ bool dp_ingest_can_take(struct dp_worker *w);
 /* The credit hint for a worker with `frames_free` of DP_FRAME_SLOTS and RX pressure. */
 uint32_t dp_ingest_credit(uint32_t frames_free, uint32_t rx_full_streak);
 /*
+ * The ACK without its runs (NO_DETAIL): what a TCP answer falls back to when the room
+ * reserved for it (DP_TCP_ANSWER_MAX) cannot hold every run.
+ */
+struct frame_ack dp_ingest_ack_without_detail(const struct frame_ack *ack);
+/*
  * After the datagrams of one RX burst (before its mbufs are freed): their
  * hash keys (dp_hash_compute), then the frames held for them, in order.
  */
