@@ -1,18 +1,18 @@
 /*
  * api_out.c - the response output buffer of api.h: appends, printf, base64
- * and JSON string literals written straight into the buffer. Growth takes
- * buffers from the thread's pool (server_pool.h) and never passes
- * capacity_max; an append that cannot fit marks the buffer `overflow` and is
+ * (common/base64.h) and JSON string literals written straight into the
+ * buffer. Growth takes buffers from the thread's pool (server_pool.h) and
+ * never passes capacity_max; an append that cannot fit marks the buffer `overflow` and is
  * dropped: the server then answers 500 InternalFailure (over the cap) or 503
  * (no larger buffer free right now) instead of a cut body.
  */
 #include <assert.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "control/server_pool.h"
 
 static _Thread_local struct buf_pool *buf_pool_thread;
@@ -126,50 +126,12 @@ api_out_printf(struct api_out *out, const char *fmt, ...)
 	out->size += (size_t)n;
 }
 
-static const char base64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Two output characters per 12 input bits: half the lookups of the plain alphabet. */
-static char base64_pairs[4096][2];
-static pthread_once_t base64_pairs_once = PTHREAD_ONCE_INIT;
-
-static void
-base64_pairs_init(void)
-{
-	for (unsigned i = 0; i < 4096; i++) {
-		base64_pairs[i][0] = base64_alphabet[i >> 6];
-		base64_pairs[i][1] = base64_alphabet[i & 63];
-	}
-}
-
 void
 api_out_base64(struct api_out *out, const void *data, size_t size)
 {
-	const uint8_t *in = data;
-	size_t full = size / 3;
-	char *p;
-
-	if (size == 0 || !api_out_reserve(out, (size + 2) / 3 * 4))
+	if (size == 0 || !api_out_reserve(out, base64_encoded_size(size)))
 		return;
-	pthread_once(&base64_pairs_once, base64_pairs_init);
-	p = out->data + out->size;
-	for (size_t i = 0; i < full; i++, in += 3, p += 4) {
-		uint32_t v = (uint32_t)in[0] << 16 | (uint32_t)in[1] << 8 | in[2];
-
-		memcpy(p, base64_pairs[v >> 12], 2);
-		memcpy(p + 2, base64_pairs[v & 0xfff], 2);
-	}
-	if (size % 3 != 0) {
-		uint32_t v = (uint32_t)in[0] << 16;
-
-		if (size % 3 == 2)
-			v |= (uint32_t)in[1] << 8;
-		*p++ = base64_alphabet[v >> 18];
-		*p++ = base64_alphabet[(v >> 12) & 63];
-		*p++ = size % 3 == 2 ? base64_alphabet[(v >> 6) & 63] : '=';
-		*p++ = '=';
-	}
-	out->size = (size_t)(p - out->data);
+	out->size += base64_encode(data, size, out->data + out->size);
 }
 
 /* Length of the valid UTF-8 sequence at s[0 .. size), or 0 when it is not one. */
@@ -203,17 +165,22 @@ utf8_sequence_size(const uint8_t *s, size_t size)
 	return n;
 }
 
-/* Worst case: every byte becomes \u00XX (6 bytes), or an invalid byte U+FFFD (6 as \ufffd). */
-void
-api_out_json_string(struct api_out *out, const char *text, size_t size)
+void *
+api_out_extend(struct api_out *out, size_t size)
 {
-	const uint8_t *s = (const uint8_t *)text;
-	char *p;
+	void *p;
 
-	if (!api_out_reserve(out, size * 6 + 2))
-		return;
+	if (!api_out_reserve(out, size))
+		return NULL;
 	p = out->data + out->size;
-	*p++ = '"';
+	out->size += size;
+	return p;
+}
+
+/* Worst case: every byte becomes \u00XX (6 bytes), or an invalid byte U+FFFD (6 as \ufffd). */
+static char *
+json_chars_write(char *p, const uint8_t *s, size_t size)
+{
 	for (size_t i = 0; i < size;) {
 		uint8_t c = s[i];
 		size_t n;
@@ -257,6 +224,30 @@ api_out_json_string(struct api_out *out, const char *text, size_t size)
 		p += n;
 		i += n;
 	}
+	return p;
+}
+
+void
+api_out_json_chars(struct api_out *out, const char *text, size_t size)
+{
+	char *p;
+
+	if (!api_out_reserve(out, size * 6))
+		return;
+	p = json_chars_write(out->data + out->size, (const uint8_t *)text, size);
+	out->size = (size_t)(p - out->data);
+}
+
+void
+api_out_json_string(struct api_out *out, const char *text, size_t size)
+{
+	char *p;
+
+	if (!api_out_reserve(out, size * 6 + 2))
+		return;
+	p = out->data + out->size;
+	*p++ = '"';
+	p = json_chars_write(p, (const uint8_t *)text, size);
 	*p++ = '"';
 	out->size = (size_t)(p - out->data);
 }

@@ -11,8 +11,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "common/base64.h"
 #include "control/iterator.h"
-#include "control/kinesis.h"
 
 #define ITERATOR_MAC_SIZE 32
 #define ITERATOR_FIXED_SIZE 49
@@ -59,8 +59,12 @@ iterator_mac(const uint8_t secret[ITERATOR_SECRET_SIZE], const uint8_t *data, si
 static size_t
 iterator_seal(const uint8_t secret[ITERATOR_SECRET_SIZE], uint8_t *bin, size_t size, char *buf)
 {
+	size_t n;
+
 	iterator_mac(secret, bin, size, bin + size);
-	return kinesis_base64_encode(bin, size + ITERATOR_MAC_SIZE, buf);
+	n = base64_encode(bin, size + ITERATOR_MAC_SIZE, buf);
+	buf[n] = '\0';
+	return n;
 }
 
 /* Decodes and authenticates; returns the body size (MAC excluded) or -EINVAL. */
@@ -74,7 +78,7 @@ iterator_open(const uint8_t secret[ITERATOR_SECRET_SIZE], const char *text, size
 
 	if (size > ITERATOR_TEXT_SIZE_MAX)
 		return -EINVAL;
-	n = kinesis_base64_decode(text, size, bin, ITERATOR_BINARY_MAX);
+	n = base64_decode(text, size, bin, ITERATOR_BINARY_MAX);
 	if (n < (int64_t)(fixed_size + 1 + ITERATOR_MAC_SIZE))
 		return -EINVAL;
 	body = (size_t)n - ITERATOR_MAC_SIZE;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "control/kinesis.h"
 
 struct kf_cursor {
@@ -209,7 +210,7 @@ kf_valid(struct kinesis *k, struct kinesis_fast_put *put)
 		if (rec->hash_key != NULL &&
 		    !kv_pattern_match(KV_PATTERN_HASH_KEY, rec->hash_key, rec->hash_key_size))
 			return false;
-		n = kinesis_base64_decode(rec->data, rec->data_size, out,
+		n = base64_decode(rec->data, rec->data_size, out,
 					  k->scratch_size - k->scratch_used);
 		if (n < 0 || n > SLUICE_RECORD_DATA_SIZE_MAX)
 			return false;

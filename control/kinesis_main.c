@@ -1,16 +1,15 @@
 /*
- * kinesis_main.c - the Kinesis side of control/api.h: open (SQLite -> memory,
- * re-apply retention and unfinished deletions to the log), dispatch by
- * X-Amz-Target, poll (log completions, status transitions, retention), and
- * the helpers every action shares (errors, stream lookup, routing, output).
+ * kinesis_main.c - the Kinesis module's life: open (SQLite -> memory, re-apply
+ * retention and unfinished deletions to the log), poll (log completions,
+ * status transitions, retention) and close. Dispatch is kinesis_ops.c.
  */
 #include <assert.h>
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -18,420 +17,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
-#include "control/metrics.h"
-#include "control/seqnum.h"
 #include "nvme-log/log.h"
-
-#define KINESIS_TARGET_PREFIX "Kinesis_20131202."
-
-struct kinesis_action {
-	const char *name;
-	kinesis_action_fn *fn;
-};
-
-static const struct kinesis_action kinesis_actions[] = {
-	{ "AddTagsToStream", kinesis_add_tags },
-	{ "CreateStream", kinesis_create_stream },
-	{ "DecreaseStreamRetentionPeriod", kinesis_decrease_retention },
-	{ "DeleteStream", kinesis_delete_stream },
-	{ "DescribeLimits", kinesis_describe_limits },
-	{ "DescribeStream", kinesis_describe_stream },
-	{ "DescribeStreamSummary", kinesis_describe_stream_summary },
-	{ "GetRecords", kinesis_get_records },
-	{ "GetShardIterator", kinesis_get_shard_iterator },
-	{ "IncreaseStreamRetentionPeriod", kinesis_increase_retention },
-	{ "ListShards", kinesis_list_shards },
-	{ "ListStreams", kinesis_list_streams },
-	{ "ListTagsForStream", kinesis_list_tags },
-	{ "PutRecord", kinesis_put_record },
-	{ "PutRecords", kinesis_put_records },
-	{ "RemoveTagsFromStream", kinesis_remove_tags },
-	{ "MergeShards", kinesis_merge_shards },
-	{ "SplitShard", kinesis_split_shard },
-	{ "UpdateShardCount", kinesis_update_shard_count },
-	{ "UpdateStreamMode", kinesis_update_stream_mode },
-};
-
-/* Real Kinesis actions this appliance does not implement (docs/API.md). */
-static const char *const kinesis_unsupported[] = {
-	"DeleteResourcePolicy", "DeregisterStreamConsumer", "DescribeAccountSettings",
-	"DescribeStreamConsumer", "DisableEnhancedMonitoring", "EnableEnhancedMonitoring",
-	"GetResourcePolicy", "ListStreamConsumers", "ListTagsForResource",
-	"PutResourcePolicy", "RegisterStreamConsumer", "StartStreamEncryption",
-	"StopStreamEncryption", "SubscribeToShard", "TagResource", "UntagResource",
-	"UpdateAccountSettings", "UpdateMaxRecordSize",
-	"UpdateStreamWarmThroughput",
-};
-
-/* ---- Replies ------------------------------------------------------------ */
-
-void
-kinesis_error(struct api_call *call, const char *type, const char *fmt, ...)
-{
-	char message[KINESIS_MESSAGE_SIZE * 8];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
-	va_end(ap);
-	api_call_error(call, 400, type, "%s", message);
-}
-
-/* AWS spells this one's key "Message", and sometimes sends none. */
-void
-kinesis_serialization_error(struct api_call *call, const char *message)
-{
-	struct api_out *out = api_call_out(call);
-
-	api_out_printf(out, "{\"__type\":\"SerializationException\"");
-	if (message != NULL) {
-		api_out_printf(out, ",\"Message\":");
-		api_out_json_string(out, message, strlen(message));
-	}
-	api_out_printf(out, "}");
-	api_call_reply(call, 400);
-}
-
-void
-kinesis_internal_error(struct api_call *call)
-{
-	api_out_printf(api_call_out(call), "{\"__type\":\"InternalFailure\"}");
-	api_call_reply(call, 500);
-}
-
-static void
-kinesis_unknown_operation(struct api_call *call, const char *message)
-{
-	struct api_out *out = api_call_out(call);
-
-	api_out_printf(out, "{\"__type\":\"UnknownOperationException\"");
-	if (message != NULL) {
-		api_out_printf(out, ",\"message\":");
-		api_out_json_string(out, message, strlen(message));
-	}
-	api_out_printf(out, "}");
-	api_call_reply(call, 400);
-}
-
-/* ---- Streams, shards, routing -------------------------------------------- */
-
-const char *
-kinesis_status_name(enum kinesis_status status)
-{
-	static const char *const names[] = {
-		[KINESIS_CREATING] = "CREATING", [KINESIS_ACTIVE] = "ACTIVE",
-		[KINESIS_UPDATING] = "UPDATING", [KINESIS_DELETING] = "DELETING",
-	};
-
-	return names[status];
-}
-
-void
-kinesis_stream_use(struct kinesis *k, struct kinesis_stream *s)
-{
-	uint32_t index = (uint32_t)(s - k->streams);
-
-	assert(index < SLUICE_STREAMS_MAX);
-	s->used = true;
-	if (index + 1 > k->streams_high)
-		k->streams_high = index + 1;
-}
-
-/* A linear scan bounded by streams_high: appliances hold a handful of streams. */
-struct kinesis_stream *
-kinesis_stream_find(struct kinesis *k, const char *name, size_t size)
-{
-	for (uint32_t i = 0; i < k->streams_high; i++) {
-		struct kinesis_stream *s = &k->streams[i];
-
-		if (s->used && s->name_size == size && memcmp(s->name, name, size) == 0)
-			return s;
-	}
-	return NULL;
-}
-
-struct kinesis_stream *
-kinesis_stream_by_id(struct kinesis *k, uint32_t stream_id)
-{
-	for (uint32_t i = 0; i < k->streams_high; i++)
-		if (k->streams[i].used && k->streams[i].stream_id == stream_id)
-			return &k->streams[i];
-	return NULL;
-}
-
-void
-kinesis_stream_free(struct kinesis_stream *s)
-{
-	if (s->used)
-		metrics_stream_forget(s->stream_id);
-	free(s->open_index);
-	free(s->shards);
-	memset(s, 0, sizeof(*s));
-}
-
-/* The stream name inside a StreamARN of our region and account, or NULL. */
-static const char *
-kinesis_arn_name(const struct kinesis *k, const char *arn, size_t *size_out)
-{
-	char prefix[KINESIS_ARN_SIZE];
-	int n = snprintf(prefix, sizeof(prefix), "arn:aws:kinesis:%s:%s:stream/", k->config.region,
-			 k->config.account_id);
-
-	if (n <= 0 || strncmp(arn, prefix, (size_t)n) != 0)
-		return NULL;
-	*size_out = strlen(arn + n);
-	return arn + n;
-}
-
-struct kinesis_stream *
-kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv_value *name,
-		       const struct kv_value *arn)
-{
-	const char *text = name->string;
-	size_t size = name->size;
-	struct kinesis_stream *s;
-
-	if (name->json == NULL && arn->json == NULL) {
-		kinesis_error(call, "InvalidArgumentException",
-			      "Either StreamName or StreamARN must be provided.");
-		return NULL;
-	}
-	if (arn->json != NULL) {
-		size_t arn_name_size = 0;
-		const char *arn_name = kinesis_arn_name(k, arn->string, &arn_name_size);
-
-		if (arn_name == NULL) {
-			kinesis_error(call, "ResourceNotFoundException",
-				      "Stream %s not found.", arn->string);
-			return NULL;
-		}
-		if (name->json != NULL && (name->size != arn_name_size ||
-					   memcmp(name->string, arn_name, arn_name_size) != 0)) {
-			kinesis_error(call, "InvalidArgumentException",
-				      "StreamARN %s does not refer to stream %s.", arn->string,
-				      name->string);
-			return NULL;
-		}
-		text = arn_name;
-		size = arn_name_size;
-	}
-	s = kinesis_stream_find(k, text, size);
-	if (s == NULL)
-		kinesis_error(call, "ResourceNotFoundException", "Stream %.*s under account %s not "
-			      "found.", (int)size, text, k->config.account_id);
-	return s;
-}
-
-void
-kinesis_shard_id_format(uint32_t index, char buf[KINESIS_SHARD_ID_SIZE])
-{
-	snprintf(buf, KINESIS_SHARD_ID_SIZE, "shardId-%012u", index);
-}
-
-int
-kinesis_shard_id_parse(const char *text, size_t size, uint32_t *index_out)
-{
-	const char *dash = memchr(text, '-', size);
-	uint64_t value = 0;
-	size_t from = dash == NULL ? 0 : (size_t)(dash - text) + 1;
-
-	if (from >= size)
-		return -EINVAL;
-	for (size_t i = from; i < size; i++) {
-		if (text[i] < '0' || text[i] > '9')
-			return -EINVAL;
-		value = value * 10 + (uint64_t)(text[i] - '0');
-		if (value > INT32_MAX)
-			return -EINVAL;
-	}
-	*index_out = (uint32_t)value;
-	return 0;
-}
-
-static struct kinesis_shard *kinesis_shard_route_scan(struct kinesis_stream *s, hashkey_t key);
-
-static int
-kinesis_index_cmp(const void *a, const void *b, void *arg)
-{
-	const struct kinesis_shard *shards = arg;
-	hashkey_t x = shards[*(const uint32_t *)a].start;
-	hashkey_t y = shards[*(const uint32_t *)b].start;
-
-	return x < y ? -1 : x > y;
-}
-
-void
-kinesis_stream_index(struct kinesis_stream *s)
-{
-	uint32_t n = 0;
-
-	/* SQLite keeps no close time: a parent closed when its children were created. */
-	for (uint32_t i = 0; i < s->shard_count; i++) {
-		const struct kinesis_shard *sh = &s->shards[i];
-
-		if (sh->parent >= 0 && (uint64_t)sh->parent < s->shard_count)
-			s->shards[sh->parent].closed_s = sh->created_s;
-		if (sh->adjacent_parent >= 0 && (uint64_t)sh->adjacent_parent < s->shard_count)
-			s->shards[sh->adjacent_parent].closed_s = sh->created_s;
-	}
-	free(s->open_index);
-	s->open_count = 0;
-	s->open_index = malloc((s->shard_count + 1) * sizeof(*s->open_index));
-	if (s->open_index == NULL)
-		return;
-	for (uint32_t i = 0; i < s->shard_count; i++)
-		if (!s->shards[i].closed)
-			s->open_index[n++] = i;
-	qsort_r(s->open_index, n, sizeof(*s->open_index), kinesis_index_cmp, s->shards);
-	s->open_count = n;
-}
-
-struct kinesis_shard *
-kinesis_shard_route(struct kinesis_stream *s, hashkey_t key)
-{
-	uint32_t lo = 0;
-	uint32_t hi = s->open_count;
-
-	/* Open shards by start: the last one starting at or before the key holds it. */
-	while (s->open_index != NULL && lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		struct kinesis_shard *sh = &s->shards[s->open_index[mid]];
-
-		if (key < sh->start)
-			hi = mid;
-		else if (key > sh->end)
-			lo = mid + 1;
-		else
-			return sh;
-	}
-	return kinesis_shard_route_scan(s, key);
-}
-
-/* Without an index (no memory for it): binary search by index, then a scan. */
-static struct kinesis_shard *
-kinesis_shard_route_scan(struct kinesis_stream *s, hashkey_t key)
-{
-	uint32_t lo = 0;
-	uint32_t hi = s->shard_count;
-
-	/* Shards of a new stream are in hash order; closed ones (resharding) fall back. */
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		struct kinesis_shard *sh = &s->shards[mid];
-
-		if (key < sh->start)
-			hi = mid;
-		else if (key > sh->end)
-			lo = mid + 1;
-		else if (!sh->closed)
-			return sh;
-		else
-			break;
-	}
-	for (uint32_t i = 0; i < s->shard_count; i++) {
-		struct kinesis_shard *sh = &s->shards[i];
-
-		if (!sh->closed && key >= sh->start && key <= sh->end)
-			return sh;
-	}
-	return NULL;
-}
-
-void
-kinesis_out_timestamp(struct api_out *out, uint64_t ms)
-{
-	api_out_printf(out, "%llu.%03llu", (unsigned long long)(ms / 1000),
-		       (unsigned long long)(ms % 1000));
-}
-
-void
-kinesis_out_shard(struct api_out *out, const struct kinesis_shard *sh)
-{
-	char id[KINESIS_SHARD_ID_SIZE];
-	char start[HASHKEY_DECIMAL_SIZE];
-	char end[HASHKEY_DECIMAL_SIZE];
-	char seq[SEQNUM_DECIMAL_SIZE];
-	struct seqnum sn = {
-		.shard_created_s = sh->created_s, .shard_index = sh->index,
-		.seq = 0, .put_s = sh->created_s,
-	};
-
-	kinesis_shard_id_format(sh->index, id);
-	hashkey_format_decimal(sh->start, start);
-	hashkey_format_decimal(sh->end, end);
-	seqnum_format(&sn, seq);
-	api_out_printf(out, "{\"ShardId\":\"%s\",", id);
-	if (sh->parent >= 0) {
-		kinesis_shard_id_format((uint32_t)sh->parent, id);
-		api_out_printf(out, "\"ParentShardId\":\"%s\",", id);
-	}
-	if (sh->adjacent_parent >= 0) {
-		kinesis_shard_id_format((uint32_t)sh->adjacent_parent, id);
-		api_out_printf(out, "\"AdjacentParentShardId\":\"%s\",", id);
-	}
-	api_out_printf(out, "\"HashKeyRange\":{\"StartingHashKey\":\"%s\",\"EndingHashKey\":\"%s\"},"
-		       "\"SequenceNumberRange\":{\"StartingSequenceNumber\":\"%s\"", start, end, seq);
-	if (sh->closed && !sh->close_pending) {
-		/* A shard closed before its first record ends where it starts. */
-		sn.seq = sh->seq_end == UINT64_MAX ? 0 : sh->seq_end;
-		/* Arrival time sits below seq: the largest one bounds every record of the shard. */
-		sn.put_s = SEQNUM_TIME_MAX;
-		seqnum_format(&sn, seq);
-		api_out_printf(out, ",\"EndingSequenceNumber\":\"%s\"", seq);
-	}
-	api_out_printf(out, "}}");
-}
-
-uint64_t
-kinesis_now_ms(const struct api_request *req)
-{
-	return req->now_ns / 1000000u;
-}
-
-int
-kinesis_log_retention(struct kinesis *k, uint32_t stream_id, uint32_t hours)
-{
-	int rc = log_retention_set(k->log, stream_id, hours);
-
-	/* A log without retention yet keeps everything: SQLite still holds the value. */
-	if (rc == -ENOSYS) {
-		static bool warned;
-
-		if (!warned)
-			diag_warn("kinesis", "log retention not available; stream %u keeps all records",
-				  stream_id);
-		warned = true;
-		return 0;
-	}
-	return rc;
-}
-
-void
-kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns)
-{
-	if (k->transitions == 0)
-		return;
-	for (uint32_t i = 0; i < k->streams_high; i++) {
-		struct kinesis_stream *s = &k->streams[i];
-
-		if (!s->used || s->status_due_ns == 0 || mono_ns < s->status_due_ns)
-			continue;
-		/* A reshard is done once its parents' closes are recorded: look again in 1 ms. */
-		if (s->status_next == KINESIS_ACTIVE && kinesis_stream_closing(s)) {
-			s->status_due_ns = mono_ns + 1000000u;
-			continue;
-		}
-		s->status_due_ns = 0;
-		k->transitions--;
-		if (s->status_next == KINESIS_DELETING) {
-			/* On failure the stream stays DELETING in SQLite; the next start finishes. */
-			if (kinesis_stream_delete_finish(k, s) != 0)
-				diag_error("kinesis", "stream %s: delete failed", s->name);
-			continue;
-		}
-		s->status = s->status_next;
-	}
-}
 
 /* ---- Open and close ---------------------------------------------------- */
 
@@ -459,8 +45,12 @@ kinesis_load_stream(void *arg, const struct metadata_stream *ms)
 	s->status = ms->deleting ? KINESIS_DELETING : KINESIS_ACTIVE;
 	s->mode = ms->mode;
 	s->retention_hours = ms->retention_hours;
+	s->shard_metrics = ms->shard_metrics & KINESIS_METRICS_ALL;
+	s->max_record_kib = ms->max_record_kib;
+	s->warm_mibps = ms->warm_mibps;
 	s->created_ms = ms->created_ms;
 	s->shard_count = ms->shard_count;
+	s->shards_shown = ms->shard_count;
 	k->shards_total += ms->shard_count;
 	return 0;
 }
@@ -559,8 +149,10 @@ kinesis_alloc(struct kinesis *k)
 	k->waits = calloc(KINESIS_PUT_WAITS_MAX, sizeof(*k->waits));
 	k->scratch_size = k->config.request_body_size_max;
 	k->scratch = malloc(k->scratch_size);
+	k->req_scratch = malloc(sizeof(*k->req_scratch));
 	if (k->streams == NULL || k->pending == NULL || k->results == NULL || k->scratch == NULL ||
-	    k->batched == NULL || k->batch_first == NULL || k->waits == NULL)
+	    k->batched == NULL || k->batch_first == NULL || k->waits == NULL ||
+	    k->req_scratch == NULL)
 		return -ENOMEM;
 	static_assert(CONFIG_LOG_BATCHES_MIN >= KINESIS_PUT_RECORDS_MAX,
 		      "one PutRecords to KINESIS_PUT_RECORDS_MAX shards fits the API's batches");
@@ -575,16 +167,26 @@ kinesis_alloc(struct kinesis *k)
 	return 0;
 }
 
-/* The actions get their own API series (metrics.h); the rest count as "Other". */
-static void
-kinesis_metrics_register(void)
+/*
+ * One fd for the server to wait on: an epoll set of the producer's completion eventfd
+ * and the log's durable eventfd (SubscribeToShard wakes on records other producers,
+ * such as the dataplane's, made durable).
+ */
+static int
+kinesis_wake_open(struct kinesis *k)
 {
-	static const char *names[ARRAY_SIZE(kinesis_actions)];
+	int fds[2] = { log_producer_event_fd(k->producer), log_durable_event_fd(k->log) };
 
-	static_assert(ARRAY_SIZE(kinesis_actions) <= METRICS_API_OPS_MAX, "each has series");
-	for (size_t i = 0; i < ARRAY_SIZE(kinesis_actions); i++)
-		names[i] = kinesis_actions[i].name;
-	metrics_api_ops_register(names, ARRAY_SIZE(kinesis_actions));
+	k->wake_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (k->wake_fd < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
+
+		if (epoll_ctl(k->wake_fd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
+			return -errno;
+	}
+	return 0;
 }
 
 int
@@ -597,7 +199,8 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 		return -ENOMEM;
 	k->config = *config;
 	k->log = log;
-	kinesis_metrics_register();
+	k->wake_fd = -1;
+	kinesis_ops_register_metrics();
 	k->shard_limit = config->log_shards_max < SLUICE_SHARDS_MAX ? config->log_shards_max :
 			 SLUICE_SHARDS_MAX;
 	rc = kinesis_alloc(k);
@@ -614,10 +217,18 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 	if (rc == 0)
 		rc = kinesis_reconcile(k);
 	if (rc == 0)
+		rc = kinesis_policies_open(k);
+	if (rc == 0)
+		rc = kinesis_encryption_load(k);
+	if (rc == 0)
 		rc = log_producer_open(log, &k->producer);
 	if (rc != 0)
 		goto out_free;
 	rc = log_reader_open(log, &k->reader);
+	if (rc == 0)
+		rc = kinesis_fanout_open(k);
+	if (rc == 0)
+		rc = kinesis_wake_open(k);
 	if (rc != 0)
 		goto out_close_producer;
 	RAND_bytes((uint8_t *)&k->nonce, sizeof(k->nonce));
@@ -666,9 +277,13 @@ kinesis_close(struct kinesis *k)
 	}
 	if (k->reader != NULL)
 		log_reader_close(k->reader);
+	kinesis_fanout_close(k);
+	if (k->wake_fd >= 0)
+		close(k->wake_fd);
 	for (uint32_t i = 0; k->streams != NULL && i < SLUICE_STREAMS_MAX; i++)
 		if (k->streams[i].used)
 			kinesis_stream_free(&k->streams[i]);
+	kinesis_policies_close(k);
 	metadata_close(k->md);
 	free(k->streams);
 	free(k->pending);
@@ -677,64 +292,36 @@ kinesis_close(struct kinesis *k)
 	free(k->batched);
 	free(k->batch_first);
 	free(k->scratch);
+	free(k->req_scratch);
 	free(k);
 }
 
-/* ---- Dispatch and poll -------------------------------------------------- */
+/* ---- Poll -------------------------------------------------- */
 
 int
 kinesis_event_fd(const struct kinesis *k)
 {
-	return log_producer_event_fd(k->producer);
+	return k->wake_fd;
 }
 
-void
-kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_request *req)
-{
-	size_t prefix = strlen(KINESIS_TARGET_PREFIX);
-	const char *action;
-	size_t size;
-
-	kinesis_stream_status_tick(k, clock_mono_ns());
-	if (req->target == NULL || req->target_size <= prefix ||
-	    memcmp(req->target, KINESIS_TARGET_PREFIX, prefix) != 0) {
-		kinesis_unknown_operation(call, NULL);
-		return;
-	}
-	action = req->target + prefix;
-	size = req->target_size - prefix;
-	for (size_t i = 0; i < ARRAY_SIZE(kinesis_actions); i++) {
-		if (strlen(kinesis_actions[i].name) == size &&
-		    memcmp(kinesis_actions[i].name, action, size) == 0) {
-			kinesis_actions[i].fn(k, call, req);
-			return;
-		}
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(kinesis_unsupported); i++) {
-		if (strlen(kinesis_unsupported[i]) == size &&
-		    memcmp(kinesis_unsupported[i], action, size) == 0) {
-			char message[128];
-
-			snprintf(message, sizeof(message), "%s is not supported by this endpoint.",
-				 kinesis_unsupported[i]);
-			kinesis_unknown_operation(call, message);
-			return;
-		}
-	}
-	kinesis_unknown_operation(call, NULL);
-}
-
-/* Resets the producer's eventfd so a level-triggered loop does not spin. */
+/* Resets the eventfds behind wake_fd so a level-triggered loop does not spin. */
 static void
 kinesis_event_clear(struct kinesis *k)
 {
-	struct pollfd pfd = { .fd = log_producer_event_fd(k->producer), .events = POLLIN };
+	struct pollfd pfd[2] = {
+		{ .fd = log_producer_event_fd(k->producer), .events = POLLIN },
+		{ .fd = log_durable_event_fd(k->log), .events = POLLIN },
+	};
 	uint64_t value;
 
-	if (pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0) {
-		ssize_t n = read(pfd.fd, &value, sizeof(value));
+	if (poll(pfd, 2, 0) <= 0)
+		return;
+	for (int i = 0; i < 2; i++) {
+		if ((pfd[i].revents & POLLIN) != 0) {
+			ssize_t n = read(pfd[i].fd, &value, sizeof(value));
 
-		(void)n;
+			(void)n;
+		}
 	}
 }
 
@@ -749,6 +336,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	kinesis_reshard_poll(k);
 	kinesis_autoscale_tick(k, mono, clock_real_ns());
 	kinesis_stream_status_tick(k, mono);
+	kinesis_fanout_poll(k);
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());
 
@@ -759,11 +347,22 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	}
 }
 
+void
+kinesis_reload(struct kinesis *k, const struct sluice_config *config)
+{
+	uint64_t retention_due = clock_mono_ns() + (uint64_t)config->retention_check_s * 1000000000u;
+
+	config_copy_live(&k->config, config);
+	/* A shorter interval starts now, not after the old one ran out. */
+	k->retention_due_ns = min_u64(k->retention_due_ns, retention_due);
+}
+
 int
 kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 {
 	uint64_t mono = clock_mono_ns();
 	uint64_t due = k->retention_due_ns;
+	int fanout_ms;
 
 	(void)now_ns;
 	for (uint32_t i = 0; k->transitions > 0 && i < k->streams_high; i++)
@@ -779,5 +378,8 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 		due = min_u64(due, mono + 1000000u);
 	if (due <= mono)
 		return 0;
+	fanout_ms = kinesis_fanout_timeout_ms(k);
+	if (fanout_ms >= 0)
+		due = min_u64(due, mono + (uint64_t)fanout_ms * 1000000u);
 	return (int)min_u64((due - mono + 999999) / 1000000, 60000);
 }

@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/diag.h"
+#include "common/record_wire.h"
 #include "control/kinesis.h"
 #include "control/metrics.h"
 #include "control/seqnum.h"
@@ -87,8 +88,9 @@ kinesis_put_record_reply(struct kinesis *k, struct kinesis_pending *p)
 
 		kinesis_shard_id_format(r->shard_index, shard_id);
 		seqnum_format(&sn, seq);
-		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\","
-			       "\"EncryptionType\":\"NONE\"}", shard_id, seq);
+		/* AWS adds EncryptionType only for an encrypted stream (KMS), never NONE. */
+		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\"%s}",
+			       shard_id, seq, kinesis_put_encryption_member(p->encrypted));
 		api_call_reply(p->call, 200);
 		return;
 	}
@@ -164,7 +166,7 @@ kinesis_put_records_reply(struct kinesis *k, struct kinesis_pending *p)
 		memcpy(text + n, "\"}", 2);
 		api_out_append(out, text, n + 2);
 	}
-	api_out_printf(out, "],\"EncryptionType\":\"NONE\"}");
+	api_out_printf(out, "]%s}", kinesis_put_encryption_member(p->encrypted));
 	api_call_reply(p->call, 200);
 }
 
@@ -194,11 +196,25 @@ kinesis_put_metrics(const struct kinesis_pending *p)
 	metrics_stream_put(&ref, &put);
 }
 
+/* A key error on any record (the log refused the stream's key): the whole call's answer. */
+static int
+kinesis_put_kms_errno(const struct kinesis_pending *p)
+{
+	for (uint32_t i = 0; i < p->record_count; i++)
+		if (kinesis_kms_errno(p->results[i].error))
+			return p->results[i].error;
+	return 0;
+}
+
 static void
 kinesis_pending_finish(struct kinesis *k, struct kinesis_pending *p)
 {
+	int kms = kinesis_put_kms_errno(p);
+
 	kinesis_put_metrics(p);
-	if (p->put_records)
+	if (kms != 0)
+		kinesis_kms_error(p->call, kms, p->key_ref);
+	else if (p->put_records)
 		kinesis_put_records_reply(k, p);
 	else
 		kinesis_put_record_reply(k, p);
@@ -257,19 +273,6 @@ kinesis_put_poll(struct kinesis *k)
 
 /* ---- Submission ----------------------------------------------------------- */
 
-struct kinesis_put_in {
-	const char *key;
-	uint16_t key_size;
-	const uint8_t *data;
-	uint32_t data_size;
-	bool has_hash_key;
-	uint8_t hash_key[16];
-	uint32_t shard_index;
-	uint32_t order; /* Request position, for the stable per-shard sort. */
-};
-
-static struct kinesis_put_in kinesis_put_ins[KINESIS_PUT_RECORDS_MAX];
-
 /* Marks every not-yet-submitted record of the open batch as failed with `error`. */
 static void
 kinesis_batch_fail(struct kinesis_pending *p, int error)
@@ -302,7 +305,7 @@ kinesis_batch_flush(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 	rc = log_batch_submit(k->producer, *batch, log_id, cookie);
 	if (rc != 0) {
 		log_batch_put(k->producer, *batch);
-		kinesis_batch_fail(p, -ENOSPC);
+		kinesis_batch_fail(p, kinesis_kms_errno(rc) ? rc : -ENOSPC);
 	} else {
 		p->batches_left++;
 	}
@@ -346,22 +349,22 @@ kinesis_batch_add(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 }
 
 /*
- * Orders kinesis_put_ins[0 .. count) by shard, keeping request order within a
- * shard, into `sorted`: one linked list per shard (heads found through a
+ * Orders put->ins[0 .. count) by shard, keeping request order within a
+ * shard, into put->sorted: one linked list per shard (heads found through a
  * generation mark on the shard), shards in order of first appearance. O(n).
  */
 static void
-kinesis_put_group(struct kinesis *k, struct kinesis_stream *s, uint32_t count,
-		  struct kinesis_put_in **sorted)
+kinesis_put_group(struct kinesis *k, struct kinesis_put_scratch *put, struct kinesis_stream *s,
+		  uint32_t count)
 {
-	static uint32_t next[KINESIS_PUT_RECORDS_MAX];
-	static uint32_t heads[KINESIS_PUT_RECORDS_MAX];
+	uint32_t *next = put->next;
+	uint32_t *heads = put->heads;
 	uint32_t shards = 0;
 	uint32_t n = 0;
 
 	k->put_generation++;
 	for (uint32_t i = 0; i < count; i++) {
-		struct kinesis_shard *sh = &s->shards[kinesis_put_ins[i].shard_index];
+		struct kinesis_shard *sh = &s->shards[put->ins[i].shard_index];
 
 		next[i] = UINT32_MAX;
 		if (sh->put_generation != k->put_generation) {
@@ -374,22 +377,21 @@ kinesis_put_group(struct kinesis *k, struct kinesis_stream *s, uint32_t count,
 	}
 	for (uint32_t h = 0; h < shards; h++)
 		for (uint32_t i = heads[h]; i != UINT32_MAX; i = next[i])
-			sorted[n++] = &kinesis_put_ins[i];
+			put->sorted[n++] = &put->ins[i];
 	assert(n == count);
 }
 
 /* Packs the records into per-shard batches and submits them; replies at once if none went. */
 static void
-kinesis_put_submit(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
-		   struct kinesis_stream *s, uint32_t count, uint64_t now_ns)
+kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct kinesis_pending *p,
+		   uint32_t slot, struct kinesis_stream *s, uint32_t count, uint64_t now_ns)
 {
-	static struct kinesis_put_in *sorted[KINESIS_PUT_RECORDS_MAX];
 	struct log_batch *batch = NULL;
 	uint64_t batch_log_id = 0;
 
-	kinesis_put_group(k, s, count, sorted);
+	kinesis_put_group(k, put, s, count);
 	for (uint32_t j = 0; j < count; j++) {
-		const struct kinesis_put_in *in = sorted[j];
+		const struct kinesis_put_in *in = put->sorted[j];
 		struct kinesis_shard *sh = &s->shards[in->shard_index];
 		struct kinesis_put_result *r = &p->results[in->order];
 
@@ -418,7 +420,8 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
  * one per record. CONFIG_LOG_BATCHES_MIN makes the most a call can need fit an idle pool.
  */
 static bool
-kinesis_put_room(struct kinesis *k, struct kinesis_stream *s, uint32_t count)
+kinesis_put_room(struct kinesis *k, const struct kinesis_put_scratch *put,
+		 struct kinesis_stream *s, uint32_t count)
 {
 	uint64_t bytes = 0;
 	uint32_t shards = 0;
@@ -428,14 +431,14 @@ kinesis_put_room(struct kinesis *k, struct kinesis_stream *s, uint32_t count)
 		return false;
 	k->put_generation++;
 	for (uint32_t i = 0; i < count; i++) {
-		const struct kinesis_put_in *in = &kinesis_put_ins[i];
+		const struct kinesis_put_in *in = &put->ins[i];
 		struct kinesis_shard *sh = &s->shards[in->shard_index];
 
 		if (sh->put_generation != k->put_generation) {
 			sh->put_generation = k->put_generation;
 			shards++;
 		}
-		bytes += in->key_size + in->data_size + LOG_RECORD_OVERHEAD_MAX;
+		bytes += in->key_size + in->data_size + RECORD_WIRE_OVERHEAD_MAX;
 	}
 	need = shards + 4 * bytes / ((uint64_t)k->config.log_batch_size_kb << 10) + 1;
 	return log_batches_free(k->producer) >= min_u64(need, count);
@@ -448,11 +451,11 @@ kinesis_put_refuse(struct kinesis *k, struct api_call *call, struct kinesis_stre
 	struct metrics_stream_ref ref = {
 		.slot = (uint32_t)(s - k->streams), .stream_id = s->stream_id, .name = s->name,
 	};
-	struct metrics_put put = {
+	struct metrics_put m = {
 		.put_records = put_records, .records_failed = count, .records_throttled = count,
 	};
 
-	metrics_stream_put(&ref, &put);
+	metrics_stream_put(&ref, &m);
 	kinesis_error(call, "ProvisionedThroughputExceededException", "Rate exceeded for "
 		      "stream %s under account %s.", s->name, k->config.account_id);
 }
@@ -477,15 +480,18 @@ kinesis_put_wait(struct kinesis *k, struct api_call *call, const struct api_requ
 		return;
 	}
 	w = &k->waits[(k->wait_head + k->wait_count) % KINESIS_PUT_WAITS_MAX];
-	*w = (struct kinesis_put_wait){ .call = call, .req = *req, .put_records = put_records };
+	*w = (struct kinesis_put_wait){ .call = call, .req = *req };
 	k->wait_count++;
 	k->wait_bytes += req->body_size;
 }
 
 /*
  * Re-runs waiting calls, oldest first, while they can start (after completions freed
- * batches and slots). A call re-run is decoded again from its request; one whose stream
- * went meanwhile gets that error. Its records arrive now (req.now_ns).
+ * batches and slots). A call re-run goes through kinesis_dispatch() again, so it is
+ * decoded again from its request and passes the access check again (k->authz is the
+ * dispatcher's): one whose stream or permission went meanwhile gets that error. Its
+ * records arrive now (req.now_ns). Runs from kinesis_poll only, never inside a
+ * dispatch, so the per-call scratch is free.
  */
 static void
 kinesis_put_retry(struct kinesis *k)
@@ -497,10 +503,7 @@ kinesis_put_retry(struct kinesis *k)
 		req.now_ns = clock_real_ns();
 		k->wait_retrying = true;
 		k->wait_blocked = false;
-		if (w->put_records)
-			kinesis_put_records(k, w->call, &req);
-		else
-			kinesis_put_record(k, w->call, &req);
+		kinesis_dispatch(k, w->call, &req);
 		k->wait_retrying = false;
 		if (k->wait_blocked)
 			return;
@@ -511,19 +514,22 @@ kinesis_put_retry(struct kinesis *k)
 }
 
 /*
- * Routes kinesis_put_ins[0 .. count) of stream `s`, takes a pending slot and submits;
+ * Routes r->scratch->put.ins[0 .. count) of stream `s`, takes a pending slot and submits;
  * waits (kinesis_put_wait) while it cannot, and behind calls already waiting.
  */
 static void
-kinesis_put_start(struct kinesis *k, struct api_call *call, const struct api_request *req,
-		  struct kinesis_stream *s, uint32_t count, bool put_records)
+kinesis_put_start(struct kinesis_req *r, struct kinesis_stream *s, uint32_t count,
+		  bool put_records)
 {
-	uint64_t put_s = req->now_ns / 1000000000u;
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	struct kinesis_put_scratch *put = &r->scratch->put;
+	uint64_t put_s = r->req->now_ns / 1000000000u;
 	struct kinesis_pending *p;
 	uint32_t slot;
 
 	for (uint32_t i = 0; i < count; i++) {
-		struct kinesis_put_in *in = &kinesis_put_ins[i];
+		struct kinesis_put_in *in = &put->ins[i];
 		hashkey_t key = in->has_hash_key ? hashkey_from_be_bytes(in->hash_key) :
 				hashkey_from_partition_key(in->key, in->key_size);
 		struct kinesis_shard *sh = kinesis_shard_route(s, key);
@@ -532,8 +538,8 @@ kinesis_put_start(struct kinesis *k, struct api_call *call, const struct api_req
 		in->shard_index = sh->index;
 		in->order = i;
 	}
-	if ((k->wait_count > 0 && !k->wait_retrying) || !kinesis_put_room(k, s, count)) {
-		kinesis_put_wait(k, call, req, s, count, put_records);
+	if ((k->wait_count > 0 && !k->wait_retrying) || !kinesis_put_room(k, put, s, count)) {
+		kinesis_put_wait(k, call, r->req, s, count, put_records);
 		return;
 	}
 	p = kinesis_pending_get(k, &slot);
@@ -547,17 +553,20 @@ kinesis_put_start(struct kinesis *k, struct api_call *call, const struct api_req
 	memcpy(p->stream_name, s->name, s->name_size + 1);
 	p->stream_slot = (uint32_t)(s - k->streams);
 	p->stream_id = s->stream_id;
+	p->encrypted = s->encryption.on;
+	/* The stream table outlives every call: at worst a message names a newer KeyId. */
+	p->key_ref = s->encryption.key_ref;
 	p->started_ns = metrics_enabled() ? clock_mono_ns() : 0;
 	k->pending_count++;
 	for (uint32_t i = 0; i < count; i++) {
-		const struct kinesis_shard *sh = &s->shards[kinesis_put_ins[i].shard_index];
+		const struct kinesis_shard *sh = &s->shards[put->ins[i].shard_index];
 
 		p->results[i] = (struct kinesis_put_result){
 			.shard_index = sh->index, .shard_created_s = sh->created_s, .put_s = put_s,
-			.batch_no = UINT32_MAX, .data_size = kinesis_put_ins[i].data_size,
+			.batch_no = UINT32_MAX, .data_size = put->ins[i].data_size,
 		};
 	}
-	kinesis_put_submit(k, p, slot, s, count, req->now_ns);
+	kinesis_put_submit(k, put, p, slot, s, count, r->req->now_ns);
 }
 
 /* ---- Request decoding ----------------------------------------------------- */
@@ -616,53 +625,55 @@ kinesis_hash_key(struct kinesis *k, struct api_call *call, const char *text,
 }
 
 void
-kinesis_put_record(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_put_record(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_STR("SequenceNumberForOrdering", false, KV_PATTERN_SEQUENCE, -1, -1),
-		{ .name = "PartitionKey", .type = KV_STRING, .not_null = true, .length_min = 1,
-		  .length_max = KINESIS_PARTITION_KEY_CHARS_MAX, .value_min = -1, .value_max = -1,
-		  .length_in_chars = true },
-		KV_STR("ExplicitHashKey", false, KV_PATTERN_HASH_KEY, -1, -1),
-		KV_FIELD("Data", KV_BLOB, true, KV_PATTERN_NONE, -1, SLUICE_RECORD_DATA_SIZE_MAX,
-			 -1, -1),
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_put_in *in = &kinesis_put_ins[0];
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	const struct kv_value *ordering = &r->v[PUT_RECORD_SEQUENCE_NUMBER_FOR_ORDERING];
+	const struct kv_value *key = &r->v[PUT_RECORD_PARTITION_KEY];
+	const struct kv_value *data = &r->v[PUT_RECORD_DATA];
+	struct kinesis_put_in *in = &r->scratch->put.ins[0];
 	struct kinesis_stream *s;
-	struct seqnum sn;
-	cJSON *root;
+	struct seqnum_client sn;
+	int rc;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_put_stream(k, call, &v[4], &v[5]);
+	s = kinesis_put_stream(k, call, &r->v[PUT_RECORD_STREAM_NAME], &r->v[PUT_RECORD_STREAM_ARN]);
 	if (s == NULL)
-		goto out;
-	/* Honoured by construction: a reply means durable, so later puts sort after it. */
-	if (v[0].json != NULL && seqnum_parse(v[0].string, v[0].size, &sn) != 0) {
+		return;
+	/*
+	 * Honoured by construction: a reply means durable, so later puts sort after it. Checked
+	 * as AWS does: any version it reads, with times not in the future.
+	 */
+	rc = ordering->json == NULL ? 0 : seqnum_parse_client(ordering->string, ordering->size, &sn);
+	if (rc == -ERANGE) {
+		kinesis_internal_error(call);
+		return;
+	}
+	if (rc != 0 || (ordering->json != NULL &&
+			(sn.put_s * 1000 > kinesis_now_ms(r->req) ||
+			 sn.shard_created_s * 1000 > kinesis_now_ms(r->req)))) {
 		kinesis_error(call, "InvalidArgumentException", "ExclusiveMinimumSequenceNumber %s "
 			      "used in PutRecord on stream %s under account %s is invalid.",
-			      v[0].string, s->name, k->config.account_id);
-		goto out;
+			      ordering->string, s->name, k->config.account_id);
+		return;
 	}
-	if (!kinesis_key_fits(k, call, v[1].size))
-		goto out;
+	if (!kinesis_key_fits(k, call, key->size))
+		return;
 	*in = (struct kinesis_put_in){
-		.key = v[1].string, .key_size = (uint16_t)v[1].size,
-		.data = v[3].blob, .data_size = (uint32_t)v[3].size,
+		.key = key->string, .key_size = (uint16_t)key->size,
+		.data = data->blob, .data_size = (uint32_t)data->size,
 	};
-	if (kinesis_hash_key(k, call, v[2].string, in) == 0)
-		kinesis_put_start(k, call, req, s, 1, false);
-out:
-	cJSON_Delete(root);
+	if (kinesis_hash_key(k, call, r->v[PUT_RECORD_EXPLICIT_HASH_KEY].string, in) == 0)
+		kinesis_put_start(r, s, 1, false);
 }
 
 /* Records[]: each a structure of PartitionKey, Data (decoded now), ExplicitHashKey. */
-static int
-kinesis_records_types(struct kinesis *k, struct api_call *call, const cJSON *item)
+int
+kinesis_records_types(struct kinesis_req *r, const cJSON *item)
 {
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	struct kinesis_blob *blobs = r->scratch->put.blobs;
 	const cJSON *rec;
 	uint32_t i = 0;
 
@@ -677,11 +688,11 @@ kinesis_records_types(struct kinesis *k, struct api_call *call, const cJSON *ite
 				  KV_STRING) != 0)
 			return -EINVAL;
 		if (i < KINESIS_PUT_RECORDS_MAX) {
-			k->blobs[i].data = NULL;
-			k->blobs[i].size = 0;
+			blobs[i].data = NULL;
+			blobs[i].size = 0;
 			if (data != NULL && !cJSON_IsNull(data))
-				k->blobs[i].data = kv_blob_decode(k, data, &k->blobs[i].size);
-			if (data != NULL && !cJSON_IsNull(data) && k->blobs[i].data == NULL) {
+				blobs[i].data = kv_blob_decode(k, data, &blobs[i].size);
+			if (data != NULL && !cJSON_IsNull(data) && blobs[i].data == NULL) {
 				kinesis_serialization_error(call, "Request body too large");
 				return -EINVAL;
 			}
@@ -691,9 +702,10 @@ kinesis_records_types(struct kinesis *k, struct api_call *call, const cJSON *ite
 	return 0;
 }
 
-static void
-kinesis_records_check(struct kinesis *k, const cJSON *item, struct kv_errors *errors)
+void
+kinesis_records_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
 {
+	const struct kinesis_blob *blobs = r->scratch->put.blobs;
 	const cJSON *rec;
 	uint32_t i = 0;
 
@@ -701,33 +713,35 @@ kinesis_records_check(struct kinesis *k, const cJSON *item, struct kv_errors *er
 		const cJSON *data = cJSON_GetObjectItemCaseSensitive(rec, "Data");
 		char path[64];
 
-		snprintf(path, sizeof(path), "records.%u.partitionKey", i + 1);
+		snprintf(path, sizeof(path), "records.%u.member.partitionKey", i + 1);
 		kv_chars_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey"),
 			       1, KINESIS_PARTITION_KEY_CHARS_MAX);
-		snprintf(path, sizeof(path), "records.%u.data", i + 1);
+		snprintf(path, sizeof(path), "records.%u.member.data", i + 1);
 		if (data == NULL || cJSON_IsNull(data)) {
 			kv_errors_add(errors, "null", false, path, "Member must not be null");
 		} else if (i < KINESIS_PUT_RECORDS_MAX &&
-			   k->blobs[i].size > SLUICE_RECORD_DATA_SIZE_MAX) {
+			   blobs[i].size > SLUICE_RECORD_DATA_SIZE_MAX) {
 			char rendered[96];
 
 			snprintf(rendered, sizeof(rendered), "java.nio.HeapByteBuffer[pos=0 lim=%u "
-				 "cap=%u]", k->blobs[i].size, k->blobs[i].size);
+				 "cap=%u]", blobs[i].size, blobs[i].size);
 			kv_errors_add(errors, rendered, true, path, "Member must have length less "
 				      "than or equal to 1048576");
 		}
-		snprintf(path, sizeof(path), "records.%u.explicitHashKey", i + 1);
+		snprintf(path, sizeof(path), "records.%u.member.explicitHashKey", i + 1);
 		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "ExplicitHashKey"),
 				false, KV_PATTERN_HASH_KEY, -1, -1);
 		i++;
 	}
 }
 
-/* Fills kinesis_put_ins from a validated Records list; replies and fails on a bad one. */
+/* Fills the put's records from a validated Records list; replies and fails on a bad one. */
 static int
-kinesis_records_load(struct kinesis *k, struct api_call *call, const cJSON *records,
-		     uint32_t *count_out)
+kinesis_records_load(struct kinesis_req *r, const cJSON *records, uint32_t *count_out)
 {
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	struct kinesis_put_scratch *put = &r->scratch->put;
 	const cJSON *rec;
 	uint64_t total = 0;
 	uint32_t i = 0;
@@ -735,13 +749,13 @@ kinesis_records_load(struct kinesis *k, struct api_call *call, const cJSON *reco
 	cJSON_ArrayForEach(rec, records) {
 		const cJSON *key = cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey");
 		const cJSON *hash = cJSON_GetObjectItemCaseSensitive(rec, "ExplicitHashKey");
-		struct kinesis_put_in *in = &kinesis_put_ins[i];
+		struct kinesis_put_in *in = &put->ins[i];
 
 		if (!kinesis_key_fits(k, call, strlen(key->valuestring)))
 			return -EINVAL;
 		*in = (struct kinesis_put_in){
 			.key = key->valuestring, .key_size = (uint16_t)strlen(key->valuestring),
-			.data = k->blobs[i].data, .data_size = k->blobs[i].size,
+			.data = put->blobs[i].data, .data_size = put->blobs[i].size,
 		};
 		total += in->key_size + in->data_size;
 		if (kinesis_hash_key(k, call, hash != NULL && cJSON_IsString(hash) ?
@@ -767,18 +781,26 @@ kinesis_fast_text(char *buf, size_t buf_size, const char *text, size_t size)
 	return buf;
 }
 
-/* PutRecords from a body kinesis_fast_put_parse() accepted: same semantics, no tree. */
-static void
-kinesis_put_records_fast(struct kinesis *k, struct api_call *call, const struct api_request *req,
-			 const struct kinesis_fast_put *put)
+/*
+ * PutRecords from a body kinesis_fast_put_parse() accepts: same semantics, no
+ * tree. 0 once answered; -EINVAL (nothing answered) for any other body.
+ */
+int
+kinesis_put_records_fast(struct kinesis_req *r)
 {
-	static const cJSON present;
+	static const cJSON present;  /* A non-NULL json: "the member is there". */
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	struct kinesis_put_in *ins = r->scratch->put.ins;
+	const struct kinesis_fast_put *put = &r->scratch->put.fast;
 	char name_buf[SLUICE_STREAM_NAME_SIZE_MAX + 1];
 	char arn_buf[2048 + 1];
 	struct kv_value name = { .json = NULL };
 	struct kv_value arn = { .json = NULL };
 	struct kinesis_stream *s;
 
+	if (kinesis_fast_put_parse(k, r->req->body, r->req->body_size, &r->scratch->put.fast) != 0)
+		return -EINVAL;
 	if (put->name != NULL)
 		name = (struct kv_value){ .json = &present, .size = put->name_size,
 			.string = kinesis_fast_text(name_buf, sizeof(name_buf), put->name,
@@ -789,48 +811,34 @@ kinesis_put_records_fast(struct kinesis *k, struct api_call *call, const struct 
 						    put->arn_size) };
 	s = kinesis_put_stream(k, call, &name, &arn);
 	if (s == NULL)
-		return;
+		return 0;
 	for (uint32_t i = 0; i < put->count; i++) {
 		const struct kinesis_fast_record *rec = &put->records[i];
 		char hash_buf[HASHKEY_DECIMAL_SIZE];
 
-		kinesis_put_ins[i] = (struct kinesis_put_in){
+		ins[i] = (struct kinesis_put_in){
 			.key = rec->key, .key_size = (uint16_t)rec->key_size,
 			.data = rec->decoded, .data_size = rec->decoded_size,
 		};
 		if (rec->hash_key != NULL &&
 		    kinesis_hash_key(k, call, kinesis_fast_text(hash_buf, sizeof(hash_buf),
 								rec->hash_key, rec->hash_key_size),
-				     &kinesis_put_ins[i]) != 0)
-			return;
+				     &ins[i]) != 0)
+			return 0;
 	}
-	kinesis_put_start(k, call, req, s, put->count, true);
+	kinesis_put_start(r, s, put->count, true);
+	return 0;
 }
 
+/* The checked path: every body the fast parser did not take, errors included. */
 void
-kinesis_put_records(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_put_records(struct kinesis_req *r)
 {
-	static struct kinesis_fast_put fast;
-	const struct kv_field fields[] = {
-		{ .name = "Records", .type = KV_LIST, .not_null = true, .length_min = 1,
-		  .length_max = KINESIS_PUT_RECORDS_MAX, .value_min = -1, .value_max = -1,
-		  .nested_types = kinesis_records_types, .nested_check = kinesis_records_check },
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
 	struct kinesis_stream *s;
 	uint32_t count;
-	cJSON *root;
 
-	if (kinesis_fast_put_parse(k, req->body, req->body_size, &fast) == 0) {
-		kinesis_put_records_fast(k, call, req, &fast);
-		return;
-	}
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_put_stream(k, call, &v[1], &v[2]);
-	if (s != NULL && kinesis_records_load(k, call, v[0].json, &count) == 0)
-		kinesis_put_start(k, call, req, s, count, true);
-	cJSON_Delete(root);
+	s = kinesis_put_stream(r->k, r->call, &r->v[PUT_RECORDS_STREAM_NAME],
+			       &r->v[PUT_RECORDS_STREAM_ARN]);
+	if (s != NULL && kinesis_records_load(r, r->v[PUT_RECORDS_RECORDS].json, &count) == 0)
+		kinesis_put_start(r, s, count, true);
 }

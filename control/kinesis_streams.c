@@ -1,6 +1,8 @@
 /*
- * kinesis_streams.c - stream lifecycle and listing: CreateStream, DeleteStream,
- * DescribeStream, DescribeStreamSummary, ListStreams, ListShards.
+ * kinesis_streams.c - the stream table (lookup, StreamName/StreamARN
+ * resolution, status transitions) and the stream operations: CreateStream,
+ * DeleteStream, DescribeStream, DescribeStreamSummary, ListStreams. A stream's
+ * settings are kinesis_settings.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,31 +14,32 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/metrics.h"
 #include "nvme-log/log.h"
 
 static const char *const kinesis_modes[] = { "PROVISIONED", "ON_DEMAND", NULL };
 
-static const char *
+const char *
 kinesis_mode_name(enum metadata_mode mode)
 {
 	return kinesis_modes[mode == METADATA_ON_DEMAND ? 1 : 0];
 }
 
 /* StreamModeDetails{StreamMode}: shared with UpdateStreamMode. */
-static int
-kinesis_mode_types(struct kinesis *k, struct api_call *call, const cJSON *item)
+int
+kinesis_mode_types(struct kinesis_req *r, const cJSON *item)
 {
-	(void)k;
-	return kv_type_check(call, cJSON_GetObjectItemCaseSensitive(item, "StreamMode"), KV_STRING);
+	return kv_type_check(r->call, cJSON_GetObjectItemCaseSensitive(item, "StreamMode"),
+			     KV_STRING);
 }
 
-static void
-kinesis_mode_check(struct kinesis *k, const cJSON *item, struct kv_errors *errors)
+void
+kinesis_mode_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
 {
 	const cJSON *mode = cJSON_GetObjectItemCaseSensitive(item, "StreamMode");
 	const char *path = "streamModeDetails.streamMode";
 
-	(void)k;
+	(void)r;
 	if (mode == NULL || cJSON_IsNull(mode)) {
 		kv_errors_add(errors, "null", false, path, "Member must not be null");
 		return;
@@ -47,12 +50,6 @@ kinesis_mode_check(struct kinesis *k, const cJSON *item, struct kv_errors *error
 			      "Member must satisfy enum value set: [PROVISIONED, ON_DEMAND]");
 }
 
-const struct kv_field kinesis_mode_field = {
-	.name = "StreamModeDetails", .type = KV_STRUCT, .length_min = -1, .length_max = -1,
-	.value_min = -1, .value_max = -1, .nested_types = kinesis_mode_types,
-	.nested_check = kinesis_mode_check,
-};
-
 enum metadata_mode
 kinesis_mode_parse(const cJSON *details)
 {
@@ -62,92 +59,183 @@ kinesis_mode_parse(const cJSON *details)
 	       METADATA_ON_DEMAND : METADATA_PROVISIONED;
 }
 
-static void
-kinesis_tags_render(const cJSON *item, char *buf, size_t size)
-{
-	const cJSON *child;
-	size_t n = (size_t)snprintf(buf, size, "{");
+/* ---- The stream table ---------------------------------------------------- */
 
-	cJSON_ArrayForEach(child, item) {
-		if (n + 4 >= size)
-			break;
-		n += (size_t)snprintf(buf + n, size - n, "%s%s=%s", child == item->child ? "" : ", ",
-				      child->string, cJSON_IsString(child) ? child->valuestring :
-				      "null");
+const char *
+kinesis_status_name(enum kinesis_status status)
+{
+	static const char *const names[] = {
+		[KINESIS_CREATING] = "CREATING", [KINESIS_ACTIVE] = "ACTIVE",
+		[KINESIS_UPDATING] = "UPDATING", [KINESIS_DELETING] = "DELETING",
+	};
+
+	return names[status];
+}
+
+void
+kinesis_stream_use(struct kinesis *k, struct kinesis_stream *s)
+{
+	uint32_t index = (uint32_t)(s - k->streams);
+
+	assert(index < SLUICE_STREAMS_MAX);
+	s->used = true;
+	if (index + 1 > k->streams_high)
+		k->streams_high = index + 1;
+}
+
+/* A linear scan bounded by streams_high: appliances hold a handful of streams. */
+struct kinesis_stream *
+kinesis_stream_find(struct kinesis *k, const char *name, size_t size)
+{
+	for (uint32_t i = 0; i < k->streams_high; i++) {
+		struct kinesis_stream *s = &k->streams[i];
+
+		if (s->used && s->name_size == size && memcmp(s->name, name, size) == 0)
+			return s;
 	}
-	if (n + 2 < size)
-		snprintf(buf + n, size - n, "}");
+	return NULL;
 }
 
-static void
-kinesis_tags_check(struct kinesis *k, const cJSON *item, struct kv_errors *errors)
+struct kinesis_stream *
+kinesis_stream_by_id(struct kinesis *k, uint32_t stream_id)
 {
-	char rendered[KINESIS_MESSAGE_SIZE];
-	const cJSON *child;
-	bool keys_ok = true;
-	bool values_ok = true;
+	for (uint32_t i = 0; i < k->streams_high; i++)
+		if (k->streams[i].used && k->streams[i].stream_id == stream_id)
+			return &k->streams[i];
+	return NULL;
+}
 
-	(void)k;
-	cJSON_ArrayForEach(child, item) {
-		size_t key = strlen(child->string);
-		size_t value = cJSON_IsString(child) ? strlen(child->valuestring) : 0;
+void
+kinesis_stream_free(struct kinesis_stream *s)
+{
+	if (s->used)
+		metrics_stream_forget(s->stream_id);
+	free(s->open_index);
+	free(s->shards);
+	memset(s, 0, sizeof(*s));
+}
 
-		keys_ok = keys_ok && key >= 1 && key <= 128;
-		values_ok = values_ok && value <= 256;
+/* The stream name inside a StreamARN of our region and account, or NULL. */
+static const char *
+kinesis_arn_name(const struct kinesis *k, const char *arn, size_t *size_out)
+{
+	char prefix[KINESIS_ARN_SIZE];
+	int n = snprintf(prefix, sizeof(prefix), "arn:aws:kinesis:%s:%s:stream/", k->config.region,
+			 k->config.account_id);
+
+	if (n <= 0 || strncmp(arn, prefix, (size_t)n) != 0)
+		return NULL;
+	*size_out = strlen(arn + n);
+	return arn + n;
+}
+
+int
+kinesis_stream_lookup(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+		      const struct kv_value *arn, struct kinesis_stream_ref *ref)
+{
+	*ref = (struct kinesis_stream_ref){ .name = name->string, .size = name->size };
+	if (name->json == NULL && arn->json == NULL) {
+		kinesis_error(call, "InvalidArgumentException",
+			      "Either StreamName or StreamARN must be provided.");
+		return -EINVAL;
 	}
-	kinesis_tags_render(item, rendered, sizeof(rendered));
-	if (!keys_ok)
-		kv_errors_add(errors, rendered, true, "tags", "Map keys must satisfy constraint: "
-			      "[Member must have length less than or equal to 128, Member must have "
-			      "length greater than or equal to 1]");
-	if (!values_ok)
-		kv_errors_add(errors, rendered, true, "tags", "Map value must satisfy constraint: "
-			      "[Member must have length less than or equal to 256, Member must have "
-			      "length greater than or equal to 0]");
+	if (arn->json != NULL) {
+		size_t arn_name_size = 0;
+		const char *arn_name = kinesis_arn_name(k, arn->string, &arn_name_size);
+
+		if (arn_name == NULL) {
+			/* Another region's or account's stream: none here. */
+			ref->name = arn->string;
+			ref->size = arn->size;
+			ref->foreign = true;
+			return 0;
+		}
+		if (name->json != NULL && (name->size != arn_name_size ||
+					   memcmp(name->string, arn_name, arn_name_size) != 0)) {
+			kinesis_error(call, "InvalidArgumentException",
+				      "StreamARN %s does not refer to stream %s.", arn->string,
+				      name->string);
+			return -EINVAL;
+		}
+		ref->name = arn_name;
+		ref->size = arn_name_size;
+	}
+	ref->stream = kinesis_stream_find(k, ref->name, ref->size);
+	/*
+	 * Every way to a stream passes here, so the access check does too: another
+	 * account's principal is answered AccessDeniedException before any other
+	 * check of the request, and learns nothing of which streams exist.
+	 */
+	if (ref->stream != NULL && !kinesis_authorize(k, call, ref->stream, NULL, NULL))
+		return -EACCES;
+	if (ref->stream == NULL && !kinesis_authorize_missing(k, call, ref->name, ref->size))
+		return -EACCES;
+	return 0;
 }
 
-const struct kv_field kinesis_tags_field = {
-	.name = "Tags", .type = KV_MAP, .length_min = 1, .length_max = 200, .value_min = -1,
-	.value_max = -1, .nested_types = kv_members_are_strings, .nested_check = kinesis_tags_check,
-};
-
-/* AWS: "Unicode letters, digits, white space, _ . / = + - % @"; we take ASCII + UTF-8. */
-bool
-kinesis_tag_text_ok(const char *text)
+struct kinesis_stream *
+kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+		       const struct kv_value *arn)
 {
-	/* A JSON null passes the type check as "absent" but is no text: refused. */
-	if (text == NULL)
-		return false;
-	for (const unsigned char *p = (const unsigned char *)text; *p != 0; p++)
-		if (*p < 0x80 && !(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
-		    !(*p >= '0' && *p <= '9') && strchr(" _./=+-%@:\t", *p) == NULL)
-			return false;
-	return true;
+	struct kinesis_stream_ref ref;
+
+	if (kinesis_stream_lookup(k, call, name, arn, &ref) != 0)
+		return NULL;
+	if (ref.foreign) {
+		kinesis_error(call, "ResourceNotFoundException", "Stream %s not found.", ref.name);
+		return NULL;
+	}
+	if (ref.stream == NULL)
+		kinesis_error(call, "ResourceNotFoundException", "Stream %.*s under account %s not "
+			      "found.", (int)ref.size, ref.name, k->config.account_id);
+	return ref.stream;
 }
 
-/* Copies the Tags map into `tags` (at most `max`); false if a character is refused. */
-size_t
-kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max, bool *ok_out)
+int
+kinesis_log_retention(struct kinesis *k, uint32_t stream_id, uint32_t hours)
 {
-	const cJSON *child;
-	size_t n = 0;
+	int rc = log_retention_set(k->log, stream_id, hours);
 
-	*ok_out = true;
-	cJSON_ArrayForEach(child, item) {
-		if (n == max)
-			break;
-		if (!kinesis_tag_text_ok(child->string) ||
-		    !kinesis_tag_text_ok(child->valuestring)) {
-			*ok_out = false;
+	/* A log without retention yet keeps everything: SQLite still holds the value. */
+	if (rc == -ENOSYS) {
+		static bool warned;
+
+		if (!warned)
+			diag_warn("kinesis", "log retention not available; stream %u keeps all records",
+				  stream_id);
+		warned = true;
+		return 0;
+	}
+	return rc;
+}
+
+void
+kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns)
+{
+	if (k->transitions == 0)
+		return;
+	for (uint32_t i = 0; i < k->streams_high; i++) {
+		struct kinesis_stream *s = &k->streams[i];
+
+		if (!s->used || s->status_due_ns == 0 || mono_ns < s->status_due_ns)
+			continue;
+		/* A reshard is done once its parents' closes are recorded: look again in 1 ms. */
+		if (s->status_next == KINESIS_ACTIVE && kinesis_stream_closing(s)) {
+			s->status_due_ns = mono_ns + 1000000u;
 			continue;
 		}
-		tags[n].key = child->string;
-		tags[n].key_size = strlen(child->string);
-		tags[n].value = child->valuestring;
-		tags[n].value_size = strlen(child->valuestring);
-		n++;
+		s->status_due_ns = 0;
+		k->transitions--;
+		if (s->status_next == KINESIS_DELETING) {
+			/* On failure the stream stays DELETING in SQLite; the next start finishes. */
+			if (kinesis_stream_delete_finish(k, s) != 0)
+				diag_error("kinesis", "stream %s: delete failed", s->name);
+			continue;
+		}
+		s->status = s->status_next;
+		if (s->status == KINESIS_ACTIVE)
+			s->shards_shown = s->shard_count;
 	}
-	return n;
 }
 
 /* ---- CreateStream --------------------------------------------------------- */
@@ -178,6 +266,7 @@ kinesis_stream_build(struct kinesis *k, struct kinesis_stream *s, const struct k
 	s->incarnation &= INT64_MAX; /* SQLite integers are signed. */
 	s->mode = mode;
 	s->retention_hours = 24;
+	s->max_record_kib = METADATA_MAX_RECORD_KIB_DEFAULT;
 	s->created_ms = now_ms;
 	s->shard_count = count;
 	for (uint32_t i = 0; i < count; i++) {
@@ -202,7 +291,7 @@ kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct m
 	struct metadata_stream ms = {
 		.incarnation = s->incarnation, .name = s->name, .mode = s->mode,
 		.retention_hours = s->retention_hours, .created_ms = s->created_ms,
-		.shard_count = s->shard_count,
+		.shard_count = s->shard_count, .max_record_kib = s->max_record_kib,
 	};
 	int rc;
 
@@ -236,6 +325,8 @@ kinesis_status_schedule(struct kinesis *k, struct kinesis_stream *s, enum kinesi
 	s->status_due_ns = 0;
 	if (k->config.stream_status_delay_ms == 0) {
 		s->status = next;
+		if (next == KINESIS_ACTIVE)
+			s->shards_shown = s->shard_count;
 		return;
 	}
 	s->status_due_ns = clock_mono_ns() + (uint64_t)k->config.stream_status_delay_ms * 1000000u;
@@ -272,29 +363,33 @@ kinesis_create_admit(struct kinesis *k, struct api_call *call, const struct kv_v
 }
 
 static void
-kinesis_create(struct kinesis *k, struct api_call *call, const struct api_request *req,
-	       const struct kv_value *v, uint32_t count)
+kinesis_create(struct kinesis_req *r, uint32_t count)
 {
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	const struct kv_value *name = &r->v[CREATE_STREAM_STREAM_NAME];
+	const struct kv_value *details = &r->v[CREATE_STREAM_STREAM_MODE_DETAILS];
+	const struct kv_value *tags_in = &r->v[CREATE_STREAM_TAGS];
 	struct metadata_tag tags[KINESIS_TAGS_PER_STREAM_MAX];
 	size_t tag_count = 0;
-	enum metadata_mode mode = v[2].json != NULL ? kinesis_mode_parse(v[2].json) :
+	enum metadata_mode mode = details->json != NULL ? kinesis_mode_parse(details->json) :
 				  METADATA_PROVISIONED;
 	struct kinesis_stream *s;
 	int rc;
 
-	if (!kinesis_create_admit(k, call, &v[1], count))
+	if (!kinesis_create_admit(k, call, name, count))
 		return;
-	if (v[3].json != NULL) {
+	if (tags_in->json != NULL) {
 		bool ok;
 
-		if (v[3].size > KINESIS_TAGS_PER_STREAM_MAX) {
+		if (tags_in->size > KINESIS_TAGS_PER_STREAM_MAX) {
 			kinesis_error(call, "InvalidArgumentException", "Failed to add tags to stream "
 				      "%s under account %s because a given stream cannot have more "
-				      "than %u tags.", v[1].string, k->config.account_id,
+				      "than %u tags.", name->string, k->config.account_id,
 				      KINESIS_TAGS_PER_STREAM_MAX);
 			return;
 		}
-		tag_count = kinesis_tags_collect(v[3].json, tags, ARRAY_SIZE(tags), &ok);
+		tag_count = kinesis_tags_collect(tags_in->json, tags, ARRAY_SIZE(tags), &ok);
 		if (!ok) {
 			kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid "
 				      "characters. Valid characters: Unicode letters, digits, white "
@@ -303,13 +398,15 @@ kinesis_create(struct kinesis *k, struct api_call *call, const struct api_reques
 		}
 	}
 	s = kinesis_stream_slot(k);
-	rc = kinesis_stream_build(k, s, &v[1], count, mode, kinesis_now_ms(req));
+	rc = kinesis_stream_build(k, s, name, count, mode, kinesis_now_ms(r->req));
+	if (rc == 0 && r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].json != NULL)
+		s->max_record_kib = (uint32_t)r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].number;
 	if (rc == 0)
 		rc = kinesis_stream_store(k, s, tags, tag_count);
 	if (rc == 0)
 		rc = kinesis_log_retention(k, s->stream_id, s->retention_hours);
 	if (rc != 0) {
-		diag_error("kinesis", "CreateStream %s: %s", v[1].string, strerror(-rc));
+		diag_error("kinesis", "CreateStream %s: %s", name->string, strerror(-rc));
 		kinesis_stream_free(s);
 		if (rc == -ENOSPC)   /* Not an internal failure: the operator can act on it. */
 			kinesis_error(call, "LimitExceededException", "The appliance's disk is "
@@ -326,30 +423,22 @@ kinesis_create(struct kinesis *k, struct api_call *call, const struct api_reques
 }
 
 void
-kinesis_create_stream(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_create_stream(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_INT("ShardCount", false, 1, 100000),
-		KV_STR("StreamName", true, KV_PATTERN_NAME, 1, 128),
-		kinesis_mode_field,
-		kinesis_tags_field,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	cJSON *root;
-	bool on_demand;
+	const struct kv_value *shard_count = &r->v[CREATE_STREAM_SHARD_COUNT];
+	const struct kv_value *details = &r->v[CREATE_STREAM_STREAM_MODE_DETAILS];
+	bool on_demand = details->json != NULL &&
+			 kinesis_mode_parse(details->json) == METADATA_ON_DEMAND;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+	/* ShardCount is optional in the model, required unless ON_DEMAND. */
+	if (shard_count->json == NULL && !on_demand) {
+		kinesis_error(r->call, "ValidationException", "1 validation error detected: Value "
+			      "null at 'shardCount' failed to satisfy constraint: Member must not be "
+			      "null");
 		return;
-	on_demand = v[2].json != NULL && kinesis_mode_parse(v[2].json) == METADATA_ON_DEMAND;
-	if (v[0].json == NULL && !on_demand) {
-		kinesis_error(call, "ValidationException", "1 validation error detected: Value null "
-			      "at 'shardCount' failed to satisfy constraint: Member must not be null");
-		goto out;
 	}
-	kinesis_create(k, call, req, v, v[0].json != NULL ? (uint32_t)v[0].number :
+	kinesis_create(r, shard_count->json != NULL ? (uint32_t)shard_count->number :
 		       KINESIS_ON_DEMAND_SHARDS);
-out:
-	cJSON_Delete(root);
 }
 
 /* ---- DeleteStream ------------------------------------------------------- */
@@ -362,6 +451,7 @@ kinesis_stream_delete_finish(struct kinesis *k, struct kinesis_stream *s)
 
 	if (rc != 0)
 		return rc;
+	kinesis_policies_forget(k, stream_id);
 	/* SQLite says gone; the log follows, or the next start retries it. */
 	k->shards_total -= s->shard_count;
 	if (s->status_due_ns != 0)
@@ -377,39 +467,32 @@ kinesis_stream_delete_finish(struct kinesis *k, struct kinesis_stream *s)
 }
 
 void
-kinesis_delete_stream(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_delete_stream(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_STREAM_NAME,
-		KV_FIELD("EnforceConsumerDeletion", KV_BOOLEAN, false, KV_PATTERN_NONE, -1, -1, -1,
-			 -1),
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_stream *s;
-	cJSON *root;
+	struct kinesis *k = r->k;
+	struct kinesis_stream *s = r->stream;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &v[0], &v[2]);
-	if (s == NULL)
-		goto out;
 	if (s->status == KINESIS_DELETING) {
-		kinesis_error(call, "ResourceInUseException", "Stream %s under account %s not ACTIVE, "
-			      "instead in state DELETING", s->name, k->config.account_id);
-		goto out;
+		kinesis_error(r->call, "ResourceInUseException", "Stream %s under account %s not "
+			      "ACTIVE, instead in state DELETING", s->name, k->config.account_id);
+		return;
+	}
+	if (kinesis_consumer_count(k, s) > 0 && !r->v[DELETE_STREAM_ENFORCE_CONSUMER_DELETION].boolean) {
+		kinesis_error(r->call, "ResourceInUseException", "Stream %s under account %s has "
+			      "registered consumers: deregister them or set EnforceConsumerDeletion.",
+			      s->name, k->config.account_id);
+		return;
 	}
 	if (metadata_stream_deleting(k->md, s->stream_id) != 0) {
-		kinesis_internal_error(call);
-		goto out;
+		kinesis_internal_error(r->call);
+		return;
 	}
+	kinesis_consumers_stream_deleted(k, s->stream_id);
 	kinesis_routes_changed(k);  /* A deleting stream is routed no more. */
 	kinesis_status_schedule(k, s, KINESIS_DELETING, KINESIS_DELETING);
 	if (s->status_due_ns == 0 && kinesis_stream_delete_finish(k, s) != 0)
 		diag_error("kinesis", "DeleteStream: finishing failed (retried at start)");
-	api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
+	api_call_reply(r->call, 200);
 }
 
 /* ---- DescribeStream, DescribeStreamSummary -------------------------------- */
@@ -425,47 +508,35 @@ kinesis_out_stream_head(struct kinesis *k, struct api_out *out, const struct kin
 		       kinesis_status_name(s->status), kinesis_mode_name(s->mode),
 		       s->retention_hours);
 	kinesis_out_timestamp(out, s->created_ms);
-	api_out_printf(out, ",\"EnhancedMonitoring\":[{\"ShardLevelMetrics\":[]}],"
-		       "\"EncryptionType\":\"NONE\"");
+	api_out_printf(out, ",\"EnhancedMonitoring\":[{\"ShardLevelMetrics\":");
+	kinesis_out_metrics(out, s->shard_metrics);
+	api_out_printf(out, "}]");
+	kinesis_out_encryption(out, s);
 }
 
 void
-kinesis_describe_stream(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_describe_stream(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_INT("Limit", false, 1, 10000),
-		KV_STR("ExclusiveStartShardId", false, KV_PATTERN_NAME, 1, 128),
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_stream *s;
-	struct api_out *out;
+	const struct kv_value *lim = &r->v[DESCRIBE_STREAM_LIMIT];
+	const struct kv_value *start = &r->v[DESCRIBE_STREAM_EXCLUSIVE_START_SHARD_ID];
+	const struct kinesis_stream *s = r->stream;
+	struct api_out *out = api_call_out(r->call);
+	uint32_t limit = lim->json != NULL && lim->number < 100 ? (uint32_t)lim->number : 100;
 	uint32_t from = 0;
-	uint32_t limit;
 	uint32_t n = 0;
-	cJSON *root;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &v[2], &v[3]);
-	if (s == NULL)
-		goto out;
-	limit = v[0].json != NULL && v[0].number < 100 ? (uint32_t)v[0].number : 100;
-	if (v[1].json != NULL && kinesis_shard_id_parse(v[1].string, v[1].size, &from) == 0)
+	if (start->json != NULL && kinesis_shard_id_parse(start->string, start->size, &from) == 0)
 		from++;
-	out = api_call_out(call);
 	api_out_printf(out, "{\"StreamDescription\":{");
-	kinesis_out_stream_head(k, out, s);
+	kinesis_out_stream_head(r->k, out, s);
 	api_out_printf(out, ",\"Shards\":[");
-	for (uint32_t i = from; s->status != KINESIS_CREATING && i < s->shard_count && n < limit;
-	     i++, n++) {
+	for (uint32_t i = from; i < s->shards_shown && n < limit; i++, n++) {
 		if (n > 0)
 			api_out_printf(out, ",");
 		kinesis_out_shard(out, &s->shards[i]);
 	}
-	api_out_printf(out, "],\"HasMoreShards\":%s", s->status != KINESIS_CREATING &&
-		       from + n < s->shard_count ? "true" : "false");
+	api_out_printf(out, "],\"HasMoreShards\":%s",
+		       from + n < s->shards_shown ? "true" : "false");
 	/* Not AWS's: what the on-demand auto-scaler did (SDKs ignore unknown members). */
 	if (s->mode == METADATA_ON_DEMAND) {
 		api_out_printf(out, ",\"SluiceAutoScaling\":{\"Splits\":%u,\"Merges\":%u,"
@@ -474,9 +545,7 @@ kinesis_describe_stream(struct kinesis *k, struct api_call *call, const struct a
 		api_out_printf(out, "}");
 	}
 	api_out_printf(out, "}}");
-	api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
+	api_call_reply(r->call, 200);
 }
 
 static uint32_t
@@ -490,27 +559,20 @@ kinesis_open_shards(const struct kinesis_stream *s)
 }
 
 void
-kinesis_describe_stream_summary(struct kinesis *k, struct api_call *call,
-				const struct api_request *req)
+kinesis_describe_stream_summary(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = { KV_STREAM_NAME, KV_STREAM_ARN };
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_stream *s;
-	struct api_out *out;
-	cJSON *root;
+	const struct kinesis_stream *s = r->stream;
+	struct api_out *out = api_call_out(r->call);
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &v[0], &v[1]);
-	if (s != NULL) {
-		out = api_call_out(call);
-		api_out_printf(out, "{\"StreamDescriptionSummary\":{");
-		kinesis_out_stream_head(k, out, s);
-		api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":0}}",
-			       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s));
-		api_call_reply(call, 200);
-	}
-	cJSON_Delete(root);
+	api_out_printf(out, "{\"StreamDescriptionSummary\":{");
+	kinesis_out_stream_head(r->k, out, s);
+	api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":%u,\"MaxRecordSizeInKiB\":%u",
+		       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s),
+		       kinesis_consumer_count(r->k, s), s->max_record_kib);
+	if (s->mode == METADATA_ON_DEMAND && s->warm_mibps != 0)
+		kinesis_out_warm(out, s);
+	api_out_printf(out, "}}");
+	api_call_reply(r->call, 200);
 }
 
 /* ---- ListStreams ---------------------------------------------------------- */
@@ -524,8 +586,7 @@ kinesis_stream_name_cmp(const void *a, const void *b)
 	return strcmp(sa->name, sb->name);
 }
 
-/* Decodes a NextToken; replies and returns -EINVAL when it is forged or expired. */
-static int
+int
 kinesis_token_open(struct kinesis *k, struct api_call *call, const struct api_request *req,
 		   const struct kv_value *text, struct iterator_token *token)
 {
@@ -589,30 +650,25 @@ kinesis_list_streams_out(struct kinesis *k, struct api_call *call, const struct 
 }
 
 void
-kinesis_list_streams(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_list_streams(struct kinesis_req *r)
 {
-	static struct kinesis_stream *sorted[SLUICE_STREAMS_MAX];
-	const struct kv_field fields[] = {
-		KV_INT("Limit", false, 1, 10000),
-		KV_STR("ExclusiveStartStreamName", false, KV_PATTERN_NAME, 1, 128),
-		KV_STR("NextToken", false, KV_PATTERN_NONE, 1, 1048576),
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
+	struct kinesis *k = r->k;
+	struct kinesis_stream **sorted = r->scratch->sorted;
+	const struct kv_value *lim = &r->v[LIST_STREAMS_LIMIT];
+	const struct kv_value *start = &r->v[LIST_STREAMS_EXCLUSIVE_START_STREAM_NAME];
+	const struct kv_value *next = &r->v[LIST_STREAMS_NEXT_TOKEN];
 	struct iterator_token token;
 	const char *after = NULL;
 	uint32_t count = 0;
 	uint32_t from = 0;
 	uint32_t limit;
-	cJSON *root;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	if (v[2].json != NULL) {
-		if (kinesis_token_open(k, call, req, &v[2], &token) != 0)
-			goto out;
+	if (next->json != NULL) {
+		if (kinesis_token_open(k, r->call, r->req, next, &token) != 0)
+			return;
 		after = token.name;
-	} else if (v[1].json != NULL) {
-		after = v[1].string;
+	} else if (start->json != NULL) {
+		after = start->string;
 	}
 	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++)
 		if (k->streams[i].used)
@@ -620,223 +676,7 @@ kinesis_list_streams(struct kinesis *k, struct api_call *call, const struct api_
 	qsort(sorted, count, sizeof(sorted[0]), kinesis_stream_name_cmp);
 	while (after != NULL && from < count && strcmp(sorted[from]->name, after) <= 0)
 		from++;
-	limit = v[0].json != NULL && v[0].number < 100 ? (uint32_t)v[0].number : 100;
-	kinesis_list_streams_out(k, call, req, sorted, from,
+	limit = lim->json != NULL && lim->number < 100 ? (uint32_t)lim->number : 100;
+	kinesis_list_streams_out(k, r->call, r->req, sorted, from,
 				 count - from < limit ? count - from : limit, count - from > limit);
-out:
-	cJSON_Delete(root);
-}
-
-/* ---- ListShards ----------------------------------------------------------- */
-
-static const char *const kinesis_filter_types[] = {
-	"AFTER_SHARD_ID", "AT_TRIM_HORIZON", "FROM_TRIM_HORIZON", "AT_LATEST", "AT_TIMESTAMP",
-	"FROM_TIMESTAMP", NULL,
-};
-
-static int
-kinesis_filter_types_check(struct kinesis *k, struct api_call *call, const cJSON *item)
-{
-	(void)k;
-	if (kv_type_check(call, cJSON_GetObjectItemCaseSensitive(item, "Type"), KV_STRING) != 0 ||
-	    kv_type_check(call, cJSON_GetObjectItemCaseSensitive(item, "ShardId"), KV_STRING) != 0)
-		return -EINVAL;
-	return kv_type_check(call, cJSON_GetObjectItemCaseSensitive(item, "Timestamp"),
-			     KV_TIMESTAMP);
-}
-
-static void
-kinesis_filter_check(struct kinesis *k, const cJSON *item, struct kv_errors *errors)
-{
-	const cJSON *type = cJSON_GetObjectItemCaseSensitive(item, "Type");
-	bool known = false;
-
-	(void)k;
-	kv_string_check(errors, "shardFilter.shardId",
-			cJSON_GetObjectItemCaseSensitive(item, "ShardId"), false, KV_PATTERN_NAME,
-			1, 128);
-	if (type == NULL || cJSON_IsNull(type)) {
-		kv_errors_add(errors, "null", false, "shardFilter.type", "Member must not be null");
-		return;
-	}
-	for (const char *const *t = kinesis_filter_types; *t != NULL; t++)
-		known = known || strcmp(*t, type->valuestring) == 0;
-	if (!known)
-		kv_errors_add(errors, type->valuestring, true, "shardFilter.type",
-			      "Member must satisfy enum value set: [AFTER_SHARD_ID, AT_TRIM_HORIZON, "
-			      "FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP]");
-}
-
-/* Which shards a ShardFilter keeps; the first index to list in *from. */
-static int
-kinesis_filter_apply(struct kinesis *k, struct api_call *call, const cJSON *filter,
-		     uint32_t *from, struct kinesis_shard_filter *sf)
-{
-	static const struct {
-		const char *name;
-		enum kinesis_filter type;
-	} types[] = {
-		{ "AFTER_SHARD_ID", KINESIS_FILTER_FROM_TRIM_HORIZON },
-		{ "AT_TRIM_HORIZON", KINESIS_FILTER_AT_TRIM_HORIZON },
-		{ "FROM_TRIM_HORIZON", KINESIS_FILTER_FROM_TRIM_HORIZON },
-		{ "AT_LATEST", KINESIS_FILTER_AT_LATEST },
-		{ "AT_TIMESTAMP", KINESIS_FILTER_AT_TIMESTAMP },
-		{ "FROM_TIMESTAMP", KINESIS_FILTER_FROM_TIMESTAMP },
-	};
-	const char *type = cJSON_GetObjectItemCaseSensitive(filter, "Type")->valuestring;
-	const cJSON *shard_id = cJSON_GetObjectItemCaseSensitive(filter, "ShardId");
-	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(filter, "Timestamp");
-	uint32_t index;
-
-	(void)k;
-	if (strcmp(type, "AFTER_SHARD_ID") == 0) {
-		if (shard_id == NULL || cJSON_IsNull(shard_id)) {
-			kinesis_error(call, "InvalidArgumentException", "Must specify ShardId for "
-				      "ShardFilter type AFTER_SHARD_ID.");
-			return -EINVAL;
-		}
-		if (kinesis_shard_id_parse(shard_id->valuestring, strlen(shard_id->valuestring),
-					   &index) == 0 && index + 1 > *from)
-			*from = index + 1;
-	} else if ((strcmp(type, "AT_TIMESTAMP") == 0 || strcmp(type, "FROM_TIMESTAMP") == 0) &&
-		   (ts == NULL || cJSON_IsNull(ts))) {
-		kinesis_error(call, "InvalidArgumentException", "Must specify Timestamp for "
-			      "ShardFilter type %s.", type);
-		return -EINVAL;
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(types); i++)
-		if (strcmp(type, types[i].name) == 0)
-			sf->type = types[i].type;
-	/* Whole seconds, rounded down: shard times are seconds (see kinesis_shard_listed). */
-	sf->ts_s = ts == NULL || cJSON_IsNull(ts) || ts->valuedouble < 0 ? 0 :
-		   (uint64_t)ts->valuedouble;
-	return 0;
-}
-
-static void
-kinesis_list_shards_out(struct kinesis *k, struct api_call *call, const struct api_request *req,
-			const struct kinesis_stream *s, uint32_t from, uint32_t limit,
-			const struct kinesis_shard_filter *sf)
-{
-	uint64_t now_s = kinesis_now_ms(req) / 1000;
-	struct api_out *out = api_call_out(call);
-	uint32_t n = 0;
-	uint32_t i;
-
-	api_out_printf(out, "{\"Shards\":[");
-	for (i = from; i < s->shard_count && n < limit; i++) {
-		if (!kinesis_shard_listed(s, i, sf, now_s))
-			continue;
-		api_out_printf(out, "%s", n++ > 0 ? "," : "");
-		kinesis_out_shard(out, &s->shards[i]);
-	}
-	api_out_printf(out, "]");
-	if (i < s->shard_count) {
-		char text[ITERATOR_TEXT_SIZE_MAX + 1];
-		struct iterator_token token = {
-			.issued_ms = kinesis_now_ms(req), .stream_id = s->stream_id,
-			.incarnation = s->incarnation,
-			.position = i | (uint32_t)sf->type << KINESIS_FILTER_SHIFT,
-			.limit = (uint32_t)min_u64(sf->ts_s, UINT32_MAX),
-			.name_size = (uint8_t)s->name_size,
-		};
-
-		memcpy(token.name, s->name, s->name_size);
-		iterator_token_encode(k->secret, &token, text);
-		api_out_printf(out, ",\"NextToken\":\"%s\"", text);
-	}
-	api_out_printf(out, "}");
-	api_call_reply(call, 200);
-}
-
-/* NextToken excludes StreamName/StreamARN, ExclusiveStartShardId, StreamCreationTimestamp. */
-static bool
-kinesis_list_shards_args(struct kinesis *k, struct api_call *call, const struct kv_value *v)
-{
-	(void)k;
-	if (v[2].json == NULL && v[4].json == NULL && v[6].json == NULL) {
-		kinesis_error(call, "InvalidArgumentException",
-			      "Either NextToken or StreamName should be provided.");
-		return false;
-	}
-	if (v[2].json != NULL && (v[4].json != NULL || v[6].json != NULL)) {
-		kinesis_error(call, "InvalidArgumentException", "NextToken and %s cannot be provided "
-			      "together.", v[4].json != NULL ? "StreamName" : "StreamARN");
-		return false;
-	}
-	if (v[2].json != NULL && (v[0].json != NULL || v[3].json != NULL)) {
-		kinesis_error(call, "InvalidArgumentException", "NextToken and %s cannot be provided "
-			      "together.", v[0].json != NULL ? "ExclusiveStartShardId" :
-			      "StreamCreationTimestamp");
-		return false;
-	}
-	return true;
-}
-
-static struct kinesis_stream *
-kinesis_list_shards_stream(struct kinesis *k, struct api_call *call, const struct api_request *req,
-			   const struct kv_value *v, uint32_t *from, struct kinesis_shard_filter *sf)
-{
-	struct iterator_token token;
-	struct kinesis_stream *s;
-
-	if (v[2].json == NULL)
-		return kinesis_stream_resolve(k, call, &v[4], &v[6]);
-	if (kinesis_token_open(k, call, req, &v[2], &token) != 0)
-		return NULL;
-	s = kinesis_stream_by_id(k, token.stream_id);
-	if (s == NULL || s->incarnation != token.incarnation) {
-		kinesis_error(call, "ResourceNotFoundException", "Stream %s under account %s not "
-			      "found.", token.name, k->config.account_id);
-		return NULL;
-	}
-	*from = token.position & ((1u << KINESIS_FILTER_SHIFT) - 1);
-	sf->type = (enum kinesis_filter)(token.position >> KINESIS_FILTER_SHIFT);
-	sf->ts_s = token.limit;
-	return s;
-}
-
-void
-kinesis_list_shards(struct kinesis *k, struct api_call *call, const struct api_request *req)
-{
-	const struct kv_field fields[] = {
-		KV_STR("ExclusiveStartShardId", false, KV_PATTERN_NAME, 1, 128),
-		KV_INT("MaxResults", false, 1, 10000),
-		KV_STR("NextToken", false, KV_PATTERN_NONE, 1, 1048576),
-		KV_FIELD("StreamCreationTimestamp", KV_TIMESTAMP, false, KV_PATTERN_NONE, -1, -1,
-			 -1, -1),
-		KV_STREAM_NAME,
-		{ .name = "ShardFilter", .type = KV_STRUCT, .length_min = -1, .length_max = -1,
-		  .value_min = -1, .value_max = -1, .nested_types = kinesis_filter_types_check,
-		  .nested_check = kinesis_filter_check },
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_stream *s;
-	struct kinesis_shard_filter sf = { .type = KINESIS_FILTER_FROM_TRIM_HORIZON };
-	uint32_t from = 0;
-	cJSON *root;
-
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	if (!kinesis_list_shards_args(k, call, v))
-		goto out;
-	s = kinesis_list_shards_stream(k, call, req, v, &from, &sf);
-	if (s == NULL)
-		goto out;
-	/* StreamCreationTimestamp tells incarnations of one name apart: another one is not found. */
-	if (v[3].json != NULL && (uint64_t)(v[3].seconds < 0 ? 0 : v[3].seconds) !=
-	    s->created_ms / 1000) {
-		kinesis_error(call, "ResourceNotFoundException", "Stream %s under account %s not "
-			      "found.", s->name, k->config.account_id);
-		goto out;
-	}
-	if (v[0].json != NULL && kinesis_shard_id_parse(v[0].string, v[0].size, &from) == 0)
-		from++;
-	if (v[5].json != NULL && kinesis_filter_apply(k, call, v[5].json, &from, &sf) != 0)
-		goto out;
-	kinesis_list_shards_out(k, call, req, s, from, v[1].json != NULL ?
-				(uint32_t)v[1].number : 1000, &sf);
-out:
-	cJSON_Delete(root);
 }

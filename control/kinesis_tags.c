@@ -1,114 +1,148 @@
 /*
- * kinesis_tags.c - the small stream settings: retention (through the log),
- * tags (SQLite only), DescribeLimits, UpdateStreamMode.
+ * kinesis_tags.c - stream tags (SQLite only): AddTagsToStream,
+ * ListTagsForStream, RemoveTagsFromStream, their ARN-based forms TagResource,
+ * UntagResource, ListTagsForResource, and the Tags member's checks CreateStream
+ * shares.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "common/diag.h"
 #include "control/kinesis.h"
-#include "nvme-log/log.h"
-
-#define KINESIS_RETENTION_MIN 24u
-#define KINESIS_RETENTION_MAX 8760u
 
 static void
-kinesis_retention(struct kinesis *k, struct api_call *call, const struct api_request *req,
-		  bool increase)
+kinesis_tags_render(const cJSON *item, char *buf, size_t size)
 {
-	const struct kv_field fields[] = {
-		KV_INT("RetentionPeriodHours", true, 1, 10000),
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_stream *s;
-	uint32_t hours;
-	cJSON *root;
-	int rc;
+	const cJSON *child;
+	size_t n = (size_t)snprintf(buf, size, "{");
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
+	cJSON_ArrayForEach(child, item) {
+		if (n + 4 >= size)
+			break;
+		n += (size_t)snprintf(buf + n, size - n, "%s%s=%s", child == item->child ? "" : ", ",
+				      child->string, cJSON_IsString(child) ? child->valuestring :
+				      "null");
+	}
+	if (n + 2 < size)
+		snprintf(buf + n, size - n, "}");
+}
+
+void
+kinesis_tags_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	char rendered[KINESIS_MESSAGE_SIZE];
+	const cJSON *child;
+	bool keys_ok = true;
+	bool values_ok = true;
+
+	(void)r;
+	cJSON_ArrayForEach(child, item) {
+		size_t key = strlen(child->string);
+		size_t value = cJSON_IsString(child) ? strlen(child->valuestring) : 0;
+
+		keys_ok = keys_ok && key >= 1 && key <= 128;
+		values_ok = values_ok && value <= 256;
+	}
+	kinesis_tags_render(item, rendered, sizeof(rendered));
+	if (!keys_ok)
+		kv_errors_add(errors, rendered, true, "tags", "Map keys must satisfy constraint: "
+			      "[Member must have length less than or equal to 128, Member must have "
+			      "length greater than or equal to 1]");
+	if (!values_ok)
+		kv_errors_add(errors, rendered, true, "tags", "Map value must satisfy constraint: "
+			      "[Member must have length less than or equal to 256, Member must have "
+			      "length greater than or equal to 0]");
+}
+
+/*
+ * AWS: "Unicode letters, digits, white space, _ . / = + - % @", where white space is the
+ * space alone (AWS refuses a TAB or a newline); we take any UTF-8 beyond ASCII.
+ */
+bool
+kinesis_tag_text_ok(const char *text)
+{
+	/* A JSON null passes the type check as "absent" but is no text: refused. */
+	if (text == NULL)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)text; *p != 0; p++)
+		if (*p < 0x80 && !(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+		    !(*p >= '0' && *p <= '9') && strchr(" _./=+-%@:", *p) == NULL)
+			return false;
+	return true;
+}
+
+size_t
+kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max, bool *ok_out)
+{
+	const cJSON *child;
+	size_t n = 0;
+
+	*ok_out = true;
+	cJSON_ArrayForEach(child, item) {
+		if (n == max)
+			break;
+		if (!kinesis_tag_text_ok(child->string) ||
+		    !kinesis_tag_text_ok(child->valuestring)) {
+			*ok_out = false;
+			continue;
+		}
+		tags[n].key = child->string;
+		tags[n].key_size = strlen(child->string);
+		tags[n].value = child->valuestring;
+		tags[n].value_size = strlen(child->valuestring);
+		n++;
+	}
+	return n;
+}
+
+static void kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s,
+			     const cJSON *tags_in);
+
+/* AWS's answer to a tag key or value with a character outside kinesis_tag_text_ok(). */
+static void
+kinesis_tags_invalid(struct api_call *call)
+{
+	kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid characters. "
+		      "Valid characters: Unicode letters, digits, white space, _ . / = + - %% @.");
+}
+static void kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s,
+				const cJSON *keys_in);
+
+void
+kinesis_add_tags(struct kinesis_req *r)
+{
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	const cJSON *tags_in = r->v[ADD_TAGS_TAGS].json;
+	struct kinesis_stream *s;
+
+	/* Optional in the shared Tags member, required here: checked before the stream. */
+	if (tags_in == NULL) {
+		kinesis_error(call, "ValidationException", "1 validation error detected: Value null "
+			      "at 'tags' failed to satisfy constraint: Member must not be null");
 		return;
-	s = kinesis_stream_resolve(k, call, &v[1], &v[2]);
-	if (s == NULL)
-		goto out;
-	hours = (uint32_t)v[0].number;
-	if (hours < KINESIS_RETENTION_MIN) {
-		kinesis_error(call, "InvalidArgumentException", "Minimum allowed retention period "
-			      "is %u hours. Requested retention period (%u hours) is too short.",
-			      KINESIS_RETENTION_MIN, hours);
-		goto out;
 	}
-	if (hours > KINESIS_RETENTION_MAX) {
-		kinesis_error(call, "InvalidArgumentException", "Maximum allowed retention period "
-			      "is %u hours. Requested retention period (%u hours) is too long.",
-			      KINESIS_RETENTION_MAX, hours);
-		goto out;
-	}
-	if (increase ? hours < s->retention_hours : hours > s->retention_hours) {
-		kinesis_error(call, "InvalidArgumentException", "Requested retention period (%u "
-			      "hours) for stream %s can not be %s than existing retention period "
-			      "(%u hours). Use %s API.", hours, s->name,
-			      increase ? "shorter" : "longer", s->retention_hours,
-			      increase ? "DecreaseRetentionPeriod" : "IncreaseRetentionPeriod");
-		goto out;
-	}
-	/* SQLite first; the log gets the same value now and again at every start. */
-	rc = metadata_retention_set(k->md, s->stream_id, hours);
-	if (rc == 0)
-		rc = kinesis_log_retention(k, s->stream_id, hours);
-	if (rc != 0) {
-		diag_error("kinesis", "retention of %s: %s", s->name, strerror(-rc));
-		kinesis_internal_error(call);
-		goto out;
-	}
-	s->retention_hours = hours;
-	api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
+	s = kinesis_stream_resolve(k, call, &r->v[ADD_TAGS_STREAM_NAME],
+				   &r->v[ADD_TAGS_STREAM_ARN]);
+	if (s != NULL)
+		kinesis_tags_add(r, s, tags_in);
 }
 
-void
-kinesis_increase_retention(struct kinesis *k, struct api_call *call, const struct api_request *req)
+/* Adds or overwrites the Tags map `tags_in` on stream `s`, and answers. */
+static void
+kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s, const cJSON *tags_in)
 {
-	kinesis_retention(k, call, req, true);
-}
-
-void
-kinesis_decrease_retention(struct kinesis *k, struct api_call *call, const struct api_request *req)
-{
-	kinesis_retention(k, call, req, false);
-}
-
-void
-kinesis_add_tags(struct kinesis *k, struct api_call *call, const struct api_request *req)
-{
-	const struct kv_field fields[] = { kinesis_tags_field, KV_STREAM_NAME, KV_STREAM_ARN };
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct metadata_tag tags[200];
-	struct kinesis_stream *s;
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	struct metadata_tag tags[KINESIS_TAGS_PER_CALL_MAX];
 	size_t count;
-	cJSON *root;
 	bool ok;
 	int rc;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	if (v[0].json == NULL) {
-		kinesis_error(call, "ValidationException", "1 validation error detected: Value null "
-			      "at 'tags' failed to satisfy constraint: Member must not be null");
-		goto out;
-	}
-	s = kinesis_stream_resolve(k, call, &v[1], &v[2]);
-	if (s == NULL)
-		goto out;
-	count = kinesis_tags_collect(v[0].json, tags, ARRAY_SIZE(tags), &ok);
+	count = kinesis_tags_collect(tags_in, tags, ARRAY_SIZE(tags), &ok);
 	if (!ok) {
-		kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid "
-			      "characters. Valid characters: Unicode letters, digits, white space, "
-			      "_ . / = + - %% @.");
-		goto out;
+		kinesis_tags_invalid(call);
+		return;
 	}
 	rc = metadata_tags_put(k->md, s->stream_id, tags, count, KINESIS_TAGS_PER_STREAM_MAX);
 	if (rc == -E2BIG)
@@ -119,8 +153,6 @@ kinesis_add_tags(struct kinesis *k, struct api_call *call, const struct api_requ
 		kinesis_internal_error(call);
 	else
 		api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
 }
 
 static void
@@ -138,60 +170,39 @@ kinesis_tag_out(void *arg, const struct metadata_tag *tag)
 }
 
 void
-kinesis_list_tags(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_list_tags(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		KV_STR("ExclusiveStartTagKey", false, KV_PATTERN_NONE, 1, 128),
-		KV_INT("Limit", false, 1, 50),
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kinesis_stream *s;
-	struct api_out *out;
+	const struct kv_value *start = &r->v[LIST_TAGS_EXCLUSIVE_START_TAG_KEY];
+	const struct kv_value *limit = &r->v[LIST_TAGS_LIMIT];
+	struct api_out *out = api_call_out(r->call);
 	bool more = false;
-	cJSON *root;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &v[2], &v[3]);
-	if (s == NULL)
-		goto out;
-	out = api_call_out(call);
 	api_out_printf(out, "{\"Tags\":[");
-	if (metadata_tags_list(k->md, s->stream_id, v[0].string, v[0].size,
-			       v[1].json != NULL ? (uint32_t)v[1].number : 50, kinesis_tag_out, out,
-			       &more) != 0) {
+	if (metadata_tags_list(r->k->md, r->stream->stream_id, start->string, start->size,
+			       limit->json != NULL ? (uint32_t)limit->number : 50, kinesis_tag_out,
+			       out, &more) != 0) {
 		out->size = 0;
-		kinesis_internal_error(call);
-		goto out;
+		kinesis_internal_error(r->call);
+		return;
 	}
 	api_out_printf(out, "],\"HasMoreTags\":%s}", more ? "true" : "false");
-	api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
+	api_call_reply(r->call, 200);
 }
 
-static void
-kinesis_tag_keys_check(struct kinesis *k, const cJSON *item, struct kv_errors *errors)
+void
+kinesis_tag_keys_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
 {
 	char rendered[KINESIS_MESSAGE_SIZE];
 	const cJSON *child;
-	size_t n = (size_t)snprintf(rendered, sizeof(rendered), "[");
 	bool ok = true;
 
-	(void)k;
+	(void)r;
 	cJSON_ArrayForEach(child, item) {
 		size_t size = cJSON_IsString(child) ? strlen(child->valuestring) : 0;
 
 		ok = ok && size >= 1 && size <= 128;
-		if (n + 4 < sizeof(rendered))
-			n += (size_t)snprintf(rendered + n, sizeof(rendered) - n, "%s%s",
-					      child == item->child ? "" : ", ",
-					      cJSON_IsString(child) ? child->valuestring : "null");
 	}
-	if (n + 2 < sizeof(rendered))
-		snprintf(rendered + n, sizeof(rendered) - n, "]");
+	kv_list_render(item, rendered, sizeof(rendered));
 	if (!ok)
 		kv_errors_add(errors, rendered, true, "tagKeys", "Member must satisfy constraint: "
 			      "[Member must have length less than or equal to 128, Member must have "
@@ -199,96 +210,91 @@ kinesis_tag_keys_check(struct kinesis *k, const cJSON *item, struct kv_errors *e
 }
 
 void
-kinesis_remove_tags(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_remove_tags(struct kinesis_req *r)
 {
-	const struct kv_field fields[] = {
-		{ .name = "TagKeys", .type = KV_LIST, .not_null = true, .length_min = 1,
-		  .length_max = 50, .value_min = -1, .value_max = -1,
-		  .nested_types = kv_members_are_strings, .nested_check = kinesis_tag_keys_check },
-		KV_STREAM_NAME,
-		KV_STREAM_ARN,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct metadata_tag keys[50];
-	struct kinesis_stream *s;
+	kinesis_tags_remove(r, r->stream, r->v[REMOVE_TAGS_TAG_KEYS].json);
+}
+
+
+/* ---- By resource ARN: TagResource, UntagResource, ListTagsForResource ---------- */
+
+/*
+ * The stream a ResourceARN names, or NULL after answering. A consumer's ARN
+ * (stream/NAME/consumer/CONSUMER:EPOCH) names no resource yet: this is where
+ * the consumers concern resolves it once consumers exist.
+ */
+static struct kinesis_stream *
+kinesis_resource_stream(struct kinesis_req *r, const struct kv_value *arn)
+{
+	const struct kv_value no_name = { .json = NULL };
+	const char *stream = strstr(arn->string, ":stream/");
+
+	if (stream != NULL && strstr(stream, "/consumer/") != NULL) {
+		kinesis_error(r->call, "ResourceNotFoundException", "Consumer %s under account %s "
+			      "not found.", arn->string, r->k->config.account_id);
+		return NULL;
+	}
+	return kinesis_stream_resolve(r->k, r->call, &no_name, arn);
+}
+
+void
+kinesis_tag_resource(struct kinesis_req *r)
+{
+	struct kinesis_stream *s = kinesis_resource_stream(r, &r->v[TAG_RESOURCE_RESOURCE_ARN]);
+
+	if (s != NULL)
+		kinesis_tags_add(r, s, r->v[TAG_RESOURCE_TAGS].json);
+}
+
+/* Removes TagKeys `keys` from stream `s` (unknown keys are ignored), and answers. */
+static void
+kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s, const cJSON *keys_in)
+{
+	struct metadata_tag keys[KINESIS_TAG_KEYS_MAX];
 	const cJSON *child;
 	size_t count = 0;
-	cJSON *root;
 
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &v[1], &v[2]);
-	if (s == NULL)
-		goto out;
-	cJSON_ArrayForEach(child, v[0].json) {
+	cJSON_ArrayForEach(child, keys_in) {
+		if (!kinesis_tag_text_ok(child->valuestring)) {
+			kinesis_tags_invalid(r->call);
+			return;
+		}
 		keys[count].key = child->valuestring;
 		keys[count].key_size = strlen(child->valuestring);
 		count++;
 	}
-	if (metadata_tags_remove(k->md, s->stream_id, keys, count) != 0)
-		kinesis_internal_error(call);
+	if (metadata_tags_remove(r->k->md, s->stream_id, keys, count) != 0)
+		kinesis_internal_error(r->call);
 	else
-		api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
+		api_call_reply(r->call, 200);
 }
 
 void
-kinesis_describe_limits(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_untag_resource(struct kinesis_req *r)
 {
-	uint32_t open = 0;
-	uint32_t on_demand = 0;
-	cJSON *root;
+	struct kinesis_stream *s = kinesis_resource_stream(r, &r->v[UNTAG_RESOURCE_RESOURCE_ARN]);
 
-	if (kv_check(k, call, req, NULL, 0, &root, NULL) != 0)
-		return;
-	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++) {
-		const struct kinesis_stream *s = &k->streams[i];
-
-		if (!s->used)
-			continue;
-		on_demand += s->mode == METADATA_ON_DEMAND;
-		for (uint32_t j = 0; j < s->shard_count; j++)
-			open += !s->shards[j].closed;
-	}
-	api_out_printf(api_call_out(call), "{\"ShardLimit\":%u,\"OpenShardCount\":%u,"
-		       "\"OnDemandStreamCount\":%u,\"OnDemandStreamCountLimit\":%u}",
-		       k->shard_limit, open, on_demand, SLUICE_STREAMS_MAX);
-	api_call_reply(call, 200);
-	cJSON_Delete(root);
+	if (s != NULL)
+		kinesis_tags_remove(r, s, r->v[UNTAG_RESOURCE_TAG_KEYS].json);
 }
 
 void
-kinesis_update_stream_mode(struct kinesis *k, struct api_call *call, const struct api_request *req)
+kinesis_list_tags_for_resource(struct kinesis_req *r)
 {
-	struct kv_field fields[] = {
-		KV_STR("StreamARN", true, KV_PATTERN_ARN, 1, 2048),
-		kinesis_mode_field,
-	};
-	struct kv_value v[ARRAY_SIZE(fields)];
-	struct kv_value no_name = { .json = NULL };
-	struct kinesis_stream *s;
-	cJSON *root;
+	struct kinesis_stream *s = kinesis_resource_stream(r, &r->v[LIST_TAGS_RESOURCE_RESOURCE_ARN]);
+	struct api_out *out;
+	bool more = false;
 
-	fields[1].not_null = true;
-	if (kv_check(k, call, req, fields, ARRAY_SIZE(fields), &root, v) != 0)
-		return;
-	s = kinesis_stream_resolve(k, call, &no_name, &v[0]);
 	if (s == NULL)
-		goto out;
-	if (s->status != KINESIS_ACTIVE) {
-		kinesis_error(call, "ResourceInUseException", "Stream %s under account %s not ACTIVE, "
-			      "instead in state %s", s->name, k->config.account_id,
-			      kinesis_status_name(s->status));
-		goto out;
+		return;
+	out = api_call_out(r->call);
+	api_out_printf(out, "{\"Tags\":[");
+	if (metadata_tags_list(r->k->md, s->stream_id, NULL, 0, KINESIS_TAGS_PER_CALL_MAX,
+			       kinesis_tag_out, out, &more) != 0) {
+		out->size = 0;
+		kinesis_internal_error(r->call);
+		return;
 	}
-	if (metadata_mode_set(k->md, s->stream_id, kinesis_mode_parse(v[1].json)) != 0) {
-		kinesis_internal_error(call);
-		goto out;
-	}
-	s->mode = kinesis_mode_parse(v[1].json);
-	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
-	api_call_reply(call, 200);
-out:
-	cJSON_Delete(root);
+	api_out_printf(out, "]}");
+	api_call_reply(r->call, 200);
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "control/kinesis.h"
 
 static const char *
@@ -36,8 +37,10 @@ kv_type_message(const cJSON *item, enum kv_type type)
 			return NULL;
 		if (cJSON_IsBool(item))
 			return "class java.lang.Boolean can not be converted to an String";
+		/* AWS's JSON reader gives numbers as this class (not BigDecimal) here. */
 		if (cJSON_IsNumber(item))
-			return "class java.math.BigDecimal can not be converted to an String";
+			return "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+			       "be converted to an String";
 		return kv_json_kind(item);
 	case KV_INTEGER:
 	case KV_LONG:
@@ -66,7 +69,8 @@ kv_type_message(const cJSON *item, enum kv_type type)
 		if (cJSON_IsBool(item))
 			return "class java.lang.Boolean can not be converted to a Blob";
 		if (cJSON_IsNumber(item))
-			return "class java.math.BigDecimal can not be converted to a Blob";
+			return "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+			       "be converted to a Blob";
 		return kv_json_kind(item);
 	case KV_TIMESTAMP:
 		if (cJSON_IsNumber(item))
@@ -108,14 +112,14 @@ kv_blob_check(struct api_call *call, const cJSON *item)
 			 "encoded length is expected a multiple of 4 bytes but found: %zu", text, size);
 		goto out_reply;
 	}
-	bad = kinesis_base64_scan(text, size);
+	bad = base64_scan(text, size);
 	if (bad < size) {
 		snprintf(message, sizeof(message), "'%.1024s' can not be converted to a Blob: "
 			 "Invalid Base64 character: '%c'", text, text[bad]);
 		goto out_reply;
 	}
 	/* Only the last group can still be wrong: '=' too early, or unused bits set. */
-	if (size == 0 || kinesis_base64_decode(text + size - 4, 4, unused, 3) >= 0)
+	if (size == 0 || base64_decode(text + size - 4, 4, unused, 3) >= 0)
 		return 0;
 	snprintf(message, sizeof(message), "'%.1024s' can not be converted to a Blob: Invalid last "
 		 "non-pad Base64 character dectected", text);
@@ -139,14 +143,29 @@ kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type)
 	return type == KV_BLOB ? kv_blob_check(call, item) : 0;
 }
 
+void
+kv_list_render(const cJSON *item, char *buf, size_t size)
+{
+	const cJSON *child;
+	size_t n = (size_t)snprintf(buf, size, "[");
+
+	cJSON_ArrayForEach(child, item) {
+		if (n + 4 >= size)
+			break;
+		n += (size_t)snprintf(buf + n, size - n, "%s%s", child == item->child ? "" : ", ",
+				      cJSON_IsString(child) ? child->valuestring : "null");
+	}
+	if (n + 2 < size)
+		snprintf(buf + n, size - n, "]");
+}
+
 int
-kv_members_are_strings(struct kinesis *k, struct api_call *call, const cJSON *item)
+kv_members_are_strings(struct kinesis_req *r, const cJSON *item)
 {
 	const cJSON *child;
 
-	(void)k;
 	cJSON_ArrayForEach(child, item)
-		if (kv_type_check(call, child, KV_STRING) != 0)
+		if (kv_type_check(r->call, child, KV_STRING) != 0)
 			return -EINVAL;
 	return 0;
 }
@@ -156,7 +175,7 @@ kv_blob_decode(struct kinesis *k, const cJSON *item, uint32_t *size_out)
 {
 	size_t size = strlen(item->valuestring);
 	uint8_t *out = k->scratch + k->scratch_used;
-	int64_t n = kinesis_base64_decode(item->valuestring, size, out,
+	int64_t n = base64_decode(item->valuestring, size, out,
 					  k->scratch_size - k->scratch_used);
 
 	if (n < 0)
@@ -206,9 +225,25 @@ kv_digits(const char *text, size_t size, size_t max_after_first)
 	return true;
 }
 
-/* arn:aws.*:kinesis:.*:\d{12}:stream/\S+ */
+/* \S+ from `from` to the end of the text. */
 static bool
-kv_arn_match(const char *text, size_t size)
+kv_tail_nonspace(const char *text, size_t from, size_t size)
+{
+	if (from >= size)
+		return false;
+	for (size_t j = from; j < size; j++)
+		if (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r' ||
+		    text[j] == '\f' || text[j] == '\v')
+			return false;
+	return true;
+}
+
+/*
+ * arn:aws.*:kinesis:.*:\d{12}:stream/\S+ (a stream), or with `resource`
+ * arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+ (a stream or a consumer).
+ */
+static bool
+kv_arn_match(const char *text, size_t size, bool resource)
 {
 	const char *kinesis;
 
@@ -218,17 +253,18 @@ kv_arn_match(const char *text, size_t size)
 	if (kinesis == NULL)
 		return false;
 	for (size_t i = (size_t)(kinesis - text) + 9; i + 21 < size; i++) {
-		bool digits = text[i] == ':';
+		bool digits = text[i] == ':' && text[i + 13] == ':';
 
 		for (size_t j = 1; digits && j <= 12; j++)
 			digits = text[i + j] >= '0' && text[i + j] <= '9';
-		if (!digits || memcmp(text + i + 13, ":stream/", 8) != 0)
+		if (!digits)
 			continue;
-		for (size_t j = i + 21; j < size; j++)
-			if (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r' ||
-			    text[j] == '\f' || text[j] == '\v')
-				return false;
-		return true;
+		if (!resource && memcmp(text + i + 14, "stream/", 7) == 0 &&
+		    kv_tail_nonspace(text, i + 21, size))
+			return true;
+		for (size_t j = i + 14; resource && j + 7 < size; j++)
+			if (memcmp(text + j, "stream/", 7) == 0 && kv_tail_nonspace(text, j + 7, size))
+				return true;
 	}
 	return false;
 }
@@ -255,7 +291,9 @@ kv_pattern_match(enum kv_pattern pattern, const char *text, size_t size)
 	case KV_PATTERN_SEQUENCE:
 		return kv_digits(text, size, 128);
 	case KV_PATTERN_ARN:
-		return kv_arn_match(text, size);
+		return kv_arn_match(text, size, false);
+	case KV_PATTERN_RESOURCE_ARN:
+		return kv_arn_match(text, size, true);
 	}
 	return false;
 }
@@ -269,6 +307,7 @@ kv_pattern_text(enum kv_pattern pattern)
 		[KV_PATTERN_HASH_KEY] = "0|([1-9]\\d{0,38})",
 		[KV_PATTERN_SEQUENCE] = "0|([1-9]\\d{0,128})",
 		[KV_PATTERN_ARN] = "arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
+		[KV_PATTERN_RESOURCE_ARN] = "arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+",
 	};
 
 	return texts[pattern];
@@ -509,7 +548,7 @@ kv_field_enum(struct kv_errors *errors, const struct kv_field *f, const struct k
 
 /* Every constraint of one member, in AWS's order. */
 static void
-kv_field_check(struct kinesis *k, struct kv_errors *errors, const struct kv_field *f,
+kv_field_check(struct kinesis_req *r, struct kv_errors *errors, const struct kv_field *f,
 	       const struct kv_value *v)
 {
 	char path[64];
@@ -533,7 +572,7 @@ kv_field_check(struct kinesis *k, struct kv_errors *errors, const struct kv_fiel
 	if (f->enum_values != NULL)
 		kv_field_enum(errors, f, v, path);
 	if (f->nested_check != NULL)
-		f->nested_check(k, v->json, errors);
+		f->nested_check(r, v->json, errors);
 }
 
 static int64_t
@@ -550,9 +589,10 @@ kv_number(const cJSON *item, enum kv_type type)
 
 /* Type pass for one member: fills `v` or replies SerializationException. */
 static int
-kv_field_load(struct kinesis *k, struct api_call *call, const struct kv_field *f,
-	      const cJSON *item, struct kv_value *v)
+kv_field_load(struct kinesis_req *r, const struct kv_field *f, const cJSON *item,
+	      struct kv_value *v)
 {
+	struct api_call *call = r->call;
 	int rc;
 
 	memset(v, 0, sizeof(*v));
@@ -560,7 +600,7 @@ kv_field_load(struct kinesis *k, struct api_call *call, const struct kv_field *f
 		return 0;
 	rc = kv_type_check(call, item, f->type);
 	if (rc == 0 && f->nested_types != NULL)
-		rc = f->nested_types(k, call, item);
+		rc = f->nested_types(r, item);
 	if (rc != 0)
 		return rc;
 	v->json = item;
@@ -579,7 +619,7 @@ kv_field_load(struct kinesis *k, struct api_call *call, const struct kv_field *f
 	if (f->type == KV_BLOB) {
 		uint32_t size = 0;
 
-		v->blob = kv_blob_decode(k, item, &size);
+		v->blob = kv_blob_decode(r->k, item, &size);
 		if (v->blob == NULL) {
 			kinesis_serialization_error(call, "Request body too large");
 			return -EINVAL;
@@ -590,16 +630,19 @@ kv_field_load(struct kinesis *k, struct api_call *call, const struct kv_field *f
 }
 
 int
-kv_check(struct kinesis *k, struct api_call *call, const struct api_request *req,
-	 const struct kv_field *fields, size_t field_count, cJSON **root_out,
-	 struct kv_value *values)
+kv_check(struct kinesis_req *r)
 {
-	static struct kv_errors errors; /* Large; one server thread. */
+	const struct kv_field *fields = r->op->shape;
+	size_t field_count = r->op->shape_count;
+	const struct api_request *req = r->req;
+	struct api_call *call = r->call;
+	struct kv_errors *errors = &r->scratch->errors;
+	struct kv_value *values = r->v;
 	const char *bad;
 	cJSON *root;
 
 	assert(field_count <= KV_FIELDS_MAX);
-	k->scratch_used = 0;
+	r->k->scratch_used = 0;
 	bad = kv_body_check(req->body, req->body_size);
 	if (bad != NULL) {
 		kinesis_serialization_error(call, bad);
@@ -619,17 +662,17 @@ kv_check(struct kinesis *k, struct api_call *call, const struct api_request *req
 	for (size_t i = 0; i < field_count; i++) {
 		const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, fields[i].name);
 
-		if (kv_field_load(k, call, &fields[i], item, &values[i]) != 0)
+		if (kv_field_load(r, &fields[i], item, &values[i]) != 0)
 			goto out_delete;
 	}
-	errors.count = 0;
-	errors.size = 0;
-	errors.text[0] = '\0';
+	errors->count = 0;
+	errors->size = 0;
+	errors->text[0] = '\0';
 	for (size_t i = 0; i < field_count; i++)
-		kv_field_check(k, &errors, &fields[i], &values[i]);
-	if (kv_errors_reply(call, &errors))
+		kv_field_check(r, errors, &fields[i], &values[i]);
+	if (kv_errors_reply(call, errors))
 		goto out_delete;
-	*root_out = root;
+	r->root = root;
 	return 0;
 
 out_delete:

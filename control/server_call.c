@@ -11,18 +11,24 @@
  *   no pool buffer for the request (HTTP/2)     503     ServiceUnavailable
  *   OPTIONS with Origin (CORS preflight)        200     empty
  *   method is not POST                          403     XML AccessDeniedException
- *   path is not "/"                             404     XML UnknownOperationException
+ *   path is not "/" (a query may follow)        404     XML UnknownOperationException
  *   empty body, x-amz-json-1.1                  400     JSON SerializationException if the
  *                                                       target is valid, else UnknownOperation
  *   empty body, any other type                  400     the same in CBOR
- *   x-amz-cbor-1.1                              400     CBOR SerializationException: JSON only
+ *   x-amz-cbor-1.1, unknown service or action   400     CBOR UnknownOperationException
+ *   x-amz-cbor-1.1, body not CBOR of one map    400     CBOR SerializationException
+ *   x-amz-cbor-1.1, its JSON over the cap       413     CBOR SerializationException (503
+ *                                                       ServiceUnavailable: no buffer now)
  *   other type, target incomplete               403     XML AccessDeniedException
  *   other type                                  404     XML UnknownOperationException
  *   application/json, body not JSON             400     Coral SerializationException
  *   application/json                            404     Coral UnknownOperationException
  *   unknown service or action                   400     UnknownOperationException
+ *   authentication fails, body not JSON         400     SerializationException (AWS parses first)
  *   authentication fails ([auth] mode)          400     the SigV4 exception
  *
+ * A CBOR request goes on as JSON (server_cbor.h), and whatever is answered to it in
+ * JSON, success or error, leaves in CBOR: the answer's type mirrors the request's.
  * (HTTP/1.1 framing limits are answered before a request exists: server_http1.c.)
  * With an Origin header every answer also carries Access-Control-Allow-Origin
  * and -Expose-Headers; a preflight echoes the requested headers and method.
@@ -37,9 +43,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/base64.h"
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/metrics.h"
+#include "control/server_cbor.h"
 #include "control/server_internal.h"
 
 #define JSON_1_1 "application/x-amz-json-1.1"
@@ -117,8 +125,16 @@ server_call_alloc(struct api_server *s, struct server_conn *c)
 	call->started_ns = s->now_ns;
 	call->metrics_op = METRICS_API_OPS_MAX; /* "Other" until the target is known. */
 	api_out_init(&call->out, SERVER_OUT_SIZE_MAX);
+	api_out_init(&call->cbor_json, SERVER_CBOR_JSON_SIZE_MAX);
 	server_request_id(s, call->request_id);
 	call->head_size = 0;
+	/* The stream fields follow `head` (not cleared above); server_call_free forgot it. */
+	assert(!call->stream_due);
+	call->stream_fn = NULL;
+	call->stream_ctx = NULL;
+	call->stream_blocked = false;
+	call->stream_ended = false;
+	call->stream_gone = false;
 	/* Append to the connection's list. */
 	call->prev = c->calls_tail;
 	call->next = NULL;
@@ -178,7 +194,7 @@ server_call_unlink(struct api_call *call)
 void
 server_call_detach(struct api_call *call)
 {
-	assert(call->state == CALL_DISPATCHED);
+	assert(call->state == CALL_DISPATCHED || call->state == CALL_STREAMING);
 	server_call_unlink(call);
 }
 
@@ -189,8 +205,10 @@ server_call_free(struct api_call *call)
 
 	assert(call->state != CALL_FREE);
 	server_call_state_set(call, CALL_FREE);  /* While it still knows its connection. */
+	server_stream_forget(call);
 	server_call_unlink(call);
 	api_out_release(&call->out);
+	api_out_release(&call->cbor_json);
 	if (call->req != NULL)
 		buf_pool_put(&s->pool, call->req, call->req_capacity);
 	call->req = NULL;
@@ -262,6 +280,63 @@ server_call_header(const struct api_call *call, const char *lower, const char **
 	return false;
 }
 
+static size_t server_cbor_error_body(uint8_t *body, size_t body_size, const char *type,
+				     const char *message);
+
+/*
+ * The JSON answer to a CBOR request, in CBOR; returns the status to send. When the
+ * translation cannot be made (no buffer), a short CBOR error replaces the answer.
+ */
+static int
+server_call_cbor_answer(struct api_call *call, int status)
+{
+	struct api_out cbor;
+	uint8_t body[128];
+	bool busy;
+	int err;
+
+	call->content_type = CBOR_1_1;
+	if (call->out.size == 0)
+		return status;
+	api_out_init(&cbor, SERVER_OUT_SIZE_MAX);
+	err = server_cbor_answer_from_json(call->out.data, call->out.size, &cbor);
+	if (err == 0) {
+		api_out_release(&call->out);
+		call->out = cbor;
+		return status;
+	}
+	busy = buf_pool_exhausted(&call->server->pool);
+	api_out_release(&cbor);
+	api_out_release(&call->out);
+	diag_warn("server", "CBOR answer for request %s not made (%d): %s", call->request_id,
+		  err, busy ? "ServiceUnavailable" : "InternalFailure");
+	snprintf(call->error_type, sizeof(call->error_type), "%s",
+		 busy ? "ServiceUnavailable" : "InternalFailure");
+	api_out_append(&call->out, body, server_cbor_error_body(body, sizeof(body),
+								call->error_type, NULL));
+	return busy ? 503 : 500;
+}
+
+/* x-amz-id-2 of an answer: random bytes, base64 (no preflight gets one, as on AWS). */
+static void
+server_call_id2(struct api_call *call)
+{
+	uint8_t bytes[SERVER_ID2_BYTES];
+	size_t n;
+
+	static_assert(SERVER_ID2_BYTES % 24 == 0, "whole random words, no base64 padding");
+	call->id2[0] = '\0';
+	if (call->cors_preflight)
+		return;
+	for (size_t i = 0; i < sizeof(bytes); i += 8) {
+		uint64_t v = server_rng_next(call->server);
+
+		memcpy(bytes + i, &v, 8);
+	}
+	n = base64_encode(bytes, sizeof(bytes), call->id2);
+	call->id2[n] = '\0';
+}
+
 /* Hands a finished response to the connection's protocol; frees it if the client left. */
 static void
 server_call_finish(struct api_call *call, int status)
@@ -269,10 +344,14 @@ server_call_finish(struct api_call *call, int status)
 	struct server_conn *c = call->conn;
 
 	assert(call->state == CALL_DISPATCHED || call->state == CALL_READING);
+	if (call->cbor && strcmp(call->content_type, JSON_1_1) == 0)
+		status = server_call_cbor_answer(call, status);
 	server_call_state_set(call, CALL_REPLIED);
 	call->status = status;
+	server_call_id2(call);
 	metrics_api_reply(call->metrics_op, status, call->error_type,
 			  call->server->now_ns - call->started_ns);
+	server_access_log(call);
 	if (c == NULL) {
 		call->server->stats.replies_dropped++;
 		server_call_free(call);
@@ -325,29 +404,13 @@ api_call_out(struct api_call *call)
 	return &call->out;
 }
 
-/* An action's own error body: its "__type" also goes out as x-amzn-ErrorType. */
-static void
-server_call_type_from_body(struct api_call *call)
-{
-	static const char prefix[] = "{\"__type\":\"";
-	size_t n = sizeof(prefix) - 1;
-	const char *end;
-
-	if (call->out.size <= n || memcmp(call->out.data, prefix, n) != 0)
-		return;
-	end = memchr(call->out.data + n, '"', call->out.size - n);
-	if (end != NULL && (size_t)(end - call->out.data) - n < sizeof(call->error_type))
-		snprintf(call->error_type, sizeof(call->error_type), "%.*s",
-			 (int)(end - call->out.data - (long)n), call->out.data + n);
-}
-
 void
 api_call_reply(struct api_call *call, int http_status)
 {
 	assert(call->state == CALL_DISPATCHED);
 	assert(http_status >= 200 && http_status <= 599);
-	if (http_status >= 400 && call->error_type[0] == '\0' && !call->out.overflow)
-		server_call_type_from_body(call);
+	/* Error answers come from api_call_error(): the body is never read back for its type. */
+	assert(http_status < 400 || call->error_type[0] != '\0');
 	if (call->out.overflow) {
 		/* Under the cap but no larger buffer free: busy, not too large. */
 		bool busy = call->out.capacity < buf_pool_size_max(&call->server->pool) &&
@@ -391,15 +454,20 @@ server_call_refuse(struct api_call *call, int status, const char *type, const ch
 {
 	server_call_state_set(call, CALL_DISPATCHED);
 	if (type == NULL) {
-		server_call_respond_raw(call, status, JSON_1_1, "", "", 0);
+		/* An empty answer (the CORS preflight): AWS sends no Content-Type. */
+		server_call_respond_raw(call, status, NULL, "", "", 0);
 		return;
 	}
 	server_call_json_error(call, status, type, message, strlen(message));
 }
 
-/* AWS's XML answers for requests it cannot route (see the table above). */
+/*
+ * AWS's XML answers for requests it cannot route (see the table above); `typed`:
+ * with Content-Type text/xml (AWS sends none when the method is not POST).
+ */
 static void
-server_call_xml(struct api_call *call, int status, const char *type, const char *message)
+server_call_xml(struct api_call *call, int status, const char *type, const char *message,
+		bool typed)
 {
 	char body[256];
 	int n;
@@ -411,14 +479,13 @@ server_call_xml(struct api_call *call, int status, const char *type, const char 
 			     message, type);
 	assert(n > 0 && (size_t)n < sizeof(body));
 	server_call_state_set(call, CALL_DISPATCHED);
-	server_call_respond_raw(call, status, XML_TYPE, type, body, (size_t)n);
+	server_call_respond_raw(call, status, typed ? XML_TYPE : NULL, type, body, (size_t)n);
 }
 
-/* A CBOR map {"__type": type[, "message": text]} for clients that asked for CBOR. */
-static void
-server_call_cbor(struct api_call *call, const char *type, const char *message)
+/* A CBOR map {"__type": type[, "message": text]} in `body`; returns its size. */
+static size_t
+server_cbor_error_body(uint8_t *body, size_t body_size, const char *type, const char *message)
 {
-	uint8_t body[512];
 	size_t n = 0;
 	const char *items[4] = { "__type", type, "message", message };
 
@@ -426,7 +493,7 @@ server_call_cbor(struct api_call *call, const char *type, const char *message)
 	for (int i = 0; i < (message != NULL ? 4 : 2); i++) {
 		size_t len = strlen(items[i]);
 
-		assert(len < 256 && n + len + 3 < sizeof(body));
+		assert(len < 256 && n + len + 3 < body_size);
 		if (len < 24) {
 			body[n++] = (uint8_t)(0x60 + len);
 		} else {
@@ -437,8 +504,18 @@ server_call_cbor(struct api_call *call, const char *type, const char *message)
 		n += len;
 	}
 	body[n++] = 0xff;
+	return n;
+}
+
+/* The server's own CBOR error answer to a request it does not dispatch. */
+static void
+server_call_cbor(struct api_call *call, int status, const char *type, const char *message)
+{
+	uint8_t body[512];
+	size_t n = server_cbor_error_body(body, sizeof(body), type, message);
+
 	server_call_state_set(call, CALL_DISPATCHED);
-	server_call_respond_raw(call, 400, CBOR_1_1, type, body, n);
+	server_call_respond_raw(call, status, CBOR_1_1, type, body, n);
 }
 
 static bool
@@ -506,7 +583,7 @@ static void
 server_call_legacy_json(struct api_call *call)
 {
 	static const char unknown[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
-		"UnknownOperationException\",\"message\":null},\"Version\":\"1.0\"}";
+		"UnknownOperationException\"},\"Version\":\"1.0\"}";
 	static const char serialization[] = "{\"Output\":{\"__type\":\"com.amazon.coral."
 		"service#SerializationException\",\"Message\":null},\"Version\":\"1.0\"}";
 	cJSON *doc = cJSON_ParseWithLength(call->req + call->body_off,
@@ -523,6 +600,47 @@ server_call_legacy_json(struct api_call *call)
 					serialization, sizeof(serialization) - 1);
 }
 
+/*
+ * A CBOR body becomes the JSON the actions read (call->cbor_json). It is read before
+ * authentication, as AWS parses a body before it checks the signature (issue 12).
+ */
+static bool
+server_call_cbor_request(struct api_call *call)
+{
+	struct api_server *s = call->server;
+	const char *error = NULL;
+	int err;
+
+	call->cbor = true;
+	s->stats.cbor_requests++;
+	err = server_cbor_request_to_json((const uint8_t *)call->req + call->body_off,
+					  call->req_used - call->body_off, &call->cbor_json,
+					  &error);
+	if (err == 0)
+		return true;
+	if (err == -EINVAL) {
+		s->stats.cbor_rejected++;
+		server_call_cbor(call, 400, "SerializationException", error);
+	} else if (buf_pool_exhausted(&s->pool)) {
+		server_call_cbor(call, 503, "ServiceUnavailable", "Server busy: retry");
+	} else {
+		server_call_cbor(call, 413, "SerializationException",
+				 "Request body exceeds the JSON it may become");
+	}
+	api_out_release(&call->cbor_json);
+	return false;
+}
+
+/* The request target's path: a presigned request carries its signature in the query. */
+static size_t
+server_call_path_size(const struct api_call *call)
+{
+	const char *target = call->req + call->target.off;
+	const char *query = memchr(target, '?', call->target.size);
+
+	return query != NULL ? (size_t)(query - target) : call->target.size;
+}
+
 #define ACCESS_DENIED_TEXT "Unable to determine service/operation name to be authorized"
 
 /* The table at the top of this file, down to the target check. True: go on to auth. */
@@ -536,11 +654,11 @@ server_call_route(struct api_call *call)
 	bool json11;
 
 	if (!span_is(req + call->method.off, call->method.size, "POST")) {
-		server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT);
+		server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT, false);
 		return false;
 	}
-	if (!span_is(req + call->target.off, call->target.size, "/")) {
-		server_call_xml(call, 404, "UnknownOperationException", NULL);
+	if (!span_is(req + call->target.off, server_call_path_size(call), "/")) {
+		server_call_xml(call, 404, "UnknownOperationException", NULL, true);
 		return false;
 	}
 	server_media_type(call, &type, &type_size);
@@ -553,20 +671,21 @@ server_call_route(struct api_call *call)
 		if (json11)
 			server_call_refuse(call, 400, name, "");
 		else
-			server_call_cbor(call, name, NULL);
+			server_call_cbor(call, 400, name, NULL);
 		return false;
 	}
 	if (media_is(type, type_size, CBOR_1_1)) {
-		server_call_cbor(call, "SerializationException", "Sluice speaks the JSON 1.1 "
-				 "protocol only: disable CBOR in the client (Java SDK v1: "
-				 "AWS_CBOR_DISABLE=true; v2: aws.cborEnabled=false)");
-		return false;
+		if (!t.service_valid || !t.operation_valid) {
+			server_call_cbor(call, 400, "UnknownOperationException", NULL);
+			return false;
+		}
+		return server_call_cbor_request(call);
 	}
 	if (!json11 && !media_is(type, type_size, JSON_LEGACY)) {
 		if (!t.complete)
-			server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT);
+			server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT, true);
 		else
-			server_call_xml(call, 404, "UnknownOperationException", NULL);
+			server_call_xml(call, 404, "UnknownOperationException", NULL, true);
 		return false;
 	}
 	if (!json11) {
@@ -613,8 +732,10 @@ server_call_extra_headers(const struct api_call *call,
 		"x-amz-id-2,x-amzn-ErrorMessage,Date";
 	uint32_t n = 0;
 
+	if (call->id2[0] != '\0')
+		out[n++] = (struct server_header){ "x-amz-id-2", call->id2, strlen(call->id2) };
 	if (!call->cors)
-		return 0;
+		return n;
 	out[n++] = (struct server_header){ "access-control-allow-origin", "*", 1 };
 	if (!call->cors_preflight) {
 		out[n++] = (struct server_header){ "access-control-expose-headers", expose,
@@ -628,6 +749,22 @@ server_call_extra_headers(const struct api_call *call,
 	out[n++] = (struct server_header){ "access-control-max-age", "172800", 6 };
 	assert(n <= SERVER_EXTRA_HEADERS_MAX);
 	return n;
+}
+
+/* Whether the body parses as JSON (only asked on the way to an authentication error). */
+static bool
+server_body_is_json(const struct api_call *call)
+{
+	cJSON *doc;
+	bool ok;
+
+	/* A CBOR body was read before authentication already (server_call_cbor_request). */
+	if (call->cbor)
+		return true;
+	doc = cJSON_ParseWithLength(call->req + call->body_off, call->req_used - call->body_off);
+	ok = doc != NULL;
+	cJSON_Delete(doc);
+	return ok;
 }
 
 /* [auth] mode: off, presence or sigv4. True: authenticated (access key id recorded). */
@@ -662,11 +799,16 @@ server_call_auth(struct api_call *call)
 		sigv4_verify(&s->keys, &in, &result);
 	if (result.status != SIGV4_OK) {
 		server_call_state_set(call, CALL_DISPATCHED);
-		server_call_json_error(call, 400, result.error_type, result.message,
-				       strlen(result.message));
+		/* AWS reads the body before it checks the signature: not JSON is that error. */
+		if (!server_body_is_json(call))
+			server_call_json_error(call, 400, "SerializationException", "", 0);
+		else
+			server_call_json_error(call, 400, result.error_type, result.message,
+					       strlen(result.message));
 		return false;
 	}
 	snprintf(call->access_key_id, sizeof(call->access_key_id), "%s", result.access_key_id);
+	snprintf(call->principal_arn, sizeof(call->principal_arn), "%s", result.principal_arn);
 	return true;
 }
 
@@ -708,8 +850,16 @@ server_call_ready(struct api_call *call)
 	server_call_header(call, "content-type", &req.content_type, &req.content_type_size);
 	req.body = (const uint8_t *)call->req + call->body_off;
 	req.body_size = call->req_used - call->body_off;
+	if (call->cbor) {
+		/* The actions read JSON only: hand them the translation. */
+		req.content_type = JSON_1_1;
+		req.content_type_size = strlen(JSON_1_1);
+		req.body = (const uint8_t *)call->cbor_json.data;
+		req.body_size = call->cbor_json.size;
+	}
 	req.request_id = call->request_id;
 	req.access_key_id = call->access_key_id;
+	req.principal_arn = call->principal_arn;
 	req.now_ns = clock_real_ns();
 	server_call_state_set(call, CALL_DISPATCHED);
 	call->metrics_op = metrics_api_op(req.target, req.target_size);

@@ -73,5 +73,9 @@ void api_out_init(struct api_out *out, size_t capacity_max);
 void api_out_reset(struct api_out *out);
 /* Gives the buffer back (to the pool or to free()); the out is empty afterwards. */
 void api_out_release(struct api_out *out);
+/* Appends `size` uninitialised bytes and returns them, or NULL (overflow set). */
+void *api_out_extend(struct api_out *out, size_t size);
+/* Appends a JSON string's characters, escaped as api_out_json_string(), no quotes. */
+void api_out_json_chars(struct api_out *out, const char *text, size_t size);
 
 #endif /* SLUICE_CONTROL_SERVER_POOL_H */

@@ -14,6 +14,7 @@
  *   md5hot      as md5, keys drawn from 1,000 device ids (the key cache helps)
  *   hash1k      1 x 1 KiB record, producer hash key
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,14 +37,16 @@ struct dp_bench_shape {
 	uint8_t hash_kind;
 	uint32_t key_pool;      /* 0: a distinct key per record. */
 	uint32_t key_size;
+	uint32_t grouped_shards; /* SHARD_RECORDS for shard (frame % this) of so many equal shards. */
 };
 
 static const struct dp_bench_shape dp_bench_shapes[] = {
-	{ "hash100", 1, 100, FRAME_HASH_MD5, 0, 20 },
-	{ "hash12x100", 12, 100, FRAME_HASH_MD5, 0, 8 },
-	{ "md5", 1, 100, FRAME_HASH_NONE, 0, 20 },
-	{ "md5hot", 1, 100, FRAME_HASH_NONE, 1000, 20 },
-	{ "hash1k", 1, 1024, FRAME_HASH_MD5, 0, 20 },
+	{ "hash100", 1, 100, FRAME_HASH_MD5, 0, 20, 0 },
+	{ "hash12x100", 12, 100, FRAME_HASH_MD5, 0, 8, 0 },
+	{ "md5", 1, 100, FRAME_HASH_NONE, 0, 20, 0 },
+	{ "md5hot", 1, 100, FRAME_HASH_NONE, 1000, 20, 0 },
+	{ "hash1k", 1, 1024, FRAME_HASH_MD5, 0, 20, 0 },
+	{ "grouped12x100", 12, 100, FRAME_HASH_MD5, 0, 8, DP_BENCH_GROUPED_SHARDS },
 };
 
 static uint64_t
@@ -67,16 +70,42 @@ dp_bench_key(char *key, uint32_t size, uint64_t id)
 	key[size] = '\0';
 }
 
+/*
+ * A distinct 8-byte key (base 36 of `*next`) whose MD5 falls in `shard` of
+ * `shards` equal ranges: tries successive ids (16 tries on average for 16).
+ */
+static hashkey_t
+dp_bench_key_in_shard(char *key, uint32_t shard, uint32_t shards, uint64_t *next)
+{
+	hashkey_t start = hashkey_range_start(shard, shards);
+	hashkey_t end = shard + 1 < shards ? hashkey_range_start(shard + 1, shards) - 1 : HASHKEY_MAX;
+
+	for (;;) {
+		uint64_t id = (*next)++;
+		hashkey_t h;
+
+		for (int i = 7; i >= 0; i--, id /= 36)
+			key[i] = "0123456789abcdefghijklmnopqrstuvwxyz"[id % 36];
+		key[8] = '\0';
+		h = hashkey_from_partition_key(key, 8);
+		if (h >= start && h <= end)
+			return h;
+	}
+}
+
 static int
 dp_bench_frame(const struct dp_bench_shape *shape, uint64_t index, uint64_t *rng,
 	       uint8_t *out, uint32_t capacity)
 {
+	static uint64_t grouped_next_id;
 	static uint8_t data[1024];
 	struct frame_batch_params p = {
 		.batch_seq = index,
 		.ack_mode = FRAME_ACK_NONE,
 		.stream_name = "bench",
 		.stream_name_size = 5,
+		.shard_grouped = shape->grouped_shards != 0,
+		.shard_index = shape->grouped_shards != 0 ? (uint32_t)(index % shape->grouped_shards) : 0,
 	};
 	struct frame_writer w;
 
@@ -96,10 +125,17 @@ dp_bench_frame(const struct dp_bench_shape *shape, uint64_t index, uint64_t *rng
 			.hash_key = shape->hash_kind == FRAME_HASH_NONE ? NULL : hash,
 		};
 
-		dp_bench_key(key, shape->key_size, id);
 		for (uint32_t i = 0; i < shape->data_size; i++)
 			data[i] = (uint8_t)dp_bench_rand(rng);
-		hashkey_to_be_bytes(hashkey_from_partition_key(key, shape->key_size), hash);
+		if (shape->grouped_shards != 0) {
+			assert(shape->key_size == 8);
+			hashkey_to_be_bytes(dp_bench_key_in_shard(key, p.shard_index,
+								  shape->grouped_shards,
+								  &grouped_next_id), hash);
+		} else {
+			dp_bench_key(key, shape->key_size, id);
+			hashkey_to_be_bytes(hashkey_from_partition_key(key, shape->key_size), hash);
+		}
 		if (frame_writer_add(&w, &rec) != 0)
 			return -ENOSPC;
 	}

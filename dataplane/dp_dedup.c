@@ -11,6 +11,7 @@
 
 #include <rte_common.h>
 
+#include "common/probe.h"
 #include "dataplane/dp_dedup.h"
 
 static uint32_t
@@ -34,23 +35,19 @@ dp_dedup_find(const struct dp_dedup_table *t, uint64_t producer_id)
 	}
 }
 
-/* Empties position `hole` of the hash, moving back the entries whose probe crossed it. */
+static uint32_t
+dp_dedup_home_of(const void *ctx, uint32_t entry)
+{
+	const struct dp_dedup_table *t = ctx;
+
+	return dp_dedup_home(t, t->windows[entry - 1].producer_id);
+}
+
+/* Empties position `hole` of the hash (common/probe.h: backward shift). */
 static void
 dp_dedup_unlink(struct dp_dedup_table *t, uint32_t hole)
 {
-	uint32_t mask = t->hash_mask;
-
-	for (uint32_t i = (hole + 1) & mask; t->hash[i] != 0; i = (i + 1) & mask) {
-		const struct frame_dedup *d = &t->windows[t->hash[i] - 1];
-		uint32_t home = dp_dedup_home(t, d->producer_id);
-
-		/* It may move back unless its home lies (cyclically) after the hole. */
-		if (((i - home) & mask) >= ((i - hole) & mask)) {
-			t->hash[hole] = t->hash[i];
-			hole = i;
-		}
-	}
-	t->hash[hole] = 0;
+	probe_unlink_u32(t->hash, t->hash_mask, hole, dp_dedup_home_of, t);
 }
 
 /*

@@ -23,7 +23,7 @@
  *      retry: never stored twice. A frame is staged whole or not at all.
  *
  * Every ACK and NACK leaves through dp_ingest_send(). NACKs share one token
- * bucket per worker (DP_NACK_BURST, DP_NACK_PER_S): a flood of bad or
+ * bucket per worker (two RX rings deep, refilled at DP_NACK_PER_S): a flood of bad or
  * throttled frames cannot turn the worker into a reflector; suppressed NACKs
  * are counted (UDP only: a TCP peer is owed every answer). Duplicate windows
  * are one table shared by the workers (struct dp, under dedup_lock): a
@@ -54,6 +54,12 @@ static_assert(DP_SHARDS_SEEN_SIZE >= 2 * DP_FRAME_RECORDS_MAX, "probe chains sta
 /* Defined with the answers and the completions, below. */
 static void dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer,
 			   const struct frame_ack *ack);
+static void dp_ingest_nack_record(struct dp_worker *w, const struct dp_peer *peer,
+				  const struct frame_records *fr, enum frame_status status,
+				  uint16_t record_index, uint64_t now_tsc);
+static void dp_ingest_grouped(struct dp_worker *w, const struct dp_peer *peer,
+			      const struct frame_records *fr, const struct dp_route_table *table,
+			      int32_t stream, uint64_t now_tsc);
 static void dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer,
 			   const struct frame_records *fr, enum frame_status status, uint64_t now_tsc);
 static void dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer,
@@ -161,6 +167,12 @@ dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *
 	if (fr.record_count > DP_FRAME_RECORDS_MAX) {
 		dp_count(w, DP_FRAMES_MALFORMED, 1);
 		dp_ingest_refuse(w, peer, &fr, FRAME_STATUS_RECORD_TOO_LARGE, false, now_tsc);
+		return;
+	}
+	if (fr.shard_grouped) {
+		/* Frames held before it are staged before it (a producer's order holds). */
+		dp_ingest_burst_end(w, now_tsc);
+		dp_ingest_grouped(w, peer, &fr, table, stream, now_tsc);
 		return;
 	}
 	if (ing->held_count == DP_HELD_FRAMES || !dp_hash_has_room(&ing->hash, fr.record_count))
@@ -372,7 +384,9 @@ dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint6
 			.data_size = r.data_size,
 			.arrival_ns = ing->now_real_ns,
 		};
-		struct dp_record_ref ref = { .frame_slot = frame_slot, .record_index = i };
+		struct dp_record_ref ref = {
+			.frame_slot = frame_slot, .record_index = (uint16_t)i, .count = 1,
+		};
 		int rc = dp_stage_add(w, shards[i], &in, ref, now_tsc);
 
 		if (rc != 0) {
@@ -382,6 +396,26 @@ dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint6
 		}
 		i++;
 	}
+	dp_count(w, DP_RECORDS_STAGED, fr->record_count);
+	dp_count(w, DP_RECORD_BYTES_STAGED, fr->data_size_total);
+}
+
+/* A shard-grouped frame's block into its one shard: a copy per batch, not per record. */
+static void
+dp_ingest_stage_grouped(struct dp_worker *w, const struct frame_records *fr, uint64_t shard,
+			uint32_t frame_slot, uint64_t now_tsc)
+{
+	struct dp_record_ref ref = {
+		.frame_slot = frame_slot, .record_index = 0, .count = fr->record_count,
+	};
+	int rc = dp_stage_add_encoded(w, shard, fr->records, fr->records_size, &ref, now_tsc);
+
+	if (rc != 0) {
+		dp_count(w, DP_RECORDS_FAILED, ref.count);
+		dp_ingest_record_done(w, &(struct dp_record_done){
+			.ref = ref, .shard_id = shard, .error = rc });
+	}
+	dp_count(w, DP_FRAMES_SHARD_GROUPED, 1);
 	dp_count(w, DP_RECORDS_STAGED, fr->record_count);
 	dp_count(w, DP_RECORD_BYTES_STAGED, fr->data_size_total);
 }
@@ -426,7 +460,10 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 	if (mode == FRAME_ACK_DURABLE)
 		frame_slot = dp_ingest_frame_slot(w, peer, fr);
 	dp_count(w, DP_FRAMES_ACCEPTED, 1);
-	dp_ingest_stage(w, fr, shards, frame_slot, now_tsc);
+	if (fr->shard_grouped)
+		dp_ingest_stage_grouped(w, fr, shards[0], frame_slot, now_tsc);
+	else
+		dp_ingest_stage(w, fr, shards, frame_slot, now_tsc);
 	if (mode == FRAME_ACK_DURABLE)
 		return;
 	dp_ingest_ack_received(fr, &ack);
@@ -455,6 +492,38 @@ dp_ingest_finish(struct dp_worker *w, const struct dp_held_frame *f, uint64_t no
 		return;
 	dp_ingest_accept(w, &f->peer, &f->fr, w->ingest.frame_shards + f->hash_first,
 			 (uint32_t)f->shard_count, now_tsc);
+}
+
+/*
+ * A SHARD_RECORDS frame: no hashing and no routing per record, only a check
+ * that its shard is open and owns each hash key, then the same duplicate
+ * check, room check and answer as any frame.
+ */
+static void
+dp_ingest_grouped(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+		  const struct dp_route_table *table, int32_t stream, uint64_t now_tsc)
+{
+	uint32_t bad = 0;
+	uint64_t shard = 0;
+	int rc = dp_route_check_grouped(table, stream, fr->shard_index, fr->hash_keys,
+					fr->record_count, &shard, &bad);
+
+	if (rc == -ENOENT) {
+		dp_count(w, DP_FRAMES_WRONG_SHARD, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_WRONG_SHARD, false, now_tsc);
+		return;
+	}
+	if (rc != 0) {
+		dp_count(w, DP_FRAMES_MALFORMED, 1);
+		if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+			dp_ingest_nack_record(w, peer, fr, FRAME_STATUS_MALFORMED, (uint16_t)bad,
+					      now_tsc);
+		return;
+	}
+	if (fr->producer_id != 0 && !w->dp->config.bench_no_dedup &&
+	    !dp_ingest_is_new(w, peer, fr, now_tsc))
+		return;
+	dp_ingest_accept(w, peer, fr, &shard, 1, now_tsc);
 }
 
 void
@@ -497,7 +566,7 @@ dp_ingest_nack_allowed(struct dp_worker *w, uint64_t now_tsc)
 	uint64_t earned = (now_tsc - ing->nack_refill_tsc) / tsc_per_token;
 
 	if (earned > 0) {
-		ing->nack_tokens = RTE_MIN(ing->nack_tokens + earned, (uint64_t)DP_NACK_BURST);
+		ing->nack_tokens = RTE_MIN(ing->nack_tokens + earned, ing->nack_burst);
 		ing->nack_refill_tsc += earned * tsc_per_token;
 	}
 	if (ing->nack_tokens == 0) {
@@ -587,8 +656,9 @@ dp_ingest_send(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 }
 
 static void
-dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
-	       enum frame_status status, uint64_t now_tsc)
+dp_ingest_nack_record(struct dp_worker *w, const struct dp_peer *peer,
+		      const struct frame_records *fr, enum frame_status status,
+		      uint16_t record_index, uint64_t now_tsc)
 {
 	struct frame_ack nack = {
 		.producer_id = fr->producer_id,
@@ -597,7 +667,7 @@ dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 		.credit_size = FRAME_CREDIT_UNLIMITED,
 		/* A count out of range cannot be echoed (section 4: NACK 0 .. 500): 0. */
 		.record_count = fr->record_count <= FRAME_RECORDS_MAX ? fr->record_count : 0,
-		.record_index = FRAME_RECORD_INDEX_NONE,
+		.record_index = record_index,
 		.type = FRAME_TYPE_NACK,
 		.status = (uint8_t)status,
 	};
@@ -612,6 +682,13 @@ dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct fra
 	 */
 	if (peer->tcp || dp_ingest_nack_allowed(w, now_tsc))
 		dp_ingest_send(w, peer, &nack);
+}
+
+static void
+dp_ingest_nack(struct dp_worker *w, const struct dp_peer *peer, const struct frame_records *fr,
+	       enum frame_status status, uint64_t now_tsc)
+{
+	dp_ingest_nack_record(w, peer, fr, status, FRAME_RECORD_INDEX_NONE, now_tsc);
 }
 
 /* Refuses a frame that was not stored: NACK (rate limited) and forget its window entry. */
@@ -732,7 +809,7 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 	ing->frame_free[ing->frame_free_count++] = slot;
 }
 
-/* One record's outcome into its frame; the frame's last one answers the frame. */
+/* Records' outcome into their frame; the frame's last ones answer the frame. */
 static void
 dp_ingest_record_done(struct dp_worker *w, const struct dp_record_done *done)
 {
@@ -743,15 +820,18 @@ dp_ingest_record_done(struct dp_worker *w, const struct dp_record_done *done)
 		return;
 	assert(ref.frame_slot < DP_FRAME_SLOTS);
 	f = &w->ingest.frames[ref.frame_slot];
-	assert(ref.record_index < f->record_count);
-	assert(f->records_left > 0);
-	f->results[ref.record_index].seq = done->seq;
-	f->results[ref.record_index].shard_index = LOG_SHARD_INDEX(done->shard_id);
+	assert(ref.count > 0 && (uint32_t)ref.record_index + ref.count <= f->record_count);
+	assert(f->records_left >= ref.count);
+	for (uint32_t k = 0; k < ref.count; k++) {
+		f->results[ref.record_index + k].seq = done->error == 0 ? done->seq + k : 0;
+		f->results[ref.record_index + k].shard_index = LOG_SHARD_INDEX(done->shard_id);
+	}
 	if (done->error != 0 && f->error == 0)
 		f->error = done->error;
 	if (done->error == 0)
-		f->records_stored++;
-	if (--f->records_left == 0)
+		f->records_stored = (uint16_t)(f->records_stored + ref.count);
+	f->records_left = (uint16_t)(f->records_left - ref.count);
+	if (f->records_left == 0)
 		dp_ingest_frame_done(w, ref.frame_slot);
 }
 
@@ -837,7 +917,8 @@ dp_ingest_init(struct dp_worker *w)
 	int rc;
 
 	ing->batch_age_tsc = (uint64_t)w->dp->config.batch_age_us * w->dp->tsc_hz / 1000000u;
-	ing->nack_tokens = DP_NACK_BURST;
+	ing->nack_burst = RTE_MAX((uint64_t)DP_NACK_BURST_MIN, 2u * (uint64_t)w->dp->config.ring_size);
+	ing->nack_tokens = ing->nack_burst;
 	ing->nack_refill_tsc = rte_rdtsc();
 	ing->real_base_ns = clock_real_ns();
 	ing->real_base_tsc = rte_rdtsc();

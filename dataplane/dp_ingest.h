@@ -45,12 +45,20 @@ struct dp_route_table;
 #define DP_OPEN_HASH_SIZE 8192      /* Shard -> open slot; power of two >= 2 x slots. */
 #define DP_SPARES_MAX 32            /* Spare log batches: distinct shards per frame. */
 #define DP_FRAME_SLOTS 512          /* Frames waiting for a durable ACK per worker. */
+/* Kinesis stamps arrival in milliseconds: a grouped record is stamped at most this early. */
+#define DP_GROUPED_ARRIVAL_SKEW_NS 1000000u
 #define DP_FRAME_RECORDS_MAX FRAME_RECORDS_MAX /* Records of one frame (TCP: up to 500). */
 #define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
 #define DP_HELD_FRAMES 64           /* Frames held in one RX burst (DP_HELD_RECORDS). */
-#define DP_NACK_BURST 256           /* UDP NACKs: token bucket per worker ... */
-#define DP_NACK_PER_S 200000        /* ... refilled at this rate (a NACK is never larger
-				     * than the frame it answers: no amplification). */
+/*
+ * UDP NACKs: a token bucket per worker, at least this deep and at least two
+ * RX rings deep (a worker back from a stall may find a full ring of frames to
+ * refuse, and each is owed its NACK) ...
+ */
+#define DP_NACK_BURST_MIN 256
+#define DP_NACK_PER_S 1000000       /* ... refilled at this rate (about what a worker can
+				     * answer; a NACK is never larger than the frame it
+				     * answers: no amplification to limit). */
 /*
  * Credit hints (docs/PROTOCOL.md section 4) in every UDP answer: how much a
  * producer may keep unacknowledged, from how loaded the worker is. Busy
@@ -84,20 +92,25 @@ struct dp_peer {
 	uint32_t tcp_gen;
 };
 
-/* One staged record: which frame (and which of its records) to tell. */
+/*
+ * Staged records: which frame, and which of its records (`count` from
+ * record_index, consecutive in the frame and in the batch: one for a record
+ * of a RECORDS frame, a whole block's part for SHARD_RECORDS).
+ */
 struct dp_record_ref {
 	uint32_t frame_slot;        /* DP_REF_NO_ACK when no durable ACK is wanted. */
-	uint32_t record_index;
+	uint16_t record_index;
+	uint16_t count;
 };
 
 /*
- * One record's outcome, from staging back to ingest (dp_stage_completions):
- * which frame to tell, where the record went and how it ended.
+ * Staged records' outcome, from staging back to ingest (dp_stage_completions):
+ * which frame to tell, where the records went and how it ended.
  */
 struct dp_record_done {
 	struct dp_record_ref ref;
 	uint64_t shard_id;
-	uint64_t seq;               /* Its sequence number in the shard when error == 0. */
+	uint64_t seq;               /* The first one's sequence number when error == 0. */
 	int32_t error;              /* 0: durable; else the log's negative errno. */
 };
 
@@ -106,6 +119,7 @@ struct dp_batch_slot {
 	uint64_t shard_id;
 	uint64_t opened_tsc;
 	uint32_t ref_count;
+	uint32_t record_count;      /* Records in the batch (refs may cover several each). */
 	uint32_t open_position;     /* Index in open_list, UINT32_MAX when not open. */
 	int32_t error;              /* Why the log refused it at submit (on failed_list). */
 	struct dp_record_ref *refs; /* DP_BATCH_REFS_MAX */
@@ -157,6 +171,7 @@ struct dp_ingest {
 	uint64_t real_base_ns;      /* ... counted from the TSC since the clock was last */
 	uint64_t real_base_tsc;     /* ... read here (once a second). */
 	uint64_t nack_tokens;
+	uint64_t nack_burst;        /* The bucket's depth (DP_NACK_BURST_MIN, 2 x ring_size). */
 	uint64_t nack_refill_tsc;
 	uint32_t in_flight;         /* Batches submitted, not yet completed. */
 	uint32_t open_count;
@@ -236,6 +251,15 @@ bool dp_stage_can_take(struct dp_worker *w, uint32_t shard_count, uint32_t recor
  */
 int dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in *record,
 		 struct dp_record_ref ref, uint64_t now_tsc);
+/*
+ * Stages a shard-grouped frame's record block (the log's encoding) into the
+ * shard's batch with one copy per batch it spans. *ref covers the block's
+ * records; on an error it is left covering those not staged (the caller
+ * reports them failed). Records appended to an open batch take its base
+ * arrival, so one older than DP_GROUPED_ARRIVAL_SKEW_NS is submitted first.
+ */
+int dp_stage_add_encoded(struct dp_worker *w, uint64_t shard_id, const uint8_t *records,
+			 uint32_t size, struct dp_record_ref *ref, uint64_t now_tsc);
 /* Submits batches older than the age limit (all of them with `all`). */
 uint32_t dp_stage_flush(struct dp_worker *w, uint64_t now_tsc, bool all);
 /* Refills spares and retries ring-full submits. */

@@ -22,6 +22,7 @@
 
 #include "common/limits.h"
 #include "dataplane/dp_internal.h"
+#include "nvme-log/log.h"
 
 /*
  * Hash keys are split into 256 buckets by their top byte; bucket[b] is the
@@ -342,9 +343,9 @@ dp_route_stream_id(const struct dp_route_table *table, int32_t stream_index)
 	return table->streams[stream_index].stream_id;
 }
 
-int
-dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index, hashkey_t key,
-		    uint64_t *shard_id_out)
+/* Index (in the table) of the range owning `key` in the stream, or -1. */
+static int64_t
+dp_route_find_range(const struct dp_route_table *table, int32_t stream_index, hashkey_t key)
 {
 	const struct dp_route_stream *s;
 	const struct dp_route_range *ranges;
@@ -356,13 +357,13 @@ dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index, ha
 	assert(stream_index >= 0 && (uint32_t)stream_index < table->stream_count);
 	s = &table->streams[stream_index];
 	if (s->range_count == 0)
-		return -ENOENT;
+		return -1;
 	ranges = &table->ranges[s->range_first];
 	start_hi = &table->start_hi[s->range_first];
 	low = s->bucket[key >> 120];
 	high = s->bucket[(key >> 120) + 1];
 	if (ranges[low].start > key)
-		return -ENOENT; /* Below the stream's first range. */
+		return -1; /* Below the stream's first range. */
 	/* The last range in low .. high whose start's top half is at or below key's ... */
 	while (low < high) {
 		uint32_t mid = low + (high - low + 1) / 2;
@@ -376,8 +377,58 @@ dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index, ha
 	while (ranges[low].start > key)
 		low--;
 	if (key > ranges[low].end)
+		return -1;
+	return (int64_t)s->range_first + low;
+}
+
+int
+dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index, hashkey_t key,
+		    uint64_t *shard_id_out)
+{
+	int64_t range = dp_route_find_range(table, stream_index, key);
+
+	if (range < 0)
 		return -ENOENT;
-	*shard_id_out = ranges[low].shard_id;
+	*shard_id_out = table->ranges[range].shard_id;
+	return 0;
+}
+
+/* Whether the stream has shard `shard_id` open (a scan: only on the refusal path). */
+static bool
+dp_route_shard_open(const struct dp_route_table *table, int32_t stream_index, uint64_t shard_id)
+{
+	const struct dp_route_stream *s = &table->streams[stream_index];
+
+	for (uint32_t i = 0; i < s->range_count; i++)
+		if (table->ranges[s->range_first + i].shard_id == shard_id)
+			return true;
+	return false;
+}
+
+int
+dp_route_check_grouped(const struct dp_route_table *table, int32_t stream_index,
+		       uint32_t shard_index, const uint8_t *hash_keys, uint32_t count,
+		       uint64_t *shard_id_out, uint32_t *bad_index_out)
+{
+	uint64_t shard_id = LOG_SHARD_ID(table->streams[stream_index].stream_id, shard_index);
+	int64_t range = dp_route_find_range(table, stream_index, hashkey_from_be_bytes(hash_keys));
+	const struct dp_route_range *r;
+
+	assert(count > 0);
+	*bad_index_out = 0;
+	if (range < 0 || table->ranges[range].shard_id != shard_id)
+		return dp_route_shard_open(table, stream_index, shard_id) ? -ERANGE : -ENOENT;
+	/* Ranges of open shards never change, so a compare per record is the whole check. */
+	r = &table->ranges[range];
+	for (uint32_t i = 1; i < count; i++) {
+		hashkey_t key = hashkey_from_be_bytes(hash_keys + (size_t)i * 16u);
+
+		if (key < r->start || key > r->end) {
+			*bad_index_out = i;
+			return -ERANGE;
+		}
+	}
+	*shard_id_out = shard_id;
 	return 0;
 }
 

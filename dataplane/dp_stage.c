@@ -22,6 +22,7 @@
 
 #include <rte_common.h>
 
+#include "common/probe.h"
 #include "dataplane/dp_internal.h"
 #include "nvme-log/log.h"
 
@@ -60,7 +61,15 @@ dp_stage_hash_insert(struct dp_ingest *ing, uint32_t slot)
 	ing->open_hash[i] = slot + 1;
 }
 
-/* Linear probing deletion by backward shift: no tombstones, chains stay exact. */
+static uint32_t
+dp_stage_home_of(const void *ctx, uint32_t entry)
+{
+	const struct dp_ingest *ing = ctx;
+
+	return dp_stage_home(ing->slots[entry - 1].shard_id);
+}
+
+/* Linear probing deletion by backward shift (common/probe.h). */
 static void
 dp_stage_hash_remove(struct dp_ingest *ing, uint32_t slot)
 {
@@ -68,18 +77,7 @@ dp_stage_hash_remove(struct dp_ingest *ing, uint32_t slot)
 
 	while (ing->open_hash[i] != slot + 1)
 		i = (i + 1) & DP_OPEN_HASH_MASK;
-	for (uint32_t j = (i + 1) & DP_OPEN_HASH_MASK; ing->open_hash[j] != 0;
-	     j = (j + 1) & DP_OPEN_HASH_MASK) {
-		uint32_t home = dp_stage_home(ing->slots[ing->open_hash[j] - 1].shard_id);
-		/* Entry j may move to i unless its home lies cyclically in (i, j]. */
-		bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-
-		if (!stays) {
-			ing->open_hash[i] = ing->open_hash[j];
-			i = j;
-		}
-	}
-	ing->open_hash[i] = 0;
+	probe_unlink_u32(ing->open_hash, DP_OPEN_HASH_MASK, i, dp_stage_home_of, ing);
 }
 
 static void
@@ -100,6 +98,7 @@ dp_stage_release(struct dp_ingest *ing, uint32_t slot)
 {
 	ing->slots[slot].batch = NULL;
 	ing->slots[slot].ref_count = 0;
+	ing->slots[slot].record_count = 0;
 	ing->slot_free[ing->slot_free_count++] = slot;
 }
 
@@ -116,7 +115,7 @@ dp_stage_fail(struct dp_worker *w, uint32_t slot, int error)
 
 	assert(error < 0);
 	assert(ing->failed_count < DP_BATCH_SLOTS);
-	dp_count(w, DP_RECORDS_FAILED, s->ref_count);
+	dp_count(w, DP_RECORDS_FAILED, s->record_count);
 	log_batch_put(ing->producer, s->batch);
 	s->batch = NULL;
 	s->error = error;
@@ -204,6 +203,7 @@ dp_stage_open(struct dp_ingest *ing, uint64_t shard_id, uint64_t now_tsc)
 	s->shard_id = shard_id;
 	s->opened_tsc = now_tsc;
 	s->ref_count = 0;
+	s->record_count = 0;
 	dp_stage_hash_insert(ing, slot);
 	s->open_position = ing->open_count;
 	ing->open_list[ing->open_count++] = slot;
@@ -261,9 +261,71 @@ dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in 
 			dp_stage_discard(ing, (uint32_t)slot);
 		return rc == -ENOSPC ? -EMSGSIZE : rc;
 	}
+	assert(ref.count == 1);
 	s->refs[s->ref_count++] = ref;
+	s->record_count++;
 	if (s->ref_count == DP_BATCH_REFS_MAX)
 		dp_stage_submit(w, (uint32_t)slot);
+	return 0;
+}
+
+/* The shard's open batch if grouped records may still take its base arrival, else -1. */
+static int64_t
+dp_stage_find_for_block(struct dp_worker *w, uint64_t shard_id)
+{
+	struct dp_ingest *ing = &w->ingest;
+	int64_t slot = dp_stage_find(ing, shard_id);
+
+	if (slot >= 0 && (int64_t)(ing->now_real_ns -
+				   log_batch_base_arrival_ns(ing->slots[slot].batch)) >
+			 (int64_t)DP_GROUPED_ARRIVAL_SKEW_NS) {
+		dp_stage_submit(w, (uint32_t)slot);
+		return -1;
+	}
+	return slot;
+}
+
+int
+dp_stage_add_encoded(struct dp_worker *w, uint64_t shard_id, const uint8_t *records,
+		     uint32_t size, struct dp_record_ref *ref, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+
+	while (ref->count > 0) {
+		int64_t slot = dp_stage_find_for_block(w, shard_id);
+		struct dp_batch_slot *s;
+		uint32_t taken;
+		int n;
+
+		if (slot < 0)
+			slot = dp_stage_open(ing, shard_id, now_tsc);
+		if (slot < 0)
+			return (int)slot;
+		s = &ing->slots[slot];
+		n = log_batch_add_encoded(s->batch, records, size, ref->count, ing->now_real_ns,
+					  &taken);
+		if (n <= 0) {
+			/* 0: full, and it holds records (an empty batch takes one or refuses). */
+			if (n == 0) {
+				dp_stage_submit(w, (uint32_t)slot);
+				continue;
+			}
+			if (s->ref_count == 0)
+				dp_stage_discard(ing, (uint32_t)slot);
+			return n;
+		}
+		s->refs[s->ref_count++] = (struct dp_record_ref){
+			.frame_slot = ref->frame_slot, .record_index = ref->record_index,
+			.count = (uint16_t)n,
+		};
+		s->record_count += (uint32_t)n;
+		ref->record_index = (uint16_t)(ref->record_index + n);
+		ref->count = (uint16_t)(ref->count - n);
+		records += taken;
+		size -= taken;
+		if (s->ref_count == DP_BATCH_REFS_MAX)
+			dp_stage_submit(w, (uint32_t)slot);
+	}
 	return 0;
 }
 
@@ -314,18 +376,22 @@ dp_stage_refill(struct dp_worker *w)
 	return done;
 }
 
-/* Each record of batch `s` with its outcome into done[]; returns how many. */
+/* Each ref of batch `s` with its outcome into done[]; returns how many. */
 static uint32_t
 dp_stage_report(const struct dp_batch_slot *s, uint64_t shard_id, uint64_t seq_first,
 		int32_t error, struct dp_record_done *done)
 {
-	for (uint32_t r = 0; r < s->ref_count; r++)
+	uint64_t seq = seq_first;
+
+	for (uint32_t r = 0; r < s->ref_count; r++) {
 		done[r] = (struct dp_record_done){
 			.ref = s->refs[r],
 			.shard_id = shard_id,
-			.seq = error == 0 ? seq_first + r : 0,
+			.seq = error == 0 ? seq : 0,
 			.error = error,
 		};
+		seq += s->refs[r].count;
+	}
 	return s->ref_count;
 }
 
@@ -351,6 +417,36 @@ dp_stage_report_failed(struct dp_ingest *ing, struct dp_record_done *done, uint3
 	return count;
 }
 
+/*
+ * Adds a completed batch's records to its stream's count: once per batch, so a
+ * hash and a probe or two per batch (the records each cost far more).
+ */
+static void
+dp_stream_count(struct dp_worker *w, uint32_t stream_id, uint64_t records)
+{
+	uint32_t home = (stream_id * 2654435761u) % DP_STREAM_COUNTS_MAX;
+
+	for (uint32_t i = 0; i < DP_STREAM_PROBES; i++) {
+		uint32_t slot = (home + i) % DP_STREAM_COUNTS_MAX;
+		uint64_t id = w->stream_counts[slot].id_plus1;
+
+		if (id == 0) {
+			/* Claimed by this worker only; the reader sees the id, then counts. */
+			__atomic_store_n(&w->stream_counts[slot].id_plus1, stream_id + 1ull,
+					 __ATOMIC_RELEASE);
+			id = stream_id + 1ull;
+		}
+		if (id == stream_id + 1ull) {
+			uint64_t *c = &w->stream_counts[slot].records;
+
+			__atomic_store_n(c, *c + records, __ATOMIC_RELAXED);
+			return;
+		}
+	}
+	__atomic_store_n(&w->stream_counts_other, w->stream_counts_other + records,
+			 __ATOMIC_RELAXED);
+}
+
 uint32_t
 dp_stage_completions(struct dp_worker *w, struct dp_record_done *done, uint32_t done_max)
 {
@@ -372,11 +468,13 @@ dp_stage_completions(struct dp_worker *w, struct dp_record_done *done, uint32_t 
 		struct dp_batch_slot *s = &ing->slots[slot];
 
 		assert(slot < DP_BATCH_SLOTS);
-		assert(s->ref_count == polled[c].record_count || polled[c].error != 0);
+		assert(s->record_count == polled[c].record_count || polled[c].error != 0);
 		count += dp_stage_report(s, polled[c].shard_id, polled[c].seq_first,
 					 polled[c].error, done + count);
 		dp_count(w, polled[c].error == 0 ? DP_RECORDS_DURABLE : DP_RECORDS_FAILED,
-			 s->ref_count);
+			 s->record_count);
+		if (polled[c].error == 0)
+			dp_stream_count(w, LOG_SHARD_STREAM(polled[c].shard_id), s->record_count);
 		dp_stage_release(ing, slot);
 		ing->in_flight--;
 	}

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/hashkey.h"
+#include "common/probe.h"
 #include "dataplane/dp_tcp_internal.h"
 
 void
@@ -180,26 +181,24 @@ dp_tcp_lookup(struct dp_tcp *tcp, uint32_t addr_be, uint16_t port_be)
 	}
 }
 
+static uint32_t
+dp_tcp_home_of(const void *ctx, uint32_t entry)
+{
+	const struct dp_tcp *tcp = ctx;
+	const struct dp_tcp_conn *c = &tcp->conns[entry - 1];
+
+	return dp_tcp_home(tcp->table_mask, c->raddr_be, c->rport_be);
+}
+
 static void
 dp_tcp_table_remove(struct dp_tcp *tcp, const struct dp_tcp_conn *c)
 {
 	uint32_t id = (uint32_t)(c - tcp->conns) + 1;
-	uint32_t mask = tcp->table_mask;
-	uint32_t hole = dp_tcp_home(mask, c->raddr_be, c->rport_be);
+	uint32_t hole = dp_tcp_home(tcp->table_mask, c->raddr_be, c->rport_be);
 
 	while (tcp->table[hole] != id)
-		hole = (hole + 1) & mask;
-	/* Backward shift: no tombstones, every probe chain stays exact. */
-	for (uint32_t i = (hole + 1) & mask; tcp->table[i] != 0; i = (i + 1) & mask) {
-		const struct dp_tcp_conn *o = &tcp->conns[tcp->table[i] - 1];
-		uint32_t home = dp_tcp_home(mask, o->raddr_be, o->rport_be);
-
-		if (((i - home) & mask) >= ((i - hole) & mask)) {
-			tcp->table[hole] = tcp->table[i];
-			hole = i;
-		}
-	}
-	tcp->table[hole] = 0;
+		hole = (hole + 1) & tcp->table_mask;
+	probe_unlink_u32(tcp->table, tcp->table_mask, hole, dp_tcp_home_of, tcp);
 }
 
 /* The per-source count of `addr_be`'s entry (created at 0), never NULL: sized 2x. */
@@ -235,7 +234,7 @@ dp_tcp_source_put(struct dp_tcp *tcp, uint32_t addr_be)
 		uint32_t home = (uint32_t)(((uint64_t)tcp->sources[i].addr_be *
 					    0x9E3779B97F4A7C15ull) >> 32) & mask;
 
-		if (((i - home) & mask) >= ((i - hole) & mask)) {
+		if (probe_may_fill(hole, i, home, mask)) {
 			tcp->sources[hole] = tcp->sources[i];
 			hole = i;
 		}

@@ -9,70 +9,13 @@
 #include "common/base.h"
 #include "common/crc32c.h"
 #include "common/limits.h"
+#include "common/record_wire.h"
 #include "nvme-log/log_format.h"
-
-static uint32_t
-varint_size(uint64_t value)
-{
-	uint32_t size = 1;
-
-	while (value >= 0x80) {
-		value >>= 7;
-		size++;
-	}
-	return size;
-}
-
-static uint8_t *
-varint_put(uint8_t *pos, uint64_t value)
-{
-	while (value >= 0x80) {
-		*pos++ = (uint8_t)(value | 0x80);
-		value >>= 7;
-	}
-	*pos++ = (uint8_t)value;
-	return pos;
-}
-
-/* Reads a varint of at most 10 bytes; NULL when it runs past `end` or overflows. */
-static const uint8_t *
-varint_get(const uint8_t *pos, const uint8_t *end, uint64_t *value_out)
-{
-	uint64_t value = 0;
-
-	for (uint32_t shift = 0; shift < 64; shift += 7) {
-		if (pos == end)
-			return NULL;
-		uint8_t byte = *pos++;
-
-		if (shift == 63 && byte > 1)
-			return NULL;
-		value |= (uint64_t)(byte & 0x7f) << shift;
-		if ((byte & 0x80) == 0) {
-			*value_out = value;
-			return pos;
-		}
-	}
-	return NULL;
-}
-
-static uint64_t
-zigzag_encode(int64_t value)
-{
-	return ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
-}
-
-static int64_t
-zigzag_decode(uint64_t value)
-{
-	return (int64_t)(value >> 1) ^ -(int64_t)(value & 1);
-}
 
 uint32_t
 log_record_size_max(uint16_t partition_key_size, bool has_hash_key, uint32_t data_size)
 {
-	return 10u + 1u + varint_size(partition_key_size) + (has_hash_key ? 16u : 0u) +
-	       partition_key_size + varint_size(data_size) + data_size;
+	return record_wire_size_max(partition_key_size, has_hash_key, data_size);
 }
 
 int
@@ -81,7 +24,7 @@ log_record_validate(const struct log_record_in *record)
 	if (record->partition_key == NULL || record->partition_key_size == 0 ||
 	    record->partition_key_size > SLUICE_PARTITION_KEY_SIZE_MAX)
 		return -EINVAL;
-	if (record->data_size > SLUICE_RECORD_DATA_SIZE_MAX)
+	if (record->data_size > SLUICE_RECORD_DATA_SIZE_LARGE_MAX)
 		return -EINVAL;
 	if (record->data == NULL && record->data_size != 0)
 		return -EINVAL;
@@ -92,40 +35,34 @@ int
 log_record_encode(uint8_t *buf, uint32_t room, uint64_t base_arrival_ns,
 		  const struct log_record_in *record)
 {
-	uint64_t delta = zigzag_encode((int64_t)(record->arrival_ns - base_arrival_ns));
-	bool has_hash_key = record->explicit_hash_key != NULL;
-	uint32_t size = varint_size(delta) + 1u + varint_size(record->partition_key_size) +
-			(has_hash_key ? 16u : 0u) + record->partition_key_size +
-			varint_size(record->data_size) + record->data_size;
-	uint8_t *pos = buf;
+	struct record_wire r = {
+		.arrival_delta_ns = (int64_t)(record->arrival_ns - base_arrival_ns),
+		.partition_key = record->partition_key,
+		.partition_key_size = record->partition_key_size,
+		.explicit_hash_key = record->explicit_hash_key,
+		.data = record->data,
+		.data_size = record->data_size,
+	};
+	uint32_t size = record_wire_size(&r);
+	uint8_t *end;
 
 	assert(log_record_validate(record) == 0);
 	if (size > room)
 		return -ENOSPC;
-	pos = varint_put(pos, delta);
-	*pos++ = has_hash_key ? LOG_RECORD_F_HASH_KEY : 0;
-	pos = varint_put(pos, record->partition_key_size);
-	if (has_hash_key) {
-		memcpy(pos, record->explicit_hash_key, 16);
-		pos += 16;
-	}
-	memcpy(pos, record->partition_key, record->partition_key_size);
-	pos += record->partition_key_size;
-	pos = varint_put(pos, record->data_size);
-	if (record->data_size != 0)
-		memcpy(pos, record->data, record->data_size);
-	pos += record->data_size;
-	assert((uint32_t)(pos - buf) == size);
+	end = record_wire_put(buf, &r);
+	assert((uint32_t)(end - buf) == size);
 	return (int)size;
 }
 
 void
 log_batch_seal_body(uint8_t *batch, uint32_t size, uint32_t record_count,
-		    uint64_t base_arrival_ns)
+		    uint64_t base_arrival_ns, uint32_t producer_flags)
 {
 	struct log_batch_header *header = (struct log_batch_header *)(void *)batch;
 
+	assert((producer_flags & ~LOG_BATCH_F_PRODUCER) == 0);
 	assert(size >= LOG_BATCH_HEADER_SIZE);
+	header->flags = producer_flags;
 	assert(size <= LOG_BATCH_SIZE_MAX);
 	header->size = size;
 	header->record_count = record_count;
@@ -139,20 +76,28 @@ log_batch_seal_header(uint8_t *batch, uint64_t base_seq, uint64_t shard_id,
 {
 	struct log_batch_header *header = (struct log_batch_header *)(void *)batch;
 
-	assert((flags & ~LOG_BATCH_F_KNOWN) == 0);
+	assert((flags & ~LOG_BATCH_F_KNOWN & ~LOG_BATCH_F_PRODUCER) == 0);
 	header->magic = LOG_BATCH_MAGIC;
 	header->base_seq = base_seq;
 	header->shard_id = shard_id;
 	header->commit_id = commit_id;
 	header->segment_no = (uint32_t)segment_no;
 	header->durable_lag = durable_lag;
-	header->flags = flags;
+	header->flags = flags | (header->flags & LOG_BATCH_F_PRODUCER);
 	header->header_crc = crc32c(0, batch + 8, LOG_BATCH_HEADER_SIZE - 8);
 }
 
+uint32_t
+log_batch_records_end(const struct log_batch_header *header)
+{
+	if ((header->flags & LOG_BATCH_F_ENCRYPTED) != 0)
+		return header->size - LOG_BATCH_TRAILER_SIZE;
+	return header->size;
+}
+
 /* Walks every record once: framing must fit the body exactly. */
-static int
-batch_check_records(const uint8_t *buf)
+int
+log_batch_check_records(const uint8_t *buf)
 {
 	struct log_record_iter iter;
 	struct log_record_out record;
@@ -188,9 +133,14 @@ log_batch_check(const uint8_t *buf, size_t avail, struct log_batch_header *heade
 		return -EBADMSG;
 	if (crc32c(0, buf + 48, header.size - 48) != header.body_crc)
 		return -EBADMSG;
-	if (header.record_count == 0 || header.record_count > header.size - LOG_BATCH_HEADER_SIZE)
+	if ((header.flags & LOG_BATCH_F_ENCRYPTED) != 0 &&
+	    header.size < LOG_BATCH_HEADER_SIZE + LOG_BATCH_TRAILER_SIZE)
 		return -EBADMSG;
-	if (batch_check_records(buf) != 0)
+	if (header.record_count == 0 ||
+	    header.record_count > log_batch_records_end(&header) - LOG_BATCH_HEADER_SIZE)
+		return -EBADMSG;
+	/* Encrypted records are checked once decrypted (log_batch_decrypt). */
+	if ((header.flags & LOG_BATCH_F_ENCRYPTED) == 0 && log_batch_check_records(buf) != 0)
 		return -EBADMSG;
 	*header_out = header;
 	return 0;
@@ -203,67 +153,37 @@ log_record_iter_init(struct log_record_iter *iter, const uint8_t *batch)
 
 	memcpy(&header, batch, sizeof(header));
 	iter->pos = batch + LOG_BATCH_HEADER_SIZE;
-	iter->end = batch + header.size;
+	iter->end = batch + log_batch_records_end(&header);
 	iter->seq = header.base_seq;
 	iter->base_arrival_ns = header.base_arrival_ns;
 	iter->left = header.record_count;
-}
-
-/* Key part of a record: flags, key size, optional hash key, key bytes. */
-static const uint8_t *
-record_get_key(const uint8_t *pos, const uint8_t *end, struct log_record_out *out)
-{
-	uint64_t key_size;
-	uint8_t flags;
-
-	if (pos == end)
-		return NULL;
-	flags = *pos++;
-	if ((flags & ~LOG_RECORD_F_HASH_KEY) != 0)
-		return NULL;
-	pos = varint_get(pos, end, &key_size);
-	if (pos == NULL || key_size == 0 || key_size > SLUICE_PARTITION_KEY_SIZE_MAX)
-		return NULL;
-	out->has_explicit_hash_key = (flags & LOG_RECORD_F_HASH_KEY) != 0;
-	if (out->has_explicit_hash_key) {
-		if (end - pos < 16)
-			return NULL;
-		memcpy(out->explicit_hash_key, pos, 16);
-		pos += 16;
-	} else {
-		memset(out->explicit_hash_key, 0, 16);
-	}
-	if ((uint64_t)(end - pos) < key_size)
-		return NULL;
-	out->partition_key = pos;
-	out->partition_key_size = (uint16_t)key_size;
-	return pos + key_size;
+	iter->encrypted = (header.flags & LOG_BATCH_F_ENCRYPTED) != 0;
 }
 
 int
 log_record_iter_next(struct log_record_iter *iter, struct log_record_out *out)
 {
-	const uint8_t *pos = iter->pos;
-	uint64_t delta;
-	uint64_t data_size;
+	struct record_wire r;
+	const uint8_t *next;
 
 	if (iter->left == 0)
 		return 0;
-	pos = varint_get(pos, iter->end, &delta);
-	if (pos == NULL)
-		return -EBADMSG;
-	pos = record_get_key(pos, iter->end, out);
-	if (pos == NULL)
-		return -EBADMSG;
-	pos = varint_get(pos, iter->end, &data_size);
-	if (pos == NULL || data_size > SLUICE_RECORD_DATA_SIZE_MAX ||
-	    data_size > (uint64_t)(iter->end - pos))
+	next = record_wire_next_max(iter->pos, iter->end, SLUICE_RECORD_DATA_SIZE_LARGE_MAX, &r);
+	if (next == NULL)
 		return -EBADMSG;
 	out->seq = iter->seq;
-	out->arrival_ns = iter->base_arrival_ns + (uint64_t)zigzag_decode(delta);
-	out->data = pos;
-	out->data_size = (uint32_t)data_size;
-	iter->pos = pos + data_size;
+	out->arrival_ns = iter->base_arrival_ns + (uint64_t)r.arrival_delta_ns;
+	out->partition_key = r.partition_key;
+	out->partition_key_size = r.partition_key_size;
+	out->has_explicit_hash_key = r.explicit_hash_key != NULL;
+	if (out->has_explicit_hash_key)
+		memcpy(out->explicit_hash_key, r.explicit_hash_key, 16);
+	else
+		memset(out->explicit_hash_key, 0, 16);
+	out->data = r.data;
+	out->data_size = r.data_size;
+	out->encrypted = iter->encrypted;
+	iter->pos = next;
 	iter->seq++;
 	iter->left--;
 	return 1;

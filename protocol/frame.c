@@ -57,6 +57,7 @@ header_flags_valid(uint8_t type, uint16_t flags)
 
 	switch (type) {
 	case FRAME_TYPE_RECORDS:
+	case FRAME_TYPE_SHARD_RECORDS:
 		return (flags & ~(FRAME_F_ACK_MODE_MASK | FRAME_F_AUTH)) == 0 &&
 		       mode <= FRAME_ACK_DURABLE;
 	case FRAME_TYPE_ACK:
@@ -90,7 +91,7 @@ frame_header_decode(const void *bytes, size_t size, struct frame_header *out)
 	out->version = p[FRAME_OFF_VERSION];
 	out->type = p[FRAME_OFF_TYPE];
 	out->flags = frame_load16(p + FRAME_OFF_FLAGS);
-	if (out->type < FRAME_TYPE_RECORDS || out->type > FRAME_TYPE_NACK)
+	if (out->type < FRAME_TYPE_RECORDS || out->type > FRAME_TYPE_SHARD_RECORDS)
 		return FRAME_ERR_TYPE;
 	/*
 	 * The CRC before the flags: a frame whose bytes are intact but whose

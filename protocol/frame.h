@@ -58,6 +58,22 @@
  *        *     k  partition_key     valid UTF-8 (no overlongs, no surrogates)
  *        *     d  data              opaque
  *
+ * SHARD_RECORDS body (type 4): a batch whose records all belong to one shard,
+ * in the log's own record encoding so that a worker appends the block to a
+ * log batch with one copy. From offset 16, as RECORDS up to the name, then:
+ *
+ *     40+n     4  shard_index       the shard (of the producer's map) the records are for
+ *     44+n     *  record block      record_count records in common/record_wire.h's
+ *                                   encoding, each with arrival_delta 0 (one byte 00)
+ *   end-16c  16c  hash_keys         each record's hash key, big-endian, in record order:
+ *                                   its explicit hash key (which it then also carries,
+ *                                   flag bit 0), or MD5(partition key) (trusted, as
+ *                                   hash kind MD5)
+ *   A receiver takes the batch only into that shard, while it is open and
+ *   owns every record's hash key: a closed or unknown shard is NACKed
+ *   WRONG_SHARD (the map moved), a hash key outside the open shard's range
+ *   MALFORMED (record_index names the record).
+ *
  * ACK (type 2) and NACK (type 3) body, from offset 16:
  *
  *       16     8  producer_id       echoed from the batch
@@ -112,6 +128,7 @@ struct frame_auth_key;
 #define FRAME_HEADER_SIZE 16u
 #define FRAME_RECORDS_HEADER_SIZE 40u   /* Header + RECORDS body up to the stream name. */
 #define FRAME_RECORD_HEADER_SIZE 6u     /* Without the optional hash key. */
+#define FRAME_SHARD_INDEX_SIZE 4u       /* SHARD_RECORDS: after the stream name. */
 #define FRAME_HASH_KEY_SIZE 16u
 #define FRAME_ACK_HEADER_SIZE 56u       /* Header + ACK/NACK body up to the runs. */
 #define FRAME_ACK_RUN_SIZE 16u
@@ -136,6 +153,7 @@ enum frame_type {
 	FRAME_TYPE_RECORDS = 1,
 	FRAME_TYPE_ACK = 2,
 	FRAME_TYPE_NACK = 3,
+	FRAME_TYPE_SHARD_RECORDS = 4,  /* RECORDS for one shard, in the log's encoding. */
 };
 
 enum frame_ack_mode {
@@ -166,7 +184,8 @@ enum frame_status {
 	FRAME_STATUS_INTERNAL = 6,        /* Not stored (e.g. log error); retryable. */
 	FRAME_STATUS_STALE_EPOCH = 7,     /* A newer epoch of this producer id exists. */
 	FRAME_STATUS_SEQUENCE_OLD = 8,    /* Older than the dedup window: outcome unknown. */
-	FRAME_STATUS_COUNT_ = 9,
+	FRAME_STATUS_WRONG_SHARD = 9,     /* SHARD_RECORDS for a shard not open: the map moved. */
+	FRAME_STATUS_COUNT_ = 10,
 };
 
 /* True for statuses a producer retries with the same batch_seq (not stored). */
@@ -200,6 +219,9 @@ enum frame_err {
 	FRAME_ERR_AUTH_MISSING,       /* frame_auth_verify() on a frame without a trailer. */
 	FRAME_ERR_AUTH_TAG,
 	FRAME_ERR_AUTH_STALE,         /* Timestamp outside the replay window. */
+	FRAME_ERR_GROUPED_RECORD,     /* SHARD_RECORDS: a record not in the log's encoding,
+				       * an arrival delta not 0, or a hash key that is not
+				       * the record's explicit hash key. */
 	FRAME_ERR_COUNT_,
 };
 
@@ -251,7 +273,7 @@ struct frame_record {
 	uint8_t hash_kind;         /* enum frame_hash_kind */
 };
 
-/* A decoded RECORDS frame: pointers into the caller's bytes. */
+/* A decoded RECORDS or SHARD_RECORDS frame: pointers into the caller's bytes. */
 struct frame_records {
 	uint64_t producer_id;
 	uint64_t batch_seq;
@@ -262,7 +284,10 @@ struct frame_records {
 	uint8_t stream_name_size;
 	bool identity_valid;          /* producer_id .. record_count were read (see decode). */
 	bool all_hashed;              /* Every record carries a hash key: no MD5 needed. */
-	uint32_t records_size;        /* Bytes of all records (data + headers). */
+	bool shard_grouped;           /* SHARD_RECORDS: shard_index, hash_keys are set. */
+	uint32_t shard_index;
+	const uint8_t *hash_keys;     /* SHARD_RECORDS: 16 bytes per record, big-endian. */
+	uint32_t records_size;        /* Bytes of all records (the record block). */
 	uint32_t data_size_total;     /* Sum of the records' data sizes. */
 	const uint8_t *records;       /* First record. */
 	const uint8_t *auth;          /* The trailer, or NULL. */
@@ -273,9 +298,9 @@ struct frame_records {
 };
 
 /*
- * Decodes and fully validates one RECORDS frame of exactly `size` bytes
- * (framing, CRC, every record's sizes, flags and key UTF-8), so that the
- * iterator below needs no checks. A batch is accepted or refused whole.
+ * Decodes and fully validates one RECORDS or SHARD_RECORDS frame of exactly
+ * `size` bytes (framing, CRC, every record's sizes, flags and key UTF-8), so
+ * that the iterator below needs no checks. A batch is accepted or refused whole.
  * Does not verify the auth tag: see frame_auth_verify().
  *
  * On a refusal after the fixed body was read, out->identity_valid is true
@@ -293,11 +318,16 @@ frame_records_ack_mode(const struct frame_records *records)
 
 struct frame_record_iter {
 	const uint8_t *next;
+	const uint8_t *hash_next;  /* SHARD_RECORDS: the next record's hash key; else NULL. */
+	const uint8_t *end;        /* SHARD_RECORDS: the record block's end. */
 	uint32_t left;             /* Records not yet yielded. */
 };
 
 void frame_record_iter_init(struct frame_record_iter *iter, const struct frame_records *records);
-/* Yields the next record (pointers into the frame); false after the last. */
+/*
+ * Yields the next record (pointers into the frame); false after the last.
+ * A SHARD_RECORDS record comes with hash kind EXPLICIT or MD5 and its key.
+ */
 bool frame_record_iter_next(struct frame_record_iter *iter, struct frame_record *record_out);
 
 /* Bytes one record takes in a frame. Sizes must be within the limits. */
@@ -316,6 +346,9 @@ struct frame_batch_params {
 	uint32_t producer_epoch;
 	uint8_t ack_mode;          /* enum frame_ack_mode */
 	bool auth;                 /* Reserve the auth trailer (sign with frame_auth_sign). */
+	bool shard_grouped;        /* Write SHARD_RECORDS for shard_index: every record
+				    * must come with hash kind MD5 or EXPLICIT. */
+	uint32_t shard_index;
 	const char *stream_name;
 	uint8_t stream_name_size;
 };
@@ -327,6 +360,7 @@ struct frame_writer {
 	uint32_t size;             /* Bytes written so far (header + records). */
 	uint32_t reserve;          /* Trailer bytes kept free. */
 	uint16_t record_count;
+	bool shard_grouped;
 	bool finished;
 };
 
@@ -339,12 +373,20 @@ int frame_writer_begin(struct frame_writer *writer, void *buf, size_t capacity,
 
 /*
  * Appends one record (copied). Returns 0; -EINVAL for a key that is empty,
- * longer than 256 bytes or not UTF-8, a bad hash kind, or key + data above
- * SLUICE_RECORD_DATA_SIZE_MAX; -ENOSPC when the record does not fit in the
+ * longer than 256 bytes or not UTF-8, a bad hash kind (in SHARD_RECORDS: NONE),
+ * or key + data above SLUICE_RECORD_DATA_SIZE_MAX; -ENOSPC when the record does not fit in the
  * remaining capacity or the batch already has FRAME_RECORDS_MAX records
  * (the writer is unchanged: finish this batch, start another).
  */
 int frame_writer_add(struct frame_writer *writer, const struct frame_record *record);
+
+/*
+ * Bytes `record` would add to the frame being written: its encoding in the
+ * writer's frame type (SHARD_RECORDS: with its hash key entry). The record's
+ * sizes must be within the limits.
+ */
+uint32_t frame_writer_record_size(const struct frame_writer *writer,
+				  const struct frame_record *record);
 
 /*
  * Writes the record count and frame size and seals the frame with its CRC

@@ -14,6 +14,7 @@ static const char *const status_names[FRAME_STATUS_COUNT_] = {
 	[FRAME_STATUS_INTERNAL] = "internal",
 	[FRAME_STATUS_STALE_EPOCH] = "stale_epoch",
 	[FRAME_STATUS_SEQUENCE_OLD] = "sequence_old",
+	[FRAME_STATUS_WRONG_SHARD] = "wrong_shard",
 };
 
 static const char *const err_names[FRAME_ERR_COUNT_] = {
@@ -40,6 +41,7 @@ static const char *const err_names[FRAME_ERR_COUNT_] = {
 	[FRAME_ERR_AUTH_MISSING] = "auth_missing",
 	[FRAME_ERR_AUTH_TAG] = "auth_tag",
 	[FRAME_ERR_AUTH_STALE] = "auth_stale",
+	[FRAME_ERR_GROUPED_RECORD] = "grouped_record",
 };
 
 bool

@@ -1,7 +1,7 @@
 /*
- * frame_records.c - RECORDS frames: the strict decoder, the record iterator
- * and the producer-side writer. The decoder checks every record once, so the
- * iterator (the dataplane's per-record path) does no checks at all.
+ * frame_records.c - RECORDS and SHARD_RECORDS frames: the strict decoder and
+ * the record iterator. The decoder checks every record once, so the iterator
+ * (the dataplane's per-record path) does no checks at all.
  */
 #include <assert.h>
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/base.h"
+#include "common/record_wire.h"
 #include "protocol/frame.h"
 #include "protocol/frame_int.h"
 
@@ -155,6 +156,88 @@ records_fixed_decode(const uint8_t *p, uint32_t body_end, struct frame_records *
 	return FRAME_OK;
 }
 
+static bool
+is_records_type(uint8_t type)
+{
+	return type == FRAME_TYPE_RECORDS || type == FRAME_TYPE_SHARD_RECORDS;
+}
+
+/* The records of a RECORDS frame, p[pos .. body_end). */
+static enum frame_err
+records_check(const uint8_t *p, uint32_t pos, uint32_t body_end, struct frame_records *out)
+{
+	out->records = p + pos;
+	out->all_hashed = true;
+	for (uint32_t i = 0; i < out->record_count; i++) {
+		uint32_t record_size;
+		uint32_t data_size;
+		bool hashed;
+		enum frame_err err = record_check(p + pos, body_end - pos, &record_size,
+						  &data_size, &hashed);
+
+		if (err != FRAME_OK)
+			return err;
+		out->all_hashed = out->all_hashed && hashed;
+		out->data_size_total += data_size;
+		pos += record_size;
+	}
+	if (pos != body_end)
+		return FRAME_ERR_BODY_SIZE;
+	out->records_size = (uint32_t)(p + pos - out->records);
+	return FRAME_OK;
+}
+
+/* One record of a SHARD_RECORDS block, whose hash key entry is `hash_key`. */
+static enum frame_err
+grouped_record_check(const struct record_wire *r, const uint8_t *hash_key)
+{
+	if (r->arrival_delta_ns != 0)
+		return FRAME_ERR_GROUPED_RECORD;
+	if (r->explicit_hash_key != NULL &&
+	    memcmp(r->explicit_hash_key, hash_key, FRAME_HASH_KEY_SIZE) != 0)
+		return FRAME_ERR_GROUPED_RECORD;
+	if ((uint64_t)r->partition_key_size + r->data_size > SLUICE_RECORD_DATA_SIZE_MAX)
+		return FRAME_ERR_RECORD_TOO_LARGE;
+	if (!frame_utf8_valid(r->partition_key, r->partition_key_size))
+		return FRAME_ERR_KEY_UTF8;
+	return FRAME_OK;
+}
+
+/* The shard index, record block and hash keys of a SHARD_RECORDS frame. */
+static enum frame_err
+grouped_check(const uint8_t *p, uint32_t pos, uint32_t body_end, struct frame_records *out)
+{
+	uint32_t table_size = (uint32_t)out->record_count * FRAME_HASH_KEY_SIZE;
+	const uint8_t *next;
+	const uint8_t *end;
+
+	if (body_end - pos < FRAME_SHARD_INDEX_SIZE + table_size)
+		return FRAME_ERR_BODY_SIZE;
+	out->shard_grouped = true;
+	out->all_hashed = true;
+	out->shard_index = frame_load32(p + pos);
+	out->records = p + pos + FRAME_SHARD_INDEX_SIZE;
+	out->hash_keys = p + body_end - table_size;
+	next = out->records;
+	end = out->hash_keys;
+	for (uint32_t i = 0; i < out->record_count; i++) {
+		struct record_wire r;
+		enum frame_err err;
+
+		next = next == end ? NULL : record_wire_next(next, end, &r);
+		if (next == NULL)
+			return FRAME_ERR_RECORD_TRUNCATED;
+		err = grouped_record_check(&r, out->hash_keys + i * FRAME_HASH_KEY_SIZE);
+		if (err != FRAME_OK)
+			return err;
+		out->data_size_total += r.data_size;
+	}
+	if (next != end)
+		return FRAME_ERR_BODY_SIZE;
+	out->records_size = (uint32_t)(end - out->records);
+	return FRAME_OK;
+}
+
 enum frame_err
 frame_records_decode(const void *bytes, size_t size, struct frame_records *out)
 {
@@ -166,7 +249,7 @@ frame_records_decode(const void *bytes, size_t size, struct frame_records *out)
 
 	memset(out, 0, sizeof(*out));
 	err = frame_header_decode(bytes, size, &header);
-	if (err == FRAME_ERR_FLAGS && header.type == FRAME_TYPE_RECORDS) {
+	if (err == FRAME_ERR_FLAGS && is_records_type(header.type)) {
 		/* Intact bytes, refused flags (ack mode 3, undefined bits): NACKable. */
 		out->flags = header.flags;
 		(void)records_fixed_decode(p, header.frame_size, out);
@@ -174,7 +257,7 @@ frame_records_decode(const void *bytes, size_t size, struct frame_records *out)
 	}
 	if (err != FRAME_OK)
 		return err;
-	if (header.type != FRAME_TYPE_RECORDS)
+	if (!is_records_type(header.type))
 		return FRAME_ERR_TYPE;
 	out->flags = header.flags;
 	out->frame = p;
@@ -190,24 +273,9 @@ frame_records_decode(const void *bytes, size_t size, struct frame_records *out)
 	if (err != FRAME_OK)
 		return err;
 	pos = FRAME_RECORDS_HEADER_SIZE + out->stream_name_size;
-	out->records = p + pos;
-	out->all_hashed = true;
-	for (uint32_t i = 0; i < out->record_count; i++) {
-		uint32_t record_size;
-		uint32_t data_size;
-		bool hashed;
-
-		err = record_check(p + pos, body_end - pos, &record_size, &data_size, &hashed);
-		if (err != FRAME_OK)
-			return err;
-		out->all_hashed = out->all_hashed && hashed;
-		out->data_size_total += data_size;
-		pos += record_size;
-	}
-	if (pos != body_end)
-		return FRAME_ERR_BODY_SIZE;
-	out->records_size = pos - (FRAME_RECORDS_HEADER_SIZE + out->stream_name_size);
-	return FRAME_OK;
+	if (header.type == FRAME_TYPE_SHARD_RECORDS)
+		return grouped_check(p, pos, body_end, out);
+	return records_check(p, pos, body_end, out);
 }
 
 void
@@ -215,6 +283,27 @@ frame_record_iter_init(struct frame_record_iter *iter, const struct frame_record
 {
 	iter->next = records->records;
 	iter->left = records->record_count;
+	iter->hash_next = records->hash_keys;
+	iter->end = records->records + records->records_size;
+}
+
+/* A SHARD_RECORDS record: the decoder checked the block, so this cannot fail. */
+static bool
+grouped_iter_next(struct frame_record_iter *iter, struct frame_record *record_out)
+{
+	struct record_wire r;
+
+	iter->next = record_wire_next(iter->next, iter->end, &r);
+	assert(iter->next != NULL);
+	record_out->key = r.partition_key;
+	record_out->key_size = r.partition_key_size;
+	record_out->data = r.data;
+	record_out->data_size = r.data_size;
+	record_out->hash_key = iter->hash_next;
+	record_out->hash_kind = r.explicit_hash_key != NULL ? FRAME_HASH_EXPLICIT : FRAME_HASH_MD5;
+	iter->hash_next += FRAME_HASH_KEY_SIZE;
+	iter->left--;
+	return true;
 }
 
 bool
@@ -225,6 +314,8 @@ frame_record_iter_next(struct frame_record_iter *iter, struct frame_record *reco
 
 	if (iter->left == 0)
 		return false;
+	if (iter->hash_next != NULL)
+		return grouped_iter_next(iter, record_out);
 	kind = p[0];
 	record_out->hash_kind = kind;
 	record_out->key_size = (uint16_t)(p[1] + 1);

@@ -1,7 +1,11 @@
 /*
- * frame_writer.c - builds RECORDS frames in a caller's buffer, record by
- * record. It refuses what the decoder would refuse, so a frame it finishes
- * always decodes.
+ * frame_writer.c - builds RECORDS and SHARD_RECORDS frames in a caller's
+ * buffer, record by record. It refuses what the decoder would refuse, so a
+ * frame it finishes always decodes.
+ *
+ * SHARD_RECORDS: the hash-key table follows the record block, whose size is
+ * known only at the end, so the keys are written downwards from the top of
+ * the buffer (below the trailer's room) and moved into place by finish().
  */
 #include <assert.h>
 #include <errno.h>
@@ -11,6 +15,7 @@
 #include <string.h>
 
 #include "common/base.h"
+#include "common/record_wire.h"
 #include "protocol/frame.h"
 #include "protocol/frame_int.h"
 
@@ -29,14 +34,16 @@ frame_writer_begin(struct frame_writer *writer, void *buf, size_t capacity,
 	writer->buf = p;
 	writer->capacity = (uint32_t)min_u64(capacity, FRAME_SIZE_MAX);
 	writer->reserve = params->auth ? FRAME_AUTH_SIZE : 0;
-	head_size = FRAME_RECORDS_HEADER_SIZE + params->stream_name_size;
+	writer->shard_grouped = params->shard_grouped;
+	head_size = FRAME_RECORDS_HEADER_SIZE + params->stream_name_size +
+		    (params->shard_grouped ? FRAME_SHARD_INDEX_SIZE : 0);
 	if ((uint64_t)head_size + writer->reserve > writer->capacity)
 		return -ENOSPC;
 
 	memset(p, 0, head_size);
 	memcpy(p + FRAME_OFF_MAGIC, "SLUC", 4);
 	p[FRAME_OFF_VERSION] = FRAME_VERSION;
-	p[FRAME_OFF_TYPE] = FRAME_TYPE_RECORDS;
+	p[FRAME_OFF_TYPE] = params->shard_grouped ? FRAME_TYPE_SHARD_RECORDS : FRAME_TYPE_RECORDS;
 	frame_store16(p + FRAME_OFF_FLAGS,
 		      (uint16_t)(params->ack_mode | (params->auth ? FRAME_F_AUTH : 0)));
 	frame_store64(p + FRAME_OFF_PRODUCER_ID, params->producer_id);
@@ -44,6 +51,8 @@ frame_writer_begin(struct frame_writer *writer, void *buf, size_t capacity,
 	frame_store32(p + FRAME_OFF_EPOCH, params->producer_epoch);
 	p[FRAME_OFF_NAME_SIZE] = params->stream_name_size;
 	memcpy(p + FRAME_OFF_NAME, params->stream_name, params->stream_name_size);
+	if (params->shard_grouped)
+		frame_store32(p + FRAME_OFF_NAME + params->stream_name_size, params->shard_index);
 	writer->size = head_size;
 	return 0;
 }
@@ -65,6 +74,60 @@ record_valid(const struct frame_record *record)
 	return frame_utf8_valid(record->key, record->key_size);
 }
 
+/* Where the hash key of record `index` waits until finish() (SHARD_RECORDS). */
+static uint8_t *
+grouped_hash_slot(const struct frame_writer *writer, uint32_t index)
+{
+	return writer->buf + writer->capacity - writer->reserve -
+	       (index + 1) * FRAME_HASH_KEY_SIZE;
+}
+
+/* A record as a SHARD_RECORDS block holds it: the log's encoding, arriving with its batch. */
+static struct record_wire
+grouped_wire(const struct frame_record *record)
+{
+	return (struct record_wire){
+		.arrival_delta_ns = 0,
+		.partition_key = record->key,
+		.partition_key_size = record->key_size,
+		.explicit_hash_key = record->hash_kind == FRAME_HASH_EXPLICIT ?
+				     record->hash_key : NULL,
+		.data = record->data,
+		.data_size = record->data_size,
+	};
+}
+
+uint32_t
+frame_writer_record_size(const struct frame_writer *writer, const struct frame_record *record)
+{
+	struct record_wire r;
+
+	if (!writer->shard_grouped)
+		return frame_record_encoded_size(record->key_size, record->hash_kind,
+						 record->data_size);
+	r = grouped_wire(record);
+	return record_wire_size(&r) + FRAME_HASH_KEY_SIZE;
+}
+
+static int
+writer_add_grouped(struct frame_writer *writer, const struct frame_record *record)
+{
+	struct record_wire r = grouped_wire(record);
+	uint32_t size = record_wire_size(&r);
+
+	if (record->hash_kind == FRAME_HASH_NONE)
+		return -EINVAL;
+	if ((uint64_t)writer->size + size + writer->reserve +
+	    (writer->record_count + 1u) * FRAME_HASH_KEY_SIZE > writer->capacity)
+		return -ENOSPC;
+	record_wire_put(writer->buf + writer->size, &r);
+	memcpy(grouped_hash_slot(writer, writer->record_count), record->hash_key,
+	       FRAME_HASH_KEY_SIZE);
+	writer->size += size;
+	writer->record_count++;
+	return 0;
+}
+
 int
 frame_writer_add(struct frame_writer *writer, const struct frame_record *record)
 {
@@ -76,6 +139,8 @@ frame_writer_add(struct frame_writer *writer, const struct frame_record *record)
 		return -EINVAL;
 	if (writer->record_count == FRAME_RECORDS_MAX)
 		return -ENOSPC;
+	if (writer->shard_grouped)
+		return writer_add_grouped(writer, record);
 	size = frame_record_encoded_size(record->key_size, record->hash_kind, record->data_size);
 	if ((uint64_t)writer->size + size + writer->reserve > writer->capacity)
 		return -ENOSPC;
@@ -97,6 +162,24 @@ frame_writer_add(struct frame_writer *writer, const struct frame_record *record)
 	return 0;
 }
 
+/* The hash keys, stored downwards from the top, into record order after the block. */
+static void
+grouped_hash_keys_place(struct frame_writer *writer)
+{
+	uint32_t count = writer->record_count;
+	uint8_t *table = writer->buf + writer->size;
+	uint8_t tmp[FRAME_HASH_KEY_SIZE];
+
+	memmove(table, grouped_hash_slot(writer, count - 1), count * FRAME_HASH_KEY_SIZE);
+	for (uint32_t i = 0, j = count - 1; i < j; i++, j--) {
+		memcpy(tmp, table + i * FRAME_HASH_KEY_SIZE, FRAME_HASH_KEY_SIZE);
+		memcpy(table + i * FRAME_HASH_KEY_SIZE, table + j * FRAME_HASH_KEY_SIZE,
+		       FRAME_HASH_KEY_SIZE);
+		memcpy(table + j * FRAME_HASH_KEY_SIZE, tmp, FRAME_HASH_KEY_SIZE);
+	}
+	writer->size += count * FRAME_HASH_KEY_SIZE;
+}
+
 int
 frame_writer_finish(struct frame_writer *writer)
 {
@@ -105,6 +188,8 @@ frame_writer_finish(struct frame_writer *writer)
 	assert(!writer->finished);
 	if (writer->record_count == 0)
 		return -EINVAL;
+	if (writer->shard_grouped)
+		grouped_hash_keys_place(writer);
 	if (writer->reserve > 0) {
 		memset(p + writer->size, 0, writer->reserve);
 		writer->size += writer->reserve;

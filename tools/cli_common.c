@@ -127,6 +127,14 @@ cli_stream_name_valid(const char *text)
 }
 
 /* Every shard of the stream, following NextToken, as one JSON array (caller frees). */
+bool
+cli_shard_closed(const cJSON *shard)
+{
+	const cJSON *range = cJSON_GetObjectItemCaseSensitive(shard, "SequenceNumberRange");
+
+	return cJSON_IsString(cJSON_GetObjectItemCaseSensitive(range, "EndingSequenceNumber"));
+}
+
 int
 cli_shards_list(struct kc_client *client, const char *name, cJSON **shards_out)
 {

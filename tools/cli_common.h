@@ -64,6 +64,11 @@ bool cli_stream_name_valid(const char *text);
 
 /* Every shard of the stream (ListShards, following NextToken) as one JSON array. */
 int cli_shards_list(struct kc_client *client, const char *name, cJSON **shards_out);
+/*
+ * Whether a listed shard is closed: its SequenceNumberRange has an EndingSequenceNumber.
+ * Other Kinesis endpoints send "EndingSequenceNumber": null for an open shard.
+ */
+bool cli_shard_closed(const cJSON *shard);
 
 /* Removes a directory tree the command made (benchmarks' scratch dirs); best effort. */
 void cli_tree_remove(const char *path);

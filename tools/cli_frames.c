@@ -6,9 +6,85 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/base.h"
+#include "common/hashkey.h"
+#include "common/limits.h"
+#include "tools/cli_common.h"
 #include "tools/cli_frames.h"
 #include "tools/cmd.h"
+#include "tools/kinesis_client.h"
+
+/* A ListShards hash key ("0" .. 2^128 - 1 in decimal) as 16 big-endian bytes. */
+static bool
+shard_hash_key(const cJSON *range, const char *name, uint8_t out[16])
+{
+	const cJSON *text = cJSON_GetObjectItemCaseSensitive(range, name);
+	hashkey_t key;
+
+	if (!cJSON_IsString(text) ||
+	    hashkey_parse_decimal(text->valuestring, strlen(text->valuestring), &key) != 0)
+		return false;
+	hashkey_to_be_bytes(key, out);
+	return true;
+}
+
+/* One ListShards entry into *out; false for a closed shard or one it cannot read. */
+static bool
+shard_range_of(const cJSON *shard, struct sluice_shard_range *out, bool *bad)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(shard, "ShardId");
+	const cJSON *range = cJSON_GetObjectItemCaseSensitive(shard, "HashKeyRange");
+	const cJSON *seqs = cJSON_GetObjectItemCaseSensitive(shard, "SequenceNumberRange");
+	const cJSON *ending = cJSON_GetObjectItemCaseSensitive(seqs, "EndingSequenceNumber");
+	char *end;
+	unsigned long index;
+
+	/* Closed shards have an ending sequence number (other endpoints may send null). */
+	if (ending != NULL && !cJSON_IsNull(ending))
+		return false;
+	if (!cJSON_IsString(id) || strncmp(id->valuestring, "shardId-", 8) != 0) {
+		*bad = true;
+		return false;
+	}
+	index = strtoul(id->valuestring + 8, &end, 10);
+	if (*end != '\0' || index > UINT32_MAX || !shard_hash_key(range, "StartingHashKey", out->start) ||
+	    !shard_hash_key(range, "EndingHashKey", out->end)) {
+		*bad = true;
+		return false;
+	}
+	out->shard_index = (uint32_t)index;
+	return true;
+}
+
+int
+cli_frames_shard_map(struct sluice_producer *producer, struct kc_client *client,
+		     const char *stream)
+{
+	struct sluice_shard_range *map;
+	const cJSON *shard;
+	cJSON *shards;
+	uint32_t count = 0;
+	bool bad = false;
+	int err = cli_shards_list(client, stream, &shards);
+
+	if (err != 0)
+		return err;
+	map = calloc((size_t)cJSON_GetArraySize(shards) + 1, sizeof(*map));
+	if (map == NULL) {
+		cJSON_Delete(shards);
+		return -ENOMEM;
+	}
+	cJSON_ArrayForEach(shard, shards) {
+		if (count < SLUICE_SHARDS_MAX && shard_range_of(shard, &map[count], &bad))
+			count++;
+	}
+	err = bad ? -EBADMSG : sluice_producer_set_shard_map(producer, map, count);
+	free(map);
+	cJSON_Delete(shards);
+	return err;
+}
 
 int
 cli_frames_target_parse(const char *target, char *host, size_t host_size, uint16_t *port_out)
@@ -87,6 +163,7 @@ static const struct {
 	{ -EBUSY, "Throttled" },
 	{ -EIO, "InternalFailure" },
 	{ -ECANCELED, "CanceledOutcomeUnknown" },
+	{ -ENXIO, "WrongShard" },
 };
 
 const char *

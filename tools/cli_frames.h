@@ -32,6 +32,18 @@ struct cli_frames_options {
 int cli_frames_open(const char *command, const struct cli_frames_options *options,
 		    struct sluice_producer **producer_out);
 
+struct kc_client;
+
+/*
+ * Gives `producer` the stream's open shards (ListShards through `client`),
+ * so it sends shard-grouped frames; refetch it when sluice_producer_map_stale()
+ * says the map moved (after a flush: nothing may be outstanding). 0, or the
+ * call's negative errno, -EBUSY with records outstanding, -EBADMSG for an
+ * answer it cannot read.
+ */
+int cli_frames_shard_map(struct sluice_producer *producer, struct kc_client *client,
+			 const char *stream);
+
 /* Splits "host:port" / "[v6]:port"; 0 or -EINVAL. `host` gets a NUL-terminated copy. */
 int cli_frames_target_parse(const char *target, char *host, size_t host_size,
 			    uint16_t *port_out);

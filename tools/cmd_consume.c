@@ -8,6 +8,10 @@
  * come out in order across splits and merges. Parents no longer listed have
  * expired and do not hold their children back.
  *
+ * KPL aggregated records (tools/kpl_aggregated.proto) are printed as their user
+ * records unless --no-deaggregate; one with a bad checksum is reported and printed
+ * whole.
+ *
  * Without --follow the command stops once every readable shard is caught up
  * (an empty answer with MillisBehindLatest 0); with --follow it polls and
  * lists the shards again now and then to find new children.
@@ -22,6 +26,7 @@
 #include "common/base.h"
 #include "common/clock.h"
 #include "tools/cli_common.h"
+#include "tools/cli_kpl.h"
 #include "tools/cmd.h"
 
 #define CONSUME_SHARD_ID_SIZE 128
@@ -31,7 +36,7 @@
 
 static const char consume_synopsis[] =
 	"sluice consume STREAM [--from trim_horizon|latest|at:SEQ|after:SEQ|ts:ISO8601]\n"
-	"       [--shard ID] [--follow] [--max N] [--format raw|json]";
+	"       [--shard ID] [--follow] [--max N] [--format raw|json] [--no-deaggregate]";
 
 enum consume_format {
 	CONSUME_RAW,
@@ -63,7 +68,9 @@ struct consume {
 	const char *only_shard;
 	enum consume_format format;
 	bool follow;
-	uint64_t max;                 /* 0: unbounded. */
+	bool no_deaggregate;          /* Print KPL aggregates whole. */
+	uint64_t aggregates_bad;      /* KPL aggregates that failed their checks. */
+	uint64_t max;                 /* 0: unbounded (stored records, not user records). */
 	uint64_t printed;
 	uint64_t poll_ns;
 	struct consume_shard *shards;
@@ -91,7 +98,6 @@ static int
 consume_shard_add(struct consume *c, const cJSON *shard, bool initial)
 {
 	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(shard, "ShardId"));
-	const cJSON *range = cJSON_GetObjectItemCaseSensitive(shard, "SequenceNumberRange");
 	struct consume_shard *entry;
 
 	if (id == NULL || strlen(id) >= CONSUME_SHARD_ID_SIZE)
@@ -114,7 +120,7 @@ consume_shard_add(struct consume *c, const cJSON *shard, bool initial)
 		cJSON_GetObjectItemCaseSensitive(shard, "ParentShardId")));
 	consume_copy(entry->adjacent_parent, cJSON_GetStringValue(
 		cJSON_GetObjectItemCaseSensitive(shard, "AdjacentParentShardId")));
-	entry->closed = cJSON_GetObjectItemCaseSensitive(range, "EndingSequenceNumber") != NULL;
+	entry->closed = cli_shard_closed(shard);
 	entry->initial = initial;
 	entry->state = SHARD_WAITING;
 	return 0;
@@ -255,42 +261,118 @@ consume_start_ready(struct consume *c, size_t *started_out)
 	return 0;
 }
 
+/*
+ * One --format json line: the stored record's fields, or with `user` those of one of its
+ * KPL user records (SubSequenceNumber, its key, its data). `data` is base64.
+ */
+static int
+consume_print_json(const char *shard_id, const cJSON *record, const struct cli_kpl_record *user,
+		   size_t sub_index, const char *data)
+{
+	cJSON *line = cJSON_CreateObject();
+	char *text;
+
+	cJSON_AddStringToObject(line, "ShardId", shard_id);
+	cJSON_AddItemToObject(line, "SequenceNumber", cJSON_Duplicate(
+		cJSON_GetObjectItemCaseSensitive(record, "SequenceNumber"), true));
+	if (user != NULL) {
+		cJSON_AddNumberToObject(line, "SubSequenceNumber", (double)sub_index);
+		cJSON_AddStringToObject(line, "PartitionKey", user->partition_key);
+		if (user->explicit_hash_key != NULL)
+			cJSON_AddStringToObject(line, "ExplicitHashKey", user->explicit_hash_key);
+	} else {
+		cJSON_AddItemToObject(line, "PartitionKey", cJSON_Duplicate(
+			cJSON_GetObjectItemCaseSensitive(record, "PartitionKey"), true));
+	}
+	cJSON_AddItemToObject(line, "ApproximateArrivalTimestamp", cJSON_Duplicate(
+		cJSON_GetObjectItemCaseSensitive(record, "ApproximateArrivalTimestamp"), true));
+	cJSON_AddStringToObject(line, "Data", data);
+	text = cJSON_PrintUnformatted(line);
+	cJSON_Delete(line);
+	if (text == NULL)
+		return -ENOMEM;
+	printf("%s\n", text);
+	free(text);
+	return 0;
+}
+
+/* Prints the user records of an unpacked aggregate, one per line. */
+static int
+consume_print_users(struct consume *c, const char *shard_id, const cJSON *record,
+		    const struct cli_kpl *agg)
+{
+	for (size_t i = 0; i < agg->record_count; i++) {
+		struct cli_kpl_record user;
+		char *data;
+		size_t size;
+		int err;
+
+		cli_kpl_record(agg, i, &user);
+		if (c->format == CONSUME_RAW) {
+			if (user.data_size > 0)  /* protobuf-c leaves empty data NULL. */
+				fwrite(user.data, 1, user.data_size, stdout);
+			putchar('\n');
+			continue;
+		}
+		if (kc_base64_encode(user.data, user.data_size, &data, &size) != 0)
+			return -ENOMEM;
+		err = consume_print_json(shard_id, record, &user, i, data);
+		free(data);
+		if (err != 0)
+			return err;
+	}
+	return 0;
+}
+
+/*
+ * A KPL aggregate is printed as its user records. One that fails its checks is said
+ * so on stderr, counted, and printed whole (as the KCL hands it on). Returns 1 when
+ * the record was printed here, 0 when it is to be printed whole.
+ */
+static int
+consume_print_aggregate(struct consume *c, const char *shard_id, const cJSON *record,
+			const uint8_t *bytes, size_t size)
+{
+	struct cli_kpl agg;
+	int err;
+
+	if (c->no_deaggregate || !cli_kpl_is_aggregated(bytes, size))
+		return 0;
+	err = cli_kpl_open(bytes, size, &agg);
+	if (err == -EBADMSG || err == -EPROTO) {
+		c->aggregates_bad++;
+		fprintf(stderr, "sluice consume: %s record %s: KPL aggregate with %s; "
+			"printed whole\n", shard_id, cJSON_GetStringValue(
+				cJSON_GetObjectItemCaseSensitive(record, "SequenceNumber")),
+			err == -EBADMSG ? "a bad MD5 checksum" : "a protobuf that does not parse");
+		return 0;
+	}
+	if (err != 0)
+		return err;
+	err = consume_print_users(c, shard_id, record, &agg);
+	cli_kpl_close(&agg);
+	return err == 0 ? 1 : err;
+}
+
 static int
 consume_print(struct consume *c, const char *shard_id, const cJSON *record)
 {
 	const char *data = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(record, "Data"));
 	uint8_t *bytes;
 	size_t size;
+	int err;
 
-	if (data == NULL)
+	if (data == NULL || kc_base64_decode(data, strlen(data), &bytes, &size) != 0)
 		return -EBADMSG;
-	if (c->format == CONSUME_JSON) {
-		cJSON *line = cJSON_CreateObject();
-		char *text;
-
-		cJSON_AddStringToObject(line, "ShardId", shard_id);
-		cJSON_AddItemToObject(line, "SequenceNumber", cJSON_Duplicate(
-			cJSON_GetObjectItemCaseSensitive(record, "SequenceNumber"), true));
-		cJSON_AddItemToObject(line, "PartitionKey", cJSON_Duplicate(
-			cJSON_GetObjectItemCaseSensitive(record, "PartitionKey"), true));
-		cJSON_AddItemToObject(line, "ApproximateArrivalTimestamp", cJSON_Duplicate(
-			cJSON_GetObjectItemCaseSensitive(record, "ApproximateArrivalTimestamp"),
-			true));
-		cJSON_AddStringToObject(line, "Data", data);
-		text = cJSON_PrintUnformatted(line);
-		cJSON_Delete(line);
-		if (text == NULL)
-			return -ENOMEM;
-		printf("%s\n", text);
-		free(text);
-		return 0;
+	err = consume_print_aggregate(c, shard_id, record, bytes, size);
+	if (err == 0 && c->format == CONSUME_JSON) {
+		err = consume_print_json(shard_id, record, NULL, 0, data);
+	} else if (err == 0) {
+		fwrite(bytes, 1, size, stdout);
+		putchar('\n');
 	}
-	if (kc_base64_decode(data, strlen(data), &bytes, &size) != 0)
-		return -EBADMSG;
-	fwrite(bytes, 1, size, stdout);
-	putchar('\n');
 	free(bytes);
-	return 0;
+	return err < 0 ? err : 0;
 }
 
 /* ChildShards at the end of a closed shard: add them, so no relisting is needed. */
@@ -515,6 +597,8 @@ cmd_consume(int argc, char **argv)
 		  "raw (data and a newline, default) or json (one object per line)" },
 		{ "poll", CLI_OPT_DURATION, &c.poll_ns, 1000000, 60000000000, "DURATION",
 		  "pause when caught up (default 200ms)" },
+		{ "no-deaggregate", CLI_OPT_BOOL, &c.no_deaggregate, 0, 0, NULL,
+		  "print KPL aggregated records whole instead of their user records" },
 		CLI_CONN_OPTS(&conn),
 	};
 	struct cli_args args;
@@ -540,6 +624,9 @@ cmd_consume(int argc, char **argv)
 	err = consume_run(&c);
 	if (err != 0)
 		cli_call_error("consume", c.stream, &c.client, err);
+	if (c.aggregates_bad > 0)
+		fprintf(stderr, "sluice consume: %llu KPL aggregate(s) failed their checks and "
+			"were printed whole\n", (unsigned long long)c.aggregates_bad);
 	consume_free(&c);
 	return err == 0 ? CMD_EXIT_OK : CMD_EXIT_ERROR;
 }

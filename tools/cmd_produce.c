@@ -37,9 +37,13 @@
 #define PRODUCE_LINE_SIZE_MAX (SLUICE_RECORD_DATA_SIZE_MAX + 1)
 #define PRODUCE_KEY_SIZE_RANDOM 16
 
+/* --shard-map: a moved map that could not be read is read again after this. */
+#define PRODUCE_MAP_RETRY_NS 1000000000ull
+
 static const char produce_synopsis[] =
 	"sluice produce STREAM [--transport http|udp|tcp] [--target HOST:PORT]\n"
-	"       [--lines] [--key K | --key-field N] [--count N --size B] [--quiet]";
+	"       [--lines] [--key K | --key-field N] [--count N --size B] [--quiet]\n"
+	"       [--shard-map]";
 
 struct produce_record {
 	uint64_t index;
@@ -80,6 +84,8 @@ struct produce {
 	uint64_t retries;
 	uint64_t linger_ns;
 	bool quiet;
+	bool shard_map;       /* udp/tcp: shard-grouped frames from ListShards. */
+	uint64_t map_retry_ns; /* A moved map is not read again before this. */
 	uint64_t rng;
 	uint64_t next_index;
 	uint64_t stored;
@@ -492,6 +498,23 @@ produce_frames_put(struct produce *p, struct sluice_producer *producer,
 	}
 }
 
+/*
+ * The map moved (a reshard): the producer sends RECORDS frames meanwhile. The
+ * new map may only come with nothing outstanding, and a reshard in progress
+ * lists overlapping shards, so a refresh that fails is tried again a second
+ * later, never fatal.
+ */
+static void
+produce_map_refresh(struct produce *p, struct sluice_producer *producer)
+{
+	int err = sluice_producer_flush(producer, 60000);
+
+	if (err == 0)
+		err = cli_frames_shard_map(producer, &p->client, p->stream);
+	if (err != 0)
+		p->map_retry_ns = clock_mono_ns() + PRODUCE_MAP_RETRY_NS;
+}
+
 static int
 produce_frames_run(struct produce *p, struct sluice_producer *producer)
 {
@@ -514,6 +537,9 @@ produce_frames_run(struct produce *p, struct sluice_producer *producer)
 		err = sluice_producer_poll(producer, 0);
 		if (err < 0)
 			return err;
+		if (p->shard_map && sluice_producer_map_stale(producer) &&
+		    clock_mono_ns() >= p->map_retry_ns)
+			produce_map_refresh(p, producer);
 		fflush(stdout);
 	}
 	/* Whatever is still unanswered after this completes as canceled at close. */
@@ -537,7 +563,11 @@ produce_frames(struct produce *p)
 	/* cli_frames_open() said why; -EINVAL and -EHOSTUNREACH carry usage or error out. */
 	if (code != 0)
 		return code == CMD_EXIT_USAGE ? -EINVAL : -EHOSTUNREACH;
-	err = produce_frames_run(p, producer);
+	err = p->shard_map ? cli_frames_shard_map(producer, &p->client, p->stream) : 0;
+	if (err != 0)
+		fprintf(stderr, "sluice produce: cannot read the shard map: %s\n", strerror(-err));
+	else
+		err = produce_frames_run(p, producer);
 	sluice_producer_close(producer);
 	fflush(stdout);
 	return err;
@@ -553,6 +583,10 @@ produce_opts_valid(struct produce *p, const struct cli_args *args)
 	if (strcmp(p->transport, "http") != 0 && strcmp(p->transport, "udp") != 0 &&
 	    strcmp(p->transport, "tcp") != 0) {
 		fprintf(stderr, "sluice produce: --transport is http, udp or tcp\n");
+		return false;
+	}
+	if (p->shard_map && strcmp(p->transport, "http") == 0) {
+		fprintf(stderr, "sluice produce: --shard-map goes with --transport udp or tcp\n");
 		return false;
 	}
 	if ((p->count != 0) != (p->size != 0) && p->size != 0) {
@@ -572,7 +606,8 @@ static int
 produce_main(struct produce *p, struct cli_conn *conn)
 {
 	bool http = strcmp(p->transport, "http") == 0;
-	int code = http ? cli_conn_open("produce", conn, &p->client) : 0;
+	bool api = http || p->shard_map;
+	int code = api ? cli_conn_open("produce", conn, &p->client) : 0;
 	int err;
 
 	if (code != 0)
@@ -592,7 +627,7 @@ produce_main(struct produce *p, struct cli_conn *conn)
 	for (size_t i = 0; i < p->batch.count; i++)
 		produce_record_free(&p->batch.records[i]);
 	free(p->lines.buf);
-	if (http)
+	if (api)
 		kc_client_close(&p->client);
 	if (p->quiet || p->failed != 0)
 		fprintf(p->quiet ? stdout : stderr, "stored %llu failed %llu\n",
@@ -628,6 +663,8 @@ cmd_produce(int argc, char **argv)
 		{ "retries", CLI_OPT_COUNT, &p.retries, 0, 100, "N",
 		  "resend throttled records up to N times (default 5)" },
 		{ "quiet", CLI_OPT_BOOL, &p.quiet, 0, 0, NULL, "print only the totals" },
+		{ "shard-map", CLI_OPT_BOOL, &p.shard_map, 0, 0, NULL,
+		  "udp/tcp: read the stream's shards (ListShards) and send shard-grouped frames" },
 		CLI_CONN_OPTS(&conn),
 	};
 	struct cli_args args;

@@ -220,7 +220,7 @@ stream_shards_print(const cJSON *shards)
 			 stream_field(hash, "EndingHashKey"));
 		printf("%-21s %-21s %-6s %-81s %s\n", stream_field(shard, "ShardId"),
 		       stream_field(shard, "ParentShardId"),
-		       cJSON_HasObjectItem(seq, "EndingSequenceNumber") ? "closed" : "open", keys,
+		       cli_shard_closed(shard) ? "closed" : "open", keys,
 		       stream_field(seq, "StartingSequenceNumber"));
 	}
 }

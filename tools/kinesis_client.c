@@ -26,6 +26,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "common/base64.h"
 #include "common/clock.h"
 #include "tools/kinesis_client.h"
 
@@ -780,82 +781,34 @@ kc_call(struct kc_client *client, const char *action, const cJSON *request,
 
 /* ---- base64 ------------------------------------------------------------------------ */
 
-static const char kc_base64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 int
 kc_base64_encode(const void *data, size_t size, char **out, size_t *out_size)
 {
-	const uint8_t *in = data;
-	size_t encoded_size = (size + 2) / 3 * 4;
-	char *text = malloc(encoded_size + 1);
-	char *p = text;
+	char *text = malloc(base64_encoded_size(size) + 1);
 
 	if (text == NULL)
 		return -ENOMEM;
-	for (size_t i = 0; i < size; i += 3) {
-		uint32_t group = (uint32_t)in[i] << 16;
-
-		if (i + 1 < size)
-			group |= (uint32_t)in[i + 1] << 8;
-		if (i + 2 < size)
-			group |= in[i + 2];
-		*p++ = kc_base64_alphabet[(group >> 18) & 63];
-		*p++ = kc_base64_alphabet[(group >> 12) & 63];
-		*p++ = i + 1 < size ? kc_base64_alphabet[(group >> 6) & 63] : '=';
-		*p++ = i + 2 < size ? kc_base64_alphabet[group & 63] : '=';
-	}
-	*p = '\0';
+	*out_size = base64_encode(data, size, text);
+	text[*out_size] = '\0';
 	*out = text;
-	*out_size = encoded_size;
 	return 0;
-}
-
-static int
-kc_base64_value(char c)
-{
-	const char *at = c != '\0' ? strchr(kc_base64_alphabet, c) : NULL;
-
-	return at != NULL ? (int)(at - kc_base64_alphabet) : -1;
 }
 
 int
 kc_base64_decode(const char *text, size_t text_size, uint8_t **out, size_t *out_size)
 {
-	size_t pad = 0;
-	size_t size = 0;
-	uint8_t *bytes;
+	/* One spare byte: a zero-length result still gets a buffer to free. */
+	uint8_t *bytes = malloc(text_size / 4 * 3 + 1);
+	int64_t n;
 
-	if (text_size % 4 != 0)
-		return -EINVAL;
-	while (pad < 2 && pad < text_size && text[text_size - 1 - pad] == '=')
-		pad++;
-	bytes = malloc(text_size / 4 * 3 + 1);
 	if (bytes == NULL)
 		return -ENOMEM;
-	for (size_t i = 0; i < text_size; i += 4) {
-		uint32_t group = 0;
-		size_t digits = i + 4 == text_size ? 4 - pad : 4;
-
-		for (size_t j = 0; j < 4; j++) {
-			int value = j < digits ? kc_base64_value(text[i + j]) : 0;
-
-			if (value < 0)
-				goto out_invalid;
-			group = group << 6 | (uint32_t)value;
-		}
-		/* Unused low bits must be zero: the string re-encodes identically (AWS). */
-		if ((pad == 1 && digits == 3 && (group & 0xff) != 0) ||
-		    (pad == 2 && digits == 2 && (group & 0xffff) != 0))
-			goto out_invalid;
-		for (size_t j = 0; j < digits - 1; j++)
-			bytes[size++] = (uint8_t)(group >> (16 - 8 * j));
+	n = base64_decode(text, text_size, bytes, text_size / 4 * 3 + 1);
+	if (n < 0) {
+		free(bytes);
+		return -EINVAL;
 	}
 	*out = bytes;
-	*out_size = size;
+	*out_size = (size_t)n;
 	return 0;
-
-out_invalid:
-	free(bytes);
-	return -EINVAL;
 }

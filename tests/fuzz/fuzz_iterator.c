@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "control/iterator.h"
 #include "control/kinesis.h"
 #include "control/seqnum.h"
@@ -23,6 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char again[ITERATOR_TEXT_SIZE_MAX + 1];
 	struct iterator_token token;
 	struct iterator it;
+	struct seqnum_client client;
 	struct seqnum sn;
 	uint8_t out[1024];
 
@@ -38,6 +40,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (n != size || memcmp(again, text, size) != 0)
 			abort();
 	}
+	/* Any text: the client reader must neither crash nor read past `size`. */
+	(void)seqnum_parse_client(text, size, &client);
 	if (seqnum_parse(text, size, &sn) == 0) {
 		char digits[SEQNUM_DECIMAL_SIZE];
 
@@ -45,12 +49,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 	if (size <= 760) {
-		int64_t n = kinesis_base64_decode(text, size, out, sizeof(out));
+		int64_t n = base64_decode(text, size, out, sizeof(out));
 
 		if (n >= 0) {
 			char enc[1100];
 
-			if (kinesis_base64_encode(out, (size_t)n, enc) != size ||
+			if (base64_encode(out, (size_t)n, enc) != size ||
 			    memcmp(enc, text, size) != 0)
 				abort();
 		}

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
+#include "common/record_wire.h"
 #include "nvme-log/log.h"
 #include "tests/nvme-log/log_test_util.h"
 
@@ -434,4 +436,179 @@ Test(log_basic, producers_and_reader_on_threads_then_close)
 Test(log_basic, producers_and_reader_on_threads_small_ring)
 {
 	threads_run(0);
+}
+
+/*
+ * The durable eventfd wakes a reader that owns no producer (a subscription waits on it
+ * while another producer writes): silent until armed, readable after a commit, and what
+ * it announces is readable at once.
+ */
+Test(log_basic, durable_event_fd_wakes_a_reader_without_a_producer)
+{
+	struct log_config c;
+	struct log *log;
+	struct log_reader *r;
+	struct pollfd pfd;
+	struct test_collect col = { .shard_id = shard_of(0), .data_size = 100 };
+	uint64_t seq_next[SHARDS] = { 0 };
+	struct log_shard_info info;
+	uint64_t seq = 0;
+	uint64_t drained;
+	int fd;
+
+	config_small(&c);
+	cr_assert_eq(log_open(&c, &log), 0);
+	append_all(log, seq_next, 20, 100);
+	fd = log_durable_event_fd(log);
+	cr_assert_geq(fd, 0);
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 0), 0, "commits before arming are not signalled");
+	append_all(log, seq_next, 30, 100);
+	/* The completions may be seen before the signal that follows them: wait for it. */
+	cr_assert_eq(poll(&pfd, 1, 20000), 1, "the commits after arming were signalled");
+	cr_assert_eq(read(fd, &drained, sizeof(drained)), (ssize_t)sizeof(drained));
+	cr_assert_eq(poll(&pfd, 1, 0), 0, "a read clears it");
+	cr_assert_eq(log_shard_info(log, shard_of(0), &info), 0);
+	cr_assert_eq(info.seq_durable, 50);
+	cr_assert_eq(log_reader_open(log, &r), 0);
+	cr_assert_eq(log_read(r, shard_of(0), 0, 1000, 1u << 20, test_collect_fn, &col, &seq), 50);
+	cr_assert_eq(seq, 50);
+	cr_assert_eq(col.bad, 0);
+	log_reader_close(r);
+	free(col.seqs);
+	log_close(log);
+}
+
+/* Shard 0's records: their arrival stamps, and whether their bytes are test_record_make's. */
+struct arrivals {
+	uint64_t *ns;
+	uint32_t count;
+	uint32_t bad;
+};
+
+static int
+arrival_fn(void *arg, const struct log_record_out *record)
+{
+	struct arrivals *a = arg;
+	struct log_record_out same = *record;
+
+	a->ns[record->seq] = record->arrival_ns;
+	a->count++;
+	/* test_record_check also wants test_record_make's arrival: compare the rest. */
+	same.arrival_ns = 1000000000ull * 1700000000ull + record->seq * 1000u;
+	a->bad += !test_record_check(LOG_SHARD_ID(7, 0), &same, 100);
+	return 0;
+}
+
+/*
+ * A shard-grouped frame's record block goes into batches with one copy,
+ * split at record boundaries when it does not fit; its records take the
+ * batch's base arrival, and read back byte-exact with the others.
+ */
+Test(log_basic, encoded_blocks_append_whole_or_split_at_records)
+{
+	enum { BLOCK_RECORDS = 300, DATA = 100 };
+	static uint8_t block[BLOCK_RECORDS * (DATA + 64)];
+	static uint64_t arrival_ns[BLOCK_RECORDS + 1];
+	struct arrivals arrivals = { .ns = arrival_ns };
+	uint8_t data[DATA];
+	uint8_t first_data[DATA];
+	char key[48];
+	char first_key[48];
+	struct log_config c;
+	struct log *log;
+	struct log_producer *p;
+	struct log_batch *b;
+	struct log_record_in first;
+	uint64_t seq_next[SHARDS] = { 0 };
+	uint32_t size = 0;
+	uint32_t done = 0;
+	uint32_t batches = 0;
+	struct log_reader *r;
+	uint64_t next = 0;
+
+	/* Record 0 the usual way; records 1 .. 300 as one encoded block. */
+	test_record_make(shard_of(0), 0, DATA, first_data, first_key, &first);
+	for (uint32_t i = 1; i <= BLOCK_RECORDS; i++) {
+		struct log_record_in in;
+
+		test_record_make(shard_of(0), i, DATA, data, key, &in);
+		size = (uint32_t)(record_wire_put(block + size, &(struct record_wire){
+			.partition_key = in.partition_key, .partition_key_size = in.partition_key_size,
+			.data = in.data, .data_size = in.data_size }) - block);
+	}
+	config_small(&c);
+	cr_assert_eq(log_open(&c, &log), 0);
+	cr_assert_eq(log_producer_open(log, &p), 0);
+	b = log_batch_get(p);
+	first.arrival_ns = 1000;
+	cr_assert_eq(log_batch_add(b, &first), 0);
+	while (done < BLOCK_RECORDS) {
+		uint32_t taken = 0;
+		uint32_t off = 0;
+		int n;
+
+		/* The offset of record `done` in the block: the walk the log does itself. */
+		for (uint32_t i = 0; i < done; i++) {
+			struct record_wire w;
+
+			off = (uint32_t)(record_wire_next(block + off, block + size, &w) - block);
+		}
+		n = log_batch_add_encoded(b, block + off, size - off, BLOCK_RECORDS - done,
+					  2000 + done, &taken);
+		cr_assert_geq(n, 0);
+		if (n == 0 || done + (uint32_t)n < BLOCK_RECORDS) {
+			if (n > 0)
+				done += (uint32_t)n;
+			cr_assert_eq(log_batch_submit(p, b, shard_of(0), 0), 0);
+			batches++;
+			while ((b = log_batch_get(p)) == NULL)
+				wait_one(p, seq_next);
+			continue;
+		}
+		done += (uint32_t)n;
+	}
+	cr_assert_eq(log_batch_submit(p, b, shard_of(0), 0), 0);
+	batches++;
+	cr_assert_gt(batches, 1, "a 300-record block does not fit one 16 KiB batch");
+	while (seq_next[0] < BLOCK_RECORDS + 1)
+		wait_one(p, seq_next);
+	log_producer_close(p);
+
+	cr_assert_eq(log_reader_open(log, &r), 0);
+	while (next < BLOCK_RECORDS + 1)
+		cr_assert_gt(log_read(r, shard_of(0), next, 1000, 1u << 20, arrival_fn, &arrivals,
+				      &next), 0);
+	log_reader_close(r);
+	cr_assert_eq(arrivals.count, BLOCK_RECORDS + 1);
+	cr_assert_eq(arrivals.bad, 0);
+	cr_assert_eq(arrival_ns[0], 1000);
+	cr_assert_eq(arrival_ns[1], 1000, "a block added to a batch takes its base arrival");
+	cr_assert_gt(arrival_ns[BLOCK_RECORDS], 2000, "a block opening a batch sets it");
+	log_close(log);
+}
+
+Test(log_basic, encoded_record_larger_than_a_batch_is_refused)
+{
+	static uint8_t block[20u << 10];
+	static uint8_t big[17u << 10];
+	struct log_config c;
+	struct log *log;
+	struct log_producer *p;
+	struct log_batch *b;
+	uint32_t taken = 0;
+	uint32_t size;
+
+	size = (uint32_t)(record_wire_put(block, &(struct record_wire){
+		.partition_key = (const uint8_t *)"k", .partition_key_size = 1,
+		.data = big, .data_size = sizeof(big) }) - block);
+	config_small(&c);
+	cr_assert_eq(log_open(&c, &log), 0);
+	cr_assert_eq(log_producer_open(log, &p), 0);
+	b = log_batch_get(p);
+	cr_assert_eq(log_batch_add_encoded(b, block, size, 1, 1, &taken), -EMSGSIZE);
+	cr_assert_eq(log_batch_record_count(b), 0);
+	log_batch_put(p, b);
+	log_producer_close(p);
+	log_close(log);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tests/protocol/frame_fixture.h"
+#include "tests/support/guard_buf.h"
 
 static const uint8_t hash_explicit[16] = {
 	0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
@@ -116,4 +117,10 @@ fixture_spec_vector(const char *name, uint8_t *out, size_t capacity)
 		return 0;
 	*end = '\0';
 	return fixture_hex_parse(start, out, capacity);
+}
+
+enum frame_err
+fixture_records_decode_guarded(const uint8_t *bytes, size_t size, struct frame_records *out)
+{
+	return frame_records_decode(guard_buf_place(bytes, size), size, out);
 }

@@ -17,12 +17,6 @@
 
 static uint8_t buf[FRAME_SIZE_MAX + 64];
 
-static enum frame_err
-decode_guarded(const uint8_t *bytes, size_t size, struct frame_records *out)
-{
-	return frame_records_decode(guard_buf_place(bytes, size), size, out);
-}
-
 Test(frame_records, round_trips_every_record_shape)
 {
 	uint32_t size = fixture_records_frame(buf, sizeof(buf), false);
@@ -31,7 +25,7 @@ Test(frame_records, round_trips_every_record_shape)
 	struct frame_record r;
 	unsigned i = 0;
 
-	cr_assert_eq(decode_guarded(buf, size, &records), FRAME_OK);
+	cr_assert_eq(fixture_records_decode_guarded(buf, size, &records), FRAME_OK);
 	cr_assert_eq(records.producer_id, 0x1122334455667788ull);
 	cr_assert_eq(records.batch_seq, 42);
 	cr_assert_eq(records.producer_epoch, 3);
@@ -70,7 +64,7 @@ Test(frame_records, refuses_every_truncation)
 		uint32_t frame_size;
 		uint32_t need;
 
-		cr_assert_eq(decode_guarded(buf, cut, &records), FRAME_ERR_TRUNCATED,
+		cr_assert_eq(fixture_records_decode_guarded(buf, cut, &records), FRAME_ERR_TRUNCATED,
 			     "cut to %u of %u", cut, size);
 		cr_assert_eq(frame_next(guard_buf_place(buf, cut), cut, &frame_size, &need),
 			     FRAME_ERR_TRUNCATED);
@@ -85,10 +79,10 @@ Test(frame_records, refuses_every_flipped_bit)
 
 	for (uint32_t bit = 0; bit < size * 8; bit++) {
 		buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		cr_assert_neq(decode_guarded(buf, size, &records), FRAME_OK, "bit %u", bit);
+		cr_assert_neq(fixture_records_decode_guarded(buf, size, &records), FRAME_OK, "bit %u", bit);
 		buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 	}
-	cr_assert_eq(decode_guarded(buf, size, &records), FRAME_OK);
+	cr_assert_eq(fixture_records_decode_guarded(buf, size, &records), FRAME_OK);
 }
 
 Test(frame_records, refuses_trailing_bytes)
@@ -97,7 +91,7 @@ Test(frame_records, refuses_trailing_bytes)
 	struct frame_records records;
 
 	buf[size] = 0;
-	cr_assert_eq(decode_guarded(buf, size + 1, &records), FRAME_ERR_TRAILING);
+	cr_assert_eq(fixture_records_decode_guarded(buf, size + 1, &records), FRAME_ERR_TRAILING);
 }
 
 /*
@@ -113,7 +107,7 @@ expect_patched(uint32_t offset, const void *value, size_t value_size, enum frame
 
 	memcpy(buf + offset, value, value_size);
 	frame_seal(buf, size);
-	got = decode_guarded(buf, size, &records);
+	got = fixture_records_decode_guarded(buf, size, &records);
 	cr_assert_eq(got, want, "offset %u: got %s want %s", offset, frame_err_str(got),
 		     frame_err_str(want));
 }
@@ -188,7 +182,8 @@ Test(frame_records, refuses_frame_size_out_of_bounds)
 	/* A frame of just a header is framed, but too short to be RECORDS. */
 	frame_store32(buf + FRAME_OFF_SIZE, FRAME_HEADER_SIZE);
 	frame_seal(buf, FRAME_HEADER_SIZE);
-	cr_assert_eq(decode_guarded(buf, FRAME_HEADER_SIZE, &records), FRAME_ERR_FRAME_SIZE);
+	cr_assert_eq(fixture_records_decode_guarded(buf, FRAME_HEADER_SIZE, &records),
+		     FRAME_ERR_FRAME_SIZE);
 	cr_assert_not(records.identity_valid);
 }
 
@@ -199,7 +194,7 @@ Test(frame_records, nack_identity_survives_a_bad_record)
 
 	buf[REC0] = 3;
 	frame_seal(buf, size);
-	cr_assert_eq(decode_guarded(buf, size, &records), FRAME_ERR_RECORD_FLAGS);
+	cr_assert_eq(fixture_records_decode_guarded(buf, size, &records), FRAME_ERR_RECORD_FLAGS);
 	cr_assert(records.identity_valid);
 	cr_assert_eq(records.batch_seq, 42);
 	cr_assert_eq(records.producer_id, 0x1122334455667788ull);

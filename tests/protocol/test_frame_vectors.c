@@ -167,3 +167,50 @@ Test(frame_vectors, nack_throttled)
 	cr_assert_eq(n, (int)size);
 	cr_assert_arr_eq(out, vec, size);
 }
+
+Test(frame_vectors, shard_records_two)
+{
+	size_t size = load("shard_records_two");
+	static const uint8_t md5_a[16] = {
+		0x0c, 0xc1, 0x75, 0xb9, 0xc0, 0xf1, 0xb6, 0xa8,
+		0x31, 0xc3, 0x99, 0xe2, 0x69, 0x77, 0x26, 0x61,
+	};
+	static const uint8_t explicit_b[16] = { 0x80, [15] = 0x01 };
+	struct frame_records rec;
+	struct frame_record_iter iter;
+	struct frame_record r;
+	struct frame_writer w;
+	struct frame_batch_params params = {
+		.producer_id = PRODUCER, .batch_seq = 5, .producer_epoch = 1,
+		.ack_mode = FRAME_ACK_DURABLE, .shard_grouped = true, .shard_index = 3,
+		.stream_name = "events", .stream_name_size = 6,
+	};
+	int n;
+
+	cr_assert_eq(frame_records_decode(guard_buf_place(vec, size), size, &rec), FRAME_OK);
+	cr_assert(rec.shard_grouped);
+	cr_assert_eq(rec.shard_index, 3);
+	cr_assert_eq(rec.batch_seq, 5);
+	cr_assert_eq(rec.record_count, 2);
+	frame_record_iter_init(&iter, &rec);
+	cr_assert(frame_record_iter_next(&iter, &r));
+	cr_assert_eq(r.hash_kind, FRAME_HASH_MD5);
+	cr_assert_arr_eq(r.hash_key, md5_a, 16);
+	cr_assert_arr_eq(r.data, "hello", 5);
+	cr_assert(frame_record_iter_next(&iter, &r));
+	cr_assert_eq(r.hash_kind, FRAME_HASH_EXPLICIT);
+	cr_assert_arr_eq(r.hash_key, explicit_b, 16);
+	cr_assert_eq(r.data_size, 0);
+
+	cr_assert_eq(frame_writer_begin(&w, out, sizeof(out), &params), 0);
+	r = (struct frame_record){ .key = (const uint8_t *)"a", .key_size = 1,
+				   .hash_kind = FRAME_HASH_MD5, .hash_key = md5_a,
+				   .data = (const uint8_t *)"hello", .data_size = 5 };
+	cr_assert_eq(frame_writer_add(&w, &r), 0);
+	r = (struct frame_record){ .key = (const uint8_t *)"b", .key_size = 1,
+				   .hash_kind = FRAME_HASH_EXPLICIT, .hash_key = explicit_b };
+	cr_assert_eq(frame_writer_add(&w, &r), 0);
+	n = frame_writer_finish(&w);
+	cr_assert_eq(n, (int)size);
+	cr_assert_arr_eq(out, vec, size);
+}

@@ -43,6 +43,28 @@ def records_frame(producer_id, batch_seq, epoch, ack_mode, stream, records, auth
     return seal(frame)
 
 
+def varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def shard_records_frame(producer_id, batch_seq, epoch, ack_mode, stream, shard, records):
+    """records: (key, data, hash_key, explicit) -- section 3.1, the log's record encoding."""
+    frame = bytearray(b'SLUC' + bytes(8) + struct.pack('<BBH', 1, 4, ack_mode))
+    frame += struct.pack('<QQIHBB', producer_id, batch_seq, epoch, len(records), len(stream), 0)
+    frame += stream + struct.pack('<I', shard)
+    for key, data, hash_key, explicit in records:
+        frame += b'\x00' + bytes([1 if explicit else 0]) + varint(len(key))
+        frame += (hash_key if explicit else b'') + key + varint(len(data)) + data
+    for _, _, hash_key, _ in records:
+        frame += hash_key
+    return seal(frame)
+
+
 def ack_frame(ftype, flags, producer_id, batch_seq, epoch, status, record_count, record_index,
               runs, credit, retry_after):
     frame = bytearray(b'SLUC' + bytes(8) + struct.pack('<BBH', 1, ftype, flags))
@@ -70,6 +92,10 @@ def main():
         'ack_durable': ack_frame(2, 2, pid, 3, 1, 0, 3, 0xFFFF, [(41, 0, 1), (7, 3, 2)],
                                  65536, 0),
         'nack_throttled': ack_frame(3, 0, pid, 4, 1, 5, 2, 0xFFFF, [], 0, 100),
+        'shard_records_two': shard_records_frame(
+            pid, 5, 1, 2, b'events', 3,
+            [(b'a', b'hello', hashlib.md5(b'a').digest(), False),
+             (b'b', b'', (2**127 + 1).to_bytes(16, 'big'), True)]),
     }
     assert crc32c(b'123456789') == 0xE3069283
     failed = 0

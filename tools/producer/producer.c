@@ -84,6 +84,8 @@ producer_free(struct sluice_producer *producer)
 			free(producer->lanes[l].batches[i].tags);
 		}
 	}
+	free(producer->scratch);
+	free(producer->shards);
 	free(producer);
 }
 
@@ -127,6 +129,11 @@ sluice_producer_open(const struct sluice_producer_config *config,
 	p->credit_size = FRAME_CREDIT_UNLIMITED;
 	p->reconnect_ms = PRODUCER_RECONNECT_MS_MIN;
 	producer_identity(p);
+	p->scratch = malloc(config->batch_size_max);
+	if (p->scratch == NULL) {
+		err = -ENOMEM;
+		goto out_free;
+	}
 	for (uint32_t l = 0; l < config->lanes; l++) {
 		for (int i = 0; i < 2; i++) {
 			struct producer_batch *b = &p->lanes[l].batches[i];
@@ -153,22 +160,37 @@ out_free:
 	return err;
 }
 
+/* A batch (SHARD_RECORDS for `shard`, or RECORDS when NULL) into b->frame, or `buf`. */
 static void
-batch_begin(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns)
+batch_writer_begin(struct sluice_producer *p, struct frame_writer *writer, uint8_t *buf,
+		   uint64_t batch_seq, const struct producer_shard *shard)
 {
 	struct frame_batch_params params = {
 		.producer_id = p->config.producer_id,
-		.batch_seq = 0,                 /* Patched when sealed. */
+		.batch_seq = batch_seq,
 		.producer_epoch = p->config.producer_epoch,
 		.ack_mode = p->config.ack_mode,
 		.auth = p->auth,
+		.shard_grouped = shard != NULL,
+		.shard_index = shard != NULL ? shard->shard_index : 0,
 		.stream_name = p->stream_name,
 		.stream_name_size = (uint8_t)strlen(p->stream_name),
 	};
-	int rc = frame_writer_begin(&b->writer, b->frame, p->config.batch_size_max, &params);
+	int rc = frame_writer_begin(writer, buf, p->config.batch_size_max, &params);
 
 	assert(rc == 0);    /* config_valid() checked that a batch head fits. */
 	(void)rc;
+}
+
+static void
+batch_begin(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns,
+	    const struct producer_shard *shard)
+{
+	/* The seq is patched when sealed. */
+	batch_writer_begin(p, &b->writer, b->frame, 0, shard);
+	b->grouped = shard != NULL;
+	b->shard_index = shard != NULL ? shard->shard_index : 0;
+	b->records_size = batch_head_size(&p->config);
 	b->state = BATCH_OPEN;
 	b->opened_ns = now_ns;
 	b->sends = 0;
@@ -232,6 +254,8 @@ status_errno(uint8_t status)
 		return -ESTALE;
 	case FRAME_STATUS_SEQUENCE_OLD:
 		return -EPROTO;
+	case FRAME_STATUS_WRONG_SHARD:
+		return -ENXIO;
 	default:
 		return -EINVAL;
 	}
@@ -375,7 +399,9 @@ lane_seal(struct sluice_producer *p, struct producer_lane *lane, uint64_t now_ns
 
 	if (!lane_can_seal(p, lane))
 		return false;
-	if (b->all_hashed && b->writer.record_count > 1) {
+	if (b->grouped)
+		p->stats.batches_grouped++;
+	else if (b->all_hashed && b->writer.record_count > 1) {
 		lane_sort(p, lane);
 		b = &lane->batches[lane->open_index];
 	}
@@ -433,6 +459,46 @@ producer_next_timer_ns(const struct sluice_producer *p)
 	return next;
 }
 
+/*
+ * A grouped batch the appliance refused (WRONG_SHARD: nothing stored) as a
+ * RECORDS frame of the same records, order and batch_seq, in place. It fits:
+ * records_size kept it within batch_size_max. False when its bytes are still
+ * being written to a TCP socket.
+ */
+static bool
+batch_regroup(struct sluice_producer *p, struct producer_batch *b)
+{
+	struct frame_records fr;
+	struct frame_record_iter it;
+	struct frame_record r;
+	struct frame_writer w;
+	int size;
+
+	if (b->queued && !producer_txq_remove(p, b))
+		return false;
+	b->queued = false;
+	if (frame_records_decode(b->frame, b->frame_size, &fr) != FRAME_OK)
+		return false;
+	batch_writer_begin(p, &w, p->scratch, b->batch_seq, NULL);
+	frame_record_iter_init(&it, &fr);
+	while (frame_record_iter_next(&it, &r)) {
+		int rc = frame_writer_add(&w, &r);
+
+		assert(rc == 0);
+		(void)rc;
+	}
+	size = frame_writer_finish(&w);
+	assert(size > 0 && (uint32_t)size == b->records_size);
+	memcpy(b->frame, p->scratch, (size_t)size);
+	w.buf = b->frame;
+	b->writer = w;
+	p->inflight_bytes = p->inflight_bytes - b->frame_size + (uint32_t)size;
+	b->frame_size = (uint32_t)size;
+	b->grouped = false;
+	p->stats.batches_regrouped++;
+	return true;
+}
+
 static struct producer_batch *
 flying_find(struct sluice_producer *p, uint64_t batch_seq)
 {
@@ -482,6 +548,14 @@ producer_answer(struct sluice_producer *p, const struct frame_ack *ack, uint64_t
 	}
 	if (ack->status == FRAME_STATUS_STALE_EPOCH)
 		p->fenced = true;
+	if (ack->status == FRAME_STATUS_WRONG_SHARD && b->grouped) {
+		p->map_stale = true;
+		if (batch_regroup(p, b)) {
+			b->last_status = ack->status;
+			producer_batch_transmit(p, b, now_ns);
+			return;
+		}
+	}
 	producer_batch_fail(p, b, status_errno(ack->status), ack->status);
 }
 
@@ -510,6 +584,46 @@ record_prepare(struct sluice_producer *p, struct frame_record *r, uint8_t md5[16
 	return 0;
 }
 
+/* The map's shard owning the record's hash key, or NULL (no map, no hash key, a gap). */
+static const struct producer_shard *
+shard_of(const struct sluice_producer *p, const struct frame_record *r)
+{
+	uint32_t low = 0;
+	uint32_t high = p->shard_count;
+	hashkey_t key;
+
+	if (p->shard_count == 0 || r->hash_kind == FRAME_HASH_NONE)
+		return NULL;
+	key = hashkey_from_be_bytes(r->hash_key);
+	while (low < high) {        /* The first shard starting above the key ... */
+		uint32_t mid = low + (high - low) / 2;
+
+		if (p->shards[mid].start <= key)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	/* ... so the one before it is the only one that may own it. */
+	if (low == 0 || key > p->shards[low - 1].end)
+		return NULL;
+	return &p->shards[low - 1];
+}
+
+/* Whether `r` still fits the lane's open batch `b` (both encodings for a grouped batch). */
+static bool
+batch_has_room(const struct sluice_producer *p, const struct producer_batch *b,
+	       const struct frame_record *r)
+{
+	if (b->writer.record_count == p->config.batch_records_max)
+		return false;
+	if ((uint64_t)b->writer.size + b->writer.reserve + frame_writer_record_size(&b->writer, r) >
+	    b->writer.capacity)
+		return false;
+	return !b->grouped || (uint64_t)b->records_size +
+			      frame_record_encoded_size(r->key_size, r->hash_kind, r->data_size) <=
+			      p->config.batch_size_max;
+}
+
 int
 sluice_producer_put(struct sluice_producer *p, const void *key, uint16_t key_size,
 		    const void *data, uint32_t data_size, const uint8_t *hash_key, uint64_t tag)
@@ -518,6 +632,7 @@ sluice_producer_put(struct sluice_producer *p, const void *key, uint16_t key_siz
 				  .data_size = data_size, .hash_key = hash_key };
 	uint8_t md5[16];
 	uint64_t now_ns = clock_mono_ns();
+	const struct producer_shard *shard;
 	struct producer_lane *lane;
 	struct producer_batch *b;
 	int rc;
@@ -527,12 +642,16 @@ sluice_producer_put(struct sluice_producer *p, const void *key, uint16_t key_siz
 	rc = record_prepare(p, &r, md5);
 	if (rc != 0)
 		return rc;
-	lane = &p->lanes[crc32c(0, key, key_size) % p->config.lanes];
+	/* With a map, lanes follow shards (a key keeps its lane while the map stands). */
+	shard = shard_of(p, &r);
+	lane = &p->lanes[shard != NULL ? (uint32_t)(shard - p->shards) % p->config.lanes :
+					 crc32c(0, key, key_size) % p->config.lanes];
+	if (p->map_stale)
+		shard = NULL;
 	b = &lane->batches[lane->open_index];
 	if (b->state == BATCH_OPEN &&
-	    (b->writer.record_count == p->config.batch_records_max ||
-	     b->writer.size + b->writer.reserve +
-	     frame_record_encoded_size(r.key_size, r.hash_kind, r.data_size) > b->writer.capacity)) {
+	    (!batch_has_room(p, b, &r) || b->grouped != (shard != NULL) ||
+	     (shard != NULL && b->shard_index != shard->shard_index))) {
 		if (!lane_seal(p, lane, now_ns))
 			return -EAGAIN;
 		b = &lane->batches[lane->open_index];
@@ -540,16 +659,74 @@ sluice_producer_put(struct sluice_producer *p, const void *key, uint16_t key_siz
 	if (b->state != BATCH_OPEN) {
 		if (b->state != BATCH_EMPTY)
 			return -EAGAIN;     /* Still draining to a TCP socket. */
-		batch_begin(p, b, now_ns);
+		batch_begin(p, b, now_ns, shard);
+		if (!batch_has_room(p, b, &r))
+			batch_begin(p, b, now_ns, NULL);  /* Fits RECORDS only (record_prepare). */
 	}
 	rc = frame_writer_add(&b->writer, &r);
-	assert(rc == 0);    /* record_prepare() and the room check above. */
+	assert(rc == 0);    /* record_prepare() and the room checks above. */
 	b->all_hashed = b->all_hashed && r.hash_kind != FRAME_HASH_NONE;
+	b->records_size += frame_record_encoded_size(r.key_size, r.hash_kind, r.data_size);
 	b->tags[b->writer.record_count - 1] = tag;
 	p->stats.records_put++;
 	if (b->writer.record_count == p->config.batch_records_max)
 		lane_seal(p, lane, now_ns);
 	return 0;
+}
+
+static int
+shard_compare(const void *a, const void *b)
+{
+	const struct producer_shard *x = a;
+	const struct producer_shard *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+int
+sluice_producer_set_shard_map(struct sluice_producer *p, const struct sluice_shard_range *shards,
+			      uint32_t count)
+{
+	struct producer_shard *map = NULL;
+
+	if (count > SLUICE_SHARDS_MAX || (count > 0 && !p->config.hash_keys))
+		return -EINVAL;
+	if (p->stats.records_put != p->stats.records_ok + p->stats.records_failed)
+		return -EBUSY;
+	if (count > 0) {
+		map = calloc(count, sizeof(*map));
+		if (map == NULL)
+			return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		map[i] = (struct producer_shard){
+			.start = hashkey_from_be_bytes(shards[i].start),
+			.end = hashkey_from_be_bytes(shards[i].end),
+			.shard_index = shards[i].shard_index,
+		};
+		if (map[i].start > map[i].end) {
+			free(map);
+			return -EINVAL;
+		}
+	}
+	qsort(map, count, sizeof(*map), shard_compare);
+	for (uint32_t i = 1; i < count; i++) {
+		if (map[i].start <= map[i - 1].end) {
+			free(map);
+			return -EINVAL;
+		}
+	}
+	free(p->shards);
+	p->shards = map;
+	p->shard_count = count;
+	p->map_stale = false;
+	return 0;
+}
+
+bool
+sluice_producer_map_stale(const struct sluice_producer *p)
+{
+	return p->map_stale;
 }
 
 void

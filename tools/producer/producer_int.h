@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "common/hashkey.h"
 #include "protocol/frame.h"
 #include "tools/producer/sluice_producer.h"
 
@@ -42,6 +43,18 @@ struct producer_batch {
 	bool queued;                /* TCP: in the transmit queue. */
 	bool sent_once;             /* False until its first send (for stats). */
 	bool all_hashed;            /* Every record carries a hash key: sortable by it. */
+	bool grouped;               /* A SHARD_RECORDS frame for shard_index. */
+	uint32_t shard_index;
+	uint32_t records_size;      /* Grouped: the same records' size in a RECORDS frame, head
+				     * and trailer included, kept within batch_size_max so a
+				     * WRONG_SHARD answer can resend them as one. */
+};
+
+/* The shard map (sluice_producer_set_shard_map), sorted by range start. */
+struct producer_shard {
+	hashkey_t start;
+	hashkey_t end;
+	uint32_t shard_index;
 };
 
 /* One record of a batch being sorted by hash key. */
@@ -84,6 +97,10 @@ struct sluice_producer {
 	uint8_t rx[2 * FRAME_ACK_SIZE_MAX];
 	struct producer_lane lanes[FRAME_DEDUP_WINDOW];
 	struct producer_sort_entry sort[FRAME_RECORDS_MAX];
+	struct producer_shard *shards;  /* The map; NULL: RECORDS frames only. */
+	uint32_t shard_count;
+	bool map_stale;             /* A WRONG_SHARD NACK came: RECORDS frames until a new map. */
+	uint8_t *scratch;           /* batch_size_max: a grouped batch rewritten as RECORDS. */
 	struct sluice_producer_stats stats;
 };
 

@@ -17,6 +17,14 @@
  * included. A batch whose records all carry hash keys is sorted by hash key
  * (stably) when sealed, so the ACK needs one run per shard touched.
  *
+ * Shard-grouped batches: given the stream's shard map
+ * (sluice_producer_set_shard_map, from ListShards), lanes follow shards and
+ * each batch holds one shard's records, sent as SHARD_RECORDS frames that the
+ * appliance appends with one copy (no MD5, no routing per record). When a
+ * NACK says the map moved (WRONG_SHARD), the batch is resent as a RECORDS
+ * frame, later batches are RECORDS too, and sluice_producer_map_stale() says
+ * so until a new map is given.
+ *
  * Exactly once: each batch carries (producer_id, epoch, batch_seq); retries
  * resend the same batch, which the appliance stores at most once. At most
  * FRAME_DEDUP_WINDOW batches are unacknowledged and their seqs span less
@@ -144,6 +152,27 @@ bool sluice_producer_wants_write(const struct sluice_producer *producer);
 /* Milliseconds until the next timer (linger, retry, reconnect); -1: none. */
 int sluice_producer_timeout_ms(const struct sluice_producer *producer);
 
+/* One open shard of the stream, as ListShards shows it. */
+struct sluice_shard_range {
+	uint32_t shard_index;      /* shardId-NNNNNNNNNNNN's number. */
+	uint8_t start[16];         /* Its hash-key range, inclusive, big-endian. */
+	uint8_t end[16];
+};
+
+/*
+ * Sends SHARD_RECORDS frames from now on: `shards` (copied) are the stream's
+ * open shards, in any order; their ranges must not overlap. Records whose
+ * hash key no range owns go in RECORDS frames. count 0 returns to RECORDS
+ * frames. Records need hash keys: hash_keys on, or explicit hash keys.
+ * Lanes change with the map, so it may only change while nothing is
+ * outstanding: -EBUSY otherwise (flush first). -EINVAL for overlapping
+ * ranges, more than SLUICE_SHARDS_MAX, or hash_keys off; -ENOMEM.
+ */
+int sluice_producer_set_shard_map(struct sluice_producer *producer,
+				  const struct sluice_shard_range *shards, uint32_t count);
+/* True once a WRONG_SHARD NACK said the map moved, until the next set_shard_map(). */
+bool sluice_producer_map_stale(const struct sluice_producer *producer);
+
 struct sluice_producer_stats {
 	uint64_t records_put;
 	uint64_t records_ok;
@@ -158,6 +187,8 @@ struct sluice_producer_stats {
 	uint64_t answers_forged;       /* Signing producer: answers not signed with its key (or
 					* stale): ignored (docs/PROTOCOL.md section 7). */
 	uint64_t connects;             /* TCP (re)connections established. */
+	uint64_t batches_grouped;      /* Sealed as SHARD_RECORDS frames. */
+	uint64_t batches_regrouped;    /* NACKed WRONG_SHARD, resent as RECORDS frames. */
 	uint64_t producer_id;
 	uint32_t producer_epoch;
 };

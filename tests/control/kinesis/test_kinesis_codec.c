@@ -1,7 +1,7 @@
 /*
  * kinesis codecs: sequence numbers (AWS/kinesalite v2 layout, golden values),
  * shard iterators and NextTokens (round trip, every truncation, every flipped
- * bit, wrong secret), strict base64 blobs, and routing golden values.
+ * bit, wrong secret), and routing golden values (strict base64: tests/common).
  */
 #include <errno.h>
 #include <string.h>
@@ -40,6 +40,49 @@ Test(seqnum, matches_the_reference_worked_example)
 	sn.shard_index = 1;
 	/* Adjacent shards' starting numbers differ by 2^144 + 16, as observed on AWS. */
 	assert_seqnum(&sn, "49680576507357215412660280780523976438502991136460636178");
+}
+
+static int
+client(const char *text, struct seqnum_client *c)
+{
+	return seqnum_parse_client(guard_buf_place(text, strlen(text)), strlen(text), c);
+}
+
+/* A client's number read as AWS reads it (kinesalite's versions; issue 12). */
+Test(seqnum, client_numbers_are_read_as_aws_reads_them)
+{
+	struct seqnum sn = { .shard_created_s = 1500000000, .shard_index = 7, .seq = 42,
+			     .put_s = 1500000100 };
+	char ours[SEQNUM_DECIMAL_SIZE];
+	struct seqnum_client c;
+
+	/* Small: 2^124 added, version 0, the shard index in the last four hex digits. */
+	cr_assert_eq(client("5", &c), 0);
+	cr_assert(c.version == 0 && c.shard_index == 5 && c.shard_created_s == 0);
+	cr_assert_eq(client("12345", &c), 0);
+	cr_assert_eq(c.shard_index, 12345);
+	/* Ours are version 2, every field as written. */
+	seqnum_format(&sn, ours);
+	cr_assert_eq(client(ours, &c), 0);
+	cr_assert(c.version == 2 && c.shard_index == 7 && c.seq == 42 &&
+		  c.shard_created_s == 1500000000 && c.put_s == 1500000100);
+	/* 0x2...01: version 1. */
+	cr_assert_eq(client("49039857307708443467467104868809893875799651909875269633", &c), 0);
+	cr_assert_eq(c.version, 1);
+	/* Version 3 fails inside AWS; 4 and exactly 2^185 (no version) are invalid. */
+	cr_assert_eq(client("49039857307708443467467104868809893875799651909875269635", &c),
+		     -ERANGE);
+	cr_assert_eq(client("49039857307708443467467104868809893875799651909875269636", &c),
+		     -EINVAL);
+	cr_assert_eq(client("49039857307708443467467104868809893875799651909875269632", &c),
+		     -EINVAL);
+	/* An 8 leading the seq field; a version 0 created too late; 2^130 (no version). */
+	cr_assert_eq(client("49039857307719593840066370180380661734935976090628259842", &c),
+		     -EINVAL);
+	cr_assert_eq(client("26227199374822427428162556223570313216", &c), -EINVAL);
+	cr_assert_eq(client("1361129467683753853853498429727072845824", &c), -EINVAL);
+	cr_assert_eq(client("x", &c), -EINVAL);
+	cr_assert_eq(client("", &c), -EINVAL);
 }
 
 Test(seqnum, round_trips_extremes)
@@ -270,44 +313,6 @@ Test(iterator, tokens_round_trip_and_are_not_iterators)
 	cr_assert_eq(iterator_decode(secret, text, size, &it), -EINVAL);
 	text[size - 2] = text[size - 2] == 'A' ? 'B' : 'A';
 	cr_assert_eq(iterator_token_decode(secret, text, size, &back), -EINVAL);
-}
-
-Test(base64, round_trips_every_length)
-{
-	uint8_t data[64];
-	uint8_t back[64];
-	char text[100];
-
-	for (size_t i = 0; i < sizeof(data); i++)
-		data[i] = (uint8_t)(i * 37 + 1);
-	for (size_t n = 0; n <= sizeof(data); n++) {
-		size_t size = kinesis_base64_encode(data, n, text);
-
-		cr_assert_eq(size, (n + 2) / 3 * 4);
-		cr_assert_eq(kinesis_base64_decode(guard_buf_place(text, size), size, back,
-						   sizeof(back)), (int64_t)n);
-		cr_assert_arr_eq(back, data, n);
-	}
-}
-
-Test(base64, is_as_strict_as_aws)
-{
-	static const char *const bad[] = {
-		"a", "ab", "abc", "abcde", "ab=c", "a===", "====", "YQ=a", "YR==", "YWJ=",
-		"YW J", "YW\nJ", "YWI*", "=YWI",
-		/* The same faults in a group that is not the last one (the fast path). */
-		"YW*JYWJj", "YWJ*YWJj", "Y*JjYWJj", "YWJ=YWJj", "YW==YWJj", "YWJ\xffYWJj",
-		"YWJ YWJj",
-	};
-	uint8_t out[16];
-
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert_lt(kinesis_base64_decode(bad[i], strlen(bad[i]), out, sizeof(out)), 0,
-			     "%s", bad[i]);
-	cr_assert_eq(kinesis_base64_decode("YQ==", 4, out, sizeof(out)), 1);
-	cr_assert_eq(kinesis_base64_decode("YWI=", 4, out, sizeof(out)), 2);
-	cr_assert_eq(kinesis_base64_decode("", 0, out, sizeof(out)), 0);
-	cr_assert_eq(kinesis_base64_decode("YWJj", 4, out, 2), -ENOBUFS);
 }
 
 static void

@@ -7,7 +7,9 @@
 # back through the Kinesis API (sluice consume): content, the shard its ACK
 # named (MD5 routing), per-shard order by sequence, exactly once. `sluice produce
 # --transport udp` (libsluice) also sends through the dataplane to a second stream;
-# then with [dataplane] auth_keys only HMAC-signed frames are stored.
+# then with [dataplane] auth_keys only HMAC-signed frames are stored. With --shard-map
+# libsluice sends shard-grouped frames into a third stream while one of its shards
+# splits: whatever the map's moves cost, every record is read back exactly once.
 # The 5th argument picks the backend ([dataplane] backend): dpdk (net_tap, the
 # default) or kernel (kernel sockets on 198.18.0.1, an address of the
 # namespace's loopback); everything else is the same test.
@@ -24,6 +26,7 @@ tmp=$(mktemp -d)
 ns=sluice-dps-$$
 tap=sdps$$
 port=$(free_port)
+admin_port=$(free_port)
 endpoint=http://127.0.0.1:$port
 records=${DP_SLUICED_RECORDS:-20000}
 produce_records=${DP_SLUICED_PRODUCE_RECORDS:-100000}
@@ -46,7 +49,7 @@ start_sluiced() { # log file, extra sluiced arguments
 	ip netns exec "$ns" "$sluiced" --data-dir "$tmp/data" --api-listen "127.0.0.1:$port" \
 		--set "dataplane.backend=$backend" \
 		--set "dataplane.vdev=net_tap0,iface=$tap" --set dataplane.no_huge=true \
-		--set dataplane.workers=2 "$@" >"$log" 2>&1 &
+		--set dataplane.workers=2 --set "admin.listen=127.0.0.1:$admin_port" "$@" >"$log" 2>&1 &
 	pid=$!
 	wait_for_line "$log" "sluiced: ready" 30 || fail "sluiced not ready: $(cat "$log")"
 	[ "$backend" = kernel ] && return 0
@@ -87,10 +90,42 @@ grep -q "stored $produce_records failed 0" "$tmp/produce" || fail "sluice produc
 n=$(ip netns exec "$ns" "$sluice" consume events --max "$produce_records" --endpoint "$endpoint" | wc -l)
 [ "$n" = "$produce_records" ] || fail "events: read back $n of $produce_records"
 
+# Shard-grouped frames (--shard-map: the map from ListShards) with a split midway.
+grouped_records=$((produce_records / 2))
+ip netns exec "$ns" "$sluice" stream create grouped --shards 2 --endpoint "$endpoint" >/dev/null ||
+	fail "stream create grouped"
+wait_for_line "$tmp/sluiced.1" "published 3 streams, 8 open shards" 10 || fail "no route for grouped"
+ip netns exec "$ns" "$sluice" produce grouped --transport udp --target 198.18.0.1:4570 \
+	--shard-map --endpoint "$endpoint" --count "$grouped_records" --batch 12 --quiet \
+	>"$tmp/grouped" 2>&1 &
+gpid=$!
+ip netns exec "$ns" /usr/bin/python3 - "$endpoint" <<'EOF3' || fail "split grouped"
+import sys, boto3
+k = boto3.client("kinesis", endpoint_url=sys.argv[1], region_name="us-east-1",
+                 aws_access_key_id="x", aws_secret_access_key="x")
+k.split_shard(StreamName="grouped", ShardToSplit="shardId-000000000000",
+              NewStartingHashKey=str(2**126))
+EOF3
+wait "$gpid" || fail "sluice produce --shard-map: $(cat "$tmp/grouped")"
+grep -q "stored $grouped_records failed 0" "$tmp/grouped" || fail "grouped: $(cat "$tmp/grouped")"
+n=$(ip netns exec "$ns" "$sluice" consume grouped --format json --max "$grouped_records" \
+	--endpoint "$endpoint" | /usr/bin/python3 -c '
+import json, sys
+seen = [json.loads(line)["Data"] for line in sys.stdin]
+print(len(set(seen)) if len(seen) == len(set(seen)) else "duplicates")')
+[ "$n" = "$grouped_records" ] || fail "grouped: read back $n of $grouped_records"
+ip netns exec "$ns" curl -sf "http://127.0.0.1:$admin_port/status.json" >"$tmp/status" ||
+	fail "status.json"
+/usr/bin/python3 -c '
+import json, sys
+dp = json.load(open(sys.argv[1]))["dataplane"]
+sys.exit(0 if dp["frames_shard_grouped"] > 0 else "no shard-grouped frame was taken")' \
+	"$tmp/status" || fail "grouped frames: $(cat "$tmp/status")"
+
 # Restart: everything acknowledged so far must still be there afterwards.
 stop_sluiced
 start_sluiced "$tmp/sluiced.2"
-wait_for_line "$tmp/sluiced.2" "published 2 streams, 6 open shards" 10 || fail "no route table"
+wait_for_line "$tmp/sluiced.2" "published 3 streams, 9 open shards" 10 || fail "no route table"
 ip netns exec "$ns" nft -f - <<EOF2 || fail "nft rules"
 table ip sluice_chaos {
 	chain out {
@@ -118,7 +153,7 @@ cat "$tmp/ledger.1" "$tmp/ledger.2" >"$tmp/ledger"
 key=7:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 stop_sluiced
 start_sluiced "$tmp/sluiced.3" --set "dataplane.auth_keys=$key"
-wait_for_line "$tmp/sluiced.3" "published 2 streams, 6 open shards" 10 || fail "no route table"
+wait_for_line "$tmp/sluiced.3" "published 3 streams, 9 open shards" 10 || fail "no route table"
 ip netns exec "$ns" "$sender" -S orders -K "$key" -n 1200 -s 23 -l "$tmp/ledger.3" -t 30 ||
 	fail "signed frames refused"
 ip netns exec "$ns" "$sender" -S orders -n 12 -s 24 -l "$tmp/ledger.4" -t 10 >"$tmp/unsigned" 2>&1 &&

@@ -13,11 +13,13 @@
 
 #include <criterion/criterion.h>
 
+#include "common/hashkey.h"
 #include "tests/support/seed.h"
 #include "tests/tools/producer/harness.h"
 
 struct scenario {
 	bool tcp;
+	uint32_t map_shards;        /* Give the producer the server's map of so many shards. */
 	uint32_t count;
 	uint32_t keys;
 	uint32_t batch_records_max;
@@ -50,6 +52,22 @@ scenario_run(const struct scenario *sc, struct test_server_config *server_config
 	if (sc->batch_records_max != 0)
 		pc.batch_records_max = sc->batch_records_max;
 	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	if (sc->map_shards != 0) {
+		struct sluice_shard_range map[16];
+
+		cr_assert_leq(sc->map_shards, 16);
+		/* The server's equal ranges; given in reverse: the producer sorts them. */
+		for (uint32_t i = 0; i < sc->map_shards; i++) {
+			uint32_t k = sc->map_shards - 1 - i;
+
+			map[i].shard_index = k;
+			hashkey_to_be_bytes(hashkey_range_start(k, sc->map_shards), map[i].start);
+			hashkey_to_be_bytes(k + 1 < sc->map_shards ?
+					    hashkey_range_start(k + 1, sc->map_shards) - 1 :
+					    HASHKEY_MAX, map[i].end);
+		}
+		cr_assert_eq(sluice_producer_set_shard_map(p, map, sc->map_shards), 0);
+	}
 	put_all(p, sc->count, sc->keys);
 	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
 	sluice_producer_stats(p, &stats);
@@ -195,4 +213,46 @@ Test(producer, two_producers_share_a_lossy_server)
 		cr_assert_eq(outcomes[i].seq, rec->seq);
 	}
 	test_server_free(server);
+}
+
+/*
+ * With the shard map, every batch is one shard's SHARD_RECORDS frame; when a
+ * NACK says the map moved, that batch goes again as a RECORDS frame (same
+ * seq), later ones too, and still every record is stored exactly once, in
+ * key order, under drops, duplicates and reordering.
+ */
+Test(producer, udp_shard_grouped_batches_and_a_moved_map)
+{
+	struct test_server_config sc;
+	struct scenario s = { .count = 3000, .keys = 37, .positions_required = true,
+			      .expect_all_ok = true, .map_shards = 4 };
+
+	server_config_init(&sc, false);
+	scenario_run(&s, &sc);
+	cr_assert_gt(last_producer_stats.batches_grouped, 0);
+	cr_assert_eq(last_server_stats.grouped_stored, last_server_stats.batches_stored,
+		     "with the map every batch is grouped");
+
+	server_config_init(&sc, false);
+	sc.wrong_shard_pct = 20;
+	sc.drop_in_pct = 10;
+	sc.dup_in_pct = 10;
+	sc.reorder_pct = 10;
+	scenario_run(&s, &sc);
+	cr_assert_gt(last_server_stats.wrong_shard, 0);
+	cr_assert_gt(last_producer_stats.batches_regrouped, 0);
+	cr_assert_gt(last_server_stats.batches_stored, last_server_stats.grouped_stored,
+		     "after the map moved, RECORDS frames");
+}
+
+Test(producer, tcp_shard_grouped_batches)
+{
+	struct test_server_config sc;
+	struct scenario s = { .tcp = true, .count = 3000, .keys = 37, .positions_required = true,
+			      .expect_all_ok = true, .map_shards = 4 };
+
+	server_config_init(&sc, true);
+	sc.wrong_shard_pct = 5;
+	scenario_run(&s, &sc);
+	cr_assert_gt(last_producer_stats.batches_grouped, 0);
 }

@@ -111,6 +111,9 @@ batch_store(struct test_server *s, const struct frame_records *rec, struct frame
 		       hk == hashkey_from_partition_key(r.key, r.key_size));
 		/* Equal ranges of the hash-key space, as a new Kinesis stream has. */
 		uint32_t shard = (uint32_t)(((uint64_t)(hk >> 96) * s->config.shards) >> 32);
+
+		/* A grouped frame's records all lie in its shard (the appliance checks it). */
+		assert(!rec->shard_grouped || shard == rec->shard_index);
 		uint64_t seq = s->shard_next[shard]++;
 		struct test_server_record *stored = &s->records[record_index_of(&r)];
 
@@ -123,6 +126,7 @@ batch_store(struct test_server *s, const struct frame_records *rec, struct frame
 		atomic_fetch_add_explicit(&s->records_stored, 1, memory_order_release);
 	}
 	s->stats.batches_stored++;
+	s->stats.grouped_stored += rec->shard_grouped;
 	frame_ack_prepare(ack, rec, FRAME_TYPE_ACK, FRAME_STATUS_OK, s->config.credit_size);
 	if (frame_records_ack_mode(rec) == FRAME_ACK_DURABLE) {
 		ack->run_count = run_count;
@@ -191,6 +195,11 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 		return answer_nack(s, &rec, FRAME_STATUS_STALE_EPOCH);
 	case FRAME_DEDUP_TOO_OLD:
 		return answer_nack(s, &rec, FRAME_STATUS_SEQUENCE_OLD);
+	}
+	if (rec.shard_grouped && roll(s, s->config.wrong_shard_pct)) {
+		frame_dedup_abort(d, rec.producer_epoch, rec.batch_seq);
+		s->stats.wrong_shard++;
+		return answer_nack(s, &rec, FRAME_STATUS_WRONG_SHARD);
 	}
 	if (roll(s, s->config.throttle_pct)) {
 		frame_dedup_abort(d, rec.producer_epoch, rec.batch_seq);

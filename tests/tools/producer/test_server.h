@@ -37,6 +37,7 @@ struct test_server_config {
 	uint32_t reorder_out_pct;    /* UDP: an answer is held and sent after the next one. */
 	uint32_t corrupt_out_pct;    /* UDP: a copy with one bit flipped goes first. */
 	uint32_t throttle_pct;       /* NACK throttled instead of storing. */
+	uint32_t wrong_shard_pct;    /* NACK a SHARD_RECORDS frame WRONG_SHARD (a moved map). */
 	uint32_t cut_pct;            /* TCP: per read with a partial frame, and per ACK. */
 	bool silent;                 /* Never answer (receive and store nothing). */
 	/*
@@ -63,6 +64,8 @@ struct test_server_stats {
 	uint64_t cuts;
 	uint64_t cuts_mid_frame;       /* Of which with part of a frame received. */
 	uint64_t auth_refused;
+	uint64_t grouped_stored;       /* SHARD_RECORDS frames stored. */
+	uint64_t wrong_shard;          /* SHARD_RECORDS frames NACKed WRONG_SHARD. */
 };
 
 struct test_server;

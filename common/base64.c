@@ -1,13 +1,16 @@
 /*
- * kinesis_base64.c - standard base64 with padding, decoded as strictly as
- * AWS decodes a JSON blob: length a multiple of 4, only [A-Za-z0-9+/], '='
- * only as the last one or two characters, and zero unused bits in the last
- * character (the text re-encodes to itself).
+ * base64.c - see base64.h. Encoding writes two characters per 12 input bits
+ * from a 4096-entry table (half the lookups of the plain alphabet: GetRecords
+ * encodes up to 10 MiB per answer); decoding takes four characters at a time
+ * and falls back to a careful path for the last group and for anything odd.
  */
-#include <assert.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
 
-#include "control/kinesis.h"
+#include "common/base.h"
+#include "common/base64.h"
 
 static const char base64_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -32,14 +35,47 @@ static const uint8_t base64_values[256] = {
 	255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
 };
 
-static uint8_t
-base64_value(char c)
+static char base64_pairs[4096][2];
+static pthread_once_t base64_pairs_once = PTHREAD_ONCE_INIT;
+
+static void
+base64_pairs_init(void)
 {
-	return base64_values[(unsigned char)c];
+	for (unsigned i = 0; i < 4096; i++) {
+		base64_pairs[i][0] = base64_alphabet[i >> 6];
+		base64_pairs[i][1] = base64_alphabet[i & 63];
+	}
 }
 
 size_t
-kinesis_base64_scan(const char *text, size_t size)
+base64_encode(const void *data, size_t size, char *out)
+{
+	const uint8_t *in = data;
+	size_t full = size / 3;
+	char *p = out;
+
+	pthread_once(&base64_pairs_once, base64_pairs_init);
+	for (size_t i = 0; i < full; i++, in += 3, p += 4) {
+		uint32_t v = (uint32_t)in[0] << 16 | (uint32_t)in[1] << 8 | in[2];
+
+		memcpy(p, base64_pairs[v >> 12], 2);
+		memcpy(p + 2, base64_pairs[v & 0xfff], 2);
+	}
+	if (size % 3 != 0) {
+		uint32_t v = (uint32_t)in[0] << 16;
+
+		if (size % 3 == 2)
+			v |= (uint32_t)in[1] << 8;
+		*p++ = base64_alphabet[v >> 18];
+		*p++ = base64_alphabet[(v >> 12) & 63];
+		*p++ = size % 3 == 2 ? base64_alphabet[(v >> 6) & 63] : '=';
+		*p++ = '=';
+	}
+	return (size_t)(p - out);
+}
+
+size_t
+base64_scan(const char *text, size_t size)
 {
 	for (size_t i = 0; i < size; i++) {
 		uint8_t v = base64_values[(unsigned char)text[i]];
@@ -50,28 +86,6 @@ kinesis_base64_scan(const char *text, size_t size)
 	return size;
 }
 
-size_t
-kinesis_base64_encode(const uint8_t *data, size_t size, char *out)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < size; i += 3) {
-		uint32_t v = (uint32_t)data[i] << 16;
-		size_t left = size - i;
-
-		if (left > 1)
-			v |= (uint32_t)data[i + 1] << 8;
-		if (left > 2)
-			v |= data[i + 2];
-		out[n++] = base64_alphabet[(v >> 18) & 63];
-		out[n++] = base64_alphabet[(v >> 12) & 63];
-		out[n++] = left > 1 ? base64_alphabet[(v >> 6) & 63] : '=';
-		out[n++] = left > 2 ? base64_alphabet[v & 63] : '=';
-	}
-	out[n] = '\0';
-	return n;
-}
-
 /* Decodes one 4-character group; returns the bytes it gives (1..3) or -EINVAL. */
 static int
 base64_group(const char *text, bool last, uint8_t out[3])
@@ -80,7 +94,7 @@ base64_group(const char *text, bool last, uint8_t out[3])
 	int pad = 0;
 
 	for (int i = 0; i < 4; i++) {
-		v[i] = base64_value(text[i]);
+		v[i] = base64_values[(unsigned char)text[i]];
 		if (v[i] == 255)
 			return -EINVAL;
 		if (v[i] == 64) {
@@ -101,7 +115,7 @@ base64_group(const char *text, bool last, uint8_t out[3])
 }
 
 int64_t
-kinesis_base64_decode(const char *text, size_t size, uint8_t *out, size_t out_size)
+base64_decode(const char *text, size_t size, uint8_t *out, size_t out_size)
 {
 	size_t n = 0;
 
@@ -115,10 +129,10 @@ kinesis_base64_decode(const char *text, size_t size, uint8_t *out, size_t out_si
 
 		/* Fast path: four alphabet characters (no '=') make three bytes. */
 		if (i + 4 < size && n + 3 <= out_size) {
-			uint8_t a = base64_value(text[i]);
-			uint8_t b = base64_value(text[i + 1]);
-			uint8_t c = base64_value(text[i + 2]);
-			uint8_t d = base64_value(text[i + 3]);
+			uint8_t a = base64_values[(unsigned char)text[i]];
+			uint8_t b = base64_values[(unsigned char)text[i + 1]];
+			uint8_t c = base64_values[(unsigned char)text[i + 2]];
+			uint8_t d = base64_values[(unsigned char)text[i + 3]];
 
 			/* '=' (64) and invalid (255) both have bit 6 set: one test for all four. */
 			if ((a | b | c | d) < 64) {

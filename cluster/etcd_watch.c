@@ -1,0 +1,257 @@
+/*
+ * etcd_watch.c - watch streams (etcd.h): one libcurl easy handle per watch in
+ * a multi handle of its own, so the caller waits with a timeout. The gateway
+ * answers with one JSON object per line over a chunked response; objects span
+ * writes and several may share one, so bytes are kept until a newline ends
+ * one (cluster.md §1.2).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "cluster/etcd.h"
+#include "cluster/etcd_int.h"
+
+/* One line of the stream may be this long (a revision's events); beyond, the watch fails. */
+#define ETCD_WATCH_LINE_MAX (8u << 20)
+
+struct etcd_watch {
+	CURLM *multi;
+	CURL *curl;
+	struct curl_slist *headers;
+	char *body;                /* The create_request, sent once. */
+	char *buf;                 /* Bytes received, not yet a whole line. */
+	size_t size;
+	size_t cap;
+	bool overflow;
+	bool done;                 /* The transfer ended. */
+	struct etcd_event *events; /* The last batch handed out. */
+	uint32_t event_count;
+};
+
+static size_t
+etcd_watch_write(char *data, size_t size, size_t count, void *arg)
+{
+	struct etcd_watch *w = arg;
+	size_t n = size * count;
+
+	if (w->size + n + 1 > ETCD_WATCH_LINE_MAX) {
+		w->overflow = true;
+		return 0;
+	}
+	if (w->size + n + 1 > w->cap) {
+		size_t cap = w->cap == 0 ? 4096 : w->cap;
+		char *grown;
+
+		while (cap < w->size + n + 1)
+			cap *= 2;
+		grown = realloc(w->buf, cap);
+		if (grown == NULL)
+			return 0;
+		w->buf = grown;
+		w->cap = cap;
+	}
+	memcpy(w->buf + w->size, data, n);
+	w->size += n;
+	w->buf[w->size] = '\0';
+	return n;
+}
+
+static void
+etcd_watch_events_free(struct etcd_watch *w)
+{
+	for (uint32_t i = 0; i < w->event_count; i++) {
+		free(w->events[i].kv.key);
+		free(w->events[i].kv.value);
+	}
+	free(w->events);
+	w->events = NULL;
+	w->event_count = 0;
+}
+
+void
+etcd_watch_close(struct etcd_watch *w)
+{
+	if (w == NULL)
+		return;
+	if (w->multi != NULL && w->curl != NULL)
+		curl_multi_remove_handle(w->multi, w->curl);
+	if (w->curl != NULL)
+		curl_easy_cleanup(w->curl);
+	if (w->multi != NULL)
+		curl_multi_cleanup(w->multi);
+	curl_slist_free_all(w->headers);
+	etcd_watch_events_free(w);
+	free(w->body);
+	free(w->buf);
+	free(w);
+}
+
+static char *
+etcd_watch_request(const char *key, bool prefix, int64_t start_revision)
+{
+	cJSON *request = cJSON_CreateObject();
+	cJSON *create = cJSON_CreateObject();
+	char *body = NULL;
+
+	if (request != NULL && create != NULL && etcd_add_key_range(create, key, prefix) &&
+	    (start_revision == 0 || etcd_add_int64(create, "start_revision", start_revision)) &&
+	    cJSON_AddItemToObject(request, "create_request", create))
+		body = cJSON_PrintUnformatted(request);
+	else
+		cJSON_Delete(create);
+	cJSON_Delete(request);
+	return body;
+}
+
+int
+etcd_watch_open(const char *endpoints, const char *key, bool prefix, int64_t start_revision,
+		struct etcd_watch **watch_out)
+{
+	struct etcd_endpoints ep = { 0 };
+	struct etcd_watch *w;
+	char url[ETCD_URL_SIZE + 16];
+	int err = etcd_curl_init_once();
+
+	if (err == 0)
+		err = etcd_endpoints_parse(&ep, endpoints);
+	if (err != 0)
+		return err;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -ENOMEM;
+	w->body = etcd_watch_request(key, prefix, start_revision);
+	w->multi = curl_multi_init();
+	w->curl = curl_easy_init();
+	w->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	/* A member without a leader ends the stream instead of going silent. */
+	w->headers = w->headers == NULL ? NULL :
+		     curl_slist_append(w->headers, "Grpc-Metadata-hasleader: true");
+	if (w->body == NULL || w->multi == NULL || w->curl == NULL || w->headers == NULL) {
+		etcd_watch_close(w);
+		return -ENOMEM;
+	}
+	/* The first endpoint; a caller that sees -ECONNRESET reopens (and may rotate the list). */
+	snprintf(url, sizeof(url), "%s/v3/watch", ep.urls[0]);
+	curl_easy_setopt(w->curl, CURLOPT_URL, url);
+	curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, w->headers);
+	curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, w->body);
+	curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, etcd_watch_write);
+	curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, w);
+	curl_easy_setopt(w->curl, CURLOPT_TIMEOUT_MS, 0L);
+	curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(w->curl, CURLOPT_NOSIGNAL, 1L);
+	if (curl_multi_add_handle(w->multi, w->curl) != CURLM_OK) {
+		etcd_watch_close(w);
+		return -ENOMEM;
+	}
+	*watch_out = w;
+	return 0;
+}
+
+/* One event object of a result into *ev. */
+static int
+etcd_watch_event_read(const cJSON *item, struct etcd_event *ev)
+{
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(item, "type");
+
+	/* PUT is the default: only "DELETE" is ever written (proto3). */
+	ev->deleted = cJSON_IsString(type) && strcmp(type->valuestring, "DELETE") == 0;
+	return etcd_kv_read(cJSON_GetObjectItemCaseSensitive(item, "kv"), &ev->kv);
+}
+
+/* A whole line: a result with events (>0), a line without (0), or an end (<0). */
+static int
+etcd_watch_line(struct etcd_watch *w, const char *line)
+{
+	cJSON *answer = cJSON_Parse(line);
+	const cJSON *result = cJSON_GetObjectItemCaseSensitive(answer, "result");
+	const cJSON *events = cJSON_GetObjectItemCaseSensitive(result, "events");
+	const cJSON *item;
+	int64_t compact = 0;
+	int n;
+	int err = 0;
+
+	if (answer == NULL)
+		return -EPROTO;
+	if (result == NULL) {   /* {"error": {...}}: the stream's own error shape. */
+		cJSON_Delete(answer);
+		return -ECONNRESET;
+	}
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "canceled"))) {
+		err = etcd_get_int64(result, "compact_revision", &compact) && compact > 0 ?
+		      -ERANGE : -ECONNRESET;
+		cJSON_Delete(answer);
+		return err;
+	}
+	n = cJSON_IsArray(events) ? cJSON_GetArraySize(events) : 0;
+	w->events = n > 0 ? calloc((size_t)n, sizeof(*w->events)) : NULL;
+	if (n > 0 && w->events == NULL)
+		err = -ENOMEM;
+	cJSON_ArrayForEach(item, events) {
+		if (err != 0)
+			break;
+		err = etcd_watch_event_read(item, &w->events[w->event_count]);
+		w->event_count++;
+	}
+	cJSON_Delete(answer);
+	return err != 0 ? err : (int)w->event_count;
+}
+
+/* Takes the first whole line out of the buffer; false when there is none. */
+static bool
+etcd_watch_take_line(struct etcd_watch *w, char **line_out)
+{
+	char *nl = w->size > 0 ? memchr(w->buf, '\n', w->size) : NULL;
+	size_t len;
+
+	if (nl == NULL)
+		return false;
+	len = (size_t)(nl - w->buf);
+	*line_out = strndup(w->buf, len);
+	memmove(w->buf, nl + 1, w->size - len - 1);
+	w->size -= len + 1;
+	return true;
+}
+
+int
+etcd_watch_next(struct etcd_watch *w, uint32_t timeout_ms, const struct etcd_event **events_out)
+{
+	struct timespec start;
+
+	etcd_watch_events_free(w);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		struct timespec now;
+		char *line;
+		int64_t left;
+		int running = 0;
+		int n;
+
+		if (!w->done && curl_multi_perform(w->multi, &running) != CURLM_OK)
+			return -ECONNRESET;
+		w->done = w->done || running == 0;
+		while (etcd_watch_take_line(w, &line)) {
+			if (line == NULL)
+				return -ENOMEM;
+			n = etcd_watch_line(w, line);
+			free(line);
+			if (n != 0) {
+				*events_out = w->events;
+				return n;
+			}
+		}
+		if (w->done || w->overflow)
+			return w->overflow ? -EPROTO : -ECONNRESET;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = (int64_t)timeout_ms - ((now.tv_sec - start.tv_sec) * 1000 +
+					      (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0)
+			return 0;
+		if (curl_multi_poll(w->multi, NULL, 0, (int)left, NULL) != CURLM_OK)
+			return -ECONNRESET;
+	}
+}

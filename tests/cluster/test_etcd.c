@@ -1,0 +1,358 @@
+/*
+ * etcd: the client against a real etcd (Debian etcd-server, started by the
+ * test on free loopback ports in a temp directory, stopped by PID): KV with
+ * revisions and binary values, prefixes, compare-and-swap transactions,
+ * leases, elections with an epoch that grows across leaders, endpoint
+ * failover, and the errors of an unreachable or wrong store.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "cluster/etcd.h"
+#include "common/clock.h"
+
+static pid_t etcd_pid = -1;
+static char etcd_dir[64];
+static char endpoint[64];
+static struct etcd_client *client;
+
+/* A free loopback TCP port (asked of the kernel; racy only against other tests). */
+static uint16_t
+free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t size = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &size), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void
+etcd_start(void)
+{
+	uint16_t client_port = free_port();
+	uint16_t peer_port = free_port();
+	char peer[64];
+	char cluster[96];
+	char data[96];
+	char log[96];
+	uint64_t deadline = clock_mono_ns() + 30000000000ull;
+	struct etcd_range r;
+	int err;
+
+	snprintf(etcd_dir, sizeof(etcd_dir), "/tmp/sluice-etcd-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(etcd_dir));
+	snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", client_port);
+	snprintf(peer, sizeof(peer), "http://127.0.0.1:%u", peer_port);
+	snprintf(cluster, sizeof(cluster), "t=%s", peer);
+	snprintf(data, sizeof(data), "%s/data", etcd_dir);
+	snprintf(log, sizeof(log), "%s/etcd.log", etcd_dir);
+	etcd_pid = fork();
+	cr_assert_geq(etcd_pid, 0);
+	if (etcd_pid == 0) {
+		FILE *f = freopen(log, "w", stderr);
+
+		(void)f;
+		execlp("etcd", "etcd", "--name", "t", "--data-dir", data,
+		       "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
+		       "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		       "--initial-cluster", cluster, "--initial-cluster-state", "new",
+		       (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_eq(etcd_open(endpoint, 2000, &client), 0);
+	/* Ready once it answers a read (a condition, not a sleep; the deadline bounds a hang). */
+	while ((err = etcd_get(client, "ready", false, 0, &r)) != 0) {
+		cr_assert_lt(clock_mono_ns(), deadline, "etcd did not answer: %d (see %s)", err, log);
+		nanosleep(&(struct timespec){ .tv_nsec = 20000000 }, NULL);
+	}
+	etcd_range_free(&r);
+}
+
+static void
+etcd_stop(void)
+{
+	etcd_close(client);
+	client = NULL;
+	if (etcd_pid > 0) {
+		kill(etcd_pid, SIGTERM);
+		waitpid(etcd_pid, NULL, 0);   /* Before its data directory goes. */
+		etcd_pid = -1;
+	}
+	if (etcd_dir[0] != '\0') {
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", etcd_dir);
+		cr_assert_eq(system(cmd), 0);
+	}
+}
+
+TestSuite(etcd, .init = etcd_start, .fini = etcd_stop, .timeout = 60);
+
+Test(etcd, put_get_prefix_delete_with_revisions_and_binary_values)
+{
+	static const uint8_t binary[] = { 0, 1, 0xff, '"', '\\', 0 };
+	struct etcd_range r;
+	int64_t rev1;
+	int64_t rev2;
+	int64_t deleted;
+
+	cr_assert_eq(etcd_put(client, "sluice/shards/1", binary, sizeof(binary), 0, &rev1), 0);
+	cr_assert_eq(etcd_put(client, "sluice/shards/2", "two", 3, 0, &rev2), 0);
+	cr_assert_eq(etcd_put(client, "sluice/shards0", "outside", 7, 0, NULL), 0);
+	cr_assert_gt(rev2, rev1);
+
+	cr_assert_eq(etcd_get(client, "sluice/shards/1", false, 0, &r), 0);
+	cr_assert_eq(r.count, 1);
+	cr_assert_str_eq(r.kvs[0].key, "sluice/shards/1");
+	cr_assert_eq(r.kvs[0].value_size, sizeof(binary));
+	cr_assert_arr_eq(r.kvs[0].value, binary, sizeof(binary));
+	cr_assert_eq(r.kvs[0].mod_revision, rev1);
+	cr_assert_eq(r.kvs[0].version, 1);
+	cr_assert_geq(r.revision, rev2);
+	etcd_range_free(&r);
+
+	cr_assert_eq(etcd_get(client, "sluice/shards/", true, 0, &r), 0);
+	cr_assert_eq(r.count, 2, "the prefix stops before sluice/shards0");
+	etcd_range_free(&r);
+	cr_assert_eq(etcd_get(client, "sluice/shards/", true, 1, &r), 0);
+	cr_assert_eq(r.count, 1);
+	cr_assert(r.more);
+	etcd_range_free(&r);
+	cr_assert_eq(etcd_get(client, "nosuch", false, 0, &r), 0);
+	cr_assert_eq(r.count, 0, "an absent key: no kvs (proto3 omits them)");
+	etcd_range_free(&r);
+
+	cr_assert_eq(etcd_delete(client, "sluice/shards/", true, &deleted), 0);
+	cr_assert_eq(deleted, 2);
+	cr_assert_eq(etcd_get(client, "", true, 0, &r), 0);
+	cr_assert_eq(r.count, 1, "only sluice/shards0 is left of every key");
+	etcd_range_free(&r);
+}
+
+Test(etcd, txn_creates_once_and_swaps_only_the_revision_it_read)
+{
+	struct etcd_compare absent = {
+		.key = "sluice/controller", .target = ETCD_TARGET_VERSION, .result = ETCD_EQUAL,
+		.number = 0,
+	};
+	struct etcd_op put_a = { .kind = ETCD_OP_PUT, .key = "sluice/controller", .value = "a",
+				 .value_size = 1 };
+	struct etcd_op put_b = { .kind = ETCD_OP_PUT, .key = "sluice/controller", .value = "b",
+				 .value_size = 1 };
+	struct etcd_range r;
+	bool ok;
+	int64_t rev;
+	int64_t rev_after;
+
+	cr_assert_eq(etcd_txn(client, &absent, 1, &put_a, 1, NULL, 0, &ok, &rev), 0);
+	cr_assert(ok);
+	cr_assert_eq(etcd_txn(client, &absent, 1, &put_b, 1, NULL, 0, &ok, NULL), 0);
+	cr_assert_not(ok, "created once");
+
+	/* Compare-and-swap on mod_revision: the first writer wins, a stale one fails. */
+	struct etcd_compare same = {
+		.key = "sluice/controller", .target = ETCD_TARGET_MOD, .result = ETCD_EQUAL,
+		.number = rev,
+	};
+	cr_assert_eq(etcd_txn(client, &same, 1, &put_b, 1, NULL, 0, &ok, &rev_after), 0);
+	cr_assert(ok);
+	cr_assert_gt(rev_after, rev);
+	cr_assert_eq(etcd_txn(client, &same, 1, &put_a, 1, NULL, 0, &ok, NULL), 0);
+	cr_assert_not(ok, "a stale revision loses");
+	cr_assert_eq(etcd_get(client, "sluice/controller", false, 0, &r), 0);
+	cr_assert_eq(r.count, 1);
+	cr_assert_arr_eq(r.kvs[0].value, "b", 1);
+	etcd_range_free(&r);
+
+	/* A value compare, and a failure branch that deletes. */
+	struct etcd_compare is_a = {
+		.key = "sluice/controller", .target = ETCD_TARGET_VALUE, .result = ETCD_EQUAL,
+		.value = "a", .value_size = 1,
+	};
+	struct etcd_op del = { .kind = ETCD_OP_DELETE, .key = "sluice/controller" };
+	cr_assert_eq(etcd_txn(client, &is_a, 1, NULL, 0, &del, 1, &ok, NULL), 0);
+	cr_assert_not(ok);
+	cr_assert_eq(etcd_get(client, "sluice/controller", false, 0, &r), 0);
+	cr_assert_eq(r.count, 0, "the failure branch ran");
+	etcd_range_free(&r);
+
+	struct etcd_op many[ETCD_TXN_OPS_MAX + 1];
+	cr_assert_eq(etcd_txn(client, NULL, 0, many, ETCD_TXN_OPS_MAX + 1, NULL, 0, &ok, NULL),
+		     -EINVAL);
+}
+
+Test(etcd, leases_keep_and_revoke_their_keys)
+{
+	int64_t id;
+	int64_t ttl;
+	struct etcd_range r;
+
+	cr_assert_eq(etcd_lease_grant(client, 1, &id, &ttl), 0);
+	cr_assert_neq(id, 0);
+	cr_assert_geq(ttl, 1);
+	cr_assert_eq(etcd_put(client, "sluice/nodes/n1", "up", 2, id, NULL), 0);
+	/* Renewing by id proves it came back exact (ids use 64 bits: no double may carry them). */
+	cr_assert_eq(etcd_lease_keepalive(client, id, &ttl), 0);
+	cr_assert_geq(ttl, 1);
+	cr_assert_eq(etcd_get(client, "sluice/nodes/n1", false, 0, &r), 0);
+	cr_assert_eq(r.count, 1);
+	cr_assert_eq(r.kvs[0].lease, id);
+	etcd_range_free(&r);
+
+	cr_assert_eq(etcd_lease_revoke(client, id), 0);
+	cr_assert_eq(etcd_get(client, "sluice/nodes/n1", false, 0, &r), 0);
+	cr_assert_eq(r.count, 0, "revoking the lease removed its key");
+	etcd_range_free(&r);
+	cr_assert_eq(etcd_lease_keepalive(client, id, &ttl), -ENOENT);
+	cr_assert_eq(etcd_lease_revoke(client, id), -ENOENT);
+	cr_assert_eq(etcd_put(client, "sluice/nodes/n2", "x", 1, id, NULL), -ENOENT);
+	cr_assert_eq(etcd_lease_grant(client, 0, &id, &ttl), -EINVAL);
+}
+
+Test(etcd, one_leader_at_a_time_and_the_epoch_grows)
+{
+	struct etcd_client *other;
+	struct etcd_leader a;
+	struct etcd_leader b;
+	struct etcd_leader seen;
+	int64_t lease_a;
+	int64_t lease_b;
+	int64_t ttl;
+
+	cr_assert_eq(etcd_open(endpoint, 2000, &other), 0);
+	cr_assert_eq(etcd_leader(client, "sluice/elect/controller", &seen), -ENOENT);
+	cr_assert_eq(etcd_lease_grant(client, 10, &lease_a, &ttl), 0);
+	cr_assert_eq(etcd_lease_grant(other, 10, &lease_b, &ttl), 0);
+	cr_assert_eq(etcd_campaign(client, "sluice/elect/controller", lease_a, "node-a", 6, 5000,
+				   &a), 0);
+	cr_assert_eq(etcd_leader(other, "sluice/elect/controller", &seen), 0);
+	cr_assert_eq(seen.value_size, 6);
+	cr_assert_arr_eq(seen.value, "node-a", 6);
+	cr_assert_eq(seen.rev, a.rev);
+	cr_assert_str_eq(seen.key, a.key);
+
+	/* B waits while A leads, and gives up at its deadline. */
+	cr_assert_eq(etcd_campaign(other, "sluice/elect/controller", lease_b, "node-b", 6, 300,
+				   &b), -ETIMEDOUT);
+	cr_assert_eq(etcd_resign(client, &a), 0);
+	cr_assert_eq(etcd_campaign(other, "sluice/elect/controller", lease_b, "node-b", 6, 5000,
+				   &b), 0);
+	cr_assert_gt(b.rev, a.rev, "the next leader's epoch is greater: a fencing token");
+	cr_assert_eq(etcd_leader(client, "sluice/elect/controller", &seen), 0);
+	cr_assert_arr_eq(seen.value, "node-b", 6);
+	/* A leader whose lease is gone is no leader. */
+	cr_assert_eq(etcd_lease_revoke(other, lease_b), 0);
+	cr_assert_eq(etcd_leader(client, "sluice/elect/controller", &seen), -ENOENT);
+	etcd_close(other);
+}
+
+Test(etcd, moves_to_a_live_endpoint_and_names_what_is_wrong)
+{
+	char both[160];
+	struct etcd_client *c;
+	struct etcd_range r;
+	uint16_t dead = free_port();
+
+	snprintf(both, sizeof(both), "http://127.0.0.1:%u,%s", dead, endpoint);
+	cr_assert_eq(etcd_open(both, 2000, &c), 0);
+	cr_assert_eq(etcd_put(c, "k", "v", 1, 0, NULL), 0, "the second endpoint answered");
+	cr_assert_eq(etcd_get(c, "k", false, 0, &r), 0);
+	cr_assert_eq(r.count, 1);
+	etcd_range_free(&r);
+	etcd_close(c);
+
+	snprintf(both, sizeof(both), "http://127.0.0.1:%u", dead);
+	cr_assert_eq(etcd_open(both, 2000, &c), 0);
+	cr_assert_eq(etcd_put(c, "k", "v", 1, 0, NULL), -ECONNREFUSED);
+	etcd_close(c);
+
+	cr_assert_eq(etcd_open("", 1000, &c), -EINVAL);
+	cr_assert_eq(etcd_open("127.0.0.1:2379", 1000, &c), -EINVAL, "a scheme is required");
+	cr_assert_eq(etcd_open("http://a:1,", 1000, &c), -EINVAL);
+	cr_assert_eq(etcd_open("http://a:1", 0, &c), -EINVAL);
+
+	/* A request over etcd's 1.5 MiB limit. */
+	size_t big = ETCD_REQUEST_SIZE_MAX + 1024;
+	char *value = calloc(1, big);
+
+	cr_assert_not_null(value);
+	cr_assert_eq(etcd_put(client, "big", value, big, 0, NULL), -E2BIG);
+	free(value);
+}
+
+/* Waits (bounded) for the watch's next events or its end; fails the test when neither comes. */
+static int
+watch_wait(struct etcd_watch *w, const struct etcd_event **events)
+{
+	uint64_t deadline = clock_mono_ns() + 10000000000ull;
+	int n;
+
+	while ((n = etcd_watch_next(w, 200, events)) == 0)
+		cr_assert_lt(clock_mono_ns(), deadline, "no watch event");
+	return n;
+}
+
+Test(etcd, watch_sees_puts_and_deletes_in_order_and_replays_from_a_revision)
+{
+	struct etcd_watch *w;
+	struct etcd_watch *replay;
+	const struct etcd_event *ev;
+	int64_t first;
+	int64_t last;
+	int64_t deleted;
+	uint32_t seen = 0;
+	int n;
+
+	cr_assert_eq(etcd_watch_open(endpoint, "sluice/streams/", true, 0, &w), 0);
+	/* Nothing yet: a timeout, not an error. */
+	cr_assert_eq(etcd_watch_next(w, 100, &ev), 0);
+	cr_assert_eq(etcd_put(client, "sluice/streams/a", "1", 1, 0, &first), 0);
+	cr_assert_eq(etcd_put(client, "sluice/other", "x", 1, 0, NULL), 0);
+	cr_assert_eq(etcd_put(client, "sluice/streams/b", "2", 1, 0, NULL), 0);
+	cr_assert_eq(etcd_delete(client, "sluice/streams/a", false, &deleted), 0);
+	cr_assert_eq(etcd_put(client, "sluice/streams/b", "3", 1, 0, &last), 0);
+	while (seen < 4) {
+		n = watch_wait(w, &ev);
+		for (int i = 0; i < n; i++, seen++) {
+			static const char *const keys[] = { "sluice/streams/a", "sluice/streams/b",
+							     "sluice/streams/a", "sluice/streams/b" };
+
+			cr_assert_str_eq(ev[i].kv.key, keys[seen], "event %u", seen);
+			cr_assert_eq(ev[i].deleted, seen == 2);
+			if (seen == 0)
+				cr_assert_eq(ev[i].kv.mod_revision, first);
+			if (seen == 3) {
+				cr_assert_eq(ev[i].kv.mod_revision, last);
+				cr_assert_arr_eq(ev[i].kv.value, "3", 1);
+			}
+		}
+	}
+	cr_assert_eq(seen, 4, "sluice/other is outside the prefix");
+	etcd_watch_close(w);
+
+	/* From a past revision the history is replayed, then compaction ends that. */
+	cr_assert_eq(etcd_watch_open(endpoint, "sluice/streams/", true, first, &replay), 0);
+	n = watch_wait(replay, &ev);
+	cr_assert_str_eq(ev[0].kv.key, "sluice/streams/a");
+	cr_assert_eq(ev[0].kv.mod_revision, first);
+	etcd_watch_close(replay);
+	cr_assert_eq(etcd_compact(client, last), 0);
+	cr_assert_eq(etcd_watch_open(endpoint, "sluice/streams/", true, first, &replay), 0);
+	cr_assert_eq(watch_wait(replay, &ev), -ERANGE, "a compacted start revision");
+	etcd_watch_close(replay);
+}
