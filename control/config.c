@@ -67,6 +67,7 @@ struct config_key {
 #define KIB_FLOOR(bytes) ((uint32_t)((bytes) >> 10))
 /* The largest record Kinesis accepts (1 MiB of data, a 256-byte key, headers) fits a batch. */
 #define CONFIG_LOG_BATCH_KB_MIN 1040u
+static_assert(CONFIG_LOG_BATCHES_MIN <= LOG_BATCHES_PER_PRODUCER_MAX, "a valid range");
 /* The log wants LOG_BATCHES_PER_SEGMENT_MIN batches per segment: 4 x 1040 KiB -> 5 MiB. */
 #define CONFIG_LOG_SEGMENT_MB_MIN \
 	((CONFIG_LOG_BATCH_KB_MIN * LOG_BATCHES_PER_SEGMENT_MIN + 1023u) / 1024u)
@@ -87,6 +88,11 @@ static const struct config_key config_keys[] = {
 		"base64 in 5 MiB x 4/3; AWS caps the request at 5 MiB of data)."),
 	LIVE_U32("server", "idle_timeout_ms", idle_timeout_ms, "60000", 100, 3600000,
 		"A connection idle or stalled mid-request this long is closed."),
+	KEY_U32("server", "put_queue_mb", put_queue_mb, "256", 0, 65536,
+		"Memory budget, MiB of request bodies, of the PutRecord and PutRecords calls that "
+		"wait, in arrival order, for the log's batches while all are in flight (the log "
+		"falling behind): within it a call waits instead of being refused; beyond it "
+		"calls are answered ProvisionedThroughputExceededException (0: never wait)."),
 	KEY_STR("server", "region", region, "us-east-1", "Region shown in stream ARNs."),
 	KEY_STR("server", "account_id", account_id, "000000000000",
 		"Account id shown in stream ARNs; with [auth] mode = sigv4 the owner account of "
@@ -157,11 +163,13 @@ static const struct config_key config_keys[] = {
 		"Kinesis accepts (1 MiB of data, a 256-byte key, headers) always fits. A stream "
 		"raised to MaxRecordSizeInKiB N needs N + 1 here (10241 for 10 MiB records; "
 		"UpdateMaxRecordSize refuses otherwise, naming the value)."),
-	KEY_U32("log", "batches_per_producer", log_batches_per_producer, "256", 1,
-		LOG_BATCHES_PER_PRODUCER_MAX,
+	KEY_U32("log", "batches_per_producer", log_batches_per_producer, "1024",
+		CONFIG_LOG_BATCHES_MIN, LOG_BATCHES_PER_PRODUCER_MAX,
 		"Batches each log client (the API, each dataplane worker) may have in flight; "
-		"when all are, that client throttles. Virtual memory reserved: batch_size_kb "
-		"times this per client; only the bytes batches really fill become resident."),
+		"when all are, the API queues calls (put_queue_mb) and a worker throttles. At "
+		"least 512: one PutRecords to 500 shards needs 500. Virtual memory reserved: "
+		"batch_size_kb times this per client; only the bytes batches really fill become "
+		"resident."),
 	KEY_U32("log", "read_cache_mb", log_read_cache_mb, "64", 0,
 		MIB_FLOOR(LOG_READ_CACHE_BYTES_MAX),
 		"Memory holding the most recently written windows, MiB: reads at the tail are "

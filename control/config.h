@@ -14,6 +14,12 @@
 
 #define CONFIG_STRING_SIZE 256
 #define CONFIG_ERRORS_MAX 32
+/*
+ * Fewest [log] batches_per_producer: the API's one producer must hold the batches of one
+ * PutRecords to 500 shards (KINESIS_PUT_RECORDS_MAX; kinesis_main.c asserts it), or such a
+ * call could never start (it waits for them all, kinesis_records.c).
+ */
+#define CONFIG_LOG_BATCHES_MIN 512u
 /* [admin] access_log_sample: 1 in at most this many requests. */
 #define CONFIG_ACCESS_LOG_SAMPLE_MAX 1000000u
 /*
@@ -39,6 +45,7 @@ struct sluice_config {
 	uint32_t connections_max;
 	uint32_t request_body_size_max;
 	uint32_t idle_timeout_ms;
+	uint32_t put_queue_mb;
 	char region[CONFIG_STRING_SIZE];
 	char account_id[CONFIG_STRING_SIZE];
 	uint32_t stream_status_delay_ms;

@@ -43,6 +43,12 @@
 
 /* PutRecord/PutRecords calls waiting for the log's group commit. */
 #define KINESIS_PENDING_MAX 256u
+/*
+ * PutRecord/PutRecords calls that wait, in arrival order, for a pending slot and the
+ * log's batches (kinesis_records.c): at most every call the server can hold
+ * (SERVER_CALLS_MAX), and request bodies within [server] put_queue_mb.
+ */
+#define KINESIS_PUT_WAITS_MAX 16384u
 #define KINESIS_PUT_RECORDS_MAX 500u
 /* AWS: partition keys of 1..256 Unicode characters (the log bounds bytes: see records.c). */
 #define KINESIS_PARTITION_KEY_CHARS_MAX 256
@@ -169,6 +175,12 @@ struct kinesis {
 	uint16_t *batched;                /* KINESIS_PENDING_MAX x KINESIS_PUT_RECORDS_MAX. */
 	uint16_t *batch_first;            /* Same. */
 	uint32_t pending_count;
+	struct kinesis_put_wait *waits;   /* KINESIS_PUT_WAITS_MAX, a ring from wait_head. */
+	uint32_t wait_head;
+	uint32_t wait_count;
+	uint64_t wait_bytes;              /* Request bodies the waiting calls hold. */
+	bool wait_retrying;               /* kinesis_put_retry() is re-running the head ... */
+	bool wait_blocked;                /* ... and it has to wait on. */
 	uint8_t *scratch;                 /* Decoded record data of one request. */
 	size_t scratch_size;
 	size_t scratch_used;

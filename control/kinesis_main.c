@@ -146,12 +146,16 @@ kinesis_alloc(struct kinesis *k)
 			    sizeof(*k->batched));
 	k->batch_first = calloc((size_t)KINESIS_PENDING_MAX * KINESIS_PUT_RECORDS_MAX,
 				sizeof(*k->batch_first));
+	k->waits = calloc(KINESIS_PUT_WAITS_MAX, sizeof(*k->waits));
 	k->scratch_size = k->config.request_body_size_max;
 	k->scratch = malloc(k->scratch_size);
 	k->req_scratch = malloc(sizeof(*k->req_scratch));
 	if (k->streams == NULL || k->pending == NULL || k->results == NULL || k->scratch == NULL ||
-	    k->batched == NULL || k->batch_first == NULL || k->req_scratch == NULL)
+	    k->batched == NULL || k->batch_first == NULL || k->waits == NULL ||
+	    k->req_scratch == NULL)
 		return -ENOMEM;
+	static_assert(CONFIG_LOG_BATCHES_MIN >= KINESIS_PUT_RECORDS_MAX,
+		      "one PutRecords to KINESIS_PUT_RECORDS_MAX shards fits the API's batches");
 	static_assert(KINESIS_PUT_RECORDS_MAX <= UINT16_MAX, "result indexes are 16-bit");
 	for (uint32_t i = 0; i < KINESIS_PENDING_MAX; i++) {
 		size_t at = (size_t)i * KINESIS_PUT_RECORDS_MAX;
@@ -283,6 +287,7 @@ kinesis_close(struct kinesis *k)
 	metadata_close(k->md);
 	free(k->streams);
 	free(k->pending);
+	free(k->waits);
 	free(k->results);
 	free(k->batched);
 	free(k->batch_first);

@@ -4,8 +4,13 @@
  * log_producer this module owns. The call waits in the pending table (slot
  * index in the cookie's high half, batch number in the low half) and is
  * answered from kinesis_poll() once every batch is durable, so a 200 means
- * durable. No batch, no pending slot or a full ring answers
- * ProvisionedThroughputExceededException (SDKs retry it), as does -ENOSPC.
+ * durable. A call starts only when a pending slot and every batch it can need
+ * are free; until then it waits, in arrival order, and is re-run from its
+ * request when completions free them (kinesis_put_retry). Only past the wait
+ * budget ([server] put_queue_mb of request bodies) is a call answered
+ * ProvisionedThroughputExceededException (SDKs retry it), as is -ENOSPC.
+ * (Before, 256 batches and no waiting refused a PutRecords to 500 shards on an
+ * idle server, and ~40 % of calls from 256 clients: issue 14, finding 6.)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/diag.h"
+#include "common/record_wire.h"
 #include "control/kinesis.h"
 #include "control/metrics.h"
 #include "control/seqnum.h"
@@ -275,6 +281,8 @@ kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
 		kinesis_pending_finish(k, p);
 }
 
+static void kinesis_put_retry(struct kinesis *k);
+
 void
 kinesis_put_poll(struct kinesis *k)
 {
@@ -286,6 +294,7 @@ kinesis_put_poll(struct kinesis *k)
 		for (uint32_t i = 0; i < n; i++)
 			kinesis_put_complete(k, &done[i]);
 	} while (n == KINESIS_COMPLETIONS_BURST);
+	kinesis_put_retry(k);
 }
 
 /* ---- Submission ----------------------------------------------------------- */
@@ -429,8 +438,110 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct ki
 }
 
 /*
- * Routes r->scratch->put.ins[0 .. count) of stream `s`, takes a pending slot
- * and submits. Replies ProvisionedThroughputExceeded when no slot is free.
+ * Whether a call may start now: a pending slot free, and at least as many free batches
+ * as it can take. That is one per shard it touches, plus what records overflowing a
+ * batch add: two batches in a row of one shard hold more than batch_size bytes (the
+ * second's first record did not fit the first), so E encoded bytes fill at most
+ * 2E / batch_size more (4E with headers, rounded, to stay safe); and never more than
+ * one per record. CONFIG_LOG_BATCHES_MIN makes the most a call can need fit an idle pool.
+ */
+static bool
+kinesis_put_room(struct kinesis *k, const struct kinesis_put_scratch *put,
+		 struct kinesis_stream *s, uint32_t count)
+{
+	uint64_t bytes = 0;
+	uint32_t shards = 0;
+	uint64_t need;
+
+	if (k->pending_count == KINESIS_PENDING_MAX)
+		return false;
+	k->put_generation++;
+	for (uint32_t i = 0; i < count; i++) {
+		const struct kinesis_put_in *in = &put->ins[i];
+		struct kinesis_shard *sh = &s->shards[in->shard_index];
+
+		if (sh->put_generation != k->put_generation) {
+			sh->put_generation = k->put_generation;
+			shards++;
+		}
+		bytes += in->key_size + in->data_size + RECORD_WIRE_OVERHEAD_MAX;
+	}
+	need = shards + 4 * bytes / ((uint64_t)k->config.log_batch_size_kb << 10) + 1;
+	return log_batches_free(k->producer) >= min_u64(need, count);
+}
+
+static void
+kinesis_put_refuse(struct kinesis *k, struct api_call *call, struct kinesis_stream *s,
+		   uint32_t count, bool put_records)
+{
+	struct metrics_stream_ref ref = {
+		.slot = (uint32_t)(s - k->streams), .stream_id = s->stream_id, .name = s->name,
+	};
+	struct metrics_put m = {
+		.put_records = put_records, .records_failed = count, .records_throttled = count,
+	};
+
+	metrics_stream_put(&ref, &m);
+	kinesis_error(call, "ProvisionedThroughputExceededException", "Rate exceeded for "
+		      "stream %s under account %s.", s->name, k->config.account_id);
+}
+
+/*
+ * The call cannot start yet: it joins the end of the wait (or, re-run from the head by
+ * kinesis_put_retry, stays there). Refused only beyond the wait's budget.
+ */
+static void
+kinesis_put_wait(struct kinesis *k, struct api_call *call, const struct api_request *req,
+		 struct kinesis_stream *s, uint32_t count, bool put_records)
+{
+	struct kinesis_put_wait *w;
+
+	if (k->wait_retrying) {
+		k->wait_blocked = true;
+		return;
+	}
+	if (k->wait_count == KINESIS_PUT_WAITS_MAX ||
+	    k->wait_bytes + req->body_size > (uint64_t)k->config.put_queue_mb << 20) {
+		kinesis_put_refuse(k, call, s, count, put_records);
+		return;
+	}
+	w = &k->waits[(k->wait_head + k->wait_count) % KINESIS_PUT_WAITS_MAX];
+	*w = (struct kinesis_put_wait){ .call = call, .req = *req };
+	k->wait_count++;
+	k->wait_bytes += req->body_size;
+}
+
+/*
+ * Re-runs waiting calls, oldest first, while they can start (after completions freed
+ * batches and slots). A call re-run goes through kinesis_dispatch() again, so it is
+ * decoded again from its request and passes the access check again (k->authz is the
+ * dispatcher's): one whose stream or permission went meanwhile gets that error. Its
+ * records arrive now (req.now_ns). Runs from kinesis_poll only, never inside a
+ * dispatch, so the per-call scratch is free.
+ */
+static void
+kinesis_put_retry(struct kinesis *k)
+{
+	while (k->wait_count > 0) {
+		struct kinesis_put_wait *w = &k->waits[k->wait_head];
+		struct api_request req = w->req;
+
+		req.now_ns = clock_real_ns();
+		k->wait_retrying = true;
+		k->wait_blocked = false;
+		kinesis_dispatch(k, w->call, &req);
+		k->wait_retrying = false;
+		if (k->wait_blocked)
+			return;
+		k->wait_bytes -= w->req.body_size;
+		k->wait_head = (k->wait_head + 1) % KINESIS_PUT_WAITS_MAX;
+		k->wait_count--;
+	}
+}
+
+/*
+ * Routes r->scratch->put.ins[0 .. count) of stream `s`, takes a pending slot and submits;
+ * waits (kinesis_put_wait) while it cannot, and behind calls already waiting.
  */
 static void
 kinesis_put_start(struct kinesis_req *r, struct kinesis_stream *s, uint32_t count,
@@ -443,20 +554,22 @@ kinesis_put_start(struct kinesis_req *r, struct kinesis_stream *s, uint32_t coun
 	struct kinesis_pending *p;
 	uint32_t slot;
 
-	p = kinesis_pending_get(k, &slot);
-	if (p == NULL) {
-		struct metrics_stream_ref ref = {
-			.slot = (uint32_t)(s - k->streams), .stream_id = s->stream_id, .name = s->name,
-		};
-		struct metrics_put m = {
-			.put_records = put_records, .records_failed = count, .records_throttled = count,
-		};
+	for (uint32_t i = 0; i < count; i++) {
+		struct kinesis_put_in *in = &put->ins[i];
+		hashkey_t key = in->has_hash_key ? hashkey_from_be_bytes(in->hash_key) :
+				hashkey_from_partition_key(in->key, in->key_size);
+		struct kinesis_shard *sh = kinesis_shard_route(s, key);
 
-		metrics_stream_put(&ref, &m);
-		kinesis_error(call, "ProvisionedThroughputExceededException", "Rate exceeded for "
-			      "stream %s under account %s.", s->name, k->config.account_id);
+		assert(sh != NULL); /* Open shards always cover the whole key space. */
+		in->shard_index = sh->index;
+		in->order = i;
+	}
+	if ((k->wait_count > 0 && !k->wait_retrying) || !kinesis_put_room(k, put, s, count)) {
+		kinesis_put_wait(k, call, r->req, s, count, put_records);
 		return;
 	}
+	p = kinesis_pending_get(k, &slot);
+	assert(p != NULL); /* kinesis_put_room saw a free slot. */
 	p->call = call;
 	p->put_records = put_records;
 	p->record_count = count;
@@ -472,17 +585,11 @@ kinesis_put_start(struct kinesis_req *r, struct kinesis_stream *s, uint32_t coun
 	p->started_ns = metrics_enabled() ? clock_mono_ns() : 0;
 	k->pending_count++;
 	for (uint32_t i = 0; i < count; i++) {
-		struct kinesis_put_in *in = &put->ins[i];
-		hashkey_t key = in->has_hash_key ? hashkey_from_be_bytes(in->hash_key) :
-				hashkey_from_partition_key(in->key, in->key_size);
-		struct kinesis_shard *sh = kinesis_shard_route(s, key);
+		const struct kinesis_shard *sh = &s->shards[put->ins[i].shard_index];
 
-		assert(sh != NULL); /* Open shards always cover the whole key space. */
-		in->shard_index = sh->index;
-		in->order = i;
 		p->results[i] = (struct kinesis_put_result){
 			.shard_index = sh->index, .shard_created_s = sh->created_s, .put_s = put_s,
-			.batch_no = UINT32_MAX, .data_size = in->data_size,
+			.batch_no = UINT32_MAX, .data_size = put->ins[i].data_size,
 		};
 	}
 	kinesis_put_submit(k, put, p, slot, s, count, r->req->now_ns);

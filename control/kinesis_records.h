@@ -102,6 +102,12 @@ struct kinesis_pending {
 	uint32_t batched_count;
 };
 
+/* A call waiting to start (kinesis_put_wait): the request is re-run when it may go. */
+struct kinesis_put_wait {
+	struct api_call *call;
+	struct api_request req;  /* Its pointers stay valid until the call is replied to. */
+};
+
 struct kinesis_blob {
 	const uint8_t *data;
 	uint32_t size;

@@ -56,6 +56,9 @@ metrics_render_log(const struct metrics_sources *src, struct metrics_out *out)
 		    st.segments_spare);
 	metrics_one(out, "sluice_log_segments_deleted_total", "counter",
 		    "Segments deleted or recycled by retention.", (double)st.segments_deleted);
+	metrics_one(out, "sluice_log_segments_resumed_total", "counter",
+		    "Starts that continued the newest segment instead of a new one.",
+		    (double)st.segments_resumed);
 	metrics_one(out, "sluice_log_shards_active", "gauge", "Shards the log tracks.",
 		    st.shards_active);
 	metrics_one(out, "sluice_log_corruptions_total", "counter",

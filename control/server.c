@@ -193,7 +193,8 @@ server_tables_open(struct api_server *s)
 	/* The largest class holds the largest response and the largest request. */
 	sizes[3] = huge > SERVER_OUT_SIZE_MAX ? huge : SERVER_OUT_SIZE_MAX;
 	counts[0] = 2 * s->calls_max;
-	counts[1] = SERVER_POOL_MEDIUM_COUNT;
+	counts[1] = SERVER_POOL_MEDIUM_PER_CONN * s->conns_max > SERVER_POOL_MEDIUM_COUNT ?
+		    SERVER_POOL_MEDIUM_PER_CONN * s->conns_max : SERVER_POOL_MEDIUM_COUNT;
 	counts[2] = SERVER_POOL_LARGE_COUNT;
 	counts[3] = SERVER_POOL_HUGE_COUNT;
 	server_memory_report(s, sizes, counts);

@@ -79,6 +79,13 @@
 #define SERVER_POOL_MEDIUM (256u * 1024u)
 #define SERVER_POOL_LARGE (2u * 1024u * 1024u)
 #define SERVER_POOL_MEDIUM_COUNT 256u
+/*
+ * ... or this many per connection, if more: a request body and its response, so the
+ * connection cap's worth of clients each with one ordinary PutRecords (500 x 100 B is
+ * ~90 KB of JSON) in flight finds buffers, not 503 (issue 14, finding 6: 512 such
+ * clients got 220 x 503 from 256 + 32 + 4 buffers). Allocated as used.
+ */
+#define SERVER_POOL_MEDIUM_PER_CONN 2u
 #define SERVER_POOL_LARGE_COUNT 32u
 #define SERVER_POOL_HUGE_COUNT 4u
 /* epoll events handled per wakeup, and connections accepted per listener wakeup. */

@@ -178,6 +178,8 @@ enum dp_counter {
 	DP_FRAMES_ACCEPTED,
 	DP_FRAMES_MALFORMED,
 	DP_FRAMES_UNAUTHENTICATED,
+	DP_FRAMES_KEY_MISMATCH, /* Signed under a key other than the one its producer id is
+				 * bound to (or unsigned once bound): NACKed auth_failed. */
 	DP_FRAMES_DUPLICATE,    /* Stored or being stored already; or a stale epoch or
 				 * a sequence older than the duplicate window. */
 	DP_FRAMES_UNKNOWN_STREAM,

@@ -34,7 +34,7 @@ dp_config_default(struct dp_config *config)
 	config->mbufs = 8191;
 	config->ring_size = 1024;
 	config->mtu = 1500;
-	config->auth_window_ms = 300000;
+	config->auth_window_ms = FRAME_AUTH_WINDOW_MS;
 	config->tcp_connections = 16384;
 	config->tcp_half_open = 1024;
 	config->tcp_per_source = 4096;

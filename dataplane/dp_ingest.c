@@ -69,8 +69,9 @@ static void dp_ingest_record_done(struct dp_worker *w, const struct dp_record_do
 
 /* ---- Decode and check: per datagram, as it arrives ----------------------- */
 
+/* Checks the tag if present (or required); a verified frame keeps its key to sign answers. */
 static bool
-dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
+dp_ingest_auth_ok(struct dp_worker *w, struct frame_records *fr)
 {
 	const struct dp *dp = w->dp;
 	uint32_t key_id;
@@ -82,10 +83,41 @@ dp_ingest_auth_ok(struct dp_worker *w, const struct frame_records *fr)
 	for (uint32_t i = 0; i < dp->auth_key_count; i++) {
 		if (dp->auth_keys[i].key_id != key_id)
 			continue;
-		return frame_auth_verify(fr->frame, fr->frame_size, &dp->auth_keys[i],
-					 w->ingest.now_real_ns / 1000000u,
-					 dp->config.auth_window_ms) == FRAME_OK;
+		if (frame_auth_verify(fr->frame, fr->frame_size, &dp->auth_keys[i],
+				      w->ingest.now_real_ns / 1000000u,
+				      dp->config.auth_window_ms) != FRAME_OK)
+			return false;
+		fr->verified_key = &dp->auth_keys[i];
+		return true;
 	}
+	return false;
+}
+
+/*
+ * The answer to a frame signed under `key` (verified) is signed with it too, so the
+ * producer can tell it from a forged one (docs/PROTOCOL.md section 7). NULL: unsigned.
+ */
+static void
+dp_ingest_sign(const struct dp_worker *w, struct frame_ack *ack, const struct frame_auth_key *key)
+{
+	ack->sign_key = key;
+	ack->sign_time_ms = w->ingest.now_real_ns / 1000000u;
+}
+
+/*
+ * A producer id belongs to the key that first signed for it (frame_dedup_key_admits):
+ * a frame under another key, or unsigned, is NACKed auth_failed and counted, and the
+ * id's window (epoch, batches) stays as it was. Caller holds dedup_lock.
+ */
+static bool
+dp_ingest_key_admits_locked(struct dp_worker *w, const struct dp_peer *peer,
+			    const struct frame_records *fr, struct frame_dedup *d, uint64_t now_tsc)
+{
+	if (frame_dedup_key_admits(d, fr->verified_key))
+		return true;
+	dp_count(w, DP_FRAMES_KEY_MISMATCH, 1);
+	if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+		dp_ingest_nack(w, peer, fr, FRAME_STATUS_AUTH_FAILED, now_tsc);
 	return false;
 }
 
@@ -271,6 +303,8 @@ dp_ingest_is_new_locked(struct dp_worker *w, const struct dp_peer *peer, const s
 			dp_ingest_nack(w, peer, fr, FRAME_STATUS_THROTTLED, now_tsc);
 		return false;
 	}
+	if (!dp_ingest_key_admits_locked(w, peer, fr, d, now_tsc))
+		return false;
 	v = frame_dedup_check(d, fr->producer_epoch, fr->batch_seq, &entry);
 	if (v == FRAME_DEDUP_NEW)
 		return true;
@@ -284,6 +318,7 @@ dp_ingest_is_new_locked(struct dp_worker *w, const struct dp_peer *peer, const s
 	}
 	if (v == FRAME_DEDUP_DONE && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
 		frame_dedup_ack(d, entry, FRAME_CREDIT_UNLIMITED, &ack);
+		dp_ingest_sign(w, &ack, fr->verified_key);
 		dp_ingest_send(w, peer, &ack);
 	} else if (peer->tcp && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
 		/*
@@ -325,6 +360,7 @@ dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
 	f->records_left = fr->record_count;
 	f->records_stored = 0;
 	f->error = 0;
+	f->sign_key = fr->verified_key;
 	return slot;
 }
 
@@ -431,6 +467,7 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 	if (mode == FRAME_ACK_DURABLE)
 		return;
 	dp_ingest_ack_received(fr, &ack);
+	dp_ingest_sign(w, &ack, fr->verified_key);
 	if (reserved) {
 		rte_spinlock_lock(&w->dp->dedup_lock);
 		frame_dedup_complete(dp_dedup_find(&w->dp->dedup, fr->producer_id),
@@ -562,11 +599,8 @@ dp_ingest_send_tcp(struct dp_worker *w, const struct dp_peer *peer, const struct
 	}
 	rc = dp_tcp_answer(&w->tcp, peer->tcp_conn, peer->tcp_gen, bytes, (uint32_t)size);
 	if (rc == -ENOSPC) {
-		struct frame_ack short_ack = *ack;
+		struct frame_ack short_ack = dp_ingest_ack_without_detail(ack);
 
-		short_ack.flags |= FRAME_F_NO_DETAIL;
-		short_ack.run_count = 0;
-		short_ack.runs = NULL;
 		size = frame_ack_encode(bytes, DP_TCP_ANSWER_MAX, &short_ack, false);
 		assert(size > 0);
 		rc = dp_tcp_answer(&w->tcp, peer->tcp_conn, peer->tcp_gen, bytes, (uint32_t)size);
@@ -574,6 +608,17 @@ dp_ingest_send_tcp(struct dp_worker *w, const struct dp_peer *peer, const struct
 	if (rc != 0)
 		return; /* The connection is gone (counted): the dedup window remembers. */
 	dp_count(w, ack->type == FRAME_TYPE_ACK ? DP_ACKS_SENT : DP_NACKS_SENT, 1);
+}
+
+struct frame_ack
+dp_ingest_ack_without_detail(const struct frame_ack *ack)
+{
+	struct frame_ack short_ack = *ack;
+
+	short_ack.flags |= FRAME_F_NO_DETAIL;
+	short_ack.run_count = 0;
+	short_ack.runs = NULL;
+	return short_ack;
 }
 
 static void
@@ -629,6 +674,7 @@ dp_ingest_nack_record(struct dp_worker *w, const struct dp_peer *peer,
 
 	if (status == FRAME_STATUS_THROTTLED || status == FRAME_STATUS_INTERNAL)
 		nack.retry_after_ms = DP_NACK_RETRY_MS;
+	dp_ingest_sign(w, &nack, fr->verified_key);
 	/*
 	 * A TCP peer passed a handshake (no spoofed source to reflect at) and
 	 * TCP's flow control paces it: its NACKs are not rate limited, and it
@@ -749,8 +795,8 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 			frame_dedup_complete(d, f->epoch, &ack);
 		/* A datagram's answer fits one datagram; TCP decides by its buffer's room. */
 		if (!f->peer.tcp &&
-		    FRAME_ACK_HEADER_SIZE + (uint32_t)ack.run_count * FRAME_ACK_RUN_SIZE >
-		    DP_UDP_PAYLOAD_MAX) {
+		    FRAME_ACK_HEADER_SIZE + (uint32_t)ack.run_count * FRAME_ACK_RUN_SIZE +
+		    (f->sign_key != NULL ? FRAME_AUTH_SIZE : 0) > DP_UDP_PAYLOAD_MAX) {
 			ack.flags |= FRAME_F_NO_DETAIL;
 			ack.run_count = 0;
 			ack.runs = NULL;
@@ -758,6 +804,7 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 	}
 	if (dedup)
 		rte_spinlock_unlock(&w->dp->dedup_lock);
+	dp_ingest_sign(w, &ack, f->sign_key);
 	dp_ingest_send(w, &f->peer, &ack);
 	ing->frame_free[ing->frame_free_count++] = slot;
 }

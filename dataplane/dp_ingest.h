@@ -139,6 +139,7 @@ struct dp_frame_slot {
 	uint16_t records_left;
 	uint16_t records_stored;    /* Durable so far: a failed frame with any is not retried. */
 	int32_t error;              /* First log error among its batches. */
+	const struct frame_auth_key *sign_key; /* The frame's verified key: signs its answer. */
 	struct dp_record_result *results; /* DP_FRAME_RECORDS_MAX */
 };
 
@@ -219,6 +220,11 @@ void dp_ingest_tcp_frame(struct dp_worker *w, uint32_t conn, uint32_t gen, const
 bool dp_ingest_can_take(struct dp_worker *w);
 /* The credit hint for a worker with `frames_free` of DP_FRAME_SLOTS and RX pressure. */
 uint32_t dp_ingest_credit(uint32_t frames_free, uint32_t rx_full_streak);
+/*
+ * The ACK without its runs (NO_DETAIL): what a TCP answer falls back to when the room
+ * reserved for it (DP_TCP_ANSWER_MAX) cannot hold every run.
+ */
+struct frame_ack dp_ingest_ack_without_detail(const struct frame_ack *ack);
 /*
  * After the datagrams of one RX burst (before its mbufs are freed): their
  * hash keys (dp_hash_compute), then the frames held for them, in order.

@@ -768,6 +768,16 @@ dp_kernel_tcp_answer(struct dp_worker *w, struct dp_kernel *k, const struct dp_p
 	assert(c->reserved > 0 && c->tx != NULL);
 	c->reserved--;
 	size = frame_ack_encode(c->tx + c->tx_used, DP_TCP_ANSWER_MAX, ack, false);
+	if (size == -ENOSPC) {
+		/*
+		 * More runs than the room reserved for the answer holds (a frame of ~90 runs
+		 * or more): the ACK without detail, as on DPDK TCP. Before, none was sent and
+		 * the producer waited for its retry to get the dedup window's replay.
+		 */
+		struct frame_ack short_ack = dp_ingest_ack_without_detail(ack);
+
+		size = frame_ack_encode(c->tx + c->tx_used, DP_TCP_ANSWER_MAX, &short_ack, false);
+	}
 	if (size <= 0) {
 		dp_count(w, DP_NACKS_SUPPRESSED, 1);
 		dp_kernel_tx_release(k, c);

@@ -36,6 +36,7 @@ static const char *const dp_counter_names[DP_COUNTER_COUNT] = {
 	[DP_FRAMES_ACCEPTED] = "frames_accepted",
 	[DP_FRAMES_MALFORMED] = "frames_malformed",
 	[DP_FRAMES_UNAUTHENTICATED] = "frames_unauthenticated",
+	[DP_FRAMES_KEY_MISMATCH] = "frames_key_mismatch",
 	[DP_FRAMES_DUPLICATE] = "frames_duplicate",
 	[DP_FRAMES_UNKNOWN_STREAM] = "frames_unknown_stream",
 	[DP_FRAMES_SHARD_GROUPED] = "frames_shard_grouped",

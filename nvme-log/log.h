@@ -167,6 +167,8 @@ int log_batch_add_encoded(struct log_batch *batch, const uint8_t *records, uint3
 /* The base arrival of a batch's records (valid once it holds one). */
 uint64_t log_batch_base_arrival_ns(const struct log_batch *batch);
 uint32_t log_batch_record_count(const struct log_batch *batch);
+/* Batches free in the producer's pool now (its own thread: the pool is producer-local). */
+uint32_t log_batches_free(const struct log_producer *producer);
 /* Returns an unsubmitted batch to the pool. */
 void log_batch_put(struct log_producer *producer, struct log_batch *batch);
 
@@ -332,6 +334,7 @@ struct log_stats {
 	uint64_t enospc_errors;
 	uint64_t io_errors;
 	uint64_t segments_deleted;
+	uint64_t segments_resumed;   /* Opens that continued the newest segment (log_recover.c). */
 	uint64_t batches_encrypted;  /* Batches submitted encrypted (docs/LOG_FORMAT.md). */
 	uint64_t decrypt_errors;     /* Reads refused for a missing, disabled or wrong key. */
 	uint64_t reads_memory;       /* Batches log_read/log_seek_time took from the window ring, */

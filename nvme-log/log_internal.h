@@ -35,6 +35,13 @@
  * then no shard close, no DeleteStream, and no start could write (issue 14, finding 4).
  */
 #define LOG_SPACE_HEADROOM (16ull << 20)
+/*
+ * How far past a segment's durable end the windows of a run may have written:
+ * two in flight, each of at most the largest window plus one batch and its
+ * blocks (log_windows_init), whatever the last run's configuration was.
+ */
+#define LOG_TAIL_REACH (2ull * (LOG_COMMIT_WINDOW_BYTES_MAX + LOG_BATCH_SIZE_MAX + \
+				2 * LOG_BLOCK_SIZE))
 #define LOG_SHARD_BAD_MAX 8u      /* Corrupt ranges remembered per shard. */
 #define LOG_WRITE_CHUNK (512u << 10) /* Largest single write of a window. */
 static_assert(LOG_COMMIT_WINDOW_BYTES_MIN == LOG_BLOCK_SIZE, "a window is whole blocks");
@@ -176,6 +183,7 @@ struct log_segment {
 	enum log_segment_state state;
 	bool index_persisted;
 	bool doubtful;             /* Recovery only: see recover_doubtful(). */
+	bool resumable;            /* Recovery only: header sound (see recover_resume()). */
 	uint64_t commit_first;
 	uint64_t bytes_used;       /* End of the last durable window. */
 	uint64_t written_end;      /* Writer: end of the furthest window submitted. */

@@ -221,6 +221,12 @@ log_producer_close(struct log_producer *producer)
 	pthread_mutex_unlock(&log->producer_lock);
 }
 
+uint32_t
+log_batches_free(const struct log_producer *producer)
+{
+	return producer->free_count;
+}
+
 int
 log_producer_event_fd(struct log_producer *producer)
 {

@@ -4,8 +4,12 @@
  * Sealed segments come back from their index files (no data is read).
  * A segment without one (the tail the last run was writing) is scanned:
  * batches are followed from block 1 while they check out, the longest
- * valid prefix is kept and the segment is sealed on the spot (a new run
- * always starts a new segment, so a torn tail is never written over).
+ * valid prefix is kept and the segment is sealed on the spot. The newest
+ * segment is then resumed as the active one when it has room (recover_resume):
+ * its index file goes, a window whose end never landed is dropped, and
+ * whatever a torn tail left past the kept prefix is zeroed, so the new run
+ * writes over zeros exactly as if the tail had never been written. Before, every open began a new segment, and N restarts
+ * with little data left N segments (issue 14, finding 4).
  *
  * Torn tail or corruption? Every batch records the newest window that was
  * durable when its window was submitted (commit_id - durable_lag). So when
@@ -103,11 +107,8 @@ scan_later_window(const uint8_t *buf, uint64_t size, uint64_t from, uint64_t seg
 static bool
 all_zero(const uint8_t *p, uint64_t size)
 {
-	for (uint64_t i = 0; i < size; i++) {
-		if (p[i] != 0)
-			return false;
-	}
-	return true;
+	/* Each byte equals the next and the first is 0: memcmp's vector loop, not a byte loop. */
+	return size == 0 || (p[0] == 0 && memcmp(p, p + 1, size - 1) == 0);
 }
 
 static uint64_t
@@ -412,6 +413,8 @@ recover_segment(struct log *log, uint64_t segment_no)
 		recover_drop(log, seg);
 		return 0;
 	}
+	/* A corrupt header is never written to again: see recover_resume(). */
+	seg->resumable = !headerless;
 	if (err == 0)
 		err = log_segment_list_add(log, seg);
 	if (err != 0)
@@ -562,6 +565,130 @@ log_probe_segment_size(struct log_io *io, uint64_t *size_out)
 	return err;
 }
 
+/*
+ * Zeros whatever lies past the segment's kept prefix within the reach of the last
+ * run's windows in flight (a torn tail; a failed window's leftovers): a later rescan
+ * (index file lost, or a crash before the next seal) must find zeros there, never an
+ * old batch whose sequence numbers were handed out again. Only blocks that are not
+ * already zero are written; then one fsync.
+ */
+static int
+recover_zero_tail(struct log *log, struct log_segment *seg)
+{
+	uint64_t end = min_u64(log->config.segment_size, seg->bytes_used + LOG_TAIL_REACH);
+	struct log_mem chunk;
+	bool wrote = false;
+	int err = log_mem_alloc(&chunk, LOG_WRITE_CHUNK);
+
+	if (err != 0)
+		return err;
+	for (uint64_t off = seg->bytes_used; err == 0 && off < end; off += LOG_WRITE_CHUNK) {
+		uint32_t len = (uint32_t)min_u64(LOG_WRITE_CHUNK, end - off);
+
+		err = log_io_pread(log->io, seg->file, chunk.addr, len, off);
+		if (err != 0 || all_zero(chunk.addr, len))
+			continue;
+		memset(chunk.addr, 0, len);
+		err = log_io_pwrite(log->io, seg->file, chunk.addr, len, off);
+		wrote = true;
+	}
+	if (err == 0 && wrote)
+		err = log_io_fsync(log->io, seg->file);
+	log_mem_free(&chunk);
+	return err;
+}
+
+/*
+ * Windows follow each other without gaps, and recovery reads a valid window that
+ * vouches for an earlier one as proof that the earlier one was durable. A scan keeps
+ * the valid batches of a window whose last batch never landed (a torn tail cut inside
+ * a window); writing new windows after them would make that torn window look like
+ * durable data with a corrupt end. So before a segment is resumed, such an open window
+ * is dropped: none of its batches were acknowledged (a window completes as a whole,
+ * after its flush). -EBADMSG: the last batch does not check out (do not resume).
+ */
+static int
+resume_drop_open_window(struct log *log, struct log_segment *seg)
+{
+	const struct log_index_entry *last = &seg->entries[seg->entry_count - 1];
+	uint64_t from = last->offset / LOG_BLOCK_SIZE * LOG_BLOCK_SIZE;
+	uint64_t to = align_up((uint64_t)last->offset + last->size, LOG_BLOCK_SIZE);
+	struct log_batch_header h;
+	struct log_mem mem;
+	int err = log_mem_alloc(&mem, to - from);
+
+	if (err != 0)
+		return err;
+	err = log_io_pread(log->io, seg->file, mem.addr, (uint32_t)(to - from), from);
+	if (err == 0 && !batch_valid_at(mem.addr, to - from, last->offset - from,
+					seg->segment_no, &h))
+		err = -EBADMSG;
+	log_mem_free(&mem);
+	if (err != 0 || (h.flags & LOG_BATCH_F_WINDOW_LAST))
+		return err;
+	while (seg->entry_count > 0 && seg->entries[seg->entry_count - 1].commit_id == h.commit_id)
+		seg->entry_count--;
+	/* A window starts on a block (the first one after the header block). */
+	seg->bytes_used = seg->entry_count == 0 ? LOG_BLOCK_SIZE :
+			  seg->entries[seg->entry_count].offset;
+	assert(seg->bytes_used % LOG_BLOCK_SIZE == 0);
+	diag_warn("log", "%s: segment %" PRIu64 ": unfinished window %" PRIu64 " dropped (never "
+		  "acknowledged) before the segment is continued", log->dir_path, seg->segment_no,
+		  h.commit_id);
+	return 0;
+}
+
+/*
+ * Makes the newest segment the active one again when its header is sound and a
+ * window of the largest batch still fits (the writer's own sealing rule), instead
+ * of leaving it sealed and starting a spare. Runs before the shards are rebuilt
+ * (resume_drop_open_window may drop entries). Order matters for a crash at any
+ * point: the index file is removed and the directory synced first (it must never
+ * outlive a change to the data it describes), then the tail is zeroed and synced,
+ * and only then may the writer append. A crash in between leaves a segment that
+ * the next open scans to the same result.
+ */
+static int
+recover_resume(struct log *log)
+{
+	struct log_segment *seg;
+	char name[64];
+	int err = 0;
+
+	if (log->config.read_only || log->segment_count == 0)
+		return 0;
+	seg = log->segments[log->segment_count - 1];
+	/* One without entries (its first window torn, its header landed) is resumed too. */
+	if (!seg->resumable || seg->bytes_used < LOG_BLOCK_SIZE ||
+	    log->config.segment_size - seg->bytes_used <
+		    align_up(log->config.batch_size, LOG_BLOCK_SIZE) + LOG_BLOCK_SIZE)
+		return 0;
+	if (seg->entry_count > 0)
+		err = resume_drop_open_window(log, seg);
+	if (err == -EBADMSG)
+		return 0; /* Its last batch fails its checks: left sealed, as before. */
+	log_segment_name(seg->segment_no, "idx", name, sizeof(name));
+	if (err == 0) {
+		err = log_io_file_remove(log->io, name);
+		err = err == -ENOENT ? 0 : err;
+	}
+	if (err == 0)
+		err = log_io_dir_sync(log->io);
+	if (err == 0)
+		err = recover_zero_tail(log, seg);
+	if (err != 0) {
+		diag_error("log", "%s: segment %" PRIu64 ": cannot continue it: %s", log->dir_path,
+			   seg->segment_no, strerror(-err));
+		return err;
+	}
+	seg->state = LOG_SEGMENT_ACTIVE;
+	seg->index_persisted = false;
+	seg->written_end = seg->bytes_used;
+	log->active = seg;
+	log_stat_add(&log->stats.segments_resumed, 1);
+	return 0;
+}
+
 /* Rebuilds segments, shards and counters from the directory (log.meta is loaded). */
 int
 log_recover(struct log *log)
@@ -579,6 +706,8 @@ log_recover(struct log *log)
 	free(names.nos);
 	if (err == 0)
 		recover_doubtful(log);
+	if (err == 0)
+		err = recover_resume(log);
 	if (err == 0)
 		err = recover_shards(log);
 	/* Everything kept was flushed (log_segment_index_write paths) or was sealed. */

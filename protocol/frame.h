@@ -121,6 +121,8 @@
 
 #include "common/limits.h"
 
+struct frame_auth_key;
+
 #define FRAME_MAGIC 0x43554C53u         /* "SLUC" read little-endian. */
 #define FRAME_VERSION 1
 #define FRAME_HEADER_SIZE 16u
@@ -134,6 +136,8 @@
 #define FRAME_AUTH_TAG_SIZE 32u
 #define FRAME_AUTH_KEY_SIZE_MIN 16u
 #define FRAME_AUTH_KEY_SIZE_MAX 64u     /* One SHA-256 block: the key is used as is. */
+/* Accepted |now - signing time| of a tag, default (sluiced; SigV4's clock window). */
+#define FRAME_AUTH_WINDOW_MS 300000u
 
 /* Records in one batch (Kinesis PutRecords allows 500). */
 #define FRAME_RECORDS_MAX 500u
@@ -289,6 +293,8 @@ struct frame_records {
 	const uint8_t *auth;          /* The trailer, or NULL. */
 	const uint8_t *frame;         /* The frame itself, frame_size bytes. */
 	uint32_t frame_size;
+	/* Receiver: the key its tag verified under (decode leaves NULL); answers sign with it. */
+	const struct frame_auth_key *verified_key;
 };
 
 /*
@@ -414,11 +420,15 @@ struct frame_ack {
 	const struct frame_ack_run *runs;
 	const uint8_t *runs_wire;  /* Decode: the runs' bytes in the frame. */
 	const uint8_t *auth;       /* Decode: the trailer, or NULL. */
+	/* Encode: sign with this key at sign_time_ms (the answer to a signed frame), or NULL. */
+	const struct frame_auth_key *sign_key;
+	uint64_t sign_time_ms;
 };
 
 /*
  * Encodes an ACK or NACK into buf (FRAME_ACK_SIZE_MAX always suffices).
- * `auth` reserves a trailer to sign afterwards. Returns the frame size;
+ * `auth` reserves a trailer to sign afterwards; with ack->sign_key the frame
+ * is signed here (docs/PROTOCOL.md section 7, "Signed answers"). Returns the frame size;
  * -ENOSPC if it does not fit; -EINVAL when the fields break the rules of
  * the table above (e.g. runs not summing to record_count). Checked with
  * the decoder's rules, so whatever encodes, decodes.
@@ -522,6 +532,8 @@ struct frame_dedup {
 	uint64_t seq_high;         /* Highest batch_seq accepted (valid if any_seq). */
 	uint32_t epoch;
 	bool any_seq;
+	bool key_bound;            /* A signed frame used this id: only key_id may go on. */
+	uint32_t key_id;
 	struct frame_dedup_entry entries[FRAME_DEDUP_WINDOW];   /* Slot: seq % WINDOW. */
 };
 
@@ -534,6 +546,15 @@ enum frame_dedup_verdict {
 };
 
 void frame_dedup_init(struct frame_dedup *dedup, uint64_t producer_id);
+
+/*
+ * Binds the producer id to the key its first signed frame verified under (`key`:
+ * the frame's verified key, NULL when unsigned), and then admits only frames
+ * verified under that key id: false for another key, or an unsigned frame, once
+ * bound (section 7: a holder of another key could else take the id over and fence
+ * its producer with a newer epoch). Call before frame_dedup_check().
+ */
+bool frame_dedup_key_admits(struct frame_dedup *dedup, const struct frame_auth_key *key);
 
 /*
  * Looks a batch up and, when it is NEW, reserves its entry (STORING).

@@ -98,6 +98,7 @@ frame_ack_encode(void *buf, size_t capacity, const struct frame_ack *ack, bool a
 		return -EINVAL;
 	if (ack_fields_check(ack) != FRAME_OK)
 		return -EINVAL;
+	auth |= ack->sign_key != NULL;
 	size = FRAME_ACK_HEADER_SIZE + (uint32_t)ack->run_count * FRAME_ACK_RUN_SIZE +
 	       (auth ? FRAME_AUTH_SIZE : 0);
 	if (size > capacity)
@@ -125,7 +126,10 @@ frame_ack_encode(void *buf, size_t capacity, const struct frame_ack *ack, bool a
 		frame_store32(r + 8, ack->runs[i].shard_index);
 		frame_store16(r + 12, ack->runs[i].count);
 	}
-	frame_seal(p, size);
+	if (ack->sign_key != NULL)
+		frame_auth_sign(p, size, ack->sign_key, ack->sign_time_ms);
+	else
+		frame_seal(p, size);
 	return (int)size;
 }
 

@@ -37,6 +37,19 @@ frame_dedup_init(struct frame_dedup *dedup, uint64_t producer_id)
 	dedup->producer_id = producer_id;
 }
 
+bool
+frame_dedup_key_admits(struct frame_dedup *dedup, const struct frame_auth_key *key)
+{
+	if (!dedup->key_bound) {
+		if (key != NULL) {
+			dedup->key_bound = true;
+			dedup->key_id = key->key_id;
+		}
+		return true;
+	}
+	return key != NULL && key->key_id == dedup->key_id;
+}
+
 /* Moves the window's top to `batch_seq`, clearing the slots it passes over. */
 static void
 window_slide(struct frame_dedup *dedup, uint64_t batch_seq)

@@ -648,14 +648,15 @@ sign(uint8_t *frame, uint16_t size, const struct frame_auth_key *key)
 	frame_auth_sign(frame, size, key, clock_real_ns() / 1000000u);
 }
 
+/* A one-record frame of producer 31 with a zeroed auth trailer, to sign. */
 static uint16_t
-auth_frame(uint8_t *buf, uint64_t seq)
+auth_frame_of(uint8_t *buf, uint32_t epoch, uint64_t seq, uint8_t ack_mode)
 {
 	struct frame_batch_params params = {
 		.producer_id = 31,
 		.batch_seq = seq,
-		.producer_epoch = 1,
-		.ack_mode = FRAME_ACK_RECEIVED,
+		.producer_epoch = epoch,
+		.ack_mode = ack_mode,
 		.auth = true,
 		.stream_name = "orders",
 		.stream_name_size = 6,
@@ -674,6 +675,12 @@ auth_frame(uint8_t *buf, uint64_t seq)
 	size = frame_writer_finish(&fw);
 	cr_assert_gt(size, 0);
 	return (uint16_t)size;
+}
+
+static uint16_t
+auth_frame(uint8_t *buf, uint64_t seq)
+{
+	return auth_frame_of(buf, 1, seq, FRAME_ACK_RECEIVED);
 }
 
 static uint8_t
@@ -710,6 +717,85 @@ Test(dp_ingest_auth, requires_a_valid_hmac_tag, .init = setup_auth, .fini = tear
 	cr_assert_eq(answer_status(), FRAME_STATUS_OK, "signed with the producer's key");
 	cr_assert_eq(dp_test_counter(DP_FRAMES_UNAUTHENTICATED), 2);
 	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1);
+}
+
+static const struct frame_auth_key other_key = {
+	.key_id = 78,
+	.key_size = 32,
+	.key = "fedcba9876543210fedcba9876543210",
+};
+
+static void
+setup_two_keys(void)
+{
+	const struct frame_auth_key keys[2] = { test_key, other_key };
+
+	open_log(0);
+	dp_test_open_auth(test_log, keys, 2, true);
+	publish_stream();
+}
+
+/* A one-record frame of producer 31 signed with `key`. */
+static uint16_t
+signed_frame(uint8_t *buf, uint32_t epoch, uint64_t seq, uint8_t ack_mode,
+	     const struct frame_auth_key *key)
+{
+	uint16_t size = auth_frame_of(buf, epoch, seq, ack_mode);
+
+	sign(buf, size, key);
+	return size;
+}
+
+/* The answer `m` (freed): decoded into *ack; whether its tag verifies under `key`. */
+static bool
+answer_signed_by(struct rte_mbuf *m, struct frame_ack *ack, const struct frame_auth_key *key)
+{
+	const uint8_t *p = rte_pktmbuf_mtod_offset(m, const uint8_t *, 42);
+	uint32_t size = m->pkt_len - 42;
+	bool ok;
+
+	cr_assert_eq(frame_ack_decode(p, size, ack), FRAME_OK);
+	ok = frame_auth_verify(p, size, key, clock_real_ns() / 1000000u,
+			       FRAME_AUTH_WINDOW_MS) == FRAME_OK;
+	rte_pktmbuf_free(m);
+	return ok;
+}
+
+/*
+ * Issue 14, frame authentication: producer 31 signs with key 77. A holder of key 78 who
+ * sends a frame for producer 31 with a newer epoch (which would fence 31) is NACKed
+ * auth_failed and counted; 31 goes on under epoch 1. Every answer to a signed frame is
+ * signed with the key the frame verified under (RECEIVED, DURABLE and the NACK), so the
+ * attacker's NACK does not verify under 77: producer 31 would ignore it.
+ */
+Test(dp_ingest_auth, binds_a_producer_id_to_its_key_and_signs_answers, .init = setup_two_keys,
+     .fini = teardown, .timeout = 30)
+{
+	uint8_t buf[1500];
+	struct frame_ack ack;
+	struct rte_mbuf *m;
+
+	send_payload(buf, signed_frame(buf, 1, 0, FRAME_ACK_RECEIVED, &test_key));
+	dp_test_poll();
+	cr_assert_eq(dp_test_sent(&m, 1), 1);
+	cr_assert(answer_signed_by(m, &ack, &test_key), "the ACK is signed with key 77");
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+
+	send_payload(buf, signed_frame(buf, 2, 0, FRAME_ACK_RECEIVED, &other_key));
+	dp_test_poll();
+	cr_assert_eq(dp_test_sent(&m, 1), 1);
+	cr_assert(answer_signed_by(m, &ack, &other_key), "its NACK is signed with its key 78");
+	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
+	cr_assert_eq(ack.status, FRAME_STATUS_AUTH_FAILED);
+	cr_assert_eq(dp_test_counter(DP_FRAMES_KEY_MISMATCH), 1);
+
+	send_payload(buf, signed_frame(buf, 1, 1, FRAME_ACK_DURABLE, &test_key));
+	m = pump_until_sent(3000);
+	cr_assert_not_null(m, "a durable ACK");
+	cr_assert(answer_signed_by(m, &ack, &test_key), "the durable ACK is signed with key 77");
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK, "producer 31 was not fenced (status %u)", ack.status);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 2, "the attacker's record was not stored");
+	cr_assert_eq(dp_test_counter(DP_FRAMES_UNAUTHENTICATED), 0);
 }
 
 /* A frame that cannot be staged whole is refused whole: THROTTLED, nothing stored. */

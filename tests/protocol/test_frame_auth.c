@@ -108,3 +108,34 @@ Test(frame_auth, trailer_reserved_bytes_must_be_zero)
 	frame_seal(buf, size);
 	cr_assert_eq(frame_records_decode(buf, size, &records), FRAME_ERR_RESERVED);
 }
+
+/* Answers to signed frames are signed (section 7): sign_key makes the encoder sign. */
+Test(frame_auth, an_answer_with_a_sign_key_is_signed_and_verifies)
+{
+	const struct frame_ack_run run = { .seq_first = 9, .shard_index = 2, .count = 1 };
+	struct frame_ack ack = {
+		.producer_id = 31, .batch_seq = 4, .producer_epoch = 1,
+		.credit_size = FRAME_CREDIT_UNLIMITED, .flags = FRAME_ACK_DURABLE,
+		.record_count = 1, .record_index = FRAME_RECORD_INDEX_NONE, .run_count = 1,
+		.type = FRAME_TYPE_ACK, .status = FRAME_STATUS_OK, .runs = &run,
+		.sign_key = &key, .sign_time_ms = NOW_MS,
+	};
+	struct frame_auth_key other = key;
+	struct frame_ack out;
+	int size = frame_ack_encode(buf, sizeof(buf), &ack, false);
+
+	cr_assert_eq(size, FRAME_ACK_HEADER_SIZE + FRAME_ACK_RUN_SIZE + FRAME_AUTH_SIZE);
+	cr_assert_eq(frame_ack_decode(buf, (size_t)size, &out), FRAME_OK);
+	cr_assert_not_null(out.auth);
+	cr_assert_eq(frame_auth_verify(buf, (uint32_t)size, &key, NOW_MS, WINDOW_MS), FRAME_OK);
+	other.key[0] ^= 1;
+	cr_assert_eq(frame_auth_verify(buf, (uint32_t)size, &other, NOW_MS, WINDOW_MS),
+		     FRAME_ERR_AUTH_TAG, "a forger without the key cannot make one");
+	buf[40] ^= 1; /* Any field changed (here record_index): the tag no longer matches. */
+	frame_seal(buf, (uint32_t)size);
+	cr_assert_eq(frame_auth_verify(buf, (uint32_t)size, &key, NOW_MS, WINDOW_MS),
+		     FRAME_ERR_AUTH_TAG);
+	ack.sign_key = NULL;
+	cr_assert_eq(frame_ack_encode(buf, sizeof(buf), &ack, false),
+		     FRAME_ACK_HEADER_SIZE + FRAME_ACK_RUN_SIZE, "unsigned without a key");
+}

@@ -263,3 +263,25 @@ Test(frame_dedup, a_partly_stored_batch_replays_its_nack)
 	cr_assert_eq(check(&d, 1, 7 + FRAME_DEDUP_WINDOW), FRAME_DEDUP_NEW);
 	cr_assert_eq(check(&d, 1, 7), FRAME_DEDUP_TOO_OLD);
 }
+
+/*
+ * Section 7: a producer id belongs to the key of its first signed frame. Unsigned frames
+ * pass until then (a stream without auth); afterwards only that key id does.
+ */
+Test(frame_dedup, a_producer_id_is_bound_to_its_first_key)
+{
+	const struct frame_auth_key k1 = { .key_id = 1, .key_size = 16 };
+	const struct frame_auth_key k2 = { .key_id = 2, .key_size = 16 };
+	struct frame_dedup d;
+
+	frame_dedup_init(&d, 5);
+	cr_assert(frame_dedup_key_admits(&d, NULL), "unsigned, unbound");
+	cr_assert(!d.key_bound);
+	cr_assert(frame_dedup_key_admits(&d, &k1), "the first key binds");
+	cr_assert(frame_dedup_key_admits(&d, &k1));
+	cr_assert(!frame_dedup_key_admits(&d, &k2), "another key is refused");
+	cr_assert(!frame_dedup_key_admits(&d, NULL), "so is an unsigned frame, once bound");
+	cr_assert_eq(d.key_id, 1, "the binding stays");
+	frame_dedup_init(&d, 5);
+	cr_assert(!d.key_bound, "a reclaimed window forgets it");
+}

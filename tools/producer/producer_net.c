@@ -192,6 +192,27 @@ tcp_flush(struct sluice_producer *p, uint64_t now_ns)
 }
 
 /* Answers every whole frame in bytes[0 .. size); returns the bytes consumed or -EPROTO. */
+/*
+ * A producer that signs its frames takes only answers signed with its own key, within
+ * the replay window (docs/PROTOCOL.md section 7): anyone can send an unsigned ACK that
+ * would make it drop records the appliance never stored. The one exception is a NACK
+ * auth_failed, which the appliance cannot sign when the frame's tag did not verify: a
+ * forged one fails a batch visibly (-EACCES), it never passes records off as stored.
+ * Answers refused here are counted (answers_forged); the batch's retry timer goes on.
+ */
+static bool
+answer_authentic(const struct sluice_producer *p, const struct frame_ack *ack,
+		 const uint8_t *frame, uint32_t size)
+{
+	if (!p->auth)
+		return true;
+	if (ack->auth == NULL)
+		return ack->type == FRAME_TYPE_NACK && ack->status == FRAME_STATUS_AUTH_FAILED;
+	/* The tag's timestamp is wall-clock time. */
+	return frame_auth_verify(frame, size, &p->auth_key, clock_real_ns() / 1000000u,
+				 FRAME_AUTH_WINDOW_MS) == FRAME_OK;
+}
+
 static long
 frames_answer(struct sluice_producer *p, const uint8_t *bytes, size_t size, uint64_t now_ns)
 {
@@ -207,10 +228,12 @@ frames_answer(struct sluice_producer *p, const uint8_t *bytes, size_t size, uint
 			break;
 		if (err != FRAME_OK)
 			return -EPROTO;
-		if (frame_ack_decode(bytes + off, frame_size, &ack) == FRAME_OK)
-			producer_answer(p, &ack, now_ns);
-		else
+		if (frame_ack_decode(bytes + off, frame_size, &ack) != FRAME_OK)
 			p->stats.acks_ignored++;
+		else if (!answer_authentic(p, &ack, bytes + off, frame_size))
+			p->stats.answers_forged++;
+		else
+			producer_answer(p, &ack, now_ns);
 		off += frame_size;
 	}
 	return (long)off;

@@ -184,6 +184,8 @@ struct sluice_producer_stats {
 	uint64_t acks_duplicate;       /* ACKs with FRAME_F_DUPLICATE (stored once, answered again). */
 	uint64_t acks_ignored;         /* ACKs of no batch in flight (late copies) or bad frames. */
 	uint64_t nacks_received;
+	uint64_t answers_forged;       /* Signing producer: answers not signed with its key (or
+					* stale): ignored (docs/PROTOCOL.md section 7). */
 	uint64_t connects;             /* TCP (re)connections established. */
 	uint64_t batches_grouped;      /* Sealed as SHARD_RECORDS frames. */
 	uint64_t batches_regrouped;    /* NACKed WRONG_SHARD, resent as RECORDS frames. */

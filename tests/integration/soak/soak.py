@@ -1,19 +1,23 @@
 #!/usr/bin/python3
 """
-soak: a seeded fault campaign against one sluiced (--no-dataplane), for as long as asked.
+soak: a seeded fault campaign against one sluiced, for as long as asked.
 
-Load, all at once: producers (PutRecords over HTTP/1.1, per-key sequences), a resharder
-(SplitShard / MergeShards / UpdateShardCount), a reader (GetRecords on random shards), and
-a filler that writes 1 MiB records to a scratch stream until the disk is full, then
-deletes it (retention gives the space back). The data directory is a loop-mounted ext4
+Load, all at once: producers (PutRecords over HTTP/1.1 with boto3, and over h2c with curl
+--http2-prior-knowledge; per-key sequences), dataplane producers sending record frames
+(docs/PROTOCOL.md) over UDP and over TCP to the kernel backend ([dataplane] backend =
+kernel on 127.0.0.1), with durable ACKs, retries of the same bytes and exactly-once
+dedup, a resharder (SplitShard / MergeShards / UpdateShardCount), a reader (GetRecords on
+random shards), and a filler that writes 1 MiB records to a scratch stream until the disk
+is full, then deletes it (retention gives the space back). The data directory is a loop-mounted ext4
 of --disk-mb (root; a plain temp dir otherwise, and then no disk-full phases).
 
 Faults, one per round after a seeded 2..6 s of load: SIGKILL (70 %), SIGKILL again during
 the recovery that follows (some of those), or SIGSTOP for 0.3..1.5 s then SIGCONT.
 
 Checked after every restart and at the end, against the ledger of every acknowledged
-record: each is read back exactly once, at the shard and sequence number it was
-acknowledged with, with its bytes; nothing unacknowledged is read (records in flight at
+record (a 200 of the API, or a frame's durable ACK, whose runs give each record's shard
+and log sequence number): each is read back exactly once, at the shard and sequence
+number it was acknowledged with, with its bytes; nothing unacknowledged is read (records in flight at
 a kill may be there, once); per partition key the records come in send order; closed
 shards end and list their children. While sluiced is up (not stopped): RSS stays within
 --rss-budget-mb, and DescribeStreamSummary answers within --answer-bound-s.
@@ -25,11 +29,15 @@ Prints one summary line: operations, faults by kind, records acknowledged, lost 
 Uses its own temp dir, loop device and port; stops only the sluiced it started.
 """
 import argparse
+import base64
 import importlib.util
+import json
 import os
 import random
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -44,6 +52,18 @@ spec.loader.exec_module(rl)
 check = rl.check
 
 STREAM = rl.STREAM
+sys.path.insert(0, os.path.join(HERE, "..", "..", "protocol"))
+from test_spec_independent import records_frame  # noqa: E402
+
+FRAME_RECORDS = 10      # Per frame: at most 16 runs, so a replayed ACK keeps its detail.
+FRAME_ACK_WAIT_S = 1.0  # Then the same bytes again (the dedup window answers a repeat).
+ACK, NACK = 2, 3
+NACK_RETRY = (5, 6)     # throttled, internal: retry the same bytes after retry_after_ms.
+
+
+def log_position(sid, sequence_number):
+    """(ShardId, the log's per-shard seq) of a Kinesis sequence number (control/seqnum.h)."""
+    return sid, int(("%047x" % int(sequence_number))[11:27], 16)
 
 
 class Sluiced:
@@ -52,12 +72,16 @@ class Sluiced:
     def __init__(self, binary, data_dir, log_path):
         self.binary, self.data_dir, self.log_path = binary, data_dir, log_path
         self.proc, self.port = None, None
+        self.ingest = rl.free_port()  # UDP and TCP, the same port for the whole run.
 
     def spawn(self):
         self.port = rl.free_port()
         self.proc = subprocess.Popen(
-            [self.binary, "--no-dataplane", "--data-dir", self.data_dir,
+            [self.binary, "--data-dir", self.data_dir,
              "--api-listen", "127.0.0.1:%d" % self.port,
+             "--set", "dataplane.backend=kernel", "--set", "dataplane.ipv4=127.0.0.1",
+             "--set", "dataplane.ingest_port=%d" % self.ingest,
+             "--set", "dataplane.no_huge=true",
              "--set", "server.stream_status_delay_ms=5",
              "--set", "server.shard_count_updates_per_day=0",
              "--set", "log.segment_size_mb=8",
@@ -72,6 +96,11 @@ class Sluiced:
     def kill(self):
         self.proc.kill()
         self.proc.wait()
+        self.forget()
+
+    def forget(self):
+        """EAL's runtime directory of the process just gone (a SIGKILL leaves it)."""
+        shutil.rmtree("/var/run/dpdk/sluice-%d" % self.proc.pid, ignore_errors=True)
         self.proc = None
 
     def stop(self):
@@ -84,7 +113,7 @@ class Sluiced:
         except subprocess.TimeoutExpired:
             self.kill()
             raise SystemExit("FAIL: sluiced did not stop on SIGTERM")
-        self.proc = None
+        self.forget()
         check(rc == 0, "sluiced exit code %d" % rc)
 
     def client(self, attempts=1):
@@ -208,6 +237,182 @@ class Filler(Background):
             time.sleep(self.rng.uniform(0.5, 2.0))
 
 
+class KeyedProducer(threading.Thread):
+    """Sends "key:n" records, FRAME_RECORDS keys per batch, each key's n in order, one
+    batch in flight; acked[(key, n)] = (ShardId, log seq). A batch whose outcome is
+    unknown (sluiced died, or the answer says so) goes to inflight and its keys retire,
+    so no (key, n) is ever sent twice with two outcomes."""
+
+    def __init__(self, prefix, stop, rng):
+        super().__init__(daemon=True)
+        self.stop, self.rng, self.error = stop, rng, None
+        self.keys = ["%s-k%d" % (prefix, i) for i in range(rl.KEYS_PER_PRODUCER)]
+        self.next = {k: 0 for k in self.keys}
+        self.acked, self.inflight, self.calls = {}, {}, 0
+
+    def run(self):
+        try:
+            while not self.stop.is_set() and len(self.keys) >= FRAME_RECORDS:
+                batch = [(k, self.next[k]) for k in self.rng.sample(self.keys, FRAME_RECORDS)]
+                if not self.send(batch):
+                    self.inflight.update(batch)
+                    for k, _ in batch:
+                        self.keys.remove(k)
+                    if self.dead:
+                        return
+                time.sleep(0.005)
+        except BaseException as e:  # noqa: B902 - reported by the main thread
+            self.error = e
+        finally:
+            self.close()
+
+    def acked_at(self, batch, positions):
+        for (k, n), where in zip(batch, positions):
+            self.acked[(k, n)] = where
+            self.next[k] = n + 1
+        self.calls += 1
+
+    def close(self):
+        pass
+
+
+class FrameProducer(KeyedProducer):
+    """Record frames over UDP or TCP to the kernel backend, durable ACKs (docs/PROTOCOL.md):
+    a lost or late answer is a resend of the same bytes (same batch_seq), which the dedup
+    window answers with the original ACK, never a second copy."""
+
+    def __init__(self, srv, transport, round_no, stop, rng):
+        super().__init__("%s%d" % (transport[0], round_no), stop, rng)
+        self.srv, self.transport, self.sock, self.dead = srv, transport, None, False
+        self.producer_id = rng.getrandbits(63) | 1
+        self.batch_seq, self.resent, self.nacked = 0, 0, 0
+
+    def connect(self):
+        if self.transport == "udp":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.connect(("127.0.0.1", self.srv.ingest))
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", self.srv.ingest), timeout=2)
+        self.sock.settimeout(FRAME_ACK_WAIT_S)
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def answer(self):
+        """One ACK/NACK frame (bytes), or None after FRAME_ACK_WAIT_S."""
+        try:
+            if self.transport == "udp":
+                return self.sock.recv(65536)
+            head = self.recv_exact(16)
+            return head + self.recv_exact(struct.unpack_from("<I", head, 8)[0] - 16)
+        except socket.timeout:
+            return None
+
+    def recv_exact(self, n):
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionResetError("closed")
+            out += chunk
+        return out
+
+    def send(self, batch):
+        """True when acked; False when the outcome is unknown (self.dead if sluiced is)."""
+        records = [(k.encode(), ("%s:%d" % (k, n)).encode(), 0, b"") for k, n in batch]
+        frame = bytes(records_frame(self.producer_id, self.batch_seq, 1, 2, STREAM.encode(),
+                                    records))
+        seq, self.batch_seq = self.batch_seq, self.batch_seq + 1
+        while not self.stop.is_set():
+            try:
+                if self.sock is None:
+                    self.connect()
+                self.sock.sendall(frame)
+                a = self.answer()
+                while a is not None and struct.unpack_from("<Q", a, 24)[0] != seq:
+                    a = self.answer()  # A late answer to an earlier batch (UDP).
+            except OSError:
+                self.close()  # Refused or reset: sluiced is down, or restarting.
+                time.sleep(0.05)
+                continue
+            if a is None:
+                self.resent += 1
+                continue  # Same bytes again.
+            ftype, status = a[13], a[36]
+            if ftype == ACK:
+                self.acked_at(batch, self.positions(a))
+                return True
+            if status in NACK_RETRY:
+                self.nacked += 1
+                time.sleep(max(struct.unpack_from("<I", a, 48)[0], 5) / 1000.0)
+                continue
+            check(status == 8, "%s frame NACKed with status %d" % (self.transport, status))
+            return False  # sequence_old: outcome unknown.
+        self.dead = True
+        return False
+
+    @staticmethod
+    def positions(a):
+        check(not struct.unpack_from("<H", a, 14)[0] & 0x10, "ACK without runs")
+        out = []
+        for r in range(struct.unpack_from("<H", a, 42)[0]):
+            seq_first, shard, count = struct.unpack_from("<QIH", a, 56 + 16 * r)
+            out += [("shardId-%012d" % shard, seq_first + i) for i in range(count)]
+        check(len(out) == FRAME_RECORDS, "ACK runs cover %d records" % len(out))
+        return out
+
+
+class H2cProducer(KeyedProducer):
+    """PutRecords over h2c (HTTP/2 prior knowledge), one curl per call."""
+
+    def __init__(self, srv, round_no, stop, rng):
+        super().__init__("h%d" % round_no, stop, rng)
+        self.srv, self.dead = srv, False
+
+    def send(self, batch):
+        body = json.dumps({"StreamName": STREAM, "Records": [
+            {"PartitionKey": k, "Data": base64.b64encode(("%s:%d" % (k, n)).encode()).decode()}
+            for k, n in batch]})
+        while not self.stop.is_set():
+            out = subprocess.run(
+                ["curl", "-s", "--http2-prior-knowledge", "--max-time", "30", "-X", "POST",
+                 "-H", "x-amz-target: Kinesis_20131202.PutRecords",
+                 "-H", "content-type: application/x-amz-json-1.1", "--data-binary", "@-",
+                 "-w", "\n%{http_code}", "http://127.0.0.1:%d/" % self.srv.port],
+                input=body.encode(), capture_output=True)
+            text, _, code = out.stdout.decode().rpartition("\n")
+            if out.returncode != 0:
+                break  # Refused, reset or timed out: the outcome is unknown.
+            if code != "200":
+                time.sleep(0.01)  # Throttled as a whole: the same batch again.
+                continue
+            r = json.loads(text)
+            if r["FailedRecordCount"] != 0:
+                for res in r["Records"]:
+                    check("ErrorCode" not in res or
+                          res["ErrorCode"] == "ProvisionedThroughputExceededException",
+                          "h2c put error %r" % res)
+                # Records that went are acked; the batch's keys retry only what failed.
+                done = [(b, res) for b, res in zip(batch, r["Records"]) if "ErrorCode" not in res]
+                self.acked_at([b for b, _ in done],
+                              [log_position(res["ShardId"], res["SequenceNumber"])
+                               for _, res in done])
+                batch = [b for b, res in zip(batch, r["Records"]) if "ErrorCode" in res]
+                body = json.dumps({"StreamName": STREAM, "Records": [
+                    {"PartitionKey": k,
+                     "Data": base64.b64encode(("%s:%d" % (k, n)).encode()).decode()}
+                    for k, n in batch]})
+                time.sleep(0.01)
+                continue
+            self.acked_at(batch, [log_position(res["ShardId"], res["SequenceNumber"])
+                                  for res in r["Records"]])
+            return True
+        self.dead = True
+        return False
+
+
 class Watch(threading.Thread):
     """Samples RSS and how long a DescribeStreamSummary takes while sluiced runs."""
 
@@ -231,9 +436,13 @@ class Watch(threading.Thread):
 
 
 def verify_all(srv, acked, maybe):
+    """acked: (key, n) -> (ShardId, log seq). Reads compare at the log's positions: a frame's
+    ACK names (shard, seq), not the Kinesis rendering (which adds the arrival second)."""
     kc = srv.client(attempts=10)
     shards, read = rl.consume(kc)
-    rl.verify(acked, read, maybe)
+    at_log = {sid: [dict(x, SequenceNumber=log_position(sid, x["SequenceNumber"])[1])
+                    for x in recs] for sid, recs in read.items()}
+    rl.verify(acked, at_log, maybe)
     rl.per_key_order(read, sorted(shards, key=lambda s: int(s["ShardId"].split("-")[1])))
     return len(shards)
 
@@ -245,6 +454,9 @@ def round_once(srv, rng, n, totals, args):
     for p in producers:
         p.tolerate_death = True
         p.kc = srv.client()
+    keyed = [FrameProducer(srv, "udp", n, stop, random.Random(rng.random())),
+             FrameProducer(srv, "tcp", n, stop, random.Random(rng.random())),
+             H2cProducer(srv, n, stop, random.Random(rng.random()))]
     threads = [Resharder(srv, stop, random.Random(rng.random()), totals["reshards"]),
                Reader(srv, stop, random.Random(rng.random()))]
     filler = None
@@ -252,7 +464,7 @@ def round_once(srv, rng, n, totals, args):
         filler = Filler(srv, stop, random.Random(rng.random()), n)
         threads.append(filler)
     watch = Watch(srv, stop)
-    for t in producers + threads + [watch]:
+    for t in producers + keyed + threads + [watch]:
         t.start()
     time.sleep(rng.uniform(2.0, 6.0))
     fault = rng.random()
@@ -269,14 +481,21 @@ def round_once(srv, rng, n, totals, args):
     srv.kill()
     totals["sigkill"] += 1
     stop.set()
-    for t in producers + threads + [watch]:
+    for t in producers + keyed + threads + [watch]:
         t.join(timeout=60)
         check(not t.is_alive(), "a load thread did not stop")
         check(t.error is None, "%s failed: %r" % (type(t).__name__, t.error))
     for p in producers:
-        totals["acked"].update(p.acked)
+        totals["acked"].update({kn: log_position(*at) for kn, at in p.acked.items()})
         totals["maybe"].update(p.inflight)
         totals["puts"] += p.calls
+    for p, kind in zip(keyed, ("udp", "tcp", "h2c")):
+        totals["acked"].update(p.acked)
+        totals["maybe"].update(p.inflight)
+        totals[kind] += p.calls
+        totals["acked_" + kind] += len(p.acked)
+        totals["frame_resends"] += getattr(p, "resent", 0)
+        totals["frame_nacks"] += getattr(p, "nacked", 0)
     totals["reads"] += threads[1].count
     if filler is not None:
         totals["full"] += filler.full
@@ -311,7 +530,9 @@ def main():
     loop = Loop(tmp, args.disk_mb)
     args.fill = loop.mounted
     srv = Sluiced(args.sluiced, os.path.join(loop.mnt, "data"), os.path.join(tmp, "sluiced.log"))
-    totals = {"acked": {}, "maybe": {}, "puts": 0, "reads": 0, "full": 0, "filled_mb": 0,
+    totals = {"acked": {}, "maybe": {}, "puts": 0, "udp": 0, "tcp": 0, "h2c": 0,
+              "acked_udp": 0, "acked_tcp": 0, "acked_h2c": 0,
+              "frame_resends": 0, "frame_nacks": 0, "reads": 0, "full": 0, "filled_mb": 0,
               "sigkill": 0, "sigkill_recovery": 0, "sigstop": 0, "rss_max": 0.0,
               "answer_max": 0.0, "shards": 0,
               "reshards": {"split": 0, "merge": 0, "update": 0}}
@@ -337,14 +558,20 @@ def main():
     loop.close()
     shutil.rmtree(tmp, ignore_errors=True)
     r = totals["reshards"]
-    print("soak: seed %d, %.0f s, %d rounds; operations: %d PutRecords calls, %d reads, "
+    print("soak: seed %d, %.0f s, %d rounds; operations: %d PutRecords calls (HTTP/1.1), "
+          "%d over h2c, %d UDP frames, %d TCP frames acked (%d resent after %.0f s without "
+          "an answer, %d NACKed throttled), %d reads, "
           "%d splits, %d merges, %d UpdateShardCount, %d MiB of filler; faults: %d SIGKILL "
           "(+%d during recovery), %d SIGSTOP, %d disk-full episodes; %d records "
-          "acknowledged, lost 0; %d shards; max RSS %.0f MiB; slowest answer %.2f s" % (
-              args.seed, time.time() - t0, rounds, totals["puts"], totals["reads"],
+          "acknowledged (%d h2c, %d UDP, %d TCP), lost 0; %d shards; max RSS %.0f MiB; "
+          "slowest answer %.2f s" % (
+              args.seed, time.time() - t0, rounds, totals["puts"], totals["h2c"],
+              totals["udp"], totals["tcp"], totals["frame_resends"], FRAME_ACK_WAIT_S,
+              totals["frame_nacks"], totals["reads"],
               r["split"], r["merge"], r["update"], totals["filled_mb"], totals["sigkill"],
               totals["sigkill_recovery"], totals["sigstop"], totals["full"],
-              len(totals["acked"]), totals["shards"], totals["rss_max"],
+              len(totals["acked"]), totals["acked_h2c"], totals["acked_udp"],
+              totals["acked_tcp"], totals["shards"], totals["rss_max"],
               totals["answer_max"]))
 
 

@@ -34,6 +34,15 @@ expect_all(uint32_t first, uint32_t count, int err)
 	}
 }
 
+/* Short timeouts and 3 sends per batch: for servers that never answer usefully. */
+static void
+retries_short(struct sluice_producer_config *pc)
+{
+	pc->ack_timeout_ms = 5;
+	pc->backoff_max_ms = 10;
+	pc->retries_max = 3;
+}
+
 static void
 expect_none_stored(struct test_server *server, uint32_t count)
 {
@@ -105,6 +114,45 @@ Test(producer_errors, auth_right_key_wrong_key_no_key)
 	cr_assert_eq(outcomes[0].status, FRAME_STATUS_AUTH_FAILED);
 }
 
+/*
+ * Section 7: a signing producer takes only answers signed with its key. A forger's ACKs
+ * (unsigned, or signed with another key) claiming every batch stored are ignored and
+ * counted, and no record is reported stored: the batches run out of retries instead.
+ */
+Test(producer_errors, ignores_forged_acks_when_signing)
+{
+	const struct frame_auth_key forger = { .key_id = 3, .key_size = 32,
+					       .key = "not-the-producer-key-89abcdef012" };
+	const struct frame_auth_key *forge_keys[2] = { NULL, &forger };
+
+	for (int i = 0; i < 2; i++) {
+		struct test_server_config sc;
+		struct sluice_producer_config pc;
+		struct sluice_producer_stats stats;
+		struct sluice_producer *p;
+		struct test_server *server;
+
+		server_config_init(&sc, i == 1);
+		sc.forge_acks = true;
+		sc.forge_key = forge_keys[i];
+		server = server_start(&sc);
+		producer_config_init(&pc, server, i == 1);
+		pc.auth_key = &good_key;
+		retries_short(&pc);
+		cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+		put_all(p, 40, 5);
+		cr_assert_eq(sluice_producer_flush(p, 10000), 0);
+		sluice_producer_stats(p, &stats);
+		cr_assert_geq(stats.answers_forged, stats.batches_sent, "every forgery counted");
+		cr_assert_eq(stats.acks_received, 0, "no forged ACK used");
+		sluice_producer_close(p);
+		test_server_stop(server);
+		expect_all(0, 40, -ETIMEDOUT);
+		expect_none_stored(server, 40);
+		test_server_free(server);
+	}
+}
+
 Test(producer_errors, newer_epoch_fences_the_older_producer)
 {
 	struct test_server_config sc;
@@ -149,9 +197,7 @@ Test(producer_errors, silent_server_times_out_every_record)
 	sc.silent = true;
 	server = server_start(&sc);
 	producer_config_init(&pc, server, false);
-	pc.ack_timeout_ms = 5;
-	pc.backoff_max_ms = 10;
-	pc.retries_max = 3;
+	retries_short(&pc);
 	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
 	put_all(p, 50, 5);
 	cr_assert_eq(sluice_producer_flush(p, 5000), 0);

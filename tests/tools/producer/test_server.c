@@ -75,6 +75,8 @@ answer_nack(struct test_server *s, const struct frame_records *rec, uint8_t stat
 
 	frame_ack_prepare(&nack, rec, FRAME_TYPE_NACK, status, s->config.credit_size);
 	nack.retry_after_ms = status == FRAME_STATUS_THROTTLED ? 1 : 0;
+	nack.sign_key = rec->verified_key;
+	nack.sign_time_ms = clock_real_ns() / 1000000u;
 	s->stats.nacks++;
 	return frame_ack_encode(s->answer, sizeof(s->answer), &nack, false);
 }
@@ -132,6 +134,23 @@ batch_store(struct test_server *s, const struct frame_records *rec, struct frame
 	}
 }
 
+/* forge_acks: "stored", one run at shard 0, signed with forge_key or not at all. */
+static int
+answer_forged(struct test_server *s, const struct frame_records *rec)
+{
+	struct frame_ack_run run = { .seq_first = 0, .shard_index = 0, .count = rec->record_count };
+	struct frame_ack ack;
+
+	frame_ack_prepare(&ack, rec, FRAME_TYPE_ACK, FRAME_STATUS_OK, s->config.credit_size);
+	if (frame_records_ack_mode(rec) == FRAME_ACK_DURABLE) {
+		ack.run_count = 1;
+		ack.runs = &run;
+	}
+	ack.sign_key = s->config.forge_key;
+	ack.sign_time_ms = clock_real_ns() / 1000000u;
+	return frame_ack_encode(s->answer, sizeof(s->answer), &ack, false);
+}
+
 /* Handles one RECORDS frame; returns the answer's size in s->answer, or 0 for none. */
 static int
 frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
@@ -145,11 +164,16 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 	s->stats.frames++;
 	if (err != FRAME_OK)
 		return rec.identity_valid ? answer_nack(s, &rec, (uint8_t)frame_err_status(err)) : 0;
+	if (s->config.forge_acks)
+		return answer_forged(s, &rec);
 	if (s->config.auth_key != NULL &&
 	    frame_auth_verify(bytes, size, &s->key, clock_real_ns() / 1000000u, 30000) != FRAME_OK) {
 		s->stats.auth_refused++;
 		return answer_nack(s, &rec, FRAME_STATUS_AUTH_FAILED);
 	}
+	/* Answers to a verified frame are signed with its key, as the appliance does. */
+	if (s->config.auth_key != NULL)
+		rec.verified_key = &s->key;
 	if (rec.stream_name_size != strlen(s->stream_name) ||
 	    memcmp(rec.stream_name, s->stream_name, rec.stream_name_size) != 0)
 		return answer_nack(s, &rec, FRAME_STATUS_UNKNOWN_STREAM);
@@ -162,6 +186,8 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 		if (frame_records_ack_mode(&rec) == FRAME_ACK_NONE)
 			return 0;
 		frame_dedup_ack(d, entry, s->config.credit_size, &ack);
+		ack.sign_key = rec.verified_key;
+		ack.sign_time_ms = clock_real_ns() / 1000000u;
 		return frame_ack_encode(s->answer, sizeof(s->answer), &ack, false);
 	case FRAME_DEDUP_PENDING:
 		return 0;
@@ -186,6 +212,8 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 		return 0;
 	}
 	frame_dedup_complete(d, rec.producer_epoch, &ack);
+	ack.sign_key = rec.verified_key;
+	ack.sign_time_ms = clock_real_ns() / 1000000u;
 	return frame_ack_encode(s->answer, sizeof(s->answer), &ack, false);
 }
 

@@ -40,6 +40,12 @@ struct test_server_config {
 	uint32_t wrong_shard_pct;    /* NACK a SHARD_RECORDS frame WRONG_SHARD (a moved map). */
 	uint32_t cut_pct;            /* TCP: per read with a partial frame, and per ACK. */
 	bool silent;                 /* Never answer (receive and store nothing). */
+	/*
+	 * A forger's server: store nothing, answer every frame with an ACK that claims it
+	 * stored, unsigned, or signed with forge_key when set (not the producer's key).
+	 */
+	bool forge_acks;
+	const struct frame_auth_key *forge_key;
 };
 
 struct test_server_record {
