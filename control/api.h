@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "control/config.h"
 
@@ -105,6 +106,23 @@ void kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api
 void kinesis_poll(struct kinesis *k, uint64_t now_ns);
 /* Milliseconds until kinesis_poll() wants to run again without an event (timers). */
 int kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns);
+
+/* ---- Firehose actions (firehose_api.c), on the same listener ---- */
+
+#define API_FIREHOSE_TARGET_PREFIX "Firehose_20150804."
+
+/* True when an X-Amz-Target names the Firehose service (SigV4 service "firehose"). */
+static inline bool
+api_firehose_target(const char *target, size_t size)
+{
+	size_t n = sizeof(API_FIREHOSE_TARGET_PREFIX) - 1;
+
+	return target != NULL && size >= n && memcmp(target, API_FIREHOSE_TARGET_PREFIX, n) == 0;
+}
+
+/* Handles one Firehose request (kinesis_dispatch() hands it over); replies now or later. */
+void firehose_api_dispatch(struct kinesis *k, struct api_call *call,
+			   const struct api_request *req);
 
 /* ---- The server (server.c) ---- */
 

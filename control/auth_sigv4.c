@@ -31,7 +31,8 @@
 #include "control/auth_sigv4.h"
 #include "control/http1.h"
 
-#define SIGV4_SERVICE "kinesis"
+const char SIGV4_SERVICE_KINESIS[] = "kinesis";
+const char SIGV4_SERVICE_FIREHOSE[] = "firehose";
 #define SIGV4_TERMINATOR "aws4_request"
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 
@@ -313,9 +314,15 @@ sigv4_check_clock(const char *amz_date, int64_t request_s, uint64_t now_ns,
 	return true;
 }
 
+static const char *
+sigv4_service(const struct sigv4_input *in)
+{
+	return in->service != NULL ? in->service : SIGV4_SERVICE_KINESIS;
+}
+
 static bool
 sigv4_check_scope(const struct sigv4_credential *c, const char *amz_date, const char *region,
-		  struct sigv4_result *r)
+		  const char *service, struct sigv4_result *r)
 {
 	if (c->date.n != 8 || memcmp(c->date.p, amz_date, 8) != 0) {
 		sigv4_fail(r, SIGV4_INVALID, "Date in Credential scope does not match YYYYMMDD "
@@ -328,9 +335,9 @@ sigv4_check_scope(const struct sigv4_credential *c, const char *amz_date, const 
 			   "'%.*s'. ", (int)c->region.n, c->region.p);
 		return false;
 	}
-	if (!span_eq(c->service, SIGV4_SERVICE)) {
-		sigv4_fail(r, SIGV4_INVALID, "Credential should be scoped to correct service: '"
-			   SIGV4_SERVICE "'. ");
+	if (!span_eq(c->service, service)) {
+		sigv4_fail(r, SIGV4_INVALID, "Credential should be scoped to correct service: "
+			   "'%s'. ", service);
 		return false;
 	}
 	if (!span_eq(c->terminator, SIGV4_TERMINATOR)) {
@@ -583,23 +590,25 @@ sigv4_key_find(struct sigv4_keys *keys, struct span id)
 
 /* kSigning for the scope date, from the per-key cache when the date matches. */
 static const uint8_t *
-sigv4_signing_key(struct sigv4_key *key, const char *region, struct span date)
+sigv4_signing_key(struct sigv4_key *key, const char *region, const char *service,
+		  struct span date)
 {
 	char secret[SIGV4_SECRET_SIZE_MAX + 5];
 	uint8_t k[32];
 
 	assert(date.n == 8);
-	if (memcmp(key->cache_date, date.p, 8) == 0)
+	if (memcmp(key->cache_date, date.p, 8) == 0 && key->cache_service == service)
 		return key->cache_signing_key;
 	snprintf(secret, sizeof(secret), "AWS4%s", key->secret);
 	sigv4_hmac(secret, strlen(secret), date.p, 8, k);
 	sigv4_hmac(k, 32, region, strlen(region), k);
-	sigv4_hmac(k, 32, SIGV4_SERVICE, strlen(SIGV4_SERVICE), k);
+	sigv4_hmac(k, 32, service, strlen(service), k);
 	sigv4_hmac(k, 32, SIGV4_TERMINATOR, strlen(SIGV4_TERMINATOR), key->cache_signing_key);
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(k, sizeof(k));
 	memcpy(key->cache_date, date.p, 8);
 	key->cache_date[8] = '\0';
+	key->cache_service = service;
 	return key->cache_signing_key;
 }
 
@@ -632,7 +641,7 @@ sigv4_check_request(struct sigv4_keys *keys, const struct sigv4_input *in,
 
 	if (!sigv4_request_time(in, amz_date, &request_s, r))
 		return false;
-	if (!sigv4_check_scope(cred, amz_date, keys->region, r))
+	if (!sigv4_check_scope(cred, amz_date, keys->region, sigv4_service(in), r))
 		return false;
 	return sigv4_check_clock(amz_date, request_s, in->now_real_ns, r);
 }
@@ -712,10 +721,12 @@ sigv4_verify(struct sigv4_keys *keys, const struct sigv4_input *in, struct sigv4
 	    !sigv4_check_signed_set(names, count, r) || !sigv4_payload_hash(in, payload_hex, r))
 		return;
 	sigv4_canonical_hash(in, names, count, a.signed_headers, payload_hex, canonical_hex);
-	n = snprintf(to_sign, sizeof(to_sign), SIGV4_ALGORITHM "\n%s\n%.8s/%s/" SIGV4_SERVICE "/"
-		     SIGV4_TERMINATOR "\n%s", amz_date, amz_date, keys->region, canonical_hex);
+	n = snprintf(to_sign, sizeof(to_sign), SIGV4_ALGORITHM "\n%s\n%.8s/%s/%s/"
+		     SIGV4_TERMINATOR "\n%s", amz_date, amz_date, keys->region, sigv4_service(in),
+		     canonical_hex);
 	assert(n > 0 && (size_t)n < sizeof(to_sign));
-	sigv4_hmac(sigv4_signing_key(key, keys->region, cred.date), 32, to_sign, (size_t)n, mac);
+	sigv4_hmac(sigv4_signing_key(key, keys->region, sigv4_service(in), cred.date), 32, to_sign,
+		   (size_t)n, mac);
 	sigv4_hex(mac, 32, signature);
 	if (a.signature.n != 64 || CRYPTO_memcmp(signature, a.signature.p, 64) != 0) {
 		sigv4_fail(r, SIGV4_INVALID, "The request signature we calculated does not "

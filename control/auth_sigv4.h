@@ -29,12 +29,16 @@
 #define SIGV4_CLOCK_SKEW_S 300
 #define SIGV4_SIGNED_HEADERS_MAX 64
 #define SIGV4_MESSAGE_SIZE 1024
+/* Services a request may be scoped to (the X-Amz-Target prefix decides which). */
+extern const char SIGV4_SERVICE_KINESIS[];
+extern const char SIGV4_SERVICE_FIREHOSE[];
 
 struct sigv4_key {
 	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
 	char secret[SIGV4_SECRET_SIZE_MAX + 1];
-	/* kSigning for one scope date: one derivation per key per day. */
+	/* kSigning for one scope date and service: one derivation per key per day. */
 	char cache_date[9];
+	const char *cache_service;  /* A SIGV4_SERVICE_* constant (compared by address). */
 	uint8_t cache_signing_key[32];
 };
 
@@ -68,6 +72,8 @@ struct sigv4_input {
 	const uint8_t *body;
 	size_t body_size;
 	uint64_t now_real_ns;  /* Wall clock, for the +-5 minute window. */
+	/* The credential scope's service: SIGV4_SERVICE_KINESIS (NULL) or _FIREHOSE. */
+	const char *service;
 };
 
 enum sigv4_status {

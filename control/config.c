@@ -225,6 +225,9 @@ static const struct config_key config_keys[] = {
 	KEY_STR("dataplane", "auth_keys", dp_auth_keys, "",
 		"Producer HMAC keys, comma-separated KEY_ID:HEX (16..64 bytes each); when set, "
 		"every record frame must carry a valid tag."),
+	KEY_STR("firehose", "local_root", firehose_local_root, "",
+		"Directory delivery streams land objects in, as local_root/<bucket>/<key> for a "
+		"BucketARN arn:aws:s3:::<bucket> (docs/FIREHOSE.md); empty = <data_dir>/firehose."),
 };
 
 void

@@ -87,6 +87,8 @@ struct sluice_config {
 	uint32_t dp_tcp_partial_frame_s;
 	bool dp_no_huge;
 	char dp_auth_keys[4 * CONFIG_STRING_SIZE]; /* "KEY_ID:HEX,KEY_ID:HEX" */
+	/* [firehose] */
+	char firehose_local_root[CONFIG_STRING_SIZE];
 };
 
 /* One error found while loading: file, line (0 = command line or whole file), text. */

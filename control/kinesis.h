@@ -146,6 +146,7 @@ struct kinesis {
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */
+	struct firehose *firehose;        /* Delivery streams (firehose_api.c serves their API). */
 };
 
 

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "firehose/firehose.h"
 #include "nvme-log/log.h"
 
 /* ---- Open and close ---------------------------------------------------- */
@@ -158,6 +159,26 @@ kinesis_alloc(struct kinesis *k)
 	return 0;
 }
 
+/* Delivery streams: firehose.db next to the metadata, objects under [firehose] local_root. */
+static int
+kinesis_firehose_open(struct kinesis *k)
+{
+	char root[CONFIG_STRING_SIZE + 16];
+	struct firehose_options options = {
+		.data_dir = k->config.data_dir, .local_root = root, .log = k->log,
+	};
+	int rc;
+
+	if (k->config.firehose_local_root[0] != '\0')
+		snprintf(root, sizeof(root), "%s", k->config.firehose_local_root);
+	else
+		snprintf(root, sizeof(root), "%s/firehose", k->config.data_dir);
+	rc = firehose_open(&options, &k->firehose);
+	if (rc != 0)
+		diag_error("kinesis", "delivery streams: %s", strerror(-rc));
+	return rc;
+}
+
 int
 kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis **k_out)
 {
@@ -189,6 +210,9 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 	if (rc != 0)
 		goto out_free;
 	rc = log_reader_open(log, &k->reader);
+	if (rc != 0)
+		goto out_close_producer;
+	rc = kinesis_firehose_open(k);
 	if (rc != 0)
 		goto out_close_producer;
 	RAND_bytes((uint8_t *)&k->nonce, sizeof(k->nonce));
@@ -231,6 +255,7 @@ kinesis_close(struct kinesis *k)
 	if (k == NULL)
 		return;
 	kinesis_reshard_stop(k);
+	firehose_close(k->firehose);
 	if (k->producer != NULL) {
 		kinesis_drain(k);
 		log_producer_close(k->producer);
@@ -284,6 +309,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	kinesis_reshard_poll(k);
 	kinesis_autoscale_tick(k, mono, clock_real_ns());
 	kinesis_stream_status_tick(k, mono);
+	firehose_poll(k->firehose, clock_real_ns());
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());
 
@@ -314,5 +340,6 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 		due = min_u64(due, mono + 1000000u);
 	if (due <= mono)
 		return 0;
-	return (int)min_u64((due - mono + 999999) / 1000000, 60000);
+	return (int)min_u64(min_u64((due - mono + 999999) / 1000000, 60000),
+			    (uint64_t)firehose_poll_timeout_ms(k->firehose, clock_real_ns()));
 }

@@ -172,6 +172,10 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 	const struct kinesis_op *op = NULL;
 	struct kinesis_req r;
 
+	if (api_firehose_target(req->target, req->target_size)) {
+		firehose_api_dispatch(k, call, req);
+		return;
+	}
 	kinesis_stream_status_tick(k, clock_mono_ns());
 	if (req->target != NULL && req->target_size > prefix &&
 	    memcmp(req->target, KINESIS_TARGET_PREFIX, prefix) == 0)
