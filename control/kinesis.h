@@ -147,6 +147,7 @@ struct kinesis {
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */
 	struct firehose *firehose;        /* Delivery streams (firehose_api.c serves their API). */
+	int event_fd;                     /* epoll over both producers' completion eventfds. */
 };
 
 

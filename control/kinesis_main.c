@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,29 @@ kinesis_alloc(struct kinesis *k)
 	return 0;
 }
 
+/*
+ * The server watches one fd for both producers (Kinesis puts, delivery-stream puts): an
+ * epoll set, readable while either eventfd is; kinesis_poll() resets both.
+ */
+static int
+kinesis_event_open(struct kinesis *k)
+{
+	int fds[2] = { log_producer_event_fd(k->producer), firehose_event_fd(k->firehose) };
+
+	k->event_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (k->event_fd < 0)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
+
+		if (fds[i] < 0)
+			return fds[i];
+		if (epoll_ctl(k->event_fd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
+			return -errno;
+	}
+	return 0;
+}
+
 /* Delivery streams: firehose.db next to the metadata, objects under [firehose] local_root. */
 static int
 kinesis_firehose_open(struct kinesis *k)
@@ -174,9 +198,11 @@ kinesis_firehose_open(struct kinesis *k)
 	else
 		snprintf(root, sizeof(root), "%s/firehose", k->config.data_dir);
 	rc = firehose_open(&options, &k->firehose);
-	if (rc != 0)
+	if (rc != 0) {
 		diag_error("kinesis", "delivery streams: %s", strerror(-rc));
-	return rc;
+		return rc;
+	}
+	return kinesis_event_open(k);
 }
 
 int
@@ -187,6 +213,7 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 
 	if (k == NULL)
 		return -ENOMEM;
+	k->event_fd = -1;
 	k->config = *config;
 	k->log = log;
 	kinesis_ops_register_metrics();
@@ -255,6 +282,8 @@ kinesis_close(struct kinesis *k)
 	if (k == NULL)
 		return;
 	kinesis_reshard_stop(k);
+	if (k->event_fd >= 0)
+		close(k->event_fd);
 	firehose_close(k->firehose);
 	if (k->producer != NULL) {
 		kinesis_drain(k);
@@ -281,7 +310,7 @@ kinesis_close(struct kinesis *k)
 int
 kinesis_event_fd(const struct kinesis *k)
 {
-	return log_producer_event_fd(k->producer);
+	return k->event_fd;
 }
 
 /* Resets the producer's eventfd so a level-triggered loop does not spin. */

@@ -72,6 +72,7 @@ struct firehose {
 	struct log *log;
 	struct log_producer *producer;
 	struct log_reader *reader;
+	int event_fd;                /* The producer's completion eventfd (not ours to close). */
 	sqlite3 *db;
 	struct fh_stream streams[FIREHOSE_STREAMS_MAX];
 	struct fh_pending *pending;  /* FIREHOSE_PENDING_MAX */

@@ -79,6 +79,11 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 		rc = log_producer_open(fh->log, &fh->producer);
 	if (rc == 0)
 		rc = log_reader_open(fh->log, &fh->reader);
+	if (rc == 0) {
+		/* Armed before any put: no completion is posted unsignalled. Non-blocking. */
+		fh->event_fd = log_producer_event_fd(fh->producer);
+		rc = fh->event_fd < 0 ? fh->event_fd : 0;
+	}
 	if (rc != 0) {
 		firehose_close(fh);
 		return rc;
@@ -328,9 +333,26 @@ fh_completions(struct firehose *fh, bool answer)
 	}
 }
 
+int
+firehose_event_fd(const struct firehose *fh)
+{
+	return fh->event_fd;
+}
+
+/* Resets the eventfd so a level-triggered loop does not spin. */
+static void
+fh_event_clear(struct firehose *fh)
+{
+	uint64_t value;
+	ssize_t n = read(fh->event_fd, &value, sizeof(value));
+
+	(void)n;  /* EAGAIN: nothing was posted. */
+}
+
 void
 firehose_poll(struct firehose *fh, uint64_t now_real_ns)
 {
+	fh_event_clear(fh);
 	if (fh->pending_count > 0)
 		fh_completions(fh, true);
 	fh_flush_run(fh, now_real_ns);
@@ -341,9 +363,9 @@ firehose_poll_timeout_ms(const struct firehose *fh, uint64_t now_real_ns)
 {
 	uint64_t due = UINT64_MAX;
 
-	/* Completions are polled (the producer's eventfd is not in the server's epoll set). */
+	/* A lost wake-up costs at most this tick while puts wait. */
 	if (fh->pending_count > 0)
-		return 1;
+		due = now_real_ns + FH_FLUSH_TICK_NS;
 	for (uint32_t i = 0; i < FIREHOSE_STREAMS_MAX; i++)
 		if (fh->streams[i].used)
 			due = min_u64(due, fh_flush_due(&fh->streams[i]));

@@ -132,9 +132,11 @@ typedef void firehose_put_fn(void *ctx, int error, const uint64_t *seqs, uint32_
 int firehose_put(struct firehose *fh, const char *name, const struct firehose_record *records,
 		 uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx);
 
+/* Readable when puts completed in the log (an eventfd; firehose_poll() resets it). */
+int firehose_event_fd(const struct firehose *fh);
 /* Completes puts and delivers what is due. */
 void firehose_poll(struct firehose *fh, uint64_t now_real_ns);
-/* Milliseconds until firehose_poll() wants to run again (puts in flight, buffers due). */
+/* Milliseconds until firehose_poll() wants to run again for a buffer due (puts: the fd). */
 int firehose_poll_timeout_ms(const struct firehose *fh, uint64_t now_real_ns);
 
 /*
