@@ -85,11 +85,16 @@ KV_SHAPE_ENUM(FH_DELETE);
 				    fh_record_check))
 KV_SHAPE_ENUM(FH_PUT);
 
+/* Records[] as Java renders it in a validation message. */
+#define FH_RECORDS_FIELD \
+	{ .name = "Records", .type = KV_LIST, .not_null = true, .length_min = 1, \
+	  .length_max = FIREHOSE_BATCH_RECORDS_MAX, .value_min = -1, .value_max = -1, \
+	  .element_text = "com.amazonaws.firehose.v20150804.Record@c965e310", \
+	  .nested_types = fh_records_types, .nested_check = fh_records_check }
+
 #define KINESIS_SHAPE_FH_PUT_BATCH(F) \
 	F(FH_PUT_BATCH, NAME, KV_DELIVERY_STREAM_NAME) \
-	F(FH_PUT_BATCH, RECORDS, KV_NESTED("Records", KV_LIST, true, 1, \
-					   FIREHOSE_BATCH_RECORDS_MAX, fh_records_types, \
-					   fh_records_check))
+	F(FH_PUT_BATCH, RECORDS, FH_RECORDS_FIELD)
 KV_SHAPE_ENUM(FH_PUT_BATCH);
 
 static kinesis_handler_fn fh_create, fh_describe, fh_list, fh_delete, fh_put, fh_put_batch;
