@@ -13,13 +13,16 @@
 
 Usage: test_firehose.py SLUICED
 """
+import base64
 import collections
 import gzip
+import json
 import os
 import random
 import shutil
 import signal
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -354,6 +357,47 @@ def test_delivery(srv, root):
     print("ok: delivery to a directory, every format, each record exactly once")
 
 
+def firehose_cli(srv, *args, ok=True):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="AKID", AWS_SECRET_ACCESS_KEY="SECRET",
+               AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", AWS_PAGER="")
+    out = subprocess.run(["/usr/bin/aws", "--endpoint-url", srv.url, "--output", "json",
+                          "firehose", *args], env=env, capture_output=True, timeout=60)
+    check((out.returncode == 0) == ok, "aws firehose %s: %s" % (args[0], out.stderr.decode()))
+    if not ok:
+        return out.stderr.decode()
+    return json.loads(out.stdout) if out.stdout.strip() else None
+
+
+def test_cli(srv, root, base):
+    """The three commands of docs/FIREHOSE.md, with a batch big enough to cut at once."""
+    firehose_cli(srv, "create-delivery-stream", "--delivery-stream-name", "cli",
+                 "--extended-s3-destination-configuration",
+                 "RoleARN=%s,BucketARN=arn:aws:s3:::cli-lake,CompressionFormat=GZIP,"
+                 "BufferingHints={SizeInMBs=1,IntervalInSeconds=60}" % ROLE)
+    r = firehose_cli(srv, "put-record", "--delivery-stream-name", "cli",
+                     "--record", "Data=aGVsbG8K")
+    check(r["RecordId"], r)
+    big = [b"a" * 600000 + b"\n", b"b" * 600000 + b"\n"]
+    path = os.path.join(base, "records.json")
+    with open(path, "w") as f:
+        json.dump([{"Data": base64.b64encode(d).decode()} for d in big], f)
+    r = firehose_cli(srv, "put-record-batch", "--delivery-stream-name", "cli",
+                     "--records", "file://" + path)
+    check(r["FailedPutCount"] == 0 and len(r["RequestResponses"]) == 2, r)
+    d = firehose_cli(srv, "describe-delivery-stream", "--delivery-stream-name", "cli")
+    check(d["DeliveryStreamDescription"]["DeliveryStreamStatus"] == "ACTIVE", d)
+    err = firehose_cli(srv, "describe-delivery-stream", "--delivery-stream-name", "nope",
+                       ok=False)
+    check("ResourceNotFoundException" in err, err)
+    sent = [b"hello\n"] + big
+    objs = wait_delivered(root, "cli-lake", "GZIP", sum(map(len, sent)), "cli")
+    check_exactly_once(sent, objs, "cli")
+    firehose_cli(srv, "delete-delivery-stream", "--delivery-stream-name", "cli")
+    check("cli" not in firehose_cli(srv, "list-delivery-streams")["DeliveryStreamNames"],
+          "deleted stream still listed")
+    print("ok: aws firehose CLI")
+
+
 # ---- 3. Crashes -------------------------------------------------------------------------
 
 
@@ -404,6 +448,7 @@ def main():
         try:
             test_api(srv)
             test_delivery(srv, root)
+            test_cli(srv, root, base)
             srv.stop()
             # Restart: the streams come back from SQLite, nothing is delivered again.
             before = {p: os.path.getmtime(p) for p in objects(root, "deliver-gzip")}
