@@ -99,26 +99,20 @@ KV_SHAPE_ENUM(FH_PUT_BATCH);
 
 static kinesis_handler_fn fh_create, fh_describe, fh_list, fh_delete, fh_put, fh_put_batch;
 
-#define FH_OP(name_, OP, handler_, flags_) \
-	{ .name = (name_), .handler = (handler_), \
-	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_##OP(KV_SHAPE_FIELD) }, \
-	  .shape_count = OP##_COUNT, .flags = (flags_) }
-#define FH_OP_NOT_YET(name_) { .name = (name_) }
-
 /* Sorted by name, as the model lists them. */
 static const struct kinesis_op fh_ops[] = {
-	FH_OP("CreateDeliveryStream", FH_CREATE, fh_create, KINESIS_OP_MUTATING),
-	FH_OP("DeleteDeliveryStream", FH_DELETE, fh_delete, KINESIS_OP_MUTATING),
-	FH_OP("DescribeDeliveryStream", FH_DESCRIBE, fh_describe, 0),
-	FH_OP("ListDeliveryStreams", FH_LIST, fh_list, 0),
-	FH_OP_NOT_YET("ListTagsForDeliveryStream"),
-	FH_OP("PutRecord", FH_PUT, fh_put, KINESIS_OP_MUTATING),
-	FH_OP("PutRecordBatch", FH_PUT_BATCH, fh_put_batch, KINESIS_OP_MUTATING),
-	FH_OP_NOT_YET("StartDeliveryStreamEncryption"),
-	FH_OP_NOT_YET("StopDeliveryStreamEncryption"),
-	FH_OP_NOT_YET("TagDeliveryStream"),
-	FH_OP_NOT_YET("UntagDeliveryStream"),
-	FH_OP_NOT_YET("UpdateDestination"),
+	KINESIS_OP("CreateDeliveryStream", FH_CREATE, fh_create, KINESIS_OP_MUTATING),
+	KINESIS_OP("DeleteDeliveryStream", FH_DELETE, fh_delete, KINESIS_OP_MUTATING),
+	KINESIS_OP("DescribeDeliveryStream", FH_DESCRIBE, fh_describe, 0),
+	KINESIS_OP("ListDeliveryStreams", FH_LIST, fh_list, 0),
+	KINESIS_OP_NOT_YET("ListTagsForDeliveryStream"),
+	KINESIS_OP("PutRecord", FH_PUT, fh_put, KINESIS_OP_MUTATING),
+	KINESIS_OP("PutRecordBatch", FH_PUT_BATCH, fh_put_batch, KINESIS_OP_MUTATING),
+	KINESIS_OP_NOT_YET("StartDeliveryStreamEncryption"),
+	KINESIS_OP_NOT_YET("StopDeliveryStreamEncryption"),
+	KINESIS_OP_NOT_YET("TagDeliveryStream"),
+	KINESIS_OP_NOT_YET("UntagDeliveryStream"),
+	KINESIS_OP_NOT_YET("UpdateDestination"),
 };
 
 static const struct kinesis_op *
@@ -697,22 +691,10 @@ void
 firehose_api_dispatch(struct kinesis *k, struct api_call *call, const struct api_request *req)
 {
 	const struct kinesis_op *op = fh_op_find(req->target, req->target_size);
-	struct kinesis_req r;
 
 	if (op == NULL || op->handler == NULL) {
-		char message[128] = "";
-
-		if (op != NULL)
-			snprintf(message, sizeof(message), "%s is not supported by this endpoint.",
-				 op->name);
-		api_call_error(call, 400, "UnknownOperationException", "%s", message);
+		kinesis_unknown_operation(call, op);
 		return;
 	}
-	r = (struct kinesis_req){
-		.k = k, .call = call, .req = req, .op = op, .scratch = k->req_scratch,
-	};
-	if (kv_check(&r) != 0)
-		return;
-	op->handler(&r);
-	cJSON_Delete(r.root);
+	kinesis_op_run(k, call, req, op);
 }

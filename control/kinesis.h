@@ -192,6 +192,19 @@ struct kinesis_req {
 	struct kinesis_scratch *scratch;  /* Working memory, allocated at open. */
 };
 
+/* A served operation whose handler resolves the stream itself (or has none to resolve). */
+#define KINESIS_OP(name_, OP, handler_, flags_) \
+	{ .name = (name_), .handler = (handler_), \
+	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_##OP(KV_SHAPE_FIELD) }, \
+	  .shape_count = OP##_COUNT, .flags = (flags_) }
+/* In AWS's model, not served here yet (docs/API.md). */
+#define KINESIS_OP_NOT_YET(name_) { .name = (name_) }
+
+/* Runs a served row: (fast path) -> kv_check -> stream -> handler (firehose_api.c too). */
+void kinesis_op_run(struct kinesis *k, struct api_call *call, const struct api_request *req,
+		    const struct kinesis_op *op);
+/* UnknownOperationException, naming a row not served yet (op may be NULL: unknown). */
+void kinesis_unknown_operation(struct api_call *call, const struct kinesis_op *op);
 /* The row of `name` (any operation of the model), or NULL. */
 const struct kinesis_op *kinesis_op_find(const char *name, size_t size);
 /* Gives each served operation its metrics series (metrics_api_ops_register). */

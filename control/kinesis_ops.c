@@ -22,19 +22,12 @@
 
 #define KINESIS_TARGET_PREFIX "Kinesis_20131202."
 
-/* A served operation whose handler resolves the stream itself (or has none to resolve). */
-#define KINESIS_OP(name_, OP, handler_, flags_) \
-	{ .name = (name_), .handler = (handler_), \
-	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_##OP(KV_SHAPE_FIELD) }, \
-	  .shape_count = OP##_COUNT, .flags = (flags_) }
 /* A served operation whose stream is resolved from OP_STREAM_NAME / OP_STREAM_ARN first. */
 #define KINESIS_OP_S(name_, OP, handler_, flags_) \
 	{ .name = (name_), .handler = (handler_), \
 	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_##OP(KV_SHAPE_FIELD) }, \
 	  .shape_count = OP##_COUNT, .flags = KINESIS_OP_STREAM | (flags_), \
 	  .stream_name = OP##_STREAM_NAME, .stream_arn = OP##_STREAM_ARN }
-/* In AWS's model, not served here yet (docs/API.md). */
-#define KINESIS_OP_NOT_YET(name_) { .name = (name_) }
 
 #define MUT KINESIS_OP_MUTATING
 
@@ -153,7 +146,7 @@ kinesis_ops_register_metrics(void)
 
 /* ---- Dispatch ------------------------------------------------------------- */
 
-static void
+void
 kinesis_unknown_operation(struct api_call *call, const struct kinesis_op *op)
 {
 	char message[128] = "";
@@ -170,7 +163,6 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 {
 	size_t prefix = strlen(KINESIS_TARGET_PREFIX);
 	const struct kinesis_op *op = NULL;
-	struct kinesis_req r;
 
 	if (api_firehose_target(req->target, req->target_size)) {
 		firehose_api_dispatch(k, call, req);
@@ -184,9 +176,17 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 		kinesis_unknown_operation(call, op);
 		return;
 	}
-	r = (struct kinesis_req){
+	kinesis_op_run(k, call, req, op);
+}
+
+void
+kinesis_op_run(struct kinesis *k, struct api_call *call, const struct api_request *req,
+	       const struct kinesis_op *op)
+{
+	struct kinesis_req r = {
 		.k = k, .call = call, .req = req, .op = op, .scratch = k->req_scratch,
 	};
+
 	if (op->fast != NULL && op->fast(&r) == 0)
 		return;
 	if (kv_check(&r) != 0)
