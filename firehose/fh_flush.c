@@ -272,6 +272,28 @@ fh_commit(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end
 	return 0;
 }
 
+/*
+ * The log trimmed records before they were delivered (the flusher fell further behind
+ * than the log's retention): say so loudly and go on from `to`.
+ */
+static int
+fh_skip_lost(struct firehose *fh, struct fh_stream *s, uint64_t to)
+{
+	int rc;
+
+	diag_error("firehose", "%s: records %llu..%llu aged out of the log before delivery: lost",
+		   s->spec.name, (unsigned long long)s->delivered, (unsigned long long)to - 1);
+	rc = fh_store_delivered(fh, s, to);
+	if (rc != 0)
+		return rc;
+	s->records_lost += to - s->delivered;
+	s->delivered = to;
+	s->intent = false;
+	s->pending_bytes = UINT64_MAX;
+	s->oldest_ns = 0;
+	return 0;
+}
+
 /* A crash left an intent: write the same range again, into the same name. */
 static int
 fh_redo(struct firehose *fh, struct fh_stream *s)
@@ -280,6 +302,9 @@ fh_redo(struct firehose *fh, struct fh_stream *s)
 	uint64_t next;
 	int rc = fh_read_range(fh, s, s->intent_first, s->intent_end, &r, &next);
 
+	/* Part of the range is gone: no object can be the one begun; skip all of it. */
+	if (rc == -ERANGE)
+		return fh_skip_lost(fh, s, s->intent_end);
 	if (rc == 0 && next != s->intent_end)
 		rc = -EIO;  /* The log lost a range it had made durable. */
 	if (rc != 0)
@@ -308,8 +333,12 @@ fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 	if (s->pending_bytes != UINT64_MAX && s->pending_bytes < size_bytes && s->oldest_ns != 0 &&
 	    s->oldest_ns + interval_ns > now_ns)
 		return 0;  /* Neither hint is due: no read. */
+	if (info.seq_trim > s->delivered)
+		return fh_skip_lost(fh, s, info.seq_trim);
 	rc = fh_read_range(fh, s, s->delivered, info.seq_durable, &r, &next);
-	if (rc != 0 || r.records == 0)
+	if (rc == 0 && r.records == 0)
+		rc = -EIO;  /* Durable records that do not read: retried, with a pause. */
+	if (rc != 0)
 		return rc;
 	s->oldest_ns = r.first_arrival_ns;
 	s->pending_bytes = fh->raw_used;

@@ -51,6 +51,7 @@ struct fh_stream {
 	uint64_t retry_ns;
 	uint64_t records_delivered;
 	uint64_t objects_delivered;
+	uint64_t records_lost;       /* Aged out of the log before delivery. */
 };
 
 struct fh_pending {

@@ -174,7 +174,8 @@ firehose_describe(struct firehose *fh, const char *name, struct firehose_info *i
 	*info_out = (struct firehose_info){
 		.spec = s->spec, .created_ms = s->created_ms, .version = s->version,
 		.records_delivered = s->records_delivered,
-		.objects_delivered = s->objects_delivered, .delivered_seq = s->delivered,
+		.objects_delivered = s->objects_delivered, .records_lost = s->records_lost,
+		.delivered_seq = s->delivered,
 	};
 	return 0;
 }

@@ -87,6 +87,7 @@ struct firehose_info {
 	uint32_t version;            /* VersionId; the version field of object names. */
 	uint64_t records_delivered;  /* Since this process started. */
 	uint64_t objects_delivered;
+	uint64_t records_lost;       /* Aged out of the log before delivery (since start). */
 	uint64_t delivered_seq;      /* Next log seq to deliver (durable progress). */
 };
 

@@ -33,6 +33,7 @@ struct env {
 	char root[300];
 	struct log *log;
 	struct firehose *fh;
+	uint32_t segment_mb;   /* 0: 16. */
 };
 
 static void
@@ -45,7 +46,7 @@ env_open_parts(struct env *e)
 	snprintf(log_dir, sizeof(log_dir), "%s/log", e->dir);
 	log_config_default(&lc);
 	lc.dir_path = log_dir;
-	lc.segment_size = 16u << 20;
+	lc.segment_size = (uint64_t)(e->segment_mb != 0 ? e->segment_mb : 16) << 20;
 	lc.batch_size = 1088u << 10;
 	lc.writer_thread = true;
 	cr_assert_eq(log_open(&lc, &e->log), 0);
@@ -477,6 +478,33 @@ Test(firehose_engine, a_crash_redoes_the_same_object)
 	cr_assert(n1 == n2 && memcmp(first, again, n1) == 0, "the same name and bytes");
 	f = fopen(tmp, "rb");
 	cr_assert_null(f, "the temp file became the object");
+	env_close(&e);
+}
+
+Test(firehose_engine, records_aged_out_are_skipped_and_counted)
+{
+	struct firehose_spec s = spec_of("late", FIREHOSE_GZIP, 128, 900);
+	uint64_t later = clock_real_ns() + 25ull * 3600 * 1000000000ull;
+	struct firehose_info info;
+	struct env e;
+
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	/* ~15 MiB of records over 5 MiB segments: the older ones are sealed. */
+	env_stop(&e);
+	e.segment_mb = 5;
+	env_open_parts(&e);
+	for (uint64_t round = 0; round < 25; round++)
+		put_records(&e, "late", round * RECORDS);
+	/* 25 hours on: the log drops the sealed segments before anything was delivered. */
+	cr_assert_eq(log_retention_run(e.log, later), 0);
+	firehose_poll(e.fh, later);
+	cr_assert_eq(firehose_describe(e.fh, "late", &info), 0);
+	cr_assert(info.records_lost > 0 && info.delivered_seq == info.records_lost,
+		  "lost %llu, delivered position %llu", (unsigned long long)info.records_lost,
+		  (unsigned long long)info.delivered_seq);
+	/* What the log still holds is delivered as usual. */
+	wait_delivered(&e, "late", 25 * RECORDS, 25 * 3600 + 901);
 	env_close(&e);
 }
 
