@@ -23,6 +23,7 @@
 #include "control/config.h"
 
 struct log;
+struct firehose;
 struct api_call;   /* One request in flight; owned by the server. */
 struct kinesis;
 struct api_server;
@@ -98,6 +99,8 @@ struct kinesis_routes {
  * next start, as after a stop); call it only once the server thread has stopped.
  */
 void kinesis_routes_set(struct kinesis *k, const struct kinesis_routes *routes);
+/* The delivery-stream engine (its figures for the metrics endpoint: any thread). */
+const struct firehose *kinesis_firehose(const struct kinesis *k);
 /* Readable when kinesis_poll() has work (log completions). */
 int kinesis_event_fd(const struct kinesis *k);
 /* Handles one request; replies now or from a later kinesis_poll(). */

@@ -307,6 +307,12 @@ kinesis_close(struct kinesis *k)
 
 /* ---- Poll -------------------------------------------------- */
 
+const struct firehose *
+kinesis_firehose(const struct kinesis *k)
+{
+	return k->firehose;
+}
+
 int
 kinesis_event_fd(const struct kinesis *k)
 {

@@ -26,6 +26,7 @@
 
 #include "common/base.h"
 #include "common/diag.h"
+#include "common/hist.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
 
@@ -199,7 +200,7 @@ fh_read_record(void *arg, const struct log_record_out *record)
 	return fh->raw_used >= r->limit ? 1 : 0;
 }
 
-/* Reads [first, end) into fh->raw, stopping early at r->limit bytes; *next_out: where it stopped. */
+/* Reads [first, end) into fh->raw, stopping early at r->limit bytes (*next_out: where). */
 static int
 fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
 	      struct fh_read *r, uint64_t *next_out)
@@ -265,8 +266,9 @@ fh_commit(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end
 		return rc;
 	s->delivered = end;
 	s->intent = false;
-	s->records_delivered += r->records;
-	s->objects_delivered++;
+	counter_add_single_writer(&s->stats->delivered_records, r->records);
+	counter_add_single_writer(&s->stats->delivered_bytes, fh->raw_used);
+	counter_add_single_writer(&s->stats->delivered_objects, 1);
 	s->oldest_ns = 0;
 	s->pending_bytes = UINT64_MAX;  /* What is left past the cut: read again to know. */
 	return 0;
@@ -286,7 +288,7 @@ fh_skip_lost(struct firehose *fh, struct fh_stream *s, uint64_t to)
 	rc = fh_store_delivered(fh, s, to);
 	if (rc != 0)
 		return rc;
-	s->records_lost += to - s->delivered;
+	counter_add_single_writer(&s->stats->records_lost, to - s->delivered);
 	s->delivered = to;
 	s->intent = false;
 	s->pending_bytes = UINT64_MAX;
@@ -373,15 +375,19 @@ fh_flush_run(struct firehose *fh, uint64_t now_ns)
 		struct fh_stream *s = &fh->streams[i];
 		int rc;
 
-		if (!s->used || fh_flush_due(s) > now_ns)
+		if (!s->used)
 			continue;
-		rc = fh_flush_stream(fh, s, now_ns);
+		rc = fh_flush_due(s) > now_ns ? 0 : fh_flush_stream(fh, s, now_ns);
+		/* After the cut: oldest_ns is the first record still waiting (0: none known). */
+		__atomic_store_n(&s->stats->freshness_ms, s->oldest_ns != 0 && now_ns > s->oldest_ns ?
+				 (now_ns - s->oldest_ns) / 1000000u : 0, __ATOMIC_RELAXED);
 		if (rc == 0) {
-			s->retry_due_ns = 0;
-			s->retry_ns = 0;
+			if (s->retry_due_ns <= now_ns)
+				s->retry_due_ns = s->retry_ns = 0;
 			continue;
 		}
 		/* Kept as it is (the intent too): retried later, with a growing pause. */
+		counter_add_single_writer(&s->stats->delivery_failures, 1);
 		s->retry_ns = s->retry_ns == 0 ? FH_RETRY_MIN_NS :
 			      min_u64(s->retry_ns * 2, FH_RETRY_MAX_NS);
 		s->retry_due_ns = now_ns + s->retry_ns;

@@ -33,6 +33,27 @@
 /* Bytes of the raw (uncompressed) buffer: the largest cut plus the record that crosses it. */
 #define FH_RAW_SIZE_MAX (((size_t)FIREHOSE_SIZE_MB_MAX << 20) + FIREHOSE_RECORD_SIZE_MAX)
 
+/*
+ * A stream's figures for other threads (firehose_stats_read): whole words, each
+ * written with a relaxed store by the engine's thread; id_plus1 (0: free) is stored
+ * last on create (release) and first on delete, so a reader that sees the same id
+ * before and after copying has one stream's figures.
+ */
+#define FH_NAME_WORDS ((FIREHOSE_NAME_SIZE_MAX + 1 + 7) / 8)
+
+struct fh_stats_slot {
+	uint64_t id_plus1;
+	uint64_t name_words[FH_NAME_WORDS];
+	uint64_t incoming_records;
+	uint64_t incoming_bytes;
+	uint64_t delivered_records;
+	uint64_t delivered_bytes;
+	uint64_t delivered_objects;
+	uint64_t delivery_failures;
+	uint64_t records_lost;
+	uint64_t freshness_ms;
+};
+
 struct fh_stream {
 	bool used;
 	uint32_t id;                 /* Log stream id is FIREHOSE_LOG_STREAM_BASE + id. */
@@ -49,9 +70,7 @@ struct fh_stream {
 	uint64_t oldest_ns;          /* Arrival of the record at `delivered`; 0 unknown/none. */
 	uint64_t retry_due_ns;       /* Real time; 0: no failure outstanding. */
 	uint64_t retry_ns;
-	uint64_t records_delivered;
-	uint64_t objects_delivered;
-	uint64_t records_lost;       /* Aged out of the log before delivery. */
+	struct fh_stats_slot *stats; /* Its slot in firehose.stats (same index). */
 };
 
 struct fh_pending {
@@ -76,6 +95,7 @@ struct firehose {
 	int event_fd;                /* The producer's completion eventfd (not ours to close). */
 	sqlite3 *db;
 	struct fh_stream streams[FIREHOSE_STREAMS_MAX];
+	struct fh_stats_slot stats[FIREHOSE_STREAMS_MAX];
 	struct fh_pending *pending;  /* FIREHOSE_PENDING_MAX */
 	uint32_t pending_count;
 	uint64_t flush_due_ns;       /* Real time. */
@@ -86,6 +106,8 @@ struct firehose {
 };
 
 struct fh_stream *fh_stream_find(struct firehose *fh, const char *name);
+/* Publishes stream `s` (now used) in its stats slot, or retires the slot (unused). */
+void fh_stats_publish(struct firehose *fh, struct fh_stream *s);
 struct fh_stream *fh_stream_by_id(struct firehose *fh, uint32_t id);
 
 /* fh_store.c */

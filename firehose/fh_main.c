@@ -15,6 +15,7 @@
 
 #include "common/base.h"
 #include "common/diag.h"
+#include "common/hist.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
 
@@ -75,6 +76,9 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 		rc = fh_store_open(fh);
 	if (rc == 0)
 		rc = fh_store_load(fh);
+	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
+		if (fh->streams[i].used)
+			fh_stats_publish(fh, &fh->streams[i]);
 	if (rc == 0)
 		rc = log_producer_open(fh->log, &fh->producer);
 	if (rc == 0)
@@ -139,6 +143,7 @@ firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t 
 		return rc;
 	s->shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
 	s->used = true;
+	fh_stats_publish(fh, s);
 	return 0;
 }
 
@@ -161,6 +166,7 @@ firehose_delete(struct firehose *fh, const char *name)
 	if (rc != 0 && rc != -ENOENT)
 		diag_warn("firehose", "log_stream_delete(%s): %s", name, strerror(-rc));
 	s->used = false;
+	fh_stats_publish(fh, s);
 	return 0;
 }
 
@@ -173,8 +179,9 @@ firehose_describe(struct firehose *fh, const char *name, struct firehose_info *i
 		return -ENOENT;
 	*info_out = (struct firehose_info){
 		.spec = s->spec, .created_ms = s->created_ms, .version = s->version,
-		.records_delivered = s->records_delivered,
-		.objects_delivered = s->objects_delivered, .records_lost = s->records_lost,
+		.records_delivered = counter_read(&s->stats->delivered_records),
+		.objects_delivered = counter_read(&s->stats->delivered_objects),
+		.records_lost = counter_read(&s->stats->records_lost),
 		.delivered_seq = s->delivered,
 	};
 	return 0;
@@ -207,6 +214,66 @@ firehose_list(struct firehose *fh, const char *after,
 		last = best;
 	}
 	return total;
+}
+
+/* ---- Figures for other threads ------------------------------------------------ */
+
+void
+fh_stats_publish(struct firehose *fh, struct fh_stream *s)
+{
+	struct fh_stats_slot *slot = &fh->stats[s - fh->streams];
+	uint64_t words[FH_NAME_WORDS] = { 0 };
+	uint64_t *w = (uint64_t *)(void *)slot;
+
+	s->stats = slot;
+	__atomic_store_n(&slot->id_plus1, 0, __ATOMIC_RELEASE);
+	if (!s->used)
+		return;
+	memcpy(words, s->spec.name, strlen(s->spec.name));
+	static_assert(sizeof(*slot) % 8 == 0, "a slot is whole words");
+	for (size_t i = 1; i < sizeof(*slot) / 8; i++)  /* Counters from zero, a new name. */
+		__atomic_store_n(&w[i], i <= FH_NAME_WORDS ? words[i - 1] : 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->id_plus1, (uint64_t)s->id + 1, __ATOMIC_RELEASE);
+}
+
+static bool
+fh_stats_copy(const struct fh_stats_slot *slot, struct fh_stats_slot *copy)
+{
+	const uint64_t *src = (const uint64_t *)(const void *)slot;
+	uint64_t *dst = (uint64_t *)(void *)copy;
+	uint64_t id = __atomic_load_n(&slot->id_plus1, __ATOMIC_ACQUIRE);
+
+	if (id == 0)
+		return false;
+	for (size_t i = 0; i < sizeof(*slot) / 8; i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&slot->id_plus1, __ATOMIC_RELAXED) == id;
+}
+
+uint32_t
+firehose_stats_read(const struct firehose *fh, struct firehose_stats *out, uint32_t count)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < FIREHOSE_STREAMS_MAX && n < count; i++) {
+		struct fh_stats_slot c;
+
+		if (!fh_stats_copy(&fh->stats[i], &c))
+			continue;
+		memcpy(out[n].name, c.name_words, FIREHOSE_NAME_SIZE_MAX);
+		out[n].name[FIREHOSE_NAME_SIZE_MAX] = '\0';
+		out[n].incoming_records = c.incoming_records;
+		out[n].incoming_bytes = c.incoming_bytes;
+		out[n].delivered_records = c.delivered_records;
+		out[n].delivered_bytes = c.delivered_bytes;
+		out[n].delivered_objects = c.delivered_objects;
+		out[n].delivery_failures = c.delivery_failures;
+		out[n].records_lost = c.records_lost;
+		out[n].freshness_ms = c.freshness_ms;
+		n++;
+	}
+	return n;
 }
 
 /* ---- Puts ---------------------------------------------------------------------- */
@@ -301,7 +368,11 @@ fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 {
 	struct fh_stream *s = fh_stream_by_id(fh, p->stream_id);
 
+	for (uint32_t i = 0; s != NULL && i < p->count; i++)
+		if (p->seqs[i] != UINT64_MAX)
+			counter_add_single_writer(&s->stats->incoming_records, 1);
 	if (s != NULL && p->error == 0) {
+		counter_add_single_writer(&s->stats->incoming_bytes, p->bytes);
 		if (s->pending_bytes != UINT64_MAX)
 			s->pending_bytes += p->bytes;
 		if (s->oldest_ns == 0)

@@ -141,6 +141,29 @@ void firehose_poll(struct firehose *fh, uint64_t now_real_ns);
 int firehose_poll_timeout_ms(const struct firehose *fh, uint64_t now_real_ns);
 
 /*
+ * One delivery stream's figures (CloudWatch's Firehose metrics), for the metrics
+ * endpoint. Written by the engine's thread with relaxed stores, read from any thread.
+ */
+struct firehose_stats {
+	char name[FIREHOSE_NAME_SIZE_MAX + 1];
+	uint64_t incoming_records;     /* IncomingRecords: durable puts. */
+	uint64_t incoming_bytes;       /* IncomingBytes. */
+	uint64_t delivered_records;    /* DeliveryToS3.Records */
+	uint64_t delivered_bytes;      /* DeliveryToS3.Bytes (before compression). */
+	uint64_t delivered_objects;    /* DeliveryToS3.Success, per object. */
+	uint64_t delivery_failures;    /* Attempts that failed (retried). */
+	uint64_t records_lost;         /* Aged out of the log before delivery. */
+	uint64_t freshness_ms;         /* DeliveryToS3.DataFreshness: oldest undelivered. */
+};
+
+/*
+ * Any thread: copies the figures of up to `count` delivery streams (each consistent:
+ * a slot changing owner while copied is skipped); returns how many it copied.
+ */
+uint32_t firehose_stats_read(const struct firehose *fh, struct firehose_stats *out,
+			     uint32_t count);
+
+/*
  * The name an object gets (key under the bucket): Firehose's
  * <prefix>YYYY/MM/DD/HH/<name>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid><ext>, the time
  * fields from `first_arrival_ns` (UTC), the uuid a hash of (name, version, shard,

@@ -528,7 +528,16 @@ Test(firehose_engine, streams_survive_a_restart_and_delete_forgets)
 	cr_assert_eq(firehose_describe(e.fh, "keep", &info), 0);
 	cr_assert_eq(info.created_ms, 1234);
 	cr_assert_eq(info.version, 1);
-	cr_assert_eq(firehose_delete(e.fh, "keep"), 0);
+	{
+		struct firehose_stats st[4];
+
+		cr_assert_eq(firehose_stats_read(e.fh, st, 4), 2);
+		cr_assert(strcmp(st[0].name, "keep") == 0 || strcmp(st[1].name, "keep") == 0);
+		cr_assert_eq(firehose_delete(e.fh, "keep"), 0);
+		cr_assert_eq(firehose_stats_read(e.fh, st, 4), 1, "a deleted stream's slot retires");
+		cr_assert_str_eq(st[0].name, "also");
+		cr_assert_eq(st[0].delivered_records + st[0].incoming_records, 0);
+	}
 	cr_assert_eq(firehose_delete(e.fh, "keep"), -ENOENT);
 	cr_assert_eq(firehose_put(e.fh, "keep", &(struct firehose_record){ "x", 1 }, 1, 1,
 				  put_done, &(struct put_result){ 0 }), -ENOENT);

@@ -33,7 +33,7 @@ import snappy
 import zstandard
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_kinesis_api import Sluiced, check  # noqa: E402
+from test_kinesis_api import Sluiced, check, free_port  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/firehose"
 DEADLINE_S = 90
@@ -398,6 +398,30 @@ def test_cli(srv, root, base):
     print("ok: aws firehose CLI")
 
 
+def test_metrics(admin_port):
+    """The figures of the delivery test, as /metrics shows them (CloudWatch's names)."""
+    import urllib.request
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
+                                  timeout=10).read().decode()
+    values = {}
+    for line in body.splitlines():
+        if line.startswith("sluice_firehose_") and 'delivery_stream="deliver-gzip"' in line:
+            values[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
+    check(values.get("sluice_firehose_incoming_records_total") == 3000, values)
+    check(values.get("sluice_firehose_delivered_records_total") == 3000, values)
+    check(values.get("sluice_firehose_delivered_bytes_total") ==
+          values.get("sluice_firehose_incoming_bytes_total"), values)
+    check(values.get("sluice_firehose_delivered_objects_total", 0) >= 3, values)
+    check(values.get("sluice_firehose_records_lost_total") == 0, values)
+    check(values.get("sluice_firehose_data_freshness_seconds") == 0, values)
+    check("# TYPE sluice_firehose_data_freshness_seconds gauge" in body, "gauge type")
+    if shutil.which("promtool"):
+        out = subprocess.run(["promtool", "check", "metrics"], input=body.encode(),
+                             capture_output=True)
+        check(out.returncode == 0, "promtool: %s" % (out.stdout + out.stderr).decode())
+    print("ok: delivery stream metrics")
+
+
 # ---- 3. Crashes -------------------------------------------------------------------------
 
 
@@ -444,10 +468,13 @@ def main():
         root = os.path.join(base, "objects")
         os.makedirs(data)
         srv = Sluiced(binary, data)
-        srv.start("--set", "firehose.local_root=" + root)
+        admin_port = free_port()
+        srv.start("--set", "firehose.local_root=" + root,
+                  "--admin-listen", "127.0.0.1:%d" % admin_port)
         try:
             test_api(srv)
             test_delivery(srv, root)
+            test_metrics(admin_port)
             test_cli(srv, root, base)
             srv.stop()
             # Restart: the streams come back from SQLite, nothing is delivered again.
