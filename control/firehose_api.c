@@ -217,9 +217,9 @@ fh_dest_check(const cJSON *item, struct kv_errors *errors, const char *base)
 			known |= strcmp(*v, format->valuestring) == 0;
 		snprintf(path, sizeof(path), "%s.compressionFormat", base);
 		if (!known)
-			kv_errors_add(errors, format->valuestring, true, path,
-				      "Member must satisfy enum value set: [UNCOMPRESSED, GZIP, ZIP, "
-				      "Snappy, HADOOP_SNAPPY, ZSTD]");
+			kv_errors_add(errors, format->valuestring, true, path, "Member must "
+				      "satisfy enum value set: [UNCOMPRESSED, GZIP, ZIP, Snappy, "
+				      "HADOOP_SNAPPY, ZSTD]");
 	}
 }
 
@@ -250,7 +250,8 @@ fh_record_decode(struct kinesis_req *r, const cJSON *rec, uint32_t i)
 	const uint8_t *bytes = NULL;
 	uint32_t size = 0;
 
-	if (kv_type_check(r->call, rec, KV_STRUCT) != 0 || kv_type_check(r->call, data, KV_BLOB) != 0)
+	if (kv_type_check(r->call, rec, KV_STRUCT) != 0 ||
+	    kv_type_check(r->call, data, KV_BLOB) != 0)
 		return -EINVAL;
 	if (data != NULL && !cJSON_IsNull(data)) {
 		bytes = kv_blob_decode(r->k, data, &size);
@@ -407,14 +408,15 @@ fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spe
 	}
 	snprintf(spec->bucket, sizeof(spec->bucket), "%s", bucket);
 	snprintf(spec->bucket_arn, sizeof(spec->bucket_arn), "%s", bucket_arn);
-	snprintf(spec->role_arn, sizeof(spec->role_arn), "%s", fh_member_string(dest, "RoleARN", ""));
+	snprintf(spec->role_arn, sizeof(spec->role_arn), "%s",
+		 fh_member_string(dest, "RoleARN", ""));
 	snprintf(spec->prefix, sizeof(spec->prefix), "%s", fh_member_string(dest, "Prefix", ""));
 	snprintf(spec->error_prefix, sizeof(spec->error_prefix), "%s",
 		 fh_member_string(dest, "ErrorOutputPrefix", ""));
 	if (strstr(spec->prefix, "!{") != NULL || strstr(spec->error_prefix, "!{") != NULL ||
 	    strstr(spec->prefix, "..") != NULL) {
-		kinesis_error(r->call, "InvalidArgumentException", "Prefix expressions (!{...}) and "
-			      "'..' in prefixes are not supported by this endpoint yet.");
+		kinesis_error(r->call, "InvalidArgumentException", "Prefix expressions (!{...}) "
+			      "and '..' in prefixes are not supported by this endpoint yet.");
 		return -EINVAL;
 	}
 	spec->size_mb = fh_member_u32(hints, "SizeInMBs", FIREHOSE_SIZE_MB_DEFAULT);
@@ -654,7 +656,8 @@ fh_put_common(struct kinesis_req *r, uint32_t count, bool batch)
 		return;
 	}
 	if (fh_decoded.bytes > FIREHOSE_BATCH_SIZE_MAX) {
-		kinesis_error(r->call, "InvalidArgumentException", "Records size exceeds 4 MB limit");
+		kinesis_error(r->call, "InvalidArgumentException",
+			      "Records size exceeds 4 MB limit");
 		return;
 	}
 	for (uint32_t i = 0; i < FIREHOSE_PENDING_MAX && p == NULL; i++)

@@ -211,8 +211,9 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 	r->fh = fh;
 	while (seq < end && fh->raw_used < r->limit) {
 		uint64_t next = seq;
-		int n = log_read(fh->reader, s->shard_id, seq, (uint32_t)min_u64(end - seq, UINT32_MAX),
-				 UINT64_MAX, fh_read_record, r, &next);
+		uint32_t want = (uint32_t)min_u64(end - seq, UINT32_MAX);
+		int n = log_read(fh->reader, s->shard_id, seq, want, UINT64_MAX, fh_read_record, r,
+				 &next);
 
 		if (n < 0)
 			return n;
@@ -379,7 +380,8 @@ fh_flush_run(struct firehose *fh, uint64_t now_ns)
 			continue;
 		rc = fh_flush_due(s) > now_ns ? 0 : fh_flush_stream(fh, s, now_ns);
 		/* After the cut: oldest_ns is the first record still waiting (0: none known). */
-		__atomic_store_n(&s->stats->freshness_ms, s->oldest_ns != 0 && now_ns > s->oldest_ns ?
+		__atomic_store_n(&s->stats->freshness_ms,
+				 s->oldest_ns != 0 && now_ns > s->oldest_ns ?
 				 (now_ns - s->oldest_ns) / 1000000u : 0, __ATOMIC_RELAXED);
 		if (rc == 0) {
 			if (s->retry_due_ns <= now_ns)

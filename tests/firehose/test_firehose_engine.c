@@ -198,7 +198,8 @@ Test(firehose_codecs, every_format_round_trips_and_is_deterministic)
 		cr_assert(na == nb && memcmp(a, b, na) == 0, "%s: same input, same bytes",
 			  firehose_compression_name(fc));
 		cr_assert_eq(decode(fc, a, na, back, size + 1), size);
-		cr_assert(memcmp(back, in, size) == 0, "%s round trip", firehose_compression_name(fc));
+		cr_assert(memcmp(back, in, size) == 0, "%s round trip",
+			  firehose_compression_name(fc));
 	}
 	{
 		enum firehose_compression parsed;
@@ -237,6 +238,7 @@ put_done(void *ctx, int error, const uint64_t *seqs, uint32_t count)
 }
 
 static uint8_t sent[RECORDS * 700];
+static char dots[601];
 static size_t sent_size;
 
 /* RECORDS records of 9..~610 bytes, 100 per put; returns when all are durable. */
@@ -247,6 +249,7 @@ put_records(struct env *e, const char *name, uint64_t seq_base)
 	char buf[100][1300];
 	uint32_t next = 0;
 
+	memset(dots, '.', sizeof(dots) - 1);
 	sent_size = 0;
 	for (uint32_t p = 0; p < RECORDS / 100; p++) {
 		struct put_result r = { 0 };
@@ -254,22 +257,14 @@ put_records(struct env *e, const char *name, uint64_t seq_base)
 
 		for (uint32_t i = 0; i < 100; i++, next++) {
 			int n = snprintf(buf[i], sizeof(buf[i]), "r%06u-%.*s\n", next,
-					 (int)((next * 7919u) % 600), "................................"
-					 "................................................................"
-					 "................................................................"
-					 "................................................................"
-					 "................................................................"
-					 "................................................................"
-					 "................................................................"
-					 "................................................................"
-					 "................................................................"
-					 "................................................................");
+					 (int)((next * 7919u) % 600), dots);
 
 			recs[i] = (struct firehose_record){ buf[i], (uint32_t)n };
 			memcpy(sent + sent_size, buf[i], (size_t)n);
 			sent_size += (size_t)n;
 		}
-		cr_assert_eq(firehose_put(e->fh, name, recs, 100, clock_real_ns(), put_done, &r), 0);
+		cr_assert_eq(firehose_put(e->fh, name, recs, 100, clock_real_ns(), put_done, &r),
+			     0);
 		while (!r.done) {
 			cr_assert(clock_mono_ns() < deadline, "put answered");
 			firehose_poll(e->fh, clock_real_ns());
@@ -355,7 +350,8 @@ check_objects(struct env *e, enum firehose_compression c, char paths[][512])
 			size_t size = read_file(paths[i], file, sizeof(file));
 			size_t got = decode(c, file, size, plain, sizeof(plain));
 
-			if (got > 0 && at + got <= sent_size && memcmp(plain, sent + at, got) == 0) {
+			if (got > 0 && at + got <= sent_size &&
+			    memcmp(plain, sent + at, got) == 0) {
 				at += got;
 				found = true;
 			}
@@ -534,7 +530,7 @@ Test(firehose_engine, streams_survive_a_restart_and_delete_forgets)
 		cr_assert_eq(firehose_stats_read(e.fh, st, 4), 2);
 		cr_assert(strcmp(st[0].name, "keep") == 0 || strcmp(st[1].name, "keep") == 0);
 		cr_assert_eq(firehose_delete(e.fh, "keep"), 0);
-		cr_assert_eq(firehose_stats_read(e.fh, st, 4), 1, "a deleted stream's slot retires");
+		cr_assert_eq(firehose_stats_read(e.fh, st, 4), 1, "a deleted slot retires");
 		cr_assert_str_eq(st[0].name, "also");
 		cr_assert_eq(st[0].delivered_records + st[0].incoming_records, 0);
 	}
