@@ -29,6 +29,11 @@
 #define FH_ARN_SIZE (2 * CONFIG_STRING_SIZE + FIREHOSE_NAME_SIZE_MAX + 40)
 #define FH_LIST_LIMIT_DEFAULT 10u
 #define FH_LIMIT_MAX 10000
+/*
+ * Objects land in directories: a Prefix segment is a directory name (NAME_MAX 255), and
+ * the last one also starts the file name "<segment>YYYY/..." (FIREHOSE.md).
+ */
+#define FH_PREFIX_SEGMENT_MAX 200u
 /* AWS's per-record throttling text (reference §2). */
 #define FH_SLOW_DOWN "Slow down."
 
@@ -384,6 +389,20 @@ fh_member_u32(const cJSON *item, const char *name, uint32_t absent)
 	return cJSON_IsNumber(v) ? (uint32_t)v->valuedouble : absent;
 }
 
+static size_t
+fh_longest_segment(const char *path)
+{
+	size_t longest = 0;
+
+	for (const char *p = path; *p != '\0';) {
+		size_t n = strcspn(p, "/");
+
+		longest = n > longest ? n : longest;
+		p += n + (p[n] == '/');
+	}
+	return longest;
+}
+
 /* The one destination (S3 or extended S3): its ARN, prefixes, hints. 0 or replied. */
 static int
 fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spec)
@@ -417,6 +436,13 @@ fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spe
 	    strstr(spec->prefix, "..") != NULL) {
 		kinesis_error(r->call, "InvalidArgumentException", "Prefix expressions (!{...}) "
 			      "and '..' in prefixes are not supported by this endpoint yet.");
+		return -EINVAL;
+	}
+	if (fh_longest_segment(spec->prefix) > FH_PREFIX_SEGMENT_MAX) {
+		/* A directory name the file system refuses would fail every delivery. */
+		kinesis_error(r->call, "InvalidArgumentException", "A Prefix segment between '/' "
+			      "may have at most %u bytes here (a directory name).",
+			      FH_PREFIX_SEGMENT_MAX);
 		return -EINVAL;
 	}
 	spec->size_mb = fh_member_u32(hints, "SizeInMBs", FIREHOSE_SIZE_MB_DEFAULT);

@@ -119,6 +119,9 @@ def test_create_errors(fh):
     expect_error(create, "InvalidArgumentException", "Prefix expressions",
                  DeliveryStreamName="v", ExtendedS3DestinationConfiguration=s3dest(
                      "b", prefix="!{timestamp:yyyy}/"))
+    expect_error(create, "InvalidArgumentException", "at most 200 bytes",
+                 DeliveryStreamName="v", ExtendedS3DestinationConfiguration=s3dest(
+                     "b", prefix="ok/" + "d" * 201 + "/"))
     check(fh.list_delivery_streams()["DeliveryStreamNames"] == [],
           "a refused create left a stream behind")
 
