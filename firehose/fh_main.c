@@ -367,14 +367,17 @@ static void
 fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 {
 	struct fh_stream *s = fh_stream_by_id(fh, p->stream_id);
+	uint32_t durable = 0;
 
 	for (uint32_t i = 0; s != NULL && i < p->count; i++)
-		if (p->seqs[i] != UINT64_MAX)
-			counter_add_single_writer(&s->stats->incoming_records, 1);
-	if (s != NULL && p->error == 0) {
-		counter_add_single_writer(&s->stats->incoming_bytes, p->bytes);
+		durable += p->seqs[i] != UINT64_MAX;
+	if (durable > 0) {
+		counter_add_single_writer(&s->stats->incoming_records, durable);
+		if (p->error == 0)
+			counter_add_single_writer(&s->stats->incoming_bytes, p->bytes);
+		/* A partial put's bytes are not summed: "unknown" makes the flusher look. */
 		if (s->pending_bytes != UINT64_MAX)
-			s->pending_bytes += p->bytes;
+			s->pending_bytes = p->error == 0 ? s->pending_bytes + p->bytes : UINT64_MAX;
 		if (s->oldest_ns == 0)
 			s->oldest_ns = p->arrival_ns;
 	}
@@ -385,11 +388,9 @@ fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 }
 
 static void
-fh_completions(struct firehose *fh, bool answer)
+fh_completions_take(struct firehose *fh, const struct log_completion *done, uint32_t n,
+		    bool answer)
 {
-	struct log_completion done[FH_COMPLETIONS_POLL];
-	uint32_t n = log_completions_poll(fh->producer, done, FH_COMPLETIONS_POLL);
-
 	for (uint32_t i = 0; i < n; i++) {
 		struct fh_pending *p = &fh->pending[done[i].cookie >> 32];
 		uint32_t first = (uint32_t)done[i].cookie;
@@ -403,6 +404,19 @@ fh_completions(struct firehose *fh, bool answer)
 		if (--p->batches_left == 0)
 			fh_pending_finish(fh, p, answer);
 	}
+}
+
+static void
+fh_completions(struct firehose *fh, bool answer)
+{
+	struct log_completion done[FH_COMPLETIONS_POLL];
+	uint32_t n;
+
+	/* Until the ring is empty: the eventfd was reset, nothing else would wake us. */
+	do {
+		n = log_completions_poll(fh->producer, done, FH_COMPLETIONS_POLL);
+		fh_completions_take(fh, done, n, answer);
+	} while (n == FH_COMPLETIONS_POLL);
 }
 
 int
