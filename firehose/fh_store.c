@@ -20,7 +20,6 @@
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
 
-#define FH_STORE_FILE "firehose.db"
 #define FH_STORE_BUSY_MS 5000
 
 static int
@@ -46,9 +45,9 @@ fh_store_exec(struct firehose *fh, const char *sql)
 int
 fh_store_open(struct firehose *fh)
 {
-	char path[FIREHOSE_PATH_SIZE_MAX + sizeof(FH_STORE_FILE) + 1];
+	char path[FIREHOSE_PATH_SIZE_MAX + sizeof(FIREHOSE_DB_FILE) + 1];
 
-	snprintf(path, sizeof(path), "%s/%s", fh->data_dir, FH_STORE_FILE);
+	snprintf(path, sizeof(path), "%s/%s", fh->data_dir, FIREHOSE_DB_FILE);
 	if (sqlite3_open_v2(path, &fh->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 			    NULL) != SQLITE_OK) {
 		int rc = fh_store_fail(fh, path);

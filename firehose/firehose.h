@@ -33,6 +33,9 @@
 struct log;
 struct firehose;
 
+/* The engine's SQLite database, in data_dir (sluice backup copies it too). */
+#define FIREHOSE_DB_FILE "firehose.db"
+
 /* ---- Limits (AWS's, botocore firehose service-2.json, unless marked ours) ---- */
 #define FIREHOSE_NAME_SIZE_MAX 64u
 #define FIREHOSE_STREAMS_MAX 64u            /* Ours: delivery streams per appliance. */

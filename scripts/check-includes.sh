@@ -23,7 +23,7 @@ allowed() {
 	dataplane) echo "common nvme-log protocol" ;;
 	firehose) echo "common nvme-log" ;;
 	control) echo "common nvme-log protocol dataplane cluster firehose" ;;
-	tools) echo "common nvme-log protocol" ;;
+	tools) echo "common nvme-log protocol firehose" ;;
 	esac
 }
 
