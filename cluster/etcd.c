@@ -245,6 +245,28 @@ etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t time
 	return 0;
 }
 
+/* `request` when every add to it succeeded (`ok`), else NULL: etcd_call() then answers -ENOMEM. */
+static cJSON *
+etcd_built(cJSON *request, bool ok)
+{
+	if (ok)
+		return request;
+	cJSON_Delete(request);
+	return NULL;
+}
+
+/* A call whose answer says no more than that it succeeded. */
+static int
+etcd_call_void(struct etcd_client *c, const char *path, cJSON *request)
+{
+	cJSON *answer;
+	int err = etcd_call(c, path, request, c->timeout_ms, &answer);
+
+	if (err == 0)
+		cJSON_Delete(answer);
+	return err;
+}
+
 /* ---- Encoding ------------------------------------------------------------ */
 
 /* Adds `name`: base64 of size bytes. False when out of memory. */
@@ -357,12 +379,10 @@ etcd_put(struct etcd_client *c, const char *key, const void *value, size_t value
 	cJSON *answer;
 	int err;
 
-	if (request == NULL || !etcd_add_bytes(request, "key", key, strlen(key)) ||
-	    !etcd_add_bytes(request, "value", value, value_size) ||
-	    (lease != 0 && !etcd_add_int64(request, "lease", lease))) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL &&
+			     etcd_add_bytes(request, "key", key, strlen(key)) &&
+			     etcd_add_bytes(request, "value", value, value_size) &&
+			     (lease == 0 || etcd_add_int64(request, "lease", lease)));
 	err = etcd_call(c, "/v3/kv/put", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -435,11 +455,8 @@ etcd_get(struct etcd_client *c, const char *key, bool prefix, uint32_t limit,
 	int err;
 
 	memset(range_out, 0, sizeof(*range_out));
-	if (request == NULL || !etcd_add_key_range(request, key, prefix) ||
-	    (limit != 0 && !etcd_add_int64(request, "limit", limit))) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL && etcd_add_key_range(request, key, prefix) &&
+			     (limit == 0 || etcd_add_int64(request, "limit", limit)));
 	err = etcd_call(c, "/v3/kv/range", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -458,10 +475,7 @@ etcd_delete(struct etcd_client *c, const char *key, bool prefix, int64_t *delete
 	int64_t deleted;
 	int err;
 
-	if (request == NULL || !etcd_add_key_range(request, key, prefix)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL && etcd_add_key_range(request, key, prefix));
 	err = etcd_call(c, "/v3/kv/deleterange", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -588,10 +602,7 @@ etcd_lease_grant(struct etcd_client *c, int64_t ttl_s, int64_t *id_out, int64_t 
 		cJSON_Delete(request);
 		return -EINVAL;
 	}
-	if (request == NULL || !etcd_add_int64(request, "TTL", ttl_s)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL && etcd_add_int64(request, "TTL", ttl_s));
 	err = etcd_call(c, "/v3/lease/grant", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -609,10 +620,7 @@ etcd_lease_keepalive(struct etcd_client *c, int64_t id, int64_t *ttl_out)
 	cJSON *answer;
 	int err;
 
-	if (request == NULL || !etcd_add_int64(request, "ID", id)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL && etcd_add_int64(request, "ID", id));
 	err = etcd_call(c, "/v3/lease/keepalive", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -629,17 +637,9 @@ int
 etcd_lease_revoke(struct etcd_client *c, int64_t id)
 {
 	cJSON *request = cJSON_CreateObject();
-	cJSON *answer;
-	int err;
 
-	if (request == NULL || !etcd_add_int64(request, "ID", id)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
-	err = etcd_call(c, "/v3/lease/revoke", request, c->timeout_ms, &answer);
-	if (err == 0)
-		cJSON_Delete(answer);
-	return err;
+	request = etcd_built(request, request != NULL && etcd_add_int64(request, "ID", id));
+	return etcd_call_void(c, "/v3/lease/revoke", request);
 }
 
 /* ---- Elections ----------------------------------------------------------- */
@@ -679,12 +679,10 @@ etcd_campaign(struct etcd_client *c, const char *name, int64_t lease, const void
 		cJSON_Delete(request);
 		return -EINVAL;
 	}
-	if (request == NULL || !etcd_add_bytes(request, "name", name, strlen(name)) ||
-	    !etcd_add_int64(request, "lease", lease) ||
-	    !etcd_add_bytes(request, "value", value, value_size)) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL &&
+			     etcd_add_bytes(request, "name", name, strlen(name)) &&
+			     etcd_add_int64(request, "lease", lease) &&
+			     etcd_add_bytes(request, "value", value, value_size));
 	err = etcd_call(c, "/v3/election/campaign", request, wait_ms, &answer);
 	if (err != 0)
 		return err;
@@ -707,10 +705,8 @@ etcd_leader(struct etcd_client *c, const char *name, struct etcd_leader *leader_
 	size_t value_size = 0;
 	int err;
 
-	if (request == NULL || !etcd_add_bytes(request, "name", name, strlen(name))) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
+	request = etcd_built(request, request != NULL &&
+			     etcd_add_bytes(request, "name", name, strlen(name)));
 	err = etcd_call(c, "/v3/election/leader", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
@@ -744,8 +740,6 @@ etcd_resign(struct etcd_client *c, const struct etcd_leader *leader)
 {
 	cJSON *request = cJSON_CreateObject();
 	cJSON *l = cJSON_CreateObject();
-	cJSON *answer;
-	int err;
 
 	if (request == NULL || l == NULL ||
 	    !etcd_add_bytes(l, "name", leader->name, strlen(leader->name)) ||
@@ -756,26 +750,16 @@ etcd_resign(struct etcd_client *c, const struct etcd_leader *leader)
 		cJSON_Delete(request);
 		return -ENOMEM;
 	}
-	err = etcd_call(c, "/v3/election/resign", request, c->timeout_ms, &answer);
-	if (err == 0)
-		cJSON_Delete(answer);
-	return err;
+	return etcd_call_void(c, "/v3/election/resign", request);
 }
 
 int
 etcd_compact(struct etcd_client *c, int64_t revision)
 {
 	cJSON *request = cJSON_CreateObject();
-	cJSON *answer;
-	int err;
 
-	if (request == NULL || !etcd_add_int64(request, "revision", revision) ||
-	    !cJSON_AddTrueToObject(request, "physical")) {
-		cJSON_Delete(request);
-		return -ENOMEM;
-	}
-	err = etcd_call(c, "/v3/kv/compaction", request, c->timeout_ms, &answer);
-	if (err == 0)
-		cJSON_Delete(answer);
-	return err;
+	request = etcd_built(request, request != NULL &&
+			     etcd_add_int64(request, "revision", revision) &&
+			     cJSON_AddTrueToObject(request, "physical") != NULL);
+	return etcd_call_void(c, "/v3/kv/compaction", request);
 }

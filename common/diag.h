@@ -6,6 +6,8 @@
 #ifndef SLUICE_DIAG_H
 #define SLUICE_DIAG_H
 
+#include <stdint.h>
+
 enum diag_level {
 	DIAG_DEBUG,
 	DIAG_INFO,
@@ -29,6 +31,22 @@ int diag_format_parse(const char *text, enum diag_format *format_out);
 
 void diag_printf(enum diag_level level, const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* One named value of a structured line: text, or a number when `text` is NULL. */
+struct diag_field {
+	const char *name;
+	const char *text;
+	uint64_t number;
+};
+
+/*
+ * One line of named values (the access log), with its time: text format
+ * "ts=TIME name=value ..." after the usual prefix (text values must hold no
+ * spaces; an empty one shows as "-"), json format the fields as members of the
+ * line's object beside ts, level and module.
+ */
+void diag_fields(enum diag_level level, const char *module, const struct diag_field *fields,
+		 unsigned count);
 
 #define diag_debug(module, ...) diag_printf(DIAG_DEBUG, module, __VA_ARGS__)
 #define diag_info(module, ...) diag_printf(DIAG_INFO, module, __VA_ARGS__)

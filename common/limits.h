@@ -14,6 +14,11 @@
 #define SLUICE_PARTITION_KEY_SIZE_MAX 256
 /* Record data blob: up to 1 MiB (Kinesis), partition key included in AWS's count. */
 #define SLUICE_RECORD_DATA_SIZE_MAX (1024u * 1024u)
+/*
+ * ... and up to 10 MiB on a stream whose MaxRecordSizeInKiB allows it
+ * (UpdateMaxRecordSize): what the log stores and serves.
+ */
+#define SLUICE_RECORD_DATA_SIZE_LARGE_MAX (10u * 1024u * 1024u)
 /* Shards in one appliance, across all streams: sizes the log's shard table. */
 #define SLUICE_SHARDS_MAX 65536u
 /* Streams in one appliance. */

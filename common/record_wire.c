@@ -101,6 +101,13 @@ record_wire_put(uint8_t *pos, const struct record_wire *r)
 const uint8_t *
 record_wire_next(const uint8_t *pos, const uint8_t *end, struct record_wire *out)
 {
+	return record_wire_next_max(pos, end, SLUICE_RECORD_DATA_SIZE_MAX, out);
+}
+
+const uint8_t *
+record_wire_next_max(const uint8_t *pos, const uint8_t *end, uint32_t data_size_max,
+		     struct record_wire *out)
+{
 	uint64_t delta;
 	uint64_t key_size;
 	uint64_t data_size;
@@ -127,7 +134,7 @@ record_wire_next(const uint8_t *pos, const uint8_t *end, struct record_wire *out
 	out->partition_key = pos;
 	out->partition_key_size = (uint16_t)key_size;
 	pos = varint_get(pos + key_size, end, &data_size);
-	if (pos == NULL || data_size > SLUICE_RECORD_DATA_SIZE_MAX ||
+	if (pos == NULL || data_size > data_size_max ||
 	    data_size > (uint64_t)(end - pos))
 		return NULL;
 	out->arrival_delta_ns = zigzag_decode(delta);

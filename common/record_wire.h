@@ -11,7 +11,8 @@
  *   partition_key_size  varint, 1 .. SLUICE_PARTITION_KEY_SIZE_MAX
  *   explicit_hash_key   16 bytes big-endian, only with flag bit 0
  *   partition_key       partition_key_size bytes
- *   data_size           varint, 0 .. SLUICE_RECORD_DATA_SIZE_MAX
+ *   data_size           varint, 0 .. SLUICE_RECORD_DATA_SIZE_MAX (frames), or up to
+ *                       SLUICE_RECORD_DATA_SIZE_LARGE_MAX in the log (UpdateMaxRecordSize)
  *   data                data_size bytes
  *
  * Pure functions over caller spans: no allocation, no I/O.
@@ -51,8 +52,11 @@ uint8_t *record_wire_put(uint8_t *pos, const struct record_wire *record);
  * Reads the record at pos, never past end. Returns the position after it, or
  * NULL when the bytes are not one well-formed record (truncated, a varint
  * overflows, undefined flags, key size 0 or above the limit, data above the
- * limit). Pointers in *out point into the span.
+ * limit: SLUICE_RECORD_DATA_SIZE_MAX). Pointers in *out point into the span.
  */
 const uint8_t *record_wire_next(const uint8_t *pos, const uint8_t *end, struct record_wire *out);
+/* The same with data up to `data_size_max` (the log: SLUICE_RECORD_DATA_SIZE_LARGE_MAX). */
+const uint8_t *record_wire_next_max(const uint8_t *pos, const uint8_t *end,
+				    uint32_t data_size_max, struct record_wire *out);
 
 #endif /* SLUICE_RECORD_WIRE_H */

@@ -23,6 +23,7 @@
 #include "common/diag.h"
 #include "control/admin.h"
 #include "control/admin_internal.h"
+#include "control/auth_sigv4.h"
 #include "control/http1.h"
 #include "control/listen.h"
 
@@ -49,13 +50,29 @@ struct admin_conn {
 	size_t response_sent;
 };
 
+/*
+ * Open (loopback, no token), or every request must carry the token or a SigV4
+ * signature by one of the API's keys (service SIGV4_SERVICE_ADMIN).
+ */
+struct admin_auth {
+	bool required;
+	char token[CONFIG_STRING_SIZE];
+	bool keys_set;                /* [auth] mode = sigv4: its access_keys sign here too. */
+	struct sigv4_keys keys;
+};
+
 struct admin {
 	int listen_fd;
 	int epoll_fd;
 	int stop_fd;
 	bool started;
 	pthread_t thread;
-	char token[CONFIG_STRING_SIZE];
+	/*
+	 * Who may ask, replaced by admin_reload() (main thread) while the admin thread
+	 * checks requests: the lock covers both (and the keys' signing-key cache).
+	 */
+	pthread_mutex_t auth_lock;
+	struct admin_auth auth;
 	struct admin_context ctx;
 	char *responses;              /* One mapping for every connection's response. */
 	struct admin_conn conns[ADMIN_CONNECTIONS_MAX];
@@ -157,19 +174,19 @@ admin_token_equal(const char *given, size_t given_size, const char *token, size_
 	return diff == 0;
 }
 
-/* Whether the request carries the token (header or ?token=), or none is configured. */
+/* Whether the request carries the token (header or ?token=). */
 static bool
-admin_authorized(const struct admin *a, const struct http1_request *req)
+admin_token_given(const struct admin_auth *auth, const struct http1_request *req)
 {
 	const struct http1_header *h = http1_header_find(req, "authorization");
-	size_t token_size = strlen(a->token);
+	size_t token_size = strlen(auth->token);
 	const char *q;
 	size_t rest;
 
 	if (token_size == 0)
-		return true;
+		return false;
 	if (h != NULL && h->value_size > 7 && memcmp(h->value, "Bearer ", 7) == 0 &&
-	    admin_token_equal(h->value + 7, h->value_size - 7, a->token, token_size))
+	    admin_token_equal(h->value + 7, h->value_size - 7, auth->token, token_size))
 		return true;
 	q = memchr(req->target, '?', req->target_size);
 	if (q == NULL)
@@ -177,7 +194,45 @@ admin_authorized(const struct admin *a, const struct http1_request *req)
 	q++;
 	rest = req->target_size - (size_t)(q - req->target);
 	return rest > 6 && memcmp(q, "token=", 6) == 0 &&
-	       admin_token_equal(q + 6, rest - 6, a->token, token_size);
+	       admin_token_equal(q + 6, rest - 6, auth->token, token_size);
+}
+
+/* Whether the request is signed (SigV4, service sluice-admin) by one of the API's keys. */
+static bool
+admin_signed(struct admin_auth *auth, const struct http1_request *req)
+{
+	struct sigv4_header headers[ADMIN_HEADERS_MAX];
+	struct sigv4_result result;
+	struct sigv4_input in = {
+		.method = req->method, .method_size = req->method_size,
+		.target = req->target, .target_size = req->target_size,
+		.headers = headers, .header_count = req->header_count,
+		.body = (const uint8_t *)"", .body_size = 0, /* GET only: no body. */
+		.now_real_ns = clock_real_ns(),
+	};
+
+	if (!auth->keys_set || http1_header_find(req, "authorization") == NULL)
+		return false;
+	assert(req->header_count <= ADMIN_HEADERS_MAX);
+	for (size_t i = 0; i < req->header_count; i++)
+		headers[i] = (struct sigv4_header){ req->headers[i].name, req->headers[i].name_size,
+						    req->headers[i].value,
+						    req->headers[i].value_size };
+	sigv4_verify(&auth->keys, &in, &result);
+	if (result.status != SIGV4_OK)
+		diag_debug("admin", "SigV4 refused: %s: %s", result.error_type, result.message);
+	return result.status == SIGV4_OK;
+}
+
+static bool
+admin_authorized(struct admin *a, const struct http1_request *req)
+{
+	bool ok;
+
+	pthread_mutex_lock(&a->auth_lock);
+	ok = !a->auth.required || admin_token_given(&a->auth, req) || admin_signed(&a->auth, req);
+	pthread_mutex_unlock(&a->auth_lock);
+	return ok;
 }
 
 static bool
@@ -198,7 +253,7 @@ admin_route(struct admin *a, struct admin_conn *c, const struct http1_request *r
 	if (req->method_size != 3 || memcmp(req->method, "GET", 3) != 0) {
 		admin_respond_text(c, 405, "GET only\n");
 	} else if (!admin_authorized(a, req)) {
-		admin_respond_text(c, 401, "token required\n");
+		admin_respond_text(c, 401, "token or SigV4 signature required\n");
 	} else if (admin_path_is(req, "/healthz")) {
 		admin_respond_text(c, 200, "ok\n");
 	} else if (admin_path_is(req, "/readyz")) {
@@ -341,6 +396,36 @@ admin_main(void *arg)
 
 /* ---- Life cycle ----------------------------------------------------------- */
 
+/* Who may ask, from the configuration (config_validate() accepted it). */
+static int
+admin_auth_from(const struct sluice_config *config, struct admin_auth *auth)
+{
+	memset(auth, 0, sizeof(*auth));
+	snprintf(auth->token, sizeof(auth->token), "%s", config->admin_token);
+	if (config->auth == CONFIG_AUTH_SIGV4) {
+		if (sigv4_keys_parse_service(&auth->keys, config->access_keys, config->region,
+					     SIGV4_SERVICE_ADMIN) != 0)
+			return -EINVAL; /* The API's own open reports the keys' error. */
+		auth->keys_set = true;
+	}
+	auth->required = auth->token[0] != '\0' || !config_listen_is_loopback(config->admin_listen);
+	return 0;
+}
+
+int
+admin_reload(struct admin *a, const struct sluice_config *config)
+{
+	static struct admin_auth fresh; /* Main thread only: too large for its stack. */
+	int rc = admin_auth_from(config, &fresh);
+
+	if (rc != 0)
+		return rc;
+	pthread_mutex_lock(&a->auth_lock);
+	a->auth = fresh;
+	pthread_mutex_unlock(&a->auth_lock);
+	return 0;
+}
+
 int
 admin_open(const struct sluice_config *config, const struct metrics_sources *src,
 	   struct admin **admin_out)
@@ -353,7 +438,12 @@ admin_open(const struct sluice_config *config, const struct metrics_sources *src
 		return -ENOMEM;
 	a->listen_fd = a->epoll_fd = a->stop_fd = -1;
 	a->ctx.src = *src;
-	snprintf(a->token, sizeof(a->token), "%s", config->admin_token);
+	pthread_mutex_init(&a->auth_lock, NULL);
+	rc = admin_auth_from(config, &a->auth);
+	if (rc != 0) {
+		free(a);
+		return rc;
+	}
 	/* Reserved, not committed: only the bytes responses really use become resident. */
 	a->responses = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -427,5 +517,6 @@ admin_close(struct admin *a)
 	admin_context_close(&a->ctx);
 	if (a->responses != NULL)
 		munmap(a->responses, (size_t)ADMIN_CONNECTIONS_MAX * ADMIN_RESPONSE_SIZE_MAX);
+	pthread_mutex_destroy(&a->auth_lock);
 	free(a);
 }

@@ -10,9 +10,12 @@
  *   /              the status page (status_page.html, compiled in: no external fetch)
  *   /status.json   what the status page polls: streams, shards, rates, log, dataplane
  *
- * With [admin] token set, every request must carry "Authorization: Bearer TOKEN"
- * (or ?token=TOKEN, which the status page passes on); without one the listener
- * must be on loopback (config_validate refuses otherwise).
+ * With [admin] token set, or on a listener that is not loopback, every request
+ * must carry "Authorization: Bearer TOKEN" (or ?token=TOKEN, which the status
+ * page passes on) or, with [auth] mode = sigv4, a SigV4 signature by one of the
+ * API's access_keys for the service "sluice-admin" (SIGV4_SERVICE_ADMIN: a
+ * signature for the Kinesis API is not accepted here, nor the reverse). A
+ * listener that is not loopback needs one of the two (config_validate).
  *
  * Memory: admin_open() takes everything (connection table, response buffers).
  * Errors: 0 or a negative errno.
@@ -30,6 +33,12 @@ int admin_open(const struct sluice_config *config, const struct metrics_sources 
 	       struct admin **admin_out);
 /* Starts the admin thread. */
 int admin_start(struct admin *admin);
+/*
+ * SIGHUP: takes [admin] token and [auth] access_keys of `config` (main thread;
+ * the next request is checked against them). 0, or -EINVAL for keys that do
+ * not parse (the old ones stay).
+ */
+int admin_reload(struct admin *admin, const struct sluice_config *config);
 /* Stops the thread (if started), closes every connection and frees `admin`. */
 void admin_close(struct admin *admin);
 

@@ -160,6 +160,31 @@ admin_status_history(struct metrics_out *out)
 	metrics_printf(out, "]}");
 }
 
+/*
+ * The recent reshards, oldest first: API calls and auto-scaling decisions as the
+ * Kinesis actions committed them (metrics_reshard_note). Names and notes hold
+ * nothing to escape: stream names are [a-zA-Z0-9_.-], notes are our own formats.
+ */
+static void
+admin_status_reshards(struct metrics_out *out)
+{
+	static struct metrics_reshard events[METRICS_RESHARDS_MAX]; /* Admin thread only. */
+	uint32_t n = metrics_reshard_history(events, METRICS_RESHARDS_MAX);
+
+	metrics_printf(out, ",\"reshards\":[");
+	for (uint32_t i = 0; i < n; i++) {
+		const struct metrics_reshard *e = &events[i];
+
+		metrics_printf(out, "%s{\"t_ms\":%llu,\"stream_id\":%u,\"stream\":\"%s\","
+			       "\"autoscale\":%s,\"what\":\"%s\",\"shards_before\":%u,"
+			       "\"shards_after\":%u,\"open_after\":%u}", i > 0 ? "," : "",
+			       (unsigned long long)e->time_ms, e->stream_id, e->stream,
+			       e->autoscale ? "true" : "false", e->what, e->shards_before,
+			       e->shards_after, e->open_after);
+	}
+	metrics_printf(out, "]");
+}
+
 int
 admin_context_open(struct admin_context *ctx, const struct sluice_config *config)
 {
@@ -312,6 +337,44 @@ admin_status_dataplane(struct admin_context *ctx, struct metrics_out *out)
 	metrics_printf(out, ",\"drops\":%llu}", (unsigned long long)drops);
 }
 
+/*
+ * Records the dataplane made durable per stream, summed over workers:
+ * "dataplane_streams":[{"stream_id":N,"records":N}], stream_id -1 for the
+ * streams beyond what a worker tracks (DP_STREAM_COUNTS_MAX).
+ */
+static void
+admin_status_dataplane_streams(struct admin_context *ctx, struct metrics_out *out)
+{
+	static struct dp_stream_count one[DP_STREAM_COUNTS_MAX + 1];   /* Admin thread only. */
+	static struct dp_stream_count sum[DP_STREAM_COUNTS_MAX * 2 + 1];
+	uint32_t sum_count = 0;
+
+	for (uint32_t w = 0; ctx->src.dataplane_enabled && w < DP_WORKERS_MAX; w++) {
+		int n = route_dp_worker_stream_counts(w, one, ARRAY_SIZE(one));
+
+		if (n < 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			uint32_t j = 0;
+
+			while (j < sum_count && sum[j].stream_id != one[i].stream_id)
+				j++;
+			if (j == sum_count) {
+				if (sum_count == ARRAY_SIZE(sum))
+					continue; /* Workers tracking different streams: shown partly. */
+				sum[sum_count++] = (struct dp_stream_count){ one[i].stream_id, 0 };
+			}
+			sum[j].records += one[i].records;
+		}
+	}
+	metrics_printf(out, ",\"dataplane_streams\":[");
+	for (uint32_t i = 0; i < sum_count; i++)
+		metrics_printf(out, "%s{\"stream_id\":%lld,\"records\":%llu}", i > 0 ? "," : "",
+			       sum[i].stream_id == DP_STREAM_COUNT_OTHER ? -1ll :
+			       (long long)sum[i].stream_id, (unsigned long long)sum[i].records);
+	metrics_printf(out, "]");
+}
+
 void
 admin_status_json(struct admin_context *ctx, struct metrics_out *out)
 {
@@ -329,6 +392,8 @@ admin_status_json(struct admin_context *ctx, struct metrics_out *out)
 	metrics_printf(out, "],\"metadata_error\":%d", rc);
 	admin_status_log(ctx, out);
 	admin_status_dataplane(ctx, out);
+	admin_status_dataplane_streams(ctx, out);
 	admin_status_history(out);
+	admin_status_reshards(out);
 	metrics_printf(out, "}");
 }

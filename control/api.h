@@ -54,6 +54,8 @@ struct api_request {
 	size_t body_size;
 	const char *request_id;      /* The x-amzn-RequestId the response will carry. */
 	const char *access_key_id;   /* From a verified (or present) Authorization; may be "". */
+	/* The verified key's principal ([auth] principals); "" unless [auth] mode = sigv4. */
+	const char *principal_arn;
 	uint64_t now_ns;             /* Wall clock at dispatch. */
 };
 
@@ -69,6 +71,44 @@ void api_call_reply(struct api_call *call, int http_status);
  */
 void api_call_error(struct api_call *call, int http_status, const char *type,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * Streaming answers (SubscribeToShard): a 200 whose body stays open and receives bytes
+ * pushed later, as HTTP/1.1 chunks or HTTP/2 DATA frames. Each stream buffers at most
+ * API_STREAM_PENDING_MAX bytes not yet taken by the peer (one write bigger than that is
+ * taken only into an empty buffer): when the peer does not read (TCP full, h2 window
+ * closed), writes are refused with -EAGAIN and the action stops producing until the
+ * server calls it back with API_STREAM_WRITABLE. Memory is therefore bounded per
+ * stream, whatever the peer does.
+ */
+#define API_STREAM_PENDING_MAX (256u * 1024u)
+
+enum api_stream_event {
+	API_STREAM_WRITABLE,  /* A refused write's bytes can go now: the buffer is empty. */
+	API_STREAM_GONE,      /* The client left or reset the stream: call api_call_stream_end(). */
+};
+
+/* Called on the server thread, never from inside api_call_stream_*(). */
+typedef void (*api_stream_fn)(void *ctx, enum api_stream_event event);
+
+/*
+ * Starts the streaming answer of `call` (status 200, `content_type`, no length). `fn`
+ * receives the stream's events until api_call_stream_end(). 0, or -EPIPE when the
+ * client already left (the call is then finished: do not end it).
+ */
+int api_call_stream_begin(struct api_call *call, const char *content_type, api_stream_fn fn,
+			  void *ctx);
+/*
+ * Queues `size` bytes (one whole message: a stream never carries part of one). 0;
+ * -EAGAIN when they do not fit now (API_STREAM_WRITABLE follows); -ENOBUFS when no pool
+ * buffer is free (retry later: no event follows); -EPIPE when the client left
+ * (API_STREAM_GONE follows, if it has not come yet).
+ */
+int api_call_stream_write(struct api_call *call, const void *data, size_t size);
+/* Bytes queued and not yet taken by the peer (what a refused write waits on). */
+size_t api_call_stream_pending(const struct api_call *call);
+/* Ends the body once what is queued has gone (or at once if the client left). */
+void api_call_stream_end(struct api_call *call);
 
 /* ---- Kinesis actions (kinesis_*.c) ---- */
 
@@ -99,6 +139,26 @@ struct kinesis_routes {
  * next start, as after a stop); call it only once the server thread has stopped.
  */
 void kinesis_routes_set(struct kinesis *k, const struct kinesis_routes *routes);
+/* Shard-level metrics (EnableEnhancedMonitoring): bits of kinesis_enhanced_metrics(). */
+enum kinesis_metric {
+	KINESIS_METRIC_INCOMING_BYTES = 1u << 0,
+	KINESIS_METRIC_INCOMING_RECORDS = 1u << 1,
+	KINESIS_METRIC_OUTGOING_BYTES = 1u << 2,
+	KINESIS_METRIC_OUTGOING_RECORDS = 1u << 3,
+	KINESIS_METRIC_WRITE_THROTTLED = 1u << 4,   /* WriteProvisionedThroughputExceeded */
+	KINESIS_METRIC_READ_THROTTLED = 1u << 5,    /* ReadProvisionedThroughputExceeded */
+	KINESIS_METRIC_ITERATOR_AGE = 1u << 6,      /* IteratorAgeMilliseconds */
+};
+#define KINESIS_METRICS_ALL 0x7fu
+
+/*
+ * The shard-level metrics switched on for stream `stream_id` (enum kinesis_metric
+ * bits; 0 for none or no such stream), for the metrics code. Server thread.
+ */
+uint32_t kinesis_enhanced_metrics(const struct kinesis *k, uint32_t stream_id);
+/* The keyring StartStreamEncryption resolves KeyIds in. Set before the server thread starts. */
+struct keyring_shared;
+void kinesis_keyring_set(struct kinesis *k, struct keyring_shared *keyring);
 /* The delivery-stream engine (its figures for the metrics endpoint: any thread). */
 const struct firehose *kinesis_firehose(const struct kinesis *k);
 /* Readable when kinesis_poll() has work (log completions). */
@@ -109,6 +169,11 @@ void kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api
 void kinesis_poll(struct kinesis *k, uint64_t now_ns);
 /* Milliseconds until kinesis_poll() wants to run again without an event (timers). */
 int kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns);
+/*
+ * SIGHUP, on the API thread: takes the live keys of `config` (autoscaling, throttling,
+ * UpdateShardCount limits, status delay, retention interval) for the next decision.
+ */
+void kinesis_reload(struct kinesis *k, const struct sluice_config *config);
 
 /* ---- Firehose actions (firehose_api.c), on the same listener ---- */
 
@@ -136,6 +201,14 @@ int api_server_open(const struct sluice_config *config, struct kinesis *k,
 int api_server_run(struct api_server *server);
 /* Safe from any thread: the loop finishes its current pass and returns. */
 void api_server_stop(struct api_server *server);
+/*
+ * SIGHUP, from any thread: the loop takes the live keys of `config` (copied here)
+ * at its next pass: auth mode and keys, idle timeout, access log sampling, a new
+ * TLS certificate and key (new connections get them; open ones keep theirs; a
+ * pair that does not load is reported and the old one stays), and passes them
+ * to kinesis_reload().
+ */
+void api_server_reload(struct api_server *server, const struct sluice_config *config);
 void api_server_close(struct api_server *server);
 
 #endif /* SLUICE_CONTROL_API_H */

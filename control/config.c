@@ -37,22 +37,32 @@ struct config_key {
 	uint32_t min;           /* CONFIG_U32 bounds. */
 	uint32_t max;
 	const char *help;
+	bool live;              /* SIGHUP applies it (config_copy_live); else a restart does. */
 };
 
-#define KEY_STR(sec, name, field, def, help) \
+#define KEY_STR_(sec, name, field, def, help, live) \
 	{ sec, name, CONFIG_STR, offsetof(struct sluice_config, field), \
-	  sizeof(((struct sluice_config *)0)->field), def, 0, 0, help }
+	  sizeof(((struct sluice_config *)0)->field), def, 0, 0, help, live }
+#define KEY_U32_(sec, name, field, def, lo, hi, help, live) \
+	{ sec, name, CONFIG_U32, offsetof(struct sluice_config, field), 0, def, lo, hi, help, live }
+#define KEY_BOOL_(sec, name, field, def, help, live) \
+	{ sec, name, CONFIG_BOOL, offsetof(struct sluice_config, field), 0, def, 0, 1, help, live }
+#define KEY_STR(sec, name, field, def, help) KEY_STR_(sec, name, field, def, help, false)
 #define KEY_U32(sec, name, field, def, lo, hi, help) \
-	{ sec, name, CONFIG_U32, offsetof(struct sluice_config, field), 0, def, lo, hi, help }
-#define KEY_BOOL(sec, name, field, def, help) \
-	{ sec, name, CONFIG_BOOL, offsetof(struct sluice_config, field), 0, def, 0, 1, help }
-
+	KEY_U32_(sec, name, field, def, lo, hi, help, false)
+#define KEY_BOOL(sec, name, field, def, help) KEY_BOOL_(sec, name, field, def, help, false)
 /*
- * Bounds owned by another module are that module's constants (log.h,
- * dataplane.h, limits.h), converted to the key's unit here; --check-config
- * also runs the modules' own checks (config_modules.c) for the rules that
- * join several keys. Only the limits that are sluiced's own are written here.
+ * The keys SIGHUP applies: each is read where it is used, on the thread that
+ * applies it (main: diagnostics; the API thread: the server's and the Kinesis
+ * actions' copies; the admin thread: its token and keys under a lock).
  */
+#define LIVE_STR(sec, name, field, def, help) KEY_STR_(sec, name, field, def, help, true)
+#define LIVE_U32(sec, name, field, def, lo, hi, help) \
+	KEY_U32_(sec, name, field, def, lo, hi, help, true)
+#define LIVE_BOOL(sec, name, field, def, help) KEY_BOOL_(sec, name, field, def, help, true)
+
+#define CONFIG_STRINGIFY_(x) #x
+#define CONFIG_STRINGIFY(x) CONFIG_STRINGIFY_(x)
 #define MIB_FLOOR(bytes) ((uint32_t)((bytes) >> 20))
 #define KIB_FLOOR(bytes) ((uint32_t)((bytes) >> 10))
 /* The largest record Kinesis accepts (1 MiB of data, a 256-byte key, headers) fits a batch. */
@@ -68,51 +78,66 @@ static const struct config_key config_keys[] = {
 		"Kinesis API listener (HTTP/1.1 and h2c), ADDR:PORT."),
 	KEY_STR("server", "tls_listen", tls_listen, "",
 		"TLS listener (HTTP/1.1 and h2 via ALPN), ADDR:PORT; empty = none."),
-	KEY_STR("server", "tls_cert", tls_cert, "", "PEM certificate chain for tls_listen."),
-	KEY_STR("server", "tls_key", tls_key, "", "PEM private key for tls_listen."),
+	LIVE_STR("server", "tls_cert", tls_cert, "", "PEM certificate chain for tls_listen."),
+	LIVE_STR("server", "tls_key", tls_key, "", "PEM private key for tls_listen."),
 	KEY_U32("server", "connections_max", connections_max, "1024", 1, 65536,
 		"API connections held at once; more are refused."),
 	KEY_U32("server", "request_body_size_max", request_body_size_max, "16777216", 1024,
 		67108864, "Largest request body accepted, bytes (PutRecords of 500 x 1 MiB fits "
 		"base64 in 5 MiB x 4/3; AWS caps the request at 5 MiB of data)."),
-	KEY_U32("server", "idle_timeout_ms", idle_timeout_ms, "60000", 100, 3600000,
+	LIVE_U32("server", "idle_timeout_ms", idle_timeout_ms, "60000", 100, 3600000,
 		"A connection idle or stalled mid-request this long is closed."),
 	KEY_STR("server", "region", region, "us-east-1", "Region shown in stream ARNs."),
 	KEY_STR("server", "account_id", account_id, "000000000000",
-		"Account id shown in stream ARNs."),
-	KEY_U32("server", "stream_status_delay_ms", stream_status_delay_ms, "200", 0, 600000,
+		"Account id shown in stream ARNs; with [auth] mode = sigv4 the owner account of "
+		"every stream for resource policies (12 digits)."),
+	LIVE_U32("server", "stream_status_delay_ms", stream_status_delay_ms, "200", 0, 600000,
 		"How long a stream stays CREATING/UPDATING/DELETING before the change completes."),
-	KEY_U32("server", "shards_per_stream_max", shards_per_stream_max, "10000", 1,
+	LIVE_U32("server", "shards_per_stream_max", shards_per_stream_max, "10000", 1,
 		SLUICE_SHARDS_MAX,
 		"Open shards one stream may have (AWS: 10000); checked by UpdateShardCount."),
-	KEY_U32("server", "shard_count_updates_per_day", shard_count_updates_per_day, "10", 0,
+	LIVE_U32("server", "shard_count_updates_per_day", shard_count_updates_per_day, "10", 0,
 		64, "UpdateShardCount calls per stream in a rolling 24 h (AWS: 10; 0: no limit)."),
-	KEY_U32("server", "autoscale_window_s", autoscale_window_s, "60", 0, 86400,
+	LIVE_U32("server", "autoscale_window_s", autoscale_window_s, "60", 0, 86400,
 		"ON_DEMAND streams: seconds between auto-scaling looks (rates over this window; "
 		"0: off)."),
-	KEY_U32("server", "autoscale_split_records_s", autoscale_split_records_s, "1000", 1,
+	LIVE_U32("server", "autoscale_split_records_s", autoscale_split_records_s, "1000", 1,
 		100000000, "ON_DEMAND streams: split an open shard writing more records/s than "
 		"this; merge an adjacent pair writing less than a quarter of it together."),
-	KEY_U32("server", "autoscale_cooldown_s", autoscale_cooldown_s, "120", 0, 86400,
+	LIVE_U32("server", "autoscale_cooldown_s", autoscale_cooldown_s, "120", 0, 86400,
 		"ON_DEMAND streams: no auto-scaling decision this long after the last one."),
-	KEY_BOOL("server", "shard_throttling", shard_throttling, "false",
+	LIVE_BOOL("server", "shard_throttling", shard_throttling, "false",
 		"Enforce Kinesis per-shard limits (1 MiB/s, 1000 rec/s write; 2 MiB/s, 5 calls/s "
 		"read) with ProvisionedThroughputExceededException."),
-	KEY_STR("server", "diag_level", diag_level, "info",
+	LIVE_STR("server", "diag_level", diag_level, "info",
 		"debug | info | warn | error: diagnostics (stderr, the journal) below this are not "
-		"written. Applied live on SIGHUP."),
-	KEY_STR("server", "diag_format", diag_format, "text",
-		"text | json (one object per line: ts, level, module, msg). Applied live on SIGHUP."),
+		"written."),
+	LIVE_STR("server", "diag_format", diag_format, "text",
+		"text | json (one object per line: ts, level, module, msg; the access log's lines "
+		"carry its fields as members)."),
 	{ "auth", "mode", CONFIG_AUTH, offsetof(struct sluice_config, auth), 0, "off", 0, 0,
-	  "off | presence | sigv4. off and presence are refused on a non-loopback api_listen." },
-	KEY_STR("auth", "access_keys", access_keys, "",
+	  "off | presence | sigv4. off and presence are refused on a non-loopback api_listen.",
+	  true },
+	LIVE_STR("auth", "access_keys", access_keys, "",
 		"Comma-separated ACCESS_KEY_ID:SECRET pairs accepted by sigv4."),
+	KEY_STR("auth", "principals", principals, "",
+		"Comma-separated ACCESS_KEY_ID=ARN pairs (arn:aws:iam::ACCOUNT:root, ...:user/NAME "
+		"or ...:role/NAME): who a sigv4 key is, for resource policies. A key not listed "
+		"is the owner account's root ([server] account_id)."),
 	KEY_STR("admin", "listen", admin_listen, "127.0.0.1:4568",
 		"Admin listener (/healthz, /readyz, /metrics, the status page at /), ADDR:PORT; "
-		"empty = none. Not loopback: only with a token."),
-	KEY_STR("admin", "token", admin_token, "",
+		"empty = none. Not loopback: only with a token or [auth] mode = sigv4 (then every "
+		"request needs the token or a SigV4 signature, service sluice-admin)."),
+	LIVE_STR("admin", "token", admin_token, "",
 		"Bearer token the admin listener requires (Authorization: Bearer TOKEN, or "
-		"?token=TOKEN); empty = none (loopback only)."),
+		"?token=TOKEN); empty = none (loopback only, unless [auth] mode = sigv4)."),
+	LIVE_U32("admin", "access_log_sample", admin_access_log_sample, "0", 0,
+		 CONFIG_ACCESS_LOG_SAMPLE_MAX,
+		 "Access log (stderr, the journal): one line for 1 in N API requests (0: off; 1: "
+		 "every one) with time, peer, operation, stream, status, error type, body bytes in "
+		 "and out, latency; while on, every error is logged too, at most "
+		 CONFIG_STRINGIFY(CONFIG_ACCESS_LOG_ERRORS_PER_S) " a second (the rest counted in "
+		 "sluice_access_log_suppressed_total)."),
 	KEY_BOOL("admin", "metrics", admin_metrics, "true",
 		"Record the figures /metrics and the status page show (false: to measure what "
 		"recording costs; docs/BENCHMARKS.md)."),
@@ -141,7 +166,7 @@ static const struct config_key config_keys[] = {
 		"served from it instead of the device (never less than 4 commit windows)."),
 	KEY_U32("log", "shards_max", log_shards_max, "16384", 1, SLUICE_SHARDS_MAX,
 		"Shards (over all streams, open and closed but retained) the log tracks."),
-	KEY_U32("log", "retention_check_s", retention_check_s, "60", 1, 86400,
+	LIVE_U32("log", "retention_check_s", retention_check_s, "60", 1, 86400,
 		"How often retention trims the log."),
 	KEY_BOOL("dataplane", "enabled", dataplane_enabled, "true",
 		"Start the DPDK dataplane (false = API and log only, as --no-dataplane)."),
@@ -225,6 +250,12 @@ static const struct config_key config_keys[] = {
 	KEY_STR("dataplane", "auth_keys", dp_auth_keys, "",
 		"Producer HMAC keys, comma-separated KEY_ID:HEX (16..64 bytes each); when set, "
 		"every record frame must carry a valid tag."),
+	LIVE_STR("encryption", "keyring", keyring, "",
+		"Keyring file for encryption at rest (StartStreamEncryption): one key version "
+		"per line, KEY-ID VERSION 64-HEX-DIGITS, then optionally enabled or disabled and "
+		"alias/NAME names "
+		"(docs/OPERATIONS.md, \"Encryption at rest\"); must not be readable by others; "
+		"read again on SIGHUP. Empty: StartStreamEncryption answers KMSNotFoundException."),
 	KEY_STR("firehose", "local_root", firehose_local_root, "",
 		"Directory delivery streams land objects in, as local_root/<bucket>/<key> for a "
 		"BucketARN arn:aws:s3:::<bucket> (docs/FIREHOSE.md); empty = <data_dir>/firehose."),
@@ -444,8 +475,7 @@ config_set(struct sluice_config *config, const char *assignment, struct config_e
 	return config_set_value(config, section, name, eq + 1, errors);
 }
 
-/* True when `listen` ("ADDR:PORT") names a loopback address. */
-static bool
+bool
 config_listen_is_loopback(const char *listen)
 {
 	char host[CONFIG_STRING_SIZE];
@@ -510,12 +540,12 @@ config_validate(const struct sluice_config *config, struct config_errors *errors
 			config_error_add(errors, "config", 0,
 					 "[admin] listen '%s': expected ADDR:PORT",
 					 config->admin_listen);
-		else if (config->admin_token[0] == '\0' &&
+		else if (config->admin_token[0] == '\0' && config->auth != CONFIG_AUTH_SIGV4 &&
 			 !config_listen_is_loopback(config->admin_listen))
 			config_error_add(errors, "config", 0,
 					 "[admin] listen '%s' is not loopback: refusing to serve "
-					 "metrics and status to the network without [admin] token",
-					 config->admin_listen);
+					 "metrics and status to the network without [admin] token "
+					 "or [auth] mode = sigv4", config->admin_listen);
 	}
 	enum diag_level level;
 	enum diag_format format;
@@ -572,9 +602,26 @@ config_comment_print(FILE *out, const char *text)
 	}
 }
 
+/* The bytes of `key`'s value in `config` (CONFIG_AUTH: the mode; its text follows it). */
+static size_t
+config_key_bytes(const struct config_key *key)
+{
+	switch (key->type) {
+	case CONFIG_STR:
+		return key->size;
+	case CONFIG_U32:
+		return sizeof(uint32_t);
+	case CONFIG_BOOL:
+		return sizeof(bool);
+	case CONFIG_AUTH:
+		return sizeof(enum config_auth);
+	}
+	return 0;
+}
+
 void
 config_diff(const struct sluice_config *a, const struct sluice_config *b,
-	    void (*fn)(void *arg, const char *section, const char *name), void *arg)
+	    void (*fn)(void *arg, const char *section, const char *name, bool live), void *arg)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
 		const struct config_key *k = &config_keys[i];
@@ -584,14 +631,24 @@ config_diff(const struct sluice_config *a, const struct sluice_config *b,
 
 		if (k->type == CONFIG_STR)
 			same = strcmp(x, y) == 0;
-		else if (k->type == CONFIG_U32)
-			same = memcmp(x, y, sizeof(uint32_t)) == 0;
-		else if (k->type == CONFIG_BOOL)
-			same = *(const bool *)(const void *)x == *(const bool *)(const void *)y;
 		else
-			same = a->auth == b->auth;
+			same = memcmp(x, y, config_key_bytes(k)) == 0;
 		if (!same)
-			fn(arg, k->section, k->name);
+			fn(arg, k->section, k->name, k->live);
+	}
+}
+
+void
+config_copy_live(struct sluice_config *to, const struct sluice_config *from)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (!k->live)
+			continue;
+		memcpy((char *)to + k->offset, (const char *)from + k->offset, config_key_bytes(k));
+		if (k->type == CONFIG_AUTH)
+			memcpy(to->auth_text, from->auth_text, sizeof(to->auth_text));
 	}
 }
 
@@ -630,18 +687,21 @@ config_doc_print(FILE *out)
 		     "Generated by `sluiced --print-config-doc` from the key table in "
 		     "control/config.c; do not edit by hand.\n\n"
 		     "An INI file (`sluiced --config FILE`); any key can also be set with "
-		     "`--set section.key=value`. Every key below shows its default.\n");
+		     "`--set section.key=value`. Every key below shows its default.\n\n"
+		     "**reload**: `yes` keys take a new value on SIGHUP (`systemctl reload "
+		     "sluiced`); a changed `no` key is named in the log as needing a restart "
+		     "and keeps its running value until then.\n");
 	for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
 		const struct config_key *k = &config_keys[i];
 
 		if (strcmp(section, k->section) != 0) {
 			section = k->section;
-			fprintf(out, "\n## [%s]\n\n| key | default | range | meaning |\n"
-				     "|---|---|---|---|\n", section);
+			fprintf(out, "\n## [%s]\n\n| key | default | range | reload | meaning |\n"
+				     "|---|---|---|---|---|\n", section);
 		}
 		fprintf(out, "| `%s` | `%s` | ", k->name, k->value);
 		if (k->type == CONFIG_U32)
 			fprintf(out, "%u .. %u", k->min, k->max);
-		fprintf(out, " | %s |\n", k->help);
+		fprintf(out, " | %s | %s |\n", k->live ? "yes" : "no", k->help);
 	}
 }

@@ -14,6 +14,14 @@
 
 #define CONFIG_STRING_SIZE 256
 #define CONFIG_ERRORS_MAX 32
+/* [admin] access_log_sample: 1 in at most this many requests. */
+#define CONFIG_ACCESS_LOG_SAMPLE_MAX 1000000u
+/*
+ * While the access log is on, error lines written per second at most (a flood of
+ * bad requests must not become a flood of lines); the rest are counted. A
+ * literal: the key's help text quotes it.
+ */
+#define CONFIG_ACCESS_LOG_ERRORS_PER_S 100
 
 enum config_auth {
 	CONFIG_AUTH_OFF,      /* Any request is accepted (loopback only). */
@@ -46,9 +54,11 @@ struct sluice_config {
 	enum config_auth auth;
 	char auth_text[CONFIG_STRING_SIZE];
 	char access_keys[4 * CONFIG_STRING_SIZE]; /* "AKID:SECRET,AKID2:SECRET2" */
+	char principals[16 * CONFIG_STRING_SIZE]; /* "AKID=arn:aws:iam::ACCOUNT:user/NAME,..." */
 	/* [admin] */
 	char admin_listen[CONFIG_STRING_SIZE];
 	char admin_token[CONFIG_STRING_SIZE];
+	uint32_t admin_access_log_sample;         /* 1 in N requests; 0: off. */
 	bool admin_metrics;
 	/* [log] */
 	uint32_t log_segment_size_mb;
@@ -87,6 +97,8 @@ struct sluice_config {
 	uint32_t dp_tcp_partial_frame_s;
 	bool dp_no_huge;
 	char dp_auth_keys[4 * CONFIG_STRING_SIZE]; /* "KEY_ID:HEX,KEY_ID:HEX" */
+	/* [encryption] */
+	char keyring[CONFIG_STRING_SIZE];    /* Keyring file (control/keyring.h), or "". */
 	/* [firehose] */
 	char firehose_local_root[CONFIG_STRING_SIZE];
 };
@@ -126,6 +138,9 @@ int config_set(struct sluice_config *config, const char *assignment,
 /* Cross-field checks (for example: a non-loopback API needs auth = sigv4). */
 int config_validate(const struct sluice_config *config, struct config_errors *errors);
 
+/* Whether `listen` ("ADDR:PORT") names a loopback address. */
+bool config_listen_is_loopback(const char *listen);
+
 void config_errors_print(const struct config_errors *errors, FILE *out);
 
 /* Records one error (file "config" and line 0 for whole-configuration rules). */
@@ -135,9 +150,17 @@ void config_error_add(struct config_errors *errors, const char *file, int line,
 /* Writes the table of keys, defaults and meanings as Markdown (docs/CONFIG.md). */
 void config_doc_print(FILE *out);
 
-/* Calls `fn` for every key whose value differs between `a` and `b` (SIGHUP's report). */
+/*
+ * Calls `fn` for every key whose value differs between `a` and `b` (SIGHUP's
+ * report); `live` says whether SIGHUP applies it (config_copy_live) or it waits
+ * for a restart.
+ */
 void config_diff(const struct sluice_config *a, const struct sluice_config *b,
-		 void (*fn)(void *arg, const char *section, const char *name), void *arg);
+		 void (*fn)(void *arg, const char *section, const char *name, bool live),
+		 void *arg);
+
+/* Copies the keys SIGHUP applies (the table's live ones) from `from` into `to`. */
+void config_copy_live(struct sluice_config *to, const struct sluice_config *from);
 
 /* Writes an INI file with every key at its default, commented out (the package's conffile). */
 void config_ini_print(FILE *out);

@@ -8,10 +8,13 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/base.h"
+#include "control/auth_sigv4.h"
 #include "control/config_modules.h"
+#include "control/keyring.h"
 #include "control/route.h"
 #include "dataplane/dataplane.h"
 #include "nvme-log/log.h"
@@ -99,6 +102,46 @@ config_module_refusal(const char *module, const struct config_field_key *map, si
 	config_error_add(errors, "config", 0, "the %s refuses its '%s' setting", module, field);
 }
 
+/* [auth] keys and principals as the API server will read them. */
+static void
+config_check_auth(const struct sluice_config *config, struct config_errors *errors)
+{
+	static struct sigv4_keys keys;  /* 18 KiB: not on the stack; main thread only. */
+	char message[SIGV4_MESSAGE_SIZE];
+
+	if (config->auth != CONFIG_AUTH_SIGV4 || config->access_keys[0] == '\0')
+		return;  /* config_check() already names a missing access_keys. */
+	if (sigv4_keys_parse(&keys, config->access_keys, config->region) != 0) {
+		config_error_add(errors, "config", 0, "[auth] access_keys: expected "
+				 "ACCESS_KEY_ID:SECRET[,...] (at most %d keys)", SIGV4_KEYS_MAX);
+		return;
+	}
+	if (sigv4_principals_parse(&keys, config->principals, config->account_id, message,
+				   sizeof(message)) != 0)
+		config_error_add(errors, "config", 0, "[auth] principals: %s", message);
+}
+
+/* The keyring must load as sluiced would load it (start and SIGHUP alike). */
+static void
+config_check_keyring(const struct sluice_config *config, struct config_errors *errors)
+{
+	char why[KEYRING_WHY_SIZE];
+	struct keyring *keyring;
+
+	if (config->keyring[0] == '\0')
+		return;
+	keyring = calloc(1, sizeof(*keyring));
+	if (keyring == NULL) {
+		config_error_add(errors, "config", 0, "[encryption] keyring: out of memory");
+		return;
+	}
+	if (keyring_load(config->keyring, keyring, why, sizeof(why)) != 0)
+		config_error_add(errors, "config", 0, "[encryption] keyring %s: %s",
+				 config->keyring, why);
+	keyring_wipe(keyring);
+	free(keyring);
+}
+
 int
 config_check_modules(const struct sluice_config *config, struct config_errors *errors)
 {
@@ -117,5 +160,7 @@ config_check_modules(const struct sluice_config *config, struct config_errors *e
 	if (route_dp_config(config, NULL, &dc, &field) != 0 || dp_config_check(&dc, &field) != 0)
 		config_module_refusal("dataplane", config_dp_fields, ARRAY_SIZE(config_dp_fields),
 				      field, errors);
+	config_check_auth(config, errors);
+	config_check_keyring(config, errors);
 	return errors->count == errors_before ? 0 : -EINVAL;
 }

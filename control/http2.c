@@ -146,6 +146,8 @@ h2_on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_c
 	nghttp2_session_set_stream_user_data(session, stream_id, NULL);
 	if (call->state == CALL_DISPATCHED)
 		server_call_detach(call);  /* The action still holds it. */
+	else if (call->state == CALL_STREAMING && !call->stream_ended)
+		server_stream_detach(call);  /* Reset by the client: the action still holds it. */
 	else
 		server_call_free(call);
 	return 0;
@@ -300,10 +302,9 @@ h2_call_replied(struct api_call *call)
 	char length[24];
 	struct server_header extra[SERVER_EXTRA_HEADERS_MAX];
 	uint32_t extra_count = server_call_extra_headers(call, extra);
-	size_t count = call->error_type[0] != '\0' ? 6 : 5;
+	size_t count = call->error_type[0] != '\0' ? 5 : 4;
 	nghttp2_nv nva[6 + SERVER_EXTRA_HEADERS_MAX] = {
 		H2_NV(":status", status, 3),
-		H2_NV("content-type", call->content_type, strlen(call->content_type)),
 		H2_NV("content-length", length, 0),
 		H2_NV("x-amzn-requestid", call->request_id, strlen(call->request_id)),
 		H2_NV("date", call->server->date, strlen(call->server->date)),
@@ -311,12 +312,16 @@ h2_call_replied(struct api_call *call)
 	};
 	nghttp2_data_provider body = { .source.ptr = call, .read_callback = h2_read_body };
 
+	/* No content-type when the answer has none (AWS sends none for some: server_call.c). */
+	if (call->content_type != NULL)
+		nva[count++] = (nghttp2_nv)H2_NV("content-type", call->content_type,
+						 strlen(call->content_type));
 	for (uint32_t i = 0; i < extra_count; i++)
 		nva[count++] = (nghttp2_nv){ (uint8_t *)extra[i].name, (uint8_t *)extra[i].value,
 					     strlen(extra[i].name), extra[i].value_size,
 					     NGHTTP2_NV_FLAG_NONE };
 	snprintf(status, sizeof(status), "%03d", call->status);
-	nva[2].valuelen = (size_t)snprintf(length, sizeof(length), "%zu", call->out.size);
+	nva[1].valuelen = (size_t)snprintf(length, sizeof(length), "%zu", call->out.size);
 	call->sent = 0;
 	if (nghttp2_submit_response(c->h2, call->stream_id, nva, count,
 				    call->out.size > 0 ? &body : NULL) != 0) {
@@ -324,6 +329,71 @@ h2_call_replied(struct api_call *call)
 		return;
 	}
 	server_conn_dirty(c);
+}
+
+/*
+ * A streaming answer's body: what the buffer holds, then DEFERRED until the action
+ * writes more (h2_stream_resume), or EOF once it ended. nghttp2 asks only while the
+ * peer's flow-control windows are open: a peer that stops reading stops the pulls, and
+ * the buffer fills to API_STREAM_PENDING_MAX.
+ */
+static ssize_t
+h2_read_stream(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+	       uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+	struct api_call *call = source->ptr;
+	size_t left = server_stream_pending(call);
+	size_t n = left < length ? left : length;
+
+	(void)session;
+	(void)stream_id;
+	(void)user_data;
+	if (n == 0 && !call->stream_ended)
+		return NGHTTP2_ERR_DEFERRED;
+	if (n > 0)
+		memcpy(buf, call->out.data + call->sent, n);
+	call->sent += n;
+	server_stream_sent(call);
+	if (call->stream_ended && server_stream_pending(call) == 0)
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+int
+h2_stream_begin(struct api_call *call)
+{
+	struct server_conn *c = call->conn;
+	struct server_header extra[SERVER_EXTRA_HEADERS_MAX];
+	uint32_t extra_count = server_call_extra_headers(call, extra);
+	size_t count = 4;
+	nghttp2_nv nva[4 + SERVER_EXTRA_HEADERS_MAX] = {
+		H2_NV(":status", "200", 3),
+		H2_NV("content-type", call->content_type, strlen(call->content_type)),
+		H2_NV("x-amzn-requestid", call->request_id, strlen(call->request_id)),
+		H2_NV("date", call->server->date, strlen(call->server->date)),
+	};
+	nghttp2_data_provider body = { .source.ptr = call, .read_callback = h2_read_stream };
+
+	for (uint32_t i = 0; i < extra_count; i++)
+		nva[count++] = (nghttp2_nv){ (uint8_t *)extra[i].name, (uint8_t *)extra[i].value,
+					     strlen(extra[i].name), extra[i].value_size,
+					     NGHTTP2_NV_FLAG_NONE };
+	call->head_size = 0;
+	call->sent = 0;
+	if (nghttp2_submit_response(c->h2, call->stream_id, nva, count, &body) != 0) {
+		/* The stream is gone: as if the client had reset it. */
+		server_stream_detach(call);
+		return 0;
+	}
+	server_conn_dirty(c);
+	return 0;
+}
+
+void
+h2_stream_resume(struct api_call *call)
+{
+	/* Fails only when the stream is not deferred (nghttp2 will ask anyway) or gone. */
+	(void)nghttp2_session_resume_data(call->conn->h2, call->stream_id);
 }
 
 void

@@ -6,10 +6,13 @@
  *
  *   HEADER               FILES                                  CONCERN
  *   kinesis_validate.h   kinesis_validate.c                     request decoding, shapes
- *   kinesis_streams.h    kinesis_streams.c                      streams and their settings
+ *   kinesis_streams.h    kinesis_streams.c, kinesis_settings.c  streams and their settings
  *   kinesis_records.h    kinesis_records.c, _fast.c, _read.c    PutRecord(s), GetRecords
  *   kinesis_shards.h     kinesis_shards.c, _reshard.c, _autoscale.c  shards, resharding
  *   kinesis_tags.h       kinesis_tags.c                         tags
+ *   kinesis_policies.h   kinesis_policies.c                     resource policies, access
+ *   kinesis_consumers.h  kinesis_consumers.c                    consumers, SubscribeToShard
+ *   kinesis_encryption.h kinesis_encryption.c                   encryption at rest
  *
  * kinesis_ops.c holds the one operation table and the dispatcher; kinesis_main.c
  * opens, polls and closes the module. The server sees only control/api.h.
@@ -33,8 +36,10 @@
 #include "common/limits.h"
 #include "control/api.h"
 #include "control/iterator.h"
+#include "control/keyring.h"
 #include "control/kinesis_validate.h"
 #include "control/metadata.h"
+#include "control/policy.h"
 
 /* PutRecord/PutRecords calls waiting for the log's group commit. */
 #define KINESIS_PENDING_MAX 256u
@@ -56,6 +61,19 @@
 #define KINESIS_ON_DEMAND_SHARDS 4u
 /* UpdateShardCount calls remembered per stream (the rolling 24 h limit's upper bound). */
 #define KINESIS_SCALINGS_TRACK 64u
+
+/*
+ * KeyIds kept per stream (AWS: up to 2048 characters). A longer one cannot
+ * name a keyring key (names are below 256 bytes, ARN prefixes short): it is
+ * answered KMSNotFoundException like any unknown key, never stored.
+ */
+#define KINESIS_KEY_ID_SIZE_MAX 512u
+
+/* A stream's encryption at rest (kinesis_encryption.c). */
+struct kinesis_encryption {
+	bool on;
+	char key_ref[KINESIS_KEY_ID_SIZE_MAX];   /* The KeyId as given (DescribeStream). */
+};
 
 enum kinesis_status {
 	KINESIS_CREATING,
@@ -102,8 +120,16 @@ struct kinesis_stream {
 	uint64_t status_due_ns;  /* Monotonic; 0 = no transition pending. */
 	enum metadata_mode mode;
 	uint32_t retention_hours;
+	uint32_t shard_metrics;  /* Enhanced monitoring: enum kinesis_metric bits (api.h). */
+	uint32_t max_record_kib; /* UpdateMaxRecordSize. */
+	uint32_t warm_mibps;     /* UpdateStreamWarmThroughput's target; 0: none. */
 	uint64_t created_ms;
 	uint32_t shard_count;
+	/*
+	 * Shards DescribeStream lists (AWS): none before the stream was first ACTIVE (so
+	 * none if it is deleted while CREATING), and a reshard's children from ACTIVE on.
+	 */
+	uint32_t shards_shown;
 	struct kinesis_shard *shards; /* Indexed by shard index. */
 	uint32_t *open_index;    /* Open shards' indices by starting hash key (routing). */
 	uint32_t open_count;
@@ -115,6 +141,16 @@ struct kinesis_stream {
 	uint32_t scale_merges;
 	uint64_t scale_quiet_ns;      /* Monotonic: no decision before. */
 	char scale_last[160];
+	struct kinesis_encryption encryption;
+};
+
+/* The call being dispatched, as the access check sees it (kinesis_policies.c). */
+struct kinesis_authz {
+	bool enforce;              /* [auth] mode = sigv4: a verified principal. */
+	bool owner;                /* The principal is of [server] account_id ... */
+	bool root;                 /* ... and is that account's root. */
+	const char *principal_arn;
+	char action[64];           /* "kinesis:" or "firehose:" + the operation's name. */
 };
 
 struct kinesis {
@@ -146,8 +182,14 @@ struct kinesis {
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */
+	struct policy_store *policies;    /* Resource policies (kinesis_policies.c). */
+	struct kinesis_authz authz;       /* The call being dispatched. */
+	char policy_text[POLICY_SIZE_MAX + 1]; /* GetResourcePolicy's document. */
+	struct kinesis_fanout *fanout;    /* Consumers and subscriptions (kinesis_consumers.c). */
 	struct firehose *firehose;        /* Delivery streams (firehose_api.c serves their API). */
-	int event_fd;                     /* epoll over both producers' completion eventfds. */
+	/* epoll: the producer's completions, the log's durability, delivery-stream puts. */
+	int wake_fd;
+	struct keyring_shared *keyring;   /* KeyId resolution (kinesis_keyring_set); may be NULL. */
 };
 
 
@@ -200,7 +242,10 @@ struct kinesis_req {
 /* In AWS's model, not served here yet (docs/API.md). */
 #define KINESIS_OP_NOT_YET(name_) { .name = (name_) }
 
-/* Runs a served row: (fast path) -> kv_check -> stream -> handler (firehose_api.c too). */
+/*
+ * Runs a served row: access check -> (fast path) -> kv_check -> stream -> handler
+ * (firehose_api.c's rows too).
+ */
 void kinesis_op_run(struct kinesis *k, struct api_call *call, const struct api_request *req,
 		    const struct kinesis_op *op);
 /* UnknownOperationException, naming a row not served yet (op may be NULL: unknown). */
@@ -222,6 +267,22 @@ void kinesis_out_timestamp(struct api_out *out, uint64_t ms);
 uint64_t kinesis_now_ms(const struct api_request *req);
 
 /* kinesis_streams.c: the stream table. */
+
+/* The stream a request names, and the name it gave (for messages). */
+struct kinesis_stream_ref {
+	struct kinesis_stream *stream; /* NULL: no such stream. */
+	const char *name;              /* Not NUL-terminated. */
+	size_t size;
+	bool foreign;                  /* An ARN of another region or account: `name` is it. */
+};
+
+/*
+ * Looks up the stream StreamName and/or StreamARN name without answering "not
+ * found" (some operations check other members first). -EINVAL after answering
+ * a request naming none, or two different ones.
+ */
+int kinesis_stream_lookup(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+			  const struct kv_value *arn, struct kinesis_stream_ref *ref);
 /*
  * Finds the stream named by StreamName and/or StreamARN; replies
  * ResourceNotFound/InvalidArgument itself and returns NULL when there is none.
@@ -250,6 +311,9 @@ void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 
 /* ---- Each concern's declarations ------------------------------------------ */
 
+#include "control/kinesis_policies.h"
+#include "control/kinesis_consumers.h"
+#include "control/kinesis_encryption.h"
 #include "control/kinesis_records.h"
 #include "control/kinesis_shards.h"
 #include "control/kinesis_streams.h"

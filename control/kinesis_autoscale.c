@@ -43,12 +43,13 @@ kinesis_autoscale_delta(struct kinesis *k, struct kinesis_shard *sh)
 	return delta;
 }
 
+/* The decision, once committed: DescribeStream's note, the journal, the page's history. */
 static void
-kinesis_autoscale_note(struct kinesis_stream *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+kinesis_autoscale_note(struct kinesis_stream *s, uint32_t before, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void
-kinesis_autoscale_note(struct kinesis_stream *s, const char *fmt, ...)
+kinesis_autoscale_note(struct kinesis_stream *s, uint32_t before, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -56,6 +57,7 @@ kinesis_autoscale_note(struct kinesis_stream *s, const char *fmt, ...)
 	vsnprintf(s->scale_last, sizeof(s->scale_last), fmt, ap);
 	va_end(ap);
 	diag_info("autoscale", "stream %s: %s", s->name, s->scale_last);
+	kinesis_reshard_history(s, before, true, s->scale_last);
 }
 
 static int
@@ -80,7 +82,8 @@ kinesis_autoscale_split(struct kinesis *k, struct kinesis_stream *s, uint32_t in
 		return rc;
 	s->scale_splits++;
 	kinesis_shard_id_format(index, id);
-	kinesis_autoscale_note(s, "split %s at %llu records/s", id, (unsigned long long)rate);
+	kinesis_autoscale_note(s, s->shard_count - 2, "split %s at %llu records/s", id,
+			       (unsigned long long)rate);
 	return 0;
 }
 
@@ -106,8 +109,8 @@ kinesis_autoscale_merge(struct kinesis *k, struct kinesis_stream *s, uint32_t a,
 	s->scale_merges++;
 	kinesis_shard_id_format(a, ida);
 	kinesis_shard_id_format(b, idb);
-	kinesis_autoscale_note(s, "merged %s and %s at %llu records/s together", ida, idb,
-			       (unsigned long long)rate);
+	kinesis_autoscale_note(s, s->shard_count - 1, "merged %s and %s at %llu records/s together",
+			       ida, idb, (unsigned long long)rate);
 	return 0;
 }
 

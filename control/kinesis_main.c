@@ -6,10 +6,10 @@
 #include <assert.h>
 #include <errno.h>
 #include <poll.h>
-#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -46,8 +46,12 @@ kinesis_load_stream(void *arg, const struct metadata_stream *ms)
 	s->status = ms->deleting ? KINESIS_DELETING : KINESIS_ACTIVE;
 	s->mode = ms->mode;
 	s->retention_hours = ms->retention_hours;
+	s->shard_metrics = ms->shard_metrics & KINESIS_METRICS_ALL;
+	s->max_record_kib = ms->max_record_kib;
+	s->warm_mibps = ms->warm_mibps;
 	s->created_ms = ms->created_ms;
 	s->shard_count = ms->shard_count;
+	s->shards_shown = ms->shard_count;
 	k->shards_total += ms->shard_count;
 	return 0;
 }
@@ -161,23 +165,27 @@ kinesis_alloc(struct kinesis *k)
 }
 
 /*
- * The server watches one fd for both producers (Kinesis puts, delivery-stream puts): an
- * epoll set, readable while either eventfd is; kinesis_poll() resets both.
+ * One fd for the server to wait on: an epoll set of the producer's completion eventfd,
+ * the log's durable eventfd (SubscribeToShard wakes on records other producers, such as
+ * the dataplane's, made durable) and the delivery streams' put completions.
  */
 static int
-kinesis_event_open(struct kinesis *k)
+kinesis_wake_open(struct kinesis *k)
 {
-	int fds[2] = { log_producer_event_fd(k->producer), firehose_event_fd(k->firehose) };
+	int fds[3] = {
+		log_producer_event_fd(k->producer), log_durable_event_fd(k->log),
+		firehose_event_fd(k->firehose),
+	};
 
-	k->event_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (k->event_fd < 0)
+	k->wake_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (k->wake_fd < 0)
 		return -errno;
-	for (int i = 0; i < 2; i++) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fds[i] };
+	for (int i = 0; i < 3; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
 
 		if (fds[i] < 0)
 			return fds[i];
-		if (epoll_ctl(k->event_fd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
+		if (epoll_ctl(k->wake_fd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
 			return -errno;
 	}
 	return 0;
@@ -198,11 +206,9 @@ kinesis_firehose_open(struct kinesis *k)
 	else
 		snprintf(root, sizeof(root), "%s/firehose", k->config.data_dir);
 	rc = firehose_open(&options, &k->firehose);
-	if (rc != 0) {
+	if (rc != 0)
 		diag_error("kinesis", "delivery streams: %s", strerror(-rc));
-		return rc;
-	}
-	return kinesis_event_open(k);
+	return rc;
 }
 
 int
@@ -213,9 +219,9 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 
 	if (k == NULL)
 		return -ENOMEM;
-	k->event_fd = -1;
 	k->config = *config;
 	k->log = log;
+	k->wake_fd = -1;
 	kinesis_ops_register_metrics();
 	k->shard_limit = config->log_shards_max < SLUICE_SHARDS_MAX ? config->log_shards_max :
 			 SLUICE_SHARDS_MAX;
@@ -233,13 +239,20 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 	if (rc == 0)
 		rc = kinesis_reconcile(k);
 	if (rc == 0)
+		rc = kinesis_policies_open(k);
+	if (rc == 0)
+		rc = kinesis_encryption_load(k);
+	if (rc == 0)
 		rc = log_producer_open(log, &k->producer);
 	if (rc != 0)
 		goto out_free;
 	rc = log_reader_open(log, &k->reader);
-	if (rc != 0)
-		goto out_close_producer;
-	rc = kinesis_firehose_open(k);
+	if (rc == 0)
+		rc = kinesis_fanout_open(k);
+	if (rc == 0)
+		rc = kinesis_firehose_open(k);
+	if (rc == 0)
+		rc = kinesis_wake_open(k);
 	if (rc != 0)
 		goto out_close_producer;
 	RAND_bytes((uint8_t *)&k->nonce, sizeof(k->nonce));
@@ -282,8 +295,6 @@ kinesis_close(struct kinesis *k)
 	if (k == NULL)
 		return;
 	kinesis_reshard_stop(k);
-	if (k->event_fd >= 0)
-		close(k->event_fd);
 	firehose_close(k->firehose);
 	if (k->producer != NULL) {
 		kinesis_drain(k);
@@ -291,9 +302,13 @@ kinesis_close(struct kinesis *k)
 	}
 	if (k->reader != NULL)
 		log_reader_close(k->reader);
+	kinesis_fanout_close(k);
+	if (k->wake_fd >= 0)
+		close(k->wake_fd);
 	for (uint32_t i = 0; k->streams != NULL && i < SLUICE_STREAMS_MAX; i++)
 		if (k->streams[i].used)
 			kinesis_stream_free(&k->streams[i]);
+	kinesis_policies_close(k);
 	metadata_close(k->md);
 	free(k->streams);
 	free(k->pending);
@@ -316,20 +331,30 @@ kinesis_firehose(const struct kinesis *k)
 int
 kinesis_event_fd(const struct kinesis *k)
 {
-	return k->event_fd;
+	return k->wake_fd;
 }
 
-/* Resets the producer's eventfd so a level-triggered loop does not spin. */
+/*
+ * Resets the eventfds behind wake_fd so a level-triggered loop does not spin (firehose_poll()
+ * resets the delivery streams' own).
+ */
 static void
 kinesis_event_clear(struct kinesis *k)
 {
-	struct pollfd pfd = { .fd = log_producer_event_fd(k->producer), .events = POLLIN };
+	struct pollfd pfd[2] = {
+		{ .fd = log_producer_event_fd(k->producer), .events = POLLIN },
+		{ .fd = log_durable_event_fd(k->log), .events = POLLIN },
+	};
 	uint64_t value;
 
-	if (pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0) {
-		ssize_t n = read(pfd.fd, &value, sizeof(value));
+	if (poll(pfd, 2, 0) <= 0)
+		return;
+	for (int i = 0; i < 2; i++) {
+		if ((pfd[i].revents & POLLIN) != 0) {
+			ssize_t n = read(pfd[i].fd, &value, sizeof(value));
 
-		(void)n;
+			(void)n;
+		}
 	}
 }
 
@@ -344,6 +369,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	kinesis_reshard_poll(k);
 	kinesis_autoscale_tick(k, mono, clock_real_ns());
 	kinesis_stream_status_tick(k, mono);
+	kinesis_fanout_poll(k);
 	firehose_poll(k->firehose, clock_real_ns());
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());
@@ -355,11 +381,22 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	}
 }
 
+void
+kinesis_reload(struct kinesis *k, const struct sluice_config *config)
+{
+	uint64_t retention_due = clock_mono_ns() + (uint64_t)config->retention_check_s * 1000000000u;
+
+	config_copy_live(&k->config, config);
+	/* A shorter interval starts now, not after the old one ran out. */
+	k->retention_due_ns = min_u64(k->retention_due_ns, retention_due);
+}
+
 int
 kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 {
 	uint64_t mono = clock_mono_ns();
 	uint64_t due = k->retention_due_ns;
+	int fanout_ms;
 
 	(void)now_ns;
 	for (uint32_t i = 0; k->transitions > 0 && i < k->streams_high; i++)
@@ -375,6 +412,9 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 		due = min_u64(due, mono + 1000000u);
 	if (due <= mono)
 		return 0;
+	fanout_ms = kinesis_fanout_timeout_ms(k);
+	if (fanout_ms >= 0)
+		due = min_u64(due, mono + (uint64_t)fanout_ms * 1000000u);
 	return (int)min_u64(min_u64((due - mono + 999999) / 1000000, 60000),
 			    (uint64_t)firehose_poll_timeout_ms(k->firehose, clock_real_ns()));
 }

@@ -8,8 +8,13 @@
  * it answers UnknownOperationException saying so. Adding an operation is a
  * shape in its concern's header, a handler in its concern's file, one row.
  *
- * A call runs: find the row -> (fast path) -> kv_check() against the shape ->
- * resolve the stream (KINESIS_OP_STREAM) -> handler -> free the JSON tree.
+ * A call runs: find the row -> access check without a resource
+ * (kinesis_access_begin) -> (fast path) -> kv_check() against the shape ->
+ * resolve the stream (KINESIS_OP_STREAM; its policy is checked there) ->
+ * handler -> free the JSON tree. A principal of another account reaches only
+ * the operations kinesis_policies.c lists as checking their resource. The
+ * Firehose rows (firehose_api.c) run the same way (kinesis_op_run()); they
+ * check no resource policy, so only the owner account's principals reach them.
  * Every error answer goes through kinesis_error() and api_call_error().
  */
 #include <stdarg.h>
@@ -36,45 +41,46 @@ static const struct kinesis_op kinesis_ops[] = {
 	KINESIS_OP("AddTagsToStream", ADD_TAGS, kinesis_add_tags, MUT),
 	KINESIS_OP("CreateStream", CREATE_STREAM, kinesis_create_stream, MUT),
 	KINESIS_OP_S("DecreaseStreamRetentionPeriod", RETENTION, kinesis_decrease_retention, MUT),
-	KINESIS_OP_NOT_YET("DeleteResourcePolicy"),
+	KINESIS_OP("DeleteResourcePolicy", DELETE_POLICY, kinesis_delete_resource_policy, MUT),
 	KINESIS_OP_S("DeleteStream", DELETE_STREAM, kinesis_delete_stream, MUT),
-	KINESIS_OP_NOT_YET("DeregisterStreamConsumer"),
-	KINESIS_OP_NOT_YET("DescribeAccountSettings"),
+	KINESIS_OP("DeregisterStreamConsumer", CONSUMER_REF, kinesis_deregister_consumer, MUT),
+	{ .name = "DescribeAccountSettings", .handler = kinesis_describe_account_settings },
 	{ .name = "DescribeLimits", .handler = kinesis_describe_limits },  /* No members. */
 	KINESIS_OP_S("DescribeStream", DESCRIBE_STREAM, kinesis_describe_stream, 0),
-	KINESIS_OP_NOT_YET("DescribeStreamConsumer"),
+	KINESIS_OP("DescribeStreamConsumer", CONSUMER_REF, kinesis_describe_consumer, 0),
 	KINESIS_OP_S("DescribeStreamSummary", DESCRIBE_STREAM_SUMMARY,
 		     kinesis_describe_stream_summary, 0),
-	KINESIS_OP_NOT_YET("DisableEnhancedMonitoring"),
-	KINESIS_OP_NOT_YET("EnableEnhancedMonitoring"),
+	KINESIS_OP_S("DisableEnhancedMonitoring", MONITORING, kinesis_disable_monitoring, MUT),
+	KINESIS_OP_S("EnableEnhancedMonitoring", MONITORING, kinesis_enable_monitoring, MUT),
 	KINESIS_OP("GetRecords", GET_RECORDS, kinesis_get_records, 0),
-	KINESIS_OP_NOT_YET("GetResourcePolicy"),
-	KINESIS_OP_S("GetShardIterator", GET_SHARD_ITERATOR, kinesis_get_shard_iterator, 0),
+	KINESIS_OP("GetResourcePolicy", GET_POLICY, kinesis_get_resource_policy, 0),
+	KINESIS_OP("GetShardIterator", GET_SHARD_ITERATOR, kinesis_get_shard_iterator, 0),
 	KINESIS_OP_S("IncreaseStreamRetentionPeriod", RETENTION, kinesis_increase_retention, MUT),
 	KINESIS_OP("ListShards", LIST_SHARDS, kinesis_list_shards, 0),
-	KINESIS_OP_NOT_YET("ListStreamConsumers"),
+	KINESIS_OP("ListStreamConsumers", LIST_CONSUMERS, kinesis_list_consumers, 0),
 	KINESIS_OP("ListStreams", LIST_STREAMS, kinesis_list_streams, 0),
-	KINESIS_OP_NOT_YET("ListTagsForResource"),
+	KINESIS_OP("ListTagsForResource", LIST_TAGS_RESOURCE, kinesis_list_tags_for_resource, 0),
 	KINESIS_OP_S("ListTagsForStream", LIST_TAGS, kinesis_list_tags, 0),
-	KINESIS_OP_S("MergeShards", MERGE_SHARDS, kinesis_merge_shards, MUT),
+	KINESIS_OP("MergeShards", MERGE_SHARDS, kinesis_merge_shards, MUT),
 	KINESIS_OP("PutRecord", PUT_RECORD, kinesis_put_record, MUT),
 	{ .name = "PutRecords", .handler = kinesis_put_records, .fast = kinesis_put_records_fast,
 	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_PUT_RECORDS(KV_SHAPE_FIELD) },
 	  .shape_count = PUT_RECORDS_COUNT, .flags = MUT },
-	KINESIS_OP_NOT_YET("PutResourcePolicy"),
-	KINESIS_OP_NOT_YET("RegisterStreamConsumer"),
+	KINESIS_OP("PutResourcePolicy", PUT_POLICY, kinesis_put_resource_policy, MUT),
+	KINESIS_OP("RegisterStreamConsumer", REGISTER_CONSUMER, kinesis_register_consumer, MUT),
 	KINESIS_OP_S("RemoveTagsFromStream", REMOVE_TAGS, kinesis_remove_tags, MUT),
-	KINESIS_OP_S("SplitShard", SPLIT_SHARD, kinesis_split_shard, MUT),
-	KINESIS_OP_NOT_YET("StartStreamEncryption"),
-	KINESIS_OP_NOT_YET("StopStreamEncryption"),
-	KINESIS_OP_NOT_YET("SubscribeToShard"),
-	KINESIS_OP_NOT_YET("TagResource"),
-	KINESIS_OP_NOT_YET("UntagResource"),
-	KINESIS_OP_NOT_YET("UpdateAccountSettings"),
-	KINESIS_OP_NOT_YET("UpdateMaxRecordSize"),
+	KINESIS_OP("SplitShard", SPLIT_SHARD, kinesis_split_shard, MUT),
+	KINESIS_OP_S("StartStreamEncryption", ENCRYPTION, kinesis_start_encryption, MUT),
+	KINESIS_OP_S("StopStreamEncryption", ENCRYPTION, kinesis_stop_encryption, MUT),
+	KINESIS_OP("SubscribeToShard", SUBSCRIBE, kinesis_subscribe_to_shard, 0),
+	KINESIS_OP("TagResource", TAG_RESOURCE, kinesis_tag_resource, MUT),
+	KINESIS_OP("UntagResource", UNTAG_RESOURCE, kinesis_untag_resource, MUT),
+	KINESIS_OP("UpdateAccountSettings", ACCOUNT_SETTINGS, kinesis_update_account_settings, MUT),
+	KINESIS_OP("UpdateMaxRecordSize", MAX_RECORD_SIZE, kinesis_update_max_record_size, MUT),
 	KINESIS_OP_S("UpdateShardCount", UPDATE_SHARD_COUNT, kinesis_update_shard_count, MUT),
 	KINESIS_OP("UpdateStreamMode", UPDATE_STREAM_MODE, kinesis_update_stream_mode, MUT),
-	KINESIS_OP_NOT_YET("UpdateStreamWarmThroughput"),
+	KINESIS_OP_S("UpdateStreamWarmThroughput", WARM_THROUGHPUT, kinesis_update_warm_throughput,
+		     MUT),
 };
 
 #undef MUT
@@ -158,6 +164,22 @@ kinesis_unknown_operation(struct api_call *call, const struct kinesis_op *op)
 	api_call_error(call, 400, "UnknownOperationException", "%s", message);
 }
 
+/* The checked path: the body against the shape, the stream resolved, the handler. */
+static void
+kinesis_dispatch_checked(struct kinesis_req *r)
+{
+	const struct kinesis_op *op = r->op;
+
+	if (kv_check(r) != 0)
+		return;
+	if ((op->flags & KINESIS_OP_STREAM) != 0)
+		r->stream = kinesis_stream_resolve(r->k, r->call, &r->v[op->stream_name],
+						   &r->v[op->stream_arn]);
+	if ((op->flags & KINESIS_OP_STREAM) == 0 || r->stream != NULL)
+		op->handler(r);
+	cJSON_Delete(r->root);
+}
+
 void
 kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_request *req)
 {
@@ -187,14 +209,9 @@ kinesis_op_run(struct kinesis *k, struct api_call *call, const struct api_reques
 		.k = k, .call = call, .req = req, .op = op, .scratch = k->req_scratch,
 	};
 
-	if (op->fast != NULL && op->fast(&r) == 0)
+	if (!kinesis_access_begin(k, call, req, op))
 		return;
-	if (kv_check(&r) != 0)
-		return;
-	if ((op->flags & KINESIS_OP_STREAM) != 0)
-		r.stream = kinesis_stream_resolve(k, call, &r.v[op->stream_name],
-						  &r.v[op->stream_arn]);
-	if ((op->flags & KINESIS_OP_STREAM) == 0 || r.stream != NULL)
-		op->handler(&r);
-	cJSON_Delete(r.root);
+	if (op->fast == NULL || op->fast(&r) != 0)
+		kinesis_dispatch_checked(&r);
+	kinesis_access_end(k);
 }

@@ -18,6 +18,8 @@
 #include "nvme-log/log.h"
 
 static const char kinesis_key_member[] = "\",\"PartitionKey\":";
+/* After PartitionKey, for a record stored encrypted (AWS shows it per record). */
+static const char kinesis_kms_member[] = ",\"EncryptionType\":\"KMS\"";
 
 /* Room kept free in the response for the closing members and the next iterator. */
 #define KINESIS_RESPONSE_RESERVE (64u * 1024u)
@@ -29,29 +31,35 @@ const char *const kinesis_iterator_types[] = {
 
 static void
 kinesis_shard_missing(struct kinesis *k, struct api_call *call, uint32_t index,
-		      const char *stream)
+		      const char *stream, size_t stream_size)
 {
 	char shard_id[KINESIS_SHARD_ID_SIZE];
 
 	kinesis_shard_id_format(index, shard_id);
-	kinesis_error(call, "ResourceNotFoundException", "Shard %s in stream %s under account %s "
-		      "does not exist", shard_id, stream, k->config.account_id);
+	kinesis_error(call, "ResourceNotFoundException", "Shard %s in stream %.*s under account %s "
+		      "does not exist", shard_id, (int)stream_size, stream, k->config.account_id);
 }
 
+/*
+ * The shard ShardId names. AWS checks it before the stream: a ShardId that
+ * does not parse is "Could not find shard", any other missing shard, of a
+ * stream that exists or not, "does not exist" (with the canonical id).
+ */
 static struct kinesis_shard *
-kinesis_iterator_shard(struct kinesis *k, struct api_call *call, struct kinesis_stream *s,
-		       const struct kv_value *shard_id)
+kinesis_iterator_shard(struct kinesis *k, struct api_call *call,
+		       const struct kinesis_stream_ref *ref, const struct kv_value *shard_id)
 {
+	struct kinesis_stream *s = ref->stream;
 	uint32_t index;
 
 	if (kinesis_shard_id_parse(shard_id->string, shard_id->size, &index) != 0) {
 		kinesis_error(call, "ResourceNotFoundException", "Could not find shard %s in stream "
-			      "%s under account %s.", shard_id->string, s->name,
+			      "%.*s under account %s.", shard_id->string, (int)ref->size, ref->name,
 			      k->config.account_id);
 		return NULL;
 	}
-	if (index >= s->shard_count || s->status == KINESIS_CREATING) {
-		kinesis_shard_missing(k, call, index, s->name);
+	if (s == NULL || index >= s->shard_count || s->status == KINESIS_CREATING) {
+		kinesis_shard_missing(k, call, index, ref->name, ref->size);
 		return NULL;
 	}
 	return &s->shards[index];
@@ -64,10 +72,11 @@ kinesis_iterator_seq(struct kinesis *k, struct api_call *call, const struct kine
 {
 	char shard_id[KINESIS_SHARD_ID_SIZE];
 	char other_id[KINESIS_SHARD_ID_SIZE];
-	struct seqnum sn;
+	struct seqnum_client sn;
 
 	kinesis_shard_id_format(sh->index, shard_id);
-	if (seqnum_parse(text->string, text->size, &sn) != 0) {
+	/* Read as AWS reads it (any version), so its answers follow in its order. */
+	if (seqnum_parse_client(text->string, text->size, &sn) != 0) {
 		kinesis_error(call, "InvalidArgumentException", "StartingSequenceNumber %s used in "
 			      "GetShardIterator on shard %s in stream %s under account %s is invalid.",
 			      text->string, shard_id, s->name, k->config.account_id);
@@ -80,7 +89,7 @@ kinesis_iterator_seq(struct kinesis *k, struct api_call *call, const struct kine
 			      shard_id);
 		return -EINVAL;
 	}
-	if (sn.shard_created_s != sh->created_s) {
+	if (sn.version != 2 || sn.shard_created_s != sh->created_s) {
 		kinesis_error(call, "InvalidArgumentException", "StartingSequenceNumber %s used in "
 			      "GetShardIterator on shard %s in stream %s under account %s is invalid "
 			      "because it did not come from this stream.", text->string, shard_id,
@@ -177,12 +186,17 @@ kinesis_get_shard_iterator(struct kinesis_req *r)
 	const struct kv_value *ssn = &r->v[GET_SHARD_ITERATOR_STARTING_SEQUENCE_NUMBER];
 	const struct kv_value *ts = &r->v[GET_SHARD_ITERATOR_TIMESTAMP];
 	uint64_t now_ms = kinesis_now_ms(r->req);
-	struct kinesis_stream *s = r->stream;
+	struct kinesis_stream_ref ref;
+	struct kinesis_stream *s;
 	struct kinesis_shard *sh;
 	uint64_t seq = 0;
 	int rc;
 
-	sh = kinesis_iterator_shard(k, call, s, &r->v[GET_SHARD_ITERATOR_SHARD_ID]);
+	if (kinesis_stream_lookup(k, call, &r->v[GET_SHARD_ITERATOR_STREAM_NAME],
+				  &r->v[GET_SHARD_ITERATOR_STREAM_ARN], &ref) != 0)
+		return;
+	s = ref.stream;
+	sh = kinesis_iterator_shard(k, call, &ref, &r->v[GET_SHARD_ITERATOR_SHARD_ID]);
 	if (sh == NULL || kinesis_iterator_args(k, call, type, ssn, ts, now_ms) != 0)
 		return;
 	if (ssn->json != NULL && kinesis_iterator_seq(k, call, s, sh, ssn, &seq) != 0)
@@ -388,6 +402,8 @@ kinesis_read_record(void *arg, const struct log_record_out *rec)
 	api_out_base64(ctx->out, rec->data, rec->data_size);
 	api_out_append(ctx->out, kinesis_key_member, sizeof(kinesis_key_member) - 1);
 	api_out_json_string(ctx->out, (const char *)rec->partition_key, rec->partition_key_size);
+	if (rec->encrypted)
+		api_out_append(ctx->out, kinesis_kms_member, sizeof(kinesis_kms_member) - 1);
 	ctx->count++;
 	ctx->data_bytes += rec->data_size;
 	ctx->seq_next = rec->seq + 1;
@@ -463,6 +479,21 @@ kinesis_read(struct kinesis *k, struct kinesis_read_ctx *ctx, uint32_t limit, ui
 	return 0;
 }
 
+int
+kinesis_records_out(struct kinesis *k, const struct kinesis_shard *sh, struct api_out *out,
+		    size_t size_limit, uint32_t limit, uint64_t seq,
+		    struct kinesis_records_read *res)
+{
+	struct kinesis_read_ctx ctx = { .out = out, .sh = sh, .size_limit = size_limit };
+	int rc = kinesis_read(k, &ctx, limit, seq);
+
+	res->count = ctx.count;
+	res->seq_next = ctx.count > 0 || rc == 0 ? ctx.seq_next : seq;
+	res->last_arrival_ns = ctx.last_arrival_ns;
+	res->data_bytes = ctx.data_bytes;
+	return rc;
+}
+
 /* Validates an iterator; replies and returns NULL when it is not usable. */
 static struct kinesis_stream *
 kinesis_iterator_open(struct kinesis *k, struct api_call *call, const struct kv_value *text,
@@ -493,10 +524,10 @@ kinesis_iterator_open(struct kinesis *k, struct api_call *call, const struct kv_
 	}
 	s = kinesis_stream_by_id(k, it->stream_id);
 	if (s == NULL || s->incarnation != it->incarnation || it->shard_index >= s->shard_count) {
-		kinesis_shard_missing(k, call, it->shard_index, it->name);
+		kinesis_shard_missing(k, call, it->shard_index, it->name, it->name_size);
 		return NULL;
 	}
-	return s;
+	return kinesis_authorize(k, call, s, NULL, NULL) ? s : NULL;
 }
 
 /* Optional per-shard read limits: 5 calls/s and 2 MiB/s. */
@@ -553,6 +584,11 @@ kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis
 	}
 	api_out_printf(out, "{\"Records\":[");
 	rc = kinesis_read(k, &ctx, limit, it->seq);
+	if (kinesis_kms_errno(rc)) {
+		out->size = 0;
+		kinesis_kms_error(call, rc, NULL);
+		return;
+	}
 	if (rc != 0) {
 		diag_error("kinesis", "GetRecords %s/%u: %s", s->name, sh->index, strerror(-rc));
 		out->size = 0;

@@ -82,8 +82,9 @@ kinesis_put_record_reply(struct kinesis *k, struct kinesis_pending *p)
 
 		kinesis_shard_id_format(r->shard_index, shard_id);
 		seqnum_format(&sn, seq);
-		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\","
-			       "\"EncryptionType\":\"NONE\"}", shard_id, seq);
+		/* AWS adds EncryptionType only for an encrypted stream (KMS), never NONE. */
+		api_out_printf(api_call_out(p->call), "{\"ShardId\":\"%s\",\"SequenceNumber\":\"%s\"%s}",
+			       shard_id, seq, kinesis_put_encryption_member(p->encrypted));
 		api_call_reply(p->call, 200);
 		return;
 	}
@@ -159,7 +160,7 @@ kinesis_put_records_reply(struct kinesis *k, struct kinesis_pending *p)
 		memcpy(text + n, "\"}", 2);
 		api_out_append(out, text, n + 2);
 	}
-	api_out_printf(out, "],\"EncryptionType\":\"NONE\"}");
+	api_out_printf(out, "]%s}", kinesis_put_encryption_member(p->encrypted));
 	api_call_reply(p->call, 200);
 }
 
@@ -189,11 +190,25 @@ kinesis_put_metrics(const struct kinesis_pending *p)
 	metrics_stream_put(&ref, &put);
 }
 
+/* A key error on any record (the log refused the stream's key): the whole call's answer. */
+static int
+kinesis_put_kms_errno(const struct kinesis_pending *p)
+{
+	for (uint32_t i = 0; i < p->record_count; i++)
+		if (kinesis_kms_errno(p->results[i].error))
+			return p->results[i].error;
+	return 0;
+}
+
 static void
 kinesis_pending_finish(struct kinesis *k, struct kinesis_pending *p)
 {
+	int kms = kinesis_put_kms_errno(p);
+
 	kinesis_put_metrics(p);
-	if (p->put_records)
+	if (kms != 0)
+		kinesis_kms_error(p->call, kms, p->key_ref);
+	else if (p->put_records)
 		kinesis_put_records_reply(k, p);
 	else
 		kinesis_put_record_reply(k, p);
@@ -281,7 +296,7 @@ kinesis_batch_flush(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 	rc = log_batch_submit(k->producer, *batch, log_id, cookie);
 	if (rc != 0) {
 		log_batch_put(k->producer, *batch);
-		kinesis_batch_fail(p, -ENOSPC);
+		kinesis_batch_fail(p, kinesis_kms_errno(rc) ? rc : -ENOSPC);
 	} else {
 		p->batches_left++;
 	}
@@ -425,6 +440,9 @@ kinesis_put_start(struct kinesis_req *r, struct kinesis_stream *s, uint32_t coun
 	memcpy(p->stream_name, s->name, s->name_size + 1);
 	p->stream_slot = (uint32_t)(s - k->streams);
 	p->stream_id = s->stream_id;
+	p->encrypted = s->encryption.on;
+	/* The stream table outlives every call: at worst a message names a newer KeyId. */
+	p->key_ref = s->encryption.key_ref;
 	p->started_ns = metrics_enabled() ? clock_mono_ns() : 0;
 	k->pending_count++;
 	for (uint32_t i = 0; i < count; i++) {
@@ -509,13 +527,24 @@ kinesis_put_record(struct kinesis_req *r)
 	const struct kv_value *data = &r->v[PUT_RECORD_DATA];
 	struct kinesis_put_in *in = &r->scratch->put.ins[0];
 	struct kinesis_stream *s;
-	struct seqnum sn;
+	struct seqnum_client sn;
+	int rc;
 
 	s = kinesis_put_stream(k, call, &r->v[PUT_RECORD_STREAM_NAME], &r->v[PUT_RECORD_STREAM_ARN]);
 	if (s == NULL)
 		return;
-	/* Honoured by construction: a reply means durable, so later puts sort after it. */
-	if (ordering->json != NULL && seqnum_parse(ordering->string, ordering->size, &sn) != 0) {
+	/*
+	 * Honoured by construction: a reply means durable, so later puts sort after it. Checked
+	 * as AWS does: any version it reads, with times not in the future.
+	 */
+	rc = ordering->json == NULL ? 0 : seqnum_parse_client(ordering->string, ordering->size, &sn);
+	if (rc == -ERANGE) {
+		kinesis_internal_error(call);
+		return;
+	}
+	if (rc != 0 || (ordering->json != NULL &&
+			(sn.put_s * 1000 > kinesis_now_ms(r->req) ||
+			 sn.shard_created_s * 1000 > kinesis_now_ms(r->req)))) {
 		kinesis_error(call, "InvalidArgumentException", "ExclusiveMinimumSequenceNumber %s "
 			      "used in PutRecord on stream %s under account %s is invalid.",
 			      ordering->string, s->name, k->config.account_id);
@@ -577,10 +606,10 @@ kinesis_records_check(struct kinesis_req *r, const cJSON *item, struct kv_errors
 		const cJSON *data = cJSON_GetObjectItemCaseSensitive(rec, "Data");
 		char path[64];
 
-		snprintf(path, sizeof(path), "records.%u.partitionKey", i + 1);
+		snprintf(path, sizeof(path), "records.%u.member.partitionKey", i + 1);
 		kv_chars_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "PartitionKey"),
 			       1, KINESIS_PARTITION_KEY_CHARS_MAX);
-		snprintf(path, sizeof(path), "records.%u.data", i + 1);
+		snprintf(path, sizeof(path), "records.%u.member.data", i + 1);
 		if (data == NULL || cJSON_IsNull(data)) {
 			kv_errors_add(errors, "null", false, path, "Member must not be null");
 		} else if (i < KINESIS_PUT_RECORDS_MAX &&
@@ -592,7 +621,7 @@ kinesis_records_check(struct kinesis_req *r, const cJSON *item, struct kv_errors
 			kv_errors_add(errors, rendered, true, path, "Member must have length less "
 				      "than or equal to 1048576");
 		}
-		snprintf(path, sizeof(path), "records.%u.explicitHashKey", i + 1);
+		snprintf(path, sizeof(path), "records.%u.member.explicitHashKey", i + 1);
 		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(rec, "ExplicitHashKey"),
 				false, KV_PATTERN_HASH_KEY, -1, -1);
 		i++;

@@ -87,6 +87,8 @@ struct kinesis_pending {
 	char stream_name[SLUICE_STREAM_NAME_SIZE_MAX + 1]; /* For error messages. */
 	uint32_t stream_slot;    /* The stream's series (metrics.h) ... */
 	uint32_t stream_id;
+	bool encrypted;          /* The stream's encryption at the call (EncryptionType) ... */
+	const char *key_ref;     /* ... and its KeyId (the stream's; for KMS errors). */
 	uint64_t started_ns;     /* ... and its latency, from dispatch (monotonic). */
 	uint32_t record_count;
 	uint32_t batches_left;
@@ -154,6 +156,25 @@ struct kinesis_put_scratch {
 	struct kinesis_blob blobs[KINESIS_PUT_RECORDS_MAX]; /* PutRecords data, decoded. */
 	struct kinesis_fast_put fast;
 };
+
+/* What kinesis_records_out() wrote. */
+struct kinesis_records_read {
+	uint32_t count;
+	uint64_t seq_next;        /* Where to read on from. */
+	uint64_t last_arrival_ns;
+	uint64_t data_bytes;
+};
+
+/*
+ * Writes the shard's durable records from log position `seq` as GetRecords' Records
+ * members ({...},{...}) into `out`, at most `limit`, keeping out->size under
+ * `size_limit` (after the first record). A position below the trim horizon moves up to
+ * it, records lost to corruption are stepped over (as GetRecords does). 0 or a negative
+ * errno. For SubscribeToShard's events (kinesis_consumers.c).
+ */
+int kinesis_records_out(struct kinesis *k, const struct kinesis_shard *sh, struct api_out *out,
+			size_t size_limit, uint32_t limit, uint64_t seq,
+			struct kinesis_records_read *res);
 
 /* Completions from the log -> replies (kinesis_poll). */
 void kinesis_put_poll(struct kinesis *k);

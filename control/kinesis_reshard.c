@@ -35,6 +35,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/metrics.h"
 #include "control/seqnum.h"
 #include "nvme-log/log.h"
 
@@ -615,10 +616,13 @@ kinesis_stream_closing(const struct kinesis_stream *s)
 void
 kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s)
 {
+	uint32_t shown = s->shards_shown;
+
 	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
 	/* Without a delay: UPDATING still, until the parents' closes are recorded. */
 	if (s->status == KINESIS_ACTIVE && kinesis_stream_closing(s)) {
 		s->status = KINESIS_UPDATING;
+		s->shards_shown = shown;  /* The children show once ACTIVE. */
 		s->status_next = KINESIS_ACTIVE;
 		s->status_due_ns = clock_mono_ns();
 		k->transitions++;
@@ -663,17 +667,52 @@ kinesis_reshard_quota(struct kinesis *k, struct api_call *call, uint32_t added)
 	return false;
 }
 
-/* The shard named by `v` in `s`, or replies ResourceNotFound / InvalidArgument. */
-static struct kinesis_shard *
-kinesis_reshard_shard(struct kinesis *k, struct api_call *call, struct kinesis_stream *s,
-		      const struct kv_value *v)
+/* "Could not find shard": the id as given when it does not parse, else canonical. */
+static void
+kinesis_reshard_no_shard(struct kinesis *k, struct api_call *call, const char *id,
+			 const struct kinesis_stream_ref *ref)
 {
-	uint32_t index;
+	kinesis_error(call, "ResourceNotFoundException", "Could not find shard %s in stream %.*s "
+		      "under account %s.", id, (int)ref->size, ref->name, k->config.account_id);
+}
+
+/*
+ * The index ShardId `v` names, checked before the stream as AWS does: an id
+ * that does not parse, or any id of a stream that does not exist, is not
+ * found. -ENOENT after answering.
+ */
+static int
+kinesis_reshard_index(struct kinesis *k, struct api_call *call,
+		      const struct kinesis_stream_ref *ref, const struct kv_value *v,
+		      uint32_t *index_out)
+{
+	char id[KINESIS_SHARD_ID_SIZE];
+
+	if (kinesis_shard_id_parse(v->string, v->size, index_out) != 0) {
+		kinesis_reshard_no_shard(k, call, v->string, ref);
+		return -ENOENT;
+	}
+	if (ref->stream == NULL) {
+		kinesis_shard_id_format(*index_out, id);
+		kinesis_reshard_no_shard(k, call, id, ref);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Shard `index` of the stream in `ref`, open, or replies ResourceNotFound / InvalidArgument. */
+static struct kinesis_shard *
+kinesis_reshard_shard(struct kinesis *k, struct api_call *call,
+		      const struct kinesis_stream_ref *ref, uint32_t index)
+{
+	struct kinesis_stream *s = ref->stream;
 	struct kinesis_shard *sh;
 
-	if (kinesis_shard_id_parse(v->string, v->size, &index) != 0 || index >= s->shard_count) {
-		kinesis_error(call, "ResourceNotFoundException", "Could not find shard %s in stream "
-			      "%s under account %s.", v->string, s->name, k->config.account_id);
+	if (index >= s->shard_count) {
+		char id[KINESIS_SHARD_ID_SIZE];
+
+		kinesis_shard_id_format(index, id);
+		kinesis_reshard_no_shard(k, call, id, ref);
 		return NULL;
 	}
 	sh = &s->shards[index];
@@ -687,6 +726,24 @@ kinesis_reshard_shard(struct kinesis *k, struct api_call *call, struct kinesis_s
 		return NULL;
 	}
 	return sh;
+}
+
+void
+kinesis_reshard_history(const struct kinesis_stream *s, uint32_t before, bool autoscale,
+			const char *what)
+{
+	struct metrics_reshard ev = {
+		.time_ms = clock_real_ns() / 1000000u,
+		.stream_id = s->stream_id,
+		.shards_before = before,
+		.shards_after = s->shard_count,
+		.open_after = kinesis_open_count(s->shards, s->shard_count),
+		.autoscale = autoscale,
+	};
+
+	snprintf(ev.stream, sizeof(ev.stream), "%s", s->name);
+	snprintf(ev.what, sizeof(ev.what), "%s", what);
+	metrics_reshard_note(&ev);
 }
 
 /*
@@ -708,6 +765,7 @@ kinesis_reshard_finish(struct kinesis *k, struct kinesis_stream *s, struct kines
 	}
 	diag_info("kinesis", "stream %s: %s: shards %u -> %u (%u open)", s->name, what, before,
 		  s->shard_count, kinesis_open_count(s->shards, s->shard_count));
+	kinesis_reshard_history(s, before, false, what);
 	kinesis_reshard_status(k, s);
 	return 0;
 }
@@ -720,14 +778,21 @@ kinesis_split_shard(struct kinesis_req *r)
 	struct kinesis *k = r->k;
 	struct api_call *call = r->call;
 	const struct kv_value *new_start = &r->v[SPLIT_SHARD_NEW_STARTING_HASH_KEY];
-	struct kinesis_stream *s = r->stream;
+	struct kinesis_stream_ref ref;
 	struct kinesis_reshard plan;
+	struct kinesis_stream *s;
 	struct kinesis_shard *sh;
 	hashkey_t key = 0;
+	uint32_t index;
 
+	if (kinesis_stream_lookup(k, call, &r->v[SPLIT_SHARD_STREAM_NAME],
+				  &r->v[SPLIT_SHARD_STREAM_ARN], &ref) != 0 ||
+	    kinesis_reshard_index(k, call, &ref, &r->v[SPLIT_SHARD_SHARD_TO_SPLIT], &index) != 0)
+		return;
+	s = ref.stream;
 	if (!kinesis_reshard_admit(k, call, s, "SplitShard"))
 		return;
-	sh = kinesis_reshard_shard(k, call, s, &r->v[SPLIT_SHARD_SHARD_TO_SPLIT]);
+	sh = kinesis_reshard_shard(k, call, &ref, index);
 	if (sh == NULL || !kinesis_reshard_quota(k, call, 2))
 		return;
 	if (hashkey_parse_decimal(new_start->string, new_start->size, &key) != 0 ||
@@ -765,16 +830,25 @@ kinesis_merge_shards(struct kinesis_req *r)
 {
 	struct kinesis *k = r->k;
 	struct api_call *call = r->call;
-	struct kinesis_stream *s = r->stream;
+	struct kinesis_stream_ref ref;
 	struct kinesis_reshard plan;
+	struct kinesis_stream *s;
 	struct kinesis_shard *a;
 	struct kinesis_shard *b;
+	uint32_t ia;
+	uint32_t ib;
 
+	if (kinesis_stream_lookup(k, call, &r->v[MERGE_SHARDS_STREAM_NAME],
+				  &r->v[MERGE_SHARDS_STREAM_ARN], &ref) != 0 ||
+	    kinesis_reshard_index(k, call, &ref, &r->v[MERGE_SHARDS_SHARD_TO_MERGE], &ia) != 0 ||
+	    kinesis_reshard_index(k, call, &ref, &r->v[MERGE_SHARDS_ADJACENT_SHARD_TO_MERGE],
+				  &ib) != 0)
+		return;
+	s = ref.stream;
 	if (!kinesis_reshard_admit(k, call, s, "MergeShards"))
 		return;
-	a = kinesis_reshard_shard(k, call, s, &r->v[MERGE_SHARDS_SHARD_TO_MERGE]);
-	b = a == NULL ? NULL :
-	    kinesis_reshard_shard(k, call, s, &r->v[MERGE_SHARDS_ADJACENT_SHARD_TO_MERGE]);
+	a = kinesis_reshard_shard(k, call, &ref, ia);
+	b = a == NULL ? NULL : kinesis_reshard_shard(k, call, &ref, ib);
 	if (b == NULL || !kinesis_reshard_quota(k, call, 1))
 		return;
 	if (!kinesis_merge_check(a, b)) {

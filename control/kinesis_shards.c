@@ -338,6 +338,8 @@ kinesis_list_shards_stream(struct kinesis_req *r, uint32_t *from,
 			      "found.", token.name, k->config.account_id);
 		return NULL;
 	}
+	if (!kinesis_authorize(k, call, s, NULL, NULL))
+		return NULL;
 	*from = token.position & ((1u << KINESIS_FILTER_SHIFT) - 1);
 	sf->type = (enum kinesis_filter)(token.position >> KINESIS_FILTER_SHIFT);
 	sf->ts_s = token.limit;

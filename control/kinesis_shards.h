@@ -125,6 +125,9 @@ int kinesis_reshard_merge(struct kinesis_reshard *plan, uint32_t a, uint32_t b);
 int kinesis_reshard_uniform(struct kinesis_reshard *plan, uint32_t target);
 /* Open shards of a plan, or of a stream's shard array. */
 uint32_t kinesis_open_count(const struct kinesis_shard *shards, uint32_t count);
+/* A committed reshard of `s` (which had `before` shards) into the status page's history. */
+void kinesis_reshard_history(const struct kinesis_stream *s, uint32_t before, bool autoscale,
+			     const char *what);
 /*
  * Commits a plan: SQLite (one transaction), memory (routing moves to the
  * children), then the log (each parent closed after its accepted batches are

@@ -1,9 +1,8 @@
 /*
  * kinesis_streams.c - the stream table (lookup, StreamName/StreamARN
  * resolution, status transitions) and the stream operations: CreateStream,
- * DeleteStream, DescribeStream, DescribeStreamSummary, ListStreams, and the
- * settings: Increase/DecreaseStreamRetentionPeriod, UpdateStreamMode,
- * DescribeLimits.
+ * DeleteStream, DescribeStream, DescribeStreamSummary, ListStreams. A stream's
+ * settings are kinesis_settings.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +19,7 @@
 
 static const char *const kinesis_modes[] = { "PROVISIONED", "ON_DEMAND", NULL };
 
-static const char *
+const char *
 kinesis_mode_name(enum metadata_mode mode)
 {
 	return kinesis_modes[mode == METADATA_ON_DEMAND ? 1 : 0];
@@ -130,43 +129,66 @@ kinesis_arn_name(const struct kinesis *k, const char *arn, size_t *size_out)
 	return arn + n;
 }
 
-struct kinesis_stream *
-kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv_value *name,
-		       const struct kv_value *arn)
+int
+kinesis_stream_lookup(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+		      const struct kv_value *arn, struct kinesis_stream_ref *ref)
 {
-	const char *text = name->string;
-	size_t size = name->size;
-	struct kinesis_stream *s;
-
+	*ref = (struct kinesis_stream_ref){ .name = name->string, .size = name->size };
 	if (name->json == NULL && arn->json == NULL) {
 		kinesis_error(call, "InvalidArgumentException",
 			      "Either StreamName or StreamARN must be provided.");
-		return NULL;
+		return -EINVAL;
 	}
 	if (arn->json != NULL) {
 		size_t arn_name_size = 0;
 		const char *arn_name = kinesis_arn_name(k, arn->string, &arn_name_size);
 
 		if (arn_name == NULL) {
-			kinesis_error(call, "ResourceNotFoundException",
-				      "Stream %s not found.", arn->string);
-			return NULL;
+			/* Another region's or account's stream: none here. */
+			ref->name = arn->string;
+			ref->size = arn->size;
+			ref->foreign = true;
+			return 0;
 		}
 		if (name->json != NULL && (name->size != arn_name_size ||
 					   memcmp(name->string, arn_name, arn_name_size) != 0)) {
 			kinesis_error(call, "InvalidArgumentException",
 				      "StreamARN %s does not refer to stream %s.", arn->string,
 				      name->string);
-			return NULL;
+			return -EINVAL;
 		}
-		text = arn_name;
-		size = arn_name_size;
+		ref->name = arn_name;
+		ref->size = arn_name_size;
 	}
-	s = kinesis_stream_find(k, text, size);
-	if (s == NULL)
+	ref->stream = kinesis_stream_find(k, ref->name, ref->size);
+	/*
+	 * Every way to a stream passes here, so the access check does too: another
+	 * account's principal is answered AccessDeniedException before any other
+	 * check of the request, and learns nothing of which streams exist.
+	 */
+	if (ref->stream != NULL && !kinesis_authorize(k, call, ref->stream, NULL, NULL))
+		return -EACCES;
+	if (ref->stream == NULL && !kinesis_authorize_missing(k, call, ref->name, ref->size))
+		return -EACCES;
+	return 0;
+}
+
+struct kinesis_stream *
+kinesis_stream_resolve(struct kinesis *k, struct api_call *call, const struct kv_value *name,
+		       const struct kv_value *arn)
+{
+	struct kinesis_stream_ref ref;
+
+	if (kinesis_stream_lookup(k, call, name, arn, &ref) != 0)
+		return NULL;
+	if (ref.foreign) {
+		kinesis_error(call, "ResourceNotFoundException", "Stream %s not found.", ref.name);
+		return NULL;
+	}
+	if (ref.stream == NULL)
 		kinesis_error(call, "ResourceNotFoundException", "Stream %.*s under account %s not "
-			      "found.", (int)size, text, k->config.account_id);
-	return s;
+			      "found.", (int)ref.size, ref.name, k->config.account_id);
+	return ref.stream;
 }
 
 int
@@ -211,6 +233,8 @@ kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns)
 			continue;
 		}
 		s->status = s->status_next;
+		if (s->status == KINESIS_ACTIVE)
+			s->shards_shown = s->shard_count;
 	}
 }
 
@@ -242,6 +266,7 @@ kinesis_stream_build(struct kinesis *k, struct kinesis_stream *s, const struct k
 	s->incarnation &= INT64_MAX; /* SQLite integers are signed. */
 	s->mode = mode;
 	s->retention_hours = 24;
+	s->max_record_kib = METADATA_MAX_RECORD_KIB_DEFAULT;
 	s->created_ms = now_ms;
 	s->shard_count = count;
 	for (uint32_t i = 0; i < count; i++) {
@@ -266,7 +291,7 @@ kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct m
 	struct metadata_stream ms = {
 		.incarnation = s->incarnation, .name = s->name, .mode = s->mode,
 		.retention_hours = s->retention_hours, .created_ms = s->created_ms,
-		.shard_count = s->shard_count,
+		.shard_count = s->shard_count, .max_record_kib = s->max_record_kib,
 	};
 	int rc;
 
@@ -300,6 +325,8 @@ kinesis_status_schedule(struct kinesis *k, struct kinesis_stream *s, enum kinesi
 	s->status_due_ns = 0;
 	if (k->config.stream_status_delay_ms == 0) {
 		s->status = next;
+		if (next == KINESIS_ACTIVE)
+			s->shards_shown = s->shard_count;
 		return;
 	}
 	s->status_due_ns = clock_mono_ns() + (uint64_t)k->config.stream_status_delay_ms * 1000000u;
@@ -372,6 +399,8 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 	}
 	s = kinesis_stream_slot(k);
 	rc = kinesis_stream_build(k, s, name, count, mode, kinesis_now_ms(r->req));
+	if (rc == 0 && r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].json != NULL)
+		s->max_record_kib = (uint32_t)r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].number;
 	if (rc == 0)
 		rc = kinesis_stream_store(k, s, tags, tag_count);
 	if (rc == 0)
@@ -422,6 +451,7 @@ kinesis_stream_delete_finish(struct kinesis *k, struct kinesis_stream *s)
 
 	if (rc != 0)
 		return rc;
+	kinesis_policies_forget(k, stream_id);
 	/* SQLite says gone; the log follows, or the next start retries it. */
 	k->shards_total -= s->shard_count;
 	if (s->status_due_ns != 0)
@@ -447,10 +477,17 @@ kinesis_delete_stream(struct kinesis_req *r)
 			      "ACTIVE, instead in state DELETING", s->name, k->config.account_id);
 		return;
 	}
+	if (kinesis_consumer_count(k, s) > 0 && !r->v[DELETE_STREAM_ENFORCE_CONSUMER_DELETION].boolean) {
+		kinesis_error(r->call, "ResourceInUseException", "Stream %s under account %s has "
+			      "registered consumers: deregister them or set EnforceConsumerDeletion.",
+			      s->name, k->config.account_id);
+		return;
+	}
 	if (metadata_stream_deleting(k->md, s->stream_id) != 0) {
 		kinesis_internal_error(r->call);
 		return;
 	}
+	kinesis_consumers_stream_deleted(k, s->stream_id);
 	kinesis_routes_changed(k);  /* A deleting stream is routed no more. */
 	kinesis_status_schedule(k, s, KINESIS_DELETING, KINESIS_DELETING);
 	if (s->status_due_ns == 0 && kinesis_stream_delete_finish(k, s) != 0)
@@ -471,8 +508,10 @@ kinesis_out_stream_head(struct kinesis *k, struct api_out *out, const struct kin
 		       kinesis_status_name(s->status), kinesis_mode_name(s->mode),
 		       s->retention_hours);
 	kinesis_out_timestamp(out, s->created_ms);
-	api_out_printf(out, ",\"EnhancedMonitoring\":[{\"ShardLevelMetrics\":[]}],"
-		       "\"EncryptionType\":\"NONE\"");
+	api_out_printf(out, ",\"EnhancedMonitoring\":[{\"ShardLevelMetrics\":");
+	kinesis_out_metrics(out, s->shard_metrics);
+	api_out_printf(out, "}]");
+	kinesis_out_encryption(out, s);
 }
 
 void
@@ -491,14 +530,13 @@ kinesis_describe_stream(struct kinesis_req *r)
 	api_out_printf(out, "{\"StreamDescription\":{");
 	kinesis_out_stream_head(r->k, out, s);
 	api_out_printf(out, ",\"Shards\":[");
-	for (uint32_t i = from; s->status != KINESIS_CREATING && i < s->shard_count && n < limit;
-	     i++, n++) {
+	for (uint32_t i = from; i < s->shards_shown && n < limit; i++, n++) {
 		if (n > 0)
 			api_out_printf(out, ",");
 		kinesis_out_shard(out, &s->shards[i]);
 	}
-	api_out_printf(out, "],\"HasMoreShards\":%s", s->status != KINESIS_CREATING &&
-		       from + n < s->shard_count ? "true" : "false");
+	api_out_printf(out, "],\"HasMoreShards\":%s",
+		       from + n < s->shards_shown ? "true" : "false");
 	/* Not AWS's: what the on-demand auto-scaler did (SDKs ignore unknown members). */
 	if (s->mode == METADATA_ON_DEMAND) {
 		api_out_printf(out, ",\"SluiceAutoScaling\":{\"Splits\":%u,\"Merges\":%u,"
@@ -528,8 +566,12 @@ kinesis_describe_stream_summary(struct kinesis_req *r)
 
 	api_out_printf(out, "{\"StreamDescriptionSummary\":{");
 	kinesis_out_stream_head(r->k, out, s);
-	api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":0}}",
-		       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s));
+	api_out_printf(out, ",\"OpenShardCount\":%u,\"ConsumerCount\":%u,\"MaxRecordSizeInKiB\":%u",
+		       s->status == KINESIS_CREATING ? 0 : kinesis_open_shards(s),
+		       kinesis_consumer_count(r->k, s), s->max_record_kib);
+	if (s->mode == METADATA_ON_DEMAND && s->warm_mibps != 0)
+		kinesis_out_warm(out, s);
+	api_out_printf(out, "}}");
 	api_call_reply(r->call, 200);
 }
 
@@ -638,112 +680,3 @@ kinesis_list_streams(struct kinesis_req *r)
 	kinesis_list_streams_out(k, r->call, r->req, sorted, from,
 				 count - from < limit ? count - from : limit, count - from > limit);
 }
-
-/* ---- Settings: retention, capacity mode, limits ----------------------------- */
-
-#define KINESIS_RETENTION_MIN 24u
-#define KINESIS_RETENTION_MAX 8760u
-
-static void
-kinesis_retention(struct kinesis_req *r, bool increase)
-{
-	struct kinesis *k = r->k;
-	struct api_call *call = r->call;
-	struct kinesis_stream *s = r->stream;
-	uint32_t hours = (uint32_t)r->v[RETENTION_RETENTION_PERIOD_HOURS].number;
-	int rc;
-
-	if (hours < KINESIS_RETENTION_MIN) {
-		kinesis_error(call, "InvalidArgumentException", "Minimum allowed retention period "
-			      "is %u hours. Requested retention period (%u hours) is too short.",
-			      KINESIS_RETENTION_MIN, hours);
-		return;
-	}
-	if (hours > KINESIS_RETENTION_MAX) {
-		kinesis_error(call, "InvalidArgumentException", "Maximum allowed retention period "
-			      "is %u hours. Requested retention period (%u hours) is too long.",
-			      KINESIS_RETENTION_MAX, hours);
-		return;
-	}
-	if (increase ? hours < s->retention_hours : hours > s->retention_hours) {
-		kinesis_error(call, "InvalidArgumentException", "Requested retention period (%u "
-			      "hours) for stream %s can not be %s than existing retention period "
-			      "(%u hours). Use %s API.", hours, s->name,
-			      increase ? "shorter" : "longer", s->retention_hours,
-			      increase ? "DecreaseRetentionPeriod" : "IncreaseRetentionPeriod");
-		return;
-	}
-	/* SQLite first; the log gets the same value now and again at every start. */
-	rc = metadata_retention_set(k->md, s->stream_id, hours);
-	if (rc == 0)
-		rc = kinesis_log_retention(k, s->stream_id, hours);
-	if (rc != 0) {
-		diag_error("kinesis", "retention of %s: %s", s->name, strerror(-rc));
-		kinesis_internal_error(call);
-		return;
-	}
-	s->retention_hours = hours;
-	api_call_reply(call, 200);
-}
-
-void
-kinesis_increase_retention(struct kinesis_req *r)
-{
-	kinesis_retention(r, true);
-}
-
-void
-kinesis_decrease_retention(struct kinesis_req *r)
-{
-	kinesis_retention(r, false);
-}
-
-void
-kinesis_describe_limits(struct kinesis_req *r)
-{
-	struct kinesis *k = r->k;
-	uint32_t open = 0;
-	uint32_t on_demand = 0;
-
-	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++) {
-		const struct kinesis_stream *s = &k->streams[i];
-
-		if (!s->used)
-			continue;
-		on_demand += s->mode == METADATA_ON_DEMAND;
-		for (uint32_t j = 0; j < s->shard_count; j++)
-			open += !s->shards[j].closed;
-	}
-	api_out_printf(api_call_out(r->call), "{\"ShardLimit\":%u,\"OpenShardCount\":%u,"
-		       "\"OnDemandStreamCount\":%u,\"OnDemandStreamCountLimit\":%u}",
-		       k->shard_limit, open, on_demand, SLUICE_STREAMS_MAX);
-	api_call_reply(r->call, 200);
-}
-
-void
-kinesis_update_stream_mode(struct kinesis_req *r)
-{
-	struct kinesis *k = r->k;
-	struct api_call *call = r->call;
-	const cJSON *details = r->v[UPDATE_STREAM_MODE_STREAM_MODE_DETAILS].json;
-	const struct kv_value no_name = { .json = NULL };
-	struct kinesis_stream *s;
-
-	s = kinesis_stream_resolve(k, call, &no_name, &r->v[UPDATE_STREAM_MODE_STREAM_ARN]);
-	if (s == NULL)
-		return;
-	if (s->status != KINESIS_ACTIVE) {
-		kinesis_error(call, "ResourceInUseException", "Stream %s under account %s not ACTIVE, "
-			      "instead in state %s", s->name, k->config.account_id,
-			      kinesis_status_name(s->status));
-		return;
-	}
-	if (metadata_mode_set(k->md, s->stream_id, kinesis_mode_parse(details)) != 0) {
-		kinesis_internal_error(call);
-		return;
-	}
-	s->mode = kinesis_mode_parse(details);
-	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
-	api_call_reply(call, 200);
-}
-

@@ -15,7 +15,9 @@
 	F(CREATE_STREAM, SHARD_COUNT, KV_INT("ShardCount", false, 1, 100000)) \
 	F(CREATE_STREAM, STREAM_NAME, KV_STR("StreamName", true, KV_PATTERN_NAME, 1, 128)) \
 	F(CREATE_STREAM, STREAM_MODE_DETAILS, KV_MODE_FIELD(false)) \
-	F(CREATE_STREAM, TAGS, KV_TAGS_FIELD)
+	F(CREATE_STREAM, TAGS, KV_TAGS_FIELD) \
+	F(CREATE_STREAM, MAX_RECORD_SIZE_IN_KIB, \
+	  KV_INT("MaxRecordSizeInKiB", false, KINESIS_MAX_RECORD_KIB_MIN, KINESIS_MAX_RECORD_KIB_MAX))
 KV_SHAPE_ENUM(CREATE_STREAM);
 
 #define KINESIS_SHAPE_DELETE_STREAM(F) \
@@ -58,6 +60,45 @@ KV_SHAPE_ENUM(RETENTION);
 	F(UPDATE_STREAM_MODE, STREAM_MODE_DETAILS, KV_MODE_FIELD(true))
 KV_SHAPE_ENUM(UPDATE_STREAM_MODE);
 
+/* EnableEnhancedMonitoring and DisableEnhancedMonitoring. */
+#define KINESIS_SHAPE_MONITORING(F) \
+	F(MONITORING, STREAM_NAME, KV_STREAM_NAME) \
+	F(MONITORING, SHARD_LEVEL_METRICS, KV_NESTED("ShardLevelMetrics", KV_LIST, true, 1, 7, \
+						     kv_members_are_strings, kinesis_metrics_check)) \
+	F(MONITORING, STREAM_ARN, KV_STREAM_ARN)
+KV_SHAPE_ENUM(MONITORING);
+
+/* AWS takes only the ARN here. */
+#define KINESIS_SHAPE_MAX_RECORD_SIZE(F) \
+	F(MAX_RECORD_SIZE, STREAM_ARN, KV_STREAM_ARN) \
+	F(MAX_RECORD_SIZE, MAX_RECORD_SIZE_IN_KIB, \
+	  KV_INT("MaxRecordSizeInKiB", true, KINESIS_MAX_RECORD_KIB_MIN, KINESIS_MAX_RECORD_KIB_MAX))
+KV_SHAPE_ENUM(MAX_RECORD_SIZE);
+
+#define KINESIS_SHAPE_WARM_THROUGHPUT(F) \
+	F(WARM_THROUGHPUT, STREAM_ARN, KV_STREAM_ARN) \
+	F(WARM_THROUGHPUT, STREAM_NAME, KV_STREAM_NAME) \
+	F(WARM_THROUGHPUT, WARM_THROUGHPUT_MIBPS, KV_INT("WarmThroughputMiBps", true, 0, -1))
+KV_SHAPE_ENUM(WARM_THROUGHPUT);
+
+#define KINESIS_SHAPE_ACCOUNT_SETTINGS(F) \
+	F(ACCOUNT_SETTINGS, MINIMUM_THROUGHPUT_BILLING_COMMITMENT, \
+	  KV_NESTED("MinimumThroughputBillingCommitment", KV_STRUCT, true, -1, -1, \
+		    kinesis_commitment_types, kinesis_commitment_check))
+KV_SHAPE_ENUM(ACCOUNT_SETTINGS);
+
+/* AWS: records of 1 MiB by default, up to 10 MiB (MaxRecordSizeInKiB). */
+#define KINESIS_MAX_RECORD_KIB_MIN 1024
+#define KINESIS_MAX_RECORD_KIB_MAX 10240
+/* AWS: warm throughput up to 10 GiB/s per on-demand stream. */
+#define KINESIS_WARM_MIBPS_MAX 10240u
+/* AWS: a minimum throughput billing commitment lasts at least 24 hours. */
+#define KINESIS_COMMITMENT_MIN_MS (24ull * 3600 * 1000)
+
+kv_nested_check_fn kinesis_metrics_check;
+kv_nested_types_fn kinesis_commitment_types;
+kv_nested_check_fn kinesis_commitment_check;
+
 /* StreamModeDetails{StreamMode}: CreateStream (optional), UpdateStreamMode (required). */
 #define KV_MODE_FIELD(not_null_) \
 	KV_NESTED("StreamModeDetails", KV_STRUCT, not_null_, -1, -1, kinesis_mode_types, \
@@ -65,6 +106,11 @@ KV_SHAPE_ENUM(UPDATE_STREAM_MODE);
 kv_nested_types_fn kinesis_mode_types;
 kv_nested_check_fn kinesis_mode_check;
 enum metadata_mode kinesis_mode_parse(const cJSON *details);
+const char *kinesis_mode_name(enum metadata_mode mode);
+/* A ShardLevelMetrics list of the enum kinesis_metric bits in `metrics`. */
+void kinesis_out_metrics(struct api_out *out, uint32_t metrics);
+/* ,"WarmThroughput":{...} of an on-demand stream. */
+void kinesis_out_warm(struct api_out *out, const struct kinesis_stream *s);
 
 kinesis_handler_fn kinesis_create_stream;
 kinesis_handler_fn kinesis_delete_stream;
@@ -75,6 +121,12 @@ kinesis_handler_fn kinesis_increase_retention;
 kinesis_handler_fn kinesis_decrease_retention;
 kinesis_handler_fn kinesis_describe_limits;
 kinesis_handler_fn kinesis_update_stream_mode;
+kinesis_handler_fn kinesis_enable_monitoring;
+kinesis_handler_fn kinesis_disable_monitoring;
+kinesis_handler_fn kinesis_update_max_record_size;
+kinesis_handler_fn kinesis_update_warm_throughput;
+kinesis_handler_fn kinesis_describe_account_settings;
+kinesis_handler_fn kinesis_update_account_settings;
 
 /* ---- Shared with the other concerns ---------------------------------------- */
 

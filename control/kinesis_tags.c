@@ -1,7 +1,8 @@
 /*
  * kinesis_tags.c - stream tags (SQLite only): AddTagsToStream,
- * ListTagsForStream, RemoveTagsFromStream, and the Tags member's checks
- * CreateStream shares.
+ * ListTagsForStream, RemoveTagsFromStream, their ARN-based forms TagResource,
+ * UntagResource, ListTagsForResource, and the Tags member's checks CreateStream
+ * shares.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,7 +54,10 @@ kinesis_tags_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *e
 			      "length greater than or equal to 0]");
 }
 
-/* AWS: "Unicode letters, digits, white space, _ . / = + - % @"; we take ASCII + UTF-8. */
+/*
+ * AWS: "Unicode letters, digits, white space, _ . / = + - % @", where white space is the
+ * space alone (AWS refuses a TAB or a newline); we take any UTF-8 beyond ASCII.
+ */
 bool
 kinesis_tag_text_ok(const char *text)
 {
@@ -62,7 +66,7 @@ kinesis_tag_text_ok(const char *text)
 		return false;
 	for (const unsigned char *p = (const unsigned char *)text; *p != 0; p++)
 		if (*p < 0x80 && !(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
-		    !(*p >= '0' && *p <= '9') && strchr(" _./=+-%@:\t", *p) == NULL)
+		    !(*p >= '0' && *p <= '9') && strchr(" _./=+-%@:", *p) == NULL)
 			return false;
 	return true;
 }
@@ -91,17 +95,26 @@ kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max, b
 	return n;
 }
 
+static void kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s,
+			     const cJSON *tags_in);
+
+/* AWS's answer to a tag key or value with a character outside kinesis_tag_text_ok(). */
+static void
+kinesis_tags_invalid(struct api_call *call)
+{
+	kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid characters. "
+		      "Valid characters: Unicode letters, digits, white space, _ . / = + - %% @.");
+}
+static void kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s,
+				const cJSON *keys_in);
+
 void
 kinesis_add_tags(struct kinesis_req *r)
 {
 	struct kinesis *k = r->k;
 	struct api_call *call = r->call;
 	const cJSON *tags_in = r->v[ADD_TAGS_TAGS].json;
-	struct metadata_tag tags[KINESIS_TAGS_PER_CALL_MAX];
 	struct kinesis_stream *s;
-	size_t count;
-	bool ok;
-	int rc;
 
 	/* Optional in the shared Tags member, required here: checked before the stream. */
 	if (tags_in == NULL) {
@@ -111,13 +124,24 @@ kinesis_add_tags(struct kinesis_req *r)
 	}
 	s = kinesis_stream_resolve(k, call, &r->v[ADD_TAGS_STREAM_NAME],
 				   &r->v[ADD_TAGS_STREAM_ARN]);
-	if (s == NULL)
-		return;
+	if (s != NULL)
+		kinesis_tags_add(r, s, tags_in);
+}
+
+/* Adds or overwrites the Tags map `tags_in` on stream `s`, and answers. */
+static void
+kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s, const cJSON *tags_in)
+{
+	struct kinesis *k = r->k;
+	struct api_call *call = r->call;
+	struct metadata_tag tags[KINESIS_TAGS_PER_CALL_MAX];
+	size_t count;
+	bool ok;
+	int rc;
+
 	count = kinesis_tags_collect(tags_in, tags, ARRAY_SIZE(tags), &ok);
 	if (!ok) {
-		kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid "
-			      "characters. Valid characters: Unicode letters, digits, white space, "
-			      "_ . / = + - %% @.");
+		kinesis_tags_invalid(call);
 		return;
 	}
 	rc = metadata_tags_put(k->md, s->stream_id, tags, count, KINESIS_TAGS_PER_STREAM_MAX);
@@ -170,7 +194,6 @@ kinesis_tag_keys_check(struct kinesis_req *r, const cJSON *item, struct kv_error
 {
 	char rendered[KINESIS_MESSAGE_SIZE];
 	const cJSON *child;
-	size_t n = (size_t)snprintf(rendered, sizeof(rendered), "[");
 	bool ok = true;
 
 	(void)r;
@@ -178,13 +201,8 @@ kinesis_tag_keys_check(struct kinesis_req *r, const cJSON *item, struct kv_error
 		size_t size = cJSON_IsString(child) ? strlen(child->valuestring) : 0;
 
 		ok = ok && size >= 1 && size <= 128;
-		if (n + 4 < sizeof(rendered))
-			n += (size_t)snprintf(rendered + n, sizeof(rendered) - n, "%s%s",
-					      child == item->child ? "" : ", ",
-					      cJSON_IsString(child) ? child->valuestring : "null");
 	}
-	if (n + 2 < sizeof(rendered))
-		snprintf(rendered + n, sizeof(rendered) - n, "]");
+	kv_list_render(item, rendered, sizeof(rendered));
 	if (!ok)
 		kv_errors_add(errors, rendered, true, "tagKeys", "Member must satisfy constraint: "
 			      "[Member must have length less than or equal to 128, Member must have "
@@ -194,18 +212,89 @@ kinesis_tag_keys_check(struct kinesis_req *r, const cJSON *item, struct kv_error
 void
 kinesis_remove_tags(struct kinesis_req *r)
 {
+	kinesis_tags_remove(r, r->stream, r->v[REMOVE_TAGS_TAG_KEYS].json);
+}
+
+
+/* ---- By resource ARN: TagResource, UntagResource, ListTagsForResource ---------- */
+
+/*
+ * The stream a ResourceARN names, or NULL after answering. A consumer's ARN
+ * (stream/NAME/consumer/CONSUMER:EPOCH) names no resource yet: this is where
+ * the consumers concern resolves it once consumers exist.
+ */
+static struct kinesis_stream *
+kinesis_resource_stream(struct kinesis_req *r, const struct kv_value *arn)
+{
+	const struct kv_value no_name = { .json = NULL };
+	const char *stream = strstr(arn->string, ":stream/");
+
+	if (stream != NULL && strstr(stream, "/consumer/") != NULL) {
+		kinesis_error(r->call, "ResourceNotFoundException", "Consumer %s under account %s "
+			      "not found.", arn->string, r->k->config.account_id);
+		return NULL;
+	}
+	return kinesis_stream_resolve(r->k, r->call, &no_name, arn);
+}
+
+void
+kinesis_tag_resource(struct kinesis_req *r)
+{
+	struct kinesis_stream *s = kinesis_resource_stream(r, &r->v[TAG_RESOURCE_RESOURCE_ARN]);
+
+	if (s != NULL)
+		kinesis_tags_add(r, s, r->v[TAG_RESOURCE_TAGS].json);
+}
+
+/* Removes TagKeys `keys` from stream `s` (unknown keys are ignored), and answers. */
+static void
+kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s, const cJSON *keys_in)
+{
 	struct metadata_tag keys[KINESIS_TAG_KEYS_MAX];
 	const cJSON *child;
 	size_t count = 0;
 
-	cJSON_ArrayForEach(child, r->v[REMOVE_TAGS_TAG_KEYS].json) {
+	cJSON_ArrayForEach(child, keys_in) {
+		if (!kinesis_tag_text_ok(child->valuestring)) {
+			kinesis_tags_invalid(r->call);
+			return;
+		}
 		keys[count].key = child->valuestring;
 		keys[count].key_size = strlen(child->valuestring);
 		count++;
 	}
-	if (metadata_tags_remove(r->k->md, r->stream->stream_id, keys, count) != 0)
+	if (metadata_tags_remove(r->k->md, s->stream_id, keys, count) != 0)
 		kinesis_internal_error(r->call);
 	else
 		api_call_reply(r->call, 200);
 }
 
+void
+kinesis_untag_resource(struct kinesis_req *r)
+{
+	struct kinesis_stream *s = kinesis_resource_stream(r, &r->v[UNTAG_RESOURCE_RESOURCE_ARN]);
+
+	if (s != NULL)
+		kinesis_tags_remove(r, s, r->v[UNTAG_RESOURCE_TAG_KEYS].json);
+}
+
+void
+kinesis_list_tags_for_resource(struct kinesis_req *r)
+{
+	struct kinesis_stream *s = kinesis_resource_stream(r, &r->v[LIST_TAGS_RESOURCE_RESOURCE_ARN]);
+	struct api_out *out;
+	bool more = false;
+
+	if (s == NULL)
+		return;
+	out = api_call_out(r->call);
+	api_out_printf(out, "{\"Tags\":[");
+	if (metadata_tags_list(r->k->md, s->stream_id, NULL, 0, KINESIS_TAGS_PER_CALL_MAX,
+			       kinesis_tag_out, out, &more) != 0) {
+		out->size = 0;
+		kinesis_internal_error(r->call);
+		return;
+	}
+	api_out_printf(out, "]}");
+	api_call_reply(r->call, 200);
+}

@@ -35,6 +35,25 @@ KV_SHAPE_ENUM(LIST_TAGS);
 	F(REMOVE_TAGS, STREAM_ARN, KV_STREAM_ARN)
 KV_SHAPE_ENUM(REMOVE_TAGS);
 
+#define KINESIS_SHAPE_TAG_RESOURCE(F) \
+	F(TAG_RESOURCE, TAGS, KV_NESTED("Tags", KV_MAP, true, 1, KINESIS_TAGS_PER_CALL_MAX, \
+					kv_members_are_strings, kinesis_tags_check)) \
+	F(TAG_RESOURCE, RESOURCE_ARN, KV_RESOURCE_ARN)
+KV_SHAPE_ENUM(TAG_RESOURCE);
+
+#define KINESIS_SHAPE_UNTAG_RESOURCE(F) \
+	F(UNTAG_RESOURCE, TAG_KEYS, KV_NESTED("TagKeys", KV_LIST, true, 1, KINESIS_TAG_KEYS_MAX, \
+					      kv_members_are_strings, kinesis_tag_keys_check)) \
+	F(UNTAG_RESOURCE, RESOURCE_ARN, KV_RESOURCE_ARN)
+KV_SHAPE_ENUM(UNTAG_RESOURCE);
+
+#define KINESIS_SHAPE_LIST_TAGS_RESOURCE(F) \
+	F(LIST_TAGS_RESOURCE, RESOURCE_ARN, KV_RESOURCE_ARN)
+KV_SHAPE_ENUM(LIST_TAGS_RESOURCE);
+
+/* A stream's or a consumer's ARN. */
+#define KV_RESOURCE_ARN KV_STR("ResourceARN", true, KV_PATTERN_RESOURCE_ARN, 1, 2048)
+
 /* The Tags map of CreateStream and AddTagsToStream. */
 #define KV_TAGS_FIELD \
 	KV_NESTED("Tags", KV_MAP, false, 1, KINESIS_TAGS_PER_CALL_MAX, kv_members_are_strings, \
@@ -45,6 +64,9 @@ kv_nested_check_fn kinesis_tag_keys_check;
 kinesis_handler_fn kinesis_add_tags;
 kinesis_handler_fn kinesis_list_tags;
 kinesis_handler_fn kinesis_remove_tags;
+kinesis_handler_fn kinesis_tag_resource;
+kinesis_handler_fn kinesis_untag_resource;
+kinesis_handler_fn kinesis_list_tags_for_resource;
 
 bool kinesis_tag_text_ok(const char *text);
 /* Copies the Tags map into `tags` (at most `max`); false if a character is refused. */

@@ -37,8 +37,10 @@ kv_type_message(const cJSON *item, enum kv_type type)
 			return NULL;
 		if (cJSON_IsBool(item))
 			return "class java.lang.Boolean can not be converted to an String";
+		/* AWS's JSON reader gives numbers as this class (not BigDecimal) here. */
 		if (cJSON_IsNumber(item))
-			return "class java.math.BigDecimal can not be converted to an String";
+			return "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+			       "be converted to an String";
 		return kv_json_kind(item);
 	case KV_INTEGER:
 	case KV_LONG:
@@ -67,7 +69,8 @@ kv_type_message(const cJSON *item, enum kv_type type)
 		if (cJSON_IsBool(item))
 			return "class java.lang.Boolean can not be converted to a Blob";
 		if (cJSON_IsNumber(item))
-			return "class java.math.BigDecimal can not be converted to a Blob";
+			return "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+			       "be converted to a Blob";
 		return kv_json_kind(item);
 	case KV_TIMESTAMP:
 		if (cJSON_IsNumber(item))
@@ -140,6 +143,22 @@ kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type)
 	return type == KV_BLOB ? kv_blob_check(call, item) : 0;
 }
 
+void
+kv_list_render(const cJSON *item, char *buf, size_t size)
+{
+	const cJSON *child;
+	size_t n = (size_t)snprintf(buf, size, "[");
+
+	cJSON_ArrayForEach(child, item) {
+		if (n + 4 >= size)
+			break;
+		n += (size_t)snprintf(buf + n, size - n, "%s%s", child == item->child ? "" : ", ",
+				      cJSON_IsString(child) ? child->valuestring : "null");
+	}
+	if (n + 2 < size)
+		snprintf(buf + n, size - n, "]");
+}
+
 int
 kv_members_are_strings(struct kinesis_req *r, const cJSON *item)
 {
@@ -206,9 +225,25 @@ kv_digits(const char *text, size_t size, size_t max_after_first)
 	return true;
 }
 
-/* arn:aws.*:kinesis:.*:\d{12}:stream/\S+ */
+/* \S+ from `from` to the end of the text. */
 static bool
-kv_arn_match(const char *text, size_t size)
+kv_tail_nonspace(const char *text, size_t from, size_t size)
+{
+	if (from >= size)
+		return false;
+	for (size_t j = from; j < size; j++)
+		if (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r' ||
+		    text[j] == '\f' || text[j] == '\v')
+			return false;
+	return true;
+}
+
+/*
+ * arn:aws.*:kinesis:.*:\d{12}:stream/\S+ (a stream), or with `resource`
+ * arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+ (a stream or a consumer).
+ */
+static bool
+kv_arn_match(const char *text, size_t size, bool resource)
 {
 	const char *kinesis;
 
@@ -218,17 +253,18 @@ kv_arn_match(const char *text, size_t size)
 	if (kinesis == NULL)
 		return false;
 	for (size_t i = (size_t)(kinesis - text) + 9; i + 21 < size; i++) {
-		bool digits = text[i] == ':';
+		bool digits = text[i] == ':' && text[i + 13] == ':';
 
 		for (size_t j = 1; digits && j <= 12; j++)
 			digits = text[i + j] >= '0' && text[i + j] <= '9';
-		if (!digits || memcmp(text + i + 13, ":stream/", 8) != 0)
+		if (!digits)
 			continue;
-		for (size_t j = i + 21; j < size; j++)
-			if (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r' ||
-			    text[j] == '\f' || text[j] == '\v')
-				return false;
-		return true;
+		if (!resource && memcmp(text + i + 14, "stream/", 7) == 0 &&
+		    kv_tail_nonspace(text, i + 21, size))
+			return true;
+		for (size_t j = i + 14; resource && j + 7 < size; j++)
+			if (memcmp(text + j, "stream/", 7) == 0 && kv_tail_nonspace(text, j + 7, size))
+				return true;
 	}
 	return false;
 }
@@ -255,7 +291,9 @@ kv_pattern_match(enum kv_pattern pattern, const char *text, size_t size)
 	case KV_PATTERN_SEQUENCE:
 		return kv_digits(text, size, 128);
 	case KV_PATTERN_ARN:
-		return kv_arn_match(text, size);
+		return kv_arn_match(text, size, false);
+	case KV_PATTERN_RESOURCE_ARN:
+		return kv_arn_match(text, size, true);
 	}
 	return false;
 }
@@ -269,6 +307,7 @@ kv_pattern_text(enum kv_pattern pattern)
 		[KV_PATTERN_HASH_KEY] = "0|([1-9]\\d{0,38})",
 		[KV_PATTERN_SEQUENCE] = "0|([1-9]\\d{0,128})",
 		[KV_PATTERN_ARN] = "arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
+		[KV_PATTERN_RESOURCE_ARN] = "arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+",
 	};
 
 	return texts[pattern];

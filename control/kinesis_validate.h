@@ -41,6 +41,7 @@ enum kv_pattern {
 	KV_PATTERN_HASH_KEY,  /* 0|([1-9]\d{0,38}) */
 	KV_PATTERN_SEQUENCE,  /* 0|([1-9]\d{0,128}) */
 	KV_PATTERN_ARN,       /* arn:aws.*:kinesis:.*:\d{12}:stream/\S+ */
+	KV_PATTERN_RESOURCE_ARN, /* arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+ */
 };
 
 struct kv_errors;
@@ -144,6 +145,8 @@ bool kv_errors_reply(struct api_call *call, const struct kv_errors *errors);
 bool kv_pattern_match(enum kv_pattern pattern, const char *text, size_t size);
 /* Checks a JSON value's type for a member of `type`; replies SerializationException. */
 int kv_type_check(struct api_call *call, const cJSON *item, enum kv_type type);
+/* A list of strings as AWS renders it in a message: "[a, b, null]" (cut to fit `size`). */
+void kv_list_render(const cJSON *item, char *buf, size_t size);
 /* nested_types for a map or list whose members must all be strings (Tags, TagKeys). */
 kv_nested_types_fn kv_members_are_strings;
 

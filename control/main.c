@@ -19,6 +19,7 @@
 #include "control/api.h"
 #include "control/config.h"
 #include "control/config_modules.h"
+#include "control/keyring.h"
 #include "control/metrics.h"
 #include "control/notify.h"
 #include "control/route.h"
@@ -164,6 +165,7 @@ struct sluiced {
 	int argc;                 /* The command line, parsed again on SIGHUP. */
 	char **argv;
 	struct log *log;
+	struct keyring_shared *keyring; /* The keys the log has (sluiced_keyring_apply). */
 	struct kinesis *kinesis;
 	struct api_server *server;
 	struct admin *admin;
@@ -288,7 +290,7 @@ sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled)
 	}
 }
 
-/* The keys applied live (on SIGHUP, and once at start): diagnostics only, so far. */
+/* The diagnostics keys, on SIGHUP and once at start (the main thread's part of a reload). */
 static void
 sluiced_diag_apply(const struct sluice_config *config)
 {
@@ -302,43 +304,91 @@ sluiced_diag_apply(const struct sluice_config *config)
 		diag_format_set(format);
 }
 
-static void
-sluiced_changed_key(void *arg, const char *section, const char *name)
+/*
+ * Reads the keyring file and gives its keys to the log (start, and every
+ * SIGHUP: rotation adds a line to the same file). A keyring that does not
+ * load is refused: at start sluiced stops; on SIGHUP the keys in use stay.
+ */
+static int
+sluiced_keyring_apply(struct sluiced *d, const char *path)
 {
-	uint32_t *count = arg;
+	const struct keyring *current = &d->keyring->current; /* Only this thread writes it. */
+	char why[KEYRING_WHY_SIZE];
+	int rc = keyring_shared_load(d->keyring, path, why, sizeof(why));
 
-	(*count)++;
-	if (strcmp(section, "server") == 0 && strncmp(name, "diag_", 5) == 0)
+	if (rc != 0) {
+		diag_error("sluiced", "[encryption] keyring %s: %s", path, why);
+		return rc;
+	}
+	rc = log_keys_replace(d->log, current->keys, current->key_count);
+	if (rc == 0 && path[0] != '\0')
+		diag_info("sluiced", "keyring %s: %u key versions, %u aliases", path,
+			  current->key_count, current->alias_count);
+	return rc;
+}
+
+struct sluiced_changes {
+	uint32_t applied;
+	uint32_t restart;
+	char restart_keys[2 * CONFIG_STRING_SIZE];  /* "[log] segment_size_mb, ..." */
+};
+
+static void
+sluiced_changed_key(void *arg, const char *section, const char *name, bool live)
+{
+	struct sluiced_changes *ch = arg;
+	size_t used = strlen(ch->restart_keys);
+
+	if (live) {
+		ch->applied++;
 		diag_info("sluiced", "SIGHUP: [%s] %s changed: applied", section, name);
-	else
-		diag_warn("sluiced", "SIGHUP: [%s] %s changed: takes effect at the next restart",
-			  section, name);
+		return;
+	}
+	ch->restart++;
+	diag_warn("sluiced", "SIGHUP: [%s] %s changed: needs a restart, not applied", section,
+		  name);
+	snprintf(ch->restart_keys + used, sizeof(ch->restart_keys) - used, "%s[%s] %s",
+		 used > 0 ? ", " : "", section, name);
 }
 
 /*
- * SIGHUP: reads the configuration again (file and command line, as at start)
- * and reports what changed. No key is applied live yet: each changed key is
- * named as needing a restart, and a file with errors is reported, never used.
+ * SIGHUP: reads the configuration again (file and command line, as at start),
+ * applies the keys the table marks live (docs/CONFIG.md, column reload) and
+ * names every other changed key as needing a restart. A configuration with
+ * errors is reported, never used. Each thread takes its part: diagnostics and
+ * the keyring (read again even when its path is unchanged: rotation adds a
+ * line to the same file) here, the admin's token and keys under its lock, the
+ * API thread's keys (the server's and the Kinesis actions') through
+ * api_server_reload().
  */
 static void
 sluiced_reload(struct sluiced *d)
 {
 	static struct sluice_config fresh; /* Main thread only. */
 	struct config_errors errors = { .count = 0 };
-	uint32_t changed = 0;
+	struct sluiced_changes changes = { .applied = 0 };
 
 	if (sluiced_parse_args(d->argc, d->argv, &fresh, &errors) != 0) {
 		diag_warn("sluiced", "SIGHUP: the configuration has errors; nothing changes:");
 		config_errors_print(&errors, stderr);
 		return;
 	}
-	sluiced_diag_apply(&fresh);
-	config_diff(&d->config, &fresh, sluiced_changed_key, &changed);
-	if (changed == 0)
+	sluiced_diag_apply(&fresh); /* First: the lines below come in the new format. */
+	config_diff(&d->config, &fresh, sluiced_changed_key, &changes);
+	if (changes.applied + changes.restart == 0)
 		diag_info("sluiced", "SIGHUP: configuration unchanged");
-	/* What runs now; other threads read only their own copies of the rest. */
-	memcpy(d->config.diag_level, fresh.diag_level, sizeof(d->config.diag_level));
-	memcpy(d->config.diag_format, fresh.diag_format, sizeof(d->config.diag_format));
+	config_copy_live(&d->config, &fresh);
+	if (sluiced_keyring_apply(d, d->config.keyring) != 0)
+		diag_warn("sluiced", "SIGHUP: the keys in use stay");
+	if (d->admin != NULL && admin_reload(d->admin, &d->config) != 0)
+		diag_warn("sluiced", "SIGHUP: the admin listener keeps its token and keys: "
+			  "[auth] access_keys do not parse");
+	api_server_reload(d->server, &d->config); /* Also reads the TLS files again. */
+	if (changes.restart > 0)
+		diag_warn("sluiced", "SIGHUP: %u key(s) applied; %u need a restart: %s",
+			  changes.applied, changes.restart, changes.restart_keys);
+	else if (changes.applied > 0)
+		diag_info("sluiced", "SIGHUP: %u key(s) applied", changes.applied);
 }
 
 static void
@@ -378,12 +428,19 @@ sluiced_serve(struct sluiced *d)
 		return 1;
 	}
 	metrics_ready_set(METRICS_READY_LOG, true);
+	d->keyring = calloc(1, sizeof(*d->keyring));
+	rc = d->keyring == NULL ? -ENOMEM : keyring_shared_init(d->keyring);
+	if (rc == 0)
+		rc = sluiced_keyring_apply(d, d->config.keyring);
+	if (rc != 0)
+		goto out_close_log;
 	rc = kinesis_open(&d->config, d->log, &d->kinesis);
 	if (rc != 0) {
 		diag_error("sluiced", "cannot open metadata: %s", strerror(-rc));
 		goto out_close_log;
 	}
 	metrics_ready_set(METRICS_READY_METADATA, true);
+	kinesis_keyring_set(d->kinesis, d->keyring);
 	sluiced_admin_start(d);
 	rc = api_server_open(&d->config, d->kinesis, &d->server);
 	if (rc != 0)
@@ -436,6 +493,9 @@ out_close_kinesis:
 		api_server_close(d->server);
 out_close_log:
 	log_close(d->log);
+	if (d->keyring != NULL)
+		keyring_shared_fini(d->keyring);
+	free(d->keyring);
 	if (rc == 0)
 		diag_info("sluiced", "stopped cleanly");
 	return rc == 0 ? 0 : 1;

@@ -18,6 +18,7 @@
  * a delete-path write that fails for want of space gives it back (unlink) and is retried
  * once; metadata_reserve_renew() takes it again once retention has freed space.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -29,8 +30,13 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
+#include "common/base.h"
 #include "common/diag.h"
 #include "control/metadata.h"
+
+/* A number macro as SQL text. */
+#define METADATA_TEXT(x) METADATA_TEXT_(x)
+#define METADATA_TEXT_(x) #x
 
 /* Enough WAL pages for the delete path's transactions many times over. */
 #define METADATA_RESERVE_SIZE (4u << 20)
@@ -55,7 +61,27 @@ static const char metadata_schema[] =
 	" PRIMARY KEY(stream_id, shard_index));"
 	"CREATE TABLE IF NOT EXISTS tags(stream_id INTEGER NOT NULL, key TEXT NOT NULL,"
 	" value TEXT NOT NULL, PRIMARY KEY(stream_id, key));"
-	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);";
+	"CREATE TABLE IF NOT EXISTS pending_deletes(stream_id INTEGER PRIMARY KEY);"
+	/* resource: "" for the stream itself, else a consumer's name. */
+	"CREATE TABLE IF NOT EXISTS policies(stream_id INTEGER NOT NULL, resource TEXT NOT NULL,"
+	" policy TEXT NOT NULL, PRIMARY KEY(stream_id, resource));"
+	"CREATE TABLE IF NOT EXISTS consumers(stream_id INTEGER NOT NULL, name TEXT NOT NULL,"
+	" created_ms INTEGER NOT NULL, PRIMARY KEY(stream_id, name));"
+	/* Settings added after the streams table: a table of their own, so older files open. */
+	"CREATE TABLE IF NOT EXISTS stream_settings(stream_id INTEGER PRIMARY KEY,"
+	" shard_metrics INTEGER NOT NULL DEFAULT 0,"
+	" max_record_kib INTEGER NOT NULL DEFAULT " METADATA_TEXT(METADATA_MAX_RECORD_KIB_DEFAULT) ","
+	" warm_mibps INTEGER NOT NULL DEFAULT 0);"
+	/* Encrypted streams only: the KeyId as given, the keyring key it named (keyring.h). */
+	"CREATE TABLE IF NOT EXISTS stream_encryption(stream_id INTEGER PRIMARY KEY,"
+	" key_ref TEXT NOT NULL, key_name TEXT NOT NULL);";
+
+/* enum metadata_setting -> its column in stream_settings. */
+static const char *const metadata_setting_columns[] = {
+	[METADATA_SHARD_METRICS] = "shard_metrics",
+	[METADATA_MAX_RECORD_KIB] = "max_record_kib",
+	[METADATA_WARM_MIBPS] = "warm_mibps",
+};
 
 /* -ENOSPC when SQLite ran out of disk, else -EIO. */
 static int
@@ -262,9 +288,12 @@ static int
 metadata_load_streams(struct metadata *md, metadata_stream_fn *fn, void *arg)
 {
 	sqlite3_stmt *stmt;
-	int rc = metadata_prepare(md, "SELECT stream_id, incarnation, name, deleting, mode,"
-				  " retention_hours, created_ms, shard_count FROM streams"
-				  " ORDER BY stream_id", &stmt);
+	int rc = metadata_prepare(md, "SELECT s.stream_id, incarnation, name, deleting, mode,"
+				  " retention_hours, created_ms, shard_count,"
+				  " IFNULL(shard_metrics, 0), IFNULL(max_record_kib, "
+				  METADATA_TEXT(METADATA_MAX_RECORD_KIB_DEFAULT) "), IFNULL(warm_mibps, 0)"
+				  " FROM streams s LEFT JOIN stream_settings t"
+				  " ON t.stream_id = s.stream_id ORDER BY s.stream_id", &stmt);
 
 	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		struct metadata_stream s = {
@@ -277,6 +306,9 @@ metadata_load_streams(struct metadata *md, metadata_stream_fn *fn, void *arg)
 			.retention_hours = (uint32_t)sqlite3_column_int64(stmt, 5),
 			.created_ms = (uint64_t)sqlite3_column_int64(stmt, 6),
 			.shard_count = (uint32_t)sqlite3_column_int64(stmt, 7),
+			.shard_metrics = (uint32_t)sqlite3_column_int64(stmt, 8),
+			.max_record_kib = (uint32_t)sqlite3_column_int64(stmt, 9),
+			.warm_mibps = (uint32_t)sqlite3_column_int64(stmt, 10),
 		};
 
 		rc = fn(arg, &s);
@@ -408,7 +440,14 @@ metadata_insert_stream(struct metadata *md, const struct metadata_stream *s)
 	sqlite3_bind_int64(stmt, 6, s->retention_hours);
 	sqlite3_bind_int64(stmt, 7, (int64_t)s->created_ms);
 	sqlite3_bind_int64(stmt, 8, s->shard_count);
-	return metadata_step_done(md, stmt);
+	rc = metadata_step_done(md, stmt);
+	/* Settings other than the defaults (older files have no row: the defaults). */
+	if (rc == 0 && (s->shard_metrics != 0 || s->warm_mibps != 0 ||
+			(s->max_record_kib != 0 && s->max_record_kib != METADATA_MAX_RECORD_KIB_DEFAULT)))
+		rc = metadata_run3(md, "INSERT INTO stream_settings(stream_id, shard_metrics,"
+				   " max_record_kib) VALUES(?, ?, ?)", s->stream_id, s->shard_metrics,
+				   s->max_record_kib);
+	return rc;
 }
 
 static int
@@ -474,6 +513,16 @@ metadata_stream_delete_once(struct metadata *md, uint32_t stream_id)
 		rc = metadata_run3(md, "DELETE FROM shards WHERE stream_id = ?", stream_id, 0, 0);
 	if (rc == 0)
 		rc = metadata_run3(md, "DELETE FROM tags WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM policies WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM consumers WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM stream_settings WHERE stream_id = ?", stream_id,
+				   0, 0);
+	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM stream_encryption WHERE stream_id = ?",
+				   stream_id, 0, 0);
 	if (rc == 0)
 		rc = metadata_run3(md, "INSERT OR REPLACE INTO pending_deletes(stream_id)"
 				   " VALUES(?)", stream_id, 0, 0);
@@ -551,6 +600,53 @@ metadata_retention_set(struct metadata *md, uint32_t stream_id, uint32_t hours)
 {
 	return metadata_run3(md, "UPDATE streams SET retention_hours = ? WHERE stream_id = ?",
 			     hours, stream_id, 0);
+}
+
+int
+metadata_setting_set(struct metadata *md, uint32_t stream_id, enum metadata_setting which,
+		     uint32_t value)
+{
+	char sql[160];
+
+	assert(which < ARRAY_SIZE(metadata_setting_columns));
+	snprintf(sql, sizeof(sql), "INSERT INTO stream_settings(stream_id, %s) VALUES(?, ?)"
+		 " ON CONFLICT(stream_id) DO UPDATE SET %s = excluded.%s",
+		 metadata_setting_columns[which], metadata_setting_columns[which],
+		 metadata_setting_columns[which]);
+	return metadata_run3(md, sql, stream_id, value, 0);
+}
+
+int
+metadata_account_get(struct metadata *md, const char *key, int64_t *values, size_t count)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT value FROM meta WHERE key = ?", &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	rc = -ENOENT;
+	if (sqlite3_step(stmt) == SQLITE_ROW &&
+	    (size_t)sqlite3_column_bytes(stmt, 0) == count * sizeof(*values)) {
+		memcpy(values, sqlite3_column_blob(stmt, 0), count * sizeof(*values));
+		rc = 0;
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_account_set(struct metadata *md, const char *key, const int64_t *values, size_t count)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+				  &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(stmt, 2, values, (int)(count * sizeof(*values)), SQLITE_TRANSIENT);
+	return metadata_step_done(md, stmt);
 }
 
 int
@@ -646,6 +742,190 @@ metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *start_af
 		fn(arg, &tag);
 	}
 	rc = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : metadata_fail(md, "list tags");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* A statement over policies(stream_id, resource[, policy]) with its keys bound. */
+static int
+metadata_policy_stmt(struct metadata *md, const char *sql, uint32_t stream_id,
+		     const char *resource, sqlite3_stmt **stmt_out)
+{
+	int rc = metadata_prepare(md, sql, stmt_out);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(*stmt_out, 1, stream_id);
+	sqlite3_bind_text(*stmt_out, 2, resource, -1, SQLITE_TRANSIENT);
+	return 0;
+}
+
+int
+metadata_policy_put(struct metadata *md, uint32_t stream_id, const char *resource,
+		    const char *policy, size_t size)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_policy_stmt(md, "INSERT OR REPLACE INTO policies(stream_id, resource,"
+				      " policy) VALUES(?, ?, ?)", stream_id, resource, &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_text(stmt, 3, policy, (int)size, SQLITE_TRANSIENT);
+	return metadata_step_done(md, stmt);
+}
+
+int
+metadata_policy_get(struct metadata *md, uint32_t stream_id, const char *resource, char *out,
+		    size_t cap, size_t *size_out)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_policy_stmt(md, "SELECT policy FROM policies WHERE stream_id = ? AND"
+				      " resource = ?", stream_id, resource, &stmt);
+	int step;
+
+	if (rc != 0)
+		return rc;
+	step = sqlite3_step(stmt);
+	if (step == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(stmt, 0);
+
+		rc = n < cap ? 0 : -E2BIG;
+		if (rc == 0) {
+			memcpy(out, sqlite3_column_text(stmt, 0), n);
+			out[n] = '\0';
+			*size_out = n;
+		}
+	} else {
+		rc = step == SQLITE_DONE ? -ENOENT : metadata_fail(md, "read policy");
+	}
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_policy_delete(struct metadata *md, uint32_t stream_id, const char *resource)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_policy_stmt(md, "DELETE FROM policies WHERE stream_id = ? AND"
+				      " resource = ?", stream_id, resource, &stmt);
+
+	if (rc != 0)
+		return rc;
+	rc = metadata_step_done(md, stmt);
+	if (rc == 0 && sqlite3_changes(md->db) == 0)
+		rc = -ENOENT;
+	return rc;
+}
+
+int
+metadata_policies(struct metadata *md, metadata_policy_fn *fn, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id, resource FROM policies", &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0),
+			(const char *)sqlite3_column_text(stmt, 1));
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "list policies");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+/* A consumer row: one statement, so no transaction of its own is needed. */
+static int
+metadata_consumer_run(struct metadata *md, const char *sql, uint32_t stream_id,
+		      const char *name, size_t name_size, uint64_t created_ms)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, sql, &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	sqlite3_bind_text(stmt, 2, name, (int)name_size, SQLITE_TRANSIENT);
+	if (sqlite3_bind_parameter_count(stmt) >= 3)
+		sqlite3_bind_int64(stmt, 3, (int64_t)created_ms);
+	return metadata_step_done(md, stmt);
+}
+
+int
+metadata_consumer_add(struct metadata *md, uint32_t stream_id, const char *name,
+		      size_t name_size, uint64_t created_ms)
+{
+	return metadata_consumer_run(md, "INSERT INTO consumers(stream_id, name, created_ms)"
+				     " VALUES(?, ?, ?)", stream_id, name, name_size, created_ms);
+}
+
+int
+metadata_consumer_remove(struct metadata *md, uint32_t stream_id, const char *name,
+			 size_t name_size)
+{
+	return metadata_consumer_run(md, "DELETE FROM consumers WHERE stream_id = ? AND name = ?",
+				     stream_id, name, name_size, 0);
+}
+
+int
+metadata_consumers_load(struct metadata *md, metadata_consumer_fn *fn, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id, name, created_ms FROM consumers"
+				  " ORDER BY stream_id, created_ms, name", &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0),
+			(const char *)sqlite3_column_text(stmt, 1),
+			(size_t)sqlite3_column_bytes(stmt, 1),
+			(uint64_t)sqlite3_column_int64(stmt, 2));
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "consumers");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key_ref,
+			const char *key_name)
+{
+	sqlite3_stmt *stmt;
+	int rc;
+
+	if (key_ref == NULL)
+		return metadata_run3(md, "DELETE FROM stream_encryption WHERE stream_id = ?",
+				     stream_id, 0, 0);
+	rc = metadata_prepare(md, "INSERT OR REPLACE INTO stream_encryption(stream_id, key_ref,"
+			      " key_name) VALUES(?, ?, ?)", &stmt);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(stmt, 1, stream_id);
+	sqlite3_bind_text(stmt, 2, key_ref, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, key_name, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) != SQLITE_DONE)
+		rc = metadata_fail(md, "set stream encryption");
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+int
+metadata_encryption_list(struct metadata *md,
+			 metadata_encryption_fn *fn, void *arg)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_prepare(md, "SELECT stream_id, key_ref, key_name FROM stream_encryption",
+				  &stmt);
+
+	while (rc == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		rc = fn(arg, (uint32_t)sqlite3_column_int64(stmt, 0),
+			(const char *)sqlite3_column_text(stmt, 1),
+			(const char *)sqlite3_column_text(stmt, 2));
+	if (rc == SQLITE_DONE)
+		rc = 0;
+	else if (rc > 0)
+		rc = metadata_fail(md, "stream encryption");
 	sqlite3_finalize(stmt);
 	return rc;
 }

@@ -1,5 +1,5 @@
 /*
- * metadata.h - streams, shards, tags and the server secret in SQLite
+ * metadata.h - streams, shards, tags, resource policies and the server secret in SQLite
  * (data_dir/metadata.db, WAL, synchronous=FULL). The only SQLite user in sluiced (the
  * admin thread reads through it too; `sluice backup` copies the file with SQLite's backup API).
  *
@@ -37,6 +37,19 @@ struct metadata_stream {
 	uint32_t retention_hours;
 	uint64_t created_ms;
 	uint32_t shard_count;
+	uint32_t shard_metrics;  /* EnableEnhancedMonitoring's set, a bit per metric. */
+	uint32_t max_record_kib; /* UpdateMaxRecordSize (default METADATA_MAX_RECORD_KIB_DEFAULT). */
+	uint32_t warm_mibps;     /* UpdateStreamWarmThroughput; 0: none. */
+};
+
+/* A stream's MaxRecordSizeInKiB until UpdateMaxRecordSize (AWS: 1 MiB). */
+#define METADATA_MAX_RECORD_KIB_DEFAULT 1024
+
+/* The per-stream settings metadata_setting_set() changes. */
+enum metadata_setting {
+	METADATA_SHARD_METRICS,
+	METADATA_MAX_RECORD_KIB,
+	METADATA_WARM_MIBPS,
 };
 
 struct metadata_shard {
@@ -81,8 +94,9 @@ int metadata_load(struct metadata *md, metadata_stream_fn *stream_fn,
 		  metadata_shard_fn *shard_fn, void *arg);
 
 /*
- * Creates a stream with its shards and tags in one transaction. Picks the
- * stream id (never reused) and stores it in stream->stream_id.
+ * Creates a stream with its shards, tags and settings (shard_metrics,
+ * max_record_kib; warm_mibps must be 0) in one transaction. Picks the stream
+ * id (never reused) and stores it in stream->stream_id.
  */
 int metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
 			   const struct metadata_shard *shards, const struct metadata_tag *tags,
@@ -97,6 +111,15 @@ int metadata_pending_delete_done(struct metadata *md, uint32_t stream_id);
 
 int metadata_retention_set(struct metadata *md, uint32_t stream_id, uint32_t hours);
 int metadata_mode_set(struct metadata *md, uint32_t stream_id, enum metadata_mode mode);
+int metadata_setting_set(struct metadata *md, uint32_t stream_id, enum metadata_setting which,
+			 uint32_t value);
+/*
+ * Account-wide settings: `count` integers under `key` in the meta table. get:
+ * -ENOENT when never set.
+ */
+int metadata_account_get(struct metadata *md, const char *key, int64_t *values, size_t count);
+int metadata_account_set(struct metadata *md, const char *key, const int64_t *values,
+			 size_t count);
 
 /*
  * One reshard in one transaction: the shards `closing[0 .. closing_count)`
@@ -126,5 +149,41 @@ int metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *star
 		       size_t start_after_size, uint32_t limit,
 		       void (*fn)(void *arg, const struct metadata_tag *tag), void *arg,
 		       bool *more_out);
+
+/*
+ * Resource policies: one per stream (resource "") and per consumer (resource =
+ * the consumer's name), removed with the stream. put overwrites; get copies
+ * the text NUL-terminated into out (-E2BIG if it needs more than cap bytes);
+ * get and delete return -ENOENT when there is none.
+ */
+int metadata_policy_put(struct metadata *md, uint32_t stream_id, const char *resource,
+			const char *policy, size_t size);
+int metadata_policy_get(struct metadata *md, uint32_t stream_id, const char *resource, char *out,
+			size_t cap, size_t *size_out);
+int metadata_policy_delete(struct metadata *md, uint32_t stream_id, const char *resource);
+typedef int metadata_policy_fn(void *arg, uint32_t stream_id, const char *resource);
+/* Calls `fn` for every stored policy (at open: which streams have one). */
+int metadata_policies(struct metadata *md, metadata_policy_fn *fn, void *arg);
+/* Stream consumers (RegisterStreamConsumer), removed with their stream; -EEXIST: a duplicate. */
+int metadata_consumer_add(struct metadata *md, uint32_t stream_id, const char *name,
+			  size_t name_size, uint64_t created_ms);
+int metadata_consumer_remove(struct metadata *md, uint32_t stream_id, const char *name,
+			     size_t name_size);
+typedef int metadata_consumer_fn(void *arg, uint32_t stream_id, const char *name,
+				 size_t name_size, uint64_t created_ms);
+/* Calls `fn` for every consumer, by stream then registration. */
+int metadata_consumers_load(struct metadata *md, metadata_consumer_fn *fn, void *arg);
+
+/*
+ * Encryption at rest: the KeyId a stream's new records are encrypted under, as
+ * given, and the keyring key name it resolved to (key_ref NULL: off). Kept
+ * until the stream is deleted.
+ */
+int metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key_ref,
+			    const char *key_name);
+typedef int metadata_encryption_fn(void *arg, uint32_t stream_id, const char *key_ref,
+				   const char *key_name);
+/* Calls `fn` for every encrypted stream; a non-zero return from `fn` stops and is returned. */
+int metadata_encryption_list(struct metadata *md, metadata_encryption_fn *fn, void *arg);
 
 #endif /* SLUICE_CONTROL_METADATA_H */

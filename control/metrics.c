@@ -77,6 +77,21 @@ static const char *const *metrics_api_op_names;
 static uint32_t metrics_api_op_count;
 static struct metrics_api_op metrics_api_ops[METRICS_API_OPS_MAX + 1];
 static bool metrics_ready_flags[METRICS_READY_COUNT];
+/*
+ * The reshard ring: slot i holds event number seq (seq % METRICS_RESHARDS_MAX == i)
+ * once seq_plus1 says so. The writer zeroes seq_plus1, stores the event word by
+ * word, then publishes seq_plus1 (release); a reader that sees the same
+ * seq_plus1 before and after its word-by-word copy has one whole event.
+ */
+struct metrics_reshard_slot {
+	uint64_t seq_plus1;
+	struct metrics_reshard event;
+};
+static_assert(sizeof(struct metrics_reshard) % 8 == 0, "copied in words");
+static struct metrics_reshard_slot metrics_reshards[METRICS_RESHARDS_MAX];
+static uint64_t metrics_reshards_next;   /* The API thread's; read by the admin's. */
+static uint64_t metrics_access_lines;
+static uint64_t metrics_access_suppressed;
 static bool metrics_on = true;   /* Written before the threads start, then only read. */
 
 void
@@ -225,6 +240,52 @@ metrics_stream_forget(uint32_t stream_id)
 		if (__atomic_load_n(&metrics_streams[i].stream_id_plus1, __ATOMIC_RELAXED) ==
 		    stream_id + 1ull)
 			__atomic_store_n(&metrics_streams[i].stream_id_plus1, 0, __ATOMIC_RELEASE);
+}
+
+void
+metrics_reshard_note(const struct metrics_reshard *event)
+{
+	uint64_t seq = metrics_reshards_next;
+	struct metrics_reshard_slot *slot = &metrics_reshards[seq % METRICS_RESHARDS_MAX];
+	const uint64_t *src = (const uint64_t *)(const void *)event;
+	uint64_t *dst = (uint64_t *)(void *)&slot->event;
+
+	__atomic_store_n(&slot->seq_plus1, 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (size_t w = 0; w < sizeof(*event) / 8; w++)
+		__atomic_store_n(&dst[w], src[w], __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->seq_plus1, seq + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&metrics_reshards_next, seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Event `seq` into *out when its slot still holds it, whole. */
+static bool
+metrics_reshard_copy(uint64_t seq, struct metrics_reshard *out)
+{
+	const struct metrics_reshard_slot *slot = &metrics_reshards[seq % METRICS_RESHARDS_MAX];
+	const uint64_t *src = (const uint64_t *)(const void *)&slot->event;
+	uint64_t *dst = (uint64_t *)(void *)out;
+
+	if (__atomic_load_n(&slot->seq_plus1, __ATOMIC_ACQUIRE) != seq + 1)
+		return false;
+	for (size_t w = 0; w < sizeof(*out) / 8; w++)
+		dst[w] = __atomic_load_n(&src[w], __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&slot->seq_plus1, __ATOMIC_RELAXED) == seq + 1;
+}
+
+uint32_t
+metrics_reshard_history(struct metrics_reshard *out, uint32_t count)
+{
+	uint64_t next = __atomic_load_n(&metrics_reshards_next, __ATOMIC_ACQUIRE);
+	uint64_t span = count < METRICS_RESHARDS_MAX ? count : METRICS_RESHARDS_MAX;
+	uint64_t first = next > span ? next - span : 0;
+	uint32_t n = 0;
+
+	for (uint64_t seq = first; seq < next; seq++)
+		if (metrics_reshard_copy(seq, &out[n]))
+			n++;
+	return n;
 }
 
 void
@@ -512,10 +573,30 @@ metrics_render_streams(struct metrics_out *out)
 	}
 }
 
-static const char *
-metrics_op_name(uint32_t op)
+const char *
+metrics_api_op_name(uint32_t op)
 {
 	return op < metrics_api_op_count ? metrics_api_op_names[op] : "Other";
+}
+
+void
+metrics_access_log(bool written)
+{
+	/* Counted even with [admin] metrics off: they say what the log left out. */
+	counter_add_single_writer(written ? &metrics_access_lines : &metrics_access_suppressed, 1);
+}
+
+static void
+metrics_render_access_log(struct metrics_out *out)
+{
+	metrics_family(out, "sluice_access_log_lines_total", "counter",
+		       "Access log lines written ([admin] access_log_sample).");
+	metrics_printf(out, "sluice_access_log_lines_total %llu\n",
+		       (unsigned long long)counter_read(&metrics_access_lines));
+	metrics_family(out, "sluice_access_log_suppressed_total", "counter",
+		       "Error lines the access log left out (over its per-second limit).");
+	metrics_printf(out, "sluice_access_log_suppressed_total %llu\n",
+		       (unsigned long long)counter_read(&metrics_access_suppressed));
 }
 
 static void
@@ -536,7 +617,7 @@ metrics_render_api(struct metrics_out *out)
 	for (uint32_t op = 0; op <= METRICS_API_OPS_MAX; op++) {
 		if (op >= metrics_api_op_count && op < METRICS_API_OPS_MAX)
 			continue;
-		snprintf(labels, sizeof(labels), "operation=\"%s\"", metrics_op_name(op));
+		snprintf(labels, sizeof(labels), "operation=\"%s\"", metrics_api_op_name(op));
 		metrics_hist(out, "sluice_api_request_duration_seconds", labels, &ops[op].latency,
 			     METRICS_LATENCY_BASE_NS, 1e-9);
 	}
@@ -546,7 +627,7 @@ metrics_render_api(struct metrics_out *out)
 		for (uint32_t c = 1; c < 6; c++)
 			if (ops[op].status_class[c] != 0)
 				metrics_printf(out, "sluice_api_responses_total{operation=\"%s\","
-					       "code=\"%uxx\"} %llu\n", metrics_op_name(op), c,
+					       "code=\"%uxx\"} %llu\n", metrics_api_op_name(op), c,
 					       (unsigned long long)ops[op].status_class[c]);
 	metrics_family(out, "sluice_api_errors_total", "counter",
 		       "Kinesis API error replies by operation and AWS error type.");
@@ -554,7 +635,7 @@ metrics_render_api(struct metrics_out *out)
 		for (uint32_t t = 0; t <= METRICS_ERROR_TYPES_MAX; t++)
 			if (ops[op].errors[t] != 0)
 				metrics_printf(out, "sluice_api_errors_total{operation=\"%s\","
-					       "type=\"%s\"} %llu\n", metrics_op_name(op),
+					       "type=\"%s\"} %llu\n", metrics_api_op_name(op),
 					       t < ARRAY_SIZE(metrics_error_types) ?
 					       metrics_error_types[t] : "Other",
 					       (unsigned long long)ops[op].errors[t]);
@@ -579,4 +660,5 @@ metrics_render_tables(bool dataplane_enabled, struct metrics_out *out)
 	metrics_render_ready(dataplane_enabled, out);
 	metrics_render_streams(out);
 	metrics_render_api(out);
+	metrics_render_access_log(out);
 }

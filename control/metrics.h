@@ -53,6 +53,10 @@ bool metrics_enabled(void);
 void metrics_api_ops_register(const char *const *names, uint32_t count);
 /* The operation an X-Amz-Target names ("Kinesis_20131202.PutRecord"), else "Other". */
 uint32_t metrics_api_op(const char *target, size_t target_size);
+/* The name of operation `op` ("Other" past the registered ones). */
+const char *metrics_api_op_name(uint32_t op);
+/* An access log line written (true) or an error's line suppressed by the rate limit. */
+void metrics_access_log(bool written);
 /* One reply of operation `op` (metrics_api_op), error_type "" on success. */
 void metrics_api_reply(uint32_t op, int http_status, const char *error_type,
 		       uint64_t latency_ns);
@@ -80,6 +84,29 @@ void metrics_stream_get(const struct metrics_stream_ref *ref, uint32_t records, 
 			uint64_t latency_ns, uint64_t iterator_age_ms, bool throttled);
 /* The stream is gone (DeleteStream finished): its series stop. */
 void metrics_stream_forget(uint32_t stream_id);
+
+/* ---- Reshard history (the API thread) -------------------------------------- */
+
+/* Recent reshards kept for the status page; older ones drop off. */
+#define METRICS_RESHARDS_MAX 64u
+#define METRICS_RESHARD_WHAT_SIZE 160u
+
+/* One reshard, as committed (an API call's or an auto-scaling decision's). */
+struct metrics_reshard {
+	uint64_t time_ms;                 /* Wall clock. */
+	uint32_t stream_id;
+	uint32_t shards_before;           /* Shards (open and closed) before and after. */
+	uint32_t shards_after;
+	uint32_t open_after;
+	bool autoscale;                   /* Decided by auto-scaling, not an API call. */
+	char stream[SLUICE_STREAM_NAME_SIZE_MAX + 1];
+	char what[METRICS_RESHARD_WHAT_SIZE];  /* "SplitShard", or auto-scaling's note. */
+};
+
+/* Records one (always, whatever [admin] metrics says: reshards are rare). */
+void metrics_reshard_note(const struct metrics_reshard *event);
+/* Copies up to `count` of the most recent, oldest first; returns how many (admin thread). */
+uint32_t metrics_reshard_history(struct metrics_reshard *out, uint32_t count);
 
 /* ---- Readiness (main) ---------------------------------------------------- */
 

@@ -423,6 +423,19 @@ out_close_wake:
 }
 
 int
+route_dp_worker_stream_counts(uint32_t worker, struct dp_stream_count *out, uint32_t max)
+{
+	struct route *r = &route_state;
+	int rc = -ENODEV;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->dp != NULL && worker < r->workers)
+		rc = (int)dp_worker_stream_counts(r->dp, worker, out, max);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+int
 route_dp_worker_stats(uint32_t worker, struct dp_stats *stats_out)
 {
 	struct route *r = &route_state;

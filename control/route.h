@@ -11,6 +11,7 @@
 
 struct dp_config;
 struct dp_stats;
+struct dp_stream_count;
 struct log;
 
 /*
@@ -46,5 +47,7 @@ void route_dataplane_stop(void);
  * /metrics); -ENODEV when no dataplane runs or `worker` is past the last.
  */
 int route_dp_worker_stats(uint32_t worker, struct dp_stats *stats_out);
+/* One worker's per-stream durable records (dp_worker_stream_counts): the count, or -ENODEV. */
+int route_dp_worker_stream_counts(uint32_t worker, struct dp_stream_count *out, uint32_t max);
 
 #endif /* SLUICE_CONTROL_ROUTE_H */

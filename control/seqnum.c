@@ -156,27 +156,45 @@ seqnum_big_push_digit(struct seqnum_big *big, unsigned digit)
 	return carry == 0 && (big->limb[2] >> (SEQNUM_HEX_DIGITS * 4 - 128)) == 0;
 }
 
-int
-seqnum_parse(const char *text, size_t size, struct seqnum *sn_out)
+/* The 47 hex digits of `big`, zero-padded. */
+static void
+seqnum_hex(const struct seqnum_big *big, char hex[SEQNUM_HEX_DIGITS])
 {
 	static const char xdigits[] = "0123456789abcdef";
-	struct seqnum_big big = { { 0, 0, 0 } };
-	char hex[SEQNUM_HEX_DIGITS];
-	struct seqnum sn;
 
+	for (unsigned i = 0; i < SEQNUM_HEX_DIGITS; i++) {
+		unsigned bit = (SEQNUM_HEX_DIGITS - 1 - i) * 4;
+
+		hex[i] = xdigits[(big->limb[bit / 64] >> (bit % 64)) & 0xf];
+	}
+}
+
+/* The decimal text as a number below 2^188; -EINVAL if it is none. */
+static int
+seqnum_read(const char *text, size_t size, struct seqnum_big *big)
+{
+	*big = (struct seqnum_big){ { 0, 0, 0 } };
 	if (size == 0 || size > SEQNUM_DECIMAL_SIZE - 1 || (text[0] == '0' && size > 1))
 		return -EINVAL;
 	for (size_t i = 0; i < size; i++) {
 		if (text[i] < '0' || text[i] > '9')
 			return -EINVAL;
-		if (!seqnum_big_push_digit(&big, (unsigned)(text[i] - '0')))
+		if (!seqnum_big_push_digit(big, (unsigned)(text[i] - '0')))
 			return -EINVAL;
 	}
-	for (unsigned i = 0; i < SEQNUM_HEX_DIGITS; i++) {
-		unsigned bit = (SEQNUM_HEX_DIGITS - 1 - i) * 4;
+	return 0;
+}
 
-		hex[i] = xdigits[(big.limb[bit / 64] >> (bit % 64)) & 0xf];
-	}
+int
+seqnum_parse(const char *text, size_t size, struct seqnum *sn_out)
+{
+	struct seqnum_big big;
+	char hex[SEQNUM_HEX_DIGITS];
+	struct seqnum sn;
+
+	if (seqnum_read(text, size, &big) != 0)
+		return -EINVAL;
+	seqnum_hex(&big, hex);
 	if (hex[0] != '2' || hex[46] != '2' || seqnum_get(hex, 27, 2) != 0 || hex[11] > '7')
 		return -EINVAL;
 	sn.shard_created_s = seqnum_get(hex, 1, 9);
@@ -186,5 +204,55 @@ seqnum_parse(const char *text, size_t size, struct seqnum *sn_out)
 	if (seqnum_get(hex, 10, 1) != (sn.shard_index & 0xf))
 		return -EINVAL;
 	*sn_out = sn;
+	return 0;
+}
+
+/* Version 0: 32 or 33 hex digits, "1", 9 created, 2, 16, 4 shard index. */
+static int
+seqnum_client_v0(const char *hex, struct seqnum_client *c)
+{
+	c->shard_created_s = seqnum_get(hex, 1, 9);
+	if (c->shard_created_s >= SEQNUM_V0_CREATED_MAX)
+		return -EINVAL;
+	c->shard_index = (uint32_t)seqnum_get(hex, 28, 4);
+	return 0;
+}
+
+int
+seqnum_parse_client(const char *text, size_t size, struct seqnum_client *c)
+{
+	const uint64_t top_min = 1ull << 57;   /* 2^185, in the top limb (bits 128..191) */
+	const uint64_t top_end = 3ull << 56;   /* 1.5 * 2^185 */
+	struct seqnum_big big;
+	char hex[SEQNUM_HEX_DIGITS];
+
+	*c = (struct seqnum_client){ .version = -1 };
+	if (seqnum_read(text, size, &big) != 0)
+		return -EINVAL;
+	/* Below 2^124: 2^124 is added (that bit is clear, so setting it adds). */
+	if (big.limb[2] == 0 && big.limb[1] < (1ull << 60))
+		big.limb[1] |= 1ull << 60;
+	seqnum_hex(&big, hex);
+	if (big.limb[2] <= 1) {
+		/* Below 2^129: 32 hex digits, or 33 from 2^128 on, read without the padding. */
+		c->version = 0;
+		return seqnum_client_v0(hex + SEQNUM_HEX_DIGITS - (big.limb[2] == 0 ? 32 : 33), c);
+	}
+	if (big.limb[2] < top_min || big.limb[2] >= top_end ||
+	    (big.limb[2] == top_min && big.limb[1] == 0 && big.limb[0] == 0))
+		return -EINVAL;
+	c->version = (int)seqnum_get(hex, 46, 1);
+	c->shard_created_s = seqnum_get(hex, 1, 9);
+	c->shard_index = (uint32_t)seqnum_get(hex, 38, 8);
+	if (c->version == 1) {
+		c->put_s = seqnum_get(hex, 13, 9);
+		return 0;
+	}
+	if (c->version != 2)
+		return c->version == 3 ? -ERANGE : -EINVAL;
+	if (hex[11] > '7' || hex[38] > '7')
+		return -EINVAL;
+	c->seq = seqnum_get(hex, 11, 16);
+	c->put_s = seqnum_get(hex, 29, 9);
 	return 0;
 }

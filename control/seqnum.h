@@ -54,4 +54,27 @@ size_t seqnum_format_next(const struct seqnum *prev, const char *prev_text, size
  */
 int seqnum_parse(const char *text, size_t size, struct seqnum *sn_out);
 
+/* A sequence number as a client sends it, read as AWS reads it (seqnum_parse_client). */
+struct seqnum_client {
+	int version;              /* 0, 1 or 2 */
+	uint64_t shard_created_s;
+	uint32_t shard_index;     /* 16 bits in version 0 */
+	uint64_t seq;             /* Version 2 only: the log's sequence number. */
+	uint64_t put_s;           /* Arrival time (0 in version 0). */
+};
+
+/* Version 0's creation times stop below this (kinesalite: "Date too large"). */
+#define SEQNUM_V0_CREATED_MAX 16025175000ull
+
+/*
+ * Reads a client's sequence number as AWS does (kinesalite reproduces it): a
+ * value below 2^124 has 2^124 added; below 2^129 it is version 0 (hex "1", 9
+ * digits creation time, 2, 16, 4 digits shard index); between 2^185 and
+ * 1.5 * 2^185 the last hex digit is the version: 2 (this layout, seq and shard
+ * index below 2^63 and 2^31) or 1 (creation, 2, 9 digits arrival, 14, 2, 8
+ * digits shard index). Returns 0; -EINVAL for anything else; -ERANGE for
+ * version 3, which AWS's PutRecord answers with InternalFailure.
+ */
+int seqnum_parse_client(const char *text, size_t size, struct seqnum_client *c);
+
 #endif /* SLUICE_CONTROL_SEQNUM_H */

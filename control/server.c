@@ -106,10 +106,10 @@ server_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *out_size,
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* A TLS context for the certificate and key `cfg` names. */
 static int
-server_tls_open(struct api_server *s)
+server_tls_context(const struct sluice_config *cfg, SSL_CTX **ctx_out)
 {
-	const struct sluice_config *cfg = &s->config;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	char err[256];
 
@@ -131,7 +131,7 @@ server_tls_open(struct api_server *s)
 		SSL_CTX_free(ctx);
 		return -EINVAL;
 	}
-	s->ssl_ctx = ctx;
+	*ctx_out = ctx;
 	return 0;
 }
 
@@ -225,7 +225,7 @@ server_fds_open(struct api_server *s)
 		return rc;
 	}
 	if (s->config.tls_listen[0] != '\0') {
-		rc = server_tls_open(s);
+		rc = server_tls_context(&s->config, &s->ssl_ctx);
 		if (rc == 0)
 			rc = server_listen(s->config.tls_listen, SERVER_LISTEN_BACKLOG,
 					   &s->tls_listen_fd);
@@ -246,6 +246,28 @@ server_fds_open(struct api_server *s)
 	return rc;
 }
 
+/*
+ * The SigV4 keys and, for each, its principal ([auth] principals): both at
+ * start and on every SIGHUP, so a reloaded key never loses its principal.
+ */
+static int
+server_keys_load(struct sigv4_keys *keys, const struct sluice_config *config)
+{
+	char message[SIGV4_MESSAGE_SIZE];
+
+	if (sigv4_keys_parse(keys, config->access_keys, config->region) != 0) {
+		diag_error("server", "[auth] access_keys: expected ACCESS_KEY_ID:SECRET[,...] "
+			   "(at most %d keys)", SIGV4_KEYS_MAX);
+		return -EINVAL;
+	}
+	if (sigv4_principals_parse(keys, config->principals, config->account_id, message,
+				   sizeof(message)) != 0) {
+		diag_error("server", "[auth] principals: %s", message);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int
 api_server_open(const struct sluice_config *config, struct kinesis *k,
 		struct api_server **server_out)
@@ -260,14 +282,14 @@ api_server_open(const struct sluice_config *config, struct kinesis *k,
 	s->epoll_fd = s->stop_fd = s->listen_fd = s->tls_listen_fd = s->kinesis_fd = -1;
 	s->spare_fd = -1;
 	atomic_init(&s->stop, false);
+	atomic_init(&s->reload, false);
+	pthread_mutex_init(&s->reload_lock, NULL);
 	if (getrandom(&s->rng, sizeof(s->rng), 0) != sizeof(s->rng))
 		s->rng = clock_real_ns();
-	if (config->auth == CONFIG_AUTH_SIGV4 &&
-	    sigv4_keys_parse(&s->keys, config->access_keys, config->region) != 0) {
-		diag_error("server", "[auth] access_keys: expected ACCESS_KEY_ID:SECRET[,...] "
-			   "(at most %d keys)", SIGV4_KEYS_MAX);
-		rc = -EINVAL;
-		goto out_close;
+	if (config->auth == CONFIG_AUTH_SIGV4) {
+		rc = server_keys_load(&s->keys, config);
+		if (rc != 0)
+			goto out_close;
 	}
 	rc = server_tables_open(s);
 	if (rc == 0)
@@ -282,6 +304,70 @@ api_server_open(const struct sluice_config *config, struct kinesis *k,
 out_close:
 	api_server_close(s);
 	return rc;
+}
+
+void
+api_server_reload(struct api_server *server, const struct sluice_config *config)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&server->reload_lock);
+	server->reload_config = *config;
+	pthread_mutex_unlock(&server->reload_lock);
+	atomic_store_explicit(&server->reload, true, memory_order_release);
+	/* The same eventfd as a stop: the flag says which. */
+	if (write(server->stop_fd, &one, sizeof(one)) < 0)
+		diag_warn("server", "reload: eventfd write: %s", strerror(errno));
+}
+
+/*
+ * The certificate and key are read again on every SIGHUP (a renewal usually
+ * rewrites the same files): new connections take the new context; an open one
+ * keeps the context it started with (its SSL object holds a reference), so
+ * freeing ours here does not pull it from under them.
+ */
+static void
+server_tls_reload(struct api_server *s, const struct sluice_config *old)
+{
+	SSL_CTX *ctx;
+
+	if (s->ssl_ctx == NULL)
+		return;
+	if (server_tls_context(&s->config, &ctx) != 0) {
+		diag_warn("server", "SIGHUP: TLS keeps its certificate %s: the new pair does not "
+			  "load", old->tls_cert);
+		return;
+	}
+	SSL_CTX_free(s->ssl_ctx);
+	s->ssl_ctx = ctx;
+	diag_info("server", "SIGHUP: TLS certificate %s loaded for new connections",
+		  s->config.tls_cert);
+}
+
+/* The API thread's part of a SIGHUP (api_server_reload). */
+static void
+server_reload_take(struct api_server *s)
+{
+	static struct sluice_config old; /* The API thread only. */
+	struct sigv4_keys *keys = &s->reload_keys;
+
+	old = s->config;
+	pthread_mutex_lock(&s->reload_lock);
+	config_copy_live(&s->config, &s->reload_config);
+	pthread_mutex_unlock(&s->reload_lock);
+	if (s->config.auth == CONFIG_AUTH_SIGV4 &&
+	    server_keys_load(keys, &s->config) != 0) {
+		diag_warn("server", "SIGHUP: [auth] access_keys or principals do not parse: the old "
+			  "ones stay");
+		memcpy(s->config.access_keys, old.access_keys, sizeof(old.access_keys));
+		s->config.auth = old.auth;
+		memcpy(s->config.auth_text, old.auth_text, sizeof(old.auth_text));
+	} else if (s->config.auth == CONFIG_AUTH_SIGV4) {
+		s->keys = *keys;
+	}
+	server_tls_reload(s, &old);
+	kinesis_reload(s->kinesis, &s->config);
+	diag_info("server", "SIGHUP: the API thread took its keys and settings");
 }
 
 void
@@ -316,6 +402,7 @@ api_server_close(struct api_server *s)
 	server_fd_close(&s->spare_fd);
 	if (s->ssl_ctx != NULL)
 		SSL_CTX_free(s->ssl_ctx);
+	pthread_mutex_destroy(&s->reload_lock);
 	if (s->h2_callbacks != NULL)
 		nghttp2_session_callbacks_del(s->h2_callbacks);
 	s->ssl_ctx = NULL;
@@ -431,6 +518,8 @@ server_conn_close(struct server_conn *c)
 		/* The action holds a dispatched call: detached, api_call_reply() frees it. */
 		if (call->state == CALL_DISPATCHED)
 			server_call_detach(call);
+		else if (call->state == CALL_STREAMING && !call->stream_ended)
+			server_stream_detach(call);  /* ... api_call_stream_end() frees it. */
 		else
 			server_call_free(call);
 	}
@@ -764,6 +853,9 @@ server_service_dirty(struct api_server *s)
 	 * Ends: a woken connection either takes a call, or is off the list for good (it
 	 * starves again only when no call is free, which stops the waking).
 	 */
+	bool notified = false;
+	bool again;
+
 	do {
 		while (s->dirty != NULL) {
 			struct server_conn *c = s->dirty;
@@ -780,7 +872,17 @@ server_service_dirty(struct api_server *s)
 				server_conn_detect(c);
 			server_conn_interest(c);
 		}
-	} while (server_starved_wake(s));
+		again = server_starved_wake(s);
+		/*
+		 * Streams' events once per pass: a fast reader of a stream with a backlog would
+		 * otherwise keep this loop to itself. What they make due is served next pass
+		 * (api_server_run does not sleep while s->stream_due is set).
+		 */
+		if (!notified && s->stream_due != NULL) {
+			notified = true;
+			again = server_stream_notify(s) || again;
+		}
+	} while (again);
 }
 
 /* Closes connections idle, or stalled mid-request, for idle_timeout_ms. */
@@ -796,7 +898,8 @@ server_sweep(struct api_server *s)
 		if (c->state == CONN_FREE)
 			continue;
 		for (struct api_call *call = c->calls_head; call != NULL; call = call->next)
-			waiting_on_us = waiting_on_us || call->state == CALL_DISPATCHED;
+			waiting_on_us = waiting_on_us || call->state == CALL_DISPATCHED ||
+					call->state == CALL_STREAMING;  /* Its action owns its life. */
 		if (c->state == CONN_H2)
 			h2_conn_sweep(c, limit_ns);
 		if (waiting_on_us)
@@ -818,6 +921,8 @@ server_handle(struct api_server *s, const struct epoll_event *ev, bool *kinesis_
 	if (tag == TAG_STOP) {
 		if (read(s->stop_fd, &drained, sizeof(drained)) < 0)
 			return;
+		if (atomic_exchange_explicit(&s->reload, false, memory_order_acquire))
+			server_reload_take(s);
 	} else if (tag == TAG_LISTEN) {
 		server_accept(s, s->listen_fd, false);
 	} else if (tag == TAG_TLS_LISTEN) {
@@ -845,6 +950,8 @@ api_server_run(struct api_server *s)
 
 		if (timeout < 0 || timeout > SERVER_TICK_MS)
 			timeout = SERVER_TICK_MS;
+		if (s->stream_due != NULL)
+			timeout = 0;  /* Stream events owed (server_service_dirty). */
 		n = epoll_wait(s->epoll_fd, events, SERVER_EVENTS_MAX, timeout);
 		if (n < 0 && errno != EINTR) {
 			int err = errno;

@@ -11,7 +11,7 @@
  *   no pool buffer for the request (HTTP/2)     503     ServiceUnavailable
  *   OPTIONS with Origin (CORS preflight)        200     empty
  *   method is not POST                          403     XML AccessDeniedException
- *   path is not "/"                             404     XML UnknownOperationException
+ *   path is not "/" (a query may follow)        404     XML UnknownOperationException
  *   empty body, x-amz-json-1.1                  400     JSON SerializationException if the
  *                                                       target is valid, else UnknownOperation
  *   empty body, any other type                  400     the same in CBOR
@@ -25,6 +25,7 @@
  *   application/json                            404     Coral UnknownOperationException
  *   unknown service or action                   400     UnknownOperationException
  *     (services: Kinesis_20131202 and Firehose_20150804, each with its operations)
+ *   authentication fails, body not JSON         400     SerializationException (AWS parses first)
  *   authentication fails ([auth] mode)          400     the SigV4 exception
  *
  * A CBOR request goes on as JSON (server_cbor.h), and whatever is answered to it in
@@ -44,6 +45,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/base.h"
+#include "common/base64.h"
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/metrics.h"
@@ -136,6 +138,13 @@ server_call_alloc(struct api_server *s, struct server_conn *c)
 	api_out_init(&call->cbor_json, SERVER_CBOR_JSON_SIZE_MAX);
 	server_request_id(s, call->request_id);
 	call->head_size = 0;
+	/* The stream fields follow `head` (not cleared above); server_call_free forgot it. */
+	assert(!call->stream_due);
+	call->stream_fn = NULL;
+	call->stream_ctx = NULL;
+	call->stream_blocked = false;
+	call->stream_ended = false;
+	call->stream_gone = false;
 	/* Append to the connection's list. */
 	call->prev = c->calls_tail;
 	call->next = NULL;
@@ -195,7 +204,7 @@ server_call_unlink(struct api_call *call)
 void
 server_call_detach(struct api_call *call)
 {
-	assert(call->state == CALL_DISPATCHED);
+	assert(call->state == CALL_DISPATCHED || call->state == CALL_STREAMING);
 	server_call_unlink(call);
 }
 
@@ -206,6 +215,7 @@ server_call_free(struct api_call *call)
 
 	assert(call->state != CALL_FREE);
 	server_call_state_set(call, CALL_FREE);  /* While it still knows its connection. */
+	server_stream_forget(call);
 	server_call_unlink(call);
 	api_out_release(&call->out);
 	api_out_release(&call->cbor_json);
@@ -317,6 +327,26 @@ server_call_cbor_answer(struct api_call *call, int status)
 	return busy ? 503 : 500;
 }
 
+/* x-amz-id-2 of an answer: random bytes, base64 (no preflight gets one, as on AWS). */
+static void
+server_call_id2(struct api_call *call)
+{
+	uint8_t bytes[SERVER_ID2_BYTES];
+	size_t n;
+
+	static_assert(SERVER_ID2_BYTES % 24 == 0, "whole random words, no base64 padding");
+	call->id2[0] = '\0';
+	if (call->cors_preflight)
+		return;
+	for (size_t i = 0; i < sizeof(bytes); i += 8) {
+		uint64_t v = server_rng_next(call->server);
+
+		memcpy(bytes + i, &v, 8);
+	}
+	n = base64_encode(bytes, sizeof(bytes), call->id2);
+	call->id2[n] = '\0';
+}
+
 /* Hands a finished response to the connection's protocol; frees it if the client left. */
 static void
 server_call_finish(struct api_call *call, int status)
@@ -328,8 +358,10 @@ server_call_finish(struct api_call *call, int status)
 		status = server_call_cbor_answer(call, status);
 	server_call_state_set(call, CALL_REPLIED);
 	call->status = status;
+	server_call_id2(call);
 	metrics_api_reply(call->metrics_op, status, call->error_type,
 			  call->server->now_ns - call->started_ns);
+	server_access_log(call);
 	if (c == NULL) {
 		call->server->stats.replies_dropped++;
 		server_call_free(call);
@@ -432,15 +464,20 @@ server_call_refuse(struct api_call *call, int status, const char *type, const ch
 {
 	server_call_state_set(call, CALL_DISPATCHED);
 	if (type == NULL) {
-		server_call_respond_raw(call, status, JSON_1_1, "", "", 0);
+		/* An empty answer (the CORS preflight): AWS sends no Content-Type. */
+		server_call_respond_raw(call, status, NULL, "", "", 0);
 		return;
 	}
 	server_call_json_error(call, status, type, message, strlen(message));
 }
 
-/* AWS's XML answers for requests it cannot route (see the table above). */
+/*
+ * AWS's XML answers for requests it cannot route (see the table above); `typed`:
+ * with Content-Type text/xml (AWS sends none when the method is not POST).
+ */
 static void
-server_call_xml(struct api_call *call, int status, const char *type, const char *message)
+server_call_xml(struct api_call *call, int status, const char *type, const char *message,
+		bool typed)
 {
 	char body[256];
 	int n;
@@ -452,7 +489,7 @@ server_call_xml(struct api_call *call, int status, const char *type, const char 
 			     message, type);
 	assert(n > 0 && (size_t)n < sizeof(body));
 	server_call_state_set(call, CALL_DISPATCHED);
-	server_call_respond_raw(call, status, XML_TYPE, type, body, (size_t)n);
+	server_call_respond_raw(call, status, typed ? XML_TYPE : NULL, type, body, (size_t)n);
 }
 
 /* A CBOR map {"__type": type[, "message": text]} in `body`; returns its size. */
@@ -565,7 +602,7 @@ static void
 server_call_legacy_json(struct api_call *call)
 {
 	static const char unknown[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
-		"UnknownOperationException\",\"message\":null},\"Version\":\"1.0\"}";
+		"UnknownOperationException\"},\"Version\":\"1.0\"}";
 	static const char serialization[] = "{\"Output\":{\"__type\":\"com.amazon.coral."
 		"service#SerializationException\",\"Message\":null},\"Version\":\"1.0\"}";
 	cJSON *doc = cJSON_ParseWithLength(call->req + call->body_off,
@@ -613,6 +650,16 @@ server_call_cbor_request(struct api_call *call)
 	return false;
 }
 
+/* The request target's path: a presigned request carries its signature in the query. */
+static size_t
+server_call_path_size(const struct api_call *call)
+{
+	const char *target = call->req + call->target.off;
+	const char *query = memchr(target, '?', call->target.size);
+
+	return query != NULL ? (size_t)(query - target) : call->target.size;
+}
+
 #define ACCESS_DENIED_TEXT "Unable to determine service/operation name to be authorized"
 
 /* The table at the top of this file, down to the target check. True: go on to auth. */
@@ -626,11 +673,11 @@ server_call_route(struct api_call *call)
 	bool json11;
 
 	if (!span_is(req + call->method.off, call->method.size, "POST")) {
-		server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT);
+		server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT, false);
 		return false;
 	}
-	if (!span_is(req + call->target.off, call->target.size, "/")) {
-		server_call_xml(call, 404, "UnknownOperationException", NULL);
+	if (!span_is(req + call->target.off, server_call_path_size(call), "/")) {
+		server_call_xml(call, 404, "UnknownOperationException", NULL, true);
 		return false;
 	}
 	server_media_type(call, &type, &type_size);
@@ -655,9 +702,9 @@ server_call_route(struct api_call *call)
 	}
 	if (!json11 && !media_is(type, type_size, JSON_LEGACY)) {
 		if (!t.complete)
-			server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT);
+			server_call_xml(call, 403, "AccessDeniedException", ACCESS_DENIED_TEXT, true);
 		else
-			server_call_xml(call, 404, "UnknownOperationException", NULL);
+			server_call_xml(call, 404, "UnknownOperationException", NULL, true);
 		return false;
 	}
 	if (!json11) {
@@ -704,8 +751,10 @@ server_call_extra_headers(const struct api_call *call,
 		"x-amz-id-2,x-amzn-ErrorMessage,Date";
 	uint32_t n = 0;
 
+	if (call->id2[0] != '\0')
+		out[n++] = (struct server_header){ "x-amz-id-2", call->id2, strlen(call->id2) };
 	if (!call->cors)
-		return 0;
+		return n;
 	out[n++] = (struct server_header){ "access-control-allow-origin", "*", 1 };
 	if (!call->cors_preflight) {
 		out[n++] = (struct server_header){ "access-control-expose-headers", expose,
@@ -719,6 +768,22 @@ server_call_extra_headers(const struct api_call *call,
 	out[n++] = (struct server_header){ "access-control-max-age", "172800", 6 };
 	assert(n <= SERVER_EXTRA_HEADERS_MAX);
 	return n;
+}
+
+/* Whether the body parses as JSON (only asked on the way to an authentication error). */
+static bool
+server_body_is_json(const struct api_call *call)
+{
+	cJSON *doc;
+	bool ok;
+
+	/* A CBOR body was read before authentication already (server_call_cbor_request). */
+	if (call->cbor)
+		return true;
+	doc = cJSON_ParseWithLength(call->req + call->body_off, call->req_used - call->body_off);
+	ok = doc != NULL;
+	cJSON_Delete(doc);
+	return ok;
 }
 
 /* [auth] mode: off, presence or sigv4. True: authenticated (access key id recorded). */
@@ -758,11 +823,16 @@ server_call_auth(struct api_call *call)
 		sigv4_verify(&s->keys, &in, &result);
 	if (result.status != SIGV4_OK) {
 		server_call_state_set(call, CALL_DISPATCHED);
-		server_call_json_error(call, 400, result.error_type, result.message,
-				       strlen(result.message));
+		/* AWS reads the body before it checks the signature: not JSON is that error. */
+		if (!server_body_is_json(call))
+			server_call_json_error(call, 400, "SerializationException", "", 0);
+		else
+			server_call_json_error(call, 400, result.error_type, result.message,
+					       strlen(result.message));
 		return false;
 	}
 	snprintf(call->access_key_id, sizeof(call->access_key_id), "%s", result.access_key_id);
+	snprintf(call->principal_arn, sizeof(call->principal_arn), "%s", result.principal_arn);
 	return true;
 }
 
@@ -813,6 +883,7 @@ server_call_ready(struct api_call *call)
 	}
 	req.request_id = call->request_id;
 	req.access_key_id = call->access_key_id;
+	req.principal_arn = call->principal_arn;
 	req.now_ns = clock_real_ns();
 	server_call_state_set(call, CALL_DISPATCHED);
 	call->metrics_op = metrics_api_op(req.target, req.target_size);

@@ -51,8 +51,12 @@ http1_reason(int status)
 	}
 }
 
-void
-http1_call_replied(struct api_call *call)
+/*
+ * Writes the response head into call->head: `framing` is the Content-Length or
+ * Transfer-Encoding line.
+ */
+static void
+http1_head(struct api_call *call, const char *framing)
 {
 	struct api_server *s = call->server;
 	struct server_header extra[SERVER_EXTRA_HEADERS_MAX];
@@ -72,18 +76,69 @@ http1_call_replied(struct api_call *call)
 		     "HTTP/1.1 %d %s\r\n"
 		     "x-amzn-RequestId: %s\r\n"
 		     "%s"
-		     "Content-Type: %s\r\n"
-		     "Content-Length: %zu\r\n"
+		     "%s%s%s"
+		     "%s\r\n"
 		     "Date: %s\r\n"
 		     "%s"
 		     "\r\n",
 		     call->status, http1_reason(call->status), call->request_id, lines,
-		     call->content_type, call->out.size, s->date,
+		     call->content_type != NULL ? "Content-Type: " : "",
+		     call->content_type != NULL ? call->content_type : "",
+		     call->content_type != NULL ? "\r\n" : "", framing, s->date,
 		     call->keep_alive ? "" : "Connection: close\r\n");
 	assert(n > 0 && (size_t)n < sizeof(call->head));
 	call->head_size = (size_t)n;
 	call->sent = 0;
 	server_conn_dirty(call->conn);
+}
+
+void
+http1_call_replied(struct api_call *call)
+{
+	char framing[40];
+
+	snprintf(framing, sizeof(framing), "Content-Length: %zu", call->out.size);
+	http1_head(call, framing);
+}
+
+/* A streaming answer's body is chunked: one chunk per message (server_stream.c). */
+void
+http1_stream_begin(struct api_call *call)
+{
+	http1_head(call, "Transfer-Encoding: chunked");
+}
+
+bool
+http1_stream_frame(struct api_call *call, const void *data, size_t size)
+{
+	size_t before = call->out.size;
+	char line[24];
+	int n = snprintf(line, sizeof(line), "%zx\r\n", size);
+
+	assert(n > 0 && (size_t)n < sizeof(line));
+	api_out_append(&call->out, line, (size_t)n);
+	api_out_append(&call->out, data, size);
+	api_out_append(&call->out, "\r\n", 2);
+	if (!call->out.overflow)
+		return true;
+	call->out.size = before;  /* Whole chunks only. */
+	return false;
+}
+
+/* The last chunk; then the call is an answer like any other, freed once sent. */
+void
+http1_stream_end(struct api_call *call)
+{
+	static const char last[] = "0\r\n\r\n";
+
+	/* Past the pending bound by 5 bytes at most: the stream takes no more writes. */
+	api_out_append(&call->out, last, sizeof(last) - 1);
+	if (call->out.overflow) {
+		/* No buffer for 5 bytes: the body cannot end properly, so the connection ends. */
+		call->out.overflow = false;
+		call->keep_alive = false;
+	}
+	server_call_state_set(call, CALL_REPLIED);
 }
 
 /* Answers a request the connection cannot go on after, and stops reading. */
@@ -280,6 +335,11 @@ http1_conn_readable(struct server_conn *c)
 		}
 		if (n == -EAGAIN)
 			break;
+		if (n == 0 && c->calls_head != NULL && c->calls_head->state == CALL_STREAMING) {
+			/* A stream has no end to wait for: a subscriber that closed has left. */
+			server_conn_close(c);
+			return;
+		}
 		if (n == 0 && c->calls_head != NULL && c->reading == NULL) {
 			/* Half-closed after its requests: answer them, then close. */
 			c->closing = true;
@@ -331,8 +391,8 @@ http1_gather(struct server_conn *c, struct iovec *iov)
 {
 	uint32_t count = 0;
 
-	for (struct api_call *call = c->calls_head; call != NULL && call->state == CALL_REPLIED &&
-	     count + 2 <= HTTP1_SEND_IOV_MAX; call = call->next) {
+	for (struct api_call *call = c->calls_head; call != NULL && count + 2 <= HTTP1_SEND_IOV_MAX &&
+	     (call->state == CALL_REPLIED || call->state == CALL_STREAMING); call = call->next) {
 		if (call->sent < call->head_size)
 			iov[count++] = (struct iovec){ call->head + call->sent,
 						       call->head_size - call->sent };
@@ -343,8 +403,8 @@ http1_gather(struct server_conn *c, struct iovec *iov)
 			iov[count++] = (struct iovec){ call->out.data + body_sent,
 						       call->out.size - body_sent };
 		}
-		if (!call->keep_alive)
-			break;  /* Nothing after a closing response is sent. */
+		if (!call->keep_alive || call->state == CALL_STREAMING)
+			break;  /* Nothing after a closing response, or an open stream, is sent. */
 	}
 	return count;
 }
@@ -353,13 +413,17 @@ http1_gather(struct server_conn *c, struct iovec *iov)
 static bool
 http1_sent(struct server_conn *c, size_t n)
 {
-	while (c->calls_head != NULL && c->calls_head->state == CALL_REPLIED) {
+	while (c->calls_head != NULL && (c->calls_head->state == CALL_REPLIED ||
+					 c->calls_head->state == CALL_STREAMING)) {
 		struct api_call *call = c->calls_head;
 		size_t left = call->head_size + call->out.size - call->sent;
 		bool keep = call->keep_alive;
 
-		if (n < left) {
+		if (n < left || call->state == CALL_STREAMING) {
+			assert(n <= left);
 			call->sent += n;
+			if (call->state == CALL_STREAMING)
+				server_stream_sent(call);
 			return true;
 		}
 		n -= left;
@@ -389,10 +453,11 @@ http1_conn_output(struct server_conn *c)
 			c->want_write = !http1_send_continue(c, call);
 			return c->state == CONN_HTTP1;
 		}
-		if (call->state != CALL_REPLIED)
+		if (call->state != CALL_REPLIED && call->state != CALL_STREAMING)
 			return true;
 		count = http1_gather(c, iov);
-		assert(count > 0);
+		if (count == 0)
+			return true;  /* An open stream with nothing to send. */
 		n = server_conn_sendv(c, iov, count);
 		if (n == -EAGAIN) {
 			c->want_write = true;

@@ -16,6 +16,7 @@
 #ifndef SLUICE_CONTROL_SERVER_INTERNAL_H
 #define SLUICE_CONTROL_SERVER_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -86,6 +87,9 @@
 /* The longest the loop sleeps, so timeouts are checked at least this often. */
 #define SERVER_TICK_MS 100
 #define SERVER_REQUEST_ID_SIZE 37
+/* x-amz-id-2: base64 of random bytes, as AWS sends (64..80 bytes decoded): 72 -> 96 chars. */
+#define SERVER_ID2_BYTES 72
+#define SERVER_ID2_SIZE (SERVER_ID2_BYTES / 3 * 4 + 1)
 /* Longest Access-Control-Request-* value echoed in a CORS preflight answer. */
 #define SERVER_CORS_ECHO_SIZE_MAX 384u
 /* Extra response headers beyond the fixed ones (CORS). */
@@ -138,6 +142,7 @@ enum call_state {
 	CALL_READING,      /* Head and body arriving. */
 	CALL_DISPATCHED,   /* With the Kinesis action (or about to be answered by the server). */
 	CALL_REPLIED,      /* Response ready or being written. */
+	CALL_STREAMING,    /* A streaming answer: head sent or queued, body open (server_stream.c). */
 };
 
 struct call_span {
@@ -170,6 +175,7 @@ struct api_call {
 	bool expect_continue;
 	size_t continue_sent;            /* Bytes of "100 Continue" written. */
 	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
+	char principal_arn[POLICY_ARN_SIZE_MAX + 1];
 	bool cors;                       /* The request had an Origin header. */
 	bool cors_preflight;             /* OPTIONS with Origin: answered by the server. */
 	/*
@@ -180,13 +186,22 @@ struct api_call {
 	struct api_out cbor_json;
 	/* The response. */
 	int status;
-	const char *content_type;
+	const char *content_type;        /* NULL: no Content-Type header (AWS sends none). */
 	char error_type[64];
 	char request_id[SERVER_REQUEST_ID_SIZE];
+	char id2[SERVER_ID2_SIZE];       /* x-amz-id-2 ("" on a CORS preflight, as AWS). */
 	struct api_out out;
 	char head[1536];
 	size_t head_size;
 	size_t sent;                     /* Bytes of head + body written (HTTP/1.1) or body (h2). */
+	/* A streaming answer (server_stream.c); `out` holds what the peer has not taken. */
+	api_stream_fn stream_fn;
+	void *stream_ctx;
+	bool stream_blocked;             /* A write was refused: WRITABLE is owed once drained. */
+	bool stream_ended;               /* api_call_stream_end() was called (h2: EOF pending). */
+	bool stream_gone;                /* GONE is owed (detached) or was delivered. */
+	bool stream_due;                 /* On the server's stream_due list. */
+	struct api_call *stream_due_next;
 };
 
 struct server_stats {
@@ -201,6 +216,12 @@ struct server_stats {
 	uint64_t loop_passes;            /* epoll_wait returns: shows a busy loop (tests). */
 	uint64_t cbor_requests;          /* application/x-amz-cbor-1.1 bodies translated. */
 	uint64_t cbor_rejected;          /* ... refused as bad CBOR (SerializationException). */
+	uint64_t streams_started;        /* Streaming answers begun (SubscribeToShard). */
+	uint64_t streams_ended;          /* ... ended by the action with the client still there. */
+	uint64_t streams_gone;           /* ... whose client left first. */
+	uint64_t stream_bytes;           /* Bytes written into streams (framing excluded). */
+	uint64_t stream_writes_refused;  /* -EAGAIN: the peer had not taken the last bytes. */
+	uint64_t stream_writes_no_buffer; /* -ENOBUFS: no pool buffer free. */
 };
 
 struct api_server {
@@ -214,6 +235,14 @@ struct api_server {
 	int spare_fd;                    /* Held open to shed a connection at EMFILE. */
 	SSL_CTX *ssl_ctx;
 	atomic_bool stop;
+	/* api_server_reload(): the configuration to take, under reload_lock. */
+	atomic_bool reload;
+	pthread_mutex_t reload_lock;
+	struct sluice_config reload_config;
+	/* The access log ([admin] access_log_sample): sampling and the error-line budget. */
+	uint64_t access_seq;
+	uint64_t access_errors_second;
+	uint32_t access_errors_in_second;
 	struct server_conn *conns;
 	uint32_t conns_max;
 	uint32_t conns_used;
@@ -227,6 +256,7 @@ struct api_server {
 	struct api_call *call_free;
 	struct buf_pool pool;
 	struct sigv4_keys keys;
+	struct sigv4_keys reload_keys;   /* SIGHUP's parse, before it replaces `keys`. */
 	struct server_conn *dirty;
 	/*
 	 * Connections paused because no call was free, oldest first. A call freed on any
@@ -240,6 +270,7 @@ struct api_server {
 	char date[40];                   /* The Date header of this second. */
 	uint64_t rng;                    /* Request ids. */
 	nghttp2_session_callbacks *h2_callbacks;
+	struct api_call *stream_due;     /* Streams owed an api_stream_fn call (server_stream.c). */
 	struct server_stats stats;
 };
 
@@ -296,10 +327,29 @@ bool server_call_header(const struct api_call *call, const char *lower, const ch
 			size_t *size);
 void server_date_update(struct api_server *s, uint64_t real_ns);
 
+/* ---- server_access.c ---- */
+/* The access log's line for `call`, whose status and body are decided, when it is due. */
+void server_access_log(struct api_call *call);
+/* ---- server_stream.c: streaming answers ---- */
+/* Body bytes of a stream the peer has not taken yet. */
+size_t server_stream_pending(const struct api_call *call);
+/* After `sent` advanced: gives an emptied buffer back, owes WRITABLE to a blocked writer. */
+void server_stream_sent(struct api_call *call);
+/* The connection of a stream the action still holds went away: detach, owe GONE. */
+void server_stream_detach(struct api_call *call);
+/* Takes `call` off the stream_due list (it is being freed). */
+void server_stream_forget(struct api_call *call);
+/* Delivers owed stream events. True when any was delivered (services are due again). */
+bool server_stream_notify(struct api_server *s);
+
 /* ---- server_http1.c ---- */
 void http1_conn_readable(struct server_conn *c);
 void http1_conn_service(struct server_conn *c);
 void http1_call_replied(struct api_call *call);
+void http1_stream_begin(struct api_call *call);
+/* Appends one chunk (HTTP/1.1 framing) of `size` bytes. False when out of buffer. */
+bool http1_stream_frame(struct api_call *call, const void *data, size_t size);
+void http1_stream_end(struct api_call *call);
 
 /* ---- http2.c ---- */
 int h2_callbacks_new(nghttp2_session_callbacks **out);
@@ -308,6 +358,10 @@ void h2_conn_readable(struct server_conn *c);
 void h2_conn_input(struct server_conn *c, const uint8_t *data, size_t size);
 void h2_conn_service(struct server_conn *c);
 void h2_call_replied(struct api_call *call);
+/* 0, or -EPIPE when the stream is gone. */
+int h2_stream_begin(struct api_call *call);
+/* New bytes are in the stream's buffer, or it ended: nghttp2 may pull again. */
+void h2_stream_resume(struct api_call *call);
 /* Resets streams still receiving their request after `limit_ns` (slow clients). */
 void h2_conn_sweep(struct server_conn *c, uint64_t limit_ns);
 

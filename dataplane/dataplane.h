@@ -256,6 +256,25 @@ void dp_stats_read(const struct dp *dp, struct dp_stats *stats_out);
 /* One worker's counters; worker < workers. */
 void dp_worker_stats_read(const struct dp *dp, uint32_t worker, struct dp_stats *stats_out);
 
+/*
+ * Records made durable per stream (the status page's per-stream dataplane
+ * figures), counted per worker when a batch completes, not per record: one
+ * lookup per batch. Each worker tracks the first DP_STREAM_COUNTS_MAX streams
+ * it sees (ids are never reused, a slot is never freed); records of streams
+ * beyond those count under stream id DP_STREAM_COUNT_OTHER.
+ */
+#define DP_STREAM_COUNTS_MAX 256u
+#define DP_STREAM_COUNT_OTHER UINT32_MAX
+
+struct dp_stream_count {
+	uint32_t stream_id;
+	uint64_t records;
+};
+
+/* One worker's per-stream counts (relaxed reads): how many it wrote to `out` (<= max). */
+uint32_t dp_worker_stream_counts(const struct dp *dp, uint32_t worker,
+				 struct dp_stream_count *out, uint32_t max);
+
 /* ---- Route table ----------------------------------------------------------- */
 
 /*

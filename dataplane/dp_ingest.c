@@ -23,7 +23,7 @@
  *      retry: never stored twice. A frame is staged whole or not at all.
  *
  * Every ACK and NACK leaves through dp_ingest_send(). NACKs share one token
- * bucket per worker (DP_NACK_BURST, DP_NACK_PER_S): a flood of bad or
+ * bucket per worker (two RX rings deep, refilled at DP_NACK_PER_S): a flood of bad or
  * throttled frames cannot turn the worker into a reflector; suppressed NACKs
  * are counted (UDP only: a TCP peer is owed every answer). Duplicate windows
  * are one table shared by the workers (struct dp, under dedup_lock): a
@@ -529,7 +529,7 @@ dp_ingest_nack_allowed(struct dp_worker *w, uint64_t now_tsc)
 	uint64_t earned = (now_tsc - ing->nack_refill_tsc) / tsc_per_token;
 
 	if (earned > 0) {
-		ing->nack_tokens = RTE_MIN(ing->nack_tokens + earned, (uint64_t)DP_NACK_BURST);
+		ing->nack_tokens = RTE_MIN(ing->nack_tokens + earned, ing->nack_burst);
 		ing->nack_refill_tsc += earned * tsc_per_token;
 	}
 	if (ing->nack_tokens == 0) {
@@ -870,7 +870,8 @@ dp_ingest_init(struct dp_worker *w)
 	int rc;
 
 	ing->batch_age_tsc = (uint64_t)w->dp->config.batch_age_us * w->dp->tsc_hz / 1000000u;
-	ing->nack_tokens = DP_NACK_BURST;
+	ing->nack_burst = RTE_MAX((uint64_t)DP_NACK_BURST_MIN, 2u * (uint64_t)w->dp->config.ring_size);
+	ing->nack_tokens = ing->nack_burst;
 	ing->nack_refill_tsc = rte_rdtsc();
 	ing->real_base_ns = clock_real_ns();
 	ing->real_base_tsc = rte_rdtsc();

@@ -50,9 +50,15 @@ struct dp_route_table;
 #define DP_FRAME_RECORDS_MAX FRAME_RECORDS_MAX /* Records of one frame (TCP: up to 500). */
 #define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
 #define DP_HELD_FRAMES 64           /* Frames held in one RX burst (DP_HELD_RECORDS). */
-#define DP_NACK_BURST 256           /* UDP NACKs: token bucket per worker ... */
-#define DP_NACK_PER_S 200000        /* ... refilled at this rate (a NACK is never larger
-				     * than the frame it answers: no amplification). */
+/*
+ * UDP NACKs: a token bucket per worker, at least this deep and at least two
+ * RX rings deep (a worker back from a stall may find a full ring of frames to
+ * refuse, and each is owed its NACK) ...
+ */
+#define DP_NACK_BURST_MIN 256
+#define DP_NACK_PER_S 1000000       /* ... refilled at this rate (about what a worker can
+				     * answer; a NACK is never larger than the frame it
+				     * answers: no amplification to limit). */
 /*
  * Credit hints (docs/PROTOCOL.md section 4) in every UDP answer: how much a
  * producer may keep unacknowledged, from how loaded the worker is. Busy
@@ -164,6 +170,7 @@ struct dp_ingest {
 	uint64_t real_base_ns;      /* ... counted from the TSC since the clock was last */
 	uint64_t real_base_tsc;     /* ... read here (once a second). */
 	uint64_t nack_tokens;
+	uint64_t nack_burst;        /* The bucket's depth (DP_NACK_BURST_MIN, 2 x ring_size). */
 	uint64_t nack_refill_tsc;
 	uint32_t in_flight;         /* Batches submitted, not yet completed. */
 	uint32_t open_count;

@@ -40,6 +40,9 @@
 
 struct dp_kernel;
 
+/* Slots dp_stream_count() probes before counting a stream as "other". */
+#define DP_STREAM_PROBES 8u
+
 struct dp_worker {
 	/* First line(s): counters, written only by this worker. */
 	uint64_t counters[DP_COUNTER_COUNT] __rte_cache_aligned;
@@ -72,6 +75,16 @@ struct dp_worker {
 	 * dp_close() frees its state, and reports a race (docs/TESTING.md).
 	 */
 	atomic_bool exited;
+	/*
+	 * Durable records per stream (dp_stream_count; dataplane.h): open addressing on
+	 * the stream id, probed at most DP_STREAM_PROBES slots. This worker writes; the
+	 * control thread reads. A slot's id goes from 0 to a stream's id + 1, once.
+	 */
+	struct {
+		uint64_t id_plus1;
+		uint64_t records;
+	} stream_counts[DP_STREAM_COUNTS_MAX] __rte_cache_aligned;
+	uint64_t stream_counts_other;
 } __rte_cache_aligned;
 
 struct dp_route_table;

@@ -417,6 +417,36 @@ dp_stage_report_failed(struct dp_ingest *ing, struct dp_record_done *done, uint3
 	return count;
 }
 
+/*
+ * Adds a completed batch's records to its stream's count: once per batch, so a
+ * hash and a probe or two per batch (the records each cost far more).
+ */
+static void
+dp_stream_count(struct dp_worker *w, uint32_t stream_id, uint64_t records)
+{
+	uint32_t home = (stream_id * 2654435761u) % DP_STREAM_COUNTS_MAX;
+
+	for (uint32_t i = 0; i < DP_STREAM_PROBES; i++) {
+		uint32_t slot = (home + i) % DP_STREAM_COUNTS_MAX;
+		uint64_t id = w->stream_counts[slot].id_plus1;
+
+		if (id == 0) {
+			/* Claimed by this worker only; the reader sees the id, then counts. */
+			__atomic_store_n(&w->stream_counts[slot].id_plus1, stream_id + 1ull,
+					 __ATOMIC_RELEASE);
+			id = stream_id + 1ull;
+		}
+		if (id == stream_id + 1ull) {
+			uint64_t *c = &w->stream_counts[slot].records;
+
+			__atomic_store_n(c, *c + records, __ATOMIC_RELAXED);
+			return;
+		}
+	}
+	__atomic_store_n(&w->stream_counts_other, w->stream_counts_other + records,
+			 __ATOMIC_RELAXED);
+}
+
 uint32_t
 dp_stage_completions(struct dp_worker *w, struct dp_record_done *done, uint32_t done_max)
 {
@@ -443,6 +473,8 @@ dp_stage_completions(struct dp_worker *w, struct dp_record_done *done, uint32_t 
 					 polled[c].error, done + count);
 		dp_count(w, polled[c].error == 0 ? DP_RECORDS_DURABLE : DP_RECORDS_FAILED,
 			 s->record_count);
+		if (polled[c].error == 0)
+			dp_stream_count(w, LOG_SHARD_STREAM(polled[c].shard_id), s->record_count);
 		dp_stage_release(ing, slot);
 		ing->in_flight--;
 	}

@@ -117,6 +117,31 @@ dp_worker_stats_read(const struct dp *dp, uint32_t worker, struct dp_stats *stat
 		stats_out->counters[c] = __atomic_load_n(&w->counters[c], __ATOMIC_RELAXED);
 }
 
+uint32_t
+dp_worker_stream_counts(const struct dp *dp, uint32_t worker, struct dp_stream_count *out,
+			uint32_t max)
+{
+	const struct dp_worker *w;
+	uint64_t other;
+	uint32_t n = 0;
+
+	assert(worker < dp->worker_count);
+	w = &dp->workers[worker];
+	for (uint32_t i = 0; i < DP_STREAM_COUNTS_MAX && n < max; i++) {
+		uint64_t id = __atomic_load_n(&w->stream_counts[i].id_plus1, __ATOMIC_ACQUIRE);
+
+		if (id == 0)
+			continue;
+		out[n].stream_id = (uint32_t)(id - 1);
+		out[n].records = __atomic_load_n(&w->stream_counts[i].records, __ATOMIC_RELAXED);
+		n++;
+	}
+	other = __atomic_load_n(&w->stream_counts_other, __ATOMIC_RELAXED);
+	if (other != 0 && n < max)
+		out[n++] = (struct dp_stream_count){ DP_STREAM_COUNT_OTHER, other };
+	return n;
+}
+
 void
 dp_stats_read(const struct dp *dp, struct dp_stats *stats_out)
 {

@@ -174,7 +174,12 @@ log_locks_init(struct log *log)
 	pthread_cond_init(&log->ctl_cond, NULL);
 	pthread_cond_init(&log->prep_cond, NULL);
 	log->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	return log->doorbell_fd < 0 ? -errno : 0;
+	if (log->doorbell_fd < 0)
+		return -errno;
+	log->durable_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (log->durable_fd < 0)
+		return -errno;
+	return log_keys_init(&log->keys);
 }
 
 static void
@@ -193,6 +198,9 @@ log_free(struct log *log)
 		log_io_default_close(log->io);
 	if (log->doorbell_fd >= 0)
 		close(log->doorbell_fd);
+	if (log->durable_fd >= 0)
+		close(log->durable_fd);
+	log_keys_fini(&log->keys);
 	pthread_mutex_destroy(&log->producer_lock);
 	pthread_mutex_destroy(&log->index_lock);
 	pthread_rwlock_destroy(&log->segments_rw);
@@ -254,6 +262,7 @@ log_open(const struct log_config *config, struct log **log_out)
 	log->config = *config;
 	log->config.dir_path = log->dir_path;
 	log->doorbell_fd = -1;
+	log->durable_fd = -1;
 	log->spares_target = config->segments_prepared != 0 ? config->segments_prepared :
 			     LOG_SPARES_DEFAULT;
 	err = log_locks_init(log);

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "common/hist.h"
+#include "common/limits.h"
 
 #define LOG_SHARD_ID(stream_id, shard_index) \
 	(((uint64_t)(uint32_t)(stream_id) << 32) | (uint32_t)(shard_index))
@@ -52,7 +53,8 @@ struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see lo
 /* ... below 4 GiB: segment offsets are 32-bit in the index (docs/LOG_FORMAT.md). */
 #define LOG_SEGMENT_SIZE_MAX ((4ull << 30) - LOG_SEGMENT_SIZE_UNIT)
 #define LOG_BATCH_SIZE_MIN 256u
-#define LOG_BATCH_SIZE_MAX (4u << 20)
+/* A batch can hold the largest record (SLUICE_RECORD_DATA_SIZE_LARGE_MAX) and its headers. */
+#define LOG_BATCH_SIZE_MAX (12u << 20)
 #define LOG_BATCHES_PER_SEGMENT_MIN 4u      /* batch_size <= segment_size / this. */
 #define LOG_COMMIT_WINDOW_BYTES_MIN 4096u   /* One block (LOG_BLOCK_SIZE). */
 #define LOG_COMMIT_WINDOW_BYTES_MAX (16u << 20)
@@ -130,7 +132,7 @@ struct log_record_in {
 	const void *partition_key;           /* 1 .. SLUICE_PARTITION_KEY_SIZE_MAX bytes. */
 	uint16_t partition_key_size;
 	const uint8_t *explicit_hash_key;    /* 16 bytes big-endian, or NULL. */
-	const void *data;                    /* 0 .. SLUICE_RECORD_DATA_SIZE_MAX bytes. */
+	const void *data;                    /* 0 .. SLUICE_RECORD_DATA_SIZE_LARGE_MAX bytes. */
 	uint32_t data_size;
 	uint64_t arrival_ns;                 /* Wall-clock arrival, ns since the epoch. */
 };
@@ -182,6 +184,16 @@ struct log_completion {
 /* Copies up to `count` completions out; their batches return to the pool. */
 uint32_t log_completions_poll(struct log_producer *producer,
 			      struct log_completion *completions_out, uint32_t count);
+
+/*
+ * An eventfd that becomes readable after the writer published a durable window: some
+ * shard's seq_durable advanced, whichever producer (API or dataplane) wrote it. For a
+ * reader that follows shards as they grow (SubscribeToShard) without polling: read the
+ * eventfd to clear it, then log_shard_info() / log_read() the shards it follows. The
+ * first call arms it; until then the writer signals nothing. Signalled at most once per
+ * writer step, after the window's index and watermarks are visible to log_read().
+ */
+int log_durable_event_fd(struct log *log);
 
 /* ---- Shards and retention ------------------------------------------------ */
 
@@ -235,6 +247,7 @@ struct log_record_out {
 	uint8_t explicit_hash_key[16];
 	const uint8_t *data;       /* Valid only during the callback. */
 	uint32_t data_size;
+	bool encrypted;            /* Stored encrypted (its stream's encryption was on). */
 };
 
 /* Returns 0 to go on, 1 to stop after this record, or a negative errno to abort. */
@@ -255,6 +268,51 @@ int log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
 int log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns,
 		  uint64_t *seq_out);
 
+/* ---- Encryption at rest ------------------------------------------------- */
+
+/*
+ * A stream with a key set (log_stream_encryption_set) has every batch
+ * submitted from then on encrypted with AES-256-GCM under a data key of the
+ * producer's, wrapped (AES key wrap, RFC 3394) by the newest version of that
+ * key; reads decrypt transparently (docs/LOG_FORMAT.md, "Encrypted batch").
+ * Keys are identified by a 64-bit id (the caller's choice, stable across
+ * restarts: sluiced hashes the keyring's key id) and a version; the log
+ * keeps them in memory only and never writes their material anywhere.
+ *
+ * Errors on a read of an encrypted batch (never ciphertext as data):
+ *   -ENOKEY        the batch's key id/version is not in the keyring
+ *   -EKEYREVOKED   it is there but disabled
+ *   -EKEYREJECTED  it is there but does not unwrap the batch's data key
+ *                  (a different key under the same id and version)
+ * log_batch_submit answers -ENOKEY / -EKEYREVOKED the same way for the
+ * stream's newest key version (the batch is not taken).
+ */
+#define LOG_KEY_SIZE 32u         /* AES-256. */
+#define LOG_KEYS_MAX 1024u       /* Key versions in the keyring. */
+#define LOG_ENCRYPTED_STREAMS_MAX SLUICE_STREAMS_MAX
+
+struct log_key {
+	uint64_t key_id;                 /* Not 0 (0 means "no encryption"). */
+	uint32_t version;                /* New writes use the highest version of key_id. */
+	bool enabled;
+	uint8_t material[LOG_KEY_SIZE];
+};
+
+/*
+ * Replaces the whole keyring (start-up and reload). Returns 0, or -EINVAL for
+ * a key id of 0, a repeated (key_id, version) or more than LOG_KEYS_MAX keys.
+ * Producers and readers pick the change up at their next batch.
+ */
+int log_keys_replace(struct log *log, const struct log_key *keys, uint32_t count);
+
+/*
+ * Encrypts the stream's batches submitted from now on under key_id (0: stop
+ * encrypting; batches already written stay as they are). Not persisted: the
+ * caller sets it again after every log_open. -ENOSPC when
+ * LOG_ENCRYPTED_STREAMS_MAX streams are encrypted already.
+ */
+int log_stream_encryption_set(struct log *log, uint32_t stream_id, uint64_t key_id);
+
 /* ---- Statistics ---------------------------------------------------------- */
 
 struct log_stats {
@@ -267,6 +325,8 @@ struct log_stats {
 	uint64_t enospc_errors;
 	uint64_t io_errors;
 	uint64_t segments_deleted;
+	uint64_t batches_encrypted;  /* Batches submitted encrypted (docs/LOG_FORMAT.md). */
+	uint64_t decrypt_errors;     /* Reads refused for a missing, disabled or wrong key. */
 	uint64_t reads_memory;       /* Batches log_read/log_seek_time took from the window ring, */
 	uint64_t reads_cached;       /* ... through the page cache (sealed segments), */
 	uint64_t reads_device;       /* ... with O_DIRECT (active segment, or a re-read). */

@@ -24,7 +24,7 @@ log_record_validate(const struct log_record_in *record)
 	if (record->partition_key == NULL || record->partition_key_size == 0 ||
 	    record->partition_key_size > SLUICE_PARTITION_KEY_SIZE_MAX)
 		return -EINVAL;
-	if (record->data_size > SLUICE_RECORD_DATA_SIZE_MAX)
+	if (record->data_size > SLUICE_RECORD_DATA_SIZE_LARGE_MAX)
 		return -EINVAL;
 	if (record->data == NULL && record->data_size != 0)
 		return -EINVAL;
@@ -56,11 +56,13 @@ log_record_encode(uint8_t *buf, uint32_t room, uint64_t base_arrival_ns,
 
 void
 log_batch_seal_body(uint8_t *batch, uint32_t size, uint32_t record_count,
-		    uint64_t base_arrival_ns)
+		    uint64_t base_arrival_ns, uint32_t producer_flags)
 {
 	struct log_batch_header *header = (struct log_batch_header *)(void *)batch;
 
+	assert((producer_flags & ~LOG_BATCH_F_PRODUCER) == 0);
 	assert(size >= LOG_BATCH_HEADER_SIZE);
+	header->flags = producer_flags;
 	assert(size <= LOG_BATCH_SIZE_MAX);
 	header->size = size;
 	header->record_count = record_count;
@@ -74,20 +76,28 @@ log_batch_seal_header(uint8_t *batch, uint64_t base_seq, uint64_t shard_id,
 {
 	struct log_batch_header *header = (struct log_batch_header *)(void *)batch;
 
-	assert((flags & ~LOG_BATCH_F_KNOWN) == 0);
+	assert((flags & ~LOG_BATCH_F_KNOWN & ~LOG_BATCH_F_PRODUCER) == 0);
 	header->magic = LOG_BATCH_MAGIC;
 	header->base_seq = base_seq;
 	header->shard_id = shard_id;
 	header->commit_id = commit_id;
 	header->segment_no = (uint32_t)segment_no;
 	header->durable_lag = durable_lag;
-	header->flags = flags;
+	header->flags = flags | (header->flags & LOG_BATCH_F_PRODUCER);
 	header->header_crc = crc32c(0, batch + 8, LOG_BATCH_HEADER_SIZE - 8);
 }
 
+uint32_t
+log_batch_records_end(const struct log_batch_header *header)
+{
+	if ((header->flags & LOG_BATCH_F_ENCRYPTED) != 0)
+		return header->size - LOG_BATCH_TRAILER_SIZE;
+	return header->size;
+}
+
 /* Walks every record once: framing must fit the body exactly. */
-static int
-batch_check_records(const uint8_t *buf)
+int
+log_batch_check_records(const uint8_t *buf)
 {
 	struct log_record_iter iter;
 	struct log_record_out record;
@@ -123,9 +133,14 @@ log_batch_check(const uint8_t *buf, size_t avail, struct log_batch_header *heade
 		return -EBADMSG;
 	if (crc32c(0, buf + 48, header.size - 48) != header.body_crc)
 		return -EBADMSG;
-	if (header.record_count == 0 || header.record_count > header.size - LOG_BATCH_HEADER_SIZE)
+	if ((header.flags & LOG_BATCH_F_ENCRYPTED) != 0 &&
+	    header.size < LOG_BATCH_HEADER_SIZE + LOG_BATCH_TRAILER_SIZE)
 		return -EBADMSG;
-	if (batch_check_records(buf) != 0)
+	if (header.record_count == 0 ||
+	    header.record_count > log_batch_records_end(&header) - LOG_BATCH_HEADER_SIZE)
+		return -EBADMSG;
+	/* Encrypted records are checked once decrypted (log_batch_decrypt). */
+	if ((header.flags & LOG_BATCH_F_ENCRYPTED) == 0 && log_batch_check_records(buf) != 0)
 		return -EBADMSG;
 	*header_out = header;
 	return 0;
@@ -138,10 +153,11 @@ log_record_iter_init(struct log_record_iter *iter, const uint8_t *batch)
 
 	memcpy(&header, batch, sizeof(header));
 	iter->pos = batch + LOG_BATCH_HEADER_SIZE;
-	iter->end = batch + header.size;
+	iter->end = batch + log_batch_records_end(&header);
 	iter->seq = header.base_seq;
 	iter->base_arrival_ns = header.base_arrival_ns;
 	iter->left = header.record_count;
+	iter->encrypted = (header.flags & LOG_BATCH_F_ENCRYPTED) != 0;
 }
 
 int
@@ -152,7 +168,7 @@ log_record_iter_next(struct log_record_iter *iter, struct log_record_out *out)
 
 	if (iter->left == 0)
 		return 0;
-	next = record_wire_next(iter->pos, iter->end, &r);
+	next = record_wire_next_max(iter->pos, iter->end, SLUICE_RECORD_DATA_SIZE_LARGE_MAX, &r);
 	if (next == NULL)
 		return -EBADMSG;
 	out->seq = iter->seq;
@@ -166,6 +182,7 @@ log_record_iter_next(struct log_record_iter *iter, struct log_record_out *out)
 		memset(out->explicit_hash_key, 0, 16);
 	out->data = r.data;
 	out->data_size = r.data_size;
+	out->encrypted = iter->encrypted;
 	iter->pos = next;
 	iter->seq++;
 	iter->left--;

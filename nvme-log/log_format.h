@@ -62,12 +62,30 @@
  *   partition_key_size  varint, 1 .. SLUICE_PARTITION_KEY_SIZE_MAX
  *   explicit_hash_key   16 bytes big-endian, only with flag bit 0
  *   partition_key       partition_key_size bytes
- *   data_size           varint, 0 .. SLUICE_RECORD_DATA_SIZE_MAX
+ *   data_size           varint, 0 .. SLUICE_RECORD_DATA_SIZE_LARGE_MAX
  *   data                data_size bytes
  *
  * Validity: magic, header_crc, size within bounds and within the span read,
  * body_crc, then record framing (exact fit, counts agree). Bad bytes are an
  * operating error (returned), never an assertion.
+ *
+ * Encrypted batch (flag LOG_BATCH_F_ENCRYPTED): bytes 64 .. size - 96 are the
+ * records encrypted with AES-256-GCM (same length), followed by this trailer;
+ * body_crc covers both, so recovery checks ciphertext without a key:
+ *
+ *   OFFSET  SIZE  FIELD            (from size - LOG_BATCH_TRAILER_SIZE)
+ *        0     8  key_id           keyring key (struct log_key)
+ *        8     4  key_version
+ *       12     4  cipher           LOG_CIPHER_AES256_GCM_KW
+ *       16    40  wrapped_key      the data key, AES key wrap (RFC 3394) under the key
+ *       56    12  nonce            GCM IV: a per-data-key batch counter (LE), then 4 zeros
+ *       68     4  reserved         zero
+ *       72     8  arrival_max_ns   latest arrival in the batch (recovery's index entry)
+ *       80    16  tag              GCM tag over the records
+ *
+ * GCM's additional data binds the ciphertext to its place and header:
+ * shard_id, size, record_count, base_arrival_ns, the producer's flags, trailer 0 .. 79.
+ * Record framing is checked once decrypted (log_batch_decrypt).
  */
 #ifndef SLUICE_LOG_FORMAT_H
 #define SLUICE_LOG_FORMAT_H
@@ -89,9 +107,11 @@
 #define LOG_BATCH_MAGIC 0x54414253u /* "SBAT" */
 #define LOG_BATCH_HEADER_SIZE 64u
 
-/* Batch flags (writer-owned). */
-#define LOG_BATCH_F_WINDOW_LAST 0x1u /* Last batch of its group-commit window. */
-#define LOG_BATCH_F_KNOWN LOG_BATCH_F_WINDOW_LAST
+/* Batch flags: the writer's, and the producer's (which the writer keeps). */
+#define LOG_BATCH_F_WINDOW_LAST 0x1u /* Writer: last batch of its group-commit window. */
+#define LOG_BATCH_F_ENCRYPTED 0x2u   /* Producer: records encrypted, trailer at the end. */
+#define LOG_BATCH_F_PRODUCER LOG_BATCH_F_ENCRYPTED
+#define LOG_BATCH_F_KNOWN (LOG_BATCH_F_WINDOW_LAST | LOG_BATCH_F_ENCRYPTED)
 
 
 struct log_segment_header {
@@ -121,7 +141,31 @@ struct log_batch_header {
 	uint64_t base_arrival_ns;
 };
 
+#define LOG_CIPHER_AES256_GCM_KW 1u
+#define LOG_WRAPPED_KEY_SIZE 40u
+#define LOG_NONCE_SIZE 12u
+#define LOG_TAG_SIZE 16u
+#define LOG_BATCH_TRAILER_SIZE 96u
+
+struct log_batch_trailer {
+	uint64_t key_id;
+	uint32_t key_version;
+	uint32_t cipher;
+	uint8_t wrapped_key[LOG_WRAPPED_KEY_SIZE];
+	uint8_t nonce[LOG_NONCE_SIZE];
+	uint32_t reserved;
+	uint64_t arrival_max_ns;
+	uint8_t tag[LOG_TAG_SIZE];
+};
+
+/* Bytes of the trailer GCM authenticates as additional data (all but the tag). */
+#define LOG_BATCH_TRAILER_AAD_SIZE 80u
+
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the format is little-endian");
+static_assert(sizeof(struct log_batch_trailer) == LOG_BATCH_TRAILER_SIZE, "on-disk layout");
+static_assert(offsetof(struct log_batch_trailer, nonce) == 56, "on-disk layout");
+static_assert(offsetof(struct log_batch_trailer, tag) == LOG_BATCH_TRAILER_AAD_SIZE,
+	      "the tag follows what it authenticates");
 static_assert(sizeof(struct log_segment_header) == LOG_SEGMENT_HEADER_SIZE, "on-disk layout");
 static_assert(sizeof(struct log_batch_header) == LOG_BATCH_HEADER_SIZE, "on-disk layout");
 static_assert(offsetof(struct log_batch_header, base_seq) == 8, "header_crc covers 8 .. 63");
@@ -140,10 +184,16 @@ int log_record_encode(uint8_t *buf, uint32_t room, uint64_t base_arrival_ns,
 /* 0 or -EINVAL: key size, data size and pointers within the documented bounds. */
 int log_record_validate(const struct log_record_in *record);
 
-/* Producer side: fills size, record_count, base_arrival_ns and body_crc. */
+/*
+ * Producer side: fills size, record_count, base_arrival_ns, the producer's
+ * flags (LOG_BATCH_F_PRODUCER) and body_crc.
+ */
 void log_batch_seal_body(uint8_t *batch, uint32_t size, uint32_t record_count,
-			 uint64_t base_arrival_ns);
-/* Writer side: fills magic, base_seq .. flags and header_crc (body_crc must be set). */
+			 uint64_t base_arrival_ns, uint32_t producer_flags);
+/*
+ * Writer side: fills magic, base_seq .. flags and header_crc (body_crc must be
+ * set); keeps the producer's flags.
+ */
 void log_batch_seal_header(uint8_t *batch, uint64_t base_seq, uint64_t shard_id,
 			   uint64_t commit_id, uint64_t segment_no, uint32_t durable_lag,
 			   uint32_t flags);
@@ -164,9 +214,15 @@ struct log_record_iter {
 	uint64_t seq;
 	uint64_t base_arrival_ns;
 	uint32_t left;
+	bool encrypted;
 };
 
+/* Records of a checked (and, if encrypted, decrypted) batch. */
 void log_record_iter_init(struct log_record_iter *iter, const uint8_t *batch);
+/* Bytes of the batch holding records: after the header, before any trailer. */
+uint32_t log_batch_records_end(const struct log_batch_header *header);
+/* After decryption: the record framing fits the records exactly (0 or -EBADMSG). */
+int log_batch_check_records(const uint8_t *batch);
 /* 1 and fills *out; 0 at the end; -EBADMSG on bad framing. */
 int log_record_iter_next(struct log_record_iter *iter, struct log_record_out *out);
 

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/record_wire.h"
 #include "nvme-log/log.h"
 #include "nvme-log/log_format.h"
 
@@ -37,6 +38,9 @@
 #define LOG_SHARD_BAD_MAX 8u      /* Corrupt ranges remembered per shard. */
 #define LOG_WRITE_CHUNK (512u << 10) /* Largest single write of a window. */
 static_assert(LOG_COMMIT_WINDOW_BYTES_MIN == LOG_BLOCK_SIZE, "a window is whole blocks");
+static_assert(LOG_BATCH_SIZE_MAX >= LOG_BATCH_HEADER_SIZE + LOG_BATCH_TRAILER_SIZE +
+	      RECORD_WIRE_OVERHEAD_MAX + SLUICE_PARTITION_KEY_SIZE_MAX +
+	      SLUICE_RECORD_DATA_SIZE_LARGE_MAX, "the largest record fits a batch");
 static_assert((LOG_COMMIT_WINDOW_BYTES_MAX + LOG_BATCH_SIZE_MAX + 2 * LOG_BLOCK_SIZE) /
 	      LOG_WRITE_CHUNK + 2 <= 64, "a window fits in LOG_IO_INFLIGHT_MAX ops");
 #define LOG_STREAMS_RETENTION_MAX 4096u
@@ -53,6 +57,29 @@ struct log_spsc {
 	_Alignas(64) _Atomic uint32_t tail; /* Next slot to take: the popping side. */
 	_Alignas(64) uint32_t mask;
 	uint32_t *slots;
+};
+
+/* Encrypted streams and the keyring (log_crypt.c). */
+struct log_stream_key {
+	uint32_t stream_id;
+	uint64_t key_id;
+};
+
+#define LOG_CRYPT_DATA_KEYS 4u    /* Data keys a producer or reader keeps unwrapped. */
+
+struct log_crypt;
+
+/*
+ * lock guards everything here; stream_count is also read without it (relaxed)
+ * so that a log with no encrypted stream never takes the lock on a submit.
+ */
+struct log_keys {
+	pthread_mutex_t lock;
+	struct log_key keys[LOG_KEYS_MAX];
+	uint32_t key_count;
+	uint64_t generation;       /* Bumped by every log_keys_replace. */
+	struct log_stream_key streams[LOG_ENCRYPTED_STREAMS_MAX];
+	_Atomic uint32_t stream_count;
 };
 
 struct log_batch {
@@ -84,6 +111,7 @@ struct log_producer {
 	bool signal_due;           /* Writer-local: completions posted since the last signal. */
 	_Atomic bool signal_armed; /* Set once by log_producer_event_fd(): signal this producer. */
 	_Atomic bool open;
+	struct log_crypt *crypt;   /* Its cipher contexts and data keys. */
 };
 
 /* One sealed or active segment's per-shard summary, kept per shard. */
@@ -276,6 +304,9 @@ struct log {
 	_Atomic bool stop;
 	_Atomic bool writer_sleeping;
 	int doorbell_fd;
+	int durable_fd;            /* log_durable_event_fd(): a window became durable. */
+	_Atomic bool durable_armed; /* Set once by log_durable_event_fd(): signal it. */
+	bool durable_due;          /* Writer-local: a window committed since the last signal. */
 	pthread_t writer_thread;
 	bool writer_started;
 	_Atomic int32_t failed;    /* 0, or the fail-stop errno (negative). */
@@ -322,6 +353,9 @@ struct log {
 	uint32_t ctl_count;
 	_Atomic bool ctl_pending;
 
+	/* Encryption at rest: keyring and encrypted streams (log_crypt.c). */
+	struct log_keys keys;
+
 	/* Statistics: written by one thread each, read with relaxed loads. */
 	struct log_stats stats;
 };
@@ -336,6 +370,7 @@ void log_fail(struct log *log, int err);
 bool log_spsc_push(struct log_spsc *ring, uint32_t value);
 bool log_spsc_pop(struct log_spsc *ring, uint32_t *value_out);
 bool log_spsc_empty(struct log_spsc *ring);
+bool log_spsc_full(struct log_spsc *ring);
 bool log_spsc_peek(struct log_spsc *ring, uint32_t *value_out);
 int log_producers_init(struct log *log);
 void log_producers_fini(struct log *log);
@@ -380,6 +415,27 @@ void log_writer_doorbell(struct log *log);
 int log_ctl_run(struct log *log, struct log_ctl *req);
 int log_writer_step_forced(struct log *log);
 void log_ctl_process(struct log *log);
+
+/* log_crypt.c */
+int log_keys_init(struct log_keys *keys);
+void log_keys_fini(struct log_keys *keys);
+int log_crypt_open(struct log_crypt **crypt_out);
+void log_crypt_close(struct log_crypt *crypt);
+/*
+ * Producer, at submit: encrypts the batch in place and appends its trailer
+ * when its stream is encrypted (*flags_out = LOG_BATCH_F_ENCRYPTED), else
+ * leaves it alone (*flags_out = 0). -ENOKEY, -EKEYREVOKED, -EIO: not taken.
+ */
+int log_batch_encrypt(struct log *log, struct log_crypt *crypt, struct log_batch *batch,
+		      uint32_t *flags_out);
+/*
+ * Reader, on a checked batch in its own buffer: decrypts in place (nothing
+ * to do for a plain batch) and checks the record framing. -ENOKEY,
+ * -EKEYREVOKED, -EKEYREJECTED (log.h), -EBADMSG (altered bytes).
+ */
+int log_batch_decrypt(struct log *log, struct log_crypt *crypt, uint8_t *batch);
+/* An encrypted batch's latest arrival, from its trailer (readable without a key). */
+uint64_t log_batch_trailer_arrival_max(const uint8_t *batch);
 
 /* log_meta.c */
 int log_meta_load_or_create(struct log *log);

@@ -67,6 +67,15 @@ log_spsc_peek(struct log_spsc *ring, uint32_t *value_out)
 	return true;
 }
 
+/* Pusher side: no free slot (the popper can only make room). */
+bool
+log_spsc_full(struct log_spsc *ring)
+{
+	uint32_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
+
+	return head - atomic_load_explicit(&ring->tail, memory_order_acquire) > ring->mask;
+}
+
 bool
 log_spsc_empty(struct log_spsc *ring)
 {
@@ -103,6 +112,8 @@ producer_init(struct log *log, struct log_producer *producer, uint32_t index)
 	producer->batches = calloc(count, sizeof(*producer->batches));
 	producer->free_stack = calloc(count, sizeof(uint32_t));
 	if (producer->event_fd < 0 || producer->batches == NULL || producer->free_stack == NULL)
+		return -ENOMEM;
+	if (log_crypt_open(&producer->crypt) != 0)
 		return -ENOMEM;
 	if (spsc_init(&producer->submit, count) != 0 || spsc_init(&producer->done, count) != 0)
 		return -ENOMEM;
@@ -154,6 +165,7 @@ log_producers_fini(struct log *log)
 		free(p->free_stack);
 		free(p->submit.slots);
 		free(p->done.slots);
+		log_crypt_close(p->crypt);
 	}
 	free(log->producers);
 	log_mem_free(&log->batch_mem);
@@ -217,6 +229,14 @@ log_producer_event_fd(struct log_producer *producer)
 	return producer->event_fd;
 }
 
+int
+log_durable_event_fd(struct log *log)
+{
+	/* Release: pairs with the writer's acquire in producers_signal(). */
+	atomic_store_explicit(&log->durable_armed, true, memory_order_release);
+	return log->durable_fd;
+}
+
 struct log_batch *
 log_batch_get(struct log_producer *producer)
 {
@@ -232,10 +252,14 @@ log_batch_get(struct log_producer *producer)
 	return batch;
 }
 
+/*
+ * Records leave room for an encryption trailer in every batch: whether the
+ * batch is encrypted is known only at submit (its shard's stream).
+ */
 int
 log_batch_add(struct log_batch *batch, const struct log_record_in *record)
 {
-	uint32_t batch_size = batch->producer->log->config.batch_size;
+	uint32_t batch_size = batch->producer->log->config.batch_size - LOG_BATCH_TRAILER_SIZE;
 	int size;
 
 	if (log_record_validate(record) != 0)
@@ -283,7 +307,8 @@ int
 log_batch_add_encoded(struct log_batch *batch, const uint8_t *records, uint32_t size,
 		      uint32_t count, uint64_t arrival_ns, uint32_t *size_taken)
 {
-	uint32_t batch_size = batch->producer->log->config.batch_size;
+	/* Room for an encryption trailer stays free, as in log_batch_add. */
+	uint32_t batch_size = batch->producer->log->config.batch_size - LOG_BATCH_TRAILER_SIZE;
 	uint32_t room = batch_size - batch->used;
 	uint32_t n = count;
 
@@ -331,17 +356,29 @@ log_batch_submit(struct log_producer *producer, struct log_batch *batch,
 		 uint64_t shard_id, uint64_t cookie)
 {
 	struct log *log = producer->log;
+	uint32_t flags;
+	bool pushed;
+	int err;
 
 	assert(batch->producer == producer);
 	if (batch->record_count == 0)
 		return -EINVAL;
-	/* The body CRC is the producer's share of the work, off the writer's core. */
-	log_batch_seal_body(batch->buf, batch->used, batch->record_count,
-			    batch->base_arrival_ns);
+	/* Refuse before encrypting: a batch handed back must be as it was given. */
+	if (log_spsc_full(&producer->submit))
+		return -EAGAIN;
 	batch->shard_id = shard_id;
 	batch->cookie = cookie;
-	if (!log_spsc_push(&producer->submit, batch->index))
-		return -EAGAIN;
+	err = log_batch_encrypt(log, producer->crypt, batch, &flags);
+	if (err != 0)
+		return err;
+	if (flags != 0)
+		log_stat_add(&log->stats.batches_encrypted, 1);
+	/* The body CRC is the producer's share of the work, off the writer's core. */
+	log_batch_seal_body(batch->buf, batch->used, batch->record_count,
+			    batch->base_arrival_ns, flags);
+	/* Only this thread pushes: the room seen above is still there. */
+	pushed = log_spsc_push(&producer->submit, batch->index);
+	assert(pushed);
 	/*
 	 * Dekker with the writer going to sleep: our push (above) and its
 	 * sleeping flag store are both followed by a full fence, so either it

@@ -35,6 +35,7 @@ struct log_reader {
 	/* Page-cache prefetch: how far ahead of reads of this segment it was asked for. */
 	uint64_t prefetch_segment;
 	uint64_t prefetch_end;
+	struct log_crypt *crypt;   /* Opens encrypted batches in mem, in place. */
 };
 
 /*
@@ -66,7 +67,10 @@ log_reader_open(struct log *log, struct log_reader **reader_out)
 	reader->buf_size = (uint32_t)align_up(log->config.batch_size, LOG_BLOCK_SIZE) +
 			   2 * LOG_BLOCK_SIZE;
 	err = log_mem_alloc(&reader->mem, reader->buf_size);
+	if (err == 0)
+		err = log_crypt_open(&reader->crypt);
 	if (err != 0) {
+		log_mem_free(&reader->mem);
 		free(reader);
 		return err;
 	}
@@ -79,6 +83,7 @@ log_reader_open(struct log *log, struct log_reader **reader_out)
 void
 log_reader_close(struct log_reader *reader)
 {
+	log_crypt_close(reader->crypt);
 	log_mem_free(&reader->mem);
 	free(reader);
 }
@@ -316,6 +321,28 @@ read_batch(struct log_reader *reader, const struct read_loc *loc, const uint8_t 
 	return err;
 }
 
+/*
+ * read_batch, then decryption in the reader's buffer. A key that is missing,
+ * disabled or wrong fails the read (counted) and serves nothing; a batch
+ * whose CRCs hold but whose GCM tag does not was altered: corruption.
+ */
+static int
+read_batch_open(struct log_reader *reader, const struct read_loc *loc,
+		const uint8_t **batch_out)
+{
+	struct log *log = reader->log;
+	int err = read_batch(reader, loc, batch_out);
+
+	if (err != 0)
+		return err;  /* read_batch reported what it found. */
+	err = log_batch_decrypt(log, reader->crypt, (uint8_t *)(uintptr_t)*batch_out);
+	if (err == -EBADMSG)
+		read_report_corrupt(log, loc, err);
+	else if (err == -ENOKEY || err == -EKEYREVOKED || err == -EKEYREJECTED)
+		log_stat_add(&log->stats.decrypt_errors, 1);
+	return err;
+}
+
 struct read_ctx {
 	log_read_fn fn;
 	void *arg;
@@ -375,7 +402,7 @@ log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
 
 		rc = read_locate(reader, shard_id, ctx.seq_next, &loc);
 		if (rc == 0)
-			rc = read_batch(reader, &loc, &batch);
+			rc = read_batch_open(reader, &loc, &batch);
 		if (rc == 0)
 			rc = read_deliver(&ctx, batch);
 		if (rc != 0)
@@ -444,7 +471,7 @@ log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, uint
 	rc = seek_locate(reader, shard_id, ts_ns, &loc, seq_out);
 	pthread_mutex_unlock(&log->index_lock);
 	if (rc == 0)
-		rc = read_batch(reader, &loc, &batch);
+		rc = read_batch_open(reader, &loc, &batch);
 	if (rc == 0) {
 		log_record_iter_init(&iter, batch);
 		while (log_record_iter_next(&iter, &record) == 1) {

@@ -117,6 +117,10 @@ batch_arrival_max(const uint8_t *batch)
 	struct log_record_out record;
 	uint64_t max = 0;
 
+	/* Encrypted records cannot be read here (no key needed to recover): the trailer has it. */
+	if ((((const struct log_batch_header *)(const void *)batch)->flags &
+	     LOG_BATCH_F_ENCRYPTED) != 0)
+		return log_batch_trailer_arrival_max(batch);
 	log_record_iter_init(&iter, batch);
 	while (log_record_iter_next(&iter, &record) == 1)
 		max = max_u64(max, record.arrival_ns);

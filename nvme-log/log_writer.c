@@ -195,6 +195,16 @@ producers_signal(struct log *log)
 		    write(p->event_fd, &one, sizeof(one)) < 0)
 			one = 1;
 	}
+	/*
+	 * Readers waiting for any shard's watermark (SubscribeToShard): once per step that
+	 * committed a window, after the index_lock release that published it.
+	 */
+	if (log->durable_due) {
+		log->durable_due = false;
+		if (atomic_load_explicit(&log->durable_armed, memory_order_acquire) &&
+		    write(log->durable_fd, &one, sizeof(one)) < 0)
+			one = 1;
+	}
 }
 
 /*
@@ -568,6 +578,7 @@ window_commit(struct log *log, struct log_window *w)
 		records += w->batches[i].batch->record_count;
 		batch_complete(w->batches[i].batch, 0, durable_ns);
 	}
+	log->durable_due = true;
 	/* One atomic add per counter and window, not per batch. */
 	log_stat_add(&log->stats.commits, 1);
 	log_stat_add(&log->stats.batches_appended, w->batch_count);

@@ -18,6 +18,7 @@ int cmd_produce(int argc, char **argv);      /* cmd_produce.c: udp | tcp | http 
 int cmd_log(int argc, char **argv);          /* cmd_log.c: verify | dump */
 int cmd_bench_log(int argc, char **argv);    /* cmd_bench_log.c: sluice bench log */
 int cmd_bench_api(int argc, char **argv);    /* cmd_bench_api.c: sluice bench api */
+int cmd_bench_fanout(int argc, char **argv); /* cmd_bench_fanout.c: sluice bench fanout */
 int cmd_bench_ingest(int argc, char **argv); /* cmd_bench_ingest.c: sluice bench ingest */
 int cmd_bench_dataplane(int argc, char **argv); /* cmd_bench_dataplane.c */
 int cmd_bench_reshard(int argc, char **argv); /* cmd_bench_reshard.c: sluice bench reshard */

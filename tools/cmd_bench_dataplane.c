@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/base.h"
 #include "tools/cli_common.h"
 #include "tools/cmd.h"
 
@@ -318,13 +319,24 @@ bench_final_line(const struct bench_case *c, size_t count, double durable)
 	       per_cpu_12, per_cpu_grouped);
 }
 
+/* The scenario labelled `label` (--only), or NULL. */
+static struct bench_case *
+bench_case_find(const char *label)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(bench_cases); i++)
+		if (strcmp(bench_cases[i].label, label) == 0)
+			return &bench_cases[i];
+	return NULL;
+}
+
 static void
 bench_usage(FILE *f)
 {
 	fprintf(f, "usage: sluice bench dataplane [--seconds S] [--frames N] [--rounds R] "
-		   "[--dir DIR]\n"
+		   "[--dir DIR] [--only SCENARIO]\n"
 		   "  Replays N (>= 100000) distinct frames per scenario through net_pcap on one\n"
-		   "  worker lcore and through dpdk-testpmd rxonly; needs root and hugepages.\n");
+		   "  worker lcore and through dpdk-testpmd rxonly; needs root and hugepages.\n"
+		   "  --only runs one scenario (100B, 12x100B, md5, md5hot, 1KiB, 10k_shards).\n");
 }
 
 static double
@@ -377,6 +389,7 @@ cmd_bench_dataplane(int argc, char **argv)
 		{ "frames", required_argument, NULL, 'f' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "rounds", required_argument, NULL, 'r' },
+		{ "only", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -388,6 +401,7 @@ cmd_bench_dataplane(int argc, char **argv)
 	uint32_t frames = 100000;
 	uint32_t rounds = 3;
 	struct bench_case durable = bench_cases[0];
+	struct bench_case *only = NULL;
 	char *out;
 	int opt;
 	int rc = 0;
@@ -401,6 +415,8 @@ cmd_bench_dataplane(int argc, char **argv)
 			snprintf(dir, sizeof(dir), "%s", optarg);
 		else if (opt == 'r')
 			rounds = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'o' && (only = bench_case_find(optarg)) != NULL)
+			continue;
 		else {
 			bench_usage(opt == 'h' ? stdout : stderr);
 			return opt == 'h' ? CMD_EXIT_OK : CMD_EXIT_USAGE;
@@ -426,14 +442,18 @@ cmd_bench_dataplane(int argc, char **argv)
 	out = malloc(BENCH_OUT_SIZE);
 	if (out == NULL)
 		return CMD_EXIT_ERROR;
-	for (size_t i = 0; i < sizeof(bench_cases) / sizeof(bench_cases[0]) && rc == 0; i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(bench_cases) && rc == 0; i++) {
+		if (only != NULL && only != &bench_cases[i])
+			continue;
 		fprintf(stderr, "sluice bench dataplane: %s ...\n", bench_cases[i].label);
 		rc = bench_one(helper, dir, &bench_cases[i], frames, seconds, rounds, out);
 	}
 	snprintf(pcap, sizeof(pcap), "%s/%s.pcap", dir, durable.scenario);
-	if (rc == 0)
+	if (rc == 0 && only != NULL)
+		bench_print(only, 1);  /* One scenario: its row, no durable run, no final line. */
+	else if (rc == 0)
 		rc = bench_dp(helper, pcap, dir, &durable, "durable", seconds, out, &durable);
-	if (rc == 0) {
+	if (rc == 0 && only == NULL) {
 		bench_print(bench_cases, sizeof(bench_cases) / sizeof(bench_cases[0]));
 		printf("%-11s %6u %12s %5s %12.0f %12.0f %5.2f %7s %7s  %s\n", "100B-durab",
 		       durable.shards, "-", "-", durable.pps, durable.durable_per_s, durable.cpu, "-",

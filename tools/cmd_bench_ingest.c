@@ -68,7 +68,8 @@ static const char bench_synopsis[] =
 	"sluice bench ingest STREAM [--transport http|udp|tcp|dpdk] [--rate N] [--size B]\n"
 	"       [--records-per-frame N] [--keys uniform|zipf] [--key-count N]\n"
 	"       [--connections N] [--pipeline N] [--producers N] [--duration D] [--json]\n"
-	"       [--device memif|af_xdp --socket PATH|--iface NAME]";
+	"       [--device memif|af_xdp --socket PATH|--iface NAME]\n"
+	"sluice bench ingest --compare [--short] [--duration D]   (root)";
 
 /*
  * One keep-alive connection with up to --pipeline requests in flight: the
@@ -115,6 +116,8 @@ struct bench {
 	uint64_t duration_ns;
 	uint64_t drain_ns;
 	bool json;
+	bool compare;              /* --compare: every path side by side (sluice-bench-compare). */
+	bool compare_short;        /* --short: each path briefly, behaviour only. */
 	const char *data_kind;     /* "random", or "index": "rec-<record number>" then padding. */
 	const char *device;        /* dpdk: memif or af_xdp. */
 	const char *socket_path;   /* dpdk memif: sluiced's memif socket. */
@@ -1007,6 +1010,43 @@ bench_dpdk(struct bench *b, uint64_t *unanswered_out)
 	return 0;
 }
 
+/* ---- --compare through sluice-bench-compare ----------------------------------------- */
+
+/*
+ * The comparison builds namespaces, devices and sluiceds of its own and runs this
+ * command many times: its driver, sluice-bench-compare, replaces this process
+ * (found like sluice-dp-gen, or as $SLUICE_BENCH_COMPARE).
+ */
+static int
+bench_compare(const struct bench *b)
+{
+	char helper[PATH_MAX], self[PATH_MAX], duration[24];
+	char *argv[] = { helper, "--sluice", self, "--duration-ms", duration,
+			 b->compare_short ? "--short" : NULL, NULL };
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "sluice bench ingest --compare: run as root (it makes a network "
+			"namespace, veth and AF_XDP devices, a memif socket and sluiceds of its "
+			"own)\n");
+		return CMD_EXIT_USAGE;
+	}
+	if (n <= 0 || cli_find_helper("sluice-bench-compare", "SLUICE_BENCH_COMPARE", helper,
+				      sizeof(helper)) != 0) {
+		fprintf(stderr, "sluice bench ingest --compare: sluice-bench-compare not found "
+			"(set SLUICE_BENCH_COMPARE)\n");
+		return CMD_EXIT_ERROR;
+	}
+	self[n] = '\0';
+	/* 0 (not given): the driver's default for --short or the full run. */
+	snprintf(duration, sizeof(duration), "%llu",
+		 (unsigned long long)(b->duration_ns / 1000000));
+	fflush(NULL);
+	execv(helper, argv);
+	fprintf(stderr, "sluice bench ingest --compare: %s: %s\n", helper, strerror(errno));
+	return CMD_EXIT_ERROR;
+}
+
 /* ---- Setup ------------------------------------------------------------------------- */
 
 static int
@@ -1194,6 +1234,10 @@ cmd_bench_ingest(int argc, char **argv)
 		  "print the summary as one JSON object" },
 		{ "data", CLI_OPT_STRING, &b.data_kind, 0, 0, "KIND",
 		  "random (default) or index (udp/tcp: 'rec-N ' then padding)" },
+		{ "compare", CLI_OPT_BOOL, &b.compare, 0, 0, NULL,
+		  "root: HTTP, kernel UDP, AF_XDP, memif and testpmd side by side (no STREAM)" },
+		{ "short", CLI_OPT_BOOL, &b.compare_short, 0, 0, NULL,
+		  "--compare: each path briefly, behaviour only" },
 		CLI_CONN_OPTS(&conn),
 	};
 	struct cli_args args;
@@ -1211,14 +1255,18 @@ cmd_bench_ingest(int argc, char **argv)
 	b.zipf_s = 0.99;
 	b.connection_count = 0;  /* Chosen by transport below. */
 	b.pipeline = 1;
-	b.duration_ns = 10000000000ull;
+	b.duration_ns = 0;         /* 10 s, or --compare's own default, when not given. */
 	b.drain_ns = 5000000000ull;
 	b.epoll_fd = -1;
 	code = cli_parse_or_usage(argc, argv, bench_synopsis, table, ARRAY_SIZE(table), &args,
 				  &done);
 	if (done)
 		return code;
-	if (!bench_opts_valid(&b, &args)) {
+	if (b.compare && args.positional_count == 0)
+		return bench_compare(&b);
+	if (b.duration_ns == 0)
+		b.duration_ns = 10000000000ull;
+	if (b.compare || b.compare_short || !bench_opts_valid(&b, &args)) {
 		cli_args_usage(stderr, bench_synopsis, table, ARRAY_SIZE(table));
 		return CMD_EXIT_USAGE;
 	}

@@ -53,6 +53,7 @@ struct bench_opts {
 	uint32_t batch_size;
 	uint64_t window_bytes;
 	uint32_t reps;             /* Interleaved fio/log repetitions (medians). */
+	bool encrypt;              /* The bench stream encrypted (AES-256-GCM, a fixed key). */
 };
 
 struct fio_result {
@@ -350,6 +351,20 @@ bw_rep(const struct bench_opts *o, struct log *log, struct log_producer *p, uint
 	return err;
 }
 
+/* --encrypt: the bench stream (stream 1) encrypted, as StartStreamEncryption does. */
+static int
+bench_encrypt(const struct bench_opts *o, struct log *log)
+{
+	struct log_key key = { .key_id = 1, .version = 1, .enabled = true };
+	int err;
+
+	if (!o->encrypt)
+		return 0;
+	memset(key.material, 0x5a, sizeof(key.material));
+	err = log_keys_replace(log, &key, 1);
+	return err != 0 ? err : log_stream_encryption_set(log, LOG_SHARD_STREAM(shard_of(0)), 1);
+}
+
 /*
  * One configuration: the log is opened once with every segment the
  * repetitions need pre-written, then each repetition runs fio's bandwidth
@@ -374,7 +389,9 @@ bw_run(const struct bench_opts *o, uint32_t shards, uint32_t size, struct bw_res
 	if (err != 0)
 		return err;
 	wait_prepared(log, c.segments_prepared);
-	err = log_producer_open(log, &p);
+	err = bench_encrypt(o, log);
+	if (err == 0)
+		err = log_producer_open(log, &p);
 	for (uint32_t i = 0; err == 0 && i < o->reps; i++) {
 		struct bw_result one = { 0 };
 
@@ -499,7 +516,9 @@ lat_run(const struct bench_opts *o, struct lat_result *r)
 		return err;
 	}
 	wait_prepared(log, c.segments_prepared);
-	err = log_producer_open(log, &p);
+	err = bench_encrypt(o, log);
+	if (err == 0)
+		err = log_producer_open(log, &p);
 	for (uint32_t i = 0; err == 0 && i < o->reps; i++)
 		err = lat_rep(o, p, lat, lat + o->lat_count, v, i);
 	if (err == 0) {
@@ -591,7 +610,7 @@ bench_usage(FILE *out)
 		"                        [--fio-seconds S] [--fio-size N] [--lat-count N]\n"
 		"                        [--lat-gap-us N] [--recovery-bytes N] [--segment-size N]\n"
 		"                        [--batch-size N] [--window-bytes N]\n"
-		"                        [--reps N] [--only bw|lat|recovery]\n"
+		"                        [--reps N] [--only bw|lat|recovery] [--encrypt 1]\n"
 		"Runs fio and the log in a temp dir under DIR (default .), same filesystem.\n"
 		"Sizes take k/m/g suffixes (powers of 1024).\n");
 }
@@ -653,6 +672,8 @@ bench_parse(int argc, char **argv, struct bench_opts *o)
 			o->window_bytes = v;
 		else if (strcmp(name, "--reps") == 0 && v <= BENCH_REPS_MAX)
 			o->reps = (uint32_t)v;
+		else if (strcmp(name, "--encrypt") == 0 && v == 1)
+			o->encrypt = true;
 		else
 			return -EINVAL;
 	}

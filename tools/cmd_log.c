@@ -109,33 +109,58 @@ dump_record(void *arg, const struct log_record_out *rec)
 	return 0;
 }
 
+/* Records [first, end) could not be shown for `err`: one line for the whole run. */
+static void
+dump_unreadable(uint64_t shard_id, uint64_t first, uint64_t end, int err)
+{
+	fprintf(stderr, "sluice log dump: shard %" PRIu32 ":%" PRIu32 " seq %" PRIu64,
+		LOG_SHARD_STREAM(shard_id), LOG_SHARD_INDEX(shard_id), first);
+	if (end - first > 1)
+		fprintf(stderr, "..%" PRIu64, end - 1);
+	fprintf(stderr, ": %s%s\n", strerror(-err), err == -EBADMSG ? "" :
+		" (encrypted: the keyring is sluiced's; the dump has none)");
+}
+
 /*
  * Dumps one shard from `from` to its durable end; a corrupt range is
- * reported on stderr and skipped. Returns 0, or -EBADMSG if any was.
+ * reported on stderr and skipped, and so are encrypted records (no key here:
+ * one line per run of them). Returns 0, or -EBADMSG if any was corrupt.
  */
 static int
 dump_shard(struct log *log, struct log_reader *reader, uint64_t shard_id, uint64_t from)
 {
 	struct log_shard_info info;
 	uint64_t seq = from;
+	uint64_t bad_first = 0;
+	int bad_err = 0;
 	int rc = 0;
 
 	log_shard_info(log, shard_id, &info);
 	if (seq < info.seq_trim)
 		seq = info.seq_trim;
 	while (seq < info.seq_durable) {
+		uint64_t at = seq;
 		int n = log_read(reader, shard_id, seq, 4096, 64u << 20, dump_record, &shard_id,
 				 &seq);
 
+		if (bad_err != 0 && n != bad_err) {
+			dump_unreadable(shard_id, bad_first, at, bad_err);
+			bad_err = 0;
+		}
 		if (n > 0)
 			continue;
 		if (n == 0)
 			break;
-		fprintf(stderr, "sluice log dump: shard %" PRIu32 ":%" PRIu32 " seq %" PRIu64 ": %s\n",
-			LOG_SHARD_STREAM(shard_id), LOG_SHARD_INDEX(shard_id), seq, strerror(-n));
-		rc = -EBADMSG;
-		seq++;
+		if (bad_err == 0) {
+			bad_first = at;
+			bad_err = n;
+		}
+		if (n == -EBADMSG)
+			rc = -EBADMSG;
+		seq = at + 1;
 	}
+	if (bad_err != 0)
+		dump_unreadable(shard_id, bad_first, seq, bad_err);
 	return rc;
 }
 

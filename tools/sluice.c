@@ -27,6 +27,8 @@ static const struct sluice_command sluice_commands[] = {
 	{ "bench", "bench tcp", cmd_bench_tcp,
 	  "dataplane TCP vs UDP ingest per appliance CPU-second, latency, connections" },
 	{ "bench", "bench api", cmd_bench_api, "Kinesis API throughput and latency vs the log" },
+	{ "bench", "bench fanout", cmd_bench_fanout,
+	  "SubscribeToShard delivery latency, 1 and 20 subscribers, vs GetRecords polling" },
 	{ "bench", "bench log", cmd_bench_log, "durable log bandwidth, latency, recovery vs fio" },
 	{ "bench", "bench reshard", cmd_bench_reshard,
 	  "writers' pause during SplitShard and MergeShards" },

@@ -24,6 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char again[ITERATOR_TEXT_SIZE_MAX + 1];
 	struct iterator_token token;
 	struct iterator it;
+	struct seqnum_client client;
 	struct seqnum sn;
 	uint8_t out[1024];
 
@@ -39,6 +40,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (n != size || memcmp(again, text, size) != 0)
 			abort();
 	}
+	/* Any text: the client reader must neither crash nor read past `size`. */
+	(void)seqnum_parse_client(text, size, &client);
 	if (seqnum_parse(text, size, &sn) == 0) {
 		char digits[SEQNUM_DECIMAL_SIZE];
 

@@ -5,6 +5,7 @@
  * The first input byte picks the action (from 0x80: a Firehose action); the rest is
  * the body.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -121,6 +122,38 @@ api_call_error(struct api_call *call, int http_status, const char *type, const c
 	api_out_printf(&call->out, "{\"__type\":\"%s\",\"message\":\"-\"}", type);
 	(void)fmt;
 	api_call_reply(call, http_status);
+}
+
+/* A streaming answer's client is always gone here: the action must let go of the call. */
+int
+api_call_stream_begin(struct api_call *call, const char *content_type, api_stream_fn fn,
+		      void *ctx)
+{
+	(void)content_type, (void)fn, (void)ctx;
+	call->replies++;
+	call->status = 200;
+	return -EPIPE;
+}
+
+int
+api_call_stream_write(struct api_call *call, const void *data, size_t size)
+{
+	(void)call, (void)data, (void)size;
+	abort();
+}
+
+size_t
+api_call_stream_pending(const struct api_call *call)
+{
+	(void)call;
+	abort();
+}
+
+void
+api_call_stream_end(struct api_call *call)
+{
+	(void)call;
+	abort();
 }
 
 static const char *const fuzz_actions[] = {

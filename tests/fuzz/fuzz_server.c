@@ -61,6 +61,14 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	(void)now_ns;
 }
 
+/* The server passes a SIGHUP's keys on; these actions have none to take. */
+void
+kinesis_reload(struct kinesis *k, const struct sluice_config *config)
+{
+	(void)k;
+	(void)config;
+}
+
 int
 kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 {

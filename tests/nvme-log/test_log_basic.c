@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -435,6 +436,47 @@ Test(log_basic, producers_and_reader_on_threads_then_close)
 Test(log_basic, producers_and_reader_on_threads_small_ring)
 {
 	threads_run(0);
+}
+
+/*
+ * The durable eventfd wakes a reader that owns no producer (a subscription waits on it
+ * while another producer writes): silent until armed, readable after a commit, and what
+ * it announces is readable at once.
+ */
+Test(log_basic, durable_event_fd_wakes_a_reader_without_a_producer)
+{
+	struct log_config c;
+	struct log *log;
+	struct log_reader *r;
+	struct pollfd pfd;
+	struct test_collect col = { .shard_id = shard_of(0), .data_size = 100 };
+	uint64_t seq_next[SHARDS] = { 0 };
+	struct log_shard_info info;
+	uint64_t seq = 0;
+	uint64_t drained;
+	int fd;
+
+	config_small(&c);
+	cr_assert_eq(log_open(&c, &log), 0);
+	append_all(log, seq_next, 20, 100);
+	fd = log_durable_event_fd(log);
+	cr_assert_geq(fd, 0);
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 0), 0, "commits before arming are not signalled");
+	append_all(log, seq_next, 30, 100);
+	/* The completions may be seen before the signal that follows them: wait for it. */
+	cr_assert_eq(poll(&pfd, 1, 20000), 1, "the commits after arming were signalled");
+	cr_assert_eq(read(fd, &drained, sizeof(drained)), (ssize_t)sizeof(drained));
+	cr_assert_eq(poll(&pfd, 1, 0), 0, "a read clears it");
+	cr_assert_eq(log_shard_info(log, shard_of(0), &info), 0);
+	cr_assert_eq(info.seq_durable, 50);
+	cr_assert_eq(log_reader_open(log, &r), 0);
+	cr_assert_eq(log_read(r, shard_of(0), 0, 1000, 1u << 20, test_collect_fn, &col, &seq), 50);
+	cr_assert_eq(seq, 50);
+	cr_assert_eq(col.bad, 0);
+	log_reader_close(r);
+	free(col.seqs);
+	log_close(log);
 }
 
 /* Shard 0's records: their arrival stamps, and whether their bytes are test_record_make's. */

@@ -41,7 +41,7 @@ build_batch(uint8_t *buf)
 		cr_assert_gt(n, 0);
 		used += (uint32_t)n;
 	}
-	log_batch_seal_body(buf, used, 3, recs[0].arrival_ns);
+	log_batch_seal_body(buf, used, 3, recs[0].arrival_ns, 0);
 	log_batch_seal_header(buf, 42, 0x700000003ull, 9, 5, 2, LOG_BATCH_F_WINDOW_LAST);
 	return used;
 }
@@ -137,25 +137,25 @@ Test(log_format, refuses_bad_framing_behind_valid_crcs)
 	uint8_t save;
 
 	/* record_count one too many. */
-	log_batch_seal_body(buf, size, 4, 1000000);
+	log_batch_seal_body(buf, size, 4, 1000000, 0);
 	log_batch_seal_header(buf, 42, 1, 1, 1, 0, 0);
 	cr_assert_eq(log_batch_check(guard_buf_place(buf, size), size, &h), -EBADMSG);
 	/* Trailing garbage after the last record. */
 	build_batch(buf);
 	buf[size] = 0x00;
-	log_batch_seal_body(buf, size + 1, 3, 1000000);
+	log_batch_seal_body(buf, size + 1, 3, 1000000, 0);
 	log_batch_seal_header(buf, 42, 1, 1, 1, 0, 0);
 	cr_assert_eq(log_batch_check(guard_buf_place(buf, size + 1), size + 1, &h), -EBADMSG);
 	/* Unknown record flag. */
 	size = build_batch(buf);
 	save = buf[LOG_BATCH_HEADER_SIZE + 1];
 	buf[LOG_BATCH_HEADER_SIZE + 1] = 0x80;
-	log_batch_seal_body(buf, size, 3, 1000000);
+	log_batch_seal_body(buf, size, 3, 1000000, 0);
 	log_batch_seal_header(buf, 42, 1, 1, 1, 0, 0);
 	cr_assert_eq(log_batch_check(guard_buf_place(buf, size), size, &h), -EBADMSG);
 	buf[LOG_BATCH_HEADER_SIZE + 1] = save;
 	/* Zero records. */
-	log_batch_seal_body(buf, LOG_BATCH_HEADER_SIZE, 0, 0);
+	log_batch_seal_body(buf, LOG_BATCH_HEADER_SIZE, 0, 0, 0);
 	log_batch_seal_header(buf, 42, 1, 1, 1, 0, 0);
 	cr_assert_eq(log_batch_check(guard_buf_place(buf, LOG_BATCH_HEADER_SIZE),
 				     LOG_BATCH_HEADER_SIZE, &h), -EBADMSG);
@@ -194,7 +194,10 @@ Test(log_format, validate_bounds)
 	rec.partition_key_size = SLUICE_PARTITION_KEY_SIZE_MAX + 1;
 	cr_assert_eq(log_record_validate(&rec), -EINVAL);
 	rec.partition_key_size = 1;
-	rec.data_size = SLUICE_RECORD_DATA_SIZE_MAX + 1;
+	rec.data_size = SLUICE_RECORD_DATA_SIZE_LARGE_MAX;
+	rec.data = key;
+	cr_assert_eq(log_record_validate(&rec), 0);
+	rec.data_size = SLUICE_RECORD_DATA_SIZE_LARGE_MAX + 1;
 	rec.data = key;
 	cr_assert_eq(log_record_validate(&rec), -EINVAL);
 	rec.data_size = 5;

@@ -128,6 +128,18 @@ Test(config, non_loopback_needs_sigv4)
 	cr_assert_eq(config_set(&c, "auth.access_keys=AKID:SECRET", &e), 0);
 	cr_assert_eq(config_validate(&c, &e), 0);
 
+	/* The admin listener off loopback: with a token, or with the API's SigV4 keys. */
+	e.count = 0;
+	cr_assert_eq(config_set(&c, "server.api_listen=127.0.0.1:4567", &e), 0);
+	cr_assert_eq(config_set(&c, "admin.listen=0.0.0.0:4568", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), 0);
+	cr_assert_eq(config_set(&c, "auth.mode=off", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), -EINVAL);
+	cr_assert(strstr(e.items[0].text, "[admin] listen") != NULL);
+	e.count = 0;
+	cr_assert_eq(config_set(&c, "admin.token=t", &e), 0);
+	cr_assert_eq(config_validate(&c, &e), 0);
+
 	config_defaults(&c);
 	cr_assert_eq(config_set(&c, "server.api_listen=[::1]:4567", &e), 0);
 	cr_assert_eq(config_validate(&c, &e), 0);
@@ -168,4 +180,52 @@ Test(config, backend_is_dpdk_or_kernel)
 	cr_assert_eq(config_validate(&c, &e), -EINVAL);
 	cr_assert_eq(e.count, 1);
 	cr_assert(strstr(e.items[0].text, "backend 'sockets'") != NULL, "%s", e.items[0].text);
+}
+
+struct diff_seen {
+	char names[8][64];
+	bool live[8];
+	uint32_t count;
+};
+
+static void
+diff_note(void *arg, const char *section, const char *name, bool live)
+{
+	struct diff_seen *seen = arg;
+
+	cr_assert_lt(seen->count, 8u);
+	snprintf(seen->names[seen->count], sizeof(seen->names[0]), "%s.%s", section, name);
+	seen->live[seen->count++] = live;
+}
+
+/* SIGHUP's two halves: config_diff names each changed key with its reload flag, and
+ * config_copy_live takes the live ones only (auth mode with its text). */
+Test(config, reload_copies_live_keys_only)
+{
+	static struct sluice_config running, fresh;
+	struct config_errors e = { .count = 0 };
+	struct diff_seen seen = { .count = 0 };
+
+	config_defaults(&running);
+	config_defaults(&fresh);
+	cr_assert_eq(config_set(&fresh, "admin.token=new", &e), 0);
+	cr_assert_eq(config_set(&fresh, "auth.mode=sigv4", &e), 0);
+	cr_assert_eq(config_set(&fresh, "admin.access_log_sample=7", &e), 0);
+	cr_assert_eq(config_set(&fresh, "log.segment_size_mb=128", &e), 0);
+	cr_assert_eq(config_set(&fresh, "server.connections_max=99", &e), 0);
+	config_diff(&running, &fresh, diff_note, &seen);
+	cr_assert_eq(seen.count, 5u);
+	for (uint32_t i = 0; i < seen.count; i++) {
+		bool restart = strcmp(seen.names[i], "log.segment_size_mb") == 0 ||
+			       strcmp(seen.names[i], "server.connections_max") == 0;
+
+		cr_assert_eq(seen.live[i], !restart, "%s", seen.names[i]);
+	}
+	config_copy_live(&running, &fresh);
+	cr_assert_str_eq(running.admin_token, "new");
+	cr_assert_eq(running.auth, CONFIG_AUTH_SIGV4);
+	cr_assert_str_eq(running.auth_text, "sigv4");
+	cr_assert_eq(running.admin_access_log_sample, 7u);
+	cr_assert_eq(running.log_segment_size_mb, 64u);
+	cr_assert_eq(running.connections_max, 1024u);
 }

@@ -53,6 +53,45 @@ api_call_error(struct api_call *call, int http_status, const char *type, const c
 	api_call_reply(call, http_status);
 }
 
+int
+api_call_stream_begin(struct api_call *call, const char *content_type, api_stream_fn fn,
+		      void *ctx)
+{
+	cr_assert(!call->replied, "a streaming answer after an answer");
+	cr_assert_str_eq(content_type, "application/vnd.amazon.eventstream");
+	call->replied = true;
+	call->status = 200;
+	call->streaming = true;
+	call->stream_fn = fn;
+	call->stream_ctx = ctx;
+	api_out_reset(&call->out);
+	return 0;
+}
+
+int
+api_call_stream_write(struct api_call *call, const void *data, size_t size)
+{
+	cr_assert(call->streaming && !call->stream_ended);
+	if (call->stream_room != 0 && call->out.size + size > call->stream_room)
+		return -EAGAIN;
+	api_out_append(&call->out, data, size);
+	cr_assert(!call->out.overflow);
+	return 0;
+}
+
+size_t
+api_call_stream_pending(const struct api_call *call)
+{
+	return call->out.size;
+}
+
+void
+api_call_stream_end(struct api_call *call)
+{
+	cr_assert(call->streaming && !call->stream_ended, "a stream ended twice");
+	call->stream_ended = true;
+}
+
 static void
 harness_open_parts(struct harness *h)
 {

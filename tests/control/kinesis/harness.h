@@ -21,6 +21,12 @@ struct api_call {
 	bool replied;
 	char type[128];
 	char message[4096];
+	/* A streaming answer (SubscribeToShard): its messages accumulate in `out`. */
+	bool streaming;
+	bool stream_ended;
+	size_t stream_room;          /* 0: unbounded; else writes past it are refused. */
+	api_stream_fn stream_fn;
+	void *stream_ctx;
 };
 
 struct harness {

@@ -273,7 +273,14 @@ Test(kinesis_actions, iterator_errors)
 	harness_expect_error(&h, "GetShardIterator", "{\"StreamName\":\"ie\",\"ShardId\":"
 			     "\"shardId-0\",\"ShardIteratorType\":\"AT_SEQUENCE_NUMBER\","
 			     "\"StartingSequenceNumber\":\"12345\"}", "InvalidArgumentException",
-			     "StartingSequenceNumber 12345 used in GetShardIterator on shard "
+			     "Invalid StartingSequenceNumber. It encodes shardId-000000012345, while "
+			     "it was used in a call to a shard with shardId-000000000000");
+	/* A number AWS cannot read at all (2^130: between 2^129 and 2^185). */
+	harness_expect_error(&h, "GetShardIterator", "{\"StreamName\":\"ie\",\"ShardId\":"
+			     "\"shardId-0\",\"ShardIteratorType\":\"AT_SEQUENCE_NUMBER\","
+			     "\"StartingSequenceNumber\":\"1361129467683753853853498429727072845824\"}",
+			     "InvalidArgumentException", "StartingSequenceNumber "
+			     "1361129467683753853853498429727072845824 used in GetShardIterator on shard "
 			     "shardId-000000000000 in stream ie under account 000000000000 is "
 			     "invalid.");
 }
@@ -366,9 +373,9 @@ Test(kinesis_actions, bad_input_stores_nothing)
 	harness_expect_error(&h, "PutRecords", "{\"StreamName\":\"clean\",\"Records\":["
 			     "{\"PartitionKey\":\"a\",\"Data\":\"YQ==\"},"
 			     "{\"PartitionKey\":\"\",\"Data\":\"YQ==\"}]}", "ValidationException",
-			     "1 validation error detected: Value '' at 'records.2.partitionKey' "
-			     "failed to satisfy constraint: Member must have length greater than or "
-			     "equal to 1");
+			     "1 validation error detected: Value '' at "
+			     "'records.2.member.partitionKey' failed to satisfy constraint: Member "
+			     "must have length greater than or equal to 1");
 	harness_expect_error(&h, "PutRecords", "{\"StreamName\":\"clean\",\"Records\":["
 			     "{\"PartitionKey\":\"a\",\"Data\":\"YQ==\"},"
 			     "{\"PartitionKey\":\"b\",\"Data\":\"YQ=\"}]}", "SerializationException",
@@ -469,6 +476,72 @@ Test(kinesis_actions, retention_tags_limits_mode)
 }
 
 /*
+ * Issue 12: GetShardIterator, SplitShard and MergeShards check the shard before the stream,
+ * as AWS does, and name a shard that parses by its canonical id.
+ */
+Test(kinesis_actions, the_shard_is_checked_before_the_stream)
+{
+	static const struct {
+		const char *action;
+		const char *body;
+		const char *message;
+	} cases[] = {
+		{ "GetShardIterator", "{\"StreamName\":\"nosuch\",\"ShardId\":\"2147483648\","
+		  "\"ShardIteratorType\":\"LATEST\"}",
+		  "Could not find shard 2147483648 in stream nosuch under account 000000000000." },
+		{ "GetShardIterator", "{\"StreamName\":\"nosuch\",\"ShardId\":\"2147483647\","
+		  "\"ShardIteratorType\":\"LATEST\"}",
+		  "Shard shardId-002147483647 in stream nosuch under account 000000000000 does not "
+		  "exist" },
+		{ "GetShardIterator", "{\"StreamName\":\"pre\",\"ShardId\":\"shardId-5\","
+		  "\"ShardIteratorType\":\"LATEST\"}",
+		  "Shard shardId-000000000005 in stream pre under account 000000000000 does not "
+		  "exist" },
+		{ "SplitShard", "{\"StreamName\":\"nosuch\",\"ShardToSplit\":\"x-5\","
+		  "\"NewStartingHashKey\":\"5\"}",
+		  "Could not find shard shardId-000000000005 in stream nosuch under account "
+		  "000000000000." },
+		{ "SplitShard", "{\"StreamName\":\"nosuch\",\"ShardToSplit\":\"abc\","
+		  "\"NewStartingHashKey\":\"5\"}",
+		  "Could not find shard abc in stream nosuch under account 000000000000." },
+		{ "SplitShard", "{\"StreamName\":\"pre\",\"ShardToSplit\":\"shardId-7\","
+		  "\"NewStartingHashKey\":\"5\"}",
+		  "Could not find shard shardId-000000000007 in stream pre under account "
+		  "000000000000." },
+		{ "MergeShards", "{\"StreamName\":\"nosuch\",\"ShardToMerge\":\"0\","
+		  "\"AdjacentShardToMerge\":\"1\"}",
+		  "Could not find shard shardId-000000000000 in stream nosuch under account "
+		  "000000000000." },
+	};
+
+	create("pre", 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		harness_expect_error(&h, cases[i].action, cases[i].body,
+				     "ResourceNotFoundException", cases[i].message);
+}
+
+/* What the metrics code asks: the switched-on metrics by stream id, kept over a restart. */
+Test(kinesis_actions, enhanced_metrics_are_queryable)
+{
+	uint32_t id;
+
+	create("mon", 1);
+	id = kinesis_stream_find(h.k, "mon", 3)->stream_id;
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id), 0);
+	cJSON_Delete(harness_ok(&h, "EnableEnhancedMonitoring", "{\"StreamName\":\"mon\","
+				"\"ShardLevelMetrics\":[\"IncomingBytes\",\"IteratorAgeMilliseconds\"]}"));
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id),
+		     KINESIS_METRIC_INCOMING_BYTES | KINESIS_METRIC_ITERATOR_AGE);
+	harness_restart(&h);
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id),
+		     KINESIS_METRIC_INCOMING_BYTES | KINESIS_METRIC_ITERATOR_AGE);
+	cJSON_Delete(harness_ok(&h, "DisableEnhancedMonitoring", "{\"StreamName\":\"mon\","
+				"\"ShardLevelMetrics\":[\"ALL\"]}"));
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id), 0);
+	cr_assert_eq(kinesis_enhanced_metrics(h.k, id + 1000), 0, "no such stream: none");
+}
+
+/*
  * Long enough that two calls in a row see the status before the change even on a loaded
  * machine under a sanitizer; the waits for the change are waits for a condition.
  */
@@ -557,6 +630,43 @@ Test(kinesis_status, transitions_take_the_configured_delay, .init = setup_delaye
 }
 
 /* A stream deleted while the process stops in DELETING is finished at the next start. */
+/* The number of shards DescribeStream lists for `stream`, and its status. */
+static int
+described_shards(const char *stream, const char *status)
+{
+	char body[128];
+	cJSON *d;
+	int n;
+
+	snprintf(body, sizeof(body), "{\"StreamName\":\"%s\"}", stream);
+	d = harness_ok(&h, "DescribeStream", body);
+	cr_assert_str_eq(str_at(d, "StreamDescription.StreamStatus"), status);
+	n = cJSON_GetArraySize(item_at(item_at(d, "StreamDescription"), "Shards"));
+	cJSON_Delete(d);
+	return n;
+}
+
+/*
+ * Issue 12, as AWS: a reshard's children are listed once the stream is ACTIVE again, and a
+ * stream deleted while CREATING lists no shards.
+ */
+Test(kinesis_status, describe_lists_what_aws_lists, .init = setup_delayed, .fini = teardown,
+     .timeout = 30)
+{
+	create("gone", 2);
+	cJSON_Delete(harness_ok(&h, "DeleteStream", "{\"StreamName\":\"gone\"}"));
+	cr_assert_eq(described_shards("gone", "DELETING"), 0);
+	create("rs", 2);
+	wait_status("rs", "ACTIVE");
+	cJSON_Delete(harness_ok(&h, "SplitShard", "{\"StreamName\":\"rs\",\"ShardToSplit\":"
+				"\"shardId-000000000000\",\"NewStartingHashKey\":\"1000\"}"));
+	cr_assert_eq(described_shards("rs", "UPDATING"), 2, "no children while UPDATING");
+	wait_status("rs", "ACTIVE");
+	cr_assert_eq(described_shards("rs", "ACTIVE"), 4);
+	harness_restart(&h);
+	cr_assert_eq(described_shards("rs", "ACTIVE"), 4);
+}
+
 Test(kinesis_status, deleting_is_finished_at_start, .init = setup_delayed, .fini = teardown,
      .timeout = 30)
 {

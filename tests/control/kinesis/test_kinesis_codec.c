@@ -42,6 +42,49 @@ Test(seqnum, matches_the_reference_worked_example)
 	assert_seqnum(&sn, "49680576507357215412660280780523976438502991136460636178");
 }
 
+static int
+client(const char *text, struct seqnum_client *c)
+{
+	return seqnum_parse_client(guard_buf_place(text, strlen(text)), strlen(text), c);
+}
+
+/* A client's number read as AWS reads it (kinesalite's versions; issue 12). */
+Test(seqnum, client_numbers_are_read_as_aws_reads_them)
+{
+	struct seqnum sn = { .shard_created_s = 1500000000, .shard_index = 7, .seq = 42,
+			     .put_s = 1500000100 };
+	char ours[SEQNUM_DECIMAL_SIZE];
+	struct seqnum_client c;
+
+	/* Small: 2^124 added, version 0, the shard index in the last four hex digits. */
+	cr_assert_eq(client("5", &c), 0);
+	cr_assert(c.version == 0 && c.shard_index == 5 && c.shard_created_s == 0);
+	cr_assert_eq(client("12345", &c), 0);
+	cr_assert_eq(c.shard_index, 12345);
+	/* Ours are version 2, every field as written. */
+	seqnum_format(&sn, ours);
+	cr_assert_eq(client(ours, &c), 0);
+	cr_assert(c.version == 2 && c.shard_index == 7 && c.seq == 42 &&
+		  c.shard_created_s == 1500000000 && c.put_s == 1500000100);
+	/* 0x2...01: version 1. */
+	cr_assert_eq(client("49039857307708443467467104868809893875799651909875269633", &c), 0);
+	cr_assert_eq(c.version, 1);
+	/* Version 3 fails inside AWS; 4 and exactly 2^185 (no version) are invalid. */
+	cr_assert_eq(client("49039857307708443467467104868809893875799651909875269635", &c),
+		     -ERANGE);
+	cr_assert_eq(client("49039857307708443467467104868809893875799651909875269636", &c),
+		     -EINVAL);
+	cr_assert_eq(client("49039857307708443467467104868809893875799651909875269632", &c),
+		     -EINVAL);
+	/* An 8 leading the seq field; a version 0 created too late; 2^130 (no version). */
+	cr_assert_eq(client("49039857307719593840066370180380661734935976090628259842", &c),
+		     -EINVAL);
+	cr_assert_eq(client("26227199374822427428162556223570313216", &c), -EINVAL);
+	cr_assert_eq(client("1361129467683753853853498429727072845824", &c), -EINVAL);
+	cr_assert_eq(client("x", &c), -EINVAL);
+	cr_assert_eq(client("", &c), -EINVAL);
+}
+
 Test(seqnum, round_trips_extremes)
 {
 	struct seqnum a = { 1700000000, 17, SEQNUM_SEQ_MAX, 1700000001 };

@@ -51,8 +51,13 @@ static const struct bad_case bad_cases[] = {
 	  "class java.lang.Boolean can not be converted to an String" },
 	{ "CreateStream", "{\"StreamName\":\"x\",\"ShardCount\":\"1\"}", "SerializationException",
 	  "class java.lang.String can not be converted to an Integer" },
+	/* Issue 12: a number for a String or Blob member, in AWS's words (not BigDecimal). */
 	{ "CreateStream", "{\"StreamName\":5,\"ShardCount\":1}", "SerializationException",
-	  "class java.math.BigDecimal can not be converted to an String" },
+	  "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted "
+	  "to an String" },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"k\",\"Data\":12}",
+	  "SerializationException", "class com.amazon.coral.value.json.numbers.TruncatingBigNumber "
+	  "can not be converted to a Blob" },
 	{ "CreateStream", "{\"StreamName\":{},\"ShardCount\":1}", "SerializationException",
 	  "Start of structure or map found where not expected." },
 	{ "PutRecords", "{\"StreamName\":\"s\",\"Records\":{}}", "SerializationException",
@@ -106,8 +111,10 @@ static const struct bad_case bad_cases[] = {
 	  V1 "Value '[]' at 'records' failed to satisfy constraint: Member must have length "
 	  "greater than or equal to 1" },
 	{ "PutRecords", "{\"StreamName\":\"s\",\"Records\":[{\"Data\":\"\"},{\"PartitionKey\":"
-	  "\"p\"}]}", "ValidationException", V2 "Value null at 'records.1.partitionKey' " NOT_NULL
-	  "; Value null at 'records.2.data' " NOT_NULL },
+	  "\"p\"}]}", "ValidationException",
+	  /* Issue 12: AWS's paths name the list member ("records.N.member.x"). */
+	  V2 "Value null at 'records.1.member.partitionKey' " NOT_NULL
+	  "; Value null at 'records.2.member.data' " NOT_NULL },
 	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"0\",\"ShardIteratorType\":"
 	  "\"NOPE\"}", "ValidationException", V1 "Value 'NOPE' at 'shardIteratorType' failed to "
 	  "satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, LATEST, "
@@ -179,10 +186,24 @@ static const struct bad_case bad_cases[] = {
 	  "Stream nope under account 000000000000 not found." },
 	{ "DescribeStream", "{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/nope\"}",
 	  "ResourceNotFoundException", "Stream nope under account 000000000000 not found." },
+	/*
+	 * Issue 12: SequenceNumberForOrdering read as AWS reads it (kinesalite's versions):
+	 * version 4 is invalid, an all-f version 2 (created in the future) too.
+	 */
 	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"\","
-	  "\"SequenceNumberForOrdering\":\"5\"}", "InvalidArgumentException",
-	  "ExclusiveMinimumSequenceNumber 5 used in PutRecord on stream s under account "
-	  "000000000000 is invalid." },
+	  "\"SequenceNumberForOrdering\":\"49039857307708443467467104868809893875799651909875269636\"}",
+	  "InvalidArgumentException", "ExclusiveMinimumSequenceNumber "
+	  "49039857307708443467467104868809893875799651909875269636 used in PutRecord on stream s "
+	  "under account 000000000000 is invalid." },
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"\","
+	  "\"SequenceNumberForOrdering\":\"73559785961551514828601391991642864028743539089244946418\"}",
+	  "InvalidArgumentException", "ExclusiveMinimumSequenceNumber "
+	  "73559785961551514828601391991642864028743539089244946418 used in PutRecord on stream s "
+	  "under account 000000000000 is invalid." },
+	/* Version 3: AWS's PutRecord fails inside. */
+	{ "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\",\"Data\":\"\","
+	  "\"SequenceNumberForOrdering\":\"49039857307708443467467104868809893875799651909875269635\"}",
+	  "InternalFailure", NULL },
 	{ "GetShardIterator", "{\"StreamName\":\"s\",\"ShardId\":\"shard-x\",\"ShardIteratorType\":"
 	  "\"LATEST\"}", "ResourceNotFoundException",
 	  "Could not find shard shard-x in stream s under account 000000000000." },
@@ -208,7 +229,35 @@ static const struct bad_case bad_cases[] = {
 	  "failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]; "
 	  "Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value "
 	  "greater than or equal to 1" },
-	{ "RegisterStreamConsumer", "{}", "UnknownOperationException", NULL },
+	/* Resource policies: ResourceARN's looser pattern (consumer ARNs too), Policy required. */
+	{ "PutResourcePolicy", "{}", "ValidationException", "2 validation errors detected: Value "
+	  "null at 'resourceARN' " NOT_NULL "; Value null at 'policy' " NOT_NULL },
+	{ "GetResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:s\"}",
+	  "ValidationException", V1 "Value 'arn:aws:kinesis:us-east-1:000000000000:s' at "
+	  "'resourceARN' failed to satisfy constraint: Member must satisfy regular expression "
+	  "pattern: arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+" },
+	{ "DeleteResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/\"}", "ValidationException", NULL },
+	{ "DeleteResourcePolicy", "{\"ResourceARN\":5}", "SerializationException", NULL },
+	{ "GetResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/nope\"}", "ResourceNotFoundException",
+	  "Stream nope under account 000000000000 not found." },
+	{ "GetResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/s/consumer/c:1\"}", "ResourceNotFoundException", NULL },
+	{ "DeleteResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/s\"}", "ResourceNotFoundException", "No resource policy found for resource ARN "
+	  "arn:aws:kinesis:us-east-1:000000000000:stream/s." },
+	{ "PutResourcePolicy", "{\"ResourceARN\":\"arn:aws:kinesis:us-east-1:000000000000:"
+	  "stream/s\",\"Policy\":\"{}\"}", "InvalidArgumentException",
+	  "Invalid policy document: Statement must be an object or a non-empty list" },
+	{ "RegisterStreamConsumer", "{}", "ValidationException", "2 validation errors detected: "
+	  "Value null at 'streamARN' failed to satisfy constraint: Member must not be null; Value "
+	  "null at 'consumerName' failed to satisfy constraint: Member must not be null" },
+	{ "SubscribeToShard", "{\"ConsumerARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/"
+	  "s/consumer/c:1\",\"ShardId\":\"shardId-000000000000\",\"StartingPosition\":"
+	  "{\"Type\":\"LATEST\"}}", "ResourceNotFoundException", "Consumer arn:aws:kinesis:"
+	  "us-east-1:000000000000:stream/s/consumer/c:1 not found." },
+	{ "StartStreamEncryption", "{}", "ValidationException", NULL },
 	{ "NoSuchAction", "{}", "UnknownOperationException", NULL },
 };
 
@@ -217,6 +266,16 @@ Test(kinesis_validate, every_bad_case_gets_the_aws_error)
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++)
 		harness_expect_error(&h, bad_cases[i].action, bad_cases[i].body, bad_cases[i].type,
 				     bad_cases[i].message);
+}
+
+/* Issue 12: versions AWS reads are taken: version 1, and a small number (version 0). */
+Test(kinesis_validate, sequence_numbers_for_ordering_aws_reads_are_taken)
+{
+	cJSON_Delete(harness_ok(&h, "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\","
+				"\"Data\":\"\",\"SequenceNumberForOrdering\":"
+				"\"49039857307708443467467104868809893875799651909875269633\"}"));
+	cJSON_Delete(harness_ok(&h, "PutRecord", "{\"StreamName\":\"s\",\"PartitionKey\":\"a\","
+				"\"Data\":\"\",\"SequenceNumberForOrdering\":\"5\"}"));
 }
 
 Test(kinesis_validate, unknown_members_are_ignored_and_nulls_are_absent)
@@ -347,8 +406,8 @@ Test(kinesis_validate, partition_keys_count_characters)
 	snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"Records\":[{\"PartitionKey\":\"%s\","
 		 "\"Data\":\"\"}]}", key);
 	snprintf(want, sizeof(want), "1 validation error detected: Value '%s' at "
-		 "'records.1.partitionKey' failed to satisfy constraint: Member must have length "
-		 "less than or equal to 256", key);
+		 "'records.1.member.partitionKey' failed to satisfy constraint: Member must have "
+		 "length less than or equal to 256", key);
 	harness_expect_error(&h, "PutRecords", body, "ValidationException", want);
 	repeat(key, "\xf0\x9f\x98\x80", 129); /* 129 emoji: 258 UTF-16 units. */
 	snprintf(body, sizeof(body), "{\"StreamName\":\"s\",\"PartitionKey\":\"%s\",\"Data\":\"\"}",

@@ -298,7 +298,6 @@ def bad_input(srv, kc):
     check(raw_type("PutRecord", b'{"StreamName":"itest","PartitionKey":"a","Data":"abc"}') ==
           "SerializationException", "bad base64")
     check(raw_type("Nonsense", b"{}") == "UnknownOperationException", "unknown action")
-    check(raw_type("SubscribeToShard", b"{}") == "UnknownOperationException", "unsupported action")
     msg = expect_error("ValidationException", kc.create_stream, StreamName="bad name!",
                        ShardCount=0)
     check(msg.startswith("2 validation errors detected: "), "validation text: " + msg)

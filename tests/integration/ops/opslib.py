@@ -96,6 +96,19 @@ def wait_active(kinesis, name):
     raise SystemExit("FAIL: stream %s never ACTIVE" % name)
 
 
+def put_and_read(port, stream, data):
+    """Through boto3 on 127.0.0.1:port: a one-shard stream, one record put and read back."""
+    k = boto3.client("kinesis", endpoint_url="http://127.0.0.1:%d" % port,
+                     region_name="us-east-1", aws_access_key_id="A", aws_secret_access_key="S")
+    k.create_stream(StreamName=stream, ShardCount=1)
+    wait_active(k, stream)
+    k.put_record(StreamName=stream, Data=data, PartitionKey="p")
+    it = k.get_shard_iterator(StreamName=stream, ShardId="shardId-000000000000",
+                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = k.get_records(ShardIterator=it)["Records"]
+    check([r["Data"] for r in records] == [data], "read back: %r" % records)
+
+
 def samples(text):
     """{(name, frozenset(labels)): value} of a Prometheus text exposition."""
     out = {}

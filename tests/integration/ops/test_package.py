@@ -20,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from opslib import check, free_port, wait_active  # noqa: E402
+from opslib import check, free_port, put_and_read  # noqa: E402
 
 SRC, BUILD = sys.argv[1], sys.argv[2]
 MULTIARCH = "x86_64-linux-gnu"
@@ -106,7 +106,7 @@ def run_service(root, tmp):
         got = receive_until(sock, "READY=1")
         check(any("STATUS=recovering the log" in g for g in got), "no STATUS while starting")
         receive_until(sock, "WATCHDOG=1")
-        put_and_read(port)
+        put_and_read(port, "ops-pkg", b"from the package")
         proc.send_signal(signal.SIGTERM)
         receive_until(sock, "STOPPING=1")
         check(proc.wait(timeout=30) == 0, "sluiced exit code")
@@ -115,19 +115,6 @@ def run_service(root, tmp):
             proc.kill()
             proc.wait()
         sock.close()
-
-
-def put_and_read(port):
-    import boto3
-    k = boto3.client("kinesis", endpoint_url="http://127.0.0.1:%d" % port,
-                     region_name="us-east-1", aws_access_key_id="A", aws_secret_access_key="S")
-    k.create_stream(StreamName="ops-pkg", ShardCount=1)
-    wait_active(k, "ops-pkg")
-    k.put_record(StreamName="ops-pkg", Data=b"from the package", PartitionKey="p")
-    it = k.get_shard_iterator(StreamName="ops-pkg", ShardId="shardId-000000000000",
-                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    records = k.get_records(ShardIterator=it)["Records"]
-    check([r["Data"] for r in records] == [b"from the package"], "read back: %r" % records)
 
 
 def link_library(root, tmp):

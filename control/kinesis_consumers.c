@@ -1,0 +1,878 @@
+/*
+ * kinesis_consumers.c - stream consumers and enhanced fan-out (SubscribeToShard).
+ *
+ * Consumers live in SQLite (metadata.c's consumers table, removed with their stream)
+ * and in a table sized at open. Their status follows from time, as AWS's does:
+ *
+ *   STATUS    WHILE
+ *   CREATING  until stream_status_delay_ms after RegisterStreamConsumer
+ *   ACTIVE    then
+ *   DELETING  stream_status_delay_ms after DeregisterStreamConsumer (the SQLite row is
+ *             gone at once; the memory slot is freed when the time has passed)
+ *
+ * ARN: arn:aws:kinesis:REGION:ACCOUNT:stream/NAME/consumer/CNAME:CREATION_EPOCH_SECONDS.
+ *
+ * SubscribeToShard answers with a streaming body (api.h: api_call_stream_*) of
+ * EventStream messages (common/eventstream.h):
+ *
+ *   EVENT                  :event-type / :message-type           PAYLOAD
+ *   initial-response       initial-response / event              {}
+ *   SubscribeToShardEvent  SubscribeToShardEvent / event         Records,
+ *                                                                ContinuationSequenceNumber,
+ *                                                                MillisBehindLatest[, ChildShards]
+ *
+ * Records are pushed as they become durable: the server wakes kinesis_poll() from
+ * kinesis_event_fd(), which includes the log's durable eventfd (log_durable_event_fd),
+ * so no polling interval sits between durability and delivery. Each pass sends at most
+ * one event per subscription (fair across them; kinesis_fanout_timeout_ms says 0 while
+ * one has more). A subscription whose peer does not read is refused by the stream
+ * (-EAGAIN) and simply stays behind: its position is not advanced, and it resumes when
+ * the server reports WRITABLE. It ends after KINESIS_SUBSCRIPTION_LIFETIME_MS, at the
+ * end of a closed shard (after an event carrying ChildShards), or when its consumer or
+ * stream goes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/diag.h"
+#include "common/eventstream.h"
+#include "control/kinesis.h"
+#include "control/seqnum.h"
+#include "nvme-log/log.h"
+
+const char *const kinesis_starting_position_types[] = {
+	"AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP",
+	NULL,
+};
+
+static const char kinesis_eventstream_type[] = "application/vnd.amazon.eventstream";
+
+struct kinesis_consumer {
+	bool used;
+	uint32_t stream_id;
+	char name[KINESIS_CONSUMER_NAME_SIZE_MAX + 1];
+	size_t name_size;
+	uint64_t created_ms;     /* Wall clock. */
+	uint64_t deleting_ms;    /* Wall clock when DELETING ends; 0: not deregistered. */
+};
+
+struct kinesis_subscription {
+	struct kinesis *k;
+	struct api_call *call;   /* NULL: the slot is free. */
+	uint32_t consumer;       /* Index into the consumer table. */
+	uint32_t stream_id;
+	uint64_t incarnation;
+	uint32_t shard_index;
+	uint64_t seq_next;       /* The next log position to deliver. */
+	uint64_t last_arrival_ns;
+	uint64_t started_ns;     /* fanout->mono_ns() */
+	uint64_t event_due_ns;   /* Heartbeat: an event by then even without records. */
+	bool blocked;            /* The stream refused an event: wait for WRITABLE. */
+	bool retry;              /* No pool buffer for the event: try again next pass. */
+};
+
+struct kinesis_fanout {
+	struct kinesis_consumer consumers[KINESIS_CONSUMERS_MAX];
+	struct kinesis_subscription subs[KINESIS_SUBSCRIPTIONS_MAX];
+	uint32_t subs_high;      /* No slot at or above this index is in use. */
+	struct api_out event;    /* One event being built: prelude, headers, JSON, CRC. */
+	uint64_t (*mono_ns)(void);
+	/* Counters (also what the benchmark and tests read). */
+	uint64_t events_sent;
+	uint64_t records_sent;
+	uint64_t events_refused;
+};
+
+/* ---- Consumers ------------------------------------------------------------ */
+
+static uint64_t
+kinesis_consumer_delay_ms(const struct kinesis *k)
+{
+	return k->config.stream_status_delay_ms;
+}
+
+static const char *
+kinesis_consumer_status(const struct kinesis *k, const struct kinesis_consumer *c,
+			uint64_t now_ms)
+{
+	if (c->deleting_ms != 0)
+		return "DELETING";
+	return now_ms < c->created_ms + kinesis_consumer_delay_ms(k) ? "CREATING" : "ACTIVE";
+}
+
+/* Frees slots whose DELETING time has passed. */
+static void
+kinesis_consumers_expire(struct kinesis *k, uint64_t now_ms)
+{
+	for (uint32_t i = 0; i < KINESIS_CONSUMERS_MAX; i++) {
+		struct kinesis_consumer *c = &k->fanout->consumers[i];
+
+		if (c->used && c->deleting_ms != 0 && now_ms >= c->deleting_ms)
+			c->used = false;
+	}
+}
+
+uint32_t
+kinesis_consumer_count(const struct kinesis *k, const struct kinesis_stream *s)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < KINESIS_CONSUMERS_MAX; i++)
+		n += k->fanout->consumers[i].used && k->fanout->consumers[i].stream_id == s->stream_id;
+	return n;
+}
+
+static void
+kinesis_consumer_arn(const struct kinesis_stream *s, const struct kinesis_consumer *c,
+		     char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/consumer/%s:%llu", s->arn, c->name,
+		 (unsigned long long)(c->created_ms / 1000));
+}
+
+static struct kinesis_consumer *
+kinesis_consumer_find(struct kinesis *k, uint32_t stream_id, const char *name, size_t size)
+{
+	for (uint32_t i = 0; i < KINESIS_CONSUMERS_MAX; i++) {
+		struct kinesis_consumer *c = &k->fanout->consumers[i];
+
+		if (c->used && c->stream_id == stream_id && c->name_size == size &&
+		    memcmp(c->name, name, size) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static struct kinesis_consumer *
+kinesis_consumer_add(struct kinesis *k, uint32_t stream_id, const char *name, size_t size,
+		     uint64_t created_ms)
+{
+	for (uint32_t i = 0; i < KINESIS_CONSUMERS_MAX; i++) {
+		struct kinesis_consumer *c = &k->fanout->consumers[i];
+
+		if (c->used)
+			continue;
+		memset(c, 0, sizeof(*c));
+		c->used = true;
+		c->stream_id = stream_id;
+		memcpy(c->name, name, size);
+		c->name_size = size;
+		c->created_ms = created_ms;
+		return c;
+	}
+	return NULL;
+}
+
+static int
+kinesis_consumer_load(void *arg, uint32_t stream_id, const char *name, size_t size,
+		      uint64_t created_ms)
+{
+	struct kinesis *k = arg;
+
+	if (size > KINESIS_CONSUMER_NAME_SIZE_MAX ||
+	    kinesis_consumer_add(k, stream_id, name, size, created_ms) == NULL)
+		return -ENOSPC;
+	return 0;
+}
+
+/*
+ * The consumer a ConsumerARN names: "<stream ARN>/consumer/<name>:<epoch>". Replies
+ * ResourceNotFoundException and returns NULL when there is none.
+ */
+static struct kinesis_consumer *
+kinesis_consumer_by_arn(struct kinesis *k, struct api_call *call, const char *arn,
+			struct kinesis_stream **s_out)
+{
+	const char *mark = strstr(arn, "/consumer/");
+	const char *colon = mark != NULL ? strrchr(mark, ':') : NULL;
+	char stream_arn[KINESIS_ARN_SIZE];
+	char expect[KINESIS_ARN_SIZE + KINESIS_CONSUMER_NAME_SIZE_MAX + 48];
+	struct kinesis_consumer *c = NULL;
+	struct kinesis_stream *s = NULL;
+
+	if (colon != NULL && (size_t)(mark - arn) < sizeof(stream_arn)) {
+		snprintf(stream_arn, sizeof(stream_arn), "%.*s", (int)(mark - arn), arn);
+		for (uint32_t i = 0; i < k->streams_high && s == NULL; i++)
+			if (k->streams[i].used && strcmp(k->streams[i].arn, stream_arn) == 0)
+				s = &k->streams[i];
+	}
+	if (s != NULL)
+		c = kinesis_consumer_find(k, s->stream_id, mark + 10, (size_t)(colon - mark - 10));
+	if (c != NULL)
+		kinesis_consumer_arn(s, c, expect, sizeof(expect));
+	if (c == NULL || strcmp(expect, arn) != 0) {
+		kinesis_error(call, "ResourceNotFoundException", "Consumer %s not found.", arn);
+		return NULL;
+	}
+	*s_out = s;
+	return c;
+}
+
+/* Describe/Deregister: ConsumerARN, or StreamARN and ConsumerName (not both ways). */
+static struct kinesis_consumer *
+kinesis_consumer_resolve(struct kinesis_req *r, struct kinesis_stream **s_out)
+{
+	const struct kv_value *stream_arn = &r->v[CONSUMER_REF_STREAM_ARN];
+	const struct kv_value *name = &r->v[CONSUMER_REF_CONSUMER_NAME];
+	const struct kv_value *arn = &r->v[CONSUMER_REF_CONSUMER_ARN];
+	const struct kv_value none = { 0 };
+	struct kinesis_consumer *c;
+
+	if (arn->json != NULL && stream_arn->json == NULL && name->json == NULL)
+		return kinesis_consumer_by_arn(r->k, r->call, arn->string, s_out);
+	if (arn->json != NULL || stream_arn->json == NULL || name->json == NULL) {
+		kinesis_error(r->call, "InvalidArgumentException", "Either ConsumerARN or both "
+			      "ConsumerName and StreamARN must be provided.");
+		return NULL;
+	}
+	*s_out = kinesis_stream_resolve(r->k, r->call, &none, stream_arn);
+	if (*s_out == NULL)
+		return NULL;
+	c = kinesis_consumer_find(r->k, (*s_out)->stream_id, name->string, name->size);
+	if (c == NULL)
+		kinesis_error(r->call, "ResourceNotFoundException", "Consumer %s under stream %s "
+			      "not found.", name->string, (*s_out)->name);
+	return c;
+}
+
+static void
+kinesis_out_consumer(struct kinesis *k, struct api_out *out, const struct kinesis_stream *s,
+		     const struct kinesis_consumer *c, uint64_t now_ms, bool with_stream)
+{
+	char arn[KINESIS_ARN_SIZE + KINESIS_CONSUMER_NAME_SIZE_MAX + 48];
+
+	kinesis_consumer_arn(s, c, arn, sizeof(arn));
+	api_out_printf(out, "{\"ConsumerName\":\"%s\",\"ConsumerARN\":", c->name);
+	api_out_json_string(out, arn, strlen(arn));
+	api_out_printf(out, ",\"ConsumerStatus\":\"%s\",\"ConsumerCreationTimestamp\":",
+		       kinesis_consumer_status(k, c, now_ms));
+	kinesis_out_timestamp(out, c->created_ms);
+	if (with_stream) {
+		api_out_printf(out, ",\"StreamARN\":");
+		api_out_json_string(out, s->arn, strlen(s->arn));
+	}
+	api_out_printf(out, "}");
+}
+
+void
+kinesis_register_consumer(struct kinesis_req *r)
+{
+	struct kinesis *k = r->k;
+	const struct kv_value *name = &r->v[REGISTER_CONSUMER_CONSUMER_NAME];
+	const struct kv_value none = { 0 };
+	uint64_t now_ms = kinesis_now_ms(r->req);
+	struct kinesis_stream *s;
+	struct kinesis_consumer *c;
+	int rc;
+
+	kinesis_consumers_expire(k, now_ms);
+	s = kinesis_stream_resolve(k, r->call, &none, &r->v[REGISTER_CONSUMER_STREAM_ARN]);
+	if (s == NULL)
+		return;
+	if (kinesis_consumer_find(k, s->stream_id, name->string, name->size) != NULL) {
+		kinesis_error(r->call, "ResourceInUseException", "Consumer %s under stream %s "
+			      "already exists for account %s.", name->string, s->name,
+			      k->config.account_id);
+		return;
+	}
+	if (kinesis_consumer_count(k, s) >= KINESIS_CONSUMERS_PER_STREAM_MAX) {
+		kinesis_error(r->call, "LimitExceededException", "Consumer limit of %u for stream "
+			      "%s under account %s exceeded.", KINESIS_CONSUMERS_PER_STREAM_MAX,
+			      s->name, k->config.account_id);
+		return;
+	}
+	rc = metadata_consumer_add(k->md, s->stream_id, name->string, name->size, now_ms);
+	c = rc == 0 ? kinesis_consumer_add(k, s->stream_id, name->string, name->size, now_ms) :
+		      NULL;
+	if (c == NULL) {
+		if (rc == 0)
+			metadata_consumer_remove(k->md, s->stream_id, name->string, name->size);
+		diag_error("kinesis", "RegisterStreamConsumer: %s", rc != 0 ? strerror(-rc) :
+			   "KINESIS_CONSUMERS_MAX reached");
+		kinesis_error(r->call, "LimitExceededException", "This endpoint holds at most %u "
+			      "consumers.", KINESIS_CONSUMERS_MAX);
+		return;
+	}
+	api_out_printf(api_call_out(r->call), "{\"Consumer\":");
+	kinesis_out_consumer(k, api_call_out(r->call), s, c, kinesis_now_ms(r->req), false);
+	api_out_printf(api_call_out(r->call), "}");
+	api_call_reply(r->call, 200);
+}
+
+void
+kinesis_describe_consumer(struct kinesis_req *r)
+{
+	struct kinesis_stream *s;
+	struct kinesis_consumer *c;
+
+	kinesis_consumers_expire(r->k, kinesis_now_ms(r->req));
+	c = kinesis_consumer_resolve(r, &s);
+	if (c == NULL)
+		return;
+	api_out_printf(api_call_out(r->call), "{\"ConsumerDescription\":");
+	kinesis_out_consumer(r->k, api_call_out(r->call), s, c, kinesis_now_ms(r->req), true);
+	api_out_printf(api_call_out(r->call), "}");
+	api_call_reply(r->call, 200);
+}
+
+/* The subscriptions of consumer `c` (or of every consumer of a stream) end. */
+static void kinesis_subscriptions_end(struct kinesis *k, const struct kinesis_consumer *c,
+				      uint32_t stream_id);
+
+void
+kinesis_deregister_consumer(struct kinesis_req *r)
+{
+	struct kinesis *k = r->k;
+	struct kinesis_stream *s;
+	struct kinesis_consumer *c;
+	int rc;
+
+	kinesis_consumers_expire(k, kinesis_now_ms(r->req));
+	c = kinesis_consumer_resolve(r, &s);
+	if (c == NULL)
+		return;
+	if (c->deleting_ms != 0) {
+		kinesis_error(r->call, "ResourceInUseException", "Consumer %s under stream %s is "
+			      "in DELETING state.", c->name, s->name);
+		return;
+	}
+	rc = metadata_consumer_remove(k->md, s->stream_id, c->name, c->name_size);
+	if (rc != 0) {
+		kinesis_internal_error(r->call);
+		return;
+	}
+	c->deleting_ms = kinesis_now_ms(r->req) + kinesis_consumer_delay_ms(k);
+	if (kinesis_consumer_delay_ms(k) == 0)
+		c->deleting_ms = 1;  /* Gone at the next look. */
+	kinesis_subscriptions_end(k, c, 0);
+	api_call_reply(r->call, 200);
+}
+
+/*
+ * ListStreamConsumers' NextToken: the stream id and the position (by registration
+ * order in the table scan) to go on from, as "<stream id>.<index>". Opaque to clients.
+ */
+void
+kinesis_list_consumers(struct kinesis_req *r)
+{
+	struct kinesis *k = r->k;
+	const struct kv_value *token = &r->v[LIST_CONSUMERS_NEXT_TOKEN];
+	const struct kv_value *max = &r->v[LIST_CONSUMERS_MAX_RESULTS];
+	const struct kv_value none = { 0 };
+	struct api_out *out = api_call_out(r->call);
+	uint64_t now_ms = kinesis_now_ms(r->req);
+	uint32_t limit = max->json != NULL ? (uint32_t)max->number : 100;
+	uint32_t start = 0;
+	uint32_t n = 0;
+	struct kinesis_stream *s;
+	unsigned token_stream;
+	unsigned token_index;
+	uint32_t i;
+
+	kinesis_consumers_expire(k, now_ms);
+	s = kinesis_stream_resolve(k, r->call, &none, &r->v[LIST_CONSUMERS_STREAM_ARN]);
+	if (s == NULL)
+		return;
+	if (token->json != NULL) {
+		if (sscanf(token->string, "%u.%u", &token_stream, &token_index) != 2 ||
+		    token_stream != s->stream_id || token_index >= KINESIS_CONSUMERS_MAX) {
+			kinesis_error(r->call, "InvalidArgumentException", "NextToken is invalid.");
+			return;
+		}
+		start = token_index;
+	}
+	api_out_printf(out, "{\"Consumers\":[");
+	for (i = start; i < KINESIS_CONSUMERS_MAX && n < limit; i++) {
+		const struct kinesis_consumer *c = &k->fanout->consumers[i];
+
+		if (!c->used || c->stream_id != s->stream_id)
+			continue;
+		if (n++ > 0)
+			api_out_printf(out, ",");
+		kinesis_out_consumer(k, out, s, c, now_ms, false);
+	}
+	api_out_printf(out, "]");
+	while (i < KINESIS_CONSUMERS_MAX && !(k->fanout->consumers[i].used &&
+					      k->fanout->consumers[i].stream_id == s->stream_id))
+		i++;
+	if (i < KINESIS_CONSUMERS_MAX)
+		api_out_printf(out, ",\"NextToken\":\"%u.%u\"", s->stream_id, i);
+	api_out_printf(out, "}");
+	api_call_reply(r->call, 200);
+}
+
+void
+kinesis_consumers_stream_deleted(struct kinesis *k, uint32_t stream_id)
+{
+	kinesis_subscriptions_end(k, NULL, stream_id);
+	for (uint32_t i = 0; i < KINESIS_CONSUMERS_MAX; i++)
+		if (k->fanout->consumers[i].stream_id == stream_id)
+			k->fanout->consumers[i].used = false;
+}
+
+/* ---- Events --------------------------------------------------------------- */
+
+static const struct es_header kinesis_event_headers[] = {
+	{ .name = ":event-type", .name_size = 11, .type = ES_TYPE_STRING,
+	  .value = (const uint8_t *)"SubscribeToShardEvent", .value_size = 21 },
+	{ .name = ":content-type", .name_size = 13, .type = ES_TYPE_STRING,
+	  .value = (const uint8_t *)"application/json", .value_size = 16 },
+	{ .name = ":message-type", .name_size = 13, .type = ES_TYPE_STRING,
+	  .value = (const uint8_t *)"event", .value_size = 5 },
+};
+
+static const struct es_header kinesis_initial_headers[] = {
+	{ .name = ":event-type", .name_size = 11, .type = ES_TYPE_STRING,
+	  .value = (const uint8_t *)"initial-response", .value_size = 16 },
+	{ .name = ":content-type", .name_size = 13, .type = ES_TYPE_STRING,
+	  .value = (const uint8_t *)"application/json", .value_size = 16 },
+	{ .name = ":message-type", .name_size = 13, .type = ES_TYPE_STRING,
+	  .value = (const uint8_t *)"event", .value_size = 5 },
+};
+
+/* Starts an event in fanout->event: room for the prelude and headers before the JSON. */
+static void
+kinesis_event_begin(struct kinesis_fanout *f, const struct es_header *h, uint32_t count)
+{
+	static const uint8_t zeros[ES_PRELUDE_SIZE + 128];
+	size_t head = ES_PRELUDE_SIZE + es_headers_size(h, count);
+
+	assert(head <= sizeof(zeros));
+	f->event.size = 0;
+	f->event.overflow = false;
+	api_out_append(&f->event, zeros, head);
+}
+
+/* Frames the event in place (prelude, headers, CRCs). 0, or -ENOBUFS. */
+static int
+kinesis_event_seal(struct kinesis_fanout *f, const struct es_header *h, uint32_t count)
+{
+	size_t head = ES_PRELUDE_SIZE + es_headers_size(h, count);
+	size_t payload = f->event.size - head;
+	size_t size;
+
+	api_out_append(&f->event, "\0\0\0\0", 4);  /* The message CRC's place. */
+	if (f->event.overflow ||
+	    es_seal((uint8_t *)f->event.data, f->event.size, h, count, payload, &size) != 0)
+		return -ENOBUFS;
+	assert(size == f->event.size);
+	return 0;
+}
+
+static void
+kinesis_subscription_free(struct kinesis_subscription *sub)
+{
+	struct kinesis_fanout *f = sub->k->fanout;
+
+	sub->call = NULL;
+	while (f->subs_high > 0 && f->subs[f->subs_high - 1].call == NULL)
+		f->subs_high--;
+}
+
+/* Ends the stream (what was queued still goes out) and frees the slot. */
+static void
+kinesis_subscription_end(struct kinesis_subscription *sub)
+{
+	api_call_stream_end(sub->call);
+	kinesis_subscription_free(sub);
+}
+
+static void
+kinesis_subscriptions_end(struct kinesis *k, const struct kinesis_consumer *c, uint32_t stream_id)
+{
+	struct kinesis_fanout *f = k->fanout;
+
+	for (uint32_t i = 0; i < f->subs_high; i++) {
+		struct kinesis_subscription *sub = &f->subs[i];
+
+		if (sub->call == NULL)
+			continue;
+		if ((c != NULL && &f->consumers[sub->consumer] == c) ||
+		    (c == NULL && sub->stream_id == stream_id))
+			kinesis_subscription_end(sub);
+	}
+}
+
+/* The event's ContinuationSequenceNumber: the last record delivered, or the shard's start. */
+static void
+kinesis_event_continuation(struct api_out *out, const struct kinesis_shard *sh,
+			   const struct kinesis_subscription *sub)
+{
+	char text[SEQNUM_DECIMAL_SIZE];
+	struct seqnum sn = {
+		.shard_created_s = sh->created_s, .shard_index = sh->index,
+		.seq = sub->seq_next > 0 ? sub->seq_next - 1 : 0,
+		.put_s = sub->seq_next > 0 && sub->last_arrival_ns != 0 ?
+			 sub->last_arrival_ns / 1000000000u : sh->created_s,
+	};
+
+	seqnum_format(&sn, text);
+	api_out_printf(out, "\"ContinuationSequenceNumber\":\"%s\"", text);
+}
+
+static uint64_t
+kinesis_event_behind_ms(struct kinesis *k, const struct kinesis_shard *sh,
+			const struct kinesis_subscription *sub)
+{
+	struct log_shard_info info;
+	uint64_t now_ms = clock_real_ns() / 1000000u;
+	uint64_t arrival_ms;
+
+	if (log_shard_info(k->log, sh->log_id, &info) != 0 || sub->seq_next >= info.seq_durable)
+		return 0;
+	arrival_ms = sub->last_arrival_ns / 1000000u;
+	return sub->last_arrival_ns != 0 && now_ms > arrival_ms ? now_ms - arrival_ms : 0;
+}
+
+/* What a pass does for one subscription. */
+enum kinesis_pump {
+	KINESIS_PUMP_IDLE,       /* Nothing to send now. */
+	KINESIS_PUMP_SENT,       /* One event sent; there may be more. */
+	KINESIS_PUMP_WAIT,       /* Refused, or no buffer: do not advance. */
+	KINESIS_PUMP_ENDED,      /* The subscription is over (slot freed). */
+};
+
+/* Builds the next SubscribeToShardEvent into fanout->event. */
+static int
+kinesis_event_build(struct kinesis *k, struct kinesis_stream *s, struct kinesis_shard *sh,
+		    struct kinesis_subscription *sub, struct kinesis_records_read *res,
+		    bool *ended)
+{
+	struct kinesis_fanout *f = k->fanout;
+	struct api_out *out = &f->event;
+	uint64_t seq_before = sub->seq_next;
+	int rc;
+
+	kinesis_event_begin(f, kinesis_event_headers, 3);
+	api_out_printf(out, "{\"Records\":[");
+	rc = kinesis_records_out(k, sh, out, KINESIS_EVENT_SIZE_MAX - 4096,
+				 KINESIS_GET_RECORDS_MAX, sub->seq_next, res);
+	if (rc != 0)
+		return rc;
+	api_out_printf(out, "],");
+	sub->seq_next = res->seq_next;
+	if (res->count > 0)
+		sub->last_arrival_ns = res->last_arrival_ns;
+	kinesis_event_continuation(out, sh, sub);
+	api_out_printf(out, ",\"MillisBehindLatest\":%llu",
+		       (unsigned long long)kinesis_event_behind_ms(k, sh, sub));
+	*ended = kinesis_shard_ended(sh, sub->seq_next);
+	if (*ended) {
+		api_out_printf(out, ",\"ChildShards\":");
+		kinesis_out_child_shards(out, s, sh->index);
+	}
+	api_out_printf(out, "}");
+	rc = kinesis_event_seal(f, kinesis_event_headers, 3);
+	if (rc != 0)
+		sub->seq_next = seq_before;
+	return rc;
+}
+
+static enum kinesis_pump
+kinesis_subscription_pump(struct kinesis_subscription *sub, uint64_t mono_ns)
+{
+	struct kinesis *k = sub->k;
+	struct kinesis_fanout *f = k->fanout;
+	struct kinesis_stream *s = kinesis_stream_by_id(k, sub->stream_id);
+	struct kinesis_records_read res;
+	struct log_shard_info info;
+	struct kinesis_shard *sh;
+	uint64_t seq_before = sub->seq_next;
+	uint64_t arrival_before = sub->last_arrival_ns;
+	bool ended = false;
+	int rc;
+
+	if (s == NULL || s->incarnation != sub->incarnation ||
+	    mono_ns - sub->started_ns >= KINESIS_SUBSCRIPTION_LIFETIME_MS * 1000000ull) {
+		kinesis_subscription_end(sub);
+		return KINESIS_PUMP_ENDED;
+	}
+	if (sub->blocked)
+		return KINESIS_PUMP_WAIT;
+	sh = &s->shards[sub->shard_index];
+	if (log_shard_info(k->log, sh->log_id, &info) != 0)
+		return KINESIS_PUMP_IDLE;
+	if (sub->seq_next >= info.seq_durable && !kinesis_shard_ended(sh, sub->seq_next) &&
+	    mono_ns < sub->event_due_ns)
+		return KINESIS_PUMP_IDLE;
+	rc = kinesis_event_build(k, s, sh, sub, &res, &ended);
+	if (rc == 0)
+		rc = api_call_stream_write(sub->call, f->event.data, f->event.size);
+	if (rc == -EPIPE)
+		return KINESIS_PUMP_WAIT;  /* GONE follows and frees it. */
+	if (rc != 0) {
+		/* Stays behind: the records are read again once the stream takes more. */
+		sub->seq_next = seq_before;
+		sub->last_arrival_ns = arrival_before;
+		sub->blocked = rc == -EAGAIN;
+		sub->retry = rc != -EAGAIN;
+		f->events_refused++;
+		return KINESIS_PUMP_WAIT;
+	}
+	sub->retry = false;
+	sub->event_due_ns = mono_ns + KINESIS_SUBSCRIPTION_HEARTBEAT_MS * 1000000ull;
+	f->events_sent++;
+	f->records_sent += res.count;
+	if (ended) {
+		kinesis_subscription_end(sub);
+		return KINESIS_PUMP_ENDED;
+	}
+	return KINESIS_PUMP_SENT;
+}
+
+static void
+kinesis_subscription_event(void *ctx, enum api_stream_event event)
+{
+	struct kinesis_subscription *sub = ctx;
+
+	assert(sub->call != NULL);
+	if (event == API_STREAM_GONE) {
+		kinesis_subscription_end(sub);
+		return;
+	}
+	sub->blocked = false;
+	kinesis_subscription_pump(sub, sub->k->fanout->mono_ns());
+}
+
+void
+kinesis_fanout_poll(struct kinesis *k)
+{
+	struct kinesis_fanout *f = k->fanout;
+	uint64_t mono_ns = f->mono_ns();
+
+	for (uint32_t i = 0; i < f->subs_high; i++)
+		if (f->subs[i].call != NULL)
+			kinesis_subscription_pump(&f->subs[i], mono_ns);
+}
+
+int
+kinesis_fanout_timeout_ms(const struct kinesis *k)
+{
+	const struct kinesis_fanout *f = k->fanout;
+	uint64_t mono_ns = f->mono_ns();
+	uint64_t due = UINT64_MAX;
+
+	for (uint32_t i = 0; i < f->subs_high; i++) {
+		const struct kinesis_subscription *sub = &f->subs[i];
+		const struct kinesis_stream *s;
+		struct log_shard_info info;
+		uint64_t end_ns;
+
+		if (sub->call == NULL)
+			continue;
+		end_ns = sub->started_ns + KINESIS_SUBSCRIPTION_LIFETIME_MS * 1000000ull;
+		due = min_u64(due, min_u64(end_ns, sub->event_due_ns));
+		if (sub->retry)
+			due = min_u64(due, mono_ns + 10000000u);
+		s = kinesis_stream_by_id((struct kinesis *)k, sub->stream_id);
+		/* More durable than delivered (one event per pass): come back at once. */
+		if (!sub->blocked && s != NULL && s->incarnation == sub->incarnation &&
+		    log_shard_info(k->log, s->shards[sub->shard_index].log_id, &info) == 0 &&
+		    sub->seq_next < info.seq_durable)
+			due = mono_ns;
+	}
+	if (due == UINT64_MAX)
+		return -1;
+	return due <= mono_ns ? 0 : (int)min_u64((due - mono_ns + 999999) / 1000000, 60000);
+}
+
+/* ---- SubscribeToShard ------------------------------------------------------ */
+
+/* The log position StartingPosition names; replies and returns -EINVAL when it is bad. */
+static int
+kinesis_subscribe_start(struct kinesis *k, struct api_call *call, const struct kinesis_stream *s,
+			const struct kinesis_shard *sh, const cJSON *pos, uint64_t *seq_out)
+{
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(pos, "Type");
+	const cJSON *seq = cJSON_GetObjectItemCaseSensitive(pos, "SequenceNumber");
+	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(pos, "Timestamp");
+	struct log_shard_info info;
+	struct seqnum sn;
+	bool known = false;
+
+	for (const char *const *t = kinesis_starting_position_types; *t != NULL; t++)
+		known = known || (cJSON_IsString(type) && strcmp(type->valuestring, *t) == 0);
+	if (!known) {
+		kinesis_error(call, "ValidationException", "1 validation error detected: Value at "
+			      "'startingPosition.type' failed to satisfy constraint: Member must "
+			      "satisfy enum value set: [AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, "
+			      "TRIM_HORIZON, LATEST, AT_TIMESTAMP]");
+		return -EINVAL;
+	}
+	if (strstr(type->valuestring, "SEQUENCE_NUMBER") != NULL) {
+		if (!cJSON_IsString(seq) || seqnum_parse(seq->valuestring, strlen(seq->valuestring),
+							 &sn) != 0 ||
+		    sn.shard_index != sh->index || sn.shard_created_s != sh->created_s) {
+			kinesis_error(call, "InvalidArgumentException", "Invalid StartingSequenceNumber "
+				      "for shard %s in stream %s.", cJSON_IsString(seq) ?
+				      seq->valuestring : "(none)", s->name);
+			return -EINVAL;
+		}
+		*seq_out = sn.seq + (strncmp(type->valuestring, "AFTER", 5) == 0);
+		return 0;
+	}
+	if (strcmp(type->valuestring, "AT_TIMESTAMP") == 0) {
+		if (!cJSON_IsNumber(ts)) {
+			kinesis_error(call, "InvalidArgumentException", "Must specify a Timestamp for "
+				      "StartingPosition of type AT_TIMESTAMP.");
+			return -EINVAL;
+		}
+		return log_seek_time(k->reader, sh->log_id, ts->valuedouble <= 0 ? 0 :
+				     (uint64_t)(ts->valuedouble * 1e9), seq_out);
+	}
+	if (log_shard_info(k->log, sh->log_id, &info) != 0)
+		return -EIO;
+	*seq_out = strcmp(type->valuestring, "LATEST") == 0 ? info.seq_durable : info.seq_trim;
+	return 0;
+}
+
+static struct kinesis_subscription *
+kinesis_subscription_slot(struct kinesis *k, const struct kinesis_consumer *c,
+			  const struct kinesis_stream *s, uint32_t shard_index, bool *in_use)
+{
+	struct kinesis_fanout *f = k->fanout;
+	struct kinesis_subscription *free_slot = NULL;
+	uint32_t consumer = (uint32_t)(c - f->consumers);
+
+	*in_use = false;
+	for (uint32_t i = 0; i < KINESIS_SUBSCRIPTIONS_MAX; i++) {
+		struct kinesis_subscription *sub = &f->subs[i];
+
+		if (sub->call == NULL) {
+			if (free_slot == NULL)
+				free_slot = sub;
+			if (i >= f->subs_high)
+				break;
+			continue;
+		}
+		if (sub->consumer == consumer && sub->stream_id == s->stream_id &&
+		    sub->shard_index == shard_index)
+			*in_use = true;
+	}
+	return *in_use ? NULL : free_slot;
+}
+
+/* The initial-response event, then the first SubscribeToShardEvent at once. */
+static void
+kinesis_subscription_start(struct kinesis *k, struct kinesis_subscription *sub)
+{
+	struct kinesis_fanout *f = k->fanout;
+	int rc;
+
+	kinesis_event_begin(f, kinesis_initial_headers, 3);
+	api_out_append(&f->event, "{}", 2);
+	rc = kinesis_event_seal(f, kinesis_initial_headers, 3);
+	if (rc == 0)
+		rc = api_call_stream_write(sub->call, f->event.data, f->event.size);
+	if (rc != 0 && rc != -EPIPE) {
+		/* An empty stream cannot refuse: only a pool out of buffers gets here. */
+		kinesis_subscription_end(sub);
+		return;
+	}
+	if (rc == 0)
+		kinesis_subscription_pump(sub, sub->started_ns);
+}
+
+void
+kinesis_subscribe_to_shard(struct kinesis_req *r)
+{
+	struct kinesis *k = r->k;
+	struct kinesis_fanout *f = k->fanout;
+	const struct kv_value *shard_id = &r->v[SUBSCRIBE_SHARD_ID];
+	uint64_t now_ms = kinesis_now_ms(r->req);
+	struct kinesis_subscription *sub;
+	struct kinesis_stream *s;
+	struct kinesis_consumer *c;
+	uint32_t index;
+	uint64_t seq = 0;
+	bool in_use;
+
+	kinesis_consumers_expire(k, now_ms);
+	c = kinesis_consumer_by_arn(k, r->call, r->v[SUBSCRIBE_CONSUMER_ARN].string, &s);
+	if (c == NULL)
+		return;
+	if (strcmp(kinesis_consumer_status(k, c, now_ms), "ACTIVE") != 0) {
+		kinesis_error(r->call, "ResourceInUseException", "Consumer %s is not in ACTIVE "
+			      "state.", r->v[SUBSCRIBE_CONSUMER_ARN].string);
+		return;
+	}
+	if (kinesis_shard_id_parse(shard_id->string, shard_id->size, &index) != 0 ||
+	    index >= s->shard_count) {
+		kinesis_error(r->call, "ResourceNotFoundException", "Shard %s in stream %s under "
+			      "account %s does not exist", shard_id->string, s->name,
+			      k->config.account_id);
+		return;
+	}
+	sub = kinesis_subscription_slot(k, c, s, index, &in_use);
+	if (in_use) {
+		kinesis_error(r->call, "ResourceInUseException", "Another active subscription "
+			      "exists for this consumer: %s", r->v[SUBSCRIBE_CONSUMER_ARN].string);
+		return;
+	}
+	if (sub == NULL) {
+		kinesis_error(r->call, "LimitExceededException", "This endpoint serves at most %u "
+			      "subscriptions at once.", KINESIS_SUBSCRIPTIONS_MAX);
+		return;
+	}
+	if (kinesis_subscribe_start(k, r->call, s, &s->shards[index],
+				    r->v[SUBSCRIBE_STARTING_POSITION].json, &seq) != 0)
+		return;
+	*sub = (struct kinesis_subscription){
+		.k = k, .call = r->call, .consumer = (uint32_t)(c - f->consumers),
+		.stream_id = s->stream_id, .incarnation = s->incarnation, .shard_index = index,
+		.seq_next = seq, .started_ns = f->mono_ns(),
+	};
+	if ((uint32_t)(sub - f->subs) >= f->subs_high)
+		f->subs_high = (uint32_t)(sub - f->subs) + 1;
+	if (api_call_stream_begin(r->call, kinesis_eventstream_type, kinesis_subscription_event,
+				  sub) != 0) {
+		kinesis_subscription_free(sub);  /* The client left: the call is finished. */
+		return;
+	}
+	kinesis_subscription_start(k, sub);
+}
+
+/* ---- Open and close ------------------------------------------------------- */
+
+void
+kinesis_fanout_clock_set(struct kinesis *k, uint64_t (*mono_ns)(void))
+{
+	k->fanout->mono_ns = mono_ns != NULL ? mono_ns : clock_mono_ns;
+}
+
+int
+kinesis_fanout_open(struct kinesis *k)
+{
+	int rc;
+
+	k->fanout = calloc(1, sizeof(*k->fanout));
+	if (k->fanout == NULL)
+		return -ENOMEM;
+	k->fanout->mono_ns = clock_mono_ns;
+	/* Whole at start: it never grows, so it never takes from the server's pool. */
+	k->fanout->event = (struct api_out){
+		.data = malloc(KINESIS_EVENT_SIZE_MAX + 4096),
+		.capacity = KINESIS_EVENT_SIZE_MAX + 4096,
+		.capacity_max = KINESIS_EVENT_SIZE_MAX + 4096,
+	};
+	if (k->fanout->event.data == NULL)
+		return -ENOMEM;
+	rc = metadata_consumers_load(k->md, kinesis_consumer_load, k);
+	if (rc != 0)
+		diag_error("kinesis", "loading consumers: %s", strerror(-rc));
+	return rc;
+}
+
+void
+kinesis_fanout_close(struct kinesis *k)
+{
+	if (k->fanout == NULL)
+		return;
+	/* Subscriptions' calls belong to the server, closed before us (freed with its tables). */
+	free(k->fanout->event.data);
+	free(k->fanout);
+	k->fanout = NULL;
+}

@@ -1,0 +1,221 @@
+/*
+ * SubscribeToShard at the actions' level, on a fake monotonic clock (the subscription's
+ * lifetime) and with a bounded stream (the harness's stream_room): the initial-response
+ * then an event with every durable record; a stream that refuses an event keeps its
+ * position and loses nothing once WRITABLE; the 5-minute lifetime ends the stream on
+ * the fake clock, not before; one subscription per consumer and shard; a deregistered
+ * consumer's subscription ends.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "common/base64.h"
+#include "common/clock.h"
+#include "common/eventstream.h"
+#include "control/kinesis.h"
+#include "tests/control/kinesis/harness.h"
+
+static struct harness h;
+static uint64_t fake_now_ns = 1000000000ull;
+
+static uint64_t
+fake_mono_ns(void)
+{
+	return fake_now_ns;
+}
+
+static void
+setup(void)
+{
+	harness_open(&h, 0);
+	kinesis_fanout_clock_set(h.k, fake_mono_ns);
+}
+
+static void
+teardown(void)
+{
+	harness_close(&h);
+}
+
+TestSuite(kinesis_fanout, .init = setup, .fini = teardown, .timeout = 60);
+
+/* A stream with one shard and an ACTIVE consumer; returns the consumer ARN (static). */
+static const char *
+stream_with_consumer(void)
+{
+	static char arn[512];
+	char body[512];
+	cJSON *r;
+
+	cJSON_Delete(harness_ok(&h, "CreateStream", "{\"StreamName\":\"f\",\"ShardCount\":1}"));
+	r = harness_ok(&h, "DescribeStreamSummary", "{\"StreamName\":\"f\"}");
+	snprintf(body, sizeof(body), "{\"StreamARN\":\"%s\",\"ConsumerName\":\"c\"}",
+		 cJSON_GetObjectItem(cJSON_GetObjectItem(r, "StreamDescriptionSummary"),
+				     "StreamARN")->valuestring);
+	cJSON_Delete(r);
+	r = harness_ok(&h, "RegisterStreamConsumer", body);
+	snprintf(arn, sizeof(arn), "%s",
+		 cJSON_GetObjectItem(cJSON_GetObjectItem(r, "Consumer"), "ConsumerARN")->valuestring);
+	cJSON_Delete(r);
+	return arn;
+}
+
+static void
+put(uint32_t first, uint32_t count)
+{
+	for (uint32_t i = first; i < first + count; i++) {
+		char body[160];
+		char data[16];
+		char b64[32];
+
+		snprintf(data, sizeof(data), "r%05u", i);
+		b64[base64_encode(data, 6, b64)] = '\0';
+		snprintf(body, sizeof(body), "{\"StreamName\":\"f\",\"PartitionKey\":\"k\","
+			 "\"Data\":\"%s\"}", b64);
+		cJSON_Delete(harness_ok(&h, "PutRecord", body));
+	}
+}
+
+static struct api_call *
+subscribe(const char *arn, const char *position)
+{
+	char body[768];
+	struct api_call *call;
+
+	snprintf(body, sizeof(body), "{\"ConsumerARN\":\"%s\",\"ShardId\":\"shardId-000000000000\","
+		 "\"StartingPosition\":%s}", arn, position);
+	call = harness_call(&h, "SubscribeToShard", body);
+	cr_assert_eq(call->status, 200, "%s: %.*s", call->type, (int)call->out.size,
+		     call->out.data);
+	cr_assert(call->streaming);
+	return call;
+}
+
+/*
+ * Decodes the messages in the call's stream from *at (an initial-response is skipped):
+ * checks the records are numbered from *next on, advancing it. Returns the events.
+ */
+static uint32_t
+events_read(struct api_call *call, size_t *at, uint32_t *next)
+{
+	static struct es_message m;
+	uint32_t events = 0;
+	size_t used;
+
+	while (*at < call->out.size) {
+		const struct es_header *type;
+		cJSON *doc;
+		const cJSON *rec;
+
+		cr_assert_eq(es_decode((const uint8_t *)call->out.data + *at, call->out.size - *at,
+				       &m, &used), 0);
+		*at += used;
+		type = es_message_header(&m, ":event-type");
+		cr_assert_not_null(type);
+		if (type->value_size == 16 && memcmp(type->value, "initial-response", 16) == 0)
+			continue;
+		cr_assert_eq(type->value_size, 21);
+		doc = cJSON_ParseWithLength((const char *)m.payload, m.payload_size);
+		cr_assert_not_null(doc);
+		cr_assert_not_null(cJSON_GetObjectItem(doc, "ContinuationSequenceNumber"));
+		cr_assert_not_null(cJSON_GetObjectItem(doc, "MillisBehindLatest"));
+		cJSON_ArrayForEach(rec, cJSON_GetObjectItem(doc, "Records")) {
+			const char *text = cJSON_GetObjectItem(rec, "Data")->valuestring;
+			uint8_t data[16];
+			char want[16];
+
+			snprintf(want, sizeof(want), "r%05u", *next);
+			cr_assert_eq(base64_decode(text, strlen(text), data, sizeof(data)), 6);
+			cr_assert_eq(memcmp(data, want, 6), 0, "record %u out of order", *next);
+			(*next)++;
+		}
+		cJSON_Delete(doc);
+		events++;
+	}
+	return events;
+}
+
+static void
+poll_once(void)
+{
+	kinesis_poll(h.k, clock_real_ns());
+}
+
+Test(kinesis_fanout, events_carry_every_durable_record_then_the_lifetime_ends_them)
+{
+	const char *arn = stream_with_consumer();
+	struct api_call *call;
+	uint32_t records = 0;
+	size_t at = 0;
+
+	put(0, 30);
+	call = subscribe(arn, "{\"Type\":\"TRIM_HORIZON\"}");
+	cr_assert_eq(memcmp(call->out.data + 12 + 15, "initial-response", 16), 0);
+	cr_assert_geq(events_read(call, &at, &records), 1);
+	cr_assert_eq(records, 30);
+	put(30, 20);
+	poll_once();
+	events_read(call, &at, &records);
+	cr_assert_eq(records, 50);
+	/* A second subscription of the same consumer and shard is refused. */
+	harness_expect_error(&h, "SubscribeToShard", "{\"ConsumerARN\":\"x\",\"ShardId\":"
+			     "\"shardId-000000000000\",\"StartingPosition\":{\"Type\":\"LATEST\"}}",
+			     "ResourceNotFoundException", "Consumer x not found.");
+	{
+		char body[768];
+
+		snprintf(body, sizeof(body), "{\"ConsumerARN\":\"%s\",\"ShardId\":"
+			 "\"shardId-000000000000\",\"StartingPosition\":{\"Type\":\"LATEST\"}}", arn);
+		harness_expect_error(&h, "SubscribeToShard", body, "ResourceInUseException", NULL);
+	}
+	/* A second before five minutes: still open. At five minutes: ended. */
+	fake_now_ns += (KINESIS_SUBSCRIPTION_LIFETIME_MS - 1000) * 1000000ull;
+	poll_once();
+	cr_assert(!call->stream_ended, "ended before its lifetime");
+	fake_now_ns += 1000 * 1000000ull;
+	poll_once();
+	cr_assert(call->stream_ended, "not ended after 5 minutes");
+	/* The slot is free: the consumer subscribes again. */
+	harness_call_free(call);
+	call = subscribe(arn, "{\"Type\":\"LATEST\"}");
+	cr_assert(!call->stream_ended);
+	call->stream_fn(call->stream_ctx, API_STREAM_GONE);
+	cr_assert(call->stream_ended, "GONE ends it");
+	harness_call_free(call);
+}
+
+Test(kinesis_fanout, a_refused_event_is_sent_again_when_writable)
+{
+	const char *arn = stream_with_consumer();
+	struct api_call *call;
+	uint32_t records = 0;
+	size_t at = 0;
+
+	call = subscribe(arn, "{\"Type\":\"TRIM_HORIZON\"}");
+	events_read(call, &at, &records);
+	cr_assert_eq(records, 0);
+	call->stream_room = call->out.size;  /* Full: every write is refused now. */
+	put(0, 40);
+	poll_once();
+	cr_assert_eq(call->out.size, at, "a write past the room was taken");
+	call->stream_room = 0;
+	call->stream_fn(call->stream_ctx, API_STREAM_WRITABLE);
+	events_read(call, &at, &records);
+	cr_assert_eq(records, 40, "records were lost while refused: %u", records);
+	harness_call_free(call);
+}
+
+Test(kinesis_fanout, deregistering_the_consumer_ends_its_subscription)
+{
+	const char *arn = stream_with_consumer();
+	struct api_call *call = subscribe(arn, "{\"Type\":\"LATEST\"}");
+	char body[600];
+
+	snprintf(body, sizeof(body), "{\"ConsumerARN\":\"%s\"}", arn);
+	cJSON_Delete(harness_ok(&h, "DeregisterStreamConsumer", body));
+	cr_assert(call->stream_ended);
+	harness_call_free(call);
+}

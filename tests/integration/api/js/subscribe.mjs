@@ -1,0 +1,40 @@
+// subscribe.mjs ENDPOINT CONSUMER_ARN SHARD_ID COUNT - the JS SDK v3's own client
+// (@aws-sdk/client-kinesis, its default request handler: HTTP/2 for SubscribeToShard)
+// reads COUNT records from TRIM_HORIZON and prints them as JSON lines
+// {"seq": ..., "data": base64}. Exits 1 on any error or a stream that ends early.
+import { KinesisClient, SubscribeToShardCommand } from "@aws-sdk/client-kinesis";
+
+const [endpoint, consumerARN, shardId, countText] = process.argv.slice(2);
+const want = Number(countText);
+const client = new KinesisClient({
+    endpoint, region: "us-east-1",
+    credentials: { accessKeyId: "AKID", secretAccessKey: "SECRET" },
+});
+let got = 0;
+let position = { Type: "TRIM_HORIZON" };
+try {
+    while (got < want) {
+        const out = await client.send(new SubscribeToShardCommand({
+            ConsumerARN: consumerARN, ShardId: shardId, StartingPosition: position,
+        }));
+        for await (const event of out.EventStream) {
+            const e = event.SubscribeToShardEvent;
+            if (!e)
+                continue;
+            for (const r of e.Records) {
+                console.log(JSON.stringify({ seq: r.SequenceNumber,
+                    data: Buffer.from(r.Data).toString("base64") }));
+                got++;
+            }
+            position = { Type: "AFTER_SEQUENCE_NUMBER",
+                SequenceNumber: e.ContinuationSequenceNumber };
+            if (got >= want)
+                break;
+        }
+    }
+    client.destroy();
+    process.exit(0);
+} catch (err) {
+    console.error("subscribe.mjs: " + (err.name || "") + ": " + err.message);
+    process.exit(1);
+}

@@ -1,0 +1,300 @@
+#!/usr/bin/python3
+"""
+Every operation of the Kinesis API model, and the simpler operations end to end.
+
+  usage: test_kinesis_ops.py SLUICED
+
+1. The model (model/README.md: botocore's 39 operations; Debian's older model must be
+   a subset) against the server: every operation is sent, and the ones answered
+   UnknownOperationException must be exactly NOT_YET below. Serving one more, or
+   losing one, fails until the list is updated.
+2. boto3 (Debian's, given the full model through AWS_DATA_PATH) for the operations
+   served since: each one's answer, its errors and limits, what it changes in
+   DescribeStream/DescribeStreamSummary, and that it survives a restart.
+Uses its own temp dir and a free port; stops only its own sluiced.
+"""
+import base64
+import glob
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL_DIR = os.path.join(HERE, "model")
+# Before boto3 makes a session: botocore looks for models on this path first.
+os.environ["AWS_DATA_PATH"] = MODEL_DIR
+sys.path.insert(0, HERE)
+
+import test_kinesis_api as base  # noqa: E402 (the path above first)
+from test_kinesis_api import check, expect_error  # noqa: E402
+
+MODEL = os.path.join(MODEL_DIR, "kinesis", "2013-12-02", "service-2.json")
+DEBIAN_MODELS = "/usr/lib/python3/dist-packages/botocore/data/kinesis/*/service-2.json"
+
+# Operations of the model not served yet (docs/API.md says who brings each).
+NOT_YET = set()
+ALL_METRICS = ["IncomingBytes", "IncomingRecords", "OutgoingBytes", "OutgoingRecords",
+               "WriteProvisionedThroughputExceeded", "ReadProvisionedThroughputExceeded",
+               "IteratorAgeMilliseconds"]
+ACCOUNT = "000000000000"
+DAY_S = 24 * 3600
+
+
+def model_operations():
+    with open(MODEL) as f:
+        ops = set(json.load(f)["operations"])
+    check(len(ops) == 39, "the model lists %d operations, want 39" % len(ops))
+    for path in glob.glob(DEBIAN_MODELS):
+        with open(path) as f:
+            older = set(json.load(f)["operations"])
+        check(older <= ops, "Debian's model has operations ours lacks: %s" % (older - ops))
+    return ops
+
+
+def every_operation_is_known(srv):
+    ops = model_operations()
+    check(NOT_YET <= ops, "NOT_YET names operations outside the model: %s" % (NOT_YET - ops))
+    unknown = set()
+    for op in sorted(ops):
+        status, body = base.raw_post(srv, "Kinesis_20131202." + op, "{}")
+        answer = json.loads(body) if body else {}
+        if answer.get("__type") == "UnknownOperationException":
+            check(status == 400, "%s: status %d" % (op, status))
+            unknown.add(op)
+    check(unknown == NOT_YET, "served now but listed as not yet: %s; not served but not "
+          "listed: %s" % (sorted(NOT_YET - unknown), sorted(unknown - NOT_YET)))
+    # A name outside the model stays unknown, with AWS's bare answer.
+    status, body = base.raw_post(srv, "Kinesis_20131202.NoSuchOperation", "{}")
+    check(status == 400 and json.loads(body) == {"__type": "UnknownOperationException"},
+          "NoSuchOperation: %d %r" % (status, body))
+    print("model: %d operations, %d served, not yet: %s" % (
+        len(ops), len(ops) - len(unknown), ", ".join(sorted(unknown))))
+
+
+def summary(kc, name):
+    return kc.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+
+
+def wait_status(kc, name, status):
+    for _ in range(400):
+        if summary(kc, name)["StreamStatus"] == status:
+            return
+        time.sleep(0.01)
+    raise SystemExit("FAIL: %s never became %s" % (name, status))
+
+
+def validation(fn, rule, **kwargs):
+    msg = expect_error("ValidationException", fn, **kwargs)
+    check(rule in msg, "%s: %r lacks %r" % (fn.__name__, msg, rule))
+
+
+def tags_by_arn(kc, name, arn):
+    kc.tag_resource(ResourceARN=arn, Tags={"team": "ingest", "env": "test"})
+    got = kc.list_tags_for_resource(ResourceARN=arn)["Tags"]
+    check(got == [{"Key": "env", "Value": "test"}, {"Key": "team", "Value": "ingest"}],
+          "ListTagsForResource: %r" % got)
+    check(kc.list_tags_for_stream(StreamName=name)["Tags"] == got, "the same tags by name")
+    kc.untag_resource(ResourceARN=arn, TagKeys=["team", "never-set"])
+    got = kc.list_tags_for_resource(ResourceARN=arn)["Tags"]
+    check(got == [{"Key": "env", "Value": "test"}], "after UntagResource: %r" % got)
+    # The stream ARN pattern with anything before "stream/" (consumers), nothing else.
+    validation(kc.list_tags_for_resource, "Member must satisfy regular expression pattern: "
+               "arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+", ResourceARN="arn:aws:s3:::bucket")
+    validation(kc.tag_resource, "Member must not be null", ResourceARN=arn)
+    validation(kc.untag_resource, "Member must have length greater than or equal to 1",
+               ResourceARN=arn, TagKeys=[])
+    other = arn.replace(":stream/" + name, ":stream/nosuch")
+    msg = expect_error("ResourceNotFoundException", kc.tag_resource, ResourceARN=other,
+                       Tags={"a": "b"})
+    check(msg == "Stream nosuch under account %s not found." % ACCOUNT, msg)
+    consumer = arn + "/consumer/c1:1700000000"
+    expect_error("ResourceNotFoundException", kc.list_tags_for_resource, ResourceARN=consumer)
+    msg = expect_error("InvalidArgumentException", kc.tag_resource, ResourceARN=arn,
+                       Tags={"semi;colon": "x"})
+    check(msg.startswith("Some tags contain invalid characters"), msg)
+    many = {"k%02d" % i: "v" for i in range(50)}
+    msg = expect_error("InvalidArgumentException", kc.tag_resource, ResourceARN=arn, Tags=many)
+    check("cannot have more than 50 tags" in msg, msg)
+    print("TagResource, UntagResource, ListTagsForResource: ok")
+
+
+def monitoring(kc, name, arn):
+    got = kc.enable_enhanced_monitoring(StreamName=name,
+                                        ShardLevelMetrics=["OutgoingRecords", "IncomingBytes"])
+    check(got["CurrentShardLevelMetrics"] == [] and
+          got["DesiredShardLevelMetrics"] == ["IncomingBytes", "OutgoingRecords"] and
+          got["StreamName"] == name and got["StreamARN"] == arn, "enable: %r" % got)
+    shown = kc.describe_stream(StreamName=name)["StreamDescription"]["EnhancedMonitoring"]
+    check(shown == [{"ShardLevelMetrics": ["IncomingBytes", "OutgoingRecords"]}],
+          "DescribeStream EnhancedMonitoring: %r" % shown)
+    got = kc.enable_enhanced_monitoring(StreamARN=arn, ShardLevelMetrics=["ALL"])
+    check(got["CurrentShardLevelMetrics"] == ["IncomingBytes", "OutgoingRecords"] and
+          got["DesiredShardLevelMetrics"] == ALL_METRICS, "enable ALL: %r" % got)
+    got = kc.disable_enhanced_monitoring(StreamName=name,
+                                         ShardLevelMetrics=["IncomingBytes", "OutgoingBytes"])
+    want = [m for m in ALL_METRICS if m not in ("IncomingBytes", "OutgoingBytes")]
+    check(got["DesiredShardLevelMetrics"] == want, "disable: %r" % got)
+    shown = summary(kc, name)["EnhancedMonitoring"]
+    check(shown == [{"ShardLevelMetrics": want}], "Summary EnhancedMonitoring: %r" % shown)
+    validation(kc.enable_enhanced_monitoring, "Member must satisfy enum value set",
+               StreamName=name, ShardLevelMetrics=["Bogus"])
+    validation(kc.disable_enhanced_monitoring, "Member must not be null", StreamName=name)
+    validation(kc.enable_enhanced_monitoring, "Member must have length less than or equal "
+               "to 7", StreamName=name, ShardLevelMetrics=ALL_METRICS + ["ALL"])
+    msg = expect_error("ResourceNotFoundException", kc.enable_enhanced_monitoring,
+                       StreamName="nosuch", ShardLevelMetrics=["ALL"])
+    check(msg == "Stream nosuch under account %s not found." % ACCOUNT, msg)
+    expect_error("InvalidArgumentException", kc.enable_enhanced_monitoring,
+                 ShardLevelMetrics=["ALL"])
+    print("Enable/DisableEnhancedMonitoring: ok")
+    return want
+
+
+def max_record_size(kc, name, arn):
+    check(summary(kc, name)["MaxRecordSizeInKiB"] == 1024, "default MaxRecordSizeInKiB")
+    kc.update_max_record_size(StreamARN=arn, MaxRecordSizeInKiB=4096)
+    s = summary(kc, name)
+    check(s["MaxRecordSizeInKiB"] == 4096 and s["StreamStatus"] == "UPDATING", "after: %r" % s)
+    msg = expect_error("ResourceInUseException", kc.update_max_record_size, StreamARN=arn,
+                       MaxRecordSizeInKiB=2048)
+    check(msg == "Stream %s under account %s not ACTIVE, instead in state UPDATING" % (
+        name, ACCOUNT), msg)
+    wait_status(kc, name, "ACTIVE")
+    validation(kc.update_max_record_size, "Member must have value greater than or equal to "
+               "1024", StreamARN=arn, MaxRecordSizeInKiB=1023)
+    validation(kc.update_max_record_size, "Member must have value less than or equal to "
+               "10240", StreamARN=arn, MaxRecordSizeInKiB=10241)
+    expect_error("InvalidArgumentException", kc.update_max_record_size, MaxRecordSizeInKiB=2048)
+    # CreateStream takes it too (the newer model's member), in the same transaction.
+    kc.create_stream(StreamName="big", ShardCount=1, MaxRecordSizeInKiB=2048)
+    check(summary(kc, "big")["MaxRecordSizeInKiB"] == 2048, "CreateStream MaxRecordSizeInKiB")
+    validation(kc.create_stream, "Member must have value greater than or equal to 1024",
+               StreamName="small", ShardCount=1, MaxRecordSizeInKiB=1000)
+    print("UpdateMaxRecordSize, CreateStream's MaxRecordSizeInKiB: ok")
+
+
+def account_settings(kc):
+    got = kc.describe_account_settings()["MinimumThroughputBillingCommitment"]
+    check(got == {"Status": "DISABLED"}, "fresh account: %r" % got)
+    before = time.time()
+    got = kc.update_account_settings(
+        MinimumThroughputBillingCommitment={"Status": "ENABLED"})["MinimumThroughputBillingCommitment"]
+    started = got["StartedAt"].timestamp()
+    check(got["Status"] == "ENABLED" and before - 1 <= started <= time.time() + 1 and
+          abs(got["EarliestAllowedEndAt"].timestamp() - started - DAY_S) < 0.01,
+          "enabled: %r" % got)
+    # Ending before the 24 h are up only schedules the end; enabling again cancels it.
+    got = kc.update_account_settings(
+        MinimumThroughputBillingCommitment={"Status": "DISABLED"})["MinimumThroughputBillingCommitment"]
+    check(got["Status"] == "ENABLED_UNTIL_EARLIEST_ALLOWED_END" and "EndedAt" not in got,
+          "disabled early: %r" % got)
+    got = kc.update_account_settings(
+        MinimumThroughputBillingCommitment={"Status": "ENABLED"})["MinimumThroughputBillingCommitment"]
+    check(got["Status"] == "ENABLED" and got["StartedAt"].timestamp() == started,
+          "enabled again: %r" % got)
+    validation(kc.update_account_settings, "Member must satisfy enum value set: [ENABLED, "
+               "DISABLED]", MinimumThroughputBillingCommitment={"Status": "SOMETIMES"})
+    validation(kc.update_account_settings, "Member must not be null")
+    print("Describe/UpdateAccountSettings: ok")
+    return started
+
+
+def warm_throughput(kc, name, od, od_arn):
+    # No commitment yet, then a provisioned stream: both refused.
+    expect_error("ValidationException", kc.update_stream_warm_throughput, StreamARN=od_arn,
+                 WarmThroughputMiBps=100)
+    account_settings_started = account_settings(kc)
+    expect_error("ValidationException", kc.update_stream_warm_throughput, StreamName=name,
+                 WarmThroughputMiBps=100)
+    got = kc.update_stream_warm_throughput(StreamARN=od_arn, WarmThroughputMiBps=100)
+    check(got["StreamName"] == od and got["StreamARN"] == od_arn and
+          got["WarmThroughput"]["TargetMiBps"] == 100, "warm: %r" % got)
+    wait_status(kc, od, "ACTIVE")
+    check(summary(kc, od)["WarmThroughput"] == {"TargetMiBps": 100, "CurrentMiBps": 100},
+          "summary: %r" % summary(kc, od))
+    expect_error("LimitExceededException", kc.update_stream_warm_throughput, StreamName=od,
+                 WarmThroughputMiBps=10241)
+    validation(kc.update_stream_warm_throughput, "Member must have value greater than or "
+               "equal to 0", StreamName=od, WarmThroughputMiBps=-1)
+    print("UpdateStreamWarmThroughput: ok")
+    return account_settings_started
+
+
+def after_restart(kc, name, od, metrics, started):
+    s = summary(kc, name)
+    check(s["EnhancedMonitoring"] == [{"ShardLevelMetrics": metrics}] and
+          s["MaxRecordSizeInKiB"] == 4096, "after restart: %r" % s)
+    check(kc.list_tags_for_resource(ResourceARN=s["StreamARN"])["Tags"] ==
+          [{"Key": "env", "Value": "test"}], "tags after restart")
+    check(summary(kc, od)["WarmThroughput"]["TargetMiBps"] == 100, "warm after restart")
+    check(summary(kc, "big")["MaxRecordSizeInKiB"] == 2048, "created setting after restart")
+    got = kc.describe_account_settings()["MinimumThroughputBillingCommitment"]
+    check(got["Status"] == "ENABLED" and got["StartedAt"].timestamp() == started,
+          "account after restart: %r" % got)
+    print("settings survive a restart: ok")
+
+
+def parity(kc, name):
+    """Issue 12's differences from AWS's answers, end to end (the rest are unit-tested)."""
+    put = kc.put_record(StreamName=name, PartitionKey="k", Data=b"x")
+    check("EncryptionType" not in put, "PutRecord on an unencrypted stream: %r" % put)
+    puts = kc.put_records(StreamName=name, Records=[{"PartitionKey": "k", "Data": b"y"}])
+    check("EncryptionType" not in puts, "PutRecords on an unencrypted stream: %r" % puts)
+    id2 = put["ResponseMetadata"]["HTTPHeaders"].get("x-amz-id-2", "")
+    check(64 <= len(base64.b64decode(id2, validate=True)) <= 80, "x-amz-id-2: %r" % id2)
+    # Tag characters: a TAB is not white space to AWS; removals are checked too.
+    for call, kwargs in ((kc.add_tags_to_stream, {"StreamName": name, "Tags": {"a\tb": "1"}}),
+                         (kc.remove_tags_from_stream, {"StreamName": name, "TagKeys": ["a;b"]}),
+                         (kc.remove_tags_from_stream, {"StreamName": name, "TagKeys": ["a\nb"]}),
+                         (kc.untag_resource, {"ResourceARN": summary(kc, name)["StreamARN"],
+                                              "TagKeys": ["a,b"]})):
+        msg = expect_error("InvalidArgumentException", call, **kwargs)
+        check(msg == "Some tags contain invalid characters. Valid characters: Unicode letters, "
+              "digits, white space, _ . / = + - % @.", msg)
+    msg = expect_error("ResourceNotFoundException", kc.get_shard_iterator, StreamName="nosuch",
+                       ShardId="shardId-7", ShardIteratorType="LATEST")
+    check(msg == "Shard shardId-000000000007 in stream nosuch under account %s does not "
+          "exist" % ACCOUNT, msg)
+    print("parity with AWS's answers: ok")
+
+
+def main():
+    binary = sys.argv[1]
+    data_dir = tempfile.mkdtemp(prefix="sluice-ops-it-")
+    srv = base.Sluiced(binary, data_dir)
+    t0 = time.time()
+    try:
+        srv.start()
+        every_operation_is_known(srv)
+        kc = base.client(srv)
+        name, od = "ops", "ops-od"
+        kc.create_stream(StreamName=name, ShardCount=2)
+        kc.create_stream(StreamName=od, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        base.wait_active(kc, name)
+        base.wait_active(kc, od)
+        arn = summary(kc, name)["StreamARN"]
+        tags_by_arn(kc, name, arn)
+        metrics = monitoring(kc, name, arn)
+        max_record_size(kc, name, arn)
+        parity(kc, name)
+        started = warm_throughput(kc, name, od, summary(kc, od)["StreamARN"])
+        srv.stop()
+        srv.start()
+        after_restart(base.client(srv), name, od, metrics, started)
+        srv.stop()
+        print("PASS in %.1fs" % (time.time() - t0))
+    finally:
+        if srv.proc is not None:
+            srv.proc.kill()
+            srv.proc.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # meson's timeout sends SIGTERM: exit through the finally block (our sluiced, temp dir).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    main()
