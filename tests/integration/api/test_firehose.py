@@ -3,7 +3,8 @@
 
   1. The API: every served operation's happy path and AWS's errors (validation,
      InvalidArgument, ResourceInUse/NotFound, the 4 MB batch limit, an operation not
-     served yet), and SigV4 with the service "firehose".
+     served yet), SigV4 with the service "firehose", and principals: the owner
+     account's may use delivery streams, another account's are refused every operation.
   2. Delivery: DirectPut records into a local directory, one stream per compression
      format (UNCOMPRESSED, GZIP, Snappy as snappy-java writes it, ZSTD), each object
      decompressed and compared byte for byte: every record exactly once, in order,
@@ -216,7 +217,10 @@ def test_api(srv):
 def test_sigv4(binary, base):
     srv = Sluiced(binary, os.path.join(base, "sigv4"))
     os.makedirs(srv.data_dir)
-    srv.start("--set", "auth.mode=sigv4", "--set", "auth.access_keys=AKFH:fh-secret")
+    admin_port = free_port()
+    srv.start("--set", "auth.mode=sigv4", "--admin-listen", "127.0.0.1:%d" % admin_port,
+              "--set", "auth.access_keys=AKFH:fh-secret,AKUSER:u-secret,AKOTHER:o-secret",
+              "--set", "auth.principals=AKUSER=%s,AKOTHER=%s" % (OWNER_USER, OTHER_USER))
     try:
         fh = client(srv, "AKFH", "fh-secret")
         fh.create_delivery_stream(DeliveryStreamName="signed",
@@ -224,10 +228,13 @@ def test_sigv4(binary, base):
         fh.put_record(DeliveryStreamName="signed", Record={"Data": b"x"})
         expect_error(client(srv, "AKFH", "wrong").list_delivery_streams,
                      "InvalidSignatureException")
-        # The Kinesis API on the same listener still signs with "kinesis".
+        # The Kinesis API on the same listener still signs with "kinesis", the same key
+        # right after with "firehose" again (one signing key per service).
         kin = boto3.client("kinesis", endpoint_url=srv.url, region_name="us-east-1",
                            aws_access_key_id="AKFH", aws_secret_access_key="fh-secret")
         kin.list_streams()
+        fh.describe_delivery_stream(DeliveryStreamName="signed")
+        test_principals(srv, admin_port)
         # A Firehose call scoped to the kinesis service is refused, naming the right one.
         bad = boto3.client("firehose", endpoint_url=srv.url, region_name="us-east-1",
                            aws_access_key_id="AKFH", aws_secret_access_key="fh-secret")
@@ -238,6 +245,51 @@ def test_sigv4(binary, base):
     finally:
         srv.kill()
     print("ok: SigV4 with service firehose")
+
+
+OWNER_USER = "arn:aws:iam::000000000000:user/fh-writer"
+OTHER_USER = "arn:aws:iam::111111111111:user/outsider"
+
+
+def test_principals(srv, admin_port):
+    """Delivery streams have no resource policy here: the owner account's principals only."""
+    user = client(srv, "AKUSER", "u-secret")
+    user.create_delivery_stream(DeliveryStreamName="by-user",
+                                ExtendedS3DestinationConfiguration=s3dest("b"))
+    user.put_record(DeliveryStreamName="signed", Record={"Data": b"y"})
+    user.put_record_batch(DeliveryStreamName="by-user", Records=[{"Data": b"z"}])
+    check(user.list_delivery_streams()["DeliveryStreamNames"] == ["by-user", "signed"],
+          "the owner's user lists both")
+    other = client(srv, "AKOTHER", "o-secret")
+    calls = [
+        ("CreateDeliveryStream", other.create_delivery_stream,
+         dict(DeliveryStreamName="theirs", ExtendedS3DestinationConfiguration=s3dest("b"))),
+        ("DescribeDeliveryStream", other.describe_delivery_stream,
+         dict(DeliveryStreamName="signed")),
+        ("ListDeliveryStreams", other.list_delivery_streams, {}),
+        # PutRecord is also a Kinesis operation another account may reach (its stream's
+        # policy decides); Firehose's must not ride on that.
+        ("PutRecord", other.put_record,
+         dict(DeliveryStreamName="signed", Record={"Data": b"n"})),
+        ("PutRecordBatch", other.put_record_batch,
+         dict(DeliveryStreamName="signed", Records=[{"Data": b"n"}])),
+        ("DeleteDeliveryStream", other.delete_delivery_stream,
+         dict(DeliveryStreamName="signed")),
+        # Not confirmed to exist either.
+        ("DescribeDeliveryStream", other.describe_delivery_stream,
+         dict(DeliveryStreamName="no-such")),
+    ]
+    for op, fn, kw in calls:
+        expect_error(fn, "AccessDeniedException",
+                     "User: %s is not authorized to perform: firehose:%s because no "
+                     "identity-based policy allows the firehose:%s action" %
+                     (OTHER_USER, op, op), **kw)
+    check(user.list_delivery_streams()["DeliveryStreamNames"] == ["by-user", "signed"],
+          "nothing created or deleted by another account")
+    # Nothing another account sent was taken: "signed" holds the owner's two records.
+    _, values = firehose_figures(admin_port, "signed")
+    check(values.get("sluice_firehose_incoming_records_total") == 2, values)
+    print("ok: principals (owner account only)")
 
 
 def _scope_kinesis(request, signing_name=None, **kw):
@@ -401,15 +453,21 @@ def test_cli(srv, root, base):
     print("ok: aws firehose CLI")
 
 
-def test_metrics(admin_port):
-    """The figures of the delivery test, as /metrics shows them (CloudWatch's names)."""
+def firehose_figures(admin_port, name):
+    """(/metrics text, {family: value} of delivery stream `name`) from the admin listener."""
     import urllib.request
     body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
                                   timeout=10).read().decode()
     values = {}
     for line in body.splitlines():
-        if line.startswith("sluice_firehose_") and 'delivery_stream="deliver-gzip"' in line:
+        if line.startswith("sluice_firehose_") and 'delivery_stream="%s"' % name in line:
             values[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
+    return body, values
+
+
+def test_metrics(admin_port):
+    """The figures of the delivery test, as /metrics shows them (CloudWatch's names)."""
+    body, values = firehose_figures(admin_port, "deliver-gzip")
     check(values.get("sluice_firehose_incoming_records_total") == 3000, values)
     check(values.get("sluice_firehose_delivered_records_total") == 3000, values)
     check(values.get("sluice_firehose_delivered_bytes_total") ==
