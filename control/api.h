@@ -161,7 +161,7 @@ struct keyring_shared;
 void kinesis_keyring_set(struct kinesis *k, struct keyring_shared *keyring);
 /* The delivery-stream engine (its figures for the metrics endpoint: any thread). */
 const struct firehose *kinesis_firehose(const struct kinesis *k);
-/* Readable when kinesis_poll() has work (log completions). */
+/* Readable when kinesis_poll() has work (log completions, durability, delivery-stream puts). */
 int kinesis_event_fd(const struct kinesis *k);
 /* Handles one request; replies now or from a later kinesis_poll(). */
 void kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_request *req);
