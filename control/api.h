@@ -18,10 +18,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "control/config.h"
 
 struct log;
+struct firehose;
 struct api_call;   /* One request in flight; owned by the server. */
 struct kinesis;
 struct api_server;
@@ -157,7 +159,9 @@ uint32_t kinesis_enhanced_metrics(const struct kinesis *k, uint32_t stream_id);
 /* The keyring StartStreamEncryption resolves KeyIds in. Set before the server thread starts. */
 struct keyring_shared;
 void kinesis_keyring_set(struct kinesis *k, struct keyring_shared *keyring);
-/* Readable when kinesis_poll() has work (log completions). */
+/* The delivery-stream engine (its figures for the metrics endpoint: any thread). */
+const struct firehose *kinesis_firehose(const struct kinesis *k);
+/* Readable when kinesis_poll() has work (log completions, durability, delivery-stream puts). */
 int kinesis_event_fd(const struct kinesis *k);
 /* Handles one request; replies now or from a later kinesis_poll(). */
 void kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_request *req);
@@ -170,6 +174,23 @@ int kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns);
  * UpdateShardCount limits, status delay, retention interval) for the next decision.
  */
 void kinesis_reload(struct kinesis *k, const struct sluice_config *config);
+
+/* ---- Firehose actions (firehose_api.c), on the same listener ---- */
+
+#define API_FIREHOSE_TARGET_PREFIX "Firehose_20150804."
+
+/* True when an X-Amz-Target names the Firehose service (SigV4 service "firehose"). */
+static inline bool
+api_firehose_target(const char *target, size_t size)
+{
+	size_t n = sizeof(API_FIREHOSE_TARGET_PREFIX) - 1;
+
+	return target != NULL && size >= n && memcmp(target, API_FIREHOSE_TARGET_PREFIX, n) == 0;
+}
+
+/* Handles one Firehose request (kinesis_dispatch() hands it over); replies now or later. */
+void firehose_api_dispatch(struct kinesis *k, struct api_call *call,
+			   const struct api_request *req);
 
 /* ---- The server (server.c) ---- */
 

@@ -13,7 +13,8 @@
  *
  * String to sign: "AWS4-HMAC-SHA256\n" X-Amz-Date "\n" scope "\n" hex(SHA-256(canonical)).
  * kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" secret, date), region), service), "aws4_request"),
- * service being "kinesis" for the API and "sluice-admin" for the admin listener.
+ * service being "kinesis" for the API ("firehose" for its Firehose targets) and
+ * "sluice-admin" for the admin listener.
  */
 #include <assert.h>
 #include <errno.h>
@@ -428,9 +429,16 @@ sigv4_check_clock(const char *amz_date, int64_t request_s, uint64_t now_ns,
 	return true;
 }
 
+/* The request's scope service: its own when it names one (Firehose), else the keys'. */
+static const char *
+sigv4_service(const struct sigv4_keys *keys, const struct sigv4_input *in)
+{
+	return in->service != NULL ? in->service : keys->service;
+}
+
 static bool
 sigv4_check_scope(const struct sigv4_credential *c, const char *amz_date,
-		  const struct sigv4_keys *keys, struct sigv4_result *r)
+		  const struct sigv4_keys *keys, const char *service, struct sigv4_result *r)
 {
 	if (c->date.n != 8 || memcmp(c->date.p, amz_date, 8) != 0) {
 		sigv4_fail(r, SIGV4_INVALID, "Date in Credential scope does not match YYYYMMDD "
@@ -443,9 +451,9 @@ sigv4_check_scope(const struct sigv4_credential *c, const char *amz_date,
 			   "'%.*s'. ", (int)c->region.n, c->region.p);
 		return false;
 	}
-	if (!span_eq(c->service, keys->service)) {
+	if (!span_eq(c->service, service)) {
 		sigv4_fail(r, SIGV4_INVALID, "Credential should be scoped to correct service: "
-			   "'%s'. ", keys->service);
+			   "'%s'. ", service);
 		return false;
 	}
 	if (!span_eq(c->terminator, SIGV4_TERMINATOR)) {
@@ -693,25 +701,28 @@ sigv4_canonical_hash(const struct sigv4_input *in, const struct span *names, siz
 	sigv4_hex(digest, 32, out_hex);
 }
 
-/* kSigning for the scope date, from the per-key cache when the date matches. */
+/* kSigning for the scope date and service, from the per-key cache when both match. */
 static const uint8_t *
-sigv4_signing_key(struct sigv4_key *key, const struct sigv4_keys *keys, struct span date)
+sigv4_signing_key(struct sigv4_key *key, const char *region, const char *service,
+		  struct span date)
 {
 	char secret[SIGV4_SECRET_SIZE_MAX + 5];
 	uint8_t k[32];
 
 	assert(date.n == 8);
-	if (memcmp(key->cache_date, date.p, 8) == 0)
+	assert(strlen(service) <= SIGV4_SERVICE_SIZE_MAX);
+	if (memcmp(key->cache_date, date.p, 8) == 0 && strcmp(key->cache_service, service) == 0)
 		return key->cache_signing_key;
 	snprintf(secret, sizeof(secret), "AWS4%s", key->secret);
 	sigv4_hmac(secret, strlen(secret), date.p, 8, k);
-	sigv4_hmac(k, 32, keys->region, strlen(keys->region), k);
-	sigv4_hmac(k, 32, keys->service, strlen(keys->service), k);
+	sigv4_hmac(k, 32, region, strlen(region), k);
+	sigv4_hmac(k, 32, service, strlen(service), k);
 	sigv4_hmac(k, 32, SIGV4_TERMINATOR, strlen(SIGV4_TERMINATOR), key->cache_signing_key);
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(k, sizeof(k));
 	memcpy(key->cache_date, date.p, 8);
 	key->cache_date[8] = '\0';
+	strcpy(key->cache_service, service);
 	return key->cache_signing_key;
 }
 
@@ -764,7 +775,7 @@ sigv4_check_request(struct sigv4_keys *keys, const struct sigv4_input *in,
 
 	if (!sigv4_request_time(claim->date, claim->date_basic, amz_date, &request_s, r))
 		return false;
-	if (!sigv4_check_scope(cred, amz_date, keys, r))
+	if (!sigv4_check_scope(cred, amz_date, keys, sigv4_service(keys, in), r))
 		return false;
 	if (claim->presigned)
 		return sigv4_check_expiry(amz_date, request_s, claim->expires_s, in->now_real_ns,
@@ -971,10 +982,11 @@ sigv4_verify(struct sigv4_keys *keys, const struct sigv4_input *in, struct sigv4
 		return;
 	sigv4_canonical_hash(in, names, count, &claim, payload_hex, canonical_hex);
 	n = snprintf(to_sign, sizeof(to_sign), SIGV4_ALGORITHM "\n%s\n%.8s/%s/%s/"
-		     SIGV4_TERMINATOR "\n%s", amz_date, amz_date, keys->region, keys->service,
-		     canonical_hex);
+		     SIGV4_TERMINATOR "\n%s", amz_date, amz_date, keys->region,
+		     sigv4_service(keys, in), canonical_hex);
 	assert(n > 0 && (size_t)n < sizeof(to_sign));
-	sigv4_hmac(sigv4_signing_key(key, keys, cred.date), 32, to_sign, (size_t)n, mac);
+	sigv4_hmac(sigv4_signing_key(key, keys->region, sigv4_service(keys, in), cred.date), 32,
+		   to_sign, (size_t)n, mac);
 	sigv4_hex(mac, 32, signature);
 	if (claim.auth.signature.n != 64 ||
 	    CRYPTO_memcmp(signature, claim.auth.signature.p, 64) != 0) {

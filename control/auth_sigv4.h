@@ -7,7 +7,7 @@
  * names Credential, SignedHeaders and Signature, with an X-Amz-Date or Date
  * header; the access key is known; the credential scope is
  * <date of X-Amz-Date>/<our region>/<service>/aws4_request (kinesis for the
- * API, sluice-admin for the admin listener); the request time is within +-5
+ * API, firehose for its Firehose targets, sluice-admin for the admin listener); the request time is within +-5
  * minutes of ours; host (or HTTP/2 :authority) and, for the API, x-amz-target
  * are signed; the payload hash (x-amz-content-sha256 when sent,
  * else computed) matches the body; and the signature over the canonical
@@ -50,6 +50,8 @@
 #define SIGV4_PRESIGN_EXPIRES_S_MAX 604800u
 /* The Kinesis API's service name in the credential scope. */
 #define SIGV4_SERVICE_KINESIS "kinesis"
+/* The Firehose API's, on the same listener and keys (sigv4_input.service chooses it). */
+#define SIGV4_SERVICE_FIREHOSE "firehose"
 /* The admin listener's (admin.h): a GET there cannot be replayed as a Kinesis call. */
 #define SIGV4_SERVICE_ADMIN "sluice-admin"
 #define SIGV4_SERVICE_SIZE_MAX 32
@@ -58,8 +60,9 @@ struct sigv4_key {
 	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
 	char secret[SIGV4_SECRET_SIZE_MAX + 1];
 	char principal_arn[POLICY_ARN_SIZE_MAX + 1];
-	/* kSigning for one scope date: one derivation per key per day. */
+	/* kSigning for one scope date and service: one derivation per key per day. */
 	char cache_date[9];
+	char cache_service[SIGV4_SERVICE_SIZE_MAX + 1];
 	uint8_t cache_signing_key[32];
 };
 
@@ -113,6 +116,11 @@ struct sigv4_input {
 	const uint8_t *body;
 	size_t body_size;
 	uint64_t now_real_ns;  /* Wall clock, for the +-5 minute window. */
+	/*
+	 * The credential scope's service for this request (SIGV4_SERVICE_FIREHOSE for a
+	 * Firehose_20150804 target); NULL: the keys' own (sigv4_keys.service).
+	 */
+	const char *service;
 };
 
 enum sigv4_status {

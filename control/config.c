@@ -266,6 +266,9 @@ static const struct config_key config_keys[] = {
 		"alias/NAME names "
 		"(docs/OPERATIONS.md, \"Encryption at rest\"); must not be readable by others; "
 		"read again on SIGHUP. Empty: StartStreamEncryption answers KMSNotFoundException."),
+	KEY_STR("firehose", "local_root", firehose_local_root, "",
+		"Directory delivery streams land objects in, as local_root/<bucket>/<key> for a "
+		"BucketARN arn:aws:s3:::<bucket> (docs/FIREHOSE.md); empty = <data_dir>/firehose."),
 };
 
 void

@@ -106,6 +106,8 @@ struct sluice_config {
 	char dp_auth_keys[4 * CONFIG_STRING_SIZE]; /* "KEY_ID:HEX,KEY_ID:HEX" */
 	/* [encryption] */
 	char keyring[CONFIG_STRING_SIZE];    /* Keyring file (control/keyring.h), or "". */
+	/* [firehose] */
+	char firehose_local_root[CONFIG_STRING_SIZE];
 };
 
 /* One error found while loading: file, line (0 = command line or whole file), text. */

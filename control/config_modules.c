@@ -34,7 +34,7 @@ static const struct config_field_key config_log_fields[] = {
 	{ "commit_window_bytes", "[log] commit_window_kb",
 	  "at most half of [log] segment_size_mb" },
 	{ "commit_window_us", "[log] commit_window_us", "at most one second" },
-	{ "producers_max", "[dataplane] workers", "one log client per worker, plus two" },
+	{ "producers_max", "[dataplane] workers", "one log client per worker, plus three" },
 	{ "batches_per_producer", "[log] batches_per_producer", "see docs/CONFIG.md" },
 	{ "shards_max", "[log] shards_max", "see docs/CONFIG.md" },
 	{ "read_cache_bytes", "[log] read_cache_mb", "see docs/CONFIG.md" },
@@ -79,8 +79,11 @@ config_log_config(const struct sluice_config *config, const char *log_dir,
 	out->batch_size = config->log_batch_size_kb << 10;
 	out->batches_per_producer = config->log_batches_per_producer;
 	out->read_cache_bytes = (uint64_t)config->log_read_cache_mb << 20;
-	/* One log client per dataplane worker, one for the API, one spare (tools, tests). */
-	out->producers_max = config->dp_workers + 2;
+	/*
+	 * One log client per dataplane worker, one for the API, one for delivery streams
+	 * (firehose/), one spare (tools, tests).
+	 */
+	out->producers_max = config->dp_workers + 3;
 	out->shards_max = config->log_shards_max;
 }
 

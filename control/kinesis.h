@@ -158,7 +158,7 @@ struct kinesis_authz {
 	bool root;                 /* ... and is that account's root. */
 	bool consumer;             /* The resource is a consumer: its policy, not its stream's. */
 	const char *principal_arn;
-	char action[64];           /* "kinesis:" + the operation's name. */
+	char action[64];           /* "kinesis:" or "firehose:" + the operation's name. */
 };
 
 struct kinesis {
@@ -200,7 +200,9 @@ struct kinesis {
 	struct kinesis_authz authz;       /* The call being dispatched. */
 	char policy_text[POLICY_SIZE_MAX + 1]; /* GetResourcePolicy's document. */
 	struct kinesis_fanout *fanout;    /* Consumers and subscriptions (kinesis_consumers.c). */
-	int wake_fd;                      /* epoll: the producer's completions, the log's durability. */
+	struct firehose *firehose;        /* Delivery streams (firehose_api.c serves their API). */
+	/* epoll: the producer's completions, the log's durability, delivery-stream puts. */
+	int wake_fd;
 	struct keyring_shared *keyring;   /* KeyId resolution (kinesis_keyring_set); may be NULL. */
 };
 
@@ -246,6 +248,22 @@ struct kinesis_req {
 	struct kinesis_scratch *scratch;  /* Working memory, allocated at open. */
 };
 
+/* A served operation whose handler resolves the stream itself (or has none to resolve). */
+#define KINESIS_OP(name_, OP, handler_, flags_) \
+	{ .name = (name_), .handler = (handler_), \
+	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_##OP(KV_SHAPE_FIELD) }, \
+	  .shape_count = OP##_COUNT, .flags = (flags_) }
+/* In AWS's model, not served here yet (docs/API.md). */
+#define KINESIS_OP_NOT_YET(name_) { .name = (name_) }
+
+/*
+ * Runs a served row: access check -> (fast path) -> kv_check -> stream -> handler
+ * (firehose_api.c's rows too).
+ */
+void kinesis_op_run(struct kinesis *k, struct api_call *call, const struct api_request *req,
+		    const struct kinesis_op *op);
+/* UnknownOperationException, naming a row not served yet (op may be NULL: unknown). */
+void kinesis_unknown_operation(struct api_call *call, const struct kinesis_op *op);
 /* The row of `name` (any operation of the model), or NULL. */
 const struct kinesis_op *kinesis_op_find(const char *name, size_t size);
 /* Gives each served operation its metrics series (metrics_api_ops_register). */

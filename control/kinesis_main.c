@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "firehose/firehose.h"
 #include "nvme-log/log.h"
 
 /* ---- Open and close ---------------------------------------------------- */
@@ -168,25 +169,50 @@ kinesis_alloc(struct kinesis *k)
 }
 
 /*
- * One fd for the server to wait on: an epoll set of the producer's completion eventfd
- * and the log's durable eventfd (SubscribeToShard wakes on records other producers,
- * such as the dataplane's, made durable).
+ * One fd for the server to wait on: an epoll set of the producer's completion eventfd,
+ * the log's durable eventfd (SubscribeToShard wakes on records other producers, such as
+ * the dataplane's, made durable) and the delivery streams' put completions.
  */
 static int
 kinesis_wake_open(struct kinesis *k)
 {
-	int fds[2] = { log_producer_event_fd(k->producer), log_durable_event_fd(k->log) };
+	int fds[3] = {
+		log_producer_event_fd(k->producer), log_durable_event_fd(k->log),
+		firehose_event_fd(k->firehose),
+	};
 
 	k->wake_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (k->wake_fd < 0)
 		return -errno;
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
 
+		if (fds[i] < 0)
+			return fds[i];
 		if (epoll_ctl(k->wake_fd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
 			return -errno;
 	}
 	return 0;
+}
+
+/* Delivery streams: firehose.db next to the metadata, objects under [firehose] local_root. */
+static int
+kinesis_firehose_open(struct kinesis *k)
+{
+	char root[CONFIG_STRING_SIZE + 16];
+	struct firehose_options options = {
+		.data_dir = k->config.data_dir, .local_root = root, .log = k->log,
+	};
+	int rc;
+
+	if (k->config.firehose_local_root[0] != '\0')
+		snprintf(root, sizeof(root), "%s", k->config.firehose_local_root);
+	else
+		snprintf(root, sizeof(root), "%s/firehose", k->config.data_dir);
+	rc = firehose_open(&options, &k->firehose);
+	if (rc != 0)
+		diag_error("kinesis", "delivery streams: %s", strerror(-rc));
+	return rc;
 }
 
 int
@@ -227,6 +253,8 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 	rc = log_reader_open(log, &k->reader);
 	if (rc == 0)
 		rc = kinesis_fanout_open(k);
+	if (rc == 0)
+		rc = kinesis_firehose_open(k);
 	if (rc == 0)
 		rc = kinesis_wake_open(k);
 	if (rc != 0)
@@ -271,6 +299,7 @@ kinesis_close(struct kinesis *k)
 	if (k == NULL)
 		return;
 	kinesis_reshard_stop(k);
+	firehose_close(k->firehose);
 	if (k->producer != NULL) {
 		kinesis_drain(k);
 		log_producer_close(k->producer);
@@ -298,13 +327,22 @@ kinesis_close(struct kinesis *k)
 
 /* ---- Poll -------------------------------------------------- */
 
+const struct firehose *
+kinesis_firehose(const struct kinesis *k)
+{
+	return k->firehose;
+}
+
 int
 kinesis_event_fd(const struct kinesis *k)
 {
 	return k->wake_fd;
 }
 
-/* Resets the eventfds behind wake_fd so a level-triggered loop does not spin. */
+/*
+ * Resets the eventfds behind wake_fd so a level-triggered loop does not spin (firehose_poll()
+ * resets the delivery streams' own).
+ */
 static void
 kinesis_event_clear(struct kinesis *k)
 {
@@ -337,6 +375,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	kinesis_autoscale_tick(k, mono, clock_real_ns());
 	kinesis_stream_status_tick(k, mono);
 	kinesis_fanout_poll(k);
+	firehose_poll(k->firehose, clock_real_ns());
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());
 
@@ -387,5 +426,6 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 	fanout_ms = kinesis_fanout_timeout_ms(k);
 	if (fanout_ms >= 0)
 		due = min_u64(due, mono + (uint64_t)fanout_ms * 1000000u);
-	return (int)min_u64((due - mono + 999999) / 1000000, 60000);
+	return (int)min_u64(min_u64((due - mono + 999999) / 1000000, 60000),
+			    (uint64_t)firehose_poll_timeout_ms(k->firehose, clock_real_ns()));
 }

@@ -12,7 +12,9 @@
  * (kinesis_access_begin) -> (fast path) -> kv_check() against the shape ->
  * resolve the stream (KINESIS_OP_STREAM; its policy is checked there) ->
  * handler -> free the JSON tree. A principal of another account reaches only
- * the operations kinesis_policies.c lists as checking their resource.
+ * the operations kinesis_policies.c lists as checking their resource. The
+ * Firehose rows (firehose_api.c) run the same way (kinesis_op_run()); they
+ * check no resource policy, so only the owner account's principals reach them.
  * Every error answer goes through kinesis_error() and api_call_error().
  */
 #include <stdarg.h>
@@ -25,19 +27,12 @@
 
 #define KINESIS_TARGET_PREFIX "Kinesis_20131202."
 
-/* A served operation whose handler resolves the stream itself (or has none to resolve). */
-#define KINESIS_OP(name_, OP, handler_, flags_) \
-	{ .name = (name_), .handler = (handler_), \
-	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_##OP(KV_SHAPE_FIELD) }, \
-	  .shape_count = OP##_COUNT, .flags = (flags_) }
 /* A served operation whose stream is resolved from OP_STREAM_NAME / OP_STREAM_ARN first. */
 #define KINESIS_OP_S(name_, OP, handler_, flags_) \
 	{ .name = (name_), .handler = (handler_), \
 	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_##OP(KV_SHAPE_FIELD) }, \
 	  .shape_count = OP##_COUNT, .flags = KINESIS_OP_STREAM | (flags_), \
 	  .stream_name = OP##_STREAM_NAME, .stream_arn = OP##_STREAM_ARN }
-/* In AWS's model, not served here yet (docs/API.md). */
-#define KINESIS_OP_NOT_YET(name_) { .name = (name_) }
 
 #define MUT KINESIS_OP_MUTATING
 
@@ -157,7 +152,7 @@ kinesis_ops_register_metrics(void)
 
 /* ---- Dispatch ------------------------------------------------------------- */
 
-static void
+void
 kinesis_unknown_operation(struct api_call *call, const struct kinesis_op *op)
 {
 	char message[128] = "";
@@ -190,8 +185,11 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 {
 	size_t prefix = strlen(KINESIS_TARGET_PREFIX);
 	const struct kinesis_op *op = NULL;
-	struct kinesis_req r;
 
+	if (api_firehose_target(req->target, req->target_size)) {
+		firehose_api_dispatch(k, call, req);
+		return;
+	}
 	kinesis_stream_status_tick(k, clock_mono_ns());
 	if (req->target != NULL && req->target_size > prefix &&
 	    memcmp(req->target, KINESIS_TARGET_PREFIX, prefix) == 0)
@@ -200,11 +198,19 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 		kinesis_unknown_operation(call, op);
 		return;
 	}
-	if (!kinesis_access_begin(k, call, req, op))
-		return;
-	r = (struct kinesis_req){
+	kinesis_op_run(k, call, req, op);
+}
+
+void
+kinesis_op_run(struct kinesis *k, struct api_call *call, const struct api_request *req,
+	       const struct kinesis_op *op)
+{
+	struct kinesis_req r = {
 		.k = k, .call = call, .req = req, .op = op, .scratch = k->req_scratch,
 	};
+
+	if (!kinesis_access_begin(k, call, req, op))
+		return;
 	if (op->fast == NULL || op->fast(&r) != 0)
 		kinesis_dispatch_checked(&r);
 	kinesis_access_end(k);

@@ -16,6 +16,7 @@
  * InvalidArgumentException with the reason (policy.c); more than
  * POLICY_STORE_POLICIES_MAX on the appliance: LimitExceededException.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -94,24 +95,29 @@ kinesis_access_begin(struct kinesis *k, struct api_call *call, const struct api_
 		     const struct kinesis_op *op)
 {
 	struct kinesis_authz *a = &k->authz;
+	bool firehose = api_firehose_target(req->target, req->target_size);
 	char account[POLICY_ACCOUNT_ID_SIZE + 1];
 	char message[POLICY_MESSAGE_SIZE];
 	const char *root;
+	int n;
 
 	memset(a, 0, sizeof(*a));
 	a->enforce = req->principal_arn != NULL && req->principal_arn[0] != '\0';
 	if (!a->enforce)
 		return true;
 	a->principal_arn = req->principal_arn;
-	snprintf(a->action, sizeof(a->action), "kinesis:%s", op->name);
+	n = snprintf(a->action, sizeof(a->action), "%s:%s", firehose ? "firehose" : "kinesis",
+		     op->name);
+	assert(n > 0 && (size_t)n < sizeof(a->action));
 	a->owner = policy_principal_account(a->principal_arn, account) == 0 &&
 		   strcmp(account, k->config.account_id) == 0;
 	root = strrchr(a->principal_arn, ':');
 	a->root = a->owner && root != NULL && strcmp(root, ":root") == 0;
-	a->consumer = kinesis_op_listed(kinesis_consumer_ops, ARRAY_SIZE(kinesis_consumer_ops),
-					op->name);
-	if (a->owner || kinesis_op_listed(kinesis_resource_ops, ARRAY_SIZE(kinesis_resource_ops),
-					  op->name))
+	a->consumer = !firehose && kinesis_op_listed(kinesis_consumer_ops,
+						     ARRAY_SIZE(kinesis_consumer_ops), op->name);
+	/* Firehose's handlers check no resource policy: its operations are the owner's only. */
+	if (a->owner || (!firehose && kinesis_op_listed(kinesis_resource_ops,
+							ARRAY_SIZE(kinesis_resource_ops), op->name)))
 		return true;
 	policy_identity_denied(&(struct policy_request){ a->principal_arn, a->action, NULL },
 			       message, sizeof(message));

@@ -8,7 +8,8 @@
  *   WHEN                                   WHAT
  *   before the handler (dispatch)          a principal of another account may call only
  *                                          the operations kinesis_policies.c lists as
- *                                          checking their resource; others: AccessDenied
+ *                                          checking their resource; others, and every
+ *                                          Firehose operation: AccessDenied
  *   the stream is found (resolve, or by    the stream's policy for kinesis:<Operation>
  *   an iterator or NextToken)              on the stream's ARN
  *   a consumer is found (its concern)      kinesis_authorize() with the consumer's name;

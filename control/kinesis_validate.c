@@ -470,6 +470,7 @@ kv_value_render(const struct kv_field *field, const struct kv_value *value, char
 		n += (size_t)snprintf(buf, size, "%c", map ? '{' : '[');
 		cJSON_ArrayForEach(child, value->json) {
 			const char *text = cJSON_IsString(child) ? child->valuestring :
+				field->element_text != NULL ? field->element_text :
 				"com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310";
 
 			if (n + 4 >= size)

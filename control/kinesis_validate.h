@@ -64,6 +64,8 @@ struct kv_field {
 	int64_t value_max;
 	const char *const *enum_values; /* NULL-terminated, or NULL. */
 	bool length_in_chars;    /* Strings: length in UTF-16 units as AWS (Java) counts. */
+	/* Lists of structures: how Java renders an element in a message (NULL: Kinesis's). */
+	const char *element_text;
 	/* Lists of structures, maps, structures: the action's own checks, or NULL. */
 	kv_nested_types_fn *nested_types;
 	kv_nested_check_fn *nested_check;

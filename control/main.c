@@ -229,7 +229,8 @@ static void
 sluiced_admin_start(struct sluiced *d)
 {
 	struct metrics_sources src = {
-		.log = d->log, .data_dir = d->config.data_dir,
+		.log = d->log, .firehose = kinesis_firehose(d->kinesis),
+		.data_dir = d->config.data_dir,
 		.dataplane_enabled = d->config.dataplane_enabled,
 	};
 	int rc;

@@ -26,6 +26,7 @@
 #include "common/limits.h"
 
 struct log;
+struct firehose;
 
 /*
  * Operations with their own series (room for the Kinesis model's 39); index
@@ -204,6 +205,7 @@ void metrics_printf(struct metrics_out *out, const char *fmt, ...)
 /* What /metrics reads besides the tables above. */
 struct metrics_sources {
 	struct log *log;
+	const struct firehose *firehose;  /* Delivery streams' figures, or NULL. */
 	const char *data_dir;
 	bool dataplane_enabled;
 };

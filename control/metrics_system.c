@@ -1,12 +1,13 @@
 /*
  * metrics_system.c - the figures /metrics reads from elsewhere at scrape time:
- * the log's statistics, the dataplane's per-worker counters, the data file
- * system and the process. Runs on the admin thread only; sluiced only (the
+ * the log's statistics, the dataplane's per-worker counters, delivery streams,
+ * the data file system and the process. Runs on the admin thread only; sluiced only (the
  * recording side, metrics.c, also links into the API's tests).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -16,6 +17,7 @@
 #include "control/metrics.h"
 #include "control/route.h"
 #include "dataplane/dataplane.h"
+#include "firehose/firehose.h"
 #include "nvme-log/log.h"
 
 static void
@@ -172,11 +174,68 @@ metrics_render_process(struct metrics_out *out)
 			    fds);
 }
 
+/* Delivery streams: one family per row, CloudWatch's Firehose metric in the help. */
+static const struct {
+	const char *name;
+	const char *type;
+	const char *help;
+	size_t offset;
+	double scale;  /* Into the family's unit. */
+} metrics_firehose_rows[] = {
+#define FS(field) offsetof(struct firehose_stats, field)
+	{ "sluice_firehose_incoming_records_total", "counter",
+	  "Records put and durable (IncomingRecords).", FS(incoming_records), 1 },
+	{ "sluice_firehose_incoming_bytes_total", "counter",
+	  "Data bytes put and durable (IncomingBytes).", FS(incoming_bytes), 1 },
+	{ "sluice_firehose_delivered_records_total", "counter",
+	  "Records delivered (DeliveryToS3.Records).", FS(delivered_records), 1 },
+	{ "sluice_firehose_delivered_bytes_total", "counter",
+	  "Data bytes delivered, before compression (DeliveryToS3.Bytes).",
+	  FS(delivered_bytes), 1 },
+	{ "sluice_firehose_delivered_objects_total", "counter",
+	  "Objects written (DeliveryToS3.Success).", FS(delivered_objects), 1 },
+	{ "sluice_firehose_delivery_failures_total", "counter",
+	  "Delivery attempts that failed and will be retried.", FS(delivery_failures), 1 },
+	{ "sluice_firehose_records_lost_total", "counter",
+	  "Records the log trimmed before they were delivered.", FS(records_lost), 1 },
+	{ "sluice_firehose_data_freshness_seconds", "gauge",
+	  "Age of the oldest record not delivered yet (DeliveryToS3.DataFreshness).",
+	  FS(freshness_ms), 1e-3 },
+#undef FS
+};
+
+static void
+metrics_render_firehose(const struct metrics_sources *src, struct metrics_out *out)
+{
+	static struct firehose_stats stats[FIREHOSE_STREAMS_MAX];  /* Admin thread only. */
+	uint32_t n;
+
+	if (src->firehose == NULL)
+		return;
+	n = firehose_stats_read(src->firehose, stats, FIREHOSE_STREAMS_MAX);
+	for (size_t f = 0; f < sizeof(metrics_firehose_rows) / sizeof(metrics_firehose_rows[0]);
+	     f++) {
+		metrics_family(out, metrics_firehose_rows[f].name, metrics_firehose_rows[f].type,
+			       metrics_firehose_rows[f].help);
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t v;
+
+			memcpy(&v, (const char *)&stats[i] + metrics_firehose_rows[f].offset,
+			       sizeof(v));
+			/* Names are [a-zA-Z0-9_.-]: nothing to escape. */
+			metrics_printf(out, "%s{delivery_stream=\"%s\"} %.17g\n",
+				       metrics_firehose_rows[f].name, stats[i].name,
+				       (double)v * metrics_firehose_rows[f].scale);
+		}
+	}
+}
+
 void
 metrics_render_prometheus(const struct metrics_sources *src, struct metrics_out *out)
 {
 	metrics_render_tables(src->dataplane_enabled, out);
 	metrics_render_log(src, out);
+	metrics_render_firehose(src, out);
 	metrics_render_dataplane(src, out);
 	metrics_render_process(out);
 }

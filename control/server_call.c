@@ -24,6 +24,7 @@
  *   application/json, body not JSON             400     Coral SerializationException
  *   application/json                            404     Coral UnknownOperationException
  *   unknown service or action                   400     UnknownOperationException
+ *     (services: Kinesis_20131202 and Firehose_20150804, each with its operations)
  *   authentication fails, body not JSON         400     SerializationException (AWS parses first)
  *   authentication fails ([auth] mode)          400     the SigV4 exception
  *
@@ -43,6 +44,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/base.h"
 #include "common/base64.h"
 #include "common/clock.h"
 #include "common/diag.h"
@@ -69,6 +71,14 @@ static const char *const kinesis_operations[] = {
 	"StartStreamEncryption", "StopStreamEncryption", "SubscribeToShard", "TagResource",
 	"UntagResource", "UpdateAccountSettings", "UpdateMaxRecordSize", "UpdateShardCount",
 	"UpdateStreamMode", "UpdateStreamWarmThroughput",
+};
+
+/* Every operation of the Firehose 2015-08-04 model (botocore 1.29 and 1.43 list the same). */
+static const char *const firehose_operations[] = {
+	"CreateDeliveryStream", "DeleteDeliveryStream", "DescribeDeliveryStream",
+	"ListDeliveryStreams", "ListTagsForDeliveryStream", "PutRecord", "PutRecordBatch",
+	"StartDeliveryStreamEncryption", "StopDeliveryStreamEncryption", "TagDeliveryStream",
+	"UntagDeliveryStream", "UpdateDestination",
 };
 
 static uint64_t
@@ -567,6 +577,15 @@ server_target_read(const struct api_call *call, struct server_target *t)
 	dot = memchr(v, '.', n);
 	t->complete = dot != NULL && dot != v && dot + 1 < v + n;
 	t->service_valid = n >= prefix && memcmp(v, TARGET_PREFIX, prefix) == 0;
+	if (api_firehose_target(v, n)) {
+		size_t fp = strlen(API_FIREHOSE_TARGET_PREFIX);
+
+		t->service_valid = true;
+		for (size_t i = 0; i < ARRAY_SIZE(firehose_operations); i++)
+			if (span_is(v + fp, n - fp, firehose_operations[i]))
+				t->operation_valid = true;
+		return;
+	}
 	if (!t->service_valid)
 		return;
 	for (size_t i = 0; i < sizeof(kinesis_operations) / sizeof(kinesis_operations[0]); i++)
@@ -774,6 +793,8 @@ server_call_auth(struct api_call *call)
 	struct api_server *s = call->server;
 	struct sigv4_header headers[HTTP1_HEADERS_MAX + 8];
 	struct sigv4_result result;
+	const char *target;
+	size_t target_size;
 	struct sigv4_input in = {
 		.method = call->req + call->method.off,
 		.method_size = call->method.size,
@@ -788,6 +809,9 @@ server_call_auth(struct api_call *call)
 
 	if (s->config.auth == CONFIG_AUTH_OFF)
 		return true;
+	if (server_call_header(call, "x-amz-target", &target, &target_size) &&
+	    api_firehose_target(target, target_size))
+		in.service = SIGV4_SERVICE_FIREHOSE;
 	for (uint32_t i = 0; i < call->header_count; i++)
 		headers[i] = (struct sigv4_header){
 			call->req + call->names[i].off, call->names[i].size,

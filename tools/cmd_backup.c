@@ -3,8 +3,9 @@
  * appliance's data directory, and putting one in place.
  *
  * Backup, while sluiced keeps ingesting:
- *   1. metadata.db through SQLite's online backup API (a consistent snapshot;
- *      SQLite's WAL lets sluiced go on writing meanwhile);
+ *   1. metadata.db, then firehose.db (delivery streams, when present), through
+ *      SQLite's online backup API (consistent snapshots; SQLite's WAL lets sluiced
+ *      go on writing meanwhile);
  *   2. then the log: log.meta, and every segment and index file present when
  *      the copy starts, oldest first. Everything acknowledged before step 1
  *      began was durable on disk before it, so it is in the copy; the active
@@ -38,6 +39,7 @@
 
 #include "common/base.h"
 #include "common/clock.h"
+#include "firehose/firehose.h"
 #include "nvme-log/log.h"
 #include "tools/cmd.h"
 
@@ -302,6 +304,14 @@ cmd_backup(int argc, char **argv)
 	snprintf(dst, sizeof(dst), "%s/metadata.db", args.other_dir);
 	if (backup_metadata(src, dst) != 0)
 		return CMD_EXIT_ERROR;
+	/*
+	 * Delivery streams' positions are snapshotted before the log is copied: each is at
+	 * most what was durable then, so the copied log holds what they still need.
+	 */
+	snprintf(src, sizeof(src), "%s/" FIREHOSE_DB_FILE, args.data_dir);
+	snprintf(dst, sizeof(dst), "%s/" FIREHOSE_DB_FILE, args.other_dir);
+	if (access(src, F_OK) == 0 && backup_metadata(src, dst) != 0)
+		return CMD_EXIT_ERROR;
 	buf = malloc(BACKUP_COPY_CHUNK);
 	if (buf == NULL)
 		return CMD_EXIT_ERROR;
@@ -358,6 +368,12 @@ cmd_restore(int argc, char **argv)
 		snprintf(src, sizeof(src), "%s/metadata.db", args.other_dir);
 		snprintf(dst, sizeof(dst), "%s/metadata.db", args.data_dir);
 		rc = backup_copy_file(src, dst, buf, &bytes);
+	}
+	if (rc == 0) {
+		snprintf(src, sizeof(src), "%s/" FIREHOSE_DB_FILE, args.other_dir);
+		snprintf(dst, sizeof(dst), "%s/" FIREHOSE_DB_FILE, args.data_dir);
+		if (access(src, F_OK) == 0)  /* Backups from before delivery streams have none. */
+			rc = backup_copy_file(src, dst, buf, &bytes);
 	}
 	if (rc == 0) {
 		snprintf(src, sizeof(src), "%s/log", args.other_dir);

@@ -2,7 +2,8 @@
  * fuzz_json: arbitrary request bodies through kinesis_dispatch() for every
  * action, over a real log and SQLite in a temp dir. Every request must get
  * exactly one reply whose body is JSON, and nothing may crash or leak.
- * The first input byte picks the action; the rest is the body.
+ * The first input byte picks the action (from 0x80: a Firehose action); the rest is
+ * the body.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/base.h"
 #include "common/base64.h"
 #include "common/clock.h"
 #include "control/api.h"
@@ -162,6 +164,12 @@ static const char *const fuzz_actions[] = {
 	"SplitShard", "Nope",
 };
 
+/* Delivery streams (control/firehose_api.c), picked by a first byte from 0x80. */
+static const char *const fuzz_firehose_actions[] = {
+	"CreateDeliveryStream", "DescribeDeliveryStream", "ListDeliveryStreams",
+	"DeleteDeliveryStream", "PutRecord", "PutRecordBatch", "UpdateDestination",
+};
+
 static struct log *fuzz_log;
 static struct kinesis *fuzz_k;
 
@@ -246,8 +254,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_open();
 	if (size == 0)
 		return 0;
-	snprintf(target, sizeof(target), "Kinesis_20131202.%s",
-		 fuzz_actions[data[0] % (sizeof(fuzz_actions) / sizeof(fuzz_actions[0]))]);
+	if (data[0] >= 0x80)
+		snprintf(target, sizeof(target), "Firehose_20150804.%s",
+			 fuzz_firehose_actions[(data[0] - 0x80) % ARRAY_SIZE(fuzz_firehose_actions)]);
+	else
+		snprintf(target, sizeof(target), "Kinesis_20131202.%s",
+			 fuzz_actions[data[0] % ARRAY_SIZE(fuzz_actions)]);
 	req.target = target;
 	req.target_size = strlen(target);
 	req.content_type_size = strlen(req.content_type);

@@ -3,6 +3,7 @@
  * (key, secret, body byte, signed header value, scope, clock, signed-header
  * list) is refused with AWS's exception name and message.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -554,6 +555,69 @@ Test(sigv4, presigned_request_refuses_bad_parameters)
 								strlen(authz) };
 	assert_refused(&c, SIGV4_INCOMPLETE, "IncompleteSignatureException",
 		       "Only one auth mechanism allowed");
+}
+
+/*
+ * Vector 0's request made a Firehose PutRecord, signed for the service "firehose" by
+ * botocore 1.29.27 SigV4Auth with the clock fixed at the vector's 2026-11-26T08:15:00Z.
+ */
+#define FIREHOSE_BODY "{\"DeliveryStreamName\":\"d\",\"Record\":{\"Data\":\"aGk=\"}}"
+#define FIREHOSE_AUTHORIZATION \
+	"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/firehose/aws4_request, " \
+	"SignedHeaders=content-type;host;x-amz-date;x-amz-target, " \
+	"Signature=e9d28c31fda3e49d72e8974123f42d0b461388878901fc9dde15a2d692549c7e"
+
+static void
+case_load_firehose(struct sigv4_case *c)
+{
+	case_load(c, 0, NULL);
+	case_set(c, "X-Amz-Target", "Firehose_20150804.PutRecord");
+	case_set(c, "Authorization", FIREHOSE_AUTHORIZATION);
+	static_assert(sizeof(FIREHOSE_BODY) - 1 <= sizeof(c->body), "fits");
+	memcpy(c->body, FIREHOSE_BODY, sizeof(FIREHOSE_BODY) - 1);
+	c->in.body_size = sizeof(FIREHOSE_BODY) - 1;
+	c->in.service = SIGV4_SERVICE_FIREHOSE;
+}
+
+/*
+ * The request's own service (server_call.c sets firehose for a Firehose_20150804 target)
+ * overrides the keys' kinesis; one key alternating between the services on the same day
+ * verifies each time (the signing-key cache is keyed by service too).
+ */
+Test(sigv4, request_service_overrides_the_keys_and_keys_the_cache)
+{
+	static struct sigv4_case fh, kin;
+
+	case_load_firehose(&fh);
+	case_load(&kin, 0, NULL);
+	kin.keys = fh.keys;  /* One key set, one cache, as in the server. */
+	for (int round = 0; round < 2; round++) {
+		sigv4_verify(&kin.keys, &fh.in, &fh.result);
+		cr_assert_eq(fh.result.status, SIGV4_OK, "firehose, round %d: %s", round,
+			     fh.result.message);
+		sigv4_verify(&kin.keys, &kin.in, &kin.result);
+		cr_assert_eq(kin.result.status, SIGV4_OK, "kinesis, round %d: %s", round,
+			     kin.result.message);
+	}
+	/* Without the override the keys' service is expected; a kinesis scope as firehose is not. */
+	fh.in.service = NULL;
+	sigv4_verify(&kin.keys, &fh.in, &fh.result);
+	cr_assert_str_eq(fh.result.message,
+			 "Credential should be scoped to correct service: 'kinesis'. ");
+	kin.in.service = SIGV4_SERVICE_FIREHOSE;
+	sigv4_verify(&kin.keys, &kin.in, &kin.result);
+	cr_assert_str_eq(kin.result.message,
+			 "Credential should be scoped to correct service: 'firehose'. ");
+	/* The admin key set (its own service) is overridden the same way. */
+	cr_assert_eq(sigv4_keys_parse_service(&fh.keys, "AKIDEXAMPLE:"
+					      "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+					      "us-east-1", SIGV4_SERVICE_ADMIN), 0);
+	fh.in.service = SIGV4_SERVICE_FIREHOSE;
+	case_verify(&fh);
+	cr_assert_eq(fh.result.status, SIGV4_OK, "%s", fh.result.message);
+	fh.in.service = NULL;
+	assert_refused(&fh, SIGV4_INVALID, "InvalidSignatureException",
+		       "Credential should be scoped to correct service: 'sluice-admin'. ");
 }
 
 Test(sigv4, principals_map_keys_to_arns)

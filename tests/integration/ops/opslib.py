@@ -79,10 +79,10 @@ class Sluiced:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
-    def client(self):
+    def client(self, service="kinesis"):
         cfg = botocore.config.Config(retries={"max_attempts": 3, "mode": "standard"},
                                      connect_timeout=5, read_timeout=30)
-        return boto3.client("kinesis", endpoint_url=self.url, region_name="us-east-1",
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
                             aws_access_key_id="AKID", aws_secret_access_key="SECRET",
                             config=cfg)
 

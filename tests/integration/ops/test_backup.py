@@ -75,6 +75,14 @@ def main():
         try:
             kinesis = srv.client()
             kinesis.create_stream(StreamName=STREAM, ShardCount=SHARDS)
+            # A delivery stream with records waiting (interval 900 s): both come back.
+            firehose = srv.client("firehose")
+            firehose.create_delivery_stream(
+                DeliveryStreamName="fh-backup", ExtendedS3DestinationConfiguration={
+                    "RoleARN": "arn:aws:iam::000000000000:role/r",
+                    "BucketARN": "arn:aws:s3:::fh-backup",
+                    "BufferingHints": {"SizeInMBs": 128, "IntervalInSeconds": 900}})
+            firehose.put_record(DeliveryStreamName="fh-backup", Record={"Data": b"kept\n"})
             wait_active(kinesis, STREAM)
             producer.start()
             while len(producer.acked) < 20000:   # Load first: segments sealed and active.
@@ -123,6 +131,10 @@ def main():
             "--set", "log.segment_size_mb=8")
         try:
             got = read_all(restored)
+            firehose = restored.client("firehose")
+            d = firehose.describe_delivery_stream(DeliveryStreamName="fh-backup")
+            check(d["DeliveryStreamDescription"]["DeliveryStreamStatus"] == "ACTIVE",
+                  "delivery stream after restore: %r" % d)
         finally:
             restored.stop()
         missing = before - set(got)

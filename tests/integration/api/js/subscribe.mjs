@@ -2,6 +2,7 @@
 // (@aws-sdk/client-kinesis, its default request handler: HTTP/2 for SubscribeToShard)
 // reads COUNT records from TRIM_HORIZON and prints them as JSON lines
 // {"seq": ..., "data": base64}. Exits 1 on any error or a stream that ends early.
+import { writeSync } from "node:fs";
 import { KinesisClient, SubscribeToShardCommand } from "@aws-sdk/client-kinesis";
 
 const [endpoint, consumerARN, shardId, countText] = process.argv.slice(2);
@@ -22,8 +23,10 @@ try {
             if (!e)
                 continue;
             for (const r of e.Records) {
-                console.log(JSON.stringify({ seq: r.SequenceNumber,
-                    data: Buffer.from(r.Data).toString("base64") }));
+                // writeSync: console.log to a pipe is asynchronous, and process.exit()
+                // below dropped what the pipe (64 KiB) had not taken yet.
+                writeSync(1, JSON.stringify({ seq: r.SequenceNumber,
+                    data: Buffer.from(r.Data).toString("base64") }) + "\n");
                 got++;
             }
             position = { Type: "AFTER_SEQUENCE_NUMBER",

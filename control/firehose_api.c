@@ -1,0 +1,729 @@
+/*
+ * firehose_api.c - the Firehose API (X-Amz-Target Firehose_20150804.<Op>, JSON
+ * 1.1, SigV4 service "firehose") over the delivery engine (firehose/firehose.h).
+ *
+ * The Kinesis layer's machinery serves it: the same operation rows (struct
+ * kinesis_op), the same request decoding and AWS-order validation (kv_check
+ * against each shape), the same error replies. One row per operation of the
+ * 2015-08-04 model (botocore firehose service-2.json); a row without handler
+ * answers UnknownOperationException saying it is not served yet (docs/API.md).
+ *
+ *   OPERATION               ERRORS (in the order they are checked)
+ *   CreateDeliveryStream    Serialization, Validation, InvalidArgument (type, destination,
+ *                           bucket, prefix, format not built), ResourceInUse, LimitExceeded
+ *   DescribeDeliveryStream  Serialization, Validation, ResourceNotFound
+ *   ListDeliveryStreams     Serialization, Validation
+ *   DeleteDeliveryStream    Serialization, Validation, ResourceNotFound
+ *   PutRecord(Batch)        Serialization, Validation, ResourceNotFound, InvalidArgument
+ *                           (batch over 4 MiB), ServiceUnavailable (503: no room now)
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "control/kinesis.h"
+#include "firehose/firehose.h"
+
+#define FH_TARGET_PREFIX API_FIREHOSE_TARGET_PREFIX
+/* "arn:aws:firehose:" region ":" account ":deliverystream/" name (config strings). */
+#define FH_ARN_SIZE (2 * CONFIG_STRING_SIZE + FIREHOSE_NAME_SIZE_MAX + 40)
+#define FH_LIST_LIMIT_DEFAULT 10u
+#define FH_LIMIT_MAX 10000
+/*
+ * Objects land in directories: a Prefix segment is a directory name (NAME_MAX 255), and
+ * the last one also starts the file name "<segment>YYYY/..." (FIREHOSE.md).
+ */
+#define FH_PREFIX_SEGMENT_MAX 200u
+/* AWS's per-record throttling text (reference §2). */
+#define FH_SLOW_DOWN "Slow down."
+
+static const char *const fh_stream_types[] = {
+	"DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource", NULL,
+};
+
+/* ---- Shapes (kinesis_validate.h) ------------------------------------------ */
+
+#define KV_DELIVERY_STREAM_NAME \
+	KV_STR("DeliveryStreamName", true, KV_PATTERN_NAME, 1, FIREHOSE_NAME_SIZE_MAX)
+
+static kv_nested_types_fn fh_s3_types, fh_record_types, fh_records_types;
+static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_records_check;
+
+#define KINESIS_SHAPE_FH_CREATE(F) \
+	F(FH_CREATE, NAME, KV_DELIVERY_STREAM_NAME) \
+	F(FH_CREATE, TYPE, KV_ENUM("DeliveryStreamType", false, fh_stream_types)) \
+	F(FH_CREATE, KINESIS_SOURCE, KV_NESTED("KinesisStreamSourceConfiguration", KV_STRUCT, \
+					       false, -1, -1, NULL, NULL)) \
+	F(FH_CREATE, ENCRYPTION, KV_NESTED("DeliveryStreamEncryptionConfigurationInput", \
+					   KV_STRUCT, false, -1, -1, NULL, NULL)) \
+	F(FH_CREATE, S3, KV_NESTED("S3DestinationConfiguration", KV_STRUCT, false, -1, -1, \
+				   fh_s3_types, fh_s3_check)) \
+	F(FH_CREATE, EXT_S3, KV_NESTED("ExtendedS3DestinationConfiguration", KV_STRUCT, false, \
+				       -1, -1, fh_s3_types, fh_ext_s3_check)) \
+	F(FH_CREATE, HTTP, KV_NESTED("HttpEndpointDestinationConfiguration", KV_STRUCT, false, \
+				     -1, -1, NULL, NULL)) \
+	F(FH_CREATE, TAGS, KV_NESTED("Tags", KV_LIST, false, 1, 50, NULL, NULL))
+KV_SHAPE_ENUM(FH_CREATE);
+
+#define KINESIS_SHAPE_FH_DESCRIBE(F) \
+	F(FH_DESCRIBE, NAME, KV_DELIVERY_STREAM_NAME) \
+	F(FH_DESCRIBE, LIMIT, KV_INT("Limit", false, 1, FH_LIMIT_MAX)) \
+	F(FH_DESCRIBE, START, KV_STR("ExclusiveStartDestinationId", false, KV_PATTERN_NAME, 1, 100))
+KV_SHAPE_ENUM(FH_DESCRIBE);
+
+#define KINESIS_SHAPE_FH_LIST(F) \
+	F(FH_LIST, LIMIT, KV_INT("Limit", false, 1, FH_LIMIT_MAX)) \
+	F(FH_LIST, TYPE, KV_ENUM("DeliveryStreamType", false, fh_stream_types)) \
+	F(FH_LIST, START, KV_STR("ExclusiveStartDeliveryStreamName", false, KV_PATTERN_NAME, 1, \
+				 FIREHOSE_NAME_SIZE_MAX))
+KV_SHAPE_ENUM(FH_LIST);
+
+#define KINESIS_SHAPE_FH_DELETE(F) \
+	F(FH_DELETE, NAME, KV_DELIVERY_STREAM_NAME) \
+	F(FH_DELETE, FORCE, KV_FIELD("AllowForceDelete", KV_BOOLEAN, false, KV_PATTERN_NONE, \
+				     -1, -1, -1, -1))
+KV_SHAPE_ENUM(FH_DELETE);
+
+#define KINESIS_SHAPE_FH_PUT(F) \
+	F(FH_PUT, NAME, KV_DELIVERY_STREAM_NAME) \
+	F(FH_PUT, RECORD, KV_NESTED("Record", KV_STRUCT, true, -1, -1, fh_record_types, \
+				    fh_record_check))
+KV_SHAPE_ENUM(FH_PUT);
+
+/* Records[] as Java renders it in a validation message. */
+#define FH_RECORDS_FIELD \
+	{ .name = "Records", .type = KV_LIST, .not_null = true, .length_min = 1, \
+	  .length_max = FIREHOSE_BATCH_RECORDS_MAX, .value_min = -1, .value_max = -1, \
+	  .element_text = "com.amazonaws.firehose.v20150804.Record@c965e310", \
+	  .nested_types = fh_records_types, .nested_check = fh_records_check }
+
+#define KINESIS_SHAPE_FH_PUT_BATCH(F) \
+	F(FH_PUT_BATCH, NAME, KV_DELIVERY_STREAM_NAME) \
+	F(FH_PUT_BATCH, RECORDS, FH_RECORDS_FIELD)
+KV_SHAPE_ENUM(FH_PUT_BATCH);
+
+static kinesis_handler_fn fh_create, fh_describe, fh_list, fh_delete, fh_put, fh_put_batch;
+
+/* Sorted by name, as the model lists them. */
+static const struct kinesis_op fh_ops[] = {
+	KINESIS_OP("CreateDeliveryStream", FH_CREATE, fh_create, KINESIS_OP_MUTATING),
+	KINESIS_OP("DeleteDeliveryStream", FH_DELETE, fh_delete, KINESIS_OP_MUTATING),
+	KINESIS_OP("DescribeDeliveryStream", FH_DESCRIBE, fh_describe, 0),
+	KINESIS_OP("ListDeliveryStreams", FH_LIST, fh_list, 0),
+	KINESIS_OP_NOT_YET("ListTagsForDeliveryStream"),
+	KINESIS_OP("PutRecord", FH_PUT, fh_put, KINESIS_OP_MUTATING),
+	KINESIS_OP("PutRecordBatch", FH_PUT_BATCH, fh_put_batch, KINESIS_OP_MUTATING),
+	KINESIS_OP_NOT_YET("StartDeliveryStreamEncryption"),
+	KINESIS_OP_NOT_YET("StopDeliveryStreamEncryption"),
+	KINESIS_OP_NOT_YET("TagDeliveryStream"),
+	KINESIS_OP_NOT_YET("UntagDeliveryStream"),
+	KINESIS_OP_NOT_YET("UpdateDestination"),
+};
+
+static const struct kinesis_op *
+fh_op_find(const char *target, size_t size)
+{
+	size_t prefix = strlen(FH_TARGET_PREFIX);
+
+	if (!api_firehose_target(target, size))
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(fh_ops); i++)
+		if (strlen(fh_ops[i].name) == size - prefix &&
+		    memcmp(fh_ops[i].name, target + prefix, size - prefix) == 0)
+			return &fh_ops[i];
+	return NULL;
+}
+
+/* ---- Nested members ------------------------------------------------------- */
+
+static int
+fh_member_type(struct kinesis_req *r, const cJSON *item, const char *name, enum kv_type type)
+{
+	return kv_type_check(r->call, cJSON_GetObjectItemCaseSensitive(item, name), type);
+}
+
+static int
+fh_s3_types(struct kinesis_req *r, const cJSON *item)
+{
+	static const char *const strings[] = {
+		"RoleARN", "BucketARN", "Prefix", "ErrorOutputPrefix", "CompressionFormat",
+	};
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
+
+	for (size_t i = 0; i < ARRAY_SIZE(strings); i++)
+		if (fh_member_type(r, item, strings[i], KV_STRING) != 0)
+			return -EINVAL;
+	if (kv_type_check(r->call, hints, KV_STRUCT) != 0)
+		return -EINVAL;
+	if (hints != NULL && (fh_member_type(r, hints, "SizeInMBs", KV_INTEGER) != 0 ||
+			      fh_member_type(r, hints, "IntervalInSeconds", KV_INTEGER) != 0))
+		return -EINVAL;
+	return 0;
+}
+
+static void
+fh_int_check(struct kv_errors *errors, const char *path, const cJSON *item, int64_t min,
+	     int64_t max)
+{
+	char rule[96], rendered[32];
+
+	if (item == NULL || !cJSON_IsNumber(item))
+		return;
+	snprintf(rendered, sizeof(rendered), "%lld", (long long)item->valuedouble);
+	if (item->valuedouble < (double)min) {
+		snprintf(rule, sizeof(rule), "Member must have value greater than or equal to %lld",
+			 (long long)min);
+		kv_errors_add(errors, rendered, true, path, rule);
+	}
+	if (item->valuedouble > (double)max) {
+		snprintf(rule, sizeof(rule), "Member must have value less than or equal to %lld",
+			 (long long)max);
+		kv_errors_add(errors, rendered, true, path, rule);
+	}
+}
+
+/* The CompressionFormat enum of the model, plus ZSTD (our extra). */
+static const char *const fh_compression_values[] = {
+	"UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY", "ZSTD", NULL,
+};
+
+static void
+fh_dest_check(const cJSON *item, struct kv_errors *errors, const char *base)
+{
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
+	const cJSON *format = cJSON_GetObjectItemCaseSensitive(item, "CompressionFormat");
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s.roleARN", base);
+	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "RoleARN"), true,
+			KV_PATTERN_NONE, 1, 512);
+	snprintf(path, sizeof(path), "%s.bucketARN", base);
+	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "BucketARN"), true,
+			KV_PATTERN_NONE, 1, 2048);
+	snprintf(path, sizeof(path), "%s.prefix", base);
+	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "Prefix"), false,
+			KV_PATTERN_NONE, 0, FIREHOSE_PREFIX_SIZE_MAX);
+	snprintf(path, sizeof(path), "%s.errorOutputPrefix", base);
+	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "ErrorOutputPrefix"),
+			false, KV_PATTERN_NONE, 0, FIREHOSE_PREFIX_SIZE_MAX);
+	if (hints != NULL) {
+		snprintf(path, sizeof(path), "%s.bufferingHints.sizeInMBs", base);
+		fh_int_check(errors, path, cJSON_GetObjectItemCaseSensitive(hints, "SizeInMBs"),
+			     FIREHOSE_SIZE_MB_MIN, FIREHOSE_SIZE_MB_MAX);
+		snprintf(path, sizeof(path), "%s.bufferingHints.intervalInSeconds", base);
+		fh_int_check(errors, path,
+			     cJSON_GetObjectItemCaseSensitive(hints, "IntervalInSeconds"), 0,
+			     FIREHOSE_INTERVAL_S_MAX);
+	}
+	if (cJSON_IsString(format)) {
+		bool known = false;
+
+		for (const char *const *v = fh_compression_values; *v != NULL; v++)
+			known |= strcmp(*v, format->valuestring) == 0;
+		snprintf(path, sizeof(path), "%s.compressionFormat", base);
+		if (!known)
+			kv_errors_add(errors, format->valuestring, true, path, "Member must "
+				      "satisfy enum value set: [UNCOMPRESSED, GZIP, ZIP, Snappy, "
+				      "HADOOP_SNAPPY, ZSTD]");
+	}
+}
+
+static void
+fh_s3_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	(void)r;
+	fh_dest_check(item, errors, "s3DestinationConfiguration");
+}
+
+static void
+fh_ext_s3_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	(void)r;
+	fh_dest_check(item, errors, "extendedS3DestinationConfiguration");
+}
+
+/* Decoded record data by position, for the handler (one request at a time). */
+static struct {
+	struct firehose_record records[FIREHOSE_BATCH_RECORDS_MAX];
+	uint64_t bytes;
+} fh_decoded;
+
+static int
+fh_record_decode(struct kinesis_req *r, const cJSON *rec, uint32_t i)
+{
+	const cJSON *data = cJSON_GetObjectItemCaseSensitive(rec, "Data");
+	const uint8_t *bytes = NULL;
+	uint32_t size = 0;
+
+	if (kv_type_check(r->call, rec, KV_STRUCT) != 0 ||
+	    kv_type_check(r->call, data, KV_BLOB) != 0)
+		return -EINVAL;
+	if (data != NULL && !cJSON_IsNull(data)) {
+		bytes = kv_blob_decode(r->k, data, &size);
+		if (bytes == NULL) {
+			kinesis_serialization_error(r->call, "Request body too large");
+			return -EINVAL;
+		}
+	}
+	fh_decoded.records[i] = (struct firehose_record){ bytes, size };
+	fh_decoded.bytes += size;
+	return 0;
+}
+
+static int
+fh_record_types(struct kinesis_req *r, const cJSON *item)
+{
+	fh_decoded.bytes = 0;
+	return fh_record_decode(r, item, 0);
+}
+
+static int
+fh_records_types(struct kinesis_req *r, const cJSON *item)
+{
+	const cJSON *rec;
+	uint32_t i = 0;
+
+	fh_decoded.bytes = 0;
+	cJSON_ArrayForEach(rec, item) {
+		/* Past the limit: only its type matters (the count is a validation error). */
+		if (i < FIREHOSE_BATCH_RECORDS_MAX && fh_record_decode(r, rec, i) != 0)
+			return -EINVAL;
+		if (i >= FIREHOSE_BATCH_RECORDS_MAX && kv_type_check(r->call, rec, KV_STRUCT) != 0)
+			return -EINVAL;
+		i++;
+	}
+	return 0;
+}
+
+static void
+fh_data_check(struct kv_errors *errors, const cJSON *rec, uint32_t i, const char *path)
+{
+	const cJSON *data = cJSON_GetObjectItemCaseSensitive(rec, "Data");
+
+	if (data == NULL || cJSON_IsNull(data)) {
+		kv_errors_add(errors, "null", false, path, "Member must not be null");
+	} else if (i < FIREHOSE_BATCH_RECORDS_MAX &&
+		   fh_decoded.records[i].data_size > FIREHOSE_RECORD_SIZE_MAX) {
+		char rendered[96];
+
+		snprintf(rendered, sizeof(rendered), "java.nio.HeapByteBuffer[pos=0 lim=%u cap=%u]",
+			 fh_decoded.records[i].data_size, fh_decoded.records[i].data_size);
+		kv_errors_add(errors, rendered, true, path, "Member must have length less than or "
+			      "equal to 1024000");
+	}
+}
+
+static void
+fh_record_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	(void)r;
+	fh_data_check(errors, item, 0, "record.data");
+}
+
+static void
+fh_records_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	const cJSON *rec;
+	uint32_t i = 0;
+
+	(void)r;
+	cJSON_ArrayForEach(rec, item) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "records.%u.member.data", i + 1);
+		fh_data_check(errors, rec, i, path);
+		i++;
+	}
+}
+
+/* ---- Replies -------------------------------------------------------------- */
+
+static void
+fh_arn(const struct kinesis *k, const char *name, char out[FH_ARN_SIZE])
+{
+	snprintf(out, FH_ARN_SIZE, "arn:aws:firehose:%s:%s:deliverystream/%s", k->config.region,
+		 k->config.account_id, name);
+}
+
+static void
+fh_not_found(struct kinesis_req *r, const char *name)
+{
+	kinesis_error(r->call, "ResourceNotFoundException", "Firehose %s under account %s not "
+		      "found.", name, r->k->config.account_id);
+}
+
+static void
+fh_errno_reply(struct kinesis_req *r, int rc, const char *name)
+{
+	if (rc == -ENOENT)
+		fh_not_found(r, name);
+	else if (rc == -EAGAIN || rc == -ENOSPC)
+		api_call_error(r->call, 503, "ServiceUnavailableException", FH_SLOW_DOWN);
+	else
+		kinesis_internal_error(r->call);
+}
+
+/* ---- CreateDeliveryStream -------------------------------------------------- */
+
+static const char *const fh_unsupported_destinations[] = {
+	"RedshiftDestinationConfiguration", "ElasticsearchDestinationConfiguration",
+	"AmazonopensearchserviceDestinationConfiguration", "SplunkDestinationConfiguration",
+	"HttpEndpointDestinationConfiguration",
+	"AmazonOpenSearchServerlessDestinationConfiguration", "SnowflakeDestinationConfiguration",
+	"IcebergDestinationConfiguration",
+};
+
+static const char *
+fh_member_string(const cJSON *item, const char *name, const char *absent)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(item, name);
+
+	return cJSON_IsString(v) ? v->valuestring : absent;
+}
+
+static uint32_t
+fh_member_u32(const cJSON *item, const char *name, uint32_t absent)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(item, name);
+
+	return cJSON_IsNumber(v) ? (uint32_t)v->valuedouble : absent;
+}
+
+static size_t
+fh_longest_segment(const char *path)
+{
+	size_t longest = 0;
+
+	for (const char *p = path; *p != '\0';) {
+		size_t n = strcspn(p, "/");
+
+		longest = n > longest ? n : longest;
+		p += n + (p[n] == '/');
+	}
+	return longest;
+}
+
+/* The one destination (S3 or extended S3): its ARN, prefixes, hints. 0 or replied. */
+static int
+fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spec)
+{
+	static const char s3_arn[] = "arn:aws:s3:::";
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(dest, "BufferingHints");
+	const char *bucket_arn = fh_member_string(dest, "BucketARN", "");
+	const char *format = fh_member_string(dest, "CompressionFormat", "UNCOMPRESSED");
+	const char *bucket = bucket_arn + strlen(s3_arn);
+
+	if (strncmp(bucket_arn, s3_arn, strlen(s3_arn)) != 0 || *bucket == '\0' ||
+	    strlen(bucket) > FIREHOSE_BUCKET_SIZE_MAX || strchr(bucket, '/') != NULL ||
+	    strcmp(bucket, ".") == 0 || strcmp(bucket, "..") == 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "BucketARN %s is not an S3 "
+			      "bucket ARN (arn:aws:s3:::<bucket>).", bucket_arn);
+		return -EINVAL;
+	}
+	if (firehose_compression_parse(format, &spec->compression) != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "CompressionFormat %s is not "
+			      "supported by this endpoint yet.", format);
+		return -EINVAL;
+	}
+	snprintf(spec->bucket, sizeof(spec->bucket), "%s", bucket);
+	snprintf(spec->bucket_arn, sizeof(spec->bucket_arn), "%s", bucket_arn);
+	snprintf(spec->role_arn, sizeof(spec->role_arn), "%s",
+		 fh_member_string(dest, "RoleARN", ""));
+	snprintf(spec->prefix, sizeof(spec->prefix), "%s", fh_member_string(dest, "Prefix", ""));
+	snprintf(spec->error_prefix, sizeof(spec->error_prefix), "%s",
+		 fh_member_string(dest, "ErrorOutputPrefix", ""));
+	if (strstr(spec->prefix, "!{") != NULL || strstr(spec->error_prefix, "!{") != NULL ||
+	    strstr(spec->prefix, "..") != NULL) {
+		kinesis_error(r->call, "InvalidArgumentException", "Prefix expressions (!{...}) "
+			      "and '..' in prefixes are not supported by this endpoint yet.");
+		return -EINVAL;
+	}
+	if (fh_longest_segment(spec->prefix) > FH_PREFIX_SEGMENT_MAX) {
+		/* A directory name the file system refuses would fail every delivery. */
+		kinesis_error(r->call, "InvalidArgumentException", "A Prefix segment between '/' "
+			      "may have at most %u bytes here (a directory name).",
+			      FH_PREFIX_SEGMENT_MAX);
+		return -EINVAL;
+	}
+	spec->size_mb = fh_member_u32(hints, "SizeInMBs", FIREHOSE_SIZE_MB_DEFAULT);
+	spec->interval_s = fh_member_u32(hints, "IntervalInSeconds", FIREHOSE_INTERVAL_S_DEFAULT);
+	return 0;
+}
+
+/* AWS's order: the source type, then exactly one destination. 0 or replied. */
+static int
+fh_create_check(struct kinesis_req *r, const cJSON **dest_out)
+{
+	const char *type = r->v[FH_CREATE_TYPE].json != NULL ? r->v[FH_CREATE_TYPE].string :
+			   "DirectPut";
+	const cJSON *s3 = r->v[FH_CREATE_S3].json, *ext = r->v[FH_CREATE_EXT_S3].json;
+	uint32_t others = 0;
+
+	if (strcmp(type, "DirectPut") != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "DeliveryStreamType %s is not "
+			      "supported by this endpoint yet.", type);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fh_unsupported_destinations); i++) {
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(r->root,
+								  fh_unsupported_destinations[i]);
+
+		others += d != NULL && !cJSON_IsNull(d);
+	}
+	if ((s3 != NULL) + (ext != NULL) + others != 1) {
+		kinesis_error(r->call, "InvalidArgumentException", "Exactly one destination "
+			      "configuration is supported for a Firehose");
+		return -EINVAL;
+	}
+	if (others != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "Only S3 and ExtendedS3 "
+			      "destinations are supported by this endpoint yet.");
+		return -EINVAL;
+	}
+	*dest_out = ext != NULL ? ext : s3;
+	return 0;
+}
+
+static void
+fh_create(struct kinesis_req *r)
+{
+	struct firehose_spec spec = { 0 };
+	const cJSON *dest = NULL;
+	char arn[FH_ARN_SIZE];
+	int rc;
+
+	if (fh_create_check(r, &dest) != 0 || fh_spec_from(r, dest, &spec) != 0)
+		return;
+	snprintf(spec.name, sizeof(spec.name), "%s", r->v[FH_CREATE_NAME].string);
+	rc = firehose_create(r->k->firehose, &spec, kinesis_now_ms(r->req));
+	if (rc == -EEXIST) {
+		kinesis_error(r->call, "ResourceInUseException", "Firehose %s under accountId %s "
+			      "already exists", spec.name, r->k->config.account_id);
+		return;
+	}
+	if (rc == -ENOSPC) {
+		kinesis_error(r->call, "LimitExceededException", "You have already consumed your "
+			      "firehose quota of %u hoses.", FIREHOSE_STREAMS_MAX);
+		return;
+	}
+	if (rc != 0) {
+		kinesis_internal_error(r->call);
+		return;
+	}
+	fh_arn(r->k, spec.name, arn);
+	api_out_printf(api_call_out(r->call), "{\"DeliveryStreamARN\":");
+	api_out_json_string(api_call_out(r->call), arn, strlen(arn));
+	api_out_printf(api_call_out(r->call), "}");
+	api_call_reply(r->call, 200);
+}
+
+/* ---- DescribeDeliveryStream, ListDeliveryStreams, DeleteDeliveryStream ------ */
+
+static void
+fh_out_member(struct api_out *out, const char *name, const char *value, bool comma)
+{
+	api_out_printf(out, "%s\"%s\":", comma ? "," : "", name);
+	api_out_json_string(out, value, strlen(value));
+}
+
+static void
+fh_out_destination(struct api_out *out, const struct firehose_spec *spec, bool extended)
+{
+	api_out_printf(out, "{");
+	fh_out_member(out, "RoleARN", spec->role_arn, false);
+	fh_out_member(out, "BucketARN", spec->bucket_arn, true);
+	fh_out_member(out, "Prefix", spec->prefix, true);
+	if (spec->error_prefix[0] != '\0')
+		fh_out_member(out, "ErrorOutputPrefix", spec->error_prefix, true);
+	api_out_printf(out, ",\"BufferingHints\":{\"SizeInMBs\":%u,\"IntervalInSeconds\":%u}",
+		       spec->size_mb, spec->interval_s);
+	fh_out_member(out, "CompressionFormat", firehose_compression_name(spec->compression), true);
+	api_out_printf(out, ",\"EncryptionConfiguration\":{\"NoEncryptionConfig\":\"NoEncryption\"}"
+		       ",\"CloudWatchLoggingOptions\":{\"Enabled\":false}");
+	if (extended)
+		api_out_printf(out, ",\"S3BackupMode\":\"Disabled\"");
+	api_out_printf(out, "}");
+}
+
+static void
+fh_describe(struct kinesis_req *r)
+{
+	struct api_out *out = api_call_out(r->call);
+	struct firehose_info info;
+	char arn[FH_ARN_SIZE];
+	int rc = firehose_describe(r->k->firehose, r->v[FH_DESCRIBE_NAME].string, &info);
+
+	if (rc != 0) {
+		fh_errno_reply(r, rc, r->v[FH_DESCRIBE_NAME].string);
+		return;
+	}
+	fh_arn(r->k, info.spec.name, arn);
+	api_out_printf(out, "{\"DeliveryStreamDescription\":{");
+	fh_out_member(out, "DeliveryStreamName", info.spec.name, false);
+	fh_out_member(out, "DeliveryStreamARN", arn, true);
+	api_out_printf(out, ",\"DeliveryStreamStatus\":\"ACTIVE\",\"DeliveryStreamEncryption"
+		       "Configuration\":{\"Status\":\"DISABLED\"},\"DeliveryStreamType\":"
+		       "\"DirectPut\",\"VersionId\":\"%u\",\"CreateTimestamp\":", info.version);
+	kinesis_out_timestamp(out, info.created_ms);
+	api_out_printf(out, ",\"Destinations\":[{\"DestinationId\":\"destinationId-000000000001\","
+		       "\"S3DestinationDescription\":");
+	fh_out_destination(out, &info.spec, false);
+	api_out_printf(out, ",\"ExtendedS3DestinationDescription\":");
+	fh_out_destination(out, &info.spec, true);
+	api_out_printf(out, "}],\"HasMoreDestinations\":false}}");
+	api_call_reply(r->call, 200);
+}
+
+static void
+fh_list(struct kinesis_req *r)
+{
+	static char names[FIREHOSE_STREAMS_MAX][FIREHOSE_NAME_SIZE_MAX + 1];
+	struct api_out *out = api_call_out(r->call);
+	const struct kv_value *type = &r->v[FH_LIST_TYPE];
+	uint32_t limit = r->v[FH_LIST_LIMIT].json != NULL ? (uint32_t)r->v[FH_LIST_LIMIT].number :
+			 FH_LIST_LIMIT_DEFAULT;
+	uint32_t total = 0, n = 0;
+
+	/* Every delivery stream here is DirectPut: another type lists none. */
+	if (type->json == NULL || strcmp(type->string, "DirectPut") == 0) {
+		total = firehose_list(r->k->firehose, r->v[FH_LIST_START].json != NULL ?
+				      r->v[FH_LIST_START].string : NULL, names,
+				      limit < FIREHOSE_STREAMS_MAX ? limit : FIREHOSE_STREAMS_MAX);
+		n = total < limit ? total : limit;
+	}
+	api_out_printf(out, "{\"DeliveryStreamNames\":[");
+	for (uint32_t i = 0; i < n; i++) {
+		api_out_printf(out, "%s", i == 0 ? "" : ",");
+		api_out_json_string(out, names[i], strlen(names[i]));
+	}
+	api_out_printf(out, "],\"HasMoreDeliveryStreams\":%s}", total > n ? "true" : "false");
+	api_call_reply(r->call, 200);
+}
+
+static void
+fh_delete(struct kinesis_req *r)
+{
+	int rc = firehose_delete(r->k->firehose, r->v[FH_DELETE_NAME].string);
+
+	if (rc != 0) {
+		fh_errno_reply(r, rc, r->v[FH_DELETE_NAME].string);
+		return;
+	}
+	api_out_printf(api_call_out(r->call), "{}");
+	api_call_reply(r->call, 200);
+}
+
+/* ---- PutRecord, PutRecordBatch ---------------------------------------------- */
+
+/* A put waiting for the log: its call, and which answer it wants. */
+struct fh_api_pending {
+	bool used;
+	bool batch;
+	struct api_call *call;
+};
+
+static struct fh_api_pending fh_pending[FIREHOSE_PENDING_MAX];
+
+static void
+fh_record_id(struct api_out *out, uint64_t seq)
+{
+	/* Opaque to clients; ours says which record of the stream's log it became. */
+	api_out_printf(out, "\"RecordId\":\"%032llx\"", (unsigned long long)seq);
+}
+
+static void
+fh_put_done(void *ctx, int error, const uint64_t *seqs, uint32_t count)
+{
+	struct fh_api_pending *p = ctx;
+	struct api_out *out = api_call_out(p->call);
+	uint32_t failed = 0;
+
+	p->used = false;
+	if (!p->batch) {
+		if (error == 0) {
+			api_out_printf(out, "{");
+			fh_record_id(out, seqs[0]);
+			api_out_printf(out, ",\"Encrypted\":false}");
+			api_call_reply(p->call, 200);
+		} else if (error == -EAGAIN || error == -ENOSPC) {
+			api_call_error(p->call, 503, "ServiceUnavailableException", FH_SLOW_DOWN);
+		} else {
+			kinesis_internal_error(p->call);
+		}
+		return;
+	}
+	for (uint32_t i = 0; i < count; i++)
+		failed += seqs[i] == UINT64_MAX;
+	api_out_printf(out, "{\"FailedPutCount\":%u,\"Encrypted\":false,\"RequestResponses\":[",
+		       failed);
+	for (uint32_t i = 0; i < count; i++) {
+		api_out_printf(out, "%s{", i == 0 ? "" : ",");
+		if (seqs[i] != UINT64_MAX)
+			fh_record_id(out, seqs[i]);
+		else
+			api_out_printf(out, "\"ErrorCode\":\"ServiceUnavailableException\","
+				       "\"ErrorMessage\":\"" FH_SLOW_DOWN "\"");
+		api_out_printf(out, "}");
+	}
+	api_out_printf(out, "]}");
+	api_call_reply(p->call, 200);
+}
+
+static void
+fh_put_common(struct kinesis_req *r, uint32_t count, bool batch)
+{
+	const char *name = r->v[FH_PUT_NAME].string;
+	struct fh_api_pending *p = NULL;
+	int rc;
+
+	static_assert((int)FH_PUT_NAME == (int)FH_PUT_BATCH_NAME, "one name index");
+	if (firehose_describe(r->k->firehose, name, &(struct firehose_info){ 0 }) != 0) {
+		fh_not_found(r, name);
+		return;
+	}
+	if (fh_decoded.bytes > FIREHOSE_BATCH_SIZE_MAX) {
+		kinesis_error(r->call, "InvalidArgumentException",
+			      "Records size exceeds 4 MB limit");
+		return;
+	}
+	for (uint32_t i = 0; i < FIREHOSE_PENDING_MAX && p == NULL; i++)
+		if (!fh_pending[i].used)
+			p = &fh_pending[i];
+	if (p == NULL) {
+		api_call_error(r->call, 503, "ServiceUnavailableException", FH_SLOW_DOWN);
+		return;
+	}
+	*p = (struct fh_api_pending){ .used = true, .batch = batch, .call = r->call };
+	rc = firehose_put(r->k->firehose, name, fh_decoded.records, count, r->req->now_ns,
+			  fh_put_done, p);
+	if (rc != 0) {
+		p->used = false;
+		fh_errno_reply(r, rc, name);
+	}
+}
+
+static void
+fh_put(struct kinesis_req *r)
+{
+	fh_put_common(r, 1, false);
+}
+
+static void
+fh_put_batch(struct kinesis_req *r)
+{
+	fh_put_common(r, (uint32_t)r->v[FH_PUT_BATCH_RECORDS].size, true);
+}
+
+/* ---- Dispatch --------------------------------------------------------------- */
+
+void
+firehose_api_dispatch(struct kinesis *k, struct api_call *call, const struct api_request *req)
+{
+	const struct kinesis_op *op = fh_op_find(req->target, req->target_size);
+
+	if (op == NULL || op->handler == NULL) {
+		kinesis_unknown_operation(call, op);
+		return;
+	}
+	kinesis_op_run(k, call, req, op);
+}
