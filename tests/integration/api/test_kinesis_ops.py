@@ -42,7 +42,10 @@ ALL_METRICS = ["IncomingBytes", "IncomingRecords", "OutgoingBytes", "OutgoingRec
                "IteratorAgeMilliseconds"]
 ACCOUNT = "000000000000"
 # A log whose batches hold a 10 MiB record (the default, 1088 KiB, holds 1 MiB ones).
-BIG_LOG = ["--set", "log.batch_size_kb=10304", "--set", "log.segment_size_mb=64"]
+# 10 MiB batches: the pool reserves batches_per_producer of them (512, the minimum: 5 GiB of
+# address space; the default 1,024 would ask for 10 GiB).
+BIG_LOG = ["--set", "log.batch_size_kb=10304", "--set", "log.segment_size_mb=64",
+           "--set", "log.batches_per_producer=512"]
 MIB = 1024 * 1024
 DAY_S = 24 * 3600
 
