@@ -310,7 +310,8 @@ metrics_shard_claim(const struct metrics_stream_ref *ref, const struct metrics_s
 		metrics_shards_hint = i + 1;
 		return m;
 	}
-	assert(!"metrics_shards_used counts every claimed slot");
+	/* metrics_shards_used counts every claimed slot: a free one was found above. */
+	assert(false);
 	return NULL;
 }
 
