@@ -174,7 +174,8 @@ def main():
     files = set(s["files"])
     for path in ("/usr/sbin/sluiced", "/usr/bin/sluice", "/lib/systemd/system/sluiced.service",
                  "/etc/sluice/sluiced.ini", "/usr/lib/x86_64-linux-gnu/libsluice.a",
-                 "/usr/include/sluice/sluice_producer.h"):
+                 "/usr/include/sluice/sluice_producer.h", "/usr/bin/sluice-dp-gen",
+                 "/usr/bin/sluice-dp-bench", "/usr/bin/sluice-bench-compare"):
         check(path in files, "dpkg -L lacks %s" % path)
     check(s["help"][0].startswith("usage: sluiced") and "sluice" in s["help"][1],
           "--help: %r" % s["help"])
