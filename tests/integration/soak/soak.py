@@ -31,10 +31,12 @@ new one takes the load) right after a read-back that found all its records, once
 holds gen_shards shards or gen_records records, so a read-back stays short and kills
 stay dense (docs/TESTING.md, "The fault campaign").
 
-  usage: soak.py SLUICED [--duration S] [--seed N] [--profile classic|kills]
+  usage: soak.py SLUICED [--duration S] [--seed N] [--profile classic|kills] [--kills N]
                          [--disk-mb M] [--rss-budget-mb M] [--answer-bound-s S]
 
-Prints one summary line: operations, faults by kind, records acknowledged, lost (0).
+Prints one summary line: operations, faults by kind, records acknowledged, lost (0); a
+progress line every PROGRESS_S before it. --kills N ends the run at N SIGKILLs if that
+comes before --duration.
 Uses its own temp dir, loop device and port; stops only the sluiced it started.
 """
 import argparse
@@ -70,6 +72,7 @@ ACK, NACK = 2, 3
 NACK_RETRY = (5, 6)     # throttled, internal: retry the same bytes after retry_after_ms.
 NACK_UNKNOWN_STREAM = 1  # Nothing stored; a stream just created may not be routed yet.
 FILL_REFUSED = 5        # Filler calls refused in a row: the disk is full.
+PROGRESS_S = 600        # A long run prints how far it got this often.
 
 # Profiles (--profile). A round: load for load_s, then the fault: with probability
 # sigstop a SIGSTOP of stop_s, SIGCONT, after_stop_s more load; then SIGKILL. Then up to
@@ -537,7 +540,11 @@ def verify_all(srv, acked, maybe):
 
 
 def load_and_kill(srv, rng, n, totals, args, prof):
-    """Load for a while, maybe a SIGSTOP, then SIGKILL; the ledger takes what was acked."""
+    """Load for a while, maybe a SIGSTOP, then SIGKILL. Returns settle(), which waits for
+    the load threads and puts what they got acknowledged into the ledger: the restart
+    runs meanwhile (boto3 threads take a while to notice the kill, and the next sluiced
+    takes a while to start). A frame sent to the next sluiced before its producer saw
+    the stop is acknowledged by it (in the ledger) or not (in flight): either holds."""
     stop = threading.Event()
     producers = [rl.Producer(srv, n * 10 + i, stop) for i in range(rl.PRODUCERS)]
     for p in producers:
@@ -567,6 +574,10 @@ def load_and_kill(srv, rng, n, totals, args, prof):
     srv.kill()
     totals["sigkill"] += 1
     stop.set()
+    return lambda: settle(producers, keyed, threads, watch, totals, args)
+
+
+def settle(producers, keyed, threads, watch, totals, args):
     for t in producers + keyed + threads + [watch]:
         t.join(timeout=60)
         check(not t.is_alive(), "a load thread did not stop")
@@ -640,9 +651,10 @@ def round_once(srv, rng, n, totals, args, prof):
     """One round of load and one fault. Returns after sluiced is up again and every
     record acknowledged so far was read back."""
     t0 = time.time()
-    load_and_kill(srv, rng, n, totals, args, prof)
+    settle_load = load_and_kill(srv, rng, n, totals, args, prof)
     t1 = time.time()
     restart(srv, rng, totals, prof)
+    settle_load()
     t2 = time.time()
     shards = verify_all(srv, totals["acked"], set(totals["maybe"].items()))
     totals["shards"] = max(totals["shards"], shards)
@@ -661,6 +673,8 @@ def main():
     ap.add_argument("--duration", type=float, default=120)
     ap.add_argument("--seed", type=int, default=int(os.environ.get("TEST_SEED", "1")))
     ap.add_argument("--profile", choices=sorted(PROFILES), default="classic")
+    ap.add_argument("--kills", type=int, default=0,
+                    help="also stop once this many SIGKILLs (any kind) were sent")
     ap.add_argument("--disk-mb", type=int, default=160)
     ap.add_argument("--rss-budget-mb", type=int, default=1024)
     ap.add_argument("--answer-bound-s", type=float, default=20.0)
@@ -688,9 +702,14 @@ def main():
         kc = srv.client(attempts=10)
         kc.create_stream(StreamName=rl.STREAM, ShardCount=2)
         rl.wait_active(kc)
-        while time.time() - t0 < args.duration:
+        shown = t0
+        while time.time() - t0 < args.duration and not (
+                args.kills and totals["sigkill"] + totals["sigkill_recovery"] >= args.kills):
             round_once(srv, rng, rounds, totals, args, prof)
             rounds += 1
+            if time.time() - shown >= PROGRESS_S:
+                shown = time.time()
+                progress(totals, rounds, shown - t0)
         srv.stop()
     except BaseException as e:
         print("FAIL (seed %d, round %d): %s; sluiced log: %s" % (args.seed, rounds, e,
@@ -703,6 +722,14 @@ def main():
     loop.close()
     shutil.rmtree(tmp, ignore_errors=True)
     summary(args, totals, rounds, time.time() - t0)
+
+
+def progress(t, rounds, elapsed):
+    """A line every PROGRESS_S of a long run: how far it got, all checks passed so far."""
+    print("soak: %.0f s, %d rounds, %d SIGKILL (+%d during recovery), %d SIGSTOP, %d records "
+          "acknowledged, all read back so far" % (
+              elapsed, rounds, t["sigkill"], t["sigkill_recovery"], t["sigstop"],
+              t["retired"] + len(t["acked"])), flush=True)
 
 
 def summary(args, totals, rounds, elapsed):
@@ -732,7 +759,8 @@ def summary(args, totals, rounds, elapsed):
         "%d streams retired after their read-back; most shards in one read-back %d" % (
             t["generation"], t["shards"]),
         "max RSS %.0f MiB; slowest answer %.2f s" % (t["rss_max"], t["answer_max"]),
-        "time: load and kill %.0f s, restarts %.0f s, read-backs %.0f s" % (
+        "time: load and kill %.0f s, restarts (and load threads ending) %.0f s, "
+        "read-backs %.0f s" % (
             t["t_load"], t["t_restart"], t["t_verify"]),
     ]
     print("; ".join(parts))
