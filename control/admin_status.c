@@ -321,7 +321,7 @@ admin_status_dataplane(struct admin_context *ctx, struct metrics_out *out)
 	uint32_t workers = 0;
 
 	while (ctx->src.dataplane_enabled && workers < DP_WORKERS_MAX &&
-	       route_dp_worker_stats(workers, &one) == 0) {
+	       route_dp_worker_stats(ctx->src.route, workers, &one) == 0) {
 		for (uint32_t c = 0; c < DP_COUNTER_COUNT; c++)
 			sum[c] += one.counters[c];
 		workers++;
@@ -350,7 +350,7 @@ admin_status_dataplane_streams(struct admin_context *ctx, struct metrics_out *ou
 	uint32_t sum_count = 0;
 
 	for (uint32_t w = 0; ctx->src.dataplane_enabled && w < DP_WORKERS_MAX; w++) {
-		int n = route_dp_worker_stream_counts(w, one, ARRAY_SIZE(one));
+		int n = route_dp_worker_stream_counts(ctx->src.route, w, one, ARRAY_SIZE(one));
 
 		if (n < 0)
 			break;

@@ -99,7 +99,8 @@ metrics_render_dataplane(const struct metrics_sources *src, struct metrics_out *
 
 	if (!src->dataplane_enabled)
 		return;
-	while (count < DP_WORKERS_MAX && route_dp_worker_stats(count, &workers[count]) == 0)
+	while (count < DP_WORKERS_MAX &&
+	       route_dp_worker_stats(src->route, count, &workers[count]) == 0)
 		count++;
 	if (count == 0)
 		return;
