@@ -110,7 +110,7 @@ kinesis_stream_free(struct kinesis_stream *s)
 {
 	if (s->used)
 		metrics_stream_forget(s->stream_id);
-	free(s->open_index);
+	kinesis_stream_index_free(s);
 	free(s->shards);
 	memset(s, 0, sizeof(*s));
 }

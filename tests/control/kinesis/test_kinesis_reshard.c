@@ -212,7 +212,7 @@ Test(reshard_plan, routing_index_agrees_with_a_scan)
 				want = &s.shards[i];
 		cr_assert_eq(got, want, "TEST_SEED=%llu key %d", (unsigned long long)seed_base(), n);
 	}
-	free(s.open_index);
+	kinesis_stream_index_free(&s);
 	kinesis_reshard_free(&plan);
 }
 
