@@ -189,7 +189,8 @@ int
 admin_context_open(struct admin_context *ctx, const struct sluice_config *config)
 {
 	(void)config;
-	return metadata_open(ctx->src.data_dir, &ctx->md);
+	/* A reader on the actions' store: no second writer, no second disk reserve. */
+	return metadata_open_reader(ctx->src.md, &ctx->md);
 }
 
 void

@@ -233,7 +233,7 @@ sluiced_admin_start(struct sluiced *d)
 		.log = d->log, .firehose = kinesis_firehose(d->kinesis),
 		.data_dir = d->config.data_dir,
 		.dataplane_enabled = d->config.dataplane_enabled,
-		.route = d->route,
+		.route = d->route, .md = kinesis_metadata(d->kinesis),
 	};
 	int rc;
 

@@ -28,6 +28,7 @@
 struct log;
 struct firehose;
 struct route;
+struct metadata;
 
 /*
  * Operations with their own series (room for the Kinesis model's 39); index
@@ -210,6 +211,7 @@ struct metrics_sources {
 	const char *data_dir;
 	bool dataplane_enabled;
 	struct route *route;              /* The dataplane's counters (route.h), or NULL. */
+	struct metadata *md;              /* The actions' store: the admin opens a reader on it. */
 };
 
 /* The Prometheus text exposition (format 0.0.4) of everything (metrics_system.c). */
