@@ -487,6 +487,19 @@ route_dp_worker_stats(struct route *r, uint32_t worker, struct dp_stats *stats_o
 	return rc;
 }
 
+const char *
+route_cause_name(enum route_cause cause)
+{
+	static const char *const names[ROUTE_CAUSES] = {
+		[ROUTE_CAUSE_START] = "start",
+		[ROUTE_CAUSE_EVENT] = "event",
+		[ROUTE_CAUSE_CUT] = "cut",
+	};
+
+	assert(cause < ROUTE_CAUSES);
+	return names[cause];
+}
+
 void
 route_stats_read(struct route *r, struct route_stats *out)
 {

@@ -79,6 +79,8 @@ int route_dp_worker_stream_counts(struct route *route, uint32_t worker,
 
 /* A consistent copy of the counters (any thread; waits for a publish in progress). */
 void route_stats_read(struct route *route, struct route_stats *out);
+/* "start", "event", "cut": the /metrics label. */
+const char *route_cause_name(enum route_cause cause);
 /*
  * Routes a hash key through the published table as a worker would (tests, tools):
  * 0 and the log shard id, -ENOENT, or -ENODEV when no dataplane runs.
