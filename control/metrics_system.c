@@ -99,7 +99,7 @@ metrics_render_route(struct route *route, struct metrics_out *out)
 	route_stats_read(route, &rs);
 	metrics_family(out, "sluice_route_reads_total", "counter", "Metadata reads of the route "
 		       "publisher, by cause (route.h, enum route_cause): start, event (a routing "
-		       "change committed), cut (a reshard's cut).");
+		       "change committed), cut (a reshard's cut), retry (after a failure).");
 	for (uint32_t c = 0; c < ROUTE_CAUSES; c++)
 		metrics_printf(out, "sluice_route_reads_total{cause=\"%s\"} %llu\n",
 			       route_cause_name((enum route_cause)c),
@@ -108,6 +108,10 @@ metrics_render_route(struct route *route, struct metrics_out *out)
 		       "to the dataplane (a read that found the routes changed).");
 	metrics_printf(out, "sluice_route_publishes_total %llu\n",
 		       (unsigned long long)rs.publishes);
+	metrics_family(out, "sluice_route_failures_total", "counter", "Route reads or publishes "
+		       "that failed (retried until one works; the dataplane keeps its last table).");
+	metrics_printf(out, "sluice_route_failures_total %llu\n",
+		       (unsigned long long)rs.failures);
 }
 
 static void

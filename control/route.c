@@ -8,8 +8,10 @@
  * being deleted and its open shards through its own reader handle, and publishes
  * a new table when their digest changed. No timer: every change that moves a
  * route is published by the metadata call that committed it, so nothing can be
- * missed and nothing is polled. A storm of changes costs one read per wake (the
- * generation coalesces them). Publishing waits for one RCU grace period of the
+ * missed and nothing is polled (a failed read is retried on a timer until it works,
+ * as its change will not be announced again). A storm of changes costs one read per
+ * wake (the generation coalesces them), and a wake or a cut that finds the generation
+ * where the last good read left it reads nothing. Publishing waits for one RCU grace period of the
  * workers (one poll pass), never the reverse. A stream exists here as soon as
  * CreateStream committed it (metadata has no CREATING state), so UDP producers
  * may write to it a status delay early.
@@ -38,6 +40,12 @@
 
 /* A worker asleep answers a flush when it wakes; this bounds a stuck one. */
 #define ROUTE_FLUSH_TIMEOUT_MS 1000
+/*
+ * While the last read or publish failed (SQLite busy past its timeout, no memory, a
+ * table the dataplane refuses), it is retried this often: the change that caused it
+ * was taken, so no event would come again. The only timer, and only while failing.
+ */
+#define ROUTE_RETRY_MS 1000
 
 struct route_shard {
 	uint32_t stream_id;
@@ -75,6 +83,7 @@ struct route {
 	atomic_bool stop;
 	uint32_t digest;         /* Under lock, as the rest below. */
 	bool published;
+	bool failed;             /* The last read or publish failed: retry, do not skip. */
 	uint32_t workers;        /* Of the running dataplane (route_dp_worker_stats). */
 	struct route_stats stats;
 };
@@ -164,7 +173,9 @@ route_publish(struct route *r, const struct route_snapshot *snap)
 
 /*
  * Reads metadata; publishes when streams or open shards changed. Under r->lock. The
- * watch's generation is taken before the read, so the read holds every change it counts.
+ * watch's generation is taken before the read, so the read holds every change it
+ * counts; when no change came since the last good read there is nothing to read (a
+ * cut after the route thread already read the reshard, a wake after a cut did).
  */
 static int
 route_refresh(struct route *r, enum route_cause cause)
@@ -174,6 +185,10 @@ route_refresh(struct route *r, enum route_cause cause)
 	uint32_t digest;
 	int rc;
 
+	if (r->published && !r->failed && generation == r->stats.generation) {
+		r->stats.skips++;
+		return 0;
+	}
 	r->stats.refreshes[cause]++;
 	rc = metadata_load(r->md, route_add_stream, route_add_shard, &snap);
 	if (rc == 0) {
@@ -192,19 +207,27 @@ route_refresh(struct route *r, enum route_cause cause)
 	}
 	if (rc == 0)
 		r->stats.generation = generation;
+	else
+		r->stats.failures++;
+	r->failed = rc != 0;
 	free(snap.streams);
 	free(snap.shards);
 	return rc;
 }
 
-/* Sleeps until the watch fires (a routing change, or the stop's kick). No timeout. */
-static void
-route_wait(struct route *r)
+/*
+ * Sleeps until the watch fires (a routing change, or the stop's kick): no timeout,
+ * unless the last read failed (ROUTE_RETRY_MS). What woke it: EVENT or RETRY.
+ */
+static enum route_cause
+route_wait(struct route *r, bool failed)
 {
 	struct pollfd pfd = { .fd = metadata_watch_fd(r->watch), .events = POLLIN };
+	int n;
 
-	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+	while ((n = poll(&pfd, 1, failed ? ROUTE_RETRY_MS : -1)) < 0 && errno == EINTR)
 		;
+	return n == 0 ? ROUTE_CAUSE_RETRY : ROUTE_CAUSE_EVENT;
 }
 
 static void *
@@ -214,15 +237,15 @@ route_thread_main(void *arg)
 	int last_rc = 0;
 
 	for (;;) {
+		enum route_cause cause = route_wait(r, last_rc != 0);
 		int rc;
 
-		route_wait(r);
 		if (atomic_load(&r->stop))
 			break;
 		pthread_mutex_lock(&r->lock);
-		rc = route_refresh(r, ROUTE_CAUSE_EVENT);
+		rc = route_refresh(r, cause);
 		pthread_mutex_unlock(&r->lock);
-		/* A failed read is retried at the next change or cut; said once per new error. */
+		/* Retried every ROUTE_RETRY_MS until it works; said once per new error. */
 		if (rc != 0 && rc != last_rc)
 			diag_warn("route", "route table refresh: %s", strerror(-rc));
 		last_rc = rc;
@@ -494,6 +517,7 @@ route_cause_name(enum route_cause cause)
 		[ROUTE_CAUSE_START] = "start",
 		[ROUTE_CAUSE_EVENT] = "event",
 		[ROUTE_CAUSE_CUT] = "cut",
+		[ROUTE_CAUSE_RETRY] = "retry",
 	};
 
 	assert(cause < ROUTE_CAUSES);

@@ -31,11 +31,14 @@ enum route_cause {
 	ROUTE_CAUSE_START,       /* route_dataplane_start: the first table. */
 	ROUTE_CAUSE_EVENT,       /* The metadata watch fired (a routing change committed). */
 	ROUTE_CAUSE_CUT,         /* kinesis_routes.sync: a reshard's cut, on the closer thread. */
+	ROUTE_CAUSE_RETRY,       /* The last read or publish failed: retried on a timer. */
 	ROUTE_CAUSES,
 };
 
 struct route_stats {
 	uint64_t refreshes[ROUTE_CAUSES];  /* Metadata reads, by cause. */
+	uint64_t skips;                    /* Wakes and cuts with no change since the last read. */
+	uint64_t failures;                 /* Reads or publishes that failed (then retried). */
 	uint64_t publishes;                /* Tables published (the read differed). */
 	uint64_t generation;               /* The watch generation the last good read holds. */
 };
@@ -79,7 +82,7 @@ int route_dp_worker_stream_counts(struct route *route, uint32_t worker,
 
 /* A consistent copy of the counters (any thread; waits for a publish in progress). */
 void route_stats_read(struct route *route, struct route_stats *out);
-/* "start", "event", "cut": the /metrics label. */
+/* "start", "event", "cut", "retry": the /metrics label. */
 const char *route_cause_name(enum route_cause cause);
 /*
  * Routes a hash key through the published table as a worker would (tests, tools):

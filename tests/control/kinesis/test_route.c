@@ -6,7 +6,9 @@
  * What is asserted: a routing change reaches the dataplane's table because metadata
  * published it (refreshes counted by cause; there is no timer to fall back on);
  * changes that move no route wake nobody; a storm of reshards against a busy
- * publisher costs one read; a reshard's cut publishes before it returns.
+ * publisher costs one read; a reshard's cut publishes before it returns, and a change
+ * is read once whether the cut or the route thread gets there first; a table the
+ * dataplane refuses leaves the last one in place and is retried until fixed.
  */
 #include <errno.h>
 #include <poll.h>
@@ -206,19 +208,59 @@ Test(route, a_storm_of_reshards_coalesces_into_one_read)
 	cr_assert_eq(after.publishes - before.publishes, 1);
 }
 
-/* The closer thread's cut: published by the time sync returns, no event needed. */
-Test(route, a_cut_publishes_before_it_returns)
+/*
+ * The closer thread's cut: published by the time sync returns. The route thread may read
+ * the change before the cut or not: either way it is read once (the other finds nothing new).
+ */
+Test(route, a_cut_publishes_before_it_returns_and_reads_a_change_once)
 {
 	hashkey_t half = hashkey_range_start(1, 2);
+	struct route_stats s;
 	uint64_t shard_id;
 
 	split(1, half, half + 1000, HASHKEY_MAX, 2);
-	/* The route thread may read the change first or not: either way it is routed now. */
 	cr_assert_eq(t.routes.sync(t.routes.ctx), 0);
 	cr_assert_eq(route_lookup(t.route, "orders", HASHKEY_MAX, &shard_id), 0);
 	cr_assert_eq(shard_id, LOG_SHARD_ID(t.stream_id, 3));
-	cr_assert_eq(stats().refreshes[ROUTE_CAUSE_CUT], 1);
-	cr_assert_eq(stats().generation, 1);
+	s = stats();
+	cr_assert_eq(s.refreshes[ROUTE_CAUSE_CUT] + s.refreshes[ROUTE_CAUSE_EVENT], 1,
+		     "cut %llu, event %llu", (unsigned long long)s.refreshes[ROUTE_CAUSE_CUT],
+		     (unsigned long long)s.refreshes[ROUTE_CAUSE_EVENT]);
+	cr_assert_eq(s.generation, 1);
+	/* A second cut with nothing new reads nothing. */
+	cr_assert_eq(t.routes.sync(t.routes.ctx), 0);
+	cr_assert_eq(stats().refreshes[ROUTE_CAUSE_CUT], s.refreshes[ROUTE_CAUSE_CUT]);
+	cr_assert_geq(stats().skips, 1);
+}
+
+/*
+ * A table the dataplane refuses (open shards that overlap: only a damaged store has them)
+ * keeps the last table and is retried on the timer, the only one, until a change fixes it.
+ */
+Test(route, a_failed_publish_keeps_the_table_and_is_retried)
+{
+	hashkey_t half = hashkey_range_start(1, 2);
+	const struct metadata_shard overlap = {
+		.shard_index = 2, .start = half, .end = HASHKEY_MAX, .parent = -1,
+		.adjacent_parent = -1, .created_s = 2,
+	};
+	uint32_t one = 1;
+	struct route_stats s;
+
+	cr_assert_eq(metadata_reshard(t.md, t.stream_id, NULL, 0, &overlap, 1, 3), 0);
+	for (int i = 0; i < WAIT_MS && stats().refreshes[ROUTE_CAUSE_RETRY] == 0; i++)
+		usleep(1000);
+	s = stats();
+	cr_assert_geq(s.failures, 2, "the event's read and a retry failed");
+	cr_assert_geq(s.refreshes[ROUTE_CAUSE_RETRY], 1);
+	cr_assert_eq(s.publishes, 1, "nothing published over the start's table");
+	wait_route("orders", HASHKEY_MAX, (int64_t)LOG_SHARD_ID(t.stream_id, 1));
+	/* Closing the old shard leaves shard 2 alone on its range: published. */
+	cr_assert_eq(metadata_reshard(t.md, t.stream_id, &one, 1, NULL, 0, 3), 0);
+	wait_route("orders", HASHKEY_MAX, (int64_t)LOG_SHARD_ID(t.stream_id, 2));
+	s = stats();
+	cr_assert_eq(s.publishes, 2);
+	cr_assert_eq(s.generation, 2);
 }
 
 /* ---- metadata's watches alone (the fixture's route watches too) --------------------- */
