@@ -566,6 +566,14 @@ route_dataplane_stop(struct route *r)
 	metadata_watch_kick(r->watch);
 	pthread_join(r->thread, NULL);
 	pthread_mutex_lock(&r->lock);
+	diag_info("route", "metadata reads: %llu at start, %llu on events, %llu at cuts, %llu "
+		  "retries; %llu wakes and cuts found nothing new; %llu tables published, %llu "
+		  "failures", (unsigned long long)r->stats.refreshes[ROUTE_CAUSE_START],
+		  (unsigned long long)r->stats.refreshes[ROUTE_CAUSE_EVENT],
+		  (unsigned long long)r->stats.refreshes[ROUTE_CAUSE_CUT],
+		  (unsigned long long)r->stats.refreshes[ROUTE_CAUSE_RETRY],
+		  (unsigned long long)r->stats.skips, (unsigned long long)r->stats.publishes,
+		  (unsigned long long)r->stats.failures);
 	dp_close(r->dp);
 	r->dp = NULL;
 	pthread_mutex_unlock(&r->lock);
