@@ -672,10 +672,10 @@ metadata_tag_upsert(struct metadata *md, uint32_t stream_id, const struct metada
 	return metadata_step_done(md, stmt);
 }
 
-int
-metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
-		       const struct metadata_shard *shards, const struct metadata_tag *tags,
-		       size_t tag_count)
+static int
+metadata_stream_create_txn(struct metadata *md, struct metadata_stream *stream,
+			   const struct metadata_shard *shards, const struct metadata_tag *tags,
+			   size_t tag_count)
 {
 	int rc = metadata_begin(md);
 
@@ -688,7 +688,17 @@ metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
 		rc = metadata_insert_shard(md, stream->stream_id, &shards[i]);
 	for (size_t i = 0; rc == 0 && i < tag_count; i++)
 		rc = metadata_tag_upsert(md, stream->stream_id, &tags[i]);
-	return metadata_changed(md, metadata_end(md, rc), METADATA_CHANGE_STREAM_CREATED);
+	return metadata_end(md, rc);
+}
+
+int
+metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
+		       const struct metadata_shard *shards, const struct metadata_tag *tags,
+		       size_t tag_count)
+{
+	int rc = metadata_stream_create_txn(md, stream, shards, tags, tag_count);
+
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_CREATED);
 }
 
 static int
