@@ -8,13 +8,13 @@
  * being deleted and its open shards through its own reader handle, and publishes
  * a new table when their digest changed. No timer: every change that moves a
  * route is published by the metadata call that committed it, so nothing can be
- * missed and nothing is polled (a failed read is retried on a timer until it works,
- * as its change will not be announced again). A storm of changes costs one read per
- * wake (the generation coalesces them), and a wake or a cut that finds the generation
- * where the last good read left it reads nothing. Publishing waits for one RCU grace period of the
- * workers (one poll pass), never the reverse. A stream exists here as soon as
- * CreateStream committed it (metadata has no CREATING state), so UDP producers
- * may write to it a status delay early.
+ * missed and nothing is polled (a failed read is retried on a timer until it
+ * works, as its change will not be announced again). A storm of changes costs one
+ * read per wake (the generation coalesces them), and a wake or a cut that finds
+ * the generation where the last good read left it reads nothing. Publishing waits
+ * for one RCU grace period of the workers (one poll pass), never the reverse.
+ * A stream exists here as soon as CreateStream committed it (metadata has no
+ * CREATING state), so UDP producers may write to it a status delay early.
  *
  * Reads by cause (enum route_cause) are counted for tests and the docs' claims.
  * The dataplane never calls into SQLite, HTTP or JSON: only this module does.
@@ -234,16 +234,18 @@ static void *
 route_thread_main(void *arg)
 {
 	struct route *r = arg;
+	bool failed = false;
 	int last_rc = 0;
 
 	for (;;) {
-		enum route_cause cause = route_wait(r, last_rc != 0);
+		enum route_cause cause = route_wait(r, failed);
 		int rc;
 
 		if (atomic_load(&r->stop))
 			break;
 		pthread_mutex_lock(&r->lock);
 		rc = route_refresh(r, cause);
+		failed = r->failed;      /* A cut may have failed or succeeded since. */
 		pthread_mutex_unlock(&r->lock);
 		/* Retried every ROUTE_RETRY_MS until it works; said once per new error. */
 		if (rc != 0 && rc != last_rc)
@@ -262,6 +264,9 @@ route_sync(void *ctx)
 
 	pthread_mutex_lock(&r->lock);
 	rc = r->dp == NULL ? 0 : route_refresh(r, ROUTE_CAUSE_CUT);
+	/* The cut took the change: the route thread takes over retrying it. */
+	if (rc != 0)
+		metadata_watch_kick(r->watch);
 	if (rc == 0 && r->dp != NULL)
 		rc = dp_flush_staged(r->dp, ROUTE_FLUSH_TIMEOUT_MS);
 	pthread_mutex_unlock(&r->lock);

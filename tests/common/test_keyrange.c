@@ -164,7 +164,7 @@ Test(keyrange, random_layouts_agree_with_a_scan)
 		for (uint32_t i = 0; i < count; i++) {
 			hashkey_t key = (hashkey_t)seed_rng_next(&rng) << 64 | seed_rng_next(&rng);
 
-			/* Crowded rounds: every cut under top byte 0x80, many sharing top 64 bits. */
+			/* Crowded rounds: all under top byte 0x80, many sharing top 64 bits. */
 			cuts[i] = round % 2 == 1 ? ((hashkey_t)0x80 << 120) | (key >> 72) : key;
 		}
 		qsort(cuts, count, sizeof(*cuts), hashkey_cmp);
@@ -182,8 +182,8 @@ Test(keyrange, random_layouts_agree_with_a_scan)
 				key = k % 4 == 0 ? e->start - (k % 8 == 0) : e->end + (k % 8 == 2);
 			}
 			cr_assert_eq(keyrange_find(&f.index, key), scan(&f.index, key),
-				     "TEST_SEED=%llu round %d key %u", (unsigned long long)seed_base(),
-				     round, k);
+				     "TEST_SEED=%llu round %d key %u",
+				     (unsigned long long)seed_base(), round, k);
 		}
 		fixture_close(&f);
 		free(scratch);
