@@ -189,7 +189,8 @@ int
 admin_context_open(struct admin_context *ctx, const struct sluice_config *config)
 {
 	(void)config;
-	return metadata_open(ctx->src.data_dir, &ctx->md);
+	/* A reader on the actions' store: no second writer, no second disk reserve. */
+	return metadata_open_reader(ctx->src.md, &ctx->md);
 }
 
 void
@@ -321,7 +322,7 @@ admin_status_dataplane(struct admin_context *ctx, struct metrics_out *out)
 	uint32_t workers = 0;
 
 	while (ctx->src.dataplane_enabled && workers < DP_WORKERS_MAX &&
-	       route_dp_worker_stats(workers, &one) == 0) {
+	       route_dp_worker_stats(ctx->src.route, workers, &one) == 0) {
 		for (uint32_t c = 0; c < DP_COUNTER_COUNT; c++)
 			sum[c] += one.counters[c];
 		workers++;
@@ -350,7 +351,7 @@ admin_status_dataplane_streams(struct admin_context *ctx, struct metrics_out *ou
 	uint32_t sum_count = 0;
 
 	for (uint32_t w = 0; ctx->src.dataplane_enabled && w < DP_WORKERS_MAX; w++) {
-		int n = route_dp_worker_stream_counts(w, one, ARRAY_SIZE(one));
+		int n = route_dp_worker_stream_counts(ctx->src.route, w, one, ARRAY_SIZE(one));
 
 		if (n < 0)
 			break;

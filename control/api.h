@@ -115,6 +115,11 @@ void api_call_stream_end(struct api_call *call);
 /* Opens metadata (SQLite in data_dir) over an open log and loads every stream. */
 int kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis **k_out);
 void kinesis_close(struct kinesis *k);
+/*
+ * The actions' metadata handle (metadata.h): the route publisher opens its reader and
+ * change watch on it. Valid until kinesis_close(); the readers must be closed before.
+ */
+struct metadata *kinesis_metadata(struct kinesis *k);
 
 /*
  * The dataplane's route table, as the actions see it (route.c provides it while the
@@ -127,8 +132,6 @@ struct kinesis_routes {
 	 * the log what it staged under the older table. 0 or a negative errno.
 	 */
 	int (*sync)(void *ctx);
-	/* Streams or open shards changed in SQLite (API thread): publish soon, do not wait. */
-	void (*changed)(void *ctx);
 	void *ctx;
 };
 

@@ -33,6 +33,7 @@
 
 #include "common/base.h"
 #include "common/hashkey.h"
+#include "common/keyrange.h"
 #include "common/limits.h"
 #include "control/api.h"
 #include "control/iterator.h"
@@ -138,8 +139,11 @@ struct kinesis_stream {
 	 */
 	uint32_t shards_shown;
 	struct kinesis_shard *shards; /* Indexed by shard index. */
-	uint32_t *open_index;    /* Open shards' indices by starting hash key (routing). */
+	/* Routing (kinesis_stream_index): the open shards' ranges and their indices, by start. */
+	struct keyrange_index open_keys;
+	uint32_t *open_index;    /* open_count entries; NULL: no index (routing scans). */
 	uint32_t open_count;
+	void *open_block;        /* The one allocation both live in. */
 	/* Wall-clock ms of the latest UpdateShardCount calls (a ring), for the daily limit. */
 	uint64_t scalings_ms[KINESIS_SCALINGS_TRACK];
 	uint32_t scalings_next;
@@ -329,6 +333,7 @@ int kinesis_shard_id_parse(const char *text, size_t size, uint32_t *index_out);
 struct kinesis_shard *kinesis_shard_route(struct kinesis_stream *s, hashkey_t key);
 /* Rebuilds open_index after the shards changed; without memory routing scans (slower). */
 void kinesis_stream_index(struct kinesis_stream *s);
+void kinesis_stream_index_free(struct kinesis_stream *s);
 void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 
 /* ---- Each concern's declarations ------------------------------------------ */

@@ -333,6 +333,12 @@ kinesis_firehose(const struct kinesis *k)
 	return k->firehose;
 }
 
+struct metadata *
+kinesis_metadata(struct kinesis *k)
+{
+	return k->md;
+}
+
 int
 kinesis_event_fd(const struct kinesis *k)
 {

@@ -454,13 +454,6 @@ kinesis_routes_set(struct kinesis *k, const struct kinesis_routes *routes)
 }
 
 void
-kinesis_routes_changed(struct kinesis *k)
-{
-	if (k->routes.changed != NULL)
-		k->routes.changed(k->routes.ctx);
-}
-
-void
 kinesis_reshard_stop(struct kinesis *k)
 {
 	struct kinesis_closer *cl = k->closer;
@@ -497,7 +490,6 @@ kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kines
 	s->shard_count = plan->count;
 	plan->shards = NULL;
 	kinesis_stream_index(s);
-	kinesis_routes_changed(k);
 	rc = kinesis_closer_queue(k, s, old_count);
 	if (rc != 0)
 		diag_error("kinesis", "stream %s: parent closes not queued: %s (redone at the next "

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/diag.h"
+#include "common/keyrange.h"
 #include "control/kinesis.h"
 #include "control/metrics.h"
 #include "control/seqnum.h"
@@ -63,6 +65,7 @@ kinesis_index_cmp(const void *a, const void *b, void *arg)
 void
 kinesis_stream_index(struct kinesis_stream *s)
 {
+	struct keyrange *ranges;
 	uint32_t n = 0;
 
 	/* SQLite keeps no close time: a parent closed when its children were created. */
@@ -74,37 +77,51 @@ kinesis_stream_index(struct kinesis_stream *s)
 		if (sh->adjacent_parent >= 0 && (uint64_t)sh->adjacent_parent < s->shard_count)
 			s->shards[sh->adjacent_parent].closed_s = sh->created_s;
 	}
-	free(s->open_index);
-	s->open_count = 0;
-	s->open_index = malloc((s->shard_count + 1) * sizeof(*s->open_index));
-	if (s->open_index == NULL)
+	kinesis_stream_index_free(s);
+	for (uint32_t i = 0; i < s->shard_count; i++)
+		n += !s->shards[i].closed;
+	/* One block: the keyrange index of the open shards, then their shard indices. */
+	s->open_block = malloc(keyrange_index_size(n) + (n + 1) * sizeof(*s->open_index));
+	if (s->open_block == NULL)
 		return;
+	ranges = keyrange_index_place(&s->open_keys, s->open_block, n);
+	s->open_index = (uint32_t *)((uint8_t *)s->open_block + keyrange_index_size(n));
+	n = 0;
 	for (uint32_t i = 0; i < s->shard_count; i++)
 		if (!s->shards[i].closed)
 			s->open_index[n++] = i;
 	qsort_r(s->open_index, n, sizeof(*s->open_index), kinesis_index_cmp, s->shards);
+	for (uint32_t i = 0; i < n; i++)
+		ranges[i] = (struct keyrange){ s->shards[s->open_index[i]].start,
+					       s->shards[s->open_index[i]].end };
 	s->open_count = n;
+	/* Overlapping open shards come only from a damaged metadata.db: route by scanning. */
+	if (keyrange_index_seal(&s->open_keys) != 0) {
+		diag_error("kinesis", "stream %s: open shards overlap in metadata", s->name);
+		kinesis_stream_index_free(s);
+	}
+}
+
+void
+kinesis_stream_index_free(struct kinesis_stream *s)
+{
+	free(s->open_block);
+	s->open_block = NULL;
+	s->open_index = NULL;
+	s->open_count = 0;
+	memset(&s->open_keys, 0, sizeof(s->open_keys));
 }
 
 struct kinesis_shard *
 kinesis_shard_route(struct kinesis_stream *s, hashkey_t key)
 {
-	uint32_t lo = 0;
-	uint32_t hi = s->open_count;
+	int64_t at;
 
-	/* Open shards by start: the last one starting at or before the key holds it. */
-	while (s->open_index != NULL && lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		struct kinesis_shard *sh = &s->shards[s->open_index[mid]];
-
-		if (key < sh->start)
-			hi = mid;
-		else if (key > sh->end)
-			lo = mid + 1;
-		else
-			return sh;
-	}
-	return kinesis_shard_route_scan(s, key);
+	if (s->open_index == NULL)
+		return kinesis_shard_route_scan(s, key);
+	/* common/keyrange.h: the lookup the dataplane's workers make too. */
+	at = keyrange_find(&s->open_keys, key);
+	return at < 0 ? NULL : &s->shards[s->open_index[at]];
 }
 
 /* Without an index (no memory for it): binary search by index, then a scan. */

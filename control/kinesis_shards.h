@@ -146,8 +146,6 @@ bool kinesis_stream_closing(const struct kinesis_stream *s);
  */
 void kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s);
 
-/* Tells the dataplane's route thread that streams or open shards changed in SQLite. */
-void kinesis_routes_changed(struct kinesis *k);
 /* Records the parent closes the closer thread finished (kinesis_poll). */
 void kinesis_reshard_poll(struct kinesis *k);
 /* Waits for the closer thread's queue, records what it finished, stops it. */

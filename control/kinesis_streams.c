@@ -110,7 +110,7 @@ kinesis_stream_free(struct kinesis_stream *s)
 {
 	if (s->used)
 		metrics_stream_forget(s->stream_id);
-	free(s->open_index);
+	kinesis_stream_index_free(s);
 	free(s->shards);
 	memset(s, 0, sizeof(*s));
 }
@@ -338,7 +338,7 @@ kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct m
 	s->stream_id = ms.stream_id;
 	for (uint32_t i = 0; i < s->shard_count; i++)
 		s->shards[i].log_id = LOG_SHARD_ID(s->stream_id, i);
-	kinesis_routes_changed(k);  /* UDP producers may write to it from now on. */
+	/* The route publisher learnt of it from the commit (METADATA_CHANGE_STREAM_CREATED). */
 	return 0;
 }
 
@@ -520,7 +520,6 @@ kinesis_delete_stream(struct kinesis_req *r)
 		return;
 	}
 	kinesis_consumers_stream_deleted(k, s->stream_id);
-	kinesis_routes_changed(k);  /* A deleting stream is routed no more. */
 	kinesis_status_schedule(k, s, KINESIS_DELETING, KINESIS_DELETING);
 	if (s->status_due_ns == 0 && kinesis_stream_delete_finish(k, s) != 0)
 		diag_error("kinesis", "DeleteStream: finishing failed (retried at start)");

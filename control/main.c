@@ -169,6 +169,7 @@ struct sluiced {
 	struct kinesis *kinesis;
 	struct api_server *server;
 	struct admin *admin;
+	struct route *route;      /* The route publisher ([dataplane] enabled), or NULL. */
 	pthread_t server_thread;
 	int server_rc;
 };
@@ -232,6 +233,7 @@ sluiced_admin_start(struct sluiced *d)
 		.log = d->log, .firehose = kinesis_firehose(d->kinesis),
 		.data_dir = d->config.data_dir,
 		.dataplane_enabled = d->config.dataplane_enabled,
+		.route = d->route, .md = kinesis_metadata(d->kinesis),
 	};
 	int rc;
 
@@ -441,6 +443,9 @@ sluiced_serve(struct sluiced *d)
 	}
 	metrics_ready_set(METRICS_READY_METADATA, true);
 	kinesis_keyring_set(d->kinesis, d->keyring);
+	/* Opened (not started) before the admin, which reads its counters. */
+	if (d->config.dataplane_enabled && (rc = route_open(&d->route)) != 0)
+		goto out_close_kinesis;
 	sluiced_admin_start(d);
 	rc = api_server_open(&d->config, d->kinesis, &d->server);
 	if (rc != 0)
@@ -448,7 +453,8 @@ sluiced_serve(struct sluiced *d)
 	if (d->config.dataplane_enabled) {
 		struct kinesis_routes routes;
 
-		rc = route_dataplane_start(&d->config, d->log, &routes);
+		rc = route_dataplane_start(d->route, &d->config, d->log,
+					   kinesis_metadata(d->kinesis), &routes);
 		if (rc != 0) {
 			diag_error("sluiced", "cannot start the dataplane: %s", strerror(-rc));
 			goto out_close_kinesis;
@@ -478,11 +484,14 @@ out_stop_dataplane:
 	/* The closer thread is joined before the routes it may be calling go away. */
 	kinesis_routes_set(d->kinesis, NULL);
 	metrics_ready_set(METRICS_READY_DATAPLANE, false);
-	route_dataplane_stop();
+	/* Its metadata reader and watch go before the actions' handle (kinesis_close). */
+	route_dataplane_stop(d->route);
 out_close_kinesis:
 	/* The admin reads the log and SQLite: it stops before either closes. */
 	admin_close(d->admin);
 	d->admin = NULL;
+	route_close(d->route);   /* After the admin, which reads its counters. */
+	d->route = NULL;
 	metrics_ready_set(METRICS_READY_METADATA, false);
 	/*
 	 * The actions go first: closing them answers (or drops) the calls they still

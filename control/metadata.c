@@ -28,6 +28,9 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
 #include <sys/statvfs.h>
 #include <sqlite3.h>
 
@@ -44,10 +47,28 @@
 /* The reserve is taken back only with this much free (three reserves: room to spare). */
 #define METADATA_RESERVE_RENEW_FREE (3ull * METADATA_RESERVE_SIZE)
 
+/* The change events of one store (metadata.h): owned by the writer's handle, shared by readers. */
+struct metadata_feed {
+	pthread_mutex_t lock;      /* Publishing, watch open and close. */
+	struct metadata_watch *watches[METADATA_WATCHES_MAX];
+	uint32_t readers;          /* Reader handles open (0 at the writer's close). */
+	_Atomic uint64_t counts[METADATA_CHANGE_KINDS];
+};
+
+struct metadata_watch {
+	struct metadata_feed *feed;
+	uint32_t mask;
+	int fd;                    /* eventfd: the writer adds, metadata_watch_take() drains. */
+	_Atomic uint64_t generation;
+};
+
 struct metadata {
 	sqlite3 *db;
 	bool reserve_held;
 	char reserve_path[4096];
+	char path[4096];           /* metadata.db (metadata_open_reader opens it again). */
+	struct metadata_feed *feed;
+	bool reader;               /* A metadata_open_reader handle: the feed is the writer's. */
 };
 
 static const char metadata_schema[] =
@@ -241,22 +262,33 @@ metadata_setup(struct metadata *md)
 	return rc;
 }
 
+static int
+metadata_connect(struct metadata *md, int flags)
+{
+	if (sqlite3_open_v2(md->path, &md->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+		return metadata_fail(md, md->path);
+	sqlite3_busy_timeout(md->db, 5000);
+	return 0;
+}
+
 int
 metadata_open(const char *data_dir, struct metadata **md_out)
 {
-	char path[4096];
 	struct metadata *md = calloc(1, sizeof(*md));
 	int rc;
 
 	if (md == NULL)
 		return -ENOMEM;
-	snprintf(path, sizeof(path), "%s/metadata.db", data_dir);
-	if (sqlite3_open_v2(path, &md->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		rc = metadata_fail(md, path);
-		goto out_close;
+	md->feed = calloc(1, sizeof(*md->feed));
+	if (md->feed == NULL) {
+		free(md);
+		return -ENOMEM;
 	}
-	sqlite3_busy_timeout(md->db, 5000);
+	pthread_mutex_init(&md->feed->lock, NULL);
+	snprintf(md->path, sizeof(md->path), "%s/metadata.db", data_dir);
+	rc = metadata_connect(md, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+	if (rc != 0)
+		goto out_close;
 	snprintf(md->reserve_path, sizeof(md->reserve_path), "%s/metadata.reserve", data_dir);
 	rc = metadata_setup(md);
 	/* A start on a full disk: SQLite needs room for its WAL and shared memory files. */
@@ -269,9 +301,35 @@ metadata_open(const char *data_dir, struct metadata **md_out)
 	return 0;
 
 out_close:
-	sqlite3_close(md->db);
-	free(md);
+	metadata_close(md);
 	return rc;
+}
+
+int
+metadata_open_reader(struct metadata *md, struct metadata **reader_out)
+{
+	struct metadata *r;
+	int rc;
+
+	assert(!md->reader);
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return -ENOMEM;
+	memcpy(r->path, md->path, sizeof(r->path));
+	r->reader = true;
+	r->feed = md->feed;
+	/* The writer created the schema; a reader never writes. */
+	rc = metadata_connect(r, SQLITE_OPEN_READONLY);
+	if (rc != 0) {
+		sqlite3_close(r->db);
+		free(r);
+		return rc;
+	}
+	pthread_mutex_lock(&md->feed->lock);
+	md->feed->readers++;
+	pthread_mutex_unlock(&md->feed->lock);
+	*reader_out = r;
+	return 0;
 }
 
 void
@@ -280,7 +338,133 @@ metadata_close(struct metadata *md)
 	if (md == NULL)
 		return;
 	sqlite3_close(md->db);
+	if (md->reader) {
+		pthread_mutex_lock(&md->feed->lock);
+		md->feed->readers--;
+		pthread_mutex_unlock(&md->feed->lock);
+	} else if (md->feed != NULL) {
+		/* Readers and watches use the feed: they must be gone (metadata_open_reader). */
+		assert(md->feed->readers == 0);
+		for (uint32_t i = 0; i < METADATA_WATCHES_MAX; i++)
+			assert(md->feed->watches[i] == NULL);
+		pthread_mutex_destroy(&md->feed->lock);
+		free(md->feed);
+	}
 	free(md);
+}
+
+/* ---- Change events ---------------------------------------------------------------- */
+
+/* After the commit of a change of `kind`: counted, and every watch on it woken. */
+static void
+metadata_publish(struct metadata *md, enum metadata_change kind)
+{
+	struct metadata_feed *feed = md->feed;
+	uint64_t one = 1;
+
+	assert(!md->reader);
+	pthread_mutex_lock(&feed->lock);
+	atomic_fetch_add(&feed->counts[__builtin_ctz(kind)], 1);
+	for (uint32_t i = 0; i < METADATA_WATCHES_MAX; i++) {
+		struct metadata_watch *w = feed->watches[i];
+
+		if (w == NULL || (w->mask & kind) == 0)
+			continue;
+		/* The count first: a watcher that drained the fd then loads it sees this one. */
+		atomic_fetch_add(&w->generation, 1);
+		if (write(w->fd, &one, sizeof(one)) < 0)
+			diag_warn("metadata", "watch eventfd: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&feed->lock);
+}
+
+/* Publishes `kind` when the change committed (rc == 0); returns rc. */
+static int
+metadata_changed(struct metadata *md, int rc, enum metadata_change kind)
+{
+	if (rc == 0)
+		metadata_publish(md, kind);
+	return rc;
+}
+
+int
+metadata_watch_open(struct metadata *md, uint32_t mask, struct metadata_watch **watch_out)
+{
+	struct metadata_watch *w = calloc(1, sizeof(*w));
+	int rc = -ENOSPC;
+
+	if (w == NULL)
+		return -ENOMEM;
+	w->feed = md->feed;
+	w->mask = mask;
+	w->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->fd < 0) {
+		rc = -errno;
+		free(w);
+		return rc;
+	}
+	pthread_mutex_lock(&w->feed->lock);
+	for (uint32_t i = 0; i < METADATA_WATCHES_MAX && rc != 0; i++)
+		if (w->feed->watches[i] == NULL) {
+			w->feed->watches[i] = w;
+			rc = 0;
+		}
+	pthread_mutex_unlock(&w->feed->lock);
+	if (rc != 0) {
+		close(w->fd);
+		free(w);
+		return rc;
+	}
+	*watch_out = w;
+	return 0;
+}
+
+void
+metadata_watch_close(struct metadata_watch *watch)
+{
+	if (watch == NULL)
+		return;
+	pthread_mutex_lock(&watch->feed->lock);
+	for (uint32_t i = 0; i < METADATA_WATCHES_MAX; i++)
+		if (watch->feed->watches[i] == watch)
+			watch->feed->watches[i] = NULL;
+	pthread_mutex_unlock(&watch->feed->lock);
+	close(watch->fd);
+	free(watch);
+}
+
+int
+metadata_watch_fd(const struct metadata_watch *watch)
+{
+	return watch->fd;
+}
+
+uint64_t
+metadata_watch_take(struct metadata_watch *watch)
+{
+	uint64_t wakes;
+
+	/* EAGAIN: nothing since the last take. Drained before the load (see publish). */
+	if (read(watch->fd, &wakes, sizeof(wakes)) < 0 && errno != EAGAIN)
+		diag_warn("metadata", "watch eventfd: %s", strerror(errno));
+	return atomic_load(&watch->generation);
+}
+
+void
+metadata_watch_kick(struct metadata_watch *watch)
+{
+	uint64_t one = 1;
+
+	if (write(watch->fd, &one, sizeof(one)) < 0)
+		diag_warn("metadata", "watch eventfd: %s", strerror(errno));
+}
+
+uint64_t
+metadata_changes(struct metadata *md, enum metadata_change kind)
+{
+	assert(kind != 0 && (kind & (kind - 1)) == 0);
+	assert((uint32_t)__builtin_ctz(kind) < METADATA_CHANGE_KINDS);
+	return atomic_load(&md->feed->counts[__builtin_ctz(kind)]);
 }
 
 int
@@ -488,10 +672,10 @@ metadata_tag_upsert(struct metadata *md, uint32_t stream_id, const struct metada
 	return metadata_step_done(md, stmt);
 }
 
-int
-metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
-		       const struct metadata_shard *shards, const struct metadata_tag *tags,
-		       size_t tag_count)
+static int
+metadata_stream_create_txn(struct metadata *md, struct metadata_stream *stream,
+			   const struct metadata_shard *shards, const struct metadata_tag *tags,
+			   size_t tag_count)
 {
 	int rc = metadata_begin(md);
 
@@ -505,6 +689,16 @@ metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
 	for (size_t i = 0; rc == 0 && i < tag_count; i++)
 		rc = metadata_tag_upsert(md, stream->stream_id, &tags[i]);
 	return metadata_end(md, rc);
+}
+
+int
+metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
+		       const struct metadata_shard *shards, const struct metadata_tag *tags,
+		       size_t tag_count)
+{
+	int rc = metadata_stream_create_txn(md, stream, shards, tags, tag_count);
+
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_CREATED);
 }
 
 static int
@@ -521,7 +715,7 @@ metadata_stream_deleting(struct metadata *md, uint32_t stream_id)
 
 	if (metadata_reserve_release(md, rc))
 		rc = metadata_stream_deleting_once(md, stream_id);
-	return rc;
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_DELETING);
 }
 
 static int
@@ -559,7 +753,7 @@ metadata_stream_delete(struct metadata *md, uint32_t stream_id)
 
 	if (metadata_reserve_release(md, rc))
 		rc = metadata_stream_delete_once(md, stream_id);
-	return rc;
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_DELETED);
 }
 
 int
@@ -607,15 +801,17 @@ metadata_reshard(struct metadata *md, uint32_t stream_id, const uint32_t *closin
 	if (rc == 0)
 		rc = metadata_run3(md, "UPDATE streams SET shard_count = ? WHERE stream_id = ?",
 				   shard_count, stream_id, 0);
-	return metadata_end(md, rc);
+	return metadata_changed(md, metadata_end(md, rc), METADATA_CHANGE_RESHARDED);
 }
 
 int
 metadata_shard_closed(struct metadata *md, uint32_t stream_id, uint32_t shard_index,
 		      uint64_t seq_end)
 {
-	return metadata_run3(md, "UPDATE shards SET closed = 1, seq_end = ? WHERE stream_id = ?"
-			     " AND shard_index = ?", (int64_t)seq_end, stream_id, shard_index);
+	int rc = metadata_run3(md, "UPDATE shards SET closed = 1, seq_end = ? WHERE stream_id = ?"
+			       " AND shard_index = ?", (int64_t)seq_end, stream_id, shard_index);
+
+	return metadata_changed(md, rc, METADATA_CHANGE_SHARD_CLOSED);
 }
 
 int

@@ -11,6 +11,11 @@
  *
  * Errors: functions returning int return 0 or a negative errno (-EIO for an
  * SQLite failure, reported with diag_error; -EEXIST for a duplicate name).
+ *
+ * This header is the metadata interface the Kinesis actions, the route publisher
+ * and the admin use; metadata.c is its SQLite implementation (single-node mode).
+ * What a backend must give is stated here, not in metadata.c: one transaction per
+ * call, and the change events at the end of this header.
  */
 #ifndef SLUICE_CONTROL_METADATA_H
 #define SLUICE_CONTROL_METADATA_H
@@ -79,6 +84,12 @@ struct metadata_tag {
  * space return -ENOSPC.
  */
 int metadata_open(const char *data_dir, struct metadata **md_out);
+/*
+ * A second handle on the same store for another thread (its own SQLite connection,
+ * no disk reserve, no schema work): it reads what `md` committed and shares `md`'s
+ * change events. Close it (and its watches) before `md`.
+ */
+int metadata_open_reader(struct metadata *md, struct metadata **reader_out);
 void metadata_close(struct metadata *md);
 /* Takes the reserve again if it was given back (after retention freed space). */
 void metadata_reserve_renew(struct metadata *md);
@@ -190,5 +201,57 @@ typedef int metadata_encryption_fn(void *arg, uint32_t stream_id, const char *ke
 				   const char *key_name);
 /* Calls `fn` for every encrypted stream; a non-zero return from `fn` stops and is returned. */
 int metadata_encryption_list(struct metadata *md, metadata_encryption_fn *fn, void *arg);
+
+/* ---- Change events ----------------------------------------------------------------
+ *
+ * Every committed change that moves the route table (a stream created, marked
+ * deleting or removed; a reshard changing the open shards) or a shard's end (its
+ * close recorded) is published by the function that committed it, after the
+ * commit: callers cannot forget to announce one. A watch sees the changes of the
+ * kinds in its mask as a generation counter (how many so far) and an eventfd that
+ * is readable while the counter moved past what metadata_watch_take() returned.
+ *
+ * A counter, not a queue of events: a watcher rebuilds its view from a full read
+ * (metadata_load) anyway, so "something changed since generation g" is all it
+ * needs; N changes while it was busy cost one rebuild (they coalesce), the writer
+ * never blocks on a slow watcher and nothing can overflow. etcd's revision is the
+ * same kind of counter (a cluster backend's watch maps onto it).
+ *
+ * Threads: the writer publishes on its own thread; a watch is taken on one other
+ * thread; open and close from any thread (a mutex the writer holds only to publish).
+ */
+
+enum metadata_change {
+	METADATA_CHANGE_STREAM_CREATED = 1u << 0,
+	METADATA_CHANGE_STREAM_DELETING = 1u << 1,
+	METADATA_CHANGE_STREAM_DELETED = 1u << 2,
+	METADATA_CHANGE_RESHARDED = 1u << 3,     /* metadata_reshard: open shards changed. */
+	METADATA_CHANGE_SHARD_CLOSED = 1u << 4,  /* metadata_shard_closed: an end recorded. */
+};
+#define METADATA_CHANGE_KINDS 5u
+/* The changes that alter the route table (streams not deleting, their open shards). */
+#define METADATA_CHANGES_ROUTING (METADATA_CHANGE_STREAM_CREATED | \
+				  METADATA_CHANGE_STREAM_DELETING | \
+				  METADATA_CHANGE_STREAM_DELETED | METADATA_CHANGE_RESHARDED)
+/* Watches on one store at once (the route publisher, tests): a fixed table. */
+#define METADATA_WATCHES_MAX 8u
+
+struct metadata_watch;
+
+/* A watch on `mask` (enum metadata_change bits). -ENOSPC past METADATA_WATCHES_MAX. */
+int metadata_watch_open(struct metadata *md, uint32_t mask, struct metadata_watch **watch_out);
+void metadata_watch_close(struct metadata_watch *watch);
+/* Readable (poll POLLIN) while changes of the mask came after the last take (or a kick). */
+int metadata_watch_fd(const struct metadata_watch *watch);
+/*
+ * Clears the fd's readiness and returns the watch's generation: the number of
+ * changes of its mask committed so far. Read it BEFORE reading metadata: the
+ * read then holds at least every change it counts.
+ */
+uint64_t metadata_watch_take(struct metadata_watch *watch);
+/* Makes the fd readable without a change (the watcher's own stop). */
+void metadata_watch_kick(struct metadata_watch *watch);
+/* Changes of one kind (a single enum metadata_change bit) published by the store so far. */
+uint64_t metadata_changes(struct metadata *md, enum metadata_change kind);
 
 #endif /* SLUICE_CONTROL_METADATA_H */

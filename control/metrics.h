@@ -27,6 +27,8 @@
 
 struct log;
 struct firehose;
+struct route;
+struct metadata;
 
 /*
  * Operations with their own series (room for the Kinesis model's 39); index
@@ -208,6 +210,8 @@ struct metrics_sources {
 	const struct firehose *firehose;  /* Delivery streams' figures, or NULL. */
 	const char *data_dir;
 	bool dataplane_enabled;
+	struct route *route;              /* The dataplane's counters (route.h), or NULL. */
+	struct metadata *md;              /* The actions' store: the admin opens a reader on it. */
 };
 
 /* The Prometheus text exposition (format 0.0.4) of everything (metrics_system.c). */

@@ -90,6 +90,30 @@ metrics_render_log(const struct metrics_sources *src, struct metrics_out *out)
 	}
 }
 
+/* The route publisher: its metadata reads by cause and the tables it published. */
+static void
+metrics_render_route(struct route *route, struct metrics_out *out)
+{
+	struct route_stats rs;
+
+	route_stats_read(route, &rs);
+	metrics_family(out, "sluice_route_reads_total", "counter", "Metadata reads of the route "
+		       "publisher, by cause (route.h, enum route_cause): start, event (a routing "
+		       "change committed), cut (a reshard's cut), retry (after a failure).");
+	for (uint32_t c = 0; c < ROUTE_CAUSES; c++)
+		metrics_printf(out, "sluice_route_reads_total{cause=\"%s\"} %llu\n",
+			       route_cause_name((enum route_cause)c),
+			       (unsigned long long)rs.refreshes[c]);
+	metrics_family(out, "sluice_route_publishes_total", "counter", "Route tables published "
+		       "to the dataplane (a read that found the routes changed).");
+	metrics_printf(out, "sluice_route_publishes_total %llu\n",
+		       (unsigned long long)rs.publishes);
+	metrics_family(out, "sluice_route_failures_total", "counter", "Route reads or publishes "
+		       "that failed (retried until one works; the dataplane keeps its last table).");
+	metrics_printf(out, "sluice_route_failures_total %llu\n",
+		       (unsigned long long)rs.failures);
+}
+
 static void
 metrics_render_dataplane(const struct metrics_sources *src, struct metrics_out *out)
 {
@@ -99,7 +123,8 @@ metrics_render_dataplane(const struct metrics_sources *src, struct metrics_out *
 
 	if (!src->dataplane_enabled)
 		return;
-	while (count < DP_WORKERS_MAX && route_dp_worker_stats(count, &workers[count]) == 0)
+	while (count < DP_WORKERS_MAX &&
+	       route_dp_worker_stats(src->route, count, &workers[count]) == 0)
 		count++;
 	if (count == 0)
 		return;
@@ -112,6 +137,7 @@ metrics_render_dataplane(const struct metrics_sources *src, struct metrics_out *
 			metrics_printf(out, "%s{worker=\"%u\"} %llu\n", name, w,
 				       (unsigned long long)workers[w].counters[c]);
 	}
+	metrics_render_route(src->route, out);
 }
 
 /* Open descriptors, counted with getdents64 into a stack buffer (no allocation). */

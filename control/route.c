@@ -2,20 +2,25 @@
  * route.c - the control side of the dataplane: configuration -> dp_config,
  * dataplane start and stop, and the route table.
  *
- * The route table follows metadata (SQLite, the truth for streams and
- * shards): a route thread reads every stream that is not being deleted and
- * its open shards through its own read connection when the actions say they
- * changed (route_changed, from kinesis_routes_changed() after the SQLite
- * commit), and publishes a new table when their digest changed. It also
- * reads every ROUTE_REFRESH_FALLBACK_MS, for a change nobody announced (a
- * new action that forgot to): a safety net, not the mechanism. Publishing waits for
- * one RCU grace period of the workers (one poll pass), never the reverse.
+ * The route table follows metadata (metadata.h, the truth for streams and
+ * shards): the route thread sleeps on a metadata watch (METADATA_CHANGES_ROUTING)
+ * and, when woken, takes the watch's generation, reads every stream that is not
+ * being deleted and its open shards through its own reader handle, and publishes
+ * a new table when their digest changed. No timer: every change that moves a
+ * route is published by the metadata call that committed it, so nothing can be
+ * missed and nothing is polled (a failed read is retried on a timer until it
+ * works, as its change will not be announced again). A storm of changes costs one
+ * read per wake (the generation coalesces them), and a wake or a cut that finds
+ * the generation where the last good read left it reads nothing. Publishing waits
+ * for one RCU grace period of the workers (one poll pass), never the reverse.
  * A stream exists here as soon as CreateStream committed it (metadata has no
  * CREATING state), so UDP producers may write to it a status delay early.
  *
- * The dataplane never calls into SQLite, HTTP or JSON: only this thread does.
+ * Reads by cause (enum route_cause) are counted for tests and the docs' claims.
+ * The dataplane never calls into SQLite, HTTP or JSON: only this module does.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -23,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "common/crc32c.h"
@@ -34,9 +38,14 @@
 #include "dataplane/dataplane.h"
 #include "nvme-log/log.h"
 
-#define ROUTE_REFRESH_FALLBACK_MS 5000
 /* A worker asleep answers a flush when it wakes; this bounds a stuck one. */
 #define ROUTE_FLUSH_TIMEOUT_MS 1000
+/*
+ * While the last read or publish failed (SQLite busy past its timeout, no memory, a
+ * table the dataplane refuses), it is retried this often: the change that caused it
+ * was taken, so no event would come again. The only timer, and only while failing.
+ */
+#define ROUTE_RETRY_MS 1000
 
 struct route_shard {
 	uint32_t stream_id;
@@ -62,22 +71,22 @@ struct route_snapshot {
 
 struct route {
 	struct dp *dp;
-	struct metadata *md;
-	pthread_mutex_t lock;    /* One publisher at a time: the route thread or a reshard. */
+	struct metadata *md;     /* The route thread's reader handle (metadata_open_reader). */
 	/*
-	 * eventfd: written when something changed or at stop. Not a condition under `lock`:
-	 * the API thread must never wait for that lock, which a reshard's cut holds while
-	 * workers flush (up to ROUTE_FLUSH_TIMEOUT_MS).
+	 * Wakes the route thread (metadata publishes into it; stop kicks it). Not a condition
+	 * under `lock`: the API thread must never wait for that lock, which a reshard's cut
+	 * holds while workers flush (up to ROUTE_FLUSH_TIMEOUT_MS).
 	 */
-	int wake_fd;
+	struct metadata_watch *watch;
+	pthread_mutex_t lock;    /* One publisher at a time: the route thread or a cut. */
 	pthread_t thread;
 	atomic_bool stop;
-	uint32_t digest;
+	uint32_t digest;         /* Under lock, as the rest below. */
 	bool published;
+	bool failed;             /* The last read or publish failed: retry, do not skip. */
 	uint32_t workers;        /* Of the running dataplane (route_dp_worker_stats). */
+	struct route_stats stats;
 };
-
-static struct route route_state = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake_fd = -1 };
 
 static int
 route_add_stream(void *arg, const struct metadata_stream *stream)
@@ -162,14 +171,26 @@ route_publish(struct route *r, const struct route_snapshot *snap)
 	return rc;
 }
 
-/* Reads metadata; publishes when streams or open shards changed. */
+/*
+ * Reads metadata; publishes when streams or open shards changed. Under r->lock. The
+ * watch's generation is taken before the read, so the read holds every change it
+ * counts; when no change came since the last good read there is nothing to read (a
+ * cut after the route thread already read the reshard, a wake after a cut did).
+ */
 static int
-route_refresh(struct route *r)
+route_refresh(struct route *r, enum route_cause cause)
 {
 	struct route_snapshot snap = { 0 };
+	uint64_t generation = metadata_watch_take(r->watch);
 	uint32_t digest;
-	int rc = metadata_load(r->md, route_add_stream, route_add_shard, &snap);
+	int rc;
 
+	if (r->published && !r->failed && generation == r->stats.generation) {
+		r->stats.skips++;
+		return 0;
+	}
+	r->stats.refreshes[cause]++;
+	rc = metadata_load(r->md, route_add_stream, route_add_shard, &snap);
 	if (rc == 0) {
 		digest = crc32c(0, snap.streams, snap.stream_count * sizeof(*snap.streams));
 		digest = crc32c(digest, snap.shards, snap.shard_count * sizeof(*snap.shards));
@@ -178,63 +199,60 @@ route_refresh(struct route *r)
 			if (rc == 0) {
 				r->digest = digest;
 				r->published = true;
+				r->stats.publishes++;
 				diag_info("route", "published %u streams, %u open shards",
 					  snap.stream_count, snap.shard_count);
 			}
 		}
 	}
+	if (rc == 0)
+		r->stats.generation = generation;
+	else
+		r->stats.failures++;
+	r->failed = rc != 0;
 	free(snap.streams);
 	free(snap.shards);
 	return rc;
 }
 
-/* Sleeps until a change is announced, a stop, or the fallback period; drains the wakes. */
-static void
-route_wait(struct route *r)
+/*
+ * Sleeps until the watch fires (a routing change, or the stop's kick): no timeout,
+ * unless the last read failed (ROUTE_RETRY_MS). What woke it: EVENT or RETRY.
+ */
+static enum route_cause
+route_wait(struct route *r, bool failed)
 {
-	struct pollfd pfd = { .fd = r->wake_fd, .events = POLLIN };
-	uint64_t wakes;
+	struct pollfd pfd = { .fd = metadata_watch_fd(r->watch), .events = POLLIN };
+	int n;
 
-	if (poll(&pfd, 1, ROUTE_REFRESH_FALLBACK_MS) == 1 &&
-	    read(r->wake_fd, &wakes, sizeof(wakes)) < 0 && errno != EAGAIN)
-		diag_warn("route", "wake eventfd: %s", strerror(errno));
+	while ((n = poll(&pfd, 1, failed ? ROUTE_RETRY_MS : -1)) < 0 && errno == EINTR)
+		;
+	return n == 0 ? ROUTE_CAUSE_RETRY : ROUTE_CAUSE_EVENT;
 }
 
 static void *
 route_thread_main(void *arg)
 {
 	struct route *r = arg;
+	bool failed = false;
 	int last_rc = 0;
 
-	while (!atomic_load(&r->stop)) {
+	for (;;) {
+		enum route_cause cause = route_wait(r, failed);
 		int rc;
 
+		if (atomic_load(&r->stop))
+			break;
 		pthread_mutex_lock(&r->lock);
-		rc = route_refresh(r);
+		rc = route_refresh(r, cause);
+		failed = r->failed;      /* A cut may have failed or succeeded since. */
 		pthread_mutex_unlock(&r->lock);
+		/* Retried every ROUTE_RETRY_MS until it works; said once per new error. */
 		if (rc != 0 && rc != last_rc)
 			diag_warn("route", "route table refresh: %s", strerror(-rc));
 		last_rc = rc;
-		route_wait(r);
 	}
 	return NULL;
-}
-
-/* Wakes the route thread; never blocks (an eventfd only adds to its counter). */
-static void
-route_wake(struct route *r)
-{
-	uint64_t one = 1;
-
-	if (write(r->wake_fd, &one, sizeof(one)) < 0)
-		diag_warn("route", "wake eventfd: %s", strerror(errno));
-}
-
-/* kinesis_routes.changed (API thread): the route thread reads SQLite itself. */
-static void
-route_changed(void *ctx)
-{
-	route_wake(ctx);
 }
 
 /* kinesis_routes.sync (closer thread): the reshard's cut (see route.h). */
@@ -245,7 +263,10 @@ route_sync(void *ctx)
 	int rc;
 
 	pthread_mutex_lock(&r->lock);
-	rc = r->dp == NULL ? 0 : route_refresh(r);
+	rc = r->dp == NULL ? 0 : route_refresh(r, ROUTE_CAUSE_CUT);
+	/* The cut took the change: the route thread takes over retrying it. */
+	if (rc != 0)
+		metadata_watch_kick(r->watch);
 	if (rc == 0 && r->dp != NULL)
 		rc = dp_flush_staged(r->dp, ROUTE_FLUSH_TIMEOUT_MS);
 	pthread_mutex_unlock(&r->lock);
@@ -372,27 +393,72 @@ route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config
 }
 
 int
-route_dataplane_start(const struct sluice_config *config, struct log *log,
-		      struct kinesis_routes *routes_out)
+route_open(struct route **route_out)
 {
-	struct route *r = &route_state;
+	struct route *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&r->lock, NULL);
+	*route_out = r;
+	return 0;
+}
+
+void
+route_close(struct route *r)
+{
+	if (r == NULL)
+		return;
+	route_dataplane_stop(r);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+/* The reader handle and its watch; nothing is left open on failure. */
+static int
+route_metadata_open(struct route *r, struct metadata *md)
+{
+	int rc = metadata_open_reader(md, &r->md);
+
+	if (rc != 0)
+		return rc;
+	rc = metadata_watch_open(md, METADATA_CHANGES_ROUTING, &r->watch);
+	if (rc != 0) {
+		metadata_close(r->md);
+		r->md = NULL;
+	}
+	return rc;
+}
+
+static void
+route_metadata_close(struct route *r)
+{
+	metadata_watch_close(r->watch);
+	r->watch = NULL;
+	metadata_close(r->md);
+	r->md = NULL;
+}
+
+int
+route_dataplane_start(struct route *r, const struct sluice_config *config, struct log *log,
+		      struct metadata *md, struct kinesis_routes *routes_out)
+{
 	struct dp_config dc;
 	const char *key;
 	int rc = route_dp_config(config, log, &dc, &key);
 
+	assert(r->dp == NULL);
+	if (rc == 0)
+		rc = route_metadata_open(r, md);
 	if (rc != 0)
 		return rc;
-	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (r->wake_fd < 0)
-		return -errno;
-	rc = metadata_open(config->data_dir, &r->md);
-	if (rc != 0)
-		goto out_close_wake;
 	rc = dp_open(&dc, &r->dp);
 	if (rc != 0)
 		goto out_close_md;
 	r->workers = dc.workers;
-	rc = route_refresh(r);
+	pthread_mutex_lock(&r->lock);
+	rc = route_refresh(r, ROUTE_CAUSE_START);
+	pthread_mutex_unlock(&r->lock);
 	if (rc == 0)
 		rc = dp_start(r->dp);
 	if (rc != 0)
@@ -400,9 +466,7 @@ route_dataplane_start(const struct sluice_config *config, struct log *log,
 	atomic_store(&r->stop, false);
 	rc = -pthread_create(&r->thread, NULL, route_thread_main, r);
 	if (rc == 0) {
-		*routes_out = (struct kinesis_routes){
-			.sync = route_sync, .changed = route_changed, .ctx = r,
-		};
+		*routes_out = (struct kinesis_routes){ .sync = route_sync, .ctx = r };
 		diag_info("route", "dataplane on %s, %s:%u, %u workers",
 			  dc.backend == DP_BACKEND_KERNEL ? "kernel sockets (io_uring)" :
 							    config->dp_vdev,
@@ -411,23 +475,23 @@ route_dataplane_start(const struct sluice_config *config, struct log *log,
 	}
 	dp_stop(r->dp);
 out_close_dp:
+	pthread_mutex_lock(&r->lock);
 	dp_close(r->dp);
 	r->dp = NULL;
+	pthread_mutex_unlock(&r->lock);
 out_close_md:
-	metadata_close(r->md);
-	r->md = NULL;
-out_close_wake:
-	close(r->wake_fd);
-	r->wake_fd = -1;
+	route_metadata_close(r);
 	return rc;
 }
 
 int
-route_dp_worker_stream_counts(uint32_t worker, struct dp_stream_count *out, uint32_t max)
+route_dp_worker_stream_counts(struct route *r, uint32_t worker, struct dp_stream_count *out,
+			      uint32_t max)
 {
-	struct route *r = &route_state;
 	int rc = -ENODEV;
 
+	if (r == NULL)
+		return rc;
 	pthread_mutex_lock(&r->lock);
 	if (r->dp != NULL && worker < r->workers)
 		rc = (int)dp_worker_stream_counts(r->dp, worker, out, max);
@@ -436,11 +500,12 @@ route_dp_worker_stream_counts(uint32_t worker, struct dp_stream_count *out, uint
 }
 
 int
-route_dp_worker_stats(uint32_t worker, struct dp_stats *stats_out)
+route_dp_worker_stats(struct route *r, uint32_t worker, struct dp_stats *stats_out)
 {
-	struct route *r = &route_state;
 	int rc = -ENODEV;
 
+	if (r == NULL)
+		return rc;
 	pthread_mutex_lock(&r->lock);
 	if (r->dp != NULL && worker < r->workers) {
 		dp_worker_stats_read(r->dp, worker, stats_out);
@@ -450,22 +515,72 @@ route_dp_worker_stats(uint32_t worker, struct dp_stats *stats_out)
 	return rc;
 }
 
-void
-route_dataplane_stop(void)
+const char *
+route_cause_name(enum route_cause cause)
 {
-	struct route *r = &route_state;
+	static const char *const names[ROUTE_CAUSES] = {
+		[ROUTE_CAUSE_START] = "start",
+		[ROUTE_CAUSE_EVENT] = "event",
+		[ROUTE_CAUSE_CUT] = "cut",
+		[ROUTE_CAUSE_RETRY] = "retry",
+	};
 
-	if (r->dp == NULL)
+	assert(cause < ROUTE_CAUSES);
+	return names[cause];
+}
+
+void
+route_stats_read(struct route *r, struct route_stats *out)
+{
+	pthread_mutex_lock(&r->lock);
+	*out = r->stats;
+	pthread_mutex_unlock(&r->lock);
+}
+
+int
+route_lookup(struct route *r, const char *stream_name, hashkey_t key, uint64_t *shard_id_out)
+{
+	int rc = -ENODEV;
+
+	/* Publishes happen under the lock: the table read here cannot be freed meanwhile. */
+	pthread_mutex_lock(&r->lock);
+	if (r->dp != NULL)
+		rc = dp_route_lookup(r->dp, stream_name, key, shard_id_out);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+void
+route_hold(struct route *r)
+{
+	pthread_mutex_lock(&r->lock);
+}
+
+void
+route_release(struct route *r)
+{
+	pthread_mutex_unlock(&r->lock);
+}
+
+void
+route_dataplane_stop(struct route *r)
+{
+	if (r == NULL || r->dp == NULL)
 		return;
 	atomic_store(&r->stop, true);
-	route_wake(r);
+	metadata_watch_kick(r->watch);
 	pthread_join(r->thread, NULL);
 	pthread_mutex_lock(&r->lock);
+	diag_info("route", "metadata reads: %llu at start, %llu on events, %llu at cuts, %llu "
+		  "retries; %llu wakes and cuts found nothing new; %llu tables published, %llu "
+		  "failures", (unsigned long long)r->stats.refreshes[ROUTE_CAUSE_START],
+		  (unsigned long long)r->stats.refreshes[ROUTE_CAUSE_EVENT],
+		  (unsigned long long)r->stats.refreshes[ROUTE_CAUSE_CUT],
+		  (unsigned long long)r->stats.refreshes[ROUTE_CAUSE_RETRY],
+		  (unsigned long long)r->stats.skips, (unsigned long long)r->stats.publishes,
+		  (unsigned long long)r->stats.failures);
 	dp_close(r->dp);
 	r->dp = NULL;
 	pthread_mutex_unlock(&r->lock);
-	metadata_close(r->md);
-	r->md = NULL;
-	close(r->wake_fd);
-	r->wake_fd = -1;
+	route_metadata_close(r);
 }

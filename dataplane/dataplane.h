@@ -298,11 +298,12 @@ int dp_route_add_range(struct dp_route_builder *builder, uint32_t stream_id, has
 		       hashkey_t end, uint64_t shard_id);
 
 /*
- * Builds the table from the builder (which stays the caller's), swaps it in,
+ * Builds the table from the builder (which stays the caller's; its entries are
+ * sorted in place), swaps it in,
  * waits for every worker to pass a quiescent state, then frees the old table.
  * Workers never wait. -EINVAL when a stream's ranges overlap; -ENOMEM.
  */
-int dp_route_publish(struct dp *dp, const struct dp_route_builder *builder);
+int dp_route_publish(struct dp *dp, struct dp_route_builder *builder);
 
 /*
  * Resharding's cut (docs/ARCHITECTURE.md, "Resharding"): asks every worker to

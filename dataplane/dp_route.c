@@ -4,12 +4,13 @@
  *
  * The control plane fills a builder and publishes it; publishing builds an
  * immutable table (streams sorted by name, each stream's ranges sorted by
- * start and checked for overlap), swaps the table pointer, and frees the old
+ * start and checked for overlap into a common/keyrange.h index: the same
+ * shard lookup the Kinesis actions use), swaps the table pointer, and frees the old
  * table after an RCU grace period (rte_rcu_qsbr: every worker reports a
  * quiescent state after each poll pass and goes offline while it sleeps, so
  * the grace period is one pass long and workers never wait).
  *
- * Table memory: one malloc per publish, on the control thread.
+ * Table memory: one allocation per publish, on the control thread.
  */
 #include <assert.h>
 #include <errno.h>
@@ -20,47 +21,40 @@
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
 
+#include "common/keyrange.h"
 #include "common/limits.h"
 #include "dataplane/dp_internal.h"
 #include "nvme-log/log.h"
-
-/*
- * Hash keys are split into 256 buckets by their top byte; bucket[b] is the
- * index (within the stream's ranges) of the last range starting at or below
- * b << 120, so a key's range lies in bucket[b] .. bucket[b + 1]: one step for
- * a few shards, a short binary search for thousands.
- */
-#define DP_ROUTE_BUCKETS 256
 
 struct dp_route_stream {
 	char name[SLUICE_STREAM_NAME_SIZE_MAX];
 	uint32_t name_size;
 	uint32_t stream_id;
-	uint32_t range_first;      /* Index into ranges[]. */
-	uint32_t range_count;
-	uint32_t *bucket;          /* DP_ROUTE_BUCKETS + 1 entries (table only). */
+	struct keyrange_index index;  /* Its open shards' ranges (table only). */
+	uint64_t *shard_ids;          /* Log shard id of index.ranges[i] (table only). */
 };
 
+/* A range as the control plane adds it (builder only). */
 struct dp_route_range {
 	hashkey_t start;
 	hashkey_t end;
 	uint64_t shard_id;
-	uint32_t stream_id;        /* Builder only: which stream the range belongs to. */
+	uint32_t stream_id;
 };
 
+/* Immutable once published. One allocation: this, streams, then each stream's block. */
 struct dp_route_table {
 	uint32_t stream_count;
-	uint32_t range_count;
 	struct dp_route_stream *streams;
-	struct dp_route_range *ranges;
-	uint64_t *start_hi;        /* Top 64 bits of each range's start: a dense array to search. */
-	uint32_t *buckets;         /* stream_count x (DP_ROUTE_BUCKETS + 1) */
 };
 
 struct dp_route_builder {
 	uint32_t streams_max;
 	uint32_t ranges_max;
-	struct dp_route_table t;   /* Unsorted until publish. */
+	uint32_t stream_count;
+	uint32_t range_count;
+	struct dp_route_stream *streams;
+	struct dp_route_range *ranges;
 };
 
 int
@@ -75,9 +69,9 @@ dp_route_builder_open(uint32_t streams_max, uint32_t ranges_max,
 	b = calloc(1, sizeof(*b));
 	if (b == NULL)
 		return -ENOMEM;
-	b->t.streams = calloc(streams_max, sizeof(*b->t.streams));
-	b->t.ranges = calloc(ranges_max, sizeof(*b->t.ranges));
-	if (b->t.streams == NULL || b->t.ranges == NULL) {
+	b->streams = calloc(streams_max, sizeof(*b->streams));
+	b->ranges = calloc(ranges_max, sizeof(*b->ranges));
+	if (b->streams == NULL || b->ranges == NULL) {
 		dp_route_builder_close(b);
 		return -ENOMEM;
 	}
@@ -92,8 +86,8 @@ dp_route_builder_close(struct dp_route_builder *builder)
 {
 	if (builder == NULL)
 		return;
-	free(builder->t.streams);
-	free(builder->t.ranges);
+	free(builder->streams);
+	free(builder->ranges);
 	free(builder);
 }
 
@@ -116,8 +110,8 @@ dp_route_name_valid(const char *name, size_t size)
 static int32_t
 dp_route_builder_find(const struct dp_route_builder *b, uint32_t stream_id)
 {
-	for (uint32_t i = 0; i < b->t.stream_count; i++)
-		if (b->t.streams[i].stream_id == stream_id)
+	for (uint32_t i = 0; i < b->stream_count; i++)
+		if (b->streams[i].stream_id == stream_id)
 			return (int32_t)i;
 	return -1;
 }
@@ -132,13 +126,13 @@ dp_route_add_stream(struct dp_route_builder *builder, const char *name, uint32_t
 		return -EINVAL;
 	if (dp_route_builder_find(builder, stream_id) >= 0)
 		return -EEXIST;
-	for (uint32_t i = 0; i < builder->t.stream_count; i++)
-		if (builder->t.streams[i].name_size == size &&
-		    memcmp(builder->t.streams[i].name, name, size) == 0)
+	for (uint32_t i = 0; i < builder->stream_count; i++)
+		if (builder->streams[i].name_size == size &&
+		    memcmp(builder->streams[i].name, name, size) == 0)
 			return -EEXIST;
-	if (builder->t.stream_count == builder->streams_max)
+	if (builder->stream_count == builder->streams_max)
 		return -ENOSPC;
-	s = &builder->t.streams[builder->t.stream_count++];
+	s = &builder->streams[builder->stream_count++];
 	memcpy(s->name, name, size);
 	s->name_size = (uint32_t)size;
 	s->stream_id = stream_id;
@@ -155,9 +149,9 @@ dp_route_add_range(struct dp_route_builder *builder, uint32_t stream_id, hashkey
 		return -ENOENT;
 	if (start > end)
 		return -EINVAL;
-	if (builder->t.range_count == builder->ranges_max)
+	if (builder->range_count == builder->ranges_max)
 		return -ENOSPC;
-	r = &builder->t.ranges[builder->t.range_count++];
+	r = &builder->ranges[builder->range_count++];
 	r->start = start;
 	r->end = end;
 	r->shard_id = shard_id;
@@ -198,84 +192,105 @@ dp_route_range_cmp(const void *a, const void *b)
 	return 0;
 }
 
-static void
-dp_route_buckets_fill(struct dp_route_stream *st, const struct dp_route_range *ranges)
+/* The first range of the sorted builder whose stream id is at or above `stream_id`. */
+static uint32_t
+dp_route_lower_bound(const struct dp_route_builder *b, uint32_t stream_id)
 {
-	uint32_t last = 0;
+	uint32_t low = 0;
+	uint32_t high = b->range_count;
 
-	for (uint32_t b = 0; b <= DP_ROUTE_BUCKETS; b++) {
-		hashkey_t low = b == DP_ROUTE_BUCKETS ? HASHKEY_MAX : (hashkey_t)b << 120;
+	while (low < high) {
+		uint32_t mid = low + (high - low) / 2;
 
-		while (last + 1 < st->range_count && ranges[last + 1].start <= low)
-			last++;
-		st->bucket[b] = last;
+		if (b->ranges[mid].stream_id < stream_id)
+			low = mid + 1;
+		else
+			high = mid;
 	}
+	return low;
 }
 
-/* Sorts, links each stream to its run of ranges and refuses overlaps. */
-static int
-dp_route_table_index(struct dp_route_table *t)
+/* A stream's run of ranges in the builder's sorted array: first, count. */
+static void
+dp_route_stream_run(const struct dp_route_builder *b, uint32_t stream_id,
+		    uint32_t *first_out, uint32_t *count_out)
 {
-	qsort(t->streams, t->stream_count, sizeof(*t->streams), dp_route_stream_cmp);
-	qsort(t->ranges, t->range_count, sizeof(*t->ranges), dp_route_range_cmp);
-	for (uint32_t r = 0; r < t->range_count; r++) {
-		if (r > 0 && t->ranges[r - 1].stream_id == t->ranges[r].stream_id &&
-		    t->ranges[r - 1].end >= t->ranges[r].start)
-			return -EINVAL;
-	}
+	*first_out = dp_route_lower_bound(b, stream_id);
+	*count_out = stream_id == UINT32_MAX ? b->range_count - *first_out :
+		     dp_route_lower_bound(b, stream_id + 1) - *first_out;
+}
+
+/* A stream's shard ids, rounded up so that the next stream's index stays 16-byte aligned. */
+static size_t
+dp_route_ids_size(uint32_t count)
+{
+	return RTE_ALIGN_CEIL((size_t)count * sizeof(uint64_t), 16);
+}
+
+/* Lays each stream's index out after the streams and fills it; -EINVAL on an overlap. */
+static int
+dp_route_table_index(struct dp_route_table *t, const struct dp_route_builder *b, uint8_t *at)
+{
 	for (uint32_t s = 0; s < t->stream_count; s++) {
 		struct dp_route_stream *st = &t->streams[s];
+		uint32_t first;
+		uint32_t count;
+		struct keyrange *ranges;
 
-		st->range_first = 0;
-		st->range_count = 0;
-		for (uint32_t r = 0; r < t->range_count; r++) {
-			if (t->ranges[r].stream_id != st->stream_id)
-				continue;
-			if (st->range_count == 0)
-				st->range_first = r;
-			st->range_count++;
+		dp_route_stream_run(b, st->stream_id, &first, &count);
+		ranges = keyrange_index_place(&st->index, at, count);
+		at += keyrange_index_size(count);
+		st->shard_ids = (uint64_t *)at;
+		at += dp_route_ids_size(count);
+		for (uint32_t i = 0; i < count; i++) {
+			ranges[i] = (struct keyrange){ b->ranges[first + i].start,
+						       b->ranges[first + i].end };
+			st->shard_ids[i] = b->ranges[first + i].shard_id;
 		}
-		st->bucket = t->buckets + (size_t)s * (DP_ROUTE_BUCKETS + 1);
-		dp_route_buckets_fill(st, &t->ranges[st->range_first]);
+		if (keyrange_index_seal(&st->index) != 0)
+			return -EINVAL;
 	}
 	return 0;
 }
 
+/* The builder is sorted here (streams by name, ranges by stream then start). */
 static struct dp_route_table *
-dp_route_table_build(const struct dp_route_builder *b, int *rc_out)
+dp_route_table_build(struct dp_route_builder *b, int *rc_out)
 {
-	size_t streams_size = (size_t)b->t.stream_count * sizeof(struct dp_route_stream);
-	size_t ranges_size = (size_t)b->t.range_count * sizeof(struct dp_route_range);
-	size_t buckets_size = (size_t)b->t.stream_count * (DP_ROUTE_BUCKETS + 1) * sizeof(uint32_t);
-	size_t hi_size = (size_t)b->t.range_count * sizeof(uint64_t);
-	struct dp_route_table *t = calloc(1, sizeof(*t) + streams_size + ranges_size + hi_size +
-					     buckets_size + 16);
+	size_t streams_size = RTE_ALIGN_CEIL((size_t)b->stream_count * sizeof(*b->streams), 16);
+	size_t size = RTE_ALIGN_CEIL(sizeof(struct dp_route_table), 16) + streams_size;
+	struct dp_route_table *t;
 
+	qsort(b->streams, b->stream_count, sizeof(*b->streams), dp_route_stream_cmp);
+	qsort(b->ranges, b->range_count, sizeof(*b->ranges), dp_route_range_cmp);
+	/* Every range belongs to an added stream (dp_route_add_range checked). */
+	for (uint32_t s = 0; s < b->stream_count; s++) {
+		uint32_t first;
+		uint32_t count;
+
+		dp_route_stream_run(b, b->streams[s].stream_id, &first, &count);
+		size += keyrange_index_size(count) + dp_route_ids_size(count);
+	}
+	t = aligned_alloc(16, RTE_ALIGN_CEIL(size, 16));
 	if (t == NULL) {
 		*rc_out = -ENOMEM;
 		return NULL;
 	}
-	t->ranges = (struct dp_route_range *)RTE_ALIGN_CEIL((uintptr_t)(t + 1), 16);
-	t->streams = (struct dp_route_stream *)((uint8_t *)t->ranges + ranges_size);
-	t->start_hi = (uint64_t *)RTE_ALIGN_CEIL((uintptr_t)((uint8_t *)t->streams + streams_size),
-						 8);
-	t->buckets = (uint32_t *)(t->start_hi + b->t.range_count);
-	t->stream_count = b->t.stream_count;
-	t->range_count = b->t.range_count;
-	memcpy(t->streams, b->t.streams, streams_size);
-	memcpy(t->ranges, b->t.ranges, ranges_size);
-	*rc_out = dp_route_table_index(t);
+	memset(t, 0, size);
+	t->streams = (struct dp_route_stream *)((uint8_t *)t +
+						RTE_ALIGN_CEIL(sizeof(*t), 16));
+	t->stream_count = b->stream_count;
+	memcpy(t->streams, b->streams, (size_t)b->stream_count * sizeof(*b->streams));
+	*rc_out = dp_route_table_index(t, b, (uint8_t *)t->streams + streams_size);
 	if (*rc_out != 0) {
 		free(t);
 		return NULL;
 	}
-	for (uint32_t r = 0; r < t->range_count; r++)
-		t->start_hi[r] = (uint64_t)(t->ranges[r].start >> 64);
 	return t;
 }
 
 int
-dp_route_publish(struct dp *dp, const struct dp_route_builder *builder)
+dp_route_publish(struct dp *dp, struct dp_route_builder *builder)
 {
 	struct dp_route_table *old;
 	int rc;
@@ -343,64 +358,28 @@ dp_route_stream_id(const struct dp_route_table *table, int32_t stream_index)
 	return table->streams[stream_index].stream_id;
 }
 
-/* Index (in the table) of the range owning `key` in the stream, or -1. */
-static int64_t
-dp_route_find_range(const struct dp_route_table *table, int32_t stream_index, hashkey_t key)
-{
-	const struct dp_route_stream *s;
-	const struct dp_route_range *ranges;
-	const uint64_t *start_hi;
-	uint64_t key_hi = (uint64_t)(key >> 64);
-	uint32_t low;
-	uint32_t high;
-
-	assert(stream_index >= 0 && (uint32_t)stream_index < table->stream_count);
-	s = &table->streams[stream_index];
-	if (s->range_count == 0)
-		return -1;
-	ranges = &table->ranges[s->range_first];
-	start_hi = &table->start_hi[s->range_first];
-	low = s->bucket[key >> 120];
-	high = s->bucket[(key >> 120) + 1];
-	if (ranges[low].start > key)
-		return -1; /* Below the stream's first range. */
-	/* The last range in low .. high whose start's top half is at or below key's ... */
-	while (low < high) {
-		uint32_t mid = low + (high - low + 1) / 2;
-
-		if (start_hi[mid] <= key_hi)
-			low = mid;
-		else
-			high = mid - 1;
-	}
-	/* ... then back over ranges sharing that top half but starting above key. */
-	while (ranges[low].start > key)
-		low--;
-	if (key > ranges[low].end)
-		return -1;
-	return (int64_t)s->range_first + low;
-}
-
 int
 dp_route_find_shard(const struct dp_route_table *table, int32_t stream_index, hashkey_t key,
 		    uint64_t *shard_id_out)
 {
-	int64_t range = dp_route_find_range(table, stream_index, key);
+	const struct dp_route_stream *s;
+	int64_t range;
 
+	assert(stream_index >= 0 && (uint32_t)stream_index < table->stream_count);
+	s = &table->streams[stream_index];
+	range = keyrange_find(&s->index, key);
 	if (range < 0)
 		return -ENOENT;
-	*shard_id_out = table->ranges[range].shard_id;
+	*shard_id_out = s->shard_ids[range];
 	return 0;
 }
 
 /* Whether the stream has shard `shard_id` open (a scan: only on the refusal path). */
 static bool
-dp_route_shard_open(const struct dp_route_table *table, int32_t stream_index, uint64_t shard_id)
+dp_route_shard_open(const struct dp_route_stream *s, uint64_t shard_id)
 {
-	const struct dp_route_stream *s = &table->streams[stream_index];
-
-	for (uint32_t i = 0; i < s->range_count; i++)
-		if (table->ranges[s->range_first + i].shard_id == shard_id)
+	for (uint32_t i = 0; i < s->index.count; i++)
+		if (s->shard_ids[i] == shard_id)
 			return true;
 	return false;
 }
@@ -410,16 +389,17 @@ dp_route_check_grouped(const struct dp_route_table *table, int32_t stream_index,
 		       uint32_t shard_index, const uint8_t *hash_keys, uint32_t count,
 		       uint64_t *shard_id_out, uint32_t *bad_index_out)
 {
-	uint64_t shard_id = LOG_SHARD_ID(table->streams[stream_index].stream_id, shard_index);
-	int64_t range = dp_route_find_range(table, stream_index, hashkey_from_be_bytes(hash_keys));
-	const struct dp_route_range *r;
+	const struct dp_route_stream *s = &table->streams[stream_index];
+	uint64_t shard_id = LOG_SHARD_ID(s->stream_id, shard_index);
+	int64_t range = keyrange_find(&s->index, hashkey_from_be_bytes(hash_keys));
+	const struct keyrange *r;
 
 	assert(count > 0);
 	*bad_index_out = 0;
-	if (range < 0 || table->ranges[range].shard_id != shard_id)
-		return dp_route_shard_open(table, stream_index, shard_id) ? -ERANGE : -ENOENT;
+	if (range < 0 || s->shard_ids[range] != shard_id)
+		return dp_route_shard_open(s, shard_id) ? -ERANGE : -ENOENT;
 	/* Ranges of open shards never change, so a compare per record is the whole check. */
-	r = &table->ranges[range];
+	r = &s->index.ranges[range];
 	for (uint32_t i = 1; i < count; i++) {
 		hashkey_t key = hashkey_from_be_bytes(hash_keys + (size_t)i * 16u);
 

@@ -212,7 +212,7 @@ Test(reshard_plan, routing_index_agrees_with_a_scan)
 				want = &s.shards[i];
 		cr_assert_eq(got, want, "TEST_SEED=%llu key %d", (unsigned long long)seed_base(), n);
 	}
-	free(s.open_index);
+	kinesis_stream_index_free(&s);
 	kinesis_reshard_free(&plan);
 }
 
@@ -658,10 +658,9 @@ Test(reshard, on_demand_autoscaling_splits_hot_and_merges_cold)
 
 /* ---- The dataplane's routes, as the actions see them ---------------------------------- */
 
-/* Stands in for route.c: counts what the actions ask of the dataplane's route thread. */
+/* Stands in for route.c: counts the cuts the closer thread asks of the dataplane. */
 struct routes_probe {
 	atomic_uint syncs;
-	atomic_uint changes;
 	atomic_bool inside;          /* A sync (the reshard's cut) is running. */
 };
 
@@ -679,31 +678,28 @@ probe_sync(void *ctx)
 	return 0;
 }
 
-static void
-probe_changed(void *ctx)
-{
-	atomic_fetch_add(&((struct routes_probe *)ctx)->changes, 1);
-}
-
 /*
  * The closer thread runs the cut with the routes set before it started; clearing them joins
  * it first, so no cut runs (or is still running) once the clear returned, and the routes'
  * owner may go. (Before, a global function pointer was cleared while the closer read it.)
+ * The route publisher learns of each change from metadata's watch, whoever made it.
  */
 Test(reshard, routes_sync_on_the_closer_and_clearing_joins_it)
 {
-	const struct kinesis_routes routes = {
-		.sync = probe_sync, .changed = probe_changed, .ctx = &probe,
-	};
+	const struct kinesis_routes routes = { .sync = probe_sync, .ctx = &probe };
+	struct metadata_watch *w;
 
+	cr_assert_eq(metadata_watch_open(kinesis_metadata(h.k), METADATA_CHANGES_ROUTING, &w), 0);
 	kinesis_routes_set(h.k, &routes);
 	call_ok("CreateStream", "{\"StreamName\":\"rt\",\"ShardCount\":2}");
-	cr_assert_eq(atomic_load(&probe.changes), 1, "a new stream is announced");
+	cr_assert_eq(metadata_watch_take(w), 1, "a new stream is announced");
 	call_ok("SplitShard", "{\"StreamName\":\"rt\",\"ShardToSplit\":\"shardId-000000000000\","
 		"\"NewStartingHashKey\":\"1000\"}");
-	cr_assert_eq(atomic_load(&probe.changes), 2, "a reshard is announced");
+	cr_assert_eq(metadata_watch_take(w), 2, "a reshard is announced");
 	settle();
 	cr_assert_eq(atomic_load(&probe.syncs), 1, "the cut ran before the parent's close");
+	cr_assert_eq(metadata_watch_take(w), 2, "the recorded close moves no route");
+	cr_assert_eq(metadata_changes(kinesis_metadata(h.k), METADATA_CHANGE_SHARD_CLOSED), 1);
 	call_ok("MergeShards", "{\"StreamName\":\"rt\",\"ShardToMerge\":\"shardId-000000000002\","
 		"\"AdjacentShardToMerge\":\"shardId-000000000003\"}");
 	kinesis_routes_set(h.k, NULL);
@@ -711,6 +707,9 @@ Test(reshard, routes_sync_on_the_closer_and_clearing_joins_it)
 	cr_assert_not(atomic_load(&probe.inside), "a cut still runs after the clear");
 	/* The closer took the merge's work before it saw the stop: its cut ran, to the end. */
 	cr_assert_eq(atomic_load(&probe.syncs), 2);
+	call_ok("AddTagsToStream", "{\"StreamName\":\"rt\",\"Tags\":{\"a\":\"b\"}}");
+	cr_assert_eq(metadata_watch_take(w), 3, "tags move no route");
 	call_ok("DeleteStream", "{\"StreamName\":\"rt\"}");
-	cr_assert_eq(atomic_load(&probe.changes), 3, "cleared routes are told nothing");
+	cr_assert_geq(metadata_watch_take(w), 4, "a deletion is announced without routes set");
+	metadata_watch_close(w);
 }

@@ -262,6 +262,20 @@ def check_dataplane(tmp):
                   "worker %s polls did not move: %s" % (w, [l for l in text.splitlines()
                                                             if "polls_total{" in l]))
         check(value(second, "sluice_ready", part="dataplane") == 1, "dataplane ready gauge")
+        # The route publisher reads metadata at start, then only when a change is published.
+        check(value(second, "sluice_route_reads_total", cause="start") == 1, "route start read")
+        check(value(second, "sluice_route_reads_total", cause="event") == 0,
+              "route reads with no change: %s" % [l for l in text.splitlines()
+                                                  if "route_" in l])
+        srv.client().create_stream(StreamName="ops-route", ShardCount=2)
+        for _ in range(DEADLINE_S * 10):
+            after = samples(srv.get("/metrics")[1])
+            if value(after, "sluice_route_publishes_total") == 2:
+                break
+            time.sleep(0.1)
+        check(value(after, "sluice_route_reads_total", cause="event") == 1 and
+              value(after, "sluice_route_publishes_total") == 2,
+              "CreateStream: one event read, one table published")
     finally:
         srv.stop()
 
