@@ -10,7 +10,11 @@ swapped and the values that differ between any two calls masked (sequence number
 iterators, timestamps). Errors too: status, x-amzn-ErrorType, __type and message.
 Then what only CBOR has: bad CBOR, a byte string where a string belongs, chunked text,
 unsigned and wrongly signed CBOR requests, an unknown operation: each answered in CBOR;
-and one signed CBOR request over h2c (nghttp).
+and one signed CBOR request over h2c (nghttp). SubscribeToShard in CBOR, signed, through
+curl over HTTP/1.1 (chunked) and h2c at once while PutRecords run, ended by a SplitShard:
+the EventStream decoded here (prelude, both CRCs), every event's :content-type and payload
+CBOR (Data a byte string, timestamps tag 1), every acknowledged record once, in order, byte
+for byte, then ChildShards; its errors (unknown shard or consumer, bad position) in CBOR.
 
   usage: test_kinesis_cbor.py SLUICED
 
@@ -25,10 +29,12 @@ import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import cbor2
 import cbor2.decoder
@@ -364,6 +370,159 @@ def h2c(api, srv):
           "h2c CBOR answer: %r" % answer)
 
 
+# -- SubscribeToShard in CBOR: the events' payloads are CBOR (the Java SDK v2's default).
+
+ES_TYPES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}  # fixed-size header values
+
+
+def eventstream_messages(data):
+    """(headers, payload) of each EventStream message in data, both CRCs checked."""
+    out = []
+    at = 0
+    while at < len(data):
+        check(len(data) - at >= 16, "a truncated EventStream prelude at %d" % at)
+        total, head_size, prelude_crc = struct.unpack(">III", data[at:at + 12])
+        check(zlib.crc32(data[at:at + 8]) == prelude_crc, "prelude CRC at %d" % at)
+        check(16 + head_size <= total and at + total <= len(data),
+              "EventStream lengths at %d: %d, %d of %d" % (at, total, head_size, len(data) - at))
+        msg = data[at:at + total]
+        check(zlib.crc32(msg[:-4]) == struct.unpack(">I", msg[-4:])[0],
+              "message CRC at %d" % at)
+        headers = {}
+        h = 12
+        while h < 12 + head_size:
+            n = msg[h]
+            name = msg[h + 1:h + 1 + n].decode()
+            kind = msg[h + 1 + n]
+            h += 2 + n
+            if kind in (6, 7):  # byte array, string: 2-byte length
+                size = struct.unpack(">H", msg[h:h + 2])[0]
+                value = msg[h + 2:h + 2 + size]
+                headers[name] = value.decode() if kind == 7 else value
+                h += 2 + size
+            else:
+                check(kind in ES_TYPES, "EventStream header type %d" % kind)
+                h += ES_TYPES[kind]
+        out.append((headers, msg[12 + head_size:-4]))
+        at += total
+    return out
+
+
+def subscribe_curl(api, srv, arn, http, body_path):
+    """A signed CBOR SubscribeToShard through curl (HTTP/1.1 chunked or h2c): its Popen."""
+    body = java_cbor({"ConsumerARN": arn, "ShardId": "shardId-000000000000",
+                      "StartingPosition": {"Type": "TRIM_HORIZON"}})
+    headers = {"Content-Type": CBOR, "X-Amz-Target": "Kinesis_20131202.SubscribeToShard"}
+    req = AWSRequest(method="POST", url=srv.url + "/", data=body, headers=headers)
+    SigV4Auth(api.creds, "kinesis", "us-east-1").add_auth(req)
+    args = ["curl", "-sS", "-N", "--max-time", "120", "-D", "/dev/stderr",
+            "--http2-prior-knowledge" if http == "h2c" else "--http1.1"]
+    for name, value in req.headers.items():
+        if name.lower() != "host":
+            args += ["-H", "%s: %s" % (name, value)]
+    with open(body_path, "wb") as f:
+        f.write(body)
+    return subprocess.Popen(args + ["--data-binary", "@" + body_path, srv.url + "/"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def subscription_records(what, proc):
+    """The records of a subscription that ends by itself (ChildShards), its events checked."""
+    try:
+        out, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    check(proc.returncode == 0, "%s: curl %d: %r" % (what, proc.returncode, err[-500:]))
+    check(b"application/vnd.amazon.eventstream" in err, "%s: head %r" % (what, err[:300]))
+    messages = eventstream_messages(out)
+    check(messages and messages[0][0].get(":event-type") == "initial-response",
+          "%s: no initial-response first" % what)
+    records = []
+    children = None
+    for headers, payload in messages:
+        check(headers.get(":message-type") == "event" and headers.get(":content-type") == CBOR,
+              "%s: event headers %r" % (what, headers))
+        event = cbor_answer(payload)
+        if headers[":event-type"] == "initial-response":
+            check(event == {}, "%s: initial-response %r" % (what, event))
+            continue
+        check(headers[":event-type"] == "SubscribeToShardEvent", "%s: %r" % (what, headers))
+        check(children is None, "%s: an event after ChildShards" % what)
+        check(isinstance(event["MillisBehindLatest"], int) and
+              isinstance(event["ContinuationSequenceNumber"], str), "%s: %r" % (what, event))
+        for r in event["Records"]:
+            check(isinstance(r["Data"], bytes) and isinstance(r["ApproximateArrivalTimestamp"],
+                                                                Ts),
+                  "%s: a record's Data or timestamp not CBOR-typed: %r" % (what, r))
+        records += [(r["SequenceNumber"], r["Data"]) for r in event["Records"]]
+        if event.get("ChildShards"):
+            children = sorted(c["ShardId"] for c in event["ChildShards"])
+    check(children == ["shardId-000000000001", "shardId-000000000002"],
+          "%s: ChildShards %r" % (what, children))
+    return records
+
+
+def cbor_put(api, name, first, count):
+    rng = random.Random(first)
+    recs = [{"Data": bytes([i % 256]) + bytes(rng.getrandbits(8) for _ in range(rng.randrange(
+        0, 300))), "PartitionKey": "p%d" % i} for i in range(first, first + count)]
+    status, _, body = api.cbor("PutRecords", {"StreamName": name, "Records": recs})
+    check(status == 200 and body["FailedRecordCount"] == 0, "PutRecords: %r" % body)
+    return [(r["SequenceNumber"], recs[i]["Data"]) for i, r in enumerate(body["Records"])]
+
+
+def subscribe_cbor(api, srv, tmp):
+    """CBOR subscriptions over HTTP/1.1 and h2c while records are put, ended by a split."""
+    name = "cbsub"
+    status, _, body = api.cbor("CreateStream", {"StreamName": name, "ShardCount": 1})
+    check(status == 200, "CreateStream: %r" % body)
+    arn = wait_active(api, name)["StreamARN"]
+    consumers = {}
+    for http in ("http1.1", "h2c"):
+        status, _, body = api.cbor("RegisterStreamConsumer", {"StreamARN": arn,
+                                                              "ConsumerName": http})
+        check(status == 200 and isinstance(body["Consumer"]["ConsumerCreationTimestamp"], Ts),
+              "RegisterStreamConsumer in CBOR: %r" % body)
+        consumers[http] = body["Consumer"]["ConsumerARN"]
+    for c in consumers.values():
+        deadline = time.time() + 60
+        while True:
+            status, _, body = api.cbor("DescribeStreamConsumer", {"ConsumerARN": c})
+            check(status == 200 and time.time() < deadline, "consumer %s: %r" % (c, body))
+            if body["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE":
+                break
+            time.sleep(0.05)
+    # Errors before the stream starts are CBOR answers like any other.
+    expect_cbor_error("unknown shard", api.cbor("SubscribeToShard", {
+        "ConsumerARN": consumers["h2c"], "ShardId": "shardId-000000000007",
+        "StartingPosition": {"Type": "LATEST"}}), 400, "ResourceNotFoundException",
+        "shardId-000000000007")
+    expect_cbor_error("unknown consumer", api.cbor("SubscribeToShard", {
+        "ConsumerARN": consumers["h2c"] + "0", "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "LATEST"}}), 400, "ResourceNotFoundException")
+    expect_cbor_error("bad position", api.cbor("SubscribeToShard", {
+        "ConsumerARN": consumers["h2c"], "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "SOMEWHERE"}}), 400, "ValidationException")
+    acked = cbor_put(api, name, 0, 200)
+    subs = {http: subscribe_curl(api, srv, c, http, os.path.join(tmp, http + ".cbor"))
+            for http, c in consumers.items()}
+    for first in range(200, 600, 100):  # while both read
+        acked += cbor_put(api, name, first, 100)
+    status, _, body = api.cbor("SplitShard", {"StreamName": name,
+                                              "ShardToSplit": "shardId-000000000000",
+                                              "NewStartingHashKey": str(2 ** 127)})
+    check(status == 200, "SplitShard: %r" % body)
+    for http, proc in subs.items():
+        got = subscription_records(http, proc)
+        check(got == acked, "%s: %d records received, %d acknowledged; first difference at %s" % (
+            http, len(got), len(acked), next((i for i, (a, b) in enumerate(zip(got, acked))
+                                              if a != b), None)))
+    print("SubscribeToShard in CBOR: %d records each over HTTP/1.1 and h2c, once, in order, "
+          "byte for byte" % len(acked))
+
+
 def main():
     data_dir = tempfile.mkdtemp(prefix="cbor-itest-")
     srv = Sluiced(sys.argv[1], data_dir)
@@ -374,6 +533,7 @@ def main():
         streams_and_shards(api)
         cbor_only(api, srv)
         h2c(api, srv)
+        subscribe_cbor(api, srv, data_dir)
         action_errors(api)
         srv.stop()
         print("PASS in %.1fs" % (time.time() - t0))
