@@ -302,6 +302,28 @@ kinesis_out_consumer(struct kinesis *k, struct api_out *out, const struct kinesi
 	api_out_printf(out, "}");
 }
 
+/* RegisterStreamConsumer's Tags into `tags`; false after answering (too many, characters). */
+static bool
+kinesis_consumer_tags(struct kinesis_req *r, const struct kinesis_stream *s,
+		      struct metadata_tag *tags, size_t *count)
+{
+	const struct kv_value *in = &r->v[REGISTER_CONSUMER_TAGS];
+	const struct kv_value *name = &r->v[REGISTER_CONSUMER_CONSUMER_NAME];
+	bool ok = true;
+
+	*count = 0;
+	if (in->json == NULL)
+		return true;
+	if (in->size > KINESIS_TAGS_PER_STREAM_MAX) {
+		kinesis_tags_too_many(r->k, r->call, name->string, s->name);
+		return false;
+	}
+	*count = kinesis_tags_collect(in->json, tags, KINESIS_TAGS_PER_STREAM_MAX, &ok);
+	if (!ok)
+		kinesis_tags_invalid(r->call);
+	return ok;
+}
+
 void
 kinesis_register_consumer(struct kinesis_req *r)
 {
@@ -309,13 +331,15 @@ kinesis_register_consumer(struct kinesis_req *r)
 	const struct kv_value *name = &r->v[REGISTER_CONSUMER_CONSUMER_NAME];
 	const struct kv_value none = { 0 };
 	uint64_t now_ms = kinesis_now_ms(r->req);
+	struct metadata_tag tags[KINESIS_TAGS_PER_STREAM_MAX];
+	size_t tag_count;
 	struct kinesis_stream *s;
 	struct kinesis_consumer *c;
 	int rc;
 
 	kinesis_consumers_expire(k, now_ms);
 	s = kinesis_stream_resolve(k, r->call, &none, &r->v[REGISTER_CONSUMER_STREAM_ARN]);
-	if (s == NULL)
+	if (s == NULL || !kinesis_consumer_tags(r, s, tags, &tag_count))
 		return;
 	if (kinesis_consumer_find(k, s->stream_id, name->string, name->size) != NULL) {
 		kinesis_error(r->call, "ResourceInUseException", "Consumer %s under stream %s "
@@ -329,7 +353,8 @@ kinesis_register_consumer(struct kinesis_req *r)
 			      s->name, k->config.account_id);
 		return;
 	}
-	rc = metadata_consumer_add(k->md, s->stream_id, name->string, name->size, now_ms);
+	rc = metadata_consumer_add(k->md, s->stream_id, name->string, name->size, now_ms, tags,
+				   tag_count);
 	c = rc == 0 ? kinesis_consumer_add(k, s->stream_id, name->string, name->size, now_ms) :
 		      NULL;
 	if (c == NULL) {

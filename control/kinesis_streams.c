@@ -411,17 +411,12 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 		bool ok;
 
 		if (tags_in->size > KINESIS_TAGS_PER_STREAM_MAX) {
-			kinesis_error(call, "InvalidArgumentException", "Failed to add tags to stream "
-				      "%s under account %s because a given stream cannot have more "
-				      "than %u tags.", name->string, k->config.account_id,
-				      KINESIS_TAGS_PER_STREAM_MAX);
+			kinesis_tags_too_many(k, call, "", name->string);
 			return;
 		}
 		tag_count = kinesis_tags_collect(tags_in->json, tags, ARRAY_SIZE(tags), &ok);
 		if (!ok) {
-			kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid "
-				      "characters. Valid characters: Unicode letters, digits, white "
-				      "space, _ . / = + - %% @.");
+			kinesis_tags_invalid(call);
 			return;
 		}
 	}
