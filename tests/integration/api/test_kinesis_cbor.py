@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """
-CBOR (application/x-amz-cbor-1.1) end to end: every operation sluiced serves, with the
+CBOR (application/x-amz-cbor-1.1) end to end: every operation of the model (all 39), with the
 bodies the AWS Java SDK writes (Jackson's CBORGenerator: indefinite maps and arrays,
 blobs as byte strings, timestamps as tag 1 over epoch milliseconds), signed with
 botocore's SigV4 signer ([auth] mode sigv4). Each operation runs twice, on twin
@@ -265,6 +265,63 @@ def streams_and_shards(api):
         "StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/" + s,
         "StreamModeDetails": {"StreamMode": "ON_DEMAND"}})
     wait_both(api)
+
+
+def stream_arn(name):
+    return "arn:aws:kinesis:us-east-1:000000000000:stream/" + name
+
+
+def newer_operations(api):
+    """The operations added since CBOR came (the model's other 15), each in both protocols."""
+    twin(api, "EnableEnhancedMonitoring", lambda s: {"StreamName": s,
+                                                     "ShardLevelMetrics": ["IncomingBytes"]})
+    twin(api, "DisableEnhancedMonitoring", lambda s: {"StreamName": s,
+                                                      "ShardLevelMetrics": ["ALL"]})
+    twin(api, "TagResource", lambda s: {"ResourceARN": stream_arn(s), "Tags": {"a": "1"}})
+    twin(api, "UntagResource", lambda s: {"ResourceARN": stream_arn(s), "TagKeys": ["team"]})
+    c, _ = twin(api, "ListTagsForResource", lambda s: {"ResourceARN": stream_arn(s)})
+    check(c["Tags"] == [{"Key": "a", "Value": "1"}], "ListTagsForResource in CBOR: %r" % c)
+    twin(api, "TagResource", lambda s: {"ResourceARN": stream_arn(s), "Tags": {"a;": "1"}},
+         expect=400)
+    # The default log batch holds 1 MiB records: larger is refused, naming batch_size_kb.
+    twin(api, "UpdateMaxRecordSize", lambda s: {"StreamARN": stream_arn(s),
+                                                "MaxRecordSizeInKiB": 2048}, expect=400)
+    twin(api, "UpdateStreamWarmThroughput", lambda s: {"StreamName": s,
+                                                       "WarmThroughputMiBps": 10}, expect=400)
+    twin(api, "DescribeAccountSettings", lambda s: {}, swap=False)
+    twin(api, "UpdateAccountSettings", lambda s: {
+        "MinimumThroughputBillingCommitment": {"Status": "ENABLED"}}, swap=False)
+    c, _ = twin(api, "DescribeAccountSettings", lambda s: {}, swap=False)
+    commitment = c["MinimumThroughputBillingCommitment"]
+    check(isinstance(commitment["StartedAt"], Ts) and
+          isinstance(commitment["EarliestAllowedEndAt"], Ts) and
+          commitment["EarliestAllowedEndAt"].ms - commitment["StartedAt"].ms == 86400000,
+          "the billing commitment's times in CBOR: tag 1 over ms: %r" % commitment)
+    twin(api, "UpdateStreamWarmThroughput", lambda s: {"StreamName": s,
+                                                       "WarmThroughputMiBps": 10})
+    policy = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":'
+              '"arn:aws:iam::111122223333:root"},"Action":"kinesis:GetRecords","Resource":"%s"}]}')
+    twin(api, "PutResourcePolicy", lambda s: {"ResourceARN": stream_arn(s),
+                                              "Policy": policy % stream_arn(s)})
+    twin(api, "GetResourcePolicy", lambda s: {"ResourceARN": stream_arn(s)})
+    twin(api, "DeleteResourcePolicy", lambda s: {"ResourceARN": stream_arn(s)})
+    twin(api, "DeleteResourcePolicy", lambda s: {"ResourceARN": stream_arn(s)}, expect=400)
+    # No keyring is configured: the key is not found, in CBOR as in JSON.
+    twin(api, "StartStreamEncryption", lambda s: {"StreamName": s, "EncryptionType": "KMS",
+                                                  "KeyId": "alias/aws/kinesis"}, expect=400)
+    twin(api, "StopStreamEncryption", lambda s: {"StreamName": s, "EncryptionType": "KMS",
+                                                 "KeyId": "alias/aws/kinesis"}, expect=None)
+    # Consumers: their ARNs end in their creation second, which may differ between twins.
+    c, j = twin(api, "RegisterStreamConsumer", lambda s: {
+        "StreamARN": stream_arn(s), "ConsumerName": "twin", "Tags": {"k": "v"}},
+        mask_numbers=True)
+    arns = {"cbtwin": c["Consumer"]["ConsumerARN"], "jstwin": j["Consumer"]["ConsumerARN"]}
+    twin(api, "DescribeStreamConsumer", lambda s: {"ConsumerARN": arns[s]}, mask_numbers=True)
+    c, _ = twin(api, "ListTagsForResource", lambda s: {"ResourceARN": arns[s]})
+    check(c["Tags"] == [{"Key": "k", "Value": "v"}], "a consumer's tags in CBOR: %r" % c)
+    twin(api, "DeregisterStreamConsumer", lambda s: {"ConsumerARN": arns[s]})
+    twin(api, "DeregisterStreamConsumer", lambda s: {"ConsumerARN": arns[s] + "9"},
+         expect=400, mask_numbers=True)
 
 
 def action_errors(api):
@@ -533,6 +590,7 @@ def main():
         streams_and_shards(api)
         cbor_only(api, srv)
         h2c(api, srv)
+        newer_operations(api)
         subscribe_cbor(api, srv, data_dir)
         action_errors(api)
         srv.stop()
