@@ -320,6 +320,7 @@ kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct m
 		.incarnation = s->incarnation, .name = s->name, .mode = s->mode,
 		.retention_hours = s->retention_hours, .created_ms = s->created_ms,
 		.shard_count = s->shard_count, .max_record_kib = s->max_record_kib,
+		.warm_mibps = s->warm_mibps,
 	};
 	int rc;
 
@@ -398,6 +399,7 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 	const struct kv_value *name = &r->v[CREATE_STREAM_STREAM_NAME];
 	const struct kv_value *details = &r->v[CREATE_STREAM_STREAM_MODE_DETAILS];
 	const struct kv_value *tags_in = &r->v[CREATE_STREAM_TAGS];
+	const struct kv_value *warm = &r->v[CREATE_STREAM_WARM_THROUGHPUT_MIBPS];
 	struct metadata_tag tags[KINESIS_TAGS_PER_STREAM_MAX];
 	size_t tag_count = 0;
 	enum metadata_mode mode = details->json != NULL ? kinesis_mode_parse(details->json) :
@@ -424,10 +426,15 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 	    !kinesis_record_size_admit(k, call,
 				       (uint32_t)r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].number))
 		return;
+	if (warm->json != NULL && !kinesis_warm_admit(r, "WarmThroughputMiBps", name->string, mode,
+						      (uint32_t)warm->number))
+		return;
 	s = kinesis_stream_slot(k);
 	rc = kinesis_stream_build(k, s, name, count, mode, kinesis_now_ms(r->req));
 	if (rc == 0 && r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].json != NULL)
 		s->max_record_kib = (uint32_t)r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].number;
+	if (rc == 0 && warm->json != NULL)
+		s->warm_mibps = (uint32_t)warm->number;
 	if (rc == 0)
 		rc = kinesis_stream_store(k, s, tags, tag_count);
 	if (rc == 0)

@@ -476,6 +476,10 @@ metadata_insert_stream(struct metadata *md, const struct metadata_stream *s)
 		rc = metadata_run3(md, "INSERT INTO stream_settings(stream_id, shard_metrics,"
 				   " max_record_kib) VALUES(?, ?, ?)", s->stream_id, s->shard_metrics,
 				   s->max_record_kib);
+	/* CreateStream's WarmThroughputMiBps (run3 binds three values: a second statement). */
+	if (rc == 0 && s->warm_mibps != 0)
+		rc = metadata_run3(md, "UPDATE stream_settings SET warm_mibps = ? WHERE"
+				   " stream_id = ?", s->warm_mibps, s->stream_id, 0);
 	return rc;
 }
 

@@ -409,7 +409,22 @@ def warm_throughput(kc, name, od, od_arn):
     # No commitment yet, then a provisioned stream: both refused.
     expect_error("ValidationException", kc.update_stream_warm_throughput, StreamARN=od_arn,
                  WarmThroughputMiBps=100)
+    on_demand = {"StreamMode": "ON_DEMAND"}
+    expect_error("ValidationException", kc.create_stream, StreamName="warm-od",
+                 StreamModeDetails=on_demand, WarmThroughputMiBps=50)
     account_settings_started = account_settings(kc)
+    # CreateStream's WarmThroughputMiBps: the same rules, then kept from the start.
+    msg = expect_error("ValidationException", kc.create_stream, StreamName="warm-pr",
+                       ShardCount=1, WarmThroughputMiBps=50)
+    check("PROVISIONED capacity mode" in msg, msg)
+    expect_error("LimitExceededException", kc.create_stream, StreamName="warm-od",
+                 StreamModeDetails=on_demand, WarmThroughputMiBps=10241)
+    check(not {"warm-od", "warm-pr"} & set(kc.list_streams()["StreamNames"]),
+          "a refused CreateStream made a stream")
+    kc.create_stream(StreamName="warm-od", StreamModeDetails=on_demand, WarmThroughputMiBps=50)
+    base.wait_active(kc, "warm-od")
+    check(summary(kc, "warm-od")["WarmThroughput"] == {"TargetMiBps": 50, "CurrentMiBps": 50},
+          "CreateStream's warm throughput: %r" % summary(kc, "warm-od"))
     expect_error("ValidationException", kc.update_stream_warm_throughput, StreamName=name,
                  WarmThroughputMiBps=100)
     got = kc.update_stream_warm_throughput(StreamARN=od_arn, WarmThroughputMiBps=100)
@@ -435,6 +450,8 @@ def after_restart(kc, name, od, metrics, started, carn):
     check(kc.list_tags_for_resource(ResourceARN=s["StreamARN"])["Tags"] ==
           [{"Key": "env", "Value": "test"}], "tags after restart")
     check(summary(kc, od)["WarmThroughput"]["TargetMiBps"] == 100, "warm after restart")
+    check(summary(kc, "warm-od")["WarmThroughput"]["TargetMiBps"] == 50,
+          "CreateStream's warm throughput after restart")
     check(summary(kc, "big")["MaxRecordSizeInKiB"] == 2048, "created setting after restart")
     got = kc.describe_account_settings()["MinimumThroughputBillingCommitment"]
     check(got["Status"] == "ENABLED" and got["StartedAt"].timestamp() == started,
