@@ -14,7 +14,8 @@ and one signed CBOR request over h2c (nghttp). SubscribeToShard in CBOR, signed,
 curl over HTTP/1.1 (chunked) and h2c at once while PutRecords run, ended by a SplitShard:
 the EventStream decoded here (prelude, both CRCs), every event's :content-type and payload
 CBOR (Data a byte string, timestamps tag 1), every acknowledged record once, in order, byte
-for byte, then ChildShards; its errors (unknown shard or consumer, bad position) in CBOR.
+for byte, then ChildShards; AT_TIMESTAMP with a tag-1 Timestamp; its errors (unknown shard
+or consumer, bad position) in CBOR.
 
   usage: test_kinesis_cbor.py SLUICED
 
@@ -465,10 +466,10 @@ def eventstream_messages(data):
     return out
 
 
-def subscribe_curl(api, srv, arn, http, body_path):
+def subscribe_curl(api, srv, arn, http, body_path, position=None):
     """A signed CBOR SubscribeToShard through curl (HTTP/1.1 chunked or h2c): its Popen."""
     body = java_cbor({"ConsumerARN": arn, "ShardId": "shardId-000000000000",
-                      "StartingPosition": {"Type": "TRIM_HORIZON"}})
+                      "StartingPosition": position or {"Type": "TRIM_HORIZON"}})
     headers = {"Content-Type": CBOR, "X-Amz-Target": "Kinesis_20131202.SubscribeToShard"}
     req = AWSRequest(method="POST", url=srv.url + "/", data=body, headers=headers)
     SigV4Auth(api.creds, "kinesis", "us-east-1").add_auth(req)
@@ -483,8 +484,11 @@ def subscribe_curl(api, srv, arn, http, body_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def subscription_records(what, proc):
-    """The records of a subscription that ends by itself (ChildShards), its events checked."""
+def subscription_records(what, proc, arrivals=None):
+    """
+    The (sequence number, data) of a subscription that ends by itself (ChildShards), its
+    events checked; their arrival times (ms) appended to `arrivals` if given.
+    """
     try:
         out, err = proc.communicate(timeout=150)
     finally:
@@ -514,6 +518,8 @@ def subscription_records(what, proc):
                                                                 Ts),
                   "%s: a record's Data or timestamp not CBOR-typed: %r" % (what, r))
         records += [(r["SequenceNumber"], r["Data"]) for r in event["Records"]]
+        if arrivals is not None:
+            arrivals += [r["ApproximateArrivalTimestamp"].ms for r in event["Records"]]
         if event.get("ChildShards"):
             children = sorted(c["ShardId"] for c in event["ChildShards"])
     check(children == ["shardId-000000000001", "shardId-000000000002"],
@@ -571,11 +577,30 @@ def subscribe_cbor(api, srv, tmp):
                                               "ShardToSplit": "shardId-000000000000",
                                               "NewStartingHashKey": str(2 ** 127)})
     check(status == 200, "SplitShard: %r" % body)
+    arrivals = []
     for http, proc in subs.items():
-        got = subscription_records(http, proc)
+        got = subscription_records(http, proc, arrivals if http == "h2c" else None)
         check(got == acked, "%s: %d records received, %d acknowledged; first difference at %s" % (
             http, len(got), len(acked), next((i for i, (a, b) in enumerate(zip(got, acked))
                                               if a != b), None)))
+    # AT_TIMESTAMP with the Timestamp as the Java SDK sends it (tag 1 + ms): from the first
+    # record that arrived at or after it, to the parent's end.
+    at = arrivals[len(arrivals) // 2]
+    want = [r for r, ms in zip(acked, arrivals) if ms >= at]
+    status, _, body = api.cbor("RegisterStreamConsumer", {"StreamARN": arn,
+                                                          "ConsumerName": "at-ts"})
+    check(status == 200, "RegisterStreamConsumer: %r" % body)
+    deadline = time.time() + 60
+    while api.cbor("DescribeStreamConsumer", {"ConsumerARN": body["Consumer"]["ConsumerARN"]})[
+            2]["ConsumerDescription"]["ConsumerStatus"] != "ACTIVE":
+        check(time.time() < deadline, "consumer at-ts never ACTIVE")
+        time.sleep(0.05)
+    got = subscription_records("AT_TIMESTAMP", subscribe_curl(
+        api, srv, body["Consumer"]["ConsumerARN"], "h2c", os.path.join(tmp, "at.cbor"),
+        {"Type": "AT_TIMESTAMP", "Timestamp": Ts(at)}))
+    check(got == want and 0 < len(want) < len(acked),
+          "AT_TIMESTAMP %d: %d records, want the %d that arrived since" % (at, len(got),
+                                                                       len(want)))
     print("SubscribeToShard in CBOR: %d records each over HTTP/1.1 and h2c, once, in order, "
           "byte for byte" % len(acked))
 
