@@ -447,7 +447,8 @@ kinesis_list_consumers(struct kinesis_req *r)
 
 	kinesis_consumers_expire(k, now_ms);
 	s = kinesis_stream_resolve(k, r->call, &none, &r->v[LIST_CONSUMERS_STREAM_ARN]);
-	if (s == NULL)
+	if (s == NULL || !kinesis_stream_created_at(r, s,
+						    &r->v[LIST_CONSUMERS_STREAM_CREATION_TIMESTAMP]))
 		return;
 	if (token->json != NULL) {
 		if (sscanf(token->string, "%u.%u", &token_stream, &token_index) != 2 ||

@@ -310,6 +310,18 @@ kinesis_stream_build(struct kinesis *k, struct kinesis_stream *s, const struct k
 	return 0;
 }
 
+bool
+kinesis_stream_created_at(struct kinesis_req *r, const struct kinesis_stream *s,
+			  const struct kv_value *created)
+{
+	if (created->json == NULL ||
+	    (uint64_t)(created->seconds < 0 ? 0 : created->seconds) == s->created_ms / 1000)
+		return true;
+	kinesis_error(r->call, "ResourceNotFoundException", "Stream %s under account %s not "
+		      "found.", s->name, r->k->config.account_id);
+	return false;
+}
+
 /* SQLite first: the stream exists once its transaction commits. */
 static int
 kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct metadata_tag *tags,

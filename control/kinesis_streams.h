@@ -129,6 +129,13 @@ void kinesis_out_metrics(struct api_out *out, uint32_t metrics);
 /* ,"WarmThroughput":{...} of an on-demand stream. */
 void kinesis_out_warm(struct api_out *out, const struct kinesis_stream *s);
 /*
+ * A StreamCreationTimestamp member (ListShards, ListStreamConsumers) tells incarnations of
+ * one name apart: true when absent or `s`'s creation second; else ResourceNotFoundException
+ * answered (another incarnation is not found) and false.
+ */
+bool kinesis_stream_created_at(struct kinesis_req *r, const struct kinesis_stream *s,
+			       const struct kv_value *created);
+/*
  * A warm throughput of `mibps` for `stream` (operation `op`): ON_DEMAND streams of an
  * account with a billing commitment, up to KINESIS_WARM_MIBPS_MAX. False after answering.
  */

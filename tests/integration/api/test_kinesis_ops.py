@@ -168,6 +168,13 @@ def consumer_tags(kc, name, arn):
     got = kc.list_tags_for_resource(ResourceARN=carn)["Tags"]
     check(got == [{"Key": "cost centre", "Value": "42"}, {"Key": "tier", "Value": "silver"},
                   {"Key": "ünï", "Value": "@/=+-%_."}], "consumer tags: %r" % got)
+    # StreamCreationTimestamp names the incarnation, as in ListShards.
+    created = summary(kc, name)["StreamCreationTimestamp"]
+    listed = kc.list_stream_consumers(StreamARN=arn, StreamCreationTimestamp=created)
+    check([c["ConsumerARN"] for c in listed["Consumers"]] == [carn], "ListStreamConsumers: %r"
+          % listed["Consumers"])
+    expect_error("ResourceNotFoundException", kc.list_stream_consumers, StreamARN=arn,
+                 StreamCreationTimestamp=created.timestamp() + 5)
     # The stream's tags and its consumer's are apart.
     stream_tags = kc.list_tags_for_resource(ResourceARN=arn)["Tags"]
     check(all(t["Key"] not in ("tier", "cost centre") for t in stream_tags),
