@@ -548,7 +548,7 @@ kinesis_event_begin(struct kinesis_fanout *f, enum kinesis_event_kind kind, bool
 	return &f->json;
 }
 
-/* Frames the event in place (prelude, headers, CRCs), its payload in CBOR if asked. 0, or -ENOBUFS. */
+/* Frames the event in place (prelude, headers, CRCs), its payload in CBOR if asked. */
 static int
 kinesis_event_seal(struct kinesis_fanout *f, enum kinesis_event_kind kind, bool cbor)
 {
