@@ -105,6 +105,12 @@ int api_call_stream_begin(struct api_call *call, const char *content_type, api_s
  * (API_STREAM_GONE follows, if it has not come yet).
  */
 int api_call_stream_write(struct api_call *call, const void *data, size_t size);
+/*
+ * True when the request came in CBOR (application/x-amz-cbor-1.1). The server
+ * translates whole answers; a streaming answer's messages are the action's own, so
+ * it writes their payloads in CBOR itself (SubscribeToShard's events).
+ */
+bool api_call_is_cbor(const struct api_call *call);
 /* Bytes queued and not yet taken by the peer (what a refused write waits on). */
 size_t api_call_stream_pending(const struct api_call *call);
 /* Ends the body once what is queued has gone (or at once if the client left). */

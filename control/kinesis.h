@@ -61,6 +61,7 @@
 #define KINESIS_READ_ATTEMPTS_MAX 10u
 /* Iterators and NextTokens expire this long after issue (AWS: 300 s). */
 #define KINESIS_TOKEN_TTL_MS 300000u
+/* AWS: 50 tags a resource, a stream or a consumer alike. */
 #define KINESIS_TAGS_PER_STREAM_MAX 50u
 #define KINESIS_SHARD_ID_SIZE 21 /* "shardId-" + 12 digits + NUL */
 #define KINESIS_ARN_SIZE 768

@@ -21,6 +21,10 @@
  *                                                                ContinuationSequenceNumber,
  *                                                                MillisBehindLatest[, ChildShards]
  *
+ * Payloads are JSON (:content-type application/json), or CBOR (application/x-amz-cbor-1.1)
+ * when the request was CBOR (the Java SDK v2's default): the JSON is built in a second
+ * buffer and translated by server_cbor.h, as every other answer to a CBOR request is.
+ *
  * Records are pushed as they become durable: the server wakes kinesis_poll() from
  * kinesis_event_fd(), which includes the log's durable eventfd (log_durable_event_fd),
  * so no polling interval sits between durability and delivery. Each pass sends at most
@@ -43,6 +47,7 @@
 #include "control/metrics.h"
 #include "control/policy_store.h"
 #include "control/seqnum.h"
+#include "control/server_cbor.h"
 #include "nvme-log/log.h"
 
 const char *const kinesis_starting_position_types[] = {
@@ -83,13 +88,15 @@ struct kinesis_subscription {
 	uint64_t event_due_ns;   /* Heartbeat: an event by then even without records. */
 	bool blocked;            /* The stream refused an event: wait for WRITABLE. */
 	bool retry;              /* No pool buffer for the event: try again next pass. */
+	bool cbor;               /* The request was CBOR: so are the events' payloads. */
 };
 
 struct kinesis_fanout {
 	struct kinesis_consumer consumers[KINESIS_CONSUMERS_MAX];
 	struct kinesis_subscription subs[KINESIS_SUBSCRIPTIONS_MAX];
 	uint32_t subs_high;      /* No slot at or above this index is in use. */
-	struct api_out event;    /* One event being built: prelude, headers, JSON, CRC. */
+	struct api_out event;    /* One event being built: prelude, headers, payload, CRC. */
+	struct api_out json;     /* A CBOR subscription's payload in JSON, before translation. */
 	uint64_t (*mono_ns)(void);
 	/* Counters: metrics_fanout_add() (/metrics). */
 };
@@ -295,6 +302,28 @@ kinesis_out_consumer(struct kinesis *k, struct api_out *out, const struct kinesi
 	api_out_printf(out, "}");
 }
 
+/* RegisterStreamConsumer's Tags into `tags`; false after answering (too many, characters). */
+static bool
+kinesis_consumer_tags(struct kinesis_req *r, const struct kinesis_stream *s,
+		      struct metadata_tag *tags, size_t *count)
+{
+	const struct kv_value *in = &r->v[REGISTER_CONSUMER_TAGS];
+	const struct kv_value *name = &r->v[REGISTER_CONSUMER_CONSUMER_NAME];
+	bool ok = true;
+
+	*count = 0;
+	if (in->json == NULL)
+		return true;
+	if (in->size > KINESIS_TAGS_PER_STREAM_MAX) {
+		kinesis_tags_too_many(r->k, r->call, name->string, s->name);
+		return false;
+	}
+	*count = kinesis_tags_collect(in->json, tags, KINESIS_TAGS_PER_STREAM_MAX, &ok);
+	if (!ok)
+		kinesis_tags_invalid(r->call);
+	return ok;
+}
+
 void
 kinesis_register_consumer(struct kinesis_req *r)
 {
@@ -302,13 +331,15 @@ kinesis_register_consumer(struct kinesis_req *r)
 	const struct kv_value *name = &r->v[REGISTER_CONSUMER_CONSUMER_NAME];
 	const struct kv_value none = { 0 };
 	uint64_t now_ms = kinesis_now_ms(r->req);
+	struct metadata_tag tags[KINESIS_TAGS_PER_STREAM_MAX];
+	size_t tag_count;
 	struct kinesis_stream *s;
 	struct kinesis_consumer *c;
 	int rc;
 
 	kinesis_consumers_expire(k, now_ms);
 	s = kinesis_stream_resolve(k, r->call, &none, &r->v[REGISTER_CONSUMER_STREAM_ARN]);
-	if (s == NULL)
+	if (s == NULL || !kinesis_consumer_tags(r, s, tags, &tag_count))
 		return;
 	if (kinesis_consumer_find(k, s->stream_id, name->string, name->size) != NULL) {
 		kinesis_error(r->call, "ResourceInUseException", "Consumer %s under stream %s "
@@ -322,7 +353,8 @@ kinesis_register_consumer(struct kinesis_req *r)
 			      s->name, k->config.account_id);
 		return;
 	}
-	rc = metadata_consumer_add(k->md, s->stream_id, name->string, name->size, now_ms);
+	rc = metadata_consumer_add(k->md, s->stream_id, name->string, name->size, now_ms, tags,
+				   tag_count);
 	c = rc == 0 ? kinesis_consumer_add(k, s->stream_id, name->string, name->size, now_ms) :
 		      NULL;
 	if (c == NULL) {
@@ -415,7 +447,8 @@ kinesis_list_consumers(struct kinesis_req *r)
 
 	kinesis_consumers_expire(k, now_ms);
 	s = kinesis_stream_resolve(k, r->call, &none, &r->v[LIST_CONSUMERS_STREAM_ARN]);
-	if (s == NULL)
+	if (s == NULL || !kinesis_stream_created_at(r, s,
+						    &r->v[LIST_CONSUMERS_STREAM_CREATION_TIMESTAMP]))
 		return;
 	if (token->json != NULL) {
 		if (sscanf(token->string, "%u.%u", &token_stream, &token_index) != 2 ||
@@ -456,48 +489,82 @@ kinesis_consumers_stream_deleted(struct kinesis *k, uint32_t stream_id)
 
 /* ---- Events --------------------------------------------------------------- */
 
-static const struct es_header kinesis_event_headers[] = {
-	{ .name = ":event-type", .name_size = 11, .type = ES_TYPE_STRING,
-	  .value = (const uint8_t *)"SubscribeToShardEvent", .value_size = 21 },
-	{ .name = ":content-type", .name_size = 13, .type = ES_TYPE_STRING,
-	  .value = (const uint8_t *)"application/json", .value_size = 16 },
-	{ .name = ":message-type", .name_size = 13, .type = ES_TYPE_STRING,
-	  .value = (const uint8_t *)"event", .value_size = 5 },
-};
+/*
+ * The two events' headers, by payload encoding: a subscription answers in the encoding
+ * its request came in (api_call_is_cbor), as the Java SDK v2's CBOR client reads every
+ * event's payload with the CBOR parser of its protocol.
+ */
+enum kinesis_event_kind { KINESIS_EVENT_INITIAL, KINESIS_EVENT_RECORDS };
 
-static const struct es_header kinesis_initial_headers[] = {
-	{ .name = ":event-type", .name_size = 11, .type = ES_TYPE_STRING,
-	  .value = (const uint8_t *)"initial-response", .value_size = 16 },
-	{ .name = ":content-type", .name_size = 13, .type = ES_TYPE_STRING,
-	  .value = (const uint8_t *)"application/json", .value_size = 16 },
-	{ .name = ":message-type", .name_size = 13, .type = ES_TYPE_STRING,
-	  .value = (const uint8_t *)"event", .value_size = 5 },
-};
+#define ES_STRING(text) .type = ES_TYPE_STRING, .value = (const uint8_t *)(text), \
+	.value_size = sizeof(text) - 1
+#define KINESIS_EVENT_HEADERS(event_type, content_type) { \
+	{ .name = ":event-type", .name_size = 11, ES_STRING(event_type) }, \
+	{ .name = ":content-type", .name_size = 13, ES_STRING(content_type) }, \
+	{ .name = ":message-type", .name_size = 13, ES_STRING("event") }, \
+}
+#define KINESIS_EVENT_HEADER_COUNT 3u
 
-/* Starts an event in fanout->event: room for the prelude and headers before the JSON. */
-static void
-kinesis_event_begin(struct kinesis_fanout *f, const struct es_header *h, uint32_t count)
+/* [kind][cbor] */
+static const struct es_header kinesis_event_headers[2][2][KINESIS_EVENT_HEADER_COUNT] = {
+	[KINESIS_EVENT_INITIAL] = {
+		KINESIS_EVENT_HEADERS("initial-response", "application/json"),
+		KINESIS_EVENT_HEADERS("initial-response", "application/x-amz-cbor-1.1"),
+	},
+	[KINESIS_EVENT_RECORDS] = {
+		KINESIS_EVENT_HEADERS("SubscribeToShardEvent", "application/json"),
+		KINESIS_EVENT_HEADERS("SubscribeToShardEvent", "application/x-amz-cbor-1.1"),
+	},
+};
+#undef KINESIS_EVENT_HEADERS
+#undef ES_STRING
+
+static const struct es_header *
+kinesis_event_header(enum kinesis_event_kind kind, bool cbor)
+{
+	return kinesis_event_headers[kind][cbor];
+}
+
+/*
+ * Starts an event in fanout->event: room for the prelude and headers. Returns where
+ * its JSON payload goes: straight after them, or fanout->json for a CBOR subscription
+ * (translated when sealed).
+ */
+static struct api_out *
+kinesis_event_begin(struct kinesis_fanout *f, enum kinesis_event_kind kind, bool cbor)
 {
 	static const uint8_t zeros[ES_PRELUDE_SIZE + 128];
-	size_t head = ES_PRELUDE_SIZE + es_headers_size(h, count);
+	size_t head = ES_PRELUDE_SIZE + es_headers_size(kinesis_event_header(kind, cbor),
+							KINESIS_EVENT_HEADER_COUNT);
 
 	assert(head <= sizeof(zeros));
 	f->event.size = 0;
 	f->event.overflow = false;
 	api_out_append(&f->event, zeros, head);
+	if (!cbor)
+		return &f->event;
+	f->json.size = 0;
+	f->json.overflow = false;
+	return &f->json;
 }
 
-/* Frames the event in place (prelude, headers, CRCs). 0, or -ENOBUFS. */
+/* Frames the event in place (prelude, headers, CRCs), its payload in CBOR if asked. */
 static int
-kinesis_event_seal(struct kinesis_fanout *f, const struct es_header *h, uint32_t count)
+kinesis_event_seal(struct kinesis_fanout *f, enum kinesis_event_kind kind, bool cbor)
 {
-	size_t head = ES_PRELUDE_SIZE + es_headers_size(h, count);
-	size_t payload = f->event.size - head;
+	const struct es_header *h = kinesis_event_header(kind, cbor);
+	size_t head = ES_PRELUDE_SIZE + es_headers_size(h, KINESIS_EVENT_HEADER_COUNT);
+	size_t payload;
 	size_t size;
 
+	/* Our own JSON: only a payload that does not fit fails the translation. */
+	if (cbor && (f->json.overflow ||
+		     server_cbor_answer_from_json(f->json.data, f->json.size, &f->event) != 0))
+		return -ENOBUFS;
+	payload = f->event.size - head;
 	api_out_append(&f->event, "\0\0\0\0", 4);  /* The message CRC's place. */
-	if (f->event.overflow ||
-	    es_seal((uint8_t *)f->event.data, f->event.size, h, count, payload, &size) != 0)
+	if (f->event.overflow || es_seal((uint8_t *)f->event.data, f->event.size, h,
+					 KINESIS_EVENT_HEADER_COUNT, payload, &size) != 0)
 		return -ENOBUFS;
 	assert(size == f->event.size);
 	return 0;
@@ -585,11 +652,10 @@ kinesis_event_build(struct kinesis *k, struct kinesis_stream *s, struct kinesis_
 		    bool *ended)
 {
 	struct kinesis_fanout *f = k->fanout;
-	struct api_out *out = &f->event;
+	struct api_out *out = kinesis_event_begin(f, KINESIS_EVENT_RECORDS, sub->cbor);
 	uint64_t seq_before = sub->seq_next;
 	int rc;
 
-	kinesis_event_begin(f, kinesis_event_headers, 3);
 	api_out_printf(out, "{\"Records\":[");
 	rc = kinesis_records_out(k, sh, out, KINESIS_EVENT_SIZE_MAX - 4096,
 				 KINESIS_GET_RECORDS_MAX, sub->seq_next, res);
@@ -608,7 +674,7 @@ kinesis_event_build(struct kinesis *k, struct kinesis_stream *s, struct kinesis_
 		kinesis_out_child_shards(out, s, sh->index);
 	}
 	api_out_printf(out, "}");
-	rc = kinesis_event_seal(f, kinesis_event_headers, 3);
+	rc = kinesis_event_seal(f, KINESIS_EVENT_RECORDS, sub->cbor);
 	if (rc != 0)
 		sub->seq_next = seq_before;
 	return rc;
@@ -826,9 +892,8 @@ kinesis_subscription_start(struct kinesis *k, struct kinesis_subscription *sub)
 	struct kinesis_fanout *f = k->fanout;
 	int rc;
 
-	kinesis_event_begin(f, kinesis_initial_headers, 3);
-	api_out_append(&f->event, "{}", 2);
-	rc = kinesis_event_seal(f, kinesis_initial_headers, 3);
+	api_out_append(kinesis_event_begin(f, KINESIS_EVENT_INITIAL, sub->cbor), "{}", 2);
+	rc = kinesis_event_seal(f, KINESIS_EVENT_INITIAL, sub->cbor);
 	if (rc == 0)
 		rc = api_call_stream_write(sub->call, f->event.data, f->event.size);
 	if (rc != 0 && rc != -EPIPE) {
@@ -887,7 +952,7 @@ kinesis_subscribe_to_shard(struct kinesis_req *r)
 	*sub = (struct kinesis_subscription){
 		.k = k, .call = r->call, .consumer = (uint32_t)(c - f->consumers),
 		.stream_id = s->stream_id, .incarnation = s->incarnation, .shard_index = index,
-		.seq_next = seq, .started_ns = f->mono_ns(),
+		.seq_next = seq, .started_ns = f->mono_ns(), .cbor = api_call_is_cbor(r->call),
 	};
 	if ((uint32_t)(sub - f->subs) >= f->subs_high)
 		f->subs_high = (uint32_t)(sub - f->subs) + 1;
@@ -908,6 +973,17 @@ kinesis_fanout_clock_set(struct kinesis *k, uint64_t (*mono_ns)(void))
 	k->fanout->mono_ns = mono_ns != NULL ? mono_ns : clock_mono_ns;
 }
 
+static int
+kinesis_event_buffer(struct api_out *out)
+{
+	*out = (struct api_out){
+		.data = malloc(KINESIS_EVENT_BUFFER_SIZE),
+		.capacity = KINESIS_EVENT_BUFFER_SIZE,
+		.capacity_max = KINESIS_EVENT_BUFFER_SIZE,
+	};
+	return out->data != NULL ? 0 : -ENOMEM;
+}
+
 int
 kinesis_fanout_open(struct kinesis *k)
 {
@@ -917,14 +993,12 @@ kinesis_fanout_open(struct kinesis *k)
 	if (k->fanout == NULL)
 		return -ENOMEM;
 	k->fanout->mono_ns = clock_mono_ns;
-	/* Whole at start: it never grows, so it never takes from the server's pool. */
-	k->fanout->event = (struct api_out){
-		.data = malloc(KINESIS_EVENT_BUFFER_SIZE),
-		.capacity = KINESIS_EVENT_BUFFER_SIZE,
-		.capacity_max = KINESIS_EVENT_BUFFER_SIZE,
-	};
-	if (k->fanout->event.data == NULL)
-		return -ENOMEM;
+	/* Whole at start: they never grow, so they never take from the server's pool. */
+	rc = kinesis_event_buffer(&k->fanout->event);
+	if (rc == 0)
+		rc = kinesis_event_buffer(&k->fanout->json);
+	if (rc != 0)
+		return rc;
 	rc = metadata_consumers_load(k->md, kinesis_consumer_load, k);
 	if (rc != 0)
 		diag_error("kinesis", "loading consumers: %s", strerror(-rc));
@@ -938,6 +1012,7 @@ kinesis_fanout_close(struct kinesis *k)
 		return;
 	/* Subscriptions' calls belong to the server, closed before us (freed with its tables). */
 	free(k->fanout->event.data);
+	free(k->fanout->json.data);
 	free(k->fanout);
 	k->fanout = NULL;
 }

@@ -39,8 +39,7 @@ extern const char *const kinesis_starting_position_types[];
 #define KINESIS_SHAPE_REGISTER_CONSUMER(F) \
 	F(REGISTER_CONSUMER, STREAM_ARN, KV_STR("StreamARN", true, KV_PATTERN_ARN, 1, 2048)) \
 	F(REGISTER_CONSUMER, CONSUMER_NAME, KV_CONSUMER_NAME(true)) \
-	F(REGISTER_CONSUMER, TAGS, KV_NESTED("Tags", KV_MAP, false, 1, 50, \
-					     kv_members_are_strings, NULL))
+	F(REGISTER_CONSUMER, TAGS, KV_TAGS_FIELD)
 KV_SHAPE_ENUM(REGISTER_CONSUMER);
 
 #define KINESIS_SHAPE_CONSUMER_REF(F) \

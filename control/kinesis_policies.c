@@ -196,14 +196,9 @@ kinesis_authorize_missing(struct kinesis *k, struct api_call *call, const char *
 
 /* ---- Put/Get/DeleteResourcePolicy -------------------------------------------- */
 
-/*
- * The resource a ResourceARN names: its stream, and in *consumer the consumer's
- * name ("" for the stream itself), resolved and checked as a StreamARN or a
- * ConsumerARN would be; NULL after answering. Changing the policy of a stream
- * or consumer being deleted is refused: it would outlive its resource.
- */
-static struct kinesis_stream *
-kinesis_policy_resource(struct kinesis_req *r, const struct kv_value *arn, bool change,
+/* kinesis_policies.h; TagResource and friends resolve their ResourceARN here too. */
+struct kinesis_stream *
+kinesis_resource_resolve(struct kinesis_req *r, const struct kv_value *arn, bool change,
 			const char **consumer)
 {
 	const struct kv_value no_name = { .json = NULL };
@@ -246,7 +241,7 @@ kinesis_put_resource_policy(struct kinesis_req *r)
 {
 	const struct kv_value *policy = &r->v[PUT_POLICY_POLICY];
 	const char *consumer;
-	struct kinesis_stream *s = kinesis_policy_resource(r, &r->v[PUT_POLICY_RESOURCE_ARN],
+	struct kinesis_stream *s = kinesis_resource_resolve(r, &r->v[PUT_POLICY_RESOURCE_ARN],
 							   true, &consumer);
 	char message[POLICY_MESSAGE_SIZE];
 	int rc;
@@ -274,7 +269,7 @@ void
 kinesis_get_resource_policy(struct kinesis_req *r)
 {
 	const char *consumer;
-	struct kinesis_stream *s = kinesis_policy_resource(r, &r->v[GET_POLICY_RESOURCE_ARN],
+	struct kinesis_stream *s = kinesis_resource_resolve(r, &r->v[GET_POLICY_RESOURCE_ARN],
 							   false, &consumer);
 	struct api_out *out;
 	size_t size = 0;
@@ -303,7 +298,7 @@ kinesis_delete_resource_policy(struct kinesis_req *r)
 {
 	const struct kv_value *arn = &r->v[DELETE_POLICY_RESOURCE_ARN];
 	const char *consumer;
-	struct kinesis_stream *s = kinesis_policy_resource(r, arn, false, &consumer);
+	struct kinesis_stream *s = kinesis_resource_resolve(r, arn, false, &consumer);
 	int rc;
 
 	if (s == NULL)

@@ -87,6 +87,15 @@ bool kinesis_authorize_missing(struct kinesis *k, struct api_call *call, const c
 /* The same for a resource named by its ARN (a consumer that does not exist). */
 bool kinesis_authorize_missing_arn(struct kinesis *k, struct api_call *call, const char *arn);
 
+/*
+ * The resource a ResourceARN names (policies and tags): its stream, and in *consumer
+ * the consumer's name ("" for the stream itself), resolved and checked as a StreamARN
+ * or a ConsumerARN would be; NULL after answering. `change`: a stream or consumer being
+ * deleted is refused (ResourceInUseException), as what is changed would outlive it.
+ */
+struct kinesis_stream *kinesis_resource_resolve(struct kinesis_req *r, const struct kv_value *arn,
+						bool change, const char **consumer);
+
 /* A deleted stream's policies leave the index (SQLite's rows went with the stream). */
 void kinesis_policies_forget(struct kinesis *k, uint32_t stream_id);
 

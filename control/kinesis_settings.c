@@ -443,16 +443,16 @@ kinesis_out_warm(struct api_out *out, const struct kinesis_stream *s)
 		       s->warm_mibps, s->status == KINESIS_UPDATING ? 0 : s->warm_mibps);
 }
 
-/* On-demand streams of an account with a billing commitment only (AWS). */
-static bool
-kinesis_warm_admit(struct kinesis_req *r, const struct kinesis_stream *s, uint32_t mibps)
+bool
+kinesis_warm_admit(struct kinesis_req *r, const char *op, const char *stream,
+		   enum metadata_mode mode, uint32_t mibps)
 {
 	struct kinesis_commitment c;
 
-	if (s->mode != METADATA_ON_DEMAND) {
-		kinesis_error(r->call, "ValidationException", "UpdateStreamWarmThroughput is not "
-			      "supported for stream %s under account %s because it is in "
-			      "PROVISIONED capacity mode.", s->name, r->k->config.account_id);
+	if (mode != METADATA_ON_DEMAND) {
+		kinesis_error(r->call, "ValidationException", "%s is not supported for stream %s "
+			      "under account %s because it is in PROVISIONED capacity mode.", op,
+			      stream, r->k->config.account_id);
 		return false;
 	}
 	if (kinesis_commitment_get(r->k, kinesis_now_ms(r->req), &c) != 0) {
@@ -468,10 +468,10 @@ kinesis_warm_admit(struct kinesis_req *r, const struct kinesis_stream *s, uint32
 	if (mibps > KINESIS_WARM_MIBPS_MAX) {
 		kinesis_error(r->call, "LimitExceededException", "WarmThroughputMiBps %u exceeds "
 			      "the limit of %u MiBps for stream %s under account %s.", mibps,
-			      KINESIS_WARM_MIBPS_MAX, s->name, r->k->config.account_id);
+			      KINESIS_WARM_MIBPS_MAX, stream, r->k->config.account_id);
 		return false;
 	}
-	return kinesis_settings_admit(r, s);
+	return true;
 }
 
 void
@@ -481,7 +481,8 @@ kinesis_update_warm_throughput(struct kinesis_req *r)
 	struct kinesis_stream *s = r->stream;
 	struct api_out *out = api_call_out(r->call);
 
-	if (!kinesis_warm_admit(r, s, mibps))
+	if (!kinesis_warm_admit(r, "UpdateStreamWarmThroughput", s->name, s->mode, mibps) ||
+	    !kinesis_settings_admit(r, s))
 		return;
 	if (metadata_setting_set(r->k->md, s->stream_id, METADATA_WARM_MIBPS, mibps) != 0) {
 		kinesis_internal_error(r->call);

@@ -389,13 +389,8 @@ kinesis_list_shards(struct kinesis_req *r)
 	s = kinesis_list_shards_stream(r, &from, &sf);
 	if (s == NULL)
 		return;
-	/* StreamCreationTimestamp tells incarnations of one name apart: another one is not found. */
-	if (created->json != NULL &&
-	    (uint64_t)(created->seconds < 0 ? 0 : created->seconds) != s->created_ms / 1000) {
-		kinesis_error(r->call, "ResourceNotFoundException", "Stream %s under account %s not "
-			      "found.", s->name, r->k->config.account_id);
+	if (!kinesis_stream_created_at(r, s, created))
 		return;
-	}
 	if (start->json != NULL && kinesis_shard_id_parse(start->string, start->size, &from) == 0)
 		from++;
 	if (filter->json != NULL &&

@@ -310,6 +310,18 @@ kinesis_stream_build(struct kinesis *k, struct kinesis_stream *s, const struct k
 	return 0;
 }
 
+bool
+kinesis_stream_created_at(struct kinesis_req *r, const struct kinesis_stream *s,
+			  const struct kv_value *created)
+{
+	if (created->json == NULL ||
+	    (uint64_t)(created->seconds < 0 ? 0 : created->seconds) == s->created_ms / 1000)
+		return true;
+	kinesis_error(r->call, "ResourceNotFoundException", "Stream %s under account %s not "
+		      "found.", s->name, r->k->config.account_id);
+	return false;
+}
+
 /* SQLite first: the stream exists once its transaction commits. */
 static int
 kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct metadata_tag *tags,
@@ -320,6 +332,7 @@ kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct m
 		.incarnation = s->incarnation, .name = s->name, .mode = s->mode,
 		.retention_hours = s->retention_hours, .created_ms = s->created_ms,
 		.shard_count = s->shard_count, .max_record_kib = s->max_record_kib,
+		.warm_mibps = s->warm_mibps,
 	};
 	int rc;
 
@@ -398,6 +411,7 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 	const struct kv_value *name = &r->v[CREATE_STREAM_STREAM_NAME];
 	const struct kv_value *details = &r->v[CREATE_STREAM_STREAM_MODE_DETAILS];
 	const struct kv_value *tags_in = &r->v[CREATE_STREAM_TAGS];
+	const struct kv_value *warm = &r->v[CREATE_STREAM_WARM_THROUGHPUT_MIBPS];
 	struct metadata_tag tags[KINESIS_TAGS_PER_STREAM_MAX];
 	size_t tag_count = 0;
 	enum metadata_mode mode = details->json != NULL ? kinesis_mode_parse(details->json) :
@@ -411,17 +425,12 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 		bool ok;
 
 		if (tags_in->size > KINESIS_TAGS_PER_STREAM_MAX) {
-			kinesis_error(call, "InvalidArgumentException", "Failed to add tags to stream "
-				      "%s under account %s because a given stream cannot have more "
-				      "than %u tags.", name->string, k->config.account_id,
-				      KINESIS_TAGS_PER_STREAM_MAX);
+			kinesis_tags_too_many(k, call, "", name->string);
 			return;
 		}
 		tag_count = kinesis_tags_collect(tags_in->json, tags, ARRAY_SIZE(tags), &ok);
 		if (!ok) {
-			kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid "
-				      "characters. Valid characters: Unicode letters, digits, white "
-				      "space, _ . / = + - %% @.");
+			kinesis_tags_invalid(call);
 			return;
 		}
 	}
@@ -429,10 +438,15 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 	    !kinesis_record_size_admit(k, call,
 				       (uint32_t)r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].number))
 		return;
+	if (warm->json != NULL && !kinesis_warm_admit(r, "WarmThroughputMiBps", name->string, mode,
+						      (uint32_t)warm->number))
+		return;
 	s = kinesis_stream_slot(k);
 	rc = kinesis_stream_build(k, s, name, count, mode, kinesis_now_ms(r->req));
 	if (rc == 0 && r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].json != NULL)
 		s->max_record_kib = (uint32_t)r->v[CREATE_STREAM_MAX_RECORD_SIZE_IN_KIB].number;
+	if (rc == 0 && warm->json != NULL)
+		s->warm_mibps = (uint32_t)warm->number;
 	if (rc == 0)
 		rc = kinesis_stream_store(k, s, tags, tag_count);
 	if (rc == 0)

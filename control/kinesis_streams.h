@@ -17,7 +17,8 @@
 	F(CREATE_STREAM, STREAM_MODE_DETAILS, KV_MODE_FIELD(false)) \
 	F(CREATE_STREAM, TAGS, KV_TAGS_FIELD) \
 	F(CREATE_STREAM, MAX_RECORD_SIZE_IN_KIB, \
-	  KV_INT("MaxRecordSizeInKiB", false, KINESIS_MAX_RECORD_KIB_MIN, KINESIS_MAX_RECORD_KIB_MAX))
+	  KV_INT("MaxRecordSizeInKiB", false, KINESIS_MAX_RECORD_KIB_MIN, KINESIS_MAX_RECORD_KIB_MAX)) \
+	F(CREATE_STREAM, WARM_THROUGHPUT_MIBPS, KV_INT("WarmThroughputMiBps", false, 0, -1))
 KV_SHAPE_ENUM(CREATE_STREAM);
 
 #define KINESIS_SHAPE_DELETE_STREAM(F) \
@@ -127,6 +128,19 @@ const char *kinesis_mode_name(enum metadata_mode mode);
 void kinesis_out_metrics(struct api_out *out, uint32_t metrics);
 /* ,"WarmThroughput":{...} of an on-demand stream. */
 void kinesis_out_warm(struct api_out *out, const struct kinesis_stream *s);
+/*
+ * A StreamCreationTimestamp member (ListShards, ListStreamConsumers) tells incarnations of
+ * one name apart: true when absent or `s`'s creation second; else ResourceNotFoundException
+ * answered (another incarnation is not found) and false.
+ */
+bool kinesis_stream_created_at(struct kinesis_req *r, const struct kinesis_stream *s,
+			       const struct kv_value *created);
+/*
+ * A warm throughput of `mibps` for `stream` (operation `op`): ON_DEMAND streams of an
+ * account with a billing commitment, up to KINESIS_WARM_MIBPS_MAX. False after answering.
+ */
+bool kinesis_warm_admit(struct kinesis_req *r, const char *op, const char *stream,
+			enum metadata_mode mode, uint32_t mibps);
 
 kinesis_handler_fn kinesis_create_stream;
 kinesis_handler_fn kinesis_delete_stream;

@@ -1,8 +1,9 @@
 /*
- * kinesis_tags.c - stream tags (SQLite only): AddTagsToStream,
+ * kinesis_tags.c - stream and consumer tags (SQLite only): AddTagsToStream,
  * ListTagsForStream, RemoveTagsFromStream, their ARN-based forms TagResource,
- * UntagResource, ListTagsForResource, and the Tags member's checks CreateStream
- * shares.
+ * UntagResource, ListTagsForResource (a stream's or a consumer's ARN), and the Tags
+ * member's checks CreateStream and RegisterStreamConsumer share. A consumer's tags
+ * go with it (metadata_consumer_remove) or with its stream.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -96,17 +97,29 @@ kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max, b
 }
 
 static void kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s,
-			     const cJSON *tags_in);
+			     const char *consumer, const cJSON *tags_in);
 
-/* AWS's answer to a tag key or value with a character outside kinesis_tag_text_ok(). */
-static void
+void
 kinesis_tags_invalid(struct api_call *call)
 {
 	kinesis_error(call, "InvalidArgumentException", "Some tags contain invalid characters. "
 		      "Valid characters: Unicode letters, digits, white space, _ . / = + - %% @.");
 }
+
+void
+kinesis_tags_too_many(struct kinesis *k, struct api_call *call, const char *consumer,
+		      const char *name)
+{
+	const char *kind = consumer[0] != '\0' ? "consumer" : "stream";
+
+	kinesis_error(call, "InvalidArgumentException", "Failed to add tags to %s %s under "
+		      "account %s because a given %s cannot have more than %u tags.", kind,
+		      consumer[0] != '\0' ? consumer : name, k->config.account_id, kind,
+		      KINESIS_TAGS_PER_STREAM_MAX);
+}
+
 static void kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s,
-				const cJSON *keys_in);
+				const char *consumer, const cJSON *keys_in);
 
 void
 kinesis_add_tags(struct kinesis_req *r)
@@ -125,12 +138,13 @@ kinesis_add_tags(struct kinesis_req *r)
 	s = kinesis_stream_resolve(k, call, &r->v[ADD_TAGS_STREAM_NAME],
 				   &r->v[ADD_TAGS_STREAM_ARN]);
 	if (s != NULL)
-		kinesis_tags_add(r, s, tags_in);
+		kinesis_tags_add(r, s, "", tags_in);
 }
 
-/* Adds or overwrites the Tags map `tags_in` on stream `s`, and answers. */
+/* Adds or overwrites the Tags map `tags_in` on stream `s` or its `consumer`, and answers. */
 static void
-kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s, const cJSON *tags_in)
+kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s, const char *consumer,
+		 const cJSON *tags_in)
 {
 	struct kinesis *k = r->k;
 	struct api_call *call = r->call;
@@ -144,11 +158,10 @@ kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s, const cJ
 		kinesis_tags_invalid(call);
 		return;
 	}
-	rc = metadata_tags_put(k->md, s->stream_id, tags, count, KINESIS_TAGS_PER_STREAM_MAX);
+	rc = metadata_tags_put(k->md, s->stream_id, consumer, tags, count,
+			       KINESIS_TAGS_PER_STREAM_MAX);
 	if (rc == -E2BIG)
-		kinesis_error(call, "InvalidArgumentException", "Failed to add tags to stream %s "
-			      "under account %s because a given stream cannot have more than %u "
-			      "tags.", s->name, k->config.account_id, KINESIS_TAGS_PER_STREAM_MAX);
+		kinesis_tags_too_many(k, call, consumer, s->name);
 	else if (rc != 0)
 		kinesis_internal_error(call);
 	else
@@ -178,7 +191,7 @@ kinesis_list_tags(struct kinesis_req *r)
 	bool more = false;
 
 	api_out_printf(out, "{\"Tags\":[");
-	if (metadata_tags_list(r->k->md, r->stream->stream_id, start->string, start->size,
+	if (metadata_tags_list(r->k->md, r->stream->stream_id, "", start->string, start->size,
 			       limit->json != NULL ? (uint32_t)limit->number : 50, kinesis_tag_out,
 			       out, &more) != 0) {
 		out->size = 0;
@@ -212,43 +225,27 @@ kinesis_tag_keys_check(struct kinesis_req *r, const cJSON *item, struct kv_error
 void
 kinesis_remove_tags(struct kinesis_req *r)
 {
-	kinesis_tags_remove(r, r->stream, r->v[REMOVE_TAGS_TAG_KEYS].json);
+	kinesis_tags_remove(r, r->stream, "", r->v[REMOVE_TAGS_TAG_KEYS].json);
 }
 
 
 /* ---- By resource ARN: TagResource, UntagResource, ListTagsForResource ---------- */
 
-/*
- * The stream a ResourceARN names, or NULL after answering. A consumer's ARN
- * (stream/NAME/consumer/CONSUMER:EPOCH) names no resource yet: this is where
- * the consumers concern resolves it once consumers exist.
- */
-static struct kinesis_stream *
-kinesis_resource_stream(struct kinesis_req *r, const struct kv_value *arn)
-{
-	const struct kv_value no_name = { .json = NULL };
-	const char *stream = strstr(arn->string, ":stream/");
-
-	if (stream != NULL && strstr(stream, "/consumer/") != NULL) {
-		kinesis_error(r->call, "ResourceNotFoundException", "Consumer %s under account %s "
-			      "not found.", arn->string, r->k->config.account_id);
-		return NULL;
-	}
-	return kinesis_stream_resolve(r->k, r->call, &no_name, arn);
-}
-
 void
 kinesis_tag_resource(struct kinesis_req *r)
 {
-	struct kinesis_stream *s = kinesis_resource_stream(r, &r->v[TAG_RESOURCE_RESOURCE_ARN]);
+	const char *consumer;
+	struct kinesis_stream *s = kinesis_resource_resolve(r, &r->v[TAG_RESOURCE_RESOURCE_ARN],
+							    true, &consumer);
 
 	if (s != NULL)
-		kinesis_tags_add(r, s, r->v[TAG_RESOURCE_TAGS].json);
+		kinesis_tags_add(r, s, consumer, r->v[TAG_RESOURCE_TAGS].json);
 }
 
-/* Removes TagKeys `keys` from stream `s` (unknown keys are ignored), and answers. */
+/* Removes TagKeys `keys` from stream `s` or its `consumer` (unknown keys are ignored). */
 static void
-kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s, const cJSON *keys_in)
+kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s, const char *consumer,
+		    const cJSON *keys_in)
 {
 	struct metadata_tag keys[KINESIS_TAG_KEYS_MAX];
 	const cJSON *child;
@@ -263,7 +260,7 @@ kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s, const
 		keys[count].key_size = strlen(child->valuestring);
 		count++;
 	}
-	if (metadata_tags_remove(r->k->md, s->stream_id, keys, count) != 0)
+	if (metadata_tags_remove(r->k->md, s->stream_id, consumer, keys, count) != 0)
 		kinesis_internal_error(r->call);
 	else
 		api_call_reply(r->call, 200);
@@ -272,16 +269,20 @@ kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s, const
 void
 kinesis_untag_resource(struct kinesis_req *r)
 {
-	struct kinesis_stream *s = kinesis_resource_stream(r, &r->v[UNTAG_RESOURCE_RESOURCE_ARN]);
+	const char *consumer;
+	struct kinesis_stream *s = kinesis_resource_resolve(r, &r->v[UNTAG_RESOURCE_RESOURCE_ARN],
+							    true, &consumer);
 
 	if (s != NULL)
-		kinesis_tags_remove(r, s, r->v[UNTAG_RESOURCE_TAG_KEYS].json);
+		kinesis_tags_remove(r, s, consumer, r->v[UNTAG_RESOURCE_TAG_KEYS].json);
 }
 
 void
 kinesis_list_tags_for_resource(struct kinesis_req *r)
 {
-	struct kinesis_stream *s = kinesis_resource_stream(r, &r->v[LIST_TAGS_RESOURCE_RESOURCE_ARN]);
+	const char *consumer;
+	struct kinesis_stream *s = kinesis_resource_resolve(r, &r->v[LIST_TAGS_RESOURCE_RESOURCE_ARN],
+							    false, &consumer);
 	struct api_out *out;
 	bool more = false;
 
@@ -289,7 +290,7 @@ kinesis_list_tags_for_resource(struct kinesis_req *r)
 		return;
 	out = api_call_out(r->call);
 	api_out_printf(out, "{\"Tags\":[");
-	if (metadata_tags_list(r->k->md, s->stream_id, NULL, 0, KINESIS_TAGS_PER_CALL_MAX,
+	if (metadata_tags_list(r->k->md, s->stream_id, consumer, NULL, 0, KINESIS_TAGS_PER_CALL_MAX,
 			       kinesis_tag_out, out, &more) != 0) {
 		out->size = 0;
 		kinesis_internal_error(r->call);

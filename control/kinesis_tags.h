@@ -1,7 +1,8 @@
 /*
  * kinesis_tags.h - the tags concern (kinesis_tags.c): AddTagsToStream,
- * ListTagsForStream, RemoveTagsFromStream, and the Tags member CreateStream
- * shares. Included by control/kinesis.h.
+ * ListTagsForStream, RemoveTagsFromStream, Tag/UntagResource, ListTagsForResource
+ * (streams and consumers), and the Tags member CreateStream and
+ * RegisterStreamConsumer share. Included by control/kinesis.h.
  */
 #ifndef SLUICE_CONTROL_KINESIS_TAGS_H
 #define SLUICE_CONTROL_KINESIS_TAGS_H
@@ -69,6 +70,11 @@ kinesis_handler_fn kinesis_untag_resource;
 kinesis_handler_fn kinesis_list_tags_for_resource;
 
 bool kinesis_tag_text_ok(const char *text);
+/* AWS's answer to a tag key or value with a character outside kinesis_tag_text_ok(). */
+void kinesis_tags_invalid(struct api_call *call);
+/* More than KINESIS_TAGS_PER_STREAM_MAX on stream `name` or its `consumer` (not ""). */
+void kinesis_tags_too_many(struct kinesis *k, struct api_call *call, const char *consumer,
+			   const char *name);
 /* Copies the Tags map into `tags` (at most `max`); false if a character is refused. */
 size_t kinesis_tags_collect(const cJSON *item, struct metadata_tag *tags, size_t max,
 			    bool *ok_out);

@@ -11,6 +11,8 @@
  *                                                     closed: 0 open, 1 closed,
  *                                                     2 closing (seq_end unknown)
  *   tags(stream_id, key, value)
+ *   consumer_tags(stream_id, consumer, key, value)    a consumer's (TagResource), removed
+ *                                                     with the consumer or its stream
  *   pending_deletes(stream_id)                        log data still to drop
  *
  * A full disk: SQLite's writes fail, and DeleteStream (how space comes back) answered
@@ -91,6 +93,10 @@ static const char metadata_schema[] =
 	" policy TEXT NOT NULL, PRIMARY KEY(stream_id, resource));"
 	"CREATE TABLE IF NOT EXISTS consumers(stream_id INTEGER NOT NULL, name TEXT NOT NULL,"
 	" created_ms INTEGER NOT NULL, PRIMARY KEY(stream_id, name));"
+	/* Consumers' tags: a table of their own, so older files open (tags keeps streams'). */
+	"CREATE TABLE IF NOT EXISTS consumer_tags(stream_id INTEGER NOT NULL,"
+	" consumer TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+	" PRIMARY KEY(stream_id, consumer, key));"
 	/* Settings added after the streams table: a table of their own, so older files open. */
 	"CREATE TABLE IF NOT EXISTS stream_settings(stream_id INTEGER PRIMARY KEY,"
 	" shard_metrics INTEGER NOT NULL DEFAULT 0,"
@@ -654,21 +660,66 @@ metadata_insert_stream(struct metadata *md, const struct metadata_stream *s)
 		rc = metadata_run3(md, "INSERT INTO stream_settings(stream_id, shard_metrics,"
 				   " max_record_kib) VALUES(?, ?, ?)", s->stream_id, s->shard_metrics,
 				   s->max_record_kib);
+	/* CreateStream's WarmThroughputMiBps (run3 binds three values: a second statement). */
+	if (rc == 0 && s->warm_mibps != 0)
+		rc = metadata_run3(md, "UPDATE stream_settings SET warm_mibps = ? WHERE"
+				   " stream_id = ?", s->warm_mibps, s->stream_id, 0);
 	return rc;
 }
 
+/*
+ * The tag statements, for a stream's tags (resource "": table tags) and a consumer's
+ * (resource = its name: consumer_tags). Parameters: ?1 stream_id, ?2 consumer, ?3 key,
+ * ?4 value or limit; a stream's statements leave ?2 out.
+ */
+enum metadata_tag_op { METADATA_TAG_UPSERT, METADATA_TAG_COUNT, METADATA_TAG_REMOVE,
+		       METADATA_TAG_LIST };
+
+static const char *const metadata_tag_sql[][2] = {
+	[METADATA_TAG_UPSERT] = {
+		"INSERT OR REPLACE INTO tags(stream_id, key, value) VALUES(?1, ?3, ?4)",
+		"INSERT OR REPLACE INTO consumer_tags(stream_id, consumer, key, value)"
+		" VALUES(?1, ?2, ?3, ?4)" },
+	[METADATA_TAG_COUNT] = {
+		"SELECT count(*) FROM tags WHERE stream_id = ?1",
+		"SELECT count(*) FROM consumer_tags WHERE stream_id = ?1 AND consumer = ?2" },
+	[METADATA_TAG_REMOVE] = {
+		"DELETE FROM tags WHERE stream_id = ?1 AND key = ?3",
+		"DELETE FROM consumer_tags WHERE stream_id = ?1 AND consumer = ?2 AND key = ?3" },
+	[METADATA_TAG_LIST] = {
+		"SELECT key, value FROM tags WHERE stream_id = ?1 AND key > ?3 ORDER BY key"
+		" LIMIT ?4",
+		"SELECT key, value FROM consumer_tags WHERE stream_id = ?1 AND consumer = ?2"
+		" AND key > ?3 ORDER BY key LIMIT ?4" },
+};
+
+/* A tag statement of `op` for the resource's table, ?1 and ?2 bound. */
 static int
-metadata_tag_upsert(struct metadata *md, uint32_t stream_id, const struct metadata_tag *tag)
+metadata_tag_stmt(struct metadata *md, enum metadata_tag_op op, uint32_t stream_id,
+		  const char *resource, sqlite3_stmt **stmt_out)
 {
-	sqlite3_stmt *stmt;
-	int rc = metadata_prepare(md, "INSERT OR REPLACE INTO tags(stream_id, key, value)"
-				  " VALUES(?, ?, ?)", &stmt);
+	bool consumer = resource != NULL && resource[0] != '\0';
+	int rc = metadata_prepare(md, metadata_tag_sql[op][consumer], stmt_out);
 
 	if (rc != 0)
 		return rc;
-	sqlite3_bind_int64(stmt, 1, stream_id);
-	sqlite3_bind_text(stmt, 2, tag->key, (int)tag->key_size, SQLITE_TRANSIENT);
-	sqlite3_bind_text(stmt, 3, tag->value, (int)tag->value_size, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(*stmt_out, 1, stream_id);
+	if (consumer)
+		sqlite3_bind_text(*stmt_out, 2, resource, -1, SQLITE_TRANSIENT);
+	return 0;
+}
+
+static int
+metadata_tag_upsert(struct metadata *md, uint32_t stream_id, const char *resource,
+		    const struct metadata_tag *tag)
+{
+	sqlite3_stmt *stmt;
+	int rc = metadata_tag_stmt(md, METADATA_TAG_UPSERT, stream_id, resource, &stmt);
+
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_text(stmt, 3, tag->key, (int)tag->key_size, SQLITE_TRANSIENT);
+	sqlite3_bind_text(stmt, 4, tag->value, (int)tag->value_size, SQLITE_TRANSIENT);
 	return metadata_step_done(md, stmt);
 }
 
@@ -687,7 +738,7 @@ metadata_stream_create_txn(struct metadata *md, struct metadata_stream *stream,
 	for (uint32_t i = 0; rc == 0 && i < stream->shard_count; i++)
 		rc = metadata_insert_shard(md, stream->stream_id, &shards[i]);
 	for (size_t i = 0; rc == 0 && i < tag_count; i++)
-		rc = metadata_tag_upsert(md, stream->stream_id, &tags[i]);
+		rc = metadata_tag_upsert(md, stream->stream_id, "", &tags[i]);
 	return metadata_end(md, rc);
 }
 
@@ -734,6 +785,9 @@ metadata_stream_delete_once(struct metadata *md, uint32_t stream_id)
 		rc = metadata_run3(md, "DELETE FROM policies WHERE stream_id = ?", stream_id, 0, 0);
 	if (rc == 0)
 		rc = metadata_run3(md, "DELETE FROM consumers WHERE stream_id = ?", stream_id, 0, 0);
+	if (rc == 0)
+		rc = metadata_run3(md, "DELETE FROM consumer_tags WHERE stream_id = ?", stream_id,
+				   0, 0);
 	if (rc == 0)
 		rc = metadata_run3(md, "DELETE FROM stream_settings WHERE stream_id = ?", stream_id,
 				   0, 0);
@@ -876,14 +930,14 @@ metadata_mode_set(struct metadata *md, uint32_t stream_id, enum metadata_mode mo
 }
 
 static int
-metadata_tags_count(struct metadata *md, uint32_t stream_id, uint32_t *count_out)
+metadata_tags_count(struct metadata *md, uint32_t stream_id, const char *resource,
+		    uint32_t *count_out)
 {
 	sqlite3_stmt *stmt;
-	int rc = metadata_prepare(md, "SELECT count(*) FROM tags WHERE stream_id = ?", &stmt);
+	int rc = metadata_tag_stmt(md, METADATA_TAG_COUNT, stream_id, resource, &stmt);
 
 	if (rc != 0)
 		return rc;
-	sqlite3_bind_int64(stmt, 1, stream_id);
 	if (sqlite3_step(stmt) != SQLITE_ROW)
 		rc = metadata_fail(md, "count tags");
 	else
@@ -892,59 +946,66 @@ metadata_tags_count(struct metadata *md, uint32_t stream_id, uint32_t *count_out
 	return rc;
 }
 
-int
-metadata_tags_put(struct metadata *md, uint32_t stream_id, const struct metadata_tag *tags,
-		  size_t count, uint32_t max)
+/* Inside a transaction: adds or overwrites, then counts against `max`. */
+static int
+metadata_tags_put_in(struct metadata *md, uint32_t stream_id, const char *resource,
+		     const struct metadata_tag *tags, size_t count, uint32_t max)
 {
 	uint32_t total = 0;
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < count; i++)
+		rc = metadata_tag_upsert(md, stream_id, resource, &tags[i]);
+	if (rc == 0)
+		rc = metadata_tags_count(md, stream_id, resource, &total);
+	if (rc == 0 && total > max)
+		rc = -E2BIG;
+	return rc;
+}
+
+int
+metadata_tags_put(struct metadata *md, uint32_t stream_id, const char *resource,
+		  const struct metadata_tag *tags, size_t count, uint32_t max)
+{
 	int rc = metadata_begin(md);
 
 	if (rc != 0)
 		return rc;
-	for (size_t i = 0; rc == 0 && i < count; i++)
-		rc = metadata_tag_upsert(md, stream_id, &tags[i]);
-	if (rc == 0)
-		rc = metadata_tags_count(md, stream_id, &total);
-	if (rc == 0 && total > max)
-		rc = -E2BIG;
-	return metadata_end(md, rc);
+	return metadata_end(md, metadata_tags_put_in(md, stream_id, resource, tags, count, max));
 }
 
 int
-metadata_tags_remove(struct metadata *md, uint32_t stream_id, const struct metadata_tag *keys,
-		     size_t count)
+metadata_tags_remove(struct metadata *md, uint32_t stream_id, const char *resource,
+		     const struct metadata_tag *keys, size_t count)
 {
 	int rc = metadata_begin(md);
 
 	for (size_t i = 0; rc == 0 && i < count; i++) {
 		sqlite3_stmt *stmt;
 
-		rc = metadata_prepare(md, "DELETE FROM tags WHERE stream_id = ? AND key = ?", &stmt);
+		rc = metadata_tag_stmt(md, METADATA_TAG_REMOVE, stream_id, resource, &stmt);
 		if (rc != 0)
 			break;
-		sqlite3_bind_int64(stmt, 1, stream_id);
-		sqlite3_bind_text(stmt, 2, keys[i].key, (int)keys[i].key_size, SQLITE_TRANSIENT);
+		sqlite3_bind_text(stmt, 3, keys[i].key, (int)keys[i].key_size, SQLITE_TRANSIENT);
 		rc = metadata_step_done(md, stmt);
 	}
 	return metadata_end(md, rc);
 }
 
 int
-metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *start_after,
-		   size_t start_after_size, uint32_t limit,
+metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *resource,
+		   const char *start_after, size_t start_after_size, uint32_t limit,
 		   void (*fn)(void *arg, const struct metadata_tag *tag), void *arg, bool *more_out)
 {
 	sqlite3_stmt *stmt;
 	uint32_t n = 0;
-	int rc = metadata_prepare(md, "SELECT key, value FROM tags WHERE stream_id = ?"
-				  " AND key > ? ORDER BY key LIMIT ?", &stmt);
+	int rc = metadata_tag_stmt(md, METADATA_TAG_LIST, stream_id, resource, &stmt);
 
 	if (rc != 0)
 		return rc;
-	sqlite3_bind_int64(stmt, 1, stream_id);
-	sqlite3_bind_text(stmt, 2, start_after != NULL ? start_after : "",
+	sqlite3_bind_text(stmt, 3, start_after != NULL ? start_after : "",
 			  start_after != NULL ? (int)start_after_size : 0, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(stmt, 3, (int64_t)limit + 1);
+	sqlite3_bind_int64(stmt, 4, (int64_t)limit + 1);
 	*more_out = false;
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		struct metadata_tag tag = {
@@ -1072,18 +1133,34 @@ metadata_consumer_run(struct metadata *md, const char *sql, uint32_t stream_id,
 
 int
 metadata_consumer_add(struct metadata *md, uint32_t stream_id, const char *name,
-		      size_t name_size, uint64_t created_ms)
+		      size_t name_size, uint64_t created_ms, const struct metadata_tag *tags,
+		      size_t tag_count)
 {
-	return metadata_consumer_run(md, "INSERT INTO consumers(stream_id, name, created_ms)"
-				     " VALUES(?, ?, ?)", stream_id, name, name_size, created_ms);
+	int rc = metadata_begin(md);
+
+	if (rc != 0)
+		return rc;
+	rc = metadata_consumer_run(md, "INSERT INTO consumers(stream_id, name, created_ms)"
+				   " VALUES(?, ?, ?)", stream_id, name, name_size, created_ms);
+	for (size_t i = 0; rc == 0 && i < tag_count; i++)
+		rc = metadata_tag_upsert(md, stream_id, name, &tags[i]);
+	return metadata_end(md, rc);
 }
 
 int
 metadata_consumer_remove(struct metadata *md, uint32_t stream_id, const char *name,
 			 size_t name_size)
 {
-	return metadata_consumer_run(md, "DELETE FROM consumers WHERE stream_id = ? AND name = ?",
-				     stream_id, name, name_size, 0);
+	int rc = metadata_begin(md);
+
+	if (rc != 0)
+		return rc;
+	rc = metadata_consumer_run(md, "DELETE FROM consumers WHERE stream_id = ? AND name = ?",
+				   stream_id, name, name_size, 0);
+	if (rc == 0)
+		rc = metadata_consumer_run(md, "DELETE FROM consumer_tags WHERE stream_id = ? AND"
+					   " consumer = ?", stream_id, name, name_size, 0);
+	return metadata_end(md, rc);
 }
 
 int

@@ -152,17 +152,22 @@ int metadata_reshard(struct metadata *md, uint32_t stream_id, const uint32_t *cl
 int metadata_shard_closed(struct metadata *md, uint32_t stream_id, uint32_t shard_index,
 			  uint64_t seq_end);
 
-/* Adds or overwrites tags; -E2BIG when the stream would hold more than `max` tags. */
-int metadata_tags_put(struct metadata *md, uint32_t stream_id, const struct metadata_tag *tags,
-		      size_t count, uint32_t max);
-int metadata_tags_remove(struct metadata *md, uint32_t stream_id, const struct metadata_tag *keys,
-			 size_t count);
+/*
+ * Tags of a stream (resource "") or of one of its consumers (resource = the
+ * consumer's name), removed with their resource.
+ * put adds or overwrites; -E2BIG when the resource would hold more than `max` tags
+ * (nothing changed then).
+ */
+int metadata_tags_put(struct metadata *md, uint32_t stream_id, const char *resource,
+		      const struct metadata_tag *tags, size_t count, uint32_t max);
+int metadata_tags_remove(struct metadata *md, uint32_t stream_id, const char *resource,
+			 const struct metadata_tag *keys, size_t count);
 /*
  * Calls `fn` for up to `limit` tags sorted by key, after `start_after` (NULL:
  * from the first). *more_out tells whether more follow.
  */
-int metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *start_after,
-		       size_t start_after_size, uint32_t limit,
+int metadata_tags_list(struct metadata *md, uint32_t stream_id, const char *resource,
+		       const char *start_after, size_t start_after_size, uint32_t limit,
 		       void (*fn)(void *arg, const struct metadata_tag *tag), void *arg,
 		       bool *more_out);
 
@@ -180,9 +185,13 @@ int metadata_policy_delete(struct metadata *md, uint32_t stream_id, const char *
 typedef int metadata_policy_fn(void *arg, uint32_t stream_id, const char *resource);
 /* Calls `fn` for every stored policy (at open: which streams have one). */
 int metadata_policies(struct metadata *md, metadata_policy_fn *fn, void *arg);
-/* Stream consumers (RegisterStreamConsumer), removed with their stream; -EEXIST: a duplicate. */
+/*
+ * Stream consumers (RegisterStreamConsumer) with their first tags (`name` NUL-terminated),
+ * removed with their stream; remove takes the consumer's tags too. -EEXIST: a duplicate.
+ */
 int metadata_consumer_add(struct metadata *md, uint32_t stream_id, const char *name,
-			  size_t name_size, uint64_t created_ms);
+			  size_t name_size, uint64_t created_ms, const struct metadata_tag *tags,
+			  size_t tag_count);
 int metadata_consumer_remove(struct metadata *md, uint32_t stream_id, const char *name,
 			     size_t name_size);
 typedef int metadata_consumer_fn(void *arg, uint32_t stream_id, const char *name,

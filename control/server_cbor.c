@@ -57,6 +57,10 @@ static const struct cbor_member {
 	MEMBER("Timestamp", CBOR_MEMBER_TIMESTAMP),
 	/* Stream consumers (out). */
 	MEMBER("ConsumerCreationTimestamp", CBOR_MEMBER_TIMESTAMP),
+	/* Describe/UpdateAccountSettings' MinimumThroughputBillingCommitment (out). */
+	MEMBER("StartedAt", CBOR_MEMBER_TIMESTAMP),
+	MEMBER("EarliestAllowedEndAt", CBOR_MEMBER_TIMESTAMP),
+	MEMBER("EndedAt", CBOR_MEMBER_TIMESTAMP),
 #undef MEMBER
 };
 

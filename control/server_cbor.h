@@ -1,6 +1,7 @@
 /*
  * server_cbor.h - CBOR (application/x-amz-cbor-1.1) at the API server's boundary.
- * Private to control/: the server files and their tests include it.
+ * Private to control/: the server files, kinesis_consumers.c (SubscribeToShard's events
+ * to a CBOR request) and their tests include it.
  *
  * The Kinesis actions speak JSON only. A CBOR request body is translated into the
  * JSON they take before dispatch, and their JSON answer (or error) back into CBOR,

@@ -143,6 +143,12 @@ api_call_stream_begin(struct api_call *call, const char *content_type, api_strea
 	return 0;
 }
 
+bool
+api_call_is_cbor(const struct api_call *call)
+{
+	return call->cbor;
+}
+
 size_t
 api_call_stream_pending(const struct api_call *call)
 {

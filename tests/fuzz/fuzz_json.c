@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "control/api.h"
 #include "control/kinesis.h"
+#include "control/server_cbor.h"
 #include "nvme-log/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -139,6 +140,21 @@ int
 api_call_stream_write(struct api_call *call, const void *data, size_t size)
 {
 	(void)call, (void)data, (void)size;
+	abort();
+}
+
+/* JSON requests only: no event is ever translated to CBOR here (no stream begins). */
+bool
+api_call_is_cbor(const struct api_call *call)
+{
+	(void)call;
+	return false;
+}
+
+int
+server_cbor_answer_from_json(const char *json, size_t size, struct api_out *cbor)
+{
+	(void)json, (void)size, (void)cbor;
 	abort();
 }
 

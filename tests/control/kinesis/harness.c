@@ -79,6 +79,12 @@ api_call_stream_write(struct api_call *call, const void *data, size_t size)
 	return 0;
 }
 
+bool
+api_call_is_cbor(const struct api_call *call)
+{
+	return call->cbor;
+}
+
 size_t
 api_call_stream_pending(const struct api_call *call)
 {
@@ -181,6 +187,7 @@ harness_call(struct harness *h, const char *action, const char *body)
 	req.now_ns = h->fixed_now_ns != 0 ? h->fixed_now_ns :
 		     (uint64_t)((int64_t)clock_real_ns() + h->clock_offset_ms * 1000000);
 	api_out_init(&call->out, HARNESS_OUT_MAX);
+	call->cbor = h->cbor;
 	kinesis_dispatch(h->k, call, &req);
 	/* The deadline only bounds a hang: an fsync on a loaded shared disk may take seconds. */
 	end_ns = clock_mono_ns() + HARNESS_REPLY_WAIT_MS * 1000000ull;

@@ -27,6 +27,7 @@ struct api_call {
 	size_t stream_room;          /* 0: unbounded; else writes past it are refused. */
 	api_stream_fn stream_fn;
 	void *stream_ctx;
+	bool cbor;                   /* api_call_is_cbor(): set before dispatch. */
 };
 
 struct harness {
@@ -38,6 +39,7 @@ struct harness {
 	uint64_t fixed_now_ns;   /* When not 0: the wall clock of every request. */
 	struct log_io *io;       /* NULL: the real backend. Else the simulated disk, whose
 				  * writer the harness steps itself (no writer thread). */
+	bool cbor;               /* Calls say they came in CBOR (api_call_is_cbor()). */
 };
 
 void harness_open(struct harness *h, uint32_t status_delay_ms);

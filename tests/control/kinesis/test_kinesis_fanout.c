@@ -4,12 +4,14 @@
  * then an event with every durable record; a stream that refuses an event keeps its
  * position and loses nothing once WRITABLE; the 5-minute lifetime ends the stream on
  * the fake clock, not before; one subscription per consumer and shard; a deregistered
- * consumer's subscription ends.
+ * consumer's subscription ends; a CBOR request's events carry CBOR payloads (blobs as
+ * byte strings, timestamps as tag 1), decoded with libcbor.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cbor.h>
 #include <criterion/criterion.h>
 
 #include "common/base64.h"
@@ -218,4 +220,83 @@ Test(kinesis_fanout, deregistering_the_consumer_ends_its_subscription)
 	cJSON_Delete(harness_ok(&h, "DeregisterStreamConsumer", body));
 	cr_assert(call->stream_ended);
 	harness_call_free(call);
+}
+
+/* The value at `key` of the CBOR map `map` (definite or not), or NULL. */
+static cbor_item_t *
+cbor_member(const cbor_item_t *map, const char *key)
+{
+	struct cbor_pair *pairs = cbor_map_handle(map);
+
+	for (size_t i = 0; i < cbor_map_size(map); i++)
+		if (cbor_isa_string(pairs[i].key) && cbor_string_length(pairs[i].key) == strlen(key) &&
+		    memcmp(cbor_string_handle(pairs[i].key), key, strlen(key)) == 0)
+			return pairs[i].value;
+	return NULL;
+}
+
+/* A CBOR request's subscription: every event's payload is CBOR, as the Java SDK v2 reads. */
+Test(kinesis_fanout, a_cbor_request_gets_cbor_events)
+{
+	static struct es_message m;
+	const char *arn = stream_with_consumer();
+	struct api_call *call;
+	uint32_t next = 0;
+	size_t at = 0;
+	size_t used;
+
+	put(0, 25);
+	h.cbor = true;
+	call = subscribe(arn, "{\"Type\":\"TRIM_HORIZON\"}");
+	put(25, 5);
+	poll_once();
+	while (at < call->out.size) {
+		struct cbor_load_result loaded;
+		const struct es_header *type;
+		const struct es_header *content;
+		cbor_item_t *doc;
+		cbor_item_t *records;
+
+		cr_assert_eq(es_decode((const uint8_t *)call->out.data + at, call->out.size - at,
+				       &m, &used), 0);
+		at += used;
+		type = es_message_header(&m, ":event-type");
+		content = es_message_header(&m, ":content-type");
+		cr_assert(content != NULL && content->value_size == 26 &&
+			  memcmp(content->value, "application/x-amz-cbor-1.1", 26) == 0);
+		doc = cbor_load(m.payload, m.payload_size, &loaded);
+		cr_assert(doc != NULL && loaded.error.code == CBOR_ERR_NONE && cbor_isa_map(doc),
+			  "an event's payload is not one CBOR map");
+		cr_assert_eq(loaded.read, m.payload_size, "bytes after the CBOR map");
+		if (type->value_size == 16 && memcmp(type->value, "initial-response", 16) == 0) {
+			cr_assert_eq(cbor_map_size(doc), 0);
+			cbor_decref(&doc);
+			continue;
+		}
+		cr_assert(cbor_isa_string(cbor_member(doc, "ContinuationSequenceNumber")));
+		cr_assert(cbor_isa_uint(cbor_member(doc, "MillisBehindLatest")));
+		records = cbor_member(doc, "Records");
+		cr_assert(records != NULL && cbor_isa_array(records));
+		for (size_t i = 0; i < cbor_array_size(records); i++) {
+			cbor_item_t *rec = cbor_array_handle(records)[i];
+			cbor_item_t *data = cbor_member(rec, "Data");
+			cbor_item_t *ts = cbor_member(rec, "ApproximateArrivalTimestamp");
+			char want[16];
+
+			snprintf(want, sizeof(want), "r%05u", next);
+			cr_assert(cbor_isa_bytestring(data) && cbor_bytestring_is_definite(data),
+				  "Data is not a byte string");
+			cr_assert_eq(cbor_bytestring_length(data), 6);
+			cr_assert_eq(memcmp(cbor_bytestring_handle(data), want, 6), 0,
+				     "record %u out of order", next);
+			/* Tag 1 over epoch milliseconds (this century), as the SDK writes them. */
+			cr_assert(ts != NULL && cbor_isa_tag(ts) && cbor_tag_value(ts) == 1);
+			cr_assert_gt(cbor_get_int(cbor_move(cbor_tag_item(ts))), 1000000000000ull);
+			next++;
+		}
+		cbor_decref(&doc);
+	}
+	cr_assert_eq(next, 30, "%u of 30 records in CBOR events", next);
+	harness_call_free(call);
+	h.cbor = false;
 }

@@ -290,7 +290,7 @@ Test(route, watches_see_their_kinds_only)
 	cr_assert_eq(metadata_watch_open(t.md, METADATA_CHANGE_SHARD_CLOSED, &closes), 0);
 	cr_assert_not(readable(routing));
 	/* Changes that move no route wake no routing watch. */
-	cr_assert_eq(metadata_tags_put(t.md, t.stream_id, &tag, 1, 50), 0);
+	cr_assert_eq(metadata_tags_put(t.md, t.stream_id, "", &tag, 1, 50), 0);
 	cr_assert_eq(metadata_account_set(t.md, "limits", values, 1), 0);
 	cr_assert_eq(metadata_retention_set(t.md, t.stream_id, 48), 0);
 	cr_assert_not(readable(routing));

@@ -15,7 +15,8 @@ each get every record of their shard; a subscriber that stops reading while 24 M
 for it does not grow the server's memory (RSS), /metrics counts the writes refused to
 it and the events deferred, and it gets everything once it reads.
 The JS SDK v3 (@aws-sdk/client-kinesis, whose default handler for SubscribeToShard is
-HTTP/2: h2c here) reads every record, in order, while PutRecords run; its package is
+HTTP/2: h2c here) reads every record, in order, while PutRecords and a SplitShard run
+(the parent up to its ChildShards, then the child); its package is
 installed with npm into JS_DIR (the build tree) on first use, and that phase is skipped,
 saying so, only when npm cannot install it. Uses its own temp dir and free port; stops only its own PID.
 """
@@ -343,34 +344,68 @@ def js_modules(js_dir):
     return js_dir
 
 
-def js_sdk(srv, kc, js_dir):
-    """The JS SDK v3's SubscribeToShardCommand over its default HTTP/2 handler."""
-    arn = new_stream_with_consumers(kc, "js", 1, 1)[0]
-    total = 1000
-    node = subprocess.Popen(["node", os.path.join(js_dir, "subscribe.mjs"), srv.url, arn,
-                             "shardId-000000000000", str(total)],
+def js_subscribe(srv, js_dir, arn, shard_id, count):
+    """subscribe.mjs reading `count` records (or "children") of a shard: its Popen."""
+    return subprocess.Popen(["node", os.path.join(js_dir, "subscribe.mjs"), srv.url, arn,
+                             shard_id, str(count)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    acked = []
+
+
+def js_lines(what, node):
+    """The JSON lines subscribe.mjs printed, once it exited 0."""
     try:
-        for b in range(total // 100):
-            out = kc.put_records(StreamName="js", Records=[
-                {"Data": b"js%05d" % (b * 100 + i), "PartitionKey": "k"} for i in range(100)])
-            check(out.get("FailedRecordCount", 0) == 0, "put_records failed")
-            acked += [r["SequenceNumber"] for r in out["Records"]]
         stdout, stderr = node.communicate(timeout=DEADLINE_S)
     finally:
         if node.poll() is None:
             node.kill()
             node.wait()
-    check(node.returncode == 0, "JS SDK subscriber: %s" % stderr.decode()[-1000:])
-    got = [json.loads(line) for line in stdout.decode().splitlines()]
-    check([g["seq"] for g in got] == acked, "JS SDK: %d records, not the %d acknowledged in "
-          "order" % (len(got), len(acked)))
+    check(node.returncode == 0, "JS SDK %s: %s" % (what, stderr.decode()[-1000:]))
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+def js_sdk(srv, kc, js_dir):
+    """
+    The JS SDK v3's SubscribeToShardCommand over its default HTTP/2 handler, while
+    PutRecords and a SplitShard run: the parent's records up to ChildShards, then the
+    lower child's, each once and in order.
+    """
+    arn = new_stream_with_consumers(kc, "js", 1, 1)[0]
+    total = 1000
+    node = js_subscribe(srv, js_dir, arn, "shardId-000000000000", "children")
+    acked = []
+    try:
+        for b in range(total // 100):
+            out = kc.put_records(StreamName="js", Records=[
+                {"Data": b"js%05d" % (b * 100 + i), "PartitionKey": "k", "ExplicitHashKey": "0"}
+                for i in range(100)])
+            check(out.get("FailedRecordCount", 0) == 0, "put_records failed")
+            acked += [(r["ShardId"], r["SequenceNumber"]) for r in out["Records"]]
+            if b == 5:  # Hash 0 is shard 0, then its lower child.
+                kc.split_shard(StreamName="js", ShardToSplit="shardId-000000000000",
+                               NewStartingHashKey=str(2 ** 127))
+        got = js_lines("parent", node)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+    check(got and "children" in got[-1], "JS SDK: no ChildShards at the parent's end")
+    children = got.pop()["children"]
+    parent = [seq for shard, seq in acked if shard == "shardId-000000000000"]
+    check([g["seq"] for g in got] == parent, "JS SDK parent: %d records, not the %d "
+          "acknowledged in order" % (len(got), len(parent)))
+    child = [seq for shard, seq in acked if shard != "shardId-000000000000"]
+    child_shards = {shard for shard, _ in acked} - {"shardId-000000000000"}
+    check(len(child_shards) == 1 and child_shards <= set(children) and child,
+          "JS SDK: records went to %s, children %s" % (child_shards, children))
+    got += js_lines("child", js_subscribe(srv, js_dir, arn, child_shards.pop(), len(child)))
+    check([g["seq"] for g in got] == parent + child, "JS SDK child: not the %d acknowledged "
+          "in order" % len(child))
     check([base64.b64decode(g["data"]) for g in got] == [b"js%05d" % i for i in range(total)],
           "JS SDK: record contents")
     kc.delete_stream(StreamName="js", EnforceConsumerDeletion=True)
-    print("fan-out: the JS SDK v3 (HTTP/2) read %d records in order while they were put" %
-          total)
+    print("fan-out: the JS SDK v3 (HTTP/2) read %d records in order while they were put and "
+          "the shard split (%d on the parent, %d on its child)" % (total, len(parent),
+                                                                  len(child)))
 
 
 def main():

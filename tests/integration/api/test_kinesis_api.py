@@ -59,6 +59,9 @@ class Sluiced:
 
     def start(self, *extra):
         self.port = free_port()
+        if "--admin-listen" not in extra:
+            # Off unless asked: the default port (4568) may be another sluiced's.
+            extra = ("--admin-listen", "") + extra
         log = open(os.path.join(self.data_dir, "sluiced.log"), "ab")
         self.proc = subprocess.Popen(
             [self.binary, "--no-dataplane", "--data-dir", self.data_dir,
@@ -67,7 +70,10 @@ class Sluiced:
             stdout=subprocess.PIPE, stderr=log)
         line = self.proc.stdout.readline().decode()
         if "ready" not in line:
-            raise SystemExit("FAIL: sluiced did not start: %r" % line)
+            log.close()
+            with open(os.path.join(self.data_dir, "sluiced.log"), "rb") as f:
+                tail = f.read()[-2000:].decode(errors="replace")
+            raise SystemExit("FAIL: sluiced did not start: %r; its log ends:\n%s" % (line, tail))
         return self
 
     def stop(self):

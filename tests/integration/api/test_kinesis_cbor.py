@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """
-CBOR (application/x-amz-cbor-1.1) end to end: every operation sluiced serves, with the
+CBOR (application/x-amz-cbor-1.1) end to end: every operation of the model (all 39), with the
 bodies the AWS Java SDK writes (Jackson's CBORGenerator: indefinite maps and arrays,
 blobs as byte strings, timestamps as tag 1 over epoch milliseconds), signed with
 botocore's SigV4 signer ([auth] mode sigv4). Each operation runs twice, on twin
@@ -10,7 +10,12 @@ swapped and the values that differ between any two calls masked (sequence number
 iterators, timestamps). Errors too: status, x-amzn-ErrorType, __type and message.
 Then what only CBOR has: bad CBOR, a byte string where a string belongs, chunked text,
 unsigned and wrongly signed CBOR requests, an unknown operation: each answered in CBOR;
-and one signed CBOR request over h2c (nghttp).
+and one signed CBOR request over h2c (nghttp). SubscribeToShard in CBOR, signed, through
+curl over HTTP/1.1 (chunked) and h2c at once while PutRecords run, ended by a SplitShard:
+the EventStream decoded here (prelude, both CRCs), every event's :content-type and payload
+CBOR (Data a byte string, timestamps tag 1), every acknowledged record once, in order, byte
+for byte, then ChildShards; AT_TIMESTAMP with a tag-1 Timestamp; its errors (unknown shard
+or consumer, bad position) in CBOR.
 
   usage: test_kinesis_cbor.py SLUICED
 
@@ -25,10 +30,12 @@ import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import cbor2
 import cbor2.decoder
@@ -261,6 +268,63 @@ def streams_and_shards(api):
     wait_both(api)
 
 
+def stream_arn(name):
+    return "arn:aws:kinesis:us-east-1:000000000000:stream/" + name
+
+
+def newer_operations(api):
+    """The operations added since CBOR came (the model's other 15), each in both protocols."""
+    twin(api, "EnableEnhancedMonitoring", lambda s: {"StreamName": s,
+                                                     "ShardLevelMetrics": ["IncomingBytes"]})
+    twin(api, "DisableEnhancedMonitoring", lambda s: {"StreamName": s,
+                                                      "ShardLevelMetrics": ["ALL"]})
+    twin(api, "TagResource", lambda s: {"ResourceARN": stream_arn(s), "Tags": {"a": "1"}})
+    twin(api, "UntagResource", lambda s: {"ResourceARN": stream_arn(s), "TagKeys": ["team"]})
+    c, _ = twin(api, "ListTagsForResource", lambda s: {"ResourceARN": stream_arn(s)})
+    check(c["Tags"] == [{"Key": "a", "Value": "1"}], "ListTagsForResource in CBOR: %r" % c)
+    twin(api, "TagResource", lambda s: {"ResourceARN": stream_arn(s), "Tags": {"a;": "1"}},
+         expect=400)
+    # The default log batch holds 1 MiB records: larger is refused, naming batch_size_kb.
+    twin(api, "UpdateMaxRecordSize", lambda s: {"StreamARN": stream_arn(s),
+                                                "MaxRecordSizeInKiB": 2048}, expect=400)
+    twin(api, "UpdateStreamWarmThroughput", lambda s: {"StreamName": s,
+                                                       "WarmThroughputMiBps": 10}, expect=400)
+    twin(api, "DescribeAccountSettings", lambda s: {}, swap=False)
+    twin(api, "UpdateAccountSettings", lambda s: {
+        "MinimumThroughputBillingCommitment": {"Status": "ENABLED"}}, swap=False)
+    c, _ = twin(api, "DescribeAccountSettings", lambda s: {}, swap=False)
+    commitment = c["MinimumThroughputBillingCommitment"]
+    check(isinstance(commitment["StartedAt"], Ts) and
+          isinstance(commitment["EarliestAllowedEndAt"], Ts) and
+          commitment["EarliestAllowedEndAt"].ms - commitment["StartedAt"].ms == 86400000,
+          "the billing commitment's times in CBOR: tag 1 over ms: %r" % commitment)
+    twin(api, "UpdateStreamWarmThroughput", lambda s: {"StreamName": s,
+                                                       "WarmThroughputMiBps": 10})
+    policy = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":'
+              '"arn:aws:iam::111122223333:root"},"Action":"kinesis:GetRecords","Resource":"%s"}]}')
+    twin(api, "PutResourcePolicy", lambda s: {"ResourceARN": stream_arn(s),
+                                              "Policy": policy % stream_arn(s)})
+    twin(api, "GetResourcePolicy", lambda s: {"ResourceARN": stream_arn(s)})
+    twin(api, "DeleteResourcePolicy", lambda s: {"ResourceARN": stream_arn(s)})
+    twin(api, "DeleteResourcePolicy", lambda s: {"ResourceARN": stream_arn(s)}, expect=400)
+    # No keyring is configured: the key is not found, in CBOR as in JSON.
+    twin(api, "StartStreamEncryption", lambda s: {"StreamName": s, "EncryptionType": "KMS",
+                                                  "KeyId": "alias/aws/kinesis"}, expect=400)
+    twin(api, "StopStreamEncryption", lambda s: {"StreamName": s, "EncryptionType": "KMS",
+                                                 "KeyId": "alias/aws/kinesis"}, expect=None)
+    # Consumers: their ARNs end in their creation second, which may differ between twins.
+    c, j = twin(api, "RegisterStreamConsumer", lambda s: {
+        "StreamARN": stream_arn(s), "ConsumerName": "twin", "Tags": {"k": "v"}},
+        mask_numbers=True)
+    arns = {"cbtwin": c["Consumer"]["ConsumerARN"], "jstwin": j["Consumer"]["ConsumerARN"]}
+    twin(api, "DescribeStreamConsumer", lambda s: {"ConsumerARN": arns[s]}, mask_numbers=True)
+    c, _ = twin(api, "ListTagsForResource", lambda s: {"ResourceARN": arns[s]})
+    check(c["Tags"] == [{"Key": "k", "Value": "v"}], "a consumer's tags in CBOR: %r" % c)
+    twin(api, "DeregisterStreamConsumer", lambda s: {"ConsumerARN": arns[s]})
+    twin(api, "DeregisterStreamConsumer", lambda s: {"ConsumerARN": arns[s] + "9"},
+         expect=400, mask_numbers=True)
+
+
 def action_errors(api):
     """The actions' own errors, in CBOR as in JSON."""
     twin(api, "DescribeStream", lambda s: {"StreamName": "nosuch-" + s}, expect=400)
@@ -364,6 +428,183 @@ def h2c(api, srv):
           "h2c CBOR answer: %r" % answer)
 
 
+# -- SubscribeToShard in CBOR: the events' payloads are CBOR (the Java SDK v2's default).
+
+ES_TYPES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}  # fixed-size header values
+
+
+def eventstream_messages(data):
+    """(headers, payload) of each EventStream message in data, both CRCs checked."""
+    out = []
+    at = 0
+    while at < len(data):
+        check(len(data) - at >= 16, "a truncated EventStream prelude at %d" % at)
+        total, head_size, prelude_crc = struct.unpack(">III", data[at:at + 12])
+        check(zlib.crc32(data[at:at + 8]) == prelude_crc, "prelude CRC at %d" % at)
+        check(16 + head_size <= total and at + total <= len(data),
+              "EventStream lengths at %d: %d, %d of %d" % (at, total, head_size, len(data) - at))
+        msg = data[at:at + total]
+        check(zlib.crc32(msg[:-4]) == struct.unpack(">I", msg[-4:])[0],
+              "message CRC at %d" % at)
+        headers = {}
+        h = 12
+        while h < 12 + head_size:
+            n = msg[h]
+            name = msg[h + 1:h + 1 + n].decode()
+            kind = msg[h + 1 + n]
+            h += 2 + n
+            if kind in (6, 7):  # byte array, string: 2-byte length
+                size = struct.unpack(">H", msg[h:h + 2])[0]
+                value = msg[h + 2:h + 2 + size]
+                headers[name] = value.decode() if kind == 7 else value
+                h += 2 + size
+            else:
+                check(kind in ES_TYPES, "EventStream header type %d" % kind)
+                h += ES_TYPES[kind]
+        out.append((headers, msg[12 + head_size:-4]))
+        at += total
+    return out
+
+
+def subscribe_curl(api, srv, arn, http, body_path, position=None):
+    """A signed CBOR SubscribeToShard through curl (HTTP/1.1 chunked or h2c): its Popen."""
+    body = java_cbor({"ConsumerARN": arn, "ShardId": "shardId-000000000000",
+                      "StartingPosition": position or {"Type": "TRIM_HORIZON"}})
+    headers = {"Content-Type": CBOR, "X-Amz-Target": "Kinesis_20131202.SubscribeToShard"}
+    req = AWSRequest(method="POST", url=srv.url + "/", data=body, headers=headers)
+    SigV4Auth(api.creds, "kinesis", "us-east-1").add_auth(req)
+    args = ["curl", "-sS", "-N", "--max-time", "120", "-D", "/dev/stderr",
+            "--http2-prior-knowledge" if http == "h2c" else "--http1.1"]
+    for name, value in req.headers.items():
+        if name.lower() != "host":
+            args += ["-H", "%s: %s" % (name, value)]
+    with open(body_path, "wb") as f:
+        f.write(body)
+    return subprocess.Popen(args + ["--data-binary", "@" + body_path, srv.url + "/"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def subscription_records(what, proc, arrivals=None):
+    """
+    The (sequence number, data) of a subscription that ends by itself (ChildShards), its
+    events checked; their arrival times (ms) appended to `arrivals` if given.
+    """
+    try:
+        out, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    check(proc.returncode == 0, "%s: curl %d: %r" % (what, proc.returncode, err[-500:]))
+    check(b"application/vnd.amazon.eventstream" in err, "%s: head %r" % (what, err[:300]))
+    messages = eventstream_messages(out)
+    check(messages and messages[0][0].get(":event-type") == "initial-response",
+          "%s: no initial-response first" % what)
+    records = []
+    children = None
+    for headers, payload in messages:
+        check(headers.get(":message-type") == "event" and headers.get(":content-type") == CBOR,
+              "%s: event headers %r" % (what, headers))
+        event = cbor_answer(payload)
+        if headers[":event-type"] == "initial-response":
+            check(event == {}, "%s: initial-response %r" % (what, event))
+            continue
+        check(headers[":event-type"] == "SubscribeToShardEvent", "%s: %r" % (what, headers))
+        check(children is None, "%s: an event after ChildShards" % what)
+        check(isinstance(event["MillisBehindLatest"], int) and
+              isinstance(event["ContinuationSequenceNumber"], str), "%s: %r" % (what, event))
+        for r in event["Records"]:
+            check(isinstance(r["Data"], bytes) and isinstance(r["ApproximateArrivalTimestamp"],
+                                                                Ts),
+                  "%s: a record's Data or timestamp not CBOR-typed: %r" % (what, r))
+        records += [(r["SequenceNumber"], r["Data"]) for r in event["Records"]]
+        if arrivals is not None:
+            arrivals += [r["ApproximateArrivalTimestamp"].ms for r in event["Records"]]
+        if event.get("ChildShards"):
+            children = sorted(c["ShardId"] for c in event["ChildShards"])
+    check(children == ["shardId-000000000001", "shardId-000000000002"],
+          "%s: ChildShards %r" % (what, children))
+    return records
+
+
+def cbor_put(api, name, first, count):
+    rng = random.Random(first)
+    recs = [{"Data": bytes([i % 256]) + bytes(rng.getrandbits(8) for _ in range(rng.randrange(
+        0, 300))), "PartitionKey": "p%d" % i} for i in range(first, first + count)]
+    status, _, body = api.cbor("PutRecords", {"StreamName": name, "Records": recs})
+    check(status == 200 and body["FailedRecordCount"] == 0, "PutRecords: %r" % body)
+    return [(r["SequenceNumber"], recs[i]["Data"]) for i, r in enumerate(body["Records"])]
+
+
+def subscribe_cbor(api, srv, tmp):
+    """CBOR subscriptions over HTTP/1.1 and h2c while records are put, ended by a split."""
+    name = "cbsub"
+    status, _, body = api.cbor("CreateStream", {"StreamName": name, "ShardCount": 1})
+    check(status == 200, "CreateStream: %r" % body)
+    arn = wait_active(api, name)["StreamARN"]
+    consumers = {}
+    for http in ("http1.1", "h2c"):
+        status, _, body = api.cbor("RegisterStreamConsumer", {"StreamARN": arn,
+                                                              "ConsumerName": http})
+        check(status == 200 and isinstance(body["Consumer"]["ConsumerCreationTimestamp"], Ts),
+              "RegisterStreamConsumer in CBOR: %r" % body)
+        consumers[http] = body["Consumer"]["ConsumerARN"]
+    for c in consumers.values():
+        deadline = time.time() + 60
+        while True:
+            status, _, body = api.cbor("DescribeStreamConsumer", {"ConsumerARN": c})
+            check(status == 200 and time.time() < deadline, "consumer %s: %r" % (c, body))
+            if body["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE":
+                break
+            time.sleep(0.05)
+    # Errors before the stream starts are CBOR answers like any other.
+    expect_cbor_error("unknown shard", api.cbor("SubscribeToShard", {
+        "ConsumerARN": consumers["h2c"], "ShardId": "shardId-000000000007",
+        "StartingPosition": {"Type": "LATEST"}}), 400, "ResourceNotFoundException",
+        "shardId-000000000007")
+    expect_cbor_error("unknown consumer", api.cbor("SubscribeToShard", {
+        "ConsumerARN": consumers["h2c"] + "0", "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "LATEST"}}), 400, "ResourceNotFoundException")
+    expect_cbor_error("bad position", api.cbor("SubscribeToShard", {
+        "ConsumerARN": consumers["h2c"], "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "SOMEWHERE"}}), 400, "ValidationException")
+    acked = cbor_put(api, name, 0, 200)
+    subs = {http: subscribe_curl(api, srv, c, http, os.path.join(tmp, http + ".cbor"))
+            for http, c in consumers.items()}
+    for first in range(200, 600, 100):  # while both read
+        acked += cbor_put(api, name, first, 100)
+    status, _, body = api.cbor("SplitShard", {"StreamName": name,
+                                              "ShardToSplit": "shardId-000000000000",
+                                              "NewStartingHashKey": str(2 ** 127)})
+    check(status == 200, "SplitShard: %r" % body)
+    arrivals = []
+    for http, proc in subs.items():
+        got = subscription_records(http, proc, arrivals if http == "h2c" else None)
+        check(got == acked, "%s: %d records received, %d acknowledged; first difference at %s" % (
+            http, len(got), len(acked), next((i for i, (a, b) in enumerate(zip(got, acked))
+                                              if a != b), None)))
+    # AT_TIMESTAMP with the Timestamp as the Java SDK sends it (tag 1 + ms): from the first
+    # record that arrived at or after it, to the parent's end.
+    at = arrivals[len(arrivals) // 2]
+    want = [r for r, ms in zip(acked, arrivals) if ms >= at]
+    status, _, body = api.cbor("RegisterStreamConsumer", {"StreamARN": arn,
+                                                          "ConsumerName": "at-ts"})
+    check(status == 200, "RegisterStreamConsumer: %r" % body)
+    deadline = time.time() + 60
+    while api.cbor("DescribeStreamConsumer", {"ConsumerARN": body["Consumer"]["ConsumerARN"]})[
+            2]["ConsumerDescription"]["ConsumerStatus"] != "ACTIVE":
+        check(time.time() < deadline, "consumer at-ts never ACTIVE")
+        time.sleep(0.05)
+    got = subscription_records("AT_TIMESTAMP", subscribe_curl(
+        api, srv, body["Consumer"]["ConsumerARN"], "h2c", os.path.join(tmp, "at.cbor"),
+        {"Type": "AT_TIMESTAMP", "Timestamp": Ts(at)}))
+    check(got == want and 0 < len(want) < len(acked),
+          "AT_TIMESTAMP %d: %d records, want the %d that arrived since" % (at, len(got),
+                                                                       len(want)))
+    print("SubscribeToShard in CBOR: %d records each over HTTP/1.1 and h2c, once, in order, "
+          "byte for byte" % len(acked))
+
+
 def main():
     data_dir = tempfile.mkdtemp(prefix="cbor-itest-")
     srv = Sluiced(sys.argv[1], data_dir)
@@ -374,6 +615,8 @@ def main():
         streams_and_shards(api)
         cbor_only(api, srv)
         h2c(api, srv)
+        newer_operations(api)
+        subscribe_cbor(api, srv, data_dir)
         action_errors(api)
         srv.stop()
         print("PASS in %.1fs" % (time.time() - t0))

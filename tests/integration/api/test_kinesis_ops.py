@@ -10,7 +10,9 @@ Every operation of the Kinesis API model, and the simpler operations end to end.
    losing one, fails until the list is updated.
 2. boto3 (Debian's, given the full model through AWS_DATA_PATH) for the operations
    served since: each one's answer, its errors and limits, what it changes in
-   DescribeStream/DescribeStreamSummary, and that it survives a restart.
+   DescribeStream/DescribeStreamSummary, and that it survives a restart. Consumer tags
+   (RegisterStreamConsumer's Tags, Tag/Untag/ListTagsForResource on a consumer ARN):
+   AWS's limits, removed with the consumer and with its stream (read in SQLite).
 Uses its own temp dir and a free port; stops only its own sluiced.
 """
 import base64
@@ -46,6 +48,9 @@ ACCOUNT = "000000000000"
 # address space; the default 1,024 would ask for 10 GiB).
 BIG_LOG = ["--set", "log.batch_size_kb=10304", "--set", "log.segment_size_mb=64",
            "--set", "log.batches_per_producer=512"]
+# meson sets MALLOC_PERTURB_: glibc then writes every byte malloc hands out, and the batch
+# pool (posix_memalign) of BIG_LOG's sluiced became ~15 GB resident and was OOM-killed.
+os.environ.pop("MALLOC_PERTURB_", None)
 MIB = 1024 * 1024
 DAY_S = 24 * 3600
 
@@ -126,6 +131,122 @@ def tags_by_arn(kc, name, arn):
     msg = expect_error("InvalidArgumentException", kc.tag_resource, ResourceARN=arn, Tags=many)
     check("cannot have more than 50 tags" in msg, msg)
     print("TagResource, UntagResource, ListTagsForResource: ok")
+
+
+def wait_consumer(kc, arn, status):
+    """Polls DescribeStreamConsumer (boto3 has no consumer waiter) until `status` or gone."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            got = kc.describe_stream_consumer(ConsumerARN=arn)["ConsumerDescription"]
+        except kc.exceptions.ResourceNotFoundException:
+            if status is None:
+                return
+            raise
+        if got["ConsumerStatus"] == status:
+            return
+        time.sleep(0.02)
+    raise SystemExit("FAIL: consumer %s never %s" % (arn, status))
+
+
+INVALID_TAG_CHARS = ("Some tags contain invalid characters. Valid characters: Unicode letters, "
+                     "digits, white space, _ . / = + - % @.")
+
+
+def consumer_tags(kc, name, arn):
+    """Tags on a consumer: RegisterStreamConsumer's Tags, then by its ARN; AWS's limits."""
+    reg = kc.register_stream_consumer(StreamARN=arn, ConsumerName="tagged",
+                                      Tags={"owner": "fan-out", "tier": "gold"})
+    carn = reg["Consumer"]["ConsumerARN"]
+    wait_consumer(kc, carn, "ACTIVE")
+    got = kc.list_tags_for_resource(ResourceARN=carn)["Tags"]
+    check(got == [{"Key": "owner", "Value": "fan-out"}, {"Key": "tier", "Value": "gold"}],
+          "RegisterStreamConsumer's Tags: %r" % got)
+    kc.tag_resource(ResourceARN=carn, Tags={"tier": "silver", "cost centre": "42",
+                                            "ünï": "@/=+-%_."})
+    kc.untag_resource(ResourceARN=carn, TagKeys=["owner", "never-set"])
+    got = kc.list_tags_for_resource(ResourceARN=carn)["Tags"]
+    check(got == [{"Key": "cost centre", "Value": "42"}, {"Key": "tier", "Value": "silver"},
+                  {"Key": "ünï", "Value": "@/=+-%_."}], "consumer tags: %r" % got)
+    # StreamCreationTimestamp names the incarnation, as in ListShards.
+    created = summary(kc, name)["StreamCreationTimestamp"]
+    listed = kc.list_stream_consumers(StreamARN=arn, StreamCreationTimestamp=created)
+    check([c["ConsumerARN"] for c in listed["Consumers"]] == [carn], "ListStreamConsumers: %r"
+          % listed["Consumers"])
+    expect_error("ResourceNotFoundException", kc.list_stream_consumers, StreamARN=arn,
+                 StreamCreationTimestamp=created.timestamp() + 5)
+    # The stream's tags and its consumer's are apart.
+    stream_tags = kc.list_tags_for_resource(ResourceARN=arn)["Tags"]
+    check(all(t["Key"] not in ("tier", "cost centre") for t in stream_tags),
+          "a consumer's tags show on its stream: %r" % stream_tags)
+    # AWS's limits: 50 a consumer (three are set), characters, lengths.
+    many = {"k%02d" % i: "v" for i in range(47)}
+    kc.tag_resource(ResourceARN=carn, Tags=many)
+    msg = expect_error("InvalidArgumentException", kc.tag_resource, ResourceARN=carn,
+                       Tags={"one-more": "x"})
+    check(msg == "Failed to add tags to consumer tagged under account %s because a given "
+          "consumer cannot have more than 50 tags." % ACCOUNT, msg)
+    check(len(kc.list_tags_for_resource(ResourceARN=carn)["Tags"]) == 50,
+          "a refused TagResource changed nothing")
+    kc.untag_resource(ResourceARN=carn, TagKeys=list(many))
+    for tags in ({"tab\there": "x"}, {"k": "semi;colon"}):
+        msg = expect_error("InvalidArgumentException", kc.tag_resource, ResourceARN=carn,
+                           Tags=tags)
+        check(msg == INVALID_TAG_CHARS, msg)
+    msg = expect_error("InvalidArgumentException", kc.untag_resource, ResourceARN=carn,
+                       TagKeys=["new\nline"])
+    check(msg == INVALID_TAG_CHARS, msg)
+    validation(kc.tag_resource, "Map keys must satisfy constraint: [Member must have length "
+               "less than or equal to 128", ResourceARN=carn, Tags={"k" * 129: "v"})
+    validation(kc.tag_resource, "Map value must satisfy constraint: [Member must have length "
+               "less than or equal to 256", ResourceARN=carn, Tags={"k": "v" * 257})
+    validation(kc.register_stream_consumer, "Member must have length less than or equal to "
+               "200", StreamARN=arn, ConsumerName="x", Tags={"k%03d" % i: "" for i in range(201)})
+    msg = expect_error("InvalidArgumentException", kc.register_stream_consumer, StreamARN=arn,
+                       ConsumerName="x", Tags={"k%02d" % i: "" for i in range(51)})
+    check("a given consumer cannot have more than 50 tags" in msg, msg)
+    msg = expect_error("InvalidArgumentException", kc.register_stream_consumer, StreamARN=arn,
+                       ConsumerName="x", Tags={"a,b": "1"})
+    check(msg == INVALID_TAG_CHARS, msg)
+    expect_error("ResourceNotFoundException", kc.describe_stream_consumer, StreamARN=arn,
+                 ConsumerName="x")  # the refused registrations left nothing
+    expect_error("ResourceNotFoundException", kc.tag_resource, ResourceARN=carn + "0",
+                 Tags={"a": "b"})
+    # Removed with the consumer: registered again under its name, it has none.
+    gone = kc.register_stream_consumer(StreamARN=arn, ConsumerName="gone",
+                                       Tags={"old": "tag"})["Consumer"]["ConsumerARN"]
+    wait_consumer(kc, gone, "ACTIVE")
+    kc.deregister_stream_consumer(ConsumerARN=gone)
+    wait_consumer(kc, gone, None)
+    again = kc.register_stream_consumer(StreamARN=arn, ConsumerName="gone")["Consumer"]
+    wait_consumer(kc, again["ConsumerARN"], "ACTIVE")
+    check(kc.list_tags_for_resource(ResourceARN=again["ConsumerARN"])["Tags"] == [],
+          "a consumer registered again inherited tags")
+    kc.deregister_stream_consumer(ConsumerARN=again["ConsumerARN"])
+    # Removed with the stream: checked in SQLite once sluiced stops (consumer_tags_rows).
+    kc.create_stream(StreamName="ctags-gone", ShardCount=1)
+    base.wait_active(kc, "ctags-gone")
+    doomed = summary(kc, "ctags-gone")["StreamARN"]
+    kc.register_stream_consumer(StreamARN=doomed, ConsumerName="c", Tags={"doomed": "yes"})
+    kc.delete_stream(StreamName="ctags-gone", EnforceConsumerDeletion=True)
+    deadline = time.time() + 60
+    while "ctags-gone" in kc.list_streams()["StreamNames"]:
+        check(time.time() < deadline, "ctags-gone never went")
+        time.sleep(0.02)
+    print("consumer tags (RegisterStreamConsumer, Tag/Untag/ListTagsForResource): ok")
+    return carn
+
+
+def consumer_tags_rows(data_dir):
+    """consumer_tags in the stopped sluiced's SQLite: only the consumer that still exists."""
+    import sqlite3
+    db = sqlite3.connect(os.path.join(data_dir, "metadata.db"))
+    try:
+        rows = db.execute("SELECT consumer, key FROM consumer_tags ORDER BY key").fetchall()
+    finally:
+        db.close()
+    check(rows == [("tagged", "cost centre"), ("tagged", "tier"), ("tagged", "ünï")],
+          "consumer_tags rows after the deletions: %r" % rows)
 
 
 def monitoring(kc, name, arn):
@@ -295,7 +416,22 @@ def warm_throughput(kc, name, od, od_arn):
     # No commitment yet, then a provisioned stream: both refused.
     expect_error("ValidationException", kc.update_stream_warm_throughput, StreamARN=od_arn,
                  WarmThroughputMiBps=100)
+    on_demand = {"StreamMode": "ON_DEMAND"}
+    expect_error("ValidationException", kc.create_stream, StreamName="warm-od",
+                 StreamModeDetails=on_demand, WarmThroughputMiBps=50)
     account_settings_started = account_settings(kc)
+    # CreateStream's WarmThroughputMiBps: the same rules, then kept from the start.
+    msg = expect_error("ValidationException", kc.create_stream, StreamName="warm-pr",
+                       ShardCount=1, WarmThroughputMiBps=50)
+    check("PROVISIONED capacity mode" in msg, msg)
+    expect_error("LimitExceededException", kc.create_stream, StreamName="warm-od",
+                 StreamModeDetails=on_demand, WarmThroughputMiBps=10241)
+    check(not {"warm-od", "warm-pr"} & set(kc.list_streams()["StreamNames"]),
+          "a refused CreateStream made a stream")
+    kc.create_stream(StreamName="warm-od", StreamModeDetails=on_demand, WarmThroughputMiBps=50)
+    base.wait_active(kc, "warm-od")
+    check(summary(kc, "warm-od")["WarmThroughput"] == {"TargetMiBps": 50, "CurrentMiBps": 50},
+          "CreateStream's warm throughput: %r" % summary(kc, "warm-od"))
     expect_error("ValidationException", kc.update_stream_warm_throughput, StreamName=name,
                  WarmThroughputMiBps=100)
     got = kc.update_stream_warm_throughput(StreamARN=od_arn, WarmThroughputMiBps=100)
@@ -312,13 +448,17 @@ def warm_throughput(kc, name, od, od_arn):
     return account_settings_started
 
 
-def after_restart(kc, name, od, metrics, started):
+def after_restart(kc, name, od, metrics, started, carn):
+    check([t["Key"] for t in kc.list_tags_for_resource(ResourceARN=carn)["Tags"]] ==
+          ["cost centre", "tier", "ünï"], "consumer tags after restart")
     s = summary(kc, name)
     check(s["EnhancedMonitoring"] == [{"ShardLevelMetrics": metrics}] and
           s["MaxRecordSizeInKiB"] == 4096, "after restart: %r" % s)
     check(kc.list_tags_for_resource(ResourceARN=s["StreamARN"])["Tags"] ==
           [{"Key": "env", "Value": "test"}], "tags after restart")
     check(summary(kc, od)["WarmThroughput"]["TargetMiBps"] == 100, "warm after restart")
+    check(summary(kc, "warm-od")["WarmThroughput"]["TargetMiBps"] == 50,
+          "CreateStream's warm throughput after restart")
     check(summary(kc, "big")["MaxRecordSizeInKiB"] == 2048, "created setting after restart")
     got = kc.describe_account_settings()["MinimumThroughputBillingCommitment"]
     check(got["Status"] == "ENABLED" and got["StartedAt"].timestamp() == started,
@@ -375,9 +515,11 @@ def main():
         base.wait_active(kc, od)
         arn = summary(kc, name)["StreamARN"]
         tags_by_arn(kc, name, arn)
+        carn = consumer_tags(kc, name, arn)
         metrics = monitoring(kc, name, arn)
         batch_too_small(kc, name, arn)
         srv.stop()
+        consumer_tags_rows(data_dir)
         srv.start(*BIG_LOG)
         kc = base.client(srv)
         max_record_size(kc, name, arn)
@@ -386,7 +528,7 @@ def main():
         started = warm_throughput(kc, name, od, summary(kc, od)["StreamARN"])
         srv.stop()
         srv.start(*BIG_LOG)
-        after_restart(base.client(srv), name, od, metrics, started)
+        after_restart(base.client(srv), name, od, metrics, started, carn)
         srv.stop()
         srv.start()
         smaller_batch(base.client(srv), name)
