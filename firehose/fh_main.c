@@ -52,7 +52,9 @@ fh_alloc(struct firehose *fh)
 	fh->out = malloc(out);
 	fh->out_size = out;
 	fh->pending = calloc(FIREHOSE_PENDING_MAX, sizeof(*fh->pending));
-	return fh->raw == NULL || fh->out == NULL || fh->pending == NULL ? -ENOMEM : 0;
+	fh->sources = calloc(FIREHOSE_STREAMS_MAX, sizeof(*fh->sources));
+	return fh->raw == NULL || fh->out == NULL || fh->pending == NULL || fh->sources == NULL ?
+	       -ENOMEM : 0;
 }
 
 int
@@ -64,6 +66,8 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	if (fh == NULL)
 		return -ENOMEM;
 	fh->log = options->log;
+	fh->source_fn = options->source;
+	fh->source_ctx = options->source_ctx;
 	if (strlen(options->data_dir) >= sizeof(fh->data_dir) ||
 	    strlen(options->local_root) >= sizeof(fh->local_root)) {
 		free(fh);
@@ -76,6 +80,8 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 		rc = fh_store_open(fh);
 	if (rc == 0)
 		rc = fh_store_load(fh);
+	if (rc == 0)
+		rc = fh_source_load(fh);
 	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
 		if (fh->streams[i].used)
 			fh_stats_publish(fh, &fh->streams[i]);
@@ -116,6 +122,7 @@ firehose_close(struct firehose *fh)
 	free(fh->raw);
 	free(fh->out);
 	free(fh->pending);
+	free(fh->sources);
 	free(fh);
 }
 
@@ -138,10 +145,15 @@ firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t 
 	s->spec = *spec;
 	s->created_ms = now_ms;
 	s->version = 1;
+	if (spec->source_arn[0] != '\0') {
+		s->source = &fh->sources[s - fh->streams];
+		memset(s->source, 0, sizeof(*s->source));
+		s->source->start_ms = now_ms;
+	}
 	rc = fh_store_insert(fh, s);
 	if (rc != 0)
 		return rc;
-	s->shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
+	s->direct.shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
 	s->used = true;
 	fh_stats_publish(fh, s);
 	return 0;
@@ -156,6 +168,8 @@ firehose_delete(struct firehose *fh, const char *name)
 	if (s == NULL)
 		return -ENOENT;
 	rc = fh_store_delete(fh, s);
+	if (rc == 0 && s->source != NULL)
+		rc = fh_source_delete(fh, s);
 	if (rc != 0)
 		return rc;
 	/*
@@ -182,7 +196,8 @@ firehose_describe(struct firehose *fh, const char *name, struct firehose_info *i
 		.records_delivered = counter_read(&s->stats->delivered_records),
 		.objects_delivered = counter_read(&s->stats->delivered_objects),
 		.records_lost = counter_read(&s->stats->records_lost),
-		.delivered_seq = s->delivered,
+		.delivered_seq = s->direct.delivered,
+		.source_start_ms = s->source != NULL ? s->source->start_ms : 0,
 	};
 	return 0;
 }
@@ -271,6 +286,8 @@ firehose_stats_read(const struct firehose *fh, struct firehose_stats *out, uint3
 		out[n].delivery_failures = c.delivery_failures;
 		out[n].records_lost = c.records_lost;
 		out[n].freshness_ms = c.freshness_ms;
+		out[n].retention_warnings = c.retention_warnings;
+		out[n].retention_headroom_s = c.retention_headroom_s;
 		n++;
 	}
 	return n;
@@ -331,6 +348,8 @@ firehose_put(struct firehose *fh, const char *name, const struct firehose_record
 	assert(count >= 1 && count <= FIREHOSE_BATCH_RECORDS_MAX);
 	if (s == NULL)
 		return -ENOENT;
+	if (s->source != NULL)
+		return -EPERM;  /* Its records come from its source stream only. */
 	while (slot < FIREHOSE_PENDING_MAX && fh->pending[slot].used)
 		slot++;
 	if (slot == FIREHOSE_PENDING_MAX)
@@ -346,7 +365,7 @@ firehose_put(struct firehose *fh, const char *name, const struct firehose_record
 		p->seqs[i] = UINT64_MAX;  /* Until its batch is durable. */
 	}
 	for (uint32_t b = 0; b < used; b++) {
-		if (log_batch_submit(fh->producer, batches[b], s->shard_id,
+		if (log_batch_submit(fh->producer, batches[b], s->direct.shard_id,
 				     (uint64_t)slot << 32 | firsts[b]) != 0) {
 			/* The ring is full mid-put: what went in is durable, the rest is not. */
 			fh_batches_put_back(fh, batches + b, used - b);
@@ -376,10 +395,11 @@ fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 		if (p->error == 0)
 			counter_add_single_writer(&s->stats->incoming_bytes, p->bytes);
 		/* A partial put's bytes are not summed: "unknown" makes the flusher look. */
-		if (s->pending_bytes != UINT64_MAX)
-			s->pending_bytes = p->error == 0 ? s->pending_bytes + p->bytes : UINT64_MAX;
-		if (s->oldest_ns == 0)
-			s->oldest_ns = p->arrival_ns;
+		if (s->direct.pending_bytes != UINT64_MAX)
+			s->direct.pending_bytes = p->error == 0 ? s->direct.pending_bytes + p->bytes :
+						  UINT64_MAX;
+		if (s->direct.oldest_ns == 0)
+			s->direct.oldest_ns = p->arrival_ns;
 	}
 	if (answer)
 		p->done(p->ctx, p->error, p->seqs, p->count);

@@ -56,6 +56,18 @@ struct firehose;
 /* A path under local_root: root, bucket, prefix, date part, name, version, stamp, uuid. */
 #define FIREHOSE_PATH_SIZE_MAX 4096u
 #define FIREHOSE_LOCAL_ROOT_SIZE_MAX 2000u
+/*
+ * Ours: shards of its source one KinesisStreamAsSource stream follows at once (the
+ * open ones and the closed ones still within the source's retention).
+ */
+#define FIREHOSE_SOURCE_SHARDS_MAX 256u
+/*
+ * Ours: a delivery whose oldest undelivered record is this close to the source's
+ * retention (the log trims it then) raises the retention alarm: a metric and a log line.
+ */
+#define FIREHOSE_RETENTION_MARGIN_S 3600u
+/* A DirectPut stream's own log shard keeps the log's default retention (as AWS, 24 h). */
+#define FIREHOSE_DIRECT_RETENTION_HOURS 24u
 
 enum firehose_compression {
 	FIREHOSE_UNCOMPRESSED,
@@ -81,6 +93,9 @@ struct firehose_spec {
 	uint32_t size_mb;
 	uint32_t interval_s;
 	enum firehose_compression compression;
+	/* KinesisStreamAsSource: the source's ARN and role; both empty for DirectPut. */
+	char source_arn[FIREHOSE_ARN_SIZE_MAX + 1];
+	char source_role_arn[FIREHOSE_ARN_SIZE_MAX + 1];
 };
 
 /* What DescribeDeliveryStream shows besides the spec. */
@@ -91,20 +106,53 @@ struct firehose_info {
 	uint64_t records_delivered;  /* Since this process started. */
 	uint64_t objects_delivered;
 	uint64_t records_lost;       /* Aged out of the log before delivery (since start). */
-	uint64_t delivered_seq;      /* Next log seq to deliver (durable progress). */
+	uint64_t delivered_seq;      /* Next log seq to deliver (durable progress; DirectPut). */
+	uint64_t source_start_ms;    /* KinesisStreamAsSource: DeliveryStartTimestamp. */
 };
+
+/*
+ * A Kinesis stream as control/ sees it now, for a KinesisStreamAsSource stream:
+ * control/ owns the shard lineage, the log only the records.
+ */
+struct firehose_source_shard {
+	uint64_t shard_id;           /* LOG_SHARD_ID(stream_id, index) */
+	uint64_t parent_ids[2];      /* Its parents' shard ids; UINT64_MAX: none. */
+	bool closed;                 /* Closed and the log's close recorded: seq_durable is final. */
+};
+
+struct firehose_source_view {
+	uint32_t stream_id;          /* The log's stream id (another one: the stream was recreated). */
+	uint32_t retention_hours;
+	uint32_t shard_count;        /* Open shards and closed ones within retention. */
+	struct firehose_source_shard shards[FIREHOSE_SOURCE_SHARDS_MAX];
+};
+
+/*
+ * Fills `view` for the stream `stream_arn` names: 0, -ENOENT (no such stream, or
+ * not ACTIVE yet), -E2BIG (more than FIREHOSE_SOURCE_SHARDS_MAX shards to follow).
+ * Called on the engine's thread.
+ */
+typedef int firehose_source_fn(void *ctx, const char *stream_arn,
+			       struct firehose_source_view *view);
 
 struct firehose_options {
 	const char *data_dir;        /* firehose.db lives here. */
 	const char *local_root;      /* Objects land in local_root/<bucket>/<key>. */
 	struct log *log;
+	firehose_source_fn *source;  /* NULL: KinesisStreamAsSource streams are refused. */
+	void *source_ctx;
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);
 /* Waits (bounded) for puts still in the log; their callbacks are not called. */
 void firehose_close(struct firehose *fh);
 
-/* -EEXIST (name in use), -ENOSPC (FIREHOSE_STREAMS_MAX), or a SQLite/log error (-EIO). */
+/*
+ * -EEXIST (name in use), -ENOSPC (FIREHOSE_STREAMS_MAX), or a SQLite/log error (-EIO).
+ * With spec->source_arn set (KinesisStreamAsSource), reading starts at LATEST of each
+ * open shard (AWS); -ENXIO: the source stream does not exist (or no options.source),
+ * -E2BIG: it has more than FIREHOSE_SOURCE_SHARDS_MAX shards to follow.
+ */
 int firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t now_ms);
 /* Forgets the stream and its undelivered records (as AWS drops buffered data). -ENOENT. */
 int firehose_delete(struct firehose *fh, const char *name);
@@ -157,6 +205,8 @@ struct firehose_stats {
 	uint64_t delivery_failures;    /* Attempts that failed (retried). */
 	uint64_t records_lost;         /* Aged out of the log before delivery. */
 	uint64_t freshness_ms;         /* DeliveryToS3.DataFreshness: oldest undelivered. */
+	uint64_t retention_warnings;   /* Times a lane came within FIREHOSE_RETENTION_MARGIN_S. */
+	uint64_t retention_headroom_s; /* Seconds before the oldest undelivered record ages out. */
 };
 
 /*
