@@ -46,14 +46,15 @@ static const char *const fh_stream_types[] = {
 #define KV_DELIVERY_STREAM_NAME \
 	KV_STR("DeliveryStreamName", true, KV_PATTERN_NAME, 1, FIREHOSE_NAME_SIZE_MAX)
 
-static kv_nested_types_fn fh_s3_types, fh_record_types, fh_records_types;
-static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_records_check;
+static kv_nested_types_fn fh_s3_types, fh_record_types, fh_records_types, fh_source_types;
+static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_records_check,
+	fh_source_check;
 
 #define KINESIS_SHAPE_FH_CREATE(F) \
 	F(FH_CREATE, NAME, KV_DELIVERY_STREAM_NAME) \
 	F(FH_CREATE, TYPE, KV_ENUM("DeliveryStreamType", false, fh_stream_types)) \
 	F(FH_CREATE, KINESIS_SOURCE, KV_NESTED("KinesisStreamSourceConfiguration", KV_STRUCT, \
-					       false, -1, -1, NULL, NULL)) \
+					       false, -1, -1, fh_source_types, fh_source_check)) \
 	F(FH_CREATE, ENCRYPTION, KV_NESTED("DeliveryStreamEncryptionConfigurationInput", \
 					   KV_STRUCT, false, -1, -1, NULL, NULL)) \
 	F(FH_CREATE, S3, KV_NESTED("S3DestinationConfiguration", KV_STRUCT, false, -1, -1, \
@@ -228,6 +229,28 @@ fh_dest_check(const cJSON *item, struct kv_errors *errors, const char *base)
 	}
 }
 
+/* KinesisStreamSourceConfiguration{KinesisStreamARN, RoleARN}: both required (model). */
+static int
+fh_source_types(struct kinesis_req *r, const cJSON *item)
+{
+	if (fh_member_type(r, item, "KinesisStreamARN", KV_STRING) != 0 ||
+	    fh_member_type(r, item, "RoleARN", KV_STRING) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+static void
+fh_source_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	(void)r;
+	kv_string_check(errors, "kinesisStreamSourceConfiguration.kinesisStreamARN",
+			cJSON_GetObjectItemCaseSensitive(item, "KinesisStreamARN"), true,
+			KV_PATTERN_ARN, 1, FIREHOSE_ARN_SIZE_MAX);
+	kv_string_check(errors, "kinesisStreamSourceConfiguration.roleARN",
+			cJSON_GetObjectItemCaseSensitive(item, "RoleARN"), true, KV_PATTERN_NONE,
+			1, FIREHOSE_ARN_SIZE_MAX);
+}
+
 static void
 fh_s3_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
 {
@@ -365,6 +388,20 @@ fh_errno_reply(struct kinesis_req *r, int rc, const char *name)
 
 /* ---- CreateDeliveryStream -------------------------------------------------- */
 
+/* The source stream is not one of ours (-ENXIO) or has too many shards to follow (-E2BIG). */
+static void
+fh_source_error(struct kinesis_req *r, const struct firehose_spec *spec, int rc)
+{
+	if (rc == -E2BIG)
+		kinesis_error(r->call, "InvalidArgumentException", "Kinesis stream %s has more than "
+			      "%u shards to follow: not supported by this endpoint.",
+			      spec->source_arn, FIREHOSE_SOURCE_SHARDS_MAX);
+	else
+		kinesis_error(r->call, "InvalidArgumentException", "Kinesis stream %s does not "
+			      "exist (or is not ACTIVE) under account %s.", spec->source_arn,
+			      r->k->config.account_id);
+}
+
 static const char *const fh_unsupported_destinations[] = {
 	"RedshiftDestinationConfiguration", "ElasticsearchDestinationConfiguration",
 	"AmazonopensearchserviceDestinationConfiguration", "SplunkDestinationConfiguration",
@@ -457,11 +494,20 @@ fh_create_check(struct kinesis_req *r, const cJSON **dest_out)
 	const char *type = r->v[FH_CREATE_TYPE].json != NULL ? r->v[FH_CREATE_TYPE].string :
 			   "DirectPut";
 	const cJSON *s3 = r->v[FH_CREATE_S3].json, *ext = r->v[FH_CREATE_EXT_S3].json;
+	const cJSON *source = r->v[FH_CREATE_KINESIS_SOURCE].json;
 	uint32_t others = 0;
 
-	if (strcmp(type, "DirectPut") != 0) {
+	if (strcmp(type, "DirectPut") != 0 && strcmp(type, "KinesisStreamAsSource") != 0) {
 		kinesis_error(r->call, "InvalidArgumentException", "DeliveryStreamType %s is not "
 			      "supported by this endpoint yet.", type);
+		return -EINVAL;
+	}
+	if ((source != NULL) != (strcmp(type, "KinesisStreamAsSource") == 0)) {
+		kinesis_error(r->call, "InvalidArgumentException", source != NULL ?
+			      "KinesisStreamSourceConfiguration is only allowed for "
+			      "KinesisStreamAsSource delivery streams." :
+			      "KinesisStreamSourceConfiguration is required for "
+			      "KinesisStreamAsSource delivery streams.");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(fh_unsupported_destinations); i++) {
@@ -484,6 +530,26 @@ fh_create_check(struct kinesis_req *r, const cJSON **dest_out)
 	return 0;
 }
 
+/* KinesisStreamSourceConfiguration into the spec (the stream is looked up by the engine). */
+static int
+fh_source_from(struct kinesis_req *r, struct firehose_spec *spec)
+{
+	const cJSON *source = r->v[FH_CREATE_KINESIS_SOURCE].json;
+	size_t size;
+
+	if (source == NULL)
+		return 0;
+	snprintf(spec->source_arn, sizeof(spec->source_arn), "%s",
+		 fh_member_string(source, "KinesisStreamARN", ""));
+	snprintf(spec->source_role_arn, sizeof(spec->source_role_arn), "%s",
+		 fh_member_string(source, "RoleARN", ""));
+	if (kinesis_arn_name(r->k, spec->source_arn, &size) == NULL) {
+		fh_source_error(r, spec, -ENXIO);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static void
 fh_create(struct kinesis_req *r)
 {
@@ -492,10 +558,15 @@ fh_create(struct kinesis_req *r)
 	char arn[FH_ARN_SIZE];
 	int rc;
 
-	if (fh_create_check(r, &dest) != 0 || fh_spec_from(r, dest, &spec) != 0)
+	if (fh_create_check(r, &dest) != 0 || fh_spec_from(r, dest, &spec) != 0 ||
+	    fh_source_from(r, &spec) != 0)
 		return;
 	snprintf(spec.name, sizeof(spec.name), "%s", r->v[FH_CREATE_NAME].string);
 	rc = firehose_create(r->k->firehose, &spec, kinesis_now_ms(r->req));
+	if (rc == -ENXIO || rc == -E2BIG) {
+		fh_source_error(r, &spec, rc);
+		return;
+	}
 	if (rc == -EEXIST) {
 		kinesis_error(r->call, "ResourceInUseException", "Firehose %s under accountId %s "
 			      "already exists", spec.name, r->k->config.account_id);
@@ -545,6 +616,12 @@ fh_out_destination(struct api_out *out, const struct firehose_spec *spec, bool e
 	api_out_printf(out, "}");
 }
 
+static const char *
+fh_type_name(const struct firehose_spec *spec)
+{
+	return spec->source_arn[0] != '\0' ? "KinesisStreamAsSource" : "DirectPut";
+}
+
 static void
 fh_describe(struct kinesis_req *r)
 {
@@ -563,8 +640,17 @@ fh_describe(struct kinesis_req *r)
 	fh_out_member(out, "DeliveryStreamARN", arn, true);
 	api_out_printf(out, ",\"DeliveryStreamStatus\":\"ACTIVE\",\"DeliveryStreamEncryption"
 		       "Configuration\":{\"Status\":\"DISABLED\"},\"DeliveryStreamType\":"
-		       "\"DirectPut\",\"VersionId\":\"%u\",\"CreateTimestamp\":", info.version);
+		       "\"%s\",\"VersionId\":\"%u\",\"CreateTimestamp\":", fh_type_name(&info.spec),
+		       info.version);
 	kinesis_out_timestamp(out, info.created_ms);
+	if (info.spec.source_arn[0] != '\0') {
+		api_out_printf(out, ",\"Source\":{\"KinesisStreamSourceDescription\":{");
+		fh_out_member(out, "KinesisStreamARN", info.spec.source_arn, false);
+		fh_out_member(out, "RoleARN", info.spec.source_role_arn, true);
+		api_out_printf(out, ",\"DeliveryStartTimestamp\":");
+		kinesis_out_timestamp(out, info.source_start_ms);
+		api_out_printf(out, "}}");
+	}
 	api_out_printf(out, ",\"Destinations\":[{\"DestinationId\":\"destinationId-000000000001\","
 		       "\"S3DestinationDescription\":");
 	fh_out_destination(out, &info.spec, false);
@@ -582,21 +668,24 @@ fh_list(struct kinesis_req *r)
 	const struct kv_value *type = &r->v[FH_LIST_TYPE];
 	uint32_t limit = r->v[FH_LIST_LIMIT].json != NULL ? (uint32_t)r->v[FH_LIST_LIMIT].number :
 			 FH_LIST_LIMIT_DEFAULT;
-	uint32_t total = 0, n = 0;
+	uint32_t total, n = 0, shown = 0;
 
-	/* Every delivery stream here is DirectPut: another type lists none. */
-	if (type->json == NULL || strcmp(type->string, "DirectPut") == 0) {
-		total = firehose_list(r->k->firehose, r->v[FH_LIST_START].json != NULL ?
-				      r->v[FH_LIST_START].string : NULL, names,
-				      limit < FIREHOSE_STREAMS_MAX ? limit : FIREHOSE_STREAMS_MAX);
-		n = total < limit ? total : limit;
-	}
+	total = firehose_list(r->k->firehose, r->v[FH_LIST_START].json != NULL ?
+			      r->v[FH_LIST_START].string : NULL, names, FIREHOSE_STREAMS_MAX);
 	api_out_printf(out, "{\"DeliveryStreamNames\":[");
-	for (uint32_t i = 0; i < n; i++) {
-		api_out_printf(out, "%s", i == 0 ? "" : ",");
+	for (uint32_t i = 0; i < total && i < FIREHOSE_STREAMS_MAX; i++) {
+		struct firehose_info info;
+
+		if (firehose_describe(r->k->firehose, names[i], &info) != 0 ||
+		    (type->json != NULL && strcmp(type->string, fh_type_name(&info.spec)) != 0))
+			continue;
+		n++;  /* Of the type asked for; shown up to the limit. */
+		if (shown == limit)
+			continue;
+		api_out_printf(out, "%s", shown++ == 0 ? "" : ",");
 		api_out_json_string(out, names[i], strlen(names[i]));
 	}
-	api_out_printf(out, "],\"HasMoreDeliveryStreams\":%s}", total > n ? "true" : "false");
+	api_out_printf(out, "],\"HasMoreDeliveryStreams\":%s}", n > shown ? "true" : "false");
 	api_call_reply(r->call, 200);
 }
 
@@ -623,6 +712,8 @@ struct fh_api_pending {
 };
 
 static struct fh_api_pending fh_pending[FIREHOSE_PENDING_MAX];
+/* The stream a put names (too large for the stack; one request at a time). */
+static struct firehose_info fh_put_info;
 
 static void
 fh_record_id(struct api_out *out, uint64_t seq)
@@ -677,8 +768,13 @@ fh_put_common(struct kinesis_req *r, uint32_t count, bool batch)
 	int rc;
 
 	static_assert((int)FH_PUT_NAME == (int)FH_PUT_BATCH_NAME, "one name index");
-	if (firehose_describe(r->k->firehose, name, &(struct firehose_info){ 0 }) != 0) {
+	if (firehose_describe(r->k->firehose, name, &fh_put_info) != 0) {
 		fh_not_found(r, name);
+		return;
+	}
+	if (fh_put_info.spec.source_arn[0] != '\0') {
+		kinesis_error(r->call, "InvalidArgumentException", "This operation is not permitted "
+			      "on KinesisStreamAsSource delivery stream type.");
 		return;
 	}
 	if (fh_decoded.bytes > FIREHOSE_BATCH_SIZE_MAX) {
