@@ -54,7 +54,7 @@ def make_stream(kin, name, shards):
     wait_active(kin, name)
 
 
-def put_records(kin, name, tag, count, rng):
+def put_records(kin, name, tag, count, rng, pad=(0, 300)):
     """PutRecords `count` records (each 'tag key n padding\\n'); returns them in put order."""
     sent = []
     for at in range(0, count, 500):
@@ -62,7 +62,7 @@ def put_records(kin, name, tag, count, rng):
         for i in range(at, min(count, at + 500)):
             key = rng.choice(KEYS)
             batch.append((key, b"%s %s %06d %s\n" % (tag.encode(), key.encode(), i,
-                                                       b"z" * rng.randrange(0, 300))))
+                                                       b"z" * rng.randrange(*pad))))
         while batch:
             r = kin.put_records(StreamName=name, Records=[{"PartitionKey": k, "Data": d}
                                                           for k, d in batch])
@@ -213,14 +213,16 @@ def test_split(srv, kin, root):
     rng = random.Random(1616)
     make_stream(kin, "src-split", 2)
     before = put_records(kin, "src-split", "before", 200, rng)
+    # The parents' records wait for the interval (far below SizeInMBs); their children's
+    # are over SizeInMBs at once: only the parents-first rule keeps a key in order.
     fh.create_delivery_stream(DeliveryStreamName="split", DeliveryStreamType=
                               "KinesisStreamAsSource",
                               KinesisStreamSourceConfiguration=source("src-split"),
                               ExtendedS3DestinationConfiguration=s3dest(
-                                  "split", "GZIP", size_mb=1, interval_s=1))
-    sent = put_records(kin, "src-split", "parent", 3000, rng)
+                                  "split", "GZIP", size_mb=1, interval_s=4))
+    sent = put_records(kin, "src-split", "parent", 2000, rng)
     split_first(kin, "src-split")
-    sent += put_records(kin, "src-split", "child", 3000, rng)
+    sent += put_records(kin, "src-split", "child", 6000, rng, pad=(600, 1400))
     _, got, temps = wait_records(root, "split", "GZIP", len(sent), "split")
     check(not set(before) & set(got), "records put before the delivery stream were delivered")
     check_once_in_order(sent, got, "across a SplitShard")
