@@ -543,3 +543,53 @@ Test(firehose_engine, streams_survive_a_restart_and_delete_forgets)
 	cr_assert_eq(firehose_list(e.fh, NULL, names, 4), 1);
 	env_close(&e);
 }
+
+/* ---- The retention alarm ------------------------------------------------------------ */
+
+static struct firehose_stats
+stats_of(struct env *e)
+{
+	struct firehose_stats st[2];
+
+	cr_assert_eq(firehose_stats_read(e->fh, st, 2), 1);
+	return st[0];
+}
+
+Test(firehose_engine, a_delivery_near_retention_raises_the_alarm_once)
+{
+	struct firehose_spec s = spec_of("behind", FIREHOSE_GZIP, 128, 60);
+	uint64_t hour_ns = 3600ull * 1000000000ull;
+	uint64_t now = clock_real_ns();
+	struct firehose_stats st;
+	FILE *block;
+	struct env e;
+
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	/* local_root is a file: every delivery fails and the records stay waiting. */
+	block = fopen(e.root, "w");
+	cr_assert_not_null(block);
+	fclose(block);
+	put_records(&e, "behind", 0);
+	firehose_poll(e.fh, now + 2 * hour_ns);
+	st = stats_of(&e);
+	cr_assert(st.delivery_failures >= 1 && st.retention_warnings == 0,
+		  "22 h of headroom is no alarm (failures %llu)",
+		  (unsigned long long)st.delivery_failures);
+	cr_assert(st.retention_headroom_s > 21 * 3600 && st.retention_headroom_s <= 22 * 3600 + 60,
+		  "headroom %llu s", (unsigned long long)st.retention_headroom_s);
+	/* Within FIREHOSE_RETENTION_MARGIN_S of the 24 h horizon: one warning while it lasts. */
+	firehose_poll(e.fh, now + 23 * hour_ns + hour_ns / 2);
+	firehose_poll(e.fh, now + 23 * hour_ns + hour_ns * 3 / 4);
+	st = stats_of(&e);
+	cr_assert_eq(st.retention_warnings, 1, "warned once, not per poll");
+	cr_assert(st.retention_headroom_s <= FIREHOSE_RETENTION_MARGIN_S, "headroom %llu s",
+		  (unsigned long long)st.retention_headroom_s);
+	/* The way clears: delivered, the alarm ends and the headroom is the whole retention. */
+	cr_assert_eq(unlink(e.root), 0);
+	wait_delivered(&e, "behind", RECORDS, 23 * 3600 + 3600 * 3 / 4 + 120);
+	st = stats_of(&e);
+	cr_assert_eq(st.retention_headroom_s, FIREHOSE_DIRECT_RETENTION_HOURS * 3600ull);
+	cr_assert_eq(st.retention_warnings, 1);
+	env_close(&e);
+}
