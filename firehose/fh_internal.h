@@ -8,6 +8,7 @@
  *   fh_flush.c    the flusher: cutting ranges, naming, writing objects
  *   fh_codec.c    compression formats
  *   fh_source.c   KinesisStreamAsSource: following a Kinesis stream's shards (lanes)
+ *   fh_settings.c UpdateDestination, encryption, tags
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
@@ -102,6 +103,8 @@ struct fh_stream {
 	uint32_t version;
 	struct fh_lane direct;       /* DirectPut: the stream's own log shard. */
 	struct fh_source *source;    /* KinesisStreamAsSource; NULL for DirectPut. */
+	struct firehose_encryption encryption;  /* fh_settings.c */
+	uint64_t updated_ms;
 	struct fh_stats_slot *stats; /* Its slot in firehose.stats (same index). */
 };
 
@@ -184,6 +187,12 @@ struct fh_gauges {
 void fh_lane_account(struct fh_stream *s, struct fh_lane *l, int rc, uint64_t now_ns,
 		     uint32_t retention_hours, struct fh_gauges *g);
 void fh_gauges_publish(struct fh_stream *s, const struct fh_gauges *g);
+
+/* fh_settings.c */
+/* Loads encryption settings (and applies them to the log) after fh_store_load. */
+int fh_settings_load(struct firehose *fh);
+/* Forgets a deleted stream's settings and tags. */
+int fh_settings_delete(struct firehose *fh, const struct fh_stream *s);
 
 /* fh_source.c */
 /* Stores the source of a new stream (inside fh_store_insert's transaction) and its lanes. */

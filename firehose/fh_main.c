@@ -82,6 +82,8 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 		rc = fh_store_load(fh);
 	if (rc == 0)
 		rc = fh_source_load(fh);
+	if (rc == 0)
+		rc = fh_settings_load(fh);
 	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
 		if (fh->streams[i].used)
 			fh_stats_publish(fh, &fh->streams[i]);
@@ -170,6 +172,8 @@ firehose_delete(struct firehose *fh, const char *name)
 	rc = fh_store_delete(fh, s);
 	if (rc == 0 && s->source != NULL)
 		rc = fh_source_delete(fh, s);
+	if (rc == 0)
+		rc = fh_settings_delete(fh, s);
 	if (rc != 0)
 		return rc;
 	/*
@@ -192,7 +196,8 @@ firehose_describe(struct firehose *fh, const char *name, struct firehose_info *i
 	if (s == NULL)
 		return -ENOENT;
 	*info_out = (struct firehose_info){
-		.spec = s->spec, .created_ms = s->created_ms, .version = s->version,
+		.spec = s->spec, .encryption = s->encryption, .created_ms = s->created_ms,
+		.updated_ms = s->updated_ms, .version = s->version,
 		.records_delivered = counter_read(&s->stats->delivered_records),
 		.objects_delivered = counter_read(&s->stats->delivered_objects),
 		.records_lost = counter_read(&s->stats->records_lost),
@@ -365,18 +370,22 @@ firehose_put(struct firehose *fh, const char *name, const struct firehose_record
 		p->seqs[i] = UINT64_MAX;  /* Until its batch is durable. */
 	}
 	for (uint32_t b = 0; b < used; b++) {
-		if (log_batch_submit(fh->producer, batches[b], s->direct.shard_id,
-				     (uint64_t)slot << 32 | firsts[b]) != 0) {
-			/* The ring is full mid-put: what went in is durable, the rest is not. */
+		rc = log_batch_submit(fh->producer, batches[b], s->direct.shard_id,
+				      (uint64_t)slot << 32 | firsts[b]);
+		if (rc != 0) {
+			/*
+			 * The ring is full mid-put (-EAGAIN), or the stream's key is missing or
+			 * disabled (-ENOKEY, -EKEYREVOKED): what went in is durable, the rest is not.
+			 */
 			fh_batches_put_back(fh, batches + b, used - b);
-			p->error = -EAGAIN;
+			p->error = rc;
 			break;
 		}
 		p->batches_left++;
 	}
 	if (p->batches_left == 0) {  /* Nothing went in: the client may simply retry. */
 		p->used = false;
-		return -EAGAIN;
+		return p->error;
 	}
 	fh->pending_count++;
 	return 0;

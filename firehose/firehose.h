@@ -98,10 +98,29 @@ struct firehose_spec {
 	char source_role_arn[FIREHOSE_ARN_SIZE_MAX + 1];
 };
 
+/*
+ * DeliveryStreamEncryptionConfiguration. With a log key (the keyring resolved the key)
+ * a DirectPut stream's own log shard is encrypted as a Kinesis stream's is
+ * (log_stream_encryption_set); without one the status is recorded only.
+ */
+enum firehose_key_type {
+	FIREHOSE_KEY_AWS_OWNED,      /* AWS_OWNED_CMK */
+	FIREHOSE_KEY_CUSTOMER,       /* CUSTOMER_MANAGED_CMK: key_arn names it. */
+};
+
+struct firehose_encryption {
+	bool enabled;
+	enum firehose_key_type key_type;
+	char key_arn[FIREHOSE_ARN_SIZE_MAX + 1];
+	uint64_t log_key_id;         /* The log's key id; 0: the records are not encrypted. */
+};
+
 /* What DescribeDeliveryStream shows besides the spec. */
 struct firehose_info {
 	struct firehose_spec spec;
+	struct firehose_encryption encryption;
 	uint64_t created_ms;
+	uint64_t updated_ms;         /* LastUpdateTimestamp: the latest UpdateDestination; 0 none. */
 	uint32_t version;            /* VersionId; the version field of object names. */
 	uint64_t records_delivered;  /* Since this process started. */
 	uint64_t objects_delivered;
@@ -164,6 +183,42 @@ int firehose_describe(struct firehose *fh, const char *name, struct firehose_inf
 uint32_t firehose_list(struct firehose *fh, const char *after,
 		       char names_out[][FIREHOSE_NAME_SIZE_MAX + 1], uint32_t count);
 
+/*
+ * UpdateDestination: `spec` replaces the destination (name and source are kept) if
+ * `version` is the current VersionId, which then grows by one; ranges cut from now on
+ * use it (and its version in their names). -ENOENT; -ESTALE (another version);
+ * -EBUSY: a range is being delivered again after a failure: its object keeps the
+ * settings it began with (exactly once), so the change waits for it.
+ */
+int firehose_update(struct firehose *fh, const char *name, uint32_t version,
+		    const struct firehose_spec *spec, uint64_t now_ms);
+/* Start/StopDeliveryStreamEncryption. -ENOENT; -EPERM for a KinesisStreamAsSource stream. */
+int firehose_encryption_set(struct firehose *fh, const char *name,
+			    const struct firehose_encryption *encryption);
+
+/* ---- Tags (AWS's limits) ---- */
+#define FIREHOSE_TAGS_MAX 50u
+#define FIREHOSE_TAG_KEY_SIZE_MAX 128u
+#define FIREHOSE_TAG_VALUE_SIZE_MAX 256u
+
+struct firehose_tag {
+	char key[FIREHOSE_TAG_KEY_SIZE_MAX + 1];
+	char value[FIREHOSE_TAG_VALUE_SIZE_MAX + 1];
+};
+
+/* Adds or replaces tags. -ENOENT; -E2BIG: the stream would have more than FIREHOSE_TAGS_MAX. */
+int firehose_tags_add(struct firehose *fh, const char *name, const struct firehose_tag *tags,
+		      uint32_t count);
+/* Removes the tags of `keys` (absent ones are no error). -ENOENT. */
+int firehose_tags_remove(struct firehose *fh, const char *name, const char *const *keys,
+			 uint32_t count);
+/*
+ * The stream's tags in key order after `after` (NULL: from the first), at most `count`
+ * into out; *total_out is how many there are after `after`. -ENOENT.
+ */
+int firehose_tags_list(struct firehose *fh, const char *name, const char *after,
+		       struct firehose_tag *out, uint32_t count, uint32_t *total_out);
+
 struct firehose_record {
 	const void *data;
 	uint32_t data_size;          /* 0 .. FIREHOSE_RECORD_SIZE_MAX */
@@ -172,14 +227,17 @@ struct firehose_record {
 /*
  * A put's answer: each record's log sequence number in seqs[], UINT64_MAX for a record
  * that is not durable; error is 0 when every record is, else the first negative errno
- * (-EAGAIN: the log's ring filled mid-put; -ENOSPC: disk full; -EIO: the log failed).
+ * (-EAGAIN: the log's ring filled mid-put; -ENOSPC: disk full; -EIO: the log failed;
+ * -ENOKEY, -EKEYREVOKED: the stream's key).
  */
 typedef void firehose_put_fn(void *ctx, int error, const uint64_t *seqs, uint32_t count);
 
 /*
  * Appends 1..FIREHOSE_BATCH_RECORDS_MAX records; `done` runs from a later firehose_poll()
- * once they are durable. Returns 0, -ENOENT (no such stream), or -EAGAIN (no room now:
- * the caller answers ServiceUnavailable, nothing was appended).
+ * once they are durable. Returns 0, -ENOENT (no such stream), -EPERM (a
+ * KinesisStreamAsSource stream), -EAGAIN (no room now: the caller answers
+ * ServiceUnavailable, nothing was appended), or -ENOKEY / -EKEYREVOKED (the stream's
+ * encryption key is missing or disabled in the log's keyring; nothing appended).
  */
 int firehose_put(struct firehose *fh, const char *name, const struct firehose_record *records,
 		 uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx);
