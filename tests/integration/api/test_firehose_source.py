@@ -179,6 +179,15 @@ def test_api(srv, kin):
                  DeliveryStreamName="from-src", Records=[{"Data": b"x"}])
     expect_error(fh.put_record, "ResourceNotFoundException", "Firehose nope under account",
                  DeliveryStreamName="nope", Record={"Data": b"x"})
+    for fn in (fh.start_delivery_stream_encryption, fh.stop_delivery_stream_encryption):
+        expect_error(fn, "InvalidArgumentException", text, DeliveryStreamName="from-src")
+    # UpdateDestination changes a stream-sourced one's destination as any other.
+    fh.update_destination(DeliveryStreamName="from-src", CurrentDeliveryStreamVersionId="1",
+                          DestinationId="destinationId-000000000001",
+                          ExtendedS3DestinationUpdate={"Prefix": "p/"})
+    d = fh.describe_delivery_stream(DeliveryStreamName="from-src")["DeliveryStreamDescription"]
+    check(d["VersionId"] == "2" and d["Source"]["KinesisStreamSourceDescription"][
+        "KinesisStreamARN"] == stream_arn("src-api"), d)
 
     names = fh.list_delivery_streams(DeliveryStreamType="KinesisStreamAsSource")
     check(names["DeliveryStreamNames"] == ["from-src"], names)
