@@ -206,6 +206,47 @@ top_delta(const cJSON *now, const cJSON *before, const char *name)
 	return before == NULL ? 0 : status_number(now, name) - status_number(before, name);
 }
 
+/* The same delivery stream (by name) in an earlier sample, or NULL. */
+static const cJSON *
+top_find_name(const cJSON *list, const char *name)
+{
+	const cJSON *s;
+
+	cJSON_ArrayForEach(s, list) {
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(s, "name");
+
+		if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* One line per delivery stream: what it delivers, how fresh, how far from retention. */
+static void
+top_print_firehose(const cJSON *now, const cJSON *before, double seconds)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(now, "delivery_streams");
+	const cJSON *old = cJSON_GetObjectItemCaseSensitive(before, "delivery_streams");
+	const cJSON *s;
+
+	if (cJSON_GetArraySize(list) == 0)
+		return;
+	printf("%-32s %12s %12s %10s %12s %10s\n", "delivery stream", "delivered/s", "bytes/s",
+	       "objects/s", "freshness s", "failures/s");
+	cJSON_ArrayForEach(s, list) {
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(s, "name");
+		const cJSON *b = cJSON_IsString(name) ? top_find_name(old, name->valuestring) : NULL;
+
+		printf("%-32s %12.0f %12.0f %10.1f %12.1f %10.1f\n",
+		       cJSON_IsString(name) ? name->valuestring : "?",
+		       top_delta(s, b, "delivered_records") / seconds,
+		       top_delta(s, b, "delivered_bytes") / seconds,
+		       top_delta(s, b, "delivered_objects") / seconds,
+		       status_number(s, "freshness_ms") / 1e3,
+		       top_delta(s, b, "delivery_failures") / seconds);
+	}
+}
+
 static void
 top_print(const cJSON *now, const cJSON *before, double seconds)
 {
@@ -241,6 +282,7 @@ top_print(const cJSON *now, const cJSON *before, double seconds)
 		       top_delta(dp, old_dp, "rx_packets") / seconds,
 		       top_delta(dp, old_dp, "records_durable") / seconds,
 		       top_delta(dp, old_dp, "drops") / seconds);
+	top_print_firehose(now, before, seconds);
 }
 
 static cJSON *

@@ -86,12 +86,12 @@ def split_first(kin, name):
 
 
 def records_of(objs):
-    """Every record of every object, objects in the order they were written (mtime)."""
-    out = []
-    for path in sorted(objs, key=lambda p: (os.stat(p).st_mtime_ns, p)):
-        recs = objs[path].split(b"\n")
+    """{path: (mtime_ns, [records])} of every object."""
+    out = {}
+    for path, data in objs.items():
+        recs = data.split(b"\n")
         check(recs[-1] == b"", "%s does not end on a record" % path)
-        out += [r + b"\n" for r in recs[:-1]]
+        out[path] = (os.stat(path).st_mtime_ns, [r + b"\n" for r in recs[:-1]])
     return out
 
 
@@ -100,15 +100,20 @@ def wait_records(root, bucket, compression, want, what):
     while True:
         objs, temps = delivered(root, bucket, compression)
         got = records_of(objs)
-        if len(got) >= want:
+        if sum(len(recs) for _, recs in got.values()) >= want:
             return objs, got, temps
         check(time.monotonic() < deadline, "%s: %d of %d records delivered in %d s" %
-              (what, len(got), want, DEADLINE_S))
+              (what, sum(len(recs) for _, recs in got.values()), want, DEADLINE_S))
         time.sleep(0.2)
 
 
 def check_once_in_order(sent, got, what):
-    counts = collections.Counter(got)
+    """
+    Every record once; per partition key, in put order inside each object, and objects
+    written in put order (a key's shard, then its children): an object holding later
+    records of a key has no earlier mtime (equal is allowed: file times are coarse).
+    """
+    counts = collections.Counter(r for _, recs in got.values() for r in recs)
     dup = [r for r, n in counts.items() if n > 1]
     check(not dup, "%s: %d records delivered twice, e.g. %r" % (what, len(dup), dup[:1]))
     stray = set(counts) - set(sent)
@@ -116,14 +121,23 @@ def check_once_in_order(sent, got, what):
     missing = set(sent) - set(counts)
     check(not missing, "%s: %d records missing, e.g. %r" % (what, len(missing),
                                                          list(missing)[:1]))
-    # Per partition key, delivered in put order: a key's shard and its children in turn.
     index = {rec: i for i, rec in enumerate(sent)}
-    by_key = collections.defaultdict(list)
-    for rec in got:
-        by_key[rec.split(b" ")[1]].append(rec)
-    for key, recs in by_key.items():
-        order = [index[r] for r in recs]
-        check(order == sorted(order), "%s: key %s out of order" % (what, key.decode()))
+    by_key = collections.defaultdict(list)   # key: [(first put index, last, mtime, path)]
+    for path, (mtime, recs) in got.items():
+        keyed = collections.defaultdict(list)
+        for rec in recs:
+            keyed[rec.split(b" ")[1]].append(index[rec])
+        for key, order in keyed.items():
+            check(order == sorted(order), "%s: key %s out of order in %s" %
+                  (what, key.decode(), path))
+            by_key[key].append((order[0], order[-1], mtime, path))
+    for key, spans in by_key.items():
+        spans.sort()
+        for a, b in zip(spans, spans[1:]):
+            check(a[1] < b[0], "%s: key %s interleaved in %s and %s" % (what, key.decode(),
+                                                                      a[3], b[3]))
+            check(a[2] <= b[2], "%s: key %s: %s (later records) written before %s" %
+                  (what, key.decode(), b[3], a[3]))
 
 
 # ---- 1. The API ----------------------------------------------------------------------
@@ -233,7 +247,8 @@ def test_split(srv, kin, root):
     split_first(kin, "src-split")
     sent += put_records(kin, "src-split", "child", 6000, rng, pad=(600, 1400))
     _, got, temps = wait_records(root, "split", "GZIP", len(sent), "split")
-    check(not set(before) & set(got), "records put before the delivery stream were delivered")
+    check(not set(before) & {r for _, recs in got.values() for r in recs},
+          "records put before the delivery stream were delivered")
     check_once_in_order(sent, got, "across a SplitShard")
     check(temps == [], "temp files left: %r" % temps)
     print("ok: stream-sourced delivery across a SplitShard: %d records exactly once, in key "
