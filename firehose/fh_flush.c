@@ -227,11 +227,17 @@ fh_read_range(struct firehose *fh, uint64_t shard_id, uint64_t first, uint64_t e
 
 /* ---- Delivering ------------------------------------------------------------ */
 
+/*
+ * Steps 3 and 4 for what fh->raw holds. The lock is let go while it compresses and
+ * writes (the flusher's buffers are its own; the intent is in SQLite, so nothing may
+ * change the stream's settings meanwhile: fh_settings.c refuses while an intent is).
+ */
 static int
 fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t shard_id, uint64_t first,
 	   uint64_t end, uint64_t first_arrival_ns)
 {
 	char path[FIREHOSE_PATH_SIZE_MAX];
+	enum firehose_compression compression = s->spec.compression;
 	const uint8_t *data = fh->raw;
 	size_t size = fh->raw_used;
 	int n = snprintf(path, sizeof(path), "%s/%s/", fh->local_root, s->spec.bucket);
@@ -241,16 +247,20 @@ fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t shard_id, uint64_t
 		return -ENAMETOOLONG;
 	rc = firehose_object_key(&s->spec, s->version, shard_id, first, end, first_arrival_ns,
 				 path + n, sizeof(path) - (size_t)n);
-	if (rc == 0 && s->spec.compression != FIREHOSE_UNCOMPRESSED) {
-		rc = fh_codec_compress(s->spec.compression, fh->raw, fh->raw_used, fh->out,
-				       fh->out_size, &size);
+	if (rc != 0)
+		return rc;
+	fh_unlock(fh);
+	if (compression != FIREHOSE_UNCOMPRESSED) {
+		rc = fh_codec_compress(compression, fh->raw, fh->raw_used, fh->out, fh->out_size,
+				       &size);
 		data = fh->out;
 	}
 	if (rc == 0)
 		rc = fh_write_object(path, data, size);
 	if (rc != 0)
-		diag_warn("firehose", "%s: delivering seq %llu..%llu to %s: %s", s->spec.name,
+		diag_warn("firehose", "delivering seq %llu..%llu to %s: %s",
 			  (unsigned long long)first, (unsigned long long)end, path, strerror(-rc));
+	fh_lock(fh);
 	return rc;
 }
 
@@ -259,8 +269,11 @@ static int
 fh_commit(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t first,
 	  uint64_t end, const struct fh_read *r)
 {
+	uint32_t id = s->id;
 	int rc = fh_deliver(fh, s, l->shard_id, first, end, r->first_arrival_ns);
 
+	if (!fh_stream_same(s, id))
+		return -ECANCELED;  /* Deleted while it was written: its object is an orphan. */
 	if (rc == 0)
 		rc = fh_store_delivered(fh, s, l, end);
 	if (rc != 0)
@@ -451,6 +464,8 @@ fh_flush_run(struct firehose *fh, uint64_t now_ns)
 			continue;
 		}
 		rc = fh_lane_due(s, l) > now_ns ? 0 : fh_flush_lane(fh, s, l, now_ns);
+		if (rc == -ECANCELED)
+			continue;
 		fh_lane_account(s, l, rc, now_ns, FIREHOSE_DIRECT_RETENTION_HOURS, &g);
 		fh_gauges_publish(s, &g);
 	}

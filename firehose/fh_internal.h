@@ -9,10 +9,12 @@
  *   fh_codec.c    compression formats
  *   fh_source.c   KinesisStreamAsSource: following a Kinesis stream's shards (lanes)
  *   fh_settings.c UpdateDestination, encryption, tags
+ *   fh_thread.c   the flusher's thread and the lock
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -91,6 +93,10 @@ struct fh_source {
 	uint64_t refresh_due_ns;     /* Real time of the next look at the source's shards. */
 	uint64_t poll_due_ns;        /* Real time of the next look at its lanes. */
 	bool gone;                   /* The stream was deleted (or recreated): nothing to read. */
+	/* control/'s answer, asked on the API thread (fh_source_stage), taken by the flusher. */
+	struct firehose_source_view view;
+	int view_rc;
+	bool view_new;
 	uint32_t lane_count;
 	struct fh_lane lanes[FIREHOSE_SOURCE_SHARDS_MAX];
 };
@@ -121,7 +127,19 @@ struct fh_pending {
 	uint64_t seqs[FIREHOSE_BATCH_RECORDS_MAX];
 };
 
+/*
+ * Threads. With options.flusher_thread the flusher runs on its own thread; `lock`
+ * guards everything below but the stats slots (atomics) and the flusher's buffers
+ * (raw, out, reader: its own), and the flusher lets go of it only while it
+ * compresses and writes an object (fh_flush.c). Without, firehose_poll() runs the
+ * flusher on the caller's thread (tests drive time that way), under the same lock.
+ */
 struct firehose {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;         /* The flusher's: puts completed, a stream made or changed. */
+	pthread_t thread;
+	bool thread_running;
+	bool stop;                   /* Under lock: the flusher thread returns. */
 	char data_dir[FIREHOSE_PATH_SIZE_MAX];
 	char local_root[FIREHOSE_LOCAL_ROOT_SIZE_MAX + 1];
 	struct log *log;
@@ -132,7 +150,6 @@ struct firehose {
 	struct fh_stream streams[FIREHOSE_STREAMS_MAX];
 	struct fh_stats_slot stats[FIREHOSE_STREAMS_MAX];
 	struct fh_source *sources;   /* FIREHOSE_STREAMS_MAX, stream i's at [i]. */
-	struct firehose_source_view view;  /* The latest answer of options.source. */
 	firehose_source_fn *source_fn;
 	void *source_ctx;
 	struct fh_pending *pending;  /* FIREHOSE_PENDING_MAX */
@@ -145,6 +162,15 @@ struct firehose {
 };
 
 struct fh_stream *fh_stream_find(struct firehose *fh, const char *name);
+/* Whether slot `s` still holds stream `id` (after the lock was let go: deleted or reused). */
+bool fh_stream_same(const struct fh_stream *s, uint32_t id);
+/* The flusher's side of the lock around compressing and writing an object. */
+void fh_unlock(struct firehose *fh);
+void fh_lock(struct firehose *fh);
+/* fh_thread.c: the flusher thread (firehose_open/close), and a nudge to look now. */
+int fh_thread_start(struct firehose *fh);
+void fh_thread_stop(struct firehose *fh);
+void fh_thread_wake(struct firehose *fh);
 /* Publishes stream `s` (now used) in its stats slot, or retires the slot (unused). */
 void fh_stats_publish(struct firehose *fh, struct fh_stream *s);
 struct fh_stream *fh_stream_by_id(struct firehose *fh, uint32_t id);
@@ -200,6 +226,10 @@ int fh_source_create(struct firehose *fh, struct fh_stream *s);
 /* Loads every stored source and its lanes (after fh_store_load). */
 int fh_source_load(struct firehose *fh);
 int fh_source_delete(struct firehose *fh, const struct fh_stream *s);
+/* API thread: asks control/ for the views of the sources due a look (for the flusher). */
+void fh_source_stage(struct firehose *fh, uint64_t now_ns);
+/* Real time of a source's next look, for the API thread's poll timeout. */
+uint64_t fh_source_stage_due(const struct fh_stream *s);
 /* Follows the source's shards, delivers its lanes (parents before children). */
 void fh_source_run(struct firehose *fh, struct fh_stream *s, uint64_t now_ns);
 uint64_t fh_source_due(const struct fh_stream *s);

@@ -65,6 +65,10 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 
 	if (fh == NULL)
 		return -ENOMEM;
+	if (pthread_mutex_init(&fh->lock, NULL) != 0 || pthread_cond_init(&fh->wake, NULL) != 0) {
+		free(fh);  /* Neither allocates on Linux: cannot happen. */
+		return -ENOMEM;
+	}
 	fh->log = options->log;
 	fh->source_fn = options->source;
 	fh->source_ctx = options->source_ctx;
@@ -96,6 +100,8 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 		fh->event_fd = log_producer_event_fd(fh->producer);
 		rc = fh->event_fd < 0 ? fh->event_fd : 0;
 	}
+	if (rc == 0 && options->flusher_thread)
+		rc = fh_thread_start(fh);
 	if (rc != 0) {
 		firehose_close(fh);
 		return rc;
@@ -111,6 +117,7 @@ firehose_close(struct firehose *fh)
 {
 	if (fh == NULL)
 		return;
+	fh_thread_stop(fh);
 	for (int i = 0; fh->producer != NULL && fh->pending_count > 0 && i < FH_DRAIN_ROUNDS; i++) {
 		fh_completions(fh, false);
 		if (fh->pending_count > 0)
@@ -125,13 +132,15 @@ firehose_close(struct firehose *fh)
 	free(fh->out);
 	free(fh->pending);
 	free(fh->sources);
+	pthread_cond_destroy(&fh->wake);
+	pthread_mutex_destroy(&fh->lock);
 	free(fh);
 }
 
 /* ---- The stream table ------------------------------------------------------ */
 
-int
-firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t now_ms)
+static int
+fh_create_locked(struct firehose *fh, const struct firehose_spec *spec, uint64_t now_ms)
 {
 	struct fh_stream *s = NULL;
 	int rc;
@@ -158,11 +167,23 @@ firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t 
 	s->direct.shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
 	s->used = true;
 	fh_stats_publish(fh, s);
+	fh_thread_wake(fh);
 	return 0;
 }
 
 int
-firehose_delete(struct firehose *fh, const char *name)
+firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t now_ms)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_create_locked(fh, spec, now_ms);
+	fh_unlock(fh);
+	return rc;
+}
+
+static int
+fh_delete_locked(struct firehose *fh, const char *name)
 {
 	struct fh_stream *s = fh_stream_find(fh, name);
 	int rc;
@@ -189,7 +210,18 @@ firehose_delete(struct firehose *fh, const char *name)
 }
 
 int
-firehose_describe(struct firehose *fh, const char *name, struct firehose_info *info_out)
+firehose_delete(struct firehose *fh, const char *name)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_delete_locked(fh, name);
+	fh_unlock(fh);
+	return rc;
+}
+
+static int
+fh_describe_locked(struct firehose *fh, const char *name, struct firehose_info *info_out)
 {
 	const struct fh_stream *s = fh_stream_find(fh, name);
 
@@ -207,8 +239,19 @@ firehose_describe(struct firehose *fh, const char *name, struct firehose_info *i
 	return 0;
 }
 
-uint32_t
-firehose_list(struct firehose *fh, const char *after,
+int
+firehose_describe(struct firehose *fh, const char *name, struct firehose_info *info_out)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_describe_locked(fh, name, info_out);
+	fh_unlock(fh);
+	return rc;
+}
+
+static uint32_t
+fh_list_locked(struct firehose *fh, const char *after,
 	      char names_out[][FIREHOSE_NAME_SIZE_MAX + 1], uint32_t count)
 {
 	const char *last = after;
@@ -234,6 +277,18 @@ firehose_list(struct firehose *fh, const char *after,
 		last = best;
 	}
 	return total;
+}
+
+uint32_t
+firehose_list(struct firehose *fh, const char *after,
+	      char names_out[][FIREHOSE_NAME_SIZE_MAX + 1], uint32_t count)
+{
+	uint32_t rc;
+
+	fh_lock(fh);
+	rc = fh_list_locked(fh, after, names_out, count);
+	fh_unlock(fh);
+	return rc;
 }
 
 /* ---- Figures for other threads ------------------------------------------------ */
@@ -340,8 +395,8 @@ fh_fill(struct firehose *fh, const struct firehose_record *records, uint32_t cou
 	return 0;
 }
 
-int
-firehose_put(struct firehose *fh, const char *name, const struct firehose_record *records,
+static int
+fh_put_locked(struct firehose *fh, const char *name, const struct firehose_record *records,
 	     uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx)
 {
 	struct log_batch *batches[FH_PUT_BATCHES_MAX];
@@ -391,6 +446,18 @@ firehose_put(struct firehose *fh, const char *name, const struct firehose_record
 	return 0;
 }
 
+int
+firehose_put(struct firehose *fh, const char *name, const struct firehose_record *records,
+	     uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_put_locked(fh, name, records, count, now_real_ns, done, ctx);
+	fh_unlock(fh);
+	return rc;
+}
+
 static void
 fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 {
@@ -410,6 +477,7 @@ fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 		if (s->direct.oldest_ns == 0)
 			s->direct.oldest_ns = p->arrival_ns;
 	}
+	fh_thread_wake(fh);  /* Its buffer may be due by size now. */
 	if (answer)
 		p->done(p->ctx, p->error, p->seqs, p->count);
 	p->used = false;
@@ -467,23 +535,36 @@ fh_event_clear(struct firehose *fh)
 void
 firehose_poll(struct firehose *fh, uint64_t now_real_ns)
 {
+	fh_lock(fh);
 	fh_event_clear(fh);
 	if (fh->pending_count > 0)
 		fh_completions(fh, true);
-	fh_flush_run(fh, now_real_ns);
+	fh_source_stage(fh, now_real_ns);
+	if (fh->thread_running)
+		pthread_cond_signal(&fh->wake);  /* Puts in, views staged: let it look. */
+	else
+		fh_flush_run(fh, now_real_ns);
+	fh_unlock(fh);
 }
 
 int
-firehose_poll_timeout_ms(const struct firehose *fh, uint64_t now_real_ns)
+firehose_poll_timeout_ms(struct firehose *fh, uint64_t now_real_ns)
 {
 	uint64_t due = UINT64_MAX;
 
+	fh_lock(fh);
 	/* A lost wake-up costs at most this tick while puts wait. */
 	if (fh->pending_count > 0)
 		due = now_real_ns + FH_FLUSH_TICK_NS;
-	for (uint32_t i = 0; i < FIREHOSE_STREAMS_MAX; i++)
-		if (fh->streams[i].used)
-			due = min_u64(due, fh_flush_due(&fh->streams[i]));
+	for (uint32_t i = 0; i < FIREHOSE_STREAMS_MAX; i++) {
+		const struct fh_stream *s = &fh->streams[i];
+
+		if (s->used && s->source != NULL)
+			due = min_u64(due, fh_source_stage_due(s));
+		if (s->used && !fh->thread_running)
+			due = min_u64(due, fh_flush_due(s));
+	}
+	fh_unlock(fh);
 	if (due <= now_real_ns)
 		return 0;
 	return (int)min_u64((due - now_real_ns + 999999) / 1000000, 60000);

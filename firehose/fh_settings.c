@@ -150,8 +150,8 @@ fh_update_store(struct firehose *fh, const struct fh_stream *s, const struct fir
 	return rc;
 }
 
-int
-firehose_update(struct firehose *fh, const char *name, uint32_t version,
+static int
+fh_update_locked(struct firehose *fh, const char *name, uint32_t version,
 		const struct firehose_spec *spec, uint64_t now_ms)
 {
 	struct fh_stream *s = fh_stream_find(fh, name);
@@ -178,10 +178,22 @@ firehose_update(struct firehose *fh, const char *name, uint32_t version,
 	return 0;
 }
 
+int
+firehose_update(struct firehose *fh, const char *name, uint32_t version,
+		const struct firehose_spec *spec, uint64_t now_ms)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_update_locked(fh, name, version, spec, now_ms);
+	fh_unlock(fh);
+	return rc;
+}
+
 /* ---- Encryption -------------------------------------------------------------------- */
 
-int
-firehose_encryption_set(struct firehose *fh, const char *name,
+static int
+fh_encryption_set_locked(struct firehose *fh, const char *name,
 			const struct firehose_encryption *encryption)
 {
 	struct fh_stream *s = fh_stream_find(fh, name);
@@ -197,6 +209,18 @@ firehose_encryption_set(struct firehose *fh, const char *name,
 	s->encryption = *encryption;
 	return log_stream_encryption_set(fh->log, fh_log_stream(s),
 					 encryption->enabled ? encryption->log_key_id : 0);
+}
+
+int
+firehose_encryption_set(struct firehose *fh, const char *name,
+			const struct firehose_encryption *encryption)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_encryption_set_locked(fh, name, encryption);
+	fh_unlock(fh);
+	return rc;
 }
 
 /* ---- Tags ---------------------------------------------------------------------------- */
@@ -243,8 +267,8 @@ fh_tags_put(struct firehose *fh, const struct fh_stream *s, const struct firehos
 	return rc;
 }
 
-int
-firehose_tags_add(struct firehose *fh, const char *name, const struct firehose_tag *tags,
+static int
+fh_tags_add_locked(struct firehose *fh, const char *name, const struct firehose_tag *tags,
 		  uint32_t count)
 {
 	const struct fh_stream *s = fh_stream_find(fh, name);
@@ -253,7 +277,19 @@ firehose_tags_add(struct firehose *fh, const char *name, const struct firehose_t
 }
 
 int
-firehose_tags_remove(struct firehose *fh, const char *name, const char *const *keys,
+firehose_tags_add(struct firehose *fh, const char *name, const struct firehose_tag *tags,
+		  uint32_t count)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_tags_add_locked(fh, name, tags, count);
+	fh_unlock(fh);
+	return rc;
+}
+
+static int
+fh_tags_remove_locked(struct firehose *fh, const char *name, const char *const *keys,
 		     uint32_t count)
 {
 	const struct fh_stream *s = fh_stream_find(fh, name);
@@ -274,7 +310,19 @@ firehose_tags_remove(struct firehose *fh, const char *name, const char *const *k
 }
 
 int
-firehose_tags_list(struct firehose *fh, const char *name, const char *after,
+firehose_tags_remove(struct firehose *fh, const char *name, const char *const *keys,
+		     uint32_t count)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_tags_remove_locked(fh, name, keys, count);
+	fh_unlock(fh);
+	return rc;
+}
+
+static int
+fh_tags_list_locked(struct firehose *fh, const char *name, const char *after,
 		   struct firehose_tag *out, uint32_t count, uint32_t *total_out)
 {
 	const struct fh_stream *s = fh_stream_find(fh, name);
@@ -302,5 +350,17 @@ firehose_tags_list(struct firehose *fh, const char *name, const char *after,
 	if (n < count && step != SQLITE_DONE)
 		rc = -EIO;
 	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+firehose_tags_list(struct firehose *fh, const char *name, const char *after,
+		   struct firehose_tag *out, uint32_t count, uint32_t *total_out)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_tags_list_locked(fh, name, after, out, count, total_out);
+	fh_unlock(fh);
 	return rc;
 }

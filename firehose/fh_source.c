@@ -134,12 +134,15 @@ fh_lane_ready(struct fh_source *src, const struct fh_lane *l)
 
 /* ---- Create and load ------------------------------------------------------------ */
 
+/* Asks control/ for the source's shards (on the API thread: control/ is not thread-safe). */
 static int
-fh_source_view(struct firehose *fh, const char *arn)
+fh_source_view(struct firehose *fh, struct fh_stream *s)
 {
-	int rc = fh->source_fn == NULL ? -ENOENT : fh->source_fn(fh->source_ctx, arn, &fh->view);
+	struct firehose_source_view *view = &s->source->view;
+	int rc = fh->source_fn == NULL ? -ENOENT :
+		 fh->source_fn(fh->source_ctx, s->spec.source_arn, view);
 
-	if (rc == 0 && fh->view.shard_count > FIREHOSE_SOURCE_SHARDS_MAX)
+	if (rc == 0 && view->shard_count > FIREHOSE_SOURCE_SHARDS_MAX)
 		rc = -E2BIG;
 	return rc;
 }
@@ -148,25 +151,26 @@ int
 fh_source_create(struct firehose *fh, struct fh_stream *s)
 {
 	struct fh_source *src = s->source;
+	const struct firehose_source_view *view = &src->view;
 	int64_t id = s->id, stream_id, start = (int64_t)src->start_ms;
-	int rc = fh_source_view(fh, s->spec.source_arn);
+	int rc = fh_source_view(fh, s);
 
 	if (rc != 0)
 		return rc == -ENOENT ? -ENXIO : rc;
-	src->stream_id = fh->view.stream_id;
-	src->retention_hours = fh->view.retention_hours;
+	src->stream_id = view->stream_id;
+	src->retention_hours = view->retention_hours;
 	stream_id = src->stream_id;
 	rc = fh_store_run(fh, "INSERT INTO stream_sources(ds_id, stream_arn, role_arn, stream_id,"
 			  " start_ms) VALUES(?, ?, ?, ?, ?)", "ittii",
 			  (const void *[]){ &id, s->spec.source_arn, s->spec.source_role_arn,
 					    &stream_id, &start });
 	/* LATEST: every shard from what is durable now (a closed one is then finished). */
-	for (uint32_t i = 0; rc == 0 && i < fh->view.shard_count; i++) {
+	for (uint32_t i = 0; rc == 0 && i < view->shard_count; i++) {
 		struct log_shard_info info;
 		struct fh_lane *l;
 
-		rc = log_shard_info(fh->log, fh->view.shards[i].shard_id, &info);
-		l = rc == 0 ? fh_lane_add(src, fh->view.shards[i].shard_id, info.seq_durable) : NULL;
+		rc = log_shard_info(fh->log, view->shards[i].shard_id, &info);
+		l = rc == 0 ? fh_lane_add(src, view->shards[i].shard_id, info.seq_durable) : NULL;
 		if (rc == 0)
 			rc = l == NULL ? -E2BIG : fh_lane_insert(fh, s, l);
 	}
@@ -280,18 +284,19 @@ static void
 fh_source_adopt(struct firehose *fh, struct fh_stream *s)
 {
 	struct fh_source *src = s->source;
+	const struct firehose_source_view *view = &src->view;
 
 	for (uint32_t i = 0; i < src->lane_count; i++)
 		src->lanes[i].seen = false;
-	for (uint32_t i = 0; i < fh->view.shard_count; i++) {
-		struct fh_lane *l = fh_lane_find(src, fh->view.shards[i].shard_id);
+	for (uint32_t i = 0; i < view->shard_count; i++) {
+		struct fh_lane *l = fh_lane_find(src, view->shards[i].shard_id);
 
 		if (l != NULL)
 			l->seen = true;
 	}
 	fh_source_prune(fh, s);
-	for (uint32_t i = 0; i < fh->view.shard_count; i++) {
-		const struct firehose_source_shard *sh = &fh->view.shards[i];
+	for (uint32_t i = 0; i < view->shard_count; i++) {
+		const struct firehose_source_shard *sh = &view->shards[i];
 		struct fh_lane *l = fh_lane_find(src, sh->shard_id);
 
 		if (l == NULL) {
@@ -308,14 +313,35 @@ fh_source_adopt(struct firehose *fh, struct fh_stream *s)
 	}
 }
 
+void
+fh_source_stage(struct firehose *fh, uint64_t now_ns)
+{
+	for (uint32_t i = 0; i < FIREHOSE_STREAMS_MAX; i++) {
+		struct fh_stream *s = &fh->streams[i];
+
+		if (!s->used || s->source == NULL || s->source->refresh_due_ns > now_ns)
+			continue;
+		s->source->view_rc = fh_source_view(fh, s);
+		s->source->view_new = true;
+		s->source->refresh_due_ns = now_ns + FH_SOURCE_REFRESH_NS;
+	}
+}
+
+uint64_t
+fh_source_stage_due(const struct fh_stream *s)
+{
+	return s->source->refresh_due_ns;
+}
+
+/* Takes the view firehose_poll() staged (the flusher's side). */
 static void
-fh_source_refresh(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
+fh_source_refresh(struct firehose *fh, struct fh_stream *s)
 {
 	struct fh_source *src = s->source;
-	int rc = fh_source_view(fh, s->spec.source_arn);
+	int rc = src->view_rc;
 
-	src->refresh_due_ns = now_ns + FH_SOURCE_REFRESH_NS;
-	if (rc == 0 && fh->view.stream_id != src->stream_id)
+	src->view_new = false;
+	if (rc == 0 && src->view.stream_id != src->stream_id)
 		rc = -ENOENT;  /* Deleted and made again: not the stream this one began reading. */
 	if (rc == -ENOENT) {
 		if (!src->gone)
@@ -330,7 +356,7 @@ fh_source_refresh(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 		return;
 	}
 	src->gone = false;
-	src->retention_hours = fh->view.retention_hours;
+	src->retention_hours = src->view.retention_hours;
 	fh_source_adopt(fh, s);
 }
 
@@ -394,7 +420,11 @@ fh_source_lane(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint
 	struct log_shard_info info = { 0 };
 	int rc = 0;
 
+	uint32_t id = s->id;
+
 	for (uint32_t cut = 0; rc == 0 && cut < FH_SOURCE_CUTS_PER_RUN; cut++) {
+		if (!fh_stream_same(s, id))
+			return -ECANCELED;
 		rc = log_shard_info(fh->log, l->shard_id, &info);
 		if (rc == 0 && !l->intent)
 			rc = fh_source_scan(fh, s, l, &info);
@@ -402,7 +432,8 @@ fh_source_lane(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint
 			break;
 		rc = fh_flush_lane(fh, s, l, now_ns);
 	}
-	if (rc == 0 && l->source_closed && !l->intent && l->delivered >= info.seq_durable) {
+	if (rc == 0 && fh_stream_same(s, id) && l->source_closed && !l->intent &&
+	    l->delivered >= info.seq_durable) {
 		rc = fh_lane_finish_store(fh, s, l);
 		l->finished = rc == 0;
 		l->oldest_ns = 0;
@@ -416,10 +447,12 @@ fh_source_run(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 	struct fh_source *src = s->source;
 	struct fh_gauges g = FH_GAUGES_INIT;
 
+	uint32_t id = s->id;
+
 	if (fh_source_due(s) > now_ns)
 		return;
-	if (src->refresh_due_ns <= now_ns)
-		fh_source_refresh(fh, s, now_ns);
+	if (src->view_new)
+		fh_source_refresh(fh, s);
 	src->poll_due_ns = now_ns + FH_FLUSH_TICK_NS;
 	for (uint32_t i = 0; !src->gone && i < src->lane_count; i++) {
 		struct fh_lane *l = &src->lanes[i];
@@ -429,6 +462,8 @@ fh_source_run(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 			continue;
 		if (l->retry_due_ns <= now_ns)
 			rc = fh_source_lane(fh, s, l, now_ns);
+		if (!fh_stream_same(s, id))
+			return;  /* Deleted while an object was written (the lock was let go). */
 		fh_lane_account(s, l, rc, now_ns, src->retention_hours, &g);
 	}
 	if (g.headroom_s == UINT64_MAX)
@@ -440,5 +475,5 @@ uint64_t
 fh_source_due(const struct fh_stream *s)
 {
 	/* Appends to the source do not wake the engine: it looks every FH_FLUSH_TICK_NS. */
-	return min_u64(s->source->refresh_due_ns, s->source->poll_due_ns);
+	return s->source->view_new ? 0 : s->source->poll_due_ns;
 }

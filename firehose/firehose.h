@@ -19,8 +19,9 @@
  * and the intent is cleared. A crash anywhere redoes the intent into the same
  * name with the same bytes.
  *
- * Threads: everything runs on the caller's thread (sluiced's API thread):
- * firehose_poll() completes puts and runs the flusher.
+ * Threads: the functions below are called from one thread (sluiced's API thread),
+ * firehose_stats_read() from any. firehose_poll() completes puts; the flusher runs
+ * on its own thread (options.flusher_thread) or inside firehose_poll().
  * Errors: functions returning int return 0 or a negative errno.
  */
 #ifndef SLUICE_FIREHOSE_H
@@ -160,6 +161,11 @@ struct firehose_options {
 	struct log *log;
 	firehose_source_fn *source;  /* NULL: KinesisStreamAsSource streams are refused. */
 	void *source_ctx;
+	/*
+	 * true: the flusher (cutting, compressing, writing objects) runs on a thread of
+	 * its own, so the API thread only takes puts; false: firehose_poll() runs it.
+	 */
+	bool flusher_thread;
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);
@@ -247,7 +253,7 @@ int firehose_event_fd(const struct firehose *fh);
 /* Completes puts and delivers what is due. */
 void firehose_poll(struct firehose *fh, uint64_t now_real_ns);
 /* Milliseconds until firehose_poll() wants to run again for a buffer due (puts: the fd). */
-int firehose_poll_timeout_ms(const struct firehose *fh, uint64_t now_real_ns);
+int firehose_poll_timeout_ms(struct firehose *fh, uint64_t now_real_ns);
 
 /*
  * One delivery stream's figures (CloudWatch's Firehose metrics), for the metrics

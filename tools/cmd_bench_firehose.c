@@ -3,7 +3,7 @@
  * ingest in one sluiced (issue 16's goals, docs/BENCHMARKS.md)?
  *
  *   SETUP   a stream of --shards shards and a KinesisStreamAsSource delivery
- *           stream reading it: GZIP, SizeInMBs 5, IntervalInSeconds --interval
+ *           stream reading it: GZIP, SizeInMBs --size-mb, IntervalInSeconds --interval
  *   PHASE 1 PutRecords of 500 x 100 B from --connections closed loops for
  *           --duration (saturation). Over the same window, after a warm-up of
  *           IntervalInSeconds + 2 s: records acknowledged durable per second
@@ -42,7 +42,6 @@
 #define FH_BENCH_WARMUP_EXTRA_S 2u           /* Past IntervalInSeconds: the first cuts. */
 #define FH_BENCH_DRAIN_NS (120ull * 1000000000ull)
 #define FH_BENCH_SHORT_NS 2000000000ull
-#define FH_BENCH_SIZE_MB 5u                  /* AWS's default SizeInMBs. */
 
 struct fh_bench_opts {
 	const char *endpoint;
@@ -51,6 +50,7 @@ struct fh_bench_opts {
 	uint64_t shards;
 	uint64_t duration_ns;
 	uint64_t interval_s;
+	uint64_t size_mb;
 	bool short_run;
 };
 
@@ -304,8 +304,8 @@ fh_bench_delivery_create(struct kc_client *client, const struct fh_bench_opts *o
 			 "bench\"},\"ExtendedS3DestinationConfiguration\":{\"RoleARN\":\"arn:aws:"
 			 "iam::000000000000:role/bench\",\"BucketARN\":\"arn:aws:s3:::%s\","
 			 "\"CompressionFormat\":\"GZIP\",\"BufferingHints\":{\"SizeInMBs\":%u,"
-			 "\"IntervalInSeconds\":%llu}}}", ds, arn->valuestring, ds, FH_BENCH_SIZE_MB,
-			 (unsigned long long)o->interval_s);
+			 "\"IntervalInSeconds\":%llu}}}", ds, arn->valuestring, ds,
+			 (unsigned)o->size_mb, (unsigned long long)o->interval_s);
 	cJSON_Delete(resp);
 	return rc == 0 ? cli_bench_call(client, "Firehose_20150804.CreateDeliveryStream", json) :
 	       rc;
@@ -317,8 +317,9 @@ fh_bench_report(const struct fh_bench_opts *o, const struct fh_bench_figures *f)
 	double ratio = f->ingest_rps > 0 ? f->delivered_rps / f->ingest_rps : 0;
 
 	printf("sluice bench firehose: %s, %llu shards, %llu connections, %.1f s phases, "
-	       "GZIP, IntervalInSeconds %llu%s\n", o->endpoint, (unsigned long long)o->shards,
-	       (unsigned long long)o->connections, (double)o->duration_ns / 1e9,
+	       "GZIP, SizeInMBs %llu, IntervalInSeconds %llu%s\n", o->endpoint,
+	       (unsigned long long)o->shards, (unsigned long long)o->connections,
+	       (double)o->duration_ns / 1e9, (unsigned long long)o->size_mb,
 	       (unsigned long long)o->interval_s, o->short_run ? " (--short: not figures)" : "");
 	printf("  %-44s %12.0f records/s  (%llu failed)\n", "PutRecords 500 x 100 B, durable",
 	       f->ingest_rps, (unsigned long long)f->failed);
@@ -382,7 +383,7 @@ cmd_bench_firehose(int argc, char **argv)
 {
 	struct fh_bench_opts o = {
 		.endpoint = KC_DEFAULT_ENDPOINT, .admin = "127.0.0.1:4568", .connections = 4,
-		.shards = 4, .duration_ns = 10000000000ull, .interval_s = 1,
+		.shards = 4, .duration_ns = 10000000000ull, .interval_s = 1, .size_mb = 5,
 	};
 	const struct cli_opt table[] = {
 		{ "endpoint", CLI_OPT_STRING, &o.endpoint, 0, 0, "URL",
@@ -397,6 +398,8 @@ cmd_bench_firehose(int argc, char **argv)
 		  "length of each phase (default 10s)" },
 		{ "interval", CLI_OPT_COUNT, &o.interval_s, 0, 900, "SECONDS",
 		  "the delivery stream's IntervalInSeconds (default 1)" },
+		{ "size-mb", CLI_OPT_COUNT, &o.size_mb, 1, 128, "MIB",
+		  "the delivery stream's SizeInMBs (default 5, AWS's)" },
 		{ "short", CLI_OPT_BOOL, &o.short_run, 0, 0, NULL,
 		  "2 s phases: checks that it runs, measures nothing worth keeping" },
 	};
