@@ -30,6 +30,7 @@
 #include "common/clock.h"
 #include "tools/cli_args.h"
 #include "tools/cli_bench.h"
+#include "tools/cli_common.h"
 #include "tools/cmd.h"
 
 #define FH_BENCH_RECORDS 500u
@@ -404,16 +405,14 @@ cmd_bench_firehose(int argc, char **argv)
 		  "2 s phases: checks that it runs, measures nothing worth keeping" },
 	};
 	struct cli_args args;
-	int rc = cli_args_parse(argc, argv, table, ARRAY_SIZE(table), &args);
+	bool done;
+	int rc = cli_parse_or_usage(argc, argv, fh_bench_synopsis, table, ARRAY_SIZE(table), &args,
+				    &done);
 
-	if (rc == CLI_ARGS_HELP) {
-		cli_args_usage(stdout, fh_bench_synopsis, table, ARRAY_SIZE(table));
-		return CMD_EXIT_OK;
-	}
-	if (rc != 0 || args.positional_count > 0) {
-		fprintf(stderr, "sluice bench firehose: %s\n",
-			rc != 0 ? args.error : "unexpected argument");
-		cli_args_usage(stderr, fh_bench_synopsis, table, ARRAY_SIZE(table));
+	if (done)
+		return rc;
+	if (args.positional_count > 0) {
+		fprintf(stderr, "sluice bench firehose: unexpected argument\n");
 		return CMD_EXIT_USAGE;
 	}
 	if (o.short_run)

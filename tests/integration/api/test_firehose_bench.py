@@ -40,12 +40,9 @@ def main():
                                                             out.stderr.decode()))
         m = SUMMARY.search(text)
         check(m is not None, "no summary line in %r" % text)
-        ingest, delivered = int(m.group(1)), int(m.group(2))
-        check(ingest > 0 and delivered > 0, "nothing put or delivered: %s" % m.group(0))
+        # Exit 0 says every acknowledged record was delivered before phase 2 (else 3).
+        check(int(m.group(1)) > 0, "nothing put: %s" % m.group(0))
         check("DataFreshness p99 at half load" in text and "not drained" not in text, text)
-        objects = [f for _, _, files in os.walk(os.path.join(base, "objects")) for f in files]
-        check(objects and all(f.endswith(".gz") for f in objects), "GZIP objects: %r" %
-              objects[:3])
         cfg = botocore.config.Config(retries={"max_attempts": 1})
         fh = boto3.client("firehose", endpoint_url=srv.url, region_name="us-east-1",
                           aws_access_key_id="AKID", aws_secret_access_key="SECRET", config=cfg)
@@ -54,7 +51,10 @@ def main():
         bad = subprocess.run([sluice, "bench", "firehose", "--interval", "901"],
                              capture_output=True, timeout=30)
         check(bad.returncode == 2, "--interval 901: exit %d" % bad.returncode)
-        srv.stop()
+        srv.stop()  # An object begun before the delete is finished first (then no .tmp).
+        objects = [f for _, _, files in os.walk(os.path.join(base, "objects")) for f in files]
+        check(objects and all(f.endswith(".gz") for f in objects), "GZIP objects only: %r" %
+              [f for f in objects if not f.endswith(".gz")][:3])
     finally:
         srv.kill()
         shutil.rmtree(base, ignore_errors=True)
