@@ -252,7 +252,7 @@ firehose_describe(struct firehose *fh, const char *name, struct firehose_info *i
 
 static uint32_t
 fh_list_locked(struct firehose *fh, const char *after,
-	      char names_out[][FIREHOSE_NAME_SIZE_MAX + 1], uint32_t count)
+	       char names_out[][FIREHOSE_NAME_SIZE_MAX + 1], uint32_t count)
 {
 	const char *last = after;
 	uint32_t total = 0, n = 0;
@@ -397,7 +397,7 @@ fh_fill(struct firehose *fh, const struct firehose_record *records, uint32_t cou
 
 static int
 fh_put_locked(struct firehose *fh, const char *name, const struct firehose_record *records,
-	     uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx)
+	      uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx)
 {
 	struct log_batch *batches[FH_PUT_BATCHES_MAX];
 	uint32_t firsts[FH_PUT_BATCHES_MAX], used = 0, slot = 0;

@@ -152,7 +152,7 @@ fh_update_store(struct firehose *fh, const struct fh_stream *s, const struct fir
 
 static int
 fh_update_locked(struct firehose *fh, const char *name, uint32_t version,
-		const struct firehose_spec *spec, uint64_t now_ms)
+		 const struct firehose_spec *spec, uint64_t now_ms)
 {
 	struct fh_stream *s = fh_stream_find(fh, name);
 	struct firehose_spec next = *spec;
@@ -194,7 +194,7 @@ firehose_update(struct firehose *fh, const char *name, uint32_t version,
 
 static int
 fh_encryption_set_locked(struct firehose *fh, const char *name,
-			const struct firehose_encryption *encryption)
+			 const struct firehose_encryption *encryption)
 {
 	struct fh_stream *s = fh_stream_find(fh, name);
 	int rc;
@@ -269,7 +269,7 @@ fh_tags_put(struct firehose *fh, const struct fh_stream *s, const struct firehos
 
 static int
 fh_tags_add_locked(struct firehose *fh, const char *name, const struct firehose_tag *tags,
-		  uint32_t count)
+		   uint32_t count)
 {
 	const struct fh_stream *s = fh_stream_find(fh, name);
 
@@ -290,7 +290,7 @@ firehose_tags_add(struct firehose *fh, const char *name, const struct firehose_t
 
 static int
 fh_tags_remove_locked(struct firehose *fh, const char *name, const char *const *keys,
-		     uint32_t count)
+		      uint32_t count)
 {
 	const struct fh_stream *s = fh_stream_find(fh, name);
 	int64_t id;
@@ -323,7 +323,7 @@ firehose_tags_remove(struct firehose *fh, const char *name, const char *const *k
 
 static int
 fh_tags_list_locked(struct firehose *fh, const char *name, const char *after,
-		   struct firehose_tag *out, uint32_t count, uint32_t *total_out)
+		    struct firehose_tag *out, uint32_t count, uint32_t *total_out)
 {
 	const struct fh_stream *s = fh_stream_find(fh, name);
 	sqlite3_stmt *st = NULL;
