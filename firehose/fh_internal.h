@@ -97,6 +97,7 @@ struct fh_source {
 	struct firehose_source_view view;
 	int view_rc;
 	bool view_new;
+	int failed_rc;               /* The latest view's error, said once. */
 	uint32_t lane_count;
 	struct fh_lane lanes[FIREHOSE_SOURCE_SHARDS_MAX];
 };

@@ -351,10 +351,13 @@ fh_source_refresh(struct firehose *fh, struct fh_stream *s)
 		return;
 	}
 	if (rc != 0) {
-		diag_warn("firehose", "%s: reading the shards of %s: %s", s->spec.name,
-			  s->spec.source_arn, strerror(-rc));
+		if (rc != src->failed_rc)  /* Once per cause, not every second. */
+			diag_warn("firehose", "%s: reading the shards of %s: %s", s->spec.name,
+				  s->spec.source_arn, strerror(-rc));
+		src->failed_rc = rc;
 		return;
 	}
+	src->failed_rc = 0;
 	src->gone = false;
 	src->retention_hours = src->view.retention_hours;
 	fh_source_adopt(fh, s);
