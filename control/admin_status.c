@@ -16,6 +16,7 @@
 #include "control/metadata.h"
 #include "control/route.h"
 #include "dataplane/dataplane.h"
+#include "firehose/firehose.h"
 #include "nvme-log/log.h"
 
 /*
@@ -376,6 +377,33 @@ admin_status_dataplane_streams(struct admin_context *ctx, struct metrics_out *ou
 	metrics_printf(out, "]");
 }
 
+/*
+ * Delivery streams' figures (firehose_stats, sluice top's lines):
+ * "delivery_streams":[{"name":S,"delivered_records":N,"delivered_bytes":N,
+ * "delivered_objects":N,"delivery_failures":N,"freshness_ms":N,"retention_headroom_s":N}]
+ */
+static void
+admin_status_firehose(struct admin_context *ctx, struct metrics_out *out)
+{
+	static struct firehose_stats st[FIREHOSE_STREAMS_MAX];  /* Admin thread only. */
+	uint32_t n = ctx->src.firehose == NULL ? 0 :
+		     firehose_stats_read(ctx->src.firehose, st, FIREHOSE_STREAMS_MAX);
+
+	metrics_printf(out, ",\"delivery_streams\":[");
+	for (uint32_t i = 0; i < n; i++)  /* Names are [a-zA-Z0-9_.-]: nothing to escape. */
+		metrics_printf(out, "%s{\"name\":\"%s\",\"delivered_records\":%llu,"
+			       "\"delivered_bytes\":%llu,\"delivered_objects\":%llu,"
+			       "\"delivery_failures\":%llu,\"freshness_ms\":%llu,"
+			       "\"retention_headroom_s\":%llu}", i > 0 ? "," : "", st[i].name,
+			       (unsigned long long)st[i].delivered_records,
+			       (unsigned long long)st[i].delivered_bytes,
+			       (unsigned long long)st[i].delivered_objects,
+			       (unsigned long long)st[i].delivery_failures,
+			       (unsigned long long)st[i].freshness_ms,
+			       (unsigned long long)st[i].retention_headroom_s);
+	metrics_printf(out, "]");
+}
+
 void
 admin_status_json(struct admin_context *ctx, struct metrics_out *out)
 {
@@ -394,6 +422,7 @@ admin_status_json(struct admin_context *ctx, struct metrics_out *out)
 	admin_status_log(ctx, out);
 	admin_status_dataplane(ctx, out);
 	admin_status_dataplane_streams(ctx, out);
+	admin_status_firehose(ctx, out);
 	admin_status_history(out);
 	admin_status_reshards(out);
 	metrics_printf(out, "}");

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "control/firehose_api.h"
 #include "control/kinesis.h"
 #include "firehose/firehose.h"
 
@@ -43,17 +44,15 @@ static const char *const fh_stream_types[] = {
 
 /* ---- Shapes (kinesis_validate.h) ------------------------------------------ */
 
-#define KV_DELIVERY_STREAM_NAME \
-	KV_STR("DeliveryStreamName", true, KV_PATTERN_NAME, 1, FIREHOSE_NAME_SIZE_MAX)
-
-static kv_nested_types_fn fh_s3_types, fh_record_types, fh_records_types;
-static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_records_check;
+static kv_nested_types_fn fh_s3_types, fh_record_types, fh_records_types, fh_source_types;
+static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_records_check,
+	fh_source_check, fh_s3_update_check, fh_ext_s3_update_check;
 
 #define KINESIS_SHAPE_FH_CREATE(F) \
 	F(FH_CREATE, NAME, KV_DELIVERY_STREAM_NAME) \
 	F(FH_CREATE, TYPE, KV_ENUM("DeliveryStreamType", false, fh_stream_types)) \
 	F(FH_CREATE, KINESIS_SOURCE, KV_NESTED("KinesisStreamSourceConfiguration", KV_STRUCT, \
-					       false, -1, -1, NULL, NULL)) \
+					       false, -1, -1, fh_source_types, fh_source_check)) \
 	F(FH_CREATE, ENCRYPTION, KV_NESTED("DeliveryStreamEncryptionConfigurationInput", \
 					   KV_STRUCT, false, -1, -1, NULL, NULL)) \
 	F(FH_CREATE, S3, KV_NESTED("S3DestinationConfiguration", KV_STRUCT, false, -1, -1, \
@@ -62,7 +61,7 @@ static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_reco
 				       -1, -1, fh_s3_types, fh_ext_s3_check)) \
 	F(FH_CREATE, HTTP, KV_NESTED("HttpEndpointDestinationConfiguration", KV_STRUCT, false, \
 				     -1, -1, NULL, NULL)) \
-	F(FH_CREATE, TAGS, KV_NESTED("Tags", KV_LIST, false, 1, 50, NULL, NULL))
+	F(FH_CREATE, TAGS, KV_FH_TAGS_FIELD(false))
 KV_SHAPE_ENUM(FH_CREATE);
 
 #define KINESIS_SHAPE_FH_DESCRIBE(F) \
@@ -102,7 +101,22 @@ KV_SHAPE_ENUM(FH_PUT);
 	F(FH_PUT_BATCH, RECORDS, FH_RECORDS_FIELD)
 KV_SHAPE_ENUM(FH_PUT_BATCH);
 
-static kinesis_handler_fn fh_create, fh_describe, fh_list, fh_delete, fh_put, fh_put_batch;
+/* The destination updates a delivery stream may name (one), as the model lists them. */
+#define FH_UPDATE_DEST(F, MEMBER, name_, types_, check_) \
+	F(FH_UPDATE, MEMBER, KV_NESTED(name_, KV_STRUCT, false, -1, -1, types_, check_))
+
+#define KINESIS_SHAPE_FH_UPDATE(F) \
+	F(FH_UPDATE, NAME, KV_DELIVERY_STREAM_NAME) \
+	F(FH_UPDATE, VERSION, KV_STR("CurrentDeliveryStreamVersionId", true, KV_PATTERN_NONE, \
+				     1, 50)) \
+	F(FH_UPDATE, DESTINATION_ID, KV_STR("DestinationId", true, KV_PATTERN_NONE, 1, 100)) \
+	FH_UPDATE_DEST(F, S3, "S3DestinationUpdate", fh_s3_types, fh_s3_update_check) \
+	FH_UPDATE_DEST(F, EXT_S3, "ExtendedS3DestinationUpdate", fh_s3_types, \
+		       fh_ext_s3_update_check)
+KV_SHAPE_ENUM(FH_UPDATE);
+
+static kinesis_handler_fn fh_create, fh_describe, fh_list, fh_delete, fh_put, fh_put_batch,
+	fh_update;
 
 /* Sorted by name, as the model lists them. */
 static const struct kinesis_op fh_ops[] = {
@@ -110,14 +124,16 @@ static const struct kinesis_op fh_ops[] = {
 	KINESIS_OP("DeleteDeliveryStream", FH_DELETE, fh_delete, KINESIS_OP_MUTATING),
 	KINESIS_OP("DescribeDeliveryStream", FH_DESCRIBE, fh_describe, 0),
 	KINESIS_OP("ListDeliveryStreams", FH_LIST, fh_list, 0),
-	KINESIS_OP_NOT_YET("ListTagsForDeliveryStream"),
+	KINESIS_OP("ListTagsForDeliveryStream", FH_LIST_TAGS, fh_list_tags, 0),
 	KINESIS_OP("PutRecord", FH_PUT, fh_put, KINESIS_OP_MUTATING),
 	KINESIS_OP("PutRecordBatch", FH_PUT_BATCH, fh_put_batch, KINESIS_OP_MUTATING),
-	KINESIS_OP_NOT_YET("StartDeliveryStreamEncryption"),
-	KINESIS_OP_NOT_YET("StopDeliveryStreamEncryption"),
-	KINESIS_OP_NOT_YET("TagDeliveryStream"),
-	KINESIS_OP_NOT_YET("UntagDeliveryStream"),
-	KINESIS_OP_NOT_YET("UpdateDestination"),
+	KINESIS_OP("StartDeliveryStreamEncryption", FH_START_ENC, fh_start_encryption,
+		   KINESIS_OP_MUTATING),
+	KINESIS_OP("StopDeliveryStreamEncryption", FH_STOP_ENC, fh_stop_encryption,
+		   KINESIS_OP_MUTATING),
+	KINESIS_OP("TagDeliveryStream", FH_TAG, fh_tag, KINESIS_OP_MUTATING),
+	KINESIS_OP("UntagDeliveryStream", FH_UNTAG, fh_untag, KINESIS_OP_MUTATING),
+	KINESIS_OP("UpdateDestination", FH_UPDATE, fh_update, KINESIS_OP_MUTATING),
 };
 
 static const struct kinesis_op *
@@ -136,7 +152,7 @@ fh_op_find(const char *target, size_t size)
 
 /* ---- Nested members ------------------------------------------------------- */
 
-static int
+int
 fh_member_type(struct kinesis_req *r, const cJSON *item, const char *name, enum kv_type type)
 {
 	return kv_type_check(r->call, cJSON_GetObjectItemCaseSensitive(item, name), type);
@@ -187,19 +203,20 @@ static const char *const fh_compression_values[] = {
 	"UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY", "ZSTD", NULL,
 };
 
+/* A destination's members (`required`: RoleARN and BucketARN, not in an update). */
 static void
-fh_dest_check(const cJSON *item, struct kv_errors *errors, const char *base)
+fh_dest_check(const cJSON *item, struct kv_errors *errors, const char *base, bool required)
 {
 	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
 	const cJSON *format = cJSON_GetObjectItemCaseSensitive(item, "CompressionFormat");
 	char path[128];
 
 	snprintf(path, sizeof(path), "%s.roleARN", base);
-	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "RoleARN"), true,
+	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "RoleARN"), required,
 			KV_PATTERN_NONE, 1, 512);
 	snprintf(path, sizeof(path), "%s.bucketARN", base);
-	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "BucketARN"), true,
-			KV_PATTERN_NONE, 1, 2048);
+	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "BucketARN"),
+			required, KV_PATTERN_NONE, 1, 2048);
 	snprintf(path, sizeof(path), "%s.prefix", base);
 	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "Prefix"), false,
 			KV_PATTERN_NONE, 0, FIREHOSE_PREFIX_SIZE_MAX);
@@ -228,18 +245,54 @@ fh_dest_check(const cJSON *item, struct kv_errors *errors, const char *base)
 	}
 }
 
+/* KinesisStreamSourceConfiguration{KinesisStreamARN, RoleARN}: both required (model). */
+static int
+fh_source_types(struct kinesis_req *r, const cJSON *item)
+{
+	if (fh_member_type(r, item, "KinesisStreamARN", KV_STRING) != 0 ||
+	    fh_member_type(r, item, "RoleARN", KV_STRING) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+static void
+fh_source_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	(void)r;
+	kv_string_check(errors, "kinesisStreamSourceConfiguration.kinesisStreamARN",
+			cJSON_GetObjectItemCaseSensitive(item, "KinesisStreamARN"), true,
+			KV_PATTERN_ARN, 1, FIREHOSE_ARN_SIZE_MAX);
+	kv_string_check(errors, "kinesisStreamSourceConfiguration.roleARN",
+			cJSON_GetObjectItemCaseSensitive(item, "RoleARN"), true, KV_PATTERN_NONE,
+			1, FIREHOSE_ARN_SIZE_MAX);
+}
+
 static void
 fh_s3_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
 {
 	(void)r;
-	fh_dest_check(item, errors, "s3DestinationConfiguration");
+	fh_dest_check(item, errors, "s3DestinationConfiguration", true);
 }
 
 static void
 fh_ext_s3_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
 {
 	(void)r;
-	fh_dest_check(item, errors, "extendedS3DestinationConfiguration");
+	fh_dest_check(item, errors, "extendedS3DestinationConfiguration", true);
+}
+
+static void
+fh_s3_update_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	(void)r;
+	fh_dest_check(item, errors, "s3DestinationUpdate", false);
+}
+
+static void
+fh_ext_s3_update_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	(void)r;
+	fh_dest_check(item, errors, "extendedS3DestinationUpdate", false);
 }
 
 /* Decoded record data by position, for the handler (one request at a time). */
@@ -345,18 +398,22 @@ fh_arn(const struct kinesis *k, const char *name, char out[FH_ARN_SIZE])
 		 k->config.account_id, name);
 }
 
-static void
+void
 fh_not_found(struct kinesis_req *r, const char *name)
 {
 	kinesis_error(r->call, "ResourceNotFoundException", "Firehose %s under account %s not "
 		      "found.", name, r->k->config.account_id);
 }
 
-static void
+void
 fh_errno_reply(struct kinesis_req *r, int rc, const char *name)
 {
 	if (rc == -ENOENT)
 		fh_not_found(r, name);
+	else if (rc == -ENOKEY || rc == -EKEYREVOKED)
+		kinesis_error(r->call, "InvalidKMSResourceException", "The key of Firehose %s is "
+			      "%s.", name, rc == -ENOKEY ? "not in this endpoint's keyring" :
+			      "disabled");
 	else if (rc == -EAGAIN || rc == -ENOSPC)
 		api_call_error(r->call, 503, "ServiceUnavailableException", FH_SLOW_DOWN);
 	else
@@ -364,6 +421,20 @@ fh_errno_reply(struct kinesis_req *r, int rc, const char *name)
 }
 
 /* ---- CreateDeliveryStream -------------------------------------------------- */
+
+/* The source stream is not one of ours (-ENXIO) or has too many shards to follow (-E2BIG). */
+static void
+fh_source_error(struct kinesis_req *r, const struct firehose_spec *spec, int rc)
+{
+	if (rc == -E2BIG)
+		kinesis_error(r->call, "InvalidArgumentException", "Kinesis stream %s has more than "
+			      "%u shards to follow: not supported by this endpoint.",
+			      spec->source_arn, FIREHOSE_SOURCE_SHARDS_MAX);
+	else
+		kinesis_error(r->call, "InvalidArgumentException", "Kinesis stream %s does not "
+			      "exist (or is not ACTIVE) under account %s.", spec->source_arn,
+			      r->k->config.account_id);
+}
 
 static const char *const fh_unsupported_destinations[] = {
 	"RedshiftDestinationConfiguration", "ElasticsearchDestinationConfiguration",
@@ -457,11 +528,20 @@ fh_create_check(struct kinesis_req *r, const cJSON **dest_out)
 	const char *type = r->v[FH_CREATE_TYPE].json != NULL ? r->v[FH_CREATE_TYPE].string :
 			   "DirectPut";
 	const cJSON *s3 = r->v[FH_CREATE_S3].json, *ext = r->v[FH_CREATE_EXT_S3].json;
+	const cJSON *source = r->v[FH_CREATE_KINESIS_SOURCE].json;
 	uint32_t others = 0;
 
-	if (strcmp(type, "DirectPut") != 0) {
+	if (strcmp(type, "DirectPut") != 0 && strcmp(type, "KinesisStreamAsSource") != 0) {
 		kinesis_error(r->call, "InvalidArgumentException", "DeliveryStreamType %s is not "
 			      "supported by this endpoint yet.", type);
+		return -EINVAL;
+	}
+	if ((source != NULL) != (strcmp(type, "KinesisStreamAsSource") == 0)) {
+		kinesis_error(r->call, "InvalidArgumentException", source != NULL ?
+			      "KinesisStreamSourceConfiguration is only allowed for "
+			      "KinesisStreamAsSource delivery streams." :
+			      "KinesisStreamSourceConfiguration is required for "
+			      "KinesisStreamAsSource delivery streams.");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(fh_unsupported_destinations); i++) {
@@ -484,6 +564,26 @@ fh_create_check(struct kinesis_req *r, const cJSON **dest_out)
 	return 0;
 }
 
+/* KinesisStreamSourceConfiguration into the spec (the stream is looked up by the engine). */
+static int
+fh_source_from(struct kinesis_req *r, struct firehose_spec *spec)
+{
+	const cJSON *source = r->v[FH_CREATE_KINESIS_SOURCE].json;
+	size_t size;
+
+	if (source == NULL)
+		return 0;
+	snprintf(spec->source_arn, sizeof(spec->source_arn), "%s",
+		 fh_member_string(source, "KinesisStreamARN", ""));
+	snprintf(spec->source_role_arn, sizeof(spec->source_role_arn), "%s",
+		 fh_member_string(source, "RoleARN", ""));
+	if (kinesis_arn_name(r->k, spec->source_arn, &size) == NULL) {
+		fh_source_error(r, spec, -ENXIO);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static void
 fh_create(struct kinesis_req *r)
 {
@@ -492,10 +592,15 @@ fh_create(struct kinesis_req *r)
 	char arn[FH_ARN_SIZE];
 	int rc;
 
-	if (fh_create_check(r, &dest) != 0 || fh_spec_from(r, dest, &spec) != 0)
+	if (fh_create_check(r, &dest) != 0 || fh_spec_from(r, dest, &spec) != 0 ||
+	    fh_source_from(r, &spec) != 0)
 		return;
 	snprintf(spec.name, sizeof(spec.name), "%s", r->v[FH_CREATE_NAME].string);
 	rc = firehose_create(r->k->firehose, &spec, kinesis_now_ms(r->req));
+	if (rc == -ENXIO || rc == -E2BIG) {
+		fh_source_error(r, &spec, rc);
+		return;
+	}
 	if (rc == -EEXIST) {
 		kinesis_error(r->call, "ResourceInUseException", "Firehose %s under accountId %s "
 			      "already exists", spec.name, r->k->config.account_id);
@@ -510,6 +615,8 @@ fh_create(struct kinesis_req *r)
 		kinesis_internal_error(r->call);
 		return;
 	}
+	if (fh_tags_create(r, r->v[FH_CREATE_TAGS].json, spec.name) != 0)
+		return;
 	fh_arn(r->k, spec.name, arn);
 	api_out_printf(api_call_out(r->call), "{\"DeliveryStreamARN\":");
 	api_out_json_string(api_call_out(r->call), arn, strlen(arn));
@@ -545,6 +652,12 @@ fh_out_destination(struct api_out *out, const struct firehose_spec *spec, bool e
 	api_out_printf(out, "}");
 }
 
+static const char *
+fh_type_name(const struct firehose_spec *spec)
+{
+	return spec->source_arn[0] != '\0' ? "KinesisStreamAsSource" : "DirectPut";
+}
+
 static void
 fh_describe(struct kinesis_req *r)
 {
@@ -561,10 +674,23 @@ fh_describe(struct kinesis_req *r)
 	api_out_printf(out, "{\"DeliveryStreamDescription\":{");
 	fh_out_member(out, "DeliveryStreamName", info.spec.name, false);
 	fh_out_member(out, "DeliveryStreamARN", arn, true);
-	api_out_printf(out, ",\"DeliveryStreamStatus\":\"ACTIVE\",\"DeliveryStreamEncryption"
-		       "Configuration\":{\"Status\":\"DISABLED\"},\"DeliveryStreamType\":"
-		       "\"DirectPut\",\"VersionId\":\"%u\",\"CreateTimestamp\":", info.version);
+	api_out_printf(out, ",\"DeliveryStreamStatus\":\"ACTIVE\"");
+	fh_out_encryption(out, &info.encryption);
+	api_out_printf(out, ",\"DeliveryStreamType\":\"%s\",\"VersionId\":\"%u\","
+		       "\"CreateTimestamp\":", fh_type_name(&info.spec), info.version);
 	kinesis_out_timestamp(out, info.created_ms);
+	if (info.updated_ms != 0) {
+		api_out_printf(out, ",\"LastUpdateTimestamp\":");
+		kinesis_out_timestamp(out, info.updated_ms);
+	}
+	if (info.spec.source_arn[0] != '\0') {
+		api_out_printf(out, ",\"Source\":{\"KinesisStreamSourceDescription\":{");
+		fh_out_member(out, "KinesisStreamARN", info.spec.source_arn, false);
+		fh_out_member(out, "RoleARN", info.spec.source_role_arn, true);
+		api_out_printf(out, ",\"DeliveryStartTimestamp\":");
+		kinesis_out_timestamp(out, info.source_start_ms);
+		api_out_printf(out, "}}");
+	}
 	api_out_printf(out, ",\"Destinations\":[{\"DestinationId\":\"destinationId-000000000001\","
 		       "\"S3DestinationDescription\":");
 	fh_out_destination(out, &info.spec, false);
@@ -582,21 +708,24 @@ fh_list(struct kinesis_req *r)
 	const struct kv_value *type = &r->v[FH_LIST_TYPE];
 	uint32_t limit = r->v[FH_LIST_LIMIT].json != NULL ? (uint32_t)r->v[FH_LIST_LIMIT].number :
 			 FH_LIST_LIMIT_DEFAULT;
-	uint32_t total = 0, n = 0;
+	uint32_t total, n = 0, shown = 0;
 
-	/* Every delivery stream here is DirectPut: another type lists none. */
-	if (type->json == NULL || strcmp(type->string, "DirectPut") == 0) {
-		total = firehose_list(r->k->firehose, r->v[FH_LIST_START].json != NULL ?
-				      r->v[FH_LIST_START].string : NULL, names,
-				      limit < FIREHOSE_STREAMS_MAX ? limit : FIREHOSE_STREAMS_MAX);
-		n = total < limit ? total : limit;
-	}
+	total = firehose_list(r->k->firehose, r->v[FH_LIST_START].json != NULL ?
+			      r->v[FH_LIST_START].string : NULL, names, FIREHOSE_STREAMS_MAX);
 	api_out_printf(out, "{\"DeliveryStreamNames\":[");
-	for (uint32_t i = 0; i < n; i++) {
-		api_out_printf(out, "%s", i == 0 ? "" : ",");
+	for (uint32_t i = 0; i < total && i < FIREHOSE_STREAMS_MAX; i++) {
+		struct firehose_info info;
+
+		if (firehose_describe(r->k->firehose, names[i], &info) != 0 ||
+		    (type->json != NULL && strcmp(type->string, fh_type_name(&info.spec)) != 0))
+			continue;
+		n++;  /* Of the type asked for; shown up to the limit. */
+		if (shown == limit)
+			continue;
+		api_out_printf(out, "%s", shown++ == 0 ? "" : ",");
 		api_out_json_string(out, names[i], strlen(names[i]));
 	}
-	api_out_printf(out, "],\"HasMoreDeliveryStreams\":%s}", total > n ? "true" : "false");
+	api_out_printf(out, "],\"HasMoreDeliveryStreams\":%s}", n > shown ? "true" : "false");
 	api_call_reply(r->call, 200);
 }
 
@@ -613,16 +742,143 @@ fh_delete(struct kinesis_req *r)
 	api_call_reply(r->call, 200);
 }
 
+/* ---- UpdateDestination --------------------------------------------------------- */
+
+/* AWS's only DestinationId while a stream has one destination. */
+#define FH_DESTINATION_ID "destinationId-000000000001"
+
+static const char *const fh_other_updates[] = {
+	"RedshiftDestinationUpdate", "ElasticsearchDestinationUpdate",
+	"AmazonopensearchserviceDestinationUpdate", "SplunkDestinationUpdate",
+	"HttpEndpointDestinationUpdate", "AmazonOpenSearchServerlessDestinationUpdate",
+	"SnowflakeDestinationUpdate", "IcebergDestinationUpdate",
+};
+
+/*
+ * The destination as it is, in CreateDeliveryStream's shape, with the update's members
+ * laid over it (AWS merges an update of the same type): fh_spec_from() reads it as it
+ * reads a new one, so an update is checked exactly as a creation. NULL: no memory.
+ */
+static cJSON *
+fh_update_merge(const struct firehose_info *info, const cJSON *update)
+{
+	cJSON *merged = cJSON_CreateObject();
+	cJSON *hints = cJSON_AddObjectToObject(merged, "BufferingHints");  /* Owned by merged. */
+	const cJSON *member;
+	bool ok = hints != NULL;
+
+	ok = ok && cJSON_AddStringToObject(merged, "RoleARN", info->spec.role_arn) != NULL &&
+	     cJSON_AddStringToObject(merged, "BucketARN", info->spec.bucket_arn) != NULL &&
+	     cJSON_AddStringToObject(merged, "Prefix", info->spec.prefix) != NULL &&
+	     cJSON_AddStringToObject(merged, "ErrorOutputPrefix", info->spec.error_prefix) != NULL &&
+	     cJSON_AddStringToObject(merged, "CompressionFormat",
+				     firehose_compression_name(info->spec.compression)) != NULL &&
+	     cJSON_AddNumberToObject(hints, "SizeInMBs", info->spec.size_mb) != NULL &&
+	     cJSON_AddNumberToObject(hints, "IntervalInSeconds", info->spec.interval_s) != NULL;
+	if (!ok) {
+		cJSON_Delete(merged);
+		return NULL;
+	}
+	cJSON_ArrayForEach(member, update) {
+		cJSON *copy = cJSON_Duplicate(member, true);
+
+		if (copy == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(merged, member->string,
+									      copy)) {
+			if (copy != NULL && !cJSON_AddItemToObject(merged, member->string, copy))
+				cJSON_Delete(copy);
+		}
+	}
+	return merged;
+}
+
+/* AWS's order after the shape: the stream, its destination id, the version, the update. */
+static int
+fh_update_check(struct kinesis_req *r, const struct firehose_info *info, const cJSON **dest_out)
+{
+	const char *name = r->v[FH_UPDATE_NAME].string;
+	const char *version = r->v[FH_UPDATE_VERSION].string;
+	const cJSON *s3 = r->v[FH_UPDATE_S3].json, *ext = r->v[FH_UPDATE_EXT_S3].json;
+	char current[16];
+
+	if (strcmp(r->v[FH_UPDATE_DESTINATION_ID].string, FH_DESTINATION_ID) != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "Destination Id %s of Firehose %s "
+			      "under account %s not found.", r->v[FH_UPDATE_DESTINATION_ID].string,
+			      name, r->k->config.account_id);
+		return -EINVAL;
+	}
+	snprintf(current, sizeof(current), "%u", info->version);
+	if (strcmp(version, current) != 0) {
+		kinesis_error(r->call, "ConcurrentModificationException", "Cannot update firehose: "
+			      "%s since the current version id: %s and specified version id: %s do "
+			      "not match", name, current, version);
+		return -ESTALE;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fh_other_updates); i++)
+		if (cJSON_GetObjectItemCaseSensitive(r->root, fh_other_updates[i]) != NULL) {
+			kinesis_error(r->call, "InvalidArgumentException", "Only S3 and ExtendedS3 "
+				      "destinations are supported by this endpoint yet.");
+			return -EINVAL;
+		}
+	if ((s3 != NULL) + (ext != NULL) != 1) {
+		kinesis_error(r->call, "InvalidArgumentException", "Exactly one destination "
+			      "update is supported for a Firehose");
+		return -EINVAL;
+	}
+	*dest_out = ext != NULL ? ext : s3;
+	return 0;
+}
+
+static void
+fh_update(struct kinesis_req *r)
+{
+	static struct firehose_info info;  /* API thread only. */
+	const char *name = r->v[FH_UPDATE_NAME].string;
+	struct firehose_spec spec = { 0 };
+	const cJSON *update = NULL;
+	cJSON *merged;
+	int rc = firehose_describe(r->k->firehose, name, &info);
+
+	if (rc != 0) {
+		fh_errno_reply(r, rc, name);
+		return;
+	}
+	if (fh_update_check(r, &info, &update) != 0)
+		return;
+	merged = fh_update_merge(&info, update);
+	if (merged == NULL) {
+		kinesis_internal_error(r->call);
+		return;
+	}
+	rc = fh_spec_from(r, merged, &spec);
+	cJSON_Delete(merged);
+	if (rc != 0)
+		return;
+	rc = firehose_update(r->k->firehose, name, info.version, &spec, kinesis_now_ms(r->req));
+	if (rc == -EBUSY)
+		kinesis_error(r->call, "ResourceInUseException", "Firehose %s under account %s is "
+			      "delivering a range again after a failure; its settings change once it "
+			      "is delivered.", name, r->k->config.account_id);
+	else if (rc != 0)
+		fh_errno_reply(r, rc, name);
+	if (rc != 0)
+		return;
+	api_out_printf(api_call_out(r->call), "{}");
+	api_call_reply(r->call, 200);
+}
+
 /* ---- PutRecord, PutRecordBatch ---------------------------------------------- */
 
 /* A put waiting for the log: its call, and which answer it wants. */
 struct fh_api_pending {
 	bool used;
 	bool batch;
+	bool encrypted;              /* The stream's encryption is on (the answer's Encrypted). */
 	struct api_call *call;
 };
 
 static struct fh_api_pending fh_pending[FIREHOSE_PENDING_MAX];
+/* The stream a put names (too large for the stack; one request at a time). */
+static struct firehose_info fh_put_info;
 
 static void
 fh_record_id(struct api_out *out, uint64_t seq)
@@ -643,8 +899,12 @@ fh_put_done(void *ctx, int error, const uint64_t *seqs, uint32_t count)
 		if (error == 0) {
 			api_out_printf(out, "{");
 			fh_record_id(out, seqs[0]);
-			api_out_printf(out, ",\"Encrypted\":false}");
+			api_out_printf(out, ",\"Encrypted\":%s}", p->encrypted ? "true" : "false");
 			api_call_reply(p->call, 200);
+		} else if (error == -ENOKEY || error == -EKEYREVOKED) {
+			api_call_error(p->call, 400, "InvalidKMSResourceException", error == -ENOKEY ?
+				       "The key of this Firehose is not in this endpoint's keyring." :
+				       "The key of this Firehose is disabled.");
 		} else if (error == -EAGAIN || error == -ENOSPC) {
 			api_call_error(p->call, 503, "ServiceUnavailableException", FH_SLOW_DOWN);
 		} else {
@@ -654,8 +914,8 @@ fh_put_done(void *ctx, int error, const uint64_t *seqs, uint32_t count)
 	}
 	for (uint32_t i = 0; i < count; i++)
 		failed += seqs[i] == UINT64_MAX;
-	api_out_printf(out, "{\"FailedPutCount\":%u,\"Encrypted\":false,\"RequestResponses\":[",
-		       failed);
+	api_out_printf(out, "{\"FailedPutCount\":%u,\"Encrypted\":%s,\"RequestResponses\":[",
+		       failed, p->encrypted ? "true" : "false");
 	for (uint32_t i = 0; i < count; i++) {
 		api_out_printf(out, "%s{", i == 0 ? "" : ",");
 		if (seqs[i] != UINT64_MAX)
@@ -677,8 +937,13 @@ fh_put_common(struct kinesis_req *r, uint32_t count, bool batch)
 	int rc;
 
 	static_assert((int)FH_PUT_NAME == (int)FH_PUT_BATCH_NAME, "one name index");
-	if (firehose_describe(r->k->firehose, name, &(struct firehose_info){ 0 }) != 0) {
+	if (firehose_describe(r->k->firehose, name, &fh_put_info) != 0) {
 		fh_not_found(r, name);
+		return;
+	}
+	if (fh_put_info.spec.source_arn[0] != '\0') {
+		kinesis_error(r->call, "InvalidArgumentException", "This operation is not permitted "
+			      "on KinesisStreamAsSource delivery stream type.");
 		return;
 	}
 	if (fh_decoded.bytes > FIREHOSE_BATCH_SIZE_MAX) {
@@ -693,7 +958,8 @@ fh_put_common(struct kinesis_req *r, uint32_t count, bool batch)
 		api_call_error(r->call, 503, "ServiceUnavailableException", FH_SLOW_DOWN);
 		return;
 	}
-	*p = (struct fh_api_pending){ .used = true, .batch = batch, .call = r->call };
+	*p = (struct fh_api_pending){ .used = true, .batch = batch, .call = r->call,
+				      .encrypted = fh_put_info.encryption.enabled };
 	rc = firehose_put(r->k->firehose, name, fh_decoded.records, count, r->req->now_ns,
 			  fh_put_done, p);
 	if (rc != 0) {

@@ -310,6 +310,11 @@ struct kinesis_stream *kinesis_stream_resolve(struct kinesis *k, struct api_call
 					      const struct kv_value *name,
 					      const struct kv_value *arn);
 struct kinesis_stream *kinesis_stream_find(struct kinesis *k, const char *name, size_t size);
+/* The stream name inside a StreamARN of our region and account (*size_out bytes), or NULL. */
+const char *kinesis_arn_name(const struct kinesis *k, const char *arn, size_t *size_out);
+/* firehose_source.c: a Kinesis stream as a delivery stream's source (firehose_source_fn). */
+struct firehose_source_view;
+int kinesis_firehose_source(void *ctx, const char *stream_arn, struct firehose_source_view *view);
 struct kinesis_stream *kinesis_stream_by_id(struct kinesis *k, uint32_t stream_id);
 /* Marks slot `s` used (and raises streams_high). */
 void kinesis_stream_use(struct kinesis *k, struct kinesis_stream *s);

@@ -202,6 +202,7 @@ kinesis_firehose_open(struct kinesis *k)
 	char root[CONFIG_STRING_SIZE + 16];
 	struct firehose_options options = {
 		.data_dir = k->config.data_dir, .local_root = root, .log = k->log,
+		.source = kinesis_firehose_source, .source_ctx = k, .flusher_thread = true,
 	};
 	int rc;
 

@@ -115,8 +115,7 @@ kinesis_stream_free(struct kinesis_stream *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* The stream name inside a StreamARN of our region and account, or NULL. */
-static const char *
+const char *
 kinesis_arn_name(const struct kinesis *k, const char *arn, size_t *size_out)
 {
 	char prefix[KINESIS_ARN_SIZE];

@@ -227,6 +227,12 @@ static const struct {
 	{ "sluice_firehose_data_freshness_seconds", "gauge",
 	  "Age of the oldest record not delivered yet (DeliveryToS3.DataFreshness).",
 	  FS(freshness_ms), 1e-3 },
+	{ "sluice_firehose_retention_warnings_total", "counter",
+	  "Times undelivered records came within the retention margin of aging out.",
+	  FS(retention_warnings), 1 },
+	{ "sluice_firehose_retention_headroom_seconds", "gauge",
+	  "Time before the oldest undelivered record ages out of its source's retention.",
+	  FS(retention_headroom_s), 1 },
 #undef FS
 };
 

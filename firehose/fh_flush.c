@@ -202,7 +202,7 @@ fh_read_record(void *arg, const struct log_record_out *record)
 
 /* Reads [first, end) into fh->raw, stopping early at r->limit bytes (*next_out: where). */
 static int
-fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
+fh_read_range(struct firehose *fh, uint64_t shard_id, uint64_t first, uint64_t end,
 	      struct fh_read *r, uint64_t *next_out)
 {
 	uint64_t seq = first;
@@ -212,7 +212,7 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 	while (seq < end && fh->raw_used < r->limit) {
 		uint64_t next = seq;
 		uint32_t want = (uint32_t)min_u64(end - seq, UINT32_MAX);
-		int n = log_read(fh->reader, s->shard_id, seq, want, UINT64_MAX, fh_read_record, r,
+		int n = log_read(fh->reader, shard_id, seq, want, UINT64_MAX, fh_read_record, r,
 				 &next);
 
 		if (n < 0)
@@ -227,11 +227,17 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 
 /* ---- Delivering ------------------------------------------------------------ */
 
+/*
+ * Steps 3 and 4 for what fh->raw holds. The lock is let go while it compresses and
+ * writes (the flusher's buffers are its own; the intent is in SQLite, so nothing may
+ * change the stream's settings meanwhile: fh_settings.c refuses while an intent is).
+ */
 static int
-fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
-	   uint64_t first_arrival_ns)
+fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t shard_id, uint64_t first,
+	   uint64_t end, uint64_t first_arrival_ns)
 {
 	char path[FIREHOSE_PATH_SIZE_MAX];
+	enum firehose_compression compression = s->spec.compression;
 	const uint8_t *data = fh->raw;
 	size_t size = fh->raw_used;
 	int n = snprintf(path, sizeof(path), "%s/%s/", fh->local_root, s->spec.bucket);
@@ -239,39 +245,47 @@ fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t en
 
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return -ENAMETOOLONG;
-	rc = firehose_object_key(&s->spec, s->version, s->shard_id, first, end, first_arrival_ns,
+	rc = firehose_object_key(&s->spec, s->version, shard_id, first, end, first_arrival_ns,
 				 path + n, sizeof(path) - (size_t)n);
-	if (rc == 0 && s->spec.compression != FIREHOSE_UNCOMPRESSED) {
-		rc = fh_codec_compress(s->spec.compression, fh->raw, fh->raw_used, fh->out,
-				       fh->out_size, &size);
+	if (rc != 0)
+		return rc;
+	fh_unlock(fh);
+	if (compression != FIREHOSE_UNCOMPRESSED) {
+		rc = fh_codec_compress(compression, fh->raw, fh->raw_used, fh->out, fh->out_size,
+				       &size);
 		data = fh->out;
 	}
 	if (rc == 0)
 		rc = fh_write_object(path, data, size);
 	if (rc != 0)
-		diag_warn("firehose", "%s: delivering seq %llu..%llu to %s: %s", s->spec.name,
+		diag_warn("firehose", "delivering seq %llu..%llu to %s: %s",
 			  (unsigned long long)first, (unsigned long long)end, path, strerror(-rc));
+	fh_lock(fh);
 	return rc;
 }
 
 /* Steps 3-5 for the cut [first, end) already in fh->raw (step 2 done by the caller). */
 static int
-fh_commit(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
-	  const struct fh_read *r)
+fh_commit(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t first,
+	  uint64_t end, const struct fh_read *r)
 {
-	int rc = fh_deliver(fh, s, first, end, r->first_arrival_ns);
+	uint32_t id = s->id;
+	int rc = fh_deliver(fh, s, l->shard_id, first, end, r->first_arrival_ns);
 
+	if (!fh_stream_same(s, id))
+		return -ECANCELED;  /* Deleted while it was written: its object is an orphan. */
 	if (rc == 0)
-		rc = fh_store_delivered(fh, s, end);
+		rc = fh_store_delivered(fh, s, l, end);
 	if (rc != 0)
 		return rc;
-	s->delivered = end;
-	s->intent = false;
+	l->delivered = end;
+	l->intent = false;
 	counter_add_single_writer(&s->stats->delivered_records, r->records);
 	counter_add_single_writer(&s->stats->delivered_bytes, fh->raw_used);
 	counter_add_single_writer(&s->stats->delivered_objects, 1);
-	s->oldest_ns = 0;
-	s->pending_bytes = UINT64_MAX;  /* What is left past the cut: read again to know. */
+	l->oldest_ns = 0;
+	l->pending_bytes = UINT64_MAX;  /* What is left past the cut: read again to know. */
+	l->scanned = end;
 	return 0;
 }
 
@@ -280,43 +294,45 @@ fh_commit(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end
  * than the log's retention): say so loudly and go on from `to`.
  */
 static int
-fh_skip_lost(struct firehose *fh, struct fh_stream *s, uint64_t to)
+fh_skip_lost(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t to)
 {
 	int rc;
 
-	diag_error("firehose", "%s: records %llu..%llu aged out of the log before delivery: lost",
-		   s->spec.name, (unsigned long long)s->delivered, (unsigned long long)to - 1);
-	rc = fh_store_delivered(fh, s, to);
+	diag_error("firehose", "%s: records %llu..%llu of shard %016llx aged out of the log "
+		   "before delivery: lost", s->spec.name, (unsigned long long)l->delivered,
+		   (unsigned long long)to - 1, (unsigned long long)l->shard_id);
+	rc = fh_store_delivered(fh, s, l, to);
 	if (rc != 0)
 		return rc;
-	counter_add_single_writer(&s->stats->records_lost, to - s->delivered);
-	s->delivered = to;
-	s->intent = false;
-	s->pending_bytes = UINT64_MAX;
-	s->oldest_ns = 0;
+	counter_add_single_writer(&s->stats->records_lost, to - l->delivered);
+	l->delivered = to;
+	l->intent = false;
+	l->pending_bytes = UINT64_MAX;
+	l->oldest_ns = 0;
+	l->scanned = to;
 	return 0;
 }
 
 /* A crash left an intent: write the same range again, into the same name. */
 static int
-fh_redo(struct firehose *fh, struct fh_stream *s)
+fh_redo(struct firehose *fh, struct fh_stream *s, struct fh_lane *l)
 {
 	struct fh_read r = { .limit = UINT64_MAX };
 	uint64_t next;
-	int rc = fh_read_range(fh, s, s->intent_first, s->intent_end, &r, &next);
+	int rc = fh_read_range(fh, l->shard_id, l->intent_first, l->intent_end, &r, &next);
 
 	/* Part of the range is gone: no object can be the one begun; skip all of it. */
 	if (rc == -ERANGE)
-		return fh_skip_lost(fh, s, s->intent_end);
-	if (rc == 0 && next != s->intent_end)
+		return fh_skip_lost(fh, s, l, l->intent_end);
+	if (rc == 0 && next != l->intent_end)
 		rc = -EIO;  /* The log lost a range it had made durable. */
 	if (rc != 0)
 		return rc;
-	return fh_commit(fh, s, s->intent_first, s->intent_end, &r);
+	return fh_commit(fh, s, l, l->intent_first, l->intent_end, &r);
 }
 
-static int
-fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
+int
+fh_flush_lane(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t now_ns)
 {
 	uint64_t size_bytes = (uint64_t)s->spec.size_mb << 20;
 	uint64_t interval_ns = (uint64_t)s->spec.interval_s * 1000000000u;
@@ -325,48 +341,111 @@ fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 	uint64_t next;
 	int rc;
 
-	if (s->intent)
-		return fh_redo(fh, s);
-	rc = log_shard_info(fh->log, s->shard_id, &info);
-	if (rc != 0 || info.seq_durable <= s->delivered) {
-		s->pending_bytes = 0;
-		s->oldest_ns = 0;
+	if (l->intent)
+		return fh_redo(fh, s, l);
+	rc = log_shard_info(fh->log, l->shard_id, &info);
+	if (rc != 0 || info.seq_durable <= l->delivered) {
+		l->pending_bytes = 0;
+		l->oldest_ns = 0;
 		return rc;
 	}
-	if (s->pending_bytes != UINT64_MAX && s->pending_bytes < size_bytes && s->oldest_ns != 0 &&
-	    s->oldest_ns + interval_ns > now_ns)
+	if (l->pending_bytes != UINT64_MAX && l->pending_bytes < size_bytes && l->oldest_ns != 0 &&
+	    l->oldest_ns + interval_ns > now_ns)
 		return 0;  /* Neither hint is due: no read. */
-	if (info.seq_trim > s->delivered)
-		return fh_skip_lost(fh, s, info.seq_trim);
-	rc = fh_read_range(fh, s, s->delivered, info.seq_durable, &r, &next);
+	if (info.seq_trim > l->delivered)
+		return fh_skip_lost(fh, s, l, info.seq_trim);
+	rc = fh_read_range(fh, l->shard_id, l->delivered, info.seq_durable, &r, &next);
 	if (rc == 0 && r.records == 0)
 		rc = -EIO;  /* Durable records that do not read: retried, with a pause. */
 	if (rc != 0)
 		return rc;
-	s->oldest_ns = r.first_arrival_ns;
-	s->pending_bytes = fh->raw_used;
+	l->oldest_ns = r.first_arrival_ns;
+	l->pending_bytes = fh->raw_used;
 	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns)
 		return 0;
-	rc = fh_store_intent(fh, s, s->delivered, next);
+	rc = fh_store_intent(fh, s, l, l->delivered, next);
 	if (rc != 0)
 		return rc;
-	s->intent = true;
-	s->intent_first = s->delivered;
-	s->intent_end = next;
-	return fh_commit(fh, s, s->delivered, next, &r);
+	l->intent = true;
+	l->intent_first = l->delivered;
+	l->intent_end = next;
+	return fh_commit(fh, s, l, l->delivered, next, &r);
+}
+
+uint64_t
+fh_lane_due(const struct fh_stream *s, const struct fh_lane *l)
+{
+	if (l->retry_due_ns != 0)
+		return l->retry_due_ns;
+	if (l->intent || l->pending_bytes == UINT64_MAX ||
+	    l->pending_bytes >= ((uint64_t)s->spec.size_mb << 20))
+		return 0;
+	if (l->oldest_ns == 0)
+		return UINT64_MAX;
+	return l->oldest_ns + (uint64_t)s->spec.interval_s * 1000000000u;
 }
 
 uint64_t
 fh_flush_due(const struct fh_stream *s)
 {
-	if (s->retry_due_ns != 0)
-		return s->retry_due_ns;
-	if (s->intent || s->pending_bytes == UINT64_MAX ||
-	    s->pending_bytes >= ((uint64_t)s->spec.size_mb << 20))
-		return 0;
-	if (s->oldest_ns == 0)
-		return UINT64_MAX;
-	return s->oldest_ns + (uint64_t)s->spec.interval_s * 1000000000u;
+	return s->source != NULL ? fh_source_due(s) : fh_lane_due(s, &s->direct);
+}
+
+/*
+ * The retention alarm: the oldest record still waiting in lane `l` ages out of the
+ * log `retention_hours` after it arrived; within FIREHOSE_RETENTION_MARGIN_S of that,
+ * say so once (a log line, a counter) while it lasts. Returns the headroom, seconds.
+ */
+static uint64_t
+fh_lane_retention(struct fh_stream *s, struct fh_lane *l, uint64_t now_ns,
+		  uint32_t retention_hours)
+{
+	uint64_t horizon_s = (uint64_t)retention_hours * 3600u, age_s, left_s;
+
+	if (l->oldest_ns == 0 || now_ns <= l->oldest_ns) {
+		l->at_risk = false;
+		return horizon_s;
+	}
+	age_s = (now_ns - l->oldest_ns) / 1000000000u;
+	left_s = age_s < horizon_s ? horizon_s - age_s : 0;
+	if (left_s <= FIREHOSE_RETENTION_MARGIN_S && !l->at_risk) {
+		diag_error("firehose", "%s: shard %016llx: the oldest undelivered record (seq %llu) "
+			   "ages out of the log in %llu s (retention %u h): delivery is behind",
+			   s->spec.name, (unsigned long long)l->shard_id,
+			   (unsigned long long)l->delivered, (unsigned long long)left_s,
+			   retention_hours);
+		counter_add_single_writer(&s->stats->retention_warnings, 1);
+	}
+	l->at_risk = left_s <= FIREHOSE_RETENTION_MARGIN_S;
+	return left_s;
+}
+
+void
+fh_gauges_publish(struct fh_stream *s, const struct fh_gauges *g)
+{
+	__atomic_store_n(&s->stats->freshness_ms, g->freshness_ms, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->stats->retention_headroom_s, g->headroom_s, __ATOMIC_RELAXED);
+}
+
+void
+fh_lane_account(struct fh_stream *s, struct fh_lane *l, int rc, uint64_t now_ns,
+		uint32_t retention_hours, struct fh_gauges *g)
+{
+	uint64_t headroom_s = fh_lane_retention(s, l, now_ns, retention_hours);
+
+	/* After the cut: oldest_ns is the first record still waiting (0: none known). */
+	if (l->oldest_ns != 0 && now_ns > l->oldest_ns)
+		g->freshness_ms = max_u64(g->freshness_ms, (now_ns - l->oldest_ns) / 1000000u);
+	g->headroom_s = min_u64(g->headroom_s, headroom_s);
+	if (rc == 0) {
+		if (l->retry_due_ns <= now_ns)
+			l->retry_due_ns = l->retry_ns = 0;
+		return;
+	}
+	/* Kept as it is (the intent too): retried later, with a growing pause. */
+	counter_add_single_writer(&s->stats->delivery_failures, 1);
+	l->retry_ns = l->retry_ns == 0 ? FH_RETRY_MIN_NS : min_u64(l->retry_ns * 2, FH_RETRY_MAX_NS);
+	l->retry_due_ns = now_ns + l->retry_ns;
 }
 
 void
@@ -374,24 +453,20 @@ fh_flush_run(struct firehose *fh, uint64_t now_ns)
 {
 	for (uint32_t i = 0; i < FIREHOSE_STREAMS_MAX; i++) {
 		struct fh_stream *s = &fh->streams[i];
+		struct fh_lane *l = &s->direct;
+		struct fh_gauges g = FH_GAUGES_INIT;
 		int rc;
 
 		if (!s->used)
 			continue;
-		rc = fh_flush_due(s) > now_ns ? 0 : fh_flush_stream(fh, s, now_ns);
-		/* After the cut: oldest_ns is the first record still waiting (0: none known). */
-		__atomic_store_n(&s->stats->freshness_ms,
-				 s->oldest_ns != 0 && now_ns > s->oldest_ns ?
-				 (now_ns - s->oldest_ns) / 1000000u : 0, __ATOMIC_RELAXED);
-		if (rc == 0) {
-			if (s->retry_due_ns <= now_ns)
-				s->retry_due_ns = s->retry_ns = 0;
+		if (s->source != NULL) {
+			fh_source_run(fh, s, now_ns);
 			continue;
 		}
-		/* Kept as it is (the intent too): retried later, with a growing pause. */
-		counter_add_single_writer(&s->stats->delivery_failures, 1);
-		s->retry_ns = s->retry_ns == 0 ? FH_RETRY_MIN_NS :
-			      min_u64(s->retry_ns * 2, FH_RETRY_MAX_NS);
-		s->retry_due_ns = now_ns + s->retry_ns;
+		rc = fh_lane_due(s, l) > now_ns ? 0 : fh_flush_lane(fh, s, l, now_ns);
+		if (rc == -ECANCELED)
+			continue;
+		fh_lane_account(s, l, rc, now_ns, FIREHOSE_DIRECT_RETENTION_HOURS, &g);
+		fh_gauges_publish(s, &g);
 	}
 }

@@ -7,10 +7,14 @@
  *   fh_store.c    SQLite (firehose.db): streams, delivered positions, intents
  *   fh_flush.c    the flusher: cutting ranges, naming, writing objects
  *   fh_codec.c    compression formats
+ *   fh_source.c   KinesisStreamAsSource: following a Kinesis stream's shards (lanes)
+ *   fh_settings.c UpdateDestination, encryption, tags
+ *   fh_thread.c   the flusher's thread and the lock
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,15 +56,17 @@ struct fh_stats_slot {
 	uint64_t delivery_failures;
 	uint64_t records_lost;
 	uint64_t freshness_ms;
+	uint64_t retention_warnings;
+	uint64_t retention_headroom_s;
 };
 
-struct fh_stream {
-	bool used;
-	uint32_t id;                 /* Log stream id is FIREHOSE_LOG_STREAM_BASE + id. */
+/*
+ * One source shard's delivery: its durable progress and what the flusher knows
+ * of what waits. A DirectPut stream has one lane (its own log shard); a
+ * KinesisStreamAsSource stream one per shard of its source (fh_source.c).
+ */
+struct fh_lane {
 	uint64_t shard_id;
-	struct firehose_spec spec;
-	uint64_t created_ms;
-	uint32_t version;
 	uint64_t delivered;          /* Next seq to deliver (durable in SQLite). */
 	bool intent;                 /* A range being delivered: [intent_first, intent_end). */
 	uint64_t intent_first;
@@ -70,6 +76,42 @@ struct fh_stream {
 	uint64_t oldest_ns;          /* Arrival of the record at `delivered`; 0 unknown/none. */
 	uint64_t retry_due_ns;       /* Real time; 0: no failure outstanding. */
 	uint64_t retry_ns;
+	bool at_risk;                /* Within FIREHOSE_RETENTION_MARGIN_S of aging out. */
+	/* Source lanes only (fh_source.c). */
+	uint64_t scanned;            /* Next seq not counted in pending_bytes. */
+	uint64_t parent_ids[2];      /* Delivered first (as KCL does); UINT64_MAX: none. */
+	bool source_closed;          /* The shard takes no more records. */
+	bool finished;               /* Closed and all of it delivered. */
+	bool seen;                   /* In the source's latest view. */
+};
+
+/* A KinesisStreamAsSource stream's source (fh_source.c). */
+struct fh_source {
+	uint32_t stream_id;          /* The source's log stream id, fixed at creation. */
+	uint32_t retention_hours;    /* As of the latest view. */
+	uint64_t start_ms;           /* DeliveryStartTimestamp. */
+	uint64_t refresh_due_ns;     /* Real time of the next look at the source's shards. */
+	uint64_t poll_due_ns;        /* Real time of the next look at its lanes. */
+	bool gone;                   /* The stream was deleted (or recreated): nothing to read. */
+	/* control/'s answer, asked on the API thread (fh_source_stage), taken by the flusher. */
+	struct firehose_source_view view;
+	int view_rc;
+	bool view_new;
+	int failed_rc;               /* The latest view's error, said once. */
+	uint32_t lane_count;
+	struct fh_lane lanes[FIREHOSE_SOURCE_SHARDS_MAX];
+};
+
+struct fh_stream {
+	bool used;
+	uint32_t id;                 /* Log stream id is FIREHOSE_LOG_STREAM_BASE + id. */
+	struct firehose_spec spec;
+	uint64_t created_ms;
+	uint32_t version;
+	struct fh_lane direct;       /* DirectPut: the stream's own log shard. */
+	struct fh_source *source;    /* KinesisStreamAsSource; NULL for DirectPut. */
+	struct firehose_encryption encryption;  /* fh_settings.c */
+	uint64_t updated_ms;
 	struct fh_stats_slot *stats; /* Its slot in firehose.stats (same index). */
 };
 
@@ -86,7 +128,19 @@ struct fh_pending {
 	uint64_t seqs[FIREHOSE_BATCH_RECORDS_MAX];
 };
 
+/*
+ * Threads. With options.flusher_thread the flusher runs on its own thread; `lock`
+ * guards everything below but the stats slots (atomics) and the flusher's buffers
+ * (raw, out, reader: its own), and the flusher lets go of it only while it
+ * compresses and writes an object (fh_flush.c). Without, firehose_poll() runs the
+ * flusher on the caller's thread (tests drive time that way), under the same lock.
+ */
 struct firehose {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;         /* The flusher's: puts completed, a stream made or changed. */
+	pthread_t thread;
+	bool thread_running;
+	bool stop;                   /* Under lock: the flusher thread returns. */
 	char data_dir[FIREHOSE_PATH_SIZE_MAX];
 	char local_root[FIREHOSE_LOCAL_ROOT_SIZE_MAX + 1];
 	struct log *log;
@@ -96,6 +150,9 @@ struct firehose {
 	sqlite3 *db;
 	struct fh_stream streams[FIREHOSE_STREAMS_MAX];
 	struct fh_stats_slot stats[FIREHOSE_STREAMS_MAX];
+	struct fh_source *sources;   /* FIREHOSE_STREAMS_MAX, stream i's at [i]. */
+	firehose_source_fn *source_fn;
+	void *source_ctx;
 	struct fh_pending *pending;  /* FIREHOSE_PENDING_MAX */
 	uint32_t pending_count;
 	uint64_t flush_due_ns;       /* Real time. */
@@ -106,6 +163,15 @@ struct firehose {
 };
 
 struct fh_stream *fh_stream_find(struct firehose *fh, const char *name);
+/* Whether slot `s` still holds stream `id` (after the lock was let go: deleted or reused). */
+bool fh_stream_same(const struct fh_stream *s, uint32_t id);
+/* The flusher's side of the lock around compressing and writing an object. */
+void fh_unlock(struct firehose *fh);
+void fh_lock(struct firehose *fh);
+/* fh_thread.c: the flusher thread (firehose_open/close), and a nudge to look now. */
+int fh_thread_start(struct firehose *fh);
+void fh_thread_stop(struct firehose *fh);
+void fh_thread_wake(struct firehose *fh);
 /* Publishes stream `s` (now used) in its stats slot, or retires the slot (unused). */
 void fh_stats_publish(struct firehose *fh, struct fh_stream *s);
 struct fh_stream *fh_stream_by_id(struct firehose *fh, uint32_t id);
@@ -118,15 +184,56 @@ int fh_store_load(struct firehose *fh);
 /* Assigns s->id (never reused) and stores the stream. */
 int fh_store_insert(struct firehose *fh, struct fh_stream *s);
 int fh_store_delete(struct firehose *fh, const struct fh_stream *s);
-/* Records [first, end) as the range being delivered. */
-int fh_store_intent(struct firehose *fh, const struct fh_stream *s, uint64_t first, uint64_t end);
-/* Moves the delivered position to `next` and clears the intent. */
-int fh_store_delivered(struct firehose *fh, const struct fh_stream *s, uint64_t next);
+/* Records [first, end) of lane `l` as the range being delivered. */
+int fh_store_intent(struct firehose *fh, const struct fh_stream *s, const struct fh_lane *l,
+		    uint64_t first, uint64_t end);
+/* Moves lane `l`'s delivered position to `next` and clears its intent. */
+int fh_store_delivered(struct firehose *fh, const struct fh_stream *s, const struct fh_lane *l,
+		       uint64_t next);
+/* Runs `sql` alone ("BEGIN IMMEDIATE", "COMMIT", ...). */
+int fh_store_exec(struct firehose *fh, const char *sql);
+/* One statement; `types` says each argument's: 'i' int64_t *, 't' text. */
+int fh_store_run(struct firehose *fh, const char *sql, const char *types,
+		 const void *const *args);
 
 /* fh_flush.c */
 void fh_flush_run(struct firehose *fh, uint64_t now_real_ns);
 /* Real time at which stream `s` wants the flusher, or UINT64_MAX. */
 uint64_t fh_flush_due(const struct fh_stream *s);
+/* Real time at which lane `l` wants the flusher, or UINT64_MAX. */
+uint64_t fh_lane_due(const struct fh_stream *s, const struct fh_lane *l);
+/* Cuts and delivers what is due in lane `l` (a redo first). */
+int fh_flush_lane(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t now_ns);
+/* A stream's gauges, gathered over its lanes, then published. */
+struct fh_gauges {
+	uint64_t freshness_ms;       /* The oldest waiting record's age, over all lanes. */
+	uint64_t headroom_s;         /* The least time before a waiting record ages out. */
+};
+#define FH_GAUGES_INIT ((struct fh_gauges){ .freshness_ms = 0, .headroom_s = UINT64_MAX })
+/* After fh_flush_lane: its retry pause; its freshness and retention into `g`. */
+void fh_lane_account(struct fh_stream *s, struct fh_lane *l, int rc, uint64_t now_ns,
+		     uint32_t retention_hours, struct fh_gauges *g);
+void fh_gauges_publish(struct fh_stream *s, const struct fh_gauges *g);
+
+/* fh_settings.c */
+/* Loads encryption settings (and applies them to the log) after fh_store_load. */
+int fh_settings_load(struct firehose *fh);
+/* Forgets a deleted stream's settings and tags. */
+int fh_settings_delete(struct firehose *fh, const struct fh_stream *s);
+
+/* fh_source.c */
+/* Stores the source of a new stream (inside fh_store_insert's transaction) and its lanes. */
+int fh_source_create(struct firehose *fh, struct fh_stream *s);
+/* Loads every stored source and its lanes (after fh_store_load). */
+int fh_source_load(struct firehose *fh);
+int fh_source_delete(struct firehose *fh, const struct fh_stream *s);
+/* API thread: asks control/ for the views of the sources due a look (for the flusher). */
+void fh_source_stage(struct firehose *fh, uint64_t now_ns);
+/* Real time of a source's next look, for the API thread's poll timeout. */
+uint64_t fh_source_stage_due(const struct fh_stream *s);
+/* Follows the source's shards, delivers its lanes (parents before children). */
+void fh_source_run(struct firehose *fh, struct fh_stream *s, uint64_t now_ns);
+uint64_t fh_source_due(const struct fh_stream *s);
 
 /* fh_codec.c */
 size_t fh_codec_bound(enum firehose_compression c, size_t size);

@@ -52,7 +52,9 @@ fh_alloc(struct firehose *fh)
 	fh->out = malloc(out);
 	fh->out_size = out;
 	fh->pending = calloc(FIREHOSE_PENDING_MAX, sizeof(*fh->pending));
-	return fh->raw == NULL || fh->out == NULL || fh->pending == NULL ? -ENOMEM : 0;
+	fh->sources = calloc(FIREHOSE_STREAMS_MAX, sizeof(*fh->sources));
+	return fh->raw == NULL || fh->out == NULL || fh->pending == NULL || fh->sources == NULL ?
+	       -ENOMEM : 0;
 }
 
 int
@@ -63,7 +65,13 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 
 	if (fh == NULL)
 		return -ENOMEM;
+	if (pthread_mutex_init(&fh->lock, NULL) != 0 || pthread_cond_init(&fh->wake, NULL) != 0) {
+		free(fh);  /* Neither allocates on Linux: cannot happen. */
+		return -ENOMEM;
+	}
 	fh->log = options->log;
+	fh->source_fn = options->source;
+	fh->source_ctx = options->source_ctx;
 	if (strlen(options->data_dir) >= sizeof(fh->data_dir) ||
 	    strlen(options->local_root) >= sizeof(fh->local_root)) {
 		free(fh);
@@ -76,6 +84,10 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 		rc = fh_store_open(fh);
 	if (rc == 0)
 		rc = fh_store_load(fh);
+	if (rc == 0)
+		rc = fh_source_load(fh);
+	if (rc == 0)
+		rc = fh_settings_load(fh);
 	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
 		if (fh->streams[i].used)
 			fh_stats_publish(fh, &fh->streams[i]);
@@ -88,6 +100,8 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 		fh->event_fd = log_producer_event_fd(fh->producer);
 		rc = fh->event_fd < 0 ? fh->event_fd : 0;
 	}
+	if (rc == 0 && options->flusher_thread)
+		rc = fh_thread_start(fh);
 	if (rc != 0) {
 		firehose_close(fh);
 		return rc;
@@ -103,6 +117,7 @@ firehose_close(struct firehose *fh)
 {
 	if (fh == NULL)
 		return;
+	fh_thread_stop(fh);
 	for (int i = 0; fh->producer != NULL && fh->pending_count > 0 && i < FH_DRAIN_ROUNDS; i++) {
 		fh_completions(fh, false);
 		if (fh->pending_count > 0)
@@ -116,13 +131,16 @@ firehose_close(struct firehose *fh)
 	free(fh->raw);
 	free(fh->out);
 	free(fh->pending);
+	free(fh->sources);
+	pthread_cond_destroy(&fh->wake);
+	pthread_mutex_destroy(&fh->lock);
 	free(fh);
 }
 
 /* ---- The stream table ------------------------------------------------------ */
 
-int
-firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t now_ms)
+static int
+fh_create_locked(struct firehose *fh, const struct firehose_spec *spec, uint64_t now_ms)
 {
 	struct fh_stream *s = NULL;
 	int rc;
@@ -138,17 +156,34 @@ firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t 
 	s->spec = *spec;
 	s->created_ms = now_ms;
 	s->version = 1;
+	if (spec->source_arn[0] != '\0') {
+		s->source = &fh->sources[s - fh->streams];
+		memset(s->source, 0, sizeof(*s->source));
+		s->source->start_ms = now_ms;
+	}
 	rc = fh_store_insert(fh, s);
 	if (rc != 0)
 		return rc;
-	s->shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
+	s->direct.shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
 	s->used = true;
 	fh_stats_publish(fh, s);
+	fh_thread_wake(fh);
 	return 0;
 }
 
 int
-firehose_delete(struct firehose *fh, const char *name)
+firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t now_ms)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_create_locked(fh, spec, now_ms);
+	fh_unlock(fh);
+	return rc;
+}
+
+static int
+fh_delete_locked(struct firehose *fh, const char *name)
 {
 	struct fh_stream *s = fh_stream_find(fh, name);
 	int rc;
@@ -156,6 +191,10 @@ firehose_delete(struct firehose *fh, const char *name)
 	if (s == NULL)
 		return -ENOENT;
 	rc = fh_store_delete(fh, s);
+	if (rc == 0 && s->source != NULL)
+		rc = fh_source_delete(fh, s);
+	if (rc == 0)
+		rc = fh_settings_delete(fh, s);
 	if (rc != 0)
 		return rc;
 	/*
@@ -171,25 +210,49 @@ firehose_delete(struct firehose *fh, const char *name)
 }
 
 int
-firehose_describe(struct firehose *fh, const char *name, struct firehose_info *info_out)
+firehose_delete(struct firehose *fh, const char *name)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_delete_locked(fh, name);
+	fh_unlock(fh);
+	return rc;
+}
+
+static int
+fh_describe_locked(struct firehose *fh, const char *name, struct firehose_info *info_out)
 {
 	const struct fh_stream *s = fh_stream_find(fh, name);
 
 	if (s == NULL)
 		return -ENOENT;
 	*info_out = (struct firehose_info){
-		.spec = s->spec, .created_ms = s->created_ms, .version = s->version,
+		.spec = s->spec, .encryption = s->encryption, .created_ms = s->created_ms,
+		.updated_ms = s->updated_ms, .version = s->version,
 		.records_delivered = counter_read(&s->stats->delivered_records),
 		.objects_delivered = counter_read(&s->stats->delivered_objects),
 		.records_lost = counter_read(&s->stats->records_lost),
-		.delivered_seq = s->delivered,
+		.delivered_seq = s->direct.delivered,
+		.source_start_ms = s->source != NULL ? s->source->start_ms : 0,
 	};
 	return 0;
 }
 
-uint32_t
-firehose_list(struct firehose *fh, const char *after,
-	      char names_out[][FIREHOSE_NAME_SIZE_MAX + 1], uint32_t count)
+int
+firehose_describe(struct firehose *fh, const char *name, struct firehose_info *info_out)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_describe_locked(fh, name, info_out);
+	fh_unlock(fh);
+	return rc;
+}
+
+static uint32_t
+fh_list_locked(struct firehose *fh, const char *after,
+	       char names_out[][FIREHOSE_NAME_SIZE_MAX + 1], uint32_t count)
 {
 	const char *last = after;
 	uint32_t total = 0, n = 0;
@@ -214,6 +277,18 @@ firehose_list(struct firehose *fh, const char *after,
 		last = best;
 	}
 	return total;
+}
+
+uint32_t
+firehose_list(struct firehose *fh, const char *after,
+	      char names_out[][FIREHOSE_NAME_SIZE_MAX + 1], uint32_t count)
+{
+	uint32_t rc;
+
+	fh_lock(fh);
+	rc = fh_list_locked(fh, after, names_out, count);
+	fh_unlock(fh);
+	return rc;
 }
 
 /* ---- Figures for other threads ------------------------------------------------ */
@@ -271,6 +346,8 @@ firehose_stats_read(const struct firehose *fh, struct firehose_stats *out, uint3
 		out[n].delivery_failures = c.delivery_failures;
 		out[n].records_lost = c.records_lost;
 		out[n].freshness_ms = c.freshness_ms;
+		out[n].retention_warnings = c.retention_warnings;
+		out[n].retention_headroom_s = c.retention_headroom_s;
 		n++;
 	}
 	return n;
@@ -318,9 +395,9 @@ fh_fill(struct firehose *fh, const struct firehose_record *records, uint32_t cou
 	return 0;
 }
 
-int
-firehose_put(struct firehose *fh, const char *name, const struct firehose_record *records,
-	     uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx)
+static int
+fh_put_locked(struct firehose *fh, const char *name, const struct firehose_record *records,
+	      uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx)
 {
 	struct log_batch *batches[FH_PUT_BATCHES_MAX];
 	uint32_t firsts[FH_PUT_BATCHES_MAX], used = 0, slot = 0;
@@ -331,6 +408,8 @@ firehose_put(struct firehose *fh, const char *name, const struct firehose_record
 	assert(count >= 1 && count <= FIREHOSE_BATCH_RECORDS_MAX);
 	if (s == NULL)
 		return -ENOENT;
+	if (s->source != NULL)
+		return -EPERM;  /* Its records come from its source stream only. */
 	while (slot < FIREHOSE_PENDING_MAX && fh->pending[slot].used)
 		slot++;
 	if (slot == FIREHOSE_PENDING_MAX)
@@ -346,21 +425,37 @@ firehose_put(struct firehose *fh, const char *name, const struct firehose_record
 		p->seqs[i] = UINT64_MAX;  /* Until its batch is durable. */
 	}
 	for (uint32_t b = 0; b < used; b++) {
-		if (log_batch_submit(fh->producer, batches[b], s->shard_id,
-				     (uint64_t)slot << 32 | firsts[b]) != 0) {
-			/* The ring is full mid-put: what went in is durable, the rest is not. */
+		rc = log_batch_submit(fh->producer, batches[b], s->direct.shard_id,
+				      (uint64_t)slot << 32 | firsts[b]);
+		if (rc != 0) {
+			/*
+			 * The ring is full mid-put (-EAGAIN), or the stream's key is missing or
+			 * disabled (-ENOKEY, -EKEYREVOKED): what went in is durable, the rest is not.
+			 */
 			fh_batches_put_back(fh, batches + b, used - b);
-			p->error = -EAGAIN;
+			p->error = rc;
 			break;
 		}
 		p->batches_left++;
 	}
 	if (p->batches_left == 0) {  /* Nothing went in: the client may simply retry. */
 		p->used = false;
-		return -EAGAIN;
+		return p->error;
 	}
 	fh->pending_count++;
 	return 0;
+}
+
+int
+firehose_put(struct firehose *fh, const char *name, const struct firehose_record *records,
+	     uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx)
+{
+	int rc;
+
+	fh_lock(fh);
+	rc = fh_put_locked(fh, name, records, count, now_real_ns, done, ctx);
+	fh_unlock(fh);
+	return rc;
 }
 
 static void
@@ -376,11 +471,13 @@ fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 		if (p->error == 0)
 			counter_add_single_writer(&s->stats->incoming_bytes, p->bytes);
 		/* A partial put's bytes are not summed: "unknown" makes the flusher look. */
-		if (s->pending_bytes != UINT64_MAX)
-			s->pending_bytes = p->error == 0 ? s->pending_bytes + p->bytes : UINT64_MAX;
-		if (s->oldest_ns == 0)
-			s->oldest_ns = p->arrival_ns;
+		if (s->direct.pending_bytes != UINT64_MAX)
+			s->direct.pending_bytes = p->error == 0 ? s->direct.pending_bytes + p->bytes :
+						  UINT64_MAX;
+		if (s->direct.oldest_ns == 0)
+			s->direct.oldest_ns = p->arrival_ns;
 	}
+	fh_thread_wake(fh);  /* Its buffer may be due by size now. */
 	if (answer)
 		p->done(p->ctx, p->error, p->seqs, p->count);
 	p->used = false;
@@ -438,23 +535,36 @@ fh_event_clear(struct firehose *fh)
 void
 firehose_poll(struct firehose *fh, uint64_t now_real_ns)
 {
+	fh_lock(fh);
 	fh_event_clear(fh);
 	if (fh->pending_count > 0)
 		fh_completions(fh, true);
-	fh_flush_run(fh, now_real_ns);
+	fh_source_stage(fh, now_real_ns);
+	if (fh->thread_running)
+		pthread_cond_signal(&fh->wake);  /* Puts in, views staged: let it look. */
+	else
+		fh_flush_run(fh, now_real_ns);
+	fh_unlock(fh);
 }
 
 int
-firehose_poll_timeout_ms(const struct firehose *fh, uint64_t now_real_ns)
+firehose_poll_timeout_ms(struct firehose *fh, uint64_t now_real_ns)
 {
 	uint64_t due = UINT64_MAX;
 
+	fh_lock(fh);
 	/* A lost wake-up costs at most this tick while puts wait. */
 	if (fh->pending_count > 0)
 		due = now_real_ns + FH_FLUSH_TICK_NS;
-	for (uint32_t i = 0; i < FIREHOSE_STREAMS_MAX; i++)
-		if (fh->streams[i].used)
-			due = min_u64(due, fh_flush_due(&fh->streams[i]));
+	for (uint32_t i = 0; i < FIREHOSE_STREAMS_MAX; i++) {
+		const struct fh_stream *s = &fh->streams[i];
+
+		if (s->used && s->source != NULL)
+			due = min_u64(due, fh_source_stage_due(s));
+		if (s->used && !fh->thread_running)
+			due = min_u64(due, fh_flush_due(s));
+	}
+	fh_unlock(fh);
 	if (due <= now_real_ns)
 		return 0;
 	return (int)min_u64((due - now_real_ns + 999999) / 1000000, 60000);

@@ -29,7 +29,7 @@ fh_store_fail(struct firehose *fh, const char *what)
 	return -EIO;
 }
 
-static int
+int
 fh_store_exec(struct firehose *fh, const char *sql)
 {
 	char *err = NULL;
@@ -109,18 +109,18 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 	s->spec.size_mb = (uint32_t)sqlite3_column_int64(st, 9);
 	s->spec.interval_s = (uint32_t)sqlite3_column_int64(st, 10);
 	s->spec.compression = (enum firehose_compression)sqlite3_column_int64(st, 11);
-	s->delivered = (uint64_t)sqlite3_column_int64(st, 12);
-	s->intent = sqlite3_column_type(st, 13) != SQLITE_NULL;
-	s->intent_first = (uint64_t)sqlite3_column_int64(st, 13);
-	s->intent_end = (uint64_t)sqlite3_column_int64(st, 14);
+	s->direct.delivered = (uint64_t)sqlite3_column_int64(st, 12);
+	s->direct.intent = sqlite3_column_type(st, 13) != SQLITE_NULL;
+	s->direct.intent_first = (uint64_t)sqlite3_column_int64(st, 13);
+	s->direct.intent_end = (uint64_t)sqlite3_column_int64(st, 14);
 	if ((unsigned)s->spec.compression >= FIREHOSE_COMPRESSION_COUNT) {
 		diag_error("firehose", "stream %s: unknown compression %d", s->spec.name,
 			   (int)s->spec.compression);
 		return -EIO;
 	}
 	s->used = true;
-	s->shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
-	s->pending_bytes = UINT64_MAX;
+	s->direct.shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
+	s->direct.pending_bytes = UINT64_MAX;
 	return 0;
 }
 
@@ -145,7 +145,7 @@ fh_store_load(struct firehose *fh)
 }
 
 /* Runs one statement with integer/text parameters given as a format: 'i' int64, 't' text. */
-static int
+int
 fh_store_run(struct firehose *fh, const char *sql, const char *types, const void *const *args)
 {
 	sqlite3_stmt *st = NULL;
@@ -212,6 +212,8 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 						    s->spec.role_arn, s->spec.prefix,
 						    s->spec.error_prefix, &size_mb, &interval,
 						    &compression, &delivered });
+	if (rc == 0 && s->source != NULL)
+		rc = fh_source_create(fh, s);
 	if (rc == 0)
 		return fh_store_exec(fh, "COMMIT");
 	fh_store_exec(fh, "ROLLBACK");
@@ -225,20 +227,31 @@ fh_store_delete(struct firehose *fh, const struct fh_stream *s)
 			    (const void *[]){ s->spec.name });
 }
 
+/* A DirectPut stream's lane lives in its row; a source's lanes in source_lanes (fh_source.c). */
 int
-fh_store_intent(struct firehose *fh, const struct fh_stream *s, uint64_t first, uint64_t end)
+fh_store_intent(struct firehose *fh, const struct fh_stream *s, const struct fh_lane *l,
+		uint64_t first, uint64_t end)
 {
-	int64_t f = (int64_t)first, e = (int64_t)end;
+	int64_t f = (int64_t)first, e = (int64_t)end, id = s->id, shard = (int64_t)l->shard_id;
 
+	if (l != &s->direct)
+		return fh_store_run(fh, "UPDATE source_lanes SET intent_first = ?, intent_end = ?"
+				    " WHERE ds_id = ? AND shard_id = ?", "iiii",
+				    (const void *[]){ &f, &e, &id, &shard });
 	return fh_store_run(fh, "UPDATE delivery_streams SET intent_first = ?, intent_end = ?"
 			    " WHERE name = ?", "iit", (const void *[]){ &f, &e, s->spec.name });
 }
 
 int
-fh_store_delivered(struct firehose *fh, const struct fh_stream *s, uint64_t next)
+fh_store_delivered(struct firehose *fh, const struct fh_stream *s, const struct fh_lane *l,
+		   uint64_t next)
 {
-	int64_t n = (int64_t)next;
+	int64_t n = (int64_t)next, id = s->id, shard = (int64_t)l->shard_id;
 
+	if (l != &s->direct)
+		return fh_store_run(fh, "UPDATE source_lanes SET delivered = ?, intent_first = NULL,"
+				    " intent_end = NULL WHERE ds_id = ? AND shard_id = ?", "iii",
+				    (const void *[]){ &n, &id, &shard });
 	return fh_store_run(fh, "UPDATE delivery_streams SET delivered = ?, intent_first = NULL,"
 			    " intent_end = NULL WHERE name = ?", "it",
 			    (const void *[]){ &n, s->spec.name });

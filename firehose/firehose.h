@@ -19,8 +19,9 @@
  * and the intent is cleared. A crash anywhere redoes the intent into the same
  * name with the same bytes.
  *
- * Threads: everything runs on the caller's thread (sluiced's API thread):
- * firehose_poll() completes puts and runs the flusher.
+ * Threads: the functions below are called from one thread (sluiced's API thread),
+ * firehose_stats_read() from any. firehose_poll() completes puts; the flusher runs
+ * on its own thread (options.flusher_thread) or inside firehose_poll().
  * Errors: functions returning int return 0 or a negative errno.
  */
 #ifndef SLUICE_FIREHOSE_H
@@ -56,6 +57,18 @@ struct firehose;
 /* A path under local_root: root, bucket, prefix, date part, name, version, stamp, uuid. */
 #define FIREHOSE_PATH_SIZE_MAX 4096u
 #define FIREHOSE_LOCAL_ROOT_SIZE_MAX 2000u
+/*
+ * Ours: shards of its source one KinesisStreamAsSource stream follows at once (the
+ * open ones and the closed ones still within the source's retention).
+ */
+#define FIREHOSE_SOURCE_SHARDS_MAX 256u
+/*
+ * Ours: a delivery whose oldest undelivered record is this close to the source's
+ * retention (the log trims it then) raises the retention alarm: a metric and a log line.
+ */
+#define FIREHOSE_RETENTION_MARGIN_S 3600u
+/* A DirectPut stream's own log shard keeps the log's default retention (as AWS, 24 h). */
+#define FIREHOSE_DIRECT_RETENTION_HOURS 24u
 
 enum firehose_compression {
 	FIREHOSE_UNCOMPRESSED,
@@ -81,30 +94,90 @@ struct firehose_spec {
 	uint32_t size_mb;
 	uint32_t interval_s;
 	enum firehose_compression compression;
+	/* KinesisStreamAsSource: the source's ARN and role; both empty for DirectPut. */
+	char source_arn[FIREHOSE_ARN_SIZE_MAX + 1];
+	char source_role_arn[FIREHOSE_ARN_SIZE_MAX + 1];
+};
+
+/*
+ * DeliveryStreamEncryptionConfiguration. With a log key (the keyring resolved the key)
+ * a DirectPut stream's own log shard is encrypted as a Kinesis stream's is
+ * (log_stream_encryption_set); without one the status is recorded only.
+ */
+enum firehose_key_type {
+	FIREHOSE_KEY_AWS_OWNED,      /* AWS_OWNED_CMK */
+	FIREHOSE_KEY_CUSTOMER,       /* CUSTOMER_MANAGED_CMK: key_arn names it. */
+};
+
+struct firehose_encryption {
+	bool enabled;
+	enum firehose_key_type key_type;
+	char key_arn[FIREHOSE_ARN_SIZE_MAX + 1];
+	uint64_t log_key_id;         /* The log's key id; 0: the records are not encrypted. */
 };
 
 /* What DescribeDeliveryStream shows besides the spec. */
 struct firehose_info {
 	struct firehose_spec spec;
+	struct firehose_encryption encryption;
 	uint64_t created_ms;
+	uint64_t updated_ms;         /* LastUpdateTimestamp: the latest UpdateDestination; 0 none. */
 	uint32_t version;            /* VersionId; the version field of object names. */
 	uint64_t records_delivered;  /* Since this process started. */
 	uint64_t objects_delivered;
 	uint64_t records_lost;       /* Aged out of the log before delivery (since start). */
-	uint64_t delivered_seq;      /* Next log seq to deliver (durable progress). */
+	uint64_t delivered_seq;      /* Next log seq to deliver (durable progress; DirectPut). */
+	uint64_t source_start_ms;    /* KinesisStreamAsSource: DeliveryStartTimestamp. */
 };
+
+/*
+ * A Kinesis stream as control/ sees it now, for a KinesisStreamAsSource stream:
+ * control/ owns the shard lineage, the log only the records.
+ */
+struct firehose_source_shard {
+	uint64_t shard_id;           /* LOG_SHARD_ID(stream_id, index) */
+	uint64_t parent_ids[2];      /* Its parents' shard ids; UINT64_MAX: none. */
+	bool closed;                 /* Closed and the log's close recorded: seq_durable is final. */
+};
+
+struct firehose_source_view {
+	uint32_t stream_id;          /* The log's stream id (another one: the stream was recreated). */
+	uint32_t retention_hours;
+	uint32_t shard_count;        /* Open shards and closed ones within retention. */
+	struct firehose_source_shard shards[FIREHOSE_SOURCE_SHARDS_MAX];
+};
+
+/*
+ * Fills `view` for the stream `stream_arn` names: 0, -ENOENT (no such stream, or
+ * not ACTIVE yet), -E2BIG (more than FIREHOSE_SOURCE_SHARDS_MAX shards to follow).
+ * Called on the engine's thread.
+ */
+typedef int firehose_source_fn(void *ctx, const char *stream_arn,
+			       struct firehose_source_view *view);
 
 struct firehose_options {
 	const char *data_dir;        /* firehose.db lives here. */
 	const char *local_root;      /* Objects land in local_root/<bucket>/<key>. */
 	struct log *log;
+	firehose_source_fn *source;  /* NULL: KinesisStreamAsSource streams are refused. */
+	void *source_ctx;
+	/*
+	 * true: the flusher (cutting, compressing, writing objects) runs on a thread of
+	 * its own, so the API thread only takes puts; false: firehose_poll() runs it.
+	 */
+	bool flusher_thread;
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);
 /* Waits (bounded) for puts still in the log; their callbacks are not called. */
 void firehose_close(struct firehose *fh);
 
-/* -EEXIST (name in use), -ENOSPC (FIREHOSE_STREAMS_MAX), or a SQLite/log error (-EIO). */
+/*
+ * -EEXIST (name in use), -ENOSPC (FIREHOSE_STREAMS_MAX), or a SQLite/log error (-EIO).
+ * With spec->source_arn set (KinesisStreamAsSource), reading starts at LATEST of each
+ * open shard (AWS); -ENXIO: the source stream does not exist (or no options.source),
+ * -E2BIG: it has more than FIREHOSE_SOURCE_SHARDS_MAX shards to follow.
+ */
 int firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t now_ms);
 /* Forgets the stream and its undelivered records (as AWS drops buffered data). -ENOENT. */
 int firehose_delete(struct firehose *fh, const char *name);
@@ -116,6 +189,42 @@ int firehose_describe(struct firehose *fh, const char *name, struct firehose_inf
 uint32_t firehose_list(struct firehose *fh, const char *after,
 		       char names_out[][FIREHOSE_NAME_SIZE_MAX + 1], uint32_t count);
 
+/*
+ * UpdateDestination: `spec` replaces the destination (name and source are kept) if
+ * `version` is the current VersionId, which then grows by one; ranges cut from now on
+ * use it (and its version in their names). -ENOENT; -ESTALE (another version);
+ * -EBUSY: a range is being delivered again after a failure: its object keeps the
+ * settings it began with (exactly once), so the change waits for it.
+ */
+int firehose_update(struct firehose *fh, const char *name, uint32_t version,
+		    const struct firehose_spec *spec, uint64_t now_ms);
+/* Start/StopDeliveryStreamEncryption. -ENOENT; -EPERM for a KinesisStreamAsSource stream. */
+int firehose_encryption_set(struct firehose *fh, const char *name,
+			    const struct firehose_encryption *encryption);
+
+/* ---- Tags (AWS's limits) ---- */
+#define FIREHOSE_TAGS_MAX 50u
+#define FIREHOSE_TAG_KEY_SIZE_MAX 128u
+#define FIREHOSE_TAG_VALUE_SIZE_MAX 256u
+
+struct firehose_tag {
+	char key[FIREHOSE_TAG_KEY_SIZE_MAX + 1];
+	char value[FIREHOSE_TAG_VALUE_SIZE_MAX + 1];
+};
+
+/* Adds or replaces tags. -ENOENT; -E2BIG: the stream would have more than FIREHOSE_TAGS_MAX. */
+int firehose_tags_add(struct firehose *fh, const char *name, const struct firehose_tag *tags,
+		      uint32_t count);
+/* Removes the tags of `keys` (absent ones are no error). -ENOENT. */
+int firehose_tags_remove(struct firehose *fh, const char *name, const char *const *keys,
+			 uint32_t count);
+/*
+ * The stream's tags in key order after `after` (NULL: from the first), at most `count`
+ * into out; *total_out is how many there are after `after`. -ENOENT.
+ */
+int firehose_tags_list(struct firehose *fh, const char *name, const char *after,
+		       struct firehose_tag *out, uint32_t count, uint32_t *total_out);
+
 struct firehose_record {
 	const void *data;
 	uint32_t data_size;          /* 0 .. FIREHOSE_RECORD_SIZE_MAX */
@@ -124,14 +233,17 @@ struct firehose_record {
 /*
  * A put's answer: each record's log sequence number in seqs[], UINT64_MAX for a record
  * that is not durable; error is 0 when every record is, else the first negative errno
- * (-EAGAIN: the log's ring filled mid-put; -ENOSPC: disk full; -EIO: the log failed).
+ * (-EAGAIN: the log's ring filled mid-put; -ENOSPC: disk full; -EIO: the log failed;
+ * -ENOKEY, -EKEYREVOKED: the stream's key).
  */
 typedef void firehose_put_fn(void *ctx, int error, const uint64_t *seqs, uint32_t count);
 
 /*
  * Appends 1..FIREHOSE_BATCH_RECORDS_MAX records; `done` runs from a later firehose_poll()
- * once they are durable. Returns 0, -ENOENT (no such stream), or -EAGAIN (no room now:
- * the caller answers ServiceUnavailable, nothing was appended).
+ * once they are durable. Returns 0, -ENOENT (no such stream), -EPERM (a
+ * KinesisStreamAsSource stream), -EAGAIN (no room now: the caller answers
+ * ServiceUnavailable, nothing was appended), or -ENOKEY / -EKEYREVOKED (the stream's
+ * encryption key is missing or disabled in the log's keyring; nothing appended).
  */
 int firehose_put(struct firehose *fh, const char *name, const struct firehose_record *records,
 		 uint32_t count, uint64_t now_real_ns, firehose_put_fn *done, void *ctx);
@@ -141,7 +253,7 @@ int firehose_event_fd(const struct firehose *fh);
 /* Completes puts and delivers what is due. */
 void firehose_poll(struct firehose *fh, uint64_t now_real_ns);
 /* Milliseconds until firehose_poll() wants to run again for a buffer due (puts: the fd). */
-int firehose_poll_timeout_ms(const struct firehose *fh, uint64_t now_real_ns);
+int firehose_poll_timeout_ms(struct firehose *fh, uint64_t now_real_ns);
 
 /*
  * One delivery stream's figures (CloudWatch's Firehose metrics), for the metrics
@@ -157,6 +269,8 @@ struct firehose_stats {
 	uint64_t delivery_failures;    /* Attempts that failed (retried). */
 	uint64_t records_lost;         /* Aged out of the log before delivery. */
 	uint64_t freshness_ms;         /* DeliveryToS3.DataFreshness: oldest undelivered. */
+	uint64_t retention_warnings;   /* Times a lane came within FIREHOSE_RETENTION_MARGIN_S. */
+	uint64_t retention_headroom_s; /* Seconds before the oldest undelivered record ages out. */
 };
 
 /*

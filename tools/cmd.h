@@ -23,6 +23,7 @@ int cmd_bench_ingest(int argc, char **argv); /* cmd_bench_ingest.c: sluice bench
 int cmd_bench_dataplane(int argc, char **argv); /* cmd_bench_dataplane.c */
 int cmd_bench_reshard(int argc, char **argv); /* cmd_bench_reshard.c: sluice bench reshard */
 int cmd_bench_tcp(int argc, char **argv);    /* cmd_bench_tcp.c: sluice bench tcp */
+int cmd_bench_firehose(int argc, char **argv); /* cmd_bench_firehose.c */
 int cmd_backup(int argc, char **argv);       /* cmd_backup.c: online backup of a data dir */
 int cmd_restore(int argc, char **argv);      /* cmd_backup.c: a backup into a data dir */
 int cmd_status(int argc, char **argv);       /* cmd_status.c: readiness and a summary */

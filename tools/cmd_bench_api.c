@@ -27,6 +27,7 @@
 #include "common/clock.h"
 #include "nvme-log/log.h"
 #include "tools/cli_args.h"
+#include "tools/cli_bench.h"
 #include "tools/cli_hist.h"
 #include "tools/cmd.h"
 #include "tools/kinesis_client.h"
@@ -55,43 +56,8 @@ struct bench_conn {
 	uint64_t records_ok;
 	uint64_t records_failed;
 	uint64_t errors;
-	char *rx;
-	size_t rx_capacity;
+	struct cli_rx rx;
 };
-
-/* Sends `size` bytes of `request` on `fd` and reads one whole response into conn->rx. */
-static int
-bench_round_trip(struct bench_conn *conn, int fd, const char *request, size_t size,
-		 struct kc_http_response *response)
-{
-	size_t got = 0;
-
-	for (size_t sent = 0; sent < size;) {
-		ssize_t n = write(fd, request + sent, size - sent);
-
-		if (n <= 0)
-			return -EIO;
-		sent += (size_t)n;
-	}
-	for (;;) {
-		ssize_t n;
-		int rc;
-
-		if (got == conn->rx_capacity) {
-			conn->rx_capacity = conn->rx_capacity == 0 ? 1u << 20 : conn->rx_capacity * 2;
-			conn->rx = realloc(conn->rx, conn->rx_capacity);
-			if (conn->rx == NULL)
-				return -ENOMEM;
-		}
-		n = read(fd, conn->rx + got, conn->rx_capacity - got);
-		if (n <= 0)
-			return -EIO;
-		got += (size_t)n;
-		rc = kc_http_response_parse(conn->rx, got, response);
-		if (rc != -EAGAIN)
-			return rc;
-	}
-}
 
 static void *
 bench_put_worker(void *arg)
@@ -109,14 +75,14 @@ bench_put_worker(void *arg)
 		const char *body;
 		const char *failed;
 
-		if (bench_round_trip(conn, fd, conn->requests[next % BENCH_BODIES],
+		if (cli_round_trip(&conn->rx, fd, conn->requests[next % BENCH_BODIES],
 				     conn->request_sizes[next % BENCH_BODIES], &response) != 0 ||
 		    response.status != 200) {
 			conn->errors++;
 			break;
 		}
 		next++;
-		body = conn->rx + response.header_size;
+		body = conn->rx.buf + response.header_size;
 		failed = memmem(body, response.body_size, "\"FailedRecordCount\":", 20);
 		uint64_t f = failed != NULL ? strtoull(failed + 20, NULL, 10) : BENCH_BATCH_RECORDS;
 
@@ -125,39 +91,6 @@ bench_put_worker(void *arg)
 	}
 	close(fd);
 	return NULL;
-}
-
-/* A PutRecords body of 500 records of 100 random bytes with random partition keys. */
-static char *
-bench_put_records_body(const char *stream, size_t *size_out)
-{
-	size_t capacity = BENCH_BATCH_RECORDS * 256 + 256;
-	char *body = malloc(capacity);
-	size_t n;
-
-	if (body == NULL)
-		return NULL;
-	n = (size_t)snprintf(body, capacity, "{\"StreamName\":\"%s\",\"Records\":[", stream);
-	for (uint32_t i = 0; i < BENCH_BATCH_RECORDS; i++) {
-		uint8_t data[BENCH_RECORD_SIZE];
-		uint64_t key;
-		char *b64;
-		size_t b64_size;
-
-		RAND_bytes(data, sizeof(data));
-		RAND_bytes((uint8_t *)&key, sizeof(key));
-		if (kc_base64_encode(data, sizeof(data), &b64, &b64_size) != 0) {
-			free(body);
-			return NULL;
-		}
-		n += (size_t)snprintf(body + n, capacity - n, "%s{\"PartitionKey\":\"%016llx\","
-				      "\"Data\":\"%s\"}", i > 0 ? "," : "", (unsigned long long)key,
-				      b64);
-		free(b64);
-	}
-	n += (size_t)snprintf(body + n, capacity - n, "]}");
-	*size_out = n;
-	return body;
 }
 
 /* Phase 1: PutRecords throughput. Returns records/s acknowledged durable. */
@@ -176,7 +109,8 @@ bench_put_phase(const struct kc_client *client, const struct bench_opts *o, cons
 
 	for (uint32_t b = 0; b < BENCH_BODIES; b++) {
 		size_t body_size;
-		char *body = bench_put_records_body(stream, &body_size);
+		char *body = cli_put_records_body(stream, BENCH_BATCH_RECORDS, BENCH_RECORD_SIZE,
+						  &body_size);
 
 		if (body == NULL || kc_request_build(client, "PutRecords", body, body_size,
 						     clock_real_ns(), &requests[b], &sizes[b]) != 0)
@@ -194,7 +128,7 @@ bench_put_phase(const struct kc_client *client, const struct bench_opts *o, cons
 		pthread_join(threads[i], NULL);
 		ok += conns[i].records_ok;
 		failed += conns[i].records_failed + conns[i].errors * BENCH_BATCH_RECORDS;
-		free(conns[i].rx);
+		free(conns[i].rx.buf);
 	}
 	elapsed = (double)(clock_mono_ns() - start) / 1e9;
 	for (uint32_t b = 0; b < BENCH_BODIES; b++)
@@ -248,13 +182,13 @@ bench_get_worker(void *arg)
 					    clock_real_ns(), &request, &request_size);
 		if (r->error != 0)
 			break;
-		r->error = bench_round_trip(&r->conn, fd, request, request_size, &response);
+		r->error = cli_round_trip(&r->conn.rx, fd, request, request_size, &response);
 		free(request);
 		if (r->error != 0 || response.status != 200) {
 			r->error = r->error != 0 ? r->error : -EIO;
 			break;
 		}
-		rb = r->conn.rx + response.header_size;
+		rb = r->conn.rx.buf + response.header_size;
 		r->bytes += response.body_size;
 		r->calls++;
 		if (response.body_size >= 13 && memcmp(rb, "{\"Records\":[]", 13) == 0)
@@ -264,7 +198,7 @@ bench_get_worker(void *arg)
 	}
 	if (fd >= 0)
 		close(fd);
-	free(r->conn.rx);
+	free(r->conn.rx.buf);
 	return NULL;
 }
 
@@ -349,7 +283,7 @@ bench_api_put_once(struct bench_conn *conn, int fd, const char *stream, uint64_t
 	if (rc != 0)
 		return rc;
 	t0 = clock_mono_ns();
-	rc = bench_round_trip(conn, fd, request, size, &response);
+	rc = cli_round_trip(&conn->rx, fd, request, size, &response);
 	cli_hist_record(hist, clock_mono_ns() - t0);
 	free(request);
 	return rc == 0 && response.status != 200 ? -EIO : rc;
@@ -434,7 +368,7 @@ bench_latency_phase(const struct kc_client *client, const struct bench_opts *o,
 	}
 	if (fd >= 0)
 		close(fd);
-	free(conn.rx);
+	free(conn.rx.buf);
 	log_producer_close(producer);
 out_close_log:
 	log_close(log);
@@ -462,7 +396,7 @@ bench_h2c_phase(const struct bench_opts *o, const char *stream, uint64_t *non_2x
 	char line[512];
 	double rate = -1;
 	size_t size;
-	char *body = bench_put_records_body(stream, &size);
+	char *body = cli_put_records_body(stream, BENCH_BATCH_RECORDS, BENCH_RECORD_SIZE, &size);
 	int fd = mkstemp(path);
 	FILE *h2load;
 
@@ -491,61 +425,6 @@ bench_h2c_phase(const struct bench_opts *o, const char *stream, uint64_t *non_2x
 		rate = -1;
 	unlink(path);
 	return rate;
-}
-
-static int
-bench_call(struct kc_client *client, const char *action, const char *json)
-{
-	cJSON *req = cJSON_Parse(json);
-	cJSON *resp = NULL;
-	int rc = kc_call(client, action, req, &resp);
-
-	if (rc == -EREMOTEIO)
-		fprintf(stderr, "sluice bench api: %s: %s: %s\n", action, client->error.type,
-			client->error.message);
-	cJSON_Delete(req);
-	cJSON_Delete(resp);
-	return rc;
-}
-
-/* Creates the stream and waits (5 s at most) until it is ACTIVE. */
-static int
-bench_stream_create(struct kc_client *client, const char *stream, uint64_t shards)
-{
-	char json[256];
-	int rc;
-
-	snprintf(json, sizeof(json), "{\"StreamName\":\"%s\",\"ShardCount\":%llu}", stream,
-		 (unsigned long long)shards);
-	rc = bench_call(client, "CreateStream", json);
-	snprintf(json, sizeof(json), "{\"StreamName\":\"%s\"}", stream);
-	for (int i = 0; rc == 0 && i < 500; i++) {
-		cJSON *req = cJSON_Parse(json);
-		cJSON *resp = NULL;
-		const cJSON *status;
-		bool active;
-
-		rc = kc_call(client, "DescribeStreamSummary", req, &resp);
-		cJSON_Delete(req);
-		status = cJSON_GetObjectItemCaseSensitive(
-			cJSON_GetObjectItemCaseSensitive(resp, "StreamDescriptionSummary"),
-			"StreamStatus");
-		active = cJSON_IsString(status) && strcmp(status->valuestring, "ACTIVE") == 0;
-		cJSON_Delete(resp);
-		if (active)
-			return 0;
-		usleep(10000);
-	}
-	return rc != 0 ? rc : -ETIMEDOUT;
-}
-
-static void
-bench_stream_delete(struct kc_client *client, const char *stream)
-{
-	char json[128];
-
-	snprintf(json, sizeof(json), "{\"StreamName\":\"%s\"}", stream);
-	bench_call(client, "DeleteStream", json);
 }
 
 struct bench_results {
@@ -607,13 +486,13 @@ bench_run(const struct bench_opts *o)
 	}
 	snprintf(stream, sizeof(stream), "bench-api-%d-%llu", (int)getpid(),
 		 (unsigned long long)(clock_real_ns() / 1000000000u));
-	rc = bench_stream_create(&client, stream, o->shards);
+	rc = cli_bench_stream_create(&client, stream, o->shards);
 	if (rc == 0 && o->enhanced_monitoring) {
 		char json[128];
 
 		snprintf(json, sizeof(json), "{\"StreamName\":\"%s\",\"ShardLevelMetrics\":"
 			 "[\"ALL\"]}", stream);
-		rc = bench_call(&client, "EnableEnhancedMonitoring", json);
+		rc = cli_bench_call(&client, "EnableEnhancedMonitoring", json);
 	}
 	if (rc != 0) {
 		fprintf(stderr, "sluice bench api: cannot create %s at %s: %s\n", stream,
@@ -627,7 +506,7 @@ bench_run(const struct bench_opts *o)
 	r.h2c_rate = bench_h2c_phase(o, stream, &r.h2c_non_2xx);
 	r.get_rate = bench_get_phase(&client, o, stream, &r.get_bytes);
 	rc = bench_latency_phase(&client, o, stream, &api_hist, &log_hist);
-	bench_stream_delete(&client, stream);
+	cli_bench_stream_delete(&client, stream);
 	kc_client_close(&client);
 	if (rc != 0 || r.put_rate < 0 || r.get_rate < 0) {
 		fprintf(stderr, "sluice bench api: a phase failed: %s\n", strerror(rc < 0 ? -rc : EIO));

@@ -31,6 +31,7 @@
 #include "tools/kinesis_client.h"
 
 #define KC_TARGET_PREFIX "Kinesis_20131202."
+#define KC_FIREHOSE_TARGET_PREFIX "Firehose_20150804."
 #define KC_CONTENT_TYPE "application/x-amz-json-1.1"
 #define KC_TIMEOUT_MS_DEFAULT 30000u
 #define KC_AUTHORIZATION_SIZE_MAX 1024
@@ -584,13 +585,18 @@ kc_request_build(const struct kc_client *client, const char *action, const char 
 	char *request;
 	int head_size;
 
-	snprintf(target, sizeof(target), KC_TARGET_PREFIX "%s", action);
+	/* A whole target ("Firehose_20150804.PutRecord") is sent as it is, signed for its service. */
+	bool firehose = strncmp(action, KC_FIREHOSE_TARGET_PREFIX,
+				sizeof(KC_FIREHOSE_TARGET_PREFIX) - 1) == 0;
+
+	snprintf(target, sizeof(target), firehose ? "%s" : KC_TARGET_PREFIX "%s", action);
 	kc_amz_date(now_real_ns, amz_date);
 	if (client->access_key != NULL) {
 		struct kc_sigv4_request sign = {
 			.access_key = client->access_key, .secret_key = client->secret_key,
 			.session_token = client->session_token, .region = client->region,
-			.service = "kinesis", .amz_date = amz_date, .host = client->host_header,
+			.service = firehose ? "firehose" : "kinesis", .amz_date = amz_date,
+			.host = client->host_header,
 			.content_type = KC_CONTENT_TYPE, .target = target,
 			.body = body, .body_size = body_size,
 		};

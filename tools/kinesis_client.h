@@ -85,7 +85,8 @@ int kc_client_init(struct kc_client *client, const struct kc_config *config);
 void kc_client_close(struct kc_client *client);
 
 /*
- * Sends Kinesis_20131202.<action> with `request` (NULL: "{}") and waits for
+ * Sends Kinesis_20131202.<action> (or a whole Firehose target, "Firehose_20150804.<Op>",
+ * signed for the service firehose) with `request` (NULL: "{}") and waits for
  * the answer. On 0, *response_out holds the parsed body (an empty object for
  * an empty body), which the caller frees with cJSON_Delete(). Reconnects once
  * when a kept-alive connection turns out to be closed.

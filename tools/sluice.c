@@ -32,6 +32,8 @@ static const struct sluice_command sluice_commands[] = {
 	{ "bench", "bench log", cmd_bench_log, "durable log bandwidth, latency, recovery vs fio" },
 	{ "bench", "bench reshard", cmd_bench_reshard,
 	  "writers' pause during SplitShard and MergeShards" },
+	{ "bench", "bench firehose", cmd_bench_firehose,
+	  "stream-sourced GZIP delivery vs ingest at saturation, freshness at half load" },
 	{ "log", NULL, cmd_log, "verify | dump a log directory (read-only)" },
 	{ "backup", NULL, cmd_backup, "online backup of a running appliance's data dir" },
 	{ "restore", NULL, cmd_restore, "put a backup into an empty data dir" },

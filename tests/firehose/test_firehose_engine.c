@@ -34,6 +34,7 @@ struct env {
 	struct log *log;
 	struct firehose *fh;
 	uint32_t segment_mb;   /* 0: 16. */
+	bool flusher_thread;   /* The flusher on its own thread (as sluiced runs it). */
 };
 
 static void
@@ -41,7 +42,8 @@ env_open_parts(struct env *e)
 {
 	char log_dir[300];
 	struct log_config lc;
-	struct firehose_options o = { .data_dir = e->dir, .local_root = e->root };
+	struct firehose_options o = { .data_dir = e->dir, .local_root = e->root,
+				      .flusher_thread = e->flusher_thread };
 
 	snprintf(log_dir, sizeof(log_dir), "%s/log", e->dir);
 	log_config_default(&lc);
@@ -541,5 +543,99 @@ Test(firehose_engine, streams_survive_a_restart_and_delete_forgets)
 	env_open_parts(&e);
 	cr_assert_eq(firehose_describe(e.fh, "keep", &info), -ENOENT);
 	cr_assert_eq(firehose_list(e.fh, NULL, names, 4), 1);
+	env_close(&e);
+}
+
+/* ---- The retention alarm ------------------------------------------------------------ */
+
+static struct firehose_stats
+stats_of(struct env *e)
+{
+	struct firehose_stats st[2];
+
+	cr_assert_eq(firehose_stats_read(e->fh, st, 2), 1);
+	return st[0];
+}
+
+Test(firehose_engine, a_delivery_near_retention_raises_the_alarm_once)
+{
+	struct firehose_spec s = spec_of("behind", FIREHOSE_GZIP, 128, 60);
+	uint64_t hour_ns = 3600ull * 1000000000ull;
+	uint64_t now = clock_real_ns();
+	struct firehose_stats st;
+	FILE *block;
+	struct env e;
+
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	/* local_root is a file: every delivery fails and the records stay waiting. */
+	block = fopen(e.root, "w");
+	cr_assert_not_null(block);
+	fclose(block);
+	put_records(&e, "behind", 0);
+	firehose_poll(e.fh, now + 2 * hour_ns);
+	st = stats_of(&e);
+	cr_assert(st.delivery_failures >= 1 && st.retention_warnings == 0,
+		  "22 h of headroom is no alarm (failures %llu)",
+		  (unsigned long long)st.delivery_failures);
+	cr_assert(st.retention_headroom_s > 21 * 3600 && st.retention_headroom_s <= 22 * 3600 + 60,
+		  "headroom %llu s", (unsigned long long)st.retention_headroom_s);
+	/* Within FIREHOSE_RETENTION_MARGIN_S of the 24 h horizon: one warning while it lasts. */
+	firehose_poll(e.fh, now + 23 * hour_ns + hour_ns / 2);
+	firehose_poll(e.fh, now + 23 * hour_ns + hour_ns * 3 / 4);
+	st = stats_of(&e);
+	cr_assert_eq(st.retention_warnings, 1, "warned once, not per poll");
+	cr_assert(st.retention_headroom_s <= FIREHOSE_RETENTION_MARGIN_S, "headroom %llu s",
+		  (unsigned long long)st.retention_headroom_s);
+	/* The way clears: delivered, the alarm ends and the headroom is the whole retention. */
+	cr_assert_eq(unlink(e.root), 0);
+	wait_delivered(&e, "behind", RECORDS, 23 * 3600 + 3600 * 3 / 4 + 120);
+	st = stats_of(&e);
+	cr_assert_eq(st.retention_headroom_s, FIREHOSE_DIRECT_RETENTION_HOURS * 3600ull);
+	cr_assert_eq(st.retention_warnings, 1);
+	env_close(&e);
+}
+
+/* ---- The flusher's own thread (as sluiced runs it; the TSan stage runs this) ------------ */
+
+Test(firehose_engine, the_flusher_thread_delivers_while_puts_and_changes_go_on)
+{
+	struct firehose_spec a = spec_of("threaded", FIREHOSE_GZIP, 1, 0);
+	struct firehose_spec b = spec_of("churn", FIREHOSE_UNCOMPRESSED, 1, 0);
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+	struct firehose_info info;
+	struct env e;
+
+	env_open(&e);
+	env_stop(&e);
+	e.flusher_thread = true;
+	env_open_parts(&e);
+	cr_assert_eq(firehose_create(e.fh, &a, 1), 0);
+	/* Puts (this thread) while the flusher delivers (its own), and a stream made and
+	 * deleted under it: every call takes the lock, the flusher lets go only to write. */
+	for (uint32_t round = 0; round < 3; round++) {
+		struct firehose_spec upd = a;
+
+		cr_assert_eq(firehose_create(e.fh, &b, 1), 0);
+		put_records(&e, "churn", 0);
+		put_records(&e, "threaded", round * RECORDS);
+		cr_assert_eq(firehose_delete(e.fh, "churn"), 0);
+		upd.size_mb = 1 + round;  /* Refused only while a range is redone: not here. */
+		cr_assert_eq(firehose_describe(e.fh, "threaded", &info), 0);
+		while (firehose_update(e.fh, "threaded", info.version, &upd, 2) == -EBUSY)
+			usleep(1000);
+	}
+	for (;;) {
+		cr_assert_eq(firehose_describe(e.fh, "threaded", &info), 0);
+		if (info.delivered_seq >= 3 * RECORDS)
+			break;
+		cr_assert(clock_mono_ns() < deadline, "delivered %llu of %u",
+			  (unsigned long long)info.delivered_seq, 3 * RECORDS);
+		firehose_poll(e.fh, clock_real_ns());  /* Puts are answered here, not there. */
+		usleep(1000);
+	}
+	cr_assert_eq(info.delivered_seq, 3 * RECORDS);
+	cr_assert_eq(info.version, 4, "three updates");
+	cr_assert_eq(firehose_stats_read(e.fh, &(struct firehose_stats){ 0 }, 1), 1);
 	env_close(&e);
 }

@@ -2,8 +2,7 @@
 """Delivery streams (issue 16, first slice) through boto3's firehose client.
 
   1. The API: every served operation's happy path and AWS's errors (validation,
-     InvalidArgument, ResourceInUse/NotFound, the 4 MB batch limit, an operation not
-     served yet), SigV4 with the service "firehose", and principals: the owner
+     InvalidArgument, ResourceInUse/NotFound, the 4 MB batch limit), SigV4 with the service "firehose", and principals: the owner
      account's may use delivery streams, another account's are refused every operation.
   2. Delivery: DirectPut records into a local directory, one stream per compression
      format (UNCOMPRESSED, GZIP, Snappy as snappy-java writes it, ZSTD), each object
@@ -199,10 +198,11 @@ def test_api(srv):
     expect_error(fh.put_record_batch, "InvalidArgumentException",
                  "Records size exceeds 4 MB limit", DeliveryStreamName="api-1",
                  Records=[{"Data": b"z" * 1000000}] * 5)
-    expect_error(fh.update_destination, "UnknownOperationException",
-                 "UpdateDestination is not supported by this endpoint.",
-                 DeliveryStreamName="api-1", CurrentDeliveryStreamVersionId="1",
-                 DestinationId="destinationId-000000000001")
+    # UpdateDestination, tags, encryption: test_firehose_manage.py.
+    expect_error(fh.update_destination, "ConcurrentModificationException",
+                 "specified version id: 2 do not match",
+                 DeliveryStreamName="api-1", CurrentDeliveryStreamVersionId="2",
+                 DestinationId="destinationId-000000000001", ExtendedS3DestinationUpdate={})
 
     fh.delete_delivery_stream(DeliveryStreamName="api-4")
     expect_error(fh.describe_delivery_stream, "ResourceNotFoundException",
