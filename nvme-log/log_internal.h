@@ -100,6 +100,7 @@ struct log_batch {
 	/* Set at submit (producer), read by the writer after the ring's acquire. */
 	uint64_t shard_id;
 	uint64_t cookie;
+	uint64_t seq_expect;       /* log_batch_submit_at's seq_first, or UINT64_MAX. */
 	/* Set by the writer, read by the producer after the completion ring's acquire. */
 	uint64_t seq_first;
 	int32_t error;
@@ -134,6 +135,25 @@ struct log_seq_range {
 	uint64_t end;
 };
 
+/* A shard's replication state (log_epoch.c), allocated at its first epoch or cut. */
+struct log_epoch_entry {
+	uint64_t epoch;
+	uint64_t seq_start;
+};
+
+struct log_truncation {
+	uint64_t seq;              /* Batches from here on ... */
+	uint64_t commit_before;    /* ... in windows below this commit id are cut. */
+};
+
+struct log_shard_repl {
+	uint64_t promised;
+	uint32_t epoch_count;
+	uint32_t trunc_count;
+	struct log_epoch_entry epochs[LOG_SHARD_EPOCHS_MAX]; /* Oldest first. */
+	struct log_truncation truncs[LOG_SHARD_TRUNCATIONS_MAX];
+};
+
 struct log_shard {
 	uint64_t shard_id;
 	bool used;
@@ -144,6 +164,9 @@ struct log_shard {
 	uint64_t seq_next;         /* Writer-owned: next seq to assign. */
 	uint64_t seq_durable;      /* Under index_lock. */
 	uint64_t seq_trim;
+	uint64_t seq_watermark;    /* Under index_lock: readers stop here (UINT64_MAX: none). */
+	bool trunc_hold;           /* A cut is not durable yet: appends refused (-EAGAIN). */
+	struct log_shard_repl *repl; /* Under index_lock; NULL until an epoch or a cut. */
 	uint64_t last_arrival_ns;
 	struct log_shard_seg *segs;
 	uint32_t seg_count;
@@ -155,6 +178,7 @@ struct log_shard {
 enum log_ctl_kind {
 	LOG_CTL_SHARD_CLOSE,
 	LOG_CTL_STREAM_DELETE,
+	LOG_CTL_SHARD_TRUNCATE,
 };
 
 /*
@@ -164,6 +188,8 @@ enum log_ctl_kind {
 struct log_ctl {
 	enum log_ctl_kind kind;
 	uint64_t id;               /* Shard id, or stream id. */
+	uint64_t seq;              /* Truncate: cut from here. */
+	bool hold;                 /* Truncate: cut made, log.epochs still to store. */
 	bool accepted;             /* Writer: new batches refused, waiting for durability. */
 	bool done;
 	int32_t err;
@@ -448,5 +474,20 @@ uint64_t log_batch_trailer_arrival_max(const uint8_t *batch);
 /* log_meta.c */
 int log_meta_load_or_create(struct log *log);
 int log_meta_store(struct log *log);
+/* Replaces `name` atomically: writes `tmp_name`, fsync, rename, fsync the directory. */
+int log_file_replace(struct log *log, const char *name, const char *tmp_name,
+		     const uint8_t *buf, size_t size);
+
+/* log_epoch.c (callers hold index_lock unless noted) */
+/* Loads log.epochs into the shard table (recovery, before entries are replayed). */
+int log_epochs_load(struct log *log);
+/* True for a batch cut by log_shard_truncate (its index entry stays, never served). */
+bool log_entry_truncated(const struct log *log, const struct log_index_entry *e);
+/* Where readers of the shard stop: the durable end or the replicated watermark. */
+uint64_t log_shard_readable_end(const struct log_shard *shard);
+/* The watermark a new or reset shard starts with (watermark_gated). */
+uint64_t log_shard_watermark_initial(const struct log *log);
+/* Writer: one step of a truncation request. Returns true when done. */
+bool log_ctl_truncate_step(struct log *log, struct log_ctl *req);
 
 #endif /* SLUICE_LOG_INTERNAL_H */

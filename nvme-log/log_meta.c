@@ -102,11 +102,12 @@ meta_build(struct log *log, uint8_t **buf_out)
 	return size;
 }
 
-static int
-meta_write(struct log *log, const uint8_t *buf, size_t size)
+int
+log_file_replace(struct log *log, const char *name, const char *tmp_name, const uint8_t *buf,
+		 size_t size)
 {
 	uint32_t file;
-	int err = log_io_file_open(log->io, LOG_META_TMP_NAME, LOG_IO_FILE_TRUNC, &file);
+	int err = log_io_file_open(log->io, tmp_name, LOG_IO_FILE_TRUNC, &file);
 
 	if (err != 0)
 		return err;
@@ -115,7 +116,7 @@ meta_write(struct log *log, const uint8_t *buf, size_t size)
 		err = log_io_fsync(log->io, file);
 	log_io_file_close(log->io, file);
 	if (err == 0)
-		err = log_io_file_rename(log->io, LOG_META_TMP_NAME, LOG_META_NAME);
+		err = log_io_file_rename(log->io, tmp_name, name);
 	if (err == 0)
 		err = log_io_dir_sync(log->io);
 	return err;
@@ -133,7 +134,7 @@ log_meta_store(struct log *log)
 	pthread_mutex_lock(&log->index_lock);
 	size = meta_build(log, &buf);
 	pthread_mutex_unlock(&log->index_lock);
-	err = size == 0 ? -ENOMEM : meta_write(log, buf, size);
+	err = size == 0 ? -ENOMEM : log_file_replace(log, LOG_META_NAME, LOG_META_TMP_NAME, buf, size);
 	pthread_mutex_unlock(&log->meta_lock);
 	free(buf);
 	if (err != 0)

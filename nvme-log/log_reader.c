@@ -53,6 +53,7 @@ struct read_loc {
 	uint32_t file;
 	bool sealed;               /* Its segment is sealed: no byte of it is written again. */
 	uint64_t ring_pos;         /* Where the batch is in the window ring, or UINT64_MAX. */
+	uint64_t seq_limit;        /* Readers stop here (durable end or replicated watermark). */
 };
 
 int
@@ -158,7 +159,7 @@ segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
 		const struct log_index_entry *e = &seg->entries[i];
 
 		if (e->shard_id != shard_id || seq < e->seq_first ||
-		    seq >= e->seq_first + e->record_count)
+		    seq >= e->seq_first + e->record_count || log_entry_truncated(reader->log, e))
 			continue;
 		loc->entry = *e;
 		loc->segment_no = seg->segment_no;
@@ -193,7 +194,7 @@ read_locate(struct log_reader *reader, uint64_t shard_id, uint64_t seq, struct r
 		goto out_unlock;
 	if (seq < shard->seq_trim) {
 		rc = -ERANGE;
-	} else if (seq >= shard->seq_durable) {
+	} else if (seq >= log_shard_readable_end(shard)) {
 		rc = 1;
 	} else if (shard_seq_bad(shard, seq)) {
 		rc = -EBADMSG;
@@ -201,6 +202,7 @@ read_locate(struct log_reader *reader, uint64_t shard_id, uint64_t seq, struct r
 		summary = shard_seg_for_seq(shard, seq);
 		seg = summary == NULL ? NULL : log_segment_find(log, summary->segment_no);
 		rc = seg == NULL ? -ERANGE : segment_find_entry(reader, seg, shard_id, seq, loc);
+		loc->seq_limit = log_shard_readable_end(shard);
 	}
 out_unlock:
 	pthread_mutex_unlock(&log->index_lock);
@@ -353,6 +355,7 @@ struct read_ctx {
 	uint64_t seq_next;
 	bool stop;
 	int fn_error;
+	uint64_t seq_limit;
 };
 
 /* Delivers the batch's records from ctx->seq_next on. Returns 0 or the callback's errno. */
@@ -368,6 +371,10 @@ read_deliver(struct read_ctx *ctx, const uint8_t *batch)
 
 		if (record.seq < ctx->seq_next)
 			continue;
+		if (record.seq >= ctx->seq_limit) {
+			ctx->stop = true; /* The replicated watermark cuts this batch. */
+			break;
+		}
 		if (ctx->delivered == ctx->records_max ||
 		    (ctx->delivered > 0 && ctx->bytes + record.data_size > ctx->bytes_max)) {
 			ctx->stop = true;
@@ -392,7 +399,7 @@ log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
 	 uint32_t records_max, uint64_t bytes_max, log_read_fn fn, void *arg,
 	 uint64_t *seq_next_out)
 {
-	struct read_ctx ctx = { fn, arg, records_max, bytes_max, 0, 0, seq_from, false, 0 };
+	struct read_ctx ctx = { fn, arg, records_max, bytes_max, 0, 0, seq_from, false, 0, 0 };
 	int rc = 0;
 
 	pthread_rwlock_rdlock(&reader->log->segments_rw);
@@ -403,8 +410,10 @@ log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
 		rc = read_locate(reader, shard_id, ctx.seq_next, &loc);
 		if (rc == 0)
 			rc = read_batch_open(reader, &loc, &batch);
-		if (rc == 0)
+		if (rc == 0) {
+			ctx.seq_limit = loc.seq_limit;
 			rc = read_deliver(&ctx, batch);
+		}
 		if (rc != 0)
 			break;
 	}
@@ -428,7 +437,7 @@ seek_locate(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, struct
 
 	if (shard != NULL && shard->deleted)
 		shard = NULL;
-	*seq_out = shard == NULL ? 0 : shard->seq_durable;
+	*seq_out = shard == NULL ? 0 : log_shard_readable_end(shard);
 	if (shard == NULL)
 		return 1;
 	for (uint32_t k = 0; k < shard->seg_count; k++) {
@@ -443,12 +452,14 @@ seek_locate(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, struct
 
 			if (e->shard_id != shard_id || e->arrival_max_ns < ts_ns ||
 			    e->seq_first + e->record_count <= shard->seq_trim ||
-			    e->seq_first < summary->seq_first)
+			    e->seq_first < summary->seq_first || log_entry_truncated(log, e) ||
+			    e->seq_first >= log_shard_readable_end(shard))
 				continue;
 			loc->entry = *e;
 			loc->segment_no = seg->segment_no;
 			loc->file = seg->file;
 			loc->sealed = seg->state == LOG_SEGMENT_SEALED;
+			loc->seq_limit = log_shard_readable_end(shard);
 			read_loc_recent(log, loc);
 			return 0;
 		}
@@ -475,8 +486,8 @@ log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, uint
 	if (rc == 0) {
 		log_record_iter_init(&iter, batch);
 		while (log_record_iter_next(&iter, &record) == 1) {
-			if (record.arrival_ns >= ts_ns) {
-				*seq_out = record.seq;
+			if (record.arrival_ns >= ts_ns || record.seq >= loc.seq_limit) {
+				*seq_out = min_u64(record.seq, loc.seq_limit);
 				break;
 			}
 		}
