@@ -350,6 +350,8 @@ int log_shard_truncate(struct log *log, uint64_t shard_id, uint64_t seq, uint64_
  * UINT64_MAX removes it. Kept in memory only (see watermark_gated).
  */
 int log_shard_watermark_set(struct log *log, uint64_t shard_id, uint64_t seq);
+/* The leader's shipping reader: log_read on it ignores the watermark (local durable end). */
+void log_reader_past_watermark(struct log_reader *reader);
 
 /* ---- Encryption at rest ------------------------------------------------- */
 

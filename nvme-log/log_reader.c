@@ -36,6 +36,7 @@ struct log_reader {
 	uint64_t prefetch_segment;
 	uint64_t prefetch_end;
 	struct log_crypt *crypt;   /* Opens encrypted batches in mem, in place. */
+	bool past_watermark;       /* log_reader_past_watermark(): reads to the local durable end. */
 };
 
 /*
@@ -174,6 +175,18 @@ segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
 	return -EBADMSG; /* The summary says the shard has it: the index disagrees. */
 }
 
+static uint64_t
+reader_end(const struct log_reader *reader, const struct log_shard *shard)
+{
+	return reader->past_watermark ? shard->seq_durable : log_shard_readable_end(shard);
+}
+
+void
+log_reader_past_watermark(struct log_reader *reader)
+{
+	reader->past_watermark = true;
+}
+
 /*
  * Where `seq` of the shard is. Returns 0, 1 when there is nothing to read
  * (at or past the durable watermark), -ERANGE below the trim horizon,
@@ -194,7 +207,7 @@ read_locate(struct log_reader *reader, uint64_t shard_id, uint64_t seq, struct r
 		goto out_unlock;
 	if (seq < shard->seq_trim) {
 		rc = -ERANGE;
-	} else if (seq >= log_shard_readable_end(shard)) {
+	} else if (seq >= reader_end(reader, shard)) {
 		rc = 1;
 	} else if (shard_seq_bad(shard, seq)) {
 		rc = -EBADMSG;
@@ -202,7 +215,7 @@ read_locate(struct log_reader *reader, uint64_t shard_id, uint64_t seq, struct r
 		summary = shard_seg_for_seq(shard, seq);
 		seg = summary == NULL ? NULL : log_segment_find(log, summary->segment_no);
 		rc = seg == NULL ? -ERANGE : segment_find_entry(reader, seg, shard_id, seq, loc);
-		loc->seq_limit = log_shard_readable_end(shard);
+		loc->seq_limit = reader_end(reader, shard);
 	}
 out_unlock:
 	pthread_mutex_unlock(&log->index_lock);

@@ -382,6 +382,16 @@ Test(log_replica, watermark_hides_what_a_quorum_does_not_hold)
 	cr_assert_eq(log_seek_time(r, SHARD, UINT64_MAX - 1, &seq), 0);
 	cr_assert_eq(seq, 4, "LATEST is the watermark");
 	log_reader_close(r);
+	{
+		struct test_collect c = { .shard_id = OLD, .data_size = DATA };
+
+		cr_assert_eq(log_reader_open(f.log, &r), 0);
+		log_reader_past_watermark(r);
+		cr_assert_eq(log_read(r, SHARD, 0, 100, UINT64_MAX, test_collect_fn, &c, &seq), 9,
+			     "the leader's shipping reader sees its whole durable log");
+		log_reader_close(r);
+		free(c.seqs);
+	}
 	cr_assert_eq(log_shard_watermark_set(f.log, SHARD, UINT64_MAX), 0);
 	cr_assert_eq(read_range(OLD, 0, 9), 9);
 	cr_assert_eq(log_shard_watermark_set(f.log, LOG_SHARD_ID(9, 9), 1), -ENOENT);
