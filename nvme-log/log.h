@@ -335,10 +335,18 @@ int log_epoch_promise(struct log *log, uint64_t shard_id, uint64_t epoch);
 int log_epoch_end(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t *epoch_out,
 		  uint64_t *seq_end_out);
 /*
+ * The epoch whose records hold `seq` (LOG_EPOCH_NONE before the first epoch) and where
+ * its range ends (the next epoch's start, UINT64_MAX for the newest): a leader ships each
+ * record with the epoch it was written in.
+ */
+int log_epoch_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *epoch_out,
+		 uint64_t *seq_end_out);
+/*
  * Cuts the shard's tail from `seq` on, durably (recovery never brings it back). The cut
  * falls on a batch boundary: it starts at the batch holding `seq`, so *seq_end_out (the
  * new end, where appends continue) may be below seq; the caller fetches the difference
- * again. Epochs starting at or after the new end are forgotten. Appends submitted while
+ * again. Epochs starting at or after the new end are forgotten (also when `seq` is the
+ * durable end: epochs begun there never wrote a record). Appends submitted while
  * it runs complete with -EAGAIN. -ERANGE when the cut would go below the trim horizon,
  * -EPIPE for a closed shard, -ENOSPC after LOG_SHARD_TRUNCATIONS_MAX cuts. If storing
  * log.epochs fails, the shard refuses appends (-EAGAIN) until the log is reopened.

@@ -337,6 +337,13 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	struct log_shard_repl *repl;
 
 	req->seq_end = min_u64(cut, shard->seq_durable);
+	if (cut == shard->seq_durable && shard->repl != NULL && shard->repl->epoch_count > 0 &&
+	    shard->repl->epochs[shard->repl->epoch_count - 1].seq_start >= cut) {
+		/* Epochs begun at the end and never written to: forgotten, durably. */
+		truncate_forget(shard, cut);
+		req->hold = true;
+		return;
+	}
 	if (cut >= shard->seq_durable)
 		return;
 	if (cut < shard->seq_trim) {
@@ -568,6 +575,26 @@ log_epoch_end(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t *epoc
 	} else if (repl != NULL && repl->epoch_count > 0) {
 		*seq_end_out = repl->epochs[0].seq_start;
 	}
+	pthread_mutex_unlock(&log->index_lock);
+	return 0;
+}
+
+int
+log_epoch_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *epoch_out,
+	     uint64_t *seq_end_out)
+{
+	const struct log_shard_repl *repl;
+	struct log_shard *shard;
+	uint32_t n = 0;
+
+	pthread_mutex_lock(&log->index_lock);
+	shard = log_shard_find(log, shard_id);
+	repl = shard == NULL ? NULL : shard->repl;
+	/* n: how many remembered epochs start at or before seq. */
+	while (repl != NULL && n < repl->epoch_count && repl->epochs[n].seq_start <= seq)
+		n++;
+	*epoch_out = n == 0 ? LOG_EPOCH_NONE : repl->epochs[n - 1].epoch;
+	*seq_end_out = repl != NULL && n < repl->epoch_count ? repl->epochs[n].seq_start : UINT64_MAX;
 	pthread_mutex_unlock(&log->index_lock);
 	return 0;
 }

@@ -214,6 +214,10 @@ Test(log_replica, epoch_history_answers_offsets_for_leader_epoch_and_survives_re
 	cr_assert(e == 3 && end == 8);
 	cr_assert_eq(log_epoch_end(f.log, SHARD, LOG_EPOCH_NONE, &e, &end), 0);
 	cr_assert(e == LOG_EPOCH_NONE && end == 0, "below every epoch: none, at the first start");
+	cr_assert_eq(log_epoch_at(f.log, SHARD, 4, &e, &end), 0);
+	cr_assert(e == 1 && end == 5, "seq 4 was written in epoch 1, which ends at 5");
+	cr_assert_eq(log_epoch_at(f.log, SHARD, 7, &e, &end), 0);
+	cr_assert(e == 3 && end == UINT64_MAX, "the newest epoch has no end yet");
 
 	cr_assert_eq(log_epoch_begin(f.log, SHARD, 2, 8), -ESTALE, "epochs only grow");
 	cr_assert_eq(log_epoch_begin(f.log, SHARD, 4, 4), -EINVAL, "and start no earlier");
@@ -305,6 +309,16 @@ Test(log_replica, truncation_survives_a_power_loss_before_anything_new)
 	cr_assert_eq(end, 6, "cutting at the end changes nothing");
 	cr_assert_eq(log_shard_truncate(f.log, SHARD, 100, &end), 0);
 	cr_assert_eq(end, 6, "nor beyond it");
+	{
+		struct log_epoch_info ei;
+
+		cr_assert_eq(log_epoch_begin(f.log, SHARD, 7, 6), 0);
+		cr_assert_eq(log_shard_truncate(f.log, SHARD, 6, &end), 0);
+		reopen(false);
+		cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+		cr_assert(ei.epoch_last == 1 && ei.promised == 7,
+			  "an epoch begun at the end and never written is forgotten by a cut there");
+	}
 }
 
 Test(log_replica, truncation_reaches_into_sealed_segments)
