@@ -115,8 +115,8 @@ epochs_build(struct log *log, uint8_t **buf_out)
 }
 
 /* Persists every shard's history and cuts. Any thread; serialised by meta_lock. */
-static int
-epochs_store(struct log *log)
+int
+log_epochs_store(struct log *log)
 {
 	uint8_t *buf = NULL;
 	size_t size;
@@ -411,7 +411,7 @@ log_shard_truncate(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *s
 	*seq_end_out = req.seq_end;
 	if (err != 0 || !req.hold)
 		return err;
-	err = epochs_store(log);
+	err = log_epochs_store(log);
 	if (err != 0)
 		return err; /* Appends stay refused: the cut is not durable. */
 	pthread_mutex_lock(&log->index_lock);
@@ -529,7 +529,7 @@ epoch_change(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_st
 	pthread_mutex_unlock(&log->index_lock);
 	if (err != 0)
 		return err == 1 ? 0 : err;
-	err = epochs_store(log);
+	err = log_epochs_store(log);
 	if (err != 0) {
 		pthread_mutex_lock(&log->index_lock);
 		*repl = saved;

@@ -481,6 +481,8 @@ int log_file_replace(struct log *log, const char *name, const char *tmp_name,
 /* log_epoch.c (callers hold index_lock unless noted) */
 /* Loads log.epochs into the shard table (recovery, before entries are replayed). */
 int log_epochs_load(struct log *log);
+/* Replaces log.epochs with the shards' current state (any thread, no lock held). */
+int log_epochs_store(struct log *log);
 /* True for a batch cut by log_shard_truncate (its index entry stays, never served). */
 bool log_entry_truncated(const struct log *log, const struct log_index_entry *e);
 /* Where readers of the shard stop: the durable end or the replicated watermark. */

@@ -107,6 +107,7 @@ ctl_delete_step(struct log *log, struct log_ctl *req)
 
 			if (LOG_SHARD_STREAM(shard->shard_id) != (uint32_t)req->id || shard->deleted)
 				continue;
+			req->hold |= shard->repl != NULL;
 			shard_reset(log, shard);
 			shard->deleted = true;
 			shard->delete_hold = true; /* Until log.meta says so (log_stream_delete). */
@@ -217,6 +218,9 @@ log_stream_delete(struct log *log, uint32_t stream_id)
 
 	if (err == 0)
 		err = log_meta_store(log);
+	/* Their epoch histories went with them (shard_reset): not back after a restart. */
+	if (err == 0 && req.hold)
+		err = log_epochs_store(log);
 	if (err != 0)
 		return err;
 	/* Durable now: the shard ids may be used again (from seq 0). */

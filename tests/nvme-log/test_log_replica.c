@@ -423,3 +423,15 @@ Test(log_replica, a_gated_log_shows_nothing_until_the_watermark_is_set)
 	cr_assert_eq(log_shard_watermark_set(f.log, SHARD, 6), 0);
 	cr_assert_eq(read_range(OLD, 0, 9), 6);
 }
+
+Test(log_replica, a_deleted_stream_takes_its_epochs_along)
+{
+	struct log_epoch_info ei;
+
+	old_tail();
+	cr_assert_eq(log_stream_delete(f.log, LOG_SHARD_STREAM(SHARD)), 0);
+	reopen(false);
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert(ei.count == 0 && ei.promised == 0, "a shard id used again starts afresh");
+	cr_assert_eq(log_epoch_begin(f.log, SHARD, 1, 0), 0);
+}
