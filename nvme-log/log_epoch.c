@@ -204,8 +204,6 @@ epochs_parse(struct log *log, const uint8_t *buf, size_t size)
 int
 log_epochs_load(struct log *log)
 {
-	uint64_t size = 0;
-	uint8_t *buf = NULL;
 	uint32_t file;
 	int err = log_io_file_open(log->io, LOG_EPOCHS_NAME, 0, &file);
 
@@ -213,21 +211,8 @@ log_epochs_load(struct log *log)
 		return 0;
 	if (err != 0)
 		return err;
-	err = log_io_file_size(log->io, file, &size);
-	if (err == 0 && size > LOG_EPOCHS_FILE_MAX)
-		err = -EBADMSG;
-	if (err == 0)
-		buf = malloc(size + 1);
-	if (err == 0 && buf == NULL)
-		err = -ENOMEM;
-	if (err == 0)
-		err = log_io_pread(log->io, file, buf, (uint32_t)size, 0);
+	err = log_file_load(log, file, LOG_EPOCHS_FILE_MAX, epochs_parse);
 	log_io_file_close(log->io, file);
-	if (err == 0)
-		err = epochs_parse(log, buf, size);
-	free(buf);
-	if (err == -ENODATA)
-		err = -EBADMSG;
 	if (err != 0)
 		diag_error("log", "%s: %s unreadable: %s", log->dir_path, LOG_EPOCHS_NAME,
 			   strerror(-err));
@@ -550,17 +535,23 @@ log_epoch_promise(struct log *log, uint64_t shard_id, uint64_t epoch)
 	return epoch_change(log, shard_id, epoch, 0, false);
 }
 
+/* Locks index_lock: the shard (or NULL) and its history (or NULL). */
+static const struct log_shard_repl *
+repl_lock_find(struct log *log, uint64_t shard_id, struct log_shard **shard_out)
+{
+	pthread_mutex_lock(&log->index_lock);
+	*shard_out = log_shard_find(log, shard_id);
+	return *shard_out == NULL ? NULL : (*shard_out)->repl;
+}
+
 int
 log_epoch_end(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t *epoch_out,
 	      uint64_t *seq_end_out)
 {
-	const struct log_shard_repl *repl;
 	struct log_shard *shard;
+	const struct log_shard_repl *repl = repl_lock_find(log, shard_id, &shard);
 	uint32_t n = 0;
 
-	pthread_mutex_lock(&log->index_lock);
-	shard = log_shard_find(log, shard_id);
-	repl = shard == NULL ? NULL : shard->repl;
 	*epoch_out = LOG_EPOCH_NONE;
 	*seq_end_out = shard == NULL ? 0 : shard->seq_durable;
 	/* n: how many remembered epochs are <= epoch. */
@@ -583,13 +574,10 @@ int
 log_epoch_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *epoch_out,
 	     uint64_t *seq_end_out)
 {
-	const struct log_shard_repl *repl;
 	struct log_shard *shard;
+	const struct log_shard_repl *repl = repl_lock_find(log, shard_id, &shard);
 	uint32_t n = 0;
 
-	pthread_mutex_lock(&log->index_lock);
-	shard = log_shard_find(log, shard_id);
-	repl = shard == NULL ? NULL : shard->repl;
 	/* n: how many remembered epochs start at or before seq. */
 	while (repl != NULL && n < repl->epoch_count && repl->epochs[n].seq_start <= seq)
 		n++;

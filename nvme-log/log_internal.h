@@ -474,6 +474,9 @@ uint64_t log_batch_trailer_arrival_max(const uint8_t *batch);
 /* log_meta.c */
 int log_meta_load_or_create(struct log *log);
 int log_meta_store(struct log *log);
+/* Reads a small file whole (at most size_max bytes, else -EBADMSG) and parses it. */
+int log_file_load(struct log *log, uint32_t file, uint64_t size_max,
+		  int (*parse)(struct log *log, const uint8_t *buf, size_t size));
 /* Replaces `name` atomically: writes `tmp_name`, fsync, rename, fsync the directory. */
 int log_file_replace(struct log *log, const char *name, const char *tmp_name,
 		     const uint8_t *buf, size_t size);

@@ -36,6 +36,7 @@
 #define LOG_META_NAME "log.meta"
 #define LOG_META_TMP_NAME "log.meta.tmp"
 #define LOG_META_HEADER_SIZE 40u
+#define LOG_META_FILE_MAX (64u << 20)
 
 struct meta_header {
 	uint64_t magic;
@@ -173,8 +174,9 @@ meta_parse(struct log *log, const uint8_t *buf, size_t size)
 	return 0;
 }
 
-static int
-meta_load(struct log *log, uint32_t file)
+int
+log_file_load(struct log *log, uint32_t file, uint64_t size_max,
+	      int (*parse)(struct log *log, const uint8_t *buf, size_t size))
 {
 	uint64_t size;
 	uint8_t *buf;
@@ -182,14 +184,14 @@ meta_load(struct log *log, uint32_t file)
 
 	if (err != 0)
 		return err;
-	if (size > (64u << 20))
+	if (size > size_max)
 		return -EBADMSG;
 	buf = malloc(size + 1);
 	if (buf == NULL)
 		return -ENOMEM;
 	err = log_io_pread(log->io, file, buf, (uint32_t)size, 0);
 	if (err == 0)
-		err = meta_parse(log, buf, size);
+		err = parse(log, buf, size);
 	free(buf);
 	return err == -ENODATA ? -EBADMSG : err;
 }
@@ -213,7 +215,7 @@ log_meta_load_or_create(struct log *log)
 	int err = log_io_file_open(log->io, LOG_META_NAME, 0, &file);
 
 	if (err == 0) {
-		err = meta_load(log, file);
+		err = log_file_load(log, file, LOG_META_FILE_MAX, meta_parse);
 		log_io_file_close(log->io, file);
 		if (err != 0)
 			diag_error("log", "%s: %s unreadable: %s", log->dir_path, LOG_META_NAME,

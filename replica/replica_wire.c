@@ -249,13 +249,16 @@ addr_make(const char *host, uint16_t port, struct sockaddr_in *sa)
 	return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -EINVAL;
 }
 
-static void
-sock_tune(int fd)
+/* A non-blocking TCP socket and the address of host:port. */
+static int
+sock_open(const char *host, uint16_t port, struct sockaddr_in *sa, int *fd_out)
 {
-	int one = 1;
+	int err = addr_make(host, port, sa);
 
-	/* Frames are whole messages: no Nagle delay on an ACK or a small APPEND. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (err != 0)
+		return err;
+	*fd_out = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	return *fd_out < 0 ? -errno : 0;
 }
 
 int
@@ -265,13 +268,10 @@ replica_listen(const char *host, uint16_t port, int *fd_out, uint16_t *port_out)
 	socklen_t len = sizeof(sa);
 	int one = 1;
 	int fd;
-	int err = addr_make(host, port, &sa);
+	int err = sock_open(host, port, &sa, &fd);
 
 	if (err != 0)
 		return err;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0 ||
 	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
@@ -288,15 +288,14 @@ int
 replica_connect(const char *host, uint16_t port, int *fd_out)
 {
 	struct sockaddr_in sa;
+	int one = 1;
 	int fd;
-	int err = addr_make(host, port, &sa);
+	int err = sock_open(host, port, &sa, &fd);
 
 	if (err != 0)
 		return err;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	sock_tune(fd);
+	/* Frames are whole messages: no Nagle delay on an ACK or a small APPEND. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno != EINPROGRESS) {
 		err = -errno;
 		close(fd);
