@@ -303,10 +303,13 @@ int log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns,
  * Like log_batch_submit, but the batch must get exactly `seq_first`: its completion
  * fails with -EILSEQ when seq_first is above the shard's next sequence number (a gap)
  * and -EEXIST when below it (an overlap). Batches submitted this way may be in flight
- * one after another: each continues the one before.
+ * one after another: each continues the one before. `epoch` is the leader epoch the
+ * batch comes from: it fails with -ESTALE if the shard promised a higher one before
+ * the writer took it (the fence is checked by the writer, so a promise and this
+ * append cannot race). LOG_EPOCH_NONE: not checked.
  */
 int log_batch_submit_at(struct log_producer *producer, struct log_batch *batch,
-			uint64_t shard_id, uint64_t seq_first, uint64_t cookie);
+			uint64_t shard_id, uint64_t seq_first, uint64_t epoch, uint64_t cookie);
 
 struct log_epoch_info {
 	uint64_t epoch_last;       /* Newest epoch with records (or begun), LOG_EPOCH_NONE if none. */
@@ -324,6 +327,12 @@ int log_epoch_info(struct log *log, uint64_t shard_id, struct log_epoch_info *in
  * Beginning the newest epoch again at the same start is a no-op.
  */
 int log_epoch_begin(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start);
+/*
+ * A follower copies its leader's history: like log_epoch_begin, but the epoch may be
+ * below the promise (records of an older epoch, caught up from the current leader) and
+ * it promises nothing.
+ */
+int log_epoch_record(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start);
 /* Durably refuses every epoch below `epoch` from now on. -ESTALE if a higher one was promised. */
 int log_epoch_promise(struct log *log, uint64_t shard_id, uint64_t epoch);
 /*

@@ -165,6 +165,7 @@ epochs_parse_shard(struct log *log, const uint8_t *pos, size_t left)
 	if (repl == NULL)
 		return -ENOMEM;
 	repl->promised = es.promised;
+	__atomic_store_n(&shard->fence_epoch, es.promised, __ATOMIC_RELEASE);
 	repl->epoch_count = es.epoch_count;
 	repl->trunc_count = es.trunc_count;
 	memcpy(repl->epochs, pos + sizeof(es), es.epoch_count * 16u);
@@ -453,14 +454,20 @@ log_epoch_info(struct log *log, uint64_t shard_id, struct log_epoch_info *info_o
 	return 0;
 }
 
+enum epoch_op {
+	EPOCH_BEGIN,               /* A leader: history and promise. */
+	EPOCH_RECORD,              /* A follower copying a leader's history. */
+	EPOCH_PROMISE,
+};
+
 /* Under index_lock: adds (epoch, seq_start) to the history. */
 static int
-epoch_add(struct log_shard_repl *repl, uint64_t epoch, uint64_t seq_start)
+epoch_add(struct log_shard_repl *repl, uint64_t epoch, uint64_t seq_start, enum epoch_op op)
 {
 	struct log_epoch_entry *last = repl->epoch_count == 0 ? NULL :
 				       &repl->epochs[repl->epoch_count - 1];
 
-	if (epoch < repl->promised || (last != NULL && epoch < last->epoch))
+	if ((op == EPOCH_BEGIN && epoch < repl->promised) || (last != NULL && epoch < last->epoch))
 		return -ESTALE;
 	if (last != NULL && (seq_start < last->seq_start ||
 			     (epoch == last->epoch && seq_start != last->seq_start)))
@@ -479,13 +486,15 @@ epoch_add(struct log_shard_repl *repl, uint64_t epoch, uint64_t seq_start)
 		}
 		repl->epochs[repl->epoch_count++] = (struct log_epoch_entry){ epoch, seq_start };
 	}
-	repl->promised = max_u64(repl->promised, epoch);
+	if (op == EPOCH_BEGIN)
+		repl->promised = max_u64(repl->promised, epoch);
 	return 0;
 }
 
 /* Applies `epoch_add` or a promise, then stores; the memory is restored if storing fails. */
 static int
-epoch_change(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start, bool begin)
+epoch_change(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start,
+	     enum epoch_op op)
 {
 	struct log_shard_repl saved;
 	struct log_shard_repl *repl;
@@ -505,8 +514,8 @@ epoch_change(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_st
 		return -ENOMEM;
 	}
 	saved = *repl;
-	if (begin)
-		err = epoch_add(repl, epoch, seq_start);
+	if (op != EPOCH_PROMISE)
+		err = epoch_add(repl, epoch, seq_start, op);
 	else if (epoch < repl->promised)
 		err = -ESTALE;
 	else
@@ -515,24 +524,31 @@ epoch_change(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_st
 	if (err != 0)
 		return err == 1 ? 0 : err;
 	err = log_epochs_store(log);
-	if (err != 0) {
-		pthread_mutex_lock(&log->index_lock);
+	pthread_mutex_lock(&log->index_lock);
+	if (err != 0)
 		*repl = saved;
-		pthread_mutex_unlock(&log->index_lock);
-	}
+	else /* Durable: the writer refuses older epochs' batches from now on. */
+		__atomic_store_n(&shard->fence_epoch, repl->promised, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&log->index_lock);
 	return err;
 }
 
 int
 log_epoch_begin(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start)
 {
-	return epoch_change(log, shard_id, epoch, seq_start, true);
+	return epoch_change(log, shard_id, epoch, seq_start, EPOCH_BEGIN);
+}
+
+int
+log_epoch_record(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start)
+{
+	return epoch_change(log, shard_id, epoch, seq_start, EPOCH_RECORD);
 }
 
 int
 log_epoch_promise(struct log *log, uint64_t shard_id, uint64_t epoch)
 {
-	return epoch_change(log, shard_id, epoch, 0, false);
+	return epoch_change(log, shard_id, epoch, 0, EPOCH_PROMISE);
 }
 
 /* Locks index_lock: the shard (or NULL) and its history (or NULL). */

@@ -101,6 +101,7 @@ struct log_batch {
 	uint64_t shard_id;
 	uint64_t cookie;
 	uint64_t seq_expect;       /* log_batch_submit_at's seq_first, or UINT64_MAX. */
+	uint64_t epoch;            /* log_batch_submit_at's epoch (LOG_EPOCH_NONE: no fence). */
 	/* Set by the writer, read by the producer after the completion ring's acquire. */
 	uint64_t seq_first;
 	int32_t error;
@@ -166,6 +167,7 @@ struct log_shard {
 	uint64_t seq_trim;
 	uint64_t seq_watermark;    /* Under index_lock: readers stop here (UINT64_MAX: none). */
 	bool trunc_hold;           /* A cut is not durable yet: appends refused (-EAGAIN). */
+	uint64_t fence_epoch;      /* Atomic: the durable promise, read by the writer. */
 	struct log_shard_repl *repl; /* Under index_lock; NULL until an epoch or a cut. */
 	uint64_t last_arrival_ns;
 	struct log_shard_seg *segs;

@@ -40,6 +40,7 @@ shard_reset(const struct log *log, struct log_shard *shard)
 	shard->seq_trim = 0;
 	shard->last_arrival_ns = 0;
 	free(shard->repl); /* A deleted stream's shard ids start afresh, epochs too. */
+	__atomic_store_n(&shard->fence_epoch, 0, __ATOMIC_RELEASE);
 	shard->repl = NULL;
 	__atomic_store_n(&shard->closed, false, __ATOMIC_RELAXED);
 	__atomic_store_n(&shard->close_pending, false, __ATOMIC_RELAXED);

@@ -338,6 +338,9 @@ drain_producer(struct log *log, struct log_producer *p, uint64_t mono_ns)
 		if (refusal == 0 && batch->seq_expect != UINT64_MAX &&
 		    batch->seq_expect != shard->seq_next)
 			refusal = batch->seq_expect > shard->seq_next ? -EILSEQ : -EEXIST;
+		if (refusal == 0 && batch->epoch != LOG_EPOCH_NONE &&
+		    batch->epoch < __atomic_load_n(&shard->fence_epoch, __ATOMIC_ACQUIRE))
+			refusal = -ESTALE; /* A newer leader was promised: this one is fenced. */
 		if (refusal == 0) {
 			if (!w->open)
 				window_open(log, w, mono_ns);

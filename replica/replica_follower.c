@@ -216,8 +216,9 @@ batch_submit(struct replica_follower *f, struct fshard *s, struct log_batch *b)
 	uint64_t cookie = (uint64_t)s->generation << 32 | (uint64_t)(s - f->shards);
 	int err;
 
-	while ((err = log_batch_submit_at(f->producer, b, s->shard_id, s->seq_next, cookie)) ==
-	       -EAGAIN && !atomic_load(&f->stop))
+	/* The writer refuses it (-ESTALE) if this node promised a newer epoch meanwhile. */
+	while ((err = log_batch_submit_at(f->producer, b, s->shard_id, s->seq_next, s->epoch,
+					  cookie)) == -EAGAIN && !atomic_load(&f->stop))
 		follower_completions(f);
 	if (err != 0) {
 		log_batch_put(f->producer, b);
@@ -363,7 +364,7 @@ on_append(struct replica_follower *f, struct fconn *c, const uint8_t *payload, u
 		return;
 	if (a.records_epoch > ei.epoch_last) {
 		/* Its first records: the epoch's start is durable before them. */
-		err = log_epoch_begin(f->config.log, a.shard_id, a.records_epoch, a.seq_first);
+		err = log_epoch_record(f->config.log, a.shard_id, a.records_epoch, a.seq_first);
 		if (err != 0) {
 			conn_break(f, c, "epoch begin", err);
 			return;

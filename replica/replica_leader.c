@@ -124,6 +124,19 @@ replica_lead(struct replica_leader *l, uint64_t shard_id, uint64_t epoch)
 	int32_t i;
 	int err = 0;
 
+	uint64_t end;
+
+	/*
+	 * Fence first: once the promise is durable the writer refuses every batch this
+	 * node's follower side still sends for an older leader; then wait until those it
+	 * took are durable (a cut at the end cuts nothing, it waits). Only then is the
+	 * durable end where this epoch starts.
+	 */
+	err = log_epoch_promise(l->config.log, shard_id, epoch);
+	if (err == 0)
+		err = log_shard_truncate(l->config.log, shard_id, UINT64_MAX, &end);
+	if (err != 0)
+		return err;
 	log_shard_info(l->config.log, shard_id, &info);
 	log_epoch_info(l->config.log, shard_id, &ei);
 	/* Leading again in the epoch the log is in (a restart) begins nothing. */

@@ -123,7 +123,7 @@ submit(uint32_t content, uint64_t seq_first, uint32_t n, bool at)
 		cr_assert_eq(log_batch_add(b, &rec), 0);
 	}
 	if (at)
-		cr_assert_eq(log_batch_submit_at(f.p, b, SHARD, seq_first, 0), 0);
+		cr_assert_eq(log_batch_submit_at(f.p, b, SHARD, seq_first, LOG_EPOCH_NONE, 0), 0);
 	else
 		cr_assert_eq(log_batch_submit(f.p, b, SHARD, 0), 0);
 }
@@ -226,6 +226,7 @@ Test(log_replica, epoch_history_answers_offsets_for_leader_epoch_and_survives_re
 	cr_assert_eq(log_epoch_promise(f.log, SHARD, 6), 0);
 	cr_assert_eq(log_epoch_promise(f.log, SHARD, 5), -ESTALE, "a promise is not taken back");
 	cr_assert_eq(log_epoch_begin(f.log, SHARD, 5, 8), -ESTALE, "nor broken by a begin");
+	cr_assert_eq(log_epoch_record(f.log, SHARD, 2, 8), -ESTALE, "history only grows");
 
 	reopen(true);
 	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
@@ -233,6 +234,10 @@ Test(log_replica, epoch_history_answers_offsets_for_leader_epoch_and_survives_re
 	cr_assert_eq(ei.epoch_last_start, 5);
 	cr_assert_eq(ei.promised, 6, "the promise is durable");
 	cr_assert_eq(ei.count, 2);
+	cr_assert_eq(log_epoch_record(f.log, SHARD, 5, 8), 0,
+		     "a follower copies an epoch older than its promise");
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert(ei.epoch_last == 5 && ei.promised == 6, "and promises nothing by it");
 	cr_assert_eq(log_epoch_begin(f.log, SHARD, 6, 8), 0);
 	cr_assert_eq(log_epoch_end(f.log, SHARD, 3, &e, &end), 0);
 	cr_assert(e == 3 && end == 8);
@@ -356,7 +361,7 @@ first_record_of(uint64_t shard)
 
 	test_record_make(OLD, 0, DATA, data, key, &rec);
 	cr_assert_eq(log_batch_add(b, &rec), 0);
-	cr_assert_eq(log_batch_submit_at(f.p, b, shard, 0, 0), 0);
+	cr_assert_eq(log_batch_submit_at(f.p, b, shard, 0, LOG_EPOCH_NONE, 0), 0);
 	settle();
 }
 
@@ -434,4 +439,31 @@ Test(log_replica, a_deleted_stream_takes_its_epochs_along)
 	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
 	cr_assert(ei.count == 0 && ei.promised == 0, "a shard id used again starts afresh");
 	cr_assert_eq(log_epoch_begin(f.log, SHARD, 1, 0), 0);
+}
+
+Test(log_replica, the_writer_refuses_batches_of_an_epoch_older_than_the_promise)
+{
+	struct log_batch *b;
+	uint8_t data[DATA];
+	char key[48];
+	struct log_record_in rec;
+
+	cr_assert_eq(log_epoch_promise(f.log, SHARD, 5), 0);
+	for (uint64_t epoch = 4; epoch <= 5; epoch++) {
+		b = log_batch_get(f.p);
+		test_record_make(OLD, 0, DATA, data, key, &rec);
+		cr_assert_eq(log_batch_add(b, &rec), 0);
+		cr_assert_eq(log_batch_submit_at(f.p, b, SHARD, 0, epoch, 0), 0);
+		settle();
+		cr_assert_eq(f.last_error, epoch == 4 ? -ESTALE : 0, "epoch %lu", (unsigned long)epoch);
+		f.last_error = 0;
+	}
+	cr_assert_eq(info().seq_durable, 1, "only the current epoch's batch was taken");
+	reopen(true);
+	b = log_batch_get(f.p);
+	test_record_make(OLD, 1, DATA, data, key, &rec);
+	cr_assert_eq(log_batch_add(b, &rec), 0);
+	cr_assert_eq(log_batch_submit_at(f.p, b, SHARD, 1, 4, 0), 0);
+	settle();
+	cr_assert_eq(f.last_error, -ESTALE, "the fence is durable");
 }

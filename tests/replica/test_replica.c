@@ -160,7 +160,7 @@ append(struct node *n, uint64_t shard, uint32_t content, uint64_t seq_first, uin
 				cr_assert_eq(log_batch_add(b, &rec), 0);
 			}
 			/* At the expected numbers: the test knows what the shard holds. */
-			cr_assert_eq(log_batch_submit_at(n->p, b, shard, first, 0), 0);
+			cr_assert_eq(log_batch_submit_at(n->p, b, shard, first, LOG_EPOCH_NONE, 0), 0);
 			pending++;
 		}
 	}
