@@ -361,6 +361,8 @@ int log_epoch_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *epo
  * log.epochs fails, the shard refuses appends (-EAGAIN) until the log is reopened.
  */
 int log_shard_truncate(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *seq_end_out);
+/* Where log_shard_truncate(seq) would cut now (<= seq): to keep [*seq_out, seq) first. */
+int log_shard_cut_point(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *seq_out);
 /*
  * The replicated watermark: readers (log_read, log_seek_time, log_shard_info's
  * seq_durable) see no record at or above `seq`, whatever is durable locally.

@@ -288,6 +288,19 @@ truncate_point(struct log *log, const struct log_shard *shard, uint64_t seq)
 	return seq;
 }
 
+int
+log_shard_cut_point(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *seq_out)
+{
+	struct log_shard *shard;
+
+	pthread_mutex_lock(&log->index_lock);
+	shard = log_shard_find(log, shard_id);
+	*seq_out = shard == NULL ? 0 : seq >= shard->seq_durable ? shard->seq_durable :
+									truncate_point(log, shard, seq);
+	pthread_mutex_unlock(&log->index_lock);
+	return 0;
+}
+
 /* Under index_lock: forgets everything of the shard from `cut` on (in memory). */
 static void
 truncate_forget(struct log_shard *shard, uint64_t cut)

@@ -37,6 +37,8 @@
 #define REPLICA_INFLIGHT_BYTES_MAX (1u << 30)
 #define REPLICA_INFLIGHT_BYTES_DEFAULT (16u << 20)
 #define REPLICA_RECONNECT_NS 50000000ull  /* A lost link is dialled again after 50 ms. */
+/* A link waiting for an answer (handshake, ACKs) that hears nothing this long is reset. */
+#define REPLICA_LINK_SILENCE_NS (10ull * 1000000000ull)
 
 enum replica_acks {
 	REPLICA_ACKS_LEADER,   /* The leader's durable end. */
@@ -119,6 +121,7 @@ struct replica_follower_stats {
 	uint64_t records_appended;
 	uint64_t stale_epochs;      /* LEAD or APPEND of an older epoch, refused. */
 	uint64_t truncations;       /* Divergent tails cut. */
+	uint64_t records_kept;      /* Below a cut but in its batch: appended again. */
 };
 
 void replica_follower_stats(struct replica_follower *follower,

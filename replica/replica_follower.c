@@ -253,12 +253,123 @@ on_lead(struct replica_follower *f, struct fconn *c, const struct replica_ctl *m
 		return;
 	}
 	log_epoch_info(f->config.log, m->shard_id, &ei);
+	diag_debug("replica", "follower %u: LEAD shard %" PRIx64 " epoch %" PRIu64 " (newest %"
+		   PRIu64 ")", f->port, m->shard_id, m->epoch, ei.epoch_last);
 	s->conn = conn_index(f, c);
 	s->epoch = m->epoch;
 	s->generation++;
 	s->ready = false;
 	s->rounds = 0;
 	conn_put(f, c, REPLICA_MSG_EPOCH_QUERY, m->shard_id, ei.epoch_last, 0);
+}
+
+/* What the APPEND encoding of a record takes (log_read callback). */
+static int
+keep_size_fn(void *arg, const struct log_record_out *r)
+{
+	uint64_t *size = arg;
+
+	*size += REPLICA_REC_HEADER_SIZE + (r->has_explicit_hash_key ? 16u : 0u) +
+		 r->partition_key_size + r->data_size;
+	return 0;
+}
+
+/* Copies the shard's records [from, to) into `keep` in the APPEND record encoding. */
+static int
+keep_read(struct log *log, uint64_t shard_id, uint64_t from, uint64_t to,
+	  struct replica_buf *keep)
+{
+	uint64_t size = REPLICA_HEADER_SIZE + REPLICA_APPEND_HEADER_SIZE;
+	struct replica_append_build b = { .buf = keep };
+	struct log_reader *r;
+	uint64_t next;
+	int n;
+	int err = log_reader_open(log, &r);
+
+	if (err != 0)
+		return err;
+	log_reader_past_watermark(r);
+	n = log_read(r, shard_id, from, (uint32_t)(to - from), UINT64_MAX, keep_size_fn, &size,
+		     &next);
+	err = n < 0 ? n : (uint64_t)n != to - from ? -EIO : replica_buf_init(keep, size);
+	if (err == 0) {
+		keep->tail = REPLICA_HEADER_SIZE + REPLICA_APPEND_HEADER_SIZE; /* Records after. */
+		n = log_read(r, shard_id, from, (uint32_t)(to - from), UINT64_MAX,
+			     replica_append_record, &b, &next);
+		err = (uint64_t)n == to - from ? 0 : n < 0 ? n : -EIO;
+	}
+	log_reader_close(r);
+	return err;
+}
+
+/* Waits until the shard's local durable end reaches `seq` (sending ACKs meanwhile). */
+static int
+wait_durable(struct replica_follower *f, uint64_t shard_id, uint64_t seq)
+{
+	struct log_shard_info info;
+
+	for (;;) {
+		struct pollfd p = { .fd = f->done_fd, .events = POLLIN };
+		uint64_t drain;
+
+		follower_completions(f);
+		log_shard_info(f->config.log, shard_id, &info);
+		if (info.seq_local >= seq)
+			return 0;
+		if (atomic_load(&f->stop))
+			return -ECANCELED;
+		if (poll(&p, 1, FOLLOWER_BATCH_WAIT_MS) > 0 &&
+		    read(f->done_fd, &drain, sizeof(drain)) < 0)
+			diag_debug("replica", "completion read: %s", strerror(errno));
+	}
+}
+
+static int append_records(struct replica_follower *f, struct fshard *s, const uint8_t *payload,
+			  uint32_t length);
+
+/*
+ * A cut falls on a batch boundary: a batch straddling `cut` goes whole, with
+ * records [point, cut) the leader holds too (maybe acknowledged). They are
+ * copied first, the tail cut, then appended again at the same numbers in the
+ * epoch they had (an epoch starts on a batch boundary, so at most one starts at
+ * `point`), durable before the handshake answers: a follower never holds less
+ * than it said it held.
+ */
+static int
+truncate_exact(struct replica_follower *f, struct fshard *s, uint64_t cut, uint64_t *end_out)
+{
+	struct log *log = f->config.log;
+	struct replica_buf keep = { 0 };
+	uint64_t point;
+	uint64_t epoch_point = LOG_EPOCH_NONE;
+	uint64_t epoch_before = LOG_EPOCH_NONE;
+	uint64_t unused;
+	int err = log_shard_cut_point(log, s->shard_id, cut, &point);
+
+	if (err == 0 && point < cut) {
+		err = keep_read(log, s->shard_id, point, cut, &keep);
+		log_epoch_at(log, s->shard_id, point, &epoch_point, &unused);
+		if (point > 0)
+			log_epoch_at(log, s->shard_id, point - 1, &epoch_before, &unused);
+	}
+	if (err == 0)
+		err = log_shard_truncate(log, s->shard_id, cut, end_out);
+	if (err == 0 && point < cut && *end_out == point) {
+		if (epoch_point != epoch_before)
+			err = log_epoch_record(log, s->shard_id, epoch_point, point);
+		s->seq_next = point;
+		if (err == 0)
+			err = append_records(f, s, keep.data + REPLICA_HEADER_SIZE,
+					     (uint32_t)(keep.tail - REPLICA_HEADER_SIZE));
+		if (err == 0)
+			err = wait_durable(f, s->shard_id, cut);
+		if (err == 0) {
+			f->stats.records_kept += cut - point;
+			*end_out = cut;
+		}
+	}
+	replica_buf_fini(&keep);
+	return err;
 }
 
 static void
@@ -282,11 +393,14 @@ on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_c
 	log_epoch_end(f->config.log, m->shard_id, m->epoch, &own_epoch, &own_end);
 	log_shard_info(f->config.log, m->shard_id, &info);
 	cut = min_u64(m->seq, own_end);
+	diag_debug("replica", "follower %u: EPOCH_END %" PRIu64 "/%" PRIu64 ", mine %" PRIu64
+		   " ends %" PRIu64 ", end %" PRIu64 ": cut %" PRIu64, f->port, m->epoch, m->seq,
+		   ei.epoch_last, own_end, info.seq_local, cut);
 	/* Also at my end when I know epochs newer than E: they never wrote here, and go. */
 	if (cut < info.seq_local || m->epoch != ei.epoch_last) {
 		uint64_t end;
 
-		err = log_shard_truncate(f->config.log, m->shard_id, cut, &end);
+		err = truncate_exact(f, s, cut, &end);
 		if (err != 0) {
 			conn_break(f, c, "truncate", err);
 			return;

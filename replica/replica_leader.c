@@ -62,6 +62,7 @@ struct link {
 	enum link_state state;
 	int fd;
 	uint64_t retry_ns;
+	uint64_t heard_ns;         /* Last frame received (or connected). */
 	struct replica_buf rx;
 	struct replica_buf tx;
 	struct link_shard *shards; /* REPLICA_SHARDS_MAX, by leader shard index. */
@@ -307,6 +308,8 @@ on_epoch_query(struct replica_leader *l, struct link *k, const struct replica_ct
 	if (shard_index(l, c->shard_id) < 0)
 		return -EBADMSG;
 	log_epoch_end(l->config.log, c->shard_id, c->epoch, &epoch, &end);
+	diag_debug("replica", "leader: %s:%u asks where epoch %" PRIu64 " ends: %" PRIu64 "/%"
+		   PRIu64, k->peer.host, k->peer.port, c->epoch, epoch, end);
 	return replica_put_ctl(&k->tx, REPLICA_MSG_EPOCH_END, c->shard_id, epoch, end);
 }
 
@@ -334,6 +337,8 @@ on_ready(struct replica_leader *l, struct link *k, const struct replica_ctl *c)
 	if (i < 0)
 		return -EBADMSG;
 	ls = &k->shards[i];
+	diag_debug("replica", "leader: %s:%u READY at %" PRIu64 " (epoch %" PRIu64 ", state %u)",
+		   k->peer.host, k->peer.port, c->seq, c->epoch, ls->state);
 	if (ls->state != LS_LEAD_SENT || c->epoch != ls->lead_epoch)
 		return 0; /* The answer to an older LEAD. */
 	/* The follower matches us below c->seq: ship from there. */
@@ -415,6 +420,7 @@ link_receive(struct replica_leader *l, struct link *k)
 	int rc;
 
 	while (err == 0 && (rc = replica_frame_next(&k->rx, &h, &payload)) != 0) {
+		k->heard_ns = clock_mono_ns();
 		err = rc < 0 ? rc : link_frame(l, k, &h, payload);
 		if (err == -EBADMSG)
 			k->stats.bad_frames++;
@@ -536,6 +542,21 @@ link_ship(struct replica_leader *l, struct link *k)
 	return 0;
 }
 
+/* The link expects an answer: a handshake is open or shipped bytes are unacknowledged. */
+static bool
+link_waiting(const struct replica_leader *l, const struct link *k)
+{
+	uint32_t count = atomic_load_explicit(&l->shard_count, memory_order_acquire);
+
+	if (k->stats.bytes_inflight > 0)
+		return true;
+	for (uint32_t i = 0; i < count; i++) {
+		if (k->shards[i].state == LS_LEAD_SENT)
+			return true;
+	}
+	return false;
+}
+
 static void
 link_service(struct replica_leader *l, struct link *k, short revents)
 {
@@ -550,6 +571,7 @@ link_service(struct replica_leader *l, struct link *k, short revents)
 			return;
 		}
 		k->state = LINK_UP;
+		k->heard_ns = clock_mono_ns();
 		k->stats.connects++;
 		k->stats.connected = true;
 	}
@@ -561,6 +583,8 @@ link_service(struct replica_leader *l, struct link *k, short revents)
 		err = link_ship(l, k);
 	if (err == 0)
 		err = link_flush(k);
+	if (err == 0 && link_waiting(l, k) && clock_mono_ns() - k->heard_ns > REPLICA_LINK_SILENCE_NS)
+		err = -ETIMEDOUT; /* A half-open connection, or a frame lost in a way TCP missed. */
 	if (err != 0)
 		link_reset(l, k, err == -EBADMSG ? "bad frame" : "I/O", err);
 }

@@ -49,6 +49,13 @@ replica_buf_room(struct replica_buf *buf)
 	return buf->cap - buf->tail;
 }
 
+/* The header's own check: its type and length are trusted before the payload arrives. */
+static uint16_t
+header_check(const uint8_t *h)
+{
+	return (uint16_t)crc32c(crc32c(0, h, 6), h + 8, 4);
+}
+
 /* Fills in the header of the frame at `start` whose payload ends at buf->tail. */
 static void
 frame_seal(struct replica_buf *buf, size_t start, enum replica_msg type)
@@ -61,6 +68,8 @@ frame_seal(struct replica_buf *buf, size_t start, enum replica_msg type)
 	};
 	uint32_t crc;
 
+	memcpy(buf->data + start, &h, sizeof(h));
+	h.hcheck = header_check(buf->data + start);
 	memcpy(buf->data + start, &h, sizeof(h));
 	crc = crc32c(0, buf->data + start, 12);
 	h.crc32c = crc32c(crc, buf->data + start + REPLICA_HEADER_SIZE, h.length);
@@ -121,7 +130,7 @@ replica_append_record(void *arg, const struct log_record_out *record)
 	buf->tail += record->data_size;
 	b->a.count++;
 	b->data_bytes += record->data_size;
-	assert(buf->tail - b->start <= REPLICA_FRAME_SIZE_MAX);
+	assert(buf->tail <= buf->cap);
 	return 0;
 }
 
@@ -142,8 +151,8 @@ replica_frame_next(struct replica_buf *buf, struct replica_header *h, const uint
 	if (have < REPLICA_HEADER_SIZE)
 		return 0;
 	memcpy(h, p, sizeof(*h));
-	if (h->magic != REPLICA_MAGIC || h->version != REPLICA_VERSION || h->reserved != 0 ||
-	    h->length > REPLICA_PAYLOAD_MAX)
+	if (h->magic != REPLICA_MAGIC || h->version != REPLICA_VERSION ||
+	    h->hcheck != header_check(p) || h->length > REPLICA_PAYLOAD_MAX)
 		return -EBADMSG;
 	if (have < REPLICA_HEADER_SIZE + (size_t)h->length)
 		return 0;

@@ -6,7 +6,8 @@
  *        0     4  magic     REPLICA_MAGIC ("SLRP")
  *        4     1  type      enum replica_msg
  *        5     1  version   REPLICA_VERSION
- *        6     2  reserved  zero
+ *        6     2  hcheck    low 16 bits of crc32c over bytes 0..5 and 8..11: a damaged
+ *                           length is refused at once, not waited for
  *        8     4  length    payload bytes, <= REPLICA_PAYLOAD_MAX
  *       12     4  crc32c    over bytes 0 .. 11 and the payload
  *
@@ -70,7 +71,7 @@ struct replica_header {
 	uint32_t magic;
 	uint8_t type;
 	uint8_t version;
-	uint16_t reserved;
+	uint16_t hcheck;
 	uint32_t length;
 	uint32_t crc32c;
 };

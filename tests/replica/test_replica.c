@@ -646,3 +646,66 @@ Test(replica, back_pressure_bounds_the_bytes_in_flight)
 	node_close(&l);
 	node_close(&f1);
 }
+
+/* Appends [seq_first, seq_first + count) of `content` as ONE batch. */
+static void
+append_one_batch(struct node *n, uint32_t content, uint64_t seq_first, uint32_t count)
+{
+	struct log_batch *b = log_batch_get(n->p);
+	struct log_completion done;
+
+	cr_assert_not_null(b);
+	for (uint64_t seq = seq_first; seq < seq_first + count; seq++) {
+		uint8_t data[DATA];
+		char key[48];
+		struct log_record_in rec;
+
+		test_record_make(content, seq, DATA, data, key, &rec);
+		cr_assert_eq(log_batch_add(b, &rec), 0);
+	}
+	cr_assert_eq(log_batch_submit_at(n->p, b, SHARD_A, seq_first, LOG_EPOCH_NONE, 0), 0);
+	while (log_completions_poll(n->p, &done, 1) == 0)
+		;
+	cr_assert_eq(done.error, 0);
+}
+
+Test(replica, a_cut_inside_a_batch_keeps_what_the_leader_has)
+{
+	struct node f1, n;
+	struct node *fs[] = { &f1 };
+	struct replica_follower_stats st;
+	struct log_epoch_info ei;
+	uint64_t e;
+	uint64_t end;
+
+	/* f1 holds epoch 1's records 0..99 in one batch. */
+	node_init(&f1, "f1", true);
+	cr_assert_eq(log_epoch_record(f1.log, SHARD_A, 1, 0), 0);
+	append_one_batch(&f1, CONTENT_X, 0, 100);
+	/* The new leader had epoch 1 only up to 60 (the same records), then leads epoch 2. */
+	node_init(&n, "n", false);
+	cr_assert_eq(log_epoch_begin(n.log, SHARD_A, 1, 0), 0);
+	append(&n, SHARD_A, CONTENT_X, 0, 60);
+	follow(&f1);
+	lead(&n, fs, 1, REPLICA_ACKS_ALL, 0);
+	cr_assert_eq(replica_lead(n.l, SHARD_A, 2), 0);
+	append(&n, SHARD_A, CONTENT_Y, 60, 30);
+	wait_acked(&n, SHARD_A, REPLICA_ACKS_ALL, 90);
+
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 60);
+	check_range(&f1, SHARD_A, CONTENT_Y, 60, 90);
+	cr_assert_eq(local_end(&f1, SHARD_A), 90);
+	replica_follower_stats(f1.f, &st);
+	cr_assert_eq(st.truncations, 1);
+	cr_assert_eq(st.records_kept, 60, "the batch went whole, its first 60 records came back");
+	cr_assert_eq(log_epoch_at(f1.log, SHARD_A, 30, &e, &end), 0);
+	cr_assert(e == 1 && end == 60, "kept records stay in epoch 1, which ends at 60");
+	cr_assert_eq(log_epoch_info(f1.log, SHARD_A, &ei), 0);
+	cr_assert(ei.epoch_last == 2 && ei.epoch_last_start == 60);
+	node_close(&n);
+	node_close(&f1);
+	node_open(&f1);
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 60);
+	check_range(&f1, SHARD_A, CONTENT_Y, 60, 90);
+	node_close(&f1);
+}

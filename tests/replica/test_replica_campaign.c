@@ -490,9 +490,16 @@ campaign_check(struct campaign *c, uint32_t steps)
 	uint64_t end = local_end(&c->nodes[c->leader_node]);
 	uint64_t lost = 0;
 	uint64_t diverged = 0;
+	uint64_t kept = 0;
+	uint64_t cuts = 0;
 
 	node_scan(&c->nodes[c->leader_node], want);
 	for (uint32_t n = 0; n < NODES; n++) {
+		struct replica_follower_stats st;
+
+		replica_follower_stats(c->nodes[n].f, &st);
+		kept += st.records_kept;
+		cuts += st.truncations;
 		node_scan(&c->nodes[n], got);
 		cr_assert_eq(got->bad, 0, "seed %lu: node %u served wrong bytes",
 			     (unsigned long)c->seed, n);
@@ -503,10 +510,11 @@ campaign_check(struct campaign *c, uint32_t steps)
 			lost += got->content[q] != c->content_acked[q];
 	}
 	printf("replica-campaign: seed=%lu steps=%u faults=%u failovers=%u tails_cut=%u "
-	       "records=%lu acked_under_faults=%lu acked=%lu lost=%lu diverged=%lu\n",
-	       (unsigned long)c->seed, steps, c->faults, c->failovers, c->tails,
-	       (unsigned long)end, (unsigned long)c->acked_in_run, (unsigned long)c->acked_end,
-	       (unsigned long)lost, (unsigned long)diverged);
+	       "cuts=%lu kept=%lu records=%lu acked_under_faults=%lu acked=%lu lost=%lu "
+	       "diverged=%lu\n", (unsigned long)c->seed, steps, c->faults, c->failovers, c->tails,
+	       (unsigned long)cuts, (unsigned long)kept, (unsigned long)end,
+	       (unsigned long)c->acked_in_run, (unsigned long)c->acked_end, (unsigned long)lost,
+	       (unsigned long)diverged);
 	fflush(stdout);
 	cr_assert_eq(lost, 0, "seed %lu: acknowledged records lost or changed",
 		     (unsigned long)c->seed);
@@ -586,7 +594,7 @@ Test(replica_campaign, acknowledged_records_survive_cuts_corruption_restarts_and
 {
 	uint64_t base = seed_base();
 
-	diag_level_set(getenv("CAMPAIGN_VERBOSE") != NULL ? DIAG_INFO : DIAG_ERROR);
+	diag_level_set(getenv("CAMPAIGN_VERBOSE") != NULL ? DIAG_DEBUG : DIAG_ERROR);
 	for (uint32_t i = 0; i < CAMPAIGN_SEEDS; i++)
 		campaign_run(base + i);
 }
