@@ -22,6 +22,7 @@
 
 #include <criterion/criterion.h>
 
+#include "common/base.h"
 #include "common/clock.h"
 #include "common/diag.h"
 #include "nvme-log/log.h"
@@ -130,6 +131,20 @@ node_close(struct node *n)
 	log_close(n->log);
 }
 
+/* Adds `content`'s records [seq_first, seq_first + count) to a batch. */
+static void
+batch_fill(struct log_batch *b, uint32_t content, uint64_t seq_first, uint64_t count)
+{
+	for (uint64_t seq = seq_first; seq < seq_first + count; seq++) {
+		uint8_t data[DATA];
+		char key[48];
+		struct log_record_in rec;
+
+		test_record_make(content, seq, DATA, data, key, &rec);
+		cr_assert_eq(log_batch_add(b, &rec), 0);
+	}
+}
+
 /* Appends records [seq_first, seq_first + count) of `content` and waits until durable. */
 static void
 append(struct node *n, uint64_t shard, uint32_t content, uint64_t seq_first, uint32_t count)
@@ -151,14 +166,8 @@ append(struct node *n, uint64_t shard, uint32_t content, uint64_t seq_first, uin
 
 			if (b == NULL)
 				continue;
-			for (uint32_t k = 0; k < 50 && seq < seq_first + count; k++, seq++) {
-				uint8_t data[DATA];
-				char key[48];
-				struct log_record_in rec;
-
-				test_record_make(content, seq, DATA, data, key, &rec);
-				cr_assert_eq(log_batch_add(b, &rec), 0);
-			}
+			seq = min_u64(seq + 50, seq_first + count);
+			batch_fill(b, content, first, seq - first);
 			/* At the expected numbers: the test knows what the shard holds. */
 			cr_assert_eq(log_batch_submit_at(n->p, b, shard, first, LOG_EPOCH_NONE, 0), 0);
 			pending++;
@@ -655,14 +664,7 @@ append_one_batch(struct node *n, uint32_t content, uint64_t seq_first, uint32_t 
 	struct log_completion done;
 
 	cr_assert_not_null(b);
-	for (uint64_t seq = seq_first; seq < seq_first + count; seq++) {
-		uint8_t data[DATA];
-		char key[48];
-		struct log_record_in rec;
-
-		test_record_make(content, seq, DATA, data, key, &rec);
-		cr_assert_eq(log_batch_add(b, &rec), 0);
-	}
+	batch_fill(b, content, seq_first, count);
 	cr_assert_eq(log_batch_submit_at(n->p, b, SHARD_A, seq_first, LOG_EPOCH_NONE, 0), 0);
 	while (log_completions_poll(n->p, &done, 1) == 0)
 		;
