@@ -302,9 +302,12 @@ keep_read(struct log *log, uint64_t shard_id, uint64_t from, uint64_t to,
 	return err;
 }
 
-/* Waits until the shard's local durable end reaches `seq` (sending ACKs meanwhile). */
+/*
+ * Waits until the shard's local durable end reaches `seq` (sending ACKs meanwhile),
+ * or the link broke (an append of it was refused: it never will).
+ */
 static int
-wait_durable(struct replica_follower *f, uint64_t shard_id, uint64_t seq)
+wait_durable(struct replica_follower *f, const struct fconn *c, uint64_t shard_id, uint64_t seq)
 {
 	struct log_shard_info info;
 
@@ -316,7 +319,7 @@ wait_durable(struct replica_follower *f, uint64_t shard_id, uint64_t seq)
 		log_shard_info(f->config.log, shard_id, &info);
 		if (info.seq_local >= seq)
 			return 0;
-		if (atomic_load(&f->stop))
+		if (atomic_load(&f->stop) || c->broken)
 			return -ECANCELED;
 		if (poll(&p, 1, FOLLOWER_BATCH_WAIT_MS) > 0 &&
 		    read(f->done_fd, &drain, sizeof(drain)) < 0)
@@ -336,7 +339,8 @@ static int append_records(struct replica_follower *f, struct fshard *s, const ui
  * than it said it held.
  */
 static int
-truncate_exact(struct replica_follower *f, struct fshard *s, uint64_t cut, uint64_t *end_out)
+truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, uint64_t cut,
+	       uint64_t *end_out)
 {
 	struct log *log = f->config.log;
 	struct replica_buf keep = { 0 };
@@ -362,7 +366,7 @@ truncate_exact(struct replica_follower *f, struct fshard *s, uint64_t cut, uint6
 			err = append_records(f, s, keep.data + REPLICA_HEADER_SIZE,
 					     (uint32_t)(keep.tail - REPLICA_HEADER_SIZE));
 		if (err == 0)
-			err = wait_durable(f, s->shard_id, cut);
+			err = wait_durable(f, c, s->shard_id, cut);
 		if (err == 0) {
 			f->stats.records_kept += cut - point;
 			*end_out = cut;
@@ -400,7 +404,7 @@ on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_c
 	if (cut < info.seq_local || m->epoch != ei.epoch_last) {
 		uint64_t end;
 
-		err = truncate_exact(f, s, cut, &end);
+		err = truncate_exact(f, c, s, cut, &end);
 		if (err != 0) {
 			conn_break(f, c, "truncate", err);
 			return;
