@@ -521,6 +521,14 @@ Test(replica, divergent_tail_is_cut_after_failover_and_old_epochs_are_fenced)
 	node_open(&a);
 	cr_assert_eq(local_end(&a, SHARD_A), 120);
 	check_range(&a, SHARD_A, CONTENT_Y, 100, 120);
+	{
+		struct log_verify_report rep;
+
+		cr_assert_eq(log_verify(a.dir, &rep, NULL, NULL), 0,
+			     "sluice log verify: a cut tail is not corruption (%lu, %lu gaps)",
+			     (unsigned long)rep.corruptions, (unsigned long)rep.sequence_gaps);
+		cr_assert_eq(rep.records, 150, "the 30 cut records stay in their segment until it goes");
+	}
 	follow(&a);
 
 	/* D still believes it leads in epoch 1: C refuses its LEAD. */
