@@ -114,26 +114,11 @@ epochs_build(struct log *log, uint8_t **buf_out)
 	return size;
 }
 
-/* Persists every shard's history and cuts. Any thread; serialised by meta_lock. */
+/* Persists every shard's history and cuts. Any thread. */
 int
 log_epochs_store(struct log *log)
 {
-	uint8_t *buf = NULL;
-	size_t size;
-	int err;
-
-	pthread_mutex_lock(&log->meta_lock);
-	pthread_mutex_lock(&log->index_lock);
-	size = epochs_build(log, &buf);
-	pthread_mutex_unlock(&log->index_lock);
-	err = size == 0 ? -ENOMEM :
-	      log_file_replace(log, LOG_EPOCHS_NAME, LOG_EPOCHS_TMP_NAME, buf, size);
-	pthread_mutex_unlock(&log->meta_lock);
-	free(buf);
-	if (err != 0)
-		diag_error("log", "%s: writing %s: %s", log->dir_path, LOG_EPOCHS_NAME,
-			   strerror(-err));
-	return err;
+	return log_file_store(log, epochs_build, LOG_EPOCHS_NAME, LOG_EPOCHS_TMP_NAME);
 }
 
 static struct log_shard_repl *

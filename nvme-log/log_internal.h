@@ -479,9 +479,13 @@ int log_meta_store(struct log *log);
 /* Reads a small file whole (at most size_max bytes, else -EBADMSG) and parses it. */
 int log_file_load(struct log *log, uint32_t file, uint64_t size_max,
 		  int (*parse)(struct log *log, const uint8_t *buf, size_t size));
-/* Replaces `name` atomically: writes `tmp_name`, fsync, rename, fsync the directory. */
-int log_file_replace(struct log *log, const char *name, const char *tmp_name,
-		     const uint8_t *buf, size_t size);
+/*
+ * Replaces `name` atomically with what `build` makes under index_lock (its size, 0 when
+ * out of memory): writes `tmp_name`, fsync, rename, fsync the directory. Any thread;
+ * serialised by meta_lock.
+ */
+int log_file_store(struct log *log, size_t (*build)(struct log *log, uint8_t **buf_out),
+		   const char *name, const char *tmp_name);
 
 /* log_epoch.c (callers hold index_lock unless noted) */
 /* Loads log.epochs into the shard table (recovery, before entries are replayed). */

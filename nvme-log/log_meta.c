@@ -103,9 +103,9 @@ meta_build(struct log *log, uint8_t **buf_out)
 	return size;
 }
 
-int
-log_file_replace(struct log *log, const char *name, const char *tmp_name, const uint8_t *buf,
-		 size_t size)
+static int
+file_replace(struct log *log, const char *name, const char *tmp_name, const uint8_t *buf,
+	     size_t size)
 {
 	uint32_t file;
 	int err = log_io_file_open(log->io, tmp_name, LOG_IO_FILE_TRUNC, &file);
@@ -123,9 +123,9 @@ log_file_replace(struct log *log, const char *name, const char *tmp_name, const 
 	return err;
 }
 
-/* Persists the current control state. Any thread; serialised by meta_lock. */
 int
-log_meta_store(struct log *log)
+log_file_store(struct log *log, size_t (*build)(struct log *log, uint8_t **buf_out),
+	       const char *name, const char *tmp_name)
 {
 	uint8_t *buf = NULL;
 	size_t size;
@@ -133,14 +133,21 @@ log_meta_store(struct log *log)
 
 	pthread_mutex_lock(&log->meta_lock);
 	pthread_mutex_lock(&log->index_lock);
-	size = meta_build(log, &buf);
+	size = build(log, &buf);
 	pthread_mutex_unlock(&log->index_lock);
-	err = size == 0 ? -ENOMEM : log_file_replace(log, LOG_META_NAME, LOG_META_TMP_NAME, buf, size);
+	err = size == 0 ? -ENOMEM : file_replace(log, name, tmp_name, buf, size);
 	pthread_mutex_unlock(&log->meta_lock);
 	free(buf);
 	if (err != 0)
-		diag_error("log", "%s: writing %s: %s", log->dir_path, LOG_META_NAME, strerror(-err));
+		diag_error("log", "%s: writing %s: %s", log->dir_path, name, strerror(-err));
 	return err;
+}
+
+/* Persists the current control state. Any thread; serialised by meta_lock. */
+int
+log_meta_store(struct log *log)
+{
+	return log_file_store(log, meta_build, LOG_META_NAME, LOG_META_TMP_NAME);
 }
 
 static int
