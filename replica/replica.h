@@ -56,7 +56,8 @@ struct replica_peer {
 struct replica_leader;
 
 struct replica_leader_config {
-	struct log *log;
+	struct log *log;           /* Opened with watermark_gated: else its readers see
+				    * everything until the first watermark is set. */
 	struct replica_peer followers[REPLICA_FOLLOWERS_MAX];
 	uint32_t follower_count;
 	uint64_t inflight_bytes_max;       /* Per link; 0: REPLICA_INFLIGHT_BYTES_DEFAULT. */
