@@ -206,10 +206,8 @@ log_epochs_load(struct log *log)
 }
 
 bool
-log_entry_truncated(const struct log *log, const struct log_index_entry *e)
+log_entry_truncated(const struct log_shard *shard, const struct log_index_entry *e)
 {
-	const struct log_shard *shard = log_shard_find((struct log *)log, e->shard_id);
-
 	if (shard == NULL || shard->repl == NULL)
 		return false;
 	for (uint32_t i = 0; i < shard->repl->trunc_count; i++) {
@@ -266,7 +264,7 @@ truncate_point(struct log *log, const struct log_shard *shard, uint64_t seq)
 			const struct log_index_entry *e = &seg->entries[i];
 
 			if (e->shard_id == shard->shard_id && e->seq_first <= seq &&
-			    seq < e->seq_first + e->record_count && !log_entry_truncated(log, e))
+			    seq < e->seq_first + e->record_count && !log_entry_truncated(shard, e))
 				return e->seq_first;
 		}
 	}

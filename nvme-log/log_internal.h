@@ -492,8 +492,12 @@ int log_file_store(struct log *log, size_t (*build)(struct log *log, uint8_t **b
 int log_epochs_load(struct log *log);
 /* Replaces log.epochs with the shards' current state (any thread, no lock held). */
 int log_epochs_store(struct log *log);
-/* True for a batch cut by log_shard_truncate (its index entry stays, never served). */
-bool log_entry_truncated(const struct log *log, const struct log_index_entry *e);
+/*
+ * True for a batch cut by log_shard_truncate (its index entry stays, never served).
+ * `shard` is the entry's (NULL: none): the read path has it, and pays one pointer test
+ * for a shard that was never cut.
+ */
+bool log_entry_truncated(const struct log_shard *shard, const struct log_index_entry *e);
 /* Where readers of the shard stop: the durable end or the replicated watermark. */
 uint64_t log_shard_readable_end(const struct log_shard *shard);
 /* The watermark a new or reset shard starts with (watermark_gated). */

@@ -148,8 +148,9 @@ read_loc_recent(const struct log *log, struct read_loc *loc)
 /* Finds the shard's batch holding `seq` in `seg`, starting at the cursor. */
 static int
 segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
-		   uint64_t shard_id, uint64_t seq, struct read_loc *loc)
+		   const struct log_shard *shard, uint64_t seq, struct read_loc *loc)
 {
+	uint64_t shard_id = shard->shard_id;
 	uint32_t start = 0;
 
 	if (reader->cursor_shard == shard_id && reader->cursor_segment == seg->segment_no &&
@@ -160,7 +161,7 @@ segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
 		const struct log_index_entry *e = &seg->entries[i];
 
 		if (e->shard_id != shard_id || seq < e->seq_first ||
-		    seq >= e->seq_first + e->record_count || log_entry_truncated(reader->log, e))
+		    seq >= e->seq_first + e->record_count || log_entry_truncated(shard, e))
 			continue;
 		loc->entry = *e;
 		loc->segment_no = seg->segment_no;
@@ -214,7 +215,7 @@ read_locate(struct log_reader *reader, uint64_t shard_id, uint64_t seq, struct r
 	} else {
 		summary = shard_seg_for_seq(shard, seq);
 		seg = summary == NULL ? NULL : log_segment_find(log, summary->segment_no);
-		rc = seg == NULL ? -ERANGE : segment_find_entry(reader, seg, shard_id, seq, loc);
+		rc = seg == NULL ? -ERANGE : segment_find_entry(reader, seg, shard, seq, loc);
 		loc->seq_limit = reader_end(reader, shard);
 	}
 out_unlock:
@@ -465,7 +466,7 @@ seek_locate(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, struct
 
 			if (e->shard_id != shard_id || e->arrival_max_ns < ts_ns ||
 			    e->seq_first + e->record_count <= shard->seq_trim ||
-			    e->seq_first < summary->seq_first || log_entry_truncated(log, e) ||
+			    e->seq_first < summary->seq_first || log_entry_truncated(shard, e) ||
 			    e->seq_first >= log_shard_readable_end(shard))
 				continue;
 			loc->entry = *e;

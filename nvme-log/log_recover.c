@@ -462,7 +462,7 @@ recover_entry(struct log *log, struct log_segment *seg, const struct log_index_e
 
 	log->commit_next = max_u64(log->commit_next, e->commit_id + 1);
 	if (log_stream_deleted_before(log, e->shard_id, e->commit_id) ||
-	    log_entry_truncated(log, e))
+	    log_entry_truncated(log_shard_find(log, e->shard_id), e))
 		return 0;
 	shard = log_shard_get(log, e->shard_id);
 	if (shard == NULL)

@@ -311,7 +311,7 @@ retention_trim(struct log *log, uint32_t k)
 
 			if (shard == NULL || shard->deleted ||
 			    log_stream_deleted_before(log, e->shard_id, e->commit_id) ||
-			    log_entry_truncated(log, e))
+			    log_entry_truncated(shard, e))
 				continue;
 			shard->seq_trim = max_u64(shard->seq_trim, e->seq_first + e->record_count);
 		}
