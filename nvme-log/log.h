@@ -85,6 +85,10 @@ struct log_config {
 	uint64_t read_cache_bytes;     /* Memory holding the most recently written windows,
 					* from which log_read serves durable data without
 					* device I/O (at least 4 windows are always kept). */
+	bool watermark_gated;          /* Replicated logs: every shard starts (also after a
+					* restart) with a replicated watermark of 0, so readers
+					* see nothing until log_shard_watermark_set() says what a
+					* quorum holds. false: readers see the local durable end. */
 };
 
 /*
@@ -208,7 +212,9 @@ int log_durable_event_fd(struct log *log);
 
 struct log_shard_info {
 	uint64_t seq_trim;         /* First readable sequence number (trim horizon). */
-	uint64_t seq_durable;      /* Every seq below this is durable and readable. */
+	uint64_t seq_durable;      /* Every seq below this is durable and readable (never past
+				    * the replicated watermark when one is set). */
+	uint64_t seq_local;        /* The local durable end, watermark or not (replication). */
 	bool closed;               /* No more appends; seq_durable is the ending seq + 1. */
 	uint64_t last_arrival_ns;  /* Arrival time of the newest durable record, 0 if none. */
 };
@@ -276,6 +282,95 @@ int log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
 /* First sequence number whose arrival time is >= ts_ns (seq_durable if none). */
 int log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns,
 		  uint64_t *seq_out);
+
+/* ---- Replication primitives (replica/) ----------------------------------- */
+
+/*
+ * A follower's log holds its leader's records under the leader's sequence numbers
+ * (log_batch_submit_at). Every shard keeps the history of its leader epochs, Kafka's
+ * leader-epoch cache: (epoch, first seq written in it), plus the highest epoch promised
+ * (a follower refuses anything older). After a failover a follower cuts its divergent
+ * tail (log_shard_truncate), durably: the cut records never come back, also after a
+ * crash. A replicated watermark hides what a quorum does not hold yet. The epoch history
+ * and the truncations live in log.epochs (docs/LOG_FORMAT.md), replaced atomically on
+ * every change, never on the write path. Epoch 0 (LOG_EPOCH_NONE) means "no epoch".
+ */
+#define LOG_EPOCH_NONE 0u
+#define LOG_SHARD_EPOCHS_MAX 64u      /* Epochs remembered per shard (older ones forgotten). */
+#define LOG_SHARD_TRUNCATIONS_MAX 32u /* Tail truncations remembered per shard. */
+
+/*
+ * Like log_batch_submit, but the batch must get exactly `seq_first`: its completion
+ * fails with -EILSEQ when seq_first is above the shard's next sequence number (a gap)
+ * and -EEXIST when below it (an overlap). Batches submitted this way may be in flight
+ * one after another: each continues the one before. `epoch` is the leader epoch the
+ * batch comes from: it fails with -ESTALE if the shard promised a higher one before
+ * the writer took it (the fence is checked by the writer, so a promise and this
+ * append cannot race). LOG_EPOCH_NONE: not checked.
+ */
+int log_batch_submit_at(struct log_producer *producer, struct log_batch *batch,
+			uint64_t shard_id, uint64_t seq_first, uint64_t epoch, uint64_t cookie);
+
+struct log_epoch_info {
+	uint64_t epoch_last;       /* Newest epoch with records (or begun), LOG_EPOCH_NONE if none. */
+	uint64_t epoch_last_start; /* Its first sequence number. */
+	uint64_t promised;         /* Highest epoch promised or begun: older ones are refused. */
+	uint32_t count;            /* Epochs remembered. */
+};
+
+int log_epoch_info(struct log *log, uint64_t shard_id, struct log_epoch_info *info_out);
+/*
+ * Records durably that `epoch` starts at `seq_start` (a new leader, at its durable end;
+ * a follower, at the first record it takes from a leader of that epoch). Also promises
+ * it. -ESTALE when epoch is below the promised one or below the newest epoch begun;
+ * -EINVAL when seq_start is below the newest epoch's start or epoch is LOG_EPOCH_NONE.
+ * Beginning the newest epoch again at the same start is a no-op.
+ */
+int log_epoch_begin(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start);
+/*
+ * A follower copies its leader's history: like log_epoch_begin, but the epoch may be
+ * below the promise (records of an older epoch, caught up from the current leader) and
+ * it promises nothing.
+ */
+int log_epoch_record(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start);
+/* Durably refuses every epoch below `epoch` from now on. -ESTALE if a higher one was promised. */
+int log_epoch_promise(struct log *log, uint64_t shard_id, uint64_t epoch);
+/*
+ * Kafka's OffsetsForLeaderEpoch: the largest epoch <= `epoch` this log knows
+ * (*epoch_out, LOG_EPOCH_NONE if none) and the end of its records: the start of the
+ * next epoch, or the local durable end for the newest one (for LOG_EPOCH_NONE: the
+ * start of the first epoch).
+ */
+int log_epoch_end(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t *epoch_out,
+		  uint64_t *seq_end_out);
+/*
+ * The epoch whose records hold `seq` (LOG_EPOCH_NONE before the first epoch) and where
+ * its range ends (the next epoch's start, UINT64_MAX for the newest): a leader ships each
+ * record with the epoch it was written in.
+ */
+int log_epoch_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *epoch_out,
+		 uint64_t *seq_end_out);
+/*
+ * Cuts the shard's tail from `seq` on, durably (recovery never brings it back). The cut
+ * falls on a batch boundary: it starts at the batch holding `seq`, so *seq_end_out (the
+ * new end, where appends continue) may be below seq; the caller fetches the difference
+ * again. Epochs starting at or after the new end are forgotten (also when `seq` is the
+ * durable end: epochs begun there never wrote a record). Appends submitted while
+ * it runs complete with -EAGAIN. -ERANGE when the cut would go below the trim horizon,
+ * -EPIPE for a closed shard, -ENOSPC after LOG_SHARD_TRUNCATIONS_MAX cuts. If storing
+ * log.epochs fails, the shard refuses appends (-EAGAIN) until the log is reopened.
+ */
+int log_shard_truncate(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *seq_end_out);
+/* Where log_shard_truncate(seq) would cut now (<= seq): to keep [*seq_out, seq) first. */
+int log_shard_cut_point(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *seq_out);
+/*
+ * The replicated watermark: readers (log_read, log_seek_time, log_shard_info's
+ * seq_durable) see no record at or above `seq`, whatever is durable locally.
+ * UINT64_MAX removes it. Kept in memory only (see watermark_gated).
+ */
+int log_shard_watermark_set(struct log *log, uint64_t shard_id, uint64_t seq);
+/* The leader's shipping reader: log_read on it ignores the watermark (local durable end). */
+void log_reader_past_watermark(struct log_reader *reader);
 
 /* ---- Encryption at rest ------------------------------------------------- */
 

@@ -100,6 +100,8 @@ struct log_batch {
 	/* Set at submit (producer), read by the writer after the ring's acquire. */
 	uint64_t shard_id;
 	uint64_t cookie;
+	uint64_t seq_expect;       /* log_batch_submit_at's seq_first, or UINT64_MAX. */
+	uint64_t epoch;            /* log_batch_submit_at's epoch (LOG_EPOCH_NONE: no fence). */
 	/* Set by the writer, read by the producer after the completion ring's acquire. */
 	uint64_t seq_first;
 	int32_t error;
@@ -134,6 +136,25 @@ struct log_seq_range {
 	uint64_t end;
 };
 
+/* A shard's replication state (log_epoch.c), allocated at its first epoch or cut. */
+struct log_epoch_entry {
+	uint64_t epoch;
+	uint64_t seq_start;
+};
+
+struct log_truncation {
+	uint64_t seq;              /* Batches from here on ... */
+	uint64_t commit_before;    /* ... in windows below this commit id are cut. */
+};
+
+struct log_shard_repl {
+	uint64_t promised;
+	uint32_t epoch_count;
+	uint32_t trunc_count;
+	struct log_epoch_entry epochs[LOG_SHARD_EPOCHS_MAX]; /* Oldest first. */
+	struct log_truncation truncs[LOG_SHARD_TRUNCATIONS_MAX];
+};
+
 struct log_shard {
 	uint64_t shard_id;
 	bool used;
@@ -144,6 +165,10 @@ struct log_shard {
 	uint64_t seq_next;         /* Writer-owned: next seq to assign. */
 	uint64_t seq_durable;      /* Under index_lock. */
 	uint64_t seq_trim;
+	uint64_t seq_watermark;    /* Under index_lock: readers stop here (UINT64_MAX: none). */
+	bool trunc_hold;           /* A cut is not durable yet: appends refused (-EAGAIN). */
+	uint64_t fence_epoch;      /* Atomic: the durable promise, read by the writer. */
+	struct log_shard_repl *repl; /* Under index_lock; NULL until an epoch or a cut. */
 	uint64_t last_arrival_ns;
 	struct log_shard_seg *segs;
 	uint32_t seg_count;
@@ -155,6 +180,7 @@ struct log_shard {
 enum log_ctl_kind {
 	LOG_CTL_SHARD_CLOSE,
 	LOG_CTL_STREAM_DELETE,
+	LOG_CTL_SHARD_TRUNCATE,
 };
 
 /*
@@ -164,6 +190,8 @@ enum log_ctl_kind {
 struct log_ctl {
 	enum log_ctl_kind kind;
 	uint64_t id;               /* Shard id, or stream id. */
+	uint64_t seq;              /* Truncate: cut from here. */
+	bool hold;                 /* Truncate: cut made, log.epochs still to store. */
 	bool accepted;             /* Writer: new batches refused, waiting for durability. */
 	bool done;
 	int32_t err;
@@ -448,5 +476,33 @@ uint64_t log_batch_trailer_arrival_max(const uint8_t *batch);
 /* log_meta.c */
 int log_meta_load_or_create(struct log *log);
 int log_meta_store(struct log *log);
+/* Reads a small file whole (at most size_max bytes, else -EBADMSG) and parses it. */
+int log_file_load(struct log *log, uint32_t file, uint64_t size_max,
+		  int (*parse)(struct log *log, const uint8_t *buf, size_t size));
+/*
+ * Replaces `name` atomically with what `build` makes under index_lock (its size, 0 when
+ * out of memory): writes `tmp_name`, fsync, rename, fsync the directory. Any thread;
+ * serialised by meta_lock.
+ */
+int log_file_store(struct log *log, size_t (*build)(struct log *log, uint8_t **buf_out),
+		   const char *name, const char *tmp_name);
+
+/* log_epoch.c (callers hold index_lock unless noted) */
+/* Loads log.epochs into the shard table (recovery, before entries are replayed). */
+int log_epochs_load(struct log *log);
+/* Replaces log.epochs with the shards' current state (any thread, no lock held). */
+int log_epochs_store(struct log *log);
+/*
+ * True for a batch cut by log_shard_truncate (its index entry stays, never served).
+ * `shard` is the entry's (NULL: none): the read path has it, and pays one pointer test
+ * for a shard that was never cut.
+ */
+bool log_entry_truncated(const struct log_shard *shard, const struct log_index_entry *e);
+/* Where readers of the shard stop: the durable end or the replicated watermark. */
+uint64_t log_shard_readable_end(const struct log_shard *shard);
+/* The watermark a new or reset shard starts with (watermark_gated). */
+uint64_t log_shard_watermark_initial(const struct log *log);
+/* Writer: one step of a truncation request. Returns true when done. */
+bool log_ctl_truncate_step(struct log *log, struct log_ctl *req);
 
 #endif /* SLUICE_LOG_INTERNAL_H */

@@ -36,6 +36,7 @@
 #define LOG_META_NAME "log.meta"
 #define LOG_META_TMP_NAME "log.meta.tmp"
 #define LOG_META_HEADER_SIZE 40u
+#define LOG_META_FILE_MAX (64u << 20)
 
 struct meta_header {
 	uint64_t magic;
@@ -103,10 +104,11 @@ meta_build(struct log *log, uint8_t **buf_out)
 }
 
 static int
-meta_write(struct log *log, const uint8_t *buf, size_t size)
+file_replace(struct log *log, const char *name, const char *tmp_name, const uint8_t *buf,
+	     size_t size)
 {
 	uint32_t file;
-	int err = log_io_file_open(log->io, LOG_META_TMP_NAME, LOG_IO_FILE_TRUNC, &file);
+	int err = log_io_file_open(log->io, tmp_name, LOG_IO_FILE_TRUNC, &file);
 
 	if (err != 0)
 		return err;
@@ -115,15 +117,15 @@ meta_write(struct log *log, const uint8_t *buf, size_t size)
 		err = log_io_fsync(log->io, file);
 	log_io_file_close(log->io, file);
 	if (err == 0)
-		err = log_io_file_rename(log->io, LOG_META_TMP_NAME, LOG_META_NAME);
+		err = log_io_file_rename(log->io, tmp_name, name);
 	if (err == 0)
 		err = log_io_dir_sync(log->io);
 	return err;
 }
 
-/* Persists the current control state. Any thread; serialised by meta_lock. */
 int
-log_meta_store(struct log *log)
+log_file_store(struct log *log, size_t (*build)(struct log *log, uint8_t **buf_out),
+	       const char *name, const char *tmp_name)
 {
 	uint8_t *buf = NULL;
 	size_t size;
@@ -131,14 +133,21 @@ log_meta_store(struct log *log)
 
 	pthread_mutex_lock(&log->meta_lock);
 	pthread_mutex_lock(&log->index_lock);
-	size = meta_build(log, &buf);
+	size = build(log, &buf);
 	pthread_mutex_unlock(&log->index_lock);
-	err = size == 0 ? -ENOMEM : meta_write(log, buf, size);
+	err = size == 0 ? -ENOMEM : file_replace(log, name, tmp_name, buf, size);
 	pthread_mutex_unlock(&log->meta_lock);
 	free(buf);
 	if (err != 0)
-		diag_error("log", "%s: writing %s: %s", log->dir_path, LOG_META_NAME, strerror(-err));
+		diag_error("log", "%s: writing %s: %s", log->dir_path, name, strerror(-err));
 	return err;
+}
+
+/* Persists the current control state. Any thread; serialised by meta_lock. */
+int
+log_meta_store(struct log *log)
+{
+	return log_file_store(log, meta_build, LOG_META_NAME, LOG_META_TMP_NAME);
 }
 
 static int
@@ -172,8 +181,9 @@ meta_parse(struct log *log, const uint8_t *buf, size_t size)
 	return 0;
 }
 
-static int
-meta_load(struct log *log, uint32_t file)
+int
+log_file_load(struct log *log, uint32_t file, uint64_t size_max,
+	      int (*parse)(struct log *log, const uint8_t *buf, size_t size))
 {
 	uint64_t size;
 	uint8_t *buf;
@@ -181,14 +191,14 @@ meta_load(struct log *log, uint32_t file)
 
 	if (err != 0)
 		return err;
-	if (size > (64u << 20))
+	if (size > size_max)
 		return -EBADMSG;
 	buf = malloc(size + 1);
 	if (buf == NULL)
 		return -ENOMEM;
 	err = log_io_pread(log->io, file, buf, (uint32_t)size, 0);
 	if (err == 0)
-		err = meta_parse(log, buf, size);
+		err = parse(log, buf, size);
 	free(buf);
 	return err == -ENODATA ? -EBADMSG : err;
 }
@@ -212,7 +222,7 @@ log_meta_load_or_create(struct log *log)
 	int err = log_io_file_open(log->io, LOG_META_NAME, 0, &file);
 
 	if (err == 0) {
-		err = meta_load(log, file);
+		err = log_file_load(log, file, LOG_META_FILE_MAX, meta_parse);
 		log_io_file_close(log->io, file);
 		if (err != 0)
 			diag_error("log", "%s: %s unreadable: %s", log->dir_path, LOG_META_NAME,

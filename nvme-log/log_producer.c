@@ -368,6 +368,13 @@ int
 log_batch_submit(struct log_producer *producer, struct log_batch *batch,
 		 uint64_t shard_id, uint64_t cookie)
 {
+	return log_batch_submit_at(producer, batch, shard_id, UINT64_MAX, LOG_EPOCH_NONE, cookie);
+}
+
+int
+log_batch_submit_at(struct log_producer *producer, struct log_batch *batch,
+		    uint64_t shard_id, uint64_t seq_first, uint64_t epoch, uint64_t cookie)
+{
 	struct log *log = producer->log;
 	uint32_t flags;
 	bool pushed;
@@ -381,6 +388,8 @@ log_batch_submit(struct log_producer *producer, struct log_batch *batch,
 		return -EAGAIN;
 	batch->shard_id = shard_id;
 	batch->cookie = cookie;
+	batch->seq_expect = seq_first;
+	batch->epoch = epoch;
 	err = log_batch_encrypt(log, producer->crypt, batch, &flags);
 	if (err != 0)
 		return err;

@@ -36,6 +36,7 @@ struct log_reader {
 	uint64_t prefetch_segment;
 	uint64_t prefetch_end;
 	struct log_crypt *crypt;   /* Opens encrypted batches in mem, in place. */
+	bool past_watermark;       /* log_reader_past_watermark(): reads to the local durable end. */
 };
 
 /*
@@ -53,6 +54,7 @@ struct read_loc {
 	uint32_t file;
 	bool sealed;               /* Its segment is sealed: no byte of it is written again. */
 	uint64_t ring_pos;         /* Where the batch is in the window ring, or UINT64_MAX. */
+	uint64_t seq_limit;        /* Readers stop here (durable end or replicated watermark). */
 };
 
 int
@@ -146,8 +148,9 @@ read_loc_recent(const struct log *log, struct read_loc *loc)
 /* Finds the shard's batch holding `seq` in `seg`, starting at the cursor. */
 static int
 segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
-		   uint64_t shard_id, uint64_t seq, struct read_loc *loc)
+		   const struct log_shard *shard, uint64_t seq, struct read_loc *loc)
 {
+	uint64_t shard_id = shard->shard_id;
 	uint32_t start = 0;
 
 	if (reader->cursor_shard == shard_id && reader->cursor_segment == seg->segment_no &&
@@ -158,7 +161,7 @@ segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
 		const struct log_index_entry *e = &seg->entries[i];
 
 		if (e->shard_id != shard_id || seq < e->seq_first ||
-		    seq >= e->seq_first + e->record_count)
+		    seq >= e->seq_first + e->record_count || log_entry_truncated(shard, e))
 			continue;
 		loc->entry = *e;
 		loc->segment_no = seg->segment_no;
@@ -171,6 +174,18 @@ segment_find_entry(struct log_reader *reader, const struct log_segment *seg,
 		return 0;
 	}
 	return -EBADMSG; /* The summary says the shard has it: the index disagrees. */
+}
+
+static uint64_t
+reader_end(const struct log_reader *reader, const struct log_shard *shard)
+{
+	return reader->past_watermark ? shard->seq_durable : log_shard_readable_end(shard);
+}
+
+void
+log_reader_past_watermark(struct log_reader *reader)
+{
+	reader->past_watermark = true;
 }
 
 /*
@@ -193,14 +208,15 @@ read_locate(struct log_reader *reader, uint64_t shard_id, uint64_t seq, struct r
 		goto out_unlock;
 	if (seq < shard->seq_trim) {
 		rc = -ERANGE;
-	} else if (seq >= shard->seq_durable) {
+	} else if (seq >= reader_end(reader, shard)) {
 		rc = 1;
 	} else if (shard_seq_bad(shard, seq)) {
 		rc = -EBADMSG;
 	} else {
 		summary = shard_seg_for_seq(shard, seq);
 		seg = summary == NULL ? NULL : log_segment_find(log, summary->segment_no);
-		rc = seg == NULL ? -ERANGE : segment_find_entry(reader, seg, shard_id, seq, loc);
+		rc = seg == NULL ? -ERANGE : segment_find_entry(reader, seg, shard, seq, loc);
+		loc->seq_limit = reader_end(reader, shard);
 	}
 out_unlock:
 	pthread_mutex_unlock(&log->index_lock);
@@ -353,6 +369,7 @@ struct read_ctx {
 	uint64_t seq_next;
 	bool stop;
 	int fn_error;
+	uint64_t seq_limit;
 };
 
 /* Delivers the batch's records from ctx->seq_next on. Returns 0 or the callback's errno. */
@@ -368,6 +385,10 @@ read_deliver(struct read_ctx *ctx, const uint8_t *batch)
 
 		if (record.seq < ctx->seq_next)
 			continue;
+		if (record.seq >= ctx->seq_limit) {
+			ctx->stop = true; /* The replicated watermark cuts this batch. */
+			break;
+		}
 		if (ctx->delivered == ctx->records_max ||
 		    (ctx->delivered > 0 && ctx->bytes + record.data_size > ctx->bytes_max)) {
 			ctx->stop = true;
@@ -392,7 +413,7 @@ log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
 	 uint32_t records_max, uint64_t bytes_max, log_read_fn fn, void *arg,
 	 uint64_t *seq_next_out)
 {
-	struct read_ctx ctx = { fn, arg, records_max, bytes_max, 0, 0, seq_from, false, 0 };
+	struct read_ctx ctx = { fn, arg, records_max, bytes_max, 0, 0, seq_from, false, 0, 0 };
 	int rc = 0;
 
 	pthread_rwlock_rdlock(&reader->log->segments_rw);
@@ -403,8 +424,10 @@ log_read(struct log_reader *reader, uint64_t shard_id, uint64_t seq_from,
 		rc = read_locate(reader, shard_id, ctx.seq_next, &loc);
 		if (rc == 0)
 			rc = read_batch_open(reader, &loc, &batch);
-		if (rc == 0)
+		if (rc == 0) {
+			ctx.seq_limit = loc.seq_limit;
 			rc = read_deliver(&ctx, batch);
+		}
 		if (rc != 0)
 			break;
 	}
@@ -428,7 +451,7 @@ seek_locate(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, struct
 
 	if (shard != NULL && shard->deleted)
 		shard = NULL;
-	*seq_out = shard == NULL ? 0 : shard->seq_durable;
+	*seq_out = shard == NULL ? 0 : log_shard_readable_end(shard);
 	if (shard == NULL)
 		return 1;
 	for (uint32_t k = 0; k < shard->seg_count; k++) {
@@ -443,12 +466,14 @@ seek_locate(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, struct
 
 			if (e->shard_id != shard_id || e->arrival_max_ns < ts_ns ||
 			    e->seq_first + e->record_count <= shard->seq_trim ||
-			    e->seq_first < summary->seq_first)
+			    e->seq_first < summary->seq_first || log_entry_truncated(shard, e) ||
+			    e->seq_first >= log_shard_readable_end(shard))
 				continue;
 			loc->entry = *e;
 			loc->segment_no = seg->segment_no;
 			loc->file = seg->file;
 			loc->sealed = seg->state == LOG_SEGMENT_SEALED;
+			loc->seq_limit = log_shard_readable_end(shard);
 			read_loc_recent(log, loc);
 			return 0;
 		}
@@ -475,8 +500,8 @@ log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns, uint
 	if (rc == 0) {
 		log_record_iter_init(&iter, batch);
 		while (log_record_iter_next(&iter, &record) == 1) {
-			if (record.arrival_ns >= ts_ns) {
-				*seq_out = record.seq;
+			if (record.arrival_ns >= ts_ns || record.seq >= loc.seq_limit) {
+				*seq_out = min_u64(record.seq, loc.seq_limit);
 				break;
 			}
 		}

@@ -461,7 +461,8 @@ recover_entry(struct log *log, struct log_segment *seg, const struct log_index_e
 	struct log_shard *shard;
 
 	log->commit_next = max_u64(log->commit_next, e->commit_id + 1);
-	if (log_stream_deleted_before(log, e->shard_id, e->commit_id))
+	if (log_stream_deleted_before(log, e->shard_id, e->commit_id) ||
+	    log_entry_truncated(log_shard_find(log, e->shard_id), e))
 		return 0;
 	shard = log_shard_get(log, e->shard_id);
 	if (shard == NULL)
@@ -512,6 +513,8 @@ recover_shards(struct log *log)
 	const uint64_t *ms = log->shards_loaded;
 	int err = recover_meta_shards(log);
 
+	if (err == 0)
+		err = log_epochs_load(log); /* Cuts apply before any entry is replayed. */
 	for (uint32_t s = 0; s < log->segment_count && err == 0; s++) {
 		struct log_segment *seg = log->segments[s];
 

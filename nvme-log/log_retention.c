@@ -27,8 +27,10 @@
 #define NS_PER_HOUR (3600ull * 1000000000ull)
 
 static void
-shard_reset(struct log_shard *shard)
+shard_reset(const struct log *log, struct log_shard *shard)
 {
+	shard->seq_watermark = log_shard_watermark_initial(log);
+	__atomic_store_n(&shard->trunc_hold, false, __ATOMIC_RELAXED);
 	free(shard->segs);
 	shard->segs = NULL;
 	shard->seg_count = 0;
@@ -37,6 +39,9 @@ shard_reset(struct log_shard *shard)
 	shard->seq_durable = 0;
 	shard->seq_trim = 0;
 	shard->last_arrival_ns = 0;
+	free(shard->repl); /* A deleted stream's shard ids start afresh, epochs too. */
+	__atomic_store_n(&shard->fence_epoch, 0, __ATOMIC_RELEASE);
+	shard->repl = NULL;
 	__atomic_store_n(&shard->closed, false, __ATOMIC_RELAXED);
 	__atomic_store_n(&shard->close_pending, false, __ATOMIC_RELAXED);
 	shard->bad_count = 0;
@@ -52,7 +57,7 @@ ctl_close_step(struct log *log, struct log_ctl *req)
 		pthread_mutex_lock(&log->index_lock);
 		shard = log_shard_get(log, req->id);
 		if (shard != NULL && shard->deleted) {
-			shard_reset(shard);
+			shard_reset(log, shard);
 			shard->deleted = false;
 		}
 		pthread_mutex_unlock(&log->index_lock);
@@ -103,7 +108,8 @@ ctl_delete_step(struct log *log, struct log_ctl *req)
 
 			if (LOG_SHARD_STREAM(shard->shard_id) != (uint32_t)req->id || shard->deleted)
 				continue;
-			shard_reset(shard);
+			req->hold |= shard->repl != NULL;
+			shard_reset(log, shard);
 			shard->deleted = true;
 			shard->delete_hold = true; /* Until log.meta says so (log_stream_delete). */
 		}
@@ -132,6 +138,8 @@ log_ctl_process(struct log *log)
 			req->done = true;
 		} else if (req->kind == LOG_CTL_SHARD_CLOSE) {
 			req->done = ctl_close_step(log, req);
+		} else if (req->kind == LOG_CTL_SHARD_TRUNCATE) {
+			req->done = log_ctl_truncate_step(log, req);
 		} else {
 			req->done = ctl_delete_step(log, req);
 		}
@@ -211,6 +219,9 @@ log_stream_delete(struct log *log, uint32_t stream_id)
 
 	if (err == 0)
 		err = log_meta_store(log);
+	/* Their epoch histories went with them (shard_reset): not back after a restart. */
+	if (err == 0 && req.hold)
+		err = log_epochs_store(log);
 	if (err != 0)
 		return err;
 	/* Durable now: the shard ids may be used again (from seq 0). */
@@ -299,7 +310,8 @@ retention_trim(struct log *log, uint32_t k)
 			struct log_shard *shard = log_shard_find(log, e->shard_id);
 
 			if (shard == NULL || shard->deleted ||
-			    log_stream_deleted_before(log, e->shard_id, e->commit_id))
+			    log_stream_deleted_before(log, e->shard_id, e->commit_id) ||
+			    log_entry_truncated(shard, e))
 				continue;
 			shard->seq_trim = max_u64(shard->seq_trim, e->seq_first + e->record_count);
 		}

@@ -41,8 +41,10 @@ void
 log_shard_table_fini(struct log *log)
 {
 	if (log->shards != NULL) {
-		for (uint32_t i = 0; i < log->shard_count; i++)
+		for (uint32_t i = 0; i < log->shard_count; i++) {
 			free(log->shards[i].segs);
+			free(log->shards[i].repl);
+		}
 	}
 	free(log->shards);
 	free(log->shard_slots);
@@ -79,6 +81,7 @@ log_shard_get(struct log *log, uint64_t shard_id)
 	memset(shard, 0, sizeof(*shard));
 	shard->shard_id = shard_id;
 	shard->used = true;
+	shard->seq_watermark = log_shard_watermark_initial(log);
 	log->shard_count++;
 	log->shard_slots[i & log->shard_slot_mask] = log->shard_count;
 	return shard;
@@ -150,7 +153,8 @@ log_shard_info(struct log *log, uint64_t shard_id, struct log_shard_info *info_o
 	shard = log_shard_find(log, shard_id);
 	if (shard != NULL && !shard->deleted) {
 		info_out->seq_trim = shard->seq_trim;
-		info_out->seq_durable = shard->seq_durable;
+		info_out->seq_durable = log_shard_readable_end(shard);
+		info_out->seq_local = shard->seq_durable;
 		info_out->closed = shard->closed;
 		info_out->last_arrival_ns = shard->last_arrival_ns;
 	}

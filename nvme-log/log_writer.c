@@ -296,6 +296,8 @@ batch_refusal(struct log *log, struct log_shard *shard)
 	    __atomic_load_n(&shard->close_pending, __ATOMIC_RELAXED) ||
 	    (shard->deleted && __atomic_load_n(&shard->delete_hold, __ATOMIC_ACQUIRE)))
 		return -EPIPE;
+	if (__atomic_load_n(&shard->trunc_hold, __ATOMIC_RELAXED))
+		return -EAGAIN;
 	if (log->enospc && log->mono_ns < log->enospc_retry_ns)
 		return -ENOSPC;
 	return 0;
@@ -332,6 +334,13 @@ drain_producer(struct log *log, struct log_producer *p, uint64_t mono_ns)
 		struct log_shard *shard = writer_shard(log, batch->shard_id);
 		int32_t refusal = batch_refusal(log, shard);
 
+		/* A follower's batch continues the shard exactly (log_batch_submit_at). */
+		if (refusal == 0 && batch->seq_expect != UINT64_MAX &&
+		    batch->seq_expect != shard->seq_next)
+			refusal = batch->seq_expect > shard->seq_next ? -EILSEQ : -EEXIST;
+		if (refusal == 0 && batch->epoch != LOG_EPOCH_NONE &&
+		    batch->epoch < __atomic_load_n(&shard->fence_epoch, __ATOMIC_ACQUIRE))
+			refusal = -ESTALE; /* A newer leader was promised: this one is fenced. */
 		if (refusal == 0) {
 			if (!w->open)
 				window_open(log, w, mono_ns);

@@ -6,6 +6,7 @@
 #   common <- nvme-log <- protocol <- dataplane <- control ;  tools -> public headers
 #   common <- cluster <- control
 #   common, nvme-log <- firehose <- control
+#   common, nvme-log <- replica   (not used by control yet)
 #
 # A folder may include its own headers, and only the ONE public header of each
 # folder it depends on. tests/ may include anything.
@@ -22,6 +23,7 @@ allowed() {
 	protocol) echo "common" ;;
 	dataplane) echo "common nvme-log protocol" ;;
 	firehose) echo "common nvme-log" ;;
+	replica) echo "common nvme-log" ;;
 	control) echo "common nvme-log protocol dataplane cluster firehose" ;;
 	tools) echo "common nvme-log protocol firehose" ;;
 	esac
@@ -33,7 +35,7 @@ public_ok() {
 	case "$1" in
 	common/*.h) return 0 ;;
 	nvme-log/log.h|protocol/frame.h|dataplane/dataplane.h|cluster/etcd.h) return 0 ;;
-	firehose/firehose.h) return 0 ;;
+	firehose/firehose.h|replica/replica.h) return 0 ;;
 	esac
 	return 1
 }
@@ -41,7 +43,7 @@ public_ok() {
 bad=0
 fail() { echo "$1: $2"; bad=1; }
 
-for dir in common cluster nvme-log protocol firehose dataplane control tools; do
+for dir in common cluster nvme-log protocol firehose replica dataplane control tools; do
 	[ -d "$dir" ] || continue
 	for f in $(find "$dir" -name '*.[ch]' | sort); do
 		grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" | while IFS= read -r hit; do
@@ -61,10 +63,10 @@ for dir in common cluster nvme-log protocol firehose dataplane control tools; do
 done > /tmp/check-includes.$$
 
 # Vendor headers stay in the fewest files.
-for f in $(find common cluster nvme-log protocol firehose control tools -name '*.[ch]' 2>/dev/null | sort); do
+for f in $(find common cluster nvme-log protocol firehose replica control tools -name '*.[ch]' 2>/dev/null | sort); do
 	grep -n '#[[:space:]]*include[[:space:]]*<rte_' "$f" | sed "s|^\([0-9]*\):.*|$f:\1: DPDK header outside dataplane/|"
 done >> /tmp/check-includes.$$
-for f in $(find common cluster nvme-log protocol firehose dataplane control tools -name '*.[ch]' 2>/dev/null | sort); do
+for f in $(find common cluster nvme-log protocol firehose replica dataplane control tools -name '*.[ch]' 2>/dev/null | sort); do
 	# io_uring: the log's backend, and the dataplane's kernel-socket backend.
 	case "$f" in
 	nvme-log/log_io_uring.c|dataplane/dp_kernel.c) ;;
@@ -89,7 +91,7 @@ rm -f /tmp/check-includes.$$
 # Every public header compiles alone (it includes what it uses).
 if [ "${CHECK_INCLUDES_COMPILE:-1}" = 1 ] && command -v cc >/dev/null; then
 	for h in common/*.h cluster/etcd.h nvme-log/log.h protocol/frame.h dataplane/dataplane.h \
-		 firehose/firehose.h \
+		 firehose/firehose.h replica/replica.h \
 		 tools/producer/sluice_producer.h; do
 		[ -f "$h" ] || continue
 		if ! echo "#include \"$h\"" | cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \

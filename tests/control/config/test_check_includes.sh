@@ -11,7 +11,8 @@ trap 'exit 143' HUP INT TERM
 CHECK_INCLUDES_COMPILE=0 "$check" "$src" >/dev/null || { echo "tree fails its own check"; exit 1; }
 
 mk() { # make a minimal tree with one offending file: path, content
-	rm -rf "$tmp/t"; mkdir -p "$tmp/t/common" "$tmp/t/nvme-log" "$tmp/t/dataplane" "$tmp/t/control"
+	rm -rf "$tmp/t"; mkdir -p "$tmp/t/common" "$tmp/t/nvme-log" "$tmp/t/dataplane" "$tmp/t/control" \
+		"$tmp/t/replica"
 	printf '%s\n' "$2" > "$tmp/t/$1"
 }
 expect_fail() {
@@ -26,6 +27,9 @@ mk control/x.c '#include <rte_mbuf.h>';            expect_fail "DPDK outside dat
 mk control/x.c '#include <liburing.h>';            expect_fail "liburing outside log_io_uring.c"
 mk common/x.c '#include "x.h"';                    expect_fail "include without its folder"
 mk dataplane/dataplane.h 'struct rte_mbuf *dp_x(void);'; expect_fail "DPDK type in dataplane.h"
+mk replica/x.c '#include "control/api.h"';         expect_fail "replica -> control (upward)"
+mk nvme-log/x.c '#include "replica/replica.h"';    expect_fail "nvme-log -> replica (upward)"
+mk replica/x.c '#include "nvme-log/log_internal.h"'; expect_fail "replica -> a private log header"
 mk control/x.c '#include "nvme-log/log.h"'
 CHECK_INCLUDES_COMPILE=0 "$check" "$tmp/t" >/dev/null || { echo "false alarm on a legal include"; exit 1; }
 echo "check-includes catches every violation kind"

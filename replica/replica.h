@@ -1,0 +1,131 @@
+/*
+ * replica.h - quorum replication of shard logs, leader -> followers (issue 15):
+ * the only header other folders include. docs/CLUSTER.md has the design, the
+ * protocol and the failure table.
+ *
+ * A leader ships the durable records of the shards it leads to each follower
+ * over one persistent TCP connection per follower (the link). A follower
+ * appends them to its own log with the leader's sequence numbers and answers
+ * with its durable end. Every shard has a leader epoch (from the cluster's
+ * metadata, etcd): a follower refuses anything from an older epoch, and on
+ * (re)connect the pair runs Kafka's OffsetsForLeaderEpoch handshake so the
+ * follower cuts any divergent tail before it takes new records. The leader
+ * computes, per shard, what `acks = leader | quorum | all` replicas hold
+ * durably (replica_acked) and keeps its log's replicated watermark there, so
+ * readers never see what a quorum does not hold.
+ *
+ * Threads: a leader runs one thread for all its links, a follower one for all
+ * its connections (poll loops: a handful of sockets, each carrying large
+ * frames; the log's io_uring is the log's own, docs/CLUSTER.md says why).
+ * The functions below may be called from any thread.
+ * Errors: functions returning int return 0 or a negative errno.
+ */
+#ifndef SLUICE_REPLICA_H
+#define SLUICE_REPLICA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nvme-log/log.h"
+
+#define REPLICA_FOLLOWERS_MAX 4u          /* Followers per leader: replication factor <= 5. */
+#define REPLICA_SHARDS_MAX 4096u          /* Shards one leader leads / one follower follows. */
+#define REPLICA_CONNS_MAX 16u             /* Leaders one follower serves at once. */
+#define REPLICA_HOST_SIZE_MAX 64u
+/* Bytes shipped to one follower and not yet acknowledged (back-pressure). */
+#define REPLICA_INFLIGHT_BYTES_MIN (1u << 20)
+#define REPLICA_INFLIGHT_BYTES_MAX (1u << 30)
+#define REPLICA_INFLIGHT_BYTES_DEFAULT (16u << 20)
+#define REPLICA_RECONNECT_NS 50000000ull  /* A lost link is dialled again after 50 ms. */
+/* A link waiting for an answer (handshake, ACKs) that hears nothing this long is reset. */
+#define REPLICA_LINK_SILENCE_NS (10ull * 1000000000ull)
+
+enum replica_acks {
+	REPLICA_ACKS_LEADER,   /* The leader's durable end. */
+	REPLICA_ACKS_QUORUM,   /* What a majority of the replicas (leader included) hold. */
+	REPLICA_ACKS_ALL,      /* What every replica holds. */
+};
+
+struct replica_peer {
+	char host[REPLICA_HOST_SIZE_MAX];  /* Numeric IPv4 address. */
+	uint16_t port;
+};
+
+/* ---- Leader -------------------------------------------------------------- */
+
+struct replica_leader;
+
+struct replica_leader_config {
+	struct log *log;           /* Opened with watermark_gated: else its readers see
+				    * everything until the first watermark is set. */
+	struct replica_peer followers[REPLICA_FOLLOWERS_MAX];
+	uint32_t follower_count;
+	uint64_t inflight_bytes_max;       /* Per link; 0: REPLICA_INFLIGHT_BYTES_DEFAULT. */
+	enum replica_acks watermark_acks;  /* What the log's replicated watermark follows. */
+};
+
+int replica_leader_start(const struct replica_leader_config *config,
+			 struct replica_leader **leader_out);
+void replica_leader_stop(struct replica_leader *leader);
+
+/*
+ * Starts leading the shard in `epoch` (> every epoch it had): the epoch begins
+ * durably at the log's durable end, and from then on the shard's records are
+ * shipped. Call it before appending in that epoch. -ESTALE for an old epoch,
+ * -ENOSPC past REPLICA_SHARDS_MAX shards.
+ */
+int replica_lead(struct replica_leader *leader, uint64_t shard_id, uint64_t epoch);
+/* Records up to seq_end are durable in the leader's log: ship them (a doorbell). */
+int replica_ship(struct replica_leader *leader, uint64_t shard_id, uint64_t seq_end);
+/*
+ * Every record below *seq_out is durable on the replicas `acks` asks for.
+ * -ENOENT for a shard not led here; -ESTALE once a follower refused the
+ * shard's epoch (a newer leader exists: never acknowledge again).
+ */
+int replica_acked(struct replica_leader *leader, uint64_t shard_id, enum replica_acks acks,
+		  uint64_t *seq_out);
+
+struct replica_link_stats {
+	bool connected;
+	uint64_t connects;
+	uint64_t resets;            /* Links dropped (errors, bad frames, peer gone). */
+	uint64_t bad_frames;        /* Frames refused (magic, version, size, CRC, content). */
+	uint64_t frames_out;
+	uint64_t records_shipped;
+	uint64_t bytes_inflight;    /* Shipped and not yet acknowledged. */
+	uint64_t backpressured;     /* Times shipping stopped at inflight_bytes_max. */
+	uint64_t fenced;            /* Shards the follower refused for an older epoch. */
+};
+
+int replica_leader_link_stats(struct replica_leader *leader, uint32_t follower,
+			      struct replica_link_stats *stats_out);
+
+/* ---- Follower ------------------------------------------------------------ */
+
+struct replica_follower;
+
+struct replica_follower_config {
+	struct log *log;           /* Best opened with watermark_gated (log.h). */
+	const char *listen_host;   /* Numeric IPv4 address (NULL: 127.0.0.1). */
+	uint16_t port;             /* 0: the kernel picks (replica_follower_port). */
+};
+
+int replica_follower_start(const struct replica_follower_config *config,
+			   struct replica_follower **follower_out);
+uint16_t replica_follower_port(const struct replica_follower *follower);
+void replica_follower_stop(struct replica_follower *follower);
+
+struct replica_follower_stats {
+	uint64_t connections;
+	uint64_t resets;
+	uint64_t bad_frames;
+	uint64_t records_appended;
+	uint64_t stale_epochs;      /* LEAD or APPEND of an older epoch, refused. */
+	uint64_t truncations;       /* Divergent tails cut. */
+	uint64_t records_kept;      /* Below a cut but in its batch: appended again. */
+};
+
+void replica_follower_stats(struct replica_follower *follower,
+			    struct replica_follower_stats *stats_out);
+
+#endif /* SLUICE_REPLICA_H */

@@ -1,0 +1,721 @@
+/*
+ * replica: leader -> follower log shipping in one process, on real logs
+ * (io_uring, real files in a temp directory) over TCP on 127.0.0.1 (ports
+ * from the kernel): three nodes replicate with the same sequence numbers and
+ * bytes; the quorum watermark under each acks mode; a restarted follower
+ * catches up; a leader's unreplicated tail is cut after a failover to a
+ * higher epoch (and stays cut after a restart); a leader of an older epoch is
+ * fenced, at its LEAD and at a raw APPEND; corrupt frames reset the link and
+ * are counted; back-pressure bounds the bytes in flight.
+ *
+ * Waits are for conditions, with generous deadlines (WAIT_NS), never for time.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "common/base.h"
+#include "common/clock.h"
+#include "common/diag.h"
+#include "nvme-log/log.h"
+#include "replica/replica.h"
+#include "replica/replica_wire.h"
+#include "tests/nvme-log/log_test_util.h"
+
+#define WAIT_NS (60ull * 1000000000ull)
+#define DATA 200u
+#define SHARD_A LOG_SHARD_ID(7, 0)
+#define SHARD_B LOG_SHARD_ID(7, 1)
+#define CONTENT_X 0x11u   /* test_record_make's "shard": whose bytes a record carries. */
+#define CONTENT_Y 0x22u
+
+struct node {
+	char dir[600];
+	bool gated;
+	struct log *log;
+	struct log_producer *p;
+	struct replica_follower *f;
+	struct replica_leader *l;
+	uint16_t port;
+};
+
+static char root[512];
+
+static void
+setup(void)
+{
+	diag_level_set(DIAG_ERROR);
+	cr_assert_eq(test_dir_make(root, sizeof(root)), 0);
+}
+
+static void
+teardown(void)
+{
+	test_dir_remove(root);
+}
+
+TestSuite(replica, .init = setup, .fini = teardown, .timeout = 240);
+
+static void
+node_open(struct node *n)
+{
+	struct log_config c;
+
+	log_config_default(&c);
+	c.dir_path = n->dir;
+	c.segment_size = 16u << 20;
+	c.read_cache_bytes = 16u << 20;
+	c.shards_max = 64;
+	c.watermark_gated = n->gated;
+	cr_assert_eq(log_open(&c, &n->log), 0, "open %s", n->dir);
+	cr_assert_eq(log_producer_open(n->log, &n->p), 0);
+}
+
+static void
+node_init(struct node *n, const char *name, bool gated)
+{
+	memset(n, 0, sizeof(*n));
+	snprintf(n->dir, sizeof(n->dir), "%s/%s", root, name);
+	n->gated = gated;
+	node_open(n);
+}
+
+static void
+follow(struct node *n)
+{
+	struct replica_follower_config c = { .log = n->log, .port = n->port };
+
+	cr_assert_eq(replica_follower_start(&c, &n->f), 0);
+	n->port = replica_follower_port(n->f);
+}
+
+static void
+unfollow(struct node *n)
+{
+	replica_follower_stop(n->f);
+	n->f = NULL;
+}
+
+static void
+lead(struct node *n, struct node **followers, uint32_t count, enum replica_acks wm,
+     uint64_t inflight)
+{
+	struct replica_leader_config c = { .log = n->log, .follower_count = count,
+					   .watermark_acks = wm, .inflight_bytes_max = inflight };
+
+	for (uint32_t i = 0; i < count; i++) {
+		snprintf(c.followers[i].host, sizeof(c.followers[i].host), "127.0.0.1");
+		c.followers[i].port = followers[i]->port;
+	}
+	cr_assert_eq(replica_leader_start(&c, &n->l), 0);
+}
+
+static void
+node_close(struct node *n)
+{
+	if (n->l != NULL)
+		replica_leader_stop(n->l);
+	if (n->f != NULL)
+		replica_follower_stop(n->f);
+	n->l = NULL;
+	n->f = NULL;
+	log_producer_close(n->p);
+	log_close(n->log);
+}
+
+/* Adds `content`'s records [seq_first, seq_first + count) to a batch. */
+static void
+batch_fill(struct log_batch *b, uint32_t content, uint64_t seq_first, uint64_t count)
+{
+	for (uint64_t seq = seq_first; seq < seq_first + count; seq++) {
+		uint8_t data[DATA];
+		char key[48];
+		struct log_record_in rec;
+
+		test_record_make(content, seq, DATA, data, key, &rec);
+		cr_assert_eq(log_batch_add(b, &rec), 0);
+	}
+}
+
+/* Appends records [seq_first, seq_first + count) of `content` and waits until durable. */
+static void
+append(struct node *n, uint64_t shard, uint32_t content, uint64_t seq_first, uint32_t count)
+{
+	uint32_t pending = 0;
+	uint64_t seq = seq_first;
+
+	while (seq < seq_first + count || pending > 0) {
+		struct log_completion done[16];
+		uint32_t got = log_completions_poll(n->p, done, 16);
+
+		for (uint32_t i = 0; i < got; i++) {
+			cr_assert_eq(done[i].error, 0);
+			pending--;
+		}
+		if (seq < seq_first + count) {
+			struct log_batch *b = log_batch_get(n->p);
+			uint64_t first = seq;
+
+			if (b == NULL)
+				continue;
+			seq = min_u64(seq + 50, seq_first + count);
+			batch_fill(b, content, first, seq - first);
+			/* At the expected numbers: the test knows what the shard holds. */
+			cr_assert_eq(log_batch_submit_at(n->p, b, shard, first, LOG_EPOCH_NONE, 0), 0);
+			pending++;
+		}
+	}
+	if (n->l != NULL)
+		cr_assert_eq(replica_ship(n->l, shard, seq), 0);
+}
+
+static uint64_t
+local_end(struct node *n, uint64_t shard)
+{
+	struct log_shard_info info;
+
+	cr_assert_eq(log_shard_info(n->log, shard, &info), 0);
+	return info.seq_local;
+}
+
+static uint64_t
+readable_end(struct node *n, uint64_t shard)
+{
+	struct log_shard_info info;
+
+	cr_assert_eq(log_shard_info(n->log, shard, &info), 0);
+	return info.seq_durable;
+}
+
+static uint64_t
+acked(struct node *n, uint64_t shard, enum replica_acks acks)
+{
+	uint64_t seq = 0;
+
+	cr_assert_eq(replica_acked(n->l, shard, acks, &seq), 0);
+	return seq;
+}
+
+static bool
+waited(bool (*cond)(void *), void *arg)
+{
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+	while (!cond(arg)) {
+		if (clock_mono_ns() > deadline)
+			return false;
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	return true;
+}
+
+struct acked_cond {
+	struct node *n;
+	uint64_t shard;
+	enum replica_acks acks;
+	uint64_t seq;
+};
+
+static bool
+acked_reached(void *arg)
+{
+	struct acked_cond *c = arg;
+
+	return acked(c->n, c->shard, c->acks) >= c->seq;
+}
+
+static void
+wait_acked(struct node *n, uint64_t shard, enum replica_acks acks, uint64_t seq)
+{
+	struct acked_cond c = { n, shard, acks, seq };
+
+	cr_assert(waited(acked_reached, &c), "acks %d of shard %lx reached %lu (at %lu)",
+		  (int)acks, (unsigned long)shard, (unsigned long)seq,
+		  (unsigned long)acked(n, shard, acks));
+}
+
+struct readable_cond {
+	struct node *n;
+	uint64_t shard;
+	uint64_t seq;
+};
+
+static bool
+readable_reached(void *arg)
+{
+	struct readable_cond *c = arg;
+
+	return readable_end(c->n, c->shard) >= c->seq;
+}
+
+/* Asserts [from, to) of the shard reads as `content`'s records, and nothing past `to`. */
+static void
+check_range(struct node *n, uint64_t shard, uint32_t content, uint64_t from, uint64_t to)
+{
+	struct test_collect c = { .shard_id = content, .data_size = DATA };
+	struct log_reader *r;
+	uint64_t next;
+	int got;
+
+	cr_assert_eq(log_reader_open(n->log, &r), 0);
+	log_reader_past_watermark(r);
+	got = log_read(r, shard, from, (uint32_t)(to - from), UINT64_MAX, test_collect_fn, &c,
+		       &next);
+	log_reader_close(r);
+	cr_assert_eq(got, (int)(to - from), "%s: %d records of [%lu, %lu)", n->dir, got,
+		     (unsigned long)from, (unsigned long)to);
+	cr_assert_eq(c.bad, 0, "%s: same bytes, keys and arrival times as the leader's", n->dir);
+	for (uint32_t i = 0; i < c.count; i++)
+		cr_assert_eq(c.seqs[i], from + i, "same sequence numbers");
+	free(c.seqs);
+}
+
+Test(replica, three_nodes_hold_the_same_records_under_the_same_numbers)
+{
+	struct node l, f1, f2;
+	struct node *fs[] = { &f1, &f2 };
+	struct log_epoch_info ei;
+	struct readable_cond rc1 = { &f1, SHARD_A, 600 };
+	struct readable_cond rc2 = { &f2, SHARD_A, 600 };
+
+	node_init(&l, "leader", true);
+	node_init(&f1, "f1", true);
+	node_init(&f2, "f2", true);
+	follow(&f1);
+	follow(&f2);
+	lead(&l, fs, 2, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 1), 0);
+	cr_assert_eq(replica_lead(l.l, SHARD_B, 1), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, 600);
+	append(&l, SHARD_B, CONTENT_Y, 0, 80);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, 600);
+	wait_acked(&l, SHARD_B, REPLICA_ACKS_ALL, 80);
+	for (uint32_t i = 0; i < 2; i++) {
+		check_range(fs[i], SHARD_A, CONTENT_X, 0, 600);
+		check_range(fs[i], SHARD_B, CONTENT_Y, 0, 80);
+		cr_assert_eq(local_end(fs[i], SHARD_A), 600, "nothing more");
+		cr_assert_eq(log_epoch_info(fs[i]->log, SHARD_A, &ei), 0);
+		cr_assert(ei.epoch_last == 1 && ei.epoch_last_start == 0 && ei.promised == 1,
+			  "the follower keeps the leader's epoch history");
+	}
+	cr_assert(waited(readable_reached, &rc1) && waited(readable_reached, &rc2),
+		  "the leader's watermark reaches the followers' readers");
+	cr_assert_eq(readable_end(&l, SHARD_A), 600);
+	node_close(&l);
+	node_close(&f1);
+	node_close(&f2);
+}
+
+Test(replica, the_watermark_follows_each_acks_mode)
+{
+	struct node l, f1, f2;
+	struct node *fs[] = { &f1, &f2 };
+	int probe = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+
+	/* f2's port: taken from the kernel now, f2 listens on it later. */
+	cr_assert_eq(bind(probe, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(probe, (struct sockaddr *)&sa, &len), 0);
+	node_init(&l, "leader", true);
+	node_init(&f1, "f1", true);
+	node_init(&f2, "f2", true);
+	f2.port = ntohs(sa.sin_port);
+	close(probe);
+	follow(&f1);
+	lead(&l, fs, 2, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 1), 0);
+
+	append(&l, SHARD_A, CONTENT_X, 0, 100);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_QUORUM, 100);
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_LEADER), 100);
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_ALL), 0, "f2 holds nothing");
+	{
+		struct readable_cond rc = { &l, SHARD_A, 100 };
+
+		cr_assert(waited(readable_reached, &rc));
+	}
+
+	unfollow(&f1);
+	append(&l, SHARD_A, CONTENT_X, 100, 50);
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_LEADER), 150, "the leader's own end");
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_QUORUM), 100, "no follower took 100..149");
+	cr_assert_eq(readable_end(&l, SHARD_A), 100, "readers stop at the quorum watermark");
+	cr_assert_eq(local_end(&l, SHARD_A), 150);
+
+	follow(&f2);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_QUORUM, 150);
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_ALL), 100, "f1 is still at 100");
+	{
+		struct readable_cond rc = { &l, SHARD_A, 150 };
+
+		cr_assert(waited(readable_reached, &rc));
+	}
+	check_range(&f2, SHARD_A, CONTENT_X, 0, 150);
+	cr_assert_eq(replica_acked(l.l, SHARD_B, REPLICA_ACKS_QUORUM, &(uint64_t){ 0 }), -ENOENT);
+	node_close(&l);
+	node_close(&f1);
+	node_close(&f2);
+}
+
+Test(replica, a_restarted_follower_catches_up)
+{
+	struct node l, f1;
+	struct node *fs[] = { &f1 };
+
+	node_init(&l, "leader", false);
+	node_init(&f1, "f1", true);
+	follow(&f1);
+	lead(&l, fs, 1, REPLICA_ACKS_ALL, 0);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 3), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, 300);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, 300);
+
+	node_close(&f1);                   /* Its log closed too. */
+	append(&l, SHARD_A, CONTENT_X, 300, 700);
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_ALL), 300);
+	node_open(&f1);                    /* Reopened: recovery, same port. */
+	follow(&f1);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, 1000);
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 1000);
+	{
+		struct replica_link_stats st;
+
+		cr_assert_eq(replica_leader_link_stats(l.l, 0, &st), 0);
+		cr_assert_geq(st.connects, 2, "the link was dialled again");
+		cr_assert_geq(st.records_shipped, 1000);
+	}
+	node_close(&l);
+	node_close(&f1);
+}
+
+/* Sends raw bytes to a follower; returns the socket (caller closes). */
+static int
+raw_send(uint16_t port, const void *buf, size_t size)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(send(fd, buf, size, MSG_NOSIGNAL), (ssize_t)size);
+	return fd;
+}
+
+/* Reads one whole frame from a blocking socket into buf; returns its type or -1 at EOF. */
+static int
+raw_frame(int fd, struct replica_buf *buf, struct replica_ctl *ctl)
+{
+	struct replica_header h;
+	const uint8_t *payload;
+	struct timeval tv = { .tv_sec = 60 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (;;) {
+		int rc = replica_frame_next(buf, &h, &payload);
+		ssize_t n;
+
+		if (rc == 1) {
+			cr_assert_eq(replica_ctl_parse(payload, h.length, ctl), 0);
+			return h.type;
+		}
+		cr_assert_eq(rc, 0);
+		n = recv(fd, buf->data + buf->tail, replica_buf_room(buf), 0);
+		if (n <= 0)
+			return -1;
+		buf->tail += (size_t)n;
+	}
+}
+
+struct stats_cond {
+	struct node *n;
+	uint64_t resets;
+};
+
+static bool
+resets_reached(void *arg)
+{
+	struct stats_cond *c = arg;
+	struct replica_follower_stats st;
+
+	replica_follower_stats(c->n->f, &st);
+	return st.resets >= c->resets;
+}
+
+static bool
+stale_reached(void *arg)
+{
+	struct node *n = arg;
+	struct replica_follower_stats st;
+
+	replica_follower_stats(n->f, &st);
+	return st.stale_epochs >= 1;
+}
+
+static bool
+fenced_counted(void *arg)
+{
+	struct node *n = arg;
+	struct replica_link_stats st;
+
+	replica_leader_link_stats(n->l, 0, &st);
+	return st.fenced >= 1;
+}
+
+Test(replica, divergent_tail_is_cut_after_failover_and_old_epochs_are_fenced)
+{
+	struct node a, b, c, d;
+	struct node *a_fs[] = { &b, &c };
+	struct node *b_fs[] = { &a, &c };
+	struct node *d_fs[] = { &c };
+	struct replica_follower_stats fst;
+	struct replica_link_stats lst;
+	uint64_t seq;
+
+	node_init(&a, "a", true);
+	node_init(&b, "b", true);
+	node_init(&c, "c", true);
+	follow(&b);
+	follow(&c);
+	lead(&a, a_fs, 2, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead(a.l, SHARD_A, 1), 0);
+	append(&a, SHARD_A, CONTENT_X, 0, 100);
+	wait_acked(&a, SHARD_A, REPLICA_ACKS_ALL, 100);
+
+	/* A is cut off from its followers, then writes a tail nobody else has. */
+	replica_leader_stop(a.l);
+	a.l = NULL;
+	append(&a, SHARD_A, CONTENT_X, 100, 30);
+	cr_assert_eq(local_end(&a, SHARD_A), 130);
+	cr_assert_eq(readable_end(&a, SHARD_A), 100, "the unreplicated tail was never readable");
+
+	/* B is elected in epoch 2 and writes its own records from 100 on. */
+	unfollow(&b);
+	follow(&a);
+	lead(&b, b_fs, 2, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead(b.l, SHARD_A, 2), 0);
+	append(&b, SHARD_A, CONTENT_Y, 100, 20);
+	wait_acked(&b, SHARD_A, REPLICA_ACKS_ALL, 120);
+
+	check_range(&a, SHARD_A, CONTENT_X, 0, 100);
+	check_range(&a, SHARD_A, CONTENT_Y, 100, 120);
+	cr_assert_eq(local_end(&a, SHARD_A), 120, "A's own tail is gone");
+	check_range(&c, SHARD_A, CONTENT_Y, 100, 120);
+	replica_follower_stats(a.f, &fst);
+	cr_assert_eq(fst.truncations, 1);
+	cr_assert_eq(log_epoch_begin(a.log, SHARD_A, 1, 130), -ESTALE,
+		     "the old leader cannot lead in its old epoch again");
+
+	/* After a restart of A, the cut tail stays cut. */
+	unfollow(&a);
+	node_close(&a);
+	node_open(&a);
+	cr_assert_eq(local_end(&a, SHARD_A), 120);
+	check_range(&a, SHARD_A, CONTENT_Y, 100, 120);
+	{
+		struct log_verify_report rep;
+
+		cr_assert_eq(log_verify(a.dir, &rep, NULL, NULL), 0,
+			     "sluice log verify: a cut tail is not corruption (%lu, %lu gaps)",
+			     (unsigned long)rep.corruptions, (unsigned long)rep.sequence_gaps);
+		cr_assert_eq(rep.records, 150, "the 30 cut records stay in their segment until it goes");
+	}
+	follow(&a);
+
+	/* D still believes it leads in epoch 1: C refuses its LEAD. */
+	node_init(&d, "d", false);
+	cr_assert_eq(log_epoch_begin(d.log, SHARD_A, 1, 0), 0);
+	append(&d, SHARD_A, CONTENT_X, 0, 140);
+	lead(&d, d_fs, 1, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead(d.l, SHARD_A, 1), 0);
+	{
+		uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+		while (replica_acked(d.l, SHARD_A, REPLICA_ACKS_QUORUM, &seq) != -ESTALE)
+			cr_assert_lt(clock_mono_ns(), deadline, "D learns it is fenced");
+	}
+	cr_assert(waited(fenced_counted, &d), "D's link counted the FENCED");
+	cr_assert_eq(replica_leader_link_stats(d.l, 0, &lst), 0);
+	cr_assert_eq(lst.fenced, 1);
+	cr_assert(waited(stale_reached, &c), "C counted the stale LEAD");
+	cr_assert_eq(local_end(&c, SHARD_A), 120, "C took nothing from D");
+	check_range(&c, SHARD_A, CONTENT_Y, 100, 120);
+
+	/* A raw APPEND of epoch 1 (whoever sends it) is refused with FENCED. */
+	{
+		struct replica_buf out;
+		struct replica_buf in;
+		struct replica_append_build bld;
+		struct replica_append ap = { .shard_id = SHARD_A, .epoch = 1, .seq_first = 120,
+					     .records_epoch = 1 };
+		struct log_record_out rec = { .seq = 120, .partition_key = (const uint8_t *)"k",
+					      .partition_key_size = 1,
+					      .data = (const uint8_t *)"stale", .data_size = 5 };
+		struct replica_ctl m;
+		int fd;
+
+		cr_assert_eq(replica_buf_init(&out, REPLICA_FRAME_SIZE_MAX), 0);
+		cr_assert_eq(replica_buf_init(&in, 4096), 0);
+		replica_append_begin(&bld, &out, &ap);
+		replica_append_record(&bld, &rec);
+		replica_append_end(&bld);
+		fd = raw_send(c.port, out.data, out.tail);
+		cr_assert_eq(raw_frame(fd, &in, &m), REPLICA_MSG_FENCED);
+		cr_assert(m.shard_id == SHARD_A && m.epoch == 2, "C names the epoch it promised");
+		close(fd);
+		replica_buf_fini(&out);
+		replica_buf_fini(&in);
+	}
+	cr_assert_eq(local_end(&c, SHARD_A), 120);
+	append(&b, SHARD_A, CONTENT_Y, 120, 10);
+	wait_acked(&b, SHARD_A, REPLICA_ACKS_ALL, 130);
+	check_range(&a, SHARD_A, CONTENT_Y, 100, 130);
+	check_range(&c, SHARD_A, CONTENT_Y, 100, 130);
+	node_close(&d);
+	node_close(&b);
+	node_close(&a);
+	node_close(&c);
+}
+
+Test(replica, a_corrupt_frame_resets_the_link_and_is_counted)
+{
+	struct node l, f1;
+	struct node *fs[] = { &f1 };
+	struct replica_buf buf;
+	struct replica_follower_stats st;
+	struct stats_cond sc = { &f1, 1 };
+	uint8_t junk[64];
+	int fd;
+
+	node_init(&l, "leader", false);
+	node_init(&f1, "f1", true);
+	follow(&f1);
+
+	/* A LEAD whose payload lost a bit on the way: the CRC refuses it. */
+	cr_assert_eq(replica_buf_init(&buf, 4096), 0);
+	cr_assert_eq(replica_put_ctl(&buf, REPLICA_MSG_LEAD, SHARD_A, 1, 0), 0);
+	buf.data[REPLICA_HEADER_SIZE + 3] ^= 0x10;
+	fd = raw_send(f1.port, buf.data, buf.tail);
+	buf.head = buf.tail = 0;
+	{
+		struct replica_ctl m;
+
+		cr_assert_eq(raw_frame(fd, &buf, &m), -1, "the follower closes the link");
+	}
+	close(fd);
+	cr_assert(waited(resets_reached, &sc));
+	replica_follower_stats(f1.f, &st);
+	cr_assert_eq(st.bad_frames, 1);
+
+	/* Not even a frame: wrong magic. */
+	memset(junk, 0x5a, sizeof(junk));
+	fd = raw_send(f1.port, junk, sizeof(junk));
+	sc.resets = 2;
+	cr_assert(waited(resets_reached, &sc));
+	close(fd);
+	replica_follower_stats(f1.f, &st);
+	cr_assert_eq(st.bad_frames, 2);
+	{
+		struct log_epoch_info ei;
+
+		cr_assert_eq(log_epoch_info(f1.log, SHARD_A, &ei), 0);
+		cr_assert_eq(ei.promised, 0, "nothing of the bad frames was acted on");
+	}
+
+	/* The follower serves a real leader afterwards. */
+	lead(&l, fs, 1, REPLICA_ACKS_ALL, 0);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 1), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, 50);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, 50);
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 50);
+	replica_buf_fini(&buf);
+	node_close(&l);
+	node_close(&f1);
+}
+
+Test(replica, back_pressure_bounds_the_bytes_in_flight)
+{
+	struct node l, f1;
+	struct node *fs[] = { &f1 };
+	struct replica_link_stats st;
+
+	node_init(&l, "leader", false);
+	node_init(&f1, "f1", true);
+	/* ~4 MiB ready before the link exists: more than REPLICA_INFLIGHT_BYTES_MIN. */
+	cr_assert_eq(log_epoch_begin(l.log, SHARD_A, 1, 0), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, 20000);
+	follow(&f1);
+	lead(&l, fs, 1, REPLICA_ACKS_ALL, REPLICA_INFLIGHT_BYTES_MIN);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 1), 0);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, 20000);
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 20000);
+	cr_assert_eq(replica_leader_link_stats(l.l, 0, &st), 0);
+	cr_assert_gt(st.backpressured, 0, "shipping stopped at the bound and went on after ACKs");
+	node_close(&l);
+	node_close(&f1);
+}
+
+/* Appends [seq_first, seq_first + count) of `content` as ONE batch. */
+static void
+append_one_batch(struct node *n, uint32_t content, uint64_t seq_first, uint32_t count)
+{
+	struct log_batch *b = log_batch_get(n->p);
+	struct log_completion done;
+
+	cr_assert_not_null(b);
+	batch_fill(b, content, seq_first, count);
+	cr_assert_eq(log_batch_submit_at(n->p, b, SHARD_A, seq_first, LOG_EPOCH_NONE, 0), 0);
+	while (log_completions_poll(n->p, &done, 1) == 0)
+		;
+	cr_assert_eq(done.error, 0);
+}
+
+Test(replica, a_cut_inside_a_batch_keeps_what_the_leader_has)
+{
+	struct node f1, n;
+	struct node *fs[] = { &f1 };
+	struct replica_follower_stats st;
+	struct log_epoch_info ei;
+	uint64_t e;
+	uint64_t end;
+
+	/* f1 holds epoch 1's records 0..99 in one batch. */
+	node_init(&f1, "f1", true);
+	cr_assert_eq(log_epoch_record(f1.log, SHARD_A, 1, 0), 0);
+	append_one_batch(&f1, CONTENT_X, 0, 100);
+	/* The new leader had epoch 1 only up to 60 (the same records), then leads epoch 2. */
+	node_init(&n, "n", false);
+	cr_assert_eq(log_epoch_begin(n.log, SHARD_A, 1, 0), 0);
+	append(&n, SHARD_A, CONTENT_X, 0, 60);
+	follow(&f1);
+	lead(&n, fs, 1, REPLICA_ACKS_ALL, 0);
+	cr_assert_eq(replica_lead(n.l, SHARD_A, 2), 0);
+	append(&n, SHARD_A, CONTENT_Y, 60, 30);
+	wait_acked(&n, SHARD_A, REPLICA_ACKS_ALL, 90);
+
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 60);
+	check_range(&f1, SHARD_A, CONTENT_Y, 60, 90);
+	cr_assert_eq(local_end(&f1, SHARD_A), 90);
+	replica_follower_stats(f1.f, &st);
+	cr_assert_eq(st.truncations, 1);
+	cr_assert_eq(st.records_kept, 60, "the batch went whole, its first 60 records came back");
+	cr_assert_eq(log_epoch_at(f1.log, SHARD_A, 30, &e, &end), 0);
+	cr_assert(e == 1 && end == 60, "kept records stay in epoch 1, which ends at 60");
+	cr_assert_eq(log_epoch_info(f1.log, SHARD_A, &ei), 0);
+	cr_assert(ei.epoch_last == 2 && ei.epoch_last_start == 60);
+	node_close(&n);
+	node_close(&f1);
+	node_open(&f1);
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 60);
+	check_range(&f1, SHARD_A, CONTENT_Y, 60, 90);
+	node_close(&f1);
+}
