@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <hugetlbfs.h>
@@ -94,6 +95,10 @@ log_stat_add(uint64_t *counter, uint64_t value)
  */
 #define LOG_HUGE_ALLOC_MAX (128ull << 20)
 #define LOG_HUGE_LEAVE (256ull << 20)
+/* Buffers from 1 MiB on get a mapping of their own (log_mem_alloc says why). */
+#define LOG_MAP_ALLOC_MIN (1ull << 20)
+/* Pages (4 KiB) are whole blocks, so a mapping is aligned for O_DIRECT. */
+static_assert(LOG_BLOCK_SIZE == 4096u, "a mapping's page alignment serves O_DIRECT");
 
 /* Free 2 MiB hugepages; asking libhugetlbfs for more than that makes it complain. */
 static uint64_t
@@ -114,20 +119,34 @@ hugepages_free(void)
  * Aligned memory for O_DIRECT buffers, not zeroed. Large buffers (the
  * batch pools and windows) come from 2 MiB hugepages through libhugetlbfs
  * when the system has them (fewer TLB misses on the copy into the window),
- * else, like small ones, from ordinary pages.
+ * else from an anonymous mapping of their own: pages become resident only
+ * when first written, whatever malloc's settings (glibc's MALLOC_PERTURB_
+ * writes every byte it hands out, which made a pool of 10 MiB batches
+ * resident at once). Small buffers come from malloc.
  */
 int
 log_mem_alloc(struct log_mem *mem, size_t size)
 {
 	mem->huge = false;
+	mem->mapped = false;
 	mem->size = (size_t)align_up(size, LOG_BLOCK_SIZE);
-	if (size >= (1u << 20) && size <= LOG_HUGE_ALLOC_MAX &&
+	if (size >= LOG_MAP_ALLOC_MIN && size <= LOG_HUGE_ALLOC_MAX &&
 	    hugepages_free() * (2u << 20) >= align_up(size, 2u << 20) + LOG_HUGE_LEAVE) {
 		mem->addr = get_hugepage_region(align_up(size, 2u << 20), GHR_STRICT);
 		if (mem->addr != NULL) {
 			mem->huge = true;
 			return 0;
 		}
+	}
+	if (size >= LOG_MAP_ALLOC_MIN) {
+		mem->addr = mmap(NULL, mem->size, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (mem->addr == MAP_FAILED) {
+			mem->addr = NULL;
+			return -ENOMEM;
+		}
+		mem->mapped = true;
+		return 0;
 	}
 	if (posix_memalign(&mem->addr, LOG_BLOCK_SIZE, mem->size) != 0) {
 		mem->addr = NULL;
@@ -143,6 +162,8 @@ log_mem_free(struct log_mem *mem)
 		return;
 	if (mem->huge)
 		free_hugepage_region(mem->addr);
+	else if (mem->mapped)
+		munmap(mem->addr, mem->size);
 	else
 		free(mem->addr);
 	mem->addr = NULL;

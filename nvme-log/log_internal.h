@@ -268,7 +268,8 @@ struct log_stream_deleted {
 struct log_mem {
 	void *addr;
 	size_t size;
-	bool huge;
+	bool huge;   /* From libhugetlbfs. */
+	bool mapped; /* An anonymous mapping of its own (LOG_MAP_ALLOC_MIN and up). */
 };
 
 /* Durable windows that follow each other both in one segment and in the ring. */
