@@ -39,6 +39,7 @@
 #include "control/server_internal.h"
 
 #define LATE_MS 150
+#define LATE_HELD UINT32_MAX /* late_ms: held until late_release is set, or server_stop(). */
 #define LATE_MAX 1024    /* More than the calls of any test configuration (656). */
 /* Bounds a wait for a condition: only a hang reaches it, never a slow machine. */
 #define WAIT_DEADLINE_MS 20000
@@ -54,6 +55,7 @@ struct probe {
 	uint64_t stream_events;  /* Events the server took. */
 	size_t stream_pending_max; /* Most bytes a stream held for its peer. */
 	uint32_t streams_gone;   /* GONE events received. */
+	uint32_t starved;        /* Connections paused for want of a call. */
 };
 
 /* ---- The harness at the seam ---- */
@@ -85,6 +87,8 @@ struct kinesis {
 
 static struct kinesis harness;
 static struct api_server *server;
+/* Set by the test thread (then a probe wakes the loop): held replies become due. */
+static bool late_release;
 
 /*
  * The probe: the test thread asks (probe_asked++, a write to the harness's eventfd), the server
@@ -111,6 +115,10 @@ probe_answer(const struct kinesis *k)
 		probe_last.stream_events = k->stream_events;
 		probe_last.stream_pending_max = k->stream_pending_max;
 		probe_last.streams_gone = k->streams_gone;
+		probe_last.starved = 0;
+		for (const struct server_conn *c = server->starved_head; c != NULL;
+		     c = c->starved_next)
+			probe_last.starved++;
 		probe_last.big_in_use = 0;
 		for (uint32_t i = 0; i < server->pool.class_count; i++) {
 			const struct buf_pool_class *c = &server->pool.classes[i];
@@ -229,8 +237,8 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 	} else if (target_is(req, "PutRecord")) {
 		cr_assert_lt(k->late_count, LATE_MAX);
 		k->late[k->late_count] = call;
-		k->late_due_ns[k->late_count++] = clock_mono_ns() +
-			(k->late_ms != 0 ? k->late_ms : LATE_MS) * 1000000ull;
+		k->late_due_ns[k->late_count++] = k->late_ms == LATE_HELD ? UINT64_MAX :
+			clock_mono_ns() + (k->late_ms != 0 ? k->late_ms : LATE_MS) * 1000000ull;
 	} else if (target_is(req, "SubscribeToShard")) {
 		stream_start(k, call, req);
 	} else if (target_is(req, "DescribeLimits")) {
@@ -258,7 +266,8 @@ kinesis_dispatch(struct kinesis *k, struct api_call *call, const struct api_requ
 void
 kinesis_poll(struct kinesis *k, uint64_t now_ns)
 {
-	uint64_t mono = clock_mono_ns();
+	uint64_t mono = __atomic_load_n(&late_release, __ATOMIC_ACQUIRE) ? UINT64_MAX :
+		clock_mono_ns();
 	uint64_t value;
 
 	(void)now_ns;
@@ -356,6 +365,7 @@ server_start(void)
 	signal(SIGPIPE, SIG_IGN);
 	memset(&harness, 0, sizeof(harness));
 	harness.late_ms = late_ms_next;
+	__atomic_store_n(&late_release, false, __ATOMIC_RELEASE);
 	harness.event_fd = eventfd(0, EFD_NONBLOCK);
 	cr_assert_eq(api_server_open(&config, &harness, &server), 0);
 	cr_assert_eq(pthread_create(&server_thread, NULL, server_main, NULL), 0);
@@ -1354,28 +1364,51 @@ Test(server, h2_body_over_the_limit_is_413_and_the_connection_lives, .init = set
 	cr_assert_eq(p.stats.connections_accepted, 1);
 }
 
-/* Replies come 3 s late: far after any client's short --max-time, even on a loaded machine. */
+/*
+ * PutRecord replies are held until the test releases them (or the server stops): a reply
+ * comes after what the test did to its client, however slow the machine.
+ */
 static void
-setup_late_3s(void)
+setup_late_held(void)
 {
 	config_for_test();
-	late_ms_next = 3000;
+	late_ms_next = LATE_HELD;
 	server_start();
 }
 
-Test(server, h2_reply_after_the_stream_was_reset_is_dropped, .init = setup_late_3s,
+Test(server, h2_reply_after_the_client_left_is_dropped, .init = setup_late_held,
      .fini = server_stop)
 {
-	char cmd[512];
+	char port[16];
+	char *argv[] = { "curl", "-sS", "-o", "/dev/null", "--http2-prior-knowledge",
+			 "-H", "X-Amz-Target: Kinesis_20131202.PutRecord",
+			 "-H", "Content-Type: application/x-amz-json-1.1", "--data-binary", "{}",
+			 "--url", NULL, NULL };
+	char url[64];
 	struct probe p;
+	pid_t pid;
+	int status;
 
 	need_tools("curl");
-	/* curl gives up after 50 ms; the harness answers 3 s after the request. */
-	snprintf(cmd, sizeof(cmd), CURL_KINESIS("PutRecord") "--http2-prior-knowledge "
-		 "--max-time 0.05 --data-binary '{}' http://127.0.0.1:%d/ 2>/dev/null; true",
-		 server_port);
-	run(cmd);
-	probe_until(p, p.stats.replies_dropped >= 1 && p.calls_used == 0 && p.conns_used == 0);
+	snprintf(port, sizeof(port), "%d", server_port);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%s/", port);
+	argv[12] = url;
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int null_fd = open("/dev/null", O_WRONLY);
+
+		dup2(null_fd, STDERR_FILENO);
+		execvp("curl", argv);
+		_exit(127);
+	}
+	/* The request is the action's, its reply held; then the client is gone. */
+	probe_until(p, p.dispatched >= 1);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	probe_until(p, p.conns_used == 0);
+	__atomic_store_n(&late_release, true, __ATOMIC_RELEASE);
+	probe_until(p, p.stats.replies_dropped >= 1 && p.calls_used == 0);
 	cr_assert_eq(p.dispatched, 1);
 	cr_assert_eq(p.stats.replies_dropped, 1);
 }
@@ -1654,14 +1687,14 @@ Test(server, tls_without_alpn_and_garbage_on_the_tls_port, .init = setup_tls,
  * retry) instead of more memory. 1 MiB bodies fit the 2 MiB class
  * (SERVER_POOL_LARGE_COUNT) and then the largest (SERVER_POOL_HUGE_COUNT).
  */
-/* Room for 41 pipelining connections (656 calls); replies 1 s late; no idle timeouts. */
+/* Room for 41 pipelining connections (656 calls); replies held; no idle timeouts. */
 static void
 setup_calls_held(void)
 {
 	config_for_test();
 	config.connections_max = 100;
 	config.idle_timeout_ms = 60000;
-	late_ms_next = 1000;
+	late_ms_next = LATE_HELD;
 	server_start();
 }
 
@@ -1685,7 +1718,7 @@ Test(server, paused_http1_resumes_when_any_call_is_freed, .init = setup_calls_he
 	pipeline[0] = '\0';
 	for (uint32_t i = 0; i < SERVER_PIPELINE_MAX; i++)
 		strcat(pipeline, request("PutRecord", "{}", NULL));
-	/* Every call of the server waits for a reply due in 1 s. */
+	/* Every call of the server waits for a held reply. */
 	for (uint32_t i = 0; i < holder_count; i++) {
 		holders[i] = client_connect();
 		client_send_str(holders[i], pipeline);
@@ -1693,7 +1726,10 @@ Test(server, paused_http1_resumes_when_any_call_is_freed, .init = setup_calls_he
 	probe_until(p, p.calls_used == server->calls_max);
 	fd = client_connect();
 	client_send_str(fd, request("ListStreams", "{}", NULL));
-	client_response(fd, &r);    /* Its 5 s bound only bounds a hang: the calls free in 1 s. */
+	probe_until(p, p.starved >= 1);    /* The new connection is paused, holding no call. */
+	__atomic_store_n(&late_release, true, __ATOMIC_RELEASE);
+	probe_read(&p);                    /* Wakes the loop: the held replies go out. */
+	client_response(fd, &r);
 	cr_assert_eq(r.status, 200);
 	response_free(&r);
 	close(fd);
@@ -1701,7 +1737,7 @@ Test(server, paused_http1_resumes_when_any_call_is_freed, .init = setup_calls_he
 		close(holders[i]);
 }
 
-Test(server, body_buffers_exhausted_is_503, .init = setup_late_3s, .fini = server_stop)
+Test(server, body_buffers_exhausted_is_503, .init = setup_late_held, .fini = server_stop)
 {
 	static char body[(1 << 20) - 64];
 	static char head[512];
