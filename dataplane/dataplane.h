@@ -94,8 +94,8 @@ struct dp_config {
 	uint32_t workers;           /* Worker lcores, 1 .. DP_WORKERS_MAX. */
 	uint32_t batch_age_us;      /* A staged batch goes to the log at most this old. */
 	uint32_t producers_max;     /* Producer ids with a dedup window, per worker. */
-	uint32_t idle_polls;        /* Empty polls before sleeping; 0 = never sleep. */
-	uint32_t idle_sleep_us;     /* Sleep of an idle worker. */
+	uint32_t idle_polls;        /* Empty polls before napping; 0 = never sleep. */
+	uint32_t idle_sleep_us;     /* Longest nap of an idle worker (dp_worker.c). */
 	uint32_t mbufs;             /* Packet buffers in the mempool. */
 	uint32_t ring_size;         /* RX/TX descriptors per queue (power of two). */
 	uint32_t mtu;               /* IP MTU of the port, DP_MTU_MIN .. DP_MTU_MAX (jumbo:

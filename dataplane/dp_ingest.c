@@ -883,8 +883,9 @@ dp_ingest_is_idle(const struct dp_worker *w)
 
 	/*
 	 * Batches in flight do not keep a worker awake: their completions wait in
-	 * the producer ring, and an ACK at most idle_sleep_us late is the price
-	 * of idling (production polls flat out: idle_polls = 0).
+	 * the producer ring; a DPDK worker's nap ends on the producer's eventfd,
+	 * the kernel backend's ACK may be up to idle_sleep_us late (production
+	 * polls flat out: idle_polls = 0).
 	 */
 	return ing->open_count == 0 && ing->retry_count == 0 && ing->failed_count == 0;
 }

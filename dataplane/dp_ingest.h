@@ -165,6 +165,7 @@ struct dp_held_frame {
 struct dp_ingest {
 	/* Staging (dp_stage.c). */
 	struct log_producer *producer;
+	int completion_fd;          /* The producer's eventfd: wakes a sleeping worker; or -1. */
 	uint64_t batch_age_tsc;
 	uint64_t flush_scan_tsc;    /* Last scan of the open batches for age. */
 	uint64_t now_real_ns;       /* Wall clock of the current poll pass ... */
@@ -260,6 +261,8 @@ int dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record
  */
 int dp_stage_add_encoded(struct dp_worker *w, uint64_t shard_id, const uint8_t *records,
 			 uint32_t size, struct dp_record_ref *ref, uint64_t now_tsc);
+/* When the oldest open batch reaches the age limit (TSC); UINT64_MAX with none open. */
+uint64_t dp_stage_deadline(const struct dp_worker *w);
 /* Submits batches older than the age limit (all of them with `all`). */
 uint32_t dp_stage_flush(struct dp_worker *w, uint64_t now_tsc, bool all);
 /* Refills spares and retries ring-full submits. */
