@@ -30,7 +30,9 @@ What it measures, each record 100 B (see docs/BENCHMARKS.md for the reasons):
      DPDK memif (sluice-dp-gen), DPDK AF_XDP on the veth (sluice-dp-gen on the
      producers' end), HTTP PutRecords (500 records per request, 16
      connections) and, on the kernel backend, UDP through libsluice (12 records
-     per datagram, 4 producers).
+     per datagram, 4 producers). Also on memif: a producer that knows the shard map
+     (--grouped: ListShards, then SHARD_RECORDS frames, 10 records per datagram), a
+     row of its own, not in the final line.
   3. memif with 1 record per datagram next to dpdk-testpmd --forward-mode=rxonly
      on a memif link of its own, offered the same packet rate by the same
      generator: packets per CPU-second of the receiving process.
@@ -65,6 +67,7 @@ STREAM = "cmp"
 SHARDS = 4
 RECORD_SIZE = 100
 RECORDS_PER_DATAGRAM = 12        # 12 x 100 B fit one 1,500 B datagram.
+GROUPED_PER_DATAGRAM = 10        # SHARD_RECORDS add a 16 B hash key a record: 12 do not fit.
 RECORDS_PER_REQUEST = 500        # PutRecords' limit.
 HTTP_CONNECTIONS = 16
 UDP_PRODUCERS = 4
@@ -326,6 +329,11 @@ def bench_ingest(env, sluiced, label, transport_args, rate, per_frame, duration_
     return res
 
 
+def grouped_args(sluiced):
+    """Frame producers know the shard map (ListShards first), as libsluice with one."""
+    return ["--grouped", "--endpoint", sluiced.endpoint]
+
+
 def memif_args(env):
     return ["--transport", "dpdk", "--device", "memif", "--socket", f"{env.tmp}/memif.sock"]
 
@@ -470,8 +478,11 @@ def measure_memif(env, short, duration, out):
     out["saturating"] = sat
     say(f"saturating rate {sat:.0f} records/s")
     paths = out["paths"]
-    paths["dpdk_memif"] = bench_ingest(env, dev, "dpdk memif 12x100B", memif_args(env), sat,
-                                       RECORDS_PER_DATAGRAM, duration)
+    paths["dpdk_memif"] = bench_ingest(env, dev, "dpdk memif 12x100B", memif_args(env),
+                                       sat, RECORDS_PER_DATAGRAM, duration)
+    paths["dpdk_memif_grouped"] = bench_ingest(env, dev, "dpdk memif 10x100B grouped",
+                                               memif_args(env) + grouped_args(dev), sat,
+                                               GROUPED_PER_DATAGRAM, duration)
     paths["http"] = bench_ingest(env, dev, "http 500x100B", http_args(dev), sat,
                                  RECORDS_PER_REQUEST, duration)
     lat = out["latency"] = {}
