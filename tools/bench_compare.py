@@ -43,7 +43,8 @@ What it measures, each record 100 B (see docs/BENCHMARKS.md for the reasons):
      frame must have been answered.
   5. The worker hot path: `sluice bench dataplane --only 12x100B` and `--only
      12x100B_grp` (shard-grouped SHARD_RECORDS frames), each a replayed pcap,
-     records per CPU-second of the worker thread.
+     records per CPU-second of the worker thread; 12x100B_grp again with
+     --replay ring (the pcap's frames from pre-built mbufs, no net_pcap copy).
   6. Read-back: each sluiced's stream, read through the API before it stops,
      must hold exactly the records its runs acknowledged. lost = records
      acknowledged but not read back + records never answered.
@@ -432,14 +433,14 @@ def log_p99_us(env):
     return float(m.group(1))
 
 
-def worker_per_cpu_s(env, scenario):
+def worker_per_cpu_s(env, scenario, replay="pcap"):
     r = run([env.sluice, "bench", "dataplane", "--only", scenario, "--rounds", "1",
-             "--dir", f"{env.tmp}/dpbench"])
+             "--dir", f"{env.tmp}/dpbench", "--replay", replay])
     for line in r.stdout.splitlines():
         f = line.split()
         if f and f[0] == scenario:
             records, cpu = float(f[5]), float(f[6])
-            say(f"worker {scenario}: {records:.0f} records/s at {cpu:.2f} of a CPU")
+            say(f"worker {scenario} ({replay}): {records:.0f} records/s at {cpu:.2f} of a CPU")
             return records / cpu if cpu > 0 else 0.0
     raise RuntimeError(f"sluice bench dataplane: no {scenario} row in:\n{r.stdout}")
 
@@ -466,6 +467,8 @@ def measure(env, short):
     measure_kernel(env, duration, out)
     out["worker_per_cpu_s"] = None if short else worker_per_cpu_s(env, "12x100B")
     out["worker_grouped_per_cpu_s"] = None if short else worker_per_cpu_s(env, "12x100B_grp")
+    out["worker_grouped_ring_per_cpu_s"] = (None if short else
+                                            worker_per_cpu_s(env, "12x100B_grp", "ring"))
     return out
 
 
@@ -549,7 +552,9 @@ def report(out):
     if out["worker_per_cpu_s"] is not None:
         print(f"worker hot path 12x100B (replayed pcap): "
               f"{out['worker_per_cpu_s']:.0f} records per worker CPU-second; shard-grouped "
-              f"(SHARD_RECORDS): {out['worker_grouped_per_cpu_s']:.0f}")
+              f"(SHARD_RECORDS): {out['worker_grouped_per_cpu_s']:.0f}; shard-grouped from "
+              f"pre-built mbufs (--replay ring, no net_pcap copy): "
+              f"{out['worker_grouped_ring_per_cpu_s']:.0f}")
     print(f"saturating rate (memif ramp): {out['saturating']:.0f} records/s; "
           f"log append p99 {out['log_p99_us']:.0f} us; load average "
           f"{open('/proc/loadavg').read().split()[0]}")
