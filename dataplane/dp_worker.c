@@ -16,6 +16,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 #include <time.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -28,33 +29,45 @@
 #include "dataplane/dp_internal.h"
 #include "dataplane/dp_kernel.h"
 
+/*
+ * Hands the device what it takes, a burst at a time; the rest stays in the backlog
+ * for the next pass (dropping an ACK whose records are durable would leave its
+ * producer without an answer).
+ */
 void
 dp_worker_tx_flush(struct dp_worker *w)
 {
-	uint16_t sent;
+	uint16_t sent = 0;
+	uint16_t n;
 	uint64_t bytes = 0;
 
 	if (w->tx_count == 0)
 		return;
-	for (uint16_t i = 0; i < w->tx_count; i++)
-		bytes += w->tx[i]->pkt_len;
-	sent = rte_eth_tx_burst(w->port_id, w->queue_id, w->tx, w->tx_count);
-	for (uint16_t i = sent; i < w->tx_count; i++) {
-		bytes -= w->tx[i]->pkt_len;
-		rte_pktmbuf_free(w->tx[i]);
-	}
+	do {
+		uint16_t left = (uint16_t)(w->tx_count - sent);
+
+		n = rte_eth_tx_burst(w->port_id, w->queue_id, &w->tx[sent],
+				     left < DP_TX_BURST ? left : DP_TX_BURST);
+		for (uint16_t i = sent; i < sent + n; i++)
+			bytes += w->tx[i]->pkt_len;
+		sent += n;
+	} while (n > 0 && sent < w->tx_count);
+	memmove(w->tx, &w->tx[sent], (size_t)(w->tx_count - sent) * sizeof(w->tx[0]));
+	w->tx_count -= sent;
 	dp_count(w, DP_TX_PACKETS, sent);
 	dp_count(w, DP_TX_BYTES, bytes);
-	if (sent < w->tx_count)
-		dp_count(w, DP_TX_DROPPED, (uint64_t)(w->tx_count - sent));
-	w->tx_count = 0;
 }
 
 void
 dp_worker_tx(struct dp_worker *w, struct rte_mbuf *m)
 {
-	if (w->tx_count == DP_TX_BURST)
+	if (w->tx_count >= DP_TX_BURST)
 		dp_worker_tx_flush(w);
+	if (w->tx_count == DP_TX_BACKLOG) {
+		rte_pktmbuf_free(m);
+		dp_count(w, DP_TX_DROPPED, 1);
+		return;
+	}
 	w->tx[w->tx_count++] = m;
 }
 
@@ -153,6 +166,8 @@ dp_worker_close(struct dp_worker *w)
 		dp_kernel_worker_close(w);
 		return;
 	}
+	rte_pktmbuf_free_bulk(w->tx, w->tx_count); /* What the device never took. */
+	w->tx_count = 0;
 	dp_net_fini(w);
 	dp_tcp_fini(&w->tcp);
 	dp_ingest_fini(w);
