@@ -918,7 +918,9 @@ dp_ingest_init(struct dp_worker *w)
 	int rc;
 
 	ing->batch_age_tsc = (uint64_t)w->dp->config.batch_age_us * w->dp->tsc_hz / 1000000u;
-	ing->nack_burst = RTE_MAX((uint64_t)DP_NACK_BURST_MIN, 2u * (uint64_t)w->dp->config.ring_size);
+	ing->nack_burst = RTE_MAX(RTE_MAX((uint64_t)DP_NACK_BURST_MIN,
+					  2u * (uint64_t)w->dp->config.ring_size),
+				  (uint64_t)DP_NACK_PER_S * DP_NACK_STALL_MS / 1000u);
 	ing->nack_tokens = ing->nack_burst;
 	ing->nack_refill_tsc = rte_rdtsc();
 	ing->real_base_ns = clock_real_ns();

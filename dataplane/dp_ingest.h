@@ -57,11 +57,14 @@ struct dp_route_table;
 #define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
 #define DP_HELD_FRAMES 64           /* Frames held in one RX burst (DP_HELD_RECORDS). */
 /*
- * UDP NACKs: a token bucket per worker, at least this deep and at least two
- * RX rings deep (a worker back from a stall may find a full ring of frames to
- * refuse, and each is owed its NACK) ...
+ * UDP NACKs: a token bucket per worker, at least this deep, at least two RX
+ * rings deep (a worker back from a stall may find a full ring of frames to
+ * refuse, and each is owed its NACK) and at least DP_NACK_STALL_MS of refill
+ * (a memif client sizes the rings, 8,192 slots for sluice-dp-gen, beyond
+ * ring_size: 126,862 NACKs a run went unsent at 1 record per datagram) ...
  */
 #define DP_NACK_BURST_MIN 256
+#define DP_NACK_STALL_MS 20
 #define DP_NACK_PER_S 1000000       /* ... refilled at this rate (about what a worker can
 				     * answer; a NACK is never larger than the frame it
 				     * answers: no amplification to limit). */
@@ -178,7 +181,7 @@ struct dp_ingest {
 	uint64_t real_base_ns;      /* ... counted from the TSC since the clock was last */
 	uint64_t real_base_tsc;     /* ... read here (once a second). */
 	uint64_t nack_tokens;
-	uint64_t nack_burst;        /* The bucket's depth (DP_NACK_BURST_MIN, 2 x ring_size). */
+	uint64_t nack_burst;        /* The bucket's depth (see DP_NACK_BURST_MIN). */
 	uint64_t nack_refill_tsc;
 	uint32_t in_flight;         /* Batches submitted, not yet completed. */
 	uint32_t open_count;
