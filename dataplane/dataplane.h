@@ -192,6 +192,7 @@ enum dp_counter {
 	DP_DROP_NO_ROUTE,       /* No open shard owns the record's hash key. */
 	DP_DROP_NO_BATCH,       /* The log's batch pool or our staging was exhausted. */
 	DP_DROP_FRAMES_FULL,    /* No free slot to track a frame until its ACK. */
+	DP_DROP_FRAMES_LATE,    /* Durable ACKs came too late (DP_ADMIT_WAIT_MS): behind the log. */
 	DP_DROP_PRODUCERS_FULL, /* A new producer id found every dedup window taken. */
 	DP_DROP_NO_MBUF,
 	DP_RING_FULL,           /* log_batch_submit() said -EAGAIN. */

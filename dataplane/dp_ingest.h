@@ -51,6 +51,16 @@ struct dp_route_table;
  * take 8 KB of address space (32 MiB a worker), touched only as far as frames use it.
  */
 #define DP_FRAME_SLOTS 4096
+/*
+ * Admission by age: frame slots bound memory, not how long an admitted frame waits
+ * for the log (at twice the saturating rate 4,096 slots meant seconds). Once per
+ * DP_ADMIT_INTERVAL_MS, a worker whose fastest durable ACK in the interval came more
+ * than DP_ADMIT_WAIT_MS after its frame is behind: it refuses new durable frames
+ * THROTTLED (drop_frames_late) until an interval's fastest ACK is in time again, or
+ * none is waiting. (CoDel's idea: the minimum, so one slow batch does not trip it.)
+ */
+#define DP_ADMIT_WAIT_MS 200
+#define DP_ADMIT_INTERVAL_MS 100
 /* Kinesis stamps arrival in milliseconds: a grouped record is stamped at most this early. */
 #define DP_GROUPED_ARRIVAL_SKEW_NS 1000000u
 #define DP_FRAME_RECORDS_MAX FRAME_RECORDS_MAX /* Records of one frame (TCP: up to 500). */
@@ -141,6 +151,7 @@ struct dp_record_result {
 
 struct dp_frame_slot {
 	struct dp_peer peer;
+	uint64_t admit_tsc;         /* When it was accepted (admission by age). */
 	uint64_t producer_id;
 	uint64_t batch_seq;
 	uint32_t epoch;
@@ -183,6 +194,12 @@ struct dp_ingest {
 	uint64_t nack_tokens;
 	uint64_t nack_burst;        /* The bucket's depth (see DP_NACK_BURST_MIN). */
 	uint64_t nack_refill_tsc;
+	uint64_t now_tsc;           /* The current poll pass's TSC. */
+	uint64_t admit_wait_tsc;    /* DP_ADMIT_WAIT_MS */
+	uint64_t admit_interval_tsc; /* DP_ADMIT_INTERVAL_MS */
+	uint64_t admit_interval_start;
+	uint64_t wait_min_tsc;      /* The fastest durable ACK's wait this interval. */
+	bool behind;                /* Refusing new durable frames (see DP_ADMIT_WAIT_MS). */
 	uint32_t in_flight;         /* Batches submitted, not yet completed. */
 	uint32_t open_count;
 	uint32_t retry_count;       /* Batches whose submit found the ring full. */
