@@ -208,10 +208,12 @@ static const struct config_key config_keys[] = {
 		"share one table of workers x producers_max windows, so a producer meets its "
 		"window on any worker); when all are taken a new id is NACKed throttled until "
 		"one has been idle 60 s plus the auth replay window."),
-	KEY_U32("dataplane", "idle_polls", dp_idle_polls, "1024", 0, DP_IDLE_POLLS_MAX,
-		"Empty polls before a worker sleeps (0 = never sleep: production)."),
+	KEY_U32("dataplane", "idle_polls", dp_idle_polls, "16", 0, DP_IDLE_POLLS_MAX,
+		"Empty polls before a worker naps, then it naps after each empty poll until work "
+		"comes (0 = never sleep: production)."),
 	KEY_U32("dataplane", "idle_sleep_us", dp_idle_sleep_us, "100", 0, DP_IDLE_SLEEP_US_MAX,
-		"Sleep of an idle worker, microseconds."),
+		"Longest nap of an idle worker, microseconds: shorter when a staged batch is due "
+		"sooner; a log completion ends it (DPDK backend)."),
 	KEY_U32("dataplane", "mbufs", dp_mbufs, "8191", DP_MBUFS_MIN, DP_MBUFS_MAX,
 		"Packet buffers in the mempool."),
 	KEY_U32("dataplane", "ring_size", dp_ring_size, "1024", DP_RING_SIZE_MIN, DP_RING_SIZE_MAX,

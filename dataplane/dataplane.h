@@ -94,8 +94,8 @@ struct dp_config {
 	uint32_t workers;           /* Worker lcores, 1 .. DP_WORKERS_MAX. */
 	uint32_t batch_age_us;      /* A staged batch goes to the log at most this old. */
 	uint32_t producers_max;     /* Producer ids with a dedup window, per worker. */
-	uint32_t idle_polls;        /* Empty polls before sleeping; 0 = never sleep. */
-	uint32_t idle_sleep_us;     /* Sleep of an idle worker. */
+	uint32_t idle_polls;        /* Empty polls before napping; 0 = never sleep. */
+	uint32_t idle_sleep_us;     /* Longest nap of an idle worker (dp_worker.c). */
 	uint32_t mbufs;             /* Packet buffers in the mempool. */
 	uint32_t ring_size;         /* RX/TX descriptors per queue (power of two). */
 	uint32_t mtu;               /* IP MTU of the port, DP_MTU_MIN .. DP_MTU_MAX (jumbo:
@@ -192,6 +192,7 @@ enum dp_counter {
 	DP_DROP_NO_ROUTE,       /* No open shard owns the record's hash key. */
 	DP_DROP_NO_BATCH,       /* The log's batch pool or our staging was exhausted. */
 	DP_DROP_FRAMES_FULL,    /* No free slot to track a frame until its ACK. */
+	DP_DROP_FRAMES_LATE,    /* Durable ACKs came too late (DP_ADMIT_WAIT_MS): behind the log. */
 	DP_DROP_PRODUCERS_FULL, /* A new producer id found every dedup window taken. */
 	DP_DROP_NO_MBUF,
 	DP_RING_FULL,           /* log_batch_submit() said -EAGAIN. */

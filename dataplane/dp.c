@@ -29,7 +29,7 @@ dp_config_default(struct dp_config *config)
 	config->workers = 1;
 	config->batch_age_us = 100;
 	config->producers_max = 1024;
-	config->idle_polls = 1024;
+	config->idle_polls = 16;
 	config->idle_sleep_us = 100;
 	config->mbufs = 8191;
 	config->ring_size = 1024;

@@ -13,6 +13,15 @@
  * The pcap's frames are anonymous (producer id 0) with ack mode NONE, and the
  * duplicate check is off: a replayed pcap repeats its frames forever.
  *
+ * Replay (--replay): "pcap" (net_pcap, infinite_rx: the PMD copies each packet from
+ * the file's memory into an mbuf on the worker's thread, as testpmd pays too) or
+ * "ring" (pre-built mbufs: the pcap's frames are loaded once into the mbufs of a
+ * pool of their own, each mbuf keeping its frame and length for good; on a net_ring
+ * port, an RX callback fills each burst with mbufs from that pool, setting their
+ * length, as a NIC's PMD refills its descriptors with fresh mbufs, and the worker
+ * frees them back: no copy, as with a NIC's DMA). The frames are the pcap's either
+ * way (each addressed to the port's MAC instead of net_pcap's).
+ *
  * `sluice-dp-bench --write-pcap FILE --scenario NAME --frames N` writes a pcap
  * (dp_bench_pcap.c) and exits.
  */
@@ -26,6 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
 #include "common/clock.h"
 #include "common/hashkey.h"
 #include "dataplane/dataplane.h"
@@ -33,6 +45,12 @@
 #include "nvme-log/log.h"
 
 #define BENCH_STREAM_ID 1u
+#define BENCH_RING_VDEV "net_ring0"
+#define BENCH_FEED_MBUFS 32767                /* The ring replay's pool: distinct frames. */
+#define BENCH_RING_MBUFS 8191                 /* The worker's own pool: TX only. */
+#define BENCH_PCAP_HEADER 24
+#define BENCH_PCAP_RECORD 16
+#define BENCH_FRAME_MAX 2048
 
 struct bench_opts {
 	const char *pcap;
@@ -45,6 +63,12 @@ struct bench_opts {
 	uint32_t shards;
 	uint32_t mbufs;
 	bool durable;
+	bool ring;                  /* --replay ring */
+};
+
+/* The ring replay's pre-built mbufs (see the top). */
+struct bench_feed {
+	struct rte_mempool *pool;
 };
 
 static int
@@ -61,6 +85,7 @@ bench_parse(int argc, char **argv, struct bench_opts *o)
 		{ "write-pcap", required_argument, NULL, 'w' },
 		{ "scenario", required_argument, NULL, 'S' },
 		{ "frames", required_argument, NULL, 'F' },
+		{ "replay", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -87,6 +112,8 @@ bench_parse(int argc, char **argv, struct bench_opts *o)
 			o->scenario = optarg;
 		else if (opt == 'F')
 			o->frames = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'R' && (strcmp(optarg, "ring") == 0 || strcmp(optarg, "pcap") == 0))
+			o->ring = strcmp(optarg, "ring") == 0;
 		else
 			return -EINVAL;
 	}
@@ -206,22 +233,111 @@ bench_measure(struct dp *dp, const struct bench_opts *o)
 	return 0;
 }
 
+/*
+ * The next packet of the pcap into m (from the first again at its end), addressed to
+ * `mac` (the pcap's frames are for net_pcap's MAC); 0 or -EIO.
+ */
+static int
+bench_pcap_next(FILE *in, struct rte_mbuf *m, const struct rte_ether_addr *mac)
+{
+	uint32_t rec[BENCH_PCAP_RECORD / 4];
+
+	if (fread(rec, sizeof(rec), 1, in) != 1) {
+		if (fseek(in, BENCH_PCAP_HEADER, SEEK_SET) != 0 || fread(rec, sizeof(rec), 1, in) != 1)
+			return -EIO;
+	}
+	if (rec[2] == 0 || rec[2] > BENCH_FRAME_MAX || rec[2] > rte_pktmbuf_tailroom(m) ||
+	    rec[2] < RTE_ETHER_ADDR_LEN || fread(rte_pktmbuf_mtod(m, void *), rec[2], 1, in) != 1)
+		return -EIO;
+	memcpy(rte_pktmbuf_mtod(m, void *), mac, RTE_ETHER_ADDR_LEN);
+	*(uint32_t *)rte_mbuf_to_priv(m) = rec[2];
+	return 0;
+}
+
+/*
+ * Every mbuf of the feed pool gets a frame of the pcap (in file order, cycling), its
+ * length in the mbuf's private area; alloc leaves data and private area as they are.
+ */
+static int
+bench_feed_load(struct bench_feed *f, const char *pcap)
+{
+	struct rte_mbuf **all = calloc(BENCH_FEED_MBUFS, sizeof(*all));
+	FILE *in = fopen(pcap, "rb");
+	struct rte_ether_addr mac;
+	uint32_t count = 0;
+	int rc = all == NULL || in == NULL ? -ENOMEM : 0;
+
+	if (rc == 0 && rte_eth_macaddr_get(0, &mac) != 0)
+		rc = -ENODEV;
+	if (rc == 0 && fseek(in, BENCH_PCAP_HEADER, SEEK_SET) != 0)
+		rc = -EIO;
+	while (rc == 0 && count < BENCH_FEED_MBUFS) {
+		all[count] = rte_pktmbuf_alloc(f->pool);
+		if (all[count] == NULL)
+			break; /* Some wait in per-lcore caches: those are never fed. */
+		rc = bench_pcap_next(in, all[count++], &mac);
+	}
+	if (count > 0)
+		rte_pktmbuf_free_bulk(all, count);
+	if (in != NULL)
+		fclose(in);
+	free(all);
+	return rc;
+}
+
+/* RX callback on the worker's queue: the rest of the burst from the pre-built mbufs. */
+static uint16_t
+bench_feed_rx(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t count,
+	      uint16_t max, void *arg)
+{
+	struct rte_mempool *pool = arg;
+
+	(void)port;
+	(void)queue;
+	if (count == max || rte_pktmbuf_alloc_bulk(pool, &pkts[count], max - count) != 0)
+		return count; /* None left: the worker holds them all. */
+	for (uint16_t i = count; i < max; i++) {
+		pkts[i]->data_len = (uint16_t)*(uint32_t *)rte_mbuf_to_priv(pkts[i]);
+		pkts[i]->pkt_len = pkts[i]->data_len;
+	}
+	return max;
+}
+
+static int
+bench_feed_start(struct bench_feed *f, const char *pcap)
+{
+	int rc;
+
+	f->pool = rte_pktmbuf_pool_create("bench_feed", BENCH_FEED_MBUFS, 256, sizeof(uint64_t),
+					  RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
+	if (f->pool == NULL)
+		return -ENOMEM;
+	rc = bench_feed_load(f, pcap);
+	if (rc != 0)
+		return rc;
+	return rte_eth_add_rx_callback(0, 0, bench_feed_rx, f->pool) != NULL ? 0 : -ENOTSUP;
+}
+
 static int
 bench_run(const struct bench_opts *o, struct log *log)
 {
 	char vdev[512];
+	struct bench_feed feed;
 	struct dp_config c;
 	struct dp *dp;
 	int rc;
 
-	snprintf(vdev, sizeof(vdev), "net_pcap0,rx_pcap=%s,infinite_rx=1", o->pcap);
+	if (o->ring)
+		snprintf(vdev, sizeof(vdev), "%s", BENCH_RING_VDEV);
+	else
+		snprintf(vdev, sizeof(vdev), "net_pcap0,rx_pcap=%s,infinite_rx=1", o->pcap);
 	dp_config_default(&c);
 	c.vdev = vdev;
 	c.in_memory = true;
 	c.file_prefix = o->prefix;
 	c.workers = 1;
 	c.idle_polls = 0;       /* Flat out, as in production. */
-	c.mbufs = o->mbufs;
+	c.mbufs = o->ring ? BENCH_RING_MBUFS : o->mbufs;
 	c.ring_size = 1024;
 	c.log = log;
 	c.bench_no_dedup = true;
@@ -232,9 +348,14 @@ bench_run(const struct bench_opts *o, struct log *log)
 	rc = bench_publish(dp, o->shards);
 	if (rc == 0)
 		rc = dp_start(dp);
+	if (rc == 0 && o->ring) {
+		rc = bench_feed_start(&feed, o->pcap);
+		if (rc != 0)
+			dp_stop(dp);
+	}
 	if (rc == 0) {
 		bench_measure(dp, o);
-		dp_stop(dp);
+		dp_stop(dp); /* The callback and its pool go with the port and the EAL. */
 	}
 	dp_close(dp);
 	return rc;
@@ -250,7 +371,8 @@ main(int argc, char **argv)
 
 	if (bench_parse(argc, argv, &o) != 0) {
 		fprintf(stderr, "usage: sluice-dp-bench --pcap FILE --log-dir DIR [--mode staged|durable]"
-				" [--seconds S] [--shards N] [--mbufs N] [--file-prefix P]\n"
+				" [--seconds S] [--shards N] [--mbufs N] [--file-prefix P]"
+				" [--replay pcap|ring]\n"
 				"       sluice-dp-bench --write-pcap FILE --scenario NAME [--frames N]\n");
 		return 2;
 	}

@@ -13,6 +13,14 @@
  * --peer-mac MAC skips ARP, for a receiver that answers nothing (dpdk-testpmd
  * rxonly on a memif link, the packet baseline of `sluice bench ingest --compare`).
  *
+ * --shard-map INDEX:START:END[,...] (the stream's open shards from ListShards,
+ * hash keys in decimal) makes it a producer that knows the map, as libsluice
+ * with one: every frame is SHARD_RECORDS for one shard, the shards taken in
+ * turn, each record's key drawn from the keys (of --key-count) that shard owns,
+ * with its MD5 as the hash key. The keys' MD5s are computed once at start-up
+ * (the generator's CPU is not what is measured). A WRONG_SHARD NACK (the map
+ * moved) counts as failed, like any NACK.
+ *
  * Output (stdout, parsed by tools/cmd_bench_ingest.c), then exit 0:
  *   dp-gen: frames_sent=N records_sent=N records_acked=N records_failed=N
  *           frames_unsent=N records_unanswered=N elapsed_ns=N   (one line)
@@ -38,11 +46,18 @@
 #include <rte_udp.h>
 
 #include "common/dir.h"
+#include "common/hashkey.h"
 #include "protocol/frame.h"
 
 #define GEN_MBUFS 8191
 #define GEN_DESCRIPTORS 1024
+/*
+ * RX descriptors wanted (the device's maximum if lower): ACKs pile up while this
+ * process waits for a CPU on a shared host, and what the ring cannot hold is lost.
+ */
+#define GEN_RX_DESCRIPTORS 4096
 #define GEN_BURST 32
+#define GEN_RX_BURSTS_MAX 8              /* Per pass, while bursts come back full. */
 #define GEN_LINK_WAIT_MS 10000
 #define GEN_ARP_TRIES 100                /* 100 ms apart. */
 #define GEN_KEY_COUNT_MAX 100000000u      /* Keys "key-%08u": 12 bytes each. */
@@ -60,6 +75,8 @@
 #define GEN_HIST_VALUE_BITS 42           /* ns: 73 minutes. */
 #define GEN_HIST_BUCKETS ((GEN_HIST_VALUE_BITS - GEN_HIST_SUB_BITS + 1) * GEN_HIST_SUB_COUNT)
 #define GEN_HIST_PAIRS_PER_LINE 16
+#define GEN_SHARDS_MAX 64                /* --shard-map entries. */
+#define GEN_GROUPED_KEYS_MAX (1u << 22)   /* --key-count with --shard-map: 16 B of MD5 a key. */
 
 struct gen_opts {
 	const char *vdev;
@@ -74,6 +91,18 @@ struct gen_opts {
 	uint32_t key_count;
 	uint64_t duration_ns;
 	uint64_t drain_ns;
+	const char *shard_map;           /* Set: SHARD_RECORDS frames (see the top). */
+};
+
+/* One shard of --shard-map and the keys it owns. */
+struct gen_shard {
+	uint32_t index;
+	hashkey_t start;
+	hashkey_t end;
+	uint32_t key_count;
+	uint32_t next;                   /* The next of its keys to use, cycling. */
+	uint32_t *keys;                  /* Key numbers. */
+	uint8_t (*hashes)[16];           /* Their MD5s, big-endian. */
 };
 
 struct gen {
@@ -94,6 +123,8 @@ struct gen {
 	uint64_t records_acked;
 	uint64_t records_failed;
 	uint8_t *answered;               /* One bit per frame: duplicates count once. */
+	struct gen_shard shards[GEN_SHARDS_MAX];
+	uint32_t shard_count;            /* 0: RECORDS frames, keys in turn. */
 	uint8_t data[GEN_DATA_POOL_SIZE];
 	uint64_t hist[GEN_HIST_BUCKETS];
 };
@@ -162,15 +193,20 @@ gen_port(struct gen *g)
 {
 	struct rte_eth_conf conf;
 	struct rte_eth_link link;
+	struct rte_eth_dev_info info;
+	uint16_t rx_descriptors = GEN_RX_DESCRIPTORS;
 	uint64_t deadline = rte_get_timer_cycles() + rte_get_timer_hz() * GEN_LINK_WAIT_MS / 1000;
 
 	memset(&conf, 0, sizeof(conf));
 	g->port = 0;
 	g->pool = rte_pktmbuf_pool_create("gen", GEN_MBUFS, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
 					  (int)rte_socket_id());
+	if (rte_eth_dev_info_get(g->port, &info) == 0 && info.rx_desc_lim.nb_max > 0)
+		rx_descriptors = info.rx_desc_lim.nb_max < rx_descriptors ?
+				 info.rx_desc_lim.nb_max : rx_descriptors;
 	if (!rte_eth_dev_is_valid_port(g->port) || g->pool == NULL ||
 	    rte_eth_dev_configure(g->port, 1, 1, &conf) != 0 ||
-	    rte_eth_rx_queue_setup(g->port, 0, GEN_DESCRIPTORS, rte_socket_id(), NULL,
+	    rte_eth_rx_queue_setup(g->port, 0, rx_descriptors, rte_socket_id(), NULL,
 				   g->pool) != 0 ||
 	    rte_eth_tx_queue_setup(g->port, 0, GEN_DESCRIPTORS, rte_socket_id(), NULL) != 0 ||
 	    rte_eth_macaddr_get(g->port, &g->mac) != 0 || rte_eth_dev_start(g->port) != 0) {
@@ -258,15 +294,31 @@ gen_arp(struct gen *g)
 
 /* ---- Frames ------------------------------------------------------------------------ */
 
+/* The shard frame `k` is for: in turn, skipping shards that own none of the keys. */
+static struct gen_shard *
+gen_frame_shard(struct gen *g, uint64_t k)
+{
+	for (uint32_t i = 0; i < g->shard_count; i++) {
+		struct gen_shard *shard = &g->shards[(k + i) % g->shard_count];
+
+		if (shard->key_count > 0)
+			return shard;
+	}
+	return NULL;
+}
+
 /* Frame `k`'s record frame (batch_seq k + 1) after the headers of `m`; its size or -1. */
 static int
 gen_frame_write(struct gen *g, uint64_t k, uint8_t *payload)
 {
+	struct gen_shard *shard = gen_frame_shard(g, k);
 	struct frame_batch_params p = {
 		.producer_id = g->producer_id,
 		.batch_seq = k + 1,
 		.producer_epoch = 1,
 		.ack_mode = FRAME_ACK_DURABLE,
+		.shard_grouped = shard != NULL,
+		.shard_index = shard != NULL ? shard->index : 0,
 		.stream_name = g->o.stream,
 		.stream_name_size = (uint8_t)strlen(g->o.stream),
 	};
@@ -276,15 +328,25 @@ gen_frame_write(struct gen *g, uint64_t k, uint8_t *payload)
 		return -1;
 	for (uint32_t i = 0; i < g->o.per_frame; i++) {
 		uint64_t record = k * g->o.per_frame + i;
+		uint32_t key_number = (uint32_t)(record % g->o.key_count);
+		const uint8_t *hash = NULL;
 		char key[24];
-		int key_size = snprintf(key, sizeof(key), "key-%08u",
-					(unsigned)(record % g->o.key_count));
+		int key_size;
+
+		if (shard != NULL) {
+			uint32_t j = shard->next++ % shard->key_count;
+
+			key_number = shard->keys[j];
+			hash = shard->hashes[j];
+		}
+		key_size = snprintf(key, sizeof(key), "key-%08u", (unsigned)key_number);
 		struct frame_record r = {
 			.key = (const uint8_t *)key,
 			.key_size = (uint16_t)key_size,
 			.data = &g->data[(record * 61) % (GEN_DATA_POOL_SIZE - g->o.size)],
 			.data_size = g->o.size,
-			.hash_kind = FRAME_HASH_NONE,
+			.hash_kind = hash != NULL ? FRAME_HASH_MD5 : FRAME_HASH_NONE,
+			.hash_key = hash,
 		};
 
 		if (frame_writer_add(&w, &r) != 0)
@@ -380,7 +442,7 @@ gen_answer(struct gen *g, const uint8_t *payload, uint16_t size, uint64_t now_ns
 }
 
 static uint16_t
-gen_receive(struct gen *g, uint64_t now_ns)
+gen_receive_burst(struct gen *g, uint64_t now_ns)
 {
 	struct rte_mbuf *rx[GEN_BURST];
 	uint16_t count = rte_eth_rx_burst(g->port, 0, rx, GEN_BURST);
@@ -405,6 +467,22 @@ gen_receive(struct gen *g, uint64_t now_ns)
 	}
 	rte_pktmbuf_free_bulk(rx, count);
 	return count;
+}
+
+/* Answers, several bursts while they come full: catching up after this process waited. */
+static uint16_t
+gen_receive(struct gen *g, uint64_t now_ns)
+{
+	uint16_t total = 0;
+	uint16_t count;
+
+	for (int i = 0; i < GEN_RX_BURSTS_MAX; i++) {
+		count = gen_receive_burst(g, now_ns);
+		total += count;
+		if (count < GEN_BURST)
+			break;
+	}
+	return total;
 }
 
 /*
@@ -492,6 +570,71 @@ gen_close(struct gen *g)
 		dir_remove_flat(runtime_dir);
 	}
 	free(g->answered);
+	for (uint32_t i = 0; i < g->shard_count; i++) {
+		free(g->shards[i].keys);
+		free(g->shards[i].hashes);
+	}
+}
+
+/* "INDEX:START:END[,...]" into g->shards; 0 or -1. */
+static int
+gen_shard_map_parse(struct gen *g, const char *text)
+{
+	const char *p = text;
+
+	while (*p != '\0') {
+		struct gen_shard *shard = &g->shards[g->shard_count];
+		const char *start = strchr(p, ':');
+		const char *end = start != NULL ? strchr(start + 1, ':') : NULL;
+		const char *next;
+		char *after;
+		unsigned long index = strtoul(p, &after, 10);
+
+		if (g->shard_count == GEN_SHARDS_MAX || start == NULL || end == NULL ||
+		    after != start || index > UINT32_MAX)
+			return -1;
+		next = end + 1 + strcspn(end + 1, ",");
+		if (hashkey_parse_decimal(start + 1, (size_t)(end - start - 1), &shard->start) != 0 ||
+		    hashkey_parse_decimal(end + 1, (size_t)(next - end - 1), &shard->end) != 0 ||
+		    shard->start > shard->end)
+			return -1;
+		shard->index = (uint32_t)index;
+		g->shard_count++;
+		p = *next == ',' ? next + 1 : next;
+	}
+	return g->shard_count > 0 ? 0 : -1;
+}
+
+/* Each key's MD5 into the list of the shard that owns it (a key no shard owns is unused). */
+static int
+gen_shard_keys(struct gen *g)
+{
+	for (uint32_t i = 0; i < g->shard_count; i++) {
+		g->shards[i].keys = calloc(g->o.key_count, sizeof(*g->shards[i].keys));
+		g->shards[i].hashes = calloc(g->o.key_count, sizeof(*g->shards[i].hashes));
+		if (g->shards[i].keys == NULL || g->shards[i].hashes == NULL)
+			return -1;
+	}
+	for (uint32_t n = 0; n < g->o.key_count; n++) {
+		char key[24];
+		int key_size = snprintf(key, sizeof(key), "key-%08u", (unsigned)n);
+		uint8_t hash[16];
+		hashkey_t h;
+
+		hashkey_md5(key, (size_t)key_size, hash);
+		h = hashkey_from_be_bytes(hash);
+		for (uint32_t i = 0; i < g->shard_count; i++) {
+			struct gen_shard *shard = &g->shards[i];
+
+			if (h < shard->start || h > shard->end)
+				continue;
+			shard->keys[shard->key_count] = n;
+			memcpy(shard->hashes[shard->key_count], hash, sizeof(hash));
+			shard->key_count++;
+			break;
+		}
+	}
+	return gen_frame_shard(g, 0) != NULL ? 0 : -1;
 }
 
 static int
@@ -509,6 +652,7 @@ gen_parse(int argc, char **argv, struct gen_opts *o)
 		{ "duration-ms", required_argument, NULL, 'd' },
 		{ "drain-ms", required_argument, NULL, 'D' },
 		{ "peer-mac", required_argument, NULL, 'm' },
+		{ "shard-map", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char ip[32] = "198.18.0.1";
@@ -538,6 +682,8 @@ gen_parse(int argc, char **argv, struct gen_opts *o)
 			o->drain_ns = strtoull(optarg, NULL, 10) * 1000000u;
 		else if (opt == 'm')
 			o->peer_mac = optarg;
+		else if (opt == 'S')
+			o->shard_map = optarg;
 		else if (opt == '?')
 			return -1;
 	}
@@ -549,7 +695,8 @@ gen_parse(int argc, char **argv, struct gen_opts *o)
 	if (o->vdev == NULL || o->file_prefix == NULL || o->stream == NULL || o->rate == 0 ||
 	    o->size == 0 || o->size > GEN_UDP_PAYLOAD_MAX || o->per_frame == 0 ||
 	    o->per_frame > FRAME_RECORDS_MAX || o->key_count == 0 ||
-	    o->key_count > GEN_KEY_COUNT_MAX || o->duration_ns == 0 || strlen(o->stream) > 128)
+	    o->key_count > GEN_KEY_COUNT_MAX || o->duration_ns == 0 || strlen(o->stream) > 128 ||
+	    (o->shard_map != NULL && o->key_count > GEN_GROUPED_KEYS_MAX))
 		return -1;
 	return 0;
 }
@@ -567,7 +714,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: sluice-dp-gen --vdev VDEV --file-prefix P --stream S "
 				"--rate N --duration-ms MS [--drain-ms MS] [--target IP:PORT] "
 				"[--size B] [--records-per-frame N] [--key-count N] "
-				"[--peer-mac MAC]\n");
+				"[--peer-mac MAC] [--shard-map INDEX:START:END,...]\n");
 		return 2;
 	}
 	g.interval_ns = (uint64_t)(1e9 * (double)g.o.per_frame / (double)g.o.rate);
@@ -580,6 +727,14 @@ main(int argc, char **argv)
 	g.producer_id = ((uint64_t)getpid() << 32 | (uint64_t)time(NULL)) | 1;
 	if (g.answered == NULL)
 		goto out;
+	if (g.o.shard_map != NULL &&
+	    (gen_shard_map_parse(&g, g.o.shard_map) != 0 || gen_shard_keys(&g) != 0)) {
+		fprintf(stderr, "sluice-dp-gen: --shard-map %s: not INDEX:START:END,... (at most "
+			"%u shards) owning some of the --key-count keys\n", g.o.shard_map,
+			GEN_SHARDS_MAX);
+		rc = 2;
+		goto out;
+	}
 	if (gen_frame_write(&g, 0, probe) <= 0) {
 		fprintf(stderr, "sluice-dp-gen: %u records of %u B do not fit one %u-byte "
 			"datagram\n", g.o.per_frame, g.o.size, GEN_UDP_PAYLOAD_MAX);

@@ -227,7 +227,7 @@ dp_ingest_can_take(struct dp_worker *w)
 	struct dp_ingest *ing = &w->ingest;
 
 	/* Frames held this burst may each take a frame slot: count them as taken. */
-	return ing->producer != NULL && ing->frame_free_count > ing->held_count &&
+	return ing->producer != NULL && !ing->behind && ing->frame_free_count > ing->held_count &&
 	       dp_stage_can_take(w, 1, 1);
 }
 
@@ -346,12 +346,13 @@ dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct f
 
 static uint32_t
 dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
-		     const struct frame_records *fr)
+		     const struct frame_records *fr, uint64_t now_tsc)
 {
 	struct dp_ingest *ing = &w->ingest;
 	uint32_t slot = ing->frame_free[--ing->frame_free_count];
 	struct dp_frame_slot *f = &ing->frames[slot];
 
+	f->admit_tsc = now_tsc;
 	f->peer = *peer;
 	f->producer_id = fr->producer_id;
 	f->batch_seq = fr->batch_seq;
@@ -457,8 +458,13 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
 		return;
 	}
+	if (mode == FRAME_ACK_DURABLE && ing->behind) {
+		dp_count(w, DP_DROP_FRAMES_LATE, 1);
+		dp_ingest_refuse(w, peer, fr, FRAME_STATUS_THROTTLED, reserved, now_tsc);
+		return;
+	}
 	if (mode == FRAME_ACK_DURABLE)
-		frame_slot = dp_ingest_frame_slot(w, peer, fr);
+		frame_slot = dp_ingest_frame_slot(w, peer, fr, now_tsc);
 	dp_count(w, DP_FRAMES_ACCEPTED, 1);
 	if (fr->shard_grouped)
 		dp_ingest_stage_grouped(w, fr, shards[0], frame_slot, now_tsc);
@@ -767,6 +773,9 @@ dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
 {
 	struct dp_ingest *ing = &w->ingest;
 	struct dp_frame_slot *f = &ing->frames[slot];
+	uint64_t waited = ing->now_tsc > f->admit_tsc ? ing->now_tsc - f->admit_tsc : 0;
+
+	ing->wait_min_tsc = RTE_MIN(ing->wait_min_tsc, waited);
 	bool dedup = f->producer_id != 0 && !w->dp->config.bench_no_dedup;
 	struct frame_dedup *d = NULL;
 	struct frame_ack ack = {
@@ -865,14 +874,37 @@ dp_ingest_clock(struct dp_worker *w, uint64_t now_tsc)
 	ing->now_real_ns = ing->real_base_ns + (now_tsc - ing->real_base_tsc) * 1000000000u / hz;
 }
 
+/*
+ * Admission by age (DP_ADMIT_WAIT_MS), once an interval: behind when the fastest
+ * durable ACK of the interval waited too long; with no ACK in it, still behind while
+ * frames wait, no longer once none does.
+ */
+static void
+dp_ingest_admit_update(struct dp_worker *w, uint64_t now_tsc)
+{
+	struct dp_ingest *ing = &w->ingest;
+
+	if (now_tsc - ing->admit_interval_start < ing->admit_interval_tsc)
+		return;
+	if (ing->wait_min_tsc != UINT64_MAX)
+		ing->behind = ing->wait_min_tsc > ing->admit_wait_tsc;
+	else if (ing->frame_free_count == DP_FRAME_SLOTS)
+		ing->behind = false;
+	ing->wait_min_tsc = UINT64_MAX;
+	ing->admit_interval_start = now_tsc;
+}
+
 uint32_t
 dp_ingest_poll(struct dp_worker *w, uint64_t now_tsc)
 {
-	uint32_t work = dp_ingest_completions(w);
+	uint32_t work;
 
+	w->ingest.now_tsc = now_tsc;
+	work = dp_ingest_completions(w);
 	work += dp_stage_flush(w, now_tsc, false);
 	work += dp_stage_refill(w);
 	dp_ingest_clock(w, now_tsc);
+	dp_ingest_admit_update(w, now_tsc);
 	return work;
 }
 
@@ -883,8 +915,9 @@ dp_ingest_is_idle(const struct dp_worker *w)
 
 	/*
 	 * Batches in flight do not keep a worker awake: their completions wait in
-	 * the producer ring, and an ACK at most idle_sleep_us late is the price
-	 * of idling (production polls flat out: idle_polls = 0).
+	 * the producer ring; a DPDK worker's nap ends on the producer's eventfd,
+	 * the kernel backend's ACK may be up to idle_sleep_us late (production
+	 * polls flat out: idle_polls = 0).
 	 */
 	return ing->open_count == 0 && ing->retry_count == 0 && ing->failed_count == 0;
 }
@@ -917,9 +950,16 @@ dp_ingest_init(struct dp_worker *w)
 	int rc;
 
 	ing->batch_age_tsc = (uint64_t)w->dp->config.batch_age_us * w->dp->tsc_hz / 1000000u;
-	ing->nack_burst = RTE_MAX((uint64_t)DP_NACK_BURST_MIN, 2u * (uint64_t)w->dp->config.ring_size);
+	ing->nack_burst = RTE_MAX(RTE_MAX((uint64_t)DP_NACK_BURST_MIN,
+					  2u * (uint64_t)w->dp->config.ring_size),
+				  (uint64_t)DP_NACK_PER_S * DP_NACK_STALL_MS / 1000u);
 	ing->nack_tokens = ing->nack_burst;
 	ing->nack_refill_tsc = rte_rdtsc();
+	ing->admit_wait_tsc = (uint64_t)DP_ADMIT_WAIT_MS * w->dp->tsc_hz / 1000u;
+	ing->admit_interval_tsc = (uint64_t)DP_ADMIT_INTERVAL_MS * w->dp->tsc_hz / 1000u;
+	ing->admit_interval_start = rte_rdtsc();
+	ing->now_tsc = ing->admit_interval_start;
+	ing->wait_min_tsc = UINT64_MAX;
 	ing->real_base_ns = clock_real_ns();
 	ing->real_base_tsc = rte_rdtsc();
 	ing->now_real_ns = ing->real_base_ns;

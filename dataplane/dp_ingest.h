@@ -44,18 +44,37 @@ struct dp_route_table;
 #define DP_RECORDS_DONE_MAX (DP_COMPLETIONS_BURST * DP_BATCH_REFS_MAX) /* ... of their records. */
 #define DP_OPEN_HASH_SIZE 8192      /* Shard -> open slot; power of two >= 2 x slots. */
 #define DP_SPARES_MAX 32            /* Spare log batches: distinct shards per frame. */
-#define DP_FRAME_SLOTS 512          /* Frames waiting for a durable ACK per worker. */
+/*
+ * Frames waiting for a durable ACK per worker: with the log's durable latency L, a
+ * worker takes at most DP_FRAME_SLOTS / L frames a second (512 capped it near 300 k
+ * records/s at 12 a frame and L = 18 ms on the shared dev VM). Each slot's results
+ * take 8 KB of address space (32 MiB a worker), touched only as far as frames use it.
+ */
+#define DP_FRAME_SLOTS 4096
+/*
+ * Admission by age: frame slots bound memory, not how long an admitted frame waits
+ * for the log (at twice the saturating rate 4,096 slots meant seconds). Once per
+ * DP_ADMIT_INTERVAL_MS, a worker whose fastest durable ACK in the interval came more
+ * than DP_ADMIT_WAIT_MS after its frame is behind: it refuses new durable frames
+ * THROTTLED (drop_frames_late) until an interval's fastest ACK is in time again, or
+ * none is waiting. (CoDel's idea: the minimum, so one slow batch does not trip it.)
+ */
+#define DP_ADMIT_WAIT_MS 200
+#define DP_ADMIT_INTERVAL_MS 100
 /* Kinesis stamps arrival in milliseconds: a grouped record is stamped at most this early. */
 #define DP_GROUPED_ARRIVAL_SKEW_NS 1000000u
 #define DP_FRAME_RECORDS_MAX FRAME_RECORDS_MAX /* Records of one frame (TCP: up to 500). */
 #define DP_SHARDS_SEEN_SIZE 1024    /* Distinct shards of one frame: >= 2 x its records. */
 #define DP_HELD_FRAMES 64           /* Frames held in one RX burst (DP_HELD_RECORDS). */
 /*
- * UDP NACKs: a token bucket per worker, at least this deep and at least two
- * RX rings deep (a worker back from a stall may find a full ring of frames to
- * refuse, and each is owed its NACK) ...
+ * UDP NACKs: a token bucket per worker, at least this deep, at least two RX
+ * rings deep (a worker back from a stall may find a full ring of frames to
+ * refuse, and each is owed its NACK) and at least DP_NACK_STALL_MS of refill
+ * (a memif client sizes the rings, 8,192 slots for sluice-dp-gen, beyond
+ * ring_size: 126,862 NACKs a run went unsent at 1 record per datagram) ...
  */
 #define DP_NACK_BURST_MIN 256
+#define DP_NACK_STALL_MS 20
 #define DP_NACK_PER_S 1000000       /* ... refilled at this rate (about what a worker can
 				     * answer; a NACK is never larger than the frame it
 				     * answers: no amplification to limit). */
@@ -132,6 +151,7 @@ struct dp_record_result {
 
 struct dp_frame_slot {
 	struct dp_peer peer;
+	uint64_t admit_tsc;         /* When it was accepted (admission by age). */
 	uint64_t producer_id;
 	uint64_t batch_seq;
 	uint32_t epoch;
@@ -165,14 +185,21 @@ struct dp_held_frame {
 struct dp_ingest {
 	/* Staging (dp_stage.c). */
 	struct log_producer *producer;
+	int completion_fd;          /* The producer's eventfd: wakes a sleeping worker; or -1. */
 	uint64_t batch_age_tsc;
 	uint64_t flush_scan_tsc;    /* Last scan of the open batches for age. */
 	uint64_t now_real_ns;       /* Wall clock of the current poll pass ... */
 	uint64_t real_base_ns;      /* ... counted from the TSC since the clock was last */
 	uint64_t real_base_tsc;     /* ... read here (once a second). */
 	uint64_t nack_tokens;
-	uint64_t nack_burst;        /* The bucket's depth (DP_NACK_BURST_MIN, 2 x ring_size). */
+	uint64_t nack_burst;        /* The bucket's depth (see DP_NACK_BURST_MIN). */
 	uint64_t nack_refill_tsc;
+	uint64_t now_tsc;           /* The current poll pass's TSC. */
+	uint64_t admit_wait_tsc;    /* DP_ADMIT_WAIT_MS */
+	uint64_t admit_interval_tsc; /* DP_ADMIT_INTERVAL_MS */
+	uint64_t admit_interval_start;
+	uint64_t wait_min_tsc;      /* The fastest durable ACK's wait this interval. */
+	bool behind;                /* Refusing new durable frames (see DP_ADMIT_WAIT_MS). */
 	uint32_t in_flight;         /* Batches submitted, not yet completed. */
 	uint32_t open_count;
 	uint32_t retry_count;       /* Batches whose submit found the ring full. */
@@ -260,6 +287,8 @@ int dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record
  */
 int dp_stage_add_encoded(struct dp_worker *w, uint64_t shard_id, const uint8_t *records,
 			 uint32_t size, struct dp_record_ref *ref, uint64_t now_tsc);
+/* When the oldest open batch reaches the age limit (TSC); UINT64_MAX with none open. */
+uint64_t dp_stage_deadline(const struct dp_worker *w);
 /* Submits batches older than the age limit (all of them with `all`). */
 uint32_t dp_stage_flush(struct dp_worker *w, uint64_t now_tsc, bool all);
 /* Refills spares and retries ring-full submits. */

@@ -27,6 +27,12 @@
 #define DP_RX_BURST 32
 #define DP_TX_BURST 64
 /*
+ * Answers the device did not take (its TX ring full: a peer slow to drain it, e.g.
+ * descheduled on a shared host) wait for the next pass, up to this many; only an
+ * answer past them is dropped (tx_dropped). One memif / AF_XDP ring's worth.
+ */
+#define DP_TX_BACKLOG 1024
+/*
  * Datagrams larger than one mbuf (jumbo frames chained by the device, or
  * IPv4 fragments reassembled) are copied into one of these per-worker
  * buffers, held until the burst's frames are processed.
@@ -56,7 +62,7 @@ struct dp_worker {
 	uint32_t rx_full_streak;    /* Consecutive polls whose RX burst was full. */
 	uint16_t tx_count;
 	uint16_t done_count;
-	struct rte_mbuf *tx[DP_TX_BURST];
+	struct rte_mbuf *tx[DP_TX_BACKLOG]; /* Answers not yet taken by the device. */
 	struct rte_mbuf *done[DP_RX_BURST]; /* Consumed this burst: freed in bulk after it. */
 	struct dp_ingest ingest;    /* Staging, frames in flight, key cache. */
 	struct dp_tcp tcp;          /* TCP connections on the ingest port. */

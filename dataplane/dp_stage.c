@@ -329,6 +329,17 @@ dp_stage_add_encoded(struct dp_worker *w, uint64_t shard_id, const uint8_t *reco
 	return 0;
 }
 
+uint64_t
+dp_stage_deadline(const struct dp_worker *w)
+{
+	const struct dp_ingest *ing = &w->ingest;
+	uint64_t oldest = UINT64_MAX;
+
+	for (uint32_t i = 0; i < ing->open_count; i++)
+		oldest = RTE_MIN(oldest, ing->slots[ing->open_list[i]].opened_tsc);
+	return oldest == UINT64_MAX ? UINT64_MAX : oldest + ing->batch_age_tsc;
+}
+
 uint32_t
 dp_stage_flush(struct dp_worker *w, uint64_t now_tsc, bool all)
 {
@@ -508,10 +519,12 @@ dp_stage_init(struct dp_worker *w)
 		ing->slot_free[i] = DP_BATCH_SLOTS - 1 - i;
 	}
 	ing->slot_free_count = DP_BATCH_SLOTS;
+	ing->completion_fd = -1;
 	if (w->dp->config.log != NULL) {
 		rc = log_producer_open(w->dp->config.log, &ing->producer);
 		if (rc != 0)
 			return rc;
+		ing->completion_fd = log_producer_event_fd(ing->producer);
 		dp_stage_refill(w);
 	}
 	return 0;
@@ -535,6 +548,7 @@ dp_stage_fini(struct dp_worker *w)
 			log_batch_put(ing->producer, ing->spares[--ing->spare_count]);
 		log_producer_close(ing->producer);
 		ing->producer = NULL;
+		ing->completion_fd = -1;
 	}
 	if (ing->slots != NULL)
 		free(ing->slots[0].refs);

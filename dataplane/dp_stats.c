@@ -48,6 +48,7 @@ static const char *const dp_counter_names[DP_COUNTER_COUNT] = {
 	[DP_DROP_NO_ROUTE] = "drop_no_route",
 	[DP_DROP_NO_BATCH] = "drop_no_batch",
 	[DP_DROP_FRAMES_FULL] = "drop_frames_full",
+	[DP_DROP_FRAMES_LATE] = "drop_frames_late",
 	[DP_DROP_PRODUCERS_FULL] = "drop_producers_full",
 	[DP_DROP_NO_MBUF] = "drop_no_mbuf",
 	[DP_RING_FULL] = "ring_full",

@@ -9,12 +9,15 @@
  * state: it holds no route-table pointer across passes. It never blocks,
  * allocates or prints; when something is full, it drops and counts.
  *
- * Idle back-off: after idle_polls empty passes (and with nothing staged) the
- * worker goes RCU-offline and sleeps idle_sleep_us, so publishers never wait
- * for a sleeping worker and a 2-CPU machine stays responsive.
+ * Idle back-off (dp_worker_idle): after idle_polls empty passes the worker
+ * goes RCU-offline and naps, so publishers never wait for a sleeping worker
+ * and a 2-CPU machine stays responsive.
  */
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -26,33 +29,45 @@
 #include "dataplane/dp_internal.h"
 #include "dataplane/dp_kernel.h"
 
+/*
+ * Hands the device what it takes, a burst at a time; the rest stays in the backlog
+ * for the next pass (dropping an ACK whose records are durable would leave its
+ * producer without an answer).
+ */
 void
 dp_worker_tx_flush(struct dp_worker *w)
 {
-	uint16_t sent;
+	uint16_t sent = 0;
+	uint16_t n;
 	uint64_t bytes = 0;
 
 	if (w->tx_count == 0)
 		return;
-	for (uint16_t i = 0; i < w->tx_count; i++)
-		bytes += w->tx[i]->pkt_len;
-	sent = rte_eth_tx_burst(w->port_id, w->queue_id, w->tx, w->tx_count);
-	for (uint16_t i = sent; i < w->tx_count; i++) {
-		bytes -= w->tx[i]->pkt_len;
-		rte_pktmbuf_free(w->tx[i]);
-	}
+	do {
+		uint16_t left = (uint16_t)(w->tx_count - sent);
+
+		n = rte_eth_tx_burst(w->port_id, w->queue_id, &w->tx[sent],
+				     left < DP_TX_BURST ? left : DP_TX_BURST);
+		for (uint16_t i = sent; i < sent + n; i++)
+			bytes += w->tx[i]->pkt_len;
+		sent += n;
+	} while (n > 0 && sent < w->tx_count);
+	memmove(w->tx, &w->tx[sent], (size_t)(w->tx_count - sent) * sizeof(w->tx[0]));
+	w->tx_count -= sent;
 	dp_count(w, DP_TX_PACKETS, sent);
 	dp_count(w, DP_TX_BYTES, bytes);
-	if (sent < w->tx_count)
-		dp_count(w, DP_TX_DROPPED, (uint64_t)(w->tx_count - sent));
-	w->tx_count = 0;
 }
 
 void
 dp_worker_tx(struct dp_worker *w, struct rte_mbuf *m)
 {
-	if (w->tx_count == DP_TX_BURST)
+	if (w->tx_count >= DP_TX_BURST)
 		dp_worker_tx_flush(w);
+	if (w->tx_count == DP_TX_BACKLOG) {
+		rte_pktmbuf_free(m);
+		dp_count(w, DP_TX_DROPPED, 1);
+		return;
+	}
 	w->tx[w->tx_count++] = m;
 }
 
@@ -151,6 +166,8 @@ dp_worker_close(struct dp_worker *w)
 		dp_kernel_worker_close(w);
 		return;
 	}
+	rte_pktmbuf_free_bulk(w->tx, w->tx_count); /* What the device never took. */
+	w->tx_count = 0;
 	dp_net_fini(w);
 	dp_tcp_fini(&w->tcp);
 	dp_ingest_fini(w);
@@ -198,19 +215,68 @@ dp_worker_poll(struct dp_worker *w, uint64_t now_tsc)
 	return work;
 }
 
+/*
+ * Sleeps up to `us` microseconds, woken early when the log posts a completion
+ * (its eventfd, armed at dp_stage_init), so an ACK never waits for the nap.
+ * A readable eventfd left from completions already taken costs one early wake.
+ */
+static void
+dp_worker_nap(struct dp_worker *w, uint64_t us)
+{
+	struct pollfd pfd = { .fd = w->ingest.completion_fd, .events = POLLIN };
+	struct timespec ts = { .tv_sec = (time_t)(us / 1000000u),
+			       .tv_nsec = (long)(us % 1000000u) * 1000 };
+	uint64_t value;
+
+	if (pfd.fd < 0) {
+		nanosleep(&ts, NULL);
+		return;
+	}
+	if (ppoll(&pfd, 1, &ts, NULL) == 1) {
+		/* Clears it; EAGAIN (already cleared) is as good. */
+		ssize_t got = read(pfd.fd, &value, sizeof(value));
+
+		(void)got;
+	}
+}
+
+/*
+ * Idle back-off: after idle_polls empty passes the worker naps, and naps again
+ * after every further empty pass until work comes (a poll between naps costs
+ * far less than a spin). Batches in flight do not keep it awake (their
+ * completions wake it), nor do open batches: it naps until the oldest one is
+ * due (batch_age_us), so at moderate load it is not charged a whole CPU for
+ * spinning between frames. A packet waits in the RX ring at most
+ * idle_sleep_us (plus timer slack): the devices here have no RX interrupts
+ * (DPDK 22.11's af_xdp and memif PMDs implement none). Production polls flat
+ * out: idle_polls = 0.
+ */
 static void
 dp_worker_idle(struct dp_worker *w)
 {
 	struct dp *dp = w->dp;
+	const struct dp_ingest *ing = &w->ingest;
+	uint64_t us = dp->config.idle_sleep_us;
+	uint64_t deadline;
+	uint64_t now;
 
 	if (dp->config.idle_polls == 0 || ++w->idle_polls < dp->config.idle_polls)
 		return;
-	w->idle_polls = 0;
-	if (!dp_ingest_is_idle(w) || !dp_tcp_is_idle(&w->tcp))
+	w->idle_polls = dp->config.idle_polls; /* Stays sleepy until a pass finds work. */
+	if (ing->retry_count != 0 || ing->failed_count != 0 || !dp_tcp_is_idle(&w->tcp))
+		return;
+	deadline = dp_stage_deadline(w);
+	if (deadline != UINT64_MAX) {
+		now = rte_rdtsc();
+		if (deadline <= now + w->tsc_per_us)
+			return;
+		us = RTE_MIN(us, (deadline - now) / w->tsc_per_us);
+	}
+	if (us == 0)
 		return;
 	/* Offline while asleep: a route publisher must not wait for us. */
 	rte_rcu_qsbr_thread_offline(dp->qsbr, w->index);
-	usleep(dp->config.idle_sleep_us);
+	dp_worker_nap(w, us);
 	rte_rcu_qsbr_thread_online(dp->qsbr, w->index);
 	dp_count(w, DP_IDLE_SLEEPS, 1);
 }

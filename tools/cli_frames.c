@@ -59,8 +59,8 @@ shard_range_of(const cJSON *shard, struct sluice_shard_range *out, bool *bad)
 }
 
 int
-cli_frames_shard_map(struct sluice_producer *producer, struct kc_client *client,
-		     const char *stream)
+cli_frames_shard_ranges(struct kc_client *client, const char *stream,
+			struct sluice_shard_range **map_out, uint32_t *count_out)
 {
 	struct sluice_shard_range *map;
 	const cJSON *shard;
@@ -80,9 +80,28 @@ cli_frames_shard_map(struct sluice_producer *producer, struct kc_client *client,
 		if (count < SLUICE_SHARDS_MAX && shard_range_of(shard, &map[count], &bad))
 			count++;
 	}
-	err = bad ? -EBADMSG : sluice_producer_set_shard_map(producer, map, count);
-	free(map);
 	cJSON_Delete(shards);
+	if (bad) {
+		free(map);
+		return -EBADMSG;
+	}
+	*map_out = map;
+	*count_out = count;
+	return 0;
+}
+
+int
+cli_frames_shard_map(struct sluice_producer *producer, struct kc_client *client,
+		     const char *stream)
+{
+	struct sluice_shard_range *map;
+	uint32_t count;
+	int err = cli_frames_shard_ranges(client, stream, &map, &count);
+
+	if (err != 0)
+		return err;
+	err = sluice_producer_set_shard_map(producer, map, count);
+	free(map);
 	return err;
 }
 

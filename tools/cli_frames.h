@@ -35,6 +35,14 @@ int cli_frames_open(const char *command, const struct cli_frames_options *option
 struct kc_client;
 
 /*
+ * The stream's open shards (ListShards through `client`) into *map_out (malloc'd, the
+ * caller frees it) and *count_out. 0, the call's negative errno, or -EBADMSG for an
+ * answer it cannot read.
+ */
+int cli_frames_shard_ranges(struct kc_client *client, const char *stream,
+			    struct sluice_shard_range **map_out, uint32_t *count_out);
+
+/*
  * Gives `producer` the stream's open shards (ListShards through `client`),
  * so it sends shard-grouped frames; refetch it when sluice_producer_map_stale()
  * says the map moved (after a flush: nothing may be outstanding). 0, or the

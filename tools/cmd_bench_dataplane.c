@@ -10,6 +10,10 @@
  * runs with batches submitted to a real log ("durable"). Prints a table and
  * a final line "dataplane-bench: ..." with every rate and its ratio.
  *
+ * --replay ring: sluice-dp-bench replays the same pcap from pre-built mbufs on a
+ * net_ring port instead of net_pcap (no per-packet copy in the worker: what a NIC's
+ * DMA spares it; see dataplane/dp_bench.c); testpmd stays on net_pcap.
+ *
  * Ratios compare packets per CPU-second of each side's polling thread (from
  * /proc/<pid>/task/<tid>/schedstat): on a shared 2-vCPU machine both wait on
  * the run queue for varying shares of the time; raw wall-clock ratios are
@@ -229,6 +233,8 @@ bench_testpmd(const char *pcap, uint32_t seconds, char *out, double *pps_out, do
 	return 0;
 }
 
+static const char *bench_replay = "pcap";  /* --replay: sluice-dp-bench's. */
+
 static int
 bench_dp(const char *helper, const char *pcap, const char *dir, const struct bench_case *c,
 	 const char *mode, uint32_t seconds, char *out, struct bench_case *result)
@@ -239,7 +245,8 @@ bench_dp(const char *helper, const char *pcap, const char *dir, const struct ben
 	char prefix[64];
 	char *argv[BENCH_ARGS_MAX] = {
 		(char *)helper, "--pcap", (char *)pcap, "--log-dir", log_dir, "--seconds", secs,
-		"--shards", shards, "--mode", (char *)mode, "--file-prefix", prefix, NULL,
+		"--shards", shards, "--mode", (char *)mode, "--file-prefix", prefix, "--replay",
+		(char *)bench_replay, NULL,
 	};
 	const char *line;
 	int rc;
@@ -298,7 +305,8 @@ bench_print(const struct bench_case *c, size_t count)
 		       c[i].cpu, bench_ratio(&c[i]),
 		       c[i].testpmd_pps > 0 ? c[i].pps / c[i].testpmd_pps : 0.0, c[i].target);
 	printf("ratio: packets per CPU-second of the polling thread, dataplane / testpmd "
-	       "(raw: per wall second)\n");
+	       "(raw: per wall second); dataplane replay: %s\n",
+	       strcmp(bench_replay, "ring") == 0 ? "ring (pre-built mbufs, no copy)" : "net_pcap");
 }
 
 static void
@@ -333,10 +341,12 @@ static void
 bench_usage(FILE *f)
 {
 	fprintf(f, "usage: sluice bench dataplane [--seconds S] [--frames N] [--rounds R] "
-		   "[--dir DIR] [--only SCENARIO]\n"
+		   "[--dir DIR] [--only SCENARIO] [--replay pcap|ring]\n"
 		   "  Replays N (>= 100000) distinct frames per scenario through net_pcap on one\n"
 		   "  worker lcore and through dpdk-testpmd rxonly; needs root and hugepages.\n"
-		   "  --only runs one scenario (100B, 12x100B, md5, md5hot, 1KiB, 10k_shards).\n");
+		   "  --only runs one scenario (100B, 12x100B, md5, md5hot, 1KiB, 10k_shards,\n"
+		   "  12x100B_grp). --replay ring: the worker's frames come from pre-built mbufs\n"
+		   "  (the pcap's, no per-packet copy) instead of net_pcap; testpmd stays on it.\n");
 }
 
 static double
@@ -390,6 +400,7 @@ cmd_bench_dataplane(int argc, char **argv)
 		{ "dir", required_argument, NULL, 'd' },
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "only", required_argument, NULL, 'o' },
+		{ "replay", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -417,6 +428,8 @@ cmd_bench_dataplane(int argc, char **argv)
 			rounds = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'o' && (only = bench_case_find(optarg)) != NULL)
 			continue;
+		else if (opt == 'R' && (strcmp(optarg, "pcap") == 0 || strcmp(optarg, "ring") == 0))
+			bench_replay = optarg;
 		else {
 			bench_usage(opt == 'h' ? stdout : stderr);
 			return opt == 'h' ? CMD_EXIT_OK : CMD_EXIT_USAGE;

@@ -46,6 +46,7 @@
 
 #include "common/base.h"
 #include "common/clock.h"
+#include "common/hashkey.h"
 #include "common/limits.h"
 #include "tools/cli_common.h"
 #include "tools/cli_frames.h"
@@ -63,12 +64,18 @@
 #define BENCH_PIPELINE_MAX 64                    /* HTTP requests in flight per connection. */
 #define BENCH_INDEX_SIZE 24                      /* "rec-" and 20 digits. */
 #define BENCH_DPDK_TARGET_DEFAULT "198.18.0.1:4570"  /* [dataplane] ipv4, ingest_port. */
+/*
+ * sluice-dp-gen's memif rings (the client sets their size): 8,192 slots hold ~200 ms
+ * of ACKs at 40,000 frames/s while the generator waits for a CPU (1,024 lost them).
+ */
+#define BENCH_MEMIF_LOG2_RING 13
+#define BENCH_SHARD_MAP_ARG_SIZE 8192            /* sluice-dp-gen's 64 shards, 84 B each. */
 
 static const char bench_synopsis[] =
 	"sluice bench ingest STREAM [--transport http|udp|tcp|dpdk] [--rate N] [--size B]\n"
 	"       [--records-per-frame N] [--keys uniform|zipf] [--key-count N]\n"
 	"       [--connections N] [--pipeline N] [--producers N] [--duration D] [--json]\n"
-	"       [--device memif|af_xdp --socket PATH|--iface NAME]\n"
+	"       [--device memif|af_xdp --socket PATH|--iface NAME] [--grouped]\n"
 	"sluice bench ingest --compare [--short] [--duration D]   (root)";
 
 /*
@@ -116,6 +123,7 @@ struct bench {
 	uint64_t duration_ns;
 	uint64_t drain_ns;
 	bool json;
+	bool grouped;              /* --grouped: ListShards, then SHARD_RECORDS frames. */
 	bool compare;              /* --compare: every path side by side (sluice-bench-compare). */
 	bool compare_short;        /* --short: each path briefly, behaviour only. */
 	const char *data_kind;     /* "random", or "index": "rec-<record number>" then padding. */
@@ -895,6 +903,9 @@ bench_frames(struct bench *b, uint64_t *unanswered_out)
 			err = code == CMD_EXIT_USAGE ? -EINVAL : -EHOSTUNREACH;
 			goto out_close;
 		}
+		err = b->grouped ? cli_frames_shard_map(b->producers[i], &b->client, b->stream) : 0;
+		if (err != 0)
+			goto out_close;
 	}
 	b->start_ns = clock_mono_ns();
 	cli_progress_init(&b->progress, stderr, b->start_ns);
@@ -943,16 +954,40 @@ bench_dpdk_line(struct bench *b, char *line, uint64_t *unanswered, uint64_t *ela
 	}
 }
 
+/* --grouped: sluice-dp-gen's --shard-map "INDEX:START:END,..." from ListShards. */
+static int
+bench_dpdk_shard_map(struct bench *b, char *out, size_t out_size)
+{
+	struct sluice_shard_range *map;
+	uint32_t count;
+	size_t used = 0;
+	int err = cli_frames_shard_ranges(&b->client, b->stream, &map, &count);
+
+	if (err != 0)
+		return err;
+	for (uint32_t i = 0; i < count && used < out_size; i++) {
+		char start[HASHKEY_DECIMAL_SIZE], end[HASHKEY_DECIMAL_SIZE];
+
+		hashkey_format_decimal(hashkey_from_be_bytes(map[i].start), start);
+		hashkey_format_decimal(hashkey_from_be_bytes(map[i].end), end);
+		used += (size_t)snprintf(out + used, out_size - used, "%s%u:%s:%s", i ? "," : "",
+					 map[i].shard_index, start, end);
+	}
+	free(map);
+	return count == 0 || used >= out_size ? -E2BIG : 0;
+}
+
 static int
 bench_dpdk(struct bench *b, uint64_t *unanswered_out)
 {
 	char helper[PATH_MAX], vdev[PATH_MAX + 64], prefix[64], rate[24], size[24], per[24];
-	char keys[24], duration[24], drain[24];
+	char keys[24], duration[24], drain[24], shard_map[BENCH_SHARD_MAP_ARG_SIZE];
 	char *target = (char *)(b->target != NULL ? b->target : BENCH_DPDK_TARGET_DEFAULT);
 	char *argv[] = { helper, "--vdev", vdev, "--file-prefix", prefix, "--stream",
 			 (char *)b->stream, "--target", target, "--rate", rate, "--size", size,
 			 "--records-per-frame", per, "--key-count", keys, "--duration-ms",
-			 duration, "--drain-ms", drain, NULL };
+			 duration, "--drain-ms", drain, b->grouped ? "--shard-map" : NULL, shard_map,
+			 NULL };
 	uint64_t elapsed_ns = 0;
 	char line[4096];
 	size_t used = 0;
@@ -967,8 +1002,8 @@ bench_dpdk(struct bench *b, uint64_t *unanswered_out)
 		return -EHOSTUNREACH;
 	}
 	if (strcmp(b->device, "memif") == 0)
-		snprintf(vdev, sizeof(vdev), "net_memif0,role=client,socket=%s,socket-abstract=no",
-			 b->socket_path);
+		snprintf(vdev, sizeof(vdev), "net_memif0,role=client,socket=%s,socket-abstract=no,"
+			 "rsize=%u", b->socket_path, BENCH_MEMIF_LOG2_RING);
 	else
 		snprintf(vdev, sizeof(vdev), "net_af_xdp0,iface=%s", b->iface);
 	snprintf(prefix, sizeof(prefix), "sluice-gen-%d", (int)getpid());
@@ -979,6 +1014,12 @@ bench_dpdk(struct bench *b, uint64_t *unanswered_out)
 	snprintf(duration, sizeof(duration), "%llu",
 		 (unsigned long long)(b->duration_ns / 1000000));
 	snprintf(drain, sizeof(drain), "%llu", (unsigned long long)(b->drain_ns / 1000000));
+	err = b->grouped ? bench_dpdk_shard_map(b, shard_map, sizeof(shard_map)) : 0;
+	if (err != 0) {
+		fprintf(stderr, "sluice bench ingest: --grouped: no shard map for %s (%s)\n",
+			b->stream, strerror(-err));
+		return -EHOSTUNREACH;
+	}
 	err = cli_spawn(argv, &pid, &fd);
 	if (err != 0)
 		return err;
@@ -1162,7 +1203,7 @@ bench_main(struct bench *b, struct cli_conn *conn)
 {
 	bool http = strcmp(b->transport, "http") == 0;
 	uint64_t unanswered = 0;
-	int code = http ? cli_conn_open("bench ingest", conn, &b->client) : 0;
+	int code = http || b->grouped ? cli_conn_open("bench ingest", conn, &b->client) : 0;
 	struct sigaction interrupt = { .sa_handler = bench_on_interrupt, .sa_flags = SA_RESETHAND };
 	int err;
 
@@ -1234,6 +1275,9 @@ cmd_bench_ingest(int argc, char **argv)
 		  "print the summary as one JSON object" },
 		{ "data", CLI_OPT_STRING, &b.data_kind, 0, 0, "KIND",
 		  "random (default) or index (udp/tcp: 'rec-N ' then padding)" },
+		{ "grouped", CLI_OPT_BOOL, &b.grouped, 0, 0, NULL,
+		  "udp/tcp/dpdk: the stream's shard map first (ListShards through the API), then "
+		  "shard-grouped frames, as a producer with the map" },
 		{ "compare", CLI_OPT_BOOL, &b.compare, 0, 0, NULL,
 		  "root: HTTP, kernel UDP, AF_XDP, memif and testpmd side by side (no STREAM)" },
 		{ "short", CLI_OPT_BOOL, &b.compare_short, 0, 0, NULL,

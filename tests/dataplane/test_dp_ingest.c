@@ -326,6 +326,76 @@ Test(dp_ingest, acks_one_record_when_durable)
 	cr_assert_eq(dp_test->workers[0].ingest.in_flight, 0);
 }
 
+/* The next answer sent by a pass at `tsc` (a test clock), or NULL after 3 s of passes. */
+static struct rte_mbuf *
+pump_at(uint64_t tsc)
+{
+	uint64_t deadline = clock_mono_ns() + 3000000000u;
+	struct rte_mbuf *m;
+
+	do {
+		dp_worker_poll(&dp_test->workers[0], tsc);
+		if (dp_test_sent(&m, 1) == 1)
+			return m;
+		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
+	} while (clock_mono_ns() < deadline);
+	return NULL;
+}
+
+/*
+ * Admission by age: a durable ACK that came DP_ADMIT_WAIT_MS after its frame (the
+ * worker's clock is the test's here) puts the worker behind at the next interval: a
+ * new durable frame is refused THROTTLED (drop_frames_late), nothing stored; once an
+ * interval passes with nothing waiting, frames are taken again.
+ */
+Test(dp_ingest, refuses_new_frames_while_acks_come_late)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "device-17", .data = "temp=21.5" };
+	uint64_t hz = rte_get_tsc_hz();
+	uint64_t t0 = rte_rdtsc();
+	uint64_t late = t0 + (uint64_t)(DP_ADMIT_WAIT_MS + 50) * hz / 1000u;
+	uint64_t interval = (uint64_t)DP_ADMIT_INTERVAL_MS * hz / 1000u + 1;
+	struct frame_ack ack;
+	struct frame_ack_run runs[8];
+	struct rte_mbuf *m;
+
+	send_payload(buf, records_frame(buf, "orders", 42, 1, FRAME_ACK_DURABLE, &r, 1));
+	dp_worker_poll(&dp_test->workers[0], t0);
+	m = pump_at(late);
+	cr_assert_not_null(m, "a durable ACK");
+	decode_answer(m, &ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK, "a frame taken before is answered");
+	rte_pktmbuf_free(m);
+	dp_worker_poll(&dp_test->workers[0], late + interval); /* The interval's verdict. */
+	cr_assert(dp_test->workers[0].ingest.behind);
+	cr_assert_not(dp_ingest_can_take(&dp_test->workers[0]), "TCP: the window closes");
+
+	send_payload(buf, records_frame(buf, "orders", 42, 2, FRAME_ACK_DURABLE, &r, 1));
+	m = pump_at(late + interval + 1);
+	cr_assert_not_null(m, "an answer");
+	decode_answer(m, &ack, runs);
+	rte_pktmbuf_free(m);
+	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
+	cr_assert_eq(ack.status, FRAME_STATUS_THROTTLED);
+	cr_assert_eq(ack.batch_seq, 2);
+	cr_assert_eq(dp_test_counter(DP_DROP_FRAMES_LATE), 1);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1, "the refused frame was not staged");
+
+	/* An interval with no frame waiting: no longer behind, the retry is taken. */
+	dp_worker_poll(&dp_test->workers[0], late + 2 * interval + 1);
+	cr_assert_not(dp_test->workers[0].ingest.behind);
+	send_payload(buf, records_frame(buf, "orders", 42, 2, FRAME_ACK_DURABLE, &r, 1));
+	dp_worker_poll(&dp_test->workers[0], late + 2 * interval + 2);
+	m = pump_at(late + 3 * interval); /* Later: its batch comes of age and goes to the log. */
+	cr_assert_not_null(m, "a durable ACK");
+	decode_answer(m, &ack, runs);
+	rte_pktmbuf_free(m);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	cr_assert_eq(ack.batch_seq, 2);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 2);
+}
+
 Test(dp_ingest, acks_every_record_of_a_multi_record_frame)
 {
 	static char keys[12][16];

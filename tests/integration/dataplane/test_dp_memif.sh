@@ -6,8 +6,12 @@
 # through the Kinesis API exactly once. Then `sluice bench ingest --transport dpdk
 # --device memif` (sluice-dp-gen, the DPDK load generator) offers a modest rate:
 # every frame is answered, and the stream then holds exactly the records both
-# producers had acknowledged (refused ones are not stored). No network namespace: memif is shared memory
-# between the processes, set up over a unix socket.
+# producers had acknowledged (refused ones are not stored); then again with
+# --grouped (the shard map from ListShards, SHARD_RECORDS frames of 10 records:
+# sluiced counts them as shard-grouped, none before), and --grouped with 12 x 100 B
+# (they do not fit one 1,472-byte datagram with their hash keys) is refused as a
+# usage error. No network namespace: memif is shared memory between the
+# processes, set up over a unix socket.
 set -u
 sluiced=$1
 sluice=$2
@@ -23,6 +27,7 @@ tmp=$(mktemp -d)
 sock=$tmp/memif.sock
 prefix=devices-memif-$$
 port=$(free_port)
+admin_port=$(free_port)
 endpoint=http://127.0.0.1:$port
 records=${DP_MEMIF_RECORDS:-30000}
 pid=""
@@ -41,7 +46,8 @@ trap 'exit 143' HUP INT TERM
 
 "$sluiced" --data-dir "$tmp/data" --api-listen "127.0.0.1:$port" \
 	--set "dataplane.vdev=net_memif0,role=server,socket=$sock,socket-abstract=no" \
-	--set dataplane.no_huge=true --set dataplane.workers=1 >"$tmp/sluiced" 2>&1 &
+	--set dataplane.no_huge=true --set dataplane.workers=1 \
+	--set "admin.listen=127.0.0.1:$admin_port" >"$tmp/sluiced" 2>&1 &
 pid=$!
 wait_for_line "$tmp/sluiced" "sluiced: ready" 30 || fail "sluiced not ready: $(cat "$tmp/sluiced")"
 grep -q "port 0 (net_memif)" "$tmp/sluiced" || fail "no memif port: $(cat "$tmp/sluiced")"
@@ -75,7 +81,32 @@ assert r["records_unanswered"] == 0 and r["frames_unsent"] == 0, r
 assert r["records_acked"] > 0 and r["records_acked"] + r["records_failed"] == 3996, r
 print(r["records_acked"])' "$tmp/bench") || fail "bench ingest --transport dpdk: $(cat "$tmp/bench")"
 ls /var/run/dpdk | grep -q "^sluice-gen-" && fail "sluice-dp-gen left its DPDK runtime directory"
-total=$((records + acked))
+
+grouped_frames() { # sluiced's frames_shard_grouped counter
+	curl -sf "http://127.0.0.1:$admin_port/status.json" | /usr/bin/python3 -c '
+import json, sys
+print(json.load(sys.stdin)["dataplane"]["frames_shard_grouped"])'
+}
+[ "$(grouped_frames)" = 0 ] || fail "shard-grouped frames before any were sent"
+rc=0
+SLUICE_DP_GEN=$gen "$sluice" bench ingest orders --transport dpdk --device memif --socket "$sock" \
+	--grouped --endpoint "$endpoint" --rate 2000 --records-per-frame 10 --duration 2s \
+	--drain 10s --json >"$tmp/bench" 2>&1 || rc=$?
+[ "$rc" = 0 ] || [ "$rc" = 3 ] || fail "bench ingest --grouped: exit $rc: $(cat "$tmp/bench")"
+acked_grouped=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]);
+assert r["records_unanswered"] == 0 and r["frames_unsent"] == 0, r
+assert r["records_acked"] > 0 and r["records_acked"] + r["records_failed"] == 4000, r
+print(r["records_acked"])' "$tmp/bench") || fail "bench ingest --grouped: $(cat "$tmp/bench")"
+[ "$(grouped_frames)" -ge $((acked_grouped / 10)) ] ||
+	fail "sluiced took $(grouped_frames) shard-grouped frames, $acked_grouped records acked"
+rc=0
+SLUICE_DP_GEN=$gen "$sluice" bench ingest orders --transport dpdk --device memif --socket "$sock" \
+	--grouped --endpoint "$endpoint" --rate 2000 --records-per-frame 12 --duration 1s \
+	>"$tmp/bench" 2>&1 || rc=$?
+[ "$rc" = 2 ] && grep -q "do not fit" "$tmp/bench" ||
+	fail "--grouped 12 x 100 B: exit $rc: $(cat "$tmp/bench")"
+
+total=$((records + acked + acked_grouped))
 n=$("$sluice" consume orders --max $((total + 100)) --endpoint "$endpoint" | wc -l)
 [ "$n" = "$total" ] || fail "stream holds $n records, $total were acknowledged"
 
