@@ -18,7 +18,7 @@
 
 #include <criterion/criterion.h>
 
-#include "cluster/etcd.h"
+#include "cluster/cluster.h"
 #include "common/clock.h"
 
 static pid_t etcd_pid = -1;
