@@ -1,0 +1,17 @@
+/*
+ * cluster_int.h - what cluster/'s membership and placement store share.
+ * Private to cluster/ (and its tests).
+ */
+#ifndef SLUICE_CLUSTER_INT_H
+#define SLUICE_CLUSTER_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Any key the cluster writes: /sluice/<cluster>/placement/<stream>/shardId-<12 digits>. */
+#define CLUSTER_KEY_SIZE 256u
+
+int cluster_key_shard(char *key, size_t size, const char *cluster, const char *stream,
+		      uint32_t shard);
+
+#endif /* SLUICE_CLUSTER_INT_H */
