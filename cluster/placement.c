@@ -416,7 +416,7 @@ placement_compute(const struct placement_node *nodes, uint32_t node_count,
 		  uint32_t replication_factor, const struct placement_shard *cur,
 		  uint32_t shard_count, struct placement_shard *out)
 {
-	static _Thread_local struct place p;   /* ~50 KiB of scratch: not on the stack. */
+	static _Thread_local struct place p;   /* ~21 KiB of scratch per thread, not on the stack. */
 	uint32_t allowed = 0;
 	int err;
 
