@@ -122,6 +122,7 @@ struct cluster_member_status {
 	struct etcd_leader election;   /* Valid when controller: election.rev is the fencing token. */
 	uint64_t placements_written;   /* Shard keys this node wrote as controller. */
 	uint64_t placement_refused;    /* Its placement txns refused by the fence. */
+	uint64_t bad_keys;             /* Unreadable node/stream/placement keys met, per read (skipped). */
 	int last_error;
 };
 
@@ -133,9 +134,13 @@ struct cluster_shard {
 	uint32_t shard;
 	struct placement_shard place;
 	int64_t mod_revision;          /* 0: not stored yet. */
+	bool malformed;                /* A key or value that cannot be read: place zeroed, skip it. */
 };
 
-/* Every stored placement of the cluster (malloc'd array into *shards_out, free()). */
+/*
+ * Every stored placement of the cluster (malloc'd array into *shards_out,
+ * free()); a key or value of another shape comes back `malformed`.
+ */
 int cluster_placement_read(struct etcd_client *client, const char *cluster,
 			   struct cluster_shard **shards_out, uint32_t *count_out);
 /*

@@ -54,7 +54,6 @@ struct cluster_member {
 	struct etcd_watch *watch;              /* While controller. */
 	pthread_t thread;
 	atomic_bool stop;
-	int64_t lease;
 	uint64_t keepalive_due_ns;
 	bool dirty;                            /* Placement to recompute. */
 
@@ -64,19 +63,30 @@ struct cluster_member {
 	struct placement_shard *cur;
 	struct placement_shard *out;
 
-	pthread_mutex_t lock;                  /* Guards what follows. */
+	pthread_mutex_t lock;                  /* Guards what follows (the thread reads lease unlocked). */
+	int64_t lease;                         /* 0: none (lost, joining again). */
 	bool draining;
 	struct cluster_member_status status;
 };
 
+static void
+lease_set(struct cluster_member *m, int64_t lease)
+{
+	pthread_mutex_lock(&m->lock);
+	m->lease = lease;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The node key's value, and the lease it goes under (one snapshot: drain runs on its caller's thread). */
 static int
-register_json(struct cluster_member *m, char **text_out)
+register_json(struct cluster_member *m, char **text_out, int64_t *lease_out)
 {
 	cJSON *o = cJSON_CreateObject();
 	bool draining;
 
 	pthread_mutex_lock(&m->lock);
 	draining = m->draining;
+	*lease_out = m->lease;
 	pthread_mutex_unlock(&m->lock);
 	*text_out = NULL;
 	if (o != NULL && cJSON_AddStringToObject(o, "addr", m->addr) != NULL &&
@@ -97,18 +107,22 @@ register_node(struct cluster_member *m, struct etcd_client *client, bool update)
 {
 	struct etcd_compare absent = { .key = m->node_key, .target = ETCD_TARGET_VERSION,
 				       .result = ETCD_EQUAL, .number = 0 };
-	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = m->node_key, .lease = m->lease };
+	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = m->node_key };
 	bool succeeded = false;
 	char *text;
 	int err;
 
-	err = register_json(m, &text);
+	err = register_json(m, &text, &put.lease);
 	if (err != 0)
 		return err;
+	if (put.lease == 0) {
+		free(text);
+		return -ENOENT;   /* Between leases: the thread's join writes the flag. */
+	}
 	put.value = text;
 	put.value_size = strlen(text);
 	if (update)
-		err = etcd_put(client, m->node_key, text, put.value_size, m->lease, NULL);
+		err = etcd_put(client, m->node_key, text, put.value_size, put.lease, NULL);
 	else
 		err = etcd_txn(client, &absent, 1, &put, 1, NULL, 0, &succeeded, NULL);
 	free(text);
@@ -121,16 +135,18 @@ register_node(struct cluster_member *m, struct etcd_client *client, bool update)
 static int
 join(struct cluster_member *m)
 {
+	int64_t lease;
 	int64_t ttl;
 	int err;
 
-	err = etcd_lease_grant(m->client, m->ttl_s, &m->lease, &ttl);
+	err = etcd_lease_grant(m->client, m->ttl_s, &lease, &ttl);
 	if (err != 0)
 		return err;
+	lease_set(m, lease);
 	err = register_node(m, m->client, false);
 	if (err != 0) {
-		(void)etcd_lease_revoke(m->client, m->lease);
-		m->lease = 0;
+		(void)etcd_lease_revoke(m->client, lease);
+		lease_set(m, 0);
 		return err;
 	}
 	m->keepalive_due_ns = clock_mono_ns() + (uint64_t)m->ttl_s * 1000000000ull / 3;
@@ -177,14 +193,14 @@ keep_alive(struct cluster_member *m)
 	int64_t ttl;
 	int err;
 
-	if (clock_mono_ns() < m->keepalive_due_ns)
+	if (m->lease != 0 && clock_mono_ns() < m->keepalive_due_ns)
 		return 0;
 	err = m->lease != 0 ? etcd_lease_keepalive(m->client, m->lease, &ttl) : -ENOENT;
 	if (err == -ENOENT) {
 		/* Our election key went with the lease: whoever leads now is not us. */
 		set_controller(m, NULL);
-		m->lease = 0;
-		return join(m);
+		lease_set(m, 0);
+		return join(m);   /* Failing, the loop retries at CLUSTER_RETRY_MS. */
 	}
 	if (err == 0)
 		m->keepalive_due_ns = clock_mono_ns() + (uint64_t)m->ttl_s * 1000000000ull / 3;
@@ -228,23 +244,37 @@ campaign(struct cluster_member *m)
 }
 
 /* nodes/<id> keys into m->nodes (a node's draining flag from its value). */
-static int
-read_nodes(struct cluster_member *m, uint32_t *count_out)
+static void
+count_bad(struct cluster_member *m, uint32_t bad)
+{
+	pthread_mutex_lock(&m->lock);
+	m->status.bad_keys += bad;
+	if (bad > 0)
+		m->status.last_error = -EPROTO;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The nodes/<id> keys of the snapshot into m->nodes (a node's draining flag from its value). */
+static void
+read_nodes(struct cluster_member *m, const struct etcd_range *r, uint32_t *count_out)
 {
 	char prefix[CLUSTER_KEY_SIZE];
-	struct etcd_range r;
-	int err;
+	uint32_t bad = 0;
 
 	snprintf(prefix, sizeof(prefix), "/sluice/%s/nodes/", m->cluster);
-	err = etcd_get(m->client, prefix, true, 0, &r);
-	if (err != 0)
-		return err;
 	*count_out = 0;
-	for (uint32_t i = 0; i < r.count && *count_out < CLUSTER_NODES_MAX; i++) {
-		unsigned long id = strtoul(r.kvs[i].key + strlen(prefix), NULL, 10);
-		cJSON *o = cJSON_ParseWithLength((const char *)r.kvs[i].value, r.kvs[i].value_size);
+	for (uint32_t i = 0; i < r->count && *count_out < CLUSTER_NODES_MAX; i++) {
+		char *end;
+		unsigned long id;
+		cJSON *o;
 
-		if (id != 0 && id <= UINT32_MAX) {
+		if (strncmp(r->kvs[i].key, prefix, strlen(prefix)) != 0)
+			continue;
+		id = strtoul(r->kvs[i].key + strlen(prefix), &end, 10);
+		o = cJSON_ParseWithLength((const char *)r->kvs[i].value, r->kvs[i].value_size);
+
+		bad += *end != '\0' || id == 0 || id > UINT32_MAX || !cJSON_IsObject(o);
+		if (*end == '\0' && id != 0 && id <= UINT32_MAX) {
 			m->nodes[*count_out] = (struct placement_node){
 				.id = (uint32_t)id,
 				.draining = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "draining")),
@@ -253,8 +283,7 @@ read_nodes(struct cluster_member *m, uint32_t *count_out)
 		}
 		cJSON_Delete(o);
 	}
-	etcd_range_free(&r);
-	return 0;
+	count_bad(m, bad);
 }
 
 /* One stream key's shard count; 0 for a value it cannot read (skipped). */
@@ -271,30 +300,33 @@ stream_shards(const struct etcd_kv *kv)
 	return count;
 }
 
-/* Every shard of every stream into m->shards, with its stored placement if any. */
+/* Every shard of every stream of the snapshot into m->shards, with its stored placement if any. */
 static int
-read_shards(struct cluster_member *m, uint32_t *count_out)
+read_shards(struct cluster_member *m, const struct etcd_range *r, uint32_t *count_out)
 {
 	char prefix[CLUSTER_KEY_SIZE];
 	struct cluster_shard *stored;
 	uint32_t stored_count;
-	struct etcd_range r;
+	uint32_t bad = 0;
 	int err;
 
 	snprintf(prefix, sizeof(prefix), "/sluice/%s/streams/", m->cluster);
-	err = cluster_placement_read(m->client, m->cluster, &stored, &stored_count);
+	err = cluster_placements_from(r, m->cluster, &stored, &stored_count);
 	if (err != 0)
 		return err;
-	err = etcd_get(m->client, prefix, true, 0, &r);
-	if (err != 0)
-		goto out_stored;
 	*count_out = 0;
-	for (uint32_t i = 0; i < r.count; i++) {
-		const char *stream = r.kvs[i].key + strlen(prefix);
-		uint32_t shards = stream_shards(&r.kvs[i]);
+	for (uint32_t i = 0; i < r->count; i++) {
+		const char *stream = r->kvs[i].key + strlen(prefix);
+		uint32_t shards;
 
-		if (strlen(stream) >= CLUSTER_STREAM_NAME_SIZE)
+		if (strncmp(r->kvs[i].key, prefix, strlen(prefix)) != 0)
 			continue;
+		shards = stream_shards(&r->kvs[i]);
+
+		if (strlen(stream) >= CLUSTER_STREAM_NAME_SIZE || shards == 0) {
+			bad++;
+			continue;
+		}
 		for (uint32_t k = 0; k < shards && *count_out < CLUSTER_SHARDS_MAX; k++) {
 			struct cluster_shard *s = &m->shards[(*count_out)++];
 
@@ -304,12 +336,15 @@ read_shards(struct cluster_member *m, uint32_t *count_out)
 			for (uint32_t j = 0; j < stored_count; j++)
 				if (stored[j].shard == k && strcmp(stored[j].stream, stream) == 0)
 					*s = stored[j];
+			/* An unreadable placement may describe data: left alone, not re-placed. */
+			*count_out -= s->malformed;
 		}
 	}
-	etcd_range_free(&r);
-out_stored:
+	for (uint32_t j = 0; j < stored_count; j++)
+		bad += stored[j].malformed;
+	count_bad(m, bad);
 	free(stored);
-	return err;
+	return 0;
 }
 
 /* Writes the shards whose placement changed, ETCD_TXN_OPS_MAX - 1 per fenced txn. */
@@ -338,11 +373,16 @@ write_changes(struct cluster_member *m, uint32_t count, const struct etcd_leader
 	return err;
 }
 
-/* Reads nodes, streams and placements; computes; writes what differs. */
+/*
+ * Reads nodes, streams and placements in ONE range (one revision: a stream
+ * is never placed on a node set older than the stream), computes, writes
+ * what differs.
+ */
 static int
 place(struct cluster_member *m)
 {
 	struct etcd_leader fence;
+	struct etcd_range r;
 	uint32_t node_count;
 	uint32_t count;
 	int err;
@@ -350,9 +390,12 @@ place(struct cluster_member *m)
 	pthread_mutex_lock(&m->lock);
 	fence = m->status.election;
 	pthread_mutex_unlock(&m->lock);
-	err = read_nodes(m, &node_count);
-	if (err == 0)
-		err = read_shards(m, &count);
+	err = etcd_get(m->client, m->prefix, true, 0, &r);
+	if (err != 0)
+		return err;
+	read_nodes(m, &r, &node_count);
+	err = read_shards(m, &r, &count);
+	etcd_range_free(&r);
 	if (err != 0)
 		return err;
 	for (uint32_t i = 0; i < count; i++)

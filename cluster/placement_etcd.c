@@ -130,47 +130,54 @@ shard_name_read(const char *rest, struct cluster_shard *s)
 }
 
 int
-cluster_placement_read(struct etcd_client *client, const char *cluster,
-		       struct cluster_shard **shards_out, uint32_t *count_out)
+cluster_placements_from(const struct etcd_range *r, const char *cluster,
+			struct cluster_shard **shards_out, uint32_t *count_out)
 {
 	char prefix[CLUSTER_KEY_SIZE];
-	struct etcd_range r;
 	struct cluster_shard *shards;
 	size_t prefix_size;
-	int err;
 
 	*shards_out = NULL;
 	*count_out = 0;
 	if (snprintf(prefix, sizeof(prefix), "/sluice/%s/placement/", cluster) >= (int)sizeof(prefix))
 		return -E2BIG;
 	prefix_size = strlen(prefix);
-	err = etcd_get(client, prefix, true, 0, &r);
-	if (err != 0)
-		return err;
-	shards = calloc(r.count > 0 ? r.count : 1, sizeof(*shards));
-	if (shards == NULL) {
-		err = -ENOMEM;
-		goto out_range;
-	}
-	for (uint32_t i = 0; i < r.count; i++) {
+	shards = calloc(r->count > 0 ? r->count : 1, sizeof(*shards));
+	if (shards == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < r->count; i++) {
 		struct cluster_shard *s = &shards[*count_out];
 
-		if (!shard_name_read(r.kvs[i].key + prefix_size, s) ||
-		    shard_read(r.kvs[i].value, r.kvs[i].value_size, &s->place) != 0) {
-			err = -EPROTO;
-			goto out_shards;
+		if (strncmp(r->kvs[i].key, prefix, prefix_size) != 0)
+			continue;
+		if (!shard_name_read(r->kvs[i].key + prefix_size, s) ||
+		    shard_read(r->kvs[i].value, r->kvs[i].value_size, &s->place) != 0) {
+			memset(&s->place, 0, sizeof(s->place));
+			s->malformed = true;
 		}
-		s->mod_revision = r.kvs[i].mod_revision;
+		s->mod_revision = r->kvs[i].mod_revision;
 		(*count_out)++;
 	}
 	*shards_out = shards;
-	etcd_range_free(&r);
 	return 0;
+}
 
-out_shards:
-	free(shards);
+int
+cluster_placement_read(struct etcd_client *client, const char *cluster,
+		       struct cluster_shard **shards_out, uint32_t *count_out)
+{
+	char prefix[CLUSTER_KEY_SIZE];
+	struct etcd_range r;
+	int err;
+
+	*shards_out = NULL;
 	*count_out = 0;
-out_range:
+	if (snprintf(prefix, sizeof(prefix), "/sluice/%s/placement/", cluster) >= (int)sizeof(prefix))
+		return -E2BIG;
+	err = etcd_get(client, prefix, true, 0, &r);
+	if (err != 0)
+		return err;
+	err = cluster_placements_from(&r, cluster, shards_out, count_out);
 	etcd_range_free(&r);
 	return err;
 }

@@ -103,10 +103,14 @@ placed(uint32_t shards, uint32_t rf, uint32_t not, struct cluster_shard **out)
 
 	if (cluster_placement_read(client, "cplace", &s, &count) != 0)
 		return false;
+	for (uint32_t i = 0; i < count; i++)
+		shards += s[i].malformed;   /* Planted garbage: not a shard. */
 	ok = count == shards;
 	for (uint32_t i = 0; ok && i < count; i++) {
 		uint32_t r = 0;
 
+		if (s[i].malformed)
+			continue;
 		for (uint32_t j = 0; j < s[i].place.replica_count; j++)
 			r += s[i].place.replicas[j] != not;
 		ok = s[i].place.leader != 0 && s[i].place.leader != not && r == rf &&
@@ -117,6 +121,30 @@ placed(uint32_t shards, uint32_t rf, uint32_t not, struct cluster_shard **out)
 	else
 		free(s);
 	return ok;
+}
+
+/* What each member and etcd hold, printed before a wait fails. */
+static void
+dump_state(void)
+{
+	struct etcd_range dump;
+
+	for (uint32_t i = 1; i <= NODES; i++) {
+		struct cluster_member_status st;
+
+		if (members[i] == NULL)
+			continue;
+		cluster_member_status(members[i], &st);
+		printf("node %u: controller=%d error=%d written=%llu refused=%llu bad=%llu\n", i,
+		       st.controller, st.last_error, (unsigned long long)st.placements_written,
+		       (unsigned long long)st.placement_refused, (unsigned long long)st.bad_keys);
+	}
+	if (etcd_get(client, "/sluice/cplace/", true, 0, &dump) != 0)
+		return;
+	for (uint32_t i = 0; i < dump.count; i++)
+		printf("%s = %.*s\n", dump.kvs[i].key, (int)dump.kvs[i].value_size,
+		       (const char *)dump.kvs[i].value);
+	etcd_range_free(&dump);
 }
 
 static void
@@ -162,6 +190,8 @@ Test(membership, one_controller_places_every_shard_and_a_dead_one_is_replaced_an
 	etcd_range_free(&r);
 
 	while ((c = controller(&old_fence)) == 0 || !placed(9, 3, 0, &before)) {
+		if (clock_mono_ns() >= deadline)
+			dump_state();
 		cr_assert_lt(clock_mono_ns(), deadline, "no controller placed the shards");
 		wait_ms(20);
 	}
@@ -173,6 +203,8 @@ Test(membership, one_controller_places_every_shard_and_a_dead_one_is_replaced_an
 	cluster_member_abandon(members[c]);
 	members[c] = NULL;
 	while ((c2 = controller(&new_fence)) == 0 || !placed(9, 2, c, &after)) {
+		if (clock_mono_ns() >= deadline)
+			dump_state();
 		cr_assert_lt(clock_mono_ns(), deadline, "nobody took over from node %u", c);
 		wait_ms(20);
 	}
@@ -211,6 +243,7 @@ Test(membership, a_taken_id_and_bad_configs_are_refused_and_a_drained_node_stops
 {
 	struct cluster_config c;
 	struct cluster_member *dup;
+	struct cluster_member_status st;
 	struct cluster_shard *s;
 	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
 
@@ -233,10 +266,21 @@ Test(membership, a_taken_id_and_bad_configs_are_refused_and_a_drained_node_stops
 	c.cluster = "a/b";
 	cr_assert_eq(cluster_member_start(&c, &dup), -EINVAL);
 
-	while (!placed(9, 3, 0, NULL)) {
+	/* Garbage keys are counted and skipped; the good shards are placed all the same. */
+	cr_assert_eq(etcd_put(client, "/sluice/cplace/nodes/x7", "{}", 2, 0, NULL), 0);
+	cr_assert_eq(etcd_put(client, "/sluice/cplace/streams/broken", "{", 1, 0, NULL), 0);
+	cr_assert_eq(etcd_put(client, "/sluice/cplace/placement/ghost/shardId-000000000000", "[1]", 3,
+			      0, NULL), 0);
+	while (!placed(9, 3, 0, NULL) || controller(NULL) == 0) {
 		cr_assert_lt(clock_mono_ns(), deadline, "nothing placed");
 		wait_ms(20);
 	}
+	while (cluster_member_status(members[controller(NULL)], &st), st.bad_keys < 3) {
+		cr_assert_lt(clock_mono_ns(), deadline, "bad keys not counted: %llu",
+			     (unsigned long long)st.bad_keys);
+		wait_ms(20);
+	}
+	cr_assert_eq(st.last_error, -EPROTO);
 	cr_assert_eq(cluster_member_drain(members[2], true), 0);
 	/*
 	 * Three nodes, one draining: two replicas per shard on nodes 1 and 3, in
@@ -247,7 +291,9 @@ Test(membership, a_taken_id_and_bad_configs_are_refused_and_a_drained_node_stops
 		cr_assert_lt(clock_mono_ns(), deadline, "node 2 still leads or holds replicas");
 		wait_ms(20);
 	}
-	for (uint32_t i = 0; i < 9; i++) {
+	for (uint32_t i = 0; i < 10; i++) {
+		if (s[i].malformed)
+			continue;
 		cr_assert_not(placement_has(s[i].place.replicas, s[i].place.replica_count, 2));
 		cr_assert(placement_has(s[i].place.isr, s[i].place.isr_count, s[i].place.leader));
 	}
