@@ -313,3 +313,30 @@ Test(membership, a_taken_id_and_bad_configs_are_refused_and_a_drained_node_stops
 		free(s);
 	}
 }
+
+Test(membership, more_shards_than_one_transaction_holds_are_all_placed)
+{
+	struct etcd_leader fence;
+	struct cluster_member_status st;
+	struct cluster_shard *s;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint32_t c;
+
+	for (uint32_t i = 1; i <= NODES; i++)
+		start(i);
+	/* 300 shards: three fenced transactions of at most ETCD_TXN_OPS_MAX - 1 keys. */
+	cr_assert_eq(etcd_put(client, "/sluice/cplace/streams/wide", "{\"shard_count\":300}", 19, 0,
+			      NULL), 0);
+	while ((c = controller(&fence)) == 0 || !placed(300, 3, 0, &s)) {
+		if (clock_mono_ns() >= deadline)
+			dump_state();
+		cr_assert_lt(clock_mono_ns(), deadline, "300 shards not placed");
+		wait_ms(20);
+	}
+	cluster_member_status(members[c], &st);
+	cr_assert_eq(st.placements_written, 300);
+	cr_assert_eq(st.placement_refused, 0);
+	/* One transaction refuses more than it can hold, before asking etcd. */
+	cr_assert_eq(cluster_placement_write(client, "cplace", &fence, s, ETCD_TXN_OPS_MAX), -E2BIG);
+	free(s);
+}
