@@ -340,3 +340,40 @@ Test(membership, more_shards_than_one_transaction_holds_are_all_placed)
 	cr_assert_eq(cluster_placement_write(client, "cplace", &fence, s, ETCD_TXN_OPS_MAX), -E2BIG);
 	free(s);
 }
+
+/* The controller's lease ends under it (as after a pause or a cut from etcd): it rejoins. */
+Test(membership, a_controller_whose_lease_ended_rejoins_as_a_member)
+{
+	struct etcd_leader fence;
+	struct etcd_leader next;
+	struct cluster_member_status st;
+	struct etcd_range r;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint32_t c;
+	uint32_t c2;
+
+	for (uint32_t i = 1; i <= NODES; i++)
+		start(i);
+	streams();
+	while ((c = controller(&fence)) == 0 || !placed(9, 3, 0, NULL)) {
+		cr_assert_lt(clock_mono_ns(), deadline, "no controller placed the shards");
+		wait_ms(20);
+	}
+	cr_assert_eq(etcd_lease_revoke(client, fence.lease), 0);
+	for (;;) {
+		bool back;
+
+		cr_assert_lt(clock_mono_ns(), deadline, "no new controller, or node %u did not rejoin", c);
+		wait_ms(20);
+		c2 = controller(&next);
+		cluster_member_status(members[c], &st);
+		cr_assert_eq(etcd_get(client, "/sluice/cplace/nodes/", true, 0, &r), 0);
+		back = r.count == NODES;
+		etcd_range_free(&r);
+		if (back && c2 != 0 && next.rev > fence.rev)
+			break;
+	}
+	/* Whoever leads now leads with a newer epoch; the old key fences nothing any more. */
+	cr_assert_eq(cluster_placement_write(client, "cplace", &fence, NULL, 0), -ESTALE);
+	printf("membership-rejoin: old controller %u, now %u\n", c, c2);
+}
