@@ -1,5 +1,6 @@
 /*
- * etcd.h - cluster/'s public header: an etcd v3 client over etcd's JSON
+ * etcd.h - cluster/'s etcd v3 client (callers include cluster/cluster.h,
+ * the module's one public header, which includes this): over etcd's JSON
  * gateway (HTTP/1.1 POSTs to /v3/..., libcurl + cJSON), the coordination
  * store the cluster stands on (docs/ARCHITECTURE.md, issue "Cluster").
  * There is no maintained C gRPC client for etcd v3; the gateway serves every

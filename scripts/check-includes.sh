@@ -34,7 +34,7 @@ allowed() {
 public_ok() {
 	case "$1" in
 	common/*.h) return 0 ;;
-	nvme-log/log.h|protocol/frame.h|dataplane/dataplane.h|cluster/etcd.h) return 0 ;;
+	nvme-log/log.h|protocol/frame.h|dataplane/dataplane.h|cluster/cluster.h) return 0 ;;
 	firehose/firehose.h|replica/replica.h) return 0 ;;
 	esac
 	return 1

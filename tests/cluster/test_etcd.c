@@ -18,69 +18,17 @@
 
 #include <criterion/criterion.h>
 
-#include "cluster/etcd.h"
+#include "cluster/cluster.h"
 #include "common/clock.h"
+#include "etcd_fixture.h"
 
-static pid_t etcd_pid = -1;
-static char etcd_dir[64];
-static char endpoint[64];
 static struct etcd_client *client;
-
-/* A free loopback TCP port (asked of the kernel; racy only against other tests). */
-static uint16_t
-free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t size = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &size), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static void
 etcd_start(void)
 {
-	uint16_t client_port = free_port();
-	uint16_t peer_port = free_port();
-	char peer[64];
-	char cluster[96];
-	char data[96];
-	char log[96];
-	uint64_t deadline = clock_mono_ns() + 30000000000ull;
-	struct etcd_range r;
-	int err;
-
-	snprintf(etcd_dir, sizeof(etcd_dir), "/tmp/sluice-etcd-test-XXXXXX");
-	cr_assert_not_null(mkdtemp(etcd_dir));
-	snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%u", client_port);
-	snprintf(peer, sizeof(peer), "http://127.0.0.1:%u", peer_port);
-	snprintf(cluster, sizeof(cluster), "t=%s", peer);
-	snprintf(data, sizeof(data), "%s/data", etcd_dir);
-	snprintf(log, sizeof(log), "%s/etcd.log", etcd_dir);
-	etcd_pid = fork();
-	cr_assert_geq(etcd_pid, 0);
-	if (etcd_pid == 0) {
-		FILE *f = freopen(log, "w", stderr);
-
-		(void)f;
-		execlp("etcd", "etcd", "--name", "t", "--data-dir", data,
-		       "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-		       "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		       "--initial-cluster", cluster, "--initial-cluster-state", "new",
-		       (char *)NULL);
-		_exit(127);
-	}
-	cr_assert_eq(etcd_open(endpoint, 2000, &client), 0);
-	/* Ready once it answers a read (a condition, not a sleep; the deadline bounds a hang). */
-	while ((err = etcd_get(client, "ready", false, 0, &r)) != 0) {
-		cr_assert_lt(clock_mono_ns(), deadline, "etcd did not answer: %d (see %s)", err, log);
-		nanosleep(&(struct timespec){ .tv_nsec = 20000000 }, NULL);
-	}
-	etcd_range_free(&r);
+	etcd_fixture_start();
+	cr_assert_eq(etcd_open(etcd_endpoint, 2000, &client), 0);
 }
 
 static void
@@ -88,17 +36,7 @@ etcd_stop(void)
 {
 	etcd_close(client);
 	client = NULL;
-	if (etcd_pid > 0) {
-		kill(etcd_pid, SIGTERM);
-		waitpid(etcd_pid, NULL, 0);   /* Before its data directory goes. */
-		etcd_pid = -1;
-	}
-	if (etcd_dir[0] != '\0') {
-		char cmd[128];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", etcd_dir);
-		cr_assert_eq(system(cmd), 0);
-	}
+	etcd_fixture_stop();
 }
 
 TestSuite(etcd, .init = etcd_start, .fini = etcd_stop, .timeout = 60);
@@ -234,7 +172,7 @@ Test(etcd, one_leader_at_a_time_and_the_epoch_grows)
 	int64_t lease_b;
 	int64_t ttl;
 
-	cr_assert_eq(etcd_open(endpoint, 2000, &other), 0);
+	cr_assert_eq(etcd_open(etcd_endpoint, 2000, &other), 0);
 	cr_assert_eq(etcd_leader(client, "sluice/elect/controller", &seen), -ENOENT);
 	cr_assert_eq(etcd_lease_grant(client, 10, &lease_a, &ttl), 0);
 	cr_assert_eq(etcd_lease_grant(other, 10, &lease_b, &ttl), 0);
@@ -266,9 +204,9 @@ Test(etcd, moves_to_a_live_endpoint_and_names_what_is_wrong)
 	char both[160];
 	struct etcd_client *c;
 	struct etcd_range r;
-	uint16_t dead = free_port();
+	uint16_t dead = etcd_fixture_free_port();
 
-	snprintf(both, sizeof(both), "http://127.0.0.1:%u,%s", dead, endpoint);
+	snprintf(both, sizeof(both), "http://127.0.0.1:%u,%s", dead, etcd_endpoint);
 	cr_assert_eq(etcd_open(both, 2000, &c), 0);
 	cr_assert_eq(etcd_put(c, "k", "v", 1, 0, NULL), 0, "the second endpoint answered");
 	cr_assert_eq(etcd_get(c, "k", false, 0, &r), 0);
@@ -318,7 +256,7 @@ Test(etcd, watch_sees_puts_and_deletes_in_order_and_replays_from_a_revision)
 	uint32_t seen = 0;
 	int n;
 
-	cr_assert_eq(etcd_watch_open(endpoint, "sluice/streams/", true, 0, &w), 0);
+	cr_assert_eq(etcd_watch_open(etcd_endpoint, "sluice/streams/", true, 0, &w), 0);
 	/* Nothing yet: a timeout, not an error. */
 	cr_assert_eq(etcd_watch_next(w, 100, &ev), 0);
 	cr_assert_eq(etcd_put(client, "sluice/streams/a", "1", 1, 0, &first), 0);
@@ -346,13 +284,13 @@ Test(etcd, watch_sees_puts_and_deletes_in_order_and_replays_from_a_revision)
 	etcd_watch_close(w);
 
 	/* From a past revision the history is replayed, then compaction ends that. */
-	cr_assert_eq(etcd_watch_open(endpoint, "sluice/streams/", true, first, &replay), 0);
+	cr_assert_eq(etcd_watch_open(etcd_endpoint, "sluice/streams/", true, first, &replay), 0);
 	n = watch_wait(replay, &ev);
 	cr_assert_str_eq(ev[0].kv.key, "sluice/streams/a");
 	cr_assert_eq(ev[0].kv.mod_revision, first);
 	etcd_watch_close(replay);
 	cr_assert_eq(etcd_compact(client, last), 0);
-	cr_assert_eq(etcd_watch_open(endpoint, "sluice/streams/", true, first, &replay), 0);
+	cr_assert_eq(etcd_watch_open(etcd_endpoint, "sluice/streams/", true, first, &replay), 0);
 	cr_assert_eq(watch_wait(replay, &ev), -ERANGE, "a compacted start revision");
 	etcd_watch_close(replay);
 }

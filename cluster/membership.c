@@ -1,0 +1,583 @@
+/*
+ * membership.c - a node's membership and, when elected, the controller
+ * (cluster.h, docs/CLUSTER.md "Membership, election, placement").
+ *
+ * One thread per node, one etcd client on it. Each pass of its loop:
+ *   1. keeps the lease alive every TTL/3 (a lost lease: register again);
+ *   2. not controller: campaigns for /sluice/<cluster>/controller until the
+ *      next keepalive is due (etcd drops an abandoned candidacy);
+ *   3. controller: when nodes, streams or placements changed (a watch on
+ *      /sluice/<cluster>/), recomputes placement and writes the shards that
+ *      differ in transactions fenced by its election key; a refused fence
+ *      means another controller took over: it goes back to campaigning.
+ *
+ * Keys (values JSON):
+ *   nodes/<id>                       {"addr","api_addr","dp_addr","draining"}, under the lease
+ *   controller/<lease hex>           etcd's election keys; the leader's create_revision = epoch
+ *   streams/<stream>                 {"shard_count":N} (read; written by stream metadata)
+ *   placement/<stream>/shardId-<n>   placement_etcd.c
+ */
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "cluster/cluster.h"
+#include "cluster/cluster_int.h"
+#include "common/clock.h"
+
+/* Every etcd call but a campaign (whose wait is the keepalive period). */
+#define CLUSTER_ETCD_TIMEOUT_MS 2000u
+/* The thread's shortest wait: a failing etcd is retried at this pace, not spun on. */
+#define CLUSTER_RETRY_MS 100u
+
+struct cluster_member {
+	char endpoints[ETCD_ENDPOINTS_MAX * 256];
+	char cluster[CLUSTER_NAME_SIZE];
+	char addr[CLUSTER_ADDR_SIZE];
+	char api_addr[CLUSTER_ADDR_SIZE];
+	char dp_addr[CLUSTER_ADDR_SIZE];
+	uint32_t node_id;
+	uint32_t ttl_s;
+	uint32_t rf;
+	char node_key[CLUSTER_KEY_SIZE];
+	char election[CLUSTER_KEY_SIZE];
+	char prefix[CLUSTER_KEY_SIZE];         /* /sluice/<cluster>/ */
+
+	struct etcd_client *client;            /* The thread's. */
+	struct etcd_watch *watch;              /* While controller. */
+	pthread_t thread;
+	atomic_bool stop;
+	uint64_t keepalive_due_ns;
+	bool dirty;                            /* Placement to recompute. */
+
+	/* Placement scratch, taken at start. */
+	struct placement_node *nodes;
+	struct cluster_shard *shards;
+	struct placement_shard *cur;
+	struct placement_shard *out;
+
+	pthread_mutex_t lock;                  /* Guards what follows (the thread reads lease unlocked). */
+	int64_t lease;                         /* 0: none (lost, joining again). */
+	bool draining;
+	struct cluster_member_status status;
+};
+
+static void
+lease_set(struct cluster_member *m, int64_t lease)
+{
+	pthread_mutex_lock(&m->lock);
+	m->lease = lease;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The node key's value, and the lease it goes under (one snapshot: drain runs on its caller's thread). */
+static int
+register_json(struct cluster_member *m, char **text_out, int64_t *lease_out)
+{
+	cJSON *o = cJSON_CreateObject();
+	bool draining;
+
+	pthread_mutex_lock(&m->lock);
+	draining = m->draining;
+	*lease_out = m->lease;
+	pthread_mutex_unlock(&m->lock);
+	*text_out = NULL;
+	if (o != NULL && cJSON_AddStringToObject(o, "addr", m->addr) != NULL &&
+	    cJSON_AddStringToObject(o, "api_addr", m->api_addr) != NULL &&
+	    cJSON_AddStringToObject(o, "dp_addr", m->dp_addr) != NULL &&
+	    cJSON_AddBoolToObject(o, "draining", draining) != NULL)
+		*text_out = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return *text_out != NULL ? 0 : -ENOMEM;
+}
+
+/*
+ * The node key under the lease: created if absent (-EEXIST: a live node has
+ * the id), or replaced when `update` (our key: a drain flag).
+ */
+static int
+register_node(struct cluster_member *m, struct etcd_client *client, bool update)
+{
+	struct etcd_compare absent = { .key = m->node_key, .target = ETCD_TARGET_VERSION,
+				       .result = ETCD_EQUAL, .number = 0 };
+	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = m->node_key };
+	bool succeeded = false;
+	char *text;
+	int err;
+
+	err = register_json(m, &text, &put.lease);
+	if (err != 0)
+		return err;
+	if (put.lease == 0) {
+		free(text);
+		return -ENOENT;   /* Between leases: the thread's join writes the flag. */
+	}
+	put.value = text;
+	put.value_size = strlen(text);
+	if (update)
+		err = etcd_put(client, m->node_key, text, put.value_size, put.lease, NULL);
+	else
+		err = etcd_txn(client, &absent, 1, &put, 1, NULL, 0, &succeeded, NULL);
+	free(text);
+	if (err == 0 && !update && !succeeded)
+		err = -EEXIST;
+	return err;
+}
+
+/* A new lease and the node key under it. */
+static int
+join(struct cluster_member *m)
+{
+	int64_t lease;
+	int64_t ttl;
+	int err;
+
+	err = etcd_lease_grant(m->client, m->ttl_s, &lease, &ttl);
+	if (err != 0)
+		return err;
+	lease_set(m, lease);
+	err = register_node(m, m->client, false);
+	if (err != 0) {
+		(void)etcd_lease_revoke(m->client, lease);
+		lease_set(m, 0);
+		return err;
+	}
+	m->keepalive_due_ns = clock_mono_ns() + (uint64_t)m->ttl_s * 1000000000ull / 3;
+	return 0;
+}
+
+static void
+set_controller(struct cluster_member *m, const struct etcd_leader *election)
+{
+	pthread_mutex_lock(&m->lock);
+	m->status.controller = election != NULL;
+	if (election != NULL)
+		m->status.election = *election;
+	pthread_mutex_unlock(&m->lock);
+	if (election == NULL && m->watch != NULL) {
+		etcd_watch_close(m->watch);
+		m->watch = NULL;
+	}
+}
+
+static bool
+is_controller(struct cluster_member *m)
+{
+	bool c;
+
+	pthread_mutex_lock(&m->lock);
+	c = m->status.controller;
+	pthread_mutex_unlock(&m->lock);
+	return c;
+}
+
+static void
+note_error(struct cluster_member *m, int err)
+{
+	pthread_mutex_lock(&m->lock);
+	m->status.last_error = err;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Keepalive when due; a lost lease (expired while we were away) means joining again. */
+static int
+keep_alive(struct cluster_member *m)
+{
+	int64_t ttl;
+	int err;
+
+	if (m->lease != 0 && clock_mono_ns() < m->keepalive_due_ns)
+		return 0;
+	err = m->lease != 0 ? etcd_lease_keepalive(m->client, m->lease, &ttl) : -ENOENT;
+	if (err == -ENOENT) {
+		/* Our election key went with the lease: whoever leads now is not us. */
+		set_controller(m, NULL);
+		lease_set(m, 0);
+		return join(m);   /* Failing, the loop retries at CLUSTER_RETRY_MS. */
+	}
+	if (err == 0)
+		m->keepalive_due_ns = clock_mono_ns() + (uint64_t)m->ttl_s * 1000000000ull / 3;
+	return err;
+}
+
+static uint32_t
+ms_until_keepalive(const struct cluster_member *m)
+{
+	uint64_t now = clock_mono_ns();
+	uint64_t ms = m->keepalive_due_ns > now ? (m->keepalive_due_ns - now) / 1000000u : 0;
+
+	return ms < CLUSTER_RETRY_MS ? CLUSTER_RETRY_MS : (uint32_t)ms;
+}
+
+/* Campaigns until the next keepalive; on winning, watches the cluster's keys. */
+static int
+campaign(struct cluster_member *m)
+{
+	struct etcd_leader won;
+	char value[16];
+	int n = snprintf(value, sizeof(value), "%u", m->node_id);
+	int err;
+
+	err = etcd_campaign(m->client, m->election, m->lease, value, (size_t)n,
+			    ms_until_keepalive(m), &won);
+	if (err == -ETIMEDOUT) {
+		/* Won as the call gave up? Then our key leads: adopt it rather than block everyone. */
+		if (etcd_leader(m->client, m->election, &won) != 0 || won.lease != m->lease)
+			return 0;
+		err = 0;
+	}
+	if (err != 0)
+		return err;
+	err = etcd_watch_open(m->endpoints, m->prefix, true, 0, &m->watch);
+	if (err != 0)
+		return err;   /* Campaign again next pass: the same key wins at once. */
+	set_controller(m, &won);
+	m->dirty = true;
+	return 0;
+}
+
+/* nodes/<id> keys into m->nodes (a node's draining flag from its value). */
+static void
+count_bad(struct cluster_member *m, uint32_t bad)
+{
+	pthread_mutex_lock(&m->lock);
+	m->status.bad_keys += bad;
+	if (bad > 0)
+		m->status.last_error = -EPROTO;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The nodes/<id> keys of the snapshot into m->nodes (a node's draining flag from its value). */
+static void
+read_nodes(struct cluster_member *m, const struct etcd_range *r, uint32_t *count_out)
+{
+	char prefix[CLUSTER_KEY_SIZE];
+	uint32_t bad = 0;
+
+	snprintf(prefix, sizeof(prefix), "/sluice/%s/nodes/", m->cluster);
+	*count_out = 0;
+	for (uint32_t i = 0; i < r->count && *count_out < CLUSTER_NODES_MAX; i++) {
+		char *end;
+		unsigned long id;
+		cJSON *o;
+
+		if (strncmp(r->kvs[i].key, prefix, strlen(prefix)) != 0)
+			continue;
+		id = strtoul(r->kvs[i].key + strlen(prefix), &end, 10);
+		o = cJSON_ParseWithLength((const char *)r->kvs[i].value, r->kvs[i].value_size);
+
+		bad += *end != '\0' || id == 0 || id > UINT32_MAX || !cJSON_IsObject(o);
+		if (*end == '\0' && id != 0 && id <= UINT32_MAX) {
+			m->nodes[*count_out] = (struct placement_node){
+				.id = (uint32_t)id,
+				.draining = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "draining")),
+			};
+			(*count_out)++;
+		}
+		cJSON_Delete(o);
+	}
+	count_bad(m, bad);
+}
+
+/* One stream key's shard count; 0 for a value it cannot read (skipped). */
+static uint32_t
+stream_shards(const struct etcd_kv *kv)
+{
+	cJSON *o = cJSON_ParseWithLength((const char *)kv->value, kv->value_size);
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "shard_count");
+	uint32_t count = 0;
+
+	if (cJSON_IsNumber(n) && n->valuedouble >= 1 && n->valuedouble <= CLUSTER_SHARDS_MAX)
+		count = (uint32_t)n->valuedouble;
+	cJSON_Delete(o);
+	return count;
+}
+
+/* Every shard of every stream of the snapshot into m->shards, with its stored placement if any. */
+static int
+read_shards(struct cluster_member *m, const struct etcd_range *r, uint32_t *count_out)
+{
+	char prefix[CLUSTER_KEY_SIZE];
+	struct cluster_shard *stored;
+	uint32_t stored_count;
+	uint32_t bad = 0;
+	int err;
+
+	snprintf(prefix, sizeof(prefix), "/sluice/%s/streams/", m->cluster);
+	err = cluster_placements_from(r, m->cluster, &stored, &stored_count);
+	if (err != 0)
+		return err;
+	*count_out = 0;
+	for (uint32_t i = 0; i < r->count; i++) {
+		const char *stream = r->kvs[i].key + strlen(prefix);
+		uint32_t shards;
+
+		if (strncmp(r->kvs[i].key, prefix, strlen(prefix)) != 0)
+			continue;
+		shards = stream_shards(&r->kvs[i]);
+
+		if (strlen(stream) >= CLUSTER_STREAM_NAME_SIZE || shards == 0) {
+			bad++;
+			continue;
+		}
+		for (uint32_t k = 0; k < shards && *count_out < CLUSTER_SHARDS_MAX; k++) {
+			struct cluster_shard *s = &m->shards[(*count_out)++];
+
+			memset(s, 0, sizeof(*s));
+			snprintf(s->stream, sizeof(s->stream), "%s", stream);
+			s->shard = k;
+			for (uint32_t j = 0; j < stored_count; j++)
+				if (stored[j].shard == k && strcmp(stored[j].stream, stream) == 0)
+					*s = stored[j];
+			/* An unreadable placement may describe data: left alone, not re-placed. */
+			*count_out -= s->malformed;
+		}
+	}
+	for (uint32_t j = 0; j < stored_count; j++)
+		bad += stored[j].malformed;
+	count_bad(m, bad);
+	free(stored);
+	return 0;
+}
+
+/* Writes the shards whose placement changed, ETCD_TXN_OPS_MAX - 1 per fenced txn. */
+static int
+write_changes(struct cluster_member *m, uint32_t count, const struct etcd_leader *fence)
+{
+	uint32_t changed = 0;
+	uint64_t written = 0;
+	int err = 0;
+
+	for (uint32_t i = 0; i <= count && err == 0; i++) {
+		if (i < count && memcmp(&m->cur[i], &m->out[i], sizeof(m->out[i])) != 0) {
+			m->shards[changed] = m->shards[i];
+			m->shards[changed++].place = m->out[i];
+		}
+		if (changed == ETCD_TXN_OPS_MAX - 1 || (i == count && changed > 0)) {
+			err = cluster_placement_write(m->client, m->cluster, fence, m->shards, changed);
+			written += err == 0 ? changed : 0;
+			changed = 0;
+		}
+	}
+	pthread_mutex_lock(&m->lock);
+	m->status.placements_written += written;
+	m->status.placement_refused += err == -ESTALE;
+	pthread_mutex_unlock(&m->lock);
+	return err;
+}
+
+/*
+ * Reads nodes, streams and placements in ONE range (one revision: a stream
+ * is never placed on a node set older than the stream), computes, writes
+ * what differs.
+ */
+static int
+place(struct cluster_member *m)
+{
+	struct etcd_leader fence;
+	struct etcd_range r;
+	uint32_t node_count;
+	uint32_t count;
+	int err;
+
+	pthread_mutex_lock(&m->lock);
+	fence = m->status.election;
+	pthread_mutex_unlock(&m->lock);
+	err = etcd_get(m->client, m->prefix, true, 0, &r);
+	if (err != 0)
+		return err;
+	read_nodes(m, &r, &node_count);
+	err = read_shards(m, &r, &count);
+	etcd_range_free(&r);
+	if (err != 0)
+		return err;
+	for (uint32_t i = 0; i < count; i++)
+		m->cur[i] = m->shards[i].place;
+	err = placement_compute(m->nodes, node_count, m->rf, m->cur, count, m->out);
+	if (err != 0)
+		return err;
+	return write_changes(m, count, &fence);
+}
+
+/* Controller pass: place when something changed, then wait for changes. */
+static int
+control(struct cluster_member *m)
+{
+	const struct etcd_event *events;
+	struct etcd_leader now;
+	int n;
+
+	if (m->dirty) {
+		int err = place(m);
+
+		if (err == 0)
+			m->dirty = false;
+		if (err == -ESTALE && (etcd_leader(m->client, m->election, &now) != 0 ||
+				       strcmp(now.key, m->status.election.key) != 0)) {
+			set_controller(m, NULL);   /* Deposed: the fence held. */
+			return -ESTALE;
+		}
+		if (err != 0 && err != -ESTALE)
+			return err;
+	}
+	n = etcd_watch_next(m->watch, ms_until_keepalive(m), &events);
+	if (n < 0) {
+		/* Compacted or ended: reopen from now and recompute from a fresh read. */
+		etcd_watch_close(m->watch);
+		m->watch = NULL;
+		m->dirty = true;
+		return etcd_watch_open(m->endpoints, m->prefix, true, 0, &m->watch);
+	}
+	if (n > 0)
+		m->dirty = true;
+	return 0;
+}
+
+static void *
+member_main(void *arg)
+{
+	struct cluster_member *m = arg;
+
+	while (!atomic_load(&m->stop)) {
+		int err = keep_alive(m);
+
+		if (err == 0 && m->lease != 0)
+			err = is_controller(m) && m->watch != NULL ? control(m) : campaign(m);
+		if (err != 0) {
+			note_error(m, err);
+			nanosleep(&(struct timespec){ .tv_nsec = CLUSTER_RETRY_MS * 1000000l }, NULL);
+		}
+	}
+	return NULL;
+}
+
+static int
+config_copy(struct cluster_member *m, const struct cluster_config *c)
+{
+	if (c->etcd_endpoints == NULL || c->cluster == NULL || c->cluster[0] == '\0' ||
+	    strchr(c->cluster, '/') != NULL || c->node_id == 0 || c->addr == NULL ||
+	    c->api_addr == NULL || c->dp_addr == NULL ||
+	    c->replication_factor > CLUSTER_REPLICATION_FACTOR_MAX ||
+	    (c->lease_ttl_s != 0 && (c->lease_ttl_s < CLUSTER_LEASE_TTL_S_MIN ||
+				     c->lease_ttl_s > CLUSTER_LEASE_TTL_S_MAX)))
+		return -EINVAL;
+	if (snprintf(m->endpoints, sizeof(m->endpoints), "%s", c->etcd_endpoints) >=
+		    (int)sizeof(m->endpoints) ||
+	    snprintf(m->cluster, sizeof(m->cluster), "%s", c->cluster) >= (int)sizeof(m->cluster) ||
+	    snprintf(m->addr, sizeof(m->addr), "%s", c->addr) >= (int)sizeof(m->addr) ||
+	    snprintf(m->api_addr, sizeof(m->api_addr), "%s", c->api_addr) >= (int)sizeof(m->api_addr) ||
+	    snprintf(m->dp_addr, sizeof(m->dp_addr), "%s", c->dp_addr) >= (int)sizeof(m->dp_addr))
+		return -EINVAL;
+	m->node_id = c->node_id;
+	m->ttl_s = c->lease_ttl_s != 0 ? c->lease_ttl_s : CLUSTER_LEASE_TTL_S_DEFAULT;
+	m->rf = c->replication_factor;
+	snprintf(m->prefix, sizeof(m->prefix), "/sluice/%s/", m->cluster);
+	snprintf(m->node_key, sizeof(m->node_key), "/sluice/%s/nodes/%u", m->cluster, m->node_id);
+	snprintf(m->election, sizeof(m->election), "/sluice/%s/controller", m->cluster);
+	return 0;
+}
+
+static void
+member_free(struct cluster_member *m)
+{
+	if (m->watch != NULL)
+		etcd_watch_close(m->watch);
+	etcd_close(m->client);
+	free(m->nodes);
+	free(m->shards);
+	free(m->cur);
+	free(m->out);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+int
+cluster_member_start(const struct cluster_config *config, struct cluster_member **member_out)
+{
+	struct cluster_member *m = calloc(1, sizeof(*m));
+	int err;
+
+	if (m == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&m->lock, NULL);
+	err = config_copy(m, config);
+	if (err != 0)
+		goto out_free;
+	m->nodes = calloc(CLUSTER_NODES_MAX, sizeof(*m->nodes));
+	m->shards = calloc(CLUSTER_SHARDS_MAX, sizeof(*m->shards));
+	m->cur = calloc(CLUSTER_SHARDS_MAX, sizeof(*m->cur));
+	m->out = calloc(CLUSTER_SHARDS_MAX, sizeof(*m->out));
+	err = -ENOMEM;
+	if (m->nodes == NULL || m->shards == NULL || m->cur == NULL || m->out == NULL)
+		goto out_free;
+	err = etcd_open(m->endpoints, CLUSTER_ETCD_TIMEOUT_MS, &m->client);
+	if (err != 0)
+		goto out_free;
+	err = join(m);
+	if (err != 0)
+		goto out_free;
+	err = -pthread_create(&m->thread, NULL, member_main, m);
+	if (err != 0)
+		goto out_lease;
+	*member_out = m;
+	return 0;
+
+out_lease:
+	(void)etcd_lease_revoke(m->client, m->lease);
+out_free:
+	member_free(m);
+	return err;
+}
+
+void
+cluster_member_abandon(struct cluster_member *m)
+{
+	atomic_store(&m->stop, true);
+	pthread_join(m->thread, NULL);
+	member_free(m);
+}
+
+void
+cluster_member_stop(struct cluster_member *m)
+{
+	atomic_store(&m->stop, true);
+	pthread_join(m->thread, NULL);
+	if (m->status.controller)
+		(void)etcd_resign(m->client, &m->status.election);
+	if (m->lease != 0)
+		(void)etcd_lease_revoke(m->client, m->lease);
+	member_free(m);
+}
+
+int
+cluster_member_drain(struct cluster_member *m, bool draining)
+{
+	struct etcd_client *client;
+	int err;
+
+	/* Its own client: the member's belongs to its thread. */
+	err = etcd_open(m->endpoints, CLUSTER_ETCD_TIMEOUT_MS, &client);
+	if (err != 0)
+		return err;
+	pthread_mutex_lock(&m->lock);
+	m->draining = draining;
+	pthread_mutex_unlock(&m->lock);
+	err = register_node(m, client, true);
+	etcd_close(client);
+	return err;
+}
+
+void
+cluster_member_status(struct cluster_member *m, struct cluster_member_status *out)
+{
+	pthread_mutex_lock(&m->lock);
+	*out = m->status;
+	pthread_mutex_unlock(&m->lock);
+}

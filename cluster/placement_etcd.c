@@ -1,0 +1,238 @@
+/*
+ * placement_etcd.c - shard placements in etcd (cluster.h, docs/CLUSTER.md):
+ * one key per shard, JSON values, written by the controller in fenced
+ * transactions.
+ *
+ *   /sluice/<cluster>/placement/<stream>/shardId-<12 digits>
+ *     {"leader":2,"epoch":7,"replicas":[2,3,1],"isr":[2,3],"controller_epoch":41}
+ *
+ * "replicas" lists the target replicas first, then any the shard is
+ * leaving (placement.c); a replica outside "isr" is catching up.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cluster/cluster.h"
+#include "cluster/cluster_int.h"
+
+/* The key of one shard's placement; -E2BIG when the names do not fit. */
+int
+cluster_key_shard(char *key, size_t size, const char *cluster, const char *stream, uint32_t shard)
+{
+	int n = snprintf(key, size, "/sluice/%s/placement/%s/shardId-%012u", cluster, stream, shard);
+
+	return n > 0 && (size_t)n < size ? 0 : -E2BIG;
+}
+
+static cJSON *
+ids_json(const uint32_t *ids, uint32_t count)
+{
+	cJSON *a = cJSON_CreateArray();
+
+	for (uint32_t i = 0; a != NULL && i < count; i++) {
+		if (!cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]))) {
+			cJSON_Delete(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+/* The value of a placement key (malloc'd string, NULL without memory). */
+static char *
+shard_json(const struct placement_shard *p, int64_t controller_epoch)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *text = NULL;
+
+	if (o != NULL && cJSON_AddNumberToObject(o, "leader", p->leader) != NULL &&
+	    cJSON_AddNumberToObject(o, "epoch", (double)p->leader_epoch) != NULL &&
+	    cJSON_AddItemToObject(o, "replicas", ids_json(p->replicas, p->replica_count)) &&
+	    cJSON_AddItemToObject(o, "isr", ids_json(p->isr, p->isr_count)) &&
+	    cJSON_AddNumberToObject(o, "controller_epoch", (double)controller_epoch) != NULL)
+		text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
+/* A JSON number that must be a whole number in [0, max]. */
+static bool
+json_uint(const cJSON *v, double max, double *out)
+{
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > max ||
+	    v->valuedouble != (double)(int64_t)v->valuedouble)
+		return false;
+	*out = v->valuedouble;
+	return true;
+}
+
+static bool
+ids_read(const cJSON *a, uint32_t *ids, uint32_t *count)
+{
+	const cJSON *v;
+	double d;
+
+	*count = 0;
+	if (!cJSON_IsArray(a))
+		return false;
+	cJSON_ArrayForEach(v, a) {
+		if (*count == CLUSTER_REPLICA_SET_MAX || !json_uint(v, UINT32_MAX, &d) || d == 0)
+			return false;
+		ids[(*count)++] = (uint32_t)d;
+	}
+	return true;
+}
+
+/* A placement value; -EPROTO for anything but the shape above. */
+static int
+shard_read(const uint8_t *value, size_t size, struct placement_shard *p)
+{
+	cJSON *o = cJSON_ParseWithLength((const char *)value, size);
+	double leader;
+	double epoch;
+	bool ok;
+
+	memset(p, 0, sizeof(*p));
+	ok = o != NULL && json_uint(cJSON_GetObjectItemCaseSensitive(o, "leader"), UINT32_MAX, &leader) &&
+	     json_uint(cJSON_GetObjectItemCaseSensitive(o, "epoch"), 9007199254740992.0, &epoch) &&
+	     ids_read(cJSON_GetObjectItemCaseSensitive(o, "replicas"), p->replicas, &p->replica_count) &&
+	     ids_read(cJSON_GetObjectItemCaseSensitive(o, "isr"), p->isr, &p->isr_count);
+	cJSON_Delete(o);
+	if (!ok)
+		return -EPROTO;
+	p->leader = (uint32_t)leader;
+	p->leader_epoch = (int64_t)epoch;
+	return 0;
+}
+
+/* "<stream>/shardId-<digits>" after the prefix into s; false for another shape. */
+static bool
+shard_name_read(const char *rest, struct cluster_shard *s)
+{
+	const char *slash = strrchr(rest, '/');
+	char *end;
+	unsigned long n;
+
+	if (slash == NULL || slash == rest || (size_t)(slash - rest) >= sizeof(s->stream) ||
+	    strncmp(slash + 1, "shardId-", 8) != 0)
+		return false;
+	n = strtoul(slash + 9, &end, 10);
+	if (*end != '\0' || n > UINT32_MAX)
+		return false;
+	memcpy(s->stream, rest, (size_t)(slash - rest));
+	s->stream[slash - rest] = '\0';
+	s->shard = (uint32_t)n;
+	return true;
+}
+
+int
+cluster_placements_from(const struct etcd_range *r, const char *cluster,
+			struct cluster_shard **shards_out, uint32_t *count_out)
+{
+	char prefix[CLUSTER_KEY_SIZE];
+	struct cluster_shard *shards;
+	size_t prefix_size;
+
+	*shards_out = NULL;
+	*count_out = 0;
+	if (snprintf(prefix, sizeof(prefix), "/sluice/%s/placement/", cluster) >= (int)sizeof(prefix))
+		return -E2BIG;
+	prefix_size = strlen(prefix);
+	shards = calloc(r->count > 0 ? r->count : 1, sizeof(*shards));
+	if (shards == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < r->count; i++) {
+		struct cluster_shard *s = &shards[*count_out];
+
+		if (strncmp(r->kvs[i].key, prefix, prefix_size) != 0)
+			continue;
+		if (!shard_name_read(r->kvs[i].key + prefix_size, s) ||
+		    shard_read(r->kvs[i].value, r->kvs[i].value_size, &s->place) != 0) {
+			memset(&s->place, 0, sizeof(s->place));
+			s->malformed = true;
+		}
+		s->mod_revision = r->kvs[i].mod_revision;
+		(*count_out)++;
+	}
+	*shards_out = shards;
+	return 0;
+}
+
+int
+cluster_placement_read(struct etcd_client *client, const char *cluster,
+		       struct cluster_shard **shards_out, uint32_t *count_out)
+{
+	char prefix[CLUSTER_KEY_SIZE];
+	struct etcd_range r;
+	int err;
+
+	*shards_out = NULL;
+	*count_out = 0;
+	if (snprintf(prefix, sizeof(prefix), "/sluice/%s/placement/", cluster) >= (int)sizeof(prefix))
+		return -E2BIG;
+	err = etcd_get(client, prefix, true, 0, &r);
+	if (err != 0)
+		return err;
+	err = cluster_placements_from(&r, cluster, shards_out, count_out);
+	etcd_range_free(&r);
+	return err;
+}
+
+/* The ops' keys and values, freed together. */
+struct txn_text {
+	char keys[ETCD_TXN_OPS_MAX][CLUSTER_KEY_SIZE];
+	char *values[ETCD_TXN_OPS_MAX];
+	struct etcd_compare compares[ETCD_TXN_OPS_MAX];
+	struct etcd_op ops[ETCD_TXN_OPS_MAX];
+};
+
+static void
+txn_text_free(struct txn_text *t, uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++)
+		free(t->values[i]);
+	free(t);
+}
+
+int
+cluster_placement_write(struct etcd_client *client, const char *cluster,
+			const struct etcd_leader *controller, const struct cluster_shard *shards,
+			uint32_t count)
+{
+	struct txn_text *t;
+	bool succeeded = false;
+	int err = 0;
+
+	if (count > ETCD_TXN_OPS_MAX - 1)
+		return -E2BIG;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return -ENOMEM;
+	/* The fence: the controller's election key, as created when it won. */
+	t->compares[0] = (struct etcd_compare){ .key = controller->key, .target = ETCD_TARGET_CREATE,
+						.result = ETCD_EQUAL, .number = controller->rev };
+	for (uint32_t i = 0; i < count && err == 0; i++) {
+		err = cluster_key_shard(t->keys[i], sizeof(t->keys[i]), cluster, shards[i].stream,
+					shards[i].shard);
+		t->values[i] = err == 0 ? shard_json(&shards[i].place, controller->rev) : NULL;
+		if (err == 0 && t->values[i] == NULL)
+			err = -ENOMEM;
+		/* Unchanged since read (0: still absent): a leader's in-sync update is not lost. */
+		t->compares[i + 1] = (struct etcd_compare){ .key = t->keys[i], .target = ETCD_TARGET_MOD,
+							    .result = ETCD_EQUAL,
+							    .number = shards[i].mod_revision };
+		t->ops[i] = (struct etcd_op){ .kind = ETCD_OP_PUT, .key = t->keys[i],
+					      .value = t->values[i],
+					      .value_size = t->values[i] ? strlen(t->values[i]) : 0 };
+	}
+	if (err == 0)
+		err = etcd_txn(client, t->compares, count + 1, t->ops, count, NULL, 0, &succeeded, NULL);
+	if (err == 0 && !succeeded)
+		err = -ESTALE;
+	txn_text_free(t, count);
+	return err;
+}
