@@ -227,30 +227,42 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 
 /* ---- Delivering ------------------------------------------------------------ */
 
+/* Steps 3 and 4 under local_root/<bucket>/. */
+static int
+fh_write_local(struct firehose *fh, const struct fh_stream *s, const char *key,
+	       const uint8_t *data, size_t size)
+{
+	char path[FIREHOSE_PATH_SIZE_MAX];
+	int n = snprintf(path, sizeof(path), "%s/%s/%s", fh->local_root, s->spec.bucket, key);
+
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	return fh_write_object(path, data, size);
+}
+
 static int
 fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
 	   uint64_t first_arrival_ns)
 {
-	char path[FIREHOSE_PATH_SIZE_MAX];
+	char key[FIREHOSE_PATH_SIZE_MAX];
 	const uint8_t *data = fh->raw;
 	size_t size = fh->raw_used;
-	int n = snprintf(path, sizeof(path), "%s/%s/", fh->local_root, s->spec.bucket);
-	int rc;
+	int rc = firehose_object_key(&s->spec, s->version, s->shard_id, first, end,
+				     first_arrival_ns, key, sizeof(key));
 
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return -ENAMETOOLONG;
-	rc = firehose_object_key(&s->spec, s->version, s->shard_id, first, end, first_arrival_ns,
-				 path + n, sizeof(path) - (size_t)n);
 	if (rc == 0 && s->spec.compression != FIREHOSE_UNCOMPRESSED) {
 		rc = fh_codec_compress(s->spec.compression, fh->raw, fh->raw_used, fh->out,
 				       fh->out_size, &size);
 		data = fh->out;
 	}
+	/* The destination seam: an S3-compatible store when configured, else a directory. */
 	if (rc == 0)
-		rc = fh_write_object(path, data, size);
+		rc = fh->s3 != NULL ? fh_s3_deliver(fh, s, key, data, size) :
+				      fh_write_local(fh, s, key, data, size);
 	if (rc != 0)
-		diag_warn("firehose", "%s: delivering seq %llu..%llu to %s: %s", s->spec.name,
-			  (unsigned long long)first, (unsigned long long)end, path, strerror(-rc));
+		diag_warn("firehose", "%s: delivering seq %llu..%llu to %s/%s: %s", s->spec.name,
+			  (unsigned long long)first, (unsigned long long)end, s->spec.bucket, key,
+			  strerror(-rc));
 	return rc;
 }
 

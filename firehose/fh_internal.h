@@ -7,6 +7,7 @@
  *   fh_store.c    SQLite (firehose.db): streams, delivered positions, intents
  *   fh_flush.c    the flusher: cutting ranges, naming, writing objects
  *   fh_codec.c    compression formats
+ *   fh_s3.c       the S3-compatible destination (SigV4, multipart upload)
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
@@ -103,6 +104,7 @@ struct firehose {
 	size_t raw_used;
 	uint8_t *out;                /* fh_codec_bound(FH_RAW_SIZE_MAX) */
 	size_t out_size;
+	struct fh_s3 *s3;            /* NULL: objects land under local_root. */
 };
 
 struct fh_stream *fh_stream_find(struct firehose *fh, const char *name);
@@ -123,6 +125,14 @@ int fh_store_intent(struct firehose *fh, const struct fh_stream *s, uint64_t fir
 /* Moves the delivered position to `next` and clears the intent. */
 int fh_store_delivered(struct firehose *fh, const struct fh_stream *s, uint64_t next);
 
+/* s3_uploads: the multipart upload a stream has open (fh_s3.c). find: -ENOENT when none. */
+int fh_store_uploads_open(struct firehose *fh);
+int fh_store_upload_note(struct firehose *fh, const struct fh_stream *s, const char *key,
+			 const char *upload_id);
+int fh_store_upload_drop(struct firehose *fh, const struct fh_stream *s);
+int fh_store_upload_find(struct firehose *fh, const struct fh_stream *s, char *key,
+			 size_t key_size, char *upload_id, size_t upload_id_size);
+
 /* fh_flush.c */
 void fh_flush_run(struct firehose *fh, uint64_t now_real_ns);
 /* Real time at which stream `s` wants the flusher, or UINT64_MAX. */
@@ -134,5 +144,12 @@ const char *fh_codec_extension(enum firehose_compression c);
 /* Compresses in[0..size) into out (out_cap >= fh_codec_bound); deterministic bytes. */
 int fh_codec_compress(enum firehose_compression c, const uint8_t *in, size_t size,
 		      uint8_t *out, size_t out_cap, size_t *out_size);
+
+/* fh_s3.c: nothing to do (fh->s3 stays NULL) without an endpoint. */
+int fh_s3_open(struct firehose *fh, const struct firehose_s3_options *options);
+void fh_s3_close(struct firehose *fh);
+/* PUTs (or uploads in parts) one object under the stream's bucket; 0 or a negative errno. */
+int fh_s3_deliver(struct firehose *fh, const struct fh_stream *s, const char *key,
+		  const uint8_t *data, size_t size);
 
 #endif /* SLUICE_FIREHOSE_FH_INTERNAL_H */

@@ -243,3 +243,54 @@ fh_store_delivered(struct firehose *fh, const struct fh_stream *s, uint64_t next
 			    " intent_end = NULL WHERE name = ?", "it",
 			    (const void *[]){ &n, s->spec.name });
 }
+
+/*
+ * s3_uploads: a multipart upload begun and not yet completed or aborted (fh_s3.c),
+ * one at most per stream: stream_id, key, upload_id. A row found at a delivery is an
+ * upload a crash left open; it is aborted before the range is sent again.
+ */
+int
+fh_store_uploads_open(struct firehose *fh)
+{
+	return fh_store_exec(fh, "CREATE TABLE IF NOT EXISTS s3_uploads(stream_id INTEGER"
+			     " PRIMARY KEY, key TEXT NOT NULL, upload_id TEXT NOT NULL);");
+}
+
+int
+fh_store_upload_note(struct firehose *fh, const struct fh_stream *s, const char *key,
+		     const char *upload_id)
+{
+	int64_t id = s->id;
+
+	return fh_store_run(fh, "INSERT OR REPLACE INTO s3_uploads(stream_id, key, upload_id)"
+			    " VALUES(?, ?, ?)", "itt", (const void *[]){ &id, key, upload_id });
+}
+
+int
+fh_store_upload_drop(struct firehose *fh, const struct fh_stream *s)
+{
+	int64_t id = s->id;
+
+	return fh_store_run(fh, "DELETE FROM s3_uploads WHERE stream_id = ?", "i",
+			    (const void *[]){ &id });
+}
+
+int
+fh_store_upload_find(struct firehose *fh, const struct fh_stream *s, char *key,
+		     size_t key_size, char *upload_id, size_t upload_id_size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -ENOENT;
+
+	if (sqlite3_prepare_v2(fh->db, "SELECT key, upload_id FROM s3_uploads WHERE"
+			       " stream_id = ?", -1, &st, NULL) != SQLITE_OK)
+		return fh_store_fail(fh, "s3_uploads");
+	sqlite3_bind_int64(st, 1, s->id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		fh_copy_column(st, 0, key, key_size);
+		fh_copy_column(st, 1, upload_id, upload_id_size);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}

@@ -94,10 +94,30 @@ struct firehose_info {
 	uint64_t delivered_seq;      /* Next log seq to deliver (durable progress). */
 };
 
+/*
+ * An S3-compatible store behind every bucket ARN ([firehose] s3_*): objects are PUT to
+ * <endpoint>/<bucket>/<key> (path style) or <bucket>.<host>/<key>, SigV4-signed for
+ * service s3; an object over part_mb MiB is a multipart upload of part_mb MiB parts.
+ */
+#define FIREHOSE_S3_FIELD_SIZE_MAX 255u     /* Endpoint, region, keys (config strings). */
+#define FIREHOSE_S3_PART_MB_MIN 5u          /* AWS: every part but the last >= 5 MiB. */
+#define FIREHOSE_S3_PART_MB_MAX FIREHOSE_SIZE_MB_MAX
+#define FIREHOSE_S3_PART_MB_DEFAULT 16u
+
+struct firehose_s3_options {
+	const char *endpoint;        /* http(s)://host[:port]; NULL or "": local_root. */
+	const char *region;
+	const char *access_key;
+	const char *secret_key;
+	bool path_style;
+	uint32_t part_mb;            /* FIREHOSE_S3_PART_MB_MIN..MAX */
+};
+
 struct firehose_options {
 	const char *data_dir;        /* firehose.db lives here. */
 	const char *local_root;      /* Objects land in local_root/<bucket>/<key>. */
 	struct log *log;
+	struct firehose_s3_options s3;   /* endpoint NULL: no store, local_root. */
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);

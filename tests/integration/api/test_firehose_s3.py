@@ -1,0 +1,259 @@
+#!/usr/bin/python3
+"""Delivery streams into an S3-compatible store (issue 16): npm s3rver, started
+here, behind [firehose] s3_endpoint; objects read back with boto3's s3 client.
+
+  1. DirectPut in every compression format, each object decompressed and compared
+     byte for byte: every record exactly once, in order, objects cut at SizeInMBs,
+     Firehose's YYYY/MM/DD/HH/ key.
+  2. Multipart: one 12 MiB object with s3_part_mb = 5 is sent in three parts (s3rver's
+     log shows the upload) and reads back whole.
+  3. The store refuses (s3rver stopped): the failures show in /metrics, nothing is
+     lost; once s3rver is back every record is delivered exactly once.
+  4. sluiced SIGKILLed ten times while it uploads (single PUTs and multipart): every
+     acknowledged record in exactly one object (count and bytes).
+
+SigV4 itself is checked against AWS's examples and botocore in tests/common/test_sigv4.c
+(s3rver's signature checks are not the oracle).
+
+Usage: test_firehose_s3.py SLUICED S3RVER_DIR (npm installs s3rver there on first use;
+without node/npm the test is skipped, saying so). Own temp dirs and free ports; stops
+only the processes it started, by PID.
+"""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import boto3
+import botocore.config
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_firehose import (DECODERS, MIB, check_exactly_once, client,  # noqa: E402
+                           firehose_figures, make_records, put_all, s3dest)
+from test_kinesis_api import Sluiced, check, free_port  # noqa: E402
+
+DEADLINE_S = 120
+S3_KEY = "S3RVER"  # s3rver's only key pair.
+
+
+def s3rver_install(js_dir):
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "s3js")
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return None
+    os.makedirs(js_dir, exist_ok=True)
+    shutil.copy(os.path.join(here, "package.json"), js_dir)
+    main = os.path.join(js_dir, "node_modules", "s3rver", "bin", "s3rver.js")
+    if not os.path.isfile(main):
+        r = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=js_dir,
+                           capture_output=True, timeout=300)
+        if r.returncode != 0:
+            print("npm install failed: %s" % r.stderr.decode()[-500:])
+            return None
+    return main
+
+
+class S3rver:
+    """One s3rver on a port and directory; start() waits until it answers."""
+
+    def __init__(self, main, directory, log_path):
+        self.main, self.directory, self.log_path = main, directory, log_path
+        self.port = free_port()
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["node", self.main, "-d", self.directory, "-a", "127.0.0.1",
+                                      "-p", str(self.port)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.client().list_buckets()
+                return
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit("FAIL: s3rver did not start")
+                time.sleep(0.2)
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def client(self):
+        cfg = botocore.config.Config(s3={"addressing_style": "path"},
+                                     retries={"max_attempts": 1}, connect_timeout=2)
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id=S3_KEY, aws_secret_access_key=S3_KEY, config=cfg)
+
+    def objects(self, bucket, decode=lambda b: b):
+        """{key: decoded bytes} of every object in the bucket."""
+        s3, out = self.client(), {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for o in page.get("Contents", []):
+                out[o["Key"]] = decode(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+        return out
+
+
+def sluiced_args(store, part_mb=5):
+    return ["--set", "firehose.s3_endpoint=" + store.url, "--set", "firehose.s3_access_key=" +
+            S3_KEY, "--set", "firehose.s3_secret_key=" + S3_KEY, "--set",
+            "firehose.s3_part_mb=%d" % part_mb]
+
+
+def wait_objects(store, bucket, compression, total_bytes, what):
+    decode = DECODERS[compression][1]
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        objs = store.objects(bucket, decode)
+        got = sum(len(d) for d in objs.values())
+        if got >= total_bytes:
+            return objs
+        if time.monotonic() > deadline:
+            raise SystemExit("FAIL: %s: %d of %d bytes in the store in %d s" %
+                             (what, got, total_bytes, DEADLINE_S))
+        time.sleep(0.3)
+
+
+def test_formats(srv, store):
+    fh, rng = client(srv), random.Random(316)
+    for compression in DECODERS:
+        name = "s3-" + compression.lower()
+        store.client().create_bucket(Bucket=name)
+        fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=
+                                  s3dest(name, compression, size_mb=1, interval_s=1,
+                                         prefix="in/"))
+        sent = make_records(name, 3000, rng)
+        put_all(fh, name, sent)
+        objs = wait_objects(store, name, compression, sum(map(len, sent)), name)
+        check_exactly_once(sent, objs, name, size_mb=1)
+        check(len(objs) >= 3, "%s: %d objects for 3 MB at SizeInMBs 1" % (name, len(objs)))
+        ext = DECODERS[compression][0]
+        for key in objs:
+            parts = key.split("/")
+            check(len(parts) == 6 and parts[0] == "in" and parts[5].startswith(name + "-1-")
+                  and key.endswith(ext), "object key %s" % key)
+    print("ok: S3 delivery in every format, each record exactly once")
+
+
+def test_multipart(srv, store, s3rver_log):
+    fh, name = client(srv), "s3-multipart"
+    store.client().create_bucket(Bucket=name)
+    fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=
+                              s3dest(name, "UNCOMPRESSED", size_mb=16, interval_s=2))
+    rng = random.Random(5)
+    sent = [b"mp-%05d-%s\n" % (i, bytes(rng.choice(b"abcdef") for _ in range(1)) * 100000)
+            for i in range(120)]  # 12 MiB: one object (SizeInMBs 16), three 5 MiB parts.
+    put_all_small(fh, name, sent)
+    objs = wait_objects(store, name, "UNCOMPRESSED", sum(map(len, sent)), name)
+    check(len(objs) == 1, "%s: %d objects, expected one" % (name, len(objs)))
+    check_exactly_once(sent, objs, name)
+    with open(s3rver_log, "rb") as f:
+        log = f.read().decode(errors="replace")
+    check("?uploads" in log and "partNumber=3" in log,
+          "s3rver's log shows no multipart upload of three parts")
+    print("ok: a 12 MiB object uploaded in three parts, read back whole")
+
+
+def put_all_small(fh, name, records):
+    """PutRecordBatch of at most 4 MiB each (100 KB records: 30 a batch)."""
+    for i in range(0, len(records), 30):
+        r = fh.put_record_batch(DeliveryStreamName=name,
+                                Records=[{"Data": d} for d in records[i:i + 30]])
+        check(r["FailedPutCount"] == 0, "put_record_batch failed")
+
+
+def test_store_down(srv, store, admin_port):
+    fh, name = client(srv), "s3-outage"
+    store.client().create_bucket(Bucket=name)
+    fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=
+                              s3dest(name, "GZIP", size_mb=1, interval_s=0))
+    store.stop()
+    sent = make_records("outage", 2000, random.Random(7))
+    put_all(fh, name, sent)  # Acknowledged while the store is away.
+    deadline = time.monotonic() + DEADLINE_S
+    while firehose_figures(admin_port, name).get("delivery_failures_total", 0) < 2:
+        check(time.monotonic() < deadline, "no delivery failure counted with s3rver down")
+        time.sleep(0.2)
+    check(firehose_figures(admin_port, name).get("delivered_records_total", 0) == 0,
+          "records delivered with the store down")
+    store.start()
+    objs = wait_objects(store, name, "GZIP", sum(map(len, sent)), "after the outage")
+    check_exactly_once(sent, objs, "after the outage", size_mb=1)
+    print("ok: s3rver stopped and restarted: failures counted, then every record once")
+
+
+def test_crashes(binary, base, store):
+    data = os.path.join(base, "crash")
+    os.makedirs(data)
+    srv = Sluiced(binary, data)
+    rng = random.Random(1617)
+    sent, name, rounds = [], "s3-crash", 10
+    store.client().create_bucket(Bucket=name)
+    try:
+        for round_ in range(rounds):
+            srv.start(*sluiced_args(store))
+            fh = client(srv)
+            if round_ == 0:
+                # SizeInMBs 8 over 5 MiB parts: cuts of 6-8 MiB go up in two parts, so
+                # kills land in single PUTs and in multipart uploads.
+                fh.create_delivery_stream(DeliveryStreamName=name,
+                                          ExtendedS3DestinationConfiguration=s3dest(
+                                              name, "UNCOMPRESSED", size_mb=8, interval_s=0))
+            batch = make_records("crash-r%d" % round_, 1500 + rng.randrange(3000), rng)
+            put_all(fh, name, batch)  # Acknowledged: durable, so it must be delivered.
+            sent += batch
+            time.sleep(rng.uniform(0.0, 0.4))  # A random moment, not a timing assertion.
+            srv.proc.send_signal(signal.SIGKILL)
+            srv.proc.wait()
+            srv.proc = None
+        srv.start(*sluiced_args(store))
+        objs = wait_objects(store, name, "UNCOMPRESSED", sum(map(len, sent)), "after crashes")
+        check_exactly_once(sent, objs, "after %d SIGKILLs" % rounds, size_mb=8)
+        srv.stop()
+    finally:
+        srv.kill()
+    print("ok: SIGKILLed %d times while uploading: %d records exactly once" %
+          (rounds, len(sent)))
+
+
+def main():
+    binary, js_dir = sys.argv[1], sys.argv[2]
+    main_js = s3rver_install(js_dir)
+    if main_js is None:
+        print("SKIPPED: no node/npm, or npm could not install s3rver")
+        return
+    base = tempfile.mkdtemp(prefix="fhs3-test-")
+    store = S3rver(main_js, os.path.join(base, "s3"), os.path.join(base, "s3rver.log"))
+    try:
+        os.makedirs(store.directory)
+        store.start()
+        data = os.path.join(base, "data")
+        os.makedirs(data)
+        srv = Sluiced(binary, data)
+        admin_port = free_port()
+        srv.start("--admin-listen", "127.0.0.1:%d" % admin_port, *sluiced_args(store))
+        try:
+            test_formats(srv, store)
+            test_multipart(srv, store, store.log_path)
+            test_store_down(srv, store, admin_port)
+            srv.stop()
+        finally:
+            srv.kill()
+        test_crashes(binary, base, store)
+    finally:
+        store.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
