@@ -171,6 +171,10 @@ def put_all_small(fh, name, records):
         check(r["FailedPutCount"] == 0, "put_record_batch failed")
 
 
+def figure(admin_port, name, family):
+    return firehose_figures(admin_port, name)[1].get("sluice_firehose_" + family, 0)
+
+
 def test_store_down(srv, store, admin_port):
     fh, name = client(srv), "s3-outage"
     store.client().create_bucket(Bucket=name)
@@ -180,15 +184,21 @@ def test_store_down(srv, store, admin_port):
     sent = make_records("outage", 2000, random.Random(7))
     put_all(fh, name, sent)  # Acknowledged while the store is away.
     deadline = time.monotonic() + DEADLINE_S
-    while firehose_figures(admin_port, name).get("delivery_failures_total", 0) < 2:
+    while figure(admin_port, name, "delivery_failures_total") < 2:
         check(time.monotonic() < deadline, "no delivery failure counted with s3rver down")
         time.sleep(0.2)
-    check(firehose_figures(admin_port, name).get("delivered_records_total", 0) == 0,
+    check(figure(admin_port, name, "delivered_records_total") == 0,
           "records delivered with the store down")
     store.start()
     objs = wait_objects(store, name, "GZIP", sum(map(len, sent)), "after the outage")
     check_exactly_once(sent, objs, "after the outage", size_mb=1)
     print("ok: s3rver stopped and restarted: failures counted, then every record once")
+
+
+def big_records(tag, count, rng):
+    """Records of 50-150 KB: a round's few MiB make cuts above the 5 MiB part size."""
+    return [b"%s-%05d-%s\n" % (tag.encode(), i, b"z" * rng.randrange(50000, 150000))
+            for i in range(count)]
 
 
 def test_crashes(binary, base, store):
@@ -198,20 +208,22 @@ def test_crashes(binary, base, store):
     rng = random.Random(1617)
     sent, name, rounds = [], "s3-crash", 10
     store.client().create_bucket(Bucket=name)
+    with open(store.log_path, "rb") as f:
+        uploads_before = f.read().count(b"?uploads")
     try:
         for round_ in range(rounds):
             srv.start(*sluiced_args(store))
             fh = client(srv)
             if round_ == 0:
-                # SizeInMBs 8 over 5 MiB parts: cuts of 6-8 MiB go up in two parts, so
-                # kills land in single PUTs and in multipart uploads.
+                # SizeInMBs 8 over 5 MiB parts: full cuts go up in two parts, the rest in
+                # one PUT, so kills land in both.
                 fh.create_delivery_stream(DeliveryStreamName=name,
                                           ExtendedS3DestinationConfiguration=s3dest(
-                                              name, "UNCOMPRESSED", size_mb=8, interval_s=0))
-            batch = make_records("crash-r%d" % round_, 1500 + rng.randrange(3000), rng)
-            put_all(fh, name, batch)  # Acknowledged: durable, so it must be delivered.
+                                              name, "UNCOMPRESSED", size_mb=8, interval_s=1))
+            batch = big_records("crash-r%d" % round_, 60 + rng.randrange(60), rng)
+            put_all_small(fh, name, batch)  # Acknowledged: durable, so it must be delivered.
             sent += batch
-            time.sleep(rng.uniform(0.0, 0.4))  # A random moment, not a timing assertion.
+            time.sleep(rng.uniform(0.0, 1.5))  # A random moment, not a timing assertion.
             srv.proc.send_signal(signal.SIGKILL)
             srv.proc.wait()
             srv.proc = None
@@ -221,8 +233,14 @@ def test_crashes(binary, base, store):
         srv.stop()
     finally:
         srv.kill()
-    print("ok: SIGKILLed %d times while uploading: %d records exactly once" %
-          (rounds, len(sent)))
+    with open(store.log_path, "rb") as f:
+        uploads = f.read().count(b"?uploads") - uploads_before
+    check(uploads > 0, "no multipart upload while crashing")
+    with open(os.path.join(data, "sluiced.log"), "rb") as f:
+        redone = f.read().count(b"not aborted")  # s3rver refuses aborts (405).
+    print("ok: SIGKILLed %d times while uploading (%d multipart uploads begun, %d left open "
+          "by a kill and begun again): %d records (%d MiB) exactly once" %
+          (rounds, uploads, redone, len(sent), sum(map(len, sent)) >> 20))
 
 
 def main():
