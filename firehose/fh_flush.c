@@ -43,7 +43,7 @@ fh_mix(uint64_t h, uint64_t v)
 	return h ^ (h >> 29);
 }
 
-static uint64_t
+uint64_t
 fh_hash_text(uint64_t h, const char *text)
 {
 	for (; *text != '\0'; text++)
@@ -51,13 +51,21 @@ fh_hash_text(uint64_t h, const char *text)
 	return h;
 }
 
-/* The "random" part: a hash of what the object holds, so a redo names it the same. */
-static void
-fh_uuid(const char *name, uint32_t version, uint64_t shard_id, uint64_t first, uint64_t end,
-	char out[FH_UUID_SIZE])
+/* What the object holds: its stream, version, range and (partitions) group salt. */
+static uint64_t
+fh_object_hash(const char *name, uint32_t version, uint64_t shard_id, uint64_t first,
+	       uint64_t end, uint64_t salt)
 {
 	uint64_t h = fh_mix(fh_mix(fh_mix(fh_mix(fh_hash_text(1, name), version), shard_id),
 				   first), end);
+
+	return salt != 0 ? fh_mix(h, salt) : h;  /* Salt 0: the names of the first slice. */
+}
+
+/* The "random" part: a hash of what the object holds, so a redo names it the same. */
+static void
+fh_uuid(uint64_t h, char out[FH_UUID_SIZE])
+{
 	uint64_t hi = fh_mix(h, 0x68692d31ull), lo = fh_mix(h, 0x6c6f2d32ull);
 
 	hi = (hi & ~0xf000ull) | 0x4000ull;           /* Shaped as a version-4 UUID. */
@@ -68,22 +76,37 @@ fh_uuid(const char *name, uint32_t version, uint64_t shard_id, uint64_t first, u
 }
 
 int
+fh_object_key(const struct fh_stream *s, uint64_t first, uint64_t end, const char *prefix,
+	      const struct fh_prefix_vars *vars, char *out, size_t out_size)
+{
+	struct fh_prefix_vars v = *vars;
+	time_t t = (time_t)(v.arrival_ns / 1000000000u);
+	char stamp[32], uuid[FH_UUID_SIZE];
+	size_t used;
+	struct tm tm;
+	int n;
+
+	v.salt = fh_object_hash(s->spec.name, s->version, s->shard_id, first, end, vars->salt);
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%d-%H-%M-%S", &tm);
+	fh_uuid(v.salt, uuid);
+	if (fh_prefix_eval(prefix, &v, out, out_size) != 0)
+		return -ENAMETOOLONG;
+	used = strlen(out);
+	n = snprintf(out + used, out_size - used, "%s-%u-%s-%s%s", s->spec.name, s->version,
+		     stamp, uuid, fh_codec_extension(s->spec.compression));
+	return n < 0 || (size_t)n >= out_size - used ? -ENAMETOOLONG : 0;
+}
+
+int
 firehose_object_key(const struct firehose_spec *spec, uint32_t version, uint64_t shard_id,
 		    uint64_t seq_first, uint64_t seq_end, uint64_t first_arrival_ns, char *out,
 		    size_t out_size)
 {
-	time_t t = (time_t)(first_arrival_ns / 1000000000u);
-	char hour_path[32], stamp[32], uuid[FH_UUID_SIZE];
-	struct tm tm;
-	int n;
+	struct fh_stream s = { .spec = *spec, .version = version, .shard_id = shard_id };
+	struct fh_prefix_vars v = { .arrival_ns = first_arrival_ns };
 
-	gmtime_r(&t, &tm);
-	strftime(hour_path, sizeof(hour_path), "%Y/%m/%d/%H/", &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%d-%H-%M-%S", &tm);
-	fh_uuid(spec->name, version, shard_id, seq_first, seq_end, uuid);
-	n = snprintf(out, out_size, "%s%s%s-%u-%s-%s%s", spec->prefix, hour_path, spec->name,
-		     version, stamp, uuid, fh_codec_extension(spec->compression));
-	return n < 0 || (size_t)n >= out_size ? -ENAMETOOLONG : 0;
+	return fh_object_key(&s, seq_first, seq_end, spec->prefix, &v, out, out_size);
 }
 
 /* ---- Files ----------------------------------------------------------------- */
@@ -180,6 +203,7 @@ fh_write_object(char *path, const uint8_t *data, size_t size)
 
 struct fh_read {
 	struct firehose *fh;
+	struct fh_part *part;    /* Partitioned: each record's place noted, count bounded. */
 	uint64_t limit;          /* Stop once this many data bytes are in (a cut by size). */
 	uint64_t first_arrival_ns;
 	uint32_t records;
@@ -196,7 +220,12 @@ fh_read_record(void *arg, const struct log_record_out *record)
 	if (r->records++ == 0)
 		r->first_arrival_ns = record->arrival_ns;
 	memcpy(fh->raw + fh->raw_used, record->data, record->data_size);
+	if (r->part != NULL)
+		fh_partition_note(r->part, r->records - 1, fh->raw_used, record->data_size,
+				  record->arrival_ns);
 	fh->raw_used += record->data_size;
+	if (r->part != NULL && r->records == FH_PART_RECORDS_MAX)
+		return 1;  /* The same bound cuts a redo of the range at the same place. */
 	return fh->raw_used >= r->limit ? 1 : 0;
 }
 
@@ -209,6 +238,7 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 
 	fh->raw_used = 0;
 	r->fh = fh;
+	r->part = s->spec.partitioning ? fh->part : NULL;
 	while (seq < end && fh->raw_used < r->limit) {
 		uint64_t next = seq;
 		uint32_t want = (uint32_t)min_u64(end - seq, UINT32_MAX);
@@ -240,19 +270,16 @@ fh_write_local(struct firehose *fh, const struct fh_stream *s, const char *key,
 	return fh_write_object(path, data, size);
 }
 
-static int
-fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
-	   uint64_t first_arrival_ns)
+int
+fh_object_write(struct firehose *fh, struct fh_stream *s, const char *key, const uint8_t *raw,
+		size_t size)
 {
-	char key[FIREHOSE_PATH_SIZE_MAX];
-	const uint8_t *data = fh->raw;
-	size_t size = fh->raw_used;
-	int rc = firehose_object_key(&s->spec, s->version, s->shard_id, first, end,
-				     first_arrival_ns, key, sizeof(key));
+	const uint8_t *data = raw;
+	int rc = 0;
 
-	if (rc == 0 && s->spec.compression != FIREHOSE_UNCOMPRESSED) {
-		rc = fh_codec_compress(s->spec.compression, fh->raw, fh->raw_used, fh->out,
-				       fh->out_size, &size);
+	if (s->spec.compression != FIREHOSE_UNCOMPRESSED) {
+		rc = fh_codec_compress(s->spec.compression, raw, size, fh->out, fh->out_size,
+				       &size);
 		data = fh->out;
 	}
 	/* The destination seam: an S3-compatible store when configured, else a directory. */
@@ -260,10 +287,23 @@ fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t en
 		rc = fh->s3 != NULL ? fh_s3_deliver(fh, s, key, data, size) :
 				      fh_write_local(fh, s, key, data, size);
 	if (rc != 0)
-		diag_warn("firehose", "%s: delivering seq %llu..%llu to %s/%s: %s", s->spec.name,
-			  (unsigned long long)first, (unsigned long long)end, s->spec.bucket, key,
-			  strerror(-rc));
+		diag_warn("firehose", "%s: delivering %s/%s: %s", s->spec.name, s->spec.bucket,
+			  key, strerror(-rc));
 	return rc;
+}
+
+static int
+fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
+	   uint64_t first_arrival_ns)
+{
+	char key[FIREHOSE_PATH_SIZE_MAX];
+	struct fh_prefix_vars v = { .arrival_ns = first_arrival_ns };
+	int rc;
+
+	if (s->spec.partitioning)
+		return fh_partition_deliver(fh, s, first, end);
+	rc = fh_object_key(s, first, end, s->spec.prefix, &v, key, sizeof(key));
+	return rc != 0 ? rc : fh_object_write(fh, s, key, fh->raw, fh->raw_used);
 }
 
 /* Steps 3-5 for the cut [first, end) already in fh->raw (step 2 done by the caller). */

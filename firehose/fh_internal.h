@@ -8,6 +8,8 @@
  *   fh_flush.c    the flusher: cutting ranges, naming, writing objects
  *   fh_codec.c    compression formats
  *   fh_s3.c       the S3-compatible destination (SigV4, multipart upload)
+ *   fh_prefix.c   custom prefixes (!{...}) and the partitioning query's JQ subset
+ *   fh_partition.c  dynamic partitioning: one range as one object per partition
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
@@ -105,6 +107,7 @@ struct firehose {
 	uint8_t *out;                /* fh_codec_bound(FH_RAW_SIZE_MAX) */
 	size_t out_size;
 	struct fh_s3 *s3;            /* NULL: objects land under local_root. */
+	struct fh_part *part;        /* Dynamic partitioning's state (fh_partition.c). */
 };
 
 struct fh_stream *fh_stream_find(struct firehose *fh, const char *name);
@@ -135,6 +138,18 @@ int fh_store_upload_find(struct firehose *fh, const struct fh_stream *s, char *k
 
 /* fh_flush.c */
 void fh_flush_run(struct firehose *fh, uint64_t now_real_ns);
+uint64_t fh_hash_text(uint64_t h, const char *text);
+struct fh_prefix_vars;
+/*
+ * The key of one object of range [first, end): `prefix` evaluated with vars, then
+ * <name>-<version>-<stamp>-<uuid><ext>, the stamp from vars->arrival_ns, the uuid (and
+ * !{firehose:random-string}) a hash of the stream, range and vars->salt. -ENAMETOOLONG.
+ */
+int fh_object_key(const struct fh_stream *s, uint64_t first, uint64_t end, const char *prefix,
+		  const struct fh_prefix_vars *vars, char *out, size_t out_size);
+/* Compresses raw[0..size) as the stream says and writes it to its destination as key. */
+int fh_object_write(struct firehose *fh, struct fh_stream *s, const char *key,
+		    const uint8_t *raw, size_t size);
 /* Real time at which stream `s` wants the flusher, or UINT64_MAX. */
 uint64_t fh_flush_due(const struct fh_stream *s);
 
@@ -144,6 +159,56 @@ const char *fh_codec_extension(enum firehose_compression c);
 /* Compresses in[0..size) into out (out_cap >= fh_codec_bound); deterministic bytes. */
 int fh_codec_compress(enum firehose_compression c, const uint8_t *in, size_t size,
 		      uint8_t *out, size_t out_cap, size_t *out_size);
+
+/* fh_prefix.c */
+#define FH_QUERY_DEPTH_MAX 8u           /* .a.b.c...: fields in one path. */
+#define FH_QUERY_NAME_SIZE 65u          /* A key or field name and NUL. */
+#define FH_VALUE_SIZE_MAX 256u          /* One partition value (a key segment). */
+
+struct fh_query_key {
+	char name[FH_QUERY_NAME_SIZE];
+	uint32_t depth;
+	char fields[FH_QUERY_DEPTH_MAX][FH_QUERY_NAME_SIZE];
+};
+
+struct fh_query {
+	uint32_t count;
+	struct fh_query_key keys[FIREHOSE_PARTITION_KEYS_MAX];
+};
+
+/* What a prefix's expressions evaluate to for one object. */
+struct fh_prefix_vars {
+	uint64_t arrival_ns;                 /* The object's oldest record. */
+	const char *error_type;              /* NULL: not an error object. */
+	uint64_t salt;                       /* !{firehose:random-string} is made of it. */
+	const struct fh_query *query;        /* NULL: no partition keys. */
+	const char (*values)[FH_VALUE_SIZE_MAX + 1];   /* values[i]: query->keys[i]'s. */
+};
+
+/* -EINVAL outside the subset (fh_prefix.c's header comment). */
+int fh_query_parse(const char *text, struct fh_query *q);
+/*
+ * Every key's value in one record: 0, -EBADMSG (not a JSON object), -ENOENT (a key
+ * absent, null, an object or array), -EINVAL (a value no key segment may be).
+ */
+int fh_query_eval(const struct fh_query *q, const void *data, size_t size,
+		  char values[][FH_VALUE_SIZE_MAX + 1]);
+/* Prefix template t evaluated (a checked one); -ENAMETOOLONG when out is short. */
+int fh_prefix_eval(const char *t, const struct fh_prefix_vars *v, char *out, size_t out_size);
+
+/* fh_partition.c: records in one partitioned cut (the flusher stops a cut there). */
+#define FH_PART_RECORDS_MAX (1u << 17)
+/* The !{firehose:error-output-type} of records that could not be partitioned (ours). */
+#define FH_PARTITION_ERROR_TYPE "partitioning-failed"
+struct fh_part;
+int fh_partition_open(struct firehose *fh);
+void fh_partition_close(struct firehose *fh);
+/* Record `index` of the cut is raw[off..off+size), arrived at arrival_ns. */
+void fh_partition_note(struct fh_part *p, uint32_t index, size_t off, size_t size,
+		       uint64_t arrival_ns);
+/* The cut [first, end) in fh->raw as one object per partition and error objects. */
+int fh_partition_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first,
+			 uint64_t end);
 
 /* fh_s3.c: nothing to do (fh->s3 stays NULL) without an endpoint. */
 int fh_s3_open(struct firehose *fh, const struct firehose_s3_options *options);

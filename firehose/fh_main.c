@@ -77,6 +77,8 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	if (rc == 0)
 		rc = fh_s3_open(fh, &options->s3);
 	if (rc == 0)
+		rc = fh_partition_open(fh);
+	if (rc == 0)
 		rc = fh_store_load(fh);
 	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
 		if (fh->streams[i].used)
@@ -115,6 +117,7 @@ firehose_close(struct firehose *fh)
 	if (fh->reader != NULL)
 		log_reader_close(fh->reader);
 	fh_s3_close(fh);
+	fh_partition_close(fh);
 	fh_store_close(fh);
 	free(fh->raw);
 	free(fh->out);

@@ -8,6 +8,10 @@
  *                      bucket_arn, role_arn, prefix, error_prefix, size_mb,
  *                      interval_s, compression, delivered, intent_first, intent_end
  *
+ *   partitioning       id INTEGER PRIMARY KEY, query TEXT       a stream with dynamic
+ *                                                               partitioning enabled
+ *   s3_uploads         (below, fh_s3.c)
+ *
  * intent_first/intent_end are NULL when no object is being written. Every
  * write is its own transaction with synchronous=FULL: a delivered position
  * or an intent is on stable storage before the flusher goes on.
@@ -66,7 +70,9 @@ fh_store_open(struct firehose *fh)
 		" role_arn TEXT NOT NULL, prefix TEXT NOT NULL, error_prefix TEXT NOT NULL,"
 		" size_mb INTEGER NOT NULL, interval_s INTEGER NOT NULL,"
 		" compression INTEGER NOT NULL, delivered INTEGER NOT NULL,"
-		" intent_first INTEGER, intent_end INTEGER);");
+		" intent_first INTEGER, intent_end INTEGER);"
+		"CREATE TABLE IF NOT EXISTS partitioning(id INTEGER PRIMARY KEY,"
+		" query TEXT NOT NULL);");
 }
 
 void
@@ -124,6 +130,28 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 	return 0;
 }
 
+/* The partitioning rows onto the streams just loaded. */
+static int
+fh_store_load_partitioning(struct firehose *fh)
+{
+	sqlite3_stmt *st = NULL;
+	int step;
+
+	if (sqlite3_prepare_v2(fh->db, "SELECT id, query FROM partitioning", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return fh_store_fail(fh, "load partitioning");
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct fh_stream *s = fh_stream_by_id(fh, (uint32_t)sqlite3_column_int64(st, 0));
+
+		if (s == NULL)
+			continue;  /* No stream of that id (deleted together; not expected). */
+		s->spec.partitioning = true;
+		fh_copy_column(st, 1, s->spec.query, sizeof(s->spec.query));
+	}
+	sqlite3_finalize(st);
+	return step == SQLITE_DONE ? 0 : fh_store_fail(fh, "load partitioning");
+}
+
 int
 fh_store_load(struct firehose *fh)
 {
@@ -141,7 +169,7 @@ fh_store_load(struct firehose *fh)
 	if (rc == 0 && step != SQLITE_DONE)
 		rc = fh_store_fail(fh, "load");
 	sqlite3_finalize(st);
-	return rc;
+	return rc == 0 ? fh_store_load_partitioning(fh) : rc;
 }
 
 /* Runs one statement with integer/text parameters given as a format: 'i' int64, 't' text. */
@@ -212,6 +240,9 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 						    s->spec.role_arn, s->spec.prefix,
 						    s->spec.error_prefix, &size_mb, &interval,
 						    &compression, &delivered });
+	if (rc == 0 && s->spec.partitioning)
+		rc = fh_store_run(fh, "INSERT OR REPLACE INTO partitioning(id, query) VALUES(?, ?)",
+				  "it", (const void *[]){ &id, s->spec.query });
 	if (rc == 0)
 		return fh_store_exec(fh, "COMMIT");
 	fh_store_exec(fh, "ROLLBACK");
@@ -221,8 +252,12 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 int
 fh_store_delete(struct firehose *fh, const struct fh_stream *s)
 {
-	return fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",
-			    (const void *[]){ s->spec.name });
+	int64_t id = s->id;
+	int rc = fh_store_run(fh, "DELETE FROM partitioning WHERE id = ?", "i",
+			      (const void *[]){ &id });
+
+	return rc != 0 ? rc : fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",
+					   (const void *[]){ s->spec.name });
 }
 
 int

@@ -56,6 +56,11 @@ struct firehose;
 /* A path under local_root: root, bucket, prefix, date part, name, version, stamp, uuid. */
 #define FIREHOSE_PATH_SIZE_MAX 4096u
 #define FIREHOSE_LOCAL_ROOT_SIZE_MAX 2000u
+/* MetadataExtractionQuery: AWS allows 50 keys; the text bound is ours. */
+#define FIREHOSE_PARTITION_KEYS_MAX 50u
+#define FIREHOSE_QUERY_SIZE_MAX 4096u
+/* A refusal's text (firehose_spec_check). */
+#define FIREHOSE_MESSAGE_SIZE 512u
 
 enum firehose_compression {
 	FIREHOSE_UNCOMPRESSED,
@@ -76,12 +81,23 @@ struct firehose_spec {
 	char bucket[FIREHOSE_BUCKET_SIZE_MAX + 1];   /* From BucketARN arn:aws:s3:::<bucket>. */
 	char bucket_arn[FIREHOSE_ARN_SIZE_MAX + 1];
 	char role_arn[FIREHOSE_ARN_SIZE_MAX + 1];
-	char prefix[FIREHOSE_PREFIX_SIZE_MAX + 1];   /* No !{...} expressions yet. */
+	char prefix[FIREHOSE_PREFIX_SIZE_MAX + 1];   /* With !{...} expressions (fh_prefix.c). */
 	char error_prefix[FIREHOSE_PREFIX_SIZE_MAX + 1];
+	/* DynamicPartitioningConfiguration.Enabled and the MetadataExtractionQuery ("" none). */
+	bool partitioning;
+	char query[FIREHOSE_QUERY_SIZE_MAX + 1];
 	uint32_t size_mb;
 	uint32_t interval_s;
 	enum firehose_compression compression;
 };
+
+/*
+ * The prefixes and partitioning of a spec as CreateDeliveryStream must check them: known
+ * expressions in the right prefix, ErrorOutputPrefix when Prefix has expressions or
+ * partitioning is on, partition keys only with partitioning and from the query, the
+ * query in the JQ subset built. 0, or -EINVAL with the refusal's text in message.
+ */
+int firehose_spec_check(const struct firehose_spec *spec, char *message, size_t message_size);
 
 /* What DescribeDeliveryStream shows besides the spec. */
 struct firehose_info {
