@@ -11,6 +11,11 @@ here, behind [firehose] s3_endpoint; objects read back with boto3's s3 client.
      lost; once s3rver is back every record is delivered exactly once.
   4. sluiced SIGKILLed ten times while it uploads (single PUTs and multipart): every
      acknowledged record in exactly one object (count and bytes).
+  5. Custom prefixes: !{timestamp:...} and !{firehose:random-string}; their refusals
+     (AWS's texts where known). Dynamic partitioning with a MetadataExtraction query:
+     one object per partition under its evaluated prefix, every record once, and the
+     records that cannot be partitioned as Firehose's error JSON under ErrorOutputPrefix
+     (!{firehose:error-output-type} = partitioning-failed).
 
 SigV4 itself is checked against AWS's examples and botocore in tests/common/test_sigv4.c
 (s3rver's signature checks are not the oracle).
@@ -19,8 +24,12 @@ Usage: test_firehose_s3.py SLUICED S3RVER_DIR (npm installs s3rver there on firs
 without node/npm the test is skipped, saying so). Own temp dirs and free ports; stops
 only the processes it started, by PID.
 """
+import base64
+import datetime
+import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -33,7 +42,7 @@ import botocore.config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_firehose import (DECODERS, MIB, check_exactly_once, client,  # noqa: E402
-                           firehose_figures, make_records, put_all, s3dest)
+                           expect_error, firehose_figures, make_records, put_all, s3dest)
 from test_kinesis_api import Sluiced, check, free_port  # noqa: E402
 
 DEADLINE_S = 120
@@ -201,6 +210,161 @@ def big_records(tag, count, rng):
             for i in range(count)]
 
 
+def dp_dest(bucket, query, prefix, error_prefix="err/!{firehose:error-output-type}/",
+            interval_s=1, compression="GZIP", enabled=True, processor="MetadataExtraction"):
+    d = s3dest(bucket, compression, size_mb=1, interval_s=interval_s, prefix=prefix)
+    if error_prefix is not None:
+        d["ErrorOutputPrefix"] = error_prefix
+    d["DynamicPartitioningConfiguration"] = {"Enabled": enabled}
+    d["ProcessingConfiguration"] = {"Enabled": True, "Processors": [{
+        "Type": processor, "Parameters": [
+            {"ParameterName": "MetadataExtractionQuery", "ParameterValue": query},
+            {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]}
+    return d
+
+
+def test_prefix_errors(fh):
+    create, q = fh.create_delivery_stream, "{customer:.customer}"
+    bad = "InvalidArgumentException"
+    cases = [
+        (s3dest("b", prefix="!{timestamp:yyyy}/"), "Ths supplied prefix(es) do not satisfy "
+         "the following constraint: ErrorOutputPrefix cannot be null or empty when Prefix "
+         "contains expressions"),
+        (dict(s3dest("b", prefix="c=!{partitionKeyFromQuery:customer}/"),
+              ErrorOutputPrefix="e/!{firehose:error-output-type}/"),
+         "Dynamic Partitioning Namespaces can only be part of a prefix expression when "
+         "Dynamic Partitioning is enabled."),
+        (dict(s3dest("b", prefix="!{nope:x}/"), ErrorOutputPrefix="e/"),
+         "unknown expression namespace"),
+        (dict(s3dest("b", prefix="!{firehose:error-output-type}/"), ErrorOutputPrefix="e/"),
+         "can only be used in ErrorOutputPrefix"),
+        (dict(s3dest("b", prefix="!{timestamp:yyyy-QQ}/"), ErrorOutputPrefix="e/"),
+         "not a Java DateTimeFormatter pattern"),
+        (dict(s3dest("b", prefix="!{timestamp:yyyy/"), ErrorOutputPrefix="e/"),
+         "does not start a !{namespace:value} expression"),
+        (dict(s3dest("b", prefix="!{timestamp:yyyy}/"), ErrorOutputPrefix="e/!{timestamp:yyyy}/"),
+         "ErrorOutputPrefix must contain !{firehose:error-output-type}"),
+        (dp_dest("b", "{customer: .customer | ascii_downcase}",
+                 "c=!{partitionKeyFromQuery:customer}/"), "MetadataExtractionQuery must be a JQ "
+         "object whose values are field paths"),
+        (dp_dest("b", q, "c=!{partitionKeyFromQuery:other}/"), "is not one of the keys"),
+        (dp_dest("b", q, "c=!{partitionKeyFromQuery:customer}/", error_prefix=None),
+         "ErrorOutputPrefix cannot be null or empty"),
+        (dp_dest("b", q, "c=!{partitionKeyFromQuery:customer}/", interval_s=0),
+         "zero buffering"),
+        (dp_dest("b", q, "static/"), "at least one dynamic partitioning namespace"),
+        (dp_dest("b", q, "c=!{partitionKeyFromQuery:customer}/", processor="Lambda"),
+         "Processor type Lambda is not supported by this endpoint yet."),
+        (dp_dest("b", q, "c=!{partitionKeyFromQuery:customer}/", enabled=False),
+         "requires Dynamic Partitioning to be enabled"),
+        (dict(s3dest("b", prefix="../up/")), "'..' in prefixes"),
+    ]
+    for dest, text in cases:
+        expect_error(create, bad, text, DeliveryStreamName="v",
+                     ExtendedS3DestinationConfiguration=dest)
+    expect_error(create, "SerializationException", DeliveryStreamName="v",
+                 ExtendedS3DestinationConfiguration=dict(
+                     dp_dest("b", q, "c=!{partitionKeyFromQuery:customer}/"),
+                     DynamicPartitioningConfiguration={"Enabled": "yes"}))
+    check(fh.list_delivery_streams()["DeliveryStreamNames"] == [],
+          "a refused create left a stream behind")
+    print("ok: prefix expressions and dynamic partitioning refused as AWS does")
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def test_custom_prefix(srv, store):
+    fh, name = client(srv), "s3-prefix"
+    store.client().create_bucket(Bucket=name)
+    before = utc_now()
+    fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=dict(
+        s3dest(name, "UNCOMPRESSED", size_mb=1, interval_s=1,
+               prefix="t/!{timestamp:yyyy'-y-'MM}/!{firehose:random-string}/d=!{timestamp:dd}/"),
+        ErrorOutputPrefix="e/!{firehose:error-output-type}/"))
+    sent = make_records(name, 1500, random.Random(8))
+    put_all(fh, name, sent)
+    objs = wait_objects(store, name, "UNCOMPRESSED", sum(map(len, sent)), name)
+    after = utc_now()
+    check_exactly_once(sent, objs, name, size_mb=1)
+    stamps = {t.strftime("%Y-y-%m/") + "%s" + t.strftime("/d=%d/") for t in (before, after)}
+    for key in objs:
+        m = re.match(r"t/(\d{4}-y-\d\d/)([0-9a-z]{11})(/d=\d\d/)" + name + r"-1-", key)
+        check(m is not None and m.group(1) + "%s" + m.group(3) in stamps,
+              "%s: not t/yyyy-y-MM/<random>/d=dd/" % key)
+    print("ok: !{timestamp:...} and !{firehose:random-string} evaluated per object")
+
+
+def partition_records(rng):
+    """(good records by (customer, kind), bad records) as JSON lines, mixed."""
+    good, bad, out = {}, [], []
+    for i in range(3000):
+        c, k = rng.choice(["acme", "globex", "42"]), rng.choice(["click", "view"])
+        body = {"customer": c if c != "42" else 42, "event": {"kind": k}, "n": i,
+                "pad": "p" * rng.randrange(0, 500)}
+        rec = (json.dumps(body) + "\n").encode()
+        good.setdefault((c, k), []).append(rec)
+        out.append(rec)
+        if i % 100 == 7:  # Not JSON, a key missing, a value that is no key segment.
+            for b in (b"not json %d\n" % i, (json.dumps({"customer": "acme", "n": i}) +
+                                             "\n").encode(),
+                      (json.dumps({"customer": "a/b", "event": {"kind": "x"}, "n": i}) +
+                       "\n").encode()):
+                bad.append(b)
+                out.append(b)
+    return good, bad, out
+
+
+def test_partitioning(srv, store):
+    fh, name = client(srv), "s3-partitioned"
+    store.client().create_bucket(Bucket=name)
+    fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=dp_dest(
+        name, "{customer:.customer, kind:.event.kind}",
+        "cust=!{partitionKeyFromQuery:customer}/kind=!{partitionKeyFromQuery:kind}/"
+        "!{timestamp:yyyy}/", error_prefix="err/!{firehose:error-output-type}/!{timestamp:yyyy}/"))
+    desc = fh.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    ext = desc["Destinations"][0]["ExtendedS3DestinationDescription"]
+    check(ext["DynamicPartitioningConfiguration"] == {"Enabled": True} and
+          ext["ProcessingConfiguration"]["Processors"][0]["Parameters"][0]["ParameterValue"] ==
+          "{customer:.customer, kind:.event.kind}", "describe: %r" % ext)
+    good, bad, sent = partition_records(random.Random(9))
+    put_all(fh, name, sent)
+    decode = DECODERS["GZIP"][1]
+    # Error objects hold JSON lines (larger than the records): wait for every good byte.
+    total_good = sum(len(r) for recs in good.values() for r in recs)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        objs = store.objects(name, decode)
+        got = sum(len(d) for k, d in objs.items() if k.startswith("cust="))
+        errs = sum(d.count(b"\n") for k, d in objs.items() if k.startswith("err/"))
+        if got >= total_good and errs >= len(bad):
+            break
+        check(time.monotonic() < deadline, "partitioned: %d of %d bytes, %d of %d errors" %
+              (got, total_good, errs, len(bad)))
+        time.sleep(0.3)
+    year = utc_now().strftime("%Y")
+    for (c, k), recs in good.items():
+        mine = {key: d for key, d in objs.items()
+                if key.startswith("cust=%s/kind=%s/%s/%s-1-" % (c, k, year, name))}
+        check(mine, "no object for customer=%s kind=%s in %r" % (c, k, sorted(objs)[:5]))
+        check_exactly_once(recs, mine, "partition %s/%s" % (c, k))
+    failed = []
+    for key, d in objs.items():
+        if not key.startswith("cust="):
+            check(key.startswith("err/partitioning-failed/%s/%s-1-" % (year, name)),
+                  "unexpected key %s" % key)
+            for line in d.splitlines():
+                e = json.loads(line)
+                check(e["errorCode"].startswith("DynamicPartitioning.") and
+                      e["attemptsMade"] == 1, "error record %r" % e)
+                failed.append(base64.b64decode(e["rawData"]))
+    check(sorted(failed) == sorted(bad), "error records: %d, expected %d" %
+          (len(failed), len(bad)))
+    print("ok: dynamic partitioning: %d partitions, every record once; %d failures under "
+          "ErrorOutputPrefix" % (len(good), len(bad)))
+
+
 def test_crashes(binary, base, store):
     data = os.path.join(base, "crash")
     os.makedirs(data)
@@ -260,6 +424,9 @@ def main():
         admin_port = free_port()
         srv.start("--admin-listen", "127.0.0.1:%d" % admin_port, *sluiced_args(store))
         try:
+            test_prefix_errors(client(srv))
+            test_partitioning(srv, store)
+            test_custom_prefix(srv, store)
             test_formats(srv, store)
             test_multipart(srv, store, store.log_path)
             test_store_down(srv, store, admin_port)
