@@ -44,6 +44,25 @@
 #define FH_RANDOM_SIZE 11u
 #define FH_DEFAULT_TIME_PATTERN "yyyy/MM/dd/HH/"
 
+struct fh_out {
+	char *p;
+	size_t size;
+	size_t used;
+	bool overflow;
+};
+
+static void
+fh_put(struct fh_out *o, const char *text, size_t n)
+{
+	if (o->used + n >= o->size) {
+		o->overflow = true;
+		return;
+	}
+	memcpy(o->p + o->used, text, n);
+	o->used += n;
+	o->p[o->used] = '\0';
+}
+
 /* ---- Expressions --------------------------------------------------------------- */
 
 struct fh_expr {
@@ -98,6 +117,36 @@ fh_pattern_letter_ok(char c, size_t run)
 	}
 }
 
+/*
+ * The quoted text starting at p[i] == '\'' (Java: '' is a quote, in or out of quotes):
+ * its literal bytes go to lit (when not NULL); returns the index after it, or n + 1 when
+ * the quote is not closed.
+ */
+static size_t
+fh_quoted(const char *p, size_t n, size_t i, struct fh_out *lit)
+{
+	if (i + 1 < n && p[i + 1] == '\'') {
+		if (lit != NULL)
+			fh_put(lit, "'", 1);
+		return i + 2;
+	}
+	for (i++; i < n; i++) {
+		if (p[i] != '\'') {
+			if (lit != NULL)
+				fh_put(lit, p + i, 1);
+			continue;
+		}
+		if (i + 1 < n && p[i + 1] == '\'') {
+			if (lit != NULL)
+				fh_put(lit, "'", 1);
+			i++;
+			continue;
+		}
+		return i + 1;
+	}
+	return n + 1;
+}
+
 static int
 fh_pattern_check(const char *p, size_t n)
 {
@@ -106,11 +155,9 @@ fh_pattern_check(const char *p, size_t n)
 		size_t run = 1;
 
 		if (c == '\'') {
-			const char *close = memchr(p + i + 1, '\'', n - i - 1);
-
-			if (close == NULL)
+			i = fh_quoted(p, n, i, NULL);
+			if (i > n)
 				return -EINVAL;
-			i = (size_t)(close - p) + 1;
 			continue;
 		}
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
@@ -404,25 +451,6 @@ firehose_spec_check(const struct firehose_spec *spec, char *message, size_t mess
 
 /* ---- Evaluating ------------------------------------------------------------------ */
 
-struct fh_out {
-	char *p;
-	size_t size;
-	size_t used;
-	bool overflow;
-};
-
-static void
-fh_put(struct fh_out *o, const char *text, size_t n)
-{
-	if (o->used + n >= o->size) {
-		o->overflow = true;
-		return;
-	}
-	memcpy(o->p + o->used, text, n);
-	o->used += n;
-	o->p[o->used] = '\0';
-}
-
 static void
 fh_put_number(struct fh_out *o, int value, size_t width)
 {
@@ -456,11 +484,7 @@ fh_format_time(struct fh_out *o, const struct tm *tm, const char *p, size_t n)
 		size_t run = 1;
 
 		if (c == '\'') {
-			const char *close = memchr(p + i + 1, '\'', n - i - 1);
-			size_t len = close != NULL ? (size_t)(close - p - i - 1) : 0;
-
-			fh_put(o, len == 0 ? "'" : p + i + 1, len == 0 ? 1 : len);
-			i += len + 2;
+			i = fh_quoted(p, n, i, o);
 			continue;
 		}
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
