@@ -324,6 +324,7 @@ fh_commit(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end
 	counter_add_single_writer(&s->stats->delivered_objects, 1);
 	s->oldest_ns = 0;
 	s->pending_bytes = UINT64_MAX;  /* What is left past the cut: read again to know. */
+	s->pending_records = 0;
 	return 0;
 }
 
@@ -345,6 +346,7 @@ fh_skip_lost(struct firehose *fh, struct fh_stream *s, uint64_t to)
 	s->delivered = to;
 	s->intent = false;
 	s->pending_bytes = UINT64_MAX;
+	s->pending_records = 0;
 	s->oldest_ns = 0;
 	return 0;
 }
@@ -367,6 +369,13 @@ fh_redo(struct firehose *fh, struct fh_stream *s)
 	return fh_commit(fh, s, s->intent_first, s->intent_end, &r);
 }
 
+/* A partitioned cut full of records is due like one full of bytes. */
+static bool
+fh_records_full(const struct fh_stream *s)
+{
+	return s->spec.partitioning && s->pending_records >= FH_PART_RECORDS_MAX;
+}
+
 static int
 fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 {
@@ -382,10 +391,12 @@ fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 	rc = log_shard_info(fh->log, s->shard_id, &info);
 	if (rc != 0 || info.seq_durable <= s->delivered) {
 		s->pending_bytes = 0;
+		s->pending_records = 0;
 		s->oldest_ns = 0;
 		return rc;
 	}
-	if (s->pending_bytes != UINT64_MAX && s->pending_bytes < size_bytes && s->oldest_ns != 0 &&
+	if (s->pending_bytes != UINT64_MAX && s->pending_bytes < size_bytes && !fh_records_full(s) &&
+	    s->oldest_ns != 0 &&
 	    s->oldest_ns + interval_ns > now_ns)
 		return 0;  /* Neither hint is due: no read. */
 	if (info.seq_trim > s->delivered)
@@ -397,7 +408,9 @@ fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 		return rc;
 	s->oldest_ns = r.first_arrival_ns;
 	s->pending_bytes = fh->raw_used;
-	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns)
+	s->pending_records = r.records;
+	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns &&
+	    !fh_records_full(s))
 		return 0;
 	rc = fh_store_intent(fh, s, s->delivered, next);
 	if (rc != 0)
@@ -413,7 +426,7 @@ fh_flush_due(const struct fh_stream *s)
 {
 	if (s->retry_due_ns != 0)
 		return s->retry_due_ns;
-	if (s->intent || s->pending_bytes == UINT64_MAX ||
+	if (s->intent || s->pending_bytes == UINT64_MAX || fh_records_full(s) ||
 	    s->pending_bytes >= ((uint64_t)s->spec.size_mb << 20))
 		return 0;
 	if (s->oldest_ns == 0)

@@ -70,6 +70,7 @@ struct fh_stream {
 	uint64_t intent_end;
 	/* In memory only: hints that spare the flusher a read. */
 	uint64_t pending_bytes;      /* Durable, undelivered data bytes; UINT64_MAX unknown. */
+	uint64_t pending_records;    /* Their records (valid when pending_bytes is). */
 	uint64_t oldest_ns;          /* Arrival of the record at `delivered`; 0 unknown/none. */
 	uint64_t retry_due_ns;       /* Real time; 0: no failure outstanding. */
 	uint64_t retry_ns;

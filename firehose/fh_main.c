@@ -384,6 +384,7 @@ fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 		/* A partial put's bytes are not summed: "unknown" makes the flusher look. */
 		if (s->pending_bytes != UINT64_MAX)
 			s->pending_bytes = p->error == 0 ? s->pending_bytes + p->bytes : UINT64_MAX;
+		s->pending_records += durable;
 		if (s->oldest_ns == 0)
 			s->oldest_ns = p->arrival_ns;
 	}

@@ -159,30 +159,25 @@ Test(sigv4, botocore_s3_vectors)
 /* One changed byte anywhere (secret, method, key, body, upload id) is another signature. */
 Test(sigv4, every_input_is_signed)
 {
-	struct s3_vector v = s3_vectors[2];
-	char out[512];
+	struct s3_vector mutations[6];
+	const char *secrets[6] = { "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEz" };
 
-	s3_sign(&v, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEz", out, sizeof(out));
-	cr_expect_str_neq(signature_of(out), v.signature);
-	v.method = "POST";
-	s3_sign(&v, BOTO_SECRET, out, sizeof(out));
-	cr_expect_str_neq(signature_of(out), v.signature);
-	v = s3_vectors[2];
-	v.key = "bih";
-	s3_sign(&v, BOTO_SECRET, out, sizeof(out));
-	cr_expect_str_neq(signature_of(out), v.signature);
-	v = s3_vectors[2];
-	v.body = "part twO";
-	s3_sign(&v, BOTO_SECRET, out, sizeof(out));
-	cr_expect_str_neq(signature_of(out), v.signature);
-	v = s3_vectors[2];
-	v.upload_id = "a/b+d";
-	s3_sign(&v, BOTO_SECRET, out, sizeof(out));
-	cr_expect_str_neq(signature_of(out), v.signature);
-	v = s3_vectors[2];
-	v.part = 3;
-	s3_sign(&v, BOTO_SECRET, out, sizeof(out));
-	cr_expect_str_neq(signature_of(out), v.signature);
+	for (size_t i = 0; i < ARRAY_SIZE(mutations); i++) {
+		mutations[i] = s3_vectors[2];
+		if (i > 0)
+			secrets[i] = BOTO_SECRET;
+	}
+	mutations[1].method = "POST";
+	mutations[2].key = "bih";
+	mutations[3].body = "part twO";
+	mutations[4].upload_id = "a/b+d";
+	mutations[5].part = 3;
+	for (size_t i = 0; i < ARRAY_SIZE(mutations); i++) {
+		char out[512];
+
+		s3_sign(&mutations[i], secrets[i], out, sizeof(out));
+		cr_expect_str_neq(signature_of(out), s3_vectors[2].signature, "mutation %zu", i);
+	}
 }
 
 Test(sigv4, refusals)

@@ -237,6 +237,22 @@ put_done(void *ctx, int error, const uint64_t *seqs, uint32_t count)
 		cr_assert_eq(seqs[i], seqs[0] + i, "consecutive sequence numbers");
 }
 
+/* Puts 100 records and polls until the log answers them, durable. */
+static void
+put_wait(struct env *e, const char *name, const struct firehose_record *recs,
+	 struct put_result *r)
+{
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+	cr_assert_eq(firehose_put(e->fh, name, recs, 100, clock_real_ns(), put_done, r), 0);
+	while (!r->done) {
+		cr_assert(clock_mono_ns() < deadline, "put answered");
+		firehose_poll(e->fh, clock_real_ns());
+		usleep(200);
+	}
+	cr_assert_eq(r->error, 0);
+}
+
 static uint8_t sent[RECORDS * 700];
 static char dots[601];
 static size_t sent_size;
@@ -253,7 +269,6 @@ put_records(struct env *e, const char *name, uint64_t seq_base)
 	sent_size = 0;
 	for (uint32_t p = 0; p < RECORDS / 100; p++) {
 		struct put_result r = { 0 };
-		uint64_t deadline = clock_mono_ns() + WAIT_NS;
 
 		for (uint32_t i = 0; i < 100; i++, next++) {
 			int n = snprintf(buf[i], sizeof(buf[i]), "r%06u-%.*s\n", next,
@@ -263,14 +278,7 @@ put_records(struct env *e, const char *name, uint64_t seq_base)
 			memcpy(sent + sent_size, buf[i], (size_t)n);
 			sent_size += (size_t)n;
 		}
-		cr_assert_eq(firehose_put(e->fh, name, recs, 100, clock_real_ns(), put_done, &r),
-			     0);
-		while (!r.done) {
-			cr_assert(clock_mono_ns() < deadline, "put answered");
-			firehose_poll(e->fh, clock_real_ns());
-			usleep(200);
-		}
-		cr_assert_eq(r.error, 0);
+		put_wait(e, name, recs, &r);
 		cr_assert_eq(r.first_seq, seq_base + (uint64_t)p * 100);
 	}
 }
@@ -554,7 +562,6 @@ put_partitioned(struct env *e, const char *name)
 		struct firehose_record recs[100];
 		char buf[100][64];
 		struct put_result r = { 0 };
-		uint64_t deadline = clock_mono_ns() + WAIT_NS;
 
 		for (uint32_t i = 0; i < 100; i++) {
 			uint32_t n = p * 100 + i;
@@ -564,14 +571,7 @@ put_partitioned(struct env *e, const char *name)
 
 			recs[i] = (struct firehose_record){ buf[i], (uint32_t)len };
 		}
-		cr_assert_eq(firehose_put(e->fh, name, recs, 100, clock_real_ns(), put_done, &r),
-			     0);
-		while (!r.done) {
-			cr_assert(clock_mono_ns() < deadline, "put answered");
-			firehose_poll(e->fh, clock_real_ns());
-			usleep(200);
-		}
-		cr_assert_eq(r.error, 0);
+		put_wait(e, name, recs, &r);
 	}
 }
 

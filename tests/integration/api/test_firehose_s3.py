@@ -41,28 +41,20 @@ import boto3
 import botocore.config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_firehose import (DECODERS, MIB, check_exactly_once, client,  # noqa: E402
+from test_firehose import (DECODERS, check_exactly_once, client,  # noqa: E402
                            expect_error, firehose_figures, make_records, put_all, s3dest)
-from test_kinesis_api import Sluiced, check, free_port  # noqa: E402
+from test_kinesis_api import Sluiced, check, free_port, npm_install  # noqa: E402
 
 DEADLINE_S = 120
 S3_KEY = "S3RVER"  # s3rver's only key pair.
 
 
 def s3rver_install(js_dir):
+    """s3rver's main script, npm-installed into js_dir once; None if impossible."""
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "s3js")
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return None
-    os.makedirs(js_dir, exist_ok=True)
-    shutil.copy(os.path.join(here, "package.json"), js_dir)
-    main = os.path.join(js_dir, "node_modules", "s3rver", "bin", "s3rver.js")
-    if not os.path.isfile(main):
-        r = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=js_dir,
-                           capture_output=True, timeout=300)
-        if r.returncode != 0:
-            print("npm install failed: %s" % r.stderr.decode()[-500:])
-            return None
-    return main
+    main = os.path.join("node_modules", "s3rver", "bin", "s3rver.js")
+    return None if npm_install(here, js_dir, ["package.json"], main) is None else \
+        os.path.join(js_dir, main)
 
 
 class S3rver:
