@@ -239,7 +239,8 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 	fh->raw_used = 0;
 	r->fh = fh;
 	r->part = s->spec.partitioning ? fh->part : NULL;
-	while (seq < end && fh->raw_used < r->limit) {
+	while (seq < end && fh->raw_used < r->limit &&
+	       (r->part == NULL || r->records < FH_PART_RECORDS_MAX)) {
 		uint64_t next = seq;
 		uint32_t want = (uint32_t)min_u64(end - seq, UINT32_MAX);
 		int n = log_read(fh->reader, s->shard_id, seq, want, UINT64_MAX, fh_read_record, r,

@@ -21,6 +21,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "common/base.h"
 #include "common/clock.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
@@ -237,14 +238,14 @@ put_done(void *ctx, int error, const uint64_t *seqs, uint32_t count)
 		cr_assert_eq(seqs[i], seqs[0] + i, "consecutive sequence numbers");
 }
 
-/* Puts 100 records and polls until the log answers them, durable. */
+/* Puts `count` records and polls until the log answers them, durable. */
 static void
-put_wait(struct env *e, const char *name, const struct firehose_record *recs,
+put_wait(struct env *e, const char *name, const struct firehose_record *recs, uint32_t count,
 	 struct put_result *r)
 {
 	uint64_t deadline = clock_mono_ns() + WAIT_NS;
 
-	cr_assert_eq(firehose_put(e->fh, name, recs, 100, clock_real_ns(), put_done, r), 0);
+	cr_assert_eq(firehose_put(e->fh, name, recs, count, clock_real_ns(), put_done, r), 0);
 	while (!r->done) {
 		cr_assert(clock_mono_ns() < deadline, "put answered");
 		firehose_poll(e->fh, clock_real_ns());
@@ -278,7 +279,7 @@ put_records(struct env *e, const char *name, uint64_t seq_base)
 			memcpy(sent + sent_size, buf[i], (size_t)n);
 			sent_size += (size_t)n;
 		}
-		put_wait(e, name, recs, &r);
+		put_wait(e, name, recs, 100, &r);
 		cr_assert_eq(r.first_seq, seq_base + (uint64_t)p * 100);
 	}
 }
@@ -571,7 +572,7 @@ put_partitioned(struct env *e, const char *name)
 
 			recs[i] = (struct firehose_record){ buf[i], (uint32_t)len };
 		}
-		put_wait(e, name, recs, &r);
+		put_wait(e, name, recs, 100, &r);
 	}
 }
 
@@ -639,5 +640,48 @@ Test(firehose_engine, partitioned_redo_writes_the_same_objects)
 		cr_assert(sizes[i] == again_sizes[i] && memcmp(bytes[i], again[i], sizes[i]) == 0,
 			  "%s: the same bytes", paths[i]);
 	}
+	env_close(&e);
+}
+
+/* FH_PART_RECORDS_MAX records cut a partitioned range at once, and a redo stops there too. */
+Test(firehose_engine, partitioned_cut_by_record_count)
+{
+	static struct firehose_record recs[FIREHOSE_BATCH_RECORDS_MAX];
+	static const char rec[] = "{\"c\":\"a\"}";
+	const uint64_t total = FH_PART_RECORDS_MAX + 1000u;
+	struct firehose_spec s = spec_of("many", FIREHOSE_GZIP, 128, 900);
+	struct firehose_info info;
+	uint64_t deadline;
+	struct env e;
+
+	snprintf(s.prefix, sizeof(s.prefix), "c=!{partitionKeyFromQuery:c}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	snprintf(s.query, sizeof(s.query), "{c:.c}");
+	s.partitioning = true;
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	for (uint32_t i = 0; i < FIREHOSE_BATCH_RECORDS_MAX; i++)
+		recs[i] = (struct firehose_record){ rec, (uint32_t)strlen(rec) };
+	for (uint64_t sent_count = 0; sent_count < total;) {
+		uint32_t n = (uint32_t)min_u64(total - sent_count, FIREHOSE_BATCH_RECORDS_MAX);
+		struct put_result r = { 0 };
+
+		put_wait(&e, "many", recs, n, &r);
+		sent_count += n;
+	}
+	/* Neither 128 MiB nor 900 s: only the record count makes the first cut due. */
+	deadline = clock_mono_ns() + WAIT_NS;
+	do {
+		cr_assert(clock_mono_ns() < deadline, "a cut by record count");
+		firehose_poll(e.fh, clock_real_ns());
+		cr_assert_eq(firehose_describe(e.fh, "many", &info), 0);
+	} while (info.delivered_seq == 0);
+	cr_assert_eq(info.delivered_seq, FH_PART_RECORDS_MAX);
+	/* A redo of that range reads exactly it again. */
+	env_stop(&e);
+	rewind_to_intent(&e, "many", FH_PART_RECORDS_MAX);
+	env_open_parts(&e);
+	wait_delivered(&e, "many", FH_PART_RECORDS_MAX, 0);
+	wait_delivered(&e, "many", total, 901);
 	env_close(&e);
 }
