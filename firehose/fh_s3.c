@@ -105,15 +105,43 @@ fh_s3_copy(char *dst, size_t cap, const char *src)
 }
 
 int
+firehose_s3_options_check(const struct firehose_s3_options *o, const char **key_out)
+{
+	static struct fh_s3 probe;  /* Only its endpoint fields; main thread, at start. */
+	const char *key = NULL;
+
+	if (o->endpoint == NULL || o->endpoint[0] == '\0')
+		return 0;
+	if (fh_s3_endpoint_parse(&probe, o->endpoint) != 0)
+		key = "s3_endpoint";
+	else if (o->region == NULL || o->region[0] == '\0' ||
+		 strlen(o->region) > FIREHOSE_S3_FIELD_SIZE_MAX)
+		key = "s3_region";
+	else if (o->access_key == NULL || o->access_key[0] == '\0' ||
+		 strlen(o->access_key) > FIREHOSE_S3_FIELD_SIZE_MAX)
+		key = "s3_access_key";
+	else if (o->secret_key == NULL || o->secret_key[0] == '\0' ||
+		 strlen(o->secret_key) > FIREHOSE_S3_FIELD_SIZE_MAX)
+		key = "s3_secret_key";
+	else if (o->part_mb < FIREHOSE_S3_PART_MB_MIN || o->part_mb > FIREHOSE_S3_PART_MB_MAX)
+		key = "s3_part_mb";
+	*key_out = key;
+	return key == NULL ? 0 : -EINVAL;
+}
+
+int
 fh_s3_open(struct firehose *fh, const struct firehose_s3_options *o)
 {
+	const char *key = NULL;
 	struct fh_s3 *s3;
 	int rc;
 
 	if (o->endpoint == NULL || o->endpoint[0] == '\0')
 		return 0;  /* No store: objects land under local_root. */
-	if (o->part_mb < FIREHOSE_S3_PART_MB_MIN || o->part_mb > FIREHOSE_S3_PART_MB_MAX)
+	if (firehose_s3_options_check(o, &key) != 0) {
+		diag_error("firehose", "[firehose] %s refused (docs/CONFIG.md)", key);
 		return -EINVAL;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -ENOMEM;
 	s3 = calloc(1, sizeof(*s3));
@@ -129,12 +157,8 @@ fh_s3_open(struct firehose *fh, const struct firehose_s3_options *o)
 		rc = fh_s3_copy(s3->access_key, sizeof(s3->access_key), o->access_key);
 	if (rc == 0)
 		rc = fh_s3_copy(s3->secret_key, sizeof(s3->secret_key), o->secret_key);
-	if (rc != 0) {
-		diag_error("firehose", "[firehose] s3_endpoint must be http(s)://host[:port] and "
-			   "s3_region, s3_access_key, s3_secret_key at most %u bytes",
-			   FIREHOSE_S3_FIELD_SIZE_MAX);
-		return rc;
-	}
+	if (rc != 0)
+		return rc;  /* Checked above: not expected. */
 	s3->path_style = o->path_style;
 	s3->part_size = (size_t)o->part_mb << 20;
 	s3->response = malloc(FH_S3_RESPONSE_SIZE_MAX + 1);

@@ -129,6 +129,13 @@ struct firehose_s3_options {
 	uint32_t part_mb;            /* FIREHOSE_S3_PART_MB_MIN..MAX */
 };
 
+/*
+ * The s3 options as firehose_open() will take them: 0, or -EINVAL with *key_out naming
+ * the [firehose] key refused (an endpoint not http(s)://host[:port], a field over
+ * FIREHOSE_S3_FIELD_SIZE_MAX, keys missing with an endpoint, part_mb out of range).
+ */
+int firehose_s3_options_check(const struct firehose_s3_options *options, const char **key_out);
+
 struct firehose_options {
 	const char *data_dir;        /* firehose.db lives here. */
 	const char *local_root;      /* Objects land in local_root/<bucket>/<key>. */

@@ -263,6 +263,29 @@ def test_prefix_errors(fh):
     print("ok: prefix expressions and dynamic partitioning refused as AWS does")
 
 
+def test_config(binary, base):
+    """[firehose] s3_* refused by --check-config, naming the key; a good set passes."""
+    cases = [("s3_endpoint = ftp://store\n", "[firehose] s3_endpoint: refused"),
+             ("s3_endpoint = http://127.0.0.1:9/path\n", "[firehose] s3_endpoint: refused"),
+             ("s3_endpoint = http://127.0.0.1:9\n", "[firehose] s3_access_key: refused"),
+             ("s3_endpoint = http://127.0.0.1:9\ns3_access_key = a\n",
+              "[firehose] s3_secret_key: refused"),
+             ("s3_part_mb = 4\n", "out of range (5 .. 128)"),
+             ("s3_endpoint = https://store.example:9000/\ns3_access_key = a\n"
+              "s3_secret_key = b\ns3_path_style = false\n", None)]
+    path = os.path.join(base, "check.ini")
+    for body, text in cases:
+        with open(path, "w") as f:
+            f.write("[firehose]\n" + body)
+        r = subprocess.run([binary, "--check-config", path], capture_output=True, timeout=30)
+        out = (r.stdout + r.stderr).decode()
+        if text is None:
+            check(r.returncode == 0, "--check-config refused %r: %s" % (body, out))
+        else:
+            check(r.returncode != 0 and text in out, "--check-config %r: %s" % (body, out))
+    print("ok: [firehose] s3_* checked by --check-config")
+
+
 def utc_now():
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -406,6 +429,7 @@ def main():
         print("SKIPPED: no node/npm, or npm could not install s3rver")
         return
     base = tempfile.mkdtemp(prefix="fhs3-test-")
+    test_config(binary, base)
     store = S3rver(main_js, os.path.join(base, "s3"), os.path.join(base, "s3rver.log"))
     try:
         os.makedirs(store.directory)
