@@ -380,6 +380,32 @@ def test_partitioning(srv, store):
           "ErrorOutputPrefix" % (len(good), len(bad)))
 
 
+def test_virtual_host(binary, base, store):
+    """s3_path_style = false: requests go to <bucket>.localhost:<port>/<key> (curl resolves
+    *.localhost to the loopback address). s3rver takes such a Host's whole name as the
+    bucket, so only bucket "s3-vhost.localhost" exists: path-style requests (bucket
+    "s3-vhost") would fail, and the objects arriving show the virtual-host form."""
+    data = os.path.join(base, "vhost")
+    os.makedirs(data)
+    srv, name = Sluiced(binary, data), "s3-vhost"
+    store.client().create_bucket(Bucket=name + ".localhost")
+    args = sluiced_args(store)
+    args[1] = "firehose.s3_endpoint=http://localhost:%d" % store.port
+    try:
+        srv.start("--set", "firehose.s3_path_style=false", *args)
+        fh = client(srv)
+        fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=
+                                  s3dest(name, "ZSTD", size_mb=1, interval_s=1))
+        sent = make_records(name, 500, random.Random(10))
+        put_all(fh, name, sent)
+        objs = wait_objects(store, name + ".localhost", "ZSTD", sum(map(len, sent)), name)
+        check_exactly_once(sent, objs, name)
+        srv.stop()
+    finally:
+        srv.kill()
+    print("ok: virtual-host addressing (<bucket>.localhost)")
+
+
 def test_crashes(binary, base, store):
     data = os.path.join(base, "crash")
     os.makedirs(data)
@@ -449,6 +475,7 @@ def main():
             srv.stop()
         finally:
             srv.kill()
+        test_virtual_host(binary, base, store)
         test_crashes(binary, base, store)
     finally:
         store.stop()
