@@ -952,8 +952,8 @@ sigv4_verify(struct sigv4_keys *keys, const struct sigv4_input *in, struct sigv4
 		     SIGV4_TERMINATOR "\n%s", amz_date, amz_date, keys->region,
 		     sigv4_service(keys, in), canonical_hex);
 	assert(n > 0 && (size_t)n < sizeof(to_sign));
-	sigv4_hmac_sha256(sigv4_signing_key(key, keys->region, sigv4_service(keys, in), cred.date), 32,
-		   to_sign, (size_t)n, mac);
+	sigv4_hmac_sha256(sigv4_signing_key(key, keys->region, sigv4_service(keys, in), cred.date),
+			  32, to_sign, (size_t)n, mac);
 	sigv4_hex_encode(mac, 32, signature);
 	if (claim.auth.signature.n != 64 ||
 	    CRYPTO_memcmp(signature, claim.auth.signature.p, 64) != 0) {

@@ -35,6 +35,7 @@
  * the last one also starts the file name "<segment>YYYY/..." (FIREHOSE.md).
  */
 #define FH_PREFIX_SEGMENT_MAX 200u
+#define FH_DYNAMIC_PARTITIONING "DynamicPartitioningConfiguration"
 /* AWS's per-record throttling text (reference §2). */
 #define FH_SLOW_DOWN "Slow down."
 
@@ -165,7 +166,7 @@ fh_processor_types(struct kinesis_req *r, const cJSON *proc)
 static int
 fh_partitioning_types(struct kinesis_req *r, const cJSON *item)
 {
-	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(item, "DynamicPartitioningConfiguration");
+	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(item, FH_DYNAMIC_PARTITIONING);
 	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(item, "ProcessingConfiguration");
 	const cJSON *procs = cJSON_GetObjectItemCaseSensitive(pc, "Processors");
 	const cJSON *proc;
@@ -460,15 +461,16 @@ fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec
 		const char *value = fh_member_string(param, "ParameterValue", "");
 
 		if (strcmp(name, "JsonParsingEngine") == 0 && strcmp(value, "JQ-1.6") != 0) {
-			kinesis_error(r->call, "InvalidArgumentException", "JsonParsingEngine %s is "
-				      "not supported: JQ-1.6 is.", value);
+			kinesis_error(r->call, "InvalidArgumentException",
+				      "JsonParsingEngine %s is not supported: JQ-1.6 is.", value);
 			return -EINVAL;
 		}
 		if (strcmp(name, "MetadataExtractionQuery") != 0)
 			continue;
 		if (strlen(value) > FIREHOSE_QUERY_SIZE_MAX) {
-			kinesis_error(r->call, "InvalidArgumentException", "MetadataExtractionQuery "
-				      "may have at most %u bytes here.", FIREHOSE_QUERY_SIZE_MAX);
+			kinesis_error(r->call, "InvalidArgumentException",
+				      "MetadataExtractionQuery may have at most %u bytes here.",
+				      FIREHOSE_QUERY_SIZE_MAX);
 			return -EINVAL;
 		}
 		snprintf(spec->query, sizeof(spec->query), "%s", value);
@@ -483,7 +485,7 @@ fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec
 static int
 fh_partitioning_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spec)
 {
-	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(dest, "DynamicPartitioningConfiguration");
+	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(dest, FH_DYNAMIC_PARTITIONING);
 	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(dest, "ProcessingConfiguration");
 	char message[FIREHOSE_MESSAGE_SIZE];
 	const cJSON *proc;

@@ -396,8 +396,8 @@ fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 		s->oldest_ns = 0;
 		return rc;
 	}
-	if (s->pending_bytes != UINT64_MAX && s->pending_bytes < size_bytes && !fh_records_full(s) &&
-	    s->oldest_ns != 0 &&
+	if (s->pending_bytes != UINT64_MAX && s->pending_bytes < size_bytes &&
+	    !fh_records_full(s) && s->oldest_ns != 0 &&
 	    s->oldest_ns + interval_ns > now_ns)
 		return 0;  /* Neither hint is due: no read. */
 	if (info.seq_trim > s->delivered)

@@ -298,9 +298,11 @@ fh_query_eval(const struct fh_query *q, const void *data, size_t size,
 		const struct fh_query_key *key = &q->keys[i];
 		const cJSON *v = root;
 
-		for (uint32_t d = 0; v != NULL && d < key->depth; d++)
-			v = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, key->fields[d]) :
-						NULL;
+		for (uint32_t d = 0; v != NULL && d < key->depth; d++) {
+			const char *field = key->fields[d];
+
+			v = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, field) : NULL;
+		}
 		rc = fh_value_text(v, values[i], FH_VALUE_SIZE_MAX + 1);
 	}
 	cJSON_Delete(root);

@@ -183,8 +183,8 @@ Test(firehose_spec_check, accepts_and_refuses)
 		{ "!{timestamp:yyyy}/", "", false, "", 0, "Ths supplied prefix(es) do not satisfy "
 		  "the following constraint: ErrorOutputPrefix cannot be null or empty when Prefix "
 		  "contains expressions" },
-		{ P, E, false, "", 0, "Dynamic Partitioning Namespaces can only be part of a prefix "
-		  "expression when Dynamic Partitioning is enabled." },
+		{ P, E, false, "", 0, "Dynamic Partitioning Namespaces can only be part of a "
+		  "prefix expression when Dynamic Partitioning is enabled." },
 		{ P, E, true, "", 60, "needs a MetadataExtraction processor" },
 		{ P, "", true, "{c:.c}", 60, "ErrorOutputPrefix cannot be null or empty" },
 		{ P, E, true, "{c:.c}", 0, "zero buffering" },
