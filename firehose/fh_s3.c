@@ -47,9 +47,14 @@
 /* One <Part><PartNumber>N</PartNumber><ETag>...</ETag></Part>. */
 #define FH_S3_COMPLETE_PART_SIZE (64u + FH_S3_ETAG_SIZE)
 #define FH_S3_URL_SIZE_MAX (FIREHOSE_PATH_SIZE_MAX * 3u + 2048u)
-/* A store that does not answer this soon has failed the attempt (retried later). Ours. */
+/*
+ * A store that does not answer this soon has failed the attempt (retried later). Ours:
+ * the flusher runs on the API thread, so a stalled store (under 1 B/s for
+ * FH_S3_STALL_S) fails fast, while a slow large upload that moves may take its time.
+ */
 #define FH_S3_CONNECT_TIMEOUT_MS 3000L
 #define FH_S3_REQUEST_TIMEOUT_MS 300000L
+#define FH_S3_STALL_S 20L
 
 struct fh_s3 {
 	CURL *curl;
@@ -332,6 +337,8 @@ fh_s3_request(struct fh_s3 *s3, const char *method, const char *bucket, const ch
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, FH_S3_CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, FH_S3_REQUEST_TIMEOUT_MS);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, FH_S3_STALL_S);
 	cc = curl_easy_perform(c);
 	curl_slist_free_all(headers);
 	if (cc != CURLE_OK) {
