@@ -42,8 +42,6 @@
 /* A quoted ETag as S3 sends it (32 hex, quotes, "-N"), with room to spare. */
 #define FH_S3_ETAG_SIZE 128u
 #define FH_S3_UPLOAD_ID_SIZE 1024u
-/* Parts of the largest object: its compressed bound over the smallest part. */
-#define FH_S3_PARTS_MAX (FH_RAW_SIZE_MAX / ((size_t)FIREHOSE_S3_PART_MB_MIN << 20) + 2u)
 /* One <Part><PartNumber>N</PartNumber><ETag>...</ETag></Part>. */
 #define FH_S3_COMPLETE_PART_SIZE (64u + FH_S3_ETAG_SIZE)
 #define FH_S3_URL_SIZE_MAX (FIREHOSE_PATH_SIZE_MAX * 3u + 2048u)
@@ -68,9 +66,10 @@ struct fh_s3 {
 	char *response;                  /* FH_S3_RESPONSE_SIZE_MAX + 1 */
 	size_t response_used;
 	char etag[FH_S3_ETAG_SIZE];      /* The last answer's ETag header. */
-	char (*etags)[FH_S3_ETAG_SIZE];  /* FH_S3_PARTS_MAX */
+	/* Parts of the largest object: the flusher's output buffer over the part size. */
+	size_t parts_max;
+	char (*etags)[FH_S3_ETAG_SIZE];  /* parts_max */
 	char *complete;                  /* The CompleteMultipartUpload body. */
-	size_t complete_size;
 	char upload_id[FH_S3_UPLOAD_ID_SIZE];
 };
 
@@ -167,8 +166,9 @@ fh_s3_open(struct firehose *fh, const struct firehose_s3_options *o)
 	s3->path_style = o->path_style;
 	s3->part_size = (size_t)o->part_mb << 20;
 	s3->response = malloc(FH_S3_RESPONSE_SIZE_MAX + 1);
-	s3->etags = calloc(FH_S3_PARTS_MAX, sizeof(*s3->etags));
-	s3->complete = malloc(FH_S3_PARTS_MAX * FH_S3_COMPLETE_PART_SIZE + 128u);
+	s3->parts_max = fh->out_size / s3->part_size + 1;
+	s3->etags = calloc(s3->parts_max, sizeof(*s3->etags));
+	s3->complete = malloc(s3->parts_max * FH_S3_COMPLETE_PART_SIZE + 128u);
 	s3->curl = curl_easy_init();
 	if (s3->response == NULL || s3->etags == NULL || s3->complete == NULL ||
 	    s3->curl == NULL)
@@ -414,7 +414,7 @@ fh_s3_parts(struct fh_s3 *s3, const char *bucket, const char *key, const uint8_t
 		size_t n = size - off < s3->part_size ? size - off : s3->part_size;
 		int rc;
 
-		assert(part < FH_S3_PARTS_MAX);
+		assert(part < s3->parts_max);  /* Objects are at most fh->out_size bytes. */
 		rc = fh_s3_upload_query(s3, part + 1, query, sizeof(query));
 		if (rc == 0)
 			rc = fh_s3_request(s3, "PUT", bucket, key, query, data + off, n);
@@ -487,7 +487,7 @@ fh_s3_deliver(struct firehose *fh, const struct fh_stream *s, const char *key,
 	struct fh_s3 *s3 = fh->s3;
 	char old_key[FIREHOSE_PATH_SIZE_MAX];
 
-	assert(s3 != NULL);
+	assert(s3 != NULL && size <= fh->out_size);
 	/* An upload a crash left open: abort it before sending the range again. */
 	if (fh_store_upload_find(fh, s, old_key, sizeof(old_key), s3->upload_id,
 				 sizeof(s3->upload_id)) == 0) {
