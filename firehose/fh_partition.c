@@ -41,6 +41,9 @@
 #define FH_PART_SEP '\x1f'
 /* An error line's bytes besides the base64 data (fields, numbers, message). */
 #define FH_ERROR_LINE_OVERHEAD 512u
+/* S3's longest key, and a directory name's longest (NAME_MAX) under local_root. */
+#define FH_KEY_SIZE_MAX 1024u
+#define FH_KEY_SEGMENT_MAX 255u
 
 /* Why a record failed (rec_group values from FH_GROUP_FAILED up). */
 enum fh_part_failure {
@@ -48,6 +51,7 @@ enum fh_part_failure {
 	FH_FAIL_KEY,
 	FH_FAIL_VALUE,
 	FH_FAIL_LIMIT,
+	FH_FAIL_KEY_SIZE,
 };
 #define FH_GROUP_FAILED 0xFFF0u
 
@@ -61,6 +65,8 @@ static const char *const fh_failures[][2] = {
 	  "characters, or too long)" },
 	{ "DynamicPartitioning.ActivePartitionsLimitExceeded",
 	  "More active partitions than the limit in one buffer" },
+	{ "DynamicPartitioning.MetadataExtractionFailed",
+	  "The evaluated prefix is longer than an object key or a key segment may be" },
 };
 
 struct fh_group {
@@ -82,6 +88,7 @@ struct fh_part {
 	uint16_t *rec_group;
 	uint8_t *gather;                     /* FH_RAW_SIZE_MAX: one object's records. */
 	size_t gathered;
+	uint32_t objects;                    /* Written for the current range. */
 };
 
 int
@@ -210,6 +217,31 @@ fh_group_values(struct fh_part *p, const struct fh_group *g)
 
 /* ---- Objects ----------------------------------------------------------------------- */
 
+/* A key every destination takes: S3's length, and segments a file system names. */
+static bool
+fh_key_fits(const char *key)
+{
+	if (strlen(key) > FH_KEY_SIZE_MAX)
+		return false;
+	for (const char *p = key; *p != '\0';) {
+		size_t n = strcspn(p, "/");
+
+		if (n > FH_KEY_SEGMENT_MAX)
+			return false;
+		p += n + (p[n] == '/');
+	}
+	return true;
+}
+
+/* A group whose key cannot be: its records become error records (the same on a redo). */
+static void
+fh_group_fail(struct fh_part *p, uint16_t index)
+{
+	for (uint32_t i = 0; i < p->count; i++)
+		if (p->rec_group[i] == index)
+			p->rec_group[i] = FH_FAIL_KEY_SIZE;
+}
+
 static int
 fh_group_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
 		 uint16_t index)
@@ -223,6 +255,14 @@ fh_group_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint6
 	char key[FIREHOSE_PATH_SIZE_MAX];
 	int rc;
 
+	fh_group_values(p, g);
+	rc = fh_object_key(s, first, end, s->spec.prefix, &v, key, sizeof(key));
+	if (rc == -ENAMETOOLONG || (rc == 0 && !fh_key_fits(key))) {
+		fh_group_fail(p, index);
+		return 0;
+	}
+	if (rc != 0)
+		return rc;
 	p->gathered = 0;
 	for (uint32_t i = 0; i < p->count; i++) {
 		if (p->rec_group[i] != index)
@@ -230,9 +270,8 @@ fh_group_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint6
 		memcpy(p->gather + p->gathered, fh->raw + p->rec_off[i], p->rec_size[i]);
 		p->gathered += p->rec_size[i];
 	}
-	fh_group_values(p, g);
-	rc = fh_object_key(s, first, end, s->spec.prefix, &v, key, sizeof(key));
-	return rc != 0 ? rc : fh_object_write(fh, s, key, p->gather, p->gathered);
+	p->objects++;
+	return fh_object_write(fh, s, key, p->gather, p->gathered);
 }
 
 /* Firehose's error record: one JSON object a line, the data base64 in rawData. */
@@ -301,6 +340,8 @@ fh_partition_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, u
 	uint32_t errors = 0;
 	int rc = fh_query_parse(s->spec.query, &p->query);
 
+	p->objects = 0;
+
 	if (rc != 0)
 		return rc;  /* Checked at create: a changed build refusing it is an error. */
 	fh_group_all(p, fh->raw);
@@ -309,8 +350,7 @@ fh_partition_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, u
 	if (rc == 0)
 		rc = fh_errors_deliver(fh, s, first, end, &errors);
 	/* fh_commit counts one object for the range; these are the others. */
-	if (rc == 0 && p->group_count + errors > 1)
-		counter_add_single_writer(&s->stats->delivered_objects,
-					  p->group_count + errors - 1);
+	if (rc == 0 && p->objects + errors > 1)
+		counter_add_single_writer(&s->stats->delivered_objects, p->objects + errors - 1);
 	return rc;
 }

@@ -325,10 +325,13 @@ def partition_records(rng):
         rec = (json.dumps(body) + "\n").encode()
         good.setdefault((c, k), []).append(rec)
         out.append(rec)
-        if i % 100 == 7:  # Not JSON, a key missing, a value that is no key segment.
+        if i % 100 == 7:  # Not JSON, a key missing, a value that is no key segment, a
+            # value (256 B, the most a value may be) whose key segment would pass 255 bytes.
             for b in (b"not json %d\n" % i, (json.dumps({"customer": "acme", "n": i}) +
                                              "\n").encode(),
                       (json.dumps({"customer": "a/b", "event": {"kind": "x"}, "n": i}) +
+                       "\n").encode(),
+                      (json.dumps({"customer": "L" * 256, "event": {"kind": "x"}, "n": i}) +
                        "\n").encode()):
                 bad.append(b)
                 out.append(b)
