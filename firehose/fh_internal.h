@@ -203,6 +203,12 @@ int fh_prefix_eval(const char *t, const struct fh_prefix_vars *v, char *out, siz
 #define FH_PARTITION_ERROR_TYPE "partitioning-failed"
 struct fh_part;
 int fh_partition_open(struct firehose *fh);
+/*
+ * The buffers of partitioned delivery (a range's worth, FH_RAW_SIZE_MAX, and per-record
+ * places), taken once, when the first partitioned stream is created or loaded: others
+ * never pay for them. 0 or -ENOMEM.
+ */
+int fh_partition_reserve(struct firehose *fh);
 void fh_partition_close(struct firehose *fh);
 /* Record `index` of the cut is raw[off..off+size), arrived at arrival_ns. */
 void fh_partition_note(struct fh_part *p, uint32_t index, size_t off, size_t size,

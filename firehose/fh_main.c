@@ -83,6 +83,9 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
 		if (fh->streams[i].used)
 			fh_stats_publish(fh, &fh->streams[i]);
+	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
+		if (fh->streams[i].used && fh->streams[i].spec.partitioning)
+			rc = fh_partition_reserve(fh);
 	if (rc == 0)
 		rc = log_producer_open(fh->log, &fh->producer);
 	if (rc == 0)
@@ -140,6 +143,8 @@ firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t 
 			s = &fh->streams[i];
 	if (s == NULL)
 		return -ENOSPC;
+	if (spec->partitioning && (rc = fh_partition_reserve(fh)) != 0)
+		return rc;
 	memset(s, 0, sizeof(*s));
 	s->spec = *spec;
 	s->created_ms = now_ms;

@@ -94,19 +94,30 @@ struct fh_part {
 int
 fh_partition_open(struct firehose *fh)
 {
-	struct fh_part *p = calloc(1, sizeof(*p));
+	fh->part = calloc(1, sizeof(*fh->part));
+	return fh->part == NULL ? -ENOMEM : 0;
+}
 
-	fh->part = p;
-	if (p == NULL)
-		return -ENOMEM;
-	p->groups = calloc(FH_PARTITIONS_MAX, sizeof(*p->groups));
-	p->rec_off = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_off));
-	p->rec_size = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_size));
-	p->rec_arrival = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_arrival));
-	p->rec_group = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_group));
-	p->gather = malloc(FH_RAW_SIZE_MAX);  /* Untouched until a partitioned cut. */
-	return p->groups == NULL || p->rec_off == NULL || p->rec_size == NULL ||
-	       p->rec_arrival == NULL || p->rec_group == NULL || p->gather == NULL ? -ENOMEM : 0;
+int
+fh_partition_reserve(struct firehose *fh)
+{
+	struct fh_part *p = fh->part;
+
+	/* Each piece once: a retry after -ENOMEM takes only what is still missing. */
+	if (p->groups == NULL)
+		p->groups = calloc(FH_PARTITIONS_MAX, sizeof(*p->groups));
+	if (p->rec_off == NULL)
+		p->rec_off = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_off));
+	if (p->rec_size == NULL)
+		p->rec_size = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_size));
+	if (p->rec_arrival == NULL)
+		p->rec_arrival = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_arrival));
+	if (p->rec_group == NULL)
+		p->rec_group = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_group));
+	if (p->gather == NULL && p->groups != NULL && p->rec_off != NULL && p->rec_size != NULL &&
+	    p->rec_arrival != NULL && p->rec_group != NULL)
+		p->gather = malloc(FH_RAW_SIZE_MAX);  /* Untouched until a partitioned cut. */
+	return p->gather == NULL ? -ENOMEM : 0;  /* What was taken is freed at close. */
 }
 
 void
@@ -340,6 +351,7 @@ fh_partition_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, u
 	uint32_t errors = 0;
 	int rc = fh_query_parse(s->spec.query, &p->query);
 
+	assert(p->gather != NULL);  /* Reserved when the stream was created or loaded. */
 	p->objects = 0;
 
 	if (rc != 0)
