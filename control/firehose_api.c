@@ -10,7 +10,8 @@
  *
  *   OPERATION               ERRORS (in the order they are checked)
  *   CreateDeliveryStream    Serialization, Validation, InvalidArgument (type, destination,
- *                           bucket, prefix, format not built), ResourceInUse, LimitExceeded
+ *                           bucket, format not built, prefix expressions and dynamic
+ *                           partitioning: firehose_spec_check), ResourceInUse, LimitExceeded
  *   DescribeDeliveryStream  Serialization, Validation, ResourceNotFound
  *   ListDeliveryStreams     Serialization, Validation
  *   DeleteDeliveryStream    Serialization, Validation, ResourceNotFound
@@ -35,6 +36,7 @@
  * the last one also starts the file name "<segment>YYYY/..." (FIREHOSE.md).
  */
 #define FH_PREFIX_SEGMENT_MAX 200u
+#define FH_DYNAMIC_PARTITIONING "DynamicPartitioningConfiguration"
 /* AWS's per-record throttling text (reference §2). */
 #define FH_SLOW_DOWN "Slow down."
 
@@ -158,6 +160,45 @@ fh_member_type(struct kinesis_req *r, const cJSON *item, const char *name, enum 
 	return kv_type_check(r->call, cJSON_GetObjectItemCaseSensitive(item, name), type);
 }
 
+/* DynamicPartitioningConfiguration and ProcessingConfiguration: members of the right type. */
+static int
+fh_processor_types(struct kinesis_req *r, const cJSON *proc)
+{
+	const cJSON *params = cJSON_GetObjectItemCaseSensitive(proc, "Parameters");
+	const cJSON *param;
+
+	if (kv_type_check(r->call, proc, KV_STRUCT) != 0 ||
+	    fh_member_type(r, proc, "Type", KV_STRING) != 0 ||
+	    kv_type_check(r->call, params, KV_LIST) != 0)
+		return -EINVAL;
+	cJSON_ArrayForEach(param, params)
+		if (kv_type_check(r->call, param, KV_STRUCT) != 0 ||
+		    fh_member_type(r, param, "ParameterName", KV_STRING) != 0 ||
+		    fh_member_type(r, param, "ParameterValue", KV_STRING) != 0)
+			return -EINVAL;
+	return 0;
+}
+
+static int
+fh_partitioning_types(struct kinesis_req *r, const cJSON *item)
+{
+	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(item, FH_DYNAMIC_PARTITIONING);
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(item, "ProcessingConfiguration");
+	const cJSON *procs = cJSON_GetObjectItemCaseSensitive(pc, "Processors");
+	const cJSON *proc;
+
+	if (kv_type_check(r->call, dp, KV_STRUCT) != 0 ||
+	    (dp != NULL && fh_member_type(r, dp, "Enabled", KV_BOOLEAN) != 0) ||
+	    kv_type_check(r->call, pc, KV_STRUCT) != 0 ||
+	    (pc != NULL && (fh_member_type(r, pc, "Enabled", KV_BOOLEAN) != 0 ||
+			    kv_type_check(r->call, procs, KV_LIST) != 0)))
+		return -EINVAL;
+	cJSON_ArrayForEach(proc, procs)
+		if (fh_processor_types(r, proc) != 0)
+			return -EINVAL;
+	return 0;
+}
+
 static int
 fh_s3_types(struct kinesis_req *r, const cJSON *item)
 {
@@ -174,7 +215,7 @@ fh_s3_types(struct kinesis_req *r, const cJSON *item)
 	if (hints != NULL && (fh_member_type(r, hints, "SizeInMBs", KV_INTEGER) != 0 ||
 			      fh_member_type(r, hints, "IntervalInSeconds", KV_INTEGER) != 0))
 		return -EINVAL;
-	return 0;
+	return fh_partitioning_types(r, item);
 }
 
 static void
@@ -474,6 +515,64 @@ fh_longest_segment(const char *path)
 	return longest;
 }
 
+/* One processor: MetadataExtraction's query (other types are not built yet). 0 or replied. */
+static int
+fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec *spec)
+{
+	const char *type = fh_member_string(proc, "Type", "");
+	const cJSON *param;
+
+	if (strcmp(type, "MetadataExtraction") != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "Processor type %s is not "
+			      "supported by this endpoint yet.", type);
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(proc, "Parameters")) {
+		const char *name = fh_member_string(param, "ParameterName", "");
+		const char *value = fh_member_string(param, "ParameterValue", "");
+
+		if (strcmp(name, "JsonParsingEngine") == 0 && strcmp(value, "JQ-1.6") != 0) {
+			kinesis_error(r->call, "InvalidArgumentException",
+				      "JsonParsingEngine %s is not supported: JQ-1.6 is.", value);
+			return -EINVAL;
+		}
+		if (strcmp(name, "MetadataExtractionQuery") != 0)
+			continue;
+		if (strlen(value) > FIREHOSE_QUERY_SIZE_MAX) {
+			kinesis_error(r->call, "InvalidArgumentException",
+				      "MetadataExtractionQuery may have at most %u bytes here.",
+				      FIREHOSE_QUERY_SIZE_MAX);
+			return -EINVAL;
+		}
+		snprintf(spec->query, sizeof(spec->query), "%s", value);
+	}
+	return 0;
+}
+
+/*
+ * DynamicPartitioningConfiguration, ProcessingConfiguration (when Enabled), and the
+ * prefixes' expressions checked against them (firehose_spec_check). 0 or replied.
+ */
+static int
+fh_partitioning_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spec)
+{
+	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(dest, FH_DYNAMIC_PARTITIONING);
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(dest, "ProcessingConfiguration");
+	char message[FIREHOSE_MESSAGE_SIZE];
+	const cJSON *proc;
+
+	spec->partitioning = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dp, "Enabled"));
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pc, "Enabled")))
+		cJSON_ArrayForEach(proc, cJSON_GetObjectItemCaseSensitive(pc, "Processors"))
+			if (fh_processor_from(r, proc, spec) != 0)
+				return -EINVAL;
+	if (firehose_spec_check(spec, message, sizeof(message)) != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "%s", message);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* The one destination (S3 or extended S3): its ARN, prefixes, hints. 0 or replied. */
 static int
 fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spec)
@@ -503,10 +602,10 @@ fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spe
 	snprintf(spec->prefix, sizeof(spec->prefix), "%s", fh_member_string(dest, "Prefix", ""));
 	snprintf(spec->error_prefix, sizeof(spec->error_prefix), "%s",
 		 fh_member_string(dest, "ErrorOutputPrefix", ""));
-	if (strstr(spec->prefix, "!{") != NULL || strstr(spec->error_prefix, "!{") != NULL ||
-	    strstr(spec->prefix, "..") != NULL) {
-		kinesis_error(r->call, "InvalidArgumentException", "Prefix expressions (!{...}) "
-			      "and '..' in prefixes are not supported by this endpoint yet.");
+	if (strstr(spec->prefix, "..") != NULL || strstr(spec->error_prefix, "..") != NULL) {
+		/* A local_root destination must not climb out of its bucket directory. */
+		kinesis_error(r->call, "InvalidArgumentException", "'..' in prefixes is not "
+			      "supported by this endpoint.");
 		return -EINVAL;
 	}
 	if (fh_longest_segment(spec->prefix) > FH_PREFIX_SEGMENT_MAX) {
@@ -518,7 +617,7 @@ fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spe
 	}
 	spec->size_mb = fh_member_u32(hints, "SizeInMBs", FIREHOSE_SIZE_MB_DEFAULT);
 	spec->interval_s = fh_member_u32(hints, "IntervalInSeconds", FIREHOSE_INTERVAL_S_DEFAULT);
-	return 0;
+	return fh_partitioning_from(r, dest, spec);
 }
 
 /* AWS's order: the source type, then exactly one destination. 0 or replied. */
@@ -634,6 +733,18 @@ fh_out_member(struct api_out *out, const char *name, const char *value, bool com
 }
 
 static void
+fh_out_partitioning(struct api_out *out, const struct firehose_spec *spec)
+{
+	api_out_printf(out, ",\"DynamicPartitioningConfiguration\":{\"Enabled\":true},"
+		       "\"ProcessingConfiguration\":{\"Enabled\":true,\"Processors\":[{\"Type\":"
+		       "\"MetadataExtraction\",\"Parameters\":[{\"ParameterName\":"
+		       "\"MetadataExtractionQuery\",\"ParameterValue\":");
+	api_out_json_string(out, spec->query, strlen(spec->query));
+	api_out_printf(out, "},{\"ParameterName\":\"JsonParsingEngine\",\"ParameterValue\":"
+		       "\"JQ-1.6\"}]}]}");
+}
+
+static void
 fh_out_destination(struct api_out *out, const struct firehose_spec *spec, bool extended)
 {
 	api_out_printf(out, "{");
@@ -649,6 +760,8 @@ fh_out_destination(struct api_out *out, const struct firehose_spec *spec, bool e
 		       ",\"CloudWatchLoggingOptions\":{\"Enabled\":false}");
 	if (extended)
 		api_out_printf(out, ",\"S3BackupMode\":\"Disabled\"");
+	if (extended && spec->partitioning)
+		fh_out_partitioning(out, spec);
 	api_out_printf(out, "}");
 }
 

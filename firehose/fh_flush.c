@@ -43,7 +43,7 @@ fh_mix(uint64_t h, uint64_t v)
 	return h ^ (h >> 29);
 }
 
-static uint64_t
+uint64_t
 fh_hash_text(uint64_t h, const char *text)
 {
 	for (; *text != '\0'; text++)
@@ -51,13 +51,21 @@ fh_hash_text(uint64_t h, const char *text)
 	return h;
 }
 
-/* The "random" part: a hash of what the object holds, so a redo names it the same. */
-static void
-fh_uuid(const char *name, uint32_t version, uint64_t shard_id, uint64_t first, uint64_t end,
-	char out[FH_UUID_SIZE])
+/* What the object holds: its stream, version, range and (partitions) group salt. */
+static uint64_t
+fh_object_hash(const char *name, uint32_t version, uint64_t shard_id, uint64_t first,
+	       uint64_t end, uint64_t salt)
 {
 	uint64_t h = fh_mix(fh_mix(fh_mix(fh_mix(fh_hash_text(1, name), version), shard_id),
 				   first), end);
+
+	return salt != 0 ? fh_mix(h, salt) : h;  /* Salt 0: an unpartitioned object. */
+}
+
+/* The "random" part: a hash of what the object holds, so a redo names it the same. */
+static void
+fh_uuid(uint64_t h, char out[FH_UUID_SIZE])
+{
 	uint64_t hi = fh_mix(h, 0x68692d31ull), lo = fh_mix(h, 0x6c6f2d32ull);
 
 	hi = (hi & ~0xf000ull) | 0x4000ull;           /* Shaped as a version-4 UUID. */
@@ -68,22 +76,37 @@ fh_uuid(const char *name, uint32_t version, uint64_t shard_id, uint64_t first, u
 }
 
 int
+fh_object_key(const struct fh_job *j, uint64_t first, uint64_t end, const char *prefix,
+	      const struct fh_prefix_vars *vars, char *out, size_t out_size)
+{
+	struct fh_prefix_vars v = *vars;
+	time_t t = (time_t)(v.arrival_ns / 1000000000u);
+	char stamp[32], uuid[FH_UUID_SIZE];
+	size_t used;
+	struct tm tm;
+	int n;
+
+	v.salt = fh_object_hash(j->spec.name, j->version, j->shard_id, first, end, vars->salt);
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%d-%H-%M-%S", &tm);
+	fh_uuid(v.salt, uuid);
+	if (fh_prefix_eval(prefix, &v, out, out_size) != 0)
+		return -ENAMETOOLONG;
+	used = strlen(out);
+	n = snprintf(out + used, out_size - used, "%s-%u-%s-%s%s", j->spec.name, j->version,
+		     stamp, uuid, fh_codec_extension(j->spec.compression));
+	return n < 0 || (size_t)n >= out_size - used ? -ENAMETOOLONG : 0;
+}
+
+int
 firehose_object_key(const struct firehose_spec *spec, uint32_t version, uint64_t shard_id,
 		    uint64_t seq_first, uint64_t seq_end, uint64_t first_arrival_ns, char *out,
 		    size_t out_size)
 {
-	time_t t = (time_t)(first_arrival_ns / 1000000000u);
-	char hour_path[32], stamp[32], uuid[FH_UUID_SIZE];
-	struct tm tm;
-	int n;
+	struct fh_job j = { .spec = *spec, .version = version, .shard_id = shard_id };
+	struct fh_prefix_vars v = { .arrival_ns = first_arrival_ns };
 
-	gmtime_r(&t, &tm);
-	strftime(hour_path, sizeof(hour_path), "%Y/%m/%d/%H/", &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%d-%H-%M-%S", &tm);
-	fh_uuid(spec->name, version, shard_id, seq_first, seq_end, uuid);
-	n = snprintf(out, out_size, "%s%s%s-%u-%s-%s%s", spec->prefix, hour_path, spec->name,
-		     version, stamp, uuid, fh_codec_extension(spec->compression));
-	return n < 0 || (size_t)n >= out_size ? -ENAMETOOLONG : 0;
+	return fh_object_key(&j, seq_first, seq_end, spec->prefix, &v, out, out_size);
 }
 
 /* ---- Files ----------------------------------------------------------------- */
@@ -180,6 +203,7 @@ fh_write_object(char *path, const uint8_t *data, size_t size)
 
 struct fh_read {
 	struct firehose *fh;
+	struct fh_part *part;    /* Partitioned: each record's place noted, count bounded. */
 	uint64_t limit;          /* Stop once this many data bytes are in (a cut by size). */
 	uint64_t first_arrival_ns;
 	uint32_t records;
@@ -196,20 +220,27 @@ fh_read_record(void *arg, const struct log_record_out *record)
 	if (r->records++ == 0)
 		r->first_arrival_ns = record->arrival_ns;
 	memcpy(fh->raw + fh->raw_used, record->data, record->data_size);
+	if (r->part != NULL)
+		fh_partition_note(r->part, r->records - 1, fh->raw_used, record->data_size,
+				  record->arrival_ns);
 	fh->raw_used += record->data_size;
+	if (r->part != NULL && r->records == FH_PART_RECORDS_MAX)
+		return 1;  /* The same bound cuts a redo of the range at the same place. */
 	return fh->raw_used >= r->limit ? 1 : 0;
 }
 
-/* Reads [first, end) into fh->raw, stopping early at r->limit bytes (*next_out: where). */
+/* Reads [first, end) of lane `l` into fh->raw, stopping early at r->limit bytes. */
 static int
-fh_read_range(struct firehose *fh, uint64_t shard_id, uint64_t first, uint64_t end,
-	      struct fh_read *r, uint64_t *next_out)
+fh_read_range(struct firehose *fh, const struct fh_stream *s, uint64_t shard_id, uint64_t first,
+	      uint64_t end, struct fh_read *r, uint64_t *next_out)
 {
 	uint64_t seq = first;
 
 	fh->raw_used = 0;
 	r->fh = fh;
-	while (seq < end && fh->raw_used < r->limit) {
+	r->part = s->spec.partitioning ? fh->part : NULL;
+	while (seq < end && fh->raw_used < r->limit &&
+	       (r->part == NULL || r->records < FH_PART_RECORDS_MAX)) {
 		uint64_t next = seq;
 		uint32_t want = (uint32_t)min_u64(end - seq, UINT32_MAX);
 		int n = log_read(fh->reader, shard_id, seq, want, UINT64_MAX, fh_read_record, r,
@@ -227,39 +258,67 @@ fh_read_range(struct firehose *fh, uint64_t shard_id, uint64_t first, uint64_t e
 
 /* ---- Delivering ------------------------------------------------------------ */
 
-/*
- * Steps 3 and 4 for what fh->raw holds. The lock is let go while it compresses and
- * writes (the flusher's buffers are its own; the intent is in SQLite, so nothing may
- * change the stream's settings meanwhile: fh_settings.c refuses while an intent is).
- */
+/* Steps 3 and 4 under local_root/<bucket>/. */
 static int
-fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t shard_id, uint64_t first,
-	   uint64_t end, uint64_t first_arrival_ns)
+fh_write_local(struct firehose *fh, const struct fh_job *j, const char *key,
+	       const uint8_t *data, size_t size)
 {
 	char path[FIREHOSE_PATH_SIZE_MAX];
-	enum firehose_compression compression = s->spec.compression;
-	const uint8_t *data = fh->raw;
-	size_t size = fh->raw_used;
-	int n = snprintf(path, sizeof(path), "%s/%s/", fh->local_root, s->spec.bucket);
-	int rc;
+	int n = snprintf(path, sizeof(path), "%s/%s/%s", fh->local_root, j->spec.bucket, key);
 
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return -ENAMETOOLONG;
-	rc = firehose_object_key(&s->spec, s->version, shard_id, first, end, first_arrival_ns,
-				 path + n, sizeof(path) - (size_t)n);
-	if (rc != 0)
-		return rc;
-	fh_unlock(fh);
-	if (compression != FIREHOSE_UNCOMPRESSED) {
-		rc = fh_codec_compress(compression, fh->raw, fh->raw_used, fh->out, fh->out_size,
+	return fh_write_object(path, data, size);
+}
+
+int
+fh_object_write(struct firehose *fh, const struct fh_job *j, const char *key,
+		const uint8_t *raw, size_t size)
+{
+	const uint8_t *data = raw;
+	int rc = 0;
+
+	if (j->spec.compression != FIREHOSE_UNCOMPRESSED) {
+		rc = fh_codec_compress(j->spec.compression, raw, size, fh->out, fh->out_size,
 				       &size);
 		data = fh->out;
 	}
+	/* The destination seam: an S3-compatible store when configured, else a directory. */
 	if (rc == 0)
-		rc = fh_write_object(path, data, size);
+		rc = fh->s3 != NULL ? fh_s3_deliver(fh, j, key, data, size) :
+				      fh_write_local(fh, j, key, data, size);
 	if (rc != 0)
-		diag_warn("firehose", "delivering seq %llu..%llu to %s: %s",
-			  (unsigned long long)first, (unsigned long long)end, path, strerror(-rc));
+		diag_warn("firehose", "%s: delivering %s/%s: %s", j->spec.name, j->spec.bucket,
+			  key, strerror(-rc));
+	return rc;
+}
+
+/*
+ * Steps 3 and 4 for what fh->raw holds (*objects_out: how many it made). The lock is
+ * let go while it compresses and writes or uploads: what that reads of the stream is
+ * fh->job, copied first (the flusher's own, like its buffers), and it touches no
+ * engine state (the intent is in SQLite, and fh_settings.c refuses changes while one
+ * is; fh_s3.c takes the lock back for its SQLite rows).
+ */
+static int
+fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t shard_id, uint64_t first,
+	   uint64_t end, uint64_t first_arrival_ns, uint32_t *objects_out)
+{
+	struct fh_job *j = &fh->job;
+	struct fh_prefix_vars v = { .arrival_ns = first_arrival_ns };
+	char key[FIREHOSE_PATH_SIZE_MAX];
+	int rc = 0;
+
+	*j = (struct fh_job){ .spec = s->spec, .id = s->id, .version = s->version,
+			      .shard_id = shard_id };
+	*objects_out = 1;
+	fh_unlock(fh);
+	if (j->spec.partitioning)
+		rc = fh_partition_deliver(fh, j, first, end, objects_out);
+	else
+		rc = fh_object_key(j, first, end, j->spec.prefix, &v, key, sizeof(key));
+	if (rc == 0 && !j->spec.partitioning)
+		rc = fh_object_write(fh, j, key, fh->raw, fh->raw_used);
 	fh_lock(fh);
 	return rc;
 }
@@ -269,8 +328,8 @@ static int
 fh_commit(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t first,
 	  uint64_t end, const struct fh_read *r)
 {
-	uint32_t id = s->id;
-	int rc = fh_deliver(fh, s, l->shard_id, first, end, r->first_arrival_ns);
+	uint32_t id = s->id, objects;
+	int rc = fh_deliver(fh, s, l->shard_id, first, end, r->first_arrival_ns, &objects);
 
 	if (!fh_stream_same(s, id))
 		return -ECANCELED;  /* Deleted while it was written: its object is an orphan. */
@@ -282,9 +341,10 @@ fh_commit(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t 
 	l->intent = false;
 	counter_add_single_writer(&s->stats->delivered_records, r->records);
 	counter_add_single_writer(&s->stats->delivered_bytes, fh->raw_used);
-	counter_add_single_writer(&s->stats->delivered_objects, 1);
+	counter_add_single_writer(&s->stats->delivered_objects, objects);
 	l->oldest_ns = 0;
 	l->pending_bytes = UINT64_MAX;  /* What is left past the cut: read again to know. */
+	l->pending_records = 0;
 	l->scanned = end;
 	return 0;
 }
@@ -308,6 +368,7 @@ fh_skip_lost(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64
 	l->delivered = to;
 	l->intent = false;
 	l->pending_bytes = UINT64_MAX;
+	l->pending_records = 0;
 	l->oldest_ns = 0;
 	l->scanned = to;
 	return 0;
@@ -319,7 +380,7 @@ fh_redo(struct firehose *fh, struct fh_stream *s, struct fh_lane *l)
 {
 	struct fh_read r = { .limit = UINT64_MAX };
 	uint64_t next;
-	int rc = fh_read_range(fh, l->shard_id, l->intent_first, l->intent_end, &r, &next);
+	int rc = fh_read_range(fh, s, l->shard_id, l->intent_first, l->intent_end, &r, &next);
 
 	/* Part of the range is gone: no object can be the one begun; skip all of it. */
 	if (rc == -ERANGE)
@@ -329,6 +390,13 @@ fh_redo(struct firehose *fh, struct fh_stream *s, struct fh_lane *l)
 	if (rc != 0)
 		return rc;
 	return fh_commit(fh, s, l, l->intent_first, l->intent_end, &r);
+}
+
+/* A partitioned cut full of records is due like one full of bytes. */
+static bool
+fh_records_full(const struct fh_stream *s, const struct fh_lane *l)
+{
+	return s->spec.partitioning && l->pending_records >= FH_PART_RECORDS_MAX;
 }
 
 int
@@ -346,22 +414,25 @@ fh_flush_lane(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint6
 	rc = log_shard_info(fh->log, l->shard_id, &info);
 	if (rc != 0 || info.seq_durable <= l->delivered) {
 		l->pending_bytes = 0;
+		l->pending_records = 0;
 		l->oldest_ns = 0;
 		return rc;
 	}
-	if (l->pending_bytes != UINT64_MAX && l->pending_bytes < size_bytes && l->oldest_ns != 0 &&
-	    l->oldest_ns + interval_ns > now_ns)
+	if (l->pending_bytes != UINT64_MAX && l->pending_bytes < size_bytes &&
+	    !fh_records_full(s, l) && l->oldest_ns != 0 && l->oldest_ns + interval_ns > now_ns)
 		return 0;  /* Neither hint is due: no read. */
 	if (info.seq_trim > l->delivered)
 		return fh_skip_lost(fh, s, l, info.seq_trim);
-	rc = fh_read_range(fh, l->shard_id, l->delivered, info.seq_durable, &r, &next);
+	rc = fh_read_range(fh, s, l->shard_id, l->delivered, info.seq_durable, &r, &next);
 	if (rc == 0 && r.records == 0)
 		rc = -EIO;  /* Durable records that do not read: retried, with a pause. */
 	if (rc != 0)
 		return rc;
 	l->oldest_ns = r.first_arrival_ns;
 	l->pending_bytes = fh->raw_used;
-	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns)
+	l->pending_records = r.records;
+	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns &&
+	    !fh_records_full(s, l))
 		return 0;
 	rc = fh_store_intent(fh, s, l, l->delivered, next);
 	if (rc != 0)
@@ -377,7 +448,7 @@ fh_lane_due(const struct fh_stream *s, const struct fh_lane *l)
 {
 	if (l->retry_due_ns != 0)
 		return l->retry_due_ns;
-	if (l->intent || l->pending_bytes == UINT64_MAX ||
+	if (l->intent || l->pending_bytes == UINT64_MAX || fh_records_full(s, l) ||
 	    l->pending_bytes >= ((uint64_t)s->spec.size_mb << 20))
 		return 0;
 	if (l->oldest_ns == 0)

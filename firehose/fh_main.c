@@ -83,6 +83,10 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	if (rc == 0)
 		rc = fh_store_open(fh);
 	if (rc == 0)
+		rc = fh_s3_open(fh, &options->s3);
+	if (rc == 0)
+		rc = fh_partition_open(fh);
+	if (rc == 0)
 		rc = fh_store_load(fh);
 	if (rc == 0)
 		rc = fh_source_load(fh);
@@ -91,6 +95,9 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
 		if (fh->streams[i].used)
 			fh_stats_publish(fh, &fh->streams[i]);
+	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
+		if (fh->streams[i].used && fh->streams[i].spec.partitioning)
+			rc = fh_partition_reserve(fh);
 	if (rc == 0)
 		rc = log_producer_open(fh->log, &fh->producer);
 	if (rc == 0)
@@ -127,6 +134,8 @@ firehose_close(struct firehose *fh)
 		log_producer_close(fh->producer);
 	if (fh->reader != NULL)
 		log_reader_close(fh->reader);
+	fh_s3_close(fh);
+	fh_partition_close(fh);
 	fh_store_close(fh);
 	free(fh->raw);
 	free(fh->out);
@@ -152,6 +161,8 @@ fh_create_locked(struct firehose *fh, const struct firehose_spec *spec, uint64_t
 			s = &fh->streams[i];
 	if (s == NULL)
 		return -ENOSPC;
+	if (spec->partitioning && (rc = fh_partition_reserve(fh)) != 0)
+		return rc;
 	memset(s, 0, sizeof(*s));
 	s->spec = *spec;
 	s->created_ms = now_ms;
@@ -474,6 +485,7 @@ fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 		if (s->direct.pending_bytes != UINT64_MAX)
 			s->direct.pending_bytes = p->error == 0 ? s->direct.pending_bytes + p->bytes :
 						  UINT64_MAX;
+		s->direct.pending_records += durable;
 		if (s->direct.oldest_ns == 0)
 			s->direct.oldest_ns = p->arrival_ns;
 	}

@@ -69,6 +69,11 @@ struct firehose;
 #define FIREHOSE_RETENTION_MARGIN_S 3600u
 /* A DirectPut stream's own log shard keeps the log's default retention (as AWS, 24 h). */
 #define FIREHOSE_DIRECT_RETENTION_HOURS 24u
+/* MetadataExtractionQuery: AWS allows 50 keys; the text bound is ours. */
+#define FIREHOSE_PARTITION_KEYS_MAX 50u
+#define FIREHOSE_QUERY_SIZE_MAX 4096u
+/* A refusal's text (firehose_spec_check). */
+#define FIREHOSE_MESSAGE_SIZE 512u
 
 enum firehose_compression {
 	FIREHOSE_UNCOMPRESSED,
@@ -89,8 +94,11 @@ struct firehose_spec {
 	char bucket[FIREHOSE_BUCKET_SIZE_MAX + 1];   /* From BucketARN arn:aws:s3:::<bucket>. */
 	char bucket_arn[FIREHOSE_ARN_SIZE_MAX + 1];
 	char role_arn[FIREHOSE_ARN_SIZE_MAX + 1];
-	char prefix[FIREHOSE_PREFIX_SIZE_MAX + 1];   /* No !{...} expressions yet. */
+	char prefix[FIREHOSE_PREFIX_SIZE_MAX + 1];   /* With !{...} expressions (fh_prefix.c). */
 	char error_prefix[FIREHOSE_PREFIX_SIZE_MAX + 1];
+	/* DynamicPartitioningConfiguration.Enabled and the MetadataExtractionQuery ("" none). */
+	bool partitioning;
+	char query[FIREHOSE_QUERY_SIZE_MAX + 1];
 	uint32_t size_mb;
 	uint32_t interval_s;
 	enum firehose_compression compression;
@@ -115,6 +123,14 @@ struct firehose_encryption {
 	char key_arn[FIREHOSE_ARN_SIZE_MAX + 1];
 	uint64_t log_key_id;         /* The log's key id; 0: the records are not encrypted. */
 };
+
+/*
+ * The prefixes and partitioning of a spec as CreateDeliveryStream must check them: known
+ * expressions in the right prefix, ErrorOutputPrefix when Prefix has expressions or
+ * partitioning is on, partition keys only with partitioning and from the query, the
+ * query in the JQ subset built. 0, or -EINVAL with the refusal's text in message.
+ */
+int firehose_spec_check(const struct firehose_spec *spec, char *message, size_t message_size);
 
 /* What DescribeDeliveryStream shows besides the spec. */
 struct firehose_info {
@@ -155,6 +171,32 @@ struct firehose_source_view {
 typedef int firehose_source_fn(void *ctx, const char *stream_arn,
 			       struct firehose_source_view *view);
 
+/*
+ * An S3-compatible store behind every bucket ARN ([firehose] s3_*): objects are PUT to
+ * <endpoint>/<bucket>/<key> (path style) or <bucket>.<host>/<key>, SigV4-signed for
+ * service s3; an object over part_mb MiB is a multipart upload of part_mb MiB parts.
+ */
+#define FIREHOSE_S3_FIELD_SIZE_MAX 255u     /* Endpoint, region, keys (config strings). */
+#define FIREHOSE_S3_PART_MB_MIN 5u          /* AWS: every part but the last >= 5 MiB. */
+#define FIREHOSE_S3_PART_MB_MAX FIREHOSE_SIZE_MB_MAX
+#define FIREHOSE_S3_PART_MB_DEFAULT 16u
+
+struct firehose_s3_options {
+	const char *endpoint;        /* http(s)://host[:port]; NULL or "": local_root. */
+	const char *region;
+	const char *access_key;
+	const char *secret_key;
+	bool path_style;
+	uint32_t part_mb;            /* FIREHOSE_S3_PART_MB_MIN..MAX */
+};
+
+/*
+ * The s3 options as firehose_open() will take them: 0, or -EINVAL with *key_out naming
+ * the [firehose] key refused (an endpoint not http(s)://host[:port], a field over
+ * FIREHOSE_S3_FIELD_SIZE_MAX, keys missing with an endpoint, part_mb out of range).
+ */
+int firehose_s3_options_check(const struct firehose_s3_options *options, const char **key_out);
+
 struct firehose_options {
 	const char *data_dir;        /* firehose.db lives here. */
 	const char *local_root;      /* Objects land in local_root/<bucket>/<key>. */
@@ -166,6 +208,7 @@ struct firehose_options {
 	 * its own, so the API thread only takes puts; false: firehose_poll() runs it.
 	 */
 	bool flusher_thread;
+	struct firehose_s3_options s3;   /* endpoint NULL: no store, local_root. */
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);

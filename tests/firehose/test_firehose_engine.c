@@ -21,6 +21,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "common/base.h"
 #include "common/clock.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
@@ -239,6 +240,22 @@ put_done(void *ctx, int error, const uint64_t *seqs, uint32_t count)
 		cr_assert_eq(seqs[i], seqs[0] + i, "consecutive sequence numbers");
 }
 
+/* Puts `count` records and polls until the log answers them, durable. */
+static void
+put_wait(struct env *e, const char *name, const struct firehose_record *recs, uint32_t count,
+	 struct put_result *r)
+{
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+	cr_assert_eq(firehose_put(e->fh, name, recs, count, clock_real_ns(), put_done, r), 0);
+	while (!r->done) {
+		cr_assert(clock_mono_ns() < deadline, "put answered");
+		firehose_poll(e->fh, clock_real_ns());
+		usleep(200);
+	}
+	cr_assert_eq(r->error, 0);
+}
+
 static uint8_t sent[RECORDS * 700];
 static char dots[601];
 static size_t sent_size;
@@ -255,7 +272,6 @@ put_records(struct env *e, const char *name, uint64_t seq_base)
 	sent_size = 0;
 	for (uint32_t p = 0; p < RECORDS / 100; p++) {
 		struct put_result r = { 0 };
-		uint64_t deadline = clock_mono_ns() + WAIT_NS;
 
 		for (uint32_t i = 0; i < 100; i++, next++) {
 			int n = snprintf(buf[i], sizeof(buf[i]), "r%06u-%.*s\n", next,
@@ -265,14 +281,7 @@ put_records(struct env *e, const char *name, uint64_t seq_base)
 			memcpy(sent + sent_size, buf[i], (size_t)n);
 			sent_size += (size_t)n;
 		}
-		cr_assert_eq(firehose_put(e->fh, name, recs, 100, clock_real_ns(), put_done, &r),
-			     0);
-		while (!r.done) {
-			cr_assert(clock_mono_ns() < deadline, "put answered");
-			firehose_poll(e->fh, clock_real_ns());
-			usleep(200);
-		}
-		cr_assert_eq(r.error, 0);
+		put_wait(e, name, recs, 100, &r);
 		cr_assert_eq(r.first_seq, seq_base + (uint64_t)p * 100);
 	}
 }
@@ -637,5 +646,138 @@ Test(firehose_engine, the_flusher_thread_delivers_while_puts_and_changes_go_on)
 	cr_assert_eq(info.delivered_seq, 3 * RECORDS);
 	cr_assert_eq(info.version, 4, "three updates");
 	cr_assert_eq(firehose_stats_read(e.fh, &(struct firehose_stats){ 0 }, 1), 1);
+	env_close(&e);
+}
+
+/* ---- Dynamic partitioning ------------------------------------------------------- */
+
+/* 300 records: JSON with c in {a, b, c}, every tenth not JSON (an error record). */
+static void
+put_partitioned(struct env *e, const char *name)
+{
+	for (uint32_t p = 0; p < 3; p++) {
+		struct firehose_record recs[100];
+		char buf[100][64];
+		struct put_result r = { 0 };
+
+		for (uint32_t i = 0; i < 100; i++) {
+			uint32_t n = p * 100 + i;
+			int len = n % 10 == 9 ? snprintf(buf[i], sizeof(buf[i]), "bad %u\n", n) :
+				  snprintf(buf[i], sizeof(buf[i]), "{\"c\":\"%c\",\"n\":%u}\n",
+					   'a' + n % 3, n);
+
+			recs[i] = (struct firehose_record){ buf[i], (uint32_t)len };
+		}
+		put_wait(e, name, recs, 100, &r);
+	}
+}
+
+/* Every object's path and bytes (sorted by path); the count. */
+static uint32_t
+snapshot(struct env *e, char paths[][512], uint8_t bytes[][16384], size_t *sizes)
+{
+	char dir[400];
+	uint32_t temps = 0, n;
+
+	snprintf(dir, sizeof(dir), "%s/bkt", e->root);
+	n = list_objects(dir, paths, 16, &temps);
+	cr_assert_eq(temps, 0);
+	for (uint32_t i = 0; i < n; i++)
+		sizes[i] = read_file(paths[i], bytes[i], sizeof(bytes[i]));
+	return n;
+}
+
+Test(firehose_engine, partitioned_redo_writes_the_same_objects)
+{
+	static char paths[16][512], again_paths[16][512];
+	static uint8_t bytes[16][16384], again[16][16384];
+	static size_t sizes[16], again_sizes[16];
+	struct firehose_spec s = spec_of("part", FIREHOSE_GZIP, 128, 1);
+	struct firehose_info info;
+	uint32_t n, m, errors = 0;
+	struct env e;
+	char cmd[400];
+
+	snprintf(s.prefix, sizeof(s.prefix), "c=!{partitionKeyFromQuery:c}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	snprintf(s.query, sizeof(s.query), "{c:.c}");
+	s.partitioning = true;
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	put_partitioned(&e, "part");
+	wait_delivered(&e, "part", 300, 2);
+	/* As one range (the puts may have been cut in several): rewound and redone. */
+	env_stop(&e);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.root);
+	cr_assert_eq(system(cmd), 0);
+	rewind_to_intent(&e, "part", 300);
+	env_open_parts(&e);
+	wait_delivered(&e, "part", 300, 2);
+	cr_assert_eq(firehose_describe(e.fh, "part", &info), 0);
+	cr_assert_eq(info.objects_delivered, 4, "three partitions and one error object");
+	n = snapshot(&e, paths, bytes, sizes);
+	cr_assert_eq(n, 4);
+	for (uint32_t i = 0; i < n; i++) {
+		const char *rel = paths[i] + strlen(e.root) + strlen("/bkt/");
+
+		errors += strncmp(rel, "e/partitioning-failed/", 22) == 0;
+		cr_assert(strncmp(rel, "c=", 2) == 0 || strncmp(rel, "e/", 2) == 0, "%s", rel);
+	}
+	cr_assert_eq(errors, 1);
+	/* A crash after the objects, before SQLite moved on: the same names and bytes. */
+	env_stop(&e);
+	rewind_to_intent(&e, "part", 300);
+	env_open_parts(&e);
+	wait_delivered(&e, "part", 300, 2);
+	m = snapshot(&e, again_paths, again, again_sizes);
+	cr_assert_eq(m, n, "no other object");
+	for (uint32_t i = 0; i < n; i++) {
+		cr_assert_str_eq(paths[i], again_paths[i]);
+		cr_assert(sizes[i] == again_sizes[i] && memcmp(bytes[i], again[i], sizes[i]) == 0,
+			  "%s: the same bytes", paths[i]);
+	}
+	env_close(&e);
+}
+
+/* FH_PART_RECORDS_MAX records cut a partitioned range at once, and a redo stops there too. */
+Test(firehose_engine, partitioned_cut_by_record_count)
+{
+	static struct firehose_record recs[FIREHOSE_BATCH_RECORDS_MAX];
+	static const char rec[] = "{\"c\":\"a\"}";
+	const uint64_t total = FH_PART_RECORDS_MAX + 1000u;
+	struct firehose_spec s = spec_of("many", FIREHOSE_GZIP, 128, 900);
+	struct firehose_info info;
+	uint64_t deadline;
+	struct env e;
+
+	snprintf(s.prefix, sizeof(s.prefix), "c=!{partitionKeyFromQuery:c}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	snprintf(s.query, sizeof(s.query), "{c:.c}");
+	s.partitioning = true;
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	for (uint32_t i = 0; i < FIREHOSE_BATCH_RECORDS_MAX; i++)
+		recs[i] = (struct firehose_record){ rec, (uint32_t)strlen(rec) };
+	for (uint64_t sent_count = 0; sent_count < total;) {
+		uint32_t n = (uint32_t)min_u64(total - sent_count, FIREHOSE_BATCH_RECORDS_MAX);
+		struct put_result r = { 0 };
+
+		put_wait(&e, "many", recs, n, &r);
+		sent_count += n;
+	}
+	/* Neither 128 MiB nor 900 s: only the record count makes the first cut due. */
+	deadline = clock_mono_ns() + WAIT_NS;
+	do {
+		cr_assert(clock_mono_ns() < deadline, "a cut by record count");
+		firehose_poll(e.fh, clock_real_ns());
+		cr_assert_eq(firehose_describe(e.fh, "many", &info), 0);
+	} while (info.delivered_seq == 0);
+	cr_assert_eq(info.delivered_seq, FH_PART_RECORDS_MAX);
+	/* A redo of that range reads exactly it again. */
+	env_stop(&e);
+	rewind_to_intent(&e, "many", FH_PART_RECORDS_MAX);
+	env_open_parts(&e);
+	wait_delivered(&e, "many", FH_PART_RECORDS_MAX, 0);
+	wait_delivered(&e, "many", total, 901);
 	env_close(&e);
 }

@@ -116,7 +116,8 @@ def test_create_errors(fh):
     expect_error(create, "InvalidArgumentException", "not an S3 bucket ARN",
                  DeliveryStreamName="v", ExtendedS3DestinationConfiguration=dict(
                      s3dest("b"), BucketARN="arn:aws:s3:::a/b"))
-    expect_error(create, "InvalidArgumentException", "Prefix expressions",
+    expect_error(create, "InvalidArgumentException", "ErrorOutputPrefix cannot be null or "
+                 "empty when Prefix contains expressions",
                  DeliveryStreamName="v", ExtendedS3DestinationConfiguration=s3dest(
                      "b", prefix="!{timestamp:yyyy}/"))
     expect_error(create, "InvalidArgumentException", "at most 200 bytes",
