@@ -57,17 +57,50 @@ struct firehose;
 #define FIREHOSE_PATH_SIZE_MAX 4096u
 #define FIREHOSE_LOCAL_ROOT_SIZE_MAX 2000u
 
+/* HttpEndpointDestinationConfiguration (AWS's limits unless marked ours). */
+#define FIREHOSE_HTTP_URL_SIZE_MAX 1000u
+#define FIREHOSE_HTTP_NAME_SIZE_MAX 256u
+#define FIREHOSE_HTTP_ACCESS_KEY_SIZE_MAX 4096u
+#define FIREHOSE_HTTP_ATTRIBUTES_MAX 50u
+#define FIREHOSE_HTTP_ATTRIBUTE_NAME_SIZE_MAX 256u
+#define FIREHOSE_HTTP_ATTRIBUTE_VALUE_SIZE_MAX 1024u
+/* Ours: the X-Amz-Firehose-Common-Attributes header's JSON (an HTTP header, not 64 KB). */
+#define FIREHOSE_HTTP_ATTRIBUTES_SIZE_MAX 8192u
+#define FIREHOSE_HTTP_SIZE_MB_MAX 64u
+#define FIREHOSE_HTTP_RETRY_S_MAX 7200u
+#define FIREHOSE_HTTP_RETRY_S_DEFAULT 300u
+#define FIREHOSE_HTTP_RECORDS_MAX 10000u      /* Records in one request. */
+
+enum firehose_destination {
+	FIREHOSE_DEST_S3,     /* (Extended)S3DestinationConfiguration: objects under local_root. */
+	FIREHOSE_DEST_HTTP,   /* HttpEndpointDestinationConfiguration; S3 is its backup. */
+};
+
+/* An HTTP endpoint destination (docs/FIREHOSE.md, "HTTP endpoints"). */
+struct firehose_http {
+	char url[FIREHOSE_HTTP_URL_SIZE_MAX + 1];          /* https:// (http:// ours). */
+	char endpoint_name[FIREHOSE_HTTP_NAME_SIZE_MAX + 1];
+	char access_key[FIREHOSE_HTTP_ACCESS_KEY_SIZE_MAX + 1];
+	/* CommonAttributes as the JSON object {"name":"value",...} ("" none). */
+	char attributes[FIREHOSE_HTTP_ATTRIBUTES_SIZE_MAX + 1];
+	bool gzip;                   /* RequestConfiguration.ContentEncoding GZIP. */
+	bool backup_all;             /* S3BackupMode AllData (else FailedDataOnly). */
+	uint32_t retry_s;            /* RetryOptions.DurationInSeconds. */
+};
+
 enum firehose_compression {
 	FIREHOSE_UNCOMPRESSED,
 	FIREHOSE_GZIP,
 	FIREHOSE_SNAPPY,      /* xerial snappy-java stream, as Firehose writes "Snappy". */
 	FIREHOSE_ZSTD,        /* Extra: one zstd frame with content size and checksum. */
+	FIREHOSE_ZIP,         /* One deflated entry in a PKZIP archive. */
+	FIREHOSE_HADOOP_SNAPPY, /* Hadoop's BlockCompressorStream framing of snappy blocks. */
 	FIREHOSE_COMPRESSION_COUNT,
 };
 
-/* AWS's CompressionFormat value ("UNCOMPRESSED", "GZIP", "Snappy", "ZSTD"). */
+/* AWS's CompressionFormat value ("UNCOMPRESSED", "GZIP", "Snappy", "ZIP", ...). */
 const char *firehose_compression_name(enum firehose_compression c);
-/* -EINVAL for a value not built (ZIP, HADOOP_SNAPPY) or unknown. */
+/* -EINVAL for an unknown value (the enum is case-sensitive, as AWS's). */
 int firehose_compression_parse(const char *text, enum firehose_compression *out);
 
 /* What CreateDeliveryStream stores (the destination's members, checked by the caller). */
@@ -81,6 +114,8 @@ struct firehose_spec {
 	uint32_t size_mb;
 	uint32_t interval_s;
 	enum firehose_compression compression;
+	enum firehose_destination destination;
+	struct firehose_http http;   /* FIREHOSE_DEST_HTTP only; bucket etc. are its backup's. */
 };
 
 /* What DescribeDeliveryStream shows besides the spec. */
@@ -98,6 +133,8 @@ struct firehose_options {
 	const char *data_dir;        /* firehose.db lives here. */
 	const char *local_root;      /* Objects land in local_root/<bucket>/<key>. */
 	struct log *log;
+	const char *region;          /* For delivery streams' ARNs (NULL: us-east-1). */
+	const char *account_id;      /* (NULL: 000000000000). */
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);

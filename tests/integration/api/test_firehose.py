@@ -6,7 +6,8 @@
      served yet), SigV4 with the service "firehose", and principals: the owner
      account's may use delivery streams, another account's are refused every operation.
   2. Delivery: DirectPut records into a local directory, one stream per compression
-     format (UNCOMPRESSED, GZIP, Snappy as snappy-java writes it, ZSTD), each object
+     format (UNCOMPRESSED, GZIP, ZIP, Snappy as snappy-java writes it, HADOOP_SNAPPY,
+     ZSTD), each object
      decompressed and compared byte for byte: every record exactly once, in order,
      objects cut at SizeInMBs.
   3. Crashes: sluiced SIGKILLed while it delivers, several times; at the end every
@@ -17,6 +18,7 @@ Usage: test_firehose.py SLUICED
 import base64
 import collections
 import gzip
+import io
 import json
 import os
 import random
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 
 import boto3
 import botocore.config
@@ -112,8 +115,6 @@ def test_create_errors(fh):
     expect_error(create, "InvalidArgumentException", "KinesisStreamAsSource",
                  DeliveryStreamName="v", DeliveryStreamType="KinesisStreamAsSource",
                  ExtendedS3DestinationConfiguration=s3dest("b"))
-    expect_error(create, "InvalidArgumentException", "CompressionFormat ZIP",
-                 DeliveryStreamName="v", ExtendedS3DestinationConfiguration=s3dest("b", "ZIP"))
     expect_error(create, "InvalidArgumentException", "not an S3 bucket ARN",
                  DeliveryStreamName="v", ExtendedS3DestinationConfiguration=dict(
                      s3dest("b"), BucketARN="arn:aws:s3:::a/b"))
@@ -312,8 +313,35 @@ def snappy_java_decode(blob):
     return b"".join(out)
 
 
+def hadoop_snappy_decode(blob):
+    """Hadoop's BlockCompressorStream: [BE u32 raw length][BE u32 length][snappy] blocks
+    (a block could hold several compressed chunks; ours hold one, and say so)."""
+    out, at = [], 0
+    while at < len(blob):
+        raw, n = struct.unpack(">II", blob[at:at + 8])
+        block = snappy.uncompress(blob[at + 8:at + 8 + n])
+        check(len(block) == raw, "hadoop-snappy: block of %d bytes says %d" % (len(block), raw))
+        check(raw <= 262144 - (262144 // 6 + 32), "hadoop-snappy: block over Hadoop's buffer")
+        out.append(block)
+        at += 8 + n
+    return b"".join(out)
+
+
+def zip_decode(blob):
+    """One deflated entry, as Firehose writes ZIP; python's zipfile checks the crc."""
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        infos = z.infolist()
+        check(len(infos) == 1, "ZIP: %d entries" % len(infos))
+        check(infos[0].compress_type == zipfile.ZIP_DEFLATED, "ZIP: deflated")
+        check(infos[0].date_time == (1980, 1, 1, 0, 0, 0), "ZIP: fixed time")
+        check(z.testzip() is None, "ZIP: crc")
+        return z.read(infos[0])
+
+
 DECODERS = {
     "UNCOMPRESSED": ("", lambda b: b),
+    "ZIP": (".zip", zip_decode),
+    "HADOOP_SNAPPY": (".snappy", hadoop_snappy_decode),
     "GZIP": (".gz", gzip.decompress),
     "Snappy": (".snappy", snappy_java_decode),
     "ZSTD": (".zst", lambda b: zstandard.ZstdDecompressor().decompress(b)),
