@@ -46,8 +46,11 @@ static const char *const fh_stream_types[] = {
 #define KV_DELIVERY_STREAM_NAME \
 	KV_STR("DeliveryStreamName", true, KV_PATTERN_NAME, 1, FIREHOSE_NAME_SIZE_MAX)
 
-static kv_nested_types_fn fh_s3_types, fh_record_types, fh_records_types;
-static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_records_check;
+static kv_nested_types_fn fh_s3_types, fh_http_types, fh_record_types, fh_records_types;
+static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_http_check, fh_record_check,
+	fh_records_check;
+static int fh_http_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_spec *spec);
+static void fh_out_http(struct api_out *out, const struct firehose_spec *spec);
 
 #define KINESIS_SHAPE_FH_CREATE(F) \
 	F(FH_CREATE, NAME, KV_DELIVERY_STREAM_NAME) \
@@ -61,7 +64,7 @@ static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_reco
 	F(FH_CREATE, EXT_S3, KV_NESTED("ExtendedS3DestinationConfiguration", KV_STRUCT, false, \
 				       -1, -1, fh_s3_types, fh_ext_s3_check)) \
 	F(FH_CREATE, HTTP, KV_NESTED("HttpEndpointDestinationConfiguration", KV_STRUCT, false, \
-				     -1, -1, NULL, NULL)) \
+				     -1, -1, fh_http_types, fh_http_check)) \
 	F(FH_CREATE, TAGS, KV_NESTED("Tags", KV_LIST, false, 1, 50, NULL, NULL))
 KV_SHAPE_ENUM(FH_CREATE);
 
@@ -368,7 +371,6 @@ fh_errno_reply(struct kinesis_req *r, int rc, const char *name)
 static const char *const fh_unsupported_destinations[] = {
 	"RedshiftDestinationConfiguration", "ElasticsearchDestinationConfiguration",
 	"AmazonopensearchserviceDestinationConfiguration", "SplunkDestinationConfiguration",
-	"HttpEndpointDestinationConfiguration",
 	"AmazonOpenSearchServerlessDestinationConfiguration", "SnowflakeDestinationConfiguration",
 	"IcebergDestinationConfiguration",
 };
@@ -457,6 +459,7 @@ fh_create_check(struct kinesis_req *r, const cJSON **dest_out)
 	const char *type = r->v[FH_CREATE_TYPE].json != NULL ? r->v[FH_CREATE_TYPE].string :
 			   "DirectPut";
 	const cJSON *s3 = r->v[FH_CREATE_S3].json, *ext = r->v[FH_CREATE_EXT_S3].json;
+	const cJSON *http = r->v[FH_CREATE_HTTP].json;
 	uint32_t others = 0;
 
 	if (strcmp(type, "DirectPut") != 0) {
@@ -470,17 +473,19 @@ fh_create_check(struct kinesis_req *r, const cJSON **dest_out)
 
 		others += d != NULL && !cJSON_IsNull(d);
 	}
-	if ((s3 != NULL) + (ext != NULL) + others != 1) {
+	if ((s3 != NULL) + (ext != NULL) + (http != NULL) + others != 1) {
 		kinesis_error(r->call, "InvalidArgumentException", "Exactly one destination "
 			      "configuration is supported for a Firehose");
 		return -EINVAL;
 	}
 	if (others != 0) {
-		kinesis_error(r->call, "InvalidArgumentException", "Only S3 and ExtendedS3 "
-			      "destinations are supported by this endpoint yet.");
+		kinesis_error(r->call, "InvalidArgumentException", "Only S3, ExtendedS3 and "
+			      "HttpEndpoint destinations are supported by this endpoint yet.");
 		return -EINVAL;
 	}
-	*dest_out = ext != NULL ? ext : s3;
+	/* An HTTP endpoint's S3Configuration is its backup: the spec's bucket and prefixes. */
+	*dest_out = ext != NULL ? ext : s3 != NULL ? s3 :
+		    cJSON_GetObjectItemCaseSensitive(http, "S3Configuration");
 	return 0;
 }
 
@@ -493,6 +498,9 @@ fh_create(struct kinesis_req *r)
 	int rc;
 
 	if (fh_create_check(r, &dest) != 0 || fh_spec_from(r, dest, &spec) != 0)
+		return;
+	if (r->v[FH_CREATE_HTTP].json != NULL &&
+	    fh_http_spec_from(r, r->v[FH_CREATE_HTTP].json, &spec) != 0)
 		return;
 	snprintf(spec.name, sizeof(spec.name), "%s", r->v[FH_CREATE_NAME].string);
 	rc = firehose_create(r->k->firehose, &spec, kinesis_now_ms(r->req));
@@ -565,11 +573,15 @@ fh_describe(struct kinesis_req *r)
 		       "Configuration\":{\"Status\":\"DISABLED\"},\"DeliveryStreamType\":"
 		       "\"DirectPut\",\"VersionId\":\"%u\",\"CreateTimestamp\":", info.version);
 	kinesis_out_timestamp(out, info.created_ms);
-	api_out_printf(out, ",\"Destinations\":[{\"DestinationId\":\"destinationId-000000000001\","
-		       "\"S3DestinationDescription\":");
-	fh_out_destination(out, &info.spec, false);
-	api_out_printf(out, ",\"ExtendedS3DestinationDescription\":");
-	fh_out_destination(out, &info.spec, true);
+	api_out_printf(out, ",\"Destinations\":[{\"DestinationId\":\"destinationId-000000000001\",");
+	if (info.spec.destination == FIREHOSE_DEST_HTTP) {
+		fh_out_http(out, &info.spec);
+	} else {
+		api_out_printf(out, "\"S3DestinationDescription\":");
+		fh_out_destination(out, &info.spec, false);
+		api_out_printf(out, ",\"ExtendedS3DestinationDescription\":");
+		fh_out_destination(out, &info.spec, true);
+	}
 	api_out_printf(out, "}],\"HasMoreDestinations\":false}}");
 	api_call_reply(r->call, 200);
 }
@@ -611,6 +623,235 @@ fh_delete(struct kinesis_req *r)
 	}
 	api_out_printf(api_call_out(r->call), "{}");
 	api_call_reply(r->call, 200);
+}
+
+/* ---- HttpEndpointDestinationConfiguration ------------------------------------ */
+
+static const char *const fh_http_encodings[] = { "NONE", "GZIP", NULL };
+static const char *const fh_http_backup_modes[] = { "FailedDataOnly", "AllData", NULL };
+
+/* The member's type (SerializationException) when present. */
+static int
+fh_members_typed(struct kinesis_req *r, const cJSON *item, const char *const *names,
+		 size_t count, enum kv_type type)
+{
+	for (size_t i = 0; i < count; i++)
+		if (fh_member_type(r, item, names[i], type) != 0)
+			return -EINVAL;
+	return 0;
+}
+
+static int
+fh_http_types(struct kinesis_req *r, const cJSON *item)
+{
+	static const char *const structs[] = {
+		"EndpointConfiguration", "BufferingHints", "RequestConfiguration", "RetryOptions",
+		"S3Configuration", "ProcessingConfiguration", "CloudWatchLoggingOptions",
+	};
+	static const char *const endpoint[] = { "Url", "Name", "AccessKey" };
+	static const char *const pair[] = { "AttributeName", "AttributeValue" };
+	const cJSON *request = cJSON_GetObjectItemCaseSensitive(item, "RequestConfiguration");
+	const cJSON *attributes = cJSON_GetObjectItemCaseSensitive(request, "CommonAttributes");
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
+	const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(item, "S3Configuration");
+	const cJSON *list = cJSON_IsArray(attributes) ? attributes : NULL;
+	const cJSON *a;
+
+	if (fh_members_typed(r, item, structs, ARRAY_SIZE(structs), KV_STRUCT) != 0 ||
+	    fh_member_type(r, item, "S3BackupMode", KV_STRING) != 0 ||
+	    fh_member_type(r, item, "RoleARN", KV_STRING) != 0 ||
+	    fh_members_typed(r, cJSON_GetObjectItemCaseSensitive(item, "EndpointConfiguration"),
+			     endpoint, ARRAY_SIZE(endpoint), KV_STRING) != 0 ||
+	    fh_member_type(r, hints, "SizeInMBs", KV_INTEGER) != 0 ||
+	    fh_member_type(r, hints, "IntervalInSeconds", KV_INTEGER) != 0 ||
+	    fh_member_type(r, request, "ContentEncoding", KV_STRING) != 0 ||
+	    fh_member_type(r, request, "CommonAttributes", KV_LIST) != 0 ||
+	    fh_member_type(r, cJSON_GetObjectItemCaseSensitive(item, "RetryOptions"),
+			   "DurationInSeconds", KV_INTEGER) != 0 ||
+	    (s3 != NULL && fh_s3_types(r, s3) != 0))
+		return -EINVAL;
+	cJSON_ArrayForEach(a, list)
+		if (kv_type_check(r->call, a, KV_STRUCT) != 0 ||
+		    fh_members_typed(r, a, pair, ARRAY_SIZE(pair), KV_STRING) != 0)
+			return -EINVAL;
+	return 0;
+}
+
+static void
+fh_enum_check(struct kv_errors *errors, const char *path, const cJSON *item,
+	      const char *const *values, const char *rule)
+{
+	bool known = false;
+
+	if (!cJSON_IsString(item))
+		return;
+	for (const char *const *v = values; *v != NULL; v++)
+		known |= strcmp(*v, item->valuestring) == 0;
+	if (!known)
+		kv_errors_add(errors, item->valuestring, true, path, rule);
+}
+
+static void
+fh_http_attributes_check(const cJSON *attributes, struct kv_errors *errors)
+{
+	const char *base = "httpEndpointDestinationConfiguration.requestConfiguration."
+			   "commonAttributes";
+	uint32_t i = 0;
+	const cJSON *a;
+	char path[160];
+
+	if (cJSON_GetArraySize(attributes) > (int)FIREHOSE_HTTP_ATTRIBUTES_MAX) {
+		char rendered[32];
+
+		snprintf(rendered, sizeof(rendered), "%d", cJSON_GetArraySize(attributes));
+		kv_errors_add(errors, rendered, false, base, "Member must have length less than "
+			      "or equal to 50");
+	}
+	cJSON_ArrayForEach(a, attributes) {
+		i++;
+		snprintf(path, sizeof(path), "%s.%u.member.attributeName", base, i);
+		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(a, "AttributeName"),
+				true, KV_PATTERN_NONE, 1, FIREHOSE_HTTP_ATTRIBUTE_NAME_SIZE_MAX);
+		snprintf(path, sizeof(path), "%s.%u.member.attributeValue", base, i);
+		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(a, "AttributeValue"),
+				true, KV_PATTERN_NONE, 0, FIREHOSE_HTTP_ATTRIBUTE_VALUE_SIZE_MAX);
+	}
+}
+
+static void
+fh_http_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	const cJSON *endpoint = cJSON_GetObjectItemCaseSensitive(item, "EndpointConfiguration");
+	const cJSON *url = cJSON_GetObjectItemCaseSensitive(endpoint, "Url");
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
+	const cJSON *request = cJSON_GetObjectItemCaseSensitive(item, "RequestConfiguration");
+	const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(item, "S3Configuration");
+
+	(void)r;
+	if (endpoint == NULL || cJSON_IsNull(endpoint))
+		kv_errors_add(errors, "null", false, "httpEndpointDestinationConfiguration."
+			      "endpointConfiguration", "Member must not be null");
+	kv_string_check(errors, "httpEndpointDestinationConfiguration.endpointConfiguration.url",
+			endpoint != NULL ? url : NULL, endpoint != NULL, KV_PATTERN_NONE, 1,
+			FIREHOSE_HTTP_URL_SIZE_MAX);
+	/* AWS's pattern is https://.*; plain http:// is ours (loopback endpoints, tests). */
+	if (cJSON_IsString(url) && strncmp(url->valuestring, "https://", 8) != 0 &&
+	    strncmp(url->valuestring, "http://", 7) != 0)
+		kv_errors_add(errors, url->valuestring, true, "httpEndpointDestinationConfiguration."
+			      "endpointConfiguration.url", "Member must satisfy regular "
+			      "expression pattern: https://.*");
+	kv_string_check(errors, "httpEndpointDestinationConfiguration.endpointConfiguration.name",
+			cJSON_GetObjectItemCaseSensitive(endpoint, "Name"), false,
+			KV_PATTERN_NONE, 1, FIREHOSE_HTTP_NAME_SIZE_MAX);
+	kv_string_check(errors, "httpEndpointDestinationConfiguration.endpointConfiguration."
+			"accessKey", cJSON_GetObjectItemCaseSensitive(endpoint, "AccessKey"),
+			false, KV_PATTERN_NONE, 0, FIREHOSE_HTTP_ACCESS_KEY_SIZE_MAX);
+	fh_int_check(errors, "httpEndpointDestinationConfiguration.bufferingHints.sizeInMBs",
+		     cJSON_GetObjectItemCaseSensitive(hints, "SizeInMBs"), FIREHOSE_SIZE_MB_MIN,
+		     FIREHOSE_HTTP_SIZE_MB_MAX);
+	fh_int_check(errors, "httpEndpointDestinationConfiguration.bufferingHints."
+		     "intervalInSeconds", cJSON_GetObjectItemCaseSensitive(hints,
+		     "IntervalInSeconds"), 0, FIREHOSE_INTERVAL_S_MAX);
+	fh_enum_check(errors, "httpEndpointDestinationConfiguration.requestConfiguration."
+		      "contentEncoding", cJSON_GetObjectItemCaseSensitive(request,
+		      "ContentEncoding"), fh_http_encodings, "Member must satisfy enum value set: "
+		      "[NONE, GZIP]");
+	fh_http_attributes_check(cJSON_GetObjectItemCaseSensitive(request, "CommonAttributes"),
+				 errors);
+	fh_int_check(errors, "httpEndpointDestinationConfiguration.retryOptions.durationInSeconds",
+		     cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item,
+		     "RetryOptions"), "DurationInSeconds"), 0, FIREHOSE_HTTP_RETRY_S_MAX);
+	fh_enum_check(errors, "httpEndpointDestinationConfiguration.s3BackupMode",
+		      cJSON_GetObjectItemCaseSensitive(item, "S3BackupMode"), fh_http_backup_modes,
+		      "Member must satisfy enum value set: [FailedDataOnly, AllData]");
+	if (s3 == NULL || cJSON_IsNull(s3))
+		kv_errors_add(errors, "null", false, "httpEndpointDestinationConfiguration."
+			      "s3Configuration", "Member must not be null");
+	else
+		fh_dest_check(s3, errors, "httpEndpointDestinationConfiguration.s3Configuration");
+}
+
+/* CommonAttributes as the JSON object the header carries; 0 or replied. */
+static int
+fh_http_attributes(struct kinesis_req *r, const cJSON *list, struct firehose_http *http)
+{
+	cJSON *object = cJSON_CreateObject();
+	const cJSON *a;
+	int rc = 0;
+
+	cJSON_ArrayForEach(a, list)
+		cJSON_AddStringToObject(object, fh_member_string(a, "AttributeName", ""),
+					fh_member_string(a, "AttributeValue", ""));
+	if (cJSON_GetArraySize(object) > 0 &&
+	    !cJSON_PrintPreallocated(object, http->attributes, (int)sizeof(http->attributes) - 1,
+				     false)) {
+		kinesis_error(r->call, "InvalidArgumentException", "CommonAttributes may take at "
+			      "most %u bytes as JSON here (they travel in one HTTP header).",
+			      FIREHOSE_HTTP_ATTRIBUTES_SIZE_MAX - 1);
+		rc = -EINVAL;
+	}
+	cJSON_Delete(object);
+	return rc;
+}
+
+/* The endpoint's members over the backup's spec (fh_spec_from). 0 or replied. */
+static int
+fh_http_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_spec *spec)
+{
+	const cJSON *endpoint = cJSON_GetObjectItemCaseSensitive(item, "EndpointConfiguration");
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
+	const cJSON *request = cJSON_GetObjectItemCaseSensitive(item, "RequestConfiguration");
+	struct firehose_http *http = &spec->http;
+
+	spec->destination = FIREHOSE_DEST_HTTP;
+	snprintf(http->url, sizeof(http->url), "%s", fh_member_string(endpoint, "Url", ""));
+	snprintf(http->endpoint_name, sizeof(http->endpoint_name), "%s",
+		 fh_member_string(endpoint, "Name", ""));
+	snprintf(http->access_key, sizeof(http->access_key), "%s",
+		 fh_member_string(endpoint, "AccessKey", ""));
+	http->gzip = strcmp(fh_member_string(request, "ContentEncoding", "NONE"), "GZIP") == 0;
+	http->backup_all = strcmp(fh_member_string(item, "S3BackupMode", "FailedDataOnly"),
+				  "AllData") == 0;
+	http->retry_s = fh_member_u32(cJSON_GetObjectItemCaseSensitive(item, "RetryOptions"),
+				      "DurationInSeconds", FIREHOSE_HTTP_RETRY_S_DEFAULT);
+	spec->size_mb = fh_member_u32(hints, "SizeInMBs", FIREHOSE_SIZE_MB_DEFAULT);
+	spec->interval_s = fh_member_u32(hints, "IntervalInSeconds", FIREHOSE_INTERVAL_S_DEFAULT);
+	return fh_http_attributes(r, cJSON_GetObjectItemCaseSensitive(request, "CommonAttributes"),
+				  http);
+}
+
+static void
+fh_out_http(struct api_out *out, const struct firehose_spec *spec)
+{
+	const struct firehose_http *http = &spec->http;
+	cJSON *attributes = cJSON_Parse(http->attributes);
+	const cJSON *a;
+	bool first = true;
+
+	api_out_printf(out, "\"HttpEndpointDestinationDescription\":{\"EndpointConfiguration\":{");
+	fh_out_member(out, "Url", http->url, false);
+	if (http->endpoint_name[0] != '\0')
+		fh_out_member(out, "Name", http->endpoint_name, true);
+	api_out_printf(out, "},\"BufferingHints\":{\"SizeInMBs\":%u,\"IntervalInSeconds\":%u},"
+		       "\"CloudWatchLoggingOptions\":{\"Enabled\":false},\"RequestConfiguration\":"
+		       "{\"ContentEncoding\":\"%s\",\"CommonAttributes\":[", spec->size_mb,
+		       spec->interval_s, http->gzip ? "GZIP" : "NONE");
+	cJSON_ArrayForEach(a, attributes) {
+		api_out_printf(out, "%s{", first ? "" : ",");
+		fh_out_member(out, "AttributeName", a->string, false);
+		fh_out_member(out, "AttributeValue", cJSON_IsString(a) ? a->valuestring : "",
+			      true);
+		api_out_printf(out, "}");
+		first = false;
+	}
+	cJSON_Delete(attributes);
+	api_out_printf(out, "]},\"RetryOptions\":{\"DurationInSeconds\":%u},\"S3BackupMode\":"
+		       "\"%s\"", http->retry_s, http->backup_all ? "AllData" : "FailedDataOnly");
+	if (spec->role_arn[0] != '\0')
+		fh_out_member(out, "RoleARN", spec->role_arn, true);
+	api_out_printf(out, ",\"S3DestinationDescription\":");
+	fh_out_destination(out, spec, false);
+	api_out_printf(out, "}");
 }
 
 /* ---- PutRecord, PutRecordBatch ---------------------------------------------- */

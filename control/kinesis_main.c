@@ -202,6 +202,7 @@ kinesis_firehose_open(struct kinesis *k)
 	char root[CONFIG_STRING_SIZE + 16];
 	struct firehose_options options = {
 		.data_dir = k->config.data_dir, .local_root = root, .log = k->log,
+		.region = k->config.region, .account_id = k->config.account_id,
 	};
 	int rc;
 

@@ -16,6 +16,7 @@
  *
  * Directories the key creates are fsynced into their parents as they are made.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,8 +30,6 @@
 #include "common/hist.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
-
-#define FH_UUID_SIZE 37  /* 8-4-4-4-12 and NUL. */
 
 /* ---- Names ---------------------------------------------------------------- */
 
@@ -52,7 +51,7 @@ fh_hash_text(uint64_t h, const char *text)
 }
 
 /* The "random" part: a hash of what the object holds, so a redo names it the same. */
-static void
+void
 fh_uuid(const char *name, uint32_t version, uint64_t shard_id, uint64_t first, uint64_t end,
 	char out[FH_UUID_SIZE])
 {
@@ -181,6 +180,7 @@ fh_write_object(char *path, const uint8_t *data, size_t size)
 struct fh_read {
 	struct firehose *fh;
 	uint64_t limit;          /* Stop once this many data bytes are in (a cut by size). */
+	uint32_t records_max;    /* Or this many records (0: no limit); their ends are kept. */
 	uint64_t first_arrival_ns;
 	uint32_t records;
 };
@@ -197,7 +197,12 @@ fh_read_record(void *arg, const struct log_record_out *record)
 		r->first_arrival_ns = record->arrival_ns;
 	memcpy(fh->raw + fh->raw_used, record->data, record->data_size);
 	fh->raw_used += record->data_size;
-	return fh->raw_used >= r->limit ? 1 : 0;
+	if (r->records_max != 0) {
+		assert(r->records <= r->records_max && r->records_max <= FIREHOSE_HTTP_RECORDS_MAX);
+		fh->record_ends[r->records - 1] = (uint32_t)fh->raw_used;
+		fh->record_arrivals[r->records - 1] = record->arrival_ns;
+	}
+	return fh->raw_used >= r->limit || r->records == r->records_max ? 1 : 0;
 }
 
 /* Reads [first, end) into fh->raw, stopping early at r->limit bytes (*next_out: where). */
@@ -209,7 +214,9 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 
 	fh->raw_used = 0;
 	r->fh = fh;
-	while (seq < end && fh->raw_used < r->limit) {
+	r->records_max = fh_records_max(s);
+	while (seq < end && fh->raw_used < r->limit &&
+	       (r->records_max == 0 || r->records < r->records_max)) {
 		uint64_t next = seq;
 		uint32_t want = (uint32_t)min_u64(end - seq, UINT32_MAX);
 		int n = log_read(fh->reader, s->shard_id, seq, want, UINT64_MAX, fh_read_record, r,
@@ -227,31 +234,39 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 
 /* ---- Delivering ------------------------------------------------------------ */
 
-static int
-fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
-	   uint64_t first_arrival_ns)
+int
+fh_deliver_local(struct firehose *fh, const struct firehose_spec *spec, uint32_t version,
+		 uint64_t shard_id, uint64_t first, uint64_t end, uint64_t first_arrival_ns,
+		 const uint8_t *data, size_t size)
 {
 	char path[FIREHOSE_PATH_SIZE_MAX];
-	const uint8_t *data = fh->raw;
-	size_t size = fh->raw_used;
-	int n = snprintf(path, sizeof(path), "%s/%s/", fh->local_root, s->spec.bucket);
+	int n = snprintf(path, sizeof(path), "%s/%s/", fh->local_root, spec->bucket);
 	int rc;
 
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return -ENAMETOOLONG;
-	rc = firehose_object_key(&s->spec, s->version, s->shard_id, first, end, first_arrival_ns,
+	rc = firehose_object_key(spec, version, shard_id, first, end, first_arrival_ns,
 				 path + n, sizeof(path) - (size_t)n);
-	if (rc == 0 && s->spec.compression != FIREHOSE_UNCOMPRESSED) {
-		rc = fh_codec_compress(s->spec.compression, fh->raw, fh->raw_used, fh->out,
-				       fh->out_size, &size);
+	if (rc == 0 && spec->compression != FIREHOSE_UNCOMPRESSED) {
+		rc = fh_codec_compress(spec->compression, data, size, fh->out, fh->out_size, &size);
 		data = fh->out;
 	}
 	if (rc == 0)
 		rc = fh_write_object(path, data, size);
 	if (rc != 0)
-		diag_warn("firehose", "%s: delivering seq %llu..%llu to %s: %s", s->spec.name,
+		diag_warn("firehose", "%s: delivering seq %llu..%llu to %s: %s", spec->name,
 			  (unsigned long long)first, (unsigned long long)end, path, strerror(-rc));
 	return rc;
+}
+
+static int
+fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
+	   const struct fh_read *r)
+{
+	if (s->spec.destination == FIREHOSE_DEST_HTTP)
+		return fh_http_deliver(fh, s, first, end, r->first_arrival_ns, r->records);
+	return fh_deliver_local(fh, &s->spec, s->version, s->shard_id, first, end,
+				r->first_arrival_ns, fh->raw, fh->raw_used);
 }
 
 /* Steps 3-5 for the cut [first, end) already in fh->raw (step 2 done by the caller). */
@@ -259,7 +274,7 @@ static int
 fh_commit(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
 	  const struct fh_read *r)
 {
-	int rc = fh_deliver(fh, s, first, end, r->first_arrival_ns);
+	int rc = fh_deliver(fh, s, first, end, r);
 
 	if (rc == 0)
 		rc = fh_store_delivered(fh, s, end);
@@ -315,6 +330,17 @@ fh_redo(struct firehose *fh, struct fh_stream *s)
 	return fh_commit(fh, s, s->intent_first, s->intent_end, &r);
 }
 
+/* What is pending makes a cut by size or by count (unknown: look). */
+static bool
+fh_cut_due(const struct fh_stream *s)
+{
+	uint32_t records_max = fh_records_max(s);
+
+	return s->pending_bytes == UINT64_MAX ||
+	       s->pending_bytes >= ((uint64_t)s->spec.size_mb << 20) ||
+	       (records_max != 0 && s->pending_records >= records_max);
+}
+
 static int
 fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 {
@@ -330,11 +356,11 @@ fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 	rc = log_shard_info(fh->log, s->shard_id, &info);
 	if (rc != 0 || info.seq_durable <= s->delivered) {
 		s->pending_bytes = 0;
+		s->pending_records = 0;
 		s->oldest_ns = 0;
 		return rc;
 	}
-	if (s->pending_bytes != UINT64_MAX && s->pending_bytes < size_bytes && s->oldest_ns != 0 &&
-	    s->oldest_ns + interval_ns > now_ns)
+	if (!fh_cut_due(s) && s->oldest_ns != 0 && s->oldest_ns + interval_ns > now_ns)
 		return 0;  /* Neither hint is due: no read. */
 	if (info.seq_trim > s->delivered)
 		return fh_skip_lost(fh, s, info.seq_trim);
@@ -345,7 +371,9 @@ fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 		return rc;
 	s->oldest_ns = r.first_arrival_ns;
 	s->pending_bytes = fh->raw_used;
-	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns)
+	s->pending_records = r.records;
+	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns &&
+	    (r.records_max == 0 || r.records < r.records_max))
 		return 0;
 	rc = fh_store_intent(fh, s, s->delivered, next);
 	if (rc != 0)
@@ -361,8 +389,7 @@ fh_flush_due(const struct fh_stream *s)
 {
 	if (s->retry_due_ns != 0)
 		return s->retry_due_ns;
-	if (s->intent || s->pending_bytes == UINT64_MAX ||
-	    s->pending_bytes >= ((uint64_t)s->spec.size_mb << 20))
+	if (s->intent || fh_cut_due(s))
 		return 0;
 	if (s->oldest_ns == 0)
 		return UINT64_MAX;

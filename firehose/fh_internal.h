@@ -7,6 +7,7 @@
  *   fh_store.c    SQLite (firehose.db): streams, delivered positions, intents
  *   fh_flush.c    the flusher: cutting ranges, naming, writing objects
  *   fh_codec.c    compression formats
+ *   fh_http.c     HTTP endpoint destinations (libcurl), their backup, their table
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
@@ -67,9 +68,12 @@ struct fh_stream {
 	uint64_t intent_end;
 	/* In memory only: hints that spare the flusher a read. */
 	uint64_t pending_bytes;      /* Durable, undelivered data bytes; UINT64_MAX unknown. */
+	uint64_t pending_records;    /* Their records (meaningful when pending_bytes is). */
 	uint64_t oldest_ns;          /* Arrival of the record at `delivered`; 0 unknown/none. */
 	uint64_t retry_due_ns;       /* Real time; 0: no failure outstanding. */
 	uint64_t retry_ns;
+	uint64_t http_failing_ns;    /* Monotonic time of the range's first failure; 0 none. */
+	uint32_t http_attempts;      /* POSTs of the range so far. */
 	struct fh_stats_slot *stats; /* Its slot in firehose.stats (same index). */
 };
 
@@ -103,6 +107,10 @@ struct firehose {
 	size_t raw_used;
 	uint8_t *out;                /* fh_codec_bound(FH_RAW_SIZE_MAX) */
 	size_t out_size;
+	/* FIREHOSE_HTTP_RECORDS_MAX each: where a cut's records end in raw, their arrival. */
+	uint32_t *record_ends;
+	uint64_t *record_arrivals;
+	struct fh_http *http;        /* fh_http.c's state. */
 };
 
 struct fh_stream *fh_stream_find(struct firehose *fh, const char *name);
@@ -122,8 +130,21 @@ int fh_store_delete(struct firehose *fh, const struct fh_stream *s);
 int fh_store_intent(struct firehose *fh, const struct fh_stream *s, uint64_t first, uint64_t end);
 /* Moves the delivered position to `next` and clears the intent. */
 int fh_store_delivered(struct firehose *fh, const struct fh_stream *s, uint64_t next);
+/* Helpers for other tables: run SQL; one statement with 'i' int64 / 't' text arguments. */
+int fh_store_exec(struct firehose *fh, const char *sql);
+int fh_store_run(struct firehose *fh, const char *sql, const char *types,
+		 const void *const *args);
+int fh_store_fail(struct firehose *fh, const char *what);
 
 /* fh_flush.c */
+#define FH_UUID_SIZE 37  /* 8-4-4-4-12 and NUL. */
+/* A UUID-shaped hash of (name, version, shard, [first, end)): a range's "random" part. */
+void fh_uuid(const char *name, uint32_t version, uint64_t shard_id, uint64_t first,
+	     uint64_t end, char out[FH_UUID_SIZE]);
+/* Compresses data as spec says and writes it as the object spec names for the range. */
+int fh_deliver_local(struct firehose *fh, const struct firehose_spec *spec, uint32_t version,
+		     uint64_t shard_id, uint64_t first, uint64_t end, uint64_t first_arrival_ns,
+		     const uint8_t *data, size_t size);
 void fh_flush_run(struct firehose *fh, uint64_t now_real_ns);
 /* Real time at which stream `s` wants the flusher, or UINT64_MAX. */
 uint64_t fh_flush_due(const struct fh_stream *s);
@@ -134,5 +155,23 @@ const char *fh_codec_extension(enum firehose_compression c);
 /* Compresses in[0..size) into out (out_cap >= fh_codec_bound); deterministic bytes. */
 int fh_codec_compress(enum firehose_compression c, const uint8_t *in, size_t size,
 		      uint8_t *out, size_t out_cap, size_t *out_size);
+
+/* fh_http.c */
+int fh_http_open(struct firehose *fh, const struct firehose_options *options);
+void fh_http_close(struct firehose *fh);
+int fh_http_store_create(struct firehose *fh);
+/* Stores s->spec.http when s is an HTTP stream (inside fh_store_insert's transaction). */
+int fh_http_store_insert(struct firehose *fh, const struct fh_stream *s);
+int fh_http_store_delete(struct firehose *fh, const struct fh_stream *s);
+/* Makes s (just loaded) an HTTP stream when it has a stored HTTP destination. */
+int fh_http_store_load(struct firehose *fh, struct fh_stream *s);
+/* Records a cut may hold (0: no limit but the size). */
+uint32_t fh_records_max(const struct fh_stream *s);
+/*
+ * POSTs the cut in fh->raw (record_ends/arrivals filled); after RetryOptions the range
+ * goes to the backup instead. 0: taken (or backed up); else retried by the flusher.
+ */
+int fh_http_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
+		    uint64_t first_arrival_ns, uint32_t records);
 
 #endif /* SLUICE_FIREHOSE_FH_INTERNAL_H */

@@ -73,6 +73,8 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	snprintf(fh->local_root, sizeof(fh->local_root), "%s", options->local_root);
 	rc = fh_alloc(fh);
 	if (rc == 0)
+		rc = fh_http_open(fh, options);
+	if (rc == 0)
 		rc = fh_store_open(fh);
 	if (rc == 0)
 		rc = fh_store_load(fh);
@@ -113,6 +115,7 @@ firehose_close(struct firehose *fh)
 	if (fh->reader != NULL)
 		log_reader_close(fh->reader);
 	fh_store_close(fh);
+	fh_http_close(fh);
 	free(fh->raw);
 	free(fh->out);
 	free(fh->pending);
@@ -378,6 +381,7 @@ fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 		/* A partial put's bytes are not summed: "unknown" makes the flusher look. */
 		if (s->pending_bytes != UINT64_MAX)
 			s->pending_bytes = p->error == 0 ? s->pending_bytes + p->bytes : UINT64_MAX;
+		s->pending_records += durable;
 		if (s->oldest_ns == 0)
 			s->oldest_ns = p->arrival_ns;
 	}

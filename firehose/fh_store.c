@@ -22,14 +22,14 @@
 
 #define FH_STORE_BUSY_MS 5000
 
-static int
+int
 fh_store_fail(struct firehose *fh, const char *what)
 {
 	diag_error("firehose", "sqlite %s: %s", what, sqlite3_errmsg(fh->db));
 	return -EIO;
 }
 
-static int
+int
 fh_store_exec(struct firehose *fh, const char *sql)
 {
 	char *err = NULL;
@@ -46,18 +46,19 @@ int
 fh_store_open(struct firehose *fh)
 {
 	char path[FIREHOSE_PATH_SIZE_MAX + sizeof(FIREHOSE_DB_FILE) + 1];
+	int rc;
 
 	snprintf(path, sizeof(path), "%s/%s", fh->data_dir, FIREHOSE_DB_FILE);
 	if (sqlite3_open_v2(path, &fh->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 			    NULL) != SQLITE_OK) {
-		int rc = fh_store_fail(fh, path);
+		rc = fh_store_fail(fh, path);
 
 		sqlite3_close(fh->db);
 		fh->db = NULL;
 		return rc;
 	}
 	sqlite3_busy_timeout(fh->db, FH_STORE_BUSY_MS);
-	return fh_store_exec(fh,
+	rc = fh_store_exec(fh,
 		"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 		"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER);"
 		"CREATE TABLE IF NOT EXISTS delivery_streams(name TEXT PRIMARY KEY,"
@@ -67,6 +68,7 @@ fh_store_open(struct firehose *fh)
 		" size_mb INTEGER NOT NULL, interval_s INTEGER NOT NULL,"
 		" compression INTEGER NOT NULL, delivered INTEGER NOT NULL,"
 		" intent_first INTEGER, intent_end INTEGER);");
+	return rc != 0 ? rc : fh_http_store_create(fh);
 }
 
 void
@@ -121,7 +123,7 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 	s->used = true;
 	s->shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
 	s->pending_bytes = UINT64_MAX;
-	return 0;
+	return fh_http_store_load(fh, s);
 }
 
 int
@@ -145,7 +147,7 @@ fh_store_load(struct firehose *fh)
 }
 
 /* Runs one statement with integer/text parameters given as a format: 'i' int64, 't' text. */
-static int
+int
 fh_store_run(struct firehose *fh, const char *sql, const char *types, const void *const *args)
 {
 	sqlite3_stmt *st = NULL;
@@ -213,6 +215,8 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 						    s->spec.error_prefix, &size_mb, &interval,
 						    &compression, &delivered });
 	if (rc == 0)
+		rc = fh_http_store_insert(fh, s);
+	if (rc == 0)
 		return fh_store_exec(fh, "COMMIT");
 	fh_store_exec(fh, "ROLLBACK");
 	return rc;
@@ -221,8 +225,11 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 int
 fh_store_delete(struct firehose *fh, const struct fh_stream *s)
 {
-	return fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",
-			    (const void *[]){ s->spec.name });
+	int rc = fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",
+			      (const void *[]){ s->spec.name });
+
+	/* An HTTP row left by a crash between the two is never read: ids are not reused. */
+	return rc != 0 ? rc : fh_http_store_delete(fh, s);
 }
 
 int

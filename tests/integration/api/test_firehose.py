@@ -108,10 +108,10 @@ def test_create_errors(fh):
     expect_error(create, "InvalidArgumentException", "Exactly one destination configuration",
                  DeliveryStreamName="v", ExtendedS3DestinationConfiguration=s3dest("b"),
                  S3DestinationConfiguration=s3dest("b"))
-    expect_error(create, "InvalidArgumentException", "Only S3 and ExtendedS3",
-                 DeliveryStreamName="v", HttpEndpointDestinationConfiguration={
-                     "EndpointConfiguration": {"Url": "https://example.com"},
-                     "S3Configuration": s3dest("b")})
+    expect_error(create, "InvalidArgumentException", "Only S3, ExtendedS3 and HttpEndpoint",
+                 DeliveryStreamName="v", SplunkDestinationConfiguration={
+                     "HECEndpoint": "https://example.com", "HECEndpointType": "Raw",
+                     "HECToken": "t", "S3Configuration": s3dest("b")})
     expect_error(create, "InvalidArgumentException", "KinesisStreamAsSource",
                  DeliveryStreamName="v", DeliveryStreamType="KinesisStreamAsSource",
                  ExtendedS3DestinationConfiguration=s3dest("b"))
