@@ -18,6 +18,7 @@
 #include "common/limits.h"
 #include "control/config.h"
 #include "dataplane/dataplane.h"
+#include "firehose/firehose.h"
 #include "nvme-log/log.h"
 
 enum config_type {
@@ -269,6 +270,14 @@ static const struct config_key config_keys[] = {
 	KEY_STR("firehose", "local_root", firehose_local_root, "",
 		"Directory delivery streams land objects in, as local_root/<bucket>/<key> for a "
 		"BucketARN arn:aws:s3:::<bucket> (docs/FIREHOSE.md); empty = <data_dir>/firehose."),
+	KEY_STR("firehose", "lambda_map", firehose_lambda_map, "",
+		"Lambda processors as local executables: ARN=PATH[,ARN=PATH...] (at most 16); "
+		"PATH gets Firehose's transformation event on stdin and answers on stdout "
+		"(docs/FIREHOSE.md). A LambdaArn not named here is refused at create."),
+	KEY_U32("firehose", "lambda_timeout_s", firehose_lambda_timeout_s, "60", 1,
+		FIREHOSE_LAMBDA_TIMEOUT_S_MAX,
+		"A Lambda executable still running after this is killed (the invocation failed; "
+		"it is retried NumberOfRetries times). Delivery waits for it meanwhile."),
 };
 
 void

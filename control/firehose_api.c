@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "control/kinesis.h"
@@ -51,6 +52,11 @@ static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_http_check, fh_record
 	fh_records_check;
 static int fh_http_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_spec *spec);
 static void fh_out_http(struct api_out *out, const struct firehose_spec *spec);
+static int fh_processing_types(struct kinesis_req *r, const cJSON *item);
+static void fh_processing_check(struct kv_errors *errors, const char *base, const cJSON *item);
+static int fh_lambda_spec_from(struct kinesis_req *r, const cJSON *item,
+			       struct firehose_spec *spec);
+static void fh_out_processing(struct api_out *out, const struct firehose_spec *spec);
 
 #define KINESIS_SHAPE_FH_CREATE(F) \
 	F(FH_CREATE, NAME, KV_DELIVERY_STREAM_NAME) \
@@ -161,7 +167,7 @@ fh_s3_types(struct kinesis_req *r, const cJSON *item)
 	if (hints != NULL && (fh_member_type(r, hints, "SizeInMBs", KV_INTEGER) != 0 ||
 			      fh_member_type(r, hints, "IntervalInSeconds", KV_INTEGER) != 0))
 		return -EINVAL;
-	return 0;
+	return fh_processing_types(r, item);
 }
 
 static void
@@ -243,6 +249,7 @@ fh_ext_s3_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *erro
 {
 	(void)r;
 	fh_dest_check(item, errors, "extendedS3DestinationConfiguration");
+	fh_processing_check(errors, "extendedS3DestinationConfiguration", item);
 }
 
 /* Decoded record data by position, for the handler (one request at a time). */
@@ -502,6 +509,11 @@ fh_create(struct kinesis_req *r)
 	if (r->v[FH_CREATE_HTTP].json != NULL &&
 	    fh_http_spec_from(r, r->v[FH_CREATE_HTTP].json, &spec) != 0)
 		return;
+	/* S3DestinationConfiguration has no ProcessingConfiguration in the model. */
+	if (r->v[FH_CREATE_S3].json == NULL &&
+	    fh_lambda_spec_from(r, r->v[FH_CREATE_HTTP].json != NULL ? r->v[FH_CREATE_HTTP].json :
+				dest, &spec) != 0)
+		return;
 	snprintf(spec.name, sizeof(spec.name), "%s", r->v[FH_CREATE_NAME].string);
 	rc = firehose_create(r->k->firehose, &spec, kinesis_now_ms(r->req));
 	if (rc == -EEXIST) {
@@ -548,8 +560,10 @@ fh_out_destination(struct api_out *out, const struct firehose_spec *spec, bool e
 	fh_out_member(out, "CompressionFormat", firehose_compression_name(spec->compression), true);
 	api_out_printf(out, ",\"EncryptionConfiguration\":{\"NoEncryptionConfig\":\"NoEncryption\"}"
 		       ",\"CloudWatchLoggingOptions\":{\"Enabled\":false}");
-	if (extended)
+	if (extended) {
 		api_out_printf(out, ",\"S3BackupMode\":\"Disabled\"");
+		fh_out_processing(out, spec);
+	}
 	api_out_printf(out, "}");
 }
 
@@ -668,7 +682,7 @@ fh_http_types(struct kinesis_req *r, const cJSON *item)
 	    fh_member_type(r, request, "CommonAttributes", KV_LIST) != 0 ||
 	    fh_member_type(r, cJSON_GetObjectItemCaseSensitive(item, "RetryOptions"),
 			   "DurationInSeconds", KV_INTEGER) != 0 ||
-	    (s3 != NULL && fh_s3_types(r, s3) != 0))
+	    (s3 != NULL && fh_s3_types(r, s3) != 0) || fh_processing_types(r, item) != 0)
 		return -EINVAL;
 	cJSON_ArrayForEach(a, list)
 		if (kv_type_check(r->call, a, KV_STRUCT) != 0 ||
@@ -769,6 +783,7 @@ fh_http_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors
 			      "s3Configuration", "Member must not be null");
 	else
 		fh_dest_check(s3, errors, "httpEndpointDestinationConfiguration.s3Configuration");
+	fh_processing_check(errors, "httpEndpointDestinationConfiguration", item);
 }
 
 /* CommonAttributes as the JSON object the header carries; 0 or replied. */
@@ -849,9 +864,207 @@ fh_out_http(struct api_out *out, const struct firehose_spec *spec)
 		       "\"%s\"", http->retry_s, http->backup_all ? "AllData" : "FailedDataOnly");
 	if (spec->role_arn[0] != '\0')
 		fh_out_member(out, "RoleARN", spec->role_arn, true);
+	fh_out_processing(out, spec);
 	api_out_printf(out, ",\"S3DestinationDescription\":");
 	fh_out_destination(out, spec, false);
 	api_out_printf(out, "}");
+}
+
+/* ---- ProcessingConfiguration (a Lambda processor) ---------------------------------- */
+
+static const char *const fh_processor_types[] = {
+	"RecordDeAggregation", "Decompression", "CloudWatchLogProcessing", "Lambda",
+	"MetadataExtraction", "AppendDelimiterToRecord", NULL,
+};
+static const char *const fh_parameter_names[] = {
+	"LambdaArn", "NumberOfRetries", "MetadataExtractionQuery", "JsonParsingEngine",
+	"RoleArn", "BufferSizeInMBs", "BufferIntervalInSeconds", "SubRecordType", "Delimiter",
+	"CompressionFormat", "DataMessageExtraction", NULL,
+};
+#define FH_PARAMETER_VALUE_MAX 5120
+
+static int
+fh_processing_types(struct kinesis_req *r, const cJSON *item)
+{
+	static const char *const pair[] = { "ParameterName", "ParameterValue" };
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(item, "ProcessingConfiguration");
+	const cJSON *procs = cJSON_GetObjectItemCaseSensitive(pc, "Processors");
+	const cJSON *list = cJSON_IsArray(procs) ? procs : NULL;
+	const cJSON *p;
+
+	if (kv_type_check(r->call, pc, KV_STRUCT) != 0 ||
+	    fh_member_type(r, pc, "Enabled", KV_BOOLEAN) != 0 ||
+	    fh_member_type(r, pc, "Processors", KV_LIST) != 0)
+		return -EINVAL;
+	cJSON_ArrayForEach(p, list) {
+		const cJSON *params = cJSON_GetObjectItemCaseSensitive(p, "Parameters");
+		const cJSON *plist = cJSON_IsArray(params) ? params : NULL;
+		const cJSON *a;
+
+		if (kv_type_check(r->call, p, KV_STRUCT) != 0 ||
+		    fh_member_type(r, p, "Type", KV_STRING) != 0 ||
+		    fh_member_type(r, p, "Parameters", KV_LIST) != 0)
+			return -EINVAL;
+		cJSON_ArrayForEach(a, plist)
+			if (kv_type_check(r->call, a, KV_STRUCT) != 0 ||
+			    fh_members_typed(r, a, pair, ARRAY_SIZE(pair), KV_STRING) != 0)
+				return -EINVAL;
+	}
+	return 0;
+}
+
+static void
+fh_processing_check(struct kv_errors *errors, const char *base, const cJSON *item)
+{
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(item, "ProcessingConfiguration");
+	const cJSON *p;
+	uint32_t i = 0;
+	char path[192];
+
+	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pc, "Processors")) {
+		const cJSON *a;
+		uint32_t j = 0;
+
+		i++;
+		snprintf(path, sizeof(path), "%s.processingConfiguration.processors.%u.member.type",
+			 base, i);
+		if (cJSON_GetObjectItemCaseSensitive(p, "Type") == NULL)
+			kv_errors_add(errors, "null", false, path, "Member must not be null");
+		fh_enum_check(errors, path, cJSON_GetObjectItemCaseSensitive(p, "Type"),
+			      fh_processor_types, "Member must satisfy enum value set: "
+			      "[RecordDeAggregation, Decompression, CloudWatchLogProcessing, Lambda, "
+			      "MetadataExtraction, AppendDelimiterToRecord]");
+		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(p, "Parameters")) {
+			j++;
+			snprintf(path, sizeof(path), "%s.processingConfiguration.processors.%u.member."
+				 "parameters.%u.member.parameterName", base, i, j);
+			if (cJSON_GetObjectItemCaseSensitive(a, "ParameterName") == NULL)
+				kv_errors_add(errors, "null", false, path, "Member must not be null");
+			fh_enum_check(errors, path, cJSON_GetObjectItemCaseSensitive(a, "ParameterName"),
+				      fh_parameter_names, "Member must satisfy enum value set: "
+				      "[LambdaArn, NumberOfRetries, MetadataExtractionQuery, "
+				      "JsonParsingEngine, RoleArn, BufferSizeInMBs, "
+				      "BufferIntervalInSeconds, SubRecordType, Delimiter, "
+				      "CompressionFormat, DataMessageExtraction]");
+			snprintf(path, sizeof(path), "%s.processingConfiguration.processors.%u.member."
+				 "parameters.%u.member.parameterValue", base, i, j);
+			kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(a,
+					"ParameterValue"), true, KV_PATTERN_NONE, 1,
+					FH_PARAMETER_VALUE_MAX);
+		}
+	}
+}
+
+/* A numeric parameter within [min, max] (text, as AWS takes them); 0 or replied. */
+static int
+fh_parameter_number(struct kinesis_req *r, const char *name, const char *text, double min,
+		    double max, double *out)
+{
+	char *end = NULL;
+	double v = strtod(text, &end);
+
+	if (end == text || *end != '\0' || !(v >= min && v <= max)) {
+		kinesis_error(r->call, "InvalidArgumentException", "Processor parameter %s must be "
+			      "a number from %g to %g, not '%s'.", name, min, max, text);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+fh_lambda_parameter(struct kinesis_req *r, const char *name, const char *value,
+		    struct firehose_lambda *l)
+{
+	double v = 0;
+	int rc = 0;
+
+	if (strcmp(name, "LambdaArn") == 0) {
+		snprintf(l->arn, sizeof(l->arn), "%s", value);
+	} else if (strcmp(name, "NumberOfRetries") == 0) {
+		rc = fh_parameter_number(r, name, value, 0, FIREHOSE_LAMBDA_RETRIES_MAX, &v);
+		l->retries = (uint32_t)v;
+	} else if (strcmp(name, "BufferSizeInMBs") == 0) {
+		rc = fh_parameter_number(r, name, value, 0.2, 3, &v);
+		l->buffer_bytes = (uint32_t)(v * 1048576.0);
+	} else if (strcmp(name, "BufferIntervalInSeconds") == 0) {
+		rc = fh_parameter_number(r, name, value, 0, FIREHOSE_INTERVAL_S_MAX, &v);
+		l->interval_s = (uint32_t)v;
+	} else if (strcmp(name, "RoleArn") != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "Processor parameter %s is not "
+			      "valid for a Lambda processor.", name);
+		rc = -EINVAL;
+	}
+	return rc;
+}
+
+/* The destination's ProcessingConfiguration: one Lambda processor, or none. 0 or replied. */
+static int
+fh_lambda_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_spec *spec)
+{
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(item, "ProcessingConfiguration");
+	const cJSON *enabled = cJSON_GetObjectItemCaseSensitive(pc, "Enabled");
+	struct firehose_lambda *l = &spec->lambda;
+	const cJSON *p, *a;
+
+	if (!cJSON_IsTrue(enabled))
+		return 0;  /* Disabled processors do nothing (and are not kept). */
+	*l = (struct firehose_lambda){ .retries = FIREHOSE_LAMBDA_RETRIES_DEFAULT,
+				       .buffer_bytes = FIREHOSE_LAMBDA_BUFFER_DEFAULT,
+				       .interval_s = FIREHOSE_LAMBDA_INTERVAL_S_DEFAULT };
+	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pc, "Processors")) {
+		const char *type = fh_member_string(p, "Type", "");
+
+		if (strcmp(type, "Lambda") != 0 || l->arn[0] != '\0') {
+			kinesis_error(r->call, "InvalidArgumentException", "Only one processor of "
+				      "type Lambda is supported by this endpoint yet, not %s.", type);
+			return -EINVAL;
+		}
+		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(p, "Parameters"))
+			if (fh_lambda_parameter(r, fh_member_string(a, "ParameterName", ""),
+						fh_member_string(a, "ParameterValue", ""), l) != 0)
+				return -EINVAL;
+		if (l->arn[0] == '\0') {
+			kinesis_error(r->call, "InvalidArgumentException", "A Lambda processor needs "
+				      "the parameter LambdaArn.");
+			return -EINVAL;
+		}
+	}
+	if (l->arn[0] != '\0' && !firehose_lambda_known(r->k->firehose, l->arn)) {
+		kinesis_error(r->call, "InvalidArgumentException", "LambdaArn %s has no executable "
+			      "in [firehose] lambda_map here.", l->arn);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void
+fh_out_parameter(struct api_out *out, const char *name, const char *value, bool comma)
+{
+	api_out_printf(out, "%s{", comma ? "," : "");
+	fh_out_member(out, "ParameterName", name, false);
+	fh_out_member(out, "ParameterValue", value, true);
+	api_out_printf(out, "}");
+}
+
+static void
+fh_out_processing(struct api_out *out, const struct firehose_spec *spec)
+{
+	const struct firehose_lambda *l = &spec->lambda;
+	char text[32];
+
+	if (l->arn[0] == '\0')
+		return;
+	api_out_printf(out, ",\"ProcessingConfiguration\":{\"Enabled\":true,\"Processors\":"
+		       "[{\"Type\":\"Lambda\",\"Parameters\":[");
+	fh_out_parameter(out, "LambdaArn", l->arn, false);
+	snprintf(text, sizeof(text), "%u", l->retries);
+	fh_out_parameter(out, "NumberOfRetries", text, true);
+	snprintf(text, sizeof(text), "%g", l->buffer_bytes / 1048576.0);
+	fh_out_parameter(out, "BufferSizeInMBs", text, true);
+	snprintf(text, sizeof(text), "%u", l->interval_s);
+	fh_out_parameter(out, "BufferIntervalInSeconds", text, true);
+	api_out_printf(out, "]}]}");
 }
 
 /* ---- PutRecord, PutRecordBatch ---------------------------------------------- */

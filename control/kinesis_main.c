@@ -203,6 +203,8 @@ kinesis_firehose_open(struct kinesis *k)
 	struct firehose_options options = {
 		.data_dir = k->config.data_dir, .local_root = root, .log = k->log,
 		.region = k->config.region, .account_id = k->config.account_id,
+		.lambda_map = k->config.firehose_lambda_map,
+		.lambda_timeout_s = k->config.firehose_lambda_timeout_s,
 	};
 	int rc;
 

@@ -198,7 +198,7 @@ fh_read_record(void *arg, const struct log_record_out *record)
 	memcpy(fh->raw + fh->raw_used, record->data, record->data_size);
 	fh->raw_used += record->data_size;
 	if (r->records_max != 0) {
-		assert(r->records <= r->records_max && r->records_max <= FIREHOSE_HTTP_RECORDS_MAX);
+		assert(r->records <= r->records_max && r->records_max <= FH_CUT_RECORDS_MAX);
 		fh->record_ends[r->records - 1] = (uint32_t)fh->raw_used;
 		fh->record_arrivals[r->records - 1] = record->arrival_ns;
 	}
@@ -263,8 +263,16 @@ static int
 fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
 	   const struct fh_read *r)
 {
+	uint32_t records = r->records;
+	int rc;
+
+	if (s->spec.lambda.arn[0] != '\0') {
+		rc = fh_lambda_process(fh, s, first, &records);
+		if (rc != 0 || records == 0)
+			return rc;  /* Nothing left (dropped or failed): no object, as AWS. */
+	}
 	if (s->spec.destination == FIREHOSE_DEST_HTTP)
-		return fh_http_deliver(fh, s, first, end, r->first_arrival_ns, r->records);
+		return fh_http_deliver(fh, s, first, end, r->first_arrival_ns, records);
 	return fh_deliver_local(fh, &s->spec, s->version, s->shard_id, first, end,
 				r->first_arrival_ns, fh->raw, fh->raw_used);
 }

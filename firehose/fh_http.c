@@ -89,8 +89,8 @@ fh_http_open(struct firehose *fh, const struct firehose_options *options)
 		return -ENOMEM;
 	h = calloc(1, sizeof(*h));
 	fh->http = h;
-	fh->record_ends = calloc(FIREHOSE_HTTP_RECORDS_MAX, sizeof(*fh->record_ends));
-	fh->record_arrivals = calloc(FIREHOSE_HTTP_RECORDS_MAX, sizeof(*fh->record_arrivals));
+	fh->record_ends = calloc(FH_CUT_RECORDS_MAX, sizeof(*fh->record_ends));
+	fh->record_arrivals = calloc(FH_CUT_RECORDS_MAX, sizeof(*fh->record_arrivals));
 	if (h == NULL || fh->record_ends == NULL || fh->record_arrivals == NULL)
 		return -ENOMEM;
 	snprintf(h->arn_prefix, sizeof(h->arn_prefix), "arn:aws:firehose:%s:%s:deliverystream/",
@@ -412,7 +412,8 @@ fh_http_backup(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_
 uint32_t
 fh_records_max(const struct fh_stream *s)
 {
-	return s->spec.destination == FIREHOSE_DEST_HTTP ? FIREHOSE_HTTP_RECORDS_MAX : 0;
+	return s->spec.destination == FIREHOSE_DEST_HTTP ? FIREHOSE_HTTP_RECORDS_MAX :
+	       fh_lambda_records_max(s);
 }
 
 int

@@ -8,6 +8,7 @@
  *   fh_flush.c    the flusher: cutting ranges, naming, writing objects
  *   fh_codec.c    compression formats
  *   fh_http.c     HTTP endpoint destinations (libcurl), their backup, their table
+ *   fh_lambda.c   the Lambda processor (a local executable), its table
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
@@ -31,6 +32,8 @@
 #define FH_RETRY_MAX_NS 60000000000ull
 /* The log record key every delivery-stream record carries (the shard is the stream's one). */
 #define FH_PARTITION_KEY "f"
+/* Records of one cut of a stream with a processor (HTTP: FIREHOSE_HTTP_RECORDS_MAX). */
+#define FH_CUT_RECORDS_MAX 100000u
 /* Bytes of the raw (uncompressed) buffer: the largest cut plus the record that crosses it. */
 #define FH_RAW_SIZE_MAX (((size_t)FIREHOSE_SIZE_MB_MAX << 20) + FIREHOSE_RECORD_SIZE_MAX)
 
@@ -107,10 +110,11 @@ struct firehose {
 	size_t raw_used;
 	uint8_t *out;                /* fh_codec_bound(FH_RAW_SIZE_MAX) */
 	size_t out_size;
-	/* FIREHOSE_HTTP_RECORDS_MAX each: where a cut's records end in raw, their arrival. */
+	/* FH_CUT_RECORDS_MAX each: where a cut's records end in raw, their arrival. */
 	uint32_t *record_ends;
 	uint64_t *record_arrivals;
 	struct fh_http *http;        /* fh_http.c's state. */
+	struct fh_lambda *lambda;    /* fh_lambda.c's state. */
 };
 
 struct fh_stream *fh_stream_find(struct firehose *fh, const char *name);
@@ -173,5 +177,22 @@ uint32_t fh_records_max(const struct fh_stream *s);
  */
 int fh_http_deliver(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t end,
 		    uint64_t first_arrival_ns, uint32_t records);
+
+/* fh_lambda.c */
+int fh_lambda_open(struct firehose *fh, const struct firehose_options *options);
+void fh_lambda_close(struct firehose *fh);
+int fh_lambda_store_create(struct firehose *fh);
+int fh_lambda_store_insert(struct firehose *fh, const struct fh_stream *s);
+int fh_lambda_store_delete(struct firehose *fh, const struct fh_stream *s);
+int fh_lambda_store_load(struct firehose *fh, struct fh_stream *s);
+/* Records a cut may hold for the processor (0: it has none). */
+uint32_t fh_lambda_records_max(const struct fh_stream *s);
+/*
+ * Transforms the cut in fh->raw (*records of them, from seq `first`): afterwards fh->raw,
+ * record_ends and record_arrivals hold what the function kept, *records how many;
+ * failed records are written under processing-failed/. Else an error (retried).
+ */
+int fh_lambda_process(struct firehose *fh, const struct fh_stream *s, uint64_t first,
+		      uint32_t *records);
 
 #endif /* SLUICE_FIREHOSE_FH_INTERNAL_H */

@@ -75,6 +75,8 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	if (rc == 0)
 		rc = fh_http_open(fh, options);
 	if (rc == 0)
+		rc = fh_lambda_open(fh, options);
+	if (rc == 0)
 		rc = fh_store_open(fh);
 	if (rc == 0)
 		rc = fh_store_load(fh);
@@ -116,6 +118,7 @@ firehose_close(struct firehose *fh)
 		log_reader_close(fh->reader);
 	fh_store_close(fh);
 	fh_http_close(fh);
+	fh_lambda_close(fh);
 	free(fh->raw);
 	free(fh->out);
 	free(fh->pending);

@@ -68,7 +68,9 @@ fh_store_open(struct firehose *fh)
 		" size_mb INTEGER NOT NULL, interval_s INTEGER NOT NULL,"
 		" compression INTEGER NOT NULL, delivered INTEGER NOT NULL,"
 		" intent_first INTEGER, intent_end INTEGER);");
-	return rc != 0 ? rc : fh_http_store_create(fh);
+	if (rc == 0)
+		rc = fh_http_store_create(fh);
+	return rc != 0 ? rc : fh_lambda_store_create(fh);
 }
 
 void
@@ -123,7 +125,9 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 	s->used = true;
 	s->shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
 	s->pending_bytes = UINT64_MAX;
-	return fh_http_store_load(fh, s);
+	if (fh_http_store_load(fh, s) != 0)
+		return -EIO;
+	return fh_lambda_store_load(fh, s);
 }
 
 int
@@ -217,6 +221,8 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 	if (rc == 0)
 		rc = fh_http_store_insert(fh, s);
 	if (rc == 0)
+		rc = fh_lambda_store_insert(fh, s);
+	if (rc == 0)
 		return fh_store_exec(fh, "COMMIT");
 	fh_store_exec(fh, "ROLLBACK");
 	return rc;
@@ -229,7 +235,9 @@ fh_store_delete(struct firehose *fh, const struct fh_stream *s)
 			      (const void *[]){ s->spec.name });
 
 	/* An HTTP row left by a crash between the two is never read: ids are not reused. */
-	return rc != 0 ? rc : fh_http_store_delete(fh, s);
+	if (rc == 0)
+		rc = fh_http_store_delete(fh, s);
+	return rc != 0 ? rc : fh_lambda_store_delete(fh, s);
 }
 
 int

@@ -71,6 +71,24 @@ struct firehose;
 #define FIREHOSE_HTTP_RETRY_S_DEFAULT 300u
 #define FIREHOSE_HTTP_RECORDS_MAX 10000u      /* Records in one request. */
 
+/* ProcessingConfiguration's Lambda processor (AWS's limits unless marked ours). */
+#define FIREHOSE_LAMBDA_RETRIES_MAX 300u
+#define FIREHOSE_LAMBDA_RETRIES_DEFAULT 3u
+#define FIREHOSE_LAMBDA_BUFFER_MIN (1048576u / 5)   /* BufferSizeInMBs 0.2 .. 3 */
+#define FIREHOSE_LAMBDA_BUFFER_MAX (3u << 20)
+#define FIREHOSE_LAMBDA_BUFFER_DEFAULT (1u << 20)
+#define FIREHOSE_LAMBDA_INTERVAL_S_DEFAULT 60u
+#define FIREHOSE_LAMBDA_MAP_MAX 16u                /* Ours: functions in [firehose] lambda_map. */
+#define FIREHOSE_LAMBDA_TIMEOUT_S_MAX 300u         /* AWS: an invocation runs 5 min at most. */
+
+/* A Lambda processor: its function runs as the executable [firehose] lambda_map names. */
+struct firehose_lambda {
+	char arn[FIREHOSE_ARN_SIZE_MAX + 1];   /* LambdaArn; "" no processor. */
+	uint32_t retries;            /* NumberOfRetries. */
+	uint32_t buffer_bytes;       /* BufferSizeInMBs: input of one invocation at most. */
+	uint32_t interval_s;         /* BufferIntervalInSeconds (kept; the cut is by the destination). */
+};
+
 enum firehose_destination {
 	FIREHOSE_DEST_S3,     /* (Extended)S3DestinationConfiguration: objects under local_root. */
 	FIREHOSE_DEST_HTTP,   /* HttpEndpointDestinationConfiguration; S3 is its backup. */
@@ -116,6 +134,7 @@ struct firehose_spec {
 	enum firehose_compression compression;
 	enum firehose_destination destination;
 	struct firehose_http http;   /* FIREHOSE_DEST_HTTP only; bucket etc. are its backup's. */
+	struct firehose_lambda lambda;
 };
 
 /* What DescribeDeliveryStream shows besides the spec. */
@@ -135,11 +154,16 @@ struct firehose_options {
 	struct log *log;
 	const char *region;          /* For delivery streams' ARNs (NULL: us-east-1). */
 	const char *account_id;      /* (NULL: 000000000000). */
+	const char *lambda_map;      /* "ARN=PATH[,ARN=PATH...]" (NULL or "": none). */
+	uint32_t lambda_timeout_s;   /* An invocation is killed after this (0: the maximum). */
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);
 /* Waits (bounded) for puts still in the log; their callbacks are not called. */
 void firehose_close(struct firehose *fh);
+
+/* True when [firehose] lambda_map names an executable for the function `arn`. */
+bool firehose_lambda_known(const struct firehose *fh, const char *arn);
 
 /* -EEXIST (name in use), -ENOSPC (FIREHOSE_STREAMS_MAX), or a SQLite/log error (-EIO). */
 int firehose_create(struct firehose *fh, const struct firehose_spec *spec, uint64_t now_ms);
