@@ -28,6 +28,7 @@
 #include "common/base.h"
 #include "common/diag.h"
 #include "common/hist.h"
+#include "common/kpl.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
 
@@ -181,28 +182,80 @@ struct fh_read {
 	struct firehose *fh;
 	uint64_t limit;          /* Stop once this many data bytes are in (a cut by size). */
 	uint32_t records_max;    /* Or this many records (0: no limit); their ends are kept. */
+	bool deaggregate;        /* KPL aggregates become their user records. */
+	bool refused;            /* A log record did not fit: the cut ends before refused_seq. */
+	uint64_t refused_seq;
 	uint64_t first_arrival_ns;
 	uint32_t records;
 };
+
+/* Appends one (user) record of log record `seq` to the cut; false when it is full. */
+static bool
+fh_read_add(struct fh_read *r, uint64_t seq, uint64_t arrival_ns, const uint8_t *data,
+	    size_t size)
+{
+	struct firehose *fh = r->fh;
+
+	if (fh->raw_used + size > FH_RAW_SIZE_MAX ||
+	    (r->records_max != 0 && r->records == r->records_max))
+		return false;
+	if (r->records++ == 0)
+		r->first_arrival_ns = arrival_ns;
+	memcpy(fh->raw + fh->raw_used, data, size);
+	fh->raw_used += size;
+	if (r->records_max != 0) {
+		assert(r->records <= r->records_max && r->records_max <= FH_CUT_RECORDS_MAX);
+		fh->record_ends[r->records - 1] = (uint32_t)fh->raw_used;
+		fh->record_arrivals[r->records - 1] = arrival_ns;
+		fh->record_seqs[r->records - 1] = seq;
+	}
+	return true;
+}
+
+/* A KPL aggregate's user records (Kinesis sources); false when they do not all fit. */
+static bool
+fh_read_aggregate(struct fh_read *r, const struct log_record_out *record, const struct kpl *agg)
+{
+	struct firehose *fh = r->fh;
+	uint32_t records = r->records;
+	size_t used = fh->raw_used;
+
+	for (size_t i = 0; i < agg->record_count; i++) {
+		struct kpl_record user;
+
+		kpl_record(agg, i, &user);
+		if (!fh_read_add(r, record->seq, record->arrival_ns, user.data, user.data_size)) {
+			r->records = records;  /* All or nothing: the aggregate opens the next cut. */
+			fh->raw_used = used;
+			return false;
+		}
+	}
+	return true;
+}
 
 static int
 fh_read_record(void *arg, const struct log_record_out *record)
 {
 	struct fh_read *r = arg;
-	struct firehose *fh = r->fh;
+	struct kpl agg;
+	bool taken;
 
-	if (fh->raw_used + record->data_size > FH_RAW_SIZE_MAX)
-		return -ENOBUFS;  /* Cannot happen: the limit stops a record past it. */
-	if (r->records++ == 0)
-		r->first_arrival_ns = record->arrival_ns;
-	memcpy(fh->raw + fh->raw_used, record->data, record->data_size);
-	fh->raw_used += record->data_size;
-	if (r->records_max != 0) {
-		assert(r->records <= r->records_max && r->records_max <= FH_CUT_RECORDS_MAX);
-		fh->record_ends[r->records - 1] = (uint32_t)fh->raw_used;
-		fh->record_arrivals[r->records - 1] = record->arrival_ns;
+	/* An aggregate that does not unpack (MD5, protobuf) is delivered as it is. */
+	if (r->deaggregate && kpl_open(record->data, record->data_size, &agg) == 0) {
+		taken = fh_read_aggregate(r, record, &agg);
+		kpl_close(&agg);
+	} else {
+		taken = fh_read_add(r, record->seq, record->arrival_ns, record->data,
+				    record->data_size);
 	}
-	return fh->raw_used >= r->limit || r->records == r->records_max ? 1 : 0;
+	if (!taken && r->records == 0)
+		return -ENOBUFS;  /* Cannot happen: one log record always fits an empty cut. */
+	if (!taken) {
+		r->refused = true;
+		r->refused_seq = record->seq;
+		return 1;
+	}
+	return r->fh->raw_used >= r->limit || r->records == r->records_max ? 1 : 0;
 }
 
 /* Reads [first, end) into fh->raw, stopping early at r->limit bytes (*next_out: where). */
@@ -215,6 +268,7 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 	fh->raw_used = 0;
 	r->fh = fh;
 	r->records_max = fh_records_max(s);
+	r->deaggregate = s->spec.deaggregate;
 	while (seq < end && fh->raw_used < r->limit &&
 	       (r->records_max == 0 || r->records < r->records_max)) {
 		uint64_t next = seq;
@@ -224,6 +278,10 @@ fh_read_range(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_t
 
 		if (n < 0)
 			return n;
+		if (r->refused) {
+			seq = r->refused_seq;
+			break;
+		}
 		if (n == 0 || next <= seq)
 			break;
 		seq = next;
@@ -381,7 +439,7 @@ fh_flush_stream(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 	s->pending_bytes = fh->raw_used;
 	s->pending_records = r.records;
 	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns &&
-	    (r.records_max == 0 || r.records < r.records_max))
+	    (r.records_max == 0 || r.records < r.records_max) && !r.refused)
 		return 0;
 	rc = fh_store_intent(fh, s, s->delivered, next);
 	if (rc != 0)

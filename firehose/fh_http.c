@@ -91,7 +91,9 @@ fh_http_open(struct firehose *fh, const struct firehose_options *options)
 	fh->http = h;
 	fh->record_ends = calloc(FH_CUT_RECORDS_MAX, sizeof(*fh->record_ends));
 	fh->record_arrivals = calloc(FH_CUT_RECORDS_MAX, sizeof(*fh->record_arrivals));
-	if (h == NULL || fh->record_ends == NULL || fh->record_arrivals == NULL)
+	fh->record_seqs = calloc(FH_CUT_RECORDS_MAX, sizeof(*fh->record_seqs));
+	if (h == NULL || fh->record_ends == NULL || fh->record_arrivals == NULL ||
+	    fh->record_seqs == NULL)
 		return -ENOMEM;
 	snprintf(h->arn_prefix, sizeof(h->arn_prefix), "arn:aws:firehose:%s:%s:deliverystream/",
 		 options->region != NULL ? options->region : "us-east-1",
@@ -110,6 +112,7 @@ fh_http_close(struct firehose *fh)
 
 	free(fh->record_ends);
 	free(fh->record_arrivals);
+	free(fh->record_seqs);
 	if (h == NULL)
 		return;
 	if (h->curl != NULL)
@@ -156,42 +159,28 @@ fh_http_store_delete(struct firehose *fh, const struct fh_stream *s)
 			    (const void *[]){ &id });
 }
 
-static void
-fh_http_column(sqlite3_stmt *st, int col, char *out, size_t size)
-{
-	const unsigned char *text = sqlite3_column_text(st, col);
-
-	snprintf(out, size, "%s", text != NULL ? (const char *)text : "");
-}
-
 /* Stream `s` (just loaded) is an HTTP one when it has a row here. */
 int
 fh_http_store_load(struct firehose *fh, struct fh_stream *s)
 {
 	struct firehose_http *c = &s->spec.http;
 	sqlite3_stmt *st = NULL;
-	int step;
+	int step = fh_store_by_id(fh, "SELECT url, endpoint_name, access_key, attributes, gzip,"
+				  " backup_all, retry_s FROM http_destinations WHERE id = ?", s->id,
+				  &st);
 
-	if (sqlite3_prepare_v2(fh->db, "SELECT url, endpoint_name, access_key, attributes, gzip,"
-			       " backup_all, retry_s FROM http_destinations WHERE id = ?", -1,
-			       &st, NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 1, s->id) != SQLITE_OK) {
-		sqlite3_finalize(st);
-		return fh_store_fail(fh, "load http");
-	}
-	step = sqlite3_step(st);
 	if (step == SQLITE_ROW) {
 		s->spec.destination = FIREHOSE_DEST_HTTP;
-		fh_http_column(st, 0, c->url, sizeof(c->url));
-		fh_http_column(st, 1, c->endpoint_name, sizeof(c->endpoint_name));
-		fh_http_column(st, 2, c->access_key, sizeof(c->access_key));
-		fh_http_column(st, 3, c->attributes, sizeof(c->attributes));
+		fh_store_column(st, 0, c->url, sizeof(c->url));
+		fh_store_column(st, 1, c->endpoint_name, sizeof(c->endpoint_name));
+		fh_store_column(st, 2, c->access_key, sizeof(c->access_key));
+		fh_store_column(st, 3, c->attributes, sizeof(c->attributes));
 		c->gzip = sqlite3_column_int64(st, 4) != 0;
 		c->backup_all = sqlite3_column_int64(st, 5) != 0;
 		c->retry_s = (uint32_t)sqlite3_column_int64(st, 6);
 	}
 	sqlite3_finalize(st);
-	return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : fh_store_fail(fh, "load http");
+	return step < 0 ? step : 0;
 }
 
 /* ---- The request ----------------------------------------------------------- */
@@ -364,8 +353,7 @@ fh_http_post(struct firehose *fh, struct fh_stream *s, const char *request_id,
 
 /* Firehose's error records, one JSON object a line, for the cut in fh->raw. */
 static size_t
-fh_http_error_records(struct firehose *fh, const struct fh_stream *s, uint64_t first,
-		      uint32_t records)
+fh_http_error_records(struct firehose *fh, const struct fh_stream *s, uint32_t records)
 {
 	struct fh_http *h = fh->http;
 	uint64_t now_ms = clock_real_ns() / 1000000u;
@@ -381,7 +369,7 @@ fh_http_error_records(struct firehose *fh, const struct fh_stream *s, uint64_t f
 				      h->error_code, h->error_text, (unsigned long long)now_ms);
 		fh_http_b64(fh, i, b, &at);
 		at += (size_t)sprintf(b + at, "\",\"subsequenceNumber\":0,\"dataId\":\"%llu\"}\n",
-				      (unsigned long long)(first + i));
+				      (unsigned long long)fh->record_seqs[i]);
 	}
 	assert(at <= FH_HTTP_BODY_MAX);
 	return at;
@@ -392,7 +380,7 @@ fh_http_backup(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_
 	       uint64_t first_arrival_ns, uint32_t records)
 {
 	struct firehose_spec *e = &fh->http->error_spec;
-	size_t size = fh_http_error_records(fh, s, first, records);
+	size_t size = fh_http_error_records(fh, s, records);
 	int n;
 
 	*e = s->spec;

@@ -110,9 +110,10 @@ struct firehose {
 	size_t raw_used;
 	uint8_t *out;                /* fh_codec_bound(FH_RAW_SIZE_MAX) */
 	size_t out_size;
-	/* FH_CUT_RECORDS_MAX each: where a cut's records end in raw, their arrival. */
+	/* FH_CUT_RECORDS_MAX each: where a cut's records end in raw, their arrival, log seq. */
 	uint32_t *record_ends;
 	uint64_t *record_arrivals;
+	uint64_t *record_seqs;
 	struct fh_http *http;        /* fh_http.c's state. */
 	struct fh_lambda *lambda;    /* fh_lambda.c's state. */
 };
@@ -139,6 +140,9 @@ int fh_store_exec(struct firehose *fh, const char *sql);
 int fh_store_run(struct firehose *fh, const char *sql, const char *types,
 		 const void *const *args);
 int fh_store_fail(struct firehose *fh, const char *what);
+void fh_store_column(sqlite3_stmt *st, int col, char *out, size_t size);
+/* Runs `sql` with ? = id: SQLITE_ROW (*st_out on it), SQLITE_DONE, or -EIO; finalize *st_out. */
+int fh_store_by_id(struct firehose *fh, const char *sql, uint32_t id, sqlite3_stmt **st_out);
 
 /* fh_flush.c */
 #define FH_UUID_SIZE 37  /* 8-4-4-4-12 and NUL. */

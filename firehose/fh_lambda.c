@@ -6,7 +6,7 @@
  *
  *   STDIN   Firehose's transformation event:
  *           {"invocationId":"<hash of the invocation's range>","deliveryStreamArn":"..",
- *            "region":"..","records":[{"recordId":"<log seq>",
+ *            "region":"..","records":[{"recordId":"<position in the cut>",
  *            "approximateArrivalTimestamp":<ms>,"data":"<base64>"},...]}
  *   STDOUT  its response: {"records":[{"recordId":"..","result":"Ok"|"Dropped"|
  *           "ProcessingFailed","data":"<base64>"},...]} (at most 6 MB, as AWS)
@@ -83,7 +83,7 @@ struct fh_lambda_fn {
 
 /* One invocation's records: [from, to) of the cut. */
 struct fh_lambda_call {
-	uint64_t first;              /* The cut's first seq (record i is first + i). */
+	uint64_t first;              /* The cut's first seq: with from and to, names the call. */
 	uint32_t from, to;
 	uint32_t attempts;
 	const char *error_code;      /* Of the last failed attempt (NULL: it succeeded). */
@@ -106,6 +106,7 @@ struct fh_lambda {
 	size_t out_used;
 	uint32_t *out_ends;          /* FH_CUT_RECORDS_MAX each. */
 	uint64_t *out_arrivals;
+	uint64_t *out_seqs;
 	uint32_t out_count;
 	struct firehose_spec error_spec;
 };
@@ -158,9 +159,10 @@ fh_lambda_open(struct firehose *fh, const struct firehose_options *options)
 	l->out = malloc(FH_RAW_SIZE_MAX);
 	l->out_ends = malloc(FH_CUT_RECORDS_MAX * sizeof(*l->out_ends));
 	l->out_arrivals = malloc(FH_CUT_RECORDS_MAX * sizeof(*l->out_arrivals));
+	l->out_seqs = malloc(FH_CUT_RECORDS_MAX * sizeof(*l->out_seqs));
 	return l->event == NULL || l->answer == NULL || l->errors == NULL || l->out == NULL ||
-	       l->answer_of == NULL || l->out_ends == NULL || l->out_arrivals == NULL ?
-	       -ENOMEM : 0;
+	       l->answer_of == NULL || l->out_ends == NULL || l->out_arrivals == NULL ||
+	       l->out_seqs == NULL ? -ENOMEM : 0;
 }
 
 void
@@ -177,6 +179,7 @@ fh_lambda_close(struct firehose *fh)
 	free(l->out);
 	free(l->out_ends);
 	free(l->out_arrivals);
+	free(l->out_seqs);
 	free(l);
 }
 
@@ -233,28 +236,27 @@ fh_lambda_store_load(struct firehose *fh, struct fh_stream *s)
 {
 	struct firehose_lambda *c = &s->spec.lambda;
 	sqlite3_stmt *st = NULL;
-	int step;
+	int step = fh_store_by_id(fh, "SELECT arn, retries, buffer_bytes, interval_s FROM"
+				  " lambda_processors WHERE id = ?", s->id, &st);
 
-	if (sqlite3_prepare_v2(fh->db, "SELECT arn, retries, buffer_bytes, interval_s FROM"
-			       " lambda_processors WHERE id = ?", -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 1, s->id) != SQLITE_OK) {
-		sqlite3_finalize(st);
-		return fh_store_fail(fh, "load lambda");
-	}
-	step = sqlite3_step(st);
 	if (step == SQLITE_ROW) {
-		const unsigned char *arn = sqlite3_column_text(st, 0);
-
-		snprintf(c->arn, sizeof(c->arn), "%s", arn != NULL ? (const char *)arn : "");
+		fh_store_column(st, 0, c->arn, sizeof(c->arn));
 		c->retries = (uint32_t)sqlite3_column_int64(st, 1);
 		c->buffer_bytes = (uint32_t)sqlite3_column_int64(st, 2);
 		c->interval_s = (uint32_t)sqlite3_column_int64(st, 3);
 	}
 	sqlite3_finalize(st);
-	return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : fh_store_fail(fh, "load lambda");
+	return step < 0 ? step : 0;
 }
 
 /* ---- One invocation ------------------------------------------------------------------ */
+
+/* With the cut's first seq, names the invocation (its id, its error object). */
+static uint64_t
+fh_lambda_call_key(const struct fh_lambda_call *c)
+{
+	return (uint64_t)c->from << 32 | c->to;
+}
 
 static void
 fh_lambda_fail(struct fh_lambda_call *c, const char *code, const char *fmt, const char *arg)
@@ -274,16 +276,15 @@ fh_lambda_event(struct firehose *fh, const struct fh_stream *s, const struct fh_
 	char *e = l->event;
 	size_t at;
 
-	fh_uuid(s->spec.name, s->version, s->shard_id, c->first + c->from, c->first + c->to, id);
+	fh_uuid(s->spec.name, s->version, s->shard_id, c->first, fh_lambda_call_key(c), id);
 	at = (size_t)sprintf(e, "{\"invocationId\":\"%s\",\"deliveryStreamArn\":\"%s%s\","
 			     "\"region\":\"%s\",\"records\":[", id, l->arn_prefix, s->spec.name,
 			     l->region);
 	for (uint32_t i = c->from; i < c->to; i++) {
 		uint32_t start = i == 0 ? 0 : fh->record_ends[i - 1];
 
-		at += (size_t)sprintf(e + at, "%s{\"recordId\":\"%llu\",\"approximateArrival"
-				      "Timestamp\":%llu,\"data\":\"", i == c->from ? "" : ",",
-				      (unsigned long long)(c->first + i),
+		at += (size_t)sprintf(e + at, "%s{\"recordId\":\"%u\",\"approximateArrival"
+				      "Timestamp\":%llu,\"data\":\"", i == c->from ? "" : ",", i,
 				      (unsigned long long)(fh->record_arrivals[i] / 1000000u));
 		at += base64_encode(fh->raw + start, fh->record_ends[i] - start, e + at);
 		at += (size_t)sprintf(e + at, "\"}");
@@ -436,14 +437,12 @@ fh_lambda_match(struct fh_lambda *l, const cJSON *records, struct fh_lambda_call
 	cJSON_ArrayForEach(rec, records) {
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(rec, "recordId");
 		char *end = NULL;
-		unsigned long long seq = cJSON_IsString(id) ?
-					 strtoull(id->valuestring, &end, 10) : 0;
+		unsigned long long at = cJSON_IsString(id) ? strtoull(id->valuestring, &end, 10) : 0;
 
 		/* A recordId that names none of ours (or a second answer) is not used. */
-		if (end != NULL && *end == '\0' && end != id->valuestring &&
-		    seq >= c->first + c->from && seq < c->first + c->to &&
-		    l->answer_of[seq - c->first - c->from] < 0)
-			l->answer_of[seq - c->first - c->from] = index;
+		if (end != NULL && *end == '\0' && end != id->valuestring && at >= c->from &&
+		    at < c->to && l->answer_of[at - c->from] < 0)
+			l->answer_of[at - c->from] = index;
 		index++;
 	}
 	return 0;
@@ -492,6 +491,7 @@ fh_lambda_keep(struct firehose *fh, uint32_t i, const cJSON *data, const char **
 		return false;
 	l->out_used += (size_t)n;
 	l->out_ends[l->out_count] = (uint32_t)l->out_used;
+	l->out_seqs[l->out_count] = fh->record_seqs[i];
 	l->out_arrivals[l->out_count++] = fh->record_arrivals[i];
 	return true;
 }
@@ -567,10 +567,10 @@ fh_lambda_call(struct firehose *fh, const struct fh_stream *s, struct fh_lambda_
 		}
 	}
 	if (answer == NULL)
-		diag_warn("firehose", "%s: %s failed %u times (%s: %s): seq %llu..%llu to "
-			  "processing-failed", s->spec.name, s->spec.lambda.arn, c->attempts,
-			  c->error_code, c->error_text, (unsigned long long)(c->first + c->from),
-			  (unsigned long long)(c->first + c->to));
+		diag_warn("firehose", "%s: %s failed %u times (%s: %s): records %u..%u of the "
+			  "cut from seq %llu to processing-failed", s->spec.name,
+			  s->spec.lambda.arn, c->attempts, c->error_code, c->error_text, c->from,
+			  c->to - 1, (unsigned long long)c->first);
 	fh_lambda_apply(fh, s, c, answer != NULL ?
 			cJSON_GetObjectItemCaseSensitive(answer, "records") : NULL);
 	cJSON_Delete(answer);
@@ -580,8 +580,8 @@ fh_lambda_call(struct firehose *fh, const struct fh_stream *s, struct fh_lambda_
 	n = snprintf(e->prefix, sizeof(e->prefix), "%s" FH_LAMBDA_FAILED_TYPE, s->spec.error_prefix);
 	if (n < 0 || (size_t)n >= sizeof(e->prefix))
 		return -ENAMETOOLONG;
-	return fh_deliver_local(fh, e, s->version, s->shard_id, c->first + c->from,
-				c->first + c->to, fh->record_arrivals[c->from],
+	return fh_deliver_local(fh, e, s->version, s->shard_id, c->first, fh_lambda_call_key(c),
+				fh->record_arrivals[c->from],
 				(const uint8_t *)l->errors, l->errors_used);
 }
 
@@ -600,14 +600,17 @@ fh_lambda_swap(struct firehose *fh)
 	uint8_t *raw = fh->raw;
 	uint32_t *ends = fh->record_ends;
 	uint64_t *arrivals = fh->record_arrivals;
+	uint64_t *seqs = fh->record_seqs;
 
 	fh->raw = l->out;
 	fh->raw_used = l->out_used;
 	fh->record_ends = l->out_ends;
 	fh->record_arrivals = l->out_arrivals;
+	fh->record_seqs = l->out_seqs;
 	l->out = raw;
 	l->out_ends = ends;
 	l->out_arrivals = arrivals;
+	l->out_seqs = seqs;
 }
 
 int

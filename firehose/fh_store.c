@@ -80,8 +80,8 @@ fh_store_close(struct firehose *fh)
 	fh->db = NULL;
 }
 
-static void
-fh_copy_column(sqlite3_stmt *st, int col, char *out, size_t size)
+void
+fh_store_column(sqlite3_stmt *st, int col, char *out, size_t size)
 {
 	const unsigned char *text = sqlite3_column_text(st, col);
 
@@ -101,15 +101,15 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 		return -EIO;
 	}
 	memset(s, 0, sizeof(*s));
-	fh_copy_column(st, 0, s->spec.name, sizeof(s->spec.name));
+	fh_store_column(st, 0, s->spec.name, sizeof(s->spec.name));
 	s->id = (uint32_t)sqlite3_column_int64(st, 1);
 	s->created_ms = (uint64_t)sqlite3_column_int64(st, 2);
 	s->version = (uint32_t)sqlite3_column_int64(st, 3);
-	fh_copy_column(st, 4, s->spec.bucket, sizeof(s->spec.bucket));
-	fh_copy_column(st, 5, s->spec.bucket_arn, sizeof(s->spec.bucket_arn));
-	fh_copy_column(st, 6, s->spec.role_arn, sizeof(s->spec.role_arn));
-	fh_copy_column(st, 7, s->spec.prefix, sizeof(s->spec.prefix));
-	fh_copy_column(st, 8, s->spec.error_prefix, sizeof(s->spec.error_prefix));
+	fh_store_column(st, 4, s->spec.bucket, sizeof(s->spec.bucket));
+	fh_store_column(st, 5, s->spec.bucket_arn, sizeof(s->spec.bucket_arn));
+	fh_store_column(st, 6, s->spec.role_arn, sizeof(s->spec.role_arn));
+	fh_store_column(st, 7, s->spec.prefix, sizeof(s->spec.prefix));
+	fh_store_column(st, 8, s->spec.error_prefix, sizeof(s->spec.error_prefix));
 	s->spec.size_mb = (uint32_t)sqlite3_column_int64(st, 9);
 	s->spec.interval_s = (uint32_t)sqlite3_column_int64(st, 10);
 	s->spec.compression = (enum firehose_compression)sqlite3_column_int64(st, 11);
@@ -128,6 +128,19 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 	if (fh_http_store_load(fh, s) != 0)
 		return -EIO;
 	return fh_lambda_store_load(fh, s);
+}
+
+int
+fh_store_by_id(struct firehose *fh, const char *sql, uint32_t id, sqlite3_stmt **st_out)
+{
+	int step;
+
+	*st_out = NULL;
+	if (sqlite3_prepare_v2(fh->db, sql, -1, st_out, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(*st_out, 1, id) != SQLITE_OK)
+		return fh_store_fail(fh, sql);
+	step = sqlite3_step(*st_out);
+	return step == SQLITE_ROW || step == SQLITE_DONE ? step : fh_store_fail(fh, sql);
 }
 
 int

@@ -135,6 +135,11 @@ struct firehose_spec {
 	enum firehose_destination destination;
 	struct firehose_http http;   /* FIREHOSE_DEST_HTTP only; bucket etc. are its backup's. */
 	struct firehose_lambda lambda;
+	/*
+	 * KPL aggregates (magic F3 89 9A C2) are delivered and processed as their user
+	 * records, as Firehose does for a Kinesis stream source: the source's to set.
+	 */
+	bool deaggregate;
 };
 
 /* What DescribeDeliveryStream shows besides the spec. */

@@ -22,6 +22,8 @@
 #include <zstd.h>
 
 #include "common/clock.h"
+#include "common/hashkey.h"
+#include "common/kpl_aggregated.pb-c.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
 
@@ -613,5 +615,99 @@ Test(firehose_engine, streams_survive_a_restart_and_delete_forgets)
 	env_open_parts(&e);
 	cr_assert_eq(firehose_describe(e.fh, "keep", &info), -ENOENT);
 	cr_assert_eq(firehose_list(e.fh, NULL, names, 4), 1);
+	env_close(&e);
+}
+
+/* ---- KPL aggregates (Kinesis sources) ---------------------------------------------- */
+
+/* A KPL aggregate of `count` user records (protobuf-c, the same .proto) into out. */
+static size_t
+kpl_build(const char *const *data, size_t count, uint8_t *out, size_t cap)
+{
+	char *keys[] = { "k" };
+	Record records[8], *ptrs[8];
+	AggregatedRecord agg = AGGREGATED_RECORD__INIT;
+	size_t body;
+
+	cr_assert(count <= 8 && cap >= 512, "small aggregates only");
+	for (size_t i = 0; i < count; i++) {
+		record__init(&records[i]);
+		records[i].data.data = (uint8_t *)(uintptr_t)data[i];
+		records[i].data.len = strlen(data[i]);
+		ptrs[i] = &records[i];
+	}
+	agg.n_partition_key_table = 1;
+	agg.partition_key_table = keys;
+	agg.n_records = count;
+	agg.records = ptrs;
+	memcpy(out, "\xf3\x89\x9a\xc2", 4);
+	body = aggregated_record__pack(&agg, out + 4);
+	hashkey_md5(out + 4, body, out + 4 + body);
+	return 4 + body + 16;
+}
+
+/* Delivers the only object under root/<bucket> into buf; its size. */
+static size_t
+only_object(struct env *e, const char *bucket, uint8_t *buf, size_t cap)
+{
+	char dir[400], paths[4][512];
+
+	snprintf(dir, sizeof(dir), "%s/%s", e->root, bucket);
+	cr_assert_eq(list_objects(dir, paths, 4, &(uint32_t){ 0 }), 1, "one object in %s", dir);
+	return read_file(paths[0], buf, cap);
+}
+
+Test(firehose_engine, kinesis_sources_deliver_kpl_aggregates_as_their_user_records)
+{
+	static const char *const users[] = { "u1\n", "u2\n", "u3\n" };
+	uint8_t agg[600], bad[600], got[4096];
+	size_t agg_size = kpl_build(users, 3, agg, sizeof(agg)), bad_size;
+	struct firehose_spec plain = spec_of("plain", FIREHOSE_UNCOMPRESSED, 1, 900);
+	struct firehose_spec deagg = spec_of("deagg", FIREHOSE_UNCOMPRESSED, 1, 900);
+	struct firehose_record recs[4];
+	uint8_t want[4096];
+	size_t want_size = 0, n;
+	struct env e;
+
+	memcpy(bad, agg, agg_size);
+	bad[agg_size - 1] ^= 1;  /* Its MD5 no longer matches: not unpacked, kept whole. */
+	bad_size = agg_size;
+	recs[0] = (struct firehose_record){ "p0\n", 3 };
+	recs[1] = (struct firehose_record){ agg, (uint32_t)agg_size };
+	recs[2] = (struct firehose_record){ "p4\n", 3 };
+	recs[3] = (struct firehose_record){ bad, (uint32_t)bad_size };
+	snprintf(deagg.bucket, sizeof(deagg.bucket), "deagg");
+	deagg.deaggregate = true;
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &plain, 1), 0);
+	cr_assert_eq(firehose_create(e.fh, &deagg, 1), 0);
+	for (int s = 0; s < 2; s++) {
+		struct put_result r = { 0 };
+		uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+		cr_assert_eq(firehose_put(e.fh, s == 0 ? "plain" : "deagg", recs, 4, clock_real_ns(),
+					  put_done, &r), 0);
+		while (!r.done) {
+			cr_assert(clock_mono_ns() < deadline, "put answered");
+			firehose_poll(e.fh, clock_real_ns());
+			usleep(200);
+		}
+		cr_assert_eq(r.error, 0);
+	}
+	wait_delivered(&e, "plain", 4, 901);
+	wait_delivered(&e, "deagg", 4, 901);
+	/* Without deaggregation the aggregate is data like any other. */
+	n = only_object(&e, "bkt", got, sizeof(got));
+	cr_assert_eq(n, 3 + agg_size + 3 + bad_size);
+	cr_assert(memcmp(got + 3, agg, agg_size) == 0);
+	/* With it: the user records in place of the aggregate; a broken one stays whole. */
+	memcpy(want, "p0\n", 3);
+	memcpy(want + 3, "u1\nu2\nu3\n", 9);
+	memcpy(want + 12, "p4\n", 3);
+	memcpy(want + 15, bad, bad_size);
+	want_size = 15 + bad_size;
+	n = only_object(&e, "deagg", got, sizeof(got));
+	cr_assert_eq(n, want_size);
+	cr_assert(memcmp(got, want, want_size) == 0, "user records in order, in place");
 	env_close(&e);
 }
