@@ -300,6 +300,8 @@ fh_lambda_spawn(const char *path, int *in_out, int *out_out, pid_t *pid_out)
 {
 	char *argv[] = { (char *)(uintptr_t)path, NULL };
 	posix_spawn_file_actions_t actions;
+	posix_spawnattr_t attr;
+	sigset_t none, all;
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
 	int rc = 0;
 
@@ -307,11 +309,19 @@ fh_lambda_spawn(const char *path, int *in_out, int *out_out, pid_t *pid_out)
 	    pipe2(out, O_CLOEXEC) != 0)
 		rc = -errno;
 	if (rc == 0) {
+		/* Not sluiced's blocked signals or ignored SIGPIPE: a program as from a shell. */
+		sigemptyset(&none);
+		sigfillset(&all);
+		posix_spawnattr_init(&attr);
+		posix_spawnattr_setsigmask(&attr, &none);
+		posix_spawnattr_setsigdefault(&attr, &all);
+		posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 		posix_spawn_file_actions_init(&actions);
 		posix_spawn_file_actions_adddup2(&actions, in[1], 0);
 		posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-		rc = -posix_spawn(pid_out, path, &actions, NULL, argv, environ);
+		rc = -posix_spawn(pid_out, path, &actions, &attr, argv, environ);
 		posix_spawn_file_actions_destroy(&actions);
+		posix_spawnattr_destroy(&attr);
 	}
 	if (in[1] >= 0)
 		close(in[1]);

@@ -18,6 +18,7 @@ boto3's firehose client. The functions are small Python scripts written here:
      attempts, the same invocationId, no process left) and one answering garbage send
      their records to processing-failed with the invocation's error.
   4. Lambda before an HTTP endpoint: the endpoint gets the transformed records.
+  5. A malformed lambda_map stops sluiced at start.
 
 Usage: test_firehose_lambda.py SLUICED
 """
@@ -250,6 +251,27 @@ def test_http(fh, ep):
     print("ok: Lambda before an HTTP endpoint")
 
 
+def test_bad_map(binary, base):
+    """A lambda_map sluiced cannot read stops it at start, with the reason."""
+    data = os.path.join(base, "data-bad-map")
+    os.makedirs(data)
+    for bad in ("no-equals-sign", "=/bin/true", ARN % "x" + "=", ",".join(
+            "%s=/bin/true" % (ARN % i) for i in range(17))):
+        srv = Sluiced(binary, data)
+        try:
+            srv.start("--set", "firehose.lambda_map=" + bad)
+        except SystemExit:
+            srv.proc.wait(timeout=30)
+            with open(os.path.join(data, "sluiced.log")) as f:
+                check("lambda_map: expected ARN=PATH" in f.read(),
+                      "the reason is logged for %r" % bad[:40])
+            continue
+        finally:
+            srv.kill()
+        raise SystemExit("FAIL: sluiced started with lambda_map %r" % bad[:40])
+    print("ok: a malformed lambda_map stops sluiced at start, saying why")
+
+
 def main():
     binary = sys.argv[1]
     base = tempfile.mkdtemp(prefix="fhlambda-test-")
@@ -273,6 +295,7 @@ def main():
             srv.stop()
         finally:
             srv.kill()
+        test_bad_map(binary, base)
     finally:
         ep.server.shutdown()
         shutil.rmtree(base, ignore_errors=True)
