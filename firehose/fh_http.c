@@ -47,6 +47,7 @@
 #include "common/base64.h"
 #include "common/clock.h"
 #include "common/diag.h"
+#include "common/hist.h"
 #include "firehose/fh_internal.h"
 
 /* Ours: the request blocks the API thread this long at most (AWS: 3 min). */
@@ -391,8 +392,11 @@ fh_http_backup(struct firehose *fh, struct fh_stream *s, uint64_t first, uint64_
 		  "(%s: %s): backed up under %s", s->spec.name, (unsigned long long)first,
 		  (unsigned long long)end, s->http_attempts, fh->http->error_code,
 		  fh->http->error_text, e->prefix);
-	return fh_deliver_local(fh, e, s->version, s->shard_id, first, end, first_arrival_ns,
-				(const uint8_t *)fh->http->body, size);
+	n = fh_deliver_local(fh, e, s->version, s->shard_id, first, end, first_arrival_ns,
+			     (const uint8_t *)fh->http->body, size);
+	if (n == 0)  /* Counted per write: a range redone after a crash counts again. */
+		counter_add_single_writer(&s->stats->http_backup_records, records);
+	return n;
 }
 
 /* ---- Delivering -------------------------------------------------------------- */

@@ -56,6 +56,8 @@ struct fh_stats_slot {
 	uint64_t delivery_failures;
 	uint64_t records_lost;
 	uint64_t freshness_ms;
+	uint64_t processing_failed;
+	uint64_t http_backup_records;
 };
 
 struct fh_stream {

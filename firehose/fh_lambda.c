@@ -54,6 +54,7 @@
 #include "common/base64.h"
 #include "common/clock.h"
 #include "common/diag.h"
+#include "common/hist.h"
 #include "firehose/fh_internal.h"
 
 extern char **environ;
@@ -86,6 +87,7 @@ struct fh_lambda_call {
 	uint64_t first;              /* The cut's first seq: with from and to, names the call. */
 	uint32_t from, to;
 	uint32_t attempts;
+	uint32_t failed;             /* Records that went to processing-failed. */
 	const char *error_code;      /* Of the last failed attempt (NULL: it succeeded). */
 	char error_text[FH_LAMBDA_ERROR_TEXT_MAX];
 };
@@ -461,13 +463,14 @@ fh_lambda_match(struct fh_lambda *l, const cJSON *records, struct fh_lambda_call
 /* Appends record i's error record to l->errors. */
 static void
 fh_lambda_error_record(struct firehose *fh, const struct fh_stream *s,
-		       const struct fh_lambda_call *c, uint32_t i, const char *code,
+		       struct fh_lambda_call *c, uint32_t i, const char *code,
 		       const char *text)
 {
 	struct fh_lambda *l = fh->lambda;
 	uint32_t start = i == 0 ? 0 : fh->record_ends[i - 1];
 	char *e = l->errors;
 
+	c->failed++;
 	l->errors_used += (size_t)sprintf(e + l->errors_used, "{\"attemptsMade\":%u,"
 					  "\"arrivalTimestamp\":%llu,\"errorCode\":\"%s\","
 					  "\"errorMessage\":\"%s\",\"attemptEndingTimestamp\":%llu,"
@@ -590,9 +593,12 @@ fh_lambda_call(struct firehose *fh, const struct fh_stream *s, struct fh_lambda_
 	n = snprintf(e->prefix, sizeof(e->prefix), "%s" FH_LAMBDA_FAILED_TYPE, s->spec.error_prefix);
 	if (n < 0 || (size_t)n >= sizeof(e->prefix))
 		return -ENAMETOOLONG;
-	return fh_deliver_local(fh, e, s->version, s->shard_id, c->first, fh_lambda_call_key(c),
-				fh->record_arrivals[c->from],
-				(const uint8_t *)l->errors, l->errors_used);
+	n = fh_deliver_local(fh, e, s->version, s->shard_id, c->first, fh_lambda_call_key(c),
+			     fh->record_arrivals[c->from], (const uint8_t *)l->errors,
+			     l->errors_used);
+	if (n == 0)  /* Counted per write: a range processed again counts again. */
+		counter_add_single_writer(&s->stats->processing_failed, c->failed);
+	return n;
 }
 
 /* ---- The cut --------------------------------------------------------------------------- */

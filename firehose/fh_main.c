@@ -277,6 +277,8 @@ firehose_stats_read(const struct firehose *fh, struct firehose_stats *out, uint3
 		out[n].delivery_failures = c.delivery_failures;
 		out[n].records_lost = c.records_lost;
 		out[n].freshness_ms = c.freshness_ms;
+		out[n].processing_failed = c.processing_failed;
+		out[n].http_backup_records = c.http_backup_records;
 		n++;
 	}
 	return n;

@@ -223,6 +223,8 @@ struct firehose_stats {
 	uint64_t delivery_failures;    /* Attempts that failed (retried). */
 	uint64_t records_lost;         /* Aged out of the log before delivery. */
 	uint64_t freshness_ms;         /* DeliveryToS3.DataFreshness: oldest undelivered. */
+	uint64_t processing_failed;    /* Records a Lambda processor failed (processing-failed/). */
+	uint64_t http_backup_records;  /* Records an endpoint did not take (http-endpoint-failed/). */
 };
 
 /*

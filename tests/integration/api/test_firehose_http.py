@@ -28,9 +28,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_kinesis_api import Sluiced, check  # noqa: E402
-from test_firehose import (DEADLINE_S, MIB, ROLE, client, expect_error,  # noqa: E402
-                           objects, s3dest)
+from test_kinesis_api import Sluiced, check, free_port  # noqa: E402
+from test_firehose import (DEADLINE_S, ROLE, client, expect_error,  # noqa: E402
+                           firehose_figures, objects, s3dest)
 
 ACCESS_KEY = "k3y-for-the-endpoint"
 ATTRIBUTES = [{"AttributeName": "team", "AttributeValue": "ingest"},
@@ -324,6 +324,18 @@ def test_failures(fh, ep, root):
     print("ok: S3BackupMode AllData: the endpoint and the bucket")
 
 
+def test_metrics(admin_port):
+    for name, want in (("http-down", 40), ("http-noretry", 40), ("http-flaky", 0),
+                       ("http-api", 0)):
+        _, values = firehose_figures(admin_port, name)
+        got = values.get("sluice_firehose_http_backup_records_total")
+        check(got == want, "%s: http_backup_records_total %r, want %d" % (name, got, want))
+    _, values = firehose_figures(admin_port, "http-flaky")
+    check(values.get("sluice_firehose_delivery_failures_total", 0) >= Endpoint.FLAKY,
+          "http-flaky: the failed attempts are counted")
+    print("ok: /metrics counts the backed-up records and the failed attempts")
+
+
 def main():
     binary = sys.argv[1]
     base = tempfile.mkdtemp(prefix="fhhttp-test-")
@@ -333,12 +345,15 @@ def main():
         root = os.path.join(base, "objects")
         os.makedirs(data)
         srv = Sluiced(binary, data)
-        srv.start("--set", "firehose.local_root=" + root)
+        admin_port = free_port()
+        srv.start("--set", "firehose.local_root=" + root,
+                  "--admin-listen", "127.0.0.1:%d" % admin_port)
         try:
             fh = client(srv)
             test_api(fh, ep)
             test_delivery(fh, ep)
             test_failures(fh, ep, root)
+            test_metrics(admin_port)
             check(ep.problems == [], "request format problems: %r" % ep.problems[:5])
             srv.stop()
             srv.start("--set", "firehose.local_root=" + root)

@@ -31,8 +31,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_kinesis_api import Sluiced, check  # noqa: E402
-from test_firehose import client, expect_error, objects, s3dest  # noqa: E402
+from test_kinesis_api import Sluiced, check, free_port  # noqa: E402
+from test_firehose import (client, expect_error, firehose_figures, objects,  # noqa: E402
+                           s3dest)
 from test_firehose_http import Endpoint, http_dest, put_all, wait_for  # noqa: E402
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:%s"
@@ -251,6 +252,15 @@ def test_http(fh, ep):
     print("ok: Lambda before an HTTP endpoint")
 
 
+def test_metrics(admin_port):
+    for name, want in (("lambda-transform", 400), ("lambda-sleeper", 20),
+                       ("lambda-badjson", 20), ("lambda-http", 0)):
+        _, values = firehose_figures(admin_port, name)
+        got = values.get("sluice_firehose_processing_failed_records_total")
+        check(got == want, "%s: processing_failed_records_total %r, want %d" % (name, got, want))
+    print("ok: /metrics counts the records sent to processing-failed")
+
+
 def test_bad_map(binary, base):
     """A lambda_map sluiced cannot read stops it at start, with the reason."""
     data = os.path.join(base, "data-bad-map")
@@ -283,14 +293,17 @@ def main():
         os.makedirs(data)
         lambda_map = ",".join("%s=%s" % (ARN % n, p) for n, (p, _) in paths.items())
         srv = Sluiced(binary, data)
+        admin_port = free_port()
         srv.start("--set", "firehose.local_root=" + root, "--set",
-                  "firehose.lambda_map=" + lambda_map, "--set", "firehose.lambda_timeout_s=1")
+                  "firehose.lambda_map=" + lambda_map, "--set", "firehose.lambda_timeout_s=1",
+                  "--admin-listen", "127.0.0.1:%d" % admin_port)
         try:
             fh = client(srv)
             test_api(fh)
             test_transform(fh, root, paths)
             test_failed_invocations(fh, root, paths)
             test_http(fh, ep)
+            test_metrics(admin_port)
             check(ep.problems == [], "request format problems: %r" % ep.problems[:5])
             srv.stop()
         finally:
