@@ -233,24 +233,34 @@ fh_read_aggregate(struct fh_read *r, const struct log_record_out *record, const 
 	return true;
 }
 
+/* Takes log record `record` into the cut; false when it must open the next one. */
+static bool
+fh_read_take(struct fh_read *r, const struct log_record_out *record)
+{
+	struct kpl agg;
+	bool taken;
+
+	if (r->deaggregate && kpl_open(record->data, record->data_size, &agg) == 0) {
+		taken = fh_read_aggregate(r, record, &agg);
+		kpl_close(&agg);
+		if (taken || r->records > 0)
+			return taken;
+		diag_warn("firehose", "seq %llu: a KPL aggregate of more user records than a cut "
+			  "may hold (%u) is delivered whole", (unsigned long long)record->seq,
+			  r->records_max);
+	}
+	/* A plain record, or an aggregate kept whole (it does not unpack, or is too many). */
+	return fh_read_add(r, record->seq, record->arrival_ns, record->data, record->data_size);
+}
+
 static int
 fh_read_record(void *arg, const struct log_record_out *record)
 {
 	struct fh_read *r = arg;
-	struct kpl agg;
-	bool taken;
 
-	/* An aggregate that does not unpack (MD5, protobuf) is delivered as it is. */
-	if (r->deaggregate && kpl_open(record->data, record->data_size, &agg) == 0) {
-		taken = fh_read_aggregate(r, record, &agg);
-		kpl_close(&agg);
-	} else {
-		taken = fh_read_add(r, record->seq, record->arrival_ns, record->data,
-				    record->data_size);
-	}
-	if (!taken && r->records == 0)
-		return -ENOBUFS;  /* Cannot happen: one log record always fits an empty cut. */
-	if (!taken) {
+	if (!fh_read_take(r, record)) {
+		if (r->records == 0)
+			return -ENOBUFS;  /* Cannot happen: a log record always fits an empty cut. */
 		r->refused = true;
 		r->refused_seq = record->seq;
 		return 1;

@@ -781,3 +781,75 @@ Test(firehose_engine, a_crash_redoes_the_same_transformed_object)
 	cr_assert_eq(access(dir, F_OK), -1, "nothing failed");
 	env_close(&e);
 }
+
+/* An aggregate of `count` empty user records (more than any cut holds), malloc'd. */
+static uint8_t *
+kpl_build_empty(size_t count, size_t *size_out)
+{
+	char *keys[] = { "k" };
+	Record *records = calloc(count, sizeof(*records));
+	Record **ptrs = calloc(count, sizeof(*ptrs));
+	AggregatedRecord agg = AGGREGATED_RECORD__INIT;
+	uint8_t *out;
+	size_t body;
+
+	cr_assert(records != NULL && ptrs != NULL);
+	for (size_t i = 0; i < count; i++) {
+		record__init(&records[i]);
+		ptrs[i] = &records[i];
+	}
+	agg.n_partition_key_table = 1;
+	agg.partition_key_table = keys;
+	agg.n_records = count;
+	agg.records = ptrs;
+	out = malloc(4 + aggregated_record__get_packed_size(&agg) + 16);
+	cr_assert_not_null(out);
+	memcpy(out, "\xf3\x89\x9a\xc2", 4);
+	body = aggregated_record__pack(&agg, out + 4);
+	hashkey_md5(out + 4, body, out + 4 + body);
+	free(records);
+	free(ptrs);
+	*size_out = 4 + body + 16;
+	return out;
+}
+
+Test(firehose_engine, an_aggregate_larger_than_a_cut_is_delivered_whole)
+{
+	struct firehose_spec s = spec_of("huge", FIREHOSE_UNCOMPRESSED, 128, 0);
+	size_t agg_size;
+	uint8_t *agg = kpl_build_empty(FH_CUT_RECORDS_MAX + 1, &agg_size);
+	struct firehose_record recs[3] = {
+		{ "a\n", 2 }, { agg, (uint32_t)agg_size }, { "b\n", 2 },
+	};
+	struct put_result r = { 0 };
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+	char paths[64][512];
+	struct env e;
+
+	cr_assert_leq(agg_size, FIREHOSE_RECORD_SIZE_MAX);
+	env_open(&e);
+	lambda_install(&e);
+	env_stop(&e);
+	env_open_parts(&e);
+	snprintf(s.lambda.arn, sizeof(s.lambda.arn), "%s", TEST_LAMBDA_ARN);
+	s.lambda.buffer_bytes = FIREHOSE_LAMBDA_BUFFER_DEFAULT;
+	s.deaggregate = true;
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	cr_assert_eq(firehose_put(e.fh, "huge", recs, 3, clock_real_ns(), put_done, &r), 0);
+	while (!r.done) {
+		cr_assert(clock_mono_ns() < deadline, "put answered");
+		firehose_poll(e.fh, clock_real_ns());
+		usleep(200);
+	}
+	cr_assert_eq(r.error, 0);
+	wait_delivered(&e, "huge", 3, 0);
+	/* The function saw the aggregate as one record: its bytes, upper-cased, in place. */
+	memcpy(sent, "A\n", 2);
+	for (size_t i = 0; i < agg_size; i++)
+		sent[2 + i] = (uint8_t)(agg[i] >= 'a' && agg[i] <= 'z' ? agg[i] - 32 : agg[i]);
+	memcpy(sent + 2 + agg_size, "B\n", 2);
+	sent_size = 2 + agg_size + 2;
+	cr_assert_geq(check_objects(&e, FIREHOSE_UNCOMPRESSED, paths), 1);
+	free(agg);
+	env_close(&e);
+}
