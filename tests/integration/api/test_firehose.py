@@ -549,17 +549,23 @@ def test_crashes(binary, base):
     print("ok: SIGKILLed 5 times while delivering: %d records exactly once" % len(sent))
 
 
+def start_sluiced(binary, base, *extra):
+    """sluiced on base/data, objects under base/objects: (srv, objects root, admin port)."""
+    data = os.path.join(base, "data")
+    root = os.path.join(base, "objects")
+    os.makedirs(data)
+    srv = Sluiced(binary, data)
+    admin_port = free_port()
+    srv.start("--set", "firehose.local_root=" + root,
+              "--admin-listen", "127.0.0.1:%d" % admin_port, *extra)
+    return srv, root, admin_port
+
+
 def main():
     binary = sys.argv[1]
     base = tempfile.mkdtemp(prefix="firehose-test-")
     try:
-        data = os.path.join(base, "data")
-        root = os.path.join(base, "objects")
-        os.makedirs(data)
-        srv = Sluiced(binary, data)
-        admin_port = free_port()
-        srv.start("--set", "firehose.local_root=" + root,
-                  "--admin-listen", "127.0.0.1:%d" % admin_port)
+        srv, root, admin_port = start_sluiced(binary, base)
         try:
             test_api(srv)
             test_delivery(srv, root)

@@ -28,9 +28,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_kinesis_api import Sluiced, check, free_port  # noqa: E402
+from test_kinesis_api import check  # noqa: E402
 from test_firehose import (DEADLINE_S, ROLE, client, expect_error,  # noqa: E402
-                           firehose_figures, objects, s3dest)
+                           firehose_figures, objects, s3dest, start_sluiced)
 
 ACCESS_KEY = "k3y-for-the-endpoint"
 ATTRIBUTES = [{"AttributeName": "team", "AttributeValue": "ingest"},
@@ -341,13 +341,7 @@ def main():
     base = tempfile.mkdtemp(prefix="fhhttp-test-")
     ep = Endpoint()
     try:
-        data = os.path.join(base, "data")
-        root = os.path.join(base, "objects")
-        os.makedirs(data)
-        srv = Sluiced(binary, data)
-        admin_port = free_port()
-        srv.start("--set", "firehose.local_root=" + root,
-                  "--admin-listen", "127.0.0.1:%d" % admin_port)
+        srv, root, admin_port = start_sluiced(binary, base)
         try:
             fh = client(srv)
             test_api(fh, ep)

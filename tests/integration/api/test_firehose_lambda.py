@@ -31,9 +31,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_kinesis_api import Sluiced, check, free_port  # noqa: E402
+from test_kinesis_api import Sluiced, check  # noqa: E402
 from test_firehose import (client, expect_error, firehose_figures, objects,  # noqa: E402
-                           s3dest)
+                           s3dest, start_sluiced)
 from test_firehose_http import Endpoint, http_dest, put_all, wait_for  # noqa: E402
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:%s"
@@ -288,15 +288,10 @@ def main():
     ep = Endpoint()
     try:
         paths = write_functions(base)
-        data = os.path.join(base, "data")
-        root = os.path.join(base, "objects")
-        os.makedirs(data)
         lambda_map = ",".join("%s=%s" % (ARN % n, p) for n, (p, _) in paths.items())
-        srv = Sluiced(binary, data)
-        admin_port = free_port()
-        srv.start("--set", "firehose.local_root=" + root, "--set",
-                  "firehose.lambda_map=" + lambda_map, "--set", "firehose.lambda_timeout_s=1",
-                  "--admin-listen", "127.0.0.1:%d" % admin_port)
+        srv, root, admin_port = start_sluiced(binary, base, "--set",
+                                              "firehose.lambda_map=" + lambda_map, "--set",
+                                              "firehose.lambda_timeout_s=1")
         try:
             fh = client(srv)
             test_api(fh)
