@@ -290,6 +290,14 @@ static const struct config_key config_keys[] = {
 		FIREHOSE_S3_PART_MB_MAX,
 		"An object larger than this many MiB is sent as a multipart upload of parts this "
 		"size (S3: parts but the last >= 5 MiB)."),
+	KEY_STR("firehose", "lambda_map", firehose_lambda_map, "",
+		"Lambda processors as local executables: ARN=PATH[,ARN=PATH...] (at most 16); "
+		"PATH gets Firehose's transformation event on stdin and answers on stdout "
+		"(docs/FIREHOSE.md). A LambdaArn not named here is refused at create."),
+	KEY_U32("firehose", "lambda_timeout_s", firehose_lambda_timeout_s, "60", 1,
+		FIREHOSE_LAMBDA_TIMEOUT_S_MAX,
+		"A Lambda executable still running after this is killed (the invocation failed; "
+		"it is retried NumberOfRetries times). Delivery waits for it meanwhile."),
 };
 
 void

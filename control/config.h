@@ -114,6 +114,8 @@ struct sluice_config {
 	char firehose_s3_secret_key[CONFIG_STRING_SIZE];
 	bool firehose_s3_path_style;
 	uint32_t firehose_s3_part_mb;
+	char firehose_lambda_map[4 * CONFIG_STRING_SIZE];  /* "ARN=PATH,..." */
+	uint32_t firehose_lambda_timeout_s;
 };
 
 /* One error found while loading: file, line (0 = command line or whole file), text. */

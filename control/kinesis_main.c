@@ -211,6 +211,9 @@ kinesis_firehose_open(struct kinesis *k)
 			.path_style = k->config.firehose_s3_path_style,
 			.part_mb = k->config.firehose_s3_part_mb,
 		},
+		.region = k->config.region, .account_id = k->config.account_id,
+		.lambda_map = k->config.firehose_lambda_map,
+		.lambda_timeout_s = k->config.firehose_lambda_timeout_s,
 	};
 	int rc;
 

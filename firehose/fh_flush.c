@@ -16,6 +16,7 @@
  *
  * Directories the key creates are fsynced into their parents as they are made.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -27,10 +28,9 @@
 #include "common/base.h"
 #include "common/diag.h"
 #include "common/hist.h"
+#include "common/kpl.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
-
-#define FH_UUID_SIZE 37  /* 8-4-4-4-12 and NUL. */
 
 /* ---- Names ---------------------------------------------------------------- */
 
@@ -73,6 +73,12 @@ fh_uuid(uint64_t h, char out[FH_UUID_SIZE])
 	snprintf(out, FH_UUID_SIZE, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(hi >> 32),
 		 (unsigned)(hi >> 16) & 0xffff, (unsigned)hi & 0xffff, (unsigned)(lo >> 48),
 		 (unsigned long long)(lo & 0xffffffffffffull));
+}
+
+void
+fh_range_uuid(const struct fh_job *j, uint64_t first, uint64_t end, char out[FH_UUID_SIZE])
+{
+	fh_uuid(fh_object_hash(j->spec.name, j->version, j->shard_id, first, end, 0), out);
 }
 
 int
@@ -203,33 +209,111 @@ fh_write_object(char *path, const uint8_t *data, size_t size)
 
 struct fh_read {
 	struct firehose *fh;
-	struct fh_part *part;    /* Partitioned: each record's place noted, count bounded. */
+	struct fh_part *part;    /* Partitioned: each record's place noted. */
 	uint64_t limit;          /* Stop once this many data bytes are in (a cut by size). */
+	uint32_t records_max;    /* Or this many records (0: no limit). */
+	bool keep_ends;          /* Each record's end, arrival and seq kept (fh->record_*). */
+	bool deaggregate;        /* KPL aggregates become their user records. */
+	bool refused;            /* A log record did not fit: the cut ends before refused_seq. */
+	uint64_t refused_seq;
 	uint64_t first_arrival_ns;
 	uint32_t records;
 };
+
+/* Appends one (user) record of log record `seq` to the cut; false when it is full. */
+static bool
+fh_read_add(struct fh_read *r, uint64_t seq, uint64_t arrival_ns, const uint8_t *data,
+	    size_t size)
+{
+	struct firehose *fh = r->fh;
+
+	if (fh->raw_used + size > FH_RAW_SIZE_MAX ||
+	    (r->records_max != 0 && r->records == r->records_max))
+		return false;
+	if (r->records++ == 0)
+		r->first_arrival_ns = arrival_ns;
+	memcpy(fh->raw + fh->raw_used, data, size);
+	if (r->part != NULL)
+		fh_partition_note(r->part, r->records - 1, fh->raw_used, size, arrival_ns);
+	fh->raw_used += size;
+	if (r->keep_ends) {
+		assert(r->records <= r->records_max && r->records_max <= FH_CUT_RECORDS_MAX);
+		fh->record_ends[r->records - 1] = (uint32_t)fh->raw_used;
+		fh->record_arrivals[r->records - 1] = arrival_ns;
+		fh->record_seqs[r->records - 1] = seq;
+	}
+	return true;
+}
+
+/* A KPL aggregate's user records (Kinesis sources); false when they do not all fit. */
+static bool
+fh_read_aggregate(struct fh_read *r, const struct log_record_out *record, const struct kpl *agg)
+{
+	struct firehose *fh = r->fh;
+	uint32_t records = r->records;
+	size_t used = fh->raw_used;
+
+	for (size_t i = 0; i < agg->record_count; i++) {
+		struct kpl_record user;
+
+		kpl_record(agg, i, &user);
+		if (!fh_read_add(r, record->seq, record->arrival_ns, user.data, user.data_size)) {
+			r->records = records;  /* All or nothing: the aggregate opens the next cut. */
+			fh->raw_used = used;
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Takes log record `record` into the cut; false when it must open the next one. */
+static bool
+fh_read_take(struct fh_read *r, const struct log_record_out *record)
+{
+	struct kpl agg;
+	bool taken;
+
+	if (r->deaggregate && kpl_open(record->data, record->data_size, &agg) == 0) {
+		taken = fh_read_aggregate(r, record, &agg);
+		kpl_close(&agg);
+		if (taken || r->records > 0)
+			return taken;
+		diag_warn("firehose", "seq %llu: a KPL aggregate of more user records than a cut "
+			  "may hold (%u) is delivered whole", (unsigned long long)record->seq,
+			  r->records_max);
+	}
+	/* A plain record, or an aggregate kept whole (it does not unpack, or is too many). */
+	return fh_read_add(r, record->seq, record->arrival_ns, record->data, record->data_size);
+}
 
 static int
 fh_read_record(void *arg, const struct log_record_out *record)
 {
 	struct fh_read *r = arg;
-	struct firehose *fh = r->fh;
 
-	if (fh->raw_used + record->data_size > FH_RAW_SIZE_MAX)
-		return -ENOBUFS;  /* Cannot happen: the limit stops a record past it. */
-	if (r->records++ == 0)
-		r->first_arrival_ns = record->arrival_ns;
-	memcpy(fh->raw + fh->raw_used, record->data, record->data_size);
-	if (r->part != NULL)
-		fh_partition_note(r->part, r->records - 1, fh->raw_used, record->data_size,
-				  record->arrival_ns);
-	fh->raw_used += record->data_size;
-	if (r->part != NULL && r->records == FH_PART_RECORDS_MAX)
-		return 1;  /* The same bound cuts a redo of the range at the same place. */
-	return fh->raw_used >= r->limit ? 1 : 0;
+	if (!fh_read_take(r, record)) {
+		if (r->records == 0)
+			return -ENOBUFS;  /* Cannot happen: a log record always fits an empty cut. */
+		r->refused = true;
+		r->refused_seq = record->seq;
+		return 1;
+	}
+	/* The same bounds cut a redo of the range at the same place. */
+	return r->fh->raw_used >= r->limit || r->records == r->records_max ? 1 : 0;
 }
 
-/* Reads [first, end) of lane `l` into fh->raw, stopping early at r->limit bytes. */
+/* Records one cut of stream `s` may hold (0: no bound but its size). */
+static uint32_t
+fh_cut_records_max(const struct fh_stream *s)
+{
+	uint32_t max = fh_records_max(s);
+
+	if (s->spec.partitioning && (max == 0 || max > FH_PART_RECORDS_MAX))
+		max = FH_PART_RECORDS_MAX;
+	return max;
+}
+
+/* Reads [first, end) of shard_id into fh->raw, stopping early at a cut's bounds. */
 static int
 fh_read_range(struct firehose *fh, const struct fh_stream *s, uint64_t shard_id, uint64_t first,
 	      uint64_t end, struct fh_read *r, uint64_t *next_out)
@@ -239,8 +323,12 @@ fh_read_range(struct firehose *fh, const struct fh_stream *s, uint64_t shard_id,
 	fh->raw_used = 0;
 	r->fh = fh;
 	r->part = s->spec.partitioning ? fh->part : NULL;
+	r->records_max = fh_cut_records_max(s);
+	r->keep_ends = fh_records_max(s) != 0;
+	/* Firehose deaggregates a Kinesis stream source's KPL records, not DirectPut's. */
+	r->deaggregate = s->spec.source_arn[0] != '\0' || s->spec.deaggregate;
 	while (seq < end && fh->raw_used < r->limit &&
-	       (r->part == NULL || r->records < FH_PART_RECORDS_MAX)) {
+	       (r->records_max == 0 || r->records < r->records_max)) {
 		uint64_t next = seq;
 		uint32_t want = (uint32_t)min_u64(end - seq, UINT32_MAX);
 		int n = log_read(fh->reader, shard_id, seq, want, UINT64_MAX, fh_read_record, r,
@@ -248,6 +336,10 @@ fh_read_range(struct firehose *fh, const struct fh_stream *s, uint64_t shard_id,
 
 		if (n < 0)
 			return n;
+		if (r->refused) {
+			seq = r->refused_seq;
+			break;
+		}
 		if (n == 0 || next <= seq)
 			break;
 		seq = next;
@@ -293,32 +385,86 @@ fh_object_write(struct firehose *fh, const struct fh_job *j, const char *key,
 	return rc;
 }
 
-/*
- * Steps 3 and 4 for what fh->raw holds (*objects_out: how many it made). The lock is
- * let go while it compresses and writes or uploads: what that reads of the stream is
- * fh->job, copied first (the flusher's own, like its buffers), and it touches no
- * engine state (the intent is in SQLite, and fh_settings.c refuses changes while one
- * is; fh_s3.c takes the lock back for its SQLite rows).
- */
-static int
-fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t shard_id, uint64_t first,
-	   uint64_t end, uint64_t first_arrival_ns, uint32_t *objects_out)
+int
+fh_error_object_write(struct firehose *fh, const struct fh_job *j, const char *type,
+		      uint64_t first, uint64_t end, uint64_t arrival_ns, uint64_t salt,
+		      const uint8_t *data, size_t size)
 {
-	struct fh_job *j = &fh->job;
+	struct fh_prefix_vars v = { .arrival_ns = arrival_ns, .error_type = type, .salt = salt };
+	char key[FIREHOSE_PATH_SIZE_MAX];
+	int rc = fh_object_key(j, first, end, j->spec.error_prefix, &v, key, sizeof(key));
+
+	return rc != 0 ? rc : fh_object_write(fh, j, key, data, size);
+}
+
+int
+fh_job_object_write(struct firehose *fh, const struct fh_job *j, uint64_t first, uint64_t end,
+		    uint64_t first_arrival_ns)
+{
 	struct fh_prefix_vars v = { .arrival_ns = first_arrival_ns };
 	char key[FIREHOSE_PATH_SIZE_MAX];
-	int rc = 0;
+	int rc = fh_object_key(j, first, end, j->spec.prefix, &v, key, sizeof(key));
 
-	*j = (struct fh_job){ .spec = s->spec, .id = s->id, .version = s->version,
-			      .shard_id = shard_id };
-	*objects_out = 1;
-	fh_unlock(fh);
+	return rc != 0 ? rc : fh_object_write(fh, j, key, fh->raw, fh->raw_used);
+}
+
+/* After a Lambda processor: partitioning sees the records it kept, where they are now. */
+static void
+fh_partition_renote(struct firehose *fh, uint32_t records)
+{
+	for (uint32_t i = 0; i < records; i++) {
+		uint32_t start = i == 0 ? 0 : fh->record_ends[i - 1];
+
+		fh_partition_note(fh->part, i, start, fh->record_ends[i] - start,
+				  fh->record_arrivals[i]);
+	}
+}
+
+/* Steps 3 and 4 without the lock: transform, then POST or write the object(s). */
+static int
+fh_deliver_job(struct firehose *fh, struct fh_job *j, uint64_t first, uint64_t end,
+	       uint64_t first_arrival_ns, uint32_t records)
+{
+	int rc;
+
+	if (j->spec.lambda.arn[0] != '\0') {
+		rc = fh_lambda_process(fh, j, first, &records);
+		if (rc != 0 || records == 0)
+			return rc;  /* Nothing left (dropped or failed): no object, as AWS. */
+		if (j->spec.partitioning)
+			fh_partition_renote(fh, records);
+	}
+	if (j->spec.destination == FIREHOSE_DEST_HTTP)
+		return fh_http_deliver(fh, j, first, end, first_arrival_ns, records);
 	if (j->spec.partitioning)
-		rc = fh_partition_deliver(fh, j, first, end, objects_out);
-	else
-		rc = fh_object_key(j, first, end, j->spec.prefix, &v, key, sizeof(key));
-	if (rc == 0 && !j->spec.partitioning)
-		rc = fh_object_write(fh, j, key, fh->raw, fh->raw_used);
+		return fh_partition_deliver(fh, j, first, end, &j->objects);
+	return fh_job_object_write(fh, j, first, end, first_arrival_ns);
+}
+
+/*
+ * Steps 3 and 4 for the cut in fh->raw. The lock is let go while it transforms,
+ * compresses and writes, uploads or POSTs: what that reads of the stream and lane is
+ * fh->job, copied first (the flusher's own, like its buffers), and it touches no
+ * engine state (the intent is in SQLite, and fh_settings.c refuses changes while one
+ * is; fh_s3.c takes the lock back for its SQLite rows). fh_commit takes the results.
+ */
+static int
+fh_deliver(struct firehose *fh, struct fh_stream *s, const struct fh_lane *l, uint64_t first,
+	   uint64_t end, const struct fh_read *r)
+{
+	struct fh_job *j = &fh->job;
+	int rc;
+
+	j->spec = s->spec;
+	j->id = s->id;
+	j->version = s->version;
+	j->shard_id = l->shard_id;
+	j->http_attempts = l->http_attempts;
+	j->http_failing_ns = l->http_failing_ns;
+	j->objects = 1;
+	j->processing_failed = j->http_backup_records = 0;
+	fh_unlock(fh);
+	rc = fh_deliver_job(fh, j, first, end, r->first_arrival_ns, r->records);
 	fh_lock(fh);
 	return rc;
 }
@@ -328,11 +474,17 @@ static int
 fh_commit(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t first,
 	  uint64_t end, const struct fh_read *r)
 {
-	uint32_t id = s->id, objects;
-	int rc = fh_deliver(fh, s, l->shard_id, first, end, r->first_arrival_ns, &objects);
+	const struct fh_job *j = &fh->job;
+	uint32_t id = s->id;
+	int rc = fh_deliver(fh, s, l, first, end, r);
 
 	if (!fh_stream_same(s, id))
 		return -ECANCELED;  /* Deleted while it was written: its object is an orphan. */
+	/* Counted per write: a range redone after a crash counts again. */
+	counter_add_single_writer(&s->stats->processing_failed, j->processing_failed);
+	counter_add_single_writer(&s->stats->http_backup_records, j->http_backup_records);
+	l->http_attempts = j->http_attempts;
+	l->http_failing_ns = j->http_failing_ns;
 	if (rc == 0)
 		rc = fh_store_delivered(fh, s, l, end);
 	if (rc != 0)
@@ -341,7 +493,7 @@ fh_commit(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t 
 	l->intent = false;
 	counter_add_single_writer(&s->stats->delivered_records, r->records);
 	counter_add_single_writer(&s->stats->delivered_bytes, fh->raw_used);
-	counter_add_single_writer(&s->stats->delivered_objects, objects);
+	counter_add_single_writer(&s->stats->delivered_objects, j->objects);
 	l->oldest_ns = 0;
 	l->pending_bytes = UINT64_MAX;  /* What is left past the cut: read again to know. */
 	l->pending_records = 0;
@@ -392,11 +544,13 @@ fh_redo(struct firehose *fh, struct fh_stream *s, struct fh_lane *l)
 	return fh_commit(fh, s, l, l->intent_first, l->intent_end, &r);
 }
 
-/* A partitioned cut full of records is due like one full of bytes. */
+/* A cut full of records (a bounded one: HTTP, Lambda, partitioning) is due like a full one. */
 static bool
 fh_records_full(const struct fh_stream *s, const struct fh_lane *l)
 {
-	return s->spec.partitioning && l->pending_records >= FH_PART_RECORDS_MAX;
+	uint32_t max = fh_cut_records_max(s);
+
+	return max != 0 && l->pending_records >= max;
 }
 
 int
@@ -432,7 +586,8 @@ fh_flush_lane(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint6
 	l->pending_bytes = fh->raw_used;
 	l->pending_records = r.records;
 	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns &&
-	    !fh_records_full(s, l))
+	    !fh_records_full(s, l) && (r.records_max == 0 || r.records < r.records_max) &&
+	    !r.refused)
 		return 0;
 	rc = fh_store_intent(fh, s, l, l->delivered, next);
 	if (rc != 0)

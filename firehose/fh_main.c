@@ -81,6 +81,10 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	snprintf(fh->local_root, sizeof(fh->local_root), "%s", options->local_root);
 	rc = fh_alloc(fh);
 	if (rc == 0)
+		rc = fh_http_open(fh, options);
+	if (rc == 0)
+		rc = fh_lambda_open(fh, options);
+	if (rc == 0)
 		rc = fh_store_open(fh);
 	if (rc == 0)
 		rc = fh_s3_open(fh, &options->s3);
@@ -137,6 +141,8 @@ firehose_close(struct firehose *fh)
 	fh_s3_close(fh);
 	fh_partition_close(fh);
 	fh_store_close(fh);
+	fh_http_close(fh);
+	fh_lambda_close(fh);
 	free(fh->raw);
 	free(fh->out);
 	free(fh->pending);
@@ -359,6 +365,8 @@ firehose_stats_read(const struct firehose *fh, struct firehose_stats *out, uint3
 		out[n].freshness_ms = c.freshness_ms;
 		out[n].retention_warnings = c.retention_warnings;
 		out[n].retention_headroom_s = c.retention_headroom_s;
+		out[n].processing_failed = c.processing_failed;
+		out[n].http_backup_records = c.http_backup_records;
 		n++;
 	}
 	return n;

@@ -305,14 +305,10 @@ fh_errors_flush(struct firehose *fh, const struct fh_job *j, uint64_t first, uin
 		uint64_t arrival_ns, uint64_t chunk)
 {
 	struct fh_part *p = fh->part;
-	struct fh_prefix_vars v = {
-		.arrival_ns = arrival_ns, .error_type = FH_PARTITION_ERROR_TYPE,
-		.salt = fh_hash_text(chunk + 11, FH_PARTITION_ERROR_TYPE) | 1,
-	};
-	char key[FIREHOSE_PATH_SIZE_MAX];
-	int rc = fh_object_key(j, first, end, j->spec.error_prefix, &v, key, sizeof(key));
 
-	return rc != 0 ? rc : fh_object_write(fh, j, key, p->gather, p->gathered);
+	return fh_error_object_write(fh, j, FH_PARTITION_ERROR_TYPE, first, end, arrival_ns,
+				     fh_hash_text(chunk + 11, FH_PARTITION_ERROR_TYPE) | 1,
+				     p->gather, p->gathered);
 }
 
 /* Step 4; *objects_out counts the error objects written. */

@@ -26,7 +26,7 @@
 
 #define FH_STORE_BUSY_MS 5000
 
-static int
+int
 fh_store_fail(struct firehose *fh, const char *what)
 {
 	diag_error("firehose", "sqlite %s: %s", what, sqlite3_errmsg(fh->db));
@@ -50,18 +50,19 @@ int
 fh_store_open(struct firehose *fh)
 {
 	char path[FIREHOSE_PATH_SIZE_MAX + sizeof(FIREHOSE_DB_FILE) + 1];
+	int rc;
 
 	snprintf(path, sizeof(path), "%s/%s", fh->data_dir, FIREHOSE_DB_FILE);
 	if (sqlite3_open_v2(path, &fh->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 			    NULL) != SQLITE_OK) {
-		int rc = fh_store_fail(fh, path);
+		rc = fh_store_fail(fh, path);
 
 		sqlite3_close(fh->db);
 		fh->db = NULL;
 		return rc;
 	}
 	sqlite3_busy_timeout(fh->db, FH_STORE_BUSY_MS);
-	return fh_store_exec(fh,
+	rc = fh_store_exec(fh,
 		"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 		"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER);"
 		"CREATE TABLE IF NOT EXISTS delivery_streams(name TEXT PRIMARY KEY,"
@@ -73,6 +74,9 @@ fh_store_open(struct firehose *fh)
 		" intent_first INTEGER, intent_end INTEGER);"
 		"CREATE TABLE IF NOT EXISTS partitioning(id INTEGER PRIMARY KEY,"
 		" query TEXT NOT NULL);");
+	if (rc == 0)
+		rc = fh_http_store_create(fh);
+	return rc != 0 ? rc : fh_lambda_store_create(fh);
 }
 
 void
@@ -82,8 +86,8 @@ fh_store_close(struct firehose *fh)
 	fh->db = NULL;
 }
 
-static void
-fh_copy_column(sqlite3_stmt *st, int col, char *out, size_t size)
+void
+fh_store_column(sqlite3_stmt *st, int col, char *out, size_t size)
 {
 	const unsigned char *text = sqlite3_column_text(st, col);
 
@@ -103,15 +107,15 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 		return -EIO;
 	}
 	memset(s, 0, sizeof(*s));
-	fh_copy_column(st, 0, s->spec.name, sizeof(s->spec.name));
+	fh_store_column(st, 0, s->spec.name, sizeof(s->spec.name));
 	s->id = (uint32_t)sqlite3_column_int64(st, 1);
 	s->created_ms = (uint64_t)sqlite3_column_int64(st, 2);
 	s->version = (uint32_t)sqlite3_column_int64(st, 3);
-	fh_copy_column(st, 4, s->spec.bucket, sizeof(s->spec.bucket));
-	fh_copy_column(st, 5, s->spec.bucket_arn, sizeof(s->spec.bucket_arn));
-	fh_copy_column(st, 6, s->spec.role_arn, sizeof(s->spec.role_arn));
-	fh_copy_column(st, 7, s->spec.prefix, sizeof(s->spec.prefix));
-	fh_copy_column(st, 8, s->spec.error_prefix, sizeof(s->spec.error_prefix));
+	fh_store_column(st, 4, s->spec.bucket, sizeof(s->spec.bucket));
+	fh_store_column(st, 5, s->spec.bucket_arn, sizeof(s->spec.bucket_arn));
+	fh_store_column(st, 6, s->spec.role_arn, sizeof(s->spec.role_arn));
+	fh_store_column(st, 7, s->spec.prefix, sizeof(s->spec.prefix));
+	fh_store_column(st, 8, s->spec.error_prefix, sizeof(s->spec.error_prefix));
 	s->spec.size_mb = (uint32_t)sqlite3_column_int64(st, 9);
 	s->spec.interval_s = (uint32_t)sqlite3_column_int64(st, 10);
 	s->spec.compression = (enum firehose_compression)sqlite3_column_int64(st, 11);
@@ -127,7 +131,22 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 	s->used = true;
 	s->direct.shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
 	s->direct.pending_bytes = UINT64_MAX;
-	return 0;
+	if (fh_http_store_load(fh, s) != 0)
+		return -EIO;
+	return fh_lambda_store_load(fh, s);
+}
+
+int
+fh_store_by_id(struct firehose *fh, const char *sql, uint32_t id, sqlite3_stmt **st_out)
+{
+	int step;
+
+	*st_out = NULL;
+	if (sqlite3_prepare_v2(fh->db, sql, -1, st_out, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(*st_out, 1, id) != SQLITE_OK)
+		return fh_store_fail(fh, sql);
+	step = sqlite3_step(*st_out);
+	return step == SQLITE_ROW || step == SQLITE_DONE ? step : fh_store_fail(fh, sql);
 }
 
 /* The partitioning rows onto the streams just loaded. */
@@ -146,7 +165,7 @@ fh_store_load_partitioning(struct firehose *fh)
 		if (s == NULL)
 			continue;  /* No stream of that id (deleted together; not expected). */
 		s->spec.partitioning = true;
-		fh_copy_column(st, 1, s->spec.query, sizeof(s->spec.query));
+		fh_store_column(st, 1, s->spec.query, sizeof(s->spec.query));
 	}
 	sqlite3_finalize(st);
 	return step == SQLITE_DONE ? 0 : fh_store_fail(fh, "load partitioning");
@@ -246,6 +265,10 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 		rc = fh_store_run(fh, "INSERT OR REPLACE INTO partitioning(id, query) VALUES(?, ?)",
 				  "it", (const void *[]){ &id, s->spec.query });
 	if (rc == 0)
+		rc = fh_http_store_insert(fh, s);
+	if (rc == 0)
+		rc = fh_lambda_store_insert(fh, s);
+	if (rc == 0)
 		return fh_store_exec(fh, "COMMIT");
 	fh_store_exec(fh, "ROLLBACK");
 	return rc;
@@ -258,8 +281,13 @@ fh_store_delete(struct firehose *fh, const struct fh_stream *s)
 	int rc = fh_store_run(fh, "DELETE FROM partitioning WHERE id = ?", "i",
 			      (const void *[]){ &id });
 
-	return rc != 0 ? rc : fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",
-					   (const void *[]){ s->spec.name });
+	if (rc == 0)
+		rc = fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",
+				  (const void *[]){ s->spec.name });
+	/* An HTTP row left by a crash between the two is never read: ids are not reused. */
+	if (rc == 0)
+		rc = fh_http_store_delete(fh, s);
+	return rc != 0 ? rc : fh_lambda_store_delete(fh, s);
 }
 
 /* A DirectPut stream's lane lives in its row; a source's lanes in source_lanes (fh_source.c). */
@@ -335,8 +363,8 @@ fh_store_upload_find(struct firehose *fh, uint32_t stream_id, char *key,
 		return fh_store_fail(fh, "s3_uploads");
 	sqlite3_bind_int64(st, 1, stream_id);
 	if (sqlite3_step(st) == SQLITE_ROW) {
-		fh_copy_column(st, 0, key, key_size);
-		fh_copy_column(st, 1, upload_id, upload_id_size);
+		fh_store_column(st, 0, key, key_size);
+		fh_store_column(st, 1, upload_id, upload_id_size);
 		rc = 0;
 	}
 	sqlite3_finalize(st);

@@ -75,17 +75,68 @@ struct firehose;
 /* A refusal's text (firehose_spec_check). */
 #define FIREHOSE_MESSAGE_SIZE 512u
 
+/* HttpEndpointDestinationConfiguration (AWS's limits unless marked ours). */
+#define FIREHOSE_HTTP_URL_SIZE_MAX 1000u
+#define FIREHOSE_HTTP_NAME_SIZE_MAX 256u
+#define FIREHOSE_HTTP_ACCESS_KEY_SIZE_MAX 4096u
+#define FIREHOSE_HTTP_ATTRIBUTES_MAX 50u
+#define FIREHOSE_HTTP_ATTRIBUTE_NAME_SIZE_MAX 256u
+#define FIREHOSE_HTTP_ATTRIBUTE_VALUE_SIZE_MAX 1024u
+/* Ours: the X-Amz-Firehose-Common-Attributes header's JSON (an HTTP header, not 64 KB). */
+#define FIREHOSE_HTTP_ATTRIBUTES_SIZE_MAX 8192u
+#define FIREHOSE_HTTP_SIZE_MB_MAX 64u
+#define FIREHOSE_HTTP_RETRY_S_MAX 7200u
+#define FIREHOSE_HTTP_RETRY_S_DEFAULT 300u
+#define FIREHOSE_HTTP_RECORDS_MAX 10000u      /* Records in one request. */
+
+/* ProcessingConfiguration's Lambda processor (AWS's limits unless marked ours). */
+#define FIREHOSE_LAMBDA_RETRIES_MAX 300u
+#define FIREHOSE_LAMBDA_RETRIES_DEFAULT 3u
+#define FIREHOSE_LAMBDA_BUFFER_MIN (1048576u / 5)   /* BufferSizeInMBs 0.2 .. 3 */
+#define FIREHOSE_LAMBDA_BUFFER_MAX (3u << 20)
+#define FIREHOSE_LAMBDA_BUFFER_DEFAULT (1u << 20)
+#define FIREHOSE_LAMBDA_INTERVAL_S_DEFAULT 60u
+#define FIREHOSE_LAMBDA_MAP_MAX 16u                /* Ours: functions in [firehose] lambda_map. */
+#define FIREHOSE_LAMBDA_TIMEOUT_S_MAX 300u         /* AWS: an invocation runs 5 min at most. */
+
+/* A Lambda processor: its function runs as the executable [firehose] lambda_map names. */
+struct firehose_lambda {
+	char arn[FIREHOSE_ARN_SIZE_MAX + 1];   /* LambdaArn; "" no processor. */
+	uint32_t retries;            /* NumberOfRetries. */
+	uint32_t buffer_bytes;       /* BufferSizeInMBs: input of one invocation at most. */
+	uint32_t interval_s;         /* BufferIntervalInSeconds (kept; the cut is by the destination). */
+};
+
+enum firehose_destination {
+	FIREHOSE_DEST_S3,     /* (Extended)S3DestinationConfiguration: objects under local_root. */
+	FIREHOSE_DEST_HTTP,   /* HttpEndpointDestinationConfiguration; S3 is its backup. */
+};
+
+/* An HTTP endpoint destination (docs/FIREHOSE.md, "HTTP endpoints"). */
+struct firehose_http {
+	char url[FIREHOSE_HTTP_URL_SIZE_MAX + 1];          /* https:// (http:// ours). */
+	char endpoint_name[FIREHOSE_HTTP_NAME_SIZE_MAX + 1];
+	char access_key[FIREHOSE_HTTP_ACCESS_KEY_SIZE_MAX + 1];
+	/* CommonAttributes as the JSON object {"name":"value",...} ("" none). */
+	char attributes[FIREHOSE_HTTP_ATTRIBUTES_SIZE_MAX + 1];
+	bool gzip;                   /* RequestConfiguration.ContentEncoding GZIP. */
+	bool backup_all;             /* S3BackupMode AllData (else FailedDataOnly). */
+	uint32_t retry_s;            /* RetryOptions.DurationInSeconds. */
+};
+
 enum firehose_compression {
 	FIREHOSE_UNCOMPRESSED,
 	FIREHOSE_GZIP,
 	FIREHOSE_SNAPPY,      /* xerial snappy-java stream, as Firehose writes "Snappy". */
 	FIREHOSE_ZSTD,        /* Extra: one zstd frame with content size and checksum. */
+	FIREHOSE_ZIP,         /* One deflated entry in a PKZIP archive. */
+	FIREHOSE_HADOOP_SNAPPY, /* Hadoop's BlockCompressorStream framing of snappy blocks. */
 	FIREHOSE_COMPRESSION_COUNT,
 };
 
-/* AWS's CompressionFormat value ("UNCOMPRESSED", "GZIP", "Snappy", "ZSTD"). */
+/* AWS's CompressionFormat value ("UNCOMPRESSED", "GZIP", "Snappy", "ZIP", ...). */
 const char *firehose_compression_name(enum firehose_compression c);
-/* -EINVAL for a value not built (ZIP, HADOOP_SNAPPY) or unknown. */
+/* -EINVAL for an unknown value (the enum is case-sensitive, as AWS's). */
 int firehose_compression_parse(const char *text, enum firehose_compression *out);
 
 /* What CreateDeliveryStream stores (the destination's members, checked by the caller). */
@@ -105,6 +156,14 @@ struct firehose_spec {
 	/* KinesisStreamAsSource: the source's ARN and role; both empty for DirectPut. */
 	char source_arn[FIREHOSE_ARN_SIZE_MAX + 1];
 	char source_role_arn[FIREHOSE_ARN_SIZE_MAX + 1];
+	enum firehose_destination destination;
+	struct firehose_http http;   /* FIREHOSE_DEST_HTTP only; bucket etc. are its backup's. */
+	struct firehose_lambda lambda;
+	/*
+	 * KPL aggregates (magic F3 89 9A C2) are delivered and processed as their user
+	 * records, as Firehose does for a Kinesis stream source: the source's to set.
+	 */
+	bool deaggregate;
 };
 
 /*
@@ -209,11 +268,18 @@ struct firehose_options {
 	 */
 	bool flusher_thread;
 	struct firehose_s3_options s3;   /* endpoint NULL: no store, local_root. */
+	const char *region;          /* For delivery streams' ARNs (NULL: us-east-1). */
+	const char *account_id;      /* (NULL: 000000000000). */
+	const char *lambda_map;      /* "ARN=PATH[,ARN=PATH...]" (NULL or "": none). */
+	uint32_t lambda_timeout_s;   /* An invocation is killed after this (0: the maximum). */
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);
 /* Waits (bounded) for puts still in the log; their callbacks are not called. */
 void firehose_close(struct firehose *fh);
+
+/* True when [firehose] lambda_map names an executable for the function `arn`. */
+bool firehose_lambda_known(const struct firehose *fh, const char *arn);
 
 /*
  * -EEXIST (name in use), -ENOSPC (FIREHOSE_STREAMS_MAX), or a SQLite/log error (-EIO).
@@ -314,6 +380,8 @@ struct firehose_stats {
 	uint64_t freshness_ms;         /* DeliveryToS3.DataFreshness: oldest undelivered. */
 	uint64_t retention_warnings;   /* Times a lane came within FIREHOSE_RETENTION_MARGIN_S. */
 	uint64_t retention_headroom_s; /* Seconds before the oldest undelivered record ages out. */
+	uint64_t processing_failed;    /* Records a Lambda processor failed (processing-failed/). */
+	uint64_t http_backup_records;  /* Records an endpoint did not take (http-endpoint-failed/). */
 };
 
 /*
