@@ -60,6 +60,24 @@ time.sleep(60)
 sys.stdin.read()
 print("this is not json")
 ''',
+    # Asks sluiced's API (ListDeliveryStreams: the engine's lock) before it answers: it
+    # answers only if the flusher runs it without the lock and the API thread is free.
+    "caller": r'''
+import http.client
+event = json.load(sys.stdin)
+port = int(open(os.path.join(os.path.dirname(sys.argv[0]), "port")).read())
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+conn.request("POST", "/", body="{}", headers={
+    "X-Amz-Target": "Firehose_20150804.ListDeliveryStreams",
+    "Content-Type": "application/x-amz-json-1.1",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/firehose/"
+                     "aws4_request, SignedHeaders=host, Signature=00"})
+names = json.loads(conn.getresponse().read())["DeliveryStreamNames"]
+seen = b" seen %d\n" % len(names)
+json.dump({"records": [{"recordId": r["recordId"], "result": "Ok",
+                        "data": base64.b64encode(base64.b64decode(r["data"]) + seen).decode()}
+                       for r in event["records"]]}, sys.stdout)
+''',
 }
 
 
@@ -211,6 +229,25 @@ def test_transform(fh, root, paths):
           "invocations" % (len(sent), len(failed), len(events)))
 
 
+def test_api_while_processing(fh, root):
+    """A Lambda run holds neither the engine lock nor the API thread (the flusher's own)."""
+    name = "lambda-caller"
+    fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=
+                              ext_dest(name, processing(ARN % "caller", NumberOfRetries=5),
+                                       interval_s=0))
+    sent = [b"c-%03d" % i for i in range(20)]
+    put_all(fh, name, sent)
+    got = wait_for("the records the calling function passed", lambda: (
+        lambda d: d if d.count(b"\n") >= len(sent) else None)(delivered(root, name)))
+    check(error_records(root, name) == [], "an invocation failed: the API did not answer it")
+    lines = got.splitlines()
+    check(sorted(line.split(b" seen ")[0] for line in lines) == sent and
+          all(int(line.split(b" seen ")[1]) >= 1 for line in lines),
+          "every record once, passed by a function that listed the streams: %r" % lines[:3])
+    fh.delete_delivery_stream(DeliveryStreamName=name)
+    print("ok: a Lambda function calls the API while it runs (ListDeliveryStreams answered)")
+
+
 # ---- 3. Failed invocations ---------------------------------------------------------------
 
 
@@ -294,10 +331,13 @@ def main():
         srv, root, admin_port = start_sluiced(binary, base, "--set",
                                               "firehose.lambda_map=" + lambda_map, "--set",
                                               "firehose.lambda_timeout_s=1")
+        with open(os.path.join(base, "port"), "w") as f:
+            f.write(str(srv.port))
         try:
             fh = client(srv)
             test_api(fh)
             test_transform(fh, root, paths)
+            test_api_while_processing(fh, root)
             test_failed_invocations(fh, root, paths)
             test_http(fh, ep)
             test_metrics(admin_port)
