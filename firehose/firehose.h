@@ -161,7 +161,9 @@ struct firehose_spec {
 	struct firehose_lambda lambda;
 	/*
 	 * KPL aggregates (magic F3 89 9A C2) are delivered and processed as their user
-	 * records, as Firehose does for a Kinesis stream source: the source's to set.
+	 * records, as Firehose does for a Kinesis stream source: the flusher does so for
+	 * every stream with source_arn set whatever this says. true asks it for a DirectPut
+	 * stream too (the engine's tests; not stored, so not kept across a restart).
 	 */
 	bool deaggregate;
 };
