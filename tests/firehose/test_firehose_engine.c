@@ -956,9 +956,9 @@ Test(firehose_engine, kinesis_sources_deliver_kpl_aggregates_as_their_user_recor
 
 #define TEST_LAMBDA_ARN "arn:aws:lambda:us-east-1:000000000000:function:upper"
 
-/* A deterministic function (upper-cases every record) as a Python script in e->dir. */
+/* A deterministic function as a Python script in e->dir, mapped to TEST_LAMBDA_ARN. */
 static void
-lambda_install(struct env *e)
+lambda_install_script(struct env *e, const char *script)
 {
 	char path[400];
 	FILE *f;
@@ -966,14 +966,22 @@ lambda_install(struct env *e)
 	snprintf(path, sizeof(path), "%s/upper.py", e->dir);
 	f = fopen(path, "w");
 	cr_assert_not_null(f);
-	fputs("#!/usr/bin/python3\nimport base64, json, sys\n"
-	      "ev = json.load(sys.stdin)\n"
-	      "json.dump({'records': [{'recordId': r['recordId'], 'result': 'Ok', 'data':\n"
-	      "    base64.b64encode(base64.b64decode(r['data']).upper()).decode()}\n"
-	      "    for r in ev['records']]}, sys.stdout)\n", f);
+	fputs(script, f);
 	cr_assert_eq(fclose(f), 0);
 	cr_assert_eq(chmod(path, 0755), 0);
 	snprintf(e->lambda_map, sizeof(e->lambda_map), "%s=%s", TEST_LAMBDA_ARN, path);
+}
+
+/* Upper-cases every record. */
+static void
+lambda_install(struct env *e)
+{
+	lambda_install_script(e, "#!/usr/bin/python3\nimport base64, json, sys\n"
+			      "ev = json.load(sys.stdin)\n"
+			      "json.dump({'records': [{'recordId': r['recordId'], 'result': 'Ok',"
+			      " 'data':\n"
+			      "    base64.b64encode(base64.b64decode(r['data']).upper()).decode()}\n"
+			      "    for r in ev['records']]}, sys.stdout)\n");
 }
 
 Test(firehose_engine, a_crash_redoes_the_same_transformed_object)
@@ -1017,6 +1025,68 @@ Test(firehose_engine, a_crash_redoes_the_same_transformed_object)
 	cr_assert(n1 == n2 && memcmp(first, again, n1) == 0, "the same name and bytes");
 	snprintf(dir, sizeof(dir), "%s/bkt/processing-failed", e.root);
 	cr_assert_eq(access(dir, F_OK), -1, "nothing failed");
+	env_close(&e);
+}
+
+/*
+ * Partitioning after a processor sees its output: the function drops partition b's
+ * records (the cut's records move) and upper-cases the rest, so the query is {C:.C}.
+ */
+Test(firehose_engine, a_lambda_processor_before_partitioning)
+{
+	static char paths[16][512], want[2][16384];
+	static uint8_t bytes[16][16384];
+	static size_t sizes[16];
+	struct firehose_spec s = spec_of("lp", FIREHOSE_UNCOMPRESSED, 128, 1);
+	size_t want_size[2] = { 0, 0 };
+	uint32_t n, errors = 0;
+	struct env e;
+
+	env_open(&e);
+	lambda_install_script(&e, "#!/usr/bin/python3\nimport base64, json, sys\n"
+			      "out = []\n"
+			      "for r in json.load(sys.stdin)['records']:\n"
+			      "    d = base64.b64decode(r['data'])\n"
+			      "    out.append({'recordId': r['recordId'], 'result': 'Dropped' if\n"
+			      "                d.startswith(b'{\"c\":\"b\"') else 'Ok',\n"
+			      "                'data': base64.b64encode(d.upper()).decode()})\n"
+			      "json.dump({'records': out}, sys.stdout)\n");
+	env_stop(&e);
+	env_open_parts(&e);
+	snprintf(s.prefix, sizeof(s.prefix), "c=!{partitionKeyFromQuery:C}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	snprintf(s.query, sizeof(s.query), "{C:.C}");
+	s.partitioning = true;
+	snprintf(s.lambda.arn, sizeof(s.lambda.arn), "%s", TEST_LAMBDA_ARN);
+	s.lambda.retries = 0;
+	s.lambda.buffer_bytes = 4096;  /* Several invocations. */
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	put_partitioned(&e, "lp");
+	wait_delivered(&e, "lp", 300, 2);
+	/* put_partitioned's records, as the function leaves them, by partition (A, C). */
+	for (uint32_t i = 0; i < 300; i++) {
+		uint32_t c = i % 3;
+
+		if (i % 10 == 9 || c == 1)
+			continue;  /* Not JSON (an error record), or dropped. */
+		want_size[c / 2] += (size_t)sprintf(want[c / 2] + want_size[c / 2],
+						    "{\"C\":\"%c\",\"N\":%u}\n", 'A' + c, i);
+	}
+	n = snapshot(&e, paths, bytes, sizes);
+	cr_assert_eq(n, 3, "partitions A and C (B dropped) and one error object, not %u", n);
+	for (uint32_t i = 0; i < n; i++) {
+		const char *rel = paths[i] + strlen(e.root) + strlen("/bkt/");
+		int part = strncmp(rel, "c=A/", 4) == 0 ? 0 : strncmp(rel, "c=C/", 4) == 0 ? 1 : -1;
+
+		if (part < 0) {
+			cr_assert(strncmp(rel, "e/partitioning-failed/", 22) == 0, "%s", rel);
+			errors++;
+			continue;
+		}
+		cr_assert(sizes[i] == want_size[part] &&
+			  memcmp(bytes[i], want[part], sizes[i]) == 0, "%s: its records, in order", rel);
+	}
+	cr_assert_eq(errors, 1);
 	env_close(&e);
 }
 
