@@ -27,6 +27,7 @@ without node/npm the test is skipped, saying so). Own temp dirs and free ports; 
 only the processes it started, by PID.
 """
 import base64
+import collections
 import datetime
 import json
 import os
@@ -47,7 +48,9 @@ import botocore.config
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_firehose import (DECODERS, check_exactly_once, client,  # noqa: E402
                            expect_error, firehose_figures, make_records, put_all, s3dest)
+from test_firehose_source import make_stream, put_records, source  # noqa: E402
 from test_kinesis_api import Sluiced, check, free_port, npm_install  # noqa: E402
+from test_kinesis_api import client as kinesis_client  # noqa: E402
 
 DEADLINE_S = 120
 S3_KEY = "S3RVER"  # s3rver's only key pair.
@@ -147,6 +150,24 @@ def test_formats(srv, store):
             check(len(parts) == 6 and parts[0] == "in" and parts[5].startswith(name + "-1-")
                   and key.endswith(ext), "object key %s" % key)
     print("ok: S3 delivery in every format, each record exactly once")
+
+
+def test_stream_source(srv, store):
+    """A KinesisStreamAsSource delivery stream (two shards) into the store, KPL-free."""
+    fh, kin, rng, name = client(srv), kinesis_client(srv), random.Random(16), "s3-source"
+    store.client().create_bucket(Bucket=name)
+    make_stream(kin, name, 2)
+    fh.create_delivery_stream(DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
+                              KinesisStreamSourceConfiguration=source(name),
+                              ExtendedS3DestinationConfiguration=s3dest(name, "GZIP", size_mb=1,
+                                                                        interval_s=1))
+    sent = put_records(kin, name, "src", 3000, rng)
+    objs = wait_objects(store, name, "GZIP", sum(map(len, sent)), name)
+    got = collections.Counter(r + b"\n" for d in objs.values() for r in d.split(b"\n")[:-1])
+    check(got == collections.Counter(sent) and all(n == 1 for n in got.values()),
+          "%s: every record exactly once (%d objects)" % (name, len(objs)))
+    check(sum(len(d) for d in objs.values()) == sum(map(len, sent)), "%s: bytes" % name)
+    print("ok: a Kinesis stream's records (2 shards) in the store, each exactly once")
 
 
 def test_multipart(srv, store, s3rver_log):
@@ -548,6 +569,7 @@ def main():
             test_partitioning(srv, store)
             test_custom_prefix(srv, store)
             test_formats(srv, store)
+            test_stream_source(srv, store)
             test_multipart(srv, store, store.log_path)
             test_store_down(srv, store, admin_port)
             srv.stop()
