@@ -3,7 +3,8 @@
  * a cut range is POSTed as Firehose's documented request (AWS "Understand HTTP
  * endpoint delivery request and response specifications"); what the endpoint
  * does not take within RetryOptions.DurationInSeconds goes to the backup (the
- * S3Configuration's bucket under local_root) as Firehose's error records.
+ * S3Configuration's bucket, in the S3-compatible store or under local_root) as
+ * Firehose's error records.
  *
  *   REQUEST   POST <Url>, headers:
  *             Content-Type                       application/json
@@ -27,8 +28,9 @@
  * redo after a crash sends the same id: a receiver that dedupes on it sees each
  * record once.
  *
- * The request blocks the engine's thread (the API thread) for at most
- * FH_HTTP_TIMEOUT_MS; AWS waits 3 minutes.
+ * The request holds the flusher thread (without the engine lock: fh_flush.c,
+ * fh_deliver; never the API thread) for at most FH_HTTP_TIMEOUT_MS; AWS waits 3
+ * minutes. What it reads and the lane's retry state are the fh_job's.
  *
  *   TABLE             COLUMNS (firehose.db; one row per HTTP delivery stream)
  *   http_destinations id INTEGER PRIMARY KEY, url, endpoint_name, access_key,
@@ -50,7 +52,7 @@
 #include "common/hist.h"
 #include "firehose/fh_internal.h"
 
-/* Ours: the request blocks the API thread this long at most (AWS: 3 min). */
+/* Ours: the request holds the flusher this long at most (AWS: 3 min). */
 #define FH_HTTP_TIMEOUT_MS 10000L
 #define FH_HTTP_CONNECT_TIMEOUT_MS 3000L
 /* AWS: the response is at most 1 MiB. */

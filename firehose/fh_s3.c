@@ -47,8 +47,8 @@
 #define FH_S3_URL_SIZE_MAX (FIREHOSE_PATH_SIZE_MAX * 3u + 2048u)
 /*
  * A store that does not answer this soon has failed the attempt (retried later). Ours:
- * the flusher runs on the API thread, so a stalled store (under 1 B/s for
- * FH_S3_STALL_S) fails fast, while a slow large upload that moves may take its time.
+ * one flusher thread serves every delivery stream, so a stalled store (under 1 B/s
+ * for FH_S3_STALL_S) fails fast, while a slow large upload that moves may take its time.
  */
 #define FH_S3_CONNECT_TIMEOUT_MS 3000L
 #define FH_S3_REQUEST_TIMEOUT_MS 300000L
