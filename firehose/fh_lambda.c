@@ -29,7 +29,8 @@
  * Exactly once: the events are a function of the range (ids from the log, no clock),
  * so a deterministic function gives the same object on a redo. The child is killed
  * at [firehose] lambda_timeout_s; it holds the flusher thread (without the engine
- * lock, never the API thread) until then. Memory: the buffers below, allocated at start, untouched until used.
+ * lock, never the API thread) until then. Memory: the buffers below, allocated at
+ * start, untouched until used.
  *
  *   TABLE              COLUMNS (firehose.db; one row per stream with a processor)
  *   lambda_processors  id INTEGER PRIMARY KEY, arn, retries, buffer_bytes, interval_s
