@@ -28,13 +28,11 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
+#include "common/sigv4.h"
 #include "control/auth_sigv4.h"
 #include "control/http1.h"
 
-#define SIGV4_TERMINATOR "aws4_request"
-#define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 
 struct span {
 	const char *p;
@@ -512,28 +510,6 @@ sigv4_list_has(const struct span *names, size_t count, const char *name)
 }
 
 static void
-sigv4_hex(const uint8_t *bytes, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[bytes[i] >> 4];
-		out[2 * i + 1] = digits[bytes[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static void
-sigv4_hmac(const void *key, size_t key_size, const void *data, size_t size, uint8_t out[32])
-{
-	unsigned int len = 32;
-
-	if (HMAC(EVP_sha256(), key, (int)key_size, data, size, out, &len) == NULL)
-		abort();  /* OpenSSL failing SHA-256 is not an input error. */
-	assert(len == 32);
-}
-
-static void
 sigv4_update(EVP_MD_CTX *ctx, const void *p, size_t n)
 {
 	if (n > 0 && EVP_DigestUpdate(ctx, p, n) != 1)
@@ -548,8 +524,7 @@ sigv4_update_uri(EVP_MD_CTX *ctx, const char *path, size_t n)
 		unsigned char c = (unsigned char)path[i];
 		char enc[3];
 
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+		if (sigv4_unreserved(c) || c == '/') {
 			sigv4_update(ctx, &path[i], 1);
 			continue;
 		}
@@ -698,7 +673,7 @@ sigv4_canonical_hash(const struct sigv4_input *in, const struct span *names, siz
 	if (EVP_DigestFinal_ex(ctx, digest, &len) != 1)
 		abort();
 	EVP_MD_CTX_free(ctx);
-	sigv4_hex(digest, 32, out_hex);
+	sigv4_hex_encode(digest, 32, out_hex);
 }
 
 /* kSigning for the scope date and service, from the per-key cache when both match. */
@@ -706,20 +681,16 @@ static const uint8_t *
 sigv4_signing_key(struct sigv4_key *key, const char *region, const char *service,
 		  struct span date)
 {
-	char secret[SIGV4_SECRET_SIZE_MAX + 5];
-	uint8_t k[32];
+	static_assert(SIGV4_SECRET_SIZE_MAX <= SIGV4_SIGN_SECRET_SIZE_MAX, "secrets sign");
+	int rc;
 
 	assert(date.n == 8);
 	assert(strlen(service) <= SIGV4_SERVICE_SIZE_MAX);
 	if (memcmp(key->cache_date, date.p, 8) == 0 && strcmp(key->cache_service, service) == 0)
 		return key->cache_signing_key;
-	snprintf(secret, sizeof(secret), "AWS4%s", key->secret);
-	sigv4_hmac(secret, strlen(secret), date.p, 8, k);
-	sigv4_hmac(k, 32, region, strlen(region), k);
-	sigv4_hmac(k, 32, service, strlen(service), k);
-	sigv4_hmac(k, 32, SIGV4_TERMINATOR, strlen(SIGV4_TERMINATOR), key->cache_signing_key);
-	OPENSSL_cleanse(secret, sizeof(secret));
-	OPENSSL_cleanse(k, sizeof(k));
+	rc = sigv4_key_derive(key->secret, date.p, region, service, key->cache_signing_key);
+	assert(rc == 0);  /* Parsing bounds secrets (the static_assert above). */
+	(void)rc;
 	memcpy(key->cache_date, date.p, 8);
 	key->cache_date[8] = '\0';
 	strcpy(key->cache_service, service);
@@ -731,12 +702,8 @@ static bool
 sigv4_payload_hash(const struct sigv4_input *in, char hex[65], struct sigv4_result *r)
 {
 	const struct sigv4_header *h = sigv4_header_find(in, "x-amz-content-sha256");
-	uint8_t digest[32];
-	unsigned int len = 0;
 
-	if (EVP_Digest(in->body, in->body_size, digest, &len, EVP_sha256(), NULL) != 1)
-		abort();
-	sigv4_hex(digest, 32, hex);
+	sigv4_sha256_hex(in->body, in->body_size, hex);
 	if (h != NULL && (h->value_size != 64 || strncasecmp(h->value, hex, 64) != 0)) {
 		sigv4_fail(r, SIGV4_INVALID, "The provided 'x-amz-content-sha256' header does not "
 			   "match what was computed.");
@@ -985,9 +952,9 @@ sigv4_verify(struct sigv4_keys *keys, const struct sigv4_input *in, struct sigv4
 		     SIGV4_TERMINATOR "\n%s", amz_date, amz_date, keys->region,
 		     sigv4_service(keys, in), canonical_hex);
 	assert(n > 0 && (size_t)n < sizeof(to_sign));
-	sigv4_hmac(sigv4_signing_key(key, keys->region, sigv4_service(keys, in), cred.date), 32,
-		   to_sign, (size_t)n, mac);
-	sigv4_hex(mac, 32, signature);
+	sigv4_hmac_sha256(sigv4_signing_key(key, keys->region, sigv4_service(keys, in), cred.date),
+			  32, to_sign, (size_t)n, mac);
+	sigv4_hex_encode(mac, 32, signature);
 	if (claim.auth.signature.n != 64 ||
 	    CRYPTO_memcmp(signature, claim.auth.signature.p, 64) != 0) {
 		sigv4_fail(r, SIGV4_INVALID, "The request signature we calculated does not "

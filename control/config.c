@@ -18,6 +18,7 @@
 #include "common/limits.h"
 #include "control/config.h"
 #include "dataplane/dataplane.h"
+#include "firehose/firehose.h"
 #include "nvme-log/log.h"
 
 enum config_type {
@@ -71,6 +72,8 @@ static_assert(CONFIG_LOG_BATCHES_MIN <= LOG_BATCHES_PER_PRODUCER_MAX, "a valid r
 /* The log wants LOG_BATCHES_PER_SEGMENT_MIN batches per segment: 4 x 1040 KiB -> 5 MiB. */
 #define CONFIG_LOG_SEGMENT_MB_MIN \
 	((CONFIG_LOG_BATCH_KB_MIN * LOG_BATCHES_PER_SEGMENT_MIN + 1023u) / 1024u)
+
+static_assert(FIREHOSE_S3_PART_MB_DEFAULT == 16u, "[firehose] s3_part_mb's default as text");
 
 static const struct config_key config_keys[] = {
 	KEY_STR("server", "data_dir", data_dir, "/var/lib/sluice",
@@ -271,6 +274,32 @@ static const struct config_key config_keys[] = {
 	KEY_STR("firehose", "local_root", firehose_local_root, "",
 		"Directory delivery streams land objects in, as local_root/<bucket>/<key> for a "
 		"BucketARN arn:aws:s3:::<bucket> (docs/FIREHOSE.md); empty = <data_dir>/firehose."),
+	KEY_STR("firehose", "s3_endpoint", firehose_s3_endpoint, "",
+		"S3-compatible store behind every BucketARN, http(s)://host[:port] "
+		"(docs/FIREHOSE.md); objects are PUT there, SigV4-signed for service s3. "
+		"Empty = objects land under local_root."),
+	KEY_STR("firehose", "s3_region", firehose_s3_region, "us-east-1",
+		"Region of the store's SigV4 credential scope."),
+	KEY_STR("firehose", "s3_access_key", firehose_s3_access_key, "",
+		"Access key id that signs requests to s3_endpoint."),
+	KEY_STR("firehose", "s3_secret_key", firehose_s3_secret_key, "",
+		"Secret access key that signs requests to s3_endpoint."),
+	KEY_BOOL("firehose", "s3_path_style", firehose_s3_path_style, "true",
+		"Path-style addressing (host/bucket/key); false = virtual-host style "
+		"(bucket.host/key)."),
+	KEY_U32("firehose", "s3_part_mb", firehose_s3_part_mb,
+		"16", FIREHOSE_S3_PART_MB_MIN,
+		FIREHOSE_S3_PART_MB_MAX,
+		"An object larger than this many MiB is sent as a multipart upload of parts this "
+		"size (S3: parts but the last >= 5 MiB)."),
+	KEY_STR("firehose", "lambda_map", firehose_lambda_map, "",
+		"Lambda processors as local executables: ARN=PATH[,ARN=PATH...] (at most 16); "
+		"PATH gets Firehose's transformation event on stdin and answers on stdout "
+		"(docs/FIREHOSE.md). A LambdaArn not named here is refused at create."),
+	KEY_U32("firehose", "lambda_timeout_s", firehose_lambda_timeout_s, "60", 1,
+		FIREHOSE_LAMBDA_TIMEOUT_S_MAX,
+		"A Lambda executable still running after this is killed (the invocation failed; "
+		"it is retried NumberOfRetries times). Delivery waits for it meanwhile."),
 };
 
 void

@@ -108,6 +108,14 @@ struct sluice_config {
 	char keyring[CONFIG_STRING_SIZE];    /* Keyring file (control/keyring.h), or "". */
 	/* [firehose] */
 	char firehose_local_root[CONFIG_STRING_SIZE];
+	char firehose_s3_endpoint[CONFIG_STRING_SIZE];
+	char firehose_s3_region[CONFIG_STRING_SIZE];
+	char firehose_s3_access_key[CONFIG_STRING_SIZE];
+	char firehose_s3_secret_key[CONFIG_STRING_SIZE];
+	bool firehose_s3_path_style;
+	uint32_t firehose_s3_part_mb;
+	char firehose_lambda_map[4 * CONFIG_STRING_SIZE];  /* "ARN=PATH,..." */
+	uint32_t firehose_lambda_timeout_s;
 };
 
 /* One error found while loading: file, line (0 = command line or whole file), text. */

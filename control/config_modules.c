@@ -17,6 +17,7 @@
 #include "control/keyring.h"
 #include "control/route.h"
 #include "dataplane/dataplane.h"
+#include "firehose/firehose.h"
 #include "nvme-log/log.h"
 
 /* A module's field -> the key an operator sets, and the rule a refusal broke. */
@@ -142,6 +143,26 @@ config_check_keyring(const struct sluice_config *config, struct config_errors *e
 	free(keyring);
 }
 
+/* [firehose] s3_* as firehose_open() will take them. */
+static void
+config_check_firehose(const struct sluice_config *config, struct config_errors *errors)
+{
+	const struct firehose_s3_options o = {
+		.endpoint = config->firehose_s3_endpoint, .region = config->firehose_s3_region,
+		.access_key = config->firehose_s3_access_key,
+		.secret_key = config->firehose_s3_secret_key,
+		.path_style = config->firehose_s3_path_style,
+		.part_mb = config->firehose_s3_part_mb,
+	};
+	const char *key = NULL;
+
+	if (firehose_s3_options_check(&o, &key) != 0)
+		config_error_add(errors, "config", 0, "[firehose] %s: refused by the firehose: %s",
+				 key, strcmp(key, "s3_endpoint") == 0 ?
+				 "http://host[:port] or https://host[:port], nothing after" :
+				 "set, at most 255 bytes, when s3_endpoint is (docs/CONFIG.md)");
+}
+
 int
 config_check_modules(const struct sluice_config *config, struct config_errors *errors)
 {
@@ -162,5 +183,6 @@ config_check_modules(const struct sluice_config *config, struct config_errors *e
 				      field, errors);
 	config_check_auth(config, errors);
 	config_check_keyring(config, errors);
+	config_check_firehose(config, errors);
 	return errors->count == errors_before ? 0 : -EINVAL;
 }

@@ -10,7 +10,8 @@
  *
  *   OPERATION               ERRORS (in the order they are checked)
  *   CreateDeliveryStream    Serialization, Validation, InvalidArgument (type, destination,
- *                           bucket, prefix, format not built), ResourceInUse, LimitExceeded
+ *                           bucket, format not built, prefix expressions and dynamic
+ *                           partitioning: firehose_spec_check), ResourceInUse, LimitExceeded
  *   DescribeDeliveryStream  Serialization, Validation, ResourceNotFound
  *   ListDeliveryStreams     Serialization, Validation
  *   DeleteDeliveryStream    Serialization, Validation, ResourceNotFound
@@ -19,6 +20,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "control/firehose_api.h"
@@ -35,6 +37,7 @@
  * the last one also starts the file name "<segment>YYYY/..." (FIREHOSE.md).
  */
 #define FH_PREFIX_SEGMENT_MAX 200u
+#define FH_DYNAMIC_PARTITIONING "DynamicPartitioningConfiguration"
 /* AWS's per-record throttling text (reference §2). */
 #define FH_SLOW_DOWN "Slow down."
 
@@ -44,9 +47,16 @@ static const char *const fh_stream_types[] = {
 
 /* ---- Shapes (kinesis_validate.h) ------------------------------------------ */
 
-static kv_nested_types_fn fh_s3_types, fh_record_types, fh_records_types, fh_source_types;
-static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_records_check,
-	fh_source_check, fh_s3_update_check, fh_ext_s3_update_check;
+static kv_nested_types_fn fh_s3_types, fh_http_types, fh_record_types, fh_records_types,
+	fh_source_types;
+static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_http_check, fh_record_check,
+	fh_records_check, fh_source_check, fh_s3_update_check, fh_ext_s3_update_check;
+static int fh_http_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_spec *spec);
+static void fh_out_http(struct api_out *out, const struct firehose_spec *spec);
+static void fh_processing_check(struct kv_errors *errors, const char *base, const cJSON *item);
+static int fh_lambda_spec_from(struct kinesis_req *r, const cJSON *item,
+			       struct firehose_spec *spec);
+static void fh_out_processing(struct api_out *out, const struct firehose_spec *spec);
 
 #define KINESIS_SHAPE_FH_CREATE(F) \
 	F(FH_CREATE, NAME, KV_DELIVERY_STREAM_NAME) \
@@ -60,7 +70,7 @@ static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_record_check, fh_reco
 	F(FH_CREATE, EXT_S3, KV_NESTED("ExtendedS3DestinationConfiguration", KV_STRUCT, false, \
 				       -1, -1, fh_s3_types, fh_ext_s3_check)) \
 	F(FH_CREATE, HTTP, KV_NESTED("HttpEndpointDestinationConfiguration", KV_STRUCT, false, \
-				     -1, -1, NULL, NULL)) \
+				     -1, -1, fh_http_types, fh_http_check)) \
 	F(FH_CREATE, TAGS, KV_FH_TAGS_FIELD(false))
 KV_SHAPE_ENUM(FH_CREATE);
 
@@ -158,6 +168,45 @@ fh_member_type(struct kinesis_req *r, const cJSON *item, const char *name, enum 
 	return kv_type_check(r->call, cJSON_GetObjectItemCaseSensitive(item, name), type);
 }
 
+/* DynamicPartitioningConfiguration and ProcessingConfiguration: members of the right type. */
+static int
+fh_processor_types(struct kinesis_req *r, const cJSON *proc)
+{
+	const cJSON *params = cJSON_GetObjectItemCaseSensitive(proc, "Parameters");
+	const cJSON *param;
+
+	if (kv_type_check(r->call, proc, KV_STRUCT) != 0 ||
+	    fh_member_type(r, proc, "Type", KV_STRING) != 0 ||
+	    kv_type_check(r->call, params, KV_LIST) != 0)
+		return -EINVAL;
+	cJSON_ArrayForEach(param, params)
+		if (kv_type_check(r->call, param, KV_STRUCT) != 0 ||
+		    fh_member_type(r, param, "ParameterName", KV_STRING) != 0 ||
+		    fh_member_type(r, param, "ParameterValue", KV_STRING) != 0)
+			return -EINVAL;
+	return 0;
+}
+
+static int
+fh_partitioning_types(struct kinesis_req *r, const cJSON *item)
+{
+	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(item, FH_DYNAMIC_PARTITIONING);
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(item, "ProcessingConfiguration");
+	const cJSON *procs = cJSON_GetObjectItemCaseSensitive(pc, "Processors");
+	const cJSON *proc;
+
+	if (kv_type_check(r->call, dp, KV_STRUCT) != 0 ||
+	    (dp != NULL && fh_member_type(r, dp, "Enabled", KV_BOOLEAN) != 0) ||
+	    kv_type_check(r->call, pc, KV_STRUCT) != 0 ||
+	    (pc != NULL && (fh_member_type(r, pc, "Enabled", KV_BOOLEAN) != 0 ||
+			    kv_type_check(r->call, procs, KV_LIST) != 0)))
+		return -EINVAL;
+	cJSON_ArrayForEach(proc, procs)
+		if (fh_processor_types(r, proc) != 0)
+			return -EINVAL;
+	return 0;
+}
+
 static int
 fh_s3_types(struct kinesis_req *r, const cJSON *item)
 {
@@ -174,7 +223,7 @@ fh_s3_types(struct kinesis_req *r, const cJSON *item)
 	if (hints != NULL && (fh_member_type(r, hints, "SizeInMBs", KV_INTEGER) != 0 ||
 			      fh_member_type(r, hints, "IntervalInSeconds", KV_INTEGER) != 0))
 		return -EINVAL;
-	return 0;
+	return fh_partitioning_types(r, item);
 }
 
 static void
@@ -279,6 +328,7 @@ fh_ext_s3_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *erro
 {
 	(void)r;
 	fh_dest_check(item, errors, "extendedS3DestinationConfiguration", true);
+	fh_processing_check(errors, "extendedS3DestinationConfiguration", item);
 }
 
 static void
@@ -439,7 +489,6 @@ fh_source_error(struct kinesis_req *r, const struct firehose_spec *spec, int rc)
 static const char *const fh_unsupported_destinations[] = {
 	"RedshiftDestinationConfiguration", "ElasticsearchDestinationConfiguration",
 	"AmazonopensearchserviceDestinationConfiguration", "SplunkDestinationConfiguration",
-	"HttpEndpointDestinationConfiguration",
 	"AmazonOpenSearchServerlessDestinationConfiguration", "SnowflakeDestinationConfiguration",
 	"IcebergDestinationConfiguration",
 };
@@ -474,6 +523,67 @@ fh_longest_segment(const char *path)
 	return longest;
 }
 
+/* One processor: MetadataExtraction's query; Lambda is fh_lambda_spec_from's. 0 or replied. */
+static int
+fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec *spec)
+{
+	const char *type = fh_member_string(proc, "Type", "");
+	const cJSON *param;
+
+	if (strcmp(type, "Lambda") == 0)
+		return 0;  /* fh_lambda_spec_from's. */
+	if (strcmp(type, "MetadataExtraction") != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "Processor type %s is not "
+			      "supported by this endpoint yet (Lambda and MetadataExtraction are).",
+			      type);
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(proc, "Parameters")) {
+		const char *name = fh_member_string(param, "ParameterName", "");
+		const char *value = fh_member_string(param, "ParameterValue", "");
+
+		if (strcmp(name, "JsonParsingEngine") == 0 && strcmp(value, "JQ-1.6") != 0) {
+			kinesis_error(r->call, "InvalidArgumentException",
+				      "JsonParsingEngine %s is not supported: JQ-1.6 is.", value);
+			return -EINVAL;
+		}
+		if (strcmp(name, "MetadataExtractionQuery") != 0)
+			continue;
+		if (strlen(value) > FIREHOSE_QUERY_SIZE_MAX) {
+			kinesis_error(r->call, "InvalidArgumentException",
+				      "MetadataExtractionQuery may have at most %u bytes here.",
+				      FIREHOSE_QUERY_SIZE_MAX);
+			return -EINVAL;
+		}
+		snprintf(spec->query, sizeof(spec->query), "%s", value);
+	}
+	return 0;
+}
+
+/*
+ * DynamicPartitioningConfiguration, ProcessingConfiguration (when Enabled), and the
+ * prefixes' expressions checked against them (firehose_spec_check). 0 or replied.
+ */
+static int
+fh_partitioning_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spec)
+{
+	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(dest, FH_DYNAMIC_PARTITIONING);
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(dest, "ProcessingConfiguration");
+	char message[FIREHOSE_MESSAGE_SIZE];
+	const cJSON *proc;
+
+	spec->partitioning = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dp, "Enabled"));
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pc, "Enabled")))
+		cJSON_ArrayForEach(proc, cJSON_GetObjectItemCaseSensitive(pc, "Processors"))
+			if (fh_processor_from(r, proc, spec) != 0)
+				return -EINVAL;
+	if (firehose_spec_check(spec, message, sizeof(message)) != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "%s", message);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* The one destination (S3 or extended S3): its ARN, prefixes, hints. 0 or replied. */
 static int
 fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spec)
@@ -503,10 +613,10 @@ fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spe
 	snprintf(spec->prefix, sizeof(spec->prefix), "%s", fh_member_string(dest, "Prefix", ""));
 	snprintf(spec->error_prefix, sizeof(spec->error_prefix), "%s",
 		 fh_member_string(dest, "ErrorOutputPrefix", ""));
-	if (strstr(spec->prefix, "!{") != NULL || strstr(spec->error_prefix, "!{") != NULL ||
-	    strstr(spec->prefix, "..") != NULL) {
-		kinesis_error(r->call, "InvalidArgumentException", "Prefix expressions (!{...}) "
-			      "and '..' in prefixes are not supported by this endpoint yet.");
+	if (strstr(spec->prefix, "..") != NULL || strstr(spec->error_prefix, "..") != NULL) {
+		/* A local_root destination must not climb out of its bucket directory. */
+		kinesis_error(r->call, "InvalidArgumentException", "'..' in prefixes is not "
+			      "supported by this endpoint.");
 		return -EINVAL;
 	}
 	if (fh_longest_segment(spec->prefix) > FH_PREFIX_SEGMENT_MAX) {
@@ -518,7 +628,7 @@ fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spe
 	}
 	spec->size_mb = fh_member_u32(hints, "SizeInMBs", FIREHOSE_SIZE_MB_DEFAULT);
 	spec->interval_s = fh_member_u32(hints, "IntervalInSeconds", FIREHOSE_INTERVAL_S_DEFAULT);
-	return 0;
+	return fh_partitioning_from(r, dest, spec);
 }
 
 /* AWS's order: the source type, then exactly one destination. 0 or replied. */
@@ -529,6 +639,7 @@ fh_create_check(struct kinesis_req *r, const cJSON **dest_out)
 			   "DirectPut";
 	const cJSON *s3 = r->v[FH_CREATE_S3].json, *ext = r->v[FH_CREATE_EXT_S3].json;
 	const cJSON *source = r->v[FH_CREATE_KINESIS_SOURCE].json;
+	const cJSON *http = r->v[FH_CREATE_HTTP].json;
 	uint32_t others = 0;
 
 	if (strcmp(type, "DirectPut") != 0 && strcmp(type, "KinesisStreamAsSource") != 0) {
@@ -550,17 +661,19 @@ fh_create_check(struct kinesis_req *r, const cJSON **dest_out)
 
 		others += d != NULL && !cJSON_IsNull(d);
 	}
-	if ((s3 != NULL) + (ext != NULL) + others != 1) {
+	if ((s3 != NULL) + (ext != NULL) + (http != NULL) + others != 1) {
 		kinesis_error(r->call, "InvalidArgumentException", "Exactly one destination "
 			      "configuration is supported for a Firehose");
 		return -EINVAL;
 	}
 	if (others != 0) {
-		kinesis_error(r->call, "InvalidArgumentException", "Only S3 and ExtendedS3 "
-			      "destinations are supported by this endpoint yet.");
+		kinesis_error(r->call, "InvalidArgumentException", "Only S3, ExtendedS3 and "
+			      "HttpEndpoint destinations are supported by this endpoint yet.");
 		return -EINVAL;
 	}
-	*dest_out = ext != NULL ? ext : s3;
+	/* An HTTP endpoint's S3Configuration is its backup: the spec's bucket and prefixes. */
+	*dest_out = ext != NULL ? ext : s3 != NULL ? s3 :
+		    cJSON_GetObjectItemCaseSensitive(http, "S3Configuration");
 	return 0;
 }
 
@@ -594,6 +707,14 @@ fh_create(struct kinesis_req *r)
 
 	if (fh_create_check(r, &dest) != 0 || fh_spec_from(r, dest, &spec) != 0 ||
 	    fh_source_from(r, &spec) != 0)
+		return;
+	if (r->v[FH_CREATE_HTTP].json != NULL &&
+	    fh_http_spec_from(r, r->v[FH_CREATE_HTTP].json, &spec) != 0)
+		return;
+	/* S3DestinationConfiguration has no ProcessingConfiguration in the model. */
+	if (r->v[FH_CREATE_S3].json == NULL &&
+	    fh_lambda_spec_from(r, r->v[FH_CREATE_HTTP].json != NULL ? r->v[FH_CREATE_HTTP].json :
+				dest, &spec) != 0)
 		return;
 	snprintf(spec.name, sizeof(spec.name), "%s", r->v[FH_CREATE_NAME].string);
 	rc = firehose_create(r->k->firehose, &spec, kinesis_now_ms(r->req));
@@ -634,6 +755,24 @@ fh_out_member(struct api_out *out, const char *name, const char *value, bool com
 }
 
 static void
+fh_out_partitioning(struct api_out *out, const struct firehose_spec *spec)
+{
+	if (spec->partitioning)
+		api_out_printf(out, ",\"DynamicPartitioningConfiguration\":{\"Enabled\":true}");
+}
+
+/* Dynamic partitioning's MetadataExtraction processor (in ProcessingConfiguration). */
+static void
+fh_out_metadata_extraction(struct api_out *out, const struct firehose_spec *spec)
+{
+	api_out_printf(out, "{\"Type\":\"MetadataExtraction\",\"Parameters\":[{\"ParameterName\":"
+		       "\"MetadataExtractionQuery\",\"ParameterValue\":");
+	api_out_json_string(out, spec->query, strlen(spec->query));
+	api_out_printf(out, "},{\"ParameterName\":\"JsonParsingEngine\",\"ParameterValue\":"
+		       "\"JQ-1.6\"}]}");
+}
+
+static void
 fh_out_destination(struct api_out *out, const struct firehose_spec *spec, bool extended)
 {
 	api_out_printf(out, "{");
@@ -647,8 +786,11 @@ fh_out_destination(struct api_out *out, const struct firehose_spec *spec, bool e
 	fh_out_member(out, "CompressionFormat", firehose_compression_name(spec->compression), true);
 	api_out_printf(out, ",\"EncryptionConfiguration\":{\"NoEncryptionConfig\":\"NoEncryption\"}"
 		       ",\"CloudWatchLoggingOptions\":{\"Enabled\":false}");
-	if (extended)
+	if (extended) {
 		api_out_printf(out, ",\"S3BackupMode\":\"Disabled\"");
+		fh_out_partitioning(out, spec);
+		fh_out_processing(out, spec);
+	}
 	api_out_printf(out, "}");
 }
 
@@ -691,11 +833,15 @@ fh_describe(struct kinesis_req *r)
 		kinesis_out_timestamp(out, info.source_start_ms);
 		api_out_printf(out, "}}");
 	}
-	api_out_printf(out, ",\"Destinations\":[{\"DestinationId\":\"destinationId-000000000001\","
-		       "\"S3DestinationDescription\":");
-	fh_out_destination(out, &info.spec, false);
-	api_out_printf(out, ",\"ExtendedS3DestinationDescription\":");
-	fh_out_destination(out, &info.spec, true);
+	api_out_printf(out, ",\"Destinations\":[{\"DestinationId\":\"destinationId-000000000001\",");
+	if (info.spec.destination == FIREHOSE_DEST_HTTP) {
+		fh_out_http(out, &info.spec);
+	} else {
+		api_out_printf(out, "\"S3DestinationDescription\":");
+		fh_out_destination(out, &info.spec, false);
+		api_out_printf(out, ",\"ExtendedS3DestinationDescription\":");
+		fh_out_destination(out, &info.spec, true);
+	}
 	api_out_printf(out, "}],\"HasMoreDestinations\":false}}");
 	api_call_reply(r->call, 200);
 }
@@ -844,6 +990,13 @@ fh_update(struct kinesis_req *r)
 	}
 	if (fh_update_check(r, &info, &update) != 0)
 		return;
+	if (info.spec.partitioning || info.spec.lambda.arn[0] != '\0' ||
+	    info.spec.destination == FIREHOSE_DEST_HTTP) {
+		kinesis_error(r->call, "InvalidArgumentException", "UpdateDestination of a delivery "
+			      "stream with dynamic partitioning, a processor or an HTTP endpoint is "
+			      "not supported by this endpoint yet.");
+		return;
+	}
 	merged = fh_update_merge(&info, update);
 	if (merged == NULL) {
 		kinesis_internal_error(r->call);
@@ -864,6 +1017,413 @@ fh_update(struct kinesis_req *r)
 		return;
 	api_out_printf(api_call_out(r->call), "{}");
 	api_call_reply(r->call, 200);
+}
+
+/* ---- HttpEndpointDestinationConfiguration ------------------------------------ */
+
+static const char *const fh_http_encodings[] = { "NONE", "GZIP", NULL };
+static const char *const fh_http_backup_modes[] = { "FailedDataOnly", "AllData", NULL };
+
+/* The member's type (SerializationException) when present. */
+static int
+fh_members_typed(struct kinesis_req *r, const cJSON *item, const char *const *names,
+		 size_t count, enum kv_type type)
+{
+	for (size_t i = 0; i < count; i++)
+		if (fh_member_type(r, item, names[i], type) != 0)
+			return -EINVAL;
+	return 0;
+}
+
+static int
+fh_http_types(struct kinesis_req *r, const cJSON *item)
+{
+	static const char *const structs[] = {
+		"EndpointConfiguration", "BufferingHints", "RequestConfiguration", "RetryOptions",
+		"S3Configuration", "ProcessingConfiguration", "CloudWatchLoggingOptions",
+	};
+	static const char *const endpoint[] = { "Url", "Name", "AccessKey" };
+	static const char *const pair[] = { "AttributeName", "AttributeValue" };
+	const cJSON *request = cJSON_GetObjectItemCaseSensitive(item, "RequestConfiguration");
+	const cJSON *attributes = cJSON_GetObjectItemCaseSensitive(request, "CommonAttributes");
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
+	const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(item, "S3Configuration");
+	const cJSON *list = cJSON_IsArray(attributes) ? attributes : NULL;
+	const cJSON *a;
+
+	if (fh_members_typed(r, item, structs, ARRAY_SIZE(structs), KV_STRUCT) != 0 ||
+	    fh_member_type(r, item, "S3BackupMode", KV_STRING) != 0 ||
+	    fh_member_type(r, item, "RoleARN", KV_STRING) != 0 ||
+	    fh_members_typed(r, cJSON_GetObjectItemCaseSensitive(item, "EndpointConfiguration"),
+			     endpoint, ARRAY_SIZE(endpoint), KV_STRING) != 0 ||
+	    fh_member_type(r, hints, "SizeInMBs", KV_INTEGER) != 0 ||
+	    fh_member_type(r, hints, "IntervalInSeconds", KV_INTEGER) != 0 ||
+	    fh_member_type(r, request, "ContentEncoding", KV_STRING) != 0 ||
+	    fh_member_type(r, request, "CommonAttributes", KV_LIST) != 0 ||
+	    fh_member_type(r, cJSON_GetObjectItemCaseSensitive(item, "RetryOptions"),
+			   "DurationInSeconds", KV_INTEGER) != 0 ||
+	    (s3 != NULL && fh_s3_types(r, s3) != 0) || fh_partitioning_types(r, item) != 0)
+		return -EINVAL;
+	cJSON_ArrayForEach(a, list)
+		if (kv_type_check(r->call, a, KV_STRUCT) != 0 ||
+		    fh_members_typed(r, a, pair, ARRAY_SIZE(pair), KV_STRING) != 0)
+			return -EINVAL;
+	return 0;
+}
+
+static void
+fh_enum_check(struct kv_errors *errors, const char *path, const cJSON *item,
+	      const char *const *values, const char *rule)
+{
+	bool known = false;
+
+	if (!cJSON_IsString(item))
+		return;
+	for (const char *const *v = values; *v != NULL; v++)
+		known |= strcmp(*v, item->valuestring) == 0;
+	if (!known)
+		kv_errors_add(errors, item->valuestring, true, path, rule);
+}
+
+static void
+fh_http_attributes_check(const cJSON *attributes, struct kv_errors *errors)
+{
+	const char *base = "httpEndpointDestinationConfiguration.requestConfiguration."
+			   "commonAttributes";
+	uint32_t i = 0;
+	const cJSON *a;
+	char path[160];
+
+	if (cJSON_GetArraySize(attributes) > (int)FIREHOSE_HTTP_ATTRIBUTES_MAX) {
+		char rendered[32];
+
+		snprintf(rendered, sizeof(rendered), "%d", cJSON_GetArraySize(attributes));
+		kv_errors_add(errors, rendered, false, base, "Member must have length less than "
+			      "or equal to 50");
+	}
+	cJSON_ArrayForEach(a, attributes) {
+		i++;
+		snprintf(path, sizeof(path), "%s.%u.member.attributeName", base, i);
+		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(a, "AttributeName"),
+				true, KV_PATTERN_NONE, 1, FIREHOSE_HTTP_ATTRIBUTE_NAME_SIZE_MAX);
+		snprintf(path, sizeof(path), "%s.%u.member.attributeValue", base, i);
+		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(a, "AttributeValue"),
+				true, KV_PATTERN_NONE, 0, FIREHOSE_HTTP_ATTRIBUTE_VALUE_SIZE_MAX);
+	}
+}
+
+static void
+fh_http_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	const cJSON *endpoint = cJSON_GetObjectItemCaseSensitive(item, "EndpointConfiguration");
+	const cJSON *url = cJSON_GetObjectItemCaseSensitive(endpoint, "Url");
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
+	const cJSON *request = cJSON_GetObjectItemCaseSensitive(item, "RequestConfiguration");
+	const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(item, "S3Configuration");
+
+	(void)r;
+	if (endpoint == NULL || cJSON_IsNull(endpoint))
+		kv_errors_add(errors, "null", false, "httpEndpointDestinationConfiguration."
+			      "endpointConfiguration", "Member must not be null");
+	kv_string_check(errors, "httpEndpointDestinationConfiguration.endpointConfiguration.url",
+			endpoint != NULL ? url : NULL, endpoint != NULL, KV_PATTERN_NONE, 1,
+			FIREHOSE_HTTP_URL_SIZE_MAX);
+	/* AWS's pattern is https://.*; plain http:// is ours (loopback endpoints, tests). */
+	if (cJSON_IsString(url) && strncmp(url->valuestring, "https://", 8) != 0 &&
+	    strncmp(url->valuestring, "http://", 7) != 0)
+		kv_errors_add(errors, url->valuestring, true, "httpEndpointDestinationConfiguration."
+			      "endpointConfiguration.url", "Member must satisfy regular "
+			      "expression pattern: https://.*");
+	kv_string_check(errors, "httpEndpointDestinationConfiguration.endpointConfiguration.name",
+			cJSON_GetObjectItemCaseSensitive(endpoint, "Name"), false,
+			KV_PATTERN_NONE, 1, FIREHOSE_HTTP_NAME_SIZE_MAX);
+	kv_string_check(errors, "httpEndpointDestinationConfiguration.endpointConfiguration."
+			"accessKey", cJSON_GetObjectItemCaseSensitive(endpoint, "AccessKey"),
+			false, KV_PATTERN_NONE, 0, FIREHOSE_HTTP_ACCESS_KEY_SIZE_MAX);
+	fh_int_check(errors, "httpEndpointDestinationConfiguration.bufferingHints.sizeInMBs",
+		     cJSON_GetObjectItemCaseSensitive(hints, "SizeInMBs"), FIREHOSE_SIZE_MB_MIN,
+		     FIREHOSE_HTTP_SIZE_MB_MAX);
+	fh_int_check(errors, "httpEndpointDestinationConfiguration.bufferingHints."
+		     "intervalInSeconds", cJSON_GetObjectItemCaseSensitive(hints,
+		     "IntervalInSeconds"), 0, FIREHOSE_INTERVAL_S_MAX);
+	fh_enum_check(errors, "httpEndpointDestinationConfiguration.requestConfiguration."
+		      "contentEncoding", cJSON_GetObjectItemCaseSensitive(request,
+		      "ContentEncoding"), fh_http_encodings, "Member must satisfy enum value set: "
+		      "[NONE, GZIP]");
+	fh_http_attributes_check(cJSON_GetObjectItemCaseSensitive(request, "CommonAttributes"),
+				 errors);
+	fh_int_check(errors, "httpEndpointDestinationConfiguration.retryOptions.durationInSeconds",
+		     cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item,
+		     "RetryOptions"), "DurationInSeconds"), 0, FIREHOSE_HTTP_RETRY_S_MAX);
+	fh_enum_check(errors, "httpEndpointDestinationConfiguration.s3BackupMode",
+		      cJSON_GetObjectItemCaseSensitive(item, "S3BackupMode"), fh_http_backup_modes,
+		      "Member must satisfy enum value set: [FailedDataOnly, AllData]");
+	if (s3 == NULL || cJSON_IsNull(s3))
+		kv_errors_add(errors, "null", false, "httpEndpointDestinationConfiguration."
+			      "s3Configuration", "Member must not be null");
+	else
+		fh_dest_check(s3, errors, "httpEndpointDestinationConfiguration.s3Configuration",
+			      true);
+	fh_processing_check(errors, "httpEndpointDestinationConfiguration", item);
+}
+
+/* CommonAttributes as the JSON object the header carries; 0 or replied. */
+static int
+fh_http_attributes(struct kinesis_req *r, const cJSON *list, struct firehose_http *http)
+{
+	cJSON *object = cJSON_CreateObject();
+	const cJSON *a;
+	int rc = 0;
+
+	cJSON_ArrayForEach(a, list)
+		cJSON_AddStringToObject(object, fh_member_string(a, "AttributeName", ""),
+					fh_member_string(a, "AttributeValue", ""));
+	if (cJSON_GetArraySize(object) > 0 &&
+	    !cJSON_PrintPreallocated(object, http->attributes, (int)sizeof(http->attributes) - 1,
+				     false)) {
+		kinesis_error(r->call, "InvalidArgumentException", "CommonAttributes may take at "
+			      "most %u bytes as JSON here (they travel in one HTTP header).",
+			      FIREHOSE_HTTP_ATTRIBUTES_SIZE_MAX - 1);
+		rc = -EINVAL;
+	}
+	cJSON_Delete(object);
+	return rc;
+}
+
+/* The endpoint's members over the backup's spec (fh_spec_from). 0 or replied. */
+static int
+fh_http_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_spec *spec)
+{
+	const cJSON *endpoint = cJSON_GetObjectItemCaseSensitive(item, "EndpointConfiguration");
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
+	const cJSON *request = cJSON_GetObjectItemCaseSensitive(item, "RequestConfiguration");
+	struct firehose_http *http = &spec->http;
+
+	spec->destination = FIREHOSE_DEST_HTTP;
+	snprintf(http->url, sizeof(http->url), "%s", fh_member_string(endpoint, "Url", ""));
+	snprintf(http->endpoint_name, sizeof(http->endpoint_name), "%s",
+		 fh_member_string(endpoint, "Name", ""));
+	snprintf(http->access_key, sizeof(http->access_key), "%s",
+		 fh_member_string(endpoint, "AccessKey", ""));
+	http->gzip = strcmp(fh_member_string(request, "ContentEncoding", "NONE"), "GZIP") == 0;
+	http->backup_all = strcmp(fh_member_string(item, "S3BackupMode", "FailedDataOnly"),
+				  "AllData") == 0;
+	http->retry_s = fh_member_u32(cJSON_GetObjectItemCaseSensitive(item, "RetryOptions"),
+				      "DurationInSeconds", FIREHOSE_HTTP_RETRY_S_DEFAULT);
+	spec->size_mb = fh_member_u32(hints, "SizeInMBs", FIREHOSE_SIZE_MB_DEFAULT);
+	spec->interval_s = fh_member_u32(hints, "IntervalInSeconds", FIREHOSE_INTERVAL_S_DEFAULT);
+	return fh_http_attributes(r, cJSON_GetObjectItemCaseSensitive(request, "CommonAttributes"),
+				  http);
+}
+
+static void
+fh_out_http(struct api_out *out, const struct firehose_spec *spec)
+{
+	const struct firehose_http *http = &spec->http;
+	cJSON *attributes = cJSON_Parse(http->attributes);
+	const cJSON *a;
+	bool first = true;
+
+	api_out_printf(out, "\"HttpEndpointDestinationDescription\":{\"EndpointConfiguration\":{");
+	fh_out_member(out, "Url", http->url, false);
+	if (http->endpoint_name[0] != '\0')
+		fh_out_member(out, "Name", http->endpoint_name, true);
+	api_out_printf(out, "},\"BufferingHints\":{\"SizeInMBs\":%u,\"IntervalInSeconds\":%u},"
+		       "\"CloudWatchLoggingOptions\":{\"Enabled\":false},\"RequestConfiguration\":"
+		       "{\"ContentEncoding\":\"%s\",\"CommonAttributes\":[", spec->size_mb,
+		       spec->interval_s, http->gzip ? "GZIP" : "NONE");
+	cJSON_ArrayForEach(a, attributes) {
+		api_out_printf(out, "%s{", first ? "" : ",");
+		fh_out_member(out, "AttributeName", a->string, false);
+		fh_out_member(out, "AttributeValue", cJSON_IsString(a) ? a->valuestring : "",
+			      true);
+		api_out_printf(out, "}");
+		first = false;
+	}
+	cJSON_Delete(attributes);
+	api_out_printf(out, "]},\"RetryOptions\":{\"DurationInSeconds\":%u},\"S3BackupMode\":"
+		       "\"%s\"", http->retry_s, http->backup_all ? "AllData" : "FailedDataOnly");
+	if (spec->role_arn[0] != '\0')
+		fh_out_member(out, "RoleARN", spec->role_arn, true);
+	fh_out_processing(out, spec);
+	api_out_printf(out, ",\"S3DestinationDescription\":");
+	fh_out_destination(out, spec, false);
+	api_out_printf(out, "}");
+}
+
+/* ---- ProcessingConfiguration (a Lambda processor) ---------------------------------- */
+
+static const char *const fh_processor_type_names[] = {
+	"RecordDeAggregation", "Decompression", "CloudWatchLogProcessing", "Lambda",
+	"MetadataExtraction", "AppendDelimiterToRecord", NULL,
+};
+static const char *const fh_parameter_names[] = {
+	"LambdaArn", "NumberOfRetries", "MetadataExtractionQuery", "JsonParsingEngine",
+	"RoleArn", "BufferSizeInMBs", "BufferIntervalInSeconds", "SubRecordType", "Delimiter",
+	"CompressionFormat", "DataMessageExtraction", NULL,
+};
+#define FH_PARAMETER_VALUE_MAX 5120
+
+static void
+fh_processing_check(struct kv_errors *errors, const char *base, const cJSON *item)
+{
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(item, "ProcessingConfiguration");
+	const cJSON *p;
+	uint32_t i = 0;
+	char path[192];
+
+	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pc, "Processors")) {
+		const cJSON *a;
+		uint32_t j = 0;
+
+		i++;
+		snprintf(path, sizeof(path), "%s.processingConfiguration.processors.%u.member.type",
+			 base, i);
+		if (cJSON_GetObjectItemCaseSensitive(p, "Type") == NULL)
+			kv_errors_add(errors, "null", false, path, "Member must not be null");
+		fh_enum_check(errors, path, cJSON_GetObjectItemCaseSensitive(p, "Type"),
+			      fh_processor_type_names, "Member must satisfy enum value set: "
+			      "[RecordDeAggregation, Decompression, CloudWatchLogProcessing, Lambda, "
+			      "MetadataExtraction, AppendDelimiterToRecord]");
+		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(p, "Parameters")) {
+			j++;
+			snprintf(path, sizeof(path), "%s.processingConfiguration.processors.%u.member."
+				 "parameters.%u.member.parameterName", base, i, j);
+			if (cJSON_GetObjectItemCaseSensitive(a, "ParameterName") == NULL)
+				kv_errors_add(errors, "null", false, path, "Member must not be null");
+			fh_enum_check(errors, path, cJSON_GetObjectItemCaseSensitive(a, "ParameterName"),
+				      fh_parameter_names, "Member must satisfy enum value set: "
+				      "[LambdaArn, NumberOfRetries, MetadataExtractionQuery, "
+				      "JsonParsingEngine, RoleArn, BufferSizeInMBs, "
+				      "BufferIntervalInSeconds, SubRecordType, Delimiter, "
+				      "CompressionFormat, DataMessageExtraction]");
+			snprintf(path, sizeof(path), "%s.processingConfiguration.processors.%u.member."
+				 "parameters.%u.member.parameterValue", base, i, j);
+			kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(a,
+					"ParameterValue"), true, KV_PATTERN_NONE, 1,
+					FH_PARAMETER_VALUE_MAX);
+		}
+	}
+}
+
+/* A numeric parameter within [min, max] (text, as AWS takes them); 0 or replied. */
+static int
+fh_parameter_number(struct kinesis_req *r, const char *name, const char *text, double min,
+		    double max, double *out)
+{
+	char *end = NULL;
+	double v = strtod(text, &end);
+
+	if (end == text || *end != '\0' || !(v >= min && v <= max)) {
+		kinesis_error(r->call, "InvalidArgumentException", "Processor parameter %s must be "
+			      "a number from %g to %g, not '%s'.", name, min, max, text);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+fh_lambda_parameter(struct kinesis_req *r, const char *name, const char *value,
+		    struct firehose_lambda *l)
+{
+	double v = 0;
+	int rc = 0;
+
+	if (strcmp(name, "LambdaArn") == 0) {
+		snprintf(l->arn, sizeof(l->arn), "%s", value);
+	} else if (strcmp(name, "NumberOfRetries") == 0) {
+		rc = fh_parameter_number(r, name, value, 0, FIREHOSE_LAMBDA_RETRIES_MAX, &v);
+		l->retries = (uint32_t)v;
+	} else if (strcmp(name, "BufferSizeInMBs") == 0) {
+		rc = fh_parameter_number(r, name, value, 0.2, 3, &v);
+		l->buffer_bytes = (uint32_t)(v * 1048576.0);
+	} else if (strcmp(name, "BufferIntervalInSeconds") == 0) {
+		rc = fh_parameter_number(r, name, value, 0, FIREHOSE_INTERVAL_S_MAX, &v);
+		l->interval_s = (uint32_t)v;
+	} else if (strcmp(name, "RoleArn") != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "Processor parameter %s is not "
+			      "valid for a Lambda processor.", name);
+		rc = -EINVAL;
+	}
+	return rc;
+}
+
+/* The destination's ProcessingConfiguration: one Lambda processor, or none. 0 or replied. */
+static int
+fh_lambda_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_spec *spec)
+{
+	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(item, "ProcessingConfiguration");
+	const cJSON *enabled = cJSON_GetObjectItemCaseSensitive(pc, "Enabled");
+	struct firehose_lambda *l = &spec->lambda;
+	const cJSON *p, *a;
+
+	if (!cJSON_IsTrue(enabled))
+		return 0;  /* Disabled processors do nothing (and are not kept). */
+	*l = (struct firehose_lambda){ .retries = FIREHOSE_LAMBDA_RETRIES_DEFAULT,
+				       .buffer_bytes = FIREHOSE_LAMBDA_BUFFER_DEFAULT,
+				       .interval_s = FIREHOSE_LAMBDA_INTERVAL_S_DEFAULT };
+	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pc, "Processors")) {
+		const char *type = fh_member_string(p, "Type", "");
+
+		if (strcmp(type, "MetadataExtraction") == 0)
+			continue;  /* fh_processor_from's (dynamic partitioning). */
+		if (strcmp(type, "Lambda") != 0 || l->arn[0] != '\0') {
+			kinesis_error(r->call, "InvalidArgumentException", "Only one processor of "
+				      "type Lambda is supported by this endpoint yet, not %s.", type);
+			return -EINVAL;
+		}
+		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(p, "Parameters"))
+			if (fh_lambda_parameter(r, fh_member_string(a, "ParameterName", ""),
+						fh_member_string(a, "ParameterValue", ""), l) != 0)
+				return -EINVAL;
+		if (l->arn[0] == '\0') {
+			kinesis_error(r->call, "InvalidArgumentException", "A Lambda processor needs "
+				      "the parameter LambdaArn.");
+			return -EINVAL;
+		}
+	}
+	if (l->arn[0] != '\0' && !firehose_lambda_known(r->k->firehose, l->arn)) {
+		kinesis_error(r->call, "InvalidArgumentException", "LambdaArn %s has no executable "
+			      "in [firehose] lambda_map here.", l->arn);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void
+fh_out_parameter(struct api_out *out, const char *name, const char *value, bool comma)
+{
+	api_out_printf(out, "%s{", comma ? "," : "");
+	fh_out_member(out, "ParameterName", name, false);
+	fh_out_member(out, "ParameterValue", value, true);
+	api_out_printf(out, "}");
+}
+
+static void
+fh_out_processing(struct api_out *out, const struct firehose_spec *spec)
+{
+	const struct firehose_lambda *l = &spec->lambda;
+	char text[32];
+
+	if (l->arn[0] == '\0' && !spec->partitioning)
+		return;
+	api_out_printf(out, ",\"ProcessingConfiguration\":{\"Enabled\":true,\"Processors\":[");
+	if (spec->partitioning)
+		fh_out_metadata_extraction(out, spec);
+	if (l->arn[0] == '\0') {
+		api_out_printf(out, "]}");
+		return;
+	}
+	api_out_printf(out, "%s{\"Type\":\"Lambda\",\"Parameters\":[", spec->partitioning ? "," : "");
+	fh_out_parameter(out, "LambdaArn", l->arn, false);
+	snprintf(text, sizeof(text), "%u", l->retries);
+	fh_out_parameter(out, "NumberOfRetries", text, true);
+	snprintf(text, sizeof(text), "%g", l->buffer_bytes / 1048576.0);
+	fh_out_parameter(out, "BufferSizeInMBs", text, true);
+	snprintf(text, sizeof(text), "%u", l->interval_s);
+	fh_out_parameter(out, "BufferIntervalInSeconds", text, true);
+	api_out_printf(out, "]}]}");
 }
 
 /* ---- PutRecord, PutRecordBatch ---------------------------------------------- */

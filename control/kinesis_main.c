@@ -203,6 +203,17 @@ kinesis_firehose_open(struct kinesis *k)
 	struct firehose_options options = {
 		.data_dir = k->config.data_dir, .local_root = root, .log = k->log,
 		.source = kinesis_firehose_source, .source_ctx = k, .flusher_thread = true,
+		.s3 = {
+			.endpoint = k->config.firehose_s3_endpoint,
+			.region = k->config.firehose_s3_region,
+			.access_key = k->config.firehose_s3_access_key,
+			.secret_key = k->config.firehose_s3_secret_key,
+			.path_style = k->config.firehose_s3_path_style,
+			.part_mb = k->config.firehose_s3_part_mb,
+		},
+		.region = k->config.region, .account_id = k->config.account_id,
+		.lambda_map = k->config.firehose_lambda_map,
+		.lambda_timeout_s = k->config.firehose_lambda_timeout_s,
 	};
 	int rc;
 

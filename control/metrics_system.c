@@ -224,6 +224,12 @@ static const struct {
 	  "Delivery attempts that failed and will be retried.", FS(delivery_failures), 1 },
 	{ "sluice_firehose_records_lost_total", "counter",
 	  "Records the log trimmed before they were delivered.", FS(records_lost), 1 },
+	{ "sluice_firehose_processing_failed_records_total", "counter",
+	  "Records a Lambda processor failed, written under processing-failed/.",
+	  FS(processing_failed), 1 },
+	{ "sluice_firehose_http_backup_records_total", "counter",
+	  "Records an HTTP endpoint did not take within RetryOptions, backed up under "
+	  "http-endpoint-failed/.", FS(http_backup_records), 1 },
 	{ "sluice_firehose_data_freshness_seconds", "gauge",
 	  "Age of the oldest record not delivered yet (DeliveryToS3.DataFreshness).",
 	  FS(freshness_ms), 1e-3 },

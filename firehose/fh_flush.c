@@ -16,6 +16,7 @@
  *
  * Directories the key creates are fsynced into their parents as they are made.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -27,10 +28,9 @@
 #include "common/base.h"
 #include "common/diag.h"
 #include "common/hist.h"
+#include "common/kpl.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
-
-#define FH_UUID_SIZE 37  /* 8-4-4-4-12 and NUL. */
 
 /* ---- Names ---------------------------------------------------------------- */
 
@@ -43,7 +43,7 @@ fh_mix(uint64_t h, uint64_t v)
 	return h ^ (h >> 29);
 }
 
-static uint64_t
+uint64_t
 fh_hash_text(uint64_t h, const char *text)
 {
 	for (; *text != '\0'; text++)
@@ -51,13 +51,21 @@ fh_hash_text(uint64_t h, const char *text)
 	return h;
 }
 
-/* The "random" part: a hash of what the object holds, so a redo names it the same. */
-static void
-fh_uuid(const char *name, uint32_t version, uint64_t shard_id, uint64_t first, uint64_t end,
-	char out[FH_UUID_SIZE])
+/* What the object holds: its stream, version, range and (partitions) group salt. */
+static uint64_t
+fh_object_hash(const char *name, uint32_t version, uint64_t shard_id, uint64_t first,
+	       uint64_t end, uint64_t salt)
 {
 	uint64_t h = fh_mix(fh_mix(fh_mix(fh_mix(fh_hash_text(1, name), version), shard_id),
 				   first), end);
+
+	return salt != 0 ? fh_mix(h, salt) : h;  /* Salt 0: an unpartitioned object. */
+}
+
+/* The "random" part: a hash of what the object holds, so a redo names it the same. */
+static void
+fh_uuid(uint64_t h, char out[FH_UUID_SIZE])
+{
 	uint64_t hi = fh_mix(h, 0x68692d31ull), lo = fh_mix(h, 0x6c6f2d32ull);
 
 	hi = (hi & ~0xf000ull) | 0x4000ull;           /* Shaped as a version-4 UUID. */
@@ -67,23 +75,44 @@ fh_uuid(const char *name, uint32_t version, uint64_t shard_id, uint64_t first, u
 		 (unsigned long long)(lo & 0xffffffffffffull));
 }
 
+void
+fh_range_uuid(const struct fh_job *j, uint64_t first, uint64_t end, char out[FH_UUID_SIZE])
+{
+	fh_uuid(fh_object_hash(j->spec.name, j->version, j->shard_id, first, end, 0), out);
+}
+
+int
+fh_object_key(const struct fh_job *j, uint64_t first, uint64_t end, const char *prefix,
+	      const struct fh_prefix_vars *vars, char *out, size_t out_size)
+{
+	struct fh_prefix_vars v = *vars;
+	time_t t = (time_t)(v.arrival_ns / 1000000000u);
+	char stamp[32], uuid[FH_UUID_SIZE];
+	size_t used;
+	struct tm tm;
+	int n;
+
+	v.salt = fh_object_hash(j->spec.name, j->version, j->shard_id, first, end, vars->salt);
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%d-%H-%M-%S", &tm);
+	fh_uuid(v.salt, uuid);
+	if (fh_prefix_eval(prefix, &v, out, out_size) != 0)
+		return -ENAMETOOLONG;
+	used = strlen(out);
+	n = snprintf(out + used, out_size - used, "%s-%u-%s-%s%s", j->spec.name, j->version,
+		     stamp, uuid, fh_codec_extension(j->spec.compression));
+	return n < 0 || (size_t)n >= out_size - used ? -ENAMETOOLONG : 0;
+}
+
 int
 firehose_object_key(const struct firehose_spec *spec, uint32_t version, uint64_t shard_id,
 		    uint64_t seq_first, uint64_t seq_end, uint64_t first_arrival_ns, char *out,
 		    size_t out_size)
 {
-	time_t t = (time_t)(first_arrival_ns / 1000000000u);
-	char hour_path[32], stamp[32], uuid[FH_UUID_SIZE];
-	struct tm tm;
-	int n;
+	struct fh_job j = { .spec = *spec, .version = version, .shard_id = shard_id };
+	struct fh_prefix_vars v = { .arrival_ns = first_arrival_ns };
 
-	gmtime_r(&t, &tm);
-	strftime(hour_path, sizeof(hour_path), "%Y/%m/%d/%H/", &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%d-%H-%M-%S", &tm);
-	fh_uuid(spec->name, version, shard_id, seq_first, seq_end, uuid);
-	n = snprintf(out, out_size, "%s%s%s-%u-%s-%s%s", spec->prefix, hour_path, spec->name,
-		     version, stamp, uuid, fh_codec_extension(spec->compression));
-	return n < 0 || (size_t)n >= out_size ? -ENAMETOOLONG : 0;
+	return fh_object_key(&j, seq_first, seq_end, spec->prefix, &v, out, out_size);
 }
 
 /* ---- Files ----------------------------------------------------------------- */
@@ -180,36 +209,126 @@ fh_write_object(char *path, const uint8_t *data, size_t size)
 
 struct fh_read {
 	struct firehose *fh;
+	struct fh_part *part;    /* Partitioned: each record's place noted. */
 	uint64_t limit;          /* Stop once this many data bytes are in (a cut by size). */
+	uint32_t records_max;    /* Or this many records (0: no limit). */
+	bool keep_ends;          /* Each record's end, arrival and seq kept (fh->record_*). */
+	bool deaggregate;        /* KPL aggregates become their user records. */
+	bool refused;            /* A log record did not fit: the cut ends before refused_seq. */
+	uint64_t refused_seq;
 	uint64_t first_arrival_ns;
 	uint32_t records;
 };
+
+/* Appends one (user) record of log record `seq` to the cut; false when it is full. */
+static bool
+fh_read_add(struct fh_read *r, uint64_t seq, uint64_t arrival_ns, const uint8_t *data,
+	    size_t size)
+{
+	struct firehose *fh = r->fh;
+
+	if (fh->raw_used + size > FH_RAW_SIZE_MAX ||
+	    (r->records_max != 0 && r->records == r->records_max))
+		return false;
+	if (r->records++ == 0)
+		r->first_arrival_ns = arrival_ns;
+	memcpy(fh->raw + fh->raw_used, data, size);
+	if (r->part != NULL)
+		fh_partition_note(r->part, r->records - 1, fh->raw_used, size, arrival_ns);
+	fh->raw_used += size;
+	if (r->keep_ends) {
+		assert(r->records <= r->records_max && r->records_max <= FH_CUT_RECORDS_MAX);
+		fh->record_ends[r->records - 1] = (uint32_t)fh->raw_used;
+		fh->record_arrivals[r->records - 1] = arrival_ns;
+		fh->record_seqs[r->records - 1] = seq;
+	}
+	return true;
+}
+
+/* A KPL aggregate's user records (Kinesis sources); false when they do not all fit. */
+static bool
+fh_read_aggregate(struct fh_read *r, const struct log_record_out *record, const struct kpl *agg)
+{
+	struct firehose *fh = r->fh;
+	uint32_t records = r->records;
+	size_t used = fh->raw_used;
+
+	for (size_t i = 0; i < agg->record_count; i++) {
+		struct kpl_record user;
+
+		kpl_record(agg, i, &user);
+		if (!fh_read_add(r, record->seq, record->arrival_ns, user.data, user.data_size)) {
+			r->records = records;  /* All or nothing: the aggregate opens the next cut. */
+			fh->raw_used = used;
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Takes log record `record` into the cut; false when it must open the next one. */
+static bool
+fh_read_take(struct fh_read *r, const struct log_record_out *record)
+{
+	struct kpl agg;
+	bool taken;
+
+	if (r->deaggregate && kpl_open(record->data, record->data_size, &agg) == 0) {
+		taken = fh_read_aggregate(r, record, &agg);
+		kpl_close(&agg);
+		if (taken || r->records > 0)
+			return taken;
+		diag_warn("firehose", "seq %llu: a KPL aggregate of more user records than a cut "
+			  "may hold (%u) is delivered whole", (unsigned long long)record->seq,
+			  r->records_max);
+	}
+	/* A plain record, or an aggregate kept whole (it does not unpack, or is too many). */
+	return fh_read_add(r, record->seq, record->arrival_ns, record->data, record->data_size);
+}
 
 static int
 fh_read_record(void *arg, const struct log_record_out *record)
 {
 	struct fh_read *r = arg;
-	struct firehose *fh = r->fh;
 
-	if (fh->raw_used + record->data_size > FH_RAW_SIZE_MAX)
-		return -ENOBUFS;  /* Cannot happen: the limit stops a record past it. */
-	if (r->records++ == 0)
-		r->first_arrival_ns = record->arrival_ns;
-	memcpy(fh->raw + fh->raw_used, record->data, record->data_size);
-	fh->raw_used += record->data_size;
-	return fh->raw_used >= r->limit ? 1 : 0;
+	if (!fh_read_take(r, record)) {
+		if (r->records == 0)
+			return -ENOBUFS;  /* Cannot happen: a log record always fits an empty cut. */
+		r->refused = true;
+		r->refused_seq = record->seq;
+		return 1;
+	}
+	/* The same bounds cut a redo of the range at the same place. */
+	return r->fh->raw_used >= r->limit || r->records == r->records_max ? 1 : 0;
 }
 
-/* Reads [first, end) into fh->raw, stopping early at r->limit bytes (*next_out: where). */
+/* Records one cut of stream `s` may hold (0: no bound but its size). */
+static uint32_t
+fh_cut_records_max(const struct fh_stream *s)
+{
+	uint32_t max = fh_records_max(s);
+
+	if (s->spec.partitioning && (max == 0 || max > FH_PART_RECORDS_MAX))
+		max = FH_PART_RECORDS_MAX;
+	return max;
+}
+
+/* Reads [first, end) of shard_id into fh->raw, stopping early at a cut's bounds. */
 static int
-fh_read_range(struct firehose *fh, uint64_t shard_id, uint64_t first, uint64_t end,
-	      struct fh_read *r, uint64_t *next_out)
+fh_read_range(struct firehose *fh, const struct fh_stream *s, uint64_t shard_id, uint64_t first,
+	      uint64_t end, struct fh_read *r, uint64_t *next_out)
 {
 	uint64_t seq = first;
 
 	fh->raw_used = 0;
 	r->fh = fh;
-	while (seq < end && fh->raw_used < r->limit) {
+	r->part = s->spec.partitioning ? fh->part : NULL;
+	r->records_max = fh_cut_records_max(s);
+	r->keep_ends = fh_records_max(s) != 0;
+	/* Firehose deaggregates a Kinesis stream source's KPL records, not DirectPut's. */
+	r->deaggregate = s->spec.source_arn[0] != '\0' || s->spec.deaggregate;
+	while (seq < end && fh->raw_used < r->limit &&
+	       (r->records_max == 0 || r->records < r->records_max)) {
 		uint64_t next = seq;
 		uint32_t want = (uint32_t)min_u64(end - seq, UINT32_MAX);
 		int n = log_read(fh->reader, shard_id, seq, want, UINT64_MAX, fh_read_record, r,
@@ -217,6 +336,10 @@ fh_read_range(struct firehose *fh, uint64_t shard_id, uint64_t first, uint64_t e
 
 		if (n < 0)
 			return n;
+		if (r->refused) {
+			seq = r->refused_seq;
+			break;
+		}
 		if (n == 0 || next <= seq)
 			break;
 		seq = next;
@@ -227,39 +350,121 @@ fh_read_range(struct firehose *fh, uint64_t shard_id, uint64_t first, uint64_t e
 
 /* ---- Delivering ------------------------------------------------------------ */
 
-/*
- * Steps 3 and 4 for what fh->raw holds. The lock is let go while it compresses and
- * writes (the flusher's buffers are its own; the intent is in SQLite, so nothing may
- * change the stream's settings meanwhile: fh_settings.c refuses while an intent is).
- */
+/* Steps 3 and 4 under local_root/<bucket>/. */
 static int
-fh_deliver(struct firehose *fh, struct fh_stream *s, uint64_t shard_id, uint64_t first,
-	   uint64_t end, uint64_t first_arrival_ns)
+fh_write_local(struct firehose *fh, const struct fh_job *j, const char *key,
+	       const uint8_t *data, size_t size)
 {
 	char path[FIREHOSE_PATH_SIZE_MAX];
-	enum firehose_compression compression = s->spec.compression;
-	const uint8_t *data = fh->raw;
-	size_t size = fh->raw_used;
-	int n = snprintf(path, sizeof(path), "%s/%s/", fh->local_root, s->spec.bucket);
-	int rc;
+	int n = snprintf(path, sizeof(path), "%s/%s/%s", fh->local_root, j->spec.bucket, key);
 
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return -ENAMETOOLONG;
-	rc = firehose_object_key(&s->spec, s->version, shard_id, first, end, first_arrival_ns,
-				 path + n, sizeof(path) - (size_t)n);
-	if (rc != 0)
-		return rc;
-	fh_unlock(fh);
-	if (compression != FIREHOSE_UNCOMPRESSED) {
-		rc = fh_codec_compress(compression, fh->raw, fh->raw_used, fh->out, fh->out_size,
+	return fh_write_object(path, data, size);
+}
+
+int
+fh_object_write(struct firehose *fh, const struct fh_job *j, const char *key,
+		const uint8_t *raw, size_t size)
+{
+	const uint8_t *data = raw;
+	int rc = 0;
+
+	if (j->spec.compression != FIREHOSE_UNCOMPRESSED) {
+		rc = fh_codec_compress(j->spec.compression, raw, size, fh->out, fh->out_size,
 				       &size);
 		data = fh->out;
 	}
+	/* The destination seam: an S3-compatible store when configured, else a directory. */
 	if (rc == 0)
-		rc = fh_write_object(path, data, size);
+		rc = fh->s3 != NULL ? fh_s3_deliver(fh, j, key, data, size) :
+				      fh_write_local(fh, j, key, data, size);
 	if (rc != 0)
-		diag_warn("firehose", "delivering seq %llu..%llu to %s: %s",
-			  (unsigned long long)first, (unsigned long long)end, path, strerror(-rc));
+		diag_warn("firehose", "%s: delivering %s/%s: %s", j->spec.name, j->spec.bucket,
+			  key, strerror(-rc));
+	return rc;
+}
+
+int
+fh_error_object_write(struct firehose *fh, const struct fh_job *j, const char *type,
+		      uint64_t first, uint64_t end, uint64_t arrival_ns, uint64_t salt,
+		      const uint8_t *data, size_t size)
+{
+	struct fh_prefix_vars v = { .arrival_ns = arrival_ns, .error_type = type, .salt = salt };
+	char key[FIREHOSE_PATH_SIZE_MAX];
+	int rc = fh_object_key(j, first, end, j->spec.error_prefix, &v, key, sizeof(key));
+
+	return rc != 0 ? rc : fh_object_write(fh, j, key, data, size);
+}
+
+int
+fh_job_object_write(struct firehose *fh, const struct fh_job *j, uint64_t first, uint64_t end,
+		    uint64_t first_arrival_ns)
+{
+	struct fh_prefix_vars v = { .arrival_ns = first_arrival_ns };
+	char key[FIREHOSE_PATH_SIZE_MAX];
+	int rc = fh_object_key(j, first, end, j->spec.prefix, &v, key, sizeof(key));
+
+	return rc != 0 ? rc : fh_object_write(fh, j, key, fh->raw, fh->raw_used);
+}
+
+/* After a Lambda processor: partitioning sees the records it kept, where they are now. */
+static void
+fh_partition_renote(struct firehose *fh, uint32_t records)
+{
+	for (uint32_t i = 0; i < records; i++) {
+		uint32_t start = i == 0 ? 0 : fh->record_ends[i - 1];
+
+		fh_partition_note(fh->part, i, start, fh->record_ends[i] - start,
+				  fh->record_arrivals[i]);
+	}
+}
+
+/* Steps 3 and 4 without the lock: transform, then POST or write the object(s). */
+static int
+fh_deliver_job(struct firehose *fh, struct fh_job *j, uint64_t first, uint64_t end,
+	       uint64_t first_arrival_ns, uint32_t records)
+{
+	int rc;
+
+	if (j->spec.lambda.arn[0] != '\0') {
+		rc = fh_lambda_process(fh, j, first, &records);
+		if (rc != 0 || records == 0)
+			return rc;  /* Nothing left (dropped or failed): no object, as AWS. */
+		if (j->spec.partitioning)
+			fh_partition_renote(fh, records);
+	}
+	if (j->spec.destination == FIREHOSE_DEST_HTTP)
+		return fh_http_deliver(fh, j, first, end, first_arrival_ns, records);
+	if (j->spec.partitioning)
+		return fh_partition_deliver(fh, j, first, end, &j->objects);
+	return fh_job_object_write(fh, j, first, end, first_arrival_ns);
+}
+
+/*
+ * Steps 3 and 4 for the cut in fh->raw. The lock is let go while it transforms,
+ * compresses and writes, uploads or POSTs: what that reads of the stream and lane is
+ * fh->job, copied first (the flusher's own, like its buffers), and it touches no
+ * engine state (the intent is in SQLite, and fh_settings.c refuses changes while one
+ * is; fh_s3.c takes the lock back for its SQLite rows). fh_commit takes the results.
+ */
+static int
+fh_deliver(struct firehose *fh, struct fh_stream *s, const struct fh_lane *l, uint64_t first,
+	   uint64_t end, const struct fh_read *r)
+{
+	struct fh_job *j = &fh->job;
+	int rc;
+
+	j->spec = s->spec;
+	j->id = s->id;
+	j->version = s->version;
+	j->shard_id = l->shard_id;
+	j->http_attempts = l->http_attempts;
+	j->http_failing_ns = l->http_failing_ns;
+	j->objects = 1;
+	j->processing_failed = j->http_backup_records = 0;
+	fh_unlock(fh);
+	rc = fh_deliver_job(fh, j, first, end, r->first_arrival_ns, r->records);
 	fh_lock(fh);
 	return rc;
 }
@@ -269,11 +474,17 @@ static int
 fh_commit(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t first,
 	  uint64_t end, const struct fh_read *r)
 {
+	const struct fh_job *j = &fh->job;
 	uint32_t id = s->id;
-	int rc = fh_deliver(fh, s, l->shard_id, first, end, r->first_arrival_ns);
+	int rc = fh_deliver(fh, s, l, first, end, r);
 
 	if (!fh_stream_same(s, id))
 		return -ECANCELED;  /* Deleted while it was written: its object is an orphan. */
+	/* Counted per write: a range redone after a crash counts again. */
+	counter_add_single_writer(&s->stats->processing_failed, j->processing_failed);
+	counter_add_single_writer(&s->stats->http_backup_records, j->http_backup_records);
+	l->http_attempts = j->http_attempts;
+	l->http_failing_ns = j->http_failing_ns;
 	if (rc == 0)
 		rc = fh_store_delivered(fh, s, l, end);
 	if (rc != 0)
@@ -282,9 +493,10 @@ fh_commit(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64_t 
 	l->intent = false;
 	counter_add_single_writer(&s->stats->delivered_records, r->records);
 	counter_add_single_writer(&s->stats->delivered_bytes, fh->raw_used);
-	counter_add_single_writer(&s->stats->delivered_objects, 1);
+	counter_add_single_writer(&s->stats->delivered_objects, j->objects);
 	l->oldest_ns = 0;
 	l->pending_bytes = UINT64_MAX;  /* What is left past the cut: read again to know. */
+	l->pending_records = 0;
 	l->scanned = end;
 	return 0;
 }
@@ -308,6 +520,7 @@ fh_skip_lost(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint64
 	l->delivered = to;
 	l->intent = false;
 	l->pending_bytes = UINT64_MAX;
+	l->pending_records = 0;
 	l->oldest_ns = 0;
 	l->scanned = to;
 	return 0;
@@ -319,7 +532,7 @@ fh_redo(struct firehose *fh, struct fh_stream *s, struct fh_lane *l)
 {
 	struct fh_read r = { .limit = UINT64_MAX };
 	uint64_t next;
-	int rc = fh_read_range(fh, l->shard_id, l->intent_first, l->intent_end, &r, &next);
+	int rc = fh_read_range(fh, s, l->shard_id, l->intent_first, l->intent_end, &r, &next);
 
 	/* Part of the range is gone: no object can be the one begun; skip all of it. */
 	if (rc == -ERANGE)
@@ -329,6 +542,15 @@ fh_redo(struct firehose *fh, struct fh_stream *s, struct fh_lane *l)
 	if (rc != 0)
 		return rc;
 	return fh_commit(fh, s, l, l->intent_first, l->intent_end, &r);
+}
+
+/* A cut full of records (a bounded one: HTTP, Lambda, partitioning) is due like a full one. */
+static bool
+fh_records_full(const struct fh_stream *s, const struct fh_lane *l)
+{
+	uint32_t max = fh_cut_records_max(s);
+
+	return max != 0 && l->pending_records >= max;
 }
 
 int
@@ -346,22 +568,26 @@ fh_flush_lane(struct firehose *fh, struct fh_stream *s, struct fh_lane *l, uint6
 	rc = log_shard_info(fh->log, l->shard_id, &info);
 	if (rc != 0 || info.seq_durable <= l->delivered) {
 		l->pending_bytes = 0;
+		l->pending_records = 0;
 		l->oldest_ns = 0;
 		return rc;
 	}
-	if (l->pending_bytes != UINT64_MAX && l->pending_bytes < size_bytes && l->oldest_ns != 0 &&
-	    l->oldest_ns + interval_ns > now_ns)
+	if (l->pending_bytes != UINT64_MAX && l->pending_bytes < size_bytes &&
+	    !fh_records_full(s, l) && l->oldest_ns != 0 && l->oldest_ns + interval_ns > now_ns)
 		return 0;  /* Neither hint is due: no read. */
 	if (info.seq_trim > l->delivered)
 		return fh_skip_lost(fh, s, l, info.seq_trim);
-	rc = fh_read_range(fh, l->shard_id, l->delivered, info.seq_durable, &r, &next);
+	rc = fh_read_range(fh, s, l->shard_id, l->delivered, info.seq_durable, &r, &next);
 	if (rc == 0 && r.records == 0)
 		rc = -EIO;  /* Durable records that do not read: retried, with a pause. */
 	if (rc != 0)
 		return rc;
 	l->oldest_ns = r.first_arrival_ns;
 	l->pending_bytes = fh->raw_used;
-	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns)
+	l->pending_records = r.records;
+	if (fh->raw_used < size_bytes && r.first_arrival_ns + interval_ns > now_ns &&
+	    !fh_records_full(s, l) && (r.records_max == 0 || r.records < r.records_max) &&
+	    !r.refused)
 		return 0;
 	rc = fh_store_intent(fh, s, l, l->delivered, next);
 	if (rc != 0)
@@ -377,7 +603,7 @@ fh_lane_due(const struct fh_stream *s, const struct fh_lane *l)
 {
 	if (l->retry_due_ns != 0)
 		return l->retry_due_ns;
-	if (l->intent || l->pending_bytes == UINT64_MAX ||
+	if (l->intent || l->pending_bytes == UINT64_MAX || fh_records_full(s, l) ||
 	    l->pending_bytes >= ((uint64_t)s->spec.size_mb << 20))
 		return 0;
 	if (l->oldest_ns == 0)

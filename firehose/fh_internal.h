@@ -10,6 +10,11 @@
  *   fh_source.c   KinesisStreamAsSource: following a Kinesis stream's shards (lanes)
  *   fh_settings.c UpdateDestination, encryption, tags
  *   fh_thread.c   the flusher's thread and the lock
+ *   fh_s3.c       the S3-compatible destination (SigV4, multipart upload)
+ *   fh_prefix.c   custom prefixes (!{...}) and the partitioning query's JQ subset
+ *   fh_partition.c  dynamic partitioning: one range as one object per partition
+ *   fh_http.c     HTTP endpoint destinations (libcurl), their backup, their table
+ *   fh_lambda.c   the Lambda processor (a local executable), its table
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
@@ -34,6 +39,8 @@
 #define FH_RETRY_MAX_NS 60000000000ull
 /* The log record key every delivery-stream record carries (the shard is the stream's one). */
 #define FH_PARTITION_KEY "f"
+/* Records of one cut of a stream with a processor (HTTP: FIREHOSE_HTTP_RECORDS_MAX). */
+#define FH_CUT_RECORDS_MAX 100000u
 /* Bytes of the raw (uncompressed) buffer: the largest cut plus the record that crosses it. */
 #define FH_RAW_SIZE_MAX (((size_t)FIREHOSE_SIZE_MB_MAX << 20) + FIREHOSE_RECORD_SIZE_MAX)
 
@@ -58,6 +65,8 @@ struct fh_stats_slot {
 	uint64_t freshness_ms;
 	uint64_t retention_warnings;
 	uint64_t retention_headroom_s;
+	uint64_t processing_failed;
+	uint64_t http_backup_records;
 };
 
 /*
@@ -73,9 +82,13 @@ struct fh_lane {
 	uint64_t intent_end;
 	/* In memory only: hints that spare the flusher a read. */
 	uint64_t pending_bytes;      /* Durable, undelivered data bytes; UINT64_MAX unknown. */
+	uint64_t pending_records;    /* Their records (valid when pending_bytes is). */
 	uint64_t oldest_ns;          /* Arrival of the record at `delivered`; 0 unknown/none. */
 	uint64_t retry_due_ns;       /* Real time; 0: no failure outstanding. */
 	uint64_t retry_ns;
+	/* HTTP endpoint destinations: the range's retry state (fh_http.c, through fh_job). */
+	uint64_t http_failing_ns;    /* Monotonic time of the range's first failure; 0 none. */
+	uint32_t http_attempts;      /* POSTs of the range so far. */
 	bool at_risk;                /* Within FIREHOSE_RETENTION_MARGIN_S of aging out. */
 	/* Source lanes only (fh_source.c). */
 	uint64_t scanned;            /* Next seq not counted in pending_bytes. */
@@ -113,6 +126,24 @@ struct fh_stream {
 	struct firehose_encryption encryption;  /* fh_settings.c */
 	uint64_t updated_ms;
 	struct fh_stats_slot *stats; /* Its slot in firehose.stats (same index). */
+};
+
+/*
+ * What a delivery reads of its stream once the flusher has let go of the lock: a
+ * copy taken under it (fh_flush.c, fh_deliver), the stream itself may go meanwhile.
+ */
+struct fh_job {
+	struct firehose_spec spec;
+	uint32_t id;
+	uint32_t version;
+	uint64_t shard_id;           /* The lane's: part of the object's name. */
+	/* The lane's HTTP retry state, copied in and back (fh_commit). */
+	uint64_t http_failing_ns;
+	uint32_t http_attempts;
+	/* What the delivery did, counted under the lock again (the stream may be gone). */
+	uint32_t objects;
+	uint32_t processing_failed;
+	uint32_t http_backup_records;
 };
 
 struct fh_pending {
@@ -160,6 +191,15 @@ struct firehose {
 	size_t raw_used;
 	uint8_t *out;                /* fh_codec_bound(FH_RAW_SIZE_MAX) */
 	size_t out_size;
+	struct fh_s3 *s3;            /* NULL: objects land under local_root. */
+	struct fh_part *part;        /* Dynamic partitioning's state (fh_partition.c). */
+	struct fh_job job;           /* The flusher's: the delivery under way (fh_deliver). */
+	/* FH_CUT_RECORDS_MAX each: where a cut's records end in raw, their arrival, log seq. */
+	uint32_t *record_ends;
+	uint64_t *record_arrivals;
+	uint64_t *record_seqs;
+	struct fh_http *http;        /* fh_http.c's state. */
+	struct fh_lambda *lambda;    /* fh_lambda.c's state. */
 };
 
 struct fh_stream *fh_stream_find(struct firehose *fh, const char *name);
@@ -196,8 +236,47 @@ int fh_store_exec(struct firehose *fh, const char *sql);
 int fh_store_run(struct firehose *fh, const char *sql, const char *types,
 		 const void *const *args);
 
+/* s3_uploads: the multipart upload a stream has open (fh_s3.c). find: -ENOENT when none. */
+int fh_store_uploads_open(struct firehose *fh);
+int fh_store_upload_note(struct firehose *fh, uint32_t stream_id, const char *key,
+			 const char *upload_id);
+int fh_store_upload_drop(struct firehose *fh, uint32_t stream_id);
+int fh_store_upload_find(struct firehose *fh, uint32_t stream_id, char *key,
+			 size_t key_size, char *upload_id, size_t upload_id_size);
+int fh_store_fail(struct firehose *fh, const char *what);
+void fh_store_column(sqlite3_stmt *st, int col, char *out, size_t size);
+/* Runs `sql` with ? = id: SQLITE_ROW (*st_out on it), SQLITE_DONE, or -EIO; finalize *st_out. */
+int fh_store_by_id(struct firehose *fh, const char *sql, uint32_t id, sqlite3_stmt **st_out);
+
 /* fh_flush.c */
+#define FH_UUID_SIZE 37  /* 8-4-4-4-12 and NUL. */
+/* A UUID-shaped hash of (name, version, shard, [first, end)): a range's "random" part. */
+void fh_range_uuid(const struct fh_job *j, uint64_t first, uint64_t end,
+		   char out[FH_UUID_SIZE]);
 void fh_flush_run(struct firehose *fh, uint64_t now_real_ns);
+uint64_t fh_hash_text(uint64_t h, const char *text);
+struct fh_prefix_vars;
+/*
+ * The key of one object of range [first, end): `prefix` evaluated with vars, then
+ * <name>-<version>-<stamp>-<uuid><ext>, the stamp from vars->arrival_ns, the uuid (and
+ * !{firehose:random-string}) a hash of the stream, range and vars->salt. -ENAMETOOLONG.
+ */
+int fh_object_key(const struct fh_job *j, uint64_t first, uint64_t end, const char *prefix,
+		  const struct fh_prefix_vars *vars, char *out, size_t out_size);
+/* Compresses raw[0..size) as the stream says and writes it to its destination as key. */
+int fh_object_write(struct firehose *fh, const struct fh_job *j, const char *key,
+		    const uint8_t *raw, size_t size);
+/* The object of [first, end) as it is in fh->raw, under the stream's Prefix. */
+int fh_job_object_write(struct firehose *fh, const struct fh_job *j, uint64_t first, uint64_t end,
+			uint64_t first_arrival_ns);
+/*
+ * An error object: data under ErrorOutputPrefix with !{firehose:error-output-type} =
+ * type (appended as "<type>/" when the prefix has none), named for [first, end) and
+ * salt (0: as the range's own object). Partitioning, HTTP backup and Lambda failures.
+ */
+int fh_error_object_write(struct firehose *fh, const struct fh_job *j, const char *type,
+			  uint64_t first, uint64_t end, uint64_t arrival_ns, uint64_t salt,
+			  const uint8_t *data, size_t size);
 /* Real time at which stream `s` wants the flusher, or UINT64_MAX. */
 uint64_t fh_flush_due(const struct fh_stream *s);
 /* Real time at which lane `l` wants the flusher, or UINT64_MAX. */
@@ -241,5 +320,105 @@ const char *fh_codec_extension(enum firehose_compression c);
 /* Compresses in[0..size) into out (out_cap >= fh_codec_bound); deterministic bytes. */
 int fh_codec_compress(enum firehose_compression c, const uint8_t *in, size_t size,
 		      uint8_t *out, size_t out_cap, size_t *out_size);
+
+/* fh_prefix.c */
+#define FH_QUERY_DEPTH_MAX 8u           /* .a.b.c...: fields in one path. */
+#define FH_QUERY_NAME_SIZE 65u          /* A key or field name and NUL. */
+#define FH_VALUE_SIZE_MAX 256u          /* One partition value (a key segment). */
+
+struct fh_query_key {
+	char name[FH_QUERY_NAME_SIZE];
+	uint32_t depth;
+	char fields[FH_QUERY_DEPTH_MAX][FH_QUERY_NAME_SIZE];
+};
+
+struct fh_query {
+	uint32_t count;
+	struct fh_query_key keys[FIREHOSE_PARTITION_KEYS_MAX];
+};
+
+/* What a prefix's expressions evaluate to for one object. */
+struct fh_prefix_vars {
+	uint64_t arrival_ns;                 /* The object's oldest record. */
+	const char *error_type;              /* NULL: not an error object. */
+	uint64_t salt;                       /* !{firehose:random-string} is made of it. */
+	const struct fh_query *query;        /* NULL: no partition keys. */
+	const char (*values)[FH_VALUE_SIZE_MAX + 1];   /* values[i]: query->keys[i]'s. */
+};
+
+/* -EINVAL outside the subset (fh_prefix.c's header comment). */
+int fh_query_parse(const char *text, struct fh_query *q);
+/*
+ * Every key's value in one record: 0, -EBADMSG (not a JSON object), -ENOENT (a key
+ * absent, null, an object or array), -EINVAL (a value no key segment may be).
+ */
+int fh_query_eval(const struct fh_query *q, const void *data, size_t size,
+		  char values[][FH_VALUE_SIZE_MAX + 1]);
+/* Prefix template t evaluated (a checked one); -ENAMETOOLONG when out is short. */
+int fh_prefix_eval(const char *t, const struct fh_prefix_vars *v, char *out, size_t out_size);
+
+/* fh_partition.c: records in one partitioned cut (the flusher stops a cut there). */
+#define FH_PART_RECORDS_MAX (1u << 17)
+/* The !{firehose:error-output-type} of records that could not be partitioned (ours). */
+#define FH_PARTITION_ERROR_TYPE "partitioning-failed"
+struct fh_part;
+int fh_partition_open(struct firehose *fh);
+/*
+ * The buffers of partitioned delivery (a range's worth, FH_RAW_SIZE_MAX, and per-record
+ * places), taken once, when the first partitioned stream is created or loaded: others
+ * never pay for them. 0 or -ENOMEM.
+ */
+int fh_partition_reserve(struct firehose *fh);
+void fh_partition_close(struct firehose *fh);
+/* Record `index` of the cut is raw[off..off+size), arrived at arrival_ns. */
+void fh_partition_note(struct fh_part *p, uint32_t index, size_t off, size_t size,
+		       uint64_t arrival_ns);
+/*
+ * The cut [first, end) in fh->raw as one object per partition and error objects
+ * (*objects_out: how many). Runs unlocked: reads j, the flusher's buffers and fh->part.
+ */
+int fh_partition_deliver(struct firehose *fh, const struct fh_job *j, uint64_t first,
+			 uint64_t end, uint32_t *objects_out);
+
+/* fh_s3.c: nothing to do (fh->s3 stays NULL) without an endpoint. */
+int fh_s3_open(struct firehose *fh, const struct firehose_s3_options *options);
+void fh_s3_close(struct firehose *fh);
+/* PUTs (or uploads in parts) one object under the stream's bucket; 0 or a negative errno. */
+int fh_s3_deliver(struct firehose *fh, const struct fh_job *j, const char *key,
+		  const uint8_t *data, size_t size);
+/* fh_http.c */
+int fh_http_open(struct firehose *fh, const struct firehose_options *options);
+void fh_http_close(struct firehose *fh);
+int fh_http_store_create(struct firehose *fh);
+/* Stores s->spec.http when s is an HTTP stream (inside fh_store_insert's transaction). */
+int fh_http_store_insert(struct firehose *fh, const struct fh_stream *s);
+int fh_http_store_delete(struct firehose *fh, const struct fh_stream *s);
+/* Makes s (just loaded) an HTTP stream when it has a stored HTTP destination. */
+int fh_http_store_load(struct firehose *fh, struct fh_stream *s);
+/* Records a cut may hold (0: no limit but the size). */
+uint32_t fh_records_max(const struct fh_stream *s);
+/*
+ * POSTs the cut in fh->raw (record_ends/arrivals filled); after RetryOptions the range
+ * goes to the backup instead. 0: taken (or backed up); else retried by the flusher.
+ */
+int fh_http_deliver(struct firehose *fh, struct fh_job *j, uint64_t first, uint64_t end,
+		    uint64_t first_arrival_ns, uint32_t records);
+
+/* fh_lambda.c */
+int fh_lambda_open(struct firehose *fh, const struct firehose_options *options);
+void fh_lambda_close(struct firehose *fh);
+int fh_lambda_store_create(struct firehose *fh);
+int fh_lambda_store_insert(struct firehose *fh, const struct fh_stream *s);
+int fh_lambda_store_delete(struct firehose *fh, const struct fh_stream *s);
+int fh_lambda_store_load(struct firehose *fh, struct fh_stream *s);
+/* Records a cut may hold for the processor (0: it has none). */
+uint32_t fh_lambda_records_max(const struct fh_stream *s);
+/*
+ * Transforms the cut in fh->raw (*records of them, from seq `first`): afterwards fh->raw,
+ * record_ends and record_arrivals hold what the function kept, *records how many;
+ * failed records are written under processing-failed/. Else an error (retried).
+ */
+int fh_lambda_process(struct firehose *fh, struct fh_job *j, uint64_t first,
+		      uint32_t *records);
 
 #endif /* SLUICE_FIREHOSE_FH_INTERNAL_H */

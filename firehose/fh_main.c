@@ -81,7 +81,15 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	snprintf(fh->local_root, sizeof(fh->local_root), "%s", options->local_root);
 	rc = fh_alloc(fh);
 	if (rc == 0)
+		rc = fh_http_open(fh, options);
+	if (rc == 0)
+		rc = fh_lambda_open(fh, options);
+	if (rc == 0)
 		rc = fh_store_open(fh);
+	if (rc == 0)
+		rc = fh_s3_open(fh, &options->s3);
+	if (rc == 0)
+		rc = fh_partition_open(fh);
 	if (rc == 0)
 		rc = fh_store_load(fh);
 	if (rc == 0)
@@ -91,6 +99,9 @@ firehose_open(const struct firehose_options *options, struct firehose **fh_out)
 	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
 		if (fh->streams[i].used)
 			fh_stats_publish(fh, &fh->streams[i]);
+	for (uint32_t i = 0; rc == 0 && i < FIREHOSE_STREAMS_MAX; i++)
+		if (fh->streams[i].used && fh->streams[i].spec.partitioning)
+			rc = fh_partition_reserve(fh);
 	if (rc == 0)
 		rc = log_producer_open(fh->log, &fh->producer);
 	if (rc == 0)
@@ -127,7 +138,11 @@ firehose_close(struct firehose *fh)
 		log_producer_close(fh->producer);
 	if (fh->reader != NULL)
 		log_reader_close(fh->reader);
+	fh_s3_close(fh);
+	fh_partition_close(fh);
 	fh_store_close(fh);
+	fh_http_close(fh);
+	fh_lambda_close(fh);
 	free(fh->raw);
 	free(fh->out);
 	free(fh->pending);
@@ -152,6 +167,8 @@ fh_create_locked(struct firehose *fh, const struct firehose_spec *spec, uint64_t
 			s = &fh->streams[i];
 	if (s == NULL)
 		return -ENOSPC;
+	if (spec->partitioning && (rc = fh_partition_reserve(fh)) != 0)
+		return rc;
 	memset(s, 0, sizeof(*s));
 	s->spec = *spec;
 	s->created_ms = now_ms;
@@ -348,6 +365,8 @@ firehose_stats_read(const struct firehose *fh, struct firehose_stats *out, uint3
 		out[n].freshness_ms = c.freshness_ms;
 		out[n].retention_warnings = c.retention_warnings;
 		out[n].retention_headroom_s = c.retention_headroom_s;
+		out[n].processing_failed = c.processing_failed;
+		out[n].http_backup_records = c.http_backup_records;
 		n++;
 	}
 	return n;
@@ -474,6 +493,7 @@ fh_pending_finish(struct firehose *fh, struct fh_pending *p, bool answer)
 		if (s->direct.pending_bytes != UINT64_MAX)
 			s->direct.pending_bytes = p->error == 0 ? s->direct.pending_bytes + p->bytes :
 						  UINT64_MAX;
+		s->direct.pending_records += durable;
 		if (s->direct.oldest_ns == 0)
 			s->direct.oldest_ns = p->arrival_ns;
 	}

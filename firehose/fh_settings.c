@@ -167,6 +167,12 @@ fh_update_locked(struct firehose *fh, const char *name, uint32_t version,
 	memcpy(next.name, s->spec.name, sizeof(next.name));
 	memcpy(next.source_arn, s->spec.source_arn, sizeof(next.source_arn));
 	memcpy(next.source_role_arn, s->spec.source_role_arn, sizeof(next.source_role_arn));
+	/* Not changed by an update yet (control/ refuses one for such streams): kept whole. */
+	next.partitioning = s->spec.partitioning;
+	memcpy(next.query, s->spec.query, sizeof(next.query));
+	next.destination = s->spec.destination;
+	next.http = s->spec.http;
+	next.lambda = s->spec.lambda;
 	rc = fh_update_store(fh, s, &next, s->version + 1, now_ms);
 	if (rc != 0)
 		return rc;

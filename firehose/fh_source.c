@@ -379,7 +379,9 @@ fh_scan_record(void *arg, const struct log_record_out *record)
 	if (record->seq == l->delivered)
 		l->oldest_ns = record->arrival_ns;
 	l->pending_bytes += record->data_size;
-	return l->pending_bytes >= scan->limit ? 1 : 0;
+	l->pending_records++;
+	/* Either makes the lane due (a partitioned cut is bounded by records too). */
+	return l->pending_bytes >= scan->limit || l->pending_records >= FH_PART_RECORDS_MAX ? 1 : 0;
 }
 
 /*
@@ -394,10 +396,12 @@ fh_source_scan(struct firehose *fh, struct fh_stream *s, struct fh_lane *l,
 
 	if (l->pending_bytes == UINT64_MAX || l->scanned < l->delivered) {
 		l->pending_bytes = 0;
+		l->pending_records = 0;
 		l->oldest_ns = 0;
 		l->scanned = l->delivered;
 	}
-	while (l->scanned < info->seq_durable && l->pending_bytes < scan.limit) {
+	while (l->scanned < info->seq_durable && l->pending_bytes < scan.limit &&
+	       l->pending_records < FH_PART_RECORDS_MAX) {
 		uint64_t next = l->scanned;
 		uint32_t want = (uint32_t)min_u64(info->seq_durable - l->scanned, UINT32_MAX);
 		int n = log_read(fh->reader, l->shard_id, l->scanned, want, UINT64_MAX,

@@ -8,6 +8,10 @@
  *                      bucket_arn, role_arn, prefix, error_prefix, size_mb,
  *                      interval_s, compression, delivered, intent_first, intent_end
  *
+ *   partitioning       id INTEGER PRIMARY KEY, query TEXT       a stream with dynamic
+ *                                                               partitioning enabled
+ *   s3_uploads         (below, fh_s3.c)
+ *
  * intent_first/intent_end are NULL when no object is being written. Every
  * write is its own transaction with synchronous=FULL: a delivered position
  * or an intent is on stable storage before the flusher goes on.
@@ -22,7 +26,7 @@
 
 #define FH_STORE_BUSY_MS 5000
 
-static int
+int
 fh_store_fail(struct firehose *fh, const char *what)
 {
 	diag_error("firehose", "sqlite %s: %s", what, sqlite3_errmsg(fh->db));
@@ -46,18 +50,19 @@ int
 fh_store_open(struct firehose *fh)
 {
 	char path[FIREHOSE_PATH_SIZE_MAX + sizeof(FIREHOSE_DB_FILE) + 1];
+	int rc;
 
 	snprintf(path, sizeof(path), "%s/%s", fh->data_dir, FIREHOSE_DB_FILE);
 	if (sqlite3_open_v2(path, &fh->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 			    NULL) != SQLITE_OK) {
-		int rc = fh_store_fail(fh, path);
+		rc = fh_store_fail(fh, path);
 
 		sqlite3_close(fh->db);
 		fh->db = NULL;
 		return rc;
 	}
 	sqlite3_busy_timeout(fh->db, FH_STORE_BUSY_MS);
-	return fh_store_exec(fh,
+	rc = fh_store_exec(fh,
 		"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 		"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER);"
 		"CREATE TABLE IF NOT EXISTS delivery_streams(name TEXT PRIMARY KEY,"
@@ -66,7 +71,12 @@ fh_store_open(struct firehose *fh)
 		" role_arn TEXT NOT NULL, prefix TEXT NOT NULL, error_prefix TEXT NOT NULL,"
 		" size_mb INTEGER NOT NULL, interval_s INTEGER NOT NULL,"
 		" compression INTEGER NOT NULL, delivered INTEGER NOT NULL,"
-		" intent_first INTEGER, intent_end INTEGER);");
+		" intent_first INTEGER, intent_end INTEGER);"
+		"CREATE TABLE IF NOT EXISTS partitioning(id INTEGER PRIMARY KEY,"
+		" query TEXT NOT NULL);");
+	if (rc == 0)
+		rc = fh_http_store_create(fh);
+	return rc != 0 ? rc : fh_lambda_store_create(fh);
 }
 
 void
@@ -76,8 +86,8 @@ fh_store_close(struct firehose *fh)
 	fh->db = NULL;
 }
 
-static void
-fh_copy_column(sqlite3_stmt *st, int col, char *out, size_t size)
+void
+fh_store_column(sqlite3_stmt *st, int col, char *out, size_t size)
 {
 	const unsigned char *text = sqlite3_column_text(st, col);
 
@@ -97,15 +107,15 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 		return -EIO;
 	}
 	memset(s, 0, sizeof(*s));
-	fh_copy_column(st, 0, s->spec.name, sizeof(s->spec.name));
+	fh_store_column(st, 0, s->spec.name, sizeof(s->spec.name));
 	s->id = (uint32_t)sqlite3_column_int64(st, 1);
 	s->created_ms = (uint64_t)sqlite3_column_int64(st, 2);
 	s->version = (uint32_t)sqlite3_column_int64(st, 3);
-	fh_copy_column(st, 4, s->spec.bucket, sizeof(s->spec.bucket));
-	fh_copy_column(st, 5, s->spec.bucket_arn, sizeof(s->spec.bucket_arn));
-	fh_copy_column(st, 6, s->spec.role_arn, sizeof(s->spec.role_arn));
-	fh_copy_column(st, 7, s->spec.prefix, sizeof(s->spec.prefix));
-	fh_copy_column(st, 8, s->spec.error_prefix, sizeof(s->spec.error_prefix));
+	fh_store_column(st, 4, s->spec.bucket, sizeof(s->spec.bucket));
+	fh_store_column(st, 5, s->spec.bucket_arn, sizeof(s->spec.bucket_arn));
+	fh_store_column(st, 6, s->spec.role_arn, sizeof(s->spec.role_arn));
+	fh_store_column(st, 7, s->spec.prefix, sizeof(s->spec.prefix));
+	fh_store_column(st, 8, s->spec.error_prefix, sizeof(s->spec.error_prefix));
 	s->spec.size_mb = (uint32_t)sqlite3_column_int64(st, 9);
 	s->spec.interval_s = (uint32_t)sqlite3_column_int64(st, 10);
 	s->spec.compression = (enum firehose_compression)sqlite3_column_int64(st, 11);
@@ -121,7 +131,44 @@ fh_store_row(struct firehose *fh, sqlite3_stmt *st)
 	s->used = true;
 	s->direct.shard_id = LOG_SHARD_ID(FIREHOSE_LOG_STREAM_BASE + s->id, 0);
 	s->direct.pending_bytes = UINT64_MAX;
-	return 0;
+	if (fh_http_store_load(fh, s) != 0)
+		return -EIO;
+	return fh_lambda_store_load(fh, s);
+}
+
+int
+fh_store_by_id(struct firehose *fh, const char *sql, uint32_t id, sqlite3_stmt **st_out)
+{
+	int step;
+
+	*st_out = NULL;
+	if (sqlite3_prepare_v2(fh->db, sql, -1, st_out, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(*st_out, 1, id) != SQLITE_OK)
+		return fh_store_fail(fh, sql);
+	step = sqlite3_step(*st_out);
+	return step == SQLITE_ROW || step == SQLITE_DONE ? step : fh_store_fail(fh, sql);
+}
+
+/* The partitioning rows onto the streams just loaded. */
+static int
+fh_store_load_partitioning(struct firehose *fh)
+{
+	sqlite3_stmt *st = NULL;
+	int step;
+
+	if (sqlite3_prepare_v2(fh->db, "SELECT id, query FROM partitioning", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return fh_store_fail(fh, "load partitioning");
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct fh_stream *s = fh_stream_by_id(fh, (uint32_t)sqlite3_column_int64(st, 0));
+
+		if (s == NULL)
+			continue;  /* No stream of that id (deleted together; not expected). */
+		s->spec.partitioning = true;
+		fh_store_column(st, 1, s->spec.query, sizeof(s->spec.query));
+	}
+	sqlite3_finalize(st);
+	return step == SQLITE_DONE ? 0 : fh_store_fail(fh, "load partitioning");
 }
 
 int
@@ -141,7 +188,7 @@ fh_store_load(struct firehose *fh)
 	if (rc == 0 && step != SQLITE_DONE)
 		rc = fh_store_fail(fh, "load");
 	sqlite3_finalize(st);
-	return rc;
+	return rc == 0 ? fh_store_load_partitioning(fh) : rc;
 }
 
 /* Runs one statement with integer/text parameters given as a format: 'i' int64, 't' text. */
@@ -214,6 +261,13 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 						    &compression, &delivered });
 	if (rc == 0 && s->source != NULL)
 		rc = fh_source_create(fh, s);
+	if (rc == 0 && s->spec.partitioning)
+		rc = fh_store_run(fh, "INSERT OR REPLACE INTO partitioning(id, query) VALUES(?, ?)",
+				  "it", (const void *[]){ &id, s->spec.query });
+	if (rc == 0)
+		rc = fh_http_store_insert(fh, s);
+	if (rc == 0)
+		rc = fh_lambda_store_insert(fh, s);
 	if (rc == 0)
 		return fh_store_exec(fh, "COMMIT");
 	fh_store_exec(fh, "ROLLBACK");
@@ -223,8 +277,17 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 int
 fh_store_delete(struct firehose *fh, const struct fh_stream *s)
 {
-	return fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",
-			    (const void *[]){ s->spec.name });
+	int64_t id = s->id;
+	int rc = fh_store_run(fh, "DELETE FROM partitioning WHERE id = ?", "i",
+			      (const void *[]){ &id });
+
+	if (rc == 0)
+		rc = fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",
+				  (const void *[]){ s->spec.name });
+	/* An HTTP row left by a crash between the two is never read: ids are not reused. */
+	if (rc == 0)
+		rc = fh_http_store_delete(fh, s);
+	return rc != 0 ? rc : fh_lambda_store_delete(fh, s);
 }
 
 /* A DirectPut stream's lane lives in its row; a source's lanes in source_lanes (fh_source.c). */
@@ -255,4 +318,55 @@ fh_store_delivered(struct firehose *fh, const struct fh_stream *s, const struct 
 	return fh_store_run(fh, "UPDATE delivery_streams SET delivered = ?, intent_first = NULL,"
 			    " intent_end = NULL WHERE name = ?", "it",
 			    (const void *[]){ &n, s->spec.name });
+}
+
+/*
+ * s3_uploads: a multipart upload begun and not yet completed or aborted (fh_s3.c),
+ * one at most per stream: stream_id, key, upload_id. A row found at a delivery is an
+ * upload a crash left open; it is aborted before the range is sent again.
+ */
+int
+fh_store_uploads_open(struct firehose *fh)
+{
+	return fh_store_exec(fh, "CREATE TABLE IF NOT EXISTS s3_uploads(stream_id INTEGER"
+			     " PRIMARY KEY, key TEXT NOT NULL, upload_id TEXT NOT NULL);");
+}
+
+int
+fh_store_upload_note(struct firehose *fh, uint32_t stream_id, const char *key,
+		     const char *upload_id)
+{
+	int64_t id = stream_id;
+
+	return fh_store_run(fh, "INSERT OR REPLACE INTO s3_uploads(stream_id, key, upload_id)"
+			    " VALUES(?, ?, ?)", "itt", (const void *[]){ &id, key, upload_id });
+}
+
+int
+fh_store_upload_drop(struct firehose *fh, uint32_t stream_id)
+{
+	int64_t id = stream_id;
+
+	return fh_store_run(fh, "DELETE FROM s3_uploads WHERE stream_id = ?", "i",
+			    (const void *[]){ &id });
+}
+
+int
+fh_store_upload_find(struct firehose *fh, uint32_t stream_id, char *key,
+		     size_t key_size, char *upload_id, size_t upload_id_size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -ENOENT;
+
+	if (sqlite3_prepare_v2(fh->db, "SELECT key, upload_id FROM s3_uploads WHERE"
+			       " stream_id = ?", -1, &st, NULL) != SQLITE_OK)
+		return fh_store_fail(fh, "s3_uploads");
+	sqlite3_bind_int64(st, 1, stream_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		fh_store_column(st, 0, key, key_size);
+		fh_store_column(st, 1, upload_id, upload_id_size);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
 }

@@ -69,18 +69,74 @@ struct firehose;
 #define FIREHOSE_RETENTION_MARGIN_S 3600u
 /* A DirectPut stream's own log shard keeps the log's default retention (as AWS, 24 h). */
 #define FIREHOSE_DIRECT_RETENTION_HOURS 24u
+/* MetadataExtractionQuery: AWS allows 50 keys; the text bound is ours. */
+#define FIREHOSE_PARTITION_KEYS_MAX 50u
+#define FIREHOSE_QUERY_SIZE_MAX 4096u
+/* A refusal's text (firehose_spec_check). */
+#define FIREHOSE_MESSAGE_SIZE 512u
+
+/* HttpEndpointDestinationConfiguration (AWS's limits unless marked ours). */
+#define FIREHOSE_HTTP_URL_SIZE_MAX 1000u
+#define FIREHOSE_HTTP_NAME_SIZE_MAX 256u
+#define FIREHOSE_HTTP_ACCESS_KEY_SIZE_MAX 4096u
+#define FIREHOSE_HTTP_ATTRIBUTES_MAX 50u
+#define FIREHOSE_HTTP_ATTRIBUTE_NAME_SIZE_MAX 256u
+#define FIREHOSE_HTTP_ATTRIBUTE_VALUE_SIZE_MAX 1024u
+/* Ours: the X-Amz-Firehose-Common-Attributes header's JSON (an HTTP header, not 64 KB). */
+#define FIREHOSE_HTTP_ATTRIBUTES_SIZE_MAX 8192u
+#define FIREHOSE_HTTP_SIZE_MB_MAX 64u
+#define FIREHOSE_HTTP_RETRY_S_MAX 7200u
+#define FIREHOSE_HTTP_RETRY_S_DEFAULT 300u
+#define FIREHOSE_HTTP_RECORDS_MAX 10000u      /* Records in one request. */
+
+/* ProcessingConfiguration's Lambda processor (AWS's limits unless marked ours). */
+#define FIREHOSE_LAMBDA_RETRIES_MAX 300u
+#define FIREHOSE_LAMBDA_RETRIES_DEFAULT 3u
+#define FIREHOSE_LAMBDA_BUFFER_MIN (1048576u / 5)   /* BufferSizeInMBs 0.2 .. 3 */
+#define FIREHOSE_LAMBDA_BUFFER_MAX (3u << 20)
+#define FIREHOSE_LAMBDA_BUFFER_DEFAULT (1u << 20)
+#define FIREHOSE_LAMBDA_INTERVAL_S_DEFAULT 60u
+#define FIREHOSE_LAMBDA_MAP_MAX 16u                /* Ours: functions in [firehose] lambda_map. */
+#define FIREHOSE_LAMBDA_TIMEOUT_S_MAX 300u         /* AWS: an invocation runs 5 min at most. */
+
+/* A Lambda processor: its function runs as the executable [firehose] lambda_map names. */
+struct firehose_lambda {
+	char arn[FIREHOSE_ARN_SIZE_MAX + 1];   /* LambdaArn; "" no processor. */
+	uint32_t retries;            /* NumberOfRetries. */
+	uint32_t buffer_bytes;       /* BufferSizeInMBs: input of one invocation at most. */
+	uint32_t interval_s;         /* BufferIntervalInSeconds (kept; the cut is by the destination). */
+};
+
+enum firehose_destination {
+	FIREHOSE_DEST_S3,     /* (Extended)S3DestinationConfiguration: objects under local_root. */
+	FIREHOSE_DEST_HTTP,   /* HttpEndpointDestinationConfiguration; S3 is its backup. */
+};
+
+/* An HTTP endpoint destination (docs/FIREHOSE.md, "HTTP endpoints"). */
+struct firehose_http {
+	char url[FIREHOSE_HTTP_URL_SIZE_MAX + 1];          /* https:// (http:// ours). */
+	char endpoint_name[FIREHOSE_HTTP_NAME_SIZE_MAX + 1];
+	char access_key[FIREHOSE_HTTP_ACCESS_KEY_SIZE_MAX + 1];
+	/* CommonAttributes as the JSON object {"name":"value",...} ("" none). */
+	char attributes[FIREHOSE_HTTP_ATTRIBUTES_SIZE_MAX + 1];
+	bool gzip;                   /* RequestConfiguration.ContentEncoding GZIP. */
+	bool backup_all;             /* S3BackupMode AllData (else FailedDataOnly). */
+	uint32_t retry_s;            /* RetryOptions.DurationInSeconds. */
+};
 
 enum firehose_compression {
 	FIREHOSE_UNCOMPRESSED,
 	FIREHOSE_GZIP,
 	FIREHOSE_SNAPPY,      /* xerial snappy-java stream, as Firehose writes "Snappy". */
 	FIREHOSE_ZSTD,        /* Extra: one zstd frame with content size and checksum. */
+	FIREHOSE_ZIP,         /* One deflated entry in a PKZIP archive. */
+	FIREHOSE_HADOOP_SNAPPY, /* Hadoop's BlockCompressorStream framing of snappy blocks. */
 	FIREHOSE_COMPRESSION_COUNT,
 };
 
-/* AWS's CompressionFormat value ("UNCOMPRESSED", "GZIP", "Snappy", "ZSTD"). */
+/* AWS's CompressionFormat value ("UNCOMPRESSED", "GZIP", "Snappy", "ZIP", ...). */
 const char *firehose_compression_name(enum firehose_compression c);
-/* -EINVAL for a value not built (ZIP, HADOOP_SNAPPY) or unknown. */
+/* -EINVAL for an unknown value (the enum is case-sensitive, as AWS's). */
 int firehose_compression_parse(const char *text, enum firehose_compression *out);
 
 /* What CreateDeliveryStream stores (the destination's members, checked by the caller). */
@@ -89,14 +145,27 @@ struct firehose_spec {
 	char bucket[FIREHOSE_BUCKET_SIZE_MAX + 1];   /* From BucketARN arn:aws:s3:::<bucket>. */
 	char bucket_arn[FIREHOSE_ARN_SIZE_MAX + 1];
 	char role_arn[FIREHOSE_ARN_SIZE_MAX + 1];
-	char prefix[FIREHOSE_PREFIX_SIZE_MAX + 1];   /* No !{...} expressions yet. */
+	char prefix[FIREHOSE_PREFIX_SIZE_MAX + 1];   /* With !{...} expressions (fh_prefix.c). */
 	char error_prefix[FIREHOSE_PREFIX_SIZE_MAX + 1];
+	/* DynamicPartitioningConfiguration.Enabled and the MetadataExtractionQuery ("" none). */
+	bool partitioning;
+	char query[FIREHOSE_QUERY_SIZE_MAX + 1];
 	uint32_t size_mb;
 	uint32_t interval_s;
 	enum firehose_compression compression;
 	/* KinesisStreamAsSource: the source's ARN and role; both empty for DirectPut. */
 	char source_arn[FIREHOSE_ARN_SIZE_MAX + 1];
 	char source_role_arn[FIREHOSE_ARN_SIZE_MAX + 1];
+	enum firehose_destination destination;
+	struct firehose_http http;   /* FIREHOSE_DEST_HTTP only; bucket etc. are its backup's. */
+	struct firehose_lambda lambda;
+	/*
+	 * KPL aggregates (magic F3 89 9A C2) are delivered and processed as their user
+	 * records, as Firehose does for a Kinesis stream source: the flusher does so for
+	 * every stream with source_arn set whatever this says. true asks it for a DirectPut
+	 * stream too (the engine's tests; not stored, so not kept across a restart).
+	 */
+	bool deaggregate;
 };
 
 /*
@@ -115,6 +184,14 @@ struct firehose_encryption {
 	char key_arn[FIREHOSE_ARN_SIZE_MAX + 1];
 	uint64_t log_key_id;         /* The log's key id; 0: the records are not encrypted. */
 };
+
+/*
+ * The prefixes and partitioning of a spec as CreateDeliveryStream must check them: known
+ * expressions in the right prefix, ErrorOutputPrefix when Prefix has expressions or
+ * partitioning is on, partition keys only with partitioning and from the query, the
+ * query in the JQ subset built. 0, or -EINVAL with the refusal's text in message.
+ */
+int firehose_spec_check(const struct firehose_spec *spec, char *message, size_t message_size);
 
 /* What DescribeDeliveryStream shows besides the spec. */
 struct firehose_info {
@@ -155,6 +232,32 @@ struct firehose_source_view {
 typedef int firehose_source_fn(void *ctx, const char *stream_arn,
 			       struct firehose_source_view *view);
 
+/*
+ * An S3-compatible store behind every bucket ARN ([firehose] s3_*): objects are PUT to
+ * <endpoint>/<bucket>/<key> (path style) or <bucket>.<host>/<key>, SigV4-signed for
+ * service s3; an object over part_mb MiB is a multipart upload of part_mb MiB parts.
+ */
+#define FIREHOSE_S3_FIELD_SIZE_MAX 255u     /* Endpoint, region, keys (config strings). */
+#define FIREHOSE_S3_PART_MB_MIN 5u          /* AWS: every part but the last >= 5 MiB. */
+#define FIREHOSE_S3_PART_MB_MAX FIREHOSE_SIZE_MB_MAX
+#define FIREHOSE_S3_PART_MB_DEFAULT 16u
+
+struct firehose_s3_options {
+	const char *endpoint;        /* http(s)://host[:port]; NULL or "": local_root. */
+	const char *region;
+	const char *access_key;
+	const char *secret_key;
+	bool path_style;
+	uint32_t part_mb;            /* FIREHOSE_S3_PART_MB_MIN..MAX */
+};
+
+/*
+ * The s3 options as firehose_open() will take them: 0, or -EINVAL with *key_out naming
+ * the [firehose] key refused (an endpoint not http(s)://host[:port], a field over
+ * FIREHOSE_S3_FIELD_SIZE_MAX, keys missing with an endpoint, part_mb out of range).
+ */
+int firehose_s3_options_check(const struct firehose_s3_options *options, const char **key_out);
+
 struct firehose_options {
 	const char *data_dir;        /* firehose.db lives here. */
 	const char *local_root;      /* Objects land in local_root/<bucket>/<key>. */
@@ -166,11 +269,19 @@ struct firehose_options {
 	 * its own, so the API thread only takes puts; false: firehose_poll() runs it.
 	 */
 	bool flusher_thread;
+	struct firehose_s3_options s3;   /* endpoint NULL: no store, local_root. */
+	const char *region;          /* For delivery streams' ARNs (NULL: us-east-1). */
+	const char *account_id;      /* (NULL: 000000000000). */
+	const char *lambda_map;      /* "ARN=PATH[,ARN=PATH...]" (NULL or "": none). */
+	uint32_t lambda_timeout_s;   /* An invocation is killed after this (0: the maximum). */
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);
 /* Waits (bounded) for puts still in the log; their callbacks are not called. */
 void firehose_close(struct firehose *fh);
+
+/* True when [firehose] lambda_map names an executable for the function `arn`. */
+bool firehose_lambda_known(const struct firehose *fh, const char *arn);
 
 /*
  * -EEXIST (name in use), -ENOSPC (FIREHOSE_STREAMS_MAX), or a SQLite/log error (-EIO).
@@ -271,6 +382,8 @@ struct firehose_stats {
 	uint64_t freshness_ms;         /* DeliveryToS3.DataFreshness: oldest undelivered. */
 	uint64_t retention_warnings;   /* Times a lane came within FIREHOSE_RETENTION_MARGIN_S. */
 	uint64_t retention_headroom_s; /* Seconds before the oldest undelivered record ages out. */
+	uint64_t processing_failed;    /* Records a Lambda processor failed (processing-failed/). */
+	uint64_t http_backup_records;  /* Records an endpoint did not take (http-endpoint-failed/). */
 };
 
 /*

@@ -8,7 +8,7 @@
  * come out in order across splits and merges. Parents no longer listed have
  * expired and do not hold their children back.
  *
- * KPL aggregated records (tools/kpl_aggregated.proto) are printed as their user
+ * KPL aggregated records (common/kpl_aggregated.proto) are printed as their user
  * records unless --no-deaggregate; one with a bad checksum is reported and printed
  * whole.
  *
@@ -26,7 +26,7 @@
 #include "common/base.h"
 #include "common/clock.h"
 #include "tools/cli_common.h"
-#include "tools/cli_kpl.h"
+#include "common/kpl.h"
 #include "tools/cmd.h"
 
 #define CONSUME_SHARD_ID_SIZE 128
@@ -266,7 +266,7 @@ consume_start_ready(struct consume *c, size_t *started_out)
  * KPL user records (SubSequenceNumber, its key, its data). `data` is base64.
  */
 static int
-consume_print_json(const char *shard_id, const cJSON *record, const struct cli_kpl_record *user,
+consume_print_json(const char *shard_id, const cJSON *record, const struct kpl_record *user,
 		   size_t sub_index, const char *data)
 {
 	cJSON *line = cJSON_CreateObject();
@@ -299,15 +299,15 @@ consume_print_json(const char *shard_id, const cJSON *record, const struct cli_k
 /* Prints the user records of an unpacked aggregate, one per line. */
 static int
 consume_print_users(struct consume *c, const char *shard_id, const cJSON *record,
-		    const struct cli_kpl *agg)
+		    const struct kpl *agg)
 {
 	for (size_t i = 0; i < agg->record_count; i++) {
-		struct cli_kpl_record user;
+		struct kpl_record user;
 		char *data;
 		size_t size;
 		int err;
 
-		cli_kpl_record(agg, i, &user);
+		kpl_record(agg, i, &user);
 		if (c->format == CONSUME_RAW) {
 			if (user.data_size > 0)  /* protobuf-c leaves empty data NULL. */
 				fwrite(user.data, 1, user.data_size, stdout);
@@ -333,12 +333,12 @@ static int
 consume_print_aggregate(struct consume *c, const char *shard_id, const cJSON *record,
 			const uint8_t *bytes, size_t size)
 {
-	struct cli_kpl agg;
+	struct kpl agg;
 	int err;
 
-	if (c->no_deaggregate || !cli_kpl_is_aggregated(bytes, size))
+	if (c->no_deaggregate || !kpl_is_aggregated(bytes, size))
 		return 0;
-	err = cli_kpl_open(bytes, size, &agg);
+	err = kpl_open(bytes, size, &agg);
 	if (err == -EBADMSG || err == -EPROTO) {
 		c->aggregates_bad++;
 		fprintf(stderr, "sluice consume: %s record %s: KPL aggregate with %s; "
@@ -350,7 +350,7 @@ consume_print_aggregate(struct consume *c, const char *shard_id, const cJSON *re
 	if (err != 0)
 		return err;
 	err = consume_print_users(c, shard_id, record, &agg);
-	cli_kpl_close(&agg);
+	kpl_close(&agg);
 	return err == 0 ? 1 : err;
 }
 

@@ -21,13 +21,13 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "common/base.h"
 #include "common/base64.h"
 #include "common/clock.h"
+#include "common/sigv4.h"
 #include "tools/kinesis_client.h"
 
 #define KC_TARGET_PREFIX "Kinesis_20131202."
@@ -470,105 +470,38 @@ kc_error_from_response(struct kc_error *error, const struct kc_http_response *re
 
 /* ---- SigV4 ------------------------------------------------------------------------- */
 
-static void
-kc_hex(const uint8_t *bytes, size_t size, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < size; i++) {
-		out[2 * i] = digits[bytes[i] >> 4];
-		out[2 * i + 1] = digits[bytes[i] & 15];
-	}
-	out[2 * size] = '\0';
-}
-
-static void
-kc_hmac(const void *key, size_t key_size, const char *data, uint8_t out[SHA256_DIGEST_LENGTH])
-{
-	unsigned int out_size = SHA256_DIGEST_LENGTH;
-
-	HMAC(EVP_sha256(), key, (int)key_size, (const unsigned char *)data, strlen(data), out,
-	     &out_size);
-	assert(out_size == SHA256_DIGEST_LENGTH);
-}
-
 void
 kc_amz_date(uint64_t real_ns, char out[KC_AMZ_DATE_SIZE])
 {
-	time_t seconds = (time_t)(real_ns / 1000000000u);
-	struct tm utc;
-
-	gmtime_r(&seconds, &utc);
-	strftime(out, KC_AMZ_DATE_SIZE, "%Y%m%dT%H%M%SZ", &utc);
-}
-
-/* The canonical request's hash: method, path, query, headers, signed list, payload hash. */
-static int
-kc_sigv4_canonical_hash(const struct kc_sigv4_request *request, const char *signed_headers,
-			char hash_hex[2 * SHA256_DIGEST_LENGTH + 1])
-{
-	uint8_t digest[SHA256_DIGEST_LENGTH];
-	char body_hex[2 * SHA256_DIGEST_LENGTH + 1];
-	char canonical[4096];
-	int size;
-
-	SHA256(request->body, request->body_size, digest);
-	kc_hex(digest, sizeof(digest), body_hex);
-	size = snprintf(canonical, sizeof(canonical),
-			"POST\n/\n\ncontent-type:%s\nhost:%s\nx-amz-date:%s\n%s%s%s"
-			"x-amz-target:%s\n\n%s\n%s",
-			request->content_type, request->host, request->amz_date,
-			request->session_token != NULL ? "x-amz-security-token:" : "",
-			request->session_token != NULL ? request->session_token : "",
-			request->session_token != NULL ? "\n" : "", request->target,
-			signed_headers, body_hex);
-	if (size < 0 || (size_t)size >= sizeof(canonical))
-		return -ENAMETOOLONG;
-	SHA256((const unsigned char *)canonical, (size_t)size, digest);
-	kc_hex(digest, sizeof(digest), hash_hex);
-	return 0;
+	static_assert(KC_AMZ_DATE_SIZE == SIGV4_AMZ_DATE_SIZE, "one date format");
+	sigv4_amz_date(real_ns, out);
 }
 
 int
 kc_sigv4_authorization(const struct kc_sigv4_request *request, char *out, size_t out_size)
 {
-	const char *signed_headers = request->session_token != NULL ?
-		"content-type;host;x-amz-date;x-amz-security-token;x-amz-target" :
-		"content-type;host;x-amz-date;x-amz-target";
-	char canonical_hex[2 * SHA256_DIGEST_LENGTH + 1];
-	char signature_hex[2 * SHA256_DIGEST_LENGTH + 1];
-	uint8_t key[SHA256_DIGEST_LENGTH];
-	char date[9];
-	char scope[160];
-	char secret[256];
-	char to_sign[512];
-	int size;
+	char payload_hex[SIGV4_HEX_SIZE];
+	struct sigv4_sign_header headers[] = {
+		{ "content-type", request->content_type },
+		{ "host", request->host },
+		{ "x-amz-date", request->amz_date },
+		{ "x-amz-security-token", request->session_token },
+		{ "x-amz-target", request->target },
+	};
+	struct sigv4_sign sign = {
+		.method = "POST", .canonical_uri = "/", .canonical_query = "",
+		.headers = headers, .header_count = ARRAY_SIZE(headers),
+		.payload_hex = payload_hex, .amz_date = request->amz_date,
+		.region = request->region, .service = request->service,
+		.access_key = request->access_key, .secret = request->secret_key,
+	};
 
-	assert(strlen(request->amz_date) == KC_AMZ_DATE_SIZE - 1);
-	memcpy(date, request->amz_date, 8);
-	date[8] = '\0';
-	size = snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date, request->region,
-			request->service);
-	if (size < 0 || (size_t)size >= sizeof(scope) ||
-	    kc_sigv4_canonical_hash(request, signed_headers, canonical_hex) != 0)
-		return -ENAMETOOLONG;
-	snprintf(to_sign, sizeof(to_sign), "AWS4-HMAC-SHA256\n%s\n%s\n%s", request->amz_date,
-		 scope, canonical_hex);
-	size = snprintf(secret, sizeof(secret), "AWS4%s", request->secret_key);
-	if (size < 0 || (size_t)size >= sizeof(secret))
-		return -ENAMETOOLONG;
-	/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service),
-	 *                 "aws4_request") */
-	kc_hmac(secret, (size_t)size, date, key);
-	kc_hmac(key, sizeof(key), request->region, key);
-	kc_hmac(key, sizeof(key), request->service, key);
-	kc_hmac(key, sizeof(key), "aws4_request", key);
-	kc_hmac(key, sizeof(key), to_sign, key);
-	kc_hex(key, sizeof(key), signature_hex);
-	size = snprintf(out, out_size,
-			"AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
-			request->access_key, scope, signed_headers, signature_hex);
-	return size < 0 || (size_t)size >= out_size ? -ENAMETOOLONG : 0;
+	if (request->session_token == NULL) {  /* Not signed: x-amz-target moves up. */
+		headers[3] = headers[4];
+		sign.header_count--;
+	}
+	sigv4_sha256_hex(request->body, request->body_size, payload_hex);
+	return sigv4_sign_authorization(&sign, out, out_size);
 }
 
 /* ---- Requests ---------------------------------------------------------------------- */

@@ -21,7 +21,10 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "common/base.h"
 #include "common/clock.h"
+#include "common/hashkey.h"
+#include "common/kpl_aggregated.pb-c.h"
 #include "firehose/fh_internal.h"
 #include "nvme-log/log.h"
 
@@ -35,6 +38,7 @@ struct env {
 	struct firehose *fh;
 	uint32_t segment_mb;   /* 0: 16. */
 	bool flusher_thread;   /* The flusher on its own thread (as sluiced runs it). */
+	char lambda_map[600];  /* [firehose] lambda_map ("" none). */
 };
 
 static void
@@ -43,7 +47,8 @@ env_open_parts(struct env *e)
 	char log_dir[300];
 	struct log_config lc;
 	struct firehose_options o = { .data_dir = e->dir, .local_root = e->root,
-				      .flusher_thread = e->flusher_thread };
+				      .flusher_thread = e->flusher_thread,
+				      .lambda_map = e->lambda_map };
 
 	snprintf(log_dir, sizeof(log_dir), "%s/log", e->dir);
 	log_config_default(&lc);
@@ -157,6 +162,74 @@ unsnappy_java(const uint8_t *in, size_t size, uint8_t *out, size_t cap)
 	return used;
 }
 
+static uint32_t
+be32_at(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint32_t
+le_at(const uint8_t *p, int bytes)
+{
+	uint32_t v = 0;
+
+	for (int i = bytes - 1; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Hadoop's BlockDecompressorStream: [raw len][compressed len][snappy]... per block. */
+static size_t
+unhadoop_snappy(const uint8_t *in, size_t size, uint8_t *out, size_t cap)
+{
+	size_t at = 0, used = 0;
+
+	while (at < size) {
+		uint32_t raw = be32_at(in + at), n = be32_at(in + at + 4);
+		size_t len = cap - used;
+
+		cr_assert(at + 8 + n <= size);
+		cr_assert(raw <= 262144 - (262144 / 6 + 32), "a block Hadoop's 256 KiB buffer holds");
+		cr_assert_eq(snappy_uncompress((const char *)in + at + 8, n, (char *)out + used,
+					       &len), SNAPPY_OK);
+		cr_assert_eq(len, raw, "the block's raw length is what it holds");
+		used += len;
+		at += 8 + n;
+	}
+	return used;
+}
+
+/* A one-entry PKZIP archive: headers checked against each other, the entry inflated. */
+static size_t
+unzip_one(const uint8_t *in, size_t size, uint8_t *out, size_t cap)
+{
+	const uint8_t *end = in + size - 22, *central;
+	uint32_t name = le_at(in + 26, 2), packed = le_at(in + 18, 4), raw = le_at(in + 22, 4);
+	z_stream z;
+
+	cr_assert(size >= 30 + 46 + 22 && le_at(in, 4) == 0x04034b50, "local header");
+	cr_assert_eq(le_at(end, 4), 0x06054b50, "end of central directory");
+	cr_assert_eq(le_at(end + 10, 2), 1, "one entry");
+	central = in + le_at(end + 16, 4);
+	cr_assert_eq(le_at(central, 4), 0x02014b50, "central directory");
+	cr_assert(memcmp(central + 6, in + 4, 26) == 0, "both headers say the same");
+	cr_assert(memcmp(central + 46, in + 30, name) == 0, "same name");
+	cr_assert_eq(le_at(in + 8, 2), 8, "deflated");
+	cr_assert_eq(le_at(in + 12, 2), 0x21, "1980-01-01, fixed");
+	cr_assert_eq(in + 30 + name + packed, central, "data then directory");
+	memset(&z, 0, sizeof(z));
+	cr_assert_eq(inflateInit2(&z, -15), Z_OK);
+	z.next_in = (Bytef *)(uintptr_t)(in + 30 + name);
+	z.avail_in = packed;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	cr_assert_eq(inflate(&z, Z_FINISH), Z_STREAM_END);
+	inflateEnd(&z);
+	cr_assert_eq(z.total_out, raw);
+	cr_assert_eq(crc32(0, out, raw), le_at(in + 14, 4), "crc32");
+	return z.total_out;
+}
+
 static size_t
 decode(enum firehose_compression c, const uint8_t *in, size_t size, uint8_t *out, size_t cap)
 {
@@ -167,6 +240,10 @@ decode(enum firehose_compression c, const uint8_t *in, size_t size, uint8_t *out
 		return gunzip(in, size, out, cap);
 	case FIREHOSE_SNAPPY:
 		return unsnappy_java(in, size, out, cap);
+	case FIREHOSE_HADOOP_SNAPPY:
+		return unhadoop_snappy(in, size, out, cap);
+	case FIREHOSE_ZIP:
+		return unzip_one(in, size, out, cap);
 	case FIREHOSE_ZSTD:
 		n = ZSTD_decompress(out, cap, in, size);
 		cr_assert(!ZSTD_isError(n));
@@ -182,7 +259,7 @@ decode(enum firehose_compression c, const uint8_t *in, size_t size, uint8_t *out
 
 Test(firehose_codecs, every_format_round_trips_and_is_deterministic)
 {
-	size_t size = 300000, cap = fh_codec_bound(FIREHOSE_SNAPPY, size) + size;
+	size_t size = 600000, cap = fh_codec_bound(FIREHOSE_SNAPPY, size) + size;
 	uint8_t *in = malloc(size), *a = malloc(cap), *b = malloc(cap), *back = malloc(size + 1);
 
 	for (size_t i = 0; i < size; i++)  /* Compressible, not trivially. */
@@ -206,9 +283,9 @@ Test(firehose_codecs, every_format_round_trips_and_is_deterministic)
 	{
 		enum firehose_compression parsed;
 
-		cr_assert_eq(firehose_compression_parse("ZIP", &parsed), -EINVAL);
-		cr_assert_eq(firehose_compression_parse("HADOOP_SNAPPY", &parsed), -EINVAL);
 		cr_assert_eq(firehose_compression_parse("SNAPPY", &parsed), -EINVAL);
+		cr_assert_eq(firehose_compression_parse("zip", &parsed), -EINVAL);
+		cr_assert_eq(firehose_compression_parse("Hadoop_Snappy", &parsed), -EINVAL);
 	}
 	free(in);
 	free(a);
@@ -239,6 +316,22 @@ put_done(void *ctx, int error, const uint64_t *seqs, uint32_t count)
 		cr_assert_eq(seqs[i], seqs[0] + i, "consecutive sequence numbers");
 }
 
+/* Puts `count` records and polls until the log answers them, durable. */
+static void
+put_wait(struct env *e, const char *name, const struct firehose_record *recs, uint32_t count,
+	 struct put_result *r)
+{
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+	cr_assert_eq(firehose_put(e->fh, name, recs, count, clock_real_ns(), put_done, r), 0);
+	while (!r->done) {
+		cr_assert(clock_mono_ns() < deadline, "put answered");
+		firehose_poll(e->fh, clock_real_ns());
+		usleep(200);
+	}
+	cr_assert_eq(r->error, 0);
+}
+
 static uint8_t sent[RECORDS * 700];
 static char dots[601];
 static size_t sent_size;
@@ -255,7 +348,6 @@ put_records(struct env *e, const char *name, uint64_t seq_base)
 	sent_size = 0;
 	for (uint32_t p = 0; p < RECORDS / 100; p++) {
 		struct put_result r = { 0 };
-		uint64_t deadline = clock_mono_ns() + WAIT_NS;
 
 		for (uint32_t i = 0; i < 100; i++, next++) {
 			int n = snprintf(buf[i], sizeof(buf[i]), "r%06u-%.*s\n", next,
@@ -265,14 +357,7 @@ put_records(struct env *e, const char *name, uint64_t seq_base)
 			memcpy(sent + sent_size, buf[i], (size_t)n);
 			sent_size += (size_t)n;
 		}
-		cr_assert_eq(firehose_put(e->fh, name, recs, 100, clock_real_ns(), put_done, &r),
-			     0);
-		while (!r.done) {
-			cr_assert(clock_mono_ns() < deadline, "put answered");
-			firehose_poll(e->fh, clock_real_ns());
-			usleep(200);
-		}
-		cr_assert_eq(r.error, 0);
+		put_wait(e, name, recs, 100, &r);
 		cr_assert_eq(r.first_seq, seq_base + (uint64_t)p * 100);
 	}
 }
@@ -637,5 +722,442 @@ Test(firehose_engine, the_flusher_thread_delivers_while_puts_and_changes_go_on)
 	cr_assert_eq(info.delivered_seq, 3 * RECORDS);
 	cr_assert_eq(info.version, 4, "three updates");
 	cr_assert_eq(firehose_stats_read(e.fh, &(struct firehose_stats){ 0 }, 1), 1);
+	env_close(&e);
+}
+
+/* ---- Dynamic partitioning ------------------------------------------------------- */
+
+/* 300 records: JSON with c in {a, b, c}, every tenth not JSON (an error record). */
+static void
+put_partitioned(struct env *e, const char *name)
+{
+	for (uint32_t p = 0; p < 3; p++) {
+		struct firehose_record recs[100];
+		char buf[100][64];
+		struct put_result r = { 0 };
+
+		for (uint32_t i = 0; i < 100; i++) {
+			uint32_t n = p * 100 + i;
+			int len = n % 10 == 9 ? snprintf(buf[i], sizeof(buf[i]), "bad %u\n", n) :
+				  snprintf(buf[i], sizeof(buf[i]), "{\"c\":\"%c\",\"n\":%u}\n",
+					   'a' + n % 3, n);
+
+			recs[i] = (struct firehose_record){ buf[i], (uint32_t)len };
+		}
+		put_wait(e, name, recs, 100, &r);
+	}
+}
+
+/* Every object's path and bytes (sorted by path); the count. */
+static uint32_t
+snapshot(struct env *e, char paths[][512], uint8_t bytes[][16384], size_t *sizes)
+{
+	char dir[400];
+	uint32_t temps = 0, n;
+
+	snprintf(dir, sizeof(dir), "%s/bkt", e->root);
+	n = list_objects(dir, paths, 16, &temps);
+	cr_assert_eq(temps, 0);
+	for (uint32_t i = 0; i < n; i++)
+		sizes[i] = read_file(paths[i], bytes[i], sizeof(bytes[i]));
+	return n;
+}
+
+Test(firehose_engine, partitioned_redo_writes_the_same_objects)
+{
+	static char paths[16][512], again_paths[16][512];
+	static uint8_t bytes[16][16384], again[16][16384];
+	static size_t sizes[16], again_sizes[16];
+	struct firehose_spec s = spec_of("part", FIREHOSE_GZIP, 128, 1);
+	struct firehose_info info;
+	uint32_t n, m, errors = 0;
+	struct env e;
+	char cmd[400];
+
+	snprintf(s.prefix, sizeof(s.prefix), "c=!{partitionKeyFromQuery:c}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	snprintf(s.query, sizeof(s.query), "{c:.c}");
+	s.partitioning = true;
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	put_partitioned(&e, "part");
+	wait_delivered(&e, "part", 300, 2);
+	/* As one range (the puts may have been cut in several): rewound and redone. */
+	env_stop(&e);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.root);
+	cr_assert_eq(system(cmd), 0);
+	rewind_to_intent(&e, "part", 300);
+	env_open_parts(&e);
+	wait_delivered(&e, "part", 300, 2);
+	cr_assert_eq(firehose_describe(e.fh, "part", &info), 0);
+	cr_assert_eq(info.objects_delivered, 4, "three partitions and one error object");
+	n = snapshot(&e, paths, bytes, sizes);
+	cr_assert_eq(n, 4);
+	for (uint32_t i = 0; i < n; i++) {
+		const char *rel = paths[i] + strlen(e.root) + strlen("/bkt/");
+
+		errors += strncmp(rel, "e/partitioning-failed/", 22) == 0;
+		cr_assert(strncmp(rel, "c=", 2) == 0 || strncmp(rel, "e/", 2) == 0, "%s", rel);
+	}
+	cr_assert_eq(errors, 1);
+	/* A crash after the objects, before SQLite moved on: the same names and bytes. */
+	env_stop(&e);
+	rewind_to_intent(&e, "part", 300);
+	env_open_parts(&e);
+	wait_delivered(&e, "part", 300, 2);
+	m = snapshot(&e, again_paths, again, again_sizes);
+	cr_assert_eq(m, n, "no other object");
+	for (uint32_t i = 0; i < n; i++) {
+		cr_assert_str_eq(paths[i], again_paths[i]);
+		cr_assert(sizes[i] == again_sizes[i] && memcmp(bytes[i], again[i], sizes[i]) == 0,
+			  "%s: the same bytes", paths[i]);
+	}
+	env_close(&e);
+}
+
+/* FH_PART_RECORDS_MAX records cut a partitioned range at once, and a redo stops there too. */
+Test(firehose_engine, partitioned_cut_by_record_count)
+{
+	static struct firehose_record recs[FIREHOSE_BATCH_RECORDS_MAX];
+	static const char rec[] = "{\"c\":\"a\"}";
+	const uint64_t total = FH_PART_RECORDS_MAX + 1000u;
+	struct firehose_spec s = spec_of("many", FIREHOSE_GZIP, 128, 900);
+	struct firehose_info info;
+	uint64_t deadline;
+	struct env e;
+
+	snprintf(s.prefix, sizeof(s.prefix), "c=!{partitionKeyFromQuery:c}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	snprintf(s.query, sizeof(s.query), "{c:.c}");
+	s.partitioning = true;
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	for (uint32_t i = 0; i < FIREHOSE_BATCH_RECORDS_MAX; i++)
+		recs[i] = (struct firehose_record){ rec, (uint32_t)strlen(rec) };
+	for (uint64_t sent_count = 0; sent_count < total;) {
+		uint32_t n = (uint32_t)min_u64(total - sent_count, FIREHOSE_BATCH_RECORDS_MAX);
+		struct put_result r = { 0 };
+
+		put_wait(&e, "many", recs, n, &r);
+		sent_count += n;
+	}
+	/* Neither 128 MiB nor 900 s: only the record count makes the first cut due. */
+	deadline = clock_mono_ns() + WAIT_NS;
+	do {
+		cr_assert(clock_mono_ns() < deadline, "a cut by record count");
+		firehose_poll(e.fh, clock_real_ns());
+		cr_assert_eq(firehose_describe(e.fh, "many", &info), 0);
+	} while (info.delivered_seq == 0);
+	cr_assert_eq(info.delivered_seq, FH_PART_RECORDS_MAX);
+	/* A redo of that range reads exactly it again. */
+	env_stop(&e);
+	rewind_to_intent(&e, "many", FH_PART_RECORDS_MAX);
+	env_open_parts(&e);
+	wait_delivered(&e, "many", FH_PART_RECORDS_MAX, 0);
+	wait_delivered(&e, "many", total, 901);
+	env_close(&e);
+}
+
+/* ---- KPL aggregates (Kinesis sources) ---------------------------------------------- */
+
+/* A KPL aggregate of `count` user records (protobuf-c, the same .proto) into out. */
+static size_t
+kpl_build(const char *const *data, size_t count, uint8_t *out, size_t cap)
+{
+	char *keys[] = { "k" };
+	Record records[8], *ptrs[8];
+	AggregatedRecord agg = AGGREGATED_RECORD__INIT;
+	size_t body;
+
+	cr_assert(count <= 8 && cap >= 512, "small aggregates only");
+	for (size_t i = 0; i < count; i++) {
+		record__init(&records[i]);
+		records[i].data.data = (uint8_t *)(uintptr_t)data[i];
+		records[i].data.len = strlen(data[i]);
+		ptrs[i] = &records[i];
+	}
+	agg.n_partition_key_table = 1;
+	agg.partition_key_table = keys;
+	agg.n_records = count;
+	agg.records = ptrs;
+	memcpy(out, "\xf3\x89\x9a\xc2", 4);
+	body = aggregated_record__pack(&agg, out + 4);
+	hashkey_md5(out + 4, body, out + 4 + body);
+	return 4 + body + 16;
+}
+
+/* Delivers the only object under root/<bucket> into buf; its size. */
+static size_t
+only_object(struct env *e, const char *bucket, uint8_t *buf, size_t cap)
+{
+	char dir[400], paths[4][512];
+
+	snprintf(dir, sizeof(dir), "%s/%s", e->root, bucket);
+	cr_assert_eq(list_objects(dir, paths, 4, &(uint32_t){ 0 }), 1, "one object in %s", dir);
+	return read_file(paths[0], buf, cap);
+}
+
+Test(firehose_engine, kinesis_sources_deliver_kpl_aggregates_as_their_user_records)
+{
+	static const char *const users[] = { "u1\n", "u2\n", "u3\n" };
+	uint8_t agg[600], bad[600], got[4096];
+	size_t agg_size = kpl_build(users, 3, agg, sizeof(agg)), bad_size;
+	struct firehose_spec plain = spec_of("plain", FIREHOSE_UNCOMPRESSED, 1, 900);
+	struct firehose_spec deagg = spec_of("deagg", FIREHOSE_UNCOMPRESSED, 1, 900);
+	struct firehose_record recs[4];
+	uint8_t want[4096];
+	size_t want_size = 0, n;
+	struct env e;
+
+	memcpy(bad, agg, agg_size);
+	bad[agg_size - 1] ^= 1;  /* Its MD5 no longer matches: not unpacked, kept whole. */
+	bad_size = agg_size;
+	recs[0] = (struct firehose_record){ "p0\n", 3 };
+	recs[1] = (struct firehose_record){ agg, (uint32_t)agg_size };
+	recs[2] = (struct firehose_record){ "p4\n", 3 };
+	recs[3] = (struct firehose_record){ bad, (uint32_t)bad_size };
+	snprintf(deagg.bucket, sizeof(deagg.bucket), "deagg");
+	deagg.deaggregate = true;
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &plain, 1), 0);
+	cr_assert_eq(firehose_create(e.fh, &deagg, 1), 0);
+	for (int s = 0; s < 2; s++) {
+		struct put_result r = { 0 };
+		uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+		cr_assert_eq(firehose_put(e.fh, s == 0 ? "plain" : "deagg", recs, 4, clock_real_ns(),
+					  put_done, &r), 0);
+		while (!r.done) {
+			cr_assert(clock_mono_ns() < deadline, "put answered");
+			firehose_poll(e.fh, clock_real_ns());
+			usleep(200);
+		}
+		cr_assert_eq(r.error, 0);
+	}
+	wait_delivered(&e, "plain", 4, 901);
+	wait_delivered(&e, "deagg", 4, 901);
+	/* Without deaggregation the aggregate is data like any other. */
+	n = only_object(&e, "bkt", got, sizeof(got));
+	cr_assert_eq(n, 3 + agg_size + 3 + bad_size);
+	cr_assert(memcmp(got + 3, agg, agg_size) == 0);
+	/* With it: the user records in place of the aggregate; a broken one stays whole. */
+	memcpy(want, "p0\n", 3);
+	memcpy(want + 3, "u1\nu2\nu3\n", 9);
+	memcpy(want + 12, "p4\n", 3);
+	memcpy(want + 15, bad, bad_size);
+	want_size = 15 + bad_size;
+	n = only_object(&e, "deagg", got, sizeof(got));
+	cr_assert_eq(n, want_size);
+	cr_assert(memcmp(got, want, want_size) == 0, "user records in order, in place");
+	env_close(&e);
+}
+
+/* ---- A Lambda processor ---------------------------------------------------------------- */
+
+#define TEST_LAMBDA_ARN "arn:aws:lambda:us-east-1:000000000000:function:upper"
+
+/* A deterministic function as a Python script in e->dir, mapped to TEST_LAMBDA_ARN. */
+static void
+lambda_install_script(struct env *e, const char *script)
+{
+	char path[400];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/upper.py", e->dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(script, f);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(chmod(path, 0755), 0);
+	snprintf(e->lambda_map, sizeof(e->lambda_map), "%s=%s", TEST_LAMBDA_ARN, path);
+}
+
+/* Upper-cases every record. */
+static void
+lambda_install(struct env *e)
+{
+	lambda_install_script(e, "#!/usr/bin/python3\nimport base64, json, sys\n"
+			      "ev = json.load(sys.stdin)\n"
+			      "json.dump({'records': [{'recordId': r['recordId'], 'result': 'Ok',"
+			      " 'data':\n"
+			      "    base64.b64encode(base64.b64decode(r['data']).upper()).decode()}\n"
+			      "    for r in ev['records']]}, sys.stdout)\n");
+}
+
+Test(firehose_engine, a_crash_redoes_the_same_transformed_object)
+{
+	static uint8_t first[4u << 20], again[4u << 20];
+	struct firehose_spec s = spec_of("lambda", FIREHOSE_GZIP, 128, 0);
+	char paths[64][512], dir[400];
+	size_t n1, n2;
+	struct env e;
+
+	env_open(&e);
+	lambda_install(&e);
+	env_stop(&e);
+	env_open_parts(&e);
+	cr_assert(firehose_lambda_known(e.fh, TEST_LAMBDA_ARN));
+	cr_assert_not(firehose_lambda_known(e.fh, TEST_LAMBDA_ARN ":2"));
+	snprintf(s.lambda.arn, sizeof(s.lambda.arn), "%s", TEST_LAMBDA_ARN);
+	s.lambda.retries = 0;
+	s.lambda.buffer_bytes = 256u << 10;  /* Several invocations for the ~600 KiB. */
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	put_records(&e, "lambda", 0);
+	wait_delivered(&e, "lambda", RECORDS, 0);
+	/* As a crash would leave it: no object yet, the intent for the whole range. */
+	env_stop(&e);
+	snprintf(dir, sizeof(dir), "rm -rf '%s'", e.root);
+	cr_assert_eq(system(dir), 0);
+	rewind_to_intent(&e, "lambda", RECORDS);
+	env_open_parts(&e);
+	wait_delivered(&e, "lambda", RECORDS, 0);
+	for (size_t i = 0; i < sent_size; i++)  /* What the function makes of the records. */
+		sent[i] = (uint8_t)(sent[i] >= 'a' && sent[i] <= 'z' ? sent[i] - 32 : sent[i]);
+	cr_assert_eq(check_objects(&e, FIREHOSE_GZIP, paths), 1, "one transformed object");
+	n1 = read_file(paths[0], first, sizeof(first));
+	/* The kept stream came back from SQLite with its processor. */
+	env_stop(&e);
+	rewind_to_intent(&e, "lambda", RECORDS);
+	env_open_parts(&e);
+	wait_delivered(&e, "lambda", RECORDS, 0);
+	cr_assert_eq(check_objects(&e, FIREHOSE_GZIP, paths), 1, "no second object");
+	n2 = read_file(paths[0], again, sizeof(again));
+	cr_assert(n1 == n2 && memcmp(first, again, n1) == 0, "the same name and bytes");
+	snprintf(dir, sizeof(dir), "%s/bkt/processing-failed", e.root);
+	cr_assert_eq(access(dir, F_OK), -1, "nothing failed");
+	env_close(&e);
+}
+
+/*
+ * Partitioning after a processor sees its output: the function drops partition b's
+ * records (the cut's records move) and upper-cases the rest, so the query is {C:.C}.
+ */
+Test(firehose_engine, a_lambda_processor_before_partitioning)
+{
+	static char paths[16][512], want[2][16384];
+	static uint8_t bytes[16][16384];
+	static size_t sizes[16];
+	struct firehose_spec s = spec_of("lp", FIREHOSE_UNCOMPRESSED, 128, 1);
+	size_t want_size[2] = { 0, 0 };
+	uint32_t n, errors = 0;
+	struct env e;
+
+	env_open(&e);
+	lambda_install_script(&e, "#!/usr/bin/python3\nimport base64, json, sys\n"
+			      "out = []\n"
+			      "for r in json.load(sys.stdin)['records']:\n"
+			      "    d = base64.b64decode(r['data'])\n"
+			      "    out.append({'recordId': r['recordId'], 'result': 'Dropped' if\n"
+			      "                d.startswith(b'{\"c\":\"b\"') else 'Ok',\n"
+			      "                'data': base64.b64encode(d.upper()).decode()})\n"
+			      "json.dump({'records': out}, sys.stdout)\n");
+	env_stop(&e);
+	env_open_parts(&e);
+	snprintf(s.prefix, sizeof(s.prefix), "c=!{partitionKeyFromQuery:C}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	snprintf(s.query, sizeof(s.query), "{C:.C}");
+	s.partitioning = true;
+	snprintf(s.lambda.arn, sizeof(s.lambda.arn), "%s", TEST_LAMBDA_ARN);
+	s.lambda.retries = 0;
+	s.lambda.buffer_bytes = 4096;  /* Several invocations. */
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	put_partitioned(&e, "lp");
+	wait_delivered(&e, "lp", 300, 2);
+	/* put_partitioned's records, as the function leaves them, by partition (A, C). */
+	for (uint32_t i = 0; i < 300; i++) {
+		uint32_t c = i % 3;
+
+		if (i % 10 == 9 || c == 1)
+			continue;  /* Not JSON (an error record), or dropped. */
+		want_size[c / 2] += (size_t)sprintf(want[c / 2] + want_size[c / 2],
+						    "{\"C\":\"%c\",\"N\":%u}\n", 'A' + c, i);
+	}
+	n = snapshot(&e, paths, bytes, sizes);
+	cr_assert_eq(n, 3, "partitions A and C (B dropped) and one error object, not %u", n);
+	for (uint32_t i = 0; i < n; i++) {
+		const char *rel = paths[i] + strlen(e.root) + strlen("/bkt/");
+		int part = strncmp(rel, "c=A/", 4) == 0 ? 0 : strncmp(rel, "c=C/", 4) == 0 ? 1 : -1;
+
+		if (part < 0) {
+			cr_assert(strncmp(rel, "e/partitioning-failed/", 22) == 0, "%s", rel);
+			errors++;
+			continue;
+		}
+		cr_assert(sizes[i] == want_size[part] &&
+			  memcmp(bytes[i], want[part], sizes[i]) == 0, "%s: its records, in order", rel);
+	}
+	cr_assert_eq(errors, 1);
+	env_close(&e);
+}
+
+/* An aggregate of `count` empty user records (more than any cut holds), malloc'd. */
+static uint8_t *
+kpl_build_empty(size_t count, size_t *size_out)
+{
+	char *keys[] = { "k" };
+	Record *records = calloc(count, sizeof(*records));
+	Record **ptrs = calloc(count, sizeof(*ptrs));
+	AggregatedRecord agg = AGGREGATED_RECORD__INIT;
+	uint8_t *out;
+	size_t body;
+
+	cr_assert(records != NULL && ptrs != NULL);
+	for (size_t i = 0; i < count; i++) {
+		record__init(&records[i]);
+		ptrs[i] = &records[i];
+	}
+	agg.n_partition_key_table = 1;
+	agg.partition_key_table = keys;
+	agg.n_records = count;
+	agg.records = ptrs;
+	out = malloc(4 + aggregated_record__get_packed_size(&agg) + 16);
+	cr_assert_not_null(out);
+	memcpy(out, "\xf3\x89\x9a\xc2", 4);
+	body = aggregated_record__pack(&agg, out + 4);
+	hashkey_md5(out + 4, body, out + 4 + body);
+	free(records);
+	free(ptrs);
+	*size_out = 4 + body + 16;
+	return out;
+}
+
+Test(firehose_engine, an_aggregate_larger_than_a_cut_is_delivered_whole)
+{
+	struct firehose_spec s = spec_of("huge", FIREHOSE_UNCOMPRESSED, 128, 0);
+	size_t agg_size;
+	uint8_t *agg = kpl_build_empty(FH_CUT_RECORDS_MAX + 1, &agg_size);
+	struct firehose_record recs[3] = {
+		{ "a\n", 2 }, { agg, (uint32_t)agg_size }, { "b\n", 2 },
+	};
+	struct put_result r = { 0 };
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+	char paths[64][512];
+	struct env e;
+
+	cr_assert_leq(agg_size, FIREHOSE_RECORD_SIZE_MAX);
+	env_open(&e);
+	lambda_install(&e);
+	env_stop(&e);
+	env_open_parts(&e);
+	snprintf(s.lambda.arn, sizeof(s.lambda.arn), "%s", TEST_LAMBDA_ARN);
+	s.lambda.buffer_bytes = FIREHOSE_LAMBDA_BUFFER_DEFAULT;
+	s.deaggregate = true;
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	cr_assert_eq(firehose_put(e.fh, "huge", recs, 3, clock_real_ns(), put_done, &r), 0);
+	while (!r.done) {
+		cr_assert(clock_mono_ns() < deadline, "put answered");
+		firehose_poll(e.fh, clock_real_ns());
+		usleep(200);
+	}
+	cr_assert_eq(r.error, 0);
+	wait_delivered(&e, "huge", 3, 0);
+	/* The function saw the aggregate as one record: its bytes, upper-cased, in place. */
+	memcpy(sent, "A\n", 2);
+	for (size_t i = 0; i < agg_size; i++)
+		sent[2 + i] = (uint8_t)(agg[i] >= 'a' && agg[i] <= 'z' ? agg[i] - 32 : agg[i]);
+	memcpy(sent + 2 + agg_size, "B\n", 2);
+	sent_size = 2 + agg_size + 2;
+	cr_assert_geq(check_objects(&e, FIREHOSE_UNCOMPRESSED, paths), 1);
+	free(agg);
 	env_close(&e);
 }

@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_kinesis_api import (Sluiced, check, client, expect_error, free_port,  # noqa: E402
-                              wait_active)
+                              npm_install, wait_active)
 
 STREAM = "fanout"
 DEADLINE_S = 60
@@ -330,18 +330,8 @@ def slow_reader(srv, kc, admin_port):
 def js_modules(js_dir):
     """node_modules for js/package.json in js_dir (npm install once); None if impossible."""
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
-    if js_dir is None or shutil.which("node") is None or shutil.which("npm") is None:
-        return None
-    os.makedirs(js_dir, exist_ok=True)
-    shutil.copy(os.path.join(here, "package.json"), js_dir)
-    shutil.copy(os.path.join(here, "subscribe.mjs"), js_dir)
-    if not os.path.isdir(os.path.join(js_dir, "node_modules", "@aws-sdk", "client-kinesis")):
-        r = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=js_dir,
-                           capture_output=True, timeout=300)
-        if r.returncode != 0:
-            print("npm install failed: %s" % r.stderr.decode()[-500:])
-            return None
-    return js_dir
+    return npm_install(here, js_dir, ["package.json", "subscribe.mjs"],
+                       os.path.join("node_modules", "@aws-sdk", "client-kinesis"))
 
 
 def js_subscribe(srv, js_dir, arn, shard_id, count):

@@ -5,7 +5,8 @@
      InvalidArgument, ResourceInUse/NotFound, the 4 MB batch limit), SigV4 with the service "firehose", and principals: the owner
      account's may use delivery streams, another account's are refused every operation.
   2. Delivery: DirectPut records into a local directory, one stream per compression
-     format (UNCOMPRESSED, GZIP, Snappy as snappy-java writes it, ZSTD), each object
+     format (UNCOMPRESSED, GZIP, ZIP, Snappy as snappy-java writes it, HADOOP_SNAPPY,
+     ZSTD), each object
      decompressed and compared byte for byte: every record exactly once, in order,
      objects cut at SizeInMBs.
   3. Crashes: sluiced SIGKILLed while it delivers, several times; at the end every
@@ -16,6 +17,7 @@ Usage: test_firehose.py SLUICED
 import base64
 import collections
 import gzip
+import io
 import json
 import os
 import random
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 
 import boto3
 import botocore.config
@@ -104,19 +107,18 @@ def test_create_errors(fh):
     expect_error(create, "InvalidArgumentException", "Exactly one destination configuration",
                  DeliveryStreamName="v", ExtendedS3DestinationConfiguration=s3dest("b"),
                  S3DestinationConfiguration=s3dest("b"))
-    expect_error(create, "InvalidArgumentException", "Only S3 and ExtendedS3",
-                 DeliveryStreamName="v", HttpEndpointDestinationConfiguration={
-                     "EndpointConfiguration": {"Url": "https://example.com"},
-                     "S3Configuration": s3dest("b")})
+    expect_error(create, "InvalidArgumentException", "Only S3, ExtendedS3 and HttpEndpoint",
+                 DeliveryStreamName="v", SplunkDestinationConfiguration={
+                     "HECEndpoint": "https://example.com", "HECEndpointType": "Raw",
+                     "HECToken": "t", "S3Configuration": s3dest("b")})
     expect_error(create, "InvalidArgumentException", "KinesisStreamAsSource",
                  DeliveryStreamName="v", DeliveryStreamType="KinesisStreamAsSource",
                  ExtendedS3DestinationConfiguration=s3dest("b"))
-    expect_error(create, "InvalidArgumentException", "CompressionFormat ZIP",
-                 DeliveryStreamName="v", ExtendedS3DestinationConfiguration=s3dest("b", "ZIP"))
     expect_error(create, "InvalidArgumentException", "not an S3 bucket ARN",
                  DeliveryStreamName="v", ExtendedS3DestinationConfiguration=dict(
                      s3dest("b"), BucketARN="arn:aws:s3:::a/b"))
-    expect_error(create, "InvalidArgumentException", "Prefix expressions",
+    expect_error(create, "InvalidArgumentException", "ErrorOutputPrefix cannot be null or "
+                 "empty when Prefix contains expressions",
                  DeliveryStreamName="v", ExtendedS3DestinationConfiguration=s3dest(
                      "b", prefix="!{timestamp:yyyy}/"))
     expect_error(create, "InvalidArgumentException", "at most 200 bytes",
@@ -312,8 +314,35 @@ def snappy_java_decode(blob):
     return b"".join(out)
 
 
+def hadoop_snappy_decode(blob):
+    """Hadoop's BlockCompressorStream: [BE u32 raw length][BE u32 length][snappy] blocks
+    (a block could hold several compressed chunks; ours hold one, and say so)."""
+    out, at = [], 0
+    while at < len(blob):
+        raw, n = struct.unpack(">II", blob[at:at + 8])
+        block = snappy.uncompress(blob[at + 8:at + 8 + n])
+        check(len(block) == raw, "hadoop-snappy: block of %d bytes says %d" % (len(block), raw))
+        check(raw <= 262144 - (262144 // 6 + 32), "hadoop-snappy: block over Hadoop's buffer")
+        out.append(block)
+        at += 8 + n
+    return b"".join(out)
+
+
+def zip_decode(blob):
+    """One deflated entry, as Firehose writes ZIP; python's zipfile checks the crc."""
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        infos = z.infolist()
+        check(len(infos) == 1, "ZIP: %d entries" % len(infos))
+        check(infos[0].compress_type == zipfile.ZIP_DEFLATED, "ZIP: deflated")
+        check(infos[0].date_time == (1980, 1, 1, 0, 0, 0), "ZIP: fixed time")
+        check(z.testzip() is None, "ZIP: crc")
+        return z.read(infos[0])
+
+
 DECODERS = {
     "UNCOMPRESSED": ("", lambda b: b),
+    "ZIP": (".zip", zip_decode),
+    "HADOOP_SNAPPY": (".snappy", hadoop_snappy_decode),
     "GZIP": (".gz", gzip.decompress),
     "Snappy": (".snappy", snappy_java_decode),
     "ZSTD": (".zst", lambda b: zstandard.ZstdDecompressor().decompress(b)),
@@ -521,17 +550,23 @@ def test_crashes(binary, base):
     print("ok: SIGKILLed 5 times while delivering: %d records exactly once" % len(sent))
 
 
+def start_sluiced(binary, base, *extra):
+    """sluiced on base/data, objects under base/objects: (srv, objects root, admin port)."""
+    data = os.path.join(base, "data")
+    root = os.path.join(base, "objects")
+    os.makedirs(data)
+    srv = Sluiced(binary, data)
+    admin_port = free_port()
+    srv.start("--set", "firehose.local_root=" + root,
+              "--admin-listen", "127.0.0.1:%d" % admin_port, *extra)
+    return srv, root, admin_port
+
+
 def main():
     binary = sys.argv[1]
     base = tempfile.mkdtemp(prefix="firehose-test-")
     try:
-        data = os.path.join(base, "data")
-        root = os.path.join(base, "objects")
-        os.makedirs(data)
-        srv = Sluiced(binary, data)
-        admin_port = free_port()
-        srv.start("--set", "firehose.local_root=" + root,
-                  "--admin-listen", "127.0.0.1:%d" % admin_port)
+        srv, root, admin_port = start_sluiced(binary, base)
         try:
             test_api(srv)
             test_delivery(srv, root)

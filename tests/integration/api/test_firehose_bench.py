@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import boto3
 import botocore.config
@@ -64,7 +65,11 @@ def main():
         fh = boto3.client("firehose", endpoint_url=srv.url, region_name="us-east-1",
                           aws_access_key_id="AKID", aws_secret_access_key="SECRET", config=cfg)
         check(fh.list_delivery_streams()["DeliveryStreamNames"] == [], "delivery stream left")
-        check(kinesis_client(srv).list_streams()["StreamNames"] == [], "stream left")
+        # DeleteStream answers at once and the stream goes (DELETING, then gone) after.
+        kin, deadline = kinesis_client(srv), time.monotonic() + 60
+        while kin.list_streams()["StreamNames"] != []:
+            check(time.monotonic() < deadline, "stream left")
+            time.sleep(0.1)
         check_top(sluice, srv, admin, fh)
         bad = subprocess.run([sluice, "bench", "firehose", "--interval", "901"],
                              capture_output=True, timeout=30)

@@ -90,10 +90,29 @@ def test_update(srv, root):
                  CurrentDeliveryStreamVersionId="1",
                  HttpEndpointDestinationUpdate={"EndpointConfiguration": {"Url": "https://x"}},
                  **base)
-    expect_error(update, "InvalidArgumentException", "CompressionFormat ZIP",
+    expect_error(update, "InvalidArgumentException", "is not an S3 bucket ARN",
                  CurrentDeliveryStreamVersionId="1",
-                 ExtendedS3DestinationUpdate={"CompressionFormat": "ZIP"}, **base)
+                 ExtendedS3DestinationUpdate={"BucketARN": "arn:aws:s3:::a/b"}, **base)
     check(describe(fh, "upd")["VersionId"] == "1", "refused updates changed the version")
+    # Dynamic partitioning (as a processor or an HTTP endpoint) is not updated yet: refused
+    # whole rather than merged into a destination that would lose it.
+    dp = dict(s3dest("updp", "GZIP", size_mb=1, interval_s=60),
+              Prefix="c=!{partitionKeyFromQuery:c}/",
+              ErrorOutputPrefix="e/!{firehose:error-output-type}/",
+              DynamicPartitioningConfiguration={"Enabled": True},
+              ProcessingConfiguration={"Enabled": True, "Processors": [{
+                  "Type": "MetadataExtraction", "Parameters": [
+                      {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{c:.c}"},
+                      {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]})
+    fh.create_delivery_stream(DeliveryStreamName="updp", ExtendedS3DestinationConfiguration=dp)
+    expect_error(update, "InvalidArgumentException", "UpdateDestination of a delivery stream "
+                 "with dynamic partitioning", DeliveryStreamName="updp", DestinationId=DEST,
+                 CurrentDeliveryStreamVersionId="1",
+                 ExtendedS3DestinationUpdate={"CompressionFormat": "ZIP"})
+    pd = describe(fh, "updp")["Destinations"][0]["ExtendedS3DestinationDescription"]
+    check(pd["DynamicPartitioningConfiguration"] == {"Enabled": True} and
+          pd["ProcessingConfiguration"]["Processors"][0]["Type"] == "MetadataExtraction", pd)
+    fh.delete_delivery_stream(DeliveryStreamName="updp")
 
     update(CurrentDeliveryStreamVersionId="1", ExtendedS3DestinationUpdate={
         "CompressionFormat": "GZIP", "Prefix": "v2/"}, **base)

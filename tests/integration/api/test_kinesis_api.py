@@ -48,6 +48,24 @@ def free_port():
     return port
 
 
+def npm_install(src_dir, js_dir, files, installed):
+    """Copies `files` of src_dir (package.json first) into js_dir and runs npm install there
+    once (until `installed`, a path under js_dir, exists). js_dir, or None without node/npm
+    or when npm fails (the caller skips, saying so)."""
+    if js_dir is None or shutil.which("node") is None or shutil.which("npm") is None:
+        return None
+    os.makedirs(js_dir, exist_ok=True)
+    for f in files:
+        shutil.copy(os.path.join(src_dir, f), js_dir)
+    if not os.path.exists(os.path.join(js_dir, installed)):
+        r = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=js_dir,
+                           capture_output=True, timeout=300)
+        if r.returncode != 0:
+            print("npm install failed: %s" % r.stderr.decode()[-500:])
+            return None
+    return js_dir
+
+
 class Sluiced:
     """One sluiced process on a data dir; start() waits for its ready line."""
 

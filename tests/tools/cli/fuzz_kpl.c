@@ -10,15 +10,15 @@
 #include <string.h>
 
 #include "common/hashkey.h"
-#include "tools/cli_kpl.h"
+#include "common/kpl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
 kpl_walk(const uint8_t *bytes, size_t size)
 {
-	struct cli_kpl agg;
-	int err = cli_kpl_open(bytes, size, &agg);
+	struct kpl agg;
+	int err = kpl_open(bytes, size, &agg);
 
 	if (err != 0) {
 		if (err != -ENOMSG && err != -EBADMSG && err != -EPROTO && err != -ENOMEM)
@@ -26,17 +26,17 @@ kpl_walk(const uint8_t *bytes, size_t size)
 		return;
 	}
 	for (size_t i = 0; i < agg.record_count; i++) {
-		struct cli_kpl_record r;
+		struct kpl_record r;
 		volatile size_t sink;
 
-		cli_kpl_record(&agg, i, &r);
+		kpl_record(&agg, i, &r);
 		sink = strlen(r.partition_key) + (r.explicit_hash_key != NULL ?
 						  strlen(r.explicit_hash_key) : 0);
 		if (r.data_size > 0)
 			sink += r.data[0] + r.data[r.data_size - 1];
 		(void)sink;
 	}
-	cli_kpl_close(&agg);
+	kpl_close(&agg);
 }
 
 int

@@ -12,8 +12,8 @@
 
 #include "common/hashkey.h"
 #include "tests/support/guard_buf.h"
-#include "tools/cli_kpl.h"
-#include "tools/kpl_aggregated.pb-c.h"
+#include "common/kpl.h"
+#include "common/kpl_aggregated.pb-c.h"
 
 static uint8_t agg_bytes[1024];
 static size_t agg_size;
@@ -55,32 +55,32 @@ agg_build(uint64_t bad_index)
 
 Test(cli_kpl, unpacks_user_records_with_their_keys)
 {
-	struct cli_kpl agg;
-	struct cli_kpl_record r;
+	struct kpl agg;
+	struct kpl_record r;
 
 	agg_size = agg_build(0);
-	cr_assert(cli_kpl_is_aggregated(agg_bytes, agg_size));
-	cr_assert_eq(cli_kpl_open(guard_buf_place(agg_bytes, agg_size), agg_size, &agg), 0);
+	cr_assert(kpl_is_aggregated(agg_bytes, agg_size));
+	cr_assert_eq(kpl_open(guard_buf_place(agg_bytes, agg_size), agg_size, &agg), 0);
 	cr_assert_eq(agg.record_count, 3);
-	cli_kpl_record(&agg, 0, &r);
+	kpl_record(&agg, 0, &r);
 	cr_assert_str_eq(r.partition_key, "a");
 	cr_assert_null(r.explicit_hash_key);
 	cr_assert(r.data_size == 3 && memcmp(r.data, "one", 3) == 0);
-	cli_kpl_record(&agg, 1, &r);
+	kpl_record(&agg, 1, &r);
 	cr_assert_str_eq(r.partition_key, "bb");
 	cr_assert_str_eq(r.explicit_hash_key, "7");
 	cr_assert_eq(r.data_size, 0);
-	cli_kpl_record(&agg, 2, &r);
+	kpl_record(&agg, 2, &r);
 	cr_assert(r.data_size == 5 && memcmp(r.data, "three", 5) == 0);
-	cli_kpl_close(&agg);
+	kpl_close(&agg);
 }
 
 Test(cli_kpl, refuses_every_truncation)
 {
 	agg_size = agg_build(0);
 	for (size_t cut = 0; cut < agg_size; cut++) {
-		struct cli_kpl agg;
-		int err = cli_kpl_open(guard_buf_place(agg_bytes, cut), cut, &agg);
+		struct kpl agg;
+		int err = kpl_open(guard_buf_place(agg_bytes, cut), cut, &agg);
 
 		cr_assert_eq(err, cut < 20 ? -ENOMSG : -EBADMSG, "cut %zu: %d", cut, err);
 	}
@@ -91,11 +91,11 @@ Test(cli_kpl, refuses_every_bit_flip)
 {
 	agg_size = agg_build(0);
 	for (size_t bit = 0; bit < agg_size * 8; bit++) {
-		struct cli_kpl agg;
+		struct kpl agg;
 		int err;
 
 		agg_bytes[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		err = cli_kpl_open(guard_buf_place(agg_bytes, agg_size), agg_size, &agg);
+		err = kpl_open(guard_buf_place(agg_bytes, agg_size), agg_size, &agg);
 		agg_bytes[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 		cr_assert_eq(err, bit < 32 ? -ENOMSG : -EBADMSG, "bit %zu: %d", bit, err);
 	}
@@ -103,27 +103,27 @@ Test(cli_kpl, refuses_every_bit_flip)
 
 Test(cli_kpl, refuses_a_key_index_outside_the_table)
 {
-	struct cli_kpl agg;
+	struct kpl agg;
 
 	agg_size = agg_build(2);
-	cr_assert_eq(cli_kpl_open(agg_bytes, agg_size, &agg), -EPROTO);
+	cr_assert_eq(kpl_open(agg_bytes, agg_size, &agg), -EPROTO);
 }
 
 /* A checksum that matches over bytes that are not an AggregatedRecord. */
 Test(cli_kpl, refuses_a_protobuf_that_does_not_parse)
 {
 	static uint8_t bytes[4 + 3 + 16] = { 0xf3, 0x89, 0x9a, 0xc2, 0x1a, 0x05, 0x00 };
-	struct cli_kpl agg;
+	struct kpl agg;
 
 	hashkey_md5(bytes + 4, 3, bytes + 7);
-	cr_assert_eq(cli_kpl_open(bytes, sizeof(bytes), &agg), -EPROTO);
+	cr_assert_eq(kpl_open(bytes, sizeof(bytes), &agg), -EPROTO);
 }
 
 Test(cli_kpl, plain_data_is_not_an_aggregate)
 {
 	static const uint8_t plain[32] = "just a record, 32 bytes long....";
-	struct cli_kpl agg;
+	struct kpl agg;
 
-	cr_assert(!cli_kpl_is_aggregated(plain, sizeof(plain)));
-	cr_assert_eq(cli_kpl_open(plain, sizeof(plain), &agg), -ENOMSG);
+	cr_assert(!kpl_is_aggregated(plain, sizeof(plain)));
+	cr_assert_eq(kpl_open(plain, sizeof(plain), &agg), -ENOMSG);
 }

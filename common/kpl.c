@@ -1,24 +1,24 @@
 /*
- * cli_kpl.c - KPL aggregated records (cli_kpl.h). The checks run in the order a
+ * kpl.c - KPL aggregated records (kpl.h). The checks run in the order a
  * reader must trust them: magic, MD5 over the protobuf bytes, the protobuf itself
  * (protobuf-c, bounded by the record: a Kinesis record is at most 10 MiB), then every
- * record's key indexes against the tables, so cli_kpl_record() cannot fail.
+ * record's key indexes against the tables, so kpl_record() cannot fail.
  */
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
 
 #include "common/hashkey.h"
-#include "tools/cli_kpl.h"
-#include "tools/kpl_aggregated.pb-c.h"
+#include "common/kpl.h"
+#include "common/kpl_aggregated.pb-c.h"
 
-static const uint8_t kpl_magic[CLI_KPL_MAGIC_SIZE] = { 0xf3, 0x89, 0x9a, 0xc2 };
+static const uint8_t kpl_magic[KPL_MAGIC_SIZE] = { 0xf3, 0x89, 0x9a, 0xc2 };
 
 bool
-cli_kpl_is_aggregated(const uint8_t *data, size_t size)
+kpl_is_aggregated(const uint8_t *data, size_t size)
 {
-	return size >= CLI_KPL_MAGIC_SIZE + CLI_KPL_MD5_SIZE &&
-	       memcmp(data, kpl_magic, CLI_KPL_MAGIC_SIZE) == 0;
+	return size >= KPL_MAGIC_SIZE + KPL_MD5_SIZE &&
+	       memcmp(data, kpl_magic, KPL_MAGIC_SIZE) == 0;
 }
 
 /* Every record's indexes name entries of the tables. */
@@ -38,19 +38,19 @@ kpl_indexes_valid(const AggregatedRecord *msg)
 }
 
 int
-cli_kpl_open(const uint8_t *data, size_t size, struct cli_kpl *agg)
+kpl_open(const uint8_t *data, size_t size, struct kpl *agg)
 {
-	uint8_t digest[CLI_KPL_MD5_SIZE];
-	const uint8_t *body = data + CLI_KPL_MAGIC_SIZE;
+	uint8_t digest[KPL_MD5_SIZE];
+	const uint8_t *body = data + KPL_MAGIC_SIZE;
 	size_t body_size;
 	AggregatedRecord *msg;
 
 	memset(agg, 0, sizeof(*agg));
-	if (!cli_kpl_is_aggregated(data, size))
+	if (!kpl_is_aggregated(data, size))
 		return -ENOMSG;
-	body_size = size - CLI_KPL_MAGIC_SIZE - CLI_KPL_MD5_SIZE;
+	body_size = size - KPL_MAGIC_SIZE - KPL_MD5_SIZE;
 	hashkey_md5(body, body_size, digest);
-	if (memcmp(digest, body + body_size, CLI_KPL_MD5_SIZE) != 0)
+	if (memcmp(digest, body + body_size, KPL_MD5_SIZE) != 0)
 		return -EBADMSG;
 	msg = aggregated_record__unpack(NULL, body_size, body);
 	if (msg == NULL)
@@ -65,7 +65,7 @@ cli_kpl_open(const uint8_t *data, size_t size, struct cli_kpl *agg)
 }
 
 void
-cli_kpl_record(const struct cli_kpl *agg, size_t index, struct cli_kpl_record *out)
+kpl_record(const struct kpl *agg, size_t index, struct kpl_record *out)
 {
 	const AggregatedRecord *msg = agg->message;
 	const Record *r;
@@ -81,7 +81,7 @@ cli_kpl_record(const struct cli_kpl *agg, size_t index, struct cli_kpl_record *o
 }
 
 void
-cli_kpl_close(struct cli_kpl *agg)
+kpl_close(struct kpl *agg)
 {
 	if (agg->message != NULL)
 		aggregated_record__free_unpacked(agg->message, NULL);

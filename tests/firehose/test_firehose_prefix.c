@@ -1,0 +1,221 @@
+/*
+ * firehose/fh_prefix.c: the JQ field-path subset (what it takes, what it
+ * refuses), values as key segments, prefix evaluation (every pattern letter,
+ * quotes, the appended default, error types, random strings), and
+ * firehose_spec_check's rules with their texts.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "firehose/fh_internal.h"
+
+/* 2026-03-04 05:06:07 UTC, day 63 of the year. */
+#define T0_NS (1772600767ull * 1000000000ull)
+
+static struct fh_query q;
+static char values[FIREHOSE_PARTITION_KEYS_MAX][FH_VALUE_SIZE_MAX + 1];
+
+Test(fh_query, parses_the_subset)
+{
+	cr_assert_eq(fh_query_parse("{customer_id:.customer_id}", &q), 0);
+	cr_assert_eq(q.count, 1);
+	cr_assert_str_eq(q.keys[0].name, "customer_id");
+	cr_assert_eq(q.keys[0].depth, 1);
+	cr_assert_eq(fh_query_parse(" { a : .x.y_2 ,\n b:.c } ", &q), 0);
+	cr_assert_eq(q.count, 2);
+	cr_assert_eq(q.keys[0].depth, 2);
+	cr_assert_str_eq(q.keys[0].fields[1], "y_2");
+	cr_assert_str_eq(q.keys[1].name, "b");
+}
+
+Test(fh_query, refuses_everything_else)
+{
+	static const char *const bad[] = {
+		"", "{}", "{a:.b", "{a:b}", "{a:.b|ascii_downcase}", "{a:.b}x", ".a", "{a:.}",
+		"{1a:.b}", "{a:.b,}", "{a .b}", "{a:.b.}", "{\"a\":.b}", "{a:.[0]}",
+		"{a:.b.c.d.e.f.g.h.i.j}",
+	};
+	char many[2048] = "{";
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(fh_query_parse(bad[i], &q), -EINVAL, "%s", bad[i]);
+	/* 50 keys are AWS's limit; 51 are refused. */
+	for (int i = 0; i < 51; i++) {
+		if (i == 50) {
+			strcat(many, "}");
+			cr_assert_eq(fh_query_parse(many, &q), 0);
+			cr_assert_eq(q.count, 50);
+			many[strlen(many) - 1] = '\0';
+		}
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sk%d:.f", i ? "," : "",
+			 i);
+	}
+	strcat(many, "}");
+	cr_assert_eq(fh_query_parse(many, &q), -EINVAL);
+}
+
+static int
+eval(const char *json)
+{
+	return fh_query_eval(&q, json, strlen(json), values);
+}
+
+Test(fh_query, values_and_failures)
+{
+	char long_value[400];
+
+	cr_assert_eq(fh_query_parse("{c:.c, k:.e.k}", &q), 0);
+	cr_assert_eq(eval("{\"c\":\"acme\",\"e\":{\"k\":\"click\"}}"), 0);
+	cr_assert_str_eq(values[0], "acme");
+	cr_assert_str_eq(values[1], "click");
+	cr_assert_eq(eval("{\"c\":42,\"e\":{\"k\":true}}"), 0);
+	cr_assert_str_eq(values[0], "42");
+	cr_assert_str_eq(values[1], "true");
+	cr_assert_eq(eval("{\"c\":1.5,\"e\":{\"k\":false}}"), 0);
+	cr_assert_str_eq(values[0], "1.5");
+	cr_assert_eq(eval("not json"), -EBADMSG);
+	cr_assert_eq(eval("[1,2]"), -EBADMSG);
+	cr_assert_eq(eval("{\"c\":\"a\"}"), -ENOENT);
+	cr_assert_eq(eval("{\"c\":null,\"e\":{\"k\":\"x\"}}"), -ENOENT);
+	cr_assert_eq(eval("{\"c\":{},\"e\":{\"k\":\"x\"}}"), -ENOENT);
+	cr_assert_eq(eval("{\"c\":\"a\",\"e\":\"k\"}"), -ENOENT);
+	cr_assert_eq(eval("{\"c\":\"a/b\",\"e\":{\"k\":\"x\"}}"), -EINVAL);
+	cr_assert_eq(eval("{\"c\":\"..\",\"e\":{\"k\":\"x\"}}"), -EINVAL);
+	cr_assert_eq(eval("{\"c\":\"\",\"e\":{\"k\":\"x\"}}"), -EINVAL);
+	cr_assert_eq(eval("{\"c\":\"a\\nb\",\"e\":{\"k\":\"x\"}}"), -EINVAL);
+	memset(long_value, 'v', sizeof(long_value));
+	snprintf(long_value, sizeof(long_value), "{\"c\":\"%0*d\",\"e\":{\"k\":\"x\"}}",
+		 FH_VALUE_SIZE_MAX + 1, 7);
+	cr_assert_eq(eval(long_value), -EINVAL, "a value over FH_VALUE_SIZE_MAX");
+	snprintf(long_value, sizeof(long_value), "{\"c\":\"%0*d\",\"e\":{\"k\":\"x\"}}",
+		 FH_VALUE_SIZE_MAX, 7);
+	cr_assert_eq(eval(long_value), 0, "a value of FH_VALUE_SIZE_MAX");
+}
+
+static const char *
+prefix(const char *t, const char *error_type, uint64_t salt)
+{
+	static char out[1024];
+	struct fh_prefix_vars v = {
+		.arrival_ns = T0_NS, .error_type = error_type, .salt = salt, .query = &q,
+		.values = (const char (*)[FH_VALUE_SIZE_MAX + 1])values,
+	};
+
+	cr_assert_eq(fh_prefix_eval(t, &v, out, sizeof(out)), 0, "%s", t);
+	return out;
+}
+
+Test(fh_prefix, evaluates_expressions)
+{
+	char random_a[32], random_b[32];
+
+	cr_assert_str_eq(prefix("", NULL, 0), "2026/03/04/05/");
+	cr_assert_str_eq(prefix("raw", NULL, 0), "raw2026/03/04/05/");
+	cr_assert_str_eq(prefix("!{timestamp:yyyy-yy-MM-M-dd-d-DDD-D-HH-H-mm-m-ss-s}/", NULL, 0),
+			 "2026-26-03-3-04-4-063-63-05-5-06-6-07-7/");
+	cr_assert_str_eq(prefix("!{timestamp:'year='yyyy'/it''s'}/", NULL, 0),
+			 "year=2026/it's/");
+	cr_assert_str_eq(prefix("!{timestamp:uuuu''}", NULL, 0), "2026'");
+	cr_assert_str_eq(prefix("e/!{firehose:error-output-type}/", "partitioning-failed", 0),
+			 "e/partitioning-failed/2026/03/04/05/");
+	cr_assert_str_eq(prefix("e/", "partitioning-failed", 0),
+			 "e/partitioning-failed/2026/03/04/05/");
+	cr_assert_eq(fh_query_parse("{c:.c, k:.e.k}", &q), 0);
+	strcpy(values[0], "acme");
+	strcpy(values[1], "view");
+	cr_assert_str_eq(prefix("c=!{partitionKeyFromQuery:c}/k=!{partitionKeyFromQuery:k}/"
+				"!{timestamp:yyyy}/", NULL, 0), "c=acme/k=view/2026/");
+	strcpy(random_a, prefix("!{firehose:random-string}", NULL, 1));
+	cr_assert_eq(strlen(random_a), 11 + strlen("2026/03/04/05/"));
+	cr_assert_str_eq(prefix("!{firehose:random-string}", NULL, 1), random_a, "deterministic");
+	strcpy(random_b, prefix("!{firehose:random-string}", NULL, 2));
+	cr_assert_str_neq(random_a, random_b);
+}
+
+Test(fh_prefix, too_long_is_refused)
+{
+	struct fh_prefix_vars v = { .arrival_ns = T0_NS };
+	char out[16];
+
+	cr_assert_eq(fh_prefix_eval("", &v, out, 15), 0);
+	cr_assert_eq(fh_prefix_eval("", &v, out, 14), -ENAMETOOLONG);
+	cr_assert_eq(fh_prefix_eval("abcdefghijklmnopq", &v, out, sizeof(out)), -ENAMETOOLONG);
+}
+
+static struct firehose_spec spec;
+
+static const char *
+check_spec(const char *prefix_text, const char *error_prefix, bool partitioning,
+	   const char *query, uint32_t interval_s)
+{
+	static char message[FIREHOSE_MESSAGE_SIZE];
+
+	memset(&spec, 0, sizeof(spec));
+	snprintf(spec.prefix, sizeof(spec.prefix), "%s", prefix_text);
+	snprintf(spec.error_prefix, sizeof(spec.error_prefix), "%s", error_prefix);
+	spec.partitioning = partitioning;
+	snprintf(spec.query, sizeof(spec.query), "%s", query);
+	spec.interval_s = interval_s;
+	message[0] = '\0';
+	return firehose_spec_check(&spec, message, sizeof(message)) == 0 ? NULL : message;
+}
+
+#define P "c=!{partitionKeyFromQuery:c}/"
+#define E "e/!{firehose:error-output-type}/"
+
+Test(firehose_spec_check, accepts_and_refuses)
+{
+	static const struct {
+		const char *prefix, *error_prefix;
+		bool partitioning;
+		const char *query;
+		uint32_t interval_s;
+		const char *refusal;   /* NULL: accepted; else a part of the text. */
+	} cases[] = {
+		{ "", "", false, "", 0, NULL },
+		{ "raw/", "", false, "", 0, NULL },
+		{ "!{timestamp:yyyy}/", E, false, "", 0, NULL },
+		{ "!{firehose:random-string}/", "e/", false, "", 0, NULL },
+		{ P "!{timestamp:yyyy}/", E "!{timestamp:yyyy}/", true, "{c:.c}", 60, NULL },
+		{ "!{timestamp:yyyy}/", "", false, "", 0, "Ths supplied prefix(es) do not satisfy "
+		  "the following constraint: ErrorOutputPrefix cannot be null or empty when Prefix "
+		  "contains expressions" },
+		{ P, E, false, "", 0, "Dynamic Partitioning Namespaces can only be part of a "
+		  "prefix expression when Dynamic Partitioning is enabled." },
+		{ P, E, true, "", 60, "needs a MetadataExtraction processor" },
+		{ P, "", true, "{c:.c}", 60, "ErrorOutputPrefix cannot be null or empty" },
+		{ P, E, true, "{c:.c}", 0, "zero buffering" },
+		{ "raw/", E, true, "{c:.c}", 60, "at least one dynamic partitioning namespace" },
+		{ "x=!{partitionKeyFromQuery:d}/", E, true, "{c:.c}", 60, "not one of the keys" },
+		{ P, E, true, "{c:.c|x}", 60, "JQ object whose values are field paths" },
+		{ "raw/", E, false, "{c:.c}", 60, "requires Dynamic Partitioning" },
+		{ "!{partitionKeyFromLambda:c}/", E, true, "{c:.c}", 60, "not supported" },
+		{ "!{firehose:error-output-type}/", "e/", false, "", 0, "only be used in "
+		  "ErrorOutputPrefix" },
+		{ P, "e/" P E, true, "{c:.c}", 60, "can not be part of ErrorOutputPrefix" },
+		{ "!{timestamp:yyyy}/", "e/!{timestamp:yyyy}/", false, "", 0, "must contain "
+		  "!{firehose:error-output-type}" },
+		{ "!{timestamp:yyyyy}/", E, false, "", 0, "Java DateTimeFormatter" },
+		{ "!{timestamp:MMM}/", E, false, "", 0, "Java DateTimeFormatter" },
+		{ "!{timestamp:'open}/", E, false, "", 0, "Java DateTimeFormatter" },
+		{ "!{unknown:x}/", E, false, "", 0, "unknown expression namespace" },
+		{ "!{firehose:other}/", E, false, "", 0, "unknown expression namespace" },
+		{ "!{timestamp}/", E, false, "", 0, "does not start a !{namespace:value}" },
+		{ "!{timestamp:yyyy", E, false, "", 0, "does not start a !{namespace:value}" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got = check_spec(cases[i].prefix, cases[i].error_prefix,
+					     cases[i].partitioning, cases[i].query,
+					     cases[i].interval_s);
+
+		if (cases[i].refusal == NULL)
+			cr_expect_null(got, "case %zu refused: %s", i, got);
+		else
+			cr_expect(got != NULL && strstr(got, cases[i].refusal) != NULL,
+				  "case %zu: %s", i, got != NULL ? got : "(accepted)");
+	}
+}
