@@ -35,18 +35,32 @@ class Sluiced:
 
     def start(self, *extra):
         os.makedirs(self.data_dir, exist_ok=True)
-        self.port = free_port()
-        self.admin_port = free_port()
-        log = open(os.path.join(self.data_dir, "sluiced.log"), "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "--set", "dataplane.enabled=false", "--data-dir", self.data_dir,
-             "--api-listen", "127.0.0.1:%d" % self.port,
-             "--admin-listen", "127.0.0.1:%d" % self.admin_port,
-             "--set", "server.stream_status_delay_ms=0", *extra],
-            stdout=subprocess.PIPE, stderr=log)
-        line = self.proc.stdout.readline().decode()
-        check("ready" in line and "admin http://" in line, "sluiced did not start: %r" % line)
-        return self
+        log_path = os.path.join(self.data_dir, "sluiced.log")
+        # A port free when probed may be taken by another test before sluiced binds it:
+        # then (only then) sluiced is started again on other ports.
+        for attempt in range(3):
+            self.port = free_port()
+            self.admin_port = free_port()
+            offset = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+            with open(log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [self.binary, "--set", "dataplane.enabled=false",
+                     "--data-dir", self.data_dir,
+                     "--api-listen", "127.0.0.1:%d" % self.port,
+                     "--admin-listen", "127.0.0.1:%d" % self.admin_port,
+                     "--set", "server.stream_status_delay_ms=0", *extra],
+                    stdout=subprocess.PIPE, stderr=log)
+            line = self.proc.stdout.readline().decode()
+            if "ready" in line and "admin http://" in line:
+                return self
+            self.proc.wait(timeout=30)
+            self.proc = None
+            with open(log_path, "rb") as f:
+                f.seek(offset)
+                tail = f.read()[-2000:].decode(errors="replace")
+            if "Address already in use" not in tail:
+                break
+        check(False, "sluiced did not start: %r; its log ends:\n%s" % (line, tail))
 
     def stop(self):
         if self.proc is None:
