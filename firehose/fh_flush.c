@@ -232,7 +232,8 @@ fh_read_add(struct fh_read *r, uint64_t seq, uint64_t arrival_ns, const uint8_t 
 		return false;
 	if (r->records++ == 0)
 		r->first_arrival_ns = arrival_ns;
-	memcpy(fh->raw + fh->raw_used, data, size);
+	if (size != 0) /* An empty user record of a KPL aggregate has no data pointer. */
+		memcpy(fh->raw + fh->raw_used, data, size);
 	if (r->part != NULL)
 		fh_partition_note(r->part, r->records - 1, fh->raw_used, size, arrival_ns);
 	fh->raw_used += size;
