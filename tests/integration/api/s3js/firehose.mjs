@@ -13,7 +13,8 @@
 //      prefix, once and in order; records that cannot be partitioned as Firehose's error
 //      JSON under ErrorOutputPrefix with !{firehose:error-output-type}.
 //   4. Describe/List (pages, type filter)/UpdateDestination (versions, the new prefix and
-//      format on the next objects)/Tag/Untag/ListTags (pages)/Delete.
+//      format on the next objects)/Tag/Untag/ListTags (pages)/Start and Stop
+//      DeliveryStreamEncryption/Delete.
 //   5. AWS errors as the SDK surfaces them: the modelled exception class, its name,
 //      $fault, $metadata.httpStatusCode and message.
 //
@@ -22,7 +23,8 @@ import zlib from "node:zlib";
 import {
     FirehoseClient, CreateDeliveryStreamCommand, DeleteDeliveryStreamCommand,
     DescribeDeliveryStreamCommand, ListDeliveryStreamsCommand, ListTagsForDeliveryStreamCommand,
-    PutRecordBatchCommand, PutRecordCommand, TagDeliveryStreamCommand,
+    PutRecordBatchCommand, PutRecordCommand, StartDeliveryStreamEncryptionCommand,
+    StopDeliveryStreamEncryptionCommand, TagDeliveryStreamCommand,
     UntagDeliveryStreamCommand, UpdateDestinationCommand,
     ConcurrentModificationException, InvalidArgumentException, LimitExceededException,
     ResourceInUseException, ResourceNotFoundException,
@@ -77,6 +79,9 @@ function rng(seed) {
 
 // ---- Reading the store back ------------------------------------------------------------
 
+const SNAPPY_JAVA_BLOCK = 32768;                          // snappy-java's block size
+const HADOOP_SNAPPY_BLOCK = 262144 - (262144 / 6 + 32 | 0); // what Hadoop's 256 KiB buffer takes
+
 // snappy-java's stream (Firehose's Snappy): magic, two BE int32 1, [BE int32 n][block].
 function snappyJavaDecode(blob) {
     check(blob.subarray(0, 8).equals(Buffer.from("82534e4150505900", "hex")), "snappy-java magic");
@@ -84,7 +89,9 @@ function snappyJavaDecode(blob) {
     const out = [];
     for (let at = 16; at < blob.length;) {
         const n = blob.readInt32BE(at);
-        out.push(Buffer.from(snappyjs.uncompress(blob.subarray(at + 4, at + 4 + n))));
+        const block = Buffer.from(snappyjs.uncompress(blob.subarray(at + 4, at + 4 + n)));
+        check(block.length <= SNAPPY_JAVA_BLOCK, `snappy-java: a block of ${block.length} B`);
+        out.push(block);
         at += 4 + n;
     }
     return Buffer.concat(out);
@@ -97,6 +104,7 @@ function hadoopSnappyDecode(blob) {
         const raw = blob.readUInt32BE(at), n = blob.readUInt32BE(at + 4);
         const block = Buffer.from(snappyjs.uncompress(blob.subarray(at + 8, at + 8 + n)));
         check(block.length === raw, `hadoop-snappy: a block of ${block.length} B says ${raw}`);
+        check(raw <= HADOOP_SNAPPY_BLOCK, `hadoop-snappy: a block of ${raw} B, over Hadoop's buffer`);
         out.push(block);
         at += 8 + n;
     }
@@ -108,7 +116,7 @@ function hadoopSnappyDecode(blob) {
 //   record                    signature    fields read (offsets from the signature)
 //   end of central directory  0x06054b50   entries 10 (u16), cd size 12, cd offset 16
 //   central directory entry   0x02014b50   method 10, time 12, date 14, crc 16, sizes
-//                                          20/24, name length 28, local offset 42
+//                                          20/24, name length 28, local offset 42, name 46
 //   local file header         0x04034b50   name length 26, extra length 28, data at 30+
 function zipDecode(blob) {
     const eocd = blob.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
@@ -121,6 +129,9 @@ function zipDecode(blob) {
     check(method === 8, "ZIP: deflated");
     // DOS time 0, date 1980-01-01: fixed, so a redo writes the same bytes.
     check(blob.readUInt16LE(cd + 12) === 0 && blob.readUInt16LE(cd + 14) === 0x21, "ZIP: fixed time");
+    const entry = blob.subarray(cd + 46, cd + 46 + blob.readUInt16LE(cd + 28)).toString("latin1");
+    check(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(entry),
+          `ZIP: entry name ${entry} is not UUID-shaped`);
     const local = blob.readUInt32LE(cd + 42);
     check(blob.readUInt32LE(local) === 0x04034b50, "ZIP: local header signature");
     const data = local + 30 + blob.readUInt16LE(local + 26) + blob.readUInt16LE(local + 28);
@@ -129,10 +140,16 @@ function zipDecode(blob) {
     return out;
 }
 
+// One gzip member whose MTIME is 0 (a redo writes the same bytes).
+function gzipDecode(blob) {
+    check(blob[0] === 0x1f && blob[1] === 0x8b && blob.readUInt32LE(4) === 0, "gzip: MTIME 0");
+    return zlib.gunzipSync(blob);
+}
+
 // CompressionFormat: [object key extension, decoder].
 const FORMATS = {
     UNCOMPRESSED: ["", (b) => b],
-    GZIP: [".gz", (b) => zlib.gunzipSync(b)],
+    GZIP: [".gz", gzipDecode],
     ZIP: [".zip", zipDecode],
     Snappy: [".snappy", snappyJavaDecode],
     HADOOP_SNAPPY: [".snappy", hadoopSnappyDecode],
@@ -159,14 +176,23 @@ async function objects(bucket, decode) {
     return out;
 }
 
-// Waits until `done(objects)` holds; the objects then.
+// Waits until `done(objects)` holds; the objects then. s3rver writes an object's file in
+// place and lists it meanwhile (its size so far), so a read that fails (a body unlike its
+// listed size, bytes that do not decode) is read again: every `done` here asks for every
+// byte put, which a partly written object cannot give. A real fault fails at the deadline,
+// with the last error.
 async function waitObjects(bucket, decode, done, what) {
     const deadline = Date.now() + DEADLINE_MS;
+    let why = "too few bytes";
     for (;;) {
-        const objs = await objects(bucket, decode);
-        if (done(objs))
-            return objs;
-        check(Date.now() < deadline, `${what}: not delivered within ${DEADLINE_MS / 1000} s`);
+        try {
+            const objs = await objects(bucket, decode);
+            if (done(objs))
+                return objs;
+        } catch (e) {
+            why = e.message;
+        }
+        check(Date.now() < deadline, `${what}: not delivered within ${DEADLINE_MS / 1000} s (${why})`);
         await sleep(300);
     }
 }
@@ -188,6 +214,7 @@ function checkExactlyOnce(sent, objs, what, sizeMb) {
     const seen = new Set();
     for (const [key, data] of objs) {
         const recs = lines(what, key, data);
+        check(recs.length > 0, `${what}: ${key} is empty`);
         const pos = recs.map((r) => index.get(r));
         check(!pos.includes(undefined), `${what}: ${key} holds bytes never sent`);
         check(pos.every((p, i) => p === pos[0] + i), `${what}: ${key} is no run of consecutive records`);
@@ -533,13 +560,27 @@ async function testManage() {
     check((await listAll({ DeliveryStreamType: "DirectPut" })).length === 8,
           "ListDeliveryStreams by type DirectPut");
 
+    // Encryption with AWS's own key (no keyring here): the status, and puts say Encrypted.
+    await fh.send(new StartDeliveryStreamEncryptionCommand({ DeliveryStreamName: name,
+        DeliveryStreamEncryptionConfigurationInput: { KeyType: "AWS_OWNED_CMK" } }));
+    const enc = (await describe(name)).DeliveryStreamEncryptionConfiguration;
+    check(enc.Status === "ENABLED" && enc.KeyType === "AWS_OWNED_CMK", `encryption: ${JSON.stringify(enc)}`);
+    check((await fh.send(new PutRecordCommand({ DeliveryStreamName: name,
+        Record: { Data: Buffer.from("sealed\n") } }))).Encrypted === true, "PutRecord: not Encrypted");
+    await fh.send(new StopDeliveryStreamEncryptionCommand({ DeliveryStreamName: name }));
+    check((await describe(name)).DeliveryStreamEncryptionConfiguration.Status === "DISABLED",
+          "encryption not DISABLED after Stop");
+    await expectError(new StartDeliveryStreamEncryptionCommand({ DeliveryStreamName: "js-source" }),
+        InvalidArgumentException, "InvalidArgumentException",
+        "This operation is not permitted on KinesisStreamAsSource delivery stream type.");
+
     await fh.send(new DeleteDeliveryStreamCommand({ DeliveryStreamName: name }));
     await expectError(new DescribeDeliveryStreamCommand({ DeliveryStreamName: name }),
         ResourceNotFoundException, "ResourceNotFoundException",
         `Firehose ${name} under account ${ACCOUNT} not found.`);
     check(!(await listAll({})).includes(name), "a deleted stream is listed");
     console.log("ok: Describe, List (pages, type), UpdateDestination (version 2's prefix, " +
-                "GZIP and name), tags (pages, 50 at most), Delete");
+                "GZIP and name), tags (pages, 50 at most), Start/StopDeliveryStreamEncryption, Delete");
 }
 
 // ---- 5. Errors as the SDK surfaces them ------------------------------------------------
