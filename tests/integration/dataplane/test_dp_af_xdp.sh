@@ -140,11 +140,14 @@ in_ns env SLUICE_DP_GEN="$gen" "$sluice" bench ingest orders --transport dpdk --
 	>"$tmp/bench" 2>&1 || rc=$?
 # Exit 3 (partial) means some records were refused (a NACK answers them): judged below.
 [ "$rc" = 0 ] || [ "$rc" = 3 ] || fail "bench ingest --transport dpdk: exit $rc: $(cat "$tmp/bench")"
-# Every frame answered: ACKed (stored) or NACKed (refused, e.g. THROTTLED while the log is
-# slow on a loaded host; the generator does not retry). 333 frames of 12 records.
+# Every frame sent is answered: ACKed (stored) or NACKed (refused, e.g. THROTTLED while the
+# log is slow on a loaded host; the generator does not retry). 333 frames of 12 records are
+# due; a generator starved of CPU may leave a few unsent when the 2 s end (frames_unsent,
+# seen at load 21): those never reached sluiced, and the sum still accounts for all 333.
 acked=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]);
-assert r["records_unanswered"] == 0 and r["frames_unsent"] == 0, r
-assert r["records_acked"] > 0 and r["records_acked"] + r["records_failed"] == 3996, r
+assert r["records_unanswered"] == 0, r
+assert r["records_sent"] + 12 * r["frames_unsent"] == 3996, r
+assert r["records_acked"] > 0 and r["records_acked"] + r["records_failed"] == r["records_sent"], r
 print(r["records_acked"])' "$tmp/bench") || fail "bench ingest --transport dpdk: $(cat "$tmp/bench")"
 n=$(in_ns "$sluice" consume orders --max $((total + acked + 100)) --endpoint "$endpoint" | wc -l)
 [ "$n" = $((total + acked)) ] || fail "stream holds $n records, $((total + acked)) were acknowledged"
