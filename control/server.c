@@ -38,6 +38,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/listen.h"
+#include "control/metrics.h"
 #include "control/server_internal.h"
 
 /* epoll_event.data.u64 tags: connections use their index. */
@@ -674,10 +675,12 @@ server_conn_adopt(struct api_server *s, int fd, bool tls)
 
 		if (victim == NULL) {
 			s->stats.connections_refused++;
+			metrics_conn_add(METRICS_CONN_REFUSED);
 			close(fd);
 			return NULL;
 		}
 		s->stats.connections_evicted++;
+		metrics_conn_add(METRICS_CONN_EVICTED);
 		server_conn_close(victim);
 	}
 	c = &s->conns[s->conn_free[--s->conn_free_count]];
@@ -694,6 +697,7 @@ server_conn_adopt(struct api_server *s, int fd, bool tls)
 	c->ssl = NULL;
 	s->conns_used++;
 	s->stats.connections_accepted++;
+	metrics_conn_add(METRICS_CONN_ACCEPTED);
 	if (tls)
 		c->ssl = SSL_new(s->ssl_ctx);
 	if (tls && (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
@@ -726,6 +730,7 @@ server_accept_shed(struct api_server *s, int listen_fd)
 	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd >= 0) {
 		s->stats.connections_shed++; /* Before the close the client may notice. */
+		metrics_conn_add(METRICS_CONN_SHED);
 		close(fd);
 	}
 	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -908,6 +913,7 @@ server_sweep(struct api_server *s)
 		if (s->now_ns - c->activity_ns > limit_ns ||
 		    (c->request_start_ns != 0 && s->now_ns - c->request_start_ns > limit_ns)) {
 			s->stats.connections_timed_out++;
+			metrics_conn_add(METRICS_CONN_TIMED_OUT);
 			server_conn_close(c);
 		}
 	}
