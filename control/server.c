@@ -736,8 +736,16 @@ server_accept_shed(struct api_server *s, int listen_fd)
 	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	diag_warn("server", "out of file descriptors: connection closed (%" PRIu64 " so far)",
-		  s->stats.connections_shed);
+	/*
+	 * A line per shed connection floods the journal while descriptors are
+	 * short (thousands a second under a connection flood): log the 1st, 2nd,
+	 * 4th, ... one; /metrics counts them all.
+	 */
+	if ((s->stats.connections_shed & (s->stats.connections_shed - 1)) == 0)
+		diag_warn("server", "out of file descriptors: connection closed (%" PRIu64
+			  " so far; logged at powers of two, all in "
+			  "sluice_api_connections_total{result=\"shed\"})",
+			  s->stats.connections_shed);
 	return true;
 }
 

@@ -1072,6 +1072,59 @@ Test(server, out_of_descriptors_sheds_and_recovers, .init = setup_default, .fini
 	close(fd);
 }
 
+/* Lines of `path` holding `text`. */
+static int
+file_lines_with(const char *path, const char *text)
+{
+	char line[512];
+	int n = 0;
+	FILE *f = fopen(path, "r");
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, text) != NULL;
+	fclose(f);
+	return n;
+}
+
+/*
+ * A flood of connections out of descriptors is not a flood of log lines: the
+ * 1st, 2nd, 4th, 8th and 16th of 20 shed connections are logged, all counted.
+ */
+Test(server, out_of_descriptors_logs_at_powers_of_two, .init = setup_default,
+     .fini = server_stop)
+{
+	struct rlimit lim = { .rlim_cur = 128, .rlim_max = 128 };
+	char path[] = "/tmp/sluice-test-shed-XXXXXX";
+	int log_fd = mkstemp(path);
+	int saved = dup(STDERR_FILENO);
+	int dummies[128];
+	int count = 0;
+	int fd;
+	struct probe p;
+
+	cr_assert(log_fd >= 0 && saved >= 0);
+	cr_assert_eq(dup2(log_fd, STDERR_FILENO), STDERR_FILENO);
+	close(log_fd);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	while (count < 128 && (fd = open("/dev/null", O_RDONLY)) >= 0)
+		dummies[count++] = fd;
+	cr_assert_eq(errno, EMFILE);
+	close(dummies[--count]);        /* Exactly one free descriptor: the client's. */
+	for (int i = 0; i < 20; i++) {
+		fd = client_connect();
+		cr_assert(client_sees_close(fd, 2000));
+		close(fd);
+	}
+	probe_until(p, p.stats.connections_shed == 20);
+	while (count > 0)
+		close(dummies[--count]);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	cr_assert_eq(file_lines_with(path, "out of file descriptors"), 5);
+	unlink(path);
+}
+
 /* ---- Authentication ---- */
 
 static void
