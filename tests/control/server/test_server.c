@@ -1125,6 +1125,62 @@ Test(server, out_of_descriptors_logs_at_powers_of_two, .init = setup_default,
 	unlink(path);
 }
 
+/* RLIMIT_NOFILE of the test below: this many above the descriptors open before it. */
+#define LOW_NOFILE_ABOVE 48
+
+static void
+setup_low_nofile(void)
+{
+	int lowest = dup(STDIN_FILENO);  /* The lowest free descriptor. */
+	struct rlimit lim;
+
+	cr_assert_geq(lowest, 0);
+	close(lowest);
+	lim.rlim_cur = lim.rlim_max = (rlim_t)lowest + LOW_NOFILE_ABOVE;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	config_for_test();
+	server_start();
+}
+
+/*
+ * A connection flood under a low RLIMIT_NOFILE leaves the rest of the process
+ * its descriptors (the log fail-stops when it cannot open a segment, an index or
+ * log.meta): connections are shed SERVER_FDS_HEADROOM (at most a quarter of the
+ * limit) short of it, before the cap (16) is reached, and the headroom is free.
+ */
+Test(server, connections_leave_descriptors_headroom, .init = setup_low_nofile,
+     .fini = server_stop)
+{
+	struct rlimit lim;
+	int clients[16];
+	int spare[64];
+	int n;
+	int free_fds = 0;
+	rlim_t headroom;
+	struct probe p;
+
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &lim), 0);
+	headroom = lim.rlim_cur / 4 < SERVER_FDS_HEADROOM ? lim.rlim_cur / 4 : SERVER_FDS_HEADROOM;
+	for (n = 0; n < 16; n++) {
+		clients[n] = client_connect();
+		probe_until(p, p.stats.connections_accepted + p.stats.connections_shed ==
+			       (uint64_t)n + 1);
+		if (p.stats.connections_shed > 0)
+			break;
+	}
+	cr_assert_lt(n, 16, "no connection shed before the cap");
+	cr_assert(client_sees_close(clients[n], 2000));
+	close(clients[n]);
+	while (free_fds < 64 && (spare[free_fds] = open("/dev/null", O_RDONLY)) >= 0)
+		free_fds++;
+	for (int i = 0; i < free_fds; i++)
+		close(spare[i]);
+	cr_assert_geq((rlim_t)free_fds, headroom - 1, "%d descriptors free, headroom %d", free_fds,
+		      (int)headroom);
+	while (n-- > 0)
+		close(clients[n]);
+}
+
 /* ---- Authentication ---- */
 
 static void
