@@ -7,13 +7,23 @@ Load, all at once: producers (PutRecords over HTTP/1.1 with boto3, and over h2c 
 (docs/PROTOCOL.md) over UDP and over TCP to the kernel backend ([dataplane] backend =
 kernel on 127.0.0.1), with durable ACKs, retries of the same bytes and exactly-once
 dedup, a resharder (SplitShard / MergeShards / UpdateShardCount), a reader (GetRecords on
-random shards), and a filler that writes 1 MiB records to a scratch stream until the disk
+random shards), a fan-out reader (SubscribeToShard through a registered consumer, boto3's
+event stream, resubscribing from where it stopped), and a filler that writes 1 MiB
+records to a scratch stream until the disk
 is full, holds it full for a while, then deletes it (retention gives the space back) and
 leaves room for a while. The data directory is a loop-mounted ext4 of --disk-mb (root; a
 plain temp dir otherwise, and then no disk-full phases).
 
 Faults, one per round after a seeded spell of load (PROFILES): SIGKILL, sometimes after a
-SIGSTOP and SIGCONT; then starts killed during their recovery (0 or more), then a start.
+SIGSTOP and SIGCONT, sometimes right after a reshard was answered; then starts killed
+during their recovery (0 or more), then a start, sometimes under prlimit with few
+descriptors. Within rounds: stall phases (connections that send part of a request, over
+HTTP/1.1, h2c and the dataplane's TCP, and hold it: sluiced must time them out and
+count it in /metrics) and hog phases (connections beyond the cap, and beyond the
+descriptors under prlimit: sluiced must count refusals and answer a new client after).
+In the kills profile, SIGKILLs inside a stream's retirement (after DeleteStream, after
+the next CreateStream). Retention expiry is not covered: sluiced has no test-only time
+knob, and Kinesis' shortest retention is 24 h (docs/TESTING.md).
 
 Checked after every start that served clients (a start killed during its recovery served
 nothing; the next read-back covers what it recovered) and at the end, against the ledger
@@ -21,7 +31,10 @@ of every acknowledged record (a 200 of the API, or a frame's durable ACK, whose 
 each record's shard and log sequence number): each is read back exactly once, at the
 shard and sequence number it was acknowledged with, with its bytes; nothing
 unacknowledged is read (records in flight at a kill may be there, once); per partition
-key the records come in send order; closed shards end and list their children. While
+key the records come in send order; closed shards end and list their children; the open
+shards partition the hash-key space (a reshard cut by a kill happened or not, never
+half); every record a fan-out subscription delivered is there (delivered = durable),
+and was acknowledged at that position or in flight. While
 sluiced is up (not stopped): RSS stays within --rss-budget-mb, and DescribeStreamSummary
 answers within --answer-bound-s.
 
