@@ -105,6 +105,7 @@ static uint64_t metrics_shards_claims;
 static uint32_t metrics_shards_hint;
 static uint64_t metrics_shards_refused;   /* Read by the admin thread. */
 static uint64_t metrics_fanout[METRICS_FANOUT_COUNT];
+static uint64_t metrics_conn[METRICS_CONN_COUNT];
 static const char *const *metrics_api_op_names;
 static uint32_t metrics_api_op_count;
 static struct metrics_api_op metrics_api_ops[METRICS_API_OPS_MAX + 1];
@@ -383,6 +384,13 @@ metrics_fanout_add(enum metrics_fanout_counter counter, uint64_t n)
 {
 	assert(counter < METRICS_FANOUT_COUNT);
 	counter_add_single_writer(&metrics_fanout[counter], n);
+}
+
+void
+metrics_conn_add(enum metrics_conn_counter counter)
+{
+	assert(counter < METRICS_CONN_COUNT);
+	counter_add_single_writer(&metrics_conn[counter], 1);
 }
 
 void
@@ -976,6 +984,29 @@ metrics_render_fanout(struct metrics_out *out)
 					     v[METRICS_FANOUT_SUBSCRIPTIONS_FINISHED]));
 }
 
+/* sluice_api_connections_total's result label of each metrics_conn_counter. */
+static const char *const metrics_conn_results[METRICS_CONN_COUNT] = {
+	[METRICS_CONN_ACCEPTED] = "accepted",
+	[METRICS_CONN_REFUSED] = "refused",
+	[METRICS_CONN_EVICTED] = "evicted",
+	[METRICS_CONN_SHED] = "shed",
+	[METRICS_CONN_TIMED_OUT] = "timed_out",
+};
+
+static void
+metrics_render_conns(struct metrics_out *out)
+{
+	metrics_family(out, "sluice_api_connections_total", "counter",
+		       "API connections by what became of them: accepted; refused (the cap "
+		       "reached, none evictable); evicted (the oldest unproven one, to let a new "
+		       "one in); shed (out of descriptors); timed_out (idle or stalled "
+		       "mid-request for idle_timeout_ms).");
+	for (uint32_t i = 0; i < METRICS_CONN_COUNT; i++)
+		metrics_printf(out, "sluice_api_connections_total{result=\"%s\"} %llu\n",
+			       metrics_conn_results[i],
+			       (unsigned long long)counter_read(&metrics_conn[i]));
+}
+
 void
 metrics_render_tables(bool dataplane_enabled, struct metrics_out *out)
 {
@@ -984,5 +1015,6 @@ metrics_render_tables(bool dataplane_enabled, struct metrics_out *out)
 	metrics_render_shards(out);
 	metrics_render_api(out);
 	metrics_render_fanout(out);
+	metrics_render_conns(out);
 	metrics_render_access_log(out);
 }

@@ -151,6 +151,20 @@ enum metrics_fanout_counter {
 
 void metrics_fanout_add(enum metrics_fanout_counter counter, uint64_t n);
 
+/* ---- API connections (the API thread; counted whatever [admin] metrics says) */
+
+/* What became of API connections (sluice_api_connections_total{result}). */
+enum metrics_conn_counter {
+	METRICS_CONN_ACCEPTED,   /* Taken into the connection table. */
+	METRICS_CONN_REFUSED,    /* Closed at once: the cap reached, none evictable. */
+	METRICS_CONN_EVICTED,    /* The oldest unproven one, closed to let a new one in. */
+	METRICS_CONN_SHED,       /* Accepted and closed at once: out of descriptors. */
+	METRICS_CONN_TIMED_OUT,  /* Idle, or stalled mid-request, for idle_timeout_ms. */
+	METRICS_CONN_COUNT,
+};
+
+void metrics_conn_add(enum metrics_conn_counter counter);
+
 /* ---- Reshard history (the API thread) -------------------------------------- */
 
 /* Recent reshards kept for the status page; older ones drop off. */

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,6 +30,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -38,6 +40,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/listen.h"
+#include "control/metrics.h"
 #include "control/server_internal.h"
 
 /* epoll_event.data.u64 tags: connections use their index. */
@@ -209,11 +212,25 @@ server_fd_close(int *fd)
 	*fd = -1;
 }
 
+/* The lowest descriptor a connection is shed at: SERVER_FDS_HEADROOM short of the limit. */
+static int
+server_fd_shed_at(void)
+{
+	struct rlimit lim;
+	rlim_t headroom;
+
+	if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= (rlim_t)INT_MAX)
+		return INT_MAX;
+	headroom = lim.rlim_cur / 4 < SERVER_FDS_HEADROOM ? lim.rlim_cur / 4 : SERVER_FDS_HEADROOM;
+	return (int)(lim.rlim_cur - headroom);
+}
+
 static int
 server_fds_open(struct api_server *s)
 {
 	int rc;
 
+	s->fd_shed_at = server_fd_shed_at();
 	s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	s->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -674,10 +691,12 @@ server_conn_adopt(struct api_server *s, int fd, bool tls)
 
 		if (victim == NULL) {
 			s->stats.connections_refused++;
+			metrics_conn_add(METRICS_CONN_REFUSED);
 			close(fd);
 			return NULL;
 		}
 		s->stats.connections_evicted++;
+		metrics_conn_add(METRICS_CONN_EVICTED);
 		server_conn_close(victim);
 	}
 	c = &s->conns[s->conn_free[--s->conn_free_count]];
@@ -694,6 +713,7 @@ server_conn_adopt(struct api_server *s, int fd, bool tls)
 	c->ssl = NULL;
 	s->conns_used++;
 	s->stats.connections_accepted++;
+	metrics_conn_add(METRICS_CONN_ACCEPTED);
 	if (tls)
 		c->ssl = SSL_new(s->ssl_ctx);
 	if (tls && (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1)) {
@@ -707,6 +727,24 @@ server_conn_adopt(struct api_server *s, int fd, bool tls)
 		return NULL;
 	}
 	return c;
+}
+
+/*
+ * Closes a connection accepted while descriptors are short. A line per shed
+ * connection would flood the journal (thousands a second under a connection
+ * flood): the 1st, 2nd, 4th, ... are logged; /metrics counts them all.
+ */
+static void
+server_shed(struct api_server *s, int fd)
+{
+	s->stats.connections_shed++; /* Before the close the client may notice. */
+	metrics_conn_add(METRICS_CONN_SHED);
+	close(fd);
+	if ((s->stats.connections_shed & (s->stats.connections_shed - 1)) == 0)
+		diag_warn("server", "out of file descriptors: connection closed (%" PRIu64
+			  " so far; logged at powers of two, all in "
+			  "sluice_api_connections_total{result=\"shed\"})",
+			  s->stats.connections_shed);
 }
 
 /*
@@ -724,16 +762,10 @@ server_accept_shed(struct api_server *s, int listen_fd)
 		return false;
 	server_fd_close(&s->spare_fd);
 	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd >= 0) {
-		s->stats.connections_shed++; /* Before the close the client may notice. */
-		close(fd);
-	}
+	if (fd >= 0)
+		server_shed(s, fd);
 	s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	diag_warn("server", "out of file descriptors: connection closed (%" PRIu64 " so far)",
-		  s->stats.connections_shed);
-	return true;
+	return fd >= 0;
 }
 
 static void
@@ -748,6 +780,15 @@ server_accept(struct api_server *s, int listen_fd, bool tls)
 			continue;
 		if (fd < 0)
 			return;  /* EAGAIN, or a connection that died in the backlog. */
+		/*
+		 * The kernel hands out the lowest free descriptor: one this high means
+		 * the process is nearly out, and the log fail-stops when it cannot open
+		 * a segment, an index or log.meta. Connections give way.
+		 */
+		if (fd >= s->fd_shed_at) {
+			server_shed(s, fd);
+			continue;
+		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		server_conn_adopt(s, fd, tls);
 	}
@@ -908,6 +949,7 @@ server_sweep(struct api_server *s)
 		if (s->now_ns - c->activity_ns > limit_ns ||
 		    (c->request_start_ns != 0 && s->now_ns - c->request_start_ns > limit_ns)) {
 			s->stats.connections_timed_out++;
+			metrics_conn_add(METRICS_CONN_TIMED_OUT);
 			server_conn_close(c);
 		}
 	}

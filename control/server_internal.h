@@ -91,6 +91,12 @@
 /* epoll events handled per wakeup, and connections accepted per listener wakeup. */
 #define SERVER_EVENTS_MAX 256
 #define SERVER_ACCEPT_BURST 64
+/*
+ * Descriptors kept for the rest of sluiced (log segments, their indexes,
+ * log.meta, SQLite, the dataplane): a connection accepted into the last of
+ * RLIMIT_NOFILE is shed as at EMFILE. At most a quarter of the limit.
+ */
+#define SERVER_FDS_HEADROOM 64u
 /* The longest the loop sleeps, so timeouts are checked at least this often. */
 #define SERVER_TICK_MS 100
 #define SERVER_REQUEST_ID_SIZE 37
@@ -240,6 +246,7 @@ struct api_server {
 	int tls_listen_fd;               /* -1 without TLS. */
 	int kinesis_fd;                  /* -1 when the actions have no event fd. */
 	int spare_fd;                    /* Held open to shed a connection at EMFILE. */
+	int fd_shed_at;                  /* A connection's fd this high is shed (SERVER_FDS_HEADROOM). */
 	SSL_CTX *ssl_ctx;
 	atomic_bool stop;
 	/* api_server_reload(): the configuration to take, under reload_lock. */

@@ -1072,6 +1072,115 @@ Test(server, out_of_descriptors_sheds_and_recovers, .init = setup_default, .fini
 	close(fd);
 }
 
+/* Lines of `path` holding `text`. */
+static int
+file_lines_with(const char *path, const char *text)
+{
+	char line[512];
+	int n = 0;
+	FILE *f = fopen(path, "r");
+
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, text) != NULL;
+	fclose(f);
+	return n;
+}
+
+/*
+ * A flood of connections out of descriptors is not a flood of log lines: the
+ * 1st, 2nd, 4th, 8th and 16th of 20 shed connections are logged, all counted.
+ */
+Test(server, out_of_descriptors_logs_at_powers_of_two, .init = setup_default,
+     .fini = server_stop)
+{
+	struct rlimit lim = { .rlim_cur = 128, .rlim_max = 128 };
+	char path[] = "/tmp/sluice-test-shed-XXXXXX";
+	int log_fd = mkstemp(path);
+	int saved = dup(STDERR_FILENO);
+	int dummies[128];
+	int count = 0;
+	int fd;
+	struct probe p;
+
+	cr_assert(log_fd >= 0 && saved >= 0);
+	cr_assert_eq(dup2(log_fd, STDERR_FILENO), STDERR_FILENO);
+	close(log_fd);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	while (count < 128 && (fd = open("/dev/null", O_RDONLY)) >= 0)
+		dummies[count++] = fd;
+	cr_assert_eq(errno, EMFILE);
+	close(dummies[--count]);        /* Exactly one free descriptor: the client's. */
+	for (int i = 0; i < 20; i++) {
+		fd = client_connect();
+		cr_assert(client_sees_close(fd, 2000));
+		close(fd);
+	}
+	probe_until(p, p.stats.connections_shed == 20);
+	while (count > 0)
+		close(dummies[--count]);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	cr_assert_eq(file_lines_with(path, "out of file descriptors"), 5);
+	unlink(path);
+}
+
+/* RLIMIT_NOFILE of the test below: this many above the descriptors open before it. */
+#define LOW_NOFILE_ABOVE 48
+
+static void
+setup_low_nofile(void)
+{
+	int lowest = dup(STDIN_FILENO);  /* The lowest free descriptor. */
+	struct rlimit lim;
+
+	cr_assert_geq(lowest, 0);
+	close(lowest);
+	lim.rlim_cur = lim.rlim_max = (rlim_t)lowest + LOW_NOFILE_ABOVE;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	config_for_test();
+	server_start();
+}
+
+/*
+ * A connection flood under a low RLIMIT_NOFILE leaves the rest of the process
+ * its descriptors (the log fail-stops when it cannot open a segment, an index or
+ * log.meta): connections are shed SERVER_FDS_HEADROOM (at most a quarter of the
+ * limit) short of it, before the cap (16) is reached, and the headroom is free.
+ */
+Test(server, connections_leave_descriptors_headroom, .init = setup_low_nofile,
+     .fini = server_stop)
+{
+	struct rlimit lim;
+	int clients[16];
+	int spare[64];
+	int n;
+	int free_fds = 0;
+	rlim_t headroom;
+	struct probe p;
+
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &lim), 0);
+	headroom = lim.rlim_cur / 4 < SERVER_FDS_HEADROOM ? lim.rlim_cur / 4 : SERVER_FDS_HEADROOM;
+	for (n = 0; n < 16; n++) {
+		clients[n] = client_connect();
+		probe_until(p, p.stats.connections_accepted + p.stats.connections_shed ==
+			       (uint64_t)n + 1);
+		if (p.stats.connections_shed > 0)
+			break;
+	}
+	cr_assert_lt(n, 16, "no connection shed before the cap");
+	cr_assert(client_sees_close(clients[n], 2000));
+	close(clients[n]);
+	while (free_fds < 64 && (spare[free_fds] = open("/dev/null", O_RDONLY)) >= 0)
+		free_fds++;
+	for (int i = 0; i < free_fds; i++)
+		close(spare[i]);
+	cr_assert_geq((rlim_t)free_fds, headroom - 1, "%d descriptors free, headroom %d", free_fds,
+		      (int)headroom);
+	while (n-- > 0)
+		close(clients[n]);
+}
+
 /* ---- Authentication ---- */
 
 static void

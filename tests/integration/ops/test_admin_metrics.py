@@ -5,7 +5,8 @@ read: the stream's CloudWatch-named counters, the API's per-operation series,
 the log's durable bytes and fdatasync histogram. Shard-level series exist for a
 stream with enhanced monitoring on, only for the metrics enabled, with the
 counts put and read (GetRecords and SubscribeToShard), and go when it is
-disabled; the fan-out counters move with a boto3 subscription. A token, when
+disabled; the fan-out counters move with a boto3 subscription; the connection
+counters count connections refused over the cap and closed as timed out. A token, when
 set, is required; a non-loopback listener without one is refused by
 --check-config.
 
@@ -13,6 +14,7 @@ usage: test_admin_metrics.py SLUICED PROMTOOL SLUICE
 """
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ DEADLINE_S = 60
 PUTS = 25            # PutRecord calls
 BATCH = 40           # records in each of BATCHES PutRecords calls
 BATCHES = 5
+CONN_CAP = 3       # connections_max of check_connections
 
 
 def promtool_ok(text):
@@ -236,6 +239,40 @@ def check_token(tmp):
           "non-loopback admin without a token: %d %s" % (r.returncode, r.stderr))
 
 
+def check_connections(tmp):
+    """sluice_api_connections_total: with a cap of CONN_CAP, CONN_CAP silent connections are
+    accepted, one more at once is refused (none is old enough to evict), and the silent
+    ones are closed as timed out after idle_timeout_ms."""
+    srv = Sluiced(SLUICED, os.path.join(tmp, "conn")).start(
+        "--set", "server.connections_max=%d" % CONN_CAP, "--set", "server.idle_timeout_ms=2000")
+    socks = []
+    try:
+        before = scrape(srv)
+        for _ in range(CONN_CAP):
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=DEADLINE_S))
+        extra = socket.create_connection(("127.0.0.1", srv.port), timeout=DEADLINE_S)
+        check(extra.recv(1) == b"", "a connection over the cap is closed")
+        extra.close()
+        for s in socks:  # Each is closed by the server, none answered.
+            check(s.recv(1) == b"", "a silent connection got bytes")
+        moved = {}
+        deadline = time.time() + DEADLINE_S
+        while time.time() < deadline:
+            after = scrape(srv)
+            moved = {r: value(after, "sluice_api_connections_total", result=r) -
+                     value(before, "sluice_api_connections_total", result=r)
+                     for r in ("accepted", "refused", "evicted", "shed", "timed_out")}
+            if moved["timed_out"] == CONN_CAP:
+                break
+            time.sleep(0.05)
+        check(moved == {"accepted": CONN_CAP, "refused": 1, "evicted": 0, "shed": 0,
+                        "timed_out": CONN_CAP}, "connections: %s" % moved)
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+
+
 def check_dataplane(tmp):
     """With the dataplane on a net_null port (root only): per-worker counters that move."""
     if os.geteuid() != 0:
@@ -317,6 +354,7 @@ def main():
         finally:
             srv.stop()
         check_token(tmp)
+        check_connections(tmp)
         check_dataplane(tmp)
     print("admin listener and metrics ok")
 

@@ -173,7 +173,9 @@ class Producer(threading.Thread):
             time.sleep(0.003)  # A steady rate, not a flood: 2 cores are shared.
 
 
-def reshard_once(kc, rng, counts):
+def reshard_once(kc, rng, counts, wait=True):
+    """One random split, merge or UpdateShardCount; returns its kind (None: nothing sent).
+    wait: until the stream is ACTIVE again (else it returns as soon as it is answered)."""
     open_shards = sorted(list_shards(kc, ShardFilter={"Type": "AT_LATEST"}),
                          key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
     n = len(open_shards)
@@ -182,21 +184,24 @@ def reshard_once(kc, rng, counts):
         target = rng.randint(max(1, (n + 1) // 2), min(2 * n, 8))
         kc.update_shard_count(StreamName=STREAM, TargetShardCount=target,
                               ScalingType="UNIFORM_SCALING")
-        counts["update"] += 1
+        kind = "update"
     elif n < 3 or (n < 10 and roll < 0.53):
         s = rng.choice(open_shards)
         lo, hi = int(s["HashKeyRange"]["StartingHashKey"]), int(s["HashKeyRange"]["EndingHashKey"])
         if hi - lo < 4:
-            return
+            return None
         kc.split_shard(StreamName=STREAM, ShardToSplit=s["ShardId"],
                        NewStartingHashKey=str(rng.randint(lo + 2, hi - 1)))
-        counts["split"] += 1
+        kind = "split"
     else:
         i = rng.randrange(n - 1)
         kc.merge_shards(StreamName=STREAM, ShardToMerge=open_shards[i]["ShardId"],
                         AdjacentShardToMerge=open_shards[i + 1]["ShardId"])
-        counts["merge"] += 1
-    wait_active(kc)
+        kind = "merge"
+    counts[kind] += 1
+    if wait:
+        wait_active(kc)
+    return kind
 
 
 def consume(kc):

@@ -7,13 +7,23 @@ Load, all at once: producers (PutRecords over HTTP/1.1 with boto3, and over h2c 
 (docs/PROTOCOL.md) over UDP and over TCP to the kernel backend ([dataplane] backend =
 kernel on 127.0.0.1), with durable ACKs, retries of the same bytes and exactly-once
 dedup, a resharder (SplitShard / MergeShards / UpdateShardCount), a reader (GetRecords on
-random shards), and a filler that writes 1 MiB records to a scratch stream until the disk
+random shards), a fan-out reader (SubscribeToShard through a registered consumer, boto3's
+event stream, resubscribing from where it stopped), and a filler that writes 1 MiB
+records to a scratch stream until the disk
 is full, holds it full for a while, then deletes it (retention gives the space back) and
 leaves room for a while. The data directory is a loop-mounted ext4 of --disk-mb (root; a
 plain temp dir otherwise, and then no disk-full phases).
 
 Faults, one per round after a seeded spell of load (PROFILES): SIGKILL, sometimes after a
-SIGSTOP and SIGCONT; then starts killed during their recovery (0 or more), then a start.
+SIGSTOP and SIGCONT, sometimes right after a reshard was answered; then starts killed
+during their recovery (0 or more), then a start, sometimes under prlimit with few
+descriptors. Within rounds: stall phases (connections that send part of a request, over
+HTTP/1.1, h2c and the dataplane's TCP, and hold it: sluiced must time them out and
+count it in /metrics) and hog phases (connections beyond the cap, and beyond the
+descriptors under prlimit: sluiced must count refusals and answer a new client after).
+In the kills profile, SIGKILLs inside a stream's retirement (after DeleteStream, after
+the next CreateStream). Retention expiry is not covered: sluiced has no test-only time
+knob, and Kinesis' shortest retention is 24 h (docs/TESTING.md).
 
 Checked after every start that served clients (a start killed during its recovery served
 nothing; the next read-back covers what it recovered) and at the end, against the ledger
@@ -21,7 +31,10 @@ of every acknowledged record (a 200 of the API, or a frame's durable ACK, whose 
 each record's shard and log sequence number): each is read back exactly once, at the
 shard and sequence number it was acknowledged with, with its bytes; nothing
 unacknowledged is read (records in flight at a kill may be there, once); per partition
-key the records come in send order; closed shards end and list their children. While
+key the records come in send order; closed shards end and list their children; the open
+shards partition the hash-key space (a reshard cut by a kill happened or not, never
+half); every record a fan-out subscription delivered is there (delivered = durable),
+and was acknowledged at that position or in flight. While
 sluiced is up (not stopped): RSS stays within --rss-budget-mb, and DescribeStreamSummary
 answers within --answer-bound-s.
 
@@ -55,6 +68,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location(
@@ -66,6 +80,9 @@ check = rl.check
 sys.path.insert(0, os.path.join(HERE, "..", "..", "protocol"))
 from test_spec_independent import records_frame  # noqa: E402
 
+sys.path.insert(0, os.path.join(HERE, "..", "ops"))
+from opslib import samples  # noqa: E402
+
 FRAME_RECORDS = 10      # Per frame: at most 16 runs, so a replayed ACK keeps its detail.
 FRAME_ACK_WAIT_S = 1.0  # Then the same bytes again (the dedup window answers a repeat).
 ACK, NACK = 2, 3
@@ -73,6 +90,19 @@ NACK_RETRY = (5, 6)     # throttled, internal: retry the same bytes after retry_
 NACK_UNKNOWN_STREAM = 1  # Nothing stored; a stream just created may not be routed yet.
 FILL_REFUSED = 5        # Filler calls refused in a row: the disk is full.
 PROGRESS_S = 600        # A long run prints how far it got this often.
+# The appliance's limits here, low enough that the faults below reach them.
+CONNECTIONS_MAX = 128   # [server] connections_max: a hog goes beyond it.
+IDLE_TIMEOUT_MS = 2000  # [server] idle_timeout_ms: longer than any SIGSTOP (stop_s).
+TCP_IDLE_TIMEOUT_S = 2  # [dataplane] tcp_idle_timeout_s: a frame stalled mid-way is reset.
+NOFILE_LOW = 160        # RLIMIT_NOFILE of the starts under prlimit (sluiced holds ~50 idle).
+HOG_EXTRA = 32          # A hog holds CONNECTIONS_MAX + this many connections.
+HOG_HOLD_S = (1.5, 3.0)  # ... this long (past SERVER_EVICT_AGE_MS: newcomers evict it).
+STALLS_EXTRA = (0, 4)   # A stall phase: one of each of Staller.KINDS and this many more.
+PHASE_DEADLINE_S = 60   # A stall or hog phase is over by then (bounds a hang only).
+ANSWERED_AGAIN_S = 30   # After a hog phase, a new client is answered by then.
+RESHARD_WAIT_S = 20     # A reshard kill waits this long for a reshard to be answered.
+FANOUT_CONSUMER = "soak-fanout"
+CONN_RESULTS = ("refused", "evicted", "shed", "timed_out")  # sluice_api_connections_total
 
 # Profiles (--profile). A round: load for load_s, then the fault: with probability
 # sigstop a SIGSTOP of stop_s, SIGCONT, after_stop_s more load; then SIGKILL. Then up to
@@ -81,16 +111,22 @@ PROGRESS_S = 600        # A long run prints how far it got this often.
 # stream holds that many shards (open or closed) or acknowledged records, right after a
 # read-back, it is retired (deleted; its records left the ledger verified) and a new one
 # takes the load, so a read-back stays short. Filler: fills the disk, holds it full for
-# hold_s, deletes its stream, leaves room_s, fills again.
+# hold_s, deletes its stream, leaves room_s, fills again. The faults besides the kill,
+# each a probability: stall (a round with a Staller), hog (with a Hog), nofile_low (a
+# start under prlimit with NOFILE_LOW), reshard_kill (the round's SIGKILL right after a
+# reshard is answered), retire_kill (a SIGKILL inside retire(): after DeleteStream or
+# after the next CreateStream is answered).
 PROFILES = {
     # The mixed campaign: long load phases, the stream grows for the whole run.
     "classic": dict(load_s=(2.0, 6.0), sigstop=0.3, stop_s=(0.3, 1.5), after_stop_s=(1.0, 2.5),
                     recovery=0.25, recovery_kills=1, recovery_window_s=0.2,
-                    gen_shards=None, gen_records=None, hold_s=(0.0, 0.0), room_s=(0.5, 2.0)),
+                    gen_shards=None, gen_records=None, hold_s=(0.0, 0.0), room_s=(0.5, 2.0),
+                    stall=0.3, hog=0.2, nofile_low=0.2, reshard_kill=0.2, retire_kill=0.0),
     # Kill-dense: short load phases, bounded streams, chains of kills during recovery.
     "kills": dict(load_s=(0.3, 1.0), sigstop=0.1, stop_s=(0.1, 0.5), after_stop_s=(0.2, 0.5),
                   recovery=0.5, recovery_kills=3, recovery_window_s=0.3,
-                  gen_shards=40, gen_records=3000, hold_s=(2.0, 8.0), room_s=(4.0, 15.0)),
+                  gen_shards=40, gen_records=3000, hold_s=(2.0, 8.0), room_s=(4.0, 15.0),
+                  stall=0.15, hog=0.1, nofile_low=0.2, reshard_kill=0.25, retire_kill=0.3),
 }
 
 
@@ -104,14 +140,20 @@ class Sluiced:
 
     def __init__(self, binary, data_dir, log_path):
         self.binary, self.data_dir, self.log_path = binary, data_dir, log_path
-        self.proc, self.port = None, None
+        self.proc, self.port, self.admin = None, None, None
         self.ingest = rl.free_port()  # UDP and TCP, the same port for the whole run.
 
-    def spawn(self):
-        self.port = rl.free_port()
+    def spawn(self, nofile=None):
+        """nofile: run it under prlimit with that RLIMIT_NOFILE (accept meets EMFILE)."""
+        self.port, self.admin = rl.free_port(), rl.free_port()
+        limit = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--"] if nofile else []
         self.proc = subprocess.Popen(
-            [self.binary, "--data-dir", self.data_dir,
+            limit + [self.binary, "--data-dir", self.data_dir,
              "--api-listen", "127.0.0.1:%d" % self.port,
+             "--admin-listen", "127.0.0.1:%d" % self.admin,
+             "--set", "server.connections_max=%d" % CONNECTIONS_MAX,
+             "--set", "server.idle_timeout_ms=%d" % IDLE_TIMEOUT_MS,
+             "--set", "dataplane.tcp_idle_timeout_s=%d" % TCP_IDLE_TIMEOUT_S,
              "--set", "dataplane.backend=kernel", "--set", "dataplane.ipv4=127.0.0.1",
              "--set", "dataplane.ingest_port=%d" % self.ingest,
              "--set", "dataplane.no_huge=true",
@@ -121,8 +163,8 @@ class Sluiced:
              "--set", "log.retention_check_s=1"],
             stdout=subprocess.PIPE, stderr=open(self.log_path, "ab"))
 
-    def start(self):
-        self.spawn()
+    def start(self, nofile=None):
+        self.spawn(nofile)
         line = self.proc.stdout.readline().decode()
         check("ready" in line, "sluiced did not start: %r (see %s)" % (line, self.log_path))
 
@@ -151,6 +193,19 @@ class Sluiced:
 
     def client(self, attempts=1):
         return rl.client("http://127.0.0.1:%d" % self.port, attempts)
+
+    def conn_counts(self):
+        """From the admin /metrics: sluice_api_connections_total by result, and the
+        dataplane's TCP connections reset idle (tcp_idle, over the workers)."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin,
+                                    timeout=30) as r:
+            s = samples(r.read().decode())
+
+        def total(name, *labels):
+            return sum(v for (n, ls), v in s.items() if n == name and set(labels) <= ls)
+        out = {r: total("sluice_api_connections_total", 'result="%s"' % r) for r in CONN_RESULTS}
+        out["tcp_idle"] = total("sluice_dataplane_tcp_timeout_idle_total")
+        return out
 
     def rss_mb(self):
         try:
@@ -213,13 +268,28 @@ class Background(threading.Thread):
 
 
 class Resharder(Background):
+    """Reshards at random. Once armed: lists the open shards (before), sends one reshard
+    without waiting for it to complete, sets fired (the main thread kills at once) and
+    sends nothing more."""
+
     def __init__(self, srv, stop, rng, counts):
         super().__init__(srv, stop, rng)
-        self.counts = counts
+        self.counts, self.arm, self.fired = counts, threading.Event(), threading.Event()
+        self.before, self.kind = None, None
 
     def step(self):
-        rl.reshard_once(self.kc, self.rng, self.counts)
+        if self.fired.is_set():
+            self.stop.wait()
+            return
+        armed = self.arm.is_set()
+        if armed:
+            self.before = rl.list_shards(self.kc, ShardFilter={"Type": "AT_LATEST"})
+        kind = rl.reshard_once(self.kc, self.rng, self.counts, wait=not armed)
         self.count += 1
+        if armed and kind is not None:
+            self.kind = kind
+            self.fired.set()
+            return
         self.stop.wait(self.rng.uniform(0.05, 0.3))
 
 
@@ -232,6 +302,222 @@ class Reader(Background):
         self.kc.get_records(ShardIterator=it, Limit=1000)
         self.count += 1
         self.stop.wait(0.05)
+
+
+class Phase(threading.Thread):
+    """A fault phase inside a round (Staller, Hog): done is set once it is over; the
+    round's kill waits for it (PHASE_DEADLINE_S bounds a hang)."""
+
+    def __init__(self, srv, stop, rng):
+        super().__init__(daemon=True)
+        self.srv, self.stop, self.rng = srv, stop, rng
+        self.done, self.error = threading.Event(), None
+
+    def run(self):
+        try:
+            self.phase()
+        except BaseException as e:  # noqa: B902 - reported by the main thread
+            self.error = e
+        finally:
+            self.done.set()
+
+    @staticmethod
+    def closed_by_peer(sock):
+        """Reads what the server sent (h2c: SETTINGS, RST_STREAM, GOAWAY); True at EOF."""
+        try:
+            return sock.recv(65536) == b""
+        except OSError:
+            return True  # Reset.
+
+
+class Staller(Phase):
+    """Connections that send part of a request and hold it: KINDS. Over once the server
+    closed every one (its idle timeout: IDLE_TIMEOUT_MS for the API, TCP_IDLE_TIMEOUT_S
+    for the dataplane's TCP); then sluice_api_connections_total{result="timed_out"} (or
+    "evicted", when a hog filled the table meanwhile) and the dataplane's idle resets
+    must have moved by as many. Honest clients meanwhile are
+    the Watch's: its answer bound holds."""
+
+    # headers: a PutRecords' head announcing a body never sent; half_body: half of it;
+    # h2c: HEADERS without END_STREAM; frame: half a record frame over TCP.
+    KINDS = ("headers", "half_body", "h2c", "frame")
+
+    def __init__(self, srv, stop, rng):
+        super().__init__(srv, stop, rng)
+        self.kinds = list(self.KINDS) + [rng.choice(self.KINDS)
+                                         for _ in range(rng.randint(*STALLS_EXTRA))]
+
+    def open(self, kind):
+        if kind == "frame":
+            sock = socket.create_connection(("127.0.0.1", self.srv.ingest), timeout=5)
+            frame = bytes(records_frame(self.rng.getrandbits(63) | 1, 0, 1, 2,
+                                        rl.STREAM.encode(), [(b"k", b"stalled", 0, b"")]))
+            sock.sendall(frame[:len(frame) // 2])
+            return sock
+        sock = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
+        if kind == "h2c":
+            sock.sendall(h2c_stalled_stream())
+            return sock
+        body = json.dumps({"StreamName": rl.STREAM, "Records": [
+            {"PartitionKey": "stalled", "Data": base64.b64encode(b"x" * 3000).decode()}]})
+        sock.sendall(("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "X-Amz-Target: Kinesis_20131202.PutRecords\r\n"
+                      "Content-Type: application/x-amz-json-1.1\r\n"
+                      "Content-Length: %d\r\n\r\n" % len(body)).encode())
+        if kind == "half_body":
+            sock.sendall(body[:len(body) // 2].encode())
+        return sock
+
+    def phase(self):
+        before = self.srv.conn_counts()
+        socks = [self.open(kind) for kind in self.kinds]
+        deadline = time.time() + PHASE_DEADLINE_S
+        try:
+            while socks and time.time() < deadline and not self.stop.is_set():
+                for sock in select.select(socks, [], [], 0.1)[0]:
+                    if self.closed_by_peer(sock):
+                        socks.remove(sock)
+                        sock.close()
+        finally:
+            for sock in socks:
+                sock.close()
+        check(not socks, "%d stalled connections not closed in %d s (idle timeout %d ms)" % (
+            len(socks), PHASE_DEADLINE_S, IDLE_TIMEOUT_MS))
+        after = self.srv.conn_counts()
+        frames = self.kinds.count("frame")
+        # Timed out; or, with a hog phase in the same round filling the table, evicted
+        # (the oldest unproven connections make room for a newcomer).
+        moved = {r: after[r] - before[r] for r in CONN_RESULTS}
+        check(moved["timed_out"] + moved["evicted"] >= len(self.kinds) - frames,
+              "%d API connections stalled, sluice_api_connections_total moved %s" % (
+                  len(self.kinds) - frames, moved))
+        check(after["tcp_idle"] - before["tcp_idle"] >= frames,
+              "%d frames stalled, tcp_timeout_idle moved %d" % (
+                  frames, after["tcp_idle"] - before["tcp_idle"]))
+
+
+def h2c_stalled_stream():
+    """The h2c preface, an empty SETTINGS and stream 1's HEADERS (END_HEADERS, no
+    END_STREAM) of a PutRecords: HPACK static indexes for :method POST (3), :scheme http
+    (6), :path / (4); the two Kinesis headers as literals without indexing (RFC 7541)."""
+    def literal(name, value):
+        return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+    block = bytes([0x83, 0x86, 0x84]) + literal(
+        b"x-amz-target", b"Kinesis_20131202.PutRecords") + literal(
+        b"content-type", b"application/x-amz-json-1.1")
+    settings = struct.pack(">I", 0)[1:] + bytes([4, 0]) + struct.pack(">I", 0)
+    headers = struct.pack(">I", len(block))[1:] + bytes([1, 4]) + struct.pack(">I", 1)
+    return b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings + headers + block
+
+
+class Hog(Phase):
+    """Descriptor exhaustion: holds CONNECTIONS_MAX + HOG_EXTRA silent connections to the
+    API (past the cap; past the descriptors on a start under prlimit), opening again the
+    ones the server closes, for HOG_HOLD_S; then closes them and waits until a new client
+    is answered. sluiced must have counted refusals, evictions or sheds meanwhile."""
+
+    def __init__(self, srv, stop, rng):
+        super().__init__(srv, stop, rng)
+        self.hold_s, self.opened, self.closed = rng.uniform(*HOG_HOLD_S), 0, 0
+        self.moved, self.again_s = {}, 0.0
+
+    def phase(self):
+        before = self.srv.conn_counts()
+        socks, end = [], time.time() + self.hold_s
+        try:
+            while time.time() < end and not self.stop.is_set():
+                for _ in range(min(HOG_EXTRA, CONNECTIONS_MAX + HOG_EXTRA - len(socks))):
+                    try:
+                        socks.append(socket.create_connection(("127.0.0.1", self.srv.port),
+                                                              timeout=2))
+                        self.opened += 1
+                    except OSError:
+                        break
+                for sock in select.select(socks, [], [], 0.1)[0]:
+                    if self.closed_by_peer(sock):
+                        socks.remove(sock)
+                        sock.close()
+                        self.closed += 1
+                self.stop.wait(0.05)  # At most HOG_EXTRA new connections a pass.
+        finally:
+            for sock in socks:
+                sock.close()
+        if self.stop.is_set():
+            return
+        t0, kc = time.time(), self.srv.client()
+        while True:
+            try:
+                kc.describe_stream_summary(StreamName=rl.STREAM)
+                break
+            except Exception as e:  # noqa: B902 - refused, reset or throttled: again
+                check(time.time() - t0 < ANSWERED_AGAIN_S,
+                      "no answer %d s after a hog phase: %r" % (ANSWERED_AGAIN_S, e))
+                time.sleep(0.05)
+        self.again_s = time.time() - t0
+        after = self.srv.conn_counts()
+        self.moved = {r: after[r] - before[r] for r in CONN_RESULTS}
+        check(self.moved["refused"] + self.moved["evicted"] + self.moved["shed"] > 0,
+              "%d connections held, %d closed by sluiced, none counted refused, evicted "
+              "or shed: %s" % (self.opened, self.closed, self.moved))
+
+
+class FanoutReader(Background):
+    """SubscribeToShard (boto3's event stream) through the stream's consumer, one shard at
+    a time, from where the last subscription to it stopped (TRIM_HORIZON the first
+    time): each shard's sequence numbers rise; seen[(key, n)] = (ShardId, log seq). The
+    state (consumer, positions) outlives rounds and is dropped with the stream."""
+
+    def __init__(self, srv, stop, rng, state):
+        super().__init__(srv, stop, rng)
+        self.st, self.seen, self.records = state, {}, 0
+
+    def consumer(self):
+        st = self.st
+        if st.get("arn") is not None:
+            return st["arn"]
+        sarn = self.kc.describe_stream_summary(
+            StreamName=rl.STREAM)["StreamDescriptionSummary"]["StreamARN"]
+        try:
+            arn = self.kc.register_stream_consumer(
+                StreamARN=sarn, ConsumerName=FANOUT_CONSUMER)["Consumer"]["ConsumerARN"]
+        except rl.ClientError as e:
+            if e.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+            arn = self.kc.describe_stream_consumer(
+                StreamARN=sarn, ConsumerName=FANOUT_CONSUMER)["ConsumerDescription"]["ConsumerARN"]
+        while self.kc.describe_stream_consumer(ConsumerARN=arn)[
+                "ConsumerDescription"]["ConsumerStatus"] != "ACTIVE":
+            self.stop.wait(0.01)
+        st["arn"] = arn
+        return arn
+
+    def step(self):
+        arn = self.consumer()
+        sid = self.rng.choice(rl.list_shards(self.kc))["ShardId"]
+        after, last = self.st.setdefault("after", {}), self.st.setdefault("last", {})
+        pos = ({"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after[sid]} if sid in after
+               else {"Type": "TRIM_HORIZON"})
+        events = self.kc.subscribe_to_shard(ConsumerARN=arn, ShardId=sid,
+                                            StartingPosition=pos)["EventStream"]
+        self.count += 1
+        try:
+            for ev in events:
+                for x in ev["SubscribeToShardEvent"]["Records"]:
+                    k, n = x["Data"].decode().rsplit(":", 1)
+                    seq = log_position(sid, x["SequenceNumber"])[1]
+                    check(seq > last.get(sid, -1), "fan-out %s: seq %d after %d" % (
+                        sid, seq, last.get(sid, -1)))
+                    last[sid], after[sid] = seq, x["SequenceNumber"]
+                    self.seen[(k, int(n))] = (sid, seq)
+                    self.records += 1
+                if self.stop.is_set():
+                    return
+        finally:
+            events.close()
+
+    def refused(self, e):
+        if e.response["Error"]["Code"] == "ResourceNotFoundException":
+            self.st["arn"] = None  # The stream is new: its consumer is registered again.
 
 
 class FillState:
@@ -534,9 +820,65 @@ def verify_all(srv, acked, maybe):
     shards, read = rl.consume(kc)
     at_log = {sid: [dict(x, SequenceNumber=log_position(sid, x["SequenceNumber"])[1])
                     for x in recs] for sid, recs in read.items()}
-    rl.verify(acked, at_log, maybe)
+    seen, _ = rl.verify(acked, at_log, maybe)
     rl.per_key_order(read, sorted(shards, key=lambda s: int(s["ShardId"].split("-")[1])))
-    return len(shards)
+    return len(shards), seen
+
+
+def check_open_partition(kc):
+    """The open shards' hash-key ranges cover 0 .. 2^128-1 without a gap or an overlap:
+    no reshard is ever half done. Returns the open shards."""
+    rl.wait_active(kc)
+    shards = sorted(rl.list_shards(kc, ShardFilter={"Type": "AT_LATEST"}),
+                    key=lambda x: int(x["HashKeyRange"]["StartingHashKey"]))
+    at = 0
+    for x in shards:
+        check(int(x["HashKeyRange"]["StartingHashKey"]) == at,
+              "open shards: %s starts at %s, want %d" % (
+                  x["ShardId"], x["HashKeyRange"]["StartingHashKey"], at))
+        at = int(x["HashKeyRange"]["EndingHashKey"]) + 1
+    check(at == 2 ** 128, "open shards end at %d, want 2^128" % at)
+    return shards
+
+
+def spans(shards):
+    """The hash-key ranges of `shards` merged: [(first, last)]."""
+    out = []
+    for lo, hi in sorted((int(x["HashKeyRange"]["StartingHashKey"]),
+                          int(x["HashKeyRange"]["EndingHashKey"])) for x in shards):
+        if out and out[-1][1] + 1 == lo:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def check_reshard_whole(kc, before, kind, totals):
+    """After a SIGKILL right after a reshard was answered: it happened or it did not.
+    Happened: the shards it closed are listed closed, and the new open shards cover
+    exactly their ranges (a split: one for two; a merge: two for one)."""
+    now = {x["ShardId"]: x for x in check_open_partition(kc)}
+    was = {x["ShardId"]: x for x in before}
+    if set(now) == set(was):
+        totals["reshard_kill"]["not"] += 1
+        return
+    gone, new = set(was) - set(now), set(now) - set(was)
+    check(gone and new and spans([was[i] for i in gone]) == spans([now[i] for i in new]),
+          "%s after a kill: closed %s, opened %s" % (kind, sorted(gone), sorted(new)))
+    want = {"split": (1, 2), "merge": (2, 1)}.get(kind, (len(gone), len(new)))
+    check((len(gone), len(new)) == want, "%s after a kill closed %d shards and opened %d" % (
+        kind, len(gone), len(new)))
+    listed = {x["ShardId"] for x in rl.list_shards(kc)}
+    check(gone <= listed, "%s after a kill: closed shards not listed" % kind)
+    totals["reshard_kill"]["happened"] += 1
+
+
+def check_fanout_durable(fanout, seen):
+    """Every record a subscription delivered is durable: the read-back after the restart
+    has it, at the same shard and sequence number."""
+    for kn, at in fanout.items():
+        check(seen.get(kn) == at, "fan-out delivered %s at %s; after the restart: %s" % (
+            kn, at, seen.get(kn)))
 
 
 def load_and_kill(srv, rng, n, totals, args, prof):
@@ -552,12 +894,16 @@ def load_and_kill(srv, rng, n, totals, args, prof):
     keyed = [FrameProducer(srv, "udp", n, stop, random.Random(rng.random())),
              FrameProducer(srv, "tcp", n, stop, random.Random(rng.random())),
              H2cProducer(srv, n, stop, random.Random(rng.random()))]
-    threads = [Resharder(srv, stop, random.Random(rng.random()), totals["reshards"]),
-               Reader(srv, stop, random.Random(rng.random()))]
+    resharder = Resharder(srv, stop, random.Random(rng.random()), totals["reshards"])
+    threads = [resharder, Reader(srv, stop, random.Random(rng.random())),
+               FanoutReader(srv, stop, random.Random(rng.random()), totals["fanout"])]
     if args.fill:
         threads.append(Filler(srv, stop, random.Random(rng.random()), totals["fill"]))
+    phases = [kind(srv, stop, random.Random(rng.random())) for kind, name in (
+        (Staller, "stall"), (Hog, "hog")) if draw(rng, totals, prof, name)]
+    reshard_kill = draw(rng, totals, prof, "reshard_kill")
     watch = Watch(srv, stop)
-    for t in producers + keyed + threads + [watch]:
+    for t in producers + keyed + threads + phases + [watch]:
         t.start()
     time.sleep(rng.uniform(*prof["load_s"]))
     if rng.random() < prof["sigstop"]:
@@ -570,15 +916,24 @@ def load_and_kill(srv, rng, n, totals, args, prof):
         time.sleep(min(0.5, after / 2))  # Catching up: not timed by the watch.
         watch.paused.clear()
         time.sleep(after - min(0.5, after / 2))
+    for t in phases:  # The kill comes after a stall or hog phase is over.
+        check(t.done.wait(PHASE_DEADLINE_S + ANSWERED_AGAIN_S), "a fault phase hung")
+    resharded = None
+    if reshard_kill:
+        resharder.arm.set()
+        if resharder.fired.wait(RESHARD_WAIT_S):
+            resharded = (resharder.before, resharder.kind)
+        else:
+            totals["reshard_kill"]["none_sent"] += 1  # Refused all along (a full disk).
     watch.paused.set()
     srv.kill()
     totals["sigkill"] += 1
     stop.set()
-    return lambda: settle(producers, keyed, threads, watch, totals, args)
+    return lambda: settle(producers, keyed, threads, phases, watch, totals, args), resharded
 
 
-def settle(producers, keyed, threads, watch, totals, args):
-    for t in producers + keyed + threads + [watch]:
+def settle(producers, keyed, threads, phases, watch, totals, args):
+    for t in producers + keyed + threads + phases + [watch]:
         t.join(timeout=60)
         check(not t.is_alive(), "a load thread did not stop")
         check(t.error is None, "%s failed: %r" % (type(t).__name__, t.error))
@@ -596,6 +951,24 @@ def settle(producers, keyed, threads, watch, totals, args):
         totals["frame_nacks"] += getattr(p, "nacked", 0)
         totals["frame_unrouted"] += getattr(p, "unrouted", 0)
     totals["reads"] += threads[1].count
+    fan = threads[2]
+    for kn, at in fan.seen.items():  # Delivered: acknowledged there, or in flight.
+        check(totals["acked"].get(kn, at) == at and (kn in totals["acked"] or
+                                                    totals["maybe"].get(kn[0]) == kn[1]),
+              "fan-out delivered %s at %s: acknowledged at %s" % (
+                  kn, at, totals["acked"].get(kn, "none (not in flight either)")))
+    totals["fanout"].setdefault("seen", {}).update(fan.seen)
+    totals["subscriptions"] += fan.count
+    totals["fanout_records"] += fan.records
+    for t in phases:
+        if isinstance(t, Staller):
+            for kind in t.kinds:
+                totals["stalls"][kind] += 1
+        elif t.moved:  # A hog phase that ran to its end.
+            totals["hogs"] += 1
+            totals["hog_again_max"] = max(totals["hog_again_max"], t.again_s)
+            for r, n in t.moved.items():
+                totals["hog_" + r] += n
     totals["rss_max"] = max(totals["rss_max"], watch.rss_max)
     totals["answer_max"] = max(totals["answer_max"], watch.answer_max)
     check(watch.rss_max <= args.rss_budget_mb, "RSS %.0f MiB over the budget %d MiB" % (
@@ -604,8 +977,23 @@ def settle(producers, keyed, threads, watch, totals, args):
         watch.answer_max, args.answer_bound_s))
 
 
+OWED = ("stall", "hog", "reshard_kill", "nofile_low")  # draw(): each once early.
+
+
+def draw(rng, totals, prof, kind):
+    """A fault of `kind` with the profile's probability; besides, every kind in OWED is
+    owed once: the first rounds take the owed ones one a round, in a seeded order, so a
+    short run meets each kind (retire() does the same for retire_kill)."""
+    hit, owed = rng.random() < prof[kind], totals["owed"]
+    if kind in owed and (hit or owed[0] == kind):
+        owed.remove(kind)
+        return True
+    return hit
+
+
 def restart(srv, rng, totals, prof):
-    """Up to recovery_kills starts killed during their recovery, then a start to ready."""
+    """Up to recovery_kills starts killed during their recovery, then a start to ready
+    (under prlimit with NOFILE_LOW descriptors with probability nofile_low)."""
     for _ in range(prof["recovery_kills"]):
         if rng.random() >= prof["recovery"]:
             break
@@ -613,22 +1001,55 @@ def restart(srv, rng, totals, prof):
         time.sleep(rng.uniform(0.0, prof["recovery_window_s"]))
         srv.kill()
         totals["sigkill_recovery"] += 1
-    srv.start()
+    low = draw(rng, totals, prof, "nofile_low")
+    totals["nofile_low_starts"] += low
+    srv.start(NOFILE_LOW if low else None)
 
 
-def retire(srv, totals):
+def retire_kill(srv, rng, totals, prof, old, point):
+    """A SIGKILL inside retire(), right after DeleteStream of `old` (point "delete") or
+    the next CreateStream (point "create") was answered; after the restart `old` is gone
+    (DELETING finishes) and, at "create", the new stream is there."""
+    srv.kill()
+    totals["retire_kill"][point] += 1
+    restart(srv, rng, totals, prof)
+    kc = srv.client(attempts=10)
+    deadline = time.time() + PHASE_DEADLINE_S
+    while True:
+        try:
+            st = kc.describe_stream_summary(StreamName=old)["StreamDescriptionSummary"]
+        except rl.ClientError as e:
+            check(e.response["Error"]["Code"] == "ResourceNotFoundException", repr(e))
+            break
+        check(st["StreamStatus"] == "DELETING" and time.time() < deadline,
+              "%s is %s after a kill following its DeleteStream" % (old, st["StreamStatus"]))
+        time.sleep(0.05)
+    if point == "create":
+        rl.wait_active(kc)  # Describes rl.STREAM: ResourceNotFoundException if it is gone.
+    return kc
+
+
+def retire(srv, rng, totals, prof):
     """After a read-back that found every record of the stream: delete it (its records
     leave the ledger as verified) and create the next one. Nothing is in flight: the
-    round's load stopped with the kill, and the read-back ran after the start."""
+    round's load stopped with the kill, and the read-back ran after the start. With
+    probability retire_kill a SIGKILL right after the DeleteStream or the CreateStream."""
     kc = srv.client(attempts=10)
+    old = rl.STREAM
+    first = prof["retire_kill"] > 0 and not sum(totals["retire_kill"].values())
+    point = (rng.choice(("delete", "create")) if rng.random() < prof["retire_kill"] or first
+             else None)
     totals["generation"] += 1
     rl.STREAM = "soak-g%d" % totals["generation"]
     for name in kc.list_streams()["StreamNames"]:
         if name.startswith("soak-g"):  # This one, and any a kill brought back.
-            try:
-                kc.delete_stream(StreamName=name)
-            except rl.ClientError:
-                pass  # Already deleting, or gone.
+            try:  # Its consumer (the fan-out reader's) goes with it.
+                kc.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+            except rl.ClientError as e:
+                check(name != old, "DeleteStream %s: %s" % (name, e))  # Verified, ACTIVE.
+                # Another: already deleting, or gone.
+    if point == "delete":
+        kc = retire_kill(srv, rng, totals, prof, old, point)
     deadline = time.time() + 120
     while True:
         try:
@@ -641,27 +1062,36 @@ def retire(srv, totals):
             totals["fill"].free(kc)
             totals["create_refused"] += 1
             time.sleep(0.2)
+    if point == "create":
+        kc = retire_kill(srv, rng, totals, prof, old, point)
     rl.wait_active(kc)
     totals["retired"] += len(totals["acked"])
     totals["acked"].clear()
     totals["maybe"].clear()
+    totals["fanout"].clear()  # The consumer went with the stream.
 
 
 def round_once(srv, rng, n, totals, args, prof):
     """One round of load and one fault. Returns after sluiced is up again and every
     record acknowledged so far was read back."""
     t0 = time.time()
-    settle_load = load_and_kill(srv, rng, n, totals, args, prof)
+    settle_load, resharded = load_and_kill(srv, rng, n, totals, args, prof)
     t1 = time.time()
     restart(srv, rng, totals, prof)
     settle_load()
     t2 = time.time()
-    shards = verify_all(srv, totals["acked"], set(totals["maybe"].items()))
+    kc = srv.client(attempts=10)
+    if resharded:
+        check_reshard_whole(kc, resharded[0], resharded[1], totals)
+    else:
+        check_open_partition(kc)
+    shards, seen = verify_all(srv, totals["acked"], set(totals["maybe"].items()))
+    check_fanout_durable(totals["fanout"].get("seen", {}), seen)
     totals["shards"] = max(totals["shards"], shards)
     totals["verified"] += len(totals["acked"])
     if prof["gen_shards"] and (shards >= prof["gen_shards"] or
                                len(totals["acked"]) >= prof["gen_records"]):
-        retire(srv, totals)
+        retire(srv, rng, totals, prof)
     t3 = time.time()
     for k, dt in (("t_load", t1 - t0), ("t_restart", t2 - t1), ("t_verify", t3 - t2)):
         totals[k] += dt
@@ -692,7 +1122,15 @@ def main():
               "answer_max": 0.0, "shards": 0, "generation": 0, "retired": 0, "verified": 0,
               "create_refused": 0, "throttled": 0, "t_load": 0.0, "t_restart": 0.0, "t_verify": 0.0,
               "fill": FillState(random.Random(rng.random()), prof["hold_s"], prof["room_s"]),
-              "reshards": {"split": 0, "merge": 0, "update": 0}}
+              "reshards": {"split": 0, "merge": 0, "update": 0},
+              "fanout": {}, "subscriptions": 0, "fanout_records": 0,
+              "stalls": {k: 0 for k in Staller.KINDS}, "hogs": 0, "hog_again_max": 0.0,
+              "hog_refused": 0, "hog_evicted": 0, "hog_shed": 0, "hog_timed_out": 0,
+              "nofile_low_starts": 0,
+              "reshard_kill": {"happened": 0, "not": 0, "none_sent": 0},
+              "retire_kill": {"delete": 0, "create": 0}}
+    totals["owed"] = [k for k in OWED if prof[k] > 0]
+    rng.shuffle(totals["owed"])
     if prof["gen_shards"]:
         rl.STREAM = "soak-g0"
     t0 = time.time()
@@ -704,7 +1142,7 @@ def main():
         rl.wait_active(kc)
         shown = t0
         while time.time() - t0 < args.duration and not (
-                args.kills and totals["sigkill"] + totals["sigkill_recovery"] >= args.kills):
+                args.kills and kills_sent(totals) >= args.kills):
             round_once(srv, rng, rounds, totals, args, prof)
             rounds += 1
             if time.time() - shown >= PROGRESS_S:
@@ -724,11 +1162,16 @@ def main():
     summary(args, totals, rounds, time.time() - t0)
 
 
+def kills_sent(t):
+    return t["sigkill"] + t["sigkill_recovery"] + sum(t["retire_kill"].values())
+
+
 def progress(t, rounds, elapsed):
     """A line every PROGRESS_S of a long run: how far it got, all checks passed so far."""
-    print("soak: %.0f s, %d rounds, %d SIGKILL (+%d during recovery), %d SIGSTOP, %d records "
-          "acknowledged, all read back so far" % (
-              elapsed, rounds, t["sigkill"], t["sigkill_recovery"], t["sigstop"],
+    print("soak: %.0f s, %d rounds, %d SIGKILL (+%d during recovery, +%d inside a "
+          "retirement), %d SIGSTOP, %d records acknowledged, all read back so far" % (
+              elapsed, rounds, t["sigkill"], t["sigkill_recovery"],
+              sum(t["retire_kill"].values()), t["sigstop"],
               t["retired"] + len(t["acked"])), flush=True)
 
 
@@ -736,23 +1179,34 @@ def summary(args, totals, rounds, elapsed):
     """One line: operations, faults by kind, records acknowledged, lost (0), where time went."""
     t, r, fill = totals, totals["reshards"], totals["fill"]
     fill.enter(fill.phase, 0.0)  # Closes the current phase's time.
-    kills = t["sigkill"] + t["sigkill_recovery"]
+    kills, rk, tk = kills_sent(t), t["reshard_kill"], t["retire_kill"]
     parts = [
         "soak: profile %s, seed %d, %.0f s, %d rounds" % (args.profile, args.seed, elapsed,
                                                          rounds),
         "operations: %d PutRecords calls (HTTP/1.1; %d records throttled and retried), "
         "%d over h2c, %d UDP frames, %d TCP frames acked (%d resent after %.0f s without an "
         "answer, %d NACKed throttled, %d unknown stream), %d reads, %d splits, %d merges, "
-        "%d UpdateShardCount, %d MiB of filler" % (
+        "%d UpdateShardCount, %d MiB of filler, %d fan-out subscriptions (%d records "
+        "delivered)" % (
             t["puts"], t["throttled"], t["h2c"], t["udp"], t["tcp"], t["frame_resends"],
             FRAME_ACK_WAIT_S, t["frame_nacks"], t["frame_unrouted"], t["reads"], r["split"],
-            r["merge"], r["update"], fill.mib),
-        "faults: %d SIGKILL (+%d during recovery; %.1f a minute), %d SIGSTOP, %d disk-full "
-        "episodes (disk filling %.0f s, held full %.0f s, room %.0f s; %d CreateStream "
-        "refused on a full disk)" % (
-            t["sigkill"], t["sigkill_recovery"], kills * 60.0 / elapsed, t["sigstop"],
+            r["merge"], r["update"], fill.mib, t["subscriptions"], t["fanout_records"]),
+        "faults: %d SIGKILL (+%d during recovery; %.1f a minute; %d right after a reshard "
+        "was answered: %d happened, %d not, and %d rounds found none answered in time; "
+        "%d inside a stream's retirement: %d after DeleteStream, %d after the next "
+        "CreateStream), %d SIGSTOP, %d disk-full episodes (disk filling %.0f s, held full "
+        "%.0f s, room %.0f s; %d CreateStream refused on a full disk), stalled connections "
+        "%s, %d descriptor-exhaustion phases (sluiced counted %d refused, %d evicted, %d "
+        "shed, %d timed out; a new client answered again within %.2f s), %d starts with "
+        "RLIMIT_NOFILE %d; no retention expiry (no time knob: docs/TESTING.md)" % (
+            t["sigkill"], t["sigkill_recovery"], kills * 60.0 / elapsed,
+            rk["happened"] + rk["not"], rk["happened"], rk["not"], rk["none_sent"],
+            tk["delete"] + tk["create"], tk["delete"], tk["create"], t["sigstop"],
             fill.full, fill.spent["fill"], fill.spent["hold"], fill.spent["room"],
-            t["create_refused"]),
+            t["create_refused"],
+            " ".join("%s %d" % kv for kv in t["stalls"].items()), t["hogs"], t["hog_refused"],
+            t["hog_evicted"], t["hog_shed"], t["hog_timed_out"], t["hog_again_max"],
+            t["nofile_low_starts"], NOFILE_LOW),
         "%d records acknowledged (%d h2c, %d UDP, %d TCP), %d record read-backs, lost 0" % (
             t["retired"] + len(t["acked"]), t["acked_h2c"], t["acked_udp"], t["acked_tcp"],
             t["verified"]),
