@@ -31,7 +31,8 @@
 /* A failed apply or read is retried at this pace. */
 #define MC_RETRY_MS 200u
 /* /sluice/<cluster>/consumers/<stream>/<name> fits (cluster/'s own keys are private to it). */
-#define MC_KEY_SIZE (CLUSTER_NAME_SIZE + 2 * CLUSTER_STREAM_NAME_SIZE + 32)
+#define MC_PREFIX_SIZE (CLUSTER_NAME_SIZE + 16)
+#define MC_KEY_SIZE (MC_PREFIX_SIZE + 2 * CLUSTER_STREAM_NAME_SIZE + 16)
 /* Tags listed per resource when diffing (Kinesis: 50 per stream or consumer). */
 #define MC_TAGS_MAX CLUSTER_STREAM_TAGS_MAX
 
@@ -41,14 +42,13 @@ struct mc_stream {
 	struct metadata_stream ms;   /* ms.name points at name. */
 	uint32_t shard_first;        /* Its shards in view_shards[]. */
 	uint32_t shards_loaded;
-	bool seen;                   /* Present in etcd (a full read's sweep). */
 };
 
 struct metadata_cluster {
 	struct metadata *w;          /* The apply thread's handle. */
 	char endpoints[ETCD_ENDPOINTS_MAX * 256];
 	char cluster[CLUSTER_NAME_SIZE];
-	char prefix[MC_KEY_SIZE];
+	char prefix[MC_PREFIX_SIZE];
 	struct etcd_client *apply_client;
 	struct etcd_client *write_client;
 	pthread_mutex_t write_lock;  /* The write client is one caller's at a time. */
@@ -356,8 +356,6 @@ apply_stream(struct metadata_cluster *mc, const struct cluster_stream *s)
 		rc = apply_tags(mc, s->stream_id, "", s->tags, s->tag_count);
 	if (rc == 0)
 		rc = apply_policy(mc, s->stream_id, "", s->policy);
-	if (v != NULL)
-		v->seen = true;
 	return rc;
 }
 
@@ -470,6 +468,16 @@ apply_kv(struct metadata_cluster *mc, const struct etcd_kv *kv, bool deleted)
 	return rc;
 }
 
+/* Whether the range holds `key` (an unreadable value counts: its data is not dropped). */
+static bool
+range_has(const struct etcd_range *r, const char *key)
+{
+	for (uint32_t i = 0; i < r->count; i++)
+		if (strcmp(r->kvs[i].key, key) == 0)
+			return true;
+	return false;
+}
+
 struct mc_sweep {
 	struct metadata_cluster *mc;
 	const struct etcd_range *r;
@@ -493,9 +501,8 @@ sweep_consumer(void *arg, uint32_t stream_id, const char *name, size_t name_size
 		return 0;
 	n = snprintf(key, sizeof(key), "%sconsumers/%s/%.*s", sw->mc->prefix, v->name,
 		     (int)name_size, name);
-	for (uint32_t i = 0; n > 0 && i < sw->r->count; i++)
-		if (strcmp(sw->r->kvs[i].key, key) == 0)
-			return 0;
+	if (n <= 0 || range_has(sw->r, key))
+		return 0;
 	sw->stale_ids[sw->stale_count] = stream_id;
 	snprintf(sw->stale_names[sw->stale_count++], CLUSTER_STREAM_NAME_SIZE, "%.*s",
 		 (int)name_size, name);
@@ -507,11 +514,15 @@ static int
 sweep(struct metadata_cluster *mc, const struct etcd_range *r)
 {
 	struct mc_sweep sw = { .mc = mc, .r = r };
-	int rc = 0;
+	char key[MC_KEY_SIZE];
+	int rc = view_load(mc);
 
-	for (uint32_t i = 0; rc == 0 && i < mc->view_count; i++)
-		if (!mc->view[i].seen && !mc->view[i].ms.deleting)
+	for (uint32_t i = 0; rc == 0 && i < mc->view_count; i++) {
+		snprintf(key, sizeof(key), "%sstreams/%s", mc->prefix, mc->view[i].name);
+		/* A stream recreated under its name was replaced by apply_stream already. */
+		if (!mc->view[i].ms.deleting && !range_has(r, key))
 			rc = drop_stream(mc, &mc->view[i]);
+	}
 	if (rc == 0)
 		rc = view_load(mc);
 	do {
