@@ -728,7 +728,10 @@ metadata_cluster_wait(struct metadata_cluster *mc, int64_t revision)
 
 typedef int mc_modify_fn(struct cluster_stream *s, const void *arg);
 
-/* Read, modify, compare-and-swap; redone on fresh state when another writer came first. */
+/*
+ * Read, modify, compare-and-swap (modify NULL: delete the stream and its
+ * consumers); redone on fresh state when another writer came first.
+ */
 static int
 update_stream(struct metadata_cluster *mc, const char *name, mc_modify_fn *modify,
 	      const void *arg)
@@ -740,9 +743,11 @@ update_stream(struct metadata_cluster *mc, const char *name, mc_modify_fn *modif
 	pthread_mutex_lock(&mc->write_lock);
 	for (uint32_t i = 0; i < CLUSTER_STREAM_CAS_TRIES && rc == -EBUSY; i++) {
 		rc = cluster_stream_get(mc->write_client, mc->cluster, name, &s);
-		if (rc == 0)
+		if (rc == 0 && modify == NULL)
+			rc = cluster_stream_delete(mc->write_client, mc->cluster, &s, &revision);
+		else if (rc == 0)
 			rc = modify(&s, arg);
-		if (rc == 0)
+		if (rc == 0 && modify != NULL)
 			rc = cluster_stream_put(mc->write_client, mc->cluster, &s, &revision);
 		if (rc == -ESTALE)
 			rc = -EBUSY;
@@ -819,21 +824,7 @@ metadata_cluster_stream_create(struct metadata_cluster *mc, struct metadata_stre
 int
 metadata_cluster_stream_delete(struct metadata_cluster *mc, const char *name)
 {
-	struct cluster_stream s;
-	int64_t revision = 0;
-	int rc = -EBUSY;
-
-	pthread_mutex_lock(&mc->write_lock);
-	for (uint32_t i = 0; i < CLUSTER_STREAM_CAS_TRIES && rc == -EBUSY; i++) {
-		rc = cluster_stream_get(mc->write_client, mc->cluster, name, &s);
-		if (rc == 0)
-			rc = cluster_stream_delete(mc->write_client, mc->cluster, &s, &revision);
-		if (rc == -ESTALE)
-			rc = -EBUSY;
-		cluster_stream_free(&s);
-	}
-	pthread_mutex_unlock(&mc->write_lock);
-	return rc == 0 ? metadata_cluster_wait(mc, revision) : rc;
+	return update_stream(mc, name, NULL, NULL);
 }
 
 static int
