@@ -892,8 +892,10 @@ metadata_shard_closed(struct metadata *md, uint32_t stream_id, uint32_t shard_in
 int
 metadata_retention_set(struct metadata *md, uint32_t stream_id, uint32_t hours)
 {
-	return metadata_run3(md, "UPDATE streams SET retention_hours = ? WHERE stream_id = ?",
-			     hours, stream_id, 0);
+	int rc = metadata_run3(md, "UPDATE streams SET retention_hours = ? WHERE stream_id = ?",
+			       hours, stream_id, 0);
+
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_UPDATED);
 }
 
 int
@@ -907,7 +909,8 @@ metadata_setting_set(struct metadata *md, uint32_t stream_id, enum metadata_sett
 		 " ON CONFLICT(stream_id) DO UPDATE SET %s = excluded.%s",
 		 metadata_setting_columns[which], metadata_setting_columns[which],
 		 metadata_setting_columns[which]);
-	return metadata_run3(md, sql, stream_id, value, 0);
+	return metadata_changed(md, metadata_run3(md, sql, stream_id, value, 0),
+				METADATA_CHANGE_STREAM_UPDATED);
 }
 
 int
@@ -946,8 +949,10 @@ metadata_account_set(struct metadata *md, const char *key, const int64_t *values
 int
 metadata_mode_set(struct metadata *md, uint32_t stream_id, enum metadata_mode mode)
 {
-	return metadata_run3(md, "UPDATE streams SET mode = ? WHERE stream_id = ?", (int64_t)mode,
-			     stream_id, 0);
+	int rc = metadata_run3(md, "UPDATE streams SET mode = ? WHERE stream_id = ?",
+			       (int64_t)mode, stream_id, 0);
+
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_UPDATED);
 }
 
 static int

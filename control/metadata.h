@@ -223,8 +223,8 @@ int metadata_encryption_list(struct metadata *md, metadata_encryption_fn *fn, vo
 /* ---- Change events ----------------------------------------------------------------
  *
  * Every committed change that moves the route table (a stream created, marked
- * deleting or removed; a reshard changing the open shards) or a shard's end (its
- * close recorded) is published by the function that committed it, after the
+ * deleting or removed; a reshard changing the open shards), a shard's end (its
+ * close recorded) or a stream's retention, mode or settings is published by the function that committed it, after the
  * commit: callers cannot forget to announce one. A watch sees the changes of the
  * kinds in its mask as a generation counter (how many so far) and an eventfd that
  * is readable while the counter moved past what metadata_watch_take() returned.
@@ -245,8 +245,10 @@ enum metadata_change {
 	METADATA_CHANGE_STREAM_DELETED = 1u << 2,
 	METADATA_CHANGE_RESHARDED = 1u << 3,     /* metadata_reshard: open shards changed. */
 	METADATA_CHANGE_SHARD_CLOSED = 1u << 4,  /* metadata_shard_closed: an end recorded. */
+	/* retention, mode or a setting (metadata_*_set): a cluster node's Kinesis layer follows. */
+	METADATA_CHANGE_STREAM_UPDATED = 1u << 5,
 };
-#define METADATA_CHANGE_KINDS 5u
+#define METADATA_CHANGE_KINDS 6u
 /* The changes that alter the route table (streams not deleting, their open shards). */
 #define METADATA_CHANGES_ROUTING (METADATA_CHANGE_STREAM_CREATED | \
 				  METADATA_CHANGE_STREAM_DELETING | \
