@@ -230,7 +230,7 @@ struct cluster_consumer {
 void cluster_stream_free(struct cluster_stream *stream);
 void cluster_consumer_free(struct cluster_consumer *consumer);
 
-/* Encodes the record (malloc'd text, *size_out bytes). -E2BIG past CLUSTER_STREAM_VALUE_SIZE_MAX. */
+/* The record as JSON (malloc'd, *size_out bytes); -E2BIG past CLUSTER_STREAM_VALUE_SIZE_MAX. */
 int cluster_stream_encode(const struct cluster_stream *stream, char **text_out, size_t *size_out);
 int cluster_consumer_encode(const struct cluster_consumer *consumer, char **text_out,
 			    size_t *size_out);
@@ -279,8 +279,8 @@ int cluster_stream_delete(struct etcd_client *client, const char *cluster,
  * Deleting: -ENOENT when absent.
  */
 int cluster_consumer_put(struct etcd_client *client, const char *cluster,
-			 const struct cluster_consumer *consumer, const struct cluster_stream *stream,
-			 bool create, int64_t *revision_out);
+			 const struct cluster_consumer *consumer,
+			 const struct cluster_stream *stream, bool create, int64_t *revision_out);
 /* Reads consumers/<stream>/<name>; -ENOENT absent, -EPROTO unreadable. */
 int cluster_consumer_get(struct etcd_client *client, const char *cluster, const char *stream,
 			 const char *name, struct cluster_consumer *consumer_out);

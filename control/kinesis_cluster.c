@@ -158,8 +158,8 @@ follow_deleted(struct kinesis *k, struct kinesis_stream *s)
 	kinesis_consumers_stream_deleted(k, s->stream_id);
 	kinesis_status_schedule(k, s, KINESIS_DELETING, KINESIS_DELETING);
 	if (s->status_due_ns == 0 && kinesis_stream_delete_finish(k, s) != 0)
-		diag_error("kinesis", "cluster: finishing the delete of %s failed (retried at start)",
-			   s->name);
+		diag_error("kinesis", "cluster: finishing the delete of %s failed (retried at "
+			   "start)", s->name);
 }
 
 void

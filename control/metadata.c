@@ -71,7 +71,7 @@ struct metadata {
 	char path[4096];           /* metadata.db (metadata_open_reader opens it again). */
 	struct metadata_feed *feed;
 	bool reader;               /* A metadata_open_reader handle: the feed is the writer's. */
-	bool shared_writer;        /* A metadata_open_writer handle: writes, publishes on md's feed. */
+	bool shared_writer;        /* A metadata_open_writer handle: publishes on md's feed. */
 };
 
 static const char metadata_schema[] =

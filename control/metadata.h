@@ -224,10 +224,11 @@ int metadata_encryption_list(struct metadata *md, metadata_encryption_fn *fn, vo
  *
  * Every committed change that moves the route table (a stream created, marked
  * deleting or removed; a reshard changing the open shards), a shard's end (its
- * close recorded) or a stream's retention, mode or settings is published by the function that committed it, after the
- * commit: callers cannot forget to announce one. A watch sees the changes of the
- * kinds in its mask as a generation counter (how many so far) and an eventfd that
- * is readable while the counter moved past what metadata_watch_take() returned.
+ * close recorded) or a stream's retention, mode or settings is published by the
+ * function that committed it, after the commit: callers cannot forget to announce
+ * one. A watch sees the changes of the kinds in its mask as a generation counter
+ * (how many so far) and an eventfd that is readable while the counter moved past
+ * what metadata_watch_take() returned.
  *
  * A counter, not a queue of events: a watcher rebuilds its view from a full read
  * (metadata_load) anyway, so "something changed since generation g" is all it

@@ -168,7 +168,8 @@ create_stream(struct metadata_cluster *mc, const struct cluster_stream *s)
 	for (uint32_t i = 0; i < s->shard_count; i++)
 		shards[i] = (struct metadata_shard){
 			.shard_index = i, .start = s->shards[i].start, .end = s->shards[i].end,
-			.parent = s->shards[i].parent, .adjacent_parent = s->shards[i].adjacent_parent,
+			.parent = s->shards[i].parent,
+			.adjacent_parent = s->shards[i].adjacent_parent,
 			.created_s = s->shards[i].created_s,
 		};
 	tags_view(s->tags, s->tag_count, tags);
@@ -227,7 +228,8 @@ apply_shards(struct metadata_cluster *mc, const struct mc_stream *v, const struc
 						    .created_s = sh->created_s };
 	}
 	for (uint32_t i = 0; rc == 0 && i < s->shard_count; i++)
-		if (s->shards[i].state != CLUSTER_SHARD_OPEN && (i >= have_count || !have[i].closed))
+		if (s->shards[i].state != CLUSTER_SHARD_OPEN &&
+		    (i >= have_count || !have[i].closed))
 			closing[closing_count++] = i;
 	if (rc == 0 && added_count > 0)
 		rc = metadata_reshard(mc->w, s->stream_id, NULL, 0, added, added_count,
@@ -315,7 +317,8 @@ apply_policy(struct metadata_cluster *mc, uint32_t id, const char *resource, con
 	size_t cap = CLUSTER_STREAM_VALUE_SIZE_MAX + 1;
 	char *have = malloc(cap);
 	size_t size = 0;
-	int rc = have != NULL ? metadata_policy_get(mc->w, id, resource, have, cap, &size) : -ENOMEM;
+	int rc = have != NULL ? metadata_policy_get(mc->w, id, resource, have, cap, &size) :
+		 -ENOMEM;
 
 	if (rc == -ENOENT && policy != NULL)
 		rc = metadata_policy_put(mc->w, id, resource, policy, strlen(policy));
@@ -622,7 +625,8 @@ mc_main(void *arg)
 		fresh = false;
 		count_status(mc, 0, 0, rc);
 		if (rc != -ERANGE && rc != -ECONNRESET)
-			diag_warn("metadata", "cluster cache: %s; reading etcd again", strerror(-rc));
+			diag_warn("metadata", "cluster cache: %s; reading etcd again",
+				  strerror(-rc));
 		nanosleep(&(struct timespec){ .tv_nsec = MC_RETRY_MS * 1000000l }, NULL);
 	}
 	return NULL;
@@ -668,13 +672,18 @@ metadata_cluster_start(struct metadata *md, const char *etcd_endpoints, const ch
 		       struct metadata_cluster **mc_out)
 {
 	struct metadata_cluster *mc = calloc(1, sizeof(*mc));
+	pthread_condattr_t attr;
 	int rc;
 
 	if (mc == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&mc->lock, NULL);
 	pthread_mutex_init(&mc->write_lock, NULL);
-	pthread_cond_init(&mc->applied_cond, NULL);
+	/* Waits are bounded on the monotonic clock: a wall-clock step does not move them. */
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&mc->applied_cond, &attr);
+	pthread_condattr_destroy(&attr);
 	rc = mc_config(mc, etcd_endpoints, cluster);
 	if (rc == 0)
 		rc = metadata_open_writer(md, &mc->w);
@@ -715,7 +724,7 @@ metadata_cluster_wait(struct metadata_cluster *mc, int64_t revision)
 	struct timespec deadline;
 	int rc = 0;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += METADATA_CLUSTER_WAIT_MS / 1000;
 	pthread_mutex_lock(&mc->lock);
 	while (mc->status.applied_revision < revision && rc == 0)
@@ -1002,7 +1011,8 @@ update_consumer_once(struct metadata_cluster *mc, const char *stream, const char
 {
 	struct cluster_stream s;
 	struct cluster_consumer c;
-	struct mc_resource res = { .tags = &c.tags, .tag_count = &c.tag_count, .policy = &c.policy };
+	struct mc_resource res = { .tags = &c.tags, .tag_count = &c.tag_count,
+				   .policy = &c.policy };
 	int rc = cluster_stream_get(mc->write_client, mc->cluster, stream, &s);
 
 	memset(&c, 0, sizeof(c));

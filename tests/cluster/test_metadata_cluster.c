@@ -185,7 +185,8 @@ converge(void)
 	cr_assert_eq(etcd_get(client, "/sluice/" CLUSTER "/", true, 1, &r), 0);
 	for (uint32_t i = 0; i < NODES; i++)
 		if (nodes[i].mc != NULL)
-			cr_assert_eq(metadata_cluster_wait(nodes[i].mc, r.revision), 0, "node %u", i);
+			cr_assert_eq(metadata_cluster_wait(nodes[i].mc, r.revision), 0,
+				     "node %u", i);
 	etcd_range_free(&r);
 }
 
@@ -198,7 +199,8 @@ assert_identical(void)
 	for (uint32_t i = 1; i < NODES; i++) {
 		char *other = snapshot(&nodes[i]);
 
-		cr_assert_str_eq(other, first, "node %u differs:\n%s\nnode 0:\n%s", i, other, first);
+		cr_assert_str_eq(other, first, "node %u differs:\n%s\nnode 0:\n%s", i, other,
+				 first);
 		free(other);
 	}
 	return first;
@@ -221,7 +223,8 @@ create(struct node *n, const char *name, uint32_t shards, uint32_t *id_out)
 	for (uint32_t i = 0; i < shards; i++)
 		sh[i] = (struct metadata_shard){
 			.shard_index = i, .start = hashkey_range_start(i, shards),
-			.end = i + 1 < shards ? hashkey_range_start(i + 1, shards) - 1 : HASHKEY_MAX,
+			.end = i + 1 < shards ? hashkey_range_start(i + 1, shards) - 1 :
+			       HASHKEY_MAX,
 			.parent = -1, .adjacent_parent = -1, .created_s = 1700000000,
 		};
 	rc = metadata_cluster_stream_create(n->mc, &ms, sh, &tag, 1);
@@ -295,7 +298,8 @@ Test(metadata_cluster, creates_settings_tags_policies_consumers_and_deletes_conv
 
 Test(metadata_cluster, refusals_leave_nothing_behind)
 {
-	struct metadata_tag many[3] = { { "a", 1, "1", 1 }, { "b", 1, "2", 1 }, { "c", 1, "3", 1 } };
+	struct metadata_tag many[3] = { { "a", 1, "1", 1 }, { "b", 1, "2", 1 },
+					{ "c", 1, "3", 1 } };
 	char *before;
 	char *after;
 
