@@ -451,7 +451,8 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 	if (rc == 0)
 		rc = kinesis_log_retention(k, s->stream_id, s->retention_hours);
 	if (rc != 0) {
-		diag_error("kinesis", "CreateStream %s: %s", name->string, strerror(-rc));
+		if (rc != -EEXIST)   /* Cluster mode: a name taken through another node, no fault. */
+			diag_error("kinesis", "CreateStream %s: %s", name->string, strerror(-rc));
 		kinesis_stream_free(s);
 		if (rc == -ENOSPC)   /* Not an internal failure: the operator can act on it. */
 			kinesis_error(call, "LimitExceededException", "The appliance's disk is "

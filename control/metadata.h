@@ -302,7 +302,9 @@ struct metadata_cluster;
  * Starts the cache on `md` (the writer's handle; it must outlive the cache): reads
  * etcd and applies it before returning (so a node that missed changes while down
  * starts consistent), then follows the watch on its thread. Call after
- * metadata_open and before anything loads the store (kinesis_open).
+ * metadata_open and before anything loads the store (kinesis_open). -EEXIST: the
+ * store holds streams that are not this cluster's (a single-node data_dir, or
+ * another cluster's): nothing is touched; cluster mode starts on an empty data_dir.
  */
 int metadata_cluster_start(struct metadata *md, const char *etcd_endpoints, const char *cluster,
 			   struct metadata_cluster **mc_out);

@@ -634,6 +634,32 @@ mc_main(void *arg)
 
 /* ---- Start, stop, status --------------------------------------------------------------- */
 
+/*
+ * The store must be this cluster's cache: marked so at its first cluster start, which
+ * needs it empty. A single-node store (or another cluster's) would lose its streams to
+ * the first sweep: refused (-EEXIST) until a migration exists.
+ */
+static int
+cache_claim(struct metadata_cluster *mc)
+{
+	char key[MC_PREFIX_SIZE + 16];
+	int64_t one = 1;
+	int rc;
+
+	snprintf(key, sizeof(key), "cluster_cache:%s", mc->cluster);
+	rc = metadata_account_get(mc->w, key, &one, 1);
+	if (rc != -ENOENT)
+		return rc;
+	rc = view_load(mc);
+	if (rc == 0 && mc->view_count > 0) {
+		diag_error("metadata", "cluster %s: data_dir's metadata.db holds %u streams that "
+			   "are not this cluster's (single-node or another cluster): cluster mode "
+			   "needs an empty data_dir", mc->cluster, mc->view_count);
+		return -EEXIST;
+	}
+	return rc == 0 ? metadata_account_set(mc->w, key, &one, 1) : rc;
+}
+
 void
 metadata_cluster_stop(struct metadata_cluster *mc)
 {
@@ -695,6 +721,8 @@ metadata_cluster_start(struct metadata *md, const char *etcd_endpoints, const ch
 	mc->view_shards = rc == 0 ? calloc(SLUICE_SHARDS_MAX, sizeof(*mc->view_shards)) : NULL;
 	if (rc == 0 && (mc->view == NULL || mc->view_shards == NULL))
 		rc = -ENOMEM;
+	if (rc == 0)
+		rc = cache_claim(mc);
 	/* Consistent before anything reads the store: a node that was away catches up here. */
 	if (rc == 0)
 		rc = resync(mc);

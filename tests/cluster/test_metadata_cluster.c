@@ -484,3 +484,40 @@ Test(metadata_cluster, racing_updates_of_one_stream_all_land)
 	cr_assert(has(text, "n0=x n1=y n2=z team=ingest"), "%s", text);
 	free(text);
 }
+
+Test(metadata_cluster, a_single_node_store_is_refused_and_left_alone)
+{
+	struct metadata_shard sh = { .start = 0, .end = HASHKEY_MAX, .parent = -1,
+				     .adjacent_parent = -1 };
+	struct metadata_stream ms = { .name = "local", .incarnation = 5, .retention_hours = 24,
+				      .shard_count = 1 };
+	struct metadata_cluster *mc = NULL;
+	char *before;
+	char *after;
+
+	/* Node 0 as a single-node appliance with one stream of its own. */
+	node_stop(&nodes[0]);
+	cr_assert_eq(metadata_open(nodes[0].dir, &nodes[0].md), 0);
+	cr_assert_eq(metadata_stream_create(nodes[0].md, &ms, &sh, NULL, 0), 0);
+	before = snapshot(&nodes[0]);
+	cr_assert_eq(metadata_cluster_start(nodes[0].md, etcd_endpoint, "other", &mc), -EEXIST);
+	cr_assert_null(mc);
+	after = snapshot(&nodes[0]);
+	cr_assert_str_eq(after, before);
+	cr_assert(has(after, "stream local"), "%s", after);
+	free(before);
+	free(after);
+	metadata_close(nodes[0].md);
+	nodes[0].md = NULL;
+
+	/* A cache of this cluster restarts as such (the mark), streams and all. */
+	cr_assert_eq(create(&nodes[1], "shared", 1, NULL), 0);
+	converge();
+	node_stop(&nodes[2]);
+	node_start(&nodes[2]);
+	before = snapshot(&nodes[1]);
+	after = snapshot(&nodes[2]);
+	cr_assert_str_eq(after, before);
+	free(before);
+	free(after);
+}
