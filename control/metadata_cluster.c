@@ -592,15 +592,18 @@ follow(struct metadata_cluster *mc)
 	int n = etcd_watch_next(mc->watch, MC_WATCH_POLL_MS, &events);
 	int rc = n < 0 ? n : 0;
 
-	if (n > 0)
-		rc = view_load(mc);
 	for (int i = 0; rc == 0 && i < n; i++) {
-		rc = apply_kv(mc, &events[i].kv, events[i].deleted);
-		/* A delete or a new stream changes the view the next event is compared with. */
-		if (rc == 0)
-			rc = view_load(mc);
+		const char *rest = events[i].kv.key + strlen(mc->prefix);
+
 		if (events[i].kv.mod_revision > revision)
 			revision = events[i].kv.mod_revision;
+		/* Placement and nodes share the prefix: skipped before touching SQLite. */
+		if (strncmp(rest, "streams/", 8) != 0 && strncmp(rest, "consumers/", 10) != 0)
+			continue;
+		/* Fresh for each: a delete or a new stream changes what the next is compared with. */
+		rc = view_load(mc);
+		if (rc == 0)
+			rc = apply_kv(mc, &events[i].kv, events[i].deleted);
 	}
 	if (rc == 0 && n > 0)
 		applied_set(mc, revision);
