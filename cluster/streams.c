@@ -144,12 +144,13 @@ printed(cJSON *o, bool ok, char **text_out, size_t *size_out)
 int
 cluster_stream_encode(const struct cluster_stream *s, char **text_out, size_t *size_out)
 {
-	cJSON *o = cJSON_CreateObject();
+	cJSON *o;
 	cJSON *shards = NULL;
 	bool ok;
 
 	if (s->shard_count == 0 || s->shard_count > CLUSTER_SHARDS_MAX)
 		return -E2BIG;
+	o = cJSON_CreateObject();
 	ok = o != NULL && cJSON_AddNumberToObject(o, "stream_id", s->stream_id) != NULL &&
 	     add_u64(o, "incarnation", s->incarnation) &&
 	     cJSON_AddNumberToObject(o, "mode", s->mode) != NULL &&
@@ -238,8 +239,8 @@ shard_read(const cJSON *o, uint32_t index, struct cluster_stream_shard *sh)
 
 	if (!get_u32(o, "index", &sh->index) || sh->index != index ||
 	    !get_hashkey(o, "start", &sh->start) || !get_hashkey(o, "end", &sh->end) ||
-	    sh->start > sh->end || !get_int(o, "parent", -1, index, &sh->parent) ||
-	    !get_int(o, "adjacent_parent", -1, index, &sh->adjacent_parent) ||
+	    sh->start > sh->end || !get_int(o, "parent", -1, (double)index - 1, &sh->parent) ||
+	    !get_int(o, "adjacent_parent", -1, (double)index - 1, &sh->adjacent_parent) ||
 	    !get_u64(o, "created_s", &sh->created_s) || !get_u64(o, "seq_end", &sh->seq_end) ||
 	    !cJSON_IsString(state))
 		return false;
