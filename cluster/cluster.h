@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "cluster/etcd.h"
+#include "common/hashkey.h"
 
 /* Nodes in one cluster (placement's scratch arrays are this size). */
 #define CLUSTER_NODES_MAX 64u
@@ -152,5 +153,138 @@ int cluster_placement_read(struct etcd_client *client, const char *cluster,
 int cluster_placement_write(struct etcd_client *client, const char *cluster,
 			    const struct etcd_leader *controller, const struct cluster_shard *shards,
 			    uint32_t count);
+
+/* ---- Stream metadata on etcd (cluster/streams.c, docs/CLUSTER.md "Stream metadata").
+ *
+ *   streams/<name>             the whole stream record (JSON, below), shard table included
+ *   stream_id                  the last stream id handed out (decimal), bumped with each create
+ *   consumers/<stream>/<name>  {"stream_id","created_ms","tags":{},"policy"}
+ *
+ * The etcd side only: encode, decode, the transactions. Applying it to a node's
+ * SQLite cache is control/'s (metadata_cluster.c).
+ */
+
+/*
+ * One stream record's or consumer's JSON value at most (tags and policy
+ * included): under etcd's request limit with room for the transaction around
+ * it. A record holds at most CLUSTER_SHARDS_MAX shard indexes (~200 bytes each).
+ */
+#define CLUSTER_STREAM_VALUE_SIZE_MAX (1u << 20)
+/* Tags per record (Kinesis allows 50; decoding allows room, the actions enforce the limit). */
+#define CLUSTER_STREAM_TAGS_MAX 200u
+/* A compare-and-swap that lost to another writer is redone on fresh state this many times. */
+#define CLUSTER_STREAM_CAS_TRIES 8u
+
+enum cluster_shard_state {
+	CLUSTER_SHARD_OPEN,
+	CLUSTER_SHARD_CLOSING,     /* A reshard closed it; its leader has not recorded the cut. */
+	CLUSTER_SHARD_CLOSED,      /* seq_end recorded. */
+};
+
+struct cluster_stream_shard {
+	uint32_t index;
+	hashkey_t start;
+	hashkey_t end;
+	int64_t parent;            /* Shard index or -1. */
+	int64_t adjacent_parent;
+	uint64_t created_s;
+	enum cluster_shard_state state;
+	uint64_t seq_end;
+};
+
+/* A tag, a consumer, a policy: malloc'd NUL-terminated strings (cluster_stream_free). */
+struct cluster_tag {
+	char *key;
+	char *value;
+};
+
+struct cluster_stream {
+	char name[CLUSTER_STREAM_NAME_SIZE];
+	uint32_t stream_id;
+	uint64_t incarnation;
+	uint32_t mode;             /* control/metadata.h's enum metadata_mode. */
+	uint32_t retention_hours;
+	uint64_t created_ms;
+	uint32_t shard_metrics;
+	uint32_t max_record_kib;
+	uint32_t warm_mibps;
+	uint32_t shard_count;      /* Shard indexes ever made: shards[] has this many. */
+	struct cluster_stream_shard *shards;
+	uint32_t tag_count;
+	struct cluster_tag *tags;
+	char *policy;              /* The stream's resource policy; NULL: none. */
+	int64_t mod_revision;      /* As read (0: not stored): the compare of an update. */
+};
+
+struct cluster_consumer {
+	char stream[CLUSTER_STREAM_NAME_SIZE];
+	char name[CLUSTER_STREAM_NAME_SIZE];
+	uint32_t stream_id;        /* The stream it belongs to (a recreated stream is another). */
+	uint64_t created_ms;
+	uint32_t tag_count;
+	struct cluster_tag *tags;
+	char *policy;
+	int64_t mod_revision;      /* As read (0: not stored). */
+};
+
+void cluster_stream_free(struct cluster_stream *stream);
+void cluster_consumer_free(struct cluster_consumer *consumer);
+
+/* The record as JSON (malloc'd, *size_out bytes); -E2BIG past CLUSTER_STREAM_VALUE_SIZE_MAX. */
+int cluster_stream_encode(const struct cluster_stream *stream, char **text_out, size_t *size_out);
+int cluster_consumer_encode(const struct cluster_consumer *consumer, char **text_out,
+			    size_t *size_out);
+
+/* The kinds of key under /sluice/<cluster>/ the stream metadata reads. */
+enum cluster_meta_key {
+	CLUSTER_META_OTHER,        /* Not stream metadata (nodes, placement, ...). */
+	CLUSTER_META_STREAM,
+	CLUSTER_META_CONSUMER,
+	CLUSTER_META_MALFORMED,    /* Under streams/ or consumers/ but unreadable. */
+};
+
+/*
+ * Which kind `kv` is; a stream or consumer is decoded into *stream_out /
+ * *consumer_out (free them). A deleted key (`deleted`) has no value: only
+ * its names are filled.
+ */
+enum cluster_meta_key cluster_meta_decode(const char *cluster, const struct etcd_kv *kv,
+					  bool deleted, struct cluster_stream *stream_out,
+					  struct cluster_consumer *consumer_out);
+
+/*
+ * Creates streams/<name> (it must not exist) with the next stream id, in one
+ * transaction with the id counter (compared on its mod_revision). Fills
+ * stream->stream_id; *revision_out is the create's. -EEXIST: the name is
+ * taken; -EBUSY: the counter kept moving (CLUSTER_STREAM_CAS_TRIES).
+ */
+int cluster_stream_create(struct etcd_client *client, const char *cluster,
+			  struct cluster_stream *stream, int64_t *revision_out);
+/* Reads streams/<name>; -ENOENT absent, -EPROTO unreadable. Free with cluster_stream_free. */
+int cluster_stream_get(struct etcd_client *client, const char *cluster, const char *name,
+		       struct cluster_stream *stream_out);
+/*
+ * Writes the record if streams/<name> still has stream->mod_revision
+ * (-ESTALE: it moved, nothing written; -ENOENT: it is gone).
+ */
+int cluster_stream_put(struct etcd_client *client, const char *cluster,
+		       const struct cluster_stream *stream, int64_t *revision_out);
+/* Deletes streams/<name> and its consumers if it still has stream->mod_revision (-ESTALE). */
+int cluster_stream_delete(struct etcd_client *client, const char *cluster,
+			  const struct cluster_stream *stream, int64_t *revision_out);
+/*
+ * Puts a consumer (`create`: it must not exist, -EEXIST; else it must still
+ * have consumer->mod_revision) in one transaction that also requires the
+ * stream key to still have stream->mod_revision (-ESTALE: either moved).
+ * Deleting: -ENOENT when absent.
+ */
+int cluster_consumer_put(struct etcd_client *client, const char *cluster,
+			 const struct cluster_consumer *consumer,
+			 const struct cluster_stream *stream, bool create, int64_t *revision_out);
+/* Reads consumers/<stream>/<name>; -ENOENT absent, -EPROTO unreadable. */
+int cluster_consumer_get(struct etcd_client *client, const char *cluster, const char *stream,
+			 const char *name, struct cluster_consumer *consumer_out);
+int cluster_consumer_delete(struct etcd_client *client, const char *cluster,
+			    const char *stream_name, const char *name, int64_t *revision_out);
 
 #endif /* SLUICE_CLUSTER_H */

@@ -523,7 +523,7 @@ etcd_op_json(const struct etcd_op *op)
 	cJSON *o = cJSON_CreateObject();
 	cJSON *inner = cJSON_CreateObject();
 	bool ok = o != NULL && inner != NULL &&
-		  etcd_add_bytes(inner, "key", op->key, strlen(op->key));
+		  etcd_add_key_range(inner, op->key, op->kind == ETCD_OP_DELETE && op->prefix);
 
 	if (ok && op->kind == ETCD_OP_PUT)
 		ok = etcd_add_bytes(inner, "value", op->value, op->value_size) &&

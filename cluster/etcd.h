@@ -118,6 +118,7 @@ struct etcd_op {
 	const void *value;
 	size_t value_size;
 	int64_t lease;
+	bool prefix;               /* DELETE: every key starting with `key`. */
 };
 
 /*

@@ -120,6 +120,16 @@ void api_call_stream_end(struct api_call *call);
 
 /* Opens metadata (SQLite in data_dir) over an open log and loads every stream. */
 int kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis **k_out);
+/*
+ * Cluster mode (docs/CLUSTER.md "Stream metadata"): as kinesis_open, and right after
+ * opening metadata it starts the etcd cache on it (metadata_cluster_start: reads etcd
+ * and applies it before anything is loaded); the actions write through etcd, other
+ * nodes' streams and settings are followed at each kinesis_poll(), and the actions not
+ * built for a cluster yet are refused. kinesis_close() stops the cache before metadata.
+ * etcd_endpoints NULL: single-node mode (kinesis_open).
+ */
+int kinesis_open_cluster(const struct sluice_config *config, struct log *log,
+			 const char *etcd_endpoints, const char *cluster, struct kinesis **k_out);
 void kinesis_close(struct kinesis *k);
 /*
  * The actions' metadata handle (metadata.h): the route publisher opens its reader and

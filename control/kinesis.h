@@ -172,6 +172,8 @@ struct kinesis {
 	struct log_producer *producer;
 	struct log_reader *reader;
 	struct metadata *md;
+	struct metadata_cluster *mc;      /* Cluster mode: etcd holds the truth, md its cache. */
+	uint64_t cluster_seen;            /* Cluster mode: md's changes the streams reflect. */
 	uint8_t secret[ITERATOR_SECRET_SIZE];
 	struct kinesis_stream *streams;   /* SLUICE_STREAMS_MAX slots. */
 	uint32_t streams_high;            /* No slot at or above this index was ever used. */
@@ -219,6 +221,8 @@ enum kinesis_op_flags {
 	KINESIS_OP_STREAM = 1u << 0,
 	/* Changes streams, shards, tags or records (for access checks: not for reads). */
 	KINESIS_OP_MUTATING = 1u << 1,
+	/* Not built for cluster mode yet: refused there (kinesis_cluster.c). */
+	KINESIS_OP_LOCAL = 1u << 2,
 };
 
 struct kinesis_req;
@@ -341,6 +345,33 @@ struct kinesis_shard *kinesis_shard_route(struct kinesis_stream *s, hashkey_t ke
 void kinesis_stream_index(struct kinesis_stream *s);
 void kinesis_stream_index_free(struct kinesis_stream *s);
 void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
+
+/* ---- Cluster mode (kinesis_cluster.c): writes through etcd, following other nodes ---- */
+
+/* Refuses (InvalidArgumentException) an operation not built for cluster mode; true if it did. */
+bool kinesis_cluster_refused(struct kinesis *k, struct api_call *call,
+			     const struct kinesis_op *op);
+/* Cluster mode: brings the streams in memory in line with the cache when it changed. */
+void kinesis_cluster_follow(struct kinesis *k);
+/*
+ * The actions' metadata writes: SQLite in single-node mode, etcd (then the cache) in
+ * cluster mode. Same errors as metadata.h's; -EEXIST / -EBUSY mean ResourceInUse.
+ */
+int kinesis_md_stream_create(struct kinesis *k, struct metadata_stream *ms,
+			     const struct metadata_shard *shards, const struct metadata_tag *tags,
+			     size_t tag_count);
+int kinesis_md_stream_deleting(struct kinesis *k, const struct kinesis_stream *s);
+int kinesis_md_retention_set(struct kinesis *k, const struct kinesis_stream *s, uint32_t hours);
+int kinesis_md_mode_set(struct kinesis *k, const struct kinesis_stream *s,
+			enum metadata_mode mode);
+int kinesis_md_setting_set(struct kinesis *k, const struct kinesis_stream *s,
+			   enum metadata_setting which, uint32_t value);
+int kinesis_md_tags_put(struct kinesis *k, const struct kinesis_stream *s, const char *resource,
+			const struct metadata_tag *tags, size_t count, uint32_t max);
+int kinesis_md_tags_remove(struct kinesis *k, const struct kinesis_stream *s,
+			   const char *resource, const struct metadata_tag *keys, size_t count);
+/* kinesis_main.c: a stream of the store not yet in memory (slot, shards, index). */
+int kinesis_stream_adopt(struct kinesis *k, const struct metadata_stream *ms);
 
 /* ---- Each concern's declarations ------------------------------------------ */
 

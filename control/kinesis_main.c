@@ -82,6 +82,45 @@ kinesis_load_shard(void *arg, uint32_t stream_id, const struct metadata_shard *m
 	return 0;
 }
 
+/* Cluster mode: one stream's shards of a full load (the stream being adopted). */
+struct kinesis_adopt {
+	struct kinesis *k;
+	uint32_t stream_id;
+};
+
+static int
+kinesis_adopt_stream_skip(void *arg, const struct metadata_stream *ms)
+{
+	(void)arg;
+	(void)ms;
+	return 0;
+}
+
+static int
+kinesis_adopt_shard(void *arg, uint32_t stream_id, const struct metadata_shard *msh)
+{
+	struct kinesis_adopt *a = arg;
+
+	return stream_id == a->stream_id ? kinesis_load_shard(a->k, stream_id, msh) : 0;
+}
+
+int
+kinesis_stream_adopt(struct kinesis *k, const struct metadata_stream *ms)
+{
+	struct kinesis_adopt a = { .k = k, .stream_id = ms->stream_id };
+	struct kinesis_stream *s;
+	int rc = kinesis_load_stream(k, ms);
+
+	if (rc == 0)
+		rc = metadata_load(k->md, kinesis_adopt_stream_skip, kinesis_adopt_shard, &a);
+	s = kinesis_stream_by_id(k, ms->stream_id);
+	if (rc == 0 && s != NULL) {
+		kinesis_stream_index(s);
+		rc = kinesis_log_retention(k, s->stream_id, s->retention_hours);
+	}
+	return rc;
+}
+
 static int
 kinesis_redo_delete(void *arg, uint32_t stream_id)
 {
@@ -230,6 +269,13 @@ kinesis_firehose_open(struct kinesis *k)
 int
 kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis **k_out)
 {
+	return kinesis_open_cluster(config, log, NULL, NULL, k_out);
+}
+
+int
+kinesis_open_cluster(const struct sluice_config *config, struct log *log,
+		     const char *etcd_endpoints, const char *cluster, struct kinesis **k_out)
+{
 	struct kinesis *k = calloc(1, sizeof(*k));
 	int rc;
 
@@ -244,6 +290,9 @@ kinesis_open(const struct sluice_config *config, struct log *log, struct kinesis
 	rc = kinesis_alloc(k);
 	if (rc == 0)
 		rc = metadata_open(config->data_dir, &k->md);
+	/* etcd's state into the cache before anything below loads it. */
+	if (rc == 0 && etcd_endpoints != NULL)
+		rc = metadata_cluster_start(k->md, etcd_endpoints, cluster, &k->mc);
 	if (rc != 0)
 		goto out_free;
 	rc = metadata_secret(k->md, k->secret, sizeof(k->secret));
@@ -325,6 +374,7 @@ kinesis_close(struct kinesis *k)
 		if (k->streams[i].used)
 			kinesis_stream_free(&k->streams[i]);
 	kinesis_policies_close(k);
+	metadata_cluster_stop(k->mc);
 	metadata_close(k->md);
 	free(k->streams);
 	free(k->pending);
@@ -392,6 +442,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	kinesis_reshard_poll(k);
 	kinesis_autoscale_tick(k, mono, clock_real_ns());
 	kinesis_stream_status_tick(k, mono);
+	kinesis_cluster_follow(k);
 	kinesis_fanout_poll(k);
 	firehose_poll(k->firehose, clock_real_ns());
 	if (mono >= k->retention_due_ns) {

@@ -35,15 +35,18 @@
 	  .stream_name = OP##_STREAM_NAME, .stream_arn = OP##_STREAM_ARN }
 
 #define MUT KINESIS_OP_MUTATING
+#define LOCAL KINESIS_OP_LOCAL
 
 /* Sorted by name, as the model lists them. */
 static const struct kinesis_op kinesis_ops[] = {
 	KINESIS_OP("AddTagsToStream", ADD_TAGS, kinesis_add_tags, MUT),
 	KINESIS_OP("CreateStream", CREATE_STREAM, kinesis_create_stream, MUT),
 	KINESIS_OP_S("DecreaseStreamRetentionPeriod", RETENTION, kinesis_decrease_retention, MUT),
-	KINESIS_OP("DeleteResourcePolicy", DELETE_POLICY, kinesis_delete_resource_policy, MUT),
+	KINESIS_OP("DeleteResourcePolicy", DELETE_POLICY, kinesis_delete_resource_policy,
+		   MUT | LOCAL),
 	KINESIS_OP_S("DeleteStream", DELETE_STREAM, kinesis_delete_stream, MUT),
-	KINESIS_OP("DeregisterStreamConsumer", CONSUMER_REF, kinesis_deregister_consumer, MUT),
+	KINESIS_OP("DeregisterStreamConsumer", CONSUMER_REF, kinesis_deregister_consumer,
+		   MUT | LOCAL),
 	{ .name = "DescribeAccountSettings", .handler = kinesis_describe_account_settings },
 	{ .name = "DescribeLimits", .handler = kinesis_describe_limits },  /* No members. */
 	KINESIS_OP_S("DescribeStream", DESCRIBE_STREAM, kinesis_describe_stream, 0),
@@ -61,29 +64,33 @@ static const struct kinesis_op kinesis_ops[] = {
 	KINESIS_OP("ListStreams", LIST_STREAMS, kinesis_list_streams, 0),
 	KINESIS_OP("ListTagsForResource", LIST_TAGS_RESOURCE, kinesis_list_tags_for_resource, 0),
 	KINESIS_OP_S("ListTagsForStream", LIST_TAGS, kinesis_list_tags, 0),
-	KINESIS_OP("MergeShards", MERGE_SHARDS, kinesis_merge_shards, MUT),
+	KINESIS_OP("MergeShards", MERGE_SHARDS, kinesis_merge_shards, MUT | LOCAL),
 	KINESIS_OP("PutRecord", PUT_RECORD, kinesis_put_record, MUT),
 	{ .name = "PutRecords", .handler = kinesis_put_records, .fast = kinesis_put_records_fast,
 	  .shape = (const struct kv_field[]){ KINESIS_SHAPE_PUT_RECORDS(KV_SHAPE_FIELD) },
 	  .shape_count = PUT_RECORDS_COUNT, .flags = MUT },
-	KINESIS_OP("PutResourcePolicy", PUT_POLICY, kinesis_put_resource_policy, MUT),
-	KINESIS_OP("RegisterStreamConsumer", REGISTER_CONSUMER, kinesis_register_consumer, MUT),
+	KINESIS_OP("PutResourcePolicy", PUT_POLICY, kinesis_put_resource_policy, MUT | LOCAL),
+	KINESIS_OP("RegisterStreamConsumer", REGISTER_CONSUMER, kinesis_register_consumer,
+		   MUT | LOCAL),
 	KINESIS_OP_S("RemoveTagsFromStream", REMOVE_TAGS, kinesis_remove_tags, MUT),
-	KINESIS_OP("SplitShard", SPLIT_SHARD, kinesis_split_shard, MUT),
-	KINESIS_OP_S("StartStreamEncryption", ENCRYPTION, kinesis_start_encryption, MUT),
-	KINESIS_OP_S("StopStreamEncryption", ENCRYPTION, kinesis_stop_encryption, MUT),
+	KINESIS_OP("SplitShard", SPLIT_SHARD, kinesis_split_shard, MUT | LOCAL),
+	KINESIS_OP_S("StartStreamEncryption", ENCRYPTION, kinesis_start_encryption, MUT | LOCAL),
+	KINESIS_OP_S("StopStreamEncryption", ENCRYPTION, kinesis_stop_encryption, MUT | LOCAL),
 	KINESIS_OP("SubscribeToShard", SUBSCRIBE, kinesis_subscribe_to_shard, 0),
 	KINESIS_OP("TagResource", TAG_RESOURCE, kinesis_tag_resource, MUT),
 	KINESIS_OP("UntagResource", UNTAG_RESOURCE, kinesis_untag_resource, MUT),
-	KINESIS_OP("UpdateAccountSettings", ACCOUNT_SETTINGS, kinesis_update_account_settings, MUT),
+	KINESIS_OP("UpdateAccountSettings", ACCOUNT_SETTINGS, kinesis_update_account_settings,
+		   MUT | LOCAL),
 	KINESIS_OP("UpdateMaxRecordSize", MAX_RECORD_SIZE, kinesis_update_max_record_size, MUT),
-	KINESIS_OP_S("UpdateShardCount", UPDATE_SHARD_COUNT, kinesis_update_shard_count, MUT),
+	KINESIS_OP_S("UpdateShardCount", UPDATE_SHARD_COUNT, kinesis_update_shard_count,
+		     MUT | LOCAL),
 	KINESIS_OP("UpdateStreamMode", UPDATE_STREAM_MODE, kinesis_update_stream_mode, MUT),
 	KINESIS_OP_S("UpdateStreamWarmThroughput", WARM_THROUGHPUT, kinesis_update_warm_throughput,
 		     MUT),
 };
 
 #undef MUT
+#undef LOCAL
 
 /* ---- Replies ------------------------------------------------------------ */
 
@@ -209,6 +216,8 @@ kinesis_op_run(struct kinesis *k, struct api_call *call, const struct api_reques
 		.k = k, .call = call, .req = req, .op = op, .scratch = k->req_scratch,
 	};
 
+	if (kinesis_cluster_refused(k, call, op))
+		return;
 	if (!kinesis_access_begin(k, call, req, op))
 		return;
 	if (op->fast == NULL || op->fast(&r) != 0)

@@ -478,7 +478,8 @@ int
 kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kinesis_reshard *plan)
 {
 	uint32_t old_count = plan->old_count;
-	int rc = kinesis_reshard_store(k, s, plan);
+	/* Not yet in cluster mode (the API refuses the calls; this stops the autoscaler). */
+	int rc = k->mc == NULL ? kinesis_reshard_store(k, s, plan) : -EOPNOTSUPP;
 
 	if (rc != 0)
 		return rc;

@@ -47,7 +47,7 @@ kinesis_retention(struct kinesis_req *r, bool increase)
 		return;
 	}
 	/* SQLite first; the log gets the same value now and again at every start. */
-	rc = metadata_retention_set(k->md, s->stream_id, hours);
+	rc = kinesis_md_retention_set(k, s, hours);
 	if (rc == 0)
 		rc = kinesis_log_retention(k, s->stream_id, hours);
 	if (rc != 0) {
@@ -111,7 +111,7 @@ kinesis_update_stream_mode(struct kinesis_req *r)
 			      kinesis_status_name(s->status));
 		return;
 	}
-	if (metadata_mode_set(k->md, s->stream_id, kinesis_mode_parse(details)) != 0) {
+	if (kinesis_md_mode_set(k, s, kinesis_mode_parse(details)) != 0) {
 		kinesis_internal_error(call);
 		return;
 	}
@@ -227,7 +227,7 @@ kinesis_monitoring(struct kinesis_req *r, bool on)
 		listed |= kinesis_metric_bits(child->valuestring);
 	after = on ? before | listed : before & ~listed;
 	if (after != before &&
-	    metadata_setting_set(r->k->md, s->stream_id, METADATA_SHARD_METRICS, after) != 0) {
+	    kinesis_md_setting_set(r->k, s, METADATA_SHARD_METRICS, after) != 0) {
 		kinesis_internal_error(r->call);
 		return;
 	}
@@ -272,7 +272,7 @@ kinesis_update_max_record_size(struct kinesis_req *r)
 	if (s == NULL || !kinesis_settings_admit(r, s) ||
 	    !kinesis_record_size_admit(r->k, r->call, kib))
 		return;
-	if (metadata_setting_set(r->k->md, s->stream_id, METADATA_MAX_RECORD_KIB, kib) != 0) {
+	if (kinesis_md_setting_set(r->k, s, METADATA_MAX_RECORD_KIB, kib) != 0) {
 		kinesis_internal_error(r->call);
 		return;
 	}
@@ -484,7 +484,7 @@ kinesis_update_warm_throughput(struct kinesis_req *r)
 	if (!kinesis_warm_admit(r, "UpdateStreamWarmThroughput", s->name, s->mode, mibps) ||
 	    !kinesis_settings_admit(r, s))
 		return;
-	if (metadata_setting_set(r->k->md, s->stream_id, METADATA_WARM_MIBPS, mibps) != 0) {
+	if (kinesis_md_setting_set(r->k, s, METADATA_WARM_MIBPS, mibps) != 0) {
 		kinesis_internal_error(r->call);
 		return;
 	}

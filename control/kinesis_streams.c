@@ -343,7 +343,7 @@ kinesis_stream_store(struct kinesis *k, struct kinesis_stream *s, const struct m
 			.parent = -1, .adjacent_parent = -1, .created_s = s->shards[i].created_s,
 		};
 	}
-	rc = metadata_stream_create(k->md, &ms, shards, tags, tag_count);
+	rc = kinesis_md_stream_create(k, &ms, shards, tags, tag_count);
 	free(shards);
 	if (rc != 0)
 		return rc;
@@ -451,11 +451,15 @@ kinesis_create(struct kinesis_req *r, uint32_t count)
 	if (rc == 0)
 		rc = kinesis_log_retention(k, s->stream_id, s->retention_hours);
 	if (rc != 0) {
-		diag_error("kinesis", "CreateStream %s: %s", name->string, strerror(-rc));
+		if (rc != -EEXIST)   /* Cluster mode: a name taken through another node, no fault. */
+			diag_error("kinesis", "CreateStream %s: %s", name->string, strerror(-rc));
 		kinesis_stream_free(s);
 		if (rc == -ENOSPC)   /* Not an internal failure: the operator can act on it. */
 			kinesis_error(call, "LimitExceededException", "The appliance's disk is "
 				      "full: delete a stream, or wait for retention to free space.");
+		else if (rc == -EEXIST)   /* Cluster mode: created through another node. */
+			kinesis_error(call, "ResourceInUseException", "Stream %s under account %s "
+				      "already exists.", name->string, k->config.account_id);
 		else
 			kinesis_internal_error(call);
 		return;
@@ -528,7 +532,7 @@ kinesis_delete_stream(struct kinesis_req *r)
 			      s->name, k->config.account_id);
 		return;
 	}
-	if (metadata_stream_deleting(k->md, s->stream_id) != 0) {
+	if (kinesis_md_stream_deleting(k, s) != 0) {
 		kinesis_internal_error(r->call);
 		return;
 	}

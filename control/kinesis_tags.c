@@ -158,8 +158,7 @@ kinesis_tags_add(struct kinesis_req *r, const struct kinesis_stream *s, const ch
 		kinesis_tags_invalid(call);
 		return;
 	}
-	rc = metadata_tags_put(k->md, s->stream_id, consumer, tags, count,
-			       KINESIS_TAGS_PER_STREAM_MAX);
+	rc = kinesis_md_tags_put(k, s, consumer, tags, count, KINESIS_TAGS_PER_STREAM_MAX);
 	if (rc == -E2BIG)
 		kinesis_tags_too_many(k, call, consumer, s->name);
 	else if (rc != 0)
@@ -260,7 +259,7 @@ kinesis_tags_remove(struct kinesis_req *r, const struct kinesis_stream *s, const
 		keys[count].key_size = strlen(child->valuestring);
 		count++;
 	}
-	if (metadata_tags_remove(r->k->md, s->stream_id, consumer, keys, count) != 0)
+	if (kinesis_md_tags_remove(r->k, s, consumer, keys, count) != 0)
 		kinesis_internal_error(r->call);
 	else
 		api_call_reply(r->call, 200);

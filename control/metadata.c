@@ -71,6 +71,7 @@ struct metadata {
 	char path[4096];           /* metadata.db (metadata_open_reader opens it again). */
 	struct metadata_feed *feed;
 	bool reader;               /* A metadata_open_reader handle: the feed is the writer's. */
+	bool shared_writer;        /* A metadata_open_writer handle: publishes on md's feed. */
 };
 
 static const char metadata_schema[] =
@@ -311,21 +312,23 @@ out_close:
 	return rc;
 }
 
-int
-metadata_open_reader(struct metadata *md, struct metadata **reader_out)
+/* Another connection on md's store and change events (a reader's, or a second writer's). */
+static int
+metadata_open_shared(struct metadata *md, bool writer, struct metadata **out)
 {
 	struct metadata *r;
 	int rc;
 
-	assert(!md->reader);
+	assert(!md->reader && !md->shared_writer);
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return -ENOMEM;
 	memcpy(r->path, md->path, sizeof(r->path));
-	r->reader = true;
+	r->reader = !writer;
+	r->shared_writer = writer;
 	r->feed = md->feed;
 	/* The writer created the schema; a reader never writes. */
-	rc = metadata_connect(r, SQLITE_OPEN_READONLY);
+	rc = metadata_connect(r, writer ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY);
 	if (rc != 0) {
 		sqlite3_close(r->db);
 		free(r);
@@ -334,8 +337,20 @@ metadata_open_reader(struct metadata *md, struct metadata **reader_out)
 	pthread_mutex_lock(&md->feed->lock);
 	md->feed->readers++;
 	pthread_mutex_unlock(&md->feed->lock);
-	*reader_out = r;
+	*out = r;
 	return 0;
+}
+
+int
+metadata_open_reader(struct metadata *md, struct metadata **reader_out)
+{
+	return metadata_open_shared(md, false, reader_out);
+}
+
+int
+metadata_open_writer(struct metadata *md, struct metadata **writer_out)
+{
+	return metadata_open_shared(md, true, writer_out);
 }
 
 void
@@ -344,7 +359,7 @@ metadata_close(struct metadata *md)
 	if (md == NULL)
 		return;
 	sqlite3_close(md->db);
-	if (md->reader) {
+	if (md->reader || md->shared_writer) {
 		pthread_mutex_lock(&md->feed->lock);
 		md->feed->readers--;
 		pthread_mutex_unlock(&md->feed->lock);
@@ -732,7 +747,13 @@ metadata_stream_create_txn(struct metadata *md, struct metadata_stream *stream,
 
 	if (rc != 0)
 		return rc;
-	rc = metadata_next_stream_id(md, &stream->stream_id);
+	/* A cluster cache stores etcd's id; the counter only ever moves past it. */
+	if (stream->stream_id != 0)
+		rc = metadata_run3(md, "INSERT INTO meta(key, value) VALUES('next_stream_id', ?1)"
+				   " ON CONFLICT(key) DO UPDATE SET value = max(value, ?1)",
+				   (int64_t)stream->stream_id + 1, 0, 0);
+	else
+		rc = metadata_next_stream_id(md, &stream->stream_id);
 	if (rc == 0)
 		rc = metadata_insert_stream(md, stream);
 	for (uint32_t i = 0; rc == 0 && i < stream->shard_count; i++)
@@ -871,8 +892,10 @@ metadata_shard_closed(struct metadata *md, uint32_t stream_id, uint32_t shard_in
 int
 metadata_retention_set(struct metadata *md, uint32_t stream_id, uint32_t hours)
 {
-	return metadata_run3(md, "UPDATE streams SET retention_hours = ? WHERE stream_id = ?",
-			     hours, stream_id, 0);
+	int rc = metadata_run3(md, "UPDATE streams SET retention_hours = ? WHERE stream_id = ?",
+			       hours, stream_id, 0);
+
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_UPDATED);
 }
 
 int
@@ -886,7 +909,8 @@ metadata_setting_set(struct metadata *md, uint32_t stream_id, enum metadata_sett
 		 " ON CONFLICT(stream_id) DO UPDATE SET %s = excluded.%s",
 		 metadata_setting_columns[which], metadata_setting_columns[which],
 		 metadata_setting_columns[which]);
-	return metadata_run3(md, sql, stream_id, value, 0);
+	return metadata_changed(md, metadata_run3(md, sql, stream_id, value, 0),
+				METADATA_CHANGE_STREAM_UPDATED);
 }
 
 int
@@ -925,8 +949,10 @@ metadata_account_set(struct metadata *md, const char *key, const int64_t *values
 int
 metadata_mode_set(struct metadata *md, uint32_t stream_id, enum metadata_mode mode)
 {
-	return metadata_run3(md, "UPDATE streams SET mode = ? WHERE stream_id = ?", (int64_t)mode,
-			     stream_id, 0);
+	int rc = metadata_run3(md, "UPDATE streams SET mode = ? WHERE stream_id = ?",
+			       (int64_t)mode, stream_id, 0);
+
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_UPDATED);
 }
 
 static int

@@ -90,6 +90,13 @@ int metadata_open(const char *data_dir, struct metadata **md_out);
  * change events. Close it (and its watches) before `md`.
  */
 int metadata_open_reader(struct metadata *md, struct metadata **reader_out);
+/*
+ * A second writing handle for another thread (the cluster cache, which applies
+ * etcd's state while the API thread writes through `md`): its own connection
+ * (SQLite serialises the two writers; each waits up to its busy timeout), no disk
+ * reserve, and its changes are published on `md`'s change events. Close it before `md`.
+ */
+int metadata_open_writer(struct metadata *md, struct metadata **writer_out);
 void metadata_close(struct metadata *md);
 /* Takes the reserve again if it was given back (after retention freed space). */
 void metadata_reserve_renew(struct metadata *md);
@@ -112,7 +119,9 @@ int metadata_load(struct metadata *md, metadata_stream_fn *stream_fn,
 /*
  * Creates a stream with its shards, tags and settings (shard_metrics,
  * max_record_kib; warm_mibps must be 0) in one transaction. Picks the stream
- * id (never reused) and stores it in stream->stream_id.
+ * id (never reused) and stores it in stream->stream_id; a stream_id given
+ * (not 0) is kept as it is: the cluster cache stores the id etcd handed out,
+ * and the local counter moves past it.
  */
 int metadata_stream_create(struct metadata *md, struct metadata_stream *stream,
 			   const struct metadata_shard *shards, const struct metadata_tag *tags,
@@ -214,11 +223,12 @@ int metadata_encryption_list(struct metadata *md, metadata_encryption_fn *fn, vo
 /* ---- Change events ----------------------------------------------------------------
  *
  * Every committed change that moves the route table (a stream created, marked
- * deleting or removed; a reshard changing the open shards) or a shard's end (its
- * close recorded) is published by the function that committed it, after the
- * commit: callers cannot forget to announce one. A watch sees the changes of the
- * kinds in its mask as a generation counter (how many so far) and an eventfd that
- * is readable while the counter moved past what metadata_watch_take() returned.
+ * deleting or removed; a reshard changing the open shards), a shard's end (its
+ * close recorded) or a stream's retention, mode or settings is published by the
+ * function that committed it, after the commit: callers cannot forget to announce
+ * one. A watch sees the changes of the kinds in its mask as a generation counter
+ * (how many so far) and an eventfd that is readable while the counter moved past
+ * what metadata_watch_take() returned.
  *
  * A counter, not a queue of events: a watcher rebuilds its view from a full read
  * (metadata_load) anyway, so "something changed since generation g" is all it
@@ -236,8 +246,10 @@ enum metadata_change {
 	METADATA_CHANGE_STREAM_DELETED = 1u << 2,
 	METADATA_CHANGE_RESHARDED = 1u << 3,     /* metadata_reshard: open shards changed. */
 	METADATA_CHANGE_SHARD_CLOSED = 1u << 4,  /* metadata_shard_closed: an end recorded. */
+	/* retention, mode or a setting (metadata_*_set): a cluster node's Kinesis layer follows. */
+	METADATA_CHANGE_STREAM_UPDATED = 1u << 5,
 };
-#define METADATA_CHANGE_KINDS 5u
+#define METADATA_CHANGE_KINDS 6u
 /* The changes that alter the route table (streams not deleting, their open shards). */
 #define METADATA_CHANGES_ROUTING (METADATA_CHANGE_STREAM_CREATED | \
 				  METADATA_CHANGE_STREAM_DELETING | \
@@ -262,5 +274,80 @@ uint64_t metadata_watch_take(struct metadata_watch *watch);
 void metadata_watch_kick(struct metadata_watch *watch);
 /* Changes of one kind (a single enum metadata_change bit) published by the store so far. */
 uint64_t metadata_changes(struct metadata *md, enum metadata_change kind);
+
+/* ---- Cluster mode (metadata_cluster.c, docs/CLUSTER.md "Stream metadata") ----------
+ *
+ * etcd holds the truth (cluster/streams.c); this store is the node's cache of it. A
+ * thread reads /sluice/<cluster>/ in one range at start (and after a compaction or a
+ * watch that ended), then follows a watch, and applies every stream and consumer it
+ * meets through the functions above on its own handle (metadata_open_writer): the
+ * rest of sluiced reads SQLite as in single-node mode and gets the same change events.
+ * A key it cannot read is skipped and counted. Ids and incarnations are etcd's, so
+ * every node caches the same ones.
+ *
+ * Writes go to etcd as one transaction each (compared on the stream key's
+ * mod_revision; a lost race is redone on fresh state up to CLUSTER_STREAM_CAS_TRIES
+ * times, then -EBUSY), then wait until this node's cache applied that revision
+ * (read-your-writes on the node that served the call; other nodes converge within
+ * their watch's latency). Errors: the SQLite functions' plus -ENOENT (no such stream
+ * or consumer), -EEXIST, -EBUSY, -ETIMEDOUT (the cache did not catch up within
+ * METADATA_CLUSTER_WAIT_MS: the change is in etcd and will be applied), etcd's.
+ * Reshards are not built in cluster mode (-EOPNOTSUPP).
+ */
+#define METADATA_CLUSTER_WAIT_MS 10000u
+
+struct metadata_cluster;
+
+/*
+ * Starts the cache on `md` (the writer's handle; it must outlive the cache): reads
+ * etcd and applies it before returning (so a node that missed changes while down
+ * starts consistent), then follows the watch on its thread. Call after
+ * metadata_open and before anything loads the store (kinesis_open). -EEXIST: the
+ * store holds streams that are not this cluster's (a single-node data_dir, or
+ * another cluster's): nothing is touched; cluster mode starts on an empty data_dir.
+ */
+int metadata_cluster_start(struct metadata *md, const char *etcd_endpoints, const char *cluster,
+			   struct metadata_cluster **mc_out);
+void metadata_cluster_stop(struct metadata_cluster *mc);
+
+struct metadata_cluster_status {
+	int64_t applied_revision;  /* etcd's revision the cache holds everything up to. */
+	uint64_t rereads;          /* Full reads (start, compaction, a watch that ended). */
+	uint64_t applied;          /* Stream and consumer keys applied. */
+	uint64_t bad_keys;         /* Unreadable keys skipped. */
+	int last_error;
+};
+
+void metadata_cluster_status(struct metadata_cluster *mc, struct metadata_cluster_status *out);
+/* Waits until the cache applied `revision` (-ETIMEDOUT after METADATA_CLUSTER_WAIT_MS). */
+int metadata_cluster_wait(struct metadata_cluster *mc, int64_t revision);
+
+/* stream->name, mode, retention, created_ms, incarnation, settings; fills stream_id. */
+int metadata_cluster_stream_create(struct metadata_cluster *mc, struct metadata_stream *stream,
+				   const struct metadata_shard *shards,
+				   const struct metadata_tag *tags, size_t tag_count);
+int metadata_cluster_stream_delete(struct metadata_cluster *mc, const char *name);
+int metadata_cluster_retention_set(struct metadata_cluster *mc, const char *name, uint32_t hours);
+int metadata_cluster_mode_set(struct metadata_cluster *mc, const char *name,
+			      enum metadata_mode mode);
+int metadata_cluster_setting_set(struct metadata_cluster *mc, const char *name,
+				 enum metadata_setting which, uint32_t value);
+/* resource "": the stream's; else the consumer's (NUL-terminated name). */
+int metadata_cluster_tags_put(struct metadata_cluster *mc, const char *name, const char *resource,
+			      const struct metadata_tag *tags, size_t count, uint32_t max);
+int metadata_cluster_tags_remove(struct metadata_cluster *mc, const char *name,
+				 const char *resource, const struct metadata_tag *keys,
+				 size_t count);
+int metadata_cluster_policy_put(struct metadata_cluster *mc, const char *name,
+				const char *resource, const char *policy, size_t size);
+int metadata_cluster_policy_delete(struct metadata_cluster *mc, const char *name,
+				   const char *resource);
+int metadata_cluster_consumer_add(struct metadata_cluster *mc, const char *stream,
+				  const char *name, uint64_t created_ms,
+				  const struct metadata_tag *tags, size_t tag_count);
+int metadata_cluster_consumer_remove(struct metadata_cluster *mc, const char *stream,
+				     const char *name);
+/* Not yet in cluster mode: -EOPNOTSUPP (the leader's cut needs the replication wiring). */
+int metadata_cluster_reshard(struct metadata_cluster *mc, const char *name);
 
 #endif /* SLUICE_CONTROL_METADATA_H */

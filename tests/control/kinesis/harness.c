@@ -112,7 +112,8 @@ harness_open_parts(struct harness *h)
 	lc.io = h->io;
 	lc.writer_thread = h->io == NULL;
 	cr_assert_eq(log_open(&lc, &h->log), 0);
-	cr_assert_eq(kinesis_open(&h->config, h->log, &h->k), 0);
+	cr_assert_eq(kinesis_open_cluster(&h->config, h->log, h->etcd_endpoints, h->cluster, &h->k),
+		     0);
 }
 
 void
@@ -135,6 +136,17 @@ harness_open_io(struct harness *h, uint32_t status_delay_ms, struct log_io *io)
 	cr_assert_eq(config_set_value(&h->config, "server", "data_dir", h->dir, &errors), 0);
 	h->config.stream_status_delay_ms = status_delay_ms;
 	harness_open_parts(h);
+}
+
+void
+harness_open_cluster(struct harness *h, uint32_t status_delay_ms, const char *etcd_endpoints,
+		     const char *cluster)
+{
+	harness_open_io(h, status_delay_ms, NULL);
+	harness_stop(h);
+	h->etcd_endpoints = etcd_endpoints;
+	h->cluster = cluster;
+	harness_start(h);
 }
 
 void

@@ -40,11 +40,16 @@ struct harness {
 	struct log_io *io;       /* NULL: the real backend. Else the simulated disk, whose
 				  * writer the harness steps itself (no writer thread). */
 	bool cbor;               /* Calls say they came in CBOR (api_call_is_cbor()). */
+	const char *etcd_endpoints; /* Cluster mode (kinesis_open_cluster); NULL: single node. */
+	const char *cluster;
 };
 
 void harness_open(struct harness *h, uint32_t status_delay_ms);
 /* As harness_open(), with the log on `io` (a simulated disk) and no writer thread. */
 void harness_open_io(struct harness *h, uint32_t status_delay_ms, struct log_io *io);
+/* As harness_open(), in cluster mode on etcd (docs/CLUSTER.md "Stream metadata"). */
+void harness_open_cluster(struct harness *h, uint32_t status_delay_ms, const char *etcd_endpoints,
+			  const char *cluster);
 /* Closes the log and metadata and opens them again (a restart). */
 void harness_restart(struct harness *h);
 /* harness_restart() in two halves, to change the files in between. */
