@@ -1179,18 +1179,18 @@ fh_update_spec(struct kinesis_req *r, const struct firehose_info *info, const cJ
 	bool http = info->spec.destination == FIREHOSE_DEST_HTTP;
 	const cJSON *dest = http ? cJSON_GetObjectItemCaseSensitive(merged, "S3Configuration") :
 			    merged;
+	bool partitioning = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(merged, FH_DYNAMIC_PARTITIONING), "Enabled"));
 
-	if (fh_spec_build(r, dest, http ? merged : NULL, false, spec) != 0)
-		return -EINVAL;
-	if (spec->partitioning != info->spec.partitioning) {
+	if (partitioning != info->spec.partitioning) {
 		/* AWS (CDK's DynamicPartitioningProps): "You cannot enable dynamic partitioning
 		 * for an existing Firehose stream"; nor can it be disabled. */
 		kinesis_error(r->call, "InvalidArgumentException", "Dynamic partitioning cannot be "
 			      "%s for an existing Firehose stream.",
-			      spec->partitioning ? "enabled" : "disabled");
+			      partitioning ? "enabled" : "disabled");
 		return -EINVAL;
 	}
-	return 0;
+	return fh_spec_build(r, dest, http ? merged : NULL, false, spec);
 }
 
 static void
