@@ -9,7 +9,11 @@
  *            "region":"..","records":[{"recordId":"<position in the cut>",
  *            "approximateArrivalTimestamp":<ms>,"data":"<base64>"},...]}
  *   STDOUT  its response: {"records":[{"recordId":"..","result":"Ok"|"Dropped"|
- *           "ProcessingFailed","data":"<base64>"},...]} (at most 6 MB, as AWS)
+ *           "ProcessingFailed","data":"<base64>","metadata":{"partitionKeys":{..}}},...]}
+ *           (at most 6 MB, as AWS); metadata only for !{partitionKeyFromLambda:..}
+ *
+ * An Ok record's data is followed by the stream's delimiter (AppendDelimiterToRecord)
+ * in the transformed cut; its partition keys are noted for partitioning (fh_partition.c).
  *
  *   OUTCOME                                RECORD GOES TO    errorCode
  *   Ok                                     the destination   -
