@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "control/firehose_api.h"
 #include "control/kinesis.h"
 #include "firehose/firehose.h"
@@ -595,9 +596,60 @@ fh_append_delimiter_from(struct kinesis_req *r, const cJSON *proc, struct fireho
 	return 0;
 }
 
+/* RecordDeAggregation's Delimiter: base64 (AWS: "must be a base-64 encoded string"). */
+static int
+fh_split_from(struct kinesis_req *r, const char *text, struct firehose_spec *spec)
+{
+	uint8_t bytes[FIREHOSE_DELIMITER_SIZE_MAX];
+	int64_t n = base64_decode(text, strlen(text), bytes, sizeof(bytes));
+
+	if (n <= 0 || memchr(bytes, '\0', (size_t)n) != NULL) {
+		kinesis_error(r->call, "InvalidArgumentException", "The Delimiter of a "
+			      "RecordDeAggregation processor must be base64 of 1 to %u bytes (no NUL) "
+			      "here, not '%s'.", FIREHOSE_DELIMITER_SIZE_MAX, text);
+		return -EINVAL;
+	}
+	memcpy(spec->split, bytes, (size_t)n);
+	spec->split[n] = '\0';
+	spec->split_size = (uint32_t)n;
+	return 0;
+}
+
+/* RecordDeAggregation: SubRecordType JSON, or DELIMITED with its Delimiter. 0 or replied. */
+static int
+fh_deaggregation_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec *spec)
+{
+	const char *type = NULL, *split = NULL;
+	const cJSON *param;
+
+	cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(proc, "Parameters")) {
+		const char *name = fh_member_string(param, "ParameterName", "");
+		const char *value = fh_member_string(param, "ParameterValue", "");
+
+		if (strcmp(name, "SubRecordType") == 0) {
+			type = value;
+		} else if (strcmp(name, "Delimiter") == 0) {
+			split = value;
+		} else {
+			kinesis_error(r->call, "InvalidArgumentException", "Processor parameter %s "
+				      "is not valid for a RecordDeAggregation processor.", name);
+			return -EINVAL;
+		}
+	}
+	if (spec->deaggregation != FIREHOSE_DEAGG_NONE || type == NULL ||
+	    (strcmp(type, "JSON") != 0 && strcmp(type, "DELIMITED") != 0) ||
+	    (strcmp(type, "DELIMITED") == 0) != (split != NULL)) {
+		kinesis_error(r->call, "InvalidArgumentException", "A RecordDeAggregation processor "
+			      "(one) takes SubRecordType JSON, or DELIMITED with a Delimiter.");
+		return -EINVAL;
+	}
+	spec->deaggregation = split != NULL ? FIREHOSE_DEAGG_DELIMITED : FIREHOSE_DEAGG_JSON;
+	return split != NULL ? fh_split_from(r, split, spec) : 0;
+}
+
 /*
- * One processor: MetadataExtraction's query, AppendDelimiterToRecord's delimiter; Lambda
- * is fh_lambda_spec_from's. 0 or replied.
+ * One processor: MetadataExtraction's query, AppendDelimiterToRecord's delimiter,
+ * RecordDeAggregation's split; Lambda is fh_lambda_spec_from's. 0 or replied.
  */
 static int
 fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec *spec)
@@ -609,10 +661,12 @@ fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec
 		return 0;  /* fh_lambda_spec_from's. */
 	if (strcmp(type, "AppendDelimiterToRecord") == 0)
 		return fh_append_delimiter_from(r, proc, spec);
+	if (strcmp(type, "RecordDeAggregation") == 0)
+		return fh_deaggregation_from(r, proc, spec);
 	if (strcmp(type, "MetadataExtraction") != 0) {
 		kinesis_error(r->call, "InvalidArgumentException", "Processor type %s is not "
-			      "supported by this endpoint yet (Lambda, MetadataExtraction and "
-			      "AppendDelimiterToRecord are).", type);
+			      "supported by this endpoint yet (Lambda, MetadataExtraction, "
+			      "RecordDeAggregation and AppendDelimiterToRecord are).", type);
 		return -EINVAL;
 	}
 	cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(proc, "Parameters")) {
@@ -1625,7 +1679,8 @@ fh_lambda_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_sp
 			return -EINVAL;
 		}
 		if (strcmp(type, "MetadataExtraction") == 0 ||
-		    strcmp(type, "AppendDelimiterToRecord") == 0)
+		    strcmp(type, "AppendDelimiterToRecord") == 0 ||
+		    strcmp(type, "RecordDeAggregation") == 0)
 			continue;  /* fh_processor_from's. */
 		if (strcmp(type, "Lambda") != 0 || l->arn[0] != '\0') {
 			kinesis_error(r->call, "InvalidArgumentException", "Only one processor of "
@@ -1691,7 +1746,8 @@ fh_delimiter_text(const struct firehose_spec *spec, char *out)
 
 /*
  * ProcessingConfiguration as CreateDeliveryStream takes it and Describe shows it:
- * MetadataExtraction, Lambda, AppendDelimiterToRecord (the order records meet them).
+ * RecordDeAggregation, MetadataExtraction, Lambda, AppendDelimiterToRecord (about the
+ * order records meet them; the query reads the Lambda's output).
  * NULL when the stream has no processor (or no memory).
  */
 static cJSON *
@@ -1701,6 +1757,10 @@ fh_processing_json(const struct firehose_spec *spec)
 	static const char *const lambda_names[] = { "LambdaArn", "NumberOfRetries",
 						    "BufferSizeInMBs", "BufferIntervalInSeconds" };
 	static const char *const delimiter_names[] = { "Delimiter" };
+	static const char *const split_names[] = { "SubRecordType", "Delimiter" };
+	char split[FIREHOSE_DELIMITER_SIZE_MAX * 2 + 4];
+	const char *split_values[] = { spec->deaggregation == FIREHOSE_DEAGG_JSON ? "JSON" :
+				       "DELIMITED", split };
 	const struct firehose_lambda *l = &spec->lambda;
 	char retries[16], size[32], interval[16], delimiter[2 * FIREHOSE_DELIMITER_SIZE_MAX + 1];
 	const char *lambda_values[] = { l->arn, retries, size, interval };
@@ -1709,8 +1769,10 @@ fh_processing_json(const struct firehose_spec *spec)
 	cJSON *pc, *list;
 	bool ok;
 
-	if (l->arn[0] == '\0' && spec->query[0] == '\0' && spec->delimiter_size == 0)
+	if (l->arn[0] == '\0' && spec->query[0] == '\0' && spec->delimiter_size == 0 &&
+	    spec->deaggregation == FIREHOSE_DEAGG_NONE)
 		return NULL;
+	split[base64_encode(spec->split, spec->split_size, split)] = '\0';
 	snprintf(retries, sizeof(retries), "%u", l->retries);
 	snprintf(size, sizeof(size), "%g", l->buffer_bytes / 1048576.0);
 	snprintf(interval, sizeof(interval), "%u", l->interval_s);
@@ -1718,7 +1780,9 @@ fh_processing_json(const struct firehose_spec *spec)
 	pc = cJSON_CreateObject();
 	list = cJSON_AddArrayToObject(pc, "Processors");
 	ok = list != NULL && cJSON_AddTrueToObject(pc, "Enabled") != NULL;
-	if (ok && spec->query[0] != '\0')
+	if (ok && spec->deaggregation != FIREHOSE_DEAGG_NONE)
+		ok = fh_processor_json(list, "RecordDeAggregation", split_names, split_values,
+				       spec->deaggregation == FIREHOSE_DEAGG_JSON ? 1 : 2);	if (ok && spec->query[0] != '\0')
 		ok = fh_processor_json(list, "MetadataExtraction", query_names, query_values, 2);
 	if (ok && l->arn[0] != '\0')
 		ok = fh_processor_json(list, "Lambda", lambda_names, lambda_values, 4);

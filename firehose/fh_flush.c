@@ -214,6 +214,7 @@ struct fh_read {
 	uint32_t records_max;    /* Or this many records (0: no limit). */
 	bool keep_ends;          /* Each record's end, arrival and seq kept (fh->record_*). */
 	bool deaggregate;        /* KPL aggregates become their user records. */
+	const struct firehose_spec *spec;  /* Its RecordDeAggregation (fh_split.c). */
 	const char *delimiter;   /* Written after each record (AppendDelimiterToRecord). */
 	uint32_t delimiter_size;
 	bool refused;            /* A log record did not fit: the cut ends before refused_seq. */
@@ -250,45 +251,75 @@ fh_read_add(struct fh_read *r, uint64_t seq, uint64_t arrival_ns, const uint8_t 
 	return true;
 }
 
+/*
+ * One (user) record, as its sub-records when the stream has RecordDeAggregation and it
+ * splits (fh_split.c); false when they do not all fit (the caller takes back the rest).
+ */
+static bool
+fh_read_one(struct fh_read *r, const struct log_record_out *record, const uint8_t *data,
+	    size_t size)
+{
+	struct fh_piece pieces[FIREHOSE_DEAGG_RECORDS_MAX];
+	uint32_t count = 0;
+
+	if (r->spec->deaggregation == FIREHOSE_DEAGG_NONE ||
+	    fh_split(r->spec, data, size, pieces, &count) != 0)
+		return fh_read_add(r, record->seq, record->arrival_ns, data, size);
+	for (uint32_t i = 0; i < count; i++)
+		if (!fh_read_add(r, record->seq, record->arrival_ns, data + pieces[i].off,
+				 pieces[i].size))
+			return false;
+	return true;
+}
+
 /* A KPL aggregate's user records (Kinesis sources); false when they do not all fit. */
 static bool
 fh_read_aggregate(struct fh_read *r, const struct log_record_out *record, const struct kpl *agg)
 {
-	struct firehose *fh = r->fh;
-	uint32_t records = r->records;
-	size_t used = fh->raw_used;
-
 	for (size_t i = 0; i < agg->record_count; i++) {
 		struct kpl_record user;
 
 		kpl_record(agg, i, &user);
-		if (!fh_read_add(r, record->seq, record->arrival_ns, user.data, user.data_size)) {
-			r->records = records;  /* All or nothing: the aggregate opens the next cut. */
-			fh->raw_used = used;
+		if (!fh_read_one(r, record, user.data, user.data_size))
 			return false;
-		}
 	}
 	return true;
 }
 
-/* Takes log record `record` into the cut; false when it must open the next one. */
+/*
+ * Takes log record `record` into the cut, all of it or nothing (a cut never splits a
+ * log record); false when it must open the next one.
+ */
 static bool
 fh_read_take(struct fh_read *r, const struct log_record_out *record)
 {
+	uint32_t records = r->records;
+	size_t used = r->fh->raw_used;
 	struct kpl agg;
 	bool taken;
 
 	if (r->deaggregate && kpl_open(record->data, record->data_size, &agg) == 0) {
 		taken = fh_read_aggregate(r, record, &agg);
 		kpl_close(&agg);
-		if (taken || r->records > 0)
-			return taken;
+		if (taken)
+			return true;
+		r->records = records;
+		r->fh->raw_used = used;
+		if (records > 0)
+			return false;  /* The aggregate opens the next cut. */
 		diag_warn("firehose", "seq %llu: a KPL aggregate of more user records than a cut "
 			  "may hold (%u) is delivered whole", (unsigned long long)record->seq,
 			  r->records_max);
+		/* Kept whole, as it is (its bytes are no records to split). */
+		return fh_read_add(r, record->seq, record->arrival_ns, record->data,
+				   record->data_size);
 	}
-	/* A plain record, or an aggregate kept whole (it does not unpack, or is too many). */
-	return fh_read_add(r, record->seq, record->arrival_ns, record->data, record->data_size);
+	taken = fh_read_one(r, record, record->data, record->data_size);
+	if (!taken) {
+		r->records = records;
+		r->fh->raw_used = used;
+	}
+	return taken;
 }
 
 static int
@@ -332,6 +363,7 @@ fh_read_range(struct firehose *fh, const struct fh_stream *s, uint64_t shard_id,
 	r->keep_ends = fh_records_max(s) != 0;
 	/* Firehose deaggregates a Kinesis stream source's KPL records, not DirectPut's. */
 	r->deaggregate = s->spec.source_arn[0] != '\0' || s->spec.deaggregate;
+	r->spec = &s->spec;
 	/* With a Lambda processor the delimiter follows what it returns (fh_lambda.c). */
 	r->delimiter = s->spec.delimiter;
 	r->delimiter_size = s->spec.lambda.arn[0] == '\0' ? s->spec.delimiter_size : 0;

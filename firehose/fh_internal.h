@@ -15,6 +15,7 @@
  *   fh_partition.c  dynamic partitioning: one range as one object per partition
  *   fh_http.c     HTTP endpoint destinations (libcurl), their backup, their table
  *   fh_lambda.c   the Lambda processor (a local executable), its table
+ *   fh_split.c    RecordDeAggregation: a record's JSON objects or delimited pieces
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
@@ -369,6 +370,18 @@ int fh_query_eval(const struct fh_query *q, const void *data, size_t size,
 		  char values[][FH_VALUE_SIZE_MAX + 1]);
 /* Prefix template t evaluated (a checked one); -ENAMETOOLONG when out is short. */
 int fh_prefix_eval(const char *t, const struct fh_prefix_vars *v, char *out, size_t out_size);
+
+/* fh_split.c: a sub-record of a record, data[off..off+size). */
+struct fh_piece {
+	size_t off;
+	size_t size;
+};
+/*
+ * The record's sub-records as spec->deaggregation says: 0 (*count >= 1), or -EINVAL
+ * (it does not split so, or into more than FIREHOSE_DEAGG_RECORDS_MAX: kept whole).
+ */
+int fh_split(const struct firehose_spec *spec, const uint8_t *data, size_t size,
+	     struct fh_piece pieces[FIREHOSE_DEAGG_RECORDS_MAX], uint32_t *count);
 
 /* fh_partition.c: records in one partitioned cut (the flusher stops a cut there). */
 #define FH_PART_RECORDS_MAX (1u << 17)

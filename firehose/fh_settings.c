@@ -8,7 +8,7 @@
  *   delivery_stream_tags       (ds_id, key) PRIMARY KEY, value
  *
  * The destination itself stays in delivery_streams (fh_store.c) and the tables
- * beside it (partitioning, delimiters, http_destinations, lambda_processors): an
+ * beside it (partitioning, record_processors, http_destinations, lambda_processors): an
  * update rewrites all of them and the version in one transaction.
  *
  * Encryption reuses the log's (nvme-log/log.h, "Encryption at rest") exactly as

@@ -10,7 +10,8 @@
  *
  *   partitioning       id INTEGER PRIMARY KEY, query TEXT       a stream with dynamic
  *                                                               partitioning enabled
- *   delimiters         id INTEGER PRIMARY KEY, delimiter TEXT   AppendDelimiterToRecord
+ *   record_processors  id INTEGER PRIMARY KEY, delimiter TEXT,  AppendDelimiterToRecord
+ *                      deaggregation INTEGER, split TEXT       ("" none), RecordDeAggregation
  *   s3_uploads         (below, fh_s3.c)
  *
  * intent_first/intent_end are NULL when no object is being written. Every
@@ -75,8 +76,8 @@ fh_store_open(struct firehose *fh)
 		" intent_first INTEGER, intent_end INTEGER);"
 		"CREATE TABLE IF NOT EXISTS partitioning(id INTEGER PRIMARY KEY,"
 		" query TEXT NOT NULL);"
-		"CREATE TABLE IF NOT EXISTS delimiters(id INTEGER PRIMARY KEY,"
-		" delimiter TEXT NOT NULL);");
+		"CREATE TABLE IF NOT EXISTS record_processors(id INTEGER PRIMARY KEY,"
+		" delimiter TEXT NOT NULL, deaggregation INTEGER NOT NULL, split TEXT NOT NULL);");
 	if (rc == 0)
 		rc = fh_http_store_create(fh);
 	return rc != 0 ? rc : fh_lambda_store_create(fh);
@@ -152,9 +153,24 @@ fh_store_by_id(struct firehose *fh, const char *sql, uint32_t id, sqlite3_stmt *
 	return step == SQLITE_ROW || step == SQLITE_DONE ? step : fh_store_fail(fh, sql);
 }
 
-/* The partitioning and delimiter rows onto the streams just loaded. */
+/* A record_processors row onto its stream. */
+static void
+fh_store_record_processors(struct fh_stream *s, sqlite3_stmt *st)
+{
+	int64_t deaggregation = sqlite3_column_int64(st, 2);
+
+	fh_store_column(st, 1, s->spec.delimiter, sizeof(s->spec.delimiter));
+	s->spec.delimiter_size = (uint32_t)strlen(s->spec.delimiter);
+	s->spec.deaggregation = deaggregation == FIREHOSE_DEAGG_JSON ? FIREHOSE_DEAGG_JSON :
+				deaggregation == FIREHOSE_DEAGG_DELIMITED ?
+				FIREHOSE_DEAGG_DELIMITED : FIREHOSE_DEAGG_NONE;
+	fh_store_column(st, 3, s->spec.split, sizeof(s->spec.split));
+	s->spec.split_size = (uint32_t)strlen(s->spec.split);
+}
+
+/* The partitioning and record_processors rows onto the streams just loaded. */
 static int
-fh_store_load_extras(struct firehose *fh, const char *sql, bool delimiter)
+fh_store_load_extras(struct firehose *fh, const char *sql, bool processors)
 {
 	sqlite3_stmt *st = NULL;
 	int step;
@@ -166,9 +182,8 @@ fh_store_load_extras(struct firehose *fh, const char *sql, bool delimiter)
 
 		if (s == NULL)
 			continue;  /* No stream of that id (deleted together; not expected). */
-		if (delimiter) {
-			fh_store_column(st, 1, s->spec.delimiter, sizeof(s->spec.delimiter));
-			s->spec.delimiter_size = (uint32_t)strlen(s->spec.delimiter);
+		if (processors) {
+			fh_store_record_processors(s, st);
 			continue;
 		}
 		s->spec.partitioning = true;
@@ -181,19 +196,21 @@ fh_store_load_extras(struct firehose *fh, const char *sql, bool delimiter)
 int
 fh_store_extras_write(struct firehose *fh, const struct fh_stream *s)
 {
-	int64_t id = s->id;
+	int64_t id = s->id, deaggregation = s->spec.deaggregation;
 	int rc = fh_store_run(fh, "DELETE FROM partitioning WHERE id = ?", "i",
 			      (const void *[]){ &id });
 
 	if (rc == 0)
-		rc = fh_store_run(fh, "DELETE FROM delimiters WHERE id = ?", "i",
+		rc = fh_store_run(fh, "DELETE FROM record_processors WHERE id = ?", "i",
 				  (const void *[]){ &id });
 	if (rc == 0 && s->spec.partitioning)
 		rc = fh_store_run(fh, "INSERT INTO partitioning(id, query) VALUES(?, ?)", "it",
 				  (const void *[]){ &id, s->spec.query });
-	if (rc == 0 && s->spec.delimiter_size != 0)
-		rc = fh_store_run(fh, "INSERT INTO delimiters(id, delimiter) VALUES(?, ?)", "it",
-				  (const void *[]){ &id, s->spec.delimiter });
+	if (rc == 0 && (s->spec.delimiter_size != 0 || deaggregation != FIREHOSE_DEAGG_NONE))
+		rc = fh_store_run(fh, "INSERT INTO record_processors(id, delimiter, deaggregation,"
+				  " split) VALUES(?, ?, ?, ?)", "itit",
+				  (const void *[]){ &id, s->spec.delimiter, &deaggregation,
+						    s->spec.split });
 	return rc;
 }
 
@@ -216,8 +233,8 @@ fh_store_load(struct firehose *fh)
 	sqlite3_finalize(st);
 	if (rc == 0)
 		rc = fh_store_load_extras(fh, "SELECT id, query FROM partitioning", false);
-	return rc != 0 ? rc : fh_store_load_extras(fh, "SELECT id, delimiter FROM delimiters",
-						    true);
+	return rc != 0 ? rc : fh_store_load_extras(fh, "SELECT id, delimiter, deaggregation, split"
+						    " FROM record_processors", true);
 }
 
 /* Runs one statement with integer/text parameters given as a format: 'i' int64, 't' text. */
@@ -310,7 +327,7 @@ fh_store_delete(struct firehose *fh, const struct fh_stream *s)
 			      (const void *[]){ &id });
 
 	if (rc == 0)
-		rc = fh_store_run(fh, "DELETE FROM delimiters WHERE id = ?", "i",
+		rc = fh_store_run(fh, "DELETE FROM record_processors WHERE id = ?", "i",
 				  (const void *[]){ &id });
 	if (rc == 0)
 		rc = fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",

@@ -77,6 +77,8 @@ struct firehose;
  * AWS documents no bound; ours keeps the per-record reserve of a cut small.
  */
 #define FIREHOSE_DELIMITER_SIZE_MAX 16u
+/* RecordDeAggregation: sub-records of one record at most (AWS: "capped at 500 per record"). */
+#define FIREHOSE_DEAGG_RECORDS_MAX 500u
 /* A refusal's text (firehose_spec_check). */
 #define FIREHOSE_MESSAGE_SIZE 512u
 
@@ -129,6 +131,13 @@ struct firehose_http {
 	uint32_t retry_s;            /* RetryOptions.DurationInSeconds. */
 };
 
+/* RecordDeAggregation's SubRecordType (none: records as they come). */
+enum firehose_deaggregation {
+	FIREHOSE_DEAGG_NONE,
+	FIREHOSE_DEAGG_JSON,         /* Concatenated JSON objects, or JSON lines. */
+	FIREHOSE_DEAGG_DELIMITED,    /* Pieces between the spec's split bytes. */
+};
+
 enum firehose_compression {
 	FIREHOSE_UNCOMPRESSED,
 	FIREHOSE_GZIP,
@@ -162,6 +171,10 @@ struct firehose_spec {
 	 */
 	char delimiter[FIREHOSE_DELIMITER_SIZE_MAX + 1];
 	uint32_t delimiter_size;
+	/* RecordDeAggregation: records split into sub-records first (DELIMITED: at split). */
+	enum firehose_deaggregation deaggregation;
+	char split[FIREHOSE_DELIMITER_SIZE_MAX + 1];
+	uint32_t split_size;
 	uint32_t size_mb;
 	uint32_t interval_s;
 	enum firehose_compression compression;

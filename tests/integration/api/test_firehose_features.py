@@ -5,6 +5,7 @@ s3rver (started here, behind [firehose] s3_endpoint) and read back with boto3's 
   1. AppendDelimiterToRecord (ProcessingConfiguration): the delimiter (a newline by
      default, or the Delimiter parameter) follows every record; alone, with dynamic
      partitioning and after a Lambda processor; its refusals; Describe and the CLI.
+     RecordDeAggregation: JSON sub-records before partitioning, DELIMITED pieces.
   2. !{partitionKeyFromLambda:KEY}: the Lambda function's metadata.partitionKeys picks
      each record's partition (beside a MetadataExtraction query's keys); a record whose
      keys are missing goes to ErrorOutputPrefix as Firehose's error JSON
@@ -149,8 +150,16 @@ def test_delimiter_api(fh, ep):
          "Processor parameter LambdaArn is not valid for an AppendDelimiterToRecord processor."),
         (ext("b", delimiter("x" * 17)), "must have 1 to 16 bytes here"),
         (ext("b", delimiter(), delimiter()), "Only one processor of type AppendDelimiterToRecord"),
-        (ext("b", ("RecordDeAggregation", {"SubRecordType": "JSON"})),
-         "Processor type RecordDeAggregation is not supported by this endpoint yet"),
+        (ext("b", ("Decompression", {"CompressionFormat": "GZIP"})),
+         "Processor type Decompression is not supported by this endpoint yet"),
+        (ext("b", ("RecordDeAggregation", {"SubRecordType": "DELIMITED"})),
+         "takes SubRecordType JSON, or DELIMITED with a Delimiter"),
+        (ext("b", ("RecordDeAggregation", {"SubRecordType": "JSON", "Delimiter": "IyMjIw=="})),
+         "takes SubRecordType JSON, or DELIMITED with a Delimiter"),
+        (ext("b", ("RecordDeAggregation", {"SubRecordType": "DELIMITED", "Delimiter": "#*!"})),
+         "must be base64 of 1 to 16 bytes"),
+        (ext("b", ("RecordDeAggregation", {"SubRecordType": "JSON", "LambdaArn": "x"})),
+         "Processor parameter LambdaArn is not valid for a RecordDeAggregation processor."),
     ]
     for dest, text in cases:
         expect_error(create, bad, text, DeliveryStreamName="v",
@@ -163,7 +172,7 @@ def test_delimiter_api(fh, ep):
                  HttpEndpointDestinationConfiguration=http_dest(
                      ep.url + "/ok", "b", ProcessingConfiguration=processors(delimiter())))
     check(fh.list_delivery_streams()["DeliveryStreamNames"] == [], "a refused create stayed")
-    print("ok: AppendDelimiterToRecord refusals")
+    print("ok: AppendDelimiterToRecord and RecordDeAggregation refusals")
 
 
 def test_delimiter(srv, fh, store):
@@ -216,6 +225,54 @@ def test_delimiter(srv, fh, store):
                            "partition %s with a newline delimiter" % c)
     print("ok: AppendDelimiterToRecord: default, ##, \\r\\n, after a Lambda, with partitioning "
           "(boto3 and aws firehose)")
+
+
+def test_deaggregation(fh, store):
+    """RecordDeAggregation: JSON (concatenated objects, JSON lines) before partitioning, and
+    DELIMITED ("####", base64 IyMjIw== as AWS's example) with a newline after each piece."""
+    name = "deagg-json"
+    store.client().create_bucket(Bucket=name)
+    fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=ext(
+        name, ("RecordDeAggregation", {"SubRecordType": "JSON"}), query("{c:.c}"), delimiter(),
+        prefix="c=!{partitionKeyFromQuery:c}/", error_prefix="err/!{firehose:error-output-type}/",
+        partitioning=True))
+    subs, recs = [], []
+    for i in range(300):
+        objs = [json.dumps({"c": "xyz"[(i + j) % 3], "n": i, "j": j}).encode()
+                for j in range(1 + i % 4)]
+        subs += objs
+        recs.append((b"\n" if i % 2 else b"").join(objs))  # Concatenated, or JSON lines.
+    recs.append(b"[1, 2]")  # Not objects: kept whole, and then no partition (not an object).
+    put_all(fh, name, recs)
+    objs = wait_store(store, name, "GZIP", lambda o: total(o, "c=") >= sum(
+        len(r) + 1 for r in subs) and error_lines(o, "err/"), name)
+    for c in "xyz":
+        check_exactly_once([r + b"\n" for r in subs if json.loads(r)["c"] == c],
+                           {k: d for k, d in objs.items() if k.startswith("c=%s/" % c)},
+                           "deaggregated partition %s" % c)
+    check([base64.b64decode(e["rawData"]) for e in error_lines(objs, "err/")] == [b"[1, 2]"],
+          "the record that does not split is kept whole (and fails partitioning)")
+    _, dest = described(fh, name)
+    check([p["Type"] for p in dest["ProcessingConfiguration"]["Processors"]] ==
+          ["RecordDeAggregation", "MetadataExtraction", "AppendDelimiterToRecord"], dest)
+    name = "deagg-delimited"
+    store.client().create_bucket(Bucket=name)
+    fh.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=ext(
+        name, ("RecordDeAggregation", {"SubRecordType": "DELIMITED", "Delimiter": "IyMjIw=="}),
+        delimiter()))
+    pieces = [[b"p%d-%d" % (i, j) for j in range(1 + i % 5)] for i in range(400)]
+    put_all(fh, name, [b"####".join(p) + (b"####" if i % 3 == 0 else b"")
+                       for i, p in enumerate(pieces)])
+    flat = [x + b"\n" for p in pieces for x in p]
+    objs = wait_store(store, name, "GZIP", lambda o: total(o) >= sum(map(len, flat)), name)
+    check_exactly_once(flat, objs, "delimited sub-records")
+    _, dest = described(fh, name)
+    check(dest["ProcessingConfiguration"]["Processors"][0] == {
+        "Type": "RecordDeAggregation", "Parameters": [
+            {"ParameterName": "SubRecordType", "ParameterValue": "DELIMITED"},
+            {"ParameterName": "Delimiter", "ParameterValue": "IyMjIw=="}]}, dest)
+    print("ok: RecordDeAggregation: JSON before partitioning (%d sub-records of %d records), "
+          "DELIMITED #### with a newline after each piece" % (len(subs), len(recs) - 1))
 
 
 # ---- 2. !{partitionKeyFromLambda:KEY} ----------------------------------------------------
@@ -526,6 +583,7 @@ def main():
             fh = client(srv)
             test_delimiter_api(fh, ep)
             test_delimiter(srv, fh, store)
+            test_deaggregation(fh, store)
             test_lambda_keys(fh, store)
             test_lambda_keys_only(fh, store)
             test_update_partitioned(fh, store)
