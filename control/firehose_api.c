@@ -669,6 +669,11 @@ fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec
 			      "RecordDeAggregation and AppendDelimiterToRecord are).", type);
 		return -EINVAL;
 	}
+	if (spec->query[0] != '\0') {
+		kinesis_error(r->call, "InvalidArgumentException", "Only one processor of type "
+			      "MetadataExtraction is supported.");
+		return -EINVAL;
+	}
 	cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(proc, "Parameters")) {
 		const char *name = fh_member_string(param, "ParameterName", "");
 		const char *value = fh_member_string(param, "ParameterValue", "");
