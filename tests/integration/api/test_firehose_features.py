@@ -30,14 +30,13 @@ import shutil
 import signal
 import stat
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_firehose import (DECODERS, check_exactly_once, client,  # noqa: E402
                            expect_error, firehose_cli, s3dest)
 from test_firehose_http import Endpoint, http_dest, put_all, wait_for  # noqa: E402
-from test_firehose_s3 import S3rver, s3rver_install, sluiced_args  # noqa: E402
+from test_firehose_s3 import s3rver_store, sluiced_args  # noqa: E402
 from test_kinesis_api import Sluiced, check  # noqa: E402
 
 DEADLINE_S = 120
@@ -566,13 +565,11 @@ def test_kill_after_update(binary, base, store, lambda_map):
 
 
 def main():
-    binary, js_dir = sys.argv[1], sys.argv[2]
-    main_js = s3rver_install(js_dir)
-    if main_js is None:
-        print("SKIPPED: no node/npm, or npm could not install s3rver")
+    binary = sys.argv[1]
+    got = s3rver_store(sys.argv[2], "fhfeat-test-")
+    if got is None:
         return
-    base = tempfile.mkdtemp(prefix="fhfeat-test-")
-    store = S3rver(main_js, os.path.join(base, "s3"), os.path.join(base, "s3rver.log"))
+    base, store = got
     ep = Endpoint()
     try:
         lambda_map = write_functions(base)

@@ -111,6 +111,16 @@ class S3rver:
         return out
 
 
+def s3rver_store(js_dir, prefix):
+    """(temp base dir, an S3rver in it, not started), or None (said: no node/npm)."""
+    main_js = s3rver_install(js_dir)
+    if main_js is None:
+        print("SKIPPED: no node/npm, or npm could not install s3rver")
+        return None
+    base = tempfile.mkdtemp(prefix=prefix)
+    return base, S3rver(main_js, os.path.join(base, "s3"), os.path.join(base, "s3rver.log"))
+
+
 def sluiced_args(store, part_mb=5):
     return ["--set", "firehose.s3_endpoint=" + store.url, "--set", "firehose.s3_access_key=" +
             S3_KEY, "--set", "firehose.s3_secret_key=" + S3_KEY, "--set",
@@ -548,14 +558,12 @@ def test_crashes(binary, base, store):
 
 
 def main():
-    binary, js_dir = sys.argv[1], sys.argv[2]
-    main_js = s3rver_install(js_dir)
-    if main_js is None:
-        print("SKIPPED: no node/npm, or npm could not install s3rver")
+    binary = sys.argv[1]
+    got = s3rver_store(sys.argv[2], "fhs3-test-")
+    if got is None:
         return
-    base = tempfile.mkdtemp(prefix="fhs3-test-")
+    base, store = got
     test_config(binary, base)
-    store = S3rver(main_js, os.path.join(base, "s3"), os.path.join(base, "s3rver.log"))
     try:
         os.makedirs(store.directory)
         store.start()
