@@ -1787,7 +1787,8 @@ fh_processing_json(const struct firehose_spec *spec)
 	ok = list != NULL && cJSON_AddTrueToObject(pc, "Enabled") != NULL;
 	if (ok && spec->deaggregation != FIREHOSE_DEAGG_NONE)
 		ok = fh_processor_json(list, "RecordDeAggregation", split_names, split_values,
-				       spec->deaggregation == FIREHOSE_DEAGG_JSON ? 1 : 2);	if (ok && spec->query[0] != '\0')
+				       spec->deaggregation == FIREHOSE_DEAGG_JSON ? 1 : 2);
+	if (ok && spec->query[0] != '\0')
 		ok = fh_processor_json(list, "MetadataExtraction", query_names, query_values, 2);
 	if (ok && l->arn[0] != '\0')
 		ok = fh_processor_json(list, "Lambda", lambda_names, lambda_values, 4);
