@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "control/firehose_api.h"
 #include "control/kinesis.h"
 #include "firehose/firehose.h"
@@ -48,15 +49,18 @@ static const char *const fh_stream_types[] = {
 /* ---- Shapes (kinesis_validate.h) ------------------------------------------ */
 
 static kv_nested_types_fn fh_s3_types, fh_http_types, fh_record_types, fh_records_types,
-	fh_source_types;
+	fh_source_types, fh_http_update_types;
 static kv_nested_check_fn fh_s3_check, fh_ext_s3_check, fh_http_check, fh_record_check,
-	fh_records_check, fh_source_check, fh_s3_update_check, fh_ext_s3_update_check;
+	fh_records_check, fh_source_check, fh_s3_update_check, fh_ext_s3_update_check,
+	fh_http_update_check;
 static int fh_http_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_spec *spec);
 static void fh_out_http(struct api_out *out, const struct firehose_spec *spec);
 static void fh_processing_check(struct kv_errors *errors, const char *base, const cJSON *item);
 static int fh_lambda_spec_from(struct kinesis_req *r, const cJSON *item,
 			       struct firehose_spec *spec);
 static void fh_out_processing(struct api_out *out, const struct firehose_spec *spec);
+static int fh_spec_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spec);
+static cJSON *fh_processing_json(const struct firehose_spec *spec);
 
 #define KINESIS_SHAPE_FH_CREATE(F) \
 	F(FH_CREATE, NAME, KV_DELIVERY_STREAM_NAME) \
@@ -122,7 +126,9 @@ KV_SHAPE_ENUM(FH_PUT_BATCH);
 	F(FH_UPDATE, DESTINATION_ID, KV_STR("DestinationId", true, KV_PATTERN_NONE, 1, 100)) \
 	FH_UPDATE_DEST(F, S3, "S3DestinationUpdate", fh_s3_types, fh_s3_update_check) \
 	FH_UPDATE_DEST(F, EXT_S3, "ExtendedS3DestinationUpdate", fh_s3_types, \
-		       fh_ext_s3_update_check)
+		       fh_ext_s3_update_check) \
+	FH_UPDATE_DEST(F, HTTP, "HttpEndpointDestinationUpdate", fh_http_update_types, \
+		       fh_http_update_check)
 KV_SHAPE_ENUM(FH_UPDATE);
 
 static kinesis_handler_fn fh_create, fh_describe, fh_list, fh_delete, fh_put, fh_put_batch,
@@ -343,6 +349,7 @@ fh_ext_s3_update_check(struct kinesis_req *r, const cJSON *item, struct kv_error
 {
 	(void)r;
 	fh_dest_check(item, errors, "extendedS3DestinationUpdate", false);
+	fh_processing_check(errors, "extendedS3DestinationUpdate", item);
 }
 
 /* Decoded record data by position, for the handler (one request at a time). */
@@ -523,7 +530,127 @@ fh_longest_segment(const char *path)
 	return longest;
 }
 
-/* One processor: MetadataExtraction's query; Lambda is fh_lambda_spec_from's. 0 or replied. */
+/*
+ * AppendDelimiterToRecord's Delimiter: the text as given, with the escapes \n, \r, \t and
+ * \\ read as the characters they name (AWS's examples write "\\n" as often as a newline).
+ * 0 or replied.
+ */
+static int
+fh_delimiter_from(struct kinesis_req *r, const char *text, struct firehose_spec *spec)
+{
+	static const char escapes[][2] = { { 'n', '\n' }, { 'r', '\r' }, { 't', '\t' },
+					    { '\\', '\\' } };
+	uint32_t n = 0;
+
+	for (const char *p = text; *p != '\0'; p++) {
+		char c = *p;
+
+		for (size_t i = 0; c == '\\' && i < ARRAY_SIZE(escapes); i++)
+			if (p[1] == escapes[i][0]) {
+				c = escapes[i][1];
+				p++;
+				break;
+			}
+		if (n == FIREHOSE_DELIMITER_SIZE_MAX) {
+			n = 0;
+			break;
+		}
+		spec->delimiter[n++] = c;
+	}
+	if (n == 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "The Delimiter of an "
+			      "AppendDelimiterToRecord processor must have 1 to %u bytes here.",
+			      FIREHOSE_DELIMITER_SIZE_MAX);
+		return -EINVAL;
+	}
+	spec->delimiter[n] = '\0';
+	spec->delimiter_size = n;
+	return 0;
+}
+
+/* AppendDelimiterToRecord: its only parameter is Delimiter (default a newline). */
+static int
+fh_append_delimiter_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec *spec)
+{
+	const cJSON *param;
+
+	if (spec->delimiter_size != 0) {
+		kinesis_error(r->call, "InvalidArgumentException", "Only one processor of type "
+			      "AppendDelimiterToRecord is supported.");
+		return -EINVAL;
+	}
+	spec->delimiter[0] = '\n';
+	spec->delimiter[1] = '\0';
+	spec->delimiter_size = 1;
+	cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(proc, "Parameters")) {
+		const char *name = fh_member_string(param, "ParameterName", "");
+
+		if (strcmp(name, "Delimiter") != 0) {
+			kinesis_error(r->call, "InvalidArgumentException", "Processor parameter %s "
+				      "is not valid for an AppendDelimiterToRecord processor.", name);
+			return -EINVAL;
+		}
+		if (fh_delimiter_from(r, fh_member_string(param, "ParameterValue", ""), spec) != 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* RecordDeAggregation's Delimiter: base64 (AWS: "must be a base-64 encoded string"). */
+static int
+fh_split_from(struct kinesis_req *r, const char *text, struct firehose_spec *spec)
+{
+	uint8_t bytes[FIREHOSE_DELIMITER_SIZE_MAX];
+	int64_t n = base64_decode(text, strlen(text), bytes, sizeof(bytes));
+
+	if (n <= 0 || memchr(bytes, '\0', (size_t)n) != NULL) {
+		kinesis_error(r->call, "InvalidArgumentException", "The Delimiter of a "
+			      "RecordDeAggregation processor must be base64 of 1 to %u bytes (no NUL) "
+			      "here, not '%s'.", FIREHOSE_DELIMITER_SIZE_MAX, text);
+		return -EINVAL;
+	}
+	memcpy(spec->split, bytes, (size_t)n);
+	spec->split[n] = '\0';
+	spec->split_size = (uint32_t)n;
+	return 0;
+}
+
+/* RecordDeAggregation: SubRecordType JSON, or DELIMITED with its Delimiter. 0 or replied. */
+static int
+fh_deaggregation_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec *spec)
+{
+	const char *type = NULL, *split = NULL;
+	const cJSON *param;
+
+	cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(proc, "Parameters")) {
+		const char *name = fh_member_string(param, "ParameterName", "");
+		const char *value = fh_member_string(param, "ParameterValue", "");
+
+		if (strcmp(name, "SubRecordType") == 0) {
+			type = value;
+		} else if (strcmp(name, "Delimiter") == 0) {
+			split = value;
+		} else {
+			kinesis_error(r->call, "InvalidArgumentException", "Processor parameter %s "
+				      "is not valid for a RecordDeAggregation processor.", name);
+			return -EINVAL;
+		}
+	}
+	if (spec->deaggregation != FIREHOSE_DEAGG_NONE || type == NULL ||
+	    (strcmp(type, "JSON") != 0 && strcmp(type, "DELIMITED") != 0) ||
+	    (strcmp(type, "DELIMITED") == 0) != (split != NULL)) {
+		kinesis_error(r->call, "InvalidArgumentException", "A RecordDeAggregation processor "
+			      "(one) takes SubRecordType JSON, or DELIMITED with a Delimiter.");
+		return -EINVAL;
+	}
+	spec->deaggregation = split != NULL ? FIREHOSE_DEAGG_DELIMITED : FIREHOSE_DEAGG_JSON;
+	return split != NULL ? fh_split_from(r, split, spec) : 0;
+}
+
+/*
+ * One processor: MetadataExtraction's query, AppendDelimiterToRecord's delimiter,
+ * RecordDeAggregation's split; Lambda is fh_lambda_spec_from's. 0 or replied.
+ */
 static int
 fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec *spec)
 {
@@ -532,10 +659,19 @@ fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec
 
 	if (strcmp(type, "Lambda") == 0)
 		return 0;  /* fh_lambda_spec_from's. */
+	if (strcmp(type, "AppendDelimiterToRecord") == 0)
+		return fh_append_delimiter_from(r, proc, spec);
+	if (strcmp(type, "RecordDeAggregation") == 0)
+		return fh_deaggregation_from(r, proc, spec);
 	if (strcmp(type, "MetadataExtraction") != 0) {
 		kinesis_error(r->call, "InvalidArgumentException", "Processor type %s is not "
-			      "supported by this endpoint yet (Lambda and MetadataExtraction are).",
-			      type);
+			      "supported by this endpoint yet (Lambda, MetadataExtraction, "
+			      "RecordDeAggregation and AppendDelimiterToRecord are).", type);
+		return -EINVAL;
+	}
+	if (spec->query[0] != '\0') {
+		kinesis_error(r->call, "InvalidArgumentException", "Only one processor of type "
+			      "MetadataExtraction is supported.");
 		return -EINVAL;
 	}
 	cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(proc, "Parameters")) {
@@ -561,15 +697,14 @@ fh_processor_from(struct kinesis_req *r, const cJSON *proc, struct firehose_spec
 }
 
 /*
- * DynamicPartitioningConfiguration, ProcessingConfiguration (when Enabled), and the
- * prefixes' expressions checked against them (firehose_spec_check). 0 or replied.
+ * DynamicPartitioningConfiguration and ProcessingConfiguration (when Enabled) but its
+ * Lambda processor (fh_lambda_spec_from). 0 or replied.
  */
 static int
 fh_partitioning_from(struct kinesis_req *r, const cJSON *dest, struct firehose_spec *spec)
 {
 	const cJSON *dp = cJSON_GetObjectItemCaseSensitive(dest, FH_DYNAMIC_PARTITIONING);
 	const cJSON *pc = cJSON_GetObjectItemCaseSensitive(dest, "ProcessingConfiguration");
-	char message[FIREHOSE_MESSAGE_SIZE];
 	const cJSON *proc;
 
 	spec->partitioning = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dp, "Enabled"));
@@ -577,6 +712,25 @@ fh_partitioning_from(struct kinesis_req *r, const cJSON *dest, struct firehose_s
 		cJSON_ArrayForEach(proc, cJSON_GetObjectItemCaseSensitive(pc, "Processors"))
 			if (fh_processor_from(r, proc, spec) != 0)
 				return -EINVAL;
+	return 0;
+}
+
+/*
+ * The whole spec of a destination: `dest` the S3 one (an HTTP endpoint's backup), `http`
+ * the endpoint (NULL for S3), processors unless `legacy` (S3DestinationConfiguration has
+ * none in the model); then the prefixes' expressions against partitioning and the
+ * processors (firehose_spec_check). 0 or replied.
+ */
+static int
+fh_spec_build(struct kinesis_req *r, const cJSON *dest, const cJSON *http, bool legacy,
+	      struct firehose_spec *spec)
+{
+	char message[FIREHOSE_MESSAGE_SIZE];
+
+	if (fh_spec_from(r, dest, spec) != 0 ||
+	    (http != NULL && fh_http_spec_from(r, http, spec) != 0) ||
+	    (!legacy && fh_lambda_spec_from(r, http != NULL ? http : dest, spec) != 0))
+		return -EINVAL;
 	if (firehose_spec_check(spec, message, sizeof(message)) != 0) {
 		kinesis_error(r->call, "InvalidArgumentException", "%s", message);
 		return -EINVAL;
@@ -705,16 +859,9 @@ fh_create(struct kinesis_req *r)
 	char arn[FH_ARN_SIZE];
 	int rc;
 
-	if (fh_create_check(r, &dest) != 0 || fh_spec_from(r, dest, &spec) != 0 ||
-	    fh_source_from(r, &spec) != 0)
-		return;
-	if (r->v[FH_CREATE_HTTP].json != NULL &&
-	    fh_http_spec_from(r, r->v[FH_CREATE_HTTP].json, &spec) != 0)
-		return;
-	/* S3DestinationConfiguration has no ProcessingConfiguration in the model. */
-	if (r->v[FH_CREATE_S3].json == NULL &&
-	    fh_lambda_spec_from(r, r->v[FH_CREATE_HTTP].json != NULL ? r->v[FH_CREATE_HTTP].json :
-				dest, &spec) != 0)
+	if (fh_create_check(r, &dest) != 0 ||
+	    fh_spec_build(r, dest, r->v[FH_CREATE_HTTP].json, r->v[FH_CREATE_S3].json != NULL,
+			  &spec) != 0 || fh_source_from(r, &spec) != 0)
 		return;
 	snprintf(spec.name, sizeof(spec.name), "%s", r->v[FH_CREATE_NAME].string);
 	rc = firehose_create(r->k->firehose, &spec, kinesis_now_ms(r->req));
@@ -759,17 +906,6 @@ fh_out_partitioning(struct api_out *out, const struct firehose_spec *spec)
 {
 	if (spec->partitioning)
 		api_out_printf(out, ",\"DynamicPartitioningConfiguration\":{\"Enabled\":true}");
-}
-
-/* Dynamic partitioning's MetadataExtraction processor (in ProcessingConfiguration). */
-static void
-fh_out_metadata_extraction(struct api_out *out, const struct firehose_spec *spec)
-{
-	api_out_printf(out, "{\"Type\":\"MetadataExtraction\",\"Parameters\":[{\"ParameterName\":"
-		       "\"MetadataExtractionQuery\",\"ParameterValue\":");
-	api_out_json_string(out, spec->query, strlen(spec->query));
-	api_out_printf(out, "},{\"ParameterName\":\"JsonParsingEngine\",\"ParameterValue\":"
-		       "\"JQ-1.6\"}]}");
 }
 
 static void
@@ -896,43 +1032,153 @@ fh_delete(struct kinesis_req *r)
 static const char *const fh_other_updates[] = {
 	"RedshiftDestinationUpdate", "ElasticsearchDestinationUpdate",
 	"AmazonopensearchserviceDestinationUpdate", "SplunkDestinationUpdate",
-	"HttpEndpointDestinationUpdate", "AmazonOpenSearchServerlessDestinationUpdate",
-	"SnowflakeDestinationUpdate", "IcebergDestinationUpdate",
+	"AmazonOpenSearchServerlessDestinationUpdate", "SnowflakeDestinationUpdate",
+	"IcebergDestinationUpdate",
 };
 
 /*
- * The destination as it is, in CreateDeliveryStream's shape, with the update's members
- * laid over it (AWS merges an update of the same type): fh_spec_from() reads it as it
- * reads a new one, so an update is checked exactly as a creation. NULL: no memory.
+ * Lays `update`'s members over `base`: objects member by member (AWS merges an update
+ * of the same type: members left out are kept), anything else replaced. false: no memory.
+ */
+static bool
+fh_json_overlay(cJSON *base, const cJSON *update)
+{
+	const cJSON *member;
+
+	cJSON_ArrayForEach(member, update) {
+		cJSON *have = cJSON_GetObjectItemCaseSensitive(base, member->string);
+		cJSON *copy;
+
+		if (cJSON_IsObject(have) && cJSON_IsObject(member)) {
+			if (!fh_json_overlay(have, member))
+				return false;
+			continue;
+		}
+		copy = cJSON_Duplicate(member, true);
+		if (copy == NULL)
+			return false;
+		if (have != NULL ? !cJSON_ReplaceItemViaPointer(base, have, copy) :
+		    !cJSON_AddItemToObject(base, member->string, copy)) {
+			cJSON_Delete(copy);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The S3 destination (or an endpoint's backup) as it is, in CreateDeliveryStream's shape. */
+static cJSON *
+fh_s3_json(const struct firehose_spec *spec, bool extended)
+{
+	cJSON *dest = cJSON_CreateObject();
+	cJSON *hints = cJSON_AddObjectToObject(dest, "BufferingHints");  /* Owned by dest. */
+	cJSON *dp = NULL, *pc = extended ? fh_processing_json(spec) : NULL;
+	bool ok = hints != NULL &&
+		  cJSON_AddStringToObject(dest, "RoleARN", spec->role_arn) != NULL &&
+		  cJSON_AddStringToObject(dest, "BucketARN", spec->bucket_arn) != NULL &&
+		  cJSON_AddStringToObject(dest, "Prefix", spec->prefix) != NULL &&
+		  cJSON_AddStringToObject(dest, "ErrorOutputPrefix", spec->error_prefix) != NULL &&
+		  cJSON_AddStringToObject(dest, "CompressionFormat",
+					  firehose_compression_name(spec->compression)) != NULL &&
+		  cJSON_AddNumberToObject(hints, "SizeInMBs", spec->size_mb) != NULL &&
+		  cJSON_AddNumberToObject(hints, "IntervalInSeconds", spec->interval_s) != NULL;
+
+	if (ok && pc != NULL)
+		ok = cJSON_AddItemToObject(dest, "ProcessingConfiguration", pc);
+	else
+		cJSON_Delete(pc);
+	if (ok && extended && spec->partitioning) {
+		dp = cJSON_AddObjectToObject(dest, FH_DYNAMIC_PARTITIONING);
+		ok = dp != NULL && cJSON_AddTrueToObject(dp, "Enabled") != NULL;
+	}
+	if (!ok) {
+		cJSON_Delete(dest);
+		return NULL;
+	}
+	return dest;
+}
+
+/* CommonAttributes as their list, from the JSON object the spec keeps. */
+static bool
+fh_attributes_json(cJSON *request, const struct firehose_http *http)
+{
+	cJSON *object = cJSON_Parse(http->attributes[0] != '\0' ? http->attributes : "{}");
+	cJSON *list = cJSON_AddArrayToObject(request, "CommonAttributes");
+	const cJSON *a;
+	bool ok = object != NULL && list != NULL;
+
+	cJSON_ArrayForEach(a, object) {
+		cJSON *pair = cJSON_CreateObject();
+
+		ok = ok && cJSON_AddItemToArray(list, pair) &&
+		     cJSON_AddStringToObject(pair, "AttributeName", a->string) != NULL &&
+		     cJSON_AddStringToObject(pair, "AttributeValue",
+					     cJSON_IsString(a) ? a->valuestring : "") != NULL;
+	}
+	cJSON_Delete(object);
+	return ok;
+}
+
+/* The HTTP endpoint destination as it is, AccessKey too, in CreateDeliveryStream's shape. */
+static cJSON *
+fh_http_json(const struct firehose_spec *spec)
+{
+	const struct firehose_http *http = &spec->http;
+	cJSON *dest = cJSON_CreateObject();
+	cJSON *endpoint = cJSON_AddObjectToObject(dest, "EndpointConfiguration");
+	cJSON *hints = cJSON_AddObjectToObject(dest, "BufferingHints");
+	cJSON *request = cJSON_AddObjectToObject(dest, "RequestConfiguration");
+	cJSON *retry = cJSON_AddObjectToObject(dest, "RetryOptions");
+	cJSON *s3 = fh_s3_json(spec, false), *pc = fh_processing_json(spec);
+	bool ok = endpoint != NULL && hints != NULL && request != NULL && retry != NULL &&
+		  cJSON_AddItemToObject(dest, "S3Configuration", s3) &&
+		  cJSON_AddStringToObject(endpoint, "Url", http->url) != NULL &&
+		  cJSON_AddStringToObject(endpoint, "AccessKey", http->access_key) != NULL &&
+		  (http->endpoint_name[0] == '\0' ||
+		   cJSON_AddStringToObject(endpoint, "Name", http->endpoint_name) != NULL) &&
+		  cJSON_AddNumberToObject(hints, "SizeInMBs", spec->size_mb) != NULL &&
+		  cJSON_AddNumberToObject(hints, "IntervalInSeconds", spec->interval_s) != NULL &&
+		  cJSON_AddStringToObject(request, "ContentEncoding",
+					  http->gzip ? "GZIP" : "NONE") != NULL &&
+		  fh_attributes_json(request, http) &&
+		  cJSON_AddNumberToObject(retry, "DurationInSeconds", http->retry_s) != NULL &&
+		  cJSON_AddStringToObject(dest, "S3BackupMode",
+					  http->backup_all ? "AllData" : "FailedDataOnly") != NULL;
+
+	if (ok && pc != NULL)
+		ok = cJSON_AddItemToObject(dest, "ProcessingConfiguration", pc);
+	else
+		cJSON_Delete(pc);
+	if (!ok) {
+		if (s3 != NULL && cJSON_GetObjectItemCaseSensitive(dest, "S3Configuration") != s3)
+			cJSON_Delete(s3);
+		cJSON_Delete(dest);
+		return NULL;
+	}
+	return dest;
+}
+
+/*
+ * The destination as it is with the update laid over it (an endpoint's S3Update over
+ * its S3Configuration): fh_spec_build() reads it as it reads a new one, so an update is
+ * checked exactly as a creation. NULL: no memory.
  */
 static cJSON *
 fh_update_merge(const struct firehose_info *info, const cJSON *update)
 {
-	cJSON *merged = cJSON_CreateObject();
-	cJSON *hints = cJSON_AddObjectToObject(merged, "BufferingHints");  /* Owned by merged. */
-	const cJSON *member;
-	bool ok = hints != NULL;
+	bool http = info->spec.destination == FIREHOSE_DEST_HTTP;
+	cJSON *merged = http ? fh_http_json(&info->spec) : fh_s3_json(&info->spec, true);
+	const cJSON *s3_update = cJSON_GetObjectItemCaseSensitive(update, "S3Update");
+	bool ok = merged != NULL && fh_json_overlay(merged, update);
 
-	ok = ok && cJSON_AddStringToObject(merged, "RoleARN", info->spec.role_arn) != NULL &&
-	     cJSON_AddStringToObject(merged, "BucketARN", info->spec.bucket_arn) != NULL &&
-	     cJSON_AddStringToObject(merged, "Prefix", info->spec.prefix) != NULL &&
-	     cJSON_AddStringToObject(merged, "ErrorOutputPrefix", info->spec.error_prefix) != NULL &&
-	     cJSON_AddStringToObject(merged, "CompressionFormat",
-				     firehose_compression_name(info->spec.compression)) != NULL &&
-	     cJSON_AddNumberToObject(hints, "SizeInMBs", info->spec.size_mb) != NULL &&
-	     cJSON_AddNumberToObject(hints, "IntervalInSeconds", info->spec.interval_s) != NULL;
+	if (ok && http) {
+		cJSON_DeleteItemFromObjectCaseSensitive(merged, "S3Update");
+		ok = fh_json_overlay(cJSON_GetObjectItemCaseSensitive(merged, "S3Configuration"),
+				     s3_update);
+	}
 	if (!ok) {
 		cJSON_Delete(merged);
 		return NULL;
-	}
-	cJSON_ArrayForEach(member, update) {
-		cJSON *copy = cJSON_Duplicate(member, true);
-
-		if (copy == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(merged, member->string,
-									      copy)) {
-			if (copy != NULL && !cJSON_AddItemToObject(merged, member->string, copy))
-				cJSON_Delete(copy);
-		}
 	}
 	return merged;
 }
@@ -944,6 +1190,8 @@ fh_update_check(struct kinesis_req *r, const struct firehose_info *info, const c
 	const char *name = r->v[FH_UPDATE_NAME].string;
 	const char *version = r->v[FH_UPDATE_VERSION].string;
 	const cJSON *s3 = r->v[FH_UPDATE_S3].json, *ext = r->v[FH_UPDATE_EXT_S3].json;
+	const cJSON *http = r->v[FH_UPDATE_HTTP].json;
+	bool is_http = info->spec.destination == FIREHOSE_DEST_HTTP;
 	char current[16];
 
 	if (strcmp(r->v[FH_UPDATE_DESTINATION_ID].string, FH_DESTINATION_ID) != 0) {
@@ -961,25 +1209,55 @@ fh_update_check(struct kinesis_req *r, const struct firehose_info *info, const c
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(fh_other_updates); i++)
 		if (cJSON_GetObjectItemCaseSensitive(r->root, fh_other_updates[i]) != NULL) {
-			kinesis_error(r->call, "InvalidArgumentException", "Only S3 and ExtendedS3 "
-				      "destinations are supported by this endpoint yet.");
+			kinesis_error(r->call, "InvalidArgumentException", "Only S3, ExtendedS3 and "
+				      "HttpEndpoint destinations are supported by this endpoint yet.");
 			return -EINVAL;
 		}
-	if ((s3 != NULL) + (ext != NULL) != 1) {
+	if ((s3 != NULL) + (ext != NULL) + (http != NULL) != 1) {
 		kinesis_error(r->call, "InvalidArgumentException", "Exactly one destination "
 			      "update is supported for a Firehose");
 		return -EINVAL;
 	}
-	*dest_out = ext != NULL ? ext : s3;
+	if ((http != NULL) != is_http) {
+		/* AWS: "switching to or from an HTTP endpoint destination is not supported". */
+		kinesis_error(r->call, "InvalidArgumentException", "Firehose %s has %s destination: "
+			      "an update cannot switch it to %s destination.", name,
+			      is_http ? "an HttpEndpoint" : "an S3", is_http ? "an S3" :
+			      "an HttpEndpoint");
+		return -EINVAL;
+	}
+	*dest_out = ext != NULL ? ext : s3 != NULL ? s3 : http;
 	return 0;
+}
+
+/* The merged update into spec; AWS's rules on what an update may not change. 0 or replied. */
+static int
+fh_update_spec(struct kinesis_req *r, const struct firehose_info *info, const cJSON *merged,
+	       struct firehose_spec *spec)
+{
+	bool http = info->spec.destination == FIREHOSE_DEST_HTTP;
+	const cJSON *dest = http ? cJSON_GetObjectItemCaseSensitive(merged, "S3Configuration") :
+			    merged;
+	bool partitioning = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(merged, FH_DYNAMIC_PARTITIONING), "Enabled"));
+
+	if (partitioning != info->spec.partitioning) {
+		/* AWS (CDK's DynamicPartitioningProps): "You cannot enable dynamic partitioning
+		 * for an existing Firehose stream"; nor can it be disabled. */
+		kinesis_error(r->call, "InvalidArgumentException", "Dynamic partitioning cannot be "
+			      "%s for an existing Firehose stream.",
+			      partitioning ? "enabled" : "disabled");
+		return -EINVAL;
+	}
+	return fh_spec_build(r, dest, http ? merged : NULL, false, spec);
 }
 
 static void
 fh_update(struct kinesis_req *r)
 {
 	static struct firehose_info info;  /* API thread only. */
+	static struct firehose_spec spec;
 	const char *name = r->v[FH_UPDATE_NAME].string;
-	struct firehose_spec spec = { 0 };
 	const cJSON *update = NULL;
 	cJSON *merged;
 	int rc = firehose_describe(r->k->firehose, name, &info);
@@ -990,27 +1268,21 @@ fh_update(struct kinesis_req *r)
 	}
 	if (fh_update_check(r, &info, &update) != 0)
 		return;
-	if (info.spec.partitioning || info.spec.lambda.arn[0] != '\0' ||
-	    info.spec.destination == FIREHOSE_DEST_HTTP) {
-		kinesis_error(r->call, "InvalidArgumentException", "UpdateDestination of a delivery "
-			      "stream with dynamic partitioning, a processor or an HTTP endpoint is "
-			      "not supported by this endpoint yet.");
-		return;
-	}
 	merged = fh_update_merge(&info, update);
 	if (merged == NULL) {
 		kinesis_internal_error(r->call);
 		return;
 	}
-	rc = fh_spec_from(r, merged, &spec);
+	memset(&spec, 0, sizeof(spec));
+	rc = fh_update_spec(r, &info, merged, &spec);
 	cJSON_Delete(merged);
 	if (rc != 0)
 		return;
 	rc = firehose_update(r->k->firehose, name, info.version, &spec, kinesis_now_ms(r->req));
 	if (rc == -EBUSY)
 		kinesis_error(r->call, "ResourceInUseException", "Firehose %s under account %s is "
-			      "delivering a range again after a failure; its settings change once it "
-			      "is delivered.", name, r->k->config.account_id);
+			      "delivering a range; its settings change once it is delivered.",
+			      name, r->k->config.account_id);
 	else if (rc != 0)
 		fh_errno_reply(r, rc, name);
 	if (rc != 0)
@@ -1086,85 +1358,124 @@ fh_enum_check(struct kv_errors *errors, const char *path, const cJSON *item,
 }
 
 static void
-fh_http_attributes_check(const cJSON *attributes, struct kv_errors *errors)
+fh_http_attributes_check(const cJSON *attributes, struct kv_errors *errors, const char *base)
 {
-	const char *base = "httpEndpointDestinationConfiguration.requestConfiguration."
-			   "commonAttributes";
 	uint32_t i = 0;
 	const cJSON *a;
-	char path[160];
+	char path[192];
 
+	snprintf(path, sizeof(path), "%s.requestConfiguration.commonAttributes", base);
 	if (cJSON_GetArraySize(attributes) > (int)FIREHOSE_HTTP_ATTRIBUTES_MAX) {
 		char rendered[32];
 
 		snprintf(rendered, sizeof(rendered), "%d", cJSON_GetArraySize(attributes));
-		kv_errors_add(errors, rendered, false, base, "Member must have length less than "
+		kv_errors_add(errors, rendered, false, path, "Member must have length less than "
 			      "or equal to 50");
 	}
 	cJSON_ArrayForEach(a, attributes) {
 		i++;
-		snprintf(path, sizeof(path), "%s.%u.member.attributeName", base, i);
+		snprintf(path, sizeof(path), "%s.requestConfiguration.commonAttributes.%u.member."
+			 "attributeName", base, i);
 		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(a, "AttributeName"),
 				true, KV_PATTERN_NONE, 1, FIREHOSE_HTTP_ATTRIBUTE_NAME_SIZE_MAX);
-		snprintf(path, sizeof(path), "%s.%u.member.attributeValue", base, i);
+		snprintf(path, sizeof(path), "%s.requestConfiguration.commonAttributes.%u.member."
+			 "attributeValue", base, i);
 		kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(a, "AttributeValue"),
 				true, KV_PATTERN_NONE, 0, FIREHOSE_HTTP_ATTRIBUTE_VALUE_SIZE_MAX);
 	}
 }
 
+/* EndpointConfiguration's members (an update may leave the whole member out). */
 static void
-fh_http_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+fh_http_endpoint_check(const cJSON *item, struct kv_errors *errors, const char *base,
+		       bool required)
 {
 	const cJSON *endpoint = cJSON_GetObjectItemCaseSensitive(item, "EndpointConfiguration");
 	const cJSON *url = cJSON_GetObjectItemCaseSensitive(endpoint, "Url");
-	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
-	const cJSON *request = cJSON_GetObjectItemCaseSensitive(item, "RequestConfiguration");
-	const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(item, "S3Configuration");
+	char path[160];
 
-	(void)r;
-	if (endpoint == NULL || cJSON_IsNull(endpoint))
-		kv_errors_add(errors, "null", false, "httpEndpointDestinationConfiguration."
-			      "endpointConfiguration", "Member must not be null");
-	kv_string_check(errors, "httpEndpointDestinationConfiguration.endpointConfiguration.url",
-			endpoint != NULL ? url : NULL, endpoint != NULL, KV_PATTERN_NONE, 1,
-			FIREHOSE_HTTP_URL_SIZE_MAX);
+	snprintf(path, sizeof(path), "%s.endpointConfiguration", base);
+	if (required && (endpoint == NULL || cJSON_IsNull(endpoint)))
+		kv_errors_add(errors, "null", false, path, "Member must not be null");
+	snprintf(path, sizeof(path), "%s.endpointConfiguration.url", base);
+	kv_string_check(errors, path, endpoint != NULL ? url : NULL, endpoint != NULL,
+			KV_PATTERN_NONE, 1, FIREHOSE_HTTP_URL_SIZE_MAX);
 	/* AWS's pattern is https://.*; plain http:// is ours (loopback endpoints, tests). */
 	if (cJSON_IsString(url) && strncmp(url->valuestring, "https://", 8) != 0 &&
 	    strncmp(url->valuestring, "http://", 7) != 0)
-		kv_errors_add(errors, url->valuestring, true, "httpEndpointDestinationConfiguration."
-			      "endpointConfiguration.url", "Member must satisfy regular "
+		kv_errors_add(errors, url->valuestring, true, path, "Member must satisfy regular "
 			      "expression pattern: https://.*");
-	kv_string_check(errors, "httpEndpointDestinationConfiguration.endpointConfiguration.name",
-			cJSON_GetObjectItemCaseSensitive(endpoint, "Name"), false,
+	snprintf(path, sizeof(path), "%s.endpointConfiguration.name", base);
+	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(endpoint, "Name"), false,
 			KV_PATTERN_NONE, 1, FIREHOSE_HTTP_NAME_SIZE_MAX);
-	kv_string_check(errors, "httpEndpointDestinationConfiguration.endpointConfiguration."
-			"accessKey", cJSON_GetObjectItemCaseSensitive(endpoint, "AccessKey"),
+	snprintf(path, sizeof(path), "%s.endpointConfiguration.accessKey", base);
+	kv_string_check(errors, path, cJSON_GetObjectItemCaseSensitive(endpoint, "AccessKey"),
 			false, KV_PATTERN_NONE, 0, FIREHOSE_HTTP_ACCESS_KEY_SIZE_MAX);
-	fh_int_check(errors, "httpEndpointDestinationConfiguration.bufferingHints.sizeInMBs",
-		     cJSON_GetObjectItemCaseSensitive(hints, "SizeInMBs"), FIREHOSE_SIZE_MB_MIN,
-		     FIREHOSE_HTTP_SIZE_MB_MAX);
-	fh_int_check(errors, "httpEndpointDestinationConfiguration.bufferingHints."
-		     "intervalInSeconds", cJSON_GetObjectItemCaseSensitive(hints,
-		     "IntervalInSeconds"), 0, FIREHOSE_INTERVAL_S_MAX);
-	fh_enum_check(errors, "httpEndpointDestinationConfiguration.requestConfiguration."
-		      "contentEncoding", cJSON_GetObjectItemCaseSensitive(request,
-		      "ContentEncoding"), fh_http_encodings, "Member must satisfy enum value set: "
-		      "[NONE, GZIP]");
+}
+
+/*
+ * HttpEndpointDestinationConfiguration (`required`: its required members, and its
+ * backup as S3Configuration) or HttpEndpointDestinationUpdate (its backup as S3Update).
+ */
+static void
+fh_http_check_at(const cJSON *item, struct kv_errors *errors, const char *base, bool required)
+{
+	const cJSON *hints = cJSON_GetObjectItemCaseSensitive(item, "BufferingHints");
+	const cJSON *request = cJSON_GetObjectItemCaseSensitive(item, "RequestConfiguration");
+	const char *s3_name = required ? "S3Configuration" : "S3Update";
+	const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(item, s3_name);
+	char path[160];
+
+	fh_http_endpoint_check(item, errors, base, required);
+	snprintf(path, sizeof(path), "%s.bufferingHints.sizeInMBs", base);
+	fh_int_check(errors, path, cJSON_GetObjectItemCaseSensitive(hints, "SizeInMBs"),
+		     FIREHOSE_SIZE_MB_MIN, FIREHOSE_HTTP_SIZE_MB_MAX);
+	snprintf(path, sizeof(path), "%s.bufferingHints.intervalInSeconds", base);
+	fh_int_check(errors, path, cJSON_GetObjectItemCaseSensitive(hints, "IntervalInSeconds"),
+		     0, FIREHOSE_INTERVAL_S_MAX);
+	snprintf(path, sizeof(path), "%s.requestConfiguration.contentEncoding", base);
+	fh_enum_check(errors, path, cJSON_GetObjectItemCaseSensitive(request, "ContentEncoding"),
+		      fh_http_encodings, "Member must satisfy enum value set: [NONE, GZIP]");
 	fh_http_attributes_check(cJSON_GetObjectItemCaseSensitive(request, "CommonAttributes"),
-				 errors);
-	fh_int_check(errors, "httpEndpointDestinationConfiguration.retryOptions.durationInSeconds",
-		     cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item,
-		     "RetryOptions"), "DurationInSeconds"), 0, FIREHOSE_HTTP_RETRY_S_MAX);
-	fh_enum_check(errors, "httpEndpointDestinationConfiguration.s3BackupMode",
-		      cJSON_GetObjectItemCaseSensitive(item, "S3BackupMode"), fh_http_backup_modes,
-		      "Member must satisfy enum value set: [FailedDataOnly, AllData]");
-	if (s3 == NULL || cJSON_IsNull(s3))
-		kv_errors_add(errors, "null", false, "httpEndpointDestinationConfiguration."
-			      "s3Configuration", "Member must not be null");
-	else
-		fh_dest_check(s3, errors, "httpEndpointDestinationConfiguration.s3Configuration",
-			      true);
-	fh_processing_check(errors, "httpEndpointDestinationConfiguration", item);
+				 errors, base);
+	snprintf(path, sizeof(path), "%s.retryOptions.durationInSeconds", base);
+	fh_int_check(errors, path, cJSON_GetObjectItemCaseSensitive(
+		     cJSON_GetObjectItemCaseSensitive(item, "RetryOptions"), "DurationInSeconds"),
+		     0, FIREHOSE_HTTP_RETRY_S_MAX);
+	snprintf(path, sizeof(path), "%s.s3BackupMode", base);
+	fh_enum_check(errors, path, cJSON_GetObjectItemCaseSensitive(item, "S3BackupMode"),
+		      fh_http_backup_modes, "Member must satisfy enum value set: [FailedDataOnly, "
+		      "AllData]");
+	snprintf(path, sizeof(path), "%s.%s", base, required ? "s3Configuration" : "s3Update");
+	if (required && (s3 == NULL || cJSON_IsNull(s3)))
+		kv_errors_add(errors, "null", false, path, "Member must not be null");
+	else if (s3 != NULL)
+		fh_dest_check(s3, errors, path, required);
+	fh_processing_check(errors, base, item);
+}
+
+static void
+fh_http_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	(void)r;
+	fh_http_check_at(item, errors, "httpEndpointDestinationConfiguration", true);
+}
+
+static void
+fh_http_update_check(struct kinesis_req *r, const cJSON *item, struct kv_errors *errors)
+{
+	(void)r;
+	fh_http_check_at(item, errors, "httpEndpointDestinationUpdate", false);
+}
+
+static int
+fh_http_update_types(struct kinesis_req *r, const cJSON *item)
+{
+	const cJSON *s3 = cJSON_GetObjectItemCaseSensitive(item, "S3Update");
+
+	if (kv_type_check(r->call, s3, KV_STRUCT) != 0 || (s3 != NULL && fh_s3_types(r, s3) != 0))
+		return -EINVAL;
+	return fh_http_types(r, item);
 }
 
 /* CommonAttributes as the JSON object the header carries; 0 or replied. */
@@ -1366,8 +1677,16 @@ fh_lambda_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_sp
 	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pc, "Processors")) {
 		const char *type = fh_member_string(p, "Type", "");
 
-		if (strcmp(type, "MetadataExtraction") == 0)
-			continue;  /* fh_processor_from's (dynamic partitioning). */
+		if (spec->destination == FIREHOSE_DEST_HTTP && strcmp(type, "Lambda") != 0) {
+			kinesis_error(r->call, "InvalidArgumentException", "Processor type %s is not "
+				      "supported for an HTTP endpoint destination by this endpoint "
+				      "(Lambda is).", type);
+			return -EINVAL;
+		}
+		if (strcmp(type, "MetadataExtraction") == 0 ||
+		    strcmp(type, "AppendDelimiterToRecord") == 0 ||
+		    strcmp(type, "RecordDeAggregation") == 0)
+			continue;  /* fh_processor_from's. */
 		if (strcmp(type, "Lambda") != 0 || l->arn[0] != '\0') {
 			kinesis_error(r->call, "InvalidArgumentException", "Only one processor of "
 				      "type Lambda is supported by this endpoint yet, not %s.", type);
@@ -1391,39 +1710,108 @@ fh_lambda_spec_from(struct kinesis_req *r, const cJSON *item, struct firehose_sp
 	return 0;
 }
 
-static void
-fh_out_parameter(struct api_out *out, const char *name, const char *value, bool comma)
+/* Appends {Type, Parameters[{ParameterName, ParameterValue}...]} (names[i], values[i]). */
+static bool
+fh_processor_json(cJSON *list, const char *type, const char *const *names,
+		  const char *const *values, size_t count)
 {
-	api_out_printf(out, "%s{", comma ? "," : "");
-	fh_out_member(out, "ParameterName", name, false);
-	fh_out_member(out, "ParameterValue", value, true);
-	api_out_printf(out, "}");
+	cJSON *proc = cJSON_CreateObject();
+	cJSON *params = cJSON_AddArrayToObject(proc, "Parameters");
+	bool ok = cJSON_AddItemToArray(list, proc) && params != NULL &&
+		  cJSON_AddStringToObject(proc, "Type", type) != NULL;
+
+	for (size_t i = 0; ok && i < count; i++) {
+		cJSON *param = cJSON_CreateObject();
+
+		ok = cJSON_AddItemToArray(params, param) &&
+		     cJSON_AddStringToObject(param, "ParameterName", names[i]) != NULL &&
+		     cJSON_AddStringToObject(param, "ParameterValue", values[i]) != NULL;
+	}
+	return ok;
+}
+
+/* The delimiter as fh_delimiter_from reads it back: \n, \r, \t and \\ escaped. */
+static void
+fh_delimiter_text(const struct firehose_spec *spec, char *out)
+{
+	for (uint32_t i = 0; i < spec->delimiter_size; i++) {
+		char c = spec->delimiter[i];
+		const char *e = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" :
+				c == '\\' ? "\\\\" : NULL;
+
+		if (e == NULL) {
+			*out++ = c;
+		} else {
+			memcpy(out, e, 2);
+			out += 2;
+		}
+	}
+	*out = '\0';
+}
+
+/*
+ * ProcessingConfiguration as CreateDeliveryStream takes it and Describe shows it:
+ * RecordDeAggregation, MetadataExtraction, Lambda, AppendDelimiterToRecord (about the
+ * order records meet them; the query reads the Lambda's output).
+ * NULL when the stream has no processor (or no memory).
+ */
+static cJSON *
+fh_processing_json(const struct firehose_spec *spec)
+{
+	static const char *const query_names[] = { "MetadataExtractionQuery", "JsonParsingEngine" };
+	static const char *const lambda_names[] = { "LambdaArn", "NumberOfRetries",
+						    "BufferSizeInMBs", "BufferIntervalInSeconds" };
+	static const char *const delimiter_names[] = { "Delimiter" };
+	static const char *const split_names[] = { "SubRecordType", "Delimiter" };
+	char split[FIREHOSE_DELIMITER_SIZE_MAX * 2 + 4];
+	const char *split_values[] = { spec->deaggregation == FIREHOSE_DEAGG_JSON ? "JSON" :
+				       "DELIMITED", split };
+	const struct firehose_lambda *l = &spec->lambda;
+	char retries[16], size[32], interval[16], delimiter[2 * FIREHOSE_DELIMITER_SIZE_MAX + 1];
+	const char *lambda_values[] = { l->arn, retries, size, interval };
+	const char *query_values[] = { spec->query, "JQ-1.6" };
+	const char *delimiter_values[] = { delimiter };
+	cJSON *pc, *list;
+	bool ok;
+
+	if (l->arn[0] == '\0' && spec->query[0] == '\0' && spec->delimiter_size == 0 &&
+	    spec->deaggregation == FIREHOSE_DEAGG_NONE)
+		return NULL;
+	split[base64_encode(spec->split, spec->split_size, split)] = '\0';
+	snprintf(retries, sizeof(retries), "%u", l->retries);
+	snprintf(size, sizeof(size), "%g", l->buffer_bytes / 1048576.0);
+	snprintf(interval, sizeof(interval), "%u", l->interval_s);
+	fh_delimiter_text(spec, delimiter);
+	pc = cJSON_CreateObject();
+	list = cJSON_AddArrayToObject(pc, "Processors");
+	ok = list != NULL && cJSON_AddTrueToObject(pc, "Enabled") != NULL;
+	if (ok && spec->deaggregation != FIREHOSE_DEAGG_NONE)
+		ok = fh_processor_json(list, "RecordDeAggregation", split_names, split_values,
+				       spec->deaggregation == FIREHOSE_DEAGG_JSON ? 1 : 2);
+	if (ok && spec->query[0] != '\0')
+		ok = fh_processor_json(list, "MetadataExtraction", query_names, query_values, 2);
+	if (ok && l->arn[0] != '\0')
+		ok = fh_processor_json(list, "Lambda", lambda_names, lambda_values, 4);
+	if (ok && spec->delimiter_size != 0)
+		ok = fh_processor_json(list, "AppendDelimiterToRecord", delimiter_names,
+				       delimiter_values, 1);
+	if (!ok) {
+		cJSON_Delete(pc);
+		return NULL;
+	}
+	return pc;
 }
 
 static void
 fh_out_processing(struct api_out *out, const struct firehose_spec *spec)
 {
-	const struct firehose_lambda *l = &spec->lambda;
-	char text[32];
+	cJSON *pc = fh_processing_json(spec);
+	char *text = pc != NULL ? cJSON_PrintUnformatted(pc) : NULL;
 
-	if (l->arn[0] == '\0' && !spec->partitioning)
-		return;
-	api_out_printf(out, ",\"ProcessingConfiguration\":{\"Enabled\":true,\"Processors\":[");
-	if (spec->partitioning)
-		fh_out_metadata_extraction(out, spec);
-	if (l->arn[0] == '\0') {
-		api_out_printf(out, "]}");
-		return;
-	}
-	api_out_printf(out, "%s{\"Type\":\"Lambda\",\"Parameters\":[", spec->partitioning ? "," : "");
-	fh_out_parameter(out, "LambdaArn", l->arn, false);
-	snprintf(text, sizeof(text), "%u", l->retries);
-	fh_out_parameter(out, "NumberOfRetries", text, true);
-	snprintf(text, sizeof(text), "%g", l->buffer_bytes / 1048576.0);
-	fh_out_parameter(out, "BufferSizeInMBs", text, true);
-	snprintf(text, sizeof(text), "%u", l->interval_s);
-	fh_out_parameter(out, "BufferIntervalInSeconds", text, true);
-	api_out_printf(out, "]}]}");
+	if (text != NULL)
+		api_out_printf(out, ",\"ProcessingConfiguration\":%s", text);
+	cJSON_free(text);
+	cJSON_Delete(pc);
 }
 
 /* ---- PutRecord, PutRecordBatch ---------------------------------------------- */

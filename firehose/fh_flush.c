@@ -214,6 +214,9 @@ struct fh_read {
 	uint32_t records_max;    /* Or this many records (0: no limit). */
 	bool keep_ends;          /* Each record's end, arrival and seq kept (fh->record_*). */
 	bool deaggregate;        /* KPL aggregates become their user records. */
+	const struct firehose_spec *spec;  /* Its RecordDeAggregation (fh_split.c). */
+	const char *delimiter;   /* Written after each record (AppendDelimiterToRecord). */
+	uint32_t delimiter_size;
 	bool refused;            /* A log record did not fit: the cut ends before refused_seq. */
 	uint64_t refused_seq;
 	uint64_t first_arrival_ns;
@@ -227,7 +230,7 @@ fh_read_add(struct fh_read *r, uint64_t seq, uint64_t arrival_ns, const uint8_t 
 {
 	struct firehose *fh = r->fh;
 
-	if (fh->raw_used + size > FH_RAW_SIZE_MAX ||
+	if (fh->raw_used + size + r->delimiter_size > FH_RAW_SIZE_MAX ||
 	    (r->records_max != 0 && r->records == r->records_max))
 		return false;
 	if (r->records++ == 0)
@@ -237,6 +240,8 @@ fh_read_add(struct fh_read *r, uint64_t seq, uint64_t arrival_ns, const uint8_t 
 	if (r->part != NULL)
 		fh_partition_note(r->part, r->records - 1, fh->raw_used, size, arrival_ns);
 	fh->raw_used += size;
+	memcpy(fh->raw + fh->raw_used, r->delimiter, r->delimiter_size);
+	fh->raw_used += r->delimiter_size;
 	if (r->keep_ends) {
 		assert(r->records <= r->records_max && r->records_max <= FH_CUT_RECORDS_MAX);
 		fh->record_ends[r->records - 1] = (uint32_t)fh->raw_used;
@@ -246,45 +251,75 @@ fh_read_add(struct fh_read *r, uint64_t seq, uint64_t arrival_ns, const uint8_t 
 	return true;
 }
 
+/*
+ * One (user) record, as its sub-records when the stream has RecordDeAggregation and it
+ * splits (fh_split.c); false when they do not all fit (the caller takes back the rest).
+ */
+static bool
+fh_read_one(struct fh_read *r, const struct log_record_out *record, const uint8_t *data,
+	    size_t size)
+{
+	struct fh_piece pieces[FIREHOSE_DEAGG_RECORDS_MAX];
+	uint32_t count = 0;
+
+	if (r->spec->deaggregation == FIREHOSE_DEAGG_NONE ||
+	    fh_split(r->spec, data, size, pieces, &count) != 0)
+		return fh_read_add(r, record->seq, record->arrival_ns, data, size);
+	for (uint32_t i = 0; i < count; i++)
+		if (!fh_read_add(r, record->seq, record->arrival_ns, data + pieces[i].off,
+				 pieces[i].size))
+			return false;
+	return true;
+}
+
 /* A KPL aggregate's user records (Kinesis sources); false when they do not all fit. */
 static bool
 fh_read_aggregate(struct fh_read *r, const struct log_record_out *record, const struct kpl *agg)
 {
-	struct firehose *fh = r->fh;
-	uint32_t records = r->records;
-	size_t used = fh->raw_used;
-
 	for (size_t i = 0; i < agg->record_count; i++) {
 		struct kpl_record user;
 
 		kpl_record(agg, i, &user);
-		if (!fh_read_add(r, record->seq, record->arrival_ns, user.data, user.data_size)) {
-			r->records = records;  /* All or nothing: the aggregate opens the next cut. */
-			fh->raw_used = used;
+		if (!fh_read_one(r, record, user.data, user.data_size))
 			return false;
-		}
 	}
 	return true;
 }
 
-/* Takes log record `record` into the cut; false when it must open the next one. */
+/*
+ * Takes log record `record` into the cut, all of it or nothing (a cut never splits a
+ * log record); false when it must open the next one.
+ */
 static bool
 fh_read_take(struct fh_read *r, const struct log_record_out *record)
 {
+	uint32_t records = r->records;
+	size_t used = r->fh->raw_used;
 	struct kpl agg;
 	bool taken;
 
 	if (r->deaggregate && kpl_open(record->data, record->data_size, &agg) == 0) {
 		taken = fh_read_aggregate(r, record, &agg);
 		kpl_close(&agg);
-		if (taken || r->records > 0)
-			return taken;
+		if (taken)
+			return true;
+		r->records = records;
+		r->fh->raw_used = used;
+		if (records > 0)
+			return false;  /* The aggregate opens the next cut. */
 		diag_warn("firehose", "seq %llu: a KPL aggregate of more user records than a cut "
 			  "may hold (%u) is delivered whole", (unsigned long long)record->seq,
 			  r->records_max);
+		/* Kept whole, as it is (its bytes are no records to split). */
+		return fh_read_add(r, record->seq, record->arrival_ns, record->data,
+				   record->data_size);
 	}
-	/* A plain record, or an aggregate kept whole (it does not unpack, or is too many). */
-	return fh_read_add(r, record->seq, record->arrival_ns, record->data, record->data_size);
+	taken = fh_read_one(r, record, record->data, record->data_size);
+	if (!taken) {
+		r->records = records;
+		r->fh->raw_used = used;
+	}
+	return taken;
 }
 
 static int
@@ -328,6 +363,10 @@ fh_read_range(struct firehose *fh, const struct fh_stream *s, uint64_t shard_id,
 	r->keep_ends = fh_records_max(s) != 0;
 	/* Firehose deaggregates a Kinesis stream source's KPL records, not DirectPut's. */
 	r->deaggregate = s->spec.source_arn[0] != '\0' || s->spec.deaggregate;
+	r->spec = &s->spec;
+	/* With a Lambda processor the delimiter follows what it returns (fh_lambda.c). */
+	r->delimiter = s->spec.delimiter;
+	r->delimiter_size = s->spec.lambda.arn[0] == '\0' ? s->spec.delimiter_size : 0;
 	while (seq < end && fh->raw_used < r->limit &&
 	       (r->records_max == 0 || r->records < r->records_max)) {
 		uint64_t next = seq;
@@ -409,14 +448,18 @@ fh_job_object_write(struct firehose *fh, const struct fh_job *j, uint64_t first,
 	return rc != 0 ? rc : fh_object_write(fh, j, key, fh->raw, fh->raw_used);
 }
 
-/* After a Lambda processor: partitioning sees the records it kept, where they are now. */
+/*
+ * After a Lambda processor: partitioning sees the records it kept, where they are now
+ * (each record's end is past its delimiter).
+ */
 static void
-fh_partition_renote(struct firehose *fh, uint32_t records)
+fh_partition_renote(struct firehose *fh, const struct fh_job *j, uint32_t records)
 {
 	for (uint32_t i = 0; i < records; i++) {
 		uint32_t start = i == 0 ? 0 : fh->record_ends[i - 1];
 
-		fh_partition_note(fh->part, i, start, fh->record_ends[i] - start,
+		fh_partition_note(fh->part, i, start,
+				  fh->record_ends[i] - start - j->spec.delimiter_size,
 				  fh->record_arrivals[i]);
 	}
 }
@@ -426,14 +469,16 @@ static int
 fh_deliver_job(struct firehose *fh, struct fh_job *j, uint64_t first, uint64_t end,
 	       uint64_t first_arrival_ns, uint32_t records)
 {
-	int rc;
+	int rc = j->spec.partitioning ? fh_partition_begin(fh, j) : 0;
 
+	if (rc != 0)
+		return rc;
 	if (j->spec.lambda.arn[0] != '\0') {
 		rc = fh_lambda_process(fh, j, first, &records);
 		if (rc != 0 || records == 0)
 			return rc;  /* Nothing left (dropped or failed): no object, as AWS. */
 		if (j->spec.partitioning)
-			fh_partition_renote(fh, records);
+			fh_partition_renote(fh, j, records);
 	}
 	if (j->spec.destination == FIREHOSE_DEST_HTTP)
 		return fh_http_deliver(fh, j, first, end, first_arrival_ns, records);

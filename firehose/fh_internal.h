@@ -15,6 +15,7 @@
  *   fh_partition.c  dynamic partitioning: one range as one object per partition
  *   fh_http.c     HTTP endpoint destinations (libcurl), their backup, their table
  *   fh_lambda.c   the Lambda processor (a local executable), its table
+ *   fh_split.c    RecordDeAggregation: a record's JSON objects or delimited pieces
  */
 #ifndef SLUICE_FIREHOSE_FH_INTERNAL_H
 #define SLUICE_FIREHOSE_FH_INTERNAL_H
@@ -224,6 +225,8 @@ int fh_store_load(struct firehose *fh);
 /* Assigns s->id (never reused) and stores the stream. */
 int fh_store_insert(struct firehose *fh, struct fh_stream *s);
 int fh_store_delete(struct firehose *fh, const struct fh_stream *s);
+/* The stream's partitioning and delimiter rows, as its spec says (inside a transaction). */
+int fh_store_extras_write(struct firehose *fh, const struct fh_stream *s);
 /* Records [first, end) of lane `l` as the range being delivered. */
 int fh_store_intent(struct firehose *fh, const struct fh_stream *s, const struct fh_lane *l,
 		    uint64_t first, uint64_t end);
@@ -324,10 +327,12 @@ int fh_codec_compress(enum firehose_compression c, const uint8_t *in, size_t siz
 /* fh_prefix.c */
 #define FH_QUERY_DEPTH_MAX 8u           /* .a.b.c...: fields in one path. */
 #define FH_QUERY_NAME_SIZE 65u          /* A key or field name and NUL. */
+#define FH_QUERY_NAME_MAX_TEXT "64"
 #define FH_VALUE_SIZE_MAX 256u          /* One partition value (a key segment). */
 
 struct fh_query_key {
 	char name[FH_QUERY_NAME_SIZE];
+	bool lambda;                 /* !{partitionKeyFromLambda:name}: no fields, no query. */
 	uint32_t depth;
 	char fields[FH_QUERY_DEPTH_MAX][FH_QUERY_NAME_SIZE];
 };
@@ -349,13 +354,34 @@ struct fh_prefix_vars {
 /* -EINVAL outside the subset (fh_prefix.c's header comment). */
 int fh_query_parse(const char *text, struct fh_query *q);
 /*
- * Every key's value in one record: 0, -EBADMSG (not a JSON object), -ENOENT (a key
+ * Every partition key of a spec: its query's, then the Lambda keys its Prefix names.
+ * -EINVAL: the query is outside the subset, or more than FIREHOSE_PARTITION_KEYS_MAX.
+ */
+int fh_query_from_spec(const struct firehose_spec *spec, struct fh_query *q);
+/* A JSON value as a partition value: -ENOENT (absent, null, object, array), -EINVAL. */
+struct cJSON;
+int fh_value_text(const struct cJSON *v, char *out, size_t out_size);
+/*
+ * Every query key's value in one record (Lambda keys are left): 0, -EBADMSG (not a
+ * JSON object), -ENOENT (a key
  * absent, null, an object or array), -EINVAL (a value no key segment may be).
  */
 int fh_query_eval(const struct fh_query *q, const void *data, size_t size,
 		  char values[][FH_VALUE_SIZE_MAX + 1]);
 /* Prefix template t evaluated (a checked one); -ENAMETOOLONG when out is short. */
 int fh_prefix_eval(const char *t, const struct fh_prefix_vars *v, char *out, size_t out_size);
+
+/* fh_split.c: a sub-record of a record, data[off..off+size). */
+struct fh_piece {
+	size_t off;
+	size_t size;
+};
+/*
+ * The record's sub-records as spec->deaggregation says: 0 (*count >= 1), or -EINVAL
+ * (it does not split so, or into more than FIREHOSE_DEAGG_RECORDS_MAX: kept whole).
+ */
+int fh_split(const struct firehose_spec *spec, const uint8_t *data, size_t size,
+	     struct fh_piece pieces[FIREHOSE_DEAGG_RECORDS_MAX], uint32_t *count);
 
 /* fh_partition.c: records in one partitioned cut (the flusher stops a cut there). */
 #define FH_PART_RECORDS_MAX (1u << 17)
@@ -370,7 +396,20 @@ int fh_partition_open(struct firehose *fh);
  */
 int fh_partition_reserve(struct firehose *fh);
 void fh_partition_close(struct firehose *fh);
-/* Record `index` of the cut is raw[off..off+size), arrived at arrival_ns. */
+/*
+ * Before a partitioned cut is delivered (and before its Lambda processor runs): the
+ * stream's partition keys. -EINVAL: they no longer parse.
+ */
+int fh_partition_begin(struct firehose *fh, const struct fh_job *j);
+/*
+ * The Lambda processor kept output record `index`; `metadata` is its answer's metadata
+ * member (NULL: none): the values of the Lambda keys, from metadata.partitionKeys.
+ */
+void fh_partition_lambda_note(struct fh_part *p, uint32_t index, const struct cJSON *metadata);
+/*
+ * Record `index` of the cut is raw[off..off+size) (its delimiter, if any, follows),
+ * arrived at arrival_ns.
+ */
 void fh_partition_note(struct fh_part *p, uint32_t index, size_t off, size_t size,
 		       uint64_t arrival_ns);
 /*

@@ -9,7 +9,11 @@
  *            "region":"..","records":[{"recordId":"<position in the cut>",
  *            "approximateArrivalTimestamp":<ms>,"data":"<base64>"},...]}
  *   STDOUT  its response: {"records":[{"recordId":"..","result":"Ok"|"Dropped"|
- *           "ProcessingFailed","data":"<base64>"},...]} (at most 6 MB, as AWS)
+ *           "ProcessingFailed","data":"<base64>","metadata":{"partitionKeys":{..}}},...]}
+ *           (at most 6 MB, as AWS); metadata only for !{partitionKeyFromLambda:..}
+ *
+ * An Ok record's data is followed by the stream's delimiter (AppendDelimiterToRecord)
+ * in the transformed cut; its partition keys are noted for partitioning (fh_partition.c).
  *
  *   OUTCOME                                RECORD GOES TO    errorCode
  *   Ok                                     the destination   -
@@ -485,24 +489,35 @@ fh_lambda_error_record(struct firehose *fh, const struct fh_job *j,
 	assert(l->errors_used <= FH_LAMBDA_ERRORS_MAX);
 }
 
-/* Record i's transformed data into l->out; false when it does not fit or is not base64. */
+/*
+ * Record i's transformed data (and the stream's delimiter after it) into l->out; false
+ * when it does not fit or is not base64. Its partition keys are noted for partitioning.
+ */
 static bool
-fh_lambda_keep(struct firehose *fh, uint32_t i, const cJSON *data, const char **code)
+fh_lambda_keep(struct firehose *fh, const struct fh_job *j, uint32_t i, const cJSON *rec,
+	       const char **code)
 {
 	struct fh_lambda *l = fh->lambda;
+	const cJSON *data = cJSON_GetObjectItemCaseSensitive(rec, "data");
 	size_t len = cJSON_IsString(data) ? strlen(data->valuestring) : 0;
+	size_t delimiter = j->spec.delimiter_size;
 	int64_t n;
 
 	*code = "Lambda.InvalidReturnedRecord";
 	if (!cJSON_IsString(data))
 		return false;
-	n = base64_decode(data->valuestring, len, l->out + l->out_used,
-			  FH_RAW_SIZE_MAX - l->out_used);
+	n = FH_RAW_SIZE_MAX - l->out_used < delimiter ? -ENOBUFS :
+	    base64_decode(data->valuestring, len, l->out + l->out_used,
+			  FH_RAW_SIZE_MAX - l->out_used - delimiter);
 	if (n == -ENOBUFS)
 		*code = "Lambda.ResponseTooLarge";
 	if (n < 0 || l->out_count == FH_CUT_RECORDS_MAX)
 		return false;
-	l->out_used += (size_t)n;
+	memcpy(l->out + l->out_used + n, j->spec.delimiter, delimiter);
+	if (j->spec.partitioning)
+		fh_partition_lambda_note(fh->part, l->out_count,
+					 cJSON_GetObjectItemCaseSensitive(rec, "metadata"));
+	l->out_used += (size_t)n + delimiter;
 	l->out_ends[l->out_count] = (uint32_t)l->out_used;
 	l->out_seqs[l->out_count] = fh->record_seqs[i];
 	l->out_arrivals[l->out_count++] = fh->record_arrivals[i];
@@ -511,7 +526,7 @@ fh_lambda_keep(struct firehose *fh, uint32_t i, const cJSON *data, const char **
 
 /* Why record i failed, or NULL when it was kept or dropped (rec: its answer, if any). */
 static const char *
-fh_lambda_outcome(struct firehose *fh, uint32_t i, const cJSON *rec)
+fh_lambda_outcome(struct firehose *fh, const struct fh_job *j, uint32_t i, const cJSON *rec)
 {
 	const cJSON *result = cJSON_GetObjectItemCaseSensitive(rec, "result");
 	const char *code = NULL;
@@ -526,7 +541,7 @@ fh_lambda_outcome(struct firehose *fh, uint32_t i, const cJSON *rec)
 		return "Lambda.ProcessingFailed";
 	if (strcmp(result->valuestring, "Ok") != 0)
 		return "Lambda.InvalidReturnedRecord";
-	if (!fh_lambda_keep(fh, i, cJSON_GetObjectItemCaseSensitive(rec, "data"), &code))
+	if (!fh_lambda_keep(fh, j, i, rec, &code))
 		return code;
 	return NULL;
 }
@@ -541,7 +556,7 @@ fh_lambda_apply(struct firehose *fh, const struct fh_job *j, struct fh_lambda_ca
 	for (uint32_t i = c->from; i < c->to; i++) {
 		int32_t k = records != NULL ? l->answer_of[i - c->from] : -1;
 		const char *code = records == NULL ? c->error_code :
-				   fh_lambda_outcome(fh, i, k >= 0 ?
+				   fh_lambda_outcome(fh, j, i, k >= 0 ?
 						     cJSON_GetArrayItem(records, k) : NULL);
 
 		if (code != NULL)

@@ -6,10 +6,14 @@
  * !{firehose:error-output-type} = FH_PARTITION_ERROR_TYPE.
  *
  *   STEP  WHAT
- *   1     the range is read into fh->raw, each record's place noted (fh_flush.c)
- *   2     each record's values are extracted; equal tuples make one group, in
+ *   1     the range is read into fh->raw, each record's place noted (fh_flush.c);
+ *         with a Lambda processor, the records it kept, each one's
+ *         metadata.partitionKeys noted (fh_partition_lambda_note)
+ *   2     each record's values are extracted (the query's from the record, the
+ *         Lambda keys' from its noted answer); equal tuples make one group, in
  *         the order of their first record (at most FH_PARTITIONS_MAX groups)
- *   3     each group's records, in order, are one object: its prefix evaluated
+ *   3     each group's records, in order (each with the stream's delimiter, when
+ *         AppendDelimiterToRecord is on), are one object: its prefix evaluated
  *         with the group's values and oldest arrival, its name salted with the
  *         group (fh_object_key)
  *   4     failed records, as Firehose's error JSON lines, are error objects
@@ -28,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "common/base64.h"
 #include "common/hist.h"
@@ -52,6 +58,7 @@ enum fh_part_failure {
 	FH_FAIL_VALUE,
 	FH_FAIL_LIMIT,
 	FH_FAIL_KEY_SIZE,
+	FH_FAIL_LAMBDA_KEY,
 };
 #define FH_GROUP_FAILED 0xFFF0u
 
@@ -67,7 +74,12 @@ static const char *const fh_failures[][2] = {
 	  "More active partitions than the limit in one buffer" },
 	{ "DynamicPartitioning.MetadataExtractionFailed",
 	  "The evaluated prefix is longer than an object key or a key segment may be" },
+	{ "DynamicPartitioning.MetadataExtractionFailed",
+	  "The Lambda function's metadata.partitionKeys lacks a key of the prefix, or its "
+	  "value is null, an object or an array, or cannot be a key segment" },
 };
+/* Lambda-key tuples of the records a Lambda processor kept (rec_lambda) besides these. */
+#define FH_LAMBDA_NONE 0xFFFFu
 
 struct fh_group {
 	uint64_t hash;
@@ -75,12 +87,21 @@ struct fh_group {
 	char text[FH_GROUP_TEXT_SIZE];
 };
 
+/* Distinct texts, each once, in the order of their first record. */
+struct fh_groups {
+	struct fh_group *groups;             /* FH_PARTITIONS_MAX */
+	uint32_t count;
+	uint16_t slots[FH_PART_SLOTS];       /* Group index + 1; 0 free. */
+};
+
 struct fh_part {
 	struct fh_query query;
 	char values[FIREHOSE_PARTITION_KEYS_MAX][FH_VALUE_SIZE_MAX + 1];
-	struct fh_group *groups;             /* FH_PARTITIONS_MAX */
-	uint32_t group_count;
-	uint16_t slots[FH_PART_SLOTS];       /* Group index + 1; 0 free. */
+	struct fh_groups part;               /* The partitions of the cut. */
+	/* The Lambda keys' values of each record the processor kept (FH_LAMBDA_NONE: none). */
+	struct fh_groups lambda;
+	uint16_t *rec_lambda;                /* FH_PART_RECORDS_MAX */
+	bool lambda_keys;                    /* The query has Lambda keys. */
 	uint32_t count;                      /* Records noted. */
 	uint32_t *rec_off;                   /* FH_PART_RECORDS_MAX each */
 	uint32_t *rec_size;
@@ -104,8 +125,12 @@ fh_partition_reserve(struct firehose *fh)
 	struct fh_part *p = fh->part;
 
 	/* Each piece once: a retry after -ENOMEM takes only what is still missing. */
-	if (p->groups == NULL)
-		p->groups = calloc(FH_PARTITIONS_MAX, sizeof(*p->groups));
+	if (p->part.groups == NULL)
+		p->part.groups = calloc(FH_PARTITIONS_MAX, sizeof(*p->part.groups));
+	if (p->lambda.groups == NULL)
+		p->lambda.groups = calloc(FH_PARTITIONS_MAX, sizeof(*p->lambda.groups));
+	if (p->rec_lambda == NULL)
+		p->rec_lambda = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_lambda));
 	if (p->rec_off == NULL)
 		p->rec_off = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_off));
 	if (p->rec_size == NULL)
@@ -114,8 +139,9 @@ fh_partition_reserve(struct firehose *fh)
 		p->rec_arrival = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_arrival));
 	if (p->rec_group == NULL)
 		p->rec_group = calloc(FH_PART_RECORDS_MAX, sizeof(*p->rec_group));
-	if (p->gather == NULL && p->groups != NULL && p->rec_off != NULL && p->rec_size != NULL &&
-	    p->rec_arrival != NULL && p->rec_group != NULL)
+	if (p->gather == NULL && p->part.groups != NULL && p->rec_off != NULL &&
+	    p->rec_size != NULL && p->rec_arrival != NULL && p->rec_group != NULL &&
+	    p->lambda.groups != NULL && p->rec_lambda != NULL)
 		p->gather = malloc(FH_RAW_SIZE_MAX);  /* Untouched until a partitioned cut. */
 	return p->gather == NULL ? -ENOMEM : 0;  /* What was taken is freed at close. */
 }
@@ -127,7 +153,9 @@ fh_partition_close(struct firehose *fh)
 
 	if (p == NULL)
 		return;
-	free(p->groups);
+	free(p->part.groups);
+	free(p->lambda.groups);
+	free(p->rec_lambda);
 	free(p->rec_off);
 	free(p->rec_size);
 	free(p->rec_arrival);
@@ -150,14 +178,20 @@ fh_partition_note(struct fh_part *p, uint32_t index, size_t off, size_t size,
 
 /* ---- Grouping ---------------------------------------------------------------------- */
 
-/* The values joined into text; -EINVAL when they do not fit FH_GROUP_TEXT_SIZE. */
+/*
+ * The values of the query's keys (lambda false) or of its Lambda keys (true) joined into
+ * text; -EINVAL when they do not fit FH_GROUP_TEXT_SIZE.
+ */
 static int
-fh_group_text(const struct fh_part *p, char text[FH_GROUP_TEXT_SIZE])
+fh_group_text(const struct fh_part *p, bool lambda, char text[FH_GROUP_TEXT_SIZE])
 {
 	size_t used = 0;
 
 	for (uint32_t k = 0; k < p->query.count; k++) {
 		size_t n = strlen(p->values[k]);
+
+		if (lambda && !p->query.keys[k].lambda)
+			continue;
 
 		if (used + n + 1 >= FH_GROUP_TEXT_SIZE)
 			return -EINVAL;
@@ -169,61 +203,121 @@ fh_group_text(const struct fh_part *p, char text[FH_GROUP_TEXT_SIZE])
 	return 0;
 }
 
+static void
+fh_groups_reset(struct fh_groups *t)
+{
+	t->count = 0;
+	memset(t->slots, 0, sizeof(t->slots));
+}
+
 /* The group of text (made when new); FH_FAIL_LIMIT past FH_PARTITIONS_MAX groups. */
 static uint16_t
-fh_group_find(struct fh_part *p, const char *text, uint64_t arrival_ns)
+fh_group_find(struct fh_groups *t, const char *text, uint64_t arrival_ns)
 {
 	uint64_t h = fh_hash_text(7, text) | 1;  /* Never 0: a salt of 0 means no group. */
 	uint32_t slot = (uint32_t)h & (FH_PART_SLOTS - 1);
 	struct fh_group *g;
 
-	for (; p->slots[slot] != 0; slot = (slot + 1) & (FH_PART_SLOTS - 1)) {
-		g = &p->groups[p->slots[slot] - 1];
+	for (; t->slots[slot] != 0; slot = (slot + 1) & (FH_PART_SLOTS - 1)) {
+		g = &t->groups[t->slots[slot] - 1];
 		if (g->hash == h && strcmp(g->text, text) == 0)
-			return (uint16_t)(p->slots[slot] - 1);
+			return (uint16_t)(t->slots[slot] - 1);
 	}
-	if (p->group_count == FH_PARTITIONS_MAX)
+	if (t->count == FH_PARTITIONS_MAX)
 		return FH_FAIL_LIMIT;
-	g = &p->groups[p->group_count];
+	g = &t->groups[t->count];
 	g->hash = h;
 	g->first_arrival_ns = arrival_ns;
 	strcpy(g->text, text);
-	p->slots[slot] = (uint16_t)(++p->group_count);
-	return (uint16_t)(p->group_count - 1);
+	t->slots[slot] = (uint16_t)(++t->count);
+	return (uint16_t)(t->count - 1);
 }
 
+/* The group's text split back into p->values: every key's, or the Lambda keys' only. */
 static void
-fh_group_all(struct fh_part *p, const uint8_t *raw)
-{
-	char text[FH_GROUP_TEXT_SIZE];
-
-	p->group_count = 0;
-	memset(p->slots, 0, sizeof(p->slots));
-	for (uint32_t i = 0; i < p->count; i++) {
-		int rc = fh_query_eval(&p->query, raw + p->rec_off[i], p->rec_size[i], p->values);
-
-		if (rc == 0 && fh_group_text(p, text) != 0)
-			rc = -EINVAL;
-		p->rec_group[i] = rc == -EBADMSG ? FH_FAIL_NOT_JSON :
-				  rc == -ENOENT ? FH_FAIL_KEY :
-				  rc != 0 ? FH_FAIL_VALUE :
-				  fh_group_find(p, text, p->rec_arrival[i]);
-	}
-}
-
-/* The group's text split back into p->values (for the prefix). */
-static void
-fh_group_values(struct fh_part *p, const struct fh_group *g)
+fh_group_values(struct fh_part *p, const struct fh_group *g, bool lambda)
 {
 	const char *t = g->text;
 
 	for (uint32_t k = 0; k < p->query.count; k++) {
 		size_t n = strcspn(t, "\x1f");
 
+		if (lambda && !p->query.keys[k].lambda)
+			continue;
 		memcpy(p->values[k], t, n);
 		p->values[k][n] = '\0';
 		t += n + 1;
 	}
+}
+
+/* Record i's values: the query's from its data, the Lambda keys' from its noted answer. */
+static uint16_t
+fh_record_group(struct fh_part *p, const uint8_t *raw, uint32_t i)
+{
+	char text[FH_GROUP_TEXT_SIZE];
+	int rc = fh_query_eval(&p->query, raw + p->rec_off[i], p->rec_size[i], p->values);
+
+	if (rc == -EBADMSG && !p->lambda_keys)
+		return FH_FAIL_NOT_JSON;
+	if (rc == -EBADMSG) {
+		/* Lambda keys alone need no JSON; query keys do. */
+		for (uint32_t k = 0; k < p->query.count; k++)
+			if (!p->query.keys[k].lambda)
+				return FH_FAIL_NOT_JSON;
+		rc = 0;
+	}
+	if (rc == 0 && p->lambda_keys) {
+		if (p->rec_lambda[i] >= FH_GROUP_FAILED)
+			return p->rec_lambda[i] == FH_FAIL_LIMIT ? FH_FAIL_LIMIT : FH_FAIL_LAMBDA_KEY;
+		fh_group_values(p, &p->lambda.groups[p->rec_lambda[i]], true);
+	}
+	if (rc == 0 && fh_group_text(p, false, text) != 0)
+		rc = -EINVAL;
+	return rc == -ENOENT ? FH_FAIL_KEY : rc != 0 ? FH_FAIL_VALUE :
+	       fh_group_find(&p->part, text, p->rec_arrival[i]);
+}
+
+static void
+fh_group_all(struct fh_part *p, const uint8_t *raw)
+{
+	fh_groups_reset(&p->part);
+	for (uint32_t i = 0; i < p->count; i++)
+		p->rec_group[i] = fh_record_group(p, raw, i);
+}
+
+int
+fh_partition_begin(struct firehose *fh, const struct fh_job *j)
+{
+	struct fh_part *p = fh->part;
+
+	p->lambda_keys = false;
+	fh_groups_reset(&p->lambda);
+	if (fh_query_from_spec(&j->spec, &p->query) != 0)
+		return -EINVAL;  /* Checked at create: a changed build refusing it is an error. */
+	for (uint32_t k = 0; k < p->query.count; k++)
+		p->lambda_keys |= p->query.keys[k].lambda;
+	return 0;
+}
+
+void
+fh_partition_lambda_note(struct fh_part *p, uint32_t index, const struct cJSON *metadata)
+{
+	const cJSON *keys = cJSON_GetObjectItemCaseSensitive(metadata, "partitionKeys");
+	char text[FH_GROUP_TEXT_SIZE];
+
+	if (!p->lambda_keys)
+		return;
+	assert(index < FH_PART_RECORDS_MAX);
+	p->rec_lambda[index] = FH_LAMBDA_NONE;
+	if (!cJSON_IsObject(keys))
+		return;
+	for (uint32_t k = 0; k < p->query.count; k++)
+		if (p->query.keys[k].lambda &&
+		    fh_value_text(cJSON_GetObjectItemCaseSensitive(keys, p->query.keys[k].name),
+				  p->values[k], FH_VALUE_SIZE_MAX + 1) != 0)
+			return;
+	if (fh_group_text(p, true, text) == 0)
+		p->rec_lambda[index] = fh_group_find(&p->lambda, text, 0);
 }
 
 /* ---- Objects ----------------------------------------------------------------------- */
@@ -258,7 +352,7 @@ fh_group_deliver(struct firehose *fh, const struct fh_job *j, uint64_t first, ui
 		 uint16_t index)
 {
 	struct fh_part *p = fh->part;
-	const struct fh_group *g = &p->groups[index];
+	const struct fh_group *g = &p->part.groups[index];
 	struct fh_prefix_vars v = {
 		.arrival_ns = g->first_arrival_ns, .salt = g->hash, .query = &p->query,
 		.values = (const char (*)[FH_VALUE_SIZE_MAX + 1])p->values,
@@ -266,7 +360,7 @@ fh_group_deliver(struct firehose *fh, const struct fh_job *j, uint64_t first, ui
 	char key[FIREHOSE_PATH_SIZE_MAX];
 	int rc;
 
-	fh_group_values(p, g);
+	fh_group_values(p, g, false);
 	rc = fh_object_key(j, first, end, j->spec.prefix, &v, key, sizeof(key));
 	if (rc == -ENAMETOOLONG || (rc == 0 && !fh_key_fits(key))) {
 		fh_group_fail(p, index);
@@ -278,8 +372,10 @@ fh_group_deliver(struct firehose *fh, const struct fh_job *j, uint64_t first, ui
 	for (uint32_t i = 0; i < p->count; i++) {
 		if (p->rec_group[i] != index)
 			continue;
-		memcpy(p->gather + p->gathered, fh->raw + p->rec_off[i], p->rec_size[i]);
-		p->gathered += p->rec_size[i];
+		/* The delimiter follows the record's data in fh->raw (fh_flush.c, fh_lambda.c). */
+		memcpy(p->gather + p->gathered, fh->raw + p->rec_off[i],
+		       p->rec_size[i] + j->spec.delimiter_size);
+		p->gathered += p->rec_size[i] + j->spec.delimiter_size;
 	}
 	p->objects++;
 	return fh_object_write(fh, j, key, p->gather, p->gathered);
@@ -346,15 +442,12 @@ fh_partition_deliver(struct firehose *fh, const struct fh_job *j, uint64_t first
 {
 	struct fh_part *p = fh->part;
 	uint32_t errors = 0;
-	int rc = fh_query_parse(j->spec.query, &p->query);
+	int rc = 0;
 
 	assert(p->gather != NULL);  /* Reserved when the stream was created or loaded. */
 	p->objects = 0;
-
-	if (rc != 0)
-		return rc;  /* Checked at create: a changed build refusing it is an error. */
 	fh_group_all(p, fh->raw);
-	for (uint32_t g = 0; rc == 0 && g < p->group_count; g++)
+	for (uint32_t g = 0; rc == 0 && g < p->part.count; g++)
 		rc = fh_group_deliver(fh, j, first, end, (uint16_t)g);
 	if (rc == 0)
 		rc = fh_errors_deliver(fh, j, first, end, &errors);

@@ -11,6 +11,9 @@
  *                                    the object's range (exactly once)
  *   !{partitionKeyFromQuery:KEY}     KEY's value from the query         Prefix, with dynamic
  *                                                                       partitioning only
+ *   !{partitionKeyFromLambda:KEY}    KEY's value in the Lambda          Prefix, with dynamic
+ *                                    processor's answer for the record  partitioning and a
+ *                                    (metadata.partitionKeys)           Lambda processor
  *
  * A prefix without a timestamp expression gets yyyy/MM/dd/HH/ appended
  * (plain concatenation, as AWS: "raw" gives "raw2026/..."); an ErrorOutputPrefix
@@ -230,6 +233,7 @@ fh_query_parse(const char *text, struct fh_query *q)
 		if (q->count == FIREHOSE_PARTITION_KEYS_MAX)
 			return -EINVAL;
 		key = &q->keys[q->count++];
+		key->lambda = false;
 		p = fh_ident(fh_skip_ws(p), key->name, sizeof(key->name));
 		if (p == NULL)
 			return -EINVAL;
@@ -248,11 +252,12 @@ fh_query_parse(const char *text, struct fh_query *q)
 	return *fh_skip_ws(p + 1) == '\0' ? 0 : -EINVAL;
 }
 
+/* The key `name` of the query's (lambda false) or of the Lambda's (true); -1 none. */
 static int
-fh_query_find(const struct fh_query *q, const char *name, size_t n)
+fh_query_find(const struct fh_query *q, const char *name, size_t n, bool lambda)
 {
 	for (uint32_t i = 0; i < q->count; i++)
-		if (fh_span_is(name, n, q->keys[i].name))
+		if (q->keys[i].lambda == lambda && fh_span_is(name, n, q->keys[i].name))
 			return (int)i;
 	return -1;
 }
@@ -269,7 +274,7 @@ fh_value_ok(const char *v)
 	return true;
 }
 
-static int
+int
 fh_value_text(const cJSON *v, char *out, size_t out_size)
 {
 	int n;
@@ -298,6 +303,9 @@ fh_query_eval(const struct fh_query *q, const void *data, size_t size,
 		const struct fh_query_key *key = &q->keys[i];
 		const cJSON *v = root;
 
+		if (key->lambda)
+			continue;  /* From the Lambda's answer (fh_partition.c). */
+
 		for (uint32_t d = 0; v != NULL && d < key->depth; d++) {
 			const char *field = key->fields[d];
 
@@ -316,6 +324,7 @@ struct fh_prefix_use {
 	bool timestamp;
 	bool error_type;
 	bool partition_key;
+	bool lambda_key;
 };
 
 static int
@@ -354,20 +363,27 @@ fh_expr_check(const struct fh_expr *e, bool error_prefix, const struct fh_query 
 		if (error_prefix)
 			return fh_msg(message, size, "%s", "Dynamic Partitioning Namespaces can "
 				      "not be part of ErrorOutputPrefix.");
-		if (q != NULL && fh_query_find(q, e->value, e->value_size) < 0)
+		if (q != NULL && fh_query_find(q, e->value, e->value_size, false) < 0)
 			return fh_msg(message, size, "%s", "The partition key in "
 				      "!{partitionKeyFromQuery:...} is not one of the keys of the "
 				      "MetadataExtractionQuery.");
 		return 0;
 	}
 	if (fh_span_is(e->ns, e->ns_size, FH_NS_LAMBDA)) {
-		use->partition_key = true;
-		return fh_msg(message, size, "%s", "!{partitionKeyFromLambda:...} is not "
-			      "supported by this endpoint yet.");
+		use->partition_key = use->lambda_key = true;
+		if (error_prefix)
+			return fh_msg(message, size, "%s", "Dynamic Partitioning Namespaces can "
+				      "not be part of ErrorOutputPrefix.");
+		if (e->value_size == 0 || e->value_size >= FH_QUERY_NAME_SIZE)
+			return fh_msg(message, size, "The partition key in "
+				      "!{partitionKeyFromLambda:...} must have 1 to %s bytes here.",
+				      FH_QUERY_NAME_MAX_TEXT);
+		return 0;
 	}
 	return fh_msg(message, size, "The supplied prefix(es) contain an unknown expression "
 		      "namespace or value in %s: only timestamp, firehose (error-output-type, "
-		      "random-string) and partitionKeyFromQuery are valid.",
+		      "random-string), partitionKeyFromQuery and partitionKeyFromLambda are "
+		      "valid.",
 		      error_prefix ? "ErrorOutputPrefix" : "Prefix");
 }
 
@@ -415,7 +431,12 @@ fh_rules_check(const struct firehose_spec *spec, const struct fh_prefix_use *p,
 	if (spec->partitioning && !p->partition_key)
 		return fh_msg(message, size, "%s", "When Dynamic Partitioning is enabled, Prefix "
 			      "must contain at least one dynamic partitioning namespace "
-			      "expression (!{partitionKeyFromQuery:...}).");
+			      "expression (!{partitionKeyFromQuery:...} or "
+			      "!{partitionKeyFromLambda:...}).");
+	if (p->lambda_key && spec->lambda.arn[0] == '\0')
+		return fh_msg(message, size, "%s", "!{partitionKeyFromLambda:...} needs a Lambda "
+			      "processor in ProcessingConfiguration (its answer's "
+			      "metadata.partitionKeys).");
 	if (spec->partitioning && spec->interval_s == 0)
 		return fh_msg(message, size, "%s", "Dynamic Partitioning does not support zero "
 			      "buffering: BufferingHints.IntervalInSeconds must be at least 1.");
@@ -444,11 +465,49 @@ firehose_spec_check(const struct firehose_spec *spec, char *message, size_t mess
 		rc = fh_template_check(spec->error_prefix, true, NULL, &e, message, message_size);
 	if (rc == 0)
 		rc = fh_rules_check(spec, &p, &e, message, message_size);
-	if (rc == 0 && spec->partitioning && !has_query)
+	if (rc == 0 && spec->partitioning && !has_query && !p.lambda_key)
 		rc = fh_msg(message, message_size, "%s", "Dynamic Partitioning needs a "
-			    "MetadataExtraction processor (partitionKeyFromLambda is not "
-			    "supported by this endpoint yet).");
+			    "MetadataExtraction processor or !{partitionKeyFromLambda:...} keys "
+			    "from a Lambda processor.");
+	if (rc == 0 && (has_query || p.lambda_key) && fh_query_from_spec(spec, &q) != 0)
+		rc = fh_msg(message, message_size, "%s", "Dynamic Partitioning may use at most "
+			    "50 partition keys (MetadataExtractionQuery and partitionKeyFromLambda "
+			    "together).");
 	return rc;
+}
+
+/* The Lambda keys Prefix names (!{partitionKeyFromLambda:KEY}), once each, after q's. */
+static int
+fh_query_add_lambda(const char *t, struct fh_query *q)
+{
+	while (*t != '\0') {
+		struct fh_expr e;
+		size_t n;
+
+		if (t[0] != '!' || t[1] != '{' || fh_expr_parse(t, &e, &n) != 0) {
+			t++;
+			continue;
+		}
+		t += n;
+		if (!fh_span_is(e.ns, e.ns_size, FH_NS_LAMBDA) ||
+		    fh_query_find(q, e.value, e.value_size, true) >= 0)
+			continue;
+		if (q->count == FIREHOSE_PARTITION_KEYS_MAX || e.value_size >= FH_QUERY_NAME_SIZE)
+			return -EINVAL;
+		q->keys[q->count] = (struct fh_query_key){ .lambda = true };
+		memcpy(q->keys[q->count].name, e.value, e.value_size);
+		q->count++;
+	}
+	return 0;
+}
+
+int
+fh_query_from_spec(const struct firehose_spec *spec, struct fh_query *q)
+{
+	q->count = 0;
+	if (spec->query[0] != '\0' && fh_query_parse(spec->query, q) != 0)
+		return -EINVAL;
+	return fh_query_add_lambda(spec->prefix, q);
 }
 
 /* ---- Evaluating ------------------------------------------------------------------ */
@@ -527,7 +586,8 @@ fh_eval_expr(struct fh_out *o, const struct fh_expr *e, const struct tm *tm,
 	} else if (fh_span_is(e->value, e->value_size, "random-string")) {
 		fh_random_string(o, v->salt);
 	} else if (v->query != NULL &&
-		   (key = fh_query_find(v->query, e->value, e->value_size)) >= 0) {
+		   (key = fh_query_find(v->query, e->value, e->value_size,
+					fh_span_is(e->ns, e->ns_size, FH_NS_LAMBDA))) >= 0) {
 		fh_put(o, v->values[key], strlen(v->values[key]));
 	}
 }

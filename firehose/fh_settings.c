@@ -7,8 +7,9 @@
  *                              key_arn, log_key_id
  *   delivery_stream_tags       (ds_id, key) PRIMARY KEY, value
  *
- * The destination itself stays in delivery_streams (fh_store.c): an update
- * rewrites its columns and the version in one transaction.
+ * The destination itself stays in delivery_streams (fh_store.c) and the tables
+ * beside it (partitioning, record_processors, http_destinations, lambda_processors): an
+ * update rewrites all of them and the version in one transaction.
  *
  * Encryption reuses the log's (nvme-log/log.h, "Encryption at rest") exactly as
  * Kinesis streams do: the stream's own log shard is encrypted from the next batch
@@ -126,10 +127,12 @@ fh_stream_busy(const struct fh_stream *s)
 	return false;
 }
 
+/* s->spec is the new one already (the caller puts the old one back on failure). */
 static int
-fh_update_store(struct firehose *fh, const struct fh_stream *s, const struct firehose_spec *p,
-		uint32_t version, uint64_t now_ms)
+fh_update_store(struct firehose *fh, const struct fh_stream *s, uint32_t version,
+		uint64_t now_ms)
 {
+	const struct firehose_spec *p = &s->spec;
 	int64_t v = version, size_mb = p->size_mb, interval = p->interval_s;
 	int64_t compression = p->compression;
 	int rc = fh_store_exec(fh, "BEGIN IMMEDIATE");
@@ -143,6 +146,16 @@ fh_update_store(struct firehose *fh, const struct fh_stream *s, const struct fir
 					    p->error_prefix, &size_mb, &interval, &compression,
 					    s->spec.name });
 	if (rc == 0)
+		rc = fh_store_extras_write(fh, s);
+	if (rc == 0)
+		rc = fh_http_store_delete(fh, s);
+	if (rc == 0)
+		rc = fh_http_store_insert(fh, s);
+	if (rc == 0)
+		rc = fh_lambda_store_delete(fh, s);
+	if (rc == 0)
+		rc = fh_lambda_store_insert(fh, s);
+	if (rc == 0)
 		rc = fh_settings_store(fh, s, &s->encryption, now_ms);
 	if (rc == 0)
 		return fh_store_exec(fh, "COMMIT");
@@ -150,33 +163,40 @@ fh_update_store(struct firehose *fh, const struct fh_stream *s, const struct fir
 	return rc;
 }
 
+/*
+ * Everything of the destination changes but the stream's name, source, destination
+ * type and whether it partitions: AWS refuses switching to or from an HTTP endpoint and
+ * enabling or disabling dynamic partitioning after creation (control/ says so; -EINVAL
+ * here). A partitioned stream's buffers were reserved when it was made or loaded.
+ */
 static int
 fh_update_locked(struct firehose *fh, const char *name, uint32_t version,
 		 const struct firehose_spec *spec, uint64_t now_ms)
 {
+	static struct firehose_spec old;  /* Under the lock; too large for the stack. */
 	struct fh_stream *s = fh_stream_find(fh, name);
-	struct firehose_spec next = *spec;
 	int rc;
 
 	if (s == NULL)
 		return -ENOENT;
 	if (version != s->version)
 		return -ESTALE;
+	if (spec->destination != s->spec.destination ||
+	    spec->partitioning != s->spec.partitioning)
+		return -EINVAL;
 	if (fh_stream_busy(s))
 		return -EBUSY;
-	memcpy(next.name, s->spec.name, sizeof(next.name));
-	memcpy(next.source_arn, s->spec.source_arn, sizeof(next.source_arn));
-	memcpy(next.source_role_arn, s->spec.source_role_arn, sizeof(next.source_role_arn));
-	/* Not changed by an update yet (control/ refuses one for such streams): kept whole. */
-	next.partitioning = s->spec.partitioning;
-	memcpy(next.query, s->spec.query, sizeof(next.query));
-	next.destination = s->spec.destination;
-	next.http = s->spec.http;
-	next.lambda = s->spec.lambda;
-	rc = fh_update_store(fh, s, &next, s->version + 1, now_ms);
-	if (rc != 0)
+	old = s->spec;
+	s->spec = *spec;
+	memcpy(s->spec.name, old.name, sizeof(old.name));
+	memcpy(s->spec.source_arn, old.source_arn, sizeof(old.source_arn));
+	memcpy(s->spec.source_role_arn, old.source_role_arn, sizeof(old.source_role_arn));
+	s->spec.deaggregate = old.deaggregate;
+	rc = fh_update_store(fh, s, s->version + 1, now_ms);
+	if (rc != 0) {
+		s->spec = old;
 		return rc;
-	s->spec = next;
+	}
 	s->version++;
 	s->updated_ms = now_ms;
 	/* What waits is cut by the new hints: let the flusher look again. */

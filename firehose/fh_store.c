@@ -10,6 +10,8 @@
  *
  *   partitioning       id INTEGER PRIMARY KEY, query TEXT       a stream with dynamic
  *                                                               partitioning enabled
+ *   record_processors  id INTEGER PRIMARY KEY, delimiter TEXT,  AppendDelimiterToRecord
+ *                      deaggregation INTEGER, split TEXT       ("" none), RecordDeAggregation
  *   s3_uploads         (below, fh_s3.c)
  *
  * intent_first/intent_end are NULL when no object is being written. Every
@@ -73,7 +75,9 @@ fh_store_open(struct firehose *fh)
 		" compression INTEGER NOT NULL, delivered INTEGER NOT NULL,"
 		" intent_first INTEGER, intent_end INTEGER);"
 		"CREATE TABLE IF NOT EXISTS partitioning(id INTEGER PRIMARY KEY,"
-		" query TEXT NOT NULL);");
+		" query TEXT NOT NULL);"
+		"CREATE TABLE IF NOT EXISTS record_processors(id INTEGER PRIMARY KEY,"
+		" delimiter TEXT NOT NULL, deaggregation INTEGER NOT NULL, split TEXT NOT NULL);");
 	if (rc == 0)
 		rc = fh_http_store_create(fh);
 	return rc != 0 ? rc : fh_lambda_store_create(fh);
@@ -149,26 +153,65 @@ fh_store_by_id(struct firehose *fh, const char *sql, uint32_t id, sqlite3_stmt *
 	return step == SQLITE_ROW || step == SQLITE_DONE ? step : fh_store_fail(fh, sql);
 }
 
-/* The partitioning rows onto the streams just loaded. */
+/* A record_processors row onto its stream. */
+static void
+fh_store_record_processors(struct fh_stream *s, sqlite3_stmt *st)
+{
+	int64_t deaggregation = sqlite3_column_int64(st, 2);
+
+	fh_store_column(st, 1, s->spec.delimiter, sizeof(s->spec.delimiter));
+	s->spec.delimiter_size = (uint32_t)strlen(s->spec.delimiter);
+	s->spec.deaggregation = deaggregation == FIREHOSE_DEAGG_JSON ? FIREHOSE_DEAGG_JSON :
+				deaggregation == FIREHOSE_DEAGG_DELIMITED ?
+				FIREHOSE_DEAGG_DELIMITED : FIREHOSE_DEAGG_NONE;
+	fh_store_column(st, 3, s->spec.split, sizeof(s->spec.split));
+	s->spec.split_size = (uint32_t)strlen(s->spec.split);
+}
+
+/* The partitioning and record_processors rows onto the streams just loaded. */
 static int
-fh_store_load_partitioning(struct firehose *fh)
+fh_store_load_extras(struct firehose *fh, const char *sql, bool processors)
 {
 	sqlite3_stmt *st = NULL;
 	int step;
 
-	if (sqlite3_prepare_v2(fh->db, "SELECT id, query FROM partitioning", -1, &st, NULL) !=
-	    SQLITE_OK)
-		return fh_store_fail(fh, "load partitioning");
+	if (sqlite3_prepare_v2(fh->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return fh_store_fail(fh, sql);
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct fh_stream *s = fh_stream_by_id(fh, (uint32_t)sqlite3_column_int64(st, 0));
 
 		if (s == NULL)
 			continue;  /* No stream of that id (deleted together; not expected). */
+		if (processors) {
+			fh_store_record_processors(s, st);
+			continue;
+		}
 		s->spec.partitioning = true;
 		fh_store_column(st, 1, s->spec.query, sizeof(s->spec.query));
 	}
 	sqlite3_finalize(st);
-	return step == SQLITE_DONE ? 0 : fh_store_fail(fh, "load partitioning");
+	return step == SQLITE_DONE ? 0 : fh_store_fail(fh, sql);
+}
+
+int
+fh_store_extras_write(struct firehose *fh, const struct fh_stream *s)
+{
+	int64_t id = s->id, deaggregation = s->spec.deaggregation;
+	int rc = fh_store_run(fh, "DELETE FROM partitioning WHERE id = ?", "i",
+			      (const void *[]){ &id });
+
+	if (rc == 0)
+		rc = fh_store_run(fh, "DELETE FROM record_processors WHERE id = ?", "i",
+				  (const void *[]){ &id });
+	if (rc == 0 && s->spec.partitioning)
+		rc = fh_store_run(fh, "INSERT INTO partitioning(id, query) VALUES(?, ?)", "it",
+				  (const void *[]){ &id, s->spec.query });
+	if (rc == 0 && (s->spec.delimiter_size != 0 || deaggregation != FIREHOSE_DEAGG_NONE))
+		rc = fh_store_run(fh, "INSERT INTO record_processors(id, delimiter, deaggregation,"
+				  " split) VALUES(?, ?, ?, ?)", "itit",
+				  (const void *[]){ &id, s->spec.delimiter, &deaggregation,
+						    s->spec.split });
+	return rc;
 }
 
 int
@@ -188,7 +231,10 @@ fh_store_load(struct firehose *fh)
 	if (rc == 0 && step != SQLITE_DONE)
 		rc = fh_store_fail(fh, "load");
 	sqlite3_finalize(st);
-	return rc == 0 ? fh_store_load_partitioning(fh) : rc;
+	if (rc == 0)
+		rc = fh_store_load_extras(fh, "SELECT id, query FROM partitioning", false);
+	return rc != 0 ? rc : fh_store_load_extras(fh, "SELECT id, delimiter, deaggregation, split"
+						    " FROM record_processors", true);
 }
 
 /* Runs one statement with integer/text parameters given as a format: 'i' int64, 't' text. */
@@ -261,9 +307,8 @@ fh_store_insert(struct firehose *fh, struct fh_stream *s)
 						    &compression, &delivered });
 	if (rc == 0 && s->source != NULL)
 		rc = fh_source_create(fh, s);
-	if (rc == 0 && s->spec.partitioning)
-		rc = fh_store_run(fh, "INSERT OR REPLACE INTO partitioning(id, query) VALUES(?, ?)",
-				  "it", (const void *[]){ &id, s->spec.query });
+	if (rc == 0)
+		rc = fh_store_extras_write(fh, s);
 	if (rc == 0)
 		rc = fh_http_store_insert(fh, s);
 	if (rc == 0)
@@ -281,6 +326,9 @@ fh_store_delete(struct firehose *fh, const struct fh_stream *s)
 	int rc = fh_store_run(fh, "DELETE FROM partitioning WHERE id = ?", "i",
 			      (const void *[]){ &id });
 
+	if (rc == 0)
+		rc = fh_store_run(fh, "DELETE FROM record_processors WHERE id = ?", "i",
+				  (const void *[]){ &id });
 	if (rc == 0)
 		rc = fh_store_run(fh, "DELETE FROM delivery_streams WHERE name = ?", "t",
 				  (const void *[]){ s->spec.name });

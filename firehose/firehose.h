@@ -72,6 +72,13 @@ struct firehose;
 /* MetadataExtractionQuery: AWS allows 50 keys; the text bound is ours. */
 #define FIREHOSE_PARTITION_KEYS_MAX 50u
 #define FIREHOSE_QUERY_SIZE_MAX 4096u
+/*
+ * AppendDelimiterToRecord's Delimiter: bytes written after every delivered record.
+ * AWS documents no bound; ours keeps the per-record reserve of a cut small.
+ */
+#define FIREHOSE_DELIMITER_SIZE_MAX 16u
+/* RecordDeAggregation: sub-records of one record at most (AWS: "capped at 500 per record"). */
+#define FIREHOSE_DEAGG_RECORDS_MAX 500u
 /* A refusal's text (firehose_spec_check). */
 #define FIREHOSE_MESSAGE_SIZE 512u
 
@@ -124,6 +131,13 @@ struct firehose_http {
 	uint32_t retry_s;            /* RetryOptions.DurationInSeconds. */
 };
 
+/* RecordDeAggregation's SubRecordType (none: records as they come). */
+enum firehose_deaggregation {
+	FIREHOSE_DEAGG_NONE,
+	FIREHOSE_DEAGG_JSON,         /* Concatenated JSON objects, or JSON lines. */
+	FIREHOSE_DEAGG_DELIMITED,    /* Pieces between the spec's split bytes. */
+};
+
 enum firehose_compression {
 	FIREHOSE_UNCOMPRESSED,
 	FIREHOSE_GZIP,
@@ -150,6 +164,17 @@ struct firehose_spec {
 	/* DynamicPartitioningConfiguration.Enabled and the MetadataExtractionQuery ("" none). */
 	bool partitioning;
 	char query[FIREHOSE_QUERY_SIZE_MAX + 1];
+	/*
+	 * ProcessingConfiguration's AppendDelimiterToRecord: delimiter[0..delimiter_size)
+	 * follows every record delivered to S3 (after the Lambda processor, before
+	 * partitioning's objects are gathered); size 0: none.
+	 */
+	char delimiter[FIREHOSE_DELIMITER_SIZE_MAX + 1];
+	uint32_t delimiter_size;
+	/* RecordDeAggregation: records split into sub-records first (DELIMITED: at split). */
+	enum firehose_deaggregation deaggregation;
+	char split[FIREHOSE_DELIMITER_SIZE_MAX + 1];
+	uint32_t split_size;
 	uint32_t size_mb;
 	uint32_t interval_s;
 	enum firehose_compression compression;
@@ -303,9 +328,11 @@ uint32_t firehose_list(struct firehose *fh, const char *after,
 /*
  * UpdateDestination: `spec` replaces the destination (name and source are kept) if
  * `version` is the current VersionId, which then grows by one; ranges cut from now on
- * use it (and its version in their names). -ENOENT; -ESTALE (another version);
- * -EBUSY: a range is being delivered again after a failure: its object keeps the
- * settings it began with (exactly once), so the change waits for it.
+ * use it (and its version in their names): prefixes, hints, compression, the
+ * processors, the partitioning query, the HTTP endpoint's members. -ENOENT; -ESTALE
+ * (another version); -EINVAL: another destination type, or partitioning switched (AWS
+ * refuses both); -EBUSY: a range is being delivered (again after a failure): its
+ * object keeps the settings it began with (exactly once), so the change waits for it.
  */
 int firehose_update(struct firehose *fh, const char *name, uint32_t version,
 		    const struct firehose_spec *spec, uint64_t now_ms);

@@ -512,6 +512,22 @@ rewind_to_intent(struct env *e, const char *name, uint64_t end)
 	sqlite3_close(db);
 }
 
+/*
+ * As a crash would leave the stream's records: no object yet, one intent for all of
+ * them (the puts may have been cut into several objects; now they are one range).
+ */
+static void
+crash_before_the_object(struct env *e, const char *name, uint64_t records)
+{
+	char cmd[400];
+
+	env_stop(e);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->root);
+	cr_assert_eq(system(cmd), 0);
+	rewind_to_intent(e, name, records);
+	env_open_parts(e);
+}
+
 Test(firehose_engine, a_crash_redoes_the_same_object)
 {
 	static uint8_t first[4u << 20], again[4u << 20];
@@ -526,15 +542,7 @@ Test(firehose_engine, a_crash_redoes_the_same_object)
 	put_records(&e, "redo", 0);
 	wait_delivered(&e, "redo", RECORDS, 0);
 	/* Interval 0: puts may have been cut into several objects; make it one. */
-	env_stop(&e);
-	{
-		char cmd[400];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.root);
-		cr_assert_eq(system(cmd), 0);
-	}
-	rewind_to_intent(&e, "redo", RECORDS);
-	env_open_parts(&e);
+	crash_before_the_object(&e, "redo", RECORDS);
 	wait_delivered(&e, "redo", RECORDS, 0);
 	cr_assert_eq(check_objects(&e, FIREHOSE_ZSTD, paths), 1);
 	n1 = read_file(paths[0], first, sizeof(first));
@@ -763,16 +771,37 @@ snapshot(struct env *e, char paths[][512], uint8_t bytes[][16384], size_t *sizes
 	return n;
 }
 
+/*
+ * A crash after the objects, before SQLite moved on: the redo writes the same n objects
+ * (paths, bytes, sizes: a snapshot of them) under the same names with the same bytes.
+ */
+static void
+redo_snapshot_the_same(struct env *e, const char *name, uint64_t records, uint32_t n,
+		       char paths[][512], uint8_t bytes[][16384], const size_t *sizes)
+{
+	static char again_paths[16][512];
+	static uint8_t again[16][16384];
+	static size_t again_sizes[16];
+
+	env_stop(e);
+	rewind_to_intent(e, name, records);
+	env_open_parts(e);
+	wait_delivered(e, name, records, 2);
+	cr_assert_eq(snapshot(e, again_paths, again, again_sizes), n, "no other object");
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert(strcmp(paths[i], again_paths[i]) == 0 && sizes[i] == again_sizes[i] &&
+			  memcmp(bytes[i], again[i], sizes[i]) == 0, "%s: the same", paths[i]);
+}
+
 Test(firehose_engine, partitioned_redo_writes_the_same_objects)
 {
-	static char paths[16][512], again_paths[16][512];
-	static uint8_t bytes[16][16384], again[16][16384];
-	static size_t sizes[16], again_sizes[16];
+	static char paths[16][512];
+	static uint8_t bytes[16][16384];
+	static size_t sizes[16];
 	struct firehose_spec s = spec_of("part", FIREHOSE_GZIP, 128, 1);
 	struct firehose_info info;
-	uint32_t n, m, errors = 0;
+	uint32_t n, errors = 0;
 	struct env e;
-	char cmd[400];
 
 	snprintf(s.prefix, sizeof(s.prefix), "c=!{partitionKeyFromQuery:c}/");
 	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
@@ -783,11 +812,7 @@ Test(firehose_engine, partitioned_redo_writes_the_same_objects)
 	put_partitioned(&e, "part");
 	wait_delivered(&e, "part", 300, 2);
 	/* As one range (the puts may have been cut in several): rewound and redone. */
-	env_stop(&e);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e.root);
-	cr_assert_eq(system(cmd), 0);
-	rewind_to_intent(&e, "part", 300);
-	env_open_parts(&e);
+	crash_before_the_object(&e, "part", 300);
 	wait_delivered(&e, "part", 300, 2);
 	cr_assert_eq(firehose_describe(e.fh, "part", &info), 0);
 	cr_assert_eq(info.objects_delivered, 4, "three partitions and one error object");
@@ -800,18 +825,7 @@ Test(firehose_engine, partitioned_redo_writes_the_same_objects)
 		cr_assert(strncmp(rel, "c=", 2) == 0 || strncmp(rel, "e/", 2) == 0, "%s", rel);
 	}
 	cr_assert_eq(errors, 1);
-	/* A crash after the objects, before SQLite moved on: the same names and bytes. */
-	env_stop(&e);
-	rewind_to_intent(&e, "part", 300);
-	env_open_parts(&e);
-	wait_delivered(&e, "part", 300, 2);
-	m = snapshot(&e, again_paths, again, again_sizes);
-	cr_assert_eq(m, n, "no other object");
-	for (uint32_t i = 0; i < n; i++) {
-		cr_assert_str_eq(paths[i], again_paths[i]);
-		cr_assert(sizes[i] == again_sizes[i] && memcmp(bytes[i], again[i], sizes[i]) == 0,
-			  "%s: the same bytes", paths[i]);
-	}
+	redo_snapshot_the_same(&e, "part", 300, n, paths, bytes, sizes);
 	env_close(&e);
 }
 
@@ -984,12 +998,33 @@ lambda_install(struct env *e)
 			      "    for r in ev['records']]}, sys.stdout)\n");
 }
 
-Test(firehose_engine, a_crash_redoes_the_same_transformed_object)
+/*
+ * A crash after the range's one object, before SQLite moved on: the redo writes one
+ * object again, under the same name with the same bytes (check_objects: what was sent).
+ */
+static void
+redo_one_object_the_same(struct env *e, const char *name, uint64_t records,
+			 enum firehose_compression c)
 {
 	static uint8_t first[4u << 20], again[4u << 20];
-	struct firehose_spec s = spec_of("lambda", FIREHOSE_GZIP, 128, 0);
-	char paths[64][512], dir[400];
+	static char paths[64][512];
 	size_t n1, n2;
+
+	cr_assert_eq(check_objects(e, c, paths), 1, "one object");
+	n1 = read_file(paths[0], first, sizeof(first));
+	env_stop(e);
+	rewind_to_intent(e, name, records);
+	env_open_parts(e);
+	wait_delivered(e, name, records, 0);
+	cr_assert_eq(check_objects(e, c, paths), 1, "no second object");
+	n2 = read_file(paths[0], again, sizeof(again));
+	cr_assert(n1 == n2 && memcmp(first, again, n1) == 0, "the same name and bytes");
+}
+
+Test(firehose_engine, a_crash_redoes_the_same_transformed_object)
+{
+	struct firehose_spec s = spec_of("lambda", FIREHOSE_GZIP, 128, 0);
+	char dir[400];
 	struct env e;
 
 	env_open(&e);
@@ -1004,28 +1039,45 @@ Test(firehose_engine, a_crash_redoes_the_same_transformed_object)
 	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
 	put_records(&e, "lambda", 0);
 	wait_delivered(&e, "lambda", RECORDS, 0);
-	/* As a crash would leave it: no object yet, the intent for the whole range. */
-	env_stop(&e);
-	snprintf(dir, sizeof(dir), "rm -rf '%s'", e.root);
-	cr_assert_eq(system(dir), 0);
-	rewind_to_intent(&e, "lambda", RECORDS);
-	env_open_parts(&e);
+	crash_before_the_object(&e, "lambda", RECORDS);
 	wait_delivered(&e, "lambda", RECORDS, 0);
 	for (size_t i = 0; i < sent_size; i++)  /* What the function makes of the records. */
 		sent[i] = (uint8_t)(sent[i] >= 'a' && sent[i] <= 'z' ? sent[i] - 32 : sent[i]);
-	cr_assert_eq(check_objects(&e, FIREHOSE_GZIP, paths), 1, "one transformed object");
-	n1 = read_file(paths[0], first, sizeof(first));
 	/* The kept stream came back from SQLite with its processor. */
-	env_stop(&e);
-	rewind_to_intent(&e, "lambda", RECORDS);
-	env_open_parts(&e);
-	wait_delivered(&e, "lambda", RECORDS, 0);
-	cr_assert_eq(check_objects(&e, FIREHOSE_GZIP, paths), 1, "no second object");
-	n2 = read_file(paths[0], again, sizeof(again));
-	cr_assert(n1 == n2 && memcmp(first, again, n1) == 0, "the same name and bytes");
+	redo_one_object_the_same(&e, "lambda", RECORDS, FIREHOSE_GZIP);
 	snprintf(dir, sizeof(dir), "%s/bkt/processing-failed", e.root);
 	cr_assert_eq(access(dir, F_OK), -1, "nothing failed");
 	env_close(&e);
+}
+
+/*
+ * The n objects of a snapshot: two partitions, prefixes[p]'s object holding exactly
+ * want[p], and one error object under e/partitioning-failed/ (its index returned).
+ */
+static uint32_t
+check_two_partitions(struct env *e, uint32_t n, char paths[][512], uint8_t bytes[][16384],
+		     const size_t *sizes, const char *const prefixes[2], char want[][16384],
+		     const size_t *want_size)
+{
+	uint32_t errors = 0, error_at = 0;
+
+	cr_assert_eq(n, 3, "two partitions and one error object, not %u", n);
+	for (uint32_t i = 0; i < n; i++) {
+		const char *rel = paths[i] + strlen(e->root) + strlen("/bkt/");
+		int part = strncmp(rel, prefixes[0], strlen(prefixes[0])) == 0 ? 0 :
+			   strncmp(rel, prefixes[1], strlen(prefixes[1])) == 0 ? 1 : -1;
+
+		if (part < 0) {
+			cr_assert(strncmp(rel, "e/partitioning-failed/", 22) == 0, "%s", rel);
+			errors++;
+			error_at = i;
+			continue;
+		}
+		cr_assert(sizes[i] == want_size[part] &&
+			  memcmp(bytes[i], want[part], sizes[i]) == 0, "%s: its records, in order", rel);
+	}
+	cr_assert_eq(errors, 1);
+	return error_at;
 }
 
 /*
@@ -1039,7 +1091,7 @@ Test(firehose_engine, a_lambda_processor_before_partitioning)
 	static size_t sizes[16];
 	struct firehose_spec s = spec_of("lp", FIREHOSE_UNCOMPRESSED, 128, 1);
 	size_t want_size[2] = { 0, 0 };
-	uint32_t n, errors = 0;
+	uint32_t n;
 	struct env e;
 
 	env_open(&e);
@@ -1072,21 +1124,10 @@ Test(firehose_engine, a_lambda_processor_before_partitioning)
 		want_size[c / 2] += (size_t)sprintf(want[c / 2] + want_size[c / 2],
 						    "{\"C\":\"%c\",\"N\":%u}\n", 'A' + c, i);
 	}
+	/* Partitions A and C (B dropped) and one error object. */
 	n = snapshot(&e, paths, bytes, sizes);
-	cr_assert_eq(n, 3, "partitions A and C (B dropped) and one error object, not %u", n);
-	for (uint32_t i = 0; i < n; i++) {
-		const char *rel = paths[i] + strlen(e.root) + strlen("/bkt/");
-		int part = strncmp(rel, "c=A/", 4) == 0 ? 0 : strncmp(rel, "c=C/", 4) == 0 ? 1 : -1;
-
-		if (part < 0) {
-			cr_assert(strncmp(rel, "e/partitioning-failed/", 22) == 0, "%s", rel);
-			errors++;
-			continue;
-		}
-		cr_assert(sizes[i] == want_size[part] &&
-			  memcmp(bytes[i], want[part], sizes[i]) == 0, "%s: its records, in order", rel);
-	}
-	cr_assert_eq(errors, 1);
+	check_two_partitions(&e, n, paths, bytes, sizes, (const char *const[]){ "c=A/", "c=C/" },
+			     want, want_size);
 	env_close(&e);
 }
 
@@ -1159,5 +1200,166 @@ Test(firehose_engine, an_aggregate_larger_than_a_cut_is_delivered_whole)
 	sent_size = 2 + agg_size + 2;
 	cr_assert_geq(check_objects(&e, FIREHOSE_UNCOMPRESSED, paths), 1);
 	free(agg);
+	env_close(&e);
+}
+
+/* ---- AppendDelimiterToRecord, partitionKeyFromLambda, UpdateDestination --------------- */
+
+/*
+ * A delimiter follows every record (the sent records each get "##" after them); a crash
+ * redoes the range into the same name with the same bytes; kept across a restart.
+ */
+Test(firehose_engine, a_delimiter_follows_every_record_and_a_redo_is_the_same)
+{
+	static uint8_t with[RECORDS * 702];
+	struct firehose_spec s = spec_of("delim", FIREHOSE_GZIP, 128, 0);
+	size_t at = 0;
+	struct firehose_info info;
+	struct env e;
+
+	memcpy(s.delimiter, "##", 3);
+	s.delimiter_size = 2;
+	env_open(&e);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	put_records(&e, "delim", 0);
+	wait_delivered(&e, "delim", RECORDS, 0);
+	crash_before_the_object(&e, "delim", RECORDS);
+	cr_assert_eq(firehose_describe(e.fh, "delim", &info), 0);
+	cr_assert(info.spec.delimiter_size == 2 && memcmp(info.spec.delimiter, "##", 2) == 0,
+		  "the delimiter came back from SQLite");
+	wait_delivered(&e, "delim", RECORDS, 0);
+	/* put_records' records end in '\n': each is followed by "##". */
+	for (size_t i = 0; i < sent_size; i++) {
+		with[at++] = sent[i];
+		if (sent[i] == '\n') {
+			memcpy(with + at, "##", 2);
+			at += 2;
+		}
+	}
+	memcpy(sent, with, at);
+	sent_size = at;
+	redo_one_object_the_same(&e, "delim", RECORDS, FIREHOSE_GZIP);
+	env_close(&e);
+}
+
+/*
+ * !{partitionKeyFromLambda:k}: the function answers metadata.partitionKeys {"k": the
+ * record's first letter} (records need not be JSON), none for records starting with 'x'
+ * (they go to the error prefix), and the delimiter follows what it returns. A redo
+ * writes the same objects.
+ */
+Test(firehose_engine, lambda_partition_keys_with_a_delimiter)
+{
+	static char paths[16][512], want[3][16384];
+	static uint8_t bytes[16][16384];
+	static size_t sizes[16];
+	struct firehose_spec s = spec_of("lk", FIREHOSE_UNCOMPRESSED, 128, 1);
+	struct firehose_record recs[90];
+	char buf[90][32];
+	struct put_result r = { 0 };
+	size_t want_size[3] = { 0, 0, 0 };
+	uint32_t n, err;
+	struct env e;
+
+	env_open(&e);
+	lambda_install_script(&e, "#!/usr/bin/python3\nimport base64, json, sys\n"
+			      "out = []\n"
+			      "for r in json.load(sys.stdin)['records']:\n"
+			      "    d = base64.b64decode(r['data'])\n"
+			      "    a = {'recordId': r['recordId'], 'result': 'Ok', 'data': r['data']}\n"
+			      "    if not d.startswith(b'x'):\n"
+			      "        a['metadata'] = {'partitionKeys': {'k': d[:1].decode(), 'z': 1}}\n"
+			      "    out.append(a)\n"
+			      "json.dump({'records': out}, sys.stdout)\n");
+	env_stop(&e);
+	env_open_parts(&e);
+	snprintf(s.prefix, sizeof(s.prefix), "k=!{partitionKeyFromLambda:k}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	s.partitioning = true;
+	s.delimiter[0] = '\n';
+	s.delimiter_size = 1;
+	snprintf(s.lambda.arn, sizeof(s.lambda.arn), "%s", TEST_LAMBDA_ARN);
+	s.lambda.buffer_bytes = 512;  /* Several invocations. */
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	for (uint32_t i = 0; i < 90; i++) {
+		char k = "abx"[i % 3];
+		int len = snprintf(buf[i], sizeof(buf[i]), "%c record %u", k, i);
+
+		recs[i] = (struct firehose_record){ buf[i], (uint32_t)len };
+		want_size[i % 3] += (size_t)sprintf(want[i % 3] + want_size[i % 3], "%s\n", buf[i]);
+	}
+	put_wait(&e, "lk", recs, 90, &r);
+	wait_delivered(&e, "lk", 90, 2);
+	env_stop(&e);
+	rewind_to_intent(&e, "lk", 90);
+	env_open_parts(&e);
+	wait_delivered(&e, "lk", 90, 2);
+	n = snapshot(&e, paths, bytes, sizes);
+	err = check_two_partitions(&e, n, paths, bytes, sizes,
+				   (const char *const[]){ "k=a/", "k=b/" }, want, want_size);
+	cr_assert_not_null(memmem(bytes[err], sizes[err], "metadata.partitionKeys", 22));
+	/* base64("x record 2"), closed: the record without its delimiter. */
+	cr_assert_not_null(memmem(bytes[err], sizes[err], "\"rawData\":\"eCByZWNvcmQgMg==\"",
+				  strlen("\"rawData\":\"eCByZWNvcmQgMg==\"")));
+	redo_snapshot_the_same(&e, "lk", 90, n, paths, bytes, sizes);
+	env_close(&e);
+}
+
+/*
+ * UpdateDestination of a partitioned stream with a processor: the new prefix and
+ * delimiter apply to ranges cut after it; it is refused while a range is being
+ * delivered, and refused outright when it would switch partitioning off; it survives a
+ * restart (every table rewritten).
+ */
+Test(firehose_engine, an_update_changes_processors_and_partitioning_query)
+{
+	static char paths[16][512];
+	static uint8_t bytes[16][16384];
+	static size_t sizes[16];
+	struct firehose_spec s = spec_of("upd", FIREHOSE_UNCOMPRESSED, 128, 1), next;
+	struct firehose_record rec = { "{\"c\":\"a\",\"d\":\"x\"}", 17 };
+	struct firehose_info info;
+	struct put_result r = { 0 };
+	uint32_t n, found = 0;
+	struct env e;
+
+	env_open(&e);
+	snprintf(s.prefix, sizeof(s.prefix), "c=!{partitionKeyFromQuery:c}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	snprintf(s.query, sizeof(s.query), "{c:.c}");
+	s.partitioning = true;
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	put_wait(&e, "upd", &rec, 1, &r);
+	wait_delivered(&e, "upd", 1, 2);
+	next = s;
+	next.partitioning = false;
+	cr_assert_eq(firehose_update(e.fh, "upd", 1, &next, 2), -EINVAL, "partitioning stays");
+	next = s;
+	snprintf(next.prefix, sizeof(next.prefix), "d=!{partitionKeyFromQuery:d}/");
+	snprintf(next.query, sizeof(next.query), "{d:.d}");
+	next.delimiter[0] = '\n';
+	next.delimiter_size = 1;
+	cr_assert_eq(firehose_update(e.fh, "upd", 1, &next, 2), 0);
+	cr_assert_eq(firehose_update(e.fh, "upd", 1, &next, 2), -ESTALE);
+	env_stop(&e);
+	env_open_parts(&e);
+	cr_assert_eq(firehose_describe(e.fh, "upd", &info), 0);
+	cr_assert(info.version == 2 && strcmp(info.spec.query, "{d:.d}") == 0 &&
+		  info.spec.delimiter_size == 1 && info.spec.partitioning, "kept in SQLite");
+	r = (struct put_result){ 0 };
+	put_wait(&e, "upd", &rec, 1, &r);
+	wait_delivered(&e, "upd", 2, 2);
+	n = snapshot(&e, paths, bytes, sizes);
+	cr_assert_eq(n, 2);
+	for (uint32_t i = 0; i < n; i++) {
+		const char *rel = paths[i] + strlen(e.root) + strlen("/bkt/");
+
+		if (strncmp(rel, "c=a/", 4) == 0 && strstr(rel, "/upd-1-") != NULL)
+			found += sizes[i] == 17 && memcmp(bytes[i], rec.data, 17) == 0;
+		if (strncmp(rel, "d=x/", 4) == 0 && strstr(rel, "/upd-2-") != NULL)
+			found += sizes[i] == 18 && memcmp(bytes[i], rec.data, 17) == 0 &&
+				 bytes[i][17] == '\n';
+	}
+	cr_assert_eq(found, 2, "version 1's object as it was, version 2's by the new settings");
 	env_close(&e);
 }

@@ -192,7 +192,11 @@ Test(firehose_spec_check, accepts_and_refuses)
 		{ "x=!{partitionKeyFromQuery:d}/", E, true, "{c:.c}", 60, "not one of the keys" },
 		{ P, E, true, "{c:.c|x}", 60, "JQ object whose values are field paths" },
 		{ "raw/", E, false, "{c:.c}", 60, "requires Dynamic Partitioning" },
-		{ "!{partitionKeyFromLambda:c}/", E, true, "{c:.c}", 60, "not supported" },
+		{ "!{partitionKeyFromLambda:c}/", E, true, "{c:.c}", 60, "needs a Lambda processor" },
+		{ "!{partitionKeyFromLambda:}/", E, true, "{c:.c}", 60, "must have 1 to 64 bytes" },
+		{ P "e/!{partitionKeyFromLambda:c}/", "e/" E, true, "{c:.c}", 60, "needs a Lambda" },
+		{ P, E "!{partitionKeyFromLambda:c}/", true, "{c:.c}", 60, "can not be part of "
+		  "ErrorOutputPrefix" },
 		{ "!{firehose:error-output-type}/", "e/", false, "", 0, "only be used in "
 		  "ErrorOutputPrefix" },
 		{ P, "e/" P E, true, "{c:.c}", 60, "can not be part of ErrorOutputPrefix" },
@@ -218,4 +222,110 @@ Test(firehose_spec_check, accepts_and_refuses)
 			cr_expect(got != NULL && strstr(got, cases[i].refusal) != NULL,
 				  "case %zu: %s", i, got != NULL ? got : "(accepted)");
 	}
+}
+
+/* !{partitionKeyFromLambda:KEY}: with a Lambda processor, alone or beside the query's keys. */
+Test(firehose_spec_check, lambda_partition_keys)
+{
+	static const struct {
+		const char *prefix, *query;
+		const char *refusal;
+	} cases[] = {
+		{ "a=!{partitionKeyFromLambda:a}/", "", NULL },
+		{ "a=!{partitionKeyFromLambda:a}/" P, "{c:.c}", NULL },
+		{ "a=!{partitionKeyFromLambda:c}/" P, "{c:.c}", NULL },  /* Namespaces apart. */
+		{ "a=!{partitionKeyFromLambda:a}/b=!{partitionKeyFromLambda:a}/", "", NULL },
+		{ "raw/", "", "at least one dynamic partitioning namespace" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		static char message[FIREHOSE_MESSAGE_SIZE];
+		int rc;
+
+		memset(&spec, 0, sizeof(spec));
+		snprintf(spec.prefix, sizeof(spec.prefix), "%s", cases[i].prefix);
+		snprintf(spec.error_prefix, sizeof(spec.error_prefix), "%s", E);
+		snprintf(spec.query, sizeof(spec.query), "%s", cases[i].query);
+		snprintf(spec.lambda.arn, sizeof(spec.lambda.arn), "arn:aws:lambda:x");
+		spec.partitioning = true;
+		spec.interval_s = 60;
+		message[0] = '\0';
+		rc = firehose_spec_check(&spec, message, sizeof(message));
+		if (cases[i].refusal == NULL)
+			cr_expect(rc == 0, "case %zu refused: %s", i, message);
+		else
+			cr_expect(rc != 0 && strstr(message, cases[i].refusal) != NULL,
+				  "case %zu: %s", i, rc != 0 ? message : "(accepted)");
+	}
+}
+
+/* The Lambda keys a prefix names follow the query's, each once. */
+Test(fh_query_from_spec, lambda_keys_after_the_query)
+{
+	memset(&spec, 0, sizeof(spec));
+	snprintf(spec.prefix, sizeof(spec.prefix), "a=!{partitionKeyFromLambda:a}/"
+		 "c=!{partitionKeyFromQuery:c}/b=!{partitionKeyFromLambda:b}/"
+		 "!{partitionKeyFromLambda:a}/");
+	snprintf(spec.query, sizeof(spec.query), "{c:.x.c}");
+	cr_assert_eq(fh_query_from_spec(&spec, &q), 0);
+	cr_assert_eq(q.count, 3);
+	cr_expect(!q.keys[0].lambda && strcmp(q.keys[0].name, "c") == 0);
+	cr_expect(q.keys[1].lambda && strcmp(q.keys[1].name, "a") == 0 && q.keys[1].depth == 0);
+	cr_expect(q.keys[2].lambda && strcmp(q.keys[2].name, "b") == 0);
+}
+
+/* RecordDeAggregation's split: JSON objects (with or without whitespace) or pieces. */
+Test(fh_split, json_objects_and_delimited_pieces)
+{
+	static const struct {
+		enum firehose_deaggregation type;
+		const char *split, *record;
+		int rc;
+		uint32_t count;
+		const char *last;      /* The last sub-record. */
+	} cases[] = {
+		{ FIREHOSE_DEAGG_JSON, "", "{\"a\":1}{\"a\":2}", 0, 2, "{\"a\":2}" },
+		{ FIREHOSE_DEAGG_JSON, "", "{\"a\":1}\n{\"a\":\"}{\"}\n", 0, 2, "{\"a\":\"}{\"}" },
+		{ FIREHOSE_DEAGG_JSON, "", " {\"a\":{\"b\":[1,{}]}} ", 0, 1, "{\"a\":{\"b\":[1,{}]}}" },
+		{ FIREHOSE_DEAGG_JSON, "", "{\"a\":\"\\\"}\"}", 0, 1, "{\"a\":\"\\\"}\"}" },
+		{ FIREHOSE_DEAGG_JSON, "", "[{\"a\":1},{\"a\":2}]", -EINVAL, 0, NULL },
+		{ FIREHOSE_DEAGG_JSON, "", "{\"a\":1} tail", -EINVAL, 0, NULL },
+		{ FIREHOSE_DEAGG_JSON, "", "{\"a\":1", -EINVAL, 0, NULL },
+		{ FIREHOSE_DEAGG_JSON, "", "  ", -EINVAL, 0, NULL },
+		{ FIREHOSE_DEAGG_DELIMITED, "####", "a####bb########c####", 0, 3, "c" },
+		{ FIREHOSE_DEAGG_DELIMITED, "##", "no delimiter", 0, 1, "no delimiter" },
+		{ FIREHOSE_DEAGG_DELIMITED, "##", "####", -EINVAL, 0, NULL },
+	};
+	struct fh_piece pieces[FIREHOSE_DEAGG_RECORDS_MAX];
+	static char many[FIREHOSE_DEAGG_RECORDS_MAX * 8 + 16];
+	size_t at = 0;
+	uint32_t count;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *rec = cases[i].record;
+		int rc;
+
+		memset(&spec, 0, sizeof(spec));
+		spec.deaggregation = cases[i].type;
+		spec.split_size = (uint32_t)strlen(cases[i].split);
+		memcpy(spec.split, cases[i].split, spec.split_size);
+		count = 0;
+		rc = fh_split(&spec, (const uint8_t *)rec, strlen(rec), pieces, &count);
+		cr_expect_eq(rc, cases[i].rc, "case %zu", i);
+		if (rc != 0)
+			continue;
+		cr_expect_eq(count, cases[i].count, "case %zu: %u", i, count);
+		cr_expect(pieces[count - 1].size == strlen(cases[i].last) &&
+			  memcmp(rec + pieces[count - 1].off, cases[i].last,
+				 pieces[count - 1].size) == 0, "case %zu: the last one", i);
+	}
+	/* AWS's cap: 500 sub-records split; 501 keep the record whole. */
+	memset(&spec, 0, sizeof(spec));
+	spec.deaggregation = FIREHOSE_DEAGG_JSON;
+	for (uint32_t i = 0; i < FIREHOSE_DEAGG_RECORDS_MAX; i++)
+		at += (size_t)sprintf(many + at, "{\"n\":1}");
+	cr_expect_eq(fh_split(&spec, (const uint8_t *)many, at, pieces, &count), 0);
+	cr_expect_eq(count, FIREHOSE_DEAGG_RECORDS_MAX);
+	at += (size_t)sprintf(many + at, "{}");
+	cr_expect_eq(fh_split(&spec, (const uint8_t *)many, at, pieces, &count), -EINVAL);
 }

@@ -372,14 +372,15 @@ def delivered(root, bucket, compression):
     return out, temps
 
 
-def check_exactly_once(sent, objs, what, size_mb=None):
-    """Every sent record in exactly one object, each object a run of consecutive records."""
+def check_exactly_once(sent, objs, what, size_mb=None, sep=b"\n"):
+    """Every sent record (each ending in sep) in exactly one object, each object a run of
+    consecutive records."""
     index = {rec: i for i, rec in enumerate(sent)}
     seen = collections.Counter()
     for path, data in objs.items():
-        recs = data.split(b"\n")
+        recs = data.split(sep)
         check(recs[-1] == b"", "%s: %s does not end on a record" % (what, path))
-        recs = [r + b"\n" for r in recs[:-1]]
+        recs = [r + sep for r in recs[:-1]]
         pos = [index.get(r) for r in recs]
         check(None not in pos, "%s: %s holds bytes never sent" % (what, path))
         check(pos == list(range(pos[0], pos[0] + len(pos))),

@@ -149,8 +149,8 @@ def test_api(fh):
         "Processors": [{"Type": "Lambda", "Parameters": [{"ParameterName": "Colour",
                                                           "ParameterValue": "x"}]}]})
     bad("SerializationException", None, {"Enabled": "yes"})
-    bad("InvalidArgumentException", "Processor type AppendDelimiterToRecord is not supported",
-        {"Enabled": True, "Processors": [{"Type": "AppendDelimiterToRecord"}]})
+    bad("InvalidArgumentException", "Processor type Decompression is not supported",
+        {"Enabled": True, "Processors": [{"Type": "Decompression"}]})
     bad("InvalidArgumentException", "Only one processor of type Lambda",
         {"Enabled": True, "Processors": [processing(ARN % "transform")["Processors"][0]] * 2})
     bad("InvalidArgumentException", "BufferSizeInMBs must be a number from 0.2 to 3",

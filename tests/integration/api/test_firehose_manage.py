@@ -86,16 +86,19 @@ def test_update(srv, root):
     expect_error(update, "InvalidArgumentException", "Exactly one destination update",
                  CurrentDeliveryStreamVersionId="1", ExtendedS3DestinationUpdate={},
                  S3DestinationUpdate={}, **base)
-    expect_error(update, "InvalidArgumentException", "Only S3 and ExtendedS3",
-                 CurrentDeliveryStreamVersionId="1",
+    expect_error(update, "InvalidArgumentException", "an update cannot switch it to an "
+                 "HttpEndpoint destination", CurrentDeliveryStreamVersionId="1",
                  HttpEndpointDestinationUpdate={"EndpointConfiguration": {"Url": "https://x"}},
                  **base)
+    expect_error(update, "InvalidArgumentException", "Only S3, ExtendedS3 and HttpEndpoint",
+                 CurrentDeliveryStreamVersionId="1",
+                 SplunkDestinationUpdate={"HECEndpoint": "https://x"}, **base)
     expect_error(update, "InvalidArgumentException", "is not an S3 bucket ARN",
                  CurrentDeliveryStreamVersionId="1",
                  ExtendedS3DestinationUpdate={"BucketARN": "arn:aws:s3:::a/b"}, **base)
     check(describe(fh, "upd")["VersionId"] == "1", "refused updates changed the version")
-    # Dynamic partitioning (as a processor or an HTTP endpoint) is not updated yet: refused
-    # whole rather than merged into a destination that would lose it.
+    # A partitioned stream is updated too (the merge keeps its partitioning and query):
+    # test_firehose_features.py covers every kind of stream.
     dp = dict(s3dest("updp", "GZIP", size_mb=1, interval_s=60),
               Prefix="c=!{partitionKeyFromQuery:c}/",
               ErrorOutputPrefix="e/!{firehose:error-output-type}/",
@@ -105,12 +108,11 @@ def test_update(srv, root):
                       {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{c:.c}"},
                       {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]}]})
     fh.create_delivery_stream(DeliveryStreamName="updp", ExtendedS3DestinationConfiguration=dp)
-    expect_error(update, "InvalidArgumentException", "UpdateDestination of a delivery stream "
-                 "with dynamic partitioning", DeliveryStreamName="updp", DestinationId=DEST,
-                 CurrentDeliveryStreamVersionId="1",
-                 ExtendedS3DestinationUpdate={"CompressionFormat": "ZIP"})
+    update(DeliveryStreamName="updp", DestinationId=DEST, CurrentDeliveryStreamVersionId="1",
+           ExtendedS3DestinationUpdate={"CompressionFormat": "ZIP"})
     pd = describe(fh, "updp")["Destinations"][0]["ExtendedS3DestinationDescription"]
     check(pd["DynamicPartitioningConfiguration"] == {"Enabled": True} and
+          pd["CompressionFormat"] == "ZIP" and
           pd["ProcessingConfiguration"]["Processors"][0]["Type"] == "MetadataExtraction", pd)
     fh.delete_delivery_stream(DeliveryStreamName="updp")
 

@@ -111,6 +111,16 @@ class S3rver:
         return out
 
 
+def s3rver_store(js_dir, prefix):
+    """(temp base dir, an S3rver in it, not started), or None (said: no node/npm)."""
+    main_js = s3rver_install(js_dir)
+    if main_js is None:
+        print("SKIPPED: no node/npm, or npm could not install s3rver")
+        return None
+    base = tempfile.mkdtemp(prefix=prefix)
+    return base, S3rver(main_js, os.path.join(base, "s3"), os.path.join(base, "s3rver.log"))
+
+
 def sluiced_args(store, part_mb=5):
     return ["--set", "firehose.s3_endpoint=" + store.url, "--set", "firehose.s3_access_key=" +
             S3_KEY, "--set", "firehose.s3_secret_key=" + S3_KEY, "--set",
@@ -271,8 +281,8 @@ def test_prefix_errors(fh):
          "zero buffering"),
         (dp_dest("b", q, "static/"), "at least one dynamic partitioning namespace"),
         (dp_dest("b", q, "c=!{partitionKeyFromQuery:customer}/",
-                 processor="AppendDelimiterToRecord"),
-         "Processor type AppendDelimiterToRecord is not supported by this endpoint yet"),
+                 processor="Decompression"),
+         "Processor type Decompression is not supported by this endpoint yet"),
         (dp_dest("b", q, "c=!{partitionKeyFromQuery:customer}/", enabled=False),
          "requires Dynamic Partitioning to be enabled"),
         (dict(s3dest("b", prefix="../up/")), "'..' in prefixes"),
@@ -548,14 +558,12 @@ def test_crashes(binary, base, store):
 
 
 def main():
-    binary, js_dir = sys.argv[1], sys.argv[2]
-    main_js = s3rver_install(js_dir)
-    if main_js is None:
-        print("SKIPPED: no node/npm, or npm could not install s3rver")
+    binary = sys.argv[1]
+    got = s3rver_store(sys.argv[2], "fhs3-test-")
+    if got is None:
         return
-    base = tempfile.mkdtemp(prefix="fhs3-test-")
+    base, store = got
     test_config(binary, base)
-    store = S3rver(main_js, os.path.join(base, "s3"), os.path.join(base, "s3rver.log"))
     try:
         os.makedirs(store.directory)
         store.start()
