@@ -130,14 +130,23 @@ def sluiced_args(store, part_mb=5):
 def wait_objects(store, bucket, compression, total_bytes, what):
     decode = DECODERS[compression][1]
     deadline = time.monotonic() + DEADLINE_S
+    got, last_error = 0, None
     while True:
-        objs = store.objects(bucket, decode)
-        got = sum(len(d) for d in objs.values())
-        if got >= total_bytes:
-            return objs
+        # s3rver lists an object while it still writes the file in place, so a GET can
+        # return a prefix that does not decode (gzip's EOFError, a short snappy block):
+        # read the listing again rather than fail; a decoder that never succeeds still
+        # fails at the deadline, with its error.
+        try:
+            objs = store.objects(bucket, decode)
+            got, last_error = sum(len(d) for d in objs.values()), None
+            if got >= total_bytes:
+                return objs
+        except Exception as e:  # noqa: BLE001 - any decoder's error on a partial object
+            last_error = e
         if time.monotonic() > deadline:
-            raise SystemExit("FAIL: %s: %d of %d bytes in the store in %d s" %
-                             (what, got, total_bytes, DEADLINE_S))
+            raise SystemExit("FAIL: %s: %d of %d bytes in the store in %d s%s" %
+                             (what, got, total_bytes, DEADLINE_S,
+                              "; last read failed: %r" % last_error if last_error else ""))
         time.sleep(0.3)
 
 
