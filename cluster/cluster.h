@@ -20,6 +20,8 @@
 
 #include "cluster/etcd.h"
 
+/* Node ids: 1 .. this (0 means none; [cluster] node_id). */
+#define CLUSTER_NODE_ID_MAX 65535u
 /* Nodes in one cluster (placement's scratch arrays are this size). */
 #define CLUSTER_NODES_MAX 64u
 /* replication_factor bounds; 0 asks for the default (3, or fewer nodes). */
