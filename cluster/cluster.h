@@ -37,6 +37,16 @@
 /* Leader/replica balancing moves per computation (each strictly improves; a bound, not a tuning). */
 #define PLACEMENT_MOVES_MAX (4u * CLUSTER_SHARDS_MAX)
 
+/*
+ * The in-sync set, kept by each shard's leader (docs/CLUSTER.md, "The in-sync
+ * set"): a follower that has not caught up with the leader's durable end for
+ * this long leaves it (Kafka's replica.lag.time.max.ms); one whose acknowledged
+ * end reaches the leader's durable end joins it again.
+ */
+#define CLUSTER_ISR_LAG_MS 3000u
+/* How often a leader compares its followers' ends with its own. */
+#define CLUSTER_ISR_CHECK_MS 250u
+
 /* ---- Placement (cluster/placement.c): a pure function, no I/O, no clock. */
 
 struct placement_node {
@@ -154,5 +164,15 @@ int cluster_placement_read(struct etcd_client *client, const char *cluster,
 int cluster_placement_write(struct etcd_client *client, const char *cluster,
 			    const struct etcd_leader *controller, const struct cluster_shard *shards,
 			    uint32_t count);
+
+/*
+ * The shard leader's in-sync update (docs/CLUSTER.md, "The in-sync set"): the
+ * shard key's "isr" replaced, the rest kept, by compare-and-swap on
+ * `mod_revision`. -ESTALE: the key moved (read again); -ENOENT: gone; -EPROTO:
+ * a value that is not an object.
+ */
+int cluster_placement_isr_write(struct etcd_client *client, const char *cluster, const char *stream,
+				uint32_t shard, int64_t mod_revision, const uint32_t *isr,
+				uint32_t isr_count);
 
 #endif /* SLUICE_CLUSTER_H */

@@ -57,8 +57,14 @@ struct node_role {
 	uint64_t log_id;
 	struct placement_shard place;
 	struct replica_peer followers[REPLICA_FOLLOWERS_MAX];  /* When led. */
+	uint32_t follower_ids[REPLICA_FOLLOWERS_MAX];
 	uint32_t follower_count;
+	int64_t mod_revision;      /* The placement key's: the in-sync update's CAS. */
 	bool led;                  /* Leader here, replica_lead_set accepted. */
+	/* Per follower, while led: the in-sync clock (isr_check). */
+	uint64_t mark_end[REPLICA_FOLLOWERS_MAX];  /* The leader's end when last looked ... */
+	uint64_t mark_ns[REPLICA_FOLLOWERS_MAX];   /* ... and when. */
+	uint64_t caught_ns[REPLICA_FOLLOWERS_MAX]; /* The follower last reached a mark then. */
 };
 
 /* The last replica address a node id registered. */
@@ -224,7 +230,7 @@ stream_id_of(const struct cluster_node *n, const char *name, uint32_t *id_out)
 /* The shard's other replicas as peers; -ENOENT when one never registered an address. */
 static int
 followers_of(const struct cluster_node *n, const struct placement_shard *p,
-	     struct replica_peer *peers, uint32_t *count_out)
+	     struct replica_peer *peers, uint32_t *ids, uint32_t *count_out)
 {
 	uint32_t count = 0;
 
@@ -238,6 +244,7 @@ followers_of(const struct cluster_node *n, const struct placement_shard *p,
 			return -ENOENT;
 		if (count == REPLICA_FOLLOWERS_MAX)
 			return -E2BIG;
+		ids[count] = p->replicas[i];
 		peers[count++] = *peer;
 	}
 	*count_out = count;
@@ -254,6 +261,111 @@ role_find(const struct node_role *roles, uint32_t count, uint64_t log_id)
 	return NULL;
 }
 
+/* ---- The in-sync set (docs/CLUSTER.md, "The in-sync set") ---------------------- */
+
+/* The placement's in-sync followers -> the leader's acks (the leader itself is implied). */
+static int
+isr_apply(struct cluster_node *n, const struct node_role *r)
+{
+	struct replica_peer in_sync[REPLICA_FOLLOWERS_MAX];
+	uint32_t count = 0;
+
+	for (uint32_t f = 0; f < r->follower_count; f++) {
+		if (placement_has(r->place.isr, r->place.isr_count, r->follower_ids[f]))
+			in_sync[count++] = r->followers[f];
+	}
+	return replica_in_sync_set(n->leader, r->log_id, in_sync, count);
+}
+
+/* The placement's in-sync set with follower f added (join) or removed; written by CAS. */
+static int
+isr_change(struct cluster_node *n, struct node_role *r, uint32_t f, bool join)
+{
+	uint32_t isr[CLUSTER_REPLICA_SET_MAX];
+	uint32_t count = 0;
+	uint32_t id = r->follower_ids[f];
+	int err;
+
+	for (uint32_t i = 0; i < r->place.isr_count; i++) {
+		if (r->place.isr[i] != id)
+			isr[count++] = r->place.isr[i];
+	}
+	if (join && count < CLUSTER_REPLICA_SET_MAX)
+		isr[count++] = id;
+	err = cluster_placement_isr_write(n->etcd, n->name, r->stream, r->shard, r->mod_revision,
+					  isr, count);
+	diag_info("cluster", "%s/%u: node %u %s the in-sync set: %s", r->stream, r->shard, id,
+		  join ? "joins" : "leaves", err == 0 ? "written" : strerror(-err));
+	if (err == 0) {
+		pthread_mutex_lock(&n->lock);  /* The admin prints the isr. */
+		memcpy(r->place.isr, isr, sizeof(isr[0]) * count);
+		r->place.isr_count = count;
+		pthread_mutex_unlock(&n->lock);
+		r->mod_revision = 0;  /* Unknown until the watch brings the new key: no more CAS. */
+	}
+	return err;
+}
+
+/*
+ * One look at a led shard's followers. A follower is caught up at the mark
+ * time when its acknowledged end reached the leader's end of then (under load
+ * the end moves on, so "equal to the end now" would rarely hold). Joining:
+ * counted by the acks first, then written (never named in sync before it
+ * holds what the acks count); leaving: written first, then no longer counted
+ * (never dropped from the acks while etcd may still elect it).
+ */
+static void
+isr_check(struct cluster_node *n, struct node_role *r, uint64_t now)
+{
+	struct log_shard_info info = { 0 };
+
+	log_shard_info(n->log, r->log_id, &info);
+	for (uint32_t f = 0; f < r->follower_count && r->mod_revision != 0; f++) {
+		bool in_sync = placement_has(r->place.isr, r->place.isr_count, r->follower_ids[f]);
+		uint64_t acked = 0;
+		int32_t link = -1;
+
+		for (uint32_t k = 0; k < replica_leader_link_count(n->leader) && link < 0; k++) {
+			struct replica_link_stats st;
+
+			if (replica_leader_link_stats(n->leader, k, &st) == 0 &&
+			    st.peer.port == r->followers[f].port &&
+			    strcmp(st.peer.host, r->followers[f].host) == 0)
+				link = (int32_t)k;
+		}
+		if (link < 0 ||
+		    replica_leader_link_acked(n->leader, (uint32_t)link, r->log_id, &acked) != 0)
+			continue;
+		if (acked >= r->mark_end[f]) {
+			r->caught_ns[f] = r->mark_ns[f];
+			r->mark_end[f] = info.seq_local;
+			r->mark_ns[f] = now;
+		}
+		if (!in_sync && acked >= info.seq_local) {
+			struct node_role joined = *r;
+
+			joined.place.isr[joined.place.isr_count++] = r->follower_ids[f];
+			if (isr_apply(n, &joined) == 0 && isr_change(n, r, f, true) != 0)
+				isr_apply(n, r);  /* Not written: back to the stored set. */
+		} else if (in_sync && now - r->caught_ns[f] > CLUSTER_ISR_LAG_MS * 1000000ull &&
+			   isr_change(n, r, f, false) == 0) {
+			isr_apply(n, r);
+		}
+	}
+}
+
+static void
+isr_check_all(struct cluster_node *n)
+{
+	uint64_t now = clock_mono_ns();
+
+	/* The watcher is the only writer of the roles: reading them needs no lock. */
+	for (uint32_t i = 0; i < n->role_count; i++) {
+		if (n->roles[i].led)
+			isr_check(n, &n->roles[i], now);
+	}
+}
+
 /*
  * Leads one shard placed on this node; 0 or the reason it is not led (kept in
  * last_error). Asks the leader only when the epoch or the replica set changed:
@@ -263,18 +375,26 @@ static int
 role_lead(struct cluster_node *n, struct node_role *r)
 {
 	const struct node_role *old = role_find(n->roles, n->role_count, r->log_id);
-	int err = followers_of(n, &r->place, r->followers, &r->follower_count);
+	int err = followers_of(n, &r->place, r->followers, r->follower_ids, &r->follower_count);
+	uint64_t now = clock_mono_ns();
 
+	for (uint32_t f = 0; f < r->follower_count; f++)
+		r->caught_ns[f] = r->mark_ns[f] = now;  /* A new follower starts its clock now. */
 	if (err == 0 && old != NULL && old->led &&
 	    old->place.leader_epoch == r->place.leader_epoch &&
 	    old->follower_count == r->follower_count &&
 	    memcmp(old->followers, r->followers, sizeof(r->followers[0]) * r->follower_count) == 0) {
+		memcpy(r->mark_end, old->mark_end, sizeof(r->mark_end));
+		memcpy(r->mark_ns, old->mark_ns, sizeof(r->mark_ns));
+		memcpy(r->caught_ns, old->caught_ns, sizeof(r->caught_ns));
 		r->led = true;
-		return 0;
+		return isr_apply(n, r);
 	}
 	if (err == 0)
 		err = replica_lead_set(n->leader, r->log_id, (uint64_t)r->place.leader_epoch,
 				       r->followers, r->follower_count);
+	if (err == 0)
+		err = isr_apply(n, r);
 	if (err != 0)
 		diag_warn("cluster", "%s/%u (log shard %" PRIx64 "): not led in epoch %" PRId64
 			  ": %s", r->stream, r->shard, r->log_id, r->place.leader_epoch,
@@ -309,6 +429,7 @@ roles_build(struct cluster_node *n, const struct cluster_shard *shards, uint32_t
 		r->shard = s->shard;
 		r->log_id = LOG_SHARD_ID(stream_id, s->shard);
 		r->place = s->place;
+		r->mod_revision = s->mod_revision;
 		made++;
 		if (s->place.leader == n->node_id && s->place.leader_epoch > 0) {
 			int err = role_lead(n, r);
@@ -390,27 +511,38 @@ watcher_main(void *arg)
 
 	prctl(PR_SET_NAME, "cluster-watch");
 	snprintf(prefix, sizeof(prefix), "/sluice/%s/", n->name);
+	uint64_t refresh_due = 0;
+	bool dirty = true;
+
 	while (!atomic_load(&n->stop)) {
 		const struct etcd_event *events;
+		uint64_t now = clock_mono_ns();
 		int rc;
 
 		if (watch == NULL && etcd_watch_open(n->etcd_endpoints, prefix, true, 0,
 						     &watch) != 0)
 			watch = NULL;  /* etcd away: read and try again after the wait below. */
 		/* Read after the watch opened: a change between the two is seen either way. */
-		refresh(n);
+		if (dirty || now >= refresh_due) {
+			refresh(n);
+			refresh_due = now + CLUSTER_NODE_REFRESH_MS * 1000000ull;
+			dirty = false;
+		}
+		isr_check_all(n);
 		if (watch == NULL) {
 			struct timespec t = { .tv_nsec = (long)CLUSTER_NODE_RETRY_MS * 1000000 };
 
 			nanosleep(&t, NULL);
+			dirty = true;
 			continue;
 		}
 		/* Every event means "read again"; a compacted or ended watch is reopened. */
-		rc = etcd_watch_next(watch, CLUSTER_NODE_REFRESH_MS, &events);
+		rc = etcd_watch_next(watch, CLUSTER_ISR_CHECK_MS, &events);
 		if (rc < 0) {
 			etcd_watch_close(watch);
 			watch = NULL;
 		}
+		dirty |= rc != 0;
 	}
 	etcd_watch_close(watch);
 	return NULL;
@@ -529,7 +661,7 @@ cluster_node_stop(struct cluster_node *n)
 		return;
 	atomic_store(&n->stop, true);
 	if (n->started)
-		pthread_join(n->thread, NULL);  /* Its waits end within CLUSTER_NODE_REFRESH_MS. */
+		pthread_join(n->thread, NULL);  /* Its waits end within CLUSTER_ISR_CHECK_MS. */
 	/* Resign and revoke: the controller moves this node's leaderships at once. */
 	if (n->member != NULL)
 		cluster_member_stop(n->member);

@@ -88,6 +88,16 @@ int replica_lead(struct replica_leader *leader, uint64_t shard_id, uint64_t epoc
 int replica_lead_set(struct replica_leader *leader, uint64_t shard_id, uint64_t epoch,
 		     const struct replica_peer *followers, uint32_t follower_count);
 /*
+ * The shard's in-sync followers (a subset of its set; the leader is implied):
+ * a REPLICA_ACKS_QUORUM answer never passes what each of them holds, so every
+ * in-sync replica holds everything acknowledged and may become leader. None
+ * (the start): a majority suffices. -ENOENT for a shard not led here, -EINVAL
+ * for a follower outside the shard's set. A follower is added before the
+ * cluster's in-sync set names it and removed after (docs/CLUSTER.md).
+ */
+int replica_in_sync_set(struct replica_leader *leader, uint64_t shard_id,
+			const struct replica_peer *in_sync, uint32_t count);
+/*
  * Stops leading the shard (a newer leader was placed): nothing more is shipped
  * and replica_acked answers -ESTALE from now on. -ENOENT for a shard never led.
  */

@@ -86,6 +86,7 @@ struct lshard {
 	uint64_t shard_id;
 	uint64_t epoch;
 	uint32_t links;            /* The shard's followers: a bit per link index. */
+	uint32_t in_sync;          /* Followers whose end caps the acks (a subset of links). */
 	bool fenced;               /* A follower promised a newer epoch, or unled here. */
 	uint64_t watermark;        /* Set on the log; never moves back. */
 };
@@ -157,19 +158,29 @@ wake(struct replica_leader *l)
 static int link_init(struct link *k, const struct replica_peer *peer);
 static void link_fini(struct link *k);
 
+/* Under lock: the index of the link to `peer`, or -1. */
+static int32_t
+link_find(const struct replica_leader *l, const struct replica_peer *peer)
+{
+	for (uint32_t k = 0; k < link_count(l); k++) {
+		if (l->links[k].peer.port == peer->port &&
+		    strcmp(l->links[k].peer.host, peer->host) == 0)
+			return (int32_t)k;
+	}
+	return -1;
+}
+
 /* Under lock: the link to `peer`, added if new. -ENOSPC past REPLICA_FOLLOWERS_MAX peers. */
 static int
 link_find_or_add(struct replica_leader *l, const struct replica_peer *peer, uint32_t *index_out)
 {
 	uint32_t n = link_count(l);
+	int32_t found = link_find(l, peer);
 	int err;
 
-	for (uint32_t k = 0; k < n; k++) {
-		if (l->links[k].peer.port == peer->port &&
-		    strcmp(l->links[k].peer.host, peer->host) == 0) {
-			*index_out = k;
-			return 0;
-		}
+	if (found >= 0) {
+		*index_out = (uint32_t)found;
+		return 0;
 	}
 	if (n == REPLICA_FOLLOWERS_MAX)
 		return -ENOSPC;
@@ -253,19 +264,49 @@ replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 		uint32_t n = atomic_load(&l->shard_count);
 
 		l->shards[n] = (struct lshard){ .shard_id = shard_id, .epoch = epoch,
-						.links = mask };
+						.links = mask };  /* in_sync: none until told. */
 		atomic_store_explicit(&l->shard_count, n + 1, memory_order_release);
 	} else if (epoch > l->shards[i].epoch) {
 		l->shards[i].epoch = epoch;
 		l->shards[i].fenced = false;
 		l->shards[i].links = mask;
+		l->shards[i].in_sync = 0;
 	} else if (epoch == l->shards[i].epoch && !l->shards[i].fenced) {
 		l->shards[i].links = mask;  /* The replica set changed within the epoch. */
+		l->shards[i].in_sync &= mask;
 	} else {
 		err = -ESTALE;  /* Unled or fenced in this epoch: only a newer one leads again. */
 	}
 	pthread_mutex_unlock(&l->lock);
 	wake(l);
+	return err;
+}
+
+int
+replica_in_sync_set(struct replica_leader *l, uint64_t shard_id,
+		    const struct replica_peer *in_sync, uint32_t count)
+{
+	uint32_t mask = 0;
+	int32_t i;
+	int err = 0;
+
+	pthread_mutex_lock(&l->lock);
+	i = shard_index(l, shard_id);
+	for (uint32_t j = 0; i >= 0 && j < count && err == 0; j++) {
+		int32_t k = link_find(l, &in_sync[j]);
+
+		if (k < 0 || !shard_on_link(l, (uint32_t)i, (uint32_t)k))
+			err = -EINVAL;
+		else
+			mask |= 1u << k;
+	}
+	if (i < 0)
+		err = -ENOENT;
+	else if (err == 0)
+		l->shards[i].in_sync = mask;
+	pthread_mutex_unlock(&l->lock);
+	if (err == 0)
+		ring(l->doorbell_fd);  /* A smaller set may let waiting calls go. */
 	return err;
 }
 
@@ -313,6 +354,23 @@ cmp_desc(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/*
+ * Under lock: what every in-sync follower of shard i holds. A quorum answer never
+ * passes it: a new leader is picked from the in-sync set, so each member must hold
+ * everything acknowledged (docs/CLUSTER.md, "The in-sync set").
+ */
+static uint64_t
+in_sync_end(const struct replica_leader *l, uint32_t i, uint64_t local)
+{
+	uint64_t end = local;
+
+	for (uint32_t k = 0; k < link_count(l); k++) {
+		if (shard_on_link(l, i, k) && ((l->shards[i].in_sync >> k) & 1u))
+			end = min_u64(end, l->links[k].shards[i].acked);
+	}
+	return end;
+}
+
 /* Under lock: what `acks` replicas hold of shard i, given the leader's durable end. */
 static uint64_t
 acked_under_lock(const struct replica_leader *l, uint32_t i, enum replica_acks acks,
@@ -334,7 +392,7 @@ acked_under_lock(const struct replica_leader *l, uint32_t i, enum replica_acks a
 		return ends[n - 1];
 	case REPLICA_ACKS_QUORUM:
 	default:
-		return ends[n / 2]; /* The (n/2 + 1)-th largest: a majority holds it. */
+		return min_u64(ends[n / 2], in_sync_end(l, i, local));
 	}
 }
 

@@ -207,11 +207,15 @@ def main():
         if [r.get("ErrorCode") for r in res] != ["ProvisionedThroughputExceededException"] * 2:
             fail("a put to a follower: %s" % res)
 
+        wait_for("all three in sync", lambda: sorted(led(leader)["isr"]) == [1, 2, 3])
         followers[0].signal(signal.SIGSTOP)
         res = put(leader, 10, 5)
         if any("ErrorCode" in r for r in res):
             fail("quorum with one follower stopped: %s" % res)
         acked += [b"r%d" % i for i in range(10, 15)]
+        # Answered once the stopped follower left the in-sync set (CLUSTER_ISR_LAG_MS).
+        if followers[0].id in led(leader)["isr"]:
+            fail("answered while the stopped follower is still in sync: %s" % led(leader))
 
         followers[1].signal(signal.SIGSTOP)
         before = led(leader)["durable_end"]
@@ -231,6 +235,8 @@ def main():
         acked.append(b"r15")
         wait_for("r15 readable", lambda: b"r15" in read_all(leader))
         followers[0].signal(signal.SIGCONT)
+        wait_for("both followers back in sync",
+                 lambda: sorted(led(leader)["isr"]) == [1, 2, 3])
 
         leader.signal(signal.SIGKILL)
         leader.proc.wait()

@@ -817,3 +817,61 @@ Test(replica, each_shard_ships_to_its_own_replica_set)
 	node_close(&f2);
 	node_close(&f3);
 }
+
+/*
+ * The in-sync set caps quorum acknowledgements: with f1 and f2 in sync, f2
+ * stopped holds a quorum answer back (every in-sync replica must hold what is
+ * acknowledged: one of them may lead next); once f2 leaves the set, a majority
+ * suffices again. acks = all is not changed by it.
+ */
+Test(replica, the_in_sync_set_caps_quorum_acknowledgements)
+{
+	struct node l, f1, f2;
+	struct node *fs[] = { &f1, &f2 };
+	struct replica_peer both[2];
+	struct replica_peer stranger;
+
+	node_init(&l, "leader", true);
+	node_init(&f1, "f1", true);
+	node_init(&f2, "f2", true);
+	follow(&f1);
+	follow(&f2);
+	lead(&l, fs, 2, REPLICA_ACKS_QUORUM, 0);
+	peer_of(&f1, &both[0]);
+	peer_of(&f2, &both[1]);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 1), 0);
+	cr_assert_eq(replica_in_sync_set(l.l, SHARD_A, both, 2), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, 100);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_QUORUM, 100);
+
+	unfollow(&f2);
+	append(&l, SHARD_A, CONTENT_X, 100, 50);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_LEADER, 150);
+	{
+		struct log_shard_info info;
+		uint64_t f1_end = 0;
+
+		/* f1 got all 150 (its own end), yet the quorum answer waits for f2. */
+		cr_assert_eq(replica_leader_link_acked(l.l, 0, SHARD_A, &f1_end), 0);
+		for (uint64_t deadline = clock_mono_ns() + WAIT_NS; f1_end < 150 &&
+		     clock_mono_ns() < deadline;)
+			cr_assert_eq(replica_leader_link_acked(l.l, 0, SHARD_A, &f1_end), 0);
+		cr_assert_eq(f1_end, 150u);
+		cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_QUORUM), 100, "capped by f2 in sync");
+		cr_assert_eq(log_shard_info(l.log, SHARD_A, &info), 0);
+		cr_assert_eq(info.seq_durable, 100, "readers wait too");
+	}
+	cr_assert_eq(replica_in_sync_set(l.l, SHARD_A, both, 1), 0, "f2 leaves the set");
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_QUORUM, 150);
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_ALL), 100, "all still waits for f2");
+
+	memset(&stranger, 0, sizeof(stranger));
+	snprintf(stranger.host, sizeof(stranger.host), "127.0.0.1");
+	stranger.port = 1;
+	cr_assert_eq(replica_in_sync_set(l.l, SHARD_A, &stranger, 1), -EINVAL);
+	cr_assert_eq(replica_in_sync_set(l.l, SHARD_B, both, 1), -ENOENT);
+	cr_assert_eq(replica_leader_link_count(l.l), 2u, "no link added by a refusal");
+	node_close(&l);
+	node_close(&f1);
+	node_close(&f2);
+}
