@@ -10,7 +10,8 @@ stream on every node through the API, in the same order, so each node's SQLite
 gives it the same stream id, and writes /sluice/<name>/streams/<stream> itself;
 the controller places the shard from it.
 
-Checks, with acks = quorum:
+Checks, with acks = quorum (then acks = all: one follower stopped holds the answer
+back, even once it left the in-sync set):
   - exactly one node leads the shard, the other two follow it (GET /cluster);
   - PutRecords to the leader is answered, and both followers hold the records;
   - a PutRecords to a node that does not lead the shard is refused as throttled
@@ -94,9 +95,12 @@ class Etcd:
 
 
 class Node:
-    def __init__(self, root, node_id, etcd):
+    def __init__(self, root, node_id, etcd, cluster=CLUSTER, acks="quorum", ttl=2):
         self.id = node_id
-        self.dir = os.path.join(root, "n%d" % node_id)
+        self.ttl = ttl
+        self.cluster_name = cluster
+        self.acks = acks
+        self.dir = os.path.join(root, "%s-n%d" % (cluster, node_id))
         self.etcd = etcd
         self.api = free_port()
         self.admin = free_port()
@@ -110,11 +114,11 @@ class Node:
             [SLUICED, "--data-dir", self.dir, "--api-listen", "127.0.0.1:%d" % self.api,
              "--admin-listen", "127.0.0.1:%d" % self.admin, "--no-dataplane",
              "--set", "server.stream_status_delay_ms=0",
-             "--set", "cluster.enabled=true", "--set", "cluster.name=" + CLUSTER,
+             "--set", "cluster.enabled=true", "--set", "cluster.name=" + self.cluster_name,
              "--set", "cluster.node_id=%d" % self.id,
              "--set", "cluster.etcd_endpoints=" + self.etcd.client,
              "--set", "cluster.replica_listen=127.0.0.1:%d" % self.replica,
-             "--set", "cluster.lease_ttl_s=2", "--set", "cluster.acks=quorum"],
+             "--set", "cluster.lease_ttl_s=%d" % self.ttl, "--set", "cluster.acks=" + self.acks],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         if "ready" not in line:
@@ -173,25 +177,68 @@ def read_all(node):
         it = r["NextShardIterator"]
 
 
+def form(etcd, nodes, cluster):
+    """Starts the nodes, creates the stream everywhere, places it: (leader, followers)."""
+    for n in nodes:
+        n.start()
+    for n in nodes:   # The same order on every node: the same stream id (no cmeta yet).
+        n.client.create_stream(StreamName=STREAM, ShardCount=1)
+        wait_for("stream active", lambda: n.client.describe_stream_summary(
+            StreamName=STREAM)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE")
+    etcd.ctl("put", "/sluice/%s/streams/%s" % (cluster, STREAM), '{"shard_count":1}')
+    leader = wait_for("a leader", lambda: next((n for n in nodes if led(n)), None))
+    followers = [n for n in nodes if n is not leader]
+    for f in followers:
+        wait_for("node %d follows" % f.id, lambda: any(
+            r["stream"] == STREAM and r["leader"] == leader.id
+            for r in f.cluster()["followed"]))
+    return leader, followers
+
+
+def acks_all(root, etcd):
+    """acks = all: one follower stopped holds the answer back, also once its leader wrote it
+    out of the in-sync set. A long lease (60 s) keeps the stopped node a member meanwhile:
+    past its lease the controller would take it out of the replica set (a dead node), and
+    "all" means the replicas placed."""
+    nodes = [Node(root, i, etcd, cluster=CLUSTER + "all", acks="all", ttl=60)
+             for i in (1, 2, 3)]
+    try:
+        leader, followers = form(etcd, nodes, CLUSTER + "all")
+        res = put(leader, 0, 5)
+        if any("ErrorCode" in r for r in res):
+            fail("acks=all, all up: %s" % res)
+        followers[1].signal(signal.SIGSTOP)
+        before = led(leader)["durable_end"]
+        box = {}
+        t = threading.Thread(target=lambda: box.update(res=put(leader, 5, 1)))
+        t.start()
+        wait_for("the record durable on the leader",
+                 lambda: led(leader)["durable_end"] > before)
+        # Past the in-sync bound too (the leader's own CAS: the node is still a replica):
+        # leaving the isr does not release acks = all.
+        wait_for("the stopped follower out of sync",
+                 lambda: followers[1].id not in led(leader)["isr"])
+        if followers[1].id not in led(leader)["replicas"]:
+            fail("the stopped follower left the replicas: %s" % led(leader))
+        if not t.is_alive():
+            fail("acks=all answered with a follower stopped: %s" % box)
+        followers[1].signal(signal.SIGCONT)
+        t.join(DEADLINE_S)
+        if t.is_alive() or any("ErrorCode" in r for r in box.get("res", [{}])):
+            fail("acks=all not answered once the follower resumed: %s" % box)
+        wait_for("the follower back in sync", lambda: sorted(led(leader)["isr"]) == [1, 2, 3])
+    finally:
+        for n in nodes:
+            n.stop()
+
+
 def main():
     root = tempfile.mkdtemp(prefix="sluice-cnode-")
     etcd = Etcd(root)
     nodes = [Node(root, i, etcd) for i in (1, 2, 3)]
     try:
-        for n in nodes:
-            n.start()
-        for n in nodes:   # The same order on every node: the same stream id (no cmeta yet).
-            n.client.create_stream(StreamName=STREAM, ShardCount=1)
-            wait_for("stream active", lambda: n.client.describe_stream_summary(
-                StreamName=STREAM)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE")
-        etcd.ctl("put", "/sluice/%s/streams/%s" % (CLUSTER, STREAM), '{"shard_count":1}')
-        leader = wait_for("a leader", lambda: next((n for n in nodes if led(n)), None))
-        followers = [n for n in nodes if n is not leader]
+        leader, followers = form(etcd, nodes, CLUSTER)
         epoch = led(leader)["epoch"]
-        for f in followers:
-            wait_for("node %d follows" % f.id, lambda: any(
-                r["stream"] == STREAM and r["leader"] == leader.id
-                for r in f.cluster()["followed"]))
         print("leader node %d epoch %d" % (leader.id, epoch), flush=True)
 
         acked = []
@@ -213,7 +260,8 @@ def main():
         if any("ErrorCode" in r for r in res):
             fail("quorum with one follower stopped: %s" % res)
         acked += [b"r%d" % i for i in range(10, 15)]
-        # Answered once the stopped follower left the in-sync set (CLUSTER_ISR_LAG_MS).
+        # Answered once the stopped follower left the in-sync set (its 2 s lease ends before
+        # CLUSTER_ISR_LAG_MS: the controller takes it out; acks_all covers the leader's CAS).
         if followers[0].id in led(leader)["isr"]:
             fail("answered while the stopped follower is still in sync: %s" % led(leader))
 
@@ -255,6 +303,9 @@ def main():
         if any("ErrorCode" in r for r in res):
             fail("PutRecords to the new leader: %s" % res)
         print("cluster-node: acked=%d read_back=%d" % (len(acked), len(got)), flush=True)
+        for n in nodes:
+            n.stop()
+        acks_all(root, etcd)
     finally:
         for n in nodes:
             n.stop()
