@@ -26,6 +26,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -894,6 +895,26 @@ link_metrics(struct cluster_node *n, struct metrics_out *out)
 	}
 }
 
+/* The follower's counters, one sample each. */
+struct stat_family {
+	const char *name;
+	const char *help;
+	size_t offset;             /* A uint64_t of struct replica_follower_stats. */
+};
+
+static const struct stat_family follower_families[] = {
+	{ "sluice_replica_follower_records_appended_total", "Records appended from leaders.",
+	  offsetof(struct replica_follower_stats, records_appended) },
+	{ "sluice_replica_follower_resets_total", "Leader connections dropped.",
+	  offsetof(struct replica_follower_stats, resets) },
+	{ "sluice_replica_follower_bad_frames_total", "Frames refused from leaders.",
+	  offsetof(struct replica_follower_stats, bad_frames) },
+	{ "sluice_replica_follower_stale_epochs_total", "LEAD or APPEND of an older epoch, refused.",
+	  offsetof(struct replica_follower_stats, stale_epochs) },
+	{ "sluice_replica_follower_truncations_total", "Divergent tails cut.",
+	  offsetof(struct replica_follower_stats, truncations) },
+};
+
 void
 cluster_node_render_metrics(struct cluster_node *n, struct metrics_out *out)
 {
@@ -918,23 +939,11 @@ cluster_node_render_metrics(struct cluster_node *n, struct metrics_out *out)
 	metrics_printf(out, "sluice_cluster_shards_followed %u\n", n->role_count - led);
 	link_metrics(n, out);
 	pthread_mutex_unlock(&n->lock);
-	metrics_family(out, "sluice_replica_follower_records_appended_total", "counter",
-		       "Records appended from leaders.");
-	metrics_printf(out, "sluice_replica_follower_records_appended_total %" PRIu64 "\n",
-		       fs.records_appended);
-	metrics_family(out, "sluice_replica_follower_resets_total", "counter",
-		       "Leader connections dropped.");
-	metrics_printf(out, "sluice_replica_follower_resets_total %" PRIu64 "\n", fs.resets);
-	metrics_family(out, "sluice_replica_follower_bad_frames_total", "counter",
-		       "Frames refused from leaders.");
-	metrics_printf(out, "sluice_replica_follower_bad_frames_total %" PRIu64 "\n",
-		       fs.bad_frames);
-	metrics_family(out, "sluice_replica_follower_stale_epochs_total", "counter",
-		       "LEAD or APPEND of an older epoch, refused.");
-	metrics_printf(out, "sluice_replica_follower_stale_epochs_total %" PRIu64 "\n",
-		       fs.stale_epochs);
-	metrics_family(out, "sluice_replica_follower_truncations_total", "counter",
-		       "Divergent tails cut.");
-	metrics_printf(out, "sluice_replica_follower_truncations_total %" PRIu64 "\n",
-		       fs.truncations);
+	for (size_t f = 0; f < ARRAY_SIZE(follower_families); f++) {
+		const struct stat_family *ff = &follower_families[f];
+
+		metrics_family(out, ff->name, "counter", ff->help);
+		metrics_printf(out, "%s %" PRIu64 "\n", ff->name,
+			       *(const uint64_t *)((const char *)&fs + ff->offset));
+	}
 }

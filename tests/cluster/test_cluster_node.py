@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,10 @@ import boto3
 import botocore.config
 from botocore.exceptions import ClientError
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration",
+                                "ops"))
+from opslib import free_port  # noqa: E402
+
 SLUICED = sys.argv[1]
 CLUSTER = "cnodetest"
 STREAM = "cs"
@@ -50,14 +53,6 @@ failures = []
 def fail(text):
     failures.append(text)
     print("FAIL:", text, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(what, cond, deadline_s=DEADLINE_S):
@@ -164,6 +159,17 @@ def put(node, first, count):
     return node.client.put_records(StreamName=STREAM, Records=recs)["Records"]
 
 
+def put_held(leader, first):
+    """A PutRecords of one record on a thread, returned once the record is durable on the
+    leader: (thread, box); box["res"] holds the reply when it comes."""
+    before = led(leader)["durable_end"]
+    box = {}
+    t = threading.Thread(target=lambda: box.update(res=put(leader, first, 1)))
+    t.start()
+    wait_for("the record durable on the leader", lambda: led(leader)["durable_end"] > before)
+    return t, box
+
+
 def read_all(node):
     """Every readable record of shard 0 from TRIM_HORIZON, as data bytes."""
     it = node.client.get_shard_iterator(StreamName=STREAM, ShardId="shardId-000000000000",
@@ -208,12 +214,7 @@ def acks_all(root, etcd):
         if any("ErrorCode" in r for r in res):
             fail("acks=all, all up: %s" % res)
         followers[1].signal(signal.SIGSTOP)
-        before = led(leader)["durable_end"]
-        box = {}
-        t = threading.Thread(target=lambda: box.update(res=put(leader, 5, 1)))
-        t.start()
-        wait_for("the record durable on the leader",
-                 lambda: led(leader)["durable_end"] > before)
+        t, box = put_held(leader, 5)
         # Past the in-sync bound too (the leader's own CAS: the node is still a replica):
         # leaving the isr does not release acks = all.
         wait_for("the stopped follower out of sync",
@@ -240,6 +241,14 @@ def main():
         leader, followers = form(etcd, nodes, CLUSTER)
         epoch = led(leader)["epoch"]
         print("leader node %d epoch %d" % (leader.id, epoch), flush=True)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % leader.admin,
+                                    timeout=10) as r:
+            metrics = r.read().decode()
+        for f in followers:
+            if 'sluice_replica_link_connected{peer="%d"} 1' % f.id not in metrics:
+                fail("/metrics lacks the link to node %d" % f.id)
+        if "sluice_cluster_shards_led 1" not in metrics:
+            fail("/metrics: sluice_cluster_shards_led")
 
         acked = []
         res = put(leader, 0, 10)
@@ -266,12 +275,7 @@ def main():
             fail("answered while the stopped follower is still in sync: %s" % led(leader))
 
         followers[1].signal(signal.SIGSTOP)
-        before = led(leader)["durable_end"]
-        box = {}
-        t = threading.Thread(target=lambda: box.update(res=put(leader, 15, 1)))
-        t.start()
-        wait_for("the record durable on the leader",
-                 lambda: led(leader)["durable_end"] > before)
+        t, box = put_held(leader, 15)
         if not t.is_alive():
             fail("answered with both followers stopped: %s" % box)
         if b"r15" in read_all(leader):

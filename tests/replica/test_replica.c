@@ -854,8 +854,10 @@ Test(replica, the_in_sync_set_caps_quorum_acknowledgements)
 		/* f1 got all 150 (its own end), yet the quorum answer waits for f2. */
 		cr_assert_eq(replica_leader_link_acked(l.l, 0, SHARD_A, &f1_end), 0);
 		for (uint64_t deadline = clock_mono_ns() + WAIT_NS; f1_end < 150 &&
-		     clock_mono_ns() < deadline;)
+		     clock_mono_ns() < deadline;) {
+			nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 			cr_assert_eq(replica_leader_link_acked(l.l, 0, SHARD_A, &f1_end), 0);
+		}
 		cr_assert_eq(f1_end, 150u);
 		cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_QUORUM), 100, "capped by f2 in sync");
 		cr_assert_eq(log_shard_info(l.log, SHARD_A, &info), 0);
