@@ -160,6 +160,8 @@ struct kinesis_replication {
 	 * thread; the API thread calls it.
 	 */
 	int (*acked)(void *ctx, uint64_t log_id, uint64_t *seq_out);
+	/* Records of the log shard below seq_end are durable here: ship them now (a doorbell). */
+	void (*durable)(void *ctx, uint64_t log_id, uint64_t seq_end);
 	void *ctx;
 	int doorbell_fd;   /* Readable when an acked end may have moved (read to reset). */
 };

@@ -687,6 +687,12 @@ cluster_node_acked(struct cluster_node *n, uint64_t log_id, uint64_t *seq_out)
 	return replica_acked(n->leader, log_id, n->acks, seq_out);
 }
 
+void
+cluster_node_durable(struct cluster_node *n, uint64_t log_id, uint64_t seq_end)
+{
+	replica_ship(n->leader, log_id, seq_end);  /* -ENOENT (not led here): nothing to ship. */
+}
+
 int
 cluster_node_doorbell_fd(const struct cluster_node *n)
 {

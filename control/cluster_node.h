@@ -52,6 +52,8 @@ void cluster_node_stop(struct cluster_node *node);
  * and a newer leader exists (never acknowledge again).
  */
 int cluster_node_acked(struct cluster_node *node, uint64_t log_id, uint64_t *seq_out);
+/* Records of the log shard below seq_end are durable here: ship them now. */
+void cluster_node_durable(struct cluster_node *node, uint64_t log_id, uint64_t seq_end);
 /* Readable when an acknowledged end may have moved (read it to reset). */
 int cluster_node_doorbell_fd(const struct cluster_node *node);
 

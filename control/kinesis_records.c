@@ -362,6 +362,9 @@ kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
 		if (r->error == 0 && (r->seq > SEQNUM_SEQ_MAX || r->batch_pos >= c->record_count))
 			r->error = -EIO;
 	}
+	/* Cluster mode: the replica leader ships at once, not at its fallback tick. */
+	if (c->error == 0 && k->repl.durable != NULL)
+		k->repl.durable(k->repl.ctx, c->shard_id, c->seq_first + c->record_count);
 	/* -EPIPE: a reshard closed the shard first; answered as throttled, so it is retried. */
 	if (c->error != 0 && c->error != -ENOSPC && c->error != -EPIPE)
 		diag_warn("kinesis", "append to shard %llx failed: %s",

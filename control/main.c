@@ -231,6 +231,12 @@ sluiced_cluster_acked(void *ctx, uint64_t log_id, uint64_t *seq_out)
 	return cluster_node_acked(ctx, log_id, seq_out);
 }
 
+static void
+sluiced_cluster_durable(void *ctx, uint64_t log_id, uint64_t seq_end)
+{
+	cluster_node_durable(ctx, log_id, seq_end);
+}
+
 /*
  * Cluster mode: the node (follower, leader, membership, placement watcher) over
  * the log and the actions' metadata, and the actions' acks through it. Before
@@ -239,7 +245,9 @@ sluiced_cluster_acked(void *ctx, uint64_t log_id, uint64_t *seq_out)
 static int
 sluiced_cluster_start(struct sluiced *d)
 {
-	struct kinesis_replication repl = { .acked = sluiced_cluster_acked };
+	struct kinesis_replication repl = {
+		.acked = sluiced_cluster_acked, .durable = sluiced_cluster_durable,
+	};
 	int rc;
 
 	if (!d->config.cluster_enabled)
