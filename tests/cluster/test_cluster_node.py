@@ -214,6 +214,7 @@ def acks_all(root, etcd):
              for i in (1, 2, 3)]
     try:
         leader, followers = form(etcd, nodes, CLUSTER + "all")
+        wait_for("all three in sync", lambda: sorted(led(leader)["isr"]) == [1, 2, 3])
         res = put(leader, 0, 5)
         if any("ErrorCode" in r for r in res):
             fail("acks=all, all up: %s" % res)
