@@ -21,6 +21,8 @@
 #include "cluster/etcd.h"
 #include "common/hashkey.h"
 
+/* Node ids: 1 .. this (0 means none; [cluster] node_id). */
+#define CLUSTER_NODE_ID_MAX 65535u
 /* Nodes in one cluster (placement's scratch arrays are this size). */
 #define CLUSTER_NODES_MAX 64u
 /* replication_factor bounds; 0 asks for the default (3, or fewer nodes). */
@@ -35,6 +37,16 @@
 #define CLUSTER_SHARDS_MAX 4096u
 /* Leader/replica balancing moves per computation (each strictly improves; a bound, not a tuning). */
 #define PLACEMENT_MOVES_MAX (4u * CLUSTER_SHARDS_MAX)
+
+/*
+ * The in-sync set, kept by each shard's leader (docs/CLUSTER.md, "The in-sync
+ * set"): a follower that has not caught up with the leader's durable end for
+ * this long leaves it (Kafka's replica.lag.time.max.ms); one whose acknowledged
+ * end reaches the leader's durable end joins it again.
+ */
+#define CLUSTER_ISR_LAG_MS 3000u
+/* How often a leader compares its followers' ends with its own. */
+#define CLUSTER_ISR_CHECK_MS 250u
 
 /* ---- Placement (cluster/placement.c): a pure function, no I/O, no clock. */
 
@@ -286,5 +298,14 @@ int cluster_consumer_get(struct etcd_client *client, const char *cluster, const 
 			 const char *name, struct cluster_consumer *consumer_out);
 int cluster_consumer_delete(struct etcd_client *client, const char *cluster,
 			    const char *stream_name, const char *name, int64_t *revision_out);
+/*
+ * The shard leader's in-sync update (docs/CLUSTER.md, "The in-sync set"): the
+ * shard key's "isr" replaced, the rest kept, by compare-and-swap on
+ * `mod_revision`. -ESTALE: the key moved (read again); -ENOENT: gone; -EPROTO:
+ * a value that is not an object.
+ */
+int cluster_placement_isr_write(struct etcd_client *client, const char *cluster, const char *stream,
+				uint32_t shard, int64_t mod_revision, const uint32_t *isr,
+				uint32_t isr_count);
 
 #endif /* SLUICE_CLUSTER_H */

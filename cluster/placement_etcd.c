@@ -236,3 +236,59 @@ cluster_placement_write(struct etcd_client *client, const char *cluster,
 	txn_text_free(t, count);
 	return err;
 }
+
+/*
+ * The shard leader's in-sync update: the stored value with "isr" replaced, put
+ * only if the key still has `mod_revision` (a compare-and-swap: a controller's
+ * write or another leader's meanwhile wins, and the caller reads again).
+ */
+int
+cluster_placement_isr_write(struct etcd_client *client, const char *cluster, const char *stream,
+			    uint32_t shard, int64_t mod_revision, const uint32_t *isr,
+			    uint32_t isr_count)
+{
+	char key[CLUSTER_KEY_SIZE];
+	struct etcd_range r;
+	cJSON *o = NULL;
+	cJSON *ids = NULL;
+	char *text = NULL;
+	bool succeeded = false;
+	int err = cluster_key_shard(key, sizeof(key), cluster, stream, shard);
+
+	if (err != 0)
+		return err;
+	if (isr_count > CLUSTER_REPLICA_SET_MAX)
+		return -EINVAL;
+	err = etcd_get(client, key, false, 0, &r);
+	if (err != 0)
+		return err;
+	if (r.count != 1)
+		err = -ENOENT;
+	else if (r.kvs[0].mod_revision != mod_revision)
+		err = -ESTALE;
+	else if (!cJSON_IsObject(o = cJSON_ParseWithLength((const char *)r.kvs[0].value,
+							   r.kvs[0].value_size)))
+		err = -EPROTO;
+	etcd_range_free(&r);
+	if (err == 0 && (ids = ids_json(isr, isr_count)) == NULL)
+		err = -ENOMEM;
+	if (err == 0 && !cJSON_ReplaceItemInObjectCaseSensitive(o, "isr", ids)) {
+		cJSON_Delete(ids);  /* Not taken: no "isr" member to replace. */
+		err = -EPROTO;
+	}
+	if (err == 0 && (text = cJSON_PrintUnformatted(o)) == NULL)
+		err = -ENOMEM;
+	if (err == 0) {
+		struct etcd_compare c = { .key = key, .target = ETCD_TARGET_MOD,
+					  .result = ETCD_EQUAL, .number = mod_revision };
+		struct etcd_op put = { .kind = ETCD_OP_PUT, .key = key, .value = text,
+				       .value_size = strlen(text) };
+
+		err = etcd_txn(client, &c, 1, &put, 1, NULL, 0, &succeeded, NULL);
+		if (err == 0 && !succeeded)
+			err = -ESTALE;
+	}
+	free(text);
+	cJSON_Delete(o);
+	return err;
+}

@@ -22,6 +22,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/admin.h"
+#include "control/cluster_node.h"
 #include "control/admin_internal.h"
 #include "control/auth_sigv4.h"
 #include "control/http1.h"
@@ -155,6 +156,13 @@ admin_render_metrics(struct admin *a, struct metrics_out *out)
 	metrics_render_prometheus(&a->ctx.src, out);
 }
 
+/* docs/CLUSTER.md: {"enabled":false} in single-node mode. */
+static void
+admin_render_cluster(struct admin *a, struct metrics_out *out)
+{
+	cluster_node_render_json(a->ctx.src.cluster, out);
+}
+
 static void
 admin_render_status(struct admin *a, struct metrics_out *out)
 {
@@ -268,6 +276,8 @@ admin_route(struct admin *a, struct admin_conn *c, const struct http1_request *r
 	} else if (admin_path_is(req, "/metrics")) {
 		admin_respond_rendered(a, c, "text/plain; version=0.0.4; charset=utf-8",
 				       admin_render_metrics);
+	} else if (admin_path_is(req, "/cluster")) {
+		admin_respond_rendered(a, c, "application/json", admin_render_cluster);
 	} else if (admin_path_is(req, "/status.json")) {
 		admin_respond_rendered(a, c, "application/json", admin_render_status);
 	} else if (admin_path_is(req, "/")) {

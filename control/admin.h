@@ -9,6 +9,8 @@
  *   /metrics       Prometheus text format (metrics.h)
  *   /              the status page (status_page.html, compiled in: no external fetch)
  *   /status.json   what the status page polls: streams, shards, rates, log, dataplane
+ *   /cluster       this node's cluster state as JSON (docs/CLUSTER.md; {"enabled":false}
+ *                  in single-node mode)
  *
  * With [admin] token set, or on a listener that is not loopback, every request
  * must carry "Authorization: Bearer TOKEN" (or ?token=TOKEN, which the status

@@ -158,6 +158,29 @@ struct kinesis_routes {
  * next start, as after a stop); call it only once the server thread has stopped.
  */
 void kinesis_routes_set(struct kinesis *k, const struct kinesis_routes *routes);
+
+/*
+ * Cluster mode (docs/CLUSTER.md, "The ack path"): a put is answered once the
+ * replicas [cluster] acks asks for hold its records, not on the local flush.
+ */
+struct kinesis_replication {
+	/*
+	 * Every record of the log shard below *seq_out is held by enough replicas.
+	 * -ENOENT: the shard is not led here; -ESTALE: a newer leader exists. Any
+	 * thread; the API thread calls it.
+	 */
+	int (*acked)(void *ctx, uint64_t log_id, uint64_t *seq_out);
+	/* Records of the log shard below seq_end are durable here: ship them now (a doorbell). */
+	void (*durable)(void *ctx, uint64_t log_id, uint64_t seq_end);
+	void *ctx;
+	int doorbell_fd;   /* Readable when an acked end may have moved (read to reset). */
+};
+
+/*
+ * Sets the replication (copied) before the server thread starts, or clears it
+ * with NULL once it stopped (calls still waiting are dropped at kinesis_close).
+ */
+int kinesis_replication_set(struct kinesis *k, const struct kinesis_replication *repl);
 /* Shard-level metrics (EnableEnhancedMonitoring): bits of kinesis_enhanced_metrics(). */
 enum kinesis_metric {
 	KINESIS_METRIC_INCOMING_BYTES = 1u << 0,

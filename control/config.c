@@ -16,10 +16,12 @@
 #include "common/base.h"
 #include "common/diag.h"
 #include "common/limits.h"
+#include "cluster/cluster.h"
 #include "control/config.h"
 #include "dataplane/dataplane.h"
 #include "firehose/firehose.h"
 #include "nvme-log/log.h"
+#include "replica/replica.h"
 
 enum config_type {
 	CONFIG_STR,
@@ -73,6 +75,13 @@ static_assert(CONFIG_LOG_BATCHES_MIN <= LOG_BATCHES_PER_PRODUCER_MAX, "a valid r
 #define CONFIG_LOG_SEGMENT_MB_MIN \
 	((CONFIG_LOG_BATCH_KB_MIN * LOG_BATCHES_PER_SEGMENT_MIN + 1023u) / 1024u)
 
+static_assert(CLUSTER_NAME_SIZE == 64u, "[cluster] name's bound as text");
+static_assert(CLUSTER_LEASE_TTL_S_DEFAULT == 6u, "[cluster] lease_ttl_s's default as text");
+static_assert(CLUSTER_REPLICATION_FACTOR_DEFAULT == 3u,
+	      "[cluster] replication_factor's default as text");
+static_assert(REPLICA_INFLIGHT_BYTES_DEFAULT == 16384u << 10, "[cluster] inflight_kb's default");
+static_assert(REPLICA_FOLLOWERS_MAX + 1 >= CLUSTER_REPLICATION_FACTOR_MAX,
+	      "a leader links to replication_factor - 1 followers per shard");
 static_assert(FIREHOSE_S3_PART_MB_DEFAULT == 16u, "[firehose] s3_part_mb's default as text");
 
 static const struct config_key config_keys[] = {
@@ -300,6 +309,41 @@ static const struct config_key config_keys[] = {
 		FIREHOSE_LAMBDA_TIMEOUT_S_MAX,
 		"A Lambda executable still running after this is killed (the invocation failed; "
 		"it is retried NumberOfRetries times). Delivery waits for it meanwhile."),
+	KEY_BOOL("cluster", "enabled", cluster_enabled, "false",
+		"Run as one node of a cluster (docs/CLUSTER.md): membership on etcd, shards "
+		"replicated to replication_factor nodes. false: single-node mode, the other "
+		"[cluster] keys unused."),
+	KEY_STR("cluster", "name", cluster_name, "sluice",
+		"Cluster name: every key lives under /sluice/<name>/ in etcd (letters, digits, "
+		"'-', '_', '.', at most 63 bytes)."),
+	KEY_U32("cluster", "node_id", cluster_node_id, "0", 0, CLUSTER_NODE_ID_MAX,
+		"This node's id, unique in the cluster and kept across restarts (its logs' "
+		"epochs and the placement name it); 0: unset, refused when enabled."),
+	KEY_STR("cluster", "etcd_endpoints", cluster_etcd_endpoints, "http://127.0.0.1:2379",
+		"etcd v3 endpoints, comma-separated http://HOST:PORT."),
+	KEY_STR("cluster", "replica_listen", cluster_replica_listen, "",
+		"Replication listener (followers take the leaders' links here), IPV4:PORT; also "
+		"the address other nodes dial, so not 0.0.0.0. Needed when enabled."),
+	KEY_STR("cluster", "advertise_api", cluster_advertise_api, "",
+		"Kinesis API address other nodes and clients are told, HOST:PORT (empty: "
+		"[server] api_listen)."),
+	KEY_STR("cluster", "advertise_dataplane", cluster_advertise_dataplane, "",
+		"Dataplane address producers are redirected to, HOST:PORT (empty: [dataplane] "
+		"ipv4 and ingest_port)."),
+	KEY_U32("cluster", "lease_ttl_s", cluster_lease_ttl_s, "6", CLUSTER_LEASE_TTL_S_MIN,
+		CLUSTER_LEASE_TTL_S_MAX,
+		"TTL of the node's etcd lease, seconds: a node silent this long is gone (its "
+		"shards get new leaders); renewed every third of it."),
+	KEY_U32("cluster", "replication_factor", cluster_replication_factor, "3", 1,
+		CLUSTER_REPLICATION_FACTOR_MAX,
+		"Replicas of every shard, leader included (fewer while fewer nodes live)."),
+	KEY_STR("cluster", "acks", cluster_acks, "quorum",
+		"leader | quorum | all: how many replicas must hold a record durably before "
+		"PutRecord/PutRecords answers (quorum: a majority, leader included)."),
+	KEY_U32("cluster", "inflight_kb", cluster_inflight_kb, "16384",
+		KIB_FLOOR(REPLICA_INFLIGHT_BYTES_MIN), KIB_FLOOR(REPLICA_INFLIGHT_BYTES_MAX),
+		"KiB shipped to one follower and not yet acknowledged; beyond it shipping waits "
+		"(the leader's log keeps everything)."),
 };
 
 void
@@ -550,6 +594,52 @@ config_listen_is_valid(const char *listen)
 	       port > 0 && port <= 65535;
 }
 
+/* [cluster]: the shapes cluster_member_start and the replica follower take. */
+static void
+config_validate_cluster(const struct sluice_config *config, struct config_errors *errors)
+{
+	const char *name = config->cluster_name;
+	struct in_addr ip;
+	char host[CONFIG_STRING_SIZE];
+	const char *colon;
+
+	if (strcmp(config->cluster_acks, "leader") != 0 &&
+	    strcmp(config->cluster_acks, "quorum") != 0 && strcmp(config->cluster_acks, "all") != 0)
+		config_error_add(errors, "config", 0, "[cluster] acks '%s': expected leader, quorum "
+				 "or all", config->cluster_acks);
+	if (name[0] == '\0' || strlen(name) >= CLUSTER_NAME_SIZE ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
+		    strlen(name))
+		config_error_add(errors, "config", 0, "[cluster] name '%s': expected 1 to %u "
+				 "letters, digits, '-', '_' or '.'", name, CLUSTER_NAME_SIZE - 1);
+	if (strlen(config->cluster_advertise_api) >= CLUSTER_ADDR_SIZE ||
+	    strlen(config->cluster_advertise_dataplane) >= CLUSTER_ADDR_SIZE)
+		config_error_add(errors, "config", 0, "[cluster] advertise_api and "
+				 "advertise_dataplane: at most %u bytes", CLUSTER_ADDR_SIZE - 1);
+	if (!config->cluster_enabled)
+		return;  /* The rest names what a running cluster node needs. */
+	if (config->cluster_node_id == 0)
+		config_error_add(errors, "config", 0, "[cluster] enabled needs node_id (1 .. %u)",
+				 CLUSTER_NODE_ID_MAX);
+	/* docs/CLUSTER.md "What remains": until then a cluster node's dataplane stays off. */
+	if (config->dataplane_enabled)
+		config_error_add(errors, "config", 0, "[cluster] enabled: the dataplane's "
+				 "acknowledgements are not replicated yet; set [dataplane] "
+				 "enabled = false");
+	if (config->cluster_etcd_endpoints[0] == '\0')
+		config_error_add(errors, "config", 0, "[cluster] enabled needs etcd_endpoints");
+	colon = strrchr(config->cluster_replica_listen, ':');
+	if (!config_listen_is_valid(config->cluster_replica_listen) ||
+	    (size_t)(colon - config->cluster_replica_listen) >= sizeof(host) ||
+	    snprintf(host, sizeof(host), "%.*s", (int)(colon - config->cluster_replica_listen),
+		     config->cluster_replica_listen) < 0 ||
+	    strlen(host) >= REPLICA_HOST_SIZE_MAX || inet_pton(AF_INET, host, &ip) != 1 ||
+	    ip.s_addr == htonl(INADDR_ANY))
+		config_error_add(errors, "config", 0, "[cluster] replica_listen '%s': expected "
+				 "IPV4:PORT (an address other nodes dial, not 0.0.0.0)",
+				 config->cluster_replica_listen);
+}
+
 int
 config_validate(const struct sluice_config *config, struct config_errors *errors)
 {
@@ -604,6 +694,7 @@ config_validate(const struct sluice_config *config, struct config_errors *errors
 				 "kernel", config->dp_backend);
 	if (config->data_dir[0] == '\0')
 		config_error_add(errors, "config", 0, "[server] data_dir is empty");
+	config_validate_cluster(config, errors);
 	return errors->count == errors_before ? 0 : -EINVAL;
 }
 

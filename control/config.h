@@ -116,6 +116,18 @@ struct sluice_config {
 	uint32_t firehose_s3_part_mb;
 	char firehose_lambda_map[4 * CONFIG_STRING_SIZE];  /* "ARN=PATH,..." */
 	uint32_t firehose_lambda_timeout_s;
+	/* [cluster] (issue 15, docs/CLUSTER.md): disabled = single-node mode. */
+	bool cluster_enabled;
+	char cluster_name[CONFIG_STRING_SIZE];
+	uint32_t cluster_node_id;
+	char cluster_etcd_endpoints[4 * CONFIG_STRING_SIZE];
+	char cluster_replica_listen[CONFIG_STRING_SIZE];
+	char cluster_advertise_api[CONFIG_STRING_SIZE];
+	char cluster_advertise_dataplane[CONFIG_STRING_SIZE];
+	uint32_t cluster_lease_ttl_s;
+	uint32_t cluster_replication_factor;
+	char cluster_acks[CONFIG_STRING_SIZE];   /* leader | quorum | all */
+	uint32_t cluster_inflight_kb;
 };
 
 /* One error found while loading: file, line (0 = command line or whole file), text. */

@@ -200,6 +200,8 @@ struct kinesis {
 	uint32_t shards_total;
 	struct kinesis_closer *closer;    /* Closes reshard parents off this thread. */
 	struct kinesis_routes routes;     /* The dataplane's, while it runs (all NULL otherwise). */
+	struct kinesis_replication repl;  /* Cluster mode's acks (acked NULL: single node). */
+	uint32_t replicating;             /* Pending calls durable here, waiting for replicas. */
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */

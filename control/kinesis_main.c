@@ -337,6 +337,15 @@ out_free:
 static void
 kinesis_drain(struct kinesis *k)
 {
+	/* Durable here, waiting for replicas that will not be asked again: no reply. */
+	for (uint32_t i = 0; k->pending != NULL && i < KINESIS_PENDING_MAX; i++) {
+		if (k->pending[i].call != NULL && k->pending[i].replicating) {
+			k->pending[i].call = NULL;
+			k->pending[i].replicating = false;
+			k->pending_count--;
+		}
+	}
+	k->replicating = 0;
 	for (int i = 0; i < 5000 && k->pending_count > 0; i++) {
 		struct log_completion done[64];
 		uint32_t n = log_completions_poll(k->producer, done, 64);

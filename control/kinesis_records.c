@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/diag.h"
@@ -248,6 +250,93 @@ kinesis_pending_finish(struct kinesis *k, struct kinesis_pending *p)
 	k->pending_count--;
 }
 
+/*
+ * Cluster mode: whether the replicas [cluster] acks asks for hold every record
+ * of the call. A record whose shard is no longer led here (-ESTALE, -ENOENT)
+ * fails as throttled (-EPIPE): a new leader takes the retry (docs/CLUSTER.md
+ * says why ProvisionedThroughputExceeded: every SDK retries it with back-off,
+ * which covers a failover; the record may still be kept, so a retry can
+ * duplicate it, as any Kinesis retry can).
+ */
+static bool
+kinesis_put_replicated(struct kinesis *k, struct kinesis_pending *p)
+{
+	uint64_t acked_log_id = UINT64_MAX;
+	uint64_t acked = 0;
+	int rc = 0;
+
+	for (uint32_t i = 0; i < p->record_count; i++) {
+		struct kinesis_put_result *r = &p->results[i];
+
+		if (r->error != 0)
+			continue;
+		/* A call's records of one shard are consecutive in results[] mostly: ask once. */
+		if (r->log_id != acked_log_id) {
+			acked_log_id = r->log_id;
+			rc = k->repl.acked(k->repl.ctx, r->log_id, &acked);
+		}
+		if (rc != 0)
+			r->error = -EPIPE;
+		else if (acked <= r->seq)
+			return false;
+	}
+	return true;
+}
+
+/* Every batch of the call is durable here: answer, or wait for the replicas. */
+static void
+kinesis_pending_durable(struct kinesis *k, struct kinesis_pending *p)
+{
+	if (k->repl.acked != NULL && !kinesis_put_replicated(k, p)) {
+		p->replicating = true;
+		k->replicating++;
+		return;
+	}
+	kinesis_pending_finish(k, p);
+}
+
+/* The doorbell rang (or a tick): answer the waiting calls the replicas now cover. */
+static void
+kinesis_put_replication_poll(struct kinesis *k)
+{
+	uint64_t drain;
+
+	if (k->repl.acked == NULL)
+		return;
+	/*
+	 * Reset before looking (a ring after this read is seen by the next poll), and
+	 * always: the server's loop waits level-triggered on it.
+	 */
+	if (read(k->repl.doorbell_fd, &drain, sizeof(drain)) < 0 && errno != EAGAIN)
+		diag_debug("kinesis", "replication doorbell: %s", strerror(errno));
+	for (uint32_t i = 0; i < KINESIS_PENDING_MAX && k->replicating > 0; i++) {
+		struct kinesis_pending *p = &k->pending[i];
+
+		if (p->call == NULL || !p->replicating || !kinesis_put_replicated(k, p))
+			continue;
+		p->replicating = false;
+		k->replicating--;
+		kinesis_pending_finish(k, p);
+	}
+}
+
+int
+kinesis_replication_set(struct kinesis *k, const struct kinesis_replication *repl)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = UINT32_MAX };
+
+	if (repl == NULL) {
+		if (k->repl.acked != NULL)
+			epoll_ctl(k->wake_fd, EPOLL_CTL_DEL, k->repl.doorbell_fd, NULL);
+		memset(&k->repl, 0, sizeof(k->repl));
+		return 0;
+	}
+	if (epoll_ctl(k->wake_fd, EPOLL_CTL_ADD, repl->doorbell_fd, &ev) != 0)
+		return -errno;
+	k->repl = *repl;
+	return 0;
+}
+
 static void
 kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
 {
@@ -273,12 +362,15 @@ kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
 		if (r->error == 0 && (r->seq > SEQNUM_SEQ_MAX || r->batch_pos >= c->record_count))
 			r->error = -EIO;
 	}
+	/* Cluster mode: the replica leader ships at once, not at its fallback tick. */
+	if (c->error == 0 && k->repl.durable != NULL)
+		k->repl.durable(k->repl.ctx, c->shard_id, c->seq_first + c->record_count);
 	/* -EPIPE: a reshard closed the shard first; answered as throttled, so it is retried. */
 	if (c->error != 0 && c->error != -ENOSPC && c->error != -EPIPE)
 		diag_warn("kinesis", "append to shard %llx failed: %s",
 			  (unsigned long long)c->shard_id, strerror(-c->error));
 	if (--p->batches_left == 0)
-		kinesis_pending_finish(k, p);
+		kinesis_pending_durable(k, p);
 }
 
 static void kinesis_put_retry(struct kinesis *k);
@@ -294,6 +386,7 @@ kinesis_put_poll(struct kinesis *k)
 		for (uint32_t i = 0; i < n; i++)
 			kinesis_put_complete(k, &done[i]);
 	} while (n == KINESIS_COMPLETIONS_BURST);
+	kinesis_put_replication_poll(k);
 	kinesis_put_retry(k);
 }
 
@@ -369,6 +462,7 @@ kinesis_batch_add(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 	}
 	r->batch_no = p->batch_count;
 	r->batch_pos = log_batch_record_count(*batch) - 1;
+	r->log_id = log_id;
 	if (r->batch_pos == 0)
 		p->batch_first[p->batch_count] = (uint16_t)p->batched_count;
 	p->batched[p->batched_count++] = (uint16_t)in->order;
@@ -407,6 +501,19 @@ kinesis_put_group(struct kinesis *k, struct kinesis_put_scratch *put, struct kin
 	assert(n == count);
 }
 
+/*
+ * Cluster mode: only the shard's leader appends (another node's records would
+ * be a divergent tail there). Checked per record; leadership can still end
+ * between this and the flush, and then the acks never cover the records.
+ */
+static bool
+kinesis_put_leads(struct kinesis *k, uint64_t log_id)
+{
+	uint64_t seq;
+
+	return k->repl.acked == NULL || k->repl.acked(k->repl.ctx, log_id, &seq) == 0;
+}
+
 /* Packs the records into per-shard batches and submits them; replies at once if none went. */
 static void
 kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct kinesis_pending *p,
@@ -423,6 +530,11 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct ki
 
 		if (batch != NULL && batch_log_id != sh->log_id)
 			kinesis_batch_flush(k, p, slot, &batch, batch_log_id);
+		if (!kinesis_put_leads(k, sh->log_id)) {
+			r->error = -EPIPE;  /* Led elsewhere (forwarding is not built): retried. */
+			r->done = true;
+			continue;
+		}
 		if (!kinesis_throttle_write(k, sh, now_ns / 1000000000u,
 					    in->data_size + in->key_size)) {
 			r->error = -ENOSPC;
@@ -574,6 +686,7 @@ kinesis_put_start(struct kinesis_req *r, struct kinesis_stream *s, uint32_t coun
 	p->put_records = put_records;
 	p->record_count = count;
 	p->batches_left = 0;
+	p->replicating = false;
 	p->batch_count = 0;
 	p->batched_count = 0;
 	memcpy(p->stream_name, s->name, s->name_size + 1);

@@ -77,6 +77,7 @@ struct kinesis_put_result {
 	uint64_t put_s;
 	int32_t error;           /* 0, or a negative errno (-ENOSPC: throttled). */
 	bool done;
+	uint64_t log_id;         /* The log shard it went to (cluster mode's acks). */
 	uint32_t data_size;      /* For the stream's byte counters (metrics.h). */
 };
 
@@ -92,6 +93,7 @@ struct kinesis_pending {
 	uint64_t started_ns;     /* ... and its latency, from dispatch (monotonic). */
 	uint32_t record_count;
 	uint32_t batches_left;
+	bool replicating;        /* Durable here; waits for the replicas (cluster mode). */
 	struct kinesis_put_result *results; /* KINESIS_PUT_RECORDS_MAX per slot. */
 	/*
 	 * Records in the order they went into batches (result indexes), and where each

@@ -17,6 +17,7 @@
 #include "common/diag.h"
 #include "control/admin.h"
 #include "control/api.h"
+#include "control/cluster_node.h"
 #include "control/config.h"
 #include "control/config_modules.h"
 #include "control/keyring.h"
@@ -170,6 +171,7 @@ struct sluiced {
 	struct api_server *server;
 	struct admin *admin;
 	struct route *route;      /* The route publisher ([dataplane] enabled), or NULL. */
+	struct cluster_node *cluster; /* [cluster] enabled, or NULL. */
 	pthread_t server_thread;
 	int server_rc;
 };
@@ -196,6 +198,8 @@ sluiced_open_log(struct sluiced *d, char *log_dir, size_t log_dir_size)
 	}
 	snprintf(log_dir, log_dir_size, "%s/log", d->config.data_dir);
 	config_log_config(&d->config, log_dir, &lc);
+	/* Readers stop at what the replicas hold: nothing is readable until the leader says. */
+	lc.watermark_gated = d->config.cluster_enabled;
 	return log_open(&lc, &d->log);
 }
 
@@ -221,6 +225,43 @@ sluiced_raise_fd_limit(const struct sluice_config *config)
 			  SLUICED_FDS_RESERVED);
 }
 
+static int
+sluiced_cluster_acked(void *ctx, uint64_t log_id, uint64_t *seq_out)
+{
+	return cluster_node_acked(ctx, log_id, seq_out);
+}
+
+static void
+sluiced_cluster_durable(void *ctx, uint64_t log_id, uint64_t seq_end)
+{
+	cluster_node_durable(ctx, log_id, seq_end);
+}
+
+/*
+ * Cluster mode: the node (follower, leader, membership, placement watcher) over
+ * the log and the actions' metadata, and the actions' acks through it. Before
+ * the admin (it shows the node) and the server thread (it answers puts).
+ */
+static int
+sluiced_cluster_start(struct sluiced *d)
+{
+	struct kinesis_replication repl = {
+		.acked = sluiced_cluster_acked, .durable = sluiced_cluster_durable,
+	};
+	int rc;
+
+	if (!d->config.cluster_enabled)
+		return 0;
+	rc = cluster_node_start(&d->config, d->log, kinesis_metadata(d->kinesis), &d->cluster);
+	if (rc != 0) {
+		diag_error("sluiced", "cannot join the cluster: %s", strerror(-rc));
+		return rc;
+	}
+	repl.ctx = d->cluster;
+	repl.doorbell_fd = cluster_node_doorbell_fd(d->cluster);
+	return kinesis_replication_set(d->kinesis, &repl);
+}
+
 /*
  * The admin listener, once the log and metadata are open (it reads both).
  * Not fatal when it cannot start: the Kinesis service matters more than its
@@ -233,7 +274,7 @@ sluiced_admin_start(struct sluiced *d)
 		.log = d->log, .firehose = kinesis_firehose(d->kinesis),
 		.data_dir = d->config.data_dir,
 		.dataplane_enabled = d->config.dataplane_enabled,
-		.route = d->route, .md = kinesis_metadata(d->kinesis),
+		.route = d->route, .md = kinesis_metadata(d->kinesis), .cluster = d->cluster,
 	};
 	int rc;
 
@@ -446,6 +487,8 @@ sluiced_serve(struct sluiced *d)
 	/* Opened (not started) before the admin, which reads its counters. */
 	if (d->config.dataplane_enabled && (rc = route_open(&d->route)) != 0)
 		goto out_close_kinesis;
+	if ((rc = sluiced_cluster_start(d)) != 0)
+		goto out_close_kinesis;
 	sluiced_admin_start(d);
 	rc = api_server_open(&d->config, d->kinesis, &d->server);
 	if (rc != 0)
@@ -492,6 +535,15 @@ out_close_kinesis:
 	d->admin = NULL;
 	route_close(d->route);   /* After the admin, which reads its counters. */
 	d->route = NULL;
+	/*
+	 * The server thread is gone: the actions stop asking the node (their waiting
+	 * calls are dropped at kinesis_close); then the node leaves the cluster (the
+	 * controller moves its leaderships) and stops its threads, all before the
+	 * metadata and the log close under them.
+	 */
+	kinesis_replication_set(d->kinesis, NULL);
+	cluster_node_stop(d->cluster);
+	d->cluster = NULL;
 	metrics_ready_set(METRICS_READY_METADATA, false);
 	/*
 	 * The actions go first: closing them answers (or drops) the calls they still

@@ -219,6 +219,8 @@ void metrics_printf(struct metrics_out *out, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* What /metrics reads besides the tables above. */
+struct cluster_node;
+
 struct metrics_sources {
 	struct log *log;
 	const struct firehose *firehose;  /* Delivery streams' figures, or NULL. */
@@ -226,6 +228,7 @@ struct metrics_sources {
 	bool dataplane_enabled;
 	struct route *route;              /* The dataplane's counters (route.h), or NULL. */
 	struct metadata *md;              /* The actions' store: the admin opens a reader on it. */
+	struct cluster_node *cluster;     /* Cluster mode's node (cluster_node.h), or NULL. */
 };
 
 /* The Prometheus text exposition (format 0.0.4) of everything (metrics_system.c). */

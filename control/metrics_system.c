@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "control/cluster_node.h"
 #include "control/metrics.h"
 #include "control/route.h"
 #include "dataplane/dataplane.h"
@@ -275,5 +276,6 @@ metrics_render_prometheus(const struct metrics_sources *src, struct metrics_out 
 	metrics_render_log(src, out);
 	metrics_render_firehose(src, out);
 	metrics_render_dataplane(src, out);
+	cluster_node_render_metrics(src->cluster, out);
 	metrics_render_process(out);
 }

@@ -75,6 +75,33 @@ void replica_leader_stop(struct replica_leader *leader);
  * -ENOSPC past REPLICA_SHARDS_MAX shards.
  */
 int replica_lead(struct replica_leader *leader, uint64_t shard_id, uint64_t epoch);
+/*
+ * replica_lead with the shard's own replica set: `followers` are the shard's
+ * other replicas (at most REPLICA_FOLLOWERS_MAX). The leader links to the union
+ * of its shards' followers (the config's and every set given here), at most
+ * REPLICA_FOLLOWERS_MAX distinct peers (-ENOSPC beyond); a shard is shipped to,
+ * and `acks` count, its own set only. Called again in the same epoch it
+ * replaces the set (a follower added starts with the handshake; one removed
+ * stops counting at once). -ESTALE for an epoch the shard was unled or fenced
+ * in: only a newer epoch leads it again.
+ */
+int replica_lead_set(struct replica_leader *leader, uint64_t shard_id, uint64_t epoch,
+		     const struct replica_peer *followers, uint32_t follower_count);
+/*
+ * The shard's in-sync followers (a subset of its set; the leader is implied):
+ * a REPLICA_ACKS_QUORUM answer never passes what each of them holds, so every
+ * in-sync replica holds everything acknowledged and may become leader. None
+ * (the start): a majority suffices. -ENOENT for a shard not led here, -EINVAL
+ * for a follower outside the shard's set. A follower is added before the
+ * cluster's in-sync set names it and removed after (docs/CLUSTER.md).
+ */
+int replica_in_sync_set(struct replica_leader *leader, uint64_t shard_id,
+			const struct replica_peer *in_sync, uint32_t count);
+/*
+ * Stops leading the shard (a newer leader was placed): nothing more is shipped
+ * and replica_acked answers -ESTALE from now on. -ENOENT for a shard never led.
+ */
+int replica_unlead(struct replica_leader *leader, uint64_t shard_id);
 /* Records up to seq_end are durable in the leader's log: ship them (a doorbell). */
 int replica_ship(struct replica_leader *leader, uint64_t shard_id, uint64_t seq_end);
 /*
@@ -86,6 +113,7 @@ int replica_acked(struct replica_leader *leader, uint64_t shard_id, enum replica
 		  uint64_t *seq_out);
 
 struct replica_link_stats {
+	struct replica_peer peer;
 	bool connected;
 	uint64_t connects;
 	uint64_t resets;            /* Links dropped (errors, bad frames, peer gone). */
@@ -97,8 +125,20 @@ struct replica_link_stats {
 	uint64_t fenced;            /* Shards the follower refused for an older epoch. */
 };
 
+/*
+ * An eventfd the leader thread makes readable when a follower's acknowledged
+ * end may have moved, a shard was fenced or unled: a thread holding replies
+ * until replica_acked covers them waits on it instead of polling (read it to
+ * reset; then ask replica_acked again).
+ */
+int replica_leader_doorbell_fd(const struct replica_leader *leader);
+/* Links: the config's followers first, then the peers replica_lead_set added, in order. */
+uint32_t replica_leader_link_count(struct replica_leader *leader);
 int replica_leader_link_stats(struct replica_leader *leader, uint32_t follower,
 			      struct replica_link_stats *stats_out);
+/* The durable end link `follower` acknowledged for the shard; -ENOENT: not in its set. */
+int replica_leader_link_acked(struct replica_leader *leader, uint32_t follower, uint64_t shard_id,
+			      uint64_t *seq_out);
 
 /* ---- Follower ------------------------------------------------------------ */
 

@@ -14,8 +14,17 @@
  * end; the quorum of those ends and the leader's own is the shard's
  * replicated watermark, set on the log after every pass (monotonic).
  *
- * Locking: `lock` guards the shard table, every link's `acked` ends and the
- * published statistics; the thread holds it briefly, never across I/O.
+ * Each shard has its own replica set (`links`, a bit per link): a node leads
+ * shards whose followers differ (cluster placement spreads them), so the leader
+ * links to the union of its shards' followers, at most REPLICA_FOLLOWERS_MAX
+ * peers, and a shard is LEAD, shipped and counted only on its own links. Links
+ * are added by replica_lead_set (a control path: placement changes), never
+ * removed; a link no shard names any more stays idle.
+ *
+ * Locking: `lock` guards the shard table, every link's `acked` ends, the
+ * shards' link sets and the published statistics; the thread holds it
+ * briefly, never across I/O. `link_count` grows under it, after the new link is
+ * whole (release; the thread reads it with acquire).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -76,7 +85,9 @@ struct link {
 struct lshard {
 	uint64_t shard_id;
 	uint64_t epoch;
-	bool fenced;
+	uint32_t links;            /* The shard's followers: a bit per link index. */
+	uint32_t in_sync;          /* Followers whose end caps the acks (a subset of links). */
+	bool fenced;               /* A follower promised a newer epoch, or unled here. */
 	uint64_t watermark;        /* Set on the log; never moves back. */
 };
 
@@ -86,12 +97,30 @@ struct replica_leader {
 	pthread_t thread;
 	bool started;
 	int wake_fd;
+	int doorbell_fd;           /* Rung when an acknowledged end may have moved. */
+	bool rang;                 /* Thread-private: ring it at the end of this pass. */
 	_Atomic bool stop;
 	pthread_mutex_t lock;
 	struct lshard *shards;     /* REPLICA_SHARDS_MAX; entries are never removed. */
 	_Atomic uint32_t shard_count;
 	struct link links[REPLICA_FOLLOWERS_MAX];
+	_Atomic uint32_t link_count;
 };
+
+static_assert(REPLICA_FOLLOWERS_MAX <= 32, "a shard's link set is a 32-bit mask");
+
+static uint32_t
+link_count(const struct replica_leader *l)
+{
+	return atomic_load_explicit(&l->link_count, memory_order_acquire);
+}
+
+/* Under lock: whether link k carries shard i. */
+static bool
+shard_on_link(const struct replica_leader *l, uint32_t i, uint32_t k)
+{
+	return (l->shards[i].links >> k) & 1u;
+}
 
 /* ---- Shard table ---------------------------------------------------------- */
 
@@ -109,6 +138,15 @@ shard_index(const struct replica_leader *l, uint64_t shard_id)
 }
 
 static void
+ring(int fd)
+{
+	uint64_t one = 1;
+
+	if (write(fd, &one, sizeof(one)) < 0)
+		diag_debug("replica", "doorbell: %s", strerror(errno));
+}
+
+static void
 wake(struct replica_leader *l)
 {
 	uint64_t one = 1;
@@ -117,9 +155,79 @@ wake(struct replica_leader *l)
 		diag_debug("replica", "wake: %s", strerror(errno));
 }
 
+static int link_init(struct link *k, const struct replica_peer *peer);
+static void link_fini(struct link *k);
+
+/* Under lock: the index of the link to `peer`, or -1. */
+static int32_t
+link_find(const struct replica_leader *l, const struct replica_peer *peer)
+{
+	for (uint32_t k = 0; k < link_count(l); k++) {
+		if (l->links[k].peer.port == peer->port &&
+		    strcmp(l->links[k].peer.host, peer->host) == 0)
+			return (int32_t)k;
+	}
+	return -1;
+}
+
+/* Under lock: the link to `peer`, added if new. -ENOSPC past REPLICA_FOLLOWERS_MAX peers. */
+static int
+link_find_or_add(struct replica_leader *l, const struct replica_peer *peer, uint32_t *index_out)
+{
+	uint32_t n = link_count(l);
+	int32_t found = link_find(l, peer);
+	int err;
+
+	if (found >= 0) {
+		*index_out = (uint32_t)found;
+		return 0;
+	}
+	if (n == REPLICA_FOLLOWERS_MAX)
+		return -ENOSPC;
+	err = link_init(&l->links[n], peer);
+	if (err != 0) {
+		link_fini(&l->links[n]);
+		memset(&l->links[n], 0, sizeof(l->links[n]));
+		return err;
+	}
+	atomic_store_explicit(&l->link_count, n + 1, memory_order_release);
+	*index_out = n;
+	return 0;
+}
+
+/* Under lock: the link set of `followers` (links added as needed). */
+static int
+links_of(struct replica_leader *l, const struct replica_peer *followers, uint32_t count,
+	 uint32_t *mask_out)
+{
+	uint32_t mask = 0;
+
+	if (count > REPLICA_FOLLOWERS_MAX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t k;
+		int err = link_find_or_add(l, &followers[i], &k);
+
+		if (err != 0)
+			return err;
+		mask |= 1u << k;
+	}
+	*mask_out = mask;
+	return 0;
+}
+
 int
 replica_lead(struct replica_leader *l, uint64_t shard_id, uint64_t epoch)
 {
+	return replica_lead_set(l, shard_id, epoch, l->config.followers,
+				l->config.follower_count);
+}
+
+int
+replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
+		 const struct replica_peer *followers, uint32_t follower_count)
+{
+	uint32_t mask = 0;
 	struct log_shard_info info;
 	struct log_epoch_info ei;
 	int32_t i;
@@ -146,21 +254,85 @@ replica_lead(struct replica_leader *l, uint64_t shard_id, uint64_t epoch)
 	if (err != 0)
 		return err;
 	pthread_mutex_lock(&l->lock);
+	err = links_of(l, followers, follower_count, &mask);
 	i = shard_index(l, shard_id);
-	if (i < 0 && atomic_load(&l->shard_count) == REPLICA_SHARDS_MAX) {
+	if (err != 0) {
+		/* Nothing changes for the shard. */
+	} else if (i < 0 && atomic_load(&l->shard_count) == REPLICA_SHARDS_MAX) {
 		err = -ENOSPC;
 	} else if (i < 0) {
 		uint32_t n = atomic_load(&l->shard_count);
 
-		l->shards[n] = (struct lshard){ .shard_id = shard_id, .epoch = epoch };
+		l->shards[n] = (struct lshard){ .shard_id = shard_id, .epoch = epoch,
+						.links = mask };  /* in_sync: none until told. */
 		atomic_store_explicit(&l->shard_count, n + 1, memory_order_release);
 	} else if (epoch > l->shards[i].epoch) {
 		l->shards[i].epoch = epoch;
 		l->shards[i].fenced = false;
+		l->shards[i].links = mask;
+		l->shards[i].in_sync = 0;
+	} else if (epoch == l->shards[i].epoch && !l->shards[i].fenced) {
+		l->shards[i].links = mask;  /* The replica set changed within the epoch. */
+		l->shards[i].in_sync &= mask;
+	} else {
+		err = -ESTALE;  /* Unled or fenced in this epoch: only a newer one leads again. */
 	}
 	pthread_mutex_unlock(&l->lock);
 	wake(l);
 	return err;
+}
+
+int
+replica_in_sync_set(struct replica_leader *l, uint64_t shard_id,
+		    const struct replica_peer *in_sync, uint32_t count)
+{
+	uint32_t mask = 0;
+	int32_t i;
+	int err = 0;
+
+	pthread_mutex_lock(&l->lock);
+	i = shard_index(l, shard_id);
+	for (uint32_t j = 0; i >= 0 && j < count && err == 0; j++) {
+		int32_t k = link_find(l, &in_sync[j]);
+
+		if (k < 0 || !shard_on_link(l, (uint32_t)i, (uint32_t)k))
+			err = -EINVAL;
+		else
+			mask |= 1u << k;
+	}
+	if (i < 0)
+		err = -ENOENT;
+	else if (err == 0)
+		l->shards[i].in_sync = mask;
+	pthread_mutex_unlock(&l->lock);
+	if (err == 0)
+		ring(l->doorbell_fd);  /* A smaller set may let waiting calls go. */
+	return err;
+}
+
+int
+replica_unlead(struct replica_leader *l, uint64_t shard_id)
+{
+	int32_t i;
+
+	pthread_mutex_lock(&l->lock);
+	i = shard_index(l, shard_id);
+	if (i >= 0) {
+		l->shards[i].fenced = true;
+		l->shards[i].links = 0;  /* The thread idles its links' states for it. */
+	}
+	pthread_mutex_unlock(&l->lock);
+	if (i < 0)
+		return -ENOENT;
+	wake(l);
+	ring(l->doorbell_fd);  /* Calls waiting on the shard get their answer now. */
+	return 0;
+}
+
+int
+replica_leader_doorbell_fd(const struct replica_leader *l)
+{
+	return l->doorbell_fd;
 }
 
 int
@@ -182,6 +354,23 @@ cmp_desc(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/*
+ * Under lock: what every in-sync follower of shard i holds. A quorum answer never
+ * passes it: a new leader is picked from the in-sync set, so each member must hold
+ * everything acknowledged (docs/CLUSTER.md, "The in-sync set").
+ */
+static uint64_t
+in_sync_end(const struct replica_leader *l, uint32_t i, uint64_t local)
+{
+	uint64_t end = local;
+
+	for (uint32_t k = 0; k < link_count(l); k++) {
+		if (shard_on_link(l, i, k) && ((l->shards[i].in_sync >> k) & 1u))
+			end = min_u64(end, l->links[k].shards[i].acked);
+	}
+	return end;
+}
+
 /* Under lock: what `acks` replicas hold of shard i, given the leader's durable end. */
 static uint64_t
 acked_under_lock(const struct replica_leader *l, uint32_t i, enum replica_acks acks,
@@ -191,8 +380,10 @@ acked_under_lock(const struct replica_leader *l, uint32_t i, enum replica_acks a
 	uint32_t n = 1;
 
 	ends[0] = local;
-	for (uint32_t k = 0; k < l->config.follower_count; k++)
-		ends[n++] = min_u64(l->links[k].shards[i].acked, local);
+	for (uint32_t k = 0; k < link_count(l); k++) {
+		if (shard_on_link(l, i, k))
+			ends[n++] = min_u64(l->links[k].shards[i].acked, local);
+	}
 	qsort(ends, n, sizeof(ends[0]), cmp_desc);
 	switch (acks) {
 	case REPLICA_ACKS_LEADER:
@@ -201,7 +392,7 @@ acked_under_lock(const struct replica_leader *l, uint32_t i, enum replica_acks a
 		return ends[n - 1];
 	case REPLICA_ACKS_QUORUM:
 	default:
-		return ends[n / 2]; /* The (n/2 + 1)-th largest: a majority holds it. */
+		return min_u64(ends[n / 2], in_sync_end(l, i, local));
 	}
 }
 
@@ -227,10 +418,33 @@ replica_acked(struct replica_leader *l, uint64_t shard_id, enum replica_acks ack
 }
 
 int
+replica_leader_link_acked(struct replica_leader *l, uint32_t link, uint64_t shard_id,
+			  uint64_t *seq_out)
+{
+	int32_t i;
+	int err = 0;
+
+	pthread_mutex_lock(&l->lock);
+	i = shard_index(l, shard_id);
+	if (link >= link_count(l) || i < 0 || !shard_on_link(l, (uint32_t)i, link))
+		err = -ENOENT;
+	else
+		*seq_out = l->links[link].shards[i].acked;
+	pthread_mutex_unlock(&l->lock);
+	return err;
+}
+
+uint32_t
+replica_leader_link_count(struct replica_leader *l)
+{
+	return link_count(l);
+}
+
+int
 replica_leader_link_stats(struct replica_leader *l, uint32_t follower,
 			  struct replica_link_stats *stats_out)
 {
-	if (follower >= l->config.follower_count)
+	if (follower >= link_count(l))
 		return -EINVAL;
 	pthread_mutex_lock(&l->lock);
 	*stats_out = l->links[follower].published;
@@ -349,6 +563,7 @@ on_ready(struct replica_leader *l, struct link *k, const struct replica_ctl *c)
 	ls->watermark_sent = UINT64_MAX;
 	ls->acked = c->seq;
 	pthread_mutex_unlock(&l->lock);
+	l->rang = true;
 	link_release(k);
 	return 0;
 }
@@ -365,6 +580,7 @@ on_ack(struct replica_leader *l, struct link *k, const struct replica_ctl *c)
 	if (ls->state != LS_STREAMING || c->epoch != ls->lead_epoch)
 		return 0;
 	pthread_mutex_lock(&l->lock);
+	l->rang |= c->seq > ls->acked;
 	ls->acked = max_u64(ls->acked, c->seq);
 	pthread_mutex_unlock(&l->lock);
 	link_release(k);
@@ -386,6 +602,7 @@ on_fenced(struct replica_leader *l, struct link *k, const struct replica_ctl *c)
 	if (c->epoch > l->shards[i].epoch)
 		l->shards[i].fenced = true;
 	pthread_mutex_unlock(&l->lock);
+	l->rang = true;
 	return 0;
 }
 
@@ -434,16 +651,28 @@ link_lead(struct replica_leader *l, struct link *k)
 {
 	uint32_t count = atomic_load_explicit(&l->shard_count, memory_order_acquire);
 
+	uint32_t self = (uint32_t)(k - l->links);
+
 	for (uint32_t i = 0; i < count; i++) {
 		struct link_shard *ls = &k->shards[i];
 		uint64_t epoch;
 		bool fenced;
+		bool member;
 		int err;
 
 		pthread_mutex_lock(&l->lock);
 		epoch = l->shards[i].epoch;
 		fenced = l->shards[i].fenced;
+		member = shard_on_link(l, i, self);
 		pthread_mutex_unlock(&l->lock);
+		if (!member) {
+			/* Left the shard's set (or never in it): ship nothing, wait for nothing. */
+			if (ls->state == LS_LEAD_SENT || ls->state == LS_STREAMING) {
+				ls->state = LS_IDLE;
+				link_forget_sent(k, i);
+			}
+			continue;
+		}
 		if (fenced || (ls->state != LS_IDLE && ls->lead_epoch == epoch) ||
 		    (ls->state == LS_FENCED && ls->lead_epoch == epoch))
 			continue;
@@ -617,7 +846,7 @@ static void
 leader_publish(struct replica_leader *l)
 {
 	pthread_mutex_lock(&l->lock);
-	for (uint32_t k = 0; k < l->config.follower_count; k++)
+	for (uint32_t k = 0; k < link_count(l); k++)
 		l->links[k].published = l->links[k].stats;
 	pthread_mutex_unlock(&l->lock);
 }
@@ -626,7 +855,7 @@ static void
 leader_pass(struct replica_leader *l)
 {
 	struct pollfd pfd[1 + REPLICA_FOLLOWERS_MAX];
-	uint32_t n = l->config.follower_count;
+	uint32_t n = link_count(l);
 	uint64_t now = clock_mono_ns();
 	uint64_t drain;
 
@@ -650,6 +879,9 @@ leader_pass(struct replica_leader *l)
 	}
 	leader_watermarks(l);
 	leader_publish(l);
+	if (l->rang)
+		ring(l->doorbell_fd);
+	l->rang = false;
 }
 
 static void *
@@ -671,6 +903,7 @@ link_init(struct link *k, const struct replica_peer *peer)
 	int err;
 
 	k->peer = *peer;
+	k->stats.peer = *peer;
 	k->fd = -1;
 	k->shards = calloc(REPLICA_SHARDS_MAX, sizeof(*k->shards));
 	k->sent = calloc(LEADER_SENT_MAX, sizeof(*k->sent));
@@ -721,10 +954,13 @@ replica_leader_start(const struct replica_leader_config *config,
 		l->config.inflight_bytes_max = REPLICA_INFLIGHT_BYTES_DEFAULT;
 	pthread_mutex_init(&l->lock, NULL);
 	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	l->doorbell_fd = l->wake_fd < 0 ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	l->shards = calloc(REPLICA_SHARDS_MAX, sizeof(*l->shards));
-	err = l->wake_fd < 0 ? -errno : l->shards == NULL ? -ENOMEM : 0;
-	for (uint32_t i = 0; i < config->follower_count && err == 0; i++)
+	err = l->wake_fd < 0 || l->doorbell_fd < 0 ? -errno : l->shards == NULL ? -ENOMEM : 0;
+	for (uint32_t i = 0; i < config->follower_count && err == 0; i++) {
 		err = link_init(&l->links[i], &config->followers[i]);
+		atomic_store(&l->link_count, i + 1);  /* Freed by stop even when half made. */
+	}
 	if (err == 0)
 		err = log_reader_open(config->log, &l->reader);
 	if (err == 0) {
@@ -752,12 +988,14 @@ replica_leader_stop(struct replica_leader *l)
 		wake(l);
 		pthread_join(l->thread, NULL);
 	}
-	for (uint32_t i = 0; i < l->config.follower_count; i++)
+	for (uint32_t i = 0; i < link_count(l); i++)
 		link_fini(&l->links[i]);
 	if (l->reader != NULL)
 		log_reader_close(l->reader);
 	if (l->wake_fd >= 0)
 		close(l->wake_fd);
+	if (l->doorbell_fd >= 0)
+		close(l->doorbell_fd);
 	pthread_mutex_destroy(&l->lock);
 	free(l->shards);
 	free(l);

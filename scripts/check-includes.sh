@@ -6,7 +6,7 @@
 #   common <- nvme-log <- protocol <- dataplane <- control ;  tools -> public headers
 #   common <- cluster <- control
 #   common, nvme-log <- firehose <- control
-#   common, nvme-log <- replica   (not used by control yet)
+#   common, nvme-log <- replica <- control
 #
 # A folder may include its own headers, and only the ONE public header of each
 # folder it depends on. tests/ may include anything.
@@ -24,7 +24,7 @@ allowed() {
 	dataplane) echo "common nvme-log protocol" ;;
 	firehose) echo "common nvme-log" ;;
 	replica) echo "common nvme-log" ;;
-	control) echo "common nvme-log protocol dataplane cluster firehose" ;;
+	control) echo "common nvme-log protocol dataplane cluster firehose replica" ;;
 	tools) echo "common nvme-log protocol firehose" ;;
 	esac
 }

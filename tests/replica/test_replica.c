@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -718,4 +719,161 @@ Test(replica, a_cut_inside_a_batch_keeps_what_the_leader_has)
 	check_range(&f1, SHARD_A, CONTENT_X, 0, 60);
 	check_range(&f1, SHARD_A, CONTENT_Y, 60, 90);
 	node_close(&f1);
+}
+
+static void
+peer_of(const struct node *n, struct replica_peer *p)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->host, sizeof(p->host), "127.0.0.1");
+	p->port = n->port;
+}
+
+/*
+ * Cluster placement gives each shard its own followers: a leader with no
+ * configured followers leads shard A on {f1, f2} and shard B on {f3}; each
+ * follower holds only its shards, acks count each shard's own set, a set
+ * changed within the epoch moves the counting at once, and an unled shard never
+ * acknowledges again until a newer epoch leads it.
+ */
+Test(replica, each_shard_ships_to_its_own_replica_set)
+{
+	struct node l, f1, f2, f3;
+	struct replica_peer a_set[2];
+	struct replica_peer b_set[1];
+	struct replica_peer five[REPLICA_FOLLOWERS_MAX + 1];
+	struct log_shard_info info;
+	uint64_t seq = 0;
+
+	node_init(&l, "leader", true);
+	node_init(&f1, "f1", true);
+	node_init(&f2, "f2", true);
+	node_init(&f3, "f3", true);
+	follow(&f1);
+	follow(&f2);
+	follow(&f3);
+	lead(&l, NULL, 0, REPLICA_ACKS_QUORUM, 0);
+	peer_of(&f1, &a_set[0]);
+	peer_of(&f2, &a_set[1]);
+	peer_of(&f3, &b_set[0]);
+	cr_assert_eq(replica_lead_set(l.l, SHARD_A, 1, a_set, 2), 0);
+	cr_assert_eq(replica_lead_set(l.l, SHARD_B, 1, b_set, 1), 0);
+	cr_assert_eq(replica_leader_link_count(l.l), 3u, "the union of the sets");
+	append(&l, SHARD_A, CONTENT_X, 0, 300);
+	append(&l, SHARD_B, CONTENT_Y, 0, 70);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, 300);
+	wait_acked(&l, SHARD_B, REPLICA_ACKS_ALL, 70);
+	{
+		struct pollfd pfd = { .fd = replica_leader_doorbell_fd(l.l), .events = POLLIN };
+
+		cr_assert_eq(poll(&pfd, 1, (int)(WAIT_NS / 1000000u)), 1,
+			     "the followers' acknowledgements rang the doorbell");
+	}
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 300);
+	check_range(&f2, SHARD_A, CONTENT_X, 0, 300);
+	check_range(&f3, SHARD_B, CONTENT_Y, 0, 70);
+	cr_assert(log_shard_info(f3.log, SHARD_A, &info) != 0 || info.seq_local == 0,
+		  "f3 holds nothing of shard A");
+	cr_assert(log_shard_info(f1.log, SHARD_B, &info) != 0 || info.seq_local == 0,
+		  "f1 holds nothing of shard B");
+	cr_assert(log_shard_info(f2.log, SHARD_B, &info) != 0 || info.seq_local == 0,
+		  "f2 holds nothing of shard B");
+
+	/* f3 stops: B (its set is f3 alone) waits for quorum and all; A does not notice. */
+	unfollow(&f3);
+	append(&l, SHARD_B, CONTENT_Y, 70, 30);
+	append(&l, SHARD_A, CONTENT_X, 300, 30);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, 330);
+	cr_assert_eq(acked(&l, SHARD_B, REPLICA_ACKS_LEADER), 100);
+	cr_assert_eq(acked(&l, SHARD_B, REPLICA_ACKS_QUORUM), 70, "2 replicas: both count");
+	/* The set changes within the epoch: B on {f1}; f1 catches B up from 0. */
+	cr_assert_eq(replica_lead_set(l.l, SHARD_B, 1, a_set, 1), 0);
+	wait_acked(&l, SHARD_B, REPLICA_ACKS_ALL, 100);
+	check_range(&f1, SHARD_B, CONTENT_Y, 0, 100);
+
+	/* Unled: no more acknowledgements, not even the leader's own. */
+	cr_assert_eq(replica_unlead(l.l, SHARD_B), 0);
+	cr_assert_eq(replica_acked(l.l, SHARD_B, REPLICA_ACKS_LEADER, &seq), -ESTALE);
+	cr_assert_eq(replica_lead_set(l.l, SHARD_B, 1, a_set, 1), -ESTALE, "not in that epoch");
+	cr_assert_eq(replica_unlead(l.l, LOG_SHARD_ID(9, 9)), -ENOENT);
+	cr_assert_eq(replica_lead_set(l.l, SHARD_B, 2, a_set, 2), 0, "a newer epoch leads again");
+	append(&l, SHARD_B, CONTENT_Y, 100, 10);
+	wait_acked(&l, SHARD_B, REPLICA_ACKS_ALL, 110);
+	check_range(&f2, SHARD_B, CONTENT_Y, 0, 110);
+
+	/* More distinct peers than REPLICA_FOLLOWERS_MAX: refused, nothing changes. */
+	for (uint32_t i = 0; i < REPLICA_FOLLOWERS_MAX + 1; i++) {
+		memset(&five[i], 0, sizeof(five[i]));
+		snprintf(five[i].host, sizeof(five[i].host), "127.0.0.1");
+		five[i].port = (uint16_t)(1 + i);  /* Never dialled successfully: no listener. */
+	}
+	cr_assert_eq(replica_lead_set(l.l, SHARD_A, 1, five, REPLICA_FOLLOWERS_MAX + 1), -EINVAL);
+	cr_assert_eq(replica_lead_set(l.l, SHARD_A, 1, five, 2), -ENOSPC,
+		     "3 links + 2 new > REPLICA_FOLLOWERS_MAX");
+	append(&l, SHARD_A, CONTENT_X, 330, 10);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, 340);
+	node_close(&l);
+	node_close(&f1);
+	node_close(&f2);
+	node_close(&f3);
+}
+
+/*
+ * The in-sync set caps quorum acknowledgements: with f1 and f2 in sync, f2
+ * stopped holds a quorum answer back (every in-sync replica must hold what is
+ * acknowledged: one of them may lead next); once f2 leaves the set, a majority
+ * suffices again. acks = all is not changed by it.
+ */
+Test(replica, the_in_sync_set_caps_quorum_acknowledgements)
+{
+	struct node l, f1, f2;
+	struct node *fs[] = { &f1, &f2 };
+	struct replica_peer both[2];
+	struct replica_peer stranger;
+
+	node_init(&l, "leader", true);
+	node_init(&f1, "f1", true);
+	node_init(&f2, "f2", true);
+	follow(&f1);
+	follow(&f2);
+	lead(&l, fs, 2, REPLICA_ACKS_QUORUM, 0);
+	peer_of(&f1, &both[0]);
+	peer_of(&f2, &both[1]);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 1), 0);
+	cr_assert_eq(replica_in_sync_set(l.l, SHARD_A, both, 2), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, 100);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_QUORUM, 100);
+
+	unfollow(&f2);
+	append(&l, SHARD_A, CONTENT_X, 100, 50);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_LEADER, 150);
+	{
+		struct log_shard_info info;
+		uint64_t f1_end = 0;
+
+		/* f1 got all 150 (its own end), yet the quorum answer waits for f2. */
+		cr_assert_eq(replica_leader_link_acked(l.l, 0, SHARD_A, &f1_end), 0);
+		for (uint64_t deadline = clock_mono_ns() + WAIT_NS; f1_end < 150 &&
+		     clock_mono_ns() < deadline;) {
+			nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+			cr_assert_eq(replica_leader_link_acked(l.l, 0, SHARD_A, &f1_end), 0);
+		}
+		cr_assert_eq(f1_end, 150u);
+		cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_QUORUM), 100, "capped by f2 in sync");
+		cr_assert_eq(log_shard_info(l.log, SHARD_A, &info), 0);
+		cr_assert_eq(info.seq_durable, 100, "readers wait too");
+	}
+	cr_assert_eq(replica_in_sync_set(l.l, SHARD_A, both, 1), 0, "f2 leaves the set");
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_QUORUM, 150);
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_ALL), 100, "all still waits for f2");
+
+	memset(&stranger, 0, sizeof(stranger));
+	snprintf(stranger.host, sizeof(stranger.host), "127.0.0.1");
+	stranger.port = 1;
+	cr_assert_eq(replica_in_sync_set(l.l, SHARD_A, &stranger, 1), -EINVAL);
+	cr_assert_eq(replica_in_sync_set(l.l, SHARD_B, both, 1), -ENOENT);
+	cr_assert_eq(replica_leader_link_count(l.l), 2u, "no link added by a refusal");
+	node_close(&l);
+	node_close(&f1);
+	node_close(&f2);
 }

@@ -229,3 +229,88 @@ Test(config, reload_copies_live_keys_only)
 	cr_assert_eq(running.log_segment_size_mb, 64u);
 	cr_assert_eq(running.connections_max, 1024u);
 }
+
+/* Validates `c` after the overrides and expects exactly one error naming `needle`. */
+static void
+cluster_refused(const char *const *sets, size_t n, const char *needle)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+
+	config_defaults(&c);
+	c.dataplane_enabled = false;
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(config_set(&c, sets[i], &e), 0, "%s", sets[i]);
+	cr_assert_eq(config_validate(&c, &e), -EINVAL, "%s", needle);
+	cr_assert_eq(e.count, 1u, "%s: %u errors, first: %s", needle, e.count, e.items[0].text);
+	cr_assert(strstr(e.items[0].text, needle) != NULL, "%s: %s", needle, e.items[0].text);
+}
+
+Test(config, cluster_is_off_by_default_and_a_full_section_is_accepted)
+{
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+	const char *sets[] = {
+		"dataplane.enabled=false", "cluster.enabled=true", "cluster.name=prod-1", "cluster.node_id=3",
+		"cluster.etcd_endpoints=http://127.0.0.1:2379,http://127.0.0.1:2381",
+		"cluster.replica_listen=127.0.0.1:7003", "cluster.acks=all",
+		"cluster.replication_factor=5", "cluster.lease_ttl_s=2", "cluster.inflight_kb=1024",
+		"cluster.advertise_api=node3.example:4567",
+	};
+
+	config_defaults(&c);
+	cr_assert_eq(c.cluster_enabled, false);
+	cr_assert_str_eq(c.cluster_acks, "quorum");
+	cr_assert_eq(c.cluster_replication_factor, 3u);
+	cr_assert_eq(c.cluster_lease_ttl_s, 6u);
+	cr_assert_eq(c.cluster_inflight_kb, 16384u);
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
+		cr_assert_eq(config_set(&c, sets[i], &e), 0, "%s", sets[i]);
+	cr_assert_eq(config_validate(&c, &e), 0, "%s", e.items[0].text);
+	cr_assert_eq(c.cluster_node_id, 3u);
+	cr_assert_str_eq(c.cluster_replica_listen, "127.0.0.1:7003");
+}
+
+Test(config, cluster_bad_values_are_named)
+{
+	const char *on[] = { "cluster.enabled=true", "cluster.node_id=1",
+			     "cluster.replica_listen=127.0.0.1:7001", NULL };
+	const char *no_id[] = { "cluster.enabled=true", "cluster.replica_listen=127.0.0.1:7001" };
+	const char *no_listen[] = { "cluster.enabled=true", "cluster.node_id=1" };
+	const char *any[] = { "cluster.enabled=true", "cluster.node_id=1",
+			      "cluster.replica_listen=0.0.0.0:7001" };
+	const char *name_host[] = { "cluster.enabled=true", "cluster.node_id=1",
+				    "cluster.replica_listen=node1:7001" };
+	const char *no_etcd[] = { "cluster.enabled=true", "cluster.node_id=1",
+				  "cluster.replica_listen=127.0.0.1:7001",
+				  "cluster.etcd_endpoints=" };
+	struct sluice_config c;
+	struct config_errors e = { .count = 0 };
+
+	cluster_refused(no_id, 2, "node_id");
+	cluster_refused(no_listen, 2, "replica_listen");
+	cluster_refused(any, 3, "replica_listen");
+	cluster_refused(name_host, 3, "replica_listen");
+	cluster_refused(no_etcd, 4, "etcd_endpoints");
+	{
+		const char *dp[] = { "dataplane.enabled=true", "cluster.enabled=true",
+				     "cluster.node_id=1", "cluster.replica_listen=127.0.0.1:7001" };
+
+		cluster_refused(dp, 4, "not replicated yet");
+	}
+	/* Checked even when disabled: the file must be good the day it is enabled. */
+	on[0] = "cluster.acks=most";
+	cluster_refused(on, 1, "[cluster] acks 'most'");
+	on[0] = "cluster.name=a/b";
+	cluster_refused(on, 1, "[cluster] name");
+	/* Numbers: the table's bounds. */
+	config_defaults(&c);
+	cr_assert_eq(config_set(&c, "cluster.replication_factor=6", &e), -EINVAL);
+	cr_assert_eq(config_set(&c, "cluster.replication_factor=0", &e), -EINVAL);
+	cr_assert_eq(config_set(&c, "cluster.lease_ttl_s=1", &e), -EINVAL);
+	cr_assert_eq(config_set(&c, "cluster.inflight_kb=1023", &e), -EINVAL);
+	cr_assert_eq(config_set(&c, "cluster.node_id=65536", &e), -EINVAL);
+	cr_assert_eq(config_set(&c, "cluster.enabled=maybe", &e), -EINVAL);
+	cr_assert_eq(e.count, 6u);
+	cr_assert(strstr(e.items[0].text, "[cluster] replication_factor") != NULL);
+}

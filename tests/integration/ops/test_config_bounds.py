@@ -56,8 +56,16 @@ def check(tmp, text):
     return r.returncode, r.stderr
 
 
+# A key whose "true" needs others set first (the file before its section).
+NEEDS = {
+    ("cluster", "enabled"): "[dataplane]\nenabled = false\n[cluster]\nnode_id = 1\n"
+                            "replica_listen = 127.0.0.1:7001\n",
+}
+
+
 def accepted(tmp, section, key, value):
-    rc, err = check(tmp, "[%s]\n%s = %s\n" % (section, key, value))
+    before = NEEDS.get((section, key), "") if value == "true" else ""
+    rc, err = check(tmp, "%s[%s]\n%s = %s\n" % (before, section, key, value))
     if rc != 0:
         fail("[%s] %s = %s refused: %s" % (section, key, value, err.strip()))
 
@@ -172,6 +180,8 @@ def main():
             refused(tmp, section, key, hi + 1)
         # The drift issue 13 measured, each refused up front, naming the key.
         refused(tmp, "log", "segment_size_mb", 4096)
+        refused(tmp, "cluster", "enabled", "true")        # without node_id and replica_listen
+        refused(tmp, "cluster", "acks", "most")
         refused(tmp, "dataplane", "ring_size", 65536)
         refused(tmp, "dataplane", "ring_size", 1000)      # the dataplane's power-of-two rule
         refused(tmp, "dataplane", "ipv4", "198.18.0")     # route.c's parse
