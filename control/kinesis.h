@@ -174,6 +174,8 @@ struct kinesis {
 	struct metadata *md;
 	struct metadata_cluster *mc;      /* Cluster mode: etcd holds the truth, md its cache. */
 	uint64_t cluster_seen;            /* Cluster mode: md's changes the streams reflect. */
+	/* Cluster mode: the cache's applies wake the server loop (an idle loop sleeps). */
+	struct metadata_watch *cluster_watch;
 	uint8_t secret[ITERATOR_SECRET_SIZE];
 	struct kinesis_stream *streams;   /* SLUICE_STREAMS_MAX slots. */
 	uint32_t streams_high;            /* No slot at or above this index was ever used. */
@@ -355,6 +357,13 @@ bool kinesis_cluster_refused(struct kinesis *k, struct api_call *call,
 			     const struct kinesis_op *op);
 /* Cluster mode: brings the streams in memory in line with the cache when it changed. */
 void kinesis_cluster_follow(struct kinesis *k);
+/*
+ * Cluster mode: a watch on the changes kinesis_cluster_follow() follows, in the
+ * wake_fd epoll set, so the cache's apply of another node's change wakes an idle
+ * server loop at once (it would wait for its next connection event, up to the idle
+ * timeout). 0 in single-node mode.
+ */
+int kinesis_cluster_wake_open(struct kinesis *k);
 /*
  * The actions' metadata writes: SQLite in single-node mode, etcd (then the cache) in
  * cluster mode. Same errors as metadata.h's; -EEXIST / -EBUSY mean ResourceInUse.

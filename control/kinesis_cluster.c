@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "common/diag.h"
 #include "control/kinesis.h"
@@ -162,22 +163,38 @@ follow_deleted(struct kinesis *k, struct kinesis_stream *s)
 			   "start)", s->name);
 }
 
+/* The changes a cluster node's streams in memory follow. */
+#define KINESIS_CLUSTER_FOLLOWED (METADATA_CHANGE_STREAM_CREATED | \
+				  METADATA_CHANGE_STREAM_DELETING | \
+				  METADATA_CHANGE_STREAM_DELETED | METADATA_CHANGE_STREAM_UPDATED)
+
+int
+kinesis_cluster_wake_open(struct kinesis *k)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int rc;
+
+	if (k->mc == NULL)
+		return 0;
+	rc = metadata_watch_open(k->md, KINESIS_CLUSTER_FOLLOWED, &k->cluster_watch);
+	if (rc != 0)
+		return rc;
+	if (epoll_ctl(k->wake_fd, EPOLL_CTL_ADD, metadata_watch_fd(k->cluster_watch), &ev) != 0)
+		return -errno;
+	return 0;
+}
+
 void
 kinesis_cluster_follow(struct kinesis *k)
 {
-	static const enum metadata_change kinds[] = {
-		METADATA_CHANGE_STREAM_CREATED, METADATA_CHANGE_STREAM_DELETING,
-		METADATA_CHANGE_STREAM_DELETED, METADATA_CHANGE_STREAM_UPDATED,
-	};
 	struct kinesis_follow *f;
-	uint64_t generation = 0;
+	uint64_t generation;
 	int rc;
 
 	if (k->mc == NULL)
 		return;
-	/* Counted before reading: the read holds at least these changes. */
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		generation += metadata_changes(k->md, kinds[i]);
+	/* Taken before reading (the read holds at least these changes); clears the wake. */
+	generation = metadata_watch_take(k->cluster_watch);
 	if (generation == k->cluster_seen)
 		return;
 	f = calloc(1, sizeof(*f));

@@ -231,7 +231,7 @@ kinesis_wake_open(struct kinesis *k)
 		if (epoll_ctl(k->wake_fd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
 			return -errno;
 	}
-	return 0;
+	return kinesis_cluster_wake_open(k);
 }
 
 /* Delivery streams: firehose.db next to the metadata, objects under [firehose] local_root. */
@@ -383,6 +383,7 @@ kinesis_close(struct kinesis *k)
 		if (k->streams[i].used)
 			kinesis_stream_free(&k->streams[i]);
 	kinesis_policies_close(k);
+	metadata_watch_close(k->cluster_watch);
 	metadata_cluster_stop(k->mc);
 	metadata_close(k->md);
 	free(k->streams);

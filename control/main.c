@@ -477,7 +477,12 @@ sluiced_serve(struct sluiced *d)
 		rc = sluiced_keyring_apply(d, d->config.keyring);
 	if (rc != 0)
 		goto out_close_log;
-	rc = kinesis_open(&d->config, d->log, &d->kinesis);
+	/* In cluster mode the metadata is etcd's, cached in SQLite (metadata_cluster.c):
+	 * the cache reads etcd before anything is loaded, so every node names a stream's
+	 * log shards with the same stream id (docs/CLUSTER.md). */
+	rc = kinesis_open_cluster(&d->config, d->log,
+				  d->config.cluster_enabled ? d->config.cluster_etcd_endpoints : NULL,
+				  d->config.cluster_name, &d->kinesis);
 	if (rc != 0) {
 		diag_error("sluiced", "cannot open metadata: %s", strerror(-rc));
 		goto out_close_log;

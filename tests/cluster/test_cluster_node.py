@@ -5,10 +5,9 @@ processes (their own data dirs and kernel-chosen ports), boto3 as the client.
 
   usage: test_cluster_node.py SLUICED
 
-Stream metadata in etcd is not built yet (cmeta's part): the test creates the
-stream on every node through the API, in the same order, so each node's SQLite
-gives it the same stream id, and writes /sluice/<name>/streams/<stream> itself;
-the controller places the shard from it.
+The stream is created once, through one node: its record goes to etcd
+(streams/<stream>, metadata_cluster.c), every node's SQLite cache applies it with
+the same stream id, and the controller places the shard from it.
 
 Checks, with acks = quorum (then acks = all: one follower stopped holds the answer
 back, even once it left the in-sync set):
@@ -187,15 +186,24 @@ def read_all(node):
         it = r["NextShardIterator"]
 
 
-def form(etcd, nodes, cluster):
+def form(nodes):
     """Starts the nodes, creates the stream everywhere, places it: (leader, followers)."""
     for n in nodes:
         n.start()
-    for n in nodes:   # The same order on every node: the same stream id (no cmeta yet).
-        n.client.create_stream(StreamName=STREAM, ShardCount=1)
-        wait_for("stream active", lambda: n.client.describe_stream_summary(
-            StreamName=STREAM)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE")
-    etcd.ctl("put", "/sluice/%s/streams/%s" % (cluster, STREAM), '{"shard_count":1}')
+    def active(n):
+        try:
+            return n.client.describe_stream_summary(StreamName=STREAM)[
+                "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+        except n.client.exceptions.ResourceNotFoundException:
+            return False   # Not applied from etcd on this node yet.
+
+    nodes[0].client.create_stream(StreamName=STREAM, ShardCount=1)
+    for n in nodes:   # Through etcd: every node's cache has it, with one stream id.
+        wait_for("stream active on node %d" % n.id, lambda: active(n))
+    ids = {n.client.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
+           ["StreamARN"] for n in nodes}
+    if len(ids) != 1:
+        fail("the nodes disagree on the stream: %s" % ids)
     leader = wait_for("a leader", lambda: next((n for n in nodes if led(n)), None))
     followers = [n for n in nodes if n is not leader]
     for f in followers:
@@ -213,7 +221,7 @@ def acks_all(root, etcd):
     nodes = [Node(root, i, etcd, cluster=CLUSTER + "all", acks="all", ttl=60)
              for i in (1, 2, 3)]
     try:
-        leader, followers = form(etcd, nodes, CLUSTER + "all")
+        leader, followers = form(nodes)
         wait_for("all three in sync", lambda: sorted(led(leader)["isr"]) == [1, 2, 3])
         res = put(leader, 0, 5)
         if any("ErrorCode" in r for r in res):
@@ -245,7 +253,7 @@ def leadership_moved(root, etcd):
     cluster = CLUSTER + "move"
     nodes = [Node(root, i, etcd, cluster=cluster, ttl=60) for i in (1, 2, 3)]
     try:
-        leader, followers = form(etcd, nodes, cluster)
+        leader, followers = form(nodes)
         wait_for("all three in sync", lambda: sorted(led(leader)["isr"]) == [1, 2, 3])
         if any("ErrorCode" in r for r in put(leader, 0, 5)):
             fail("move: the first put")
@@ -292,7 +300,7 @@ def main():
     nodes = [Node(root, i, etcd) for i in (1, 2, 3)]
     done = False
     try:
-        leader, followers = form(etcd, nodes, CLUSTER)
+        leader, followers = form(nodes)
         epoch = led(leader)["epoch"]
         print("leader node %d epoch %d" % (leader.id, epoch), flush=True)
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % leader.admin,

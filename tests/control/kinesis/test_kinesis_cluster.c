@@ -9,6 +9,7 @@
  * the node (each call runs kinesis_poll) until a condition holds, with a
  * generous deadline.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,4 +145,24 @@ Test(kinesis_cluster, a_restarted_node_catches_up_and_unbuilt_operations_are_ref
 	harness_expect_error(&h2, "RegisterStreamConsumer", "{\"StreamARN\":\"arn\","
 			     "\"ConsumerName\":\"c\"}", "InvalidArgumentException",
 			     "RegisterStreamConsumer is not yet supported in cluster mode.");
+}
+
+/*
+ * The server loop sleeps on kinesis_event_fd() while idle: a stream created through
+ * another node must make it readable (the cache's apply wakes it), else an idle node
+ * only notices at its next connection event (up to the idle timeout; found at 60 s in
+ * the cluster_node test). Taken by kinesis_poll, so it does not spin afterwards.
+ */
+Test(kinesis_cluster, another_nodes_create_wakes_an_idle_node)
+{
+	struct pollfd pfd = { .fd = kinesis_event_fd(h2.k), .events = POLLIN };
+
+	kinesis_poll(h2.k, clock_real_ns());
+	while (poll(&pfd, 1, 0) > 0)   /* Whatever start-up left readable, taken. */
+		kinesis_poll(h2.k, clock_real_ns());
+	cJSON_Delete(harness_ok(&h1, "CreateStream", "{\"StreamName\":\"s3\",\"ShardCount\":1}"));
+	cr_assert_eq(poll(&pfd, 1, (int)(DEADLINE_NS / 1000000ull)), 1,
+		     "an idle node was not woken by another node's CreateStream");
+	kinesis_poll(h2.k, clock_real_ns());
+	free(eventually(&h2, "DescribeStreamSummary", "{\"StreamName\":\"s3\"}", 200, "ACTIVE"));
 }
