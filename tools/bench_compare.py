@@ -52,7 +52,7 @@ What it measures, each record 100 B (see docs/BENCHMARKS.md for the reasons):
   6. Read-back: each sluiced's stream, read through the API before it stops,
      must hold exactly the records its runs acknowledged. lost = records
      acknowledged but not read back + records never answered. The DPDK runs'
-     unanswered frames are split by who counted them (UNANSWERED_COUNTERS):
+     unanswered frames are split by who counted them (UNANSWERED_SLUICED, UNANSWERED_DEVICE):
      sluiced (refusals or answers it chose to drop, on /metrics), a device
      (sluiced's port and XDP socket, the veth pair, the generator's port), or
      nobody (unaccounted).
@@ -118,21 +118,23 @@ STAGE_COUNTERS = ("records_failed", "nacks_sent", "nacks_suppressed", "drop_fram
                   "drop_frames_late", "drop_producers_full", "drop_no_batch", "drop_no_mbuf",
                   "ring_full", "tx_dropped", "rx_paused", "idle_sleeps", "dev_rx_missed",
                   "dev_xsk_rx_ring_full")
-# Where a datagram of a DPDK run can go unanswered with something counting it, frames
-# (or answers) per counter: (split group, counter). Groups: "sluiced" (the appliance
-# chose not to answer: on /metrics), "device" (a device or the kernel between the two
-# processes dropped it). The rest of the unanswered frames are "unaccounted".
-UNANSWERED_COUNTERS = (
-    ("sluiced", "tx_dropped"),            # Answers past the TX backlog.
-    ("sluiced", "nacks_suppressed"),      # Refusals over the NACK bucket.
-    ("sluiced", "drop_no_mbuf"),          # Answers with no mbuf to build them in.
-    ("device", "dev_rx_missed"),          # Requests sluiced's port dropped (imissed),
-    ("device", "dev_xsk_rx_ring_full"),   # and on AF_XDP the kernel, its XSK ring full.
-    ("device", "veth_req_dropped"),       # The veth pair: requests (producers' end TX) ...
-    ("device", "veth_ans_dropped"),       # ... and answers (appliance's end TX).
-    ("device", "gen_rx_missed"),          # The generator's port: answers it dropped,
-    ("device", "gen_rx_nombuf"),
-    ("device", "gen_tx_errors"),          # frames its device failed to send.
+# Where a datagram of a DPDK run can go unanswered with something counting it, one
+# frame or answer per count. "sluiced": the appliance chose not to answer (on /metrics).
+# "device": a device or the kernel between the two processes dropped it, per direction
+# and stage; a stage's counters overlap (a datagram the kernel drops at the XSK ring
+# also counts in the veth end's rx_dropped), so a stage counts the largest of them.
+# The rest of the unanswered frames are "unaccounted".
+UNANSWERED_SLUICED = ("tx_dropped",        # Answers past the TX backlog.
+                      "nacks_suppressed",  # Refusals over the NACK bucket.
+                      "drop_no_mbuf")      # Answers with no mbuf to build them in.
+UNANSWERED_DEVICE = (      # Stages, each a tuple of alternatives (counters summed): max.
+    (("gen_tx_errors",),),                             # The generator's device did not send.
+    (("veth_b_tx_dropped",),),                         # The veth did not pass a request on.
+    (("dev_rx_missed", "dev_xsk_rx_ring_full"),        # sluiced's port / XSK ring full, as
+     ("veth_a_rx_dropped",)),                          # the kernel's veth end saw them too.
+    (("veth_a_tx_dropped",),),                         # The veth did not pass an answer on.
+    (("gen_rx_missed", "gen_rx_nombuf"),               # The generator's port dropped an
+     ("veth_b_rx_dropped",)),                          # answer, as its veth end saw it.
 )
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -263,9 +265,11 @@ def veth_counters(env):
     links = {x["ifname"]: x.get("stats64", {}) for x in json.loads(r.stdout or "[]")}
     if env.dev_a not in links or env.dev_b not in links:
         return {}
-    a, b = links[env.dev_a], links[env.dev_b]
-    return {"veth_req_dropped": b["tx"]["dropped"] + a["rx"]["dropped"],
-            "veth_ans_dropped": a["tx"]["dropped"] + b["rx"]["dropped"]}
+    got = {}
+    for end, dev in (("a", env.dev_a), ("b", env.dev_b)):
+        for way in ("rx", "tx"):
+            got[f"veth_{end}_{way}_dropped"] = links[dev][way]["dropped"]
+    return got
 
 
 class Sluiced:
@@ -380,16 +384,16 @@ def bench_ingest(env, sluiced, label, transport_args, rate, per_frame, duration_
 
 
 def split(res, moved, per_frame):
-    """A DPDK run's unanswered frames by who counted them (UNANSWERED_COUNTERS); what no
+    """A DPDK run's unanswered frames by who counted them (UNANSWERED_SLUICED, UNANSWERED_DEVICE); what no
     counter saw is unaccounted. Counters count frames and answers alike, one each."""
     gen = res.get("generator", {})
     seen = dict(moved)
     for k in ("rx_missed", "rx_nombuf", "tx_errors"):
         seen[f"gen_{k}"] = int(gen.get(k, 0))
     frames = int(res["records_unanswered"]) // per_frame
-    out = {"frames": frames, "sluiced": 0, "device": 0}
-    for group, name in UNANSWERED_COUNTERS:
-        out[group] += int(seen.get(name, 0))
+    out = {"frames": frames, "sluiced": sum(int(seen.get(k, 0)) for k in UNANSWERED_SLUICED),
+           "device": sum(max(sum(int(seen.get(k, 0)) for k in names) for names in stage)
+                         for stage in UNANSWERED_DEVICE)}
     out["unaccounted"] = max(0, frames - out["sluiced"] - out["device"])
     return out
 
@@ -667,7 +671,7 @@ def report(out):
         print(f"sluiced {rb['name']}: idle at {rb['idle_share']:.2f} CPU; read back "
               f"{rb['stored']} stored, {rb['acked']} acknowledged, {rb['unanswered']} "
               f"unanswered, {rb['extra']} unexpected")
-    # Unanswered frames of the DPDK runs, by who counted them (UNANSWERED_COUNTERS).
+    # Unanswered frames of the DPDK runs, by who counted them (UNANSWERED_SLUICED, UNANSWERED_DEVICE).
     tot = {}
     for rb in out["readback"]:
         for k, v in rb["split"].items():
