@@ -135,7 +135,8 @@ UNANSWERED_DEVICE = (      # Stages, each a tuple of alternatives (counters summ
     (("veth_a_tx_dropped",),),                         # The veth did not pass an answer on.
     (("gen_rx_missed", "gen_rx_nombuf"),               # The generator's port dropped an
      ("veth_b_rx_dropped",)),                          # answer, as its veth end saw it.
-)
+    (("udp_rcvbuf_errors", "udp_sndbuf_errors"),),     # Kernel UDP (the kernel backend and
+)                                                      # libsluice): socket buffers full.
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -259,6 +260,17 @@ def reserve_hugepages(env):
 # ---- sluiced -----------------------------------------------------------------------
 
 
+def udp_counters(env):
+    """The namespace's UDP datagrams dropped on full socket buffers (/proc/net/snmp)."""
+    r = run(env.in_ns(["cat", "/proc/net/snmp"]), check=False)
+    rows = [x.split()[1:] for x in r.stdout.splitlines() if x.startswith("Udp:")]
+    if len(rows) < 2:
+        return {}
+    udp = dict(zip(rows[0], rows[1]))
+    return {"udp_rcvbuf_errors": int(udp.get("RcvbufErrors", 0)),
+            "udp_sndbuf_errors": int(udp.get("SndbufErrors", 0))}
+
+
 def veth_counters(env):
     """Drops on the veth pair: what one end sent that the other never received."""
     r = run(["ip", "-n", env.ns, "-s", "-j", "link", "show"], check=False)
@@ -304,11 +316,11 @@ class Sluiced:
 
     def counters(self):
         """The DPDK path's per-stage counters summed over workers (its devices' drops among
-        them), and the veth pair's drops."""
+        them), the veth pair's drops and the namespace's UDP socket drops."""
         path = f"/var/run/dpdk/sluice-{self.proc.pid}/dpdk_telemetry.v2"
+        got = udp_counters(self.env)
         if not os.path.exists(path):
-            return {}
-        got = {}
+            return got
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
             s.connect(path)
             s.recv(TELEMETRY_SIZE)
@@ -384,8 +396,8 @@ def bench_ingest(env, sluiced, label, transport_args, rate, per_frame, duration_
 
 
 def split(res, moved, per_frame):
-    """A DPDK run's unanswered frames by who counted them (UNANSWERED_SLUICED, UNANSWERED_DEVICE); what no
-    counter saw is unaccounted. Counters count frames and answers alike, one each."""
+    """A run's unanswered frames by who counted them (UNANSWERED_SLUICED and _DEVICE);
+    what no counter saw is unaccounted. Counters count frames and answers alike."""
     gen = res.get("generator", {})
     seen = dict(moved)
     for k in ("rx_missed", "rx_nombuf", "tx_errors"):
@@ -676,7 +688,7 @@ def report(out):
     for rb in out["readback"]:
         for k, v in rb["split"].items():
             tot[k] = tot.get(k, 0) + v
-    print(f"unanswered frames: {tot.get('frames', 0)} (DPDK runs), counted by sluiced "
+    print(f"unanswered frames: {tot.get('frames', 0)}, counted by sluiced "
           f"{tot.get('sluiced', 0)}, counted by a device {tot.get('device', 0)}, "
           f"unaccounted {tot.get('unaccounted', 0)}")
     # The DPDK path's better device; HTTP's better appliance (the kernel backend's
