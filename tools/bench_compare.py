@@ -549,6 +549,16 @@ def log_p99_us(env):
 
 
 def worker_per_cpu_s(env, scenario, replay="pcap"):
+    """Records per worker CPU-second, or None when the bench failed (said why): the
+    ingest paths' figures, measured before it, are still reported."""
+    try:
+        return worker_bench(env, scenario, replay)
+    except RuntimeError as e:
+        say(f"worker {scenario} ({replay}) failed, not reported: {str(e)[:300]}")
+        return None
+
+
+def worker_bench(env, scenario, replay):
     r = run([env.sluice, "bench", "dataplane", "--only", scenario, "--rounds", "1",
              "--dir", f"{env.tmp}/dpbench", "--replay", replay])
     for line in r.stdout.splitlines():
@@ -646,11 +656,15 @@ def readback(s):
             "unanswered": s.unanswered, "lost": lost, "extra": extra, "split": s.split}
 
 
+def fmt(value):
+    return "failed" if value is None else f"{value:.0f}"
+
+
 def ratio(a, b):
     return a / b if b else 0.0
 
 
-def report(out):
+def report(out, short):
     p = out["paths"]
     lat = out["latency"]
     tp = out["testpmd"]
@@ -664,12 +678,12 @@ def report(out):
               f"{r['latency_us']['p99']:9.0f}")
     print(f"{'testpmd rxonly memif':22} {'':10} {tp['received']:10d} {'':8} {'':7} "
           f"{tp['cpu_s']:6.2f} {tp['per_cpu_s']:11.0f}  (packets, of {tp['sent']} sent)")
-    if out["worker_per_cpu_s"] is not None:
+    if not short:
         print(f"worker hot path 12x100B (replayed pcap): "
-              f"{out['worker_per_cpu_s']:.0f} records per worker CPU-second; shard-grouped "
-              f"(SHARD_RECORDS): {out['worker_grouped_per_cpu_s']:.0f}; shard-grouped from "
+              f"{fmt(out['worker_per_cpu_s'])} records per worker CPU-second; shard-grouped "
+              f"(SHARD_RECORDS): {fmt(out['worker_grouped_per_cpu_s'])}; shard-grouped from "
               f"pre-built mbufs (--replay ring, no net_pcap copy): "
-              f"{out['worker_grouped_ring_per_cpu_s']:.0f}")
+              f"{fmt(out['worker_grouped_ring_per_cpu_s'])}")
     holds = out["holds"]
     if holds:
         held = [h[0] for h in holds if h[1]]
@@ -739,7 +753,7 @@ def main():
         signal.signal(signum, on_signal)
     env = Env(args)
     try:
-        return report(measure(env, args.short))
+        return report(measure(env, args.short), args.short)
     except Stop as stop:
         say("interrupted: cleaning up")
         return stop.args[0]
