@@ -305,13 +305,17 @@ admin_status_log(struct admin_context *ctx, struct metrics_out *out)
 		       (unsigned long long)st.enospc_errors);
 }
 
-/* Counters whose name starts with "drop_" (or is tx_dropped) are drops. */
+/*
+ * Counters whose name starts with "drop_" (ours) or "dev_" (the device's, read from it),
+ * or is tx_dropped, are drops.
+ */
 static bool
 admin_counter_is_drop(enum dp_counter c)
 {
 	const char *name = dp_counter_name(c);
 
-	return strncmp(name, "drop_", 5) == 0 || strcmp(name, "tx_dropped") == 0;
+	return strncmp(name, "drop_", 5) == 0 || strncmp(name, "dev_", 4) == 0 ||
+	       strcmp(name, "tx_dropped") == 0;
 }
 
 static void

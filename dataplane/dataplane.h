@@ -205,6 +205,18 @@ enum dp_counter {
 	DP_POLLS,
 	DP_POLLS_BUSY,          /* Polls that did work: busy ratio = busy / polls. */
 	DP_IDLE_SLEEPS,
+	DP_RX_PAUSED,           /* Polls that took no RX burst: the TX backlog had no room
+				 * for their answers (the device was not taking them).
+				 * Requests wait in the device meanwhile. */
+	/*
+	 * The device's own drops, read from it when the counters are read (not
+	 * counted by the worker): dev_rx_missed, the port's rte_eth_stats imissed +
+	 * rx_nombuf (port-wide: on the worker of the port's queue 0); and on AF_XDP,
+	 * dev_xsk_rx_ring_full, datagrams the kernel dropped because the worker's XDP
+	 * socket's RX ring was full (XDP_STATISTICS; DPDK 22.11's imissed leaves it out).
+	 */
+	DP_DEV_RX_MISSED,
+	DP_DEV_XSK_RX_RING_FULL,
 	/* TCP (dp_tcp.h): connections, segments, refusals, timeouts. */
 	DP_TCP_SEGMENTS_IN,
 	DP_TCP_SEGMENTS_OUT,

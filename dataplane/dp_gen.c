@@ -23,7 +23,15 @@
  *
  * Output (stdout, parsed by tools/cmd_bench_ingest.c), then exit 0:
  *   dp-gen: frames_sent=N records_sent=N records_acked=N records_failed=N
- *           frames_unsent=N records_unanswered=N elapsed_ns=N   (one line)
+ *           frames_unsent=N records_unanswered=N elapsed_ns=N
+ *           records_acked_in_run=N lat_first_ns=N lat_last_ns=N
+ *           rx_missed=N rx_nombuf=N tx_errors=N   (one line)
+ *   records_acked_in_run: acknowledged before the run's duration ended (the durable-ACK
+ *   rate while the load was on, not what the drain caught up with); lat_first_ns and
+ *   lat_last_ns: the mean latency of the acknowledged frames due in the run's first and
+ *   last GEN_PHASE_DIV-th (a queue that grows over the run shows as last > first);
+ *   rx_missed, rx_nombuf, tx_errors: the generator's own port (rte_eth_stats imissed,
+ *   rx_nombuf, oerrors): answers its device dropped, frames it failed to send.
  *   dp-gen-latency: VALUE_NS:COUNT ...   (a bucketed histogram, several lines)
  * Exit 1 on a setup failure (the reason on stderr), 2 on bad arguments.
  */
@@ -77,6 +85,7 @@
 #define GEN_HIST_PAIRS_PER_LINE 16
 #define GEN_SHARDS_MAX 64                /* --shard-map entries. */
 #define GEN_GROUPED_KEYS_MAX (1u << 22)   /* --key-count with --shard-map: 16 B of MD5 a key. */
+#define GEN_PHASE_DIV 5                  /* lat_first_ns / lat_last_ns: a fifth of the run each. */
 
 struct gen_opts {
 	const char *vdev;
@@ -122,6 +131,9 @@ struct gen {
 	uint64_t frames_answered;
 	uint64_t records_acked;
 	uint64_t records_failed;
+	uint64_t records_acked_in_run;   /* Acknowledged before duration_ns. */
+	uint64_t lat_sum_ns[2];          /* Frames due in the first / last GEN_PHASE_DIV-th ... */
+	uint64_t lat_count[2];           /* ... acknowledged: queue growth over the run. */
 	uint8_t *answered;               /* One bit per frame: duplicates count once. */
 	struct gen_shard shards[GEN_SHARDS_MAX];
 	uint32_t shard_count;            /* 0: RECORDS frames, keys in turn. */
@@ -419,6 +431,29 @@ gen_send(struct gen *g, uint64_t now_ns)
 	return sent;
 }
 
+/* A frame due at due_ns answered after latency_ns: into the first or last phase's mean. */
+static void
+gen_phase_add(struct gen *g, uint64_t due_ns, uint64_t latency_ns)
+{
+	uint64_t phase_ns = g->o.duration_ns / GEN_PHASE_DIV;
+	int phase;
+
+	if (due_ns < phase_ns)
+		phase = 0;
+	else if (due_ns >= g->o.duration_ns - phase_ns)
+		phase = 1;
+	else
+		return;
+	g->lat_sum_ns[phase] += latency_ns;
+	g->lat_count[phase]++;
+}
+
+static uint64_t
+gen_phase_mean(const struct gen *g, int phase)
+{
+	return g->lat_count[phase] == 0 ? 0 : g->lat_sum_ns[phase] / g->lat_count[phase];
+}
+
 static void
 gen_answer(struct gen *g, const uint8_t *payload, uint16_t size, uint64_t now_ns)
 {
@@ -438,6 +473,9 @@ gen_answer(struct gen *g, const uint8_t *payload, uint16_t size, uint64_t now_ns
 		return;
 	}
 	g->records_acked += g->o.per_frame;
+	if (now_ns < g->o.duration_ns)
+		g->records_acked_in_run += g->o.per_frame;
+	gen_phase_add(g, k * g->interval_ns, now_ns - k * g->interval_ns);
 	g->hist[gen_hist_index(now_ns - k * g->interval_ns)] += g->o.per_frame;
 }
 
@@ -527,17 +565,26 @@ gen_run(struct gen *g)
 static void
 gen_report(const struct gen *g, uint64_t elapsed_ns)
 {
+	struct rte_eth_stats st;
 	uint32_t pairs = 0;
 
+	if (rte_eth_stats_get(g->port, &st) != 0)
+		memset(&st, 0, sizeof(st));
 	printf("dp-gen: frames_sent=%llu records_sent=%llu records_acked=%llu records_failed=%llu "
-	       "frames_unsent=%llu records_unanswered=%llu elapsed_ns=%llu\n",
+	       "frames_unsent=%llu records_unanswered=%llu elapsed_ns=%llu "
+	       "records_acked_in_run=%llu lat_first_ns=%llu lat_last_ns=%llu "
+	       "rx_missed=%llu rx_nombuf=%llu tx_errors=%llu\n",
 	       (unsigned long long)g->frames_sent,
 	       (unsigned long long)(g->frames_sent * g->o.per_frame),
 	       (unsigned long long)g->records_acked, (unsigned long long)g->records_failed,
 	       (unsigned long long)(g->frames_total - g->frames_sent),
 	       (unsigned long long)((g->frames_sent - g->frames_answered) * g->o.per_frame),
 	       (unsigned long long)(elapsed_ns < g->o.duration_ns ? elapsed_ns :
-				    g->o.duration_ns));
+				    g->o.duration_ns),
+	       (unsigned long long)g->records_acked_in_run,
+	       (unsigned long long)gen_phase_mean(g, 0), (unsigned long long)gen_phase_mean(g, 1),
+	       (unsigned long long)st.imissed, (unsigned long long)st.rx_nombuf,
+	       (unsigned long long)st.oerrors);
 	for (uint32_t i = 0; i < GEN_HIST_BUCKETS; i++) {
 		if (g->hist[i] == 0)
 			continue;

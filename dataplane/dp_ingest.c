@@ -849,7 +849,17 @@ static uint32_t
 dp_ingest_completions(struct dp_worker *w)
 {
 	struct dp_ingest *ing = &w->ingest;
-	uint32_t count = dp_stage_completions(w, ing->done, DP_RECORDS_DONE_MAX);
+	/*
+	 * A record done owes at most one ACK: on a DPDK port, take no more than the TX
+	 * backlog can hold (the kernel backend's answers go out through its sockets).
+	 */
+	uint32_t room = w->kernel != NULL ? DP_RECORDS_DONE_MAX :
+			RTE_MIN(dp_worker_tx_room(w), (uint32_t)DP_RECORDS_DONE_MAX);
+	uint32_t count;
+
+	if (room < DP_BATCH_REFS_MAX)
+		return 0; /* The device is not taking answers: the log's ring holds them. */
+	count = dp_stage_completions(w, ing->done, room);
 
 	for (uint32_t i = 0; i < count; i++)
 		dp_ingest_record_done(w, &ing->done[i]);

@@ -33,6 +33,14 @@
  */
 #define DP_TX_BACKLOG 1024
 /*
+ * Backpressure instead of dropping answers: a pass takes an RX burst only with this
+ * much room left in the backlog (a packet owes at most one answer, a TCP segment at
+ * most two), and log completions only with room for a whole batch's ACKs
+ * (DP_BATCH_REFS_MAX, dp_ingest_completions). Otherwise requests wait in the device,
+ * which counts what it cannot hold, and durable records wait for their ACK.
+ */
+#define DP_TX_RX_HEADROOM (2 * DP_RX_BURST)
+/*
  * Datagrams larger than one mbuf (jumbo frames chained by the device, or
  * IPv4 fragments reassembled) are copied into one of these per-worker
  * buffers, held until the burst's frames are processed.
@@ -104,6 +112,7 @@ struct dp {
 	uint16_t port_ids[DP_PORTS_MAX];
 	uint32_t port_count;
 	uint32_t port_open_count;   /* Configured so far: dp_port_close() undoes these. */
+	int xsk_fd[DP_WORKERS_MAX]; /* AF_XDP: each worker's XDP socket (the PMD's), or -1. */
 	struct rte_ether_addr mac;  /* Every port's (dp_port.c). */
 	uint32_t ipv4_be;
 	uint16_t ingest_port_be;
@@ -151,6 +160,9 @@ int dp_port_open(struct dp *dp);
 void dp_port_queue_of(const struct dp *dp, uint32_t worker, uint16_t *port_out,
 		      uint16_t *queue_out);
 void dp_port_close(struct dp *dp);
+/* The device's drops for `worker`'s counters DP_DEV_RX_MISSED and DP_DEV_XSK_RX_RING_FULL. */
+void dp_port_drops(const struct dp *dp, uint32_t worker, uint64_t *rx_missed_out,
+		   uint64_t *xsk_ring_full_out);
 
 /* dp_net.c: L2/L3; consumes `m` (sent, kept for reassembly, or put on w->done). */
 void dp_net_input(struct dp_worker *w, struct rte_mbuf *m, uint64_t now_tsc);
@@ -180,6 +192,8 @@ dp_worker_now_us(const struct dp_worker *w, uint64_t now_tsc)
 	return now_tsc / w->tsc_per_us;
 }
 void dp_worker_tx(struct dp_worker *w, struct rte_mbuf *m);
+/* Answers dp_worker_tx() can still hold before it drops (DP_TX_RX_HEADROOM). */
+uint32_t dp_worker_tx_room(const struct dp_worker *w);
 void dp_worker_tx_flush(struct dp_worker *w);
 /* One pass of the poll loop; returns the work done (0 = idle). */
 uint32_t dp_worker_poll(struct dp_worker *w, uint64_t now_tsc);

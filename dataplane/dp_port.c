@@ -20,8 +20,12 @@
  * or the test picks the queue.
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <linux/if_xdp.h>
 
 #include <rte_ethdev.h>
 #include <rte_errno.h>
@@ -31,6 +35,7 @@
 #include "dataplane/dp_internal.h"
 
 #define DP_MEMPOOL_CACHE 256
+#define DP_XSK_SCAN_MAX DP_WORKERS_MAX /* XDP sockets a port setup may add. */
 #define DP_RSS_KEY_SIZE_MAX 52
 
 /*
@@ -157,6 +162,82 @@ dp_port_setup(struct dp *dp, uint32_t index, uint16_t queue_count)
 	return 0;
 }
 
+/* The AF_XDP sockets this process holds, at most `max`, in ascending fd order. */
+static uint32_t
+dp_port_xsk_scan(int *fds, uint32_t max)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	uint32_t count = 0;
+
+	if (dir == NULL)
+		return 0;
+	while ((e = readdir(dir)) != NULL) {
+		int fd = atoi(e->d_name);
+		int domain = 0;
+		socklen_t len = sizeof(domain);
+		uint32_t at = count;
+
+		if (e->d_name[0] == '.' || fd == dirfd(dir) ||
+		    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_XDP)
+			continue;
+		for (; at > 0 && fds[at - 1] > fd; at--)
+			if (at < max)
+				fds[at] = fds[at - 1];
+		if (at < max)
+			fds[at] = fd;
+		count += count < max;
+	}
+	closedir(dir);
+	return count;
+}
+
+/*
+ * Port `index`'s setup with the XDP sockets it made (AF_XDP: one per queue, made in
+ * queue order) noted for its workers' dev_xsk_rx_ring_full: the fds new after it.
+ */
+static int
+dp_port_setup_noting_xsk(struct dp *dp, uint32_t index, uint16_t queue_count)
+{
+	int before[DP_XSK_SCAN_MAX], after[DP_XSK_SCAN_MAX];
+	uint32_t before_count = dp_port_xsk_scan(before, DP_XSK_SCAN_MAX);
+	int rc = dp_port_setup(dp, index, queue_count);
+	uint32_t after_count = dp_port_xsk_scan(after, DP_XSK_SCAN_MAX);
+	uint16_t queue = 0;
+
+	for (uint32_t i = 0; rc == 0 && i < after_count && queue < queue_count; i++) {
+		bool old = false;
+
+		for (uint32_t j = 0; j < before_count; j++)
+			old = old || before[j] == after[i];
+		if (!old)
+			dp->xsk_fd[index + queue++ * dp->port_count] = after[i];
+	}
+	return rc;
+}
+
+void
+dp_port_drops(const struct dp *dp, uint32_t worker, uint64_t *rx_missed_out,
+	      uint64_t *xsk_ring_full_out)
+{
+	struct xdp_statistics xs;
+	struct rte_eth_stats st;
+	socklen_t len = sizeof(xs);
+	uint16_t port, queue;
+
+	*rx_missed_out = 0;
+	*xsk_ring_full_out = 0;
+	if (dp->port_open_count == 0 || worker >= dp->worker_count)
+		return; /* No port (the kernel backend), or closed. */
+	dp_port_queue_of(dp, worker, &port, &queue);
+	if (queue == 0 && rte_eth_stats_get(port, &st) == 0)
+		*rx_missed_out = st.imissed + st.rx_nombuf;
+	if (dp->xsk_fd[worker] >= 0 &&
+	    getsockopt(dp->xsk_fd[worker], SOL_XDP, XDP_STATISTICS, &xs, &len) == 0 &&
+	    len == sizeof(xs))
+		*xsk_ring_full_out = xs.rx_ring_full;
+}
+
 /* Finds the ports and what all of them offer; -ENODEV, -E2BIG or -EINVAL. */
 static int
 dp_port_find(struct dp *dp)
@@ -210,8 +291,11 @@ dp_port_open(struct dp *dp)
 			   rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
+	for (uint32_t i = 0; i < DP_WORKERS_MAX; i++)
+		dp->xsk_fd[i] = -1;
 	for (uint32_t i = 0; i < dp->port_count; i++) {
-		rc = dp_port_setup(dp, i, (uint16_t)(dp->worker_count / dp->port_count));
+		rc = dp_port_setup_noting_xsk(dp, i,
+					      (uint16_t)(dp->worker_count / dp->port_count));
 		if (rc != 0) {
 			diag_error("dataplane", "port %u setup: %s", dp->port_ids[i],
 				   rte_strerror(rc < 0 ? -rc : rc));
@@ -240,6 +324,8 @@ dp_port_close(struct dp *dp)
 		rte_eth_dev_close(dp->port_ids[i]);
 	}
 	dp->port_open_count = 0;
+	for (uint32_t i = 0; i < DP_WORKERS_MAX; i++)
+		dp->xsk_fd[i] = -1; /* Closed with their ports. */
 	rte_mempool_free(dp->pool);
 	dp->pool = NULL;
 }

@@ -61,6 +61,9 @@ static const char *const dp_counter_names[DP_COUNTER_COUNT] = {
 	[DP_POLLS] = "polls",
 	[DP_POLLS_BUSY] = "polls_busy",
 	[DP_IDLE_SLEEPS] = "idle_sleeps",
+	[DP_RX_PAUSED] = "rx_paused",
+	[DP_DEV_RX_MISSED] = "dev_rx_missed",
+	[DP_DEV_XSK_RX_RING_FULL] = "dev_xsk_rx_ring_full",
 	[DP_TCP_SEGMENTS_IN] = "tcp_segments_in",
 	[DP_TCP_SEGMENTS_OUT] = "tcp_segments_out",
 	[DP_TCP_CONNS_OPENED] = "tcp_conns_opened",
@@ -117,6 +120,8 @@ dp_worker_stats_read(const struct dp *dp, uint32_t worker, struct dp_stats *stat
 	w = &dp->workers[worker];
 	for (uint32_t c = 0; c < DP_COUNTER_COUNT; c++)
 		stats_out->counters[c] = __atomic_load_n(&w->counters[c], __ATOMIC_RELAXED);
+	dp_port_drops(dp, worker, &stats_out->counters[DP_DEV_RX_MISSED],
+		      &stats_out->counters[DP_DEV_XSK_RX_RING_FULL]);
 }
 
 uint32_t

@@ -58,6 +58,12 @@ dp_worker_tx_flush(struct dp_worker *w)
 	dp_count(w, DP_TX_BYTES, bytes);
 }
 
+uint32_t
+dp_worker_tx_room(const struct dp_worker *w)
+{
+	return DP_TX_BACKLOG - w->tx_count;
+}
+
 void
 dp_worker_tx(struct dp_worker *w, struct rte_mbuf *m)
 {
@@ -177,10 +183,16 @@ uint32_t
 dp_worker_poll(struct dp_worker *w, uint64_t now_tsc)
 {
 	struct rte_mbuf *rx[DP_RX_BURST];
-	uint16_t count = rte_eth_rx_burst(w->port_id, w->queue_id, rx, DP_RX_BURST);
 	uint64_t now_us = dp_worker_now_us(w, now_tsc);
 	uint64_t bytes = 0;
+	uint16_t count = 0;
 	uint32_t work;
+
+	dp_worker_tx_flush(w); /* Room first: what the device takes now frees backlog slots. */
+	if (dp_worker_tx_room(w) >= DP_TX_RX_HEADROOM)
+		count = rte_eth_rx_burst(w->port_id, w->queue_id, rx, DP_RX_BURST);
+	else
+		dp_count(w, DP_RX_PAUSED, 1);
 
 	/* Full bursts in a row: the queue holds more than we take; credits shrink. */
 	w->rx_full_streak = count == DP_RX_BURST ? w->rx_full_streak + 1 : 0;

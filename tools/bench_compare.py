@@ -21,10 +21,16 @@ after Ctrl-C, SIGTERM and SIGHUP):
 
 What it measures, each record 100 B (see docs/BENCHMARKS.md for the reasons):
   1. After a 2 s warm-up at 5,000 records/s (a fresh log's first seconds are not
-     its steady state), a ramp on the memif path (12 records per datagram, open loop, 2 s a step,
-     the rate doubling from 25,000 records/s) until a step acks < 90 % of what
-     it offered, then one step at 3/4 of that rate: the saturating rate S is
-     the highest acked rate of any step.
+     its steady state), the saturating rate S on the memif path (12 records per
+     datagram, open loop): 5 s holds, the rate doubling from 100,000 records/s
+     until a hold is not held, then bisection between the highest held and the
+     lowest not held until they are within 10 %. Held: during the hold itself
+     (not the drain) durable ACKs came for >= 95 % of the records offered, at
+     most 1 % were refused, unanswered or unsent, and the mean latency of the
+     frames due in the hold's last fifth is at most 50 ms above the first
+     fifth's (no growing queue); a hold not held is tried once more (a stall
+     of the shared disk is not saturation). S is the highest held rate
+     (RAMP_* below).
   2. The same offered load, S, through four paths, records acked per CPU-second
      of sluiced (utime + stime from /proc/PID/stat, before and after each run):
      DPDK memif (sluice-dp-gen), DPDK AF_XDP on the veth (sluice-dp-gen on the
@@ -47,7 +53,11 @@ What it measures, each record 100 B (see docs/BENCHMARKS.md for the reasons):
      --replay ring (the pcap's frames from pre-built mbufs, no net_pcap copy).
   6. Read-back: each sluiced's stream, read through the API before it stops,
      must hold exactly the records its runs acknowledged. lost = records
-     acknowledged but not read back + records never answered.
+     acknowledged but not read back + records never answered. The DPDK runs'
+     unanswered frames are split by who counted them (UNANSWERED_SLUICED, UNANSWERED_DEVICE):
+     sluiced (refusals or answers it chose to drop, on /metrics), a device
+     (sluiced's port and XDP socket, the veth pair, the generator's port), or
+     nobody (unaccounted).
 --short runs each path once, briefly, at a fixed low rate (no ramp, no
 hugepages, no worker bench) and checks behaviour only: the final line, every
 path acknowledged records, lost = 0. Exit 0 when those hold, 1 otherwise.
@@ -79,10 +89,20 @@ INGEST_PORT = 4570
 API_PORT = 4580                  # Inside our namespace: nothing else listens there.
 APPLIANCE_MAC = "02:00:c6:12:00:01"
 TESTPMD_MAC = "02:00:c6:12:00:09"
-RAMP_START = 25000               # records/s
-RAMP_STEP_S = 2
-RAMP_STEPS_MAX = 9               # 25,000 .. 6.4 M records/s
-RAMP_KEEP_UP = 0.90              # A step acking less than this share is past saturation.
+# The saturating rate S: holds of RAMP_HOLD_MS at one rate each, the rate doubling from
+# RAMP_START until a hold is not held, then bisection between the highest held and the
+# lowest not held until they are within RAMP_PRECISION. A hold is held when, over the
+# hold itself (not the drain after it), the log kept up:
+RAMP_START = 100000              # records/s
+RAMP_HOLD_MS = 5000              # Long enough for a log that falls behind to show it.
+RAMP_HOLDS_MAX = 12
+RAMP_PRECISION = 0.10            # (lowest not held - highest held) / highest held.
+RAMP_KEEP_UP = 0.95              # Durable ACKs during the hold / records offered in it,
+RAMP_REFUSED_MAX = 0.01          # refused + unanswered / sent at most this share,
+RAMP_GROWTH_MAX_US = 50000       # and the mean latency of the hold's last fifth at most
+                                 # this much above its first fifth's (queue growth).
+RAMP_TRIES = 2                   # A hold not held is tried again: one stall of a disk
+                                 # shared with other sessions is not saturation.
 SHORT_RATE = 12000               # --short: every path, records/s.
 SHORT_DURATION_MS = 1000
 FULL_DURATION_MS = 5000
@@ -99,9 +119,28 @@ TELEMETRY_SIZE = 1 << 16
 # Per-stage counters of the DPDK path printed after each run when they moved: where
 # records were refused or packets lost (dataplane/dp_stats.c; ethdev's own for the port).
 STAGE_COUNTERS = ("records_failed", "nacks_sent", "nacks_suppressed", "drop_frames_full",
-                  "drop_producers_full", "drop_no_batch", "drop_no_mbuf", "ring_full",
-                  "tx_dropped", "idle_sleeps")
-PORT_COUNTERS = ("imissed", "rx_nombuf", "ierrors")
+                  "drop_frames_late", "drop_producers_full", "drop_no_batch", "drop_no_mbuf",
+                  "ring_full", "tx_dropped", "rx_paused", "idle_sleeps", "dev_rx_missed",
+                  "dev_xsk_rx_ring_full")
+# Where a datagram of a DPDK run can go unanswered with something counting it, one
+# frame or answer per count. "sluiced": the appliance chose not to answer (on /metrics).
+# "device": a device or the kernel between the two processes dropped it, per direction
+# and stage; a stage's counters overlap (a datagram the kernel drops at the XSK ring
+# also counts in the veth end's rx_dropped), so a stage counts the largest of them.
+# The rest of the unanswered frames are "unaccounted".
+UNANSWERED_SLUICED = ("tx_dropped",        # Answers past the TX backlog.
+                      "nacks_suppressed",  # Refusals over the NACK bucket.
+                      "drop_no_mbuf")      # Answers with no mbuf to build them in.
+UNANSWERED_DEVICE = (      # Stages, each a tuple of alternatives (counters summed): max.
+    (("gen_tx_errors",),),                             # The generator's device did not send.
+    (("veth_b_tx_dropped",),),                         # The veth did not pass a request on.
+    (("dev_rx_missed", "dev_xsk_rx_ring_full"),        # sluiced's port / XSK ring full, as
+     ("veth_a_rx_dropped",)),                          # the kernel's veth end saw them too.
+    (("veth_a_tx_dropped",),),                         # The veth did not pass an answer on.
+    (("gen_rx_missed", "gen_rx_nombuf"),               # The generator's port dropped an
+     ("veth_b_rx_dropped",)),                          # answer, as its veth end saw it.
+    (("udp_rcvbuf_errors", "udp_sndbuf_errors"),),     # Kernel UDP (the kernel backend and
+)                                                      # libsluice): socket buffers full.
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -225,6 +264,30 @@ def reserve_hugepages(env):
 # ---- sluiced -----------------------------------------------------------------------
 
 
+def udp_counters(env):
+    """The namespace's UDP datagrams dropped on full socket buffers (/proc/net/snmp)."""
+    r = run(env.in_ns(["cat", "/proc/net/snmp"]), check=False)
+    rows = [x.split()[1:] for x in r.stdout.splitlines() if x.startswith("Udp:")]
+    if len(rows) < 2:
+        return {}
+    udp = dict(zip(rows[0], rows[1]))
+    return {"udp_rcvbuf_errors": int(udp.get("RcvbufErrors", 0)),
+            "udp_sndbuf_errors": int(udp.get("SndbufErrors", 0))}
+
+
+def veth_counters(env):
+    """Drops on the veth pair: what one end sent that the other never received."""
+    r = run(["ip", "-n", env.ns, "-s", "-j", "link", "show"], check=False)
+    links = {x["ifname"]: x.get("stats64", {}) for x in json.loads(r.stdout or "[]")}
+    if env.dev_a not in links or env.dev_b not in links:
+        return {}
+    got = {}
+    for end, dev in (("a", env.dev_a), ("b", env.dev_b)):
+        for way in ("rx", "tx"):
+            got[f"veth_{end}_{way}_dropped"] = links[dev][way]["dropped"]
+    return got
+
+
 class Sluiced:
     def __init__(self, env, name, sets):
         self.env = env
@@ -233,6 +296,7 @@ class Sluiced:
         self.log = f"{env.tmp}/sluiced-{name}.log"
         self.acked = 0               # Records its runs acknowledged (read back at the end).
         self.unanswered = 0
+        self.split = {}              # Unanswered frames by who counted them (split()).
         argv = [env.sluiced, "--data-dir", f"{env.tmp}/data-{name}",
                 "--api-listen", f"127.0.0.1:{API_PORT}",
                 "--set", "dataplane.no_huge=true"]
@@ -255,11 +319,12 @@ class Sluiced:
         return cpu_s(self.proc.pid)
 
     def counters(self):
-        """The DPDK path's per-stage counters summed over workers, and its ports' drops."""
+        """The DPDK path's per-stage counters summed over workers (its devices' drops among
+        them), the veth pair's drops and the namespace's UDP socket drops."""
         path = f"/var/run/dpdk/sluice-{self.proc.pid}/dpdk_telemetry.v2"
+        got = udp_counters(self.env)
         if not os.path.exists(path):
-            return {}
-        got = {}
+            return got
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
             s.connect(path)
             s.recv(TELEMETRY_SIZE)
@@ -268,10 +333,7 @@ class Sluiced:
                 d = json.loads(s.recv(TELEMETRY_SIZE)).get("/sluice/dp/worker") or {}
                 for k in STAGE_COUNTERS:
                     got[k] = got.get(k, 0) + d.get(k, 0)
-                s.send(f"/ethdev/stats,{w}".encode())
-                d = json.loads(s.recv(TELEMETRY_SIZE)).get("/ethdev/stats") or {}
-                for k in PORT_COUNTERS:
-                    got[f"port{w}_{k}"] = d.get(k, 0)
+        got.update(veth_counters(self.env))
         return got
 
     def quiesce(self):
@@ -321,15 +383,39 @@ def bench_ingest(env, sluiced, label, transport_args, rate, per_frame, duration_
     res["cpu_s"] = cpu
     res["per_cpu_s"] = res["records_acked"] / cpu if cpu > 0 else 0.0
     res["counters"] = moved
+    res["split"] = split(res, moved, per_frame)
     sluiced.acked += int(res["records_acked"])
     sluiced.unanswered += int(res["records_unanswered"])
+    for k, v in res["split"].items():
+        sluiced.split[k] = sluiced.split.get(k, 0) + v
     say(f"{label}: offered {int(rate)}/s, acked {res['records_acked']:.0f} "
         f"({res['records_per_s']:.0f}/s), failed {res['records_failed']:.0f}, "
         f"unanswered {res['records_unanswered']:.0f}, cpu {cpu:.2f} s, "
-        f"p99 {res['latency_us']['p99']:.0f} us")
+        f"p99 {res['latency_us']['p99']:.0f} us; load {loadavg()}")
     if moved:
         say("  counters: " + " ".join(f"{k}={v}" for k, v in sorted(moved.items())))
+    if res["records_unanswered"]:
+        say("  unanswered frames: " + " ".join(f"{k}={v}" for k, v in res["split"].items()))
     return res
+
+
+def split(res, moved, per_frame):
+    """A run's unanswered frames by who counted them (UNANSWERED_SLUICED and _DEVICE);
+    what no counter saw is unaccounted. Counters count frames and answers alike."""
+    gen = res.get("generator", {})
+    seen = dict(moved)
+    for k in ("rx_missed", "rx_nombuf", "tx_errors"):
+        seen[f"gen_{k}"] = int(gen.get(k, 0))
+    frames = int(res["records_unanswered"]) // per_frame
+    out = {"frames": frames, "sluiced": sum(int(seen.get(k, 0)) for k in UNANSWERED_SLUICED),
+           "device": sum(max(sum(int(seen.get(k, 0)) for k in names) for names in stage)
+                         for stage in UNANSWERED_DEVICE)}
+    out["unaccounted"] = max(0, frames - out["sluiced"] - out["device"])
+    return out
+
+
+def loadavg():
+    return open("/proc/loadavg").read().split()[0]
 
 
 def grouped_args(sluiced):
@@ -351,27 +437,54 @@ def http_args(sluiced):
 
 
 def ramp(env, sluiced):
-    """The saturating rate: the highest acked rate of steps doubling until one falls behind."""
-    best = [0.0]
+    """The saturating rate S: the highest offered rate a RAMP_HOLD_MS hold showed the log
+    keeping up with (hold_held), found by doubling, then bisection. Returns S and the
+    holds, each (rate, held, why)."""
+    holds = []
+    held_max, missed_min = 0, None
     rate = RAMP_START
     # A fresh log's first seconds (new segments, cold page cache) are not its steady state.
-    bench_ingest(env, sluiced, "warm-up", memif_args(env), RAMP_START / 5,
-                 RECORDS_PER_DATAGRAM, RAMP_STEP_S * 1000)
-    for _ in range(RAMP_STEPS_MAX):
-        if not ramp_step(env, sluiced, rate, best):
+    bench_ingest(env, sluiced, "warm-up", memif_args(env), RAMP_START / 20,
+                 RECORDS_PER_DATAGRAM, 2000)
+    while len(holds) < RAMP_HOLDS_MAX:
+        for attempt in range(RAMP_TRIES):
+            r = bench_ingest(env, sluiced, f"hold {rate} ({attempt + 1})", memif_args(env),
+                             rate, RECORDS_PER_DATAGRAM, RAMP_HOLD_MS)
+            held, why = hold_held(r, rate)
+            say(f"  hold {rate} ({attempt + 1}): {'held' if held else 'not held'} ({why})")
+            if held:
+                break
+        holds.append((rate, held, why))
+        if held:
+            held_max = max(held_max, rate)
+        else:
+            missed_min = rate if missed_min is None else min(missed_min, rate)
+        if missed_min is None:
+            rate *= 2
+        elif held_max == 0:
+            rate //= 2          # Not even RAMP_START: downwards until one holds.
+        elif (missed_min - held_max) <= RAMP_PRECISION * held_max:
             break
-        rate *= 2
-    if rate > RAMP_START:  # One step between the last rate kept up with and the next.
-        ramp_step(env, sluiced, rate * 3 // 4, best)
-    return best[0]
+        else:
+            rate = (held_max + missed_min) // 2
+    if held_max == 0:
+        raise RuntimeError(f"no hold down to {rate * 2} records/s was held")
+    return held_max, holds
 
 
-def ramp_step(env, sluiced, rate, best):
-    """One ramp step: True when it acked at least RAMP_KEEP_UP of its rate; best[0] kept."""
-    r = bench_ingest(env, sluiced, f"ramp {rate}", memif_args(env), rate,
-                     RECORDS_PER_DATAGRAM, RAMP_STEP_S * 1000)
-    best[0] = max(best[0], r["records_per_s"])
-    return r["records_per_s"] >= RAMP_KEEP_UP * rate
+def hold_held(r, rate):
+    """(held, why): did the log keep up over the hold? See RAMP_KEEP_UP and after."""
+    gen = r.get("generator", {})
+    offered = rate * RAMP_HOLD_MS / 1000
+    in_run = gen.get("records_acked_in_run", 0) / offered
+    unsent = r["frames_unsent"] * r["records_per_frame"]
+    refused = (r["records_failed"] + r["records_unanswered"] + unsent) / offered
+    growth_us = (gen.get("lat_last_ns", 0) - gen.get("lat_first_ns", 0)) / 1000
+    why = (f"durable ACKs in the hold {in_run:.3f} of offered, refused or unanswered "
+           f"or unsent {refused:.4f}, mean latency first fifth {gen.get('lat_first_ns', 0) / 1e6:.1f} ms"
+           f" last fifth {gen.get('lat_last_ns', 0) / 1e6:.1f} ms")
+    return (in_run >= RAMP_KEEP_UP and refused <= RAMP_REFUSED_MAX and
+            growth_us <= RAMP_GROWTH_MAX_US), why
 
 
 # ---- dpdk-testpmd on a memif link of its own ---------------------------------------
@@ -436,6 +549,16 @@ def log_p99_us(env):
 
 
 def worker_per_cpu_s(env, scenario, replay="pcap"):
+    """Records per worker CPU-second, or None when the bench failed (said why): the
+    ingest paths' figures, measured before it, are still reported."""
+    try:
+        return worker_bench(env, scenario, replay)
+    except RuntimeError as e:
+        say(f"worker {scenario} ({replay}) failed, not reported: {str(e)[:300]}")
+        return None
+
+
+def worker_bench(env, scenario, replay):
     r = run([env.sluice, "bench", "dataplane", "--only", scenario, "--rounds", "1",
              "--dir", f"{env.tmp}/dpbench", "--replay", replay])
     for line in r.stdout.splitlines():
@@ -479,9 +602,9 @@ def measure_memif(env, short, duration, out):
     dev = Sluiced(env, "memif", [
         f"dataplane.vdev=net_memif0,role=server,socket={env.tmp}/memif.sock,"
         f"socket-abstract=no,mac={APPLIANCE_MAC}"])
-    sat = SHORT_RATE if short else ramp(env, dev)
+    sat, out["holds"] = (SHORT_RATE, []) if short else ramp(env, dev)
     out["saturating"] = sat
-    say(f"saturating rate {sat:.0f} records/s")
+    say(f"saturating rate {sat:.0f} records/s ({len(out['holds'])} holds)")
     paths = out["paths"]
     paths["dpdk_memif"] = bench_ingest(env, dev, "dpdk memif 12x100B", memif_args(env),
                                        sat, RECORDS_PER_DATAGRAM, duration)
@@ -530,14 +653,18 @@ def readback(s):
     say(f"read back from sluiced {s.name}: {stored} stored, {s.acked} acknowledged, "
         f"{s.unanswered} unanswered")
     return {"name": s.name, "idle_share": s.idle_share, "stored": stored, "acked": s.acked,
-            "unanswered": s.unanswered, "lost": lost, "extra": extra}
+            "unanswered": s.unanswered, "lost": lost, "extra": extra, "split": s.split}
+
+
+def fmt(value):
+    return "failed" if value is None else f"{value:.0f}"
 
 
 def ratio(a, b):
     return a / b if b else 0.0
 
 
-def report(out):
+def report(out, short):
     p = out["paths"]
     lat = out["latency"]
     tp = out["testpmd"]
@@ -551,19 +678,41 @@ def report(out):
               f"{r['latency_us']['p99']:9.0f}")
     print(f"{'testpmd rxonly memif':22} {'':10} {tp['received']:10d} {'':8} {'':7} "
           f"{tp['cpu_s']:6.2f} {tp['per_cpu_s']:11.0f}  (packets, of {tp['sent']} sent)")
-    if out["worker_per_cpu_s"] is not None:
+    if not short:
         print(f"worker hot path 12x100B (replayed pcap): "
-              f"{out['worker_per_cpu_s']:.0f} records per worker CPU-second; shard-grouped "
-              f"(SHARD_RECORDS): {out['worker_grouped_per_cpu_s']:.0f}; shard-grouped from "
+              f"{fmt(out['worker_per_cpu_s'])} records per worker CPU-second; shard-grouped "
+              f"(SHARD_RECORDS): {fmt(out['worker_grouped_per_cpu_s'])}; shard-grouped from "
               f"pre-built mbufs (--replay ring, no net_pcap copy): "
-              f"{out['worker_grouped_ring_per_cpu_s']:.0f}")
-    print(f"saturating rate (memif ramp): {out['saturating']:.0f} records/s; "
-          f"log append p99 {out['log_p99_us']:.0f} us; load average "
+              f"{fmt(out['worker_grouped_ring_per_cpu_s'])}")
+    holds = out["holds"]
+    if holds:
+        held = [h[0] for h in holds if h[1]]
+        missed = [h[0] for h in holds if not h[1]]
+        print(f"saturating rate S: {out['saturating']:.0f} records/s, the highest of "
+              f"{len(holds)} {RAMP_HOLD_MS / 1000:.0f} s memif holds (12 x 100 B) the log kept "
+              f"up with (durable ACKs during the hold >= {RAMP_KEEP_UP:.0%} of offered, "
+              f"<= {RAMP_REFUSED_MAX:.0%} refused/unanswered/unsent, mean latency of the "
+              f"last fifth <= {RAMP_GROWTH_MAX_US / 1000:.0f} ms above the first's; "
+              f"{RAMP_TRIES} tries); the "
+              f"lowest not held: {min(missed) if missed else 'none'}; holds: " +
+              ", ".join(f"{h[0]}{'+' if h[1] else '-'}" for h in holds) +
+              f" (held {len(held)})")
+    else:
+        print(f"saturating rate S: {out['saturating']:.0f} records/s (--short: fixed)")
+    print(f"log append p99 {out['log_p99_us']:.0f} us; load average "
           f"{open('/proc/loadavg').read().split()[0]}")
     for rb in out["readback"]:
         print(f"sluiced {rb['name']}: idle at {rb['idle_share']:.2f} CPU; read back "
               f"{rb['stored']} stored, {rb['acked']} acknowledged, {rb['unanswered']} "
               f"unanswered, {rb['extra']} unexpected")
+    # Unanswered frames of the DPDK runs, by who counted them (UNANSWERED_SLUICED, UNANSWERED_DEVICE).
+    tot = {}
+    for rb in out["readback"]:
+        for k, v in rb["split"].items():
+            tot[k] = tot.get(k, 0) + v
+    print(f"unanswered frames: {tot.get('frames', 0)}, counted by sluiced "
+          f"{tot.get('sluiced', 0)}, counted by a device {tot.get('device', 0)}, "
+          f"unaccounted {tot.get('unaccounted', 0)}")
     # The DPDK path's better device; HTTP's better appliance (the kernel backend's
     # workers do not poll, so HTTP pays no idle polling there).
     dpdk = max(p["dpdk_memif"]["per_cpu_s"], p["dpdk_af_xdp"]["per_cpu_s"])
@@ -604,7 +753,7 @@ def main():
         signal.signal(signum, on_signal)
     env = Env(args)
     try:
-        return report(measure(env, args.short))
+        return report(measure(env, args.short), args.short)
     except Stop as stop:
         say("interrupted: cleaning up")
         return stop.args[0]

@@ -99,6 +99,16 @@ struct bench_conn {
 	size_t rx_capacity;
 };
 
+/*
+ * The fields of sluice-dp-gen's "dp-gen:" line past the counts (dataplane/dp_gen.c says
+ * what each means), passed on as the JSON object "generator".
+ */
+static const char *const bench_gen_fields[] = {
+	"records_acked_in_run", "lat_first_ns", "lat_last_ns", "rx_missed", "rx_nombuf",
+	"tx_errors",
+};
+#define BENCH_GEN_FIELD_COUNT 6
+
 struct bench_counts {
 	uint64_t frames_sent;
 	uint64_t records_sent;
@@ -147,6 +157,8 @@ struct bench {
 	uint64_t frames_due;       /* Frames whose time has come (sent or in the backlog). */
 	uint64_t frames_total;     /* Frames in the whole run. */
 	struct bench_counts counts;
+	uint64_t gen[BENCH_GEN_FIELD_COUNT]; /* --transport dpdk: sluice-dp-gen's extra fields. */
+	bool gen_seen;
 	struct cli_hist run;
 	struct cli_hist window;    /* Since the last progress line. */
 	uint64_t window_acked;
@@ -714,6 +726,12 @@ bench_print_json(const struct bench *b, const struct bench_result *r)
 					(double)cli_hist_percentile(&b->run, bench_percentiles[i]) /
 					1e3);
 	cJSON_AddNumberToObject(latency, "mean", cli_hist_mean(&b->run) / 1e3);
+	if (b->gen_seen) {
+		cJSON *gen = cJSON_AddObjectToObject(root, "generator");
+
+		for (size_t i = 0; i < BENCH_GEN_FIELD_COUNT; i++)
+			cJSON_AddNumberToObject(gen, bench_gen_fields[i], (double)b->gen[i]);
+	}
 	text = cJSON_PrintUnformatted(root);
 	printf("%s\n", text);
 	free(text);
@@ -922,6 +940,22 @@ out_close:
 
 /* ---- dpdk through sluice-dp-gen ---------------------------------------------------- */
 
+/* The "dp-gen:" line's NAME=N fields of bench_gen_fields (0 when one is missing). */
+static void
+bench_dpdk_gen_fields(struct bench *b, const char *line)
+{
+	_Static_assert(ARRAY_SIZE(bench_gen_fields) == BENCH_GEN_FIELD_COUNT, "one name a field");
+	for (size_t i = 0; i < BENCH_GEN_FIELD_COUNT; i++) {
+		char key[48];
+		const char *at;
+
+		snprintf(key, sizeof(key), " %s=", bench_gen_fields[i]);
+		at = strstr(line, key);
+		b->gen[i] = at != NULL ? strtoull(at + strlen(key), NULL, 10) : 0;
+	}
+	b->gen_seen = true;
+}
+
 /* One "dp-gen:" or "dp-gen-latency:" line into the run; other lines are passed on. */
 static void
 bench_dpdk_line(struct bench *b, char *line, uint64_t *unanswered, uint64_t *elapsed_ns)
@@ -939,6 +973,7 @@ bench_dpdk_line(struct bench *b, char *line, uint64_t *unanswered, uint64_t *ela
 		b->frames_total = sent + unsent;
 		*unanswered = lost;
 		*elapsed_ns = elapsed;
+		bench_dpdk_gen_fields(b, line);
 		return;
 	}
 	if (strncmp(line, "dp-gen-latency:", 15) != 0) {

@@ -711,6 +711,91 @@ Test(dp_ingest, rate_limits_nacks)
 	cr_assert_eq(dp_test_counter(DP_NACKS_SENT) + dp_test_counter(DP_NACKS_SUPPRESSED), 200);
 }
 
+/* One mbuf standing for `copies` packets (its reference count), `size` zero bytes. */
+static struct rte_mbuf *
+filler(struct rte_mempool *pool, uint16_t copies)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+
+	cr_assert_not_null(m);
+	cr_assert_not_null(rte_pktmbuf_append(m, 64));
+	memset(rte_pktmbuf_mtod(m, void *), 0, 64); /* No ethertype: dropped if read. */
+	rte_mbuf_refcnt_update(m, (int16_t)(copies - 1));
+	return m;
+}
+
+/*
+ * A device that takes no answers (its TX ring full): the worker leaves the requests in
+ * the device and keeps the answers it holds, rather than refusing more requests whose
+ * NACKs would be dropped (tx_dropped); once the device takes answers again, it answers.
+ */
+Test(dp_ingest, waits_for_the_device_rather_than_dropping_answers)
+{
+	struct dp_worker *w = &dp_test->workers[0];
+	const uint16_t held = DP_TX_BACKLOG - DP_TX_RX_HEADROOM + 1;
+	struct rte_mbuf *ring_filler = filler(dp_test_pool, UINT16_MAX / 2);
+	struct rte_mbuf *backlog_filler = filler(dp_test_pool, held);
+	struct rec r = { .key = "k", .data = "x" };
+	uint8_t payload[1500], frame[2048];
+	uint16_t size = records_frame(payload, "nosuch", 1, 1, FRAME_ACK_DURABLE, &r, 1);
+	struct frame_ack ack;
+	struct rte_mbuf *m;
+	uint32_t in_ring = 0;
+	uint32_t nacks = 0;
+	uint16_t copies = UINT16_MAX / 2;
+
+	/* The ring (net_ring: the worker's RX and TX queue alike) full of requests owing NACKs. */
+	size = dp_test_udp_frame(frame, DP_TEST_PORT, payload, size);
+	for (uint32_t i = 0; i < 8; i++) {
+		m = rte_pktmbuf_alloc(dp_test_pool);
+		cr_assert_not_null(m);
+		memcpy(rte_pktmbuf_append(m, size), frame, size);
+		cr_assert_eq(rte_eth_tx_burst(dp_test->port_id, 0, &m, 1), 1);
+	}
+	while (copies > 0 && rte_eth_tx_burst(dp_test->port_id, 0, &ring_filler, 1) == 1) {
+		copies--;
+		in_ring++;
+	}
+	cr_assert_gt(copies, 0, "the ring filled");
+	rte_mbuf_refcnt_update(ring_filler, (int16_t)-copies);
+	if (copies == UINT16_MAX / 2)
+		rte_pktmbuf_free(ring_filler);
+	/* The backlog with less room than an RX burst's answers. */
+	for (uint16_t i = 0; i < held; i++)
+		w->tx[w->tx_count++] = backlog_filler;
+
+	dp_test_poll();
+	cr_assert_eq(dp_test_counter(DP_RX_PACKETS), 0, "no request taken");
+	cr_assert_eq(dp_test_counter(DP_RX_PAUSED), 1);
+	cr_assert_eq(w->tx_count, held, "every answer kept");
+
+	/* The device takes answers again (the peer reads): the requests are answered. */
+	for (uint32_t i = 0; i < 8; i++) {
+		cr_assert_eq(dp_test_sent(&m, 1), 1);
+		rte_pktmbuf_free(m); /* The requests: the worker has not taken them. */
+		send_payload(payload, records_frame(payload, "nosuch", 1, 2 + i,
+						    FRAME_ACK_DURABLE, &r, 1));
+	}
+	while (in_ring-- > 0 && dp_test_sent(&m, 1) == 1)
+		rte_pktmbuf_free(m);
+	/* Each pass's output read whole before the next: the worker reads this ring too. */
+	for (uint32_t pass = 0; pass < 100 && nacks < 8; pass++) {
+		dp_test_poll();
+		while (dp_test_sent(&m, 1) == 1) {
+			if (m != backlog_filler) {
+				decode_answer(m, &ack, NULL);
+				cr_assert_eq(ack.status, FRAME_STATUS_UNKNOWN_STREAM);
+				nacks++;
+			}
+			rte_pktmbuf_free(m);
+		}
+	}
+	cr_assert_eq(nacks, 8);
+	cr_assert_eq(w->tx_count, 0);
+	cr_assert_eq(dp_test_counter(DP_TX_DROPPED), 0);
+	cr_assert_eq(dp_test_counter(DP_NACKS_SENT), 8);
+}
+
 /* Signs a finished frame with `key` at the current wall-clock time. */
 static void
 sign(uint8_t *frame, uint16_t size, const struct frame_auth_key *key)

@@ -76,6 +76,9 @@ awk '/^testpmd rxonly memif/ { exit !($4 > 0) }' "$tmp/out" || fail "testpmd rec
 [ "$(grep -c ' 0 unanswered, 0 unexpected$' "$tmp/out")" = 3 ] || fail "read-back: $(cat "$tmp/out")"
 awk '/^sluiced .* read back/ { if ($9 != $11) exit 1 }' "$tmp/out" ||
 	fail "read-back: stored != acknowledged: $(grep '^sluiced ' "$tmp/out")"
+# The unanswered frames' split, by who counted them: none unanswered at this rate.
+grep -Eq '^unanswered frames: 0, counted by sluiced [0-9]+, counted by a device [0-9]+, unaccounted 0$' \
+	"$tmp/out" || fail "no unanswered split, or frames unanswered: $(grep '^unanswered' "$tmp/out")"
 check_gone "$tmp/err"
 
 # Interrupted once a sluiced is up: everything it made is still removed.
