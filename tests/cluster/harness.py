@@ -47,6 +47,10 @@ ADMIN_PORT = 4568
 REPLICA_PORT = 4570
 DATAPLANE_PORT = 4571
 ETCD_PORT = 2379
+# Non-loopback listeners need them (sluiced refuses an open API or admin on the network).
+ACCESS_KEY = "AKIDCHX"
+SECRET_KEY = "chx-secret"
+ADMIN_TOKEN = "chx-admin-token"
 # Conditions are awaited with generous deadlines (a shared, loaded machine), never slept on.
 DEADLINE_S = 60.0
 CLONE_NEWNET = 0x40000000
@@ -153,7 +157,9 @@ class Node:
                 "cluster.advertise_dataplane": common["dp"],
                 "cluster.lease_ttl_s": str(c.ttl_s),
                 "cluster.replication_factor": str(c.rf), "cluster.acks": c.acks,
-                "dataplane.enabled": "false", "server.stream_status_delay_ms": "0"}
+                "dataplane.enabled": "false", "server.stream_status_delay_ms": "0",
+                "auth.mode": "sigv4", "auth.access_keys": ACCESS_KEY + ":" + SECRET_KEY,
+                "admin.token": ADMIN_TOKEN}
         argv = [c.sluiced, "--data-dir", self.data_dir,
                 "--api-listen", common["api"], "--admin-listen", self.admin_addr]
         for k, v in sets.items():
@@ -178,7 +184,7 @@ class Node:
                                    (self.id, self.proc.returncode, self.log_tail(offset)))
             with open(self.log_path, "rb") as f:
                 f.seek(offset)
-                return re.search(rb"^ready", f.read(), re.M) is not None
+                return re.search(rb"^(sluiced: )?ready", f.read(), re.M) is not None
         wait_for(ready, "node %d ready" % self.id)
 
     def log_tail(self, offset=0):
@@ -371,9 +377,14 @@ class Cluster:
                          "--command-timeout=5s"] + list(args), check=check, input=input)
 
     def sluice(self, *args, check=True):
-        """The CLI from the client namespace, against this cluster's etcd."""
-        return self.run([self.cli, "cluster"] + list(args) +
-                        ["--etcd", self.etcd_url, "--cluster", self.name], check=check)
+        """The CLI from the client namespace, against this cluster's etcd (and, for status,
+        each sluiced's admin listener: GET /cluster)."""
+        extra = ["--etcd", self.etcd_url, "--cluster", self.name]
+        if args and args[0] == "status" and self.kind == "sluiced":
+            extra += ["--token", ADMIN_TOKEN]
+            for n in self.nodes:
+                extra += ["--admin", "%d=%s" % (n.id, n.admin_addr)]
+        return self.run([self.cli, "cluster"] + list(args) + extra, check=check)
 
     def status(self):
         """`sluice cluster status --json` parsed."""
