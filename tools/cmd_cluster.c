@@ -7,7 +7,8 @@
  *            epoch), every shard's placement (leader, leader epoch,
  *            replicas, in-sync set), and each node's GET /cluster from its
  *            admin listener when one is named (--admin ID=HOST:PORT) and
- *            answers; a table, or --json.
+ *            answers (its links; a shard's lag from its leader's entry);
+ *            a table, or --json.
  *   drain    sets a node's draining flag (--undo clears it) through
  *            cluster_node_drain: the same key and encoding the node writes.
  *
@@ -54,6 +55,10 @@ struct cluster_view {
 	bool has_controller;
 	uint32_t controller_node;
 	int64_t controller_epoch;
+	/* Per node (nodes[i]): its GET /cluster, or NULL and a note saying why not. */
+	cJSON **admin;
+	char (*note)[160];
+	bool admin_missing;            /* A named admin listener did not answer. */
 };
 
 static int
@@ -124,6 +129,10 @@ cluster_options(int argc, char **argv, struct cluster_cli *c)
 static void
 view_free(struct cluster_view *v)
 {
+	for (uint32_t i = 0; v->admin != NULL && i < v->node_count; i++)
+		cJSON_Delete(v->admin[i]);
+	free(v->admin);
+	free(v->note);
 	free(v->nodes);
 	free(v->shards);
 }
@@ -191,6 +200,43 @@ node_admin(const struct cluster_cli *c, uint32_t id, cJSON **out, char *note, si
 	return *out != NULL ? 0 : -EPROTO;
 }
 
+/* Every node's GET /cluster, once (both printers use them). */
+static int
+view_admin(const struct cluster_cli *c, struct cluster_view *v)
+{
+	v->admin = calloc(v->node_count + 1, sizeof(*v->admin));
+	v->note = calloc(v->node_count + 1, sizeof(*v->note));
+	if (v->admin == NULL || v->note == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < v->node_count; i++)
+		v->admin_missing |= node_admin(c, v->nodes[i].id, &v->admin[i], v->note[i],
+					       sizeof(v->note[i])) == -EHOSTUNREACH;
+	return 0;
+}
+
+/*
+ * A shard's replication lag from its leader's GET /cluster: the leader's
+ * durable end minus what every replica acknowledged (acked_all); -1 unknown.
+ */
+static double
+shard_lag(const struct cluster_view *v, const struct cluster_shard *s)
+{
+	const cJSON *e;
+
+	for (uint32_t i = 0; i < v->node_count; i++) {
+		if (v->nodes[i].id != s->place.leader || v->admin[i] == NULL)
+			continue;
+		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(v->admin[i], "led")) {
+			const cJSON *stream = cJSON_GetObjectItemCaseSensitive(e, "stream");
+
+			if (cJSON_IsString(stream) && strcmp(stream->valuestring, s->stream) == 0 &&
+			    cli_json_number(e, "shard") == s->shard)
+				return cli_json_number(e, "durable_end") - cli_json_number(e, "acked_all");
+		}
+	}
+	return -1;
+}
+
 static cJSON *
 ids_array(const uint32_t *ids, uint32_t count)
 {
@@ -234,7 +280,6 @@ status_json(const struct cluster_cli *c, const struct cluster_view *v)
 	cJSON *root = cJSON_CreateObject();
 	cJSON *nodes = cJSON_AddArrayToObject(root, "nodes");
 	cJSON *shards = cJSON_AddArrayToObject(root, "placements");
-	int partial = 0;
 	char *text;
 
 	cJSON_AddStringToObject(root, "cluster", c->cluster);
@@ -249,8 +294,6 @@ status_json(const struct cluster_cli *c, const struct cluster_view *v)
 	for (uint32_t i = 0; i < v->node_count; i++) {
 		const struct cluster_node *n = &v->nodes[i];
 		cJSON *o = cJSON_CreateObject();
-		char note[160];
-		cJSON *admin;
 
 		cJSON_AddNumberToObject(o, "id", n->id);
 		cJSON_AddStringToObject(o, "addr", n->addr);
@@ -258,29 +301,51 @@ status_json(const struct cluster_cli *c, const struct cluster_view *v)
 		cJSON_AddStringToObject(o, "dp_addr", n->dp_addr);
 		cJSON_AddBoolToObject(o, "draining", n->draining);
 		cJSON_AddBoolToObject(o, "malformed", n->malformed);
-		partial |= node_admin(c, n->id, &admin, note, sizeof(note)) == -EHOSTUNREACH;
-		if (admin != NULL)
-			cJSON_AddItemToObject(o, "cluster", admin);
+		if (v->admin[i] != NULL)
+			cJSON_AddItemReferenceToObject(o, "cluster", v->admin[i]);
 		else
-			cJSON_AddStringToObject(o, "cluster_note", note);
+			cJSON_AddStringToObject(o, "cluster_note", v->note[i]);
 		cJSON_AddItemToArray(nodes, o);
 	}
-	for (uint32_t i = 0; i < v->shard_count; i++)
-		cJSON_AddItemToArray(shards, shard_json(&v->shards[i]));
+	for (uint32_t i = 0; i < v->shard_count; i++) {
+		cJSON *o = shard_json(&v->shards[i]);
+		double lag = shard_lag(v, &v->shards[i]);
+
+		if (lag >= 0)
+			cJSON_AddNumberToObject(o, "lag_records", lag);
+		else
+			cJSON_AddNullToObject(o, "lag_records");
+		cJSON_AddItemToArray(shards, o);
+	}
 	text = cJSON_Print(root);
 	cJSON_Delete(root);
 	if (text == NULL)
 		return CMD_EXIT_ERROR;
 	printf("%s\n", text);
 	free(text);
-	return partial ? CMD_EXIT_PARTIAL : CMD_EXIT_OK;
+	return v->admin_missing ? CMD_EXIT_PARTIAL : CMD_EXIT_OK;
+}
+
+/* One node's links from its GET /cluster: peer, connected, lag, resets. */
+static void
+print_links(uint32_t id, const cJSON *admin)
+{
+	const cJSON *l;
+
+	printf("node %u: %s, leads %d, follows %d, links:", id,
+	       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(admin, "controller")) ? "controller" : "member",
+	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(admin, "led")),
+	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(admin, "followed")));
+	cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(admin, "links"))
+		printf(" ->%.0f %s lag %.0f resets %.0f", cli_json_number(l, "node_id"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "connected")) ? "up" : "DOWN",
+		       cli_json_number(l, "lag_records"), cli_json_number(l, "resets"));
+	printf("\n");
 }
 
 static int
 status_table(const struct cluster_cli *c, const struct cluster_view *v)
 {
-	int partial = 0;
-
 	if (v->has_controller)
 		printf("cluster %s: controller node %u (controller epoch %lld), %u nodes, %u shards\n",
 		       c->cluster, v->controller_node, (long long)v->controller_epoch, v->node_count,
@@ -295,12 +360,15 @@ status_table(const struct cluster_cli *c, const struct cluster_view *v)
 		printf("%-6u %-22s %-22s %-22s %-8s%s\n", n->id, n->addr, n->api_addr, n->dp_addr,
 		       n->draining ? "yes" : "no", n->malformed ? "  (unreadable value)" : "");
 	}
-	printf("\n%-40s %6s %6s %-14s %-14s\n", "stream/shard", "leader", "epoch", "replicas", "in-sync");
+	printf("\n%-40s %6s %6s %-14s %-14s %8s\n", "stream/shard", "leader", "epoch", "replicas",
+	       "in-sync", "lag");
 	for (uint32_t i = 0; i < v->shard_count; i++) {
 		const struct cluster_shard *s = &v->shards[i];
 		char name[CLUSTER_STREAM_NAME_SIZE + 32];
 		char replicas[64];
 		char isr[64];
+		char lag[24] = "-";
+		double l = shard_lag(v, s);
 
 		snprintf(name, sizeof(name), "%s/shardId-%012u", s->stream, s->shard);
 		if (s->malformed) {
@@ -309,27 +377,20 @@ status_table(const struct cluster_cli *c, const struct cluster_view *v)
 		}
 		ids_text(replicas, sizeof(replicas), s->place.replicas, s->place.replica_count);
 		ids_text(isr, sizeof(isr), s->place.isr, s->place.isr_count);
-		printf("%-40s %6u %6lld %-14s %-14s%s\n", name, s->place.leader,
-		       (long long)s->place.leader_epoch, replicas, isr,
+		if (l >= 0)
+			snprintf(lag, sizeof(lag), "%.0f", l);
+		printf("%-40s %6u %6lld %-14s %-14s %8s%s\n", name, s->place.leader,
+		       (long long)s->place.leader_epoch, replicas, isr, lag,
 		       s->place.leader == 0 ? "  NO LEADER" : "");
 	}
 	printf("\n");
 	for (uint32_t i = 0; i < v->node_count; i++) {
-		char note[160];
-		cJSON *admin;
-		char *text;
-
-		partial |= node_admin(c, v->nodes[i].id, &admin, note, sizeof(note)) == -EHOSTUNREACH;
-		if (admin == NULL) {
-			printf("node %u lag and links: %s\n", v->nodes[i].id, note);
-			continue;
-		}
-		text = cJSON_PrintUnformatted(admin);
-		printf("node %u lag and links: %s\n", v->nodes[i].id, text != NULL ? text : "?");
-		free(text);
-		cJSON_Delete(admin);
+		if (v->admin[i] != NULL)
+			print_links(v->nodes[i].id, v->admin[i]);
+		else
+			printf("node %u: %s\n", v->nodes[i].id, v->note[i]);
 	}
-	return partial ? CMD_EXIT_PARTIAL : CMD_EXIT_OK;
+	return v->admin_missing ? CMD_EXIT_PARTIAL : CMD_EXIT_OK;
 }
 
 static int
@@ -339,6 +400,8 @@ cluster_status(struct etcd_client *client, const struct cluster_cli *c)
 	int err = view_read(client, c->cluster, &v);
 	int code;
 
+	if (err == 0)
+		err = view_admin(c, &v);
 	if (err != 0) {
 		fprintf(stderr, "sluice cluster status: etcd %s: %s\n", c->etcd, strerror(-err));
 		view_free(&v);
