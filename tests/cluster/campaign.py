@@ -25,7 +25,8 @@ What is checked, always (membership, controller, placement; from etcd's own even
 With --data (the nodes must be sluiced in cluster mode: cnode's and cmeta's work), also:
 producers (boto3 PutRecords to any live node) keep a ledger of every acknowledged record
 (stream, shard, sequence number, key, bytes); at the end, with every node back, each node
-is read (GetRecords from TRIM_HORIZON, every shard) and:
+is read (GetRecords from TRIM_HORIZON through that node's API) for every shard whose final
+in-sync set holds it, and:
   lost        an acknowledged record missing from a node's read, or with other bytes;
   dup         a record (by its unique bytes) read twice from one node;
   misordered  two records of one key acknowledged one after the other (one producer, in
