@@ -104,8 +104,9 @@ wait_until(bool (*cond)(void), const char *what)
 	}
 }
 
+/* Every one of the 4 stored placements is led by `leader` (0: by anyone). */
 static bool
-all_placed(void)
+all_led_by(uint32_t leader)
 {
 	struct cluster_shard *s;
 	uint32_t n;
@@ -115,25 +116,21 @@ all_placed(void)
 		return false;
 	ok = n == 4;
 	for (uint32_t i = 0; i < n; i++)
-		ok &= s[i].place.leader != 0;
+		ok &= leader == 0 ? s[i].place.leader != 0 : s[i].place.leader == leader;
 	free(s);
 	return ok;
 }
 
 static bool
+all_placed(void)
+{
+	return all_led_by(0);
+}
+
+static bool
 node2_leads_nothing(void)
 {
-	struct cluster_shard *s;
-	uint32_t n;
-	bool ok;
-
-	if (cluster_placement_read(client, "ccli", &s, &n) != 0)
-		return false;
-	ok = n == 4;
-	for (uint32_t i = 0; i < n; i++)
-		ok &= s[i].place.leader == 1;
-	free(s);
-	return ok;
+	return all_led_by(1);   /* Two nodes: what node 2 does not lead, node 1 does. */
 }
 
 static bool
