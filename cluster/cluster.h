@@ -118,7 +118,7 @@ void cluster_member_abandon(struct cluster_member *member);
 int cluster_member_drain(struct cluster_member *member, bool draining);
 
 /* One node as registered at /sluice/<cluster>/nodes/<id> (cluster/nodes_etcd.c). */
-struct cluster_node {
+struct cluster_registration {
 	uint32_t id;
 	char addr[CLUSTER_ADDR_SIZE];
 	char api_addr[CLUSTER_ADDR_SIZE];
@@ -130,8 +130,8 @@ struct cluster_node {
 };
 
 /* Every registered node (malloc'd array into *nodes_out, free()). */
-int cluster_nodes_read(struct etcd_client *client, const char *cluster, struct cluster_node **nodes_out,
-		       uint32_t *count_out);
+int cluster_registrations_read(struct etcd_client *client, const char *cluster,
+			       struct cluster_registration **nodes_out, uint32_t *count_out);
 /*
  * Sets a registered node's draining flag from any process (an operator's
  * drain: what cluster_member_drain does from the node itself), keeping its
@@ -139,7 +139,8 @@ int cluster_nodes_read(struct etcd_client *client, const char *cluster, struct c
  * again); -EPROTO: its value is unreadable. A node that registers again
  * (its lease lost) writes its own flag: an operator drains it again.
  */
-int cluster_node_drain(struct etcd_client *client, const char *cluster, uint32_t id, bool draining);
+int cluster_registration_drain(struct etcd_client *client, const char *cluster, uint32_t id,
+			       bool draining);
 
 struct cluster_member_status {
 	bool controller;

@@ -81,7 +81,7 @@ lease_set(struct cluster_member *m, int64_t lease)
 static int
 register_json(struct cluster_member *m, char **text_out, int64_t *lease_out)
 {
-	struct cluster_node node = { .id = m->node_id };
+	struct cluster_registration node = { .id = m->node_id };
 
 	snprintf(node.addr, sizeof(node.addr), "%s", m->addr);
 	snprintf(node.api_addr, sizeof(node.api_addr), "%s", m->api_addr);
@@ -90,7 +90,7 @@ register_json(struct cluster_member *m, char **text_out, int64_t *lease_out)
 	node.draining = m->draining;
 	*lease_out = m->lease;
 	pthread_mutex_unlock(&m->lock);
-	*text_out = cluster_node_encode(&node);
+	*text_out = cluster_registration_encode(&node);
 	return *text_out != NULL ? 0 : -ENOMEM;
 }
 
@@ -258,16 +258,16 @@ read_nodes(struct cluster_member *m, const struct etcd_range *r, uint32_t *count
 
 	*count_out = 0;
 	for (uint32_t i = 0; i < r->count && *count_out < CLUSTER_NODES_MAX; i++) {
-		struct cluster_node node;
-		int err = cluster_node_decode(&r->kvs[i], m->cluster, &node);
+		struct cluster_registration node;
+		int err = cluster_registration_decode(&r->kvs[i], m->cluster, &node);
 
 		if (err == -ENOENT)
 			continue;   /* Not a node key. */
 		bad += err != 0;
 		/* An unreadable value still names a live node (its lease holds the key). */
 		if (err != -EINVAL)
-			m->nodes[(*count_out)++] = (struct placement_node){ .id = node.id,
-									    .draining = node.draining };
+			m->nodes[(*count_out)++] = (struct placement_node){
+				.id = node.id, .draining = node.draining };
 	}
 	count_bad(m, bad);
 }

@@ -16,7 +16,7 @@
 #include "cluster/cluster_int.h"
 
 char *
-cluster_node_encode(const struct cluster_node *n)
+cluster_registration_encode(const struct cluster_registration *n)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *text = NULL;
@@ -39,7 +39,8 @@ copy_string(char *dst, size_t size, const cJSON *o, const char *name)
 }
 
 int
-cluster_node_decode(const struct etcd_kv *kv, const char *cluster, struct cluster_node *out)
+cluster_registration_decode(const struct etcd_kv *kv, const char *cluster,
+			    struct cluster_registration *out)
 {
 	char prefix[CLUSTER_KEY_SIZE];
 	unsigned long id;
@@ -71,11 +72,11 @@ cluster_node_decode(const struct etcd_kv *kv, const char *cluster, struct cluste
 }
 
 int
-cluster_nodes_read(struct etcd_client *client, const char *cluster, struct cluster_node **nodes_out,
-		   uint32_t *count_out)
+cluster_registrations_read(struct etcd_client *client, const char *cluster,
+			   struct cluster_registration **nodes_out, uint32_t *count_out)
 {
 	char prefix[CLUSTER_KEY_SIZE];
-	struct cluster_node *nodes;
+	struct cluster_registration *nodes;
 	struct etcd_range r;
 	int err;
 
@@ -91,7 +92,7 @@ cluster_nodes_read(struct etcd_client *client, const char *cluster, struct clust
 	}
 	/* An id that is not a number is not a node at all; a bad value is a node, marked. */
 	for (uint32_t i = 0; i < r.count; i++)
-		if (cluster_node_decode(&r.kvs[i], cluster, &nodes[*count_out]) != -EINVAL)
+		if (cluster_registration_decode(&r.kvs[i], cluster, &nodes[*count_out]) != -EINVAL)
 			(*count_out)++;
 	etcd_range_free(&r);
 	*nodes_out = nodes;
@@ -99,10 +100,13 @@ cluster_nodes_read(struct etcd_client *client, const char *cluster, struct clust
 }
 
 int
-cluster_node_drain(struct etcd_client *client, const char *cluster, uint32_t id, bool draining)
+cluster_registration_drain(struct etcd_client *client, const char *cluster, uint32_t id,
+			   bool draining)
 {
 	char key[CLUSTER_KEY_SIZE];
-	struct cluster_node node;
+	struct cluster_registration node;
+	struct etcd_compare same = { .key = key, .target = ETCD_TARGET_MOD, .result = ETCD_EQUAL };
+	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = key };
 	struct etcd_range r;
 	bool succeeded = false;
 	char *text;
@@ -112,21 +116,20 @@ cluster_node_drain(struct etcd_client *client, const char *cluster, uint32_t id,
 	err = etcd_get(client, key, false, 0, &r);
 	if (err != 0)
 		return err;
-	err = r.count == 1 ? cluster_node_decode(&r.kvs[0], cluster, &node) : -ENOENT;
+	err = r.count == 1 ? cluster_registration_decode(&r.kvs[0], cluster, &node) : -ENOENT;
 	etcd_range_free(&r);
 	if (err != 0)
 		return err;
 	node.draining = draining;
-	text = cluster_node_encode(&node);
+	text = cluster_registration_encode(&node);
 	if (text == NULL)
 		return -ENOMEM;
 	/* Same lease (the key still goes with the node), and only over the value we read. */
-	err = etcd_txn(client,
-		       &(struct etcd_compare){ .key = key, .target = ETCD_TARGET_MOD,
-					       .result = ETCD_EQUAL, .number = node.mod_revision }, 1,
-		       &(struct etcd_op){ .kind = ETCD_OP_PUT, .key = key, .value = text,
-					  .value_size = strlen(text), .lease = node.lease }, 1,
-		       NULL, 0, &succeeded, NULL);
+	same.number = node.mod_revision;
+	put.value = text;
+	put.value_size = strlen(text);
+	put.lease = node.lease;
+	err = etcd_txn(client, &same, 1, &put, 1, NULL, 0, &succeeded, NULL);
 	free(text);
 	return err == 0 && !succeeded ? -ESTALE : err;
 }

@@ -10,7 +10,7 @@
  *            answers (its links; a shard's lag from its leader's entry);
  *            a table, or --json.
  *   drain    sets a node's draining flag (--undo clears it) through
- *            cluster_node_drain: the same key and encoding the node writes.
+ *            cluster_registration_drain: the same key and encoding the node writes.
  *
  * Exit: 0 ok; 1 etcd unreachable or a refused drain; 3 (partial) when a
  * named admin listener did not answer.
@@ -48,7 +48,7 @@ struct cluster_cli {
 
 /* What etcd holds for the cluster, read at once. */
 struct cluster_view {
-	struct cluster_node *nodes;
+	struct cluster_registration *nodes;
 	uint32_t node_count;
 	struct cluster_shard *shards;
 	uint32_t shard_count;
@@ -67,7 +67,8 @@ cluster_usage(FILE *out, int code)
 	fprintf(out, "usage: sluice cluster status [--json] [--admin ID=HOST:PORT]... [common]\n"
 		     "       sluice cluster drain NODE_ID [--undo] [common]\n"
 		     "common: --etcd URL[,URL] (default $SLUICE_ETCD_ENDPOINTS or %s)\n"
-		     "        --cluster NAME (default %s)  --token T (admin; $SLUICE_ADMIN_TOKEN)\n",
+		     "        --cluster NAME (default %s)\n"
+		     "        --token T (admin listeners; $SLUICE_ADMIN_TOKEN)\n",
 		CLUSTER_CLI_ETCD_DEFAULT, CLUSTER_CLI_NAME_DEFAULT);
 	return code;
 }
@@ -145,12 +146,12 @@ view_read(struct etcd_client *client, const char *cluster, struct cluster_view *
 	int err;
 
 	memset(v, 0, sizeof(*v));
-	err = cluster_nodes_read(client, cluster, &v->nodes, &v->node_count);
+	err = cluster_registrations_read(client, cluster, &v->nodes, &v->node_count);
 	if (err == 0)
 		err = cluster_placement_read(client, cluster, &v->shards, &v->shard_count);
 	if (err != 0)
 		return err;
-	/* The controller: the election's leader; its value is the node id, its create_revision the epoch. */
+	/* The controller: the election's leader (value: node id; create_revision: the epoch). */
 	snprintf(election, sizeof(election), "/sluice/%s/controller", cluster);
 	err = etcd_leader(client, election, &leader);
 	if (err == -ENOENT)
@@ -229,9 +230,10 @@ shard_lag(const struct cluster_view *v, const struct cluster_shard *s)
 		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(v->admin[i], "led")) {
 			const cJSON *stream = cJSON_GetObjectItemCaseSensitive(e, "stream");
 
-			if (cJSON_IsString(stream) && strcmp(stream->valuestring, s->stream) == 0 &&
-			    cli_json_number(e, "shard") == s->shard)
-				return cli_json_number(e, "durable_end") - cli_json_number(e, "acked_all");
+			if (!cJSON_IsString(stream) || cli_json_number(e, "shard") != s->shard ||
+			    strcmp(stream->valuestring, s->stream) != 0)
+				continue;
+			return cli_json_number(e, "durable_end") - cli_json_number(e, "acked_all");
 		}
 	}
 	return -1;
@@ -292,7 +294,7 @@ status_json(const struct cluster_cli *c, const struct cluster_view *v)
 		cJSON_AddNullToObject(root, "controller");
 	}
 	for (uint32_t i = 0; i < v->node_count; i++) {
-		const struct cluster_node *n = &v->nodes[i];
+		const struct cluster_registration *n = &v->nodes[i];
 		cJSON *o = cJSON_CreateObject();
 
 		cJSON_AddNumberToObject(o, "id", n->id);
@@ -330,16 +332,20 @@ status_json(const struct cluster_cli *c, const struct cluster_view *v)
 static void
 print_links(uint32_t id, const cJSON *admin)
 {
+	bool controller = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(admin, "controller"));
+	int led = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(admin, "led"));
+	int followed = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(admin, "followed"));
 	const cJSON *l;
 
 	printf("node %u: %s, leads %d, follows %d, links:", id,
-	       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(admin, "controller")) ? "controller" : "member",
-	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(admin, "led")),
-	       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(admin, "followed")));
-	cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(admin, "links"))
+	       controller ? "controller" : "member", led, followed);
+	cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(admin, "links")) {
+		bool up = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "connected"));
+
 		printf(" ->%.0f %s lag %.0f resets %.0f", cli_json_number(l, "node_id"),
-		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "connected")) ? "up" : "DOWN",
-		       cli_json_number(l, "lag_records"), cli_json_number(l, "resets"));
+		       up ? "up" : "DOWN", cli_json_number(l, "lag_records"),
+		       cli_json_number(l, "resets"));
+	}
 	printf("\n");
 }
 
@@ -347,15 +353,16 @@ static int
 status_table(const struct cluster_cli *c, const struct cluster_view *v)
 {
 	if (v->has_controller)
-		printf("cluster %s: controller node %u (controller epoch %lld), %u nodes, %u shards\n",
-		       c->cluster, v->controller_node, (long long)v->controller_epoch, v->node_count,
-		       v->shard_count);
+		printf("cluster %s: controller node %u (controller epoch %lld), %u nodes, "
+		       "%u shards\n", c->cluster, v->controller_node,
+		       (long long)v->controller_epoch, v->node_count, v->shard_count);
 	else
-		printf("cluster %s: NO controller, %u nodes, %u shards\n", c->cluster, v->node_count,
-		       v->shard_count);
-	printf("%-6s %-22s %-22s %-22s %-8s\n", "node", "replication", "api", "dataplane", "draining");
+		printf("cluster %s: NO controller, %u nodes, %u shards\n", c->cluster,
+		       v->node_count, v->shard_count);
+	printf("%-6s %-22s %-22s %-22s %-8s\n", "node", "replication", "api", "dataplane",
+	       "draining");
 	for (uint32_t i = 0; i < v->node_count; i++) {
-		const struct cluster_node *n = &v->nodes[i];
+		const struct cluster_registration *n = &v->nodes[i];
 
 		printf("%-6u %-22s %-22s %-22s %-8s%s\n", n->id, n->addr, n->api_addr, n->dp_addr,
 		       n->draining ? "yes" : "no", n->malformed ? "  (unreadable value)" : "");
@@ -421,7 +428,7 @@ cluster_drain(struct etcd_client *client, const struct cluster_cli *c, const cha
 
 	if (*end != '\0' || id == 0 || id > UINT32_MAX)
 		return cluster_usage(stderr, CMD_EXIT_USAGE);
-	err = cluster_node_drain(client, c->cluster, (uint32_t)id, !c->undo);
+	err = cluster_registration_drain(client, c->cluster, (uint32_t)id, !c->undo);
 	if (err != 0) {
 		fprintf(stderr, "sluice cluster drain: node %lu: %s\n", id,
 			err == -ENOENT ? "not registered (down, or another cluster name?)" :
@@ -448,7 +455,8 @@ cmd_cluster(int argc, char **argv)
 									       : CMD_EXIT_USAGE);
 	err = cluster_options(argc - 1, argv + 1, &c);
 	if (err != 0)
-		return cluster_usage(err > 0 ? stdout : stderr, err > 0 ? CMD_EXIT_OK : CMD_EXIT_USAGE);
+		return err > 0 ? cluster_usage(stdout, CMD_EXIT_OK)
+			       : cluster_usage(stderr, CMD_EXIT_USAGE);
 	/* getopt moved the positional arguments last: drain takes exactly one, status none. */
 	if ((argc - 1) - optind != (strcmp(sub, "drain") == 0 ? 1 : 0))
 		return cluster_usage(stderr, CMD_EXIT_USAGE);

@@ -35,7 +35,8 @@ in-sync set holds it, and:
               (two nodes assigning numbers as leaders of one shard at once).
 
 Prints exactly one summary line:
-  cluster-campaign: seed=… seconds=… ops=… faults=… acked=… lost=… dup=… misordered=… split_brain=…
+  cluster-campaign: seed=… seconds=… ops=… faults=… acked=… lost=… dup=… misordered=…
+  split_brain=…   (one line)
 Exit 0 only when every check passed.
 """
 import argparse
@@ -249,8 +250,9 @@ class Watcher:
 
 
 def settled_without(lost_id, expect_nodes):
-    """A state predicate: expect_nodes registered, a live controller, every shard placed with a
-    live leader that is not lost_id, unless no live in-sync replica is left (no unclean election)."""
+    """A state predicate: expect_nodes registered, a live controller, every shard placed with
+    a live leader that is not lost_id, unless no live in-sync replica is left (no unclean
+    election)."""
     def pred(st):
         live = set(st["nodes"])
         if not set(expect_nodes) <= live or st["controller"] not in live or lost_id in live:
@@ -383,7 +385,8 @@ class Campaign:
                 v["leader"] != nid or not any(r in live and r != nid for r in v["isr"])
                 for v in st["shards"].values())
         self.w.wait(drained, "node %d drained" % nid)
-        shown = {n["id"]: n["draining"] for n in json.loads(self.sluice("status", "--json"))["nodes"]}
+        status = json.loads(self.sluice("status", "--json"))
+        shown = {n["id"]: n["draining"] for n in status["nodes"]}
         check(shown.get(nid) is True, "status shows node %d draining: %r" % (nid, shown))
         self.sluice("drain", str(nid), "--undo")
         self.w.wait(lambda st: st["nodes"].get(nid) is False, "node %d undrained" % nid)
@@ -439,7 +442,8 @@ def main():
     ap.add_argument("--data", action="store_true")
     args = ap.parse_args()
     if args.seed is None:
-        args.seed = int(os.environ.get("TEST_SEED", "0")) or random.SystemRandom().randrange(1, 1 << 31)
+        args.seed = (int(os.environ.get("TEST_SEED", "0")) or
+                     random.SystemRandom().randrange(1, 1 << 31))
     self_check_history()
     self_check_ledger()
     camp = Campaign(args)

@@ -108,8 +108,9 @@ def sweep_stale():
     tmp = tempfile.gettempdir()
     for d in os.listdir(tmp):
         m = re.match(r"^%s-(\d+)-\w+$" % PREFIX, d)
-        if m and not os.path.exists("/proc/%s" % m.group(1)) and os.path.isdir(os.path.join(tmp, d)):
-            shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
+        path = os.path.join(tmp, d)
+        if m and not os.path.exists("/proc/%s" % m.group(1)) and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def cluster_mode_supported(sluiced):
@@ -206,7 +207,8 @@ class Node:
         self.paused = False
 
     def stop(self):
-        """SIGTERM (a clean stop: the node resigns and leaves) and wait; SIGKILL after the deadline."""
+        """SIGTERM (a clean stop: the node resigns and leaves) and wait; SIGKILL after the
+        deadline."""
         if self.proc is None:
             return
         if self.paused:

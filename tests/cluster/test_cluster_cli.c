@@ -71,7 +71,8 @@ cli(char *out, const char *args)
 	int status;
 
 	cr_assert_not_null(bin, "SLUICE_CLI names the sluice binary");
-	snprintf(cmd, sizeof(cmd), "%s cluster %s --etcd %s --cluster ccli", bin, args, etcd_endpoint);
+	snprintf(cmd, sizeof(cmd), "%s cluster %s --etcd %s --cluster ccli", bin, args,
+		 etcd_endpoint);
 	p = popen(cmd, "r");
 	cr_assert_not_null(p);
 	while (!feof(p) && n < OUTPUT_MAX - 1)
@@ -91,6 +92,13 @@ status_json(char *buf)
 	j = cJSON_Parse(buf);
 	cr_assert_not_null(j, "%s", buf);
 	return j;
+}
+
+/* The i-th node object of a status document. */
+static const cJSON *
+node_item(const cJSON *status, int i)
+{
+	return cJSON_GetArrayItem(cJSON_GetObjectItem(status, "nodes"), i);
 }
 
 static void
@@ -136,11 +144,11 @@ node2_leads_nothing(void)
 static bool
 node_draining(uint32_t id)
 {
-	struct cluster_node *nodes;
+	struct cluster_registration *nodes;
 	uint32_t n;
 	bool d = false;
 
-	cr_assert_eq(cluster_nodes_read(client, "ccli", &nodes, &n), 0);
+	cr_assert_eq(cluster_registrations_read(client, "ccli", &nodes, &n), 0);
 	for (uint32_t i = 0; i < n; i++)
 		if (nodes[i].id == id)
 			d = nodes[i].draining;
@@ -182,7 +190,8 @@ Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders
 		cr_assert(id == 1 || id == 2, "%s", buf);
 		cluster_member_status(members[id], &st);
 		cr_assert(st.controller);
-		cr_assert_eq((int64_t)cJSON_GetObjectItem(ctl, "epoch")->valuedouble, st.election.rev);
+		cr_assert_eq((int64_t)cJSON_GetObjectItem(ctl, "epoch")->valuedouble,
+			     st.election.rev);
 	}
 	/* Placements: exactly what cluster_placement_read returns, shard by shard. */
 	cr_assert_eq(cluster_placement_read(client, "ccli", &shards, &count), 0);
@@ -195,7 +204,8 @@ Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders
 		cr_assert_eq(cJSON_GetObjectItem(p, "shard")->valuedouble, s->shard);
 		cr_assert_eq(cJSON_GetObjectItem(p, "leader")->valuedouble, s->place.leader);
 		cr_assert_eq(cJSON_GetObjectItem(p, "epoch")->valuedouble, s->place.leader_epoch);
-		cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(p, "isr")), (int)s->place.isr_count);
+		cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(p, "isr")),
+			     (int)s->place.isr_count);
 		cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(p, "replicas")),
 			     (int)s->place.replica_count);
 	}
@@ -213,8 +223,7 @@ Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders
 	cr_assert(!node_draining(1));
 	wait_until(node2_leads_nothing, "node 2's leaderships gone");
 	j = status_json(buf);
-	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "nodes"), 1),
-						   "draining")), "%s", buf);
+	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(node_item(j, 1), "draining")), "%s", buf);
 	cJSON_Delete(j);
 	cr_assert_eq(cli(buf, "drain 2 --undo"), 0, "%s", buf);
 	cr_assert(!node_draining(2));
@@ -228,7 +237,7 @@ Test(cluster_cli, refusals_and_an_admin_listener_that_does_not_answer)
 	cJSON *j;
 
 	cr_assert_eq(cli(buf, "drain 9"), 1, "an unregistered node: %s", buf);
-	cr_assert_eq(cluster_node_drain(client, "ccli", 9, true), -ENOENT);
+	cr_assert_eq(cluster_registration_drain(client, "ccli", 9, true), -ENOENT);
 	cr_assert_eq(cli(buf, "drain"), 2, "no node id");
 	cr_assert_eq(cli(buf, "drain 0"), 2, "node id 0");
 	cr_assert_eq(cli(buf, "drain 1 2"), 2, "two ids");
@@ -237,10 +246,9 @@ Test(cluster_cli, refusals_and_an_admin_listener_that_does_not_answer)
 
 	/* A registration that is not an object: shown as such, not drained. */
 	cr_assert_eq(etcd_put(client, "/sluice/ccli/nodes/7", "[]", 2, 0, NULL), 0);
-	cr_assert_eq(cluster_node_drain(client, "ccli", 7, true), -EPROTO);
+	cr_assert_eq(cluster_registration_drain(client, "ccli", 7, true), -EPROTO);
 	j = status_json(buf);
-	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "nodes"), 2),
-						   "malformed")), "%s", buf);
+	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(node_item(j, 2), "malformed")), "%s", buf);
 	cJSON_Delete(j);
 
 	/* Nobody listens on the admin address given: the note says so, the exit is partial. */
@@ -255,8 +263,9 @@ Test(cluster_cli, refusals_and_an_admin_listener_that_does_not_answer)
 		char cmd[512];
 		int status;
 
-		snprintf(cmd, sizeof(cmd), "%s cluster status --etcd http://127.0.0.1:%u >/dev/null 2>&1",
-			 bin, etcd_fixture_free_port());
+		snprintf(cmd, sizeof(cmd),
+			 "%s cluster status --etcd http://127.0.0.1:%u >/dev/null 2>&1", bin,
+			 etcd_fixture_free_port());
 		status = system(cmd);
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
 	}

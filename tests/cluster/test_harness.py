@@ -61,7 +61,8 @@ def network(c):
     check(not c.tcp_ok(n1.ns, harness.ETCD_ADDR, harness.ETCD_PORT), "n1 -> etcd still blocked")
     c.heal_etcd(n1)
     check(c.tcp_ok(n1.ns, harness.ETCD_ADDR, harness.ETCD_PORT), "n1 -> etcd healed")
-    check("chx" not in c.run(["nft", "list", "tables"], ns=n1.ns), "n1's nft table gone when healed")
+    check("chx" not in c.run(["nft", "list", "tables"], ns=n1.ns),
+          "n1's nft table gone when healed")
 
 
 def processes(c):
