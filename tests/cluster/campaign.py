@@ -52,7 +52,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import wait_for  # noqa: E402
 
 STREAMS = 2
 SHARDS_PER_STREAM = 3
@@ -305,8 +304,12 @@ class Campaign:
             name = "chx-campaign-%d" % i
             if self.args.data:
                 self.data.create_stream(name, SHARDS_PER_STREAM)
+            elif self.c.kind == "sluiced":
+                import campaign_data   # noqa: E402  (boto3)
+                campaign_data.create_stream(self.c, name, SHARDS_PER_STREAM)
             else:
-                # The streams/ key membership reads (cmeta's writer puts it in cluster mode).
+                # Agents only: the streams/ key membership reads (its shard_count), written by
+                # hand as the membership test does; sluiced writes the whole stream record.
                 self.c.etcdctl("put", "/sluice/%s/streams/%s" % (self.c.name, name),
                                json.dumps({"shard_count": SHARDS_PER_STREAM}))
             self.ops += 1

@@ -28,6 +28,24 @@ def client(url):
                         config=cfg)
 
 
+def create_stream(c, name, shards):
+    """CreateStream through node 1's API (stream metadata goes to etcd from there), ACTIVE."""
+    done = {}
+
+    def create():
+        c.enter()
+        k = client(c.nodes[0].api_url)
+        k.create_stream(StreamName=name, ShardCount=shards)
+        wait_for(lambda: k.describe_stream_summary(StreamName=name)[
+            "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE", "stream active")
+        done["ok"] = True
+    t = threading.Thread(target=create)
+    t.start()
+    t.join()
+    if not done:
+        raise RuntimeError("CreateStream %s failed (see above)" % name)
+
+
 class Data:
     def __init__(self, camp):
         self.camp = camp
@@ -41,20 +59,7 @@ class Data:
         self.errors = 0
 
     def create_stream(self, name, shards):
-        done = {}
-
-        def create():
-            self.c.enter()
-            k = client(self.c.nodes[0].api_url)
-            k.create_stream(StreamName=name, ShardCount=shards)
-            wait_for(lambda: k.describe_stream_summary(StreamName=name)[
-                "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE", "stream active")
-            done["ok"] = True
-        t = threading.Thread(target=create)
-        t.start()
-        t.join()
-        if not done:
-            raise RuntimeError("CreateStream %s failed (see above)" % name)
+        create_stream(self.c, name, shards)
         self.streams.append(name)
 
     def start(self):
