@@ -388,7 +388,8 @@ class Campaign:
                 v["leader"] != nid or not any(r in live and r != nid for r in v["isr"])
                 for v in st["shards"].values())
         self.w.wait(drained, "node %d drained" % nid)
-        status = json.loads(self.sluice("status", "--json"))
+        self.ops += 1
+        status = self.c.status()
         shown = {n["id"]: n["draining"] for n in status["nodes"]}
         check(shown.get(nid) is True, "status shows node %d draining: %r" % (nid, shown))
         self.sluice("drain", str(nid), "--undo")
