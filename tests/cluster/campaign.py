@@ -114,10 +114,11 @@ def self_check_history():
           "self-check: a leader outside the in-sync set")
 
 
-def ledger_violations(acked, reads):
+def ledger_violations(acked, reads, missing=None):
     """acked: [(stream, shard, seq, key, data, order)] (order: per key, the producer's
     acknowledgement order); reads: {node: {(stream, shard): [(seq, key, data)]}}.
-    Returns (lost, dup, misordered, split_brain)."""
+    Returns (lost, dup, misordered, split_brain); `missing` (a list) gets (node, record)
+    for each lost one."""
     lost = dup = mis = split = 0
     by_seq = {}
     for s, sh, seq, key, data, _ in acked:
@@ -135,6 +136,8 @@ def ledger_violations(acked, reads):
             got = where.get(data)
             if got is None or got[:3] != (s, sh, seq):
                 lost += 1
+                if missing is not None:
+                    missing.append((node, (s, sh, seq, key, data), got))
                 continue
             prev = last.get(key)
             if prev is not None and prev[:2] == got[:2] and prev[3] > got[3]:
