@@ -15,10 +15,12 @@ What is checked, always (membership, controller, placement; from etcd's own even
   - split_brain: per shard, leader epochs never go back and one epoch has one leader; across
     all placement writes the controller epoch never goes back (a deposed controller never
     wrote after its successor: the fence);
-  - failover: after a fault that takes a node away (SIGKILL, SIGSTOP, cut from etcd), the time
-    from the fault to the first event at which etcd holds a live controller and no shard led
-    by the lost node (unless no live in-sync replica is left: no unclean election), at most
-    2 x the lease TTL (the issue's bound), each measured (`failover` line);
+  - failover: after a fault that takes a node away (SIGKILL, SIGSTOP, cut from etcd), etcd
+    comes to hold a live controller and no shard led by the lost node (unless no live
+    in-sync replica is left: no unclean election). The time from the fault to the event that
+    made it so is measured against 2 x the lease TTL (the issue's bound) and printed
+    (`cluster-campaign-failover:`, `over_bound`); with --bound-check an excess fails the run
+    (scripts/cluster-campaign; the meson suite asserts behaviour, not time: docs/TESTING.md);
   - drain: a drained node leads no shard that has another live in-sync replica; undo clears it;
   - a node back from a fault registers again.
 
@@ -166,7 +168,9 @@ def self_check_ledger():
 
 class Watcher:
     """`etcdctl watch --prefix /sluice/<cluster>/ -w json` in the client namespace; keeps the
-    current keys and every placement write in revision order, each event's arrival time."""
+    current keys and every placement write in revision order, each event's arrival time. The
+    keys are read first at one revision R and the watch starts at R + 1: no event is missed
+    between the two."""
 
     def __init__(self, cluster):
         self.c = cluster
@@ -176,9 +180,10 @@ class Watcher:
         self.cond = threading.Condition()
         self.events = 0
         self.error = None
+        rev = self._load()
         self.proc = subprocess.Popen(["ip", "netns", "exec", cluster.client_ns, "etcdctl",
                                       "--endpoints", cluster.etcd_url, "watch", "--prefix",
-                                      self.prefix, "-w", "json"],
+                                      self.prefix, "--rev", str(rev + 1), "-w", "json"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -205,14 +210,13 @@ class Watcher:
                 self.events += 1
             self.cond.notify_all()
 
-    def load(self):
-        """The keys that existed before the watch started (from a read at one revision)."""
-        out = self.c.etcdctl("get", "--prefix", self.prefix, "-w", "json")
-        with self.cond:
-            for kv in json.loads(out).get("kvs") or []:
-                key = base64.b64decode(kv["key"]).decode()
-                self.keys.setdefault(key, (base64.b64decode(kv.get("value", "")),
-                                           kv["create_revision"]))
+    def _load(self):
+        """The keys as of one revision (returned); the watch continues from there."""
+        out = json.loads(self.c.etcdctl("get", "--prefix", self.prefix, "-w", "json"))
+        for kv in out.get("kvs") or []:
+            key = base64.b64decode(kv["key"]).decode()
+            self.keys[key] = (base64.b64decode(kv.get("value", "")), kv["create_revision"])
+        return out["header"]["revision"]
 
     def wait(self, cond, what, deadline_s=harness.DEADLINE_S):
         """Waits for cond(state) on the event stream; the monotonic time of the event that made it
@@ -302,7 +306,6 @@ class Campaign:
         ids = [n.id for n in self.c.nodes]
         self.w.wait(lambda st: set(ids) <= set(st["nodes"]) and st["controller"] in ids,
                     "every node registered and a controller")
-        self.w.load()
         for i in range(STREAMS):
             name = "chx-campaign-%d" % i
             if self.args.data:
@@ -329,8 +332,8 @@ class Campaign:
         self.failover_ms.append(ms)
         if ms > self.bound_s() * 1000.0:
             self.over_bound += 1
-            print("cluster-campaign: %s: failover %.0f ms over the bound %.0f ms" %
-                  (what, ms, self.bound_s() * 1000), flush=True)
+            print("cluster-campaign: %s: failover %.0f ms over the bound %.0f ms (load %s)" %
+                  (what, ms, self.bound_s() * 1000, os.getloadavg()[0]), flush=True)
 
     def rejoin(self, nid, what):
         ids = self.live_ids()
@@ -436,7 +439,8 @@ class Campaign:
               (self.c.kind, len(self.w.writes), invalid, self.w.events,
                json.dumps(self.counts, sort_keys=True),
                "on" if self.args.data else "off (membership and placement checks only)"))
-        return lost == dup == mis == split == invalid == self.over_bound == 0
+        over = self.over_bound if self.args.bound_check else 0
+        return lost == dup == mis == split == invalid == over == 0
 
 
 def main():
@@ -447,6 +451,8 @@ def main():
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--ttl", type=int, default=2)
     ap.add_argument("--data", action="store_true")
+    ap.add_argument("--bound-check", action="store_true",
+                    help="fail when a failover exceeds 2 x the lease TTL")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = (int(os.environ.get("TEST_SEED", "0")) or
