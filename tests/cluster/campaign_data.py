@@ -161,6 +161,13 @@ class Data:
                 break
             time.sleep(0.5)   # A pause between read-backs, not an assertion on time.
         for node, rec, got in missing[:10]:
-            print("cluster-campaign: lost on node %d: %s/%s seq %d key %s (%r); read there: %r" %
-                  (node, rec[0], rec[1], rec[2], rec[3], rec[4][:24], got), flush=True)
+            shard = reads[node].get((rec[0], rec[1]), [])
+            others = [n for n, r in reads.items()
+                      if any(x[2] == rec[4] for x in r.get((rec[0], rec[1]), []))]
+            print("cluster-campaign: lost on node %d: %s/%s seq %d key %s (%r); read there: %r; "
+                  "that node read %d records of the shard, the last at seq %s; held by nodes %r; "
+                  "final placement %r" %
+                  (node, rec[0], rec[1], rec[2], rec[3], rec[4][:24], got, len(shard),
+                   shard[-1][0] if shard else None, others, final.get((rec[0], rec[1]))),
+                  flush=True)
         return len(self.acked), verdict
