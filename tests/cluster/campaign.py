@@ -473,8 +473,10 @@ def main():
             camp.data.start()
         camp.run()
         ok = camp.verdict()
-    except Failure as e:
-        print("cluster-campaign: FAIL (seed=%d): %s" % (args.seed, e), flush=True)
+    except (Failure, RuntimeError, TimeoutError, OSError) as e:
+        # The harness's own errors (a node that does not start, a wait past its deadline) too.
+        print("cluster-campaign: FAIL (seed=%d): %s: %s" % (args.seed, type(e).__name__, e),
+              flush=True)
         for n in camp.c.nodes:
             if os.path.exists(n.log_path):
                 print("--- node %d log tail:\n%s" % (n.id, n.log_tail()))
