@@ -118,9 +118,10 @@ def self_check_history():
 
 def ledger_violations(acked, reads, missing=None):
     """acked: [(stream, shard, seq, key, data, order)] (order: per key, the producer's
-    acknowledgement order); reads: {node: {(stream, shard): [(seq, key, data)]}}.
-    Returns (lost, dup, misordered, split_brain); `missing` (a list) gets (node, record)
-    for each lost one."""
+    acknowledgement order); reads: {node: {(stream, shard): [(seq, key, data)]}}, only the
+    shards each node must hold (a shard absent from a node's reads is not checked there).
+    Returns (lost, dup, misordered, split_brain); `missing` (a list) gets (node, record,
+    where it was read instead) for each lost one."""
     lost = dup = mis = split = 0
     by_seq = {}
     for s, sh, seq, key, data, _ in acked:
@@ -135,6 +136,8 @@ def ledger_violations(acked, reads, missing=None):
                 where[data] = (s, sh, seq, i)
         last = {}
         for s, sh, seq, key, data, order in sorted(acked, key=lambda a: (a[3], a[5])):
+            if (s, sh) not in shards:
+                continue
             got = where.get(data)
             if got is None or got[:3] != (s, sh, seq):
                 lost += 1
@@ -162,6 +165,10 @@ def self_check_ledger():
           "self-check: numbers swapped are lost records (not at their acknowledged number)")
     check(ledger_violations([("s", "sh0", 1, "a", b"a1", 0), ("s", "sh0", 1, "b", b"b1", 0)],
                             {})[3] == 1, "self-check: one number acknowledged twice")
+    check(ledger_violations(acked, {"n1": good["n1"], "n2": {}}) == (0, 0, 0, 0),
+          "self-check: a node that holds no replica of the shard is not asked for it")
+    check(ledger_violations(acked, {"n1": good["n1"], "n2": {("s", "sh0"): []}})[0] == 3,
+          "self-check: a replica that holds the shard and read nothing lost every record")
 
 
 # ---- etcd's event stream
