@@ -127,6 +127,8 @@ def ledger_violations(acked, reads, missing=None):
     for s, sh, seq, key, data, _ in acked:
         if by_seq.setdefault((s, sh, seq), data) != data:
             split += 1
+            if missing is not None:
+                missing.append((0, (s, sh, seq, key, data), by_seq[(s, sh, seq)]))
     for node, shards in reads.items():
         where = {}
         for (s, sh), recs in shards.items():
