@@ -130,6 +130,31 @@ void cluster_member_abandon(struct cluster_member *member);
 /* Marks the node draining (or not) in its registration; the controller moves work off it. */
 int cluster_member_drain(struct cluster_member *member, bool draining);
 
+/* One node as registered at /sluice/<cluster>/nodes/<id> (cluster/nodes_etcd.c). */
+struct cluster_registration {
+	uint32_t id;
+	char addr[CLUSTER_ADDR_SIZE];
+	char api_addr[CLUSTER_ADDR_SIZE];
+	char dp_addr[CLUSTER_ADDR_SIZE];
+	bool draining;
+	int64_t lease;                 /* The node's lease: the key goes when it expires. */
+	int64_t mod_revision;
+	bool malformed;                /* A value that cannot be read: only `id` is set. */
+};
+
+/* Every registered node (malloc'd array into *nodes_out, free()). */
+int cluster_registrations_read(struct etcd_client *client, const char *cluster,
+			       struct cluster_registration **nodes_out, uint32_t *count_out);
+/*
+ * Sets a registered node's draining flag from any process (an operator's
+ * drain: what cluster_member_drain does from the node itself), keeping its
+ * lease. -ENOENT: not registered; -ESTALE: the key changed meanwhile (read
+ * again); -EPROTO: its value is unreadable. A node that registers again
+ * (its lease lost) writes its own flag: an operator drains it again.
+ */
+int cluster_registration_drain(struct etcd_client *client, const char *cluster, uint32_t id,
+			       bool draining);
+
 struct cluster_member_status {
 	bool controller;
 	struct etcd_leader election;   /* Valid when controller: election.rev is the fencing token. */

@@ -19,4 +19,14 @@ int cluster_key_shard(char *key, size_t size, const char *cluster, const char *s
 int cluster_placements_from(const struct etcd_range *r, const char *cluster,
 			    struct cluster_shard **shards_out, uint32_t *count_out);
 
+/* A nodes/<id> key's value (malloc'd; NULL without memory): the one encoding (nodes_etcd.c). */
+char *cluster_registration_encode(const struct cluster_registration *node);
+/*
+ * A nodes/<id> key of the cluster into *out: -ENOENT another key, -EINVAL an
+ * id that is not a node id (out unusable), -EPROTO a value that is not an
+ * object (out->id set, `malformed`).
+ */
+int cluster_registration_decode(const struct etcd_kv *kv, const char *cluster,
+				struct cluster_registration *out);
+
 #endif /* SLUICE_CLUSTER_INT_H */

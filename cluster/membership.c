@@ -81,20 +81,16 @@ lease_set(struct cluster_member *m, int64_t lease)
 static int
 register_json(struct cluster_member *m, char **text_out, int64_t *lease_out)
 {
-	cJSON *o = cJSON_CreateObject();
-	bool draining;
+	struct cluster_registration node = { .id = m->node_id };
 
+	snprintf(node.addr, sizeof(node.addr), "%s", m->addr);
+	snprintf(node.api_addr, sizeof(node.api_addr), "%s", m->api_addr);
+	snprintf(node.dp_addr, sizeof(node.dp_addr), "%s", m->dp_addr);
 	pthread_mutex_lock(&m->lock);
-	draining = m->draining;
+	node.draining = m->draining;
 	*lease_out = m->lease;
 	pthread_mutex_unlock(&m->lock);
-	*text_out = NULL;
-	if (o != NULL && cJSON_AddStringToObject(o, "addr", m->addr) != NULL &&
-	    cJSON_AddStringToObject(o, "api_addr", m->api_addr) != NULL &&
-	    cJSON_AddStringToObject(o, "dp_addr", m->dp_addr) != NULL &&
-	    cJSON_AddBoolToObject(o, "draining", draining) != NULL)
-		*text_out = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
+	*text_out = cluster_registration_encode(&node);
 	return *text_out != NULL ? 0 : -ENOMEM;
 }
 
@@ -258,30 +254,20 @@ count_bad(struct cluster_member *m, uint32_t bad)
 static void
 read_nodes(struct cluster_member *m, const struct etcd_range *r, uint32_t *count_out)
 {
-	char prefix[CLUSTER_KEY_SIZE];
 	uint32_t bad = 0;
 
-	snprintf(prefix, sizeof(prefix), "/sluice/%s/nodes/", m->cluster);
 	*count_out = 0;
 	for (uint32_t i = 0; i < r->count && *count_out < CLUSTER_NODES_MAX; i++) {
-		char *end;
-		unsigned long id;
-		cJSON *o;
+		struct cluster_registration node;
+		int err = cluster_registration_decode(&r->kvs[i], m->cluster, &node);
 
-		if (strncmp(r->kvs[i].key, prefix, strlen(prefix)) != 0)
-			continue;
-		id = strtoul(r->kvs[i].key + strlen(prefix), &end, 10);
-		o = cJSON_ParseWithLength((const char *)r->kvs[i].value, r->kvs[i].value_size);
-
-		bad += *end != '\0' || id == 0 || id > UINT32_MAX || !cJSON_IsObject(o);
-		if (*end == '\0' && id != 0 && id <= UINT32_MAX) {
-			m->nodes[*count_out] = (struct placement_node){
-				.id = (uint32_t)id,
-				.draining = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "draining")),
-			};
-			(*count_out)++;
-		}
-		cJSON_Delete(o);
+		if (err == -ENOENT)
+			continue;   /* Not a node key. */
+		bad += err != 0;
+		/* An unreadable value still names a live node (its lease holds the key). */
+		if (err != -EINVAL)
+			m->nodes[(*count_out)++] = (struct placement_node){
+				.id = node.id, .draining = node.draining };
 	}
 	count_bad(m, bad);
 }

@@ -4,7 +4,7 @@
 # violation, listing each as FILE:LINE: reason.
 #
 #   common <- nvme-log <- protocol <- dataplane <- control ;  tools -> public headers
-#   common <- cluster <- control
+#   common <- cluster <- control ;  tools -> cluster (sluice cluster)
 #   common, nvme-log <- firehose <- control
 #   common, nvme-log <- replica <- control
 #
@@ -25,7 +25,7 @@ allowed() {
 	firehose) echo "common nvme-log" ;;
 	replica) echo "common nvme-log" ;;
 	control) echo "common nvme-log protocol dataplane cluster firehose replica" ;;
-	tools) echo "common nvme-log protocol firehose" ;;
+	tools) echo "common nvme-log protocol firehose cluster" ;;
 	esac
 }
 

@@ -28,5 +28,6 @@ int cmd_backup(int argc, char **argv);       /* cmd_backup.c: online backup of a
 int cmd_restore(int argc, char **argv);      /* cmd_backup.c: a backup into a data dir */
 int cmd_status(int argc, char **argv);       /* cmd_status.c: readiness and a summary */
 int cmd_top(int argc, char **argv);          /* cmd_status.c: rates, refreshed in place */
+int cmd_cluster(int argc, char **argv);      /* cmd_cluster.c: status | drain (etcd) */
 
 #endif /* SLUICE_TOOLS_CMD_H */

@@ -39,6 +39,7 @@ static const struct sluice_command sluice_commands[] = {
 	{ "restore", NULL, cmd_restore, "put a backup into an empty data dir" },
 	{ "status", NULL, cmd_status, "readiness and a summary, from the admin listener" },
 	{ "top", NULL, cmd_top, "rates per stream, log, dataplane; refreshed in place" },
+	{ "cluster", NULL, cmd_cluster, "status | drain: nodes, controller, placements (etcd)" },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -1,0 +1,500 @@
+#!/usr/bin/python3
+"""The cluster fault campaign (issue 15; docs/CLUSTER.md "The fault campaign").
+
+    campaign.py BUILD_DIR --seconds N [--seed S] [--nodes 3] [--ttl 2] [--data]
+
+A cluster from tests/cluster/harness.py (nodes in network namespaces, one etcd). A seeded
+scheduler injects faults one after another until N seconds have passed: SIGKILL of the
+controller's node, of a leader, of any node (then a restart), SIGSTOP (then SIGCONT), a node
+cut from etcd and one cut from another node (nftables, then healed), a drain and its undo
+(`sluice cluster drain`). After each fault it waits for the cluster to settle.
+
+What is checked, always (membership, controller, placement; from etcd's own event stream,
+`etcdctl watch` on /sluice/<cluster>/ in the client namespace, every event in revision order):
+  - every placement write: leader in the in-sync set, in-sync set within the replicas;
+  - split_brain: per shard, leader epochs never go back and one epoch has one leader; across
+    all placement writes the controller epoch never goes back (a deposed controller never
+    wrote after its successor: the fence);
+  - failover: after a fault that takes a node away (SIGKILL, SIGSTOP, cut from etcd), etcd
+    comes to hold a live controller and no shard led by the lost node (unless no live
+    in-sync replica is left: no unclean election). The time from the fault to the event that
+    made it so is measured against 2 x the lease TTL (the issue's bound) and printed
+    (`cluster-campaign-failover:`, `over_bound`); with --bound-check an excess fails the run
+    (scripts/cluster-campaign; the meson suite asserts behaviour, not time: docs/TESTING.md);
+  - drain: a drained node leads no shard that has another live in-sync replica; undo clears it;
+  - a node back from a fault registers again.
+
+With --data (the nodes must be sluiced in cluster mode: cnode's and cmeta's work), also:
+producers (boto3 PutRecords to any live node) keep a ledger of every acknowledged record
+(stream, shard, sequence number, key, bytes); at the end, with every node back, each node
+is read (GetRecords from TRIM_HORIZON through that node's API) for every shard whose final
+in-sync set holds it, and:
+  lost        an acknowledged record missing from a node's read, or with other bytes;
+  dup         a record (by its unique bytes) read twice from one node;
+  misordered  two records of one key acknowledged one after the other (one producer, in
+              order) read in the other order;
+  split_brain also: one (shard, sequence number) acknowledged for two different records
+              (two nodes assigning numbers as leaders of one shard at once).
+
+Prints exactly one summary line:
+  cluster-campaign: seed=… seconds=… ops=… faults=… acked=… lost=… dup=… misordered=…
+  split_brain=…   (one line)
+Exit 0 only when every check passed.
+"""
+import argparse
+import base64
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+STREAMS = 2
+SHARDS_PER_STREAM = 3
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+# ---- the placement history and its invariants (pure: also run on planted histories)
+
+def history_violations(writes):
+    """writes: [(revision, stream, shard, value dict)] in revision order. Returns
+    (split_brain, invalid): epochs going back or shared by two leaders, controller epochs going
+    back; and writes whose leader is outside the in-sync set or in-sync outside the replicas."""
+    split = 0
+    invalid = 0
+    last_epoch = {}
+    leader_of = {}
+    last_controller = 0
+    for rev, stream, shard, v in writes:
+        k = (stream, shard)
+        epoch, leader = v["epoch"], v["leader"]
+        if epoch < last_epoch.get(k, 0):
+            split += 1
+        last_epoch[k] = max(epoch, last_epoch.get(k, 0))
+        if leader != 0:
+            if leader_of.setdefault((k, epoch), leader) != leader:
+                split += 1
+            if leader not in v["isr"]:
+                invalid += 1
+        if not set(v["isr"]) <= set(v["replicas"]):
+            invalid += 1
+        if v["controller_epoch"] < last_controller:
+            split += 1
+        last_controller = max(last_controller, v["controller_epoch"])
+    return split, invalid
+
+
+def self_check_history():
+    """The checker finds what it must (a checker that cannot fail checks nothing)."""
+    w = lambda rev, e, l, ce, isr=(1, 2, 3): (rev, "s", 0, {"epoch": e, "leader": l,
+                                                          "isr": list(isr),
+                                                          "replicas": [1, 2, 3],
+                                                          "controller_epoch": ce})
+    check(history_violations([w(1, 1, 1, 5), w(2, 2, 2, 5), w(3, 3, 3, 9)]) == (0, 0),
+          "self-check: a clean history")
+    check(history_violations([w(1, 2, 1, 5), w(2, 2, 2, 5)])[0] == 1,
+          "self-check: two leaders in one epoch")
+    check(history_violations([w(1, 3, 1, 5), w(2, 2, 1, 5)])[0] == 1,
+          "self-check: an epoch going back")
+    check(history_violations([w(1, 1, 1, 9), w(2, 2, 2, 5)])[0] == 1,
+          "self-check: a deposed controller writing")
+    check(history_violations([w(1, 1, 3, 5, isr=(1, 2))])[1] == 1,
+          "self-check: a leader outside the in-sync set")
+
+
+def ledger_violations(acked, reads, missing=None):
+    """acked: [(stream, shard, seq, key, data, order)] (order: per key, the producer's
+    acknowledgement order); reads: {node: {(stream, shard): [(seq, key, data)]}}, only the
+    shards each node must hold (a shard absent from a node's reads is not checked there).
+    Returns (lost, dup, misordered, split_brain); `missing` (a list) gets (node, record,
+    where it was read instead) for each lost one."""
+    lost = dup = mis = split = 0
+    by_seq = {}
+    for s, sh, seq, key, data, _ in acked:
+        if by_seq.setdefault((s, sh, seq), data) != data:
+            split += 1
+            if missing is not None:
+                missing.append((0, (s, sh, seq, key, data), by_seq[(s, sh, seq)]))
+    for node, shards in reads.items():
+        where = {}
+        for (s, sh), recs in shards.items():
+            for i, (seq, key, data) in enumerate(recs):
+                if data in where:
+                    dup += 1
+                where[data] = (s, sh, seq, i)
+        last = {}
+        for s, sh, seq, key, data, order in sorted(acked, key=lambda a: (a[3], a[5])):
+            if (s, sh) not in shards:
+                continue
+            got = where.get(data)
+            if got is None or got[:3] != (s, sh, seq):
+                lost += 1
+                if missing is not None:
+                    missing.append((node, (s, sh, seq, key, data), got))
+                continue
+            prev = last.get(key)
+            if prev is not None and prev[:2] == got[:2] and prev[3] > got[3]:
+                mis += 1
+            last[key] = got
+    return lost, dup, mis, split
+
+
+def self_check_ledger():
+    acked = [("s", "sh0", 1, "a", b"a1", 0), ("s", "sh0", 2, "a", b"a2", 1),
+             ("s", "sh0", 3, "b", b"b1", 0)]
+    good = {"n1": {("s", "sh0"): [(1, "a", b"a1"), (2, "a", b"a2"), (3, "b", b"b1")]}}
+    check(ledger_violations(acked, good) == (0, 0, 0, 0), "self-check: a clean ledger")
+    check(ledger_violations(acked, {"n1": {("s", "sh0"): [(1, "a", b"a1"), (3, "b", b"b1")]}})
+          [0] == 1, "self-check: a lost record")
+    check(ledger_violations(acked, {"n1": {("s", "sh0"): good["n1"][("s", "sh0")] +
+                                           [(4, "b", b"b1")]}})[1] == 1, "self-check: a dup")
+    check(ledger_violations(acked, {"n1": {("s", "sh0"): [(2, "a", b"a1"), (1, "a", b"a2"),
+                                                          (3, "b", b"b1")]}})[0] == 2,
+          "self-check: numbers swapped are lost records (not at their acknowledged number)")
+    check(ledger_violations([("s", "sh0", 1, "a", b"a1", 0), ("s", "sh0", 1, "b", b"b1", 0)],
+                            {})[3] == 1, "self-check: one number acknowledged twice")
+    check(ledger_violations(acked, {"n1": good["n1"], "n2": {}}) == (0, 0, 0, 0),
+          "self-check: a node that holds no replica of the shard is not asked for it")
+    check(ledger_violations(acked, {"n1": good["n1"], "n2": {("s", "sh0"): []}})[0] == 3,
+          "self-check: a replica that holds the shard and read nothing lost every record")
+
+
+# ---- etcd's event stream
+
+class Watcher:
+    """`etcdctl watch --prefix /sluice/<cluster>/ -w json` in the client namespace; keeps the
+    current keys and every placement write in revision order, each event's arrival time. The
+    keys are read first at one revision R and the watch starts at R + 1: no event is missed
+    between the two."""
+
+    def __init__(self, cluster):
+        self.c = cluster
+        self.prefix = "/sluice/%s/" % cluster.name
+        self.keys = {}            # key -> (value bytes, create_revision)
+        self.writes = []          # (revision, stream, shard, value)
+        self.cond = threading.Condition()
+        self.events = 0
+        self.error = None
+        rev = self._load()
+        self.proc = subprocess.Popen(["ip", "netns", "exec", cluster.client_ns, "etcdctl",
+                                      "--endpoints", cluster.etcd_url, "watch", "--prefix",
+                                      self.prefix, "--rev", str(rev + 1), "-w", "json"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        for line in self.proc.stdout:
+            try:
+                self._apply(json.loads(line))
+            except (ValueError, KeyError) as e:
+                self.error = "watch line %r: %s" % (line[:200], e)
+
+    def _apply(self, msg):
+        with self.cond:
+            for ev in msg.get("Events") or []:
+                kv = ev["kv"]
+                key = base64.b64decode(kv["key"]).decode()
+                if ev.get("type") == 1:
+                    self.keys.pop(key, None)
+                else:
+                    value = base64.b64decode(kv.get("value", ""))
+                    self.keys[key] = (value, kv["create_revision"])
+                    if key.startswith(self.prefix + "placement/"):
+                        stream, shard = key[len(self.prefix + "placement/"):].rsplit("/", 1)
+                        self.writes.append((kv["mod_revision"], stream, shard, json.loads(value)))
+                self.events += 1
+            self.cond.notify_all()
+
+    def _load(self):
+        """The keys as of one revision (returned); the watch continues from there."""
+        out = json.loads(self.c.etcdctl("get", "--prefix", self.prefix, "-w", "json"))
+        for kv in out.get("kvs") or []:
+            key = base64.b64decode(kv["key"]).decode()
+            self.keys[key] = (base64.b64decode(kv.get("value", "")), kv["create_revision"])
+        return out["header"]["revision"]
+
+    def wait(self, cond, what, deadline_s=harness.DEADLINE_S):
+        """Waits for cond(state) on the event stream; the monotonic time of the event that made it
+        true (the wait re-checks on every event, so that time is an event's arrival)."""
+        end = time.monotonic() + deadline_s
+        with self.cond:
+            while True:
+                if cond(self.state()):
+                    return time.monotonic()
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise Failure("waited %.0f s for %s; state %r" % (deadline_s, what,
+                                                                       self.state()))
+                self.cond.wait(min(left, 0.5))
+
+    def state(self):
+        """{nodes: {id: draining}, controller: node id or None, shards: {(stream, shard): value}}"""
+        nodes, shards, cands = {}, {}, []
+        for key, (value, crev) in self.keys.items():
+            rest = key[len(self.prefix):]
+            if rest.startswith("nodes/"):
+                try:
+                    nodes[int(rest[6:])] = bool(json.loads(value).get("draining"))
+                except ValueError:
+                    pass
+            elif rest.startswith("controller/"):
+                cands.append((crev, value.decode()))
+            elif rest.startswith("placement/"):
+                stream, shard = rest[len("placement/"):].rsplit("/", 1)
+                shards[(stream, shard)] = json.loads(value)
+        controller = int(min(cands)[1]) if cands else None
+        return {"nodes": nodes, "controller": controller, "shards": shards}
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def settled_without(lost_id, expect_nodes):
+    """A state predicate: expect_nodes registered, a live controller, every shard placed with
+    a live leader that is not lost_id, unless no live in-sync replica is left (no unclean
+    election)."""
+    def pred(st):
+        live = set(st["nodes"])
+        if not set(expect_nodes) <= live or st["controller"] not in live or lost_id in live:
+            return False
+        if len(st["shards"]) < STREAMS * SHARDS_PER_STREAM:
+            return False
+        for v in st["shards"].values():
+            if v["leader"] == 0 and any(r in live for r in v["isr"]):
+                return False
+            if v["leader"] != 0 and (v["leader"] not in live or v["leader"] == lost_id):
+                return False
+        return True
+    return pred
+
+
+# ---- the campaign
+
+class Campaign:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.c = harness.Cluster(nodes=args.nodes, ttl_s=args.ttl, build_dir=args.build,
+                                 name="chx")
+        self.ops = 0
+        self.faults = 0
+        self.failover_ms = []
+        self.over_bound = 0
+        self.counts = {}
+        self.data = None
+
+    def node(self, nid):
+        return self.c.nodes[nid - 1]
+
+    def live_ids(self):
+        return [n.id for n in self.c.nodes if n.alive and not n.paused]
+
+    def sluice(self, *args):
+        self.ops += 1
+        return self.c.sluice(*args)
+
+    def setup(self):
+        self.c.up()
+        self.w = Watcher(self.c)
+        self.c.start_nodes()
+        ids = [n.id for n in self.c.nodes]
+        self.w.wait(lambda st: set(ids) <= set(st["nodes"]) and st["controller"] in ids,
+                    "every node registered and a controller")
+        for i in range(STREAMS):
+            name = "chx-campaign-%d" % i
+            if self.args.data:
+                self.data.create_stream(name, SHARDS_PER_STREAM)
+            elif self.c.kind == "sluiced":
+                import campaign_data   # noqa: E402  (boto3)
+                campaign_data.create_stream(self.c, name, SHARDS_PER_STREAM)
+            else:
+                # Agents only: the streams/ key membership reads (its shard_count), written by
+                # hand as the membership test does; sluiced writes the whole stream record.
+                self.c.etcdctl("put", "/sluice/%s/streams/%s" % (self.c.name, name),
+                               json.dumps({"shard_count": SHARDS_PER_STREAM}))
+            self.ops += 1
+        self.w.wait(settled_without(None, ids), "every shard placed")
+
+    def bound_s(self):
+        return 2.0 * self.args.ttl
+
+    def measure(self, t0, lost_id, what):
+        """Failover: the fault at t0 to the event that settled the cluster without lost_id."""
+        t1 = self.w.wait(settled_without(lost_id, [i for i in self.live_ids() if i != lost_id]),
+                         "failover after " + what)
+        ms = (t1 - t0) * 1000.0
+        self.failover_ms.append(ms)
+        if ms > self.bound_s() * 1000.0:
+            self.over_bound += 1
+            print("cluster-campaign: %s: failover %.0f ms over the bound %.0f ms (load %s)" %
+                  (what, ms, self.bound_s() * 1000, os.getloadavg()[0]), flush=True)
+
+    def rejoin(self, nid, what):
+        ids = self.live_ids()
+        self.w.wait(lambda st: nid in st["nodes"] and settled_without(None, ids)(st),
+                    "node %d back after %s" % (nid, what))
+
+    # Each fault: inject, check what must follow, heal, wait until settled.
+
+    def f_kill(self, nid, what):
+        t0 = time.monotonic()
+        self.node(nid).kill()
+        self.measure(t0, nid, what)
+        self.node(nid).start()
+        self.rejoin(nid, what)
+
+    def f_kill_controller(self):
+        self.f_kill(self.w.state()["controller"], "SIGKILL controller")
+
+    def f_kill_leader(self):
+        leaders = sorted({v["leader"] for v in self.w.state()["shards"].values() if v["leader"]})
+        self.f_kill(self.rng.choice(leaders), "SIGKILL leader")
+
+    def f_kill_any(self):
+        self.f_kill(self.rng.choice(self.live_ids()), "SIGKILL node")
+
+    def f_pause(self):
+        nid = self.rng.choice(self.live_ids())
+        t0 = time.monotonic()
+        self.node(nid).pause()
+        self.measure(t0, nid, "SIGSTOP")   # Its lease expires while it sleeps.
+        self.node(nid).resume()            # Wakes up believing it holds what it held: fenced.
+        self.rejoin(nid, "SIGCONT")
+
+    def f_cut_etcd(self):
+        n = self.node(self.rng.choice(self.live_ids()))
+        t0 = time.monotonic()
+        self.c.partition_etcd(n)
+        self.measure(t0, n.id, "cut from etcd")
+        self.c.heal_etcd(n)
+        self.rejoin(n.id, "etcd healed")
+
+    def f_cut_peer(self):
+        a, b = self.rng.sample(self.live_ids(), 2)
+        self.c.partition(self.node(a), self.node(b))
+        # Membership goes through etcd, not between nodes: nothing may move (the data checks
+        # cover replication across the cut); a few lease periods of it, then heal.
+        time.sleep(self.args.ttl)   # The fault's duration, not a wait for a condition.
+        self.c.heal(self.node(a), self.node(b))
+        self.w.wait(settled_without(None, self.live_ids()), "settled after a healed cut")
+
+    def f_drain(self):
+        nid = self.rng.choice(self.live_ids())
+        self.sluice("drain", str(nid))
+
+        def drained(st):
+            live = set(st["nodes"])
+            return st["nodes"].get(nid) is True and all(
+                v["leader"] != nid or not any(r in live and r != nid for r in v["isr"])
+                for v in st["shards"].values())
+        self.w.wait(drained, "node %d drained" % nid)
+        self.ops += 1
+        status = self.c.status()
+        shown = {n["id"]: n["draining"] for n in status["nodes"]}
+        check(shown.get(nid) is True, "status shows node %d draining: %r" % (nid, shown))
+        self.sluice("drain", str(nid), "--undo")
+        self.w.wait(lambda st: st["nodes"].get(nid) is False, "node %d undrained" % nid)
+
+    FAULTS = ["f_kill_controller", "f_kill_leader", "f_kill_any", "f_pause", "f_cut_etcd",
+              "f_cut_peer", "f_drain"]
+
+    def run(self):
+        end = time.monotonic() + self.args.seconds
+        # Every kind once first (a short run still covers them), then the seed's choices.
+        order = list(self.FAULTS)
+        self.rng.shuffle(order)
+        while time.monotonic() < end or order:
+            name = order.pop(0) if order else self.rng.choice(self.FAULTS)
+            self.counts[name] = self.counts.get(name, 0) + 1
+            self.faults += 1
+            getattr(self, name)()
+            if self.w.error:
+                raise Failure(self.w.error)
+            if not order and time.monotonic() >= end:
+                break
+
+    def verdict(self):
+        split, invalid = history_violations(sorted(self.w.writes, key=lambda x: x[0]))
+        acked = lost = dup = mis = 0
+        if self.args.data:
+            acked, (lost, dup, mis, dsplit) = self.data.finish()
+            split += dsplit
+        print("cluster-campaign: seed=%d seconds=%d ops=%d faults=%d acked=%d lost=%d dup=%d "
+              "misordered=%d split_brain=%d" % (self.args.seed, self.args.seconds, self.ops,
+                                                self.faults, acked, lost, dup, mis, split),
+              flush=True)
+        f = sorted(self.failover_ms)
+        print("cluster-campaign-failover: ttl_s=%d bound_ms=%d n=%d median_ms=%.0f max_ms=%.0f "
+              "over_bound=%d" % (self.args.ttl, self.bound_s() * 1000, len(f),
+                                 statistics.median(f) if f else 0, f[-1] if f else 0,
+                                 self.over_bound))
+        print("cluster-campaign-detail: nodes=%s placement_writes=%d invalid_writes=%d "
+              "etcd_events=%d faults_by_kind=%s data=%s" %
+              (self.c.kind, len(self.w.writes), invalid, self.w.events,
+               json.dumps(self.counts, sort_keys=True),
+               "on" if self.args.data else "off (membership and placement checks only)"))
+        over = self.over_bound if self.args.bound_check else 0
+        return lost == dup == mis == split == invalid == over == 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--ttl", type=int, default=2)
+    ap.add_argument("--data", action="store_true")
+    ap.add_argument("--bound-check", action="store_true",
+                    help="fail when a failover exceeds 2 x the lease TTL")
+    args = ap.parse_args()
+    if args.seed is None:
+        args.seed = (int(os.environ.get("TEST_SEED", "0")) or
+                     random.SystemRandom().randrange(1, 1 << 31))
+    self_check_history()
+    self_check_ledger()
+    camp = Campaign(args)
+    if args.data:
+        import campaign_data   # noqa: E402  (boto3 producers; only with --data)
+        if not harness.cluster_mode_supported(camp.c.sluiced):
+            raise SystemExit("cluster-campaign: --data needs sluiced with a [cluster] "
+                             "section (cnode's work); this build has none")
+        camp.data = campaign_data.Data(camp)
+    ok = False
+    try:
+        camp.setup()
+        if camp.data:
+            camp.data.start()
+        camp.run()
+        ok = camp.verdict()
+    except (Failure, RuntimeError, TimeoutError, OSError) as e:
+        # The harness's own errors (a node that does not start, a wait past its deadline) too.
+        print("cluster-campaign: FAIL (seed=%d): %s: %s" % (args.seed, type(e).__name__, e),
+              flush=True)
+        for n in camp.c.nodes:
+            if os.path.exists(n.log_path):
+                print("--- node %d log tail:\n%s" % (n.id, n.log_tail()))
+    finally:
+        if hasattr(camp, "w"):
+            camp.w.stop()
+        camp.c.cleanup()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The campaign's data checks (campaign.py --data): boto3 producers keeping a ledger of every
+acknowledged record, and the read-back of every shard from every node at the end.
+
+Producers run in the client namespace (one thread each, setns), send PutRecords to a live node
+picked at random per call, never retry inside botocore (max_attempts 1: a client retry would
+append a record twice, which is the client's doing, not the cluster's), and give every record
+unique bytes: "<producer>:<key>:<counter>:<padding>".
+"""
+import random
+import threading
+import time
+
+import boto3
+import botocore.config
+
+from harness import ACCESS_KEY, SECRET_KEY, wait_for
+
+PRODUCERS = 2
+KEYS_PER_PRODUCER = 8
+RECORD_PAD = 64
+# How long a record missing from a replica's read-back is read again before it counts.
+READ_AGAIN_S = 30.0
+
+
+def client(url):
+    cfg = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
+                                 connect_timeout=2, read_timeout=10)
+    return boto3.client("kinesis", endpoint_url=url, region_name="us-east-1",
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                        config=cfg)
+
+
+def create_stream(c, name, shards):
+    """CreateStream through node 1's API (stream metadata goes to etcd from there), ACTIVE."""
+    done = {}
+
+    def create():
+        c.enter()
+        k = client(c.nodes[0].api_url)
+        k.create_stream(StreamName=name, ShardCount=shards)
+        wait_for(lambda: k.describe_stream_summary(StreamName=name)[
+            "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE", "stream active")
+        done["ok"] = True
+    t = threading.Thread(target=create)
+    t.start()
+    t.join()
+    if not done:
+        raise RuntimeError("CreateStream %s failed (see above)" % name)
+
+
+class Data:
+    def __init__(self, camp):
+        self.camp = camp
+        self.c = camp.c
+        self.streams = []
+        self.acked = []          # (stream, shard, seq, key, data, order)
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.threads = []
+        self.calls = 0
+        self.errors = 0
+
+    def create_stream(self, name, shards):
+        create_stream(self.c, name, shards)
+        self.streams.append(name)
+
+    def start(self):
+        for p in range(PRODUCERS):
+            t = threading.Thread(target=self._produce, args=(p,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _produce(self, p):
+        self.c.enter()
+        rng = random.Random(self.camp.args.seed * 1000 + p)
+        clients = {}
+        counters = {}
+        while not self.stop_flag.is_set():
+            live = self.camp.live_ids()
+            if not live:
+                time.sleep(0.05)
+                continue
+            nid = rng.choice(live)
+            k = clients.setdefault(nid, client(self.c.nodes[nid - 1].api_url))
+            stream = rng.choice(self.streams)
+            keys = rng.sample(range(KEYS_PER_PRODUCER), 4)
+            recs = []
+            for key in keys:
+                name = "p%dk%d" % (p, key)
+                counters[name] = counters.get(name, 0) + 1
+                data = ("%s:%d:" % (name, counters[name])).encode().ljust(RECORD_PAD, b".")
+                recs.append((name, data, counters[name]))
+            try:
+                r = k.put_records(StreamName=stream, Records=[
+                    {"Data": d, "PartitionKey": n} for n, d, _ in recs])
+            except Exception:
+                with self.lock:
+                    self.calls += 1
+                    self.errors += 1
+                continue
+            with self.lock:
+                self.calls += 1
+                for (name, data, order), out in zip(recs, r["Records"]):
+                    if "ErrorCode" not in out:
+                        self.acked.append((stream, out["ShardId"], int(out["SequenceNumber"]),
+                                           name, data, order))
+
+    def read_all(self, node):
+        """Every record of every shard, through node's API, from TRIM_HORIZON to the end."""
+        out = {}
+
+        def read():
+            self.c.enter()
+            k = client(node.api_url)
+            for s in self.streams:
+                for sh in k.list_shards(StreamName=s)["Shards"]:
+                    it = k.get_shard_iterator(StreamName=s, ShardId=sh["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                    recs = out.setdefault((s, sh["ShardId"]), [])
+                    while it:
+                        r = k.get_records(ShardIterator=it, Limit=10000)
+                        recs += [(int(x["SequenceNumber"]), x["PartitionKey"], x["Data"])
+                                 for x in r["Records"]]
+                        it = r.get("NextShardIterator")
+                        if not r["Records"] and r.get("MillisBehindLatest", 0) == 0:
+                            break
+        t = threading.Thread(target=read)
+        t.start()
+        t.join()
+        return out
+
+    def finish(self):
+        """Stops the producers, brings every node back, reads each; (acked, violations)."""
+        import campaign
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join()
+        self.camp.ops += self.calls
+        self.c.heal_all()
+        for n in self.c.nodes:
+            n.resume()
+            if not n.alive:
+                n.start()
+        self.camp.w.wait(campaign.settled_without(None, [n.id for n in self.c.nodes]),
+                         "every node back before the read-back")
+        # Each node answers for the shards it holds in sync (the final placement's isr): a
+        # replica still catching up may lack records, and says so by not being in the set.
+        # A follower's readable end is the watermark its leader ships after the fact: a record
+        # missing from a read is read again until the deadline before it counts as lost.
+        end = time.monotonic() + READ_AGAIN_S
+        while True:
+            final = self.camp.w.state()["shards"]
+            reads = {}
+            for n in self.c.nodes:
+                held = {k for k, v in final.items() if n.id in v["isr"]}
+                reads[n.id] = {k: v for k, v in self.read_all(n).items() if k in held}
+                self.camp.ops += 1
+            missing = []
+            verdict = campaign.ledger_violations(self.acked, reads, missing)
+            if not missing or time.monotonic() > end:
+                break
+            time.sleep(0.5)   # A pause between read-backs, not an assertion on time.
+        for node, rec, got in missing[:10]:
+            if node == 0:
+                print("cluster-campaign: split brain: %s/%s seq %d acknowledged for %r and %r" %
+                      (rec[0], rec[1], rec[2], rec[4][:24], got[:24]), flush=True)
+                continue
+            shard = reads[node].get((rec[0], rec[1]), [])
+            others = [n for n, r in reads.items()
+                      if any(x[2] == rec[4] for x in r.get((rec[0], rec[1]), []))]
+            print("cluster-campaign: lost on node %d: %s/%s seq %d key %s (%r); read there: %r; "
+                  "that node read %d records of the shard, the last at seq %s; held by nodes %r; "
+                  "final placement %r" %
+                  (node, rec[0], rec[1], rec[2], rec[3], rec[4][:24], got, len(shard),
+                   shard[-1][0] if shard else None, others, final.get((rec[0], rec[1]))),
+                  flush=True)
+        return len(self.acked), verdict
