@@ -69,9 +69,9 @@ static void dp_ingest_record_done(struct dp_worker *w, const struct dp_record_do
 
 /*
  * A TCP frame handed over that gets no answer: its connection's room reserved for
- * the answer comes back, on either backend. A room never released closes the
- * connection's window a frame at a time (a libsluice resend meeting its first copy
- * being stored took one on the kernel backend each time, until one frame was left).
+ * the answer comes back, on either backend. A room never released takes a frame in
+ * flight from the connection for good (on the kernel backend, each libsluice resend
+ * meeting its first copy being stored took one, until one frame at a time was left).
  */
 static void
 dp_ingest_unanswered(struct dp_worker *w, const struct dp_peer *peer)
