@@ -67,6 +67,22 @@ static void dp_ingest_refuse(struct dp_worker *w, const struct dp_peer *peer,
 			     uint64_t now_tsc);
 static void dp_ingest_record_done(struct dp_worker *w, const struct dp_record_done *done);
 
+/*
+ * A TCP frame handed over that gets no answer: its connection's room reserved for
+ * the answer comes back, on either backend. A room never released takes a frame in
+ * flight from the connection for good (on the kernel backend, each libsluice resend
+ * meeting its first copy being stored took one, until one frame at a time was left).
+ */
+static void
+dp_ingest_unanswered(struct dp_worker *w, const struct dp_peer *peer)
+{
+	assert(peer->tcp);
+	if (peer->kernel)
+		dp_kernel_unanswered(w, peer);
+	else
+		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
+}
+
 /* ---- Decode and check: per datagram, as it arrives ----------------------- */
 
 /* Checks the tag if present (or required); a verified frame keeps its key to sign answers. */
@@ -139,12 +155,8 @@ dp_ingest_frame(struct dp_worker *w, const struct dp_peer *peer, const uint8_t *
 
 	/* Every path below answers exactly the frames with an identity and an ack mode. */
 	if (peer->tcp && ((err != FRAME_OK && !fr.identity_valid) ||
-			  frame_records_ack_mode(&fr) == FRAME_ACK_NONE)) {
-		if (peer->kernel)
-			dp_kernel_unanswered(w, peer);
-		else
-			dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
-	}
+			  frame_records_ack_mode(&fr) == FRAME_ACK_NONE))
+		dp_ingest_unanswered(w, peer);
 	if (err != FRAME_OK) {
 		dp_count(w, DP_FRAMES_MALFORMED, 1);
 		if (fr.identity_valid && frame_records_ack_mode(&fr) != FRAME_ACK_NONE)
@@ -327,7 +339,7 @@ dp_ingest_is_new_locked(struct dp_worker *w, const struct dp_peer *peer, const s
 		 * connection gets it there; one that reconnected gets the replay
 		 * from the window when it resends again). This copy owes none.
 		 */
-		dp_tcp_unanswered(&w->tcp, peer->tcp_conn, peer->tcp_gen);
+		dp_ingest_unanswered(w, peer);
 	}
 	return false;
 }
