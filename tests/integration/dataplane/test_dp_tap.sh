@@ -62,7 +62,7 @@ table ip sluice_chaos {
 	}
 }
 EOF2
-ip netns exec "$ns" "$sender" -n "$chaos_records" -k 12 -s 3 -l "$tmp/ledger.2" -t 90 >"$tmp/chaos" ||
+ip netns exec "$ns" "$sender" -n "$chaos_records" -k 12 -s 3 -l "$tmp/ledger.2" -t 200 >"$tmp/chaos" 2>&1 ||
 	fail "run under drop/dup: $(cat "$tmp/chaos")"
 cat "$tmp/chaos"
 grep -q ' 0 retransmits' "$tmp/chaos" && fail "the drop rule did not drop anything"
