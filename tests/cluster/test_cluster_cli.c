@@ -203,7 +203,7 @@ Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders
 		cr_assert_str_eq(cJSON_GetObjectItem(p, "stream")->valuestring, s->stream);
 		cr_assert_eq(cJSON_GetObjectItem(p, "shard")->valuedouble, s->shard);
 		cr_assert_eq(cJSON_GetObjectItem(p, "leader")->valuedouble, s->place.leader);
-		cr_assert_eq(cJSON_GetObjectItem(p, "epoch")->valuedouble, s->place.leader_epoch);
+		cr_assert_eq(cJSON_GetObjectItem(p, "epoch")->valuedouble, (double)s->place.leader_epoch);
 		cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(p, "isr")),
 			     (int)s->place.isr_count);
 		cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(p, "replicas")),
