@@ -271,6 +271,14 @@ replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 		l->shards[i].fenced = false;
 		l->shards[i].links = mask;
 		l->shards[i].in_sync = 0;
+		/*
+		 * What a follower acknowledged in an older epoch is not what it holds of
+		 * this log: meanwhile another leader may have cut it (records this node
+		 * wrote and nobody acknowledged) and this node followed that leader. Its
+		 * end counts again from its READY in this epoch.
+		 */
+		for (uint32_t k = 0; k < link_count(l); k++)
+			l->links[k].shards[i].acked = 0;
 	} else if (epoch == l->shards[i].epoch && !l->shards[i].fenced) {
 		l->shards[i].links = mask;  /* The replica set changed within the epoch. */
 		l->shards[i].in_sync &= mask;
@@ -555,9 +563,14 @@ on_ready(struct replica_leader *l, struct link *k, const struct replica_ctl *c)
 		   k->peer.host, k->peer.port, c->seq, c->epoch, ls->state);
 	if (ls->state != LS_LEAD_SENT || c->epoch != ls->lead_epoch)
 		return 0; /* The answer to an older LEAD. */
+	pthread_mutex_lock(&l->lock);
+	if (c->epoch != l->shards[i].epoch) {
+		/* The shard is led in a newer epoch since: link_lead sends its LEAD. */
+		pthread_mutex_unlock(&l->lock);
+		return 0;
+	}
 	/* The follower matches us below c->seq: ship from there. */
 	link_forget_sent(k, (uint32_t)i);
-	pthread_mutex_lock(&l->lock);
 	ls->state = LS_STREAMING;
 	ls->next_send = c->seq;
 	ls->watermark_sent = UINT64_MAX;
@@ -580,8 +593,11 @@ on_ack(struct replica_leader *l, struct link *k, const struct replica_ctl *c)
 	if (ls->state != LS_STREAMING || c->epoch != ls->lead_epoch)
 		return 0;
 	pthread_mutex_lock(&l->lock);
-	l->rang |= c->seq > ls->acked;
-	ls->acked = max_u64(ls->acked, c->seq);
+	/* Not an ACK of an older epoch once replica_lead_set reset the ends. */
+	if (c->epoch == l->shards[i].epoch) {
+		l->rang |= c->seq > ls->acked;
+		ls->acked = max_u64(ls->acked, c->seq);
+	}
 	pthread_mutex_unlock(&l->lock);
 	link_release(k);
 	return 0;
