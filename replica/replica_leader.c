@@ -404,23 +404,54 @@ acked_under_lock(const struct replica_leader *l, uint32_t i, enum replica_acks a
 	}
 }
 
+/*
+ * Under lock: shard i's state as a leader. A newer epoch promised on this log
+ * (this node's follower side took another leader's LEAD) deposes it even before
+ * the placement or a follower's FENCED says so.
+ */
+static int
+lead_state(const struct replica_leader *l, int32_t i, const struct log_epoch_info *ei)
+{
+	if (i < 0)
+		return -ENOENT;
+	if (l->shards[i].fenced || ei->promised > l->shards[i].epoch)
+		return -ESTALE;
+	return 0;
+}
+
 int
 replica_acked(struct replica_leader *l, uint64_t shard_id, enum replica_acks acks,
 	      uint64_t *seq_out)
 {
 	struct log_shard_info info;
+	struct log_epoch_info ei = { 0 };
 	int32_t i;
-	int err = 0;
+	int err;
 
 	log_shard_info(l->config.log, shard_id, &info);
+	log_epoch_info(l->config.log, shard_id, &ei);
 	pthread_mutex_lock(&l->lock);
 	i = shard_index(l, shard_id);
-	if (i < 0)
-		err = -ENOENT;
-	else if (l->shards[i].fenced)
-		err = -ESTALE;
-	else
+	err = lead_state(l, i, &ei);
+	if (err == 0)
 		*seq_out = acked_under_lock(l, (uint32_t)i, acks, info.seq_local);
+	pthread_mutex_unlock(&l->lock);
+	return err;
+}
+
+int
+replica_lead_epoch(struct replica_leader *l, uint64_t shard_id, uint64_t *epoch_out)
+{
+	struct log_epoch_info ei = { 0 };
+	int32_t i;
+	int err;
+
+	log_epoch_info(l->config.log, shard_id, &ei);
+	pthread_mutex_lock(&l->lock);
+	i = shard_index(l, shard_id);
+	err = lead_state(l, i, &ei);
+	if (err == 0)
+		*epoch_out = l->shards[i].epoch;
 	pthread_mutex_unlock(&l->lock);
 	return err;
 }

@@ -948,3 +948,58 @@ Test(replica, an_acknowledged_end_from_an_older_epoch_is_not_counted)
 	node_close(&a);
 	node_close(&b);
 }
+
+/*
+ * A deposed leader that has not heard of its successor (cut from etcd: its
+ * placement never changes) must not add records among the successor's. O leads
+ * epoch 1 and wrote 0..10; N (with those records) leads epoch 2 on {O} and
+ * writes 10..20 to O. O's own leader still believes in epoch 1: it must answer
+ * -ESTALE (no acks, no appends), and an append it had already decided on, made
+ * in its epoch as the API thread makes it, is refused by the log: O's log stays
+ * N's, record for record.
+ */
+Test(replica, a_leader_that_promised_a_newer_epoch_neither_appends_nor_acknowledges)
+{
+	struct node o, n;
+	struct node *n_fs[] = { &o };
+	struct log_batch *b;
+	struct log_completion done;
+	uint64_t epoch = 0;
+	uint64_t seq = 0;
+
+	node_init(&o, "o", true);
+	node_init(&n, "n", true);
+	follow(&o);
+	lead(&o, NULL, 0, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead_set(o.l, SHARD_A, 1, NULL, 0), 0);
+	cr_assert_eq(replica_lead_epoch(o.l, SHARD_A, &epoch), 0);
+	cr_assert_eq(epoch, 1);
+	append(&o, SHARD_A, CONTENT_X, 0, 10);
+	cr_assert_eq(acked(&o, SHARD_A, REPLICA_ACKS_QUORUM), 10, "a set of one: its own end");
+
+	cr_assert_eq(log_epoch_begin(n.log, SHARD_A, 1, 0), 0);
+	append(&n, SHARD_A, CONTENT_X, 0, 10);
+	lead(&n, n_fs, 1, REPLICA_ACKS_ALL, 0);
+	cr_assert_eq(replica_lead(n.l, SHARD_A, 2), 0);
+	append(&n, SHARD_A, CONTENT_Y, 10, 10);
+	wait_acked(&n, SHARD_A, REPLICA_ACKS_ALL, 20);
+
+	cr_assert_eq(replica_acked(o.l, SHARD_A, REPLICA_ACKS_LEADER, &seq), -ESTALE,
+		     "O promised epoch 2: it acknowledges nothing as the leader of 1");
+	cr_assert_eq(replica_lead_epoch(o.l, SHARD_A, &epoch), -ESTALE);
+	b = log_batch_get(o.p);
+	cr_assert_not_null(b);
+	batch_fill(b, CONTENT_X, 20, 5);
+	cr_assert_eq(log_batch_submit_at(o.p, b, SHARD_A, UINT64_MAX, 1, 0), 0);
+	while (log_completions_poll(o.p, &done, 1) == 0)
+		;
+	cr_assert_eq(done.error, -ESTALE, "an epoch-1 append after the promise of 2 is refused");
+	cr_assert_eq(local_end(&o, SHARD_A), 20);
+
+	append(&n, SHARD_A, CONTENT_Y, 20, 10);
+	wait_acked(&n, SHARD_A, REPLICA_ACKS_ALL, 30);
+	check_range(&o, SHARD_A, CONTENT_X, 0, 10);
+	check_range(&o, SHARD_A, CONTENT_Y, 10, 30);
+	node_close(&n);
+	node_close(&o);
+}
