@@ -419,9 +419,10 @@ lead_state(const struct replica_leader *l, int32_t i, const struct log_epoch_inf
 	return 0;
 }
 
-int
-replica_acked(struct replica_leader *l, uint64_t shard_id, enum replica_acks acks,
-	      uint64_t *seq_out)
+/* What replica_acked and replica_lead_epoch answer, under one look. */
+static int
+lead_query(struct replica_leader *l, uint64_t shard_id, enum replica_acks acks,
+	   uint64_t *seq_out, uint64_t *epoch_out)
 {
 	struct log_shard_info info;
 	struct log_epoch_info ei = { 0 };
@@ -433,27 +434,29 @@ replica_acked(struct replica_leader *l, uint64_t shard_id, enum replica_acks ack
 	pthread_mutex_lock(&l->lock);
 	i = shard_index(l, shard_id);
 	err = lead_state(l, i, &ei);
-	if (err == 0)
+	if (err == 0) {
 		*seq_out = acked_under_lock(l, (uint32_t)i, acks, info.seq_local);
+		*epoch_out = l->shards[i].epoch;
+	}
 	pthread_mutex_unlock(&l->lock);
 	return err;
 }
 
 int
+replica_acked(struct replica_leader *l, uint64_t shard_id, enum replica_acks acks,
+	      uint64_t *seq_out)
+{
+	uint64_t epoch;
+
+	return lead_query(l, shard_id, acks, seq_out, &epoch);
+}
+
+int
 replica_lead_epoch(struct replica_leader *l, uint64_t shard_id, uint64_t *epoch_out)
 {
-	struct log_epoch_info ei = { 0 };
-	int32_t i;
-	int err;
+	uint64_t seq;
 
-	log_epoch_info(l->config.log, shard_id, &ei);
-	pthread_mutex_lock(&l->lock);
-	i = shard_index(l, shard_id);
-	err = lead_state(l, i, &ei);
-	if (err == 0)
-		*epoch_out = l->shards[i].epoch;
-	pthread_mutex_unlock(&l->lock);
-	return err;
+	return lead_query(l, shard_id, REPLICA_ACKS_LEADER, &seq, epoch_out);
 }
 
 int

@@ -666,18 +666,26 @@ Test(replica, back_pressure_bounds_the_bytes_in_flight)
 }
 
 /* Appends [seq_first, seq_first + count) of `content` as ONE batch. */
-static void
-append_one_batch(struct node *n, uint32_t content, uint64_t seq_first, uint32_t count)
+/* One batch of `content`'s records [seq_first, +count) submitted at `at` in `epoch`: its error. */
+static int
+submit_one_batch(struct node *n, uint32_t content, uint64_t seq_first, uint32_t count,
+		 uint64_t at, uint64_t epoch)
 {
 	struct log_batch *b = log_batch_get(n->p);
 	struct log_completion done;
 
 	cr_assert_not_null(b);
 	batch_fill(b, content, seq_first, count);
-	cr_assert_eq(log_batch_submit_at(n->p, b, SHARD_A, seq_first, LOG_EPOCH_NONE, 0), 0);
+	cr_assert_eq(log_batch_submit_at(n->p, b, SHARD_A, at, epoch, 0), 0);
 	while (log_completions_poll(n->p, &done, 1) == 0)
 		;
-	cr_assert_eq(done.error, 0);
+	return done.error;
+}
+
+static void
+append_one_batch(struct node *n, uint32_t content, uint64_t seq_first, uint32_t count)
+{
+	cr_assert_eq(submit_one_batch(n, content, seq_first, count, seq_first, LOG_EPOCH_NONE), 0);
 }
 
 Test(replica, a_cut_inside_a_batch_keeps_what_the_leader_has)
@@ -962,8 +970,6 @@ Test(replica, a_leader_that_promised_a_newer_epoch_neither_appends_nor_acknowled
 {
 	struct node o, n;
 	struct node *n_fs[] = { &o };
-	struct log_batch *b;
-	struct log_completion done;
 	uint64_t epoch = 0;
 	uint64_t seq = 0;
 
@@ -987,13 +993,8 @@ Test(replica, a_leader_that_promised_a_newer_epoch_neither_appends_nor_acknowled
 	cr_assert_eq(replica_acked(o.l, SHARD_A, REPLICA_ACKS_LEADER, &seq), -ESTALE,
 		     "O promised epoch 2: it acknowledges nothing as the leader of 1");
 	cr_assert_eq(replica_lead_epoch(o.l, SHARD_A, &epoch), -ESTALE);
-	b = log_batch_get(o.p);
-	cr_assert_not_null(b);
-	batch_fill(b, CONTENT_X, 20, 5);
-	cr_assert_eq(log_batch_submit_at(o.p, b, SHARD_A, UINT64_MAX, 1, 0), 0);
-	while (log_completions_poll(o.p, &done, 1) == 0)
-		;
-	cr_assert_eq(done.error, -ESTALE, "an epoch-1 append after the promise of 2 is refused");
+	cr_assert_eq(submit_one_batch(&o, CONTENT_X, 20, 5, UINT64_MAX, 1), -ESTALE,
+		     "an epoch-1 append after the promise of 2 is refused");
 	cr_assert_eq(local_end(&o, SHARD_A), 20);
 
 	append(&n, SHARD_A, CONTENT_Y, 20, 10);
