@@ -392,17 +392,6 @@ on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_c
 		conn_break(f, c, "EPOCH_END out of place", -EPROTO);
 		return;
 	}
-	/*
-	 * Everything submitted for the shard durable first (a cut at the end cuts nothing,
-	 * it waits): a batch of an older LEAD already in the writer's window would land
-	 * after the end READY reports, under the epoch the new leader's first APPEND
-	 * records there, and a later handshake could not tell its records from the leader's.
-	 */
-	err = log_shard_truncate(f->config.log, m->shard_id, UINT64_MAX, &own_end);
-	if (err != 0) {
-		conn_break(f, c, "settle", err);
-		return;
-	}
 	log_epoch_info(f->config.log, m->shard_id, &ei);
 	/* Where my copy of epoch m->epoch ends: the start of my first newer epoch. */
 	log_epoch_end(f->config.log, m->shard_id, m->epoch, &own_epoch, &own_end);
