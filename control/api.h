@@ -170,6 +170,12 @@ struct kinesis_replication {
 	 * thread; the API thread calls it.
 	 */
 	int (*acked)(void *ctx, uint64_t log_id, uint64_t *seq_out);
+	/*
+	 * The leader epoch the log shard is led in here (errors as acked): appends
+	 * carry it, and the log refuses them (-ESTALE, answered as throttled) once
+	 * this node promised a newer leader. NULL: appends carry no epoch.
+	 */
+	int (*lead_epoch)(void *ctx, uint64_t log_id, uint64_t *epoch_out);
 	/* Records of the log shard below seq_end are durable here: ship them now (a doorbell). */
 	void (*durable)(void *ctx, uint64_t log_id, uint64_t seq_end);
 	void *ctx;

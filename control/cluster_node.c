@@ -687,6 +687,12 @@ cluster_node_acked(struct cluster_node *n, uint64_t log_id, uint64_t *seq_out)
 	return replica_acked(n->leader, log_id, n->acks, seq_out);
 }
 
+int
+cluster_node_lead_epoch(struct cluster_node *n, uint64_t log_id, uint64_t *epoch_out)
+{
+	return replica_lead_epoch(n->leader, log_id, epoch_out);
+}
+
 void
 cluster_node_durable(struct cluster_node *n, uint64_t log_id, uint64_t seq_end)
 {

@@ -52,6 +52,12 @@ void cluster_node_stop(struct cluster_node *node);
  * and a newer leader exists (never acknowledge again).
  */
 int cluster_node_acked(struct cluster_node *node, uint64_t log_id, uint64_t *seq_out);
+/*
+ * The leader epoch this node leads the log shard in: the API thread's appends
+ * carry it, so the log refuses them once this node promised a newer leader.
+ * -ENOENT / -ESTALE as cluster_node_acked.
+ */
+int cluster_node_lead_epoch(struct cluster_node *node, uint64_t log_id, uint64_t *epoch_out);
 /* Records of the log shard below seq_end are durable here: ship them now. */
 void cluster_node_durable(struct cluster_node *node, uint64_t log_id, uint64_t seq_end);
 /* Readable when an acknowledged end may have moved (read it to reset). */

@@ -357,7 +357,8 @@ kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
 		if (r->done)
 			continue;
 		r->done = true;
-		r->error = c->error;
+		/* -ESTALE: a newer leader was promised here first; throttled, so it is retried. */
+		r->error = c->error == -ESTALE ? -EPIPE : c->error;
 		r->seq = c->seq_first + r->batch_pos;
 		if (r->error == 0 && (r->seq > SEQNUM_SEQ_MAX || r->batch_pos >= c->record_count))
 			r->error = -EIO;
@@ -366,7 +367,7 @@ kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
 	if (c->error == 0 && k->repl.durable != NULL)
 		k->repl.durable(k->repl.ctx, c->shard_id, c->seq_first + c->record_count);
 	/* -EPIPE: a reshard closed the shard first; answered as throttled, so it is retried. */
-	if (c->error != 0 && c->error != -ENOSPC && c->error != -EPIPE)
+	if (c->error != 0 && c->error != -ENOSPC && c->error != -EPIPE && c->error != -ESTALE)
 		diag_warn("kinesis", "append to shard %llx failed: %s",
 			  (unsigned long long)c->shard_id, strerror(-c->error));
 	if (--p->batches_left == 0)
@@ -409,7 +410,7 @@ kinesis_batch_fail(struct kinesis_pending *p, int error)
 
 static void
 kinesis_batch_flush(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
-		    struct log_batch **batch, uint64_t log_id)
+		    struct log_batch **batch, uint64_t log_id, uint64_t epoch)
 {
 	uint64_t cookie = (uint64_t)slot << 32 | p->batch_count;
 	int rc;
@@ -421,7 +422,8 @@ kinesis_batch_flush(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 		*batch = NULL;
 		return;
 	}
-	rc = log_batch_submit(k->producer, *batch, log_id, cookie);
+	/* Cluster mode: in the epoch led (kinesis_put_leads), fenced by the log's promise. */
+	rc = log_batch_submit_at(k->producer, *batch, log_id, UINT64_MAX, epoch, cookie);
 	if (rc != 0) {
 		log_batch_put(k->producer, *batch);
 		kinesis_batch_fail(p, kinesis_kms_errno(rc) ? rc : -ENOSPC);
@@ -436,7 +438,7 @@ kinesis_batch_flush(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 static void
 kinesis_batch_add(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 		  struct log_batch **batch, const struct kinesis_put_in *in, uint64_t log_id,
-		  uint64_t now_ns)
+		  uint64_t epoch, uint64_t now_ns)
 {
 	struct kinesis_put_result *r = &p->results[in->order];
 	struct log_record_in rec = {
@@ -453,7 +455,7 @@ kinesis_batch_add(struct kinesis *k, struct kinesis_pending *p, uint32_t slot,
 			break;
 		rc = log_batch_add(*batch, &rec);
 		if (rc == -ENOSPC)
-			kinesis_batch_flush(k, p, slot, batch, log_id);
+			kinesis_batch_flush(k, p, slot, batch, log_id, epoch);
 	}
 	if (rc != 0) {
 		r->error = rc == -ENOSPC ? -ENOSPC : -EIO;
@@ -504,13 +506,19 @@ kinesis_put_group(struct kinesis *k, struct kinesis_put_scratch *put, struct kin
 /*
  * Cluster mode: only the shard's leader appends (another node's records would
  * be a divergent tail there). Checked per record; leadership can still end
- * between this and the flush, and then the acks never cover the records.
+ * between this and the flush: the acks never cover the records then, and the
+ * batch carries the epoch led (*epoch_out, LOG_EPOCH_NONE in single-node mode),
+ * so once this node's follower side promised a newer leader the log refuses it
+ * rather than placing it among that leader's records.
  */
 static bool
-kinesis_put_leads(struct kinesis *k, uint64_t log_id)
+kinesis_put_leads(struct kinesis *k, uint64_t log_id, uint64_t *epoch_out)
 {
 	uint64_t seq;
 
+	*epoch_out = LOG_EPOCH_NONE;
+	if (k->repl.lead_epoch != NULL)
+		return k->repl.lead_epoch(k->repl.ctx, log_id, epoch_out) == 0;
 	return k->repl.acked == NULL || k->repl.acked(k->repl.ctx, log_id, &seq) == 0;
 }
 
@@ -521,6 +529,8 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct ki
 {
 	struct log_batch *batch = NULL;
 	uint64_t batch_log_id = 0;
+	uint64_t batch_epoch = LOG_EPOCH_NONE;
+	uint64_t epoch;
 
 	kinesis_put_group(k, put, s, count);
 	for (uint32_t j = 0; j < count; j++) {
@@ -529,8 +539,8 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct ki
 		struct kinesis_put_result *r = &p->results[in->order];
 
 		if (batch != NULL && batch_log_id != sh->log_id)
-			kinesis_batch_flush(k, p, slot, &batch, batch_log_id);
-		if (!kinesis_put_leads(k, sh->log_id)) {
+			kinesis_batch_flush(k, p, slot, &batch, batch_log_id, batch_epoch);
+		if (!kinesis_put_leads(k, sh->log_id, &epoch)) {
 			r->error = -EPIPE;  /* Led elsewhere (forwarding is not built): retried. */
 			r->done = true;
 			continue;
@@ -541,10 +551,13 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct ki
 			r->done = true;
 			continue;
 		}
+		if (batch != NULL && epoch != batch_epoch)  /* Led again meanwhile: its own batch. */
+			kinesis_batch_flush(k, p, slot, &batch, batch_log_id, batch_epoch);
 		batch_log_id = sh->log_id;
-		kinesis_batch_add(k, p, slot, &batch, in, sh->log_id, now_ns);
+		batch_epoch = epoch;
+		kinesis_batch_add(k, p, slot, &batch, in, sh->log_id, epoch, now_ns);
 	}
-	kinesis_batch_flush(k, p, slot, &batch, batch_log_id);
+	kinesis_batch_flush(k, p, slot, &batch, batch_log_id, batch_epoch);
 	if (p->batches_left == 0)
 		kinesis_pending_finish(k, p);
 }

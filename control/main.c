@@ -231,6 +231,12 @@ sluiced_cluster_acked(void *ctx, uint64_t log_id, uint64_t *seq_out)
 	return cluster_node_acked(ctx, log_id, seq_out);
 }
 
+static int
+sluiced_cluster_lead_epoch(void *ctx, uint64_t log_id, uint64_t *epoch_out)
+{
+	return cluster_node_lead_epoch(ctx, log_id, epoch_out);
+}
+
 static void
 sluiced_cluster_durable(void *ctx, uint64_t log_id, uint64_t seq_end)
 {
@@ -246,7 +252,8 @@ static int
 sluiced_cluster_start(struct sluiced *d)
 {
 	struct kinesis_replication repl = {
-		.acked = sluiced_cluster_acked, .durable = sluiced_cluster_durable,
+		.acked = sluiced_cluster_acked, .lead_epoch = sluiced_cluster_lead_epoch,
+		.durable = sluiced_cluster_durable,
 	};
 	int rc;
 

@@ -112,6 +112,16 @@ int replica_ship(struct replica_leader *leader, uint64_t shard_id, uint64_t seq_
 int replica_acked(struct replica_leader *leader, uint64_t shard_id, enum replica_acks acks,
 		  uint64_t *seq_out);
 
+/*
+ * The epoch this node leads the shard in. The leader's own appends carry it
+ * (log_batch_submit_at with seq UINT64_MAX): once this node's follower side
+ * promised a newer leader, the log refuses them (-ESTALE), so a deposed leader
+ * that has not heard of its successor cannot add records among the successor's.
+ * -ENOENT for a shard not led here; -ESTALE once fenced, unled, or a newer epoch
+ * was promised on this node's log (replica_acked answers -ESTALE then too).
+ */
+int replica_lead_epoch(struct replica_leader *leader, uint64_t shard_id, uint64_t *epoch_out);
+
 struct replica_link_stats {
 	struct replica_peer peer;
 	bool connected;

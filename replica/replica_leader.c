@@ -271,6 +271,14 @@ replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 		l->shards[i].fenced = false;
 		l->shards[i].links = mask;
 		l->shards[i].in_sync = 0;
+		/*
+		 * What a follower acknowledged in an older epoch is not what it holds of
+		 * this log: meanwhile another leader may have cut it (records this node
+		 * wrote and nobody acknowledged) and this node followed that leader. Its
+		 * end counts again from its READY in this epoch.
+		 */
+		for (uint32_t k = 0; k < link_count(l); k++)
+			l->links[k].shards[i].acked = 0;
 	} else if (epoch == l->shards[i].epoch && !l->shards[i].fenced) {
 		l->shards[i].links = mask;  /* The replica set changed within the epoch. */
 		l->shards[i].in_sync &= mask;
@@ -396,25 +404,59 @@ acked_under_lock(const struct replica_leader *l, uint32_t i, enum replica_acks a
 	}
 }
 
+/*
+ * Under lock: shard i's state as a leader. A newer epoch promised on this log
+ * (this node's follower side took another leader's LEAD) deposes it even before
+ * the placement or a follower's FENCED says so.
+ */
+static int
+lead_state(const struct replica_leader *l, int32_t i, const struct log_epoch_info *ei)
+{
+	if (i < 0)
+		return -ENOENT;
+	if (l->shards[i].fenced || ei->promised > l->shards[i].epoch)
+		return -ESTALE;
+	return 0;
+}
+
+/* What replica_acked and replica_lead_epoch answer, under one look. */
+static int
+lead_query(struct replica_leader *l, uint64_t shard_id, enum replica_acks acks,
+	   uint64_t *seq_out, uint64_t *epoch_out)
+{
+	struct log_shard_info info;
+	struct log_epoch_info ei = { 0 };
+	int32_t i;
+	int err;
+
+	log_shard_info(l->config.log, shard_id, &info);
+	log_epoch_info(l->config.log, shard_id, &ei);
+	pthread_mutex_lock(&l->lock);
+	i = shard_index(l, shard_id);
+	err = lead_state(l, i, &ei);
+	if (err == 0) {
+		*seq_out = acked_under_lock(l, (uint32_t)i, acks, info.seq_local);
+		*epoch_out = l->shards[i].epoch;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return err;
+}
+
 int
 replica_acked(struct replica_leader *l, uint64_t shard_id, enum replica_acks acks,
 	      uint64_t *seq_out)
 {
-	struct log_shard_info info;
-	int32_t i;
-	int err = 0;
+	uint64_t epoch;
 
-	log_shard_info(l->config.log, shard_id, &info);
-	pthread_mutex_lock(&l->lock);
-	i = shard_index(l, shard_id);
-	if (i < 0)
-		err = -ENOENT;
-	else if (l->shards[i].fenced)
-		err = -ESTALE;
-	else
-		*seq_out = acked_under_lock(l, (uint32_t)i, acks, info.seq_local);
-	pthread_mutex_unlock(&l->lock);
-	return err;
+	return lead_query(l, shard_id, acks, seq_out, &epoch);
+}
+
+int
+replica_lead_epoch(struct replica_leader *l, uint64_t shard_id, uint64_t *epoch_out)
+{
+	uint64_t seq;
+
+	return lead_query(l, shard_id, REPLICA_ACKS_LEADER, &seq, epoch_out);
 }
 
 int
@@ -555,9 +597,14 @@ on_ready(struct replica_leader *l, struct link *k, const struct replica_ctl *c)
 		   k->peer.host, k->peer.port, c->seq, c->epoch, ls->state);
 	if (ls->state != LS_LEAD_SENT || c->epoch != ls->lead_epoch)
 		return 0; /* The answer to an older LEAD. */
+	pthread_mutex_lock(&l->lock);
+	if (c->epoch != l->shards[i].epoch) {
+		/* The shard is led in a newer epoch since: link_lead sends its LEAD. */
+		pthread_mutex_unlock(&l->lock);
+		return 0;
+	}
 	/* The follower matches us below c->seq: ship from there. */
 	link_forget_sent(k, (uint32_t)i);
-	pthread_mutex_lock(&l->lock);
 	ls->state = LS_STREAMING;
 	ls->next_send = c->seq;
 	ls->watermark_sent = UINT64_MAX;
@@ -580,8 +627,11 @@ on_ack(struct replica_leader *l, struct link *k, const struct replica_ctl *c)
 	if (ls->state != LS_STREAMING || c->epoch != ls->lead_epoch)
 		return 0;
 	pthread_mutex_lock(&l->lock);
-	l->rang |= c->seq > ls->acked;
-	ls->acked = max_u64(ls->acked, c->seq);
+	/* Not an ACK of an older epoch once replica_lead_set reset the ends. */
+	if (c->epoch == l->shards[i].epoch) {
+		l->rang |= c->seq > ls->acked;
+		ls->acked = max_u64(ls->acked, c->seq);
+	}
 	pthread_mutex_unlock(&l->lock);
 	link_release(k);
 	return 0;

@@ -168,10 +168,13 @@ class Data:
             shard = reads[node].get((rec[0], rec[1]), [])
             others = [n for n, r in reads.items()
                       if any(x[2] == rec[4] for x in r.get((rec[0], rec[1]), []))]
+            # What the node holds at that number: another record (a divergent one) or none (a gap).
+            at = next((x[2][:24] for x in shard if x[0] == rec[2]), None)
             print("cluster-campaign: lost on node %d: %s/%s seq %d key %s (%r); read there: %r; "
+                  "at that seq there: %r; "
                   "that node read %d records of the shard, the last at seq %s; held by nodes %r; "
                   "final placement %r" %
-                  (node, rec[0], rec[1], rec[2], rec[3], rec[4][:24], got, len(shard),
+                  (node, rec[0], rec[1], rec[2], rec[3], rec[4][:24], got, at, len(shard),
                    shard[-1][0] if shard else None, others, final.get((rec[0], rec[1]))),
                   flush=True)
         return len(self.acked), verdict

@@ -666,18 +666,26 @@ Test(replica, back_pressure_bounds_the_bytes_in_flight)
 }
 
 /* Appends [seq_first, seq_first + count) of `content` as ONE batch. */
-static void
-append_one_batch(struct node *n, uint32_t content, uint64_t seq_first, uint32_t count)
+/* One batch of `content`'s records [seq_first, +count) submitted at `at` in `epoch`: its error. */
+static int
+submit_one_batch(struct node *n, uint32_t content, uint64_t seq_first, uint32_t count,
+		 uint64_t at, uint64_t epoch)
 {
 	struct log_batch *b = log_batch_get(n->p);
 	struct log_completion done;
 
 	cr_assert_not_null(b);
 	batch_fill(b, content, seq_first, count);
-	cr_assert_eq(log_batch_submit_at(n->p, b, SHARD_A, seq_first, LOG_EPOCH_NONE, 0), 0);
+	cr_assert_eq(log_batch_submit_at(n->p, b, SHARD_A, at, epoch, 0), 0);
 	while (log_completions_poll(n->p, &done, 1) == 0)
 		;
-	cr_assert_eq(done.error, 0);
+	return done.error;
+}
+
+static void
+append_one_batch(struct node *n, uint32_t content, uint64_t seq_first, uint32_t count)
+{
+	cr_assert_eq(submit_one_batch(n, content, seq_first, count, seq_first, LOG_EPOCH_NONE), 0);
 }
 
 Test(replica, a_cut_inside_a_batch_keeps_what_the_leader_has)
@@ -876,4 +884,123 @@ Test(replica, the_in_sync_set_caps_quorum_acknowledgements)
 	node_close(&l);
 	node_close(&f1);
 	node_close(&f2);
+}
+
+/*
+ * A follower's acknowledged end belongs to one epoch. A leads epoch 1 on {B, C}
+ * and B acknowledges 0..100; C, in sync but stopped at 50, holds the quorum
+ * answer at 50. C is elected (epoch 2) and writes its own 50..60: A's and B's
+ * unacknowledged 50..100 are cut. A leads again in epoch 3 on {B} while B is
+ * down: B holds 60, so nothing A writes past 60 may count as on B (the end B
+ * acknowledged in epoch 1, 100, is about records B no longer holds).
+ */
+Test(replica, an_acknowledged_end_from_an_older_epoch_is_not_counted)
+{
+	struct node a, b, c;
+	struct node *c_fs[] = { &a, &b };
+	struct replica_peer bc[2];
+	struct replica_peer b_only[1];
+	uint64_t b_acked = 0;
+
+	node_init(&a, "a", true);
+	node_init(&b, "b", true);
+	node_init(&c, "c", true);
+	follow(&a);
+	follow(&b);
+	follow(&c);
+	peer_of(&b, &bc[0]);
+	peer_of(&c, &bc[1]);
+	peer_of(&b, &b_only[0]);
+	lead(&a, NULL, 0, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead_set(a.l, SHARD_A, 1, bc, 2), 0);
+	cr_assert_eq(replica_in_sync_set(a.l, SHARD_A, bc, 2), 0);
+	append(&a, SHARD_A, CONTENT_X, 0, 50);
+	wait_acked(&a, SHARD_A, REPLICA_ACKS_ALL, 50);
+	unfollow(&c);
+	append(&a, SHARD_A, CONTENT_X, 50, 50);
+	cr_assert_eq(replica_leader_link_acked(a.l, 0, SHARD_A, &b_acked), 0);
+	for (uint64_t deadline = clock_mono_ns() + WAIT_NS; b_acked < 100;) {
+		cr_assert_lt(clock_mono_ns(), deadline, "B acknowledges 100");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		cr_assert_eq(replica_leader_link_acked(a.l, 0, SHARD_A, &b_acked), 0);
+	}
+	cr_assert_eq(acked(&a, SHARD_A, REPLICA_ACKS_QUORUM), 50, "capped by C in sync");
+
+	/* C (in sync: it holds every acknowledged record) leads epoch 2. */
+	cr_assert_eq(replica_unlead(a.l, SHARD_A), 0);
+	lead(&c, c_fs, 2, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead(c.l, SHARD_A, 2), 0);
+	append(&c, SHARD_A, CONTENT_Y, 50, 10);
+	wait_acked(&c, SHARD_A, REPLICA_ACKS_ALL, 60);
+	check_range(&a, SHARD_A, CONTENT_Y, 50, 60);
+	check_range(&b, SHARD_A, CONTENT_Y, 50, 60);
+	cr_assert_eq(local_end(&b, SHARD_A), 60, "B's 60..100 of epoch 1 are cut");
+
+	/* B goes down; A leads epoch 3 on {B} and writes 60..90 alone. */
+	cr_assert_eq(replica_unlead(c.l, SHARD_A), 0);
+	unfollow(&b);
+	cr_assert_eq(replica_lead_set(a.l, SHARD_A, 3, b_only, 1), 0);
+	append(&a, SHARD_A, CONTENT_X, 60, 30);
+	wait_acked(&a, SHARD_A, REPLICA_ACKS_LEADER, 90);
+	cr_assert_eq(replica_leader_link_acked(a.l, 0, SHARD_A, &b_acked), 0);
+	cr_assert_leq(b_acked, 60, "B holds 60: its end from epoch 1 (100) is not counted");
+	cr_assert_leq(acked(&a, SHARD_A, REPLICA_ACKS_QUORUM), 60, "only A holds 60..90");
+	cr_assert_leq(acked(&a, SHARD_A, REPLICA_ACKS_ALL), 60);
+
+	/* B back: it catches up, and then the quorum answer moves. */
+	follow(&b);
+	wait_acked(&a, SHARD_A, REPLICA_ACKS_ALL, 90);
+	check_range(&b, SHARD_A, CONTENT_Y, 50, 60);
+	check_range(&b, SHARD_A, CONTENT_X, 60, 90);
+	node_close(&c);
+	node_close(&a);
+	node_close(&b);
+}
+
+/*
+ * A deposed leader that has not heard of its successor (cut from etcd: its
+ * placement never changes) must not add records among the successor's. O leads
+ * epoch 1 and wrote 0..10; N (with those records) leads epoch 2 on {O} and
+ * writes 10..20 to O. O's own leader still believes in epoch 1: it must answer
+ * -ESTALE (no acks, no appends), and an append it had already decided on, made
+ * in its epoch as the API thread makes it, is refused by the log: O's log stays
+ * N's, record for record.
+ */
+Test(replica, a_leader_that_promised_a_newer_epoch_neither_appends_nor_acknowledges)
+{
+	struct node o, n;
+	struct node *n_fs[] = { &o };
+	uint64_t epoch = 0;
+	uint64_t seq = 0;
+
+	node_init(&o, "o", true);
+	node_init(&n, "n", true);
+	follow(&o);
+	lead(&o, NULL, 0, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead_set(o.l, SHARD_A, 1, NULL, 0), 0);
+	cr_assert_eq(replica_lead_epoch(o.l, SHARD_A, &epoch), 0);
+	cr_assert_eq(epoch, 1);
+	append(&o, SHARD_A, CONTENT_X, 0, 10);
+	cr_assert_eq(acked(&o, SHARD_A, REPLICA_ACKS_QUORUM), 10, "a set of one: its own end");
+
+	cr_assert_eq(log_epoch_begin(n.log, SHARD_A, 1, 0), 0);
+	append(&n, SHARD_A, CONTENT_X, 0, 10);
+	lead(&n, n_fs, 1, REPLICA_ACKS_ALL, 0);
+	cr_assert_eq(replica_lead(n.l, SHARD_A, 2), 0);
+	append(&n, SHARD_A, CONTENT_Y, 10, 10);
+	wait_acked(&n, SHARD_A, REPLICA_ACKS_ALL, 20);
+
+	cr_assert_eq(replica_acked(o.l, SHARD_A, REPLICA_ACKS_LEADER, &seq), -ESTALE,
+		     "O promised epoch 2: it acknowledges nothing as the leader of 1");
+	cr_assert_eq(replica_lead_epoch(o.l, SHARD_A, &epoch), -ESTALE);
+	cr_assert_eq(submit_one_batch(&o, CONTENT_X, 20, 5, UINT64_MAX, 1), -ESTALE,
+		     "an epoch-1 append after the promise of 2 is refused");
+	cr_assert_eq(local_end(&o, SHARD_A), 20);
+
+	append(&n, SHARD_A, CONTENT_Y, 20, 10);
+	wait_acked(&n, SHARD_A, REPLICA_ACKS_ALL, 30);
+	check_range(&o, SHARD_A, CONTENT_X, 0, 10);
+	check_range(&o, SHARD_A, CONTENT_Y, 10, 30);
+	node_close(&n);
+	node_close(&o);
 }
