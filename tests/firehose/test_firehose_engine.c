@@ -1242,6 +1242,54 @@ Test(firehose_engine, a_delimiter_follows_every_record_and_a_redo_is_the_same)
 	env_close(&e);
 }
 
+/* metadata.partitionKeys {"k": the record's first letter}, none for records starting 'x'. */
+static const char lambda_keys_script[] =
+	"#!/usr/bin/python3\nimport base64, json, sys\n"
+	"out = []\n"
+	"for r in json.load(sys.stdin)['records']:\n"
+	"    d = base64.b64decode(r['data'])\n"
+	"    a = {'recordId': r['recordId'], 'result': 'Ok', 'data': r['data']}\n"
+	"    if not d.startswith(b'x'):\n"
+	"        a['metadata'] = {'partitionKeys': {'k': d[:1].decode(), 'z': 1}}\n"
+	"    out.append(a)\n"
+	"json.dump({'records': out}, sys.stdout)\n";
+
+/* The lk stream: k=!{partitionKeyFromLambda:k}/, a delimiter, several invocations. */
+static struct firehose_spec
+lambda_keys_spec(const char *name)
+{
+	struct firehose_spec s = spec_of(name, FIREHOSE_UNCOMPRESSED, 128, 1);
+
+	snprintf(s.prefix, sizeof(s.prefix), "k=!{partitionKeyFromLambda:k}/");
+	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
+	s.partitioning = true;
+	s.delimiter[0] = '\n';
+	s.delimiter_size = 1;
+	snprintf(s.lambda.arn, sizeof(s.lambda.arn), "%s", TEST_LAMBDA_ARN);
+	s.lambda.buffer_bytes = 512;  /* Several invocations. */
+	return s;
+}
+
+/* 90 records "<a|b|x> record <i>" in one put; want[p]: partition a's and b's, delimited. */
+static void
+put_lambda_keys(struct env *e, const char *name, char want[][16384], size_t *want_size)
+{
+	struct firehose_record recs[90];
+	char buf[90][32];
+	struct put_result r = { 0 };
+
+	for (uint32_t i = 0; i < 90; i++) {
+		char k = "abx"[i % 3];
+		int len = snprintf(buf[i], sizeof(buf[i]), "%c record %u", k, i);
+
+		recs[i] = (struct firehose_record){ buf[i], (uint32_t)len };
+		if (i % 3 < 2)
+			want_size[i % 3] += (size_t)sprintf(want[i % 3] + want_size[i % 3], "%s\n",
+							    buf[i]);
+	}
+	put_wait(e, name, recs, 90, &r);
+}
+
 /*
  * !{partitionKeyFromLambda:k}: the function answers metadata.partitionKeys {"k": the
  * record's first letter} (records need not be JSON), none for records starting with 'x'
@@ -1253,42 +1301,17 @@ Test(firehose_engine, lambda_partition_keys_with_a_delimiter)
 	static char paths[16][512], want[3][16384];
 	static uint8_t bytes[16][16384];
 	static size_t sizes[16];
-	struct firehose_spec s = spec_of("lk", FIREHOSE_UNCOMPRESSED, 128, 1);
-	struct firehose_record recs[90];
-	char buf[90][32];
-	struct put_result r = { 0 };
+	struct firehose_spec s = lambda_keys_spec("lk");
 	size_t want_size[3] = { 0, 0, 0 };
 	uint32_t n, err;
 	struct env e;
 
 	env_open(&e);
-	lambda_install_script(&e, "#!/usr/bin/python3\nimport base64, json, sys\n"
-			      "out = []\n"
-			      "for r in json.load(sys.stdin)['records']:\n"
-			      "    d = base64.b64decode(r['data'])\n"
-			      "    a = {'recordId': r['recordId'], 'result': 'Ok', 'data': r['data']}\n"
-			      "    if not d.startswith(b'x'):\n"
-			      "        a['metadata'] = {'partitionKeys': {'k': d[:1].decode(), 'z': 1}}\n"
-			      "    out.append(a)\n"
-			      "json.dump({'records': out}, sys.stdout)\n");
+	lambda_install_script(&e, lambda_keys_script);
 	env_stop(&e);
 	env_open_parts(&e);
-	snprintf(s.prefix, sizeof(s.prefix), "k=!{partitionKeyFromLambda:k}/");
-	snprintf(s.error_prefix, sizeof(s.error_prefix), "e/!{firehose:error-output-type}/");
-	s.partitioning = true;
-	s.delimiter[0] = '\n';
-	s.delimiter_size = 1;
-	snprintf(s.lambda.arn, sizeof(s.lambda.arn), "%s", TEST_LAMBDA_ARN);
-	s.lambda.buffer_bytes = 512;  /* Several invocations. */
 	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
-	for (uint32_t i = 0; i < 90; i++) {
-		char k = "abx"[i % 3];
-		int len = snprintf(buf[i], sizeof(buf[i]), "%c record %u", k, i);
-
-		recs[i] = (struct firehose_record){ buf[i], (uint32_t)len };
-		want_size[i % 3] += (size_t)sprintf(want[i % 3] + want_size[i % 3], "%s\n", buf[i]);
-	}
-	put_wait(&e, "lk", recs, 90, &r);
+	put_lambda_keys(&e, "lk", want, want_size);
 	wait_delivered(&e, "lk", 90, 2);
 	env_stop(&e);
 	rewind_to_intent(&e, "lk", 90);
@@ -1302,6 +1325,54 @@ Test(firehose_engine, lambda_partition_keys_with_a_delimiter)
 	cr_assert_not_null(memmem(bytes[err], sizes[err], "\"rawData\":\"eCByZWNvcmQgMg==\"",
 				  strlen("\"rawData\":\"eCByZWNvcmQgMg==\"")));
 	redo_snapshot_the_same(&e, "lk", 90, n, paths, bytes, sizes);
+	env_close(&e);
+}
+
+/*
+ * Issue 16: a store failure in the middle of a partitioned delivery (partition a's object
+ * written, b's refused: a file stands where its directory goes) is retried in the same
+ * process; the retry redoes the range into the same names with the same bytes, so no
+ * record is in two objects, and a crash redo afterwards changes nothing either.
+ */
+Test(firehose_engine, a_partition_write_failure_is_redone_into_the_same_names)
+{
+	static char paths[16][512], want[3][16384];
+	static uint8_t bytes[16][16384];
+	static size_t sizes[16];
+	struct firehose_spec s = lambda_keys_spec("lf");
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+	size_t want_size[3] = { 0, 0, 0 };
+	char block[600];
+	uint32_t n;
+	struct env e;
+	FILE *f;
+
+	env_open(&e);
+	lambda_install_script(&e, lambda_keys_script);
+	env_stop(&e);
+	env_open_parts(&e);
+	snprintf(block, sizeof(block), "%s/bkt", e.root);
+	cr_assert_eq(mkdir(e.root, 0755) == 0 || errno == EEXIST, true);
+	cr_assert_eq(mkdir(block, 0755), 0);
+	snprintf(block, sizeof(block), "%s/bkt/k=b", e.root);
+	f = fopen(block, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	put_lambda_keys(&e, "lf", want, want_size);
+	while (stats_of(&e).delivery_failures == 0) {
+		cr_assert(clock_mono_ns() < deadline, "the blocked partition fails its delivery");
+		firehose_poll(e.fh, clock_real_ns() + 2000000000ull);
+		usleep(1000);
+	}
+	/* Partition a's object (the first group) and the blocking file: nothing else yet. */
+	cr_assert_eq(snapshot(&e, paths, bytes, sizes), 2);
+	cr_assert_eq(unlink(block), 0);
+	wait_delivered(&e, "lf", 90, 2);
+	n = snapshot(&e, paths, bytes, sizes);
+	check_two_partitions(&e, n, paths, bytes, sizes, (const char *const[]){ "k=a/", "k=b/" },
+			     want, want_size);
+	redo_snapshot_the_same(&e, "lf", 90, n, paths, bytes, sizes);
 	env_close(&e);
 }
 
