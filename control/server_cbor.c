@@ -192,14 +192,18 @@ reader_open(struct cbor_reader *r, enum cbor_frame_kind kind, bool indefinite, u
 		reader_fail(r, "The CBOR body is not a map");
 		return;
 	}
+	/*
+	 * Checked before an empty container returns: it is a level of the JSON too, and the
+	 * answer direction (scan_value) counts it, so both directions agree on one limit.
+	 */
+	if (r->depth == SERVER_CBOR_NESTING_MAX) {
+		reader_fail(r, "CBOR nesting is deeper than this endpoint accepts");
+		return;
+	}
 	if (!indefinite && items == 0) {
 		/* An empty container is complete at once: one item of its parent. */
 		api_out_append(r->json, kind == FRAME_MAP ? "{}" : "[]", 2);
 		reader_item_end(r);
-		return;
-	}
-	if (r->depth == SERVER_CBOR_NESTING_MAX) {
-		reader_fail(r, "CBOR nesting is deeper than this endpoint accepts");
 		return;
 	}
 	r->stack[r->depth++] = (struct cbor_frame){ kind, indefinite, items, 0 };

@@ -135,27 +135,67 @@ Test(server_cbor, every_truncation_is_refused)
 	}
 }
 
+static int
+answer_from_json(const char *json, size_t size)
+{
+	struct api_out cbor;
+	int err;
+
+	api_out_init(&cbor, BIG_SIZE_MAX);
+	err = server_cbor_answer_from_json(json, size, &cbor);
+	api_out_release(&cbor);
+	return err;
+}
+
+/* {"a":[[...[]...]]} with `levels` levels, the map and the innermost empty array counted. */
+static size_t
+nested_json(char *out, uint32_t levels)
+{
+	size_t n = 0;
+
+	memcpy(out, "{\"a\":", 5);
+	n = 5;
+	for (uint32_t i = 1; i < levels; i++)
+		out[n++] = '[';
+	for (uint32_t i = 1; i < levels; i++)
+		out[n++] = ']';
+	out[n++] = '}';
+	return n;
+}
+
 Test(server_cbor, nesting_limit)
 {
 	char body[SERVER_CBOR_NESTING_MAX + 4];
+	char deeper[2 * SERVER_CBOR_NESTING_MAX + 8];
 	struct api_out json;
 	const char *error;
 	size_t n = 0;
 
-	/* {"a": [[[ ... ]]]} with the map and the arrays at exactly the limit: accepted. */
+	/*
+	 * {"a": [[[ ... []]]]} with the map and the arrays, the innermost empty one included,
+	 * at exactly the limit: accepted, and its JSON translates back to CBOR (the answer
+	 * direction counts the same levels; the fuzzer found them disagreeing on an empty
+	 * innermost container).
+	 */
 	body[n++] = '\xa1';
 	body[n++] = '\x61';
 	body[n++] = 'a';
-	for (uint32_t i = 1; i < SERVER_CBOR_NESTING_MAX; i++)
+	for (uint32_t i = 2; i < SERVER_CBOR_NESTING_MAX; i++)
 		body[n++] = '\x81';
 	body[n++] = '\x80';
 	cr_assert_eq(to_json(body, n, &json, &error), 0, "%s", error ? error : "");
+	cr_assert_eq(answer_from_json(json.data, json.size), 0);
 	api_out_release(&json);
+	/* One level more, the empty container being that level: refused, both ways. */
 	body[n - 1] = '\x81';
 	body[n++] = '\x80';
 	cr_assert_eq(to_json(body, n, &json, &error), -EINVAL);
 	cr_assert_not_null(strstr(error, "deeper"));
 	api_out_release(&json);
+	n = nested_json(deeper, SERVER_CBOR_NESTING_MAX + 1);
+	cr_assert_eq(answer_from_json(deeper, n), -EINVAL, "%.*s", (int)n, deeper);
+	n = nested_json(deeper, SERVER_CBOR_NESTING_MAX);
+	cr_assert_eq(answer_from_json(deeper, n), 0, "%.*s", (int)n, deeper);
 }
 
 Test(server_cbor, json_over_the_cap_is_enobufs)
