@@ -431,6 +431,7 @@ member_main(void *arg)
 {
 	struct cluster_member *m = arg;
 
+	pthread_setname_np(pthread_self(), "sluice-member");
 	while (!atomic_load(&m->stop)) {
 		int err = keep_alive(m);
 

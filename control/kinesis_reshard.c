@@ -319,6 +319,7 @@ kinesis_closer_main(void *arg)
 	struct kinesis_closer *cl = arg;
 	struct kinesis_close_list work = { 0 };
 
+	pthread_setname_np(pthread_self(), "sluice-closer");
 	pthread_mutex_lock(&cl->lock);
 	for (;;) {
 		struct kinesis_close_list swap;

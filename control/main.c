@@ -181,6 +181,7 @@ sluiced_server_main(void *arg)
 {
 	struct sluiced *d = arg;
 
+	pthread_setname_np(pthread_self(), "sluice-api");
 	d->server_rc = api_server_run(d->server);
 	/* The server stopped on its own (an error): wake main() as a signal would. */
 	kill(getpid(), SIGTERM);

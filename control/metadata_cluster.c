@@ -616,6 +616,7 @@ mc_main(void *arg)
 	struct metadata_cluster *mc = arg;
 	bool fresh = true;
 
+	pthread_setname_np(pthread_self(), "sluice-etcd");
 	while (!atomic_load(&mc->stop)) {
 		int rc = fresh ? 0 : resync(mc);
 

@@ -237,6 +237,7 @@ route_thread_main(void *arg)
 	bool failed = false;
 	int last_rc = 0;
 
+	pthread_setname_np(pthread_self(), "sluice-route");
 	for (;;) {
 		enum route_cause cause = route_wait(r, failed);
 		int rc;

@@ -340,6 +340,7 @@ prep_main(void *arg)
 {
 	struct log *log = arg;
 
+	pthread_setname_np(pthread_self(), "sluice-logprep");
 	pthread_mutex_lock(&log->prep_lock);
 	while (!log->prep_stop) {
 		if (log->seal_count > 0) {

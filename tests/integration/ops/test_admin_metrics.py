@@ -313,8 +313,25 @@ def check_dataplane(tmp):
         check(value(after, "sluice_route_reads_total", cause="event") == 1 and
               value(after, "sluice_route_publishes_total") == 2,
               "CreateStream: one event read, one table published")
+        check_thread_names(srv)
     finally:
         srv.stop()
+
+
+# Named so `top -H`, `ps -L` and perf tell them apart (docs/ARCHITECTURE.md, "Threads").
+THREADS_NAMED = ("sluice-api", "sluice-admin", "sluice-log", "sluice-logprep", "sluice-route",
+                 "sluice-firehose")
+
+
+def check_thread_names(srv):
+    """Every long-lived thread of a sluiced with the dataplane on carries its name."""
+    task = "/proc/%d/task" % srv.proc.pid
+    names = set()
+    for tid in os.listdir(task):
+        with open(os.path.join(task, tid, "comm")) as f:
+            names.add(f.read().strip())
+    missing = [n for n in THREADS_NAMED if n not in names]
+    check(not missing, "threads not named %s: %s" % (missing, sorted(names)))
 
 
 def main():
