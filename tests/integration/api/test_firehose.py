@@ -66,15 +66,20 @@ def _no_blind_reput(caught_exception=None, operation=None, **_):
                          (operation.name, caught_exception))
 
 
+def guard_puts(c, service, ops):
+    """Client c (boto3, service's event name) does not retry ops after a lost answer."""
+    for op in ops:
+        c.meta.events.register("needs-retry.%s.%s" % (service, op), _no_blind_reput)
+    return c
+
+
 def client(srv, key="AKID", secret="SECRET", read_timeout=PUT_READ_TIMEOUT_S):
     cfg = botocore.config.Config(parameter_validation=False,
                                  retries={"max_attempts": 1, "mode": "standard"},
                                  connect_timeout=5, read_timeout=read_timeout)
-    fh = boto3.client("firehose", endpoint_url=srv.url, region_name="us-east-1",
-                      aws_access_key_id=key, aws_secret_access_key=secret, config=cfg)
-    for op in ("PutRecord", "PutRecordBatch"):
-        fh.meta.events.register("needs-retry.firehose." + op, _no_blind_reput)
-    return fh
+    return guard_puts(boto3.client("firehose", endpoint_url=srv.url, region_name="us-east-1",
+                                   aws_access_key_id=key, aws_secret_access_key=secret,
+                                   config=cfg), "firehose", ("PutRecord", "PutRecordBatch"))
 
 
 def wait_for(what, fn):
