@@ -330,10 +330,10 @@ fh_lambda_recall(struct firehose *fh, const struct fh_job *j, struct fh_lambda_c
 		fh_store_column(st, 1, c->error_code, sizeof(c->error_code));
 		fh_store_column(st, 2, c->error_text, sizeof(c->error_text));
 		c->ending_ms = (uint64_t)sqlite3_column_int64(st, 3);
-		rc = size <= FH_LAMBDA_ANSWER_MAX ? 0 : -EIO;
+		rc = size <= FH_LAMBDA_ANSWER_MAX ? 0 : -EIO;  /* Never kept larger. */
 		if (rc == 0 && size > 0)
 			memcpy(l->answer, sqlite3_column_blob(st, 4), size);
-		l->answer_used = size;
+		l->answer_used = rc == 0 ? size : 0;
 	} else if (step != SQLITE_DONE) {
 		rc = fh_store_fail(fh, "lambda_answers");
 	}

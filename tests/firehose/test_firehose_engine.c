@@ -1330,6 +1330,34 @@ Test(firehose_engine, lambda_partition_keys_with_a_delimiter)
 	env_close(&e);
 }
 
+/* A file where partition b's directory goes (bkt/k=b): its objects are refused. */
+static void
+block_partition_b(struct env *e, char block[600])
+{
+	FILE *f;
+
+	snprintf(block, 600, "%s/bkt", e->root);
+	cr_assert_eq(mkdir(e->root, 0755) == 0 || errno == EEXIST, true);
+	cr_assert_eq(mkdir(block, 0755), 0);
+	snprintf(block, 600, "%s/bkt/k=b", e->root);
+	f = fopen(block, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+/* Polls until a delivery failed (the blocked partition's). */
+static void
+wait_delivery_failure(struct env *e)
+{
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+	while (stats_of(e).delivery_failures == 0) {
+		cr_assert(clock_mono_ns() < deadline, "the blocked partition fails its delivery");
+		firehose_poll(e->fh, clock_real_ns() + 2000000000ull);
+		usleep(1000);
+	}
+}
+
 /*
  * Issue 16: a store failure in the middle of a partitioned delivery (partition a's object
  * written, b's refused: a file stands where its directory goes) is retried in the same
@@ -1342,31 +1370,19 @@ Test(firehose_engine, a_partition_write_failure_is_redone_into_the_same_names)
 	static uint8_t bytes[16][16384];
 	static size_t sizes[16];
 	struct firehose_spec s = lambda_keys_spec("lf");
-	uint64_t deadline = clock_mono_ns() + WAIT_NS;
 	size_t want_size[3] = { 0, 0, 0 };
 	char block[600];
 	uint32_t n;
 	struct env e;
-	FILE *f;
 
 	env_open(&e);
 	lambda_install_script(&e, lambda_keys_script);
 	env_stop(&e);
 	env_open_parts(&e);
-	snprintf(block, sizeof(block), "%s/bkt", e.root);
-	cr_assert_eq(mkdir(e.root, 0755) == 0 || errno == EEXIST, true);
-	cr_assert_eq(mkdir(block, 0755), 0);
-	snprintf(block, sizeof(block), "%s/bkt/k=b", e.root);
-	f = fopen(block, "w");
-	cr_assert_not_null(f);
-	cr_assert_eq(fclose(f), 0);
+	block_partition_b(&e, block);
 	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
 	put_lambda_keys(&e, "lf", want, want_size);
-	while (stats_of(&e).delivery_failures == 0) {
-		cr_assert(clock_mono_ns() < deadline, "the blocked partition fails its delivery");
-		firehose_poll(e.fh, clock_real_ns() + 2000000000ull);
-		usleep(1000);
-	}
+	wait_delivery_failure(&e);
 	/* Partition a's object (the first group) and the blocking file: nothing else yet. */
 	cr_assert_eq(snapshot(&e, paths, bytes, sizes), 2);
 	cr_assert_eq(unlink(block), 0);
@@ -1445,33 +1461,21 @@ Test(firehose_engine, a_redo_reuses_what_the_lambda_answered)
 	static uint8_t bytes[16][16384], first_bytes[16][16384];
 	static size_t sizes[16], first_sizes[16];
 	struct firehose_spec s = lambda_keys_spec("ls");
-	uint64_t deadline = clock_mono_ns() + WAIT_NS;
 	size_t want_size[3] = { 0, 0, 0 };
 	uint32_t n, first_n, runs, kept = 0;
 	char block[600];
 	struct env e;
-	FILE *f;
 
 	env_open(&e);
 	lambda_install_script(&e, lambda_slow_once_script);
 	e.lambda_timeout_s = 1;
 	env_stop(&e);
 	env_open_parts(&e);
-	snprintf(block, sizeof(block), "%s/bkt", e.root);
-	cr_assert_eq(mkdir(e.root, 0755), 0);
-	cr_assert_eq(mkdir(block, 0755), 0);
-	snprintf(block, sizeof(block), "%s/bkt/k=b", e.root);
-	f = fopen(block, "w");
-	cr_assert_not_null(f);
-	cr_assert_eq(fclose(f), 0);
+	block_partition_b(&e, block);
 	s.lambda.retries = 0;
 	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
 	put_lambda_keys(&e, "ls", want, want_size);
-	while (stats_of(&e).delivery_failures == 0) {
-		cr_assert(clock_mono_ns() < deadline, "the blocked partition fails its delivery");
-		firehose_poll(e.fh, clock_real_ns() + 2000000000ull);
-		usleep(1000);
-	}
+	wait_delivery_failure(&e);
 	runs = lambda_runs(&e);
 	cr_assert_geq(runs, 2, "one run per invocation (several), the first timed out");
 	/* processing-failed (the timed-out run), partition a, the blocking file. */
