@@ -449,6 +449,7 @@ void fh_lambda_close(struct firehose *fh);
 int fh_lambda_store_create(struct firehose *fh);
 int fh_lambda_store_insert(struct firehose *fh, const struct fh_stream *s);
 int fh_lambda_store_delete(struct firehose *fh, const struct fh_stream *s);
+int fh_lambda_store_forget(struct firehose *fh, uint32_t ds_id, uint64_t shard_id);
 int fh_lambda_store_load(struct firehose *fh, struct fh_stream *s);
 /* Records a cut may hold for the processor (0: it has none). */
 uint32_t fh_lambda_records_max(const struct fh_stream *s);

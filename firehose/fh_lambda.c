@@ -31,13 +31,22 @@
  * YYYY/MM/DD/HH/<name>-<version>-<stamp>-<uuid of the invocation's range><ext>.
  *
  * Exactly once: the events are a function of the range (ids from the log, no clock),
- * so a deterministic function gives the same object on a redo. The child is killed
- * at [firehose] lambda_timeout_s; it holds the flusher thread (without the engine
- * lock, never the API thread) until then. Memory: the buffers below, allocated at
- * start, untouched until used.
+ * and what the function made of each invocation (its answer, or why every attempt
+ * failed, with the attempts' end time) is in SQLite before anything of it is written,
+ * until the range is delivered: a redo of the intent (a store failure retried, a
+ * crash, an HTTP retry) reuses it and runs nothing, so a function that answers
+ * otherwise the second time (a timeout once, records the next) cannot put a record
+ * both under processing-failed/ and in an object, and the error objects get the same
+ * bytes. The child is killed at [firehose] lambda_timeout_s; it holds the flusher
+ * thread (without the engine lock, never the API thread) until then. Memory: the
+ * buffers below, allocated at start, untouched until used.
  *
- *   TABLE              COLUMNS (firehose.db; one row per stream with a processor)
- *   lambda_processors  id INTEGER PRIMARY KEY, arn, retries, buffer_bytes, interval_s
+ *   TABLE              COLUMNS (firehose.db)
+ *   lambda_processors  id INTEGER PRIMARY KEY, arn, retries,    one row per stream
+ *                      buffer_bytes, interval_s                  with a processor
+ *   lambda_answers     ds_id, shard_id, first, call, attempts,   one row per invocation
+ *                      error_code ("": answered), error_text,   of the lane's intent;
+ *                      ending_ms, answer BLOB                    gone once delivered
  */
 #include <assert.h>
 #include <errno.h>
@@ -81,6 +90,7 @@ extern char **environ;
 			      (size_t)FH_LAMBDA_INVOKE_RECORDS_MAX * FH_LAMBDA_ERROR_RECORD)
 #define FH_LAMBDA_FAILED_TYPE "processing-failed"
 #define FH_LAMBDA_PATH_SIZE_MAX 1024u
+#define FH_LAMBDA_CODE_SIZE 32u                  /* "Lambda.InvalidResponse" and the like. */
 
 struct fh_lambda_fn {
 	char arn[FIREHOSE_ARN_SIZE_MAX + 1];
@@ -93,7 +103,8 @@ struct fh_lambda_call {
 	uint32_t from, to;
 	uint32_t attempts;
 	uint32_t failed;             /* Records that went to processing-failed. */
-	const char *error_code;      /* Of the last failed attempt (NULL: it succeeded). */
+	uint64_t ending_ms;          /* When its last attempt ended (error records say it). */
+	char error_code[FH_LAMBDA_CODE_SIZE];  /* Of the last failed attempt ("": answered). */
 	char error_text[FH_LAMBDA_ERROR_TEXT_MAX];
 };
 
@@ -211,7 +222,23 @@ fh_lambda_store_create(struct firehose *fh)
 {
 	return fh_store_exec(fh, "CREATE TABLE IF NOT EXISTS lambda_processors("
 			     "id INTEGER PRIMARY KEY, arn TEXT NOT NULL, retries INTEGER NOT NULL,"
-			     " buffer_bytes INTEGER NOT NULL, interval_s INTEGER NOT NULL);");
+			     " buffer_bytes INTEGER NOT NULL, interval_s INTEGER NOT NULL);"
+			     "CREATE TABLE IF NOT EXISTS lambda_answers(ds_id INTEGER NOT NULL,"
+			     " shard_id INTEGER NOT NULL, first INTEGER NOT NULL,"
+			     " call INTEGER NOT NULL, attempts INTEGER NOT NULL,"
+			     " error_code TEXT NOT NULL, error_text TEXT NOT NULL,"
+			     " ending_ms INTEGER NOT NULL, answer BLOB NOT NULL,"
+			     " PRIMARY KEY(ds_id, shard_id, first, call));");
+}
+
+/* The lane's intent is delivered (or skipped): its invocations' outcomes are not needed. */
+int
+fh_lambda_store_forget(struct firehose *fh, uint32_t ds_id, uint64_t shard_id)
+{
+	int64_t id = ds_id, shard = (int64_t)shard_id;
+
+	return fh_store_run(fh, "DELETE FROM lambda_answers WHERE ds_id = ? AND shard_id = ?",
+			    "ii", (const void *[]){ &id, &shard });
 }
 
 int
@@ -232,9 +259,11 @@ int
 fh_lambda_store_delete(struct firehose *fh, const struct fh_stream *s)
 {
 	int64_t id = s->id;
+	int rc = fh_store_run(fh, "DELETE FROM lambda_answers WHERE ds_id = ?", "i",
+			      (const void *[]){ &id });
 
-	return fh_store_run(fh, "DELETE FROM lambda_processors WHERE id = ?", "i",
-			    (const void *[]){ &id });
+	return rc != 0 ? rc : fh_store_run(fh, "DELETE FROM lambda_processors WHERE id = ?", "i",
+					   (const void *[]){ &id });
 }
 
 int
@@ -257,17 +286,96 @@ fh_lambda_store_load(struct firehose *fh, struct fh_stream *s)
 
 /* ---- One invocation ------------------------------------------------------------------ */
 
-/* With the cut's first seq, names the invocation (its id, its error object). */
+/* With the cut's first seq, names the invocation (its id, its error object, its row). */
 static uint64_t
 fh_lambda_call_key(const struct fh_lambda_call *c)
 {
 	return (uint64_t)c->from << 32 | c->to;
 }
 
+/* Binds an invocation's row key (ds_id, shard_id, first, call) to parameters 1-4. */
+static bool
+fh_lambda_bind_call(sqlite3_stmt *st, const struct fh_job *j, const struct fh_lambda_call *c)
+{
+	return sqlite3_bind_int64(st, 1, j->id) == SQLITE_OK &&
+	       sqlite3_bind_int64(st, 2, (int64_t)j->shard_id) == SQLITE_OK &&
+	       sqlite3_bind_int64(st, 3, (int64_t)c->first) == SQLITE_OK &&
+	       sqlite3_bind_int64(st, 4, (int64_t)fh_lambda_call_key(c)) == SQLITE_OK;
+}
+
+/*
+ * What the function made of this invocation of the intent before (a redo): into c and
+ * l->answer; -ENOENT when it has not run for it. Under the engine lock (SQLite).
+ */
+static int
+fh_lambda_recall(struct firehose *fh, const struct fh_job *j, struct fh_lambda_call *c)
+{
+	struct fh_lambda *l = fh->lambda;
+	sqlite3_stmt *st = NULL;
+	int rc = -ENOENT, step;
+
+	fh_lock(fh);
+	if (sqlite3_prepare_v2(fh->db, "SELECT attempts, error_code, error_text, ending_ms, answer"
+			       " FROM lambda_answers WHERE ds_id = ? AND shard_id = ? AND"
+			       " first = ? AND call = ?", -1, &st, NULL) != SQLITE_OK ||
+	    !fh_lambda_bind_call(st, j, c)) {
+		rc = fh_store_fail(fh, "lambda_answers");
+		goto out_unlock;
+	}
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		size_t size = (size_t)sqlite3_column_bytes(st, 4);
+
+		c->attempts = (uint32_t)sqlite3_column_int64(st, 0);
+		fh_store_column(st, 1, c->error_code, sizeof(c->error_code));
+		fh_store_column(st, 2, c->error_text, sizeof(c->error_text));
+		c->ending_ms = (uint64_t)sqlite3_column_int64(st, 3);
+		rc = size <= FH_LAMBDA_ANSWER_MAX ? 0 : -EIO;  /* Never kept larger. */
+		if (rc == 0 && size > 0)
+			memcpy(l->answer, sqlite3_column_blob(st, 4), size);
+		l->answer_used = rc == 0 ? size : 0;
+	} else if (step != SQLITE_DONE) {
+		rc = fh_store_fail(fh, "lambda_answers");
+	}
+out_unlock:
+	sqlite3_finalize(st);
+	fh_unlock(fh);
+	return rc;
+}
+
+/*
+ * Keeps what the function made of this invocation (its answer in l->answer, or c's
+ * error) until the intent is delivered; on stable storage before any of it is written.
+ */
+static int
+fh_lambda_remember(struct firehose *fh, const struct fh_job *j, const struct fh_lambda_call *c)
+{
+	struct fh_lambda *l = fh->lambda;
+	size_t answer = c->error_code[0] == '\0' ? l->answer_used : 0;
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+
+	fh_lock(fh);
+	if (sqlite3_prepare_v2(fh->db, "INSERT OR REPLACE INTO lambda_answers(ds_id, shard_id,"
+			       " first, call, attempts, error_code, error_text, ending_ms, answer)"
+			       " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL) != SQLITE_OK ||
+	    !fh_lambda_bind_call(st, j, c) ||
+	    sqlite3_bind_int64(st, 5, c->attempts) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 6, c->error_code, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 7, c->error_text, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 8, (int64_t)c->ending_ms) != SQLITE_OK ||
+	    sqlite3_bind_blob(st, 9, l->answer, (int)answer, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE)
+		rc = fh_store_fail(fh, "lambda_answers");
+	sqlite3_finalize(st);
+	fh_unlock(fh);
+	return rc;
+}
+
 static void
 fh_lambda_fail(struct fh_lambda_call *c, const char *code, const char *fmt, const char *arg)
 {
-	c->error_code = code;
+	snprintf(c->error_code, sizeof(c->error_code), "%s", code);
 	snprintf(c->error_text, sizeof(c->error_text), fmt, arg);
 	for (char *p = c->error_text; *p != '\0'; p++)  /* Kept as JSON text as it is. */
 		if (*p < ' ' || *p > '~' || *p == '"' || *p == '\\')
@@ -481,7 +589,7 @@ fh_lambda_error_record(struct firehose *fh, const struct fh_job *j,
 					  "\"rawData\":\"", c->attempts,
 					  (unsigned long long)(fh->record_arrivals[i] / 1000000u),
 					  code, text,
-					  (unsigned long long)(clock_real_ns() / 1000000u));
+					  (unsigned long long)c->ending_ms);
 	l->errors_used += base64_encode(fh->raw + start, fh->record_ends[i] - start,
 					e + l->errors_used);
 	l->errors_used += (size_t)sprintf(e + l->errors_used, "\",\"lambdaArn\":\"%s\"}\n",
@@ -565,50 +673,83 @@ fh_lambda_apply(struct firehose *fh, const struct fh_job *j, struct fh_lambda_ca
 	}
 }
 
-/* Invokes the function on records [from, to) of the cut, with NumberOfRetries. */
-static int
-fh_lambda_call(struct firehose *fh, struct fh_job *j, struct fh_lambda_call *c)
+/* The answer in l->answer, parsed and matched to c's records; NULL (c says why) if bad. */
+static cJSON *
+fh_lambda_parse(struct fh_lambda *l, struct fh_lambda_call *c)
+{
+	cJSON *answer = cJSON_ParseWithLength(l->answer, l->answer_used);
+
+	if (answer == NULL || !cJSON_IsObject(answer)) {
+		fh_lambda_fail(c, "Lambda.InvalidResponse", "The response is not JSON with %s.",
+			       "a records array");
+	} else if (fh_lambda_match(l, cJSON_GetObjectItemCaseSensitive(answer, "records"),
+				   c) == 0) {
+		c->error_code[0] = '\0';  /* Answered (an earlier attempt may have failed). */
+		return answer;
+	}
+	cJSON_Delete(answer);
+	return NULL;
+}
+
+/* Runs the function on records [from, to) of the cut, with NumberOfRetries. */
+static cJSON *
+fh_lambda_run(struct firehose *fh, const struct fh_job *j, struct fh_lambda_call *c)
 {
 	struct fh_lambda *l = fh->lambda;
 	const struct fh_lambda_fn *fn = fh_lambda_find(l, j->spec.lambda.arn);
 	size_t size = fh_lambda_event(fh, j, c);
 	cJSON *answer = NULL;
-	int n;
 
-	l->errors_used = 0;
 	if (fn == NULL)
 		fh_lambda_fail(c, "Lambda.FunctionError", "No executable in [firehose] lambda_map "
 			       "for the function%s.", "");
 	while (fn != NULL && c->attempts <= j->spec.lambda.retries && answer == NULL) {
 		c->attempts++;
-		if (fh_lambda_invoke(l, fn, size, c) != 0)
-			continue;
-		answer = cJSON_ParseWithLength(l->answer, l->answer_used);
-		if (answer == NULL || !cJSON_IsObject(answer) ||
-		    fh_lambda_match(l, cJSON_GetObjectItemCaseSensitive(answer, "records"), c) != 0) {
-			if (answer == NULL || !cJSON_IsObject(answer))
-				fh_lambda_fail(c, "Lambda.InvalidResponse", "The response is not JSON "
-					       "with %s.", "a records array");
-			cJSON_Delete(answer);
-			answer = NULL;
-		}
+		if (fh_lambda_invoke(l, fn, size, c) == 0)
+			answer = fh_lambda_parse(l, c);
 	}
+	c->ending_ms = clock_real_ns() / 1000000u;
 	if (answer == NULL)
 		diag_warn("firehose", "%s: %s failed %u times (%s: %s): records %u..%u of the "
 			  "cut from seq %llu to processing-failed", j->spec.name,
 			  j->spec.lambda.arn, c->attempts, c->error_code, c->error_text, c->from,
 			  c->to - 1, (unsigned long long)c->first);
+	return answer;
+}
+
+/*
+ * Records [from, to) of the cut through the function: what it made of them the first
+ * time this intent ran (fh_lambda_recall), else run now and kept (fh_lambda_remember).
+ */
+static int
+fh_lambda_call(struct firehose *fh, struct fh_job *j, struct fh_lambda_call *c)
+{
+	struct fh_lambda *l = fh->lambda;
+	cJSON *answer = NULL;
+	int rc = fh_lambda_recall(fh, j, c);
+
+	if (rc == -ENOENT) {
+		answer = fh_lambda_run(fh, j, c);
+		rc = fh_lambda_remember(fh, j, c);
+	} else if (rc == 0 && c->error_code[0] == '\0') {
+		answer = fh_lambda_parse(l, c);
+	}
+	if (rc != 0) {
+		cJSON_Delete(answer);
+		return rc;
+	}
+	l->errors_used = 0;
 	fh_lambda_apply(fh, j, c, answer != NULL ?
 			cJSON_GetObjectItemCaseSensitive(answer, "records") : NULL);
 	cJSON_Delete(answer);
 	if (l->errors_used == 0)
 		return 0;
-	n = fh_error_object_write(fh, j, FH_LAMBDA_FAILED_TYPE, c->first, fh_lambda_call_key(c),
-				  fh->record_arrivals[c->from], 0, (const uint8_t *)l->errors,
-				  l->errors_used);
-	if (n == 0)  /* Counted per write (fh_commit): a range processed again counts again. */
+	rc = fh_error_object_write(fh, j, FH_LAMBDA_FAILED_TYPE, c->first, fh_lambda_call_key(c),
+				   fh->record_arrivals[c->from], 0, (const uint8_t *)l->errors,
+				   l->errors_used);
+	if (rc == 0)  /* Counted per write (fh_commit): a range processed again counts again. */
 		j->processing_failed += c->failed;
-	return n;
+	return rc;
 }
 
 /* ---- The cut --------------------------------------------------------------------------- */

@@ -13,6 +13,7 @@
  *   record_processors  id INTEGER PRIMARY KEY, delimiter TEXT,  AppendDelimiterToRecord
  *                      deaggregation INTEGER, split TEXT       ("" none), RecordDeAggregation
  *   s3_uploads         (below, fh_s3.c)
+ *   lambda_processors, lambda_answers  (fh_lambda.c)
  *
  * intent_first/intent_end are NULL when no object is being written. Every
  * write is its own transaction with synchronous=FULL: a delivered position
@@ -353,9 +354,9 @@ fh_store_intent(struct firehose *fh, const struct fh_stream *s, const struct fh_
 			    " WHERE name = ?", "iit", (const void *[]){ &f, &e, s->spec.name });
 }
 
-int
-fh_store_delivered(struct firehose *fh, const struct fh_stream *s, const struct fh_lane *l,
-		   uint64_t next)
+static int
+fh_store_lane_delivered(struct firehose *fh, const struct fh_stream *s, const struct fh_lane *l,
+			uint64_t next)
 {
 	int64_t n = (int64_t)next, id = s->id, shard = (int64_t)l->shard_id;
 
@@ -366,6 +367,27 @@ fh_store_delivered(struct firehose *fh, const struct fh_stream *s, const struct 
 	return fh_store_run(fh, "UPDATE delivery_streams SET delivered = ?, intent_first = NULL,"
 			    " intent_end = NULL WHERE name = ?", "it",
 			    (const void *[]){ &n, s->spec.name });
+}
+
+/* The intent is done: the position moves on; a Lambda's kept answers go in the same step. */
+int
+fh_store_delivered(struct firehose *fh, const struct fh_stream *s, const struct fh_lane *l,
+		   uint64_t next)
+{
+	int rc;
+
+	if (s->spec.lambda.arn[0] == '\0')
+		return fh_store_lane_delivered(fh, s, l, next);
+	rc = fh_store_exec(fh, "BEGIN IMMEDIATE");
+	if (rc != 0)
+		return rc;
+	rc = fh_store_lane_delivered(fh, s, l, next);
+	if (rc == 0)
+		rc = fh_lambda_store_forget(fh, s->id, l->shard_id);
+	if (rc == 0)
+		return fh_store_exec(fh, "COMMIT");
+	fh_store_exec(fh, "ROLLBACK");
+	return rc;
 }
 
 /*

@@ -39,6 +39,7 @@ struct env {
 	uint32_t segment_mb;   /* 0: 16. */
 	bool flusher_thread;   /* The flusher on its own thread (as sluiced runs it). */
 	char lambda_map[600];  /* [firehose] lambda_map ("" none). */
+	uint32_t lambda_timeout_s;  /* [firehose] lambda_timeout_s (0: its default). */
 };
 
 static void
@@ -48,7 +49,8 @@ env_open_parts(struct env *e)
 	struct log_config lc;
 	struct firehose_options o = { .data_dir = e->dir, .local_root = e->root,
 				      .flusher_thread = e->flusher_thread,
-				      .lambda_map = e->lambda_map };
+				      .lambda_map = e->lambda_map,
+				      .lambda_timeout_s = e->lambda_timeout_s };
 
 	snprintf(log_dir, sizeof(log_dir), "%s/log", e->dir);
 	log_config_default(&lc);
@@ -1328,6 +1330,34 @@ Test(firehose_engine, lambda_partition_keys_with_a_delimiter)
 	env_close(&e);
 }
 
+/* A file where partition b's directory goes (bkt/k=b): its objects are refused. */
+static void
+block_partition_b(struct env *e, char block[600])
+{
+	FILE *f;
+
+	snprintf(block, 600, "%s/bkt", e->root);
+	cr_assert_eq(mkdir(e->root, 0755) == 0 || errno == EEXIST, true);
+	cr_assert_eq(mkdir(block, 0755), 0);
+	snprintf(block, 600, "%s/bkt/k=b", e->root);
+	f = fopen(block, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+/* Polls until a delivery failed (the blocked partition's). */
+static void
+wait_delivery_failure(struct env *e)
+{
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+	while (stats_of(e).delivery_failures == 0) {
+		cr_assert(clock_mono_ns() < deadline, "the blocked partition fails its delivery");
+		firehose_poll(e->fh, clock_real_ns() + 2000000000ull);
+		usleep(1000);
+	}
+}
+
 /*
  * Issue 16: a store failure in the middle of a partitioned delivery (partition a's object
  * written, b's refused: a file stands where its directory goes) is retried in the same
@@ -1340,31 +1370,19 @@ Test(firehose_engine, a_partition_write_failure_is_redone_into_the_same_names)
 	static uint8_t bytes[16][16384];
 	static size_t sizes[16];
 	struct firehose_spec s = lambda_keys_spec("lf");
-	uint64_t deadline = clock_mono_ns() + WAIT_NS;
 	size_t want_size[3] = { 0, 0, 0 };
 	char block[600];
 	uint32_t n;
 	struct env e;
-	FILE *f;
 
 	env_open(&e);
 	lambda_install_script(&e, lambda_keys_script);
 	env_stop(&e);
 	env_open_parts(&e);
-	snprintf(block, sizeof(block), "%s/bkt", e.root);
-	cr_assert_eq(mkdir(e.root, 0755) == 0 || errno == EEXIST, true);
-	cr_assert_eq(mkdir(block, 0755), 0);
-	snprintf(block, sizeof(block), "%s/bkt/k=b", e.root);
-	f = fopen(block, "w");
-	cr_assert_not_null(f);
-	cr_assert_eq(fclose(f), 0);
+	block_partition_b(&e, block);
 	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
 	put_lambda_keys(&e, "lf", want, want_size);
-	while (stats_of(&e).delivery_failures == 0) {
-		cr_assert(clock_mono_ns() < deadline, "the blocked partition fails its delivery");
-		firehose_poll(e.fh, clock_real_ns() + 2000000000ull);
-		usleep(1000);
-	}
+	wait_delivery_failure(&e);
 	/* Partition a's object (the first group) and the blocking file: nothing else yet. */
 	cr_assert_eq(snapshot(&e, paths, bytes, sizes), 2);
 	cr_assert_eq(unlink(block), 0);
@@ -1373,6 +1391,112 @@ Test(firehose_engine, a_partition_write_failure_is_redone_into_the_same_names)
 	check_two_partitions(&e, n, paths, bytes, sizes, (const char *const[]){ "k=a/", "k=b/" },
 			     want, want_size);
 	redo_snapshot_the_same(&e, "lf", 90, n, paths, bytes, sizes);
+	env_close(&e);
+}
+
+/*
+ * lambda_keys_script, but its first run sleeps past the timeout (killed: its records go
+ * to processing-failed), and every run adds a line to e->dir/calls.
+ */
+static const char lambda_slow_once_script[] =
+	"#!/usr/bin/python3\nimport base64, json, os, sys, time\n"
+	"d = os.path.dirname(os.path.abspath(__file__))\n"
+	"with open(os.path.join(d, 'calls'), 'a') as f:\n"
+	"    f.write('run\\n')\n"
+	"if not os.path.exists(os.path.join(d, 'slept')):\n"
+	"    open(os.path.join(d, 'slept'), 'w').close()\n"
+	"    time.sleep(300)\n"
+	"out = []\n"
+	"for r in json.load(sys.stdin)['records']:\n"
+	"    d = base64.b64decode(r['data'])\n"
+	"    a = {'recordId': r['recordId'], 'result': 'Ok', 'data': r['data']}\n"
+	"    if not d.startswith(b'x'):\n"
+	"        a['metadata'] = {'partitionKeys': {'k': d[:1].decode()}}\n"
+	"    out.append(a)\n"
+	"json.dump({'records': out}, sys.stdout)\n";
+
+/* Runs of the function so far (lines of e->dir/calls). */
+static uint32_t
+lambda_runs(struct env *e)
+{
+	char path[400], line[16];
+	uint32_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/calls", e->dir);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n++;
+	fclose(f);
+	return n;
+}
+
+/* Lines (records) of the objects whose path has `part` under bkt/. */
+static uint32_t
+lines_under(struct env *e, uint32_t n, char paths[][512], const size_t *sizes,
+	    uint8_t bytes[][16384], const char *part)
+{
+	uint32_t lines = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (strncmp(paths[i] + strlen(e->root) + strlen("/bkt/"), part, strlen(part)) == 0)
+			for (size_t b = 0; b < sizes[i]; b++)
+				lines += bytes[i][b] == '\n';
+	return lines;
+}
+
+/*
+ * Issue 16's other gap: what the function made of a range is kept with its intent. Its
+ * first run times out (those records: processing-failed), then partition b's object is
+ * refused, and the engine closes with the intent pending, as a crash would leave it. The
+ * redo, from SQLite, runs the function for nothing: the kept timeout sends the same
+ * records to processing-failed again (the same object, the same bytes, its
+ * attemptEndingTimestamp too), and no record is both there and in a partition.
+ */
+Test(firehose_engine, a_redo_reuses_what_the_lambda_answered)
+{
+	static char paths[16][512], first_paths[16][512], want[3][16384];
+	static uint8_t bytes[16][16384], first_bytes[16][16384];
+	static size_t sizes[16], first_sizes[16];
+	struct firehose_spec s = lambda_keys_spec("ls");
+	size_t want_size[3] = { 0, 0, 0 };
+	uint32_t n, first_n, runs, kept = 0;
+	char block[600];
+	struct env e;
+
+	env_open(&e);
+	lambda_install_script(&e, lambda_slow_once_script);
+	e.lambda_timeout_s = 1;
+	env_stop(&e);
+	env_open_parts(&e);
+	block_partition_b(&e, block);
+	s.lambda.retries = 0;
+	cr_assert_eq(firehose_create(e.fh, &s, 1), 0);
+	put_lambda_keys(&e, "ls", want, want_size);
+	wait_delivery_failure(&e);
+	runs = lambda_runs(&e);
+	cr_assert_geq(runs, 2, "one run per invocation (several), the first timed out");
+	/* processing-failed (the timed-out run), partition a, the blocking file. */
+	first_n = snapshot(&e, first_paths, first_bytes, first_sizes);
+	cr_assert_eq(first_n, 3);
+	env_stop(&e);  /* The intent pending in SQLite, as a crash leaves it. */
+	cr_assert_eq(unlink(block), 0);
+	env_open_parts(&e);
+	wait_delivered(&e, "ls", 90, 2);
+	cr_assert_eq(lambda_runs(&e), runs, "the redo ran the function for nothing");
+	n = snapshot(&e, paths, bytes, sizes);
+	for (uint32_t i = 0; i < first_n; i++)
+		for (uint32_t k = 0; k < n; k++)
+			kept += strcmp(first_paths[i], paths[k]) == 0 &&
+				first_sizes[i] == sizes[k] &&
+				memcmp(first_bytes[i], bytes[k], sizes[k]) == 0;
+	cr_assert_eq(kept, 2, "the error object and partition a's: the same names and bytes");
+	cr_assert_gt(lines_under(&e, n, paths, sizes, bytes, "e/processing-failed/"), 0);
+	/* Each of the 90 records in one place: a partition, or one of the error objects. */
+	cr_assert_eq(lines_under(&e, n, paths, sizes, bytes, "k=") +
+		     lines_under(&e, n, paths, sizes, bytes, "e/"), 90);
 	env_close(&e);
 }
 

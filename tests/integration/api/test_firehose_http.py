@@ -29,8 +29,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_kinesis_api import check  # noqa: E402
-from test_firehose import (DEADLINE_S, ROLE, client, expect_error,  # noqa: E402
-                           firehose_figures, objects, s3dest, start_sluiced)
+from test_firehose import (ROLE, client, expect_error,  # noqa: E402
+                           firehose_figures, objects, s3dest, start_sluiced, wait_for)
 
 ACCESS_KEY = "k3y-for-the-endpoint"
 ATTRIBUTES = [{"AttributeName": "team", "AttributeValue": "ingest"},
@@ -125,17 +125,6 @@ def http_dest(url, bucket, size_mb=1, interval_s=1, retry_s=60, **extra):
          "RoleARN": ROLE}
     d.update(extra)
     return d
-
-
-def wait_for(what, fn):
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise SystemExit("FAIL: %s within %d s" % (what, DEADLINE_S))
-        time.sleep(0.1)
 
 
 def put_all(fh, name, records, per_batch=500):

@@ -25,12 +25,18 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_kinesis_api import Sluiced, check  # noqa: E402
 from test_kinesis_api import client as kinesis_client  # noqa: E402
-from test_firehose import (ROLE, client, delivered, expect_error, firehose_cli,  # noqa: E402
-                           s3dest)
+from test_firehose import (PUT_READ_TIMEOUT_S, ROLE, client, delivered, expect_error,  # noqa: E402
+                           firehose_cli, guard_puts, s3dest)
 
 DEADLINE_S = 120
 ACCOUNT = "000000000000"
 KEYS = ["key-%02d" % i for i in range(16)]
+
+
+def producer(srv):
+    """The Kinesis client that puts: no retry after a lost answer (test_firehose.py)."""
+    return guard_puts(kinesis_client(srv, read_timeout=PUT_READ_TIMEOUT_S), "kinesis",
+                      ("PutRecord", "PutRecords"))
 
 
 def stream_arn(name):
@@ -268,7 +274,7 @@ def test_crashes(binary, base):
     try:
         for round_ in range(5):
             srv.start("--set", "firehose.local_root=" + root)
-            kin = kinesis_client(srv)
+            kin = producer(srv)
             if round_ == 0:
                 make_stream(kin, "src-crash", 2)
                 client(srv).create_delivery_stream(
@@ -306,7 +312,7 @@ def main():
         srv = Sluiced(binary, data)
         srv.start("--set", "firehose.local_root=" + root)
         try:
-            kin = kinesis_client(srv)
+            kin = producer(srv)
             test_api(srv, kin)
             test_split(srv, kin, root)
             srv.stop()

@@ -124,10 +124,10 @@ def check(cond, what):
         raise SystemExit("FAIL: " + what)
 
 
-def client(srv, key="AKID", secret="SECRET", validate=False):
+def client(srv, key="AKID", secret="SECRET", validate=False, read_timeout=30):
     cfg = botocore.config.Config(parameter_validation=validate,
                                  retries={"max_attempts": 1, "mode": "standard"},
-                                 connect_timeout=5, read_timeout=30)
+                                 connect_timeout=5, read_timeout=read_timeout)
     return boto3.client("kinesis", endpoint_url=srv.url, region_name="us-east-1",
                         aws_access_key_id=key, aws_secret_access_key=secret, config=cfg)
 
