@@ -2,7 +2,8 @@
 acknowledged record, and the read-back of every shard from every node at the end.
 
 Producers run in the client namespace (one thread each, setns), send PutRecords to a live node
-picked at random per call, never retry inside botocore (max_attempts 1: a client retry would
+picked at random per call, never retry inside botocore (total_max_attempts 1; botocore's
+max_attempts counts retries, so the 1 this said before allowed one: a client retry would
 append a record twice, which is the client's doing, not the cluster's), and give every record
 unique bytes: "<producer>:<key>:<counter>:<padding>".
 """
@@ -23,7 +24,7 @@ READ_AGAIN_S = 30.0
 
 
 def client(url):
-    cfg = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
+    cfg = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"},
                                  connect_timeout=2, read_timeout=10)
     return boto3.client("kinesis", endpoint_url=url, region_name="us-east-1",
                         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
