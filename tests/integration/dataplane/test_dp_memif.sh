@@ -74,11 +74,15 @@ SLUICE_DP_GEN=$gen "$sluice" bench ingest orders --transport dpdk --device memif
 	--rate 2000 --records-per-frame 12 --duration 2s --drain 10s --json >"$tmp/bench" 2>&1 || rc=$?
 # Exit 3 (partial) means some records were refused (a NACK answers them): judged below.
 [ "$rc" = 0 ] || [ "$rc" = 3 ] || fail "bench ingest --transport dpdk: exit $rc: $(cat "$tmp/bench")"
-# Every frame answered: ACKed (stored) or NACKed (refused, e.g. THROTTLED while the log is
-# slow on a loaded host; the generator does not retry). 333 frames of 12 records.
+# Every frame sent is answered: ACKed (stored) or NACKed (refused, e.g. THROTTLED while the
+# log is slow on a loaded host; the generator does not retry). 333 frames of 12 records are
+# due; a generator starved of CPU may leave a few unsent when the 2 s end (frames_unsent: 8
+# at load 20, as test_dp_af_xdp saw at 21): those never reached sluiced, and the sum still
+# accounts for all 333.
 acked=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]);
-assert r["records_unanswered"] == 0 and r["frames_unsent"] == 0, r
-assert r["records_acked"] > 0 and r["records_acked"] + r["records_failed"] == 3996, r
+assert r["records_unanswered"] == 0, r
+assert r["records_sent"] + 12 * r["frames_unsent"] == 3996, r
+assert r["records_acked"] > 0 and r["records_acked"] + r["records_failed"] == r["records_sent"], r
 # The generator'"'"'s own figures: acked while the load was on (at most all acked), the mean
 # latencies of the first and last fifth (acked frames in both), its port'"'"'s drops.
 g = r["generator"]
@@ -100,8 +104,9 @@ SLUICE_DP_GEN=$gen "$sluice" bench ingest orders --transport dpdk --device memif
 	--drain 10s --json >"$tmp/bench" 2>&1 || rc=$?
 [ "$rc" = 0 ] || [ "$rc" = 3 ] || fail "bench ingest --grouped: exit $rc: $(cat "$tmp/bench")"
 acked_grouped=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]);
-assert r["records_unanswered"] == 0 and r["frames_unsent"] == 0, r
-assert r["records_acked"] > 0 and r["records_acked"] + r["records_failed"] == 4000, r
+assert r["records_unanswered"] == 0, r
+assert r["records_sent"] + 10 * r["frames_unsent"] == 4000, r  # Unsent: as above.
+assert r["records_acked"] > 0 and r["records_acked"] + r["records_failed"] == r["records_sent"], r
 print(r["records_acked"])' "$tmp/bench") || fail "bench ingest --grouped: $(cat "$tmp/bench")"
 [ "$(grouped_frames)" -ge $((acked_grouped / 10)) ] ||
 	fail "sluiced took $(grouped_frames) shard-grouped frames, $acked_grouped records acked"
