@@ -79,27 +79,43 @@ cluster_registration_decode(const struct etcd_kv *kv, const char *cluster,
 	return 0;
 }
 
+/*
+ * The keys under /sluice/<cluster>/<dir>/ into *r and an array of as many
+ * `size` elements (NULL and *err_out on failure, *r then freed).
+ */
+static void *
+range_and_array(struct etcd_client *client, const char *cluster, const char *dir, size_t size,
+		struct etcd_range *r, int *err_out)
+{
+	char prefix[CLUSTER_KEY_SIZE];
+	void *array;
+
+	snprintf(prefix, sizeof(prefix), "/sluice/%s/%s/", cluster, dir);
+	*err_out = etcd_get(client, prefix, true, 0, r);
+	if (*err_out != 0)
+		return NULL;
+	array = calloc(r->count > 0 ? r->count : 1, size);
+	if (array == NULL) {
+		etcd_range_free(r);
+		*err_out = -ENOMEM;
+	}
+	return array;
+}
+
 int
 cluster_registrations_read(struct etcd_client *client, const char *cluster,
 			   struct cluster_registration **nodes_out, uint32_t *count_out)
 {
-	char prefix[CLUSTER_KEY_SIZE];
 	struct cluster_registration *nodes;
 	struct etcd_range r;
 	uint32_t *drains;
 	uint32_t drain_count;
 	int err;
 
-	snprintf(prefix, sizeof(prefix), "/sluice/%s/nodes/", cluster);
-	err = etcd_get(client, prefix, true, 0, &r);
-	if (err != 0)
-		return err;
-	nodes = calloc(r.count > 0 ? r.count : 1, sizeof(*nodes));
 	*count_out = 0;
-	if (nodes == NULL) {
-		etcd_range_free(&r);
-		return -ENOMEM;
-	}
+	nodes = range_and_array(client, cluster, "nodes", sizeof(*nodes), &r, &err);
+	if (nodes == NULL)
+		return err;
 	/* An id that is not a number is not a node at all; a bad value is a node, marked. */
 	for (uint32_t i = 0; i < r.count; i++)
 		if (cluster_registration_decode(&r.kvs[i], cluster, &nodes[*count_out]) != -EINVAL)
@@ -138,21 +154,14 @@ int
 cluster_drains_read(struct etcd_client *client, const char *cluster, uint32_t **ids_out,
 		    uint32_t *count_out)
 {
-	char prefix[CLUSTER_KEY_SIZE];
 	struct etcd_range r;
 	uint32_t *ids;
 	int err;
 
 	*count_out = 0;
-	snprintf(prefix, sizeof(prefix), "/sluice/%s/drains/", cluster);
-	err = etcd_get(client, prefix, true, 0, &r);
-	if (err != 0)
+	ids = range_and_array(client, cluster, "drains", sizeof(*ids), &r, &err);
+	if (ids == NULL)
 		return err;
-	ids = calloc(r.count > 0 ? r.count : 1, sizeof(*ids));
-	if (ids == NULL) {
-		etcd_range_free(&r);
-		return -ENOMEM;
-	}
 	/* A key that names no node id drains nothing (the controller counts it as bad). */
 	for (uint32_t i = 0; i < r.count; i++)
 		*count_out += cluster_drain_decode(&r.kvs[i], cluster, &ids[*count_out]) == 0;
