@@ -273,6 +273,7 @@ shard_json(const struct cluster_shard *s)
 
 	cJSON_AddStringToObject(o, "stream", s->stream);
 	cJSON_AddNumberToObject(o, "shard", s->shard);
+	cJSON_AddNumberToObject(o, "stream_id", s->stream_id);
 	cJSON_AddBoolToObject(o, "malformed", s->malformed);
 	cJSON_AddNumberToObject(o, "leader", s->place.leader);
 	cJSON_AddNumberToObject(o, "epoch", (double)s->place.leader_epoch);

@@ -165,6 +165,7 @@ node_draining(uint32_t id)
 
 Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders)
 {
+	static const char orders[] = "{\"stream_id\":3,\"shard_count\":4}";
 	char *buf = malloc(OUTPUT_MAX);
 	struct cluster_shard *shards;
 	uint32_t count;
@@ -173,7 +174,7 @@ Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders
 	cJSON *j;
 	int i = 0;
 
-	cr_assert_eq(etcd_put(client, "/sluice/ccli/streams/orders", "{\"shard_count\":4}", 17, 0,
+	cr_assert_eq(etcd_put(client, "/sluice/ccli/streams/orders", orders, strlen(orders), 0,
 			      NULL), 0);
 	wait_until(all_placed, "4 shards placed");
 
@@ -209,6 +210,8 @@ Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders
 
 		cr_assert_str_eq(cJSON_GetObjectItem(p, "stream")->valuestring, s->stream);
 		cr_assert_eq(cJSON_GetObjectItem(p, "shard")->valuedouble, s->shard);
+		cr_assert_eq(cJSON_GetObjectItem(p, "stream_id")->valuedouble, s->stream_id);
+		cr_assert_eq(s->stream_id, 3, "the placement names its stream");
 		cr_assert_eq(cJSON_GetObjectItem(p, "leader")->valuedouble, s->place.leader);
 		cr_assert_eq(cJSON_GetObjectItem(p, "epoch")->valuedouble, (double)s->place.leader_epoch);
 		cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(p, "isr")),
