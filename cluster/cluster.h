@@ -139,13 +139,13 @@ struct cluster_registration {
 	char addr[CLUSTER_ADDR_SIZE];
 	char api_addr[CLUSTER_ADDR_SIZE];
 	char dp_addr[CLUSTER_ADDR_SIZE];
-	bool draining;                 /* drains/<id> exists (not part of the registration's value). */
+	bool draining;                 /* drains/<id> exists (not in the registration's value). */
 	int64_t lease;                 /* The node's lease: the key goes when it expires. */
 	int64_t mod_revision;
 	bool malformed;                /* A value that cannot be read: only `id` is set. */
 };
 
-/* Every registered node, `draining` from the drain intents (malloc'd array into *nodes_out, free()). */
+/* Every registered node, `draining` from the drain intents (malloc'd *nodes_out, free()). */
 int cluster_registrations_read(struct etcd_client *client, const char *cluster,
 			       struct cluster_registration **nodes_out, uint32_t *count_out);
 /*
@@ -170,8 +170,8 @@ struct cluster_member_status {
 	struct etcd_leader election;   /* Valid when controller: election.rev is the fencing token. */
 	uint64_t placements_written;   /* Shard keys this node wrote as controller. */
 	uint64_t placement_refused;    /* Its placement txns refused by the fence. */
-	uint64_t bad_keys;             /* Unreadable node/drain/stream/placement keys met, per read (skipped). */
-	uint64_t placements_removed;   /* Placement keys of deleted streams (or shards) it removed. */
+	uint64_t bad_keys;             /* Unreadable keys met, per read (skipped). */
+	uint64_t placements_removed;   /* Placements of deleted streams (or shards) removed. */
 	int last_error;
 };
 
@@ -204,8 +204,9 @@ int cluster_placement_read(struct etcd_client *client, const char *cluster,
 /*
  * Writes shards[] (puts, or deletes those marked `remove`) in one
  * transaction fenced by `controller` (the election key must still exist
- * with its create_revision) and by each shard key's mod_revision. -ESTALE: the fence or a shard key moved (nothing written);
- * -E2BIG more than fits a transaction (ETCD_TXN_OPS_MAX - 1).
+ * with its create_revision) and by each shard key's mod_revision. -ESTALE:
+ * the fence or a shard key moved (nothing written); -E2BIG more than fits a
+ * transaction (ETCD_TXN_OPS_MAX - 1).
  */
 int cluster_placement_write(struct etcd_client *client, const char *cluster,
 			    const struct etcd_leader *controller, const struct cluster_shard *shards,

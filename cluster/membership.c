@@ -64,8 +64,8 @@ struct cluster_member {
 	struct cluster_shard *shards;
 	struct placement_shard *cur;
 	struct placement_shard *out;
-	bool *retag;                           /* shards[i]'s stored stream_id is not its stream's. */
-	struct cluster_shard *gone;            /* Placements to delete (their stream or shard is gone). */
+	bool *retag;                           /* shards[i]'s key lacks its stream_id. */
+	struct cluster_shard *gone;            /* Placements of streams or shards gone: deleted. */
 
 	pthread_mutex_t lock;                  /* Guards what follows (the thread reads lease unlocked). */
 	int64_t lease;                         /* 0: none (lost, joining again). */
@@ -271,7 +271,8 @@ stream_read(const struct etcd_kv *kv, uint32_t *shards_out, uint32_t *id_out)
 	cJSON *o = cJSON_ParseWithLength((const char *)kv->value, kv->value_size);
 	const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "shard_count");
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "stream_id");
-	bool ok = cJSON_IsNumber(n) && n->valuedouble >= 1 && n->valuedouble <= CLUSTER_SHARDS_MAX &&
+	bool ok = cJSON_IsNumber(n) && n->valuedouble >= 1 &&
+		  n->valuedouble <= CLUSTER_SHARDS_MAX &&
 		  (id == NULL || (cJSON_IsNumber(id) && id->valuedouble >= 1 &&
 				  id->valuedouble <= UINT32_MAX));
 
@@ -288,7 +289,8 @@ stream_key(const struct etcd_range *r, const char *prefix, const char *stream)
 	size_t size = strlen(prefix);
 
 	for (uint32_t i = 0; i < r->count; i++)
-		if (strncmp(r->kvs[i].key, prefix, size) == 0 && strcmp(r->kvs[i].key + size, stream) == 0)
+		if (strncmp(r->kvs[i].key, prefix, size) == 0 &&
+		    strcmp(r->kvs[i].key + size, stream) == 0)
 			return &r->kvs[i];
 	return NULL;
 }
@@ -370,7 +372,8 @@ read_shards(struct cluster_member *m, const struct etcd_range *r, uint32_t *coun
 
 		if (strncmp(r->kvs[i].key, prefix, strlen(prefix)) != 0)
 			continue;
-		if (strlen(stream) >= CLUSTER_STREAM_NAME_SIZE || !stream_read(&r->kvs[i], &shards, &id)) {
+		if (strlen(stream) >= CLUSTER_STREAM_NAME_SIZE ||
+		    !stream_read(&r->kvs[i], &shards, &id)) {
 			bad++;
 			continue;
 		}
@@ -397,7 +400,8 @@ read_shards(struct cluster_member *m, const struct etcd_range *r, uint32_t *coun
 	*gone_out = 0;
 	for (uint32_t j = 0; j < stored_count; j++) {
 		bad += stored[j].malformed;
-		if (!taken[j] && *gone_out < CLUSTER_SHARDS_MAX && placement_orphan(r, prefix, &stored[j])) {
+		if (!taken[j] && *gone_out < CLUSTER_SHARDS_MAX &&
+		    placement_orphan(r, prefix, &stored[j])) {
 			m->gone[*gone_out] = stored[j];
 			m->gone[(*gone_out)++].remove = true;
 		}
@@ -416,8 +420,9 @@ write_batches(struct cluster_member *m, const struct etcd_leader *fence,
 	int err = 0;
 
 	for (uint32_t off = 0; off < count && err == 0; off += ETCD_TXN_OPS_MAX - 1) {
-		uint32_t n = count - off < ETCD_TXN_OPS_MAX - 1 ? count - off : ETCD_TXN_OPS_MAX - 1;
+		uint32_t n = count - off;
 
+		n = n < ETCD_TXN_OPS_MAX - 1 ? n : ETCD_TXN_OPS_MAX - 1;
 		err = cluster_placement_write(m->client, m->cluster, fence, shards + off, n);
 		*done_out += err == 0 ? n : 0;
 	}

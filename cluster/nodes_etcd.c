@@ -175,8 +175,8 @@ static int
 drain_put(struct etcd_client *client, const char *node_key, const char *drain_key)
 {
 	struct etcd_compare c[2] = {
-		{ .key = node_key, .target = ETCD_TARGET_VERSION, .result = ETCD_GREATER, .number = 0 },
-		{ .key = drain_key, .target = ETCD_TARGET_VERSION, .result = ETCD_EQUAL, .number = 0 },
+		{ .key = node_key, .target = ETCD_TARGET_VERSION, .result = ETCD_GREATER },
+		{ .key = drain_key, .target = ETCD_TARGET_VERSION, .result = ETCD_EQUAL },
 	};
 	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = drain_key };
 	char value[48];

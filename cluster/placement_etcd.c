@@ -231,18 +231,19 @@ cluster_placement_write(struct etcd_client *client, const char *cluster,
 	for (uint32_t i = 0; i < count && err == 0; i++) {
 		err = cluster_key_shard(t->keys[i], sizeof(t->keys[i]), cluster, shards[i].stream,
 					shards[i].shard);
-		t->values[i] = err == 0 && !shards[i].remove ? shard_json(&shards[i], controller->rev)
-							       : NULL;
+		t->values[i] = err == 0 && !shards[i].remove ?
+			       shard_json(&shards[i], controller->rev) : NULL;
 		if (err == 0 && !shards[i].remove && t->values[i] == NULL)
 			err = -ENOMEM;
 		/* Unchanged since read (0: still absent): a leader's in-sync update is not lost. */
 		t->compares[i + 1] = (struct etcd_compare){ .key = t->keys[i], .target = ETCD_TARGET_MOD,
 							    .result = ETCD_EQUAL,
 							    .number = shards[i].mod_revision };
-		t->ops[i] = (struct etcd_op){ .kind = shards[i].remove ? ETCD_OP_DELETE : ETCD_OP_PUT,
-					      .key = t->keys[i],
+		t->ops[i] = (struct etcd_op){ .kind = ETCD_OP_PUT, .key = t->keys[i],
 					      .value = t->values[i],
 					      .value_size = t->values[i] ? strlen(t->values[i]) : 0 };
+		if (shards[i].remove)
+			t->ops[i].kind = ETCD_OP_DELETE;   /* Stream or shard gone. */
 	}
 	if (err == 0)
 		err = etcd_txn(client, t->compares, count + 1, t->ops, count, NULL, 0, &succeeded, NULL);

@@ -837,7 +837,8 @@ cluster_node_render_json(struct cluster_node *n, struct metrics_out *out)
 		       "\"replication_factor\":%u,\"replica_listen\":\"%s\",\"last_error\":%d,"
 		       "\"placement_revision\":%" PRId64 ",\"led\":[", n->name, n->node_id,
 		       ms.controller ? "true" : "false", ms.controller ? ms.election.rev : 0,
-		       n->draining ? "true" : "false", n->acks_text, n->replication_factor, n->replica_listen,
+		       n->draining ? "true" : "false", n->acks_text, n->replication_factor,
+		       n->replica_listen,
 		       ms.last_error != 0 ? ms.last_error : n->last_error, n->placement_revision);
 	first = true;
 	for (uint32_t i = 0; i < n->role_count; i++) {

@@ -389,7 +389,8 @@ status_table(const struct cluster_cli *c, const struct cluster_view *v)
 	/* An intent outlives the registration: a node down for maintenance comes back draining. */
 	for (uint32_t i = 0; i < v->drain_count; i++)
 		if (!registered(v, v->drains[i]))
-			printf("%-6u (not registered: down)%47s %-8s\n", v->drains[i], "", "yes");
+			printf("%-6u %-22s%46s %-8s\n", v->drains[i], "(not registered: down)", "",
+			       "yes");
 	printf("\n%-40s %6s %6s %-14s %-14s %8s\n", "stream/shard", "leader", "epoch", "replicas",
 	       "in-sync", "lag");
 	for (uint32_t i = 0; i < v->shard_count; i++) {

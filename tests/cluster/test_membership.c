@@ -574,7 +574,7 @@ Test(membership, placements_of_a_deleted_stream_are_removed_and_a_recreated_one_
 		if (strcmp(s[i].stream, "orders") != 0)
 			continue;
 		cr_assert_eq(s[i].stream_id, 6);
-		cr_assert_eq(s[i].place.leader_epoch, 1, "a new stream's log shards: epochs from 1");
+		cr_assert_eq(s[i].place.leader_epoch, 1, "new log shards: epochs from 1");
 		cr_assert_eq(s[i].place.replica_count, 3);
 		cr_assert_eq(s[i].place.isr_count, 3, "an empty log is in sync everywhere");
 	}
