@@ -127,7 +127,10 @@ int cluster_member_start(const struct cluster_config *config, struct cluster_mem
 void cluster_member_stop(struct cluster_member *member);
 /* Stops the thread without a word to etcd: as a crash, the lease expires. */
 void cluster_member_abandon(struct cluster_member *member);
-/* Marks the node draining (or not) in its registration; the controller moves work off it. */
+/*
+ * Drains the node (or undrains it): its drain intent, drains/<id>, written or
+ * removed (cluster_registration_drain); the controller moves work off it.
+ */
 int cluster_member_drain(struct cluster_member *member, bool draining);
 
 /* One node as registered at /sluice/<cluster>/nodes/<id> (cluster/nodes_etcd.c). */
@@ -136,31 +139,39 @@ struct cluster_registration {
 	char addr[CLUSTER_ADDR_SIZE];
 	char api_addr[CLUSTER_ADDR_SIZE];
 	char dp_addr[CLUSTER_ADDR_SIZE];
-	bool draining;
+	bool draining;                 /* drains/<id> exists (not in the registration's value). */
 	int64_t lease;                 /* The node's lease: the key goes when it expires. */
 	int64_t mod_revision;
 	bool malformed;                /* A value that cannot be read: only `id` is set. */
 };
 
-/* Every registered node (malloc'd array into *nodes_out, free()). */
+/* Every registered node, `draining` from the drain intents (malloc'd *nodes_out, free()). */
 int cluster_registrations_read(struct etcd_client *client, const char *cluster,
 			       struct cluster_registration **nodes_out, uint32_t *count_out);
 /*
- * Sets a registered node's draining flag from any process (an operator's
- * drain: what cluster_member_drain does from the node itself), keeping its
- * lease. -ENOENT: not registered; -ESTALE: the key changed meanwhile (read
- * again); -EPROTO: its value is unreadable. A node that registers again
- * (its lease lost) writes its own flag: an operator drains it again.
+ * An operator's drain (what cluster_member_drain does from the node itself):
+ * puts /sluice/<cluster>/drains/<id>, a key with no lease, so the intent
+ * outlives the node's registration (a restart, a lost lease: the node comes
+ * back draining); undraining deletes it. The controller treats a node as
+ * draining while the key exists. Draining needs the node registered
+ * (-ENOENT: not; -EPROTO: its registration is unreadable), so a mistyped id
+ * leaves no intent behind; draining twice keeps the first intent. Undraining
+ * works for any id with an intent (a node down for good); -ENOENT when there
+ * was none and the node is not registered. -EINVAL: not a node id.
  */
 int cluster_registration_drain(struct etcd_client *client, const char *cluster, uint32_t id,
 			       bool draining);
+/* The node ids with a drain intent, registered or not (malloc'd array into *ids_out, free()). */
+int cluster_drains_read(struct etcd_client *client, const char *cluster, uint32_t **ids_out,
+			uint32_t *count_out);
 
 struct cluster_member_status {
 	bool controller;
 	struct etcd_leader election;   /* Valid when controller: election.rev is the fencing token. */
 	uint64_t placements_written;   /* Shard keys this node wrote as controller. */
 	uint64_t placement_refused;    /* Its placement txns refused by the fence. */
-	uint64_t bad_keys;             /* Unreadable node/stream/placement keys met, per read (skipped). */
+	uint64_t bad_keys;             /* Unreadable keys met, per read (skipped). */
+	uint64_t placements_removed;   /* Placements of deleted streams (or shards) removed. */
 	int last_error;
 };
 
@@ -170,9 +181,18 @@ void cluster_member_status(struct cluster_member *member, struct cluster_member_
 struct cluster_shard {
 	char stream[CLUSTER_STREAM_NAME_SIZE];
 	uint32_t shard;
+	/*
+	 * The stream_id of the stream record it was placed for (0: not known, a
+	 * placement written before placements named it). A stream deleted and
+	 * created again under its name has a new id (ids are never reused): a
+	 * placement naming another id belongs to the old stream, whose log
+	 * shards are LOG_SHARD_ID(old id, n), not the new stream's.
+	 */
+	uint32_t stream_id;
 	struct placement_shard place;
 	int64_t mod_revision;          /* 0: not stored yet. */
 	bool malformed;                /* A key or value that cannot be read: place zeroed, skip it. */
+	bool remove;                   /* cluster_placement_write: delete the key, do not put it. */
 };
 
 /*
@@ -182,10 +202,11 @@ struct cluster_shard {
 int cluster_placement_read(struct etcd_client *client, const char *cluster,
 			   struct cluster_shard **shards_out, uint32_t *count_out);
 /*
- * Writes shards[] in one transaction fenced by `controller` (the election
- * key must still exist with its create_revision) and by each shard key's
- * mod_revision. -ESTALE: the fence or a shard key moved (nothing written);
- * -E2BIG more than fits a transaction (ETCD_TXN_OPS_MAX - 1).
+ * Writes shards[] (puts, or deletes those marked `remove`) in one
+ * transaction fenced by `controller` (the election key must still exist
+ * with its create_revision) and by each shard key's mod_revision. -ESTALE:
+ * the fence or a shard key moved (nothing written); -E2BIG more than fits a
+ * transaction (ETCD_TXN_OPS_MAX - 1).
  */
 int cluster_placement_write(struct etcd_client *client, const char *cluster,
 			    const struct etcd_leader *controller, const struct cluster_shard *shards,

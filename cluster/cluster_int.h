@@ -29,4 +29,7 @@ char *cluster_registration_encode(const struct cluster_registration *node);
 int cluster_registration_decode(const struct etcd_kv *kv, const char *cluster,
 				struct cluster_registration *out);
 
+/* A drains/<id> key of the cluster: its node id; -ENOENT another key, -EINVAL not a node id. */
+int cluster_drain_decode(const struct etcd_kv *kv, const char *cluster, uint32_t *id_out);
+
 #endif /* SLUICE_CLUSTER_INT_H */

@@ -6,15 +6,17 @@
  *   1. keeps the lease alive every TTL/3 (a lost lease: register again);
  *   2. not controller: campaigns for /sluice/<cluster>/controller until the
  *      next keepalive is due (etcd drops an abandoned candidacy);
- *   3. controller: when nodes, streams or placements changed (a watch on
- *      /sluice/<cluster>/), recomputes placement and writes the shards that
- *      differ in transactions fenced by its election key; a refused fence
- *      means another controller took over: it goes back to campaigning.
+ *   3. controller: when nodes, drains, streams or placements changed (a watch
+ *      on /sluice/<cluster>/), recomputes placement and writes the shards that
+ *      differ, and deletes the placements of streams (or shard indexes) that
+ *      no longer exist, in transactions fenced by its election key; a refused
+ *      fence means another controller took over: it goes back to campaigning.
  *
  * Keys (values JSON):
- *   nodes/<id>                       {"addr","api_addr","dp_addr","draining"}, under the lease
+ *   nodes/<id>                       {"addr","api_addr","dp_addr"}, under the lease
+ *   drains/<id>                      an operator's drain intent, no lease (nodes_etcd.c)
  *   controller/<lease hex>           etcd's election keys; the leader's create_revision = epoch
- *   streams/<stream>                 {"shard_count":N} (read; written by stream metadata)
+ *   streams/<stream>                 {"stream_id","shard_count":N,...} (read; stream metadata's)
  *   placement/<stream>/shardId-<n>   placement_etcd.c
  */
 #include <assert.h>
@@ -62,10 +64,11 @@ struct cluster_member {
 	struct cluster_shard *shards;
 	struct placement_shard *cur;
 	struct placement_shard *out;
+	bool *retag;                           /* shards[i]'s key lacks its stream_id. */
+	struct cluster_shard *gone;            /* Placements of streams or shards gone: deleted. */
 
 	pthread_mutex_t lock;                  /* Guards what follows (the thread reads lease unlocked). */
 	int64_t lease;                         /* 0: none (lost, joining again). */
-	bool draining;
 	struct cluster_member_status status;
 };
 
@@ -77,54 +80,29 @@ lease_set(struct cluster_member *m, int64_t lease)
 	pthread_mutex_unlock(&m->lock);
 }
 
-/* The node key's value, and the lease it goes under (one snapshot: drain runs on its caller's thread). */
+/* The node key under the lease, created if absent (-EEXIST: a live node has the id). */
 static int
-register_json(struct cluster_member *m, char **text_out, int64_t *lease_out)
-{
-	struct cluster_registration node = { .id = m->node_id };
-
-	snprintf(node.addr, sizeof(node.addr), "%s", m->addr);
-	snprintf(node.api_addr, sizeof(node.api_addr), "%s", m->api_addr);
-	snprintf(node.dp_addr, sizeof(node.dp_addr), "%s", m->dp_addr);
-	pthread_mutex_lock(&m->lock);
-	node.draining = m->draining;
-	*lease_out = m->lease;
-	pthread_mutex_unlock(&m->lock);
-	*text_out = cluster_registration_encode(&node);
-	return *text_out != NULL ? 0 : -ENOMEM;
-}
-
-/*
- * The node key under the lease: created if absent (-EEXIST: a live node has
- * the id), or replaced when `update` (our key: a drain flag).
- */
-static int
-register_node(struct cluster_member *m, struct etcd_client *client, bool update)
+register_node(struct cluster_member *m)
 {
 	struct etcd_compare absent = { .key = m->node_key, .target = ETCD_TARGET_VERSION,
 				       .result = ETCD_EQUAL, .number = 0 };
-	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = m->node_key };
+	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = m->node_key, .lease = m->lease };
+	struct cluster_registration node = { .id = m->node_id };
 	bool succeeded = false;
 	char *text;
 	int err;
 
-	err = register_json(m, &text, &put.lease);
-	if (err != 0)
-		return err;
-	if (put.lease == 0) {
-		free(text);
-		return -ENOENT;   /* Between leases: the thread's join writes the flag. */
-	}
+	snprintf(node.addr, sizeof(node.addr), "%s", m->addr);
+	snprintf(node.api_addr, sizeof(node.api_addr), "%s", m->api_addr);
+	snprintf(node.dp_addr, sizeof(node.dp_addr), "%s", m->dp_addr);
+	text = cluster_registration_encode(&node);
+	if (text == NULL)
+		return -ENOMEM;
 	put.value = text;
 	put.value_size = strlen(text);
-	if (update)
-		err = etcd_put(client, m->node_key, text, put.value_size, put.lease, NULL);
-	else
-		err = etcd_txn(client, &absent, 1, &put, 1, NULL, 0, &succeeded, NULL);
+	err = etcd_txn(m->client, &absent, 1, &put, 1, NULL, 0, &succeeded, NULL);
 	free(text);
-	if (err == 0 && !update && !succeeded)
-		err = -EEXIST;
-	return err;
+	return err == 0 && !succeeded ? -EEXIST : err;
 }
 
 /* A new lease and the node key under it. */
@@ -139,7 +117,7 @@ join(struct cluster_member *m)
 	if (err != 0)
 		return err;
 	lease_set(m, lease);
-	err = register_node(m, m->client, false);
+	err = register_node(m);
 	if (err != 0) {
 		(void)etcd_lease_revoke(m->client, lease);
 		lease_set(m, 0);
@@ -239,7 +217,7 @@ campaign(struct cluster_member *m)
 	return 0;
 }
 
-/* nodes/<id> keys into m->nodes (a node's draining flag from its value). */
+/* Keys one read could not use: counted (skipped), and last_error says so. */
 static void
 count_bad(struct cluster_member *m, uint32_t bad)
 {
@@ -250,7 +228,11 @@ count_bad(struct cluster_member *m, uint32_t bad)
 	pthread_mutex_unlock(&m->lock);
 }
 
-/* The nodes/<id> keys of the snapshot into m->nodes (a node's draining flag from its value). */
+/*
+ * The nodes/<id> keys of the snapshot into m->nodes, draining when the same
+ * snapshot holds drains/<id> (so a node that registers again is draining from
+ * the first placement that sees it).
+ */
 static void
 read_nodes(struct cluster_member *m, const struct etcd_range *r, uint32_t *count_out)
 {
@@ -266,33 +248,110 @@ read_nodes(struct cluster_member *m, const struct etcd_range *r, uint32_t *count
 		bad += err != 0;
 		/* An unreadable value still names a live node (its lease holds the key). */
 		if (err != -EINVAL)
-			m->nodes[(*count_out)++] = (struct placement_node){
-				.id = node.id, .draining = node.draining };
+			m->nodes[(*count_out)++] = (struct placement_node){ .id = node.id };
+	}
+	for (uint32_t i = 0; i < r->count; i++) {
+		uint32_t id;
+		int err = cluster_drain_decode(&r->kvs[i], m->cluster, &id);
+
+		bad += err == -EINVAL;
+		for (uint32_t k = 0; err == 0 && k < *count_out; k++)
+			m->nodes[k].draining |= m->nodes[k].id == id;
 	}
 	count_bad(m, bad);
 }
 
-/* One stream key's shard count; 0 for a value it cannot read (skipped). */
-static uint32_t
-stream_shards(const struct etcd_kv *kv)
+/*
+ * One stream key's shard count and stream id (0 when the record has none);
+ * false for a value it cannot read.
+ */
+static bool
+stream_read(const struct etcd_kv *kv, uint32_t *shards_out, uint32_t *id_out)
 {
 	cJSON *o = cJSON_ParseWithLength((const char *)kv->value, kv->value_size);
 	const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "shard_count");
-	uint32_t count = 0;
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "stream_id");
+	bool ok = cJSON_IsNumber(n) && n->valuedouble >= 1 &&
+		  n->valuedouble <= CLUSTER_SHARDS_MAX &&
+		  (id == NULL || (cJSON_IsNumber(id) && id->valuedouble >= 1 &&
+				  id->valuedouble <= UINT32_MAX));
 
-	if (cJSON_IsNumber(n) && n->valuedouble >= 1 && n->valuedouble <= CLUSTER_SHARDS_MAX)
-		count = (uint32_t)n->valuedouble;
+	*shards_out = ok ? (uint32_t)n->valuedouble : 0;
+	*id_out = ok && id != NULL ? (uint32_t)id->valuedouble : 0;
 	cJSON_Delete(o);
-	return count;
+	return ok;
 }
 
-/* Every shard of every stream of the snapshot into m->shards, with its stored placement if any. */
+/* The snapshot's streams/<stream> key; NULL when it has none. */
+static const struct etcd_kv *
+stream_key(const struct etcd_range *r, const char *prefix, const char *stream)
+{
+	size_t size = strlen(prefix);
+
+	for (uint32_t i = 0; i < r->count; i++)
+		if (strncmp(r->kvs[i].key, prefix, size) == 0 &&
+		    strcmp(r->kvs[i].key + size, stream) == 0)
+			return &r->kvs[i];
+	return NULL;
+}
+
+/*
+ * A stored placement no shard of the snapshot took: to delete when its stream
+ * key is gone (DeleteStream) or its stream has no such shard (an older stream
+ * of the name had more). Kept when the stream key exists but cannot be read
+ * (its data is not dropped for a bad value either) or the placement's own
+ * name cannot be read.
+ */
+static bool
+placement_orphan(const struct etcd_range *r, const char *prefix, const struct cluster_shard *p)
+{
+	const struct etcd_kv *kv;
+	uint32_t shards;
+	uint32_t id;
+
+	if (p->stream[0] == '\0')
+		return false;
+	kv = stream_key(r, prefix, p->stream);
+	return kv == NULL || (stream_read(kv, &shards, &id) && p->shard >= shards);
+}
+
+/*
+ * Shard k of a stream with id `id` from its stored placement (j), into s:
+ * the stored state, unless it was placed for another stream of that name
+ * (deleted and created again before this controller saw the delete): then
+ * the shard is new (no replicas, epoch 0) and only the key's mod_revision is
+ * kept, for the compare of the write that replaces it. Its log shard is
+ * LOG_SHARD_ID(id, k), which no replica has held: epochs start again at 1.
+ */
+static void
+shard_from(struct cluster_member *m, uint32_t n, const struct cluster_shard *stored, uint32_t id)
+{
+	struct cluster_shard *s = &m->shards[n];
+	bool older = id != 0 && stored->stream_id != 0 && stored->stream_id != id;
+
+	m->retag[n] = !older && id != 0 && stored->stream_id != id;
+	if (older) {
+		memset(&s->place, 0, sizeof(s->place));
+		s->mod_revision = stored->mod_revision;
+		return;
+	}
+	*s = *stored;
+	s->stream_id = id != 0 ? id : stored->stream_id;
+}
+
+/*
+ * Every shard of every stream of the snapshot into m->shards (*count_out), with
+ * its stored placement if any; the stored placements of streams or shards
+ * that no longer exist into m->gone (*gone_out), to delete.
+ */
 static int
-read_shards(struct cluster_member *m, const struct etcd_range *r, uint32_t *count_out)
+read_shards(struct cluster_member *m, const struct etcd_range *r, uint32_t *count_out,
+	    uint32_t *gone_out)
 {
 	char prefix[CLUSTER_KEY_SIZE];
 	struct cluster_shard *stored;
 	uint32_t stored_count;
+	bool *taken;
 	uint32_t bad = 0;
 	int err;
 
@@ -300,60 +359,104 @@ read_shards(struct cluster_member *m, const struct etcd_range *r, uint32_t *coun
 	err = cluster_placements_from(r, m->cluster, &stored, &stored_count);
 	if (err != 0)
 		return err;
+	taken = calloc(stored_count + 1, sizeof(*taken));
+	if (taken == NULL) {
+		free(stored);
+		return -ENOMEM;
+	}
 	*count_out = 0;
 	for (uint32_t i = 0; i < r->count; i++) {
 		const char *stream = r->kvs[i].key + strlen(prefix);
 		uint32_t shards;
+		uint32_t id;
 
 		if (strncmp(r->kvs[i].key, prefix, strlen(prefix)) != 0)
 			continue;
-		shards = stream_shards(&r->kvs[i]);
-
-		if (strlen(stream) >= CLUSTER_STREAM_NAME_SIZE || shards == 0) {
+		if (strlen(stream) >= CLUSTER_STREAM_NAME_SIZE ||
+		    !stream_read(&r->kvs[i], &shards, &id)) {
 			bad++;
 			continue;
 		}
 		for (uint32_t k = 0; k < shards && *count_out < CLUSTER_SHARDS_MAX; k++) {
-			struct cluster_shard *s = &m->shards[(*count_out)++];
+			struct cluster_shard *s = &m->shards[*count_out];
+			bool malformed = false;
 
 			memset(s, 0, sizeof(*s));
 			snprintf(s->stream, sizeof(s->stream), "%s", stream);
 			s->shard = k;
-			for (uint32_t j = 0; j < stored_count; j++)
-				if (stored[j].shard == k && strcmp(stored[j].stream, stream) == 0)
-					*s = stored[j];
+			s->stream_id = id;
+			m->retag[*count_out] = false;
+			for (uint32_t j = 0; j < stored_count; j++) {
+				if (stored[j].shard != k || strcmp(stored[j].stream, stream) != 0)
+					continue;
+				taken[j] = true;
+				malformed = stored[j].malformed;
+				shard_from(m, *count_out, &stored[j], id);
+			}
 			/* An unreadable placement may describe data: left alone, not re-placed. */
-			*count_out -= s->malformed;
+			*count_out += !malformed;
 		}
 	}
-	for (uint32_t j = 0; j < stored_count; j++)
+	*gone_out = 0;
+	for (uint32_t j = 0; j < stored_count; j++) {
 		bad += stored[j].malformed;
+		if (!taken[j] && *gone_out < CLUSTER_SHARDS_MAX &&
+		    placement_orphan(r, prefix, &stored[j])) {
+			m->gone[*gone_out] = stored[j];
+			m->gone[(*gone_out)++].remove = true;
+		}
+	}
 	count_bad(m, bad);
+	free(taken);
 	free(stored);
 	return 0;
 }
 
-/* Writes the shards whose placement changed, ETCD_TXN_OPS_MAX - 1 per fenced txn. */
+/* shards[] in fenced transactions of ETCD_TXN_OPS_MAX - 1 keys at most; *done_out counts them. */
 static int
-write_changes(struct cluster_member *m, uint32_t count, const struct etcd_leader *fence)
+write_batches(struct cluster_member *m, const struct etcd_leader *fence,
+	      const struct cluster_shard *shards, uint32_t count, uint64_t *done_out)
+{
+	int err = 0;
+
+	for (uint32_t off = 0; off < count && err == 0; off += ETCD_TXN_OPS_MAX - 1) {
+		uint32_t n = count - off;
+
+		n = n < ETCD_TXN_OPS_MAX - 1 ? n : ETCD_TXN_OPS_MAX - 1;
+		err = cluster_placement_write(m->client, m->cluster, fence, shards + off, n);
+		*done_out += err == 0 ? n : 0;
+	}
+	return err;
+}
+
+/*
+ * Writes the shards whose placement (or stream id) changed, then deletes the
+ * placements in m->gone. Deleting a stream's placement as soon as its key is
+ * gone is safe for the nodes: a node whose cache still holds the stream finds
+ * no placement, leads nothing of it (replica_unlead) and refuses its puts,
+ * as it does once its cache dropped the stream and the placement names none.
+ */
+static int
+write_changes(struct cluster_member *m, uint32_t count, uint32_t gone,
+	      const struct etcd_leader *fence)
 {
 	uint32_t changed = 0;
 	uint64_t written = 0;
-	int err = 0;
+	uint64_t removed = 0;
+	int err;
 
-	for (uint32_t i = 0; i <= count && err == 0; i++) {
-		if (i < count && memcmp(&m->cur[i], &m->out[i], sizeof(m->out[i])) != 0) {
+	for (uint32_t i = 0; i < count; i++) {
+		if (m->retag[i] || memcmp(&m->cur[i], &m->out[i], sizeof(m->out[i])) != 0) {
 			m->shards[changed] = m->shards[i];
 			m->shards[changed++].place = m->out[i];
 		}
-		if (changed == ETCD_TXN_OPS_MAX - 1 || (i == count && changed > 0)) {
-			err = cluster_placement_write(m->client, m->cluster, fence, m->shards, changed);
-			written += err == 0 ? changed : 0;
-			changed = 0;
-		}
 	}
+	err = write_batches(m, fence, m->shards, changed, &written);
+	if (err == 0)
+		err = write_batches(m, fence, m->gone, gone, &removed);
 	pthread_mutex_lock(&m->lock);
 	m->status.placements_written += written;
+	m->status.placements_removed += removed;
 	m->status.placement_refused += err == -ESTALE;
 	pthread_mutex_unlock(&m->lock);
 	return err;
@@ -371,6 +474,7 @@ place(struct cluster_member *m)
 	struct etcd_range r;
 	uint32_t node_count;
 	uint32_t count;
+	uint32_t gone;
 	int err;
 
 	pthread_mutex_lock(&m->lock);
@@ -380,7 +484,7 @@ place(struct cluster_member *m)
 	if (err != 0)
 		return err;
 	read_nodes(m, &r, &node_count);
-	err = read_shards(m, &r, &count);
+	err = read_shards(m, &r, &count, &gone);
 	etcd_range_free(&r);
 	if (err != 0)
 		return err;
@@ -389,7 +493,7 @@ place(struct cluster_member *m)
 	err = placement_compute(m->nodes, node_count, m->rf, m->cur, count, m->out);
 	if (err != 0)
 		return err;
-	return write_changes(m, count, &fence);
+	return write_changes(m, count, gone, &fence);
 }
 
 /* Controller pass: place when something changed, then wait for changes. */
@@ -481,6 +585,8 @@ member_free(struct cluster_member *m)
 	free(m->shards);
 	free(m->cur);
 	free(m->out);
+	free(m->retag);
+	free(m->gone);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -501,8 +607,11 @@ cluster_member_start(const struct cluster_config *config, struct cluster_member 
 	m->shards = calloc(CLUSTER_SHARDS_MAX, sizeof(*m->shards));
 	m->cur = calloc(CLUSTER_SHARDS_MAX, sizeof(*m->cur));
 	m->out = calloc(CLUSTER_SHARDS_MAX, sizeof(*m->out));
+	m->retag = calloc(CLUSTER_SHARDS_MAX, sizeof(*m->retag));
+	m->gone = calloc(CLUSTER_SHARDS_MAX, sizeof(*m->gone));
 	err = -ENOMEM;
-	if (m->nodes == NULL || m->shards == NULL || m->cur == NULL || m->out == NULL)
+	if (m->nodes == NULL || m->shards == NULL || m->cur == NULL || m->out == NULL ||
+	    m->retag == NULL || m->gone == NULL)
 		goto out_free;
 	err = etcd_open(m->endpoints, CLUSTER_ETCD_TIMEOUT_MS, &m->client);
 	if (err != 0)
@@ -553,10 +662,7 @@ cluster_member_drain(struct cluster_member *m, bool draining)
 	err = etcd_open(m->endpoints, CLUSTER_ETCD_TIMEOUT_MS, &client);
 	if (err != 0)
 		return err;
-	pthread_mutex_lock(&m->lock);
-	m->draining = draining;
-	pthread_mutex_unlock(&m->lock);
-	err = register_node(m, client, true);
+	err = cluster_registration_drain(client, m->cluster, m->node_id, draining);
 	etcd_close(client);
 	return err;
 }

@@ -4,10 +4,14 @@
  * transactions.
  *
  *   /sluice/<cluster>/placement/<stream>/shardId-<12 digits>
- *     {"leader":2,"epoch":7,"replicas":[2,3,1],"isr":[2,3],"controller_epoch":41}
+ *     {"leader":2,"epoch":7,"replicas":[2,3,1],"isr":[2,3],"controller_epoch":41,
+ *      "stream_id":12}
  *
  * "replicas" lists the target replicas first, then any the shard is
  * leaving (placement.c); a replica outside "isr" is catching up.
+ * "stream_id" names the stream record it was placed for (absent: not known);
+ * the controller deletes the keys of a deleted stream in its fenced
+ * transactions and replaces those of an older stream of the same name.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,8 +48,9 @@ ids_json(const uint32_t *ids, uint32_t count)
 
 /* The value of a placement key (malloc'd string, NULL without memory). */
 static char *
-shard_json(const struct placement_shard *p, int64_t controller_epoch)
+shard_json(const struct cluster_shard *s, int64_t controller_epoch)
 {
+	const struct placement_shard *p = &s->place;
 	cJSON *o = cJSON_CreateObject();
 	char *text = NULL;
 
@@ -53,7 +58,8 @@ shard_json(const struct placement_shard *p, int64_t controller_epoch)
 	    cJSON_AddNumberToObject(o, "epoch", (double)p->leader_epoch) != NULL &&
 	    cJSON_AddItemToObject(o, "replicas", ids_json(p->replicas, p->replica_count)) &&
 	    cJSON_AddItemToObject(o, "isr", ids_json(p->isr, p->isr_count)) &&
-	    cJSON_AddNumberToObject(o, "controller_epoch", (double)controller_epoch) != NULL)
+	    cJSON_AddNumberToObject(o, "controller_epoch", (double)controller_epoch) != NULL &&
+	    (s->stream_id == 0 || cJSON_AddNumberToObject(o, "stream_id", s->stream_id) != NULL))
 		text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return text;
@@ -87,29 +93,34 @@ ids_read(const cJSON *a, uint32_t *ids, uint32_t *count)
 	return true;
 }
 
-/* A placement value; -EPROTO for anything but the shape above. */
+/* A placement value into s (place, stream_id); -EPROTO for anything but the shape above. */
 static int
-shard_read(const uint8_t *value, size_t size, struct placement_shard *p)
+shard_read(const uint8_t *value, size_t size, struct cluster_shard *s)
 {
 	cJSON *o = cJSON_ParseWithLength((const char *)value, size);
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "stream_id");
+	struct placement_shard *p = &s->place;
 	double leader;
 	double epoch;
+	double stream_id = 0;
 	bool ok;
 
 	memset(p, 0, sizeof(*p));
 	ok = o != NULL && json_uint(cJSON_GetObjectItemCaseSensitive(o, "leader"), UINT32_MAX, &leader) &&
 	     json_uint(cJSON_GetObjectItemCaseSensitive(o, "epoch"), 9007199254740992.0, &epoch) &&
 	     ids_read(cJSON_GetObjectItemCaseSensitive(o, "replicas"), p->replicas, &p->replica_count) &&
-	     ids_read(cJSON_GetObjectItemCaseSensitive(o, "isr"), p->isr, &p->isr_count);
+	     ids_read(cJSON_GetObjectItemCaseSensitive(o, "isr"), p->isr, &p->isr_count) &&
+	     (id == NULL || json_uint(id, UINT32_MAX, &stream_id));
 	cJSON_Delete(o);
 	if (!ok)
 		return -EPROTO;
 	p->leader = (uint32_t)leader;
 	p->leader_epoch = (int64_t)epoch;
+	s->stream_id = (uint32_t)stream_id;
 	return 0;
 }
 
-/* "<stream>/shardId-<digits>" after the prefix into s; false for another shape. */
+/* "<stream>/shardId-<12 digits>" after the prefix into s; false for another shape. */
 static bool
 shard_name_read(const char *rest, struct cluster_shard *s)
 {
@@ -120,8 +131,9 @@ shard_name_read(const char *rest, struct cluster_shard *s)
 	if (slash == NULL || slash == rest || (size_t)(slash - rest) >= sizeof(s->stream) ||
 	    strncmp(slash + 1, "shardId-", 8) != 0)
 		return false;
+	/* Only the name cluster_key_shard makes: the controller's writes compare this very key. */
 	n = strtoul(slash + 9, &end, 10);
-	if (*end != '\0' || n > UINT32_MAX)
+	if (*end != '\0' || n > UINT32_MAX || strlen(slash + 9) != 12)
 		return false;
 	memcpy(s->stream, rest, (size_t)(slash - rest));
 	s->stream[slash - rest] = '\0';
@@ -151,8 +163,9 @@ cluster_placements_from(const struct etcd_range *r, const char *cluster,
 		if (strncmp(r->kvs[i].key, prefix, prefix_size) != 0)
 			continue;
 		if (!shard_name_read(r->kvs[i].key + prefix_size, s) ||
-		    shard_read(r->kvs[i].value, r->kvs[i].value_size, &s->place) != 0) {
+		    shard_read(r->kvs[i].value, r->kvs[i].value_size, s) != 0) {
 			memset(&s->place, 0, sizeof(s->place));
+			s->stream_id = 0;
 			s->malformed = true;
 		}
 		s->mod_revision = r->kvs[i].mod_revision;
@@ -218,8 +231,9 @@ cluster_placement_write(struct etcd_client *client, const char *cluster,
 	for (uint32_t i = 0; i < count && err == 0; i++) {
 		err = cluster_key_shard(t->keys[i], sizeof(t->keys[i]), cluster, shards[i].stream,
 					shards[i].shard);
-		t->values[i] = err == 0 ? shard_json(&shards[i].place, controller->rev) : NULL;
-		if (err == 0 && t->values[i] == NULL)
+		t->values[i] = err == 0 && !shards[i].remove ?
+			       shard_json(&shards[i], controller->rev) : NULL;
+		if (err == 0 && !shards[i].remove && t->values[i] == NULL)
 			err = -ENOMEM;
 		/* Unchanged since read (0: still absent): a leader's in-sync update is not lost. */
 		t->compares[i + 1] = (struct etcd_compare){ .key = t->keys[i], .target = ETCD_TARGET_MOD,
@@ -228,6 +242,8 @@ cluster_placement_write(struct etcd_client *client, const char *cluster,
 		t->ops[i] = (struct etcd_op){ .kind = ETCD_OP_PUT, .key = t->keys[i],
 					      .value = t->values[i],
 					      .value_size = t->values[i] ? strlen(t->values[i]) : 0 };
+		if (shards[i].remove)
+			t->ops[i].kind = ETCD_OP_DELETE;   /* Stream or shard gone. */
 	}
 	if (err == 0)
 		err = etcd_txn(client, t->compares, count + 1, t->ops, count, NULL, 0, &succeeded, NULL);

@@ -109,6 +109,7 @@ struct cluster_node {
 	struct node_role *roles;        /* CLUSTER_SHARDS_MAX */
 	uint32_t role_count;
 	int64_t placement_revision;     /* The largest mod_revision of the placement read. */
+	bool draining;                  /* drains/<node_id> exists (an operator's intent). */
 	int last_error;
 	uint64_t refreshes;
 };
@@ -421,8 +422,14 @@ roles_build(struct cluster_node *n, const struct cluster_shard *shards, uint32_t
 		if (s->malformed || !placement_has(s->place.replicas, s->place.replica_count,
 						   n->node_id))
 			continue;
-		if (!stream_id_of(n, s->stream, &stream_id)) {
-			*err_out = -ENOENT;  /* Not in the local metadata yet: next refresh. */
+		/*
+		 * Not in the local metadata yet, or placed for another stream of that
+		 * name (the cache or the controller has not caught up with a delete
+		 * and create): its log shards are not this stream's. Next refresh.
+		 */
+		if (!stream_id_of(n, s->stream, &stream_id) ||
+		    (s->stream_id != 0 && s->stream_id != stream_id)) {
+			*err_out = -ENOENT;
 			continue;
 		}
 		memset(r, 0, sizeof(*r));
@@ -475,9 +482,17 @@ refresh(struct cluster_node *n)
 	int64_t revision;
 	int err = read_addrs(n);
 	struct node_role *swap;
+	uint32_t *drains = NULL;
+	uint32_t drain_count = 0;
+	bool draining;
 
 	if (err == 0)
-		err = cluster_placement_read(n->etcd, n->name, &shards, &count);
+		err = cluster_drains_read(n->etcd, n->name, &drains, &drain_count);
+	if (err != 0)
+		return err;
+	draining = placement_has(drains, drain_count, n->node_id);
+	free(drains);
+	err = cluster_placement_read(n->etcd, n->name, &shards, &count);
 	if (err != 0)
 		return err;
 	n->stream_count = 0;
@@ -495,6 +510,7 @@ refresh(struct cluster_node *n)
 	n->next = swap;
 	n->role_count = made;
 	n->placement_revision = revision;
+	n->draining = draining;
 	n->last_error = err;
 	n->refreshes++;
 	pthread_mutex_unlock(&n->lock);
@@ -816,11 +832,13 @@ cluster_node_render_json(struct cluster_node *n, struct metrics_out *out)
 	replica_follower_stats(n->follower, &fs);
 	pthread_mutex_lock(&n->lock);
 	metrics_printf(out, "{\"enabled\":true,\"cluster\":\"%s\",\"node_id\":%u,"
-		       "\"controller\":%s,\"controller_epoch\":%" PRId64 ",\"acks\":\"%s\","
+		       "\"controller\":%s,\"controller_epoch\":%" PRId64 ",\"draining\":%s,"
+		       "\"acks\":\"%s\","
 		       "\"replication_factor\":%u,\"replica_listen\":\"%s\",\"last_error\":%d,"
 		       "\"placement_revision\":%" PRId64 ",\"led\":[", n->name, n->node_id,
 		       ms.controller ? "true" : "false", ms.controller ? ms.election.rev : 0,
-		       n->acks_text, n->replication_factor, n->replica_listen,
+		       n->draining ? "true" : "false", n->acks_text, n->replication_factor,
+		       n->replica_listen,
 		       ms.last_error != 0 ? ms.last_error : n->last_error, n->placement_revision);
 	first = true;
 	for (uint32_t i = 0; i < n->role_count; i++) {

@@ -3,14 +3,16 @@
  * cluster"), from etcd through cluster/'s readers, so what it shows is what
  * the controller and the nodes read:
  *
- *   status   nodes (addresses, draining), the controller (node, controller
+ *   status   nodes (addresses, draining), the drain intents of nodes not
+ *            registered (down), the controller (node, controller
  *            epoch), every shard's placement (leader, leader epoch,
  *            replicas, in-sync set), and each node's GET /cluster from its
  *            admin listener when one is named (--admin ID=HOST:PORT) and
  *            answers (its links; a shard's lag from its leader's entry);
  *            a table, or --json.
- *   drain    sets a node's draining flag (--undo clears it) through
- *            cluster_registration_drain: the same key and encoding the node writes.
+ *   drain    puts a node's drain intent, drains/<id> (--undo deletes it), through
+ *            cluster_registration_drain: the key the controller reads; it
+ *            outlives the node's registration (a restart comes back draining).
  *
  * Exit: 0 ok; 1 etcd unreachable or a refused drain; 3 (partial) when a
  * named admin listener did not answer.
@@ -52,6 +54,8 @@ struct cluster_view {
 	uint32_t node_count;
 	struct cluster_shard *shards;
 	uint32_t shard_count;
+	uint32_t *drains;              /* Node ids with a drain intent, registered or not. */
+	uint32_t drain_count;
 	bool has_controller;
 	uint32_t controller_node;
 	int64_t controller_epoch;
@@ -136,6 +140,7 @@ view_free(struct cluster_view *v)
 	free(v->note);
 	free(v->nodes);
 	free(v->shards);
+	free(v->drains);
 }
 
 static int
@@ -149,6 +154,8 @@ view_read(struct etcd_client *client, const char *cluster, struct cluster_view *
 	err = cluster_registrations_read(client, cluster, &v->nodes, &v->node_count);
 	if (err == 0)
 		err = cluster_placement_read(client, cluster, &v->shards, &v->shard_count);
+	if (err == 0)
+		err = cluster_drains_read(client, cluster, &v->drains, &v->drain_count);
 	if (err != 0)
 		return err;
 	/* The controller: the election's leader (value: node id; create_revision: the epoch). */
@@ -266,6 +273,7 @@ shard_json(const struct cluster_shard *s)
 
 	cJSON_AddStringToObject(o, "stream", s->stream);
 	cJSON_AddNumberToObject(o, "shard", s->shard);
+	cJSON_AddNumberToObject(o, "stream_id", s->stream_id);
 	cJSON_AddBoolToObject(o, "malformed", s->malformed);
 	cJSON_AddNumberToObject(o, "leader", s->place.leader);
 	cJSON_AddNumberToObject(o, "epoch", (double)s->place.leader_epoch);
@@ -273,6 +281,16 @@ shard_json(const struct cluster_shard *s)
 	cJSON_AddItemToObject(o, "isr", ids_array(s->place.isr, s->place.isr_count));
 	cJSON_AddNumberToObject(o, "mod_revision", (double)s->mod_revision);
 	return o;
+}
+
+/* Whether node `id` is registered. */
+static bool
+registered(const struct cluster_view *v, uint32_t id)
+{
+	for (uint32_t i = 0; i < v->node_count; i++)
+		if (v->nodes[i].id == id)
+			return true;
+	return false;
 }
 
 /* The whole view as one JSON document (the campaign and scripts read this). */
@@ -285,6 +303,7 @@ status_json(const struct cluster_cli *c, const struct cluster_view *v)
 	char *text;
 
 	cJSON_AddStringToObject(root, "cluster", c->cluster);
+	cJSON_AddItemToObject(root, "drains", ids_array(v->drains, v->drain_count));
 	if (v->has_controller) {
 		cJSON *ctl = cJSON_AddObjectToObject(root, "controller");
 
@@ -367,6 +386,11 @@ status_table(const struct cluster_cli *c, const struct cluster_view *v)
 		printf("%-6u %-22s %-22s %-22s %-8s%s\n", n->id, n->addr, n->api_addr, n->dp_addr,
 		       n->draining ? "yes" : "no", n->malformed ? "  (unreadable value)" : "");
 	}
+	/* An intent outlives the registration: a node down for maintenance comes back draining. */
+	for (uint32_t i = 0; i < v->drain_count; i++)
+		if (!registered(v, v->drains[i]))
+			printf("%-6u %-22s%46s %-8s\n", v->drains[i], "(not registered: down)", "",
+			       "yes");
 	printf("\n%-40s %6s %6s %-14s %-14s %8s\n", "stream/shard", "leader", "epoch", "replicas",
 	       "in-sync", "lag");
 	for (uint32_t i = 0; i < v->shard_count; i++) {
@@ -431,12 +455,14 @@ cluster_drain(struct etcd_client *client, const struct cluster_cli *c, const cha
 	err = cluster_registration_drain(client, c->cluster, (uint32_t)id, !c->undo);
 	if (err != 0) {
 		fprintf(stderr, "sluice cluster drain: node %lu: %s\n", id,
-			err == -ENOENT ? "not registered (down, or another cluster name?)" :
+			err == -ENOENT ? (c->undo ? "not registered and not draining"
+					  : "not registered (down, or another cluster name?)") :
 			err == -ESTALE ? "its registration changed meanwhile; run it again" :
 			strerror(-err));
 		return CMD_EXIT_ERROR;
 	}
-	printf("node %lu %s\n", id, c->undo ? "no longer draining" : "draining");
+	printf("node %lu %s\n", id, c->undo ? "no longer draining" :
+	       "draining (until `sluice cluster drain --undo`, across restarts)");
 	return CMD_EXIT_OK;
 }
 

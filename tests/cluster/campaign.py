@@ -242,20 +242,22 @@ class Watcher:
                 self.cond.wait(min(left, 0.5))
 
     def state(self):
-        """{nodes: {id: draining}, controller: node id or None, shards: {(stream, shard): value}}"""
-        nodes, shards, cands = {}, {}, []
+        """{nodes: {id: draining}, controller: node id or None, shards: {(stream, shard): value}}
+        (a node is draining while its drain intent, drains/<id>, exists)"""
+        nodes, shards, cands, drains = {}, {}, [], set()
         for key, (value, crev) in self.keys.items():
             rest = key[len(self.prefix):]
-            if rest.startswith("nodes/"):
-                try:
-                    nodes[int(rest[6:])] = bool(json.loads(value).get("draining"))
-                except ValueError:
-                    pass
+            if rest.startswith("nodes/") and rest[6:].isdigit():
+                nodes[int(rest[6:])] = False
+            elif rest.startswith("drains/") and rest[7:].isdigit():
+                drains.add(int(rest[7:]))
             elif rest.startswith("controller/"):
                 cands.append((crev, value.decode()))
             elif rest.startswith("placement/"):
                 stream, shard = rest[len("placement/"):].rsplit("/", 1)
                 shards[(stream, shard)] = json.loads(value)
+        for nid in nodes:
+            nodes[nid] = nid in drains
         controller = int(min(cands)[1]) if cands else None
         return {"nodes": nodes, "controller": controller, "shards": shards}
 

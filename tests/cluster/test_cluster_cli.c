@@ -4,8 +4,10 @@
  * members registered by cluster_member_start, placements written by the
  * elected controller. The CLI runs as a process ($SLUICE_CLI); its --json
  * output is compared with what cluster/'s readers return; a drain through
- * the CLI is what the controller acts on; the refusals (unknown node, an
- * unreadable registration, usage) and an admin listener that does not answer.
+ * the CLI is what the controller acts on, and outlives the node's
+ * registration (stopped: shown as not registered; started again: draining);
+ * the refusals (unknown node, an unreadable registration, usage) and an admin
+ * listener that does not answer.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,23 +31,28 @@ static struct cluster_member *members[NODES + 1];
 static struct etcd_client *client;
 
 static void
+start_member(uint32_t id)
+{
+	static char addrs[NODES + 1][3][32];
+	struct cluster_config c = { .etcd_endpoints = etcd_endpoint, .cluster = "ccli",
+				    .node_id = id, .lease_ttl_s = 2 };
+
+	snprintf(addrs[id][0], 32, "127.0.0.1:%u", 7000 + id);
+	snprintf(addrs[id][1], 32, "127.0.0.1:%u", 8000 + id);
+	snprintf(addrs[id][2], 32, "127.0.0.1:%u", 9000 + id);
+	c.addr = addrs[id][0];
+	c.api_addr = addrs[id][1];
+	c.dp_addr = addrs[id][2];
+	cr_assert_eq(cluster_member_start(&c, &members[id]), 0);
+}
+
+static void
 setup(void)
 {
 	etcd_fixture_start();
 	cr_assert_eq(etcd_open(etcd_endpoint, 2000, &client), 0);
-	for (uint32_t id = 1; id <= NODES; id++) {
-		static char addrs[NODES + 1][3][32];
-		struct cluster_config c = { .etcd_endpoints = etcd_endpoint, .cluster = "ccli",
-					    .node_id = id, .lease_ttl_s = 2 };
-
-		snprintf(addrs[id][0], 32, "127.0.0.1:%u", 7000 + id);
-		snprintf(addrs[id][1], 32, "127.0.0.1:%u", 8000 + id);
-		snprintf(addrs[id][2], 32, "127.0.0.1:%u", 9000 + id);
-		c.addr = addrs[id][0];
-		c.api_addr = addrs[id][1];
-		c.dp_addr = addrs[id][2];
-		cr_assert_eq(cluster_member_start(&c, &members[id]), 0);
-	}
+	for (uint32_t id = 1; id <= NODES; id++)
+		start_member(id);
 }
 
 static void
@@ -158,6 +165,7 @@ node_draining(uint32_t id)
 
 Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders)
 {
+	static const char orders[] = "{\"stream_id\":3,\"shard_count\":4}";
 	char *buf = malloc(OUTPUT_MAX);
 	struct cluster_shard *shards;
 	uint32_t count;
@@ -166,7 +174,7 @@ Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders
 	cJSON *j;
 	int i = 0;
 
-	cr_assert_eq(etcd_put(client, "/sluice/ccli/streams/orders", "{\"shard_count\":4}", 17, 0,
+	cr_assert_eq(etcd_put(client, "/sluice/ccli/streams/orders", orders, strlen(orders), 0,
 			      NULL), 0);
 	wait_until(all_placed, "4 shards placed");
 
@@ -202,6 +210,8 @@ Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders
 
 		cr_assert_str_eq(cJSON_GetObjectItem(p, "stream")->valuestring, s->stream);
 		cr_assert_eq(cJSON_GetObjectItem(p, "shard")->valuedouble, s->shard);
+		cr_assert_eq(cJSON_GetObjectItem(p, "stream_id")->valuedouble, s->stream_id);
+		cr_assert_eq(s->stream_id, 3, "the placement names its stream");
 		cr_assert_eq(cJSON_GetObjectItem(p, "leader")->valuedouble, s->place.leader);
 		cr_assert_eq(cJSON_GetObjectItem(p, "epoch")->valuedouble, (double)s->place.leader_epoch);
 		cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(p, "isr")),
@@ -225,8 +235,33 @@ Test(cluster_cli, status_shows_what_cluster_readers_read_and_drain_moves_leaders
 	j = status_json(buf);
 	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(node_item(j, 1), "draining")), "%s", buf);
 	cJSON_Delete(j);
+	cr_assert_eq(cli(buf, "drain 2"), 0, "draining twice is fine: %s", buf);
+
+	/*
+	 * The node stops (its registration goes with its lease): the intent stays,
+	 * shown as a node that is not registered; it comes back draining.
+	 */
+	cluster_member_stop(members[2]);
+	members[2] = NULL;
+	j = status_json(buf);
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "nodes")), 1, "%s", buf);
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "drains")), 1, "%s", buf);
+	cr_assert_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "drains"), 0)->valuedouble, 2);
+	cJSON_Delete(j);
+	cr_assert_eq(cli(buf, "status"), 0);
+	cr_assert_not_null(strstr(buf, "not registered"), "%s", buf);
+	start_member(2);
+	cr_assert(node_draining(2), "registered again, still draining");
+	j = status_json(buf);
+	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(node_item(j, 1), "draining")), "%s", buf);
+	cJSON_Delete(j);
+
 	cr_assert_eq(cli(buf, "drain 2 --undo"), 0, "%s", buf);
 	cr_assert(!node_draining(2));
+	j = status_json(buf);
+	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "drains")), 0, "%s", buf);
+	cJSON_Delete(j);
+	cr_assert_eq(cli(buf, "drain 2 --undo"), 0, "undraining a registered node twice is fine");
 	free(buf);
 }
 
@@ -234,10 +269,15 @@ Test(cluster_cli, refusals_and_an_admin_listener_that_does_not_answer)
 {
 	char *buf = malloc(OUTPUT_MAX);
 	char args[128];
+	struct etcd_range r;
 	cJSON *j;
 
 	cr_assert_eq(cli(buf, "drain 9"), 1, "an unregistered node: %s", buf);
 	cr_assert_eq(cluster_registration_drain(client, "ccli", 9, true), -ENOENT);
+	cr_assert_eq(cli(buf, "drain 9 --undo"), 1, "no intent, not registered: %s", buf);
+	cr_assert_eq(cluster_registration_drain(client, "ccli", 9, false), -ENOENT);
+	cr_assert_eq(cluster_registration_drain(client, "ccli", CLUSTER_NODE_ID_MAX + 1, true),
+		     -EINVAL);
 	cr_assert_eq(cli(buf, "drain"), 2, "no node id");
 	cr_assert_eq(cli(buf, "drain 0"), 2, "node id 0");
 	cr_assert_eq(cli(buf, "drain 1 2"), 2, "two ids");
@@ -247,6 +287,9 @@ Test(cluster_cli, refusals_and_an_admin_listener_that_does_not_answer)
 	/* A registration that is not an object: shown as such, not drained. */
 	cr_assert_eq(etcd_put(client, "/sluice/ccli/nodes/7", "[]", 2, 0, NULL), 0);
 	cr_assert_eq(cluster_registration_drain(client, "ccli", 7, true), -EPROTO);
+	cr_assert_eq(etcd_get(client, "/sluice/ccli/drains/7", false, 0, &r), 0);
+	cr_assert_eq(r.count, 0, "a refused drain leaves no intent");
+	etcd_range_free(&r);
 	j = status_json(buf);
 	cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(node_item(j, 2), "malformed")), "%s", buf);
 	cJSON_Delete(j);

@@ -24,7 +24,13 @@ back, even once it left the in-sync set):
   - leadership moved (the placement key rewritten) while a call waits for its
     replicas: the call fails as throttled, the new leader holds exactly the
     acknowledged records (and perhaps the failed one: never acknowledged, a retry may
-    duplicate it), the old leader's log ends identical to it (its tail cut if needed).
+    duplicate it), the old leader's log ends identical to it (its tail cut if needed);
+  - a leader drained with `sluice cluster drain` loses its leadership, is SIGKILLed
+    and started again: it comes back draining (GET /cluster) and gets nothing of a
+    stream created after it came back; undrained, it leads again;
+  - a stream deleted through one node: its placement keys leave etcd; created again
+    under its name, it is placed afresh (the new stream_id) and the nodes
+    lead and replicate the new stream (a put answered, read back).
 Waits are for conditions with generous deadlines; no time is asserted.
 """
 import json
@@ -47,6 +53,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from opslib import free_port  # noqa: E402
 
 SLUICED = sys.argv[1]
+SLUICE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(SLUICED))), "tools",
+                      "sluice")
 CLUSTER = "cnodetest"
 STREAM = "cs"
 DEADLINE_S = 60
@@ -148,10 +156,10 @@ class Node:
         self.proc = None
 
 
-def led(node):
+def led(node, stream=STREAM):
     """The (epoch, durable_end, acked_quorum) of the stream's shard 0 if node leads it."""
     for r in node.cluster()["led"]:
-        if r["stream"] == STREAM and r["shard"] == 0 and not r["fenced"]:
+        if r["stream"] == stream and r["shard"] == 0 and not r["fenced"]:
             return r
     return None
 
@@ -294,6 +302,92 @@ def leadership_moved(root, etcd):
             n.stop()
 
 
+def cli(etcd, cluster, *args):
+    r = subprocess.run([SLUICE, "cluster"] + list(args) + ["--etcd", etcd.client, "--cluster",
+                                                          cluster], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail("sluice cluster %s: %d %s %s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
+
+
+def placement(etcd, cluster, stream):
+    """{shard key: value} of the stream's placement keys in etcd."""
+    out = etcd.ctl("get", "--prefix", "/sluice/%s/placement/%s/" % (cluster, stream))
+    lines = out.stdout.splitlines()
+    return {lines[i]: json.loads(lines[i + 1]) for i in range(0, len(lines) - 1, 2)}
+
+
+def active_everywhere(nodes, stream):
+    def active(n):
+        try:
+            return n.client.describe_stream_summary(StreamName=stream)[
+                "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+        except n.client.exceptions.ResourceNotFoundException:
+            return False
+    for n in nodes:
+        wait_for("%s active on node %d" % (stream, n.id), lambda: active(n))
+
+
+def drain_restart_recreate(root, etcd):
+    """A drain outlives the node's process; a deleted stream's placement leaves etcd and the
+    name created again is placed afresh, on the new stream's log shards."""
+    cluster = CLUSTER + "drain"
+    nodes = [Node(root, i, etcd, cluster=cluster) for i in (1, 2, 3)]
+    try:
+        drained, others = form(nodes)
+        epoch = led(drained)["epoch"]
+        cli(etcd, cluster, "drain", str(drained.id))
+        wait_for("another leader", lambda: any(
+            led(n) and led(n)["epoch"] > epoch for n in others))
+        wait_for("GET /cluster shows the drain", lambda: drained.cluster()["draining"])
+        drained.signal(signal.SIGKILL)
+        drained.proc.wait()
+        drained.proc = None
+        node_key = "/sluice/%s/nodes/%d" % (cluster, drained.id)
+        wait_for("its registration gone with its lease",
+                 lambda: etcd.ctl("get", node_key).stdout == "")
+        drained.start()
+        wait_for("registered again, still draining", lambda: drained.cluster()["draining"])
+        # Created after the node registered again: placed from a snapshot holding it.
+        others[0].client.create_stream(StreamName="cs2", ShardCount=1)
+        active_everywhere(nodes, "cs2")
+        value = wait_for("cs2 placed", lambda: next(
+            (v for v in placement(etcd, cluster, "cs2").values() if v["leader"]), None))
+        if drained.id in value["replicas"] or drained.cluster()["led"]:
+            fail("the restarted drained node got work: %s, %s" % (value, drained.cluster()))
+
+        cli(etcd, cluster, "drain", str(drained.id), "--undo")
+        wait_for("GET /cluster shows the undrain", lambda: not drained.cluster()["draining"])
+        others[0].client.create_stream(StreamName="cs3", ShardCount=1)
+        wait_for("the undrained node leads again", lambda: drained.cluster()["led"])
+
+        before = placement(etcd, cluster, "cs3")
+        others[0].client.delete_stream(StreamName="cs3")
+        wait_for("cs3's placement keys gone", lambda: placement(etcd, cluster, "cs3") == {})
+        for n in nodes:
+            wait_for("cs3 gone on node %d" % n.id, lambda: "cs3" not in
+                     n.client.list_streams()["StreamNames"])
+        others[1].client.create_stream(StreamName="cs3", ShardCount=2)
+        active_everywhere(nodes, "cs3")
+        after = wait_for("cs3 placed afresh", lambda: (lambda p: p if len(p) == 2 and all(
+            v["leader"] for v in p.values()) else None)(placement(etcd, cluster, "cs3")))
+        old_id = list(before.values())[0]["stream_id"]
+        # Its epochs start again (test_membership asserts 1 where nothing else moves leaders).
+        for v in after.values():
+            if v["stream_id"] == old_id:
+                fail("cs3 not placed afresh: before %s after %s" % (before, after))
+        leader = wait_for("a node leads the new cs3", lambda: next(
+            (n for n in nodes if led(n, "cs3")), None))
+        res = leader.client.put_records(StreamName="cs3", Records=[
+            {"Data": b"again", "PartitionKey": "k", "ExplicitHashKey": "0"}])["Records"]
+        if any("ErrorCode" in r for r in res) or res[0]["ShardId"] != "shardId-000000000000":
+            fail("a put to the recreated stream's leader: %s" % res)
+        print("drain-restart-recreate: cs3 stream_id %d -> %d" %
+              (old_id, list(after.values())[0]["stream_id"]), flush=True)
+    finally:
+        for n in nodes:
+            n.stop()
+
+
 def main():
     root = tempfile.mkdtemp(prefix="sluice-cnode-")
     etcd = Etcd(root)
@@ -373,6 +467,7 @@ def main():
             n.stop()
         acks_all(root, etcd)
         leadership_moved(root, etcd)
+        drain_restart_recreate(root, etcd)
         done = True
     finally:
         for n in nodes:

@@ -5,8 +5,12 @@
  * lease expires) and another takes over, moves its leaderships with bigger
  * epochs; the deposed controller's fenced write is refused. Also: a second
  * node with a live node's id is refused, a drained node is left without
- * leaderships, bad configurations are refused. Every wait is on a condition
- * with a generous deadline; the takeover time is printed, not asserted.
+ * leaderships, bad configurations are refused. A drain outlives the node's
+ * process (it registers again draining, leads nothing until undrained); the
+ * placements of a deleted stream are removed, and a stream created again
+ * under its name (seen or not seen deleted) is placed afresh. Every wait is
+ * on a condition with a generous deadline; the takeover time is printed, not
+ * asserted.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -93,6 +97,9 @@ controller(struct etcd_leader *election)
 	return found;
 }
 
+/* Placement keys placed() read last (planted malformed ones included). */
+static uint32_t placed_count;
+
 /* Every shard on rf replicas, all in sync, none on `not`, led by one of them. */
 static bool
 placed(uint32_t shards, uint32_t rf, uint32_t not, struct cluster_shard **out)
@@ -105,6 +112,7 @@ placed(uint32_t shards, uint32_t rf, uint32_t not, struct cluster_shard **out)
 		return false;
 	for (uint32_t i = 0; i < count; i++)
 		shards += s[i].malformed;   /* Planted garbage: not a shard. */
+	placed_count = count;
 	ok = count == shards;
 	for (uint32_t i = 0; ok && i < count; i++) {
 		uint32_t r = 0;
@@ -291,7 +299,8 @@ Test(membership, a_taken_id_and_bad_configs_are_refused_and_a_drained_node_stops
 		cr_assert_lt(clock_mono_ns(), deadline, "node 2 still leads or holds replicas");
 		wait_ms(20);
 	}
-	for (uint32_t i = 0; i < 10; i++) {
+	/* The planted placement of no stream may be gone already: the controller removes it. */
+	for (uint32_t i = 0; i < placed_count; i++) {
 		if (s[i].malformed)
 			continue;
 		cr_assert_not(placement_has(s[i].place.replicas, s[i].place.replica_count, 2));
@@ -376,4 +385,217 @@ Test(membership, a_controller_whose_lease_ended_rejoins_as_a_member)
 	/* Whoever leads now leads with a newer epoch; the old key fences nothing any more. */
 	cr_assert_eq(cluster_placement_write(client, "cplace", &fence, NULL, 0), -ESTALE);
 	printf("membership-rejoin: old controller %u, now %u\n", c, c2);
+}
+
+/* Waits for `key`'s prefix to hold `count` keys. */
+static void
+wait_keys(const char *prefix, uint32_t count, const char *what)
+{
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	struct etcd_range r;
+
+	for (;;) {
+		uint32_t n;
+
+		cr_assert_eq(etcd_get(client, prefix, true, 0, &r), 0);
+		n = r.count;
+		etcd_range_free(&r);
+		if (n == count)
+			return;
+		if (clock_mono_ns() >= deadline)
+			dump_state();
+		cr_assert_lt(clock_mono_ns(), deadline, "%s: %u keys under %s", what, n, prefix);
+		wait_ms(20);
+	}
+}
+
+/* Shards of `stream` in a placement read, and how many of them are led. */
+static uint32_t
+stream_shards(const struct cluster_shard *s, uint32_t count, const char *stream, uint32_t *led)
+{
+	uint32_t n = 0;
+
+	*led = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		if (strcmp(s[i].stream, stream) != 0)
+			continue;
+		n++;
+		*led += s[i].place.leader != 0;
+	}
+	return n;
+}
+
+/* Reads the placement until `stream` has `shards` keys, all led; *out holds that read. */
+static uint32_t
+wait_stream_placed(const char *stream, uint32_t shards, struct cluster_shard **out)
+{
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+
+	for (;;) {
+		struct cluster_shard *s;
+		uint32_t count;
+		uint32_t led;
+
+		cr_assert_eq(cluster_placement_read(client, "cplace", &s, &count), 0);
+		if (stream_shards(s, count, stream, &led) == shards && led == shards) {
+			*out = s;
+			return count;
+		}
+		free(s);
+		if (clock_mono_ns() >= deadline)
+			dump_state();
+		cr_assert_lt(clock_mono_ns(), deadline, "%s not placed", stream);
+		wait_ms(20);
+	}
+}
+
+static void
+put(const char *key, const char *value)
+{
+	cr_assert_eq(etcd_put(client, key, value, strlen(value), 0, NULL), 0, "%s", key);
+}
+
+/*
+ * A drain is an intent that outlives the node: drained, the node's process
+ * dies (its lease runs out) and starts again; registered again it is still
+ * draining and gets nothing, also of a stream created after it came back
+ * (that stream's placement was computed from a snapshot holding the new
+ * registration). Undrained, it leads again.
+ */
+Test(membership, a_drained_node_that_restarts_stays_drained_until_undrained)
+{
+	struct cluster_config c;
+	struct cluster_shard *s;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint32_t count;
+	uint32_t led_by_2 = 0;
+	int err;
+
+	for (uint32_t i = 1; i <= NODES; i++)
+		start(i);
+	streams();
+	while (!placed(9, 3, 0, NULL)) {
+		cr_assert_lt(clock_mono_ns(), deadline, "nothing placed");
+		wait_ms(20);
+	}
+	cr_assert_eq(cluster_member_drain(members[2], true), 0);
+	while (!placed(9, 2, 2, NULL)) {
+		cr_assert_lt(clock_mono_ns(), deadline, "node 2 still leads or holds replicas");
+		wait_ms(20);
+	}
+
+	/* Killed: no resign, no revoke. It starts again once its old key expired. */
+	cluster_member_abandon(members[2]);
+	members[2] = NULL;
+	config(&c, 2);
+	while ((err = cluster_member_start(&c, &members[2])) == -EEXIST) {
+		cr_assert_lt(clock_mono_ns(), deadline, "node 2's old registration never expired");
+		wait_ms(50);
+	}
+	cr_assert_eq(err, 0);
+	put("/sluice/cplace/streams/after", "{\"shard_count\":3}");
+	count = wait_stream_placed("after", 3, &s);
+	for (uint32_t i = 0; i < count; i++) {
+		cr_assert_not(placement_has(s[i].place.replicas, s[i].place.replica_count, 2),
+			      "%s/%u placed on the drained node", s[i].stream, s[i].shard);
+		cr_assert_eq(s[i].place.replica_count, 2, "%s/%u", s[i].stream, s[i].shard);
+	}
+	free(s);
+
+	/* Undrained: a stream created now has every replica in sync, and node 2 leads some. */
+	cr_assert_eq(cluster_member_drain(members[2], false), 0);
+	put("/sluice/cplace/streams/again", "{\"shard_count\":3}");
+	while (led_by_2 == 0) {
+		cr_assert_lt(clock_mono_ns(), deadline, "node 2 leads nothing after the undrain");
+		wait_ms(20);
+		cr_assert_eq(cluster_placement_read(client, "cplace", &s, &count), 0);
+		for (uint32_t i = 0; i < count; i++)
+			led_by_2 += s[i].place.leader == 2;
+		free(s);
+	}
+}
+
+/*
+ * DeleteStream removes streams/<name>: the controller deletes the placement
+ * keys (fenced, counted); a stream created again under the name is placed
+ * afresh (epoch 1, its own stream_id). When the controller never saw the
+ * delete (name recreated in the same revision as an older placement, here
+ * planted: no live in-sync replica, so it would wait forever for one), the
+ * older placement is replaced, not inherited, and a shard index the new
+ * stream lacks is removed. A placement of a stream whose key exists but
+ * cannot be read is kept.
+ */
+Test(membership, placements_of_a_deleted_stream_are_removed_and_a_recreated_one_is_placed_afresh)
+{
+	static const char stale[] = "{\"leader\":0,\"epoch\":9,\"replicas\":[7],\"isr\":[7],"
+				    "\"controller_epoch\":1,\"stream_id\":8}";
+	struct etcd_op ops[] = {
+		{ .kind = ETCD_OP_PUT, .key = "/sluice/cplace/streams/logs",
+		  .value = "{\"stream_id\":9,\"shard_count\":2}" },
+		{ .kind = ETCD_OP_PUT, .key = "/sluice/cplace/placement/logs/shardId-000000000000",
+		  .value = stale },
+		{ .kind = ETCD_OP_PUT, .key = "/sluice/cplace/placement/logs/shardId-000000000002",
+		  .value = stale },
+	};
+	struct cluster_member_status st;
+	struct cluster_shard *s;
+	struct etcd_range r;
+	bool succeeded = false;
+	uint32_t count;
+	uint32_t c;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+
+	for (uint32_t i = 1; i <= NODES; i++)
+		start(i);
+	put("/sluice/cplace/streams/orders", "{\"stream_id\":5,\"shard_count\":4}");
+	count = wait_stream_placed("orders", 4, &s);
+	for (uint32_t i = 0; i < count; i++)
+		cr_assert_eq(s[i].stream_id, 5, "the placement names its stream");
+	free(s);
+
+	/* Unreadable stream key: its placement stays (it may describe data). */
+	put("/sluice/cplace/streams/broken", "{");
+	put("/sluice/cplace/placement/broken/shardId-000000000000", "[1]");
+	cr_assert_eq(etcd_delete(client, "/sluice/cplace/streams/orders", false, NULL), 0);
+	wait_keys("/sluice/cplace/placement/orders/", 0, "the deleted stream's placement");
+	wait_keys("/sluice/cplace/placement/broken/", 1, "the unreadable stream's placement");
+	/* Counted after etcd answered: waited for, as everything else. */
+	while ((c = controller(NULL)) == 0 || (cluster_member_status(members[c], &st),
+					       st.placements_removed < 4)) {
+		cr_assert_lt(clock_mono_ns(), deadline, "removals not counted");
+		wait_ms(20);
+	}
+	cr_assert_eq(st.placement_refused, 0);
+
+	/* Created again, fewer shards: a fresh placement. */
+	put("/sluice/cplace/streams/orders", "{\"stream_id\":6,\"shard_count\":2}");
+	count = wait_stream_placed("orders", 2, &s);
+	for (uint32_t i = 0; i < count; i++) {
+		if (strcmp(s[i].stream, "orders") != 0)
+			continue;
+		cr_assert_eq(s[i].stream_id, 6);
+		cr_assert_eq(s[i].place.leader_epoch, 1, "new log shards: epochs from 1");
+		cr_assert_eq(s[i].place.replica_count, 3);
+		cr_assert_eq(s[i].place.isr_count, 3, "an empty log is in sync everywhere");
+	}
+	free(s);
+
+	/* Recreated unseen: the older stream's placements are in the same snapshot. */
+	for (uint32_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		ops[i].value_size = strlen(ops[i].value);
+	cr_assert_eq(etcd_txn(client, NULL, 0, ops, 3, NULL, 0, &succeeded, NULL), 0);
+	cr_assert(succeeded);
+	count = wait_stream_placed("logs", 2, &s);
+	for (uint32_t i = 0; i < count; i++) {
+		if (strcmp(s[i].stream, "logs") != 0)
+			continue;
+		cr_assert_lt(s[i].shard, 2, "shard index 2 of the older stream removed");
+		cr_assert_eq(s[i].stream_id, 9);
+		cr_assert_eq(s[i].place.leader_epoch, 1, "nothing inherited from the older stream");
+		cr_assert_not(placement_has(s[i].place.replicas, s[i].place.replica_count, 7));
+	}
+	free(s);
+	cr_assert_eq(etcd_get(client, "/sluice/cplace/placement/broken/", true, 0, &r), 0);
+	cr_assert_eq(r.count, 1);
+	etcd_range_free(&r);
 }
