@@ -64,6 +64,14 @@ struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see lo
 #define LOG_BATCHES_PER_PRODUCER_MAX 65536u
 #define LOG_READ_CACHE_BYTES_MAX (16ull << 30)
 #define LOG_DIR_PATH_SIZE_MAX 4000u
+/*
+ * How long one hour of a stream's retention lasts when retention decides what has
+ * expired (log_config.retention_hour_ms): an hour; lowered only to test expiry (a
+ * 24 h stream then keeps its records 24 x this). Nothing else in the log scales.
+ */
+#define LOG_RETENTION_HOUR_MS_DEFAULT 3600000u
+#define LOG_RETENTION_HOUR_MS_MIN 100u
+#define LOG_RETENTION_HOUR_MS_MAX LOG_RETENTION_HOUR_MS_DEFAULT
 
 struct log_config {
 	const char *dir_path;          /* Directory owned by this log; created if missing. */
@@ -85,6 +93,8 @@ struct log_config {
 	uint64_t read_cache_bytes;     /* Memory holding the most recently written windows,
 					* from which log_read serves durable data without
 					* device I/O (at least 4 windows are always kept). */
+	uint32_t retention_hour_ms;    /* One hour of retention, for expiry: see
+					* LOG_RETENTION_HOUR_MS_DEFAULT (0: an hour). */
 	bool watermark_gated;          /* Replicated logs: every shard starts (also after a
 					* restart) with a replicated watermark of 0, so readers
 					* see nothing until log_shard_watermark_set() says what a

@@ -24,7 +24,6 @@
 #include "nvme-log/log_internal.h"
 #include "nvme-log/log_io.h"
 
-#define NS_PER_HOUR (3600ull * 1000000000ull)
 
 static void
 shard_reset(const struct log *log, struct log_shard *shard)
@@ -267,10 +266,21 @@ log_retention_set(struct log *log, uint32_t stream_id, uint32_t hours)
 	return log_meta_store(log);
 }
 
+/* One hour of retention, ns: [log] retention_hour_ms (an hour unless a test lowers it). */
+static uint64_t
+retention_hour_ns(const struct log *log)
+{
+	uint32_t ms = log->config.retention_hour_ms != 0 ? log->config.retention_hour_ms :
+		      LOG_RETENTION_HOUR_MS_DEFAULT;
+
+	return (uint64_t)ms * 1000000u;
+}
+
 static bool
 entry_expired(const struct log *log, const struct log_index_entry *e, uint64_t now_ns)
 {
-	uint64_t keep_ns = retention_hours(log, LOG_SHARD_STREAM(e->shard_id)) * NS_PER_HOUR;
+	uint64_t keep_ns = retention_hours(log, LOG_SHARD_STREAM(e->shard_id)) *
+			   retention_hour_ns(log);
 
 	if (log_stream_deleted_before(log, e->shard_id, e->commit_id))
 		return true;
