@@ -255,6 +255,12 @@ int log_stream_delete(struct log *log, uint32_t stream_id);
 
 /* Retention of a stream's records, 24 .. 8760 hours. Default 24. */
 int log_retention_set(struct log *log, uint32_t stream_id, uint32_t hours);
+/*
+ * How long `hours` of a stream's retention last: hours x retention_hour_ms (an hour
+ * each unless lowered to test expiry). Retention trims by it; whatever else ages out
+ * with retention (ListShards' closed shards, Firehose's retention watch) uses it too.
+ */
+uint64_t log_retention_ms(const struct log *log, uint32_t hours);
 /* Advances trim horizons and deletes or recycles segments past every stream's retention. */
 int log_retention_run(struct log *log, uint64_t now_ns);
 
