@@ -508,7 +508,12 @@ kinesis_shard_closed_s(const struct kinesis_stream *s, uint32_t index)
 	return sh->closed_s != 0 ? sh->closed_s : sh->created_s;
 }
 
-/* Closed more than the stream's retention ago (log_retention_ms: [log] retention_hour_ms). */
+/*
+ * Closed more than the stream's retention ago (log_retention_ms: [log] retention_hour_ms).
+ * closed_s is the second the close fell in, now_s the current one: counting from the end
+ * of closed_s, the shard goes only once its last record is past retention (which
+ * matters when retention_hour_ms makes retention a few seconds).
+ */
 static bool
 kinesis_shard_expired(const struct kinesis *k, const struct kinesis_stream *s, uint32_t index,
 		      uint64_t now_s)
@@ -516,7 +521,7 @@ kinesis_shard_expired(const struct kinesis *k, const struct kinesis_stream *s, u
 	uint64_t closed_s = kinesis_shard_closed_s(s, index);
 
 	return closed_s != 0 &&
-	       closed_s * 1000 + log_retention_ms(k->log, s->retention_hours) < now_s * 1000;
+	       (closed_s + 1) * 1000 + log_retention_ms(k->log, s->retention_hours) < now_s * 1000;
 }
 
 /* Open at the start of second `t`: created before it (or a first shard), not closed before. */
