@@ -22,8 +22,11 @@ HTTP/1.1, h2c and the dataplane's TCP, and hold it: sluiced must time them out a
 count it in /metrics) and hog phases (connections beyond the cap, and beyond the
 descriptors under prlimit: sluiced must count refusals and answer a new client after).
 In the kills profile, SIGKILLs inside a stream's retirement (after DeleteStream, after
-the next CreateStream). Retention expiry is not covered: sluiced has no test-only time
-knob, and Kinesis' shortest retention is 24 h (docs/TESTING.md).
+the next CreateStream). Retention expiry: sluiced runs with [log] retention_hour_ms =
+RETENTION_HOUR_MS, so the stream (classic) or every other generation (kills) keeps its
+records 24 h = 3.6 s and they age out all through the run, kills landing before, during
+and after retention runs (every second); the others and the filler's streams are at
+8760 h (22 min), which they never live to reach.
 
 Checked after every start that served clients (a start killed during its recovery served
 nothing; the next read-back covers what it recovered) and at the end, against the ledger
@@ -31,7 +34,9 @@ of every acknowledged record (a 200 of the API, or a frame's durable ACK, whose 
 each record's shard and log sequence number): each is read back exactly once, at the
 shard and sequence number it was acknowledged with, with its bytes; nothing
 unacknowledged is read (records in flight at a kill may be there, once); per partition
-key the records come in send order; closed shards end and list their children; the open
+key the records come in send order; closed shards end and list their children; a record
+is missing only as expired (verify_all: old enough, below its shard's horizon probed
+after the read-back, never read again); the open
 shards partition the hash-key space (a reshard cut by a kill happened or not, never
 half); every record a fan-out subscription delivered is there (delivered = durable),
 and was acknowledged at that position or in flight. While
@@ -108,6 +113,10 @@ FANOUT_CONSUMER = "soak-fanout"
 # the kills profile's odd generations, which live far shorter, never lose a record to it.
 RETENTION_HOUR_MS = 150
 SHORT_H, LONG_H = 24, 8760
+# A record may have expired once the read-back ended more than its stream's retention
+# minus this after it was first sent: the dataplane stamps a record joining a staged
+# batch with the batch's arrival, up to 1 ms early (DP_GROUPED_ARRIVAL_SKEW_NS).
+EXPIRY_SLACK_S = 0.01
 CONN_RESULTS = ("refused", "evicted", "shed", "timed_out")  # sluice_api_connections_total
 
 # Profiles (--profile). A round: load for load_s, then the fault: with probability
@@ -845,7 +854,8 @@ def verify_all(srv, totals):
     names (shard, seq), not the Kinesis rendering, which adds the arrival second).
 
     Retention: a retention run trims a batch only once now - arrival > the stream's
-    retention, and arrival >= born (the record's first send); it trims a prefix of each
+    retention, and arrival >= born (the record's first send; EXPIRY_SLACK_S less for
+    the dataplane's grouped stamps); it trims a prefix of each
     shard and never gives it back. So an acknowledged record not read is expired, not
     lost, only if (1) the read-back (with its probes) ended more than the retention after
     its born and (2) it lies below its shard's horizon, probed after the read-back (the
@@ -875,7 +885,7 @@ def verify_all(srv, totals):
     t_end, keep = time.time(), retention_s(totals["retention_h"])
 
     def may_expire(kn):
-        return t_end - born[kn] > keep
+        return t_end - born[kn] > keep - EXPIRY_SLACK_S
 
     def trimmed(kn):
         sid, seq = acked[kn]
