@@ -75,7 +75,8 @@ static_assert(CONFIG_LOG_BATCHES_MIN <= LOG_BATCHES_PER_PRODUCER_MAX, "a valid r
 #define CONFIG_LOG_SEGMENT_MB_MIN \
 	((CONFIG_LOG_BATCH_KB_MIN * LOG_BATCHES_PER_SEGMENT_MIN + 1023u) / 1024u)
 
-static_assert(LOG_RETENTION_HOUR_MS_DEFAULT == 3600000u, "[log] retention_hour_ms's default as text");
+static_assert(LOG_RETENTION_HOUR_MS_DEFAULT == 3600000u,
+	      "[log] retention_hour_ms's default as text");
 static_assert(CLUSTER_NAME_SIZE == 64u, "[cluster] name's bound as text");
 static_assert(CLUSTER_LEASE_TTL_S_DEFAULT == 6u, "[cluster] lease_ttl_s's default as text");
 static_assert(CLUSTER_REPLICATION_FACTOR_DEFAULT == 3u,

@@ -279,8 +279,8 @@ log_retention_ms(const struct log *log, uint32_t hours)
 static bool
 entry_expired(const struct log *log, const struct log_index_entry *e, uint64_t now_ns)
 {
-	uint64_t keep_ns = log_retention_ms(log, retention_hours(log, LOG_SHARD_STREAM(e->shard_id))) *
-			   1000000u;
+	uint32_t hours = retention_hours(log, LOG_SHARD_STREAM(e->shard_id));
+	uint64_t keep_ns = log_retention_ms(log, hours) * 1000000u;
 
 	if (log_stream_deleted_before(log, e->shard_id, e->commit_id))
 		return true;

@@ -380,6 +380,18 @@ Test(log_writer, stream_delete_forgets_its_shards)
 	cr_assert_eq(st.corruptions, 0);
 }
 
+/* ~2.5 MiB to shard 3 arriving at `old_ns` (segments seal), then a batch at `recent_ns`. */
+static void
+fill_old_then_recent(uint64_t old_ns, uint64_t recent_ns)
+{
+	for (uint32_t i = 0; i < 700; i++) {
+		submit(3, 30, old_ns);
+		settle(100000);
+	}
+	submit(3, 30, recent_ns);
+	settle(100000);
+}
+
 Test(log_writer, retention_deletes_old_segments_and_trims)
 {
 	const uint64_t hour = 3600ull * 1000000000ull;
@@ -392,13 +404,7 @@ Test(log_writer, retention_deletes_old_segments_and_trims)
 	cr_assert_eq(log_retention_set(f.log, 5, 10), -EINVAL);
 	cr_assert_eq(log_retention_set(f.log, 5, 8761), -EINVAL);
 	cr_assert_eq(log_retention_set(f.log, 5, 48), 0);
-	/* ~2.5 MiB of old records (arrival 1 h), then one recent batch. */
-	for (uint32_t i = 0; i < 700; i++) {
-		submit(3, 30, hour);
-		settle(100000);
-	}
-	submit(3, 30, 60 * hour);
-	settle(100000);
+	fill_old_then_recent(hour, 60 * hour);
 	cr_assert_eq(log_retention_run(f.log, 40 * hour), 0);
 	log_stats_read(f.log, &st);
 	cr_assert_eq(st.segments_deleted, 0, "48 h retention keeps 39 h old records");
@@ -457,13 +463,7 @@ Test(log_writer, retention_expires_at_the_scaled_hour_horizon_first)
 	fx_open();
 	cr_assert_eq(log_retention_set(f.log, 5, 23), -EINVAL, "hours keep AWS's bounds");
 	cr_assert_eq(log_retention_set(f.log, 5, 24), 0);
-	/* ~2.5 MiB of records arriving at 10 s, then one batch at 100 s. */
-	for (uint32_t i = 0; i < 700; i++) {
-		submit(3, 30, 10 * second);
-		settle(100000);
-	}
-	submit(3, 30, 100 * second);
-	settle(100000);
+	fill_old_then_recent(10 * second, 100 * second);
 	cr_assert_eq(log_retention_run(f.log, 33 * second), 0);
 	log_stats_read(f.log, &st);
 	cr_assert_eq(st.segments_deleted, 0, "23 scaled hours old: kept");
