@@ -43,8 +43,9 @@ and was acknowledged at that position or in flight. While
 sluiced is up (not stopped): RSS stays within --rss-budget-mb, and DescribeStreamSummary
 answers within --answer-bound-s.
 
-Profiles: "classic" (the default) lets one stream grow for the whole run, so a read-back
-reads every shard ever made; "kills" keeps load spells short and retires the stream (a
+Profiles: "classic" (the default) keeps one stream, of short retention, for the whole
+run, so a read-back reads every shard within retention (closed ones leave ListShards a
+retention after their close); "kills" keeps load spells short and retires the stream (a
 new one takes the load) right after a read-back that found all its records, once it
 holds gen_shards shards or gen_records records, so a read-back stays short and kills
 stay dense (docs/TESTING.md, "The fault campaign").
@@ -133,7 +134,7 @@ CONN_RESULTS = ("refused", "evicted", "shed", "timed_out")  # sluice_api_connect
 # after the next CreateStream is answered). short_every: generation g's stream has
 # SHORT_H retention when g % short_every == 0, else LONG_H (retention expiry).
 PROFILES = {
-    # The mixed campaign: long load phases, the stream grows for the whole run.
+    # The mixed campaign: long load phases, one stream (short retention) for the whole run.
     "classic": dict(load_s=(2.0, 6.0), sigstop=0.3, stop_s=(0.3, 1.5), after_stop_s=(1.0, 2.5),
                     recovery=0.25, recovery_kills=1, recovery_window_s=0.2,
                     gen_shards=None, gen_records=None, hold_s=(0.0, 0.0), room_s=(0.5, 2.0),
