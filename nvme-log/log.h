@@ -70,6 +70,7 @@ struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see lo
  * 24 h stream then keeps its records 24 x this). Nothing else in the log scales.
  */
 #define LOG_RETENTION_HOUR_MS_DEFAULT 3600000u
+/* A 24 h stream then keeps 2.4 s: longer than a retention run's period can be (1 s). */
 #define LOG_RETENTION_HOUR_MS_MIN 100u
 #define LOG_RETENTION_HOUR_MS_MAX LOG_RETENTION_HOUR_MS_DEFAULT
 
