@@ -75,6 +75,8 @@ static_assert(CONFIG_LOG_BATCHES_MIN <= LOG_BATCHES_PER_PRODUCER_MAX, "a valid r
 #define CONFIG_LOG_SEGMENT_MB_MIN \
 	((CONFIG_LOG_BATCH_KB_MIN * LOG_BATCHES_PER_SEGMENT_MIN + 1023u) / 1024u)
 
+static_assert(LOG_RETENTION_HOUR_MS_DEFAULT == 3600000u,
+	      "[log] retention_hour_ms's default as text");
 static_assert(CLUSTER_NAME_SIZE == 64u, "[cluster] name's bound as text");
 static_assert(CLUSTER_LEASE_TTL_S_DEFAULT == 6u, "[cluster] lease_ttl_s's default as text");
 static_assert(CLUSTER_REPLICATION_FACTOR_DEFAULT == 3u,
@@ -190,6 +192,16 @@ static const struct config_key config_keys[] = {
 		"Shards (over all streams, open and closed but retained) the log tracks."),
 	LIVE_U32("log", "retention_check_s", retention_check_s, "60", 1, 86400,
 		"How often retention trims the log."),
+	KEY_U32("log", "retention_hour_ms", log_retention_hour_ms, "3600000",
+		LOG_RETENTION_HOUR_MS_MIN, LOG_RETENTION_HOUR_MS_MAX,
+		"How long one hour of a stream's retention lasts when records expire, ms. Only "
+		"for testing expiry (Kafka's and Redpanda's retention.ms go as low, Kinesis' "
+		"shortest retention is 24 h): at 1000 a 24 h stream keeps its records 24 s. "
+		"Scales what ages out with retention and nothing else: the trim horizon that "
+		"TRIM_HORIZON and AT_TIMESTAMP start from, closed shards leaving ListShards, "
+		"Firehose's retention watch. RetentionPeriodHours keeps AWS's 24..8760 and "
+		"texts; SigV4, sequence numbers, iterators and timeouts keep real time. "
+		"Production: 3600000."),
 	KEY_BOOL("dataplane", "enabled", dataplane_enabled, "true",
 		"Start the DPDK dataplane (false = API and log only, as --no-dataplane)."),
 	KEY_STR("dataplane", "backend", dp_backend, "dpdk",

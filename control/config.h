@@ -76,6 +76,7 @@ struct sluice_config {
 	uint32_t log_read_cache_mb;
 	uint32_t log_shards_max;
 	uint32_t retention_check_s;
+	uint32_t log_retention_hour_ms;
 	/* [dataplane] */
 	bool dataplane_enabled;
 	char dp_backend[CONFIG_STRING_SIZE]; /* "dpdk" | "kernel" */

@@ -39,6 +39,7 @@ static const struct config_field_key config_log_fields[] = {
 	{ "batches_per_producer", "[log] batches_per_producer", "see docs/CONFIG.md" },
 	{ "shards_max", "[log] shards_max", "see docs/CONFIG.md" },
 	{ "read_cache_bytes", "[log] read_cache_mb", "see docs/CONFIG.md" },
+	{ "retention_hour_ms", "[log] retention_hour_ms", "see docs/CONFIG.md" },
 };
 
 static const struct config_field_key config_dp_fields[] = {
@@ -86,6 +87,7 @@ config_log_config(const struct sluice_config *config, const char *log_dir,
 	 */
 	out->producers_max = config->dp_workers + 3;
 	out->shards_max = config->log_shards_max;
+	out->retention_hour_ms = config->log_retention_hour_ms;
 }
 
 static void

@@ -44,7 +44,7 @@ kinesis_firehose_source(void *ctx, const char *stream_arn, struct firehose_sourc
 	for (uint32_t i = 0; i < s->shard_count; i++) {
 		const struct kinesis_shard *sh = &s->shards[i];
 
-		if (!kinesis_shard_listed(s, i, &all, now_s))
+		if (!kinesis_shard_listed(k, s, i, &all, now_s))
 			continue;
 		if (view->shard_count == FIREHOSE_SOURCE_SHARDS_MAX)
 			return -E2BIG;

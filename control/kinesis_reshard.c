@@ -509,12 +509,20 @@ kinesis_shard_closed_s(const struct kinesis_stream *s, uint32_t index)
 	return sh->closed_s != 0 ? sh->closed_s : sh->created_s;
 }
 
+/*
+ * Closed more than the stream's retention ago (log_retention_ms: [log] retention_hour_ms).
+ * closed_s is the second the close fell in, now_s the current one: counting from the end
+ * of closed_s, the shard goes only once its last record is past retention (which
+ * matters when retention_hour_ms makes retention a few seconds).
+ */
 static bool
-kinesis_shard_expired(const struct kinesis_stream *s, uint32_t index, uint64_t now_s)
+kinesis_shard_expired(const struct kinesis *k, const struct kinesis_stream *s, uint32_t index,
+		      uint64_t now_s)
 {
 	uint64_t closed_s = kinesis_shard_closed_s(s, index);
 
-	return closed_s != 0 && closed_s + (uint64_t)s->retention_hours * 3600 < now_s;
+	return closed_s != 0 &&
+	       (closed_s + 1) * 1000 + log_retention_ms(k->log, s->retention_hours) < now_s * 1000;
 }
 
 /* Open at the start of second `t`: created before it (or a first shard), not closed before. */
@@ -529,26 +537,27 @@ kinesis_shard_open_at(const struct kinesis_stream *s, uint32_t index, uint64_t t
 }
 
 static bool
-kinesis_parent_gone(const struct kinesis_stream *s, int64_t parent, uint64_t now_s)
+kinesis_parent_gone(const struct kinesis *k, const struct kinesis_stream *s, int64_t parent,
+		    uint64_t now_s)
 {
-	return parent < 0 || kinesis_shard_expired(s, (uint32_t)parent, now_s);
+	return parent < 0 || kinesis_shard_expired(k, s, (uint32_t)parent, now_s);
 }
 
 bool
-kinesis_shard_listed(const struct kinesis_stream *s, uint32_t index,
+kinesis_shard_listed(const struct kinesis *k, const struct kinesis_stream *s, uint32_t index,
 		     const struct kinesis_shard_filter *filter, uint64_t now_s)
 {
 	const struct kinesis_shard *sh = &s->shards[index];
 
-	if (kinesis_shard_expired(s, index, now_s))
+	if (kinesis_shard_expired(k, s, index, now_s))
 		return false;
 	switch (filter->type) {
 	case KINESIS_FILTER_AT_LATEST:
 		return !sh->closed;
 	case KINESIS_FILTER_AT_TRIM_HORIZON:
 		/* The roots of what retention still holds. */
-		return kinesis_parent_gone(s, sh->parent, now_s) &&
-		       kinesis_parent_gone(s, sh->adjacent_parent, now_s);
+		return kinesis_parent_gone(k, s, sh->parent, now_s) &&
+		       kinesis_parent_gone(k, s, sh->adjacent_parent, now_s);
 	case KINESIS_FILTER_AT_TIMESTAMP:
 		return kinesis_shard_open_at(s, index, filter->ts_s);
 	case KINESIS_FILTER_FROM_TIMESTAMP:

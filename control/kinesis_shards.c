@@ -291,7 +291,7 @@ kinesis_list_shards_out(struct kinesis *k, struct api_call *call, const struct a
 
 	api_out_printf(out, "{\"Shards\":[");
 	for (i = from; i < s->shard_count && n < limit; i++) {
-		if (!kinesis_shard_listed(s, i, sf, now_s))
+		if (!kinesis_shard_listed(k, s, i, sf, now_s))
 			continue;
 		api_out_printf(out, "%s", n++ > 0 ? "," : "");
 		kinesis_out_shard(out, &s->shards[i]);

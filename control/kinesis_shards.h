@@ -78,11 +78,13 @@ struct kinesis_shard_filter {
 uint64_t kinesis_shard_closed_s(const struct kinesis_stream *s, uint32_t index);
 /*
  * Whether ListShards shows shard `index` under `filter` at `now_s`. A closed
- * shard past the stream's retention is never shown (AWS); "open at t" means
- * open at the start of second t, so a consumer starting there misses nothing.
+ * shard past the stream's retention (log_retention_ms) is never shown (AWS);
+ * "open at t" means open at the start of second t, so a consumer starting
+ * there misses nothing.
  */
-bool kinesis_shard_listed(const struct kinesis_stream *s, uint32_t index,
-			  const struct kinesis_shard_filter *filter, uint64_t now_s);
+bool kinesis_shard_listed(const struct kinesis *k, const struct kinesis_stream *s,
+			  uint32_t index, const struct kinesis_shard_filter *filter,
+			  uint64_t now_s);
 /* Whether a read at `seq_next` is past the end of a closed shard. */
 bool kinesis_shard_ended(const struct kinesis_shard *sh, uint64_t seq_next);
 /* Writes the ChildShards array (AWS's GetRecords shape) of shard `index`. */

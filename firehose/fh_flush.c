@@ -665,22 +665,24 @@ fh_flush_due(const struct fh_stream *s)
 
 /*
  * The retention alarm: the oldest record still waiting in lane `l` ages out of the
- * log `retention_hours` after it arrived; within FIREHOSE_RETENTION_MARGIN_S of that,
- * say so once (a log line, a counter) while it lasts. Returns the headroom, seconds.
+ * log `retention_hours` after it arrived (log_retention_ms: [log] retention_hour_ms
+ * scales the hours and the margin alike); within FIREHOSE_RETENTION_MARGIN_S of
+ * that, say so once (a log line, a counter) while it lasts. Returns the headroom, s.
  */
 static uint64_t
-fh_lane_retention(struct fh_stream *s, struct fh_lane *l, uint64_t now_ns,
-		  uint32_t retention_hours)
+fh_lane_retention(const struct firehose *fh, struct fh_stream *s, struct fh_lane *l,
+		  uint64_t now_ns, uint32_t retention_hours)
 {
-	uint64_t horizon_s = (uint64_t)retention_hours * 3600u, age_s, left_s;
+	uint64_t horizon_ms = log_retention_ms(fh->log, retention_hours), age_ms, left_s;
+	uint64_t margin_s = log_retention_ms(fh->log, 1) * FIREHOSE_RETENTION_MARGIN_S / 3600000u;
 
 	if (l->oldest_ns == 0 || now_ns <= l->oldest_ns) {
 		l->at_risk = false;
-		return horizon_s;
+		return horizon_ms / 1000u;
 	}
-	age_s = (now_ns - l->oldest_ns) / 1000000000u;
-	left_s = age_s < horizon_s ? horizon_s - age_s : 0;
-	if (left_s <= FIREHOSE_RETENTION_MARGIN_S && !l->at_risk) {
+	age_ms = (now_ns - l->oldest_ns) / 1000000u;
+	left_s = age_ms < horizon_ms ? (horizon_ms - age_ms) / 1000u : 0;
+	if (left_s <= margin_s && !l->at_risk) {
 		diag_error("firehose", "%s: shard %016llx: the oldest undelivered record (seq %llu) "
 			   "ages out of the log in %llu s (retention %u h): delivery is behind",
 			   s->spec.name, (unsigned long long)l->shard_id,
@@ -688,7 +690,7 @@ fh_lane_retention(struct fh_stream *s, struct fh_lane *l, uint64_t now_ns,
 			   retention_hours);
 		counter_add_single_writer(&s->stats->retention_warnings, 1);
 	}
-	l->at_risk = left_s <= FIREHOSE_RETENTION_MARGIN_S;
+	l->at_risk = left_s <= margin_s;
 	return left_s;
 }
 
@@ -700,10 +702,10 @@ fh_gauges_publish(struct fh_stream *s, const struct fh_gauges *g)
 }
 
 void
-fh_lane_account(struct fh_stream *s, struct fh_lane *l, int rc, uint64_t now_ns,
-		uint32_t retention_hours, struct fh_gauges *g)
+fh_lane_account(const struct firehose *fh, struct fh_stream *s, struct fh_lane *l, int rc,
+		uint64_t now_ns, uint32_t retention_hours, struct fh_gauges *g)
 {
-	uint64_t headroom_s = fh_lane_retention(s, l, now_ns, retention_hours);
+	uint64_t headroom_s = fh_lane_retention(fh, s, l, now_ns, retention_hours);
 
 	/* After the cut: oldest_ns is the first record still waiting (0: none known). */
 	if (l->oldest_ns != 0 && now_ns > l->oldest_ns)
@@ -738,7 +740,7 @@ fh_flush_run(struct firehose *fh, uint64_t now_ns)
 		rc = fh_lane_due(s, l) > now_ns ? 0 : fh_flush_lane(fh, s, l, now_ns);
 		if (rc == -ECANCELED)
 			continue;
-		fh_lane_account(s, l, rc, now_ns, FIREHOSE_DIRECT_RETENTION_HOURS, &g);
+		fh_lane_account(fh, s, l, rc, now_ns, FIREHOSE_DIRECT_RETENTION_HOURS, &g);
 		fh_gauges_publish(s, &g);
 	}
 }

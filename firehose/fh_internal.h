@@ -293,8 +293,8 @@ struct fh_gauges {
 };
 #define FH_GAUGES_INIT ((struct fh_gauges){ .freshness_ms = 0, .headroom_s = UINT64_MAX })
 /* After fh_flush_lane: its retry pause; its freshness and retention into `g`. */
-void fh_lane_account(struct fh_stream *s, struct fh_lane *l, int rc, uint64_t now_ns,
-		     uint32_t retention_hours, struct fh_gauges *g);
+void fh_lane_account(const struct firehose *fh, struct fh_stream *s, struct fh_lane *l, int rc,
+		     uint64_t now_ns, uint32_t retention_hours, struct fh_gauges *g);
 void fh_gauges_publish(struct fh_stream *s, const struct fh_gauges *g);
 
 /* fh_settings.c */

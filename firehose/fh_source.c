@@ -471,10 +471,10 @@ fh_source_run(struct firehose *fh, struct fh_stream *s, uint64_t now_ns)
 			rc = fh_source_lane(fh, s, l, now_ns);
 		if (!fh_stream_same(s, id))
 			return;  /* Deleted while an object was written (the lock was let go). */
-		fh_lane_account(s, l, rc, now_ns, src->retention_hours, &g);
+		fh_lane_account(fh, s, l, rc, now_ns, src->retention_hours, &g);
 	}
 	if (g.headroom_s == UINT64_MAX)
-		g.headroom_s = (uint64_t)src->retention_hours * 3600u;
+		g.headroom_s = log_retention_ms(fh->log, src->retention_hours) / 1000u;
 	fh_gauges_publish(s, &g);
 }
 

@@ -65,6 +65,7 @@ struct firehose;
 /*
  * Ours: a delivery whose oldest undelivered record is this close to the source's
  * retention (the log trims it then) raises the retention alarm: a metric and a log line.
+ * An hour of retention: [log] retention_hour_ms scales it with the retention.
  */
 #define FIREHOSE_RETENTION_MARGIN_S 3600u
 /* A DirectPut stream's own log shard keeps the log's default retention (as AWS, 24 h). */

@@ -33,6 +33,7 @@ log_config_default(struct log_config *config)
 	config->shards_max = 16384;
 	config->writer_thread = true;
 	config->read_cache_bytes = 64ull << 20;
+	config->retention_hour_ms = LOG_RETENTION_HOUR_MS_DEFAULT;
 }
 
 /* The field at fault, or NULL when `config` is acceptable to log_open(). */
@@ -68,6 +69,10 @@ log_config_fault(const struct log_config *config)
 		return "segments_prepared";
 	if (config->read_cache_bytes > LOG_READ_CACHE_BYTES_MAX)
 		return "read_cache_bytes";
+	if (config->retention_hour_ms != 0 &&
+	    (config->retention_hour_ms < LOG_RETENTION_HOUR_MS_MIN ||
+	     config->retention_hour_ms > LOG_RETENTION_HOUR_MS_MAX))
+		return "retention_hour_ms";
 	return NULL;
 }
 

@@ -64,6 +64,15 @@ struct log_io; /* I/O backend (io_uring, or the simulated disk in tests); see lo
 #define LOG_BATCHES_PER_PRODUCER_MAX 65536u
 #define LOG_READ_CACHE_BYTES_MAX (16ull << 30)
 #define LOG_DIR_PATH_SIZE_MAX 4000u
+/*
+ * How long one hour of a stream's retention lasts when retention decides what has
+ * expired (log_config.retention_hour_ms): an hour; lowered only to test expiry (a
+ * 24 h stream then keeps its records 24 x this). Nothing else in the log scales.
+ */
+#define LOG_RETENTION_HOUR_MS_DEFAULT 3600000u
+/* A 24 h stream then keeps 2.4 s: longer than a retention run's period can be (1 s). */
+#define LOG_RETENTION_HOUR_MS_MIN 100u
+#define LOG_RETENTION_HOUR_MS_MAX LOG_RETENTION_HOUR_MS_DEFAULT
 
 struct log_config {
 	const char *dir_path;          /* Directory owned by this log; created if missing. */
@@ -85,6 +94,8 @@ struct log_config {
 	uint64_t read_cache_bytes;     /* Memory holding the most recently written windows,
 					* from which log_read serves durable data without
 					* device I/O (at least 4 windows are always kept). */
+	uint32_t retention_hour_ms;    /* One hour of retention, for expiry: see
+					* LOG_RETENTION_HOUR_MS_DEFAULT (0: an hour). */
 	bool watermark_gated;          /* Replicated logs: every shard starts (also after a
 					* restart) with a replicated watermark of 0, so readers
 					* see nothing until log_shard_watermark_set() says what a
@@ -245,6 +256,12 @@ int log_stream_delete(struct log *log, uint32_t stream_id);
 
 /* Retention of a stream's records, 24 .. 8760 hours. Default 24. */
 int log_retention_set(struct log *log, uint32_t stream_id, uint32_t hours);
+/*
+ * How long `hours` of a stream's retention last: hours x retention_hour_ms (an hour
+ * each unless lowered to test expiry). Retention trims by it; whatever else ages out
+ * with retention (ListShards' closed shards, Firehose's retention watch) uses it too.
+ */
+uint64_t log_retention_ms(const struct log *log, uint32_t hours);
 /* Advances trim horizons and deletes or recycles segments past every stream's retention. */
 int log_retention_run(struct log *log, uint64_t now_ns);
 

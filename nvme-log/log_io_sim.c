@@ -49,6 +49,7 @@ struct log_io {
 	int fail_err;
 	bool full;
 	bool crashed;
+	bool crash_at_remove;      /* log_io_sim_crash_at_remove(). */
 	struct sim_file files[SIM_FILES_MAX];
 	int32_t handles[SIM_HANDLES_MAX]; /* File index, -1 when free. */
 	struct sim_op queue[LOG_IO_INFLIGHT_MAX];
@@ -161,6 +162,8 @@ sim_op_fault(struct log_io *io, bool is_write)
 	return 0;
 }
 
+static void sim_crash_locked(struct log_io *io);
+
 static int
 file_find(struct log_io *io, const char *name)
 {
@@ -262,6 +265,8 @@ log_io_file_remove(struct log_io *io, const char *name)
 
 	pthread_mutex_lock(&io->lock);
 	index = file_find(io, name);
+	if (index >= 0 && io->crash_at_remove)
+		sim_crash_locked(io);
 	if (index < 0)
 		err = -ENOENT;
 	else if (io->crashed)
@@ -555,18 +560,33 @@ crash_file(struct log_io *io, struct sim_file *f, uint32_t mode)
 	f->size = f->dur_size;
 }
 
-void
-log_io_sim_crash(struct log_io *io)
+/* Under io->lock. */
+static void
+sim_crash_locked(struct log_io *io)
 {
-	uint32_t mode;
+	uint32_t mode = (uint32_t)(sim_rand(io) % 3);
 
-	pthread_mutex_lock(&io->lock);
-	mode = (uint32_t)(sim_rand(io) % 3);
 	for (uint32_t i = 0; i < SIM_FILES_MAX; i++) {
 		if (io->files[i].exists && io->files[i].cap != 0)
 			crash_file(io, &io->files[i], mode);
 	}
 	io->crashed = true;
+	io->crash_at_remove = false;
+}
+
+void
+log_io_sim_crash(struct log_io *io)
+{
+	pthread_mutex_lock(&io->lock);
+	sim_crash_locked(io);
+	pthread_mutex_unlock(&io->lock);
+}
+
+void
+log_io_sim_crash_at_remove(struct log_io *io)
+{
+	pthread_mutex_lock(&io->lock);
+	io->crash_at_remove = true;
 	pthread_mutex_unlock(&io->lock);
 }
 

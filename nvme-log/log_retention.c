@@ -11,7 +11,8 @@
  * Retention deletes whole sealed segments, oldest first, once every batch
  * in them is older than its stream's retention; trim horizons advance
  * first (in memory, then in log.meta), files go last, so a crash in
- * between never turns a trimmed range into "lost" data.
+ * between never turns a trimmed range into "lost" data. An hour of retention
+ * lasts retention_hour_ms (an hour, unless a test lowers it: log.h).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,7 +25,6 @@
 #include "nvme-log/log_internal.h"
 #include "nvme-log/log_io.h"
 
-#define NS_PER_HOUR (3600ull * 1000000000ull)
 
 static void
 shard_reset(const struct log *log, struct log_shard *shard)
@@ -267,10 +267,20 @@ log_retention_set(struct log *log, uint32_t stream_id, uint32_t hours)
 	return log_meta_store(log);
 }
 
+uint64_t
+log_retention_ms(const struct log *log, uint32_t hours)
+{
+	uint32_t hour_ms = log->config.retention_hour_ms != 0 ? log->config.retention_hour_ms :
+			   LOG_RETENTION_HOUR_MS_DEFAULT;
+
+	return (uint64_t)hours * hour_ms;
+}
+
 static bool
 entry_expired(const struct log *log, const struct log_index_entry *e, uint64_t now_ns)
 {
-	uint64_t keep_ns = retention_hours(log, LOG_SHARD_STREAM(e->shard_id)) * NS_PER_HOUR;
+	uint32_t hours = retention_hours(log, LOG_SHARD_STREAM(e->shard_id));
+	uint64_t keep_ns = log_retention_ms(log, hours) * 1000000u;
 
 	if (log_stream_deleted_before(log, e->shard_id, e->commit_id))
 		return true;

@@ -380,6 +380,18 @@ Test(log_writer, stream_delete_forgets_its_shards)
 	cr_assert_eq(st.corruptions, 0);
 }
 
+/* ~2.5 MiB to shard 3 arriving at `old_ns` (segments seal), then a batch at `recent_ns`. */
+static void
+fill_old_then_recent(uint64_t old_ns, uint64_t recent_ns)
+{
+	for (uint32_t i = 0; i < 700; i++) {
+		submit(3, 30, old_ns);
+		settle(100000);
+	}
+	submit(3, 30, recent_ns);
+	settle(100000);
+}
+
 Test(log_writer, retention_deletes_old_segments_and_trims)
 {
 	const uint64_t hour = 3600ull * 1000000000ull;
@@ -392,13 +404,7 @@ Test(log_writer, retention_deletes_old_segments_and_trims)
 	cr_assert_eq(log_retention_set(f.log, 5, 10), -EINVAL);
 	cr_assert_eq(log_retention_set(f.log, 5, 8761), -EINVAL);
 	cr_assert_eq(log_retention_set(f.log, 5, 48), 0);
-	/* ~2.5 MiB of old records (arrival 1 h), then one recent batch. */
-	for (uint32_t i = 0; i < 700; i++) {
-		submit(3, 30, hour);
-		settle(100000);
-	}
-	submit(3, 30, 60 * hour);
-	settle(100000);
+	fill_old_then_recent(hour, 60 * hour);
 	cr_assert_eq(log_retention_run(f.log, 40 * hour), 0);
 	log_stats_read(f.log, &st);
 	cr_assert_eq(st.segments_deleted, 0, "48 h retention keeps 39 h old records");
@@ -419,6 +425,79 @@ Test(log_writer, retention_deletes_old_segments_and_trims)
 	cr_assert_gt(info.seq_trim, 0, "the horizon survives a reopen");
 	log_stats_read(f.log, &st);
 	cr_assert_eq(st.corruptions, 0, "a trimmed range is not lost data");
+	free(col.seqs);
+}
+
+static bool
+segment_file_exists(uint64_t segment_no)
+{
+	char name[64];
+	uint32_t file;
+
+	log_segment_name(segment_no, "log", name, sizeof(name));
+	if (log_io_file_open(f.io, name, 0, &file) != 0)
+		return false;
+	log_io_file_close(f.io, file);
+	return true;
+}
+
+/*
+ * [log] retention_hour_ms scales only the retention arithmetic: with an hour of 1 s,
+ * a 24 h stream keeps its records 24 s. The horizon is durable before any file goes:
+ * power lost at the first removal leaves the files, and the reopened log reads them
+ * as trimmed (not lost); the next run removes them.
+ */
+Test(log_writer, retention_expires_at_the_scaled_hour_horizon_first)
+{
+	const uint64_t second = 1000000000ull;
+	struct log_reader *r;
+	struct log_shard_info info;
+	struct log_shard_info before;
+	struct log_stats st;
+	struct test_collect col = { .shard_id = sid(3), .data_size = DATA };
+	uint64_t next;
+	uint64_t oldest_no;
+
+	fx_close();
+	f.c.retention_hour_ms = 1000;
+	fx_open();
+	cr_assert_eq(log_retention_set(f.log, 5, 23), -EINVAL, "hours keep AWS's bounds");
+	cr_assert_eq(log_retention_set(f.log, 5, 24), 0);
+	fill_old_then_recent(10 * second, 100 * second);
+	cr_assert_eq(log_retention_run(f.log, 33 * second), 0);
+	log_stats_read(f.log, &st);
+	cr_assert_eq(st.segments_deleted, 0, "23 scaled hours old: kept");
+	cr_assert_eq(log_shard_info(f.log, sid(3), &info), 0);
+	cr_assert_eq(info.seq_trim, 0);
+
+	oldest_no = f.log->segments[0]->segment_no;
+	log_io_sim_crash_at_remove(f.io);
+	cr_assert_eq(log_retention_run(f.log, 35 * second), 0, "the horizon was stored");
+	cr_assert_eq(log_shard_info(f.log, sid(3), &before), 0);
+	cr_assert_gt(before.seq_trim, 0, "25 scaled hours old: trimmed");
+	cr_assert_lt(before.seq_trim, 21000, "the recent batch is kept");
+	fx_close();
+	log_io_sim_restart(f.io);
+	fx_open();
+	cr_assert(segment_file_exists(oldest_no), "power went before the first removal");
+	cr_assert_eq(log_shard_info(f.log, sid(3), &info), 0);
+	cr_assert_eq(info.seq_trim, before.seq_trim, "the horizon was durable first");
+	cr_assert_eq(info.seq_durable, 21030);
+	log_stats_read(f.log, &st);
+	cr_assert_eq(st.corruptions, 0, "records below the horizon are trimmed, not lost");
+	cr_assert_eq(log_reader_open(f.log, &r), 0);
+	cr_assert_eq(log_read(r, sid(3), 0, 10, 1u << 20, test_collect_fn, &col, &next), -ERANGE);
+	cr_assert_eq(log_read(r, sid(3), info.seq_trim, 10, 1u << 20, test_collect_fn, &col, &next),
+		     10);
+	cr_assert_eq(col.seqs[0], info.seq_trim);
+	log_reader_close(r);
+
+	cr_assert_eq(log_retention_run(f.log, 35 * second), 0);
+	log_stats_read(f.log, &st);
+	cr_assert_geq(st.segments_deleted, 1, "the files left behind go at the next run");
+	cr_assert(!segment_file_exists(oldest_no));
+	cr_assert_eq(log_shard_info(f.log, sid(3), &info), 0);
+	cr_assert_eq(info.seq_trim, before.seq_trim);
 	free(col.seqs);
 }
 

@@ -121,7 +121,8 @@ def list_shards(kc, **kw):
 
 
 class Producer(threading.Thread):
-    """Sends key:n records; acked[(key, n)] = (shard, seq)."""
+    """Sends key:n records; acked[(key, n)] = (shard, seq); born[(key, n)]: when the first
+    PutRecords carrying it was sent (a lower bound of its arrival, for retention)."""
 
     def __init__(self, srv, pid, stop):
         super().__init__(daemon=True)
@@ -130,7 +131,7 @@ class Producer(threading.Thread):
         self.next = {k: 0 for k in self.keys}
         self.acked, self.calls, self.retried = {}, 0, 0
         self.rng = random.Random(pid)
-        self.inflight, self.tolerate_death = {}, False
+        self.inflight, self.tolerate_death, self.born = {}, False, {}
 
     def run(self):
         try:
@@ -142,6 +143,8 @@ class Producer(threading.Thread):
         while not self.stop.is_set():
             keys = self.rng.sample(self.keys, BATCH)
             pending = {k: self.next[k] for k in keys}
+            sent = time.time()
+            self.born.update({(k, n): sent for k, n in pending.items()})
             while pending:
                 batch = list(pending.items())
                 try:

@@ -22,8 +22,11 @@ HTTP/1.1, h2c and the dataplane's TCP, and hold it: sluiced must time them out a
 count it in /metrics) and hog phases (connections beyond the cap, and beyond the
 descriptors under prlimit: sluiced must count refusals and answer a new client after).
 In the kills profile, SIGKILLs inside a stream's retirement (after DeleteStream, after
-the next CreateStream). Retention expiry is not covered: sluiced has no test-only time
-knob, and Kinesis' shortest retention is 24 h (docs/TESTING.md).
+the next CreateStream). Retention expiry: sluiced runs with [log] retention_hour_ms =
+RETENTION_HOUR_MS, so the stream (classic) or every other generation (kills) keeps its
+records 24 h = 3.6 s and they age out all through the run, kills landing before, during
+and after retention runs (every second); the others and the filler's streams are at
+8760 h (22 min), which they never live to reach.
 
 Checked after every start that served clients (a start killed during its recovery served
 nothing; the next read-back covers what it recovered) and at the end, against the ledger
@@ -31,15 +34,18 @@ of every acknowledged record (a 200 of the API, or a frame's durable ACK, whose 
 each record's shard and log sequence number): each is read back exactly once, at the
 shard and sequence number it was acknowledged with, with its bytes; nothing
 unacknowledged is read (records in flight at a kill may be there, once); per partition
-key the records come in send order; closed shards end and list their children; the open
+key the records come in send order; closed shards end and list their children; a record
+is missing only as expired (verify_all: old enough, below its shard's horizon probed
+after the read-back, never read again); the open
 shards partition the hash-key space (a reshard cut by a kill happened or not, never
 half); every record a fan-out subscription delivered is there (delivered = durable),
 and was acknowledged at that position or in flight. While
 sluiced is up (not stopped): RSS stays within --rss-budget-mb, and DescribeStreamSummary
 answers within --answer-bound-s.
 
-Profiles: "classic" (the default) lets one stream grow for the whole run, so a read-back
-reads every shard ever made; "kills" keeps load spells short and retires the stream (a
+Profiles: "classic" (the default) keeps one stream, of short retention, for the whole
+run, so a read-back reads every shard within retention (closed ones leave ListShards a
+retention after their close); "kills" keeps load spells short and retires the stream (a
 new one takes the load) right after a read-back that found all its records, once it
 holds gen_shards shards or gen_records records, so a read-back stays short and kills
 stay dense (docs/TESTING.md, "The fault campaign").
@@ -102,6 +108,16 @@ PHASE_DEADLINE_S = 60   # A stall or hog phase is over by then (bounds a hang on
 ANSWERED_AGAIN_S = 30   # After a hog phase, a new client is answered by then.
 RESHARD_WAIT_S = 20     # A reshard kill waits this long for a reshard to be answered.
 FANOUT_CONSUMER = "soak-fanout"
+# Retention expiry: [log] retention_hour_ms here, so that a stream of the shortest
+# retention Kinesis allows (SHORT_H) keeps its records SHORT_H x this (9.6 s) and ages out
+# many times in a run, while LONG_H (the longest) lasts 58 min: the filler's streams and
+# the kills profile's odd generations, which live far shorter, never lose a record to it.
+RETENTION_HOUR_MS = 150
+SHORT_H, LONG_H = 24, 8760
+# A record may have expired once the read-back ended more than its stream's retention
+# minus this after it was first sent: the dataplane stamps a record joining a staged
+# batch with the batch's arrival, up to 1 ms early (DP_GROUPED_ARRIVAL_SKEW_NS).
+EXPIRY_SLACK_S = 0.01
 CONN_RESULTS = ("refused", "evicted", "shed", "timed_out")  # sluice_api_connections_total
 
 # Profiles (--profile). A round: load for load_s, then the fault: with probability
@@ -115,18 +131,21 @@ CONN_RESULTS = ("refused", "evicted", "shed", "timed_out")  # sluice_api_connect
 # each a probability: stall (a round with a Staller), hog (with a Hog), nofile_low (a
 # start under prlimit with NOFILE_LOW), reshard_kill (the round's SIGKILL right after a
 # reshard is answered), retire_kill (a SIGKILL inside retire(): after DeleteStream or
-# after the next CreateStream is answered).
+# after the next CreateStream is answered). short_every: generation g's stream has
+# SHORT_H retention when g % short_every == 0, else LONG_H (retention expiry).
 PROFILES = {
-    # The mixed campaign: long load phases, the stream grows for the whole run.
+    # The mixed campaign: long load phases, one stream (short retention) for the whole run.
     "classic": dict(load_s=(2.0, 6.0), sigstop=0.3, stop_s=(0.3, 1.5), after_stop_s=(1.0, 2.5),
                     recovery=0.25, recovery_kills=1, recovery_window_s=0.2,
                     gen_shards=None, gen_records=None, hold_s=(0.0, 0.0), room_s=(0.5, 2.0),
-                    stall=0.3, hog=0.2, nofile_low=0.2, reshard_kill=0.2, retire_kill=0.0),
+                    stall=0.3, hog=0.2, nofile_low=0.2, reshard_kill=0.2, retire_kill=0.0,
+                    short_every=1),
     # Kill-dense: short load phases, bounded streams, chains of kills during recovery.
     "kills": dict(load_s=(0.3, 1.0), sigstop=0.1, stop_s=(0.1, 0.5), after_stop_s=(0.2, 0.5),
                   recovery=0.5, recovery_kills=3, recovery_window_s=0.3,
                   gen_shards=40, gen_records=3000, hold_s=(2.0, 8.0), room_s=(4.0, 15.0),
-                  stall=0.15, hog=0.1, nofile_low=0.2, reshard_kill=0.25, retire_kill=0.3),
+                  stall=0.15, hog=0.1, nofile_low=0.2, reshard_kill=0.25, retire_kill=0.3,
+                  short_every=2),
 }
 
 
@@ -160,7 +179,8 @@ class Sluiced:
              "--set", "server.stream_status_delay_ms=5",
              "--set", "server.shard_count_updates_per_day=0",
              "--set", "log.segment_size_mb=8",
-             "--set", "log.retention_check_s=1"],
+             "--set", "log.retention_check_s=1",
+             "--set", "log.retention_hour_ms=%d" % RETENTION_HOUR_MS],
             stdout=subprocess.PIPE, stderr=open(self.log_path, "ab"))
 
     def start(self, nofile=None):
@@ -597,6 +617,8 @@ class Filler(Background):
         for _ in range(2000):
             s = self.kc.describe_stream_summary(StreamName=name)
             if s["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+                # Its phases, not retention, decide when its space comes back.
+                set_retention(self.kc, name, LONG_H)
                 return
             self.stop.wait(0.005)
 
@@ -610,19 +632,22 @@ class KeyedProducer(threading.Thread):
     """Sends "key:n" records, FRAME_RECORDS keys per batch, each key's n in order, one
     batch in flight; acked[(key, n)] = (ShardId, log seq). A batch whose outcome is
     unknown (sluiced died, or the answer says so) goes to inflight and its keys retire,
-    so no (key, n) is ever sent twice with two outcomes."""
+    so no (key, n) is ever sent twice with two outcomes. born[(key, n)]: when it was
+    first sent."""
 
     def __init__(self, prefix, stop, rng):
         super().__init__(daemon=True)
         self.stop, self.rng, self.error = stop, rng, None
         self.keys = ["%s-k%d" % (prefix, i) for i in range(rl.KEYS_PER_PRODUCER)]
         self.next = {k: 0 for k in self.keys}
-        self.acked, self.inflight, self.calls = {}, {}, 0
+        self.acked, self.inflight, self.calls, self.born = {}, {}, 0, {}
 
     def run(self):
         try:
             while not self.stop.is_set() and len(self.keys) >= FRAME_RECORDS:
                 batch = [(k, self.next[k]) for k in self.rng.sample(self.keys, FRAME_RECORDS)]
+                sent = time.time()  # Before its first copy went: a bound of its arrival.
+                self.born.update({kn: sent for kn in batch})
                 if not self.send(batch):
                     self.inflight.update(batch)
                     for k, _ in batch:
@@ -813,16 +838,112 @@ class Watch(threading.Thread):
             self.stop.wait(0.2)
 
 
-def verify_all(srv, acked, maybe):
-    """acked: (key, n) -> (ShardId, log seq). Reads compare at the log's positions: a frame's
-    ACK names (shard, seq), not the Kinesis rendering (which adds the arrival second)."""
+def retention_s(hours):
+    """How long a stream of RetentionPeriodHours `hours` keeps its records here."""
+    return hours * RETENTION_HOUR_MS / 1000.0
+
+
+def set_retention(kc, name, hours):
+    """RetentionPeriodHours of ACTIVE stream `name` (SHORT_H, the default, or more)."""
+    if hours != SHORT_H:
+        kc.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=hours)
+
+
+def verify_all(srv, totals):
+    """Reads the stream back (following lineage) against the ledger: totals["acked"]:
+    (key, n) -> (ShardId, log seq); reads compare at the log's positions (a frame's ACK
+    names (shard, seq), not the Kinesis rendering, which adds the arrival second).
+
+    Retention: a retention run trims a batch only once now - arrival > the stream's
+    retention, and arrival >= born (the record's first send; EXPIRY_SLACK_S less for
+    the dataplane's grouped stamps); it trims a prefix of each
+    shard and never gives it back. So an acknowledged record not read is expired, not
+    lost, only if (1) the read-back (with its probes) ended more than the retention after
+    its born and (2) it lies below its shard's horizon, probed after the read-back (the
+    first record TRIM_HORIZON reads then; a shard no longer listed expired whole). A
+    shard's read is not atomic (retention may trim it between two GetRecords), so both
+    hold per record; a record at or above the horizon, or younger, is lost. An expired
+    record leaves the ledger and must never be read again; a record read, past retention
+    or not, must be exact. Returns (shards, seen, may_expire(kn))."""
     kc = srv.client(attempts=10)
     shards, read = rl.consume(kc)
-    at_log = {sid: [dict(x, SequenceNumber=log_position(sid, x["SequenceNumber"])[1])
-                    for x in recs] for sid, recs in read.items()}
-    seen, _ = rl.verify(acked, at_log, maybe)
-    rl.per_key_order(read, sorted(shards, key=lambda s: int(s["ShardId"].split("-")[1])))
-    return len(shards), seen
+    acked, born, maybe = totals["acked"], totals["born"], totals["maybe"]
+    ret = totals["retention"]
+    seen = {}
+    for sid, recs in read.items():
+        for x in recs:
+            k, n = x["Data"].decode().rsplit(":", 1)
+            kn = (k, int(n))
+            check(kn not in seen, "record %s:%s read twice" % kn)
+            seen[kn] = (sid, log_position(sid, x["SequenceNumber"])[1])
+            check(kn in acked or maybe.get(k) == kn[1],
+                  "read %s at %s: %s" % (kn, seen[kn], "it expired at an earlier read-back"
+                                         if kn in ret["gone"] else
+                                         "never acknowledged nor in flight"))
+    gone = [kn for kn in acked if kn not in seen]
+    horizon = {sid: shard_horizon(kc, sid) for sid in {acked[kn][0] for kn in gone}
+               if sid in read}
+    t_end, keep = time.time(), retention_s(totals["retention_h"])
+
+    def may_expire(kn):
+        return t_end - born[kn] > keep - EXPIRY_SLACK_S
+
+    def trimmed(kn):
+        sid, seq = acked[kn]
+        return sid not in read or seq < horizon[sid]
+
+    lost = [kn for kn in gone if not (may_expire(kn) and trimmed(kn))]
+    check(not lost, "read %d records, acknowledged %d: %d missing that retention cannot "
+          "have taken (retention %.1f s), e.g. %s at %s (horizon now %s), sent %.1f s "
+          "before the read-back ended" % (
+              len(seen), len(acked), len(lost), keep, lost[0] if lost else None,
+              acked[lost[0]] if lost else None,
+              horizon.get(acked[lost[0]][0], "not listed") if lost else None,
+              t_end - born[lost[0]] if lost else 0))
+    for kn, where in seen.items():
+        if kn in acked:
+            check(where == acked[kn], "%s acknowledged at %s, read at %s" % (
+                kn, acked[kn], where))
+            ret["past"] += may_expire(kn)
+            ret["young"] += not may_expire(kn)
+    for kn in gone:
+        ret["gone"].add(kn)
+        del acked[kn]
+    ret["expired"] += len(gone)
+    per_key_order(read, sorted(shards, key=lambda s: int(s["ShardId"].split("-")[1])),
+                  ret["gone"])
+    return len(shards), seen, may_expire
+
+
+def shard_horizon(kc, sid):
+    """The log seq of the first record TRIM_HORIZON reads in shard `sid` now (retention
+    has trimmed everything below it); infinity when it reads none (all trimmed)."""
+    it = kc.get_shard_iterator(StreamName=rl.STREAM, ShardId=sid,
+                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    while it is not None:
+        r = kc.get_records(ShardIterator=it, Limit=1)
+        if r["Records"]:
+            return log_position(sid, r["Records"][0]["SequenceNumber"])[1]
+        it = r.get("NextShardIterator")
+        if r["MillisBehindLatest"] == 0:
+            break
+    return float("inf")
+
+
+def per_key_order(read, shards, gone):
+    """Lineage order: each key's records read come in send order; a record skipped is
+    one retention took (gone: found expired now or at an earlier read-back)."""
+    pos = {s["ShardId"]: i for i, s in enumerate(shards)}
+    last = {}
+    for sid in sorted(read, key=lambda x: pos[x]):
+        for x in read[sid]:
+            k, n = x["Data"].decode().rsplit(":", 1)
+            n = int(n)
+            skipped = [m for m in range(last.get(k, -1) + 1, n) if (k, m) not in gone]
+            check(n > last.get(k, -1) and not skipped, "key %s: %d read after %d (%s)" % (
+                k, n, last.get(k, -1), "out of order" if n <= last.get(k, -1) else
+                "%s skipped, not expired" % skipped[:5]))
+            last[k] = n
 
 
 def check_open_partition(kc):
@@ -853,10 +974,11 @@ def spans(shards):
     return out
 
 
-def check_reshard_whole(kc, before, kind, totals):
+def check_reshard_whole(kc, before, kind, killed_at, totals):
     """After a SIGKILL right after a reshard was answered: it happened or it did not.
-    Happened: the shards it closed are listed closed, and the new open shards cover
-    exactly their ranges (a split: one for two; a merge: two for one)."""
+    Happened: the shards it closed are listed closed (unless the stream's retention has
+    passed since: expired shards are not listed), and the new open shards cover exactly
+    their ranges (a split: one for two; a merge: two for one)."""
     now = {x["ShardId"]: x for x in check_open_partition(kc)}
     was = {x["ShardId"]: x for x in before}
     if set(now) == set(was):
@@ -869,14 +991,18 @@ def check_reshard_whole(kc, before, kind, totals):
     check((len(gone), len(new)) == want, "%s after a kill closed %d shards and opened %d" % (
         kind, len(gone), len(new)))
     listed = {x["ShardId"] for x in rl.list_shards(kc)}
-    check(gone <= listed, "%s after a kill: closed shards not listed" % kind)
+    check(gone <= listed or time.time() - killed_at > retention_s(totals["retention_h"]),
+          "%s after a kill: closed shards not listed" % kind)
     totals["reshard_kill"]["happened"] += 1
 
 
-def check_fanout_durable(fanout, seen):
+def check_fanout_durable(fanout, seen, may_expire):
     """Every record a subscription delivered is durable: the read-back after the restart
-    has it, at the same shard and sequence number."""
-    for kn, at in fanout.items():
+    has it, at the same shard and sequence number, unless it may have expired since."""
+    for kn, at in list(fanout.items()):
+        if kn not in seen and may_expire(kn):
+            del fanout[kn]  # Expired: not read again.
+            continue
         check(seen.get(kn) == at, "fan-out delivered %s at %s; after the restart: %s" % (
             kn, at, seen.get(kn)))
 
@@ -922,7 +1048,7 @@ def load_and_kill(srv, rng, n, totals, args, prof):
     if reshard_kill:
         resharder.arm.set()
         if resharder.fired.wait(RESHARD_WAIT_S):
-            resharded = (resharder.before, resharder.kind)
+            resharded = (resharder.before, resharder.kind, time.time())
         else:
             totals["reshard_kill"]["none_sent"] += 1  # Refused all along (a full disk).
     watch.paused.set()
@@ -937,6 +1063,8 @@ def settle(producers, keyed, threads, phases, watch, totals, args):
         t.join(timeout=60)
         check(not t.is_alive(), "a load thread did not stop")
         check(t.error is None, "%s failed: %r" % (type(t).__name__, t.error))
+    for p in producers + keyed:
+        totals["born"].update(p.born)
     for p in producers:
         totals["acked"].update({kn: log_position(*at) for kn, at in p.acked.items()})
         totals["maybe"].update(p.inflight)
@@ -1065,10 +1193,22 @@ def retire(srv, rng, totals, prof):
     if point == "create":
         kc = retire_kill(srv, rng, totals, prof, old, point)
     rl.wait_active(kc)
+    stream_retention(kc, totals, prof)
     totals["retired"] += len(totals["acked"])
     totals["acked"].clear()
     totals["maybe"].clear()
+    totals["born"].clear()
+    totals["retention"]["gone"].clear()
     totals["fanout"].clear()  # The consumer went with the stream.
+
+
+def stream_retention(kc, totals, prof):
+    """The new stream's retention (before any load): SHORT_H for every short_every-th
+    generation, LONG_H for the others."""
+    short = totals["generation"] % prof["short_every"] == 0
+    totals["retention_h"] = SHORT_H if short else LONG_H
+    totals["retention"]["short_streams"] += short
+    set_retention(kc, rl.STREAM, totals["retention_h"])
 
 
 def round_once(srv, rng, n, totals, args, prof):
@@ -1082,11 +1222,11 @@ def round_once(srv, rng, n, totals, args, prof):
     t2 = time.time()
     kc = srv.client(attempts=10)
     if resharded:
-        check_reshard_whole(kc, resharded[0], resharded[1], totals)
+        check_reshard_whole(kc, *resharded, totals)
     else:
         check_open_partition(kc)
-    shards, seen = verify_all(srv, totals["acked"], set(totals["maybe"].items()))
-    check_fanout_durable(totals["fanout"].get("seen", {}), seen)
+    shards, seen, may_expire = verify_all(srv, totals)
+    check_fanout_durable(totals["fanout"].get("seen", {}), seen, may_expire)
     totals["shards"] = max(totals["shards"], shards)
     totals["verified"] += len(totals["acked"])
     if prof["gen_shards"] and (shards >= prof["gen_shards"] or
@@ -1115,7 +1255,10 @@ def main():
     loop = Loop(tmp, args.disk_mb)
     args.fill = loop.mounted
     srv = Sluiced(args.sluiced, os.path.join(loop.mnt, "data"), os.path.join(tmp, "sluiced.log"))
-    totals = {"acked": {}, "maybe": {}, "puts": 0, "udp": 0, "tcp": 0, "h2c": 0,
+    totals = {"acked": {}, "maybe": {}, "born": {}, "retention_h": SHORT_H,
+              "retention": {"expired": 0, "past": 0, "young": 0, "gone": set(),
+                            "short_streams": 0},
+              "puts": 0, "udp": 0, "tcp": 0, "h2c": 0,
               "acked_udp": 0, "acked_tcp": 0, "acked_h2c": 0, "frame_resends": 0,
               "frame_nacks": 0, "frame_unrouted": 0, "reads": 0,
               "sigkill": 0, "sigkill_recovery": 0, "sigstop": 0, "rss_max": 0.0,
@@ -1140,6 +1283,7 @@ def main():
         kc = srv.client(attempts=10)
         kc.create_stream(StreamName=rl.STREAM, ShardCount=2)
         rl.wait_active(kc)
+        stream_retention(kc, totals, prof)
         shown = t0
         while time.time() - t0 < args.duration and not (
                 args.kills and kills_sent(totals) >= args.kills):
@@ -1172,12 +1316,12 @@ def progress(t, rounds, elapsed):
           "retirement), %d SIGSTOP, %d records acknowledged, all read back so far" % (
               elapsed, rounds, t["sigkill"], t["sigkill_recovery"],
               sum(t["retire_kill"].values()), t["sigstop"],
-              t["retired"] + len(t["acked"])), flush=True)
+              t["retired"] + len(t["acked"]) + t["retention"]["expired"]), flush=True)
 
 
 def summary(args, totals, rounds, elapsed):
     """One line: operations, faults by kind, records acknowledged, lost (0), where time went."""
-    t, r, fill = totals, totals["reshards"], totals["fill"]
+    t, r, fill, ret = totals, totals["reshards"], totals["fill"], totals["retention"]
     fill.enter(fill.phase, 0.0)  # Closes the current phase's time.
     kills, rk, tk = kills_sent(t), t["reshard_kill"], t["retire_kill"]
     parts = [
@@ -1198,7 +1342,9 @@ def summary(args, totals, rounds, elapsed):
         "%.0f s, room %.0f s; %d CreateStream refused on a full disk), stalled connections "
         "%s, %d descriptor-exhaustion phases (sluiced counted %d refused, %d evicted, %d "
         "shed, %d timed out; a new client answered again within %.2f s), %d starts with "
-        "RLIMIT_NOFILE %d; no retention expiry (no time knob: docs/TESTING.md)" % (
+        "RLIMIT_NOFILE %d; retention expiry on %d of %d streams (RetentionPeriodHours %d "
+        "lasting %.1f s at [log] retention_hour_ms %d): %d records expired, %d read back "
+        "past retention (exact), %d read back younger than it (none missing)" % (
             t["sigkill"], t["sigkill_recovery"], kills * 60.0 / elapsed,
             rk["happened"] + rk["not"], rk["happened"], rk["not"], rk["none_sent"],
             tk["delete"] + tk["create"], tk["delete"], tk["create"], t["sigstop"],
@@ -1206,9 +1352,11 @@ def summary(args, totals, rounds, elapsed):
             t["create_refused"],
             " ".join("%s %d" % kv for kv in t["stalls"].items()), t["hogs"], t["hog_refused"],
             t["hog_evicted"], t["hog_shed"], t["hog_timed_out"], t["hog_again_max"],
-            t["nofile_low_starts"], NOFILE_LOW),
+            t["nofile_low_starts"], NOFILE_LOW, ret["short_streams"], t["generation"] + 1,
+            SHORT_H, retention_s(SHORT_H), RETENTION_HOUR_MS, ret["expired"], ret["past"],
+            ret["young"]),
         "%d records acknowledged (%d h2c, %d UDP, %d TCP), %d record read-backs, lost 0" % (
-            t["retired"] + len(t["acked"]), t["acked_h2c"], t["acked_udp"], t["acked_tcp"],
+            t["retired"] + len(t["acked"]) + t["retention"]["expired"], t["acked_h2c"], t["acked_udp"], t["acked_tcp"],
             t["verified"]),
         "%d streams retired after their read-back; most shards in one read-back %d" % (
             t["generation"], t["shards"]),
