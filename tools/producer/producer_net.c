@@ -4,9 +4,11 @@
  * and the poll loop that ties them to producer.c's timers.
  *
  * TCP: frames go out through a queue of batches, written in order with
- * partial writes resumed; on any error or EOF the connection is closed, and
- * on reconnect every batch in flight is queued again in seq order (the
- * appliance's dedup window makes the repeat harmless). UDP: one frame per
+ * partial writes resumed; on any error or EOF, or when nothing at all came
+ * on it for silence_timeout_ms while answers were owed, the connection is
+ * closed, and on reconnect every batch in flight is queued again in seq
+ * order (the appliance's dedup window makes the repeat harmless). Nothing is
+ * resent on a live connection: the appliance answers every frame it took. UDP: one frame per
  * datagram on a connected socket; a lost datagram is the retry timer's job.
  */
 #include <assert.h>
@@ -55,6 +57,7 @@ tcp_connected(struct sluice_producer *p)
 
 	p->connecting = false;
 	p->connected = true;
+	p->heard_ns = clock_mono_ns();
 	p->reconnect_ms = PRODUCER_RECONNECT_MS_MIN;
 	p->stats.connects++;
 	for (uint32_t l = 0; l < p->config.lanes; l++)
@@ -69,8 +72,11 @@ tcp_connected(struct sluice_producer *p)
 			flying[j] = flying[j - 1];
 			flying[j - 1] = t;
 		}
-	for (uint32_t i = 0; i < count; i++)
+	for (uint32_t i = 0; i < count; i++) {
+		if (flying[i]->sent_ns != 0)
+			p->stats.batches_resent++;    /* It went out on an earlier connection. */
 		producer_send(p, flying[i]);
+	}
 }
 
 int
@@ -149,6 +155,8 @@ producer_send(struct sluice_producer *p, struct producer_batch *b)
 	assert(p->txq_count < PRODUCER_TX_QUEUE_MAX);
 	p->txq[p->txq_count++] = b;
 	b->queued = true;
+	b->awaiting = true;
+	b->sent_ns = clock_mono_ns();
 }
 
 bool
@@ -266,6 +274,7 @@ tcp_read(struct sluice_producer *p, uint64_t now_ns)
 		}
 		if (n < 0)
 			return;
+		p->heard_ns = now_ns;    /* Any byte says the appliance is alive. */
 		p->rx_size += (uint32_t)n;
 		used = frames_answer(p, p->rx, p->rx_size, now_ns);
 		/* No answer is larger than FRAME_ACK_SIZE_MAX: a full buffer is a broken peer. */
@@ -278,9 +287,38 @@ tcp_read(struct sluice_producer *p, uint64_t now_ns)
 	}
 }
 
+/*
+ * The connection is silent when nothing came on it since the oldest frame still owed
+ * an answer was sent (or since the last bytes, whichever is later) for
+ * silence_timeout_ms. A connection idle with nothing owed is never silent.
+ */
+uint64_t
+producer_silence_deadline_ns(const struct sluice_producer *p)
+{
+	uint64_t oldest = UINT64_MAX;
+
+	if (p->config.transport != SLUICE_TRANSPORT_TCP || !p->connected)
+		return UINT64_MAX;
+	for (uint32_t l = 0; l < p->config.lanes; l++)
+		for (int i = 0; i < 2; i++) {
+			const struct producer_batch *b = &p->lanes[l].batches[i];
+
+			if (b->state == BATCH_FLYING && b->awaiting)
+				oldest = min_u64(oldest, b->sent_ns);
+		}
+	if (oldest == UINT64_MAX)
+		return UINT64_MAX;
+	return max_u64(oldest, p->heard_ns) + (uint64_t)p->config.silence_timeout_ms * 1000000u;
+}
+
 void
 producer_net_work(struct sluice_producer *p, uint64_t now_ns)
 {
+	if (now_ns >= producer_silence_deadline_ns(p)) {
+		/* Dead or hung: a new connection, where every batch in flight is resent. */
+		p->stats.connections_silent++;
+		tcp_lost(p, now_ns);
+	}
 	if (p->fd < 0 && p->reconnect_ns != 0 && now_ns >= p->reconnect_ns)
 		producer_socket_open(p, now_ns);
 	if (p->config.transport == SLUICE_TRANSPORT_TCP)

@@ -13,6 +13,7 @@
 
 #include <criterion/criterion.h>
 
+#include "common/clock.h"
 #include "tests/tools/producer/harness.h"
 
 static struct test_server *
@@ -139,6 +140,8 @@ Test(producer_errors, ignores_forged_acks_when_signing)
 		producer_config_init(&pc, server, i == 1);
 		pc.auth_key = &good_key;
 		retries_short(&pc);
+		/* TCP resends nothing on a live connection: the delivery deadline ends it. */
+		pc.delivery_timeout_ms = 500;
 		cr_assert_eq(sluice_producer_open(&pc, &p), 0);
 		put_all(p, 40, 5);
 		cr_assert_eq(sluice_producer_flush(p, 10000), 0);
@@ -206,6 +209,91 @@ Test(producer_errors, silent_server_times_out_every_record)
 	sluice_producer_close(p);
 	test_server_stop(server);
 	expect_all(0, 50, -ETIMEDOUT);
+	test_server_free(server);
+}
+
+/*
+ * Over TCP the appliance answers every frame it took, so a silent but live connection
+ * gets no copies: with no retry limit (the default) each record fails -ETIMEDOUT at its
+ * delivery deadline, never before it (a lower bound: load can only lengthen the wait),
+ * and nothing was resent. Over UDP the same deadline ends resends that did happen.
+ */
+static void
+deadline_run(bool tcp, struct sluice_producer_stats *stats)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct test_server *server;
+	uint64_t put_done_ns;
+
+	server_config_init(&sc, tcp);
+	sc.silent = true;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, tcp);
+	pc.retries_max = 0;
+	pc.delivery_timeout_ms = 300;
+	pc.silence_timeout_ms = 600000;    /* Never reached: the deadline comes first. */
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, 50, 5);
+	put_done_ns = clock_mono_ns();
+	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
+	cr_assert_geq(clock_mono_ns() - put_done_ns, 300 * 1000000ull,
+		      "no record failed before its deadline");
+	sluice_producer_stats(p, stats);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	expect_all(0, 50, -ETIMEDOUT);
+	test_server_free(server);
+}
+
+Test(producer_errors, delivery_deadline_fails_records_tcp_resends_nothing_on_a_live_connection)
+{
+	struct sluice_producer_stats stats;
+
+	deadline_run(true, &stats);
+	cr_assert_gt(stats.batches_sent, 0);
+	cr_assert_eq(stats.batches_resent, 0, "no copy on a live connection");
+	cr_assert_eq(stats.connects, 1);
+	cr_assert_eq(stats.connections_silent, 0);
+	deadline_run(false, &stats);
+	cr_assert_gt(stats.batches_resent, 0, "UDP resends on its ack timeout");
+}
+
+/*
+ * A hung appliance: the first two connections take frames and never answer. Each is
+ * declared dead after silence_timeout_ms, replaced, and the batches in flight resent
+ * on the new one; the third answers, and every record is stored exactly once.
+ */
+Test(producer_errors, tcp_silent_connection_is_replaced_and_its_batches_resent)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer_stats stats;
+	struct test_server_stats server_stats;
+	struct sluice_producer *p;
+	struct test_server *server;
+
+	server_config_init(&sc, true);
+	sc.silent_connections = 2;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, true);
+	pc.retries_max = 0;
+	pc.silence_timeout_ms = 1000;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, 500, 17);
+	cr_assert_eq(sluice_producer_flush(p, 60000), 0);
+	sluice_producer_stats(p, &stats);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	test_server_stats(server, &server_stats);
+	expect_all(0, 500, 0);
+	verify(server, 500, 17, true);
+	/* A loaded machine may make the good connection look silent too: at least two. */
+	cr_assert_geq(stats.connections_silent, 2);
+	cr_assert_eq(stats.connects, stats.connections_silent + 1);
+	cr_assert_eq(server_stats.connections, stats.connects);
+	cr_assert_gt(stats.batches_resent, 0, "resent on the new connections");
 	test_server_free(server);
 }
 

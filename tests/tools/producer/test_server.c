@@ -364,6 +364,7 @@ tcp_accept(struct test_server *s)
 	if (s->conn >= 0)
 		tcp_cut(s);
 	s->conn = fd;
+	s->stats.connections++;
 	s->rx_size = 0;
 }
 
@@ -391,7 +392,7 @@ tcp_loop(struct test_server *s)
 			s->conn = -1;
 			continue;
 		}
-		if (s->config.silent)
+		if (s->config.silent || s->stats.connections <= s->config.silent_connections)
 			continue;
 		s->rx_size += (size_t)n;
 		tcp_frames(s);
