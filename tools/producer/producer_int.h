@@ -38,7 +38,7 @@ struct producer_batch {
 				     * from it, so no record fails before it waited that long. */
 	uint64_t deadline_ns;       /* FLYING: fails with -ETIMEDOUT from then on. */
 	uint64_t due_ns;            /* FLYING: next send time (UINT64_MAX: none, TCP). */
-	uint64_t sent_ns;           /* TCP: when it was queued on the current connection. */
+	uint64_t sent_ns;           /* TCP: first queued on the current connection; 0: never sent. */
 	uint32_t frame_size;
 	uint32_t sends;             /* Sends so far (first included). */
 	uint32_t delay_ms;          /* Current retry delay, doubled per retry. */

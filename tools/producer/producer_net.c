@@ -48,16 +48,25 @@ producer_resolve(struct sluice_producer *p)
 	return 0;
 }
 
-/* TCP is up: everything in flight goes out again, oldest seq first. */
+/*
+ * TCP is up: everything in flight goes out again, oldest seq first. A batch that was on
+ * an earlier connection may meet its first copy still being stored: the appliance drops
+ * the new copy and sends the first copy's answer to the old connection (PROTOCOL.md
+ * section 6). Nothing answers it here, but it cannot wait for its deadline while other
+ * answers keep this connection alive: no batch seals while it is 8 seqs behind
+ * (seq_window_allows()), so the connection goes quiet, is found silent, and on the next
+ * one the batch is answered from the dedup window.
+ */
 static void
 tcp_connected(struct sluice_producer *p)
 {
 	struct producer_batch *flying[2 * FRAME_DEDUP_WINDOW];
+	uint64_t now_ns = clock_mono_ns();
 	uint32_t count = 0;
 
 	p->connecting = false;
 	p->connected = true;
-	p->heard_ns = clock_mono_ns();
+	p->heard_ns = now_ns;
 	p->reconnect_ms = PRODUCER_RECONNECT_MS_MIN;
 	p->stats.connects++;
 	for (uint32_t l = 0; l < p->config.lanes; l++)
@@ -127,6 +136,9 @@ producer_socket_close(struct sluice_producer *p)
 	p->txq_count = 0;
 	p->tx_offset = 0;
 	p->rx_size = 0;
+	for (uint32_t l = 0; l < p->config.lanes; l++)
+		for (int i = 0; i < 2; i++)
+			p->lanes[l].batches[i].awaiting = false;   /* Owed by a gone connection. */
 }
 
 static void
@@ -155,8 +167,10 @@ producer_send(struct sluice_producer *p, struct producer_batch *b)
 	assert(p->txq_count < PRODUCER_TX_QUEUE_MAX);
 	p->txq[p->txq_count++] = b;
 	b->queued = true;
+	/* A resend on this connection does not restart its silence: the first send counts. */
+	if (!b->awaiting)
+		b->sent_ns = clock_mono_ns();
 	b->awaiting = true;
-	b->sent_ns = clock_mono_ns();
 }
 
 bool

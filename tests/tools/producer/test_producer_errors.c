@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 
 #include "common/clock.h"
+#include "common/crc32c.h"
 #include "tests/tools/producer/harness.h"
 
 static struct test_server *
@@ -294,6 +295,84 @@ Test(producer_errors, tcp_silent_connection_is_replaced_and_its_batches_resent)
 	cr_assert_eq(stats.connects, stats.connections_silent + 1);
 	cr_assert_eq(server_stats.connections, stats.connects);
 	cr_assert_gt(stats.batches_resent, 0, "resent on the new connections");
+	test_server_free(server);
+}
+
+/* Puts record `tag` ("rec-<tag>") under `key`, polling while its lane is full. */
+static void
+put_keyed(struct sluice_producer *p, const char *key, uint32_t tag)
+{
+	char data[32];
+	int size = snprintf(data, sizeof(data), "rec-%u", tag);
+	int rc;
+
+	while ((rc = sluice_producer_put(p, key, (uint16_t)strlen(key), data, (uint32_t)size,
+					 NULL, tag)) == -EAGAIN)
+		cr_assert_geq(sluice_producer_poll(p, 10), 0);
+	cr_assert_eq(rc, 0);
+}
+
+/*
+ * A batch stored on a connection that went silent (its answer lost with it) is resent
+ * on the new one and meets, as the appliance may, "its first copy being stored": no
+ * answer there either. The other lane's answers keep the new connection alive only
+ * until the seq window stops new batches (8 seqs past the stranded one); then the
+ * connection goes quiet, is replaced, and the batch is answered from the dedup window
+ * (a replayed ACK), long before its delivery deadline (120 s, past this test's bound);
+ * every record stored once.
+ */
+Test(producer_errors, tcp_batch_whose_answer_went_to_a_lost_connection_is_answered_after_the_next_silence)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer_stats stats;
+	struct test_server_stats server_stats;
+	struct sluice_producer *p;
+	struct test_server *server;
+	uint64_t bound_ns = clock_mono_ns() + 60 * 1000000000ull;  /* Only bounds a hang. */
+	const char *first = "key-0";
+	char other[32];
+	uint32_t tag = 1;
+
+	server_config_init(&sc, true);
+	sc.mute_connections = 1;
+	sc.replays_unanswered = 1;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, true);
+	pc.lanes = 2;
+	pc.batch_records_max = 1;
+	pc.retries_max = 0;
+	pc.silence_timeout_ms = 1000;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	/* A key of the other lane (lane = crc32c(key) % lanes). */
+	for (uint32_t k = 1;; k++) {
+		snprintf(other, sizeof(other), "key-%u", k);
+		if (crc32c(0, other, strlen(other)) % 2 != crc32c(0, first, strlen(first)) % 2)
+			break;
+	}
+	memset(outcomes, 0, sizeof(outcomes));
+	put_keyed(p, first, 0);
+	do {    /* Stored on the mute connection, silence, resent on a new one: dropped. */
+		cr_assert_lt(clock_mono_ns(), bound_ns, "no reconnect");
+		cr_assert_geq(sluice_producer_poll(p, 10), 0);
+		test_server_stats(server, &server_stats);
+	} while (server_stats.replays_dropped == 0);
+	while (outcomes[0].completions == 0) {  /* The other lane keeps the connection busy. */
+		cr_assert_lt(clock_mono_ns(), bound_ns, "record 0 never answered");
+		cr_assert_lt(tag, TEST_SERVER_RECORDS_MAX);
+		put_keyed(p, other, tag++);
+		cr_assert_geq(sluice_producer_poll(p, 5), 0);
+	}
+	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
+	sluice_producer_stats(p, &stats);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	test_server_stats(server, &server_stats);
+	expect_all(0, tag, 0);
+	for (uint32_t i = 0; i < tag; i++)
+		cr_assert_eq(test_server_record(server, i)->stored, 1, "record %u", i);
+	cr_assert_geq(stats.acks_duplicate, 1, "record 0 answered from the window");
+	cr_assert_geq(stats.connections_silent, 2, "the mute one, then the one it was dropped on");
 	test_server_free(server);
 }
 
