@@ -293,7 +293,7 @@ def run(proc, log, endpoint, ingest):
     good.sendall(frame(42, count=3))
     check(read_answer(good) == (2, 0, 42), 'the first connection goes on')
     # A producer's resend while its first copy is still being stored (libsluice resends
-    # on the same connection after its 1 s ack timeout, when durable ACKs come late):
+    # on a live connection only after a NACK, but another producer may on a timeout):
     # both copies in one write, so the copy always meets the first one being stored.
     # The copy owes no answer; the first copy's ACK is the one. Its room must come back:
     # with room for two owed answers, the third pair was never taken (the connection's
