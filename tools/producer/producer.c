@@ -5,9 +5,9 @@
  * A batch's life: EMPTY -> OPEN (records added) -> FLYING (sealed with the
  * next batch_seq; sent; resent on its timer over UDP, after a NACK's wait,
  * or on a new TCP connection) -> EMPTY (ACK, final NACK or its delivery
- * deadline: every record completed). A released batch still being written to a TCP
- * socket stays DRAINING until its last byte is out, so its buffer is not
- * reused under the writer.
+ * deadline: every record completed). A released batch still being written
+ * to a TCP socket stays DRAINING until its last byte is out, so its buffer
+ * is not reused under the writer.
  */
 
 #include <assert.h>

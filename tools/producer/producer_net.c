@@ -8,8 +8,9 @@
  * on it for silence_timeout_ms while answers were owed, the connection is
  * closed, and on reconnect every batch in flight is queued again in seq
  * order (the appliance's dedup window makes the repeat harmless). Nothing is
- * resent on a live connection: the appliance answers every frame it took. UDP: one frame per
- * datagram on a connected socket; a lost datagram is the retry timer's job.
+ * resent on a live connection (the appliance answers every frame it took)
+ * but after a NACK's wait. UDP: one frame per datagram on a connected
+ * socket; a lost datagram is the retry timer's job.
  */
 #include <assert.h>
 #include <errno.h>

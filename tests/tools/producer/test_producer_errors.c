@@ -248,7 +248,7 @@ deadline_run(bool tcp, struct sluice_producer_stats *stats)
 	test_server_free(server);
 }
 
-Test(producer_errors, delivery_deadline_fails_records_tcp_resends_nothing_on_a_live_connection)
+Test(producer_errors, delivery_deadline_fails_records_and_tcp_resends_nothing_live)
 {
 	struct sluice_producer_stats stats;
 
@@ -321,7 +321,7 @@ put_keyed(struct sluice_producer *p, const char *key, uint32_t tag)
  * (a replayed ACK), long before its delivery deadline (120 s, past this test's bound);
  * every record stored once.
  */
-Test(producer_errors, tcp_batch_whose_answer_went_to_a_lost_connection_is_answered_after_the_next_silence)
+Test(producer_errors, tcp_answer_lost_with_its_connection_comes_after_the_next_silence)
 {
 	struct test_server_config sc;
 	struct sluice_producer_config pc;
