@@ -9,8 +9,8 @@ section 10):
   appliance counted no copy (frames_duplicate 0) and one connection (tcp_conns_opened
   1): nothing is resent on a live connection;
 - restarted: sluiced SIGKILLed while frames sent to it were unread, and started again:
-  the producer reconnects, resends, and every record is acknowledged and reads back
-  exactly once;
+  the producer reconnects, resends (the new appliance counts no copy), and every record
+  is acknowledged and reads back exactly once;
 - the delivery deadline (--delivery-timeout 3s) fails every record of a producer whose
   appliance stays stopped past it, as TimeoutOutcomeUnknown; those records read back at
   most once.
@@ -152,6 +152,8 @@ def restarted_appliance(tmp, api, ingest, procs):
     check(p.stored() == 100, f'every record acknowledged after the restart ({p.stored()})')
     stats = telemetry(procs[-1][0].pid)
     check(stats['tcp_conns_opened'] >= 1, 'the producer reconnected to the new appliance')
+    check(stats['frames_duplicate'] == 0,
+          f"the resent frames were new to it (frames_duplicate {stats['frames_duplicate']})")
     print('restarted: the 50 frames in flight resent on a new connection and acknowledged')
 
 
