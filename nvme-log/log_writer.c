@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -829,8 +828,6 @@ writer_main(void *arg)
 
 	/* Short window timers must not be rounded up by the default 50 us slack. */
 	prctl(PR_SET_TIMERSLACK, 1ul, 0, 0, 0);
-	/* Named for operators (top -H) and tests that stall the log by stopping it. */
-	pthread_setname_np(pthread_self(), "sluice-log");
 	for (;;) {
 		bool stopping = atomic_load(&log->stop);
 		uint64_t mono_ns = clock_mono_ns();
