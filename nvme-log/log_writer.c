@@ -826,6 +826,7 @@ writer_main(void *arg)
 	struct log *log = arg;
 	uint64_t idle_since_ns = clock_mono_ns();
 
+	pthread_setname_np(pthread_self(), "sluice-log");
 	/* Short window timers must not be rounded up by the default 50 us slack. */
 	prctl(PR_SET_TIMERSLACK, 1ul, 0, 0, 0);
 	for (;;) {
