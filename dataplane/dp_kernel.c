@@ -143,6 +143,7 @@ struct dp_kernel {
 	uint32_t conn_free_count;
 	uint32_t *attention;        /* Connections to service this pass. */
 	uint32_t attention_count;
+	uint32_t attention_busy;    /* Of those, not just waiting for room (dp_kernel_idle). */
 	uint32_t *sendq;            /* Connections with answers to send. */
 	uint32_t sendq_count;
 	uint8_t *asm_mem;           /* tcp_rx_buffers x asm_size */
@@ -369,6 +370,7 @@ dp_kernel_attend(struct dp_kernel *k, uint32_t index)
 		return;
 	c->listed = true;
 	k->attention[k->attention_count++] = index;
+	k->attention_busy++;    /* Until a pass finds it only waiting for room. */
 }
 
 static void
@@ -662,13 +664,22 @@ dp_kernel_conn_pump(struct dp_worker *w, struct dp_kernel *k, struct dp_kconn *c
 	return rc == 0 && dp_ksplit_holds_frame(&c->split) ? -EAGAIN : rc;
 }
 
-/* Splits what arrived; stops or re-arms the receive. Stays listed while stopped. */
+/*
+ * Splits what arrived; stops or re-arms the receive. Stays listed while stopped.
+ * *waiting: stopped, and this retry took nothing (it waits for the log or for its
+ * answers to go: a completion, so the worker may nap meanwhile).
+ */
 static bool
-dp_kernel_conn_service(struct dp_worker *w, struct dp_kernel *k, uint32_t index)
+dp_kernel_conn_service(struct dp_worker *w, struct dp_kernel *k, uint32_t index,
+		       bool *waiting)
 {
 	struct dp_kconn *c = &k->conns[index];
+	uint32_t head = c->q_head;
+	uint32_t off = c->q_off;
+	bool held = dp_ksplit_holds_frame(&c->split);
 	int rc;
 
+	*waiting = false;
 	if (c->state != DP_KCONN_OPEN)
 		return false;
 	k->current = index;
@@ -676,6 +687,8 @@ dp_kernel_conn_service(struct dp_worker *w, struct dp_kernel *k, uint32_t index)
 	if (rc == -EAGAIN) {
 		if (!c->blocked)
 			dp_count(w, DP_TCP_BLOCKED, 1);
+		*waiting = c->blocked && head == c->q_head && off == c->q_off &&
+			   held == dp_ksplit_holds_frame(&c->split);
 		c->blocked = true;
 		c->partial_tsc = 0; /* Waiting on us, not on the producer. */
 		dp_kernel_cancel_recv(k, index); /* The kernel's window closes. */
@@ -737,18 +750,22 @@ static void
 dp_kernel_attend_all(struct dp_worker *w, struct dp_kernel *k)
 {
 	uint32_t kept = 0;
+	uint32_t busy = 0;
 
 	for (uint32_t i = 0; i < k->attention_count; i++) {
 		uint32_t index = k->attention[i];
+		bool waiting;
 
-		if (dp_kernel_conn_service(w, k, index)) {
+		if (dp_kernel_conn_service(w, k, index, &waiting)) {
 			k->attention[kept++] = index;
+			busy += !waiting;
 			continue;
 		}
 		k->conns[index].listed = false;
 		dp_kernel_conn_reap(w, k, index);
 	}
 	k->attention_count = kept;
+	k->attention_busy = busy;
 }
 
 /* ---- Answers (from dp_ingest_send) --------------------------------------- */
@@ -889,7 +906,12 @@ dp_kernel_idle(struct dp_worker *w, uint32_t *idle_polls)
 	if (dp->config.idle_polls == 0 || ++*idle_polls < dp->config.idle_polls)
 		return;
 	*idle_polls = 0;
-	if (!dp_ingest_is_idle(w) || w->kernel->attention_count > 0)
+	/*
+	 * Connections stopped by back-pressure whose retry took nothing do not keep it
+	 * awake: the room they wait for comes with a completion (a send's CQE ends the
+	 * wait; the log's, idle_sleep_us later at most), and the next pass retries them.
+	 */
+	if (!dp_ingest_is_idle(w) || w->kernel->attention_busy > 0)
 		return;
 	rte_rcu_qsbr_thread_offline(dp->qsbr, w->index);
 	io_uring_wait_cqe_timeout(&w->kernel->ring, &cqe, &ts);

@@ -829,5 +829,9 @@ dp_tcp_burst_end(struct dp_tcp *tcp, uint64_t now_us)
 bool
 dp_tcp_is_idle(const struct dp_tcp *tcp)
 {
-	return tcp->touched_head == DP_TCP_NONE && tcp->blocked_count == 0;
+	/*
+	 * Blocked connections do not keep the worker awake: they wait for the log (whose
+	 * doorbell ends a nap) or for the peer's ACKs, and the next tick retries them.
+	 */
+	return tcp->touched_head == DP_TCP_NONE;
 }

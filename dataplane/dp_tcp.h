@@ -319,7 +319,11 @@ int dp_tcp_answer(struct dp_tcp *tcp, uint32_t conn, uint32_t gen, const uint8_t
 		  uint32_t size);
 /* A frame handed over that will get no answer (ack mode NONE, or unanswerable). */
 void dp_tcp_unanswered(struct dp_tcp *tcp, uint32_t conn, uint32_t gen);
-/* Nothing buffered, no timer due soon: the worker may sleep. */
+/*
+ * Nothing to send or hand over now: the worker may sleep. Connections blocked on
+ * back-pressure do not count (dp_tcp_poll retries them each tick and reports work only
+ * when a retry changed something).
+ */
 bool dp_tcp_is_idle(const struct dp_tcp *tcp);
 
 /* Parses TCP options into `seg` (has_* fields). false: malformed options. */

@@ -91,25 +91,34 @@ dp_tcp_rto_fire(struct dp_tcp *tcp, struct dp_tcp_conn *c)
 	return true;
 }
 
-/* A connection paused by ingest: try its buffered frames again. */
-static void
+/*
+ * A connection paused by ingest: try its buffered frames again. True when something
+ * changed (a frame taken, the pause over, the connection gone): a retry that changed
+ * nothing is no work, so a worker whose connections only wait for the log (its doorbell
+ * wakes a nap) or for the peer's ACKs may nap like an idle one instead of spinning.
+ */
+static bool
 dp_tcp_unblock(struct dp_tcp *tcp, struct dp_tcp_conn *c)
 {
 	uint32_t gen = c->gen;
+	uint32_t head = c->rx_head;
 
 	if (c->rx_buf == DP_TCP_NONE || c->rx_head == c->rx_tail) {
 		/* Nothing buffered: it paused on a frame it had not buffered. */
 		if (!tcp->ops.can_take(tcp->ctx) || !dp_tcp_tx_room(tcp, c))
-			return;
+			return false;
 		c->blocked = false;
 		tcp->blocked_count--;
 	} else {
 		dp_tcp_rx_split(tcp, c);
-		if (c->state == DP_TCP_CLOSED || c->gen != gen || c->blocked)
-			return;
+		if (c->state == DP_TCP_CLOSED || c->gen != gen)
+			return true;
+		if (c->blocked)
+			return c->rx_head != head;
 	}
 	c->ack_now = true; /* The window reopened: say so. */
 	dp_tcp_touch(tcp, c);
+	return true;
 }
 
 /* The connection's deadlines. Returns 1 when it did something. */
@@ -144,10 +153,8 @@ dp_tcp_conn_timers(struct dp_tcp *tcp, struct dp_tcp_conn *c)
 		dp_tcp_conn_reset(tcp, c, DP_TCP_TIMEOUT_PARTIAL);
 		return 1;
 	}
-	if (c->blocked) {
-		dp_tcp_unblock(tcp, c);
+	if (c->blocked && dp_tcp_unblock(tcp, c))
 		work = 1;
-	}
 	if (c->state != DP_TCP_CLOSED)
 		dp_tcp_timer_update(tcp, c);
 	return work;

@@ -157,6 +157,10 @@ cli_frames_open(const char *command, const struct cli_frames_options *options,
 	if (options->records_per_batch != 0)
 		config.batch_records_max = options->records_per_batch;
 	config.linger_us = options->linger_us;
+	if (options->delivery_timeout_ms != 0)
+		config.delivery_timeout_ms = options->delivery_timeout_ms;
+	if (options->silence_timeout_ms != 0)
+		config.silence_timeout_ms = options->silence_timeout_ms;
 	config.on_complete = options->on_complete;
 	config.user = options->user;
 	err = sluice_producer_open(&config, producer_out);

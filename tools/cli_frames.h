@@ -21,6 +21,8 @@ struct cli_frames_options {
 	const char *stream;
 	uint32_t records_per_batch;    /* 0: the library's default. */
 	uint32_t linger_us;
+	uint32_t delivery_timeout_ms;  /* 0: the library's default. */
+	uint32_t silence_timeout_ms;   /* TCP; 0: the library's default. */
 	sluice_completion_fn *on_complete;
 	void *user;
 };

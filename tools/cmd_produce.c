@@ -10,7 +10,10 @@
  * backoff, up to --retries times. udp and tcp send record frames through
  * libsluice (tools/producer/) to the appliance's ingest port; its durable
  * ACK carries each record's shard and per-shard log position, and results
- * are printed as they complete (not necessarily in input order).
+ * are printed as they complete (not necessarily in input order). A record
+ * without an answer --delivery-timeout after it was read fails as
+ * TimeoutOutcomeUnknown; over tcp nothing is resent unless the connection
+ * stays silent for --silence-timeout (then it is replaced).
  *
  * Output (stdout), one line per record in input order:
  *   INDEX <tab> SHARD_ID <tab> SEQUENCE          stored
@@ -37,13 +40,17 @@
 #define PRODUCE_LINE_SIZE_MAX (SLUICE_RECORD_DATA_SIZE_MAX + 1)
 #define PRODUCE_KEY_SIZE_RANDOM 16
 
+/* --delivery-timeout, --silence-timeout: a day at most (libsluice takes milliseconds). */
+#define PRODUCE_TIMEOUT_NS_MAX (86400ull * 1000000000ull)
+/* The last flush waits for every record's delivery deadline, and this much for the poll. */
+#define PRODUCE_FLUSH_SLACK_MS 1000u
 /* --shard-map: a moved map that could not be read is read again after this. */
 #define PRODUCE_MAP_RETRY_NS 1000000000ull
 
 static const char produce_synopsis[] =
 	"sluice produce STREAM [--transport http|udp|tcp] [--target HOST:PORT]\n"
 	"       [--lines] [--key K | --key-field N] [--count N --size B] [--quiet]\n"
-	"       [--shard-map]";
+	"       [--shard-map] [--delivery-timeout DURATION] [--silence-timeout DURATION]";
 
 struct produce_record {
 	uint64_t index;
@@ -83,6 +90,8 @@ struct produce {
 	uint64_t batch_max;
 	uint64_t retries;
 	uint64_t linger_ns;
+	uint64_t delivery_timeout_ns; /* udp/tcp: libsluice's delivery_timeout_ms. */
+	uint64_t silence_timeout_ns;  /* tcp: libsluice's silence_timeout_ms. */
 	bool quiet;
 	bool shard_map;       /* udp/tcp: shard-grouped frames from ListShards. */
 	uint64_t map_retry_ns; /* A moved map is not read again before this. */
@@ -542,8 +551,9 @@ produce_frames_run(struct produce *p, struct sluice_producer *producer)
 			produce_map_refresh(p, producer);
 		fflush(stdout);
 	}
-	/* Whatever is still unanswered after this completes as canceled at close. */
-	err = sluice_producer_flush(producer, 60000);
+	/* Every record completes by its deadline; nothing should be left to cancel at close. */
+	err = sluice_producer_flush(producer, (int)(p->delivery_timeout_ns / 1000000u) +
+					      (int)PRODUCE_FLUSH_SLACK_MS);
 	return err == -ETIMEDOUT ? 0 : err;
 }
 
@@ -554,6 +564,8 @@ produce_frames(struct produce *p)
 		.transport = p->transport, .target = p->target, .stream = p->stream,
 		.records_per_batch = (uint32_t)p->batch_max,
 		.linger_us = (uint32_t)(p->linger_ns / 1000),
+		.delivery_timeout_ms = (uint32_t)(p->delivery_timeout_ns / 1000000u),
+		.silence_timeout_ms = (uint32_t)(p->silence_timeout_ns / 1000000u),
 		.on_complete = produce_frames_complete, .user = p,
 	};
 	struct sluice_producer *producer;
@@ -665,6 +677,14 @@ cmd_produce(int argc, char **argv)
 		{ "quiet", CLI_OPT_BOOL, &p.quiet, 0, 0, NULL, "print only the totals" },
 		{ "shard-map", CLI_OPT_BOOL, &p.shard_map, 0, 0, NULL,
 		  "udp/tcp: read the stream's shards (ListShards) and send shard-grouped frames" },
+		{ "delivery-timeout", CLI_OPT_DURATION, &p.delivery_timeout_ns, 1000000,
+		  PRODUCE_TIMEOUT_NS_MAX, "DURATION",
+		  "udp/tcp: a record unanswered this long fails as TimeoutOutcomeUnknown "
+		  "(default 120s)" },
+		{ "silence-timeout", CLI_OPT_DURATION, &p.silence_timeout_ns, 1000000,
+		  PRODUCE_TIMEOUT_NS_MAX, "DURATION",
+		  "tcp: a connection silent this long while answers are owed is replaced and "
+		  "its frames resent (default 30s)" },
 		CLI_CONN_OPTS(&conn),
 	};
 	struct cli_args args;
@@ -676,6 +696,8 @@ cmd_produce(int argc, char **argv)
 	p.batch_max = PRODUCE_BATCH_MAX;
 	p.linger_ns = 50000000;
 	p.retries = 5;
+	p.delivery_timeout_ns = SLUICE_DELIVERY_TIMEOUT_MS_DEFAULT * 1000000ull;
+	p.silence_timeout_ns = SLUICE_TCP_SILENCE_MS_DEFAULT * 1000000ull;
 	p.rng = clock_real_ns();
 	code = cli_parse_or_usage(argc, argv, produce_synopsis, table, ARRAY_SIZE(table), &args,
 				  &done);

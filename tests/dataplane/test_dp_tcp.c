@@ -738,9 +738,23 @@ Test(dp_tcp, back_pressure_closes_the_window_and_probes_are_answered, .init = NU
 	cr_assert_eq(sent_count, 1);
 	cr_assert_eq(last_sent()->out.wnd, 0);
 	cr_assert_eq(last_sent()->out.ack, PEER_ISN + 16384, "the probe byte is not taken");
+	/*
+	 * While ingest still refuses, the retries each tick change nothing: no work, and
+	 * the worker may nap (it used to spin for the whole stall).
+	 */
+	for (int i = 0; i < 5; i++) {
+		now_us += DP_TCP_TIMER_TICK_US;
+		cr_assert_eq(dp_tcp_poll(&tcp, now_us), 0, "a retry that changed nothing is no work");
+		dp_tcp_burst_end(&tcp, now_us);
+		cr_assert(dp_tcp_is_idle(&tcp), "blocked, waiting: the worker may nap");
+	}
+	cr_assert_eq(tcp.blocked_count, 1);
+	cr_assert_eq(frame_count, 0);
 	/* Ingest takes again: frames flow, the window reopens with an update. */
 	take = true;
-	advance_ms(1);
+	now_us += DP_TCP_TIMER_TICK_US;
+	cr_assert_gt(dp_tcp_poll(&tcp, now_us), 0, "the retry that took frames is work");
+	dp_tcp_burst_end(&tcp, now_us);
 	cr_assert_gt(frame_count, 10);
 	cr_assert_gt(last_sent()->out.wnd, 0, "a window update");
 	cr_assert_eq(tcp.blocked_count, 0);

@@ -3,10 +3,11 @@
  * timers and completions. Sockets and poll() live in producer_net.c.
  *
  * A batch's life: EMPTY -> OPEN (records added) -> FLYING (sealed with the
- * next batch_seq; sent, resent on its timer) -> EMPTY (ACK or final NACK:
- * every record completed). A released batch still being written to a TCP
- * socket stays DRAINING until its last byte is out, so its buffer is not
- * reused under the writer.
+ * next batch_seq; sent; resent on its timer over UDP, after a NACK's wait,
+ * or on a new TCP connection) -> EMPTY (ACK, final NACK or its delivery
+ * deadline: every record completed). A released batch still being written
+ * to a TCP socket stays DRAINING until its last byte is out, so its buffer
+ * is not reused under the writer.
  */
 
 #include <assert.h>
@@ -38,7 +39,9 @@ sluice_producer_config_default(struct sluice_producer_config *config,
 	config->linger_us = 2000;
 	config->ack_timeout_ms = udp ? 100u : 1000u;
 	config->backoff_max_ms = 2000;
-	config->retries_max = 10;
+	config->retries_max = 0;
+	config->delivery_timeout_ms = SLUICE_DELIVERY_TIMEOUT_MS_DEFAULT;
+	config->silence_timeout_ms = SLUICE_TCP_SILENCE_MS_DEFAULT;
 }
 
 static uint32_t
@@ -67,7 +70,8 @@ config_valid(const struct sluice_producer_config *c)
 	/* At least one record of a one-byte key must fit. */
 	if (c->batch_size_max < batch_head_size(c) + frame_record_encoded_size(1, 0, 0))
 		return false;
-	if (c->ack_timeout_ms == 0 || c->retries_max == 0 || c->backoff_max_ms < c->ack_timeout_ms)
+	if (c->ack_timeout_ms == 0 || c->backoff_max_ms < c->ack_timeout_ms ||
+	    c->delivery_timeout_ms == 0 || c->silence_timeout_ms == 0)
 		return false;
 	if (c->auth_key != NULL && (c->auth_key->key_size < FRAME_AUTH_KEY_SIZE_MIN ||
 				    c->auth_key->key_size > FRAME_AUTH_KEY_SIZE_MAX))
@@ -193,6 +197,7 @@ batch_begin(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns
 	b->records_size = batch_head_size(&p->config);
 	b->state = BATCH_OPEN;
 	b->opened_ns = now_ns;
+	b->last_put_ns = now_ns;
 	b->sends = 0;
 	b->sent_once = false;
 	b->all_hashed = true;
@@ -284,7 +289,8 @@ void
 producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns)
 {
 	assert(b->state == BATCH_FLYING);
-	if (b->sends >= p->config.retries_max) {
+	if (now_ns >= b->deadline_ns ||
+	    (p->config.retries_max != 0 && b->sends >= p->config.retries_max)) {
 		int err = b->last_status == FRAME_STATUS_OK ? -ETIMEDOUT :
 							      status_errno(b->last_status);
 
@@ -297,7 +303,12 @@ producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uin
 		p->stats.batches_sent++;
 	b->sent_once = true;
 	b->sends++;
-	b->due_ns = now_ns + jitter_ns(p, b->delay_ms);
+	/*
+	 * TCP: the appliance answers every frame it took, so no timer resends on a live
+	 * connection; a reconnect (for silence or a lost connection) does (producer_net.c).
+	 */
+	b->due_ns = p->config.transport == SLUICE_TRANSPORT_TCP ? UINT64_MAX :
+								 now_ns + jitter_ns(p, b->delay_ms);
 	b->delay_ms = (uint32_t)min_u64((uint64_t)b->delay_ms * 2, p->config.backoff_max_ms);
 	producer_send(p, b);
 	if (p->config.ack_mode == FRAME_ACK_NONE && b->state == BATCH_FLYING)
@@ -369,6 +380,7 @@ lane_sort(struct sluice_producer *p, struct producer_lane *lane)
 	assert(pos == from->writer.size);
 	*to = (struct producer_batch){ .frame = to->frame, .tags = to->tags,
 				       .writer = from->writer, .opened_ns = from->opened_ns,
+				       .last_put_ns = from->last_put_ns,
 				       .state = BATCH_OPEN, .all_hashed = true };
 	to->writer.buf = to->frame;
 	from->state = BATCH_EMPTY;
@@ -413,7 +425,10 @@ lane_seal(struct sluice_producer *p, struct producer_lane *lane, uint64_t now_ns
 	b->frame_size = (uint32_t)size;
 	b->state = BATCH_FLYING;
 	b->delay_ms = p->config.ack_timeout_ms;
+	b->deadline_ns = b->last_put_ns + (uint64_t)p->config.delivery_timeout_ms * 1000000u;
 	b->queued = false;
+	b->awaiting = false;
+	b->sent_ns = 0;
 	lane->open_index ^= 1;
 	p->inflight_bytes += b->frame_size;
 	producer_batch_transmit(p, b, now_ns);
@@ -430,7 +445,8 @@ producer_lanes_work(struct sluice_producer *p, uint64_t now_ns)
 		struct producer_batch *flying = &lane->batches[lane->open_index ^ 1];
 		struct producer_batch *open = &lane->batches[lane->open_index];
 
-		if (flying->state == BATCH_FLYING && now_ns >= flying->due_ns)
+		if (flying->state == BATCH_FLYING &&
+		    now_ns >= min_u64(flying->due_ns, flying->deadline_ns))
 			producer_batch_transmit(p, flying, now_ns);
 		if (open->state == BATCH_OPEN && now_ns - open->opened_ns >= linger_ns)
 			lane_seal(p, lane, now_ns);
@@ -449,14 +465,14 @@ producer_next_timer_ns(const struct sluice_producer *p)
 		const struct producer_batch *open = &lane->batches[lane->open_index];
 
 		if (flying->state == BATCH_FLYING)
-			next = min_u64(next, flying->due_ns);
+			next = min_u64(next, min_u64(flying->due_ns, flying->deadline_ns));
 		/* An open batch that cannot seal yet waits for an answer, not for time. */
 		if (lane_can_seal(p, lane))
 			next = min_u64(next, open->opened_ns + linger_ns);
 	}
 	if (p->reconnect_ns != 0)
 		next = min_u64(next, p->reconnect_ns);
-	return next;
+	return min_u64(next, producer_silence_deadline_ns(p));
 }
 
 /*
@@ -537,6 +553,7 @@ producer_answer(struct sluice_producer *p, const struct frame_ack *ack, uint64_t
 		return;
 	}
 	p->stats.nacks_received++;
+	b->awaiting = false;    /* Answered: it waits for its resend, not for the connection. */
 	if (frame_status_retryable((enum frame_status)ack->status)) {
 		/* Honour the appliance's hint, but a minute at most: it is only a hint. */
 		uint64_t wait_ms = min_u64(max_u64(ack->retry_after_ms, b->delay_ms / 2),
@@ -668,6 +685,7 @@ sluice_producer_put(struct sluice_producer *p, const void *key, uint16_t key_siz
 	b->all_hashed = b->all_hashed && r.hash_kind != FRAME_HASH_NONE;
 	b->records_size += frame_record_encoded_size(r.key_size, r.hash_kind, r.data_size);
 	b->tags[b->writer.record_count - 1] = tag;
+	b->last_put_ns = now_ns;
 	p->stats.records_put++;
 	if (b->writer.record_count == p->config.batch_records_max)
 		lane_seal(p, lane, now_ns);

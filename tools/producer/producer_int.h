@@ -34,13 +34,18 @@ struct producer_batch {
 	struct frame_writer writer;
 	uint64_t batch_seq;
 	uint64_t opened_ns;         /* First record's put time (linger). */
-	uint64_t due_ns;            /* FLYING: next send time. */
+	uint64_t last_put_ns;       /* Last record's put time: the delivery deadline counts
+				     * from it, so no record fails before it waited that long. */
+	uint64_t deadline_ns;       /* FLYING: fails with -ETIMEDOUT from then on. */
+	uint64_t due_ns;            /* FLYING: next send time (UINT64_MAX: none, TCP). */
+	uint64_t sent_ns;           /* TCP: first queued on the current connection; 0: never sent. */
 	uint32_t frame_size;
 	uint32_t sends;             /* Sends so far (first included). */
 	uint32_t delay_ms;          /* Current retry delay, doubled per retry. */
 	uint8_t state;              /* enum batch_state */
 	uint8_t last_status;        /* Status of the last NACK, FRAME_STATUS_OK if none. */
 	bool queued;                /* TCP: in the transmit queue. */
+	bool awaiting;              /* TCP: sent on this connection, no answer to it since. */
 	bool sent_once;             /* False until its first send (for stats). */
 	bool all_hashed;            /* Every record carries a hash key: sortable by it. */
 	bool grouped;               /* A SHARD_RECORDS frame for shard_index. */
@@ -85,6 +90,7 @@ struct sluice_producer {
 	bool fenced;                /* A STALE_EPOCH NACK was received. */
 	uint64_t reconnect_ns;      /* TCP: next connect attempt (0: none pending). */
 	uint32_t reconnect_ms;
+	uint64_t heard_ns;          /* TCP: connect, or the last bytes received on it. */
 	uint64_t next_seq;
 	uint32_t credit_size;       /* Last credit hint; FRAME_CREDIT_UNLIMITED at start. */
 	uint64_t inflight_bytes;
@@ -121,6 +127,8 @@ void producer_send(struct sluice_producer *producer, struct producer_batch *batc
 /* Takes a batch off the TCP queue unless it is half written; true if it was taken. */
 bool producer_txq_remove(struct sluice_producer *producer, struct producer_batch *batch);
 void producer_net_work(struct sluice_producer *producer, uint64_t now_ns);
+/* TCP: when the connection counts as dead for its silence; UINT64_MAX: never (nothing owed). */
+uint64_t producer_silence_deadline_ns(const struct sluice_producer *producer);
 int producer_resolve(struct sluice_producer *producer);
 
 #endif /* SLUICE_PRODUCER_INT_H */

@@ -4,10 +4,13 @@
  * and the poll loop that ties them to producer.c's timers.
  *
  * TCP: frames go out through a queue of batches, written in order with
- * partial writes resumed; on any error or EOF the connection is closed, and
- * on reconnect every batch in flight is queued again in seq order (the
- * appliance's dedup window makes the repeat harmless). UDP: one frame per
- * datagram on a connected socket; a lost datagram is the retry timer's job.
+ * partial writes resumed; on any error or EOF, or when nothing at all came
+ * on it for silence_timeout_ms while answers were owed, the connection is
+ * closed, and on reconnect every batch in flight is queued again in seq
+ * order (the appliance's dedup window makes the repeat harmless). Nothing is
+ * resent on a live connection (the appliance answers every frame it took)
+ * but after a NACK's wait. UDP: one frame per datagram on a connected
+ * socket; a lost datagram is the retry timer's job.
  */
 #include <assert.h>
 #include <errno.h>
@@ -46,15 +49,25 @@ producer_resolve(struct sluice_producer *p)
 	return 0;
 }
 
-/* TCP is up: everything in flight goes out again, oldest seq first. */
+/*
+ * TCP is up: everything in flight goes out again, oldest seq first. A batch that was on
+ * an earlier connection may meet its first copy still being stored: the appliance drops
+ * the new copy and sends the first copy's answer to the old connection (PROTOCOL.md
+ * section 6). Nothing answers it here, but it cannot wait for its deadline while other
+ * answers keep this connection alive: no batch seals while it is 8 seqs behind
+ * (seq_window_allows()), so the connection goes quiet, is found silent, and on the next
+ * one the batch is answered from the dedup window.
+ */
 static void
 tcp_connected(struct sluice_producer *p)
 {
 	struct producer_batch *flying[2 * FRAME_DEDUP_WINDOW];
+	uint64_t now_ns = clock_mono_ns();
 	uint32_t count = 0;
 
 	p->connecting = false;
 	p->connected = true;
+	p->heard_ns = now_ns;
 	p->reconnect_ms = PRODUCER_RECONNECT_MS_MIN;
 	p->stats.connects++;
 	for (uint32_t l = 0; l < p->config.lanes; l++)
@@ -69,8 +82,11 @@ tcp_connected(struct sluice_producer *p)
 			flying[j] = flying[j - 1];
 			flying[j - 1] = t;
 		}
-	for (uint32_t i = 0; i < count; i++)
+	for (uint32_t i = 0; i < count; i++) {
+		if (flying[i]->sent_ns != 0)
+			p->stats.batches_resent++;    /* It went out on an earlier connection. */
 		producer_send(p, flying[i]);
+	}
 }
 
 int
@@ -121,6 +137,9 @@ producer_socket_close(struct sluice_producer *p)
 	p->txq_count = 0;
 	p->tx_offset = 0;
 	p->rx_size = 0;
+	for (uint32_t l = 0; l < p->config.lanes; l++)
+		for (int i = 0; i < 2; i++)
+			p->lanes[l].batches[i].awaiting = false;   /* Owed by a gone connection. */
 }
 
 static void
@@ -149,6 +168,10 @@ producer_send(struct sluice_producer *p, struct producer_batch *b)
 	assert(p->txq_count < PRODUCER_TX_QUEUE_MAX);
 	p->txq[p->txq_count++] = b;
 	b->queued = true;
+	/* A resend on this connection does not restart its silence: the first send counts. */
+	if (!b->awaiting)
+		b->sent_ns = clock_mono_ns();
+	b->awaiting = true;
 }
 
 bool
@@ -266,6 +289,7 @@ tcp_read(struct sluice_producer *p, uint64_t now_ns)
 		}
 		if (n < 0)
 			return;
+		p->heard_ns = now_ns;    /* Any byte says the appliance is alive. */
 		p->rx_size += (uint32_t)n;
 		used = frames_answer(p, p->rx, p->rx_size, now_ns);
 		/* No answer is larger than FRAME_ACK_SIZE_MAX: a full buffer is a broken peer. */
@@ -278,9 +302,38 @@ tcp_read(struct sluice_producer *p, uint64_t now_ns)
 	}
 }
 
+/*
+ * The connection is silent when nothing came on it since the oldest frame still owed
+ * an answer was sent (or since the last bytes, whichever is later) for
+ * silence_timeout_ms. A connection idle with nothing owed is never silent.
+ */
+uint64_t
+producer_silence_deadline_ns(const struct sluice_producer *p)
+{
+	uint64_t oldest = UINT64_MAX;
+
+	if (p->config.transport != SLUICE_TRANSPORT_TCP || !p->connected)
+		return UINT64_MAX;
+	for (uint32_t l = 0; l < p->config.lanes; l++)
+		for (int i = 0; i < 2; i++) {
+			const struct producer_batch *b = &p->lanes[l].batches[i];
+
+			if (b->state == BATCH_FLYING && b->awaiting)
+				oldest = min_u64(oldest, b->sent_ns);
+		}
+	if (oldest == UINT64_MAX)
+		return UINT64_MAX;
+	return max_u64(oldest, p->heard_ns) + (uint64_t)p->config.silence_timeout_ms * 1000000u;
+}
+
 void
 producer_net_work(struct sluice_producer *p, uint64_t now_ns)
 {
+	if (now_ns >= producer_silence_deadline_ns(p)) {
+		/* Dead or hung: a new connection, where every batch in flight is resent. */
+		p->stats.connections_silent++;
+		tcp_lost(p, now_ns);
+	}
 	if (p->fd < 0 && p->reconnect_ns != 0 && now_ns >= p->reconnect_ns)
 		producer_socket_open(p, now_ns);
 	if (p->config.transport == SLUICE_TRANSPORT_TCP)

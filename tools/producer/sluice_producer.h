@@ -25,6 +25,16 @@
  * frame, later batches are RECORDS too, and sluice_producer_map_stale() says
  * so until a new map is given.
  *
+ * Retries: over UDP a batch is resent when no answer came within the ack
+ * timeout (datagrams get lost), with backoff. Over TCP the appliance answers
+ * every frame it took, so a resend on a live connection tells it nothing and
+ * only adds to its backlog: a batch is resent only on a new connection. A
+ * connection is judged dead when nothing at all (no answer, no byte) came on
+ * it for silence_timeout_ms while frames were owed an answer; it is then
+ * closed, re-established, and every batch in flight resent in seq order.
+ * Either way a record fails with -ETIMEDOUT only once it has waited
+ * delivery_timeout_ms in total since it was put (Kafka's delivery.timeout.ms).
+ *
  * Exactly once: each batch carries (producer_id, epoch, batch_seq); retries
  * resend the same batch, which the appliance stores at most once. At most
  * FRAME_DEDUP_WINDOW batches are unacknowledged and their seqs span less
@@ -46,6 +56,16 @@
 #include <stdint.h>
 
 #include "protocol/frame.h"
+
+/* Defaults of the limits below (sluice_producer_config_default()). */
+#define SLUICE_DELIVERY_TIMEOUT_MS_DEFAULT 120000u  /* Kafka's delivery.timeout.ms. */
+/*
+ * TCP: silence that declares a connection dead. The appliance sends nothing
+ * while its log is stalled (docs/PROTOCOL.md section 6), and durable ACKs
+ * have been seen 20 s late under load, so this is generous (Kafka's
+ * request.timeout.ms is 30 s too).
+ */
+#define SLUICE_TCP_SILENCE_MS_DEFAULT 30000u
 
 struct sluice_producer;
 
@@ -71,9 +91,11 @@ struct sluice_result {
  *   -ENOENT      unknown stream              -EMSGSIZE  record too large
  *   -EINVAL      malformed (a library bug)    -EACCES    authentication failed
  *   -ESTALE      fenced by a newer epoch of this producer id (all later puts fail too)
- *   -ETIMEDOUT   no ACK after retries_max sends: the outcome is UNKNOWN
+ *   -ETIMEDOUT   no ACK within delivery_timeout_ms of the record's put (or after
+ *                retries_max sends, when set): the outcome is UNKNOWN
  *   -EPROTO      the appliance had forgotten the batch (sequence_old): UNKNOWN
- *   -EBUSY, -EIO throttled / internal error on every one of retries_max sends
+ *   -EBUSY, -EIO throttled / internal error was the last answer when the deadline
+ *                (or retries_max) ran out
  *   -ECANCELED   the producer was closed first: never acknowledged, outcome UNKNOWN
  */
 /* Called once per record, in batch order. It must not call back into the producer. */
@@ -92,9 +114,16 @@ struct sluice_producer_config {
 	uint32_t batch_records_max;    /* 1 .. FRAME_RECORDS_MAX. */
 	uint32_t batch_size_max;       /* Frame bytes; UDP: <= 65507 (default 1472). */
 	uint32_t linger_us;            /* A non-empty batch waits at most this long. */
-	uint32_t ack_timeout_ms;       /* First retry after this long without an answer. */
-	uint32_t backoff_max_ms;       /* Retry delays double up to this (with jitter). */
-	uint32_t retries_max;          /* Sends of one batch before -ETIMEDOUT. */
+	uint32_t ack_timeout_ms;       /* UDP: first resend after this long without an answer.
+					* TCP: not used (no resend on a live connection). */
+	uint32_t backoff_max_ms;       /* Resend and reconnect delays double up to this (jitter). */
+	uint32_t retries_max;          /* Sends of one batch before -ETIMEDOUT; 0: no limit
+					* (the default: delivery_timeout_ms bounds the wait). */
+	uint32_t delivery_timeout_ms;  /* >= 1: a record fails with -ETIMEDOUT once it has
+					* waited this long since its put() without an answer. */
+	uint32_t silence_timeout_ms;   /* >= 1; TCP: a connection that delivered nothing for
+					* this long while answers were owed is closed, and
+					* every batch in flight resent on a new one. */
 	const struct frame_auth_key *auth_key; /* NULL: unsigned frames. Copied. */
 	sluice_completion_fn *on_complete;     /* Required. */
 	void *user;
@@ -179,7 +208,7 @@ struct sluice_producer_stats {
 	uint64_t records_failed;
 	uint64_t records_outstanding;  /* Put but not completed. */
 	uint64_t batches_sent;         /* First sends. */
-	uint64_t batches_resent;       /* Retries (timeout, NACK, reconnect). */
+	uint64_t batches_resent;       /* Retries (UDP timeout, NACK, TCP reconnect). */
 	uint64_t acks_received;
 	uint64_t acks_duplicate;       /* ACKs with FRAME_F_DUPLICATE (stored once, answered again). */
 	uint64_t acks_ignored;         /* ACKs of no batch in flight (late copies) or bad frames. */
@@ -187,6 +216,7 @@ struct sluice_producer_stats {
 	uint64_t answers_forged;       /* Signing producer: answers not signed with its key (or
 					* stale): ignored (docs/PROTOCOL.md section 7). */
 	uint64_t connects;             /* TCP (re)connections established. */
+	uint64_t connections_silent;   /* TCP connections closed for silence_timeout_ms. */
 	uint64_t batches_grouped;      /* Sealed as SHARD_RECORDS frames. */
 	uint64_t batches_regrouped;    /* NACKed WRONG_SHARD, resent as RECORDS frames. */
 	uint64_t producer_id;

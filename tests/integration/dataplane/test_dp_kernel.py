@@ -13,7 +13,11 @@
 - a frame larger than the 4 KiB assembly buffer closes its connection
   (tcp_frame_too_large), and so do bytes that are not a frame (tcp_framing_errors);
 - other connections are unaffected;
-- a frame begun and left unfinished closes its connection after tcp_partial_frame_s.
+- a frame begun and left unfinished closes its connection after tcp_partial_frame_s;
+- with the log stalled (its writer thread stopped by ptrace, the rest of sluiced
+  running) a connection blocked on back-pressure does not keep its worker spinning: the
+  worker naps (idle_sleeps grows) while nothing is answered, and once the log goes on
+  every frame is ACKed once.
 UDP: a datagram of the protocol's largest size (65,507 bytes) is ACKed, one that is not
 a frame is counted (frames_malformed) and answered by nothing; after a flood every
 datagram was received or counted as dropped by the kernel (kernel_rx_dropped). Every
@@ -25,6 +29,7 @@ signed with 78; P goes on under its epoch.
 
 usage: test_dp_kernel.py SLUICED SLUICE SOURCE_ROOT
 """
+import ctypes
 import hashlib
 import hmac
 import json
@@ -128,6 +133,8 @@ def main():
         slowloris(procs[-1][0], procs[-1][1], ingest)
         procs[-1][0].send_signal(signal.SIGTERM)
         procs[-1][0].wait(timeout=30)
+        procs.append(start(tmp, api, ingest))
+        stalled_log(procs[-1][0], procs[-1][1], ingest)
         procs.append(start(tmp, api, ingest, '--set', 'dataplane.auth_keys=' + ','.join(
             '%d:%s' % (kid, key.hex()) for kid, key in KEYS.items())))
         auth(procs[-1][0], procs[-1][1], endpoint, ingest)
@@ -208,6 +215,59 @@ def slowloris(proc, log, ingest):
     quiet.close()
     proc.send_signal(signal.SIGTERM)
     check(proc.wait(timeout=30) == 0, 'sluiced stopped cleanly')
+
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT, WALL = 17, 0x4206, 0x4207, 0x40000000
+
+
+def ptrace(request, tid):
+    if LIBC.ptrace(request, tid, None, None) != 0:
+        check(False, f'ptrace {request:#x} on thread {tid}: {os.strerror(ctypes.get_errno())}')
+
+
+def thread_named(pid, name):
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        with open(f'/proc/{pid}/task/{tid}/comm') as f:
+            if f.read().strip() == name:
+                return int(tid)
+    check(False, f'no thread {name} in {pid}')
+
+
+def stalled_log(proc, log, ingest):
+    """The log writer thread alone stopped: durable ACKs stall, the connection blocks
+    (room for two owed answers). Its worker used to spin for the whole stall (the
+    blocked connection kept it awake); it naps now, woken by completions."""
+    wait_for(lambda: logged(log, 'sluiced: ready'), 30, 'sluiced ready (stalled log)')
+    wait_for(lambda: logged(log, 'published 1 streams'), 10, 'route table published')
+    writer = thread_named(proc.pid, 'sluice-log')
+    ptrace(PTRACE_SEIZE, writer)
+    ptrace(PTRACE_INTERRUPT, writer)
+    os.waitpid(writer, WALL)  # Stopped: the rest of sluiced runs on.
+    sock = socket.create_connection(('127.0.0.1', ingest))
+    try:
+        sock.sendall(b''.join(frame(seq) for seq in range(500, 540)))
+        wait_for(lambda: telemetry(proc.pid)['tcp_blocked'] > 0, 10, 'the connection blocked')
+        before = telemetry(proc.pid)['idle_sleeps']
+        wait_for(lambda: telemetry(proc.pid)['idle_sleeps'] >= before + 100, 30,
+                 'the worker naps while its connection waits for the stalled log')
+        sock.setblocking(False)
+        try:
+            data = sock.recv(1)
+            check(False, f'an answer or a close while the log is stopped: {data!r}')
+        except BlockingIOError:
+            pass  # Nothing came: nothing durable to answer.
+        sock.setblocking(True)
+    finally:
+        ptrace(PTRACE_DETACH, writer)  # The log goes on.
+    sock.settimeout(30)
+    got = sorted(read_answer(sock) for _ in range(40))
+    check(got == [(2, 0, seq) for seq in range(500, 540)], f'40 frames ACKed once: {got}')
+    sock.close()
+    proc.send_signal(signal.SIGTERM)
+    check(proc.wait(timeout=30) == 0, 'sluiced stopped cleanly')
+    print('stalled log: the blocked connection\'s worker napped; 40 frames ACKed once')
 
 
 def udp(proc, ingest):
@@ -293,7 +353,7 @@ def run(proc, log, endpoint, ingest):
     good.sendall(frame(42, count=3))
     check(read_answer(good) == (2, 0, 42), 'the first connection goes on')
     # A producer's resend while its first copy is still being stored (libsluice resends
-    # on the same connection after its 1 s ack timeout, when durable ACKs come late):
+    # on a live connection only after a NACK, but another producer may on a timeout):
     # both copies in one write, so the copy always meets the first one being stored.
     # The copy owes no answer; the first copy's ACK is the one. Its room must come back:
     # with room for two owed answers, the third pair was never taken (the connection's

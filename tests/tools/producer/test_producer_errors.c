@@ -13,6 +13,8 @@
 
 #include <criterion/criterion.h>
 
+#include "common/clock.h"
+#include "common/crc32c.h"
 #include "tests/tools/producer/harness.h"
 
 static struct test_server *
@@ -139,6 +141,8 @@ Test(producer_errors, ignores_forged_acks_when_signing)
 		producer_config_init(&pc, server, i == 1);
 		pc.auth_key = &good_key;
 		retries_short(&pc);
+		/* TCP resends nothing on a live connection: the delivery deadline ends it. */
+		pc.delivery_timeout_ms = 500;
 		cr_assert_eq(sluice_producer_open(&pc, &p), 0);
 		put_all(p, 40, 5);
 		cr_assert_eq(sluice_producer_flush(p, 10000), 0);
@@ -206,6 +210,177 @@ Test(producer_errors, silent_server_times_out_every_record)
 	sluice_producer_close(p);
 	test_server_stop(server);
 	expect_all(0, 50, -ETIMEDOUT);
+	test_server_free(server);
+}
+
+/*
+ * Over TCP the appliance answers every frame it took, so a silent but live connection
+ * gets no copies: with no retry limit (the default) each record fails -ETIMEDOUT at its
+ * delivery deadline, never before it (a lower bound: load can only lengthen the wait),
+ * and nothing was resent. Over UDP the same deadline ends resends that did happen.
+ */
+static void
+deadline_run(bool tcp, struct sluice_producer_stats *stats)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct test_server *server;
+	uint64_t put_done_ns;
+
+	server_config_init(&sc, tcp);
+	sc.silent = true;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, tcp);
+	pc.retries_max = 0;
+	pc.delivery_timeout_ms = 1000;    /* UDP: room for several resends, even on a busy host. */
+	pc.silence_timeout_ms = 600000;    /* Never reached: the deadline comes first. */
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, 50, 5);
+	put_done_ns = clock_mono_ns();
+	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
+	cr_assert_geq(clock_mono_ns() - put_done_ns, 1000 * 1000000ull,
+		      "no record failed before its deadline");
+	sluice_producer_stats(p, stats);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	expect_all(0, 50, -ETIMEDOUT);
+	test_server_free(server);
+}
+
+Test(producer_errors, delivery_deadline_fails_records_and_tcp_resends_nothing_live)
+{
+	struct sluice_producer_stats stats;
+
+	deadline_run(true, &stats);
+	cr_assert_gt(stats.batches_sent, 0);
+	cr_assert_eq(stats.batches_resent, 0, "no copy on a live connection");
+	cr_assert_eq(stats.connects, 1);
+	cr_assert_eq(stats.connections_silent, 0);
+	deadline_run(false, &stats);
+	cr_assert_gt(stats.batches_resent, 0, "UDP resends on its ack timeout");
+}
+
+/*
+ * A hung appliance: the first two connections take frames and never answer. Each is
+ * declared dead after silence_timeout_ms, replaced, and the batches in flight resent
+ * on the new one; the third answers, and every record is stored exactly once.
+ */
+Test(producer_errors, tcp_silent_connection_is_replaced_and_its_batches_resent)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer_stats stats;
+	struct test_server_stats server_stats;
+	struct sluice_producer *p;
+	struct test_server *server;
+
+	server_config_init(&sc, true);
+	sc.silent_connections = 2;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, true);
+	pc.retries_max = 0;
+	pc.silence_timeout_ms = 1000;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	put_all(p, 500, 17);
+	cr_assert_eq(sluice_producer_flush(p, 60000), 0);
+	sluice_producer_stats(p, &stats);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	test_server_stats(server, &server_stats);
+	expect_all(0, 500, 0);
+	verify(server, 500, 17, true);
+	/* A loaded machine may make the good connection look silent too: at least two. */
+	cr_assert_geq(stats.connections_silent, 2);
+	cr_assert_eq(stats.connects, stats.connections_silent + 1);
+	cr_assert_eq(server_stats.connections, stats.connects);
+	cr_assert_gt(stats.batches_resent, 0, "resent on the new connections");
+	test_server_free(server);
+}
+
+/* Puts record `tag` ("rec-<tag>") under `key`, polling while its lane is full. */
+static void
+put_keyed(struct sluice_producer *p, const char *key, uint32_t tag)
+{
+	char data[32];
+	int size = snprintf(data, sizeof(data), "rec-%u", tag);
+	int rc;
+
+	while ((rc = sluice_producer_put(p, key, (uint16_t)strlen(key), data, (uint32_t)size,
+					 NULL, tag)) == -EAGAIN)
+		cr_assert_geq(sluice_producer_poll(p, 10), 0);
+	cr_assert_eq(rc, 0);
+}
+
+/*
+ * A batch stored on a connection that went silent (its answer lost with it) is resent
+ * on the new one and meets, as the appliance may, "its first copy being stored": no
+ * answer there either. The other lane's answers keep the new connection alive only
+ * until the seq window stops new batches (8 seqs past the stranded one); then the
+ * connection goes quiet, is replaced, and the batch is answered from the dedup window
+ * (a replayed ACK), long before its delivery deadline (120 s, past this test's bound);
+ * every record stored once.
+ */
+Test(producer_errors, tcp_answer_lost_with_its_connection_comes_after_the_next_silence)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer_stats stats;
+	struct test_server_stats server_stats;
+	struct sluice_producer *p;
+	struct test_server *server;
+	uint64_t bound_ns = clock_mono_ns() + 60 * 1000000000ull;  /* Only bounds a hang. */
+	const char *first = "key-0";
+	char other[32];
+	uint32_t tag = 1;
+
+	server_config_init(&sc, true);
+	sc.mute_connections = 1;
+	sc.replays_unanswered = 1;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, true);
+	pc.lanes = 2;
+	pc.batch_records_max = 1;
+	pc.retries_max = 0;
+	pc.silence_timeout_ms = 1000;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	/* A key of the other lane (lane = crc32c(key) % lanes). */
+	for (uint32_t k = 1;; k++) {
+		snprintf(other, sizeof(other), "key-%u", k);
+		if (crc32c(0, other, strlen(other)) % 2 != crc32c(0, first, strlen(first)) % 2)
+			break;
+	}
+	memset(outcomes, 0, sizeof(outcomes));
+	put_keyed(p, first, 0);
+	do {    /* Connected and written ... */
+		cr_assert_lt(clock_mono_ns(), bound_ns, "never written");
+		cr_assert_geq(sluice_producer_poll(p, 10), 0);
+		sluice_producer_stats(p, &stats);
+	} while (stats.connects == 0 || sluice_producer_wants_write(p));
+	/* ... and stored on the mute connection; not polling, the producer cannot give up. */
+	cr_assert(test_server_wait_stored(server, 1, 30000));
+	do {    /* Silence, a new connection, the resend meets its stored copy: dropped. */
+		cr_assert_lt(clock_mono_ns(), bound_ns, "no reconnect");
+		cr_assert_geq(sluice_producer_poll(p, 10), 0);
+		sluice_producer_stats(p, &stats);
+	} while (stats.connects < 2);
+	while (outcomes[0].completions == 0) {  /* The other lane keeps the connection busy. */
+		cr_assert_lt(clock_mono_ns(), bound_ns, "record 0 never answered");
+		cr_assert_lt(tag, TEST_SERVER_RECORDS_MAX);
+		put_keyed(p, other, tag++);
+		cr_assert_geq(sluice_producer_poll(p, 5), 0);
+	}
+	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
+	sluice_producer_stats(p, &stats);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	test_server_stats(server, &server_stats);
+	expect_all(0, tag, 0);
+	cr_assert_eq(server_stats.replays_dropped, 1, "the copy that met its first copy");
+	for (uint32_t i = 0; i < tag; i++)
+		cr_assert_eq(test_server_record(server, i)->stored, 1, "record %u", i);
+	cr_assert_geq(stats.acks_duplicate, 1, "record 0 answered from the window");
+	cr_assert_geq(stats.connections_silent, 2, "the mute one, then the one it was dropped on");
 	test_server_free(server);
 }
 

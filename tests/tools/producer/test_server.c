@@ -182,6 +182,10 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 	case FRAME_DEDUP_NEW:
 		break;
 	case FRAME_DEDUP_DONE:
+		if (s->stats.replays_dropped < s->config.replays_unanswered) {
+			s->stats.replays_dropped++;
+			return 0;
+		}
 		s->stats.duplicates_answered++;
 		if (frame_records_ack_mode(&rec) == FRAME_ACK_NONE)
 			return 0;
@@ -336,6 +340,8 @@ tcp_frames(struct test_server *s)
 		}
 		size = frame_handle(s, s->rx + off, frame_size);
 		off += frame_size;
+		if (s->stats.connections <= s->config.mute_connections)
+			size = 0;       /* Stored, but the answer never comes. */
 		if (size > 0 && roll(s, s->config.cut_pct)) {
 			tcp_cut(s);     /* Stored (maybe), but the ACK is lost with the connection. */
 			return;
@@ -364,6 +370,7 @@ tcp_accept(struct test_server *s)
 	if (s->conn >= 0)
 		tcp_cut(s);
 	s->conn = fd;
+	s->stats.connections++;
 	s->rx_size = 0;
 }
 
@@ -391,7 +398,7 @@ tcp_loop(struct test_server *s)
 			s->conn = -1;
 			continue;
 		}
-		if (s->config.silent)
+		if (s->config.silent || s->stats.connections <= s->config.silent_connections)
 			continue;
 		s->rx_size += (size_t)n;
 		tcp_frames(s);

@@ -40,6 +40,14 @@ struct test_server_config {
 	uint32_t wrong_shard_pct;    /* NACK a SHARD_RECORDS frame WRONG_SHARD (a moved map). */
 	uint32_t cut_pct;            /* TCP: per read with a partial frame, and per ACK. */
 	bool silent;                 /* Never answer (receive and store nothing). */
+	uint32_t silent_connections; /* TCP: the first N connections are silent (a hung peer). */
+	uint32_t mute_connections;   /* TCP: the first N store frames but never answer. */
+	/*
+	 * The first N copies of already stored batches get no answer, as the appliance drops
+	 * a copy that meets its first copy being stored (that one's answer goes to the
+	 * connection it came on).
+	 */
+	uint32_t replays_unanswered;
 	/*
 	 * A forger's server: store nothing, answer every frame with an ACK that claims it
 	 * stored, unsigned, or signed with forge_key when set (not the producer's key).
@@ -66,6 +74,8 @@ struct test_server_stats {
 	uint64_t auth_refused;
 	uint64_t grouped_stored;       /* SHARD_RECORDS frames stored. */
 	uint64_t wrong_shard;          /* SHARD_RECORDS frames NACKed WRONG_SHARD. */
+	uint64_t connections;          /* TCP connections accepted. */
+	uint64_t replays_dropped;      /* Of replays_unanswered. */
 };
 
 struct test_server;
