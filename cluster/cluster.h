@@ -172,6 +172,7 @@ struct cluster_member_status {
 	uint64_t placement_refused;    /* Its placement txns refused by the fence. */
 	uint64_t bad_keys;             /* Unreadable keys met, per read (skipped). */
 	uint64_t placements_removed;   /* Placements of deleted streams (or shards) removed. */
+	uint64_t register_waits;       /* Tries at start that found the node id still registered. */
 	int last_error;
 };
 

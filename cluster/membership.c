@@ -33,11 +33,19 @@
 #include "cluster/cluster.h"
 #include "cluster/cluster_int.h"
 #include "common/clock.h"
+#include "common/diag.h"
 
 /* Every etcd call but a campaign (whose wait is the keepalive period). */
 #define CLUSTER_ETCD_TIMEOUT_MS 2000u
 /* The thread's shortest wait: a failing etcd is retried at this pace, not spun on. */
 #define CLUSTER_RETRY_MS 100u
+/*
+ * A start that finds its node id registered waits this many lease TTLs (plus one retry)
+ * for the key to go: a predecessor's lease expires at most one TTL after it died.
+ */
+#define CLUSTER_REGISTER_WAIT_TTLS 2u
+/* Its pace: each try grants a lease and revokes it when the id is still taken. */
+#define CLUSTER_REGISTER_RETRY_MS 250u
 
 struct cluster_member {
 	char endpoints[ETCD_ENDPOINTS_MAX * 256];
@@ -125,6 +133,32 @@ join(struct cluster_member *m)
 	}
 	m->keepalive_due_ns = clock_mono_ns() + (uint64_t)m->ttl_s * 1000000000ull / 3;
 	return 0;
+}
+
+/*
+ * join() at start, waiting while the id is still registered (-EEXIST). A node restarted
+ * within its lease's TTL (systemd restarts in seconds, a SIGKILL revokes nothing) finds
+ * its predecessor's key, which etcd deletes when that lease expires, at most one TTL
+ * later. A live node with the same id keeps its key alive: then the start fails after
+ * CLUSTER_REGISTER_WAIT_TTLS TTLs, with -EEXIST.
+ */
+static int
+join_at_start(struct cluster_member *m)
+{
+	uint64_t deadline = clock_mono_ns() + (uint64_t)m->ttl_s * CLUSTER_REGISTER_WAIT_TTLS *
+					      1000000000ull;
+	int err;
+
+	while ((err = join(m)) == -EEXIST && clock_mono_ns() < deadline) {
+		if (m->status.register_waits++ == 0)
+			diag_warn("cluster", "node %u is still registered (a previous "
+				    "process's lease, or another node with this id): waiting up to "
+				    "%u s for it to expire", m->node_id,
+				    m->ttl_s * CLUSTER_REGISTER_WAIT_TTLS);
+		nanosleep(&(struct timespec){ .tv_nsec = CLUSTER_REGISTER_RETRY_MS * 1000000l },
+			  NULL);
+	}
+	return err;
 }
 
 static void
@@ -616,7 +650,7 @@ cluster_member_start(const struct cluster_config *config, struct cluster_member 
 	err = etcd_open(m->endpoints, CLUSTER_ETCD_TIMEOUT_MS, &m->client);
 	if (err != 0)
 		goto out_free;
-	err = join(m);
+	err = join_at_start(m);
 	if (err != 0)
 		goto out_free;
 	err = -pthread_create(&m->thread, NULL, member_main, m);

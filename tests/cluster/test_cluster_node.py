@@ -342,9 +342,12 @@ def drain_restart_recreate(root, etcd):
         drained.signal(signal.SIGKILL)
         drained.proc.wait()
         drained.proc = None
+        # Started again at once: its old registration is still there under the dead
+        # process's lease, and the start waits for etcd to expire it (cluster/membership.c).
         node_key = "/sluice/%s/nodes/%d" % (cluster, drained.id)
-        wait_for("its registration gone with its lease",
-                 lambda: etcd.ctl("get", node_key).stdout == "")
+        # (Said, not asserted: at a high load the lease may have run out already.)
+        print("restarting with the old registration %s" %
+              ("still there" if etcd.ctl("get", node_key).stdout else "already gone"))
         drained.start()
         wait_for("registered again, still draining", lambda: drained.cluster()["draining"])
         # Created after the node registered again: placed from a snapshot holding it.
