@@ -351,6 +351,8 @@ struct log {
 	uint64_t enospc_retry_ns;  /* Monotonic (the clock writer steps are given). */
 	uint64_t mono_ns;          /* Writer: `now` of the current step. */
 	uint32_t drain_first;      /* Writer: producer drained first in this step. */
+	uint64_t window_wait_ns;   /* Writer: the adaptive window's wait now (log_writer.c). */
+	bool retired_since_drain;  /* Writer: a window retired since producers were drained. */
 
 	/* Index: guarded by index_lock. */
 	pthread_mutex_t index_lock;
