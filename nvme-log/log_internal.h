@@ -352,7 +352,11 @@ struct log {
 	uint64_t mono_ns;          /* Writer: `now` of the current step. */
 	uint32_t drain_first;      /* Writer: producer drained first in this step. */
 	uint64_t window_wait_ns;   /* Writer: the adaptive window's wait now (log_writer.c). */
-	bool retired_since_drain;  /* Writer: a window retired since producers were drained. */
+	bool disk_freed;           /* Writer: the last window in flight retired since the
+				    * producers were last drained. */
+	uint64_t busy_since_ns;    /* Writer: a window went with none in flight, ... */
+	uint64_t busy_ns;          /* ... and the disk's last busy period lasted this long; */
+	uint64_t idle_since_ns;    /* ... it has been free since (the adaptive window's signal). */
 
 	/* Index: guarded by index_lock. */
 	pthread_mutex_t index_lock;

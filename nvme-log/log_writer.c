@@ -39,16 +39,21 @@
 
 /*
  * The adaptive window (log.h, commit_window_adaptive_us): how long a window
- * with nothing in flight waits after its first batch before it goes. The
- * signal is whether the window's first batch was already waiting when the
- * disk became free (a window in flight, or one retired since the writer last
- * drained the producers): then windows follow each other back to back, the
- * disk is what limits, and waiting a little gathers more records per window
- * (the writer's CPU is per window: submit, notify, wait, wake-ups) at no
- * cost in throughput. The wait doubles from WINDOW_ADAPT_FIRST_NS up to the
- * configured maximum while that holds, and halves (below the first step: 0)
- * for every window that opened on an idle disk. Decided once per window,
- * from the writer's own state only: deterministic on the simulated disk.
+ * with nothing in flight waits after its first batch before it goes, decided
+ * once per window when its first batch arrives:
+ *   - grow (double, from WINDOW_ADAPT_FIRST_NS, up to the maximum) when that
+ *     batch waited for the disk (a window was in flight, or it was already
+ *     there when the last one became durable): windows follow each other
+ *     back to back, the disk is what limits, and waiting a little gathers
+ *     more records per window (the writer's CPU is per window: submit,
+ *     notify, wait, wake-ups) at no cost in throughput;
+ *   - shrink (halve; below the first step, 0) when the disk had been idle at
+ *     least as long as its last busy period (submit to durable): under half
+ *     loaded, where a wait would only add latency;
+ *   - hold in between (the disk busy more than half the time, but not back
+ *     to back): a fast disk at a steady rate would otherwise flip between
+ *     the two every other window.
+ * Times are the writer steps' clock only: deterministic on the simulated disk.
  */
 #define WINDOW_ADAPT_FIRST_NS 50000u
 
@@ -228,17 +233,17 @@ producers_signal(struct log *log)
  * segment.
  */
 static void
-window_adapt(struct log *log)
+window_adapt(struct log *log, uint64_t now_ns)
 {
 	uint64_t max_ns = (uint64_t)log->config.commit_window_adaptive_us * 1000u;
 	uint64_t wait_ns = log->window_wait_ns;
 
 	if (log->config.commit_window_us != 0 || max_ns == 0)
 		return;
-	if (log->flight_count != 0 || log->retired_since_drain) {
+	if (log->flight_count != 0 || log->disk_freed) {
 		wait_ns = min_u64(max_u64(2 * wait_ns, WINDOW_ADAPT_FIRST_NS), max_ns);
 		log_stat_add(&log->stats.windows_back_to_back, 1);
-	} else {
+	} else if (now_ns - log->idle_since_ns >= log->busy_ns) {
 		wait_ns = wait_ns / 2 < WINDOW_ADAPT_FIRST_NS ? 0 : wait_ns / 2;
 	}
 	log->window_wait_ns = wait_ns;
@@ -259,7 +264,7 @@ window_open(struct log *log, struct log_window *w, uint64_t now_ns)
 {
 	struct log_window *flying = window_newest_ok(log);
 
-	window_adapt(log);
+	window_adapt(log, now_ns);
 
 	w->seg = log->active;
 	w->seg_offset = log->active == NULL ? 0 : log->active->bytes_used;
@@ -410,12 +415,17 @@ writer_drain(struct log *log, uint64_t mono_ns)
 	uint32_t count = atomic_load_explicit(&log->producer_count, memory_order_acquire);
 	uint32_t taken = 0;
 
+	/* The disk became free since the last drain: its busy period ended now. */
+	if (log->disk_freed) {
+		log->idle_since_ns = mono_ns;
+		log->busy_ns = mono_ns - log->busy_since_ns;
+	}
 	/* A different producer goes first each time: a busy one cannot starve the others. */
 	log->drain_first = count == 0 ? 0 : (log->drain_first + 1) % count;
 	for (uint32_t i = 0; i < count; i++)
 		taken += drain_producer(log, &log->producers[(log->drain_first + i) % count],
 					mono_ns);
-	log->retired_since_drain = false;
+	log->disk_freed = false;
 	return taken;
 }
 
@@ -511,6 +521,8 @@ window_submit(struct log *log, struct log_window *w)
 	int err = 0;
 
 	assert(log->flight_count < 2);
+	if (log->flight_count == 0)
+		log->busy_since_ns = log->mono_ns;
 	if (w->seg == NULL)
 		err = window_activate_segment(log, w);
 	if (err != 0) {
@@ -697,8 +709,8 @@ windows_retire(struct log *log)
 			window_fail(log, w, w->error);
 		w->in_flight = false;
 		w->error = 0;
-		log->retired_since_drain = true;
 		log->flight_count--;
+		log->disk_freed |= log->flight_count == 0;
 		memmove(log->flight, log->flight + 1, log->flight_count * sizeof(log->flight[0]));
 	}
 }
