@@ -247,6 +247,9 @@ Test(log_basic, refuses_bad_config)
 	config_small(&c);
 	c.producers_max = 0;
 	cr_assert_eq(log_open(&c, &log), -EINVAL);
+	config_small(&c);
+	c.commit_window_adaptive_us = LOG_COMMIT_WINDOW_US_MAX + 1;
+	cr_assert_eq(log_open(&c, &log), -EINVAL);
 }
 
 /* Flips one bit at `offset` of the first segment file. */
@@ -392,7 +395,7 @@ reader_thread(void *argp)
  * overwrites what the reader may be copying all the time (the seqlock).
  */
 static void
-threads_run(uint64_t ring_bytes)
+threads_run(uint64_t ring_bytes, uint32_t adaptive_us)
 {
 	struct log_config c;
 	struct log *log;
@@ -404,6 +407,7 @@ threads_run(uint64_t ring_bytes)
 
 	config_small(&c);
 	c.read_cache_bytes = ring_bytes;
+	c.commit_window_adaptive_us = adaptive_us;
 	cr_assert_eq(log_open(&c, &log), 0);
 	for (uint32_t i = 0; i < 3; i++)
 		args[i] = (struct thread_arg){ log, i == 2 ? 0 : i, 4000, &stop, 0, 0 };
@@ -417,6 +421,7 @@ threads_run(uint64_t ring_bytes)
 	cr_assert_eq(args[2].read_count, 4000);
 	log_stats_read(log, &st);
 	cr_assert_gt(st.reads_memory, 0);
+	cr_assert_leq(st.window_wait_ns, (uint64_t)adaptive_us * 1000u);
 	if (ring_bytes >= (2u << 20)) /* All ~1.6 MB written fit: the device was never read. */
 		cr_assert_eq(st.reads_cached + st.reads_device, 0);
 	cr_assert_eq(log_shard_close(log, shard_of(1), &end), 0);
@@ -430,12 +435,18 @@ threads_run(uint64_t ring_bytes)
 
 Test(log_basic, producers_and_reader_on_threads_then_close)
 {
-	threads_run(64u << 20);
+	threads_run(64u << 20, 0);
+}
+
+/* The same with the adaptive window (sluiced's default), its state read while it runs. */
+Test(log_basic, producers_and_reader_on_threads_adaptive_window)
+{
+	threads_run(64u << 20, 500);
 }
 
 Test(log_basic, producers_and_reader_on_threads_small_ring)
 {
-	threads_run(0);
+	threads_run(0, 0);
 }
 
 /*
