@@ -136,6 +136,18 @@ void log_producer_close(struct log_producer *producer);
  */
 int log_producer_event_fd(struct log_producer *producer);
 
+/*
+ * For a caller that polls and naps now and then (dataplane workers): the same eventfd,
+ * but signalled only during a nap, so a window's completions cost no eventfd write
+ * (writer) and no read (log_completions_poll) while the caller polls. Does not arm
+ * log_producer_event_fd()'s signalling. A nap: if log_producer_nap_begin() returns
+ * true (false: completions are waiting, take them instead), sleep on the fd, then call
+ * log_producer_nap_end() (which clears it).
+ */
+int log_producer_nap_fd(struct log_producer *producer);
+bool log_producer_nap_begin(struct log_producer *producer);
+void log_producer_nap_end(struct log_producer *producer);
+
 struct log_record_in {
 	const void *partition_key;           /* 1 .. SLUICE_PARTITION_KEY_SIZE_MAX bytes. */
 	uint16_t partition_key_size;

@@ -119,6 +119,7 @@ struct log_producer {
 	struct log_spsc done;      /* Writer -> producer: batch indices. */
 	bool signal_due;           /* Writer-local: completions posted since the last signal. */
 	_Atomic bool signal_armed; /* Set once by log_producer_event_fd(): signal this producer. */
+	_Atomic bool napping;      /* Between log_producer_nap_begin() and _end(): signal it. */
 	_Atomic bool open;
 	struct log_crypt *crypt;   /* Its cipher contexts and data keys. */
 };

@@ -205,13 +205,16 @@ producers_signal(struct log *log)
 	uint32_t count = atomic_load_explicit(&log->producer_count, memory_order_acquire);
 	uint64_t one = 1;
 
+	/* Orders the completion pushes before the napping loads (log_producer_nap_begin). */
+	atomic_thread_fence(memory_order_seq_cst);
 	for (uint32_t i = 0; i < count; i++) {
 		struct log_producer *p = &log->producers[i];
 
 		if (!p->signal_due)
 			continue;
 		p->signal_due = false;
-		if (atomic_load_explicit(&p->signal_armed, memory_order_acquire) &&
+		if ((atomic_load_explicit(&p->signal_armed, memory_order_acquire) ||
+		     atomic_load_explicit(&p->napping, memory_order_relaxed)) &&
 		    write(p->event_fd, &one, sizeof(one)) < 0)
 			one = 1;
 	}

@@ -8,6 +8,7 @@
  * fail-stop and a reopen recovers.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -633,4 +634,38 @@ Test(log_writer, adaptive_window_off_by_default)
 	settle_steps(100000);
 	poll_in_order(acked);
 	cr_assert_eq(f.completed, 100);
+}
+
+/*
+ * A napping poller (a dataplane worker): the nap fd is signalled only while it naps,
+ * so postings between naps cost no eventfd write; a nap is refused while completions
+ * wait; its end clears the fd.
+ */
+Test(log_writer, nap_fd_signals_only_during_a_nap)
+{
+	uint64_t counter = 0;
+	int fd = log_producer_nap_fd(f.p);
+
+	submit(0, 1, 0);
+	settle_steps(100000);
+	cr_assert_eq(read(fd, &counter, sizeof(counter)), -1, "posted while polling: no signal");
+	cr_assert_eq(errno, EAGAIN);
+	cr_assert(!log_producer_nap_begin(f.p), "a completion waits: no nap");
+	poll_all();
+	cr_assert_eq(f.completed, 1);
+	cr_assert(log_producer_nap_begin(f.p));
+	submit(1, 1, 0);
+	settle_steps(100000);
+	cr_assert_eq(poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 0), 1,
+		     "posted during the nap: signalled");
+	log_producer_nap_end(f.p);
+	cr_assert_eq(read(fd, &counter, sizeof(counter)), -1, "the nap's end cleared it");
+	cr_assert_eq(errno, EAGAIN);
+	poll_all();
+	cr_assert_eq(f.completed, 2);
+	submit(2, 1, 0);
+	settle_steps(100000);
+	cr_assert_eq(read(fd, &counter, sizeof(counter)), -1, "after the nap: no signal again");
+	poll_all();
+	cr_assert_eq(f.completed, 3);
 }
