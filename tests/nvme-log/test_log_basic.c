@@ -623,3 +623,49 @@ Test(log_basic, encoded_record_larger_than_a_batch_is_refused)
 	log_producer_close(p);
 	log_close(log);
 }
+
+/*
+ * A napping poller against the writer thread (the dataplane worker's way): one batch in
+ * flight at a time, waited for by naps on the nap fd; every nap that starts with a batch
+ * in flight ends by the writer's signal, none by the (generous) deadline: no completion
+ * is posted unsignalled while the poller sleeps, and the signalling races TSan checks.
+ */
+Test(log_basic, nap_fd_wakes_a_napping_poller)
+{
+	struct log_config c;
+	struct log *log;
+	struct log_producer *p;
+	struct log_completion done;
+	uint64_t seq_next[SHARDS] = { 0 };
+	uint8_t data[100];
+	int fd;
+
+	config_small(&c);
+	c.commit_window_adaptive_us = 500;
+	cr_assert_eq(log_open(&c, &log), 0);
+	cr_assert_eq(log_producer_open(log, &p), 0);
+	fd = log_producer_nap_fd(p);
+	for (uint32_t i = 0; i < 300; i++) {
+		struct log_batch *b = log_batch_get(p);
+		struct log_record_in rec;
+		char key[48];
+		uint32_t got = 0;
+
+		cr_assert_not_null(b);
+		test_record_make(shard_of(0), seq_next[0], sizeof(data), data, key, &rec);
+		cr_assert_eq(log_batch_add(b, &rec), 0);
+		cr_assert_eq(log_batch_submit(p, b, shard_of(0), 0), 0);
+		while ((got = log_completions_poll(p, &done, 1)) == 0) {
+			if (!log_producer_nap_begin(p))
+				continue;
+			cr_assert_eq(poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 30000), 1,
+				     "batch %u: the nap was not ended by its completion", i);
+			log_producer_nap_end(p);
+		}
+		cr_assert_eq(done.error, 0);
+		cr_assert_eq(done.seq_first, seq_next[0]);
+		seq_next[0]++;
+	}
+	log_producer_close(p);
+	log_close(log);
+}
