@@ -611,12 +611,13 @@ Test(log_writer, adaptive_window_grows_back_to_back_and_falls_when_idle)
 	cr_assert_eq(f.completed, 406);
 }
 
-/* A fixed commit_window_us overrides the adaptive window: it never adapts. */
-Test(log_writer, fixed_window_overrides_the_adaptive_one)
+/* Back-to-back windows that must not adapt: all acked in order, the wait stays 0. */
+static void
+never_adapts(uint32_t fixed_us, uint32_t max_us)
 {
 	uint64_t acked[8] = { 0 };
 
-	fx_reopen_window(50, 400);
+	fx_reopen_window(fixed_us, max_us);
 	cr_assert_eq(run_back_to_back(100, 0, acked), 0);
 	cr_assert_eq(stats_now().windows_back_to_back, 0);
 	settle_steps(100000);
@@ -624,16 +625,16 @@ Test(log_writer, fixed_window_overrides_the_adaptive_one)
 	cr_assert_eq(f.completed, 100);
 }
 
+/* A fixed commit_window_us overrides the adaptive window: it never adapts. */
+Test(log_writer, fixed_window_overrides_the_adaptive_one)
+{
+	never_adapts(50, 400);
+}
+
 /* Without a maximum (the library's default) nothing waits or adapts. */
 Test(log_writer, adaptive_window_off_by_default)
 {
-	uint64_t acked[8] = { 0 };
-
-	fx_reopen_window(0, 0);
-	cr_assert_eq(run_back_to_back(100, 0, acked), 0);
-	settle_steps(100000);
-	poll_in_order(acked);
-	cr_assert_eq(f.completed, 100);
+	never_adapts(0, 0);
 }
 
 /*
