@@ -167,10 +167,19 @@ static const struct config_key config_keys[] = {
 	KEY_U32("log", "commit_window_us", log_commit_window_us, "0", 0,
 		LOG_COMMIT_WINDOW_US_MAX,
 		"A group-commit window closes this long after its first batch (0: as soon as "
-		"the previous window's flush is done: lowest latency at low load) ..."),
+		"the previous window's flush is done, after commit_window_adaptive_us's wait "
+		"if any) ..."),
 	KEY_U32("log", "commit_window_kb", log_commit_window_kb, "1024",
 		KIB_FLOOR(LOG_COMMIT_WINDOW_BYTES_MIN), KIB_FLOOR(LOG_COMMIT_WINDOW_BYTES_MAX),
 		"... or once this many KiB are pending, whichever comes first."),
+	KEY_U32("log", "commit_window_adaptive_us", log_commit_window_adaptive_us, "500", 0,
+		LOG_COMMIT_WINDOW_US_MAX,
+		"With commit_window_us = 0: the longest a window waits after its first batch "
+		"while windows follow each other back to back (its first batch waited for the "
+		"disk: the wait doubles up to this); the wait halves for each window that opens "
+		"after the disk was idle at least as long as it was last busy, so it is 0 at low "
+		"load (0: never waits). Fewer, larger windows under load: the log writer's CPU "
+		"is per window, not per record (docs/BENCHMARKS.md)."),
 	KEY_U32("log", "batch_size_kb", log_batch_size_kb, "1088", CONFIG_LOG_BATCH_KB_MIN,
 		KIB_FLOOR(LOG_BATCH_SIZE_MAX),
 		"Largest encoded record batch, KiB; at least 1040 so that the largest record "

@@ -70,6 +70,7 @@ struct sluice_config {
 	/* [log] */
 	uint32_t log_segment_size_mb;
 	uint32_t log_commit_window_us;
+	uint32_t log_commit_window_adaptive_us;
 	uint32_t log_commit_window_kb;
 	uint32_t log_batch_size_kb;
 	uint32_t log_batches_per_producer;

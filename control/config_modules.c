@@ -35,6 +35,7 @@ static const struct config_field_key config_log_fields[] = {
 	{ "commit_window_bytes", "[log] commit_window_kb",
 	  "at most half of [log] segment_size_mb" },
 	{ "commit_window_us", "[log] commit_window_us", "at most one second" },
+	{ "commit_window_adaptive_us", "[log] commit_window_adaptive_us", "at most one second" },
 	{ "producers_max", "[dataplane] workers", "one log client per worker, plus three" },
 	{ "batches_per_producer", "[log] batches_per_producer", "see docs/CONFIG.md" },
 	{ "shards_max", "[log] shards_max", "see docs/CONFIG.md" },
@@ -77,6 +78,7 @@ config_log_config(const struct sluice_config *config, const char *log_dir,
 	out->dir_path = log_dir;
 	out->segment_size = (uint64_t)config->log_segment_size_mb << 20;
 	out->commit_window_us = config->log_commit_window_us;
+	out->commit_window_adaptive_us = config->log_commit_window_adaptive_us;
 	out->commit_window_bytes = (uint64_t)config->log_commit_window_kb << 10;
 	out->batch_size = config->log_batch_size_kb << 10;
 	out->batches_per_producer = config->log_batches_per_producer;

@@ -49,6 +49,12 @@ metrics_render_log(const struct metrics_sources *src, struct metrics_out *out)
 		       "Sizes of committed group-commit windows.");
 	metrics_hist(out, "sluice_log_commit_window_bytes", "", &st.window_bytes,
 		     LOG_HIST_WINDOW_BASE_BYTES, 1.0);
+	metrics_one(out, "sluice_log_commit_window_wait_seconds", "gauge",
+		    "The adaptive commit window's wait now ([log] commit_window_adaptive_us).",
+		    (double)st.window_wait_ns / 1e9);
+	metrics_one(out, "sluice_log_windows_back_to_back_total", "counter",
+		    "Windows whose first batch waited for the disk (adaptive window only).",
+		    (double)st.windows_back_to_back);
 	metrics_family(out, "sluice_log_fdatasync_duration_seconds", "histogram",
 		       "Flush (fdatasync) of one window.");
 	metrics_hist(out, "sluice_log_fdatasync_duration_seconds", "", &st.sync_ns,

@@ -185,7 +185,7 @@ struct dp_held_frame {
 struct dp_ingest {
 	/* Staging (dp_stage.c). */
 	struct log_producer *producer;
-	int completion_fd;          /* The producer's eventfd: wakes a sleeping worker; or -1. */
+	int completion_fd;          /* The producer's nap eventfd: wakes a napping worker; or -1. */
 	uint64_t batch_age_tsc;
 	uint64_t flush_scan_tsc;    /* Last scan of the open batches for age. */
 	uint64_t now_real_ns;       /* Wall clock of the current poll pass ... */

@@ -524,7 +524,7 @@ dp_stage_init(struct dp_worker *w)
 		rc = log_producer_open(w->dp->config.log, &ing->producer);
 		if (rc != 0)
 			return rc;
-		ing->completion_fd = log_producer_event_fd(ing->producer);
+		ing->completion_fd = log_producer_nap_fd(ing->producer);
 		dp_stage_refill(w);
 	}
 	return 0;

@@ -28,6 +28,7 @@
 
 #include "dataplane/dp_internal.h"
 #include "dataplane/dp_kernel.h"
+#include "nvme-log/log.h"
 
 /*
  * Hands the device what it takes, a burst at a time; the rest stays in the backlog
@@ -229,8 +230,9 @@ dp_worker_poll(struct dp_worker *w, uint64_t now_tsc)
 
 /*
  * Sleeps up to `us` microseconds, woken early when the log posts a completion
- * (its eventfd, armed at dp_stage_init), so an ACK never waits for the nap.
- * A readable eventfd left from completions already taken costs one early wake.
+ * (the producer's nap eventfd, which the log signals only during a nap: no
+ * eventfd write per window while the worker polls), so an ACK never waits for
+ * the nap. No nap when completions are already waiting.
  */
 static void
 dp_worker_nap(struct dp_worker *w, uint64_t us)
@@ -238,18 +240,15 @@ dp_worker_nap(struct dp_worker *w, uint64_t us)
 	struct pollfd pfd = { .fd = w->ingest.completion_fd, .events = POLLIN };
 	struct timespec ts = { .tv_sec = (time_t)(us / 1000000u),
 			       .tv_nsec = (long)(us % 1000000u) * 1000 };
-	uint64_t value;
 
 	if (pfd.fd < 0) {
 		nanosleep(&ts, NULL);
 		return;
 	}
-	if (ppoll(&pfd, 1, &ts, NULL) == 1) {
-		/* Clears it; EAGAIN (already cleared) is as good. */
-		ssize_t got = read(pfd.fd, &value, sizeof(value));
-
-		(void)got;
-	}
+	if (!log_producer_nap_begin(w->ingest.producer))
+		return;
+	ppoll(&pfd, 1, &ts, NULL);
+	log_producer_nap_end(w->ingest.producer);
 }
 
 /*

@@ -58,6 +58,8 @@ log_config_fault(const struct log_config *config)
 		return "commit_window_bytes";
 	if (config->commit_window_us > LOG_COMMIT_WINDOW_US_MAX)
 		return "commit_window_us";
+	if (config->commit_window_adaptive_us > LOG_COMMIT_WINDOW_US_MAX)
+		return "commit_window_adaptive_us";
 	if (config->producers_max == 0 || config->producers_max > LOG_PRODUCERS_MAX)
 		return "producers_max";
 	if (config->batches_per_producer == 0 ||

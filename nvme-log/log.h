@@ -78,8 +78,12 @@ struct log_config {
 	const char *dir_path;          /* Directory owned by this log; created if missing. */
 	uint64_t segment_size;         /* Bytes per segment file, multiple of 1 MiB. */
 	uint32_t commit_window_us;     /* A group-commit window closes after this long
-					* (0: as soon as no window is in flight) ... */
+					* (0: as soon as no window is in flight, or
+					* adaptively, below) ... */
 	uint64_t commit_window_bytes;  /* ... or once this many bytes are pending. */
+	uint32_t commit_window_adaptive_us; /* With commit_window_us 0: the wait grows toward
+					* this while windows follow each other back to back
+					* and falls to 0 when they do not (0: never waits). */
 	uint32_t producers_max;        /* log_producer_open() calls allowed. */
 	uint32_t batches_per_producer; /* Batches a producer may have in flight. */
 	uint32_t batch_size;           /* Bytes of one encoded batch (records + headers). */
@@ -142,6 +146,18 @@ void log_producer_close(struct log_producer *producer);
  * (dataplane workers) want. Poll once after arming: earlier postings were not signalled.
  */
 int log_producer_event_fd(struct log_producer *producer);
+
+/*
+ * For a caller that polls and naps now and then (dataplane workers): the same eventfd,
+ * but signalled only during a nap, so a window's completions cost no eventfd write
+ * (writer) and no read (log_completions_poll) while the caller polls. Does not arm
+ * log_producer_event_fd()'s signalling. A nap: if log_producer_nap_begin() returns
+ * true (false: completions are waiting, take them instead), sleep on the fd, then call
+ * log_producer_nap_end() (which clears it).
+ */
+int log_producer_nap_fd(struct log_producer *producer);
+bool log_producer_nap_begin(struct log_producer *producer);
+void log_producer_nap_end(struct log_producer *producer);
 
 struct log_record_in {
 	const void *partition_key;           /* 1 .. SLUICE_PARTITION_KEY_SIZE_MAX bytes. */
@@ -455,6 +471,9 @@ struct log_stats {
 	struct hist window_bytes;    /* Committed window sizes (LOG_HIST_WINDOW_BASE_BYTES). */
 	struct hist sync_ns;         /* Flush (fdatasync) of a window, ns (LOG_HIST_SYNC_BASE_NS). */
 	uint64_t recovery_ns;        /* log_open's recovery of the directory took this long. */
+	uint64_t windows_back_to_back; /* Windows whose first batch waited for the disk
+					* (counted with commit_window_adaptive_us only). */
+	uint64_t window_wait_ns;     /* The adaptive window's wait now (0: none or fixed). */
 	uint32_t shards_active;
 	bool failed;                 /* Fail-stop after EIO. */
 	uint32_t segments_spare;     /* Pre-written segments ready for the writer. */

@@ -119,6 +119,7 @@ struct log_producer {
 	struct log_spsc done;      /* Writer -> producer: batch indices. */
 	bool signal_due;           /* Writer-local: completions posted since the last signal. */
 	_Atomic bool signal_armed; /* Set once by log_producer_event_fd(): signal this producer. */
+	_Atomic bool napping;      /* Between log_producer_nap_begin() and _end(): signal it. */
 	_Atomic bool open;
 	struct log_crypt *crypt;   /* Its cipher contexts and data keys. */
 };
@@ -351,6 +352,12 @@ struct log {
 	uint64_t enospc_retry_ns;  /* Monotonic (the clock writer steps are given). */
 	uint64_t mono_ns;          /* Writer: `now` of the current step. */
 	uint32_t drain_first;      /* Writer: producer drained first in this step. */
+	uint64_t window_wait_ns;   /* Writer: the adaptive window's wait now (log_writer.c). */
+	bool disk_freed;           /* Writer: the last window in flight retired since the
+				    * producers were last drained. */
+	uint64_t busy_since_ns;    /* Writer: a window went with none in flight, ... */
+	uint64_t busy_ns;          /* ... and the disk's last busy period lasted this long; */
+	uint64_t idle_since_ns;    /* ... it has been free since (the adaptive window's signal). */
 
 	/* Index: guarded by index_lock. */
 	pthread_mutex_t index_lock;

@@ -187,6 +187,7 @@ log_producer_open(struct log *log, struct log_producer **producer_out)
 			continue;
 		assert(p->free_count == log->config.batches_per_producer);
 		atomic_store(&p->signal_armed, false);
+		atomic_store(&p->napping, false);
 		atomic_store(&p->open, true);
 		/* The writer scans producers below producer_count: publish after init. */
 		if (i >= count)
@@ -233,6 +234,42 @@ log_producer_event_fd(struct log_producer *producer)
 	/* Release: pairs with the writer's acquire in producers_signal(). */
 	atomic_store_explicit(&producer->signal_armed, true, memory_order_release);
 	return producer->event_fd;
+}
+
+int
+log_producer_nap_fd(struct log_producer *producer)
+{
+	return producer->event_fd;
+}
+
+/*
+ * The doorbell's pattern (log_batch_submit and writer_sleep, the other way
+ * round): we store napping then look at the completion ring; the writer
+ * pushes a completion then looks at napping (producers_signal), each with a
+ * seq_cst fence between, so at least one of us sees the other: a completion
+ * is never posted unsignalled while we sleep.
+ */
+bool
+log_producer_nap_begin(struct log_producer *producer)
+{
+	atomic_store_explicit(&producer->napping, true, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!log_spsc_empty(&producer->done)) {
+		atomic_store_explicit(&producer->napping, false, memory_order_relaxed);
+		return false;
+	}
+	return true;
+}
+
+void
+log_producer_nap_end(struct log_producer *producer)
+{
+	uint64_t drain;
+
+	atomic_store_explicit(&producer->napping, false, memory_order_relaxed);
+	/* A signal of this nap, or one that raced its end: costs the next nap nothing. */
+	if (read(producer->event_fd, &drain, sizeof(drain)) < 0)
+		drain = 0;
 }
 
 int

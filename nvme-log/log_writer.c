@@ -38,6 +38,26 @@
 #define WRITER_SPIN_NS 20000u
 
 /*
+ * The adaptive window (log.h, commit_window_adaptive_us): how long a window
+ * with nothing in flight waits after its first batch before it goes, decided
+ * once per window when its first batch arrives:
+ *   - grow (double, from WINDOW_ADAPT_FIRST_NS, up to the maximum) when that
+ *     batch waited for the disk (a window was in flight, or it was already
+ *     there when the last one became durable): windows follow each other
+ *     back to back, the disk is what limits, and waiting a little gathers
+ *     more records per window (the writer's CPU is per window: submit,
+ *     notify, wait, wake-ups) at no cost in throughput;
+ *   - shrink (halve; below the first step, 0) when the disk had been idle at
+ *     least as long as its last busy period (submit to durable): under half
+ *     loaded, where a wait would only add latency;
+ *   - hold in between (the disk busy more than half the time, but not back
+ *     to back): a fast disk at a steady rate would otherwise flip between
+ *     the two every other window.
+ * Times are the writer steps' clock only: deterministic on the simulated disk.
+ */
+#define WINDOW_ADAPT_FIRST_NS 50000u
+
+/*
  * The window's flush. Small windows (low load, where latency matters):
  * fdatasync(2) from the writer thread once the writes completed. io_uring
  * always runs fsync on an io-wq worker, one more thread hop; the inline
@@ -185,13 +205,16 @@ producers_signal(struct log *log)
 	uint32_t count = atomic_load_explicit(&log->producer_count, memory_order_acquire);
 	uint64_t one = 1;
 
+	/* Orders the completion pushes before the napping loads (log_producer_nap_begin). */
+	atomic_thread_fence(memory_order_seq_cst);
 	for (uint32_t i = 0; i < count; i++) {
 		struct log_producer *p = &log->producers[i];
 
 		if (!p->signal_due)
 			continue;
 		p->signal_due = false;
-		if (atomic_load_explicit(&p->signal_armed, memory_order_acquire) &&
+		if ((atomic_load_explicit(&p->signal_armed, memory_order_acquire) ||
+		     atomic_load_explicit(&p->napping, memory_order_relaxed)) &&
 		    write(p->event_fd, &one, sizeof(one)) < 0)
 			one = 1;
 	}
@@ -213,9 +236,38 @@ producers_signal(struct log *log)
  * segment.
  */
 static void
+window_adapt(struct log *log, uint64_t now_ns)
+{
+	uint64_t max_ns = (uint64_t)log->config.commit_window_adaptive_us * 1000u;
+	uint64_t wait_ns = log->window_wait_ns;
+
+	if (log->config.commit_window_us != 0 || max_ns == 0)
+		return;
+	if (log->flight_count != 0 || log->disk_freed) {
+		wait_ns = min_u64(max_u64(2 * wait_ns, WINDOW_ADAPT_FIRST_NS), max_ns);
+		log_stat_add(&log->stats.windows_back_to_back, 1);
+	} else if (now_ns - log->idle_since_ns >= log->busy_ns) {
+		wait_ns = wait_ns / 2 < WINDOW_ADAPT_FIRST_NS ? 0 : wait_ns / 2;
+	}
+	log->window_wait_ns = wait_ns;
+	__atomic_store_n(&log->stats.window_wait_ns, wait_ns, __ATOMIC_RELAXED);
+}
+
+/* How long the filling window waits after its first batch (none in flight). */
+static uint64_t
+window_wait_ns(const struct log *log)
+{
+	if (log->config.commit_window_us != 0)
+		return (uint64_t)log->config.commit_window_us * 1000u;
+	return log->window_wait_ns;
+}
+
+static void
 window_open(struct log *log, struct log_window *w, uint64_t now_ns)
 {
 	struct log_window *flying = window_newest_ok(log);
+
+	window_adapt(log, now_ns);
 
 	w->seg = log->active;
 	w->seg_offset = log->active == NULL ? 0 : log->active->bytes_used;
@@ -366,11 +418,17 @@ writer_drain(struct log *log, uint64_t mono_ns)
 	uint32_t count = atomic_load_explicit(&log->producer_count, memory_order_acquire);
 	uint32_t taken = 0;
 
+	/* The disk became free since the last drain: its busy period ended now. */
+	if (log->disk_freed) {
+		log->idle_since_ns = mono_ns;
+		log->busy_ns = mono_ns - log->busy_since_ns;
+	}
 	/* A different producer goes first each time: a busy one cannot starve the others. */
 	log->drain_first = count == 0 ? 0 : (log->drain_first + 1) % count;
 	for (uint32_t i = 0; i < count; i++)
 		taken += drain_producer(log, &log->producers[(log->drain_first + i) % count],
 					mono_ns);
+	log->disk_freed = false;
 	return taken;
 }
 
@@ -466,6 +524,8 @@ window_submit(struct log *log, struct log_window *w)
 	int err = 0;
 
 	assert(log->flight_count < 2);
+	if (log->flight_count == 0)
+		log->busy_since_ns = log->mono_ns;
 	if (w->seg == NULL)
 		err = window_activate_segment(log, w);
 	if (err != 0) {
@@ -653,6 +713,7 @@ windows_retire(struct log *log)
 		w->in_flight = false;
 		w->error = 0;
 		log->flight_count--;
+		log->disk_freed |= log->flight_count == 0;
 		memmove(log->flight, log->flight + 1, log->flight_count * sizeof(log->flight[0]));
 	}
 }
@@ -725,8 +786,7 @@ window_due(struct log *log, const struct log_window *w, uint64_t mono_ns, bool f
 	 */
 	if (log->flight_count != 0)
 		return window_full(log, w);
-	return force || window_full(log, w) ||
-	       mono_ns - w->opened_ns >= (uint64_t)log->config.commit_window_us * 1000u;
+	return force || window_full(log, w) || mono_ns - w->opened_ns >= window_wait_ns(log);
 }
 
 static int
@@ -809,7 +869,7 @@ writer_wait(struct log *log, uint64_t mono_ns, uint64_t *idle_since_ns)
 	if (window_flying(log) != NULL) {
 		writer_reap(log, WRITER_IO_WAIT_NS);
 	} else if (w->open && w->batch_count != 0) {
-		uint64_t due = w->opened_ns + (uint64_t)log->config.commit_window_us * 1000u;
+		uint64_t due = w->opened_ns + window_wait_ns(log);
 
 		if (due > mono_ns)
 			nanosleep(&(struct timespec){ .tv_nsec = (long)(due - mono_ns) }, NULL);

@@ -52,6 +52,8 @@ struct bench_opts {
 	uint64_t segment_size;
 	uint32_t batch_size;
 	uint64_t window_bytes;
+	uint32_t window_us;        /* log.commit_window_us (0: none) ... */
+	uint32_t window_adaptive_us; /* ... or its adaptive maximum (0: none). */
 	uint32_t reps;             /* Interleaved fio/log repetitions (medians). */
 	bool encrypt;              /* The bench stream encrypted (AES-256-GCM, a fixed key). */
 };
@@ -220,6 +222,8 @@ bench_config(const struct bench_opts *o, const char *dir, uint64_t bytes, struct
 	c->segment_size = o->segment_size;
 	c->batch_size = o->batch_size;
 	c->commit_window_bytes = o->window_bytes;
+	c->commit_window_us = o->window_us;
+	c->commit_window_adaptive_us = o->window_adaptive_us;
 	c->producers_max = 1;
 	c->batches_per_producer = 128;
 	c->shards_max = 16384;
@@ -609,7 +613,8 @@ bench_usage(FILE *out)
 		"usage: sluice bench log [--dir DIR] [--run-bytes N] [--run-seconds S]\n"
 		"                        [--fio-seconds S] [--fio-size N] [--lat-count N]\n"
 		"                        [--lat-gap-us N] [--recovery-bytes N] [--segment-size N]\n"
-		"                        [--batch-size N] [--window-bytes N]\n"
+		"                        [--batch-size N] [--window-bytes N] [--window-us N]\n"
+		"                        [--window-adaptive-us N]\n"
 		"                        [--reps N] [--only bw|lat|recovery] [--encrypt 1]\n"
 		"Runs fio and the log in a temp dir under DIR (default .), same filesystem.\n"
 		"Sizes take k/m/g suffixes (powers of 1024).\n");
@@ -670,6 +675,10 @@ bench_parse(int argc, char **argv, struct bench_opts *o)
 			o->batch_size = (uint32_t)v;
 		else if (strcmp(name, "--window-bytes") == 0)
 			o->window_bytes = v;
+		else if (strcmp(name, "--window-us") == 0)
+			o->window_us = (uint32_t)v;
+		else if (strcmp(name, "--window-adaptive-us") == 0)
+			o->window_adaptive_us = (uint32_t)v;
 		else if (strcmp(name, "--reps") == 0 && v <= BENCH_REPS_MAX)
 			o->reps = (uint32_t)v;
 		else if (strcmp(name, "--encrypt") == 0 && v == 1)

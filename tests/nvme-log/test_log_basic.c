@@ -247,6 +247,9 @@ Test(log_basic, refuses_bad_config)
 	config_small(&c);
 	c.producers_max = 0;
 	cr_assert_eq(log_open(&c, &log), -EINVAL);
+	config_small(&c);
+	c.commit_window_adaptive_us = LOG_COMMIT_WINDOW_US_MAX + 1;
+	cr_assert_eq(log_open(&c, &log), -EINVAL);
 }
 
 /* Flips one bit at `offset` of the first segment file. */
@@ -392,7 +395,7 @@ reader_thread(void *argp)
  * overwrites what the reader may be copying all the time (the seqlock).
  */
 static void
-threads_run(uint64_t ring_bytes)
+threads_run(uint64_t ring_bytes, uint32_t adaptive_us)
 {
 	struct log_config c;
 	struct log *log;
@@ -404,6 +407,7 @@ threads_run(uint64_t ring_bytes)
 
 	config_small(&c);
 	c.read_cache_bytes = ring_bytes;
+	c.commit_window_adaptive_us = adaptive_us;
 	cr_assert_eq(log_open(&c, &log), 0);
 	for (uint32_t i = 0; i < 3; i++)
 		args[i] = (struct thread_arg){ log, i == 2 ? 0 : i, 4000, &stop, 0, 0 };
@@ -417,6 +421,7 @@ threads_run(uint64_t ring_bytes)
 	cr_assert_eq(args[2].read_count, 4000);
 	log_stats_read(log, &st);
 	cr_assert_gt(st.reads_memory, 0);
+	cr_assert_leq(st.window_wait_ns, (uint64_t)adaptive_us * 1000u);
 	if (ring_bytes >= (2u << 20)) /* All ~1.6 MB written fit: the device was never read. */
 		cr_assert_eq(st.reads_cached + st.reads_device, 0);
 	cr_assert_eq(log_shard_close(log, shard_of(1), &end), 0);
@@ -430,12 +435,18 @@ threads_run(uint64_t ring_bytes)
 
 Test(log_basic, producers_and_reader_on_threads_then_close)
 {
-	threads_run(64u << 20);
+	threads_run(64u << 20, 0);
+}
+
+/* The same with the adaptive window (sluiced's default), its state read while it runs. */
+Test(log_basic, producers_and_reader_on_threads_adaptive_window)
+{
+	threads_run(64u << 20, 500);
 }
 
 Test(log_basic, producers_and_reader_on_threads_small_ring)
 {
-	threads_run(0);
+	threads_run(0, 0);
 }
 
 /*
@@ -609,6 +620,52 @@ Test(log_basic, encoded_record_larger_than_a_batch_is_refused)
 	cr_assert_eq(log_batch_add_encoded(b, block, size, 1, 1, &taken), -EMSGSIZE);
 	cr_assert_eq(log_batch_record_count(b), 0);
 	log_batch_put(p, b);
+	log_producer_close(p);
+	log_close(log);
+}
+
+/*
+ * A napping poller against the writer thread (the dataplane worker's way): one batch in
+ * flight at a time, waited for by naps on the nap fd; every nap that starts with a batch
+ * in flight ends by the writer's signal, none by the (generous) deadline: no completion
+ * is posted unsignalled while the poller sleeps, and the signalling races TSan checks.
+ */
+Test(log_basic, nap_fd_wakes_a_napping_poller)
+{
+	struct log_config c;
+	struct log *log;
+	struct log_producer *p;
+	struct log_completion done;
+	uint64_t seq_next[SHARDS] = { 0 };
+	uint8_t data[100];
+	int fd;
+
+	config_small(&c);
+	c.commit_window_adaptive_us = 500;
+	cr_assert_eq(log_open(&c, &log), 0);
+	cr_assert_eq(log_producer_open(log, &p), 0);
+	fd = log_producer_nap_fd(p);
+	for (uint32_t i = 0; i < 300; i++) {
+		struct log_batch *b = log_batch_get(p);
+		struct log_record_in rec;
+		char key[48];
+		uint32_t got = 0;
+
+		cr_assert_not_null(b);
+		test_record_make(shard_of(0), seq_next[0], sizeof(data), data, key, &rec);
+		cr_assert_eq(log_batch_add(b, &rec), 0);
+		cr_assert_eq(log_batch_submit(p, b, shard_of(0), 0), 0);
+		while ((got = log_completions_poll(p, &done, 1)) == 0) {
+			if (!log_producer_nap_begin(p))
+				continue;
+			cr_assert_eq(poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 30000), 1,
+				     "batch %u: the nap was not ended by its completion", i);
+			log_producer_nap_end(p);
+		}
+		cr_assert_eq(done.error, 0);
+		cr_assert_eq(done.seq_first, seq_next[0]);
+		seq_next[0]++;
+	}
 	log_producer_close(p);
 	log_close(log);
 }

@@ -119,6 +119,11 @@ world_open(struct world *w)
 	w->config.batch_size = 4096u << rnd(w, 3);
 	w->config.commit_window_bytes = 4096u << rnd(w, 6);
 	w->config.commit_window_us = (uint32_t)rnd(w, 40);
+	/* A third of the runs: the adaptive window instead (up to 0 .. 399 us). */
+	if (rnd(w, 3) == 0) {
+		w->config.commit_window_us = 0;
+		w->config.commit_window_adaptive_us = (uint32_t)rnd(w, 400);
+	}
 	w->config.producers_max = 1;
 	w->config.batches_per_producer = 32;
 	w->config.shards_max = 16;
@@ -246,6 +251,20 @@ world_retention(struct world *w)
 	tally.segments_deleted += after.segments_deleted - before.segments_deleted;
 }
 
+/* The adaptive window never waits past its maximum (nor at all when fixed). */
+static void
+world_check_wait(struct world *w)
+{
+	struct log_stats st;
+
+	log_stats_read(w->log, &st);
+	cr_assert_leq(st.window_wait_ns, (uint64_t)w->config.commit_window_adaptive_us * 1000u,
+		      "TEST_SEED=%" PRIu64 ": adaptive wait %" PRIu64 " ns", w->seed,
+		      st.window_wait_ns);
+	cr_assert(w->config.commit_window_us == 0 || st.window_wait_ns == 0,
+		  "TEST_SEED=%" PRIu64 ": a fixed window adapted", w->seed);
+}
+
 /* Runs `steps` writer steps with random submissions, time and faults. */
 static void
 world_run(struct world *w, uint32_t steps)
@@ -259,6 +278,7 @@ world_run(struct world *w, uint32_t steps)
 		w->now_ns += rnd(w, 30000);
 		log_writer_step(w->log, w->now_ns);
 		world_poll(w);
+		world_check_wait(w);
 		if (rnd(w, 600) == 0)
 			world_close_shard(w);
 		if (rnd(w, 300) == 0)

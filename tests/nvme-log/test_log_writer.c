@@ -8,6 +8,7 @@
  * fail-stop and a reopen recovers.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include <criterion/criterion.h>
 
+#include "common/base.h"
 #include "common/diag.h"
 #include "nvme-log/log.h"
 #include "nvme-log/log_internal.h"
@@ -132,7 +134,7 @@ poll_all(void)
  * many steps in a row without work).
  */
 static void
-settle(uint64_t dt)
+settle_steps(uint64_t dt)
 {
 	uint32_t idle = 0;
 
@@ -140,6 +142,12 @@ settle(uint64_t dt)
 		f.now += dt;
 		idle = log_writer_step(f.log, f.now) == 0 ? idle + 1 : 0;
 	}
+}
+
+static void
+settle(uint64_t dt)
+{
+	settle_steps(dt);
 	poll_all();
 }
 
@@ -574,4 +582,170 @@ Test(log_writer, eventfd_signals_only_once_armed)
 	cr_assert_geq(counter, 1);
 	poll_all();
 	cr_assert_eq(f.completed, 2);
+}
+
+/* Reopens the log: a fixed window of `fixed_us`, or (0) the adaptive one up to `max_us`. */
+static void
+fx_reopen_window(uint32_t fixed_us, uint32_t max_us)
+{
+	fx_close();
+	f.c.commit_window_us = fixed_us;
+	f.c.commit_window_adaptive_us = max_us;
+	f.c.batches_per_producer = 64;   /* Never pool-bound below (one batch per step). */
+	fx_open();
+}
+
+static struct log_stats
+stats_now(void)
+{
+	struct log_stats st;
+
+	log_stats_read(f.log, &st);
+	return st;
+}
+
+/*
+ * Polls completions, checking each: no error, in submission order per shard
+ * without a gap, and readable (durable) when acknowledged.
+ */
+static void
+poll_in_order(uint64_t *acked)
+{
+	struct log_completion c[16];
+	uint32_t n;
+
+	while ((n = log_completions_poll(f.p, c, 16)) != 0) {
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t s = (uint32_t)c[i].cookie;
+
+			cr_assert_eq(c[i].error, 0);
+			cr_assert_eq(c[i].seq_first, acked[s], "shard %u acked out of order", s);
+			acked[s] += c[i].record_count;
+			cr_assert_geq(durable(s), acked[s], "acknowledged before durable");
+			f.completed++;
+		}
+	}
+}
+
+/* One batch per step of 10 us, `steps` times; returns the largest wait seen. */
+static uint64_t
+run_back_to_back(uint32_t steps, uint64_t max_ns, uint64_t *acked)
+{
+	uint64_t seen = 0;
+
+	for (uint32_t i = 0; i < steps; i++) {
+		submit(i % 3, 2, 0);
+		f.now += 10000;
+		cr_assert_geq(log_writer_step(f.log, f.now), 0);
+		poll_in_order(acked);
+		seen = max_u64(seen, stats_now().window_wait_ns);
+		cr_assert_leq(stats_now().window_wait_ns, max_ns, "past the maximum");
+	}
+	return seen;
+}
+
+/*
+ * The adaptive window (commit_window_adaptive_us): with a batch arriving every
+ * 10 us, each window's first batch arrives while the previous window is on the
+ * disk, so the wait doubles up to its maximum (never past it) and windows gather
+ * many batches; acknowledgements stay in order and durable. Then lone batches on
+ * an idle disk halve it back to 0, after which a batch commits with no time passing.
+ */
+Test(log_writer, adaptive_window_grows_back_to_back_and_falls_when_idle)
+{
+	uint64_t acked[8] = { 0 };
+	struct log_stats st0;
+	struct log_stats st;
+	uint64_t prev;
+
+	fx_reopen_window(0, 400);
+	cr_assert_eq(stats_now().window_wait_ns, 0, "no wait before any window");
+	st0 = stats_now();
+	cr_assert_eq(run_back_to_back(400, 400000, acked), 400000, "grew to its maximum");
+	settle_steps(100000);
+	poll_in_order(acked);
+	st = stats_now();
+	cr_assert_eq(f.completed, 400);
+	for (uint32_t s = 0; s < 3; s++)
+		cr_assert_eq(durable(s), f.next[s]);
+	cr_assert_gt(st.windows_back_to_back, 0);
+	cr_assert_geq(st.batches_appended - st0.batches_appended,
+		      8 * (st.commits - st0.commits), "the wait gathered batches per window");
+	/* Idle: each lone window halves the wait (400, 200, 100, 50, then 0). */
+	prev = st.window_wait_ns;
+	for (uint32_t i = 0; i < 5; i++) {
+		submit(0, 1, 0);
+		settle_steps(100000);
+		poll_in_order(acked);
+		cr_assert_leq(stats_now().window_wait_ns, prev / 2, "window %u did not shrink", i);
+		prev = stats_now().window_wait_ns;
+	}
+	cr_assert_eq(prev, 0, "back to 0 when idle");
+	st0 = stats_now();
+	submit(1, 1, 0);
+	for (uint32_t i = 0; i < 200 && stats_now().commits == st0.commits; i++)
+		log_writer_step(f.log, f.now);
+	cr_assert_eq(stats_now().commits, st0.commits + 1, "no wait at 0: commits at once");
+	poll_in_order(acked);
+	cr_assert_eq(f.completed, 406);
+}
+
+/* Back-to-back windows that must not adapt: all acked in order, the wait stays 0. */
+static void
+never_adapts(uint32_t fixed_us, uint32_t max_us)
+{
+	uint64_t acked[8] = { 0 };
+
+	fx_reopen_window(fixed_us, max_us);
+	cr_assert_eq(run_back_to_back(100, 0, acked), 0);
+	cr_assert_eq(stats_now().windows_back_to_back, 0);
+	settle_steps(100000);
+	poll_in_order(acked);
+	cr_assert_eq(f.completed, 100);
+}
+
+/* A fixed commit_window_us overrides the adaptive window: it never adapts. */
+Test(log_writer, fixed_window_overrides_the_adaptive_one)
+{
+	never_adapts(50, 400);
+}
+
+/* Without a maximum (the library's default) nothing waits or adapts. */
+Test(log_writer, adaptive_window_off_by_default)
+{
+	never_adapts(0, 0);
+}
+
+/*
+ * A napping poller (a dataplane worker): the nap fd is signalled only while it naps,
+ * so postings between naps cost no eventfd write; a nap is refused while completions
+ * wait; its end clears the fd.
+ */
+Test(log_writer, nap_fd_signals_only_during_a_nap)
+{
+	uint64_t counter = 0;
+	int fd = log_producer_nap_fd(f.p);
+
+	submit(0, 1, 0);
+	settle_steps(100000);
+	cr_assert_eq(read(fd, &counter, sizeof(counter)), -1, "posted while polling: no signal");
+	cr_assert_eq(errno, EAGAIN);
+	cr_assert(!log_producer_nap_begin(f.p), "a completion waits: no nap");
+	poll_all();
+	cr_assert_eq(f.completed, 1);
+	cr_assert(log_producer_nap_begin(f.p));
+	submit(1, 1, 0);
+	settle_steps(100000);
+	cr_assert_eq(poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 0), 1,
+		     "posted during the nap: signalled");
+	log_producer_nap_end(f.p);
+	cr_assert_eq(read(fd, &counter, sizeof(counter)), -1, "the nap's end cleared it");
+	cr_assert_eq(errno, EAGAIN);
+	poll_all();
+	cr_assert_eq(f.completed, 2);
+	submit(2, 1, 0);
+	settle_steps(100000);
+	cr_assert_eq(read(fd, &counter, sizeof(counter)), -1, "after the nap: no signal again");
+	poll_all();
+	cr_assert_eq(f.completed, 3);
 }
