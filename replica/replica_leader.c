@@ -238,12 +238,12 @@ replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 	/*
 	 * Fence first: once the promise is durable the writer refuses every batch this
 	 * node's follower side still sends for an older leader; then wait until those it
-	 * took are durable (a cut at the end cuts nothing, it waits). Only then is the
-	 * durable end where this epoch starts.
+	 * took are durable (log_shard_settle). Only then is the durable end where this
+	 * epoch starts.
 	 */
 	err = log_epoch_promise(l->config.log, shard_id, epoch);
 	if (err == 0)
-		err = log_shard_truncate(l->config.log, shard_id, UINT64_MAX, &end);
+		err = log_shard_settle(l->config.log, shard_id, &end);
 	if (err != 0)
 		return err;
 	log_shard_info(l->config.log, shard_id, &info);
