@@ -30,6 +30,7 @@
 #include "replica/replica.h"
 #include "replica/replica_wire.h"
 #include "tests/nvme-log/log_test_util.h"
+#include "tests/replica/replica_test_util.h"
 
 #define WAIT_NS (60ull * 1000000000ull)
 #define DATA 200u
@@ -257,26 +258,11 @@ readable_reached(void *arg)
 	return readable_end(c->n, c->shard) >= c->seq;
 }
 
-/* Asserts [from, to) of the shard reads as `content`'s records, and nothing past `to`. */
+/* Asserts [from, to) of the shard reads as `content`'s records. */
 static void
 check_range(struct node *n, uint64_t shard, uint32_t content, uint64_t from, uint64_t to)
 {
-	struct test_collect c = { .shard_id = content, .data_size = DATA };
-	struct log_reader *r;
-	uint64_t next;
-	int got;
-
-	cr_assert_eq(log_reader_open(n->log, &r), 0);
-	log_reader_past_watermark(r);
-	got = log_read(r, shard, from, (uint32_t)(to - from), UINT64_MAX, test_collect_fn, &c,
-		       &next);
-	log_reader_close(r);
-	cr_assert_eq(got, (int)(to - from), "%s: %d records of [%lu, %lu)", n->dir, got,
-		     (unsigned long)from, (unsigned long)to);
-	cr_assert_eq(c.bad, 0, "%s: same bytes, keys and arrival times as the leader's", n->dir);
-	for (uint32_t i = 0; i < c.count; i++)
-		cr_assert_eq(c.seqs[i], from + i, "same sequence numbers");
-	free(c.seqs);
+	raw_check_range(n->log, n->dir, shard, content, DATA, from, to);
 }
 
 Test(replica, three_nodes_hold_the_same_records_under_the_same_numbers)
@@ -396,45 +382,6 @@ Test(replica, a_restarted_follower_catches_up)
 	}
 	node_close(&l);
 	node_close(&f1);
-}
-
-/* Sends raw bytes to a follower; returns the socket (caller closes). */
-static int
-raw_send(uint16_t port, const void *buf, size_t size)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(send(fd, buf, size, MSG_NOSIGNAL), (ssize_t)size);
-	return fd;
-}
-
-/* Reads one whole frame from a blocking socket into buf; returns its type or -1 at EOF. */
-static int
-raw_frame(int fd, struct replica_buf *buf, struct replica_ctl *ctl)
-{
-	struct replica_header h;
-	const uint8_t *payload;
-	struct timeval tv = { .tv_sec = 60 };
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (;;) {
-		int rc = replica_frame_next(buf, &h, &payload);
-		ssize_t n;
-
-		if (rc == 1) {
-			cr_assert_eq(replica_ctl_parse(payload, h.length, ctl), 0);
-			return h.type;
-		}
-		cr_assert_eq(rc, 0);
-		n = recv(fd, buf->data + buf->tail, replica_buf_room(buf), 0);
-		if (n <= 0)
-			return -1;
-		buf->tail += (size_t)n;
-	}
 }
 
 struct stats_cond {
