@@ -130,3 +130,18 @@ raw_check_range(struct log *log, const char *name, uint64_t shard, uint64_t cont
 		cr_assert_eq(c.seqs[i], from + i, "same sequence numbers");
 	free(c.seqs);
 }
+
+void
+raw_batch_fill(struct log_batch *b, uint64_t content, uint64_t seq_first, uint64_t count,
+	       uint32_t data_size)
+{
+	cr_assert_leq(data_size, RAW_DATA_MAX);
+	for (uint64_t seq = seq_first; seq < seq_first + count; seq++) {
+		uint8_t data[RAW_DATA_MAX];
+		char key[48];
+		struct log_record_in rec;
+
+		test_record_make(content, seq, data_size, data, key, &rec);
+		cr_assert_eq(log_batch_add(b, &rec), 0);
+	}
+}

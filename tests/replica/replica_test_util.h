@@ -26,6 +26,9 @@ void raw_append(int fd, const struct replica_append *a, uint64_t content, uint32
  */
 int raw_frame(int fd, struct replica_buf *buf, struct replica_ctl *ctl);
 int raw_frame_within(int fd, struct replica_buf *buf, struct replica_ctl *ctl, int wait_ms);
+/* Adds test_record_make's records of `content` [seq_first, seq_first + count) to a batch. */
+void raw_batch_fill(struct log_batch *b, uint64_t content, uint64_t seq_first, uint64_t count,
+		    uint32_t data_size);
 /* Asserts [from, to) of the shard reads as `content`'s records (test_record_make's). */
 void raw_check_range(struct log *log, const char *name, uint64_t shard, uint64_t content,
 		     uint32_t data_size, uint64_t from, uint64_t to);

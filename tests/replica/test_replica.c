@@ -137,14 +137,7 @@ node_close(struct node *n)
 static void
 batch_fill(struct log_batch *b, uint32_t content, uint64_t seq_first, uint64_t count)
 {
-	for (uint64_t seq = seq_first; seq < seq_first + count; seq++) {
-		uint8_t data[DATA];
-		char key[48];
-		struct log_record_in rec;
-
-		test_record_make(content, seq, DATA, data, key, &rec);
-		cr_assert_eq(log_batch_add(b, &rec), 0);
-	}
+	raw_batch_fill(b, content, seq_first, count, DATA);
 }
 
 /* Appends records [seq_first, seq_first + count) of `content` and waits until durable. */

@@ -102,14 +102,7 @@ submit_wait(uint32_t content, uint64_t seq_first, uint32_t count, uint64_t at)
 	uint64_t deadline = clock_mono_ns() + WAIT_NS;
 
 	cr_assert_not_null(b);
-	for (uint64_t seq = seq_first; seq < seq_first + count; seq++) {
-		uint8_t data[DATA];
-		char key[48];
-		struct log_record_in rec;
-
-		test_record_make(content, seq, DATA, data, key, &rec);
-		cr_assert_eq(log_batch_add(b, &rec), 0);
-	}
+	raw_batch_fill(b, content, seq_first, count, DATA);
 	cr_assert_eq(log_batch_submit_at(n.p, b, SHARD, at, LOG_EPOCH_NONE, 0), 0);
 	while (log_completions_poll(n.p, &done, 1) == 0) {
 		cr_assert_lt(clock_mono_ns(), deadline, "the writer completes the batch");
