@@ -944,3 +944,52 @@ Test(replica, a_leader_that_promised_a_newer_epoch_neither_appends_nor_acknowled
 	node_close(&n);
 	node_close(&o);
 }
+
+/*
+ * replica_lead_isr takes the leadership and the in-sync set in one step: a new
+ * epoch's quorum answers are capped by its in-sync followers from the first
+ * ACK on. Shard A: {f1, f2} with f1 in sync and down; f2 holds everything, yet
+ * nothing is acknowledged until f1 is back. Shard B, led with replica_lead_set
+ * alone (no set given: none, a majority suffices), acknowledges with f2.
+ */
+Test(replica, a_new_epoch_starts_with_its_in_sync_set)
+{
+	struct node l, f1, f2;
+	struct replica_peer both[2];
+	struct replica_peer stranger;
+	uint64_t f2_end = 0;
+
+	node_init(&l, "leader", true);
+	node_init(&f1, "f1", true);
+	node_init(&f2, "f2", true);
+	follow(&f1);
+	follow(&f2);
+	unfollow(&f1);                     /* Its port stays: it comes back on it. */
+	peer_of(&f1, &both[0]);
+	peer_of(&f2, &both[1]);
+	lead(&l, NULL, 0, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead_isr(l.l, SHARD_A, 1, both, 2, both, 1), 0);
+	cr_assert_eq(replica_lead_set(l.l, SHARD_B, 1, both, 2), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, 50);
+	append(&l, SHARD_B, CONTENT_Y, 0, 50);
+	wait_acked(&l, SHARD_B, REPLICA_ACKS_QUORUM, 50);
+	for (uint64_t deadline = clock_mono_ns() + WAIT_NS; f2_end < 50;) {
+		cr_assert_lt(clock_mono_ns(), deadline, "f2 acknowledges shard A");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		cr_assert_eq(replica_leader_link_acked(l.l, 1, SHARD_A, &f2_end), 0);
+	}
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_QUORUM), 0, "capped by f1, in sync from the start");
+
+	memset(&stranger, 0, sizeof(stranger));
+	snprintf(stranger.host, sizeof(stranger.host), "127.0.0.1");
+	stranger.port = 1;
+	cr_assert_eq(replica_lead_isr(l.l, SHARD_A, 1, both, 2, &stranger, 1), -EINVAL);
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_QUORUM), 0, "the set unchanged");
+
+	follow(&f1);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_QUORUM, 50);
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 50);
+	node_close(&l);
+	node_close(&f1);
+	node_close(&f2);
+}
