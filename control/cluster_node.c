@@ -9,8 +9,8 @@
  *   incarnation come from etcd's streams/<stream>, cmeta), so a follower's log
  *   shard is the leader's.
  *
- *   leader == this node -> replica_lead_set(log shard, epoch, the other replicas'
- *                          replica addresses from nodes/<id>)
+ *   leader == this node -> replica_lead_isr(log shard, epoch, the other replicas'
+ *                          replica addresses from nodes/<id>, the in-sync ones)
  *   led here before, not now (another leader or a newer epoch elsewhere)
  *                       -> replica_unlead: acknowledges nothing from then on
  *
@@ -61,7 +61,7 @@ struct node_role {
 	uint32_t follower_ids[REPLICA_FOLLOWERS_MAX];
 	uint32_t follower_count;
 	int64_t mod_revision;      /* The placement key's: the in-sync update's CAS. */
-	bool led;                  /* Leader here, replica_lead_set accepted. */
+	bool led;                  /* Leader here, replica_lead_isr accepted. */
 	/* Per follower, while led: the in-sync clock (isr_check). */
 	uint64_t mark_end[REPLICA_FOLLOWERS_MAX];  /* The leader's end when last looked ... */
 	uint64_t mark_ns[REPLICA_FOLLOWERS_MAX];   /* ... and when. */
@@ -265,17 +265,26 @@ role_find(const struct node_role *roles, uint32_t count, uint64_t log_id)
 
 /* ---- The in-sync set (docs/CLUSTER.md, "The in-sync set") ---------------------- */
 
-/* The placement's in-sync followers -> the leader's acks (the leader itself is implied). */
-static int
-isr_apply(struct cluster_node *n, const struct node_role *r)
+/* The placement's in-sync followers (the leader itself is implied); returns how many. */
+static uint32_t
+isr_peers(const struct node_role *r, struct replica_peer *in_sync)
 {
-	struct replica_peer in_sync[REPLICA_FOLLOWERS_MAX];
 	uint32_t count = 0;
 
 	for (uint32_t f = 0; f < r->follower_count; f++) {
 		if (placement_has(r->place.isr, r->place.isr_count, r->follower_ids[f]))
 			in_sync[count++] = r->followers[f];
 	}
+	return count;
+}
+
+/* The placement's in-sync followers -> the leader's acks. */
+static int
+isr_apply(struct cluster_node *n, const struct node_role *r)
+{
+	struct replica_peer in_sync[REPLICA_FOLLOWERS_MAX];
+	uint32_t count = isr_peers(r, in_sync);
+
 	return replica_in_sync_set(n->leader, r->log_id, in_sync, count);
 }
 
@@ -371,7 +380,7 @@ isr_check_all(struct cluster_node *n)
 /*
  * Leads one shard placed on this node; 0 or the reason it is not led (kept in
  * last_error). Asks the leader only when the epoch or the replica set changed:
- * replica_lead_set makes the epoch durable and waits for the log.
+ * replica_lead_isr makes the epoch durable and waits for the log.
  */
 static int
 role_lead(struct cluster_node *n, struct node_role *r)
@@ -392,11 +401,14 @@ role_lead(struct cluster_node *n, struct node_role *r)
 		r->led = true;
 		return isr_apply(n, r);
 	}
-	if (err == 0)
-		err = replica_lead_set(n->leader, r->log_id, (uint64_t)r->place.leader_epoch,
-				       r->followers, r->follower_count);
-	if (err == 0)
-		err = isr_apply(n, r);
+	if (err == 0) {
+		struct replica_peer in_sync[REPLICA_FOLLOWERS_MAX];
+		uint32_t count = isr_peers(r, in_sync);
+
+		/* One step: the epoch never counts acknowledgements without its in-sync set. */
+		err = replica_lead_isr(n->leader, r->log_id, (uint64_t)r->place.leader_epoch,
+				       r->followers, r->follower_count, in_sync, count);
+	}
 	if (err != 0)
 		diag_warn("cluster", "%s/%u (log shard %" PRIx64 "): not led in epoch %" PRId64
 			  ": %s", r->stream, r->shard, r->log_id, r->place.leader_epoch,

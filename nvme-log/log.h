@@ -394,6 +394,23 @@ int log_epoch_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *epo
  * log.epochs fails, the shard refuses appends (-EAGAIN) until the log is reopened.
  */
 int log_shard_truncate(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *seq_end_out);
+/*
+ * log_shard_truncate for a follower of `epoch`: -ESTALE, cutting nothing, once the shard
+ * promised a newer epoch. Checked under the lock the cut and log_epoch_* share, so an
+ * epoch this node began at its end meanwhile (it was placed as the shard's new leader)
+ * is never forgotten by the cut of a handshake that epoch deposed.
+ */
+int log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
+			  uint64_t *seq_end_out);
+/*
+ * Waits until every batch the writer took for the shard is durable (or failed) and
+ * returns the local durable end; appends submitted meanwhile complete with -EAGAIN.
+ * Cuts nothing and forgets no epoch (one begun at the end stays). A new leader settles
+ * before its epoch begins at the end; a follower before it compares ends in the epoch
+ * handshake: a batch of an older LEAD the writer took before the new promise would
+ * land after the end the follower reports.
+ */
+int log_shard_settle(struct log *log, uint64_t shard_id, uint64_t *seq_end_out);
 /* Where log_shard_truncate(seq) would cut now (<= seq): to keep [*seq_out, seq) first. */
 int log_shard_cut_point(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *seq_out);
 /*

@@ -319,6 +319,11 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	struct log_shard_repl *repl;
 
 	req->seq_end = min_u64(cut, shard->seq_durable);
+	if (req->epoch != LOG_EPOCH_NONE && shard->repl != NULL &&
+	    shard->repl->promised > req->epoch) {
+		req->err = -ESTALE;
+		return;
+	}
 	if (cut == shard->seq_durable && shard->repl != NULL && shard->repl->epoch_count > 0 &&
 	    shard->repl->epochs[shard->repl->epoch_count - 1].seq_start >= cut) {
 		/* Epochs begun at the end and never written to: forgotten, durably. */
@@ -382,8 +387,22 @@ log_ctl_truncate_step(struct log *log, struct log_ctl *req)
 int
 log_shard_truncate(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *seq_end_out)
 {
+	return log_shard_truncate_in(log, shard_id, seq, LOG_EPOCH_NONE, seq_end_out);
+}
+
+int
+log_shard_settle(struct log *log, uint64_t shard_id, uint64_t *seq_end_out)
+{
+	/* A cut past every record: it waits for the writer and cuts nothing. */
+	return log_shard_truncate_in(log, shard_id, UINT64_MAX - 1, LOG_EPOCH_NONE, seq_end_out);
+}
+
+int
+log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
+		      uint64_t *seq_end_out)
+{
 	struct log_ctl req = { .kind = LOG_CTL_SHARD_TRUNCATE, .id = shard_id,
-			       .seq = min_u64(seq, UINT64_MAX - 1) };
+			       .seq = min_u64(seq, UINT64_MAX - 1), .epoch = epoch };
 	struct log_shard *shard;
 	int err;
 

@@ -192,6 +192,7 @@ struct log_ctl {
 	enum log_ctl_kind kind;
 	uint64_t id;               /* Shard id, or stream id. */
 	uint64_t seq;              /* Truncate: cut from here. */
+	uint64_t epoch;            /* Truncate: refused once a newer one was promised. */
 	bool hold;                 /* Truncate: cut made, log.epochs still to store. */
 	bool accepted;             /* Writer: new batches refused, waiting for durability. */
 	bool done;

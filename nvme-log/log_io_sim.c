@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <pthread.h>
 
@@ -17,6 +18,7 @@
 #define SIM_FILES_MAX 256u
 #define SIM_HANDLES_MAX 1024u
 #define SIM_NAME_SIZE 64u
+#define SIM_HOLD_WAIT_NS 1000000ull  /* A reap on a held disk waits at most this long. */
 
 struct sim_file {
 	bool exists;
@@ -50,6 +52,7 @@ struct log_io {
 	bool full;
 	bool crashed;
 	bool crash_at_remove;      /* log_io_sim_crash_at_remove(). */
+	bool held;                 /* log_io_sim_hold: queued ops do not complete. */
 	struct sim_file files[SIM_FILES_MAX];
 	int32_t handles[SIM_HANDLES_MAX]; /* File index, -1 when free. */
 	struct sim_op queue[LOG_IO_INFLIGHT_MAX];
@@ -505,8 +508,13 @@ log_io_reap(struct log_io *io, struct log_io_done *done, uint32_t count, uint64_
 {
 	uint32_t got = 0;
 
-	(void)wait_ns;
 	pthread_mutex_lock(&io->lock);
+	if (io->held && !io->crashed) {
+		pthread_mutex_unlock(&io->lock);
+		nanosleep(&(struct timespec){ .tv_nsec = (long)min_u64(wait_ns, SIM_HOLD_WAIT_NS) },
+			  NULL);
+		return 0;
+	}
 	/*
 	 * Each call completes a seeded random subset, so I/O stays in flight
 	 * across steps. After a crash everything queued fails with -EIO.
@@ -537,6 +545,25 @@ log_io_reap(struct log_io *io, struct log_io_done *done, uint32_t count, uint64_
 	}
 	pthread_mutex_unlock(&io->lock);
 	return got;
+}
+
+void
+log_io_sim_hold(struct log_io *io, bool hold)
+{
+	pthread_mutex_lock(&io->lock);
+	io->held = hold;
+	pthread_mutex_unlock(&io->lock);
+}
+
+uint32_t
+log_io_sim_queued(struct log_io *io)
+{
+	uint32_t queued;
+
+	pthread_mutex_lock(&io->lock);
+	queued = io->queued;
+	pthread_mutex_unlock(&io->lock);
+	return queued;
 }
 
 /* One crash mode per crash: lose every unsynced sector, keep them all, or a random mix. */

@@ -42,6 +42,14 @@ void log_io_sim_restart(struct log_io *io);
  */
 int log_io_sim_corrupt(struct log_io *io, const char *prefix, char *name_out,
 		       uint64_t *offset_out);
+/*
+ * A stalled disk: while held, queued writes and syncs do not complete (the writer's
+ * windows stay in flight; synchronous calls go on). A reap meanwhile waits up to 1 ms
+ * of its wait instead of spinning. Released, they complete as before.
+ */
+void log_io_sim_hold(struct log_io *io, bool hold);
+/* Queued operations not yet completed. */
+uint32_t log_io_sim_queued(struct log_io *io);
 /* I/O operations performed so far (each sync call and each queued op counts one). */
 uint64_t log_io_sim_op_count(const struct log_io *io);
 

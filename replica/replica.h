@@ -88,6 +88,16 @@ int replica_lead(struct replica_leader *leader, uint64_t shard_id, uint64_t epoc
 int replica_lead_set(struct replica_leader *leader, uint64_t shard_id, uint64_t epoch,
 		     const struct replica_peer *followers, uint32_t follower_count);
 /*
+ * replica_lead_set and replica_in_sync_set in one step (`in_sync` NULL: as
+ * replica_lead_set alone): a new epoch starts with its in-sync set in place, so
+ * no acknowledgement is ever counted against an empty set (a majority) while the
+ * cluster's set names a replica that may become leader. -EINVAL for an in-sync
+ * follower outside `followers` (the leadership is taken, the set unchanged).
+ */
+int replica_lead_isr(struct replica_leader *leader, uint64_t shard_id, uint64_t epoch,
+		     const struct replica_peer *followers, uint32_t follower_count,
+		     const struct replica_peer *in_sync, uint32_t in_sync_count);
+/*
  * The shard's in-sync followers (a subset of its set; the leader is implied):
  * a REPLICA_ACKS_QUORUM answer never passes what each of them holds, so every
  * in-sync replica holds everything acknowledged and may become leader. None

@@ -357,7 +357,7 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 			log_epoch_at(log, s->shard_id, point - 1, &epoch_before, &unused);
 	}
 	if (err == 0)
-		err = log_shard_truncate(log, s->shard_id, cut, end_out);
+		err = log_shard_truncate_in(log, s->shard_id, cut, s->epoch, end_out);
 	if (err == 0 && point < cut && *end_out == point) {
 		if (epoch_point != epoch_before)
 			err = log_epoch_record(log, s->shard_id, epoch_point, point);
@@ -376,6 +376,28 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 	return err;
 }
 
+/*
+ * A newer epoch was promised since this handshake's LEAD (another leader's, or this
+ * node's own: it was placed as the shard's leader and began its epoch at its end):
+ * the handshake stops, answered FENCED. Going on, its cut at the end would forget an
+ * epoch begun there and not yet written, and this node's records would carry an
+ * older epoch's name. True when deposed.
+ */
+static bool
+handshake_deposed(struct replica_follower *f, struct fconn *c, struct fshard *s)
+{
+	struct log_epoch_info ei;
+
+	log_epoch_info(f->config.log, s->shard_id, &ei);
+	if (ei.promised <= s->epoch)
+		return false;
+	f->stats.stale_epochs++;
+	s->conn = -1;
+	s->ready = false;
+	conn_put(f, c, REPLICA_MSG_FENCED, s->shard_id, ei.promised, 0);
+	return true;
+}
+
 static void
 on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_ctl *m)
 {
@@ -392,6 +414,19 @@ on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_c
 		conn_break(f, c, "EPOCH_END out of place", -EPROTO);
 		return;
 	}
+	if (handshake_deposed(f, c, s))
+		return;
+	/*
+	 * Everything the writer took for the shard durable first: a batch of an older
+	 * LEAD (or of this node's own deposed leadership) taken before the promise would
+	 * land after the end compared here, under the epoch the new leader's first
+	 * APPEND records there, and no later handshake could tell it from the leader's.
+	 */
+	err = log_shard_settle(f->config.log, m->shard_id, &own_end);
+	if (err != 0) {
+		conn_break(f, c, "settle", err);
+		return;
+	}
 	log_epoch_info(f->config.log, m->shard_id, &ei);
 	/* Where my copy of epoch m->epoch ends: the start of my first newer epoch. */
 	log_epoch_end(f->config.log, m->shard_id, m->epoch, &own_epoch, &own_end);
@@ -405,6 +440,8 @@ on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_c
 		uint64_t end;
 
 		err = truncate_exact(f, c, s, cut, &end);
+		if (err == -ESTALE && handshake_deposed(f, c, s))
+			return;
 		if (err != 0) {
 			conn_break(f, c, "truncate", err);
 			return;

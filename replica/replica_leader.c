@@ -216,6 +216,24 @@ links_of(struct replica_leader *l, const struct replica_peer *followers, uint32_
 	return 0;
 }
 
+/* Under lock: the shard's in-sync followers from now on; -EINVAL (unchanged) for a stranger. */
+static int
+in_sync_apply(struct replica_leader *l, uint32_t i, const struct replica_peer *in_sync,
+	      uint32_t count)
+{
+	uint32_t mask = 0;
+
+	for (uint32_t j = 0; j < count; j++) {
+		int32_t k = link_find(l, &in_sync[j]);
+
+		if (k < 0 || !shard_on_link(l, i, (uint32_t)k))
+			return -EINVAL;
+		mask |= 1u << k;
+	}
+	l->shards[i].in_sync = mask;
+	return 0;
+}
+
 int
 replica_lead(struct replica_leader *l, uint64_t shard_id, uint64_t epoch)
 {
@@ -226,6 +244,14 @@ replica_lead(struct replica_leader *l, uint64_t shard_id, uint64_t epoch)
 int
 replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 		 const struct replica_peer *followers, uint32_t follower_count)
+{
+	return replica_lead_isr(l, shard_id, epoch, followers, follower_count, NULL, 0);
+}
+
+int
+replica_lead_isr(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
+		 const struct replica_peer *followers, uint32_t follower_count,
+		 const struct replica_peer *in_sync, uint32_t in_sync_count)
 {
 	uint32_t mask = 0;
 	struct log_shard_info info;
@@ -238,12 +264,12 @@ replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 	/*
 	 * Fence first: once the promise is durable the writer refuses every batch this
 	 * node's follower side still sends for an older leader; then wait until those it
-	 * took are durable (a cut at the end cuts nothing, it waits). Only then is the
-	 * durable end where this epoch starts.
+	 * took are durable (log_shard_settle). Only then is the durable end where this
+	 * epoch starts.
 	 */
 	err = log_epoch_promise(l->config.log, shard_id, epoch);
 	if (err == 0)
-		err = log_shard_truncate(l->config.log, shard_id, UINT64_MAX, &end);
+		err = log_shard_settle(l->config.log, shard_id, &end);
 	if (err != 0)
 		return err;
 	log_shard_info(l->config.log, shard_id, &info);
@@ -285,6 +311,9 @@ replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 	} else {
 		err = -ESTALE;  /* Unled or fenced in this epoch: only a newer one leads again. */
 	}
+	/* In the same locked step: no acknowledgement is counted with the set empty. */
+	if (err == 0 && in_sync != NULL)
+		err = in_sync_apply(l, (uint32_t)shard_index(l, shard_id), in_sync, in_sync_count);
 	pthread_mutex_unlock(&l->lock);
 	wake(l);
 	return err;
@@ -294,24 +323,12 @@ int
 replica_in_sync_set(struct replica_leader *l, uint64_t shard_id,
 		    const struct replica_peer *in_sync, uint32_t count)
 {
-	uint32_t mask = 0;
 	int32_t i;
-	int err = 0;
+	int err;
 
 	pthread_mutex_lock(&l->lock);
 	i = shard_index(l, shard_id);
-	for (uint32_t j = 0; i >= 0 && j < count && err == 0; j++) {
-		int32_t k = link_find(l, &in_sync[j]);
-
-		if (k < 0 || !shard_on_link(l, (uint32_t)i, (uint32_t)k))
-			err = -EINVAL;
-		else
-			mask |= 1u << k;
-	}
-	if (i < 0)
-		err = -ENOENT;
-	else if (err == 0)
-		l->shards[i].in_sync = mask;
+	err = i < 0 ? -ENOENT : in_sync_apply(l, (uint32_t)i, in_sync, count);
 	pthread_mutex_unlock(&l->lock);
 	if (err == 0)
 		ring(l->doorbell_fd);  /* A smaller set may let waiting calls go. */

@@ -300,6 +300,42 @@ Test(log_replica, truncation_cuts_at_the_batch_holding_seq_and_new_records_repla
 	cr_assert_eq(read_range(NEW, 3, 9), 6, "appends continue from the new end");
 }
 
+/*
+ * A settle waits for what the writer took and cuts nothing: an epoch begun at the end
+ * (a new leader's, not yet written) stays, where a cut at the end forgets it. A cut for
+ * an older LEAD is refused once a newer epoch is promised, and forgets nothing either.
+ */
+Test(log_replica, a_settle_lands_in_flight_batches_and_forgets_no_epoch)
+{
+	struct log_epoch_info ei;
+	uint64_t end;
+
+	cr_assert_eq(log_epoch_begin(f.log, SHARD, 1, 0), 0);
+	submit(OLD, 0, 3, true);
+	settle();
+	submit(OLD, 3, 3, true);  /* Not stepped: in flight. */
+	cr_assert_eq(info().seq_durable, 3);
+	cr_assert_eq(log_shard_settle(f.log, SHARD, &end), 0);
+	cr_assert_eq(end, 6, "the batch in flight is durable when the settle returns");
+	cr_assert_eq(info().seq_durable, 6);
+
+	cr_assert_eq(log_epoch_begin(f.log, SHARD, 4, 6), 0);
+	cr_assert_eq(log_shard_settle(f.log, SHARD, &end), 0);
+	cr_assert_eq(end, 6);
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert(ei.epoch_last == 4 && ei.epoch_last_start == 6, "the epoch begun at the end stays");
+	cr_assert_eq(log_shard_truncate_in(f.log, SHARD, 6, 3, &end), -ESTALE,
+		     "a cut for epoch 3's LEAD after the promise of 4");
+	cr_assert_eq(log_shard_truncate_in(f.log, SHARD, 2, 3, &end), -ESTALE);
+	cr_assert_eq(info().seq_durable, 6, "nothing cut");
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert_eq(ei.epoch_last, 4);
+	cr_assert_eq(log_shard_truncate_in(f.log, SHARD, 6, 4, &end), 0, "its own epoch may cut");
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert_eq(ei.epoch_last, 1, "a cut at the end forgets the epoch begun there");
+	cr_assert_eq(read_range(OLD, 0, 6), 6);
+}
+
 Test(log_replica, truncation_survives_a_power_loss_before_anything_new)
 {
 	uint64_t end;

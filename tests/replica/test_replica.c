@@ -30,6 +30,7 @@
 #include "replica/replica.h"
 #include "replica/replica_wire.h"
 #include "tests/nvme-log/log_test_util.h"
+#include "tests/replica/replica_test_util.h"
 
 #define WAIT_NS (60ull * 1000000000ull)
 #define DATA 200u
@@ -136,14 +137,7 @@ node_close(struct node *n)
 static void
 batch_fill(struct log_batch *b, uint32_t content, uint64_t seq_first, uint64_t count)
 {
-	for (uint64_t seq = seq_first; seq < seq_first + count; seq++) {
-		uint8_t data[DATA];
-		char key[48];
-		struct log_record_in rec;
-
-		test_record_make(content, seq, DATA, data, key, &rec);
-		cr_assert_eq(log_batch_add(b, &rec), 0);
-	}
+	raw_batch_fill(b, content, seq_first, count, DATA);
 }
 
 /* Appends records [seq_first, seq_first + count) of `content` and waits until durable. */
@@ -257,26 +251,11 @@ readable_reached(void *arg)
 	return readable_end(c->n, c->shard) >= c->seq;
 }
 
-/* Asserts [from, to) of the shard reads as `content`'s records, and nothing past `to`. */
+/* Asserts [from, to) of the shard reads as `content`'s records. */
 static void
 check_range(struct node *n, uint64_t shard, uint32_t content, uint64_t from, uint64_t to)
 {
-	struct test_collect c = { .shard_id = content, .data_size = DATA };
-	struct log_reader *r;
-	uint64_t next;
-	int got;
-
-	cr_assert_eq(log_reader_open(n->log, &r), 0);
-	log_reader_past_watermark(r);
-	got = log_read(r, shard, from, (uint32_t)(to - from), UINT64_MAX, test_collect_fn, &c,
-		       &next);
-	log_reader_close(r);
-	cr_assert_eq(got, (int)(to - from), "%s: %d records of [%lu, %lu)", n->dir, got,
-		     (unsigned long)from, (unsigned long)to);
-	cr_assert_eq(c.bad, 0, "%s: same bytes, keys and arrival times as the leader's", n->dir);
-	for (uint32_t i = 0; i < c.count; i++)
-		cr_assert_eq(c.seqs[i], from + i, "same sequence numbers");
-	free(c.seqs);
+	raw_check_range(n->log, n->dir, shard, content, DATA, from, to);
 }
 
 Test(replica, three_nodes_hold_the_same_records_under_the_same_numbers)
@@ -396,45 +375,6 @@ Test(replica, a_restarted_follower_catches_up)
 	}
 	node_close(&l);
 	node_close(&f1);
-}
-
-/* Sends raw bytes to a follower; returns the socket (caller closes). */
-static int
-raw_send(uint16_t port, const void *buf, size_t size)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(send(fd, buf, size, MSG_NOSIGNAL), (ssize_t)size);
-	return fd;
-}
-
-/* Reads one whole frame from a blocking socket into buf; returns its type or -1 at EOF. */
-static int
-raw_frame(int fd, struct replica_buf *buf, struct replica_ctl *ctl)
-{
-	struct replica_header h;
-	const uint8_t *payload;
-	struct timeval tv = { .tv_sec = 60 };
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	for (;;) {
-		int rc = replica_frame_next(buf, &h, &payload);
-		ssize_t n;
-
-		if (rc == 1) {
-			cr_assert_eq(replica_ctl_parse(payload, h.length, ctl), 0);
-			return h.type;
-		}
-		cr_assert_eq(rc, 0);
-		n = recv(fd, buf->data + buf->tail, replica_buf_room(buf), 0);
-		if (n <= 0)
-			return -1;
-		buf->tail += (size_t)n;
-	}
 }
 
 struct stats_cond {
@@ -1003,4 +943,53 @@ Test(replica, a_leader_that_promised_a_newer_epoch_neither_appends_nor_acknowled
 	check_range(&o, SHARD_A, CONTENT_Y, 10, 30);
 	node_close(&n);
 	node_close(&o);
+}
+
+/*
+ * replica_lead_isr takes the leadership and the in-sync set in one step: a new
+ * epoch's quorum answers are capped by its in-sync followers from the first
+ * ACK on. Shard A: {f1, f2} with f1 in sync and down; f2 holds everything, yet
+ * nothing is acknowledged until f1 is back. Shard B, led with replica_lead_set
+ * alone (no set given: none, a majority suffices), acknowledges with f2.
+ */
+Test(replica, a_new_epoch_starts_with_its_in_sync_set)
+{
+	struct node l, f1, f2;
+	struct replica_peer both[2];
+	struct replica_peer stranger;
+	uint64_t f2_end = 0;
+
+	node_init(&l, "leader", true);
+	node_init(&f1, "f1", true);
+	node_init(&f2, "f2", true);
+	follow(&f1);
+	follow(&f2);
+	unfollow(&f1);                     /* Its port stays: it comes back on it. */
+	peer_of(&f1, &both[0]);
+	peer_of(&f2, &both[1]);
+	lead(&l, NULL, 0, REPLICA_ACKS_QUORUM, 0);
+	cr_assert_eq(replica_lead_isr(l.l, SHARD_A, 1, both, 2, both, 1), 0);
+	cr_assert_eq(replica_lead_set(l.l, SHARD_B, 1, both, 2), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, 50);
+	append(&l, SHARD_B, CONTENT_Y, 0, 50);
+	wait_acked(&l, SHARD_B, REPLICA_ACKS_QUORUM, 50);
+	for (uint64_t deadline = clock_mono_ns() + WAIT_NS; f2_end < 50;) {
+		cr_assert_lt(clock_mono_ns(), deadline, "f2 acknowledges shard A");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		cr_assert_eq(replica_leader_link_acked(l.l, 1, SHARD_A, &f2_end), 0);
+	}
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_QUORUM), 0, "capped by f1, in sync from the start");
+
+	memset(&stranger, 0, sizeof(stranger));
+	snprintf(stranger.host, sizeof(stranger.host), "127.0.0.1");
+	stranger.port = 1;
+	cr_assert_eq(replica_lead_isr(l.l, SHARD_A, 1, both, 2, &stranger, 1), -EINVAL);
+	cr_assert_eq(acked(&l, SHARD_A, REPLICA_ACKS_QUORUM), 0, "the set unchanged");
+
+	follow(&f1);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_QUORUM, 50);
+	check_range(&f1, SHARD_A, CONTENT_X, 0, 50);
+	node_close(&l);
+	node_close(&f1);
+	node_close(&f2);
 }

@@ -1,0 +1,255 @@
+/*
+ * replica_sim: the follower's epoch handshake against interleavings a real disk
+ * only shows under load, made deterministic with the simulated disk (log_io_sim:
+ * the test stalls it) and a leader played by hand over raw frames:
+ *
+ *   - a batch of an older LEAD still in the writer's window when a new leader's
+ *     handshake compares ends (the stalled disk keeps it there);
+ *   - a handshake whose LEAD this node's own, newer epoch deposed meanwhile (it
+ *     was placed as the shard's leader between EPOCH_QUERY and EPOCH_END).
+ *
+ * Waits are for conditions, with generous deadlines (WAIT_NS), never for time.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "common/base.h"
+#include "common/clock.h"
+#include "common/diag.h"
+#include "nvme-log/log.h"
+#include "nvme-log/log_io_sim.h"
+#include "replica/replica.h"
+#include "replica/replica_wire.h"
+#include "tests/nvme-log/log_test_util.h"
+#include "tests/replica/replica_test_util.h"
+
+#define WAIT_NS (60ull * 1000000000ull)
+#define POLL_MS 5
+#define DATA 100u
+#define SHARD LOG_SHARD_ID(5, 0)
+#define PROBE_SEQ (1ull << 40)  /* Far past anything appended: a gap, never taken. */
+#define CONTENT_A 0x41u         /* Records the old leader (epoch 1) wrote. */
+#define CONTENT_B 0x42u         /* Records the new leader (epoch 2) wrote. */
+
+struct sim_node {
+	struct log_io *io;
+	struct log *log;
+	struct log_producer *p;
+	struct replica_follower *f;
+	struct replica_buf in;
+};
+
+static struct sim_node n;
+
+static void
+setup(void)
+{
+	struct log_config c;
+	struct replica_follower_config fc = { 0 };
+
+	memset(&n, 0, sizeof(n));
+	diag_level_set(DIAG_ERROR);
+	cr_assert_eq(log_io_sim_create(15, &n.io), 0);
+	log_config_default(&c);
+	c.dir_path = "follower";
+	c.io = n.io;
+	c.writer_thread = true;  /* The follower's appends need a writer of their own. */
+	c.segment_size = 16u << 20;
+	c.shards_max = 16;
+	c.watermark_gated = true;
+	cr_assert_eq(log_open(&c, &n.log), 0);
+	cr_assert_eq(log_producer_open(n.log, &n.p), 0);
+	fc.log = n.log;
+	cr_assert_eq(replica_follower_start(&fc, &n.f), 0);
+	cr_assert_eq(replica_buf_init(&n.in, 1u << 16), 0);
+}
+
+static void
+teardown(void)
+{
+	log_io_sim_hold(n.io, false);  /* A failed test may leave the disk stalled. */
+	replica_follower_stop(n.f);
+	log_producer_close(n.p);
+	log_close(n.log);
+	log_io_sim_destroy(n.io);
+	replica_buf_fini(&n.in);
+}
+
+TestSuite(replica_sim, .init = setup, .fini = teardown, .timeout = 120);
+
+/* The next frame from the follower, which must be `type`; returns its fields. */
+static struct replica_ctl
+expect(int fd, enum replica_msg type)
+{
+	struct replica_ctl m = { 0 };
+	int got = raw_frame(fd, &n.in, &m);
+
+	cr_assert_eq(got, (int)type, "frame %d, expected %d", got, (int)type);
+	return m;
+}
+
+/* One batch of the test's own producer: its completion's error. */
+static int
+submit_wait(uint32_t content, uint64_t seq_first, uint32_t count, uint64_t at)
+{
+	struct log_batch *b = log_batch_get(n.p);
+	struct log_completion done;
+	uint64_t deadline = clock_mono_ns() + WAIT_NS;
+
+	cr_assert_not_null(b);
+	raw_batch_fill(b, content, seq_first, count, DATA);
+	cr_assert_eq(log_batch_submit_at(n.p, b, SHARD, at, LOG_EPOCH_NONE, 0), 0);
+	while (log_completions_poll(n.p, &done, 1) == 0) {
+		cr_assert_lt(clock_mono_ns(), deadline, "the writer completes the batch");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	return done.error;
+}
+
+/*
+ * Is someone waiting for the shard's in-flight batches (log_shard_settle, or a
+ * cut)? Appends are refused with -EAGAIN meanwhile; otherwise this probe, far
+ * past the end, is refused as a gap (-EILSEQ). It never adds a record.
+ */
+static bool
+shard_settling(void)
+{
+	int err = submit_wait(CONTENT_A, 0, 1, PROBE_SEQ);
+
+	cr_assert(err == -EAGAIN || err == -EILSEQ, "probe: %d", err);
+	return err == -EAGAIN;
+}
+
+static uint64_t
+local_end(void)
+{
+	struct log_shard_info info;
+
+	cr_assert_eq(log_shard_info(n.log, SHARD, &info), 0);
+	return info.seq_local;
+}
+
+/*
+ * The suspected cause of the campaign's hole (seed 9001, docs/CLUSTER.md): the
+ * follower holds an APPEND of leader A (epoch 1) in its writer's window, its disk
+ * slow, when leader B (epoch 2, which never had those records) runs the handshake.
+ * Had the follower answered READY with its durable end (0), A's records would land
+ * at 0..4 after it, B's first APPEND would record epoch 2 at 0 and be refused as an
+ * overlap, and the next handshake, seeing epoch 2 on both sides, would keep A's
+ * records as B's. The follower must settle its in-flight batches first: then it
+ * sees A's records at 0..4 in epoch 1, which B's log ends at 0, and cuts them.
+ */
+Test(replica_sim, a_batch_of_an_older_lead_in_flight_lands_before_the_handshake_compares_ends)
+{
+	uint16_t port = replica_follower_port(n.f);
+	struct replica_append a1 = { .shard_id = SHARD, .epoch = 1, .seq_first = 0,
+				     .records_epoch = 1, .count = 5 };
+	struct replica_append b2 = { .shard_id = SHARD, .epoch = 2, .seq_first = 0,
+				     .records_epoch = 2, .count = 5 };
+	struct replica_ctl m;
+	uint64_t deadline;
+	uint32_t queued;
+	int ready_early = 0;
+	int a;
+	int b;
+	uint64_t e;
+	uint64_t end;
+
+	log_io_sim_hold(n.io, true);
+	queued = log_io_sim_queued(n.io);
+	a = raw_send(port, NULL, 0);
+	raw_ctl(a, REPLICA_MSG_LEAD, SHARD, 1, 0);
+	m = expect(a, REPLICA_MSG_EPOCH_QUERY);
+	cr_assert_eq(m.epoch, LOG_EPOCH_NONE);
+	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD, LOG_EPOCH_NONE, 0);
+	m = expect(a, REPLICA_MSG_READY);
+	cr_assert(m.epoch == 1 && m.seq == 0);
+	raw_append(a, &a1, CONTENT_A, DATA);
+	/* A's batch is in a window whose write the stalled disk holds. */
+	for (deadline = clock_mono_ns() + WAIT_NS; log_io_sim_queued(n.io) <= queued;) {
+		cr_assert_lt(clock_mono_ns(), deadline, "the writer writes A's batch");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	cr_assert_eq(local_end(), 0, "not durable while the disk is held");
+
+	/* B leads epoch 2; its log has epoch 1 ending at 0 (it never had A's records). */
+	b = raw_send(port, NULL, 0);
+	raw_ctl(b, REPLICA_MSG_LEAD, SHARD, 2, 0);
+	m = expect(b, REPLICA_MSG_EPOCH_QUERY);
+	cr_assert_eq(m.epoch, 1, "the follower's newest epoch is A's");
+	raw_ctl(b, REPLICA_MSG_EPOCH_END, SHARD, 1, 0);
+	/* Until the follower waits for the shard's in-flight batches, or answers too soon. */
+	for (deadline = clock_mono_ns() + WAIT_NS; ready_early == 0 && !shard_settling();) {
+		cr_assert_lt(clock_mono_ns(), deadline, "the follower answers or waits");
+		ready_early = raw_frame_within(b, &n.in, &m, POLL_MS);
+	}
+	log_io_sim_hold(n.io, false);
+	cr_assert_eq(ready_early, 0, "frame %d (end %lu) answered while A's batch was in flight",
+		     ready_early, (unsigned long)m.seq);
+
+	m = expect(b, REPLICA_MSG_READY);
+	cr_assert(m.epoch == 2 && m.seq == 0, "READY %lu at %lu: A's records are cut",
+		  (unsigned long)m.epoch, (unsigned long)m.seq);
+	raw_append(b, &b2, CONTENT_B, DATA);
+	m = expect(b, REPLICA_MSG_ACK);
+	cr_assert(m.epoch == 2 && m.seq == 5);
+	raw_check_range(n.log, "follower", SHARD, CONTENT_B, DATA, 0, 5);
+	cr_assert_eq(local_end(), 5);
+	cr_assert_eq(log_epoch_at(n.log, SHARD, 0, &e, &end), 0);
+	cr_assert_eq(e, 2, "B's records are in B's epoch");
+	close(a);
+	close(b);
+}
+
+/*
+ * This node follows shard SHARD (epoch 1, records 0..9) and took LEAD(2) from A;
+ * before A's EPOCH_END arrives, the controller places this node as the leader
+ * in epoch 3 (replica_lead_set: promise, settle, begin at the end, 10). The old
+ * handshake must not go on: its cut at the end would forget epoch 3 (begun, not
+ * yet written), and this node's records would then be labelled with an older
+ * epoch. A gets FENCED; the history keeps epoch 3.
+ */
+Test(replica_sim, a_handshake_deposed_by_this_nodes_own_newer_epoch_forgets_nothing)
+{
+	struct replica_leader_config lc = { .log = n.log, .watermark_acks = REPLICA_ACKS_QUORUM };
+	struct replica_leader *l;
+	struct log_epoch_info ei;
+	struct replica_ctl m;
+	uint64_t end;
+	int a;
+
+	cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
+	cr_assert_eq(submit_wait(CONTENT_A, 0, 10, 0), 0);
+	a = raw_send(replica_follower_port(n.f), NULL, 0);
+	raw_ctl(a, REPLICA_MSG_LEAD, SHARD, 2, 0);
+	m = expect(a, REPLICA_MSG_EPOCH_QUERY);
+	cr_assert_eq(m.epoch, 1);
+
+	cr_assert_eq(replica_leader_start(&lc, &l), 0);
+	cr_assert_eq(replica_lead_set(l, SHARD, 3, NULL, 0), 0);
+	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+	cr_assert(ei.epoch_last == 3 && ei.epoch_last_start == 10 && ei.promised == 3);
+
+	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD, 1, 10);  /* A's epoch 1 ends at 10 too. */
+	m = expect(a, REPLICA_MSG_FENCED);
+	cr_assert_eq(m.epoch, 3, "the follower names the epoch it promised");
+	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+	cr_assert(ei.epoch_last == 3 && ei.epoch_last_start == 10,
+		  "epoch 3 is still where this node's records start (newest %lu at %lu)",
+		  (unsigned long)ei.epoch_last, (unsigned long)ei.epoch_last_start);
+	cr_assert_eq(replica_lead_epoch(l, SHARD, &end), 0, "still the leader");
+	cr_assert_eq(end, 3);
+	/* The log refuses such a cut itself, whoever asks for it. */
+	cr_assert_eq(log_shard_truncate_in(n.log, SHARD, 10, 2, &end), -ESTALE);
+	cr_assert_eq(log_shard_truncate_in(n.log, SHARD, 5, 2, &end), -ESTALE);
+	cr_assert_eq(local_end(), 10);
+	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+	cr_assert_eq(ei.epoch_last, 3);
+	replica_leader_stop(l);
+	close(a);
+}
