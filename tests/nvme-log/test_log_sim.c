@@ -525,7 +525,7 @@ quiet_unless_replaying(void)
 		diag_level_set(DIAG_DEBUG);
 }
 
-Test(log_sim, crashes_faults_and_reopens, .timeout = 120)
+Test(log_sim, crashes_faults_and_reopens, .timeout = 400)
 {
 	uint64_t base = seed_base();
 	uint32_t count = seeds_count(4000);
@@ -536,7 +536,7 @@ Test(log_sim, crashes_faults_and_reopens, .timeout = 120)
 	tally_print("crashes_faults_and_reopens", count);
 }
 
-Test(log_sim, bitrot_is_detected_never_served, .timeout = 120)
+Test(log_sim, bitrot_is_detected_never_served, .timeout = 400)
 {
 	uint64_t base = seed_base();
 	uint32_t count = seeds_count(4000) / 4;
@@ -565,7 +565,7 @@ count_segment_file(void *arg, const char *name)
  * possibly in flight, so a torn tail) and a clean close, fit in the first 1 MiB segment,
  * every acked record stays readable, and nothing is reported corrupt (world_verify).
  */
-Test(log_sim, restarts_continue_the_newest_segment, .timeout = 120)
+Test(log_sim, restarts_continue_the_newest_segment, .timeout = 400)
 {
 	uint64_t base = seed_base();
 	uint32_t seeds = seeds_count(4000) / 100;
@@ -617,7 +617,7 @@ Test(log_sim, restarts_continue_the_newest_segment, .timeout = 120)
 	}
 }
 
-Test(log_sim, encrypted_batches_recover_and_bitrot_is_never_served, .timeout = 120)
+Test(log_sim, encrypted_batches_recover_and_bitrot_is_never_served, .timeout = 400)
 {
 	uint64_t base = seed_base();
 	uint32_t count = seeds_count(4000) / 8;  /* The plain worlds above cover the rest. */
