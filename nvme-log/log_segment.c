@@ -198,7 +198,9 @@ index_file_write(struct log *log, struct log_segment *seg, const char *tmp_name)
 	header[4] = seg->entry_count;
 	header[5] = seg->bytes_used;
 	memcpy(buf, header, sizeof(header));
-	memcpy(buf + LOG_INDEX_HEADER_SIZE, seg->entries, size - LOG_INDEX_HEADER_SIZE);
+	/* A segment recovery found no batch in has no entries array (memcpy from NULL is UB). */
+	if (seg->entry_count > 0)
+		memcpy(buf + LOG_INDEX_HEADER_SIZE, seg->entries, size - LOG_INDEX_HEADER_SIZE);
 	crc = crc32c(0, buf + 12, size - 12);
 	memcpy(buf + 8, &crc, 4);
 	err = log_io_file_open(log->io, tmp_name, LOG_IO_FILE_TRUNC, &file);

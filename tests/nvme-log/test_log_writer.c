@@ -496,3 +496,38 @@ Test(log_writer, eventfd_signals_only_once_armed)
 	poll_all();
 	cr_assert_eq(f.completed, 2);
 }
+
+/*
+ * A segment whose header reached the medium but none of its windows (power lost right
+ * after activation; here the window is wiped, the index of the clean close removed):
+ * recovery scans it, seals it with an index of no entries, then resumes it. That index
+ * was built by copying its entries from NULL, undefined behaviour that UBSan reports
+ * (fuzz_recovery found it). The log opens empty and takes appends again.
+ */
+Test(log_writer, segment_with_a_header_and_no_batch_recovers_empty)
+{
+	static const uint8_t zeros[LOG_BLOCK_SIZE];
+	struct log_stats st;
+	uint32_t file;
+	int err;
+
+	submit(0, 3, 0);
+	settle(100000);
+	cr_assert_eq(durable(0), 3);
+	fx_close();
+	cr_assert_eq(log_io_file_open(f.io, "seg-0000000000000000.log", 0, &file), 0);
+	cr_assert_eq(log_io_pwrite(f.io, file, zeros, sizeof(zeros), LOG_BLOCK_SIZE), 0);
+	cr_assert_eq(log_io_fsync(f.io, file), 0);
+	log_io_file_close(f.io, file);
+	err = log_io_file_remove(f.io, "seg-0000000000000000.idx");
+	cr_assert(err == 0 || err == -ENOENT);
+	fx_open();
+	log_stats_read(f.log, &st);
+	cr_assert_eq(st.segments_resumed, 1);
+	cr_assert_eq(durable(0), 0);
+	f.next[0] = 0;
+	submit(0, 2, 0);
+	settle(100000);
+	cr_assert_eq(f.errors, 0);
+	cr_assert_eq(durable(0), 2);
+}
