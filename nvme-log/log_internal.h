@@ -211,7 +211,11 @@ struct log_segment {
 	enum log_segment_state state;
 	bool index_persisted;
 	bool doubtful;             /* Recovery only: see recover_doubtful(). */
-	bool resumable;            /* Recovery only: header sound (see recover_resume()). */
+	bool resumable;            /* Recovery only: header sound, no corruption found in it
+				    * (see recover_resume()). */
+	bool corrupt;              /* Recovery only: its scan found corrupt durable data. */
+	bool indexed;              /* Recovery only: entries from its index file, which vouches
+				    * for every window in it (see resume_drop_open_window()). */
 	uint64_t commit_first;
 	uint64_t bytes_used;       /* End of the last durable window. */
 	uint64_t written_end;      /* Writer: end of the furthest window submitted. */
