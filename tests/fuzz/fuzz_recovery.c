@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/crc32c.h"
 #include "common/diag.h"
 #include "nvme-log/log.h"
 #include "nvme-log/log_format.h"
@@ -45,28 +46,21 @@ struct fuzz_records {
 static struct fuzz_records oracle;
 static struct fuzz_records seen[2];
 
-static uint64_t
-fnv(uint64_t h, const void *p, size_t size)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < size; i++)
-		h = (h ^ b[i]) * 0x100000001b3ull;
-	return h;
-}
-
+/*
+ * Two CRC32Cs of the record's fields (common/crc32c.c: not instrumented, so hashing a
+ * 200 KiB record costs the fuzzer no comparison callbacks). Never 0: that marks encrypted.
+ */
 static uint64_t
 record_hash(const struct log_record_out *r)
 {
-	uint64_t h = fnv(0xcbf29ce484222325ull, &r->arrival_ns, sizeof(r->arrival_ns));
+	uint32_t head = crc32c(0, &r->arrival_ns, sizeof(r->arrival_ns));
 
-	h = fnv(h, &r->partition_key_size, sizeof(r->partition_key_size));
-	h = fnv(h, r->partition_key, r->partition_key_size);
-	h = fnv(h, &r->has_explicit_hash_key, sizeof(r->has_explicit_hash_key));
+	head = crc32c(head, &r->partition_key_size, sizeof(r->partition_key_size));
+	head = crc32c(head, r->partition_key, r->partition_key_size);
+	head = crc32c(head, &r->has_explicit_hash_key, sizeof(r->has_explicit_hash_key));
 	if (r->has_explicit_hash_key)
-		h = fnv(h, r->explicit_hash_key, sizeof(r->explicit_hash_key));
-	h = fnv(h, &r->data_size, sizeof(r->data_size));
-	return fnv(h, r->data, r->data_size) | 1u; /* Never 0: that marks encrypted. */
+		head = crc32c(head, r->explicit_hash_key, sizeof(r->explicit_hash_key));
+	return ((uint64_t)head << 32 | crc32c(r->data_size, r->data, r->data_size)) | 1u;
 }
 
 static void
@@ -76,16 +70,26 @@ records_add(struct fuzz_records *rs, uint64_t shard_id, uint64_t seq, uint64_t h
 		rs->r[rs->count++] = (struct fuzz_record){ shard_id, seq, hash };
 }
 
-/* Each checksummed batch at an 8-byte boundary of the file, whatever recovery makes of it. */
+/*
+ * Each checksummed batch anywhere in the file (an index file may point anywhere), whatever
+ * recovery makes of it.
+ */
 static void
 oracle_add_file(const uint8_t *buf, uint64_t size)
 {
+	static const uint32_t magic = LOG_BATCH_MAGIC;
 	struct log_batch_header h;
 	struct log_record_iter iter;
 	struct log_record_out r;
 
-	for (uint64_t pos = 0; pos + LOG_BATCH_HEADER_SIZE <= size; pos += LOG_BATCH_ALIGN) {
-		if (log_batch_check(buf + pos, size - pos, &h) != 0)
+	for (uint64_t pos = 0; pos + LOG_BATCH_HEADER_SIZE <= size; pos++) {
+		/* memmem (not instrumented) skips to the next magic: a 1 MiB scan stays cheap. */
+		const uint8_t *m = memmem(buf + pos, size - pos, &magic, sizeof(magic));
+
+		if (m == NULL)
+			return;
+		pos = (uint64_t)(m - buf);
+		if (pos + LOG_BATCH_HEADER_SIZE > size || log_batch_check(buf + pos, size - pos, &h) != 0)
 			continue;
 		if (h.flags & LOG_BATCH_F_ENCRYPTED) {
 			for (uint32_t i = 0; i < h.record_count && oracle.count < FUZZ_RECORDS_MAX; i++)
@@ -228,8 +232,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct log_io *io;
 	int err;
 
-	/* Every input is a damaged log: its diagnostics would drown the fuzzer's output. */
-	diag_level_set((enum diag_level)(DIAG_ERROR + 1));
+	/*
+	 * Every input is a damaged log: its diagnostics would drown the fuzzer's output.
+	 * FUZZ_RECOVERY_VERBOSE=1 shows them (replaying one input).
+	 */
+	diag_level_set(getenv("FUZZ_RECOVERY_VERBOSE") != NULL ? DIAG_DEBUG :
+		       (enum diag_level)(DIAG_ERROR + 1));
 	if (log_io_sim_create(RECOVERY_SIM_SEED, &io) != 0)
 		abort();
 	oracle.count = 0;
