@@ -650,6 +650,42 @@ resume_drop_open_window(struct log *log, struct log_segment *seg)
 }
 
 /*
+ * A resumed segment loses its index file (the writer appends past what it describes),
+ * so after a crash the next open walks the data instead. An index vouches for batches
+ * that bitrot may since have damaged (reads report those, the index still places the
+ * rest); a walk would cut such damage in the last windows as a torn tail, losing records
+ * this open serves. So an indexed segment is resumed only when a walk of it finds the
+ * indexed batches first (*same_out); else it stays sealed with its index.
+ */
+static int
+resume_walk_matches(struct log *log, struct log_segment *seg, bool *same_out)
+{
+	struct log_segment walk = { .segment_no = seg->segment_no,
+				    .commit_first = seg->commit_first };
+	struct log_mem image;
+	uint32_t corruptions;
+	bool torn;
+	int err = log_segment_read_all(log, seg, &image);
+
+	if (err != 0)
+		return err;
+	err = log_segment_scan_image(log, &walk, image.addr, &corruptions, &torn);
+	log_mem_free(&image);
+	/* Batches past the indexed ones are a failed last window's leftovers: zeroed next. */
+	*same_out = err == 0 && corruptions == 0 && walk.entry_count >= seg->entry_count;
+	for (uint32_t i = 0; *same_out && i < seg->entry_count; i++) {
+		const struct log_index_entry *a = &walk.entries[i];
+		const struct log_index_entry *b = &seg->entries[i];
+
+		*same_out = a->offset == b->offset && a->size == b->size &&
+			    a->shard_id == b->shard_id && a->seq_first == b->seq_first &&
+			    a->record_count == b->record_count && a->commit_id == b->commit_id;
+	}
+	free(walk.entries);
+	return err;
+}
+
+/*
  * Makes the newest segment the active one again when its header is sound and a
  * window of the largest batch still fits (the writer's own sealing rule), instead
  * of leaving it sealed and starting a spare. Runs before the shards are rebuilt
@@ -683,6 +719,17 @@ recover_resume(struct log *log)
 		err = resume_drop_open_window(log, seg);
 	if (err == -EBADMSG)
 		return 0; /* Its last batch fails its checks: left sealed, as before. */
+	if (err == 0 && seg->indexed) {
+		bool same;
+
+		err = resume_walk_matches(log, seg, &same);
+		if (err == 0 && !same) {
+			diag_error("log", "%s: segment %" PRIu64 ": its data no longer matches its "
+				   "index file (damaged since it was written); left sealed",
+				   log->dir_path, seg->segment_no);
+			return 0;
+		}
+	}
 	log_segment_name(seg->segment_no, "idx", name, sizeof(name));
 	if (err == 0) {
 		err = log_io_file_remove(log->io, name);
