@@ -673,14 +673,8 @@ resume_walk_matches(struct log *log, struct log_segment *seg, bool *same_out)
 	log_mem_free(&image);
 	/* Batches past the indexed ones are a failed last window's leftovers: zeroed next. */
 	*same_out = err == 0 && corruptions == 0 && walk.entry_count >= seg->entry_count;
-	for (uint32_t i = 0; *same_out && i < seg->entry_count; i++) {
-		const struct log_index_entry *a = &walk.entries[i];
-		const struct log_index_entry *b = &seg->entries[i];
-
-		*same_out = a->offset == b->offset && a->size == b->size &&
-			    a->shard_id == b->shard_id && a->seq_first == b->seq_first &&
-			    a->record_count == b->record_count && a->commit_id == b->commit_id;
-	}
+	for (uint32_t i = 0; *same_out && i < seg->entry_count; i++)
+		*same_out = log_index_entry_same(&walk.entries[i], &seg->entries[i]);
 	free(walk.entries);
 	return err;
 }

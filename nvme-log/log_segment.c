@@ -47,6 +47,14 @@ log_segment_entry_add(struct log_segment *seg, const struct log_index_entry *ent
 	return 0;
 }
 
+bool
+log_index_entry_same(const struct log_index_entry *a, const struct log_index_entry *b)
+{
+	return a->shard_id == b->shard_id && a->seq_first == b->seq_first &&
+	       a->offset == b->offset && a->size == b->size &&
+	       a->record_count == b->record_count && a->commit_id == b->commit_id;
+}
+
 /* Binary search of the ordered segment list; caller holds index_lock. */
 struct log_segment *
 log_segment_find(struct log *log, uint64_t segment_no)
