@@ -213,7 +213,11 @@ struct log_segment {
 	enum log_segment_state state;
 	bool index_persisted;
 	bool doubtful;             /* Recovery only: see recover_doubtful(). */
-	bool resumable;            /* Recovery only: header sound (see recover_resume()). */
+	bool resumable;            /* Recovery only: header sound, no corruption found in it
+				    * (see recover_resume()). */
+	bool corrupt;              /* Recovery only: its scan found corrupt durable data. */
+	bool indexed;              /* Recovery only: entries from its index file, which vouches
+				    * for every window in it (see resume_drop_open_window()). */
 	uint64_t commit_first;
 	uint64_t bytes_used;       /* End of the last durable window. */
 	uint64_t written_end;      /* Writer: end of the furthest window submitted. */
@@ -433,6 +437,8 @@ bool log_stream_deleted_before(const struct log *log, uint64_t shard_id, uint64_
 /* log_segment.c */
 void log_segment_name(uint64_t segment_no, const char *ext, char *buf, size_t size);
 int log_segment_entry_add(struct log_segment *seg, const struct log_index_entry *entry);
+/* Same batch (all but arrival_max_ns, which a walk derives and may not reproduce). */
+bool log_index_entry_same(const struct log_index_entry *a, const struct log_index_entry *b);
 struct log_segment *log_segment_find(struct log *log, uint64_t segment_no);
 int log_segment_list_add(struct log *log, struct log_segment *seg);
 void log_segment_free(struct log *log, struct log_segment *seg);

@@ -5,7 +5,8 @@
  * A segment without one (the tail the last run was writing) is scanned:
  * batches are followed from block 1 while they check out, the longest
  * valid prefix is kept and the segment is sealed on the spot. The newest
- * segment is then resumed as the active one when it has room (recover_resume):
+ * segment is then resumed as the active one when it has room and no corruption
+ * was found in it (recover_resume):
  * its index file goes, a window whose end never landed is dropped, and
  * whatever a torn tail left past the kept prefix is zeroed, so the new run
  * writes over zeros exactly as if the tail had never been written. Before, every open began a new segment, and N restarts
@@ -272,6 +273,12 @@ recover_scan(struct log *log, struct log_segment *seg, bool headerless)
 		st.corruptions++;
 	}
 	log_stat_add(&log->stats.corruptions, st.corruptions);
+	/*
+	 * Proven corruption: a later window vouched for the damaged one. Resuming would drop
+	 * that later window if it is torn and zero it, and with it the only proof that the
+	 * damaged window was durable: the next open would cut the records kept now.
+	 */
+	seg->corrupt = st.corruptions > 0;
 	if (st.torn) {
 		diag_warn("log", "%s: segment %" PRIu64 ": torn tail cut at byte %" PRIu64,
 			  log->dir_path, seg->segment_no, st.pos);
@@ -389,6 +396,7 @@ recover_segment(struct log *log, uint64_t segment_no)
 		/* Sealed: its index file proves the data was durable. */
 		seg->state = LOG_SEGMENT_SEALED;
 		seg->index_persisted = true;
+		seg->indexed = true;
 		if (headerless) {
 			diag_error("log", "%s: segment %" PRIu64 ": corrupt header (sealed; index kept)",
 				   log->dir_path, seg->segment_no);
@@ -414,7 +422,7 @@ recover_segment(struct log *log, uint64_t segment_no)
 		return 0;
 	}
 	/* A corrupt header is never written to again: see recover_resume(). */
-	seg->resumable = !headerless;
+	seg->resumable = !headerless && !seg->corrupt;
 	if (err == 0)
 		err = log_segment_list_add(log, seg);
 	if (err != 0)
@@ -642,6 +650,36 @@ resume_drop_open_window(struct log *log, struct log_segment *seg)
 }
 
 /*
+ * A resumed segment loses its index file (the writer appends past what it describes),
+ * so after a crash the next open walks the data instead. An index vouches for batches
+ * that bitrot may since have damaged (reads report those, the index still places the
+ * rest); a walk would cut such damage in the last windows as a torn tail, losing records
+ * this open serves. So an indexed segment is resumed only when a walk of it finds the
+ * indexed batches first (*same_out); else it stays sealed with its index.
+ */
+static int
+resume_walk_matches(struct log *log, struct log_segment *seg, bool *same_out)
+{
+	struct log_segment walk = { .segment_no = seg->segment_no,
+				    .commit_first = seg->commit_first };
+	struct log_mem image;
+	uint32_t corruptions;
+	bool torn;
+	int err = log_segment_read_all(log, seg, &image);
+
+	if (err != 0)
+		return err;
+	err = log_segment_scan_image(log, &walk, image.addr, &corruptions, &torn);
+	log_mem_free(&image);
+	/* Batches past the indexed ones are a failed last window's leftovers: zeroed next. */
+	*same_out = err == 0 && corruptions == 0 && walk.entry_count >= seg->entry_count;
+	for (uint32_t i = 0; *same_out && i < seg->entry_count; i++)
+		*same_out = log_index_entry_same(&walk.entries[i], &seg->entries[i]);
+	free(walk.entries);
+	return err;
+}
+
+/*
  * Makes the newest segment the active one again when its header is sound and a
  * window of the largest batch still fits (the writer's own sealing rule), instead
  * of leaving it sealed and starting a spare. Runs before the shards are rebuilt
@@ -666,10 +704,26 @@ recover_resume(struct log *log)
 	    log->config.segment_size - seg->bytes_used <
 		    align_up(log->config.batch_size, LOG_BLOCK_SIZE) + LOG_BLOCK_SIZE)
 		return 0;
-	if (seg->entry_count > 0)
+	/*
+	 * Only a scan can have kept an unfinished window: an index file vouches for every
+	 * window in it (a clean close, or a seal whose later window proved a damaged one
+	 * durable, which dropping it now would lose for good).
+	 */
+	if (seg->entry_count > 0 && !seg->indexed)
 		err = resume_drop_open_window(log, seg);
 	if (err == -EBADMSG)
 		return 0; /* Its last batch fails its checks: left sealed, as before. */
+	if (err == 0 && seg->indexed) {
+		bool same;
+
+		err = resume_walk_matches(log, seg, &same);
+		if (err == 0 && !same) {
+			diag_error("log", "%s: segment %" PRIu64 ": its data no longer matches its "
+				   "index file (damaged since it was written); left sealed",
+				   log->dir_path, seg->segment_no);
+			return 0;
+		}
+	}
 	log_segment_name(seg->segment_no, "idx", name, sizeof(name));
 	if (err == 0) {
 		err = log_io_file_remove(log->io, name);

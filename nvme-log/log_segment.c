@@ -47,6 +47,14 @@ log_segment_entry_add(struct log_segment *seg, const struct log_index_entry *ent
 	return 0;
 }
 
+bool
+log_index_entry_same(const struct log_index_entry *a, const struct log_index_entry *b)
+{
+	return a->shard_id == b->shard_id && a->seq_first == b->seq_first &&
+	       a->offset == b->offset && a->size == b->size &&
+	       a->record_count == b->record_count && a->commit_id == b->commit_id;
+}
+
 /* Binary search of the ordered segment list; caller holds index_lock. */
 struct log_segment *
 log_segment_find(struct log *log, uint64_t segment_no)
@@ -198,7 +206,9 @@ index_file_write(struct log *log, struct log_segment *seg, const char *tmp_name)
 	header[4] = seg->entry_count;
 	header[5] = seg->bytes_used;
 	memcpy(buf, header, sizeof(header));
-	memcpy(buf + LOG_INDEX_HEADER_SIZE, seg->entries, size - LOG_INDEX_HEADER_SIZE);
+	/* A segment recovery found no batch in has no entries array (memcpy from NULL is UB). */
+	if (seg->entry_count > 0)
+		memcpy(buf + LOG_INDEX_HEADER_SIZE, seg->entries, size - LOG_INDEX_HEADER_SIZE);
 	crc = crc32c(0, buf + 12, size - 12);
 	memcpy(buf + 8, &crc, 4);
 	err = log_io_file_open(log->io, tmp_name, LOG_IO_FILE_TRUNC, &file);

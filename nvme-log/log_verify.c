@@ -28,14 +28,6 @@ entry_matches_data(const struct log_segment *seg, const struct log_index_entry *
 	       h.segment_no == (uint32_t)seg->segment_no && h.commit_id == e->commit_id;
 }
 
-static bool
-entries_equal(const struct log_index_entry *a, const struct log_index_entry *b)
-{
-	return a->shard_id == b->shard_id && a->seq_first == b->seq_first &&
-	       a->offset == b->offset && a->size == b->size &&
-	       a->record_count == b->record_count && a->commit_id == b->commit_id;
-}
-
 /* Batches in one list and not the other (both are in segment order). */
 static uint64_t
 entries_diff(const struct log_segment *a, const struct log_segment *b)
@@ -46,7 +38,7 @@ entries_diff(const struct log_segment *a, const struct log_segment *b)
 
 	while (i < a->entry_count || j < b->entry_count) {
 		if (i < a->entry_count && j < b->entry_count &&
-		    entries_equal(&a->entries[i], &b->entries[j])) {
+		    log_index_entry_same(&a->entries[i], &b->entries[j])) {
 			i++;
 			j++;
 		} else if (j == b->entry_count ||

@@ -19,6 +19,7 @@
 #include "common/base.h"
 #include "common/diag.h"
 #include "nvme-log/log.h"
+#include "nvme-log/log_format.h"
 #include "nvme-log/log_internal.h"
 #include "nvme-log/log_io.h"
 #include "nvme-log/log_io_sim.h"
@@ -748,4 +749,194 @@ Test(log_writer, nap_fd_signals_only_during_a_nap)
 	cr_assert_eq(read(fd, &counter, sizeof(counter)), -1, "after the nap: no signal again");
 	poll_all();
 	cr_assert_eq(f.completed, 3);
+}
+
+/*
+ * A segment whose header reached the medium but none of its windows (power lost right
+ * after activation; here the window is wiped, the index of the clean close removed):
+ * recovery scans it, seals it with an index of no entries, then resumes it. That index
+ * was built by copying its entries from NULL, undefined behaviour that UBSan reports
+ * (fuzz_recovery found it). The log opens empty and takes appends again.
+ */
+Test(log_writer, segment_with_a_header_and_no_batch_recovers_empty)
+{
+	static const uint8_t zeros[LOG_BLOCK_SIZE];
+	struct log_stats st;
+	uint32_t file;
+	int err;
+
+	submit(0, 3, 0);
+	settle(100000);
+	cr_assert_eq(durable(0), 3);
+	fx_close();
+	cr_assert_eq(log_io_file_open(f.io, "seg-0000000000000000.log", 0, &file), 0);
+	cr_assert_eq(log_io_pwrite(f.io, file, zeros, sizeof(zeros), LOG_BLOCK_SIZE), 0);
+	cr_assert_eq(log_io_fsync(f.io, file), 0);
+	log_io_file_close(f.io, file);
+	err = log_io_file_remove(f.io, "seg-0000000000000000.idx");
+	cr_assert(err == 0 || err == -ENOENT);
+	fx_open();
+	log_stats_read(f.log, &st);
+	cr_assert_eq(st.segments_resumed, 1);
+	cr_assert_eq(durable(0), 0);
+	f.next[0] = 0;
+	submit(0, 2, 0);
+	settle(100000);
+	cr_assert_eq(f.errors, 0);
+	cr_assert_eq(durable(0), 2);
+}
+
+#define SEG0 "seg-0000000000000000.log"
+
+struct seg_batch {
+	uint64_t pos;
+	struct log_batch_header h;
+};
+
+/* The batches of segment 0 in file order (8-byte boundaries that check out). */
+static uint32_t
+seg0_batches(uint8_t *image, struct seg_batch *out, uint32_t max)
+{
+	uint32_t file;
+	uint32_t n = 0;
+
+	cr_assert_eq(log_io_file_open(f.io, SEG0, 0, &file), 0);
+	cr_assert_eq(log_io_pread(f.io, file, image, (uint32_t)f.c.segment_size, 0), 0);
+	log_io_file_close(f.io, file);
+	for (uint64_t pos = LOG_BLOCK_SIZE; pos < f.c.segment_size && n < max;
+	     pos += LOG_BATCH_ALIGN) {
+		if (log_batch_check(image + pos, f.c.segment_size - pos, &out[n].h) == 0)
+			out[n++].pos = pos;
+	}
+	return n;
+}
+
+static void
+seg0_write(const void *buf, uint32_t size, uint64_t offset)
+{
+	uint32_t file;
+
+	cr_assert_eq(log_io_file_open(f.io, SEG0, 0, &file), 0);
+	cr_assert_eq(log_io_pwrite(f.io, file, buf, size, offset), 0);
+	cr_assert_eq(log_io_fsync(f.io, file), 0);
+	log_io_file_close(f.io, file);
+}
+
+/* Records of shard 0 readable in [from, to): how many, all with their own bytes. */
+static uint32_t
+readable(uint64_t from, uint64_t to)
+{
+	struct test_collect col = { .shard_id = sid(0), .data_size = DATA };
+	struct log_reader *r;
+	uint64_t next;
+
+	cr_assert_eq(log_reader_open(f.log, &r), 0);
+	cr_assert_eq(log_read(r, sid(0), from, (uint32_t)(to - from), 1u << 20, test_collect_fn,
+			      &col, &next), (int)(to - from));
+	log_reader_close(r);
+	cr_assert_eq(col.bad, 0);
+	free(col.seqs);
+	return col.count;
+}
+
+/*
+ * Window A (three batches) is damaged in its middle batch; window B, written after A
+ * was durable, vouches for it, but B's own last batch never landed (torn). Recovery
+ * keeps A's first batch and B's first, reports A's rest as lost. It used to resume
+ * the segment: drop B (unfinished) and zero it, the only proof that A was durable, so
+ * the next open cut A's first batch too: records served once, gone after a restart
+ * (fuzz_recovery found it). Now the segment stays sealed and every reopen, clean or
+ * after power loss, serves the same records.
+ */
+Test(log_writer, corruption_proven_by_a_torn_window_survives_reopens)
+{
+	static uint8_t image[1u << 20];
+	static const uint8_t zeros[LOG_BLOCK_SIZE];
+	struct seg_batch b[8];
+	uint8_t flip;
+	int err;
+
+	for (uint32_t i = 0; i < 3; i++)
+		submit(0, 2, 0);
+	settle(100000);
+	submit(0, 2, 0);
+	submit(0, 2, 0);
+	settle(100000);
+	cr_assert_eq(durable(0), 10);
+	fx_close();
+	err = log_io_file_remove(f.io, "seg-0000000000000000.idx");
+	cr_assert(err == 0 || err == -ENOENT);
+	cr_assert_eq(seg0_batches(image, b, 8), 5);
+	cr_assert(b[0].h.commit_id == b[2].h.commit_id && b[3].h.commit_id == b[4].h.commit_id &&
+		  b[3].h.commit_id > b[2].h.commit_id, "two windows of 3 and 2 batches");
+	cr_assert_geq(b[3].h.commit_id - b[3].h.durable_lag, b[0].h.commit_id,
+		      "window B was written after A was durable");
+	flip = image[b[1].pos + LOG_BATCH_HEADER_SIZE + 1] ^ 0x40;
+	seg0_write(&flip, 1, b[1].pos + LOG_BATCH_HEADER_SIZE + 1);
+	seg0_write(zeros, b[4].h.size, b[4].pos);
+
+	for (uint32_t run = 0; run < 3; run++) {
+		fx_open();
+		cr_assert_eq(durable(0), 8, "run %u", run);
+		cr_assert_eq(readable(0, 2), 2, "run %u", run);
+		cr_assert_eq(readable(6, 8), 2, "run %u", run);
+		if (run == 1)
+			log_io_sim_crash(f.io);
+		fx_close();
+		if (run == 1)
+			log_io_sim_restart(f.io);
+	}
+	fx_open();
+	f.next[0] = 8;
+	submit(0, 2, 0);
+	settle(100000);
+	cr_assert_eq(f.errors, 0);
+	cr_assert_eq(durable(0), 10);
+	cr_assert_eq(readable(8, 10), 2);
+}
+
+/*
+ * Bitrot in the last window of a cleanly closed segment: its index still places every
+ * batch, so the open serves all but the damaged one. Resuming the segment removed the
+ * index; after power loss the next open walked the data instead, took the damage for a
+ * torn tail and cut the good batch after it (fuzz_recovery found it). Now a segment whose
+ * data no longer matches its index is left sealed, and the records stay.
+ */
+Test(log_writer, bitrot_in_an_indexed_segment_does_not_cut_records_after_a_crash)
+{
+	static uint8_t image[1u << 20];
+	struct log_reader *r;
+	struct seg_batch b[8];
+	uint64_t next;
+	uint8_t flip;
+
+	for (uint32_t w = 0; w < 2; w++) {
+		submit(0, 2, 0);
+		submit(0, 2, 0);
+		settle(100000);
+	}
+	cr_assert_eq(durable(0), 8);
+	fx_close();
+	cr_assert_eq(seg0_batches(image, b, 8), 4);
+	cr_assert(b[0].h.commit_id == b[1].h.commit_id && b[2].h.commit_id == b[3].h.commit_id &&
+		  b[2].h.commit_id > b[1].h.commit_id, "two windows of 2 batches");
+	flip = image[b[2].pos + LOG_BATCH_HEADER_SIZE + 1] ^ 0x40;
+	seg0_write(&flip, 1, b[2].pos + LOG_BATCH_HEADER_SIZE + 1);
+
+	for (uint32_t run = 0; run < 3; run++) {
+		fx_open();
+		cr_assert_eq(durable(0), 8, "run %u", run);
+		cr_assert_eq(readable(0, 4), 4, "run %u", run);
+		cr_assert_eq(readable(6, 8), 2, "run %u", run);
+		cr_assert_eq(log_reader_open(f.log, &r), 0);
+		cr_assert_eq(log_read(r, sid(0), 4, 2, 1u << 20, test_collect_fn, NULL, &next),
+			     -EBADMSG, "run %u", run);
+		log_reader_close(r);
+		if (run == 0)
+			log_io_sim_crash(f.io);
+		fx_close();
+		if (run == 0)
+			log_io_sim_restart(f.io);
+	}
+	fx_open();
 }
