@@ -552,6 +552,15 @@ producer_answer(struct sluice_producer *p, const struct frame_ack *ack, uint64_t
 		batch_complete(p, b, 0, FRAME_STATUS_OK, ack);
 		return;
 	}
+	if (ack->status == FRAME_STATUS_WRONG_SHARD && !b->grouped) {
+		/*
+		 * Only SHARD_RECORDS frames are refused so: this answers a copy of the
+		 * batch sent before it was regrouped (a resend, a duplicated datagram);
+		 * the RECORDS frame now flying gets its own answer.
+		 */
+		p->stats.acks_ignored++;
+		return;
+	}
 	p->stats.nacks_received++;
 	b->awaiting = false;    /* Answered: it waits for its resend, not for the connection. */
 	if (frame_status_retryable((enum frame_status)ack->status)) {

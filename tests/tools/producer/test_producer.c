@@ -72,9 +72,16 @@ scenario_run(const struct scenario *sc, struct test_server_config *server_config
 	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
 	sluice_producer_stats(p, &stats);
 	cr_assert_eq(stats.records_outstanding, 0);
-	if (sc->expect_all_ok)
-		cr_assert_eq(stats.records_ok, sc->count, "ok %lu failed %lu",
-			     (unsigned long)stats.records_ok, (unsigned long)stats.records_failed);
+	if (sc->expect_all_ok && stats.records_ok != sc->count) {
+		uint32_t i = 0;
+
+		while (i < sc->count && outcomes[i].err == 0)
+			i++;
+		cr_assert_fail("ok %lu failed %lu; the first failed, record %u: err %d status %u",
+			       (unsigned long)stats.records_ok, (unsigned long)stats.records_failed, i,
+			       i < sc->count ? outcomes[i].err : 0,
+			       i < sc->count ? outcomes[i].status : 0);
+	}
 	sluice_producer_close(p);
 	test_server_stop(server);
 	verify(server, sc->count, sc->keys, sc->positions_required);
@@ -243,6 +250,28 @@ Test(producer, udp_shard_grouped_batches_and_a_moved_map)
 	cr_assert_gt(last_producer_stats.batches_regrouped, 0);
 	cr_assert_gt(last_server_stats.batches_stored, last_server_stats.grouped_stored,
 		     "after the map moved, RECORDS frames");
+}
+
+/*
+ * Every grouped frame arrives twice and both copies are refused WRONG_SHARD: the second
+ * refusal reaches a batch already resent as RECORDS. It is a late answer to the grouped
+ * copy (RECORDS frames are never refused so), not the resent frame's: ignored, and every
+ * record stored. Failing such records -ENXIO was seen at random under load (ASan, 40 of
+ * 3,000 records in 1 run of 20) with 10 % duplicated datagrams.
+ */
+Test(producer, a_late_wrong_shard_for_a_regrouped_batch_is_ignored)
+{
+	struct test_server_config sc;
+	struct scenario s = { .count = 500, .keys = 37, .positions_required = true,
+			      .expect_all_ok = true, .map_shards = 4 };
+
+	server_config_init(&sc, false);
+	sc.wrong_shard_pct = 100;
+	sc.dup_in_pct = 100;
+	scenario_run(&s, &sc);
+	cr_assert_gt(last_producer_stats.batches_regrouped, 0);
+	cr_assert_gt(last_producer_stats.acks_ignored, 0, "no late refusal met");
+	cr_assert_eq(last_server_stats.grouped_stored, 0);
 }
 
 Test(producer, tcp_shard_grouped_batches)
