@@ -299,7 +299,7 @@ struct firehose_options {
 	const char *region;          /* For delivery streams' ARNs (NULL: us-east-1). */
 	const char *account_id;      /* (NULL: 000000000000). */
 	const char *lambda_map;      /* "ARN=PATH[,ARN=PATH...]" (NULL or "": none). */
-	uint32_t lambda_timeout_s;   /* An invocation is killed after this (0: the maximum). */
+	uint32_t lambda_timeout_s;   /* An invocation is killed after this (0: 60 s, fh_lambda.c). */
 };
 
 int firehose_open(const struct firehose_options *options, struct firehose **fh_out);
