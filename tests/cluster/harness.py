@@ -54,6 +54,18 @@ ADMIN_TOKEN = "chx-admin-token"
 DEADLINE_S = 60.0
 CLONE_NEWNET = 0x40000000
 
+
+def stop_process(proc):
+    """SIGTERM, after a SIGCONT should it be stopped, and wait for it; SIGKILL after
+    DEADLINE_S."""
+    proc.send_signal(signal.SIGCONT)
+    proc.terminate()
+    try:
+        proc.wait(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
@@ -212,12 +224,7 @@ class Node:
             return
         if self.paused:
             self.resume()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def pause(self):

@@ -46,11 +46,11 @@ import urllib.request
 
 import boto3
 import botocore.config
-from botocore.exceptions import ClientError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration",
                                 "ops"))
 from opslib import free_port  # noqa: E402
+from harness import stop_process  # noqa: E402  (this folder's, on sys.path as the script's)
 
 SLUICED = sys.argv[1]
 SLUICE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(SLUICED))), "tools",
@@ -146,13 +146,7 @@ class Node:
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
         self.proc = None
 
 
