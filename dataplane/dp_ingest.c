@@ -334,12 +334,14 @@ dp_ingest_is_new_locked(struct dp_worker *w, const struct dp_peer *peer, const s
 		dp_ingest_send(w, peer, &ack);
 	} else if (peer->tcp && frame_records_ack_mode(fr) != FRAME_ACK_NONE) {
 		/*
-		 * A resend while the first copy is being stored: the first copy's
-		 * answer is the one (a TCP producer that resent on the same
-		 * connection gets it there; one that reconnected gets the replay
-		 * from the window when it resends again). This copy owes none.
+		 * A resend while the first copy is being stored: this copy is not
+		 * stored, and says so (THROTTLED, retry soon). The first copy's
+		 * answer goes to the connection it came on, which after a reconnect
+		 * is gone: the producer's next resend is answered from the window.
+		 * TCP has no resend timer, so without this answer the producer
+		 * would learn the outcome only after its silence bound.
 		 */
-		dp_ingest_unanswered(w, peer);
+		dp_ingest_nack(w, peer, fr, FRAME_STATUS_THROTTLED, now_tsc);
 	}
 	return false;
 }

@@ -51,12 +51,14 @@ producer_resolve(struct sluice_producer *p)
 
 /*
  * TCP is up: everything in flight goes out again, oldest seq first. A batch that was on
- * an earlier connection may meet its first copy still being stored: the appliance drops
- * the new copy and sends the first copy's answer to the old connection (PROTOCOL.md
- * section 6). Nothing answers it here, but it cannot wait for its deadline while other
- * answers keep this connection alive: no batch seals while it is 8 seqs behind
- * (seq_window_allows()), so the connection goes quiet, is found silent, and on the next
- * one the batch is answered from the dedup window.
+ * an earlier connection may meet its first copy still being stored: the appliance NACKs
+ * the new copy THROTTLED and sends the first copy's answer to the old connection
+ * (PROTOCOL.md section 6); the resend after the hint is answered from the dedup window.
+ * Should a copy get no answer at all (an appliance that drops it, as Sluice did before
+ * 2026-12), it cannot wait for its deadline while other answers keep this connection
+ * alive: no batch seals while it is 8 seqs behind (seq_window_allows()), so the
+ * connection goes quiet, is found silent, and on the next one the batch is answered
+ * from the dedup window.
  */
 static void
 tcp_connected(struct sluice_producer *p)

@@ -259,10 +259,10 @@ ip netns exec "$ns" "$sluice" produce events --transport tcp --target 198.18.0.1
 	2>"$tmp/produce.cut" &
 bg=$!
 durable=$(counter records_durable)
-# After a cut, progress may wait for libsluice's silence bound (30 s): a batch resent on
-# the new connection that met its first copy still being stored is dropped unanswered
-# there, its answer gone with the old connection (docs/PROTOCOL.md section 6), so the
-# deadline (a hang bound, not a timing claim) is well past it.
+# A batch resent on the new connection that meets its first copy still being stored is
+# NACKed THROTTLED there (its ACK went to the old connection) and answered from the dedup
+# window on its next resend (docs/PROTOCOL.md section 6). The deadline only bounds a
+# hang; it stays past libsluice's silence bound (30 s), which a loaded machine can reach.
 cut_deadline_s=${DP_TCP_CUT_DEADLINE_S:-120}
 for cut in 1 2 3; do
 	# Mid-stream: once this connection has had records stored, and while it is open.

@@ -314,8 +314,9 @@ put_keyed(struct sluice_producer *p, const char *key, uint32_t tag)
 
 /*
  * A batch stored on a connection that went silent (its answer lost with it) is resent
- * on the new one and meets, as the appliance may, "its first copy being stored": no
- * answer there either. The other lane's answers keep the new connection alive only
+ * on the new one and meets an appliance that drops a copy of a batch "being stored" (as
+ * Sluice did until 2026-12; the next test has today's THROTTLED answer): no answer
+ * there either. The other lane's answers keep the new connection alive only
  * until the seq window stops new batches (8 seqs past the stranded one); then the
  * connection goes quiet, is replaced, and the batch is answered from the dedup window
  * (a replayed ACK), long before its delivery deadline (120 s, past this test's bound);
@@ -381,6 +382,52 @@ Test(producer_errors, tcp_answer_lost_with_its_connection_comes_after_the_next_s
 		cr_assert_eq(test_server_record(server, i)->stored, 1, "record %u", i);
 	cr_assert_geq(stats.acks_duplicate, 1, "record 0 answered from the window");
 	cr_assert_geq(stats.connections_silent, 2, "the mute one, then the one it was dropped on");
+	test_server_free(server);
+}
+
+/*
+ * As the appliance does since it answers such a copy: the batch stored on a connection
+ * that went silent is resent on the new one, meets its first copy "being stored" and is
+ * NACKed THROTTLED (three times here); libsluice resends it on the same connection after
+ * the hint and is answered from the dedup window. No second silence: the only silent
+ * connection is the mute one, and the record is stored once.
+ */
+Test(producer_errors, tcp_copy_throttled_while_stored_is_answered_on_the_new_connection)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer_stats stats;
+	struct test_server_stats server_stats;
+	struct sluice_producer *p;
+	struct test_server *server;
+	uint64_t bound_ns = clock_mono_ns() + 60 * 1000000000ull;  /* Only bounds a hang. */
+
+	server_config_init(&sc, true);
+	sc.mute_connections = 1;
+	sc.replays_throttled = 3;
+	server = server_start(&sc);
+	producer_config_init(&pc, server, true);
+	pc.lanes = 1;
+	pc.batch_records_max = 1;
+	pc.retries_max = 0;
+	pc.silence_timeout_ms = 1000;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	memset(outcomes, 0, sizeof(outcomes));
+	put_keyed(p, "key-0", 0);
+	while (outcomes[0].completions == 0) {
+		cr_assert_lt(clock_mono_ns(), bound_ns, "record 0 never answered");
+		cr_assert_geq(sluice_producer_poll(p, 10), 0);
+	}
+	sluice_producer_stats(p, &stats);
+	sluice_producer_close(p);
+	test_server_stop(server);
+	test_server_stats(server, &server_stats);
+	expect_all(0, 1, 0);
+	cr_assert_eq(test_server_record(server, 0)->stored, 1);
+	cr_assert_eq(server_stats.replays_throttled, 3, "the copies that met their first copy");
+	cr_assert_geq(stats.nacks_received, 3);
+	cr_assert_eq(stats.acks_duplicate, 1, "answered from the window");
+	cr_assert_eq(stats.connections_silent, 1, "only the mute connection");
 	test_server_free(server);
 }
 

@@ -186,6 +186,10 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 			s->stats.replays_dropped++;
 			return 0;
 		}
+		if (s->stats.replays_throttled < s->config.replays_throttled) {
+			s->stats.replays_throttled++;
+			return answer_nack(s, &rec, FRAME_STATUS_THROTTLED);
+		}
 		s->stats.duplicates_answered++;
 		if (frame_records_ack_mode(&rec) == FRAME_ACK_NONE)
 			return 0;

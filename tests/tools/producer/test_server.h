@@ -43,11 +43,16 @@ struct test_server_config {
 	uint32_t silent_connections; /* TCP: the first N connections are silent (a hung peer). */
 	uint32_t mute_connections;   /* TCP: the first N store frames but never answer. */
 	/*
-	 * The first N copies of already stored batches get no answer, as the appliance drops
-	 * a copy that meets its first copy being stored (that one's answer goes to the
-	 * connection it came on).
+	 * The first N copies of already stored batches get no answer, as an appliance that
+	 * drops a copy meeting its first copy being stored does (Sluice did until 2026-12;
+	 * that one's answer goes to the connection it came on).
 	 */
 	uint32_t replays_unanswered;
+	/*
+	 * The first N copies of already stored batches are NACKed THROTTLED, as the
+	 * appliance answers a copy that meets its first copy being stored.
+	 */
+	uint32_t replays_throttled;
 	/*
 	 * A forger's server: store nothing, answer every frame with an ACK that claims it
 	 * stored, unsigned, or signed with forge_key when set (not the producer's key).
@@ -76,6 +81,7 @@ struct test_server_stats {
 	uint64_t wrong_shard;          /* SHARD_RECORDS frames NACKed WRONG_SHARD. */
 	uint64_t connections;          /* TCP connections accepted. */
 	uint64_t replays_dropped;      /* Of replays_unanswered. */
+	uint64_t replays_throttled;    /* Of replays_throttled. */
 };
 
 struct test_server;
