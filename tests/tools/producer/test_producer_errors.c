@@ -313,6 +313,27 @@ put_keyed(struct sluice_producer *p, const char *key, uint32_t tag)
 }
 
 /*
+ * A server whose first TCP connection stores but never answers, and a producer of
+ * `lanes` lanes, one record a batch, that replaces a connection silent for 1 s.
+ */
+static struct test_server *
+mute_first_connection(struct test_server_config *sc, struct sluice_producer_config *pc,
+		      uint32_t lanes, struct sluice_producer **p_out)
+{
+	struct test_server *server;
+
+	sc->mute_connections = 1;
+	server = server_start(sc);
+	producer_config_init(pc, server, true);
+	pc->lanes = lanes;
+	pc->batch_records_max = 1;
+	pc->retries_max = 0;
+	pc->silence_timeout_ms = 1000;
+	cr_assert_eq(sluice_producer_open(pc, p_out), 0);
+	return server;
+}
+
+/*
  * A batch stored on a connection that went silent (its answer lost with it) is resent
  * on the new one and meets an appliance that drops a copy of a batch "being stored" (as
  * Sluice did until 2026-12; the next test has today's THROTTLED answer): no answer
@@ -336,15 +357,8 @@ Test(producer_errors, tcp_answer_lost_with_its_connection_comes_after_the_next_s
 	uint32_t tag = 1;
 
 	server_config_init(&sc, true);
-	sc.mute_connections = 1;
 	sc.replays_unanswered = 1;
-	server = server_start(&sc);
-	producer_config_init(&pc, server, true);
-	pc.lanes = 2;
-	pc.batch_records_max = 1;
-	pc.retries_max = 0;
-	pc.silence_timeout_ms = 1000;
-	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	server = mute_first_connection(&sc, &pc, 2, &p);
 	/* A key of the other lane (lane = crc32c(key) % lanes). */
 	for (uint32_t k = 1;; k++) {
 		snprintf(other, sizeof(other), "key-%u", k);
@@ -403,15 +417,8 @@ Test(producer_errors, tcp_copy_throttled_while_stored_is_answered_on_the_new_con
 	uint64_t bound_ns = clock_mono_ns() + 60 * 1000000000ull;  /* Only bounds a hang. */
 
 	server_config_init(&sc, true);
-	sc.mute_connections = 1;
 	sc.replays_throttled = 3;
-	server = server_start(&sc);
-	producer_config_init(&pc, server, true);
-	pc.lanes = 1;
-	pc.batch_records_max = 1;
-	pc.retries_max = 0;
-	pc.silence_timeout_ms = 1000;
-	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	server = mute_first_connection(&sc, &pc, 1, &p);
 	memset(outcomes, 0, sizeof(outcomes));
 	put_keyed(p, "key-0", 0);
 	while (outcomes[0].completions == 0) {
