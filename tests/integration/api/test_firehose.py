@@ -37,40 +37,12 @@ import snappy
 import zstandard
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_kinesis_api import Sluiced, check, free_port  # noqa: E402
+from test_kinesis_api import (PUT_READ_TIMEOUT_S, LostAnswer, Sluiced, check,  # noqa: E402
+                              free_port, guard_puts)
 
 ROLE = "arn:aws:iam::000000000000:role/firehose"
 DEADLINE_S = 90
 MIB = 1 << 20
-
-
-class LostAnswer(Exception):
-    """A put went out and its answer did not come back: it may have landed."""
-
-
-# Issue 16 ("84 records delivered twice" at load 50): botocore's standard retry
-# ("max_attempts": 1 is one retry) put test_lambda_keys' first PutRecordBatch again after
-# its answer came later than read_timeout, and the records were in the log twice. AWS says
-# so of its own Firehose ("Re-invoking the Put API operations (for example, PutRecord and
-# PutRecordBatch) can result in data duplicates"): exactly once starts at an acknowledged
-# put. So these clients retry a put only when it surely did not land (no connection, a
-# 503: sluiced appends nothing then), wait long for a slow durable answer, and fail the
-# test, saying so, when an answer is lost (test_lost_answer).
-PUT_READ_TIMEOUT_S = 120
-LOST = (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)
-
-
-def _no_blind_reput(caught_exception=None, operation=None, **_):
-    if isinstance(caught_exception, LOST):
-        raise LostAnswer("%s: the answer was lost (%s); a retry could put its records twice" %
-                         (operation.name, caught_exception))
-
-
-def guard_puts(c, service, ops):
-    """Client c (boto3, service's event name) does not retry ops after a lost answer."""
-    for op in ops:
-        c.meta.events.register("needs-retry.%s.%s" % (service, op), _no_blind_reput)
-    return c
 
 
 def client(srv, key="AKID", secret="SECRET", read_timeout=PUT_READ_TIMEOUT_S):

@@ -25,8 +25,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_kinesis_api import Sluiced, check  # noqa: E402
 from test_kinesis_api import client as kinesis_client  # noqa: E402
-from test_firehose import (PUT_READ_TIMEOUT_S, ROLE, client, delivered, expect_error,  # noqa: E402
-                           firehose_cli, guard_puts, s3dest)
+from test_firehose import (ROLE, client, delivered, expect_error, firehose_cli,  # noqa: E402
+                           s3dest)
 
 DEADLINE_S = 120
 ACCOUNT = "000000000000"
@@ -34,9 +34,8 @@ KEYS = ["key-%02d" % i for i in range(16)]
 
 
 def producer(srv):
-    """The Kinesis client that puts: no retry after a lost answer (test_firehose.py)."""
-    return guard_puts(kinesis_client(srv, read_timeout=PUT_READ_TIMEOUT_S), "kinesis",
-                      ("PutRecord", "PutRecords"))
+    """The Kinesis client that puts: no retry after a lost answer (test_kinesis_api.py)."""
+    return kinesis_client(srv)
 
 
 def stream_arn(name):

@@ -32,6 +32,7 @@ import time
 
 import boto3
 import botocore.config
+import botocore.exceptions
 from botocore.exceptions import ClientError
 
 AWS = "/usr/bin/aws"
@@ -124,12 +125,42 @@ def check(cond, what):
         raise SystemExit("FAIL: " + what)
 
 
-def client(srv, key="AKID", secret="SECRET", validate=False, read_timeout=30):
+class LostAnswer(Exception):
+    """A put went out and its answer did not come back: it may have landed."""
+
+
+# Issue 16 ("84 records delivered twice" at load 50): botocore's standard retry
+# ("max_attempts": 1 is one retry) put test_firehose's test_lambda_keys' first PutRecordBatch again after
+# its answer came later than read_timeout, and the records were in the log twice. AWS says
+# so of its own Firehose ("Re-invoking the Put API operations (for example, PutRecord and
+# PutRecordBatch) can result in data duplicates"): exactly once starts at an acknowledged
+# put. So these clients retry a put only when it surely did not land (no connection, a
+# 503: sluiced appends nothing then), wait long for a slow durable answer, and fail the
+# test, saying so, when an answer is lost (test_firehose's test_lost_answer). The Kinesis client below is guarded the same way..
+PUT_READ_TIMEOUT_S = 120
+LOST = (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)
+
+
+def _no_blind_reput(caught_exception=None, operation=None, **_):
+    if isinstance(caught_exception, LOST):
+        raise LostAnswer("%s: the answer was lost (%s); a retry could put its records twice" %
+                         (operation.name, caught_exception))
+
+
+def guard_puts(c, service, ops):
+    """Client c (boto3, service's event name) does not retry ops after a lost answer."""
+    for op in ops:
+        c.meta.events.register("needs-retry.%s.%s" % (service, op), _no_blind_reput)
+    return c
+
+
+def client(srv, key="AKID", secret="SECRET", validate=False, read_timeout=PUT_READ_TIMEOUT_S):
     cfg = botocore.config.Config(parameter_validation=validate,
                                  retries={"max_attempts": 1, "mode": "standard"},
                                  connect_timeout=5, read_timeout=read_timeout)
-    return boto3.client("kinesis", endpoint_url=srv.url, region_name="us-east-1",
-                        aws_access_key_id=key, aws_secret_access_key=secret, config=cfg)
+    return guard_puts(boto3.client("kinesis", endpoint_url=srv.url, region_name="us-east-1",
+                                   aws_access_key_id=key, aws_secret_access_key=secret,
+                                   config=cfg), "kinesis", ("PutRecord", "PutRecords"))
 
 
 def cli(srv, *args):
