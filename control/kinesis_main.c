@@ -339,6 +339,12 @@ kinesis_drain(struct kinesis *k)
 {
 	/* Durable here, waiting for replicas that will not be asked again: no reply. */
 	for (uint32_t i = 0; k->pending != NULL && i < KINESIS_PENDING_MAX; i++) {
+		struct kinesis_pending *p = &k->pending[i];
+
+		/* Waiting for leaders too (the forwarder is closed): no reply either. */
+		if (p->call != NULL && p->forwards_left > 0 && p->batches_left == 0)
+			p->replicating = true;
+		p->forwards_left = 0;
 		if (k->pending[i].call != NULL && k->pending[i].replicating) {
 			k->pending[i].call = NULL;
 			k->pending[i].replicating = false;
