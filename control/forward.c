@@ -228,6 +228,13 @@ forward_job_count(const struct forward_job *job)
 	return job->count;
 }
 
+const char *
+forward_job_body(const struct forward_job *job, size_t *size_out)
+{
+	*size_out = job->body.size;
+	return job->body.data;
+}
+
 void
 forward_job_submit(struct forward *f, struct forward_job *job)
 {

@@ -94,6 +94,8 @@ struct forward_job *forward_job_get(struct forward *f, const char *stream, const
 int forward_job_add(struct forward_job *job, const char *key, size_t key_size,
 		    const char *hash_key, const uint8_t *data, size_t data_size, uint16_t tag);
 uint32_t forward_job_count(const struct forward_job *job);
+/* The body so far (its records; "]}" is added at submit): for tests. */
+const char *forward_job_body(const struct forward_job *job, size_t *size_out);
 /* Sends it (the API thread no longer touches it until forward_poll returns it). */
 void forward_job_submit(struct forward *f, struct forward_job *job);
 /* Completed jobs, up to `max`. API thread. */
