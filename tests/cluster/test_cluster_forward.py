@@ -21,7 +21,9 @@ Checks:
     sluice_forward_records_total{result="ok"} count exactly what was forwarded;
   - a leader stopped (SIGSTOP, a 60 s lease keeps it placed): records forwarded to it
     fail InternalFailure once FORWARD_TIMEOUT_MS passed (the outcome is unknown), counted
-    as {result="timeout"}; records for the other shards of the same call are acknowledged.
+    as {result="timeout"}; records for the other shards of the same call are acknowledged;
+  - that leader killed (still placed): its records fail throttled at once (nothing
+    reached it), counted as {result="refused"}; the others are acknowledged.
 Waits are for conditions with generous deadlines; no time is asserted.
 """
 import os
@@ -217,6 +219,25 @@ def main():
                     after['sluice_forward_requests_total{result="timeout"}'])
         if timeouts != 1:
             tcn.fail("forward timeouts counted: %d, want 1" % timeouts)
+
+        # The leader gone (SIGKILL; its 60 s lease keeps it placed): nothing reaches it, so
+        # its records fail throttled (safe to retry), counted as {result="refused"}.
+        before = metrics(entry)
+        victim.signal(signal.SIGKILL)
+        victim.proc.wait()
+        recs = [{"Data": b"g%d" % s, "PartitionKey": "k", "ExplicitHashKey": hash_key(s, 13)}
+                for s in range(SHARDS)]
+        res = entry.client.put_records(StreamName=STREAM, Records=recs)["Records"]
+        for s, r in enumerate(res):
+            want = ("ProvisionedThroughputExceededException" if leaders[s] == victim.id
+                    else None)
+            if r.get("ErrorCode") != want:
+                tcn.fail("leader %d killed, shard %d (leader %d): %s" %
+                         (victim.id, s, leaders[s], r))
+        refused = (metrics(entry)['sluice_forward_requests_total{result="refused"}'] -
+                   before['sluice_forward_requests_total{result="refused"}'])
+        if refused != 1:
+            tcn.fail("forwards refused counted: %d, want 1" % refused)
         done = True
     finally:
         for n in nodes:
