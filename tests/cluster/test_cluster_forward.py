@@ -17,6 +17,8 @@ Checks:
     forwarded again: its records for shards node 1 does not lead fail
     ProvisionedThroughputExceededException and are not stored on their leaders, its
     records for node 1's own shards are acknowledged;
+  - a ShardIterator node 1 gave is good on every node (the cluster's one iterator
+    secret in etcd): GetRecords with it on each node returns the shard's records;
   - node 1's /metrics: sluice_forward_requests_total{result="ok"} and
     sluice_forward_records_total{result="ok"} count exactly what was forwarded;
   - a leader stopped (SIGSTOP, a 60 s lease keeps it placed): records forwarded to it
@@ -169,6 +171,16 @@ def main():
             changed = [k for k in set(acked) & set(stored) if acked[k] != stored[k]]
             tcn.fail("read back != acknowledged: missing %s extra %s changed %s" %
                      (sorted(missing), sorted(extra), changed))
+
+        # One iterator secret per cluster: an iterator node 1 gave reads on every node.
+        s0 = next(s for s in range(SHARDS) if leaders[s] != 1)
+        want = sorted(seq for (s, seq) in acked if s == s0)
+        it = entry.client.get_shard_iterator(StreamName=STREAM, ShardId="shardId-%012d" % s0,
+                                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        for n in nodes:
+            tcn.wait_for("node %d reads shard %d with node 1's iterator" % (n.id, s0),
+                         lambda: sorted(x["SequenceNumber"] for x in n.client.get_records(
+                             ShardIterator=it, Limit=1000)["Records"]) == want)
 
         after = metrics(entry)
         ok_req = (after['sluice_forward_requests_total{result="ok"}'] -
