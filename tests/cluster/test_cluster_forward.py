@@ -112,6 +112,25 @@ def forwarded_client(node):
     return client
 
 
+def leader_down(entry, leaders, victim, how, error, result, tag):
+    """A PutRecords to every shard through `entry` while `victim` (a leader) is down: its
+    shards' records fail with `error`, the others are acknowledged, and one forwarded
+    request is counted as {result=`result`}."""
+    name = 'sluice_forward_requests_total{result="%s"}' % result
+    before = metrics(entry)[name]
+    recs = [{"Data": b"%s%d" % (how.encode(), s), "PartitionKey": "k",
+             "ExplicitHashKey": hash_key(s, tag)} for s in range(SHARDS)]
+    res = entry.client.put_records(StreamName=STREAM, Records=recs)["Records"]
+    for s, r in enumerate(res):
+        want = error if leaders[s] == victim.id else None
+        if r.get("ErrorCode") != want:
+            tcn.fail("leader %d %s, shard %d (leader %d): %s" %
+                     (victim.id, how, s, leaders[s], r))
+    counted = metrics(entry)[name] - before
+    if counted != 1:
+        tcn.fail("leader %d %s: %s moved by %d, want 1" % (victim.id, how, name, counted))
+
+
 def main():
     root = tempfile.mkdtemp(prefix="sluice-cfwd-")
     etcd = tcn.Etcd(root)
@@ -217,39 +236,15 @@ def main():
         victim = next(n for n in nodes[1:] if n.id in leaders.values())
         victim.signal(signal.SIGSTOP)
         try:
-            recs = [{"Data": b"t%d" % s, "PartitionKey": "k",
-                     "ExplicitHashKey": hash_key(s, 11)} for s in range(SHARDS)]
-            res = entry.client.put_records(StreamName=STREAM, Records=recs)["Records"]
+            leader_down(entry, leaders, victim, "stopped", "InternalFailure", "timeout", 11)
         finally:
             victim.signal(signal.SIGCONT)
-        for s, r in enumerate(res):
-            want = "InternalFailure" if leaders[s] == victim.id else None
-            if r.get("ErrorCode") != want:
-                tcn.fail("leader %d stopped, shard %d (leader %d): %s" %
-                         (victim.id, s, leaders[s], r))
-        timeouts = (metrics(entry)['sluice_forward_requests_total{result="timeout"}'] -
-                    after['sluice_forward_requests_total{result="timeout"}'])
-        if timeouts != 1:
-            tcn.fail("forward timeouts counted: %d, want 1" % timeouts)
-
         # The leader gone (SIGKILL; its 60 s lease keeps it placed): nothing reaches it, so
         # its records fail throttled (safe to retry), counted as {result="refused"}.
-        before = metrics(entry)
         victim.signal(signal.SIGKILL)
         victim.proc.wait()
-        recs = [{"Data": b"g%d" % s, "PartitionKey": "k", "ExplicitHashKey": hash_key(s, 13)}
-                for s in range(SHARDS)]
-        res = entry.client.put_records(StreamName=STREAM, Records=recs)["Records"]
-        for s, r in enumerate(res):
-            want = ("ProvisionedThroughputExceededException" if leaders[s] == victim.id
-                    else None)
-            if r.get("ErrorCode") != want:
-                tcn.fail("leader %d killed, shard %d (leader %d): %s" %
-                         (victim.id, s, leaders[s], r))
-        refused = (metrics(entry)['sluice_forward_requests_total{result="refused"}'] -
-                   before['sluice_forward_requests_total{result="refused"}'])
-        if refused != 1:
-            tcn.fail("forwards refused counted: %d, want 1" % refused)
+        leader_down(entry, leaders, victim, "killed", "ProvisionedThroughputExceededException",
+                    "refused", 13)
         done = True
     finally:
         for n in nodes:
