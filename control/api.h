@@ -27,6 +27,7 @@ struct firehose;
 struct api_call;   /* One request in flight; owned by the server. */
 struct kinesis;
 struct api_server;
+struct forward;    /* control/forward.h: cluster mode's forwarder. */
 
 /* A growable output buffer with a hard cap (the response size limit). */
 struct api_out {
@@ -57,6 +58,8 @@ struct api_request {
 	/* The verified key's principal ([auth] principals); "" unless [auth] mode = sigv4. */
 	const char *principal_arn;
 	uint64_t now_ns;             /* Wall clock at dispatch. */
+	/* It carries X-Sluice-Forwarded (forward.h): never forwarded again. */
+	bool forwarded;
 };
 
 /* The response body buffer of `call`: write JSON here, then api_call_reply(). */
@@ -180,6 +183,14 @@ struct kinesis_replication {
 	void (*durable)(void *ctx, uint64_t log_id, uint64_t seq_end);
 	void *ctx;
 	int doorbell_fd;   /* Readable when an acked end may have moved (read to reset). */
+	/*
+	 * Forwarding (docs/CLUSTER.md "Forwarding puts to the shard's leader"): the
+	 * API address of the log shard's leader elsewhere (-ENOENT: none known), and
+	 * the forwarder (control/forward.h) that sends records there. NULL: records
+	 * for shards led elsewhere fail throttled.
+	 */
+	int (*leader_api)(void *ctx, uint64_t log_id, char *addr, size_t size);
+	struct forward *forward;
 };
 
 /*

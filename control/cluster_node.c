@@ -68,10 +68,17 @@ struct node_role {
 	uint64_t caught_ns[REPLICA_FOLLOWERS_MAX]; /* The follower last reached a mark then. */
 };
 
-/* The last replica address a node id registered. */
+/* The last replica address (and API address: forwarding) a node id registered. */
 struct node_addr {
 	uint32_t id;
 	struct replica_peer peer;
+	char api[CLUSTER_ADDR_SIZE];
+};
+
+/* Any shard's leader, for forwarding puts (cluster_node_leader_api). */
+struct node_leader {
+	uint64_t log_id;
+	uint32_t leader;
 };
 
 /* A stream of the local metadata: name -> stream id. */
@@ -104,10 +111,13 @@ struct cluster_node {
 	struct node_stream *streams;    /* SLUICE_STREAMS_MAX */
 	uint32_t stream_count;
 	struct node_role *next;         /* CLUSTER_SHARDS_MAX: the table being built. */
+	struct node_leader *leaders_next;  /* CLUSTER_SHARDS_MAX: the same, for every shard. */
 	/* Under lock. */
 	pthread_mutex_t lock;
 	struct node_role *roles;        /* CLUSTER_SHARDS_MAX */
 	uint32_t role_count;
+	struct node_leader *leaders;    /* CLUSTER_SHARDS_MAX: every placed shard's leader. */
+	uint32_t leader_count;
 	int64_t placement_revision;     /* The largest mod_revision of the placement read. */
 	bool draining;                  /* drains/<node_id> exists (an operator's intent). */
 	int last_error;
@@ -136,7 +146,8 @@ peer_parse(const char *text, struct replica_peer *peer)
 }
 
 static void
-addr_remember(struct cluster_node *n, uint32_t id, const struct replica_peer *peer)
+addr_remember(struct cluster_node *n, uint32_t id, const struct replica_peer *peer,
+	      const char *api)
 {
 	uint32_t i;
 
@@ -148,6 +159,7 @@ addr_remember(struct cluster_node *n, uint32_t id, const struct replica_peer *pe
 		n->addr_count++;
 	}
 	n->addrs[i] = (struct node_addr){ .id = id, .peer = *peer };
+	snprintf(n->addrs[i].api, sizeof(n->addrs[i].api), "%s", api);
 }
 
 static const struct replica_peer *
@@ -178,12 +190,14 @@ read_addrs(struct cluster_node *n)
 		cJSON *o = cJSON_ParseWithLength((const char *)r.kvs[i].value,
 						 r.kvs[i].value_size);
 		const cJSON *addr = cJSON_GetObjectItemCaseSensitive(o, "addr");
+		const cJSON *api = cJSON_GetObjectItemCaseSensitive(o, "api_addr");
 		struct replica_peer peer;
 
 		if (*end == '\0' && id > 0 && id <= CLUSTER_NODE_ID_MAX && cJSON_IsString(addr) &&
 		    peer_parse(addr->valuestring, &peer) == 0) {
 			pthread_mutex_lock(&n->lock);  /* The admin thread names links by it. */
-			addr_remember(n, (uint32_t)id, &peer);
+			addr_remember(n, (uint32_t)id, &peer,
+				      cJSON_IsString(api) ? api->valuestring : "");
 			pthread_mutex_unlock(&n->lock);
 		}
 		cJSON_Delete(o);
@@ -417,6 +431,29 @@ role_lead(struct cluster_node *n, struct node_role *r)
 	return err;
 }
 
+/*
+ * Builds n->leaders_next from the placement: every shard's leader (forwarding),
+ * for the shards of streams in the local metadata under the same stream id.
+ */
+static uint32_t
+leaders_build(struct cluster_node *n, const struct cluster_shard *shards, uint32_t count)
+{
+	uint32_t made = 0;
+
+	for (uint32_t i = 0; i < count && made < CLUSTER_SHARDS_MAX; i++) {
+		const struct cluster_shard *s = &shards[i];
+		uint32_t stream_id;
+
+		if (s->malformed || s->place.leader == 0 || !stream_id_of(n, s->stream, &stream_id) ||
+		    (s->stream_id != 0 && s->stream_id != stream_id))
+			continue;
+		n->leaders_next[made++] = (struct node_leader){
+			.log_id = LOG_SHARD_ID(stream_id, s->shard), .leader = s->place.leader,
+		};
+	}
+	return made;
+}
+
 /* Builds n->next from the placement: the shards with this node as a replica. */
 static uint32_t
 roles_build(struct cluster_node *n, const struct cluster_shard *shards, uint32_t count,
@@ -494,6 +531,8 @@ refresh(struct cluster_node *n)
 	int64_t revision;
 	int err = read_addrs(n);
 	struct node_role *swap;
+	struct node_leader *leaders_swap;
+	uint32_t leader_count;
 	uint32_t *drains = NULL;
 	uint32_t drain_count = 0;
 	bool draining;
@@ -514,6 +553,7 @@ refresh(struct cluster_node *n)
 		return err;
 	}
 	made = roles_build(n, shards, count, &err, &revision);
+	leader_count = leaders_build(n, shards, count);
 	free(shards);
 	roles_unlead_lost(n, made);
 	pthread_mutex_lock(&n->lock);
@@ -521,6 +561,10 @@ refresh(struct cluster_node *n)
 	n->roles = n->next;
 	n->next = swap;
 	n->role_count = made;
+	leaders_swap = n->leaders;
+	n->leaders = n->leaders_next;
+	n->leaders_next = leaders_swap;
+	n->leader_count = leader_count;
 	n->placement_revision = revision;
 	n->draining = draining;
 	n->last_error = err;
@@ -638,7 +682,10 @@ node_alloc(struct cluster_node *n, const struct sluice_config *config)
 	n->streams = calloc(SLUICE_STREAMS_MAX, sizeof(*n->streams));
 	n->roles = calloc(CLUSTER_SHARDS_MAX, sizeof(*n->roles));
 	n->next = calloc(CLUSTER_SHARDS_MAX, sizeof(*n->next));
-	return n->streams == NULL || n->roles == NULL || n->next == NULL ? -ENOMEM : 0;
+	n->leaders = calloc(CLUSTER_SHARDS_MAX, sizeof(*n->leaders));
+	n->leaders_next = calloc(CLUSTER_SHARDS_MAX, sizeof(*n->leaders_next));
+	return n->streams == NULL || n->roles == NULL || n->next == NULL || n->leaders == NULL ||
+	       n->leaders_next == NULL ? -ENOMEM : 0;
 }
 
 int
@@ -704,6 +751,8 @@ cluster_node_stop(struct cluster_node *n)
 	free(n->streams);
 	free(n->roles);
 	free(n->next);
+	free(n->leaders);
+	free(n->leaders_next);
 	free(n);
 }
 
@@ -731,6 +780,29 @@ int
 cluster_node_doorbell_fd(const struct cluster_node *n)
 {
 	return replica_leader_doorbell_fd(n->leader);
+}
+
+int
+cluster_node_leader_api(struct cluster_node *n, uint64_t log_id, char *addr, size_t size)
+{
+	int err = -ENOENT;
+
+	pthread_mutex_lock(&n->lock);
+	for (uint32_t i = 0; i < n->leader_count; i++) {
+		const struct node_leader *l = &n->leaders[i];
+
+		if (l->log_id != log_id)
+			continue;
+		for (uint32_t a = 0; a < n->addr_count && l->leader != n->node_id; a++) {
+			if (n->addrs[a].id == l->leader && n->addrs[a].api[0] != '\0') {
+				snprintf(addr, size, "%s", n->addrs[a].api);
+				err = 0;
+			}
+		}
+		break;
+	}
+	pthread_mutex_unlock(&n->lock);
+	return err;
 }
 
 /* ---- GET /cluster and /metrics ------------------------------------------------- */

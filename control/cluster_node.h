@@ -62,6 +62,13 @@ int cluster_node_lead_epoch(struct cluster_node *node, uint64_t log_id, uint64_t
 void cluster_node_durable(struct cluster_node *node, uint64_t log_id, uint64_t seq_end);
 /* Readable when an acknowledged end may have moved (read it to reset). */
 int cluster_node_doorbell_fd(const struct cluster_node *node);
+/*
+ * The API address ("host:port", nodes/<id>'s api_addr) of the node the
+ * placement names as the log shard's leader, for forwarding a put there.
+ * -ENOENT: no placement or leader known, the leader is this node, or it
+ * registered no API address. Any thread (under the node's lock).
+ */
+int cluster_node_leader_api(struct cluster_node *node, uint64_t log_id, char *addr, size_t size);
 
 /* GET /cluster's JSON (docs/CLUSTER.md) and the /metrics families of the node. */
 void cluster_node_render_json(struct cluster_node *node, struct metrics_out *out);

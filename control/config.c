@@ -346,8 +346,8 @@ static const struct config_key config_keys[] = {
 		"Replication listener (followers take the leaders' links here), IPV4:PORT; also "
 		"the address other nodes dial, so not 0.0.0.0. Needed when enabled."),
 	KEY_STR("cluster", "advertise_api", cluster_advertise_api, "",
-		"Kinesis API address other nodes and clients are told, HOST:PORT (empty: "
-		"[server] api_listen)."),
+		"Kinesis API address other nodes forward puts to and clients are told, HOST:PORT "
+		"(empty: [server] api_listen; a wildcard there needs this)."),
 	KEY_STR("cluster", "advertise_dataplane", cluster_advertise_dataplane, "",
 		"Dataplane address producers are redirected to, HOST:PORT (empty: [dataplane] "
 		"ipv4 and ingest_port)."),
@@ -623,6 +623,7 @@ config_validate_cluster(const struct sluice_config *config, struct config_errors
 	struct in_addr ip;
 	char host[CONFIG_STRING_SIZE];
 	const char *colon;
+	const char *api;
 
 	if (strcmp(config->cluster_acks, "leader") != 0 &&
 	    strcmp(config->cluster_acks, "quorum") != 0 && strcmp(config->cluster_acks, "all") != 0)
@@ -659,6 +660,13 @@ config_validate_cluster(const struct sluice_config *config, struct config_errors
 		config_error_add(errors, "config", 0, "[cluster] replica_listen '%s': expected "
 				 "IPV4:PORT (an address other nodes dial, not 0.0.0.0)",
 				 config->cluster_replica_listen);
+	/* Other nodes forward puts to it (docs/CLUSTER.md): a wildcard would dial themselves. */
+	api = config->cluster_advertise_api[0] != '\0' ? config->cluster_advertise_api :
+	      config->api_listen;
+	if (strncmp(api, "0.0.0.0:", 8) == 0 || strncmp(api, "[::]:", 5) == 0 || api[0] == ':')
+		config_error_add(errors, "config", 0, "[cluster] advertise_api: other nodes "
+				 "forward puts to this node's API; '%s' is no address they can "
+				 "dial (set advertise_api)", api);
 }
 
 int

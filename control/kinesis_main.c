@@ -295,7 +295,9 @@ kinesis_open_cluster(const struct sluice_config *config, struct log *log,
 		rc = metadata_cluster_start(k->md, etcd_endpoints, cluster, &k->mc);
 	if (rc != 0)
 		goto out_free;
-	rc = metadata_secret(k->md, k->secret, sizeof(k->secret));
+	/* Cluster mode: one secret for all nodes, so an iterator is good on any of them. */
+	rc = k->mc != NULL ? metadata_cluster_secret(k->mc, k->secret, sizeof(k->secret)) :
+	     metadata_secret(k->md, k->secret, sizeof(k->secret));
 	if (rc == 0)
 		rc = metadata_load(k->md, kinesis_load_stream, kinesis_load_shard, k);
 	for (uint32_t i = 0; rc == 0 && i < SLUICE_STREAMS_MAX; i++)
@@ -339,6 +341,12 @@ kinesis_drain(struct kinesis *k)
 {
 	/* Durable here, waiting for replicas that will not be asked again: no reply. */
 	for (uint32_t i = 0; k->pending != NULL && i < KINESIS_PENDING_MAX; i++) {
+		struct kinesis_pending *p = &k->pending[i];
+
+		/* Waiting for leaders too (the forwarder is closed): no reply either. */
+		if (p->call != NULL && p->forwards_left > 0 && p->batches_left == 0)
+			p->replicating = true;
+		p->forwards_left = 0;
 		if (k->pending[i].call != NULL && k->pending[i].replicating) {
 			k->pending[i].call = NULL;
 			k->pending[i].replicating = false;

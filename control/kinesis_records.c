@@ -22,6 +22,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "common/record_wire.h"
+#include "control/forward.h"
 #include "control/kinesis.h"
 #include "control/metrics.h"
 #include "control/seqnum.h"
@@ -268,7 +269,7 @@ kinesis_put_replicated(struct kinesis *k, struct kinesis_pending *p)
 	for (uint32_t i = 0; i < p->record_count; i++) {
 		struct kinesis_put_result *r = &p->results[i];
 
-		if (r->error != 0)
+		if (r->error != 0 || r->forwarded)
 			continue;
 		/* A call's records of one shard are consecutive in results[] mostly: ask once. */
 		if (r->log_id != acked_log_id) {
@@ -283,8 +284,7 @@ kinesis_put_replicated(struct kinesis *k, struct kinesis_pending *p)
 	return true;
 }
 
-/* Every batch of the call is durable here: answer, or wait for the replicas. */
-static void
+void
 kinesis_pending_durable(struct kinesis *k, struct kinesis_pending *p)
 {
 	if (k->repl.acked != NULL && !kinesis_put_replicated(k, p)) {
@@ -328,11 +328,21 @@ kinesis_replication_set(struct kinesis *k, const struct kinesis_replication *rep
 	if (repl == NULL) {
 		if (k->repl.acked != NULL)
 			epoll_ctl(k->wake_fd, EPOLL_CTL_DEL, k->repl.doorbell_fd, NULL);
+		if (k->repl.forward != NULL)
+			epoll_ctl(k->wake_fd, EPOLL_CTL_DEL, forward_doorbell_fd(k->repl.forward), NULL);
 		memset(&k->repl, 0, sizeof(k->repl));
 		return 0;
 	}
 	if (epoll_ctl(k->wake_fd, EPOLL_CTL_ADD, repl->doorbell_fd, &ev) != 0)
 		return -errno;
+	/* The forwarder's answers wake the loop as the replicas' acknowledgements do. */
+	if (repl->forward != NULL &&
+	    epoll_ctl(k->wake_fd, EPOLL_CTL_ADD, forward_doorbell_fd(repl->forward), &ev) != 0) {
+		int err = -errno;
+
+		epoll_ctl(k->wake_fd, EPOLL_CTL_DEL, repl->doorbell_fd, NULL);
+		return err;
+	}
 	k->repl = *repl;
 	return 0;
 }
@@ -370,7 +380,7 @@ kinesis_put_complete(struct kinesis *k, const struct log_completion *c)
 	if (c->error != 0 && c->error != -ENOSPC && c->error != -EPIPE && c->error != -ESTALE)
 		diag_warn("kinesis", "append to shard %llx failed: %s",
 			  (unsigned long long)c->shard_id, strerror(-c->error));
-	if (--p->batches_left == 0)
+	if (--p->batches_left == 0 && p->forwards_left == 0)
 		kinesis_pending_durable(k, p);
 }
 
@@ -387,6 +397,7 @@ kinesis_put_poll(struct kinesis *k)
 		for (uint32_t i = 0; i < n; i++)
 			kinesis_put_complete(k, &done[i]);
 	} while (n == KINESIS_COMPLETIONS_BURST);
+	kinesis_forward_poll(k);
 	kinesis_put_replication_poll(k);
 	kinesis_put_retry(k);
 }
@@ -522,16 +533,23 @@ kinesis_put_leads(struct kinesis *k, uint64_t log_id, uint64_t *epoch_out)
 	return k->repl.acked == NULL || k->repl.acked(k->repl.ctx, log_id, &seq) == 0;
 }
 
-/* Packs the records into per-shard batches and submits them; replies at once if none went. */
+/*
+ * Packs the records into per-shard batches and submits them, and sends those of
+ * shards led elsewhere to their leaders; replies at once if none went.
+ */
 static void
 kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct kinesis_pending *p,
-		   uint32_t slot, struct kinesis_stream *s, uint32_t count, uint64_t now_ns)
+		   uint32_t slot, struct kinesis_stream *s, uint32_t count,
+		   const struct api_request *req)
 {
 	struct log_batch *batch = NULL;
 	uint64_t batch_log_id = 0;
 	uint64_t batch_epoch = LOG_EPOCH_NONE;
+	uint64_t now_ns = req->now_ns;
+	struct kinesis_forward_plan plan;
 	uint64_t epoch;
 
+	kinesis_forward_plan_init(k, &plan, req, slot);
 	kinesis_put_group(k, put, s, count);
 	for (uint32_t j = 0; j < count; j++) {
 		const struct kinesis_put_in *in = put->sorted[j];
@@ -541,8 +559,10 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct ki
 		if (batch != NULL && batch_log_id != sh->log_id)
 			kinesis_batch_flush(k, p, slot, &batch, batch_log_id, batch_epoch);
 		if (!kinesis_put_leads(k, sh->log_id, &epoch)) {
-			r->error = -EPIPE;  /* Led elsewhere (forwarding is not built): retried. */
-			r->done = true;
+			/* Led elsewhere: to its leader, else throttled (retried). */
+			r->forwarded = kinesis_forward_take(k, &plan, s->name, in, sh->log_id);
+			r->error = r->forwarded ? 0 : -EPIPE;
+			r->done = !r->forwarded;
 			continue;
 		}
 		if (!kinesis_throttle_write(k, sh, now_ns / 1000000000u,
@@ -558,7 +578,8 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct ki
 		kinesis_batch_add(k, p, slot, &batch, in, sh->log_id, epoch, now_ns);
 	}
 	kinesis_batch_flush(k, p, slot, &batch, batch_log_id, batch_epoch);
-	if (p->batches_left == 0)
+	kinesis_forward_send(k, &plan, p);
+	if (p->batches_left == 0 && p->forwards_left == 0)
 		kinesis_pending_finish(k, p);
 }
 
@@ -700,6 +721,7 @@ kinesis_put_start(struct kinesis_req *r, struct kinesis_stream *s, uint32_t coun
 	p->record_count = count;
 	p->batches_left = 0;
 	p->replicating = false;
+	p->forwards_left = 0;
 	p->batch_count = 0;
 	p->batched_count = 0;
 	memcpy(p->stream_name, s->name, s->name_size + 1);
@@ -718,7 +740,7 @@ kinesis_put_start(struct kinesis_req *r, struct kinesis_stream *s, uint32_t coun
 			.batch_no = UINT32_MAX, .data_size = put->ins[i].data_size,
 		};
 	}
-	kinesis_put_submit(k, put, p, slot, s, count, r->req->now_ns);
+	kinesis_put_submit(k, put, p, slot, s, count, r->req);
 }
 
 /* ---- Request decoding ----------------------------------------------------- */

@@ -78,6 +78,7 @@ struct kinesis_put_result {
 	int32_t error;           /* 0, or a negative errno (-ENOSPC: throttled). */
 	bool done;
 	uint64_t log_id;         /* The log shard it went to (cluster mode's acks). */
+	bool forwarded;          /* Sent to its shard's leader: answered from there. */
 	uint32_t data_size;      /* For the stream's byte counters (metrics.h). */
 };
 
@@ -94,6 +95,7 @@ struct kinesis_pending {
 	uint32_t record_count;
 	uint32_t batches_left;
 	bool replicating;        /* Durable here; waits for the replicas (cluster mode). */
+	uint32_t forwards_left;  /* Forwarded requests not answered yet (kinesis_forward.c). */
 	struct kinesis_put_result *results; /* KINESIS_PUT_RECORDS_MAX per slot. */
 	/*
 	 * Records in the order they went into batches (result indexes), and where each
@@ -186,5 +188,38 @@ int kinesis_records_out(struct kinesis *k, const struct kinesis_shard *sh, struc
 
 /* Completions from the log -> replies (kinesis_poll). */
 void kinesis_put_poll(struct kinesis *k);
+/* Every batch and forward of the call ended: answer, or wait for the replicas. */
+void kinesis_pending_durable(struct kinesis *k, struct kinesis_pending *p);
+
+/* ---- kinesis_forward.c: records for shards led elsewhere (cluster mode) ---- */
+
+/* Leaders one call forwards to (each takes one of the forwarder's jobs). */
+#define KINESIS_FORWARD_LEADERS_MAX 8u
+#define KINESIS_FORWARD_ADDR_SIZE 96u
+
+/* One call's forwarding, built while its records are submitted (on the stack). */
+struct kinesis_forward_plan {
+	bool enabled;             /* Cluster mode with a forwarder, the call not forwarded. */
+	const char *access_key_id;
+	uint64_t cookie;
+	uint64_t log_id;          /* The shard asked last (records come grouped by shard) ... */
+	int32_t leader;           /* ... and its leader's entry, -1: none. */
+	uint32_t count;
+	struct {
+		char addr[KINESIS_FORWARD_ADDR_SIZE];
+		struct forward_job *job;   /* NULL: no job free (its records fail throttled). */
+	} leaders[KINESIS_FORWARD_LEADERS_MAX];
+};
+
+void kinesis_forward_plan_init(struct kinesis *k, struct kinesis_forward_plan *plan,
+			       const struct api_request *req, uint32_t slot);
+/* Adds a record of a shard not led here; false: it cannot go (fail it throttled). */
+bool kinesis_forward_take(struct kinesis *k, struct kinesis_forward_plan *plan,
+			  const char *stream, const struct kinesis_put_in *in, uint64_t log_id);
+/* Sends the plan's requests: p->forwards_left of them. */
+void kinesis_forward_send(struct kinesis *k, struct kinesis_forward_plan *plan,
+			  struct kinesis_pending *p);
+/* Answers from leaders -> the calls' results (kinesis_put_poll). */
+void kinesis_forward_poll(struct kinesis *k);
 
 #endif /* SLUICE_CONTROL_KINESIS_RECORDS_H */

@@ -20,6 +20,7 @@
 #include "control/cluster_node.h"
 #include "control/config.h"
 #include "control/config_modules.h"
+#include "control/forward.h"
 #include "control/keyring.h"
 #include "control/metrics.h"
 #include "control/notify.h"
@@ -172,6 +173,7 @@ struct sluiced {
 	struct admin *admin;
 	struct route *route;      /* The route publisher ([dataplane] enabled), or NULL. */
 	struct cluster_node *cluster; /* [cluster] enabled, or NULL. */
+	struct forward *forward;      /* Its forwarder (puts for shards led elsewhere), or NULL. */
 	pthread_t server_thread;
 	int server_rc;
 };
@@ -244,6 +246,12 @@ sluiced_cluster_durable(void *ctx, uint64_t log_id, uint64_t seq_end)
 	cluster_node_durable(ctx, log_id, seq_end);
 }
 
+static int
+sluiced_cluster_leader_api(void *ctx, uint64_t log_id, char *addr, size_t size)
+{
+	return cluster_node_leader_api(ctx, log_id, addr, size);
+}
+
 /*
  * Cluster mode: the node (follower, leader, membership, placement watcher) over
  * the log and the actions' metadata, and the actions' acks through it. Before
@@ -254,7 +262,7 @@ sluiced_cluster_start(struct sluiced *d)
 {
 	struct kinesis_replication repl = {
 		.acked = sluiced_cluster_acked, .lead_epoch = sluiced_cluster_lead_epoch,
-		.durable = sluiced_cluster_durable,
+		.durable = sluiced_cluster_durable, .leader_api = sluiced_cluster_leader_api,
 	};
 	int rc;
 
@@ -265,8 +273,14 @@ sluiced_cluster_start(struct sluiced *d)
 		diag_error("sluiced", "cannot join the cluster: %s", strerror(-rc));
 		return rc;
 	}
+	rc = forward_open(&d->config, &d->forward);
+	if (rc != 0) {
+		diag_error("sluiced", "forwarder not started: %s", strerror(-rc));
+		return rc;
+	}
 	repl.ctx = d->cluster;
 	repl.doorbell_fd = cluster_node_doorbell_fd(d->cluster);
+	repl.forward = d->forward;
 	return kinesis_replication_set(d->kinesis, &repl);
 }
 
@@ -283,6 +297,7 @@ sluiced_admin_start(struct sluiced *d)
 		.data_dir = d->config.data_dir,
 		.dataplane_enabled = d->config.dataplane_enabled,
 		.route = d->route, .md = kinesis_metadata(d->kinesis), .cluster = d->cluster,
+		.forward = d->forward,
 	};
 	int rc;
 
@@ -555,6 +570,8 @@ out_close_kinesis:
 	 * metadata and the log close under them.
 	 */
 	kinesis_replication_set(d->kinesis, NULL);
+	forward_close(d->forward);   /* Its answers are no longer taken: dropped. */
+	d->forward = NULL;
 	cluster_node_stop(d->cluster);
 	d->cluster = NULL;
 	metrics_ready_set(METRICS_READY_METADATA, false);

@@ -309,6 +309,14 @@ struct metadata_cluster;
 int metadata_cluster_start(struct metadata *md, const char *etcd_endpoints, const char *cluster,
 			   struct metadata_cluster **mc_out);
 void metadata_cluster_stop(struct metadata_cluster *mc);
+/*
+ * The cluster's one iterator secret (etcd's /sluice/<cluster>/iterator_secret,
+ * created with `size` random bytes by the first node that asks): every node signs
+ * and checks ShardIterators and NextTokens with it, so an iterator one node gave
+ * is good on any node (a client behind a DNS name over all of them). etcd's
+ * errors; -EPROTO for a stored secret of another size.
+ */
+int metadata_cluster_secret(struct metadata_cluster *mc, uint8_t *secret, size_t size);
 
 struct metadata_cluster_status {
 	int64_t applied_revision;  /* etcd's revision the cache holds everything up to. */

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #include "cluster/cluster.h"
 #include "common/diag.h"
 #include "common/limits.h"
@@ -662,6 +664,36 @@ cache_claim(struct metadata_cluster *mc)
 		return -EEXIST;
 	}
 	return rc == 0 ? metadata_account_set(mc->w, key, &one, 1) : rc;
+}
+
+int
+metadata_cluster_secret(struct metadata_cluster *mc, uint8_t *secret, size_t size)
+{
+	char key[MC_PREFIX_SIZE + 32];
+	uint8_t fresh[256];
+	struct etcd_compare absent = { .key = key, .target = ETCD_TARGET_VERSION, .number = 0 };
+	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = key, .value = fresh, .value_size = size };
+	struct etcd_range r;
+	bool created;
+	int rc;
+
+	if (size == 0 || size > sizeof(fresh) || RAND_bytes(fresh, (int)size) != 1)
+		return -EIO;
+	snprintf(key, sizeof(key), "%siterator_secret", mc->prefix);
+	/* Created once (the first node's bytes win), then read: every node gets the same. */
+	pthread_mutex_lock(&mc->write_lock);
+	rc = etcd_txn(mc->write_client, &absent, 1, &put, 1, NULL, 0, &created, NULL);
+	if (rc == 0)
+		rc = etcd_get(mc->write_client, key, false, 0, &r);
+	pthread_mutex_unlock(&mc->write_lock);
+	if (rc != 0)
+		return rc;
+	if (r.count != 1 || r.kvs[0].value_size != size)
+		rc = -EPROTO;
+	else
+		memcpy(secret, r.kvs[0].value, size);
+	etcd_range_free(&r);
+	return rc;
 }
 
 void

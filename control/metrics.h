@@ -229,6 +229,7 @@ struct metrics_sources {
 	struct route *route;              /* The dataplane's counters (route.h), or NULL. */
 	struct metadata *md;              /* The actions' store: the admin opens a reader on it. */
 	struct cluster_node *cluster;     /* Cluster mode's node (cluster_node.h), or NULL. */
+	struct forward *forward;          /* Cluster mode's forwarder (forward.h), or NULL. */
 };
 
 /* The Prometheus text exposition (format 0.0.4) of everything (metrics_system.c). */

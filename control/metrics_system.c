@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "control/cluster_node.h"
+#include "control/forward.h"
 #include "control/metrics.h"
 #include "control/route.h"
 #include "dataplane/dataplane.h"
@@ -283,5 +284,6 @@ metrics_render_prometheus(const struct metrics_sources *src, struct metrics_out 
 	metrics_render_firehose(src, out);
 	metrics_render_dataplane(src, out);
 	cluster_node_render_metrics(src->cluster, out);
+	forward_render_metrics(src->forward, out);
 	metrics_render_process(out);
 }

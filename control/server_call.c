@@ -48,6 +48,7 @@
 #include "common/base64.h"
 #include "common/clock.h"
 #include "common/diag.h"
+#include "control/forward.h"
 #include "control/metrics.h"
 #include "control/server_cbor.h"
 #include "control/server_internal.h"
@@ -841,6 +842,8 @@ server_call_ready(struct api_call *call)
 {
 	struct api_server *s = call->server;
 	struct api_request req;
+	const char *forwarded;
+	size_t forwarded_size;
 
 	assert(call->state == CALL_READING);
 	if (call->refuse_status == 408)
@@ -884,6 +887,7 @@ server_call_ready(struct api_call *call)
 	req.request_id = call->request_id;
 	req.access_key_id = call->access_key_id;
 	req.principal_arn = call->principal_arn;
+	req.forwarded = server_call_header(call, FORWARD_HEADER_LOWER, &forwarded, &forwarded_size);
 	req.now_ns = clock_real_ns();
 	server_call_state_set(call, CALL_DISPATCHED);
 	call->metrics_op = metrics_api_op(req.target, req.target_size);

@@ -293,6 +293,19 @@ Test(config, cluster_bad_values_are_named)
 	cluster_refused(name_host, 3, "replica_listen");
 	cluster_refused(no_etcd, 4, "etcd_endpoints");
 	{
+		/* Forwarding dials the advertised API: a wildcard listener needs advertise_api. */
+		const char *wild[] = { "cluster.enabled=true", "cluster.node_id=1",
+				       "cluster.replica_listen=127.0.0.1:7001",
+				       "server.api_listen=0.0.0.0:4567", "auth.mode=sigv4",
+				       "auth.access_keys=A:B" };
+		const char *told[] = { "cluster.enabled=true", "cluster.node_id=1",
+				       "cluster.replica_listen=127.0.0.1:7001",
+				       "cluster.advertise_api=0.0.0.0:1" };
+
+		cluster_refused(wild, 6, "advertise_api");
+		cluster_refused(told, 4, "advertise_api");
+	}
+	{
 		const char *dp[] = { "dataplane.enabled=true", "cluster.enabled=true",
 				     "cluster.node_id=1", "cluster.replica_listen=127.0.0.1:7001" };
 
