@@ -318,6 +318,8 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	uint64_t cut = truncate_point(log, shard, req->seq);
 	struct log_shard_repl *repl;
 
+	/* Nothing of an earlier cut is pending here (truncate_busy): its range is over. */
+	__atomic_store_n(&shard->keep_end, 0, __ATOMIC_RELEASE);
 	req->seq_end = min_u64(cut, shard->seq_durable);
 	if (req->epoch != LOG_EPOCH_NONE && shard->repl != NULL &&
 	    shard->repl->promised > req->epoch) {
@@ -350,6 +352,22 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	repl->truncs[repl->trunc_count++] = (struct log_truncation){ cut, log->commit_next };
 	truncate_forget(shard, cut);
 	req->hold = true;
+	/* In the same step as the cut: no settle, so no new epoch, comes between. */
+	if (req->keep && cut < req->seq)
+		__atomic_store_n(&shard->keep_end, req->seq, __ATOMIC_RELEASE);
+}
+
+/*
+ * Another cut's work on the shard is under way: its log.epochs not stored yet
+ * (trunc_hold), or the records it split from a batch not durable again yet. A
+ * settle meanwhile would answer an end below records this log holds, and a new
+ * leader would begin its epoch there.
+ */
+static bool
+truncate_busy(const struct log_shard *shard)
+{
+	return __atomic_load_n(&shard->trunc_hold, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&shard->keep_end, __ATOMIC_ACQUIRE) > shard->seq_durable;
 }
 
 bool
@@ -372,6 +390,12 @@ log_ctl_truncate_step(struct log *log, struct log_ctl *req)
 	}
 	if (req->seq == UINT64_MAX) /* Only makes the shard exist (log_epoch_*). */
 		return true;
+	if (!req->accepted && __atomic_load_n(&shard->trunc_stuck, __ATOMIC_RELAXED)) {
+		req->err = -EIO; /* A cut that could not be stored: the log must be reopened. */
+		return true;
+	}
+	if (!req->accepted && truncate_busy(shard))
+		return false;
 	__atomic_store_n(&shard->trunc_hold, true, __ATOMIC_RELAXED);
 	req->accepted = true;
 	if (shard->seq_durable != shard->seq_next)
@@ -397,12 +421,12 @@ log_shard_settle(struct log *log, uint64_t shard_id, uint64_t *seq_end_out)
 	return log_shard_truncate_in(log, shard_id, UINT64_MAX - 1, LOG_EPOCH_NONE, seq_end_out);
 }
 
-int
-log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
-		      uint64_t *seq_end_out)
+static int
+truncate_run(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch, bool keep,
+	     uint64_t *seq_end_out)
 {
 	struct log_ctl req = { .kind = LOG_CTL_SHARD_TRUNCATE, .id = shard_id,
-			       .seq = min_u64(seq, UINT64_MAX - 1), .epoch = epoch };
+			       .seq = min_u64(seq, UINT64_MAX - 1), .epoch = epoch, .keep = keep };
 	struct log_shard *shard;
 	int err;
 
@@ -413,15 +437,48 @@ log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t
 	if (err != 0 || !req.hold)
 		return err;
 	err = log_epochs_store(log);
-	if (err != 0)
-		return err; /* Appends stay refused: the cut is not durable. */
 	pthread_mutex_lock(&log->index_lock);
 	shard = log_shard_find(log, shard_id);
-	__atomic_store_n(&shard->trunc_hold, false, __ATOMIC_RELAXED);
+	if (err != 0) {
+		/* Appends stay refused: the cut is not durable. Others' cuts fail, not wait. */
+		__atomic_store_n(&shard->trunc_stuck, true, __ATOMIC_RELAXED);
+		__atomic_store_n(&shard->keep_end, 0, __ATOMIC_RELEASE);
+	} else {
+		__atomic_store_n(&shard->trunc_hold, false, __ATOMIC_RELAXED);
+	}
 	pthread_mutex_unlock(&log->index_lock);
+	if (err != 0)
+		return err;
 	diag_info("log", "%s: shard %" PRIx64 ": tail cut at seq %" PRIu64, log->dir_path,
 		  shard_id, req.seq_end);
 	return 0;
+}
+
+int
+log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
+		      uint64_t *seq_end_out)
+{
+	return truncate_run(log, shard_id, seq, epoch, false, seq_end_out);
+}
+
+int
+log_shard_truncate_keep(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
+			uint64_t *seq_end_out)
+{
+	return truncate_run(log, shard_id, seq, epoch, true, seq_end_out);
+}
+
+void
+log_shard_keep_abandon(struct log *log, uint64_t shard_id)
+{
+	struct log_shard *shard;
+
+	pthread_mutex_lock(&log->index_lock);
+	shard = log_shard_find(log, shard_id);
+	if (shard != NULL)
+		__atomic_store_n(&shard->keep_end, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&log->index_lock);
+	log_writer_doorbell(log); /* A settle waiting for the records goes on. */
 }
 
 /* ---- Epochs -------------------------------------------------------------- */

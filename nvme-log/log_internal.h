@@ -168,6 +168,14 @@ struct log_shard {
 	uint64_t seq_trim;
 	uint64_t seq_watermark;    /* Under index_lock: readers stop here (UINT64_MAX: none). */
 	bool trunc_hold;           /* A cut is not durable yet: appends refused (-EAGAIN). */
+	/*
+	 * Atomic. A cut that split a batch (log_shard_truncate_keep): its caller appends
+	 * the records below the cut again, up to here. Until they are in the writer the
+	 * shard takes only them, fenced epoch or not; until they are durable every other
+	 * cut or settle waits. 0, or at most seq_next once they are taken: none pending.
+	 */
+	uint64_t keep_end;
+	bool trunc_stuck;          /* Under index_lock: a cut's log.epochs failed to store. */
 	uint64_t fence_epoch;      /* Atomic: the durable promise, read by the writer. */
 	struct log_shard_repl *repl; /* Under index_lock; NULL until an epoch or a cut. */
 	uint64_t last_arrival_ns;
@@ -193,6 +201,7 @@ struct log_ctl {
 	uint64_t id;               /* Shard id, or stream id. */
 	uint64_t seq;              /* Truncate: cut from here. */
 	uint64_t epoch;            /* Truncate: refused once a newer one was promised. */
+	bool keep;                 /* Truncate: the caller appends a split batch's rest again. */
 	bool hold;                 /* Truncate: cut made, log.epochs still to store. */
 	bool accepted;             /* Writer: new batches refused, waiting for durability. */
 	bool done;

@@ -336,7 +336,10 @@ static int append_records(struct replica_follower *f, struct fshard *s, const ui
  * copied first, the tail cut, then appended again at the same numbers in the
  * epoch they had (an epoch starts on a batch boundary, so at most one starts at
  * `point`), durable before the handshake answers: a follower never holds less
- * than it said it held.
+ * than it said it held. The log makes the cut and the re-append one step
+ * (log_shard_truncate_keep): if this node is placed as the shard's leader
+ * meanwhile, its settle waits for them and its epoch begins after them, and
+ * its promise does not fence them.
  */
 static int
 truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, uint64_t cut,
@@ -356,8 +359,12 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 		if (point > 0)
 			log_epoch_at(log, s->shard_id, point - 1, &epoch_before, &unused);
 	}
-	if (err == 0)
+	if (err == 0 && point < cut)
+		err = log_shard_truncate_keep(log, s->shard_id, cut, s->epoch, end_out);
+	else if (err == 0)
 		err = log_shard_truncate_in(log, s->shard_id, cut, s->epoch, end_out);
+	if (err == 0 && point < cut && *end_out != point)
+		log_shard_keep_abandon(log, s->shard_id); /* Not the batch read: keep nothing. */
 	if (err == 0 && point < cut && *end_out == point) {
 		if (epoch_point != epoch_before)
 			err = log_epoch_record(log, s->shard_id, epoch_point, point);
@@ -365,6 +372,8 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 		if (err == 0)
 			err = append_records(f, s, keep.data + REPLICA_HEADER_SIZE,
 					     (uint32_t)(keep.tail - REPLICA_HEADER_SIZE));
+		if (err != 0)
+			log_shard_keep_abandon(log, s->shard_id);
 		if (err == 0)
 			err = wait_durable(f, c, s->shard_id, cut);
 		if (err == 0) {
@@ -440,7 +449,8 @@ on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_c
 		uint64_t end;
 
 		err = truncate_exact(f, c, s, cut, &end);
-		if (err == -ESTALE && handshake_deposed(f, c, s))
+		/* Also after a cut that kept records: this node may lead the shard now. */
+		if ((err == 0 || err == -ESTALE) && handshake_deposed(f, c, s))
 			return;
 		if (err != 0) {
 			conn_break(f, c, "truncate", err);
