@@ -330,7 +330,11 @@ int log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns,
  */
 #define LOG_EPOCH_NONE 0u
 #define LOG_SHARD_EPOCHS_MAX 64u      /* Epochs remembered per shard (older ones forgotten). */
-#define LOG_SHARD_TRUNCATIONS_MAX 32u /* Tail truncations remembered per shard. */
+/*
+ * Tail cuts a version 1 log.epochs may hold per shard (read only). Since version 2 a shard
+ * remembers its newest cut alone, however often it is cut (docs/LOG_FORMAT.md).
+ */
+#define LOG_SHARD_TRUNCATIONS_MAX 32u
 
 /*
  * Like log_batch_submit, but the batch must get exactly `seq_first`: its completion
@@ -390,7 +394,7 @@ int log_epoch_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *epo
  * again. Epochs starting at or after the new end are forgotten (also when `seq` is the
  * durable end: epochs begun there never wrote a record). Appends submitted while
  * it runs complete with -EAGAIN. -ERANGE when the cut would go below the trim horizon,
- * -EPIPE for a closed shard, -ENOSPC after LOG_SHARD_TRUNCATIONS_MAX cuts. If storing
+ * -EPIPE for a closed shard; a shard can be cut any number of times. If storing
  * log.epochs fails, the shard refuses appends (-EAGAIN) and later cuts and settles
  * (-EIO) until the log is reopened. A cut or settle waits for another one's work on
  * the shard (its log.epochs, the re-append of log_shard_truncate_keep) to finish.

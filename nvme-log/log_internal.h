@@ -148,12 +148,20 @@ struct log_truncation {
 	uint64_t commit_before;    /* ... in windows below this commit id are cut. */
 };
 
+/*
+ * log_index_entry.reserved in memory: a cut removed the batch (log_epoch.c).
+ * Never on disk: seg-N.idx is written with it cleared, and recovery marks
+ * again from log.epochs and the batches appended at the cut points.
+ */
+#define LOG_ENTRY_DEAD 1u
+
 struct log_shard_repl {
 	uint64_t promised;
 	uint32_t epoch_count;
 	uint32_t trunc_count;
 	struct log_epoch_entry epochs[LOG_SHARD_EPOCHS_MAX]; /* Oldest first. */
-	struct log_truncation truncs[LOG_SHARD_TRUNCATIONS_MAX];
+	struct log_truncation truncs[LOG_SHARD_TRUNCATIONS_MAX]; /* Version 1 files: up to
+							 * the maximum; since 2, one. */
 };
 
 struct log_shard {
@@ -522,6 +530,8 @@ int log_epochs_store(struct log *log);
  * for a shard that was never cut.
  */
 bool log_entry_truncated(const struct log_shard *shard, const struct log_index_entry *e);
+/* Recovery: a batch at `seq` below the shard's end (window commit_id), appended after a cut there. */
+int log_recover_cut(struct log *log, struct log_shard *shard, uint64_t seq, uint64_t commit_id);
 /* Where readers of the shard stop: the durable end or the replicated watermark. */
 uint64_t log_shard_readable_end(const struct log_shard *shard);
 /* The watermark a new or reset shard starts with (watermark_gated). */
