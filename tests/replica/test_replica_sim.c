@@ -9,7 +9,8 @@
  *     was placed as the shard's leader between EPOCH_QUERY and EPOCH_END);
  *   - a cut inside a batch, this node placed as the shard's leader before the
  *     records below the cut are appended again (the follower's only batch held
- *     in flight by the stalled disk keeps it between the two).
+ *     in flight by the stalled disk keeps it between the two), and the log's
+ *     primitive behind its fix (log_shard_truncate_keep) alone.
  *
  * Waits are for conditions, with generous deadlines (WAIT_NS), never for time.
  */
@@ -386,4 +387,67 @@ Test(replica_sim, a_cut_inside_a_batch_keeps_its_records_when_this_node_leads_me
 	cr_assert(m.shard_id == SHARD && m.epoch == 3);
 	replica_leader_stop(call.l);
 	close(a);
+}
+
+/* log_shard_settle on a thread of its own: it waits for a cut's kept records. */
+struct settle_call {
+	uint64_t end;
+	int err;
+	atomic_bool done;
+};
+
+static void *
+settle_main(void *arg)
+{
+	struct settle_call *call = arg;
+
+	call->err = log_shard_settle(n.log, SHARD, &call->end);
+	atomic_store(&call->done, true);
+	return NULL;
+}
+
+/*
+ * The log's side of the fix above (log_shard_truncate_keep): after a cut inside a
+ * batch the shard takes only the records below the cut at their numbers, even in an
+ * epoch fenced meanwhile; any other append is refused (-EAGAIN: a leader's, one past
+ * the kept range, one elsewhere); a settle answers the end after them. Given up
+ * (log_shard_keep_abandon), a waiting settle answers the cut point and appends resume.
+ */
+Test(replica_sim, a_cut_that_keeps_records_takes_only_them_until_they_are_durable)
+{
+	struct settle_call call = { 0 };
+	struct settle_call again = { 0 };
+	pthread_t thread;
+	uint64_t end;
+
+	cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 10, 0, 1), 0);
+	cr_assert_eq(log_shard_truncate_keep(n.log, SHARD, 5, 1, &end), 0);
+	cr_assert_eq(end, 0, "the cut falls at the batch's start");
+	cr_assert_eq(log_epoch_promise(n.log, SHARD, 3), 0, "this node is placed as leader");
+
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 6, 0, 1), -ESTALE, "past them: fenced");
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 6, 0, LOG_EPOCH_NONE), -EAGAIN, "past them");
+	cr_assert_eq(submit_wait_in(CONTENT_B, 0, 1, UINT64_MAX, 3), -EAGAIN, "a leader's");
+	cr_assert_eq(submit_wait_in(CONTENT_B, 0, 1, PROBE_SEQ, LOG_EPOCH_NONE), -EAGAIN,
+		     "elsewhere");
+	cr_assert_eq(pthread_create(&thread, NULL, settle_main, &call), 0);
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 5, 0, 1), 0, "the kept records, epoch 1 fenced");
+	cr_assert_eq(pthread_join(thread, NULL), 0);
+	cr_assert(call.err == 0 && call.end == 5, "settled at %lu (%d): after the kept records",
+		  (unsigned long)call.end, call.err);
+	cr_assert_eq(log_epoch_begin(n.log, SHARD, 3, call.end), 0);
+	cr_assert_eq(submit_wait_in(CONTENT_B, 5, 5, UINT64_MAX, 3), 0, "the leader appends");
+	raw_check_range(n.log, "kept", SHARD, CONTENT_A, DATA, 0, 5);
+	raw_check_range(n.log, "led", SHARD, CONTENT_B, DATA, 5, 10);
+
+	/* Given up: a waiting settle answers the cut point; appends resume there. */
+	cr_assert_eq(log_shard_truncate_keep(n.log, SHARD, 8, 3, &end), 0);
+	cr_assert_eq(end, 5);
+	cr_assert_eq(pthread_create(&thread, NULL, settle_main, &again), 0);
+	log_shard_keep_abandon(n.log, SHARD);
+	cr_assert_eq(pthread_join(thread, NULL), 0);
+	cr_assert(again.err == 0 && again.end == 5);
+	cr_assert_eq(submit_wait_in(CONTENT_B, 5, 1, UINT64_MAX, 3), 0);
+	cr_assert_eq(local_end(), 6);
 }
