@@ -351,6 +351,7 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 	uint64_t epoch_point = LOG_EPOCH_NONE;
 	uint64_t epoch_before = LOG_EPOCH_NONE;
 	uint64_t unused;
+	bool keeping = false;
 	int err = log_shard_cut_point(log, s->shard_id, cut, &point);
 
 	if (err == 0 && point < cut) {
@@ -359,12 +360,12 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 		if (point > 0)
 			log_epoch_at(log, s->shard_id, point - 1, &epoch_before, &unused);
 	}
-	if (err == 0 && point < cut)
+	if (err == 0 && point < cut) {
 		err = log_shard_truncate_keep(log, s->shard_id, cut, s->epoch, end_out);
-	else if (err == 0)
+		keeping = err == 0;
+	} else if (err == 0) {
 		err = log_shard_truncate_in(log, s->shard_id, cut, s->epoch, end_out);
-	if (err == 0 && point < cut && *end_out != point)
-		log_shard_keep_abandon(log, s->shard_id); /* Not the batch read: keep nothing. */
+	}
 	if (err == 0 && point < cut && *end_out == point) {
 		if (epoch_point != epoch_before)
 			err = log_epoch_record(log, s->shard_id, epoch_point, point);
@@ -372,8 +373,6 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 		if (err == 0)
 			err = append_records(f, s, keep.data + REPLICA_HEADER_SIZE,
 					     (uint32_t)(keep.tail - REPLICA_HEADER_SIZE));
-		if (err != 0)
-			log_shard_keep_abandon(log, s->shard_id);
 		if (err == 0)
 			err = wait_durable(f, c, s->shard_id, cut);
 		if (err == 0) {
@@ -381,6 +380,12 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 			*end_out = cut;
 		}
 	}
+	/*
+	 * Not back durably (not the batch read, a refusal, a failed write, the link
+	 * broke): the shard must not go on taking only them, nor settles wait for them.
+	 */
+	if (keeping && (err != 0 || *end_out != cut))
+		log_shard_keep_abandon(log, s->shard_id);
 	replica_buf_fini(&keep);
 	return err;
 }

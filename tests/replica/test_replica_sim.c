@@ -451,3 +451,63 @@ Test(replica_sim, a_cut_that_keeps_records_takes_only_them_until_they_are_durabl
 	cr_assert_eq(submit_wait_in(CONTENT_B, 5, 1, UINT64_MAX, 3), 0);
 	cr_assert_eq(local_end(), 6);
 }
+
+/*
+ * A cut that keeps records whose re-append then fails (the disk full when they are
+ * written): the follower gives them up (log_shard_keep_abandon), so the shard is not
+ * left taking only them with every settle waiting for them (a node placed as its
+ * leader would hang). The handshake runs again on the next LEAD.
+ */
+Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = setup_one_batch)
+{
+	struct replica_append other = { .shard_id = SHARD_OTHER, .epoch = 1, .seq_first = 0,
+					.records_epoch = 1, .count = 5 };
+	struct settle_call call = { 0 };
+	struct log_epoch_info ei;
+	struct replica_ctl m;
+	pthread_t thread;
+	uint64_t deadline;
+	int err;
+	int a;
+
+	cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
+	cr_assert_eq(submit_wait(CONTENT_A, 0, 10, 0), 0);
+	cr_assert_eq(log_epoch_record(n.log, SHARD, 3, 10), 0);  /* Begun, never written. */
+	a = raw_send(replica_follower_port(n.f), NULL, 0);
+	raw_ctl(a, REPLICA_MSG_LEAD, SHARD_OTHER, 1, 0);
+	expect(a, REPLICA_MSG_EPOCH_QUERY);
+	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD_OTHER, LOG_EPOCH_NONE, 0);
+	expect(a, REPLICA_MSG_READY);
+	log_io_sim_hold(n.io, true);
+	raw_append(a, &other, CONTENT_B, DATA);  /* The follower's only batch, held. */
+	raw_ctl(a, REPLICA_MSG_LEAD, SHARD, 4, 0);
+	m = expect(a, REPLICA_MSG_EPOCH_QUERY);
+	cr_assert_eq(m.epoch, 3);
+	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD, 1, 5);
+	/* Cut at 0 and stored (epoch 3 forgotten, epoch 1 recorded again at 0). */
+	for (deadline = clock_mono_ns() + WAIT_NS;;) {
+		cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+		if (ei.count == 1 && ei.epoch_last == 1 && local_end() == 0)
+			break;
+		cr_assert_lt(clock_mono_ns(), deadline, "the follower cuts and records epoch 1");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	log_io_sim_set_full(n.io, true);
+	log_io_sim_hold(n.io, false);
+
+	cr_assert_eq(pthread_create(&thread, NULL, settle_main, &call), 0);
+	for (deadline = clock_mono_ns() + WAIT_NS; !atomic_load(&call.done);) {
+		cr_assert_lt(clock_mono_ns(), deadline, "a settle does not wait for records "
+			     "whose re-append failed");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	cr_assert_eq(pthread_join(thread, NULL), 0);
+	cr_assert(call.err == 0 && call.end == 0, "settled at %lu (%d)",
+		  (unsigned long)call.end, call.err);
+	log_io_sim_set_full(n.io, false);
+	for (deadline = clock_mono_ns() + WAIT_NS;
+	     (err = submit_wait(CONTENT_B, 0, 1, 0)) == -ENOSPC;)
+		cr_assert_lt(clock_mono_ns(), deadline, "the writer retries once space is free");
+	cr_assert_eq(err, 0, "appends at the cut point go on: %d", err);
+	close(a);
+}
