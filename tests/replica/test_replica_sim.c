@@ -316,6 +316,34 @@ shard_fenced(uint64_t epoch)
 	return err == -ESTALE;
 }
 
+/* SHARD holds records 0..9 in one batch, in epoch 1. */
+static void
+one_batch_in_epoch_1(void)
+{
+	cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
+	cr_assert_eq(submit_wait(CONTENT_A, 0, 10, 0), 0);
+}
+
+/*
+ * A connection from a leader of SHARD_OTHER (epoch 1) whose APPEND takes the
+ * follower's only batch (setup_one_batch) and stays in flight: the disk is held.
+ */
+static int
+only_batch_held(void)
+{
+	struct replica_append other = { .shard_id = SHARD_OTHER, .epoch = 1, .seq_first = 0,
+					.records_epoch = 1, .count = 5 };
+	int a = raw_send(replica_follower_port(n.f), NULL, 0);
+
+	raw_ctl(a, REPLICA_MSG_LEAD, SHARD_OTHER, 1, 0);
+	expect(a, REPLICA_MSG_EPOCH_QUERY);
+	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD_OTHER, LOG_EPOCH_NONE, 0);
+	expect(a, REPLICA_MSG_READY);
+	log_io_sim_hold(n.io, true);
+	raw_append(a, &other, CONTENT_B, DATA);
+	return a;
+}
+
 /*
  * The loss window of docs/CLUSTER.md ("Failure table"): this node follows SHARD
  * (epoch 1, records 0..9 in one batch) and takes LEAD(2) from A, whose epoch 1
@@ -331,8 +359,6 @@ Test(replica_sim, a_cut_inside_a_batch_keeps_its_records_when_this_node_leads_me
      .init = setup_one_batch)
 {
 	struct replica_leader_config lc = { .log = n.log, .watermark_acks = REPLICA_ACKS_QUORUM };
-	struct replica_append other = { .shard_id = SHARD_OTHER, .epoch = 1, .seq_first = 0,
-					.records_epoch = 1, .count = 5 };
 	struct lead_call call = { .epoch = 3 };
 	struct log_epoch_info ei;
 	struct replica_ctl m;
@@ -343,17 +369,9 @@ Test(replica_sim, a_cut_inside_a_batch_keeps_its_records_when_this_node_leads_me
 	int type;
 	int a;
 
-	cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
-	cr_assert_eq(submit_wait(CONTENT_A, 0, 10, 0), 0);
+	one_batch_in_epoch_1();
 	cr_assert_eq(replica_leader_start(&lc, &call.l), 0);
-	a = raw_send(replica_follower_port(n.f), NULL, 0);
-	raw_ctl(a, REPLICA_MSG_LEAD, SHARD_OTHER, 1, 0);
-	expect(a, REPLICA_MSG_EPOCH_QUERY);
-	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD_OTHER, LOG_EPOCH_NONE, 0);
-	expect(a, REPLICA_MSG_READY);
-	/* The other shard's APPEND takes the follower's only batch; the disk keeps it. */
-	log_io_sim_hold(n.io, true);
-	raw_append(a, &other, CONTENT_B, DATA);
+	a = only_batch_held();
 
 	raw_ctl(a, REPLICA_MSG_LEAD, SHARD, 2, 0);
 	m = expect(a, REPLICA_MSG_EPOCH_QUERY);
@@ -460,8 +478,6 @@ Test(replica_sim, a_cut_that_keeps_records_takes_only_them_until_they_are_durabl
  */
 Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = setup_one_batch)
 {
-	struct replica_append other = { .shard_id = SHARD_OTHER, .epoch = 1, .seq_first = 0,
-					.records_epoch = 1, .count = 5 };
 	struct settle_call call = { 0 };
 	struct log_epoch_info ei;
 	struct replica_ctl m;
@@ -470,16 +486,9 @@ Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = set
 	int err;
 	int a;
 
-	cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
-	cr_assert_eq(submit_wait(CONTENT_A, 0, 10, 0), 0);
+	one_batch_in_epoch_1();
 	cr_assert_eq(log_epoch_record(n.log, SHARD, 3, 10), 0);  /* Begun, never written. */
-	a = raw_send(replica_follower_port(n.f), NULL, 0);
-	raw_ctl(a, REPLICA_MSG_LEAD, SHARD_OTHER, 1, 0);
-	expect(a, REPLICA_MSG_EPOCH_QUERY);
-	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD_OTHER, LOG_EPOCH_NONE, 0);
-	expect(a, REPLICA_MSG_READY);
-	log_io_sim_hold(n.io, true);
-	raw_append(a, &other, CONTENT_B, DATA);  /* The follower's only batch, held. */
+	a = only_batch_held();
 	raw_ctl(a, REPLICA_MSG_LEAD, SHARD, 4, 0);
 	m = expect(a, REPLICA_MSG_EPOCH_QUERY);
 	cr_assert_eq(m.epoch, 3);
