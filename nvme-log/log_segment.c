@@ -311,6 +311,7 @@ log_segment_index_read(struct log *log, struct log_segment *seg)
 		struct log_index_entry entry;
 
 		memcpy(&entry, buf + off, sizeof(entry));
+		entry.reserved &= ~LOG_ENTRY_DEAD; /* Memory only: recovery marks again. */
 		err = log_segment_entry_add(seg, &entry);
 	}
 	free(buf);
