@@ -330,7 +330,11 @@ int log_seek_time(struct log_reader *reader, uint64_t shard_id, uint64_t ts_ns,
  */
 #define LOG_EPOCH_NONE 0u
 #define LOG_SHARD_EPOCHS_MAX 64u      /* Epochs remembered per shard (older ones forgotten). */
-#define LOG_SHARD_TRUNCATIONS_MAX 32u /* Tail truncations remembered per shard. */
+/*
+ * Tail cuts a version 1 log.epochs may hold per shard (read only). Since version 2 a shard
+ * remembers its newest cut alone, however often it is cut (docs/LOG_FORMAT.md).
+ */
+#define LOG_SHARD_TRUNCATIONS_MAX 32u
 
 /*
  * Like log_batch_submit, but the batch must get exactly `seq_first`: its completion
@@ -390,8 +394,10 @@ int log_epoch_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *epo
  * again. Epochs starting at or after the new end are forgotten (also when `seq` is the
  * durable end: epochs begun there never wrote a record). Appends submitted while
  * it runs complete with -EAGAIN. -ERANGE when the cut would go below the trim horizon,
- * -EPIPE for a closed shard, -ENOSPC after LOG_SHARD_TRUNCATIONS_MAX cuts. If storing
- * log.epochs fails, the shard refuses appends (-EAGAIN) until the log is reopened.
+ * -EPIPE for a closed shard; a shard can be cut any number of times. If storing
+ * log.epochs fails, the shard refuses appends (-EAGAIN) and later cuts and settles
+ * (-EIO) until the log is reopened. A cut or settle waits for another one's work on
+ * the shard (its log.epochs, the re-append of log_shard_truncate_keep) to finish.
  */
 int log_shard_truncate(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *seq_end_out);
 /*
@@ -402,6 +408,19 @@ int log_shard_truncate(struct log *log, uint64_t shard_id, uint64_t seq, uint64_
  */
 int log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
 			  uint64_t *seq_end_out);
+/*
+ * log_shard_truncate_in for a cut inside a batch whose records [*seq_end_out, seq) the
+ * caller appends again at once, at the same numbers (log_batch_submit_at, batches
+ * within that range, any epoch). In the cut's writer step the shard starts to take
+ * only them, fenced epoch or not, and every other cut or settle waits until they are
+ * durable: a new leader (promise, settle, begin) starts its epoch after them, never
+ * at the cut point. Every other append meanwhile completes -EAGAIN. A caller that
+ * cannot append them all calls log_shard_keep_abandon.
+ */
+int log_shard_truncate_keep(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
+			    uint64_t *seq_end_out);
+/* Gives up a log_shard_truncate_keep's re-append: the shard ends where it is. */
+void log_shard_keep_abandon(struct log *log, uint64_t shard_id);
 /*
  * Waits until every batch the writer took for the shard is durable (or failed) and
  * returns the local durable end; appends submitted meanwhile complete with -EAGAIN.

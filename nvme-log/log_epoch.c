@@ -25,10 +25,26 @@
  * commit_before: exactly the batches that were durable when it was made.
  * Their index entries and bytes stay where they are (segments are shared
  * by all shards) and are skipped by recovery, reads and retention
- * (log_entry_truncated); they go with their segments. Batches appended
- * after the cut have higher commit ids, so they are kept. Recovery raises
- * its next commit id above every commit_before, so that holds across
- * restarts too.
+ * (log_entry_truncated; in memory each such entry is marked
+ * LOG_ENTRY_DEAD); they go with their segments. Batches appended after the
+ * cut have higher commit ids, so they are kept. Recovery raises its next
+ * commit id above every commit_before, so that holds across restarts too.
+ *
+ * Version 2 keeps one cut per shard, the newest, so a shard can be cut any
+ * number of times (version 1 kept up to LOG_SHARD_TRUNCATIONS_MAX and then
+ * refused cuts, which wedged a follower). When a cut is made, every older
+ * one is either
+ *   - subsumed: the new cut point is at or below its point (the shard's end
+ *     never grew past it since), and the new commit_before is higher, so
+ *     the new cut removes all it removed; or
+ *   - overwritten: the shard grew past its point since, so a batch starting
+ *     exactly there, appended after it, is durable. Recovery replays batches
+ *     in commit order; meeting that batch below the shard's end it replays
+ *     the cut (log_recover_cut: every batch from there on replayed so far is
+ *     dead), which removes exactly what the cut removed.
+ * Either way the older cut is forgotten. Version 2 state read by a version
+ * 1 binary would bring cut tails back, so it is refused there (version
+ * check); this code reads both.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -42,7 +58,8 @@
 #include "nvme-log/log_io.h"
 
 #define LOG_EPOCHS_MAGIC 0x31434f5045434c53ull /* "SLCEPOC1" */
-#define LOG_EPOCHS_VERSION 1u
+#define LOG_EPOCHS_VERSION 2u       /* Written: one cut per shard, older ones replayed. */
+#define LOG_EPOCHS_VERSION_MIN 1u   /* Read: version 1 kept every cut (up to 32). */
 #define LOG_EPOCHS_NAME "log.epochs"
 #define LOG_EPOCHS_TMP_NAME "log.epochs.tmp"
 #define LOG_EPOCHS_FILE_MAX (64u << 20)
@@ -170,9 +187,14 @@ epochs_parse(struct log *log, const uint8_t *buf, size_t size)
 	if (size < sizeof(h))
 		return -EBADMSG;
 	memcpy(&h, buf, sizeof(h));
-	if (h.magic != LOG_EPOCHS_MAGIC || h.version != LOG_EPOCHS_VERSION ||
-	    crc32c(0, buf + 12, size - 12) != h.crc32c)
+	if (h.magic != LOG_EPOCHS_MAGIC || crc32c(0, buf + 12, size - 12) != h.crc32c)
 		return -EBADMSG;
+	if (h.version < LOG_EPOCHS_VERSION_MIN || h.version > LOG_EPOCHS_VERSION) {
+		diag_error("log", "%s: %s version %" PRIu32 ", this build reads %u to %u",
+			   log->dir_path, LOG_EPOCHS_NAME, h.version, LOG_EPOCHS_VERSION_MIN,
+			   LOG_EPOCHS_VERSION);
+		return -EPROTONOSUPPORT;
+	}
 	for (uint32_t i = 0; i < h.shard_count; i++) {
 		int64_t used = epochs_parse_shard(log, buf + off, size - off);
 
@@ -208,6 +230,8 @@ log_epochs_load(struct log *log)
 bool
 log_entry_truncated(const struct log_shard *shard, const struct log_index_entry *e)
 {
+	if ((e->reserved & LOG_ENTRY_DEAD) != 0)
+		return true;
 	if (shard == NULL || shard->repl == NULL)
 		return false;
 	for (uint32_t i = 0; i < shard->repl->trunc_count; i++) {
@@ -284,12 +308,39 @@ log_shard_cut_point(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *
 	return 0;
 }
 
-/* Under index_lock: forgets everything of the shard from `cut` on (in memory). */
+/*
+ * Under index_lock: marks every batch of the shard from `cut` on, in windows below
+ * `commit_before`, dead (its index entries, in the segments the shard's summary
+ * names from there on). Recovery passes the commit id of the batch it replays:
+ * later entries of the same segments are not replayed yet.
+ */
 static void
-truncate_forget(struct log_shard *shard, uint64_t cut)
+entries_mark_dead(struct log *log, const struct log_shard *shard, uint64_t cut,
+		  uint64_t commit_before)
 {
-	struct log_shard_repl *repl = shard->repl;
+	for (uint32_t k = 0; k < shard->seg_count; k++) {
+		const struct log_segment *seg;
+
+		if (shard->segs[k].seq_end <= cut)
+			continue;
+		seg = log_segment_find(log, shard->segs[k].segment_no);
+		for (uint32_t i = 0; seg != NULL && i < seg->entry_count; i++) {
+			struct log_index_entry *e = &seg->entries[i];
+
+			if (e->shard_id == shard->shard_id && e->seq_first >= cut &&
+			    e->commit_id < commit_before)
+				e->reserved |= LOG_ENTRY_DEAD;
+		}
+	}
+}
+
+/* Under index_lock: the shard's records end at `cut` (summary, bad ranges, ends). */
+static void
+shard_cut(struct log *log, struct log_shard *shard, uint64_t cut, uint64_t commit_before)
+{
 	uint32_t kept = 0;
+
+	entries_mark_dead(log, shard, cut, commit_before);
 
 	for (uint32_t k = 0; k < shard->seg_count; k++) {
 		if (shard->segs[k].seq_first >= cut)
@@ -305,10 +356,30 @@ truncate_forget(struct log_shard *shard, uint64_t cut)
 		else
 			i++;
 	}
-	while (repl->epoch_count > 0 && repl->epochs[repl->epoch_count - 1].seq_start >= cut)
-		repl->epoch_count--;
 	shard->seq_durable = cut;
 	shard->seq_next = cut;
+}
+
+/* Under index_lock: forgets everything of the shard from `cut` on (in memory). */
+static void
+truncate_forget(struct log *log, struct log_shard *shard, uint64_t cut)
+{
+	struct log_shard_repl *repl = shard->repl;
+
+	shard_cut(log, shard, cut, log->commit_next);
+	while (repl->epoch_count > 0 && repl->epochs[repl->epoch_count - 1].seq_start >= cut)
+		repl->epoch_count--;
+}
+
+int
+log_recover_cut(struct log *log, struct log_shard *shard, uint64_t seq, uint64_t commit_id)
+{
+	/* Only a shard that was cut, only at a batch boundary above its trim horizon. */
+	if (shard->repl == NULL || shard->repl->trunc_count == 0 || seq < shard->seq_trim ||
+	    truncate_point(log, shard, seq) != seq)
+		return -EBADMSG;
+	shard_cut(log, shard, seq, commit_id);
+	return 0;
 }
 
 /* Under index_lock: the cut itself, once nothing of the shard is in flight. */
@@ -318,6 +389,8 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	uint64_t cut = truncate_point(log, shard, req->seq);
 	struct log_shard_repl *repl;
 
+	/* Nothing of an earlier cut is pending here (truncate_busy): its range is over. */
+	__atomic_store_n(&shard->keep_end, 0, __ATOMIC_RELEASE);
 	req->seq_end = min_u64(cut, shard->seq_durable);
 	if (req->epoch != LOG_EPOCH_NONE && shard->repl != NULL &&
 	    shard->repl->promised > req->epoch) {
@@ -327,7 +400,7 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	if (cut == shard->seq_durable && shard->repl != NULL && shard->repl->epoch_count > 0 &&
 	    shard->repl->epochs[shard->repl->epoch_count - 1].seq_start >= cut) {
 		/* Epochs begun at the end and never written to: forgotten, durably. */
-		truncate_forget(shard, cut);
+		truncate_forget(log, shard, cut);
 		req->hold = true;
 		return;
 	}
@@ -342,14 +415,30 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 		req->err = -ENOMEM;
 		return;
 	}
-	if (repl->trunc_count == LOG_SHARD_TRUNCATIONS_MAX) {
-		req->err = -ENOSPC;
-		return;
-	}
-	/* Every batch of the shard so far is in a window below commit_next. */
-	repl->truncs[repl->trunc_count++] = (struct log_truncation){ cut, log->commit_next };
-	truncate_forget(shard, cut);
+	/*
+	 * Every batch of the shard so far is in a window below commit_next. Every older
+	 * cut is subsumed by this one or overwritten (see the top of this file).
+	 */
+	repl->truncs[0] = (struct log_truncation){ cut, log->commit_next };
+	repl->trunc_count = 1;
+	truncate_forget(log, shard, cut);
 	req->hold = true;
+	/* In the same step as the cut: no settle, so no new epoch, comes between. */
+	if (req->keep && cut < req->seq)
+		__atomic_store_n(&shard->keep_end, req->seq, __ATOMIC_RELEASE);
+}
+
+/*
+ * Another cut's work on the shard is under way: its log.epochs not stored yet
+ * (trunc_hold), or the records it split from a batch not durable again yet. A
+ * settle meanwhile would answer an end below records this log holds, and a new
+ * leader would begin its epoch there.
+ */
+static bool
+truncate_busy(const struct log_shard *shard)
+{
+	return __atomic_load_n(&shard->trunc_hold, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&shard->keep_end, __ATOMIC_ACQUIRE) > shard->seq_durable;
 }
 
 bool
@@ -372,6 +461,12 @@ log_ctl_truncate_step(struct log *log, struct log_ctl *req)
 	}
 	if (req->seq == UINT64_MAX) /* Only makes the shard exist (log_epoch_*). */
 		return true;
+	if (!req->accepted && __atomic_load_n(&shard->trunc_stuck, __ATOMIC_RELAXED)) {
+		req->err = -EIO; /* A cut that could not be stored: the log must be reopened. */
+		return true;
+	}
+	if (!req->accepted && truncate_busy(shard))
+		return false;
 	__atomic_store_n(&shard->trunc_hold, true, __ATOMIC_RELAXED);
 	req->accepted = true;
 	if (shard->seq_durable != shard->seq_next)
@@ -397,12 +492,12 @@ log_shard_settle(struct log *log, uint64_t shard_id, uint64_t *seq_end_out)
 	return log_shard_truncate_in(log, shard_id, UINT64_MAX - 1, LOG_EPOCH_NONE, seq_end_out);
 }
 
-int
-log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
-		      uint64_t *seq_end_out)
+static int
+truncate_run(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch, bool keep,
+	     uint64_t *seq_end_out)
 {
 	struct log_ctl req = { .kind = LOG_CTL_SHARD_TRUNCATE, .id = shard_id,
-			       .seq = min_u64(seq, UINT64_MAX - 1), .epoch = epoch };
+			       .seq = min_u64(seq, UINT64_MAX - 1), .epoch = epoch, .keep = keep };
 	struct log_shard *shard;
 	int err;
 
@@ -413,15 +508,48 @@ log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t
 	if (err != 0 || !req.hold)
 		return err;
 	err = log_epochs_store(log);
-	if (err != 0)
-		return err; /* Appends stay refused: the cut is not durable. */
 	pthread_mutex_lock(&log->index_lock);
 	shard = log_shard_find(log, shard_id);
-	__atomic_store_n(&shard->trunc_hold, false, __ATOMIC_RELAXED);
+	if (err != 0) {
+		/* Appends stay refused: the cut is not durable. Others' cuts fail, not wait. */
+		__atomic_store_n(&shard->trunc_stuck, true, __ATOMIC_RELAXED);
+		__atomic_store_n(&shard->keep_end, 0, __ATOMIC_RELEASE);
+	} else {
+		__atomic_store_n(&shard->trunc_hold, false, __ATOMIC_RELAXED);
+	}
 	pthread_mutex_unlock(&log->index_lock);
+	if (err != 0)
+		return err;
 	diag_info("log", "%s: shard %" PRIx64 ": tail cut at seq %" PRIu64, log->dir_path,
 		  shard_id, req.seq_end);
 	return 0;
+}
+
+int
+log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
+		      uint64_t *seq_end_out)
+{
+	return truncate_run(log, shard_id, seq, epoch, false, seq_end_out);
+}
+
+int
+log_shard_truncate_keep(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
+			uint64_t *seq_end_out)
+{
+	return truncate_run(log, shard_id, seq, epoch, true, seq_end_out);
+}
+
+void
+log_shard_keep_abandon(struct log *log, uint64_t shard_id)
+{
+	struct log_shard *shard;
+
+	pthread_mutex_lock(&log->index_lock);
+	shard = log_shard_find(log, shard_id);
+	if (shard != NULL)
+		__atomic_store_n(&shard->keep_end, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&log->index_lock);
+	log_writer_doorbell(log); /* A settle waiting for the records goes on. */
 }
 
 /* ---- Epochs -------------------------------------------------------------- */

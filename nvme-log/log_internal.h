@@ -148,12 +148,20 @@ struct log_truncation {
 	uint64_t commit_before;    /* ... in windows below this commit id are cut. */
 };
 
+/*
+ * log_index_entry.reserved in memory: a cut removed the batch (log_epoch.c).
+ * Never on disk: seg-N.idx is written with it cleared, and recovery marks
+ * again from log.epochs and the batches appended at the cut points.
+ */
+#define LOG_ENTRY_DEAD 1u
+
 struct log_shard_repl {
 	uint64_t promised;
 	uint32_t epoch_count;
 	uint32_t trunc_count;
 	struct log_epoch_entry epochs[LOG_SHARD_EPOCHS_MAX]; /* Oldest first. */
-	struct log_truncation truncs[LOG_SHARD_TRUNCATIONS_MAX];
+	struct log_truncation truncs[LOG_SHARD_TRUNCATIONS_MAX]; /* Version 1 files: up to
+							 * the maximum; since 2, one. */
 };
 
 struct log_shard {
@@ -168,6 +176,14 @@ struct log_shard {
 	uint64_t seq_trim;
 	uint64_t seq_watermark;    /* Under index_lock: readers stop here (UINT64_MAX: none). */
 	bool trunc_hold;           /* A cut is not durable yet: appends refused (-EAGAIN). */
+	/*
+	 * Atomic. A cut that split a batch (log_shard_truncate_keep): its caller appends
+	 * the records below the cut again, up to here. Until they are in the writer the
+	 * shard takes only them, fenced epoch or not; until they are durable every other
+	 * cut or settle waits. 0, or at most seq_next once they are taken: none pending.
+	 */
+	uint64_t keep_end;
+	bool trunc_stuck;          /* Under index_lock: a cut's log.epochs failed to store. */
 	uint64_t fence_epoch;      /* Atomic: the durable promise, read by the writer. */
 	struct log_shard_repl *repl; /* Under index_lock; NULL until an epoch or a cut. */
 	uint64_t last_arrival_ns;
@@ -193,6 +209,7 @@ struct log_ctl {
 	uint64_t id;               /* Shard id, or stream id. */
 	uint64_t seq;              /* Truncate: cut from here. */
 	uint64_t epoch;            /* Truncate: refused once a newer one was promised. */
+	bool keep;                 /* Truncate: the caller appends a split batch's rest again. */
 	bool hold;                 /* Truncate: cut made, log.epochs still to store. */
 	bool accepted;             /* Writer: new batches refused, waiting for durability. */
 	bool done;
@@ -513,6 +530,8 @@ int log_epochs_store(struct log *log);
  * for a shard that was never cut.
  */
 bool log_entry_truncated(const struct log_shard *shard, const struct log_index_entry *e);
+/* Recovery: a batch at `seq` below the shard's end (window commit_id), appended after a cut there. */
+int log_recover_cut(struct log *log, struct log_shard *shard, uint64_t seq, uint64_t commit_id);
 /* Where readers of the shard stop: the durable end or the replicated watermark. */
 uint64_t log_shard_readable_end(const struct log_shard *shard);
 /* The watermark a new or reset shard starts with (watermark_gated). */

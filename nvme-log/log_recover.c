@@ -464,19 +464,26 @@ recover_doubtful(struct log *log)
 
 /* Replays one index entry into its shard, checking sequence continuity. */
 static int
-recover_entry(struct log *log, struct log_segment *seg, const struct log_index_entry *e)
+recover_entry(struct log *log, struct log_segment *seg, struct log_index_entry *e)
 {
 	struct log_shard *shard;
 
 	log->commit_next = max_u64(log->commit_next, e->commit_id + 1);
-	if (log_stream_deleted_before(log, e->shard_id, e->commit_id) ||
-	    log_entry_truncated(log_shard_find(log, e->shard_id), e))
+	if (log_stream_deleted_before(log, e->shard_id, e->commit_id))
 		return 0;
+	if (log_entry_truncated(log_shard_find(log, e->shard_id), e)) {
+		e->reserved |= LOG_ENTRY_DEAD; /* Reads skip it without the cut's record. */
+		return 0;
+	}
 	shard = log_shard_get(log, e->shard_id);
 	if (shard == NULL)
 		return -ENOBUFS;
 	if (e->seq_first + e->record_count <= shard->seq_trim)
 		return 0; /* Trimmed by retention; its segment goes soon. */
+	/* Appended after a cut there that log.epochs no longer names: the cut again. */
+	if (e->seq_first < shard->seq_durable && log_recover_cut(log, shard, e->seq_first, e->commit_id) == 0)
+		diag_debug("log", "%s: shard %" PRIx64 ": cut at seq %" PRIu64 " replayed",
+			   log->dir_path, e->shard_id, e->seq_first);
 	if (e->seq_first < shard->seq_durable) {
 		diag_error("log", "%s: shard %" PRIx64 ": seq %" PRIu64 " repeated in segment %"
 			   PRIu64 "; batch ignored", log->dir_path, e->shard_id, e->seq_first,

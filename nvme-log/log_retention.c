@@ -31,6 +31,8 @@ shard_reset(const struct log *log, struct log_shard *shard)
 {
 	shard->seq_watermark = log_shard_watermark_initial(log);
 	__atomic_store_n(&shard->trunc_hold, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&shard->keep_end, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&shard->trunc_stuck, false, __ATOMIC_RELAXED);
 	free(shard->segs);
 	shard->segs = NULL;
 	shard->seg_count = 0;

@@ -207,8 +207,16 @@ index_file_write(struct log *log, struct log_segment *seg, const char *tmp_name)
 	header[5] = seg->bytes_used;
 	memcpy(buf, header, sizeof(header));
 	/* A segment recovery found no batch in has no entries array (memcpy from NULL is UB). */
-	if (seg->entry_count > 0)
-		memcpy(buf + LOG_INDEX_HEADER_SIZE, seg->entries, size - LOG_INDEX_HEADER_SIZE);
+	if (seg->entry_count > 0) {
+		struct log_index_entry *out = (struct log_index_entry *)(buf + LOG_INDEX_HEADER_SIZE);
+
+		/* Under index_lock: a cut marks entries of sealed segments dead meanwhile. */
+		pthread_mutex_lock(&log->index_lock);
+		memcpy(out, seg->entries, size - LOG_INDEX_HEADER_SIZE);
+		pthread_mutex_unlock(&log->index_lock);
+		for (uint32_t i = 0; i < seg->entry_count; i++)
+			out[i].reserved &= ~LOG_ENTRY_DEAD; /* Memory only (log_internal.h). */
+	}
 	crc = crc32c(0, buf + 12, size - 12);
 	memcpy(buf + 8, &crc, 4);
 	err = log_io_file_open(log->io, tmp_name, LOG_IO_FILE_TRUNC, &file);
@@ -303,6 +311,7 @@ log_segment_index_read(struct log *log, struct log_segment *seg)
 		struct log_index_entry entry;
 
 		memcpy(&entry, buf + off, sizeof(entry));
+		entry.reserved &= ~LOG_ENTRY_DEAD; /* Memory only: recovery marks again. */
 		err = log_segment_entry_add(seg, &entry);
 	}
 	free(buf);

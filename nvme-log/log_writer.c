@@ -333,11 +333,26 @@ window_add(struct log *log, struct log_window *w, struct log_batch *batch,
 	w->used += padded;
 }
 
+/*
+ * A batch re-appending records below a cut that split their batch
+ * (log_shard_truncate_keep): records this log held before the cut, at the same
+ * numbers, so no promise fences them.
+ */
+static bool
+batch_kept(const struct log_shard *shard, const struct log_batch *batch)
+{
+	uint64_t keep_end = __atomic_load_n(&shard->keep_end, __ATOMIC_ACQUIRE);
+
+	return batch->seq_expect == shard->seq_next && batch->record_count > 0 &&
+	       batch->seq_expect + batch->record_count <= keep_end;
+}
+
 /* Why a batch cannot be appended right now, or 0. */
 static int32_t
-batch_refusal(struct log *log, struct log_shard *shard)
+batch_refusal(struct log *log, struct log_shard *shard, const struct log_batch *batch)
 {
 	int32_t failed = atomic_load(&log->failed);
+	bool kept;
 
 	if (failed != 0)
 		return failed;
@@ -348,7 +363,14 @@ batch_refusal(struct log *log, struct log_shard *shard)
 	    __atomic_load_n(&shard->close_pending, __ATOMIC_RELAXED) ||
 	    (shard->deleted && __atomic_load_n(&shard->delete_hold, __ATOMIC_ACQUIRE)))
 		return -EPIPE;
+	kept = batch_kept(shard, batch);
+	if (!kept && batch->epoch != LOG_EPOCH_NONE &&
+	    batch->epoch < __atomic_load_n(&shard->fence_epoch, __ATOMIC_ACQUIRE))
+		return -ESTALE; /* A newer leader was promised: this one is fenced. */
 	if (__atomic_load_n(&shard->trunc_hold, __ATOMIC_RELAXED))
+		return -EAGAIN;
+	/* A split batch's records come back first, at their own numbers. */
+	if (!kept && __atomic_load_n(&shard->keep_end, __ATOMIC_ACQUIRE) > shard->seq_next)
 		return -EAGAIN;
 	if (log->enospc && log->mono_ns < log->enospc_retry_ns)
 		return -ENOSPC;
@@ -384,15 +406,12 @@ drain_producer(struct log *log, struct log_producer *p, uint64_t mono_ns)
 	while (log_spsc_peek(&p->submit, &index)) {
 		struct log_batch *batch = &p->batches[index];
 		struct log_shard *shard = writer_shard(log, batch->shard_id);
-		int32_t refusal = batch_refusal(log, shard);
+		int32_t refusal = batch_refusal(log, shard, batch);
 
 		/* A follower's batch continues the shard exactly (log_batch_submit_at). */
 		if (refusal == 0 && batch->seq_expect != UINT64_MAX &&
 		    batch->seq_expect != shard->seq_next)
 			refusal = batch->seq_expect > shard->seq_next ? -EILSEQ : -EEXIST;
-		if (refusal == 0 && batch->epoch != LOG_EPOCH_NONE &&
-		    batch->epoch < __atomic_load_n(&shard->fence_epoch, __ATOMIC_ACQUIRE))
-			refusal = -ESTALE; /* A newer leader was promised: this one is fenced. */
 		if (refusal == 0) {
 			if (!w->open)
 				window_open(log, w, mono_ns);

@@ -336,7 +336,10 @@ static int append_records(struct replica_follower *f, struct fshard *s, const ui
  * copied first, the tail cut, then appended again at the same numbers in the
  * epoch they had (an epoch starts on a batch boundary, so at most one starts at
  * `point`), durable before the handshake answers: a follower never holds less
- * than it said it held.
+ * than it said it held. The log makes the cut and the re-append one step
+ * (log_shard_truncate_keep): if this node is placed as the shard's leader
+ * meanwhile, its settle waits for them and its epoch begins after them, and
+ * its promise does not fence them.
  */
 static int
 truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, uint64_t cut,
@@ -348,6 +351,7 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 	uint64_t epoch_point = LOG_EPOCH_NONE;
 	uint64_t epoch_before = LOG_EPOCH_NONE;
 	uint64_t unused;
+	bool keeping = false;
 	int err = log_shard_cut_point(log, s->shard_id, cut, &point);
 
 	if (err == 0 && point < cut) {
@@ -356,8 +360,12 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 		if (point > 0)
 			log_epoch_at(log, s->shard_id, point - 1, &epoch_before, &unused);
 	}
-	if (err == 0)
+	if (err == 0 && point < cut) {
+		err = log_shard_truncate_keep(log, s->shard_id, cut, s->epoch, end_out);
+		keeping = err == 0;
+	} else if (err == 0) {
 		err = log_shard_truncate_in(log, s->shard_id, cut, s->epoch, end_out);
+	}
 	if (err == 0 && point < cut && *end_out == point) {
 		if (epoch_point != epoch_before)
 			err = log_epoch_record(log, s->shard_id, epoch_point, point);
@@ -372,6 +380,12 @@ truncate_exact(struct replica_follower *f, struct fconn *c, struct fshard *s, ui
 			*end_out = cut;
 		}
 	}
+	/*
+	 * Not back durably (not the batch read, a refusal, a failed write, the link
+	 * broke): the shard must not go on taking only them, nor settles wait for them.
+	 */
+	if (keeping && (err != 0 || *end_out != cut))
+		log_shard_keep_abandon(log, s->shard_id);
 	replica_buf_fini(&keep);
 	return err;
 }
@@ -440,7 +454,8 @@ on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_c
 		uint64_t end;
 
 		err = truncate_exact(f, c, s, cut, &end);
-		if (err == -ESTALE && handshake_deposed(f, c, s))
+		/* Also after a cut that kept records: this node may lead the shard now. */
+		if ((err == 0 || err == -ESTALE) && handshake_deposed(f, c, s))
 			return;
 		if (err != 0) {
 			conn_break(f, c, "truncate", err);

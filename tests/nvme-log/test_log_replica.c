@@ -13,6 +13,7 @@
 
 #include <criterion/criterion.h>
 
+#include "common/crc32c.h"
 #include "common/diag.h"
 #include "nvme-log/log.h"
 #include "nvme-log/log_io.h"
@@ -417,8 +418,9 @@ Test(log_replica, truncation_refusals)
 		     "nothing to cut needs no slot");
 	cr_assert_eq(f.last_error, 0);
 	first_record_of(LOG_SHARD_ID(4, 0));
-	cr_assert_eq(log_shard_truncate(f.log, LOG_SHARD_ID(4, 0), 0, &end), -ENOSPC,
-		     "LOG_SHARD_TRUNCATIONS_MAX cuts remembered, then a clear refusal");
+	cr_assert_eq(log_shard_truncate(f.log, LOG_SHARD_ID(4, 0), 0, &end), 0,
+		     "more than LOG_SHARD_TRUNCATIONS_MAX cuts: older ones are forgotten, no wedge");
+	cr_assert_eq(end, 0);
 	cr_assert_eq(f.last_error, 0);
 }
 
@@ -502,4 +504,265 @@ Test(log_replica, the_writer_refuses_batches_of_an_epoch_older_than_the_promise)
 	cr_assert_eq(log_batch_submit_at(f.p, b, SHARD, 1, 4, 0), 0);
 	settle();
 	cr_assert_eq(f.last_error, -ESTALE, "the fence is durable");
+}
+
+/* ---- A shard cut any number of times ------------------------------------ */
+
+#define CUTS 120u
+#define CUT_SEQ_MAX 8192u     /* Records a shard reaches in the test (bound of `content`). */
+
+/* What the test expects of SHARD: each record's content, and its batches' starts. */
+struct model {
+	uint32_t content[CUT_SEQ_MAX];
+	bool batch_start[CUT_SEQ_MAX + 1];
+	uint64_t end;
+	uint64_t rng;
+};
+
+static uint32_t
+model_rand(struct model *m, uint32_t below)
+{
+	m->rng ^= m->rng << 13;
+	m->rng ^= m->rng >> 7;
+	m->rng ^= m->rng << 17;
+	return (uint32_t)(m->rng % below);
+}
+
+struct model_read {
+	const struct model *m;
+	uint64_t next;
+	uint32_t bad;
+};
+
+static int
+model_read_fn(void *arg, const struct log_record_out *record)
+{
+	struct model_read *r = arg;
+
+	if (record->seq != r->next || record->seq >= r->m->end ||
+	    !test_record_check(r->m->content[record->seq], record, DATA))
+		r->bad++;
+	r->next = record->seq + 1;
+	return 0;
+}
+
+/* Every record below the model's end is there with its content; nothing at or past it. */
+static void
+model_check(const struct model *m, const char *when)
+{
+	struct model_read mr = { .m = m };
+	struct log_reader *r;
+	uint64_t next = 0;
+	int n;
+
+	cr_assert_eq(info().seq_durable, m->end, "%s: end %lu, expected %lu", when,
+		     (unsigned long)info().seq_durable, (unsigned long)m->end);
+	cr_assert_eq(log_reader_open(f.log, &r), 0);
+	while (next < m->end) {
+		n = log_read(r, SHARD, next, 1000, UINT64_MAX, model_read_fn, &mr, &next);
+		cr_assert_gt(n, 0, "%s: read at %lu: %d", when, (unsigned long)mr.next, n);
+	}
+	n = log_read(r, SHARD, m->end, 1000, UINT64_MAX, model_read_fn, &mr, &next);
+	log_reader_close(r);
+	cr_assert_eq(n, 0, "%s: nothing past the end", when);
+	cr_assert_eq(mr.bad, 0, "%s: every record is the one last written at its number", when);
+	cr_assert_eq(mr.next, m->end);
+}
+
+/* Submits `batches` batches of generation `content` at the end (not settled). */
+static void
+model_append(struct model *m, uint32_t content, uint32_t batches)
+{
+	for (uint32_t b = 0; b < batches; b++) {
+		uint32_t n = 1 + model_rand(m, 20);
+
+		cr_assert_lt(m->end + n, CUT_SEQ_MAX);
+		submit(content, m->end, n, true);
+		m->batch_start[m->end] = true;
+		for (uint32_t k = 0; k < n; k++)
+			m->content[m->end + k] = content;
+		m->end += n;
+	}
+}
+
+/* Records of another shard, so that the cut shard's batches spread over sealed segments. */
+static void
+filler(uint32_t batches)
+{
+	for (uint32_t b = 0; b < batches; b++) {
+		struct log_batch *batch = log_batch_get(f.p);
+
+		cr_assert_not_null(batch);
+		for (uint32_t k = 0; k < 20; k++) {
+			uint8_t data[DATA];
+			char key[48];
+			struct log_record_in rec;
+
+			test_record_make(NEW, k, DATA, data, key, &rec);
+			cr_assert_eq(log_batch_add(batch, &rec), 0);
+		}
+		cr_assert_eq(log_batch_submit(f.p, batch, LOG_SHARD_ID(4, 0), 0), 0);
+	}
+}
+
+/* After a power loss: batches not settled may or may not have landed, whole. */
+static void
+model_recovered(struct model *m, uint64_t durable)
+{
+	uint64_t end = info().seq_durable;
+
+	cr_assert(end >= durable && end <= m->end, "recovered end %lu in [%lu, %lu]",
+		  (unsigned long)end, (unsigned long)durable, (unsigned long)m->end);
+	cr_assert(end == m->end || m->batch_start[end], "a batch is there whole or not at all");
+	for (uint64_t seq = end + 1; seq <= m->end; seq++)
+		m->batch_start[seq] = false;
+	m->end = end;
+}
+
+/* log.epochs's size and version on the simulated disk; false before the first cut. */
+static bool
+epochs_file(uint64_t *size_out, uint32_t *version_out)
+{
+	uint32_t file;
+	uint32_t version = 0;
+	int err = log_io_file_open(f.io, "log.epochs", 0, &file);
+
+	if (err == -ENOENT)
+		return false;
+	cr_assert_eq(err, 0);
+	cr_assert_eq(log_io_file_size(f.io, file, size_out), 0);
+	cr_assert_eq(log_io_pread(f.io, file, &version, 4, 12), 0);
+	log_io_file_close(f.io, file);
+	*version_out = version;
+	return true;
+}
+
+/*
+ * The follower's wedge (docs/CLUSTER.md): a shard cut more often than
+ * LOG_SHARD_TRUNCATIONS_MAX refused every later cut. Here one shard is cut 120
+ * times at random points (inside batches, at their starts, at the end), each cut
+ * followed by appends and a full read; about one round in five ends in a power loss
+ * (right after the cut, with appends in flight, or after they are durable) and
+ * recovery. Another shard's records fill segments meanwhile, so cut tails and the
+ * batches replacing them lie in sealed segments (index files) too. Every record
+ * below the last cut keeps the content last written at its number, nothing of a
+ * cut tail comes back, and log.epochs stays one cut long.
+ */
+Test(log_replica, a_shard_cut_any_number_of_times_keeps_what_is_below_its_last_cut,
+     .timeout = 300)
+{
+	struct model *m = calloc(1, sizeof(*m));
+	struct log_stats st;
+	uint64_t size_first = 0;
+	uint64_t size;
+	uint32_t version;
+	uint32_t crashes = 0;
+
+	cr_assert_not_null(m);
+	m->rng = 0x9e3779b97f4a7c15ull;
+	model_append(m, 1, 3);
+	settle();
+	for (uint32_t round = 0; round < CUTS; round++) {
+		uint32_t generation = round + 2;
+		uint64_t seq = m->end - model_rand(m, (uint32_t)(m->end < 40 ? m->end : 40) + 1);
+		uint64_t expect = seq;
+		uint64_t end;
+		uint32_t crash = model_rand(m, 15);
+
+		cr_log_info("round %u: end %lu, cut at %lu, crash %u", round,
+			    (unsigned long)m->end, (unsigned long)seq, crash);
+
+		while (expect < m->end && !m->batch_start[expect])
+			expect--;
+		cr_assert_eq(log_shard_truncate(f.log, SHARD, seq, &end), 0, "cut %u", round);
+		cr_assert_eq(end, expect, "cut %u at %lu: the batch's start", round,
+			     (unsigned long)seq);
+		for (uint64_t k = end + 1; k <= m->end; k++)
+			m->batch_start[k] = false;
+		m->end = end;
+		model_check(m, "after the cut");
+		if (crash == 0) {  /* Power loss right after the cut. */
+			reopen(true);
+			crashes++;
+			model_check(m, "power loss after the cut");
+		}
+		model_append(m, generation, 1 + model_rand(m, 3));
+		filler(4);  /* With up to 3 of the shard: within batches_per_producer. */
+		if (crash == 1) {  /* Power loss with the appends in flight. */
+			uint64_t durable = end;
+
+			for (uint32_t k = model_rand(m, 4); k > 0; k--)
+				log_writer_step(f.log, f.now += 20000);
+			reopen(true);
+			crashes++;
+			model_recovered(m, durable);
+		} else {
+			settle();
+			cr_assert_eq(f.last_error, 0);
+		}
+		if (crash == 2) {  /* Power loss once they are durable. */
+			reopen(true);
+			crashes++;
+		}
+		model_check(m, "after the appends");
+		if (!epochs_file(&size, &version))
+			continue;  /* Every cut so far was at the end: nothing to remember. */
+		if (size_first == 0)
+			size_first = size;
+		cr_assert_eq(version, 2);
+		cr_assert_eq(size, size_first, "log.epochs keeps one cut, whatever the count");
+	}
+	cr_assert_geq(crashes, 10, "the seed gives power losses at each kind of point");
+	log_stats_read(f.log, &st);
+	cr_assert_geq(st.segments, 2, "the shard's batches lie in a sealed segment too (%lu)",
+		      (unsigned long)st.segments);
+	reopen(false);
+	model_check(m, "a clean reopen");
+	free(m);
+}
+
+/* Rewrites log.epochs's version field (and its CRC) while the log is closed. */
+static void
+epochs_set_version(uint32_t version)
+{
+	uint8_t buf[4096];
+	uint64_t size;
+	uint32_t file;
+	uint32_t crc;
+
+	cr_assert_eq(log_io_file_open(f.io, "log.epochs", 0, &file), 0);
+	cr_assert_eq(log_io_file_size(f.io, file, &size), 0);
+	cr_assert_leq(size, sizeof(buf));
+	cr_assert_eq(log_io_pread(f.io, file, buf, (uint32_t)size, 0), 0);
+	memcpy(buf + 12, &version, 4);
+	crc = crc32c(0, buf + 12, size - 12);
+	memcpy(buf + 8, &crc, 4);
+	cr_assert_eq(log_io_pwrite(f.io, file, buf, (uint32_t)size, 0), 0);
+	cr_assert_eq(log_io_fsync(f.io, file), 0);
+	log_io_file_close(f.io, file);
+}
+
+/*
+ * log.epochs version 2 (one cut per shard) is read, and so is version 1 (every
+ * cut kept, same layout); a later version is refused at open with a clear error,
+ * never read as if it were known (a forgotten cut would bring a tail back).
+ */
+Test(log_replica, log_epochs_version_1_is_read_and_an_unknown_version_refused)
+{
+	uint64_t end;
+
+	old_tail();
+	cr_assert_eq(log_shard_truncate(f.log, SHARD, 4, &end), 0);
+	cr_assert_eq(end, 3);
+	fx_close();
+	epochs_set_version(1);
+	fx_open();
+	cr_assert_eq(info().seq_durable, 3, "version 1's cut holds");
+	cr_assert_eq(read_range(OLD, 0, 9), 3);
+	fx_close();
+	epochs_set_version(3);
+	cr_assert_eq(log_open(&f.c, &f.log), -EPROTONOSUPPORT);
+	epochs_set_version(2);
+	fx_open();
+	cr_assert_eq(info().seq_durable, 3);
 }

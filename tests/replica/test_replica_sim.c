@@ -6,11 +6,17 @@
  *   - a batch of an older LEAD still in the writer's window when a new leader's
  *     handshake compares ends (the stalled disk keeps it there);
  *   - a handshake whose LEAD this node's own, newer epoch deposed meanwhile (it
- *     was placed as the shard's leader between EPOCH_QUERY and EPOCH_END).
+ *     was placed as the shard's leader between EPOCH_QUERY and EPOCH_END);
+ *   - a cut inside a batch, this node placed as the shard's leader before the
+ *     records below the cut are appended again (the follower's only batch held
+ *     in flight by the stalled disk keeps it between the two), and the log's
+ *     primitive behind its fix (log_shard_truncate_keep) alone.
  *
  * Waits are for conditions, with generous deadlines (WAIT_NS), never for time.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +38,7 @@
 #define POLL_MS 5
 #define DATA 100u
 #define SHARD LOG_SHARD_ID(5, 0)
+#define SHARD_OTHER LOG_SHARD_ID(5, 1)
 #define PROBE_SEQ (1ull << 40)  /* Far past anything appended: a gap, never taken. */
 #define CONTENT_A 0x41u         /* Records the old leader (epoch 1) wrote. */
 #define CONTENT_B 0x42u         /* Records the new leader (epoch 2) wrote. */
@@ -46,8 +53,9 @@ struct sim_node {
 
 static struct sim_node n;
 
+/* batches: per producer (the follower's too), 0 for the default. */
 static void
-setup(void)
+setup_batches(uint32_t batches)
 {
 	struct log_config c;
 	struct replica_follower_config fc = { 0 };
@@ -62,11 +70,26 @@ setup(void)
 	c.segment_size = 16u << 20;
 	c.shards_max = 16;
 	c.watermark_gated = true;
+	if (batches != 0)
+		c.batches_per_producer = batches;
 	cr_assert_eq(log_open(&c, &n.log), 0);
 	cr_assert_eq(log_producer_open(n.log, &n.p), 0);
 	fc.log = n.log;
 	cr_assert_eq(replica_follower_start(&fc, &n.f), 0);
 	cr_assert_eq(replica_buf_init(&n.in, 1u << 16), 0);
+}
+
+static void
+setup(void)
+{
+	setup_batches(0);
+}
+
+/* One batch per producer: a batch in flight leaves the follower none to append with. */
+static void
+setup_one_batch(void)
+{
+	setup_batches(1);
 }
 
 static void
@@ -93,9 +116,10 @@ expect(int fd, enum replica_msg type)
 	return m;
 }
 
-/* One batch of the test's own producer: its completion's error. */
+/* One batch of the test's own producer, for the leader of `epoch`: its completion's error. */
 static int
-submit_wait(uint32_t content, uint64_t seq_first, uint32_t count, uint64_t at)
+submit_wait_in(uint32_t content, uint64_t seq_first, uint32_t count, uint64_t at,
+	       uint64_t epoch)
 {
 	struct log_batch *b = log_batch_get(n.p);
 	struct log_completion done;
@@ -103,12 +127,18 @@ submit_wait(uint32_t content, uint64_t seq_first, uint32_t count, uint64_t at)
 
 	cr_assert_not_null(b);
 	raw_batch_fill(b, content, seq_first, count, DATA);
-	cr_assert_eq(log_batch_submit_at(n.p, b, SHARD, at, LOG_EPOCH_NONE, 0), 0);
+	cr_assert_eq(log_batch_submit_at(n.p, b, SHARD, at, epoch, 0), 0);
 	while (log_completions_poll(n.p, &done, 1) == 0) {
 		cr_assert_lt(clock_mono_ns(), deadline, "the writer completes the batch");
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	}
 	return done.error;
+}
+
+static int
+submit_wait(uint32_t content, uint64_t seq_first, uint32_t count, uint64_t at)
+{
+	return submit_wait_in(content, seq_first, count, at, LOG_EPOCH_NONE);
 }
 
 /*
@@ -251,5 +281,242 @@ Test(replica_sim, a_handshake_deposed_by_this_nodes_own_newer_epoch_forgets_noth
 	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
 	cr_assert_eq(ei.epoch_last, 3);
 	replica_leader_stop(l);
+	close(a);
+}
+
+/* replica_lead_set on a thread of its own: it may wait for the follower's cut. */
+struct lead_call {
+	struct replica_leader *l;
+	uint64_t epoch;
+	int err;
+	atomic_bool done;
+};
+
+static void *
+lead_main(void *arg)
+{
+	struct lead_call *call = arg;
+
+	call->err = replica_lead_set(call->l, SHARD, call->epoch, NULL, 0);
+	atomic_store(&call->done, true);
+	return NULL;
+}
+
+/*
+ * Has the writer fenced `epoch` (a newer one promised and durable)? A probe of
+ * that epoch far past the end is refused -ESTALE then, -EAGAIN or -EILSEQ
+ * before (shard_settling); it never adds a record.
+ */
+static bool
+shard_fenced(uint64_t epoch)
+{
+	int err = submit_wait_in(CONTENT_A, 0, 1, PROBE_SEQ, epoch);
+
+	cr_assert(err == -ESTALE || err == -EAGAIN || err == -EILSEQ, "probe: %d", err);
+	return err == -ESTALE;
+}
+
+/* SHARD holds records 0..9 in one batch, in epoch 1. */
+static void
+one_batch_in_epoch_1(void)
+{
+	cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
+	cr_assert_eq(submit_wait(CONTENT_A, 0, 10, 0), 0);
+}
+
+/*
+ * A connection from a leader of SHARD_OTHER (epoch 1) whose APPEND takes the
+ * follower's only batch (setup_one_batch) and stays in flight: the disk is held.
+ */
+static int
+only_batch_held(void)
+{
+	struct replica_append other = { .shard_id = SHARD_OTHER, .epoch = 1, .seq_first = 0,
+					.records_epoch = 1, .count = 5 };
+	int a = raw_send(replica_follower_port(n.f), NULL, 0);
+
+	raw_ctl(a, REPLICA_MSG_LEAD, SHARD_OTHER, 1, 0);
+	expect(a, REPLICA_MSG_EPOCH_QUERY);
+	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD_OTHER, LOG_EPOCH_NONE, 0);
+	expect(a, REPLICA_MSG_READY);
+	log_io_sim_hold(n.io, true);
+	raw_append(a, &other, CONTENT_B, DATA);
+	return a;
+}
+
+/*
+ * The loss window of docs/CLUSTER.md ("Failure table"): this node follows SHARD
+ * (epoch 1, records 0..9 in one batch) and takes LEAD(2) from A, whose epoch 1
+ * ends at 5. The cut falls at 0 (the batch's start), and records 0..4 (the
+ * leader's too, maybe acknowledged) are to be appended again. The follower's
+ * only batch is in flight on the stalled disk (another shard's APPEND), so it
+ * waits between the cut and the re-append; meanwhile the controller places this
+ * node as SHARD's leader in epoch 3 (promise, settle, begin at the end). Before
+ * the fix the epoch began at 0 and the re-append was fenced: the new leader
+ * lacked records 0..4. Now the settle waits for them: epoch 3 begins at 5.
+ */
+Test(replica_sim, a_cut_inside_a_batch_keeps_its_records_when_this_node_leads_meanwhile,
+     .init = setup_one_batch)
+{
+	struct replica_leader_config lc = { .log = n.log, .watermark_acks = REPLICA_ACKS_QUORUM };
+	struct lead_call call = { .epoch = 3 };
+	struct log_epoch_info ei;
+	struct replica_ctl m;
+	pthread_t thread;
+	uint64_t deadline;
+	uint64_t e;
+	uint64_t end;
+	int type;
+	int a;
+
+	one_batch_in_epoch_1();
+	cr_assert_eq(replica_leader_start(&lc, &call.l), 0);
+	a = only_batch_held();
+
+	raw_ctl(a, REPLICA_MSG_LEAD, SHARD, 2, 0);
+	m = expect(a, REPLICA_MSG_EPOCH_QUERY);
+	cr_assert_eq(m.epoch, 1);
+	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD, 1, 5);  /* A's epoch 1 ends inside the batch. */
+	for (deadline = clock_mono_ns() + WAIT_NS; local_end() != 0;) {
+		cr_assert_lt(clock_mono_ns(), deadline, "the follower cuts at the batch's start");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+
+	/* Placed as SHARD's leader before records 0..4 are back. */
+	cr_assert_eq(pthread_create(&thread, NULL, lead_main, &call), 0);
+	for (deadline = clock_mono_ns() + WAIT_NS; !atomic_load(&call.done) && !shard_fenced(2);)
+		cr_assert_lt(clock_mono_ns(), deadline, "the leader promises epoch 3");
+	log_io_sim_hold(n.io, false);
+	cr_assert_eq(pthread_join(thread, NULL), 0);
+	cr_assert_eq(call.err, 0);
+
+	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+	cr_assert(ei.epoch_last == 3 && ei.epoch_last_start == 5,
+		  "epoch 3 begins after the kept records (newest %lu at %lu)",
+		  (unsigned long)ei.epoch_last, (unsigned long)ei.epoch_last_start);
+	cr_assert_eq(local_end(), 5, "the new leader holds what it held below the cut");
+	raw_check_range(n.log, "follower", SHARD, CONTENT_A, DATA, 0, 5);
+	cr_assert_eq(log_epoch_at(n.log, SHARD, 4, &e, &end), 0);
+	cr_assert(e == 1 && end == 5, "the kept records are epoch 1's");
+	/* A's handshake is deposed (its ACK of the other shard may come first). */
+	while ((type = raw_frame(a, &n.in, &m)) == REPLICA_MSG_ACK)
+		;
+	cr_assert_eq(type, REPLICA_MSG_FENCED);
+	cr_assert(m.shard_id == SHARD && m.epoch == 3);
+	replica_leader_stop(call.l);
+	close(a);
+}
+
+/* log_shard_settle on a thread of its own: it waits for a cut's kept records. */
+struct settle_call {
+	uint64_t end;
+	int err;
+	atomic_bool done;
+};
+
+static void *
+settle_main(void *arg)
+{
+	struct settle_call *call = arg;
+
+	call->err = log_shard_settle(n.log, SHARD, &call->end);
+	atomic_store(&call->done, true);
+	return NULL;
+}
+
+/*
+ * The log's side of the fix above (log_shard_truncate_keep): after a cut inside a
+ * batch the shard takes only the records below the cut at their numbers, even in an
+ * epoch fenced meanwhile; any other append is refused (-EAGAIN: a leader's, one past
+ * the kept range, one elsewhere); a settle answers the end after them. Given up
+ * (log_shard_keep_abandon), a waiting settle answers the cut point and appends resume.
+ */
+Test(replica_sim, a_cut_that_keeps_records_takes_only_them_until_they_are_durable)
+{
+	struct settle_call call = { 0 };
+	struct settle_call again = { 0 };
+	pthread_t thread;
+	uint64_t end;
+
+	cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 10, 0, 1), 0);
+	cr_assert_eq(log_shard_truncate_keep(n.log, SHARD, 5, 1, &end), 0);
+	cr_assert_eq(end, 0, "the cut falls at the batch's start");
+	cr_assert_eq(log_epoch_promise(n.log, SHARD, 3), 0, "this node is placed as leader");
+
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 6, 0, 1), -ESTALE, "past them: fenced");
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 6, 0, LOG_EPOCH_NONE), -EAGAIN, "past them");
+	cr_assert_eq(submit_wait_in(CONTENT_B, 0, 1, UINT64_MAX, 3), -EAGAIN, "a leader's");
+	cr_assert_eq(submit_wait_in(CONTENT_B, 0, 1, PROBE_SEQ, LOG_EPOCH_NONE), -EAGAIN,
+		     "elsewhere");
+	cr_assert_eq(pthread_create(&thread, NULL, settle_main, &call), 0);
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 5, 0, 1), 0, "the kept records, epoch 1 fenced");
+	cr_assert_eq(pthread_join(thread, NULL), 0);
+	cr_assert(call.err == 0 && call.end == 5, "settled at %lu (%d): after the kept records",
+		  (unsigned long)call.end, call.err);
+	cr_assert_eq(log_epoch_begin(n.log, SHARD, 3, call.end), 0);
+	cr_assert_eq(submit_wait_in(CONTENT_B, 5, 5, UINT64_MAX, 3), 0, "the leader appends");
+	raw_check_range(n.log, "kept", SHARD, CONTENT_A, DATA, 0, 5);
+	raw_check_range(n.log, "led", SHARD, CONTENT_B, DATA, 5, 10);
+
+	/* Given up: a waiting settle answers the cut point; appends resume there. */
+	cr_assert_eq(log_shard_truncate_keep(n.log, SHARD, 8, 3, &end), 0);
+	cr_assert_eq(end, 5);
+	cr_assert_eq(pthread_create(&thread, NULL, settle_main, &again), 0);
+	log_shard_keep_abandon(n.log, SHARD);
+	cr_assert_eq(pthread_join(thread, NULL), 0);
+	cr_assert(again.err == 0 && again.end == 5);
+	cr_assert_eq(submit_wait_in(CONTENT_B, 5, 1, UINT64_MAX, 3), 0);
+	cr_assert_eq(local_end(), 6);
+}
+
+/*
+ * A cut that keeps records whose re-append then fails (the disk full when they are
+ * written): the follower gives them up (log_shard_keep_abandon), so the shard is not
+ * left taking only them with every settle waiting for them (a node placed as its
+ * leader would hang). The handshake runs again on the next LEAD.
+ */
+Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = setup_one_batch)
+{
+	struct settle_call call = { 0 };
+	struct log_epoch_info ei;
+	struct replica_ctl m;
+	pthread_t thread;
+	uint64_t deadline;
+	int err;
+	int a;
+
+	one_batch_in_epoch_1();
+	cr_assert_eq(log_epoch_record(n.log, SHARD, 3, 10), 0);  /* Begun, never written. */
+	a = only_batch_held();
+	raw_ctl(a, REPLICA_MSG_LEAD, SHARD, 4, 0);
+	m = expect(a, REPLICA_MSG_EPOCH_QUERY);
+	cr_assert_eq(m.epoch, 3);
+	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD, 1, 5);
+	/* Cut at 0 and stored (epoch 3 forgotten, epoch 1 recorded again at 0). */
+	for (deadline = clock_mono_ns() + WAIT_NS;;) {
+		cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+		if (ei.count == 1 && ei.epoch_last == 1 && local_end() == 0)
+			break;
+		cr_assert_lt(clock_mono_ns(), deadline, "the follower cuts and records epoch 1");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	log_io_sim_set_full(n.io, true);
+	log_io_sim_hold(n.io, false);
+
+	cr_assert_eq(pthread_create(&thread, NULL, settle_main, &call), 0);
+	for (deadline = clock_mono_ns() + WAIT_NS; !atomic_load(&call.done);) {
+		cr_assert_lt(clock_mono_ns(), deadline, "a settle does not wait for records "
+			     "whose re-append failed");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	cr_assert_eq(pthread_join(thread, NULL), 0);
+	cr_assert(call.err == 0 && call.end == 0, "settled at %lu (%d)",
+		  (unsigned long)call.end, call.err);
+	log_io_sim_set_full(n.io, false);
+	for (deadline = clock_mono_ns() + WAIT_NS;
+	     (err = submit_wait(CONTENT_B, 0, 1, 0)) == -ENOSPC;)
+		cr_assert_lt(clock_mono_ns(), deadline, "the writer retries once space is free");
+	cr_assert_eq(err, 0, "appends at the cut point go on: %d", err);
 	close(a);
 }
