@@ -49,6 +49,11 @@ def create_stream(c, name, shards):
         raise RuntimeError("CreateStream %s failed (see above)" % name)
 
 
+def longest_gap(times):
+    t = sorted(times)
+    return max((b - a for a, b in zip(t, t[1:])), default=0.0)
+
+
 class Data:
     def __init__(self, camp):
         self.camp = camp
@@ -60,6 +65,10 @@ class Data:
         self.threads = []
         self.calls = 0
         self.errors = 0
+        self.ack_times = []      # monotonic time of every call that acknowledged a record
+        self.shard_ack_times = {}   # (stream, shard) -> monotonic times of its acked records
+        self.error_kinds = {}    # a failed call's exception or a record's ErrorCode -> count
+        self.keys_per_producer = KEYS_PER_PRODUCER
 
     def create_stream(self, name, shards):
         create_stream(self.c, name, shards)
@@ -84,7 +93,7 @@ class Data:
             nid = rng.choice(live)
             k = clients.setdefault(nid, client(self.c.nodes[nid - 1].api_url))
             stream = rng.choice(self.streams)
-            keys = rng.sample(range(KEYS_PER_PRODUCER), 4)
+            keys = rng.sample(range(self.keys_per_producer), 4)
             recs = []
             for key in keys:
                 name = "p%dk%d" % (p, key)
@@ -94,15 +103,24 @@ class Data:
             try:
                 r = k.put_records(StreamName=stream, Records=[
                     {"Data": d, "PartitionKey": n} for n, d, _ in recs])
-            except Exception:
+            except Exception as e:
                 with self.lock:
                     self.calls += 1
                     self.errors += 1
+                    kind = type(e).__name__
+                    self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
                 continue
+            now = time.monotonic()
             with self.lock:
                 self.calls += 1
+                if any("ErrorCode" not in out for out in r["Records"]):
+                    self.ack_times.append(now)
                 for (name, data, order), out in zip(recs, r["Records"]):
-                    if "ErrorCode" not in out:
+                    if "ErrorCode" in out:
+                        kind = out["ErrorCode"]
+                        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+                    else:
+                        self.shard_ack_times.setdefault((stream, out["ShardId"]), []).append(now)
                         self.acked.append((stream, out["ShardId"], int(out["SequenceNumber"]),
                                            name, data, order))
 
@@ -133,9 +151,7 @@ class Data:
     def finish(self):
         """Stops the producers, brings every node back, reads each; (acked, violations)."""
         import campaign
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join()
+        self.stop()
         self.camp.ops += self.calls
         self.c.heal_all()
         for n in self.c.nodes:
@@ -144,6 +160,28 @@ class Data:
                 n.start()
         self.camp.w.wait(campaign.settled_without(None, [n.id for n in self.c.nodes]),
                          "every node back before the read-back")
+        return len(self.acked), self.check(self.c.nodes)
+
+    def stop(self):
+        """Stops the producers and waits for them."""
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join()
+
+    def longest_ack_gap_s(self):
+        """The longest time between two acknowledging calls, over all producers (0 with
+        fewer than two)."""
+        return longest_gap(self.ack_times)
+
+    def longest_shard_gap_s(self):
+        """The longest time between two records acknowledged for one shard (as the producers
+        spread their keys: a shard goes unwritten for a while by chance too)."""
+        return max((longest_gap(t) for t in self.shard_ack_times.values()), default=0.0)
+
+    def check(self, nodes):
+        """Reads every shard from each of `nodes` that its final in-sync set holds and checks
+        the ledger against it: (lost, dup, misordered, split_brain)."""
+        import campaign
         # Each node answers for the shards it holds in sync (the final placement's isr): a
         # replica still catching up may lack records, and says so by not being in the set.
         # A follower's readable end is the watermark its leader ships after the fact: a record
@@ -152,7 +190,7 @@ class Data:
         while True:
             final = self.camp.w.state()["shards"]
             reads = {}
-            for n in self.c.nodes:
+            for n in nodes:
                 held = {k for k, v in final.items() if n.id in v["isr"]}
                 reads[n.id] = {k: v for k, v in self.read_all(n).items() if k in held}
                 self.camp.ops += 1
@@ -178,4 +216,4 @@ class Data:
                   (node, rec[0], rec[1], rec[2], rec[3], rec[4][:24], got, at, len(shard),
                    shard[-1][0] if shard else None, others, final.get((rec[0], rec[1]))),
                   flush=True)
-        return len(self.acked), verdict
+        return verdict
