@@ -7,7 +7,9 @@ A cluster from tests/cluster/harness.py (nodes in network namespaces, one etcd).
 scheduler injects faults one after another until N seconds have passed: SIGKILL of the
 controller's node, of a leader, of any node (then a restart), SIGSTOP (then SIGCONT), a node
 cut from etcd and one cut from another node (nftables, then healed), a drain and its undo
-(`sluice cluster drain`). After each fault it waits for the cluster to settle.
+(`sluice cluster drain`), and with sluiced nodes a scale step (f_scale: a spare node joins
+and takes leaders and in-sync replicas, another is drained, stopped and becomes the spare).
+After each fault it waits for the cluster to settle.
 
 What is checked, always (membership, controller, placement; from etcd's own event stream,
 `etcdctl watch` on /sluice/<cluster>/ in the client namespace, every event in revision order):
@@ -58,6 +60,8 @@ import harness  # noqa: E402
 STREAMS = 2
 SHARDS_PER_STREAM = 3
 DRAIN_TRIES = 3       # A drain refused as "not registered" (a lapsed lease) is asked again.
+# A placement settling after a join or a drain: catch-ups, one balancing swap at a time.
+SETTLE_S = 120.0
 
 
 class Failure(Exception):
@@ -292,14 +296,52 @@ def settled_without(lost_id, expect_nodes):
     return pred
 
 
+def spread(st, ids, what, stream=None):
+    """{node: count} of leaderships (`what` "leader") or replicas ("replicas") over the shards
+    (of `stream`, or all), every node of `ids` counted even at 0."""
+    out = {i: 0 for i in ids}
+    for (name, _), v in st["shards"].items():
+        if stream is not None and name != stream:
+            continue
+        for r in ([v["leader"]] if what == "leader" else v["replicas"]):
+            out[r] = out.get(r, 0) + 1
+    return out
+
+
+def balanced_on(ids, shards, stream=None):
+    """A state predicate: `ids` registered and alone holding the `shards` shards (of `stream`,
+    or all), each led from `ids` and fully in sync on min(3, len(ids)) replicas, leaders and
+    replicas balanced over `ids` (max - min <= 1): a placement settled after a join or a
+    drain."""
+    want = min(3, len(ids))
+
+    def pred(st):
+        held = {k: v for k, v in st["shards"].items() if stream is None or k[0] == stream}
+        if len(held) != shards or not set(ids) <= set(st["nodes"]):
+            return False
+        for v in held.values():
+            if v["leader"] not in ids or len(v["replicas"]) != want or \
+               sorted(v["isr"]) != sorted(v["replicas"]) or not set(v["replicas"]) <= set(ids):
+                return False
+        for what in ("leader", "replicas"):
+            counts = spread(st, ids, what, stream)
+            if set(counts) != set(ids) or max(counts.values()) - min(counts.values()) > 1:
+                return False
+        return True
+    return pred
+
+
 # ---- the campaign
 
 class Campaign:
     def __init__(self, args):
         self.args = args
         self.rng = random.Random(args.seed)
-        self.c = harness.Cluster(nodes=args.nodes, ttl_s=args.ttl, build_dir=args.build,
+        # One node slot more than the cluster's nodes: the spare f_scale joins (a node it
+        # drains and stops is the next spare).
+        self.c = harness.Cluster(nodes=args.nodes + 1, ttl_s=args.ttl, build_dir=args.build,
                                  name="chx")
+        self.out = {args.nodes + 1}   # Nodes outside the cluster (stopped, no replica).
         self.ops = 0
         self.faults = 0
         self.failover_ms = []
@@ -311,7 +353,11 @@ class Campaign:
         return self.c.nodes[nid - 1]
 
     def live_ids(self):
-        return [n.id for n in self.c.nodes if n.alive and not n.paused]
+        return [n.id for n in self.c.nodes if n.alive and not n.paused and n.id not in self.out]
+
+    def member_ids(self):
+        """The cluster's nodes, whether up or taken down by a fault (not the spare)."""
+        return [n.id for n in self.c.nodes if n.id not in self.out]
 
     def sluice(self, *args):
         self.ops += 1
@@ -320,8 +366,9 @@ class Campaign:
     def setup(self):
         self.c.up()
         self.w = Watcher(self.c)
-        self.c.start_nodes()
-        ids = [n.id for n in self.c.nodes]
+        ids = self.member_ids()
+        for i in ids:
+            self.node(i).start()
         self.w.wait(lambda st: set(ids) <= set(st["nodes"]) and st["controller"] in ids,
                     "every node registered and a controller")
         for i in range(STREAMS):
@@ -435,16 +482,45 @@ class Campaign:
         self.drain(nid, "--undo")
         self.w.wait(lambda st: st["nodes"].get(nid) is False, "node %d undrained" % nid)
 
+    def f_scale(self):
+        """Scale-out and drain: the spare joins; once every shard is in sync and leaders and
+        replicas are balanced with it (it leads shards), another node is drained; once it
+        holds nothing it is stopped, its registration goes, its drain intent is undone (so
+        it joins with work next time): it is the spare."""
+        spare = min(self.out)
+        self.node(spare).start()
+        self.out.discard(spare)
+        ids = self.live_ids()
+        shards = STREAMS * SHARDS_PER_STREAM
+        self.w.wait(lambda st: balanced_on(ids, shards)(st) and
+                    spread(st, ids, "leader")[spare] > 0,
+                    "node %d joined: leading, every replica in sync, balanced" % spare,
+                    deadline_s=SETTLE_S)
+        victim = self.rng.choice([i for i in ids if i != spare])
+        self.drain(victim)
+        rest = [i for i in ids if i != victim]
+        self.w.wait(lambda st: st["nodes"].get(victim) is True and balanced_on(rest, shards)(st),
+                    "node %d drained: no leadership, no replica" % victim, deadline_s=SETTLE_S)
+        self.out.add(victim)   # The producers leave it before it stops.
+        self.node(victim).stop()
+        self.w.wait(lambda st: victim not in st["nodes"] and balanced_on(rest, shards)(st),
+                    "node %d gone, the placement unchanged" % victim)
+        self.drain(victim, "--undo")
+
     FAULTS = ["f_kill_controller", "f_kill_leader", "f_kill_any", "f_pause", "f_cut_etcd",
               "f_cut_peer", "f_drain"]
+    # A join needs the data path: only a shard's leader (sluiced) puts a caught-up replica in
+    # its in-sync set, so cluster_agent nodes never settle with a new node.
+    FAULTS_SLUICED = ["f_scale"]
 
     def run(self):
         end = time.monotonic() + self.args.seconds
         # Every kind once first (a short run still covers them), then the seed's choices.
-        order = list(self.FAULTS)
+        faults = self.FAULTS + (self.FAULTS_SLUICED if self.c.kind == "sluiced" else [])
+        order = list(faults)
         self.rng.shuffle(order)
         while time.monotonic() < end or order:
-            name = order.pop(0) if order else self.rng.choice(self.FAULTS)
+            name = order.pop(0) if order else self.rng.choice(faults)
             self.counts[name] = self.counts.get(name, 0) + 1
             self.faults += 1
             getattr(self, name)()

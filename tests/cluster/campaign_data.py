@@ -149,18 +149,20 @@ class Data:
         return out
 
     def finish(self):
-        """Stops the producers, brings every node back, reads each; (acked, violations)."""
+        """Stops the producers, brings every node of the cluster back (not the spare, which
+        left drained), reads each; (acked, violations)."""
         import campaign
         self.stop()
         self.camp.ops += self.calls
         self.c.heal_all()
-        for n in self.c.nodes:
+        members = [self.camp.node(i) for i in self.camp.member_ids()]
+        for n in members:
             n.resume()
             if not n.alive:
                 n.start()
-        self.camp.w.wait(campaign.settled_without(None, [n.id for n in self.c.nodes]),
+        self.camp.w.wait(campaign.settled_without(None, [n.id for n in members]),
                          "every node back before the read-back")
-        return len(self.acked), self.check(self.c.nodes)
+        return len(self.acked), self.check(members)
 
     def stop(self):
         """Stops the producers and waits for them."""

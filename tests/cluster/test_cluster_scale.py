@@ -45,53 +45,10 @@ DRAINED = 2
 CALLS_PER_STEP = 40
 # Partition keys per producer: enough that the records reach (almost surely) every shard.
 KEYS_PER_PRODUCER = 32
-# A placement settling on a new node: catch-ups and one balancing swap at a time.
-SETTLE_S = 120.0
-
-
-class Scale(campaign.Campaign):
-    """A campaign object for campaign_data.Data (its seed, live nodes, watcher), without
-    the fault scheduler; `retired` nodes (one starting, not ready yet; one leaving) are not
-    offered to the producers."""
-
-    def __init__(self, args):
-        super().__init__(args)
-        self.retired = set()
-
-    def live_ids(self):
-        return [i for i in super().live_ids() if i not in self.retired]
-
-
-def spread(st, ids, what):
-    """{node: count} of `what` ("leader" or "replicas") over the stream's shards."""
-    out = {i: 0 for i in ids}
-    for (stream, _), v in st["shards"].items():
-        if stream != STREAM:
-            continue
-        for r in ([v["leader"]] if what == "leader" else v["replicas"]):
-            out[r] = out.get(r, 0) + 1
-    return out
 
 
 def settled_on(ids):
-    """A state predicate: exactly `ids` hold the stream, every shard led from `ids`, fully
-    in sync on min(3, len(ids)) replicas, leaders and replicas balanced (max - min <= 1)."""
-    want = min(3, len(ids))
-
-    def pred(st):
-        shards = {k: v for k, v in st["shards"].items() if k[0] == STREAM}
-        if len(shards) != SHARDS or not set(ids) <= set(st["nodes"]):
-            return False
-        for v in shards.values():
-            if v["leader"] not in ids or len(v["replicas"]) != want or \
-               sorted(v["isr"]) != sorted(v["replicas"]) or not set(v["replicas"]) <= set(ids):
-                return False
-        for what in ("leader", "replicas"):
-            counts = spread(st, ids, what)
-            if set(counts) != set(ids) or max(counts.values()) - min(counts.values()) > 1:
-                return False
-        return True
-    return pred
+    return campaign.balanced_on(ids, SHARDS, STREAM)
 
 
 def more_acks(data, n):
@@ -104,15 +61,15 @@ def more_acks(data, n):
 
 def show(st, what):
     print("cluster-scale: %s: leaders %r replicas %r" %
-          (what, spread(st, sorted(st["nodes"]), "leader"),
-           spread(st, sorted(st["nodes"]), "replicas")), flush=True)
+          (what, campaign.spread(st, sorted(st["nodes"]), "leader"),
+           campaign.spread(st, sorted(st["nodes"]), "replicas")), flush=True)
 
 
 def run(camp, data):
     c, w = camp.c, camp.w
-    first = [1, 2, 3]
-    for n in c.nodes[:3]:
-        n.start()
+    first = camp.member_ids()
+    for i in first:
+        camp.node(i).start()
     w.wait(lambda st: set(first) <= set(st["nodes"]) and st["controller"] in first,
            "three nodes registered and a controller")
     data.create_stream(STREAM, SHARDS)
@@ -122,15 +79,14 @@ def run(camp, data):
     more_acks(data, CALLS_PER_STEP)
 
     # 1. A fourth node joins under load.
-    camp.retired.add(JOINER)
     c.nodes[JOINER - 1].start()
-    camp.retired.discard(JOINER)
+    camp.out.discard(JOINER)   # Offered to the producers once ready.
     four = first + [JOINER]
-    w.wait(settled_on(four), "the placement settled on four nodes", deadline_s=SETTLE_S)
+    w.wait(settled_on(four), "the placement settled on four nodes", deadline_s=campaign.SETTLE_S)
     st = w.state()
     show(st, "4 nodes")
-    led = spread(st, four, "leader")[JOINER]
-    followed = spread(st, four, "replicas")[JOINER] - led
+    led = campaign.spread(st, four, "leader")[JOINER]
+    followed = campaign.spread(st, four, "replicas")[JOINER] - led
     campaign.check(led > 0 and followed > 0, "node %d leads %d shards and follows %d" %
                    (JOINER, led, followed))
     more_acks(data, CALLS_PER_STEP)
@@ -139,9 +95,9 @@ def run(camp, data):
     camp.drain(DRAINED)
     rest = [i for i in four if i != DRAINED]
     w.wait(lambda st: st["nodes"].get(DRAINED) is True and settled_on(rest)(st),
-           "node %d drained: no leadership, no replica" % DRAINED, deadline_s=SETTLE_S)
+           "node %d drained: no leadership, no replica" % DRAINED, deadline_s=campaign.SETTLE_S)
     show(w.state(), "node %d drained" % DRAINED)
-    camp.retired.add(DRAINED)
+    camp.out.add(DRAINED)   # The producers leave it before it stops.
     c.nodes[DRAINED - 1].stop()
     w.wait(lambda st: DRAINED not in st["nodes"] and settled_on(rest)(st),
            "node %d gone, the placement unchanged" % DRAINED)
@@ -169,9 +125,11 @@ def main():
     if args.seed is None:
         args.seed = (int(os.environ.get("TEST_SEED", "0")) or
                      random.SystemRandom().randrange(1, 1 << 31))
-    # What Campaign reads from its arguments: four node slots, TTL 2 s, data on.
-    args.nodes, args.ttl, args.data, args.seconds, args.bound_check = 4, 2, True, 0, False
-    camp = Scale(args)
+    # What Campaign reads from its arguments: three nodes (and the spare's slot: JOINER),
+    # TTL 2 s, data on; the campaign's scheduler is not run.
+    args.nodes, args.ttl, args.data, args.seconds, args.bound_check = 3, 2, True, 0, False
+    camp = campaign.Campaign(args)
+    assert camp.out == {JOINER}
     if not harness.cluster_mode_supported(camp.c.sluiced):
         raise SystemExit("cluster-scale: sluiced has no [cluster] section")
     data = camp.data = campaign_data.Data(camp)
