@@ -67,7 +67,8 @@ class Data:
         self.errors = 0
         self.ack_times = []      # monotonic time of every call that acknowledged a record
         self.shard_ack_times = {}   # (stream, shard) -> monotonic times of its acked records
-        self.error_kinds = {}    # a failed call's exception or a record's ErrorCode -> count
+        # A failed call's exception (with the node called) or a record's ErrorCode -> count.
+        self.error_kinds = {}
         self.keys_per_producer = KEYS_PER_PRODUCER
 
     def create_stream(self, name, shards):
@@ -107,7 +108,7 @@ class Data:
                 with self.lock:
                     self.calls += 1
                     self.errors += 1
-                    kind = type(e).__name__
+                    kind = "%s@n%d" % (type(e).__name__, nid)
                     self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
                 continue
             now = time.monotonic()
