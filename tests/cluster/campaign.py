@@ -386,6 +386,26 @@ class Campaign:
             self.ops += 1
         self.w.wait(settled_without(None, ids), "every shard placed")
 
+    def guarded(self, tag, body):
+        """body()'s truth; a failure (the harness's own errors too: a node that does not
+        start, a wait past its deadline) is printed with the nodes' log tails, and the
+        producers, the watcher and the cluster are stopped on every path."""
+        try:
+            return bool(body())
+        except (Failure, RuntimeError, TimeoutError, OSError) as e:
+            print("%s: FAIL (seed=%d): %s: %s" % (tag, self.args.seed, type(e).__name__, e),
+                  flush=True)
+            for n in self.c.nodes:
+                if os.path.exists(n.log_path):
+                    print("--- node %d log tail:\n%s" % (n.id, n.log_tail()))
+            return False
+        finally:
+            if self.data:
+                self.data.stop()
+            if hasattr(self, "w"):
+                self.w.stop()
+            self.c.cleanup()
+
     def bound_s(self):
         return 2.0 * self.args.ttl
 
@@ -576,25 +596,14 @@ def main():
             raise SystemExit("cluster-campaign: --data needs sluiced with a [cluster] "
                              "section (cnode's work); this build has none")
         camp.data = campaign_data.Data(camp)
-    ok = False
-    try:
+
+    def body():
         camp.setup()
         if camp.data:
             camp.data.start()
         camp.run()
-        ok = camp.verdict()
-    except (Failure, RuntimeError, TimeoutError, OSError) as e:
-        # The harness's own errors (a node that does not start, a wait past its deadline) too.
-        print("cluster-campaign: FAIL (seed=%d): %s: %s" % (args.seed, type(e).__name__, e),
-              flush=True)
-        for n in camp.c.nodes:
-            if os.path.exists(n.log_path):
-                print("--- node %d log tail:\n%s" % (n.id, n.log_tail()))
-    finally:
-        if hasattr(camp, "w"):
-            camp.w.stop()
-        camp.c.cleanup()
-    sys.exit(0 if ok else 1)
+        return camp.verdict()
+    sys.exit(0 if camp.guarded("cluster-campaign", body) else 1)
 
 
 if __name__ == "__main__":

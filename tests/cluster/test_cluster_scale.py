@@ -134,23 +134,13 @@ def main():
         raise SystemExit("cluster-scale: sluiced has no [cluster] section")
     data = camp.data = campaign_data.Data(camp)
     data.keys_per_producer = KEYS_PER_PRODUCER
-    ok = False
-    try:
+
+    def body():
         camp.c.up()
         camp.w = campaign.Watcher(camp.c)
         run(camp, data)
-        ok = True
-    except (campaign.Failure, RuntimeError, TimeoutError, OSError) as e:
-        print("cluster-scale: FAIL (seed=%d): %s: %s" % (args.seed, type(e).__name__, e),
-              flush=True)
-        for n in camp.c.nodes:
-            if os.path.exists(n.log_path):
-                print("--- node %d log tail:\n%s" % (n.id, n.log_tail()))
-    finally:
-        data.stop()
-        if hasattr(camp, "w"):
-            camp.w.stop()
-        camp.c.cleanup()
+        return True
+    ok = camp.guarded("cluster-scale", body)
     print("ok" if ok else "FAIL", flush=True)
     sys.exit(0 if ok else 1)
 
