@@ -170,13 +170,6 @@ out_free:
 	return err;
 }
 
-/* `item` (a string, else "") into out[size], cut to fit. */
-static void
-forward_copy_string(const cJSON *item, char *out, size_t size)
-{
-	snprintf(out, size, "%s", cJSON_IsString(item) ? item->valuestring : "");
-}
-
 int
 forward_error_parse(const char *body, size_t size, char *type, char *message)
 {
@@ -194,7 +187,8 @@ forward_error_parse(const char *body, size_t size, char *type, char *message)
 	}
 	hash = strrchr(t->valuestring, '#');
 	snprintf(type, FORWARD_ERROR_TYPE_SIZE, "%s", hash != NULL ? hash + 1 : t->valuestring);
-	forward_copy_string(m, message, FORWARD_ERROR_MESSAGE_SIZE);
+	snprintf(message, FORWARD_ERROR_MESSAGE_SIZE, "%s",
+		 cJSON_IsString(m) ? m->valuestring : "");
 out_free:
 	cJSON_Delete(root);
 	return err;

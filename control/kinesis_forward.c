@@ -163,6 +163,8 @@ kinesis_forward_read_done(struct kinesis *k, struct forward_job *job, uint32_t s
 	long status = forward_job_reply(job, &body, &size);
 
 	k->read_calls[slot] = NULL;
+	if (call == NULL)
+		return;  /* Dropped by kinesis_drain. */
 	if (forward_job_outcome(job) == FORWARD_REFUSED) {
 		kinesis_forward_unreachable(call);
 	} else if (forward_job_outcome(job) != FORWARD_OK) {

@@ -24,7 +24,6 @@ Reads of shards node 4 holds are served from its own log (not counted).
 Waits are for conditions with generous deadlines; no time is asserted.
 """
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -187,16 +186,7 @@ def main():
             tcn.fail("the refused read was not counted")
         done = True
     finally:
-        for n in nodes:
-            n.stop()
-        etcd.stop()
-        if done and not tcn.failures:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print("kept", root)
-    if tcn.failures:
-        sys.exit(1)
-    print("ok")
+        tcn.finish(nodes, etcd, root, done)
 
 
 if __name__ == "__main__":
