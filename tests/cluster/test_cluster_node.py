@@ -488,16 +488,7 @@ def main():
         drain_restart_recreate(root, etcd)
         done = True
     finally:
-        for n in nodes:
-            n.stop()
-        etcd.stop()
-        if done and not failures:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print("kept", root)
-    if failures:
-        sys.exit(1)
-    print("ok")
+        finish(nodes, etcd, root, done)
 
 
 if __name__ == "__main__":
