@@ -720,8 +720,8 @@ forward_render_reads(struct forward *f, struct metrics_out *out,
 	metrics_family(out, "sluice_forward_reads_total", "counter",
 		       "Reads of a shard this node holds no replica of, passed through to a "
 		       "replica holder, by how they ended (ok: answered, its answer passed on); "
-		       "busy: not sent, FORWARD_INFLIGHT_MAX in flight; unsent: refused here "
-		       "(SubscribeToShard is not passed through yet).");
+		       "busy: not sent, FORWARD_INFLIGHT_MAX in flight; unsent: refused here (no "
+		       "holder's address known; SubscribeToShard is not passed through yet).");
 	for (uint32_t a = 0; a < FORWARD_READS; a++) {
 		for (uint32_t r = 0; r < FORWARD_READ_RESULTS; r++)
 			metrics_printf(out, "sluice_forward_reads_total{action=\"%s\",result=\"%s\"} "

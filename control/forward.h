@@ -132,7 +132,7 @@ struct forward_job *forward_job_get_read(struct forward *f, enum forward_read ac
 					 const char *access_key_id, uint64_t cookie);
 /* A read's answer: its HTTP status (0: none came, see the outcome) and body. */
 long forward_job_reply(const struct forward_job *job, const char **body, size_t *size);
-/* A read refused without being sent (SubscribeToShard on a node holding no replica). */
+/* A read refused unsent (no holder's address known; SubscribeToShard not passed yet). */
 void forward_read_refused(struct forward *f, enum forward_read action);
 /* Gives a job back (submitted or not). API thread. */
 void forward_job_put(struct forward *f, struct forward_job *job);

@@ -130,6 +130,8 @@ kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t l
 	}
 	/* A forwarded read reaching a non-holder (a stale placement) goes no further. */
 	if (rc != 0 || r->req->forwarded) {
+		if (rc != 0)  /* No holder known: counted; the loop guard's refusal is not. */
+			forward_read_refused(k->repl.forward, action);
 		kinesis_forward_unreachable(r->call);
 		return true;
 	}
