@@ -190,6 +190,12 @@ struct kinesis_replication {
 	 * for shards led elsewhere fail throttled.
 	 */
 	int (*leader_api)(void *ctx, uint64_t log_id, char *addr, size_t size);
+	/*
+	 * Reads (docs/CLUSTER.md "Forwarding reads"): the API address of a node holding
+	 * the log shard when this node holds no replica of it; -ENOENT: serve it here;
+	 * -EHOSTUNREACH: no holder known. NULL: every read is served here.
+	 */
+	int (*read_api)(void *ctx, uint64_t log_id, char *addr, size_t size);
 	struct forward *forward;
 };
 

@@ -75,10 +75,13 @@ struct node_addr {
 	char api[CLUSTER_ADDR_SIZE];
 };
 
-/* Any shard's leader, for forwarding puts (cluster_node_leader_api). */
+/*
+ * Any placed shard's leader and replicas, for forwarding puts (cluster_node_leader_api)
+ * and reads (cluster_node_read_api). leader 0: none.
+ */
 struct node_leader {
 	uint64_t log_id;
-	uint32_t leader;
+	struct placement_shard place;
 };
 
 /* A stream of the local metadata: name -> stream id. */
@@ -432,7 +435,7 @@ role_lead(struct cluster_node *n, struct node_role *r)
 }
 
 /*
- * Builds n->leaders_next from the placement: every shard's leader (forwarding),
+ * Builds n->leaders_next from the placement: every shard's leader and replicas (forwarding),
  * for the shards of streams in the local metadata under the same stream id.
  */
 static uint32_t
@@ -444,11 +447,11 @@ leaders_build(struct cluster_node *n, const struct cluster_shard *shards, uint32
 		const struct cluster_shard *s = &shards[i];
 		uint32_t stream_id;
 
-		if (s->malformed || s->place.leader == 0 || !stream_id_of(n, s->stream, &stream_id) ||
+		if (s->malformed || !stream_id_of(n, s->stream, &stream_id) ||
 		    (s->stream_id != 0 && s->stream_id != stream_id))
 			continue;
 		n->leaders_next[made++] = (struct node_leader){
-			.log_id = LOG_SHARD_ID(stream_id, s->shard), .leader = s->place.leader,
+			.log_id = LOG_SHARD_ID(stream_id, s->shard), .place = s->place,
 		};
 	}
 	return made;
@@ -782,25 +785,61 @@ cluster_node_doorbell_fd(const struct cluster_node *n)
 	return replica_leader_doorbell_fd(n->leader);
 }
 
+/* The placed shard's entry, or NULL. Under lock. */
+static const struct node_leader *
+leader_of(const struct cluster_node *n, uint64_t log_id)
+{
+	for (uint32_t i = 0; i < n->leader_count; i++) {
+		if (n->leaders[i].log_id == log_id)
+			return &n->leaders[i];
+	}
+	return NULL;
+}
+
+/* Node `id`'s API address into addr: 0, or -ENOENT (none registered). Under lock. */
+static int
+api_of(const struct cluster_node *n, uint32_t id, char *addr, size_t size)
+{
+	for (uint32_t a = 0; a < n->addr_count && id != 0; a++) {
+		if (n->addrs[a].id == id && n->addrs[a].api[0] != '\0') {
+			snprintf(addr, size, "%s", n->addrs[a].api);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
 int
 cluster_node_leader_api(struct cluster_node *n, uint64_t log_id, char *addr, size_t size)
 {
+	const struct node_leader *l;
 	int err = -ENOENT;
 
 	pthread_mutex_lock(&n->lock);
-	for (uint32_t i = 0; i < n->leader_count; i++) {
-		const struct node_leader *l = &n->leaders[i];
+	l = leader_of(n, log_id);
+	if (l != NULL && l->place.leader != n->node_id)
+		err = api_of(n, l->place.leader, addr, size);
+	pthread_mutex_unlock(&n->lock);
+	return err;
+}
 
-		if (l->log_id != log_id)
-			continue;
-		for (uint32_t a = 0; a < n->addr_count && l->leader != n->node_id; a++) {
-			if (n->addrs[a].id == l->leader && n->addrs[a].api[0] != '\0') {
-				snprintf(addr, size, "%s", n->addrs[a].api);
-				err = 0;
-			}
-		}
-		break;
-	}
+int
+cluster_node_read_api(struct cluster_node *n, uint64_t log_id, char *addr, size_t size)
+{
+	const struct node_leader *l;
+	int err = -ENOENT;
+
+	pthread_mutex_lock(&n->lock);
+	l = leader_of(n, log_id);
+	if (l == NULL || placement_has(l->place.replicas, l->place.replica_count, n->node_id))
+		goto out_unlock;
+	/* The leader first (it holds the most), then any in-sync follower. */
+	err = api_of(n, l->place.leader, addr, size);
+	for (uint32_t i = 0; i < l->place.isr_count && err != 0; i++)
+		err = api_of(n, l->place.isr[i], addr, size);
+	if (err != 0)
+		err = -EHOSTUNREACH;
+out_unlock:
 	pthread_mutex_unlock(&n->lock);
 	return err;
 }

@@ -36,6 +36,8 @@
 #define FORWARD_POLL_MS 1000
 /* "Authorization: " + Credential, SignedHeaders and a signature. */
 #define FORWARD_AUTHORIZATION_SIZE 1024u
+/* A read's results in the metrics: the outcomes, then these. */
+enum { FORWARD_READ_BUSY = FORWARD_OUTCOMES, FORWARD_READ_UNSENT, FORWARD_READ_RESULTS };
 /* A record's results in the metrics. */
 enum forward_record_result { FORWARD_REC_OK, FORWARD_REC_THROTTLED, FORWARD_REC_FAILED,
 			     FORWARD_REC_RESULTS };
@@ -52,6 +54,12 @@ struct forward_job {
 	uint16_t tags[FORWARD_RECORDS_MAX];
 	struct forward_result results[FORWARD_RECORDS_MAX];
 	enum forward_outcome outcome;
+	/* A read passed through (forward_job_get_read) instead of records. */
+	bool read;
+	enum forward_read action;
+	char target[FORWARD_URL_SIZE];  /* X-Amz-Target. */
+	size_t reply_max;               /* FORWARD_REPLY_SIZE_MAX, or a read's. */
+	long status;                    /* The answer's HTTP status; 0: none. */
 	/* The forwarder's, while submitted. */
 	CURL *easy;
 	struct curl_slist *headers;
@@ -78,6 +86,8 @@ struct forward {
 	_Atomic uint64_t requests[FORWARD_OUTCOMES];
 	_Atomic uint64_t busy;                         /* forward_job_get found none free. */
 	_Atomic uint64_t records[FORWARD_REC_RESULTS];
+	/* Reads by action: how they ended, then busy and refused unsent (FORWARD_READ_*). */
+	_Atomic uint64_t reads[FORWARD_READS][FORWARD_READ_RESULTS];
 };
 
 /* ---- The leader's answer (pure) ------------------------------------------------ */
@@ -160,11 +170,36 @@ out_free:
 	return err;
 }
 
+int
+forward_error_parse(const char *body, size_t size, char *type, char *message)
+{
+	cJSON *root = cJSON_ParseWithLength(body, size);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "__type");
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "message");
+	const char *hash;
+	int err = 0;
+
+	if (m == NULL)
+		m = cJSON_GetObjectItemCaseSensitive(root, "Message");
+	if (!cJSON_IsObject(root) || !cJSON_IsString(t)) {
+		err = -EINVAL;
+		goto out_free;
+	}
+	hash = strrchr(t->valuestring, '#');
+	snprintf(type, FORWARD_ERROR_TYPE_SIZE, "%s", hash != NULL ? hash + 1 : t->valuestring);
+	snprintf(message, FORWARD_ERROR_MESSAGE_SIZE, "%s",
+		 cJSON_IsString(m) ? m->valuestring : "");
+out_free:
+	cJSON_Delete(root);
+	return err;
+}
+
 /* ---- The API thread's side ------------------------------------------------------- */
 
-struct forward_job *
-forward_job_get(struct forward *f, const char *stream, const char *api_addr,
-		const char *access_key_id, uint64_t cookie)
+/* A free job for `api_addr` with an empty body, or NULL. */
+static struct forward_job *
+forward_job_take(struct forward *f, const char *api_addr, const char *access_key_id,
+		 uint64_t cookie)
 {
 	struct forward_job *job = NULL;
 
@@ -172,18 +207,33 @@ forward_job_get(struct forward *f, const char *stream, const char *api_addr,
 		if (!f->jobs[i].in_use)
 			job = &f->jobs[i];
 	}
-	if (job == NULL) {
-		atomic_fetch_add_explicit(&f->busy, 1, memory_order_relaxed);
+	if (job == NULL)
 		return NULL;
-	}
 	job->in_use = true;
 	job->cookie = cookie;
 	job->count = 0;
+	job->read = false;
+	job->status = 0;
 	snprintf(job->url, sizeof(job->url), "http://%s/", api_addr);
 	snprintf(job->host, sizeof(job->host), "%s", api_addr);
 	snprintf(job->access_key_id, sizeof(job->access_key_id), "%s", access_key_id);
 	job->body.size = 0;
 	job->body.overflow = false;
+	return job;
+}
+
+struct forward_job *
+forward_job_get(struct forward *f, const char *stream, const char *api_addr,
+		const char *access_key_id, uint64_t cookie)
+{
+	struct forward_job *job = forward_job_take(f, api_addr, access_key_id, cookie);
+
+	if (job == NULL) {
+		atomic_fetch_add_explicit(&f->busy, 1, memory_order_relaxed);
+		return NULL;
+	}
+	snprintf(job->target, sizeof(job->target), "%s", FORWARD_TARGET);
+	job->reply_max = FORWARD_REPLY_SIZE_MAX;
 	/* Room for the closing "]}" stays free (forward_job_submit). */
 	job->body.capacity_max = FORWARD_BODY_SIZE_MAX - 2;
 	api_out_append(&job->body, "{\"StreamName\":", 14);
@@ -222,6 +272,47 @@ forward_job_add(struct forward_job *job, const char *key, size_t key_size,
 	return 0;
 }
 
+struct forward_job *
+forward_job_get_read(struct forward *f, enum forward_read action, const char *target,
+		     size_t target_size, const void *body, size_t body_size, const char *api_addr,
+		     const char *access_key_id, uint64_t cookie)
+{
+	struct forward_job *job;
+
+	/* The target is one dispatch knew (short), the body checked by the caller. */
+	assert(action < FORWARD_READS && body_size <= FORWARD_BODY_SIZE_MAX &&
+	       target_size < sizeof(((struct forward_job *)NULL)->target));
+	job = forward_job_take(f, api_addr, access_key_id, cookie);
+	if (job == NULL) {
+		atomic_fetch_add_explicit(&f->reads[action][FORWARD_READ_BUSY], 1,
+					  memory_order_relaxed);
+		return NULL;
+	}
+	job->read = true;
+	job->action = action;
+	memcpy(job->target, target, target_size);
+	job->target[target_size] = '\0';
+	job->reply_max = FORWARD_READ_REPLY_SIZE_MAX;
+	job->body.capacity_max = FORWARD_BODY_SIZE_MAX;
+	api_out_append(&job->body, body, body_size);
+	assert(!job->body.overflow);
+	return job;
+}
+
+long
+forward_job_reply(const struct forward_job *job, const char **body, size_t *size)
+{
+	*body = job->reply;
+	*size = job->reply_size;
+	return job->status;
+}
+
+void
+forward_read_refused(struct forward *f, enum forward_read action)
+{
+	atomic_fetch_add_explicit(&f->reads[action][FORWARD_READ_UNSENT], 1, memory_order_relaxed);
+}
+
 uint32_t
 forward_job_count(const struct forward_job *job)
 {
@@ -238,9 +329,11 @@ forward_job_body(const struct forward_job *job, size_t *size_out)
 void
 forward_job_submit(struct forward *f, struct forward_job *job)
 {
-	assert(job->in_use && job->count > 0);
-	job->body.capacity_max = FORWARD_BODY_SIZE_MAX;
-	api_out_append(&job->body, "]}", 2);
+	assert(job->in_use && (job->read || job->count > 0));
+	if (!job->read) {
+		job->body.capacity_max = FORWARD_BODY_SIZE_MAX;
+		api_out_append(&job->body, "]}", 2);
+	}
 	pthread_mutex_lock(&f->lock);
 	assert(f->queued_count < FORWARD_INFLIGHT_MAX);
 	f->queued[f->queued_count++] = job;
@@ -311,9 +404,9 @@ forward_reply_write(char *data, size_t size, size_t nmemb, void *arg)
 	struct forward_job *job = arg;
 	size_t n = size * nmemb;
 
-	if (job->reply_size + n > FORWARD_REPLY_SIZE_MAX) {
+	if (job->reply_size + n > job->reply_max) {
 		job->reply_overflow = true;
-		return 0;  /* Ends the transfer: an answer this long is not a PutRecords answer. */
+		return 0;  /* Ends the transfer: an answer this long is not one we asked for. */
 	}
 	memcpy(job->reply + job->reply_size, data, n);
 	job->reply_size += n;
@@ -336,7 +429,7 @@ forward_sign(struct forward *f, const struct forward_job *job, const char *amz_d
 		{ "content-type", FORWARD_CONTENT_TYPE },
 		{ "host", job->host },
 		{ "x-amz-date", amz_date },
-		{ "x-amz-target", FORWARD_TARGET },
+		{ "x-amz-target", job->target },
 		{ FORWARD_HEADER_LOWER, "1" },
 	};
 	struct sigv4_sign sign = {
@@ -397,7 +490,7 @@ forward_prepare(struct forward *f, struct forward_job *job)
 	if (err == 0)
 		err = forward_header(job, "X-Amz-Date: %s", amz_date);
 	if (err == 0)
-		err = forward_header(job, "X-Amz-Target: %s", FORWARD_TARGET);
+		err = forward_header(job, "X-Amz-Target: %s", job->target);
 	if (err == 0)
 		err = forward_header(job, FORWARD_HEADER ": %s", "1");
 	/* No "Expect: 100-continue" round trip for bodies over 1 MiB. */
@@ -424,6 +517,11 @@ forward_prepare(struct forward *f, struct forward_job *job)
 static void
 forward_count(struct forward *f, struct forward_job *job)
 {
+	if (job->read) {
+		atomic_fetch_add_explicit(&f->reads[job->action][job->outcome], 1,
+					  memory_order_relaxed);
+		return;
+	}
 	atomic_fetch_add_explicit(&f->requests[job->outcome], 1, memory_order_relaxed);
 	for (uint32_t i = 0; i < job->count; i++) {
 		int32_t e = job->results[i].error;
@@ -440,7 +538,12 @@ forward_finish(struct forward *f, struct forward_job *job, CURLcode rc)
 {
 	long status = 0;
 
-	if (rc == CURLE_OK && !job->reply_overflow) {
+	if (rc == CURLE_OK && !job->reply_overflow && job->read) {
+		/* Any answer is passed on as it came (an error included): the read went through. */
+		curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &status);
+		job->status = status;
+		job->outcome = FORWARD_OK;
+	} else if (rc == CURLE_OK && !job->reply_overflow) {
 		curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &status);
 		job->outcome = status == 200 ? FORWARD_OK : FORWARD_FAILED;
 		forward_reply_parse(status, job->reply, job->reply_size, job->results, job->count);
@@ -523,7 +626,8 @@ forward_alloc(struct forward *f)
 		job->f = f;
 		job->body.data = malloc(FORWARD_BODY_SIZE_MAX);
 		job->body.capacity = FORWARD_BODY_SIZE_MAX;
-		job->reply = malloc(FORWARD_REPLY_SIZE_MAX);
+		/* Touched only as far as answers reach: a put's stay under FORWARD_REPLY_SIZE_MAX. */
+		job->reply = malloc(FORWARD_READ_REPLY_SIZE_MAX);
 		job->easy = curl_easy_init();
 		if (job->body.data == NULL || job->reply == NULL || job->easy == NULL)
 			return -ENOMEM;
@@ -604,6 +708,30 @@ forward_doorbell_fd(const struct forward *f)
 
 /* ---- /metrics -------------------------------------------------------------------------- */
 
+static void
+forward_render_reads(struct forward *f, struct metrics_out *out,
+		     const char *const outcomes[FORWARD_OUTCOMES])
+{
+	static const char *const actions[FORWARD_READS] = {
+		[FORWARD_READ_ITERATOR] = "GetShardIterator", [FORWARD_READ_RECORDS] = "GetRecords",
+		[FORWARD_READ_SUBSCRIBE] = "SubscribeToShard",
+	};
+
+	metrics_family(out, "sluice_forward_reads_total", "counter",
+		       "Reads of a shard this node holds no replica of, passed through to a "
+		       "replica holder, by how they ended (ok: answered, its answer passed on); "
+		       "busy: not sent, FORWARD_INFLIGHT_MAX in flight; unsent: refused here (no "
+		       "holder's address known; SubscribeToShard is not passed through yet).");
+	for (uint32_t a = 0; a < FORWARD_READS; a++) {
+		for (uint32_t r = 0; r < FORWARD_READ_RESULTS; r++)
+			metrics_printf(out, "sluice_forward_reads_total{action=\"%s\",result=\"%s\"} "
+				       "%llu\n", actions[a], r == FORWARD_READ_BUSY ? "busy" :
+				       r == FORWARD_READ_UNSENT ? "unsent" : outcomes[r],
+				       (unsigned long long)atomic_load_explicit(
+					       &f->reads[a][r], memory_order_relaxed));
+	}
+}
+
 void
 forward_render_metrics(struct forward *f, struct metrics_out *out)
 {
@@ -627,6 +755,7 @@ forward_render_metrics(struct forward *f, struct metrics_out *out)
 				       &f->requests[i], memory_order_relaxed));
 	metrics_printf(out, "sluice_forward_requests_total{result=\"busy\"} %llu\n",
 		       (unsigned long long)atomic_load_explicit(&f->busy, memory_order_relaxed));
+	forward_render_reads(f, out, outcomes);
 	metrics_family(out, "sluice_forward_records_total", "counter",
 		       "Records forwarded to a shard's leader by their result.");
 	for (uint32_t i = 0; i < FORWARD_REC_RESULTS; i++)

@@ -49,6 +49,14 @@
 #define FORWARD_BODY_SIZE_MAX (8u << 20)
 /* The leader's answer: 500 results of ~130 bytes, or an error. Longer: InternalFailure. */
 #define FORWARD_REPLY_SIZE_MAX (256u << 10)
+/*
+ * A passed-through read's answer (GetRecords): the holder caps a forwarded GetRecords'
+ * JSON at this (fewer records, the next call goes on), so every answer fits.
+ */
+#define FORWARD_READ_REPLY_SIZE_MAX (8u << 20)
+/* An error answer's __type and message as passed on to the caller. */
+#define FORWARD_ERROR_TYPE_SIZE 128u
+#define FORWARD_ERROR_MESSAGE_SIZE 1024u
 /* "http://" + an api_addr (CLUSTER_ADDR_SIZE) + "/". */
 #define FORWARD_URL_SIZE 96u
 /* The loop guard: set on every forwarded request, never forwarded again. */
@@ -68,6 +76,14 @@ enum forward_outcome {
 	FORWARD_TIMEOUT,      /* No answer within FORWARD_TIMEOUT_MS: unknown; InternalFailure. */
 	FORWARD_FAILED,       /* Any other transport or HTTP error: unknown; InternalFailure. */
 	FORWARD_OUTCOMES,
+};
+
+/* The reads a node that holds no replica of a shard passes through (the metrics' action). */
+enum forward_read {
+	FORWARD_READ_ITERATOR,    /* GetShardIterator */
+	FORWARD_READ_RECORDS,     /* GetRecords */
+	FORWARD_READ_SUBSCRIBE,   /* SubscribeToShard: not passed through yet, refused (counted). */
+	FORWARD_READS,
 };
 
 struct forward;
@@ -105,6 +121,19 @@ enum forward_outcome forward_job_outcome(const struct forward_job *job);
 /* Record i's tag and result (i < forward_job_count). */
 uint16_t forward_job_tag(const struct forward_job *job, uint32_t i);
 const struct forward_result *forward_job_result(const struct forward_job *job, uint32_t i);
+/*
+ * A read passed through to the node at `api_addr`: `body` (JSON, as the caller sent it)
+ * under X-Amz-Target `target`, signed as `access_key_id`. NULL when FORWARD_INFLIGHT_MAX
+ * are in flight (counted busy). `body_size` fits FORWARD_BODY_SIZE_MAX. API thread.
+ */
+struct forward_job *forward_job_get_read(struct forward *f, enum forward_read action,
+					 const char *target, size_t target_size,
+					 const void *body, size_t body_size, const char *api_addr,
+					 const char *access_key_id, uint64_t cookie);
+/* A read's answer: its HTTP status (0: none came, see the outcome) and body. */
+long forward_job_reply(const struct forward_job *job, const char **body, size_t *size);
+/* A read refused unsent (no holder's address known; SubscribeToShard not passed yet). */
+void forward_read_refused(struct forward *f, enum forward_read action);
 /* Gives a job back (submitted or not). API thread. */
 void forward_job_put(struct forward *f, struct forward_job *job);
 
@@ -119,7 +148,18 @@ void forward_job_put(struct forward *f, struct forward_job *job);
 int forward_reply_parse(long http_status, const char *body, size_t size,
 			struct forward_result *results, uint32_t count);
 
-/* sluice_forward_requests_total{result} and sluice_forward_records_total{result}. */
+/*
+ * An AWS error answer's __type (after any '#') and message ("message" or "Message";
+ * "" when absent) into type[FORWARD_ERROR_TYPE_SIZE] and
+ * message[FORWARD_ERROR_MESSAGE_SIZE], cut to fit: pure, unit-tested. -EINVAL when
+ * the body is not a JSON object with a string __type.
+ */
+int forward_error_parse(const char *body, size_t size, char *type, char *message);
+
+/*
+ * sluice_forward_requests_total{result}, sluice_forward_records_total{result} and
+ * sluice_forward_reads_total{action,result}.
+ */
 void forward_render_metrics(struct forward *f, struct metrics_out *out);
 
 #endif /* SLUICE_CONTROL_FORWARD_H */

@@ -36,6 +36,7 @@
 #include "common/keyrange.h"
 #include "common/limits.h"
 #include "control/api.h"
+#include "control/forward.h"
 #include "control/iterator.h"
 #include "control/keyring.h"
 #include "control/kinesis_validate.h"
@@ -204,6 +205,8 @@ struct kinesis {
 	struct kinesis_routes routes;     /* The dataplane's, while it runs (all NULL otherwise). */
 	struct kinesis_replication repl;  /* Cluster mode's acks (acked NULL: single node). */
 	uint32_t replicating;             /* Pending calls durable here, waiting for replicas. */
+	/* Reads passed through to a replica holder, waiting for its answer (cookie - PENDING_MAX). */
+	struct api_call *read_calls[FORWARD_INFLIGHT_MAX];
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */

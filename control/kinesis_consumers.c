@@ -935,6 +935,8 @@ kinesis_subscribe_to_shard(struct kinesis_req *r)
 			      k->config.account_id);
 		return;
 	}
+	if (kinesis_forward_read(r, FORWARD_READ_SUBSCRIBE, s->shards[index].log_id))
+		return;  /* Refused: not passed through yet (docs/CLUSTER.md "Forwarding reads"). */
 	sub = kinesis_subscription_slot(k, c, s, index, &in_use);
 	if (in_use) {
 		kinesis_error(r->call, "ResourceInUseException", "Another active subscription "

@@ -5,7 +5,13 @@
  * into the call's results in the caller's order (docs/CLUSTER.md "Forwarding
  * puts to the shard's leader"). The call waits in the pending table, as for
  * its local batches, until every forward came back.
+ *
+ * Reads (GetShardIterator, GetRecords) of a shard this node holds no replica of
+ * are passed through to a node that holds one: the caller's body as it came,
+ * the holder's answer (or error) as it came back (docs/CLUSTER.md "Forwarding
+ * reads"). The call waits in k->read_calls, one slot per forwarder job.
  */
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 
@@ -88,6 +94,98 @@ kinesis_forward_send(struct kinesis *k, struct kinesis_forward_plan *plan,
 	}
 }
 
+/* A read the holders cannot serve now: a retryable error (SDKs retry 503s). */
+static void
+kinesis_forward_unreachable(struct api_call *call)
+{
+	api_call_error(call, 503, "ServiceUnavailable", "No replica of this shard is reachable "
+		       "from this node; retry.");
+}
+
+bool
+kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t log_id)
+{
+	struct kinesis *k = r->k;
+	char addr[KINESIS_FORWARD_ADDR_SIZE];
+	struct forward_job *job;
+	uint32_t slot = 0;
+	int rc;
+
+	if (k->repl.read_api == NULL || k->repl.forward == NULL)
+		return false;
+	rc = k->repl.read_api(k->repl.ctx, log_id, addr, sizeof(addr));
+	if (rc == -ENOENT)
+		return false;
+	if (action == FORWARD_READ_SUBSCRIBE) {
+		forward_read_refused(k->repl.forward, action);
+		kinesis_error(r->call, "InvalidArgumentException", "SubscribeToShard is not yet "
+			      "supported for a shard this node holds no replica of; connect to a "
+			      "replica holder.");
+		return true;
+	}
+	if (r->req->body_size > FORWARD_BODY_SIZE_MAX) {
+		kinesis_error(r->call, "InvalidArgumentException", "The request is too large to "
+			      "pass on to a replica holder.");
+		return true;
+	}
+	/* A forwarded read reaching a non-holder (a stale placement) goes no further. */
+	if (rc != 0 || r->req->forwarded) {
+		if (rc != 0)  /* No holder known: counted; the loop guard's refusal is not. */
+			forward_read_refused(k->repl.forward, action);
+		kinesis_forward_unreachable(r->call);
+		return true;
+	}
+	while (slot < FORWARD_INFLIGHT_MAX && k->read_calls[slot] != NULL)
+		slot++;
+	job = forward_job_get_read(k->repl.forward, action, r->req->target, r->req->target_size,
+				   r->req->body, r->req->body_size, addr,
+				   r->req->access_key_id != NULL ? r->req->access_key_id : "",
+				   KINESIS_PENDING_MAX + slot);
+	if (job == NULL) {
+		kinesis_error(r->call, "ProvisionedThroughputExceededException", "Rate exceeded: "
+			      "too many reads passed on to replica holders at once.");
+		return true;
+	}
+	/* Read calls never outnumber the jobs in use: a job was free, so was a slot. */
+	assert(slot < FORWARD_INFLIGHT_MAX);
+	k->read_calls[slot] = r->call;
+	forward_job_submit(k->repl.forward, job);
+	return true;
+}
+
+/* The holder's answer to a passed-through read, to its caller as it came. */
+static void
+kinesis_forward_read_done(struct kinesis *k, struct forward_job *job, uint32_t slot)
+{
+	struct api_call *call = k->read_calls[slot];
+	char type[FORWARD_ERROR_TYPE_SIZE];
+	char message[FORWARD_ERROR_MESSAGE_SIZE];
+	const char *body;
+	size_t size;
+	long status = forward_job_reply(job, &body, &size);
+
+	k->read_calls[slot] = NULL;
+	if (call == NULL)
+		return;  /* Dropped by kinesis_drain. */
+	if (forward_job_outcome(job) == FORWARD_REFUSED) {
+		kinesis_forward_unreachable(call);
+	} else if (forward_job_outcome(job) != FORWARD_OK) {
+		kinesis_internal_error(call);  /* Timed out or broken: a read is safe to retry. */
+	} else if (status == 200) {
+		api_out_append(api_call_out(call), body, size);
+		if (api_call_out(call)->overflow) {
+			api_call_out(call)->size = 0;
+			kinesis_internal_error(call);
+		} else {
+			api_call_reply(call, 200);
+		}
+	} else if (forward_error_parse(body, size, type, message) == 0) {
+		api_call_error(call, (int)status, type, "%s", message);
+	} else {
+		kinesis_internal_error(call);
+	}
+}
+
 /* The leader's answer for one record -> its result (ShardId and number from the leader). */
 static void
 kinesis_forward_merge(struct kinesis_put_result *r, const struct forward_result *fr)
@@ -115,7 +213,12 @@ kinesis_forward_poll(struct kinesis *k)
 		uint64_t slot = forward_job_cookie(done[i]);
 		struct kinesis_pending *p;
 
-		assert(slot < KINESIS_PENDING_MAX);
+		if (slot >= KINESIS_PENDING_MAX) {
+			assert(slot - KINESIS_PENDING_MAX < FORWARD_INFLIGHT_MAX);
+			kinesis_forward_read_done(k, done[i], (uint32_t)(slot - KINESIS_PENDING_MAX));
+			forward_job_put(k->repl.forward, done[i]);
+			continue;
+		}
 		p = &k->pending[slot];
 		assert(p->call != NULL && p->forwards_left > 0);
 		for (uint32_t j = 0; j < forward_job_count(done[i]); j++) {

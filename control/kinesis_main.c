@@ -354,6 +354,8 @@ kinesis_drain(struct kinesis *k)
 		}
 	}
 	k->replicating = 0;
+	/* Reads waiting for a holder's answer (the forwarder is closed): no reply either. */
+	memset(k->read_calls, 0, sizeof(k->read_calls));
 	for (int i = 0; i < 5000 && k->pending_count > 0; i++) {
 		struct log_completion done[64];
 		uint32_t n = log_completions_poll(k->producer, done, 64);

@@ -201,6 +201,9 @@ kinesis_get_shard_iterator(struct kinesis_req *r)
 		return;
 	if (ssn->json != NULL && kinesis_iterator_seq(k, call, s, sh, ssn, &seq) != 0)
 		return;
+	/* Checked here as a holder would; its log holds the position (cluster mode). */
+	if (kinesis_forward_read(r, FORWARD_READ_ITERATOR, sh->log_id))
+		return;
 	rc = kinesis_iterator_start(k, sh, type, ts, &seq);
 	if (rc != 0) {
 		diag_error("kinesis", "GetShardIterator: %s", strerror(-rc));
@@ -555,16 +558,21 @@ kinesis_millis_behind(struct kinesis *k, const struct kinesis_read_ctx *ctx, uin
 	return ctx->count > 0 && now_ms > arrival_ms ? now_ms - arrival_ms : 0;
 }
 
+/*
+ * `size_max`: the answer's bound (the response's, or a forwarding node's reply
+ * buffer for a forwarded call: fewer records, the next call goes on).
+ */
 static void
 kinesis_get_records_run(struct kinesis *k, struct api_call *call, struct kinesis_stream *s,
-			const struct iterator *it, uint32_t limit, uint64_t now_ms)
+			const struct iterator *it, uint32_t limit, uint64_t now_ms,
+			size_t size_max)
 {
 	struct kinesis_shard *sh = &s->shards[it->shard_index];
 	struct api_out *out = api_call_out(call);
 	struct kinesis_read_ctx ctx = {
 		.out = out, .sh = sh,
-		.size_limit = out->capacity_max > KINESIS_RESPONSE_RESERVE ?
-			      out->capacity_max - KINESIS_RESPONSE_RESERVE : 0,
+		.size_limit = size_max > KINESIS_RESPONSE_RESERVE ?
+			      size_max - KINESIS_RESPONSE_RESERVE : 0,
 	};
 	char shard_id[KINESIS_SHARD_ID_SIZE];
 	struct metrics_stream_ref ref = {
@@ -636,8 +644,14 @@ kinesis_get_records(struct kinesis_req *r)
 	struct kinesis_stream *s;
 	struct iterator it;
 
+	size_t size_max = api_call_out(r->call)->capacity_max;
+
 	s = kinesis_iterator_open(r->k, r->call, &r->v[GET_RECORDS_SHARD_ITERATOR], now_ms, &it);
-	if (s != NULL)
-		kinesis_get_records_run(r->k, r->call, s, &it, limit->json != NULL ?
-					(uint32_t)limit->number : KINESIS_GET_RECORDS_MAX, now_ms);
+	if (s == NULL || kinesis_forward_read(r, FORWARD_READ_RECORDS,
+					      s->shards[it.shard_index].log_id))
+		return;
+	if (r->req->forwarded && size_max > FORWARD_READ_REPLY_SIZE_MAX)
+		size_max = FORWARD_READ_REPLY_SIZE_MAX;
+	kinesis_get_records_run(r->k, r->call, s, &it, limit->json != NULL ?
+				(uint32_t)limit->number : KINESIS_GET_RECORDS_MAX, now_ms, size_max);
 }

@@ -214,6 +214,13 @@ struct kinesis_forward_plan {
 void kinesis_forward_plan_init(struct kinesis *k, struct kinesis_forward_plan *plan,
 			       const struct api_request *req, uint32_t slot);
 /* Adds a record of a shard not led here; false: it cannot go (fail it throttled). */
+/*
+ * A read of log shard `log_id` (`action`: enum forward_read) on a node that holds no
+ * replica of it (docs/CLUSTER.md "Forwarding reads"): true when the call was taken,
+ * passed through to a holder (answered from kinesis_forward_poll) or refused with a
+ * retryable error; false: serve it here.
+ */
+bool kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t log_id);
 bool kinesis_forward_take(struct kinesis *k, struct kinesis_forward_plan *plan,
 			  const char *stream, const struct kinesis_put_in *in, uint64_t log_id);
 /* Sends the plan's requests: p->forwards_left of them. */

@@ -252,6 +252,12 @@ sluiced_cluster_leader_api(void *ctx, uint64_t log_id, char *addr, size_t size)
 	return cluster_node_leader_api(ctx, log_id, addr, size);
 }
 
+static int
+sluiced_cluster_read_api(void *ctx, uint64_t log_id, char *addr, size_t size)
+{
+	return cluster_node_read_api(ctx, log_id, addr, size);
+}
+
 /*
  * Cluster mode: the node (follower, leader, membership, placement watcher) over
  * the log and the actions' metadata, and the actions' acks through it. Before
@@ -263,6 +269,7 @@ sluiced_cluster_start(struct sluiced *d)
 	struct kinesis_replication repl = {
 		.acked = sluiced_cluster_acked, .lead_epoch = sluiced_cluster_lead_epoch,
 		.durable = sluiced_cluster_durable, .leader_api = sluiced_cluster_leader_api,
+		.read_api = sluiced_cluster_read_api,
 	};
 	int rc;
 

@@ -29,7 +29,6 @@ Checks:
 Waits are for conditions with generous deadlines; no time is asserted.
 """
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -247,16 +246,7 @@ def main():
                     "refused", 13)
         done = True
     finally:
-        for n in nodes:
-            n.stop()
-        etcd.stop()
-        if done and not tcn.failures:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print("kept", root)
-    if tcn.failures:
-        sys.exit(1)
-    print("ok")
+        tcn.finish(nodes, etcd, root, done)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,22 @@ class Node:
         self.proc = None
 
 
+def finish(nodes, etcd, root, done):
+    """The end of a test's main: nodes and etcd stopped, `root` removed when every check
+    ran and passed (kept to look at otherwise); exits 1 on a failure."""
+    for n in nodes:
+        n.stop()
+    etcd.stop()
+    if done and not failures:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print("kept", root)
+    if failures:
+        sys.exit(1)
+    if done:   # Otherwise an exception is on its way.
+        print("ok")
+
+
 def led(node, stream=STREAM):
     """The (epoch, durable_end, acked_quorum) of the stream's shard 0 if node leads it."""
     for r in node.cluster()["led"]:
@@ -472,16 +488,7 @@ def main():
         drain_restart_recreate(root, etcd)
         done = True
     finally:
-        for n in nodes:
-            n.stop()
-        etcd.stop()
-        if done and not failures:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print("kept", root)
-    if failures:
-        sys.exit(1)
-    print("ok")
+        finish(nodes, etcd, root, done)
 
 
 if __name__ == "__main__":

@@ -211,3 +211,44 @@ Test(forward, any_other_answer_fails_every_record)
 	cr_assert_eq(forward_reply_parse(200, "{\"Records\":", 11, res, 2), -EINVAL, "cut");
 	all_failed(res, 2, -EIO);
 }
+
+/* A holder's error answer to a passed-through read: its type and message, as they came. */
+Test(forward, error_parse_passes_type_and_message)
+{
+	char type[FORWARD_ERROR_TYPE_SIZE];
+	char message[FORWARD_ERROR_MESSAGE_SIZE];
+	char body[4096];
+	static const struct {
+		const char *body;
+		const char *type;
+		const char *message;
+	} ok[] = {
+		{ "{\"__type\":\"ExpiredIteratorException\",\"message\":\"Iterator expired.\"}",
+		  "ExpiredIteratorException", "Iterator expired." },
+		{ "{\"__type\":\"com.amazonaws#InvalidArgumentException\",\"message\":\"x\"}",
+		  "InvalidArgumentException", "x" },
+		{ "{\"__type\":\"SerializationException\",\"Message\":\"bad\"}",
+		  "SerializationException", "bad" },
+		{ "{\"__type\":\"InternalFailure\"}", "InternalFailure", "" },
+		{ "{\"__type\":\"T\",\"message\":7}", "T", "" },
+	};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		cr_assert_eq(forward_error_parse(ok[i].body, strlen(ok[i].body), type, message), 0,
+			     "%s", ok[i].body);
+		cr_assert_str_eq(type, ok[i].type);
+		cr_assert_str_eq(message, ok[i].message);
+	}
+	/* A message longer than the buffer is cut, never overrun. */
+	memset(body, 0, sizeof(body));
+	strcpy(body, "{\"__type\":\"T\",\"message\":\"");
+	memset(body + strlen(body), 'm', 2 * FORWARD_ERROR_MESSAGE_SIZE);
+	strcat(body, "\"}");
+	cr_assert_eq(forward_error_parse(body, strlen(body), type, message), 0);
+	cr_assert_eq(strlen(message), FORWARD_ERROR_MESSAGE_SIZE - 1);
+	/* Not an error answer: -EINVAL. */
+	cr_assert_eq(forward_error_parse("<html>bad gateway</html>", 24, type, message), -EINVAL);
+	cr_assert_eq(forward_error_parse("{\"message\":\"no type\"}", 21, type, message), -EINVAL);
+	cr_assert_eq(forward_error_parse("[\"__type\"]", 10, type, message), -EINVAL);
+	cr_assert_eq(forward_error_parse("{\"__type\":", 10, type, message), -EINVAL);
+}
