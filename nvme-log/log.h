@@ -510,6 +510,9 @@ struct log_stats {
 	uint64_t windows_back_to_back; /* Windows whose first batch waited for the disk
 					* (counted with commit_window_adaptive_us only). */
 	uint64_t window_wait_ns;     /* The adaptive window's wait now (0: none or fixed). */
+	uint64_t ctl_idle_waits;     /* Writer sleeps on its doorbell while a control request
+				      * waited for what only another thread brings (a cut's
+				      * kept records, another cut's log.epochs): not spinning. */
 	uint32_t shards_active;
 	bool failed;                 /* Fail-stop after EIO. */
 	uint32_t segments_spare;     /* Pre-written segments ready for the writer. */

@@ -518,6 +518,7 @@ truncate_run(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch, b
 		__atomic_store_n(&shard->trunc_hold, false, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&log->index_lock);
+	log_writer_doorbell(log); /* Requests waiting for this cut (truncate_busy) go on. */
 	if (err != 0)
 		return err;
 	diag_info("log", "%s: shard %" PRIx64 ": tail cut at seq %" PRIu64, log->dir_path,
