@@ -515,10 +515,13 @@ Test(replica_sim, a_settle_waiting_for_kept_records_lets_the_writer_sleep)
  * A cut that keeps records whose re-append then fails (the disk full when they are
  * written): the follower gives them up (log_shard_keep_abandon), so the shard is not
  * left taking only them with every settle waiting for them (a node placed as its
- * leader would hang). The handshake runs again on the next LEAD.
+ * leader would hang). Lacking records it held, the node refuses to lead the shard
+ * (-ENODATA); the handshake runs again on the next LEAD.
  */
 Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = setup_one_batch)
 {
+	struct replica_leader_config lc = { .log = n.log, .watermark_acks = REPLICA_ACKS_QUORUM };
+	struct replica_leader *l;
 	struct settle_call call = { 0 };
 	struct log_epoch_info ei;
 	struct replica_ctl m;
@@ -559,5 +562,9 @@ Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = set
 	     (err = submit_wait(CONTENT_B, 0, 1, 0)) == -ENOSPC;)
 		cr_assert_lt(clock_mono_ns(), deadline, "the writer retries once space is free");
 	cr_assert_eq(err, 0, "appends at the cut point go on: %d", err);
+	/* It held records 0..4 (maybe acknowledged): placed as leader now, it refuses. */
+	cr_assert_eq(replica_leader_start(&lc, &l), 0);
+	cr_assert_eq(replica_lead_set(l, SHARD, 5, NULL, 0), -ENODATA);
+	replica_leader_stop(l);
 	close(a);
 }
