@@ -52,7 +52,7 @@ struct log_io {
 	bool full;
 	bool crashed;
 	bool crash_at_remove;      /* log_io_sim_crash_at_remove(). */
-	uint64_t crash_at;         /* Op number power is lost before (log_io_sim_crash_nth), 0 none. */
+	uint64_t crash_at;         /* Power is lost before this op (log_io_sim_crash_nth), 0 none. */
 	bool held;                 /* log_io_sim_hold: queued ops do not complete. */
 	struct sim_file files[SIM_FILES_MAX];
 	int32_t handles[SIM_HANDLES_MAX]; /* File index, -1 when free. */
