@@ -353,6 +353,8 @@ struct log_epoch_info {
 	uint64_t epoch_last_start; /* Its first sequence number. */
 	uint64_t promised;         /* Highest epoch promised or begun: older ones are refused. */
 	uint32_t count;            /* Epochs remembered. */
+	uint64_t kept_end;         /* The newest cut kept [cut, kept_end) (log_shard_truncate_keep);
+				    * below it, log_epoch_begin refuses (-ENODATA). 0: none. */
 };
 
 int log_epoch_info(struct log *log, uint64_t shard_id, struct log_epoch_info *info_out);
@@ -361,7 +363,10 @@ int log_epoch_info(struct log *log, uint64_t shard_id, struct log_epoch_info *in
  * a follower, at the first record it takes from a leader of that epoch). Also promises
  * it. -ESTALE when epoch is below the promised one or below the newest epoch begun;
  * -EINVAL when seq_start is below the newest epoch's start or epoch is LOG_EPOCH_NONE.
- * Beginning the newest epoch again at the same start is a no-op.
+ * Beginning the newest epoch again at the same start is a no-op. -ENODATA when
+ * seq_start is below the end of the range the shard's newest cut kept
+ * (log_shard_truncate_keep) and did not hold again: this log held those records
+ * (a leader may have acknowledged them), so it must not lead without them.
  */
 int log_epoch_begin(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start);
 /*
@@ -415,7 +420,9 @@ int log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint
  * only them, fenced epoch or not, and every other cut or settle waits until they are
  * durable: a new leader (promise, settle, begin) starts its epoch after them, never
  * at the cut point. Every other append meanwhile completes -EAGAIN. A caller that
- * cannot append them all calls log_shard_keep_abandon.
+ * cannot append them all calls log_shard_keep_abandon. The range's end is stored with
+ * the cut (log.epochs version 3): after a crash or an abandon, until the shard holds
+ * records up to it again (from its leader), log_epoch_begin below it is refused.
  */
 int log_shard_truncate_keep(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
 			    uint64_t *seq_end_out);
@@ -510,6 +517,9 @@ struct log_stats {
 	uint64_t windows_back_to_back; /* Windows whose first batch waited for the disk
 					* (counted with commit_window_adaptive_us only). */
 	uint64_t window_wait_ns;     /* The adaptive window's wait now (0: none or fixed). */
+	uint64_t ctl_idle_waits;     /* Writer sleeps on its doorbell while a control request
+				      * waited for what only another thread brings (a cut's
+				      * kept records, another cut's log.epochs): not spinning. */
 	uint32_t shards_active;
 	bool failed;                 /* Fail-stop after EIO. */
 	uint32_t segments_spare;     /* Pre-written segments ready for the writer. */

@@ -16,6 +16,7 @@
  *       20     4  reserved         zero
  *       24     *  shard_count x {
  *                   shard_id u64, promised u64, epoch_count u32, trunc_count u32,
+ *                   kept_end u64                                 (version 3 on)
  *                   epoch_count x { epoch u64, seq_start u64 }   (oldest first)
  *                   trunc_count x { seq u64, commit_before u64 }
  *                 }
@@ -45,6 +46,14 @@
  * Either way the older cut is forgotten. Version 2 state read by a version
  * 1 binary would bring cut tails back, so it is refused there (version
  * check); this code reads both.
+ *
+ * Version 3 adds kept_end: the newest cut split a batch and kept the records
+ * [its point, kept_end) to append them again (log_shard_truncate_keep). Stored
+ * in the same file as the cut, so a crash between the cut and their re-append
+ * leaves a shard that knows it lacks records it held: it begins no epoch below
+ * kept_end (log_epoch_begin: -ENODATA) until it holds them again, from its
+ * leader. A version 2 binary would lose that, so it refuses version 3; this
+ * code reads versions 1 to 3 (kept_end 0 below 3).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -58,7 +67,8 @@
 #include "nvme-log/log_io.h"
 
 #define LOG_EPOCHS_MAGIC 0x31434f5045434c53ull /* "SLCEPOC1" */
-#define LOG_EPOCHS_VERSION 2u       /* Written: one cut per shard, older ones replayed. */
+#define LOG_EPOCHS_VERSION 3u       /* Written: one cut per shard and its kept range. */
+#define LOG_EPOCHS_VERSION_KEPT 3u  /* The first with kept_end. */
 #define LOG_EPOCHS_VERSION_MIN 1u   /* Read: version 1 kept every cut (up to 32). */
 #define LOG_EPOCHS_NAME "log.epochs"
 #define LOG_EPOCHS_TMP_NAME "log.epochs.tmp"
@@ -85,9 +95,11 @@ static_assert(sizeof(struct log_epoch_entry) == 16 && sizeof(struct log_truncati
 	      "on-disk layout");
 
 static size_t
-epochs_shard_size(const struct log_shard_repl *repl)
+epochs_shard_size(const struct log_shard_repl *repl, uint32_t version)
 {
-	return sizeof(struct epochs_shard) + (repl->epoch_count + repl->trunc_count) * 16u;
+	size_t kept = version >= LOG_EPOCHS_VERSION_KEPT ? sizeof(repl->kept_end) : 0;
+
+	return sizeof(struct epochs_shard) + kept + (repl->epoch_count + repl->trunc_count) * 16u;
 }
 
 /* The file image, built under index_lock. Returns its size, 0 when out of memory. */
@@ -101,7 +113,7 @@ epochs_build(struct log *log, uint8_t **buf_out)
 
 	for (uint32_t i = 0; i < log->shard_count; i++) {
 		if (log->shards[i].repl != NULL) {
-			size += epochs_shard_size(log->shards[i].repl);
+			size += epochs_shard_size(log->shards[i].repl, LOG_EPOCHS_VERSION);
 			h.shard_count++;
 		}
 	}
@@ -119,6 +131,8 @@ epochs_build(struct log *log, uint8_t **buf_out)
 					    repl->epoch_count, repl->trunc_count };
 		memcpy(pos, &es, sizeof(es));
 		pos += sizeof(es);
+		memcpy(pos, &repl->kept_end, sizeof(repl->kept_end));
+		pos += sizeof(repl->kept_end);
 		memcpy(pos, repl->epochs, repl->epoch_count * 16u);
 		pos += repl->epoch_count * 16u;
 		memcpy(pos, repl->truncs, repl->trunc_count * 16u);
@@ -148,15 +162,20 @@ shard_repl(struct log_shard *shard)
 
 /* One shard's record at `pos` into the shard table. Returns its size or a negative errno. */
 static int64_t
-epochs_parse_shard(struct log *log, const uint8_t *pos, size_t left)
+epochs_parse_shard(struct log *log, uint32_t version, const uint8_t *pos, size_t left)
 {
+	size_t kept = version >= LOG_EPOCHS_VERSION_KEPT ? sizeof(uint64_t) : 0;
+	uint64_t kept_end = 0;
 	struct epochs_shard es;
 	struct log_shard *shard;
 	struct log_shard_repl *repl;
 
-	if (left < sizeof(es))
+	if (left < sizeof(es) + kept)
 		return -EBADMSG;
 	memcpy(&es, pos, sizeof(es));
+	memcpy(&kept_end, pos + sizeof(es), kept);
+	pos += kept;  /* The entries follow it. */
+	left -= kept;
 	if (es.epoch_count > LOG_SHARD_EPOCHS_MAX || es.trunc_count > LOG_SHARD_TRUNCATIONS_MAX ||
 	    left < sizeof(es) + (es.epoch_count + es.trunc_count) * 16ull)
 		return -EBADMSG;
@@ -170,12 +189,13 @@ epochs_parse_shard(struct log *log, const uint8_t *pos, size_t left)
 	__atomic_store_n(&shard->fence_epoch, es.promised, __ATOMIC_RELEASE);
 	repl->epoch_count = es.epoch_count;
 	repl->trunc_count = es.trunc_count;
+	repl->kept_end = kept_end;
 	memcpy(repl->epochs, pos + sizeof(es), es.epoch_count * 16u);
 	memcpy(repl->truncs, pos + sizeof(es) + es.epoch_count * 16u, es.trunc_count * 16u);
 	/* Batches written after a restart must not look older than a cut. */
 	for (uint32_t i = 0; i < repl->trunc_count; i++)
 		log->commit_next = max_u64(log->commit_next, repl->truncs[i].commit_before);
-	return (int64_t)epochs_shard_size(repl);
+	return (int64_t)epochs_shard_size(repl, version);
 }
 
 static int
@@ -196,7 +216,7 @@ epochs_parse(struct log *log, const uint8_t *buf, size_t size)
 		return -EPROTONOSUPPORT;
 	}
 	for (uint32_t i = 0; i < h.shard_count; i++) {
-		int64_t used = epochs_parse_shard(log, buf + off, size - off);
+		int64_t used = epochs_parse_shard(log, h.version, buf + off, size - off);
 
 		if (used < 0)
 			return (int)used;
@@ -421,10 +441,12 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	 */
 	repl->truncs[0] = (struct log_truncation){ cut, log->commit_next };
 	repl->trunc_count = 1;
+	/* Stored with the cut: a crash before the records are back must not forget them. */
+	repl->kept_end = req->keep && cut < req->seq ? req->seq : 0;
 	truncate_forget(log, shard, cut);
 	req->hold = true;
 	/* In the same step as the cut: no settle, so no new epoch, comes between. */
-	if (req->keep && cut < req->seq)
+	if (repl->kept_end != 0)
 		__atomic_store_n(&shard->keep_end, req->seq, __ATOMIC_RELEASE);
 }
 
@@ -518,6 +540,7 @@ truncate_run(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch, b
 		__atomic_store_n(&shard->trunc_hold, false, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&log->index_lock);
+	log_writer_doorbell(log); /* Requests waiting for this cut (truncate_busy) go on. */
 	if (err != 0)
 		return err;
 	diag_info("log", "%s: shard %" PRIx64 ": tail cut at seq %" PRIu64, log->dir_path,
@@ -588,6 +611,7 @@ log_epoch_info(struct log *log, uint64_t shard_id, struct log_epoch_info *info_o
 
 		info_out->promised = repl->promised;
 		info_out->count = repl->epoch_count;
+		info_out->kept_end = repl->kept_end;
 		if (repl->epoch_count > 0) {
 			info_out->epoch_last = repl->epochs[repl->epoch_count - 1].epoch;
 			info_out->epoch_last_start = repl->epochs[repl->epoch_count - 1].seq_start;
@@ -612,6 +636,9 @@ epoch_add(struct log_shard_repl *repl, uint64_t epoch, uint64_t seq_start, enum 
 
 	if ((op == EPOCH_BEGIN && epoch < repl->promised) || (last != NULL && epoch < last->epoch))
 		return -ESTALE;
+	/* Records this log held, kept by its newest cut, are not back: it must not lead. */
+	if (op == EPOCH_BEGIN && seq_start < repl->kept_end)
+		return -ENODATA;
 	if (last != NULL && (seq_start < last->seq_start ||
 			     (epoch == last->epoch && seq_start != last->seq_start)))
 		return -EINVAL;

@@ -162,6 +162,11 @@ struct log_shard_repl {
 	struct log_epoch_entry epochs[LOG_SHARD_EPOCHS_MAX]; /* Oldest first. */
 	struct log_truncation truncs[LOG_SHARD_TRUNCATIONS_MAX]; /* Version 1 files: up to
 							 * the maximum; since 2, one. */
+	/*
+	 * The newest cut kept [its point, kept_end) (log_shard_truncate_keep), stored
+	 * with it (version 3): no epoch begins below it (log_epoch_begin). 0: none.
+	 */
+	uint64_t kept_end;
 };
 
 struct log_shard {

@@ -52,6 +52,7 @@ struct log_io {
 	bool full;
 	bool crashed;
 	bool crash_at_remove;      /* log_io_sim_crash_at_remove(). */
+	uint64_t crash_at;         /* Power is lost before this op (log_io_sim_crash_nth), 0 none. */
 	bool held;                 /* log_io_sim_hold: queued ops do not complete. */
 	struct sim_file files[SIM_FILES_MAX];
 	int32_t handles[SIM_HANDLES_MAX]; /* File index, -1 when free. */
@@ -152,10 +153,14 @@ log_io_space_free(struct log_io *io, uint64_t *bytes_out)
 	return 0;
 }
 
+static void sim_crash_locked(struct log_io *io);
+
 static int
 sim_op_fault(struct log_io *io, bool is_write)
 {
 	io->ops++;
+	if (io->crash_at != 0 && io->ops == io->crash_at)
+		sim_crash_locked(io);
 	if (io->crashed)
 		return -EIO;
 	if (io->fail_at != 0 && io->ops == io->fail_at)
@@ -164,8 +169,6 @@ sim_op_fault(struct log_io *io, bool is_write)
 		return -ENOSPC;
 	return 0;
 }
-
-static void sim_crash_locked(struct log_io *io);
 
 static int
 file_find(struct log_io *io, const char *name)
@@ -599,6 +602,7 @@ sim_crash_locked(struct log_io *io)
 	}
 	io->crashed = true;
 	io->crash_at_remove = false;
+	io->crash_at = 0;
 }
 
 void
@@ -606,6 +610,15 @@ log_io_sim_crash(struct log_io *io)
 {
 	pthread_mutex_lock(&io->lock);
 	sim_crash_locked(io);
+	pthread_mutex_unlock(&io->lock);
+}
+
+void
+log_io_sim_crash_nth(struct log_io *io, uint64_t nth)
+{
+	assert(nth > 0);
+	pthread_mutex_lock(&io->lock);
+	io->crash_at = io->ops + nth;
 	pthread_mutex_unlock(&io->lock);
 }
 

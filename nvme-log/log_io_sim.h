@@ -31,6 +31,8 @@ void log_io_sim_fail_nth(struct log_io *io, uint64_t nth, int err);
 void log_io_sim_set_full(struct log_io *io, bool full);
 /* Power loss now: unsynced sectors land or not (seeded); every later op fails with -EIO. */
 void log_io_sim_crash(struct log_io *io);
+/* Power loss just before the `nth` I/O operation from now (it fails, as every later op). */
+void log_io_sim_crash_nth(struct log_io *io, uint64_t nth);
 /* Power loss just before the next file removal (which fails, as every later op). */
 void log_io_sim_crash_at_remove(struct log_io *io);
 /* Power back: I/O works again on the durable images (handles must all be closed). */

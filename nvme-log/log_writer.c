@@ -847,13 +847,13 @@ log_writer_step_forced(struct log *log)
 	return writer_step(log, log->mono_ns, true);
 }
 
+/* No window in flight or filling and nothing submitted: no work of the writer's own. */
 static bool
-writer_idle(struct log *log)
+writer_no_batches(struct log *log)
 {
 	uint32_t count = atomic_load_explicit(&log->producer_count, memory_order_acquire);
 
-	if (window_flying(log) != NULL || window_filling(log)->batch_count != 0 ||
-	    atomic_load(&log->ctl_pending))
+	if (window_flying(log) != NULL || window_filling(log)->batch_count != 0)
 		return false;
 	for (uint32_t i = 0; i < count; i++) {
 		if (!log_spsc_empty(&log->producers[i].submit))
@@ -862,7 +862,19 @@ writer_idle(struct log *log)
 	return true;
 }
 
-/* Blocks on the doorbell until a producer submits (or a timeout). */
+static bool
+writer_idle(struct log *log)
+{
+	return !atomic_load(&log->ctl_pending) && writer_no_batches(log);
+}
+
+/*
+ * Blocks on the doorbell until a producer submits, a control request comes or one
+ * that waits may go on (or a timeout). A control request still pending after a step
+ * with no batch anywhere waits for another thread (a cut's kept records submitted,
+ * log_shard_keep_abandon, another cut's log.epochs stored): each of those rings the
+ * doorbell, so the writer sleeps instead of spinning on the request.
+ */
 static void
 writer_sleep(struct log *log)
 {
@@ -872,8 +884,11 @@ writer_sleep(struct log *log)
 	atomic_store(&log->writer_sleeping, true);
 	/* Pairs with the fence in log_batch_submit (see there). */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (writer_idle(log) && !atomic_load(&log->stop))
+	if (writer_no_batches(log) && !atomic_load(&log->stop)) {
+		if (atomic_load(&log->ctl_pending))
+			log_stat_add(&log->stats.ctl_idle_waits, 1);
 		poll(&pfd, 1, WRITER_IDLE_POLL_MS);
+	}
 	atomic_store(&log->writer_sleeping, false);
 	if (read(log->doorbell_fd, &drain, sizeof(drain)) < 0)
 		drain = 0;

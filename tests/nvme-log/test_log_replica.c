@@ -709,7 +709,7 @@ Test(log_replica, a_shard_cut_any_number_of_times_keeps_what_is_below_its_last_c
 			continue;  /* Every cut so far was at the end: nothing to remember. */
 		if (size_first == 0)
 			size_first = size;
-		cr_assert_eq(version, 2);
+		cr_assert_eq(version, 3);
 		cr_assert_eq(size, size_first, "log.epochs keeps one cut, whatever the count");
 	}
 	cr_assert_geq(crashes, 10, "the seed gives power losses at each kind of point");
@@ -721,9 +721,14 @@ Test(log_replica, a_shard_cut_any_number_of_times_keeps_what_is_below_its_last_c
 	free(m);
 }
 
-/* Rewrites log.epochs's version field (and its CRC) while the log is closed. */
+#define EPOCHS_KEPT_END_AT 48u  /* Version 3: after the header and the first shard's fields. */
+
+/*
+ * Rewrites log.epochs while the log is closed: its version field (and its CRC), and
+ * with `drop_kept_end` the layout before version 3 (a file of one shard).
+ */
 static void
-epochs_set_version(uint32_t version)
+epochs_rewrite(uint32_t version, bool drop_kept_end)
 {
 	uint8_t buf[4096];
 	uint64_t size;
@@ -734,35 +739,118 @@ epochs_set_version(uint32_t version)
 	cr_assert_eq(log_io_file_size(f.io, file, &size), 0);
 	cr_assert_leq(size, sizeof(buf));
 	cr_assert_eq(log_io_pread(f.io, file, buf, (uint32_t)size, 0), 0);
+	log_io_file_close(f.io, file);
+	if (drop_kept_end) {
+		cr_assert_eq(*(uint32_t *)(void *)(buf + 16), 1, "one shard");
+		memmove(buf + EPOCHS_KEPT_END_AT, buf + EPOCHS_KEPT_END_AT + 8,
+			size - EPOCHS_KEPT_END_AT - 8);
+		size -= 8;
+	}
 	memcpy(buf + 12, &version, 4);
 	crc = crc32c(0, buf + 12, size - 12);
 	memcpy(buf + 8, &crc, 4);
+	cr_assert_eq(log_io_file_open(f.io, "log.epochs", LOG_IO_FILE_TRUNC, &file), 0);
 	cr_assert_eq(log_io_pwrite(f.io, file, buf, (uint32_t)size, 0), 0);
 	cr_assert_eq(log_io_fsync(f.io, file), 0);
 	log_io_file_close(f.io, file);
 }
 
 /*
- * log.epochs version 2 (one cut per shard) is read, and so is version 1 (every
- * cut kept, same layout); a later version is refused at open with a clear error,
- * never read as if it were known (a forgotten cut would bring a tail back).
+ * log.epochs version 3 (one cut per shard and its kept range) is read, and so are
+ * version 2 (no kept range) and version 1 (every cut kept, the layout of 2); a later
+ * version is refused at open with a clear error, never read as if it were known (a
+ * forgotten cut would bring a tail back).
  */
-Test(log_replica, log_epochs_version_1_is_read_and_an_unknown_version_refused)
+Test(log_replica, log_epochs_versions_1_and_2_are_read_and_an_unknown_version_refused)
 {
+	uint64_t version_size;
+	uint32_t version;
 	uint64_t end;
 
 	old_tail();
 	cr_assert_eq(log_shard_truncate(f.log, SHARD, 4, &end), 0);
 	cr_assert_eq(end, 3);
 	fx_close();
-	epochs_set_version(1);
+	cr_assert(epochs_file(&version_size, &version));
+	cr_assert_eq(version, 3);
+	epochs_rewrite(2, true);
+	fx_open();
+	cr_assert_eq(info().seq_durable, 3, "version 2's cut holds");
+	cr_assert_eq(read_range(OLD, 0, 9), 3);
+	fx_close();
+	epochs_rewrite(1, false);
 	fx_open();
 	cr_assert_eq(info().seq_durable, 3, "version 1's cut holds");
 	cr_assert_eq(read_range(OLD, 0, 9), 3);
 	fx_close();
-	epochs_set_version(3);
+	epochs_rewrite(4, false);
 	cr_assert_eq(log_open(&f.c, &f.log), -EPROTONOSUPPORT);
-	epochs_set_version(2);
+	epochs_rewrite(1, false);
 	fx_open();
 	cr_assert_eq(info().seq_durable, 3);
+}
+
+/*
+ * The follower's crash case of a cut inside a batch (log_shard_truncate_keep,
+ * docs/CLUSTER.md): the cut at 3 of the batch [3, 6) keeps [3, 5), whose re-append
+ * follows. Power is lost before each I/O operation of the cut and the re-append in
+ * turn, and once after both. Recovered, the shard either holds [3, 5) (the cut never
+ * stored: the old tail, or the re-append durable) or ends at the cut and knows it
+ * lacks them: an epoch beginning at its end is refused (-ENODATA; a node placed as
+ * leader would lead without records it acknowledged) until they are appended again,
+ * as a leader ships them, and that holds across another reopen.
+ */
+Test(log_replica, a_power_loss_between_a_keeping_cut_and_its_re_append_never_leads_without_them,
+     .timeout = 120)
+{
+	uint32_t seen[3] = { 0 };  /* Recovered: the old tail, the cut alone, the kept records. */
+	bool last = false;
+
+	for (uint64_t nth = 1; !last; nth++) {
+		struct log_epoch_info ei;
+		uint64_t ops;
+		uint64_t end;
+		int err;
+
+		teardown();
+		setup();
+		old_tail();
+		ops = log_io_sim_op_count(f.io);
+		log_io_sim_crash_nth(f.io, nth);
+		err = log_shard_truncate_keep(f.log, SHARD, 5, LOG_EPOCH_NONE, &end);
+		cr_assert(err != 0 || end == 3, "the cut at the batch's start (%lu)",
+			  (unsigned long)end);
+		if (err == 0) {
+			submit(OLD, 3, 2, true);
+			settle();
+		}
+		last = log_io_sim_op_count(f.io) - ops < nth;  /* No op was left to fail. */
+		reopen(true);
+		f.last_error = 0;  /* The lost appends' errors. */
+
+		end = info().seq_durable;
+		cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+		cr_log_info("power lost before op %lu: end %lu, kept end %lu", (unsigned long)nth,
+			    (unsigned long)end, (unsigned long)ei.kept_end);
+		cr_assert(end == 9 || end == 3 || end == 5, "end %lu", (unsigned long)end);
+		cr_assert_eq(read_range(OLD, 0, 9), end, "what is there is what was written");
+		seen[end == 9 ? 0 : end == 3 ? 1 : 2]++;
+		if (end == 3) {
+			cr_assert_eq(ei.kept_end, 5, "the cut's kept range is stored with it");
+			cr_assert_eq(log_epoch_begin(f.log, SHARD, 9, 3), -ENODATA,
+				     "no epoch begins below the records the cut kept");
+			submit(OLD, 3, 2, true);  /* A leader ships them again. */
+			settle();
+			cr_assert_eq(f.last_error, 0);
+			reopen(false);
+			end = info().seq_durable;
+			cr_assert_eq(end, 5);
+		}
+		cr_assert_eq(log_epoch_begin(f.log, SHARD, 9, end), 0, "holding them, it may lead");
+		reopen(false);
+		cr_assert_eq(read_range(OLD, 0, 9), end);
+	}
+	cr_assert(seen[0] > 0 && seen[1] > 0 && seen[2] > 0,
+		  "each outcome seen: old tail %u, cut alone %u, kept records back %u",
+		  seen[0], seen[1], seen[2]);
 }

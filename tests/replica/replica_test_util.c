@@ -84,6 +84,7 @@ raw_frame_within(int fd, struct replica_buf *buf, struct replica_ctl *ctl, int w
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int rc = replica_frame_next(buf, &h, &payload);
+		size_t room;
 		ssize_t n;
 
 		if (rc == 1) {
@@ -93,7 +94,13 @@ raw_frame_within(int fd, struct replica_buf *buf, struct replica_ctl *ctl, int w
 		cr_assert_eq(rc, 0);
 		if (poll(&p, 1, wait_ms) == 0)
 			return 0;
-		n = recv(fd, buf->data + buf->tail, replica_buf_room(buf), 0);
+		/*
+		 * Compacting moves the data and the tail: done before the tail is read (as a
+		 * call argument, the order is the compiler's: clang read the old tail first and
+		 * the next frame landed past the one just taken, which was read again).
+		 */
+		room = replica_buf_room(buf);
+		n = recv(fd, buf->data + buf->tail, room, 0);
 		if (n <= 0)
 			return -1;
 		buf->tail += (size_t)n;

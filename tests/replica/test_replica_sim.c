@@ -470,14 +470,58 @@ Test(replica_sim, a_cut_that_keeps_records_takes_only_them_until_they_are_durabl
 	cr_assert_eq(local_end(), 6);
 }
 
+static uint64_t
+ctl_idle_waits(void)
+{
+	struct log_stats st;
+
+	log_stats_read(n.log, &st);
+	return st.ctl_idle_waits;
+}
+
+/*
+ * While a settle waits for a cut's kept records and nothing is in flight, the
+ * writer has nothing to do until they are submitted: it sleeps on its doorbell
+ * (ctl_idle_waits counts such sleeps; a writer spinning on the request never
+ * sleeps), and the records' submission wakes it, so the settle then ends.
+ */
+Test(replica_sim, a_settle_waiting_for_kept_records_lets_the_writer_sleep)
+{
+	struct settle_call call = { 0 };
+	pthread_t thread;
+	uint64_t deadline;
+	uint64_t before;
+	uint64_t end;
+
+	cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 10, 0, 1), 0);
+	cr_assert_eq(log_shard_truncate_keep(n.log, SHARD, 5, 1, &end), 0);
+	cr_assert_eq(end, 0);
+	before = ctl_idle_waits();
+	cr_assert_eq(pthread_create(&thread, NULL, settle_main, &call), 0);
+	/* Two sleeps: the second began after the settle was queued and seen waiting. */
+	for (deadline = clock_mono_ns() + WAIT_NS; ctl_idle_waits() < before + 2;) {
+		cr_assert_lt(clock_mono_ns(), deadline, "the writer sleeps while the settle waits");
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+	cr_assert(!atomic_load(&call.done), "the settle waits for the kept records");
+	cr_assert_eq(submit_wait_in(CONTENT_A, 0, 5, 0, 1), 0, "the kept records wake the writer");
+	cr_assert_eq(pthread_join(thread, NULL), 0);
+	cr_assert(call.err == 0 && call.end == 5, "settled at %lu (%d)",
+		  (unsigned long)call.end, call.err);
+}
+
 /*
  * A cut that keeps records whose re-append then fails (the disk full when they are
  * written): the follower gives them up (log_shard_keep_abandon), so the shard is not
  * left taking only them with every settle waiting for them (a node placed as its
- * leader would hang). The handshake runs again on the next LEAD.
+ * leader would hang). Lacking records it held, the node refuses to lead the shard
+ * (-ENODATA); the handshake runs again on the next LEAD.
  */
 Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = setup_one_batch)
 {
+	struct replica_leader_config lc = { .log = n.log, .watermark_acks = REPLICA_ACKS_QUORUM };
+	struct replica_leader *l;
 	struct settle_call call = { 0 };
 	struct log_epoch_info ei;
 	struct replica_ctl m;
@@ -518,5 +562,9 @@ Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = set
 	     (err = submit_wait(CONTENT_B, 0, 1, 0)) == -ENOSPC;)
 		cr_assert_lt(clock_mono_ns(), deadline, "the writer retries once space is free");
 	cr_assert_eq(err, 0, "appends at the cut point go on: %d", err);
+	/* It held records 0..4 (maybe acknowledged): placed as leader now, it refuses. */
+	cr_assert_eq(replica_leader_start(&lc, &l), 0);
+	cr_assert_eq(replica_lead_set(l, SHARD, 5, NULL, 0), -ENODATA);
+	replica_leader_stop(l);
 	close(a);
 }
