@@ -58,6 +58,7 @@ SLUICE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(SLUICED)))
 CLUSTER = "cnodetest"
 STREAM = "cs"
 DEADLINE_S = 60
+START_ATTEMPTS = 3   # A first start that lost a port race (Node.start) is tried again.
 failures = []
 
 
@@ -118,6 +119,25 @@ class Node:
         self.client = None
 
     def start(self):
+        """Starts sluiced and waits for "ready". A first start whose port another process
+        took between free_port() and sluiced's bind (tests run side by side) is retried
+        on new ports; a restart keeps its ports (clients and etcd hold them)."""
+        path = self.dir + ".log"
+        for attempt in range(START_ATTEMPTS):
+            log_at = os.path.getsize(path) if os.path.exists(path) else 0
+            if self.spawn():
+                return
+            self.proc.wait()
+            self.log.close()
+            with open(path) as f:
+                f.seek(log_at)
+                clash = "Address already in use" in f.read()
+            if not clash or self.client is not None or attempt == START_ATTEMPTS - 1:
+                raise AssertionError("node %d did not start (see %s.log)" % (self.id, self.dir))
+            print("node %d: a port was taken before sluiced bound it; new ports" % self.id)
+            self.api, self.admin, self.replica = free_port(), free_port(), free_port()
+
+    def spawn(self):
         self.log = open(self.dir + ".log", "a")
         self.proc = subprocess.Popen(
             [SLUICED, "--data-dir", self.dir, "--api-listen", "127.0.0.1:%d" % self.api,
@@ -130,15 +150,14 @@ class Node:
              "--set", "cluster.lease_ttl_s=%d" % self.ttl, "--set", "cluster.acks=" + self.acks]
             + self.extra,
             stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line = self.proc.stdout.readline()
-        if "ready" not in line:
-            raise AssertionError("node %d did not start: %r (see %s.log)" %
-                                 (self.id, line, self.dir))
+        if "ready" not in self.proc.stdout.readline():
+            return False
         self.client = boto3.client(
             "kinesis", endpoint_url="http://127.0.0.1:%d" % self.api, region_name="us-east-1",
             aws_access_key_id=self.key[0], aws_secret_access_key=self.key[1],
             config=botocore.config.Config(retries={"max_attempts": 0},
                                           read_timeout=DEADLINE_S * 2))
+        return True
 
     def cluster(self):
         with urllib.request.urlopen("http://127.0.0.1:%d/cluster" % self.admin,
