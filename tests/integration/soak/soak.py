@@ -52,11 +52,15 @@ stay dense (docs/TESTING.md, "The fault campaign").
 
   usage: soak.py SLUICED [--duration S] [--seed N] [--profile classic|kills] [--kills N]
                          [--disk-mb M] [--rss-budget-mb M] [--answer-bound-s S]
+                         [--state DIR [--resume]]
 
 Prints one summary line: operations, faults by kind, records acknowledged, lost (0); a
 progress line every PROGRESS_S before it. --kills N ends the run at N SIGKILLs if that
 comes before --duration.
 Uses its own temp dir, loop device and port; stops only the sluiced it started.
+--state DIR: the run lives in DIR (kept at the end) and is checkpointed after every round;
+--resume continues it after its harness was killed (docs/TESTING.md, "A run longer than
+a session"; save_checkpoint, resume_state, recover, adopt).
 """
 import argparse
 import base64
