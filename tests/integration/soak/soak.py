@@ -52,17 +52,23 @@ stay dense (docs/TESTING.md, "The fault campaign").
 
   usage: soak.py SLUICED [--duration S] [--seed N] [--profile classic|kills] [--kills N]
                          [--disk-mb M] [--rss-budget-mb M] [--answer-bound-s S]
+                         [--state DIR [--resume]]
 
 Prints one summary line: operations, faults by kind, records acknowledged, lost (0); a
 progress line every PROGRESS_S before it. --kills N ends the run at N SIGKILLs if that
 comes before --duration.
 Uses its own temp dir, loop device and port; stops only the sluiced it started.
+--state DIR: the run lives in DIR (kept at the end) and is checkpointed after every round;
+--resume continues it after its harness was killed (docs/TESTING.md, "A run longer than
+a session"; save_checkpoint, resume_state, recover, adopt).
 """
 import argparse
 import base64
+import hashlib
 import importlib.util
 import json
 import os
+import pickle
 import random
 import select
 import shutil
@@ -157,8 +163,9 @@ def log_position(sid, sequence_number):
 class Sluiced:
     """sluiced on data_dir; its stderr goes to log_path (outside a disk that fills)."""
 
-    def __init__(self, binary, data_dir, log_path):
+    def __init__(self, binary, data_dir, log_path, pid_path=None):
         self.binary, self.data_dir, self.log_path = binary, data_dir, log_path
+        self.pid_path = pid_path  # --state: a resume checks no sluiced of the run is left.
         self.proc, self.port, self.admin = None, None, None
         self.ingest = rl.free_port()  # UDP and TCP, the same port for the whole run.
 
@@ -182,6 +189,9 @@ class Sluiced:
              "--set", "log.retention_check_s=1",
              "--set", "log.retention_hour_ms=%d" % RETENTION_HOUR_MS],
             stdout=subprocess.PIPE, stderr=open(self.log_path, "ab"))
+        if self.pid_path:
+            with open(self.pid_path, "w") as f:
+                f.write("%d\n" % self.proc.pid)
 
     def start(self, nofile=None):
         self.spawn(nofile)
@@ -239,18 +249,42 @@ class Sluiced:
 
 
 class Loop:
-    """A small ext4 on a loop device (root), or a plain directory."""
+    """A small ext4 on a loop device (root), or a plain directory. resume: the image of a
+    killed run (--state), still mounted (reused), or with a loop device left attached to it
+    and nothing mounted (detached), or neither: mounted again."""
 
-    def __init__(self, tmp, size_mb):
+    def __init__(self, tmp, size_mb, resume=False):
         self.mnt, self.mounted = os.path.join(tmp, "mnt"), False
+        self.img = os.path.join(tmp, "disk.img")
+        if resume:
+            if os.path.exists(self.img):
+                self.reattach()
+            return
         os.mkdir(self.mnt)
         if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None or size_mb == 0:
             return
-        img = os.path.join(tmp, "disk.img")
-        with open(img, "wb") as f:
+        with open(self.img, "wb") as f:
             f.truncate(size_mb << 20)
-        subprocess.run(["mkfs.ext4", "-q", "-F", img], check=True)
-        subprocess.run(["mount", "-o", "loop", img, self.mnt], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", self.img], check=True)
+        subprocess.run(["mount", "-o", "loop", self.img, self.mnt], check=True)
+        self.mounted = True
+
+    def devices(self):
+        """The loop devices attached to the image."""
+        out = subprocess.run(["losetup", "-j", self.img], capture_output=True, text=True,
+                             check=True).stdout
+        return [line.split(":")[0] for line in out.splitlines()]
+
+    def reattach(self):
+        if os.path.ismount(self.mnt):
+            src = subprocess.run(["findmnt", "-n", "-o", "SOURCE", self.mnt],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            refuse(src in self.devices(), "%s is mounted from %s, not from %s" % (
+                self.mnt, src, self.img))
+        else:
+            for dev in self.devices():
+                subprocess.run(["losetup", "-d", dev], check=True)
+            subprocess.run(["mount", "-o", "loop", self.img, self.mnt], check=True)
         self.mounted = True
 
     def close(self):
@@ -876,7 +910,7 @@ def verify_all(srv, totals):
             kn = (k, int(n))
             check(kn not in seen, "record %s:%s read twice" % kn)
             seen[kn] = (sid, log_position(sid, x["SequenceNumber"])[1])
-            check(kn in acked or maybe.get(k) == kn[1],
+            check(kn in acked or maybe.get(k) == kn[1] or round_lost(totals, k),
                   "read %s at %s: %s" % (kn, seen[kn], "it expired at an earlier read-back"
                                          if kn in ret["gone"] else
                                          "never acknowledged nor in flight"))
@@ -910,9 +944,35 @@ def verify_all(srv, totals):
         ret["gone"].add(kn)
         del acked[kn]
     ret["expired"] += len(gone)
+    adopt(totals, seen)
     per_key_order(read, sorted(shards, key=lambda s: int(s["ShardId"].split("-")[1])),
                   ret["gone"])
     return len(shards), seen, may_expire
+
+
+def round_lost(totals, key):
+    """Whether `key` is a key of a round whose ledger died with a killed harness (--resume):
+    its keys are "<prefix><round>-k<i>" (rl.Producer's prefix p<round*10+i>, the keyed
+    producers' u, t, h<round>)."""
+    return key.rsplit("-k", 1)[0] in totals["unadopted"]
+
+
+def adopt(totals, seen):
+    """After a resume, the first read-back: the records of the lost rounds it found join
+    the ledger where they were read (durable now, so exact from here on), born no later
+    than the checkpoint the resume started from (their round began after it); each such
+    key's records below the first one found are gone (expired, or never stored): never
+    to be read. per_key_order then checks that the ones found follow each other."""
+    lost = [kn for kn in seen if round_lost(totals, kn[0])]
+    first = {}
+    for kn in lost:
+        totals["acked"][kn] = seen[kn]
+        totals["born"][kn] = totals["checkpoint_at"]
+        first[kn[0]] = min(first.get(kn[0], kn[1]), kn[1])
+    for k, n0 in first.items():
+        totals["retention"]["gone"].update((k, m) for m in range(n0))
+    totals["adopted"] += len(lost)
+    totals["unadopted"].clear()
 
 
 def shard_horizon(kc, sid):
@@ -1178,22 +1238,34 @@ def retire(srv, rng, totals, prof):
                 # Another: already deleting, or gone.
     if point == "delete":
         kc = retire_kill(srv, rng, totals, prof, old, point)
-    deadline = time.time() + 120
-    while True:
-        try:
-            kc.create_stream(StreamName=rl.STREAM, ShardCount=2)
-            break
-        except rl.ClientError as e:
-            # A full disk refuses CreateStream: end the filler's hold early.
-            check(e.response["Error"]["Code"] == "LimitExceededException" and
-                  time.time() < deadline, "CreateStream %s: %s" % (rl.STREAM, e))
-            totals["fill"].free(kc)
-            totals["create_refused"] += 1
-            time.sleep(0.2)
+    create_stream(kc, totals)
     if point == "create":
         kc = retire_kill(srv, rng, totals, prof, old, point)
     rl.wait_active(kc)
     stream_retention(kc, totals, prof)
+    forget_stream(totals)
+
+
+def create_stream(kc, totals, busy=False):
+    """CreateStream rl.STREAM. A full disk refuses it: end the filler's hold early. busy:
+    also wait while a stream of that name is still being deleted (a resume)."""
+    deadline = time.time() + 120
+    while True:
+        try:
+            kc.create_stream(StreamName=rl.STREAM, ShardCount=2)
+            return
+        except rl.ClientError as e:
+            code = e.response["Error"]["Code"]
+            check((code == "LimitExceededException" or busy and code == "ResourceInUseException")
+                  and time.time() < deadline, "CreateStream %s: %s" % (rl.STREAM, e))
+            if code == "LimitExceededException":
+                totals["fill"].free(kc)
+                totals["create_refused"] += 1
+            time.sleep(0.2)
+
+
+def forget_stream(totals):
+    """The retired stream's records leave the ledger as verified."""
     totals["retired"] += len(totals["acked"])
     totals["acked"].clear()
     totals["maybe"].clear()
@@ -1214,12 +1286,13 @@ def stream_retention(kc, totals, prof):
 def round_once(srv, rng, n, totals, args, prof):
     """One round of load and one fault. Returns after sluiced is up again and every
     record acknowledged so far was read back."""
-    t0 = time.time()
+    t0, before = time.time(), len(totals["acked"])
     settle_load, resharded = load_and_kill(srv, rng, n, totals, args, prof)
     t1 = time.time()
     restart(srv, rng, totals, prof)
     settle_load()
     t2 = time.time()
+    in_flight(args, n, "verify", len(totals["acked"]) - before, totals["retention_h"])
     kc = srv.client(attempts=10)
     if resharded:
         check_reshard_whole(kc, *resharded, totals)
@@ -1231,30 +1304,147 @@ def round_once(srv, rng, n, totals, args, prof):
     totals["verified"] += len(totals["acked"])
     if prof["gen_shards"] and (shards >= prof["gen_shards"] or
                                len(totals["acked"]) >= prof["gen_records"]):
+        in_flight(args, n, "retire", 0, totals["retention_h"])
         retire(srv, rng, totals, prof)
     t3 = time.time()
     for k, dt in (("t_load", t1 - t0), ("t_restart", t2 - t1), ("t_verify", t3 - t2)):
         totals[k] += dt
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("sluiced")
-    ap.add_argument("--duration", type=float, default=120)
-    ap.add_argument("--seed", type=int, default=int(os.environ.get("TEST_SEED", "1")))
-    ap.add_argument("--profile", choices=sorted(PROFILES), default="classic")
-    ap.add_argument("--kills", type=int, default=0,
-                    help="also stop once this many SIGKILLs (any kind) were sent")
-    ap.add_argument("--disk-mb", type=int, default=160)
-    ap.add_argument("--rss-budget-mb", type=int, default=1024)
-    ap.add_argument("--answer-bound-s", type=float, default=20.0)
-    args = ap.parse_args()
-    prof = PROFILES[args.profile]
-    rng = random.Random(args.seed)
-    tmp = tempfile.mkdtemp(prefix="sluice-soak-")
-    loop = Loop(tmp, args.disk_mb)
-    args.fill = loop.mounted
-    srv = Sluiced(args.sluiced, os.path.join(loop.mnt, "data"), os.path.join(tmp, "sluiced.log"))
+def in_flight(args, n, phase, acked, retention_h):
+    """--state: DIR/in-flight says what the round after the checkpoint is doing, for
+    whoever finds the harness killed (and soak_resume, which kills it on cue): its number,
+    phase ("verify": its load is over, `acked` records of it acknowledged, in a stream
+    of retention_h; "retire": its stream is being replaced). Not needed to resume."""
+    if not args.state:
+        return
+    path = os.path.join(args.state, "in-flight")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"round": n, "phase": phase, "acked": acked, "retention_h": retention_h}, f)
+    os.rename(path + ".tmp", path)
+
+
+CHECKPOINT_FORMAT = "sluice-soak-checkpoint"
+CHECKPOINT_VERSION = 1  # Bump when the checkpoint's content changes: an old one is refused.
+
+
+def refuse(cond, what):
+    """A state directory that cannot be resumed (or started afresh) is refused, never
+    replaced by a fresh run in silence."""
+    if not cond:
+        raise SystemExit("FAIL: soak: refusing %s" % what)
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# The checkpoint (--state DIR/checkpoint): one line of JSON, then the pickled state.
+#   header   {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+#             "sha256": hex digest of the payload, and for people: rounds, elapsed_s,
+#             kills, resumed, finished}
+#   payload  pickle: args (profile, seed, kills, duration), rounds, elapsed, rng, stream,
+#            totals (the ledger: acked, maybe, born, retention, fan-out and filler state;
+#            every counter)
+def save_checkpoint(state, args, totals, rng, rounds, elapsed):
+    totals["checkpoint_at"] = time.time()
+    payload = pickle.dumps({
+        "args": {k: getattr(args, k) for k in ("profile", "seed", "kills", "duration")},
+        "rounds": rounds, "elapsed": elapsed, "rng": rng, "stream": rl.STREAM,
+        "totals": totals}, protocol=4)
+    head = json.dumps({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                       "sha256": hashlib.sha256(payload).hexdigest(), "rounds": rounds,
+                       "elapsed_s": round(elapsed, 1), "kills": kills_sent(totals),
+                       "resumed": totals["resumed"], "finished": totals["finished"]})
+    path = os.path.join(state, "checkpoint")
+    with open(path + ".tmp", "wb") as f:
+        f.write(head.encode() + b"\n" + payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(path + ".tmp", path)
+    fsync_dir(state)
+
+
+def load_checkpoint(state):
+    path = os.path.join(state, "checkpoint")
+    refuse(os.path.exists(path), "to resume: no checkpoint %s (start without --resume)" % path)
+    with open(path, "rb") as f:
+        head, _, payload = f.read().partition(b"\n")
+    try:
+        h = json.loads(head)
+    except ValueError:
+        h = None
+    refuse(isinstance(h, dict) and h.get("format") == CHECKPOINT_FORMAT,
+           "to resume: %s is not a soak checkpoint (corrupt header)" % path)
+    refuse(h.get("version") == CHECKPOINT_VERSION,
+           "to resume: %s is checkpoint version %r, this soak.py reads version %d "
+           "(resume with the soak.py that wrote it, or remove %s)" % (
+               path, h.get("version"), CHECKPOINT_VERSION, state))
+    refuse(hashlib.sha256(payload).hexdigest() == h.get("sha256"),
+           "to resume: %s is corrupt (its checksum does not match)" % path)
+    return pickle.loads(payload)
+
+
+def left_running(state):
+    """The sluiced a killed run left, if it still runs (a harness killed alone)."""
+    try:
+        with open(os.path.join(state, "sluiced.pid")) as f:
+            pid = int(f.read())
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return pid if os.path.join(state, "mnt").encode() in f.read() else None
+    except (OSError, ValueError):
+        return None
+
+
+def stream_gone(kc, name):
+    try:
+        st = kc.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    except rl.ClientError as e:
+        check(e.response["Error"]["Code"] == "ResourceNotFoundException", repr(e))
+        return True
+    return st["StreamStatus"] == "DELETING"
+
+
+def recover(srv, totals, prof):
+    """The first start after --resume: the recovery from the SIGKILL the harness's end
+    was. The stream is read back against the checkpoint's ledger, the records of the
+    round in flight then adopted (adopt()). A stream gone (kills profile) was retired by
+    that round, after a read-back that found all its records: a new one takes the load."""
+    totals["sigkill_harness"] += 1
+    srv.start()
+    kc = srv.client(attempts=10)
+    if prof["gen_shards"] and stream_gone(kc, rl.STREAM):
+        totals["generation"] += 1
+        rl.STREAM = "soak-g%d" % totals["generation"]
+        for name in kc.list_streams()["StreamNames"]:
+            if name.startswith("soak-g"):  # Any the lost round created.
+                try:
+                    kc.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+                except rl.ClientError:
+                    pass  # Already deleting.
+        create_stream(kc, totals, busy=True)
+        rl.wait_active(kc)
+        stream_retention(kc, totals, prof)
+        forget_stream(totals)
+        totals["unadopted"].clear()
+        return
+    check_open_partition(kc)
+    _, seen, may_expire = verify_all(srv, totals)
+    check_fanout_durable(totals["fanout"].get("seen", {}), seen, may_expire)
+    totals["verified"] += len(totals["acked"])
+
+
+def lost_prefixes(n):
+    """The key prefixes of round n (load_and_kill's producers)."""
+    return {"p%d" % (n * 10 + i) for i in range(rl.PRODUCERS)} | {
+        "%s%d" % (c, n) for c in "uth"}
+
+
+def new_totals(prof, rng):
     totals = {"acked": {}, "maybe": {}, "born": {}, "retention_h": SHORT_H,
               "retention": {"expired": 0, "past": 0, "young": 0, "gone": set(),
                             "short_streams": 0},
@@ -1271,28 +1461,109 @@ def main():
               "hog_refused": 0, "hog_evicted": 0, "hog_shed": 0, "hog_timed_out": 0,
               "nofile_low_starts": 0,
               "reshard_kill": {"happened": 0, "not": 0, "none_sent": 0},
-              "retire_kill": {"delete": 0, "create": 0}}
+              "retire_kill": {"delete": 0, "create": 0},
+              # --resume: starts that recovered from a killed harness; the key prefixes
+              # of rounds whose ledger died with it; their records found after.
+              "sigkill_harness": 0, "resumed": 0, "unadopted": set(), "adopted": 0,
+              "checkpoint_at": 0.0, "finished": False}
     totals["owed"] = [k for k in OWED if prof[k] > 0]
     rng.shuffle(totals["owed"])
-    if prof["gen_shards"]:
-        rl.STREAM = "soak-g0"
-    t0 = time.time()
-    rounds = 0
+    return totals
+
+
+def resume_state(args):
+    """--resume: the checkpoint's run, its clock moved on past the dead time. The round
+    in flight at the kill (number `rounds`) is lost; its keys are never used again."""
+    ck = load_checkpoint(args.state)
+    pid = left_running(args.state)
+    refuse(pid is None, "to resume: sluiced %s of the killed run still runs on %s (stop "
+           "it first)" % (pid, args.state))
+    for k in ("profile", "seed"):
+        setattr(args, k, ck["args"][k])
+    for k in ("kills", "duration"):  # Unless given again (a longer run, a higher target).
+        if getattr(args, k) is None:
+            setattr(args, k, ck["args"][k])
+    totals, rounds = ck["totals"], ck["rounds"]
+    refuse(not totals["finished"], "to resume: the run in %s finished (its summary was "
+           "printed); nothing to resume" % args.state)
+    totals["resumed"] += 1
+    totals["unadopted"] |= lost_prefixes(rounds)
+    fill = totals["fill"]
+    dead = time.time() - totals["checkpoint_at"]
+    fill.since, fill.until = fill.since + dead, fill.until + dead  # Phases skip the gap.
+    rl.STREAM = ck["stream"]
+    return totals, ck["rng"], rounds + 1, ck["elapsed"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sluiced")
+    ap.add_argument("--duration", type=float, default=None, help="seconds (default 120)")
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("TEST_SEED", "1")))
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="classic")
+    ap.add_argument("--kills", type=int, default=None,
+                    help="also stop once this many SIGKILLs (any kind) were sent")
+    ap.add_argument("--disk-mb", type=int, default=160)
+    ap.add_argument("--rss-budget-mb", type=int, default=1024)
+    ap.add_argument("--answer-bound-s", type=float, default=20.0)
+    ap.add_argument("--state", help="keep the run (image, data, log, checkpoint) in this "
+                    "directory, checkpointed every round; kept at the end")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run checkpointed in --state (after a killed harness)")
+    args = ap.parse_args()
+    refuse(args.state or not args.resume, "--resume without --state DIR")
+    if args.resume:
+        totals, rng, rounds, elapsed = resume_state(args)
+        prof = PROFILES[args.profile]
+        tmp = args.state
+    else:
+        args.duration = 120 if args.duration is None else args.duration
+        args.kills = args.kills or 0
+        prof = PROFILES[args.profile]
+        rng = random.Random(args.seed)
+        totals, rounds, elapsed = new_totals(prof, rng), 0, 0.0
+        if args.state:
+            refuse(not os.path.exists(os.path.join(args.state, "checkpoint")),
+                   "to start afresh in %s: it holds a run (--resume it, or remove the "
+                   "directory)" % args.state)
+            os.makedirs(args.state, exist_ok=True)
+            tmp = args.state
+        else:
+            tmp = tempfile.mkdtemp(prefix="sluice-soak-")
+        if prof["gen_shards"]:
+            rl.STREAM = "soak-g0"
+    loop = Loop(tmp, args.disk_mb, resume=args.resume)
+    args.fill = loop.mounted
+    srv = Sluiced(args.sluiced, os.path.join(loop.mnt, "data"), os.path.join(tmp, "sluiced.log"),
+                  os.path.join(tmp, "sluiced.pid") if args.state else None)
+    t0 = time.time() - elapsed
+
+    def checkpoint():
+        if args.state:
+            save_checkpoint(args.state, args, totals, rng, rounds, time.time() - t0)
     try:
-        srv.start()
-        kc = srv.client(attempts=10)
-        kc.create_stream(StreamName=rl.STREAM, ShardCount=2)
-        rl.wait_active(kc)
-        stream_retention(kc, totals, prof)
-        shown = t0
+        if args.resume:
+            checkpoint()  # Counts this resume (and its kill) even if it is killed too.
+            recover(srv, totals, prof)
+            checkpoint()
+        else:
+            srv.start()
+            kc = srv.client(attempts=10)
+            kc.create_stream(StreamName=rl.STREAM, ShardCount=2)
+            rl.wait_active(kc)
+            stream_retention(kc, totals, prof)
+        shown = time.time()
         while time.time() - t0 < args.duration and not (
                 args.kills and kills_sent(totals) >= args.kills):
             round_once(srv, rng, rounds, totals, args, prof)
             rounds += 1
+            checkpoint()
             if time.time() - shown >= PROGRESS_S:
                 shown = time.time()
                 progress(totals, rounds, shown - t0)
         srv.stop()
+        totals["finished"] = True
+        checkpoint()
     except BaseException as e:
         print("FAIL (seed %d, round %d): %s; sluiced log: %s" % (args.seed, rounds, e,
                                                                   srv.log_path),
@@ -1302,21 +1573,36 @@ def main():
         loop.close()
         raise
     loop.close()
-    shutil.rmtree(tmp, ignore_errors=True)
+    if not args.state:
+        shutil.rmtree(tmp, ignore_errors=True)
     summary(args, totals, rounds, time.time() - t0)
+    if args.state:
+        print("soak: the run is kept in %s (remove it with: rm -rf %s)" % (
+            args.state, args.state))
 
 
 def kills_sent(t):
-    return t["sigkill"] + t["sigkill_recovery"] + sum(t["retire_kill"].values())
+    return (t["sigkill"] + t["sigkill_recovery"] + sum(t["retire_kill"].values()) +
+            t["sigkill_harness"])
 
 
 def progress(t, rounds, elapsed):
     """A line every PROGRESS_S of a long run: how far it got, all checks passed so far."""
     print("soak: %.0f s, %d rounds, %d SIGKILL (+%d during recovery, +%d inside a "
-          "retirement), %d SIGSTOP, %d records acknowledged, all read back so far" % (
+          "retirement%s), %d SIGSTOP, %d records acknowledged, all read back so far%s" % (
               elapsed, rounds, t["sigkill"], t["sigkill_recovery"],
-              sum(t["retire_kill"].values()), t["sigstop"],
-              t["retired"] + len(t["acked"]) + t["retention"]["expired"]), flush=True)
+              sum(t["retire_kill"].values()), harness_killed(t), t["sigstop"],
+              t["retired"] + len(t["acked"]) + t["retention"]["expired"], resumed(t)),
+          flush=True)
+
+
+def harness_killed(t):
+    """With the kills: the starts that recovered from a killed harness (--resume)."""
+    return ", +%d harness killed" % t["sigkill_harness"] if t["resumed"] else ""
+
+
+def resumed(t):
+    return "; resumed %d times" % t["resumed"] if t["resumed"] else ""
 
 
 def summary(args, totals, rounds, elapsed):
@@ -1335,7 +1621,7 @@ def summary(args, totals, rounds, elapsed):
             t["puts"], t["throttled"], t["h2c"], t["udp"], t["tcp"], t["frame_resends"],
             FRAME_ACK_WAIT_S, t["frame_nacks"], t["frame_unrouted"], t["reads"], r["split"],
             r["merge"], r["update"], fill.mib, t["subscriptions"], t["fanout_records"]),
-        "faults: %d SIGKILL (+%d during recovery; %.1f a minute; %d right after a reshard "
+        "faults: %d SIGKILL (+%d during recovery%s; %.1f a minute; %d right after a reshard "
         "was answered: %d happened, %d not, and %d rounds found none answered in time; "
         "%d inside a stream's retirement: %d after DeleteStream, %d after the next "
         "CreateStream), %d SIGSTOP, %d disk-full episodes (disk filling %.0f s, held full "
@@ -1345,7 +1631,7 @@ def summary(args, totals, rounds, elapsed):
         "RLIMIT_NOFILE %d; retention expiry on %d of %d streams (RetentionPeriodHours %d "
         "lasting %.1f s at [log] retention_hour_ms %d): %d records expired, %d read back "
         "past retention (exact), %d read back younger than it (none missing)" % (
-            t["sigkill"], t["sigkill_recovery"], kills * 60.0 / elapsed,
+            t["sigkill"], t["sigkill_recovery"], harness_killed(t), kills * 60.0 / elapsed,
             rk["happened"] + rk["not"], rk["happened"], rk["not"], rk["none_sent"],
             tk["delete"] + tk["create"], tk["delete"], tk["create"], t["sigstop"],
             fill.full, fill.spent["fill"], fill.spent["hold"], fill.spent["room"],
@@ -1361,6 +1647,13 @@ def summary(args, totals, rounds, elapsed):
         "%d streams retired after their read-back; most shards in one read-back %d" % (
             t["generation"], t["shards"]),
         "max RSS %.0f MiB; slowest answer %.2f s" % (t["rss_max"], t["answer_max"]),
+    ]
+    if t["resumed"]:
+        parts += [
+            "resumed %d times: %d SIGKILLs in all (%d harness killed); %d records of the "
+            "rounds in flight then found and adopted" % (
+                t["resumed"], kills, t["sigkill_harness"], t["adopted"])]
+    parts += [
         "time: load and kill %.0f s, restarts (and load threads ending) %.0f s, "
         "read-backs %.0f s" % (
             t["t_load"], t["t_restart"], t["t_verify"]),
