@@ -33,14 +33,25 @@ grep -q sigv4 "$tmp/err" || fail "refusal does not say why: $(cat "$tmp/err")"
 
 start() {
 	port=$(free_port)
+	# The background job truncates out in its own process, maybe after wait_for_line has
+	# read the last start's ready line: a signal sent then reached a shell child whose
+	# SIGINT is ignored (asynchronous commands of a non-interactive sh), and was lost.
+	rm -f "$tmp/out"
 	"$sluiced" --no-dataplane --data-dir "$tmp/data" --api-listen "127.0.0.1:$port" \
 		>"$tmp/out" 2>"$tmp/log" &
 	pid=$!
 	wait_for_line "$tmp/out" "sluiced: ready" 20 || fail "no ready line: $(cat "$tmp/log")"
 }
+# What a sluiced that does not stop is doing: its log's tail and each thread's state.
+stuck() { # pid
+	tail -5 "$tmp/log"
+	for t in /proc/"$1"/task/*; do
+		echo "$(cat "$t/comm"): $(cut -d' ' -f3 "$t/stat") $(cat "$t/wchan" 2>/dev/null)"
+	done
+}
 stop() { # signal
 	kill "-$1" "$pid"
-	wait_for_exit "$pid" 20 || fail "did not stop on SIG$1"
+	wait_for_exit "$pid" 20 || fail "did not stop on SIG$1: $(stuck "$pid")"
 	wait "$pid"; rc=$?
 	[ $rc = 0 ] || fail "exit $rc after SIG$1: $(tail -5 "$tmp/log")"
 	grep -q "stopped cleanly" "$tmp/log" || fail "no clean-stop line after SIG$1"
