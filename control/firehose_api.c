@@ -240,7 +240,8 @@ fh_int_check(struct kv_errors *errors, const char *path, const cJSON *item, int6
 
 	if (item == NULL || !cJSON_IsNumber(item))
 		return;
-	snprintf(rendered, sizeof(rendered), "%lld", (long long)item->valuedouble);
+	/* %g, not a cast: a value past long long's range (1e300) is undefined to cast. */
+	snprintf(rendered, sizeof(rendered), "%.15g", item->valuedouble);
 	if (item->valuedouble < (double)min) {
 		snprintf(rule, sizeof(rule), "Member must have value greater than or equal to %lld",
 			 (long long)min);

@@ -32,6 +32,7 @@
  * characters are refused too.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -283,7 +284,8 @@ fh_value_text(const cJSON *v, char *out, size_t out_size)
 		n = snprintf(out, out_size, "%s", v->valuestring);
 	else if (cJSON_IsBool(v))
 		n = snprintf(out, out_size, "%s", cJSON_IsTrue(v) ? "true" : "false");
-	else if (cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble)
+	else if (cJSON_IsNumber(v) && fabs(v->valuedouble) < 0x1p63 &&
+		 v->valuedouble == (double)(long long)v->valuedouble)
 		n = snprintf(out, out_size, "%lld", (long long)v->valuedouble);
 	else if (cJSON_IsNumber(v))
 		n = snprintf(out, out_size, "%.17g", v->valuedouble);
