@@ -1026,6 +1026,16 @@ server_drain_owed(const struct api_server *s)
 	return owed;
 }
 
+/* The drain ends with calls still owed (the grace, or a second signal): counted, logged. */
+static void
+server_drain_cut(struct api_server *s, const char *why, uint32_t owed)
+{
+	s->stats.calls_cut_at_stop = owed;
+	diag_warn("server", "%s: %u calls (or request heads) closed unanswered (%" PRIu64
+		  " requests refused while stopping)", why, owed,
+		  s->stats.requests_refused_stopping);
+}
+
 /* True when the drain is over: nothing owed, or the grace ended (what is left is logged). */
 static bool
 server_drain_over(struct api_server *s)
@@ -1039,10 +1049,7 @@ server_drain_over(struct api_server *s)
 	}
 	if (s->now_ns < s->drain_deadline_ns)
 		return false;
-	s->stats.calls_cut_at_stop = owed;
-	diag_warn("server", "shutdown_grace_ms ended: %u calls (or request heads) closed "
-		  "unanswered (%" PRIu64 " requests refused while stopping)", owed,
-		  s->stats.requests_refused_stopping);
+	server_drain_cut(s, "shutdown_grace_ms ended", owed);
 	return true;
 }
 
@@ -1112,8 +1119,12 @@ api_server_run(struct api_server *s)
 			next_sweep_ns = s->now_ns + SERVER_TICK_MS * 1000000ull;
 		}
 		if (s->draining && server_drain_over(s))
-			break;
+			goto out;
 	}
+	/* api_server_stop() while draining (a second signal). */
+	if (s->draining && server_drain_owed(s) > 0)
+		server_drain_cut(s, "stopped at once", server_drain_owed(s));
+out:
 	buf_pool_thread_set(NULL);
 	return 0;
 }
