@@ -341,10 +341,12 @@ sluiced_notify_ready(const struct sluiced *d)
  * sluiced itself (the server thread ended: sluiced_server_main). Under a
  * systemd watchdog (WatchdogSec), pings at half the interval while every part
  * is still ready: a wedged or failed part stops the pings and systemd restarts
- * the service.
+ * the service. While `stopping` (the API not ready by design) it pings anyway:
+ * the grace and TimeoutStopSec bound that wait.
  */
 static int
-sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled, bool *from_self)
+sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled, bool stopping,
+	     bool *from_self)
 {
 	uint64_t watchdog_usec = notify_watchdog_usec();
 	struct timespec interval = {
@@ -364,7 +366,8 @@ sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled, bool *from_se
 			*from_self = info.si_pid == getpid();
 			return sig;
 		}
-		if (watchdog_usec != 0 && metrics_ready_all(dataplane_enabled, &missing))
+		if (watchdog_usec != 0 &&
+		    (stopping || metrics_ready_all(dataplane_enabled, &missing)))
 			notify_send("WATCHDOG=1");
 	}
 }
@@ -385,9 +388,8 @@ sluiced_stop_api(struct sluiced *d, const sigset_t *stop_signals, bool from_self
 		return;
 	}
 	api_server_drain(d->server, grace_ms);
-	/* Not the watchdog's: a stop is bounded by the grace and TimeoutStopSec. */
 	for (;;) {
-		sig = sluiced_wait(stop_signals, false, &from_self);
+		sig = sluiced_wait(stop_signals, false, true, &from_self);
 		if (from_self)
 			return;
 		if (sig != SIGHUP)
@@ -585,8 +587,8 @@ sluiced_serve(struct sluiced *d)
 	metrics_ready_set(METRICS_READY_API, true);
 	sluiced_announce_ready(d);
 
-	while ((sig = sluiced_wait(&stop_signals, d->config.dataplane_enabled, &from_self)) ==
-	       SIGHUP)
+	while ((sig = sluiced_wait(&stop_signals, d->config.dataplane_enabled, false,
+				   &from_self)) == SIGHUP)
 		sluiced_reload(d);
 	notify_send("STOPPING=1\nSTATUS=stopping");
 	diag_info("sluiced", "stopping (%s)", from_self ? "the API server ended" :
