@@ -983,10 +983,14 @@ server_drain_begin(struct api_server *s)
 
 	s->draining = true;
 	s->drain_deadline_ns = s->now_ns + (uint64_t)grace_ms * 1000000u;
-	while (s->listen_fd >= 0 && server_accept(s, s->listen_fd, false))
-		;
-	while (s->tls_listen_fd >= 0 && server_accept(s, s->tls_listen_fd, true))
-		;
+	/* A backlog's worth at most: a flood would refill it as fast as it is taken. */
+	for (int i = 0; i < SERVER_LISTEN_BACKLOG / SERVER_ACCEPT_BURST; i++) {
+		bool more = s->listen_fd >= 0 && server_accept(s, s->listen_fd, false);
+
+		more = (s->tls_listen_fd >= 0 && server_accept(s, s->tls_listen_fd, true)) || more;
+		if (!more)
+			break;
+	}
 	server_fd_close(&s->listen_fd);
 	server_fd_close(&s->tls_listen_fd);
 	for (uint32_t i = 0; i < s->conns_max; i++)
