@@ -983,6 +983,7 @@ server_drain_begin(struct api_server *s)
 
 	s->draining = true;
 	s->drain_deadline_ns = s->now_ns + (uint64_t)grace_ms * 1000000u;
+	s->drain_linger_ns = s->now_ns + SERVER_DRAIN_LINGER_MS * 1000000ull;
 	/* A backlog's worth at most: a flood would refill it as fast as it is taken. */
 	for (int i = 0; i < SERVER_LISTEN_BACKLOG / SERVER_ACCEPT_BURST; i++) {
 		bool more = s->listen_fd >= 0 && server_accept(s, s->listen_fd, false);
@@ -1004,11 +1005,12 @@ server_drain_begin(struct api_server *s)
 /*
  * Calls still owed an answer: arriving, with the actions (also those whose client
  * left: their records may still be written) or being written; a request head
- * arriving on HTTP/1.1; an h2 connection with frames (its GOAWAY) not yet out.
+ * arriving on HTTP/1.1; an h2 connection with frames (its GOAWAY) not yet out; for
+ * SERVER_DRAIN_LINGER_MS, an idle HTTP/1.1 connection not yet told to close.
  * Subscriptions are not owed: they only end when the client or the action ends them.
  */
 static uint32_t
-server_drain_owed(const struct api_server *s)
+server_drain_owed(const struct api_server *s, bool linger)
 {
 	uint32_t owed = 0;
 
@@ -1020,8 +1022,8 @@ server_drain_owed(const struct api_server *s)
 	for (uint32_t i = 0; i < s->conns_max; i++) {
 		const struct server_conn *c = &s->conns[i];
 
-		if ((c->state == CONN_HTTP1 || c->state == CONN_DETECT) && c->in_used > 0 &&
-		    c->reading == NULL && !c->closing)
+		if ((c->state == CONN_HTTP1 || c->state == CONN_DETECT) && !c->closing &&
+		    c->calls_head == NULL && (c->in_used > 0 || linger))
 			owed++;
 		else if (c->state == CONN_H2 &&
 			 (c->h2_out_size > 0 || nghttp2_session_want_write(c->h2)))
@@ -1044,14 +1046,15 @@ server_drain_cut(struct api_server *s, const char *why, uint32_t owed)
 static bool
 server_drain_over(struct api_server *s)
 {
-	uint32_t owed = server_drain_owed(s);
+	bool in_grace = s->now_ns < s->drain_deadline_ns;
+	uint32_t owed = server_drain_owed(s, in_grace && s->now_ns < s->drain_linger_ns);
 
 	if (owed == 0) {
 		diag_info("server", "stopped taking work: every call answered (%" PRIu64 " "
 			  "requests refused while stopping)", s->stats.requests_refused_stopping);
 		return true;
 	}
-	if (s->now_ns < s->drain_deadline_ns)
+	if (in_grace)
 		return false;
 	server_drain_cut(s, "shutdown_grace_ms ended", owed);
 	return true;
@@ -1126,8 +1129,8 @@ api_server_run(struct api_server *s)
 			goto out;
 	}
 	/* api_server_stop() while draining (a second signal). */
-	if (s->draining && server_drain_owed(s) > 0)
-		server_drain_cut(s, "stopped at once", server_drain_owed(s));
+	if (s->draining && server_drain_owed(s, false) > 0)
+		server_drain_cut(s, "stopped at once", server_drain_owed(s, false));
 out:
 	buf_pool_thread_set(NULL);
 	return 0;
