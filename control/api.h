@@ -274,8 +274,9 @@ void api_server_stop(struct api_server *server);
  * ignored, which clients retry elsewhere); the calls begun before run to their answer
  * (puts wait for durability, replicas or their forward as usual), written with
  * Connection: close. api_server_run() returns once none is left (subscriptions, which
- * never end by themselves, are not waited for), or after `grace_ms`, logging how many
- * calls it closed unanswered; api_server_stop() ends it at once.
+ * never end by themselves, are not waited for; idle HTTP/1.1 connections are kept
+ * SERVER_DRAIN_LINGER_MS for a last request to refuse), or after `grace_ms`, logging how
+ * many calls it closed unanswered; api_server_stop() ends it at once.
  */
 void api_server_drain(struct api_server *server, uint32_t grace_ms);
 /*
