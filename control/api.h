@@ -267,6 +267,19 @@ int api_server_run(struct api_server *server);
 /* Safe from any thread: the loop finishes its current pass and returns. */
 void api_server_stop(struct api_server *server);
 /*
+ * A graceful stop, from any thread (docs/OPERATIONS.md "Stopping"): the listeners close
+ * (the connections already in their backlog are taken first); a request begun after this
+ * is refused before any work (HTTP/1.1: 503 ServiceUnavailable + Connection: close;
+ * h2: every connection gets GOAWAY with the last stream it took, and later streams are
+ * ignored, which clients retry elsewhere); the calls begun before run to their answer
+ * (puts wait for durability, replicas or their forward as usual), written with
+ * Connection: close. api_server_run() returns once none is left (subscriptions, which
+ * never end by themselves, are not waited for; idle HTTP/1.1 connections are kept
+ * SERVER_DRAIN_LINGER_MS for a last request to refuse), or after `grace_ms`, logging how
+ * many calls it closed unanswered; api_server_stop() ends it at once.
+ */
+void api_server_drain(struct api_server *server, uint32_t grace_ms);
+/*
  * SIGHUP, from any thread: the loop takes the live keys of `config` (copied here)
  * at its next pass: auth mode and keys, idle timeout, access log sampling, a new
  * TLS certificate and key (new connections get them; open ones keep theirs; a

@@ -102,6 +102,11 @@ static const struct config_key config_keys[] = {
 		"base64 in 5 MiB x 4/3; AWS caps the request at 5 MiB of data)."),
 	LIVE_U32("server", "idle_timeout_ms", idle_timeout_ms, "60000", 100, 3600000,
 		"A connection idle or stalled mid-request this long is closed."),
+	LIVE_U32("server", "shutdown_grace_ms", shutdown_grace_ms, "10000", 0, 60000,
+		"On SIGTERM/SIGINT the API stops taking connections and refuses new requests "
+		"(503 + Connection: close; h2: GOAWAY) and the calls already taken get their "
+		"answers for at most this long; what is left then is closed unanswered and "
+		"logged. 0: stop at once. A second signal stops at once."),
 	KEY_U32("server", "put_queue_mb", put_queue_mb, "256", 0, 65536,
 		"Memory budget, MiB of request bodies, of the PutRecord and PutRecords calls that "
 		"wait, in arrival order, for the log's batches while all are in flight (the log "

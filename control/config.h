@@ -45,6 +45,7 @@ struct sluice_config {
 	uint32_t connections_max;
 	uint32_t request_body_size_max;
 	uint32_t idle_timeout_ms;
+	uint32_t shutdown_grace_ms;
 	uint32_t put_queue_mb;
 	char region[CONFIG_STRING_SIZE];
 	char account_id[CONFIG_STRING_SIZE];

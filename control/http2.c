@@ -186,8 +186,29 @@ h2_conn_open(struct server_conn *c)
 						  H2_CONNECTION_WINDOW) != 0)
 		return -EIO;
 	c->state = CONN_H2;
+	c->goaway = false;
+	if (c->server->draining)
+		h2_conn_goaway(c);  /* Opened while stopping: no stream of it is taken. */
 	server_conn_dirty(c);
 	return 0;
+}
+
+void
+h2_conn_goaway(struct server_conn *c)
+{
+	int32_t last = nghttp2_session_get_last_proc_stream_id(c->h2);
+
+	if (c->goaway)
+		return;
+	/*
+	 * NO_ERROR with the last stream taken: the streams up to it are answered, nghttp2
+	 * ignores later ones, and the client knows to send them elsewhere. The session
+	 * ends (h2_conn_service) once its streams are done and the frame is out.
+	 */
+	if (nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0) != 0)
+		return;
+	c->goaway = true;
+	server_conn_dirty(c);
 }
 
 void

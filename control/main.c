@@ -185,7 +185,10 @@ sluiced_server_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "sluice-api");
 	d->server_rc = api_server_run(d->server);
-	/* The server stopped on its own (an error): wake main() as a signal would. */
+	/*
+	 * The server stopped on its own (an error) or its drain ended: wake main() as a
+	 * signal would; it knows this one by its sender (sluiced_wait).
+	 */
 	kill(getpid(), SIGTERM);
 	return NULL;
 }
@@ -334,12 +337,16 @@ sluiced_notify_ready(const struct sluiced *d)
 }
 
 /*
- * Waits for SIGTERM or SIGINT and returns it. Under a systemd watchdog
- * (WatchdogSec), pings at half the interval while every part is still ready:
- * a wedged or failed part stops the pings and systemd restarts the service.
+ * Waits for SIGTERM, SIGINT or SIGHUP and returns it; *from_self: sent by
+ * sluiced itself (the server thread ended: sluiced_server_main). Under a
+ * systemd watchdog (WatchdogSec), pings at half the interval while every part
+ * is still ready: a wedged or failed part stops the pings and systemd restarts
+ * the service. While `stopping` (the API not ready by design) it pings anyway:
+ * the grace and TimeoutStopSec bound that wait.
  */
 static int
-sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled)
+sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled, bool stopping,
+	     bool *from_self)
 {
 	uint64_t watchdog_usec = notify_watchdog_usec();
 	struct timespec interval = {
@@ -347,20 +354,50 @@ sluiced_wait(const sigset_t *stop_signals, bool dataplane_enabled)
 		.tv_nsec = (long)(watchdog_usec / 2 % 1000000u * 1000u),
 	};
 	const char *missing;
+	siginfo_t info;
 	int sig;
 
-	if (watchdog_usec == 0) {
-		while (sigwait(stop_signals, &sig) != 0)
-			;
-		return sig;
-	}
 	for (;;) {
-		sig = sigtimedwait(stop_signals, NULL, &interval);
-		if (sig > 0)
+		if (watchdog_usec == 0)
+			sig = sigwaitinfo(stop_signals, &info);
+		else
+			sig = sigtimedwait(stop_signals, &info, &interval);
+		if (sig > 0) {
+			*from_self = info.si_pid == getpid();
 			return sig;
-		if (metrics_ready_all(dataplane_enabled, &missing))
+		}
+		if (watchdog_usec != 0 &&
+		    (stopping || metrics_ready_all(dataplane_enabled, &missing)))
 			notify_send("WATCHDOG=1");
 	}
+}
+
+/*
+ * The first SIGTERM/SIGINT: with [server] shutdown_grace_ms, the API finishes
+ * what it took (api_server_drain) until the server thread says it is done;
+ * a second signal stops it at once. Returns once the server thread is ending.
+ */
+static void
+sluiced_stop_api(struct sluiced *d, const sigset_t *stop_signals, bool from_self)
+{
+	uint32_t grace_ms = d->config.shutdown_grace_ms;
+	int sig;
+
+	if (from_self || grace_ms == 0) {
+		api_server_stop(d->server);
+		return;
+	}
+	api_server_drain(d->server, grace_ms);
+	for (;;) {
+		sig = sluiced_wait(stop_signals, false, true, &from_self);
+		if (from_self)
+			return;
+		if (sig != SIGHUP)
+			break;
+		diag_info("sluiced", "SIGHUP while stopping: not applied");
+	}
+	diag_warn("sluiced", "second %s: stopping at once", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	api_server_stop(d->server);
 }
 
 /* The diagnostics keys, on SIGHUP and once at start (the main thread's part of a reload). */
@@ -481,6 +518,7 @@ sluiced_serve(struct sluiced *d)
 {
 	char log_dir[CONFIG_STRING_SIZE + 8];
 	sigset_t stop_signals;
+	bool from_self = false;
 	int sig = 0;
 	int rc;
 
@@ -549,12 +587,14 @@ sluiced_serve(struct sluiced *d)
 	metrics_ready_set(METRICS_READY_API, true);
 	sluiced_announce_ready(d);
 
-	while ((sig = sluiced_wait(&stop_signals, d->config.dataplane_enabled)) == SIGHUP)
+	while ((sig = sluiced_wait(&stop_signals, d->config.dataplane_enabled, false,
+				   &from_self)) == SIGHUP)
 		sluiced_reload(d);
 	notify_send("STOPPING=1\nSTATUS=stopping");
-	diag_info("sluiced", "stopping (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	diag_info("sluiced", "stopping (%s)", from_self ? "the API server ended" :
+		  sig == SIGINT ? "SIGINT" : "SIGTERM");
 	metrics_ready_set(METRICS_READY_API, false);
-	api_server_stop(d->server);
+	sluiced_stop_api(d, &stop_signals, from_self);
 	pthread_join(d->server_thread, NULL);
 	rc = d->server_rc;
 

@@ -301,6 +301,8 @@ api_server_open(const struct sluice_config *config, struct kinesis *k,
 	s->spare_fd = -1;
 	atomic_init(&s->stop, false);
 	atomic_init(&s->reload, false);
+	atomic_init(&s->drain, false);
+	atomic_init(&s->drain_grace_ms, 0);
 	pthread_mutex_init(&s->reload_lock, NULL);
 	if (getrandom(&s->rng, sizeof(s->rng), 0) != sizeof(s->rng))
 		s->rng = clock_real_ns();
@@ -399,6 +401,17 @@ api_server_stop(struct api_server *server)
 		diag_warn("server", "stop: eventfd write: %s", strerror(errno));
 }
 
+void
+api_server_drain(struct api_server *server, uint32_t grace_ms)
+{
+	uint64_t one = 1;
+
+	atomic_store_explicit(&server->drain_grace_ms, grace_ms, memory_order_relaxed);
+	atomic_store_explicit(&server->drain, true, memory_order_release);
+	/* The same eventfd as a stop: the flag says which. */
+	if (write(server->stop_fd, &one, sizeof(one)) < 0)
+		diag_warn("server", "drain: eventfd write: %s", strerror(errno));
+}
 
 void
 api_server_close(struct api_server *s)
@@ -768,7 +781,8 @@ server_accept_shed(struct api_server *s, int listen_fd)
 	return fd >= 0;
 }
 
-static void
+/* Accepts up to SERVER_ACCEPT_BURST connections. False once the backlog is empty. */
+static bool
 server_accept(struct api_server *s, int listen_fd, bool tls)
 {
 	for (int i = 0; i < SERVER_ACCEPT_BURST; i++) {
@@ -779,7 +793,7 @@ server_accept(struct api_server *s, int listen_fd, bool tls)
 		    server_accept_shed(s, listen_fd))
 			continue;
 		if (fd < 0)
-			return;  /* EAGAIN, or a connection that died in the backlog. */
+			return false;  /* EAGAIN, or a connection that died in the backlog. */
 		/*
 		 * The kernel hands out the lowest free descriptor: one this high means
 		 * the process is nearly out, and the log fail-stops when it cannot open
@@ -792,6 +806,7 @@ server_accept(struct api_server *s, int listen_fd, bool tls)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		server_conn_adopt(s, fd, tls);
 	}
+	return true;
 }
 
 /* The first bytes decide: the h2 prior-knowledge preface, or HTTP/1.1. */
@@ -955,6 +970,96 @@ server_sweep(struct api_server *s)
 	}
 }
 
+/*
+ * api_server_drain() was asked: the connections the kernel completed are taken (their
+ * clients may have sent a request already: it gets a 503, not a reset), then the
+ * listeners close, so new ones are refused and a restarted sluiced can bind at once.
+ * Every h2 connection gets its GOAWAY; an HTTP/1.1 one learns at its next answer.
+ */
+static void
+server_drain_begin(struct api_server *s)
+{
+	uint32_t grace_ms = atomic_load_explicit(&s->drain_grace_ms, memory_order_relaxed);
+
+	s->draining = true;
+	s->drain_deadline_ns = s->now_ns + (uint64_t)grace_ms * 1000000u;
+	s->drain_linger_ns = s->now_ns + SERVER_DRAIN_LINGER_MS * 1000000ull;
+	/* A backlog's worth at most: a flood would refill it as fast as it is taken. */
+	for (int i = 0; i < SERVER_LISTEN_BACKLOG / SERVER_ACCEPT_BURST; i++) {
+		bool more = s->listen_fd >= 0 && server_accept(s, s->listen_fd, false);
+
+		more = (s->tls_listen_fd >= 0 && server_accept(s, s->tls_listen_fd, true)) || more;
+		if (!more)
+			break;
+	}
+	server_fd_close(&s->listen_fd);
+	server_fd_close(&s->tls_listen_fd);
+	for (uint32_t i = 0; i < s->conns_max; i++)
+		if (s->conns[i].state == CONN_H2)
+			h2_conn_goaway(&s->conns[i]);
+	diag_info("server", "stopping: listeners closed, new requests refused (503, h2 "
+		  "GOAWAY); %u calls in flight get their answers within shutdown_grace_ms %u",
+		  s->calls_used, grace_ms);
+}
+
+/*
+ * Calls still owed an answer: arriving, with the actions (also those whose client
+ * left: their records may still be written) or being written; a request head
+ * arriving on HTTP/1.1; an h2 connection with frames (its GOAWAY) not yet out; for
+ * SERVER_DRAIN_LINGER_MS, an idle HTTP/1.1 connection not yet told to close.
+ * Subscriptions are not owed: they only end when the client or the action ends them.
+ */
+static uint32_t
+server_drain_owed(const struct api_server *s, bool linger)
+{
+	uint32_t owed = 0;
+
+	for (uint32_t i = 0; i < s->calls_max; i++) {
+		enum call_state st = s->calls[i].state;
+
+		owed += st == CALL_READING || st == CALL_DISPATCHED || st == CALL_REPLIED;
+	}
+	for (uint32_t i = 0; i < s->conns_max; i++) {
+		const struct server_conn *c = &s->conns[i];
+
+		if ((c->state == CONN_HTTP1 || c->state == CONN_DETECT) && !c->closing &&
+		    c->calls_head == NULL && (c->in_used > 0 || linger))
+			owed++;
+		else if (c->state == CONN_H2 &&
+			 (c->h2_out_size > 0 || nghttp2_session_want_write(c->h2)))
+			owed++;
+	}
+	return owed;
+}
+
+/* The drain ends with calls still owed (the grace, or a second signal): counted, logged. */
+static void
+server_drain_cut(struct api_server *s, const char *why, uint32_t owed)
+{
+	s->stats.calls_cut_at_stop = owed;
+	diag_warn("server", "%s: %u calls (or request heads) closed unanswered (%" PRIu64
+		  " requests refused while stopping)", why, owed,
+		  s->stats.requests_refused_stopping);
+}
+
+/* True when the drain is over: nothing owed, or the grace ended (what is left is logged). */
+static bool
+server_drain_over(struct api_server *s)
+{
+	bool in_grace = s->now_ns < s->drain_deadline_ns;
+	uint32_t owed = server_drain_owed(s, in_grace && s->now_ns < s->drain_linger_ns);
+
+	if (owed == 0) {
+		diag_info("server", "stopped taking work: every call answered (%" PRIu64 " "
+			  "requests refused while stopping)", s->stats.requests_refused_stopping);
+		return true;
+	}
+	if (in_grace)
+		return false;
+	server_drain_cut(s, "shutdown_grace_ms ended", owed);
+	return true;
+}
+
 static void
 server_handle(struct api_server *s, const struct epoll_event *ev, bool *kinesis_ready)
 {
@@ -966,6 +1071,8 @@ server_handle(struct api_server *s, const struct epoll_event *ev, bool *kinesis_
 			return;
 		if (atomic_exchange_explicit(&s->reload, false, memory_order_acquire))
 			server_reload_take(s);
+		if (!s->draining && atomic_load_explicit(&s->drain, memory_order_acquire))
+			server_drain_begin(s);
 	} else if (tag == TAG_LISTEN) {
 		server_accept(s, s->listen_fd, false);
 	} else if (tag == TAG_TLS_LISTEN) {
@@ -1018,7 +1125,13 @@ api_server_run(struct api_server *s)
 			server_sweep(s);
 			next_sweep_ns = s->now_ns + SERVER_TICK_MS * 1000000ull;
 		}
+		if (s->draining && server_drain_over(s))
+			goto out;
 	}
+	/* api_server_stop() while draining (a second signal). */
+	if (s->draining && server_drain_owed(s, false) > 0)
+		server_drain_cut(s, "stopped at once", server_drain_owed(s, false));
+out:
 	buf_pool_thread_set(NULL);
 	return 0;
 }

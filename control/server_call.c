@@ -132,6 +132,7 @@ server_call_alloc(struct api_server *s, struct server_conn *c)
 	call->server = s;
 	call->conn = c;
 	call->keep_alive = true;
+	call->late = s->draining;
 	call->content_type = JSON_1_1;
 	call->started_ns = s->now_ns;
 	call->metrics_op = METRICS_API_OPS_MAX; /* "Other" until the target is known. */
@@ -470,6 +471,24 @@ server_call_refuse(struct api_call *call, int status, const char *type, const ch
 		return;
 	}
 	server_call_json_error(call, status, type, message, strlen(message));
+}
+
+/*
+ * A request begun after api_server_drain(): refused before any work, as a 503 the SDKs
+ * retry; on HTTP/1.1 the connection closes after it (h2 has had its GOAWAY).
+ */
+static void
+server_call_refuse_stopping(struct api_call *call)
+{
+	struct server_conn *c = call->conn;
+
+	call->server->stats.requests_refused_stopping++;
+	if (c != NULL && c->state == CONN_HTTP1) {
+		call->keep_alive = false;
+		c->closing = true;  /* Nothing after this request is read. */
+	}
+	server_call_refuse(call, 503, "ServiceUnavailable",
+			   "The server is stopping: retry on another connection");
 }
 
 /*
@@ -849,6 +868,10 @@ server_call_ready(struct api_call *call)
 	if (call->refuse_status == 408)
 		return;  /* Timed out (HTTP/2): the stream reset is on its way. */
 	s->stats.requests++;
+	if (call->late) {
+		server_call_refuse_stopping(call);
+		return;
+	}
 	if (call->refuse_status == 413) {
 		server_call_refuse(call, 413, "SerializationException",
 				   "Request body exceeds request_body_size_max");

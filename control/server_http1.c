@@ -65,6 +65,15 @@ http1_head(struct api_call *call, const char *framing)
 	size_t used = 0;
 	int n;
 
+	/*
+	 * Stopping (api_server_drain): the last request on the connection is answered with
+	 * Connection: close, so the client's next request goes to another connection.
+	 */
+	if (s->draining && call == call->conn->calls_tail) {
+		call->keep_alive = false;
+		call->conn->closing = true;
+	}
+
 	if (call->error_type[0] != '\0')
 		used += (size_t)snprintf(lines, sizeof(lines), "x-amzn-ErrorType: %s\r\n",
 					 call->error_type);

@@ -260,17 +260,28 @@ dp_worker_launch(void *arg)
 	return rc;
 }
 
-/* After rte_eal_mp_wait_lcore(): the first `launched` workers have returned. */
+/*
+ * After rte_eal_mp_wait_lcore(): the first `launched` workers have returned. Frames
+ * they took and could not answer within DP_STOP_DRAIN_MS are logged with their count.
+ */
 static void
 dp_workers_joined(struct dp *dp, uint32_t launched)
 {
+	uint64_t unanswered = 0;
+
 	for (uint32_t i = 0; i < launched; i++) {
 		bool exited = atomic_exchange_explicit(&dp->workers[i].exited, false,
 						       memory_order_acquire);
 
 		assert(exited);
 		(void)exited;
+		unanswered += dp->workers[i].unanswered_at_stop;
+		dp->workers[i].unanswered_at_stop = 0;
 	}
+	if (unanswered > 0)
+		diag_warn("dataplane", "stopped with %llu frames unanswered: the log did not "
+			  "finish their batches within DP_STOP_DRAIN_MS (%u ms); producers retry "
+			  "them", (unsigned long long)unanswered, DP_STOP_DRAIN_MS);
 }
 
 int

@@ -946,10 +946,10 @@ dp_ingest_is_idle(const struct dp_worker *w)
 	return ing->open_count == 0 && ing->retry_count == 0 && ing->failed_count == 0;
 }
 
-void
+uint32_t
 dp_ingest_drain(struct dp_worker *w)
 {
-	uint64_t deadline = rte_rdtsc() + 2 * w->dp->tsc_hz;
+	uint64_t deadline = rte_rdtsc() + (uint64_t)DP_STOP_DRAIN_MS * w->dp->tsc_hz / 1000u;
 
 	dp_stage_flush(w, rte_rdtsc(), true);
 	while ((!dp_ingest_is_idle(w) || w->ingest.in_flight > 0) && rte_rdtsc() < deadline) {
@@ -958,6 +958,8 @@ dp_ingest_drain(struct dp_worker *w)
 		dp_worker_tx_flush(w);
 		rte_delay_us_sleep(50);
 	}
+	/* A frame slot is taken from a frame's acceptance until its answer is sent. */
+	return DP_FRAME_SLOTS - w->ingest.frame_free_count;
 }
 
 /* ---- Start and stop ------------------------------------------------------ */

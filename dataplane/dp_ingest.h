@@ -61,6 +61,12 @@ struct dp_route_table;
  */
 #define DP_ADMIT_WAIT_MS 200
 #define DP_ADMIT_INTERVAL_MS 100
+/*
+ * A stopping worker waits this long for the log to finish what it submitted so that
+ * each frame it took gets its answer (dp_ingest_drain): the log's group commit takes
+ * milliseconds; a log this far behind was refusing frames by age already.
+ */
+#define DP_STOP_DRAIN_MS 2000
 /* Kinesis stamps arrival in milliseconds: a grouped record is stamped at most this early. */
 #define DP_GROUPED_ARRIVAL_SKEW_NS 1000000u
 #define DP_FRAME_RECORDS_MAX FRAME_RECORDS_MAX /* Records of one frame (TCP: up to 500). */
@@ -261,8 +267,13 @@ void dp_ingest_burst_end(struct dp_worker *w, uint64_t now_tsc);
 uint32_t dp_ingest_poll(struct dp_worker *w, uint64_t now_tsc);
 /* Nothing staged or waiting to be submitted: the worker may sleep. */
 bool dp_ingest_is_idle(const struct dp_worker *w);
-/* At stop: submits what is staged and waits (bounded) for its completions. */
-void dp_ingest_drain(struct dp_worker *w);
+/*
+ * At stop (the worker no longer takes frames): submits what is staged and waits for its
+ * completions, answering every frame taken (ACK once durable, NACK when the log refused
+ * it), for at most DP_STOP_DRAIN_MS. Returns the frames still unanswered then (their
+ * batches not finished by the log): their producers retry, as after a crash.
+ */
+uint32_t dp_ingest_drain(struct dp_worker *w);
 
 /* dp_stage.c: per-shard staging batches. */
 int dp_stage_init(struct dp_worker *w);

@@ -89,6 +89,8 @@ struct dp_worker {
 	 * dp_close() frees its state, and reports a race (docs/TESTING.md).
 	 */
 	atomic_bool exited;
+	/* Frames it took and left unanswered at its stop (dp_ingest_drain); read after exited. */
+	uint32_t unanswered_at_stop;
 	/*
 	 * Durable records per stream (dp_stream_count; dataplane.h): open addressing on
 	 * the stream id, probed at most DP_STREAM_PROBES slots. This worker writes; the

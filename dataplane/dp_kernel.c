@@ -937,7 +937,7 @@ dp_kernel_worker_main(void *arg)
 		dp_worker_flush_check(w);
 		rte_rcu_qsbr_quiescent(dp->qsbr, w->index);
 	}
-	dp_ingest_drain(w);
+	w->unanswered_at_stop = dp_ingest_drain(w);
 	dp_kernel_send_all(w, w->kernel);
 	io_uring_submit(&w->kernel->ring);
 	rte_rcu_qsbr_thread_offline(dp->qsbr, w->index);

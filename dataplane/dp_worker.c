@@ -326,7 +326,7 @@ dp_worker_main(void *arg)
 		dp_worker_flush_check(w);
 		rte_rcu_qsbr_quiescent(dp->qsbr, w->index);
 	}
-	dp_ingest_drain(w);
+	w->unanswered_at_stop = dp_ingest_drain(w);
 	dp_worker_tx_flush(w);
 	rte_rcu_qsbr_thread_offline(dp->qsbr, w->index);
 	rte_rcu_qsbr_thread_unregister(dp->qsbr, w->index);

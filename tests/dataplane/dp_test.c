@@ -10,6 +10,7 @@
 struct dp *dp_test;
 uint32_t dp_test_workers = 1;
 uint32_t dp_test_producers_max;
+uint32_t dp_test_batch_age_us;
 struct rte_mempool *dp_test_pool;
 const struct rte_ether_addr dp_test_peer_mac = { { 0x02, 0, 0, 0, 0, 0x02 } };
 
@@ -34,6 +35,8 @@ dp_test_open_auth(struct log *log, const struct frame_auth_key *keys, uint32_t c
 	c.workers = dp_test_workers;
 	if (dp_test_producers_max != 0)
 		c.producers_max = dp_test_producers_max;
+	if (dp_test_batch_age_us != 0)
+		c.batch_age_us = dp_test_batch_age_us;
 	c.idle_polls = 0;
 	c.ipv4 = DP_TEST_IPV4;
 	c.ingest_port = DP_TEST_PORT;

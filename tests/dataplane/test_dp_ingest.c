@@ -2088,3 +2088,45 @@ Test(dp_ingest, nacks_wrong_shard_when_the_map_moved_and_stores_nothing)
 	pump_until_idle();
 	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 6);
 }
+
+/* Batches wait DP_BATCH_AGE_US_MAX: what a poll took stays staged until a stop drains it. */
+static void
+setup_old_batches(void)
+{
+	dp_test_batch_age_us = DP_BATCH_AGE_US_MAX;
+	setup();
+	dp_test_batch_age_us = 0;
+}
+
+/*
+ * A stop (dp_ingest_drain: the worker takes no more frames) answers every frame the
+ * worker took: the staged batch goes to the log and each frame gets its durable ACK
+ * before the drain returns, with none left unanswered.
+ */
+Test(dp_ingest_stop, drain_answers_every_frame_taken, .init = setup_old_batches,
+     .fini = teardown, .timeout = 30)
+{
+	struct dp_worker *w = &dp_test->workers[0];
+	struct frame_ack_run runs[8];
+	struct frame_ack ack;
+	struct rte_mbuf *m;
+	uint8_t buf[1500];
+	uint32_t acked = 0;
+
+	for (uint64_t seq = 1; seq <= 3; seq++) {
+		struct rec r = { .key = "device-17", .data = "at stop" };
+
+		send_payload(buf, records_frame(buf, "orders", 42, seq, FRAME_ACK_DURABLE, &r, 1));
+	}
+	dp_test_poll();  /* Takes all three (one RX burst) into a batch not old enough to go. */
+	cr_assert_eq(dp_test_counter(DP_FRAMES_ACCEPTED), 3);
+	cr_assert_eq(dp_ingest_drain(w), 0, "frames left unanswered");
+	while (dp_test_sent(&m, 1) == 1) {
+		decode_answer(m, &ack, runs);
+		cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+		cr_assert_eq(ack.flags & FRAME_F_ACK_MODE_MASK, FRAME_ACK_DURABLE);
+		expect_in_log(runs[0].shard_index, runs[0].seq_first, "device-17", "at stop");
+		acked++;
+	}
+	cr_assert_eq(acked, 3, "answers sent by the drain");
+}

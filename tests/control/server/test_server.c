@@ -56,6 +56,7 @@ struct probe {
 	size_t stream_pending_max; /* Most bytes a stream held for its peer. */
 	uint32_t streams_gone;   /* GONE events received. */
 	uint32_t starved;        /* Connections paused for want of a call. */
+	bool draining;           /* api_server_drain() was taken. */
 };
 
 /* ---- The harness at the seam ---- */
@@ -115,6 +116,7 @@ probe_answer(const struct kinesis *k)
 		probe_last.stream_events = k->stream_events;
 		probe_last.stream_pending_max = k->stream_pending_max;
 		probe_last.streams_gone = k->streams_gone;
+		probe_last.draining = server->draining;
 		probe_last.starved = 0;
 		for (const struct server_conn *c = server->starved_head; c != NULL;
 		     c = c->starved_next)
@@ -371,11 +373,16 @@ server_start(void)
 	cr_assert_eq(pthread_create(&server_thread, NULL, server_main, NULL), 0);
 }
 
+/* The test joined the server thread itself (its loop returned after a drain). */
+static bool server_joined;
+
 static void
 server_stop(void)
 {
 	api_server_stop(server);
-	cr_assert_eq(pthread_join(server_thread, NULL), 0);
+	if (!server_joined)
+		cr_assert_eq(pthread_join(server_thread, NULL), 0);
+	server_joined = false;
 	/* The loop has stopped: replies still owed are made here, before the close. */
 	buf_pool_thread_set(&server->pool);
 	for (uint32_t i = 0; i < harness.late_count; i++)
@@ -439,8 +446,9 @@ setup_default(void)
 
 /* ---- A raw HTTP/1.1 client ---- */
 
+/* A connected socket, or -errno of the connect (the socket closed). */
 static int
-client_connect(void)
+client_try_connect(void)
 {
 	struct sockaddr_in addr = {
 		.sin_family = AF_INET,
@@ -448,10 +456,22 @@ client_connect(void)
 		.sin_addr.s_addr = htonl(INADDR_LOOPBACK),
 	};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int err;
 
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0, "connect: %s",
-		     strerror(errno));
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+		return fd;
+	err = errno;
+	close(fd);
+	return -err;
+}
+
+static int
+client_connect(void)
+{
+	int fd = client_try_connect();
+
+	cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
 	return fd;
 }
 
@@ -2349,4 +2369,85 @@ Test(server, stream_h1_client_eof_is_gone, .init = setup_default, .fini = server
 	cr_assert_eq(shutdown(fd, SHUT_WR), 0);
 	probe_until(p, p.streams_gone == 1 && p.calls_used == 0 && p.streams_open == 0);
 	close(fd);
+}
+
+/* ---- A graceful stop (api_server_drain) ---- */
+
+/* Waits for the server thread to return by itself (no api_server_stop). */
+static void
+server_join_by_itself(void)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += WAIT_DEADLINE_MS / 1000;
+	cr_assert_eq(pthread_timedjoin_np(server_thread, NULL, &deadline), 0,
+		     "the loop did not return after its drain");
+	server_joined = true;
+}
+
+/*
+ * The action holds a put (as one waiting for durability) when the drain starts: the
+ * listener closes, a request sent then on a keep-alive connection is refused 503 +
+ * Connection: close without reaching the action, the held put gets its 200 (with
+ * Connection: close), and then the loop returns by itself.
+ */
+Test(server, drain_answers_calls_taken_and_refuses_new_ones, .init = setup_late_held,
+     .fini = server_stop)
+{
+	int held = client_connect();
+	int keep = client_connect();
+	struct response r;
+	struct probe p;
+
+	client_send_str(keep, request("ListStreams", "{}", NULL));
+	client_response(keep, &r);
+	cr_assert_eq(r.status, 200);
+	cr_assert_null(strcasestr(r.head, "\r\nConnection: close"), "%s", r.head);
+	response_free(&r);
+	client_send_str(held, request("PutRecord", "{}", NULL));
+	probe_until(p, p.dispatched >= 2);
+
+	api_server_drain(server, WAIT_DEADLINE_MS);
+	probe_until(p, p.draining);
+	cr_assert_eq(client_try_connect(), -ECONNREFUSED, "a new connection while stopping");
+	client_send_str(keep, request("ListStreams", "{}", NULL));
+	client_response(keep, &r);
+	cr_assert_eq(r.status, 503, "%s", r.head);
+	cr_assert_not_null(strcasestr(r.head, "\r\nConnection: close"), "%s", r.head);
+	cr_assert_not_null(strcasestr(r.head, "\r\nx-amzn-ErrorType: ServiceUnavailable"), "%s",
+			   r.head);
+	response_free(&r);
+	cr_assert(client_sees_close(keep, WAIT_DEADLINE_MS));
+	probe_read(&p);
+	cr_assert_eq(p.dispatched, 2, "the refused request reached the action");
+	cr_assert_eq(p.stats.requests_refused_stopping, 1);
+
+	__atomic_store_n(&late_release, true, __ATOMIC_RELEASE);
+	probe_read(&p);  /* Wakes kinesis_poll(), which now answers the held put. */
+	client_response(held, &r);
+	cr_assert_eq(r.status, 200, "%s", r.head);
+	cr_assert_not_null(strcasestr(r.head, "\r\nConnection: close"), "%s", r.head);
+	cr_assert_not_null(strstr(r.body, "SequenceNumber"), "%s", r.body);
+	response_free(&r);
+	cr_assert(client_sees_close(held, WAIT_DEADLINE_MS));
+	server_join_by_itself();
+	cr_assert_eq(server->stats.calls_cut_at_stop, 0);
+	close(keep);
+	close(held);
+}
+
+/* The grace ends with the put still held: the loop returns, counting it, and it is cut. */
+Test(server, drain_grace_ends_with_a_call_held, .init = setup_late_held, .fini = server_stop)
+{
+	int held = client_connect();
+	struct probe p;
+
+	client_send_str(held, request("PutRecord", "{}", NULL));
+	probe_until(p, p.dispatched >= 1);
+	api_server_drain(server, 1);
+	server_join_by_itself();
+	cr_assert_eq(server->stats.calls_cut_at_stop, 1);
+	cr_assert_eq(server->calls_used, 1);  /* Still the action's: server_stop answers it. */
+	close(held);
 }
