@@ -168,6 +168,33 @@ Test(frame_vectors, nack_throttled)
 	cr_assert_arr_eq(out, vec, size);
 }
 
+Test(frame_vectors, nack_not_leader)
+{
+	static const uint8_t leader[4] = { 198, 18, 0, 2 };
+	size_t size = load("nack_not_leader");
+	struct frame_ack ack;
+	int n;
+
+	cr_assert_eq(frame_ack_decode(guard_buf_place(vec, size), size, &ack), FRAME_OK);
+	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
+	cr_assert_eq(ack.status, FRAME_STATUS_NOT_LEADER);
+	cr_assert_eq(ack.batch_seq, 6);
+	cr_assert_eq(ack.record_count, 3);
+	cr_assert_eq(ack.run_count, 0);
+	cr_assert_eq(ack.credit_size, FRAME_CREDIT_UNLIMITED);
+	cr_assert_eq(ack.redirect.shard_index, 2);
+	cr_assert_eq(ack.redirect.family, 4);
+	cr_assert_eq(ack.redirect.port, 4571);
+	cr_assert_arr_eq(ack.redirect.addr, leader, sizeof(leader));
+	n = frame_ack_encode(out, sizeof(out), &ack, false);
+	cr_assert_eq(n, (int)size);
+	cr_assert_arr_eq(out, vec, size);
+	/* Without its block, or with a block on another status, it is refused. */
+	cr_assert_neq(frame_ack_decode(vec, size - FRAME_REDIRECT_SIZE, &ack), FRAME_OK);
+	vec[36] = FRAME_STATUS_THROTTLED;
+	cr_assert_neq(frame_ack_decode(vec, size, &ack), FRAME_OK);
+}
+
 Test(frame_vectors, shard_records_two)
 {
 	size_t size = load("shard_records_two");
