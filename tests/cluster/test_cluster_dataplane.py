@@ -36,6 +36,7 @@ import traceback
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cluster_forward as tcf  # noqa: E402  (placement, read_shard)
 import test_cluster_node as tcn  # noqa: E402  (its Etcd, Node, wait_for, fail)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "protocol"))
 from test_spec_independent import records_frame  # noqa: E402  (the spec's own encoder)
@@ -56,25 +57,6 @@ def hash_key(shard, i=0):
     return (shard * ((1 << 128) // SHARDS) + 1000 + i).to_bytes(16, "big")
 
 
-def placement(nodes):
-    """{shard: leader id} once every shard is led by a live node and every live node sees
-    that leader; else None."""
-    live = [n for n in nodes if n.proc is not None and n.proc.poll() is None]
-    leaders = {}
-    for n in live:
-        for r in n.cluster()["led"]:
-            if r["stream"] == STREAM and not r["fenced"]:
-                leaders[r["shard"]] = n.id
-    if len(leaders) != SHARDS:
-        return None
-    for n in live:
-        view = {r["shard"]: r["leader"] for r in n.cluster()["followed"] if r["stream"] == STREAM}
-        view.update({s: n.id for s, l in leaders.items() if l == n.id})
-        if any(view.get(s) != l for s, l in leaders.items()):
-            return None
-    return leaders
-
-
 def metric(node, name):
     """A dataplane counter of the node's /metrics, summed over its workers."""
     prefix = "sluice_dataplane_%s_total{" % name
@@ -91,16 +73,11 @@ def log_seq(sequence_number):
 
 def read_shard(node, shard):
     """Every readable record of the shard on `node`: [(log seq, data)]."""
-    c = node.client
-    it = c.get_shard_iterator(StreamName=STREAM, ShardId="shardId-%012d" % shard,
-                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    out = []
-    while True:
-        r = c.get_records(ShardIterator=it, Limit=1000)
-        out += [(log_seq(x["SequenceNumber"]), x["Data"]) for x in r["Records"]]
-        if not r["Records"] and r.get("MillisBehindLatest", 0) == 0:
-            return out
-        it = r["NextShardIterator"]
+    return [(log_seq(seq), data) for seq, data, _ in tcf.read_shard(node, shard, STREAM)]
+
+
+def placement(nodes):
+    return tcf.placement(nodes, STREAM, SHARDS)
 
 
 def udp_socket():
@@ -314,10 +291,7 @@ def main():
         for n in nodes:
             n.start()
         nodes[0].client.create_stream(StreamName=STREAM, ShardCount=SHARDS)
-        for n in nodes:
-            tcn.wait_for("stream active on node %d" % n.id, lambda: n.client.describe_stream_summary(
-                StreamName=STREAM)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
-                if STREAM in n.client.list_streams()["StreamNames"] else False)
+        tcn.active_everywhere(nodes, STREAM)
         leaders = tcn.wait_for("every shard led and seen by every node", lambda: placement(nodes))
         print("leaders by shard: %s" % leaders, flush=True)
         if set(leaders.values()) != {1, 2, 3}:

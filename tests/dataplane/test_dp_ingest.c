@@ -2142,6 +2142,16 @@ fake_durable(void *ctx, uint64_t log_id, uint64_t seq_end)
 	fake.shipped[LOG_SHARD_INDEX(log_id)] = seq_end;
 }
 
+/* The worker's next answer, decoded (asserted to come within 3 s of passes). */
+static void
+next_answer(struct frame_ack *ack, struct frame_ack_run *runs)
+{
+	struct rte_mbuf *m = pump_until_sent(3000);
+
+	cr_assert_not_null(m, "an answer");
+	decode_answer(m, ack, runs);
+}
+
 static const struct dp_cluster fake_cluster = {
 	.lead = fake_lead, .acked = fake_acked, .durable = fake_durable, .acked_gen = &fake.gen,
 };
@@ -2190,7 +2200,6 @@ Test(dp_cluster, acks_only_once_the_replicas_hold_the_frame)
 	uint32_t shard = shard_of("device-17");
 	struct frame_ack ack;
 	struct frame_ack_run runs[4];
-	struct rte_mbuf *m;
 
 	send_payload(buf, records_frame(buf, "orders", 42, 1, FRAME_ACK_DURABLE, &r, 1));
 	pump_until_shipped(shard, 1);
@@ -2205,9 +2214,7 @@ Test(dp_cluster, acks_only_once_the_replicas_hold_the_frame)
 
 	fake.acked[shard] = 1;
 	atomic_fetch_add(&fake.gen, 1);
-	m = pump_until_sent(3000);
-	cr_assert_not_null(m, "ACKed once the replicas hold it");
-	decode_answer(m, &ack, runs);
+	next_answer(&ack, runs);
 	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
 	cr_assert_eq(ack.run_count, 1);
 	cr_assert_eq(runs[0].shard_index, shard);
@@ -2225,7 +2232,6 @@ Test(dp_cluster, a_multi_shard_frame_waits_for_its_slowest_shard)
 	struct rec recs[SHARDS] = { 0 };
 	struct frame_ack ack;
 	struct frame_ack_run runs[SHARDS];
-	struct rte_mbuf *m;
 
 	/* One record per shard. */
 	for (uint32_t s = 0, i = 0; s < SHARDS; i++) {
@@ -2244,9 +2250,7 @@ Test(dp_cluster, a_multi_shard_frame_waits_for_its_slowest_shard)
 	atomic_fetch_add(&fake.gen, 1);
 	expect_no_answer();
 	fake.acked[SHARDS - 1] = 1;  /* No doorbell: the recheck finds it. */
-	m = pump_until_sent(3000);
-	cr_assert_not_null(m);
-	decode_answer(m, &ack, runs);
+	next_answer(&ack, runs);
 	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
 	cr_assert_eq(ack.run_count, SHARDS);
 }
@@ -2257,16 +2261,13 @@ Test(dp_cluster, nacks_a_frame_whose_leadership_ended_while_it_waited)
 	struct rec r = { .key = "device-17", .data = "x" };
 	uint32_t shard = shard_of("device-17");
 	struct frame_ack ack;
-	struct rte_mbuf *m;
 
 	send_payload(buf, records_frame(buf, "orders", 44, 1, FRAME_ACK_DURABLE, &r, 1));
 	pump_until_shipped(shard, 1);
 	fake.lost = true;
 	fake.acked[shard] = 1;  /* Even with the replicas past it: never ACKed now. */
 	atomic_fetch_add(&fake.gen, 1);
-	m = pump_until_sent(3000);
-	cr_assert_not_null(m);
-	decode_answer(m, &ack, NULL);
+	next_answer(&ack, NULL);
 	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
 	cr_assert_eq(ack.status, FRAME_STATUS_THROTTLED, "retryable");
 	cr_assert_gt(ack.retry_after_ms, 0);
@@ -2277,9 +2278,7 @@ Test(dp_cluster, nacks_a_frame_whose_leadership_ended_while_it_waited)
 	fake.lost = false;
 	fake.lead[shard] = FAKE_REMOTE;
 	send_payload(buf, records_frame(buf, "orders", 44, 1, FRAME_ACK_DURABLE, &r, 1));
-	m = pump_until_sent(3000);
-	cr_assert_not_null(m);
-	decode_answer(m, &ack, NULL);
+	next_answer(&ack, NULL);
 	cr_assert_eq(ack.status, FRAME_STATUS_NOT_LEADER);
 }
 
@@ -2289,13 +2288,10 @@ Test(dp_cluster, redirects_frames_for_a_shard_led_elsewhere)
 	struct rec r = { .key = "device-17", .data = "x" };
 	uint32_t shard = shard_of("device-17");
 	struct frame_ack ack;
-	struct rte_mbuf *m;
 
 	fake.lead[shard] = FAKE_REMOTE;
 	send_payload(buf, records_frame(buf, "orders", 45, 7, FRAME_ACK_DURABLE, &r, 1));
-	m = pump_until_sent(3000);
-	cr_assert_not_null(m);
-	decode_answer(m, &ack, NULL);
+	next_answer(&ack, NULL);
 	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
 	cr_assert_eq(ack.status, FRAME_STATUS_NOT_LEADER);
 	cr_assert_eq(ack.batch_seq, 7);
@@ -2307,9 +2303,7 @@ Test(dp_cluster, redirects_frames_for_a_shard_led_elsewhere)
 
 	/* A SHARD_RECORDS frame for it too. */
 	send_payload(buf, grouped_frame(buf, 45, 8, shard, &r, 1));
-	m = pump_until_sent(3000);
-	cr_assert_not_null(m);
-	decode_answer(m, &ack, NULL);
+	next_answer(&ack, NULL);
 	cr_assert_eq(ack.status, FRAME_STATUS_NOT_LEADER);
 	cr_assert_eq(ack.redirect.shard_index, shard);
 	cr_assert_eq(dp_test_counter(DP_FRAMES_REDIRECTED), 2);
@@ -2324,7 +2318,6 @@ Test(dp_cluster, refuses_a_records_frame_over_shards_of_different_leaders)
 	char keys[2][16];
 	struct rec recs[2] = { 0 };
 	struct frame_ack ack;
-	struct rte_mbuf *m;
 	uint32_t shards[2];
 
 	/* Two records in two different shards: one led here, one elsewhere. */
@@ -2338,18 +2331,14 @@ Test(dp_cluster, refuses_a_records_frame_over_shards_of_different_leaders)
 	}
 	fake.lead[shards[1]] = FAKE_REMOTE;
 	send_payload(buf, records_frame(buf, "orders", 46, 1, FRAME_ACK_DURABLE, recs, 2));
-	m = pump_until_sent(3000);
-	cr_assert_not_null(m);
-	decode_answer(m, &ack, NULL);
+	next_answer(&ack, NULL);
 	cr_assert_eq(ack.status, FRAME_STATUS_SPLIT_LEADERS);
 	cr_assert_eq(dp_test_counter(DP_FRAMES_SPLIT_LEADERS), 1);
 
 	/* No leader known for a shard: throttled, retry soon. */
 	fake.lead[shards[1]] = FAKE_UNKNOWN;
 	send_payload(buf, records_frame(buf, "orders", 46, 2, FRAME_ACK_DURABLE, &recs[1], 1));
-	m = pump_until_sent(3000);
-	cr_assert_not_null(m);
-	decode_answer(m, &ack, NULL);
+	next_answer(&ack, NULL);
 	cr_assert_eq(ack.status, FRAME_STATUS_THROTTLED);
 	cr_assert_gt(ack.retry_after_ms, 0);
 	cr_assert_eq(dp_test_counter(DP_FRAMES_NO_LEADER), 1);
