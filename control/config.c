@@ -349,8 +349,8 @@ static const struct config_key config_keys[] = {
 		"Kinesis API address other nodes forward puts to and clients are told, HOST:PORT "
 		"(empty: [server] api_listen; a wildcard there needs this)."),
 	KEY_STR("cluster", "advertise_dataplane", cluster_advertise_dataplane, "",
-		"Dataplane address producers are redirected to, HOST:PORT (empty: [dataplane] "
-		"ipv4 and ingest_port)."),
+		"Dataplane address producers are redirected to, IPV4:PORT (empty: [dataplane] "
+		"ipv4 and ingest_port); with the dataplane on it must be IPV4:PORT, not 0.0.0.0."),
 	KEY_U32("cluster", "lease_ttl_s", cluster_lease_ttl_s, "6", CLUSTER_LEASE_TTL_S_MIN,
 		CLUSTER_LEASE_TTL_S_MAX,
 		"TTL of the node's etcd lease, seconds: a node silent this long is gone (its "
