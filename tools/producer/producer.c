@@ -204,6 +204,7 @@ batch_begin(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns
 	b->sent_once = false;
 	b->node = 0;
 	b->nacked = false;
+	b->silent_sends = 0;
 	b->redirects = 0;
 	b->all_hashed = true;
 	b->last_status = FRAME_STATUS_OK;
@@ -322,6 +323,7 @@ leader_forget(struct sluice_producer *p, struct producer_batch *b)
 	if (shard != NULL && shard->node == b->node)
 		shard->node = 0;
 	b->node = 0;
+	b->silent_sends = 0;
 	p->stats.leaders_forgotten++;
 }
 
@@ -412,8 +414,10 @@ producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uin
 		p->stats.batches_sent++;
 	if (!b->sent_once)
 		b->node = batch_node(p, b);
-	else if (!b->nacked && b->node != 0)
+	else if (!b->nacked && b->node != 0 && ++b->silent_sends >= PRODUCER_LEADER_SILENT_SENDS)
 		leader_forget(p, b);  /* Its leader said nothing (UDP): back to the entry node. */
+	if (b->nacked)
+		b->silent_sends = 0;
 	b->nacked = false;
 	b->sent_once = true;
 	b->sends++;

@@ -24,6 +24,11 @@
  * reuses its oldest redirect entry (the shards cached on it go back to node 0).
  */
 #define PRODUCER_NODES_MAX 16u
+/*
+ * Sends in a row a redirected leader leaves unanswered before its shard goes back to
+ * the entry node: one late ACK (replicas slow to hold a frame) is not a dead leader.
+ */
+#define PRODUCER_LEADER_SILENT_SENDS 2u
 /* Byte offset of batch_seq in a RECORDS frame (docs/PROTOCOL.md §3). */
 #define PRODUCER_OFF_BATCH_SEQ 24u
 
@@ -61,6 +66,7 @@ struct producer_batch {
 				     * WRONG_SHARD answer can resend them as one. */
 	uint8_t node;               /* UDP: where it is sent (index in nodes[]; 0: entry). */
 	bool nacked;                /* A NACK came since its last send (not a timeout). */
+	uint8_t silent_sends;       /* Sends in a row to its node without an answer. */
 	uint32_t redirects;         /* not_leader NACKs followed for it. */
 };
 

@@ -38,8 +38,9 @@
  * Cluster (docs/CLUSTER.md "The dataplane in cluster mode"), UDP: `host` is an
  * entry node; a not_leader NACK names the shard's leader, and the batch is resent
  * there at once (later redirects of the same batch back off); with a shard map the
- * shard's later batches go there too, until a not_leader or an unanswered send
- * (ack_timeout_ms) sends them back to the entry node. One socket serves every
+ * shard's later batches go there too, until a not_leader, or two sends in a row
+ * left unanswered there (PRODUCER_LEADER_SILENT_SENDS: one late ACK is not a dead
+ * leader), send them back to the entry node. One socket serves every
  * node; answers are taken only from the nodes it sent to. TCP follows no redirect
  * (not built: a connection per node): such a batch fails with -EREMOTE.
  *

@@ -305,6 +305,37 @@ Test(producer, udp_follows_and_caches_redirects)
 }
 
 /*
+ * The leader a redirect named never answers (killed): after two unanswered sends a batch
+ * goes back to the entry server with its shard, which leads it again by then (it
+ * redirects only the first two frames) and stores it. Nothing fails.
+ */
+Test(producer, udp_forgets_a_leader_that_does_not_answer)
+{
+	struct scenario s = { .count = 400, .keys = 37, .map_shards = 4 };
+	struct test_server_config sc;
+	struct test_server *dead;
+	struct test_server *entry;
+	struct sluice_producer_stats stats;
+
+	server_config_init(&sc, false);
+	sc.silent = true;
+	dead = server_start_checked(&sc);
+	server_config_init(&sc, false);
+	sc.redirect_port = test_server_port(dead);
+	sc.redirect_max = 2;
+	entry = server_start_checked(&sc);
+	stats = producer_run_mapped(&s, entry);
+	cr_assert_eq(stats.records_ok, s.count);
+	cr_assert_eq(stats.batches_redirected, 2);
+	cr_assert_eq(stats.leaders_forgotten, 2, "each redirected batch came back once");
+	test_server_stop(entry);
+	test_server_stop(dead);
+	verify(entry, s.count, s.keys, true);
+	test_server_free(entry);
+	test_server_free(dead);
+}
+
+/*
  * Every grouped frame arrives twice and both copies are refused WRONG_SHARD: the second
  * refusal reaches a batch already resent as RECORDS. It is a late answer to the grouped
  * copy (RECORDS frames are never refused so), not the resent frame's: ignored, and every

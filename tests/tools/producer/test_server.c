@@ -196,7 +196,8 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 	if (rec.stream_name_size != strlen(s->stream_name) ||
 	    memcmp(rec.stream_name, s->stream_name, rec.stream_name_size) != 0)
 		return answer_nack(s, &rec, FRAME_STATUS_UNKNOWN_STREAM);
-	if (s->config.redirect_port != 0 && rec.shard_grouped && rec.shard_index % 2 == 1)
+	if (s->config.redirect_port != 0 && rec.shard_grouped && rec.shard_index % 2 == 1 &&
+	    (s->config.redirect_max == 0 || s->stats.redirected < s->config.redirect_max))
 		return answer_redirect(s, &rec);
 	d = dedup_for(s, rec.producer_id);
 	switch (frame_dedup_check(d, rec.producer_epoch, rec.batch_seq, &entry)) {

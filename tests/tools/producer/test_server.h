@@ -65,6 +65,8 @@ struct test_server_config {
 	 * before the dedup check, as the appliance does. 0: off.
 	 */
 	uint16_t redirect_port;
+	uint32_t redirect_max;       /* Redirect only the first N such frames (0: every one):
+				      * the leadership came back here. */
 };
 
 struct test_server_record {
