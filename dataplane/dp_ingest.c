@@ -9,9 +9,10 @@
  *   2. Burst end (dp_ingest_burst_end), in passes: the burst's hash keys all
  *      at once (producer-given, or MD5 through a per-worker key cache, the
  *      misses in SIMD lanes), every record of the burst routed in one loop,
- *      then per frame in arrival order: duplicate check (dp_dedup.c, a
- *      window per producer id) -> room for the whole frame -> stage every
- *      record (dp_stage.c).
+ *      then per frame in arrival order: cluster mode, does this node lead its
+ *      shards (else NACK not_leader / split_leaders / throttled, nothing
+ *      stored) -> duplicate check (dp_dedup.c, a window per producer id) ->
+ *      room for the whole frame -> stage every record (dp_stage.c).
  *   3. Answers: nothing (ack mode NONE), an ACK now (RECEIVED), or, for
  *      DURABLE (the default), a frame slot that waits for its records.
  *   4. Completions -> answers: dp_stage_completions() hands back each
@@ -21,6 +22,9 @@
  *      a frame of which nothing is durable is NACKed for a retry, and one
  *      partly durable is NACKed SEQUENCE_OLD (outcome unknown) to every
  *      retry: never stored twice. A frame is staged whole or not at all.
+ *      Cluster mode: a frame durable here is ACKed only once the replicas
+ *      [cluster] acks asks for hold it; until then it waits in its slot on
+ *      the replicating list, looked at again when the doorbell moves.
  *
  * Every ACK and NACK leaves through dp_ingest_send(). NACKs share one token
  * bucket per worker (two RX rings deep, refilled at DP_NACK_PER_S): a flood of bad or
