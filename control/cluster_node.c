@@ -33,6 +33,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include <cjson/cJSON.h>
 
 #include "cluster/cluster.h"
@@ -73,6 +75,8 @@ struct node_addr {
 	uint32_t id;
 	struct replica_peer peer;
 	char api[CLUSTER_ADDR_SIZE];
+	uint32_t dp_ipv4;          /* Its dataplane (dp_addr "a.b.c.d:port"), host order; */
+	uint16_t dp_port;          /* 0: none, or not an IPv4 address (no redirect to it). */
 };
 
 /*
@@ -148,9 +152,24 @@ peer_parse(const char *text, struct replica_peer *peer)
 	return 0;
 }
 
+/* "a.b.c.d:port" -> IPv4 and port in host order; *port_out 0 when it is not that. */
+static void
+dp_addr_parse(const char *text, uint32_t *ipv4_out, uint16_t *port_out)
+{
+	struct replica_peer p;
+	struct in_addr ip;
+
+	*ipv4_out = 0;
+	*port_out = 0;
+	if (peer_parse(text, &p) != 0 || inet_pton(AF_INET, p.host, &ip) != 1)
+		return;
+	*ipv4_out = ntohl(ip.s_addr);
+	*port_out = p.port;
+}
+
 static void
 addr_remember(struct cluster_node *n, uint32_t id, const struct replica_peer *peer,
-	      const char *api)
+	      const char *api, const char *dp)
 {
 	uint32_t i;
 
@@ -163,6 +182,7 @@ addr_remember(struct cluster_node *n, uint32_t id, const struct replica_peer *pe
 	}
 	n->addrs[i] = (struct node_addr){ .id = id, .peer = *peer };
 	snprintf(n->addrs[i].api, sizeof(n->addrs[i].api), "%s", api);
+	dp_addr_parse(dp, &n->addrs[i].dp_ipv4, &n->addrs[i].dp_port);
 }
 
 static const struct replica_peer *
@@ -194,13 +214,15 @@ read_addrs(struct cluster_node *n)
 						 r.kvs[i].value_size);
 		const cJSON *addr = cJSON_GetObjectItemCaseSensitive(o, "addr");
 		const cJSON *api = cJSON_GetObjectItemCaseSensitive(o, "api_addr");
+		const cJSON *dp = cJSON_GetObjectItemCaseSensitive(o, "dp_addr");
 		struct replica_peer peer;
 
 		if (*end == '\0' && id > 0 && id <= CLUSTER_NODE_ID_MAX && cJSON_IsString(addr) &&
 		    peer_parse(addr->valuestring, &peer) == 0) {
 			pthread_mutex_lock(&n->lock);  /* The admin thread names links by it. */
 			addr_remember(n, (uint32_t)id, &peer,
-				      cJSON_IsString(api) ? api->valuestring : "");
+				      cJSON_IsString(api) ? api->valuestring : "",
+				      cJSON_IsString(dp) ? dp->valuestring : "");
 			pthread_mutex_unlock(&n->lock);
 		}
 		cJSON_Delete(o);
@@ -661,11 +683,7 @@ node_join(struct cluster_node *n, const struct sluice_config *config)
 		.replication_factor = config->cluster_replication_factor,
 	};
 
-	if (config->cluster_advertise_dataplane[0] != '\0')
-		snprintf(dp_addr, sizeof(dp_addr), "%s", config->cluster_advertise_dataplane);
-	else
-		snprintf(dp_addr, sizeof(dp_addr), "%s:%u", config->dp_ipv4,
-			 config->dp_ingest_port);
+	config_cluster_dp_addr(config, dp_addr, sizeof(dp_addr));
 	return cluster_member_start(&cc, &n->member);
 }
 
@@ -821,6 +839,36 @@ cluster_node_leader_api(struct cluster_node *n, uint64_t log_id, char *addr, siz
 		err = api_of(n, l->place.leader, addr, size);
 	pthread_mutex_unlock(&n->lock);
 	return err;
+}
+
+int
+cluster_node_dp_lead(struct cluster_node *n, uint64_t log_id, uint64_t *epoch_out,
+		     uint32_t *ipv4_out, uint16_t *port_out)
+{
+	const struct node_leader *l;
+	int err = replica_lead_epoch(n->leader, log_id, epoch_out);
+
+	if (err == 0)
+		return 0;
+	err = -ENOENT;
+	pthread_mutex_lock(&n->lock);
+	l = leader_of(n, log_id);
+	for (uint32_t a = 0; l != NULL && l->place.leader != n->node_id && a < n->addr_count;
+	     a++) {
+		if (n->addrs[a].id == l->place.leader && n->addrs[a].dp_port != 0) {
+			*ipv4_out = n->addrs[a].dp_ipv4;
+			*port_out = n->addrs[a].dp_port;
+			err = -EREMOTE;
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
+	return err;
+}
+
+const _Atomic uint64_t *
+cluster_node_doorbell_gen(const struct cluster_node *n)
+{
+	return replica_leader_doorbell_gen(n->leader);
 }
 
 int

@@ -70,6 +70,17 @@ int cluster_node_doorbell_fd(const struct cluster_node *node);
  */
 int cluster_node_leader_api(struct cluster_node *node, uint64_t log_id, char *addr, size_t size);
 /*
+ * For the dataplane (docs/CLUSTER.md "The dataplane in cluster mode"): 0 and the
+ * epoch when the log shard is led here (as cluster_node_lead_epoch); -EREMOTE and
+ * the placed leader's dataplane address (nodes/<id>'s dp_addr, host byte order)
+ * when another node leads it; -ENOENT when no leader or no IPv4 dp_addr is known.
+ * Any thread (under the node's lock).
+ */
+int cluster_node_dp_lead(struct cluster_node *node, uint64_t log_id, uint64_t *epoch_out,
+			 uint32_t *ipv4_out, uint16_t *port_out);
+/* The doorbell as a counter raised each time it rings (replica_leader_doorbell_gen). */
+const _Atomic uint64_t *cluster_node_doorbell_gen(const struct cluster_node *node);
+/*
  * For a read of a log shard this node holds no replica of (docs/CLUSTER.md
  * "Forwarding reads"): the API address of its leader, else of an in-sync
  * replica. -ENOENT: serve it here (this node is one of its replicas, or it is

@@ -354,8 +354,8 @@ static const struct config_key config_keys[] = {
 		"Kinesis API address other nodes forward puts to and clients are told, HOST:PORT "
 		"(empty: [server] api_listen; a wildcard there needs this)."),
 	KEY_STR("cluster", "advertise_dataplane", cluster_advertise_dataplane, "",
-		"Dataplane address producers are redirected to, HOST:PORT (empty: [dataplane] "
-		"ipv4 and ingest_port)."),
+		"Dataplane address producers are redirected to, IPV4:PORT (empty: [dataplane] "
+		"ipv4 and ingest_port); with the dataplane on it must be IPV4:PORT, not 0.0.0.0."),
 	KEY_U32("cluster", "lease_ttl_s", cluster_lease_ttl_s, "6", CLUSTER_LEASE_TTL_S_MIN,
 		CLUSTER_LEASE_TTL_S_MAX,
 		"TTL of the node's etcd lease, seconds: a node silent this long is gone (its "
@@ -620,14 +620,34 @@ config_listen_is_valid(const char *listen)
 	       port > 0 && port <= 65535;
 }
 
+void
+config_cluster_dp_addr(const struct sluice_config *config, char *out, size_t size)
+{
+	if (config->cluster_advertise_dataplane[0] != '\0')
+		snprintf(out, size, "%s", config->cluster_advertise_dataplane);
+	else
+		snprintf(out, size, "%s:%u", config->dp_ipv4, config->dp_ingest_port);
+}
+
+/* "IPV4:PORT", not 0.0.0.0: an address other nodes (and redirected producers) reach. */
+static bool
+config_ipv4_port_is_valid(const char *text)
+{
+	const char *colon = strrchr(text, ':');
+	char host[CONFIG_STRING_SIZE];
+	struct in_addr ip;
+
+	return config_listen_is_valid(text) && (size_t)(colon - text) < REPLICA_HOST_SIZE_MAX &&
+	       snprintf(host, sizeof(host), "%.*s", (int)(colon - text), text) > 0 &&
+	       inet_pton(AF_INET, host, &ip) == 1 && ip.s_addr != htonl(INADDR_ANY);
+}
+
 /* [cluster]: the shapes cluster_member_start and the replica follower take. */
 static void
 config_validate_cluster(const struct sluice_config *config, struct config_errors *errors)
 {
 	const char *name = config->cluster_name;
-	struct in_addr ip;
-	char host[CONFIG_STRING_SIZE];
-	const char *colon;
+	char dp_addr[CONFIG_STRING_SIZE + 16];
 	const char *api;
 
 	if (strcmp(config->cluster_acks, "leader") != 0 &&
@@ -648,20 +668,18 @@ config_validate_cluster(const struct sluice_config *config, struct config_errors
 	if (config->cluster_node_id == 0)
 		config_error_add(errors, "config", 0, "[cluster] enabled needs node_id (1 .. %u)",
 				 CLUSTER_NODE_ID_MAX);
-	/* docs/CLUSTER.md "What remains": until then a cluster node's dataplane stays off. */
-	if (config->dataplane_enabled)
-		config_error_add(errors, "config", 0, "[cluster] enabled: the dataplane's "
-				 "acknowledgements are not replicated yet; set [dataplane] "
-				 "enabled = false");
+	/*
+	 * The dataplane's not_leader NACK names a node by an IPv4 address and port
+	 * (docs/PROTOCOL.md section 4): the address this node advertises must be one.
+	 */
+	config_cluster_dp_addr(config, dp_addr, sizeof(dp_addr));
+	if (config->dataplane_enabled && !config_ipv4_port_is_valid(dp_addr))
+		config_error_add(errors, "config", 0, "[cluster] advertise_dataplane '%s': "
+				 "expected IPV4:PORT, not 0.0.0.0 (the dataplane's redirects "
+				 "name this node by it)", dp_addr);
 	if (config->cluster_etcd_endpoints[0] == '\0')
 		config_error_add(errors, "config", 0, "[cluster] enabled needs etcd_endpoints");
-	colon = strrchr(config->cluster_replica_listen, ':');
-	if (!config_listen_is_valid(config->cluster_replica_listen) ||
-	    (size_t)(colon - config->cluster_replica_listen) >= sizeof(host) ||
-	    snprintf(host, sizeof(host), "%.*s", (int)(colon - config->cluster_replica_listen),
-		     config->cluster_replica_listen) < 0 ||
-	    strlen(host) >= REPLICA_HOST_SIZE_MAX || inet_pton(AF_INET, host, &ip) != 1 ||
-	    ip.s_addr == htonl(INADDR_ANY))
+	if (!config_ipv4_port_is_valid(config->cluster_replica_listen))
 		config_error_add(errors, "config", 0, "[cluster] replica_listen '%s': expected "
 				 "IPV4:PORT (an address other nodes dial, not 0.0.0.0)",
 				 config->cluster_replica_listen);

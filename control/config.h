@@ -170,6 +170,8 @@ int config_validate(const struct sluice_config *config, struct config_errors *er
 
 /* Whether `listen` ("ADDR:PORT") names a loopback address. */
 bool config_listen_is_loopback(const char *listen);
+/* The dataplane address a cluster node registers (nodes/<id>'s dp_addr): "host:port". */
+void config_cluster_dp_addr(const struct sluice_config *config, char *out, size_t size);
 
 void config_errors_print(const struct config_errors *errors, FILE *out);
 

@@ -25,6 +25,7 @@
 #include "control/metrics.h"
 #include "control/notify.h"
 #include "control/route.h"
+#include "dataplane/dataplane.h"
 #include "nvme-log/log.h"
 
 #define SLUICED_EXIT_USAGE 2
@@ -174,6 +175,7 @@ struct sluiced {
 	struct route *route;      /* The route publisher ([dataplane] enabled), or NULL. */
 	struct cluster_node *cluster; /* [cluster] enabled, or NULL. */
 	struct forward *forward;      /* Its forwarder (puts for shards led elsewhere), or NULL. */
+	struct dp_cluster dp_cluster; /* The dataplane's view of the node (cluster mode). */
 	pthread_t server_thread;
 	int server_rc;
 };
@@ -261,6 +263,13 @@ sluiced_cluster_read_api(void *ctx, uint64_t log_id, char *addr, size_t size)
 	return cluster_node_read_api(ctx, log_id, addr, size);
 }
 
+static int
+sluiced_cluster_dp_lead(void *ctx, uint64_t log_id, uint64_t *epoch_out,
+			struct dp_leader *leader_out)
+{
+	return cluster_node_dp_lead(ctx, log_id, epoch_out, &leader_out->ipv4, &leader_out->port);
+}
+
 /*
  * Cluster mode: the node (follower, leader, membership, placement watcher) over
  * the log and the actions' metadata, and the actions' acks through it. Before
@@ -290,6 +299,12 @@ sluiced_cluster_start(struct sluiced *d)
 	}
 	repl.ctx = d->cluster;
 	repl.doorbell_fd = cluster_node_doorbell_fd(d->cluster);
+	/* The dataplane asks the same node, through its own interface (dataplane.h). */
+	d->dp_cluster = (struct dp_cluster){
+		.ctx = d->cluster, .lead = sluiced_cluster_dp_lead, .acked = sluiced_cluster_acked,
+		.durable = sluiced_cluster_durable,
+		.acked_gen = cluster_node_doorbell_gen(d->cluster),
+	};
 	repl.forward = d->forward;
 	return kinesis_replication_set(d->kinesis, &repl);
 }
@@ -570,7 +585,8 @@ sluiced_serve(struct sluiced *d)
 		struct kinesis_routes routes;
 
 		rc = route_dataplane_start(d->route, &d->config, d->log,
-					   kinesis_metadata(d->kinesis), &routes);
+					   kinesis_metadata(d->kinesis),
+					   d->cluster != NULL ? &d->dp_cluster : NULL, &routes);
 		if (rc != 0) {
 			diag_error("sluiced", "cannot start the dataplane: %s", strerror(-rc));
 			goto out_close_kinesis;

@@ -442,12 +442,14 @@ route_metadata_close(struct route *r)
 
 int
 route_dataplane_start(struct route *r, const struct sluice_config *config, struct log *log,
-		      struct metadata *md, struct kinesis_routes *routes_out)
+		      struct metadata *md, const struct dp_cluster *cluster,
+		      struct kinesis_routes *routes_out)
 {
 	struct dp_config dc;
 	const char *key;
 	int rc = route_dp_config(config, log, &dc, &key);
 
+	dc.cluster = cluster;
 	assert(r->dp == NULL);
 	if (rc == 0)
 		rc = route_metadata_open(r, md);

@@ -10,6 +10,8 @@
 #include "control/api.h"
 #include "control/config.h"
 
+struct dp_cluster;
+
 struct dp_config;
 struct dp_stats;
 struct dp_stream_count;
@@ -58,11 +60,13 @@ void route_close(struct route *route);
  * One dataplane per process. Fills *routes_out for kinesis_routes_set(): `sync`
  * publishes the routes metadata holds now (RCU swap, every worker past a quiescent
  * state), then waits until every worker has handed the log what it staged under
- * the older table (a reshard's cut). Returns 0 or a negative errno (nothing is
- * left running on failure).
+ * the older table (a reshard's cut). `cluster` (cluster mode, else NULL): the node's
+ * leadership and replica acks for the dataplane (copied). Returns 0 or a negative
+ * errno (nothing is left running on failure).
  */
 int route_dataplane_start(struct route *route, const struct sluice_config *config,
-			  struct log *log, struct metadata *md, struct kinesis_routes *routes_out);
+			  struct log *log, struct metadata *md, const struct dp_cluster *cluster,
+			  struct kinesis_routes *routes_out);
 
 /*
  * Stops the route thread and the dataplane (staged records are submitted

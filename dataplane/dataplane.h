@@ -79,6 +79,50 @@ enum dp_backend {
 	DP_BACKEND_KERNEL,          /* Kernel UDP/TCP sockets through io_uring; no port. */
 };
 
+/* ---- Cluster mode ---------------------------------------------------------- */
+
+/* A shard's leader's dataplane address (nodes/<id>'s dp_addr), host byte order. */
+struct dp_leader {
+	uint32_t ipv4;
+	uint16_t port;
+};
+
+/*
+ * A cluster node's dataplane (docs/CLUSTER.md, "The dataplane in cluster mode"):
+ * frames for shards led here are appended in the leader epoch and ACKed only once
+ * the replicas [cluster] acks asks for hold them (the rule PutRecords follows);
+ * frames for shards led elsewhere are NACKed not_leader, naming the leader. sluiced
+ * fills this from its cluster node (the dataplane includes nothing of control/); it
+ * is copied at dp_open and must outlive the dataplane. Every op may be called from
+ * every worker at once (each takes its owner's lock briefly: once per shard of a
+ * frame, once per batch completed, and once per run of a waiting frame each time
+ * acked_gen moves).
+ */
+struct dp_cluster {
+	void *ctx;
+	/*
+	 * 0: log shard `log_id` is led here, in epoch *epoch_out (appends carry it, so the
+	 * log refuses them once this node promised a newer leader). -EREMOTE: another
+	 * node leads it, its dataplane address in *leader_out. -ENOENT: no leader known
+	 * (or its address is not an IPv4 address and port).
+	 */
+	int (*lead)(void *ctx, uint64_t log_id, uint64_t *epoch_out,
+		    struct dp_leader *leader_out);
+	/*
+	 * Every record of the log shard below *seq_out is held by the replicas [cluster]
+	 * acks asks for. -ENOENT / -ESTALE: not led here (any more): never ACK.
+	 */
+	int (*acked)(void *ctx, uint64_t log_id, uint64_t *seq_out);
+	/* The shard's records below seq_end are durable here: ship them now. */
+	void (*durable)(void *ctx, uint64_t log_id, uint64_t seq_end);
+	/*
+	 * The doorbell: raised (release) after any answer of `acked` may have moved. A
+	 * worker with frames waiting for replicas asks `acked` again only when it moved:
+	 * one load per poll pass, no fd to share among workers, no polling thread.
+	 */
+	const _Atomic uint64_t *acked_gen;
+};
+
 struct dp_config {
 	enum dp_backend backend;
 	const char *eal_args;       /* Extra EAL arguments, space separated ("" or NULL). */
@@ -119,6 +163,7 @@ struct dp_config {
 	uint32_t tcp_partial_frame_s; /* A frame left incomplete this long: reset. */
 	struct log *log;            /* Where records go; one producer per worker is opened.
 				     * NULL: every frame is refused THROTTLED (L2/L3 only). */
+	const struct dp_cluster *cluster; /* Cluster mode (copied), or NULL: single node. */
 	const struct frame_auth_key *auth_keys; /* Copied at open; up to DP_AUTH_KEYS_MAX. */
 	uint32_t auth_key_count;
 	bool auth_required;         /* Refuse frames without a valid HMAC tag. */
@@ -185,6 +230,12 @@ enum dp_counter {
 	DP_FRAMES_UNKNOWN_STREAM,
 	DP_FRAMES_SHARD_GROUPED, /* SHARD_RECORDS frames accepted (also in frames_accepted). */
 	DP_FRAMES_WRONG_SHARD,  /* SHARD_RECORDS for a shard not open: the producer's map moved. */
+	/* Cluster mode (struct dp_cluster). */
+	DP_FRAMES_REDIRECTED,   /* NACKed not_leader: another node leads the shard (named). */
+	DP_FRAMES_NO_LEADER,    /* NACKed throttled: no leader (or its address) known yet. */
+	DP_FRAMES_SPLIT_LEADERS, /* RECORDS frames over shards of different leaders: refused. */
+	DP_FRAMES_REPLICATING,  /* Durable here, then waited for the replicas before the ACK. */
+	DP_FRAMES_LEADERSHIP_LOST, /* Leadership ended while waiting: NACKed, never ACKed. */
 	DP_RECORDS_STAGED,
 	DP_RECORD_BYTES_STAGED,
 	DP_RECORDS_DURABLE,

@@ -73,6 +73,9 @@ dp_config_fault(const struct dp_config *c)
 		return "producers_max";
 	if (c->auth_key_count > DP_AUTH_KEYS_MAX || (c->auth_key_count > 0 && c->auth_keys == NULL))
 		return "auth_keys";
+	if (c->cluster != NULL && (c->cluster->lead == NULL || c->cluster->acked == NULL ||
+				   c->cluster->durable == NULL || c->cluster->acked_gen == NULL))
+		return "cluster";
 	if (c->mtu < DP_MTU_MIN || c->mtu > DP_MTU_MAX)
 		return "mtu";
 	if (c->tcp_connections == 0 || c->tcp_connections > DP_TCP_CONNECTIONS_MAX)
@@ -139,6 +142,10 @@ dp_copy_strings(struct dp *dp, const struct dp_config *c)
 		dp->auth_keys[i] = c->auth_keys[i];
 	dp->auth_key_count = c->auth_key_count;
 	dp->config.auth_keys = dp->auth_keys;
+	if (c->cluster != NULL) {
+		dp->cluster = *c->cluster;
+		dp->config.cluster = &dp->cluster;
+	}
 	return 0;
 }
 

@@ -9,9 +9,10 @@
  *   2. Burst end (dp_ingest_burst_end), in passes: the burst's hash keys all
  *      at once (producer-given, or MD5 through a per-worker key cache, the
  *      misses in SIMD lanes), every record of the burst routed in one loop,
- *      then per frame in arrival order: duplicate check (dp_dedup.c, a
- *      window per producer id) -> room for the whole frame -> stage every
- *      record (dp_stage.c).
+ *      then per frame in arrival order: cluster mode, does this node lead its
+ *      shards (else NACK not_leader / split_leaders / throttled, nothing
+ *      stored) -> duplicate check (dp_dedup.c, a window per producer id) ->
+ *      room for the whole frame -> stage every record (dp_stage.c).
  *   3. Answers: nothing (ack mode NONE), an ACK now (RECEIVED), or, for
  *      DURABLE (the default), a frame slot that waits for its records.
  *   4. Completions -> answers: dp_stage_completions() hands back each
@@ -21,6 +22,9 @@
  *      a frame of which nothing is durable is NACKed for a retry, and one
  *      partly durable is NACKed SEQUENCE_OLD (outcome unknown) to every
  *      retry: never stored twice. A frame is staged whole or not at all.
+ *      Cluster mode: a frame durable here is ACKed only once the replicas
+ *      [cluster] acks asks for hold it; until then it waits in its slot on
+ *      the replicating list, looked at again when the doorbell moves.
  *
  * Every ACK and NACK leaves through dp_ingest_send(). NACKs share one token
  * bucket per worker (two RX rings deep, refilled at DP_NACK_PER_S): a flood of bad or
@@ -253,8 +257,8 @@ dp_ingest_can_take(struct dp_worker *w)
  * frame's distinct shards costs O(records), not the O(records^2) of comparing
  * each record with every earlier one.
  */
-static bool
-dp_ingest_shard_first(struct dp_ingest *ing, uint64_t shard)
+static struct dp_shard_seen *
+dp_ingest_shard_entry(struct dp_ingest *ing, uint64_t shard, bool *first_out)
 {
 	uint32_t i = (uint32_t)((shard * 0x9E3779B97F4A7C15ull) >> 32) & (DP_SHARDS_SEEN_SIZE - 1);
 
@@ -264,10 +268,32 @@ dp_ingest_shard_first(struct dp_ingest *ing, uint64_t shard)
 		if (e->stamp != ing->shards_seen_stamp) {
 			e->stamp = ing->shards_seen_stamp;
 			e->shard = shard;
-			return true;
+			*first_out = true;
+			return e;
 		}
-		if (e->shard == shard)
-			return false;
+		if (e->shard == shard) {
+			*first_out = false;
+			return e;
+		}
+	}
+}
+
+static bool
+dp_ingest_shard_first(struct dp_ingest *ing, uint64_t shard)
+{
+	bool first;
+
+	dp_ingest_shard_entry(ing, shard, &first);
+	return first;
+}
+
+/* A new frame's set of shards: a new stamp (cleared only when the stamp wraps). */
+static void
+dp_ingest_shards_restamp(struct dp_ingest *ing)
+{
+	if (++ing->shards_seen_stamp == 0) {
+		memset(ing->shards_seen, 0, DP_SHARDS_SEEN_SIZE * sizeof(*ing->shards_seen));
+		ing->shards_seen_stamp = 1;
 	}
 }
 
@@ -281,10 +307,7 @@ dp_ingest_route(struct dp_ingest *ing, const struct dp_held_frame *f, const hash
 {
 	uint32_t distinct = 0;
 
-	if (++ing->shards_seen_stamp == 0) {
-		memset(ing->shards_seen, 0, DP_SHARDS_SEEN_SIZE * sizeof(*ing->shards_seen));
-		ing->shards_seen_stamp = 1;
-	}
+	dp_ingest_shards_restamp(ing);
 	for (uint32_t i = 0; i < f->fr.record_count; i++) {
 		uint64_t shard;
 
@@ -294,6 +317,117 @@ dp_ingest_route(struct dp_ingest *ing, const struct dp_held_frame *f, const hash
 		shards[i] = shard;
 	}
 	return (int)distinct;
+}
+
+/* ---- Cluster mode: who leads the frame's shards (struct dp_cluster) ------- */
+
+/* A leader's dataplane address as a not_leader NACK's redirect block. */
+static void
+dp_ingest_redirect_of(const struct dp_leader *leader, uint64_t shard,
+		      struct frame_redirect *redirect)
+{
+	memset(redirect, 0, sizeof(*redirect));
+	redirect->shard_index = LOG_SHARD_INDEX(shard);
+	redirect->family = 4;
+	redirect->port = leader->port;
+	redirect->addr[0] = (uint8_t)(leader->ipv4 >> 24);
+	redirect->addr[1] = (uint8_t)(leader->ipv4 >> 16);
+	redirect->addr[2] = (uint8_t)(leader->ipv4 >> 8);
+	redirect->addr[3] = (uint8_t)leader->ipv4;
+}
+
+/*
+ * Does this node lead every shard of the frame's `count` records (shards[])? Asks
+ * once per distinct shard and keeps its epoch in shards_seen for the staging
+ * (dp_ingest_epoch_of). OK: all led here. NOT_LEADER: all led by one other node,
+ * *redirect names it. SPLIT_LEADERS: some here and some elsewhere, or elsewhere on
+ * different nodes. THROTTLED: a shard's leader is not known (yet): retry.
+ */
+static enum frame_status
+dp_ingest_leads(struct dp_worker *w, const uint64_t *shards, uint32_t count,
+		struct frame_redirect *redirect)
+{
+	const struct dp_cluster *c = w->dp->config.cluster;
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_leader first = { 0 };
+	bool here = false;
+	bool elsewhere = false;
+	bool unknown = false;
+
+	dp_ingest_shards_restamp(ing);
+	for (uint32_t i = 0; i < count; i++) {
+		struct dp_leader leader = { 0 };
+		bool is_first;
+		struct dp_shard_seen *e = dp_ingest_shard_entry(ing, shards[i], &is_first);
+		int rc;
+
+		if (!is_first)
+			continue;
+		rc = c->lead(c->ctx, shards[i], &e->epoch, &leader);
+		if (rc == 0) {
+			here = true;
+		} else if (rc == -EREMOTE && !elsewhere) {
+			elsewhere = true;
+			first = leader;
+			dp_ingest_redirect_of(&leader, shards[i], redirect);
+		} else if (rc == -EREMOTE) {
+			if (leader.ipv4 != first.ipv4 || leader.port != first.port)
+				return FRAME_STATUS_SPLIT_LEADERS;
+		} else {
+			unknown = true;
+		}
+	}
+	if (here && elsewhere)
+		return FRAME_STATUS_SPLIT_LEADERS;
+	if (unknown)
+		return FRAME_STATUS_THROTTLED;
+	return elsewhere ? FRAME_STATUS_NOT_LEADER : FRAME_STATUS_OK;
+}
+
+/* The epoch dp_ingest_leads() found for one of the current frame's shards. */
+static uint64_t
+dp_ingest_epoch_of(struct dp_worker *w, uint64_t shard)
+{
+	bool first;
+
+	if (w->dp->config.cluster == NULL)
+		return LOG_EPOCH_NONE;
+	struct dp_shard_seen *e = dp_ingest_shard_entry(&w->ingest, shard, &first);
+
+	assert(!first);
+	return e->epoch;
+}
+
+static void dp_ingest_nack_send(struct dp_worker *w, const struct dp_peer *peer,
+				const struct frame_records *fr, enum frame_status status,
+				uint16_t record_index, const struct frame_redirect *redirect,
+				uint64_t now_tsc);
+
+/*
+ * Single node, or every shard of the frame led here: go on. Otherwise the frame is
+ * answered here (nothing stored, no dedup window touched: the leader's window is the
+ * one that counts) and counted.
+ */
+static bool
+dp_ingest_led_here(struct dp_worker *w, const struct dp_peer *peer,
+		   const struct frame_records *fr, const uint64_t *shards, uint32_t count,
+		   uint64_t now_tsc)
+{
+	struct frame_redirect redirect;
+	enum frame_status status;
+
+	if (w->dp->config.cluster == NULL)
+		return true;
+	status = dp_ingest_leads(w, shards, count, &redirect);
+	if (status == FRAME_STATUS_OK)
+		return true;
+	dp_count(w, status == FRAME_STATUS_NOT_LEADER ? DP_FRAMES_REDIRECTED :
+		    status == FRAME_STATUS_SPLIT_LEADERS ? DP_FRAMES_SPLIT_LEADERS :
+		    DP_FRAMES_NO_LEADER, 1);
+	if (frame_records_ack_mode(fr) != FRAME_ACK_NONE)
+		dp_ingest_nack_send(w, peer, fr, status, FRAME_RECORD_INDEX_NONE,
+				    status == FRAME_STATUS_NOT_LEADER ? &redirect : NULL, now_tsc);
+	return false;
 }
 
 /*
@@ -360,7 +494,7 @@ dp_ingest_is_new(struct dp_worker *w, const struct dp_peer *peer, const struct f
 
 static uint32_t
 dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
-		     const struct frame_records *fr, uint64_t now_tsc)
+		     const struct frame_records *fr, uint32_t stream_id, uint64_t now_tsc)
 {
 	struct dp_ingest *ing = &w->ingest;
 	uint32_t slot = ing->frame_free[--ing->frame_free_count];
@@ -371,6 +505,7 @@ dp_ingest_frame_slot(struct dp_worker *w, const struct dp_peer *peer,
 	f->producer_id = fr->producer_id;
 	f->batch_seq = fr->batch_seq;
 	f->epoch = fr->producer_epoch;
+	f->stream_id = stream_id;
 	f->record_count = fr->record_count;
 	f->records_left = fr->record_count;
 	f->records_stored = 0;
@@ -402,7 +537,8 @@ dp_ingest_stage(struct dp_worker *w, const struct frame_records *fr, const uint6
 		struct dp_record_ref ref = {
 			.frame_slot = frame_slot, .record_index = (uint16_t)i, .count = 1,
 		};
-		int rc = dp_stage_add(w, shards[i], &in, ref, now_tsc);
+		int rc = dp_stage_add(w, shards[i], dp_ingest_epoch_of(w, shards[i]), &in, ref,
+				      now_tsc);
 
 		if (rc != 0) {
 			dp_count(w, DP_RECORDS_FAILED, 1);
@@ -423,7 +559,8 @@ dp_ingest_stage_grouped(struct dp_worker *w, const struct frame_records *fr, uin
 	struct dp_record_ref ref = {
 		.frame_slot = frame_slot, .record_index = 0, .count = fr->record_count,
 	};
-	int rc = dp_stage_add_encoded(w, shard, fr->records, fr->records_size, &ref, now_tsc);
+	int rc = dp_stage_add_encoded(w, shard, dp_ingest_epoch_of(w, shard), fr->records,
+				      fr->records_size, &ref, now_tsc);
 
 	if (rc != 0) {
 		dp_count(w, DP_RECORDS_FAILED, ref.count);
@@ -478,7 +615,7 @@ dp_ingest_accept(struct dp_worker *w, const struct dp_peer *peer, const struct f
 		return;
 	}
 	if (mode == FRAME_ACK_DURABLE)
-		frame_slot = dp_ingest_frame_slot(w, peer, fr, now_tsc);
+		frame_slot = dp_ingest_frame_slot(w, peer, fr, LOG_SHARD_STREAM(shards[0]), now_tsc);
 	dp_count(w, DP_FRAMES_ACCEPTED, 1);
 	if (fr->shard_grouped)
 		dp_ingest_stage_grouped(w, fr, shards[0], frame_slot, now_tsc);
@@ -507,6 +644,9 @@ dp_ingest_finish(struct dp_worker *w, const struct dp_held_frame *f, uint64_t no
 		dp_ingest_refuse(w, &f->peer, &f->fr, FRAME_STATUS_INTERNAL, false, now_tsc);
 		return;
 	}
+	if (!dp_ingest_led_here(w, &f->peer, &f->fr, w->ingest.frame_shards + f->hash_first,
+				f->fr.record_count, now_tsc))
+		return;
 	if (f->fr.producer_id != 0 && !w->dp->config.bench_no_dedup &&
 	    !dp_ingest_is_new(w, &f->peer, &f->fr, now_tsc))
 		return;
@@ -540,6 +680,8 @@ dp_ingest_grouped(struct dp_worker *w, const struct dp_peer *peer, const struct 
 					      now_tsc);
 		return;
 	}
+	if (!dp_ingest_led_here(w, peer, fr, &shard, 1, now_tsc))
+		return;
 	if (fr->producer_id != 0 && !w->dp->config.bench_no_dedup &&
 	    !dp_ingest_is_new(w, peer, fr, now_tsc))
 		return;
@@ -680,6 +822,15 @@ dp_ingest_nack_record(struct dp_worker *w, const struct dp_peer *peer,
 		      const struct frame_records *fr, enum frame_status status,
 		      uint16_t record_index, uint64_t now_tsc)
 {
+	dp_ingest_nack_send(w, peer, fr, status, record_index, NULL, now_tsc);
+}
+
+/* A NACK; `redirect` (status NOT_LEADER only) names the shard's leader. */
+static void
+dp_ingest_nack_send(struct dp_worker *w, const struct dp_peer *peer,
+		    const struct frame_records *fr, enum frame_status status,
+		    uint16_t record_index, const struct frame_redirect *redirect, uint64_t now_tsc)
+{
 	struct frame_ack nack = {
 		.producer_id = fr->producer_id,
 		.batch_seq = fr->batch_seq,
@@ -694,6 +845,8 @@ dp_ingest_nack_record(struct dp_worker *w, const struct dp_peer *peer,
 
 	if (status == FRAME_STATUS_THROTTLED || status == FRAME_STATUS_INTERNAL)
 		nack.retry_after_ms = DP_NACK_RETRY_MS;
+	if (redirect != NULL)
+		nack.redirect = *redirect;
 	dp_ingest_sign(w, &nack, fr->verified_key);
 	/*
 	 * A TCP peer passed a handshake (no spoofed source to reflect at) and
@@ -767,7 +920,13 @@ dp_ingest_frame_failed(const struct dp_frame_slot *f, struct frame_dedup *d,
 {
 	ack->type = FRAME_TYPE_NACK;
 	ack->flags = 0;
-	if (f->records_stored > 0) {
+	/*
+	 * -ESTALE (cluster mode): this node's leadership of a shard of the frame ended
+	 * before the replicas held it, so it is not acknowledged here; the producer
+	 * resends it, and this node redirects it to the new leader. Whatever of it this
+	 * node stored may live on there too: docs/PROTOCOL.md section 5, "Redirects".
+	 */
+	if (f->records_stored > 0 && f->error != -ESTALE) {
 		ack->status = FRAME_STATUS_SEQUENCE_OLD;
 		if (d != NULL)
 			frame_dedup_fail(d, f->epoch, f->batch_seq, f->record_count,
@@ -775,15 +934,116 @@ dp_ingest_frame_failed(const struct dp_frame_slot *f, struct frame_dedup *d,
 		return;
 	}
 	/* -EPIPE: a reshard closed the shard; the retry routes to a child. */
-	ack->status = f->error == -ENOSPC || f->error == -EPIPE ? FRAME_STATUS_THROTTLED :
-		      FRAME_STATUS_INTERNAL;
+	ack->status = f->error == -ENOSPC || f->error == -EPIPE || f->error == -ESTALE ?
+		      FRAME_STATUS_THROTTLED : FRAME_STATUS_INTERNAL;
 	ack->retry_after_ms = DP_NACK_RETRY_MS;
 	if (d != NULL)
 		frame_dedup_abort(d, f->epoch, f->batch_seq);
 }
 
+/*
+ * Cluster mode: do the replicas [cluster] acks asks for hold every record of the
+ * frame (durable here)? 1 yes, 0 not yet, -ESTALE when a shard of it is no longer
+ * led here (never acknowledge: the frame is NACKed for a retry).
+ */
+static int
+dp_ingest_replicated(struct dp_worker *w, const struct dp_frame_slot *f)
+{
+	const struct dp_cluster *c = w->dp->config.cluster;
+	uint16_t run_count = dp_ingest_runs(w, f);
+
+	for (uint16_t i = 0; i < run_count; i++) {
+		const struct frame_ack_run *run = &w->ingest.runs[i];
+		uint64_t acked = 0;
+
+		if (c->acked(c->ctx, LOG_SHARD_ID(f->stream_id, run->shard_index), &acked) != 0)
+			return -ESTALE;
+		if (acked < run->seq_first + run->count)
+			return 0;
+	}
+	return 1;
+}
+
+static void dp_ingest_frame_answer(struct dp_worker *w, uint32_t slot);
+
+/*
+ * Every record of the frame is done in the local log. Single node, or a failure:
+ * answer now. Cluster mode: answer once the replicas hold it, else wait on the
+ * replicating list (dp_ingest_replication_poll) in the frame's slot.
+ */
 static void
 dp_ingest_frame_done(struct dp_worker *w, uint32_t slot)
+{
+	struct dp_ingest *ing = &w->ingest;
+	struct dp_frame_slot *f = &ing->frames[slot];
+	int rc;
+
+	if (w->dp->config.cluster == NULL || f->error != 0) {
+		dp_ingest_frame_answer(w, slot);
+		return;
+	}
+	rc = dp_ingest_replicated(w, f);
+	if (rc == 0) {
+		dp_count(w, DP_FRAMES_REPLICATING, 1);
+		assert(ing->replicating_count < DP_FRAME_SLOTS);
+		ing->replicating[ing->replicating_count++] = slot;
+		return;
+	}
+	if (rc < 0) {
+		dp_count(w, DP_FRAMES_LEADERSHIP_LOST, 1);
+		f->error = rc;
+	}
+	dp_ingest_frame_answer(w, slot);
+}
+
+/*
+ * The doorbell moved: the frames waiting for replicas that they now cover are
+ * answered (ACK), those whose leadership ended NACKed. On a DPDK port no more than
+ * the TX backlog holds; the rest (and the doorbell) are looked at next pass.
+ */
+static uint32_t
+dp_ingest_replication_poll(struct dp_worker *w)
+{
+	struct dp_ingest *ing = &w->ingest;
+	const struct dp_cluster *c = w->dp->config.cluster;
+	uint32_t room = w->kernel != NULL ? DP_FRAME_SLOTS : dp_worker_tx_room(w);
+	uint32_t answered = 0;
+	uint32_t kept = 0;
+	uint64_t gen;
+
+	if (ing->replicating_count == 0)
+		return 0;
+	gen = atomic_load_explicit(c->acked_gen, memory_order_acquire);
+	if (gen == ing->acked_gen_seen &&
+	    ing->now_tsc - ing->replication_check_tsc <
+	    (uint64_t)DP_REPLICATION_RECHECK_MS * w->dp->tsc_hz / 1000u)
+		return 0;
+	ing->replication_check_tsc = ing->now_tsc;
+	for (uint32_t i = 0; i < ing->replicating_count; i++) {
+		uint32_t slot = ing->replicating[i];
+		struct dp_frame_slot *f = &ing->frames[slot];
+		int rc = answered < room ? dp_ingest_replicated(w, f) : 0;
+
+		if (rc == 0) {
+			ing->replicating[kept++] = slot;
+			continue;
+		}
+		if (rc < 0) {
+			dp_count(w, DP_FRAMES_LEADERSHIP_LOST, 1);
+			f->error = rc;
+		}
+		dp_ingest_frame_answer(w, slot);
+		answered++;
+	}
+	ing->replicating_count = kept;
+	if (answered < room)
+		ing->acked_gen_seen = gen;  /* Else: not all were looked at; again next pass. */
+	return answered;
+}
+
+/* The frame's ACK (or NACK, when it failed), and its slot back. */
+static void
+dp_ingest_frame_answer(struct dp_worker *w, uint32_t slot)
 {
 	struct dp_ingest *ing = &w->ingest;
 	struct dp_frame_slot *f = &ing->frames[slot];
@@ -925,6 +1185,8 @@ dp_ingest_poll(struct dp_worker *w, uint64_t now_tsc)
 
 	w->ingest.now_tsc = now_tsc;
 	work = dp_ingest_completions(w);
+	if (w->dp->config.cluster != NULL)
+		work += dp_ingest_replication_poll(w);
 	work += dp_stage_flush(w, now_tsc, false);
 	work += dp_stage_refill(w);
 	dp_ingest_clock(w, now_tsc);
@@ -997,9 +1259,10 @@ dp_ingest_init(struct dp_worker *w)
 	ing->done = calloc(DP_RECORDS_DONE_MAX, sizeof(*ing->done));
 	ing->held = calloc(DP_HELD_FRAMES, sizeof(*ing->held));
 	ing->shards_seen = calloc(DP_SHARDS_SEEN_SIZE, sizeof(*ing->shards_seen));
+	ing->replicating = calloc(DP_FRAME_SLOTS, sizeof(uint32_t));
 	if (ing->frames == NULL || results == NULL || ing->frame_free == NULL ||
 	    ing->frame_shards == NULL || ing->runs == NULL || ing->done == NULL ||
-	    ing->held == NULL || ing->shards_seen == NULL) {
+	    ing->held == NULL || ing->shards_seen == NULL || ing->replicating == NULL) {
 		free(results);
 		dp_ingest_fini(w);
 		return -ENOMEM;
@@ -1036,5 +1299,6 @@ dp_ingest_fini(struct dp_worker *w)
 	free(ing->done);
 	free(ing->held);
 	free(ing->shards_seen);
+	free(ing->replicating);
 	memset(ing, 0, sizeof(*ing));
 }

@@ -96,6 +96,12 @@ struct dp_route_table;
 #define DP_CREDIT_BUSY_STREAK 2
 #define DP_CREDIT_PAUSE_STREAK 8
 #define DP_NACK_RETRY_MS 2
+/*
+ * Cluster mode: frames waiting for replicas are looked at again when the doorbell
+ * (struct dp_cluster's acked_gen) moves, and at least this often besides: the
+ * safety net for a change that rings no doorbell (the API thread's 10 ms tick).
+ */
+#define DP_REPLICATION_RECHECK_MS 10
 #define DP_UDP_PAYLOAD_MAX 1472     /* ACKs fit a 1500-byte MTU. */
 
 #define DP_REF_NO_ACK UINT32_MAX
@@ -142,6 +148,8 @@ struct dp_record_done {
 struct dp_batch_slot {
 	struct log_batch *batch;
 	uint64_t shard_id;
+	uint64_t epoch;             /* The leader epoch its records are appended in (cluster
+				     * mode), else LOG_EPOCH_NONE: the log fences a stale one. */
 	uint64_t opened_tsc;
 	uint32_t ref_count;
 	uint32_t record_count;      /* Records in the batch (refs may cover several each). */
@@ -161,6 +169,7 @@ struct dp_frame_slot {
 	uint64_t producer_id;
 	uint64_t batch_seq;
 	uint32_t epoch;
+	uint32_t stream_id;         /* Cluster mode: its runs' log shards, for the acks. */
 	uint16_t record_count;
 	uint16_t records_left;
 	uint16_t records_stored;    /* Durable so far: a failed frame with any is not retried. */
@@ -172,6 +181,7 @@ struct dp_frame_slot {
 /* A shard the frame being routed has touched, when `stamp` is the current one. */
 struct dp_shard_seen {
 	uint64_t shard;
+	uint64_t epoch;             /* Cluster mode: the epoch it is led in (dp_ingest_leads). */
 	uint32_t stamp;
 };
 
@@ -232,6 +242,15 @@ struct dp_ingest {
 	uint32_t held_count;
 	struct dp_shard_seen *shards_seen; /* DP_SHARDS_SEEN_SIZE, stamped per routed frame. */
 	uint32_t shards_seen_stamp;
+	/*
+	 * Cluster mode: frames durable here whose replicas do not hold them yet. They
+	 * keep their frame slots (so back-pressure is the slots', as for the log) and
+	 * are looked at again when the doorbell (struct dp_cluster's acked_gen) moves.
+	 */
+	uint32_t *replicating;      /* DP_FRAME_SLOTS frame slot numbers. */
+	uint32_t replicating_count;
+	uint64_t acked_gen_seen;
+	uint64_t replication_check_tsc; /* The last look at them (DP_REPLICATION_RECHECK_MS). */
 };
 
 int dp_ingest_init(struct dp_worker *w);
@@ -284,11 +303,12 @@ void dp_stage_fini(struct dp_worker *w);
  */
 bool dp_stage_can_take(struct dp_worker *w, uint32_t shard_count, uint32_t record_count);
 /*
- * Adds one record; 0, -ENOBUFS when no batch is left (the reservation fell
+ * Adds one record to the shard's batch of leader epoch `epoch` (an open batch of
+ * another epoch is submitted first); 0, -ENOBUFS when no batch is left (the reservation fell
  * short), or -EMSGSIZE / -EINVAL when the log refuses it (never -ENOSPC).
  */
-int dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in *record,
-		 struct dp_record_ref ref, uint64_t now_tsc);
+int dp_stage_add(struct dp_worker *w, uint64_t shard_id, uint64_t epoch,
+		 const struct log_record_in *record, struct dp_record_ref ref, uint64_t now_tsc);
 /*
  * Stages a shard-grouped frame's record block (the log's encoding) into the
  * shard's batch with one copy per batch it spans. *ref covers the block's
@@ -296,8 +316,9 @@ int dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record
  * reports them failed). Records appended to an open batch take its base
  * arrival, so one older than DP_GROUPED_ARRIVAL_SKEW_NS is submitted first.
  */
-int dp_stage_add_encoded(struct dp_worker *w, uint64_t shard_id, const uint8_t *records,
-			 uint32_t size, struct dp_record_ref *ref, uint64_t now_tsc);
+int dp_stage_add_encoded(struct dp_worker *w, uint64_t shard_id, uint64_t epoch,
+			 const uint8_t *records, uint32_t size, struct dp_record_ref *ref,
+			 uint64_t now_tsc);
 /* When the oldest open batch reaches the age limit (TSC); UINT64_MAX with none open. */
 uint64_t dp_stage_deadline(const struct dp_worker *w);
 /* Submits batches older than the age limit (all of them with `all`). */

@@ -124,6 +124,7 @@ struct dp {
 	struct dp_route_table *_Atomic route;
 	struct frame_auth_key auth_keys[DP_AUTH_KEYS_MAX];
 	uint32_t auth_key_count;
+	struct dp_cluster cluster;  /* config.cluster points here (cluster mode). */
 	uint32_t worker_count;
 	struct dp_worker *workers;  /* worker_count entries, cache aligned. */
 	bool eal_ready;

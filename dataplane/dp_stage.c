@@ -136,7 +136,8 @@ dp_stage_try_submit(struct dp_worker *w, uint32_t slot)
 		dp_count(w, DP_BATCHES_SUBMITTED, 1);
 		return true;
 	}
-	rc = log_batch_submit(ing->producer, s->batch, s->shard_id, slot);
+	/* Cluster mode: the log refuses (-ESTALE) an epoch this node promised to end. */
+	rc = log_batch_submit_at(ing->producer, s->batch, s->shard_id, UINT64_MAX, s->epoch, slot);
 	if (rc == -EAGAIN)
 		return false;
 	if (rc != 0) {
@@ -183,7 +184,7 @@ dp_stage_discard(struct dp_ingest *ing, uint32_t slot)
  * estimate falling short, handled as a refused record, never an assert.
  */
 static int64_t
-dp_stage_open(struct dp_ingest *ing, uint64_t shard_id, uint64_t now_tsc)
+dp_stage_open(struct dp_ingest *ing, uint64_t shard_id, uint64_t epoch, uint64_t now_tsc)
 {
 	struct log_batch *batch = NULL;
 	struct dp_batch_slot *s;
@@ -201,6 +202,7 @@ dp_stage_open(struct dp_ingest *ing, uint64_t shard_id, uint64_t now_tsc)
 	s = &ing->slots[slot];
 	s->batch = batch;
 	s->shard_id = shard_id;
+	s->epoch = epoch;
 	s->opened_tsc = now_tsc;
 	s->ref_count = 0;
 	s->record_count = 0;
@@ -232,24 +234,40 @@ dp_stage_can_take(struct dp_worker *w, uint32_t shard_count, uint32_t record_cou
 	return ing->spare_count >= need && ing->slot_free_count >= need;
 }
 
+/*
+ * The shard's open batch, or -1; one of an older leader epoch (this node leads the
+ * shard again) is submitted first: a batch carries one epoch.
+ */
+static int64_t
+dp_stage_find_epoch(struct dp_worker *w, uint64_t shard_id, uint64_t epoch)
+{
+	int64_t slot = dp_stage_find(&w->ingest, shard_id);
+
+	if (slot >= 0 && w->ingest.slots[slot].epoch != epoch) {
+		dp_stage_submit(w, (uint32_t)slot);
+		return -1;
+	}
+	return slot;
+}
+
 int
-dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in *log_record,
-	     struct dp_record_ref ref, uint64_t now_tsc)
+dp_stage_add(struct dp_worker *w, uint64_t shard_id, uint64_t epoch,
+	     const struct log_record_in *log_record, struct dp_record_ref ref, uint64_t now_tsc)
 {
 	struct dp_ingest *ing = &w->ingest;
-	int64_t slot = dp_stage_find(ing, shard_id);
+	int64_t slot = dp_stage_find_epoch(w, shard_id, epoch);
 	struct dp_batch_slot *s;
 	int rc;
 
 	if (slot < 0)
-		slot = dp_stage_open(ing, shard_id, now_tsc);
+		slot = dp_stage_open(ing, shard_id, epoch, now_tsc);
 	if (slot < 0)
 		return (int)slot;
 	s = &ing->slots[slot];
 	rc = log_batch_add(s->batch, log_record);
 	if (rc == -ENOSPC && s->ref_count > 0) {
 		dp_stage_submit(w, (uint32_t)slot);
-		slot = dp_stage_open(ing, shard_id, now_tsc);
+		slot = dp_stage_open(ing, shard_id, epoch, now_tsc);
 		if (slot < 0)
 			return (int)slot;
 		s = &ing->slots[slot];
@@ -271,10 +289,10 @@ dp_stage_add(struct dp_worker *w, uint64_t shard_id, const struct log_record_in 
 
 /* The shard's open batch if grouped records may still take its base arrival, else -1. */
 static int64_t
-dp_stage_find_for_block(struct dp_worker *w, uint64_t shard_id)
+dp_stage_find_for_block(struct dp_worker *w, uint64_t shard_id, uint64_t epoch)
 {
 	struct dp_ingest *ing = &w->ingest;
-	int64_t slot = dp_stage_find(ing, shard_id);
+	int64_t slot = dp_stage_find_epoch(w, shard_id, epoch);
 
 	if (slot >= 0 && (int64_t)(ing->now_real_ns -
 				   log_batch_base_arrival_ns(ing->slots[slot].batch)) >
@@ -286,19 +304,20 @@ dp_stage_find_for_block(struct dp_worker *w, uint64_t shard_id)
 }
 
 int
-dp_stage_add_encoded(struct dp_worker *w, uint64_t shard_id, const uint8_t *records,
-		     uint32_t size, struct dp_record_ref *ref, uint64_t now_tsc)
+dp_stage_add_encoded(struct dp_worker *w, uint64_t shard_id, uint64_t epoch,
+		     const uint8_t *records, uint32_t size, struct dp_record_ref *ref,
+		     uint64_t now_tsc)
 {
 	struct dp_ingest *ing = &w->ingest;
 
 	while (ref->count > 0) {
-		int64_t slot = dp_stage_find_for_block(w, shard_id);
+		int64_t slot = dp_stage_find_for_block(w, shard_id, epoch);
 		struct dp_batch_slot *s;
 		uint32_t taken;
 		int n;
 
 		if (slot < 0)
-			slot = dp_stage_open(ing, shard_id, now_tsc);
+			slot = dp_stage_open(ing, shard_id, epoch, now_tsc);
 		if (slot < 0)
 			return (int)slot;
 		s = &ing->slots[slot];
@@ -463,6 +482,7 @@ dp_stage_completions(struct dp_worker *w, struct dp_record_done *done, uint32_t 
 {
 	struct dp_ingest *ing = &w->ingest;
 	struct log_completion polled[DP_COMPLETIONS_BURST];
+	const struct dp_cluster *cluster = w->dp->config.cluster;
 	uint32_t count;
 	uint32_t room;
 	uint32_t n;
@@ -486,6 +506,10 @@ dp_stage_completions(struct dp_worker *w, struct dp_record_done *done, uint32_t 
 			 s->record_count);
 		if (polled[c].error == 0)
 			dp_stream_count(w, LOG_SHARD_STREAM(polled[c].shard_id), s->record_count);
+		/* Cluster mode: the replica leader ships at once, not at its fallback tick. */
+		if (polled[c].error == 0 && cluster != NULL)
+			cluster->durable(cluster->ctx, polled[c].shard_id,
+					 polled[c].seq_first + polled[c].record_count);
 		dp_stage_release(ing, slot);
 		ing->in_flight--;
 	}

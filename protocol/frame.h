@@ -91,6 +91,14 @@
  *       48     4  retry_after_ms    NACK THROTTLED/INTERNAL: wait at least this; else 0
  *       52     4  reserved          0
  *       56  16*r  runs
+ *       56    24  redirect          NACK NOT_LEADER only (and always), instead of runs:
+ *
+ *   Redirect (FRAME_REDIRECT_SIZE = 24): who leads the shard the batch is for.
+ *        0     4  shard_index       the shard whose leader this names
+ *        4     1  family            4: IPv4 (address in bytes 8 .. 11); 6: IPv6
+ *        5     1  reserved          0
+ *        6     2  port              the leader's ingest port (UDP and TCP)
+ *        8    16  address           network byte order; IPv4 leaves 12 .. 23 zero
  *
  *   Run (FRAME_ACK_RUN_SIZE = 16): `count` consecutive records of the batch
  *   (in frame order) stored in one shard with consecutive sequence numbers.
@@ -132,6 +140,8 @@ struct frame_auth_key;
 #define FRAME_HASH_KEY_SIZE 16u
 #define FRAME_ACK_HEADER_SIZE 56u       /* Header + ACK/NACK body up to the runs. */
 #define FRAME_ACK_RUN_SIZE 16u
+#define FRAME_REDIRECT_SIZE 24u         /* A NOT_LEADER NACK's block after the fixed fields. */
+#define FRAME_REDIRECT_ADDR_SIZE 16u
 #define FRAME_AUTH_SIZE 48u
 #define FRAME_AUTH_TAG_SIZE 32u
 #define FRAME_AUTH_KEY_SIZE_MIN 16u
@@ -146,6 +156,8 @@ struct frame_auth_key;
 /* Largest ACK: one run per record, plus an auth trailer. */
 #define FRAME_ACK_SIZE_MAX \
 	(FRAME_ACK_HEADER_SIZE + FRAME_RECORDS_MAX * FRAME_ACK_RUN_SIZE + FRAME_AUTH_SIZE)
+_Static_assert(FRAME_REDIRECT_SIZE <= FRAME_RECORDS_MAX * FRAME_ACK_RUN_SIZE,
+	      "a redirect NACK fits wherever an ACK does");
 #define FRAME_RECORD_INDEX_NONE 0xFFFFu
 #define FRAME_CREDIT_UNLIMITED 0xFFFFFFFFu
 
@@ -185,7 +197,11 @@ enum frame_status {
 	FRAME_STATUS_STALE_EPOCH = 7,     /* A newer epoch of this producer id exists. */
 	FRAME_STATUS_SEQUENCE_OLD = 8,    /* Older than the dedup window: outcome unknown. */
 	FRAME_STATUS_WRONG_SHARD = 9,     /* SHARD_RECORDS for a shard not open: the map moved. */
-	FRAME_STATUS_COUNT_ = 10,
+	FRAME_STATUS_NOT_LEADER = 10,     /* Cluster: another node leads the shard; the NACK
+					   * names it (struct frame_redirect). Not stored. */
+	FRAME_STATUS_SPLIT_LEADERS = 11,  /* Cluster: a RECORDS frame's records go to shards
+					   * led by different nodes. Not stored. */
+	FRAME_STATUS_COUNT_ = 12,
 };
 
 /* True for statuses a producer retries with the same batch_seq (not stored). */
@@ -403,6 +419,14 @@ struct frame_ack_run {
 	uint16_t count;
 };
 
+/* A NOT_LEADER NACK's leader: where the shard's frames go instead. */
+struct frame_redirect {
+	uint32_t shard_index;
+	uint8_t family;            /* 4 or 6 */
+	uint16_t port;
+	uint8_t addr[FRAME_REDIRECT_ADDR_SIZE]; /* Network byte order; IPv4 in the first 4. */
+};
+
 /* An ACK or NACK, to encode or as decoded (runs then point into the frame). */
 struct frame_ack {
 	uint64_t producer_id;
@@ -419,6 +443,7 @@ struct frame_ack {
 	/* Encode: the caller's runs. Decode: NULL; use frame_ack_run_get(). */
 	const struct frame_ack_run *runs;
 	const uint8_t *runs_wire;  /* Decode: the runs' bytes in the frame. */
+	struct frame_redirect redirect; /* status FRAME_STATUS_NOT_LEADER only. */
 	const uint8_t *auth;       /* Decode: the trailer, or NULL. */
 	/* Encode: sign with this key at sign_time_ms (the answer to a signed frame), or NULL. */
 	const struct frame_auth_key *sign_key;

@@ -44,6 +44,20 @@ runs_check(const struct frame_ack *ack)
 	return total == ack->record_count ? FRAME_OK : FRAME_ERR_RUNS;
 }
 
+/* A redirect names an IPv4 (the rest of the address zero) or IPv6 leader and its port. */
+static enum frame_err
+redirect_check(const struct frame_redirect *r)
+{
+	if (r->port == 0 || (r->family != 4 && r->family != 6))
+		return FRAME_ERR_STATUS;
+	if (r->family == 4) {
+		for (uint32_t i = 4; i < FRAME_REDIRECT_ADDR_SIZE; i++)
+			if (r->addr[i] != 0)
+				return FRAME_ERR_RESERVED;
+	}
+	return FRAME_OK;
+}
+
 /* The rules of frame.h's ACK/NACK table, on decoded or to-be-encoded fields. */
 static enum frame_err
 ack_fields_check(const struct frame_ack *ack)
@@ -59,7 +73,10 @@ ack_fields_check(const struct frame_ack *ack)
 		if (ack->record_index != FRAME_RECORD_INDEX_NONE &&
 		    ack->record_index >= ack->record_count)
 			return FRAME_ERR_RECORD_INDEX;
-		return ack->run_count == 0 ? FRAME_OK : FRAME_ERR_RUNS;
+		if (ack->run_count != 0)
+			return FRAME_ERR_RUNS;
+		return ack->status == FRAME_STATUS_NOT_LEADER ? redirect_check(&ack->redirect) :
+								FRAME_OK;
 	}
 	if (ack->status != FRAME_STATUS_OK)
 		return FRAME_ERR_STATUS;
@@ -88,6 +105,40 @@ ack_flags_valid(uint8_t type, uint16_t flags)
 	return mode == FRAME_ACK_RECEIVED || mode == FRAME_ACK_DURABLE;
 }
 
+/* What follows the fixed fields: the runs, or a NOT_LEADER NACK's redirect block. */
+static uint32_t
+ack_extra_size(const struct frame_ack *ack)
+{
+	if (ack->type == FRAME_TYPE_NACK && ack->status == FRAME_STATUS_NOT_LEADER)
+		return FRAME_REDIRECT_SIZE;
+	return (uint32_t)ack->run_count * FRAME_ACK_RUN_SIZE;
+}
+
+/*
+ * The redirect block (frame.h's table): offset 0 shard_index, 4 family, 5 reserved,
+ * 6 port, 8 the address (16 bytes, IPv4 in the first 4).
+ */
+static void
+redirect_store(uint8_t *p, const struct frame_redirect *r)
+{
+	frame_store32(p, r->shard_index);
+	p[4] = r->family;
+	frame_store16(p + 6, r->port);
+	memcpy(p + 8, r->addr, FRAME_REDIRECT_ADDR_SIZE);
+}
+
+static enum frame_err
+redirect_load(const uint8_t *p, struct frame_redirect *r)
+{
+	r->shard_index = frame_load32(p);
+	r->family = p[4];
+	r->port = frame_load16(p + 6);
+	memcpy(r->addr, p + 8, FRAME_REDIRECT_ADDR_SIZE);
+	if (p[5] != 0)
+		return FRAME_ERR_RESERVED;
+	return redirect_check(r);
+}
+
 int
 frame_ack_encode(void *buf, size_t capacity, const struct frame_ack *ack, bool auth)
 {
@@ -99,8 +150,7 @@ frame_ack_encode(void *buf, size_t capacity, const struct frame_ack *ack, bool a
 	if (ack_fields_check(ack) != FRAME_OK)
 		return -EINVAL;
 	auth |= ack->sign_key != NULL;
-	size = FRAME_ACK_HEADER_SIZE + (uint32_t)ack->run_count * FRAME_ACK_RUN_SIZE +
-	       (auth ? FRAME_AUTH_SIZE : 0);
+	size = FRAME_ACK_HEADER_SIZE + ack_extra_size(ack) + (auth ? FRAME_AUTH_SIZE : 0);
 	if (size > capacity)
 		return -ENOSPC;
 
@@ -126,6 +176,8 @@ frame_ack_encode(void *buf, size_t capacity, const struct frame_ack *ack, bool a
 		frame_store32(r + 8, ack->runs[i].shard_index);
 		frame_store16(r + 12, ack->runs[i].count);
 	}
+	if (ack->status == FRAME_STATUS_NOT_LEADER)
+		redirect_store(p + FRAME_OFF_RUNS, &ack->redirect);
 	if (ack->sign_key != NULL)
 		frame_auth_sign(p, size, ack->sign_key, ack->sign_time_ms);
 	else
@@ -178,10 +230,20 @@ frame_ack_decode(const void *bytes, size_t size, struct frame_ack *out)
 	out->credit_size = frame_load32(p + FRAME_OFF_CREDIT);
 	out->retry_after_ms = frame_load32(p + FRAME_OFF_RETRY_AFTER);
 	out->runs_wire = p + FRAME_OFF_RUNS;
-	if ((uint64_t)FRAME_ACK_HEADER_SIZE + (uint64_t)out->run_count * FRAME_ACK_RUN_SIZE !=
+	if ((uint64_t)FRAME_ACK_HEADER_SIZE + (out->type == FRAME_TYPE_NACK &&
+					       out->status == FRAME_STATUS_NOT_LEADER ?
+					       FRAME_REDIRECT_SIZE :
+					       (uint64_t)out->run_count * FRAME_ACK_RUN_SIZE) !=
 	    body_end) {
 		out->run_count = 0;
 		return FRAME_ERR_BODY_SIZE;
+	}
+	if (out->type == FRAME_TYPE_NACK && out->status == FRAME_STATUS_NOT_LEADER) {
+		if (out->run_count != 0)
+			return FRAME_ERR_RUNS;
+		err = redirect_load(p + FRAME_OFF_RUNS, &out->redirect);
+		if (err != FRAME_OK)
+			return err;
 	}
 	if (!ack_reserved_zero(p, out))
 		return FRAME_ERR_RESERVED;

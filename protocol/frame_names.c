@@ -15,6 +15,8 @@ static const char *const status_names[FRAME_STATUS_COUNT_] = {
 	[FRAME_STATUS_STALE_EPOCH] = "stale_epoch",
 	[FRAME_STATUS_SEQUENCE_OLD] = "sequence_old",
 	[FRAME_STATUS_WRONG_SHARD] = "wrong_shard",
+	[FRAME_STATUS_NOT_LEADER] = "not_leader",
+	[FRAME_STATUS_SPLIT_LEADERS] = "split_leaders",
 };
 
 static const char *const err_names[FRAME_ERR_COUNT_] = {

@@ -152,6 +152,12 @@ struct replica_link_stats {
  * reset; then ask replica_acked again).
  */
 int replica_leader_doorbell_fd(const struct replica_leader *leader);
+/*
+ * The same doorbell as a counter, raised (release) each time it rings: for threads
+ * that poll anyway (the dataplane's workers) and so need no fd of their own: one
+ * load per pass, replica_acked again only when it moved.
+ */
+const _Atomic uint64_t *replica_leader_doorbell_gen(const struct replica_leader *leader);
 /* Links: the config's followers first, then the peers replica_lead_set added, in order. */
 uint32_t replica_leader_link_count(struct replica_leader *leader);
 int replica_leader_link_stats(struct replica_leader *leader, uint32_t follower,

@@ -97,7 +97,8 @@ struct replica_leader {
 	pthread_t thread;
 	bool started;
 	int wake_fd;
-	int doorbell_fd;           /* Rung when an acknowledged end may have moved. */
+	int doorbell_fd;           /* Rung when an acknowledged end may have moved ... */
+	_Atomic uint64_t rings;    /* ... and raised then too (replica_leader_doorbell_gen). */
 	bool rang;                 /* Thread-private: ring it at the end of this pass. */
 	_Atomic bool stop;
 	pthread_mutex_t lock;
@@ -144,6 +145,14 @@ ring(int fd)
 
 	if (write(fd, &one, sizeof(one)) < 0)
 		diag_debug("replica", "doorbell: %s", strerror(errno));
+}
+
+/* An acknowledged end may have moved: the doorbell's two forms (replica.h). */
+static void
+doorbell(struct replica_leader *l)
+{
+	atomic_fetch_add_explicit(&l->rings, 1, memory_order_release);
+	ring(l->doorbell_fd);
 }
 
 static void
@@ -331,7 +340,7 @@ replica_in_sync_set(struct replica_leader *l, uint64_t shard_id,
 	err = i < 0 ? -ENOENT : in_sync_apply(l, (uint32_t)i, in_sync, count);
 	pthread_mutex_unlock(&l->lock);
 	if (err == 0)
-		ring(l->doorbell_fd);  /* A smaller set may let waiting calls go. */
+		doorbell(l);  /* A smaller set may let waiting calls go. */
 	return err;
 }
 
@@ -350,8 +359,14 @@ replica_unlead(struct replica_leader *l, uint64_t shard_id)
 	if (i < 0)
 		return -ENOENT;
 	wake(l);
-	ring(l->doorbell_fd);  /* Calls waiting on the shard get their answer now. */
+	doorbell(l);  /* Calls waiting on the shard get their answer now. */
 	return 0;
+}
+
+const _Atomic uint64_t *
+replica_leader_doorbell_gen(const struct replica_leader *l)
+{
+	return &l->rings;
 }
 
 int
@@ -947,7 +962,7 @@ leader_pass(struct replica_leader *l)
 	leader_watermarks(l);
 	leader_publish(l);
 	if (l->rang)
-		ring(l->doorbell_fd);
+		doorbell(l);
 	l->rang = false;
 }
 

@@ -57,20 +57,23 @@ def hash_key(shard, i):
     return str(shard * width + 1000 + i)
 
 
-def placement(nodes):
-    """{shard: leader id} once every node sees every shard's leader and node 1's own view
-    (it holds a replica of every shard: replication factor 3) agrees; else None."""
+def placement(nodes, stream=STREAM, shards=SHARDS):
+    """{shard: leader id} once every shard is led by a live node and every live node's
+    view (each holds a replica of every shard: replication factor 3) agrees; else None."""
+    live = [n for n in nodes if n.proc is not None and n.proc.poll() is None]
     leaders = {}
-    for n in nodes:
+    for n in live:
         for r in n.cluster()["led"]:
-            if r["stream"] == STREAM and not r["fenced"]:
+            if r["stream"] == stream and not r["fenced"]:
                 leaders[r["shard"]] = n.id
-    if len(leaders) != SHARDS:
+    if len(leaders) != shards:
         return None
-    view = {r["shard"]: r["leader"] for r in nodes[0].cluster()["followed"]
-            if r["stream"] == STREAM}
-    view.update({s: 1 for s, l in leaders.items() if l == 1})
-    return leaders if view == leaders else None
+    for n in live:
+        view = {r["shard"]: r["leader"] for r in n.cluster()["followed"] if r["stream"] == stream}
+        view.update({s: n.id for s, l in leaders.items() if l == n.id})
+        if any(view.get(s) != l for s, l in leaders.items()):
+            return None
+    return leaders
 
 
 def metrics(node):
@@ -84,10 +87,10 @@ def metrics(node):
     return out
 
 
-def read_shard(node, shard):
+def read_shard(node, shard, stream=STREAM):
     """Every readable record of the shard on `node`: [(seq, data, partition key)]."""
     c = node.client
-    it = c.get_shard_iterator(StreamName=STREAM, ShardId="shardId-%012d" % shard,
+    it = c.get_shard_iterator(StreamName=stream, ShardId="shardId-%012d" % shard,
                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
     out = []
     while True:

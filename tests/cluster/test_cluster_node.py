@@ -103,8 +103,10 @@ class Etcd:
 
 class Node:
     def __init__(self, root, node_id, etcd, cluster=CLUSTER, acks="quorum", ttl=2, extra=(),
-                 key=("x", "x")):
+                 key=("x", "x"), dataplane=False):
         self.id = node_id
+        # The kernel-socket dataplane on 127.0.0.1 (test_cluster_dataplane.py), else none.
+        self.ingest = free_port() if dataplane else None
         self.extra = list(extra)   # More sluiced arguments (test_cluster_forward: sigv4).
         self.key = key
         self.ttl = ttl
@@ -136,13 +138,15 @@ class Node:
                 raise AssertionError("node %d did not start (see %s.log)" % (self.id, self.dir))
             print("node %d: a port was taken before sluiced bound it; new ports" % self.id)
             self.api, self.admin, self.replica = free_port(), free_port(), free_port()
+            self.ingest = free_port() if self.ingest is not None else None
 
     def spawn(self):
         self.log = open(self.dir + ".log", "a")
         self.proc = subprocess.Popen(
             [SLUICED, "--data-dir", self.dir, "--api-listen", "127.0.0.1:%d" % self.api,
-             "--admin-listen", "127.0.0.1:%d" % self.admin, "--no-dataplane",
-             "--set", "server.stream_status_delay_ms=0",
+             "--admin-listen", "127.0.0.1:%d" % self.admin]
+            + self.dataplane_args() +
+            ["--set", "server.stream_status_delay_ms=0",
              "--set", "cluster.enabled=true", "--set", "cluster.name=" + self.cluster_name,
              "--set", "cluster.node_id=%d" % self.id,
              "--set", "cluster.etcd_endpoints=" + self.etcd.client,
@@ -158,6 +162,14 @@ class Node:
             config=botocore.config.Config(retries={"max_attempts": 0},
                                           read_timeout=DEADLINE_S * 2))
         return True
+
+    def dataplane_args(self):
+        if self.ingest is None:
+            return ["--no-dataplane"]
+        return ["--set", "dataplane.backend=kernel", "--set", "dataplane.ipv4=127.0.0.1",
+                "--set", "dataplane.ingest_port=%d" % self.ingest,
+                "--set", "dataplane.no_huge=true", "--set", "dataplane.workers=1",
+                "--set", "cluster.advertise_dataplane=127.0.0.1:%d" % self.ingest]
 
     def cluster(self):
         with urllib.request.urlopen("http://127.0.0.1:%d/cluster" % self.admin,

@@ -11,6 +11,7 @@ struct dp *dp_test;
 uint32_t dp_test_workers = 1;
 uint32_t dp_test_producers_max;
 uint32_t dp_test_batch_age_us;
+const struct dp_cluster *dp_test_cluster;
 struct rte_mempool *dp_test_pool;
 const struct rte_ether_addr dp_test_peer_mac = { { 0x02, 0, 0, 0, 0, 0x02 } };
 
@@ -44,6 +45,7 @@ dp_test_open_auth(struct log *log, const struct frame_auth_key *keys, uint32_t c
 	c.auth_keys = keys;
 	c.auth_key_count = count;
 	c.auth_required = required;
+	c.cluster = dp_test_cluster;
 	rc = dp_open(&c, &dp_test);
 	cr_assert_eq(rc, 0, "dp_open: %d", rc);
 	dp_test_pool = rte_pktmbuf_pool_create("dp_test", 511, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,

@@ -34,6 +34,8 @@ extern uint32_t dp_test_workers;
 extern uint32_t dp_test_producers_max;
 /* batch_age_us of the next dp_test_open*(); 0: the default. */
 extern uint32_t dp_test_batch_age_us;
+/* Cluster mode of the next dp_test_open*() (a fake node), or NULL. */
+extern const struct dp_cluster *dp_test_cluster;
 
 /* The same with producer HMAC keys (and whether frames must carry a tag). */
 void dp_test_open_auth(struct log *log, const struct frame_auth_key *keys, uint32_t count,

@@ -1062,8 +1062,8 @@ Test(dp_ingest, reports_every_record_through_an_array_of_one_batch)
 				.frame_slot = DP_REF_NO_ACK, .record_index = (uint16_t)r, .count = 1,
 			};
 
-			cr_assert_eq(dp_stage_add(w, LOG_SHARD_ID(STREAM_ID, shard), &in, ref,
-						  rte_rdtsc()), 0);
+			cr_assert_eq(dp_stage_add(w, LOG_SHARD_ID(STREAM_ID, shard), LOG_EPOCH_NONE,
+						  &in, ref, rte_rdtsc()), 0);
 		}
 	}
 	dp_stage_flush(w, rte_rdtsc(), true);
@@ -2129,4 +2129,261 @@ Test(dp_ingest_stop, drain_answers_every_frame_taken, .init = setup_old_batches,
 		acked++;
 	}
 	cr_assert_eq(acked, 3, "answers sent by the drain");
+}
+
+/* ---- Cluster mode (struct dp_cluster): replicated ACKs and redirects -------- */
+
+/*
+ * A fake cluster node through the dataplane's interface: each shard led here, by
+ * another node (FAKE_LEADER_IPV4, port 4571 + shard) or by nobody known, and a
+ * replicated watermark per shard the test moves (ringing the doorbell or not).
+ * The real replica set is exercised by tests/cluster/test_cluster_dataplane.py.
+ */
+#define FAKE_LEADER_IPV4 ((198u << 24) | (18u << 16) | 7u)
+
+enum fake_lead { FAKE_HERE, FAKE_REMOTE, FAKE_UNKNOWN };
+
+static struct {
+	enum fake_lead lead[SHARDS];
+	uint64_t acked[SHARDS];
+	uint64_t shipped[SHARDS];  /* The durable() calls: what the replicas were told. */
+	bool lost;                 /* acked answers -ESTALE: leadership ended. */
+	_Atomic uint64_t gen;
+} fake;
+
+static int
+fake_lead(void *ctx, uint64_t log_id, uint64_t *epoch_out, struct dp_leader *leader_out)
+{
+	uint32_t shard = LOG_SHARD_INDEX(log_id);
+
+	(void)ctx;
+	cr_assert_eq(LOG_SHARD_STREAM(log_id), STREAM_ID);
+	if (fake.lead[shard] == FAKE_REMOTE) {
+		leader_out->ipv4 = FAKE_LEADER_IPV4;
+		leader_out->port = (uint16_t)(4571 + shard);
+		return -EREMOTE;
+	}
+	*epoch_out = LOG_EPOCH_NONE;
+	return fake.lead[shard] == FAKE_HERE ? 0 : -ENOENT;
+}
+
+static int
+fake_acked(void *ctx, uint64_t log_id, uint64_t *seq_out)
+{
+	(void)ctx;
+	if (fake.lost)
+		return -ESTALE;
+	*seq_out = fake.acked[LOG_SHARD_INDEX(log_id)];
+	return 0;
+}
+
+static void
+fake_durable(void *ctx, uint64_t log_id, uint64_t seq_end)
+{
+	(void)ctx;
+	fake.shipped[LOG_SHARD_INDEX(log_id)] = seq_end;
+}
+
+/* The worker's next answer, decoded (asserted to come within 3 s of passes). */
+static void
+next_answer(struct frame_ack *ack, struct frame_ack_run *runs)
+{
+	struct rte_mbuf *m = pump_until_sent(3000);
+
+	cr_assert_not_null(m, "an answer");
+	decode_answer(m, ack, runs);
+}
+
+static const struct dp_cluster fake_cluster = {
+	.lead = fake_lead, .acked = fake_acked, .durable = fake_durable, .acked_gen = &fake.gen,
+};
+
+static void
+setup_cluster(void)
+{
+	memset(&fake, 0, sizeof(fake));
+	dp_test_cluster = &fake_cluster;
+	setup();
+	dp_test_cluster = NULL;
+}
+
+/* Polls until the log said the record is durable and the replicas were told (3 s). */
+static void
+pump_until_shipped(uint32_t shard, uint64_t seq_end)
+{
+	uint64_t deadline = clock_mono_ns() + 3000000000u;
+
+	while (fake.shipped[shard] < seq_end && clock_mono_ns() < deadline) {
+		dp_test_poll();
+		nanosleep(&(struct timespec){ .tv_nsec = 20000 }, NULL);
+	}
+	cr_assert_eq(fake.shipped[shard], seq_end, "durable here, shipped");
+}
+
+/* A few more passes, past DP_REPLICATION_RECHECK_MS: still nothing may be answered. */
+static void
+expect_no_answer(void)
+{
+	uint64_t until = clock_mono_ns() + 3u * DP_REPLICATION_RECHECK_MS * 1000000u;
+	struct rte_mbuf *m;
+
+	while (clock_mono_ns() < until) {
+		dp_test_poll();
+		cr_assert_eq(dp_test_sent(&m, 1), 0, "no answer before the replicas hold it");
+	}
+}
+
+TestSuite(dp_cluster, .init = setup_cluster, .fini = teardown, .timeout = 30);
+
+Test(dp_cluster, acks_only_once_the_replicas_hold_the_frame)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "device-17", .data = "temp=21.5" };
+	uint32_t shard = shard_of("device-17");
+	struct frame_ack ack;
+	struct frame_ack_run runs[4];
+
+	send_payload(buf, records_frame(buf, "orders", 42, 1, FRAME_ACK_DURABLE, &r, 1));
+	pump_until_shipped(shard, 1);
+	expect_no_answer();
+	cr_assert_eq(dp_test_counter(DP_FRAMES_REPLICATING), 1);
+	cr_assert_eq(dp_test_counter(DP_RECORDS_DURABLE), 1);
+	cr_assert_eq(dp_test_counter(DP_ACKS_SENT), 0);
+	/* A resend meanwhile is not stored again (the first copy's answer follows). */
+	send_payload(buf, records_frame(buf, "orders", 42, 1, FRAME_ACK_DURABLE, &r, 1));
+	expect_no_answer();
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 1);
+
+	fake.acked[shard] = 1;
+	atomic_fetch_add(&fake.gen, 1);
+	next_answer(&ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	cr_assert_eq(ack.run_count, 1);
+	cr_assert_eq(runs[0].shard_index, shard);
+	cr_assert_eq(runs[0].seq_first, 0);
+	expect_in_log(shard, 0, "device-17", "temp=21.5");
+	cr_assert_eq(dp_test->workers[0].ingest.replicating_count, 0);
+	cr_assert_eq(dp_test->workers[0].ingest.frame_free_count, DP_FRAME_SLOTS, "slot back");
+}
+
+Test(dp_cluster, a_multi_shard_frame_waits_for_its_slowest_shard)
+{
+	uint8_t buf[1500];
+	char keys[SHARDS][16];
+	char datas[SHARDS][16];
+	struct rec recs[SHARDS] = { 0 };
+	struct frame_ack ack;
+	struct frame_ack_run runs[SHARDS];
+
+	/* One record per shard. */
+	for (uint32_t s = 0, i = 0; s < SHARDS; i++) {
+		snprintf(keys[s], sizeof(keys[s]), "m-%u", i);
+		if (shard_of(keys[s]) != s)
+			continue;
+		snprintf(datas[s], sizeof(datas[s]), "v-%u", s);
+		recs[s] = (struct rec){ .key = keys[s], .data = datas[s] };
+		s++;
+	}
+	send_payload(buf, records_frame(buf, "orders", 43, 1, FRAME_ACK_DURABLE, recs, SHARDS));
+	for (uint32_t s = 0; s < SHARDS; s++)
+		pump_until_shipped(s, 1);
+	for (uint32_t s = 0; s + 1 < SHARDS; s++)
+		fake.acked[s] = 1;
+	atomic_fetch_add(&fake.gen, 1);
+	expect_no_answer();
+	fake.acked[SHARDS - 1] = 1;  /* No doorbell: the recheck finds it. */
+	next_answer(&ack, runs);
+	cr_assert_eq(ack.type, FRAME_TYPE_ACK);
+	cr_assert_eq(ack.run_count, SHARDS);
+}
+
+Test(dp_cluster, nacks_a_frame_whose_leadership_ended_while_it_waited)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "device-17", .data = "x" };
+	uint32_t shard = shard_of("device-17");
+	struct frame_ack ack;
+
+	send_payload(buf, records_frame(buf, "orders", 44, 1, FRAME_ACK_DURABLE, &r, 1));
+	pump_until_shipped(shard, 1);
+	fake.lost = true;
+	fake.acked[shard] = 1;  /* Even with the replicas past it: never ACKed now. */
+	atomic_fetch_add(&fake.gen, 1);
+	next_answer(&ack, NULL);
+	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
+	cr_assert_eq(ack.status, FRAME_STATUS_THROTTLED, "retryable");
+	cr_assert_gt(ack.retry_after_ms, 0);
+	cr_assert_eq(dp_test_counter(DP_FRAMES_LEADERSHIP_LOST), 1);
+	cr_assert_eq(dp_test_counter(DP_ACKS_SENT), 0);
+
+	/* The retry meets the new leader's redirect, not this node's window. */
+	fake.lost = false;
+	fake.lead[shard] = FAKE_REMOTE;
+	send_payload(buf, records_frame(buf, "orders", 44, 1, FRAME_ACK_DURABLE, &r, 1));
+	next_answer(&ack, NULL);
+	cr_assert_eq(ack.status, FRAME_STATUS_NOT_LEADER);
+}
+
+Test(dp_cluster, redirects_frames_for_a_shard_led_elsewhere)
+{
+	uint8_t buf[1500];
+	struct rec r = { .key = "device-17", .data = "x" };
+	uint32_t shard = shard_of("device-17");
+	struct frame_ack ack;
+
+	fake.lead[shard] = FAKE_REMOTE;
+	send_payload(buf, records_frame(buf, "orders", 45, 7, FRAME_ACK_DURABLE, &r, 1));
+	next_answer(&ack, NULL);
+	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
+	cr_assert_eq(ack.status, FRAME_STATUS_NOT_LEADER);
+	cr_assert_eq(ack.batch_seq, 7);
+	cr_assert_eq(ack.redirect.shard_index, shard);
+	cr_assert_eq(ack.redirect.family, 4);
+	cr_assert_eq(ack.redirect.port, 4571 + shard);
+	cr_assert_eq(ack.redirect.addr[0], 198);
+	cr_assert_eq(ack.redirect.addr[3], 7);
+
+	/* A SHARD_RECORDS frame for it too. */
+	send_payload(buf, grouped_frame(buf, 45, 8, shard, &r, 1));
+	next_answer(&ack, NULL);
+	cr_assert_eq(ack.status, FRAME_STATUS_NOT_LEADER);
+	cr_assert_eq(ack.redirect.shard_index, shard);
+	cr_assert_eq(dp_test_counter(DP_FRAMES_REDIRECTED), 2);
+	pump_until_idle();
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 0, "nothing stored");
+	cr_assert_eq(shard_durable(shard), 0);
+}
+
+Test(dp_cluster, refuses_a_records_frame_over_shards_of_different_leaders)
+{
+	uint8_t buf[1500];
+	char keys[2][16];
+	struct rec recs[2] = { 0 };
+	struct frame_ack ack;
+	uint32_t shards[2];
+
+	/* Two records in two different shards: one led here, one elsewhere. */
+	for (uint32_t n = 0, i = 0; n < 2; i++) {
+		snprintf(keys[n], sizeof(keys[n]), "s-%u", i);
+		shards[n] = shard_of(keys[n]);
+		if (n == 1 && shards[1] == shards[0])
+			continue;
+		recs[n] = (struct rec){ .key = keys[n], .data = "d" };
+		n++;
+	}
+	fake.lead[shards[1]] = FAKE_REMOTE;
+	send_payload(buf, records_frame(buf, "orders", 46, 1, FRAME_ACK_DURABLE, recs, 2));
+	next_answer(&ack, NULL);
+	cr_assert_eq(ack.status, FRAME_STATUS_SPLIT_LEADERS);
+	cr_assert_eq(dp_test_counter(DP_FRAMES_SPLIT_LEADERS), 1);
+
+	/* No leader known for a shard: throttled, retry soon. */
+	fake.lead[shards[1]] = FAKE_UNKNOWN;
+	send_payload(buf, records_frame(buf, "orders", 46, 2, FRAME_ACK_DURABLE, &recs[1], 1));
+	next_answer(&ack, NULL);
+	cr_assert_eq(ack.status, FRAME_STATUS_THROTTLED);
+	cr_assert_gt(ack.retry_after_ms, 0);
+	cr_assert_eq(dp_test_counter(DP_FRAMES_NO_LEADER), 1);
+	pump_until_idle();
+	cr_assert_eq(dp_test_counter(DP_RECORDS_STAGED), 0, "nothing stored");
 }

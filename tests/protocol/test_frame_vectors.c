@@ -149,23 +149,61 @@ Test(frame_vectors, ack_durable)
 	cr_assert_arr_eq(out, vec, size);
 }
 
+/* Decodes NACK vector `name` with `status` into *ack; returns its size. */
+static size_t
+load_nack(const char *name, uint8_t status, struct frame_ack *ack)
+{
+	size_t size = load(name);
+
+	cr_assert_eq(frame_ack_decode(guard_buf_place(vec, size), size, ack), FRAME_OK);
+	cr_assert_eq(ack->type, FRAME_TYPE_NACK);
+	cr_assert_eq(ack->status, status);
+	cr_assert_eq(ack->producer_id, PRODUCER);
+	return size;
+}
+
+/* The decoded answer encodes to the vector's bytes again. */
+static void
+expect_reencoded(const struct frame_ack *ack, size_t size)
+{
+	int n = frame_ack_encode(out, sizeof(out), ack, false);
+
+	cr_assert_eq(n, (int)size);
+	cr_assert_arr_eq(out, vec, size);
+}
+
 Test(frame_vectors, nack_throttled)
 {
-	size_t size = load("nack_throttled");
 	struct frame_ack ack;
-	int n;
+	size_t size = load_nack("nack_throttled", FRAME_STATUS_THROTTLED, &ack);
 
-	cr_assert_eq(frame_ack_decode(guard_buf_place(vec, size), size, &ack), FRAME_OK);
-	cr_assert_eq(ack.type, FRAME_TYPE_NACK);
-	cr_assert_eq(ack.status, FRAME_STATUS_THROTTLED);
 	cr_assert_eq(ack.batch_seq, 4);
 	cr_assert_eq(ack.record_count, 2);
 	cr_assert_eq(ack.record_index, FRAME_RECORD_INDEX_NONE);
 	cr_assert_eq(ack.retry_after_ms, 100);
 	cr_assert_eq(ack.credit_size, 0);
-	n = frame_ack_encode(out, sizeof(out), &ack, false);
-	cr_assert_eq(n, (int)size);
-	cr_assert_arr_eq(out, vec, size);
+	expect_reencoded(&ack, size);
+}
+
+Test(frame_vectors, nack_not_leader)
+{
+	static const uint8_t leader[4] = { 198, 18, 0, 2 };
+	struct frame_ack ack;
+	size_t size = load_nack("nack_not_leader", FRAME_STATUS_NOT_LEADER, &ack);
+
+	cr_assert_eq(ack.batch_seq, 6);
+	cr_assert_eq(ack.record_count, 3);
+	cr_assert_eq(ack.run_count, 0);
+	cr_assert_eq(ack.credit_size, FRAME_CREDIT_UNLIMITED);
+	cr_assert_eq(ack.redirect.shard_index, 2);
+	cr_assert_eq(ack.redirect.family, 4);
+	cr_assert_eq(ack.redirect.port, 4571);
+	cr_assert_arr_eq(ack.redirect.addr, leader, sizeof(leader));
+	expect_reencoded(&ack, size);
+	/* Without its block, or with a block on another status, it is refused. */
+	cr_assert_neq(frame_ack_decode(vec, size - FRAME_REDIRECT_SIZE, &ack), FRAME_OK);
+	vec[36] = FRAME_STATUS_THROTTLED;
+	cr_assert_neq(frame_ack_decode(vec, size, &ack), FRAME_OK);
 }
 
 Test(frame_vectors, shard_records_two)

@@ -66,12 +66,16 @@ def shard_records_frame(producer_id, batch_seq, epoch, ack_mode, stream, shard, 
 
 
 def ack_frame(ftype, flags, producer_id, batch_seq, epoch, status, record_count, record_index,
-              runs, credit, retry_after):
+              runs, credit, retry_after, redirect=None):
     frame = bytearray(b'SLUC' + bytes(8) + struct.pack('<BBH', 1, ftype, flags))
     frame += struct.pack('<QQIBBHHHIII', producer_id, batch_seq, epoch, status, 0, record_count,
                          record_index, len(runs), credit, retry_after, 0)
     for seq_first, shard, count in runs:
         frame += struct.pack('<QIHH', seq_first, shard, count, 0)
+    if redirect:
+        # section 4, not_leader: shard_index, family, reserved, port, 16 address bytes
+        shard, family, port, addr = redirect
+        frame += struct.pack('<IBBH', shard, family, 0, port) + addr.ljust(16, b'\0')
     return seal(frame)
 
 
@@ -92,6 +96,8 @@ def main():
         'ack_durable': ack_frame(2, 2, pid, 3, 1, 0, 3, 0xFFFF, [(41, 0, 1), (7, 3, 2)],
                                  65536, 0),
         'nack_throttled': ack_frame(3, 0, pid, 4, 1, 5, 2, 0xFFFF, [], 0, 100),
+        'nack_not_leader': ack_frame(3, 0, pid, 6, 1, 10, 3, 0xFFFF, [], 0xFFFFFFFF, 0,
+                                     redirect=(2, 4, 4571, bytes([198, 18, 0, 2]))),
         'shard_records_two': shard_records_frame(
             pid, 5, 1, 2, b'events', 3,
             [(b'a', b'hello', hashlib.md5(b'a').digest(), False),

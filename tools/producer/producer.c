@@ -16,6 +16,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <netinet/in.h>
+
 #include "common/base.h"
 #include "common/clock.h"
 #include "common/crc32c.h"
@@ -200,6 +202,10 @@ batch_begin(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns
 	b->last_put_ns = now_ns;
 	b->sends = 0;
 	b->sent_once = false;
+	b->node = 0;
+	b->nacked = false;
+	b->silent_sends = 0;
+	b->redirects = 0;
 	b->all_hashed = true;
 	b->last_status = FRAME_STATUS_OK;
 }
@@ -261,6 +267,9 @@ status_errno(uint8_t status)
 		return -EPROTO;
 	case FRAME_STATUS_WRONG_SHARD:
 		return -ENXIO;
+	case FRAME_STATUS_NOT_LEADER:
+	case FRAME_STATUS_SPLIT_LEADERS:
+		return -EREMOTE;
 	default:
 		return -EINVAL;
 	}
@@ -285,6 +294,108 @@ jitter_ns(struct sluice_producer *p, uint32_t delay_ms)
 	return ((uint64_t)delay_ms * 1000000u / 2) + x % ((uint64_t)delay_ms * 1000000u / 2 + 1);
 }
 
+/* ---- Cluster redirects (UDP): which node a batch goes to ------------------ */
+
+static struct producer_shard *
+shard_by_index(struct sluice_producer *p, uint32_t shard_index)
+{
+	for (uint32_t i = 0; i < p->shard_count; i++)
+		if (p->shards[i].shard_index == shard_index)
+			return &p->shards[i];
+	return NULL;
+}
+
+/* A new batch goes where its shard's leader was last named (RECORDS: the entry node). */
+static uint8_t
+batch_node(struct sluice_producer *p, const struct producer_batch *b)
+{
+	const struct producer_shard *shard = b->grouped ? shard_by_index(p, b->shard_index) : NULL;
+
+	return shard != NULL ? shard->node : 0;
+}
+
+/* The batch's leader did not answer: its shard (and the batch) go to the entry node. */
+static void
+leader_forget(struct sluice_producer *p, struct producer_batch *b)
+{
+	struct producer_shard *shard = b->grouped ? shard_by_index(p, b->shard_index) : NULL;
+
+	if (shard != NULL && shard->node == b->node)
+		shard->node = 0;
+	b->node = 0;
+	b->silent_sends = 0;
+	p->stats.leaders_forgotten++;
+}
+
+/* A redirect's address as a node of the table (added, or an old entry reused); -1: bad. */
+static int
+node_of(struct sluice_producer *p, const struct frame_redirect *r)
+{
+	struct producer_node n = { 0 };
+	uint32_t i;
+
+	if (r->family == 4) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&n.addr;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons(r->port);
+		memcpy(&a->sin_addr, r->addr, 4);
+		n.addr_size = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&n.addr;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(r->port);
+		memcpy(&a->sin6_addr, r->addr, 16);
+		n.addr_size = sizeof(*a);
+	}
+	if (n.addr.ss_family != p->addr.ss_family)
+		return -1;  /* The socket is of the entry node's family. */
+	for (i = 0; i < p->node_count; i++)
+		if (p->nodes[i].addr_size == n.addr_size &&
+		    memcmp(&p->nodes[i].addr, &n.addr, n.addr_size) == 0)
+			return (int)i;
+	if (p->node_count < PRODUCER_NODES_MAX) {
+		i = p->node_count++;
+	} else {
+		/* Full: reuse the next entry past the entry node; its shards go back to 0. */
+		i = 1 + p->node_reuse++ % (PRODUCER_NODES_MAX - 1);
+		for (uint32_t s = 0; s < p->shard_count; s++)
+			if (p->shards[s].node == i)
+				p->shards[s].node = 0;
+	}
+	p->nodes[i] = n;
+	return (int)i;
+}
+
+/*
+ * not_leader (UDP): the shard's leader is elsewhere. The batch goes there (at once the
+ * first time; with backoff when redirected again: two nodes naming each other while a
+ * leadership moves), and with a map its shard's later batches follow. False: not
+ * followed (TCP, or an address of another family): the batch fails.
+ */
+static bool
+batch_redirect(struct sluice_producer *p, struct producer_batch *b, const struct frame_ack *ack,
+	       uint64_t now_ns)
+{
+	struct producer_shard *shard;
+	int node;
+
+	if (p->config.transport != SLUICE_TRANSPORT_UDP || (node = node_of(p, &ack->redirect)) < 0)
+		return false;
+	shard = shard_by_index(p, ack->redirect.shard_index);
+	if (shard != NULL)
+		shard->node = (uint8_t)node;
+	b->node = (uint8_t)node;
+	b->last_status = ack->status;
+	p->stats.batches_redirected++;
+	if (b->redirects++ == 0)
+		producer_batch_transmit(p, b, now_ns);
+	else
+		b->due_ns = now_ns + jitter_ns(p, b->delay_ms);
+	return true;
+}
+
 void
 producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns)
 {
@@ -301,6 +412,13 @@ producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uin
 		p->stats.batches_resent++;
 	else
 		p->stats.batches_sent++;
+	if (!b->sent_once)
+		b->node = batch_node(p, b);
+	else if (!b->nacked && b->node != 0 && ++b->silent_sends >= PRODUCER_LEADER_SILENT_SENDS)
+		leader_forget(p, b);  /* Its leader said nothing (UDP): back to the entry node. */
+	if (b->nacked)
+		b->silent_sends = 0;
+	b->nacked = false;
 	b->sent_once = true;
 	b->sends++;
 	/*
@@ -563,6 +681,9 @@ producer_answer(struct sluice_producer *p, const struct frame_ack *ack, uint64_t
 	}
 	p->stats.nacks_received++;
 	b->awaiting = false;    /* Answered: it waits for its resend, not for the connection. */
+	b->nacked = true;
+	if (ack->status == FRAME_STATUS_NOT_LEADER && batch_redirect(p, b, ack, now_ns))
+		return;
 	if (frame_status_retryable((enum frame_status)ack->status)) {
 		/* Honour the appliance's hint, but a minute at most: it is only a hint. */
 		uint64_t wait_ms = min_u64(max_u64(ack->retry_after_ms, b->delay_ms / 2),

@@ -18,6 +18,17 @@
 #define PRODUCER_TX_QUEUE_MAX (2u * FRAME_DEDUP_WINDOW)
 #define PRODUCER_RECONNECT_MS_MIN 10u
 #define PRODUCER_RETRY_AFTER_MS_MAX 60000u
+/*
+ * Cluster redirects (UDP): the addresses a producer sends to, the entry node
+ * (config host, node 0) and the leaders not_leader NACKs named. A full table
+ * reuses its oldest redirect entry (the shards cached on it go back to node 0).
+ */
+#define PRODUCER_NODES_MAX 16u
+/*
+ * Sends in a row a redirected leader leaves unanswered before its shard goes back to
+ * the entry node: one late ACK (replicas slow to hold a frame) is not a dead leader.
+ */
+#define PRODUCER_LEADER_SILENT_SENDS 2u
 /* Byte offset of batch_seq in a RECORDS frame (docs/PROTOCOL.md §3). */
 #define PRODUCER_OFF_BATCH_SEQ 24u
 
@@ -53,6 +64,10 @@ struct producer_batch {
 	uint32_t records_size;      /* Grouped: the same records' size in a RECORDS frame, head
 				     * and trailer included, kept within batch_size_max so a
 				     * WRONG_SHARD answer can resend them as one. */
+	uint8_t node;               /* UDP: where it is sent (index in nodes[]; 0: entry). */
+	bool nacked;                /* A NACK came since its last send (not a timeout). */
+	uint8_t silent_sends;       /* Sends in a row to its node without an answer. */
+	uint32_t redirects;         /* not_leader NACKs followed for it. */
 };
 
 /* The shard map (sluice_producer_set_shard_map), sorted by range start. */
@@ -60,6 +75,13 @@ struct producer_shard {
 	hashkey_t start;
 	hashkey_t end;
 	uint32_t shard_index;
+	uint8_t node;               /* Its leader as last redirected (nodes[]); 0: entry node. */
+};
+
+/* A node frames go to (UDP): the entry node, or a leader a redirect named. */
+struct producer_node {
+	struct sockaddr_storage addr;
+	socklen_t addr_size;
 };
 
 /* One record of a batch being sorted by hash key. */
@@ -83,6 +105,9 @@ struct sluice_producer {
 	bool auth;
 	struct sockaddr_storage addr;
 	socklen_t addr_size;
+	struct producer_node nodes[PRODUCER_NODES_MAX]; /* UDP; [0] is addr. */
+	uint32_t node_count;
+	uint32_t node_reuse;        /* The next redirect entry a full table reuses. */
 	int fd;
 	bool connected;             /* UDP: always; TCP: handshake done. */
 	bool connecting;

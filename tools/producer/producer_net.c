@@ -46,6 +46,8 @@ producer_resolve(struct sluice_producer *p)
 	memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
 	p->addr_size = res->ai_addrlen;
 	freeaddrinfo(res);
+	p->nodes[0] = (struct producer_node){ .addr = p->addr, .addr_size = p->addr_size };
+	p->node_count = 1;
 	return 0;
 }
 
@@ -106,6 +108,15 @@ producer_socket_open(struct sluice_producer *p, uint64_t now_ns)
 	if (tcp)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	p->fd = fd;
+	if (!tcp) {
+		/*
+		 * Not connected: a cluster's redirects send a shard's frames to its leader
+		 * through the same socket, and its answers come from there (udp_read takes
+		 * answers only from the nodes in nodes[]).
+		 */
+		p->connected = true;
+		return 0;
+	}
 	if (connect(fd, (const struct sockaddr *)&p->addr, p->addr_size) == 0) {
 		if (tcp)
 			tcp_connected(p);
@@ -163,8 +174,11 @@ producer_send(struct sluice_producer *p, struct producer_batch *b)
 	if (!p->connected)
 		return;    /* Sent on (re)connect, or retried by its timer. */
 	if (p->config.transport == SLUICE_TRANSPORT_UDP) {
-		/* Errors (ENOBUFS, ECONNREFUSED from an earlier ICMP) are losses: the timer retries. */
-		(void)send(p->fd, b->frame, b->frame_size, MSG_DONTWAIT);
+		const struct producer_node *n = &p->nodes[b->node];
+
+		/* Errors (ENOBUFS) are losses: the timer retries. */
+		(void)sendto(p->fd, b->frame, b->frame_size, MSG_DONTWAIT,
+			     (const struct sockaddr *)&n->addr, n->addr_size);
 		return;
 	}
 	assert(p->txq_count < PRODUCER_TX_QUEUE_MAX);
@@ -264,14 +278,32 @@ frames_answer(struct sluice_producer *p, const uint8_t *bytes, size_t size, uint
 	return (long)off;
 }
 
+/* A datagram from one of the nodes this producer sends to (the socket is not connected). */
+static bool
+udp_from_node(const struct sluice_producer *p, const struct sockaddr_storage *from,
+	      socklen_t size)
+{
+	for (uint32_t i = 0; i < p->node_count; i++)
+		if (p->nodes[i].addr_size == size && memcmp(&p->nodes[i].addr, from, size) == 0)
+			return true;
+	return false;
+}
+
 static void
 udp_read(struct sluice_producer *p, uint64_t now_ns)
 {
 	for (int i = 0; i < PRODUCER_RX_DATAGRAMS_MAX; i++) {
-		ssize_t n = recv(p->fd, p->rx, sizeof(p->rx), MSG_DONTWAIT);
+		struct sockaddr_storage from;
+		socklen_t from_size = sizeof(from);
+		ssize_t n = recvfrom(p->fd, p->rx, sizeof(p->rx), MSG_DONTWAIT,
+				     (struct sockaddr *)&from, &from_size);
 
 		if (n < 0)
-			return;    /* EAGAIN, or an ICMP error: nothing to read. */
+			return;    /* EAGAIN: nothing to read. */
+		if (!udp_from_node(p, &from, from_size)) {
+			p->stats.acks_ignored++;
+			continue;
+		}
 		if (frames_answer(p, p->rx, (size_t)n, now_ns) != n)
 			p->stats.acks_ignored++;    /* Garbage or a truncated frame: dropped. */
 	}

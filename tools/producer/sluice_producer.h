@@ -35,6 +35,15 @@
  * Either way a record fails with -ETIMEDOUT only once it has waited
  * delivery_timeout_ms in total since it was put (Kafka's delivery.timeout.ms).
  *
+ * Cluster (docs/CLUSTER.md "The dataplane in cluster mode"), UDP: `host` is an
+ * entry node; a not_leader NACK names the shard's leader, and the batch is resent
+ * there at once (later redirects of the same batch back off); with a shard map the
+ * shard's later batches go there too, until a not_leader, or two sends in a row
+ * left unanswered there (PRODUCER_LEADER_SILENT_SENDS: one late ACK is not a dead
+ * leader), send them back to the entry node. One socket serves every
+ * node; answers are taken only from the nodes it sent to. TCP follows no redirect
+ * (not built: a connection per node): such a batch fails with -EREMOTE.
+ *
  * Exactly once: each batch carries (producer_id, epoch, batch_seq); retries
  * resend the same batch, which the appliance stores at most once. At most
  * FRAME_DEDUP_WINDOW batches are unacknowledged and their seqs span less
@@ -97,6 +106,8 @@ struct sluice_result {
  *   -EBUSY, -EIO throttled / internal error was the last answer when the deadline
  *                (or retries_max) ran out
  *   -ECANCELED   the producer was closed first: never acknowledged, outcome UNKNOWN
+ *   -EREMOTE     cluster: split_leaders (a RECORDS batch over shards of different
+ *                leaders: set a shard map), or not_leader over TCP; not stored
  */
 /* Called once per record, in batch order. It must not call back into the producer. */
 typedef void sluice_completion_fn(void *user, const struct sluice_result *result);
@@ -219,6 +230,9 @@ struct sluice_producer_stats {
 	uint64_t connections_silent;   /* TCP connections closed for silence_timeout_ms. */
 	uint64_t batches_grouped;      /* Sealed as SHARD_RECORDS frames. */
 	uint64_t batches_regrouped;    /* NACKed WRONG_SHARD, resent as RECORDS frames. */
+	uint64_t batches_redirected;   /* NACKed not_leader, resent to the leader it named. */
+	uint64_t leaders_forgotten;    /* A redirected batch's leader did not answer: its
+					* shard goes back to the entry node. */
 	uint64_t producer_id;
 	uint32_t producer_epoch;
 };

@@ -306,10 +306,28 @@ Test(config, cluster_bad_values_are_named)
 		cluster_refused(told, 4, "advertise_api");
 	}
 	{
-		const char *dp[] = { "dataplane.enabled=true", "cluster.enabled=true",
-				     "cluster.node_id=1", "cluster.replica_listen=127.0.0.1:7001" };
+		/*
+		 * The dataplane runs in cluster mode; its redirects name this node by an
+		 * IPv4 address and port, so the advertised one must be that.
+		 */
+		const char *dp_name[] = { "dataplane.enabled=true", "cluster.enabled=true",
+					  "cluster.node_id=1", "cluster.replica_listen=127.0.0.1:7001",
+					  "cluster.advertise_dataplane=node1:4571" };
+		const char *dp_any[] = { "dataplane.enabled=true", "cluster.enabled=true",
+					 "cluster.node_id=1", "cluster.replica_listen=127.0.0.1:7001",
+					 "dataplane.ipv4=0.0.0.0" };
+		const char *dp_ok[] = { "dataplane.enabled=true", "cluster.enabled=true",
+					"cluster.node_id=1", "cluster.replica_listen=127.0.0.1:7001",
+					"cluster.advertise_dataplane=10.0.0.1:4571" };
+		struct sluice_config ok;
+		struct config_errors none = { .count = 0 };
 
-		cluster_refused(dp, 4, "not replicated yet");
+		cluster_refused(dp_name, 5, "advertise_dataplane 'node1:4571'");
+		cluster_refused(dp_any, 5, "advertise_dataplane '0.0.0.0:");
+		config_defaults(&ok);
+		for (size_t i = 0; i < sizeof(dp_ok) / sizeof(dp_ok[0]); i++)
+			cr_assert_eq(config_set(&ok, dp_ok[i], &none), 0, "%s", dp_ok[i]);
+		cr_assert_eq(config_validate(&ok, &none), 0, "%s", none.items[0].text);
 	}
 	/* Checked even when disabled: the file must be good the day it is enabled. */
 	on[0] = "cluster.acks=most";

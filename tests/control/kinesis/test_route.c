@@ -102,7 +102,7 @@ setup(void)
 	cr_assert_eq(config_set_value(&config, "dataplane", "mbufs", "1023", &errors), 0);
 	cr_assert_eq(config_set_value(&config, "dataplane", "ring_size", "256", &errors), 0);
 	cr_assert_eq(route_open(&t.route), 0);
-	cr_assert_eq(route_dataplane_start(t.route, &config, t.log, t.md, &t.routes), 0);
+	cr_assert_eq(route_dataplane_start(t.route, &config, t.log, t.md, NULL, &t.routes), 0);
 }
 
 static void

@@ -39,15 +39,14 @@ server_start_checked(struct test_server_config *sc)
 static struct sluice_producer_stats last_producer_stats;
 static struct test_server_stats last_server_stats;
 
-static void
-scenario_run(const struct scenario *sc, struct test_server_config *server_config)
+/* A producer on `server` (with the map when sc->map_shards) puts and flushes every record. */
+static struct sluice_producer_stats
+producer_run_mapped(const struct scenario *sc, struct test_server *server)
 {
-	struct test_server *server;
 	struct sluice_producer_config pc;
 	struct sluice_producer *p;
 	struct sluice_producer_stats stats;
 
-	cr_assert_eq(test_server_start(server_config, &server), 0);
 	producer_config_init(&pc, server, sc->tcp);
 	if (sc->batch_records_max != 0)
 		pc.batch_records_max = sc->batch_records_max;
@@ -83,6 +82,17 @@ scenario_run(const struct scenario *sc, struct test_server_config *server_config
 			       i < sc->count ? outcomes[i].status : 0);
 	}
 	sluice_producer_close(p);
+	return stats;
+}
+
+static void
+scenario_run(const struct scenario *sc, struct test_server_config *server_config)
+{
+	struct test_server *server;
+	struct sluice_producer_stats stats;
+
+	cr_assert_eq(test_server_start(server_config, &server), 0);
+	stats = producer_run_mapped(sc, server);
 	test_server_stop(server);
 	verify(server, sc->count, sc->keys, sc->positions_required);
 	last_producer_stats = stats;
@@ -250,6 +260,79 @@ Test(producer, udp_shard_grouped_batches_and_a_moved_map)
 	cr_assert_gt(last_producer_stats.batches_regrouped, 0);
 	cr_assert_gt(last_server_stats.batches_stored, last_server_stats.grouped_stored,
 		     "after the map moved, RECORDS frames");
+}
+
+/*
+ * A cluster's redirect (docs/PROTOCOL.md section 4, not_leader), UDP: the entry server
+ * leads the even shards and names a second server for the odd ones. Every record is
+ * acknowledged once, by the server that stored it, at its position there; only the
+ * first batch of each odd shard is redirected (its later batches go straight to the
+ * leader the producer cached).
+ */
+Test(producer, udp_follows_and_caches_redirects)
+{
+	struct scenario s = { .count = 2000, .keys = 37, .map_shards = 4 };
+	struct test_server_config sc;
+	struct test_server *leader;
+	struct test_server *entry;
+	struct test_server_stats entry_stats;
+	struct sluice_producer_stats stats;
+
+	server_config_init(&sc, false);
+	sc.shards = s.map_shards;
+	leader = server_start_checked(&sc);
+	sc.redirect_port = test_server_port(leader);
+	entry = server_start_checked(&sc);
+	stats = producer_run_mapped(&s, entry);
+	cr_assert_eq(stats.records_ok, s.count);
+	test_server_stop(entry);
+	test_server_stop(leader);
+	for (uint32_t i = 0; i < s.count; i++) {
+		const struct test_server_record *e = test_server_record(entry, i);
+		const struct test_server_record *l = test_server_record(leader, i);
+		const struct test_server_record *at = l->stored ? l : e;
+
+		cr_assert_eq(outcomes[i].completions, 1, "record %u", i);
+		cr_assert_eq(e->stored + l->stored, 1, "record %u stored once, on one server", i);
+		cr_assert_eq(l->stored, outcomes[i].shard_index % 2, "record %u: odd on the leader", i);
+		cr_assert_eq(outcomes[i].seq, at->seq, "record %u", i);
+	}
+	test_server_stats(entry, &entry_stats);
+	cr_assert_eq(stats.batches_redirected, entry_stats.redirected);
+	cr_assert_eq(entry_stats.redirected, 2, "one per odd shard: later batches go to the leader");
+	test_server_free(entry);
+	test_server_free(leader);
+}
+
+/*
+ * The leader a redirect named never answers (killed): after two unanswered sends a batch
+ * goes back to the entry server with its shard, which leads it again by then (it
+ * redirects only the first two frames) and stores it. Nothing fails.
+ */
+Test(producer, udp_forgets_a_leader_that_does_not_answer)
+{
+	struct scenario s = { .count = 400, .keys = 37, .map_shards = 4 };
+	struct test_server_config sc;
+	struct test_server *dead;
+	struct test_server *entry;
+	struct sluice_producer_stats stats;
+
+	server_config_init(&sc, false);
+	sc.silent = true;
+	dead = server_start_checked(&sc);
+	server_config_init(&sc, false);
+	sc.redirect_port = test_server_port(dead);
+	sc.redirect_max = 2;
+	entry = server_start_checked(&sc);
+	stats = producer_run_mapped(&s, entry);
+	cr_assert_eq(stats.records_ok, s.count);
+	cr_assert_eq(stats.batches_redirected, 2);
+	cr_assert_eq(stats.leaders_forgotten, 2, "each redirected batch came back once");
+	test_server_stop(entry);
+	test_server_stop(dead);
+	verify(entry, s.count, s.keys, true);
+	test_server_free(entry);
+	test_server_free(dead);
 }
 
 /*

@@ -81,6 +81,25 @@ answer_nack(struct test_server *s, const struct frame_records *rec, uint8_t stat
 	return frame_ack_encode(s->answer, sizeof(s->answer), &nack, false);
 }
 
+/* not_leader: the odd shards are led by the server on redirect_port. */
+static int
+answer_redirect(struct test_server *s, const struct frame_records *rec)
+{
+	struct frame_ack nack;
+
+	frame_ack_prepare(&nack, rec, FRAME_TYPE_NACK, FRAME_STATUS_NOT_LEADER,
+			  s->config.credit_size);
+	nack.redirect = (struct frame_redirect){
+		.shard_index = rec->shard_index, .family = 4, .port = s->config.redirect_port,
+		.addr = { 127, 0, 0, 1 },
+	};
+	nack.sign_key = rec->verified_key;
+	nack.sign_time_ms = clock_real_ns() / 1000000u;
+	s->stats.redirected++;
+	s->stats.nacks++;
+	return frame_ack_encode(s->answer, sizeof(s->answer), &nack, false);
+}
+
 static uint32_t
 record_index_of(const struct frame_record *r)
 {
@@ -177,6 +196,9 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 	if (rec.stream_name_size != strlen(s->stream_name) ||
 	    memcmp(rec.stream_name, s->stream_name, rec.stream_name_size) != 0)
 		return answer_nack(s, &rec, FRAME_STATUS_UNKNOWN_STREAM);
+	if (s->config.redirect_port != 0 && rec.shard_grouped && rec.shard_index % 2 == 1 &&
+	    (s->config.redirect_max == 0 || s->stats.redirected < s->config.redirect_max))
+		return answer_redirect(s, &rec);
 	d = dedup_for(s, rec.producer_id);
 	switch (frame_dedup_check(d, rec.producer_epoch, rec.batch_seq, &entry)) {
 	case FRAME_DEDUP_NEW:

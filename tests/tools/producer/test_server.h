@@ -59,6 +59,14 @@ struct test_server_config {
 	 */
 	bool forge_acks;
 	const struct frame_auth_key *forge_key;
+	/*
+	 * A cluster node leading the even shards only: a SHARD_RECORDS frame for an odd
+	 * shard is NACKed not_leader naming 127.0.0.1:redirect_port (another server),
+	 * before the dedup check, as the appliance does. 0: off.
+	 */
+	uint16_t redirect_port;
+	uint32_t redirect_max;       /* Redirect only the first N such frames (0: every one):
+				      * the leadership came back here. */
 };
 
 struct test_server_record {
@@ -82,6 +90,7 @@ struct test_server_stats {
 	uint64_t connections;          /* TCP connections accepted. */
 	uint64_t replays_dropped;      /* Of replays_unanswered. */
 	uint64_t replays_throttled;    /* Of replays_throttled. */
+	uint64_t redirected;           /* NACKed not_leader (redirect_port). */
 };
 
 struct test_server;
