@@ -75,32 +75,66 @@ def check(cond, what):
 
 # ---- the placement history and its invariants (pure: also run on planted histories)
 
-def history_violations(writes):
+def history_violations(writes, detail=None):
     """writes: [(revision, stream, shard, value dict)] in revision order. Returns
     (split_brain, invalid): epochs going back or shared by two leaders, controller epochs going
-    back; and writes whose leader is outside the in-sync set or in-sync outside the replicas."""
+    back; and writes whose leader is outside the in-sync set or in-sync outside the replicas.
+    `detail` (a list) gets (what, write) for each split_brain."""
     split = 0
+    note = (lambda what, w: detail.append((what, w))) if detail is not None else \
+        (lambda what, w: None)
     invalid = 0
     last_epoch = {}
     leader_of = {}
     last_controller = 0
+    prev = {}
     for rev, stream, shard, v in writes:
         k = (stream, shard)
+        isr_only = isr_update(prev.get(k), v)
+        prev[k] = v
         epoch, leader = v["epoch"], v["leader"]
         if epoch < last_epoch.get(k, 0):
             split += 1
+            note("leader epoch back from %d" % last_epoch[k], (rev, stream, shard, v))
         last_epoch[k] = max(epoch, last_epoch.get(k, 0))
         if leader != 0:
             if leader_of.setdefault((k, epoch), leader) != leader:
                 split += 1
+                note("epoch %d led by %d before" % (epoch, leader_of[(k, epoch)]),
+                     (rev, stream, shard, v))
             if leader not in v["isr"]:
                 invalid += 1
         if not set(v["isr"]) <= set(v["replicas"]):
             invalid += 1
+        if isr_only:
+            continue   # The shard's leader wrote it, not a controller.
         if v["controller_epoch"] < last_controller:
             split += 1
+            note("controller epoch back from %d" % last_controller, (rev, stream, shard, v))
         last_controller = max(last_controller, v["controller_epoch"])
     return split, invalid
+
+
+def isr_update(before, after):
+    """Whether a placement write changed only the in-sync set: the shard leader's CAS
+    (cluster_placement_isr_write), which keeps the controller_epoch of the controller that
+    last wrote the key, however old. A controller's write that changes the in-sync set
+    changes the replicas with it (a node gone leaves both) or only stamps its epoch."""
+    if before is None:
+        return False
+    rest = lambda v: {f: x for f, x in v.items() if f != "isr"}
+    return rest(before) == rest(after) and before.get("isr") != after.get("isr")
+
+
+def isr_shrinks(writes):
+    """The in-sync updates (isr_update) that took a member out: a leader judged it lagging."""
+    prev, out = {}, []
+    for rev, stream, shard, v in writes:
+        k = (stream, shard)
+        if isr_update(prev.get(k), v) and not set(v["isr"]) >= set(prev[k]["isr"]):
+            out.append((rev, stream, shard, v))
+        prev[k] = v
+    return out
 
 
 def self_check_history():
@@ -119,6 +153,17 @@ def self_check_history():
           "self-check: a deposed controller writing")
     check(history_violations([w(1, 1, 3, 5, isr=(1, 2))])[1] == 1,
           "self-check: a leader outside the in-sync set")
+    # Two shards: the new controller (epoch 9) rewrites shard 0; shard 1's leader then
+    # changes its in-sync set, a key last written by controller 5.
+    w1 = lambda rev, ce, isr: (rev, "s", 1, {"epoch": 1, "leader": 1, "isr": list(isr),
+                                             "replicas": [1, 2, 3], "controller_epoch": ce})
+    check(history_violations([w1(1, 5, (1, 2, 3)), w(2, 1, 1, 9), w1(3, 5, (1, 2))]) == (0, 0),
+          "self-check: a leader's in-sync update of a key an older controller wrote")
+    check(history_violations([w1(1, 5, (1, 2, 3)), w(2, 1, 1, 9),
+                              (3, "s", 1, dict(w1(3, 5, (1, 2))[3], leader=2, epoch=2))])[0] == 1,
+          "self-check: a deposed controller moving a leader after its successor wrote")
+    check(len(isr_shrinks([w1(1, 5, (1, 2, 3)), w1(2, 5, (1, 2)), w1(3, 5, (1, 2, 3))])) == 1,
+          "self-check: an in-sync set shrunk by its leader")
 
 
 def ledger_violations(acked, reads, missing=None):
@@ -193,6 +238,7 @@ class Watcher:
         self.writes = []          # (revision, stream, shard, value)
         self.cond = threading.Condition()
         self.events = 0
+        self.rev = 0              # The newest revision applied (the watch's headers).
         self.error = None
         rev = self._load()
         self.proc = subprocess.Popen(["ip", "netns", "exec", cluster.client_ns, "etcdctl",
@@ -210,6 +256,7 @@ class Watcher:
 
     def _apply(self, msg):
         with self.cond:
+            self.rev = max(self.rev, int((msg.get("Header") or {}).get("revision", 0)))
             for ev in msg.get("Events") or []:
                 kv = ev["kv"]
                 key = base64.b64decode(kv["key"]).decode()
@@ -230,7 +277,8 @@ class Watcher:
         for kv in out.get("kvs") or []:
             key = base64.b64decode(kv["key"]).decode()
             self.keys[key] = (base64.b64decode(kv.get("value", "")), kv["create_revision"])
-        return out["header"]["revision"]
+        self.rev = out["header"]["revision"]
+        return self.rev
 
     def wait(self, cond, what, deadline_s=harness.DEADLINE_S):
         """Waits for cond(state) on the event stream; the monotonic time of the event that made it
@@ -265,6 +313,25 @@ class Watcher:
             nodes[nid] = nid in drains
         controller = int(min(cands)[1]) if cands else None
         return {"nodes": nodes, "controller": controller, "shards": shards}
+
+    def caught_up(self):
+        """Waits until the event stream has reached etcd's revision of now (etcd answering)."""
+        # A key that never exists: the answer is the header alone.
+        rev = json.loads(self.c.etcdctl("get", self.prefix + "nodes/", "-w", "json"))[
+            "header"]["revision"]
+        self.wait(lambda st: self.rev >= rev, "the watch at revision %d" % rev)
+
+    def leases_live(self):
+        """Every nodes/<id> key's lease is live in etcd now (not expired and awaiting its
+        revocation: after a stall of etcd longer than the TTL every lease is, and the keys go
+        only as etcd revokes them)."""
+        out = json.loads(self.c.etcdctl("get", "--prefix", self.prefix + "nodes/", "-w", "json"))
+        for kv in out.get("kvs") or []:
+            ttl = json.loads(self.c.etcdctl("lease", "timetolive", "%x" % kv.get("lease", 0),
+                                            "-w", "json"))
+            if ttl.get("ttl", -1) <= 0:
+                return False
+        return True
 
     def node_revision(self, nid):
         """create_revision of the node's key (its registration), 0 when absent."""
