@@ -125,6 +125,7 @@ struct cluster_node {
 	bool draining;                  /* drains/<node_id> exists (an operator's intent). */
 	int last_error;
 	uint64_t refreshes;
+	_Atomic uint64_t watch_opens;   /* The watcher's etcd watches opened (metrics). */
 };
 
 /* ---- Reading etcd and the metadata ----------------------------------------- */
@@ -578,6 +579,15 @@ refresh(struct cluster_node *n)
 
 /* ---- The watcher thread ------------------------------------------------------ */
 
+/* etcd away: the watcher's pace, never a busy loop. */
+static void
+retry_pause(void)
+{
+	struct timespec t = { .tv_nsec = (long)CLUSTER_NODE_RETRY_MS * 1000000 };
+
+	nanosleep(&t, NULL);
+}
+
 static void *
 watcher_main(void *arg)
 {
@@ -595,9 +605,11 @@ watcher_main(void *arg)
 		uint64_t now = clock_mono_ns();
 		int rc;
 
-		if (watch == NULL && etcd_watch_open(n->etcd_endpoints, prefix, true, 0,
-						     &watch) != 0)
-			watch = NULL;  /* etcd away: read and try again after the wait below. */
+		if (watch == NULL) {
+			atomic_fetch_add(&n->watch_opens, 1);
+			if (etcd_watch_open(n->etcd_endpoints, prefix, true, 0, &watch) != 0)
+				watch = NULL;  /* etcd away: read and try again after the wait below. */
+		}
 		/* Read after the watch opened: a change between the two is seen either way. */
 		if (dirty || now >= refresh_due) {
 			refresh(n);
@@ -606,17 +618,21 @@ watcher_main(void *arg)
 		}
 		isr_check_all(n);
 		if (watch == NULL) {
-			struct timespec t = { .tv_nsec = (long)CLUSTER_NODE_RETRY_MS * 1000000 };
-
-			nanosleep(&t, NULL);
+			retry_pause();
 			dirty = true;
 			continue;
 		}
-		/* Every event means "read again"; a compacted or ended watch is reopened. */
+		/*
+		 * Every event means "read again"; a compacted or ended watch is reopened after
+		 * the pause: with etcd down the open succeeds (libcurl connects later) and the
+		 * stream ends at once, which without it was a busy loop of connects and reads
+		 * that took a CPU from the API threads while etcd was away.
+		 */
 		rc = etcd_watch_next(watch, CLUSTER_ISR_CHECK_MS, &events);
 		if (rc < 0) {
 			etcd_watch_close(watch);
 			watch = NULL;
+			retry_pause();
 		}
 		dirty |= rc != 0;
 	}
@@ -1090,6 +1106,10 @@ cluster_node_render_metrics(struct cluster_node *n, struct metrics_out *out)
 	metrics_family(out, "sluice_cluster_shards_followed", "gauge",
 		       "Shards this node holds a replica of, led elsewhere.");
 	metrics_printf(out, "sluice_cluster_shards_followed %u\n", n->role_count - led);
+	metrics_family(out, "sluice_cluster_watch_opens_total", "counter",
+		       "Placement watches opened (while etcd is away: one per retry pause).");
+	metrics_printf(out, "sluice_cluster_watch_opens_total %" PRIu64 "\n",
+		       atomic_load(&n->watch_opens));
 	link_metrics(n, out);
 	pthread_mutex_unlock(&n->lock);
 	for (size_t f = 0; f < ARRAY_SIZE(follower_families); f++) {
