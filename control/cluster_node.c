@@ -50,6 +50,12 @@
 #define CLUSTER_NODE_RETRY_MS 100u
 /* Every etcd call of the watcher is bounded by this. */
 #define CLUSTER_NODE_ETCD_TIMEOUT_MS 5000u
+/*
+ * A leader looks at its followers every CLUSTER_ISR_CHECK_MS; a longer gap between two
+ * looks (the watcher blocked on a stalled etcd, or waiting for its own in-sync write to
+ * come back) is time it did not watch: not counted as lag (isr_clock_skip).
+ */
+#define CLUSTER_NODE_ISR_GAP_MS (4u * CLUSTER_ISR_CHECK_MS)
 
 /* One shard with this node in its replica set: what GET /cluster shows. */
 struct node_role {
@@ -66,6 +72,7 @@ struct node_role {
 	uint64_t mark_end[REPLICA_FOLLOWERS_MAX];  /* The leader's end when last looked ... */
 	uint64_t mark_ns[REPLICA_FOLLOWERS_MAX];   /* ... and when. */
 	uint64_t caught_ns[REPLICA_FOLLOWERS_MAX]; /* The follower last reached a mark then. */
+	uint64_t looked_ns;        /* The last isr_check that looked at the followers. */
 };
 
 /* The last replica address (and API address: forwarding) a node id registered. */
@@ -343,11 +350,35 @@ isr_change(struct cluster_node *n, struct node_role *r, uint32_t f, bool join)
  * holds what the acks count); leaving: written first, then no longer counted
  * (never dropped from the acks while etcd may still elect it).
  */
+/*
+ * Moves a led shard's follower clocks past a gap in the leader's looking longer than
+ * CLUSTER_NODE_ISR_GAP_MS: lag is what the leader saw. Without it a stall of etcd
+ * longer than CLUSTER_ISR_LAG_MS (the watcher's calls wait for it) had every leader
+ * take every follower out of the in-sync set once etcd answered, though they had kept
+ * up: acknowledgements on one copy until they joined again.
+ */
+static void
+isr_clock_skip(struct node_role *r, uint64_t now)
+{
+	uint64_t gap = r->looked_ns != 0 && now > r->looked_ns ? now - r->looked_ns : 0;
+
+	if (gap > CLUSTER_NODE_ISR_GAP_MS * 1000000ull) {
+		for (uint32_t f = 0; f < r->follower_count; f++) {
+			r->mark_ns[f] += gap;
+			r->caught_ns[f] += gap;
+		}
+	}
+	r->looked_ns = now;
+}
+
 static void
 isr_check(struct cluster_node *n, struct node_role *r, uint64_t now)
 {
 	struct log_shard_info info = { 0 };
 
+	if (r->mod_revision == 0)
+		return;  /* Not looking: its own in-sync write is on its way back. */
+	isr_clock_skip(r, now);
 	log_shard_info(n->log, r->log_id, &info);
 	for (uint32_t f = 0; f < r->follower_count && r->mod_revision != 0; f++) {
 		bool in_sync = placement_has(r->place.isr, r->place.isr_count, r->follower_ids[f]);
@@ -409,6 +440,7 @@ role_lead(struct cluster_node *n, struct node_role *r)
 
 	for (uint32_t f = 0; f < r->follower_count; f++)
 		r->caught_ns[f] = r->mark_ns[f] = now;  /* A new follower starts its clock now. */
+	r->looked_ns = now;
 	if (err == 0 && old != NULL && old->led &&
 	    old->place.leader_epoch == r->place.leader_epoch &&
 	    old->follower_count == r->follower_count &&
@@ -416,6 +448,7 @@ role_lead(struct cluster_node *n, struct node_role *r)
 		memcpy(r->mark_end, old->mark_end, sizeof(r->mark_end));
 		memcpy(r->mark_ns, old->mark_ns, sizeof(r->mark_ns));
 		memcpy(r->caught_ns, old->caught_ns, sizeof(r->caught_ns));
+		r->looked_ns = old->looked_ns;
 		r->led = true;
 		return isr_apply(n, r);
 	}
