@@ -7,7 +7,8 @@ A cluster from tests/cluster/harness.py (nodes in network namespaces, one etcd).
 scheduler injects faults one after another until N seconds have passed: SIGKILL of the
 controller's node, of a leader, of any node (then a restart), SIGSTOP (then SIGCONT), a node
 cut from etcd and one cut from another node (nftables, then healed), a drain and its undo
-(`sluice cluster drain`), and with sluiced nodes a scale step (f_scale: a spare node joins
+(`sluice cluster drain`), etcd itself SIGKILLed (then restarted on its data) or SIGSTOPped
+past every lease (then SIGCONTed), and with sluiced nodes a scale step (f_scale: a spare node joins
 and takes leaders and in-sync replicas, another is drained, stopped and becomes the spare).
 After each fault it waits for the cluster to settle.
 
@@ -62,6 +63,8 @@ SHARDS_PER_STREAM = 3
 DRAIN_TRIES = 3       # A drain refused as "not registered" (a lapsed lease) is asked again.
 # A placement settling after a join or a drain: catch-ups, one balancing swap at a time.
 SETTLE_S = 120.0
+# etcd's own outages (f_etcd_kill, f_etcd_stall) last this many lease TTLs: past every lease.
+ETCD_OUTAGE_TTLS = 2
 
 
 class Failure(Exception):
@@ -415,6 +418,7 @@ class Campaign:
         self.over_bound = 0
         self.counts = {}
         self.data = None
+        self.etcd_down_acks = []   # Records acknowledged during each etcd outage.
 
     def node(self, nid):
         return self.c.nodes[nid - 1]
@@ -536,6 +540,32 @@ class Campaign:
         self.c.heal(self.node(a), self.node(b))
         self.w.wait(settled_without(None, self.live_ids()), "settled after a healed cut")
 
+    def etcd_outage(self, down, up, what):
+        """etcd away for ETCD_OUTAGE_TTLS lease TTLs with the producers putting; then back,
+        and the cluster settled again. Puts to shards with a live leader go on meanwhile (no
+        etcd call on a put's path): the records acknowledged are counted per outage."""
+        acked = self.data.acked_count() if self.data else 0
+        down()
+        time.sleep(ETCD_OUTAGE_TTLS * self.args.ttl)   # The outage's length, not a wait.
+        if self.data:
+            self.etcd_down_acks.append(self.data.acked_count() - acked)
+        up()
+        harness.wait_for(self.c.etcd_healthy, "etcd answering after " + what)
+        # After a stall every lease has expired: wait for etcd to have revoked them and the
+        # nodes to have registered again, not for a stale view that still shows them.
+        harness.wait_for(self.w.leases_live, "every registration live after " + what)
+        self.w.caught_up()
+        self.w.wait(settled_without(None, self.live_ids()), "settled after " + what)
+
+    def f_etcd_kill(self):
+        """etcd SIGKILLed, restarted on its data directory (etcd extends every lease)."""
+        self.etcd_outage(self.c.etcd_kill, self.c.etcd_start, "etcd restarted")
+
+    def f_etcd_stall(self):
+        """etcd SIGSTOPped past every lease's TTL, then SIGCONTed: every lease expires at once,
+        every node registers again; the controller waits for them before placing."""
+        self.etcd_outage(self.c.etcd_pause, self.c.etcd_resume, "etcd resumed")
+
     def drain(self, nid, *extra):
         """`sluice cluster drain`; a node whose lease lapsed on its own (a keepalive starved on
         a loaded machine: TTL 2 s) is not registered until it rejoins, which it does by itself:
@@ -595,7 +625,7 @@ class Campaign:
         self.drain(victim, "--undo")
 
     FAULTS = ["f_kill_controller", "f_kill_leader", "f_kill_any", "f_pause", "f_cut_etcd",
-              "f_cut_peer", "f_drain"]
+              "f_cut_peer", "f_drain", "f_etcd_kill", "f_etcd_stall"]
     # A join needs the data path: only a shard's leader (sluiced) puts a caught-up replica in
     # its in-sync set, so cluster_agent nodes never settle with a new node.
     FAULTS_SLUICED = ["f_scale"]
@@ -632,9 +662,9 @@ class Campaign:
                                  statistics.median(f) if f else 0, f[-1] if f else 0,
                                  self.over_bound))
         print("cluster-campaign-detail: nodes=%s placement_writes=%d invalid_writes=%d "
-              "etcd_events=%d faults_by_kind=%s data=%s" %
+              "etcd_events=%d acked_while_etcd_down=%s faults_by_kind=%s data=%s" %
               (self.c.kind, len(self.w.writes), invalid, self.w.events,
-               json.dumps(self.counts, sort_keys=True),
+               json.dumps(self.etcd_down_acks), json.dumps(self.counts, sort_keys=True),
                "on" if self.args.data else "off (membership and placement checks only)"))
         over = self.over_bound if self.args.bound_check else 0
         return lost == dup == mis == split == invalid == over == 0

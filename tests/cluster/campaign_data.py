@@ -71,6 +71,10 @@ class Data:
         self.error_kinds = {}
         self.keys_per_producer = KEYS_PER_PRODUCER
 
+    def acked_count(self):
+        with self.lock:
+            return len(self.acked)
+
     def create_stream(self, name, shards):
         create_stream(self.c, name, shards)
         self.streams.append(name)

@@ -116,15 +116,13 @@ def outage(camp, data, kind):
     samples = {i: proc_sample(camp.node(i)) for i in ids}
     opens = {i: metric(c, camp.node(i), WATCH_OPENS) for i in ids}
     t_down = time.monotonic()
-    with data.lock:
-        acked0 = len(data.acked)
+    acked0 = data.acked_count()
     if kind == "kill":
         c.etcd_kill()
     else:
         c.etcd_pause()
     time.sleep(OUTAGE_TTLS * c.ttl_s)   # The outage's length, not a wait for a condition.
-    with data.lock:
-        during = len(data.acked) - acked0
+    during = data.acked_count() - acked0
     grown = {i: tuple(b - a for a, b in zip(samples[i], proc_sample(camp.node(i))))
              for i in ids}
     opens = {i: metric(c, camp.node(i), WATCH_OPENS) - opens[i] for i in ids}
