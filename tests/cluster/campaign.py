@@ -434,14 +434,19 @@ class Campaign:
         self.ops += 1
         return self.c.sluice(*args)
 
-    def setup(self):
-        self.c.up()
-        self.w = Watcher(self.c)
+    def start_members(self):
+        """Starts the cluster's nodes; waits until they are registered with a controller."""
         ids = self.member_ids()
         for i in ids:
             self.node(i).start()
         self.w.wait(lambda st: set(ids) <= set(st["nodes"]) and st["controller"] in ids,
                     "every node registered and a controller")
+        return ids
+
+    def setup(self):
+        self.c.up()
+        self.w = Watcher(self.c)
+        ids = self.start_members()
         for i in range(STREAMS):
             name = "chx-campaign-%d" % i
             if self.args.data:
@@ -550,12 +555,17 @@ class Campaign:
         if self.data:
             self.etcd_down_acks.append(self.data.acked_count() - acked)
         up()
+        self.etcd_back(what)
+
+    def etcd_back(self, what):
+        """Waits until etcd answers, every registration's lease is live, the watch has caught
+        up with etcd and the cluster is settled; the time it was (the event's arrival). After
+        a stall every lease has expired: this waits for etcd to have revoked them and the nodes
+        to have registered again, not for a stale view that still shows them."""
         harness.wait_for(self.c.etcd_healthy, "etcd answering after " + what)
-        # After a stall every lease has expired: wait for etcd to have revoked them and the
-        # nodes to have registered again, not for a stale view that still shows them.
         harness.wait_for(self.w.leases_live, "every registration live after " + what)
         self.w.caught_up()
-        self.w.wait(settled_without(None, self.live_ids()), "settled after " + what)
+        return self.w.wait(settled_without(None, self.live_ids()), "settled after " + what)
 
     def f_etcd_kill(self):
         """etcd SIGKILLed, restarted on its data directory (etcd extends every lease)."""
@@ -670,6 +680,38 @@ class Campaign:
         return lost == dup == mis == split == invalid == over == 0
 
 
+def seed_of(args):
+    """--seed, else TEST_SEED, else a new one (printed by each test's line)."""
+    if args.seed is not None:
+        return args.seed
+    return int(os.environ.get("TEST_SEED", "0")) or random.SystemRandom().randrange(1, 1 << 31)
+
+
+def run_scenario(tag, args, scenario, keys_per_producer=None):
+    """A scripted test on the campaign's cluster instead of its scheduler (cluster_scale,
+    cluster_etcd): three sluiced nodes and a spare slot, TTL 2 s, the producers' ledger;
+    scenario(camp, data) once the namespaces, etcd and the watcher are up. Exits 0 when it
+    passed; the cluster is torn down on every path."""
+    import campaign_data   # noqa: E402  (boto3)
+    args.nodes, args.ttl, args.data, args.seconds, args.bound_check = 3, 2, True, 0, False
+    args.seed = seed_of(args)
+    camp = Campaign(args)
+    if not harness.cluster_mode_supported(camp.c.sluiced):
+        raise SystemExit("%s: sluiced has no [cluster] section" % tag)
+    data = camp.data = campaign_data.Data(camp)
+    if keys_per_producer:
+        data.keys_per_producer = keys_per_producer
+
+    def body():
+        camp.c.up()
+        camp.w = Watcher(camp.c)
+        scenario(camp, data)
+        return True
+    ok = camp.guarded(tag, body)
+    print("ok" if ok else "FAIL", flush=True)
+    sys.exit(0 if ok else 1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -681,9 +723,7 @@ def main():
     ap.add_argument("--bound-check", action="store_true",
                     help="fail when a failover exceeds 2 x the lease TTL")
     args = ap.parse_args()
-    if args.seed is None:
-        args.seed = (int(os.environ.get("TEST_SEED", "0")) or
-                     random.SystemRandom().randrange(1, 1 << 31))
+    args.seed = seed_of(args)
     self_check_history()
     self_check_ledger()
     camp = Campaign(args)

@@ -17,7 +17,9 @@ the forwarding need no etcd call: only placement changes and the in-sync set's C
 each node's placement watcher opens at most one watch per retry pause (no busy loop); after
 etcd returns the cluster settles (every node registered, a controller, every shard led by a
 live node) with no leadership moved, no replica dropped and no in-sync set shrunk (every
-node was up and kept up), and takes more puts. At the end every acknowledged record is read from every
+node was up and kept up), every node's own view (GET /cluster: the shards it leads and
+their epochs) is etcd's placement (its watches broke and it read again), and it takes
+more puts. At the end every acknowledged record is read from every
 node whose final in-sync set holds its shard: exactly once, at its number, with its bytes,
 in per-key order, and etcd's placement history has no epoch with two leaders and no deposed
 controller writing.
@@ -31,13 +33,11 @@ the outage; the time from etcd's return to settled.
 import argparse
 import json
 import os
-import random
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import campaign       # noqa: E402
-import campaign_data  # noqa: E402
 import harness        # noqa: E402
 
 STREAM = "chx-etcd"
@@ -66,10 +66,29 @@ def proc_sample(node):
     return cpu, rss
 
 
+def admin_get(c, node, path):
+    """A node's admin endpoint (from the client namespace, with the token): the body."""
+    return c.run(["curl", "-sf", "-m", "10", "-H", "Authorization: Bearer " + harness.ADMIN_TOKEN,
+                  "http://%s%s" % (node.admin_addr, path)])
+
+
+def views_match(camp, ids):
+    """Every node's own view (GET /cluster: the shards it leads, in which epoch) is etcd's
+    placement: a node whose watch broke with etcd read everything again."""
+    want = {i: set() for i in ids}
+    for (stream, shard), v in camp.w.state()["shards"].items():
+        if v["leader"] in want:
+            want[v["leader"]].add((stream, int(shard.split("-")[1]), v["epoch"]))
+    for i in ids:
+        led = json.loads(admin_get(camp.c, camp.node(i), "/cluster"))["led"]
+        if {(r["stream"], r["shard"], r["epoch"]) for r in led} != want[i]:
+            return False
+    return True
+
+
 def metric(c, node, name):
-    """One counter from a node's /metrics (its admin listener, from the client namespace)."""
-    text = c.run(["curl", "-sf", "-m", "10", "-H", "Authorization: Bearer " + harness.ADMIN_TOKEN,
-                  "http://%s/metrics" % node.admin_addr])
+    """One counter from a node's /metrics."""
+    text = admin_get(c, node, "/metrics")
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
@@ -85,23 +104,6 @@ def replicas_dropped(writes, rev0):
             out += 1
         prev[k] = v
     return out
-
-
-def more_acks(data, n, what):
-    start = len(data.ack_times)
-    harness.wait_for(lambda: len(data.ack_times) >= start + n,
-                     "%d more acknowledging calls %s (%d so far, errors %r)" %
-                     (n, what, start, data.error_kinds))
-
-
-def back(camp, ids, what):
-    """Waits until etcd answers, no node's lease is an expired one awaiting revocation, the
-    watch has caught up with etcd, and the cluster is settled on `ids`; the time it did."""
-    c, w = camp.c, camp.w
-    harness.wait_for(c.etcd_healthy, "etcd answering after %s" % what)
-    harness.wait_for(w.leases_live, "every registration's lease live after %s" % what)
-    w.caught_up()
-    return w.wait(campaign.settled_without(None, ids), "settled after etcd %s" % what)
 
 
 def outage(camp, data, kind):
@@ -121,7 +123,7 @@ def outage(camp, data, kind):
         c.etcd_kill()
     else:
         c.etcd_pause()
-    time.sleep(OUTAGE_TTLS * c.ttl_s)   # The outage's length, not a wait for a condition.
+    time.sleep(camp.args.outage_ttls * c.ttl_s)   # The outage's length, not a wait.
     during = data.acked_count() - acked0
     grown = {i: tuple(b - a for a, b in zip(samples[i], proc_sample(camp.node(i))))
              for i in ids}
@@ -132,7 +134,9 @@ def outage(camp, data, kind):
         c.etcd_start()
     else:
         c.etcd_resume()
-    t1 = back(camp, ids, kind)
+    t1 = camp.etcd_back("etcd " + kind)
+    harness.wait_for(lambda: views_match(camp, ids),
+                     "every node's led shards and epochs as in etcd after etcd %s" % kind)
     after = w.state()
     seen = {
         "kind": kind, "acked_during": during,
@@ -166,21 +170,17 @@ def outage(camp, data, kind):
     # them) or all expired at once (a stall), the placement stays where it was.
     campaign.check(seen["leaders_moved"] == 0 and seen["replicas_dropped"] == 0,
                    "no leadership moved and no replica dropped by etcd's outage (%s)" % kind)
-    more_acks(data, CALLS_PER_STEP, "after etcd came back (%s)" % kind)
+    data.more_acks(CALLS_PER_STEP, "after etcd came back (%s)" % kind)
     return seen
 
 
 def run(camp, data, kinds):
     w = camp.w
-    ids = camp.member_ids()
-    for i in ids:
-        camp.node(i).start()
-    w.wait(lambda st: set(ids) <= set(st["nodes"]) and st["controller"] in ids,
-           "three nodes registered and a controller")
+    ids = camp.start_members()
     data.create_stream(STREAM, SHARDS)
     w.wait(campaign.settled_without(None, ids), "the stream placed")
     data.start()
-    more_acks(data, CALLS_PER_STEP, "before the outages")
+    data.more_acks(CALLS_PER_STEP, "before the outages")
     for kind in kinds:
         outage(camp, data, kind)
     data.stop()
@@ -201,28 +201,13 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--only", choices=["kill", "stall"], default=None)
+    ap.add_argument("--outage-ttls", type=int, default=OUTAGE_TTLS,
+                    help="each outage's length in lease TTLs (longer: to watch memory and CPU)")
     ap.add_argument("--verbose", action="store_true",
                     help="print every placement write of each outage and its settling")
     args = ap.parse_args()
-    if args.seed is None:
-        args.seed = (int(os.environ.get("TEST_SEED", "0")) or
-                     random.SystemRandom().randrange(1, 1 << 31))
-    # What Campaign reads from its arguments; its scheduler is not run.
-    args.nodes, args.ttl, args.data, args.seconds, args.bound_check = 3, 2, True, 0, False
-    camp = campaign.Campaign(args)
-    if not harness.cluster_mode_supported(camp.c.sluiced):
-        raise SystemExit("cluster-etcd: sluiced has no [cluster] section")
-    data = camp.data = campaign_data.Data(camp)
     kinds = [args.only] if args.only else ["kill", "stall"]
-
-    def body():
-        camp.c.up()
-        camp.w = campaign.Watcher(camp.c)
-        run(camp, data, kinds)
-        return True
-    ok = camp.guarded("cluster-etcd", body)
-    print("ok" if ok else "FAIL", flush=True)
-    sys.exit(0 if ok else 1)
+    campaign.run_scenario("cluster-etcd", args, lambda camp, data: run(camp, data, kinds))
 
 
 if __name__ == "__main__":
