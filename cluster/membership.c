@@ -67,6 +67,7 @@ struct cluster_member {
 	atomic_bool stop;
 	uint64_t keepalive_due_ns;
 	bool dirty;                            /* Placement to recompute. */
+	uint64_t key_check_due_ns;             /* Controller: its election key is looked at then. */
 	uint64_t lease_lost_ns;                /* Its own lease found expired while it ran; 0 never. */
 	uint64_t grace_end_ns;                 /* Controller: placing waits for the nodes until then. */
 
@@ -604,6 +605,30 @@ place(struct cluster_member *m)
 	return write_changes(m, count, gone, &fence);
 }
 
+/*
+ * Whether the controller's election key still leads, asked once per keepalive
+ * period. A campaign that gives up just as its key comes to lead is adopted
+ * (campaign()), but etcd's campaign, cancelled by the dropped call, resigns: the key
+ * is deleted after the adoption and another member wins. Nothing else told this one
+ * until a placement write was refused, and with nothing to change it never wrote:
+ * two members reported themselves controller (seen after an etcd stall).
+ */
+static bool
+key_leads(struct cluster_member *m)
+{
+	struct etcd_leader now;
+	uint64_t t = clock_mono_ns();
+	int err;
+
+	if (t < m->key_check_due_ns)
+		return true;
+	err = etcd_leader(m->client, m->election, &now);
+	if (err != 0 && err != -ENOENT)
+		return true;   /* etcd away: asked again next pass. */
+	m->key_check_due_ns = t + (uint64_t)m->ttl_s * 1000000000ull / 3;
+	return err == 0 && strcmp(now.key, m->status.election.key) == 0;
+}
+
 /* Controller pass: place when something changed, then wait for changes. */
 static int
 control(struct cluster_member *m)
@@ -612,6 +637,12 @@ control(struct cluster_member *m)
 	struct etcd_leader now;
 	int n;
 
+	if (!key_leads(m)) {
+		diag_warn("cluster", "node %u: its controller key %s no longer leads: "
+			  "campaigning again", m->node_id, m->status.election.key);
+		set_controller(m, NULL);
+		return 0;
+	}
 	if (m->dirty) {
 		int err = place(m);
 

@@ -701,3 +701,42 @@ Test(membership, an_etcd_stall_past_every_lease_moves_nothing)
 	free(before);
 	free(after);
 }
+
+/*
+ * A controller whose election key is gone while its lease lives learns it. A
+ * campaign that gives up (its wait is the keepalive period) just as its key
+ * comes to lead is adopted (etcd_leader names it), but etcd's campaign, cancelled
+ * by the dropped call, resigns: the key is deleted after the adoption. The node
+ * then believed it led while another won; nothing told it until a placement write
+ * was refused, and with nothing to change it never wrote (two members reporting
+ * themselves controller after an etcd stall: seen with the stall test's first
+ * shape). Deleting the key by hand makes that state; the controller checks its key
+ * once per keepalive period and campaigns again, so one controller remains.
+ */
+Test(membership, a_controller_whose_key_is_deleted_steps_down)
+{
+	struct etcd_leader fence;
+	struct etcd_leader next;
+	struct etcd_leader lead;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint32_t c;
+	uint32_t c2;
+
+	for (uint32_t i = 1; i <= NODES; i++)
+		start(i);
+	streams();
+	while ((c = controller(&fence)) == 0 || !placed(9, 3, 0, NULL)) {
+		cr_assert_lt(clock_mono_ns(), deadline, "no controller placed the shards");
+		wait_ms(20);
+	}
+	cr_assert_eq(etcd_delete(client, fence.key, false, NULL), 0);
+	/* One member believes it leads, and it is etcd's leader, under a newer key. */
+	while ((c2 = controller(&next)) == 0 || next.rev <= fence.rev ||
+	       etcd_leader(client, "/sluice/cplace/controller", &lead) != 0 ||
+	       strcmp(lead.key, next.key) != 0) {
+		cr_assert_lt(clock_mono_ns(), deadline, "controller %u's key deleted: no single "
+			     "controller since (%u)", c, controller(NULL));
+		wait_ms(20);
+	}
+	printf("membership-key-deleted: controller %u -> %u\n", c, c2);
+}
