@@ -357,6 +357,27 @@ Test(membership, more_shards_than_one_transaction_holds_are_all_placed)
 	free(s);
 }
 
+/*
+ * Every member started, the two streams written, and waits until one controller
+ * placed their 9 shards; its id (its election in *fence; the placement read in
+ * *out when not NULL).
+ */
+static uint32_t
+start_placed(struct etcd_leader *fence, struct cluster_shard **out)
+{
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint32_t c;
+
+	for (uint32_t i = 1; i <= NODES; i++)
+		start(i);
+	streams();
+	while ((c = controller(fence)) == 0 || !placed(9, 3, 0, out)) {
+		cr_assert_lt(clock_mono_ns(), deadline, "no controller placed the shards");
+		wait_ms(20);
+	}
+	return c;
+}
+
 /* The controller's lease ends under it (as after a pause or a cut from etcd): it rejoins. */
 Test(membership, a_controller_whose_lease_ended_rejoins_as_a_member)
 {
@@ -368,13 +389,7 @@ Test(membership, a_controller_whose_lease_ended_rejoins_as_a_member)
 	uint32_t c;
 	uint32_t c2;
 
-	for (uint32_t i = 1; i <= NODES; i++)
-		start(i);
-	streams();
-	while ((c = controller(&fence)) == 0 || !placed(9, 3, 0, NULL)) {
-		cr_assert_lt(clock_mono_ns(), deadline, "no controller placed the shards");
-		wait_ms(20);
-	}
+	c = start_placed(&fence, NULL);
 	cr_assert_eq(etcd_lease_revoke(client, fence.lease), 0);
 	for (;;) {
 		bool back;
@@ -651,13 +666,7 @@ Test(membership, an_etcd_stall_past_every_lease_moves_nothing)
 	int64_t revision;
 
 	ttl_s = STALL_TTL_S;
-	for (uint32_t i = 1; i <= NODES; i++)
-		start(i);
-	streams();
-	while ((c0 = controller(&fence)) == 0 || !placed(9, 3, 0, &before)) {
-		cr_assert_lt(clock_mono_ns(), deadline, "no controller placed the shards");
-		wait_ms(20);
-	}
+	c0 = start_placed(&fence, &before);
 	nb = placed_count;
 	cr_assert_eq(etcd_get(client, "/sluice/cplace/nodes/", true, 0, &r), 0);
 	revision = r.revision;
@@ -722,13 +731,7 @@ Test(membership, a_controller_whose_key_is_deleted_steps_down)
 	uint32_t c;
 	uint32_t c2;
 
-	for (uint32_t i = 1; i <= NODES; i++)
-		start(i);
-	streams();
-	while ((c = controller(&fence)) == 0 || !placed(9, 3, 0, NULL)) {
-		cr_assert_lt(clock_mono_ns(), deadline, "no controller placed the shards");
-		wait_ms(20);
-	}
+	c = start_placed(&fence, NULL);
 	cr_assert_eq(etcd_delete(client, fence.key, false, NULL), 0);
 	/* One member believes it leads, and it is etcd's leader, under a newer key. */
 	while ((c2 = controller(&next)) == 0 || next.rev <= fence.rev ||
