@@ -173,6 +173,7 @@ struct cluster_member_status {
 	uint64_t bad_keys;             /* Unreadable keys met, per read (skipped). */
 	uint64_t placements_removed;   /* Placements of deleted streams (or shards) removed. */
 	uint64_t register_waits;       /* Tries at start that found the node id still registered. */
+	uint64_t placement_deferred;   /* Placements put off for nodes to register again (grace). */
 	int last_error;
 };
 

@@ -21,6 +21,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -66,6 +67,9 @@ struct cluster_member {
 	atomic_bool stop;
 	uint64_t keepalive_due_ns;
 	bool dirty;                            /* Placement to recompute. */
+	uint64_t key_check_due_ns;             /* Controller: its election key is looked at then. */
+	uint64_t lease_lost_ns;                /* Its own lease found expired while it ran; 0 never. */
+	uint64_t grace_end_ns;                 /* Controller: placing waits for the nodes until then. */
 
 	/* Placement scratch, taken at start. */
 	struct placement_node *nodes;
@@ -204,6 +208,8 @@ keep_alive(struct cluster_member *m)
 	if (m->lease != 0 && clock_mono_ns() < m->keepalive_due_ns)
 		return 0;
 	err = m->lease != 0 ? etcd_lease_keepalive(m->client, m->lease, &ttl) : -ENOENT;
+	if (err == -ENOENT && m->lease != 0)
+		m->lease_lost_ns = clock_mono_ns();
 	if (err == -ENOENT) {
 		/* Our election key went with the lease: whoever leads now is not us. */
 		set_controller(m, NULL);
@@ -222,6 +228,68 @@ ms_until_keepalive(const struct cluster_member *m)
 	uint64_t ms = m->keepalive_due_ns > now ? (m->keepalive_due_ns - now) / 1000000u : 0;
 
 	return ms < CLUSTER_RETRY_MS ? CLUSTER_RETRY_MS : (uint32_t)ms;
+}
+
+/*
+ * A controller elected within a lease TTL of finding its own lease expired while it
+ * ran gives the nodes until TTL after that moment to register again before it
+ * places without them. Its lease lapsing while it ran means etcd did not hear it (a
+ * stall of etcd longer than the TTL, which expires every lease at once when etcd
+ * runs again: etcd 3.4 extends leases on a restart or leader change, not after a
+ * stall), so the other nodes' registrations are as likely gone for the same reason
+ * as dead. Placing at once put every shard on the first node back, alone in its
+ * in-sync set (acknowledged on one copy) and moved every leadership there
+ * (test_cluster_etcd). A node that is really dead waits one TTL more to be replaced.
+ */
+static void
+grace_begin(struct cluster_member *m)
+{
+	uint64_t ttl_ns = (uint64_t)m->ttl_s * 1000000000ull;
+	uint64_t now = clock_mono_ns();
+
+	m->grace_end_ns = m->lease_lost_ns != 0 && now - m->lease_lost_ns < ttl_ns ?
+			  m->lease_lost_ns + ttl_ns : 0;
+	if (m->grace_end_ns != 0)
+		diag_info("cluster", "node %u: controller %" PRIu64 " ms after its own lease "
+			  "lapsed: placement waits up to %" PRIu64 " ms for the nodes to register "
+			  "again", m->node_id, (now - m->lease_lost_ns) / 1000000u,
+			  (m->grace_end_ns - now) / 1000000u);
+}
+
+/* In the grace, a node holding a replica of a shard read (m->shards) is not registered. */
+static bool
+grace_waits(struct cluster_member *m, uint32_t node_count, uint32_t count)
+{
+	if (m->grace_end_ns == 0 || clock_mono_ns() >= m->grace_end_ns)
+		return false;
+	for (uint32_t i = 0; i < count; i++) {
+		const struct placement_shard *p = &m->shards[i].place;
+
+		for (uint32_t r = 0; r < p->replica_count; r++) {
+			bool live = false;
+
+			for (uint32_t k = 0; k < node_count && !live; k++)
+				live = m->nodes[k].id == p->replicas[r];
+			if (!live)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* How long the controller waits for a change: a deferred placement is tried at the grace's end. */
+static uint32_t
+control_wait_ms(const struct cluster_member *m)
+{
+	uint64_t now = clock_mono_ns();
+	uint32_t ms = ms_until_keepalive(m);
+	uint64_t left;
+
+	if (!m->dirty || m->grace_end_ns <= now)
+		return ms;
+	left = (m->grace_end_ns - now) / 1000000u;
+	left = left < CLUSTER_RETRY_MS ? CLUSTER_RETRY_MS : left;
+	return left < ms ? (uint32_t)left : ms;
 }
 
 /* Campaigns until the next keepalive; on winning, watches the cluster's keys. */
@@ -248,6 +316,7 @@ campaign(struct cluster_member *m)
 		return err;   /* Campaign again next pass: the same key wins at once. */
 	set_controller(m, &won);
 	m->dirty = true;
+	grace_begin(m);
 	return 0;
 }
 
@@ -522,12 +591,42 @@ place(struct cluster_member *m)
 	etcd_range_free(&r);
 	if (err != 0)
 		return err;
+	if (grace_waits(m, node_count, count)) {
+		pthread_mutex_lock(&m->lock);
+		m->status.placement_deferred++;
+		pthread_mutex_unlock(&m->lock);
+		return -EAGAIN;   /* Again on the next registration, or at the grace's end. */
+	}
 	for (uint32_t i = 0; i < count; i++)
 		m->cur[i] = m->shards[i].place;
 	err = placement_compute(m->nodes, node_count, m->rf, m->cur, count, m->out);
 	if (err != 0)
 		return err;
 	return write_changes(m, count, gone, &fence);
+}
+
+/*
+ * Whether the controller's election key still leads, asked once per keepalive
+ * period. A campaign that gives up just as its key comes to lead is adopted
+ * (campaign()), but etcd's campaign, cancelled by the dropped call, resigns: the key
+ * is deleted after the adoption and another member wins. Nothing else told this one
+ * until a placement write was refused, and with nothing to change it never wrote:
+ * two members reported themselves controller (seen after an etcd stall).
+ */
+static bool
+key_leads(struct cluster_member *m)
+{
+	struct etcd_leader now;
+	uint64_t t = clock_mono_ns();
+	int err;
+
+	if (t < m->key_check_due_ns)
+		return true;
+	err = etcd_leader(m->client, m->election, &now);
+	if (err != 0 && err != -ENOENT)
+		return true;   /* etcd away: asked again next pass. */
+	m->key_check_due_ns = t + (uint64_t)m->ttl_s * 1000000000ull / 3;
+	return err == 0 && strcmp(now.key, m->status.election.key) == 0;
 }
 
 /* Controller pass: place when something changed, then wait for changes. */
@@ -538,6 +637,12 @@ control(struct cluster_member *m)
 	struct etcd_leader now;
 	int n;
 
+	if (!key_leads(m)) {
+		diag_warn("cluster", "node %u: its controller key %s no longer leads: "
+			  "campaigning again", m->node_id, m->status.election.key);
+		set_controller(m, NULL);
+		return 0;
+	}
 	if (m->dirty) {
 		int err = place(m);
 
@@ -548,10 +653,10 @@ control(struct cluster_member *m)
 			set_controller(m, NULL);   /* Deposed: the fence held. */
 			return -ESTALE;
 		}
-		if (err != 0 && err != -ESTALE)
+		if (err != 0 && err != -ESTALE && err != -EAGAIN)
 			return err;
 	}
-	n = etcd_watch_next(m->watch, ms_until_keepalive(m), &events);
+	n = etcd_watch_next(m->watch, control_wait_ms(m), &events);
 	if (n < 0) {
 		/* Compacted or ended: reopen from now and recompute from a fresh read. */
 		etcd_watch_close(m->watch);

@@ -52,6 +52,12 @@
 #define CLUSTER_NODE_RETRY_MS 100u
 /* Every etcd call of the watcher is bounded by this. */
 #define CLUSTER_NODE_ETCD_TIMEOUT_MS 5000u
+/*
+ * A leader looks at its followers every CLUSTER_ISR_CHECK_MS; a longer gap between two
+ * looks (the watcher blocked on a stalled etcd, or waiting for its own in-sync write to
+ * come back) is time it did not watch: not counted as lag (isr_clock_skip).
+ */
+#define CLUSTER_NODE_ISR_GAP_MS (4u * CLUSTER_ISR_CHECK_MS)
 
 /* One shard with this node in its replica set: what GET /cluster shows. */
 struct node_role {
@@ -68,6 +74,7 @@ struct node_role {
 	uint64_t mark_end[REPLICA_FOLLOWERS_MAX];  /* The leader's end when last looked ... */
 	uint64_t mark_ns[REPLICA_FOLLOWERS_MAX];   /* ... and when. */
 	uint64_t caught_ns[REPLICA_FOLLOWERS_MAX]; /* The follower last reached a mark then. */
+	uint64_t looked_ns;        /* The last isr_check that looked at the followers. */
 };
 
 /* The last replica address (and API address: forwarding) a node id registered. */
@@ -129,6 +136,7 @@ struct cluster_node {
 	bool draining;                  /* drains/<node_id> exists (an operator's intent). */
 	int last_error;
 	uint64_t refreshes;
+	_Atomic uint64_t watch_opens;   /* The watcher's etcd watches opened (metrics). */
 };
 
 /* ---- Reading etcd and the metadata ----------------------------------------- */
@@ -364,11 +372,35 @@ isr_change(struct cluster_node *n, struct node_role *r, uint32_t f, bool join)
  * holds what the acks count); leaving: written first, then no longer counted
  * (never dropped from the acks while etcd may still elect it).
  */
+/*
+ * Moves a led shard's follower clocks past a gap in the leader's looking longer than
+ * CLUSTER_NODE_ISR_GAP_MS: lag is what the leader saw. Without it a stall of etcd
+ * longer than CLUSTER_ISR_LAG_MS (the watcher's calls wait for it) had every leader
+ * take every follower out of the in-sync set once etcd answered, though they had kept
+ * up: acknowledgements on one copy until they joined again.
+ */
+static void
+isr_clock_skip(struct node_role *r, uint64_t now)
+{
+	uint64_t gap = r->looked_ns != 0 && now > r->looked_ns ? now - r->looked_ns : 0;
+
+	if (gap > CLUSTER_NODE_ISR_GAP_MS * 1000000ull) {
+		for (uint32_t f = 0; f < r->follower_count; f++) {
+			r->mark_ns[f] += gap;
+			r->caught_ns[f] += gap;
+		}
+	}
+	r->looked_ns = now;
+}
+
 static void
 isr_check(struct cluster_node *n, struct node_role *r, uint64_t now)
 {
 	struct log_shard_info info = { 0 };
 
+	if (r->mod_revision == 0)
+		return;  /* Not looking: its own in-sync write is on its way back. */
+	isr_clock_skip(r, now);
 	log_shard_info(n->log, r->log_id, &info);
 	for (uint32_t f = 0; f < r->follower_count && r->mod_revision != 0; f++) {
 		bool in_sync = placement_has(r->place.isr, r->place.isr_count, r->follower_ids[f]);
@@ -430,6 +462,7 @@ role_lead(struct cluster_node *n, struct node_role *r)
 
 	for (uint32_t f = 0; f < r->follower_count; f++)
 		r->caught_ns[f] = r->mark_ns[f] = now;  /* A new follower starts its clock now. */
+	r->looked_ns = now;
 	if (err == 0 && old != NULL && old->led &&
 	    old->place.leader_epoch == r->place.leader_epoch &&
 	    old->follower_count == r->follower_count &&
@@ -437,6 +470,7 @@ role_lead(struct cluster_node *n, struct node_role *r)
 		memcpy(r->mark_end, old->mark_end, sizeof(r->mark_end));
 		memcpy(r->mark_ns, old->mark_ns, sizeof(r->mark_ns));
 		memcpy(r->caught_ns, old->caught_ns, sizeof(r->caught_ns));
+		r->looked_ns = old->looked_ns;
 		r->led = true;
 		return isr_apply(n, r);
 	}
@@ -600,6 +634,15 @@ refresh(struct cluster_node *n)
 
 /* ---- The watcher thread ------------------------------------------------------ */
 
+/* etcd away: the watcher's pace, never a busy loop. */
+static void
+retry_pause(void)
+{
+	struct timespec t = { .tv_nsec = (long)CLUSTER_NODE_RETRY_MS * 1000000 };
+
+	nanosleep(&t, NULL);
+}
+
 static void *
 watcher_main(void *arg)
 {
@@ -617,9 +660,11 @@ watcher_main(void *arg)
 		uint64_t now = clock_mono_ns();
 		int rc;
 
-		if (watch == NULL && etcd_watch_open(n->etcd_endpoints, prefix, true, 0,
-						     &watch) != 0)
-			watch = NULL;  /* etcd away: read and try again after the wait below. */
+		if (watch == NULL) {
+			atomic_fetch_add(&n->watch_opens, 1);
+			if (etcd_watch_open(n->etcd_endpoints, prefix, true, 0, &watch) != 0)
+				watch = NULL;  /* etcd away: read and try again after the wait below. */
+		}
 		/* Read after the watch opened: a change between the two is seen either way. */
 		if (dirty || now >= refresh_due) {
 			refresh(n);
@@ -628,17 +673,21 @@ watcher_main(void *arg)
 		}
 		isr_check_all(n);
 		if (watch == NULL) {
-			struct timespec t = { .tv_nsec = (long)CLUSTER_NODE_RETRY_MS * 1000000 };
-
-			nanosleep(&t, NULL);
+			retry_pause();
 			dirty = true;
 			continue;
 		}
-		/* Every event means "read again"; a compacted or ended watch is reopened. */
+		/*
+		 * Every event means "read again"; a compacted or ended watch is reopened after
+		 * the pause: with etcd down the open succeeds (libcurl connects later) and the
+		 * stream ends at once, which without it was a busy loop of connects and reads
+		 * that took a CPU from the API threads while etcd was away.
+		 */
 		rc = etcd_watch_next(watch, CLUSTER_ISR_CHECK_MS, &events);
 		if (rc < 0) {
 			etcd_watch_close(watch);
 			watch = NULL;
+			retry_pause();
 		}
 		dirty |= rc != 0;
 	}
@@ -1138,6 +1187,10 @@ cluster_node_render_metrics(struct cluster_node *n, struct metrics_out *out)
 	metrics_family(out, "sluice_cluster_shards_followed", "gauge",
 		       "Shards this node holds a replica of, led elsewhere.");
 	metrics_printf(out, "sluice_cluster_shards_followed %u\n", n->role_count - led);
+	metrics_family(out, "sluice_cluster_watch_opens_total", "counter",
+		       "Placement watches opened (while etcd is away: one per retry pause).");
+	metrics_printf(out, "sluice_cluster_watch_opens_total %" PRIu64 "\n",
+		       atomic_load(&n->watch_opens));
 	link_metrics(n, out);
 	pthread_mutex_unlock(&n->lock);
 	for (size_t f = 0; f < ARRAY_SIZE(follower_families); f++) {

@@ -12,6 +12,7 @@
  * old one is deleted first (its log data goes through pending_deletes as usual).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -612,16 +613,39 @@ follow(struct metadata_cluster *mc)
 	return rc;
 }
 
+/*
+ * A failed pass is logged when its error differs from the one before (the first of
+ * an outage), and the pass that ends a run of failures says how many there were:
+ * while etcd is down every MC_RETRY_MS fails the same way, and a line each time
+ * grew the log by five lines a second for as long as etcd stayed away.
+ */
+static void
+mc_note(int rc, int *last, uint64_t *failures)
+{
+	if (rc == 0 && *last != 0)
+		diag_info("metadata", "cluster cache: etcd answers again after %" PRIu64
+			  " failed passes", *failures);
+	if (rc != 0 && rc != *last && rc != -ERANGE && rc != -ECONNRESET)
+		diag_warn("metadata", "cluster cache: %s; reading etcd again every %u ms "
+			  "(logged once)", strerror(-rc), MC_RETRY_MS);
+	*failures = rc == 0 ? 0 : *failures + 1;
+	*last = rc;
+}
+
 static void *
 mc_main(void *arg)
 {
 	struct metadata_cluster *mc = arg;
 	bool fresh = true;
+	int last = 0;
+	uint64_t failures = 0;
 
 	pthread_setname_np(pthread_self(), "sluice-etcd");
 	while (!atomic_load(&mc->stop)) {
 		int rc = fresh ? 0 : resync(mc);
 
+		if (!fresh && rc == 0)
+			mc_note(0, &last, &failures);   /* Read again: etcd answers. */
 		fresh = rc == 0;
 		if (rc == 0)
 			rc = follow(mc);
@@ -630,9 +654,7 @@ mc_main(void *arg)
 		/* Compacted, the stream ended, or an apply failed: read everything again. */
 		fresh = false;
 		count_status(mc, 0, 0, rc);
-		if (rc != -ERANGE && rc != -ECONNRESET)
-			diag_warn("metadata", "cluster cache: %s; reading etcd again",
-				  strerror(-rc));
+		mc_note(rc, &last, &failures);
 		nanosleep(&(struct timespec){ .tv_nsec = MC_RETRY_MS * 1000000l }, NULL);
 	}
 	return NULL;

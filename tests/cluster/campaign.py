@@ -7,7 +7,8 @@ A cluster from tests/cluster/harness.py (nodes in network namespaces, one etcd).
 scheduler injects faults one after another until N seconds have passed: SIGKILL of the
 controller's node, of a leader, of any node (then a restart), SIGSTOP (then SIGCONT), a node
 cut from etcd and one cut from another node (nftables, then healed), a drain and its undo
-(`sluice cluster drain`), and with sluiced nodes a scale step (f_scale: a spare node joins
+(`sluice cluster drain`), etcd itself SIGKILLed (then restarted on its data) or SIGSTOPped
+past every lease (then SIGCONTed), and with sluiced nodes a scale step (f_scale: a spare node joins
 and takes leaders and in-sync replicas, another is drained, stopped and becomes the spare).
 After each fault it waits for the cluster to settle.
 
@@ -62,6 +63,8 @@ SHARDS_PER_STREAM = 3
 DRAIN_TRIES = 3       # A drain refused as "not registered" (a lapsed lease) is asked again.
 # A placement settling after a join or a drain: catch-ups, one balancing swap at a time.
 SETTLE_S = 120.0
+# etcd's own outages (f_etcd_kill, f_etcd_stall) last this many lease TTLs: past every lease.
+ETCD_OUTAGE_TTLS = 2
 
 
 class Failure(Exception):
@@ -75,32 +78,66 @@ def check(cond, what):
 
 # ---- the placement history and its invariants (pure: also run on planted histories)
 
-def history_violations(writes):
+def history_violations(writes, detail=None):
     """writes: [(revision, stream, shard, value dict)] in revision order. Returns
     (split_brain, invalid): epochs going back or shared by two leaders, controller epochs going
-    back; and writes whose leader is outside the in-sync set or in-sync outside the replicas."""
+    back; and writes whose leader is outside the in-sync set or in-sync outside the replicas.
+    `detail` (a list) gets (what, write) for each split_brain."""
     split = 0
+    note = (lambda what, w: detail.append((what, w))) if detail is not None else \
+        (lambda what, w: None)
     invalid = 0
     last_epoch = {}
     leader_of = {}
     last_controller = 0
+    prev = {}
     for rev, stream, shard, v in writes:
         k = (stream, shard)
+        isr_only = isr_update(prev.get(k), v)
+        prev[k] = v
         epoch, leader = v["epoch"], v["leader"]
         if epoch < last_epoch.get(k, 0):
             split += 1
+            note("leader epoch back from %d" % last_epoch[k], (rev, stream, shard, v))
         last_epoch[k] = max(epoch, last_epoch.get(k, 0))
         if leader != 0:
             if leader_of.setdefault((k, epoch), leader) != leader:
                 split += 1
+                note("epoch %d led by %d before" % (epoch, leader_of[(k, epoch)]),
+                     (rev, stream, shard, v))
             if leader not in v["isr"]:
                 invalid += 1
         if not set(v["isr"]) <= set(v["replicas"]):
             invalid += 1
+        if isr_only:
+            continue   # The shard's leader wrote it, not a controller.
         if v["controller_epoch"] < last_controller:
             split += 1
+            note("controller epoch back from %d" % last_controller, (rev, stream, shard, v))
         last_controller = max(last_controller, v["controller_epoch"])
     return split, invalid
+
+
+def isr_update(before, after):
+    """Whether a placement write changed only the in-sync set: the shard leader's CAS
+    (cluster_placement_isr_write), which keeps the controller_epoch of the controller that
+    last wrote the key, however old. A controller's write that changes the in-sync set
+    changes the replicas with it (a node gone leaves both) or only stamps its epoch."""
+    if before is None:
+        return False
+    rest = lambda v: {f: x for f, x in v.items() if f != "isr"}
+    return rest(before) == rest(after) and before.get("isr") != after.get("isr")
+
+
+def isr_shrinks(writes):
+    """The in-sync updates (isr_update) that took a member out: a leader judged it lagging."""
+    prev, out = {}, []
+    for rev, stream, shard, v in writes:
+        k = (stream, shard)
+        if isr_update(prev.get(k), v) and not set(v["isr"]) >= set(prev[k]["isr"]):
+            out.append((rev, stream, shard, v))
+        prev[k] = v
+    return out
 
 
 def self_check_history():
@@ -119,6 +156,17 @@ def self_check_history():
           "self-check: a deposed controller writing")
     check(history_violations([w(1, 1, 3, 5, isr=(1, 2))])[1] == 1,
           "self-check: a leader outside the in-sync set")
+    # Two shards: the new controller (epoch 9) rewrites shard 0; shard 1's leader then
+    # changes its in-sync set, a key last written by controller 5.
+    w1 = lambda rev, ce, isr: (rev, "s", 1, {"epoch": 1, "leader": 1, "isr": list(isr),
+                                             "replicas": [1, 2, 3], "controller_epoch": ce})
+    check(history_violations([w1(1, 5, (1, 2, 3)), w(2, 1, 1, 9), w1(3, 5, (1, 2))]) == (0, 0),
+          "self-check: a leader's in-sync update of a key an older controller wrote")
+    check(history_violations([w1(1, 5, (1, 2, 3)), w(2, 1, 1, 9),
+                              (3, "s", 1, dict(w1(3, 5, (1, 2))[3], leader=2, epoch=2))])[0] == 1,
+          "self-check: a deposed controller moving a leader after its successor wrote")
+    check(len(isr_shrinks([w1(1, 5, (1, 2, 3)), w1(2, 5, (1, 2)), w1(3, 5, (1, 2, 3))])) == 1,
+          "self-check: an in-sync set shrunk by its leader")
 
 
 def ledger_violations(acked, reads, missing=None):
@@ -193,6 +241,7 @@ class Watcher:
         self.writes = []          # (revision, stream, shard, value)
         self.cond = threading.Condition()
         self.events = 0
+        self.rev = 0              # The newest revision applied (the watch's headers).
         self.error = None
         rev = self._load()
         self.proc = subprocess.Popen(["ip", "netns", "exec", cluster.client_ns, "etcdctl",
@@ -210,6 +259,7 @@ class Watcher:
 
     def _apply(self, msg):
         with self.cond:
+            self.rev = max(self.rev, int((msg.get("Header") or {}).get("revision", 0)))
             for ev in msg.get("Events") or []:
                 kv = ev["kv"]
                 key = base64.b64decode(kv["key"]).decode()
@@ -230,7 +280,8 @@ class Watcher:
         for kv in out.get("kvs") or []:
             key = base64.b64decode(kv["key"]).decode()
             self.keys[key] = (base64.b64decode(kv.get("value", "")), kv["create_revision"])
-        return out["header"]["revision"]
+        self.rev = out["header"]["revision"]
+        return self.rev
 
     def wait(self, cond, what, deadline_s=harness.DEADLINE_S):
         """Waits for cond(state) on the event stream; the monotonic time of the event that made it
@@ -265,6 +316,25 @@ class Watcher:
             nodes[nid] = nid in drains
         controller = int(min(cands)[1]) if cands else None
         return {"nodes": nodes, "controller": controller, "shards": shards}
+
+    def caught_up(self):
+        """Waits until the event stream has reached etcd's revision of now (etcd answering)."""
+        # A key that never exists: the answer is the header alone.
+        rev = json.loads(self.c.etcdctl("get", self.prefix + "nodes/", "-w", "json"))[
+            "header"]["revision"]
+        self.wait(lambda st: self.rev >= rev, "the watch at revision %d" % rev)
+
+    def leases_live(self):
+        """Every nodes/<id> key's lease is live in etcd now (not expired and awaiting its
+        revocation: after a stall of etcd longer than the TTL every lease is, and the keys go
+        only as etcd revokes them)."""
+        out = json.loads(self.c.etcdctl("get", "--prefix", self.prefix + "nodes/", "-w", "json"))
+        for kv in out.get("kvs") or []:
+            ttl = json.loads(self.c.etcdctl("lease", "timetolive", "%x" % kv.get("lease", 0),
+                                            "-w", "json"))
+            if ttl.get("ttl", -1) <= 0:
+                return False
+        return True
 
     def node_revision(self, nid):
         """create_revision of the node's key (its registration), 0 when absent."""
@@ -348,6 +418,7 @@ class Campaign:
         self.over_bound = 0
         self.counts = {}
         self.data = None
+        self.etcd_down_acks = []   # Records acknowledged during each etcd outage.
 
     def node(self, nid):
         return self.c.nodes[nid - 1]
@@ -363,14 +434,19 @@ class Campaign:
         self.ops += 1
         return self.c.sluice(*args)
 
-    def setup(self):
-        self.c.up()
-        self.w = Watcher(self.c)
+    def start_members(self):
+        """Starts the cluster's nodes; waits until they are registered with a controller."""
         ids = self.member_ids()
         for i in ids:
             self.node(i).start()
         self.w.wait(lambda st: set(ids) <= set(st["nodes"]) and st["controller"] in ids,
                     "every node registered and a controller")
+        return ids
+
+    def setup(self):
+        self.c.up()
+        self.w = Watcher(self.c)
+        ids = self.start_members()
         for i in range(STREAMS):
             name = "chx-campaign-%d" % i
             if self.args.data:
@@ -469,6 +545,37 @@ class Campaign:
         self.c.heal(self.node(a), self.node(b))
         self.w.wait(settled_without(None, self.live_ids()), "settled after a healed cut")
 
+    def etcd_outage(self, down, up, what):
+        """etcd away for ETCD_OUTAGE_TTLS lease TTLs with the producers putting; then back,
+        and the cluster settled again. Puts to shards with a live leader go on meanwhile (no
+        etcd call on a put's path): the records acknowledged are counted per outage."""
+        acked = self.data.acked_count() if self.data else 0
+        down()
+        time.sleep(ETCD_OUTAGE_TTLS * self.args.ttl)   # The outage's length, not a wait.
+        if self.data:
+            self.etcd_down_acks.append(self.data.acked_count() - acked)
+        up()
+        self.etcd_back(what)
+
+    def etcd_back(self, what):
+        """Waits until etcd answers, every registration's lease is live, the watch has caught
+        up with etcd and the cluster is settled; the time it was (the event's arrival). After
+        a stall every lease has expired: this waits for etcd to have revoked them and the nodes
+        to have registered again, not for a stale view that still shows them."""
+        harness.wait_for(self.c.etcd_healthy, "etcd answering after " + what)
+        harness.wait_for(self.w.leases_live, "every registration live after " + what)
+        self.w.caught_up()
+        return self.w.wait(settled_without(None, self.live_ids()), "settled after " + what)
+
+    def f_etcd_kill(self):
+        """etcd SIGKILLed, restarted on its data directory (etcd extends every lease)."""
+        self.etcd_outage(self.c.etcd_kill, self.c.etcd_start, "etcd restarted")
+
+    def f_etcd_stall(self):
+        """etcd SIGSTOPped past every lease's TTL, then SIGCONTed: every lease expires at once,
+        every node registers again; the controller waits for them before placing."""
+        self.etcd_outage(self.c.etcd_pause, self.c.etcd_resume, "etcd resumed")
+
     def drain(self, nid, *extra):
         """`sluice cluster drain`; a node whose lease lapsed on its own (a keepalive starved on
         a loaded machine: TTL 2 s) is not registered until it rejoins, which it does by itself:
@@ -528,7 +635,7 @@ class Campaign:
         self.drain(victim, "--undo")
 
     FAULTS = ["f_kill_controller", "f_kill_leader", "f_kill_any", "f_pause", "f_cut_etcd",
-              "f_cut_peer", "f_drain"]
+              "f_cut_peer", "f_drain", "f_etcd_kill", "f_etcd_stall"]
     # A join needs the data path: only a shard's leader (sluiced) puts a caught-up replica in
     # its in-sync set, so cluster_agent nodes never settle with a new node.
     FAULTS_SLUICED = ["f_scale"]
@@ -565,12 +672,44 @@ class Campaign:
                                  statistics.median(f) if f else 0, f[-1] if f else 0,
                                  self.over_bound))
         print("cluster-campaign-detail: nodes=%s placement_writes=%d invalid_writes=%d "
-              "etcd_events=%d faults_by_kind=%s data=%s" %
+              "etcd_events=%d acked_while_etcd_down=%s faults_by_kind=%s data=%s" %
               (self.c.kind, len(self.w.writes), invalid, self.w.events,
-               json.dumps(self.counts, sort_keys=True),
+               json.dumps(self.etcd_down_acks), json.dumps(self.counts, sort_keys=True),
                "on" if self.args.data else "off (membership and placement checks only)"))
         over = self.over_bound if self.args.bound_check else 0
         return lost == dup == mis == split == invalid == over == 0
+
+
+def seed_of(args):
+    """--seed, else TEST_SEED, else a new one (printed by each test's line)."""
+    if args.seed is not None:
+        return args.seed
+    return int(os.environ.get("TEST_SEED", "0")) or random.SystemRandom().randrange(1, 1 << 31)
+
+
+def run_scenario(tag, args, scenario, keys_per_producer=None):
+    """A scripted test on the campaign's cluster instead of its scheduler (cluster_scale,
+    cluster_etcd): three sluiced nodes and a spare slot, TTL 2 s, the producers' ledger;
+    scenario(camp, data) once the namespaces, etcd and the watcher are up. Exits 0 when it
+    passed; the cluster is torn down on every path."""
+    import campaign_data   # noqa: E402  (boto3)
+    args.nodes, args.ttl, args.data, args.seconds, args.bound_check = 3, 2, True, 0, False
+    args.seed = seed_of(args)
+    camp = Campaign(args)
+    if not harness.cluster_mode_supported(camp.c.sluiced):
+        raise SystemExit("%s: sluiced has no [cluster] section" % tag)
+    data = camp.data = campaign_data.Data(camp)
+    if keys_per_producer:
+        data.keys_per_producer = keys_per_producer
+
+    def body():
+        camp.c.up()
+        camp.w = Watcher(camp.c)
+        scenario(camp, data)
+        return True
+    ok = camp.guarded(tag, body)
+    print("ok" if ok else "FAIL", flush=True)
+    sys.exit(0 if ok else 1)
 
 
 def main():
@@ -584,9 +723,7 @@ def main():
     ap.add_argument("--bound-check", action="store_true",
                     help="fail when a failover exceeds 2 x the lease TTL")
     args = ap.parse_args()
-    if args.seed is None:
-        args.seed = (int(os.environ.get("TEST_SEED", "0")) or
-                     random.SystemRandom().randrange(1, 1 << 31))
+    args.seed = seed_of(args)
     self_check_history()
     self_check_ledger()
     camp = Campaign(args)

@@ -71,6 +71,17 @@ class Data:
         self.error_kinds = {}
         self.keys_per_producer = KEYS_PER_PRODUCER
 
+    def more_acks(self, n, what=""):
+        """Waits until n more calls acknowledged records (ingest goes on)."""
+        start = len(self.ack_times)
+        wait_for(lambda: len(self.ack_times) >= start + n,
+                 "%d more acknowledging calls %s(%d so far, errors %r)" %
+                 (n, what + " " if what else "", start, self.error_kinds))
+
+    def acked_count(self):
+        with self.lock:
+            return len(self.acked)
+
     def create_stream(self, name, shards):
         create_stream(self.c, name, shards)
         self.streams.append(name)

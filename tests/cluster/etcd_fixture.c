@@ -77,9 +77,17 @@ etcd_fixture_start(void)
 }
 
 void
+etcd_fixture_signal(int sig)
+{
+	cr_assert_gt(etcd_pid, 0);
+	cr_assert_eq(kill(etcd_pid, sig), 0);
+}
+
+void
 etcd_fixture_stop(void)
 {
 	if (etcd_pid > 0) {
+		kill(etcd_pid, SIGCONT);   /* A test that failed while it was stopped. */
 		kill(etcd_pid, SIGTERM);
 		waitpid(etcd_pid, NULL, 0);   /* Before its data directory goes. */
 		etcd_pid = -1;

@@ -15,6 +15,8 @@ extern char etcd_endpoint[64];
 uint16_t etcd_fixture_free_port(void);
 /* Starts the member and returns once it answers a read (asserts on failure). */
 void etcd_fixture_start(void);
+/* Sends the member a signal (SIGSTOP, SIGCONT: a stall of etcd as a fault). */
+void etcd_fixture_signal(int sig);
 /* Stops it (waiting for its exit) and removes its directory. */
 void etcd_fixture_stop(void);
 

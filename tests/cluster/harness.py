@@ -312,9 +312,12 @@ class Cluster:
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
 
     def _start_etcd(self):
+        """etcd on its data directory: new at up(), the same one again after etcd_kill (etcd
+        then ignores the --initial-* flags and recovers from its write-ahead log)."""
+        assert self.etcd_proc is None
         data = os.path.join(self.workdir, "etcd")
         peer = "http://%s:%d" % (ETCD_ADDR, ETCD_PORT + 1)
-        with open(os.path.join(self.workdir, "etcd.log"), "wb") as log:
+        with open(os.path.join(self.workdir, "etcd.log"), "ab") as log:
             self.etcd_proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.etcd_ns, "etcd", "--name", "chx", "--data-dir", data,
                  "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
@@ -322,6 +325,25 @@ class Cluster:
                  "--initial-cluster", "chx=" + peer, "--initial-cluster-state", "new"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for(self.etcd_healthy, "etcd healthy")
+
+    # ---- etcd itself as a fault (its PID is etcd's: ip netns exec execs it)
+
+    def etcd_kill(self):
+        """SIGKILL etcd (a crash: nothing flushed beyond its own fsyncs) and reap it."""
+        self.etcd_proc.kill()
+        self.etcd_proc.wait()
+        self.etcd_proc = None
+
+    def etcd_start(self):
+        """etcd again on the same data directory; returns once it answers."""
+        self._start_etcd()
+
+    def etcd_pause(self):
+        """SIGSTOP etcd: connections stay open and nothing answers (a stall, not a crash)."""
+        self.etcd_proc.send_signal(signal.SIGSTOP)
+
+    def etcd_resume(self):
+        self.etcd_proc.send_signal(signal.SIGCONT)
 
     def etcd_healthy(self, ns=None):
         """etcdctl endpoint health from `ns` (default the client namespace) succeeds."""
@@ -345,6 +367,7 @@ class Cluster:
             except Exception:
                 pass
         if self.etcd_proc is not None:
+            self.etcd_proc.send_signal(signal.SIGCONT)   # Should a fault have stopped it.
             self.etcd_proc.terminate()
             try:
                 self.etcd_proc.wait(timeout=DEADLINE_S)   # Before its data directory goes.

@@ -29,13 +29,10 @@ with generous deadlines.
 import argparse
 import json
 import os
-import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import campaign       # noqa: E402
-import campaign_data  # noqa: E402
-import harness        # noqa: E402
 
 STREAM = "chx-scale"
 SHARDS = 12
@@ -51,14 +48,6 @@ def settled_on(ids):
     return campaign.balanced_on(ids, SHARDS, STREAM)
 
 
-def more_acks(data, n):
-    """Waits until n more calls acknowledged records (ingest goes on)."""
-    start = len(data.ack_times)
-    harness.wait_for(lambda: len(data.ack_times) >= start + n,
-                     "%d more acknowledging calls (%d so far, %d errors)" %
-                     (n, start, data.errors), deadline_s=harness.DEADLINE_S)
-
-
 def show(st, what):
     print("cluster-scale: %s: leaders %r replicas %r" %
           (what, campaign.spread(st, sorted(st["nodes"]), "leader"),
@@ -67,16 +56,13 @@ def show(st, what):
 
 def run(camp, data):
     c, w = camp.c, camp.w
-    first = camp.member_ids()
-    for i in first:
-        camp.node(i).start()
-    w.wait(lambda st: set(first) <= set(st["nodes"]) and st["controller"] in first,
-           "three nodes registered and a controller")
+    assert camp.out == {JOINER}   # The spare slot is the joiner.
+    first = camp.start_members()
     data.create_stream(STREAM, SHARDS)
     w.wait(settled_on(first), "the stream placed on three nodes")
     show(w.state(), "3 nodes")
     data.start()
-    more_acks(data, CALLS_PER_STEP)
+    data.more_acks(CALLS_PER_STEP)
 
     # 1. A fourth node joins under load.
     c.nodes[JOINER - 1].start()
@@ -89,7 +75,7 @@ def run(camp, data):
     followed = campaign.spread(st, four, "replicas")[JOINER] - led
     campaign.check(led > 0 and followed > 0, "node %d leads %d shards and follows %d" %
                    (JOINER, led, followed))
-    more_acks(data, CALLS_PER_STEP)
+    data.more_acks(CALLS_PER_STEP)
 
     # 2. A node is drained, then leaves.
     camp.drain(DRAINED)
@@ -101,7 +87,7 @@ def run(camp, data):
     c.nodes[DRAINED - 1].stop()
     w.wait(lambda st: DRAINED not in st["nodes"] and settled_on(rest)(st),
            "node %d gone, the placement unchanged" % DRAINED)
-    more_acks(data, CALLS_PER_STEP)
+    data.more_acks(CALLS_PER_STEP)
 
     # 3. Every acknowledged record, from every node that holds its shard in sync.
     data.stop()
@@ -122,27 +108,7 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
-    if args.seed is None:
-        args.seed = (int(os.environ.get("TEST_SEED", "0")) or
-                     random.SystemRandom().randrange(1, 1 << 31))
-    # What Campaign reads from its arguments: three nodes (and the spare's slot: JOINER),
-    # TTL 2 s, data on; the campaign's scheduler is not run.
-    args.nodes, args.ttl, args.data, args.seconds, args.bound_check = 3, 2, True, 0, False
-    camp = campaign.Campaign(args)
-    assert camp.out == {JOINER}
-    if not harness.cluster_mode_supported(camp.c.sluiced):
-        raise SystemExit("cluster-scale: sluiced has no [cluster] section")
-    data = camp.data = campaign_data.Data(camp)
-    data.keys_per_producer = KEYS_PER_PRODUCER
-
-    def body():
-        camp.c.up()
-        camp.w = campaign.Watcher(camp.c)
-        run(camp, data)
-        return True
-    ok = camp.guarded("cluster-scale", body)
-    print("ok" if ok else "FAIL", flush=True)
-    sys.exit(0 if ok else 1)
+    campaign.run_scenario("cluster-scale", args, run, keys_per_producer=KEYS_PER_PRODUCER)
 
 
 if __name__ == "__main__":

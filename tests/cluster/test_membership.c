@@ -13,6 +13,8 @@
  * asserted.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +27,13 @@
 #include "etcd_fixture.h"
 
 #define TTL_S 2u
+/* The etcd-stall test's TTL: its grace (one TTL) must outlast two members' restart. */
+#define STALL_TTL_S 6u
 #define NODES 3u
 #define DEADLINE_NS (60ull * 1000000000ull)
 
 static struct cluster_member *members[NODES + 1];   /* By node id. */
+static uint32_t ttl_s = TTL_S;                     /* The members' lease TTL. */
 static struct etcd_client *client;
 
 static void
@@ -48,6 +53,7 @@ teardown(void)
 	}
 	etcd_close(client);
 	etcd_fixture_stop();
+	ttl_s = TTL_S;
 }
 
 TestSuite(membership, .init = setup, .fini = teardown, .timeout = 120);
@@ -62,7 +68,7 @@ config(struct cluster_config *c, uint32_t id)
 	snprintf(addrs[id][2], 32, "127.0.0.1:%u", 9000 + id);
 	*c = (struct cluster_config){ .etcd_endpoints = etcd_endpoint, .cluster = "cplace",
 				      .node_id = id, .addr = addrs[id][0], .api_addr = addrs[id][1],
-				      .dp_addr = addrs[id][2], .lease_ttl_s = TTL_S };
+				      .dp_addr = addrs[id][2], .lease_ttl_s = ttl_s };
 }
 
 static void
@@ -351,6 +357,27 @@ Test(membership, more_shards_than_one_transaction_holds_are_all_placed)
 	free(s);
 }
 
+/*
+ * Every member started, the two streams written, and waits until one controller
+ * placed their 9 shards; its id (its election in *fence; the placement read in
+ * *out when not NULL).
+ */
+static uint32_t
+start_placed(struct etcd_leader *fence, struct cluster_shard **out)
+{
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint32_t c;
+
+	for (uint32_t i = 1; i <= NODES; i++)
+		start(i);
+	streams();
+	while ((c = controller(fence)) == 0 || !placed(9, 3, 0, out)) {
+		cr_assert_lt(clock_mono_ns(), deadline, "no controller placed the shards");
+		wait_ms(20);
+	}
+	return c;
+}
+
 /* The controller's lease ends under it (as after a pause or a cut from etcd): it rejoins. */
 Test(membership, a_controller_whose_lease_ended_rejoins_as_a_member)
 {
@@ -362,13 +389,7 @@ Test(membership, a_controller_whose_lease_ended_rejoins_as_a_member)
 	uint32_t c;
 	uint32_t c2;
 
-	for (uint32_t i = 1; i <= NODES; i++)
-		start(i);
-	streams();
-	while ((c = controller(&fence)) == 0 || !placed(9, 3, 0, NULL)) {
-		cr_assert_lt(clock_mono_ns(), deadline, "no controller placed the shards");
-		wait_ms(20);
-	}
+	c = start_placed(&fence, NULL);
 	cr_assert_eq(etcd_lease_revoke(client, fence.lease), 0);
 	for (;;) {
 		bool back;
@@ -597,4 +618,128 @@ Test(membership, placements_of_a_deleted_stream_are_removed_and_a_recreated_one_
 	cr_assert_eq(etcd_get(client, "/sluice/cplace/placement/broken/", true, 0, &r), 0);
 	cr_assert_eq(r.count, 1);
 	etcd_range_free(&r);
+}
+
+/* Every node registered, each under a key created after `revision` (registered again). */
+static bool
+registered_since(int64_t revision)
+{
+	struct etcd_range r;
+	bool ok;
+
+	if (etcd_get(client, "/sluice/cplace/nodes/", true, 0, &r) != 0)
+		return false;
+	ok = r.count == NODES;
+	for (uint32_t i = 0; ok && i < r.count; i++)
+		ok = r.kvs[i].create_revision > revision;
+	etcd_range_free(&r);
+	return ok;
+}
+
+/*
+ * etcd stalled (SIGSTOP) past every lease's TTL: when it runs again every lease
+ * is expired at once (etcd extends leases on a start or leader change, not after
+ * a stall), every member registers again and one of them becomes controller. It
+ * gives the others a TTL to come back before it places (the grace), so no shard
+ * moves: without it the first member back saw itself alone and put every shard
+ * on itself, alone in its in-sync set (sluiced nodes, test_cluster_etcd.py). In
+ * one process the members come back within milliseconds of each other, which
+ * hides that; so members 1 and 3 are slower here, as there: abandoned before the
+ * stall (no resign, no revoke) and started again once etcd runs, while member 2
+ * finds its lease lapsed and campaigns. A stream created once all are back is
+ * placed by the new controller: that pass would have rewritten the old shards
+ * too, so their keys unchanged (mod_revision) show nothing moved.
+ */
+Test(membership, an_etcd_stall_past_every_lease_moves_nothing)
+{
+	struct cluster_shard *before;
+	struct cluster_shard *after;
+	struct cluster_member_status st;
+	struct etcd_leader fence;
+	struct etcd_leader next;
+	struct etcd_range r;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint32_t nb;
+	uint32_t na;
+	uint32_t c0;
+	uint32_t c;
+	int64_t revision;
+
+	ttl_s = STALL_TTL_S;
+	c0 = start_placed(&fence, &before);
+	nb = placed_count;
+	cr_assert_eq(etcd_get(client, "/sluice/cplace/nodes/", true, 0, &r), 0);
+	revision = r.revision;
+	etcd_range_free(&r);
+	cluster_member_abandon(members[1]);
+	cluster_member_abandon(members[3]);
+	members[1] = members[3] = NULL;
+	etcd_fixture_signal(SIGSTOP);
+	/* The stall's length (the fault), not a wait for a condition: past every lease. */
+	wait_ms((STALL_TTL_S + 2) * 1000);
+	etcd_fixture_signal(SIGCONT);
+	/* Member 2, alone, finds its lease lapsed, registers again and wins. */
+	while ((c = controller(&next)) != 2 || next.rev <= fence.rev) {
+		cr_assert_lt(clock_mono_ns(), deadline, "member 2 is not controller after the stall");
+		wait_ms(20);
+	}
+	start(1);   /* Each waits for its old key to go with its expired lease. */
+	start(3);
+	while (!registered_since(revision) || controller(NULL) != 2) {
+		cr_assert_lt(clock_mono_ns(), deadline, "the members did not all register again");
+		wait_ms(20);
+	}
+	cr_assert_eq(etcd_put(client, "/sluice/cplace/streams/late", "{\"shard_count\":1}", 17, 0,
+			      NULL), 0);
+	na = wait_stream_placed("late", 1, &after);
+	cr_assert_eq(na, nb + 1);
+	for (uint32_t i = 0; i < nb; i++) {
+		for (uint32_t j = 0; j < na; j++) {
+			if (strcmp(after[j].stream, before[i].stream) != 0 ||
+			    after[j].shard != before[i].shard)
+				continue;
+			cr_assert_eq(after[j].mod_revision, before[i].mod_revision,
+				     "%s/%u rewritten after the stall: leader %u -> %u, %u replicas",
+				     before[i].stream, before[i].shard, before[i].place.leader,
+				     after[j].place.leader, after[j].place.replica_count);
+		}
+	}
+	cluster_member_status(members[c], &st);
+	printf("membership-etcd-stall: controller %u -> %u, placements deferred %" PRIu64 "\n",
+	       c0, c, st.placement_deferred);
+	free(before);
+	free(after);
+}
+
+/*
+ * A controller whose election key is gone while its lease lives learns it. A
+ * campaign that gives up (its wait is the keepalive period) just as its key
+ * comes to lead is adopted (etcd_leader names it), but etcd's campaign, cancelled
+ * by the dropped call, resigns: the key is deleted after the adoption. The node
+ * then believed it led while another won; nothing told it until a placement write
+ * was refused, and with nothing to change it never wrote (two members reporting
+ * themselves controller after an etcd stall: seen with the stall test's first
+ * shape). Deleting the key by hand makes that state; the controller checks its key
+ * once per keepalive period and campaigns again, so one controller remains.
+ */
+Test(membership, a_controller_whose_key_is_deleted_steps_down)
+{
+	struct etcd_leader fence;
+	struct etcd_leader next;
+	struct etcd_leader lead;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint32_t c;
+	uint32_t c2;
+
+	c = start_placed(&fence, NULL);
+	cr_assert_eq(etcd_delete(client, fence.key, false, NULL), 0);
+	/* One member believes it leads, and it is etcd's leader, under a newer key. */
+	while ((c2 = controller(&next)) == 0 || next.rev <= fence.rev ||
+	       etcd_leader(client, "/sluice/cplace/controller", &lead) != 0 ||
+	       strcmp(lead.key, next.key) != 0) {
+		cr_assert_lt(clock_mono_ns(), deadline, "controller %u's key deleted: no single "
+			     "controller since (%u)", c, controller(NULL));
+		wait_ms(20);
+	}
+	printf("membership-key-deleted: controller %u -> %u\n", c, c2);
 }
