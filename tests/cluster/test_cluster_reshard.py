@@ -25,9 +25,10 @@ Resharding in cluster mode (docs/CLUSTER.md "Resharding in cluster mode"), end t
    through the other follower closes the parent in the leader's log but its cut cannot
    be recorded (not acknowledged); the leader is SIGKILLed and the follower resumed: a
    successor leads the parent and closes it at its own end, and records it once every
-   replica acknowledged it (acks = all counts the killed one: it is started again, its
-   closed copy following the successor); every acknowledged record is read back on
-   every node to the same end; puts after it go to the children.
+   replica acknowledged it (acks = all counts the killed one until the controller takes
+   it out of the replicas; it is started again, its closed copy following the successor);
+   every acknowledged record is read back on every node to the same end; puts after it
+   go to the children.
 Waits are for conditions with generous deadlines; no time is asserted.
 """
 import os
@@ -61,11 +62,19 @@ def shards(node):
 
 
 def active(node):
-    try:
-        return node.client.describe_stream_summary(StreamName=STREAM)[
-            "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
-    except node.client.exceptions.ResourceNotFoundException:
-        return False
+    return tcn.stream_active(node, STREAM)
+
+
+def form(nodes, root, etcd, cluster, shard_count, acks="quorum"):
+    """Three nodes (into `nodes` first: the caller stops them whatever happens) started,
+    the stream created through node 1, ACTIVE everywhere, every shard led."""
+    nodes += [tcn.Node(root, i, etcd, cluster=cluster, acks=acks, ttl=2) for i in (1, 2, 3)]
+    for n in nodes:
+        n.start()
+    nodes[0].client.create_stream(StreamName=STREAM, ShardCount=shard_count)
+    tcn.active_everywhere(nodes, STREAM)
+    for i in range(shard_count):
+        tcn.wait_for("shard %d led" % i, lambda: leader_of(nodes, i))
 
 
 def ended(node, shard_id):
@@ -174,39 +183,47 @@ def lineage(listed):
     return out
 
 
+def read_node(node, what):
+    """Every shard through `node`: (listed shards, {data: [(shard, seq)]}); checks each
+    closed shard's end (ChildShards, nothing past EndingSequenceNumber)."""
+    listed = shards(node)
+    at = {}
+    for s in listed:
+        closed = "EndingSequenceNumber" in s["SequenceNumberRange"]
+        got, children = read_shard(node, s["ShardId"], closed)
+        if closed:
+            want = sorted(x["ShardId"] for x in listed
+                          if s["ShardId"] in (x.get("ParentShardId"),
+                                              x.get("AdjacentParentShardId")))
+            if children != want:
+                tcn.fail("%s: node %d: %s ends with ChildShards %s, want %s" %
+                         (what, node.id, s["ShardId"], children, want))
+            if got and int(got[-1][0]) > int(s["SequenceNumberRange"]["EndingSequenceNumber"]):
+                tcn.fail("%s: node %d: %s read past its EndingSequenceNumber" %
+                         (what, node.id, s["ShardId"]))
+        for seq, data, _ in got:
+            at.setdefault(data, []).append((s["ShardId"], seq))
+    return listed, at
+
+
 def check_reads(nodes, ledger, what):
-    """Every acknowledged record exactly once at its place, per-key order, ends, lineage."""
+    """Every acknowledged record exactly once at its place, per-key order, ends, lineage.
+    A follower's readable end is the watermark its leader ships after the fact: a node
+    missing records is read again until the deadline before they count as lost."""
     for node in nodes:
-        listed = shards(node)
+        end = time.monotonic() + tcn.DEADLINE_S
+        while True:
+            listed, at = read_node(node, what)
+            missing = [r for r in ledger if (r[2], r[3]) not in at.get(r[4], [])]
+            if not missing or time.monotonic() > end:
+                break
+            time.sleep(0.5)
         anc = lineage(listed)
-        at = {}        # data -> [(shard, seq)]
-        for s in listed:
-            closed = "EndingSequenceNumber" in s["SequenceNumberRange"]
-            got, children = read_shard(node, s["ShardId"], closed)
-            if closed:
-                want = sorted(x["ShardId"] for x in listed
-                              if s["ShardId"] in (x.get("ParentShardId"),
-                                                  x.get("AdjacentParentShardId")))
-                if children != want:
-                    tcn.fail("%s: node %d: %s ends with ChildShards %s, want %s" %
-                             (what, node.id, s["ShardId"], children, want))
-                if got and int(got[-1][0]) > int(s["SequenceNumberRange"]
-                                                 ["EndingSequenceNumber"]):
-                    tcn.fail("%s: node %d: %s read past its EndingSequenceNumber" %
-                             (what, node.id, s["ShardId"]))
-            for seq, data, _ in got:
-                at.setdefault(data, []).append((s["ShardId"], seq))
-        lost = dup = moved = 0
-        for key, n, shard, seq, data, _ in ledger:
-            places = at.get(data, [])
-            if (shard, seq) not in places:
-                lost += 1
-                if lost <= 3:
-                    tcn.fail("%s: node %d: %s (%s %s) not read back (read at %s)" %
-                             (what, node.id, data, shard, seq, places))
-            elif places.count((shard, seq)) > 1:
-                dup += 1
-            moved += len(places) > 1   # A failed attempt that was appended after all.
+        for key, n, shard, seq, data, _ in missing[:3]:
+            tcn.fail("%s: node %d: %s (%s %s) not read back (read at %s)" %
+                     (what, node.id, data, shard, seq, at.get(data, [])))
+        dup = sum(1 for r in ledger if at.get(r[4], []).count((r[2], r[3])) > 1)
+        moved = sum(1 for r in ledger if len(at.get(r[4], [])) > 1)
         if dup:
             tcn.fail("%s: node %d: %d records read twice at one place" % (what, node.id, dup))
         # Per key: acknowledged order is log order across the parent/child boundary.
@@ -223,7 +240,7 @@ def check_reads(nodes, ledger, what):
                         tcn.fail("%s: node %d: key %s: record %d (%s %d) before %d (%s %d)" %
                                  (what, node.id, key, n1, s1, q1, n2, s2, q2))
         print("%s: node %d: %d acknowledged, lost %d, dup %d, misordered %d, "
-              "failed attempts appended %d" % (what, node.id, len(ledger), lost, dup,
+              "failed attempts appended %d" % (what, node.id, len(ledger), len(missing), dup,
                                                 misordered, moved), flush=True)
 
 
@@ -364,15 +381,10 @@ def leader_killed(root, etcd):
     transactions. One follower stopped holds a put's acknowledgement back (acks = all), so
     the leader's cut cannot be recorded; the leader is SIGKILLed and the follower resumed:
     a successor (either follower) leads the parent, closes it and records its end."""
-    nodes = [tcn.Node(root, i, etcd, cluster=CLUSTER + "kill", acks="all", ttl=2)
-             for i in (1, 2, 3)]
+    nodes = []
     try:
-        for n in nodes:
-            n.start()
-        nodes[0].client.create_stream(StreamName=STREAM, ShardCount=1)
-        for n in nodes:
-            tcn.wait_for("stream active on node %d" % n.id, lambda: active(n))
-        leader = tcn.wait_for("the parent's leader", lambda: leader_of(nodes, 0))
+        form(nodes, root, etcd, CLUSTER + "kill", 1, acks="all")
+        leader = leader_of(nodes, 0)
         stopped, other = [n for n in nodes if n is not leader]
         for n in (stopped, other):
             tcn.wait_for("node %d follows" % n.id, lambda: any(
@@ -414,11 +426,12 @@ def leader_killed(root, etcd):
         t.join()
         if "res" in held and "ErrorCode" not in held["res"]["Records"][0]:
             tcn.fail("the held record was answered: %s" % held["res"])
-        # acks = all counts the dead replica too: the successor records once it is back.
+        # acks = all counts the dead replica until the controller takes it out of the
+        # replicas (its lease ended): the successor records then, or once it is back.
         succ = tcn.wait_for("a successor leads the parent", lambda: leader_of(
             [stopped, other], 0), deadline_s=120)
-        if ended(succ, sid(0)):
-            tcn.fail("the parent's end recorded before every replica acknowledged it")
+        print("leader killed: the end recorded before the killed node returned: %s" %
+              bool(ended(succ, sid(0))), flush=True)
         leader.start()
         tcn.wait_for("the successor recorded the parent's end", lambda: all(
             ended(n, sid(0)) for n in nodes), deadline_s=120)
@@ -450,16 +463,10 @@ def leader_killed(root, etcd):
 def main():
     root = tempfile.mkdtemp(prefix="sluice-creshard-")
     etcd = tcn.Etcd(root)
-    nodes = [tcn.Node(root, i, etcd, cluster=CLUSTER, ttl=2) for i in (1, 2, 3)]
+    nodes = []
     done = False
     try:
-        for n in nodes:
-            n.start()
-        nodes[0].client.create_stream(StreamName=STREAM, ShardCount=2)
-        for n in nodes:
-            tcn.wait_for("stream active on node %d" % n.id, lambda: active(n))
-        for i in range(2):
-            tcn.wait_for("shard %d led" % i, lambda: leader_of(nodes, i))
+        form(nodes, root, etcd, CLUSTER, 2)
         under_load(nodes)
         racing(nodes)
         follower_short(nodes)
