@@ -369,8 +369,8 @@ void kinesis_cluster_follow(struct kinesis *k);
 /*
  * Cluster mode, every poll: closes in the log the closed shards this node leads
  * and records a parent's cut in etcd once every record below it is acknowledged
- * (docs/CLUSTER.md "Resharding in cluster mode"). Returns how many parents still
- * wait for their cut to be recorded (the poll looks again soon).
+ * (docs/CLUSTER.md "Resharding in cluster mode"). Returns how many parents this
+ * node leads still wait for their cut to be recorded (the poll looks again soon).
  */
 uint32_t kinesis_cluster_closes(struct kinesis *k);
 /* How soon the poll looks again while a parent's cut waits (kinesis_poll_timeout_ms). */

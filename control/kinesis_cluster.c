@@ -387,9 +387,11 @@ kinesis_cluster_closes(struct kinesis *k)
 				continue;
 			leads = cluster_leads(k, sh->log_id);
 			if (!leads) {
-				/* A handshake may cut this copy's tail: cut again when leading again. */
+				/*
+				 * A handshake may cut this copy's tail: cut again when leading again.
+				 * Not counted: leadership moving here is seen at the usual pace.
+				 */
 				sh->cut_here = false;
-				waiting += sh->close_pending;
 				continue;
 			}
 			if (!sh->cut_here) {
