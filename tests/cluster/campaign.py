@@ -8,9 +8,7 @@ scheduler injects faults one after another until N seconds have passed: SIGKILL 
 controller's node, of a leader, of any node (then a restart), SIGSTOP (then SIGCONT), a node
 cut from etcd and one cut from another node (nftables, then healed), a drain and its undo
 (`sluice cluster drain`), and with sluiced nodes a scale step (f_scale: a spare node joins
-and takes leaders and in-sync replicas, another is drained, stopped and becomes the spare)
-and a reshard step (f_reshard: a SplitShard and a MergeShards of its children through
-random nodes, each settled once every node lists the parents ended).
+and takes leaders and in-sync replicas, another is drained, stopped and becomes the spare).
 After each fault it waits for the cluster to settle.
 
 What is checked, always (membership, controller, placement; from etcd's own event stream,
@@ -39,6 +37,10 @@ in-sync set holds it, and:
               order) read in the other order;
   split_brain also: one (shard, sequence number) acknowledged for two different records
               (two nodes assigning numbers as leaders of one shard at once).
+
+With sluiced nodes a reshard step too (f_reshard: a SplitShard and a MergeShards of its
+children through random nodes under the producers, each settled once every node lists the
+parents ended); the data checks read parents and children alike.
 
 Prints exactly one summary line:
   cluster-campaign: seed=… seconds=… ops=… faults=… acked=… lost=… dup=… misordered=…
@@ -344,13 +346,13 @@ class Campaign:
         self.c = harness.Cluster(nodes=args.nodes + 1, ttl_s=args.ttl, build_dir=args.build,
                                  name="chx")
         self.out = {args.nodes + 1}   # Nodes outside the cluster (stopped, no replica).
+        self.shard_count = STREAMS * SHARDS_PER_STREAM   # Indexes placed (f_reshard adds).
         self.ops = 0
         self.faults = 0
         self.failover_ms = []
         self.over_bound = 0
         self.counts = {}
         self.data = None
-        self.shard_count = STREAMS * SHARDS_PER_STREAM   # Indexes placed (f_reshard adds).
 
     def node(self, nid):
         return self.c.nodes[nid - 1]
