@@ -20,6 +20,9 @@ Resharding in cluster mode (docs/CLUSTER.md "Resharding in cluster mode"), end t
 3. A follower short of the parent's end: SIGSTOPped while records go in and the parent
    is split, resumed: reads of the parent through it never end before they returned
    every acknowledged record, and then end with ChildShards.
+   Then UpdateShardCount through node 2 to 3 open shards (a uniform plan: cuts and merges,
+   its intermediate shards closed empty in the same transaction): every node settles on
+   the three equal ranges, and records put over the whole key space are read back.
 4. The parent's leader killed between the two transactions (a cluster of its own with
    acks = all): one follower SIGSTOPped holds a put's acknowledgement back, the split
    through the other follower closes the parent in the leader's log but its cut cannot
@@ -385,6 +388,39 @@ def follower_short(nodes):
           (short.id, len(got), parent["ShardId"], children), flush=True)
 
 
+def update_count(nodes):
+    """Phase 3b: UpdateShardCount through node 2 to 3 open shards: a uniform plan of cuts and
+    merges, its intermediate shards made and closed empty in the same one transaction; then
+    records put through node 3 over the whole key space are read back on every node."""
+    open_before = [s for s in shards(nodes[0])
+                   if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
+    r = nodes[1].client.update_shard_count(StreamName=STREAM, TargetShardCount=3,
+                                           ScalingType="UNIFORM_SCALING")
+    if (r["CurrentShardCount"], r["TargetShardCount"]) != (len(open_before), 3):
+        tcn.fail("UpdateShardCount answered %s" % r)
+
+    def opened(n):
+        return sorted((int(s["HashKeyRange"]["StartingHashKey"]),
+                       int(s["HashKeyRange"]["EndingHashKey"])) for s in shards(n)
+                      if "EndingSequenceNumber" not in s["SequenceNumberRange"])
+    thirds = [(i * (1 << 128) // 3, (i + 1) * (1 << 128) // 3 - 1) for i in range(3)]
+    thirds[-1] = (thirds[-1][0], (1 << 128) - 1)
+    tcn.wait_for("UpdateShardCount settled on every node", lambda: settled(
+        nodes, [s["ShardId"] for s in open_before]) and all(len(opened(n)) == 3
+                                                            for n in nodes))
+    got = opened(nodes[0])
+    if any(abs(a[0] - b[0]) > 1 for a, b in zip(got, thirds)):
+        tcn.fail("after UpdateShardCount the open ranges are %s" % got)
+    ledger = []
+    for i in range(9):
+        key = (2 * i + 1) * (1 << 128) // 18
+        for shard, seq, data in put_to(nodes[2], key, 1, b"u%d" % i):
+            ledger.append(("u%d" % i, 0, shard, seq, data, 0.0))
+    check_reads(nodes, ledger, "after UpdateShardCount")
+    print("update shard count: %d open -> 3, %d shard indexes listed" %
+          (len(open_before), len(shards(nodes[0]))), flush=True)
+
+
 def leader_killed(root, etcd):
     """Phase 4, its own cluster with acks = all: the parent's leader dies between the two
     transactions. One follower stopped holds a put's acknowledgement back (acks = all), so
@@ -479,6 +515,7 @@ def main():
         under_load(nodes)
         racing(nodes)
         follower_short(nodes)
+        update_count(nodes)
         for n in nodes:
             n.stop()
         leader_killed(root, etcd)
