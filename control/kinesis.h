@@ -103,6 +103,10 @@ struct kinesis_shard {
 	uint64_t seq_end;        /* Last log seq when closed; UINT64_MAX: closed empty. */
 	uint64_t closed_s;       /* When closed: its children's creation second. */
 	uint64_t log_id;         /* LOG_SHARD_ID(stream_id, index). */
+	/* Cluster mode (kinesis_cluster.c): this node's cut of a closed shard it leads. */
+	bool cut_queued;         /* Its log close is on the closer thread. */
+	bool cut_here;           /* This node's log copy is closed, at cut_end. */
+	uint64_t cut_end;        /* Last seq of the copy closed here (UINT64_MAX: empty). */
 	uint64_t put_generation; /* Grouping of one PutRecords by shard (records.c). */
 	uint32_t put_tail;
 	/* Optional throttling (config shard_throttling): one-second windows. */
@@ -209,6 +213,8 @@ struct kinesis {
 	struct api_call *read_calls[FORWARD_INFLIGHT_MAX];
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
+	uint32_t cluster_cuts_waiting;    /* Cluster mode: parents whose cut is not in etcd. */
+	uint64_t cluster_fence_due_ns;    /* Monotonic: the next look at recorded closed shards. */
 	uint64_t records_lost_skipped;    /* Corrupt records readers stepped over. */
 	struct policy_store *policies;    /* Resource policies (kinesis_policies.c). */
 	struct kinesis_authz authz;       /* The call being dispatched. */
@@ -361,6 +367,23 @@ bool kinesis_cluster_refused(struct kinesis *k, struct api_call *call,
 /* Cluster mode: brings the streams in memory in line with the cache when it changed. */
 void kinesis_cluster_follow(struct kinesis *k);
 /*
+ * Cluster mode, every poll: closes in the log the closed shards this node leads
+ * and records a parent's cut in etcd once every record below it is acknowledged
+ * (docs/CLUSTER.md "Resharding in cluster mode"). Returns how many parents this
+ * node leads still wait for their cut to be recorded (the poll looks again soon).
+ */
+uint32_t kinesis_cluster_closes(struct kinesis *k);
+/* How soon the poll looks again while a parent's cut waits (kinesis_poll_timeout_ms). */
+#define KINESIS_CLUSTER_CUT_POLL_MS 20u
+/*
+ * How often a closed shard whose cut is recorded is looked at: one this node has come to
+ * lead (a failover) gets its log copy closed too, so no stale-routed append lands in it.
+ */
+#define KINESIS_CLUSTER_FENCE_MS 500u
+/* The closer thread closed a shard's log copy here (rc, seq_end): noted for the above. */
+void kinesis_cluster_cut_done(struct kinesis *k, uint32_t stream_id, uint32_t index,
+			      uint64_t seq_end, int rc);
+/*
  * Cluster mode: a watch on the changes kinesis_cluster_follow() follows, in the
  * wake_fd epoll set, so the cache's apply of another node's change wakes an idle
  * server loop at once (it would wait for its next connection event, up to the idle
@@ -386,6 +409,8 @@ int kinesis_md_tags_remove(struct kinesis *k, const struct kinesis_stream *s,
 			   const char *resource, const struct metadata_tag *keys, size_t count);
 /* kinesis_main.c: a stream of the store not yet in memory (slot, shards, index). */
 int kinesis_stream_adopt(struct kinesis *k, const struct metadata_stream *ms);
+/* A shard of the store into its stream in memory (index below shard_count); metadata_load's. */
+int kinesis_load_shard(void *arg, uint32_t stream_id, const struct metadata_shard *msh);
 
 /* ---- Each concern's declarations ------------------------------------------ */
 

@@ -5,10 +5,17 @@
  * (kinesis_cluster_follow, from kinesis_poll), and the operations not built for a
  * cluster are refused before they run. In single-node mode every write is SQLite's.
  *
- * What follows other nodes: streams created and deleted, retention, mode and settings;
- * tags are read from the store at each call. Reshards, consumers, resource policies,
- * encryption and account settings keep state in memory or in SQLite alone: refused
- * (KINESIS_OP_LOCAL) until they are built on etcd.
+ * What follows other nodes: streams created and deleted, retention, mode and settings,
+ * reshards (new shard indexes, parents closing, their cuts); tags are read from the store
+ * at each call. Consumers, resource policies, encryption and account settings keep
+ * state in memory or in SQLite alone: refused (KINESIS_OP_LOCAL) until built on etcd.
+ *
+ * Reshards (docs/CLUSTER.md "Resharding in cluster mode"): the action's node writes
+ * the children and the parents "closing" in one etcd transaction; the parent's
+ * leader, wherever it is, closes the parent in its log (kinesis_cluster_closes, on the
+ * closer thread) and records "closed" at that end once every record up to it is
+ * acknowledged; followers' copies stay open (the leader-epoch handshakes go on) and
+ * their readers end at the recorded end.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +23,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
 
@@ -106,6 +114,7 @@ struct kinesis_follow {
 	char names[KINESIS_FOLLOW_NEW_MAX][SLUICE_STREAM_NAME_SIZE_MAX + 1];
 	uint32_t adopt_count;
 	bool more;                              /* New streams left for the next pass. */
+	uint8_t grown[SLUICE_STREAMS_MAX / 8];  /* By slot: shards added or closed. */
 };
 
 /* A stream of the store: known ones take its settings, new ones are noted. */
@@ -142,13 +151,59 @@ follow_stream(void *arg, const struct metadata_stream *ms)
 	return 0;
 }
 
+/* A new shard index of a stream in memory (a reshard through another node): appended. */
 static int
-follow_no_shard(void *arg, uint32_t stream_id, const struct metadata_shard *shard)
+follow_shard_add(struct kinesis *k, struct kinesis_stream *s, const struct metadata_shard *msh)
 {
-	(void)arg;
-	(void)stream_id;
-	(void)shard;
-	return 0;
+	struct kinesis_shard *shards = realloc(s->shards, (s->shard_count + 1) * sizeof(*shards));
+
+	if (shards == NULL)
+		return -ENOMEM;
+	s->shards = shards;
+	memset(&shards[s->shard_count], 0, sizeof(*shards));
+	s->shard_count++;
+	k->shards_total++;
+	return kinesis_load_shard(k, s->stream_id, msh);
+}
+
+/*
+ * A shard of the store for a stream in memory: new indexes are appended, a parent a
+ * reshard closed becomes closed (close_pending until its leader's cut is recorded),
+ * and a recorded cut gives it its EndingSequenceNumber. Shards arrive in index order.
+ */
+static int
+follow_shard(void *arg, uint32_t stream_id, const struct metadata_shard *msh)
+{
+	struct kinesis_follow *f = arg;
+	struct kinesis_stream *s = kinesis_stream_by_id(f->k, stream_id);
+	struct kinesis_shard *sh;
+	uint32_t slot;
+	int rc = 0;
+
+	if (s == NULL || s->status == KINESIS_DELETING || msh->shard_index > s->shard_count)
+		return 0;   /* Adopted whole, going, or a gap the next pass sees filled. */
+	slot = (uint32_t)(s - f->k->streams);
+	if (msh->shard_index == s->shard_count) {
+		rc = follow_shard_add(f->k, s, msh);
+		f->grown[slot / 8] |= (uint8_t)(1u << (slot % 8));
+		return rc;
+	}
+	sh = &s->shards[msh->shard_index];
+	if (msh->closed && !sh->closed) {
+		sh->closed = true;
+		sh->close_pending = msh->closing;
+		sh->seq_end = msh->seq_end;
+		f->grown[slot / 8] |= (uint8_t)(1u << (slot % 8));
+	} else if (msh->closed && !msh->closing && sh->close_pending) {
+		if (sh->cut_here && sh->cut_end != msh->seq_end)
+			diag_info("kinesis", "cluster: stream %s shard %u ends at %llu, the cut of its "
+				  "new leader (this node cut it at %llu, not acknowledged)", s->name,
+				  sh->index, (unsigned long long)msh->seq_end,
+				  (unsigned long long)sh->cut_end);
+		sh->seq_end = msh->seq_end;
+		sh->close_pending = false;
+	}
+	return rc;
 }
 
 /* A stream in memory the store no longer has: deleted through another node. */
@@ -166,7 +221,8 @@ follow_deleted(struct kinesis *k, struct kinesis_stream *s)
 /* The changes a cluster node's streams in memory follow. */
 #define KINESIS_CLUSTER_FOLLOWED (METADATA_CHANGE_STREAM_CREATED | \
 				  METADATA_CHANGE_STREAM_DELETING | \
-				  METADATA_CHANGE_STREAM_DELETED | METADATA_CHANGE_STREAM_UPDATED)
+				  METADATA_CHANGE_STREAM_DELETED | METADATA_CHANGE_STREAM_UPDATED | \
+				  METADATA_CHANGE_RESHARDED | METADATA_CHANGE_SHARD_CLOSED)
 
 int
 kinesis_cluster_wake_open(struct kinesis *k)
@@ -201,7 +257,17 @@ kinesis_cluster_follow(struct kinesis *k)
 	if (f == NULL)
 		return;   /* The next poll tries again. */
 	f->k = k;
-	rc = metadata_load(k->md, follow_stream, follow_no_shard, f);
+	rc = metadata_load(k->md, follow_stream, follow_shard, f);
+	/* A reshard through another node: routes to the children, UPDATING until recorded. */
+	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++) {
+		struct kinesis_stream *s = &k->streams[i];
+
+		if ((f->grown[i / 8] & (1u << (i % 8))) == 0 || !s->used)
+			continue;
+		kinesis_stream_index(s);
+		if (s->status == KINESIS_ACTIVE || s->status == KINESIS_UPDATING)
+			kinesis_reshard_status(k, s);
+	}
 	for (uint32_t i = 0; rc == 0 && i < f->adopt_count; i++) {
 		diag_info("kinesis", "cluster: stream %s created through another node",
 			  f->adopt[i].name);
@@ -222,4 +288,120 @@ kinesis_cluster_follow(struct kinesis *k)
 	else if (!f->more)
 		k->cluster_seen = generation;
 	free(f);
+}
+
+/* ---- Reshards: the parent's leader cuts it (docs/CLUSTER.md "Resharding in cluster mode") */
+
+/*
+ * Whether this node leads the log shard now. The cut is made and recorded only
+ * here: every append to the shard happens on its leader, so its log's end is the
+ * shard's end.
+ */
+static bool
+cluster_leads(struct kinesis *k, uint64_t log_id)
+{
+	uint64_t epoch;
+
+	return k->repl.lead_epoch != NULL && k->repl.lead_epoch(k->repl.ctx, log_id, &epoch) == 0;
+}
+
+void
+kinesis_cluster_cut_done(struct kinesis *k, uint32_t stream_id, uint32_t index, uint64_t seq_end,
+			 int rc)
+{
+	struct kinesis_stream *s = kinesis_stream_by_id(k, stream_id);
+	struct kinesis_shard *sh;
+
+	if (s == NULL || index >= s->shard_count)
+		return;   /* Deleted meanwhile. */
+	sh = &s->shards[index];
+	sh->cut_queued = false;
+	if (rc != 0) {
+		diag_error("kinesis", "stream %s: closing shard %u in the log: %s (tried again)",
+			   s->name, index, strerror(-rc));
+		return;
+	}
+	sh->cut_here = true;
+	sh->cut_end = seq_end;
+	/* The first transaction's effect on the leader (tests wait for this line). */
+	diag_info("kinesis", "stream %s: shard %u cut in the log here at %llu (its end is "
+		  "recorded once acknowledged)", s->name, index, (unsigned long long)seq_end);
+}
+
+/*
+ * The second transaction: records `sh`'s cut once every record up to it is held by
+ * the replicas [cluster] acks asks for. Then any in-sync replica that becomes the
+ * leader holds the whole parent (the leader-epoch rule), and the end etcd names is
+ * one every reader reaches. Returns true while it still waits.
+ */
+static bool
+cluster_cut_record(struct kinesis *k, struct kinesis_stream *s, struct kinesis_shard *sh)
+{
+	uint64_t acked = 0;
+	int rc;
+
+	if (k->repl.acked == NULL || k->repl.acked(k->repl.ctx, sh->log_id, &acked) != 0)
+		return true;
+	if (sh->cut_end != UINT64_MAX && acked <= sh->cut_end)
+		return true;
+	rc = metadata_cluster_shard_closed(k->mc, s->name, s->stream_id, sh->index, sh->cut_end);
+	if (rc == -EALREADY) {
+		/* A successor's cut came first: the cache brings its end (kinesis_cluster_follow). */
+		return false;
+	}
+	if (rc != 0) {
+		diag_warn("kinesis", "stream %s: recording the cut of shard %u: %s (tried again)",
+			  s->name, sh->index, strerror(-rc));
+		return true;
+	}
+	diag_info("kinesis", "stream %s: shard %u closed at %llu (its leader's cut)", s->name,
+		  sh->index, (unsigned long long)sh->cut_end);
+	sh->seq_end = sh->cut_end;
+	sh->close_pending = false;
+	return false;
+}
+
+uint32_t
+kinesis_cluster_closes(struct kinesis *k)
+{
+	uint64_t mono = clock_mono_ns();
+	uint32_t waiting = 0;
+	bool full;
+
+	if (k->mc == NULL)
+		return 0;
+	full = mono >= k->cluster_fence_due_ns;
+	if (full)
+		k->cluster_fence_due_ns = mono + KINESIS_CLUSTER_FENCE_MS * 1000000ull;
+	for (uint32_t i = 0; i < k->streams_high; i++) {
+		struct kinesis_stream *s = &k->streams[i];
+
+		for (uint32_t j = 0; s->used && s->status != KINESIS_DELETING && j < s->shard_count;
+		     j++) {
+			struct kinesis_shard *sh = &s->shards[j];
+			bool leads;
+
+			/* Recorded ones (a new leader's fence) are looked at on the slower pace. */
+			if (!sh->closed || sh->cut_queued || (sh->cut_here && !sh->close_pending) ||
+			    (!sh->close_pending && (!full || sh->seq_end == UINT64_MAX)))
+				continue;
+			leads = cluster_leads(k, sh->log_id);
+			if (!leads) {
+				/*
+				 * A handshake may cut this copy's tail: cut again when leading again.
+				 * Not counted: leadership moving here is seen at the usual pace.
+				 */
+				sh->cut_here = false;
+				continue;
+			}
+			if (!sh->cut_here) {
+				/* Closed, also when recorded already: a new leader's copy takes no more. */
+				sh->cut_queued = kinesis_closer_push(k, s, j) == 0;
+				waiting += sh->close_pending;
+				continue;
+			}
+			waiting += cluster_cut_record(k, s, sh);
+		}
+	}
+	return waiting;
 }

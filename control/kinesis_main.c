@@ -56,7 +56,7 @@ kinesis_load_stream(void *arg, const struct metadata_stream *ms)
 	return 0;
 }
 
-static int
+int
 kinesis_load_shard(void *arg, uint32_t stream_id, const struct metadata_shard *msh)
 {
 	struct kinesis *k = arg;
@@ -149,8 +149,11 @@ kinesis_reconcile(struct kinesis *k)
 				return rc;
 		}
 	}
-	/* Reshards committed in SQLite whose parents the log did not close yet. */
-	for (uint32_t i = 0; i < SLUICE_STREAMS_MAX; i++) {
+	/*
+	 * Reshards committed in SQLite whose parents the log did not close yet. Cluster
+	 * mode: the parent's leader closes it, wherever it is (kinesis_cluster_closes).
+	 */
+	for (uint32_t i = 0; k->mc == NULL && i < SLUICE_STREAMS_MAX; i++) {
 		struct kinesis_stream *s = &k->streams[i];
 
 		for (uint32_t j = 0; s->used && j < s->shard_count; j++) {
@@ -463,6 +466,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	kinesis_autoscale_tick(k, mono, clock_real_ns());
 	kinesis_stream_status_tick(k, mono);
 	kinesis_cluster_follow(k);
+	k->cluster_cuts_waiting = kinesis_cluster_closes(k);
 	kinesis_fanout_poll(k);
 	firehose_poll(k->firehose, clock_real_ns());
 	if (mono >= k->retention_due_ns) {
@@ -510,6 +514,9 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 	/* Parent closes finish on the closer thread: look again soon. */
 	if (k->closes_pending > 0)
 		due = min_u64(due, mono + 1000000u);
+	/* Cluster mode: a parent's cut waits for its acknowledgements (a replica's round trip). */
+	if (k->cluster_cuts_waiting > 0)
+		due = min_u64(due, mono + KINESIS_CLUSTER_CUT_POLL_MS * 1000000u);
 	if (due <= mono)
 		return 0;
 	fanout_ms = kinesis_fanout_timeout_ms(k);

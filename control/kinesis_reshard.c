@@ -231,7 +231,7 @@ kinesis_reshard_recover(struct kinesis *k, struct kinesis_stream *s, uint32_t in
 	return 0;
 }
 
-/* Step 1: the plan's closings and additions in one SQLite transaction. */
+/* Step 1: the plan's closings and additions in one SQLite (or etcd) transaction. */
 static int
 kinesis_reshard_store(struct kinesis *k, struct kinesis_stream *s,
 		      const struct kinesis_reshard *plan)
@@ -256,8 +256,13 @@ kinesis_reshard_store(struct kinesis *k, struct kinesis_stream *s,
 			.created_s = sh->created_s, .closed = sh->closed, .seq_end = sh->seq_end,
 		};
 	}
-	rc = metadata_reshard(k->md, s->stream_id, closing, closing_count, added, added_count,
-			      plan->count);
+	/* Cluster mode: one etcd transaction, answered once this node's cache applied it. */
+	if (k->mc != NULL)
+		rc = metadata_cluster_reshard(k->mc, s->name, s->stream_id, plan->old_count, closing,
+					      closing_count, added, added_count);
+	else
+		rc = metadata_reshard(k->md, s->stream_id, closing, closing_count, added,
+				      added_count, plan->count);
 out_free:
 	free(closing);
 	free(added);
@@ -382,27 +387,37 @@ kinesis_closer_start(struct kinesis *k)
 	return 0;
 }
 
-/* Queues the close of every parent the commit left close_pending. */
-static int
-kinesis_closer_queue(struct kinesis *k, struct kinesis_stream *s, uint32_t old_count)
+/* Queues the log close of one shard to the closer thread (started at the first). */
+int
+kinesis_closer_push(struct kinesis *k, const struct kinesis_stream *s, uint32_t index)
 {
+	struct kinesis_close c = {
+		.stream_id = s->stream_id, .shard_index = index, .log_id = s->shards[index].log_id,
+	};
 	int rc = k->closer == NULL ? kinesis_closer_start(k) : 0;
 
 	if (rc != 0)
 		return rc;
 	pthread_mutex_lock(&k->closer->lock);
-	for (uint32_t i = 0; rc == 0 && i < old_count; i++) {
-		struct kinesis_close c = {
-			.stream_id = s->stream_id, .shard_index = i, .log_id = s->shards[i].log_id,
-		};
-
-		if (!s->shards[i].close_pending)
-			continue;
-		rc = kinesis_close_push(&k->closer->todo, &c);
-		k->closes_pending += rc == 0;
-	}
+	rc = kinesis_close_push(&k->closer->todo, &c);
+	k->closes_pending += rc == 0;
 	pthread_cond_signal(&k->closer->cond);
 	pthread_mutex_unlock(&k->closer->lock);
+	return rc;
+}
+
+/*
+ * Queues the close of every parent the commit left close_pending. Cluster mode: none
+ * here; the parents' leaders close them (kinesis_cluster_closes, wherever they are).
+ */
+static int
+kinesis_closer_queue(struct kinesis *k, struct kinesis_stream *s, uint32_t old_count)
+{
+	int rc = 0;
+
+	for (uint32_t i = 0; rc == 0 && k->mc == NULL && i < old_count; i++)
+		if (s->shards[i].close_pending)
+			rc = kinesis_closer_push(k, s, i);
 	return rc;
 }
 
@@ -423,6 +438,10 @@ kinesis_reshard_poll(struct kinesis *k)
 		int rc = c->rc;
 
 		k->closes_pending--;
+		if (k->mc != NULL) {
+			kinesis_cluster_cut_done(k, c->stream_id, c->shard_index, c->seq_end, rc);
+			continue;
+		}
 		/* A stream deleted meanwhile: nothing to record. */
 		if (s == NULL || c->shard_index >= s->shard_count ||
 		    !s->shards[c->shard_index].close_pending)
@@ -479,8 +498,7 @@ int
 kinesis_reshard_commit(struct kinesis *k, struct kinesis_stream *s, struct kinesis_reshard *plan)
 {
 	uint32_t old_count = plan->old_count;
-	/* Not yet in cluster mode (the API refuses the calls; this stops the autoscaler). */
-	int rc = k->mc == NULL ? kinesis_reshard_store(k, s, plan) : -EOPNOTSUPP;
+	int rc = kinesis_reshard_store(k, s, plan);
 
 	if (rc != 0)
 		return rc;
@@ -773,6 +791,22 @@ kinesis_reshard_finish(struct kinesis *k, struct kinesis_stream *s, struct kines
 	return 0;
 }
 
+/*
+ * A commit that failed: cluster mode's race (another reshard through another node
+ * came first, or every compare-and-swap was lost) is ResourceInUse, as AWS answers
+ * a reshard of a stream being updated; anything else is an internal error.
+ */
+static void
+kinesis_reshard_failed(struct kinesis *k, struct api_call *call, const struct kinesis_stream *s,
+		       int rc)
+{
+	if (rc == -EALREADY || rc == -EBUSY)
+		kinesis_error(call, "ResourceInUseException", "Stream %s under account %s not "
+			      "ACTIVE, instead in state UPDATING", s->name, k->config.account_id);
+	else
+		kinesis_internal_error(call);
+}
+
 /* ---- SplitShard ------------------------------------------------------------- */
 
 void
@@ -787,6 +821,7 @@ kinesis_split_shard(struct kinesis_req *r)
 	struct kinesis_shard *sh;
 	hashkey_t key = 0;
 	uint32_t index;
+	int rc;
 
 	if (kinesis_stream_lookup(k, call, &r->v[SPLIT_SHARD_STREAM_NAME],
 				  &r->v[SPLIT_SHARD_STREAM_ARN], &ref) != 0 ||
@@ -820,8 +855,9 @@ kinesis_split_shard(struct kinesis_req *r)
 		kinesis_internal_error(call);
 		return;
 	}
-	if (kinesis_reshard_finish(k, s, &plan, "SplitShard") != 0)
-		kinesis_internal_error(call);
+	rc = kinesis_reshard_finish(k, s, &plan, "SplitShard");
+	if (rc != 0)
+		kinesis_reshard_failed(k, call, s, rc);
 	else
 		api_call_reply(call, 200);
 }
@@ -840,6 +876,7 @@ kinesis_merge_shards(struct kinesis_req *r)
 	struct kinesis_shard *b;
 	uint32_t ia;
 	uint32_t ib;
+	int rc;
 
 	if (kinesis_stream_lookup(k, call, &r->v[MERGE_SHARDS_STREAM_NAME],
 				  &r->v[MERGE_SHARDS_STREAM_ARN], &ref) != 0 ||
@@ -871,8 +908,9 @@ kinesis_merge_shards(struct kinesis_req *r)
 		kinesis_internal_error(call);
 		return;
 	}
-	if (kinesis_reshard_finish(k, s, &plan, "MergeShards") != 0)
-		kinesis_internal_error(call);
+	rc = kinesis_reshard_finish(k, s, &plan, "MergeShards");
+	if (rc != 0)
+		kinesis_reshard_failed(k, call, s, rc);
 	else
 		api_call_reply(call, 200);
 }
@@ -948,9 +986,13 @@ kinesis_update_shard_count_run(struct kinesis *k, struct api_call *call,
 	s->scalings_ms[s->scalings_next++ % KINESIS_SCALINGS_TRACK] = now_ms;
 	if (plan.count == plan.old_count) {
 		kinesis_reshard_free(&plan);
-	} else if (kinesis_reshard_finish(k, s, &plan, "UpdateShardCount") != 0) {
-		kinesis_internal_error(call);
-		return;
+	} else {
+		int rc = kinesis_reshard_finish(k, s, &plan, "UpdateShardCount");
+
+		if (rc != 0) {
+			kinesis_reshard_failed(k, call, s, rc);
+			return;
+		}
 	}
 	api_out_printf(out, "{\"StreamName\":");
 	api_out_json_string(out, s->name, s->name_size);

@@ -148,6 +148,8 @@ bool kinesis_stream_closing(const struct kinesis_stream *s);
  */
 void kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s);
 
+/* Queues one shard's log close to the closer thread (cluster mode: the leader's cut). */
+int kinesis_closer_push(struct kinesis *k, const struct kinesis_stream *s, uint32_t index);
 /* Records the parent closes the closer thread finished (kinesis_poll). */
 void kinesis_reshard_poll(struct kinesis *k);
 /* Waits for the closer thread's queue, records what it finished, stops it. */

@@ -246,9 +246,14 @@ kinesis_stream_status_tick(struct kinesis *k, uint64_t mono_ns)
 
 		if (!s->used || s->status_due_ns == 0 || mono_ns < s->status_due_ns)
 			continue;
-		/* A reshard is done once its parents' closes are recorded: look again in 1 ms. */
+		/*
+		 * A reshard is done once its parents' closes are recorded: look again in 1 ms
+		 * (cluster mode: a cut made by another node, which may wait long for its
+		 * acknowledgements, is looked at on KINESIS_CLUSTER_CUT_POLL_MS instead).
+		 */
 		if (s->status_next == KINESIS_ACTIVE && kinesis_stream_closing(s)) {
-			s->status_due_ns = mono_ns + 1000000u;
+			s->status_due_ns = mono_ns + (k->mc != NULL ?
+				KINESIS_CLUSTER_CUT_POLL_MS * 1000000ull : 1000000u);
 			continue;
 		}
 		s->status_due_ns = 0;

@@ -355,7 +355,22 @@ int metadata_cluster_consumer_add(struct metadata_cluster *mc, const char *strea
 				  const struct metadata_tag *tags, size_t tag_count);
 int metadata_cluster_consumer_remove(struct metadata_cluster *mc, const char *stream,
 				     const char *name);
-/* Not yet in cluster mode: -EOPNOTSUPP (the leader's cut needs the replication wiring). */
-int metadata_cluster_reshard(struct metadata_cluster *mc, const char *name);
+/*
+ * A reshard as one etcd transaction (docs/CLUSTER.md "Resharding in cluster mode"):
+ * on stream `name` (id `stream_id`) still holding `old_count` shard indexes, the
+ * shards closing[] become "closing" and added[] (open, indexes old_count on) are
+ * appended. -EALREADY: another reshard came first (the count moved or a parent is no
+ * longer open), nothing written; -ENOENT: no such stream; -EBUSY: lost every CAS.
+ */
+int metadata_cluster_reshard(struct metadata_cluster *mc, const char *name, uint32_t stream_id,
+			     uint32_t old_count, const uint32_t *closing, size_t closing_count,
+			     const struct metadata_shard *added, size_t added_count);
+/*
+ * The parent's leader records its cut: shard `index` "closing" -> "closed" at seq_end
+ * (the second transaction). 0 also when it is closed at that seq_end already;
+ * -EALREADY: closed at another seq_end (a successor's cut came first); -EINVAL: open.
+ */
+int metadata_cluster_shard_closed(struct metadata_cluster *mc, const char *name,
+				  uint32_t stream_id, uint32_t index, uint64_t seq_end);
 
 #endif /* SLUICE_CONTROL_METADATA_H */

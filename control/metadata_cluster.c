@@ -203,9 +203,11 @@ apply_settings(struct metadata_cluster *mc, const struct metadata_stream *have,
 }
 
 /*
- * Shards: new indexes are added open, then those etcd has closing are closed
- * (closed = 2), then the cuts etcd recorded (closed = 1, seq_end), the order a
- * reshard takes on a single node.
+ * Shards, the order a reshard takes on a single node: the parents etcd has closing
+ * (closed = 2) and the new indexes in ONE SQLite transaction (so the routes never hold
+ * a parent and its children open together), then the cuts etcd recorded (closed = 1,
+ * seq_end). A new index still closing (a node that was away) is added open and closed
+ * = 2 in a second step; one etcd already recorded closed is added so.
  */
 static int
 apply_shards(struct metadata_cluster *mc, const struct mc_stream *v, const struct cluster_stream *s)
@@ -214,9 +216,11 @@ apply_shards(struct metadata_cluster *mc, const struct mc_stream *v, const struc
 	uint32_t have_count = v->shards_loaded;
 	struct metadata_shard *added = NULL;
 	uint32_t *closing = calloc(s->shard_count, sizeof(*closing));
+	uint32_t *closing_new = calloc(s->shard_count, sizeof(*closing_new));
 	uint32_t added_count = s->shard_count > have_count ? s->shard_count - have_count : 0;
 	uint32_t closing_count = 0;
-	int rc = closing != NULL ? 0 : -ENOMEM;
+	uint32_t closing_new_count = 0;
+	int rc = closing != NULL && closing_new != NULL ? 0 : -ENOMEM;
 
 	if (rc == 0 && added_count > 0) {
 		added = calloc(added_count, sizeof(*added));
@@ -224,24 +228,27 @@ apply_shards(struct metadata_cluster *mc, const struct mc_stream *v, const struc
 	}
 	for (uint32_t i = 0; rc == 0 && i < added_count; i++) {
 		const struct cluster_stream_shard *sh = &s->shards[have_count + i];
+		bool recorded = sh->state == CLUSTER_SHARD_CLOSED;
 
 		added[i] = (struct metadata_shard){ .shard_index = sh->index, .start = sh->start,
 						    .end = sh->end, .parent = sh->parent,
 						    .adjacent_parent = sh->adjacent_parent,
-						    .created_s = sh->created_s };
+						    .created_s = sh->created_s, .closed = recorded,
+						    .seq_end = recorded ? sh->seq_end : UINT64_MAX };
+		if (sh->state == CLUSTER_SHARD_CLOSING)
+			closing_new[closing_new_count++] = sh->index;
 	}
-	for (uint32_t i = 0; rc == 0 && i < s->shard_count; i++)
-		if (s->shards[i].state != CLUSTER_SHARD_OPEN &&
-		    (i >= have_count || !have[i].closed))
+	for (uint32_t i = 0; rc == 0 && i < have_count && i < s->shard_count; i++)
+		if (s->shards[i].state != CLUSTER_SHARD_OPEN && !have[i].closed)
 			closing[closing_count++] = i;
-	if (rc == 0 && added_count > 0)
-		rc = metadata_reshard(mc->w, s->stream_id, NULL, 0, added, added_count,
+	if (rc == 0 && (added_count > 0 || closing_count > 0))
+		rc = metadata_reshard(mc->w, s->stream_id, closing, closing_count, added,
+				      added_count, s->shard_count);
+	if (rc == 0 && closing_new_count > 0)
+		rc = metadata_reshard(mc->w, s->stream_id, closing_new, closing_new_count, NULL, 0,
 				      s->shard_count);
-	if (rc == 0 && closing_count > 0)
-		rc = metadata_reshard(mc->w, s->stream_id, closing, closing_count, NULL, 0,
-				      s->shard_count);
-	for (uint32_t i = 0; rc == 0 && i < s->shard_count; i++) {
-		bool recorded = i < have_count && have[i].closed && !have[i].closing &&
+	for (uint32_t i = 0; rc == 0 && i < have_count && i < s->shard_count; i++) {
+		bool recorded = have[i].closed && !have[i].closing &&
 				have[i].seq_end == s->shards[i].seq_end;
 
 		if (s->shards[i].state == CLUSTER_SHARD_CLOSED && !recorded)
@@ -249,6 +256,7 @@ apply_shards(struct metadata_cluster *mc, const struct mc_stream *v, const struc
 	}
 	free(added);
 	free(closing);
+	free(closing_new);
 	return rc;
 }
 
@@ -821,7 +829,9 @@ metadata_cluster_wait(struct metadata_cluster *mc, int64_t revision)
 
 /* ---- Writes: one etcd transaction each, then this node's cache catches up ------------ */
 
+/* 0: write the record; MC_UNCHANGED: write nothing, succeed; else the error. */
 typedef int mc_modify_fn(struct cluster_stream *s, const void *arg);
+#define MC_UNCHANGED 1
 
 /*
  * Read, modify, compare-and-swap (modify NULL: delete the stream and its
@@ -849,6 +859,9 @@ update_stream(struct metadata_cluster *mc, const char *name, mc_modify_fn *modif
 		cluster_stream_free(&s);
 	}
 	pthread_mutex_unlock(&mc->write_lock);
+	/* MC_UNCHANGED: etcd already holds what the call asks for; nothing was written. */
+	if (rc == MC_UNCHANGED)
+		return 0;
 	return rc == 0 ? metadata_cluster_wait(mc, revision) : rc;
 }
 
@@ -976,12 +989,102 @@ metadata_cluster_setting_set(struct metadata_cluster *mc, const char *name,
 	return update_stream(mc, name, modify_setting, &set);
 }
 
-int
-metadata_cluster_reshard(struct metadata_cluster *mc, const char *name)
+/* ---- Reshards (docs/CLUSTER.md "Resharding in cluster mode") ------------------------- */
+
+struct mc_reshard {
+	uint32_t stream_id;
+	uint32_t old_count;
+	const uint32_t *closing;
+	size_t closing_count;
+	const struct metadata_shard *added;
+	size_t added_count;
+};
+
+/*
+ * The plan was made on the record as this node's cache held it: applied only to that
+ * same shard table (same stream, same indexes, every parent still open). Otherwise
+ * another reshard (through any node) came first: -EALREADY, nothing written.
+ */
+static int
+modify_reshard(struct cluster_stream *s, const void *arg)
 {
-	(void)mc;
-	(void)name;
-	return -EOPNOTSUPP;
+	const struct mc_reshard *r = arg;
+	struct cluster_stream_shard *shards;
+
+	if (s->stream_id != r->stream_id)
+		return -ENOENT;
+	if (s->shard_count != r->old_count || r->old_count + r->added_count > CLUSTER_SHARDS_MAX)
+		return -EALREADY;
+	for (size_t i = 0; i < r->closing_count; i++)
+		if (r->closing[i] >= s->shard_count ||
+		    s->shards[r->closing[i]].state != CLUSTER_SHARD_OPEN)
+			return -EALREADY;
+	shards = realloc(s->shards, (s->shard_count + r->added_count) * sizeof(*shards));
+	if (shards == NULL)
+		return -ENOMEM;
+	s->shards = shards;
+	for (size_t i = 0; i < r->closing_count; i++)
+		shards[r->closing[i]].state = CLUSTER_SHARD_CLOSING;
+	for (size_t i = 0; i < r->added_count; i++) {
+		const struct metadata_shard *a = &r->added[i];
+
+		if (a->shard_index != s->shard_count)
+			return -EINVAL;   /* Children are appended in index order. */
+		/* Closed ones: an UpdateShardCount's steps, made and merged away at once (empty). */
+		shards[s->shard_count++] = (struct cluster_stream_shard){
+			.index = a->shard_index, .start = a->start, .end = a->end,
+			.parent = a->parent, .adjacent_parent = a->adjacent_parent,
+			.created_s = a->created_s,
+			.state = a->closed ? CLUSTER_SHARD_CLOSED : CLUSTER_SHARD_OPEN,
+			.seq_end = a->closed ? a->seq_end : 0,
+		};
+	}
+	return 0;
+}
+
+int
+metadata_cluster_reshard(struct metadata_cluster *mc, const char *name, uint32_t stream_id,
+			 uint32_t old_count, const uint32_t *closing, size_t closing_count,
+			 const struct metadata_shard *added, size_t added_count)
+{
+	struct mc_reshard r = { .stream_id = stream_id, .old_count = old_count,
+				.closing = closing, .closing_count = closing_count,
+				.added = added, .added_count = added_count };
+
+	return update_stream(mc, name, modify_reshard, &r);
+}
+
+struct mc_close {
+	uint32_t stream_id;
+	uint32_t index;
+	uint64_t seq_end;
+};
+
+static int
+modify_closed(struct cluster_stream *s, const void *arg)
+{
+	const struct mc_close *c = arg;
+	struct cluster_stream_shard *sh;
+
+	if (s->stream_id != c->stream_id || c->index >= s->shard_count)
+		return -ENOENT;
+	sh = &s->shards[c->index];
+	if (sh->state == CLUSTER_SHARD_CLOSED)
+		return sh->seq_end == c->seq_end ? MC_UNCHANGED : -EALREADY;
+	if (sh->state != CLUSTER_SHARD_CLOSING)
+		return -EINVAL;
+	sh->state = CLUSTER_SHARD_CLOSED;
+	sh->seq_end = c->seq_end;
+	return 0;
+}
+
+int
+metadata_cluster_shard_closed(struct metadata_cluster *mc, const char *name, uint32_t stream_id,
+			      uint32_t index, uint64_t seq_end)
+{
+	struct mc_close c = { .stream_id = stream_id, .index = index, .seq_end = seq_end };
+
+	return update_stream(mc, name, modify_closed, &c);
 }
 
 /* ---- Tags and policies: of the stream (its record) or of a consumer (its key) ---------- */

@@ -398,9 +398,10 @@ int log_epoch_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t *epo
  * new end, where appends continue) may be below seq; the caller fetches the difference
  * again. Epochs starting at or after the new end are forgotten (also when `seq` is the
  * durable end: epochs begun there never wrote a record). Appends submitted while
- * it runs complete with -EAGAIN. -ERANGE when the cut would go below the trim horizon,
- * -EPIPE for a closed shard; a shard can be cut any number of times. If storing
- * log.epochs fails, the shard refuses appends (-EAGAIN) and later cuts and settles
+ * it runs complete with -EAGAIN. -ERANGE when the cut would go below the trim horizon.
+ * A closed shard is cut too and stays closed (a replica copy's unacknowledged tail goes:
+ * cluster resharding); log_shard_truncate_keep on one is -EPIPE. A shard can be cut any
+ * number of times. If storing log.epochs fails, the shard refuses appends (-EAGAIN) and later cuts and settles
  * (-EIO) until the log is reopened. A cut or settle waits for another one's work on
  * the shard (its log.epochs, the re-append of log_shard_truncate_keep) to finish.
  */

@@ -477,8 +477,14 @@ log_ctl_truncate_step(struct log *log, struct log_ctl *req)
 		req->err = -ENOBUFS;
 		return true;
 	}
-	if (shard->closed || shard->deleted) {
-		req->err = shard->closed ? -EPIPE : -ENOENT;
+	/*
+	 * A closed shard takes no appends, but its replica copies still follow the leader
+	 * epochs (a node that closed a shard as its leader may follow it later): settles,
+	 * epochs and cuts of a tail that was never acknowledged go on (docs/CLUSTER.md
+	 * "Resharding"). A cut that re-appends records (keep) would append: refused.
+	 */
+	if (shard->deleted || (shard->closed && req->keep)) {
+		req->err = shard->deleted ? -ENOENT : -EPIPE;
 		return true;
 	}
 	if (req->seq == UINT64_MAX) /* Only makes the shard exist (log_epoch_*). */
@@ -521,6 +527,7 @@ truncate_run(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch, b
 	struct log_ctl req = { .kind = LOG_CTL_SHARD_TRUNCATE, .id = shard_id,
 			       .seq = min_u64(seq, UINT64_MAX - 1), .epoch = epoch, .keep = keep };
 	struct log_shard *shard;
+	bool closed;
 	int err;
 
 	if (log->config.read_only)
@@ -529,7 +536,19 @@ truncate_run(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch, b
 	*seq_end_out = req.seq_end;
 	if (err != 0 || !req.hold)
 		return err;
-	err = log_epochs_store(log);
+	/*
+	 * A closed shard's end is in log.meta too (recovery takes a shorter replay as lost
+	 * records): stored first, so a crash between the two leaves the uncut tail, which
+	 * the next handshake cuts again, never a hole.
+	 */
+	pthread_mutex_lock(&log->index_lock);
+	shard = log_shard_find(log, shard_id);
+	closed = shard != NULL && shard->closed;
+	pthread_mutex_unlock(&log->index_lock);
+	if (closed)
+		err = log_meta_store(log);
+	if (err == 0)
+		err = log_epochs_store(log);
 	pthread_mutex_lock(&log->index_lock);
 	shard = log_shard_find(log, shard_id);
 	if (err != 0) {

@@ -39,6 +39,10 @@ in-sync set holds it, and:
   split_brain also: one (shard, sequence number) acknowledged for two different records
               (two nodes assigning numbers as leaders of one shard at once).
 
+With sluiced nodes a reshard step too (f_reshard: a SplitShard and a MergeShards of its
+children through random nodes under the producers, each settled once every node lists the
+parents ended); the data checks read parents and children alike.
+
 Prints exactly one summary line:
   cluster-campaign: seed=… seconds=… ops=… faults=… acked=… lost=… dup=… misordered=…
   split_brain=…   (one line)
@@ -412,6 +416,7 @@ class Campaign:
         self.c = harness.Cluster(nodes=args.nodes + 1, ttl_s=args.ttl, build_dir=args.build,
                                  name="chx")
         self.out = {args.nodes + 1}   # Nodes outside the cluster (stopped, no replica).
+        self.shard_count = STREAMS * SHARDS_PER_STREAM   # Indexes placed (f_reshard adds).
         self.ops = 0
         self.faults = 0
         self.failover_ms = []
@@ -618,7 +623,7 @@ class Campaign:
         self.node(spare).start()
         self.out.discard(spare)
         ids = self.live_ids()
-        shards = STREAMS * SHARDS_PER_STREAM
+        shards = self.shard_count
         self.w.wait(lambda st: balanced_on(ids, shards)(st) and
                     spread(st, ids, "leader")[spare] > 0,
                     "node %d joined: leading, every replica in sync, balanced" % spare,
@@ -634,11 +639,87 @@ class Campaign:
                     "node %d gone, the placement unchanged" % victim)
         self.drain(victim, "--undo")
 
+    def reshard(self, k, stream, call, parents, what):
+        """One reshard through client k, retried while refused (the stream UPDATING after an
+        earlier one, a node just back); then every live node lists each parent ended."""
+        import botocore.exceptions
+        import campaign_data   # noqa: E402  (boto3)
+        errors = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+
+        def listed(kk):
+            try:
+                return kk.list_shards(StreamName=stream)["Shards"]
+            except errors:
+                return None   # A node just back, or refusing while it stops: asked again.
+
+        def done():
+            # A call whose answer was lost (a timeout) may have been applied: its children
+            # show (once the stream is ACTIVE again).
+            got = listed(k) or []
+            return any(x.get("ParentShardId") == parents[0] for x in got)
+        end = time.monotonic() + SETTLE_S
+        while True:
+            try:
+                call()
+                break
+            except errors as e:
+                if done():
+                    break
+                if time.monotonic() > end:
+                    raise Failure("%s on %s: %s" % (what, stream, e))
+                time.sleep(0.2)
+        self.ops += 1
+
+        def ended(nid):
+            got = listed(campaign_data.client(self.node(nid).api_url))
+            return got is not None and all("EndingSequenceNumber" in x["SequenceNumberRange"]
+                                           for x in got if x["ShardId"] in parents)
+        harness.wait_for(lambda: all(ended(i) for i in self.live_ids()),
+                         "%s of %s: every node lists %s ended" % (what, stream, parents),
+                         deadline_s=SETTLE_S)
+
+    def f_reshard(self):
+        """A SplitShard of a random open shard, then a MergeShards of its two children, each
+        through a live node picked at random, under the producers; each waits until every
+        live node lists its parents ended (their leaders' cuts recorded). The ledger check
+        at the end covers the records on both sides of each cut."""
+        import campaign_data   # noqa: E402  (boto3)
+        stream = "chx-campaign-%d" % self.rng.randrange(STREAMS)
+        box = {}
+
+        def body():
+            self.c.enter()
+            try:
+                k = campaign_data.client(self.node(self.rng.choice(self.live_ids())).api_url)
+                open_ = [x for x in k.list_shards(StreamName=stream)["Shards"]
+                         if "EndingSequenceNumber" not in x["SequenceNumberRange"]]
+                parent = self.rng.choice(open_)
+                lo = int(parent["HashKeyRange"]["StartingHashKey"])
+                hi = int(parent["HashKeyRange"]["EndingHashKey"])
+                self.reshard(k, stream, lambda: k.split_shard(
+                    StreamName=stream, ShardToSplit=parent["ShardId"],
+                    NewStartingHashKey=str(lo + (hi - lo) // 2)), [parent["ShardId"]], "split")
+                kids = sorted(x["ShardId"] for x in k.list_shards(StreamName=stream)["Shards"]
+                              if x.get("ParentShardId") == parent["ShardId"])
+                k = campaign_data.client(self.node(self.rng.choice(self.live_ids())).api_url)
+                self.reshard(k, stream, lambda: k.merge_shards(
+                    StreamName=stream, ShardToMerge=kids[0], AdjacentShardToMerge=kids[1]),
+                    kids, "merge")
+                self.shard_count += 3
+            except BaseException as e:   # Re-raised on the campaign's thread.
+                box["e"] = e
+        t = threading.Thread(target=body)
+        t.start()
+        t.join()
+        if "e" in box:
+            raise box["e"]
+
     FAULTS = ["f_kill_controller", "f_kill_leader", "f_kill_any", "f_pause", "f_cut_etcd",
               "f_cut_peer", "f_drain", "f_etcd_kill", "f_etcd_stall"]
     # A join needs the data path: only a shard's leader (sluiced) puts a caught-up replica in
-    # its in-sync set, so cluster_agent nodes never settle with a new node.
-    FAULTS_SLUICED = ["f_scale"]
+    # its in-sync set, so cluster_agent nodes never settle with a new node. Reshards are
+    # sluiced's (its Kinesis API).
+    FAULTS_SLUICED = ["f_scale", "f_reshard"]
 
     def run(self):
         end = time.monotonic() + self.args.seconds

@@ -361,15 +361,18 @@ def placement(etcd, cluster, stream):
     return {lines[i]: json.loads(lines[i + 1]) for i in range(0, len(lines) - 1, 2)}
 
 
+def stream_active(n, stream):
+    """The stream is ACTIVE on node n (not there yet: False)."""
+    try:
+        return n.client.describe_stream_summary(StreamName=stream)[
+            "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+    except n.client.exceptions.ResourceNotFoundException:
+        return False
+
+
 def active_everywhere(nodes, stream):
-    def active(n):
-        try:
-            return n.client.describe_stream_summary(StreamName=stream)[
-                "StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
-        except n.client.exceptions.ResourceNotFoundException:
-            return False
     for n in nodes:
-        wait_for("%s active on node %d" % (stream, n.id), lambda: active(n))
+        wait_for("%s active on node %d" % (stream, n.id), lambda: stream_active(n, stream))
 
 
 def drain_restart_recreate(root, etcd):

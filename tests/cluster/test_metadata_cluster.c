@@ -316,13 +316,66 @@ Test(metadata_cluster, refusals_leave_nothing_behind)
 	/* gamma has one tag: three more pass a limit of 3. */
 	cr_assert_eq(metadata_cluster_tags_put(nodes[2].mc, "gamma", "", many, 3, 3), -E2BIG);
 	cr_assert_eq(metadata_cluster_policy_delete(nodes[2].mc, "gamma", ""), -ENOENT);
-	/* Reshards are not built in cluster mode: refused, nothing changes. */
-	cr_assert_eq(metadata_cluster_reshard(nodes[2].mc, "gamma"), -EOPNOTSUPP);
+	/* A reshard planned on a shard table etcd no longer has: refused, nothing changes. */
+	cr_assert_eq(metadata_cluster_reshard(nodes[2].mc, "gamma", 0, 5, NULL, 0, NULL, 0),
+		     -ENOENT, "another stream id");
+	cr_assert_eq(metadata_cluster_reshard(nodes[2].mc, "nope", 1, 1, NULL, 0, NULL, 0),
+		     -ENOENT);
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[2].mc, "gamma", 0, 0, 7), -ENOENT);
 	converge();
 	after = assert_identical();
 	cr_assert_str_eq(after, before);
 	free(before);
 	free(after);
+}
+
+/*
+ * A split through node 0 as one transaction (parent closing, children appended), a
+ * second plan made on the same table through node 1 refused (-EALREADY: AWS's
+ * ResourceInUse), then the leader's cut recorded (closed, seq_end) through node 2;
+ * every cache passes closing -> closed as a single node does.
+ */
+Test(metadata_cluster, reshard_then_the_cut_recorded_and_a_racing_plan_refused)
+{
+	hashkey_t mid = hashkey_range_start(1, 2);
+	struct metadata_shard kids[2] = {
+		{ .shard_index = 1, .start = 0, .end = mid - 1, .parent = 0, .adjacent_parent = -1,
+		  .created_s = 1700000100 },
+		{ .shard_index = 2, .start = mid, .end = HASHKEY_MAX, .parent = 0,
+		  .adjacent_parent = -1, .created_s = 1700000100 },
+	};
+	uint32_t closing = 0;
+	uint32_t id = 0;
+	char *text;
+
+	cr_assert_eq(create(&nodes[0], "delta", 1, &id), 0);
+	cr_assert_eq(metadata_cluster_reshard(nodes[0].mc, "delta", id, 1, &closing, 1, kids, 2),
+		     0);
+	cr_assert_eq(metadata_cluster_reshard(nodes[1].mc, "delta", id, 1, &closing, 1, kids, 2),
+		     -EALREADY, "planned on the table before the first");
+	cr_assert_eq(metadata_cluster_reshard(nodes[1].mc, "delta", id, 3, &closing, 1, NULL, 0),
+		     -EALREADY, "its parent is no longer open");
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "delta", id, 1, 7), -EINVAL,
+		     "an open shard has no cut to record");
+	converge();
+	text = assert_identical();
+	cr_assert(has(text, "shards=3"), "%s", text);
+	cr_assert(has(text, "/0 [0..ffffffffffffffff] parents=-1,-1 closed=1 closing=1"), "%s",
+		  text);
+	cr_assert(has(text, "/2 [8000000000000000..ffffffffffffffff] parents=0,-1 closed=0"),
+		  "%s", text);
+	free(text);
+
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[2].mc, "delta", id, 0, 41), 0);
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "delta", id, 0, 41), 0,
+		     "the same cut again (a retry) is no change");
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "delta", id, 0, 40), -EALREADY,
+		     "another cut of a closed shard is refused");
+	converge();
+	text = assert_identical();
+	cr_assert(has(text, "/0 [0..ffffffffffffffff] parents=-1,-1 closed=1 closing=0 end=41"),
+		  "%s", text);
+	free(text);
 }
 
 struct racer {

@@ -402,13 +402,46 @@ first_record_of(uint64_t shard)
 	settle();
 }
 
+/*
+ * Cluster resharding: the node that closed a shard as its leader may follow it later,
+ * so a closed copy settles, takes epochs and loses an unacknowledged tail to the new
+ * leader's cut, and stays closed: appends are refused, across a restart too.
+ */
+Test(log_replica, a_closed_copy_follows_epochs_and_cuts_but_takes_no_appends)
+{
+	struct log_epoch_info ei;
+	uint64_t end;
+
+	old_tail();
+	cr_assert_eq(log_shard_close(f.log, SHARD, &end), 0);
+	cr_assert_eq(end, 8);
+	cr_assert_eq(log_shard_settle(f.log, SHARD, &end), 0, "a closed copy settles");
+	cr_assert_eq(end, 9);
+	cr_assert_eq(log_epoch_promise(f.log, SHARD, 5), 0);
+	cr_assert_eq(log_epoch_begin(f.log, SHARD, 5, 9), 0, "and takes an epoch (it may lead)");
+	cr_assert_eq(log_shard_truncate(f.log, SHARD, 4, &end), 0, "a tail is cut");
+	cr_assert_eq(end, 3);
+	cr_assert(info().closed && info().seq_durable == 3);
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert_eq(ei.epoch_last, 1, "epochs starting after the cut are forgotten");
+	submit(NEW, 3, 1, true);
+	settle();
+	cr_assert_eq(f.last_error, -EPIPE, "a closed copy takes no append");
+	f.last_error = 0;
+	reopen(true);
+	cr_assert(info().closed && info().seq_durable == 3, "closed and cut after a crash: %d %llu",
+		  info().closed, (unsigned long long)info().seq_durable);
+	cr_assert_eq(read_range(OLD, 0, 9), 3);
+}
+
 Test(log_replica, truncation_refusals)
 {
 	uint64_t end;
 
 	old_tail();
 	cr_assert_eq(log_shard_close(f.log, SHARD, &end), 0);
-	cr_assert_eq(log_shard_truncate(f.log, SHARD, 3, &end), -EPIPE);
+	cr_assert_eq(log_shard_truncate_keep(f.log, SHARD, 4, LOG_EPOCH_NONE, &end), -EPIPE,
+		     "a closed shard re-appends nothing");
 	for (uint32_t i = 0; i < LOG_SHARD_TRUNCATIONS_MAX; i++) {
 		first_record_of(LOG_SHARD_ID(4, 0));
 		cr_assert_eq(log_shard_truncate(f.log, LOG_SHARD_ID(4, 0), 0, &end), 0);
