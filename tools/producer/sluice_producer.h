@@ -61,6 +61,7 @@
 #ifndef SLUICE_PRODUCER_H
 #define SLUICE_PRODUCER_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -75,6 +76,12 @@
  * request.timeout.ms is 30 s too).
  */
 #define SLUICE_TCP_SILENCE_MS_DEFAULT 30000u
+
+/*
+ * Cluster nodes one producer sends to at once (the entry node and the leaders
+ * redirects named); over TCP a socket each: sluice_producer_pollfds() needs no more.
+ */
+#define SLUICE_PRODUCER_NODES_MAX 16u
 
 struct sluice_producer;
 
@@ -186,9 +193,19 @@ int sluice_producer_poll(struct sluice_producer *producer, int timeout_ms);
  */
 int sluice_producer_flush(struct sluice_producer *producer, int timeout_ms);
 
-/* The socket to wait on (POLLIN; POLLOUT while sluice_producer_wants_write()). */
+/*
+ * The entry node's socket to wait on (POLLIN; POLLOUT while sluice_producer_wants_write()).
+ * Over TCP in a cluster, redirects open a connection per leader: wait on them all with
+ * sluice_producer_pollfds() instead.
+ */
 int sluice_producer_fd(const struct sluice_producer *producer);
 bool sluice_producer_wants_write(const struct sluice_producer *producer);
+/*
+ * Every socket to wait on, with its events, into fds[0 .. size): the count, or -ENOSPC
+ * when size is too small (SLUICE_PRODUCER_NODES_MAX always suffices).
+ */
+int sluice_producer_pollfds(const struct sluice_producer *producer, struct pollfd *fds,
+			    uint32_t size);
 /* Milliseconds until the next timer (linger, retry, reconnect); -1: none. */
 int sluice_producer_timeout_ms(const struct sluice_producer *producer);
 
