@@ -23,6 +23,7 @@ struct scenario {
 	uint32_t count;
 	uint32_t keys;
 	uint32_t batch_records_max;
+	uint32_t silence_timeout_ms;  /* 0: the default. */
 	bool positions_required;
 	bool expect_all_ok;
 };
@@ -50,6 +51,8 @@ producer_run_mapped(const struct scenario *sc, struct test_server *server)
 	producer_config_init(&pc, server, sc->tcp);
 	if (sc->batch_records_max != 0)
 		pc.batch_records_max = sc->batch_records_max;
+	if (sc->silence_timeout_ms != 0)
+		pc.silence_timeout_ms = sc->silence_timeout_ms;
 	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
 	if (sc->map_shards != 0) {
 		struct sluice_shard_range map[16];
@@ -263,22 +266,23 @@ Test(producer, udp_shard_grouped_batches_and_a_moved_map)
 }
 
 /*
- * A cluster's redirect (docs/PROTOCOL.md section 4, not_leader), UDP: the entry server
- * leads the even shards and names a second server for the odd ones. Every record is
+ * A cluster's redirect (docs/PROTOCOL.md section 4, not_leader): the entry server leads
+ * the even shards and names a second server for the odd ones. Every record is
  * acknowledged once, by the server that stored it, at its position there; only the
  * first batch of each odd shard is redirected (its later batches go straight to the
  * leader the producer cached).
  */
-Test(producer, udp_follows_and_caches_redirects)
+static struct sluice_producer_stats
+follows_and_caches_redirects(bool tcp)
 {
-	struct scenario s = { .count = 2000, .keys = 37, .map_shards = 4 };
+	struct scenario s = { .tcp = tcp, .count = 2000, .keys = 37, .map_shards = 4 };
 	struct test_server_config sc;
 	struct test_server *leader;
 	struct test_server *entry;
 	struct test_server_stats entry_stats;
 	struct sluice_producer_stats stats;
 
-	server_config_init(&sc, false);
+	server_config_init(&sc, tcp);
 	sc.shards = s.map_shards;
 	leader = server_start_checked(&sc);
 	sc.redirect_port = test_server_port(leader);
@@ -300,8 +304,24 @@ Test(producer, udp_follows_and_caches_redirects)
 	test_server_stats(entry, &entry_stats);
 	cr_assert_eq(stats.batches_redirected, entry_stats.redirected);
 	cr_assert_eq(entry_stats.redirected, 2, "one per odd shard: later batches go to the leader");
+	cr_assert_eq(stats.leaders_forgotten, 0);
 	test_server_free(entry);
 	test_server_free(leader);
+	return stats;
+}
+
+Test(producer, udp_follows_and_caches_redirects)
+{
+	follows_and_caches_redirects(false);
+}
+
+/* Over TCP: one connection to each server, the leader's opened by the first redirect. */
+Test(producer, tcp_follows_and_caches_redirects)
+{
+	struct sluice_producer_stats stats = follows_and_caches_redirects(true);
+
+	cr_assert_eq(stats.connects, 2, "the entry and the leader, each once");
+	cr_assert_eq(stats.connections_silent, 0);
 }
 
 /*
@@ -333,6 +353,66 @@ Test(producer, udp_forgets_a_leader_that_does_not_answer)
 	verify(entry, s.count, s.keys, true);
 	test_server_free(entry);
 	test_server_free(dead);
+}
+
+/*
+ * TCP, the leader a redirect named is gone: `refused` - its port is closed (a killed
+ * process: the connect is refused); else it accepts and never answers (hung: the
+ * connection goes silent). Either way the redirected batches go back to the entry
+ * server with their shards, which leads them again by then (it redirects only the
+ * first two frames) and stores them. Nothing fails, nothing is stored twice.
+ */
+static void
+tcp_forgets_a_dead_leader(bool refused)
+{
+	struct scenario s = { .tcp = true, .count = 400, .keys = 37, .map_shards = 4,
+			      .silence_timeout_ms = 300 };
+	struct test_server_config sc;
+	struct test_server *dead;
+	struct test_server *entry;
+	struct sluice_producer_stats stats;
+
+	server_config_init(&sc, true);
+	sc.silent = true;
+	dead = server_start_checked(&sc);
+	server_config_init(&sc, true);
+	sc.redirect_port = test_server_port(dead);
+	sc.redirect_max = 2;
+	if (refused) {
+		test_server_stop(dead);    /* Its listening socket closes: connects are refused. */
+		test_server_free(dead);
+		dead = NULL;
+	}
+	entry = server_start_checked(&sc);
+	stats = producer_run_mapped(&s, entry);
+	cr_assert_eq(stats.records_ok, s.count);
+	cr_assert_eq(stats.batches_redirected, 2);
+	cr_assert_eq(stats.leaders_forgotten, 2, "each redirected batch came back once");
+	if (refused)
+		cr_assert_eq(stats.connections_silent, 0);
+	else
+		cr_assert_geq(stats.connections_silent, 1, "the hung leader's connection");
+	test_server_stop(entry);
+	verify(entry, s.count, s.keys, true);
+	test_server_free(entry);
+	if (dead != NULL) {
+		struct test_server_stats dead_stats;
+
+		test_server_stop(dead);
+		test_server_stats(dead, &dead_stats);
+		cr_assert_geq(dead_stats.connections, 1, "the producer connected to the leader");
+		test_server_free(dead);
+	}
+}
+
+Test(producer, tcp_forgets_a_leader_whose_connection_is_refused)
+{
+	tcp_forgets_a_dead_leader(true);
+}
+
+Test(producer, tcp_forgets_a_leader_that_does_not_answer)
+{
+	tcp_forgets_a_dead_leader(false);
 }
 
 /*
