@@ -307,11 +307,15 @@ shard_by_index(struct sluice_producer *p, uint32_t shard_index)
 	return NULL;
 }
 
-/* A new batch goes where its shard's leader was last named (RECORDS: the entry node). */
+/*
+ * A new batch goes where its shard's leader was last named (RECORDS: the entry node).
+ * Without a redirect yet (a single node) there is no shard to look up.
+ */
 static uint8_t
 batch_node(struct sluice_producer *p, const struct producer_batch *b)
 {
-	const struct producer_shard *shard = b->grouped ? shard_by_index(p, b->shard_index) : NULL;
+	const struct producer_shard *shard = b->grouped && p->node_count > 1 ?
+					     shard_by_index(p, b->shard_index) : NULL;
 
 	return shard != NULL ? shard->node : 0;
 }
