@@ -35,14 +35,17 @@
  * Either way a record fails with -ETIMEDOUT only once it has waited
  * delivery_timeout_ms in total since it was put (Kafka's delivery.timeout.ms).
  *
- * Cluster (docs/CLUSTER.md "The dataplane in cluster mode"), UDP: `host` is an
- * entry node; a not_leader NACK names the shard's leader, and the batch is resent
- * there at once (later redirects of the same batch back off); with a shard map the
- * shard's later batches go there too, until a not_leader, or two sends in a row
- * left unanswered there (PRODUCER_LEADER_SILENT_SENDS: one late ACK is not a dead
- * leader), send them back to the entry node. One socket serves every
- * node; answers are taken only from the nodes it sent to. TCP follows no redirect
- * (not built: a connection per node): such a batch fails with -EREMOTE.
+ * Cluster (docs/CLUSTER.md "The dataplane in cluster mode"): `host` is an entry
+ * node; a not_leader NACK names the shard's leader, and the batch is resent there
+ * at once (later redirects of the same batch back off); with a shard map the
+ * shard's later batches go there too, until a not_leader names another node, or
+ * the leader is found dead, which sends them back to the entry node. UDP: one
+ * socket serves every node; answers are taken only from the nodes it sent to; dead
+ * is two sends in a row left unanswered (PRODUCER_LEADER_SILENT_SENDS: one late ACK
+ * is not a dead leader). TCP: a connection per node, opened on the first redirect
+ * there; dead is that connection failing or going silent (silence_timeout_ms), and
+ * the batches in flight on it are resent to the entry node in seq order; an idle
+ * redirect connection is closed (PRODUCER_NODE_IDLE_MS).
  *
  * Exactly once: each batch carries (producer_id, epoch, batch_seq); retries
  * resend the same batch, which the appliance stores at most once. At most
@@ -114,7 +117,8 @@ struct sluice_result {
  *                (or retries_max) ran out
  *   -ECANCELED   the producer was closed first: never acknowledged, outcome UNKNOWN
  *   -EREMOTE     cluster: split_leaders (a RECORDS batch over shards of different
- *                leaders: set a shard map), or not_leader over TCP; not stored
+ *                leaders: set a shard map), or a not_leader naming an address of another
+ *                family than the entry node's over UDP; not stored
  */
 /* Called once per record, in batch order. It must not call back into the producer. */
 typedef void sluice_completion_fn(void *user, const struct sluice_result *result);
