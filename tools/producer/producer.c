@@ -360,31 +360,41 @@ leader_forget(struct sluice_producer *p, struct producer_batch *b)
  * again once the placement has moved; it answers a batch it already stored from its
  * dedup window.
  */
-void
-producer_node_forget(struct sluice_producer *p, uint32_t node)
+uint32_t
+producer_flying_to(struct sluice_producer *p, uint32_t node,
+		   struct producer_batch *out[2 * FRAME_DEDUP_WINDOW])
 {
-	struct producer_batch *moved[2 * FRAME_DEDUP_WINDOW];
 	uint32_t count = 0;
 
-	assert(node != 0);
-	for (uint32_t s = 0; s < p->shard_count; s++)
-		if (p->shards[s].node == node)
-			p->shards[s].node = 0;
-	/* Lanes in seq order are not guaranteed: sort (at most 2 * lanes entries). */
 	for (uint32_t l = 0; l < p->config.lanes; l++)
 		for (int i = 0; i < 2; i++) {
 			struct producer_batch *b = &p->lanes[l].batches[i];
 
 			if (b->state == BATCH_FLYING && b->node == node)
-				moved[count++] = b;
+				out[count++] = b;
 		}
+	/* Insertion sort: at most 2 * lanes entries. */
 	for (uint32_t i = 1; i < count; i++)
-		for (uint32_t j = i; j > 0 && moved[j - 1]->batch_seq > moved[j]->batch_seq; j--) {
-			struct producer_batch *t = moved[j];
+		for (uint32_t j = i; j > 0 && out[j - 1]->batch_seq > out[j]->batch_seq; j--) {
+			struct producer_batch *t = out[j];
 
-			moved[j] = moved[j - 1];
-			moved[j - 1] = t;
+			out[j] = out[j - 1];
+			out[j - 1] = t;
 		}
+	return count;
+}
+
+void
+producer_node_forget(struct sluice_producer *p, uint32_t node)
+{
+	struct producer_batch *moved[2 * FRAME_DEDUP_WINDOW];
+	uint32_t count;
+
+	assert(node != 0);
+	for (uint32_t s = 0; s < p->shard_count; s++)
+		if (p->shards[s].node == node)
+			p->shards[s].node = 0;
+	count = producer_flying_to(p, node, moved);
 	for (uint32_t i = 0; i < count; i++) {
 		producer_batch_move(p, moved[i], 0);
 		p->stats.leaders_forgotten++;

@@ -157,6 +157,9 @@ void producer_answer(struct sluice_producer *producer, uint32_t node, const stru
 /* A FLYING batch now goes to `node`: its bytes in flight move there, its TCP copy leaves. */
 void producer_batch_move(struct sluice_producer *producer, struct producer_batch *batch,
 			 uint32_t node);
+/* The FLYING batches going to nodes[node], into out[], in seq order; their count. */
+uint32_t producer_flying_to(struct sluice_producer *producer, uint32_t node,
+			    struct producer_batch *out[2 * FRAME_DEDUP_WINDOW]);
 /* TCP: the connection to redirect node `node` failed: its shards and batches go to node 0. */
 void producer_node_forget(struct sluice_producer *producer, uint32_t node);
 void producer_batch_fail(struct sluice_producer *producer, struct producer_batch *batch,

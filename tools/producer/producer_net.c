@@ -67,7 +67,7 @@ tcp_connected(struct sluice_producer *p, uint32_t node)
 	struct producer_batch *flying[2 * FRAME_DEDUP_WINDOW];
 	struct producer_node *n = &p->nodes[node];
 	uint64_t now_ns = clock_mono_ns();
-	uint32_t count = 0;
+	uint32_t count;
 
 	n->connecting = false;
 	n->connected = true;
@@ -75,19 +75,7 @@ tcp_connected(struct sluice_producer *p, uint32_t node)
 	n->sent_ns = now_ns;
 	n->reconnect_ms = PRODUCER_RECONNECT_MS_MIN;
 	p->stats.connects++;
-	for (uint32_t l = 0; l < p->config.lanes; l++)
-		for (int i = 0; i < 2; i++)
-			if (p->lanes[l].batches[i].state == BATCH_FLYING &&
-			    p->lanes[l].batches[i].node == node)
-				flying[count++] = &p->lanes[l].batches[i];
-	/* Insertion sort: at most 2 * lanes entries. */
-	for (uint32_t i = 1; i < count; i++)
-		for (uint32_t j = i; j > 0 && flying[j - 1]->batch_seq > flying[j]->batch_seq; j--) {
-			struct producer_batch *t = flying[j];
-
-			flying[j] = flying[j - 1];
-			flying[j - 1] = t;
-		}
+	count = producer_flying_to(p, node, flying);
 	for (uint32_t i = 0; i < count; i++) {
 		if (flying[i]->sent_ns != 0)
 			p->stats.batches_resent++;    /* It went out on an earlier connection. */
