@@ -353,13 +353,6 @@ leader_forget(struct sluice_producer *p, struct producer_batch *b)
 	p->stats.leaders_forgotten++;
 }
 
-/*
- * Redirect node `node` is gone (TCP: its connection failed or went silent; either
- * transport: its table entry is reused): its shards go back to the entry node, and
- * its batches in flight are resent there in seq order. The entry node redirects them
- * again once the placement has moved; it answers a batch it already stored from its
- * dedup window.
- */
 uint32_t
 producer_flying_to(struct sluice_producer *p, uint32_t node,
 		   struct producer_batch *out[2 * FRAME_DEDUP_WINDOW])
@@ -384,6 +377,13 @@ producer_flying_to(struct sluice_producer *p, uint32_t node,
 	return count;
 }
 
+/*
+ * Redirect node `node` is gone (TCP: its connection failed or went silent; either
+ * transport: its table entry is reused): its shards go back to the entry node, and
+ * its batches in flight are resent there in seq order. The entry node redirects them
+ * again once the placement has moved; it answers a batch it already stored from its
+ * dedup window.
+ */
 void
 producer_node_forget(struct sluice_producer *p, uint32_t node)
 {

@@ -98,6 +98,7 @@ struct producer_node {
 	uint32_t credit_size;       /* Its last credit hint; FRAME_CREDIT_UNLIMITED at start. */
 	uint64_t inflight_bytes;    /* Of the FLYING batches sent to it. */
 	int fd;
+	uint64_t serial;            /* Which connection this is: a new one per open. */
 	bool connected;             /* UDP: always; TCP: handshake done. */
 	bool connecting;
 	uint64_t reconnect_ns;      /* TCP, entry: next connect attempt (0: none pending). */
@@ -133,6 +134,7 @@ struct sluice_producer {
 	struct producer_node nodes[PRODUCER_NODES_MAX]; /* [0]: the entry node. */
 	uint32_t node_count;
 	uint32_t node_reuse;        /* The next redirect entry a full table reuses. */
+	uint64_t serials;           /* Connections opened so far (producer_node.serial). */
 	bool flushing;              /* Linger is zero while flushing. */
 	bool fenced;                /* A STALE_EPOCH NACK was received. */
 	uint64_t next_seq;

@@ -117,6 +117,7 @@ producer_socket_open(struct sluice_producer *p, uint32_t node, uint64_t now_ns)
 	if (fd < 0)
 		return -errno;
 	n->fd = fd;
+	n->serial = ++p->serials;
 	if (!tcp) {
 		/*
 		 * Not connected: a cluster's redirects send a shard's frames to its leader
@@ -335,8 +336,9 @@ static void
 tcp_read(struct sluice_producer *p, uint32_t node, uint64_t now_ns)
 {
 	struct producer_node *n = &p->nodes[node];
+	uint64_t serial = n->serial;
 
-	while (n->connected) {
+	while (n->connected && n->serial == serial) {
 		ssize_t got = recv(n->fd, n->rx + n->rx_size, sizeof(n->rx) - n->rx_size,
 				   MSG_DONTWAIT);
 		long used;
@@ -350,6 +352,12 @@ tcp_read(struct sluice_producer *p, uint32_t node, uint64_t now_ns)
 		n->heard_ns = now_ns;    /* Any byte says the appliance is alive. */
 		n->rx_size += (uint32_t)got;
 		used = frames_answer(p, node, n->rx, n->rx_size, now_ns);
+		/*
+		 * An answer may have closed this connection (a full node table reusing its
+		 * entry for a redirect): its buffer is gone with it.
+		 */
+		if (!n->connected || n->serial != serial)
+			return;
 		/* No answer is larger than FRAME_ACK_SIZE_MAX: a full buffer is a broken peer. */
 		if (used < 0 || (used == 0 && n->rx_size == sizeof(n->rx))) {
 			tcp_lost(p, node, now_ns);
