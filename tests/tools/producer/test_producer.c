@@ -7,6 +7,7 @@
  * Seeded: TEST_SEED replays a run.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,24 @@ server_start_checked(struct test_server_config *sc)
 	return server;
 }
 
+/* Gives the producer the server's map of `count` equal ranges (in reverse: it sorts them). */
+static void
+map_set(struct sluice_producer *p, uint32_t count)
+{
+	struct sluice_shard_range map[16];
+
+	cr_assert_leq(count, 16);
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t k = count - 1 - i;
+
+		map[i].shard_index = k;
+		hashkey_to_be_bytes(hashkey_range_start(k, count), map[i].start);
+		hashkey_to_be_bytes(k + 1 < count ? hashkey_range_start(k + 1, count) - 1 :
+				    HASHKEY_MAX, map[i].end);
+	}
+	cr_assert_eq(sluice_producer_set_shard_map(p, map, count), 0);
+}
+
 static struct sluice_producer_stats last_producer_stats;
 static struct test_server_stats last_server_stats;
 
@@ -54,22 +73,8 @@ producer_run_mapped(const struct scenario *sc, struct test_server *server)
 	if (sc->silence_timeout_ms != 0)
 		pc.silence_timeout_ms = sc->silence_timeout_ms;
 	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
-	if (sc->map_shards != 0) {
-		struct sluice_shard_range map[16];
-
-		cr_assert_leq(sc->map_shards, 16);
-		/* The server's equal ranges; given in reverse: the producer sorts them. */
-		for (uint32_t i = 0; i < sc->map_shards; i++) {
-			uint32_t k = sc->map_shards - 1 - i;
-
-			map[i].shard_index = k;
-			hashkey_to_be_bytes(hashkey_range_start(k, sc->map_shards), map[i].start);
-			hashkey_to_be_bytes(k + 1 < sc->map_shards ?
-					    hashkey_range_start(k + 1, sc->map_shards) - 1 :
-					    HASHKEY_MAX, map[i].end);
-		}
-		cr_assert_eq(sluice_producer_set_shard_map(p, map, sc->map_shards), 0);
-	}
+	if (sc->map_shards != 0)
+		map_set(p, sc->map_shards);
 	put_all(p, sc->count, sc->keys);
 	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
 	sluice_producer_stats(p, &stats);
@@ -403,6 +408,58 @@ tcp_forgets_a_dead_leader(bool refused)
 		cr_assert_geq(dead_stats.connections, 1, "the producer connected to the leader");
 		test_server_free(dead);
 	}
+}
+
+/*
+ * A caller with its own event loop over TCP with a redirect: it waits on every
+ * connection sluice_producer_pollfds() gives (the entry's and the leader's) and polls
+ * with 0. Were the leader's connection missing, its answers would wait for the silence
+ * bound (30 s) and the connection would be counted silent.
+ */
+Test(producer, tcp_own_event_loop_waits_on_every_connection)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct sluice_producer_stats stats;
+	struct test_server *leader;
+	struct test_server *entry;
+	uint32_t most = 0;
+	int rounds = 0;
+
+	server_config_init(&sc, true);
+	leader = server_start_checked(&sc);
+	sc.redirect_port = test_server_port(leader);
+	entry = server_start_checked(&sc);
+	producer_config_init(&pc, entry, true);
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	map_set(p, 4);
+	put_all(p, 400, 37);
+	do {
+		struct pollfd fds[SLUICE_PRODUCER_NODES_MAX];
+		int count = sluice_producer_pollfds(p, fds, SLUICE_PRODUCER_NODES_MAX);
+
+		cr_assert_geq(count, 0);
+		if (count > 1)
+			cr_assert_eq(sluice_producer_pollfds(p, fds, 1), -ENOSPC);
+		most = count > (int)most ? (uint32_t)count : most;
+		count = sluice_producer_pollfds(p, fds, SLUICE_PRODUCER_NODES_MAX);
+		poll(fds, (nfds_t)count, sluice_producer_timeout_ms(p));
+		cr_assert_geq(sluice_producer_poll(p, 0), 0);
+		sluice_producer_stats(p, &stats);
+		cr_assert_lt(++rounds, 100000, "no progress");
+	} while (stats.records_outstanding > 0);
+	sluice_producer_close(p);
+	cr_assert_eq(stats.records_ok, 400);
+	cr_assert_eq(stats.connections_silent, 0);
+	cr_assert_eq(most, 2, "the entry's connection and the leader's");
+	test_server_stop(entry);
+	test_server_stop(leader);
+	for (uint32_t i = 0; i < 400; i++)
+		cr_assert_eq(test_server_record(entry, i)->stored +
+			     test_server_record(leader, i)->stored, 1, "record %u stored once", i);
+	test_server_free(entry);
+	test_server_free(leader);
 }
 
 Test(producer, tcp_forgets_a_leader_whose_connection_is_refused)
