@@ -462,6 +462,36 @@ Test(producer, tcp_own_event_loop_waits_on_every_connection)
 	test_server_free(leader);
 }
 
+/*
+ * TCP, more leaders named than the node table holds (SLUICE_PRODUCER_NODES_MAX): the
+ * entry server names a new address for each of its first 40 redirects, where nothing
+ * listens. Every connect is refused, every batch comes back to the entry server, the
+ * table reuses its entries (closing and forgetting what they held), and every record is
+ * stored once on the entry server.
+ */
+Test(producer, tcp_node_table_full_reuses_entries)
+{
+	struct scenario s = { .tcp = true, .count = 2000, .keys = 37, .map_shards = 4,
+			      .batch_records_max = 8 };
+	struct test_server_config sc;
+	struct test_server *entry;
+	struct sluice_producer_stats stats;
+	uint32_t redirects = 2 * SLUICE_PRODUCER_NODES_MAX + 8;
+
+	server_config_init(&sc, true);
+	sc.redirect_port = 9;    /* Any port: nothing listens on 127.0.0.2 and up. */
+	sc.redirect_spread = redirects;
+	sc.redirect_max = redirects;
+	entry = server_start_checked(&sc);
+	stats = producer_run_mapped(&s, entry);
+	cr_assert_eq(stats.records_ok, s.count);
+	cr_assert_eq(stats.batches_redirected, redirects);
+	cr_assert_eq(stats.leaders_forgotten, redirects, "each redirected batch came back once");
+	test_server_stop(entry);
+	verify(entry, s.count, s.keys, true);
+	test_server_free(entry);
+}
+
 Test(producer, tcp_forgets_a_leader_whose_connection_is_refused)
 {
 	tcp_forgets_a_dead_leader(true);
