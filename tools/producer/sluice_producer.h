@@ -240,20 +240,23 @@ struct sluice_producer_stats {
 	uint64_t records_failed;
 	uint64_t records_outstanding;  /* Put but not completed. */
 	uint64_t batches_sent;         /* First sends. */
-	uint64_t batches_resent;       /* Retries (UDP timeout, NACK, TCP reconnect). */
+	uint64_t batches_resent;       /* Retries (UDP timeout, NACK, TCP reconnect, a TCP
+					* redirect node's batches back to the entry node). */
 	uint64_t acks_received;
 	uint64_t acks_duplicate;       /* ACKs with FRAME_F_DUPLICATE (stored once, answered again). */
 	uint64_t acks_ignored;         /* ACKs of no batch in flight (late copies) or bad frames. */
 	uint64_t nacks_received;
 	uint64_t answers_forged;       /* Signing producer: answers not signed with its key (or
 					* stale): ignored (docs/PROTOCOL.md section 7). */
-	uint64_t connects;             /* TCP (re)connections established. */
+	uint64_t connects;             /* TCP (re)connections established, to any node. */
 	uint64_t connections_silent;   /* TCP connections closed for silence_timeout_ms. */
 	uint64_t batches_grouped;      /* Sealed as SHARD_RECORDS frames. */
 	uint64_t batches_regrouped;    /* NACKed WRONG_SHARD, resent as RECORDS frames. */
 	uint64_t batches_redirected;   /* NACKed not_leader, resent to the leader it named. */
-	uint64_t leaders_forgotten;    /* A redirected batch's leader did not answer: its
-					* shard goes back to the entry node. */
+	uint64_t leaders_forgotten;    /* Batches whose redirected leader did not answer (UDP),
+					* whose connection to it failed or went silent (TCP), or
+					* whose node entry a full table reused: back to the
+					* entry node with their shards. */
 	uint64_t producer_id;
 	uint32_t producer_epoch;
 };
