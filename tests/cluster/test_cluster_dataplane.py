@@ -12,16 +12,18 @@ Checks:
     dataplane (127.0.0.1, its ingest port) and the shard; a frame over shards of two
     leaders is NACKed split_leaders (11); nothing of either is stored; node 1's
     frames_redirected and frames_split_leaders counters moved;
-  - libsluice (`sluice produce --transport udp --shard-map`) pointed at node 1 only, for
-    a 6-shard stream led by all three nodes: every record acknowledged, read back (boto3
+  - libsluice (`sluice produce --transport udp --shard-map`, then the same over
+    `--transport tcp`: a connection per leader) pointed at node 1 only, for a 6-shard
+    stream led by all three nodes: every record acknowledged, read back (boto3
     GetRecords on each shard's leader) exactly once at its acknowledged ShardId and
     sequence number with its data; node 1 redirected frames;
   - the replicated ACK: a frame sent straight to a shard's leader while one of its
     followers is SIGSTOPped (acks = all) is durable there (records_durable moved,
     frames_replicating moved) and not acknowledged; SIGCONT: acknowledged;
-  - a shard leader SIGKILLed while libsluice sends: the producer follows the new leader
-    (its shards go back to node 1, which redirects), and every acknowledged record is on
-    the shard's new leader (duplicates, the window being per node, are counted).
+  - a shard leader SIGKILLed while two libsluice producers send, one over UDP, one over
+    TCP: each follows the new leader (its shards go back to node 1, which redirects;
+    over TCP when the dead leader's connection fails), and every acknowledged record is
+    on the shard's new leader (duplicates, the window being per node, are counted).
 Waits are for conditions with generous deadlines; no time is asserted.
 """
 import os
@@ -133,14 +135,14 @@ def raw_frames(nodes, leaders):
 
 
 class Producer:
-    """`sluice produce --transport udp --shard-map` through node 1: lines in, results out."""
+    """`sluice produce --transport udp|tcp --shard-map` through node 1: lines in, results out."""
 
-    def __init__(self, entry, root, name):
+    def __init__(self, entry, root, name, transport="udp"):
         env = dict(os.environ, SLUICE_ENDPOINT="http://127.0.0.1:%d" % entry.api,
                    AWS_ACCESS_KEY_ID=entry.key[0], AWS_SECRET_ACCESS_KEY=entry.key[1])
         self.err = open(os.path.join(root, name + ".err"), "w")
         self.proc = subprocess.Popen(
-            [SLUICE, "produce", STREAM, "--transport", "udp", "--shard-map", "--lines",
+            [SLUICE, "produce", STREAM, "--transport", transport, "--shard-map", "--lines",
              "--target", "127.0.0.1:%d" % entry.ingest, "--key-field", "1",
              "--delivery-timeout", "90s"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, env=env, text=True)
@@ -207,19 +209,19 @@ def check_stored(nodes, leaders, results, first, count, exactly_once):
     return len(acked), dups
 
 
-def produce_all(nodes, leaders, root):
+def produce_all(nodes, leaders, root, transport, first):
     entry = nodes[0]
     redirected = metric(entry, "frames_redirected")
-    p = Producer(entry, root, "produce")
-    for i in range(300):
+    p = Producer(entry, root, "produce-" + transport, transport)
+    for i in range(first, first + 300):
         p.put(i, "k%d" % i)
     results = p.close()
-    acked, _ = check_stored(nodes, leaders, results, 0, 300, True)
+    acked, _ = check_stored(nodes, leaders, results, first, 300, True)
     moved = metric(entry, "frames_redirected") - redirected
     if moved < 1:
-        tcn.fail("node 1 redirected nothing (leaders %s)" % leaders)
-    print("libsluice through node 1: %d acknowledged, read back once; node 1 redirected %d "
-          "frames" % (acked, moved), flush=True)
+        tcn.fail("node 1 redirected nothing over %s (leaders %s)" % (transport, leaders))
+    print("libsluice over %s through node 1: %d acknowledged, read back once; node 1 "
+          "redirected %d frames" % (transport, acked, moved), flush=True)
 
 
 def replicated_ack(nodes, leaders):
@@ -254,31 +256,36 @@ def replicated_ack(nodes, leaders):
 
 
 def leader_killed(nodes, leaders, root):
+    """Two producers, UDP and TCP, through node 1 while a shard leader is SIGKILLed."""
     entry = nodes[0]
     victim = nodes[next(leaders[s] for s in range(SHARDS) if leaders[s] != 1) - 1]
-    p = Producer(entry, root, "failover")
-    first, count = 1000, 240
-    for i in range(first, first + 80):
-        p.put(i, "k%d" % i)
-    p.wait_results(80)
+    count = 240
+    producers = [(Producer(entry, root, "failover-" + t, t), t, first)
+                 for t, first in (("udp", 1000), ("tcp", 3000))]
+    for p, _, first in producers:
+        for i in range(first, first + 80):
+            p.put(i, "k%d" % i)
+    for p, _, _ in producers:
+        p.wait_results(80)
     victim.signal(signal.SIGKILL)
     victim.proc.wait()
-    print("node %d (leader of %s) killed" % (victim.id, sorted(
-        s for s in range(SHARDS) if leaders[s] == victim.id)), flush=True)
-    for i in range(first + 80, first + count):
-        p.put(i, "k%d" % i)
-    results = p.close()
     lost = {s for s in range(SHARDS) if leaders[s] == victim.id}
-    followed = sum(1 for j in range(80, count) if results.get(j, ("ERROR",))[0] in lost)
-    if followed == 0:
-        tcn.fail("no record of the killed leader's shards %s was acknowledged after the kill"
-                 % sorted(lost))
+    print("node %d (leader of %s) killed" % (victim.id, sorted(lost)), flush=True)
+    for p, _, first in producers:
+        for i in range(first + 80, first + count):
+            p.put(i, "k%d" % i)
+    closed = [(p.close(), t, first) for p, t, first in producers]
     after = tcn.wait_for("every shard led by a live node", lambda: placement(nodes),
                          tcn.DEADLINE_S * 2)
-    acked, dups = check_stored(nodes, after, results, first, count, False)
-    print("leader killed: %d acknowledged (%d of them in its shards, after the kill), each on "
-          "its shard's leader; %d stored twice; leaders now %s" %
-          (acked, followed, dups, after), flush=True)
+    for results, transport, first in closed:
+        followed = sum(1 for j in range(80, count) if results.get(j, ("ERROR",))[0] in lost)
+        if followed == 0:
+            tcn.fail("%s: no record of the killed leader's shards %s was acknowledged after "
+                     "the kill" % (transport, sorted(lost)))
+        acked, dups = check_stored(nodes, after, results, first, count, False)
+        print("leader killed, %s: %d acknowledged (%d of them in its shards, after the kill), "
+              "each on its shard's leader; %d stored twice; leaders now %s" %
+              (transport, acked, followed, dups, after), flush=True)
 
 
 def main():
@@ -297,7 +304,8 @@ def main():
         if set(leaders.values()) != {1, 2, 3}:
             tcn.fail("the shards are not led by all three nodes: %s" % leaders)
         raw_frames(nodes, leaders)
-        produce_all(nodes, leaders, root)
+        produce_all(nodes, leaders, root, "udp", 0)
+        produce_all(nodes, leaders, root, "tcp", 500)
         replicated_ack(nodes, leaders)
         leaders = tcn.wait_for("placement again", lambda: placement(nodes))
         leader_killed(nodes, leaders, root)

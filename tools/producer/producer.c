@@ -131,9 +131,11 @@ sluice_producer_open(const struct sluice_producer_config *config,
 		p->auth = true;
 	}
 	p->config.auth_key = NULL;
-	p->fd = -1;
-	p->credit_size = FRAME_CREDIT_UNLIMITED;
-	p->reconnect_ms = PRODUCER_RECONNECT_MS_MIN;
+	for (uint32_t i = 0; i < PRODUCER_NODES_MAX; i++) {
+		p->nodes[i].fd = -1;
+		p->nodes[i].credit_size = FRAME_CREDIT_UNLIMITED;
+		p->nodes[i].reconnect_ms = PRODUCER_RECONNECT_MS_MIN;
+	}
 	producer_identity(p);
 	p->scratch = malloc(config->batch_size_max);
 	if (p->scratch == NULL) {
@@ -155,7 +157,7 @@ sluice_producer_open(const struct sluice_producer_config *config,
 	err = producer_resolve(p);
 	if (err != 0)
 		goto out_free;
-	err = producer_socket_open(p, clock_mono_ns());
+	err = producer_socket_open(p, 0, clock_mono_ns());
 	if (err != 0)
 		goto out_free;
 	*producer_out = p;
@@ -240,7 +242,7 @@ batch_complete(struct sluice_producer *p, struct producer_batch *b, int err, uin
 		p->config.on_complete(p->config.user, &result);
 	}
 	if (b->state == BATCH_FLYING)
-		p->inflight_bytes -= b->frame_size;
+		p->nodes[b->node].inflight_bytes -= b->frame_size;
 	b->writer.record_count = 0;
 	if (b->queued)
 		producer_txq_remove(p, b);
@@ -294,7 +296,7 @@ jitter_ns(struct sluice_producer *p, uint32_t delay_ms)
 	return ((uint64_t)delay_ms * 1000000u / 2) + x % ((uint64_t)delay_ms * 1000000u / 2 + 1);
 }
 
-/* ---- Cluster redirects (UDP): which node a batch goes to ------------------ */
+/* ---- Cluster redirects: which node a batch goes to ------------------------ */
 
 static struct producer_shard *
 shard_by_index(struct sluice_producer *p, uint32_t shard_index)
@@ -305,16 +307,41 @@ shard_by_index(struct sluice_producer *p, uint32_t shard_index)
 	return NULL;
 }
 
-/* A new batch goes where its shard's leader was last named (RECORDS: the entry node). */
+/*
+ * A new batch goes where its shard's leader was last named (RECORDS: the entry node).
+ * Without a redirect yet (a single node) there is no shard to look up.
+ */
 static uint8_t
 batch_node(struct sluice_producer *p, const struct producer_batch *b)
 {
-	const struct producer_shard *shard = b->grouped ? shard_by_index(p, b->shard_index) : NULL;
+	const struct producer_shard *shard = b->grouped && p->node_count > 1 ?
+					     shard_by_index(p, b->shard_index) : NULL;
 
 	return shard != NULL ? shard->node : 0;
 }
 
-/* The batch's leader did not answer: its shard (and the batch) go to the entry node. */
+void
+producer_batch_move(struct sluice_producer *p, struct producer_batch *b, uint32_t node)
+{
+	assert(b->state == BATCH_FLYING && node < p->node_count);
+	if (b->node == node)
+		return;
+	/*
+	 * A copy still queued on the old connection leaves it. A NACK answers a copy
+	 * written whole, and a lost connection drops its queue, so none is half written
+	 * here; should one be, that connection goes (the stream cannot skip its rest).
+	 */
+	if (b->queued && !producer_txq_remove(p, b))
+		producer_socket_close(p, b->txq_node);
+	p->nodes[b->node].inflight_bytes -= b->frame_size;
+	p->nodes[node].inflight_bytes += b->frame_size;
+	b->node = (uint8_t)node;
+	b->awaiting = false;
+	b->sent_ns = 0;         /* Not yet on the new node's connection. */
+	b->silent_sends = 0;
+}
+
+/* The batch's leader did not answer (UDP): its shard (and the batch) go to the entry node. */
 static void
 leader_forget(struct sluice_producer *p, struct producer_batch *b)
 {
@@ -322,71 +349,129 @@ leader_forget(struct sluice_producer *p, struct producer_batch *b)
 
 	if (shard != NULL && shard->node == b->node)
 		shard->node = 0;
-	b->node = 0;
-	b->silent_sends = 0;
+	producer_batch_move(p, b, 0);
 	p->stats.leaders_forgotten++;
+}
+
+uint32_t
+producer_flying_to(struct sluice_producer *p, uint32_t node,
+		   struct producer_batch *out[2 * FRAME_DEDUP_WINDOW])
+{
+	uint32_t count = 0;
+
+	for (uint32_t l = 0; l < p->config.lanes; l++)
+		for (int i = 0; i < 2; i++) {
+			struct producer_batch *b = &p->lanes[l].batches[i];
+
+			if (b->state == BATCH_FLYING && b->node == node)
+				out[count++] = b;
+		}
+	/* Insertion sort: at most 2 * lanes entries. */
+	for (uint32_t i = 1; i < count; i++)
+		for (uint32_t j = i; j > 0 && out[j - 1]->batch_seq > out[j]->batch_seq; j--) {
+			struct producer_batch *t = out[j];
+
+			out[j] = out[j - 1];
+			out[j - 1] = t;
+		}
+	return count;
+}
+
+/*
+ * Redirect node `node` is gone (TCP: its connection failed or went silent; either
+ * transport: its table entry is reused): its shards go back to the entry node, and
+ * its batches in flight are resent there in seq order. The entry node redirects them
+ * again once the placement has moved; it answers a batch it already stored from its
+ * dedup window.
+ */
+void
+producer_node_forget(struct sluice_producer *p, uint32_t node)
+{
+	struct producer_batch *moved[2 * FRAME_DEDUP_WINDOW];
+	uint32_t count;
+
+	assert(node != 0);
+	for (uint32_t s = 0; s < p->shard_count; s++)
+		if (p->shards[s].node == node)
+			p->shards[s].node = 0;
+	count = producer_flying_to(p, node, moved);
+	for (uint32_t i = 0; i < count; i++) {
+		producer_batch_move(p, moved[i], 0);
+		p->stats.leaders_forgotten++;
+		if (p->config.transport == SLUICE_TRANSPORT_TCP) {
+			p->stats.batches_resent++;
+			producer_send(p, moved[i]);
+		}
+	}
 }
 
 /* A redirect's address as a node of the table (added, or an old entry reused); -1: bad. */
 static int
 node_of(struct sluice_producer *p, const struct frame_redirect *r)
 {
-	struct producer_node n = { 0 };
+	struct producer_node *n;
+	struct sockaddr_storage addr = { 0 };
+	socklen_t addr_size;
 	uint32_t i;
 
 	if (r->family == 4) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&n.addr;
+		struct sockaddr_in *a = (struct sockaddr_in *)&addr;
 
 		a->sin_family = AF_INET;
 		a->sin_port = htons(r->port);
 		memcpy(&a->sin_addr, r->addr, 4);
-		n.addr_size = sizeof(*a);
+		addr_size = sizeof(*a);
 	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&n.addr;
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&addr;
 
 		a->sin6_family = AF_INET6;
 		a->sin6_port = htons(r->port);
 		memcpy(&a->sin6_addr, r->addr, 16);
-		n.addr_size = sizeof(*a);
+		addr_size = sizeof(*a);
 	}
-	if (n.addr.ss_family != p->addr.ss_family)
-		return -1;  /* The socket is of the entry node's family. */
+	/* UDP: the one socket is of the entry node's family; TCP opens one per node. */
+	if (p->config.transport == SLUICE_TRANSPORT_UDP && addr.ss_family != p->nodes[0].addr.ss_family)
+		return -1;
 	for (i = 0; i < p->node_count; i++)
-		if (p->nodes[i].addr_size == n.addr_size &&
-		    memcmp(&p->nodes[i].addr, &n.addr, n.addr_size) == 0)
+		if (p->nodes[i].addr_size == addr_size &&
+		    memcmp(&p->nodes[i].addr, &addr, addr_size) == 0)
 			return (int)i;
 	if (p->node_count < PRODUCER_NODES_MAX) {
 		i = p->node_count++;
 	} else {
-		/* Full: reuse the next entry past the entry node; its shards go back to 0. */
+		/* Full: reuse the next entry past the entry node; what it held goes back to 0. */
 		i = 1 + p->node_reuse++ % (PRODUCER_NODES_MAX - 1);
-		for (uint32_t s = 0; s < p->shard_count; s++)
-			if (p->shards[s].node == i)
-				p->shards[s].node = 0;
+		if (p->config.transport == SLUICE_TRANSPORT_TCP)
+			producer_socket_close(p, i);
+		producer_node_forget(p, i);
 	}
-	p->nodes[i] = n;
+	n = &p->nodes[i];
+	*n = (struct producer_node){ .addr = addr, .addr_size = addr_size, .fd = -1,
+				     .credit_size = FRAME_CREDIT_UNLIMITED,
+				     .reconnect_ms = PRODUCER_RECONNECT_MS_MIN };
 	return (int)i;
 }
 
 /*
- * not_leader (UDP): the shard's leader is elsewhere. The batch goes there (at once the
- * first time; with backoff when redirected again: two nodes naming each other while a
- * leadership moves), and with a map its shard's later batches follow. False: not
- * followed (TCP, or an address of another family): the batch fails.
+ * not_leader: the shard's leader is elsewhere. The batch goes there (at once the first
+ * time; with backoff when redirected again: two nodes naming each other while a
+ * leadership moves), and with a map its shard's later batches follow. TCP opens a
+ * connection to it on the first batch sent there. False: not followed (UDP and an
+ * address of another family): the batch fails.
  */
 static bool
 batch_redirect(struct sluice_producer *p, struct producer_batch *b, const struct frame_ack *ack,
 	       uint64_t now_ns)
 {
 	struct producer_shard *shard;
-	int node;
+	int node = node_of(p, &ack->redirect);
 
-	if (p->config.transport != SLUICE_TRANSPORT_UDP || (node = node_of(p, &ack->redirect)) < 0)
+	if (node < 0)
 		return false;
 	shard = shard_by_index(p, ack->redirect.shard_index);
 	if (shard != NULL)
 		shard->node = (uint8_t)node;
-	b->node = (uint8_t)node;
+	producer_batch_move(p, b, (uint32_t)node);
 	b->last_status = ack->status;
 	p->stats.batches_redirected++;
 	if (b->redirects++ == 0)
@@ -412,10 +497,11 @@ producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uin
 		p->stats.batches_resent++;
 	else
 		p->stats.batches_sent++;
-	if (!b->sent_once)
-		b->node = batch_node(p, b);
-	else if (!b->nacked && b->node != 0 && ++b->silent_sends >= PRODUCER_LEADER_SILENT_SENDS)
-		leader_forget(p, b);  /* Its leader said nothing (UDP): back to the entry node. */
+	/* UDP: a leader that left two sends unanswered is forgotten (TCP: its connection). */
+	if (b->sent_once && !b->nacked && b->node != 0 &&
+	    p->config.transport == SLUICE_TRANSPORT_UDP &&
+	    ++b->silent_sends >= PRODUCER_LEADER_SILENT_SENDS)
+		leader_forget(p, b);
 	if (b->nacked)
 		b->silent_sends = 0;
 	b->nacked = false;
@@ -506,17 +592,22 @@ lane_sort(struct sluice_producer *p, struct producer_lane *lane)
 	lane->open_index ^= 1;
 }
 
-/* The lane's open batch may be sealed now: its in-flight slot, the seq window and credit allow. */
+/*
+ * The lane's open batch may be sealed now: its in-flight slot, the seq window and the
+ * credit of the node it goes to allow (one batch may always fly to each node).
+ */
 static bool
 lane_can_seal(const struct sluice_producer *p, const struct producer_lane *lane)
 {
 	const struct producer_batch *b = &lane->batches[lane->open_index];
 	const struct producer_batch *other = &lane->batches[lane->open_index ^ 1];
+	const struct producer_node *n;
 
 	if (b->state != BATCH_OPEN || other->state != BATCH_EMPTY || !seq_window_allows(p))
 		return false;
-	return p->inflight_bytes == 0 ||
-	       p->inflight_bytes + b->writer.size + b->writer.reserve <= p->credit_size;
+	n = &p->nodes[batch_node((struct sluice_producer *)p, b)];
+	return n->inflight_bytes == 0 ||
+	       n->inflight_bytes + b->writer.size + b->writer.reserve <= n->credit_size;
 }
 
 /* Seals the lane's open batch and sends it, if lane_can_seal(). */
@@ -548,7 +639,8 @@ lane_seal(struct sluice_producer *p, struct producer_lane *lane, uint64_t now_ns
 	b->awaiting = false;
 	b->sent_ns = 0;
 	lane->open_index ^= 1;
-	p->inflight_bytes += b->frame_size;
+	b->node = batch_node(p, b);
+	p->nodes[b->node].inflight_bytes += b->frame_size;
 	producer_batch_transmit(p, b, now_ns);
 	return true;
 }
@@ -588,9 +680,7 @@ producer_next_timer_ns(const struct sluice_producer *p)
 		if (lane_can_seal(p, lane))
 			next = min_u64(next, open->opened_ns + linger_ns);
 	}
-	if (p->reconnect_ns != 0)
-		next = min_u64(next, p->reconnect_ns);
-	return min_u64(next, producer_silence_deadline_ns(p));
+	return min_u64(next, producer_net_timer_ns(p));
 }
 
 /*
@@ -626,7 +716,8 @@ batch_regroup(struct sluice_producer *p, struct producer_batch *b)
 	memcpy(b->frame, p->scratch, (size_t)size);
 	w.buf = b->frame;
 	b->writer = w;
-	p->inflight_bytes = p->inflight_bytes - b->frame_size + (uint32_t)size;
+	p->nodes[b->node].inflight_bytes =
+		p->nodes[b->node].inflight_bytes - b->frame_size + (uint32_t)size;
 	b->frame_size = (uint32_t)size;
 	b->grouped = false;
 	p->stats.batches_regrouped++;
@@ -648,7 +739,8 @@ flying_find(struct sluice_producer *p, uint64_t batch_seq)
 }
 
 void
-producer_answer(struct sluice_producer *p, const struct frame_ack *ack, uint64_t now_ns)
+producer_answer(struct sluice_producer *p, uint32_t node, const struct frame_ack *ack,
+		uint64_t now_ns)
 {
 	struct producer_batch *b;
 
@@ -657,10 +749,16 @@ producer_answer(struct sluice_producer *p, const struct frame_ack *ack, uint64_t
 		p->stats.acks_ignored++;
 		return;
 	}
-	p->credit_size = ack->credit_size;
+	p->nodes[node].credit_size = ack->credit_size;
 	b = flying_find(p, ack->batch_seq);
 	if (b == NULL || (ack->type == FRAME_TYPE_ACK && ack->record_count != b->writer.record_count)) {
 		p->stats.acks_ignored++;    /* A late copy of an answer already handled. */
+		return;
+	}
+	if (ack->type == FRAME_TYPE_NACK && node != b->node &&
+	    p->config.transport == SLUICE_TRANSPORT_TCP) {
+		/* A copy the batch left behind on a node it moved away from: not its answer. */
+		p->stats.acks_ignored++;
 		return;
 	}
 	if (ack->type == FRAME_TYPE_ACK) {
@@ -896,6 +994,7 @@ sluice_producer_close(struct sluice_producer *p)
 				producer_batch_fail(p, b, -ECANCELED, FRAME_STATUS_OK);
 		}
 	}
-	producer_socket_close(p);
+	for (uint32_t i = 0; i < p->node_count; i++)
+		producer_socket_close(p, i);
 	producer_free(p);
 }

@@ -35,14 +35,17 @@
  * Either way a record fails with -ETIMEDOUT only once it has waited
  * delivery_timeout_ms in total since it was put (Kafka's delivery.timeout.ms).
  *
- * Cluster (docs/CLUSTER.md "The dataplane in cluster mode"), UDP: `host` is an
- * entry node; a not_leader NACK names the shard's leader, and the batch is resent
- * there at once (later redirects of the same batch back off); with a shard map the
- * shard's later batches go there too, until a not_leader, or two sends in a row
- * left unanswered there (PRODUCER_LEADER_SILENT_SENDS: one late ACK is not a dead
- * leader), send them back to the entry node. One socket serves every
- * node; answers are taken only from the nodes it sent to. TCP follows no redirect
- * (not built: a connection per node): such a batch fails with -EREMOTE.
+ * Cluster (docs/CLUSTER.md "The dataplane in cluster mode"): `host` is an entry
+ * node; a not_leader NACK names the shard's leader, and the batch is resent there
+ * at once (later redirects of the same batch back off); with a shard map the
+ * shard's later batches go there too, until a not_leader names another node, or
+ * the leader is found dead, which sends them back to the entry node. UDP: one
+ * socket serves every node; answers are taken only from the nodes it sent to; dead
+ * is two sends in a row left unanswered (PRODUCER_LEADER_SILENT_SENDS: one late ACK
+ * is not a dead leader). TCP: a connection per node, opened on the first redirect
+ * there; dead is that connection failing or going silent (silence_timeout_ms), and
+ * the batches in flight on it are resent to the entry node in seq order; an idle
+ * redirect connection is closed (PRODUCER_NODE_IDLE_MS).
  *
  * Exactly once: each batch carries (producer_id, epoch, batch_seq); retries
  * resend the same batch, which the appliance stores at most once. At most
@@ -61,6 +64,7 @@
 #ifndef SLUICE_PRODUCER_H
 #define SLUICE_PRODUCER_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -75,6 +79,12 @@
  * request.timeout.ms is 30 s too).
  */
 #define SLUICE_TCP_SILENCE_MS_DEFAULT 30000u
+
+/*
+ * Cluster nodes one producer sends to at once (the entry node and the leaders
+ * redirects named); over TCP a socket each: sluice_producer_pollfds() needs no more.
+ */
+#define SLUICE_PRODUCER_NODES_MAX 16u
 
 struct sluice_producer;
 
@@ -107,7 +117,8 @@ struct sluice_result {
  *                (or retries_max) ran out
  *   -ECANCELED   the producer was closed first: never acknowledged, outcome UNKNOWN
  *   -EREMOTE     cluster: split_leaders (a RECORDS batch over shards of different
- *                leaders: set a shard map), or not_leader over TCP; not stored
+ *                leaders: set a shard map), or a not_leader naming an address of another
+ *                family than the entry node's over UDP; not stored
  */
 /* Called once per record, in batch order. It must not call back into the producer. */
 typedef void sluice_completion_fn(void *user, const struct sluice_result *result);
@@ -186,9 +197,19 @@ int sluice_producer_poll(struct sluice_producer *producer, int timeout_ms);
  */
 int sluice_producer_flush(struct sluice_producer *producer, int timeout_ms);
 
-/* The socket to wait on (POLLIN; POLLOUT while sluice_producer_wants_write()). */
+/*
+ * The entry node's socket to wait on (POLLIN; POLLOUT while sluice_producer_wants_write()).
+ * Over TCP in a cluster, redirects open a connection per leader: wait on them all with
+ * sluice_producer_pollfds() instead.
+ */
 int sluice_producer_fd(const struct sluice_producer *producer);
 bool sluice_producer_wants_write(const struct sluice_producer *producer);
+/*
+ * Every socket to wait on, with its events, into fds[0 .. size): the count, or -ENOSPC
+ * when size is too small (SLUICE_PRODUCER_NODES_MAX always suffices).
+ */
+int sluice_producer_pollfds(const struct sluice_producer *producer, struct pollfd *fds,
+			    uint32_t size);
 /* Milliseconds until the next timer (linger, retry, reconnect); -1: none. */
 int sluice_producer_timeout_ms(const struct sluice_producer *producer);
 
@@ -219,20 +240,23 @@ struct sluice_producer_stats {
 	uint64_t records_failed;
 	uint64_t records_outstanding;  /* Put but not completed. */
 	uint64_t batches_sent;         /* First sends. */
-	uint64_t batches_resent;       /* Retries (UDP timeout, NACK, TCP reconnect). */
+	uint64_t batches_resent;       /* Retries (UDP timeout, NACK, TCP reconnect, a TCP
+					* redirect node's batches back to the entry node). */
 	uint64_t acks_received;
 	uint64_t acks_duplicate;       /* ACKs with FRAME_F_DUPLICATE (stored once, answered again). */
 	uint64_t acks_ignored;         /* ACKs of no batch in flight (late copies) or bad frames. */
 	uint64_t nacks_received;
 	uint64_t answers_forged;       /* Signing producer: answers not signed with its key (or
 					* stale): ignored (docs/PROTOCOL.md section 7). */
-	uint64_t connects;             /* TCP (re)connections established. */
+	uint64_t connects;             /* TCP (re)connections established, to any node. */
 	uint64_t connections_silent;   /* TCP connections closed for silence_timeout_ms. */
 	uint64_t batches_grouped;      /* Sealed as SHARD_RECORDS frames. */
 	uint64_t batches_regrouped;    /* NACKed WRONG_SHARD, resent as RECORDS frames. */
 	uint64_t batches_redirected;   /* NACKed not_leader, resent to the leader it named. */
-	uint64_t leaders_forgotten;    /* A redirected batch's leader did not answer: its
-					* shard goes back to the entry node. */
+	uint64_t leaders_forgotten;    /* Batches whose redirected leader did not answer (UDP),
+					* whose connection to it failed or went silent (TCP), or
+					* whose node entry a full table reused: back to the
+					* entry node with their shards. */
 	uint64_t producer_id;
 	uint32_t producer_epoch;
 };

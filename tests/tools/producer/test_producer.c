@@ -7,6 +7,7 @@
  * Seeded: TEST_SEED replays a run.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ struct scenario {
 	uint32_t count;
 	uint32_t keys;
 	uint32_t batch_records_max;
+	uint32_t silence_timeout_ms;  /* 0: the default. */
 	bool positions_required;
 	bool expect_all_ok;
 };
@@ -34,6 +36,24 @@ server_start_checked(struct test_server_config *sc)
 
 	cr_assert_eq(test_server_start(sc, &server), 0);
 	return server;
+}
+
+/* Gives the producer the server's map of `count` equal ranges (in reverse: it sorts them). */
+static void
+map_set(struct sluice_producer *p, uint32_t count)
+{
+	struct sluice_shard_range map[16];
+
+	cr_assert_leq(count, 16);
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t k = count - 1 - i;
+
+		map[i].shard_index = k;
+		hashkey_to_be_bytes(hashkey_range_start(k, count), map[i].start);
+		hashkey_to_be_bytes(k + 1 < count ? hashkey_range_start(k + 1, count) - 1 :
+				    HASHKEY_MAX, map[i].end);
+	}
+	cr_assert_eq(sluice_producer_set_shard_map(p, map, count), 0);
 }
 
 static struct sluice_producer_stats last_producer_stats;
@@ -50,23 +70,11 @@ producer_run_mapped(const struct scenario *sc, struct test_server *server)
 	producer_config_init(&pc, server, sc->tcp);
 	if (sc->batch_records_max != 0)
 		pc.batch_records_max = sc->batch_records_max;
+	if (sc->silence_timeout_ms != 0)
+		pc.silence_timeout_ms = sc->silence_timeout_ms;
 	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
-	if (sc->map_shards != 0) {
-		struct sluice_shard_range map[16];
-
-		cr_assert_leq(sc->map_shards, 16);
-		/* The server's equal ranges; given in reverse: the producer sorts them. */
-		for (uint32_t i = 0; i < sc->map_shards; i++) {
-			uint32_t k = sc->map_shards - 1 - i;
-
-			map[i].shard_index = k;
-			hashkey_to_be_bytes(hashkey_range_start(k, sc->map_shards), map[i].start);
-			hashkey_to_be_bytes(k + 1 < sc->map_shards ?
-					    hashkey_range_start(k + 1, sc->map_shards) - 1 :
-					    HASHKEY_MAX, map[i].end);
-		}
-		cr_assert_eq(sluice_producer_set_shard_map(p, map, sc->map_shards), 0);
-	}
+	if (sc->map_shards != 0)
+		map_set(p, sc->map_shards);
 	put_all(p, sc->count, sc->keys);
 	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
 	sluice_producer_stats(p, &stats);
@@ -263,22 +271,23 @@ Test(producer, udp_shard_grouped_batches_and_a_moved_map)
 }
 
 /*
- * A cluster's redirect (docs/PROTOCOL.md section 4, not_leader), UDP: the entry server
- * leads the even shards and names a second server for the odd ones. Every record is
+ * A cluster's redirect (docs/PROTOCOL.md section 4, not_leader): the entry server leads
+ * the even shards and names a second server for the odd ones. Every record is
  * acknowledged once, by the server that stored it, at its position there; only the
  * first batch of each odd shard is redirected (its later batches go straight to the
  * leader the producer cached).
  */
-Test(producer, udp_follows_and_caches_redirects)
+static struct sluice_producer_stats
+follows_and_caches_redirects(bool tcp)
 {
-	struct scenario s = { .count = 2000, .keys = 37, .map_shards = 4 };
+	struct scenario s = { .tcp = tcp, .count = 2000, .keys = 37, .map_shards = 4 };
 	struct test_server_config sc;
 	struct test_server *leader;
 	struct test_server *entry;
 	struct test_server_stats entry_stats;
 	struct sluice_producer_stats stats;
 
-	server_config_init(&sc, false);
+	server_config_init(&sc, tcp);
 	sc.shards = s.map_shards;
 	leader = server_start_checked(&sc);
 	sc.redirect_port = test_server_port(leader);
@@ -300,8 +309,24 @@ Test(producer, udp_follows_and_caches_redirects)
 	test_server_stats(entry, &entry_stats);
 	cr_assert_eq(stats.batches_redirected, entry_stats.redirected);
 	cr_assert_eq(entry_stats.redirected, 2, "one per odd shard: later batches go to the leader");
+	cr_assert_eq(stats.leaders_forgotten, 0);
 	test_server_free(entry);
 	test_server_free(leader);
+	return stats;
+}
+
+Test(producer, udp_follows_and_caches_redirects)
+{
+	follows_and_caches_redirects(false);
+}
+
+/* Over TCP: one connection to each server, the leader's opened by the first redirect. */
+Test(producer, tcp_follows_and_caches_redirects)
+{
+	struct sluice_producer_stats stats = follows_and_caches_redirects(true);
+
+	cr_assert_eq(stats.connects, 2, "the entry and the leader, each once");
+	cr_assert_eq(stats.connections_silent, 0);
 }
 
 /*
@@ -333,6 +358,148 @@ Test(producer, udp_forgets_a_leader_that_does_not_answer)
 	verify(entry, s.count, s.keys, true);
 	test_server_free(entry);
 	test_server_free(dead);
+}
+
+/*
+ * TCP, the leader a redirect named is gone: `refused` - its port is closed (a killed
+ * process: the connect is refused); else it accepts and never answers (hung: the
+ * connection goes silent). Either way the redirected batches go back to the entry
+ * server with their shards, which leads them again by then (it redirects only the
+ * first two frames) and stores them. Nothing fails, nothing is stored twice.
+ */
+static void
+tcp_forgets_a_dead_leader(bool refused)
+{
+	struct scenario s = { .tcp = true, .count = 400, .keys = 37, .map_shards = 4,
+			      .silence_timeout_ms = 300 };
+	struct test_server_config sc;
+	struct test_server *dead;
+	struct test_server *entry;
+	struct sluice_producer_stats stats;
+
+	server_config_init(&sc, true);
+	sc.silent = true;
+	dead = server_start_checked(&sc);
+	server_config_init(&sc, true);
+	sc.redirect_port = test_server_port(dead);
+	sc.redirect_max = 2;
+	if (refused) {
+		test_server_stop(dead);    /* Its listening socket closes: connects are refused. */
+		test_server_free(dead);
+		dead = NULL;
+	}
+	entry = server_start_checked(&sc);
+	stats = producer_run_mapped(&s, entry);
+	cr_assert_eq(stats.records_ok, s.count);
+	cr_assert_eq(stats.batches_redirected, 2);
+	cr_assert_eq(stats.leaders_forgotten, 2, "each redirected batch came back once");
+	if (refused)
+		cr_assert_eq(stats.connections_silent, 0);
+	else
+		cr_assert_geq(stats.connections_silent, 1, "the hung leader's connection");
+	test_server_stop(entry);
+	verify(entry, s.count, s.keys, true);
+	test_server_free(entry);
+	if (dead != NULL) {
+		struct test_server_stats dead_stats;
+
+		test_server_stop(dead);
+		test_server_stats(dead, &dead_stats);
+		cr_assert_geq(dead_stats.connections, 1, "the producer connected to the leader");
+		test_server_free(dead);
+	}
+}
+
+/*
+ * A caller with its own event loop over TCP with a redirect: it waits on every
+ * connection sluice_producer_pollfds() gives (the entry's and the leader's) and polls
+ * with 0. Were the leader's connection missing, its answers would wait for the silence
+ * bound (30 s) and the connection would be counted silent.
+ */
+Test(producer, tcp_own_event_loop_waits_on_every_connection)
+{
+	struct test_server_config sc;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct sluice_producer_stats stats;
+	struct test_server *leader;
+	struct test_server *entry;
+	uint32_t most = 0;
+	int rounds = 0;
+
+	server_config_init(&sc, true);
+	leader = server_start_checked(&sc);
+	sc.redirect_port = test_server_port(leader);
+	entry = server_start_checked(&sc);
+	producer_config_init(&pc, entry, true);
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	map_set(p, 4);
+	put_all(p, 400, 37);
+	do {
+		struct pollfd fds[SLUICE_PRODUCER_NODES_MAX];
+		int count = sluice_producer_pollfds(p, fds, SLUICE_PRODUCER_NODES_MAX);
+
+		cr_assert_geq(count, 0);
+		if (count > 1)
+			cr_assert_eq(sluice_producer_pollfds(p, fds, 1), -ENOSPC);
+		most = count > (int)most ? (uint32_t)count : most;
+		count = sluice_producer_pollfds(p, fds, SLUICE_PRODUCER_NODES_MAX);
+		poll(fds, (nfds_t)count, sluice_producer_timeout_ms(p));
+		cr_assert_geq(sluice_producer_poll(p, 0), 0);
+		sluice_producer_stats(p, &stats);
+		cr_assert_lt(++rounds, 100000, "no progress");
+	} while (stats.records_outstanding > 0);
+	sluice_producer_close(p);
+	cr_assert_eq(stats.records_ok, 400);
+	cr_assert_eq(stats.connections_silent, 0);
+	cr_assert_eq(most, 2, "the entry's connection and the leader's");
+	test_server_stop(entry);
+	test_server_stop(leader);
+	for (uint32_t i = 0; i < 400; i++)
+		cr_assert_eq(test_server_record(entry, i)->stored +
+			     test_server_record(leader, i)->stored, 1, "record %u stored once", i);
+	test_server_free(entry);
+	test_server_free(leader);
+}
+
+/*
+ * TCP, more leaders named than the node table holds (SLUICE_PRODUCER_NODES_MAX): the
+ * entry server names a new address for each of its first 40 redirects, where nothing
+ * listens. Every connect is refused, every batch comes back to the entry server, the
+ * table reuses its entries (closing and forgetting what they held), and every record is
+ * stored once on the entry server.
+ */
+Test(producer, tcp_node_table_full_reuses_entries)
+{
+	struct scenario s = { .tcp = true, .count = 2000, .keys = 37, .map_shards = 4,
+			      .batch_records_max = 8 };
+	struct test_server_config sc;
+	struct test_server *entry;
+	struct sluice_producer_stats stats;
+	uint32_t redirects = 2 * SLUICE_PRODUCER_NODES_MAX + 8;
+
+	server_config_init(&sc, true);
+	sc.redirect_port = 9;    /* Any port: nothing listens on 127.0.0.2 and up. */
+	sc.redirect_spread = redirects;
+	sc.redirect_max = redirects;
+	entry = server_start_checked(&sc);
+	stats = producer_run_mapped(&s, entry);
+	cr_assert_eq(stats.records_ok, s.count);
+	cr_assert_eq(stats.batches_redirected, redirects);
+	cr_assert_eq(stats.leaders_forgotten, redirects, "each redirected batch came back once");
+	test_server_stop(entry);
+	verify(entry, s.count, s.keys, true);
+	test_server_free(entry);
+}
+
+Test(producer, tcp_forgets_a_leader_whose_connection_is_refused)
+{
+	tcp_forgets_a_dead_leader(true);
+}
+
+Test(producer, tcp_forgets_a_leader_that_does_not_answer)
+{
+	tcp_forgets_a_dead_leader(false);
 }
 
 /*

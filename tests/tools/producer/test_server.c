@@ -93,6 +93,8 @@ answer_redirect(struct test_server *s, const struct frame_records *rec)
 		.shard_index = rec->shard_index, .family = 4, .port = s->config.redirect_port,
 		.addr = { 127, 0, 0, 1 },
 	};
+	if (s->config.redirect_spread != 0)
+		nack.redirect.addr[3] = (uint8_t)(2 + s->stats.redirected % s->config.redirect_spread);
 	nack.sign_key = rec->verified_key;
 	nack.sign_time_ms = clock_real_ns() / 1000000u;
 	s->stats.redirected++;

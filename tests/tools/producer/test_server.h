@@ -67,6 +67,11 @@ struct test_server_config {
 	uint16_t redirect_port;
 	uint32_t redirect_max;       /* Redirect only the first N such frames (0: every one):
 				      * the leadership came back here. */
+	/*
+	 * N > 0: the k-th redirect names 127.0.0.(2 + k % N) instead of 127.0.0.1, so
+	 * redirects name N distinct nodes, where nothing listens (TCP: refused).
+	 */
+	uint32_t redirect_spread;
 };
 
 struct test_server_record {
