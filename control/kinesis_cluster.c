@@ -5,8 +5,9 @@
  * (kinesis_cluster_follow, from kinesis_poll), and the operations not built for a
  * cluster are refused before they run. In single-node mode every write is SQLite's.
  *
- * What follows other nodes: streams created and deleted, retention, mode and settings;
- * tags are read from the store at each call. Reshards, consumers, resource policies,
+ * What follows other nodes: streams created and deleted, retention, mode and settings,
+ * consumers (the table in memory, kinesis_consumers_follow) and the resource policies'
+ * index (policy_store_reload); tags are read from the store at each call. Reshards,
  * encryption and account settings keep state in memory or in SQLite alone: refused
  * (KINESIS_OP_LOCAL) until they are built on etcd.
  */
@@ -18,6 +19,7 @@
 
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/policy_store.h"
 
 /* New streams adopted per follow pass; more wait for the next pass. */
 #define KINESIS_FOLLOW_NEW_MAX 64u
@@ -97,6 +99,61 @@ kinesis_md_tags_remove(struct kinesis *k, const struct kinesis_stream *s, const 
 	return metadata_cluster_tags_remove(k->mc, s->name, resource, keys, count);
 }
 
+int
+kinesis_md_policy_put(struct kinesis *k, const struct kinesis_stream *s, const char *resource,
+		      const char *json, size_t size, char *message, size_t message_size)
+{
+	int rc;
+
+	if (k->mc == NULL)
+		return policy_store_put(k->policies, s->stream_id, resource, json, size, message,
+					message_size);
+	rc = policy_store_check(k->policies, s->stream_id, resource, json, size, message,
+				message_size);
+	if (rc == 0)
+		rc = metadata_cluster_policy_put(k->mc, s->name, resource, json, size);
+	/* In the cache now: this node enforces it from its next call on. */
+	return rc == 0 ? policy_store_reload(k->policies) : rc;
+}
+
+int
+kinesis_md_policy_delete(struct kinesis *k, const struct kinesis_stream *s, const char *resource)
+{
+	int rc;
+
+	if (k->mc == NULL)
+		return policy_store_delete(k->policies, s->stream_id, resource);
+	rc = metadata_cluster_policy_delete(k->mc, s->name, resource);
+	return rc == 0 ? policy_store_reload(k->policies) : rc;
+}
+
+int
+kinesis_md_consumer_add(struct kinesis *k, const struct kinesis_stream *s, const char *name,
+			size_t name_size, uint64_t created_ms, const struct metadata_tag *tags,
+			size_t tag_count)
+{
+	if (k->mc == NULL)
+		return metadata_consumer_add(k->md, s->stream_id, name, name_size, created_ms,
+					     tags, tag_count);
+	return metadata_cluster_consumer_add(k->mc, s->name, name, created_ms, tags, tag_count);
+}
+
+/* Single-node: the policy goes first (a consumer registered again under the name is a new
+ * resource). Cluster mode: the consumer's key holds its policy; both leave in one delete. */
+int
+kinesis_md_consumer_remove(struct kinesis *k, const struct kinesis_stream *s, const char *name,
+			   size_t name_size)
+{
+	int rc;
+
+	if (k->mc != NULL)
+		return metadata_cluster_consumer_remove(k->mc, s->name, name);
+	rc = policy_store_delete(k->policies, s->stream_id, name);
+	if (rc == 0 || rc == -ENOENT)
+		rc = metadata_consumer_remove(k->md, s->stream_id, name, name_size);
+	return rc;
+}
+
 /* ---- Following other nodes ------------------------------------------------------- */
 
 struct kinesis_follow {
@@ -163,10 +220,11 @@ follow_deleted(struct kinesis *k, struct kinesis_stream *s)
 			   "start)", s->name);
 }
 
-/* The changes a cluster node's streams in memory follow. */
+/* The changes a cluster node's streams, consumers and policy index in memory follow. */
 #define KINESIS_CLUSTER_FOLLOWED (METADATA_CHANGE_STREAM_CREATED | \
 				  METADATA_CHANGE_STREAM_DELETING | \
-				  METADATA_CHANGE_STREAM_DELETED | METADATA_CHANGE_STREAM_UPDATED)
+				  METADATA_CHANGE_STREAM_DELETED | METADATA_CHANGE_STREAM_UPDATED | \
+				  METADATA_CHANGE_CONSUMERS | METADATA_CHANGE_POLICIES)
 
 int
 kinesis_cluster_wake_open(struct kinesis *k)
@@ -217,6 +275,11 @@ kinesis_cluster_follow(struct kinesis *k)
 		    (f->seen[i / 8] & (1u << (i % 8))) == 0)
 			follow_deleted(k, s);
 	}
+	/* After the streams: a consumer of a stream adopted above is taken too. */
+	if (rc == 0)
+		rc = kinesis_consumers_follow(k);
+	if (rc == 0 && k->policies != NULL)
+		rc = policy_store_reload(k->policies);
 	if (rc != 0)
 		diag_warn("kinesis", "cluster: following the store: %s (next poll)", strerror(-rc));
 	else if (!f->more)

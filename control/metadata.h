@@ -224,7 +224,8 @@ int metadata_encryption_list(struct metadata *md, metadata_encryption_fn *fn, vo
  *
  * Every committed change that moves the route table (a stream created, marked
  * deleting or removed; a reshard changing the open shards), a shard's end (its
- * close recorded) or a stream's retention, mode or settings is published by the
+ * close recorded), a stream's retention, mode or settings, a consumer or a resource
+ * policy is published by the
  * function that committed it, after the commit: callers cannot forget to announce
  * one. A watch sees the changes of the kinds in its mask as a generation counter
  * (how many so far) and an eventfd that is readable while the counter moved past
@@ -248,8 +249,12 @@ enum metadata_change {
 	METADATA_CHANGE_SHARD_CLOSED = 1u << 4,  /* metadata_shard_closed: an end recorded. */
 	/* retention, mode or a setting (metadata_*_set): a cluster node's Kinesis layer follows. */
 	METADATA_CHANGE_STREAM_UPDATED = 1u << 5,
+	/* A consumer added or removed, a resource policy put or deleted: a cluster node's
+	 * consumer table and policy index follow (kinesis_cluster.c). */
+	METADATA_CHANGE_CONSUMERS = 1u << 6,
+	METADATA_CHANGE_POLICIES = 1u << 7,
 };
-#define METADATA_CHANGE_KINDS 6u
+#define METADATA_CHANGE_KINDS 8u
 /* The changes that alter the route table (streams not deleting, their open shards). */
 #define METADATA_CHANGES_ROUTING (METADATA_CHANGE_STREAM_CREATED | \
 				  METADATA_CHANGE_STREAM_DELETING | \
