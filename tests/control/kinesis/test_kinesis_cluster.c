@@ -263,3 +263,23 @@ Test(kinesis_cluster, consumers_and_policies_are_the_clusters)
 	free(ref);
 	free(list);
 }
+
+/*
+ * The server loop sleeps on kinesis_event_fd() while idle: a stream created through
+ * another node must make it readable (the cache's apply wakes it), else an idle node
+ * only notices at its next connection event (up to the idle timeout; found at 60 s in
+ * the cluster_node test). Taken by kinesis_poll, so it does not spin afterwards.
+ */
+Test(kinesis_cluster, another_nodes_create_wakes_an_idle_node)
+{
+	struct pollfd pfd = { .fd = kinesis_event_fd(h2.k), .events = POLLIN };
+
+	kinesis_poll(h2.k, clock_real_ns());
+	while (poll(&pfd, 1, 0) > 0)   /* Whatever start-up left readable, taken. */
+		kinesis_poll(h2.k, clock_real_ns());
+	cJSON_Delete(harness_ok(&h1, "CreateStream", "{\"StreamName\":\"s3\",\"ShardCount\":1}"));
+	cr_assert_eq(poll(&pfd, 1, (int)(DEADLINE_NS / 1000000ull)), 1,
+		     "an idle node was not woken by another node's CreateStream");
+	kinesis_poll(h2.k, clock_real_ns());
+	free(eventually(&h2, "DescribeStreamSummary", "{\"StreamName\":\"s3\"}", 200, "ACTIVE"));
+}
