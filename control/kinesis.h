@@ -400,6 +400,9 @@ int kinesis_md_consumer_add(struct kinesis *k, const struct kinesis_stream *s, c
 			    size_t tag_count);
 int kinesis_md_consumer_remove(struct kinesis *k, const struct kinesis_stream *s,
 			       const char *name, size_t name_size);
+/* Account-wide settings (UpdateAccountSettings): the meta table, or etcd then every cache. */
+int kinesis_md_account_set(struct kinesis *k, const char *key, const int64_t *values,
+			   size_t count);
 /* kinesis_main.c: a stream of the store not yet in memory (slot, shards, index). */
 int kinesis_stream_adopt(struct kinesis *k, const struct metadata_stream *ms);
 

@@ -7,8 +7,8 @@
  *
  * What follows other nodes: streams created and deleted, retention, mode and settings,
  * consumers (the table in memory, kinesis_consumers_follow) and the resource policies'
- * index (policy_store_reload); tags are read from the store at each call. Reshards,
- * encryption and account settings keep state in memory or in SQLite alone: refused
+ * index (policy_store_reload); tags and account settings are read from the store at each
+ * call. Reshards and encryption keep state in memory or in SQLite alone: refused
  * (KINESIS_OP_LOCAL) until they are built on etcd.
  */
 #include <errno.h>
@@ -152,6 +152,14 @@ kinesis_md_consumer_remove(struct kinesis *k, const struct kinesis_stream *s, co
 	if (rc == 0 || rc == -ENOENT)
 		rc = metadata_consumer_remove(k->md, s->stream_id, name, name_size);
 	return rc;
+}
+
+int
+kinesis_md_account_set(struct kinesis *k, const char *key, const int64_t *values, size_t count)
+{
+	if (k->mc == NULL)
+		return metadata_account_set(k->md, key, values, count);
+	return metadata_cluster_account_set(k->mc, key, values, count);
 }
 
 /* ---- Following other nodes ------------------------------------------------------- */

@@ -77,7 +77,7 @@ static const struct kinesis_op kinesis_ops[] = {
 	KINESIS_OP("TagResource", TAG_RESOURCE, kinesis_tag_resource, MUT),
 	KINESIS_OP("UntagResource", UNTAG_RESOURCE, kinesis_untag_resource, MUT),
 	KINESIS_OP("UpdateAccountSettings", ACCOUNT_SETTINGS, kinesis_update_account_settings,
-		   MUT | LOCAL),
+		   MUT),
 	KINESIS_OP("UpdateMaxRecordSize", MAX_RECORD_SIZE, kinesis_update_max_record_size, MUT),
 	KINESIS_OP_S("UpdateShardCount", UPDATE_SHARD_COUNT, kinesis_update_shard_count,
 		     MUT | LOCAL),

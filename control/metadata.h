@@ -360,6 +360,13 @@ int metadata_cluster_consumer_add(struct metadata_cluster *mc, const char *strea
 				  const struct metadata_tag *tags, size_t tag_count);
 int metadata_cluster_consumer_remove(struct metadata_cluster *mc, const char *stream,
 				     const char *name);
+/*
+ * An account-wide setting (metadata_account_set's) for the whole cluster: etcd's
+ * account/<name> (at most 8 integers, each within +-2^53), then every cache's meta
+ * table. -EINVAL (too many, a name of 64 bytes or more or with '/'), -ERANGE, etcd's.
+ */
+int metadata_cluster_account_set(struct metadata_cluster *mc, const char *name,
+				 const int64_t *values, size_t count);
 /* Not yet in cluster mode: -EOPNOTSUPP (the leader's cut needs the replication wiring). */
 int metadata_cluster_reshard(struct metadata_cluster *mc, const char *name);
 

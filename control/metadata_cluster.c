@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
 #include <openssl/rand.h>
 
 #include "cluster/cluster.h"
@@ -35,6 +36,11 @@
 /* /sluice/<cluster>/consumers/<stream>/<name> fits (cluster/'s own keys are private to it). */
 #define MC_PREFIX_SIZE (CLUSTER_NAME_SIZE + 16)
 #define MC_KEY_SIZE (MC_PREFIX_SIZE + 2 * CLUSTER_STREAM_NAME_SIZE + 16)
+/* account/<key>: the integers of one account setting (UpdateAccountSettings: 4). */
+#define MC_ACCOUNT_VALUES_MAX 8u
+#define MC_ACCOUNT_KEY_SIZE 64u
+/* Exact in a JSON number (a double): ms timestamps and small enums are far inside. */
+#define MC_ACCOUNT_VALUE_ABS_MAX ((int64_t)1 << 53)
 /* Tags listed per resource when diffing (Kinesis: 50 per stream or consumer). */
 #define MC_TAGS_MAX CLUSTER_STREAM_TAGS_MAX
 
@@ -419,6 +425,49 @@ remove_consumer(struct metadata_cluster *mc, uint32_t stream_id, const char *nam
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* ---- Account settings ------------------------------------------------------------------ */
+
+/*
+ * account/<key> = a JSON array of integers (metadata_account_set's values), applied to
+ * the cache's meta table. Kept by this file, as iterator_secret is: cluster/'s records
+ * are streams and consumers. 1: not an account key; -EPROTO: unreadable.
+ */
+static int
+apply_account(struct metadata_cluster *mc, const struct etcd_kv *kv, bool deleted)
+{
+	const char *name = kv->key + strlen(mc->prefix);
+	int64_t values[MC_ACCOUNT_VALUES_MAX];
+	const cJSON *item;
+	const cJSON *list;
+	cJSON *json;
+	size_t count = 0;
+	int rc = 0;
+
+	if (strncmp(kv->key, mc->prefix, strlen(mc->prefix)) != 0 ||
+	    strncmp(name, "account/", 8) != 0)
+		return 1;
+	name += 8;
+	if (deleted)
+		return 0;   /* Never deleted by sluiced: a hand-made delete leaves the cache as is. */
+	json = cJSON_ParseWithLength((const char *)kv->value, kv->value_size);
+	if (!cJSON_IsArray(json) || strlen(name) >= MC_ACCOUNT_KEY_SIZE ||
+	    cJSON_GetArraySize(json) > (int)MC_ACCOUNT_VALUES_MAX)
+		rc = -EPROTO;
+	list = rc == 0 ? json : NULL;
+	cJSON_ArrayForEach(item, list) {
+		double v = cJSON_IsNumber(item) ? item->valuedouble : 0.5;
+
+		if (v != (double)(int64_t)v || v > (double)MC_ACCOUNT_VALUE_ABS_MAX ||
+		    v < -(double)MC_ACCOUNT_VALUE_ABS_MAX) {
+			rc = -EPROTO;
+			break;
+		}
+		values[count++] = (int64_t)v;
+	}
+	cJSON_Delete(json);
+	return rc == 0 ? metadata_account_set(mc->w, name, values, count) : rc;
+}
+
 /* ---- Keys, full reads, the watch ---------------------------------------------------- */
 
 static void
@@ -450,8 +499,13 @@ apply_kv(struct metadata_cluster *mc, const struct etcd_kv *kv, bool deleted)
 	struct cluster_consumer c;
 	enum cluster_meta_key kind = cluster_meta_decode(mc->cluster, kv, deleted, &s, &c);
 	struct mc_stream *v;
-	int rc = 0;
+	int rc = kind == CLUSTER_META_OTHER ? apply_account(mc, kv, deleted) : 0;
 
+	if (rc == 0 && kind == CLUSTER_META_OTHER)
+		count_status(mc, 1, 0, 0);   /* An account setting applied. */
+	if (rc == -EPROTO)
+		kind = CLUSTER_META_MALFORMED;
+	rc = rc == 1 || rc == -EPROTO ? 0 : rc;
 	if (kind == CLUSTER_META_MALFORMED) {
 		diag_warn("metadata", "etcd key %s: unreadable, skipped", kv->key);
 		count_status(mc, 0, 1, -EPROTO);
@@ -600,7 +654,8 @@ follow(struct metadata_cluster *mc)
 		if (events[i].kv.mod_revision > revision)
 			revision = events[i].kv.mod_revision;
 		/* Placement and nodes share the prefix: skipped before touching SQLite. */
-		if (strncmp(rest, "streams/", 8) != 0 && strncmp(rest, "consumers/", 10) != 0)
+		if (strncmp(rest, "streams/", 8) != 0 && strncmp(rest, "consumers/", 10) != 0 &&
+		    strncmp(rest, "account/", 8) != 0)
 			continue;
 		/* Fresh for each: a delete or a new stream changes what the next is compared with. */
 		rc = view_load(mc);
@@ -1197,6 +1252,37 @@ metadata_cluster_consumer_remove(struct metadata_cluster *mc, const char *stream
 
 	pthread_mutex_lock(&mc->write_lock);
 	rc = cluster_consumer_delete(mc->write_client, mc->cluster, stream, name, &revision);
+	pthread_mutex_unlock(&mc->write_lock);
+	return rc == 0 ? metadata_cluster_wait(mc, revision) : rc;
+}
+
+/* ---- Account settings ------------------------------------------------------------------- */
+
+int
+metadata_cluster_account_set(struct metadata_cluster *mc, const char *name,
+			     const int64_t *values, size_t count)
+{
+	char key[MC_PREFIX_SIZE + 8 + MC_ACCOUNT_KEY_SIZE];
+	char text[MC_ACCOUNT_VALUES_MAX * 24 + 2];
+	size_t used = 1;
+	int64_t revision = 0;
+	int rc;
+
+	if (count > MC_ACCOUNT_VALUES_MAX || strlen(name) >= MC_ACCOUNT_KEY_SIZE ||
+	    strchr(name, '/') != NULL)
+		return -EINVAL;
+	snprintf(key, sizeof(key), "%saccount/%s", mc->prefix, name);
+	text[0] = '[';
+	for (size_t i = 0; i < count; i++) {
+		if (values[i] > MC_ACCOUNT_VALUE_ABS_MAX || values[i] < -MC_ACCOUNT_VALUE_ABS_MAX)
+			return -ERANGE;
+		used += (size_t)snprintf(text + used, sizeof(text) - used, "%s%lld",
+					 i > 0 ? "," : "", (long long)values[i]);
+	}
+	snprintf(text + used, sizeof(text) - used, "]");
+	/* The whole setting in one put: the last writer's wins, as on one node. */
+	pthread_mutex_lock(&mc->write_lock);
+	rc = etcd_put(mc->write_client, key, text, strlen(text), 0, &revision);
 	pthread_mutex_unlock(&mc->write_lock);
 	return rc == 0 ? metadata_cluster_wait(mc, revision) : rc;
 }

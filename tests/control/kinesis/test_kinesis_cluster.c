@@ -5,9 +5,9 @@
  * by the other with the same ARN, creation time and shards; retention and tags
  * set through either are seen through both; a name is created once; a delete
  * through one ends the stream on the other; a node restarted after changes is
- * consistent; consumers and resource policies made through one node are the other's;
- * the operations not built for a cluster are refused. Waits poll
- * the node (each call runs kinesis_poll) until a condition holds, with a
+ * consistent; consumers, resource policies and account settings made through one
+ * node are the other's; the operations not built for a cluster are refused. Waits
+ * poll the node (each call runs kinesis_poll) until a condition holds, with a
  * generous deadline.
  */
 #include <poll.h>
@@ -282,4 +282,32 @@ Test(kinesis_cluster, another_nodes_create_wakes_an_idle_node)
 		     "an idle node was not woken by another node's CreateStream");
 	kinesis_poll(h2.k, clock_real_ns());
 	free(eventually(&h2, "DescribeStreamSummary", "{\"StreamName\":\"s3\"}", 200, "ACTIVE"));
+}
+
+/*
+ * UpdateAccountSettings is the cluster's: a commitment started through one node is
+ * described identically (status and times) by the other, and its end asked through the
+ * other is seen by the first.
+ */
+Test(kinesis_cluster, account_settings_are_the_clusters)
+{
+	static const char enable[] = "{\"MinimumThroughputBillingCommitment\":"
+				     "{\"Status\":\"ENABLED\"}}";
+	static const char disable[] = "{\"MinimumThroughputBillingCommitment\":"
+				      "{\"Status\":\"DISABLED\"}}";
+	char *one;
+	char *two;
+
+	free(eventually(&h2, "DescribeAccountSettings", "{}", 200, "\"DISABLED\""));
+	cJSON_Delete(harness_ok(&h1, "UpdateAccountSettings", enable));
+	two = eventually(&h2, "DescribeAccountSettings", "{}", 200, "\"ENABLED\"");
+	one = eventually(&h1, "DescribeAccountSettings", "{}", 200, "\"ENABLED\"");
+	cr_assert_str_eq(two, one);   /* StartedAt and EarliestAllowedEndAt too. */
+	cr_assert(strstr(one, "StartedAt") != NULL, "%s", one);
+	free(one);
+	free(two);
+	/* Its earliest end is far ahead: DISABLED through node 2 makes it end then. */
+	cJSON_Delete(harness_ok(&h2, "UpdateAccountSettings", disable));
+	free(eventually(&h1, "DescribeAccountSettings", "{}", 200,
+			"ENABLED_UNTIL_EARLIEST_ALLOWED_END"));
 }
