@@ -148,7 +148,7 @@ def described(kc, arn):
     return kc.describe_stream_consumer(ConsumerARN=arn)["ConsumerDescription"]
 
 
-def consumers(nodes, stream_arn, stream_arn_root, etcd):
+def consumers(nodes, stream_arn):
     """Register, describe, list, duplicates, unknown ARNs, races."""
     c1, c2, c3 = (client(n, ROOT) for n in nodes)
     first = register(c1, stream_arn, "fan")
@@ -341,16 +341,13 @@ def main():
             n.start()
         c = nodes[0].client
         c.create_stream(StreamName=STREAM, ShardCount=SHARDS)
-        for n in nodes:
-            tcn.wait_for("stream active on node %d" % n.id, lambda: n.client.describe_stream_summary(
-                StreamName=STREAM)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
-                if STREAM in n.client.list_streams()["StreamNames"] else False)
+        tcn.active_everywhere(nodes, STREAM)
         stream_arn = c.describe_stream_summary(
             StreamName=STREAM)["StreamDescriptionSummary"]["StreamARN"]
         place = tcn.wait_for("every shard led with %d in-sync replicas" % RF,
                              lambda: placement(nodes))
         print("placement: %s" % place, flush=True)
-        consumers(nodes, stream_arn, stream_arn, etcd)
+        consumers(nodes, stream_arn)
         follow = subscriptions(nodes, place, stream_arn)
         policies(nodes, stream_arn, follow)
         done = True

@@ -177,6 +177,21 @@ answer_string(cJSON *answer, const char *object, const char *member)
 	return strdup(v->valuestring);
 }
 
+/* PutResourcePolicy through `h`: `account`'s root may call kinesis:`action` on `arn`. */
+static void
+policy_put(struct harness *h, const char *arn, const char *account, const char *action)
+{
+	char policy[512];
+	char *body;
+
+	snprintf(policy, sizeof(policy), "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":"
+		 "\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::%s:root\"},"
+		 "\"Action\":\"kinesis:%s\",\"Resource\":\"%s\"}]}", account, action, arn);
+	body = body_of("ResourceARN", arn, "Policy", policy);
+	cJSON_Delete(harness_ok(h, "PutResourcePolicy", body));
+	free(body);
+}
+
 /*
  * Consumers and resource policies are the cluster's (etcd's), not a node's: a consumer
  * registered through one node is described by the other with the same ARN and
@@ -185,7 +200,6 @@ answer_string(cJSON *answer, const char *object, const char *member)
  */
 Test(kinesis_cluster, consumers_and_policies_are_the_clusters)
 {
-	char policy[512];
 	cJSON *r;
 	char *stream_arn;
 	char *consumer_arn;
@@ -223,23 +237,11 @@ Test(kinesis_cluster, consumers_and_policies_are_the_clusters)
 	free(body);
 
 	/* The consumer's policy, put through node 2, read through node 1. */
-	snprintf(policy, sizeof(policy), "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":"
-		 "\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::444455556666:root\"},"
-		 "\"Action\":\"kinesis:DescribeStreamConsumer\",\"Resource\":\"%s\"}]}",
-		 consumer_arn);
-	body = body_of("ResourceARN", consumer_arn, "Policy", policy);
-	cJSON_Delete(harness_ok(&h2, "PutResourcePolicy", body));
-	free(body);
+	policy_put(&h2, consumer_arn, "444455556666", "DescribeStreamConsumer");
 	body = body_of("ResourceARN", consumer_arn, NULL, NULL);
 	free(eventually(&h1, "GetResourcePolicy", body, 200, "444455556666"));
 	/* The stream's own: put through node 1, deleted through node 2, gone on node 1. */
-	snprintf(policy, sizeof(policy), "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":"
-		 "\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::777788889999:root\"},"
-		 "\"Action\":\"kinesis:DescribeStreamSummary\",\"Resource\":\"%s\"}]}",
-		 stream_arn);
-	two = body_of("ResourceARN", stream_arn, "Policy", policy);
-	cJSON_Delete(harness_ok(&h1, "PutResourcePolicy", two));
-	free(two);
+	policy_put(&h1, stream_arn, "777788889999", "DescribeStreamSummary");
 	two = body_of("ResourceARN", stream_arn, NULL, NULL);
 	free(eventually(&h2, "GetResourcePolicy", two, 200, "777788889999"));
 	cJSON_Delete(harness_ok(&h2, "DeleteResourcePolicy", two));
