@@ -457,8 +457,9 @@ apply_account(struct metadata_cluster *mc, const struct etcd_kv *kv, bool delete
 	cJSON_ArrayForEach(item, list) {
 		double v = cJSON_IsNumber(item) ? item->valuedouble : 0.5;
 
-		if (v != (double)(int64_t)v || v > (double)MC_ACCOUNT_VALUE_ABS_MAX ||
-		    v < -(double)MC_ACCOUNT_VALUE_ABS_MAX) {
+		/* In range first (NaN is not): only then is the cast to an integer defined. */
+		if (!(v <= (double)MC_ACCOUNT_VALUE_ABS_MAX &&
+		      v >= -(double)MC_ACCOUNT_VALUE_ABS_MAX) || v != (double)(int64_t)v) {
 			rc = -EPROTO;
 			break;
 		}
