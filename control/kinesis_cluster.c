@@ -8,8 +8,8 @@
  * What follows other nodes: streams created and deleted, retention, mode and settings,
  * consumers (the table in memory, kinesis_consumers_follow) and the resource policies'
  * index (policy_store_reload); tags and account settings are read from the store at each
- * call. Reshards and encryption keep state in memory or in SQLite alone: refused
- * (KINESIS_OP_LOCAL) until they are built on etcd.
+ * call; encryption (kinesis_encryption_follow: memory and the log). Reshards keep state
+ * in memory or in SQLite alone: refused (KINESIS_OP_LOCAL) until built on etcd.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -231,7 +231,8 @@ follow_deleted(struct kinesis *k, struct kinesis_stream *s)
 /* The changes a cluster node's streams, consumers and policy index in memory follow. */
 #define KINESIS_CLUSTER_FOLLOWED (METADATA_CHANGE_STREAM_CREATED | \
 				  METADATA_CHANGE_STREAM_DELETING | \
-				  METADATA_CHANGE_STREAM_DELETED | METADATA_CHANGE_STREAM_UPDATED | \
+				  METADATA_CHANGE_STREAM_DELETED | \
+				  METADATA_CHANGE_STREAM_UPDATED | \
 				  METADATA_CHANGE_CONSUMERS | METADATA_CHANGE_POLICIES)
 
 int
@@ -286,6 +287,8 @@ kinesis_cluster_follow(struct kinesis *k)
 	/* After the streams: a consumer of a stream adopted above is taken too. */
 	if (rc == 0)
 		rc = kinesis_consumers_follow(k);
+	if (rc == 0)
+		rc = kinesis_encryption_follow(k);
 	if (rc == 0 && k->policies != NULL)
 		rc = policy_store_reload(k->policies);
 	if (rc != 0)

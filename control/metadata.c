@@ -1217,8 +1217,9 @@ metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key
 	int rc;
 
 	if (key_ref == NULL)
-		return metadata_run3(md, "DELETE FROM stream_encryption WHERE stream_id = ?",
-				     stream_id, 0, 0);
+		return metadata_changed(md, metadata_run3(md, "DELETE FROM stream_encryption WHERE"
+							  " stream_id = ?", stream_id, 0, 0),
+					METADATA_CHANGE_STREAM_UPDATED);
 	rc = metadata_prepare(md, "INSERT OR REPLACE INTO stream_encryption(stream_id, key_ref,"
 			      " key_name) VALUES(?, ?, ?)", &stmt);
 	if (rc != 0)
@@ -1229,7 +1230,7 @@ metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key
 	if (sqlite3_step(stmt) != SQLITE_DONE)
 		rc = metadata_fail(md, "set stream encryption");
 	sqlite3_finalize(stmt);
-	return rc;
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_UPDATED);
 }
 
 int

@@ -247,7 +247,8 @@ enum metadata_change {
 	METADATA_CHANGE_STREAM_DELETED = 1u << 2,
 	METADATA_CHANGE_RESHARDED = 1u << 3,     /* metadata_reshard: open shards changed. */
 	METADATA_CHANGE_SHARD_CLOSED = 1u << 4,  /* metadata_shard_closed: an end recorded. */
-	/* retention, mode or a setting (metadata_*_set): a cluster node's Kinesis layer follows. */
+	/* retention, mode, a setting or encryption (metadata_*_set): a cluster node's Kinesis
+	 * layer follows. */
 	METADATA_CHANGE_STREAM_UPDATED = 1u << 5,
 	/* A consumer added or removed, a resource policy put or deleted: a cluster node's
 	 * consumer table and policy index follow (kinesis_cluster.c). */
@@ -360,6 +361,9 @@ int metadata_cluster_consumer_add(struct metadata_cluster *mc, const char *strea
 				  const struct metadata_tag *tags, size_t tag_count);
 int metadata_cluster_consumer_remove(struct metadata_cluster *mc, const char *stream,
 				     const char *name);
+/* Encryption at rest of the stream (key_ref NULL: off): the record's KeyId and key name. */
+int metadata_cluster_encryption_set(struct metadata_cluster *mc, const char *name,
+				    const char *key_ref, const char *key_name);
 /*
  * An account-wide setting (metadata_account_set's) for the whole cluster: etcd's
  * account/<name> (at most 8 integers, each within +-2^53), then every cache's meta

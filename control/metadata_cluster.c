@@ -340,6 +340,38 @@ apply_policy(struct metadata_cluster *mc, uint32_t id, const char *resource, con
 	return rc;
 }
 
+struct mc_encryption {
+	uint32_t stream_id;
+	bool found;
+	bool same;
+	const struct cluster_stream *s;
+};
+
+static int
+encryption_find(void *arg, uint32_t stream_id, const char *key_ref, const char *key_name)
+{
+	struct mc_encryption *e = arg;
+
+	if (stream_id != e->stream_id)
+		return 0;
+	e->found = true;
+	e->same = e->s->key_ref != NULL && strcmp(key_ref, e->s->key_ref) == 0 &&
+		  strcmp(key_name, e->s->key_name) == 0;
+	return 0;
+}
+
+/* The stream's encryption made equal to the record's (a reference: no key material). */
+static int
+apply_encryption(struct metadata_cluster *mc, const struct cluster_stream *s)
+{
+	struct mc_encryption e = { .stream_id = s->stream_id, .s = s };
+	int rc = metadata_encryption_list(mc->w, encryption_find, &e);
+
+	if (rc != 0 || (e.found ? e.same : s->key_ref == NULL))
+		return rc;
+	return metadata_encryption_set(mc->w, s->stream_id, s->key_ref, s->key_name);
+}
+
 /* Makes SQLite hold `s` as etcd does (the view loaded). */
 static int
 apply_stream(struct metadata_cluster *mc, const struct cluster_stream *s)
@@ -367,6 +399,8 @@ apply_stream(struct metadata_cluster *mc, const struct cluster_stream *s)
 		rc = apply_tags(mc, s->stream_id, "", s->tags, s->tag_count);
 	if (rc == 0)
 		rc = apply_policy(mc, s->stream_id, "", s->policy);
+	if (rc == 0)
+		rc = apply_encryption(mc, s);
 	return rc;
 }
 
@@ -447,8 +481,9 @@ apply_account(struct metadata_cluster *mc, const struct etcd_kv *kv, bool delete
 	    strncmp(name, "account/", 8) != 0)
 		return 1;
 	name += 8;
+	/* Never deleted by sluiced: a delete made by hand leaves the cache as it is. */
 	if (deleted)
-		return 0;   /* Never deleted by sluiced: a hand-made delete leaves the cache as is. */
+		return 0;
 	json = cJSON_ParseWithLength((const char *)kv->value, kv->value_size);
 	if (!cJSON_IsArray(json) || strlen(name) >= MC_ACCOUNT_KEY_SIZE ||
 	    cJSON_GetArraySize(json) > (int)MC_ACCOUNT_VALUES_MAX)
@@ -1008,6 +1043,39 @@ metadata_cluster_setting_set(struct metadata_cluster *mc, const char *name,
 	struct mc_setting set = { .which = which, .value = value };
 
 	return update_stream(mc, name, modify_setting, &set);
+}
+
+struct mc_encryption_change {
+	const char *key_ref;   /* NULL: off. */
+	const char *key_name;
+};
+
+static int
+modify_encryption(struct cluster_stream *s, const void *arg)
+{
+	const struct mc_encryption_change *ch = arg;
+	char *ref = ch->key_ref != NULL ? strdup(ch->key_ref) : NULL;
+	char *name = ch->key_ref != NULL ? strdup(ch->key_name) : NULL;
+
+	if (ch->key_ref != NULL && (ref == NULL || name == NULL)) {
+		free(ref);
+		free(name);
+		return -ENOMEM;
+	}
+	free(s->key_ref);
+	free(s->key_name);
+	s->key_ref = ref;
+	s->key_name = name;
+	return 0;
+}
+
+int
+metadata_cluster_encryption_set(struct metadata_cluster *mc, const char *name,
+				const char *key_ref, const char *key_name)
+{
+	struct mc_encryption_change ch = { .key_ref = key_ref, .key_name = key_name };
+
+	return update_stream(mc, name, modify_encryption, &ch);
 }
 
 int

@@ -21,9 +21,14 @@ Checks:
     every node (ResourceNotFoundException);
   - a stream policy put through node 1 lets bob in and locks alice out on nodes 2 and 3
     (and on node 1 at once); deleted through node 2, both are as before everywhere; a
-    consumer's policy put through node 2 lets bob describe it through node 3.
+    consumer's policy put through node 2 lets bob describe it through node 3;
+  - StartStreamEncryption through node 1 (every node has the key in its keyring): every
+    node describes KMS, and each shard's leader and follower store a record put after it
+    encrypted (its bytes absent from their log segments, where a record put before is
+    found) and read it back; StopStreamEncryption through node 2: plaintext again.
 Waits are for conditions with generous deadlines; no time is asserted.
 """
+import glob
 import json
 import os
 import sys
@@ -330,10 +335,83 @@ def policies(nodes, stream_arn, consumer_arn):
     print("cluster-consumers: policies enforced on every node", flush=True)
 
 
+KEYRING_LINE = "key-1 1 %s alias/aws/kinesis" % ("11" * 32)
+
+
+def on_disk(node, needle):
+    """Whether `needle` is in the node's log segments as bytes (plaintext)."""
+    for path in glob.glob(os.path.join(node.dir, "log", "seg-*.log")):
+        with open(path, "rb") as f:
+            if needle in f.read():
+                return True
+    return False
+
+
+def encryption_state(node):
+    d = client(node, ROOT).describe_stream_summary(
+        StreamName=STREAM)["StreamDescriptionSummary"]
+    return d["EncryptionType"], d.get("KeyId"), d["StreamStatus"]
+
+
+def put_marked(kc, shard, data):
+    rec = {"Data": data, "PartitionKey": "e", "ExplicitHashKey": hash_key(shard, 0)}
+    return tcn.wait_for("%r acknowledged" % data, lambda: (
+        lambda a: a if "ErrorCode" not in a else None)(kc.put_records(
+            StreamName=STREAM, Records=[rec])["Records"][0]))
+
+
+def encryption(nodes, place):
+    """Started through node 1, every replica encrypts; stopped through node 2, none does."""
+    by_id = {n.id: n for n in nodes}
+    c3 = client(nodes[2], ROOT)
+    holders = {s: [by_id[i] for i in place[s]] for s in range(SHARDS)}
+    # Plaintext is visible on disk before: the check below can fail.
+    for s in range(SHARDS):
+        put_marked(c3, s, b"plain-marker-%d" % s)
+        for n in holders[s]:
+            tcn.wait_for("node %d holds shard %d's plaintext" % (n.id, s),
+                         lambda: on_disk(n, b"plain-marker-%d" % s))
+    client(nodes[0], ROOT).start_stream_encryption(StreamName=STREAM, EncryptionType="KMS",
+                                                   KeyId="alias/aws/kinesis")
+    for n in nodes:
+        tcn.wait_for("node %d encrypts" % n.id, lambda: encryption_state(n) == (
+            "KMS", "alias/aws/kinesis", "ACTIVE"))
+    acked = {}
+    for s in range(SHARDS):
+        acked[s] = put_marked(c3, s, b"secret-marker-%d" % s)["SequenceNumber"]
+    for s in range(SHARDS):
+        for n in holders[s]:
+            kc = client(n, ROOT)
+            tcn.wait_for("node %d reads shard %d's encrypted record" % (n.id, s), lambda: [
+                r["Data"] for r in kc.get_records(ShardIterator=kc.get_shard_iterator(
+                    StreamName=STREAM, ShardId=shard_id(s),
+                    ShardIteratorType="AT_SEQUENCE_NUMBER",
+                    StartingSequenceNumber=acked[s])["ShardIterator"])["Records"]][:1] ==
+                [b"secret-marker-%d" % s])
+            if on_disk(n, b"secret-marker-%d" % s):
+                tcn.fail("node %d stored shard %d's record in plaintext" % (n.id, s))
+    client(nodes[1], ROOT).stop_stream_encryption(StreamName=STREAM, EncryptionType="KMS",
+                                                  KeyId="alias/aws/kinesis")
+    for n in nodes:
+        tcn.wait_for("node %d stopped encrypting" % n.id,
+                     lambda: encryption_state(n)[0] == "NONE")
+    for s in range(SHARDS):
+        put_marked(c3, s, b"after-marker-%d" % s)
+        for n in holders[s]:
+            tcn.wait_for("node %d holds shard %d's plaintext again" % (n.id, s),
+                         lambda: on_disk(n, b"after-marker-%d" % s))
+    print("cluster-consumers: encryption started and stopped on every replica", flush=True)
+
+
 def main():
     root = tempfile.mkdtemp(prefix="sluice-cstate-")
+    keyring = os.path.join(root, "keyring")
+    with open(keyring, "w") as f:
+        f.write(KEYRING_LINE + "\n")
+    os.chmod(keyring, 0o600)
     etcd = tcn.Etcd(root)
-    nodes = [tcn.Node(root, i, etcd, cluster="cstatetest", ttl=60, extra=EXTRA, key=ROOT)
+    extra = EXTRA + ["--set", "encryption.keyring=" + keyring]
+    nodes = [tcn.Node(root, i, etcd, cluster="cstatetest", ttl=60, extra=extra, key=ROOT)
              for i in (1, 2, 3)]
     done = False
     try:
@@ -350,6 +428,7 @@ def main():
         consumers(nodes, stream_arn)
         follow = subscriptions(nodes, place, stream_arn)
         policies(nodes, stream_arn, follow)
+        encryption(nodes, place)
         done = True
     finally:
         tcn.finish(nodes, etcd, root, done)

@@ -479,10 +479,11 @@ Test(metadata_cluster, account_settings_reach_every_cache_and_bad_ones_are_count
 	for (uint32_t i = 0; i < NODES; i++) {
 		cr_assert_eq(metadata_account_get(nodes[i].md, "commit", got, 4), 0, "node %u", i);
 		cr_assert_arr_eq(got, want, sizeof(want), "node %u", i);
-		for (uint32_t j = 0; j < 4; j++)
-			cr_assert_eq(metadata_account_get(nodes[i].md,
-							  bad[j][0] + strlen(ACCOUNT_PREFIX), got, 1),
-				     -ENOENT);
+		for (uint32_t j = 0; j < 4; j++) {
+			const char *name = bad[j][0] + strlen(ACCOUNT_PREFIX);
+
+			cr_assert_eq(metadata_account_get(nodes[i].md, name, got, 1), -ENOENT);
+		}
 		metadata_cluster_status(nodes[i].mc, &st);
 		cr_assert_eq(st.bad_keys, 4, "node %u: %llu", i, (unsigned long long)st.bad_keys);
 	}

@@ -143,10 +143,10 @@ Test(kinesis_cluster, a_restarted_node_catches_up_and_unbuilt_operations_are_ref
 	harness_expect_error(&h2, "UpdateShardCount", "{\"StreamName\":\"s1\",\"TargetShardCount\""
 			     ":8,\"ScalingType\":\"UNIFORM_SCALING\"}", "InvalidArgumentException",
 			     "UpdateShardCount is not yet supported in cluster mode.");
-	harness_expect_error(&h2, "StartStreamEncryption", "{\"StreamName\":\"s1\","
-			     "\"EncryptionType\":\"KMS\",\"KeyId\":\"alias/aws/kinesis\"}",
-			     "InvalidArgumentException",
-			     "StartStreamEncryption is not yet supported in cluster mode.");
+	harness_expect_error(&h2, "MergeShards", "{\"StreamName\":\"s1\",\"ShardToMerge\":"
+			     "\"shardId-000000000000\",\"AdjacentShardToMerge\":"
+			     "\"shardId-000000000001\"}", "InvalidArgumentException",
+			     "MergeShards is not yet supported in cluster mode.");
 }
 
 /* One JSON body of string members: {"k1":"v1",...} (values escaped by cJSON). */
