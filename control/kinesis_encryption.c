@@ -7,7 +7,10 @@
  * for stream_status_delay_ms, then ACTIVE, as AWS shows it. StopStreamEncryption
  * undoes it for new batches; old ones stay encrypted and readable while their
  * key is in the keyring. At start SQLite's encrypted streams are given to the
- * log again (the log keeps no such state). The log refers to a key by the hash
+ * log again (the log keeps no such state). In cluster mode the (KeyId, key name)
+ * pair goes into the stream's etcd record instead, and every node sets memory and
+ * its log from its cache (kinesis_encryption_follow): the key itself comes from
+ * each node's own keyring (docs/CLUSTER.md, "Encryption at rest in a cluster"). The log refers to a key by the hash
  * of its name, so the keyring file can change (rotation, aliases) underneath.
  *
  * Key errors, as AWS names them (the log's errnos):
