@@ -273,6 +273,10 @@ struct cluster_stream {
 	uint32_t tag_count;
 	struct cluster_tag *tags;
 	char *policy;              /* The stream's resource policy; NULL: none. */
+	/* Encryption at rest: the KeyId as given and the keyring key it resolved to (a
+	 * reference: the key material stays in each node's keyring). NULL: off. */
+	char *key_ref;
+	char *key_name;
 	int64_t mod_revision;      /* As read (0: not stored): the compare of an update. */
 };
 

@@ -22,6 +22,7 @@
  *                              "created_s","state":"open|closing|closed","seq_end"}]
  *   tags              object   {"key":"value",...}
  *   policy            string   the stream's resource policy (absent: none)
+ *   key_ref, key_name string   encryption at rest: KeyId and keyring key (absent: off)
  *
  * consumers/<stream>/<name>: {"stream_id","created_ms","tags":{},"policy"}.
  */
@@ -58,9 +59,13 @@ cluster_stream_free(struct cluster_stream *s)
 	free(s->shards);
 	tags_free(s->tags, s->tag_count);
 	free(s->policy);
+	free(s->key_ref);
+	free(s->key_name);
 	s->shards = NULL;
 	s->tags = NULL;
 	s->policy = NULL;
+	s->key_ref = NULL;
+	s->key_name = NULL;
 	s->shard_count = 0;
 	s->tag_count = 0;
 }
@@ -162,7 +167,9 @@ cluster_stream_encode(const struct cluster_stream *s, char **text_out, size_t *s
 	     cJSON_AddNumberToObject(o, "shard_count", s->shard_count) != NULL &&
 	     (shards = cJSON_AddArrayToObject(o, "shards")) != NULL &&
 	     add_tags(o, s->tags, s->tag_count) &&
-	     (s->policy == NULL || cJSON_AddStringToObject(o, "policy", s->policy) != NULL);
+	     (s->policy == NULL || cJSON_AddStringToObject(o, "policy", s->policy) != NULL) &&
+	     (s->key_ref == NULL || cJSON_AddStringToObject(o, "key_ref", s->key_ref) != NULL) &&
+	     (s->key_name == NULL || cJSON_AddStringToObject(o, "key_name", s->key_name) != NULL);
 	for (uint32_t i = 0; ok && i < s->shard_count; i++) {
 		cJSON *sh = shard_json(&s->shards[i]);
 
@@ -279,9 +286,9 @@ tags_read(const cJSON *o, struct cluster_tag **tags_out, uint32_t *count_out)
 
 /* An optional string: absent is NULL; present must be a string. */
 static bool
-policy_read(const cJSON *o, char **out)
+string_read(const cJSON *o, const char *name, char **out)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "policy");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 
 	*out = NULL;
 	if (v == NULL)
@@ -327,7 +334,11 @@ stream_decode(const uint8_t *value, size_t size, struct cluster_stream *s)
 		i++;
 	}
 	if (ok)
-		ok = tags_read(o, &s->tags, &s->tag_count) && policy_read(o, &s->policy);
+		ok = tags_read(o, &s->tags, &s->tag_count) &&
+		     string_read(o, "policy", &s->policy) &&
+		     string_read(o, "key_ref", &s->key_ref) &&
+		     string_read(o, "key_name", &s->key_name) &&
+		     (s->key_ref == NULL) == (s->key_name == NULL);
 	cJSON_Delete(o);
 	if (ok)
 		return 0;
@@ -342,7 +353,7 @@ consumer_decode(const uint8_t *value, size_t size, struct cluster_consumer *c)
 		   cJSON_ParseWithLength((const char *)value, size) : NULL;
 	bool ok = o != NULL && get_u32(o, "stream_id", &c->stream_id) && c->stream_id != 0 &&
 		  get_u64(o, "created_ms", &c->created_ms) &&
-		  tags_read(o, &c->tags, &c->tag_count) && policy_read(o, &c->policy);
+		  tags_read(o, &c->tags, &c->tag_count) && string_read(o, "policy", &c->policy);
 
 	cJSON_Delete(o);
 	if (ok)

@@ -407,6 +407,25 @@ int kinesis_md_tags_put(struct kinesis *k, const struct kinesis_stream *s, const
 			const struct metadata_tag *tags, size_t count, uint32_t max);
 int kinesis_md_tags_remove(struct kinesis *k, const struct kinesis_stream *s,
 			   const char *resource, const struct metadata_tag *keys, size_t count);
+/*
+ * Resource policies: put validates first (policy_store_check in cluster mode) and
+ * answers -EINVAL / -E2BIG / -EDQUOT with `message` set; the node's policy index is
+ * reloaded once etcd's change is in its cache. Delete: -ENOENT when there is none.
+ */
+int kinesis_md_policy_put(struct kinesis *k, const struct kinesis_stream *s,
+			  const char *resource, const char *json, size_t size, char *message,
+			  size_t message_size);
+int kinesis_md_policy_delete(struct kinesis *k, const struct kinesis_stream *s,
+			     const char *resource);
+/* Consumers: etcd in cluster mode (ARN and timestamp identical on every node). */
+int kinesis_md_consumer_add(struct kinesis *k, const struct kinesis_stream *s, const char *name,
+			    size_t name_size, uint64_t created_ms, const struct metadata_tag *tags,
+			    size_t tag_count);
+int kinesis_md_consumer_remove(struct kinesis *k, const struct kinesis_stream *s,
+			       const char *name, size_t name_size);
+/* Account-wide settings (UpdateAccountSettings): the meta table, or etcd then every cache. */
+int kinesis_md_account_set(struct kinesis *k, const char *key, const int64_t *values,
+			   size_t count);
 /* kinesis_main.c: a stream of the store not yet in memory (slot, shards, index). */
 int kinesis_stream_adopt(struct kinesis *k, const struct metadata_stream *ms);
 /* A shard of the store into its stream in memory (index below shard_count); metadata_load's. */

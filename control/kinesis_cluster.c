@@ -6,9 +6,11 @@
  * cluster are refused before they run. In single-node mode every write is SQLite's.
  *
  * What follows other nodes: streams created and deleted, retention, mode and settings,
- * reshards (new shard indexes, parents closing, their cuts); tags are read from the store
- * at each call. Consumers, resource policies, encryption and account settings keep
- * state in memory or in SQLite alone: refused (KINESIS_OP_LOCAL) until built on etcd.
+ * reshards (new shard indexes, parents closing, their cuts), consumers (the table in memory,
+ * kinesis_consumers_follow) and the resource policies' index (policy_store_reload),
+ * encryption (kinesis_encryption_follow: memory and the log); tags and account settings
+ * are read from the store at each call. Every action runs in cluster mode; what is still
+ * refused is refused inside its handler (a SubscribeToShard on a node holding no replica).
  *
  * Reshards (docs/CLUSTER.md "Resharding in cluster mode"): the action's node writes
  * the children and the parents "closing" in one etcd transaction; the parent's
@@ -26,6 +28,7 @@
 #include "common/clock.h"
 #include "common/diag.h"
 #include "control/kinesis.h"
+#include "control/policy_store.h"
 
 /* New streams adopted per follow pass; more wait for the next pass. */
 #define KINESIS_FOLLOW_NEW_MAX 64u
@@ -103,6 +106,69 @@ kinesis_md_tags_remove(struct kinesis *k, const struct kinesis_stream *s, const 
 	if (k->mc == NULL)
 		return metadata_tags_remove(k->md, s->stream_id, resource, keys, count);
 	return metadata_cluster_tags_remove(k->mc, s->name, resource, keys, count);
+}
+
+int
+kinesis_md_policy_put(struct kinesis *k, const struct kinesis_stream *s, const char *resource,
+		      const char *json, size_t size, char *message, size_t message_size)
+{
+	int rc;
+
+	if (k->mc == NULL)
+		return policy_store_put(k->policies, s->stream_id, resource, json, size, message,
+					message_size);
+	rc = policy_store_check(k->policies, s->stream_id, resource, json, size, message,
+				message_size);
+	if (rc == 0)
+		rc = metadata_cluster_policy_put(k->mc, s->name, resource, json, size);
+	/* In the cache now: this node enforces it from its next call on. */
+	return rc == 0 ? policy_store_reload(k->policies) : rc;
+}
+
+int
+kinesis_md_policy_delete(struct kinesis *k, const struct kinesis_stream *s, const char *resource)
+{
+	int rc;
+
+	if (k->mc == NULL)
+		return policy_store_delete(k->policies, s->stream_id, resource);
+	rc = metadata_cluster_policy_delete(k->mc, s->name, resource);
+	return rc == 0 ? policy_store_reload(k->policies) : rc;
+}
+
+int
+kinesis_md_consumer_add(struct kinesis *k, const struct kinesis_stream *s, const char *name,
+			size_t name_size, uint64_t created_ms, const struct metadata_tag *tags,
+			size_t tag_count)
+{
+	if (k->mc == NULL)
+		return metadata_consumer_add(k->md, s->stream_id, name, name_size, created_ms,
+					     tags, tag_count);
+	return metadata_cluster_consumer_add(k->mc, s->name, name, created_ms, tags, tag_count);
+}
+
+/* Single-node: the policy goes first (a consumer registered again under the name is a new
+ * resource). Cluster mode: the consumer's key holds its policy; both leave in one delete. */
+int
+kinesis_md_consumer_remove(struct kinesis *k, const struct kinesis_stream *s, const char *name,
+			   size_t name_size)
+{
+	int rc;
+
+	if (k->mc != NULL)
+		return metadata_cluster_consumer_remove(k->mc, s->name, name);
+	rc = policy_store_delete(k->policies, s->stream_id, name);
+	if (rc == 0 || rc == -ENOENT)
+		rc = metadata_consumer_remove(k->md, s->stream_id, name, name_size);
+	return rc;
+}
+
+int
+kinesis_md_account_set(struct kinesis *k, const char *key, const int64_t *values, size_t count)
+{
+	if (k->mc == NULL)
+		return metadata_account_set(k->md, key, values, count);
+	return metadata_cluster_account_set(k->mc, key, values, count);
 }
 
 /* ---- Following other nodes ------------------------------------------------------- */
@@ -218,11 +284,12 @@ follow_deleted(struct kinesis *k, struct kinesis_stream *s)
 			   "start)", s->name);
 }
 
-/* The changes a cluster node's streams in memory follow. */
+/* The changes a cluster node's streams, consumers and policy index in memory follow. */
 #define KINESIS_CLUSTER_FOLLOWED (METADATA_CHANGE_STREAM_CREATED | \
 				  METADATA_CHANGE_STREAM_DELETING | \
 				  METADATA_CHANGE_STREAM_DELETED | METADATA_CHANGE_STREAM_UPDATED | \
-				  METADATA_CHANGE_RESHARDED | METADATA_CHANGE_SHARD_CLOSED)
+				  METADATA_CHANGE_RESHARDED | METADATA_CHANGE_SHARD_CLOSED | \
+				  METADATA_CHANGE_CONSUMERS | METADATA_CHANGE_POLICIES)
 
 int
 kinesis_cluster_wake_open(struct kinesis *k)
@@ -283,6 +350,13 @@ kinesis_cluster_follow(struct kinesis *k)
 		    (f->seen[i / 8] & (1u << (i % 8))) == 0)
 			follow_deleted(k, s);
 	}
+	/* After the streams: a consumer of a stream adopted above is taken too. */
+	if (rc == 0)
+		rc = kinesis_consumers_follow(k);
+	if (rc == 0)
+		rc = kinesis_encryption_follow(k);
+	if (rc == 0 && k->policies != NULL)
+		rc = policy_store_reload(k->policies);
 	if (rc != 0)
 		diag_warn("kinesis", "cluster: following the store: %s (next poll)", strerror(-rc));
 	else if (!f->more)

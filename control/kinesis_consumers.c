@@ -148,17 +148,26 @@ kinesis_consumer_arn(const struct kinesis_stream *s, const struct kinesis_consum
 		 (unsigned long long)(c->created_ms / 1000));
 }
 
+/*
+ * The consumer of that name: a registered one first, else one still DELETING (in
+ * cluster mode the name may be registered again through another node meanwhile).
+ */
 static struct kinesis_consumer *
 kinesis_consumer_find(struct kinesis *k, uint32_t stream_id, const char *name, size_t size)
 {
+	struct kinesis_consumer *deleting = NULL;
+
 	for (uint32_t i = 0; i < KINESIS_CONSUMERS_MAX; i++) {
 		struct kinesis_consumer *c = &k->fanout->consumers[i];
 
-		if (c->used && c->stream_id == stream_id && c->name_size == size &&
-		    memcmp(c->name, name, size) == 0)
+		if (!c->used || c->stream_id != stream_id || c->name_size != size ||
+		    memcmp(c->name, name, size) != 0)
+			continue;
+		if (c->deleting_ms == 0)
 			return c;
+		deleting = c;
 	}
-	return NULL;
+	return deleting;
 }
 
 static struct kinesis_consumer *
@@ -353,13 +362,18 @@ kinesis_register_consumer(struct kinesis_req *r)
 			      s->name, k->config.account_id);
 		return;
 	}
-	rc = metadata_consumer_add(k->md, s->stream_id, name->string, name->size, now_ms, tags,
-				   tag_count);
+	rc = kinesis_md_consumer_add(k, s, name->string, name->size, now_ms, tags, tag_count);
+	if (rc == -EEXIST || rc == -EBUSY) {   /* Cluster mode: another node's came first. */
+		kinesis_error(r->call, "ResourceInUseException", "Consumer %s under stream %s "
+			      "already exists for account %s.", name->string, s->name,
+			      k->config.account_id);
+		return;
+	}
 	c = rc == 0 ? kinesis_consumer_add(k, s->stream_id, name->string, name->size, now_ms) :
 		      NULL;
 	if (c == NULL) {
 		if (rc == 0)
-			metadata_consumer_remove(k->md, s->stream_id, name->string, name->size);
+			kinesis_md_consumer_remove(k, s, name->string, name->size);
 		diag_error("kinesis", "RegisterStreamConsumer: %s", rc != 0 ? strerror(-rc) :
 			   "KINESIS_CONSUMERS_MAX reached");
 		kinesis_error(r->call, "LimitExceededException", "This endpoint holds at most %u "
@@ -391,6 +405,8 @@ kinesis_describe_consumer(struct kinesis_req *r)
 /* The subscriptions of consumer `c` (or of every consumer of a stream) end. */
 static void kinesis_subscriptions_end(struct kinesis *k, const struct kinesis_consumer *c,
 				      uint32_t stream_id);
+static void kinesis_consumer_deleting(struct kinesis *k, struct kinesis_consumer *c,
+				      uint64_t now_ms);
 
 void
 kinesis_deregister_consumer(struct kinesis_req *r)
@@ -409,18 +425,17 @@ kinesis_deregister_consumer(struct kinesis_req *r)
 			      "in DELETING state.", c->name, s->name);
 		return;
 	}
-	/* The policy goes first: a consumer registered again under the name is a new resource. */
-	rc = policy_store_delete(k->policies, s->stream_id, c->name);
-	if (rc == 0 || rc == -ENOENT)
-		rc = metadata_consumer_remove(k->md, s->stream_id, c->name, c->name_size);
+	rc = kinesis_md_consumer_remove(k, s, c->name, c->name_size);
+	if (rc == -ENOENT) {   /* Cluster mode: deregistered through another node meanwhile. */
+		kinesis_error(r->call, "ResourceNotFoundException", "Consumer %s under stream %s "
+			      "not found.", c->name, s->name);
+		return;
+	}
 	if (rc != 0) {
 		kinesis_internal_error(r->call);
 		return;
 	}
-	c->deleting_ms = kinesis_now_ms(r->req) + kinesis_consumer_delay_ms(k);
-	if (kinesis_consumer_delay_ms(k) == 0)
-		c->deleting_ms = 1;  /* Gone at the next look. */
-	kinesis_subscriptions_end(k, c, 0);
+	kinesis_consumer_deleting(k, c, kinesis_now_ms(r->req));
 	api_call_reply(r->call, 200);
 }
 
@@ -476,6 +491,71 @@ kinesis_list_consumers(struct kinesis_req *r)
 		api_out_printf(out, ",\"NextToken\":\"%u.%u\"", s->stream_id, i);
 	api_out_printf(out, "}");
 	api_call_reply(r->call, 200);
+}
+
+/* A consumer gone: DELETING for the status delay, its subscriptions ended. */
+static void
+kinesis_consumer_deleting(struct kinesis *k, struct kinesis_consumer *c, uint64_t now_ms)
+{
+	c->deleting_ms = now_ms + kinesis_consumer_delay_ms(k);
+	if (kinesis_consumer_delay_ms(k) == 0)
+		c->deleting_ms = 1;  /* Gone at the next look. */
+	kinesis_subscriptions_end(k, c, 0);
+}
+
+/* kinesis_consumers_follow's pass: which slots the store still holds. */
+struct kinesis_consumers_seen {
+	struct kinesis *k;
+	uint8_t seen[KINESIS_CONSUMERS_MAX / 8];
+};
+
+static int
+kinesis_consumer_follow_one(void *arg, uint32_t stream_id, const char *name, size_t size,
+			    uint64_t created_ms)
+{
+	struct kinesis_consumers_seen *f = arg;
+	struct kinesis_consumer *c = NULL;
+	uint32_t i;
+
+	/* Of a stream not adopted yet: taken at a later pass, once it is. */
+	if (size > KINESIS_CONSUMER_NAME_SIZE_MAX || kinesis_stream_by_id(f->k, stream_id) == NULL)
+		return 0;
+	for (i = 0; i < KINESIS_CONSUMERS_MAX && c == NULL; i++) {
+		struct kinesis_consumer *x = &f->k->fanout->consumers[i];
+
+		if (x->used && x->deleting_ms == 0 && x->stream_id == stream_id &&
+		    x->created_ms == created_ms && x->name_size == size &&
+		    memcmp(x->name, name, size) == 0)
+			c = x;
+	}
+	if (c == NULL)
+		c = kinesis_consumer_add(f->k, stream_id, name, size, created_ms);
+	if (c == NULL)
+		return -ENOSPC;
+	i = (uint32_t)(c - f->k->fanout->consumers);
+	f->seen[i / 8] |= (uint8_t)(1u << (i % 8));
+	return 0;
+}
+
+int
+kinesis_consumers_follow(struct kinesis *k)
+{
+	struct kinesis_consumers_seen f = { .k = k };
+	uint64_t now_ms = clock_real_ns() / 1000000u;
+	int rc;
+
+	kinesis_consumers_expire(k, now_ms);
+	rc = metadata_consumers_load(k->md, kinesis_consumer_follow_one, &f);
+	for (uint32_t i = 0; rc == 0 && i < KINESIS_CONSUMERS_MAX; i++) {
+		struct kinesis_consumer *c = &k->fanout->consumers[i];
+
+		if (c->used && c->deleting_ms == 0 && (f.seen[i / 8] & (1u << (i % 8))) == 0) {
+			diag_info("kinesis", "cluster: consumer %s deregistered through another "
+				  "node", c->name);
+			kinesis_consumer_deleting(k, c, now_ms);
+		}
+	}
+	return rc;
 }
 
 void

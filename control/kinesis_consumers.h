@@ -81,6 +81,13 @@ uint32_t kinesis_consumer_count(const struct kinesis *k, const struct kinesis_st
 /* The stream is being deleted: its consumers and subscriptions go (SQLite rows go with it). */
 void kinesis_consumers_stream_deleted(struct kinesis *k, uint32_t stream_id);
 /*
+ * Cluster mode: the consumer table made equal to the store, which the cache keeps as
+ * etcd holds it (kinesis_cluster_follow): consumers registered through another node
+ * are added, those deregistered there turn DELETING and their subscriptions end.
+ * -ENOSPC (KINESIS_CONSUMERS_MAX), the store's errors.
+ */
+int kinesis_consumers_follow(struct kinesis *k);
+/*
  * The consumer a ConsumerARN names (the resource policies' concern), checked
  * against its own policy: its name, its stream in *s_out, *deleting when it is
  * DELETING; NULL after answering (ResourceNotFound, AccessDenied).

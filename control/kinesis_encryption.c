@@ -7,7 +7,10 @@
  * for stream_status_delay_ms, then ACTIVE, as AWS shows it. StopStreamEncryption
  * undoes it for new batches; old ones stay encrypted and readable while their
  * key is in the keyring. At start SQLite's encrypted streams are given to the
- * log again (the log keeps no such state). The log refers to a key by the hash
+ * log again (the log keeps no such state). In cluster mode the (KeyId, key name)
+ * pair goes into the stream's etcd record instead, and every node sets memory and
+ * its log from its cache (kinesis_encryption_follow): the key itself comes from
+ * each node's own keyring (docs/CLUSTER.md, "Encryption at rest in a cluster"). The log refers to a key by the hash
  * of its name, so the keyring file can change (rotation, aliases) underneath.
  *
  * Key errors, as AWS names them (the log's errnos):
@@ -20,6 +23,7 @@
  *                  other bytes (reads)
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/diag.h"
@@ -76,12 +80,16 @@ kinesis_keyring_set(struct kinesis *k, struct keyring_shared *keyring)
 	k->keyring = keyring;
 }
 
-/* SQLite first, then memory, then the log (key_ref NULL: off). */
+/*
+ * The store first (SQLite, or etcd then this node's cache in cluster mode), then
+ * memory, then the log (key_ref NULL: off).
+ */
 static int
 encryption_apply(struct kinesis *k, struct kinesis_stream *s, const char *key_ref,
 		 const char *key_name, uint64_t log_key_id)
 {
-	int rc = metadata_encryption_set(k->md, s->stream_id, key_ref, key_name);
+	int rc = k->mc == NULL ? metadata_encryption_set(k->md, s->stream_id, key_ref, key_name) :
+		 metadata_cluster_encryption_set(k->mc, s->name, key_ref, key_name);
 
 	if (rc != 0)
 		return rc;
@@ -176,4 +184,53 @@ int
 kinesis_encryption_load(struct kinesis *k)
 {
 	return metadata_encryption_list(k->md, encryption_load_one, k);
+}
+
+/* kinesis_encryption_follow's pass: the streams the store has encrypted, by slot. */
+struct encryption_follow {
+	struct kinesis *k;
+	uint8_t seen[SLUICE_STREAMS_MAX / 8];
+};
+
+static int
+encryption_follow_one(void *arg, uint32_t stream_id, const char *key_ref, const char *key_name)
+{
+	struct encryption_follow *f = arg;
+	struct kinesis_stream *s = kinesis_stream_by_id(f->k, stream_id);
+	uint32_t slot;
+
+	if (s == NULL)
+		return 0;   /* Adopted at a later pass, or being deleted. */
+	slot = (uint32_t)(s - f->k->streams);
+	f->seen[slot / 8] |= (uint8_t)(1u << (slot % 8));
+	if (s->encryption.on && strcmp(s->encryption.key_ref, key_ref) == 0)
+		return 0;
+	diag_info("kinesis", "cluster: stream %s encrypted under %s through another node",
+		  s->name, key_ref);
+	return encryption_load_one(f->k, stream_id, key_ref, key_name);
+}
+
+int
+kinesis_encryption_follow(struct kinesis *k)
+{
+	struct encryption_follow *f = calloc(1, sizeof(*f));
+	int rc;
+
+	if (f == NULL)
+		return -ENOMEM;
+	f->k = k;
+	rc = metadata_encryption_list(k->md, encryption_follow_one, f);
+	for (uint32_t i = 0; rc == 0 && i < SLUICE_STREAMS_MAX; i++) {
+		struct kinesis_stream *s = &k->streams[i];
+
+		if (!s->used || !s->encryption.on || (f->seen[i / 8] & (1u << (i % 8))) != 0)
+			continue;
+		diag_info("kinesis", "cluster: stream %s encryption stopped through another node",
+			  s->name);
+		s->encryption.on = false;
+		s->encryption.key_ref[0] = '\0';
+		rc = log_stream_encryption_set(k->log, s->stream_id, 0);
+	}
+	free(f);
+	return rc;
 }

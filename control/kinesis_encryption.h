@@ -27,6 +27,13 @@ kinesis_handler_fn kinesis_stop_encryption;
 
 /* Re-applies SQLite's encrypted streams to the log at start. */
 int kinesis_encryption_load(struct kinesis *k);
+/*
+ * Cluster mode: memory and the log made equal to the store's encrypted streams after
+ * the cache applied another node's Start/StopStreamEncryption (kinesis_cluster_follow).
+ * The key itself comes from this node's keyring: a node without it fails the stream's
+ * writes with the log's key errors.
+ */
+int kinesis_encryption_follow(struct kinesis *k);
 /* `,"EncryptionType":...` and `,"KeyId":...` of DescribeStream(Summary). */
 void kinesis_out_encryption(struct api_out *out, const struct kinesis_stream *s);
 /* PutRecord(s) answers: `,"EncryptionType":"KMS"` for an encrypted stream, else nothing (AWS). */

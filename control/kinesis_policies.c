@@ -248,8 +248,14 @@ kinesis_put_resource_policy(struct kinesis_req *r)
 
 	if (s == NULL)
 		return;
-	rc = policy_store_put(r->k->policies, s->stream_id, consumer, policy->string,
-			      policy->size, message, sizeof(message));
+	message[0] = '\0';
+	rc = kinesis_md_policy_put(r->k, s, consumer, policy->string, policy->size, message,
+				   sizeof(message));
+	if (rc == -ENOENT) {   /* Cluster mode: the stream or consumer left etcd meanwhile. */
+		kinesis_error(r->call, "ResourceNotFoundException", "Resource %s not found.",
+			      r->v[PUT_POLICY_RESOURCE_ARN].string);
+		return;
+	}
 	if (rc == -EINVAL || rc == -E2BIG) {
 		kinesis_error(r->call, "InvalidArgumentException", "%s", message);
 		return;
@@ -303,7 +309,7 @@ kinesis_delete_resource_policy(struct kinesis_req *r)
 
 	if (s == NULL)
 		return;
-	rc = policy_store_delete(r->k->policies, s->stream_id, consumer);
+	rc = kinesis_md_policy_delete(r->k, s, consumer);
 	if (rc == -ENOENT) {
 		kinesis_error(r->call, "ResourceNotFoundException", "No resource policy found for "
 			      "resource ARN %s.", arn->string);

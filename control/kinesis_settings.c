@@ -359,7 +359,7 @@ kinesis_commitment_put(struct kinesis *k, const struct kinesis_commitment *c)
 		c->status, c->started_ms, c->earliest_end_ms, c->ended_ms,
 	};
 
-	return metadata_account_set(k->md, KINESIS_COMMITMENT_KEY, v, ARRAY_SIZE(v));
+	return kinesis_md_account_set(k, KINESIS_COMMITMENT_KEY, v, ARRAY_SIZE(v));
 }
 
 static void

@@ -1077,7 +1077,7 @@ metadata_policy_put(struct metadata *md, uint32_t stream_id, const char *resourc
 	if (rc != 0)
 		return rc;
 	sqlite3_bind_text(stmt, 3, policy, (int)size, SQLITE_TRANSIENT);
-	return metadata_step_done(md, stmt);
+	return metadata_changed(md, metadata_step_done(md, stmt), METADATA_CHANGE_POLICIES);
 }
 
 int
@@ -1120,7 +1120,7 @@ metadata_policy_delete(struct metadata *md, uint32_t stream_id, const char *reso
 	rc = metadata_step_done(md, stmt);
 	if (rc == 0 && sqlite3_changes(md->db) == 0)
 		rc = -ENOENT;
-	return rc;
+	return metadata_changed(md, rc, METADATA_CHANGE_POLICIES);
 }
 
 int
@@ -1170,7 +1170,7 @@ metadata_consumer_add(struct metadata *md, uint32_t stream_id, const char *name,
 				   " VALUES(?, ?, ?)", stream_id, name, name_size, created_ms);
 	for (size_t i = 0; rc == 0 && i < tag_count; i++)
 		rc = metadata_tag_upsert(md, stream_id, name, &tags[i]);
-	return metadata_end(md, rc);
+	return metadata_changed(md, metadata_end(md, rc), METADATA_CHANGE_CONSUMERS);
 }
 
 int
@@ -1186,7 +1186,7 @@ metadata_consumer_remove(struct metadata *md, uint32_t stream_id, const char *na
 	if (rc == 0)
 		rc = metadata_consumer_run(md, "DELETE FROM consumer_tags WHERE stream_id = ? AND"
 					   " consumer = ?", stream_id, name, name_size, 0);
-	return metadata_end(md, rc);
+	return metadata_changed(md, metadata_end(md, rc), METADATA_CHANGE_CONSUMERS);
 }
 
 int
@@ -1217,8 +1217,9 @@ metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key
 	int rc;
 
 	if (key_ref == NULL)
-		return metadata_run3(md, "DELETE FROM stream_encryption WHERE stream_id = ?",
-				     stream_id, 0, 0);
+		return metadata_changed(md, metadata_run3(md, "DELETE FROM stream_encryption WHERE"
+							  " stream_id = ?", stream_id, 0, 0),
+					METADATA_CHANGE_STREAM_UPDATED);
 	rc = metadata_prepare(md, "INSERT OR REPLACE INTO stream_encryption(stream_id, key_ref,"
 			      " key_name) VALUES(?, ?, ?)", &stmt);
 	if (rc != 0)
@@ -1229,7 +1230,7 @@ metadata_encryption_set(struct metadata *md, uint32_t stream_id, const char *key
 	if (sqlite3_step(stmt) != SQLITE_DONE)
 		rc = metadata_fail(md, "set stream encryption");
 	sqlite3_finalize(stmt);
-	return rc;
+	return metadata_changed(md, rc, METADATA_CHANGE_STREAM_UPDATED);
 }
 
 int

@@ -224,7 +224,8 @@ int metadata_encryption_list(struct metadata *md, metadata_encryption_fn *fn, vo
  *
  * Every committed change that moves the route table (a stream created, marked
  * deleting or removed; a reshard changing the open shards), a shard's end (its
- * close recorded) or a stream's retention, mode or settings is published by the
+ * close recorded), a stream's retention, mode or settings, a consumer or a resource
+ * policy is published by the
  * function that committed it, after the commit: callers cannot forget to announce
  * one. A watch sees the changes of the kinds in its mask as a generation counter
  * (how many so far) and an eventfd that is readable while the counter moved past
@@ -246,10 +247,15 @@ enum metadata_change {
 	METADATA_CHANGE_STREAM_DELETED = 1u << 2,
 	METADATA_CHANGE_RESHARDED = 1u << 3,     /* metadata_reshard: open shards changed. */
 	METADATA_CHANGE_SHARD_CLOSED = 1u << 4,  /* metadata_shard_closed: an end recorded. */
-	/* retention, mode or a setting (metadata_*_set): a cluster node's Kinesis layer follows. */
+	/* retention, mode, a setting or encryption (metadata_*_set): a cluster node's Kinesis
+	 * layer follows. */
 	METADATA_CHANGE_STREAM_UPDATED = 1u << 5,
+	/* A consumer added or removed, a resource policy put or deleted: a cluster node's
+	 * consumer table and policy index follow (kinesis_cluster.c). */
+	METADATA_CHANGE_CONSUMERS = 1u << 6,
+	METADATA_CHANGE_POLICIES = 1u << 7,
 };
-#define METADATA_CHANGE_KINDS 6u
+#define METADATA_CHANGE_KINDS 8u
 /* The changes that alter the route table (streams not deleting, their open shards). */
 #define METADATA_CHANGES_ROUTING (METADATA_CHANGE_STREAM_CREATED | \
 				  METADATA_CHANGE_STREAM_DELETING | \
@@ -355,6 +361,16 @@ int metadata_cluster_consumer_add(struct metadata_cluster *mc, const char *strea
 				  const struct metadata_tag *tags, size_t tag_count);
 int metadata_cluster_consumer_remove(struct metadata_cluster *mc, const char *stream,
 				     const char *name);
+/* Encryption at rest of the stream (key_ref NULL: off): the record's KeyId and key name. */
+int metadata_cluster_encryption_set(struct metadata_cluster *mc, const char *name,
+				    const char *key_ref, const char *key_name);
+/*
+ * An account-wide setting (metadata_account_set's) for the whole cluster: etcd's
+ * account/<name> (at most 8 integers, each within +-2^53), then every cache's meta
+ * table. -EINVAL (too many, a name of 64 bytes or more or with '/'), -ERANGE, etcd's.
+ */
+int metadata_cluster_account_set(struct metadata_cluster *mc, const char *name,
+				 const int64_t *values, size_t count);
 /*
  * A reshard as one etcd transaction (docs/CLUSTER.md "Resharding in cluster mode"):
  * on stream `name` (id `stream_id`) still holding `old_count` shard indexes, the

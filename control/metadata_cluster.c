@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
 #include <openssl/rand.h>
 
 #include "cluster/cluster.h"
@@ -36,6 +37,11 @@
 /* /sluice/<cluster>/consumers/<stream>/<name> fits (cluster/'s own keys are private to it). */
 #define MC_PREFIX_SIZE (CLUSTER_NAME_SIZE + 16)
 #define MC_KEY_SIZE (MC_PREFIX_SIZE + 2 * CLUSTER_STREAM_NAME_SIZE + 16)
+/* account/<key>: the integers of one account setting (UpdateAccountSettings: 4). */
+#define MC_ACCOUNT_VALUES_MAX 8u
+#define MC_ACCOUNT_KEY_SIZE 64u
+/* Exact in a JSON number (a double): ms timestamps and small enums are far inside. */
+#define MC_ACCOUNT_VALUE_ABS_MAX ((int64_t)1 << 53)
 /* Tags listed per resource when diffing (Kinesis: 50 per stream or consumer). */
 #define MC_TAGS_MAX CLUSTER_STREAM_TAGS_MAX
 
@@ -343,6 +349,38 @@ apply_policy(struct metadata_cluster *mc, uint32_t id, const char *resource, con
 	return rc;
 }
 
+struct mc_encryption {
+	uint32_t stream_id;
+	bool found;
+	bool same;
+	const struct cluster_stream *s;
+};
+
+static int
+encryption_find(void *arg, uint32_t stream_id, const char *key_ref, const char *key_name)
+{
+	struct mc_encryption *e = arg;
+
+	if (stream_id != e->stream_id)
+		return 0;
+	e->found = true;
+	e->same = e->s->key_ref != NULL && strcmp(key_ref, e->s->key_ref) == 0 &&
+		  strcmp(key_name, e->s->key_name) == 0;
+	return 0;
+}
+
+/* The stream's encryption made equal to the record's (a reference: no key material). */
+static int
+apply_encryption(struct metadata_cluster *mc, const struct cluster_stream *s)
+{
+	struct mc_encryption e = { .stream_id = s->stream_id, .s = s };
+	int rc = metadata_encryption_list(mc->w, encryption_find, &e);
+
+	if (rc != 0 || (e.found ? e.same : s->key_ref == NULL))
+		return rc;
+	return metadata_encryption_set(mc->w, s->stream_id, s->key_ref, s->key_name);
+}
+
 /* Makes SQLite hold `s` as etcd does (the view loaded). */
 static int
 apply_stream(struct metadata_cluster *mc, const struct cluster_stream *s)
@@ -370,6 +408,8 @@ apply_stream(struct metadata_cluster *mc, const struct cluster_stream *s)
 		rc = apply_tags(mc, s->stream_id, "", s->tags, s->tag_count);
 	if (rc == 0)
 		rc = apply_policy(mc, s->stream_id, "", s->policy);
+	if (rc == 0)
+		rc = apply_encryption(mc, s);
 	return rc;
 }
 
@@ -428,6 +468,51 @@ remove_consumer(struct metadata_cluster *mc, uint32_t stream_id, const char *nam
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* ---- Account settings ------------------------------------------------------------------ */
+
+/*
+ * account/<key> = a JSON array of integers (metadata_account_set's values), applied to
+ * the cache's meta table. Kept by this file, as iterator_secret is: cluster/'s records
+ * are streams and consumers. 1: not an account key; -EPROTO: unreadable.
+ */
+static int
+apply_account(struct metadata_cluster *mc, const struct etcd_kv *kv, bool deleted)
+{
+	const char *name = kv->key + strlen(mc->prefix);
+	int64_t values[MC_ACCOUNT_VALUES_MAX];
+	const cJSON *item;
+	const cJSON *list;
+	cJSON *json;
+	size_t count = 0;
+	int rc = 0;
+
+	if (strncmp(kv->key, mc->prefix, strlen(mc->prefix)) != 0 ||
+	    strncmp(name, "account/", 8) != 0)
+		return 1;
+	name += 8;
+	/* Never deleted by sluiced: a delete made by hand leaves the cache as it is. */
+	if (deleted)
+		return 0;
+	json = cJSON_ParseWithLength((const char *)kv->value, kv->value_size);
+	if (!cJSON_IsArray(json) || strlen(name) >= MC_ACCOUNT_KEY_SIZE ||
+	    cJSON_GetArraySize(json) > (int)MC_ACCOUNT_VALUES_MAX)
+		rc = -EPROTO;
+	list = rc == 0 ? json : NULL;
+	cJSON_ArrayForEach(item, list) {
+		double v = cJSON_IsNumber(item) ? item->valuedouble : 0.5;
+
+		/* In range first (NaN is not): only then is the cast to an integer defined. */
+		if (!(v <= (double)MC_ACCOUNT_VALUE_ABS_MAX &&
+		      v >= -(double)MC_ACCOUNT_VALUE_ABS_MAX) || v != (double)(int64_t)v) {
+			rc = -EPROTO;
+			break;
+		}
+		values[count++] = (int64_t)v;
+	}
+	cJSON_Delete(json);
+	return rc == 0 ? metadata_account_set(mc->w, name, values, count) : rc;
+}
+
 /* ---- Keys, full reads, the watch ---------------------------------------------------- */
 
 static void
@@ -459,8 +544,13 @@ apply_kv(struct metadata_cluster *mc, const struct etcd_kv *kv, bool deleted)
 	struct cluster_consumer c;
 	enum cluster_meta_key kind = cluster_meta_decode(mc->cluster, kv, deleted, &s, &c);
 	struct mc_stream *v;
-	int rc = 0;
+	int rc = kind == CLUSTER_META_OTHER ? apply_account(mc, kv, deleted) : 0;
 
+	if (rc == 0 && kind == CLUSTER_META_OTHER)
+		count_status(mc, 1, 0, 0);   /* An account setting applied. */
+	if (rc == -EPROTO)
+		kind = CLUSTER_META_MALFORMED;
+	rc = rc == 1 || rc == -EPROTO ? 0 : rc;
 	if (kind == CLUSTER_META_MALFORMED) {
 		diag_warn("metadata", "etcd key %s: unreadable, skipped", kv->key);
 		count_status(mc, 0, 1, -EPROTO);
@@ -609,7 +699,8 @@ follow(struct metadata_cluster *mc)
 		if (events[i].kv.mod_revision > revision)
 			revision = events[i].kv.mod_revision;
 		/* Placement and nodes share the prefix: skipped before touching SQLite. */
-		if (strncmp(rest, "streams/", 8) != 0 && strncmp(rest, "consumers/", 10) != 0)
+		if (strncmp(rest, "streams/", 8) != 0 && strncmp(rest, "consumers/", 10) != 0 &&
+		    strncmp(rest, "account/", 8) != 0)
 			continue;
 		/* Fresh for each: a delete or a new stream changes what the next is compared with. */
 		rc = view_load(mc);
@@ -989,6 +1080,39 @@ metadata_cluster_setting_set(struct metadata_cluster *mc, const char *name,
 	return update_stream(mc, name, modify_setting, &set);
 }
 
+struct mc_encryption_change {
+	const char *key_ref;   /* NULL: off. */
+	const char *key_name;
+};
+
+static int
+modify_encryption(struct cluster_stream *s, const void *arg)
+{
+	const struct mc_encryption_change *ch = arg;
+	char *ref = ch->key_ref != NULL ? strdup(ch->key_ref) : NULL;
+	char *name = ch->key_ref != NULL ? strdup(ch->key_name) : NULL;
+
+	if (ch->key_ref != NULL && (ref == NULL || name == NULL)) {
+		free(ref);
+		free(name);
+		return -ENOMEM;
+	}
+	free(s->key_ref);
+	free(s->key_name);
+	s->key_ref = ref;
+	s->key_name = name;
+	return 0;
+}
+
+int
+metadata_cluster_encryption_set(struct metadata_cluster *mc, const char *name,
+				const char *key_ref, const char *key_name)
+{
+	struct mc_encryption_change ch = { .key_ref = key_ref, .key_name = key_name };
+
+	return update_stream(mc, name, modify_encryption, &ch);
+}
+
 /* ---- Reshards (docs/CLUSTER.md "Resharding in cluster mode") ------------------------- */
 
 struct mc_reshard {
@@ -1322,6 +1446,37 @@ metadata_cluster_consumer_remove(struct metadata_cluster *mc, const char *stream
 
 	pthread_mutex_lock(&mc->write_lock);
 	rc = cluster_consumer_delete(mc->write_client, mc->cluster, stream, name, &revision);
+	pthread_mutex_unlock(&mc->write_lock);
+	return rc == 0 ? metadata_cluster_wait(mc, revision) : rc;
+}
+
+/* ---- Account settings ------------------------------------------------------------------- */
+
+int
+metadata_cluster_account_set(struct metadata_cluster *mc, const char *name,
+			     const int64_t *values, size_t count)
+{
+	char key[MC_PREFIX_SIZE + 8 + MC_ACCOUNT_KEY_SIZE];
+	char text[MC_ACCOUNT_VALUES_MAX * 24 + 2];
+	size_t used = 1;
+	int64_t revision = 0;
+	int rc;
+
+	if (count > MC_ACCOUNT_VALUES_MAX || strlen(name) >= MC_ACCOUNT_KEY_SIZE ||
+	    strchr(name, '/') != NULL)
+		return -EINVAL;
+	snprintf(key, sizeof(key), "%saccount/%s", mc->prefix, name);
+	text[0] = '[';
+	for (size_t i = 0; i < count; i++) {
+		if (values[i] > MC_ACCOUNT_VALUE_ABS_MAX || values[i] < -MC_ACCOUNT_VALUE_ABS_MAX)
+			return -ERANGE;
+		used += (size_t)snprintf(text + used, sizeof(text) - used, "%s%lld",
+					 i > 0 ? "," : "", (long long)values[i]);
+	}
+	snprintf(text + used, sizeof(text) - used, "]");
+	/* The whole setting in one put: the last writer's wins, as on one node. */
+	pthread_mutex_lock(&mc->write_lock);
+	rc = etcd_put(mc->write_client, key, text, strlen(text), 0, &revision);
 	pthread_mutex_unlock(&mc->write_lock);
 	return rc == 0 ? metadata_cluster_wait(mc, revision) : rc;
 }

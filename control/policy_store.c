@@ -174,6 +174,13 @@ policy_slot_victim(struct policy_store *ps)
 	return victim;
 }
 
+static void
+policy_store_full(char *message, size_t message_size)
+{
+	snprintf(message, message_size, "This appliance holds %u resource policies, its limit",
+		 POLICY_STORE_POLICIES_MAX);
+}
+
 int
 policy_store_put(struct policy_store *ps, uint32_t stream_id, const char *name,
 		 const char *json, size_t size, char *message, size_t message_size)
@@ -189,8 +196,7 @@ policy_store_put(struct policy_store *ps, uint32_t stream_id, const char *name,
 		return rc;
 	rc = policy_key_add(ps, key);
 	if (rc != 0) {
-		snprintf(message, message_size, "This appliance holds %u resource policies, its "
-			 "limit", POLICY_STORE_POLICIES_MAX);
+		policy_store_full(message, message_size);
 		return rc;
 	}
 	rc = metadata_policy_put(ps->md, stream_id, name, json, size);
@@ -204,6 +210,36 @@ policy_store_put(struct policy_store *ps, uint32_t stream_id, const char *name,
 	strcpy(slot->name, name);
 	slot->used_tick = ++ps->tick;
 	return 0;
+}
+
+int
+policy_store_check(struct policy_store *ps, uint32_t stream_id, const char *name,
+		   const char *json, size_t size, char *message, size_t message_size)
+{
+	struct policy_slot *slot = policy_slot_victim(ps);
+	bool found;
+	int rc;
+
+	assert(strlen(name) <= POLICY_STORE_NAME_SIZE_MAX);
+	slot->valid = false;   /* Parsed into, never kept: the cache's apply is what stores. */
+	rc = policy_parse(&slot->policy, json, size, message, message_size);
+	if (rc != 0)
+		return rc;
+	policy_key_search(ps, policy_key_of(stream_id, name), &found);
+	if (!found && ps->key_count == POLICY_STORE_POLICIES_MAX) {
+		policy_store_full(message, message_size);
+		return -EDQUOT;
+	}
+	return 0;
+}
+
+int
+policy_store_reload(struct policy_store *ps)
+{
+	ps->key_count = 0;
+	for (uint32_t i = 0; i < POLICY_STORE_CACHE_SLOTS; i++)
+		ps->slots[i].valid = false;
+	return metadata_policies(ps->md, policy_store_load_one, ps);
 }
 
 static int

@@ -46,6 +46,17 @@ void policy_store_close(struct policy_store *ps);
 int policy_store_put(struct policy_store *ps, uint32_t stream_id, const char *name,
 		     const char *json, size_t size, char *message, size_t message_size);
 
+/*
+ * Cluster mode, where etcd stores policies (metadata_cluster_policy_put) and the
+ * node's cache writes SQLite: check validates `json` as put would and refuses a new
+ * resource past POLICY_STORE_POLICIES_MAX (-EINVAL, -E2BIG, -EDQUOT; message set),
+ * storing nothing; reload rebuilds the index from SQLite and drops every compiled
+ * policy (after a change another node or this one made). -EIO, -E2BIG.
+ */
+int policy_store_check(struct policy_store *ps, uint32_t stream_id, const char *name,
+		       const char *json, size_t size, char *message, size_t message_size);
+int policy_store_reload(struct policy_store *ps);
+
 /* Removes the resource's policy. -ENOENT when it has none. */
 int policy_store_delete(struct policy_store *ps, uint32_t stream_id, const char *name);
 

@@ -58,7 +58,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/base.h"
 #include "common/crc32c.h"
@@ -281,13 +283,25 @@ log_shard_watermark_set(struct log *log, uint64_t shard_id, uint64_t seq)
 	struct log_shard *shard;
 	int err = 0;
 
+	uint64_t one = 1;
+	bool moved = false;
+
 	pthread_mutex_lock(&log->index_lock);
 	shard = log_shard_find(log, shard_id);
-	if (shard == NULL)
+	if (shard == NULL) {
 		err = -ENOENT;
-	else
+	} else {
+		moved = seq > shard->seq_watermark;
 		shard->seq_watermark = seq;
+	}
 	pthread_mutex_unlock(&log->index_lock);
+	/*
+	 * Readers waiting for a shard (SubscribeToShard) wake as the writer wakes them at
+	 * local durability: on a replicated log, records become readable here instead.
+	 */
+	if (moved && atomic_load_explicit(&log->durable_armed, memory_order_acquire) &&
+	    write(log->durable_fd, &one, sizeof(one)) < 0)
+		one = 1;
 	return err;
 }
 

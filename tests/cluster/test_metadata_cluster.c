@@ -502,6 +502,46 @@ Test(metadata_cluster, unreadable_keys_are_skipped_and_counted)
 	free(text);
 }
 
+#define ACCOUNT_PREFIX "/sluice/" CLUSTER "/account/"
+
+/*
+ * An account setting written through one node is in every cache's meta table (and in a
+ * restarted node's); unreadable values are skipped and counted, and change nothing.
+ */
+Test(metadata_cluster, account_settings_reach_every_cache_and_bad_ones_are_counted)
+{
+	static const char *const bad[][2] = {
+		{ ACCOUNT_PREFIX "text", "not json" },
+		{ ACCOUNT_PREFIX "half", "[1.5]" },
+		{ ACCOUNT_PREFIX "huge", "[1e300]" },
+		{ ACCOUNT_PREFIX "many", "[1,2,3,4,5,6,7,8,9]" },
+	};
+	const int64_t want[4] = { 1, 1765000000123, -(1ll << 53), 0 };
+	const int64_t wide[1] = { (1ll << 53) + 1 };
+	struct metadata_cluster_status st;
+	int64_t got[4];
+
+	for (uint32_t i = 0; i < 4; i++)
+		cr_assert_eq(etcd_put(client, bad[i][0], bad[i][1], strlen(bad[i][1]), 0, NULL), 0);
+	cr_assert_eq(metadata_cluster_account_set(nodes[0].mc, "commit", want, 4), 0);
+	cr_assert_eq(metadata_cluster_account_set(nodes[0].mc, "wide", wide, 1), -ERANGE);
+	cr_assert_eq(metadata_cluster_account_set(nodes[0].mc, "a/b", want, 1), -EINVAL);
+	converge();
+	node_stop(&nodes[2]);
+	node_start(&nodes[2]);   /* Its full read applies the key too. */
+	for (uint32_t i = 0; i < NODES; i++) {
+		cr_assert_eq(metadata_account_get(nodes[i].md, "commit", got, 4), 0, "node %u", i);
+		cr_assert_arr_eq(got, want, sizeof(want), "node %u", i);
+		for (uint32_t j = 0; j < 4; j++) {
+			const char *name = bad[j][0] + strlen(ACCOUNT_PREFIX);
+
+			cr_assert_eq(metadata_account_get(nodes[i].md, name, got, 1), -ENOENT);
+		}
+		metadata_cluster_status(nodes[i].mc, &st);
+		cr_assert_eq(st.bad_keys, 4, "node %u: %llu", i, (unsigned long long)st.bad_keys);
+	}
+}
+
 static void *
 tag_race(void *arg)
 {

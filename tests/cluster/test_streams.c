@@ -32,6 +32,7 @@ record(void)
 		.retention_hours = 48, .created_ms = 1700000000123ull, .shard_metrics = 3,
 		.max_record_kib = 2048, .warm_mibps = 10, .shard_count = 2, .shards = shards,
 		.tag_count = 1, .tags = tags, .policy = "{\"Version\":\"2012-10-17\"}",
+		.key_ref = "alias/aws/kinesis", .key_name = "key-1",
 	};
 }
 
@@ -73,6 +74,8 @@ Test(cluster_streams, a_record_round_trips_exactly)
 	cr_assert_str_eq(out.tags[0].key, "team");
 	cr_assert_str_eq(out.tags[0].value, "ingest \"x\"");
 	cr_assert_str_eq(out.policy, in.policy);
+	cr_assert_str_eq(out.key_ref, "alias/aws/kinesis");
+	cr_assert_str_eq(out.key_name, "key-1");
 	cluster_stream_free(&out);
 	free(text);
 }
@@ -152,6 +155,9 @@ Test(cluster_streams, malformed_names_and_values_are_refused_whole)
 		{ "\"seq_end\":\"0\"", "\"seq_end\":\"18446744073709551616\"" },
 		{ "\"team\":\"ingest \\\"x\\\"\"", "\"team\":5" },
 		{ "\"policy\":\"", "\"policy\":[\"" },
+		{ "\"key_ref\":\"", "\"key_ref\":[\"" },
+		/* A key reference without its name. */
+		{ "\"key_name\":\"key-1\"", "\"key_nameless\":\"key-1\"" },
 	};
 	for (size_t i = 0; i < sizeof(breaks) / sizeof(breaks[0]); i++) {
 		char broken[4096];

@@ -5,8 +5,8 @@
  * by the other with the same ARN, creation time and shards; retention and tags
  * set through either are seen through both; a name is created once; a delete
  * through one ends the stream on the other; a node restarted after changes is
- * consistent; a reshard through one is followed by the other; the operations not
- * built for a cluster are refused. Waits poll
+ * consistent; a reshard through one is followed by the other; consumers, resource
+ * policies and account settings made through one node are the other's. Waits poll
  * the node (each call runs kinesis_poll) until a condition holds, with a
  * generous deadline.
  */
@@ -115,7 +115,7 @@ Test(kinesis_cluster, a_stream_made_through_one_node_is_served_by_both)
 	free(eventually(&h2, "DescribeStreamSummary", "{\"StreamName\":\"s2\"}", 200, "ACTIVE"));
 }
 
-Test(kinesis_cluster, a_restarted_node_catches_up_reshards_follow_and_unbuilt_ops_are_refused)
+Test(kinesis_cluster, a_restarted_node_catches_up_and_reshards_follow)
 {
 	char *one;
 	char *two;
@@ -151,9 +151,123 @@ Test(kinesis_cluster, a_restarted_node_catches_up_reshards_follow_and_unbuilt_op
 	harness_expect_error(&h1, "MergeShards", "{\"StreamName\":\"s1\",\"ShardToMerge\":"
 			     "\"shardId-000000000001\",\"AdjacentShardToMerge\":"
 			     "\"shardId-000000000002\"}", "ResourceInUseException", NULL);
-	harness_expect_error(&h2, "RegisterStreamConsumer", "{\"StreamARN\":\"arn\","
-			     "\"ConsumerName\":\"c\"}", "InvalidArgumentException",
-			     "RegisterStreamConsumer is not yet supported in cluster mode.");
+}
+
+/* One JSON body of string members: {"k1":"v1",...} (values escaped by cJSON). */
+static char *
+body_of(const char *k1, const char *v1, const char *k2, const char *v2)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *text;
+
+	cr_assert_not_null(o);
+	cJSON_AddStringToObject(o, k1, v1);
+	if (k2 != NULL)
+		cJSON_AddStringToObject(o, k2, v2);
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	cr_assert_not_null(text);
+	return text;
+}
+
+/* A member of an answer's object member, copied. */
+static char *
+answer_string(cJSON *answer, const char *object, const char *member)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(answer, object), member);
+
+	cr_assert(cJSON_IsString(v), "no %s.%s", object, member);
+	return strdup(v->valuestring);
+}
+
+/* PutResourcePolicy through `h`: `account`'s root may call kinesis:`action` on `arn`. */
+static void
+policy_put(struct harness *h, const char *arn, const char *account, const char *action)
+{
+	char policy[512];
+	char *body;
+
+	snprintf(policy, sizeof(policy), "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":"
+		 "\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::%s:root\"},"
+		 "\"Action\":\"kinesis:%s\",\"Resource\":\"%s\"}]}", account, action, arn);
+	body = body_of("ResourceARN", arn, "Policy", policy);
+	cJSON_Delete(harness_ok(h, "PutResourcePolicy", body));
+	free(body);
+}
+
+/*
+ * Consumers and resource policies are the cluster's (etcd's), not a node's: a consumer
+ * registered through one node is described by the other with the same ARN and
+ * creation time, a duplicate name is refused through either, a policy put through one
+ * is read back through the other, a deregistration through one ends it on both.
+ */
+Test(kinesis_cluster, consumers_and_policies_are_the_clusters)
+{
+	cJSON *r;
+	char *stream_arn;
+	char *consumer_arn;
+	char *reg;
+	char *ref;
+	char *list;
+	char *one;
+	char *two;
+	char *body;
+
+	cJSON_Delete(harness_ok(&h1, "CreateStream", "{\"StreamName\":\"s1\",\"ShardCount\":1}"));
+	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "ACTIVE"));
+	r = harness_ok(&h1, "DescribeStreamSummary", summary);
+	stream_arn = answer_string(r, "StreamDescriptionSummary", "StreamARN");
+	cJSON_Delete(r);
+
+	reg = body_of("StreamARN", stream_arn, "ConsumerName", "c1");
+	list = body_of("StreamARN", stream_arn, NULL, NULL);
+	r = harness_ok(&h1, "RegisterStreamConsumer", reg);
+	consumer_arn = answer_string(r, "Consumer", "ConsumerARN");
+	cJSON_Delete(r);
+	ref = body_of("ConsumerARN", consumer_arn, NULL, NULL);
+	two = eventually(&h2, "DescribeStreamConsumer", ref, 200, consumer_arn);
+	one = eventually(&h1, "DescribeStreamConsumer", ref, 200, consumer_arn);
+	cr_assert_str_eq(two, one);   /* ARN, status, creation time: the same bytes. */
+	free(one);
+	free(two);
+	free(eventually(&h2, "ListStreamConsumers", list, 200, consumer_arn));
+	harness_expect_error(&h2, "RegisterStreamConsumer", reg, "ResourceInUseException", NULL);
+	harness_expect_error(&h1, "RegisterStreamConsumer", reg, "ResourceInUseException", NULL);
+	body = body_of("ConsumerARN", "arn:aws:kinesis:us-east-1:000000000000:stream/s1/consumer/"
+		       "nope:1", NULL, NULL);
+	harness_expect_error(&h2, "DescribeStreamConsumer", body, "ResourceNotFoundException",
+			     NULL);
+	free(body);
+
+	/* The consumer's policy, put through node 2, read through node 1. */
+	policy_put(&h2, consumer_arn, "444455556666", "DescribeStreamConsumer");
+	body = body_of("ResourceARN", consumer_arn, NULL, NULL);
+	free(eventually(&h1, "GetResourcePolicy", body, 200, "444455556666"));
+	/* The stream's own: put through node 1, deleted through node 2, gone on node 1. */
+	policy_put(&h1, stream_arn, "777788889999", "DescribeStreamSummary");
+	two = body_of("ResourceARN", stream_arn, NULL, NULL);
+	free(eventually(&h2, "GetResourcePolicy", two, 200, "777788889999"));
+	cJSON_Delete(harness_ok(&h2, "DeleteResourcePolicy", two));
+	free(eventually(&h1, "GetResourcePolicy", two, 200, "{\"Policy\":\"{}\"}"));
+	harness_expect_error(&h1, "DeleteResourcePolicy", two, "ResourceNotFoundException", NULL);
+	free(two);
+
+	/* Deregistered through node 2: gone on node 1, its policy with it. */
+	cJSON_Delete(harness_ok(&h2, "DeregisterStreamConsumer", ref));
+	free(eventually(&h1, "DescribeStreamConsumer", ref, 400, "ResourceNotFoundException"));
+	free(eventually(&h1, "GetResourcePolicy", body, 400, "ResourceNotFoundException"));
+	harness_expect_error(&h1, "DeregisterStreamConsumer", ref, "ResourceNotFoundException",
+			     NULL);
+	/* The name is free again, through either node. */
+	cJSON_Delete(harness_ok(&h1, "RegisterStreamConsumer", reg));
+	free(eventually(&h2, "ListStreamConsumers", list, 200, "\"c1\""));
+	free(body);
+	free(stream_arn);
+	free(consumer_arn);
+	free(reg);
+	free(ref);
+	free(list);
 }
 
 /*
@@ -174,4 +288,32 @@ Test(kinesis_cluster, another_nodes_create_wakes_an_idle_node)
 		     "an idle node was not woken by another node's CreateStream");
 	kinesis_poll(h2.k, clock_real_ns());
 	free(eventually(&h2, "DescribeStreamSummary", "{\"StreamName\":\"s3\"}", 200, "ACTIVE"));
+}
+
+/*
+ * UpdateAccountSettings is the cluster's: a commitment started through one node is
+ * described identically (status and times) by the other, and its end asked through the
+ * other is seen by the first.
+ */
+Test(kinesis_cluster, account_settings_are_the_clusters)
+{
+	static const char enable[] = "{\"MinimumThroughputBillingCommitment\":"
+				     "{\"Status\":\"ENABLED\"}}";
+	static const char disable[] = "{\"MinimumThroughputBillingCommitment\":"
+				      "{\"Status\":\"DISABLED\"}}";
+	char *one;
+	char *two;
+
+	free(eventually(&h2, "DescribeAccountSettings", "{}", 200, "\"DISABLED\""));
+	cJSON_Delete(harness_ok(&h1, "UpdateAccountSettings", enable));
+	two = eventually(&h2, "DescribeAccountSettings", "{}", 200, "\"ENABLED\"");
+	one = eventually(&h1, "DescribeAccountSettings", "{}", 200, "\"ENABLED\"");
+	cr_assert_str_eq(two, one);   /* StartedAt and EarliestAllowedEndAt too. */
+	cr_assert(strstr(one, "StartedAt") != NULL, "%s", one);
+	free(one);
+	free(two);
+	/* Its earliest end is far ahead: DISABLED through node 2 makes it end then. */
+	cJSON_Delete(harness_ok(&h2, "UpdateAccountSettings", disable));
+	free(eventually(&h1, "DescribeAccountSettings", "{}", 200,
+			"ENABLED_UNTIL_EARLIEST_ALLOWED_END"));
 }
