@@ -234,8 +234,6 @@ enum kinesis_op_flags {
 	KINESIS_OP_STREAM = 1u << 0,
 	/* Changes streams, shards, tags or records (for access checks: not for reads). */
 	KINESIS_OP_MUTATING = 1u << 1,
-	/* Not built for cluster mode yet: refused there (kinesis_cluster.c). */
-	KINESIS_OP_LOCAL = 1u << 2,
 };
 
 struct kinesis_req;
@@ -361,9 +359,6 @@ void kinesis_out_shard(struct api_out *out, const struct kinesis_shard *shard);
 
 /* ---- Cluster mode (kinesis_cluster.c): writes through etcd, following other nodes ---- */
 
-/* Refuses (InvalidArgumentException) an operation not built for cluster mode; true if it did. */
-bool kinesis_cluster_refused(struct kinesis *k, struct api_call *call,
-			     const struct kinesis_op *op);
 /* Cluster mode: brings the streams in memory in line with the cache when it changed. */
 void kinesis_cluster_follow(struct kinesis *k);
 /*

@@ -1,16 +1,17 @@
 /*
  * kinesis_cluster.c - the Kinesis actions in cluster mode (docs/CLUSTER.md "Stream
  * metadata"): their metadata writes go to etcd (metadata_cluster_*, which returns once
- * this node's cache holds them), the streams in memory follow what other nodes changed
- * (kinesis_cluster_follow, from kinesis_poll), and the operations not built for a
- * cluster are refused before they run. In single-node mode every write is SQLite's.
+ * this node's cache holds them) and the streams in memory follow what other nodes changed
+ * (kinesis_cluster_follow, from kinesis_poll). In single-node mode every write is
+ * SQLite's.
  *
  * What follows other nodes: streams created and deleted, retention, mode and settings,
  * reshards (new shard indexes, parents closing, their cuts), consumers (the table in memory,
  * kinesis_consumers_follow) and the resource policies' index (policy_store_reload),
  * encryption (kinesis_encryption_follow: memory and the log); tags and account settings
- * are read from the store at each call. Every action runs in cluster mode; what is still
- * refused is refused inside its handler (a SubscribeToShard on a node holding no replica).
+ * are read from the store at each call. Every action runs in cluster mode (a
+ * SubscribeToShard only on a node holding a replica of the shard: its handler refuses
+ * it elsewhere).
  *
  * Reshards (docs/CLUSTER.md "Resharding in cluster mode"): the action's node writes
  * the children and the parents "closing" in one etcd transaction; the parent's
@@ -32,16 +33,6 @@
 
 /* New streams adopted per follow pass; more wait for the next pass. */
 #define KINESIS_FOLLOW_NEW_MAX 64u
-
-bool
-kinesis_cluster_refused(struct kinesis *k, struct api_call *call, const struct kinesis_op *op)
-{
-	if (k->mc == NULL || (op->flags & KINESIS_OP_LOCAL) == 0)
-		return false;
-	kinesis_error(call, "InvalidArgumentException", "%s is not yet supported in cluster mode.",
-		      op->name);
-	return true;
-}
 
 /* ---- Writes ---------------------------------------------------------------------- */
 

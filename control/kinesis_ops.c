@@ -35,7 +35,6 @@
 	  .stream_name = OP##_STREAM_NAME, .stream_arn = OP##_STREAM_ARN }
 
 #define MUT KINESIS_OP_MUTATING
-#define LOCAL KINESIS_OP_LOCAL
 
 /* Sorted by name, as the model lists them. */
 static const struct kinesis_op kinesis_ops[] = {
@@ -86,7 +85,6 @@ static const struct kinesis_op kinesis_ops[] = {
 };
 
 #undef MUT
-#undef LOCAL
 
 /* ---- Replies ------------------------------------------------------------ */
 
@@ -212,8 +210,6 @@ kinesis_op_run(struct kinesis *k, struct api_call *call, const struct api_reques
 		.k = k, .call = call, .req = req, .op = op, .scratch = k->req_scratch,
 	};
 
-	if (kinesis_cluster_refused(k, call, op))
-		return;
 	if (!kinesis_access_begin(k, call, req, op))
 		return;
 	if (op->fast == NULL || op->fast(&r) != 0)
