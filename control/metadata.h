@@ -298,7 +298,6 @@ uint64_t metadata_changes(struct metadata *md, enum metadata_change kind);
  * their watch's latency). Errors: the SQLite functions' plus -ENOENT (no such stream
  * or consumer), -EEXIST, -EBUSY, -ETIMEDOUT (the cache did not catch up within
  * METADATA_CLUSTER_WAIT_MS: the change is in etcd and will be applied), etcd's.
- * Reshards are not built in cluster mode (-EOPNOTSUPP).
  */
 #define METADATA_CLUSTER_WAIT_MS 10000u
 
