@@ -368,7 +368,9 @@ file_write(struct sim_file *f, const void *buf, uint32_t size, uint64_t offset)
 
 	if (err != 0)
 		return err;
-	memcpy(f->vol + offset, buf, size);
+	/* A file never written has no image yet (vol NULL): NULL + 0 is undefined too. */
+	if (size > 0)
+		memcpy(f->vol + offset, buf, size);
 	for (uint64_t s = offset / LOG_SECTOR_SIZE; s * LOG_SECTOR_SIZE < offset + size; s++)
 		f->dirty[s] = 1;
 	f->size = max_u64(f->size, offset + size);
@@ -401,7 +403,7 @@ log_io_pread(struct log_io *io, uint32_t file, void *buf, uint32_t size, uint64_
 	err = sim_op_fault(io, false);
 	if (err == 0 && offset + size > f->size)
 		err = -ENODATA;
-	if (err == 0)
+	if (err == 0 && size > 0)
 		memcpy(buf, f->vol + offset, size);
 	pthread_mutex_unlock(&io->lock);
 	return err;
