@@ -387,37 +387,58 @@ kinesis_closer_start(struct kinesis *k)
 	return 0;
 }
 
-/* Queues the log close of one shard to the closer thread (started at the first). */
-int
-kinesis_closer_push(struct kinesis *k, const struct kinesis_stream *s, uint32_t index)
+/* Queues the log close of one shard; the caller holds the closer's lock and signals. */
+static int
+kinesis_closer_add(struct kinesis *k, const struct kinesis_stream *s, uint32_t index)
 {
 	struct kinesis_close c = {
 		.stream_id = s->stream_id, .shard_index = index, .log_id = s->shards[index].log_id,
 	};
+	int rc = kinesis_close_push(&k->closer->todo, &c);
+
+	k->closes_pending += rc == 0;
+	return rc;
+}
+
+/* Queues the log close of one shard to the closer thread (started at the first). */
+int
+kinesis_closer_push(struct kinesis *k, const struct kinesis_stream *s, uint32_t index)
+{
 	int rc = k->closer == NULL ? kinesis_closer_start(k) : 0;
 
 	if (rc != 0)
 		return rc;
 	pthread_mutex_lock(&k->closer->lock);
-	rc = kinesis_close_push(&k->closer->todo, &c);
-	k->closes_pending += rc == 0;
+	rc = kinesis_closer_add(k, s, index);
 	pthread_cond_signal(&k->closer->cond);
 	pthread_mutex_unlock(&k->closer->lock);
 	return rc;
 }
 
 /*
- * Queues the close of every parent the commit left close_pending. Cluster mode: none
- * here; the parents' leaders close them (kinesis_cluster_closes, wherever they are).
+ * Queues the close of every parent the commit left close_pending, all under one lock: the
+ * closer takes a reshard's parents (a merge has two) together, so one reshard costs the
+ * dataplane one cut. Cluster mode: none here; the parents' leaders close them
+ * (kinesis_cluster_closes, wherever they are).
  */
 static int
 kinesis_closer_queue(struct kinesis *k, struct kinesis_stream *s, uint32_t old_count)
 {
+	uint32_t pending = 0;
 	int rc = 0;
 
-	for (uint32_t i = 0; rc == 0 && k->mc == NULL && i < old_count; i++)
+	for (uint32_t i = 0; k->mc == NULL && i < old_count; i++)
+		pending += s->shards[i].close_pending;
+	if (pending == 0)
+		return 0;
+	if (k->closer == NULL && (rc = kinesis_closer_start(k)) != 0)
+		return rc;
+	pthread_mutex_lock(&k->closer->lock);
+	for (uint32_t i = 0; rc == 0 && i < old_count; i++)
 		if (s->shards[i].close_pending)
-			rc = kinesis_closer_push(k, s, i);
+			rc = kinesis_closer_add(k, s, i);
+	pthread_cond_signal(&k->closer->cond);
+	pthread_mutex_unlock(&k->closer->lock);
 	return rc;
 }
 
