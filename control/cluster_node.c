@@ -468,10 +468,12 @@ role_resign(struct cluster_node *n, struct node_role *r, const struct node_role 
 					   n->node_id);
 
 	r->refused_epoch = r->place.leader_epoch;
+	/* The step-down first: a refusal counted has its outcome counted (tests wait on it). */
+	if (err == 0)
+		atomic_fetch_add(&n->resigns, 1);
 	if (!noted)
 		atomic_fetch_add(&n->lead_refusals, 1);
 	if (err == 0) {
-		atomic_fetch_add(&n->resigns, 1);
 		diag_warn("cluster", "%s/%u: placed as leader in epoch %" PRId64 " without the "
 			  "records below a cut: left the in-sync set for another in-sync replica "
 			  "to lead", r->stream, r->shard, r->place.leader_epoch);

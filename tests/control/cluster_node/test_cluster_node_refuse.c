@@ -1,0 +1,326 @@
+/*
+ * cluster_node_refuse: control/cluster_node.c when the node is placed as a shard's
+ * leader and its log refuses to lead (log_epoch_begin's -ENODATA: the kept range of
+ * a cut inside a batch was given up, docs/CLUSTER.md "The in-sync set"). A real log
+ * (io_uring) in a temporary directory, a real etcd (tests/cluster/etcd_fixture.c),
+ * the node's own metadata cache, and a second member (node 2) with no data path.
+ *
+ * The test holds the controller election itself, so only it places: shard 0 names
+ * node 1 leader with isr [1, 2], shard 1 with isr [1] alone. Node 1 must step out of
+ * shard 0's isr and leadership (leader 0) and stay in shard 1's (the only in-sync
+ * copy: unled, not lossy), counting both refusals and one step-down. Then the test
+ * gives the election up; the member that wins places node 2 as shard 0's leader in a
+ * newer epoch and leaves shard 1 as it is. Every wait is on a condition.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <criterion/criterion.h>
+
+#include "cluster/cluster.h"
+#include "common/clock.h"
+#include "common/diag.h"
+#include "control/cluster_node.h"
+#include "control/config.h"
+#include "control/metadata.h"
+#include "control/metrics.h"
+#include "nvme-log/log.h"
+#include "tests/cluster/etcd_fixture.h"
+#include "tests/replica/replica_test_util.h"
+
+#define CLUSTER "crefuse"
+#define STREAM "refuse"
+#define DEADLINE_NS (60ull * 1000000000ull)
+#define DATA 32u
+#define CONTENT 0x41u
+#define RECORDS 10u
+#define KEPT 5u          /* The cut keeps [0, KEPT): the node held them, gave them up. */
+#define EPOCH 2          /* The epoch the test places node 1 in. */
+
+static struct etcd_client *client;
+static char dir[64];
+static struct log *log_;
+static struct log_producer *producer;
+static struct metadata *md;
+static struct metadata_cluster *mc;
+static struct cluster_member *member2;
+static struct cluster_node *node;
+
+static void
+wait_ms(uint32_t ms)
+{
+	nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000l }, NULL);
+}
+
+/* A loopback port the kernel had free (node 1's replica listener needs a number). */
+static uint16_t
+free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t size = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &size), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void
+setup(void)
+{
+	struct log_config c;
+	char path[96];
+
+	diag_level_set(DIAG_WARN);
+	etcd_fixture_start();
+	cr_assert_eq(etcd_open(etcd_endpoint, 5000, &client), 0);
+	snprintf(dir, sizeof(dir), "/tmp/cfence-node-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/log", dir);
+	log_config_default(&c);
+	c.dir_path = path;
+	c.writer_thread = true;
+	c.segment_size = 16u << 20;
+	c.shards_max = 16;
+	c.watermark_gated = true;
+	cr_assert_eq(log_open(&c, &log_), 0);
+	cr_assert_eq(log_producer_open(log_, &producer), 0);
+	cr_assert_eq(metadata_open(dir, &md), 0);
+	cr_assert_eq(metadata_cluster_start(md, etcd_endpoint, CLUSTER, &mc), 0);
+}
+
+static void
+teardown(void)
+{
+	char cmd[128];
+
+	cluster_node_stop(node);
+	if (member2 != NULL)
+		cluster_member_stop(member2);
+	metadata_cluster_stop(mc);
+	metadata_close(md);
+	log_producer_close(producer);
+	log_close(log_);
+	etcd_close(client);
+	etcd_fixture_stop();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(cluster_node_refuse, .init = setup, .fini = teardown, .timeout = 180);
+
+/*
+ * The log of `shard` held records [0, RECORDS) in epoch 1 (one batch); a handshake cut
+ * it at 0 keeping [0, KEPT), and their re-append was given up: its end is 0 and it
+ * refuses to begin an epoch below KEPT.
+ */
+static void
+lacks_kept_records(uint64_t shard)
+{
+	struct log_batch *b = log_batch_get(producer);
+	struct log_completion done;
+	struct log_epoch_info ei;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint64_t end = 1;
+
+	cr_assert_eq(log_epoch_record(log_, shard, 1, 0), 0);
+	cr_assert_not_null(b);
+	raw_batch_fill(b, CONTENT, 0, RECORDS, DATA);
+	cr_assert_eq(log_batch_submit_at(producer, b, shard, 0, LOG_EPOCH_NONE, 0), 0);
+	while (log_completions_poll(producer, &done, 1) == 0) {
+		cr_assert_lt(clock_mono_ns(), deadline, "the writer completes the batch");
+		wait_ms(1);
+	}
+	cr_assert_eq(done.error, 0);
+	cr_assert_eq(log_shard_truncate_keep(log_, shard, KEPT, 1, &end), 0);
+	cr_assert_eq(end, 0, "cut at the batch's start");
+	log_shard_keep_abandon(log_, shard);
+	cr_assert_eq(log_epoch_info(log_, shard, &ei), 0);
+	cr_assert_eq(ei.kept_end, KEPT);
+}
+
+static uint32_t
+stream_create(void)
+{
+	struct metadata_shard sh[2];
+	struct metadata_stream ms = { .name = STREAM, .incarnation = 0x7000000000000009ull,
+				      .retention_hours = 24, .created_ms = 1700000000123ull,
+				      .shard_count = 2 };
+
+	for (uint32_t i = 0; i < 2; i++)
+		sh[i] = (struct metadata_shard){
+			.shard_index = i, .start = hashkey_range_start(i, 2),
+			.end = i == 0 ? hashkey_range_start(1, 2) - 1 : HASHKEY_MAX,
+			.parent = -1, .adjacent_parent = -1, .created_s = 1700000000,
+		};
+	cr_assert_eq(metadata_cluster_stream_create(mc, &ms, sh, NULL, 0), 0);
+	return ms.stream_id;
+}
+
+static void
+member_start(uint32_t id, uint16_t port)
+{
+	static char addrs[3][32];
+	struct cluster_config c = { .etcd_endpoints = etcd_endpoint, .cluster = CLUSTER,
+				    .node_id = id, .addr = addrs[0], .api_addr = addrs[1],
+				    .dp_addr = addrs[2], .lease_ttl_s = 2 };
+
+	snprintf(addrs[0], sizeof(addrs[0]), "127.0.0.1:%u", port);
+	snprintf(addrs[1], sizeof(addrs[1]), "127.0.0.1:%u", port);
+	snprintf(addrs[2], sizeof(addrs[2]), "127.0.0.1:%u", port);
+	cr_assert_eq(cluster_member_start(&c, &member2), 0);
+}
+
+static void
+node_start(void)
+{
+	static struct sluice_config config;
+
+	config_defaults(&config);
+	config.cluster_enabled = true;
+	snprintf(config.cluster_name, sizeof(config.cluster_name), "%s", CLUSTER);
+	config.cluster_node_id = 1;
+	snprintf(config.cluster_etcd_endpoints, sizeof(config.cluster_etcd_endpoints), "%s",
+		 etcd_endpoint);
+	snprintf(config.cluster_replica_listen, sizeof(config.cluster_replica_listen),
+		 "127.0.0.1:%u", free_port());
+	config.cluster_lease_ttl_s = 2;
+	config.cluster_replication_factor = 2;
+	cr_assert_eq(cluster_node_start(&config, log_, md, &node), 0);
+}
+
+/* One counter of the node's /metrics text. */
+static uint64_t
+metric(const char *name)
+{
+	static char text[1u << 16];
+	struct metrics_out out = { .data = text, .capacity = sizeof(text) };
+	char line[128];
+	const char *at;
+
+	cluster_node_render_metrics(node, &out);
+	cr_assert(!out.overflow);
+	text[out.size < sizeof(text) ? out.size : sizeof(text) - 1] = '\0';
+	snprintf(line, sizeof(line), "\n%s ", name);
+	at = strstr(text, line);
+	cr_assert_not_null(at, "%s missing", name);
+	return strtoull(at + strlen(line), NULL, 10);
+}
+
+/* Shard `shard`'s stored placement (and its mod_revision). */
+static struct cluster_shard
+placement_of(uint32_t shard)
+{
+	struct cluster_shard *s;
+	struct cluster_shard found = { 0 };
+	uint32_t count;
+
+	cr_assert_eq(cluster_placement_read(client, CLUSTER, &s, &count), 0);
+	for (uint32_t i = 0; i < count; i++)
+		if (s[i].shard == shard && strcmp(s[i].stream, STREAM) == 0)
+			found = s[i];
+	free(s);
+	cr_assert_neq(found.mod_revision, 0, "shard %u has no placement", shard);
+	return found;
+}
+
+static bool
+has(const uint32_t *ids, uint32_t count, uint32_t id)
+{
+	return placement_has(ids, count, id);
+}
+
+Test(cluster_node_refuse, a_placed_leader_without_its_kept_records_steps_down_unless_alone)
+{
+	char election[CLUSTER_KEY_SIZE];
+	struct etcd_leader fence;
+	struct cluster_shard place[2];
+	struct cluster_shard s0;
+	struct cluster_shard s1;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	int64_t lease;
+	int64_t ttl;
+	uint32_t id;
+
+	/* The test is the controller: the members never place while it holds the election. */
+	snprintf(election, sizeof(election), "/sluice/%s/controller", CLUSTER);
+	cr_assert_eq(etcd_lease_grant(client, 30, &lease, &ttl), 0);
+	cr_assert_eq(etcd_campaign(client, election, lease, "test", 4, 5000, &fence), 0);
+
+	id = stream_create();
+	lacks_kept_records(LOG_SHARD_ID(id, 0));
+	lacks_kept_records(LOG_SHARD_ID(id, 1));
+	member_start(2, free_port());
+	node_start();
+	for (;;) {
+		struct etcd_range r;
+		uint32_t n;
+
+		cr_assert_eq(etcd_get(client, "/sluice/" CLUSTER "/nodes/", true, 0, &r), 0);
+		n = r.count;
+		etcd_range_free(&r);
+		if (n == 2)
+			break;
+		cr_assert_lt(clock_mono_ns(), deadline, "both nodes register");
+		wait_ms(20);
+	}
+
+	for (uint32_t i = 0; i < 2; i++) {
+		place[i] = (struct cluster_shard){ .shard = i, .stream_id = id };
+		snprintf(place[i].stream, sizeof(place[i].stream), "%s", STREAM);
+		place[i].place = (struct placement_shard){ .leader = 1, .leader_epoch = EPOCH,
+							   .replica_count = 2 - i,
+							   .replicas = { 1, 2 }, .isr_count = 2 - i,
+							   .isr = { 1, 2 } };
+	}
+	cr_assert_eq(cluster_placement_write(client, CLUSTER, &fence, place, 2), 0);
+
+	/* Both refusals seen (the step-down's CAS is tried before either is counted). */
+	while (metric("sluice_cluster_lead_refusals_total") < 2) {
+		cr_assert_lt(clock_mono_ns(), deadline, "node 1 tries to lead both shards");
+		wait_ms(20);
+	}
+	cr_assert_eq(metric("sluice_cluster_isr_resigns_total"), 1);
+	s0 = placement_of(0);
+	cr_assert_eq(s0.place.leader, 0, "shard 0: node 1 stepped down");
+	cr_assert_eq(s0.place.leader_epoch, EPOCH);
+	cr_assert(has(s0.place.replicas, s0.place.replica_count, 1), "still a replica");
+	cr_assert_not(has(s0.place.isr, s0.place.isr_count, 1), "out of the in-sync set");
+	cr_assert(has(s0.place.isr, s0.place.isr_count, 2));
+	s1 = placement_of(1);
+	cr_assert(s1.place.leader == 1 && s1.place.isr_count == 1 && s1.place.isr[0] == 1,
+		  "shard 1: the only in-sync replica stays (leader %u, %u in sync)",
+		  s1.place.leader, s1.place.isr_count);
+
+	/* A member's controller now elects node 2 for shard 0; shard 1 waits for node 1. */
+	cr_assert_eq(etcd_resign(client, &fence), 0);
+	for (;;) {
+		s0 = placement_of(0);
+		if (s0.place.leader != 0)
+			break;
+		cr_assert_lt(clock_mono_ns(), deadline, "shard 0 is led again");
+		wait_ms(20);
+	}
+	cr_assert_eq(s0.place.leader, 2);
+	cr_assert_eq(s0.place.leader_epoch, EPOCH + 1);
+	cr_assert(has(s0.place.replicas, s0.place.replica_count, 1), "node 1 catches up");
+	s1 = placement_of(1);
+	cr_assert(s1.place.leader == 1 && s1.place.isr_count == 1 &&
+		  s1.place.leader_epoch == EPOCH, "shard 1 unchanged: its one in-sync copy");
+	cr_assert_eq(metric("sluice_cluster_isr_resigns_total"), 1);
+	printf("cluster-node-refuse: shard 0 led by node %u in epoch %" PRId64 " after node 1 "
+	       "stepped down; shard 1 stays on node 1, unled\n", s0.place.leader,
+	       s0.place.leader_epoch);
+	etcd_lease_revoke(client, lease);
+}
