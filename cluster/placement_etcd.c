@@ -9,6 +9,9 @@
  *
  * "replicas" lists the target replicas first, then any the shard is
  * leaving (placement.c); a replica outside "isr" is catching up.
+ * The shard's leader changes "isr" by compare-and-swap; a placed leader that
+ * cannot lead sets "leader" to 0 and leaves "isr" the same way; a leader's write
+ * to another key compares this one (cluster_placement_lead_fence).
  * "stream_id" names the stream record it was placed for (absent: not known);
  * the controller deletes the keys of a deleted stream in its fenced
  * transactions and replaces those of an older stream of the same name.

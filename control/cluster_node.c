@@ -10,7 +10,9 @@
  *   shard is the leader's.
  *
  *   leader == this node -> replica_lead_isr(log shard, epoch, the other replicas'
- *                          replica addresses from nodes/<id>, the in-sync ones)
+ *                          replica addresses from nodes/<id>, the in-sync ones);
+ *                          refused for records the log must hold first (-ENODATA)
+ *                       -> role_resign: leader 0, this node out of isr (one CAS)
  *   led here before, not now (another leader or a newer epoch elsewhere)
  *                       -> replica_unlead: acknowledges nothing from then on
  *

@@ -346,20 +346,29 @@ place(const char *stream, uint32_t shard, uint32_t leader, int64_t epoch, uint32
 	return revision;
 }
 
+/* The children of a one-shard stream's split: shard 0's two halves. */
+static void
+split_children(struct metadata_shard kids[2])
+{
+	hashkey_t mid = hashkey_range_start(1, 2);
+
+	kids[0] = (struct metadata_shard){ .shard_index = 1, .start = 0, .end = mid - 1,
+					   .parent = 0, .adjacent_parent = -1,
+					   .created_s = 1700000100 };
+	kids[1] = (struct metadata_shard){ .shard_index = 2, .start = mid, .end = HASHKEY_MAX,
+					   .parent = 0, .adjacent_parent = -1,
+					   .created_s = 1700000100 };
+}
+
 /* A split of a one-shard stream `name` through node 0; its id. */
 static uint32_t
 split(const char *name)
 {
-	hashkey_t mid = hashkey_range_start(1, 2);
-	struct metadata_shard kids[2] = {
-		{ .shard_index = 1, .start = 0, .end = mid - 1, .parent = 0, .adjacent_parent = -1,
-		  .created_s = 1700000100 },
-		{ .shard_index = 2, .start = mid, .end = HASHKEY_MAX, .parent = 0,
-		  .adjacent_parent = -1, .created_s = 1700000100 },
-	};
+	struct metadata_shard kids[2];
 	uint32_t closing = 0;
 	uint32_t id = 0;
 
+	split_children(kids);
 	cr_assert_eq(create(&nodes[0], name, 1, &id), 0);
 	cr_assert_eq(metadata_cluster_reshard(nodes[0].mc, name, id, 1, &closing, 1, kids, 2), 0);
 	return id;
@@ -456,17 +465,12 @@ Test(metadata_cluster, a_deposed_leaders_cut_is_not_recorded_and_its_successors_
  */
 Test(metadata_cluster, reshard_then_the_cut_recorded_and_a_racing_plan_refused)
 {
-	hashkey_t mid = hashkey_range_start(1, 2);
-	struct metadata_shard kids[2] = {
-		{ .shard_index = 1, .start = 0, .end = mid - 1, .parent = 0, .adjacent_parent = -1,
-		  .created_s = 1700000100 },
-		{ .shard_index = 2, .start = mid, .end = HASHKEY_MAX, .parent = 0,
-		  .adjacent_parent = -1, .created_s = 1700000100 },
-	};
+	struct metadata_shard kids[2];
 	uint32_t closing = 0;
 	uint32_t id = 0;
 	char *text;
 
+	split_children(kids);
 	cr_assert_eq(create(&nodes[0], "delta", 1, &id), 0);
 	cr_assert_eq(metadata_cluster_reshard(nodes[0].mc, "delta", id, 1, &closing, 1, kids, 2),
 		     0);

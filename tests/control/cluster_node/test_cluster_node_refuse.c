@@ -20,10 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <criterion/criterion.h>
 
 #include "cluster/cluster.h"
@@ -59,21 +55,6 @@ static void
 wait_ms(uint32_t ms)
 {
 	nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000l }, NULL);
-}
-
-/* A loopback port the kernel had free (node 1's replica listener needs a number). */
-static uint16_t
-free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t size = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &size), 0);
-	close(fd);
-	return ntohs(a.sin_port);
 }
 
 static void
@@ -194,7 +175,7 @@ node_start(void)
 	snprintf(config.cluster_etcd_endpoints, sizeof(config.cluster_etcd_endpoints), "%s",
 		 etcd_endpoint);
 	snprintf(config.cluster_replica_listen, sizeof(config.cluster_replica_listen),
-		 "127.0.0.1:%u", free_port());
+		 "127.0.0.1:%u", etcd_fixture_free_port());
 	config.cluster_lease_ttl_s = 2;
 	config.cluster_replication_factor = 2;
 	cr_assert_eq(cluster_node_start(&config, log_, md, &node), 0);
@@ -261,7 +242,7 @@ Test(cluster_node_refuse, a_placed_leader_without_its_kept_records_steps_down_un
 	id = stream_create();
 	lacks_kept_records(LOG_SHARD_ID(id, 0));
 	lacks_kept_records(LOG_SHARD_ID(id, 1));
-	member_start(2, free_port());
+	member_start(2, etcd_fixture_free_port());
 	node_start();
 	for (;;) {
 		struct etcd_range r;
