@@ -482,8 +482,8 @@ role_resign(struct cluster_node *n, struct node_role *r, const struct node_role 
 	} else if (!noted) {
 		diag_warn("cluster", "%s/%u: placed as leader in epoch %" PRId64 " without the "
 			  "records below a cut; %s", r->stream, r->shard, r->place.leader_epoch,
-			  err == -EBUSY ? "the only in-sync replica: stays, the shard unled until "
-			  "it holds them" : strerror(-err));
+			  err == -EBUSY ? "the only in-sync replica: stays, the shard unled (no "
+			  "unclean election)" : strerror(-err));
 	}
 }
 

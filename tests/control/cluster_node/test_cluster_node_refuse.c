@@ -2,15 +2,17 @@
  * cluster_node_refuse: control/cluster_node.c when the node is placed as a shard's
  * leader and its log refuses to lead (log_epoch_begin's -ENODATA: the kept range of
  * a cut inside a batch was given up, docs/CLUSTER.md "The in-sync set"). A real log
- * (io_uring) in a temporary directory, a real etcd (tests/cluster/etcd_fixture.c),
- * the node's own metadata cache, and a second member (node 2) with no data path.
+ * (io_uring) in a temporary directory, a real etcd (tests/cluster/etcd_fixture.c)
+ * and the node's own metadata cache, for two nodes in one process; node 2 holds the
+ * records node 1 gave up.
  *
  * The test holds the controller election itself, so only it places: shard 0 names
  * node 1 leader with isr [1, 2], shard 1 with isr [1] alone. Node 1 must step out of
  * shard 0's isr and leadership (leader 0) and stay in shard 1's (the only in-sync
  * copy: unled, not lossy), counting both refusals and one step-down. Then the test
  * gives the election up; the member that wins places node 2 as shard 0's leader in a
- * newer epoch and leaves shard 1 as it is. Every wait is on a condition.
+ * newer epoch and leaves shard 1 as it is; node 2 ships node 1 the records and puts it
+ * back in shard 0's isr. Every wait is on a condition.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -42,14 +44,18 @@
 #define KEPT 5u          /* The cut keeps [0, KEPT): the node held them, gave them up. */
 #define EPOCH 2          /* The epoch the test places node 1 in. */
 
+/* One sluiced's cluster parts: its log, its metadata cache, its cluster_node. */
+struct node {
+	char dir[64];
+	struct log *log;
+	struct log_producer *producer;
+	struct metadata *md;
+	struct metadata_cluster *mc;
+	struct cluster_node *cn;
+};
+
 static struct etcd_client *client;
-static char dir[64];
-static struct log *log_;
-static struct log_producer *producer;
-static struct metadata *md;
-static struct metadata_cluster *mc;
-static struct cluster_member *member2;
-static struct cluster_node *node;
+static struct node nodes[3];   /* By node id: 1 and 2. */
 
 static void
 wait_ms(uint32_t ms)
@@ -58,76 +64,97 @@ wait_ms(uint32_t ms)
 }
 
 static void
-setup(void)
+node_open(struct node *n)
 {
 	struct log_config c;
 	char path[96];
 
-	diag_level_set(DIAG_WARN);
-	etcd_fixture_start();
-	cr_assert_eq(etcd_open(etcd_endpoint, 5000, &client), 0);
-	snprintf(dir, sizeof(dir), "/tmp/cfence-node-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/log", dir);
+	snprintf(n->dir, sizeof(n->dir), "/tmp/cfence-node-XXXXXX");
+	cr_assert_not_null(mkdtemp(n->dir));
+	snprintf(path, sizeof(path), "%s/log", n->dir);
 	log_config_default(&c);
 	c.dir_path = path;
 	c.writer_thread = true;
 	c.segment_size = 16u << 20;
 	c.shards_max = 16;
 	c.watermark_gated = true;
-	cr_assert_eq(log_open(&c, &log_), 0);
-	cr_assert_eq(log_producer_open(log_, &producer), 0);
-	cr_assert_eq(metadata_open(dir, &md), 0);
-	cr_assert_eq(metadata_cluster_start(md, etcd_endpoint, CLUSTER, &mc), 0);
+	cr_assert_eq(log_open(&c, &n->log), 0);
+	cr_assert_eq(log_producer_open(n->log, &n->producer), 0);
+	cr_assert_eq(metadata_open(n->dir, &n->md), 0);
+	cr_assert_eq(metadata_cluster_start(n->md, etcd_endpoint, CLUSTER, &n->mc), 0);
+}
+
+static void
+node_close(struct node *n)
+{
+	char cmd[128];
+
+	cluster_node_stop(n->cn);
+	metadata_cluster_stop(n->mc);
+	metadata_close(n->md);
+	log_producer_close(n->producer);
+	log_close(n->log);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", n->dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static void
+setup(void)
+{
+	diag_level_set(DIAG_WARN);
+	etcd_fixture_start();
+	cr_assert_eq(etcd_open(etcd_endpoint, 5000, &client), 0);
+	node_open(&nodes[1]);
+	node_open(&nodes[2]);
 }
 
 static void
 teardown(void)
 {
-	char cmd[128];
-
-	cluster_node_stop(node);
-	if (member2 != NULL)
-		cluster_member_stop(member2);
-	metadata_cluster_stop(mc);
-	metadata_close(md);
-	log_producer_close(producer);
-	log_close(log_);
+	/* Node 2 first: its leader side dials node 1 (a redial per 50 ms, each logged). */
+	node_close(&nodes[2]);
+	node_close(&nodes[1]);
 	etcd_close(client);
 	etcd_fixture_stop();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	cr_assert_eq(system(cmd), 0);
 }
 
 TestSuite(cluster_node_refuse, .init = setup, .fini = teardown, .timeout = 180);
 
-/*
- * The log of `shard` held records [0, RECORDS) in epoch 1 (one batch); a handshake cut
- * it at 0 keeping [0, KEPT), and their re-append was given up: its end is 0 and it
- * refuses to begin an epoch below KEPT.
- */
+/* Appends [0, RECORDS) to `shard` of n's log in epoch 1, one batch. */
 static void
-lacks_kept_records(uint64_t shard)
+holds_records(struct node *n, uint64_t shard)
 {
-	struct log_batch *b = log_batch_get(producer);
+	struct log_batch *b = log_batch_get(n->producer);
 	struct log_completion done;
-	struct log_epoch_info ei;
 	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
-	uint64_t end = 1;
 
-	cr_assert_eq(log_epoch_record(log_, shard, 1, 0), 0);
+	cr_assert_eq(log_epoch_record(n->log, shard, 1, 0), 0);
 	cr_assert_not_null(b);
 	raw_batch_fill(b, CONTENT, 0, RECORDS, DATA);
-	cr_assert_eq(log_batch_submit_at(producer, b, shard, 0, LOG_EPOCH_NONE, 0), 0);
-	while (log_completions_poll(producer, &done, 1) == 0) {
+	cr_assert_eq(log_batch_submit_at(n->producer, b, shard, 0, LOG_EPOCH_NONE, 0), 0);
+	while (log_completions_poll(n->producer, &done, 1) == 0) {
 		cr_assert_lt(clock_mono_ns(), deadline, "the writer completes the batch");
 		wait_ms(1);
 	}
 	cr_assert_eq(done.error, 0);
-	cr_assert_eq(log_shard_truncate_keep(log_, shard, KEPT, 1, &end), 0);
+}
+
+/*
+ * Node 1's log of `shard` held [0, RECORDS); a handshake cut it at 0 keeping [0, KEPT),
+ * and their re-append was given up: its end is 0 and it refuses to begin an epoch
+ * below KEPT.
+ */
+static void
+lacks_kept_records(uint64_t shard)
+{
+	struct log_epoch_info ei;
+	uint64_t end = 1;
+
+	holds_records(&nodes[1], shard);
+	cr_assert_eq(log_shard_truncate_keep(nodes[1].log, shard, KEPT, 1, &end), 0);
 	cr_assert_eq(end, 0, "cut at the batch's start");
-	log_shard_keep_abandon(log_, shard);
-	cr_assert_eq(log_epoch_info(log_, shard, &ei), 0);
+	log_shard_keep_abandon(nodes[1].log, shard);
+	cr_assert_eq(log_epoch_info(nodes[1].log, shard, &ei), 0);
 	cr_assert_eq(ei.kept_end, KEPT);
 }
 
@@ -145,52 +172,39 @@ stream_create(void)
 			.end = i == 0 ? hashkey_range_start(1, 2) - 1 : HASHKEY_MAX,
 			.parent = -1, .adjacent_parent = -1, .created_s = 1700000000,
 		};
-	cr_assert_eq(metadata_cluster_stream_create(mc, &ms, sh, NULL, 0), 0);
+	cr_assert_eq(metadata_cluster_stream_create(nodes[1].mc, &ms, sh, NULL, 0), 0);
 	return ms.stream_id;
 }
 
 static void
-member_start(uint32_t id, uint16_t port)
+node_start(uint32_t id)
 {
-	static char addrs[3][32];
-	struct cluster_config c = { .etcd_endpoints = etcd_endpoint, .cluster = CLUSTER,
-				    .node_id = id, .addr = addrs[0], .api_addr = addrs[1],
-				    .dp_addr = addrs[2], .lease_ttl_s = 2 };
+	static struct sluice_config configs[3];
+	struct sluice_config *config = &configs[id];
 
-	snprintf(addrs[0], sizeof(addrs[0]), "127.0.0.1:%u", port);
-	snprintf(addrs[1], sizeof(addrs[1]), "127.0.0.1:%u", port);
-	snprintf(addrs[2], sizeof(addrs[2]), "127.0.0.1:%u", port);
-	cr_assert_eq(cluster_member_start(&c, &member2), 0);
-}
-
-static void
-node_start(void)
-{
-	static struct sluice_config config;
-
-	config_defaults(&config);
-	config.cluster_enabled = true;
-	snprintf(config.cluster_name, sizeof(config.cluster_name), "%s", CLUSTER);
-	config.cluster_node_id = 1;
-	snprintf(config.cluster_etcd_endpoints, sizeof(config.cluster_etcd_endpoints), "%s",
+	config_defaults(config);
+	config->cluster_enabled = true;
+	snprintf(config->cluster_name, sizeof(config->cluster_name), "%s", CLUSTER);
+	config->cluster_node_id = id;
+	snprintf(config->cluster_etcd_endpoints, sizeof(config->cluster_etcd_endpoints), "%s",
 		 etcd_endpoint);
-	snprintf(config.cluster_replica_listen, sizeof(config.cluster_replica_listen),
+	snprintf(config->cluster_replica_listen, sizeof(config->cluster_replica_listen),
 		 "127.0.0.1:%u", etcd_fixture_free_port());
-	config.cluster_lease_ttl_s = 2;
-	config.cluster_replication_factor = 2;
-	cr_assert_eq(cluster_node_start(&config, log_, md, &node), 0);
+	config->cluster_lease_ttl_s = 2;
+	config->cluster_replication_factor = 2;
+	cr_assert_eq(cluster_node_start(config, nodes[id].log, nodes[id].md, &nodes[id].cn), 0);
 }
 
 /* One counter of the node's /metrics text. */
 static uint64_t
-metric(const char *name)
+metric(uint32_t id, const char *name)
 {
 	static char text[1u << 16];
 	struct metrics_out out = { .data = text, .capacity = sizeof(text) };
 	char line[128];
 	const char *at;
 
-	cluster_node_render_metrics(node, &out);
+	cluster_node_render_metrics(nodes[id].cn, &out);
 	cr_assert(!out.overflow);
 	text[out.size < sizeof(text) ? out.size : sizeof(text) - 1] = '\0';
 	snprintf(line, sizeof(line), "\n%s ", name);
@@ -229,6 +243,7 @@ Test(cluster_node_refuse, a_placed_leader_without_its_kept_records_steps_down_un
 	struct cluster_shard place[2];
 	struct cluster_shard s0;
 	struct cluster_shard s1;
+	struct log_shard_info info;
 	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
 	int64_t lease;
 	int64_t ttl;
@@ -242,8 +257,9 @@ Test(cluster_node_refuse, a_placed_leader_without_its_kept_records_steps_down_un
 	id = stream_create();
 	lacks_kept_records(LOG_SHARD_ID(id, 0));
 	lacks_kept_records(LOG_SHARD_ID(id, 1));
-	member_start(2, etcd_fixture_free_port());
-	node_start();
+	holds_records(&nodes[2], LOG_SHARD_ID(id, 0));
+	node_start(2);
+	node_start(1);
 	for (;;) {
 		struct etcd_range r;
 		uint32_t n;
@@ -268,11 +284,11 @@ Test(cluster_node_refuse, a_placed_leader_without_its_kept_records_steps_down_un
 	cr_assert_eq(cluster_placement_write(client, CLUSTER, &fence, place, 2), 0);
 
 	/* Both refusals seen (the step-down's CAS is tried before either is counted). */
-	while (metric("sluice_cluster_lead_refusals_total") < 2) {
+	while (metric(1, "sluice_cluster_lead_refusals_total") < 2) {
 		cr_assert_lt(clock_mono_ns(), deadline, "node 1 tries to lead both shards");
 		wait_ms(20);
 	}
-	cr_assert_eq(metric("sluice_cluster_isr_resigns_total"), 1);
+	cr_assert_eq(metric(1, "sluice_cluster_isr_resigns_total"), 1);
 	s0 = placement_of(0);
 	cr_assert_eq(s0.place.leader, 0, "shard 0: node 1 stepped down");
 	cr_assert_eq(s0.place.leader_epoch, EPOCH);
@@ -299,9 +315,19 @@ Test(cluster_node_refuse, a_placed_leader_without_its_kept_records_steps_down_un
 	s1 = placement_of(1);
 	cr_assert(s1.place.leader == 1 && s1.place.isr_count == 1 &&
 		  s1.place.leader_epoch == EPOCH, "shard 1 unchanged: its one in-sync copy");
-	cr_assert_eq(metric("sluice_cluster_isr_resigns_total"), 1);
+	cr_assert_eq(metric(1, "sluice_cluster_isr_resigns_total"), 1);
+
+	/* Node 2 ships node 1 the records it lacks; caught up, it is in sync again. */
+	while (!has(s0.place.isr, s0.place.isr_count, 1)) {
+		cr_assert_lt(clock_mono_ns(), deadline, "node 1 rejoins shard 0's in-sync set");
+		wait_ms(20);
+		s0 = placement_of(0);
+	}
+	cr_assert_eq(s0.place.leader, 2);
+	cr_assert_eq(log_shard_info(nodes[1].log, LOG_SHARD_ID(id, 0), &info), 0);
+	cr_assert_geq(info.seq_local, RECORDS, "node 1 holds what it had given up");
 	printf("cluster-node-refuse: shard 0 led by node %u in epoch %" PRId64 " after node 1 "
-	       "stepped down; shard 1 stays on node 1, unled\n", s0.place.leader,
-	       s0.place.leader_epoch);
+	       "stepped down, node 1 in sync again at %" PRIu64 "; shard 1 stays on node 1, "
+	       "unled\n", s0.place.leader, s0.place.leader_epoch, info.seq_local);
 	etcd_lease_revoke(client, lease);
 }
