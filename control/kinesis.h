@@ -107,6 +107,7 @@ struct kinesis_shard {
 	bool cut_queued;         /* Its log close is on the closer thread. */
 	bool cut_here;           /* This node's log copy is closed, at cut_end. */
 	uint64_t cut_end;        /* Last seq of the copy closed here (UINT64_MAX: empty). */
+	uint64_t cut_fenced_epoch;  /* etcd refused its record: deposed in that epoch (0: no). */
 	uint64_t put_generation; /* Grouping of one PutRecords by shard (records.c). */
 	uint32_t put_tail;
 	/* Optional throttling (config shard_throttling): one-second windows. */

@@ -97,7 +97,7 @@ def history_violations(writes, detail=None):
     prev = {}
     for rev, stream, shard, v in writes:
         k = (stream, shard)
-        isr_only = isr_update(prev.get(k), v)
+        isr_only = isr_update(prev.get(k), v) or resign_update(prev.get(k), v)
         prev[k] = v
         epoch, leader = v["epoch"], v["leader"]
         if epoch < last_epoch.get(k, 0):
@@ -114,7 +114,7 @@ def history_violations(writes, detail=None):
         if not set(v["isr"]) <= set(v["replicas"]):
             invalid += 1
         if isr_only:
-            continue   # The shard's leader wrote it, not a controller.
+            continue   # The shard's (placed) leader wrote it, not a controller.
         if v["controller_epoch"] < last_controller:
             split += 1
             note("controller epoch back from %d" % last_controller, (rev, stream, shard, v))
@@ -131,6 +131,17 @@ def isr_update(before, after):
         return False
     rest = lambda v: {f: x for f, x in v.items() if f != "isr"}
     return rest(before) == rest(after) and before.get("isr") != after.get("isr")
+
+
+def resign_update(before, after):
+    """Whether a placement write is a placed leader stepping down (cluster_placement_resign:
+    its log lacks records below a cut): "leader" to 0 and that node out of "isr", the rest
+    kept, the controller_epoch too (docs/CLUSTER.md "The in-sync set")."""
+    if before is None or before["leader"] == 0 or after["leader"] != 0:
+        return False
+    rest = lambda v: {f: x for f, x in v.items() if f not in ("isr", "leader")}
+    return rest(before) == rest(after) and \
+        sorted(after["isr"]) == sorted(i for i in before["isr"] if i != before["leader"])
 
 
 def isr_shrinks(writes):
@@ -171,6 +182,12 @@ def self_check_history():
           "self-check: a deposed controller moving a leader after its successor wrote")
     check(len(isr_shrinks([w1(1, 5, (1, 2, 3)), w1(2, 5, (1, 2)), w1(3, 5, (1, 2, 3))])) == 1,
           "self-check: an in-sync set shrunk by its leader")
+    check(history_violations([w1(1, 5, (1, 2, 3)), w(2, 1, 1, 9),
+                              (3, "s", 1, dict(w1(3, 5, (2, 3))[3], leader=0))]) == (0, 0),
+          "self-check: a placed leader stepping down in a key an older controller wrote")
+    check(history_violations([w1(1, 5, (1, 2, 3)), w(2, 1, 1, 9),
+                              (3, "s", 1, dict(w1(3, 5, (1, 3))[3], leader=0))])[0] == 1,
+          "self-check: a deposed controller taking another node out, not a step-down")
 
 
 def ledger_violations(acked, reads, missing=None):
