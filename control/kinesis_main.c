@@ -116,6 +116,7 @@ kinesis_stream_adopt(struct kinesis *k, const struct metadata_stream *ms)
 	s = kinesis_stream_by_id(k, ms->stream_id);
 	if (rc == 0 && s != NULL) {
 		kinesis_stream_index(s);
+		kinesis_reshard_loaded(k, s);
 		rc = kinesis_log_retention(k, s->stream_id, s->retention_hours);
 	}
 	return rc;
@@ -303,9 +304,13 @@ kinesis_open_cluster(const struct sluice_config *config, struct log *log,
 	     metadata_secret(k->md, k->secret, sizeof(k->secret));
 	if (rc == 0)
 		rc = metadata_load(k->md, kinesis_load_stream, kinesis_load_shard, k);
-	for (uint32_t i = 0; rc == 0 && i < SLUICE_STREAMS_MAX; i++)
-		if (k->streams[i].used)
-			kinesis_stream_index(&k->streams[i]);
+	for (uint32_t i = 0; rc == 0 && i < SLUICE_STREAMS_MAX; i++) {
+		if (!k->streams[i].used)
+			continue;
+		kinesis_stream_index(&k->streams[i]);
+		if (k->mc != NULL)  /* Single-node: kinesis_reconcile closes them first. */
+			kinesis_reshard_loaded(k, &k->streams[i]);
+	}
 	if (rc == 0)
 		rc = kinesis_reconcile(k);
 	if (rc == 0)

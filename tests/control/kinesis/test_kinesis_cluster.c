@@ -377,8 +377,9 @@ cuts_fenced(struct harness *h)
  * epoch it leads with (docs/CLUSTER.md "Resharding in cluster mode"): node 1 believes
  * it leads in epoch 4 while the placement names node 2 in epoch 5 (deposed, not told
  * yet). It cuts its copy, its record is refused once (counted, the stream stays
- * UPDATING) and not tried again in that epoch. Placed again in epoch 6, it cuts and
- * records: both nodes see the stream ACTIVE.
+ * UPDATING) and not tried again in that epoch; node 2, started again meanwhile, loads
+ * the stream UPDATING and refuses a second reshard. Placed again in epoch 6, node 1
+ * cuts and records: both nodes see the stream ACTIVE.
  */
 Test(kinesis_cluster, a_deposed_leader_does_not_record_its_cut_and_records_it_when_placed_again)
 {
@@ -386,6 +387,7 @@ Test(kinesis_cluster, a_deposed_leader_does_not_record_its_cut_and_records_it_wh
 	struct kinesis_replication repl = { .acked = fake_acked, .lead_epoch = fake_lead_epoch,
 					    .doorbell_fd = doorbell };
 	struct etcd_client *client;
+	struct api_call *call;
 	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
 
 	cr_assert_geq(doorbell, 0);
@@ -412,6 +414,21 @@ Test(kinesis_cluster, a_deposed_leader_does_not_record_its_cut_and_records_it_wh
 	cr_assert_eq(cuts_fenced(&h1), 1);
 	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "\"UPDATING\""));
 	free(eventually(&h1, "DescribeStreamSummary", summary, 200, "\"UPDATING\""));
+	/*
+	 * Node 2 started again meanwhile loads the stream with its parent's close unrecorded:
+	 * UPDATING there too, from its first answer, and a second reshard through it waits.
+	 */
+	harness_restart(&h2);
+	call = harness_call(&h2, "DescribeStreamSummary", summary);
+	cr_assert_eq(call->status, 200);
+	cr_assert_not_null(memmem(call->out.data, call->out.size, "\"UPDATING\"", 10), "%.*s",
+			   (int)call->out.size, call->out.data);
+	harness_call_free(call);
+	call = harness_call(&h2, "SplitShard", "{\"StreamName\":\"s1\",\"ShardToSplit\":"
+			    "\"shardId-000000000001\",\"NewStartingHashKey\":\"500\"}");
+	cr_assert_eq(call->status, 400);
+	cr_assert_str_eq(call->type, "ResourceInUseException");
+	harness_call_free(call);
 
 	/* The controller places it again, in a newer epoch: it cuts again and records. */
 	placement_put(client, 1, 6);
