@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""
+SubscribeToShard on any node (docs/CLUSTER.md "Forwarding reads"), end to end on
+127.0.0.1: a real etcd and FOUR sluiced processes with replication_factor 3 and [auth]
+mode = sigv4, so a shard has a node that holds no replica of it (node 4 for at least
+one). boto3 subscribes through node 4 only; node 4 relays the holder's event stream.
+
+  usage: test_cluster_relay.py SLUICED
+
+Checks, for a shard node 4 holds no replica of:
+  - TRIM_HORIZON through node 4, records put (through node 4) before and while it is
+    open: every acknowledged record arrives exactly once, in order, at its acknowledged
+    SequenceNumber with its data, and the last event's ContinuationSequenceNumber is the
+    last record's (without the relay: InvalidArgumentException, not served);
+  - AT_SEQUENCE_NUMBER of the second record through node 4 starts at that record;
+  - the caller closing its stream: counted caller_left (the holder's transfer cancelled),
+    and the same consumer subscribes the shard again through node 4 (the holder's
+    subscription went with it, or ResourceInUseException would say otherwise);
+  - the loop guard: a SubscribeToShard carrying X-Sluice-Forwarded to node 4 is not
+    relayed again: 503 ServiceUnavailable;
+  - node 4's /metrics: sluice_forward_subscriptions_total{result="started"} and
+    sluice_forward_reads_total{action="SubscribeToShard",result="ok"} count the relays;
+  - the holder SIGKILLed mid-subscription: the caller's stream through node 4 ends (boto3
+    ends or raises, no hang), counted {result="failed"}, and node 4 goes on serving.
+Waits are for conditions with generous deadlines; no time is asserted.
+"""
+import os
+import signal
+import sys
+import tempfile
+import threading
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cluster_node as tcn  # noqa: E402  (its Etcd, Node, wait_for, fail)
+import test_cluster_forward as tcf  # noqa: E402  (metrics, forwarded_client, the key)
+import test_cluster_reads as tcr  # noqa: E402  (placement over RF 3, expect_error)
+
+STREAM = "relay"
+SHARDS = 4
+RF = 3
+EXTRA = tcf.SIGV4 + ["--set", "cluster.replication_factor=%d" % RF]
+BEFORE = 5   # records put before the subscription
+WHILE = 5    # and while it is open
+
+
+def shard_id(s):
+    return "shardId-%012d" % s
+
+
+def client(node):
+    return boto3.client("kinesis", endpoint_url="http://127.0.0.1:%d" % node.api,
+                        region_name="us-east-1", aws_access_key_id=tcf.KEY[0],
+                        aws_secret_access_key=tcf.KEY[1],
+                        config=botocore.config.Config(retries={"max_attempts": 0},
+                                                      read_timeout=tcn.DEADLINE_S * 2))
+
+
+def subs(node, result):
+    return tcf.metrics(node).get('sluice_forward_subscriptions_total{result="%s"}' % result, 0)
+
+
+class Reader(threading.Thread):
+    """One SubscribeToShard: its records until `want` (None: the stream's end)."""
+
+    def __init__(self, kc, arn, shard, position, want):
+        super().__init__(daemon=True)
+        self.kc, self.arn, self.shard, self.position, self.want = kc, arn, shard, position, want
+        self.records, self.error, self.ended, self.continuation = [], None, False, None
+        self.started = threading.Event()
+        self.events = 0
+
+    def run(self):
+        try:
+            r = self.kc.subscribe_to_shard(ConsumerARN=self.arn, ShardId=shard_id(self.shard),
+                                           StartingPosition=self.position)
+            self.started.set()
+            for event in r["EventStream"]:
+                e = event["SubscribeToShardEvent"]
+                self.events += 1
+                self.records += [(x["SequenceNumber"], x["Data"]) for x in e["Records"]]
+                self.continuation = e["ContinuationSequenceNumber"]
+                if self.want is not None and len(self.records) >= self.want:
+                    r["EventStream"].close()
+                    return
+            self.ended = True
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            self.error = e
+        finally:
+            self.started.set()
+
+
+def put(c, s, i):
+    """Record i of shard s through `c`, acknowledged: (seq, data)."""
+    rec = {"Data": b"relay-%d-%d" % (s, i), "PartitionKey": "k%d" % i,
+           "ExplicitHashKey": tcr.hash_key(s, i)}
+    r = tcn.wait_for("record %d of shard %d acknowledged" % (i, s), lambda: (
+        lambda a: a if "ErrorCode" not in a else None)(c.put_records(
+            StreamName=STREAM, Records=[rec])["Records"][0]))
+    if r["ShardId"] != shard_id(s):
+        tcn.fail("record %d answered for %s" % (i, r["ShardId"]))
+    return r["SequenceNumber"], rec["Data"]
+
+
+def start(kc, arn, s, position, want):
+    rd = Reader(kc, arn, s, position, want)
+    rd.start()
+    if not rd.started.wait(tcn.DEADLINE_S) or rd.error is not None:
+        tcn.fail("shard %d through node 4: the subscription did not start: %r" % (s, rd.error))
+    return rd
+
+
+def opened(kc, arn, s, position, want):
+    """A started Reader, or None while the holder still has the consumer's subscription."""
+    rd = Reader(kc, arn, s, position, want)
+    rd.start()
+    rd.started.wait(tcn.DEADLINE_S)
+    if isinstance(rd.error, botocore.exceptions.ClientError) and \
+            rd.error.response["Error"]["Code"] == "ResourceInUseException":
+        return None
+    if not rd.started.is_set() or rd.error is not None:
+        tcn.fail("shard %d through node 4: the subscription did not start: %r" % (s, rd.error))
+    return rd
+
+
+def finished(rd, what, want):
+    rd.join(tcn.DEADLINE_S * 2)
+    if rd.is_alive() or rd.error is not None:
+        tcn.fail("%s: %d records, error %r" % (what, len(rd.records), rd.error))
+    if rd.records != want:
+        tcn.fail("%s: received %s, acknowledged %s" % (what, rd.records, want))
+
+
+def main():
+    root = tempfile.mkdtemp(prefix="sluice-crelay-")
+    etcd = tcn.Etcd(root)
+    nodes = [tcn.Node(root, i, etcd, cluster="crelaytest", ttl=60, extra=EXTRA, key=tcf.KEY)
+             for i in (1, 2, 3, 4)]
+    done = False
+    try:
+        for n in nodes:
+            n.start()
+        entry = nodes[3]
+        c = client(entry)
+        c.create_stream(StreamName=STREAM, ShardCount=SHARDS)
+        for n in nodes:
+            tcn.wait_for("stream active on node %d" % n.id, lambda: tcn.stream_active(n, STREAM))
+        tcr.STREAM = STREAM
+        place = tcn.wait_for("every shard led with %d in-sync replicas" % RF,
+                             lambda: tcr.placement(nodes))
+        print("placement: %s" % place, flush=True)
+        away = [s for s in range(SHARDS) if entry.id not in place[s][1]]
+        if not away:
+            tcn.fail("node 4 holds a replica of every shard: %s" % place)
+        s = away[0]
+        arn = c.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]["StreamARN"]
+        arns = {name: c.register_stream_consumer(StreamARN=arn, ConsumerName=name)[
+            "Consumer"]["ConsumerARN"] for name in ("th", "at", "kill")}
+        for name, carn in arns.items():
+            tcn.wait_for("consumer %s active on node 4" % name, lambda: c.describe_stream_consumer(
+                ConsumerARN=carn)["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE")
+        acked = [put(c, s, i) for i in range(BEFORE)]
+        started = subs(entry, "started")
+        ok = tcf.metrics(entry).get(
+            'sluice_forward_reads_total{action="SubscribeToShard",result="ok"}', 0)
+        left = subs(entry, "caller_left")
+
+        # TRIM_HORIZON through node 4: the records before it and those put while it is open.
+        rd = start(client(entry), arns["th"], s, {"Type": "TRIM_HORIZON"}, BEFORE + WHILE)
+        tcn.wait_for("the records before it arrived", lambda: len(rd.records) >= BEFORE)
+        acked += [put(c, s, BEFORE + i) for i in range(WHILE)]
+        finished(rd, "shard %d TRIM_HORIZON through node 4" % s, acked)
+        if rd.continuation != acked[-1][0]:
+            tcn.fail("the last ContinuationSequenceNumber %s, the last record %s" %
+                     (rd.continuation, acked[-1][0]))
+        print("cluster-relay: shard %d (no replica on node 4) TRIM_HORIZON: %d records in %d "
+              "events" % (s, len(rd.records), rd.events), flush=True)
+        # The caller closed its stream: the holder's transfer is cancelled, and the holder's
+        # subscription with it (the same consumer subscribes the shard again).
+        tcn.wait_for("the closed relay counted caller_left", lambda: subs(entry, "caller_left")
+                     == left + 1)
+        again = tcn.wait_for("consumer th subscribes shard %d again" % s, lambda: opened(
+            client(entry), arns["th"], s, {"Type": "AT_SEQUENCE_NUMBER",
+                                           "SequenceNumber": acked[-1][0]}, 1))
+        finished(again, "shard %d again through node 4" % s, acked[-1:])
+
+        # AT_SEQUENCE_NUMBER of the second record.
+        rd = start(client(entry), arns["at"], s, {"Type": "AT_SEQUENCE_NUMBER",
+                                                  "SequenceNumber": acked[1][0]}, len(acked) - 1)
+        finished(rd, "shard %d AT_SEQUENCE_NUMBER through node 4" % s, acked[1:])
+        relayed = 3
+        if subs(entry, "started") != started + relayed:
+            tcn.fail("started moved by %d, want %d" % (subs(entry, "started") - started, relayed))
+        got = tcf.metrics(entry).get(
+            'sluice_forward_reads_total{action="SubscribeToShard",result="ok"}', 0)
+        if got != ok + relayed:
+            tcn.fail("reads_total{SubscribeToShard,ok} moved by %d, want %d" % (got - ok, relayed))
+
+        # The loop guard: a relayed SubscribeToShard reaching node 4 goes no further.
+        loop = tcf.forwarded_client(entry)
+        tcr.expect_error("forwarded SubscribeToShard on node 4", "ServiceUnavailable",
+                         lambda: loop.subscribe_to_shard(
+                             ConsumerARN=arns["at"], ShardId=shard_id(s),
+                             StartingPosition={"Type": "TRIM_HORIZON"}))
+
+        # The holder (the shard's leader: asked first) SIGKILLed mid-subscription.
+        failed = subs(entry, "failed")
+        rd = start(client(entry), arns["kill"], s, {"Type": "TRIM_HORIZON"}, None)
+        tcn.wait_for("the records arrived before the kill", lambda: len(rd.records) >= len(acked))
+        victim = nodes[place[s][0] - 1]
+        victim.signal(signal.SIGKILL)
+        victim.proc.wait()
+        rd.join(tcn.DEADLINE_S * 2)
+        if rd.is_alive():
+            tcn.fail("the subscription through node 4 outlived its holder")
+        print("cluster-relay: holder %d killed: the caller's stream %s" % (
+            victim.id, "raised %r" % rd.error if rd.error is not None else "ended"), flush=True)
+        tcn.wait_for("the broken relay counted failed", lambda: subs(entry, "failed") ==
+                     failed + 1)
+        if rd.records != acked:
+            tcn.fail("before the kill: received %s, acknowledged %s" % (rd.records, acked))
+        c.describe_stream_summary(StreamName=STREAM)  # Node 4 goes on.
+        done = True
+    finally:
+        tcn.finish(nodes, etcd, root, done)
+
+
+if __name__ == "__main__":
+    main()
