@@ -20,12 +20,16 @@ Checks, for a shard node 4 holds no replica of:
     relayed again: 503 ServiceUnavailable;
   - node 4's /metrics: sluice_forward_subscriptions_total{result="started"} and
     sluice_forward_reads_total{action="SubscribeToShard",result="ok"} count the relays;
+  - CBOR over h2c (curl, signed: the Java SDK's encoding, the JS SDK's transport) through
+    node 4: the events' payloads are CBOR with every record; the consumer deregistered
+    ends the holder's subscription and so the caller's stream (counted holder_ended);
   - the holder SIGKILLed mid-subscription: the caller's stream through node 4 ends (boto3
     ends or raises, no hang), counted {result="failed"}, and node 4 goes on serving.
 Waits are for conditions with generous deadlines; no time is asserted.
 """
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -33,9 +37,16 @@ import threading
 import boto3
 import botocore.config
 import botocore.exceptions
+import cbor2
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(HERE, "..", "integration", "api"))
 import test_cluster_node as tcn  # noqa: E402  (its Etcd, Node, wait_for, fail)
+import test_kinesis_cbor as tkc  # noqa: E402  (eventstream_messages, cbor_answer)
 import test_cluster_forward as tcf  # noqa: E402  (metrics, forwarded_client, the key)
 import test_cluster_reads as tcr  # noqa: E402  (placement over RF 3, expect_error)
 
@@ -134,6 +145,66 @@ def finished(rd, what, want):
         tcn.fail("%s: received %s, acknowledged %s" % (what, rd.records, want))
 
 
+def subscribe_cbor_h2c(node, arn, s, tmp):
+    """A signed CBOR SubscribeToShard through curl over h2c (the Java SDK's encoding, the
+    JS SDK's transport): its Popen."""
+    body = cbor2.dumps({"ConsumerARN": arn, "ShardId": shard_id(s),
+                        "StartingPosition": {"Type": "TRIM_HORIZON"}})
+    url = "http://127.0.0.1:%d/" % node.api
+    req = AWSRequest(method="POST", url=url, data=body, headers={
+        "Content-Type": tkc.CBOR, "X-Amz-Target": "Kinesis_20131202.SubscribeToShard"})
+    SigV4Auth(Credentials(*tcf.KEY), "kinesis", "us-east-1").add_auth(req)
+    args = ["curl", "-sS", "-N", "--max-time", "240", "-D", "/dev/stderr",
+            "--http2-prior-knowledge"]
+    for name, value in req.headers.items():
+        if name.lower() != "host":
+            args += ["-H", "%s: %s" % (name, value)]
+    path = os.path.join(tmp, "subscribe.cbor")
+    with open(path, "wb") as f:
+        f.write(body)
+    return subprocess.Popen(args + ["--data-binary", "@" + path, url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def cbor_relay(entry, c, arn, s, acked, tmp):
+    """CBOR over h2c through node 4, ended by the consumer's deregistration (through node
+    4: the holder ends its subscription, node 4 its caller's): every record, in CBOR."""
+    carn = c.register_stream_consumer(StreamARN=arn, ConsumerName="cbor")["Consumer"][
+        "ConsumerARN"]
+    tcn.wait_for("consumer cbor active on node 4", lambda: c.describe_stream_consumer(
+        ConsumerARN=carn)["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE")
+    ended = subs(entry, "holder_ended")
+    started = subs(entry, "started")
+    proc = subscribe_cbor_h2c(entry, carn, s, tmp)
+    try:
+        tcn.wait_for("the CBOR relay started", lambda: subs(entry, "started") == started + 1)
+        c.deregister_stream_consumer(ConsumerARN=carn)
+        out, err = proc.communicate(timeout=tcn.DEADLINE_S * 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0 or b"HTTP/2 200" not in err or \
+            b"application/vnd.amazon.eventstream" not in err:
+        tcn.fail("CBOR over h2c through node 4: curl %d, %r" % (proc.returncode, err[-500:]))
+    records = []
+    messages = tkc.eventstream_messages(out)
+    if not messages or messages[0][0].get(":event-type") != "initial-response":
+        tcn.fail("CBOR over h2c: no initial-response first: %r" % messages[:1])
+    for headers, payload in messages[1:]:
+        if headers.get(":content-type") != tkc.CBOR or \
+                headers.get(":event-type") != "SubscribeToShardEvent":
+            tcn.fail("CBOR over h2c: event headers %r" % headers)
+        event = tkc.cbor_answer(payload)
+        records += [(r["SequenceNumber"], r["Data"]) for r in event["Records"]]
+    if records != acked:
+        tcn.fail("CBOR over h2c through node 4: received %s, acknowledged %s" % (records, acked))
+    tcn.wait_for("the relay the holder ended counted holder_ended", lambda: subs(
+        entry, "holder_ended") == ended + 1)
+    print("cluster-relay: CBOR over h2c: %d records in %d events, ended by the "
+          "deregistration" % (len(records), len(messages) - 1), flush=True)
+
+
 def main():
     root = tempfile.mkdtemp(prefix="sluice-crelay-")
     etcd = tcn.Etcd(root)
@@ -205,6 +276,8 @@ def main():
                          lambda: loop.subscribe_to_shard(
                              ConsumerARN=arns["at"], ShardId=shard_id(s),
                              StartingPosition={"Type": "TRIM_HORIZON"}))
+
+        cbor_relay(entry, c, arn, s, acked, root)
 
         # The holder (the shard's leader: asked first) SIGKILLed mid-subscription.
         failed = subs(entry, "failed")
