@@ -23,6 +23,9 @@ Checks, for a shard node 4 holds no replica of:
   - CBOR over h2c (curl, signed: the Java SDK's encoding, the JS SDK's transport) through
     node 4: the events' payloads are CBOR with every record; the consumer deregistered
     ends the holder's subscription and so the caller's stream (counted holder_ended);
+  - the holder SIGSTOPped mid-subscription: the caller's stream through node 4 ends once
+    nothing came for FORWARD_STREAM_SILENCE_S (boto3 ends or raises), counted
+    {result="silent"};
   - the holder SIGKILLed mid-subscription: the caller's stream through node 4 ends (boto3
     ends or raises, no hang), counted {result="failed"}, and node 4 goes on serving.
 Waits are for conditions with generous deadlines; no time is asserted.
@@ -229,7 +232,7 @@ def main():
         s = away[0]
         arn = c.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]["StreamARN"]
         arns = {name: c.register_stream_consumer(StreamARN=arn, ConsumerName=name)[
-            "Consumer"]["ConsumerARN"] for name in ("th", "at", "kill")}
+            "Consumer"]["ConsumerARN"] for name in ("th", "at", "silent", "kill")}
         for name, carn in arns.items():
             tcn.wait_for("consumer %s active on node 4" % name, lambda: c.describe_stream_consumer(
                 ConsumerARN=carn)["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE")
@@ -278,6 +281,24 @@ def main():
                              StartingPosition={"Type": "TRIM_HORIZON"}))
 
         cbor_relay(entry, c, arn, s, acked, root)
+
+        # The holder (the shard's leader: asked first) stopped mid-subscription (SIGSTOP, its
+        # 60 s lease keeps it placed): nothing comes, the relay's silence bound ends it.
+        victim = nodes[place[s][0] - 1]
+        silent = subs(entry, "silent")
+        rd = start(client(entry), arns["silent"], s, {"Type": "TRIM_HORIZON"}, None)
+        tcn.wait_for("the records arrived before the stop", lambda: len(rd.records) >= len(acked))
+        victim.signal(signal.SIGSTOP)
+        try:
+            rd.join(tcn.DEADLINE_S * 2)
+            if rd.is_alive():
+                tcn.fail("the subscription through node 4 outlived its silent holder")
+            tcn.wait_for("the silent relay counted silent", lambda: subs(entry, "silent") ==
+                         silent + 1)
+        finally:
+            victim.signal(signal.SIGCONT)
+        print("cluster-relay: holder %d stopped: the caller's stream %s" % (
+            victim.id, "raised %r" % rd.error if rd.error is not None else "ended"), flush=True)
 
         # The holder (the shard's leader: asked first) SIGKILLed mid-subscription.
         failed = subs(entry, "failed")
