@@ -419,6 +419,17 @@ forward_header(struct forward_http *h, const char *fmt, const char *value)
 	return 0;
 }
 
+void
+forward_http_free(struct forward *f, struct forward_http *h)
+{
+	if (h->easy != NULL) {
+		curl_multi_remove_handle(f->multi, h->easy);  /* Not added: a no-op. */
+		curl_easy_cleanup(h->easy);
+	}
+	curl_slist_free_all(h->headers);
+	free(h->body.data);
+}
+
 int
 forward_http_prepare(struct forward *f, struct forward_http *h)
 {
@@ -657,15 +668,8 @@ forward_close(struct forward *f)
 		pthread_join(f->thread, NULL);
 	}
 	for (uint32_t i = 0; i < FORWARD_INFLIGHT_MAX; i++) {
-		struct forward_job *job = &f->jobs[i];
-
-		if (job->http.easy != NULL) {
-			curl_multi_remove_handle(f->multi, job->http.easy);  /* Not added: a no-op. */
-			curl_easy_cleanup(job->http.easy);
-		}
-		curl_slist_free_all(job->http.headers);
-		free(job->http.body.data);
-		free(job->reply);
+		forward_http_free(f, &f->jobs[i].http);
+		free(f->jobs[i].reply);
 	}
 	forward_streams_free(f);
 	if (f->multi != NULL)

@@ -329,15 +329,8 @@ void
 forward_streams_free(struct forward *f)
 {
 	for (uint32_t i = 0; i < FORWARD_STREAMS_MAX; i++) {
-		struct forward_stream *st = &f->streams[i];
-
-		if (st->http.easy != NULL) {
-			curl_multi_remove_handle(f->multi, st->http.easy);  /* Not added: a no-op. */
-			curl_easy_cleanup(st->http.easy);
-		}
-		curl_slist_free_all(st->http.headers);
-		free(st->http.body.data);
-		free(st->ring.data);
+		forward_http_free(f, &f->streams[i].http);
+		free(f->streams[i].ring.data);
 	}
 }
 

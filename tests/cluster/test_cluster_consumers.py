@@ -119,21 +119,26 @@ def placement(nodes):
 
 
 class Reader(threading.Thread):
-    """One SubscribeToShard from TRIM_HORIZON: its records until `want` (None: its end)."""
+    """One SubscribeToShard (from TRIM_HORIZON unless `position` says): its records until
+    `want` (None: its end), its events and last ContinuationSequenceNumber."""
 
-    def __init__(self, kc, arn, shard, want):
+    def __init__(self, kc, arn, shard, want, position=None):
         super().__init__(daemon=True)
         self.kc, self.arn, self.shard, self.want = kc, arn, shard, want
+        self.position = position or {"Type": "TRIM_HORIZON"}
         self.records, self.error, self.ended = [], None, False
+        self.events, self.continuation = 0, None
         self.started = threading.Event()
 
     def run(self):
         try:
             r = self.kc.subscribe_to_shard(ConsumerARN=self.arn, ShardId=shard_id(self.shard),
-                                           StartingPosition={"Type": "TRIM_HORIZON"})
+                                           StartingPosition=self.position)
             self.started.set()
             for event in r["EventStream"]:
                 e = event["SubscribeToShardEvent"]
+                self.events += 1
+                self.continuation = e["ContinuationSequenceNumber"]
                 self.records += [(x["SequenceNumber"], x["Data"]) for x in e["Records"]]
                 if self.want is not None and len(self.records) >= self.want:
                     r["EventStream"].close()
@@ -215,7 +220,8 @@ def subscriptions(nodes, place, stream_arn):
     for s in range(SHARDS):
         leader, follower = place[s]
         other = ({1, 2, 3} - {leader, follower}).pop()
-        for arn, nid in ((lead, leader), (follow, follower)):
+        # The node holding no replica relays a holder's stream (test_cluster_relay.py).
+        for arn, nid in ((lead, leader), (follow, follower), (relay, other)):
             kc = client(by_id[nid], ROOT)
             tcn.wait_for("node %d knows the consumers" % nid, lambda: code_of(
                 kc.describe_stream_consumer, ConsumerARN=arn) is None)
@@ -225,16 +231,6 @@ def subscriptions(nodes, place, stream_arn):
                 tcn.fail("shard %d on node %d: the subscription did not start: %r" %
                          (s, nid, rd.error))
             readers.append((s, nid, rd))
-        # The node holding no replica relays the holder's stream (test_cluster_relay.py).
-        ko = client(by_id[other], ROOT)
-        tcn.wait_for("node %d knows the consumers" % other, lambda: code_of(
-            ko.describe_stream_consumer, ConsumerARN=relay) is None)
-        rd = Reader(ko, relay, s, RECORDS)
-        rd.start()
-        if not rd.started.wait(tcn.DEADLINE_S) or rd.error is not None:
-            tcn.fail("shard %d relayed through node %d: the subscription did not start: %r" %
-                     (s, other, rd.error))
-        readers.append((s, other, rd))
 
     acked = {s: [] for s in range(SHARDS)}
     for i in range(RECORDS * SHARDS):

@@ -35,7 +35,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 
 import boto3
 import botocore.config
@@ -50,13 +49,12 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.join(HERE, "..", "integration", "api"))
 import test_cluster_node as tcn  # noqa: E402  (its Etcd, Node, wait_for, fail)
 import test_kinesis_cbor as tkc  # noqa: E402  (eventstream_messages, cbor_answer)
+import test_cluster_consumers as tcc  # noqa: E402  (Reader)
 import test_cluster_forward as tcf  # noqa: E402  (metrics, forwarded_client, the key)
 import test_cluster_reads as tcr  # noqa: E402  (placement over RF 3, expect_error)
 
 STREAM = "relay"
-SHARDS = 4
-RF = 3
-EXTRA = tcf.SIGV4 + ["--set", "cluster.replication_factor=%d" % RF]
+SHARDS = tcr.SHARDS
 BEFORE = 5   # records put before the subscription
 WHILE = 5    # and while it is open
 
@@ -77,36 +75,6 @@ def subs(node, result):
     return tcf.metrics(node).get('sluice_forward_subscriptions_total{result="%s"}' % result, 0)
 
 
-class Reader(threading.Thread):
-    """One SubscribeToShard: its records until `want` (None: the stream's end)."""
-
-    def __init__(self, kc, arn, shard, position, want):
-        super().__init__(daemon=True)
-        self.kc, self.arn, self.shard, self.position, self.want = kc, arn, shard, position, want
-        self.records, self.error, self.ended, self.continuation = [], None, False, None
-        self.started = threading.Event()
-        self.events = 0
-
-    def run(self):
-        try:
-            r = self.kc.subscribe_to_shard(ConsumerARN=self.arn, ShardId=shard_id(self.shard),
-                                           StartingPosition=self.position)
-            self.started.set()
-            for event in r["EventStream"]:
-                e = event["SubscribeToShardEvent"]
-                self.events += 1
-                self.records += [(x["SequenceNumber"], x["Data"]) for x in e["Records"]]
-                self.continuation = e["ContinuationSequenceNumber"]
-                if self.want is not None and len(self.records) >= self.want:
-                    r["EventStream"].close()
-                    return
-            self.ended = True
-        except Exception as e:  # noqa: BLE001 - reported by the main thread
-            self.error = e
-        finally:
-            self.started.set()
-
-
 def put(c, s, i):
     """Record i of shard s through `c`, acknowledged: (seq, data)."""
     rec = {"Data": b"relay-%d-%d" % (s, i), "PartitionKey": "k%d" % i,
@@ -120,7 +88,7 @@ def put(c, s, i):
 
 
 def start(kc, arn, s, position, want):
-    rd = Reader(kc, arn, s, position, want)
+    rd = tcc.Reader(kc, arn, s, want, position)
     rd.start()
     if not rd.started.wait(tcn.DEADLINE_S) or rd.error is not None:
         tcn.fail("shard %d through node 4: the subscription did not start: %r" % (s, rd.error))
@@ -129,7 +97,7 @@ def start(kc, arn, s, position, want):
 
 def opened(kc, arn, s, position, want):
     """A started Reader, or None while the holder still has the consumer's subscription."""
-    rd = Reader(kc, arn, s, position, want)
+    rd = tcc.Reader(kc, arn, s, want, position)
     rd.start()
     rd.started.wait(tcn.DEADLINE_S)
     if isinstance(rd.error, botocore.exceptions.ClientError) and \
@@ -211,21 +179,12 @@ def cbor_relay(entry, c, arn, s, acked, tmp):
 def main():
     root = tempfile.mkdtemp(prefix="sluice-crelay-")
     etcd = tcn.Etcd(root)
-    nodes = [tcn.Node(root, i, etcd, cluster="crelaytest", ttl=60, extra=EXTRA, key=tcf.KEY)
-             for i in (1, 2, 3, 4)]
+    nodes = []
     done = False
     try:
-        for n in nodes:
-            n.start()
+        place = tcr.four_nodes(root, etcd, "crelaytest", nodes, STREAM)
         entry = nodes[3]
         c = client(entry)
-        c.create_stream(StreamName=STREAM, ShardCount=SHARDS)
-        for n in nodes:
-            tcn.wait_for("stream active on node %d" % n.id, lambda: tcn.stream_active(n, STREAM))
-        tcr.STREAM = STREAM
-        place = tcn.wait_for("every shard led with %d in-sync replicas" % RF,
-                             lambda: tcr.placement(nodes))
-        print("placement: %s" % place, flush=True)
         away = [s for s in range(SHARDS) if entry.id not in place[s][1]]
         if not away:
             tcn.fail("node 4 holds a replica of every shard: %s" % place)
