@@ -419,6 +419,15 @@ forward_header(struct forward_http *h, const char *fmt, const char *value)
 	return 0;
 }
 
+int
+forward_http_alloc(struct forward_http *h, size_t body_size)
+{
+	h->body.data = malloc(body_size);
+	h->body.capacity = body_size;
+	h->easy = curl_easy_init();
+	return h->body.data != NULL && h->easy != NULL ? 0 : -ENOMEM;
+}
+
 void
 forward_http_free(struct forward *f, struct forward_http *h)
 {
@@ -608,12 +617,9 @@ forward_alloc(struct forward *f)
 		struct forward_job *job = &f->jobs[i];
 
 		job->f = f;
-		job->http.body.data = malloc(FORWARD_BODY_SIZE_MAX);
-		job->http.body.capacity = FORWARD_BODY_SIZE_MAX;
 		/* Touched only as far as answers reach: a put's stay under FORWARD_REPLY_SIZE_MAX. */
 		job->reply = malloc(FORWARD_READ_REPLY_SIZE_MAX);
-		job->http.easy = curl_easy_init();
-		if (job->http.body.data == NULL || job->reply == NULL || job->http.easy == NULL)
+		if (forward_http_alloc(&job->http, FORWARD_BODY_SIZE_MAX) != 0 || job->reply == NULL)
 			return -ENOMEM;
 	}
 	return 0;

@@ -107,6 +107,8 @@ void forward_http_init(struct forward_http *h, const char *api_addr, const char 
  * URL, headers, body, no signals. The caller adds its write callback and timeouts.
  */
 int forward_http_prepare(struct forward *f, struct forward_http *h);
+/* Its body buffer (allocated whole: it never grows) and easy handle. At open. */
+int forward_http_alloc(struct forward_http *h, size_t body_size);
 /* Its handle (out of the multi handle), headers and body. At close. */
 void forward_http_free(struct forward *f, struct forward_http *h);
 /* A transfer's end -> the outcome the metrics and the callers see. */

@@ -313,13 +313,11 @@ forward_streams_alloc(struct forward *f)
 		struct forward_stream *st = &f->streams[i];
 
 		st->f = f;
-		st->http.body.data = malloc(FORWARD_STREAM_REQUEST_SIZE_MAX);
-		st->http.body.capacity = FORWARD_STREAM_REQUEST_SIZE_MAX;
 		st->http.body.capacity_max = FORWARD_STREAM_REQUEST_SIZE_MAX;
 		st->ring.data = malloc(FORWARD_STREAM_BUFFER_BYTES);
 		st->ring.capacity = FORWARD_STREAM_BUFFER_BYTES;
-		st->http.easy = curl_easy_init();
-		if (st->http.body.data == NULL || st->ring.data == NULL || st->http.easy == NULL)
+		if (forward_http_alloc(&st->http, FORWARD_STREAM_REQUEST_SIZE_MAX) != 0 ||
+		    st->ring.data == NULL)
 			return -ENOMEM;
 	}
 	return 0;
