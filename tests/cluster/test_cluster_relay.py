@@ -11,7 +11,8 @@ Checks, for a shard node 4 holds no replica of:
   - TRIM_HORIZON through node 4, records put (through node 4) before and while it is
     open: every acknowledged record arrives exactly once, in order, at its acknowledged
     SequenceNumber with its data, and the last event's ContinuationSequenceNumber is the
-    last record's (without the relay: InvalidArgumentException, not served);
+    last record's (without the relay: InvalidArgumentException, not served); a second
+    subscription of the consumer meanwhile: the holder's ResourceInUseException passed on;
   - AT_SEQUENCE_NUMBER of the second record through node 4 starts at that record;
   - the caller closing its stream: counted caller_left (the holder's transfer cancelled),
     and the same consumer subscribes the shard again through node 4 (the holder's
@@ -21,7 +22,8 @@ Checks, for a shard node 4 holds no replica of:
   - node 4's /metrics: sluice_forward_subscriptions_total{result="started"} and
     sluice_forward_reads_total{action="SubscribeToShard",result="ok"} count the relays;
   - CBOR over h2c (curl, signed: the Java SDK's encoding, the JS SDK's transport) through
-    node 4: the events' payloads are CBOR with every record; the consumer deregistered
+    node 4: the events' payloads are CBOR with every record (a second one meanwhile: the
+    holder's refusal passed on in CBOR); the consumer deregistered
     ends the holder's subscription and so the caller's stream (counted holder_ended);
   - the holder SIGSTOPped mid-subscription: the caller's stream through node 4 ends once
     nothing came for FORWARD_STREAM_SILENCE_S (boto3 ends or raises), counted
@@ -35,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import types
 
 import boto3
 import botocore.config
@@ -55,6 +58,7 @@ import test_cluster_reads as tcr  # noqa: E402  (placement over RF 3, expect_err
 
 STREAM = "relay"
 SHARDS = tcr.SHARDS
+REFUSALS = [0]   # the holder's ResourceInUseException passed on (reads_total ok)
 BEFORE = 5   # records put before the subscription
 WHILE = 5    # and while it is open
 
@@ -102,6 +106,7 @@ def opened(kc, arn, s, position, want):
     rd.started.wait(tcn.DEADLINE_S)
     if isinstance(rd.error, botocore.exceptions.ClientError) and \
             rd.error.response["Error"]["Code"] == "ResourceInUseException":
+        REFUSALS[0] += 1
         return None
     if not rd.started.is_set() or rd.error is not None:
         tcn.fail("shard %d through node 4: the subscription did not start: %r" % (s, rd.error))
@@ -149,6 +154,15 @@ def cbor_relay(entry, c, arn, s, acked, tmp):
     proc = subscribe_cbor_h2c(entry, carn, s, tmp)
     try:
         tcn.wait_for("the CBOR relay started", lambda: subs(entry, "started") == started + 1)
+        # A second one in CBOR: the holder's CBOR refusal, passed on in CBOR.
+        api = tkc.Api(types.SimpleNamespace(url="http://127.0.0.1:%d" % entry.api,
+                                            port=entry.api), *tcf.KEY)
+        status, etype, answer = api.cbor("SubscribeToShard", {
+            "ConsumerARN": carn, "ShardId": shard_id(s), "StartingPosition": {"Type": "LATEST"}})
+        if (status, etype, answer.get("__type")) != (400, "ResourceInUseException",
+                                                     "ResourceInUseException"):
+            tcn.fail("a second CBOR subscription through node 4: %s %s %r" %
+                     (status, etype, answer))
         c.deregister_stream_consumer(ConsumerARN=carn)
         out, err = proc.communicate(timeout=tcn.DEADLINE_S * 2)
     finally:
@@ -204,6 +218,11 @@ def main():
         # TRIM_HORIZON through node 4: the records before it and those put while it is open.
         rd = start(client(entry), arns["th"], s, {"Type": "TRIM_HORIZON"}, BEFORE + WHILE)
         tcn.wait_for("the records before it arrived", lambda: len(rd.records) >= BEFORE)
+        # The holder's refusal passed on as it gave it: the consumer has its subscription.
+        tcr.expect_error("a second subscription of consumer th through node 4",
+                         "ResourceInUseException", lambda: client(entry).subscribe_to_shard(
+                             ConsumerARN=arns["th"], ShardId=shard_id(s),
+                             StartingPosition={"Type": "LATEST"}))
         acked += [put(c, s, BEFORE + i) for i in range(WHILE)]
         finished(rd, "shard %d TRIM_HORIZON through node 4" % s, acked)
         if rd.continuation != acked[-1][0]:
@@ -227,10 +246,13 @@ def main():
         relayed = 3
         if subs(entry, "started") != started + relayed:
             tcn.fail("started moved by %d, want %d" % (subs(entry, "started") - started, relayed))
+        # Every holder's answer counts ok: the relays and the refusals passed on.
+        answered = relayed + 1 + REFUSALS[0]
         got = tcf.metrics(entry).get(
             'sluice_forward_reads_total{action="SubscribeToShard",result="ok"}', 0)
-        if got != ok + relayed:
-            tcn.fail("reads_total{SubscribeToShard,ok} moved by %d, want %d" % (got - ok, relayed))
+        if got != ok + answered:
+            tcn.fail("reads_total{SubscribeToShard,ok} moved by %d, want %d" %
+                     (got - ok, answered))
 
         # The loop guard: a relayed SubscribeToShard reaching node 4 goes no further.
         loop = tcf.forwarded_client(entry)
