@@ -253,7 +253,9 @@ forward_stream_over(struct forward *f, struct forward_stream *st, CURLcode rc)
 	st->state.finished = true;
 	st->state.outcome = outcome;
 	st->state.silent = rc == CURLE_OPERATION_TIMEDOUT;
-	/* A head that never came: the request's outcome is the transfer's. */
+	/* A head that never came: the request's outcome is the transfer's (a cancel: none). */
+	if (st->cancel)
+		st->counted = true;
 	forward_stream_counted(f, st, st->state.status != 0 ? FORWARD_OK : outcome);
 	pthread_mutex_unlock(&f->lock);
 	if (outcome != FORWARD_OK)
