@@ -30,7 +30,6 @@
 #include "control/kinesis.h"
 #include "control/server_cbor.h"
 
-
 void
 kinesis_forward_plan_init(struct kinesis *k, struct kinesis_forward_plan *plan,
 			  const struct api_request *req, uint32_t slot)
@@ -262,7 +261,8 @@ kinesis_forward_relay(struct kinesis_req *r, const char *addr)
 	forward_stream_submit(k->repl.forward, st);
 }
 
-void
+/* Relayed subscriptions: their holders' bytes to their callers (not waiting for WRITABLE). */
+static void
 kinesis_forward_relays_poll(struct kinesis *k)
 {
 	for (uint32_t i = 0; i < FORWARD_STREAMS_MAX; i++) {

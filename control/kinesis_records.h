@@ -228,8 +228,6 @@ void kinesis_forward_send(struct kinesis *k, struct kinesis_forward_plan *plan,
 			  struct kinesis_pending *p);
 /* Answers from leaders -> the calls' results, relays pumped (kinesis_put_poll). */
 void kinesis_forward_poll(struct kinesis *k);
-/* Relayed subscriptions (SubscribeToShard from a holder): their bytes to their callers. */
-void kinesis_forward_relays_poll(struct kinesis *k);
 /* A relay waits for a pool buffer: poll again soon. */
 bool kinesis_forward_relays_retry(const struct kinesis *k);
 
