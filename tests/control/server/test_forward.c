@@ -314,6 +314,7 @@ Test(forward, relays_past_the_bound_are_refused_and_counted)
 #define RELAY_BYTES (4u << 20)
 
 struct holder {
+	const char *answer;  /* Instead of the pattern: this whole answer, then close. */
 	size_t bytes;
 	int listen_fd;
 	uint16_t port;
@@ -351,7 +352,12 @@ holder_main(void *arg)
 	req[got] = '\0';
 	cr_assert_not_null(strstr(req, "X-Sluice-Forwarded: 1"), "the loop guard goes along");
 	cr_assert_not_null(strstr(req, "X-Amz-Target: Kinesis_20131202.SubscribeToShard"));
-	cr_assert_eq(write(fd, head, (size_t)head_size), (ssize_t)head_size);
+	if (h->answer != NULL) {
+		cr_assert_eq(write(fd, h->answer, strlen(h->answer)), (ssize_t)strlen(h->answer));
+		h->bytes = 0;
+	} else {
+		cr_assert_eq(write(fd, head, (size_t)head_size), (ssize_t)head_size);
+	}
 	for (size_t off = 0; off < h->bytes && !h->broken; off += sizeof(chunk)) {
 		for (size_t i = 0; i < sizeof(chunk); i++)
 			chunk[i] = pattern(off + i);
@@ -369,20 +375,28 @@ holder_main(void *arg)
 	return NULL;
 }
 
-static void
-holder_start(struct holder *h, size_t bytes)
+/* A socket bound to a free loopback port (not listening yet): its port. */
+static uint16_t
+loopback_bind(int *fd)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(a);
 
+	*fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(*fd, 0);
+	cr_assert_eq(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+static void
+holder_start(struct holder *h, size_t bytes, const char *answer)
+{
 	memset(h, 0, sizeof(*h));
 	h->bytes = bytes;
-	h->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(h->listen_fd, 0);
-	cr_assert_eq(bind(h->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	h->answer = answer;
+	h->port = loopback_bind(&h->listen_fd);
 	cr_assert_eq(listen(h->listen_fd, 1), 0);
-	cr_assert_eq(getsockname(h->listen_fd, (struct sockaddr *)&a, &len), 0);
-	h->port = ntohs(a.sin_port);
 	cr_assert_eq(pthread_create(&h->thread, NULL, holder_main, h), 0);
 }
 
@@ -441,7 +455,7 @@ Test(forward, a_relay_pauses_at_its_bound_and_passes_every_byte_in_order)
 	struct forward_stream *st;
 	size_t total = 0;
 
-	holder_start(&h, RELAY_BYTES);
+	holder_start(&h, RELAY_BYTES, NULL);
 	st = relay_open(f, &h);
 	relay_wait(f, st, &s, ring_full);
 	cr_assert_eq(s.status, 200);
@@ -478,13 +492,65 @@ Test(forward, a_relay_let_go_cancels_the_holders_transfer)
 	struct forward_stream *st;
 
 	/* More than any socket buffers hold: the holder is still writing when it goes. */
-	holder_start(&h, (size_t)1 << 30);
+	holder_start(&h, (size_t)1 << 30, NULL);
 	st = relay_open(f, &h);
 	relay_wait(f, st, &s, ring_full);
 	forward_stream_put(f, st);
 	/* The holder sees its connection go: it cannot write the rest. */
 	pthread_join(h.thread, NULL);
 	cr_assert(h.broken);
+	close(h.listen_fd);
+	forward_close(f);
+}
+
+static bool
+over(const struct forward_stream_state *s)
+{
+	return s->finished;
+}
+
+Test(forward, a_holders_refusal_is_read_whole_for_the_caller)
+{
+	static const char body[] = "{\"__type\":\"ResourceInUseException\",\"message\":\"Another "
+				   "active subscription exists\"}";
+	char answer[512];
+	char type[FORWARD_ERROR_TYPE_SIZE];
+	char message[FORWARD_ERROR_MESSAGE_SIZE];
+	struct forward *f = forward_start();
+	struct holder h;
+	struct forward_stream_state s;
+	struct forward_stream *st;
+
+	snprintf(answer, sizeof(answer), "HTTP/1.1 400 Bad Request\r\nContent-Type: application/"
+		 "x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n%s", sizeof(body) - 1, body);
+	holder_start(&h, 0, answer);
+	st = relay_open(f, &h);
+	relay_wait(f, st, &s, over);
+	cr_assert_eq(s.status, 400);
+	cr_assert_eq(s.outcome, FORWARD_OK, "the holder answered");
+	cr_assert_eq(s.size, sizeof(body) - 1, "the whole answer, in one piece");
+	cr_assert_eq(forward_error_parse((const char *)s.data, s.size, type, message), 0);
+	cr_assert_str_eq(type, "ResourceInUseException");
+	forward_stream_put(f, st);
+	pthread_join(h.thread, NULL);
+	close(h.listen_fd);
+	forward_close(f);
+}
+
+Test(forward, a_holder_that_refuses_the_connection_ends_the_relay_refused)
+{
+	struct forward *f = forward_start();
+	struct holder h;
+	struct forward_stream_state s;
+	struct forward_stream *st;
+
+	/* A port bound and not listening: its connections are refused, and it is ours. */
+	h.port = loopback_bind(&h.listen_fd);
+	st = relay_open(f, &h);
+	relay_wait(f, st, &s, over);
+	cr_assert_eq(s.status, 0);
+	cr_assert_eq(s.outcome, FORWARD_REFUSED);
+	forward_stream_put(f, st);
 	close(h.listen_fd);
 	forward_close(f);
 }
