@@ -7,6 +7,9 @@
  * a leader's answer becomes per-record results in order (numbers and shard
  * ids that must agree), and every other answer fails every record with the
  * right class (throttled: safe to retry; InternalFailure: outcome unknown).
+ * A relay (forward_stream_*): its ring, its slot bound, and real transfers from a
+ * holder thread on loopback: paused at the ring's bound and resumed with every byte
+ * in order, cancelled when let go, a refusal read whole, a refused connection.
  */
 #include <errno.h>
 #include <netinet/in.h>
