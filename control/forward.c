@@ -694,6 +694,16 @@ forward_doorbell_fd(const struct forward *f)
 
 /* ---- /metrics -------------------------------------------------------------------------- */
 
+void
+forward_render_results(struct metrics_out *out, const char *family,
+		       const char *const results[], const _Atomic uint64_t *counts, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		metrics_printf(out, "%s{result=\"%s\"} %llu\n", family, results[i],
+			       (unsigned long long)atomic_load_explicit(&counts[i],
+									memory_order_relaxed));
+}
+
 static void
 forward_render_reads(struct forward *f, struct metrics_out *out,
 		     const char *const outcomes[FORWARD_OUTCOMES])
@@ -735,18 +745,14 @@ forward_render_metrics(struct forward *f, struct metrics_out *out)
 	metrics_family(out, "sluice_forward_requests_total", "counter",
 		       "PutRecords sent to a shard's leader by how they ended; busy: not sent, "
 		       "FORWARD_INFLIGHT_MAX in flight (its records failed throttled).");
-	for (uint32_t i = 0; i < FORWARD_OUTCOMES; i++)
-		metrics_printf(out, "sluice_forward_requests_total{result=\"%s\"} %llu\n",
-			       outcomes[i], (unsigned long long)atomic_load_explicit(
-				       &f->requests[i], memory_order_relaxed));
+	forward_render_results(out, "sluice_forward_requests_total", outcomes, f->requests,
+			       FORWARD_OUTCOMES);
 	metrics_printf(out, "sluice_forward_requests_total{result=\"busy\"} %llu\n",
 		       (unsigned long long)atomic_load_explicit(&f->busy, memory_order_relaxed));
 	forward_render_reads(f, out, outcomes);
 	forward_streams_render_metrics(f, out);
 	metrics_family(out, "sluice_forward_records_total", "counter",
 		       "Records forwarded to a shard's leader by their result.");
-	for (uint32_t i = 0; i < FORWARD_REC_RESULTS; i++)
-		metrics_printf(out, "sluice_forward_records_total{result=\"%s\"} %llu\n",
-			       records[i], (unsigned long long)atomic_load_explicit(
-				       &f->records[i], memory_order_relaxed));
+	forward_render_results(out, "sluice_forward_records_total", records, f->records,
+			       FORWARD_REC_RESULTS);
 }

@@ -114,6 +114,11 @@ void forward_http_free(struct forward *f, struct forward_http *h);
 /* A transfer's end -> the outcome the metrics and the callers see. */
 enum forward_outcome forward_outcome_of(CURLcode rc);
 
+/* `family{result="results[i]"} counts[i]` for i < n (a family's series by result). */
+void forward_render_results(struct metrics_out *out, const char *family,
+			    const char *const results[], const _Atomic uint64_t *counts,
+			    uint32_t n);
+
 /* forward_stream.c: the forwarder thread's side of relayed subscriptions. */
 int forward_streams_alloc(struct forward *f);
 void forward_streams_free(struct forward *f);

@@ -348,8 +348,6 @@ forward_streams_render_metrics(struct forward *f, struct metrics_out *out)
 		       "answered 200), then how the caller's stream ended: holder_ended (the "
 		       "holder ended it), caller_left (its transfer cancelled), silent (nothing for "
 		       "FORWARD_STREAM_SILENCE_S), failed (the holder's connection broke).");
-	for (uint32_t i = 0; i < FORWARD_STREAM_RESULTS; i++)
-		metrics_printf(out, "sluice_forward_subscriptions_total{result=\"%s\"} %llu\n",
-			       results[i], (unsigned long long)atomic_load_explicit(
-				       &f->subscriptions[i], memory_order_relaxed));
+	forward_render_results(out, "sluice_forward_subscriptions_total", results,
+			       f->subscriptions, FORWARD_STREAM_RESULTS);
 }
