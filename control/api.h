@@ -102,7 +102,8 @@ typedef void (*api_stream_fn)(void *ctx, enum api_stream_event event);
 int api_call_stream_begin(struct api_call *call, const char *content_type, api_stream_fn fn,
 			  void *ctx);
 /*
- * Queues `size` bytes (one whole message: a stream never carries part of one). 0;
+ * Queues `size` bytes (an action's own stream writes whole messages; a relayed one,
+ * kinesis_forward.c, pieces of its holder's stream as they come: framing is theirs). 0;
  * -EAGAIN when they do not fit now (API_STREAM_WRITABLE follows); -ENOBUFS when no pool
  * buffer is free (retry later: no event follows); -EPIPE when the client left
  * (API_STREAM_GONE follows, if it has not come yet).

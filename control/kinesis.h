@@ -172,6 +172,16 @@ struct kinesis_authz {
 	char action[64];           /* "kinesis:" or "firehose:" + the operation's name. */
 };
 
+/* A SubscribeToShard relayed from a replica holder to its caller (kinesis_forward.c). */
+struct kinesis_relay {
+	struct kinesis *k;
+	struct api_call *call;        /* NULL: the slot is free. */
+	struct forward_stream *st;
+	bool begun;                   /* The caller's stream is open (the holder answered 200). */
+	bool blocked;                 /* The caller's stream refused bytes: wait for WRITABLE. */
+	bool retry;                   /* No pool buffer for them: try again at the next pass. */
+};
+
 struct kinesis {
 	struct sluice_config config;
 	struct log *log;
@@ -212,6 +222,8 @@ struct kinesis {
 	uint32_t replicating;             /* Pending calls durable here, waiting for replicas. */
 	/* Reads passed through to a replica holder, waiting for its answer (cookie - PENDING_MAX). */
 	struct api_call *read_calls[FORWARD_INFLIGHT_MAX];
+	/* SubscribeToShard relayed from a replica holder (kinesis_forward.c); call NULL: free. */
+	struct kinesis_relay relays[FORWARD_STREAMS_MAX];
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint32_t cluster_cuts_waiting;    /* Cluster mode: parents whose cut is not in etcd. */

@@ -364,6 +364,8 @@ kinesis_drain(struct kinesis *k)
 	k->replicating = 0;
 	/* Reads waiting for a holder's answer (the forwarder is closed): no reply either. */
 	memset(k->read_calls, 0, sizeof(k->read_calls));
+	/* Relayed subscriptions' calls belong to the server, closed before us: forgotten. */
+	memset(k->relays, 0, sizeof(k->relays));
 	for (int i = 0; i < 5000 && k->pending_count > 0; i++) {
 		struct log_completion done[64];
 		uint32_t n = log_completions_poll(k->producer, done, 64);
@@ -512,7 +514,7 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 		if (k->streams[i].used && k->streams[i].status_due_ns != 0)
 			due = min_u64(due, k->streams[i].status_due_ns);
 	/* Completions wake us through the event fd; a short tick is a safety net. */
-	if (k->pending_count > 0)
+	if (k->pending_count > 0 || kinesis_forward_relays_retry(k))
 		due = min_u64(due, mono + 10000000u);
 	if (k->config.autoscale_window_s != 0)
 		due = min_u64(due, k->autoscale_due_ns);

@@ -49,12 +49,12 @@ def hash_key(shard, i):
     return str(shard * width + 1000 + i)
 
 
-def placement(nodes):
+def placement(nodes, stream=STREAM):
     """{shard: (leader, replicas)} once every shard is led with RF in-sync replicas."""
     out = {}
     for n in nodes:
         for r in n.cluster()["led"]:
-            if r["stream"] == STREAM and not r["fenced"] and len(r["isr"]) == RF:
+            if r["stream"] == stream and not r["fenced"] and len(r["isr"]) == RF:
                 out[r["shard"]] = (n.id, set(r["replicas"]))
     return out if len(out) == SHARDS else None
 
@@ -86,25 +86,32 @@ def expect_error(what, code, call):
     tcn.fail("%s: no error, want %s" % (what, code))
 
 
+def four_nodes(root, etcd, cluster, nodes, stream=STREAM):
+    """Four sluiced (RF 3, sigv4) into `nodes` (so that tcn.finish stops them whatever
+    happens) and started, `stream` of SHARDS created through node 4 and ACTIVE on all,
+    every shard led with RF in-sync replicas: its placement."""
+    nodes += [tcn.Node(root, i, etcd, cluster=cluster, ttl=60, extra=EXTRA, key=tcf.KEY)
+              for i in (1, 2, 3, 4)]
+    for n in nodes:
+        n.start()
+    nodes[3].client.create_stream(StreamName=stream, ShardCount=SHARDS)
+    for n in nodes:
+        tcn.wait_for("stream active on node %d" % n.id, lambda: tcn.stream_active(n, stream))
+    place = tcn.wait_for("every shard led with %d in-sync replicas" % RF,
+                         lambda: placement(nodes, stream))
+    print("placement: %s" % place, flush=True)
+    return place
+
+
 def main():
     root = tempfile.mkdtemp(prefix="sluice-creads-")
     etcd = tcn.Etcd(root)
-    nodes = [tcn.Node(root, i, etcd, cluster="creadstest", ttl=60, extra=EXTRA, key=tcf.KEY)
-             for i in (1, 2, 3, 4)]
+    nodes = []
     done = False
     try:
-        for n in nodes:
-            n.start()
+        place = four_nodes(root, etcd, "creadstest", nodes)
         entry = nodes[3]
         c = entry.client
-        c.create_stream(StreamName=STREAM, ShardCount=SHARDS)
-        for n in nodes:
-            tcn.wait_for("stream active on node %d" % n.id, lambda: n.client.describe_stream_summary(
-                StreamName=STREAM)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
-                if STREAM in n.client.list_streams()["StreamNames"] else False)
-        place = tcn.wait_for("every shard led with %d in-sync replicas" % RF,
-                             lambda: placement(nodes))
-        print("placement: %s" % place, flush=True)
         away = [s for s in range(SHARDS) if entry.id not in place[s][1]]
         if not away:
             tcn.fail("node 4 holds a replica of every shard: %s" % place)
