@@ -11,30 +11,33 @@ in /tmp holding every data directory (one filesystem for all of them).
 What it measures, every load `sluice bench api --put-only` (PutRecords of 500 x 100 B,
 HTTP/1.1 keep-alive, SigV4, one request in flight per connection, paced to an offered
 rate, each connection's records to one shard through ExplicitHashKey) from the client
-namespace, CPU of each sluiced as utime + stime from /proc/PID/stat before and after:
+namespace, one generator per group of SHARDS / NODES shards, CPU of each sluiced as
+utime + stime from /proc/PID/stat before and after; p50/p99 are those of the worst
+generator (the same statistic on both sides):
   1. single: one sluiced (not in cluster mode: SQLite metadata, no replication) in node 1's
-     namespace, a stream of SHARDS shards, CONNECTIONS_PER_SHARD connections per shard,
-     offered --rate records/s in total after WARMUP_S of it not measured. records/s, records per sluiced CPU-second,
-     PutRecords round-trip p50/p99. It is then stopped.
+     namespace, a stream of SHARDS shards, CONNECTIONS_PER_SHARD connections per shard;
+     its CPU with no load over IDLE_S; WARMUP_S of load not measured, then --rate
+     records/s offered in total: records/s, records per sluiced CPU-second, PutRecords
+     round-trip p50/p99. Its stream is read back (6) and it is stopped.
   2. fdatasync: fio, 4 KiB writes each followed by fdatasync(2), over a laid-out file in
      the same work directory (what a follower's durable append costs at least): p99.
   3. quorum: the three cluster nodes (acks = quorum, replication factor 3, lease TTL
-     --ttl), the same stream, leaders spread (each node leads SHARDS / 3), WARMUP_S of
-     load not measured as in 1; the same offered
-     load as 1 split by leader: one generator per node, each sending only the shards that
-     node leads (no forwarding hop). records/s, records per CPU-second of the three
-     sluiceds together, p50/p99. ratio_quorum = cluster / single per CPU-second
-     (rps_ratio: the same for records/s); p99_bound_ok: p99_cluster <= p99_single +
-     fdatasync p99 (issue 15's bound, PutRecords round trips standing for append ->
-     replicated-durable).
-  4. aggregate: the same per node as 1 offered to each node (3x in total), again to the
-     leaders. aggregate_ratio = 3 x (records per CPU-second of the three) / (single's):
-     what three machines would ingest next to one if ingest is bound by CPU and the three
-     had a machine each; on one 2-vCPU host nothing else can be shown (docs/BENCHMARKS.md).
-  5. failover: the load of 3 on the two nodes that survive, a shard led by the third (not
-     the controller when there is a choice); PutRecord to that shard through a survivor
-     until it succeeds, then SIGKILL its leader and PutRecord again until one succeeds:
-     failover_ms from the SIGKILL to that success, against ttl_ms (goal <= 2 x TTL).
+     --ttl), the same stream again, leaders spread (each node leads SHARDS / NODES); idle
+     CPU and warm-up as in 1; the same offered load as 1, each generator sending its
+     shards to the node that leads them (no forwarding hop): records/s, records per
+     CPU-second of the three sluiceds together, p50/p99. ratio_quorum = cluster / single
+     per CPU-second (rps_ratio: the same for records/s); p99_bound_ok: p99_cluster <=
+     p99_single + fdatasync p99 (issue 15's bound, a PutRecords round trip standing for
+     append -> replicated-durable).
+  4. aggregate: single's offered load to each node (3x in total), again to the leaders.
+     aggregate_ratio = NODES x (records per CPU-second of the three) / (single's): what
+     three machines would ingest next to one if ingest is bound by CPU and each node had
+     a machine of its own; one 2-vCPU host can show nothing more (docs/BENCHMARKS.md).
+  5. failover: quorum's load on the two nodes that survive, for their shards; a shard led
+     by the third (not the controller when there is a choice): PutRecord to it through a
+     survivor until one succeeds, SIGKILL its leader, PutRecord again until one succeeds:
+     failover_ms from the SIGKILL to that success, against ttl_ms (failover_bound_ok:
+     <= 2 x TTL, issue 15's goal).
   6. lost: every shard of both streams is read back (GetRecords from TRIM_HORIZON through
      a live node). The load's records are counted per shard against what the generators
      were acknowledged for that shard (their bodies repeat: a count, not an identity); the
@@ -45,11 +48,14 @@ namespace, CPU of each sluiced as utime + stime from /proc/PID/stat before and a
 Last line:
   cluster-bench: single_per_cpu_s=... cluster_per_cpu_s=... ratio_quorum=...
   p99_single_ms=... p99_cluster_ms=... fdatasync_p99_ms=... p99_bound_ok=...
-  aggregate_ratio=... failover_ms=... ttl_ms=... lost=... (one line; more fields after)
---short: 1 s of load at a low rate per phase, the same steps: behaviour only (the line,
+  aggregate_ratio=... failover_ms=... ttl_ms=... lost=... rps_single=... rps_cluster=...
+  rps_ratio=... aggregate_per_cpu_s=... failover_bound_ok=... idle_cores_single=...
+  idle_cores_cluster=... unacked_found=... read=...   (one line)
+--short: 1 s of load at a low rate per step, the same steps: behaviour only (the line,
 lost = 0). Exit 0 when lost = 0 and every step ran, 1 otherwise, 2 on usage.
 """
 import argparse
+import base64
 import json
 import os
 import re
@@ -60,13 +66,16 @@ import threading
 import time
 import traceback
 
+import boto3
+import botocore.config
+
 HARNESS_DIR = "@HARNESS_DIR@"   # configure_file() puts tests/cluster's path here.
 if HARNESS_DIR.startswith("@"):
     HARNESS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                "cluster")
 sys.path.insert(0, HARNESS_DIR)
 import harness                                                   # noqa: E402
-from harness import ACCESS_KEY, SECRET_KEY, API_PORT, wait_for   # noqa: E402
+from harness import ACCESS_KEY, SECRET_KEY, wait_for             # noqa: E402
 
 CLUSTER = "cbench"
 STREAM = "cbench"
@@ -81,7 +90,8 @@ SHORT_DURATION_S = 1.0
 WARMUP_S = 1.0                 # Load before single's and quorum's, not measured: new
                                # connections, new logs and replica links are not steady.
 FIO_SIZE = "16m"               # fdatasync baseline: 4 KiB writes over this laid-out file,
-FIO_WRITES = 1000              # this many of them.
+FIO_WRITES = 2000              # this many of them.
+IDLE_S = 2.0                   # The sluiceds' CPU with no load is measured over this.
 PROBE_TIMEOUT_S = 2            # A probe PutRecord's connect and read timeouts.
 PROBE_PAUSE_S = 0.02           # Between failed probes (no busy loop against a dead node).
 READ_LIMIT = 10000             # GetRecords' Limit.
@@ -101,8 +111,6 @@ def cpu_s(pid):
 
 
 def kinesis(url):
-    import boto3
-    import botocore.config
     cfg = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"},
                                  connect_timeout=PROBE_TIMEOUT_S, read_timeout=PROBE_TIMEOUT_S * 5)
     return boto3.client("kinesis", endpoint_url=url, region_name="us-east-1",
@@ -196,7 +204,6 @@ def placement(c):
     prefix = "/sluice/%s/" % CLUSTER
     out = json.loads(c.etcdctl("get", "--prefix", prefix, "-w", "json"))
     shards, cands = {}, []
-    import base64
     for kv in out.get("kvs") or []:
         key = base64.b64decode(kv["key"]).decode()[len(prefix):]
         value = base64.b64decode(kv["value"])
@@ -278,6 +285,16 @@ class Probe:
         raise TimeoutError("no PutRecord to the shard succeeded within %.0f s" % deadline_s)
 
 
+def idle_cores(pids):
+    """CPU the sluiceds use with no load (cores, over IDLE_S): their fixed cost, which the
+    records per CPU-second of a light load include."""
+    before = sum(cpu_s(p) for p in pids)
+    time.sleep(IDLE_S)
+    cores = (sum(cpu_s(p) for p in pids) - before) / IDLE_S
+    log("idle       %d sluiced: %.3f cores" % (len(pids), cores))
+    return cores
+
+
 def single_phase(c, cli, rate, duration_s, ledger):
     """Step 1 on a plain sluiced in node 1's namespace; its read-back before it stops."""
     n = harness.Node(c, 1)
@@ -296,10 +313,15 @@ def single_phase(c, cli, rate, duration_s, ledger):
     n.start()
     try:
         KEYS.update(create_stream(n.api_url, STREAM, SHARDS))
-        run_phase("warm-up", cli, [n.proc.pid], [(n.api_url, sorted(KEYS), rate)], WARMUP_S,
-                  ledger)
-        res = run_phase("single", cli, [n.proc.pid], [(n.api_url, sorted(KEYS), rate)],
-                        duration_s, ledger)
+        # As many generators as the cluster has leaders, over the same shard groups: the
+        # same client processes, and the same statistic (the worst generator's p99).
+        ids = sorted(KEYS)
+        spec = [(n.api_url, ids[g::NODES], rate * len(ids[g::NODES]) / SHARDS)
+                for g in range(NODES)]
+        idle = idle_cores([n.proc.pid])
+        run_phase("warm-up", cli, [n.proc.pid], spec, WARMUP_S, ledger)
+        res = run_phase("single", cli, [n.proc.pid], spec, duration_s, ledger)
+        res["idle_cores"] = idle
         res["lost"], res["extra"], res["read"] = read_back(n.api_url, STREAM, ledger, [])
     finally:
         n.stop()
@@ -360,6 +382,7 @@ def run(args, cli, build):
         nodes = {n.id: n for n in c.nodes}
         pids = [n.proc.pid for n in c.nodes]
         spec = [(nodes[i].api_url, s, rate * len(s) / SHARDS) for i, s in led.items()]
+        idle = idle_cores(pids)
         run_phase("warm-up", cli, pids, spec, WARMUP_S, ledger)
         quorum = run_phase("quorum", cli, pids, spec, duration_s, ledger)
         aggregate = run_phase("aggregate", cli, pids,
@@ -372,14 +395,17 @@ def run(args, cli, build):
     ratio = quorum["per_cpu_s"] / single["per_cpu_s"] if single["per_cpu_s"] else 0.0
     agg = NODES * aggregate["per_cpu_s"] / single["per_cpu_s"] if single["per_cpu_s"] else 0.0
     bound_ok = quorum["p99_ms"] <= single["p99_ms"] + fsync_ms
+    failover_ok = failover_ms <= 2 * args.ttl * 1000
     print("cluster-bench: single_per_cpu_s=%.0f cluster_per_cpu_s=%.0f ratio_quorum=%.2f "
           "p99_single_ms=%.2f p99_cluster_ms=%.2f fdatasync_p99_ms=%.2f p99_bound_ok=%d "
           "aggregate_ratio=%.2f failover_ms=%.0f ttl_ms=%d lost=%d rps_single=%.0f "
-          "rps_cluster=%.0f rps_ratio=%.2f aggregate_per_cpu_s=%.0f unacked_found=%d read=%d" %
+          "rps_cluster=%.0f rps_ratio=%.2f aggregate_per_cpu_s=%.0f failover_bound_ok=%d "
+          "idle_cores_single=%.3f idle_cores_cluster=%.3f unacked_found=%d read=%d" %
           (single["per_cpu_s"], quorum["per_cpu_s"], ratio, single["p99_ms"], quorum["p99_ms"],
            fsync_ms, bound_ok, agg, failover_ms, args.ttl * 1000, lost, single["rps"],
            quorum["rps"], quorum["rps"] / single["rps"] if single["rps"] else 0.0,
-           aggregate["per_cpu_s"], extra, read + single["read"]), flush=True)
+           aggregate["per_cpu_s"], failover_ok, single["idle_cores"], idle, extra,
+           read + single["read"]), flush=True)
     return 0 if lost == 0 else 1
 
 
