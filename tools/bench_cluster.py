@@ -18,7 +18,11 @@ generator (the same statistic on both sides):
      namespace, a stream of SHARDS shards, CONNECTIONS_PER_SHARD connections per shard;
      its CPU with no load over IDLE_S; WARMUP_S of load not measured, then --rate
      records/s offered in total: records/s, records per sluiced CPU-second, PutRecords
-     round-trip p50/p99. Its stream is read back (6) and it is stopped.
+     round-trip p50/p99. Then, unloaded, `sluice bench api --latency-only`: LATENCY_COUNT
+     PutRecord of 100 B one at a time to one shard, interleaved in blocks of 100 with
+     appends to a log of the generator's own in the work directory: p99 of both
+     (put1_p99_single_ms; log_p99_ms is the larger of the two sides' log p99). Its stream
+     is read back (6) and it is stopped.
   2. fdatasync: fio, 4 KiB writes each followed by fdatasync(2), over a laid-out file in
      the same work directory (what a follower's durable append costs at least): p99.
   3. quorum: the three cluster nodes (acks = quorum, replication factor 3, lease TTL
@@ -28,7 +32,9 @@ generator (the same statistic on both sides):
      CPU-second of the three sluiceds together, p50/p99. ratio_quorum = cluster / single
      per CPU-second (rps_ratio: the same for records/s); p99_bound_ok: p99_cluster <=
      p99_single + fdatasync p99 (issue 15's bound, a PutRecords round trip standing for
-     append -> replicated-durable).
+     append -> replicated-durable). Then the one-in-flight PutRecord as in 1, to the
+     shard's leader: put1_p99_cluster_ms; put1_bound_ok: put1_p99_cluster <=
+     put1_p99_single + fdatasync p99 (the same bound without queueing).
   4. aggregate: single's offered load to each node (3x in total), again to the leaders.
      aggregate_ratio = NODES x (records per CPU-second of the three) / (single's): what
      three machines would ingest next to one if ingest is bound by CPU and each node had
@@ -50,7 +56,8 @@ Last line:
   p99_single_ms=... p99_cluster_ms=... fdatasync_p99_ms=... p99_bound_ok=...
   aggregate_ratio=... failover_ms=... ttl_ms=... lost=... rps_single=... rps_cluster=...
   rps_ratio=... aggregate_per_cpu_s=... failover_bound_ok=... idle_cores_single=...
-  idle_cores_cluster=... unacked_found=... read=...   (one line)
+  idle_cores_cluster=... put1_p99_single_ms=... put1_p99_cluster_ms=... log_p99_ms=...
+  put1_bound_ok=... unacked_found=... read=...   (one line)
 --short: 1 s of load at a low rate per step, the same steps: behaviour only (the line,
 lost = 0). Exit 0 when lost = 0 and every step ran, 1 otherwise, 2 on usage.
 """
@@ -87,16 +94,18 @@ DURATION_S = 10.0
 TTL_S = 2
 SHORT_RATE = 5000
 SHORT_DURATION_S = 1.0
+LATENCY_COUNT = 1000           # One-in-flight PutRecords (and log appends) timed per side.
+SHORT_LATENCY_COUNT = 100
 WARMUP_S = 1.0                 # Load before single's and quorum's, not measured: new
                                # connections, new logs and replica links are not steady.
 FIO_SIZE = "16m"               # fdatasync baseline: 4 KiB writes over this laid-out file,
 FIO_WRITES = 2000              # this many of them.
+THREADS_SHOWN = 6              # Threads (by name, over the nodes) shown per step.
 IDLE_S = 2.0                   # The sluiceds' CPU with no load is measured over this.
 PROBE_TIMEOUT_S = 2            # A probe PutRecord's connect and read timeouts.
 PROBE_PAUSE_S = 0.02           # Between failed probes (no busy loop against a dead node).
 READ_LIMIT = 10000             # GetRecords' Limit.
 HZ = os.sysconf("SC_CLK_TCK")
-PUT_LINE = re.compile(r"^bench-api-put: (.*)$", re.M)
 
 
 def log(msg):
@@ -128,6 +137,39 @@ def create_stream(url, name, shards):
             for s in k.list_shards(StreamName=name)["Shards"]}
 
 
+def bench_api(cli, url, args):
+    """`sluice bench api ARGS` against url, signed with the harness's keys, output piped."""
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+    return subprocess.Popen([cli, "bench", "api", "--stream", STREAM, "--endpoint", url] + args,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env, text=True)
+
+
+def line_fields(proc, prefix):
+    """The `prefix: k=v ...` line of a finished bench_api() as a dict of strings."""
+    out, _ = proc.communicate()
+    m = re.search(r"^%s: (.*)$" % prefix, out, re.M)
+    if m is None:
+        raise RuntimeError("sluice bench api exited %d without its %s line:\n%s" %
+                           (proc.returncode, prefix, out[-2000:]))
+    return dict(kv.split("=", 1) for kv in m.group(1).split())
+
+
+def latency_step(what, cli, url, shard, workdir, count, ledger):
+    """One PutRecord of 100 B at a time to `shard` through url (its leader), interleaved in
+    blocks of 100 with appends to a log of the generator's own in workdir (the same
+    filesystem, sluiced's defaults): both p50/p99 in ms."""
+    f = line_fields(bench_api(cli, url, ["--latency-only", "--hash-keys", KEYS[shard],
+                                         "--latency-count", str(count), "--log-dir", workdir]),
+                    "bench-api-lat")
+    ledger[shard] = ledger.get(shard, 0) + int(f["acked"])
+    r = {k[:-3] + "_ms": float(v) / 1e3 for k, v in f.items() if k.endswith("_us")}
+    log("%-10s PutRecord 100 B one in flight p50 %.2f ms p99 %.2f ms; log append -> durable "
+        "p50 %.2f ms p99 %.2f ms (n=%d)" % (what, r["put_p50_ms"], r["put_p99_ms"],
+                                           r["log_p50_ms"], r["log_p99_ms"], count))
+    return r
+
+
 class Load:
     """One `sluice bench api --put-only` process against one node for some shards."""
 
@@ -135,21 +177,13 @@ class Load:
         self.shards = list(shards)
         self.key_shard = {keys_by_shard[s]: s for s in self.shards}
         keys = [keys_by_shard[s] for s in self.shards] * CONNECTIONS_PER_SHARD
-        argv = [cli, "bench", "api", "--put-only", "--stream", STREAM, "--endpoint", url,
-                "--connections", str(len(keys)), "--hash-keys", ",".join(keys),
-                "--rate", str(max(1, int(rate))), "--duration", "%dms" % int(duration_s * 1000)]
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, text=True)
+        self.proc = bench_api(cli, url, [
+            "--put-only", "--connections", str(len(keys)), "--hash-keys", ",".join(keys),
+            "--rate", str(max(1, int(rate))), "--duration", "%dms" % int(duration_s * 1000)])
 
     def wait(self):
         """{records_ok, ..., acked: {shard id: records}}; raises when no line came."""
-        out, _ = self.proc.communicate()
-        m = PUT_LINE.search(out)
-        if m is None:
-            raise RuntimeError("sluice bench api exited %d without its line:\n%s" %
-                               (self.proc.returncode, out[-2000:]))
-        fields = dict(kv.split("=", 1) for kv in m.group(1).split())
+        fields = line_fields(self.proc, "bench-api-put")
         r = {k: float(v) for k, v in fields.items() if k != "acked"}
         r["acked"] = {}
         for kv in fields["acked"].split(","):
@@ -158,13 +192,32 @@ class Load:
         return r
 
 
+def thread_cpu_s(pids):
+    """{thread name: utime + stime in seconds} summed over the threads of `pids` (where the
+    CPU went; names as sluiced sets them)."""
+    out = {}
+    for pid in pids:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    head, rest = f.read().rsplit(")", 1)
+            except FileNotFoundError:
+                continue   # A thread that ended between the listing and the read.
+            name = re.sub(r"\d+$", "", head.split("(", 1)[1])   # worker3 -> worker.
+            fields = rest.split()
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / HZ
+    return out
+
+
 def run_phase(what, cli, pids, loads_spec, duration_s, ledger):
     """Runs the loads at once; their merged result with the sluiceds' CPU seconds. loads_spec:
     [(url, shards, rate)]; ledger: {shard id: acknowledged records} to add to."""
     before = {p: cpu_s(p) for p in pids}
+    threads_before = thread_cpu_s(pids)
     loads = [Load(cli, url, KEYS, shards, rate, duration_s) for url, shards, rate in loads_spec]
     results = [ld.wait() for ld in loads]
     cpu = sum(cpu_s(p) - before[p] for p in pids)
+    threads = {k: v - threads_before.get(k, 0.0) for k, v in thread_cpu_s(pids).items()}
     ok = sum(r["records_ok"] for r in results)
     for r in results:
         for shard, n in r["acked"].items():
@@ -181,6 +234,9 @@ def run_phase(what, cli, pids, loads_spec, duration_s, ledger):
         "(%.0f records per CPU-s), p50 %.1f ms p99 %.1f ms" %
         (what, res["offered"], res["rps"], res["failed"], res["errors"], cpu, res["per_cpu_s"],
          res["p50_ms"], res["p99_ms"]))
+    top = sorted(threads.items(), key=lambda kv: -kv[1])[:THREADS_SHOWN]
+    log("%-10s CPU by thread (all its sluiceds): %s" %
+        (what, ", ".join("%s %.2f s" % kv for kv in top if kv[1] > 0)))
     return res
 
 
@@ -295,7 +351,7 @@ def idle_cores(pids):
     return cores
 
 
-def single_phase(c, cli, rate, duration_s, ledger):
+def single_phase(c, cli, rate, duration_s, lat_count, ledger):
     """Step 1 on a plain sluiced in node 1's namespace; its read-back before it stops."""
     n = harness.Node(c, 1)
     n.data_dir = os.path.join(c.workdir, "single")
@@ -322,6 +378,7 @@ def single_phase(c, cli, rate, duration_s, ledger):
         run_phase("warm-up", cli, [n.proc.pid], spec, WARMUP_S, ledger)
         res = run_phase("single", cli, [n.proc.pid], spec, duration_s, ledger)
         res["idle_cores"] = idle
+        res["lat"] = latency_step("single", cli, n.api_url, ids[0], c.workdir, lat_count, ledger)
         res["lost"], res["extra"], res["read"] = read_back(n.api_url, STREAM, ledger, [])
     finally:
         n.stop()
@@ -370,7 +427,8 @@ def run(args, cli, build):
             "load average %.2f" % (c.workdir, SHARDS, CONNECTIONS_PER_SHARD, duration_s,
                                    os.getloadavg()[0]))
         single_ledger, ledger, probes = {}, {}, []
-        single = single_phase(c, cli, rate, duration_s, single_ledger)
+        lat_count = SHORT_LATENCY_COUNT if args.short else LATENCY_COUNT
+        single = single_phase(c, cli, rate, duration_s, lat_count, single_ledger)
         fsync_ms = fdatasync_p99_ms(c.workdir)
         log("fdatasync  p99 %.2f ms (fio, 4 KiB writes, same filesystem)" % fsync_ms)
         c.start_nodes()
@@ -385,6 +443,10 @@ def run(args, cli, build):
         idle = idle_cores(pids)
         run_phase("warm-up", cli, pids, spec, WARMUP_S, ledger)
         quorum = run_phase("quorum", cli, pids, spec, duration_s, ledger)
+        first = sorted(KEYS)[0]
+        leader = [i for i, s in led.items() if first in s][0]
+        quorum["lat"] = latency_step("quorum", cli, nodes[leader].api_url, first, c.workdir,
+                                     lat_count, ledger)
         aggregate = run_phase("aggregate", cli, pids,
                               [(nodes[i].api_url, s, rate * len(s) * NODES / SHARDS)
                                for i, s in led.items()], duration_s, ledger)
@@ -396,16 +458,20 @@ def run(args, cli, build):
     agg = NODES * aggregate["per_cpu_s"] / single["per_cpu_s"] if single["per_cpu_s"] else 0.0
     bound_ok = quorum["p99_ms"] <= single["p99_ms"] + fsync_ms
     failover_ok = failover_ms <= 2 * args.ttl * 1000
+    put1_single, put1_cluster = single["lat"]["put_p99_ms"], quorum["lat"]["put_p99_ms"]
+    put1_ok = put1_cluster <= put1_single + fsync_ms
     print("cluster-bench: single_per_cpu_s=%.0f cluster_per_cpu_s=%.0f ratio_quorum=%.2f "
           "p99_single_ms=%.2f p99_cluster_ms=%.2f fdatasync_p99_ms=%.2f p99_bound_ok=%d "
           "aggregate_ratio=%.2f failover_ms=%.0f ttl_ms=%d lost=%d rps_single=%.0f "
           "rps_cluster=%.0f rps_ratio=%.2f aggregate_per_cpu_s=%.0f failover_bound_ok=%d "
-          "idle_cores_single=%.3f idle_cores_cluster=%.3f unacked_found=%d read=%d" %
+          "idle_cores_single=%.3f idle_cores_cluster=%.3f put1_p99_single_ms=%.2f "
+          "put1_p99_cluster_ms=%.2f log_p99_ms=%.2f put1_bound_ok=%d unacked_found=%d read=%d" %
           (single["per_cpu_s"], quorum["per_cpu_s"], ratio, single["p99_ms"], quorum["p99_ms"],
            fsync_ms, bound_ok, agg, failover_ms, args.ttl * 1000, lost, single["rps"],
            quorum["rps"], quorum["rps"] / single["rps"] if single["rps"] else 0.0,
-           aggregate["per_cpu_s"], failover_ok, single["idle_cores"], idle, extra,
-           read + single["read"]), flush=True)
+           aggregate["per_cpu_s"], failover_ok, single["idle_cores"], idle, put1_single,
+           put1_cluster, max(single["lat"]["log_p99_ms"], quorum["lat"]["log_p99_ms"]),
+           put1_ok, extra, read + single["read"]), flush=True)
     return 0 if lost == 0 else 1
 
 

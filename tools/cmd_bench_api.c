@@ -18,7 +18,9 @@
  * (offered records/s over all connections; 0, the default, is closed loop),
  * --hash-keys sends connection i's records to hash key i mod n (one shard each,
  * no forwarding hop when the endpoint leads it), and it ends with one line a
- * driver parses (BENCH_PUT_LINE, below).
+ * driver parses (BENCH_PUT_LINE, below). --latency-only --stream NAME runs phases
+ * 3 and 4 alone (the PutRecords to the first --hash-keys key's shard) and ends with
+ * BENCH_LAT_LINE.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -53,7 +55,10 @@
 /*
  * --put-only's last line, one token per field, for drivers (tools/bench_cluster.py):
  * "acked" lists KEY:records for each --hash-keys key (or "-" without them).
+ * --latency-only's: PutRecord and log append p50/p99, the puts answered 200.
  */
+#define BENCH_LAT_LINE "bench-api-lat: put_p50_us=%.1f put_p99_us=%.1f log_p50_us=%.1f " \
+	"log_p99_us=%.1f acked=%llu\n"
 #define BENCH_PUT_LINE "bench-api-put: records_ok=%llu records_failed=%llu errors=%llu " \
 	"seconds=%.3f records_per_s=%.0f p50_us=%.1f p99_us=%.1f acked=%s\n"
 
@@ -70,6 +75,7 @@ struct bench_opts {
 	uint64_t latency_count;
 	uint64_t rate;               /* Offered records/s over all connections; 0: closed loop. */
 	bool put_only;
+	bool latency_only;           /* Phases 3 and 4 alone on --stream. */
 	bool enhanced_monitoring;    /* Every shard-level metric on (what its series cost). */
 };
 
@@ -372,8 +378,8 @@ bench_get_phase(struct kc_client *client, const struct bench_opts *o, const char
 
 /* One PutRecord of 100 B on `fd`, its round trip recorded in `hist`. */
 static int
-bench_api_put_once(struct bench_conn *conn, int fd, const char *stream, uint64_t i,
-		   struct cli_hist *hist)
+bench_api_put_once(struct bench_conn *conn, int fd, const char *stream, const char *hash_key,
+		   uint64_t i, struct cli_hist *hist)
 {
 	struct kc_http_response response;
 	uint8_t data[BENCH_RECORD_SIZE];
@@ -388,7 +394,9 @@ bench_api_put_once(struct bench_conn *conn, int fd, const char *stream, uint64_t
 	if (kc_base64_encode(data, sizeof(data), &b64, &size) != 0)
 		return -ENOMEM;
 	snprintf(body, sizeof(body), "{\"StreamName\":\"%s\",\"PartitionKey\":\"lat-%llu\","
-		 "\"Data\":\"%s\"}", stream, (unsigned long long)i, b64);
+		 "%s%s%s\"Data\":\"%s\"}", stream, (unsigned long long)i,
+		 hash_key != NULL ? "\"ExplicitHashKey\":\"" : "", hash_key != NULL ? hash_key : "",
+		 hash_key != NULL ? "\"," : "", b64);
 	free(b64);
 	rc = kc_request_build(conn->client, "PutRecord", body, strlen(body), clock_real_ns(),
 			      &request, &size);
@@ -443,12 +451,15 @@ bench_log_append_once(struct log_producer *producer, uint64_t i, struct cli_hist
 /*
  * Phases 3 and 4, interleaved in blocks of 100 so that both see the same
  * background (writeback of phase 1, neighbours): single PutRecords through
- * sluiced, and appends to a temporary log opened as sluiced opens its own.
+ * sluiced (to the first --hash-keys key's shard when given), and appends to a
+ * temporary log opened as sluiced opens its own. *acked counts the puts answered 200.
  */
 static int
 bench_latency_phase(const struct kc_client *client, const struct bench_opts *o,
-		    const char *stream, struct cli_hist *api, struct cli_hist *log_hist)
+		    const char *stream, struct cli_hist *api, struct cli_hist *log_hist,
+		    uint64_t *acked)
 {
+	const char *hash_key = o->hash_key_count > 0 ? o->hash_keys[0] : NULL;
 	struct bench_conn conn = { .client = client };
 	struct log_producer *producer;
 	struct log_config lc;
@@ -475,8 +486,10 @@ bench_latency_phase(const struct kc_client *client, const struct bench_opts *o,
 	fd = kc_connect(client, false);
 	rc = fd < 0 ? fd : 0;
 	for (uint64_t i = 0; rc == 0 && i < o->latency_count; i += 100) {
-		for (uint64_t j = i; rc == 0 && j < i + 100 && j < o->latency_count; j++)
-			rc = bench_api_put_once(&conn, fd, stream, j, api);
+		for (uint64_t j = i; rc == 0 && j < i + 100 && j < o->latency_count; j++) {
+			rc = bench_api_put_once(&conn, fd, stream, hash_key, j, api);
+			*acked += rc == 0;
+		}
 		for (uint64_t j = i; rc == 0 && j < i + 100 && j < o->latency_count; j++)
 			rc = bench_log_append_once(producer, j, log_hist);
 	}
@@ -550,6 +563,7 @@ struct bench_results {
 	uint64_t h2c_non_2xx;
 	double get_rate;
 	uint64_t get_bytes;
+	uint64_t latency_acked;  /* Single PutRecords answered 200 (phase 3). */
 };
 
 static void
@@ -582,12 +596,25 @@ bench_report_put_line(const struct bench_opts *o, const struct bench_put_result 
 }
 
 static void
-bench_report(const struct kc_client *client, const struct bench_opts *o,
-	     const struct bench_results *r, const struct cli_hist *api, const struct cli_hist *log)
+bench_report_latency(const struct cli_hist *api, const struct cli_hist *log)
 {
 	double api_p99 = (double)cli_hist_percentile(api, 99) / 1e3;
 	double log_p99 = (double)cli_hist_percentile(log, 99) / 1e3;
 
+	printf("  %-46s p50 %8.1f us  p99 %8.1f us  (n=%llu)\n", "PutRecord 100 B, one in flight",
+	       (double)cli_hist_percentile(api, 50) / 1e3, api_p99,
+	       (unsigned long long)api->count);
+	printf("  %-46s p50 %8.1f us  p99 %8.1f us  (n=%llu)\n", "log append -> durable (same run)",
+	       (double)cli_hist_percentile(log, 50) / 1e3, log_p99,
+	       (unsigned long long)log->count);
+	printf("  %-46s %12.2f  (goal <= 2)\n", "PutRecord p99 / log p99",
+	       log_p99 > 0 ? api_p99 / log_p99 : 0.0);
+}
+
+static void
+bench_report(const struct kc_client *client, const struct bench_opts *o,
+	     const struct bench_results *r, const struct cli_hist *api, const struct cli_hist *log)
+{
 	bench_report_put(o, &r->put);
 	if (r->h2c_rate >= 0)
 		printf("  %-46s %12.0f records/s  (%llu non-2xx)\n",
@@ -599,20 +626,14 @@ bench_report(const struct kc_client *client, const struct bench_opts *o,
 		       "(h2load not found or failed)");
 	printf("  %-46s %12.1f MB/s       (%.1f MB read)\n", "GetRecords at the tail (response)",
 	       r->get_rate / 1e6, (double)r->get_bytes / 1e6);
-	printf("  %-46s p50 %8.1f us  p99 %8.1f us  (n=%llu)\n", "PutRecord 100 B, one in flight",
-	       (double)cli_hist_percentile(api, 50) / 1e3, api_p99,
-	       (unsigned long long)api->count);
-	printf("  %-46s p50 %8.1f us  p99 %8.1f us  (n=%llu)\n", "log append -> durable (same run)",
-	       (double)cli_hist_percentile(log, 50) / 1e3, log_p99,
-	       (unsigned long long)log->count);
-	printf("  %-46s %12.2f  (goal <= 2)\n", "PutRecord p99 / log p99",
-	       log_p99 > 0 ? api_p99 / log_p99 : 0.0);
+	bench_report_latency(api, log);
 }
 
 static const char bench_synopsis[] =
 	"sluice bench api [--endpoint URL] [options]\n"
 	"       sluice bench api --put-only --stream NAME [--rate N] [--hash-keys K,K,...] "
-	"[options]";
+	"[options]\n"
+	"       sluice bench api --latency-only --stream NAME [--hash-keys K] [options]";
 
 /* Phases 2-4 on the stream phase 1 wrote (not with --put-only). */
 static int
@@ -624,7 +645,7 @@ bench_other_phases(struct kc_client *client, const struct bench_opts *o, const c
 	r->get_rate = bench_get_phase(client, o, stream, &r->get_bytes);
 	if (r->get_rate < 0)
 		return -EIO;
-	return bench_latency_phase(client, o, stream, api, log);
+	return bench_latency_phase(client, o, stream, api, log, &r->latency_acked);
 }
 
 static int
@@ -664,8 +685,12 @@ bench_run(struct bench_opts *o)
 	printf("sluice bench api: %s:%s, stream %s, %llu connections, %.1f s phases\n",
 	       client.host, client.port, stream, (unsigned long long)o->connections,
 	       (double)o->duration_ns / 1e9);
-	rc = bench_put_phase(&client, o, stream, &r.put);
-	if (rc == 0 && !o->put_only)
+	if (o->latency_only)
+		rc = bench_latency_phase(&client, o, stream, &api_hist, &log_hist,
+					 &r.latency_acked);
+	else
+		rc = bench_put_phase(&client, o, stream, &r.put);
+	if (rc == 0 && !o->put_only && !o->latency_only)
 		rc = bench_other_phases(&client, o, stream, &r, &api_hist, &log_hist);
 	if (o->stream == NULL)
 		cli_bench_stream_delete(&client, stream);
@@ -678,6 +703,13 @@ bench_run(struct bench_opts *o)
 	if (o->put_only) {
 		bench_report_put(o, &r.put);
 		bench_report_put_line(o, &r.put);
+	} else if (o->latency_only) {
+		bench_report_latency(&api_hist, &log_hist);
+		printf(BENCH_LAT_LINE, (double)cli_hist_percentile(&api_hist, 50) / 1e3,
+		       (double)cli_hist_percentile(&api_hist, 99) / 1e3,
+		       (double)cli_hist_percentile(&log_hist, 50) / 1e3,
+		       (double)cli_hist_percentile(&log_hist, 99) / 1e3,
+		       (unsigned long long)r.latency_acked);
 	} else {
 		bench_report(&client, o, &r, &api_hist, &log_hist);
 	}
@@ -736,8 +768,10 @@ cmd_bench_api(int argc, char **argv)
 		  "enable every shard-level metric on the stream first (their cost)" },
 		{ "put-only", CLI_OPT_BOOL, &o.put_only, 0, 0, NULL,
 		  "PutRecords phase alone on --stream, then one bench-api-put: line" },
+		{ "latency-only", CLI_OPT_BOOL, &o.latency_only, 0, 0, NULL,
+		  "PutRecord/log latency phases alone on --stream, then a bench-api-lat: line" },
 		{ "stream", CLI_OPT_STRING, &o.stream, 0, 0, "NAME",
-		  "an existing stream (with --put-only): not created, not deleted" },
+		  "an existing stream (--put-only, --latency-only): not created, not deleted" },
 		{ "rate", CLI_OPT_COUNT, &o.rate, 0, BENCH_RATE_MAX, "N",
 		  "offered records/s over all connections, paced (default 0: closed loop)" },
 		{ "hash-keys", CLI_OPT_STRING, &o.hash_keys_arg, 0, 0, "K,K,...",
@@ -750,9 +784,11 @@ cmd_bench_api(int argc, char **argv)
 
 	if (done)
 		return rc;
-	if (args.positional_count > 0 || (o.put_only != (o.stream != NULL))) {
+	if (args.positional_count > 0 || (o.put_only && o.latency_only) ||
+	    ((o.put_only || o.latency_only) != (o.stream != NULL))) {
 		fprintf(stderr, "sluice bench api: %s\n", args.positional_count > 0 ?
-			"unexpected argument" : "--put-only and --stream go together");
+			"unexpected argument" : "--stream goes with one of --put-only and "
+			"--latency-only");
 		cli_args_usage(stderr, bench_synopsis, table, ARRAY_SIZE(table));
 		return CMD_EXIT_USAGE;
 	}

@@ -15,7 +15,8 @@ import sys
 
 FIELDS = ("single_per_cpu_s", "cluster_per_cpu_s", "ratio_quorum", "p99_single_ms",
           "p99_cluster_ms", "fdatasync_p99_ms", "p99_bound_ok", "aggregate_ratio",
-          "failover_ms", "ttl_ms", "lost")
+          "failover_ms", "ttl_ms", "lost", "failover_bound_ok", "put1_p99_single_ms",
+          "put1_p99_cluster_ms", "put1_bound_ok")
 NUMBER = re.compile(r"^\d+(\.\d+)?$")
 # Generous: namespaces, etcd, four sluiceds, five steps and the read-back on a loaded host.
 TIMEOUT_S = 400
