@@ -67,7 +67,8 @@ struct bench_opts {
 	const char *log_dir;
 	const char *stream;          /* An existing stream (--put-only), else one is made. */
 	const char *hash_keys_arg;   /* Comma-separated ExplicitHashKeys, or NULL. */
-	char *hash_keys[BENCH_HASH_KEYS_MAX];   /* Parsed from hash_keys_arg. */
+	char *hash_keys[BENCH_HASH_KEYS_MAX];   /* Parsed from hash_keys_arg, into: */
+	char *hash_keys_copy;                   /* malloc'ed, freed after the run. */
 	uint32_t hash_key_count;
 	uint64_t connections;
 	uint64_t shards;
@@ -737,8 +738,10 @@ bench_hash_keys_parse(struct bench_opts *o)
 				goto out_invalid;
 		o->hash_keys[o->hash_key_count++] = k;
 	}
-	if (o->hash_key_count > 0)
-		return 0;   /* The keys point into copy, kept for the process's life. */
+	if (o->hash_key_count > 0) {
+		o->hash_keys_copy = copy;   /* The keys point into it. */
+		return 0;
+	}
 out_invalid:
 	free(copy);
 	o->hash_key_count = 0;
@@ -801,5 +804,7 @@ cmd_bench_api(int argc, char **argv)
 			"digits, comma-separated\n", BENCH_HASH_KEYS_MAX, BENCH_HASH_KEY_DIGITS_MAX);
 		return CMD_EXIT_USAGE;
 	}
-	return bench_run(&o);
+	rc = bench_run(&o);
+	free(o.hash_keys_copy);
+	return rc;
 }
