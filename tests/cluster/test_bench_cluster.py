@@ -3,7 +3,8 @@
 a single sluiced, then three in cluster mode in the harness's namespaces, about a second
 of load per step, a leader SIGKILLed, everything read back. Checks behaviour only: exit 0,
 the `cluster-bench:` line printed with every field it promises, each a number, lost=0, the
-flag p99_bound_ok a 0 or 1. Never a threshold on what was measured (the shared machine
+flag p99_bound_ok a 0 or 1; before it, the usage errors of the command and of the `bench
+api` options its load uses (exit 2). Never a threshold on what was measured (the shared machine
 decides those figures; docs/BENCHMARKS.md has the full runs).
 
     test_bench_cluster.py BUILD_DIR
@@ -22,9 +23,25 @@ NUMBER = re.compile(r"^\d+(\.\d+)?$")
 TIMEOUT_S = 400
 
 
+# Usage errors (exit 2, nothing started), the options the driver's load relies on included.
+USAGE = (["bench", "cluster", "--rate", "5"],                  # below its minimum
+         ["bench", "cluster", "extra"],                        # no positional argument
+         ["bench", "api", "--put-only"],                       # --put-only needs --stream
+         ["bench", "api", "--stream", "s"],                    # --stream needs a mode
+         ["bench", "api", "--put-only", "--latency-only", "--stream", "s"],
+         ["bench", "api", "--put-only", "--stream", "s", "--hash-keys", "12a"],
+         ["bench", "api", "--put-only", "--stream", "s", "--hash-keys", "1" * 40],
+         ["bench", "api", "--put-only", "--stream", "bad name"])
+
+
 def main():
     build = sys.argv[1]
-    r = subprocess.run([os.path.join(build, "tools", "sluice"), "bench", "cluster", "--short"],
+    sluice = os.path.join(build, "tools", "sluice")
+    for args in USAGE:
+        u = subprocess.run([sluice] + args, capture_output=True, text=True, timeout=60)
+        assert u.returncode == 2 and u.stderr, "sluice %s: exit %d, stderr %r" % (
+            " ".join(args), u.returncode, u.stderr)
+    r = subprocess.run([sluice, "bench", "cluster", "--short"],
                        capture_output=True, text=True, timeout=TIMEOUT_S)
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
