@@ -26,7 +26,8 @@ generator (the same statistic on both sides):
   2. fdatasync: fio, 4 KiB writes each followed by fdatasync(2), over a laid-out file in
      the same work directory (what a follower's durable append costs at least): p99.
   3. quorum: the three cluster nodes (acks = quorum, replication factor 3, lease TTL
-     --ttl), the same stream again, leaders spread (each node leads SHARDS / NODES); idle
+     --ttl), the same stream again, leaders spread (each node leads SHARDS / NODES, read
+     with the nodes' API addresses from `sluice cluster status --json`); idle
      CPU and warm-up as in 1; the same offered load as 1, each generator sending its
      shards to the node that leads them (no forwarding hop): records/s, records per
      CPU-second of the three sluiceds together, p50/p99. ratio_quorum = cluster / single
@@ -62,7 +63,6 @@ Last line:
 lost = 0). Exit 0 when lost = 0 and every step ran, 1 otherwise, 2 on usage.
 """
 import argparse
-import base64
 import json
 import os
 import re
@@ -101,6 +101,7 @@ WARMUP_S = 1.0                 # Load before single's and quorum's, not measured
 FIO_SIZE = "16m"               # fdatasync baseline: 4 KiB writes over this laid-out file,
 FIO_WRITES = 2000              # this many of them.
 THREADS_SHOWN = 6              # Threads (by name, over the nodes) shown per step.
+STATUS_PAUSE_S = 0.2           # Between `sluice cluster status` polls.
 IDLE_S = 2.0                   # The sluiceds' CPU with no load is measured over this.
 PROBE_TIMEOUT_S = 2            # A probe PutRecord's connect and read timeouts.
 PROBE_PAUSE_S = 0.02           # Between failed probes (no busy loop against a dead node).
@@ -256,25 +257,20 @@ def fdatasync_p99_ms(workdir):
 
 
 def placement(c):
-    """{shard id: {"leader", "replicas", "isr"}} of STREAM from etcd, and the controller."""
-    prefix = "/sluice/%s/" % CLUSTER
-    out = json.loads(c.etcdctl("get", "--prefix", prefix, "-w", "json"))
-    shards, cands = {}, []
-    for kv in out.get("kvs") or []:
-        key = base64.b64decode(kv["key"]).decode()[len(prefix):]
-        value = base64.b64decode(kv["value"])
-        if key.startswith("placement/%s/" % STREAM):
-            shards[key.rsplit("/", 1)[1]] = json.loads(value)
-        elif key.startswith("controller/"):
-            cands.append((int(kv["create_revision"]), value.decode()))
-    controller = int(min(cands)[1]) if cands else None
-    return shards, controller
+    """From `sluice cluster status --json` (etcd's placement, as an operator sees it):
+    {shard id: {"leader", "replicas", "isr", ...}} of STREAM, the controller's node id,
+    {node id: its API URL}."""
+    st = c.status()
+    shards = {"shardId-%012d" % p["shard"]: p for p in st["placements"]
+              if p["stream"] == STREAM}
+    controller = st["controller"]["node"] if st.get("controller") else None
+    return shards, controller, {n["id"]: "http://" + n["api_addr"] for n in st["nodes"]}
 
 
 def spread_settled(c, ids):
     """Placement of every shard on `ids`: led, 3 in-sync replicas, leaders even."""
-    shards, _ = placement(c)
-    if len(shards) != SHARDS:
+    shards, _, api = placement(c)
+    if len(shards) != SHARDS or set(api) != set(ids):
         return None
     led = {i: [] for i in ids}
     for sid, v in shards.items():
@@ -283,7 +279,7 @@ def spread_settled(c, ids):
             return None
         led[v["leader"]].append(sid)
     counts = [len(v) for v in led.values()]
-    return led if max(counts) - min(counts) <= 1 else None
+    return (led, api) if max(counts) - min(counts) <= 1 else None
 
 
 def read_back(url, name, ledger, probes):
@@ -385,19 +381,19 @@ def single_phase(c, cli, rate, duration_s, lat_count, ledger):
     return res
 
 
-def failover_phase(c, cli, led, rate, duration_s, ledger, probes):
-    shards, controller = placement(c)
+def failover_phase(c, cli, led, api, rate, duration_s, ledger, probes):
+    _, controller, _ = placement(c)
     victims = [i for i in sorted(led) if i != controller and led[i]] or \
         [i for i in sorted(led) if led[i]]
     victim = victims[0]
     shard = sorted(led[victim])[0]
     survivors = [n for n in c.nodes if n.id != victim]
     via = survivors[0]
-    probe = Probe(via.api_url, KEYS[shard])
+    probe = Probe(api[via.id], KEYS[shard])
     probe.until_ok(harness.DEADLINE_S)
     # The background load on the survivors' shards lasts past the bound (2 x TTL) and more.
     bg_s = max(duration_s, 4.0 * c.ttl_s + 2.0)
-    spec = [(n.api_url, led[n.id], rate * len(led[n.id]) / SHARDS) for n in survivors]
+    spec = [(api[n.id], led[n.id], rate * len(led[n.id]) / SHARDS) for n in survivors]
     out = {}
     t = threading.Thread(target=lambda: out.update(
         run_phase("failover", cli, [n.proc.pid for n in survivors], spec, bg_s, ledger)))
@@ -434,24 +430,25 @@ def run(args, cli, build):
         c.start_nodes()
         create_stream(c.nodes[0].api_url, STREAM, SHARDS)
         ids = [n.id for n in c.nodes]
-        led = wait_for(lambda: spread_settled(c, ids), "leaders spread over %r" % ids)
+        # `sluice cluster status` runs per poll: a slower pace than the harness's default.
+        led, api = wait_for(lambda: spread_settled(c, ids), "leaders spread over %r" % ids,
+                            pause_s=STATUS_PAUSE_S)
         log("leaders: %s" % ", ".join("node %d %s" % (i, ",".join(s[-2:] for s in sorted(v)))
                                       for i, v in sorted(led.items())))
-        nodes = {n.id: n for n in c.nodes}
         pids = [n.proc.pid for n in c.nodes]
-        spec = [(nodes[i].api_url, s, rate * len(s) / SHARDS) for i, s in led.items()]
+        spec = [(api[i], s, rate * len(s) / SHARDS) for i, s in led.items()]
         idle = idle_cores(pids)
         run_phase("warm-up", cli, pids, spec, WARMUP_S, ledger)
         quorum = run_phase("quorum", cli, pids, spec, duration_s, ledger)
         first = sorted(KEYS)[0]
         leader = [i for i, s in led.items() if first in s][0]
-        quorum["lat"] = latency_step("quorum", cli, nodes[leader].api_url, first, c.workdir,
+        quorum["lat"] = latency_step("quorum", cli, api[leader], first, c.workdir,
                                      lat_count, ledger)
         aggregate = run_phase("aggregate", cli, pids,
-                              [(nodes[i].api_url, s, rate * len(s) * NODES / SHARDS)
+                              [(api[i], s, rate * len(s) * NODES / SHARDS)
                                for i, s in led.items()], duration_s, ledger)
-        failover_ms, via = failover_phase(c, cli, led, rate, duration_s, ledger, probes)
-        lost, extra, read = read_back(via.api_url, STREAM, ledger, probes)
+        failover_ms, via = failover_phase(c, cli, led, api, rate, duration_s, ledger, probes)
+        lost, extra, read = read_back(api[via.id], STREAM, ledger, probes)
         lost += single["lost"]
         extra += single["extra"]
     ratio = quorum["per_cpu_s"] / single["per_cpu_s"] if single["per_cpu_s"] else 0.0
