@@ -162,7 +162,7 @@ bench_put_worker(void *arg)
 
 /* What phase 1 measured. */
 struct bench_put_result {
-	double rate;                 /* Records/s acknowledged durable; < 0: not run. */
+	double rate;                 /* Records/s acknowledged durable. */
 	double seconds;
 	uint64_t ok;
 	uint64_t failed;             /* Refused in a 200 answer, or in a request that failed. */
