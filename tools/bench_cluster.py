@@ -230,11 +230,16 @@ def run_phase(what, cli, pids, loads_spec, duration_s, ledger):
            # The loads' p50/p99 are of their own requests: the worst of them is reported.
            "p50_ms": max(r["p50_us"] for r in results) / 1e3,
            "p99_ms": max(r["p99_us"] for r in results) / 1e3,
+           "max_ms": max(r["max_us"] for r in results) / 1e3,
            "offered": sum(rate for _, _, rate in loads_spec)}
     log("%-10s offered %8.0f rec/s: %8.0f rec/s acked, %d failed, %d errors, CPU %.2f s "
-        "(%.0f records per CPU-s), p50 %.1f ms p99 %.1f ms" %
+        "(%.0f records per CPU-s), p50 %.1f ms p99 %.1f ms max %.1f ms" %
         (what, res["offered"], res["rps"], res["failed"], res["errors"], cpu, res["per_cpu_s"],
-         res["p50_ms"], res["p99_ms"]))
+         res["p50_ms"], res["p99_ms"], res["max_ms"]))
+    for (url, shards, _), r in zip(loads_spec, results):
+        log("%-10s   %s (%s): p99 %.1f ms, max %.1f ms" %
+            (what, url, ",".join(sh[-2:] for sh in shards), r["p99_us"] / 1e3,
+             r["max_us"] / 1e3))
     top = sorted(threads.items(), key=lambda kv: -kv[1])[:THREADS_SHOWN]
     log("%-10s CPU by thread (all its sluiceds): %s" %
         (what, ", ".join("%s %.2f s" % kv for kv in top if kv[1] > 0)))

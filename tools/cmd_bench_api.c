@@ -60,7 +60,7 @@
 #define BENCH_LAT_LINE "bench-api-lat: put_p50_us=%.1f put_p99_us=%.1f log_p50_us=%.1f " \
 	"log_p99_us=%.1f acked=%llu\n"
 #define BENCH_PUT_LINE "bench-api-put: records_ok=%llu records_failed=%llu errors=%llu " \
-	"seconds=%.3f records_per_s=%.0f p50_us=%.1f p99_us=%.1f acked=%s\n"
+	"seconds=%.3f records_per_s=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f acked=%s\n"
 
 struct bench_opts {
 	struct cli_conn conn;
@@ -593,7 +593,7 @@ bench_report_put_line(const struct bench_opts *o, const struct bench_put_result 
 	printf(BENCH_PUT_LINE, (unsigned long long)r->ok, (unsigned long long)r->failed,
 	       (unsigned long long)r->errors, r->seconds, r->rate,
 	       (double)cli_hist_percentile(&r->hist, 50) / 1e3,
-	       (double)cli_hist_percentile(&r->hist, 99) / 1e3, acked);
+	       (double)cli_hist_percentile(&r->hist, 99) / 1e3, (double)r->hist.max / 1e3, acked);
 }
 
 static void
