@@ -175,6 +175,7 @@ struct cluster_member_status {
 	uint64_t register_waits;       /* Tries at start that found the node id still registered. */
 	uint64_t placement_deferred;   /* Placements put off for nodes to register again (grace). */
 	int last_error;
+	const char *etcd_endpoint;     /* The etcd URL its lease and election calls go to now. */
 };
 
 void cluster_member_status(struct cluster_member *member, struct cluster_member_status *out);

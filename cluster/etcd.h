@@ -15,10 +15,14 @@
  * lease's keepalive has no "TTL"); errors come as {"error","message","code"}.
  *
  * Calls are synchronous with the client's timeout, on the caller's thread;
- * a client belongs to one thread at a time. With several endpoints a call
- * that cannot reach one tries the next (the same request: every call here is
- * safe to repeat, except that a timed-out put/txn may have been applied: use
- * a compare in a txn when that matters).
+ * a client belongs to one thread at a time. With several endpoints (the
+ * members of one etcd cluster) a call that cannot reach one, or reaches one
+ * that has no leader, tries the next, each at most once (the same request:
+ * every call here is safe to repeat, except that a timed-out put/txn may have
+ * been applied: use a compare in a txn when that matters); a call that times
+ * out returns -ETIMEDOUT and the next call goes to the next endpoint. The
+ * client stays on the endpoint that answered. Each move is logged and counted
+ * (etcd_failovers()).
  *
  * Errors (negative errno): -ECONNREFUSED no endpoint reachable; -ETIMEDOUT;
  * -ENOENT lease or election leader not found; -ERANGE the revision asked for
@@ -50,6 +54,10 @@ struct etcd_client;
  */
 int etcd_open(const char *endpoints, uint32_t timeout_ms, struct etcd_client **client_out);
 void etcd_close(struct etcd_client *client);
+/* The URL the client's calls go to now; any thread may ask (metrics). */
+const char *etcd_current_endpoint(const struct etcd_client *client);
+/* Moves to another endpoint so far, by every client and watch of the process. */
+uint64_t etcd_failovers(void);
 
 /* One key-value pair of a range answer. key and value are NUL-terminated copies. */
 struct etcd_kv {
@@ -181,7 +189,11 @@ struct etcd_event {
  * Opens a watch on one endpoint of the list (the first that answers):
  * changes from start_revision (0: from now on). The stream asks for the
  * leader's presence, so a member cut off from its leader ends it rather
- * than going silent (cluster.md pitfall 4).
+ * than going silent (cluster.md pitfall 4). A stream that ends before etcd
+ * created the watch (the member down, or without a leader) is asked again of
+ * the next endpoint, each once, within etcd_watch_next(); one that ends later
+ * is the caller's -ECONNRESET (it reopens: the list is tried from the first
+ * again, a dead member refusing at once).
  */
 int etcd_watch_open(const char *endpoints, const char *key, bool prefix, int64_t start_revision,
 		    struct etcd_watch **watch_out);

@@ -17,8 +17,14 @@
 
 /* One line of the stream may be this long (a revision's events); beyond, the watch fails. */
 #define ETCD_WATCH_LINE_MAX (8u << 20)
+/* A member whose packets are dropped is given up on after this (the stream itself has no bound). */
+#define ETCD_WATCH_CONNECT_TIMEOUT_MS 2000L
 
 struct etcd_watch {
+	struct etcd_endpoints ep;
+	uint32_t endpoint;         /* The one the stream goes to. */
+	uint32_t tries;            /* Endpoints asked so far (the stream's failover bound). */
+	bool created;              /* etcd confirmed the watch: an end now is the caller's. */
 	CURLM *multi;
 	CURL *curl;
 	struct curl_slist *headers;
@@ -107,22 +113,64 @@ etcd_watch_request(const char *key, bool prefix, int64_t start_revision)
 	return body;
 }
 
+/* (Re)starts the transfer on w->endpoint with the same request, nothing received yet. */
+static int
+etcd_watch_start(struct etcd_watch *w)
+{
+	char url[ETCD_URL_SIZE + 16];
+
+	snprintf(url, sizeof(url), "%s/v3/watch", w->ep.urls[w->endpoint]);
+	w->size = 0;
+	w->done = false;
+	w->tries++;
+	curl_easy_setopt(w->curl, CURLOPT_URL, url);
+	curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, w->headers);
+	curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, w->body);
+	curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, etcd_watch_write);
+	curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, w);
+	curl_easy_setopt(w->curl, CURLOPT_TIMEOUT_MS, 0L);
+	curl_easy_setopt(w->curl, CURLOPT_CONNECTTIMEOUT_MS, ETCD_WATCH_CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(w->curl, CURLOPT_NOSIGNAL, 1L);
+	return curl_multi_add_handle(w->multi, w->curl) == CURLM_OK ? 0 : -ENOMEM;
+}
+
+/*
+ * The stream ended before etcd created the watch (refused, or a member without
+ * a leader): the same request to the next endpoint, each once. Nothing was
+ * delivered, so nothing is skipped. False when every endpoint was asked.
+ */
+static bool
+etcd_watch_fail_over(struct etcd_watch *w)
+{
+	uint32_t from = w->endpoint;
+
+	if (w->created || w->tries >= w->ep.count)
+		return false;
+	curl_multi_remove_handle(w->multi, w->curl);
+	w->endpoint = (w->endpoint + 1) % w->ep.count;
+	etcd_failover_note(w->ep.urls[from], w->ep.urls[w->endpoint],
+			   "watch stream ended before created");
+	return etcd_watch_start(w) == 0;
+}
+
 int
 etcd_watch_open(const char *endpoints, const char *key, bool prefix, int64_t start_revision,
 		struct etcd_watch **watch_out)
 {
-	struct etcd_endpoints ep = { 0 };
 	struct etcd_watch *w;
-	char url[ETCD_URL_SIZE + 16];
 	int err = etcd_curl_init_once();
 
-	if (err == 0)
-		err = etcd_endpoints_parse(&ep, endpoints);
 	if (err != 0)
 		return err;
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return -ENOMEM;
+	err = etcd_endpoints_parse(&w->ep, endpoints);
+	if (err != 0) {
+		free(w);
+		return err;
+	}
 	w->body = etcd_watch_request(key, prefix, start_revision);
 	w->multi = curl_multi_init();
 	w->curl = curl_easy_init();
@@ -130,21 +178,8 @@ etcd_watch_open(const char *endpoints, const char *key, bool prefix, int64_t sta
 	/* A member without a leader ends the stream instead of going silent. */
 	w->headers = w->headers == NULL ? NULL :
 		     curl_slist_append(w->headers, "Grpc-Metadata-hasleader: true");
-	if (w->body == NULL || w->multi == NULL || w->curl == NULL || w->headers == NULL) {
-		etcd_watch_close(w);
-		return -ENOMEM;
-	}
-	/* The first endpoint; a caller that sees -ECONNRESET reopens (and may rotate the list). */
-	snprintf(url, sizeof(url), "%s/v3/watch", ep.urls[0]);
-	curl_easy_setopt(w->curl, CURLOPT_URL, url);
-	curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, w->headers);
-	curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, w->body);
-	curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, etcd_watch_write);
-	curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, w);
-	curl_easy_setopt(w->curl, CURLOPT_TIMEOUT_MS, 0L);
-	curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(w->curl, CURLOPT_NOSIGNAL, 1L);
-	if (curl_multi_add_handle(w->multi, w->curl) != CURLM_OK) {
+	if (w->body == NULL || w->multi == NULL || w->curl == NULL || w->headers == NULL ||
+	    etcd_watch_start(w) != 0) {
 		etcd_watch_close(w);
 		return -ENOMEM;
 	}
@@ -177,6 +212,8 @@ etcd_watch_line(struct etcd_watch *w, const char *line)
 
 	if (answer == NULL)
 		return -EPROTO;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "created")))
+		w->created = true;
 	if (result == NULL) {   /* {"error": {...}}: the stream's own error shape. */
 		cJSON_Delete(answer);
 		return -ECONNRESET;
@@ -239,11 +276,15 @@ etcd_watch_next(struct etcd_watch *w, uint32_t timeout_ms, const struct etcd_eve
 				return -ENOMEM;
 			n = etcd_watch_line(w, line);
 			free(line);
+			if (n == -ECONNRESET && etcd_watch_fail_over(w))
+				break;   /* The rest of the buffer was the old stream's. */
 			if (n != 0) {
 				*events_out = w->events;
 				return n;
 			}
 		}
+		if (w->done && !w->overflow && etcd_watch_fail_over(w))
+			continue;
 		if (w->done || w->overflow)
 			return w->overflow ? -EPROTO : -ECONNRESET;
 		clock_gettime(CLOCK_MONOTONIC, &now);

@@ -812,4 +812,5 @@ cluster_member_status(struct cluster_member *m, struct cluster_member_status *ou
 	pthread_mutex_lock(&m->lock);
 	*out = m->status;
 	pthread_mutex_unlock(&m->lock);
+	out->etcd_endpoint = etcd_current_endpoint(m->client);   /* Atomic: any thread. */
 }

@@ -1232,6 +1232,13 @@ cluster_node_render_metrics(struct cluster_node *n, struct metrics_out *out)
 		       "Placement watches opened (while etcd is away: one per retry pause).");
 	metrics_printf(out, "sluice_cluster_watch_opens_total %" PRIu64 "\n",
 		       atomic_load(&n->watch_opens));
+	metrics_family(out, "sluice_cluster_etcd_endpoint", "gauge",
+		       "1 for the etcd endpoint this node's lease and election calls go to now.");
+	metrics_printf(out, "sluice_cluster_etcd_endpoint{url=\"%s\"} 1\n", ms.etcd_endpoint);
+	metrics_family(out, "sluice_cluster_etcd_failovers_total", "counter",
+		       "Moves of this process's etcd calls and watches to another endpoint "
+		       "(one down, or without a leader; docs/CLUSTER.md).");
+	metrics_printf(out, "sluice_cluster_etcd_failovers_total %" PRIu64 "\n", etcd_failovers());
 	metrics_family(out, "sluice_cluster_lead_refusals_total", "counter",
 		       "Leaderships placed here that the log refused (records below a cut "
 		       "not held again yet), once per epoch.");

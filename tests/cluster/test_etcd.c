@@ -206,12 +206,31 @@ Test(etcd, moves_to_a_live_endpoint_and_names_what_is_wrong)
 	struct etcd_range r;
 	uint16_t dead = etcd_fixture_free_port();
 
+	uint64_t failovers = etcd_failovers();
+
 	snprintf(both, sizeof(both), "http://127.0.0.1:%u,%s", dead, etcd_endpoint);
 	cr_assert_eq(etcd_open(both, 2000, &c), 0);
 	cr_assert_eq(etcd_put(c, "k", "v", 1, 0, NULL), 0, "the second endpoint answered");
+	cr_assert_eq(etcd_failovers(), failovers + 1, "the move counted");
+	cr_assert_str_eq(etcd_current_endpoint(c), etcd_endpoint);
 	cr_assert_eq(etcd_get(c, "k", false, 0, &r), 0);
 	cr_assert_eq(r.count, 1);
 	etcd_range_free(&r);
+	cr_assert_eq(etcd_failovers(), failovers + 1, "the client stays on the one that answered");
+	etcd_close(c);
+
+	/* A stalled member (connections accepted, nothing answered): the call times out and
+	 * the next goes to the next endpoint, without repeating the timed-out one. */
+	snprintf(both, sizeof(both), "%s,http://127.0.0.1:%u", etcd_endpoint, dead);
+	cr_assert_eq(etcd_open(both, 300, &c), 0);
+	cr_assert_eq(etcd_put(c, "k", "v", 1, 0, NULL), 0);
+	etcd_fixture_signal(SIGSTOP);
+	cr_assert_eq(etcd_get(c, "k", false, 0, &r), -ETIMEDOUT);
+	etcd_fixture_signal(SIGCONT);
+	cr_assert_neq(strcmp(etcd_current_endpoint(c), etcd_endpoint), 0, "moved on");
+	cr_assert_eq(etcd_get(c, "k", false, 0, &r), 0, "the dead one refused, back to the live one");
+	etcd_range_free(&r);
+	cr_assert_str_eq(etcd_current_endpoint(c), etcd_endpoint);
 	etcd_close(c);
 
 	snprintf(both, sizeof(both), "http://127.0.0.1:%u", dead);
@@ -243,6 +262,41 @@ watch_wait(struct etcd_watch *w, const struct etcd_event **events)
 	while ((n = etcd_watch_next(w, 200, events)) == 0)
 		cr_assert_lt(clock_mono_ns(), deadline, "no watch event");
 	return n;
+}
+
+Test(etcd, a_watch_opens_on_the_next_endpoint_when_one_is_down)
+{
+	char list[160];
+	struct etcd_watch *w;
+	const struct etcd_event *ev;
+	uint16_t dead = etcd_fixture_free_port();
+	uint16_t dead2 = etcd_fixture_free_port();
+	uint64_t failovers = etcd_failovers();
+	int64_t rev;
+
+	snprintf(list, sizeof(list), "http://127.0.0.1:%u,%s", dead, etcd_endpoint);
+	cr_assert_eq(etcd_watch_open(list, "fo/", true, 0, &w), 0);
+	/* Created on the live member (not seen here: wait for a put to come through). */
+	cr_assert_eq(etcd_put(client, "fo/a", "1", 1, 0, &rev), 0);
+	while (etcd_watch_next(w, 200, &ev) == 0)
+		cr_assert_eq(etcd_put(client, "fo/a", "1", 1, 0, &rev), 0);
+	cr_assert_str_eq(ev[0].kv.key, "fo/a");
+	cr_assert_eq(etcd_failovers(), failovers + 1);
+	etcd_watch_close(w);
+
+	/* From a revision, through the dead one: nothing skipped. */
+	cr_assert_eq(etcd_watch_open(list, "fo/", true, rev, &w), 0);
+	cr_assert_eq(watch_wait(w, &ev), 1);
+	cr_assert_eq(ev[0].kv.mod_revision, rev);
+	etcd_watch_close(w);
+
+	/* Every endpoint down: the stream's end, after each was asked once. */
+	snprintf(list, sizeof(list), "http://127.0.0.1:%u,http://127.0.0.1:%u", dead, dead2);
+	failovers = etcd_failovers();
+	cr_assert_eq(etcd_watch_open(list, "fo/", true, 0, &w), 0);
+	cr_assert_eq(watch_wait(w, &ev), -ECONNRESET);
+	cr_assert_eq(etcd_failovers(), failovers + 1, "two endpoints: one move");
+	etcd_watch_close(w);
 }
 
 Test(etcd, watch_sees_puts_and_deletes_in_order_and_replays_from_a_revision)

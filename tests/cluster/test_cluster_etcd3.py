@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""A 3-member etcd under the cluster, one member lost under load (issue 15; docs/CLUSTER.md
+failure table, "an etcd member lost", "etcd's leader lost").
+
+    test_cluster_etcd3.py BUILD_DIR [--seed S]
+
+The harness's namespaces with etcd_members=3 (tests/cluster/harness.py: members on
+198.18.0.2, .4 and .5, each node given all three endpoints in that order), three sluiced
+nodes (rf 3, acks quorum, lease TTL 2 s), a 6-shard stream and the campaign's boto3
+producers (campaign_data.py: a ledger of every acknowledged record, no client retry)
+putting throughout. Every node's etcd calls go to the first member that answers, so the
+members the test takes down are the ones the nodes use:
+
+  follower  etcd's leadership is moved off member 0 (etcdctl move-leader) and member 0, the
+            nodes' member, SIGKILLed: every node moves to another member (its
+            sluice_cluster_etcd_endpoint; sluice_cluster_etcd_failovers_total grows), puts
+            go on; nothing registers again (each registration's create_revision as before)
+            and no placement is written; member 0 is started again and rejoins.
+  leader    etcd's leadership is moved to the member the nodes use now and that member
+            SIGKILLed: the other two elect a leader, every node moves to a member that is
+            up, leases survive (etcd extends them on a leader change: nothing registers
+            again), no placement is written, puts go on; the member is started again and
+            rejoins (the three agree on one leader).
+
+At the end every acknowledged record is read from every node: exactly once, at its
+number, with its bytes, in per-key order. No timing assertion: conditions are awaited
+with the harness's deadlines.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import campaign       # noqa: E402
+import harness        # noqa: E402
+
+STREAM = "chx-etcd3"
+SHARDS = 6
+# Acknowledging calls awaited at each step.
+CALLS_PER_STEP = 20
+ENDPOINT = "sluice_cluster_etcd_endpoint"
+FAILOVERS = "sluice_cluster_etcd_failovers_total"
+
+
+class Cluster3(harness.Cluster):
+    """The harness's cluster with a 3-member etcd (run_scenario builds harness.Cluster)."""
+
+    def __init__(self, **kw):
+        kw.setdefault("etcd_members", 3)
+        super().__init__(**kw)
+
+
+def metrics(c, node):
+    """(the etcd URL the node's member uses, the process's etcd failovers) from /metrics."""
+    text = c.run(["curl", "-sf", "-m", "10", "-H",
+                  "Authorization: Bearer " + harness.ADMIN_TOKEN,
+                  "http://%s/metrics" % node.admin_addr])
+    url, failovers = None, None
+    for line in text.splitlines():
+        if line.startswith(ENDPOINT + "{"):
+            url = line.split('url="', 1)[1].split('"', 1)[0]
+        elif line.startswith(FAILOVERS + " "):
+            failovers = int(float(line.split()[1]))
+    if url is None or failovers is None:
+        raise campaign.Failure("node %d: no %s or %s in /metrics" % (node.id, ENDPOINT, FAILOVERS))
+    return url, failovers
+
+
+def move_leader(c, to):
+    """Makes member `to` etcd's leader (etcdctl move-leader, asked of the current leader)."""
+    lead = harness.wait_for(lambda: c.etcd_leader() is not None and [c.etcd_leader()],
+                            "an etcd leader")[0]
+    if lead == to:
+        return
+    target = c.etcd_members_status()[to][0]
+    c.run(["etcdctl", "--endpoints", c.etcd_member_urls[lead], "--dial-timeout=2s",
+           "--command-timeout=10s", "move-leader", "%x" % target])
+    harness.wait_for(lambda: c.etcd_leader() == to, "etcd member %d leading" % to)
+
+
+def lose_member(camp, data, ids, member, what):
+    """SIGKILLs etcd member `member` under load; checks what the cluster did; starts it again."""
+    c, w = camp.c, camp.w
+    dead_url = c.etcd_member_urls[member]
+    before = {i: metrics(c, camp.node(i)) for i in ids}
+    if not all(u == dead_url for u, _ in before.values()):
+        raise campaign.Failure("%s: the nodes use %r, not member %d" % (what, before, member))
+    regs = {i: w.node_revision(i) for i in ids}
+    writes = len(w.writes)
+    acked0 = data.acked_count()
+    c.etcd_member_kill(member)
+    # A quorum of two answers (a new leader when the lost one led).
+    lead = harness.wait_for(lambda: c.etcd_leader() is not None and [c.etcd_leader()],
+                            "an etcd leader without member %d (%s)" % (member, what))[0]
+    campaign.check(lead != member, "%s: the lost member does not lead" % what)
+    # Every node's lease and election calls moved to a member that is up.
+    harness.wait_for(lambda: all(metrics(c, camp.node(i))[0] != dead_url for i in ids),
+                     "every node off member %d (%s)" % (member, what))
+    data.more_acks(CALLS_PER_STEP, "with etcd member %d down (%s)" % (member, what))
+    after = {i: metrics(c, camp.node(i)) for i in ids}
+    # Registrations and placement written through the remaining members are in the watch.
+    w.caught_up()
+    seen = {
+        "what": what, "member": member, "etcd_leader_after": lead,
+        "acked_while_down": data.acked_count() - acked0,
+        "endpoints": {i: after[i][0] for i in ids},
+        "failovers": {i: after[i][1] - before[i][1] for i in ids},
+        "registered_again": sorted(i for i in ids if w.node_revision(i) != regs[i]),
+        "placement_writes": len(w.writes) - writes,
+    }
+    print("cluster-etcd3: %s" % json.dumps(seen, sort_keys=True), flush=True)
+    campaign.check(all(v > 0 for v in seen["failovers"].values()),
+                   "%s: every node counted its move off member %d" % (what, member))
+    campaign.check(seen["registered_again"] == [],
+                   "%s: no node registered again (its lease survived)" % what)
+    campaign.check(seen["placement_writes"] == 0, "%s: no placement written" % what)
+    c.etcd_member_start(member)
+    harness.wait_for(lambda: c.etcd_leader() is not None and
+                     len(c.etcd_members_status()) == len(c.etcd_member_urls),
+                     "the three members agreeing on a leader after member %d rejoined" % member)
+    data.more_acks(CALLS_PER_STEP, "after etcd member %d rejoined (%s)" % (member, what))
+    campaign.check(all(w.node_revision(i) == regs[i] for i in ids),
+                   "%s: no node registered again after the member rejoined" % what)
+    return after
+
+
+def run(camp, data):
+    c, w = camp.c, camp.w
+    ids = camp.start_members()
+    data.create_stream(STREAM, SHARDS)
+    w.wait(campaign.settled_without(None, ids), "the stream placed")
+    data.start()
+    data.more_acks(CALLS_PER_STEP, "before the faults")
+    # (1) The nodes' member (the first endpoint) as a follower.
+    move_leader(c, 1)
+    after = lose_member(camp, data, ids, 0, "a follower lost")
+    # (2) etcd's leader: the member the nodes moved to (all to the same one: the next in the
+    # list that answered), made leader first.
+    used = {u for u, _ in after.values()}
+    campaign.check(len(used) == 1, "every node on one member after the first loss: %r" % used)
+    member = c.etcd_member_urls.index(used.pop())
+    move_leader(c, member)
+    lose_member(camp, data, ids, member, "the leader lost")
+    data.stop()
+    lost, dup, mis, split = data.check([camp.node(i) for i in ids])
+    detail = []
+    hsplit, invalid = campaign.history_violations(sorted(w.writes, key=lambda x: x[0]), detail)
+    print("cluster-etcd3: seed=%d calls=%d errors=%d acked=%d lost=%d dup=%d misordered=%d "
+          "split_brain=%d invalid_writes=%d errors_by_kind=%s" %
+          (camp.args.seed, data.calls, data.errors, len(data.acked), lost, dup, mis,
+           split + hsplit, invalid, json.dumps(data.error_kinds, sort_keys=True)), flush=True)
+    campaign.check(lost == dup == mis == split + hsplit == invalid == 0, "the ledger read back")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--seed", type=int, default=None)
+    args = ap.parse_args()
+    harness.Cluster = Cluster3
+    campaign.run_scenario("cluster-etcd3", args, run)
+
+
+if __name__ == "__main__":
+    main()
