@@ -411,7 +411,7 @@ class Cluster:
             if r.returncode != 0:
                 continue
             st = json.loads(r.stdout)[0]["Status"]
-            out[i] = (st["header"]["member_id"], st["leader"], st["raft_term"])
+            out[i] = (st["header"]["member_id"], st["leader"], st["header"]["raft_term"])
         return out
 
     def etcd_leader(self):

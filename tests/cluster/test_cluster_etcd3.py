@@ -22,6 +22,10 @@ members the test takes down are the ones the nodes use:
             again), no placement is written, puts go on; the member is started again and
             rejoins (the three agree on one leader).
 
+In each, with the member still down, a stream is created and records to every one of its
+shards acknowledged: its metadata written, the controller's watch seeing it and placing it,
+each node's placement watcher seeing its shards (watches opened on the next endpoint).
+
 At the end every acknowledged record is read from every node: exactly once, at its
 number, with its bytes, in per-key order. No timing assertion: conditions are awaited
 with the harness's deadlines.
@@ -37,6 +41,8 @@ import harness        # noqa: E402
 
 STREAM = "chx-etcd3"
 SHARDS = 6
+# Shards of the stream created while a member is down.
+NEW_SHARDS = 2
 # Acknowledging calls awaited at each step.
 CALLS_PER_STEP = 20
 ENDPOINT = "sluice_cluster_etcd_endpoint"
@@ -67,16 +73,37 @@ def metrics(c, node):
     return url, failovers
 
 
+def wait_leader(c, what):
+    """The index of etcd's leader once the answering members agree on one."""
+    def leader():
+        lead = c.etcd_leader()
+        return lead is not None and [lead]
+    return harness.wait_for(leader, "an etcd leader " + what)[0]
+
+
 def move_leader(c, to):
     """Makes member `to` etcd's leader (etcdctl move-leader, asked of the current leader)."""
-    lead = harness.wait_for(lambda: c.etcd_leader() is not None and [c.etcd_leader()],
-                            "an etcd leader")[0]
+    lead = wait_leader(c, "before moving it to member %d" % to)
     if lead == to:
         return
     target = c.etcd_members_status()[to][0]
     c.run(["etcdctl", "--endpoints", c.etcd_member_urls[lead], "--dial-timeout=2s",
            "--command-timeout=10s", "move-leader", "%x" % target])
     harness.wait_for(lambda: c.etcd_leader() == to, "etcd member %d leading" % to)
+
+
+def new_stream_taken(camp, data, name, what):
+    """A change the cluster can act on only through its watches, with the member down: a
+    stream created (metadata written through another member), placed by the controller (its
+    watch) and led by the nodes (their placement watchers), records to each of its shards
+    acknowledged."""
+    data.create_stream(name, NEW_SHARDS)
+    want = {(name, "shardId-%012d" % i) for i in range(NEW_SHARDS)}
+
+    def taken():
+        with data.lock:
+            return want <= set(data.shard_ack_times)
+    harness.wait_for(taken, "records acknowledged on every shard of %s (%s)" % (name, what))
 
 
 def lose_member(camp, data, ids, member, what):
@@ -91,8 +118,7 @@ def lose_member(camp, data, ids, member, what):
     acked0 = data.acked_count()
     c.etcd_member_kill(member)
     # A quorum of two answers (a new leader when the lost one led).
-    lead = harness.wait_for(lambda: c.etcd_leader() is not None and [c.etcd_leader()],
-                            "an etcd leader without member %d (%s)" % (member, what))[0]
+    lead = wait_leader(c, "without member %d (%s)" % (member, what))
     campaign.check(lead != member, "%s: the lost member does not lead" % what)
     # Every node's lease and election calls moved to a member that is up.
     harness.wait_for(lambda: all(metrics(c, camp.node(i))[0] != dead_url for i in ids),
@@ -115,6 +141,7 @@ def lose_member(camp, data, ids, member, what):
     campaign.check(seen["registered_again"] == [],
                    "%s: no node registered again (its lease survived)" % what)
     campaign.check(seen["placement_writes"] == 0, "%s: no placement written" % what)
+    new_stream_taken(camp, data, "%s-m%d" % (STREAM, member), what)
     c.etcd_member_start(member)
     harness.wait_for(lambda: c.etcd_leader() is not None and
                      len(c.etcd_members_status()) == len(c.etcd_member_urls),
