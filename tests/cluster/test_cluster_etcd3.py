@@ -47,6 +47,12 @@ NEW_SHARDS = 2
 CALLS_PER_STEP = 20
 ENDPOINT = "sluice_cluster_etcd_endpoint"
 FAILOVERS = "sluice_cluster_etcd_failovers_total"
+WATCH_OPENS = "sluice_cluster_watch_opens_total"
+# Placement watches a node may open while a member is down: the one its loss ended, and
+# one more should the stream end again while etcd elects a leader. A watcher that could
+# not open on another member re-read every CLUSTER_NODE_RETRY_MS instead (7 in a short
+# loss without the fix).
+WATCH_OPENS_PER_LOSS = 3
 
 
 class Cluster3(harness.Cluster):
@@ -55,6 +61,17 @@ class Cluster3(harness.Cluster):
     def __init__(self, **kw):
         kw.setdefault("etcd_members", 3)
         super().__init__(**kw)
+
+
+def watch_opens(c, node):
+    """The node's placement watches opened so far."""
+    text = c.run(["curl", "-sf", "-m", "10", "-H",
+                  "Authorization: Bearer " + harness.ADMIN_TOKEN,
+                  "http://%s/metrics" % node.admin_addr])
+    for line in text.splitlines():
+        if line.startswith(WATCH_OPENS + " "):
+            return int(float(line.split()[1]))
+    raise campaign.Failure("node %d: no %s in /metrics" % (node.id, WATCH_OPENS))
 
 
 def metrics(c, node):
@@ -114,6 +131,7 @@ def lose_member(camp, data, ids, member, what):
     if not all(u == dead_url for u, _ in before.values()):
         raise campaign.Failure("%s: the nodes use %r, not member %d" % (what, before, member))
     regs = {i: w.node_revision(i) for i in ids}
+    opens = {i: watch_opens(c, camp.node(i)) for i in ids}
     writes = len(w.writes)
     acked0 = data.acked_count()
     c.etcd_member_kill(member)
@@ -142,6 +160,12 @@ def lose_member(camp, data, ids, member, what):
                    "%s: no node registered again (its lease survived)" % what)
     campaign.check(seen["placement_writes"] == 0, "%s: no placement written" % what)
     new_stream_taken(camp, data, "%s-m%d" % (STREAM, member), what)
+    opens = {i: watch_opens(c, camp.node(i)) - opens[i] for i in ids}
+    print("cluster-etcd3: %s: placement watches opened while member %d was down: %s" %
+          (what, member, json.dumps(opens, sort_keys=True)), flush=True)
+    campaign.check(all(v <= WATCH_OPENS_PER_LOSS for v in opens.values()),
+                   "%s: at most %d placement watches opened per node while member %d was "
+                   "down: %r" % (what, WATCH_OPENS_PER_LOSS, member, opens))
     c.etcd_member_start(member)
     harness.wait_for(lambda: c.etcd_leader() is not None and
                      len(c.etcd_members_status()) == len(c.etcd_member_urls),
