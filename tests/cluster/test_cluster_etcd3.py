@@ -38,6 +38,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import campaign       # noqa: E402
 import harness        # noqa: E402
+import test_cluster_etcd   # noqa: E402  (its /metrics reader and ledger check)
 
 STREAM = "chx-etcd3"
 SHARDS = 6
@@ -47,7 +48,6 @@ NEW_SHARDS = 2
 CALLS_PER_STEP = 20
 ENDPOINT = "sluice_cluster_etcd_endpoint"
 FAILOVERS = "sluice_cluster_etcd_failovers_total"
-WATCH_OPENS = "sluice_cluster_watch_opens_total"
 # Placement watches a node may open while a member is down: the one its loss ended, and
 # one more should the stream end again while etcd elects a leader. A watcher that could
 # not open on another member re-read every CLUSTER_NODE_RETRY_MS instead (7 in a short
@@ -63,31 +63,19 @@ class Cluster3(harness.Cluster):
         super().__init__(**kw)
 
 
-def watch_opens(c, node):
-    """The node's placement watches opened so far."""
-    text = c.run(["curl", "-sf", "-m", "10", "-H",
-                  "Authorization: Bearer " + harness.ADMIN_TOKEN,
-                  "http://%s/metrics" % node.admin_addr])
-    for line in text.splitlines():
-        if line.startswith(WATCH_OPENS + " "):
-            return int(float(line.split()[1]))
-    raise campaign.Failure("node %d: no %s in /metrics" % (node.id, WATCH_OPENS))
-
-
 def metrics(c, node):
     """(the etcd URL the node's member uses, the process's etcd failovers) from /metrics."""
-    text = c.run(["curl", "-sf", "-m", "10", "-H",
-                  "Authorization: Bearer " + harness.ADMIN_TOKEN,
-                  "http://%s/metrics" % node.admin_addr])
-    url, failovers = None, None
-    for line in text.splitlines():
-        if line.startswith(ENDPOINT + "{"):
-            url = line.split('url="', 1)[1].split('"', 1)[0]
-        elif line.startswith(FAILOVERS + " "):
-            failovers = int(float(line.split()[1]))
-    if url is None or failovers is None:
-        raise campaign.Failure("node %d: no %s or %s in /metrics" % (node.id, ENDPOINT, FAILOVERS))
-    return url, failovers
+    text = test_cluster_etcd.admin_get(c, node, "/metrics")
+    url = next((line.split('url="', 1)[1].split('"', 1)[0] for line in text.splitlines()
+                if line.startswith(ENDPOINT + "{")), None)
+    if url is None:
+        raise campaign.Failure("node %d: no %s in /metrics" % (node.id, ENDPOINT))
+    return url, int(test_cluster_etcd.metric(c, node, FAILOVERS))
+
+
+def watch_opens(c, node):
+    """The node's placement watches opened so far."""
+    return int(test_cluster_etcd.metric(c, node, test_cluster_etcd.WATCH_OPENS))
 
 
 def wait_leader(c, what):
@@ -193,15 +181,7 @@ def run(camp, data):
     member = c.etcd_member_urls.index(used.pop())
     move_leader(c, member)
     lose_member(camp, data, ids, member, "the leader lost")
-    data.stop()
-    lost, dup, mis, split = data.check([camp.node(i) for i in ids])
-    detail = []
-    hsplit, invalid = campaign.history_violations(sorted(w.writes, key=lambda x: x[0]), detail)
-    print("cluster-etcd3: seed=%d calls=%d errors=%d acked=%d lost=%d dup=%d misordered=%d "
-          "split_brain=%d invalid_writes=%d errors_by_kind=%s" %
-          (camp.args.seed, data.calls, data.errors, len(data.acked), lost, dup, mis,
-           split + hsplit, invalid, json.dumps(data.error_kinds, sort_keys=True)), flush=True)
-    campaign.check(lost == dup == mis == split + hsplit == invalid == 0, "the ledger read back")
+    test_cluster_etcd.ledger_read_back(camp, data, ids, "cluster-etcd3")
 
 
 def main():
