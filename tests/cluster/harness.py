@@ -411,7 +411,8 @@ class Cluster:
             if r.returncode != 0:
                 continue
             st = json.loads(r.stdout)[0]["Status"]
-            out[i] = (st["header"]["member_id"], st["leader"], st["header"]["raft_term"])
+            # proto3 omits zeros: no "leader" while the member knows none.
+            out[i] = (st["header"]["member_id"], st.get("leader", 0), st["header"]["raft_term"])
         return out
 
     def etcd_leader(self):
@@ -419,7 +420,7 @@ class Cluster:
         the members answering, naming one leader that is among them), else None."""
         st = self.etcd_members_status()
         leaders = {v[1] for v in st.values()}
-        if len(st) * 2 <= len(self.etcd_member_urls) or len(leaders) != 1:
+        if len(st) * 2 <= len(self.etcd_member_urls) or len(leaders) != 1 or 0 in leaders:
             return None
         lead = leaders.pop()
         return next((i for i, v in st.items() if v[0] == lead), None)
