@@ -189,11 +189,12 @@ struct etcd_event {
  * Opens a watch on one endpoint of the list (the first that answers):
  * changes from start_revision (0: from now on). The stream asks for the
  * leader's presence, so a member cut off from its leader ends it rather
- * than going silent (cluster.md pitfall 4). A stream that ends before etcd
- * created the watch (the member down, or without a leader) is asked again of
- * the next endpoint, each once, within etcd_watch_next(); one that ends later
- * is the caller's -ECONNRESET (it reopens: the list is tried from the first
- * again, a dead member refusing at once).
+ * than going silent (cluster.md pitfall 4). A stream that ends, or is not
+ * created in time, before etcd created the watch (the member down, stopped or
+ * without a leader) is asked again of the next endpoint, each once, within
+ * etcd_watch_next(); a created one that is silent has its member probed and
+ * ends when that does not answer. An end after creation is the caller's
+ * -ECONNRESET (it reopens: the list is tried from the first again).
  */
 int etcd_watch_open(const char *endpoints, const char *key, bool prefix, int64_t start_revision,
 		    struct etcd_watch **watch_out);
