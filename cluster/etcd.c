@@ -250,15 +250,15 @@ etcd_current_endpoint(const struct etcd_client *c)
 /*
  * POSTs `request` (consumed) to `path` on the endpoints, from the one that
  * answered last. Where that one cannot be reached or has no leader the same
- * request goes to the next, each endpoint at most once. A call bounded by the
- * client's timeout that times out moves the next call on without repeating
- * this one (its time is spent, and a stopped member accepts connections but
- * never answers); a call that waits longer (a campaign) times out by design.
- * *answer_out: the parsed answer (free it) of a 2xx status.
+ * request goes to the next, each endpoint at most once. A call that times out
+ * moves the next call on without repeating this one (its time is spent, and a
+ * stopped member accepts connections but never answers), unless it `waits`: a
+ * campaign's timeout is its answer. *answer_out: the parsed answer (free it)
+ * of a 2xx status.
  */
 static int
-etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t timeout_ms,
-	  cJSON **answer_out)
+etcd_call_as(struct etcd_client *c, const char *path, cJSON *request, uint32_t timeout_ms,
+	     bool waits, cJSON **answer_out)
 {
 	char *body = cJSON_PrintUnformatted(request);
 	int err = -ECONNREFUSED;
@@ -275,7 +275,7 @@ etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t time
 
 		err = etcd_post_one(c, at, path, body, timeout_ms, &status);
 		elsewhere = err == -ECONNREFUSED || (err == 0 && etcd_answer_no_leader(c, status)) ||
-			    (err == -ETIMEDOUT && timeout_ms == c->timeout_ms);
+			    (err == -ETIMEDOUT && !waits);
 		if (!elsewhere || c->ep.count == 1)
 			break;
 		atomic_store(&c->current, next);
@@ -297,6 +297,14 @@ etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t time
 	}
 	*answer_out = answer;
 	return 0;
+}
+
+/* A call bounded by timeout_ms (etcd_call_as). */
+static int
+etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t timeout_ms,
+	  cJSON **answer_out)
+{
+	return etcd_call_as(c, path, request, timeout_ms, false, answer_out);
 }
 
 /* `request` when every add to it succeeded (`ok`), else NULL: etcd_call() then answers -ENOMEM. */
@@ -668,14 +676,16 @@ etcd_lease_grant(struct etcd_client *c, int64_t ttl_s, int64_t *id_out, int64_t 
 }
 
 int
-etcd_lease_keepalive(struct etcd_client *c, int64_t id, int64_t *ttl_out)
+etcd_lease_keepalive(struct etcd_client *c, int64_t id, uint32_t timeout_ms, int64_t *ttl_out)
 {
 	cJSON *request = cJSON_CreateObject();
 	cJSON *answer;
 	int err;
 
 	request = etcd_built(request, request != NULL && etcd_add_int64(request, "ID", id));
-	err = etcd_call(c, "/v3/lease/keepalive", request, c->timeout_ms, &answer);
+	err = etcd_call(c, "/v3/lease/keepalive", request,
+			timeout_ms != 0 && timeout_ms < c->timeout_ms ? timeout_ms : c->timeout_ms,
+			&answer);
 	if (err != 0)
 		return err;
 	/* A stream of one answer: {"result": {...}}; an expired lease's has no TTL. */
@@ -737,7 +747,7 @@ etcd_campaign(struct etcd_client *c, const char *name, int64_t lease, const void
 			     etcd_add_bytes(request, "name", name, strlen(name)) &&
 			     etcd_add_int64(request, "lease", lease) &&
 			     etcd_add_bytes(request, "value", value, value_size));
-	err = etcd_call(c, "/v3/election/campaign", request, wait_ms, &answer);
+	err = etcd_call_as(c, "/v3/election/campaign", request, wait_ms, true, &answer);
 	if (err != 0)
 		return err;
 	err = etcd_leader_read(cJSON_GetObjectItemCaseSensitive(answer, "leader"), leader_out);

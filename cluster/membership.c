@@ -207,7 +207,10 @@ keep_alive(struct cluster_member *m)
 
 	if (m->lease != 0 && clock_mono_ns() < m->keepalive_due_ns)
 		return 0;
-	err = m->lease != 0 ? etcd_lease_keepalive(m->client, m->lease, &ttl) : -ENOENT;
+	/* Bounded by a third of the TTL: timed out on a stopped etcd member, the retry through
+	 * the next (CLUSTER_RETRY_MS later) still renews the lease within its TTL. */
+	err = m->lease != 0 ?
+	      etcd_lease_keepalive(m->client, m->lease, m->ttl_s * 1000u / 3u, &ttl) : -ENOENT;
 	if (err == -ENOENT && m->lease != 0)
 		m->lease_lost_ns = clock_mono_ns();
 	if (err == -ENOENT) {

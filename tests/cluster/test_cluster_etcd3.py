@@ -25,7 +25,12 @@ timeout have moved one):
             written, puts go on; the member is started again and rejoins (the three agree
             on one leader).
 
-In each, with the member still down, a stream is created and records to every one of its
+  stopped   the member the nodes use, a follower, SIGSTOPped (connections accepted, nothing
+            answered): every node moves on after one keepalive's timeout (a third of the
+            TTL), puts go on; once it is resumed: nothing registered again, no placement
+            written meanwhile (the test's etcdctl may itself have been stuck on it).
+
+In the first two, with the member still down, a stream is created and records to every one of its
 shards acknowledged: its metadata written, the controller's watch seeing it and placing it,
 each node's placement watcher seeing its shards (watches opened on the next endpoint).
 
@@ -114,9 +119,17 @@ def new_stream_taken(camp, data, name, what):
     harness.wait_for(taken, "records acknowledged on every shard of %s (%s)" % (name, what))
 
 
-def lose_member(camp, data, ids, leader, what):
-    """SIGKILLs the etcd member most nodes use under load, made etcd's leader first (`leader`)
-    or not leading; checks what the cluster did; starts it again."""
+def three_agree(c, member, what):
+    harness.wait_for(lambda: c.etcd_leader() is not None and
+                     len(c.etcd_members_status()) == len(c.etcd_member_urls),
+                     "the three members agreeing on a leader after member %d came back (%s)" %
+                     (member, what))
+
+
+def lose_member(camp, data, ids, leader, what, stop=False):
+    """SIGKILLs (`stop`: SIGSTOPs) the etcd member most nodes use under load, made etcd's
+    leader first (`leader`) or not leading; checks what the cluster did; starts (resumes)
+    it again."""
     c, w = camp.c, camp.w
     before = {i: metrics(c, camp.node(i)) for i in ids}
     used = [u for u, _ in before.values()]
@@ -131,7 +144,7 @@ def lose_member(camp, data, ids, leader, what):
     opens = {i: watch_opens(c, camp.node(i)) for i in ids}
     writes = len(w.writes)
     acked0 = data.acked_count()
-    c.etcd_member_kill(member)
+    (c.etcd_member_pause if stop else c.etcd_member_kill)(member)
     # A quorum of two answers (a new leader when the lost one led).
     lead = wait_leader(c, "without member %d (%s)" % (member, what))
     campaign.check(lead != member, "%s: the lost member does not lead" % what)
@@ -140,6 +153,12 @@ def lose_member(camp, data, ids, leader, what):
                      "every node off member %d (%s)" % (member, what))
     data.more_acks(CALLS_PER_STEP, "with etcd member %d down (%s)" % (member, what))
     after = {i: metrics(c, camp.node(i)) for i in ids}
+    if stop:
+        # The test's own etcdctl (the watcher) may be stuck on the stopped member: what
+        # happened meanwhile is read once it runs again (a re-registration or a placement
+        # write in the stall stays in the history).
+        c.etcd_member_resume(member)
+        three_agree(c, member, what)
     # Registrations and placement written through the remaining members are in the watch.
     w.caught_up()
     seen = {
@@ -156,6 +175,9 @@ def lose_member(camp, data, ids, leader, what):
     campaign.check(seen["registered_again"] == [],
                    "%s: no node registered again (its lease survived)" % what)
     campaign.check(seen["placement_writes"] == 0, "%s: no placement written" % what)
+    if stop:
+        data.more_acks(CALLS_PER_STEP, "after etcd member %d resumed (%s)" % (member, what))
+        return
     new_stream_taken(camp, data, "%s-m%d" % (STREAM, member), what)
     opens = {i: watch_opens(c, camp.node(i)) - opens[i] for i in ids}
     print("cluster-etcd3: %s: placement watches opened while member %d was down: %s" %
@@ -166,9 +188,7 @@ def lose_member(camp, data, ids, leader, what):
                    "%s: at most %d placement watches opened per node while member %d was "
                    "down: %r" % (what, WATCH_OPENS_PER_LOSS, member, opens))
     c.etcd_member_start(member)
-    harness.wait_for(lambda: c.etcd_leader() is not None and
-                     len(c.etcd_members_status()) == len(c.etcd_member_urls),
-                     "the three members agreeing on a leader after member %d rejoined" % member)
+    three_agree(c, member, what)
     data.more_acks(CALLS_PER_STEP, "after etcd member %d rejoined (%s)" % (member, what))
     campaign.check(all(w.node_revision(i) == regs[i] for i in ids),
                    "%s: no node registered again after the member rejoined" % what)
@@ -185,6 +205,8 @@ def run(camp, data):
     # (2) the member they moved to, made etcd's leader.
     lose_member(camp, data, ids, False, "a follower lost")
     lose_member(camp, data, ids, True, "the leader lost")
+    # (3) the member they moved to then, a follower, SIGSTOPped (its connections stay open).
+    lose_member(camp, data, ids, False, "a follower stopped", stop=True)
     test_cluster_etcd.ledger_read_back(camp, data, ids, "cluster-etcd3")
 
 
