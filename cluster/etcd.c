@@ -676,16 +676,14 @@ etcd_lease_grant(struct etcd_client *c, int64_t ttl_s, int64_t *id_out, int64_t 
 }
 
 int
-etcd_lease_keepalive(struct etcd_client *c, int64_t id, uint32_t timeout_ms, int64_t *ttl_out)
+etcd_lease_keepalive(struct etcd_client *c, int64_t id, int64_t *ttl_out)
 {
 	cJSON *request = cJSON_CreateObject();
 	cJSON *answer;
 	int err;
 
 	request = etcd_built(request, request != NULL && etcd_add_int64(request, "ID", id));
-	err = etcd_call(c, "/v3/lease/keepalive", request,
-			timeout_ms != 0 && timeout_ms < c->timeout_ms ? timeout_ms : c->timeout_ms,
-			&answer);
+	err = etcd_call(c, "/v3/lease/keepalive", request, c->timeout_ms, &answer);
 	if (err != 0)
 		return err;
 	/* A stream of one answer: {"result": {...}}; an expired lease's has no TTL. */

@@ -144,13 +144,8 @@ int etcd_txn(struct etcd_client *client, const struct etcd_compare *compares, ui
 /* Grants a lease of ttl_s seconds (etcd raises 1 to 2); its id and granted TTL. */
 int etcd_lease_grant(struct etcd_client *client, int64_t ttl_s, int64_t *id_out,
 		     int64_t *ttl_out);
-/*
- * Renews it (call every TTL/3); *ttl_out the renewed TTL. -ENOENT once it expired.
- * timeout_ms (0: the client's, and never longer) bounds the call: a keepalive timing out
- * on a stopped member must leave time to renew through another before the TTL ends.
- */
-int etcd_lease_keepalive(struct etcd_client *client, int64_t id, uint32_t timeout_ms,
-			 int64_t *ttl_out);
+/* Renews it (call every TTL/3); *ttl_out the renewed TTL. -ENOENT once it expired. */
+int etcd_lease_keepalive(struct etcd_client *client, int64_t id, int64_t *ttl_out);
 /* Revokes it (its keys go at once). -ENOENT when it no longer exists. */
 int etcd_lease_revoke(struct etcd_client *client, int64_t id);
 

@@ -36,7 +36,8 @@
 #include "common/clock.h"
 #include "common/diag.h"
 
-/* Every etcd call but a campaign (whose wait is the keepalive period). */
+/* Every etcd call but a campaign (whose wait is the keepalive period); a third of the
+ * lease TTL when that is shorter (member_timeout_ms). */
 #define CLUSTER_ETCD_TIMEOUT_MS 2000u
 /* The thread's shortest wait: a failing etcd is retried at this pace, not spun on. */
 #define CLUSTER_RETRY_MS 100u
@@ -198,6 +199,19 @@ note_error(struct cluster_member *m, int err)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/*
+ * The member thread's calls: a third of the TTL at most, so that one timing out on a
+ * stopped etcd member and the retry through the next (CLUSTER_RETRY_MS later) still renew
+ * the lease within its TTL, whichever call met the stopped member first.
+ */
+static uint32_t
+member_timeout_ms(const struct cluster_member *m)
+{
+	uint32_t third = m->ttl_s * 1000u / 3u;
+
+	return third < CLUSTER_ETCD_TIMEOUT_MS ? third : CLUSTER_ETCD_TIMEOUT_MS;
+}
+
 /* Keepalive when due; a lost lease (expired while we were away) means joining again. */
 static int
 keep_alive(struct cluster_member *m)
@@ -207,10 +221,7 @@ keep_alive(struct cluster_member *m)
 
 	if (m->lease != 0 && clock_mono_ns() < m->keepalive_due_ns)
 		return 0;
-	/* Bounded by a third of the TTL: timed out on a stopped etcd member, the retry through
-	 * the next (CLUSTER_RETRY_MS later) still renews the lease within its TTL. */
-	err = m->lease != 0 ?
-	      etcd_lease_keepalive(m->client, m->lease, m->ttl_s * 1000u / 3u, &ttl) : -ENOENT;
+	err = m->lease != 0 ? etcd_lease_keepalive(m->client, m->lease, &ttl) : -ENOENT;
 	if (err == -ENOENT && m->lease != 0)
 		m->lease_lost_ns = clock_mono_ns();
 	if (err == -ENOENT) {
@@ -755,7 +766,7 @@ cluster_member_start(const struct cluster_config *config, struct cluster_member 
 	if (m->nodes == NULL || m->shards == NULL || m->cur == NULL || m->out == NULL ||
 	    m->retag == NULL || m->gone == NULL)
 		goto out_free;
-	err = etcd_open(m->endpoints, CLUSTER_ETCD_TIMEOUT_MS, &m->client);
+	err = etcd_open(m->endpoints, member_timeout_ms(m), &m->client);
 	if (err != 0)
 		goto out_free;
 	err = join_at_start(m);

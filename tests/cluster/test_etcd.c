@@ -145,7 +145,7 @@ Test(etcd, leases_keep_and_revoke_their_keys)
 	cr_assert_geq(ttl, 1);
 	cr_assert_eq(etcd_put(client, "sluice/nodes/n1", "up", 2, id, NULL), 0);
 	/* Renewing by id proves it came back exact (ids use 64 bits: no double may carry them). */
-	cr_assert_eq(etcd_lease_keepalive(client, id, 0, &ttl), 0);
+	cr_assert_eq(etcd_lease_keepalive(client, id, &ttl), 0);
 	cr_assert_geq(ttl, 1);
 	cr_assert_eq(etcd_get(client, "sluice/nodes/n1", false, 0, &r), 0);
 	cr_assert_eq(r.count, 1);
@@ -156,7 +156,7 @@ Test(etcd, leases_keep_and_revoke_their_keys)
 	cr_assert_eq(etcd_get(client, "sluice/nodes/n1", false, 0, &r), 0);
 	cr_assert_eq(r.count, 0, "revoking the lease removed its key");
 	etcd_range_free(&r);
-	cr_assert_eq(etcd_lease_keepalive(client, id, 0, &ttl), -ENOENT);
+	cr_assert_eq(etcd_lease_keepalive(client, id, &ttl), -ENOENT);
 	cr_assert_eq(etcd_lease_revoke(client, id), -ENOENT);
 	cr_assert_eq(etcd_put(client, "sluice/nodes/n2", "x", 1, id, NULL), -ENOENT);
 	cr_assert_eq(etcd_lease_grant(client, 0, &id, &ttl), -EINVAL);
