@@ -174,13 +174,19 @@ def outage(camp, data, kind):
     return seen
 
 
-def run(camp, data, kinds):
-    w = camp.w
+def start_loaded(camp, data, stream, what):
+    """The members started, `stream` (SHARDS shards) placed, the producers putting and
+    acknowledged; the members' ids."""
     ids = camp.start_members()
-    data.create_stream(STREAM, SHARDS)
-    w.wait(campaign.settled_without(None, ids), "the stream placed")
+    data.create_stream(stream, SHARDS)
+    camp.w.wait(campaign.settled_without(None, ids), "the stream placed")
     data.start()
-    data.more_acks(CALLS_PER_STEP, "before the outages")
+    data.more_acks(CALLS_PER_STEP, what)
+    return ids
+
+
+def run(camp, data, kinds):
+    ids = start_loaded(camp, data, STREAM, "before the outages")
     for kind in kinds:
         outage(camp, data, kind)
     ledger_read_back(camp, data, ids, "cluster-etcd")

@@ -50,14 +50,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import campaign       # noqa: E402
 import harness        # noqa: E402
-import test_cluster_etcd   # noqa: E402  (its /metrics reader and ledger check)
+import test_cluster_etcd   # noqa: E402  (its start, /metrics reader and ledger check)
 
 STREAM = "chx-etcd3"
-SHARDS = 6
 # Shards of the stream created while a member is down.
 NEW_SHARDS = 2
-# Acknowledging calls awaited at each step.
-CALLS_PER_STEP = 20
+# Acknowledging calls awaited at each step (as test_cluster_etcd's).
+CALLS_PER_STEP = test_cluster_etcd.CALLS_PER_STEP
 ENDPOINT = "sluice_cluster_etcd_endpoint"
 FAILOVERS = "sluice_cluster_etcd_failovers_total"
 # Placement watches a node may open while a member is down: the one its loss ended, and
@@ -199,12 +198,7 @@ def lose_member(camp, data, ids, leader, what, stop=False):
 
 
 def run(camp, data):
-    w = camp.w
-    ids = camp.start_members()
-    data.create_stream(STREAM, SHARDS)
-    w.wait(campaign.settled_without(None, ids), "the stream placed")
-    data.start()
-    data.more_acks(CALLS_PER_STEP, "before the faults")
+    ids = test_cluster_etcd.start_loaded(camp, data, STREAM, "before the faults")
     # (1) The nodes' member (the first endpoint, unless a timeout moved them) as a follower;
     # (2) the member they moved to, made etcd's leader.
     lose_member(camp, data, ids, False, "a follower lost")

@@ -252,16 +252,22 @@ Test(etcd, moves_to_a_live_endpoint_and_names_what_is_wrong)
 	free(value);
 }
 
-/* Waits (bounded) for the watch's next events or its end; fails the test when neither comes. */
+/* Waits up to `seconds` for the watch's next events or its end; fails the test when neither comes. */
 static int
-watch_wait(struct etcd_watch *w, const struct etcd_event **events)
+watch_wait_s(struct etcd_watch *w, const struct etcd_event **events, uint64_t seconds)
 {
-	uint64_t deadline = clock_mono_ns() + 10000000000ull;
+	uint64_t deadline = clock_mono_ns() + seconds * 1000000000ull;
 	int n;
 
 	while ((n = etcd_watch_next(w, 200, events)) == 0)
-		cr_assert_lt(clock_mono_ns(), deadline, "no watch event");
+		cr_assert_lt(clock_mono_ns(), deadline, "the watch neither delivered nor ended");
 	return n;
+}
+
+static int
+watch_wait(struct etcd_watch *w, const struct etcd_event **events)
+{
+	return watch_wait_s(w, events, 10);
 }
 
 /* A stalled member as the kernel shows it: connections complete (the backlog), nothing answers. */
@@ -284,12 +290,7 @@ stalled_listener(uint16_t *port_out)
 static int
 watch_wait_long(struct etcd_watch *w, const struct etcd_event **events)
 {
-	uint64_t deadline = clock_mono_ns() + 60000000000ull;
-	int n;
-
-	while ((n = etcd_watch_next(w, 200, events)) == 0)
-		cr_assert_lt(clock_mono_ns(), deadline, "the watch neither delivered nor ended");
-	return n;
+	return watch_wait_s(w, events, 60);
 }
 
 Test(etcd, a_stopped_member_is_left_by_a_watch_being_created_and_one_created, .timeout = 120)
