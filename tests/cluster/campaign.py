@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The cluster fault campaign (issue 15; docs/CLUSTER.md "The fault campaign").
 
-    campaign.py BUILD_DIR --seconds N [--seed S] [--nodes 3] [--ttl 2] [--data]
+    campaign.py BUILD_DIR --seconds N [--seed S] [--nodes 3] [--ttl 2] [--data] [--faults A,B]
 
 A cluster from tests/cluster/harness.py (nodes in network namespaces, one etcd). A seeded
 scheduler injects faults one after another until N seconds have passed: SIGKILL of the
@@ -43,16 +43,27 @@ With sluiced nodes a reshard step too (f_reshard: a SplitShard and a MergeShards
 children through random nodes under the producers, each settled once every node lists the
 parents ended); the data checks read parents and children alike.
 
+With --data the nodes also run the kernel dataplane and a libsluice producer (`sluice produce
+--shard-map`, UDP and TCP) puts beside the boto3 ones; its records join the ledger and are
+checked alike, except that one it stored twice is `dp_dup`, printed and not a failure (its
+dedup window is per node: a batch resent to a new leader may be stored again; never lost).
+
+Two faults combine or stop cleanly: f_etcd_and_node (etcd SIGKILLed or SIGSTOPped and a node
+SIGKILLed meanwhile: the node's shards move only once etcd answers, within its lease, plus
+the controller's grace after a stall) and, with sluiced, f_term (a node SIGTERMed under load:
+the calls it closed unanswered, by its own log, must be 0).
+
 Prints exactly one summary line:
   cluster-campaign: seed=… seconds=… ops=… faults=… acked=… lost=… dup=… misordered=…
-  split_brain=…   (one line)
-Exit 0 only when every check passed.
+  split_brain=… dp_acked=… dp_dup=… unanswered=…   (one line)
+--faults A,B runs only those kinds. Exit 0 only when every check passed.
 """
 import argparse
 import base64
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -471,6 +482,12 @@ class Campaign:
         self.counts = {}
         self.data = None
         self.etcd_down_acks = []   # Records acknowledged during each etcd outage.
+        # f_etcd_and_node: "kill|stall:ms", etcd answering to the dead node's shards moved.
+        self.etcd_node_ms = []
+        self.unanswered = 0        # f_term: calls a stopping node closed unanswered (its log).
+        self.term_refused = 0      # ... requests it refused before any work (503).
+        self.term_dp_cut = 0       # ... dataplane frames it left unanswered (resent).
+        self.term_closed = 0       # ... the producers' calls that saw a close (a bound).
 
     def node(self, nid):
         return self.c.nodes[nid - 1]
@@ -628,6 +645,89 @@ class Campaign:
         every node registers again; the controller waits for them before placing."""
         self.etcd_outage(self.c.etcd_pause, self.c.etcd_resume, "etcd resumed")
 
+    def f_etcd_and_node(self):
+        """etcd away (SIGKILLed or SIGSTOPped, the seed's choice) and a node SIGKILLed during
+        the outage; etcd back after ETCD_OUTAGE_TTLS TTLs. Nothing can be placed while etcd
+        is away (placement is written there); once it answers, the dead node's shards move
+        within its lease (etcd extended every lease on a restart; after a stall every lease
+        expired and the controller waits for the others to register: its grace, one TTL
+        more), counted against that bound plus one TTL of slack (the failover bound's). Then
+        the node is restarted."""
+        stall = self.rng.random() < 0.5
+        down, up = ((self.c.etcd_pause, self.c.etcd_resume) if stall else
+                    (self.c.etcd_kill, self.c.etcd_start))
+        what = "etcd %s and node %%d SIGKILLed" % ("stalled" if stall else "SIGKILLed")
+        nid = self.rng.choice(self.live_ids())
+        what %= nid
+        acked = self.data.acked_count() if self.data else 0
+        down()
+        self.node(nid).kill()
+        time.sleep(ETCD_OUTAGE_TTLS * self.args.ttl)   # The outage's length, not a wait.
+        if self.data:
+            self.etcd_down_acks.append(self.data.acked_count() - acked)
+        up()
+        harness.wait_for(self.c.etcd_healthy, "etcd answering after " + what)
+        t0 = time.monotonic()
+        t1 = self.w.wait(settled_without(nid, self.live_ids()), "failover after " + what)
+        ms = (t1 - t0) * 1000.0
+        self.etcd_node_ms.append("%s:%d" % ("stall" if stall else "kill", ms))
+        bound_ms = (3 if stall else 2) * self.args.ttl * 1000.0
+        if ms > bound_ms:
+            self.over_bound += 1
+            print("cluster-campaign: %s: placed without it %.0f ms after etcd answered, over "
+                  "%.0f ms (load %s)" % (what, ms, bound_ms, os.getloadavg()[0]), flush=True)
+        self.node(nid).start()
+        self.etcd_back(what)
+        self.rejoin(nid, what)
+
+    # The API's drain as sluiced logs it (control/server.c: server_drain_over, _cut).
+    DRAIN_DONE = re.compile(rb"stopped taking work: every call answered \((\d+) requests "
+                            rb"refused")
+    DRAIN_CUT = re.compile(rb"(?:shutdown_grace_ms ended|stopped at once): (\d+) calls \(or "
+                           rb"request heads\) closed unanswered \((\d+) requests refused")
+    DP_CUT = re.compile(rb"stopped with (\d+) frames unanswered")
+
+    def f_term(self):
+        """A node SIGTERMed under load, not drained first (the producers keep calling it
+        until it has exited): its API answers what it took within [server]
+        shutdown_grace_ms (10 s by default) and refuses the rest before any work. Counted
+        from its own log: the calls it closed unanswered (`unanswered`, must stay 0), the
+        requests it refused while stopping, the dataplane frames left unanswered (libsluice
+        resends them). The producers' closed connections to it are counted too: that count
+        includes a request sent at the very moment an idle connection closed, which the node
+        never read (docs/OPERATIONS.md "Stopping"), so it is a bound, not the count."""
+        nid = self.rng.choice(self.live_ids())
+        n = self.node(nid)
+        offset = os.path.getsize(n.log_path)
+        closed = self.closed_calls(nid)
+        n.terminate()
+        harness.wait_for(lambda: n.proc.poll() is not None, "node %d exits after SIGTERM" % nid,
+                         deadline_s=harness.DEADLINE_S * 2)
+        rc = n.proc.returncode
+        n.reaped()
+        self.term_closed += self.closed_calls(nid) - closed
+        with open(n.log_path, "rb") as f:
+            f.seek(offset)
+            log = f.read()
+        check(rc == 0, "node %d exited %d after SIGTERM" % (nid, rc))
+        done, cut = self.DRAIN_DONE.search(log), self.DRAIN_CUT.search(log)
+        check(done or cut, "node %d stopped without its API's drain line" % nid)
+        self.unanswered += int(cut.group(1)) if cut else 0
+        self.term_refused += int((cut or done).group(2 if cut else 1))
+        self.term_dp_cut += sum(int(m.group(1)) for m in self.DP_CUT.finditer(log))
+        self.w.wait(settled_without(nid, self.live_ids()), "placed without node %d" % nid)
+        n.start()
+        self.rejoin(nid, "SIGTERM")
+
+    def closed_calls(self, nid):
+        """The producers' calls to node nid that ended with the connection closed or timed
+        out without an answer (botocore's exception, the node named)."""
+        if not self.data:
+            return 0
+        with self.data.lock:
+            return sum(self.data.error_kinds.get("%s@n%d" % (k, nid), 0)
+                       for k in ("ConnectionClosedError", "ReadTimeoutError"))
+
     def drain(self, nid, *extra):
         """`sluice cluster drain`; a node whose lease lapsed on its own (a keepalive starved on
         a loaded machine: TTL 2 s) is not registered until it rejoins, which it does by itself:
@@ -762,11 +862,11 @@ class Campaign:
             raise box["e"]
 
     FAULTS = ["f_kill_controller", "f_kill_leader", "f_kill_any", "f_pause", "f_cut_etcd",
-              "f_cut_peer", "f_drain", "f_etcd_kill", "f_etcd_stall"]
+              "f_cut_peer", "f_drain", "f_etcd_kill", "f_etcd_stall", "f_etcd_and_node"]
     # A join needs the data path: only a shard's leader (sluiced) puts a caught-up replica in
     # its in-sync set, so cluster_agent nodes never settle with a new node. Reshards are
     # sluiced's (its Kinesis API).
-    FAULTS_SLUICED = ["f_scale", "f_reshard"]
+    FAULTS_SLUICED = ["f_scale", "f_reshard", "f_term"]
 
     def run(self):
         end = time.monotonic() + self.args.seconds
@@ -796,10 +896,12 @@ class Campaign:
             split += dsplit
         # dp_acked: of acked, the libsluice producer's; dp_dup: its records stored twice (a
         # batch resent to a new leader: the dedup window is per node), reported, not a failure.
+        # unanswered: the calls nodes stopped by f_term closed unanswered, by their own count.
         print("cluster-campaign: seed=%d seconds=%d ops=%d faults=%d acked=%d lost=%d dup=%d "
-              "misordered=%d split_brain=%d dp_acked=%d dp_dup=%d" %
+              "misordered=%d split_brain=%d dp_acked=%d dp_dup=%d unanswered=%d" %
               (self.args.seed, self.args.seconds, self.ops, self.faults, acked, lost, dup, mis,
-               split, self.data.dp_acked if self.data else 0, dp_dup), flush=True)
+               split, self.data.dp_acked if self.data else 0, dp_dup, self.unanswered),
+              flush=True)
         f = sorted(self.failover_ms)
         print("cluster-campaign-failover: ttl_s=%d bound_ms=%d n=%d median_ms=%.0f max_ms=%.0f "
               "over_bound=%d" % (self.args.ttl, self.bound_s() * 1000, len(f),
@@ -812,8 +914,11 @@ class Campaign:
                "on" if self.args.data else "off (membership and placement checks only)",
                " dp_rounds=%d errors=%s" % (self.data.dp_rounds, json.dumps(
                    self.data.error_kinds, sort_keys=True)) if self.data else ""))
+        print("cluster-campaign-steps: etcd_and_node_ms=%s term_refused=%d term_dp_unanswered=%d "
+              "term_closed_seen=%d" % (json.dumps(self.etcd_node_ms), self.term_refused,
+                                       self.term_dp_cut, self.term_closed), flush=True)
         over = self.over_bound if self.args.bound_check else 0
-        return lost == dup == mis == split == invalid == over == 0
+        return lost == dup == mis == split == invalid == over == self.unanswered == 0
 
 
 def seed_of(args):
