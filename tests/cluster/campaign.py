@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The cluster fault campaign (issue 15; docs/CLUSTER.md "The fault campaign").
 
-    campaign.py BUILD_DIR --seconds N [--seed S] [--nodes 3] [--ttl 2] [--data] [--faults A,B]
+    campaign.py BUILD_DIR --seconds N [--seed S] [--nodes 3] [--ttl 2] [--data]
+                [--faults A,B]
 
 A cluster from tests/cluster/harness.py (nodes in network namespaces, one etcd). A seeded
 scheduler injects faults one after another until N seconds have passed: SIGKILL of the
