@@ -20,7 +20,9 @@ A node is `sluiced` in cluster mode when the binary has a [cluster] section (cno
 enabled, name, node_id, etcd_endpoints, replica_listen, advertise_api, advertise_dataplane,
 lease_ttl_s, replication_factor, acks), else `cluster_agent` (tests/cluster/cluster_agent.c:
 cluster/'s real membership in its own process, no data path) so membership, controller
-failover, placement and drain run against real processes either way.
+failover, placement and drain run against real processes either way. Cluster(dataplane=True)
+gives sluiced nodes the kernel-socket dataplane on their address (the campaign's libsluice
+producer).
 
 Python threads may enter a namespace (Cluster.enter): setns(2) moves only the calling
 thread, and the sockets it opens stay in that namespace.
