@@ -127,6 +127,15 @@ class Data:
             t.start()
             self.threads.append(t)
 
+    def _live_picks(self, rng):
+        """A live node's id picked at random, again and again until the producers stop."""
+        while not self.stop_flag.is_set():
+            live = self.camp.live_ids()
+            if not live:
+                time.sleep(0.05)   # Every node down for a moment: a pause, not a wait.
+                continue
+            yield rng.choice(live)
+
     def _count_error(self, kind):
         with self.lock:
             self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
@@ -136,12 +145,8 @@ class Data:
         answered or failed within DP_DELIVERY_S)."""
         rng = random.Random(self.camp.args.seed * 1000 + PRODUCERS)
         counters = {}
-        while not self.stop_flag.is_set():
-            live = self.camp.live_ids()
-            if not live:
-                time.sleep(0.05)
-                continue
-            node = self.c.nodes[rng.choice(live) - 1]
+        for nid in self._live_picks(rng):
+            node = self.c.nodes[nid - 1]
             transport = ("udp", "tcp")[self.dp_rounds % 2]
             self.dp_rounds += 1
             recs = []
@@ -183,12 +188,7 @@ class Data:
         rng = random.Random(self.camp.args.seed * 1000 + p)
         clients = {}
         counters = {}
-        while not self.stop_flag.is_set():
-            live = self.camp.live_ids()
-            if not live:
-                time.sleep(0.05)
-                continue
-            nid = rng.choice(live)
+        for nid in self._live_picks(rng):
             k = clients.setdefault(nid, client(self.c.nodes[nid - 1].api_url))
             stream = rng.choice(self.streams)
             keys = rng.sample(range(self.keys_per_producer), 4)
