@@ -173,7 +173,9 @@ class Data:
             name, data, order = recs[int(f[0])]
             answered += 1
             if f[1] == "ERROR":
-                self._count_error("dp:%s@n%d" % (f[2], node.id))
+                # The code, and for one libsluice has no name for, its message.
+                self._count_error("dp:%s@n%d%s" % (f[2], node.id, "" if f[2] != "Error" else
+                                                   ":" + " ".join(f[3:])[:60]))
                 continue
             with self.lock:
                 self.dp_acked += 1
