@@ -662,7 +662,9 @@ class Campaign:
         down, up = ((self.c.etcd_pause, self.c.etcd_resume) if stall else
                     (self.c.etcd_kill, self.c.etcd_start))
         what = "etcd %s and node %%d SIGKILLed" % ("stalled" if stall else "SIGKILLed")
-        nid = self.rng.choice(self.live_ids())
+        # A node leading shards: one leading none leaves nothing to move (nothing measured).
+        nid = self.rng.choice(sorted({v["leader"] for v in self.w.state()["shards"].values()
+                                      if v["leader"] in self.live_ids()}))
         what %= nid
         acked = self.data.acked_count() if self.data else 0
         down()
@@ -670,9 +672,9 @@ class Campaign:
         time.sleep(ETCD_OUTAGE_TTLS * self.args.ttl)   # The outage's length, not a wait.
         if self.data:
             self.etcd_down_acks.append(self.data.acked_count() - acked)
-        up()
-        harness.wait_for(self.c.etcd_healthy, "etcd answering after " + what)
+        up()   # A restart returns once etcd answers; SIGCONT at once.
         t0 = time.monotonic()
+        harness.wait_for(self.c.etcd_healthy, "etcd answering after " + what)
         t1 = self.w.wait(settled_without(nid, self.live_ids()), "failover after " + what)
         ms = (t1 - t0) * 1000.0
         self.etcd_node_ms.append("%s:%d" % ("stall" if stall else "kill", ms))
