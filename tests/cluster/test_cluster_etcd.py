@@ -184,7 +184,7 @@ def run(camp, data, kinds):
     for kind in kinds:
         outage(camp, data, kind)
     data.stop()
-    lost, dup, mis, split = data.check([camp.node(i) for i in ids])
+    lost, dup, mis, split, _ = data.check([camp.node(i) for i in ids])
     detail = []
     hsplit, invalid = campaign.history_violations(sorted(w.writes, key=lambda x: x[0]), detail)
     for what, write in detail[:10]:
