@@ -464,12 +464,22 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 		__atomic_store_n(&shard->keep_end, req->seq, __ATOMIC_RELEASE);
 }
 
+/* True when the shard remembers nothing of epochs or cuts. */
+static bool
+repl_empty(const struct log_shard_repl *repl)
+{
+	return repl == NULL || (repl->epoch_count == 0 && repl->trunc_count == 0 &&
+				repl->kept_end == 0);
+}
+
 /*
  * Under index_lock: log_shard_start_at's change, once nothing of the shard is in flight.
- * The shard ends below `seq` (else nothing changes): it forgets what it holds, as
- * retention would, and starts empty at `seq`. Like recovery from log.meta with that
+ * A shard ending above `seq` is left alone. Otherwise it forgets what it holds, as
+ * retention would, and starts empty at `seq`: like recovery from log.meta with that
  * horizon, it keeps no summary and no bad range below it (the old batches' index
  * entries stay with their segments, below the horizon: never read, never replayed).
+ * Its epoch history and cut describe only records below the horizon: they go too (as
+ * Kafka's truncateFullyAndStartAt clears its leader-epoch cache); the promise stays.
  */
 static void
 start_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
@@ -482,13 +492,20 @@ start_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 		req->err = -ESTALE;
 		return;
 	}
-	if (req->seq <= shard->seq_durable)
+	if (req->seq < shard->seq_durable ||
+	    (req->seq == shard->seq_trim && req->seq == shard->seq_durable &&
+	     repl_empty(shard->repl)))
 		return;
 	shard->seg_count = 0;
 	shard->bad_count = 0;
 	shard->seq_trim = req->seq;
 	shard->seq_durable = req->seq;
 	shard->seq_next = req->seq;
+	if (shard->repl != NULL) {
+		shard->repl->epoch_count = 0;
+		shard->repl->trunc_count = 0;
+		shard->repl->kept_end = 0;
+	}
 	req->seq_end = req->seq;
 	req->hold = true;
 }
@@ -567,9 +584,9 @@ log_shard_settle(struct log *log, uint64_t shard_id, uint64_t *seq_end_out)
 }
 
 /*
- * Runs a cut (or a start, req->start) in the writer, then makes it durable: log.epochs
- * for a cut, log.meta (the trim horizon) for a start. Until then the shard refuses
- * appends (trunc_hold): a batch durable before its start would be replayed as a gap.
+ * Runs a cut (or a start, req->start) in the writer, then makes it durable: log.epochs,
+ * after log.meta (the trim horizon) for a start. Until then the shard refuses appends
+ * (trunc_hold): a batch durable before its start's horizon would be replayed as a gap.
  */
 static int
 truncate_run(struct log *log, struct log_ctl *req, uint64_t *seq_end_out)
@@ -595,9 +612,11 @@ truncate_run(struct log *log, struct log_ctl *req, uint64_t *seq_end_out)
 	shard = log_shard_find(log, req->id);
 	closed = shard != NULL && shard->closed;
 	pthread_mutex_unlock(&log->index_lock);
+	/* A start's horizon first: a crash before its log.epochs leaves a history that
+	 * ends at or below it, which the next handshake clears by starting again. */
 	if (closed || req->start)
 		err = log_meta_store(log);
-	if (err == 0 && !req->start)
+	if (err == 0)
 		err = log_epochs_store(log);
 	pthread_mutex_lock(&log->index_lock);
 	shard = log_shard_find(log, req->id);

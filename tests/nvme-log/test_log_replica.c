@@ -925,13 +925,16 @@ assert_started(uint64_t end)
 
 /*
  * A follower that held 0..8 while its leader's retention dropped everything below 20
- * starts at 20: its records are dropped as retention drops them, the leader's batches
- * continue at 20, and all of it holds across a clean reopen and a power loss. A start
+ * starts at 20: its records are dropped as retention drops them and its epoch history
+ * with them (it begins again with the leader's epoch at 20, even an older one), the
+ * leader's batches continue at 20, and all of it holds across a clean reopen and a
+ * power loss. A start
  * at or below its end changes nothing; a deposed epoch's or a closed shard's is refused.
  */
 Test(log_replica, a_follower_below_the_leaders_trim_horizon_starts_there)
 {
 	struct log_epoch_info ei;
+	uint64_t epoch;
 	uint64_t end;
 
 	old_tail();
@@ -942,17 +945,23 @@ Test(log_replica, a_follower_below_the_leaders_trim_horizon_starts_there)
 	settle();
 	cr_assert_eq(f.last_error, -EEXIST, "its old end is gone: the next seq is the start");
 	f.last_error = 0;
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert_eq(ei.count, 0, "the history of what it dropped goes with it");
+	cr_assert_eq(ei.promised, 4, "the promise stays");
+	cr_assert_eq(log_epoch_record(f.log, SHARD, 3, LEADER_START), 0,
+		     "the leader's epoch at its start, older than the dropped ones");
 	submit(NEW, LEADER_START, 3, true);
 	settle();
 	cr_assert_eq(f.last_error, 0);
 	assert_started(LEADER_START + 3);
-	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
-	cr_assert_eq(ei.epoch_last, 4, "the epoch history is kept");
-	cr_assert_eq(log_epoch_record(f.log, SHARD, 5, LEADER_START + 3), 0);
 	reopen(false);
 	assert_started(LEADER_START + 3);
 	reopen(true);
 	assert_started(LEADER_START + 3);
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert(ei.count == 1 && ei.epoch_last == 3 && ei.epoch_last_start == LEADER_START);
+	cr_assert_eq(log_epoch_end(f.log, SHARD, 3, &epoch, &end), 0);
+	cr_assert(epoch == 3 && end == LEADER_START + 3, "the handshake sees the new history");
 
 	cr_assert_eq(log_shard_start_at(f.log, SHARD, LEADER_START + 1, 5, &end), 0);
 	cr_assert_eq(end, LEADER_START + 3, "a shard holding the start is left alone");
@@ -984,17 +993,21 @@ Test(log_replica, a_new_follower_starts_at_the_leaders_horizon)
  * Power is lost before each I/O operation of the start and of the appends that follow
  * it, in turn, and once after all. Recovered, the shard either holds its old records
  * (the start never stored; starting again works) or starts at the leader's horizon with
- * whichever of the leader's batches landed. Never a gap read as "no records here" below
- * records it holds, never its old records above a horizon.
+ * whichever of the leader's batches landed; lost between log.meta and log.epochs, it
+ * starts there with its old history, which starting again clears (the follower's
+ * handshake does). Never a gap read as "no records here" below records it holds,
+ * never its old records above a horizon.
  */
 Test(log_replica, a_power_loss_at_every_io_of_a_start_leaves_the_old_shard_or_the_new_start,
      .timeout = 120)
 {
-	uint32_t seen[3] = { 0 };  /* Recovered: the old records, the start alone, appends. */
+	uint32_t seen[4] = { 0 };  /* Recovered: the old records, the start alone, appends,
+				    * the start with the old history (log.epochs not stored). */
 	bool last = false;
 
 	for (uint64_t nth = 1; !last; nth++) {
 		struct log_shard_info i;
+		struct log_epoch_info ei;
 		uint64_t ops;
 		uint64_t end;
 		int err;
@@ -1030,6 +1043,18 @@ Test(log_replica, a_power_loss_at_every_io_of_a_start_leaves_the_old_shard_or_th
 			  "end %lu", (unsigned long)i.seq_durable);
 		assert_started(i.seq_durable);
 		seen[i.seq_durable == LEADER_START ? 1 : 2]++;
+		cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+		if (ei.count != 0) {
+			cr_assert_eq(i.seq_durable, LEADER_START, "no append before the history went");
+			cr_assert_eq(ei.epoch_last, 4, "the old history, whole");
+			seen[3]++;
+			cr_assert_eq(log_shard_start_at(f.log, SHARD, LEADER_START, 4, &end), 0);
+			cr_assert_eq(end, LEADER_START);
+			reopen(true);
+			cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+			cr_assert_eq(ei.count, 0, "starting again clears it");
+			assert_started(LEADER_START);
+		}
 		if (i.seq_durable == LEADER_START) {
 			submit(NEW, LEADER_START, 3, true);  /* The leader ships them again. */
 			settle();
@@ -1038,7 +1063,7 @@ Test(log_replica, a_power_loss_at_every_io_of_a_start_leaves_the_old_shard_or_th
 			assert_started(LEADER_START + 3);
 		}
 	}
-	cr_assert(seen[0] > 0 && seen[1] > 0 && seen[2] > 0,
-		  "each outcome seen: old records %u, start alone %u, appends too %u",
-		  seen[0], seen[1], seen[2]);
+	cr_assert(seen[0] > 0 && seen[1] > 0 && seen[2] > 0 && seen[3] > 0,
+		  "each outcome seen: old records %u, start alone %u, appends too %u, "
+		  "old history %u", seen[0], seen[1], seen[2], seen[3]);
 }
