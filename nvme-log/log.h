@@ -433,8 +433,9 @@ int log_shard_truncate_keep(struct log *log, uint64_t shard_id, uint64_t seq, ui
  * Once every batch the writer took for the shard is durable, the shard starts at `seq`:
  * what it holds is dropped as retention drops it (log_read below `seq`: -ERANGE), its
  * next sequence number is `seq` (log_batch_submit_at continues there), and its epoch
- * history, cut and kept range are forgotten (they describe records below `seq`; the
- * leader's APPENDs record the epochs from `seq` on; the promise stays). Stored before
+ * history and cut are forgotten (they describe records below `seq`; the leader's
+ * APPENDs record the epochs from `seq` on). The promise stays, and so does a kept range
+ * (log_shard_truncate_keep) ending above `seq`: no lead without those records. Stored before
  * the call returns (appends meanwhile: -EAGAIN): log.meta (the horizon), then
  * log.epochs. A crash before the first leaves the shard as it was; between the two, it
  * starts at `seq` with its old history, and starting at `seq` again clears it.

@@ -464,12 +464,12 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 		__atomic_store_n(&shard->keep_end, req->seq, __ATOMIC_RELEASE);
 }
 
-/* True when the shard remembers nothing of epochs or cuts. */
+/* True when the shard remembers no epoch, no cut and no kept range up to `seq`. */
 static bool
-repl_empty(const struct log_shard_repl *repl)
+repl_empty(const struct log_shard_repl *repl, uint64_t seq)
 {
 	return repl == NULL || (repl->epoch_count == 0 && repl->trunc_count == 0 &&
-				repl->kept_end == 0);
+				repl->kept_end <= seq);
 }
 
 /*
@@ -479,7 +479,8 @@ repl_empty(const struct log_shard_repl *repl)
  * horizon, it keeps no summary and no bad range below it (the old batches' index
  * entries stay with their segments, below the horizon: never read, never replayed).
  * Its epoch history and cut describe only records below the horizon: they go too (as
- * Kafka's truncateFullyAndStartAt clears its leader-epoch cache); the promise stays.
+ * Kafka's truncateFullyAndStartAt clears its leader-epoch cache); the promise stays,
+ * and so does a kept range reaching above the horizon (those records are not back).
  */
 static void
 start_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
@@ -494,7 +495,7 @@ start_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	}
 	if (req->seq < shard->seq_durable ||
 	    (req->seq == shard->seq_trim && req->seq == shard->seq_durable &&
-	     repl_empty(shard->repl)))
+	     repl_empty(shard->repl, req->seq)))
 		return;
 	shard->seg_count = 0;
 	shard->bad_count = 0;
@@ -504,7 +505,9 @@ start_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	if (shard->repl != NULL) {
 		shard->repl->epoch_count = 0;
 		shard->repl->trunc_count = 0;
-		shard->repl->kept_end = 0;
+		/* Records a cut kept and the shard lacks above `seq`: still no lead without them. */
+		if (shard->repl->kept_end <= req->seq)
+			shard->repl->kept_end = 0;
 	}
 	req->seq_end = req->seq;
 	req->hold = true;
