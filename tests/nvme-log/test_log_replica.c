@@ -824,6 +824,23 @@ Test(log_replica, log_epochs_versions_1_and_2_are_read_and_an_unknown_version_re
 }
 
 /*
+ * A fresh log holding old_tail(), power lost before the nth I/O operation from now:
+ * returns the operation count to measure what the test's operations took.
+ */
+static uint64_t
+old_tail_power_loss_at(uint64_t nth)
+{
+	uint64_t ops;
+
+	teardown();
+	setup();
+	old_tail();
+	ops = log_io_sim_op_count(f.io);
+	log_io_sim_crash_nth(f.io, nth);
+	return ops;
+}
+
+/*
  * The follower's crash case of a cut inside a batch (log_shard_truncate_keep,
  * docs/CLUSTER.md): the cut at 3 of the batch [3, 6) keeps [3, 5), whose re-append
  * follows. Power is lost before each I/O operation of the cut and the re-append in
@@ -845,11 +862,7 @@ Test(log_replica, a_power_loss_between_a_keeping_cut_and_its_re_append_never_lea
 		uint64_t end;
 		int err;
 
-		teardown();
-		setup();
-		old_tail();
-		ops = log_io_sim_op_count(f.io);
-		log_io_sim_crash_nth(f.io, nth);
+		ops = old_tail_power_loss_at(nth);
 		err = log_shard_truncate_keep(f.log, SHARD, 5, LOG_EPOCH_NONE, &end);
 		cr_assert(err != 0 || end == 3, "the cut at the batch's start (%lu)",
 			  (unsigned long)end);
@@ -1012,11 +1025,7 @@ Test(log_replica, a_power_loss_at_every_io_of_a_start_leaves_the_old_shard_or_th
 		uint64_t end;
 		int err;
 
-		teardown();
-		setup();
-		old_tail();
-		ops = log_io_sim_op_count(f.io);
-		log_io_sim_crash_nth(f.io, nth);
+		ops = old_tail_power_loss_at(nth);
 		err = log_shard_start_at(f.log, SHARD, LEADER_START, 4, &end);
 		cr_assert(err != 0 || end == LEADER_START);
 		if (err == 0) {
