@@ -1104,3 +1104,35 @@ Test(replica, a_follower_away_longer_than_retention_starts_at_the_leaders_horizo
 	node_close(&l);
 	node_close(&f1);
 }
+
+/*
+ * A replica that joins after the leader's retention trimmed the shard (a replacement
+ * starts with an empty log): its first handshake ends at 0, below the leader's
+ * horizon, and it starts there too instead of waiting for records that expired.
+ */
+Test(replica, a_replica_added_after_the_leaders_retention_starts_at_its_horizon)
+{
+	struct node l, f2;
+	struct node *fs[] = { &f2 };
+	uint64_t end = AWAY_RECORDS + 100;
+	uint64_t trim;
+
+	memset(&l, 0, sizeof(l));
+	snprintf(l.dir, sizeof(l.dir), "%s/leader", root);
+	l.segment_size = 1u << 20;
+	node_open(&l);
+	node_init(&f2, "f2", true);
+	follow(&f2);   /* Its port, for the leader's configuration ... */
+	node_close(&f2);  /* ... and down until the shard is trimmed. */
+	lead(&l, fs, 1, REPLICA_ACKS_ALL, 0);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 3), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, AWAY_RECORDS);
+	trim = leader_expire(&l, 0);
+	append(&l, SHARD_A, CONTENT_X, AWAY_RECORDS, 100);
+	node_open(&f2);
+	follow(&f2);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, end);
+	check_started(&f2, trim, end);
+	node_close(&l);
+	node_close(&f2);
+}
