@@ -505,7 +505,7 @@ start_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 	if (shard->repl != NULL) {
 		shard->repl->epoch_count = 0;
 		shard->repl->trunc_count = 0;
-		/* Records a cut kept and the shard lacks above `seq`: still no lead without them. */
+		/* Kept records the shard lacks above `seq`: still no lead without them. */
 		if (shard->repl->kept_end <= req->seq)
 			shard->repl->kept_end = 0;
 	}

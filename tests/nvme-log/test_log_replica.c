@@ -1054,7 +1054,8 @@ Test(log_replica, a_power_loss_at_every_io_of_a_start_leaves_the_old_shard_or_th
 		seen[i.seq_durable == LEADER_START ? 1 : 2]++;
 		cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
 		if (ei.count != 0) {
-			cr_assert_eq(i.seq_durable, LEADER_START, "no append before the history went");
+			cr_assert_eq(i.seq_durable, LEADER_START,
+				     "no append before the history went");
 			cr_assert_eq(ei.epoch_last, 4, "the old history, whole");
 			seen[3]++;
 			cr_assert_eq(log_shard_start_at(f.log, SHARD, LEADER_START, 4, &end), 0);
