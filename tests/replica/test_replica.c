@@ -87,13 +87,21 @@ node_open(struct node *n)
 	cr_assert_eq(log_producer_open(n->log, &n->p), 0);
 }
 
+/* segment_size: 0 for 16 MiB. */
 static void
-node_init(struct node *n, const char *name, bool gated)
+node_init_sized(struct node *n, const char *name, bool gated, uint64_t segment_size)
 {
 	memset(n, 0, sizeof(*n));
 	snprintf(n->dir, sizeof(n->dir), "%s/%s", root, name);
 	n->gated = gated;
+	n->segment_size = segment_size;
 	node_open(n);
+}
+
+static void
+node_init(struct node *n, const char *name, bool gated)
+{
+	node_init_sized(n, name, gated, 0);
 }
 
 static void
@@ -1057,10 +1065,7 @@ Test(replica, a_follower_away_longer_than_retention_starts_at_the_leaders_horizo
 	uint64_t trim;
 	uint64_t trim2;
 
-	memset(&l, 0, sizeof(l));
-	snprintf(l.dir, sizeof(l.dir), "%s/leader", root);
-	l.segment_size = 1u << 20;
-	node_open(&l);
+	node_init_sized(&l, "leader", false, 1u << 20);
 	node_init(&f1, "f1", true);
 	follow(&f1);
 	lead(&l, fs, 1, REPLICA_ACKS_ALL, 0);
@@ -1117,10 +1122,7 @@ Test(replica, a_replica_added_after_the_leaders_retention_starts_at_its_horizon)
 	uint64_t end = AWAY_RECORDS + 100;
 	uint64_t trim;
 
-	memset(&l, 0, sizeof(l));
-	snprintf(l.dir, sizeof(l.dir), "%s/leader", root);
-	l.segment_size = 1u << 20;
-	node_open(&l);
+	node_init_sized(&l, "leader", false, 1u << 20);
 	node_init(&f2, "f2", true);
 	follow(&f2);   /* Its port, for the leader's configuration ... */
 	node_close(&f2);  /* ... and down until the shard is trimmed. */
