@@ -1069,11 +1069,13 @@ links_print(struct cluster_node *n, struct metrics_out *out)
 			       "\"connects\":%" PRIu64 ",\"resets\":%" PRIu64 ",\"bad_frames\":%"
 			       PRIu64 ",\"frames_out\":%" PRIu64 ",\"records_shipped\":%" PRIu64
 			       ",\"bytes_inflight\":%" PRIu64 ",\"backpressured\":%" PRIu64
-			       ",\"fenced\":%" PRIu64 ",\"lag_records\":%" PRIu64 "}",
+			       ",\"fenced\":%" PRIu64 ",\"starts\":%" PRIu64 ",\"lag_records\":%"
+			       PRIu64 "}",
 			       k > 0 ? "," : "", link_node_id(n, &st.peer), st.peer.host,
 			       st.peer.port, st.connected ? "true" : "false", st.connects,
 			       st.resets, st.bad_frames, st.frames_out, st.records_shipped,
-			       st.bytes_inflight, st.backpressured, st.fenced, link_lag(n, k));
+			       st.bytes_inflight, st.backpressured, st.fenced, st.starts,
+			       link_lag(n, k));
 	}
 	metrics_printf(out, "]");
 }
@@ -1122,9 +1124,9 @@ cluster_node_render_json(struct cluster_node *n, struct metrics_out *out)
 	metrics_printf(out, ",\"follower\":{\"connections\":%" PRIu64 ",\"resets\":%" PRIu64
 		       ",\"bad_frames\":%" PRIu64 ",\"records_appended\":%" PRIu64
 		       ",\"stale_epochs\":%" PRIu64 ",\"truncations\":%" PRIu64
-		       ",\"records_kept\":%" PRIu64 "}}\n", fs.connections, fs.resets,
-		       fs.bad_frames, fs.records_appended, fs.stale_epochs, fs.truncations,
-		       fs.records_kept);
+		       ",\"records_kept\":%" PRIu64 ",\"starts\":%" PRIu64 "}}\n",
+		       fs.connections, fs.resets, fs.bad_frames, fs.records_appended,
+		       fs.stale_epochs, fs.truncations, fs.records_kept, fs.starts);
 }
 
 /* One gauge or counter family with one sample per link. */

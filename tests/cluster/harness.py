@@ -22,7 +22,9 @@ A node is `sluiced` in cluster mode when the binary has a [cluster] section (cno
 enabled, name, node_id, etcd_endpoints, replica_listen, advertise_api, advertise_dataplane,
 lease_ttl_s, replication_factor, acks), else `cluster_agent` (tests/cluster/cluster_agent.c:
 cluster/'s real membership in its own process, no data path) so membership, controller
-failover, placement and drain run against real processes either way.
+failover, placement and drain run against real processes either way. Cluster(dataplane=True)
+gives sluiced nodes the kernel-socket dataplane on their address (the campaign's libsluice
+producer).
 
 Python threads may enter a namespace (Cluster.enter): setns(2) moves only the calling
 thread, and the sockets it opens stay in that namespace.
@@ -173,14 +175,25 @@ class Node:
                 "cluster.advertise_dataplane": common["dp"],
                 "cluster.lease_ttl_s": str(c.ttl_s),
                 "cluster.replication_factor": str(c.rf), "cluster.acks": c.acks,
-                "dataplane.enabled": "false", "server.stream_status_delay_ms": "0",
+                "server.stream_status_delay_ms": "0",
                 "auth.mode": "sigv4", "auth.access_keys": ACCESS_KEY + ":" + SECRET_KEY,
                 "admin.token": ADMIN_TOKEN}
+        sets.update(self.dataplane_sets())
         argv = [c.sluiced, "--data-dir", self.data_dir,
                 "--api-listen", common["api"], "--admin-listen", self.admin_addr]
         for k, v in sets.items():
             argv += ["--set", "%s=%s" % (k, v)]
         return argv
+
+    def dataplane_sets(self):
+        """The kernel-socket dataplane on the node's address (Cluster(dataplane=True): the
+        campaign's libsluice producer), one worker, no hugepages (the machine's hugepages
+        are the DPDK device tests'); else none."""
+        if not self.cluster.dataplane:
+            return {"dataplane.enabled": "false"}
+        return {"dataplane.backend": "kernel", "dataplane.ipv4": self.addr,
+                "dataplane.ingest_port": str(DATAPLANE_PORT), "dataplane.no_huge": "true",
+                "dataplane.workers": "1"}
 
     def start(self):
         """Starts the node's process in its namespace and waits for its ready line."""
@@ -217,9 +230,7 @@ class Node:
         if self.proc is None:
             return
         self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-        self.paused = False
+        self.reaped()
 
     def stop(self):
         """SIGTERM (a clean stop: the node resigns and leaves) and wait; SIGKILL after the
@@ -229,7 +240,21 @@ class Node:
         if self.paused:
             self.resume()
         stop_process(self.proc)
+        self.reaped()
+
+    def terminate(self):
+        """SIGTERM without waiting (the campaign's f_term watches the stop); reaped() after."""
+        assert self.alive and not self.paused
+        self.proc.terminate()
+
+    def reaped(self):
+        """Waits for the process and forgets it. With the dataplane, removes the EAL runtime
+        directory a killed node leaves (a clean stop removes its own; prefix sluice-<pid>)."""
+        self.proc.wait()
+        if self.cluster.dataplane:
+            shutil.rmtree("/var/run/dpdk/sluice-%d" % self.proc.pid, ignore_errors=True)
         self.proc = None
+        self.paused = False
 
     def pause(self):
         assert self.alive
@@ -250,9 +275,10 @@ class Cluster:
     """N node namespaces, etcd, a client namespace; cleanup() on every exit path."""
 
     def __init__(self, nodes=3, name="chx", ttl_s=2, rf=3, acks="quorum", build_dir=None,
-                 kind=None, etcd_members=1):
+                 kind=None, dataplane=False, etcd_members=1):
         assert etcd_members in (1, len(ETCD_MEMBER_ADDRS))
         self.pid = os.getpid()
+        self.dataplane = dataplane   # sluiced nodes with the kernel dataplane (Node)
         self.name = name
         self.ttl_s = ttl_s
         self.rf = rf

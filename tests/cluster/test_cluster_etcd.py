@@ -197,7 +197,7 @@ def ledger_read_back(camp, data, ids, tag):
     at its number, in per-key order, and no split brain in etcd's placement history
     (printed as `TAG: seed=... lost=... dup=...`, then checked)."""
     data.stop()
-    lost, dup, mis, split = data.check([camp.node(i) for i in ids])
+    lost, dup, mis, split, _ = data.check([camp.node(i) for i in ids])
     detail = []
     hsplit, invalid = campaign.history_violations(sorted(camp.w.writes, key=lambda x: x[0]),
                                                   detail)
