@@ -192,11 +192,12 @@ struct kinesis_replication {
 	 */
 	int (*leader_api)(void *ctx, uint64_t log_id, char *addr, size_t size);
 	/*
-	 * Reads (docs/CLUSTER.md "Forwarding reads"): the API address of a node holding
-	 * the log shard when this node holds no replica of it; -ENOENT: serve it here;
-	 * -EHOSTUNREACH: no holder known. NULL: every read is served here.
+	 * Reads (docs/CLUSTER.md "Forwarding reads"): the API address of the `nth` node
+	 * holding the log shard (0: the leader, if known) when this node holds no replica
+	 * of it; -ENOENT: serve it here; -EHOSTUNREACH: no `nth` holder known. A read
+	 * refused by a holder goes to the next. NULL: every read is served here.
 	 */
-	int (*read_api)(void *ctx, uint64_t log_id, char *addr, size_t size);
+	int (*read_api)(void *ctx, uint64_t log_id, uint32_t nth, char *addr, size_t size);
 	struct forward *forward;
 };
 

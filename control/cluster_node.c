@@ -962,7 +962,8 @@ cluster_node_doorbell_gen(const struct cluster_node *n)
 }
 
 int
-cluster_node_read_api(struct cluster_node *n, uint64_t log_id, char *addr, size_t size)
+cluster_node_read_api(struct cluster_node *n, uint64_t log_id, uint32_t nth, char *addr,
+		      size_t size)
 {
 	const struct node_leader *l;
 	int err = -ENOENT;
@@ -971,10 +972,18 @@ cluster_node_read_api(struct cluster_node *n, uint64_t log_id, char *addr, size_
 	l = leader_of(n, log_id);
 	if (l == NULL || placement_has(l->place.replicas, l->place.replica_count, n->node_id))
 		goto out_unlock;
-	/* The leader first (it holds the most), then any in-sync follower. */
+	/* The leader first (it holds the most), then the in-sync followers, in their order. */
 	err = api_of(n, l->place.leader, addr, size);
-	for (uint32_t i = 0; i < l->place.isr_count && err != 0; i++)
-		err = api_of(n, l->place.isr[i], addr, size);
+	if (err == 0 && nth-- == 0)
+		goto out_unlock;
+	err = -ENOENT;
+	for (uint32_t i = 0; i < l->place.isr_count && err != 0; i++) {
+		if (l->place.isr[i] == l->place.leader ||
+		    api_of(n, l->place.isr[i], addr, size) != 0)
+			continue;
+		if (nth-- == 0)
+			err = 0;
+	}
 	if (err != 0)
 		err = -EHOSTUNREACH;
 out_unlock:

@@ -160,10 +160,16 @@ forward_job_take(struct forward *f, const char *api_addr, const char *access_key
 }
 
 void
-forward_http_init(struct forward_http *h, const char *api_addr, const char *access_key_id)
+forward_http_target(struct forward_http *h, const char *api_addr)
 {
 	snprintf(h->url, sizeof(h->url), "http://%s/", api_addr);
 	snprintf(h->host, sizeof(h->host), "%s", api_addr);
+}
+
+void
+forward_http_init(struct forward_http *h, const char *api_addr, const char *access_key_id)
+{
+	forward_http_target(h, api_addr);
 	snprintf(h->access_key_id, sizeof(h->access_key_id), "%s", access_key_id);
 	h->content_type = FORWARD_CONTENT_TYPE;
 	h->body.size = 0;
@@ -253,6 +259,15 @@ forward_job_reply(const struct forward_job *job, const char **body, size_t *size
 	*body = job->reply;
 	*size = job->reply_size;
 	return job->status;
+}
+
+void
+forward_job_resubmit(struct forward *f, struct forward_job *job, const char *api_addr)
+{
+	assert(job->in_use && job->read && job->outcome == FORWARD_REFUSED);
+	forward_http_target(&job->http, api_addr);
+	job->status = 0;
+	forward_job_submit(f, job);
 }
 
 void

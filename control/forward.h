@@ -141,6 +141,11 @@ struct forward_job *forward_job_get_read(struct forward *f, enum forward_read ac
 					 const char *access_key_id, uint64_t cookie);
 /* A read's answer: its HTTP status (0: none came, see the outcome) and body. */
 long forward_job_reply(const struct forward_job *job, const char **body, size_t *size);
+/*
+ * A finished read refused by its holder (FORWARD_REFUSED: nothing was sent) is sent
+ * again, as it was, to the node at `api_addr` (the next holder). API thread.
+ */
+void forward_job_resubmit(struct forward *f, struct forward_job *job, const char *api_addr);
 /* A read refused unsent (no holder's address known). */
 void forward_read_refused(struct forward *f, enum forward_read action);
 /* Gives a job back (submitted or not). API thread. */
@@ -217,6 +222,11 @@ struct forward_stream *forward_stream_get(struct forward *f, const char *api_add
 struct api_out *forward_stream_body(struct forward_stream *st);
 /* Opens it on the holder (the forwarder's from now until forward_stream_put). */
 void forward_stream_submit(struct forward *f, struct forward_stream *st);
+/*
+ * A finished relay refused by its holder (no status, FORWARD_REFUSED: nothing was
+ * sent) is opened again, its body as it was, on the node at `api_addr`. API thread.
+ */
+void forward_stream_resubmit(struct forward *f, struct forward_stream *st, const char *api_addr);
 /* Its status, end and ready bytes now (the bytes stay valid until consumed). API thread. */
 void forward_stream_look(struct forward *f, struct forward_stream *st,
 			 struct forward_stream_state *out);

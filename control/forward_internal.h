@@ -102,6 +102,8 @@ struct forward {
 
 /* Sets `h` for the node at `api_addr` as `access_key_id`, with an empty body. */
 void forward_http_init(struct forward_http *h, const char *api_addr, const char *access_key_id);
+/* The request goes to `api_addr` (its URL and Host), nothing else changed. */
+void forward_http_target(struct forward_http *h, const char *api_addr);
 /*
  * The request on its easy handle, signed now (X-Amz-Date is now), with the loop guard:
  * URL, headers, body, no signals. The caller adds its write callback and timeouts.

@@ -132,6 +132,20 @@ forward_stream_submit(struct forward *f, struct forward_stream *st)
 }
 
 void
+forward_stream_resubmit(struct forward *f, struct forward_stream *st, const char *api_addr)
+{
+	pthread_mutex_lock(&f->lock);
+	assert(st->held && st->phase == FORWARD_STREAM_IDLE && st->state.finished &&
+	       st->state.status == 0 && st->state.outcome == FORWARD_REFUSED);
+	st->counted = false;
+	st->state = (struct forward_stream_state){ .status = 0 };
+	pthread_mutex_unlock(&f->lock);
+	/* The forwarder leaves an idle slot's handle alone: its URL is ours to change. */
+	forward_http_target(&st->http, api_addr);
+	forward_stream_submit(f, st);
+}
+
+void
 forward_stream_look(struct forward *f, struct forward_stream *st,
 		    struct forward_stream_state *out)
 {

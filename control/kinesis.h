@@ -180,6 +180,15 @@ struct kinesis_relay {
 	bool begun;                   /* The caller's stream is open (the holder answered 200). */
 	bool blocked;                 /* The caller's stream refused bytes: wait for WRITABLE. */
 	bool retry;                   /* No pool buffer for them: try again at the next pass. */
+	uint64_t log_id;              /* Its log shard: a refusing holder's next (read_api). */
+	uint32_t holder;              /* The holder tried now (read_api's nth). */
+};
+
+/* A read passed through to a replica holder, waiting for its answer (kinesis_forward.c). */
+struct kinesis_read {
+	struct api_call *call;        /* NULL: the slot is free (or its call dropped). */
+	uint64_t log_id;
+	uint32_t holder;              /* The holder tried now (read_api's nth). */
 };
 
 struct kinesis {
@@ -221,7 +230,7 @@ struct kinesis {
 	struct kinesis_replication repl;  /* Cluster mode's acks (acked NULL: single node). */
 	uint32_t replicating;             /* Pending calls durable here, waiting for replicas. */
 	/* Reads passed through to a replica holder, waiting for its answer (cookie - PENDING_MAX). */
-	struct api_call *read_calls[FORWARD_INFLIGHT_MAX];
+	struct kinesis_read reads[FORWARD_INFLIGHT_MAX];
 	/* SubscribeToShard relayed from a replica holder (kinesis_forward.c); call NULL: free. */
 	struct kinesis_relay relays[FORWARD_STREAMS_MAX];
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */

@@ -9,7 +9,10 @@
  * Reads (GetShardIterator, GetRecords) of a shard this node holds no replica of
  * are passed through to a node that holds one: the caller's body as it came,
  * the holder's answer (or error) as it came back (docs/CLUSTER.md "Forwarding
- * reads"). The call waits in k->read_calls, one slot per forwarder job.
+ * reads"). The call waits in k->reads, one slot per forwarder job. A holder that
+ * refuses the connection (nothing sent) passes the read on to the next holder (the
+ * leader, then the in-sync followers), each once; only when none connects does the
+ * call fail ServiceUnavailable. A relay's holder is chosen the same way.
  *
  * SubscribeToShard there is relayed: the forwarder opens it on a holder
  * (forward_stream_*), and its event-stream bytes, opaque, go into the caller's own
@@ -113,6 +116,21 @@ kinesis_forward_unreachable(struct api_call *call)
 		       "from this node; retry.");
 }
 
+/*
+ * The holder after `*holder` for a read of `log_id` whose holder refused it: true with
+ * its address, or false when none is left (read_api's list is the leader and the
+ * in-sync followers, each once: the tries end with it).
+ */
+static bool
+kinesis_forward_next_holder(struct kinesis *k, uint64_t log_id, uint32_t *holder, char *addr)
+{
+	if (k->repl.read_api == NULL)
+		return false;
+	++*holder;
+	return k->repl.read_api(k->repl.ctx, log_id, *holder, addr,
+				KINESIS_FORWARD_ADDR_SIZE) == 0;
+}
+
 /* ---- SubscribeToShard relayed from a holder ---------------------------------------- */
 
 static void kinesis_relay_pump(struct kinesis_relay *rl);
@@ -184,8 +202,15 @@ kinesis_relay_pump(struct kinesis_relay *rl)
 	struct forward *f = rl->k->repl.forward;
 	struct forward_stream_state st;
 
+	char addr[KINESIS_FORWARD_ADDR_SIZE];
+
 	forward_stream_look(f, rl->st, &st);
 	if (!rl->begun) {
+		if (st.status == 0 && st.finished && st.outcome == FORWARD_REFUSED &&
+		    kinesis_forward_next_holder(rl->k, rl->log_id, &rl->holder, addr)) {
+			forward_stream_resubmit(f, rl->st, addr);
+			return;
+		}
 		if (st.status != 200) {
 			if (st.finished) {
 				kinesis_relay_refused(rl, &st);
@@ -219,9 +244,9 @@ kinesis_relay_pump(struct kinesis_relay *rl)
 				  st.silent ? FORWARD_STREAM_SILENT : FORWARD_STREAM_FAILED);
 }
 
-/* Opens the relay of SubscribeToShard `r` on the holder at `addr`. */
+/* Opens the relay of SubscribeToShard `r` of `log_id` on its first holder, at `addr`. */
 static void
-kinesis_forward_relay(struct kinesis_req *r, const char *addr)
+kinesis_forward_relay(struct kinesis_req *r, uint64_t log_id, const char *addr)
 {
 	struct kinesis *k = r->k;
 	struct kinesis_relay *rl = NULL;
@@ -257,7 +282,7 @@ kinesis_forward_relay(struct kinesis_req *r, const char *addr)
 			      "pass on to a replica holder.");
 		return;
 	}
-	*rl = (struct kinesis_relay){ .k = k, .call = r->call, .st = st };
+	*rl = (struct kinesis_relay){ .k = k, .call = r->call, .st = st, .log_id = log_id };
 	forward_stream_submit(k->repl.forward, st);
 }
 
@@ -293,7 +318,7 @@ kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t l
 
 	if (k->repl.read_api == NULL || k->repl.forward == NULL)
 		return false;
-	rc = k->repl.read_api(k->repl.ctx, log_id, addr, sizeof(addr));
+	rc = k->repl.read_api(k->repl.ctx, log_id, 0, addr, sizeof(addr));
 	if (rc == -ENOENT)
 		return false;
 	if (r->req->body_size > FORWARD_BODY_SIZE_MAX) {
@@ -309,10 +334,10 @@ kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t l
 		return true;
 	}
 	if (action == FORWARD_READ_SUBSCRIBE) {
-		kinesis_forward_relay(r, addr);
+		kinesis_forward_relay(r, log_id, addr);
 		return true;
 	}
-	while (slot < FORWARD_INFLIGHT_MAX && k->read_calls[slot] != NULL)
+	while (slot < FORWARD_INFLIGHT_MAX && k->reads[slot].call != NULL)
 		slot++;
 	job = forward_job_get_read(k->repl.forward, action, r->req->target, r->req->target_size,
 				   r->req->body, r->req->body_size, addr,
@@ -325,25 +350,35 @@ kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t l
 	}
 	/* Read calls never outnumber the jobs in use: a job was free, so was a slot. */
 	assert(slot < FORWARD_INFLIGHT_MAX);
-	k->read_calls[slot] = r->call;
+	k->reads[slot] = (struct kinesis_read){ .call = r->call, .log_id = log_id };
 	forward_job_submit(k->repl.forward, job);
 	return true;
 }
 
-/* The holder's answer to a passed-through read, to its caller as it came. */
-static void
+/*
+ * The holder's answer to a passed-through read, to its caller as it came; true when
+ * it was refused and went on to the next holder (the job stays in flight).
+ */
+static bool
 kinesis_forward_read_done(struct kinesis *k, struct forward_job *job, uint32_t slot)
 {
-	struct api_call *call = k->read_calls[slot];
+	struct kinesis_read *rd = &k->reads[slot];
+	struct api_call *call = rd->call;
+	char addr[KINESIS_FORWARD_ADDR_SIZE];
 	char type[FORWARD_ERROR_TYPE_SIZE];
 	char message[FORWARD_ERROR_MESSAGE_SIZE];
 	const char *body;
 	size_t size;
 	long status = forward_job_reply(job, &body, &size);
 
-	k->read_calls[slot] = NULL;
+	if (call != NULL && forward_job_outcome(job) == FORWARD_REFUSED &&
+	    kinesis_forward_next_holder(k, rd->log_id, &rd->holder, addr)) {
+		forward_job_resubmit(k->repl.forward, job, addr);
+		return true;
+	}
+	rd->call = NULL;
 	if (call == NULL)
-		return;  /* Dropped by kinesis_drain. */
+		return false;  /* Dropped by kinesis_drain. */
 	if (forward_job_outcome(job) == FORWARD_REFUSED) {
 		kinesis_forward_unreachable(call);
 	} else if (forward_job_outcome(job) != FORWARD_OK) {
@@ -361,6 +396,7 @@ kinesis_forward_read_done(struct kinesis *k, struct forward_job *job, uint32_t s
 	} else {
 		kinesis_internal_error(call);
 	}
+	return false;
 }
 
 /* The leader's answer for one record -> its result (ShardId and number from the leader). */
@@ -392,8 +428,9 @@ kinesis_forward_poll(struct kinesis *k)
 
 		if (slot >= KINESIS_PENDING_MAX) {
 			assert(slot - KINESIS_PENDING_MAX < FORWARD_INFLIGHT_MAX);
-			kinesis_forward_read_done(k, done[i], (uint32_t)(slot - KINESIS_PENDING_MAX));
-			forward_job_put(k->repl.forward, done[i]);
+			if (!kinesis_forward_read_done(k, done[i],
+						       (uint32_t)(slot - KINESIS_PENDING_MAX)))
+				forward_job_put(k->repl.forward, done[i]);
 			continue;
 		}
 		p = &k->pending[slot];

@@ -363,7 +363,7 @@ kinesis_drain(struct kinesis *k)
 	}
 	k->replicating = 0;
 	/* Reads waiting for a holder's answer (the forwarder is closed): no reply either. */
-	memset(k->read_calls, 0, sizeof(k->read_calls));
+	memset(k->reads, 0, sizeof(k->reads));
 	/* Relayed subscriptions' calls belong to the server, closed before us: forgotten. */
 	memset(k->relays, 0, sizeof(k->relays));
 	for (int i = 0; i < 5000 && k->pending_count > 0; i++) {

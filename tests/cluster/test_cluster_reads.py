@@ -17,9 +17,12 @@ Checks, for every shard node 4 holds no replica of (at least one):
     503 ServiceUnavailable (retryable), nothing counted;
   - node 4's /metrics: sluice_forward_reads_total{action=...,result="ok"} count exactly the
     reads passed through;
-  - the shard's leader killed (a 60 s lease keeps it placed): GetRecords through node 4
-    fails ServiceUnavailable (retryable: nothing reached a holder), counted as
-    {action="GetRecords",result="refused"}.
+  - the shard's leader killed (a 60 s lease keeps it placed): GetRecords and
+    GetShardIterator through node 4 are refused there and served by an in-sync
+    follower instead (each counted {result="refused"} once, then ok);
+  - every holder of the shard killed: GetRecords through node 4 fails
+    ServiceUnavailable (retryable: nothing reached a holder), each holder tried once
+    (counted {action="GetRecords",result="refused"} RF times).
 Reads of shards node 4 holds are served from its own log (not counted).
 Waits are for conditions with generous deadlines; no time is asserted.
 """
@@ -182,15 +185,36 @@ def main():
         if tcf.metrics(entry) != metrics:
             tcn.fail("a forwarded read moved the forward metrics")
 
-        # The shard's leader killed (placed for its 60 s lease): nothing reaches a holder.
+        # The shard's leader killed (placed for its 60 s lease): it refuses, a follower serves.
         victim = nodes[place[s][0] - 1]
         victim.signal(signal.SIGKILL)
         victim.proc.wait()
+        counts = {(a, r): reads(entry, a, r) for a in ("GetShardIterator", "GetRecords")
+                  for r in ("ok", "refused")}
+        got, _ = read_all(c, it)
+        if got != acked[s]:
+            tcn.fail("shard %d with its leader %d killed: read %s, acknowledged %s" %
+                     (s, victim.id, got, acked[s]))
+        c.get_shard_iterator(StreamName=STREAM, ShardId=shard_id(s),
+                             ShardIteratorType="TRIM_HORIZON")
+        for a in ("GetShardIterator", "GetRecords"):
+            refused = reads(entry, a, "refused") - counts[(a, "refused")]
+            ok = reads(entry, a, "ok") - counts[(a, "ok")]
+            if refused < 1 or refused != ok:
+                tcn.fail("%s with the leader killed: refused moved by %d, ok by %d (each "
+                         "call refused once, then served)" % (a, refused, ok))
+
+        # Every holder killed: each tried once, then ServiceUnavailable.
+        for n in nodes[:3]:
+            if n.id in place[s][1] and n is not victim:
+                n.signal(signal.SIGKILL)
+                n.proc.wait()
         refused = reads(entry, "GetRecords", "refused")
-        expect_error("GetRecords with shard %d's leader %d killed" % (s, victim.id),
+        expect_error("GetRecords with shard %d's holders killed" % s,
                      "ServiceUnavailable", lambda: c.get_records(ShardIterator=it))
-        if reads(entry, "GetRecords", "refused") != refused + 1:
-            tcn.fail("the refused read was not counted")
+        if reads(entry, "GetRecords", "refused") != refused + RF:
+            tcn.fail("the refused read was not tried on each of the %d holders once: %d" %
+                     (RF, reads(entry, "GetRecords", "refused") - refused))
         done = True
     finally:
         tcn.finish(nodes, etcd, root, done)

@@ -29,7 +29,10 @@ Checks, for a shard node 4 holds no replica of:
     nothing came for FORWARD_STREAM_SILENCE_S (boto3 ends or raises), counted
     {result="silent"};
   - the holder SIGKILLed mid-subscription: the caller's stream through node 4 ends (boto3
-    ends or raises, no hang), counted {result="failed"}, and node 4 goes on serving.
+    ends or raises, no hang), counted {result="failed"}, and node 4 goes on serving;
+  - then, that holder (the leader) still placed (its 60 s lease): a new subscription
+    through node 4 is refused there and opened on an in-sync follower instead, every
+    record arrives (counted {action="SubscribeToShard",result="refused"} once, started).
 Waits are for conditions with generous deadlines; no time is asserted.
 """
 import os
@@ -205,7 +208,7 @@ def main():
         s = away[0]
         arn = c.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]["StreamARN"]
         arns = {name: c.register_stream_consumer(StreamARN=arn, ConsumerName=name)[
-            "Consumer"]["ConsumerARN"] for name in ("th", "at", "silent", "kill")}
+            "Consumer"]["ConsumerARN"] for name in ("th", "at", "silent", "kill", "next")}
         for name, carn in arns.items():
             tcn.wait_for("consumer %s active on node 4" % name, lambda: c.describe_stream_consumer(
                 ConsumerARN=carn)["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE")
@@ -298,6 +301,18 @@ def main():
         if rd.records != acked:
             tcn.fail("before the kill: received %s, acknowledged %s" % (rd.records, acked))
         c.describe_stream_summary(StreamName=STREAM)  # Node 4 goes on.
+
+        # The dead leader is still placed and asked first: refused, the next holder serves.
+        refused = tcf.metrics(entry).get(
+            'sluice_forward_reads_total{action="SubscribeToShard",result="refused"}', 0)
+        started = subs(entry, "started")
+        rd = start(client(entry), arns["next"], s, {"Type": "TRIM_HORIZON"}, len(acked))
+        finished(rd, "shard %d through node 4, its leader dead" % s, acked)
+        got = tcf.metrics(entry).get(
+            'sluice_forward_reads_total{action="SubscribeToShard",result="refused"}', 0)
+        if got != refused + 1 or subs(entry, "started") != started + 1:
+            tcn.fail("refused moved by %d, started by %d: want 1 and 1" % (
+                got - refused, subs(entry, "started") - started))
         done = True
     finally:
         tcn.finish(nodes, etcd, root, done)
