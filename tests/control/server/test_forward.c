@@ -9,7 +9,8 @@
  * right class (throttled: safe to retry; InternalFailure: outcome unknown).
  * A relay (forward_stream_*): its ring, its slot bound, and real transfers from a
  * holder thread on loopback: paused at the ring's bound and resumed with every byte
- * in order, cancelled when let go, a refusal read whole, a refused connection.
+ * in order, cancelled when let go, a refusal read whole, a refused connection (and
+ * the same relay opened again on the next holder).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -555,5 +556,42 @@ Test(forward, a_holder_that_refuses_the_connection_ends_the_relay_refused)
 	cr_assert_eq(s.outcome, FORWARD_REFUSED);
 	forward_stream_put(f, st);
 	close(h.listen_fd);
+	forward_close(f);
+}
+
+Test(forward, a_refused_relay_opens_again_on_the_next_holder_with_its_body)
+{
+	struct forward *f = forward_start();
+	struct holder refusing;
+	struct holder h;
+	struct forward_stream_state s;
+	struct forward_stream *st;
+	char addr[32];
+	size_t total = 0;
+
+	refusing.port = loopback_bind(&refusing.listen_fd);
+	st = relay_open(f, &refusing);
+	relay_wait(f, st, &s, over);
+	cr_assert_eq(s.outcome, FORWARD_REFUSED);
+	/* The next holder reads the same request (its body's brace, the target checked). */
+	holder_start(&h, 3 * 65536, NULL);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", h.port);
+	forward_stream_resubmit(f, st, addr);
+	for (;;) {
+		relay_wait(f, st, &s, more_or_over);
+		cr_assert_eq(s.status, 200, "the next holder's answer, not the refusal");
+		for (size_t i = 0; i < s.size; i++)
+			cr_assert_eq(s.data[i], pattern(total + i), "byte %zu", total + i);
+		total += s.size;
+		forward_stream_consume(f, st, s.size);
+		if (s.finished && s.size == 0)
+			break;
+	}
+	cr_assert_eq(s.outcome, FORWARD_OK);
+	cr_assert_eq(total, 3 * 65536);
+	forward_stream_put(f, st);
+	pthread_join(h.thread, NULL);
+	close(h.listen_fd);
+	close(refusing.listen_fd);
 	forward_close(f);
 }
