@@ -147,10 +147,19 @@ etcd_write(char *data, size_t size, size_t count, void *arg)
 	return n;
 }
 
+/*
+ * A failed transfer's errno. -ECONNREFUSED only where the request certainly was not
+ * sent (no connection, no address): another member may take it. Any other failure
+ * (reset, closed before the answer, a send or receive error) may have come after the
+ * member took the request: -ECONNRESET, not repeated (a put or txn may be applied).
+ */
 static int
 etcd_curl_errno(CURLcode rc, const struct etcd_client *c)
 {
 	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return -ECONNREFUSED;
 	case CURLE_OPERATION_TIMEDOUT:
 		return -ETIMEDOUT;
 	case CURLE_WRITE_ERROR:
@@ -158,7 +167,7 @@ etcd_curl_errno(CURLcode rc, const struct etcd_client *c)
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
 	default:
-		return -ECONNREFUSED;
+		return -ECONNRESET;
 	}
 }
 
@@ -249,12 +258,14 @@ etcd_current_endpoint(const struct etcd_client *c)
 
 /*
  * POSTs `request` (consumed) to `path` on the endpoints, from the one that
- * answered last. Where that one cannot be reached or has no leader the same
- * request goes to the next, each endpoint at most once. A call that times out
- * moves the next call on without repeating this one (its time is spent, and a
- * stopped member accepts connections but never answers), unless it `waits`: a
- * campaign's timeout is its answer. *answer_out: the parsed answer (free it)
- * of a 2xx status.
+ * answered last. Where that one cannot be reached (nothing sent) or has no leader
+ * (nothing proposed) the same request goes to the next, each endpoint at most once.
+ * A call that times out moves the next call on without repeating this one (its time
+ * is spent, and a stopped member accepts connections but never answers), unless it
+ * `waits`: a campaign's timeout is its answer. A connection broken after the
+ * request went (-ECONNRESET) moves the next call on too, this one not repeated: the
+ * member may have applied it. *answer_out: the parsed answer (free it) of a 2xx
+ * status.
  */
 static int
 etcd_call_as(struct etcd_client *c, const char *path, cJSON *request, uint32_t timeout_ms,
@@ -275,13 +286,13 @@ etcd_call_as(struct etcd_client *c, const char *path, cJSON *request, uint32_t t
 
 		err = etcd_post_one(c, at, path, body, timeout_ms, &status);
 		elsewhere = err == -ECONNREFUSED || (err == 0 && etcd_answer_no_leader(c, status)) ||
-			    (err == -ETIMEDOUT && !waits);
+			    (err == -ETIMEDOUT && !waits) || err == -ECONNRESET;
 		if (!elsewhere || c->ep.count == 1)
 			break;
 		atomic_store(&c->current, next);
 		etcd_failover_note(c->ep.urls[at], c->ep.urls[next],
 				   err == 0 ? "no leader" : strerror(-err));
-		if (err == -ETIMEDOUT || tries == c->ep.count)
+		if (err == -ETIMEDOUT || err == -ECONNRESET || tries == c->ep.count)
 			break;
 	}
 	free(body);

@@ -16,16 +16,18 @@
  *
  * Calls are synchronous with the client's timeout, on the caller's thread;
  * a client belongs to one thread at a time. With several endpoints (the
- * members of one etcd cluster) a call that cannot reach one, or reaches one
- * that has no leader, tries the next, each at most once (the same request:
- * every call here is safe to repeat, except that a timed-out put/txn may have
- * been applied: use a compare in a txn when that matters); a call that times
- * out returns -ETIMEDOUT and the next call goes to the next endpoint (a
- * campaign's timeout is an answer: it stays). The
+ * members of one etcd cluster) a call that cannot connect to one (nothing
+ * sent), or reaches one that has no leader (nothing proposed), tries the next,
+ * each at most once; a call that times out returns -ETIMEDOUT, one whose
+ * connection broke after sending -ECONNRESET, and the next call goes to the next
+ * endpoint (a campaign's timeout is an answer: it stays). Neither is repeated: a
+ * put/txn may have been applied (use a compare in a txn when that matters; the
+ * caller's retry is a new call). The
  * client stays on the endpoint that answered. Each move is logged and counted
  * (etcd_failovers()).
  *
  * Errors (negative errno): -ECONNREFUSED no endpoint reachable; -ETIMEDOUT;
+ * -ECONNRESET the connection broke after the request was sent (it may be applied);
  * -ENOENT lease or election leader not found; -ERANGE the revision asked for
  * was compacted; -ENOSPC the store is out of quota (NOSPACE alarm);
  * -E2BIG request too large; -EPROTO an answer that cannot be read; -EIO any

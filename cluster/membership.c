@@ -317,8 +317,9 @@ campaign(struct cluster_member *m)
 
 	err = etcd_campaign(m->client, m->election, m->lease, value, (size_t)n,
 			    ms_until_keepalive(m), &won);
-	if (err == -ETIMEDOUT) {
-		/* Won as the call gave up? Then our key leads: adopt it rather than block everyone. */
+	if (err == -ETIMEDOUT || err == -ECONNRESET) {
+		/* Won as the call gave up (or its connection broke)? Then our key leads: adopt it
+		 * rather than block everyone. */
 		if (etcd_leader(m->client, m->election, &won) != 0 || won.lease != m->lease)
 			return 0;
 		err = 0;

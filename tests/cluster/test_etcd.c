@@ -3,10 +3,12 @@
  * test on free loopback ports in a temp directory, stopped by PID): KV with
  * revisions and binary values, prefixes, compare-and-swap transactions,
  * leases, elections with an epoch that grows across leaders, endpoint
- * failover, and the errors of an unreachable or wrong store.
+ * failover (a put whose connection broke after sending not repeated on the next
+ * member), and the errors of an unreachable or wrong store.
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +286,66 @@ stalled_listener(uint16_t *port_out)
 	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
 	*port_out = ntohs(a.sin_port);
 	return fd;
+}
+
+/* A member that takes the request and closes the connection without answering. */
+struct closer {
+	int fd;
+	uint16_t port;
+	pthread_t thread;
+	size_t got;       /* The request's bytes it read. */
+};
+
+static void *
+closer_main(void *arg)
+{
+	struct closer *cl = arg;
+	char req[4096];
+	char *head_end = NULL;
+	int fd = accept(cl->fd, NULL, NULL);
+
+	cr_assert_geq(fd, 0);
+	/* The head, then the JSON body to its closing brace: the request whole. */
+	while (cl->got < sizeof(req) - 1 && (head_end == NULL || strchr(head_end, '}') == NULL)) {
+		ssize_t n = read(fd, req + cl->got, sizeof(req) - 1 - cl->got);
+
+		if (n <= 0)
+			break;
+		cl->got += (size_t)n;
+		req[cl->got] = '\0';
+		head_end = strstr(req, "\r\n\r\n");
+	}
+	close(fd);
+	return NULL;
+}
+
+Test(etcd, a_put_whose_connection_broke_after_sending_is_not_repeated_on_the_next_member)
+{
+	char both[160];
+	struct etcd_client *c;
+	struct etcd_range r;
+	struct closer cl = { .got = 0 };
+	uint64_t failovers = etcd_failovers();
+
+	cl.fd = stalled_listener(&cl.port);
+	cr_assert_eq(pthread_create(&cl.thread, NULL, closer_main, &cl), 0);
+	snprintf(both, sizeof(both), "http://127.0.0.1:%u,%s", cl.port, etcd_endpoint);
+	cr_assert_eq(etcd_open(both, 5000, &c), 0);
+	cr_assert_eq(etcd_put(c, "broken-put", "v", 1, 0, NULL), -ECONNRESET,
+		     "the error, not the next member's answer");
+	pthread_join(cl.thread, NULL);
+	cr_assert_gt(cl.got, 0, "the first member took the request");
+	cr_assert_eq(etcd_get(client, "broken-put", false, 0, &r), 0);
+	cr_assert_eq(r.count, 0, "the put was not sent to the second member");
+	etcd_range_free(&r);
+	cr_assert_eq(etcd_failovers(), failovers + 1, "the next call moves on (counted)");
+	cr_assert_str_eq(etcd_current_endpoint(c), etcd_endpoint);
+	cr_assert_eq(etcd_put(c, "broken-put", "v", 1, 0, NULL), 0, "the caller's retry lands");
+	cr_assert_eq(etcd_get(client, "broken-put", false, 0, &r), 0);
+	cr_assert_eq(r.count, 1);
+	etcd_range_free(&r);
+	etcd_close(c);
+	close(cl.fd);
 }
 
 /* The watch's next events or end, waiting up to 60 s (its own deadlines are seconds). */
