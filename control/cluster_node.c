@@ -1161,6 +1161,9 @@ static const struct link_family link_families[] = {
 	{ "sluice_replica_link_fenced_total", "counter",
 	  "Shards the follower refused for an older epoch.",
 	  offsetof(struct replica_link_stats, fenced) },
+	{ "sluice_replica_link_starts_total", "counter",
+	  "STARTs sent: the follower's end was below this log's trim horizon, its shard "
+	  "started there.", offsetof(struct replica_link_stats, starts) },
 	{ "sluice_replica_link_lag_records", "gauge",
 	  "Records the follower lacks, over the shards led here.", SIZE_MAX },
 };
@@ -1215,6 +1218,9 @@ static const struct stat_family follower_families[] = {
 	  offsetof(struct replica_follower_stats, stale_epochs) },
 	{ "sluice_replica_follower_truncations_total", "Divergent tails cut.",
 	  offsetof(struct replica_follower_stats, truncations) },
+	{ "sluice_replica_follower_starts_total", "Shards started at a leader's trim horizon "
+	  "(its START, or a handshake that parted below this log's own horizon).",
+	  offsetof(struct replica_follower_stats, starts) },
 };
 
 void

@@ -11,13 +11,17 @@ retention lasting 100 ms (a 24 h stream keeps its records 2.4 s: log.retention_h
 One follower is killed; the leader takes records across several segments and its
 retention drops the sealed ones, so the first record it retains is past the follower's
 end. The follower started again gets START from its leader, its shard starts there, it
-catches up and is back in `isr`; a put is then answered and held by all three.
+catches up and is back in `isr`; a put is then answered and held by all three. The STARTs
+show on /metrics too (sluice_replica_link_starts_total{peer}, and the follower's
+sluice_replica_follower_starts_total), as on /cluster, and `promtool check metrics` passes.
 Waits are for conditions with generous deadlines; no time is asserted.
 """
 import os
 import signal
+import subprocess
 import sys
 import tempfile
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cluster_node as tcn  # noqa: E402  (its Etcd, Node, form, led, wait_for, fail)
@@ -50,6 +54,18 @@ def first_retained(node):
 
 def link(node, peer_id):
     return next(k for k in node.cluster()["links"] if k["node_id"] == peer_id)
+
+
+def scrape(node):
+    """{series: value} of the node's /metrics, which `promtool check metrics` accepts."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % node.admin, timeout=10) as r:
+        text = r.read().decode()
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True)   # scripts/setup installs it (prometheus).
+    if r.returncode != 0:
+        tcn.fail("node %d: promtool check metrics: %s%s" % (node.id, r.stdout, r.stderr))
+    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines()
+                                    if line and not line.startswith("#"))}
 
 
 def main():
@@ -85,6 +101,13 @@ def main():
         fstarts = away.cluster()["follower"]["starts"]
         if starts < 1 or fstarts < 1:
             tcn.fail("no START: leader's link %d, follower %d" % (starts, fstarts))
+        # The same counters on /metrics, beside the other per-link series (promtool-clean).
+        lm, fm = scrape(leader), scrape(away)
+        if lm.get('sluice_replica_link_starts_total{peer="%d"}' % away.id) != starts or \
+                fm.get("sluice_replica_follower_starts_total") != fstarts:
+            tcn.fail("/metrics starts: link %s, follower %s; /cluster says %d and %d" % (
+                lm.get('sluice_replica_link_starts_total{peer="%d"}' % away.id),
+                fm.get("sluice_replica_follower_starts_total"), starts, fstarts))
         put(leader, n, 5, 100)
         n += 5
         end = tcn.led(leader)["durable_end"]
