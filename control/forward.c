@@ -730,7 +730,8 @@ forward_render_reads(struct forward *f, struct metrics_out *out,
 
 	metrics_family(out, "sluice_forward_reads_total", "counter",
 		       "Reads of a shard this node holds no replica of, passed through to a "
-		       "replica holder, by how they ended (ok: answered, its answer passed on); "
+		       "replica holder, by how they ended (ok: answered, its answer passed on; "
+		       "refused: per holder tried, the next one asked); "
 		       "busy: not sent, FORWARD_INFLIGHT_MAX (SubscribeToShard: FORWARD_STREAMS_MAX) "
 		       "in flight; unsent: refused here (no holder's address known).");
 	for (uint32_t a = 0; a < FORWARD_READS; a++) {
