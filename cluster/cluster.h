@@ -175,9 +175,19 @@ struct cluster_member_status {
 	uint64_t register_waits;       /* Tries at start that found the node id still registered. */
 	uint64_t placement_deferred;   /* Placements put off for nodes to register again (grace). */
 	int last_error;
+	const char *etcd_endpoint;     /* The etcd URL its lease and election calls go to now. */
 };
 
 void cluster_member_status(struct cluster_member *member, struct cluster_member_status *out);
+
+/* Any key the cluster writes: /sluice/<cluster>/placement/<stream>/shardId-<12 digits>. */
+#define CLUSTER_KEY_SIZE 256u
+
+/* A compare on one key in a transaction on another (cluster_placement_lead_fence). */
+struct cluster_fence {
+	char key[CLUSTER_KEY_SIZE];
+	struct etcd_compare compare;   /* .key points at key[] above. */
+};
 
 /* One shard's placement as stored at /sluice/<cluster>/placement/<stream>/<shard>. */
 struct cluster_shard {
@@ -328,11 +338,13 @@ int cluster_stream_create(struct etcd_client *client, const char *cluster,
 int cluster_stream_get(struct etcd_client *client, const char *cluster, const char *name,
 		       struct cluster_stream *stream_out);
 /*
- * Writes the record if streams/<name> still has stream->mod_revision
- * (-ESTALE: it moved, nothing written; -ENOENT: it is gone).
+ * Writes the record if streams/<name> still has stream->mod_revision and, when
+ * `fence` is not NULL, that compare holds too (cluster_placement_lead_fence):
+ * -ESTALE: either moved, nothing written; -ENOENT: the stream is gone.
  */
 int cluster_stream_put(struct etcd_client *client, const char *cluster,
-		       const struct cluster_stream *stream, int64_t *revision_out);
+		       const struct cluster_stream *stream, const struct cluster_fence *fence,
+		       int64_t *revision_out);
 /* Deletes streams/<name> and its consumers if it still has stream->mod_revision (-ESTALE). */
 int cluster_stream_delete(struct etcd_client *client, const char *cluster,
 			  const struct cluster_stream *stream, int64_t *revision_out);
@@ -359,5 +371,28 @@ int cluster_consumer_delete(struct etcd_client *client, const char *cluster,
 int cluster_placement_isr_write(struct etcd_client *client, const char *cluster, const char *stream,
 				uint32_t shard, int64_t mod_revision, const uint32_t *isr,
 				uint32_t isr_count);
+/*
+ * A node placed as the shard's leader that cannot lead it (its log lacks records
+ * it must hold first: log_epoch_begin's -ENODATA) steps down: "leader" 0 and
+ * itself out of "isr", by the same compare-and-swap on `mod_revision`, so the
+ * controller elects another in-sync replica (docs/CLUSTER.md, "The in-sync set").
+ * -EBUSY: it is the only in-sync replica (it stays: the shard waits unled rather
+ * than lose what only it holds); -EPERM: the key names another leader; else as
+ * cluster_placement_isr_write. Nothing is written on any error.
+ */
+int cluster_placement_resign(struct etcd_client *client, const char *cluster, const char *stream,
+			     uint32_t shard, int64_t mod_revision, uint32_t node_id);
+/*
+ * The compare that fences a shard leader's write to another key in the same
+ * transaction (a reshard's cut, docs/CLUSTER.md "Resharding in cluster mode"):
+ * reads the shard's placement, checks that it names `node_id` as leader in
+ * `epoch` (and stream `stream_id` when it names one), and fills *out with a
+ * compare on that key's mod_revision, so the write lands only if the placement
+ * did not move meanwhile. -ESTALE: absent, or another leader or epoch (this node
+ * is deposed); -EPROTO: unreadable.
+ */
+int cluster_placement_lead_fence(struct etcd_client *client, const char *cluster,
+				 const char *stream, uint32_t shard, uint32_t stream_id,
+				 uint32_t node_id, int64_t epoch, struct cluster_fence *out);
 
 #endif /* SLUICE_CLUSTER_H */

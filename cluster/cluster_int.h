@@ -10,9 +10,6 @@
 
 #include "cluster/cluster.h"
 
-/* Any key the cluster writes: /sluice/<cluster>/placement/<stream>/shardId-<12 digits>. */
-#define CLUSTER_KEY_SIZE 256u
-
 int cluster_key_shard(char *key, size_t size, const char *cluster, const char *stream,
 		      uint32_t shard);
 /* The placements among a range's keys (others skipped): cluster_placement_read on a snapshot. */

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,10 +14,12 @@
 #include "cluster/etcd.h"
 #include "cluster/etcd_int.h"
 #include "common/base64.h"
+#include "common/diag.h"
 
 struct etcd_client {
 	struct etcd_endpoints ep;
-	uint32_t current;          /* The endpoint that answered last. */
+	/* The endpoint calls go to (the one that answered last); atomic: etcd_current_endpoint() reads it. */
+	_Atomic uint32_t current;
 	uint32_t timeout_ms;
 	CURL *curl;
 	struct curl_slist *headers;
@@ -25,6 +28,9 @@ struct etcd_client {
 	size_t answer_cap;
 	bool answer_too_big;
 };
+
+/* Every client's and watch's moves to another endpoint (etcd_failovers()). */
+static _Atomic uint64_t etcd_failover_count;
 
 /* gRPC status codes etcd puts in "code" (google.golang.org/grpc/codes). */
 enum {
@@ -54,8 +60,9 @@ etcd_endpoints_parse(struct etcd_endpoints *ep, const char *endpoints)
 		const char *comma = strchr(p, ',');
 		size_t size = comma != NULL ? (size_t)(comma - p) : strlen(p);
 
+		/* No quote, backslash or space: a URL is also a metrics label value. */
 		if (size == 0 || size >= ETCD_URL_SIZE - 16 || ep->count == ETCD_ENDPOINTS_MAX ||
-		    strncmp(p, "http://", 7) != 0)
+		    strncmp(p, "http://", 7) != 0 || strcspn(p, "\"\\ ") < size)
 			return -EINVAL;
 		memcpy(ep->urls[ep->count], p, size);
 		ep->urls[ep->count][size] = '\0';
@@ -140,10 +147,19 @@ etcd_write(char *data, size_t size, size_t count, void *arg)
 	return n;
 }
 
+/*
+ * A failed transfer's errno. -ECONNREFUSED only where the request certainly was not
+ * sent (no connection, no address): another member may take it. Any other failure
+ * (reset, closed before the answer, a send or receive error) may have come after the
+ * member took the request: -ECONNRESET, not repeated (a put or txn may be applied).
+ */
 static int
 etcd_curl_errno(CURLcode rc, const struct etcd_client *c)
 {
 	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+		return -ECONNREFUSED;
 	case CURLE_OPERATION_TIMEDOUT:
 		return -ETIMEDOUT;
 	case CURLE_WRITE_ERROR:
@@ -151,7 +167,7 @@ etcd_curl_errno(CURLcode rc, const struct etcd_client *c)
 	case CURLE_OUT_OF_MEMORY:
 		return -ENOMEM;
 	default:
-		return -ECONNREFUSED;
+		return -ECONNRESET;
 	}
 }
 
@@ -209,13 +225,51 @@ etcd_error_errno(const cJSON *answer)
 }
 
 /*
+ * An answer from a member that has no leader (cut off from its quorum, or while
+ * one is elected: etcd's ErrNoLeader, "etcdserver: no leader"): the request was
+ * not proposed, so another member may take it. The election API's own "election:
+ * no leader" (nobody campaigns) is an answer, not this.
+ */
+static bool
+etcd_answer_no_leader(const struct etcd_client *c, long status)
+{
+	return (status < 200 || status > 299) && c->answer_size > 0 &&
+	       strstr(c->answer, "etcdserver: no leader") != NULL;
+}
+
+void
+etcd_failover_note(const char *from, const char *to, const char *why)
+{
+	atomic_fetch_add(&etcd_failover_count, 1);
+	diag_warn("cluster", "etcd %s: %s: %s next", from, why, to);
+}
+
+uint64_t
+etcd_failovers(void)
+{
+	return atomic_load(&etcd_failover_count);
+}
+
+const char *
+etcd_current_endpoint(const struct etcd_client *c)
+{
+	return c->ep.urls[atomic_load(&c->current)];
+}
+
+/*
  * POSTs `request` (consumed) to `path` on the endpoints, from the one that
- * answered last, moving on when one cannot be reached. *answer_out: the
- * parsed answer (free it) of a 2xx status.
+ * answered last. Where that one cannot be reached (nothing sent) or has no leader
+ * (nothing proposed) the same request goes to the next, each endpoint at most once.
+ * A call that times out moves the next call on without repeating this one (its time
+ * is spent, and a stopped member accepts connections but never answers), unless it
+ * `waits`: a campaign's timeout is its answer. A connection broken after the
+ * request went (-ECONNRESET) moves the next call on too, this one not repeated: the
+ * member may have applied it. *answer_out: the parsed answer (free it) of a 2xx
+ * status.
  */
 static int
-etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t timeout_ms,
-	  cJSON **answer_out)
+etcd_call_as(struct etcd_client *c, const char *path, cJSON *request, uint32_t timeout_ms,
+	     bool waits, cJSON **answer_out)
 {
 	char *body = cJSON_PrintUnformatted(request);
 	int err = -ECONNREFUSED;
@@ -225,10 +279,21 @@ etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t time
 	cJSON_Delete(request);
 	if (body == NULL)
 		return -ENOMEM;
-	for (uint32_t tries = 0; tries < c->ep.count && err == -ECONNREFUSED; tries++) {
-		err = etcd_post_one(c, c->current, path, body, timeout_ms, &status);
-		if (err == -ECONNREFUSED)
-			c->current = (c->current + 1) % c->ep.count;
+	for (uint32_t tries = 1;; tries++) {
+		uint32_t at = atomic_load(&c->current);
+		uint32_t next = (at + 1) % c->ep.count;
+		bool elsewhere;
+
+		err = etcd_post_one(c, at, path, body, timeout_ms, &status);
+		elsewhere = err == -ECONNREFUSED || (err == 0 && etcd_answer_no_leader(c, status)) ||
+			    (err == -ETIMEDOUT && !waits) || err == -ECONNRESET;
+		if (!elsewhere || c->ep.count == 1)
+			break;
+		atomic_store(&c->current, next);
+		etcd_failover_note(c->ep.urls[at], c->ep.urls[next],
+				   err == 0 ? "no leader" : strerror(-err));
+		if (err == -ETIMEDOUT || err == -ECONNRESET || tries == c->ep.count)
+			break;
 	}
 	free(body);
 	if (err != 0)
@@ -243,6 +308,14 @@ etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t time
 	}
 	*answer_out = answer;
 	return 0;
+}
+
+/* A call bounded by timeout_ms (etcd_call_as). */
+static int
+etcd_call(struct etcd_client *c, const char *path, cJSON *request, uint32_t timeout_ms,
+	  cJSON **answer_out)
+{
+	return etcd_call_as(c, path, request, timeout_ms, false, answer_out);
 }
 
 /* `request` when every add to it succeeded (`ok`), else NULL: etcd_call() then answers -ENOMEM. */
@@ -683,7 +756,7 @@ etcd_campaign(struct etcd_client *c, const char *name, int64_t lease, const void
 			     etcd_add_bytes(request, "name", name, strlen(name)) &&
 			     etcd_add_int64(request, "lease", lease) &&
 			     etcd_add_bytes(request, "value", value, value_size));
-	err = etcd_call(c, "/v3/election/campaign", request, wait_ms, &answer);
+	err = etcd_call_as(c, "/v3/election/campaign", request, wait_ms, true, &answer);
 	if (err != 0)
 		return err;
 	err = etcd_leader_read(cJSON_GetObjectItemCaseSensitive(answer, "leader"), leader_out);

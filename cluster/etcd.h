@@ -15,12 +15,19 @@
  * lease's keepalive has no "TTL"); errors come as {"error","message","code"}.
  *
  * Calls are synchronous with the client's timeout, on the caller's thread;
- * a client belongs to one thread at a time. With several endpoints a call
- * that cannot reach one tries the next (the same request: every call here is
- * safe to repeat, except that a timed-out put/txn may have been applied: use
- * a compare in a txn when that matters).
+ * a client belongs to one thread at a time. With several endpoints (the
+ * members of one etcd cluster) a call that cannot connect to one (nothing
+ * sent), or reaches one that has no leader (nothing proposed), tries the next,
+ * each at most once; a call that times out returns -ETIMEDOUT, one whose
+ * connection broke after sending -ECONNRESET, and the next call goes to the next
+ * endpoint (a campaign's timeout is an answer: it stays). Neither is repeated: a
+ * put/txn may have been applied (use a compare in a txn when that matters; the
+ * caller's retry is a new call). The
+ * client stays on the endpoint that answered. Each move is logged and counted
+ * (etcd_failovers()).
  *
  * Errors (negative errno): -ECONNREFUSED no endpoint reachable; -ETIMEDOUT;
+ * -ECONNRESET the connection broke after the request was sent (it may be applied);
  * -ENOENT lease or election leader not found; -ERANGE the revision asked for
  * was compacted; -ENOSPC the store is out of quota (NOSPACE alarm);
  * -E2BIG request too large; -EPROTO an answer that cannot be read; -EIO any
@@ -50,6 +57,10 @@ struct etcd_client;
  */
 int etcd_open(const char *endpoints, uint32_t timeout_ms, struct etcd_client **client_out);
 void etcd_close(struct etcd_client *client);
+/* The URL the client's calls go to now; any thread may ask (metrics). */
+const char *etcd_current_endpoint(const struct etcd_client *client);
+/* Moves to another endpoint so far, by every client and watch of the process. */
+uint64_t etcd_failovers(void);
 
 /* One key-value pair of a range answer. key and value are NUL-terminated copies. */
 struct etcd_kv {
@@ -181,7 +192,12 @@ struct etcd_event {
  * Opens a watch on one endpoint of the list (the first that answers):
  * changes from start_revision (0: from now on). The stream asks for the
  * leader's presence, so a member cut off from its leader ends it rather
- * than going silent (cluster.md pitfall 4).
+ * than going silent (cluster.md pitfall 4). A stream that ends, or is not
+ * created in time, before etcd created the watch (the member down, stopped or
+ * without a leader) is asked again of the next endpoint, each once, within
+ * etcd_watch_next(); a created one that is silent has its member probed and
+ * ends when that does not answer. An end after creation is the caller's
+ * -ECONNRESET (it reopens: the list is tried from the first again).
  */
 int etcd_watch_open(const char *endpoints, const char *key, bool prefix, int64_t start_revision,
 		    struct etcd_watch **watch_out);

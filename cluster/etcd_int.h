@@ -26,6 +26,9 @@ int etcd_curl_init_once(void);
 /* "http://a:1,http://b:2" into ep; -EINVAL for an empty, over-long or scheme-less entry. */
 int etcd_endpoints_parse(struct etcd_endpoints *ep, const char *endpoints);
 
+/* Counts and logs a move from one endpoint to the next, and why. */
+void etcd_failover_note(const char *from, const char *to, const char *why);
+
 /* Adds `name` as base64 of size bytes; false when out of memory. */
 bool etcd_add_bytes(cJSON *obj, const char *name, const void *data, size_t size);
 /* Adds an int64 as a string (a double would round it). */

@@ -4,6 +4,12 @@
  * answers with one JSON object per line over a chunked response; objects span
  * writes and several may share one, so bytes are kept until a newline ends
  * one (cluster.md §1.2).
+ *
+ * A stopped member (SIGSTOP, a frozen VM) keeps its connections: the kernel
+ * accepts and acknowledges for it, so neither connect nor TCP keepalive notices.
+ * A stream not created in time goes to the next endpoint; a created stream that
+ * is silent for a while is probed with a status request to its member on a
+ * second handle in the same multi, and ended when that is not answered.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -14,13 +20,30 @@
 
 #include "cluster/etcd.h"
 #include "cluster/etcd_int.h"
+#include "common/clock.h"
 
 /* One line of the stream may be this long (a revision's events); beyond, the watch fails. */
 #define ETCD_WATCH_LINE_MAX (8u << 20)
+/* A member whose packets are dropped is given up on after this (the stream itself has no bound). */
+#define ETCD_WATCH_CONNECT_TIMEOUT_MS 2000L
+/* etcd answers a create_request at once; not within this, the next endpoint is asked. */
+#define ETCD_WATCH_CREATE_TIMEOUT_MS 2000u
+/* A created stream silent this long has its member probed (etcd's own progress notes come
+ * every 10 minutes by default); a probe not answered within its timeout ends the stream. */
+#define ETCD_WATCH_SILENCE_MS 3000u
+#define ETCD_WATCH_PROBE_TIMEOUT_MS 2000L
 
 struct etcd_watch {
+	struct etcd_endpoints ep;
+	uint32_t endpoint;         /* The one the stream goes to. */
+	uint32_t tries;            /* Endpoints asked so far (the stream's failover bound). */
+	bool created;              /* etcd confirmed the watch: an end now is the caller's. */
+	bool probing;              /* The probe is in the multi. */
+	uint64_t started_ns;       /* This transfer's start. */
+	uint64_t heard_ns;         /* The stream's last bytes, or the probe's last answer. */
 	CURLM *multi;
 	CURL *curl;
+	CURL *probe;               /* Status requests to the stream's member while it is silent. */
 	struct curl_slist *headers;
 	char *body;                /* The create_request, sent once. */
 	char *buf;                 /* Bytes received, not yet a whole line. */
@@ -38,6 +61,7 @@ etcd_watch_write(char *data, size_t size, size_t count, void *arg)
 	struct etcd_watch *w = arg;
 	size_t n = size * count;
 
+	w->heard_ns = clock_mono_ns();
 	if (w->size + n + 1 > ETCD_WATCH_LINE_MAX) {
 		w->overflow = true;
 		return 0;
@@ -79,8 +103,12 @@ etcd_watch_close(struct etcd_watch *w)
 		return;
 	if (w->multi != NULL && w->curl != NULL)
 		curl_multi_remove_handle(w->multi, w->curl);
+	if (w->multi != NULL && w->probe != NULL)
+		curl_multi_remove_handle(w->multi, w->probe);
 	if (w->curl != NULL)
 		curl_easy_cleanup(w->curl);
+	if (w->probe != NULL)
+		curl_easy_cleanup(w->probe);
 	if (w->multi != NULL)
 		curl_multi_cleanup(w->multi);
 	curl_slist_free_all(w->headers);
@@ -107,44 +135,147 @@ etcd_watch_request(const char *key, bool prefix, int64_t start_revision)
 	return body;
 }
 
-int
-etcd_watch_open(const char *endpoints, const char *key, bool prefix, int64_t start_revision,
-		struct etcd_watch **watch_out)
+/* (Re)starts the transfer on w->endpoint with the same request, nothing received yet. */
+static int
+etcd_watch_start(struct etcd_watch *w)
 {
-	struct etcd_endpoints ep = { 0 };
-	struct etcd_watch *w;
 	char url[ETCD_URL_SIZE + 16];
-	int err = etcd_curl_init_once();
 
-	if (err == 0)
-		err = etcd_endpoints_parse(&ep, endpoints);
-	if (err != 0)
-		return err;
-	w = calloc(1, sizeof(*w));
-	if (w == NULL)
-		return -ENOMEM;
-	w->body = etcd_watch_request(key, prefix, start_revision);
-	w->multi = curl_multi_init();
-	w->curl = curl_easy_init();
-	w->headers = curl_slist_append(NULL, "Content-Type: application/json");
-	/* A member without a leader ends the stream instead of going silent. */
-	w->headers = w->headers == NULL ? NULL :
-		     curl_slist_append(w->headers, "Grpc-Metadata-hasleader: true");
-	if (w->body == NULL || w->multi == NULL || w->curl == NULL || w->headers == NULL) {
-		etcd_watch_close(w);
-		return -ENOMEM;
-	}
-	/* The first endpoint; a caller that sees -ECONNRESET reopens (and may rotate the list). */
-	snprintf(url, sizeof(url), "%s/v3/watch", ep.urls[0]);
+	snprintf(url, sizeof(url), "%s/v3/watch", w->ep.urls[w->endpoint]);
+	w->size = 0;
+	w->done = false;
+	w->tries++;
+	w->started_ns = clock_mono_ns();
+	w->heard_ns = w->started_ns;
 	curl_easy_setopt(w->curl, CURLOPT_URL, url);
 	curl_easy_setopt(w->curl, CURLOPT_HTTPHEADER, w->headers);
 	curl_easy_setopt(w->curl, CURLOPT_POSTFIELDS, w->body);
 	curl_easy_setopt(w->curl, CURLOPT_WRITEFUNCTION, etcd_watch_write);
 	curl_easy_setopt(w->curl, CURLOPT_WRITEDATA, w);
 	curl_easy_setopt(w->curl, CURLOPT_TIMEOUT_MS, 0L);
+	curl_easy_setopt(w->curl, CURLOPT_CONNECTTIMEOUT_MS, ETCD_WATCH_CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(w->curl, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(w->curl, CURLOPT_NOSIGNAL, 1L);
-	if (curl_multi_add_handle(w->multi, w->curl) != CURLM_OK) {
+	return curl_multi_add_handle(w->multi, w->curl) == CURLM_OK ? 0 : -ENOMEM;
+}
+
+static size_t
+etcd_watch_discard(char *data, size_t size, size_t count, void *arg)
+{
+	(void)data;
+	(void)arg;
+	return size * count;
+}
+
+/* Asks the stream's member for its status (answered by the member alone, no consensus). */
+static int
+etcd_watch_probe_start(struct etcd_watch *w)
+{
+	char url[ETCD_URL_SIZE + 32];
+
+	snprintf(url, sizeof(url), "%s/v3/maintenance/status", w->ep.urls[w->endpoint]);
+	curl_easy_setopt(w->probe, CURLOPT_URL, url);
+	curl_easy_setopt(w->probe, CURLOPT_HTTPHEADER, w->headers);
+	curl_easy_setopt(w->probe, CURLOPT_POSTFIELDS, "{}");
+	curl_easy_setopt(w->probe, CURLOPT_WRITEFUNCTION, etcd_watch_discard);
+	curl_easy_setopt(w->probe, CURLOPT_TIMEOUT_MS, ETCD_WATCH_PROBE_TIMEOUT_MS);
+	curl_easy_setopt(w->probe, CURLOPT_NOSIGNAL, 1L);
+	if (curl_multi_add_handle(w->multi, w->probe) != CURLM_OK)
+		return -ENOMEM;
+	w->probing = true;
+	return 0;
+}
+
+/*
+ * The multi's finished transfers: the stream's end (w->done), the probe's
+ * answer. False when the probe was not answered (the member stopped or gone).
+ */
+static bool
+etcd_watch_collect(struct etcd_watch *w)
+{
+	bool answered = true;
+	CURLMsg *msg;
+	int queued;
+
+	while ((msg = curl_multi_info_read(w->multi, &queued)) != NULL) {
+		long status = 0;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		if (msg->easy_handle == w->curl) {
+			w->done = true;
+			continue;
+		}
+		curl_easy_getinfo(w->probe, CURLINFO_RESPONSE_CODE, &status);
+		if (msg->data.result == CURLE_OK && status == 200)
+			w->heard_ns = clock_mono_ns();
+		else
+			answered = false;
+		curl_multi_remove_handle(w->multi, w->probe);
+		w->probing = false;
+	}
+	return answered;
+}
+
+/* Milliseconds until the next of the stream's own deadlines (creation, silence). */
+static int64_t
+etcd_watch_due_ms(const struct etcd_watch *w, uint64_t now)
+{
+	uint64_t due = w->created ? w->heard_ns + ETCD_WATCH_SILENCE_MS * 1000000ull :
+				    w->started_ns + ETCD_WATCH_CREATE_TIMEOUT_MS * 1000000ull;
+
+	return due > now ? (int64_t)((due - now) / 1000000u) + 1 : 0;
+}
+
+/*
+ * The stream ended, or did not start in time, before etcd created the watch
+ * (refused, a member without a leader, a stopped one): the same request to the
+ * next endpoint, each once. Nothing was
+ * delivered, so nothing is skipped. False when every endpoint was asked.
+ */
+static bool
+etcd_watch_fail_over(struct etcd_watch *w, const char *why)
+{
+	uint32_t from = w->endpoint;
+
+	if (w->created || w->tries >= w->ep.count)
+		return false;
+	curl_multi_remove_handle(w->multi, w->curl);
+	if (w->probing)
+		curl_multi_remove_handle(w->multi, w->probe);
+	w->probing = false;
+	w->endpoint = (w->endpoint + 1) % w->ep.count;
+	etcd_failover_note(w->ep.urls[from], w->ep.urls[w->endpoint], why);
+	return etcd_watch_start(w) == 0;
+}
+
+int
+etcd_watch_open(const char *endpoints, const char *key, bool prefix, int64_t start_revision,
+		struct etcd_watch **watch_out)
+{
+	struct etcd_watch *w;
+	int err = etcd_curl_init_once();
+
+	if (err != 0)
+		return err;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -ENOMEM;
+	err = etcd_endpoints_parse(&w->ep, endpoints);
+	if (err != 0) {
+		free(w);
+		return err;
+	}
+	w->body = etcd_watch_request(key, prefix, start_revision);
+	w->multi = curl_multi_init();
+	w->curl = curl_easy_init();
+	w->probe = curl_easy_init();
+	w->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	/* A member without a leader ends the stream instead of going silent. */
+	w->headers = w->headers == NULL ? NULL :
+		     curl_slist_append(w->headers, "Grpc-Metadata-hasleader: true");
+	if (w->body == NULL || w->multi == NULL || w->curl == NULL || w->probe == NULL ||
+	    w->headers == NULL || etcd_watch_start(w) != 0) {
 		etcd_watch_close(w);
 		return -ENOMEM;
 	}
@@ -177,6 +308,8 @@ etcd_watch_line(struct etcd_watch *w, const char *line)
 
 	if (answer == NULL)
 		return -EPROTO;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "created")))
+		w->created = true;
 	if (result == NULL) {   /* {"error": {...}}: the stream's own error shape. */
 		cJSON_Delete(answer);
 		return -ECONNRESET;
@@ -217,40 +350,61 @@ etcd_watch_take_line(struct etcd_watch *w, char **line_out)
 	return true;
 }
 
+/*
+ * The stream's own deadlines: not created in time, the next endpoint (false
+ * when each was asked); silent too long, a probe (-ENOMEM when it cannot start).
+ */
+static int
+etcd_watch_deadlines(struct etcd_watch *w, uint64_t now)
+{
+	if (etcd_watch_due_ms(w, now) > 0 || w->probing)
+		return 0;
+	if (!w->created)
+		return etcd_watch_fail_over(w, "watch not created in time") ? 0 : -ECONNRESET;
+	return etcd_watch_probe_start(w);
+}
+
 int
 etcd_watch_next(struct etcd_watch *w, uint32_t timeout_ms, const struct etcd_event **events_out)
 {
-	struct timespec start;
+	uint64_t start = clock_mono_ns();
 
 	etcd_watch_events_free(w);
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
-		struct timespec now;
+		uint64_t now;
 		char *line;
 		int64_t left;
 		int running = 0;
 		int n;
 
-		if (!w->done && curl_multi_perform(w->multi, &running) != CURLM_OK)
+		if (curl_multi_perform(w->multi, &running) != CURLM_OK || !etcd_watch_collect(w))
 			return -ECONNRESET;
-		w->done = w->done || running == 0;
 		while (etcd_watch_take_line(w, &line)) {
 			if (line == NULL)
 				return -ENOMEM;
 			n = etcd_watch_line(w, line);
 			free(line);
+			if (n == -ECONNRESET && etcd_watch_fail_over(w, "watch refused"))
+				break;   /* The rest of the buffer was the old stream's. */
 			if (n != 0) {
 				*events_out = w->events;
 				return n;
 			}
 		}
+		if (w->done && !w->overflow &&
+		    etcd_watch_fail_over(w, "watch stream ended before created"))
+			continue;
 		if (w->done || w->overflow)
 			return w->overflow ? -EPROTO : -ECONNRESET;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left = (int64_t)timeout_ms - ((now.tv_sec - start.tv_sec) * 1000 +
-					      (now.tv_nsec - start.tv_nsec) / 1000000);
+		now = clock_mono_ns();
+		n = etcd_watch_deadlines(w, now);
+		if (n != 0)
+			return n;
+		left = (int64_t)timeout_ms - (int64_t)((now - start) / 1000000u);
 		if (left <= 0)
 			return 0;
+		if (!w->probing && etcd_watch_due_ms(w, now) < left)
+			left = etcd_watch_due_ms(w, now);
 		if (curl_multi_poll(w->multi, NULL, 0, (int)left, NULL) != CURLM_OK)
 			return -ECONNRESET;
 	}

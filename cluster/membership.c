@@ -36,7 +36,8 @@
 #include "common/clock.h"
 #include "common/diag.h"
 
-/* Every etcd call but a campaign (whose wait is the keepalive period). */
+/* Every etcd call but a campaign (whose wait is the keepalive period); a third of the
+ * lease TTL when that is shorter (member_timeout_ms). */
 #define CLUSTER_ETCD_TIMEOUT_MS 2000u
 /* The thread's shortest wait: a failing etcd is retried at this pace, not spun on. */
 #define CLUSTER_RETRY_MS 100u
@@ -198,6 +199,19 @@ note_error(struct cluster_member *m, int err)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/*
+ * The member thread's calls: a third of the TTL at most, so that one timing out on a
+ * stopped etcd member and the retry through the next (CLUSTER_RETRY_MS later) still renew
+ * the lease within its TTL, whichever call met the stopped member first.
+ */
+static uint32_t
+member_timeout_ms(const struct cluster_member *m)
+{
+	uint32_t third = m->ttl_s * 1000u / 3u;
+
+	return third < CLUSTER_ETCD_TIMEOUT_MS ? third : CLUSTER_ETCD_TIMEOUT_MS;
+}
+
 /* Keepalive when due; a lost lease (expired while we were away) means joining again. */
 static int
 keep_alive(struct cluster_member *m)
@@ -303,8 +317,9 @@ campaign(struct cluster_member *m)
 
 	err = etcd_campaign(m->client, m->election, m->lease, value, (size_t)n,
 			    ms_until_keepalive(m), &won);
-	if (err == -ETIMEDOUT) {
-		/* Won as the call gave up? Then our key leads: adopt it rather than block everyone. */
+	if (err == -ETIMEDOUT || err == -ECONNRESET) {
+		/* Won as the call gave up (or its connection broke)? Then our key leads: adopt it
+		 * rather than block everyone. */
 		if (etcd_leader(m->client, m->election, &won) != 0 || won.lease != m->lease)
 			return 0;
 		err = 0;
@@ -752,7 +767,7 @@ cluster_member_start(const struct cluster_config *config, struct cluster_member 
 	if (m->nodes == NULL || m->shards == NULL || m->cur == NULL || m->out == NULL ||
 	    m->retag == NULL || m->gone == NULL)
 		goto out_free;
-	err = etcd_open(m->endpoints, CLUSTER_ETCD_TIMEOUT_MS, &m->client);
+	err = etcd_open(m->endpoints, member_timeout_ms(m), &m->client);
 	if (err != 0)
 		goto out_free;
 	err = join_at_start(m);
@@ -812,4 +827,5 @@ cluster_member_status(struct cluster_member *m, struct cluster_member_status *ou
 	pthread_mutex_lock(&m->lock);
 	*out = m->status;
 	pthread_mutex_unlock(&m->lock);
+	out->etcd_endpoint = etcd_current_endpoint(m->client);   /* Atomic: any thread. */
 }

@@ -9,6 +9,9 @@
  *
  * "replicas" lists the target replicas first, then any the shard is
  * leaving (placement.c); a replica outside "isr" is catching up.
+ * The shard's leader changes "isr" by compare-and-swap; a placed leader that
+ * cannot lead sets "leader" to 0 and leaves "isr" the same way; a leader's write
+ * to another key compares this one (cluster_placement_lead_fence).
  * "stream_id" names the stream record it was placed for (absent: not known);
  * the controller deletes the keys of a deleted stream in its fenced
  * transactions and replaces those of an older stream of the same name.
@@ -93,11 +96,10 @@ ids_read(const cJSON *a, uint32_t *ids, uint32_t *count)
 	return true;
 }
 
-/* A placement value into s (place, stream_id); -EPROTO for anything but the shape above. */
+/* A parsed placement value into s (place, stream_id); -EPROTO for anything but the shape above. */
 static int
-shard_read(const uint8_t *value, size_t size, struct cluster_shard *s)
+shard_json_read(const cJSON *o, struct cluster_shard *s)
 {
-	cJSON *o = cJSON_ParseWithLength((const char *)value, size);
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "stream_id");
 	struct placement_shard *p = &s->place;
 	double leader;
@@ -111,13 +113,23 @@ shard_read(const uint8_t *value, size_t size, struct cluster_shard *s)
 	     ids_read(cJSON_GetObjectItemCaseSensitive(o, "replicas"), p->replicas, &p->replica_count) &&
 	     ids_read(cJSON_GetObjectItemCaseSensitive(o, "isr"), p->isr, &p->isr_count) &&
 	     (id == NULL || json_uint(id, UINT32_MAX, &stream_id));
-	cJSON_Delete(o);
 	if (!ok)
 		return -EPROTO;
 	p->leader = (uint32_t)leader;
 	p->leader_epoch = (int64_t)epoch;
 	s->stream_id = (uint32_t)stream_id;
 	return 0;
+}
+
+/* A placement value into s, as shard_json_read. */
+static int
+shard_read(const uint8_t *value, size_t size, struct cluster_shard *s)
+{
+	cJSON *o = cJSON_ParseWithLength((const char *)value, size);
+	int err = shard_json_read(o, s);
+
+	cJSON_Delete(o);
+	return err;
 }
 
 /* "<stream>/shardId-<12 digits>" after the prefix into s; false for another shape. */
@@ -253,28 +265,27 @@ cluster_placement_write(struct etcd_client *client, const char *cluster,
 	return err;
 }
 
+/* A change of one stored placement value (cJSON object): 0, or nothing is written. */
+typedef int placement_edit_fn(cJSON *value, const void *arg);
+
 /*
- * The shard leader's in-sync update: the stored value with "isr" replaced, put
- * only if the key still has `mod_revision` (a compare-and-swap: a controller's
- * write or another leader's meanwhile wins, and the caller reads again).
+ * Reads the shard's key, edits its value, puts it only if the key still has
+ * `mod_revision` (a compare-and-swap: a controller's write or another leader's
+ * meanwhile wins, and the caller reads again).
  */
-int
-cluster_placement_isr_write(struct etcd_client *client, const char *cluster, const char *stream,
-			    uint32_t shard, int64_t mod_revision, const uint32_t *isr,
-			    uint32_t isr_count)
+static int
+placement_cas(struct etcd_client *client, const char *cluster, const char *stream,
+	      uint32_t shard, int64_t mod_revision, placement_edit_fn *edit, const void *arg)
 {
 	char key[CLUSTER_KEY_SIZE];
 	struct etcd_range r;
 	cJSON *o = NULL;
-	cJSON *ids = NULL;
 	char *text = NULL;
 	bool succeeded = false;
 	int err = cluster_key_shard(key, sizeof(key), cluster, stream, shard);
 
 	if (err != 0)
 		return err;
-	if (isr_count > CLUSTER_REPLICA_SET_MAX)
-		return -EINVAL;
 	err = etcd_get(client, key, false, 0, &r);
 	if (err != 0)
 		return err;
@@ -286,12 +297,8 @@ cluster_placement_isr_write(struct etcd_client *client, const char *cluster, con
 							   r.kvs[0].value_size)))
 		err = -EPROTO;
 	etcd_range_free(&r);
-	if (err == 0 && (ids = ids_json(isr, isr_count)) == NULL)
-		err = -ENOMEM;
-	if (err == 0 && !cJSON_ReplaceItemInObjectCaseSensitive(o, "isr", ids)) {
-		cJSON_Delete(ids);  /* Not taken: no "isr" member to replace. */
-		err = -EPROTO;
-	}
+	if (err == 0)
+		err = edit(o, arg);
 	if (err == 0 && (text = cJSON_PrintUnformatted(o)) == NULL)
 		err = -ENOMEM;
 	if (err == 0) {
@@ -306,5 +313,115 @@ cluster_placement_isr_write(struct etcd_client *client, const char *cluster, con
 	}
 	free(text);
 	cJSON_Delete(o);
+	return err;
+}
+
+/* "isr" replaced by ids[0 .. count). */
+struct isr_set {
+	const uint32_t *ids;
+	uint32_t count;
+};
+
+static int
+edit_isr(cJSON *o, const void *arg)
+{
+	const struct isr_set *set = arg;
+	cJSON *ids = ids_json(set->ids, set->count);
+
+	if (ids == NULL)
+		return -ENOMEM;
+	if (!cJSON_ReplaceItemInObjectCaseSensitive(o, "isr", ids)) {
+		cJSON_Delete(ids);  /* Not taken: no "isr" member to replace. */
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* The shard leader's in-sync update (cluster.h). */
+int
+cluster_placement_isr_write(struct etcd_client *client, const char *cluster, const char *stream,
+			    uint32_t shard, int64_t mod_revision, const uint32_t *isr,
+			    uint32_t isr_count)
+{
+	struct isr_set set = { .ids = isr, .count = isr_count };
+
+	if (isr_count > CLUSTER_REPLICA_SET_MAX)
+		return -EINVAL;
+	return placement_cas(client, cluster, stream, shard, mod_revision, edit_isr, &set);
+}
+
+/*
+ * The placed leader steps down: "leader" 0 (a leader outside "isr" is a placement
+ * the controller refuses to compute from) and itself out of "isr", unless nobody
+ * else is in it. "epoch" stays: the controller's next leader takes epoch + 1.
+ */
+static int
+edit_resign(cJSON *o, const void *arg)
+{
+	uint32_t node_id = *(const uint32_t *)arg;
+	struct cluster_shard s;
+	uint32_t isr[CLUSTER_REPLICA_SET_MAX];
+	uint32_t count = 0;
+	struct isr_set set = { .ids = isr };
+	cJSON *zero;
+	int err = shard_json_read(o, &s);
+
+	if (err != 0)
+		return err;
+	if (s.place.leader != node_id)
+		return -EPERM;
+	for (uint32_t i = 0; i < s.place.isr_count; i++)
+		if (s.place.isr[i] != node_id)
+			isr[count++] = s.place.isr[i];
+	if (count == 0)
+		return -EBUSY;
+	set.count = count;
+	err = edit_isr(o, &set);
+	if (err != 0)
+		return err;
+	zero = cJSON_CreateNumber(0);
+	if (zero == NULL)
+		return -ENOMEM;
+	if (!cJSON_ReplaceItemInObjectCaseSensitive(o, "leader", zero)) {
+		cJSON_Delete(zero);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int
+cluster_placement_resign(struct etcd_client *client, const char *cluster, const char *stream,
+			 uint32_t shard, int64_t mod_revision, uint32_t node_id)
+{
+	return placement_cas(client, cluster, stream, shard, mod_revision, edit_resign, &node_id);
+}
+
+int
+cluster_placement_lead_fence(struct etcd_client *client, const char *cluster,
+			     const char *stream, uint32_t shard, uint32_t stream_id,
+			     uint32_t node_id, int64_t epoch, struct cluster_fence *out)
+{
+	struct cluster_shard s;
+	struct etcd_range r;
+	int err = cluster_key_shard(out->key, sizeof(out->key), cluster, stream, shard);
+
+	if (err != 0)
+		return err;
+	err = etcd_get(client, out->key, false, 0, &r);
+	if (err != 0)
+		return err;
+	if (r.count != 1)
+		err = -ESTALE;   /* No placement: nobody leads it, this node neither. */
+	else
+		err = shard_read(r.kvs[0].value, r.kvs[0].value_size, &s);
+	if (err == 0 && (s.place.leader != node_id || s.place.leader_epoch != epoch ||
+			 (s.stream_id != 0 && s.stream_id != stream_id)))
+		err = -ESTALE;
+	/* mod_revision, not the value: "isr" and "controller_epoch" move under a standing leader. */
+	if (err == 0)
+		out->compare = (struct etcd_compare){ .key = out->key, .target = ETCD_TARGET_MOD,
+						      .result = ETCD_EQUAL,
+						      .number = r.kvs[0].mod_revision };
+	etcd_range_free(&r);
 	return err;
 }

@@ -572,16 +572,24 @@ cluster_stream_create(struct etcd_client *client, const char *cluster, struct cl
 	return err != 0 ? err : -EBUSY;
 }
 
-/* A txn of `ops` if streams/<name> has `mod_revision`: -ESTALE, or -ENOENT when it is gone. */
+/*
+ * A txn of `ops` if streams/<name> has `mod_revision` (and `fence` holds, when not
+ * NULL): -ESTALE, or -ENOENT when the stream is gone.
+ */
 static int
 stream_txn(struct etcd_client *client, const char *key, int64_t mod_revision,
-	   const struct etcd_op *ops, uint32_t count, int64_t *revision_out)
+	   const struct cluster_fence *fence, const struct etcd_op *ops, uint32_t count,
+	   int64_t *revision_out)
 {
-	struct etcd_compare cmp = { .key = key, .target = ETCD_TARGET_MOD,
-				    .number = mod_revision };
+	struct etcd_compare cmp[2] = { { .key = key, .target = ETCD_TARGET_MOD,
+					 .number = mod_revision } };
 	struct etcd_range r;
 	bool ok = false;
-	int err = etcd_txn(client, &cmp, 1, ops, count, NULL, 0, &ok, revision_out);
+	int err;
+
+	if (fence != NULL)
+		cmp[1] = fence->compare;
+	err = etcd_txn(client, cmp, fence != NULL ? 2 : 1, ops, count, NULL, 0, &ok, revision_out);
 
 	if (err != 0 || ok)
 		return err;
@@ -595,7 +603,8 @@ stream_txn(struct etcd_client *client, const char *key, int64_t mod_revision,
 
 int
 cluster_stream_put(struct etcd_client *client, const char *cluster,
-		   const struct cluster_stream *s, int64_t *revision_out)
+		   const struct cluster_stream *s, const struct cluster_fence *fence,
+		   int64_t *revision_out)
 {
 	char key[CLUSTER_KEY_SIZE];
 	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = key };
@@ -607,7 +616,7 @@ cluster_stream_put(struct etcd_client *client, const char *cluster,
 	if (err != 0)
 		return err;
 	put.value = text;
-	err = stream_txn(client, key, s->mod_revision, &put, 1, revision_out);
+	err = stream_txn(client, key, s->mod_revision, fence, &put, 1, revision_out);
 	free(text);
 	return err;
 }
@@ -629,7 +638,7 @@ cluster_stream_delete(struct etcd_client *client, const char *cluster,
 		{ .kind = ETCD_OP_DELETE, .key = consumers, .prefix = true },
 	};
 
-	return stream_txn(client, key, s->mod_revision, del, 2, revision_out);
+	return stream_txn(client, key, s->mod_revision, NULL, del, 2, revision_out);
 }
 
 int

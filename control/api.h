@@ -102,7 +102,8 @@ typedef void (*api_stream_fn)(void *ctx, enum api_stream_event event);
 int api_call_stream_begin(struct api_call *call, const char *content_type, api_stream_fn fn,
 			  void *ctx);
 /*
- * Queues `size` bytes (one whole message: a stream never carries part of one). 0;
+ * Queues `size` bytes (an action's own stream writes whole messages; a relayed one,
+ * kinesis_forward.c, pieces of its holder's stream as they come: framing is theirs). 0;
  * -EAGAIN when they do not fit now (API_STREAM_WRITABLE follows); -ENOBUFS when no pool
  * buffer is free (retry later: no event follows); -EPIPE when the client left
  * (API_STREAM_GONE follows, if it has not come yet).
@@ -191,11 +192,12 @@ struct kinesis_replication {
 	 */
 	int (*leader_api)(void *ctx, uint64_t log_id, char *addr, size_t size);
 	/*
-	 * Reads (docs/CLUSTER.md "Forwarding reads"): the API address of a node holding
-	 * the log shard when this node holds no replica of it; -ENOENT: serve it here;
-	 * -EHOSTUNREACH: no holder known. NULL: every read is served here.
+	 * Reads (docs/CLUSTER.md "Forwarding reads"): the API address of the `nth` node
+	 * holding the log shard (0: the leader, if known) when this node holds no replica
+	 * of it; -ENOENT: serve it here; -EHOSTUNREACH: no `nth` holder known. A read
+	 * refused by a holder goes to the next. NULL: every read is served here.
 	 */
-	int (*read_api)(void *ctx, uint64_t log_id, char *addr, size_t size);
+	int (*read_api)(void *ctx, uint64_t log_id, uint32_t nth, char *addr, size_t size);
 	struct forward *forward;
 };
 

@@ -10,7 +10,9 @@
  *   shard is the leader's.
  *
  *   leader == this node -> replica_lead_isr(log shard, epoch, the other replicas'
- *                          replica addresses from nodes/<id>, the in-sync ones)
+ *                          replica addresses from nodes/<id>, the in-sync ones);
+ *                          refused for records the log must hold first (-ENODATA)
+ *                       -> role_resign: leader 0, this node out of isr (one CAS)
  *   led here before, not now (another leader or a newer epoch elsewhere)
  *                       -> replica_unlead: acknowledges nothing from then on
  *
@@ -75,6 +77,7 @@ struct node_role {
 	uint64_t mark_ns[REPLICA_FOLLOWERS_MAX];   /* ... and when. */
 	uint64_t caught_ns[REPLICA_FOLLOWERS_MAX]; /* The follower last reached a mark then. */
 	uint64_t looked_ns;        /* The last isr_check that looked at the followers. */
+	int64_t refused_epoch;     /* The log refused to lead it in this epoch (role_resign). */
 };
 
 /* The last replica address (and API address: forwarding) a node id registered. */
@@ -137,6 +140,8 @@ struct cluster_node {
 	int last_error;
 	uint64_t refreshes;
 	_Atomic uint64_t watch_opens;   /* The watcher's etcd watches opened (metrics). */
+	_Atomic uint64_t lead_refusals; /* Epochs placed here the log refused to lead (metrics). */
+	_Atomic uint64_t resigns;       /* ... after which this node left the in-sync set. */
 };
 
 /* ---- Reading etcd and the metadata ----------------------------------------- */
@@ -449,6 +454,40 @@ isr_check_all(struct cluster_node *n)
 }
 
 /*
+ * Placed as leader, refused by the log (-ENODATA: the kept range of a cut inside a
+ * batch is not held again yet, docs/CLUSTER.md "The in-sync set"): the node leaves
+ * the in-sync set and the leadership (one CAS on the placement key, as the leader's
+ * in-sync updates), so the controller elects another in-sync replica, which ships it
+ * the records; it joins the set again once caught up, as any follower. The only
+ * in-sync replica stays (-EBUSY): the shard waits unled rather than lose what only
+ * this node holds. Tried again at every refresh while placed so; logged once an epoch.
+ */
+static void
+role_resign(struct cluster_node *n, struct node_role *r, const struct node_role *old)
+{
+	bool noted = old != NULL && old->refused_epoch == r->place.leader_epoch;
+	int err = cluster_placement_resign(n->etcd, n->name, r->stream, r->shard, r->mod_revision,
+					   n->node_id);
+
+	r->refused_epoch = r->place.leader_epoch;
+	/* The step-down first: a refusal counted has its outcome counted (tests wait on it). */
+	if (err == 0)
+		atomic_fetch_add(&n->resigns, 1);
+	if (!noted)
+		atomic_fetch_add(&n->lead_refusals, 1);
+	if (err == 0) {
+		diag_warn("cluster", "%s/%u: placed as leader in epoch %" PRId64 " without the "
+			  "records below a cut: left the in-sync set for another in-sync replica "
+			  "to lead", r->stream, r->shard, r->place.leader_epoch);
+	} else if (!noted) {
+		diag_warn("cluster", "%s/%u: placed as leader in epoch %" PRId64 " without the "
+			  "records below a cut; %s", r->stream, r->shard, r->place.leader_epoch,
+			  err == -EBUSY ? "the only in-sync replica: stays, the shard unled (no "
+			  "unclean election)" : strerror(-err));
+	}
+}
+
+/*
  * Leads one shard placed on this node; 0 or the reason it is not led (kept in
  * last_error). Asks the leader only when the epoch or the replica set changed:
  * replica_lead_isr makes the epoch durable and waits for the log.
@@ -482,7 +521,9 @@ role_lead(struct cluster_node *n, struct node_role *r)
 		err = replica_lead_isr(n->leader, r->log_id, (uint64_t)r->place.leader_epoch,
 				       r->followers, r->follower_count, in_sync, count);
 	}
-	if (err != 0)
+	if (err == -ENODATA)
+		role_resign(n, r, old);
+	else if (err != 0)
 		diag_warn("cluster", "%s/%u (log shard %" PRIx64 "): not led in epoch %" PRId64
 			  ": %s", r->stream, r->shard, r->log_id, r->place.leader_epoch,
 			  strerror(-err));
@@ -921,7 +962,8 @@ cluster_node_doorbell_gen(const struct cluster_node *n)
 }
 
 int
-cluster_node_read_api(struct cluster_node *n, uint64_t log_id, char *addr, size_t size)
+cluster_node_read_api(struct cluster_node *n, uint64_t log_id, uint32_t nth, char *addr,
+		      size_t size)
 {
 	const struct node_leader *l;
 	int err = -ENOENT;
@@ -930,10 +972,18 @@ cluster_node_read_api(struct cluster_node *n, uint64_t log_id, char *addr, size_
 	l = leader_of(n, log_id);
 	if (l == NULL || placement_has(l->place.replicas, l->place.replica_count, n->node_id))
 		goto out_unlock;
-	/* The leader first (it holds the most), then any in-sync follower. */
+	/* The leader first (it holds the most), then the in-sync followers, in their order. */
 	err = api_of(n, l->place.leader, addr, size);
-	for (uint32_t i = 0; i < l->place.isr_count && err != 0; i++)
-		err = api_of(n, l->place.isr[i], addr, size);
+	if (err == 0 && nth-- == 0)
+		goto out_unlock;
+	err = -ENOENT;
+	for (uint32_t i = 0; i < l->place.isr_count && err != 0; i++) {
+		if (l->place.isr[i] == l->place.leader ||
+		    api_of(n, l->place.isr[i], addr, size) != 0)
+			continue;
+		if (nth-- == 0)
+			err = 0;
+	}
 	if (err != 0)
 		err = -EHOSTUNREACH;
 out_unlock:
@@ -1028,11 +1078,13 @@ links_print(struct cluster_node *n, struct metrics_out *out)
 			       "\"connects\":%" PRIu64 ",\"resets\":%" PRIu64 ",\"bad_frames\":%"
 			       PRIu64 ",\"frames_out\":%" PRIu64 ",\"records_shipped\":%" PRIu64
 			       ",\"bytes_inflight\":%" PRIu64 ",\"backpressured\":%" PRIu64
-			       ",\"fenced\":%" PRIu64 ",\"lag_records\":%" PRIu64 "}",
+			       ",\"fenced\":%" PRIu64 ",\"starts\":%" PRIu64 ",\"lag_records\":%"
+			       PRIu64 "}",
 			       k > 0 ? "," : "", link_node_id(n, &st.peer), st.peer.host,
 			       st.peer.port, st.connected ? "true" : "false", st.connects,
 			       st.resets, st.bad_frames, st.frames_out, st.records_shipped,
-			       st.bytes_inflight, st.backpressured, st.fenced, link_lag(n, k));
+			       st.bytes_inflight, st.backpressured, st.fenced, st.starts,
+			       link_lag(n, k));
 	}
 	metrics_printf(out, "]");
 }
@@ -1081,9 +1133,9 @@ cluster_node_render_json(struct cluster_node *n, struct metrics_out *out)
 	metrics_printf(out, ",\"follower\":{\"connections\":%" PRIu64 ",\"resets\":%" PRIu64
 		       ",\"bad_frames\":%" PRIu64 ",\"records_appended\":%" PRIu64
 		       ",\"stale_epochs\":%" PRIu64 ",\"truncations\":%" PRIu64
-		       ",\"records_kept\":%" PRIu64 "}}\n", fs.connections, fs.resets,
-		       fs.bad_frames, fs.records_appended, fs.stale_epochs, fs.truncations,
-		       fs.records_kept);
+		       ",\"records_kept\":%" PRIu64 ",\"starts\":%" PRIu64 "}}\n",
+		       fs.connections, fs.resets, fs.bad_frames, fs.records_appended,
+		       fs.stale_epochs, fs.truncations, fs.records_kept, fs.starts);
 }
 
 /* One gauge or counter family with one sample per link. */
@@ -1109,6 +1161,9 @@ static const struct link_family link_families[] = {
 	{ "sluice_replica_link_fenced_total", "counter",
 	  "Shards the follower refused for an older epoch.",
 	  offsetof(struct replica_link_stats, fenced) },
+	{ "sluice_replica_link_starts_total", "counter",
+	  "STARTs sent: the follower's end was below this log's trim horizon, its shard "
+	  "started there.", offsetof(struct replica_link_stats, starts) },
 	{ "sluice_replica_link_lag_records", "gauge",
 	  "Records the follower lacks, over the shards led here.", SIZE_MAX },
 };
@@ -1163,6 +1218,9 @@ static const struct stat_family follower_families[] = {
 	  offsetof(struct replica_follower_stats, stale_epochs) },
 	{ "sluice_replica_follower_truncations_total", "Divergent tails cut.",
 	  offsetof(struct replica_follower_stats, truncations) },
+	{ "sluice_replica_follower_starts_total", "Shards started at a leader's trim horizon "
+	  "(its START, or a handshake that parted below this log's own horizon).",
+	  offsetof(struct replica_follower_stats, starts) },
 };
 
 void
@@ -1191,6 +1249,22 @@ cluster_node_render_metrics(struct cluster_node *n, struct metrics_out *out)
 		       "Placement watches opened (while etcd is away: one per retry pause).");
 	metrics_printf(out, "sluice_cluster_watch_opens_total %" PRIu64 "\n",
 		       atomic_load(&n->watch_opens));
+	metrics_family(out, "sluice_cluster_etcd_endpoint", "gauge",
+		       "1 for the etcd endpoint this node's lease and election calls go to now.");
+	metrics_printf(out, "sluice_cluster_etcd_endpoint{url=\"%s\"} 1\n", ms.etcd_endpoint);
+	metrics_family(out, "sluice_cluster_etcd_failovers_total", "counter",
+		       "Moves of this process's etcd calls and watches to another endpoint "
+		       "(one down, or without a leader; docs/CLUSTER.md).");
+	metrics_printf(out, "sluice_cluster_etcd_failovers_total %" PRIu64 "\n", etcd_failovers());
+	metrics_family(out, "sluice_cluster_lead_refusals_total", "counter",
+		       "Leaderships placed here that the log refused (records below a cut "
+		       "not held again yet), once per epoch.");
+	metrics_printf(out, "sluice_cluster_lead_refusals_total %" PRIu64 "\n",
+		       atomic_load(&n->lead_refusals));
+	metrics_family(out, "sluice_cluster_isr_resigns_total", "counter",
+		       "Times such a node left the in-sync set for another replica to lead.");
+	metrics_printf(out, "sluice_cluster_isr_resigns_total %" PRIu64 "\n",
+		       atomic_load(&n->resigns));
 	link_metrics(n, out);
 	pthread_mutex_unlock(&n->lock);
 	for (size_t f = 0; f < ARRAY_SIZE(follower_families); f++) {

@@ -82,12 +82,14 @@ int cluster_node_dp_lead(struct cluster_node *node, uint64_t log_id, uint64_t *e
 const _Atomic uint64_t *cluster_node_doorbell_gen(const struct cluster_node *node);
 /*
  * For a read of a log shard this node holds no replica of (docs/CLUSTER.md
- * "Forwarding reads"): the API address of its leader, else of an in-sync
- * replica. -ENOENT: serve it here (this node is one of its replicas, or it is
- * not placed); -EHOSTUNREACH: placed elsewhere, no holder's address known.
+ * "Forwarding reads"): the API address of its `nth` holder with an address
+ * known, the leader first, then the in-sync followers (a read refused by one goes
+ * to the next). -ENOENT: serve it here (this node is one of its replicas, or it is
+ * not placed); -EHOSTUNREACH: placed elsewhere, no `nth` holder's address known.
  * Any thread (under the node's lock).
  */
-int cluster_node_read_api(struct cluster_node *node, uint64_t log_id, char *addr, size_t size);
+int cluster_node_read_api(struct cluster_node *node, uint64_t log_id, uint32_t nth, char *addr,
+			  size_t size);
 
 /* GET /cluster's JSON (docs/CLUSTER.md) and the /metrics families of the node. */
 void cluster_node_render_json(struct cluster_node *node, struct metrics_out *out);

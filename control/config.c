@@ -346,7 +346,9 @@ static const struct config_key config_keys[] = {
 		"This node's id, unique in the cluster and kept across restarts (its logs' "
 		"epochs and the placement name it); 0: unset, refused when enabled."),
 	KEY_STR("cluster", "etcd_endpoints", cluster_etcd_endpoints, "http://127.0.0.1:2379",
-		"etcd v3 endpoints, comma-separated http://HOST:PORT."),
+		"etcd v3 endpoints, comma-separated http://HOST:PORT: the members of one "
+		"etcd cluster. Calls go to the one that answered last and move to the next "
+		"when it is down, has no leader or times out (docs/CLUSTER.md)."),
 	KEY_STR("cluster", "replica_listen", cluster_replica_listen, "",
 		"Replication listener (followers take the leaders' links here), IPV4:PORT; also "
 		"the address other nodes dial, so not 0.0.0.0. Needed when enabled."),

@@ -11,8 +11,6 @@
  */
 #include <assert.h>
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,74 +19,17 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
 #include "common/base.h"
 #include "common/clock.h"
 #include "common/diag.h"
-#include "common/sigv4.h"
-#include "control/auth_sigv4.h"
-#include "control/forward.h"
+#include "control/forward_internal.h"
 
 #define FORWARD_TARGET "Kinesis_20131202.PutRecords"
-#define FORWARD_CONTENT_TYPE "application/x-amz-json-1.1"
 /* The forwarder's wait when nothing happens: its stop flag is seen by a wakeup anyway. */
 #define FORWARD_POLL_MS 1000
 /* "Authorization: " + Credential, SignedHeaders and a signature. */
 #define FORWARD_AUTHORIZATION_SIZE 1024u
-/* A read's results in the metrics: the outcomes, then these. */
-enum { FORWARD_READ_BUSY = FORWARD_OUTCOMES, FORWARD_READ_UNSENT, FORWARD_READ_RESULTS };
-/* A record's results in the metrics. */
-enum forward_record_result { FORWARD_REC_OK, FORWARD_REC_THROTTLED, FORWARD_REC_FAILED,
-			     FORWARD_REC_RESULTS };
-
-struct forward_job {
-	struct forward *f;
-	bool in_use;
-	uint64_t cookie;
-	char url[FORWARD_URL_SIZE];
-	char host[FORWARD_URL_SIZE];
-	char access_key_id[SIGV4_KEY_ID_SIZE_MAX + 1];
-	struct api_out body;       /* Fixed capacity: never grows, never takes a pool buffer. */
-	uint32_t count;
-	uint16_t tags[FORWARD_RECORDS_MAX];
-	struct forward_result results[FORWARD_RECORDS_MAX];
-	enum forward_outcome outcome;
-	/* A read passed through (forward_job_get_read) instead of records. */
-	bool read;
-	enum forward_read action;
-	char target[FORWARD_URL_SIZE];  /* X-Amz-Target. */
-	size_t reply_max;               /* FORWARD_REPLY_SIZE_MAX, or a read's. */
-	long status;                    /* The answer's HTTP status; 0: none. */
-	/* The forwarder's, while submitted. */
-	CURL *easy;
-	struct curl_slist *headers;
-	char *reply;               /* FORWARD_REPLY_SIZE_MAX */
-	size_t reply_size;
-	bool reply_overflow;
-};
-
-struct forward {
-	enum config_auth auth;
-	struct sigv4_keys keys;    /* The forwarder thread's alone (their signing-key cache). */
-	char region[CONFIG_STRING_SIZE];
-	struct forward_job jobs[FORWARD_INFLIGHT_MAX];
-	CURLM *multi;
-	int doorbell;
-	pthread_t thread;
-	bool started;
-	pthread_mutex_t lock;
-	bool stop;                                     /* Under lock. */
-	struct forward_job *queued[FORWARD_INFLIGHT_MAX]; /* API -> forwarder, under lock. */
-	uint32_t queued_count;
-	struct forward_job *done[FORWARD_INFLIGHT_MAX];   /* forwarder -> API, under lock. */
-	uint32_t done_count;
-	_Atomic uint64_t requests[FORWARD_OUTCOMES];
-	_Atomic uint64_t busy;                         /* forward_job_get found none free. */
-	_Atomic uint64_t records[FORWARD_REC_RESULTS];
-	/* Reads by action: how they ended, then busy and refused unsent (FORWARD_READ_*). */
-	_Atomic uint64_t reads[FORWARD_READS][FORWARD_READ_RESULTS];
-};
 
 /* ---- The leader's answer (pure) ------------------------------------------------ */
 
@@ -214,12 +155,25 @@ forward_job_take(struct forward *f, const char *api_addr, const char *access_key
 	job->count = 0;
 	job->read = false;
 	job->status = 0;
-	snprintf(job->url, sizeof(job->url), "http://%s/", api_addr);
-	snprintf(job->host, sizeof(job->host), "%s", api_addr);
-	snprintf(job->access_key_id, sizeof(job->access_key_id), "%s", access_key_id);
-	job->body.size = 0;
-	job->body.overflow = false;
+	forward_http_init(&job->http, api_addr, access_key_id);
 	return job;
+}
+
+void
+forward_http_target(struct forward_http *h, const char *api_addr)
+{
+	snprintf(h->url, sizeof(h->url), "http://%s/", api_addr);
+	snprintf(h->host, sizeof(h->host), "%s", api_addr);
+}
+
+void
+forward_http_init(struct forward_http *h, const char *api_addr, const char *access_key_id)
+{
+	forward_http_target(h, api_addr);
+	snprintf(h->access_key_id, sizeof(h->access_key_id), "%s", access_key_id);
+	h->content_type = FORWARD_CONTENT_TYPE;
+	h->body.size = 0;
+	h->body.overflow = false;
 }
 
 struct forward_job *
@@ -232,14 +186,14 @@ forward_job_get(struct forward *f, const char *stream, const char *api_addr,
 		atomic_fetch_add_explicit(&f->busy, 1, memory_order_relaxed);
 		return NULL;
 	}
-	snprintf(job->target, sizeof(job->target), "%s", FORWARD_TARGET);
+	snprintf(job->http.target, sizeof(job->http.target), "%s", FORWARD_TARGET);
 	job->reply_max = FORWARD_REPLY_SIZE_MAX;
 	/* Room for the closing "]}" stays free (forward_job_submit). */
-	job->body.capacity_max = FORWARD_BODY_SIZE_MAX - 2;
-	api_out_append(&job->body, "{\"StreamName\":", 14);
-	api_out_json_string(&job->body, stream, strlen(stream));
-	api_out_append(&job->body, ",\"Records\":[", 12);
-	assert(!job->body.overflow);
+	job->http.body.capacity_max = FORWARD_BODY_SIZE_MAX - 2;
+	api_out_append(&job->http.body, "{\"StreamName\":", 14);
+	api_out_json_string(&job->http.body, stream, strlen(stream));
+	api_out_append(&job->http.body, ",\"Records\":[", 12);
+	assert(!job->http.body.overflow);
 	return job;
 }
 
@@ -247,8 +201,8 @@ int
 forward_job_add(struct forward_job *job, const char *key, size_t key_size,
 		const char *hash_key, const uint8_t *data, size_t data_size, uint16_t tag)
 {
-	size_t before = job->body.size;
-	struct api_out *out = &job->body;
+	size_t before = job->http.body.size;
+	struct api_out *out = &job->http.body;
 
 	if (job->count == FORWARD_RECORDS_MAX)
 		return -ENOSPC;
@@ -281,7 +235,7 @@ forward_job_get_read(struct forward *f, enum forward_read action, const char *ta
 
 	/* The target is one dispatch knew (short), the body checked by the caller. */
 	assert(action < FORWARD_READS && body_size <= FORWARD_BODY_SIZE_MAX &&
-	       target_size < sizeof(((struct forward_job *)NULL)->target));
+	       target_size < sizeof(((struct forward_job *)NULL)->http.target));
 	job = forward_job_take(f, api_addr, access_key_id, cookie);
 	if (job == NULL) {
 		atomic_fetch_add_explicit(&f->reads[action][FORWARD_READ_BUSY], 1,
@@ -290,12 +244,12 @@ forward_job_get_read(struct forward *f, enum forward_read action, const char *ta
 	}
 	job->read = true;
 	job->action = action;
-	memcpy(job->target, target, target_size);
-	job->target[target_size] = '\0';
+	memcpy(job->http.target, target, target_size);
+	job->http.target[target_size] = '\0';
 	job->reply_max = FORWARD_READ_REPLY_SIZE_MAX;
-	job->body.capacity_max = FORWARD_BODY_SIZE_MAX;
-	api_out_append(&job->body, body, body_size);
-	assert(!job->body.overflow);
+	job->http.body.capacity_max = FORWARD_BODY_SIZE_MAX;
+	api_out_append(&job->http.body, body, body_size);
+	assert(!job->http.body.overflow);
 	return job;
 }
 
@@ -305,6 +259,15 @@ forward_job_reply(const struct forward_job *job, const char **body, size_t *size
 	*body = job->reply;
 	*size = job->reply_size;
 	return job->status;
+}
+
+void
+forward_job_resubmit(struct forward *f, struct forward_job *job, const char *api_addr)
+{
+	assert(job->in_use && job->read && job->outcome == FORWARD_REFUSED);
+	forward_http_target(&job->http, api_addr);
+	job->status = 0;
+	forward_job_submit(f, job);
 }
 
 void
@@ -322,8 +285,8 @@ forward_job_count(const struct forward_job *job)
 const char *
 forward_job_body(const struct forward_job *job, size_t *size_out)
 {
-	*size_out = job->body.size;
-	return job->body.data;
+	*size_out = job->http.body.size;
+	return job->http.body.data;
 }
 
 void
@@ -331,8 +294,8 @@ forward_job_submit(struct forward *f, struct forward_job *job)
 {
 	assert(job->in_use && (job->read || job->count > 0));
 	if (!job->read) {
-		job->body.capacity_max = FORWARD_BODY_SIZE_MAX;
-		api_out_append(&job->body, "]}", 2);
+		job->http.body.capacity_max = FORWARD_BODY_SIZE_MAX;
+		api_out_append(&job->http.body, "]}", 2);
 	}
 	pthread_mutex_lock(&f->lock);
 	assert(f->queued_count < FORWARD_INFLIGHT_MAX);
@@ -414,103 +377,133 @@ forward_reply_write(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 /*
- * The Authorization header of the job as its caller's key (docs/CLUSTER.md: the
+ * The Authorization header of a request as its caller's key (docs/CLUSTER.md: the
  * leader checks the same key and policies). "" with [auth] mode = off; -ENOKEY
  * when sigv4 does not know the key (the caller was verified with it here: the
  * nodes' keys differ).
  */
 static int
-forward_sign(struct forward *f, const struct forward_job *job, const char *amz_date,
+forward_sign(struct forward *f, const struct forward_http *h, const char *amz_date,
 	     char *out, size_t out_size)
 {
 	char payload_hex[SIGV4_HEX_SIZE];
 	const char *secret = "presence";  /* [auth] mode = presence checks the header only. */
 	struct sigv4_sign_header headers[] = {
-		{ "content-type", FORWARD_CONTENT_TYPE },
-		{ "host", job->host },
+		{ "content-type", h->content_type },
+		{ "host", h->host },
 		{ "x-amz-date", amz_date },
-		{ "x-amz-target", job->target },
+		{ "x-amz-target", h->target },
 		{ FORWARD_HEADER_LOWER, "1" },
 	};
 	struct sigv4_sign sign = {
 		.method = "POST", .canonical_uri = "/", .canonical_query = "",
 		.headers = headers, .header_count = ARRAY_SIZE(headers),
 		.payload_hex = payload_hex, .amz_date = amz_date, .region = f->region,
-		.service = SIGV4_SERVICE_KINESIS, .access_key = job->access_key_id,
+		.service = SIGV4_SERVICE_KINESIS, .access_key = h->access_key_id,
 	};
 
 	out[0] = '\0';
-	if (f->auth == CONFIG_AUTH_OFF || job->access_key_id[0] == '\0')
+	if (f->auth == CONFIG_AUTH_OFF || h->access_key_id[0] == '\0')
 		return 0;
 	if (f->auth == CONFIG_AUTH_SIGV4) {
 		secret = NULL;
 		for (uint32_t i = 0; i < f->keys.count && secret == NULL; i++) {
-			if (strcmp(f->keys.items[i].access_key_id, job->access_key_id) == 0)
+			if (strcmp(f->keys.items[i].access_key_id, h->access_key_id) == 0)
 				secret = f->keys.items[i].secret;
 		}
 		if (secret == NULL)
 			return -ENOKEY;
 	}
 	sign.secret = secret;
-	sigv4_sha256_hex(job->body.data, job->body.size, payload_hex);
+	sigv4_sha256_hex(h->body.data, h->body.size, payload_hex);
 	memcpy(out, "Authorization: ", 15);
 	return sigv4_sign_authorization(&sign, out + 15, out_size - 15);
 }
 
 static int
-forward_header(struct forward_job *job, const char *fmt, const char *value)
+forward_header(struct forward_http *h, const char *fmt, const char *value)
 {
 	char line[FORWARD_AUTHORIZATION_SIZE + 64];
 	struct curl_slist *l;
 
 	snprintf(line, sizeof(line), fmt, value);
-	l = curl_slist_append(job->headers, line);
+	l = curl_slist_append(h->headers, line);
 	if (l == NULL)
 		return -ENOMEM;
-	job->headers = l;
+	h->headers = l;
 	return 0;
 }
 
-/* The job's request on its easy handle: headers signed now (X-Amz-Date is now). */
-static int
-forward_prepare(struct forward *f, struct forward_job *job)
+int
+forward_http_alloc(struct forward_http *h, size_t body_size)
+{
+	h->body.data = malloc(body_size);
+	h->body.capacity = body_size;
+	h->easy = curl_easy_init();
+	return h->body.data != NULL && h->easy != NULL ? 0 : -ENOMEM;
+}
+
+void
+forward_http_free(struct forward *f, struct forward_http *h)
+{
+	if (h->easy != NULL) {
+		curl_multi_remove_handle(f->multi, h->easy);  /* Not added: a no-op. */
+		curl_easy_cleanup(h->easy);
+	}
+	curl_slist_free_all(h->headers);
+	free(h->body.data);
+}
+
+int
+forward_http_prepare(struct forward *f, struct forward_http *h)
 {
 	char amz_date[SIGV4_AMZ_DATE_SIZE];
 	char authorization[FORWARD_AUTHORIZATION_SIZE];
 	int err;
 
 	sigv4_amz_date(clock_real_ns(), amz_date);
-	err = forward_sign(f, job, amz_date, authorization, sizeof(authorization));
-	curl_slist_free_all(job->headers);
-	job->headers = NULL;
+	err = forward_sign(f, h, amz_date, authorization, sizeof(authorization));
+	curl_slist_free_all(h->headers);
+	h->headers = NULL;
 	if (err == 0)
-		err = forward_header(job, "Content-Type: %s", FORWARD_CONTENT_TYPE);
+		err = forward_header(h, "Content-Type: %s", h->content_type);
 	if (err == 0)
-		err = forward_header(job, "Host: %s", job->host);
+		err = forward_header(h, "Host: %s", h->host);
 	if (err == 0)
-		err = forward_header(job, "X-Amz-Date: %s", amz_date);
+		err = forward_header(h, "X-Amz-Date: %s", amz_date);
 	if (err == 0)
-		err = forward_header(job, "X-Amz-Target: %s", job->target);
+		err = forward_header(h, "X-Amz-Target: %s", h->target);
 	if (err == 0)
-		err = forward_header(job, FORWARD_HEADER ": %s", "1");
+		err = forward_header(h, FORWARD_HEADER ": %s", "1");
 	/* No "Expect: 100-continue" round trip for bodies over 1 MiB. */
 	if (err == 0)
-		err = forward_header(job, "Expect:%s", "");
+		err = forward_header(h, "Expect:%s", "");
 	if (err == 0 && authorization[0] != '\0')
-		err = forward_header(job, "%s", authorization);
+		err = forward_header(h, "%s", authorization);
+	if (err != 0)
+		return err;
+	curl_easy_setopt(h->easy, CURLOPT_URL, h->url);
+	curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, h->headers);
+	curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, h->body.data);
+	curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->body.size);
+	curl_easy_setopt(h->easy, CURLOPT_NOSIGNAL, 1L);
+	return 0;
+}
+
+/* The job's request on its easy handle. */
+static int
+forward_prepare(struct forward *f, struct forward_job *job)
+{
+	int err = forward_http_prepare(f, &job->http);
+
 	if (err != 0)
 		return err;
 	job->reply_size = 0;
 	job->reply_overflow = false;
-	curl_easy_setopt(job->easy, CURLOPT_URL, job->url);
-	curl_easy_setopt(job->easy, CURLOPT_HTTPHEADER, job->headers);
-	curl_easy_setopt(job->easy, CURLOPT_POSTFIELDS, job->body.data);
-	curl_easy_setopt(job->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->body.size);
-	curl_easy_setopt(job->easy, CURLOPT_TIMEOUT_MS, (long)FORWARD_TIMEOUT_MS);
-	curl_easy_setopt(job->easy, CURLOPT_WRITEFUNCTION, forward_reply_write);
-	curl_easy_setopt(job->easy, CURLOPT_WRITEDATA, job);
-	curl_easy_setopt(job->easy, CURLOPT_PRIVATE, job);
-	curl_easy_setopt(job->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(job->http.easy, CURLOPT_TIMEOUT_MS, (long)FORWARD_TIMEOUT_MS);
+	curl_easy_setopt(job->http.easy, CURLOPT_WRITEFUNCTION, forward_reply_write);
+	curl_easy_setopt(job->http.easy, CURLOPT_WRITEDATA, job);
+	curl_easy_setopt(job->http.easy, CURLOPT_PRIVATE, job);
 	return 0;
 }
 
@@ -532,6 +525,16 @@ forward_count(struct forward *f, struct forward_job *job)
 	}
 }
 
+enum forward_outcome
+forward_outcome_of(CURLcode rc)
+{
+	if (rc == CURLE_OK)
+		return FORWARD_OK;
+	if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+		return FORWARD_REFUSED;
+	return rc == CURLE_OPERATION_TIMEDOUT ? FORWARD_TIMEOUT : FORWARD_FAILED;
+}
+
 /* The transfer ended (`rc`): the job's outcome and results, then to the done queue. */
 static void
 forward_finish(struct forward *f, struct forward_job *job, CURLcode rc)
@@ -540,22 +543,22 @@ forward_finish(struct forward *f, struct forward_job *job, CURLcode rc)
 
 	if (rc == CURLE_OK && !job->reply_overflow && job->read) {
 		/* Any answer is passed on as it came (an error included): the read went through. */
-		curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(job->http.easy, CURLINFO_RESPONSE_CODE, &status);
 		job->status = status;
 		job->outcome = FORWARD_OK;
 	} else if (rc == CURLE_OK && !job->reply_overflow) {
-		curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(job->http.easy, CURLINFO_RESPONSE_CODE, &status);
 		job->outcome = status == 200 ? FORWARD_OK : FORWARD_FAILED;
 		forward_reply_parse(status, job->reply, job->reply_size, job->results, job->count);
-	} else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
-		job->outcome = FORWARD_REFUSED;   /* Nothing reached the leader. */
-		forward_fail_all(job->results, job->count, -EPIPE);
 	} else {
-		job->outcome = rc == CURLE_OPERATION_TIMEDOUT ? FORWARD_TIMEOUT : FORWARD_FAILED;
-		forward_fail_all(job->results, job->count, -EIO);
+		job->outcome = rc == CURLE_OK ? FORWARD_FAILED : forward_outcome_of(rc);
+		/* Refused: nothing reached the leader. */
+		forward_fail_all(job->results, job->count,
+				 job->outcome == FORWARD_REFUSED ? -EPIPE : -EIO);
 	}
 	if (job->outcome != FORWARD_OK)
-		diag_debug("forward", "%s: %s (HTTP %ld)", job->url, curl_easy_strerror(rc), status);
+		diag_debug("forward", "%s: %s (HTTP %ld)", job->http.url, curl_easy_strerror(rc),
+			   status);
 	forward_count(f, job);
 	pthread_mutex_lock(&f->lock);
 	f->done[f->done_count++] = job;
@@ -577,7 +580,7 @@ forward_start_queued(struct forward *f)
 	pthread_mutex_unlock(&f->lock);
 	for (uint32_t i = 0; i < n; i++) {
 		if (forward_prepare(f, start[i]) != 0 ||
-		    curl_multi_add_handle(f->multi, start[i]->easy) != CURLM_OK)
+		    curl_multi_add_handle(f->multi, start[i]->http.easy) != CURLM_OK)
 			forward_finish(f, start[i], CURLE_FAILED_INIT);
 	}
 }
@@ -600,15 +603,20 @@ forward_main(void *arg)
 		if (stop)
 			break;
 		forward_start_queued(f);
+		forward_streams_service(f);
 		curl_multi_perform(f->multi, &running);
 		while ((msg = curl_multi_info_read(f->multi, &left)) != NULL) {
 			struct forward_job *job = NULL;
+			CURL *easy = msg->easy_handle;
+			CURLcode rc = msg->data.result;
 
 			if (msg->msg != CURLMSG_DONE)
 				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&job);
-			curl_multi_remove_handle(f->multi, msg->easy_handle);
-			forward_finish(f, job, msg->data.result);
+			curl_multi_remove_handle(f->multi, easy);  /* msg is gone after this. */
+			if (forward_stream_done(f, easy, rc))
+				continue;
+			curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&job);
+			forward_finish(f, job, rc);
 		}
 		curl_multi_poll(f->multi, NULL, 0, FORWARD_POLL_MS, NULL);
 	}
@@ -624,12 +632,9 @@ forward_alloc(struct forward *f)
 		struct forward_job *job = &f->jobs[i];
 
 		job->f = f;
-		job->body.data = malloc(FORWARD_BODY_SIZE_MAX);
-		job->body.capacity = FORWARD_BODY_SIZE_MAX;
 		/* Touched only as far as answers reach: a put's stay under FORWARD_REPLY_SIZE_MAX. */
 		job->reply = malloc(FORWARD_READ_REPLY_SIZE_MAX);
-		job->easy = curl_easy_init();
-		if (job->body.data == NULL || job->reply == NULL || job->easy == NULL)
+		if (forward_http_alloc(&job->http, FORWARD_BODY_SIZE_MAX) != 0 || job->reply == NULL)
 			return -ENOMEM;
 	}
 	return 0;
@@ -655,6 +660,8 @@ forward_open(const struct sluice_config *config, struct forward **f_out)
 		err = -ENOMEM;
 	if (err == 0)
 		err = forward_alloc(f);
+	if (err == 0)
+		err = forward_streams_alloc(f);
 	if (err == 0 && (f->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
 		err = -errno;
 	if (err == 0) {
@@ -682,16 +689,10 @@ forward_close(struct forward *f)
 		pthread_join(f->thread, NULL);
 	}
 	for (uint32_t i = 0; i < FORWARD_INFLIGHT_MAX; i++) {
-		struct forward_job *job = &f->jobs[i];
-
-		if (job->easy != NULL) {
-			curl_multi_remove_handle(f->multi, job->easy);  /* Not added: a no-op. */
-			curl_easy_cleanup(job->easy);
-		}
-		curl_slist_free_all(job->headers);
-		free(job->body.data);
-		free(job->reply);
+		forward_http_free(f, &f->jobs[i].http);
+		free(f->jobs[i].reply);
 	}
+	forward_streams_free(f);
 	if (f->multi != NULL)
 		curl_multi_cleanup(f->multi);
 	if (f->doorbell >= 0)
@@ -708,6 +709,16 @@ forward_doorbell_fd(const struct forward *f)
 
 /* ---- /metrics -------------------------------------------------------------------------- */
 
+void
+forward_render_results(struct metrics_out *out, const char *family,
+		       const char *const results[], const _Atomic uint64_t *counts, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		metrics_printf(out, "%s{result=\"%s\"} %llu\n", family, results[i],
+			       (unsigned long long)atomic_load_explicit(&counts[i],
+									memory_order_relaxed));
+}
+
 static void
 forward_render_reads(struct forward *f, struct metrics_out *out,
 		     const char *const outcomes[FORWARD_OUTCOMES])
@@ -719,9 +730,10 @@ forward_render_reads(struct forward *f, struct metrics_out *out,
 
 	metrics_family(out, "sluice_forward_reads_total", "counter",
 		       "Reads of a shard this node holds no replica of, passed through to a "
-		       "replica holder, by how they ended (ok: answered, its answer passed on); "
-		       "busy: not sent, FORWARD_INFLIGHT_MAX in flight; unsent: refused here (no "
-		       "holder's address known; SubscribeToShard is not passed through yet).");
+		       "replica holder, by how they ended (ok: answered, its answer passed on; "
+		       "refused: per holder tried, the next one asked); "
+		       "busy: not sent, FORWARD_INFLIGHT_MAX (SubscribeToShard: FORWARD_STREAMS_MAX) "
+		       "in flight; unsent: refused here (no holder's address known).");
 	for (uint32_t a = 0; a < FORWARD_READS; a++) {
 		for (uint32_t r = 0; r < FORWARD_READ_RESULTS; r++)
 			metrics_printf(out, "sluice_forward_reads_total{action=\"%s\",result=\"%s\"} "
@@ -749,17 +761,14 @@ forward_render_metrics(struct forward *f, struct metrics_out *out)
 	metrics_family(out, "sluice_forward_requests_total", "counter",
 		       "PutRecords sent to a shard's leader by how they ended; busy: not sent, "
 		       "FORWARD_INFLIGHT_MAX in flight (its records failed throttled).");
-	for (uint32_t i = 0; i < FORWARD_OUTCOMES; i++)
-		metrics_printf(out, "sluice_forward_requests_total{result=\"%s\"} %llu\n",
-			       outcomes[i], (unsigned long long)atomic_load_explicit(
-				       &f->requests[i], memory_order_relaxed));
+	forward_render_results(out, "sluice_forward_requests_total", outcomes, f->requests,
+			       FORWARD_OUTCOMES);
 	metrics_printf(out, "sluice_forward_requests_total{result=\"busy\"} %llu\n",
 		       (unsigned long long)atomic_load_explicit(&f->busy, memory_order_relaxed));
 	forward_render_reads(f, out, outcomes);
+	forward_streams_render_metrics(f, out);
 	metrics_family(out, "sluice_forward_records_total", "counter",
 		       "Records forwarded to a shard's leader by their result.");
-	for (uint32_t i = 0; i < FORWARD_REC_RESULTS; i++)
-		metrics_printf(out, "sluice_forward_records_total{result=\"%s\"} %llu\n",
-			       records[i], (unsigned long long)atomic_load_explicit(
-				       &f->records[i], memory_order_relaxed));
+	forward_render_results(out, "sluice_forward_records_total", records, f->records,
+			       FORWARD_REC_RESULTS);
 }

@@ -14,6 +14,12 @@
  *   forward_poll <--- done queue + doorbell eventfd (in the API thread's epoll set)
  *   forward_job_put
  *
+ * A SubscribeToShard of a shard this node holds no replica of is relayed
+ * (forward_stream_*): the forwarder opens it on a holder over HTTP/1.1 and
+ * puts the event-stream bytes, opaque, into the stream's ring; the API thread
+ * takes them from there into the caller's own streaming answer. A full ring
+ * pauses the holder's transfer until the caller's side drained it.
+ *
  * Every forwarded request carries FORWARD_HEADER: a node never forwards such a
  * request again (its records for shards it does not lead fail throttled), so a
  * stale placement cannot make a loop.
@@ -59,6 +65,9 @@
 #define FORWARD_ERROR_MESSAGE_SIZE 1024u
 /* "http://" + an api_addr (CLUSTER_ADDR_SIZE) + "/". */
 #define FORWARD_URL_SIZE 96u
+/* A forwarded body's Content-Type: JSON; a CBOR caller's relayed subscription's, CBOR. */
+#define FORWARD_CONTENT_TYPE "application/x-amz-json-1.1"
+#define FORWARD_CONTENT_TYPE_CBOR "application/x-amz-cbor-1.1"
 /* The loop guard: set on every forwarded request, never forwarded again. */
 #define FORWARD_HEADER "X-Sluice-Forwarded"
 #define FORWARD_HEADER_LOWER "x-sluice-forwarded"
@@ -82,7 +91,7 @@ enum forward_outcome {
 enum forward_read {
 	FORWARD_READ_ITERATOR,    /* GetShardIterator */
 	FORWARD_READ_RECORDS,     /* GetRecords */
-	FORWARD_READ_SUBSCRIBE,   /* SubscribeToShard: not passed through yet, refused (counted). */
+	FORWARD_READ_SUBSCRIBE,   /* SubscribeToShard: relayed (forward_stream_*). */
 	FORWARD_READS,
 };
 
@@ -132,10 +141,101 @@ struct forward_job *forward_job_get_read(struct forward *f, enum forward_read ac
 					 const char *access_key_id, uint64_t cookie);
 /* A read's answer: its HTTP status (0: none came, see the outcome) and body. */
 long forward_job_reply(const struct forward_job *job, const char **body, size_t *size);
-/* A read refused unsent (no holder's address known; SubscribeToShard not passed yet). */
+/*
+ * A finished read refused by its holder (FORWARD_REFUSED: nothing was sent) is sent
+ * again, as it was, to the node at `api_addr` (the next holder). API thread.
+ */
+void forward_job_resubmit(struct forward *f, struct forward_job *job, const char *api_addr);
+/* A read refused unsent (no holder's address known). */
 void forward_read_refused(struct forward *f, enum forward_read action);
 /* Gives a job back (submitted or not). API thread. */
 void forward_job_put(struct forward *f, struct forward_job *job);
+
+/* ---- Relayed subscriptions (SubscribeToShard on a node holding no replica) ---- */
+
+/* Relayed subscriptions at once per node; past it LimitExceededException (counted busy). */
+#define FORWARD_STREAMS_MAX 32u
+/*
+ * Relayed bytes held per subscription between the holder and the caller. Full: the
+ * holder's transfer pauses (CURL_WRITEFUNC_PAUSE) until the caller took half of it.
+ * Allocated at open for every slot; twice a libcurl write at least, so a paused
+ * transfer always resumes with room for its next write.
+ */
+#define FORWARD_STREAM_BUFFER_BYTES (256u << 10)
+#define FORWARD_STREAM_RESUME_BYTES (FORWARD_STREAM_BUFFER_BYTES / 2u)
+/*
+ * Nothing from the holder for this long (it sends an event at least every 5 s,
+ * KINESIS_SUBSCRIPTION_HEARTBEAT_MS): it is dead or cut off; the caller's stream
+ * ends (counted silent). A paused transfer is not held to it (libcurl's speed check).
+ */
+#define FORWARD_STREAM_SILENCE_S 30u
+/* A relayed SubscribeToShard's body: ConsumerARN, ShardId and StartingPosition. */
+#define FORWARD_STREAM_REQUEST_SIZE_MAX 4096u
+
+/* A byte ring: the relay's buffer. Pure, unit-tested; the caller serialises. */
+struct forward_ring {
+	uint8_t *data;
+	size_t capacity;
+	size_t head;      /* The oldest byte. */
+	size_t size;
+};
+
+/* Appends all `n` bytes, or none (false) when they do not fit. */
+bool forward_ring_put(struct forward_ring *r, const void *data, size_t n);
+/* The oldest bytes held in one piece (their count; 0 when empty). */
+size_t forward_ring_peek(const struct forward_ring *r, const uint8_t **data);
+/* Drops the oldest `n` bytes (n <= size). */
+void forward_ring_consume(struct forward_ring *r, size_t n);
+size_t forward_ring_free(const struct forward_ring *r);
+
+/* How a relayed subscription's caller stream ended (the metrics' result). */
+enum forward_stream_result {
+	FORWARD_STREAM_STARTED,   /* The holder answered 200: the caller's stream began. */
+	FORWARD_STREAM_HOLDER,    /* The holder ended it (lifetime, its error, deregistered). */
+	FORWARD_STREAM_CALLER,    /* The caller left: the holder's transfer was cancelled. */
+	FORWARD_STREAM_SILENT,    /* Nothing for FORWARD_STREAM_SILENCE_S. */
+	FORWARD_STREAM_FAILED,    /* The holder's connection broke (it died, say). */
+	FORWARD_STREAM_RESULTS,
+};
+
+struct forward_stream;
+
+/* What the API thread sees of a relayed subscription (forward_stream_look). */
+struct forward_stream_state {
+	long status;                   /* The holder's HTTP status; 0: none yet. */
+	bool finished;                 /* The transfer is over: nothing more comes. */
+	enum forward_outcome outcome;  /* When finished (FORWARD_OK: the holder ended it). */
+	bool silent;                   /* When finished: by FORWARD_STREAM_SILENCE_S. */
+	const uint8_t *data;           /* The oldest relayed bytes, in one piece ... */
+	size_t size;                   /* ... and their count (more may follow them). */
+};
+
+/*
+ * A free relay slot for a SubscribeToShard to the node at `api_addr`, signed as
+ * `access_key_id`, its body (forward_stream_body) in `content_type` (JSON or CBOR, as
+ * its caller's). NULL when FORWARD_STREAMS_MAX are in use (counted busy). API thread.
+ */
+struct forward_stream *forward_stream_get(struct forward *f, const char *api_addr,
+					  const char *access_key_id, const char *content_type,
+					  const char *target, size_t target_size);
+/* The request body to fill (capacity FORWARD_STREAM_REQUEST_SIZE_MAX; overflow: too big). */
+struct api_out *forward_stream_body(struct forward_stream *st);
+/* Opens it on the holder (the forwarder's from now until forward_stream_put). */
+void forward_stream_submit(struct forward *f, struct forward_stream *st);
+/*
+ * A finished relay refused by its holder (no status, FORWARD_REFUSED: nothing was
+ * sent) is opened again, its body as it was, on the node at `api_addr`. API thread.
+ */
+void forward_stream_resubmit(struct forward *f, struct forward_stream *st, const char *api_addr);
+/* Its status, end and ready bytes now (the bytes stay valid until consumed). API thread. */
+void forward_stream_look(struct forward *f, struct forward_stream *st,
+			 struct forward_stream_state *out);
+/* The caller took the oldest `n` ready bytes: a paused transfer resumes once half is free. */
+void forward_stream_consume(struct forward *f, struct forward_stream *st, size_t n);
+/* The API thread is done with it: a transfer still running is cancelled. */
+void forward_stream_put(struct forward *f, struct forward_stream *st);
+/* Counts a relayed subscription's start or end (sluice_forward_subscriptions_total). */
+void forward_stream_count(struct forward *f, enum forward_stream_result result);
 
 /*
  * A leader's PutRecords answer -> results[0 .. count): pure, unit-tested.
@@ -157,8 +257,8 @@ int forward_reply_parse(long http_status, const char *body, size_t size,
 int forward_error_parse(const char *body, size_t size, char *type, char *message);
 
 /*
- * sluice_forward_requests_total{result}, sluice_forward_records_total{result} and
- * sluice_forward_reads_total{action,result}.
+ * sluice_forward_requests_total{result}, sluice_forward_records_total{result},
+ * sluice_forward_reads_total{action,result} and sluice_forward_subscriptions_total{result}.
  */
 void forward_render_metrics(struct forward *f, struct metrics_out *out);
 

@@ -107,6 +107,7 @@ struct kinesis_shard {
 	bool cut_queued;         /* Its log close is on the closer thread. */
 	bool cut_here;           /* This node's log copy is closed, at cut_end. */
 	uint64_t cut_end;        /* Last seq of the copy closed here (UINT64_MAX: empty). */
+	uint64_t cut_fenced_epoch;  /* etcd refused its record: deposed in that epoch (0: no). */
 	uint64_t put_generation; /* Grouping of one PutRecords by shard (records.c). */
 	uint32_t put_tail;
 	/* Optional throttling (config shard_throttling): one-second windows. */
@@ -171,6 +172,25 @@ struct kinesis_authz {
 	char action[64];           /* "kinesis:" or "firehose:" + the operation's name. */
 };
 
+/* A SubscribeToShard relayed from a replica holder to its caller (kinesis_forward.c). */
+struct kinesis_relay {
+	struct kinesis *k;
+	struct api_call *call;        /* NULL: the slot is free. */
+	struct forward_stream *st;
+	bool begun;                   /* The caller's stream is open (the holder answered 200). */
+	bool blocked;                 /* The caller's stream refused bytes: wait for WRITABLE. */
+	bool retry;                   /* No pool buffer for them: try again at the next pass. */
+	uint64_t log_id;              /* Its log shard: a refusing holder's next (read_api). */
+	uint32_t holder;              /* The holder tried now (read_api's nth). */
+};
+
+/* A read passed through to a replica holder, waiting for its answer (kinesis_forward.c). */
+struct kinesis_read {
+	struct api_call *call;        /* NULL: the slot is free (or its call dropped). */
+	uint64_t log_id;
+	uint32_t holder;              /* The holder tried now (read_api's nth). */
+};
+
 struct kinesis {
 	struct sluice_config config;
 	struct log *log;
@@ -210,7 +230,9 @@ struct kinesis {
 	struct kinesis_replication repl;  /* Cluster mode's acks (acked NULL: single node). */
 	uint32_t replicating;             /* Pending calls durable here, waiting for replicas. */
 	/* Reads passed through to a replica holder, waiting for its answer (cookie - PENDING_MAX). */
-	struct api_call *read_calls[FORWARD_INFLIGHT_MAX];
+	struct kinesis_read reads[FORWARD_INFLIGHT_MAX];
+	/* SubscribeToShard relayed from a replica holder (kinesis_forward.c); call NULL: free. */
+	struct kinesis_relay relays[FORWARD_STREAMS_MAX];
 	uint64_t autoscale_due_ns;        /* Monotonic; 0 before the first look. */
 	uint32_t closes_pending;          /* Parents queued to it, not yet recorded. */
 	uint32_t cluster_cuts_waiting;    /* Cluster mode: parents whose cut is not in etcd. */

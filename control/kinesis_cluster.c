@@ -358,16 +358,14 @@ kinesis_cluster_follow(struct kinesis *k)
 /* ---- Reshards: the parent's leader cuts it (docs/CLUSTER.md "Resharding in cluster mode") */
 
 /*
- * Whether this node leads the log shard now. The cut is made and recorded only
- * here: every append to the shard happens on its leader, so its log's end is the
- * shard's end.
+ * Whether this node leads the log shard now, and in which epoch. The cut is made
+ * and recorded only here: every append to the shard happens on its leader, so its
+ * log's end is the shard's end.
  */
 static bool
-cluster_leads(struct kinesis *k, uint64_t log_id)
+cluster_leads(struct kinesis *k, uint64_t log_id, uint64_t *epoch_out)
 {
-	uint64_t epoch;
-
-	return k->repl.lead_epoch != NULL && k->repl.lead_epoch(k->repl.ctx, log_id, &epoch) == 0;
+	return k->repl.lead_epoch != NULL && k->repl.lead_epoch(k->repl.ctx, log_id, epoch_out) == 0;
 }
 
 void
@@ -397,10 +395,13 @@ kinesis_cluster_cut_done(struct kinesis *k, uint32_t stream_id, uint32_t index, 
  * The second transaction: records `sh`'s cut once every record up to it is held by
  * the replicas [cluster] acks asks for. Then any in-sync replica that becomes the
  * leader holds the whole parent (the leader-epoch rule), and the end etcd names is
- * one every reader reaches. Returns true while it still waits.
+ * one every reader reaches. The transaction also compares the shard's placement
+ * (this node its leader in `epoch`): a node deposed since it looked records nothing.
+ * Returns true while it still waits.
  */
 static bool
-cluster_cut_record(struct kinesis *k, struct kinesis_stream *s, struct kinesis_shard *sh)
+cluster_cut_record(struct kinesis *k, struct kinesis_stream *s, struct kinesis_shard *sh,
+		   uint64_t epoch)
 {
 	uint64_t acked = 0;
 	int rc;
@@ -409,9 +410,23 @@ cluster_cut_record(struct kinesis *k, struct kinesis_stream *s, struct kinesis_s
 		return true;
 	if (sh->cut_end != UINT64_MAX && acked <= sh->cut_end)
 		return true;
-	rc = metadata_cluster_shard_closed(k->mc, s->name, s->stream_id, sh->index, sh->cut_end);
+	rc = metadata_cluster_shard_closed(k->mc, s->name, s->stream_id, sh->index, sh->cut_end,
+					   k->config.cluster_node_id, epoch);
 	if (rc == -EALREADY) {
 		/* A successor's cut came first: the cache brings its end (kinesis_cluster_follow). */
+		return false;
+	}
+	if (rc == -ESTALE) {
+		/*
+		 * Deposed: its successor records its own end. Not cut or recorded again in
+		 * this epoch (once logged, counted in metadata_cluster_status's cuts_fenced).
+		 */
+		diag_warn("kinesis", "stream %s: shard %u: its cut at %llu is not recorded: the "
+			  "placement no longer names this node its leader in epoch %llu",
+			  s->name, sh->index, (unsigned long long)sh->cut_end,
+			  (unsigned long long)epoch);
+		sh->cut_fenced_epoch = epoch;
+		sh->cut_here = false;
 		return false;
 	}
 	if (rc != 0) {
@@ -444,13 +459,15 @@ kinesis_cluster_closes(struct kinesis *k)
 		for (uint32_t j = 0; s->used && s->status != KINESIS_DELETING && j < s->shard_count;
 		     j++) {
 			struct kinesis_shard *sh = &s->shards[j];
+			uint64_t epoch = 0;
 			bool leads;
 
 			/* Recorded ones (a new leader's fence) are looked at on the slower pace. */
 			if (!sh->closed || sh->cut_queued || (sh->cut_here && !sh->close_pending) ||
 			    (!sh->close_pending && (!full || sh->seq_end == UINT64_MAX)))
 				continue;
-			leads = cluster_leads(k, sh->log_id);
+			/* Deposed in this epoch (its record refused): until it leads anew. */
+			leads = cluster_leads(k, sh->log_id, &epoch) && epoch != sh->cut_fenced_epoch;
 			if (!leads) {
 				/*
 				 * A handshake may cut this copy's tail: cut again when leading again.
@@ -465,7 +482,7 @@ kinesis_cluster_closes(struct kinesis *k)
 				waiting += sh->close_pending;
 				continue;
 			}
-			waiting += cluster_cut_record(k, s, sh);
+			waiting += cluster_cut_record(k, s, sh, epoch);
 		}
 	}
 	return waiting;

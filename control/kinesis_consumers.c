@@ -55,7 +55,7 @@ const char *const kinesis_starting_position_types[] = {
 	NULL,
 };
 
-static const char kinesis_eventstream_type[] = "application/vnd.amazon.eventstream";
+const char kinesis_eventstream_type[] = "application/vnd.amazon.eventstream";
 
 /*
  * The one event being built: an event of the largest record (10 MiB of data,
@@ -1016,7 +1016,7 @@ kinesis_subscribe_to_shard(struct kinesis_req *r)
 		return;
 	}
 	if (kinesis_forward_read(r, FORWARD_READ_SUBSCRIBE, s->shards[index].log_id))
-		return;  /* Refused: not passed through yet (docs/CLUSTER.md "Forwarding reads"). */
+		return;  /* Relayed from a holder, or refused (docs/CLUSTER.md "Forwarding reads"). */
 	sub = kinesis_subscription_slot(k, c, s, index, &in_use);
 	if (in_use) {
 		kinesis_error(r->call, "ResourceInUseException", "Another active subscription "

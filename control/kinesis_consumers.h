@@ -31,6 +31,8 @@
 #define KINESIS_LIST_CONSUMERS_MAX 10000
 
 extern const char *const kinesis_starting_position_types[];
+/* SubscribeToShard's streaming answer's Content-Type (its own, and a relayed one's). */
+extern const char kinesis_eventstream_type[];
 
 #define KV_CONSUMER_NAME(not_null_) \
 	KV_STR("ConsumerName", not_null_, KV_PATTERN_NAME, 1, KINESIS_CONSUMER_NAME_SIZE_MAX)

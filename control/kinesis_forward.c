@@ -9,7 +9,20 @@
  * Reads (GetShardIterator, GetRecords) of a shard this node holds no replica of
  * are passed through to a node that holds one: the caller's body as it came,
  * the holder's answer (or error) as it came back (docs/CLUSTER.md "Forwarding
- * reads"). The call waits in k->read_calls, one slot per forwarder job.
+ * reads"). The call waits in k->reads, one slot per forwarder job. A holder that
+ * refuses the connection (nothing sent) passes the read on to the next holder (the
+ * leader, then the in-sync followers), each once; only when none connects does the
+ * call fail ServiceUnavailable. A relay's holder is chosen the same way.
+ *
+ * SubscribeToShard there is relayed: the forwarder opens it on a holder
+ * (forward_stream_*), and its event-stream bytes, opaque, go into the caller's own
+ * streaming answer (HTTP/2 or chunked HTTP/1.1; a CBOR caller's request goes on in
+ * CBOR, so the holder's events are CBOR too). A relay in k->relays pumps at every
+ * poll: the holder's head decides between a stream (200) and its error passed on;
+ * bytes go while the caller's stream takes them (refused: WRITABLE resumes it, and
+ * the holder's transfer pauses behind a full ring); the holder's end, a broken or
+ * silent connection end the caller's stream once what came is written; the caller
+ * leaving cancels the holder's transfer.
  */
 #include <assert.h>
 #include <errno.h>
@@ -18,6 +31,7 @@
 #include "common/hashkey.h"
 #include "control/forward.h"
 #include "control/kinesis.h"
+#include "control/server_cbor.h"
 
 void
 kinesis_forward_plan_init(struct kinesis *k, struct kinesis_forward_plan *plan,
@@ -102,6 +116,197 @@ kinesis_forward_unreachable(struct api_call *call)
 		       "from this node; retry.");
 }
 
+/*
+ * The holder after `*holder` for a read of `log_id` whose holder refused it: true with
+ * its address, or false when none is left (read_api's list is the leader and the
+ * in-sync followers, each once: the tries end with it).
+ */
+static bool
+kinesis_forward_next_holder(struct kinesis *k, uint64_t log_id, uint32_t *holder, char *addr)
+{
+	if (k->repl.read_api == NULL)
+		return false;
+	++*holder;
+	return k->repl.read_api(k->repl.ctx, log_id, *holder, addr,
+				KINESIS_FORWARD_ADDR_SIZE) == 0;
+}
+
+/* ---- SubscribeToShard relayed from a holder ---------------------------------------- */
+
+static void kinesis_relay_pump(struct kinesis_relay *rl);
+
+static void
+kinesis_relay_free(struct kinesis_relay *rl)
+{
+	forward_stream_put(rl->k->repl.forward, rl->st);
+	rl->call = NULL;
+	rl->st = NULL;
+}
+
+/* Ends the caller's stream (what was written still goes out), counted as `result`. */
+static void
+kinesis_relay_end(struct kinesis_relay *rl, enum forward_stream_result result)
+{
+	api_call_stream_end(rl->call);
+	forward_stream_count(rl->k->repl.forward, result);
+	kinesis_relay_free(rl);
+}
+
+static void
+kinesis_relay_event(void *ctx, enum api_stream_event event)
+{
+	struct kinesis_relay *rl = ctx;
+
+	assert(rl->call != NULL);
+	if (event == API_STREAM_GONE) {
+		kinesis_relay_end(rl, FORWARD_STREAM_CALLER);
+		return;
+	}
+	rl->blocked = false;
+	kinesis_relay_pump(rl);
+}
+
+/* No stream: the holder's error answer passed on (a CBOR one read as JSON), or ours. */
+static void
+kinesis_relay_refused(struct kinesis_relay *rl, const struct forward_stream_state *st)
+{
+	char type[FORWARD_ERROR_TYPE_SIZE];
+	char message[FORWARD_ERROR_MESSAGE_SIZE];
+	char text[FORWARD_ERROR_TYPE_SIZE + FORWARD_ERROR_MESSAGE_SIZE + 64];
+	struct api_out json = { .data = text, .capacity = sizeof(text),
+				.capacity_max = sizeof(text) };
+	const char *why;
+
+	if (st->status == 0 && st->outcome == FORWARD_REFUSED) {
+		kinesis_forward_unreachable(rl->call);
+		return;
+	}
+	if (st->status == 0 || st->outcome != FORWARD_OK) {
+		kinesis_internal_error(rl->call);  /* Broken before its answer: safe to retry. */
+		return;
+	}
+	if (!api_call_is_cbor(rl->call))
+		api_out_append(&json, st->data, st->size);
+	else if (server_cbor_request_to_json(st->data, st->size, &json, &why) != 0)
+		json.size = 0;
+	if (!json.overflow && forward_error_parse(json.data, json.size, type, message) == 0)
+		api_call_error(rl->call, (int)st->status, type, "%s", message);
+	else
+		kinesis_internal_error(rl->call);
+}
+
+/* The holder's bytes into the caller's stream while it takes them; its end after them. */
+static void
+kinesis_relay_pump(struct kinesis_relay *rl)
+{
+	struct forward *f = rl->k->repl.forward;
+	struct forward_stream_state st;
+
+	char addr[KINESIS_FORWARD_ADDR_SIZE];
+
+	forward_stream_look(f, rl->st, &st);
+	if (!rl->begun) {
+		if (st.status == 0 && st.finished && st.outcome == FORWARD_REFUSED &&
+		    kinesis_forward_next_holder(rl->k, rl->log_id, &rl->holder, addr)) {
+			forward_stream_resubmit(f, rl->st, addr);
+			return;
+		}
+		if (st.status != 200) {
+			if (st.finished) {
+				kinesis_relay_refused(rl, &st);
+				kinesis_relay_free(rl);
+			}
+			return;
+		}
+		if (api_call_stream_begin(rl->call, kinesis_eventstream_type, kinesis_relay_event,
+					  rl) != 0) {
+			kinesis_relay_free(rl);  /* The client left: the call is finished. */
+			return;
+		}
+		rl->begun = true;
+		forward_stream_count(f, FORWARD_STREAM_STARTED);
+	}
+	while (st.size > 0) {
+		size_t n = st.size < API_STREAM_PENDING_MAX ? st.size : API_STREAM_PENDING_MAX;
+		int rc = api_call_stream_write(rl->call, st.data, n);
+
+		if (rc == -EPIPE)
+			return;  /* GONE follows and ends it. */
+		rl->blocked = rc == -EAGAIN;
+		rl->retry = rc == -ENOBUFS;
+		if (rc != 0)
+			return;
+		forward_stream_consume(f, rl->st, n);
+		forward_stream_look(f, rl->st, &st);
+	}
+	if (st.finished)
+		kinesis_relay_end(rl, st.outcome == FORWARD_OK ? FORWARD_STREAM_HOLDER :
+				  st.silent ? FORWARD_STREAM_SILENT : FORWARD_STREAM_FAILED);
+}
+
+/* Opens the relay of SubscribeToShard `r` of `log_id` on its first holder, at `addr`. */
+static void
+kinesis_forward_relay(struct kinesis_req *r, uint64_t log_id, const char *addr)
+{
+	struct kinesis *k = r->k;
+	struct kinesis_relay *rl = NULL;
+	struct forward_stream *st;
+	struct api_out *body;
+	bool cbor = api_call_is_cbor(r->call);
+	int rc = 0;
+
+	for (uint32_t i = 0; i < FORWARD_STREAMS_MAX && rl == NULL; i++)
+		if (k->relays[i].call == NULL)
+			rl = &k->relays[i];
+	st = forward_stream_get(k->repl.forward, addr,
+				r->req->access_key_id != NULL ? r->req->access_key_id : "",
+				cbor ? FORWARD_CONTENT_TYPE_CBOR : FORWARD_CONTENT_TYPE,
+				r->req->target, r->req->target_size);
+	if (st == NULL) {
+		kinesis_error(r->call, "LimitExceededException", "This node relays at most %u "
+			      "subscriptions from replica holders at once; retry, or subscribe on a "
+			      "node holding a replica of the shard.", FORWARD_STREAMS_MAX);
+		return;
+	}
+	/* Relays never outnumber the forwarder's slots held: a slot was free, so is a relay. */
+	assert(rl != NULL);
+	body = forward_stream_body(st);
+	if (cbor)
+		rc = server_cbor_answer_from_json((const char *)r->req->body, r->req->body_size,
+						  body);
+	else
+		api_out_append(body, r->req->body, r->req->body_size);
+	if (rc != 0 || body->overflow) {
+		forward_stream_put(k->repl.forward, st);
+		kinesis_error(r->call, "InvalidArgumentException", "The request is too large to "
+			      "pass on to a replica holder.");
+		return;
+	}
+	*rl = (struct kinesis_relay){ .k = k, .call = r->call, .st = st, .log_id = log_id };
+	forward_stream_submit(k->repl.forward, st);
+}
+
+/* Relayed subscriptions: their holders' bytes to their callers (not waiting for WRITABLE). */
+static void
+kinesis_forward_relays_poll(struct kinesis *k)
+{
+	for (uint32_t i = 0; i < FORWARD_STREAMS_MAX; i++) {
+		struct kinesis_relay *rl = &k->relays[i];
+
+		if (rl->call != NULL && !rl->blocked)
+			kinesis_relay_pump(rl);
+	}
+}
+
+bool
+kinesis_forward_relays_retry(const struct kinesis *k)
+{
+	for (uint32_t i = 0; i < FORWARD_STREAMS_MAX; i++)
+		if (k->relays[i].call != NULL && k->relays[i].retry)
+			return true;
+	return false;
+}
+
 bool
 kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t log_id)
 {
@@ -113,16 +318,9 @@ kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t l
 
 	if (k->repl.read_api == NULL || k->repl.forward == NULL)
 		return false;
-	rc = k->repl.read_api(k->repl.ctx, log_id, addr, sizeof(addr));
+	rc = k->repl.read_api(k->repl.ctx, log_id, 0, addr, sizeof(addr));
 	if (rc == -ENOENT)
 		return false;
-	if (action == FORWARD_READ_SUBSCRIBE) {
-		forward_read_refused(k->repl.forward, action);
-		kinesis_error(r->call, "InvalidArgumentException", "SubscribeToShard is not yet "
-			      "supported for a shard this node holds no replica of; connect to a "
-			      "replica holder.");
-		return true;
-	}
 	if (r->req->body_size > FORWARD_BODY_SIZE_MAX) {
 		kinesis_error(r->call, "InvalidArgumentException", "The request is too large to "
 			      "pass on to a replica holder.");
@@ -135,7 +333,11 @@ kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t l
 		kinesis_forward_unreachable(r->call);
 		return true;
 	}
-	while (slot < FORWARD_INFLIGHT_MAX && k->read_calls[slot] != NULL)
+	if (action == FORWARD_READ_SUBSCRIBE) {
+		kinesis_forward_relay(r, log_id, addr);
+		return true;
+	}
+	while (slot < FORWARD_INFLIGHT_MAX && k->reads[slot].call != NULL)
 		slot++;
 	job = forward_job_get_read(k->repl.forward, action, r->req->target, r->req->target_size,
 				   r->req->body, r->req->body_size, addr,
@@ -148,25 +350,35 @@ kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t l
 	}
 	/* Read calls never outnumber the jobs in use: a job was free, so was a slot. */
 	assert(slot < FORWARD_INFLIGHT_MAX);
-	k->read_calls[slot] = r->call;
+	k->reads[slot] = (struct kinesis_read){ .call = r->call, .log_id = log_id };
 	forward_job_submit(k->repl.forward, job);
 	return true;
 }
 
-/* The holder's answer to a passed-through read, to its caller as it came. */
-static void
+/*
+ * The holder's answer to a passed-through read, to its caller as it came; true when
+ * it was refused and went on to the next holder (the job stays in flight).
+ */
+static bool
 kinesis_forward_read_done(struct kinesis *k, struct forward_job *job, uint32_t slot)
 {
-	struct api_call *call = k->read_calls[slot];
+	struct kinesis_read *rd = &k->reads[slot];
+	struct api_call *call = rd->call;
+	char addr[KINESIS_FORWARD_ADDR_SIZE];
 	char type[FORWARD_ERROR_TYPE_SIZE];
 	char message[FORWARD_ERROR_MESSAGE_SIZE];
 	const char *body;
 	size_t size;
 	long status = forward_job_reply(job, &body, &size);
 
-	k->read_calls[slot] = NULL;
+	if (call != NULL && forward_job_outcome(job) == FORWARD_REFUSED &&
+	    kinesis_forward_next_holder(k, rd->log_id, &rd->holder, addr)) {
+		forward_job_resubmit(k->repl.forward, job, addr);
+		return true;
+	}
+	rd->call = NULL;
 	if (call == NULL)
-		return;  /* Dropped by kinesis_drain. */
+		return false;  /* Dropped by kinesis_drain. */
 	if (forward_job_outcome(job) == FORWARD_REFUSED) {
 		kinesis_forward_unreachable(call);
 	} else if (forward_job_outcome(job) != FORWARD_OK) {
@@ -184,6 +396,7 @@ kinesis_forward_read_done(struct kinesis *k, struct forward_job *job, uint32_t s
 	} else {
 		kinesis_internal_error(call);
 	}
+	return false;
 }
 
 /* The leader's answer for one record -> its result (ShardId and number from the leader). */
@@ -215,8 +428,9 @@ kinesis_forward_poll(struct kinesis *k)
 
 		if (slot >= KINESIS_PENDING_MAX) {
 			assert(slot - KINESIS_PENDING_MAX < FORWARD_INFLIGHT_MAX);
-			kinesis_forward_read_done(k, done[i], (uint32_t)(slot - KINESIS_PENDING_MAX));
-			forward_job_put(k->repl.forward, done[i]);
+			if (!kinesis_forward_read_done(k, done[i],
+						       (uint32_t)(slot - KINESIS_PENDING_MAX)))
+				forward_job_put(k->repl.forward, done[i]);
 			continue;
 		}
 		p = &k->pending[slot];
@@ -231,4 +445,5 @@ kinesis_forward_poll(struct kinesis *k)
 		if (--p->forwards_left == 0 && p->batches_left == 0)
 			kinesis_pending_durable(k, p);
 	}
+	kinesis_forward_relays_poll(k);
 }

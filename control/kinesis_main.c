@@ -116,6 +116,7 @@ kinesis_stream_adopt(struct kinesis *k, const struct metadata_stream *ms)
 	s = kinesis_stream_by_id(k, ms->stream_id);
 	if (rc == 0 && s != NULL) {
 		kinesis_stream_index(s);
+		kinesis_reshard_loaded(k, s);
 		rc = kinesis_log_retention(k, s->stream_id, s->retention_hours);
 	}
 	return rc;
@@ -303,9 +304,13 @@ kinesis_open_cluster(const struct sluice_config *config, struct log *log,
 	     metadata_secret(k->md, k->secret, sizeof(k->secret));
 	if (rc == 0)
 		rc = metadata_load(k->md, kinesis_load_stream, kinesis_load_shard, k);
-	for (uint32_t i = 0; rc == 0 && i < SLUICE_STREAMS_MAX; i++)
-		if (k->streams[i].used)
-			kinesis_stream_index(&k->streams[i]);
+	for (uint32_t i = 0; rc == 0 && i < SLUICE_STREAMS_MAX; i++) {
+		if (!k->streams[i].used)
+			continue;
+		kinesis_stream_index(&k->streams[i]);
+		if (k->mc != NULL)  /* Single-node: kinesis_reconcile closes them first. */
+			kinesis_reshard_loaded(k, &k->streams[i]);
+	}
 	if (rc == 0)
 		rc = kinesis_reconcile(k);
 	if (rc == 0)
@@ -358,7 +363,9 @@ kinesis_drain(struct kinesis *k)
 	}
 	k->replicating = 0;
 	/* Reads waiting for a holder's answer (the forwarder is closed): no reply either. */
-	memset(k->read_calls, 0, sizeof(k->read_calls));
+	memset(k->reads, 0, sizeof(k->reads));
+	/* Relayed subscriptions' calls belong to the server, closed before us: forgotten. */
+	memset(k->relays, 0, sizeof(k->relays));
 	for (int i = 0; i < 5000 && k->pending_count > 0; i++) {
 		struct log_completion done[64];
 		uint32_t n = log_completions_poll(k->producer, done, 64);
@@ -507,7 +514,7 @@ kinesis_poll_timeout_ms(const struct kinesis *k, uint64_t now_ns)
 		if (k->streams[i].used && k->streams[i].status_due_ns != 0)
 			due = min_u64(due, k->streams[i].status_due_ns);
 	/* Completions wake us through the event fd; a short tick is a safety net. */
-	if (k->pending_count > 0)
+	if (k->pending_count > 0 || kinesis_forward_relays_retry(k))
 		due = min_u64(due, mono + 10000000u);
 	if (k->config.autoscale_window_s != 0)
 		due = min_u64(due, k->autoscale_due_ns);

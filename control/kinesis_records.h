@@ -226,7 +226,9 @@ bool kinesis_forward_take(struct kinesis *k, struct kinesis_forward_plan *plan,
 /* Sends the plan's requests: p->forwards_left of them. */
 void kinesis_forward_send(struct kinesis *k, struct kinesis_forward_plan *plan,
 			  struct kinesis_pending *p);
-/* Answers from leaders -> the calls' results (kinesis_put_poll). */
+/* Answers from leaders -> the calls' results, relays pumped (kinesis_put_poll). */
 void kinesis_forward_poll(struct kinesis *k);
+/* A relay waits for a pool buffer: poll again soon. */
+bool kinesis_forward_relays_retry(const struct kinesis *k);
 
 #endif /* SLUICE_CONTROL_KINESIS_RECORDS_H */

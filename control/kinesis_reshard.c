@@ -655,6 +655,19 @@ kinesis_stream_closing(const struct kinesis_stream *s)
 	return false;
 }
 
+/* An ACTIVE stream with a parent's close unrecorded turns UPDATING until it is. */
+static bool
+kinesis_reshard_hold(struct kinesis *k, struct kinesis_stream *s)
+{
+	if (s->status != KINESIS_ACTIVE || !kinesis_stream_closing(s))
+		return false;
+	s->status = KINESIS_UPDATING;
+	s->status_next = KINESIS_ACTIVE;
+	s->status_due_ns = clock_mono_ns();
+	k->transitions++;
+	return true;
+}
+
 void
 kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s)
 {
@@ -662,13 +675,14 @@ kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s)
 
 	kinesis_status_schedule(k, s, KINESIS_UPDATING, KINESIS_ACTIVE);
 	/* Without a delay: UPDATING still, until the parents' closes are recorded. */
-	if (s->status == KINESIS_ACTIVE && kinesis_stream_closing(s)) {
-		s->status = KINESIS_UPDATING;
+	if (kinesis_reshard_hold(k, s))
 		s->shards_shown = shown;  /* The children show once ACTIVE. */
-		s->status_next = KINESIS_ACTIVE;
-		s->status_due_ns = clock_mono_ns();
-		k->transitions++;
-	}
+}
+
+void
+kinesis_reshard_loaded(struct kinesis *k, struct kinesis_stream *s)
+{
+	kinesis_reshard_hold(k, s);
 }
 
 /* ---- Shared checks ---------------------------------------------------------- */

@@ -147,6 +147,12 @@ bool kinesis_stream_closing(const struct kinesis_stream *s);
  * passed and every parent's close is recorded (as AWS: UPDATING until done).
  */
 void kinesis_reshard_status(struct kinesis *k, struct kinesis_stream *s);
+/*
+ * Cluster mode: a stream loaded (at start, or adopted) while a parent's close is not
+ * recorded yet, resharded through another node, shows UPDATING until it is, as on that
+ * node: a second reshard through this one waits for the first.
+ */
+void kinesis_reshard_loaded(struct kinesis *k, struct kinesis_stream *s);
 
 /* Queues one shard's log close to the closer thread (cluster mode: the leader's cut). */
 int kinesis_closer_push(struct kinesis *k, const struct kinesis_stream *s, uint32_t index);

@@ -258,9 +258,9 @@ sluiced_cluster_leader_api(void *ctx, uint64_t log_id, char *addr, size_t size)
 }
 
 static int
-sluiced_cluster_read_api(void *ctx, uint64_t log_id, char *addr, size_t size)
+sluiced_cluster_read_api(void *ctx, uint64_t log_id, uint32_t nth, char *addr, size_t size)
 {
-	return cluster_node_read_api(ctx, log_id, addr, size);
+	return cluster_node_read_api(ctx, log_id, nth, addr, size);
 }
 
 static int

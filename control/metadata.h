@@ -328,6 +328,7 @@ struct metadata_cluster_status {
 	uint64_t rereads;          /* Full reads (start, compaction, a watch that ended). */
 	uint64_t applied;          /* Stream and consumer keys applied. */
 	uint64_t bad_keys;         /* Unreadable keys skipped. */
+	uint64_t cuts_fenced;      /* Cut records refused: the placement names another leader. */
 	int last_error;
 };
 
@@ -382,10 +383,14 @@ int metadata_cluster_reshard(struct metadata_cluster *mc, const char *name, uint
 			     const struct metadata_shard *added, size_t added_count);
 /*
  * The parent's leader records its cut: shard `index` "closing" -> "closed" at seq_end
- * (the second transaction). 0 also when it is closed at that seq_end already;
- * -EALREADY: closed at another seq_end (a successor's cut came first); -EINVAL: open.
+ * (the second transaction), in the same transaction as a compare on the shard's
+ * placement key, which must name `node_id` as its leader in `epoch`. 0 also when it is
+ * closed at that seq_end already; -EALREADY: closed at another seq_end (a successor's
+ * cut came first); -EINVAL: open; -ESTALE: the placement names another leader or epoch
+ * (this node was deposed: nothing written, counted in cuts_fenced).
  */
 int metadata_cluster_shard_closed(struct metadata_cluster *mc, const char *name,
-				  uint32_t stream_id, uint32_t index, uint64_t seq_end);
+				  uint32_t stream_id, uint32_t index, uint64_t seq_end,
+				  uint32_t node_id, uint64_t epoch);
 
 #endif /* SLUICE_CONTROL_METADATA_H */

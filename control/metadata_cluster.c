@@ -924,14 +924,31 @@ metadata_cluster_wait(struct metadata_cluster *mc, int64_t revision)
 typedef int mc_modify_fn(struct cluster_stream *s, const void *arg);
 #define MC_UNCHANGED 1
 
+/* A write only a shard's leader in one epoch may make (the cut's record). */
+struct mc_lead {
+	uint32_t shard;
+	uint32_t node_id;
+	uint64_t epoch;
+};
+
+/* A lost compare-and-swap is redone on fresh state (-EBUSY: the loop's "again"). */
+static int
+cas_result(int rc)
+{
+	return rc == -ESTALE ? -EBUSY : rc;
+}
+
 /*
  * Read, modify, compare-and-swap (modify NULL: delete the stream and its
- * consumers); redone on fresh state when another writer came first.
+ * consumers); redone on fresh state when another writer came first. With `lead`,
+ * the write also compares the shard's placement key, which must name lead->node_id
+ * as leader in lead->epoch: -ESTALE when it does not (nothing written).
  */
 static int
-update_stream(struct metadata_cluster *mc, const char *name, mc_modify_fn *modify,
-	      const void *arg)
+update_stream_led(struct metadata_cluster *mc, const char *name, const struct mc_lead *lead,
+		  mc_modify_fn *modify, const void *arg)
 {
+	struct cluster_fence fence;
 	struct cluster_stream s;
 	int64_t revision = 0;
 	int rc = -EBUSY;
@@ -940,13 +957,18 @@ update_stream(struct metadata_cluster *mc, const char *name, mc_modify_fn *modif
 	for (uint32_t i = 0; i < CLUSTER_STREAM_CAS_TRIES && rc == -EBUSY; i++) {
 		rc = cluster_stream_get(mc->write_client, mc->cluster, name, &s);
 		if (rc == 0 && modify == NULL)
-			rc = cluster_stream_delete(mc->write_client, mc->cluster, &s, &revision);
+			rc = cas_result(cluster_stream_delete(mc->write_client, mc->cluster, &s,
+							      &revision));
 		else if (rc == 0)
 			rc = modify(&s, arg);
+		/* Read after the stream: a placement moved since fails the put's compare. */
+		if (rc == 0 && modify != NULL && lead != NULL)
+			rc = cluster_placement_lead_fence(mc->write_client, mc->cluster, name,
+							  lead->shard, s.stream_id, lead->node_id,
+							  (int64_t)lead->epoch, &fence);
 		if (rc == 0 && modify != NULL)
-			rc = cluster_stream_put(mc->write_client, mc->cluster, &s, &revision);
-		if (rc == -ESTALE)
-			rc = -EBUSY;
+			rc = cas_result(cluster_stream_put(mc->write_client, mc->cluster, &s,
+							   lead != NULL ? &fence : NULL, &revision));
 		cluster_stream_free(&s);
 	}
 	pthread_mutex_unlock(&mc->write_lock);
@@ -954,6 +976,13 @@ update_stream(struct metadata_cluster *mc, const char *name, mc_modify_fn *modif
 	if (rc == MC_UNCHANGED)
 		return 0;
 	return rc == 0 ? metadata_cluster_wait(mc, revision) : rc;
+}
+
+static int
+update_stream(struct metadata_cluster *mc, const char *name, mc_modify_fn *modify,
+	      const void *arg)
+{
+	return update_stream_led(mc, name, NULL, modify, arg);
 }
 
 /* The record's tags and policy from the caller's (copies: the record frees them). */
@@ -1204,11 +1233,18 @@ modify_closed(struct cluster_stream *s, const void *arg)
 
 int
 metadata_cluster_shard_closed(struct metadata_cluster *mc, const char *name, uint32_t stream_id,
-			      uint32_t index, uint64_t seq_end)
+			      uint32_t index, uint64_t seq_end, uint32_t node_id, uint64_t epoch)
 {
 	struct mc_close c = { .stream_id = stream_id, .index = index, .seq_end = seq_end };
+	struct mc_lead lead = { .shard = index, .node_id = node_id, .epoch = epoch };
+	int rc = update_stream_led(mc, name, &lead, modify_closed, &c);
 
-	return update_stream(mc, name, modify_closed, &c);
+	if (rc == -ESTALE) {
+		pthread_mutex_lock(&mc->lock);
+		mc->status.cuts_fenced++;
+		pthread_mutex_unlock(&mc->lock);
+	}
+	return rc;
 }
 
 /* ---- Tags and policies: of the stream (its record) or of a consumer (its key) ---------- */

@@ -427,6 +427,24 @@ int log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint
  */
 int log_shard_truncate_keep(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
 			    uint64_t *seq_end_out);
+/*
+ * Kafka's log start offset, for a follower whose end is at or below its leader's first
+ * retained record `seq` (the leader's trim horizon: what lies below expired there).
+ * Once every batch the writer took for the shard is durable, the shard starts at `seq`:
+ * what it holds is dropped as retention drops it (log_read below `seq`: -ERANGE), its
+ * next sequence number is `seq` (log_batch_submit_at continues there), and its epoch
+ * history and cut are forgotten (they describe records below `seq`; the leader's
+ * APPENDs record the epochs from `seq` on). The promise stays, and so does a kept
+ * range (log_shard_truncate_keep) ending above `seq`: no lead without those records.
+ * Stored before the call returns (appends meanwhile: -EAGAIN): log.meta (the horizon),
+ * then log.epochs. A crash before the first leaves the shard as it was; between the two, it
+ * starts at `seq` with its old history, and starting at `seq` again clears it.
+ * *seq_end_out: the shard's end, `seq`. A shard ending above `seq` is left alone
+ * (*seq_end_out: its end). -ESTALE, changing nothing, once the shard promised an epoch
+ * newer than `epoch` (LOG_EPOCH_NONE: not checked); -EPIPE for a closed shard.
+ */
+int log_shard_start_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
+		       uint64_t *seq_end_out);
 /* Gives up a log_shard_truncate_keep's re-append: the shard ends where it is. */
 void log_shard_keep_abandon(struct log *log, uint64_t shard_id);
 /*

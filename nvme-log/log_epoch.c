@@ -464,6 +464,55 @@ truncate_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
 		__atomic_store_n(&shard->keep_end, req->seq, __ATOMIC_RELEASE);
 }
 
+/* True when the shard remembers no epoch, no cut and no kept range up to `seq`. */
+static bool
+repl_empty(const struct log_shard_repl *repl, uint64_t seq)
+{
+	return repl == NULL || (repl->epoch_count == 0 && repl->trunc_count == 0 &&
+				repl->kept_end <= seq);
+}
+
+/*
+ * Under index_lock: log_shard_start_at's change, once nothing of the shard is in flight.
+ * A shard ending above `seq` is left alone. Otherwise it forgets what it holds, as
+ * retention would, and starts empty at `seq`: like recovery from log.meta with that
+ * horizon, it keeps no summary and no bad range below it (the old batches' index
+ * entries stay with their segments, below the horizon: never read, never replayed).
+ * Its epoch history and cut describe only records below the horizon: they go too (as
+ * Kafka's truncateFullyAndStartAt clears its leader-epoch cache); the promise stays,
+ * and so does a kept range reaching above the horizon (those records are not back).
+ */
+static void
+start_cut(struct log *log, struct log_shard *shard, struct log_ctl *req)
+{
+	(void)log;
+	__atomic_store_n(&shard->keep_end, 0, __ATOMIC_RELEASE);
+	req->seq_end = shard->seq_durable;
+	if (req->epoch != LOG_EPOCH_NONE && shard->repl != NULL &&
+	    shard->repl->promised > req->epoch) {
+		req->err = -ESTALE;
+		return;
+	}
+	if (req->seq < shard->seq_durable ||
+	    (req->seq == shard->seq_trim && req->seq == shard->seq_durable &&
+	     repl_empty(shard->repl, req->seq)))
+		return;
+	shard->seg_count = 0;
+	shard->bad_count = 0;
+	shard->seq_trim = req->seq;
+	shard->seq_durable = req->seq;
+	shard->seq_next = req->seq;
+	if (shard->repl != NULL) {
+		shard->repl->epoch_count = 0;
+		shard->repl->trunc_count = 0;
+		/* Kept records the shard lacks above `seq`: still no lead without them. */
+		if (shard->repl->kept_end <= req->seq)
+			shard->repl->kept_end = 0;
+	}
+	req->seq_end = req->seq;
+	req->hold = true;
+}
+
 /*
  * Another cut's work on the shard is under way: its log.epochs not stored yet
  * (trunc_hold), or the records it split from a batch not durable again yet. A
@@ -497,7 +546,7 @@ log_ctl_truncate_step(struct log *log, struct log_ctl *req)
 	 * epochs and cuts of a tail that was never acknowledged go on (docs/CLUSTER.md
 	 * "Resharding"). A cut that re-appends records (keep) would append: refused.
 	 */
-	if (shard->deleted || (shard->closed && req->keep)) {
+	if (shard->deleted || (shard->closed && (req->keep || req->start))) {
 		req->err = shard->deleted ? -ENOENT : -EPIPE;
 		return true;
 	}
@@ -514,7 +563,10 @@ log_ctl_truncate_step(struct log *log, struct log_ctl *req)
 	if (shard->seq_durable != shard->seq_next)
 		return false;
 	pthread_mutex_lock(&log->index_lock);
-	truncate_cut(log, shard, req);
+	if (req->start)
+		start_cut(log, shard, req);
+	else
+		truncate_cut(log, shard, req);
 	if (!req->hold)
 		__atomic_store_n(&shard->trunc_hold, false, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&log->index_lock);
@@ -534,21 +586,25 @@ log_shard_settle(struct log *log, uint64_t shard_id, uint64_t *seq_end_out)
 	return log_shard_truncate_in(log, shard_id, UINT64_MAX - 1, LOG_EPOCH_NONE, seq_end_out);
 }
 
+/*
+ * Runs a cut (or a start, req->start) in the writer, then makes it durable: log.epochs,
+ * after log.meta (the trim horizon) for a start. Until then the shard refuses appends
+ * (trunc_hold): a batch durable before its start's horizon would be replayed as a gap.
+ */
 static int
-truncate_run(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch, bool keep,
-	     uint64_t *seq_end_out)
+truncate_run(struct log *log, struct log_ctl *req, uint64_t *seq_end_out)
 {
-	struct log_ctl req = { .kind = LOG_CTL_SHARD_TRUNCATE, .id = shard_id,
-			       .seq = min_u64(seq, UINT64_MAX - 1), .epoch = epoch, .keep = keep };
 	struct log_shard *shard;
 	bool closed;
 	int err;
 
 	if (log->config.read_only)
 		return -EROFS;
-	err = log_ctl_run(log, &req);
-	*seq_end_out = req.seq_end;
-	if (err != 0 || !req.hold)
+	req->kind = LOG_CTL_SHARD_TRUNCATE;
+	req->seq = min_u64(req->seq, UINT64_MAX - 1);
+	err = log_ctl_run(log, req);
+	*seq_end_out = req->seq_end;
+	if (err != 0 || !req->hold)
 		return err;
 	/*
 	 * A closed shard's end is in log.meta too (recovery takes a shorter replay as lost
@@ -556,15 +612,17 @@ truncate_run(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch, b
 	 * the next handshake cuts again, never a hole.
 	 */
 	pthread_mutex_lock(&log->index_lock);
-	shard = log_shard_find(log, shard_id);
+	shard = log_shard_find(log, req->id);
 	closed = shard != NULL && shard->closed;
 	pthread_mutex_unlock(&log->index_lock);
-	if (closed)
+	/* A start's horizon first: a crash before its log.epochs leaves a history that
+	 * ends at or below it, which the next handshake clears by starting again. */
+	if (closed || req->start)
 		err = log_meta_store(log);
 	if (err == 0)
 		err = log_epochs_store(log);
 	pthread_mutex_lock(&log->index_lock);
-	shard = log_shard_find(log, shard_id);
+	shard = log_shard_find(log, req->id);
 	if (err != 0) {
 		/* Appends stay refused: the cut is not durable. Others' cuts fail, not wait. */
 		__atomic_store_n(&shard->trunc_stuck, true, __ATOMIC_RELAXED);
@@ -576,8 +634,8 @@ truncate_run(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch, b
 	log_writer_doorbell(log); /* Requests waiting for this cut (truncate_busy) go on. */
 	if (err != 0)
 		return err;
-	diag_info("log", "%s: shard %" PRIx64 ": tail cut at seq %" PRIu64, log->dir_path,
-		  shard_id, req.seq_end);
+	diag_info("log", "%s: shard %" PRIx64 ": %s at seq %" PRIu64, log->dir_path, req->id,
+		  req->start ? "starts" : "tail cut", req->seq_end);
 	return 0;
 }
 
@@ -585,14 +643,29 @@ int
 log_shard_truncate_in(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
 		      uint64_t *seq_end_out)
 {
-	return truncate_run(log, shard_id, seq, epoch, false, seq_end_out);
+	struct log_ctl req = { .id = shard_id, .seq = seq, .epoch = epoch };
+
+	return truncate_run(log, &req, seq_end_out);
 }
 
 int
 log_shard_truncate_keep(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
 			uint64_t *seq_end_out)
 {
-	return truncate_run(log, shard_id, seq, epoch, true, seq_end_out);
+	struct log_ctl req = { .id = shard_id, .seq = seq, .epoch = epoch, .keep = true };
+
+	return truncate_run(log, &req, seq_end_out);
+}
+
+int
+log_shard_start_at(struct log *log, uint64_t shard_id, uint64_t seq, uint64_t epoch,
+		   uint64_t *seq_end_out)
+{
+	struct log_ctl req = { .id = shard_id, .seq = seq, .epoch = epoch, .start = true };
+
+	if (seq == UINT64_MAX)
+		return -EINVAL;
+	return truncate_run(log, &req, seq_end_out);
 }
 
 void

@@ -215,6 +215,7 @@ struct log_ctl {
 	uint64_t seq;              /* Truncate: cut from here. */
 	uint64_t epoch;            /* Truncate: refused once a newer one was promised. */
 	bool keep;                 /* Truncate: the caller appends a split batch's rest again. */
+	bool start;                /* Truncate: log_shard_start_at (the shard starts at seq). */
 	bool hold;                 /* Truncate: cut made, log.epochs still to store. */
 	bool accepted;             /* Writer: new batches refused, waiting for durability. */
 	bool done;

@@ -143,6 +143,8 @@ struct replica_link_stats {
 	uint64_t bytes_inflight;    /* Shipped and not yet acknowledged. */
 	uint64_t backpressured;     /* Times shipping stopped at inflight_bytes_max. */
 	uint64_t fenced;            /* Shards the follower refused for an older epoch. */
+	uint64_t starts;            /* STARTs sent: the follower's end was below this log's
+				     * trim horizon, its shard starts there. */
 };
 
 /*
@@ -189,6 +191,8 @@ struct replica_follower_stats {
 	uint64_t stale_epochs;      /* LEAD or APPEND of an older epoch, refused. */
 	uint64_t truncations;       /* Divergent tails cut. */
 	uint64_t records_kept;      /* Below a cut but in its batch: appended again. */
+	uint64_t starts;            /* Shards started at a leader's trim horizon (START, or a
+				     * handshake that parted below this log's own horizon). */
 };
 
 void replica_follower_stats(struct replica_follower *follower,

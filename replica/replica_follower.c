@@ -9,10 +9,13 @@
  *                   owns the shard, send EPOCH_QUERY(my newest epoch L)
  *   EPOCH_END(E,x): cut my tail at min(x, my end of E) (durable); if E == L the
  *                   handshake is done -> READY(my end), else ask again with my
- *                   new newest epoch (it is lower: the cut forgot every epoch > E)
+ *                   new newest epoch (it is lower: the cut forgot every epoch > E);
+ *                   a cut below my trim horizon: start again there -> READY(horizon)
  *   APPEND:         epoch < promised -> FENCED; from the owning link, ready, at
  *                   exactly my end: begin records_epoch if new (durable), append
  *                   with log_batch_submit_at; each durable batch -> ACK
+ *   START(s):       epoch < promised -> FENCED; from the owning link, ready, s above
+ *                   my end: my shard starts at s (log_shard_start_at, durable) -> ACK(s)
  *
  * Anything else (bad frame, an APPEND out of place, a refused append) resets
  * the link: the leader dials again and the handshake re-synchronises.
@@ -412,6 +415,37 @@ handshake_deposed(struct replica_follower *f, struct fconn *c, struct fshard *s)
 	return true;
 }
 
+/*
+ * The leader's history parts from mine below my trim horizon: nothing I hold (all of it
+ * at or above the horizon) is vouched for, and what lies below expired. The shard starts
+ * again at my horizon, empty and with no history (a cut drops what it holds, then
+ * log_shard_start_at, which also repairs a start that lost power before its log.epochs),
+ * and the handshake is done there: the leader ships from it, or sends START if its own
+ * horizon is higher.
+ */
+static void
+handshake_restart(struct replica_follower *f, struct fconn *c, struct fshard *s, uint64_t trim)
+{
+	uint64_t end;
+	int err = log_shard_truncate_in(f->config.log, s->shard_id, trim, s->epoch, &end);
+
+	if (err == 0)
+		err = log_shard_start_at(f->config.log, s->shard_id, trim, s->epoch, &end);
+	if ((err == 0 || err == -ESTALE) && handshake_deposed(f, c, s))
+		return;
+	if (err != 0) {
+		conn_break(f, c, "start", err);
+		return;
+	}
+	diag_info("replica", "follower %u: shard %" PRIx64 ": the leader's history parts from"
+		  " mine below my start %" PRIu64 ": starting again there", f->port, s->shard_id,
+		  trim);
+	f->stats.starts++;
+	s->ready = true;
+	s->seq_next = end;
+	conn_put(f, c, REPLICA_MSG_READY, s->shard_id, s->epoch, end);
+}
+
 static void
 on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_ctl *m)
 {
@@ -449,6 +483,10 @@ on_epoch_end(struct replica_follower *f, struct fconn *c, const struct replica_c
 	diag_debug("replica", "follower %u: EPOCH_END %" PRIu64 "/%" PRIu64 ", mine %" PRIu64
 		   " ends %" PRIu64 ", end %" PRIu64 ": cut %" PRIu64, f->port, m->epoch, m->seq,
 		   ei.epoch_last, own_end, info.seq_local, cut);
+	if (cut < info.seq_trim) {
+		handshake_restart(f, c, s, info.seq_trim);
+		return;
+	}
 	/* Also at my end when I know epochs newer than E: they never wrote here, and go. */
 	if (cut < info.seq_local || m->epoch != ei.epoch_last) {
 		uint64_t end;
@@ -545,6 +583,46 @@ on_append(struct replica_follower *f, struct fconn *c, const uint8_t *payload, u
 		conn_break(f, c, "append", err);
 }
 
+/*
+ * START: the leader's log starts above my end (its retention dropped what I lack): my
+ * shard starts there (log_shard_start_at: what I hold below is dropped as retention
+ * would, durably), and the ACK of that point tells the leader I hold what it holds below.
+ */
+static void
+on_start(struct replica_follower *f, struct fconn *c, const struct replica_ctl *m)
+{
+	struct fshard *s = fshard_get(f, m->shard_id);
+	struct log_epoch_info ei;
+	uint64_t end;
+	int err;
+
+	log_epoch_info(f->config.log, m->shard_id, &ei);
+	if (m->epoch < ei.promised) {
+		f->stats.stale_epochs++;
+		conn_put(f, c, REPLICA_MSG_FENCED, m->shard_id, ei.promised, 0);
+		return;
+	}
+	if (s == NULL || s->conn != conn_index(f, c) || !s->ready || m->epoch != s->epoch ||
+	    m->seq <= s->seq_next) {
+		conn_break(f, c, "START out of place", -EPROTO);
+		return;
+	}
+	err = log_shard_start_at(f->config.log, m->shard_id, m->seq, s->epoch, &end);
+	if (err == -ESTALE && handshake_deposed(f, c, s))
+		return;
+	if (err == 0 && end != m->seq)
+		err = -EPROTO; /* It held records past the start: not what was shipped to it. */
+	if (err != 0) {
+		conn_break(f, c, "start", err);
+		return;
+	}
+	diag_info("replica", "follower %u: shard %" PRIx64 " starts at %" PRIu64 " (the leader's"
+		  " first retained record)", f->port, m->shard_id, m->seq);
+	f->stats.starts++;
+	s->seq_next = m->seq;
+	conn_put(f, c, REPLICA_MSG_ACK, s->shard_id, s->epoch, m->seq);
+}
+
 static void
 conn_frame(struct replica_follower *f, struct fconn *c, const struct replica_header *h,
 	   const uint8_t *payload)
@@ -556,13 +634,16 @@ conn_frame(struct replica_follower *f, struct fconn *c, const struct replica_hea
 		return;
 	}
 	if (replica_ctl_parse(payload, h->length, &m) != 0 ||
-	    (h->type != REPLICA_MSG_LEAD && h->type != REPLICA_MSG_EPOCH_END)) {
+	    (h->type != REPLICA_MSG_LEAD && h->type != REPLICA_MSG_EPOCH_END &&
+	     h->type != REPLICA_MSG_START)) {
 		f->stats.bad_frames++;
 		conn_break(f, c, "bad frame", -EBADMSG);
 		return;
 	}
 	if (h->type == REPLICA_MSG_LEAD)
 		on_lead(f, c, &m);
+	else if (h->type == REPLICA_MSG_START)
+		on_start(f, c, &m);
 	else
 		on_epoch_end(f, c, &m);
 }

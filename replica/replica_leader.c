@@ -767,6 +767,35 @@ link_lead(struct replica_leader *l, struct link *k)
 	return 0;
 }
 
+/*
+ * The follower lacks records below the leader's trim horizon (retention dropped them
+ * while it was away): tells it to start its shard there (START, docs/CLUSTER.md
+ * "Catch-up below the leader's trim horizon") and ships from there on. Never below the
+ * horizon: the follower starts at the leader's first retained record, not lower, so no
+ * gap of records the leader holds reads as empty there. 1 sent, 0 not below the
+ * horizon (the read failed for another reason), -ENOBUFS no room yet.
+ */
+static int
+link_start(struct replica_leader *l, struct link *k, uint32_t i)
+{
+	struct link_shard *ls = &k->shards[i];
+	uint64_t shard_id = l->shards[i].shard_id;
+	struct log_shard_info info;
+
+	log_shard_info(l->config.log, shard_id, &info);
+	if (info.seq_trim <= ls->next_send)
+		return 0;
+	if (replica_put_ctl(&k->tx, REPLICA_MSG_START, shard_id, ls->lead_epoch,
+			    info.seq_trim) != 0)
+		return -ENOBUFS; /* Later, once the buffer drained. */
+	diag_info("replica", "shard %" PRIx64 ": %s:%u ends at %" PRIu64 ", below this log's start"
+		  " %" PRIu64 ": it starts there", shard_id, k->peer.host, k->peer.port,
+		  ls->next_send, info.seq_trim);
+	ls->next_send = info.seq_trim;
+	k->stats.starts++;
+	return 1;
+}
+
 /* One APPEND of shard i from ls->next_send: 1 sent, 0 nothing to send, or -errno. */
 static int
 link_append(struct replica_leader *l, struct link *k, uint32_t i, uint64_t local,
@@ -780,6 +809,7 @@ link_append(struct replica_leader *l, struct link *k, uint32_t i, uint64_t local
 	uint64_t epoch_end;
 	uint64_t next;
 	int n = 0;
+	int rc;
 
 	log_epoch_at(l->config.log, s->shard_id, ls->next_send, &a.records_epoch, &epoch_end);
 	replica_append_begin(&b, &k->tx, &a);
@@ -793,10 +823,12 @@ link_append(struct replica_leader *l, struct link *k, uint32_t i, uint64_t local
 	}
 	if (n < 0 || (n == 0 && watermark == ls->watermark_sent)) {
 		k->tx.tail = b.start;
+		if (n == -ERANGE && (rc = link_start(l, k, i)) != 0)
+			return rc > 0 ? 1 : 0;
 		if (n < 0) {
 			diag_error("replica", "shard %" PRIx64 ": reading seq %" PRIu64 " to ship: %s",
 				   s->shard_id, ls->next_send, strerror(-n));
-			ls->state = LS_STUCK; /* Below the trim horizon: needs a snapshot (not built). */
+			ls->state = LS_STUCK; /* Corrupt (logged): the link stops the shard. */
 		}
 		return 0;
 	}

@@ -25,7 +25,14 @@
  *   READY        F->L  ctl { shard, epoch, end }      handshake done: I match you below end
  *   ACK          F->L  ctl { shard, epoch, durable_end } everything below is durable here
  *   FENCED       F->L  ctl { shard, promised, 0 }     your epoch is older than one I promised
+ *   START        L->F  ctl { shard, epoch, seq_start } my log starts at seq_start, above your
+ *                                                     end (retention dropped the rest): start
+ *                                                     yours there (Kafka's log start offset);
+ *                                                     answered with an ACK of seq_start
  *
+ * START came after version 1's first messages, under the same version: a build that
+ * does not know it refuses it as a bad frame (the link resets), as it refuses any
+ * unknown type; such a follower stays behind, as it did before START existed.
  * READY and ACK name the LEAD epoch they answer: after a new LEAD on a live link the
  * leader ignores answers to the old one.
  *
@@ -65,6 +72,7 @@ enum replica_msg {
 	REPLICA_MSG_ACK = 5,
 	REPLICA_MSG_FENCED = 6,
 	REPLICA_MSG_READY = 7,
+	REPLICA_MSG_START = 8,
 };
 
 struct replica_header {

@@ -120,7 +120,7 @@ cli_round_trip(struct cli_rx *rx, int fd, const char *request, size_t size,
 
 char *
 cli_put_records_body(const char *stream, uint32_t records, uint32_t record_size,
-		     size_t *size_out)
+		     const char *explicit_hash_key, size_t *size_out)
 {
 	size_t capacity = (size_t)records * (CLI_RECORD_SIZE_MAX * 2 + 64) + 256;
 	char *body = malloc(capacity);
@@ -143,8 +143,11 @@ cli_put_records_body(const char *stream, uint32_t records, uint32_t record_size,
 			return NULL;
 		}
 		n += (size_t)snprintf(body + n, capacity - n, "%s{\"PartitionKey\":\"%016llx\","
-				      "\"Data\":\"%s\"}", i > 0 ? "," : "", (unsigned long long)key,
-				      b64);
+				      "%s%s%s\"Data\":\"%s\"}", i > 0 ? "," : "",
+				      (unsigned long long)key,
+				      explicit_hash_key != NULL ? "\"ExplicitHashKey\":\"" : "",
+				      explicit_hash_key != NULL ? explicit_hash_key : "",
+				      explicit_hash_key != NULL ? "\"," : "", b64);
 		free(b64);
 	}
 	n += (size_t)snprintf(body + n, capacity - n, "]}");

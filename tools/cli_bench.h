@@ -25,10 +25,12 @@ int cli_round_trip(struct cli_rx *rx, int fd, const char *request, size_t size,
 
 /*
  * A PutRecords body for `stream` of `records` records of `record_size` random bytes
- * (at most 256) with random partition keys; malloc'ed, NULL without memory.
+ * (at most 256) with random partition keys, each with `explicit_hash_key` (a decimal
+ * 128-bit hash key: every record to the shard holding it) unless NULL; malloc'ed, NULL
+ * without memory. The caller makes sure the key is digits only.
  */
 char *cli_put_records_body(const char *stream, uint32_t records, uint32_t record_size,
-			   size_t *size_out);
+			   const char *explicit_hash_key, size_t *size_out);
 
 struct cli_admin_http {
 	int code;

@@ -30,31 +30,83 @@ shard_hash_key(const cJSON *range, const char *name, uint8_t out[16])
 	return true;
 }
 
-/* One ListShards entry into *out; false for a closed shard or one it cannot read. */
+/* "shardId-N" into N; false for anything else. */
 static bool
-shard_range_of(const cJSON *shard, struct sluice_shard_range *out, bool *bad)
+shard_index_of(const cJSON *id, uint32_t *index_out)
+{
+	unsigned long index;
+	char *end;
+
+	if (!cJSON_IsString(id) || strncmp(id->valuestring, "shardId-", 8) != 0)
+		return false;
+	errno = 0;
+	index = strtoul(id->valuestring + 8, &end, 10);
+	if (errno != 0 || *end != '\0' || end == id->valuestring + 8 || index > UINT32_MAX)
+		return false;
+	*index_out = (uint32_t)index;
+	return true;
+}
+
+static int
+index_compare(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a;
+	uint32_t y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The indexes of the shards some listed shard names as its parent or adjacent parent,
+ * sorted (malloc'd into *parents_out, the caller frees it).
+ */
+static int
+shard_parents(const cJSON *shards, uint32_t **parents_out, uint32_t *count_out)
+{
+	static const char *const fields[] = { "ParentShardId", "AdjacentParentShardId" };
+	uint32_t *parents = calloc(2 * (size_t)cJSON_GetArraySize(shards) + 1, sizeof(*parents));
+	uint32_t count = 0;
+	const cJSON *shard;
+
+	if (parents == NULL)
+		return -ENOMEM;
+	cJSON_ArrayForEach(shard, shards)
+		for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+			count += shard_index_of(cJSON_GetObjectItemCaseSensitive(shard, fields[i]),
+						&parents[count]);
+	qsort(parents, count, sizeof(*parents), index_compare);
+	*parents_out = parents;
+	*count_out = count;
+	return 0;
+}
+
+/*
+ * One ListShards entry into *out; false for a closed shard or one it cannot read. A
+ * parent whose child is listed is closed too, though its ending sequence number may not
+ * be known yet (a reshard in progress, its cut not recorded): its range overlaps its
+ * children's, and records go to the children.
+ */
+static bool
+shard_range_of(const cJSON *shard, const uint32_t *parents, uint32_t parent_count,
+	       struct sluice_shard_range *out, bool *bad)
 {
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(shard, "ShardId");
 	const cJSON *range = cJSON_GetObjectItemCaseSensitive(shard, "HashKeyRange");
 	const cJSON *seqs = cJSON_GetObjectItemCaseSensitive(shard, "SequenceNumberRange");
 	const cJSON *ending = cJSON_GetObjectItemCaseSensitive(seqs, "EndingSequenceNumber");
-	char *end;
-	unsigned long index;
+	uint32_t index;
 
 	/* Closed shards have an ending sequence number (other endpoints may send null). */
 	if (ending != NULL && !cJSON_IsNull(ending))
 		return false;
-	if (!cJSON_IsString(id) || strncmp(id->valuestring, "shardId-", 8) != 0) {
-		*bad = true;
-		return false;
-	}
-	index = strtoul(id->valuestring + 8, &end, 10);
-	if (*end != '\0' || index > UINT32_MAX || !shard_hash_key(range, "StartingHashKey", out->start) ||
+	if (!shard_index_of(id, &index) || !shard_hash_key(range, "StartingHashKey", out->start) ||
 	    !shard_hash_key(range, "EndingHashKey", out->end)) {
 		*bad = true;
 		return false;
 	}
-	out->shard_index = (uint32_t)index;
+	if (bsearch(&index, parents, parent_count, sizeof(*parents), index_compare) != NULL)
+		return false;
+	out->shard_index = index;
 	return true;
 }
 
@@ -62,7 +114,9 @@ int
 cli_frames_shard_ranges(struct kc_client *client, const char *stream,
 			struct sluice_shard_range **map_out, uint32_t *count_out)
 {
-	struct sluice_shard_range *map;
+	struct sluice_shard_range *map = NULL;
+	uint32_t *parents = NULL;
+	uint32_t parent_count;
 	const cJSON *shard;
 	cJSON *shards;
 	uint32_t count = 0;
@@ -71,23 +125,30 @@ cli_frames_shard_ranges(struct kc_client *client, const char *stream,
 
 	if (err != 0)
 		return err;
+	err = shard_parents(shards, &parents, &parent_count);
+	if (err != 0)
+		goto out_free;
 	map = calloc((size_t)cJSON_GetArraySize(shards) + 1, sizeof(*map));
 	if (map == NULL) {
-		cJSON_Delete(shards);
-		return -ENOMEM;
+		err = -ENOMEM;
+		goto out_free;
 	}
 	cJSON_ArrayForEach(shard, shards) {
-		if (count < SLUICE_SHARDS_MAX && shard_range_of(shard, &map[count], &bad))
+		if (count < SLUICE_SHARDS_MAX &&
+		    shard_range_of(shard, parents, parent_count, &map[count], &bad))
 			count++;
 	}
-	cJSON_Delete(shards);
-	if (bad) {
-		free(map);
-		return -EBADMSG;
+	err = bad ? -EBADMSG : 0;
+	if (err == 0) {
+		*map_out = map;
+		*count_out = count;
+		map = NULL;
 	}
-	*map_out = map;
-	*count_out = count;
-	return 0;
+out_free:
+	free(map);
+	free(parents);
+	cJSON_Delete(shards);
+	return err;
 }
 
 int

@@ -29,5 +29,6 @@ int cmd_restore(int argc, char **argv);      /* cmd_backup.c: a backup into a da
 int cmd_status(int argc, char **argv);       /* cmd_status.c: readiness and a summary */
 int cmd_top(int argc, char **argv);          /* cmd_status.c: rates, refreshed in place */
 int cmd_cluster(int argc, char **argv);      /* cmd_cluster.c: status | drain (etcd) */
+int cmd_bench_cluster(int argc, char **argv); /* cmd_bench_cluster.c: sluice bench cluster */
 
 #endif /* SLUICE_TOOLS_CMD_H */

@@ -288,7 +288,7 @@ fh_bench_load_init(struct fh_bench_load *load, const struct kc_client *client,
 	*load = (struct fh_bench_load){ .client = client };
 	for (uint32_t b = 0; b < FH_BENCH_BODIES; b++) {
 		size_t size;
-		char *body = cli_put_records_body(stream, FH_BENCH_RECORDS, FH_BENCH_RECORD_SIZE,
+		char *body = cli_put_records_body(stream, FH_BENCH_RECORDS, FH_BENCH_RECORD_SIZE, NULL,
 						  &size);
 		int rc = body == NULL ? -ENOMEM :
 			 kc_request_build(client, "PutRecords", body, size, clock_real_ns(),

@@ -34,6 +34,8 @@ static const struct sluice_command sluice_commands[] = {
 	  "writers' pause during SplitShard and MergeShards" },
 	{ "bench", "bench firehose", cmd_bench_firehose,
 	  "stream-sourced GZIP delivery vs ingest at saturation, freshness at half load" },
+	{ "bench", "bench cluster", cmd_bench_cluster,
+	  "3 nodes (acks = quorum) vs 1 per CPU-second, p99 vs fdatasync, failover (root)" },
 	{ "log", NULL, cmd_log, "verify | dump a log directory (read-only)" },
 	{ "backup", NULL, cmd_backup, "online backup of a running appliance's data dir" },
 	{ "restore", NULL, cmd_restore, "put a backup into an empty data dir" },

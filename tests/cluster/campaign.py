@@ -2,6 +2,7 @@
 """The cluster fault campaign (issue 15; docs/CLUSTER.md "The fault campaign").
 
     campaign.py BUILD_DIR --seconds N [--seed S] [--nodes 3] [--ttl 2] [--data]
+                [--faults A,B]
 
 A cluster from tests/cluster/harness.py (nodes in network namespaces, one etcd). A seeded
 scheduler injects faults one after another until N seconds have passed: SIGKILL of the
@@ -43,16 +44,27 @@ With sluiced nodes a reshard step too (f_reshard: a SplitShard and a MergeShards
 children through random nodes under the producers, each settled once every node lists the
 parents ended); the data checks read parents and children alike.
 
+With --data the nodes also run the kernel dataplane and a libsluice producer (`sluice produce
+--shard-map`, UDP and TCP) puts beside the boto3 ones; its records join the ledger and are
+checked alike, except that one it stored twice is `dp_dup`, printed and not a failure (its
+dedup window is per node: a batch resent to a new leader may be stored again; never lost).
+
+Two faults combine or stop cleanly: f_etcd_and_node (etcd SIGKILLed or SIGSTOPped and a node
+SIGKILLed meanwhile: the node's shards move only once etcd answers, within its lease, plus
+the controller's grace after a stall) and, with sluiced, f_term (a node SIGTERMed under load:
+the calls it closed unanswered, by its own log, must be 0).
+
 Prints exactly one summary line:
   cluster-campaign: seed=… seconds=… ops=… faults=… acked=… lost=… dup=… misordered=…
-  split_brain=…   (one line)
-Exit 0 only when every check passed.
+  split_brain=… dp_acked=… dp_dup=… unanswered=…   (one line)
+--faults A,B runs only those kinds. Exit 0 only when every check passed.
 """
 import argparse
 import base64
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -69,6 +81,9 @@ DRAIN_TRIES = 3       # A drain refused as "not registered" (a lapsed lease) is 
 SETTLE_S = 120.0
 # etcd's own outages (f_etcd_kill, f_etcd_stall) last this many lease TTLs: past every lease.
 ETCD_OUTAGE_TTLS = 2
+# etcd's --election-timeout (its default, 1000 ms; the harness keeps it): a new etcd leader,
+# an etcd restarted too, extends every lease by it beyond the TTL (the lessor's Promote).
+ETCD_ELECTION_TIMEOUT_S = 1.0
 
 
 class Failure(Exception):
@@ -97,7 +112,7 @@ def history_violations(writes, detail=None):
     prev = {}
     for rev, stream, shard, v in writes:
         k = (stream, shard)
-        isr_only = isr_update(prev.get(k), v)
+        isr_only = isr_update(prev.get(k), v) or resign_update(prev.get(k), v)
         prev[k] = v
         epoch, leader = v["epoch"], v["leader"]
         if epoch < last_epoch.get(k, 0):
@@ -114,7 +129,7 @@ def history_violations(writes, detail=None):
         if not set(v["isr"]) <= set(v["replicas"]):
             invalid += 1
         if isr_only:
-            continue   # The shard's leader wrote it, not a controller.
+            continue   # The shard's (placed) leader wrote it, not a controller.
         if v["controller_epoch"] < last_controller:
             split += 1
             note("controller epoch back from %d" % last_controller, (rev, stream, shard, v))
@@ -131,6 +146,17 @@ def isr_update(before, after):
         return False
     rest = lambda v: {f: x for f, x in v.items() if f != "isr"}
     return rest(before) == rest(after) and before.get("isr") != after.get("isr")
+
+
+def resign_update(before, after):
+    """Whether a placement write is a placed leader stepping down (cluster_placement_resign:
+    its log lacks records below a cut): "leader" to 0 and that node out of "isr", the rest
+    kept, the controller_epoch too (docs/CLUSTER.md "The in-sync set")."""
+    if before is None or before["leader"] == 0 or after["leader"] != 0:
+        return False
+    rest = lambda v: {f: x for f, x in v.items() if f not in ("isr", "leader")}
+    return rest(before) == rest(after) and \
+        sorted(after["isr"]) == sorted(i for i in before["isr"] if i != before["leader"])
 
 
 def isr_shrinks(writes):
@@ -171,15 +197,26 @@ def self_check_history():
           "self-check: a deposed controller moving a leader after its successor wrote")
     check(len(isr_shrinks([w1(1, 5, (1, 2, 3)), w1(2, 5, (1, 2)), w1(3, 5, (1, 2, 3))])) == 1,
           "self-check: an in-sync set shrunk by its leader")
+    check(history_violations([w1(1, 5, (1, 2, 3)), w(2, 1, 1, 9),
+                              (3, "s", 1, dict(w1(3, 5, (2, 3))[3], leader=0))]) == (0, 0),
+          "self-check: a placed leader stepping down in a key an older controller wrote")
+    check(history_violations([w1(1, 5, (1, 2, 3)), w(2, 1, 1, 9),
+                              (3, "s", 1, dict(w1(3, 5, (1, 3))[3], leader=0))])[0] == 1,
+          "self-check: a deposed controller taking another node out, not a step-down")
 
 
-def ledger_violations(acked, reads, missing=None):
-    """acked: [(stream, shard, seq, key, data, order)] (order: per key, the producer's
-    acknowledgement order); reads: {node: {(stream, shard): [(seq, key, data)]}}, only the
-    shards each node must hold (a shard absent from a node's reads is not checked there).
-    Returns (lost, dup, misordered, split_brain); `missing` (a list) gets (node, record,
-    where it was read instead) for each lost one."""
-    lost = dup = mis = split = 0
+def ledger_violations(acked, reads, missing=None, dataplane=lambda data: False):
+    """acked: [(stream, shard, seq, key, data, order)] (seq: the log's per-shard number;
+    order: per key, the producer's acknowledgement order); reads: {node: {(stream, shard):
+    [(seq, key, data)]}}, only the shards each node must hold (a shard absent from a node's
+    reads is not checked there). Returns (lost, dup, misordered, split_brain, dp_dup);
+    `missing` (a list) gets (node, record, where it was read instead) for each lost one.
+    A record read twice from one node is `dup`, or `dp_dup` when dataplane(data): libsluice
+    resends a batch to a shard's new leader with its batch_seq, and the dedup window is per
+    node, so a batch the old leader stored and replicated without its ACK reaching the
+    producer is stored again (docs/CLUSTER.md, "What remains"). A record stored twice is
+    lost only when neither copy is at its acknowledged number."""
+    lost = dup = mis = split = dp_dup = 0
     by_seq = {}
     for s, sh, seq, key, data, _ in acked:
         if by_seq.setdefault((s, sh, seq), data) != data:
@@ -187,47 +224,70 @@ def ledger_violations(acked, reads, missing=None):
             if missing is not None:
                 missing.append((0, (s, sh, seq, key, data), by_seq[(s, sh, seq)]))
     for node, shards in reads.items():
-        where = {}
+        where = {}   # data -> every (stream, shard, seq, index) it was read at
         for (s, sh), recs in shards.items():
             for i, (seq, key, data) in enumerate(recs):
                 if data in where:
-                    dup += 1
-                where[data] = (s, sh, seq, i)
+                    if dataplane(data):
+                        dp_dup += 1
+                    else:
+                        dup += 1
+                where.setdefault(data, []).append((s, sh, seq, i))
         last = {}
         for s, sh, seq, key, data, order in sorted(acked, key=lambda a: (a[3], a[5])):
             if (s, sh) not in shards:
                 continue
-            got = where.get(data)
-            if got is None or got[:3] != (s, sh, seq):
+            at = where.get(data, [])
+            got = next((w for w in at if w[:3] == (s, sh, seq)), None)
+            if got is None:
                 lost += 1
                 if missing is not None:
-                    missing.append((node, (s, sh, seq, key, data), got))
+                    missing.append((node, (s, sh, seq, key, data), at[-1] if at else None))
                 continue
             prev = last.get(key)
             if prev is not None and prev[:2] == got[:2] and prev[3] > got[3]:
                 mis += 1
             last[key] = got
-    return lost, dup, mis, split
+    return lost, dup, mis, split, dp_dup
 
 
 def self_check_ledger():
     acked = [("s", "sh0", 1, "a", b"a1", 0), ("s", "sh0", 2, "a", b"a2", 1),
              ("s", "sh0", 3, "b", b"b1", 0)]
     good = {"n1": {("s", "sh0"): [(1, "a", b"a1"), (2, "a", b"a2"), (3, "b", b"b1")]}}
-    check(ledger_violations(acked, good) == (0, 0, 0, 0), "self-check: a clean ledger")
+    check(ledger_violations(acked, good) == (0, 0, 0, 0, 0), "self-check: a clean ledger")
     check(ledger_violations(acked, {"n1": {("s", "sh0"): [(1, "a", b"a1"), (3, "b", b"b1")]}})
           [0] == 1, "self-check: a lost record")
     check(ledger_violations(acked, {"n1": {("s", "sh0"): good["n1"][("s", "sh0")] +
-                                           [(4, "b", b"b1")]}})[1] == 1, "self-check: a dup")
+                                           [(4, "b", b"b1")]}})[1:] == (1, 0, 0, 0),
+          "self-check: a dup")
     check(ledger_violations(acked, {"n1": {("s", "sh0"): [(2, "a", b"a1"), (1, "a", b"a2"),
                                                           (3, "b", b"b1")]}})[0] == 2,
           "self-check: numbers swapped are lost records (not at their acknowledged number)")
     check(ledger_violations([("s", "sh0", 1, "a", b"a1", 0), ("s", "sh0", 1, "b", b"b1", 0)],
                             {})[3] == 1, "self-check: one number acknowledged twice")
-    check(ledger_violations(acked, {"n1": good["n1"], "n2": {}}) == (0, 0, 0, 0),
+    check(ledger_violations(acked, {"n1": good["n1"], "n2": {}}) == (0, 0, 0, 0, 0),
           "self-check: a node that holds no replica of the shard is not asked for it")
     check(ledger_violations(acked, {"n1": good["n1"], "n2": {("s", "sh0"): []}})[0] == 3,
           "self-check: a replica that holds the shard and read nothing lost every record")
+    # A dataplane batch stored by a deposed leader and again, at the number acknowledged,
+    # by its successor: a dp_dup, not a dup, not lost, not misordered.
+    dp = lambda data: data.startswith(b"dp")
+    dacked = [("s", "sh0", 2, "dpa", b"dpa1", 0), ("s", "sh0", 3, "dpa", b"dpa2", 1)]
+    twice = {"n1": {("s", "sh0"): [(1, "dpa", b"dpa1"), (2, "dpa", b"dpa1"),
+                                   (3, "dpa", b"dpa2")]}}
+    check(ledger_violations(dacked, twice, dataplane=dp) == (0, 0, 0, 0, 1),
+          "self-check: a dataplane record stored twice, the second copy acknowledged")
+    check(ledger_violations(dacked, twice) == (0, 1, 0, 0, 0),
+          "self-check: a record stored twice by another producer is a dup")
+    check(ledger_violations([("s", "sh0", 5, "dpa", b"dpa1", 0)], twice, dataplane=dp)[0] == 1,
+          "self-check: a record stored twice, neither copy at its acknowledged number")
+    check(ledger_violations([("s", "sh0", 1, "dpa", b"dpa1", 0),
+                             ("s", "sh0", 3, "dpa", b"dpa2", 1)], twice, dataplane=dp) ==
+          (0, 0, 0, 0, 1), "self-check: the first copy acknowledged, the second a dp_dup")
+    check(ledger_violations([("s", "sh0", 3, "dpa", b"dpa2", 0),
+                             ("s", "sh0", 2, "dpa", b"dpa1", 1)], twice, dataplane=dp)[2] == 1,
+          "self-check: a dataplane record read before one acknowledged before it")
 
 
 # ---- etcd's event stream
@@ -413,8 +473,10 @@ class Campaign:
         self.rng = random.Random(args.seed)
         # One node slot more than the cluster's nodes: the spare f_scale joins (a node it
         # drains and stops is the next spare).
+        # With --data the nodes run the kernel dataplane for the libsluice producer
+        # (campaign_data.py); scripted scenarios (run_scenario) keep boto3 alone.
         self.c = harness.Cluster(nodes=args.nodes + 1, ttl_s=args.ttl, build_dir=args.build,
-                                 name="chx")
+                                 name="chx", dataplane=getattr(args, "dataplane", False))
         self.out = {args.nodes + 1}   # Nodes outside the cluster (stopped, no replica).
         self.shard_count = STREAMS * SHARDS_PER_STREAM   # Indexes placed (f_reshard adds).
         self.ops = 0
@@ -424,6 +486,12 @@ class Campaign:
         self.counts = {}
         self.data = None
         self.etcd_down_acks = []   # Records acknowledged during each etcd outage.
+        # f_etcd_and_node: "kill|stall:ms", etcd answering to the dead node's shards moved.
+        self.etcd_node_ms = []
+        self.unanswered = 0        # f_term: calls a stopping node closed unanswered (its log).
+        self.term_refused = 0      # ... requests it refused before any work (503).
+        self.term_dp_cut = 0       # ... dataplane frames it left unanswered (resent).
+        self.term_closed = 0       # ... the producers' calls that saw a close (a bound).
 
     def node(self, nid):
         return self.c.nodes[nid - 1]
@@ -581,6 +649,92 @@ class Campaign:
         every node registers again; the controller waits for them before placing."""
         self.etcd_outage(self.c.etcd_pause, self.c.etcd_resume, "etcd resumed")
 
+    def f_etcd_and_node(self):
+        """etcd away (SIGKILLed or SIGSTOPped, the seed's choice) and a node SIGKILLed during
+        the outage; etcd back after ETCD_OUTAGE_TTLS TTLs. Nothing can be placed while etcd
+        is away (placement is written there); once it answers, the dead node's shards move
+        when its lease lapses: after a restart one TTL plus ETCD_ELECTION_TIMEOUT_S later
+        (etcd extended every lease); after a stall every lease lapsed meanwhile and the new
+        controller's grace (one TTL) waits for the others to register again. Measured from
+        etcd answering against that bound plus one TTL of slack (the failover bound's).
+        Then the node is restarted."""
+        stall = self.rng.random() < 0.5
+        down, up = ((self.c.etcd_pause, self.c.etcd_resume) if stall else
+                    (self.c.etcd_kill, self.c.etcd_start))
+        what = "etcd %s and node %%d SIGKILLed" % ("stalled" if stall else "SIGKILLed")
+        # A node leading shards: one leading none leaves nothing to move (nothing measured).
+        nid = self.rng.choice(sorted({v["leader"] for v in self.w.state()["shards"].values()
+                                      if v["leader"] in self.live_ids()}))
+        what %= nid
+        acked = self.data.acked_count() if self.data else 0
+        down()
+        self.node(nid).kill()
+        time.sleep(ETCD_OUTAGE_TTLS * self.args.ttl)   # The outage's length, not a wait.
+        if self.data:
+            self.etcd_down_acks.append(self.data.acked_count() - acked)
+        up()   # A restart returns once etcd answers; SIGCONT at once.
+        t0 = time.monotonic()
+        harness.wait_for(self.c.etcd_healthy, "etcd answering after " + what)
+        t1 = self.w.wait(settled_without(nid, self.live_ids()), "failover after " + what)
+        ms = (t1 - t0) * 1000.0
+        self.etcd_node_ms.append("%s:%d" % ("stall" if stall else "kill", ms))
+        bound_ms = (2 * self.args.ttl + (0 if stall else ETCD_ELECTION_TIMEOUT_S)) * 1000.0
+        if ms > bound_ms:
+            self.over_bound += 1
+            print("cluster-campaign: %s: placed without it %.0f ms after etcd answered, over "
+                  "%.0f ms (load %s)" % (what, ms, bound_ms, os.getloadavg()[0]), flush=True)
+        self.node(nid).start()
+        self.etcd_back(what)
+        self.rejoin(nid, what)
+
+    # The API's drain as sluiced logs it (control/server.c: server_drain_over, _cut).
+    DRAIN_DONE = re.compile(rb"stopped taking work: every call answered \((\d+) requests "
+                            rb"refused")
+    DRAIN_CUT = re.compile(rb"(?:shutdown_grace_ms ended|stopped at once): (\d+) calls \(or "
+                           rb"request heads\) closed unanswered \((\d+) requests refused")
+    DP_CUT = re.compile(rb"stopped with (\d+) frames unanswered")
+
+    def f_term(self):
+        """A node SIGTERMed under load, not drained first (the producers keep calling it
+        until it has exited): its API answers what it took within [server]
+        shutdown_grace_ms (10 s by default) and refuses the rest before any work. Counted
+        from its own log: the calls it closed unanswered (`unanswered`, must stay 0), the
+        requests it refused while stopping, the dataplane frames left unanswered (libsluice
+        resends them). The producers' closed connections to it are counted too: that count
+        includes a request sent at the very moment an idle connection closed, which the node
+        never read (docs/OPERATIONS.md "Stopping"), so it is a bound, not the count."""
+        nid = self.rng.choice(self.live_ids())
+        n = self.node(nid)
+        offset = os.path.getsize(n.log_path)
+        closed = self.closed_calls(nid)
+        n.terminate()
+        harness.wait_for(lambda: n.proc.poll() is not None, "node %d exits after SIGTERM" % nid,
+                         deadline_s=harness.DEADLINE_S * 2)
+        rc = n.proc.returncode
+        n.reaped()
+        self.term_closed += self.closed_calls(nid) - closed
+        with open(n.log_path, "rb") as f:
+            f.seek(offset)
+            log = f.read()
+        check(rc == 0, "node %d exited %d after SIGTERM" % (nid, rc))
+        done, cut = self.DRAIN_DONE.search(log), self.DRAIN_CUT.search(log)
+        check(done or cut, "node %d stopped without its API's drain line" % nid)
+        self.unanswered += int(cut.group(1)) if cut else 0
+        self.term_refused += int((cut or done).group(2 if cut else 1))
+        self.term_dp_cut += sum(int(m.group(1)) for m in self.DP_CUT.finditer(log))
+        self.w.wait(settled_without(nid, self.live_ids()), "placed without node %d" % nid)
+        n.start()
+        self.rejoin(nid, "SIGTERM")
+
+    def closed_calls(self, nid):
+        """The producers' calls to node nid that ended with the connection closed or timed
+        out without an answer (botocore's exception, the node named)."""
+        if not self.data:
+            return 0
+        with self.data.lock:
+            return sum(self.data.error_kinds.get("%s@n%d" % (k, nid), 0)
+                       for k in ("ConnectionClosedError", "ReadTimeoutError"))
+
     def drain(self, nid, *extra):
         """`sluice cluster drain`; a node whose lease lapsed on its own (a keepalive starved on
         a loaded machine: TTL 2 s) is not registered until it rejoins, which it does by itself:
@@ -715,16 +869,20 @@ class Campaign:
             raise box["e"]
 
     FAULTS = ["f_kill_controller", "f_kill_leader", "f_kill_any", "f_pause", "f_cut_etcd",
-              "f_cut_peer", "f_drain", "f_etcd_kill", "f_etcd_stall"]
+              "f_cut_peer", "f_drain", "f_etcd_kill", "f_etcd_stall", "f_etcd_and_node"]
     # A join needs the data path: only a shard's leader (sluiced) puts a caught-up replica in
     # its in-sync set, so cluster_agent nodes never settle with a new node. Reshards are
     # sluiced's (its Kinesis API).
-    FAULTS_SLUICED = ["f_scale", "f_reshard"]
+    FAULTS_SLUICED = ["f_scale", "f_reshard", "f_term"]
 
     def run(self):
         end = time.monotonic() + self.args.seconds
         # Every kind once first (a short run still covers them), then the seed's choices.
         faults = self.FAULTS + (self.FAULTS_SLUICED if self.c.kind == "sluiced" else [])
+        if self.args.faults:
+            unknown = set(self.args.faults) - set(faults)
+            check(not unknown, "--faults: %s not among %s" % (sorted(unknown), faults))
+            faults = list(self.args.faults)
         order = list(faults)
         self.rng.shuffle(order)
         while time.monotonic() < end or order:
@@ -739,13 +897,17 @@ class Campaign:
 
     def verdict(self):
         split, invalid = history_violations(sorted(self.w.writes, key=lambda x: x[0]))
-        acked = lost = dup = mis = 0
+        acked = lost = dup = mis = dp_dup = 0
         if self.args.data:
-            acked, (lost, dup, mis, dsplit) = self.data.finish()
+            acked, (lost, dup, mis, dsplit, dp_dup) = self.data.finish()
             split += dsplit
+        # dp_acked: of acked, the libsluice producer's; dp_dup: its records stored twice (a
+        # batch resent to a new leader: the dedup window is per node), reported, not a failure.
+        # unanswered: the calls nodes stopped by f_term closed unanswered, by their own count.
         print("cluster-campaign: seed=%d seconds=%d ops=%d faults=%d acked=%d lost=%d dup=%d "
-              "misordered=%d split_brain=%d" % (self.args.seed, self.args.seconds, self.ops,
-                                                self.faults, acked, lost, dup, mis, split),
+              "misordered=%d split_brain=%d dp_acked=%d dp_dup=%d unanswered=%d" %
+              (self.args.seed, self.args.seconds, self.ops, self.faults, acked, lost, dup, mis,
+               split, self.data.dp_acked if self.data else 0, dp_dup, self.unanswered),
               flush=True)
         f = sorted(self.failover_ms)
         print("cluster-campaign-failover: ttl_s=%d bound_ms=%d n=%d median_ms=%.0f max_ms=%.0f "
@@ -753,12 +915,17 @@ class Campaign:
                                  statistics.median(f) if f else 0, f[-1] if f else 0,
                                  self.over_bound))
         print("cluster-campaign-detail: nodes=%s placement_writes=%d invalid_writes=%d "
-              "etcd_events=%d acked_while_etcd_down=%s faults_by_kind=%s data=%s" %
+              "etcd_events=%d acked_while_etcd_down=%s faults_by_kind=%s data=%s%s" %
               (self.c.kind, len(self.w.writes), invalid, self.w.events,
                json.dumps(self.etcd_down_acks), json.dumps(self.counts, sort_keys=True),
-               "on" if self.args.data else "off (membership and placement checks only)"))
+               "on" if self.args.data else "off (membership and placement checks only)",
+               " dp_rounds=%d errors=%s" % (self.data.dp_rounds, json.dumps(
+                   self.data.error_kinds, sort_keys=True)) if self.data else ""))
+        print("cluster-campaign-steps: etcd_and_node_ms=%s term_refused=%d term_dp_unanswered=%d "
+              "term_closed_seen=%d" % (json.dumps(self.etcd_node_ms), self.term_refused,
+                                       self.term_dp_cut, self.term_closed), flush=True)
         over = self.over_bound if self.args.bound_check else 0
-        return lost == dup == mis == split == invalid == over == 0
+        return lost == dup == mis == split == invalid == over == self.unanswered == 0
 
 
 def seed_of(args):
@@ -801,10 +968,13 @@ def main():
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--ttl", type=int, default=2)
     ap.add_argument("--data", action="store_true")
+    ap.add_argument("--faults", type=lambda v: v.split(","), default=None,
+                    help="only these fault kinds (comma-separated), each once first")
     ap.add_argument("--bound-check", action="store_true",
                     help="fail when a failover exceeds 2 x the lease TTL")
     args = ap.parse_args()
     args.seed = seed_of(args)
+    args.dataplane = args.data   # The libsluice producer beside the boto3 ones.
     self_check_history()
     self_check_ledger()
     camp = Campaign(args)

@@ -1,26 +1,55 @@
-"""The campaign's data checks (campaign.py --data): boto3 producers keeping a ledger of every
-acknowledged record, and the read-back of every shard from every node at the end.
+"""The campaign's data checks (campaign.py --data): boto3 producers and a libsluice producer
+keeping a ledger of every acknowledged record, and the read-back of every shard from every
+node at the end.
 
-Producers run in the client namespace (one thread each, setns), send PutRecords to a live node
-picked at random per call, never retry inside botocore (total_max_attempts 1; botocore's
+boto3 producers run in the client namespace (one thread each, setns), send PutRecords to a live
+node picked at random per call, never retry inside botocore (total_max_attempts 1; botocore's
 max_attempts counts retries, so the 1 this said before allowed one: a client retry would
 append a record twice, which is the client's doing, not the cluster's), and give every record
 unique bytes: "<producer>:<key>:<counter>:<padding>".
+
+The dataplane producer (Cluster(dataplane=True): every node runs the kernel-socket dataplane)
+is `sluice produce --shard-map` (libsluice) in rounds of DP_ROUND records, each round one
+process through a live node picked at random (its entry node: the shard map and the
+redirects), over UDP or TCP in turn; its records are "dpk<key> <counter> <padding>" (the
+first field the partition key). libsluice resends a batch on its own (the same batch_seq,
+one batch in flight per shard: per-key order holds); what it acknowledges joins the ledger.
+
+Sequence numbers in the ledger and the reads are the log's per-shard numbers (log_seq): an
+ACK frame carries that, a Kinesis number encodes it with the arrival time besides.
 """
+import os
 import random
+import subprocess
 import threading
 import time
 
 import boto3
 import botocore.config
 
-from harness import ACCESS_KEY, SECRET_KEY, wait_for
+from harness import ACCESS_KEY, DATAPLANE_PORT, SECRET_KEY, wait_for
 
 PRODUCERS = 2
 KEYS_PER_PRODUCER = 8
 RECORD_PAD = 64
 # How long a record missing from a replica's read-back is read again before it counts.
 READ_AGAIN_S = 30.0
+# The dataplane producer: records per `sluice produce` round, and how long one of them may
+# wait for its ACK (a round whose entry node is down or gone waits this long at most).
+DP_ROUND = 200
+DP_DELIVERY_S = 30
+DP_KEYS = 8
+DP_PREFIX = b"dpk"
+
+
+def log_seq(sequence_number):
+    """The log's per-shard seq inside a Kinesis sequence number (control/seqnum.h: hex digits
+    11 .. 26 of the 47), what an ACK frame and `sluice produce` report."""
+    return int(("%047x" % int(sequence_number))[11:27], 16)
+
+
+def is_dataplane(data):
+    return data.startswith(DP_PREFIX)
 
 
 def client(url):
@@ -70,6 +99,8 @@ class Data:
         # A failed call's exception (with the node called) or a record's ErrorCode -> count.
         self.error_kinds = {}
         self.keys_per_producer = KEYS_PER_PRODUCER
+        self.dp_acked = 0
+        self.dp_rounds = 0
 
     def more_acks(self, n, what=""):
         """Waits until n more calls acknowledged records (ingest goes on)."""
@@ -91,18 +122,75 @@ class Data:
             t = threading.Thread(target=self._produce, args=(p,), daemon=True)
             t.start()
             self.threads.append(t)
+        if self.c.dataplane:
+            t = threading.Thread(target=self._produce_dataplane, daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _live_picks(self, rng):
+        """A live node's id picked at random, again and again until the producers stop."""
+        while not self.stop_flag.is_set():
+            live = self.camp.live_ids()
+            if not live:
+                time.sleep(0.05)   # Every node down for a moment: a pause, not a wait.
+                continue
+            yield rng.choice(live)
+
+    def _count_error(self, kind):
+        with self.lock:
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+    def _produce_dataplane(self):
+        """Rounds of `sluice produce` until stopped; the last round finishes (each record
+        answered or failed within DP_DELIVERY_S)."""
+        rng = random.Random(self.camp.args.seed * 1000 + PRODUCERS)
+        counters = {}
+        for nid in self._live_picks(rng):
+            node = self.c.nodes[nid - 1]
+            transport = ("udp", "tcp")[self.dp_rounds % 2]
+            self.dp_rounds += 1
+            recs = []
+            for _ in range(DP_ROUND):
+                name = "dpk%d" % rng.randrange(DP_KEYS)
+                counters[name] = counters.get(name, 0) + 1
+                data = ("%s %d " % (name, counters[name])).encode().ljust(RECORD_PAD, b".")
+                recs.append((name, data, counters[name]))
+            self._dp_round(node, transport, rng.choice(self.streams), recs)
+
+    def _dp_round(self, node, transport, stream, recs):
+        """One `sluice produce` process: recs in, each record's answer out, into the ledger."""
+        env = dict(os.environ, SLUICE_ENDPOINT=node.api_url, AWS_ACCESS_KEY_ID=ACCESS_KEY,
+                   AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION="us-east-1")
+        r = subprocess.run(
+            ["ip", "netns", "exec", self.c.client_ns, self.c.cli, "produce", stream,
+             "--transport", transport, "--shard-map", "--lines", "--key-field", "1",
+             "--target", "%s:%d" % (node.addr, DATAPLANE_PORT),
+             "--delivery-timeout", "%ds" % DP_DELIVERY_S],
+            input=b"".join(data + b"\n" for _, data, _ in recs), capture_output=True, env=env)
+        answered = 0
+        for line in r.stdout.decode().splitlines():
+            f = line.split("\t")
+            name, data, order = recs[int(f[0])]
+            answered += 1
+            if f[1] == "ERROR":
+                # The code, and for one libsluice has no name for, its message.
+                self._count_error("dp:%s@n%d%s" % (f[2], node.id, "" if f[2] != "Error" else
+                                                   ":" + " ".join(f[3:])[:60]))
+                continue
+            with self.lock:
+                self.dp_acked += 1
+                self.acked.append((stream, f[1], int(f[2]), name, data, order))
+        if r.returncode != 0 and answered == 0:
+            # No answer at all: the entry's API did not give the shard map (a node going down).
+            why = (r.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+            self._count_error("dp:exit%d@n%d:%s" % (r.returncode, node.id, why[:60]))
 
     def _produce(self, p):
         self.c.enter()
         rng = random.Random(self.camp.args.seed * 1000 + p)
         clients = {}
         counters = {}
-        while not self.stop_flag.is_set():
-            live = self.camp.live_ids()
-            if not live:
-                time.sleep(0.05)
-                continue
-            nid = rng.choice(live)
+        for nid in self._live_picks(rng):
             k = clients.setdefault(nid, client(self.c.nodes[nid - 1].api_url))
             stream = rng.choice(self.streams)
             keys = rng.sample(range(self.keys_per_producer), 4)
@@ -133,7 +221,7 @@ class Data:
                         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
                     else:
                         self.shard_ack_times.setdefault((stream, out["ShardId"]), []).append(now)
-                        self.acked.append((stream, out["ShardId"], int(out["SequenceNumber"]),
+                        self.acked.append((stream, out["ShardId"], log_seq(out["SequenceNumber"]),
                                            name, data, order))
 
     def read_all(self, node):
@@ -150,7 +238,7 @@ class Data:
                     recs = out.setdefault((s, sh["ShardId"]), [])
                     while it:
                         r = k.get_records(ShardIterator=it, Limit=10000)
-                        recs += [(int(x["SequenceNumber"]), x["PartitionKey"], x["Data"])
+                        recs += [(log_seq(x["SequenceNumber"]), x["PartitionKey"], x["Data"])
                                  for x in r["Records"]]
                         it = r.get("NextShardIterator")
                         if not r["Records"] and r.get("MillisBehindLatest", 0) == 0:
@@ -192,9 +280,26 @@ class Data:
         spread their keys: a shard goes unwritten for a while by chance too)."""
         return max((longest_gap(t) for t in self.shard_ack_times.values()), default=0.0)
 
+    def print_dp_dups(self, reads, most=3):
+        """The first few dataplane records read twice: where each copy is (the known limit:
+        a batch stored by a leader that died before its ACK, resent to the next)."""
+        acked = {a[4]: a[2] for a in self.acked}
+        shown = 0
+        for node, shards in reads.items():
+            for (s, sh), recs in shards.items():
+                at = {}
+                for seq, _, data in recs:
+                    at.setdefault(data, []).append(seq)
+                for data, seqs in at.items():
+                    if len(seqs) > 1 and is_dataplane(data) and shown < most:
+                        shown += 1
+                        print("cluster-campaign: dp_dup on node %d: %s/%s %r at seqs %s, "
+                              "acknowledged at %s" % (node, s, sh, data[:16], seqs,
+                                                      acked.get(data)), flush=True)
+
     def check(self, nodes):
         """Reads every shard from each of `nodes` that its final in-sync set holds and checks
-        the ledger against it: (lost, dup, misordered, split_brain)."""
+        the ledger against it: (lost, dup, misordered, split_brain, dp_dup)."""
         import campaign
         # Each node answers for the shards it holds in sync (the final placement's isr): a
         # replica still catching up may lack records, and says so by not being in the set.
@@ -209,10 +314,11 @@ class Data:
                 reads[n.id] = {k: v for k, v in self.read_all(n).items() if k in held}
                 self.camp.ops += 1
             missing = []
-            verdict = campaign.ledger_violations(self.acked, reads, missing)
+            verdict = campaign.ledger_violations(self.acked, reads, missing, is_dataplane)
             if not missing or time.monotonic() > end:
                 break
             time.sleep(0.5)   # A pause between read-backs, not an assertion on time.
+        self.print_dp_dups(reads)
         for node, rec, got in missing[:10]:
             if node == 0:
                 print("cluster-campaign: split brain: %s/%s seq %d acknowledged for %r and %r" %

@@ -6,7 +6,9 @@ Layout (every name starts with `chx`, namespaces carry the harness's PID so a ha
 was SIGKILLed is recognised and swept by the next one):
 
     namespace chx-<pid>-br   the bridge `chxbr`, one veth end per other namespace
-    namespace chx-<pid>-e    etcd on 198.18.0.2:2379 (peer port 2380)
+    namespace chx-<pid>-e    etcd on 198.18.0.2:2379 (peer port 2380); with etcd_members=3
+                             three members, on 198.18.0.2, .4 and .5 (each :2379, peer :2380),
+                             the nodes given all three endpoints
     namespace chx-<pid>-c    clients (producers, checkers, `sluice cluster`): 198.18.0.3
     namespace chx-<pid>-n<i> node i: 198.18.0.<10+i>; API :4567, admin :4568,
                              replication :4570, dataplane :4571 (each namespace its own ports)
@@ -20,7 +22,9 @@ A node is `sluiced` in cluster mode when the binary has a [cluster] section (cno
 enabled, name, node_id, etcd_endpoints, replica_listen, advertise_api, advertise_dataplane,
 lease_ttl_s, replication_factor, acks), else `cluster_agent` (tests/cluster/cluster_agent.c:
 cluster/'s real membership in its own process, no data path) so membership, controller
-failover, placement and drain run against real processes either way.
+failover, placement and drain run against real processes either way. Cluster(dataplane=True)
+gives sluiced nodes the kernel-socket dataplane on their address (the campaign's libsluice
+producer).
 
 Python threads may enter a namespace (Cluster.enter): setns(2) moves only the calling
 thread, and the sockets it opens stay in that namespace.
@@ -46,6 +50,8 @@ ADMIN_PORT = 4568
 REPLICA_PORT = 4570
 DATAPLANE_PORT = 4571
 ETCD_PORT = 2379
+# A 3-member etcd (Cluster(etcd_members=3)): the first member's address is ETCD_ADDR.
+ETCD_MEMBER_ADDRS = [ETCD_ADDR, SUBNET + ".4", SUBNET + ".5"]
 # Non-loopback listeners need them (sluiced refuses an open API or admin on the network).
 ACCESS_KEY = "AKIDCHX"
 SECRET_KEY = "chx-secret"
@@ -169,14 +175,25 @@ class Node:
                 "cluster.advertise_dataplane": common["dp"],
                 "cluster.lease_ttl_s": str(c.ttl_s),
                 "cluster.replication_factor": str(c.rf), "cluster.acks": c.acks,
-                "dataplane.enabled": "false", "server.stream_status_delay_ms": "0",
+                "server.stream_status_delay_ms": "0",
                 "auth.mode": "sigv4", "auth.access_keys": ACCESS_KEY + ":" + SECRET_KEY,
                 "admin.token": ADMIN_TOKEN}
+        sets.update(self.dataplane_sets())
         argv = [c.sluiced, "--data-dir", self.data_dir,
                 "--api-listen", common["api"], "--admin-listen", self.admin_addr]
         for k, v in sets.items():
             argv += ["--set", "%s=%s" % (k, v)]
         return argv
+
+    def dataplane_sets(self):
+        """The kernel-socket dataplane on the node's address (Cluster(dataplane=True): the
+        campaign's libsluice producer), one worker, no hugepages (the machine's hugepages
+        are the DPDK device tests'); else none."""
+        if not self.cluster.dataplane:
+            return {"dataplane.enabled": "false"}
+        return {"dataplane.backend": "kernel", "dataplane.ipv4": self.addr,
+                "dataplane.ingest_port": str(DATAPLANE_PORT), "dataplane.no_huge": "true",
+                "dataplane.workers": "1"}
 
     def start(self):
         """Starts the node's process in its namespace and waits for its ready line."""
@@ -213,9 +230,7 @@ class Node:
         if self.proc is None:
             return
         self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-        self.paused = False
+        self.reaped()
 
     def stop(self):
         """SIGTERM (a clean stop: the node resigns and leaves) and wait; SIGKILL after the
@@ -225,7 +240,21 @@ class Node:
         if self.paused:
             self.resume()
         stop_process(self.proc)
+        self.reaped()
+
+    def terminate(self):
+        """SIGTERM without waiting (the campaign's f_term watches the stop); reaped() after."""
+        assert self.alive and not self.paused
+        self.proc.terminate()
+
+    def reaped(self):
+        """Waits for the process and forgets it. With the dataplane, removes the EAL runtime
+        directory a killed node leaves (a clean stop removes its own; prefix sluice-<pid>)."""
+        self.proc.wait()
+        if self.cluster.dataplane:
+            shutil.rmtree("/var/run/dpdk/sluice-%d" % self.proc.pid, ignore_errors=True)
         self.proc = None
+        self.paused = False
 
     def pause(self):
         assert self.alive
@@ -246,8 +275,10 @@ class Cluster:
     """N node namespaces, etcd, a client namespace; cleanup() on every exit path."""
 
     def __init__(self, nodes=3, name="chx", ttl_s=2, rf=3, acks="quorum", build_dir=None,
-                 kind=None):
+                 kind=None, dataplane=False, etcd_members=1):
+        assert etcd_members in (1, len(ETCD_MEMBER_ADDRS))
         self.pid = os.getpid()
+        self.dataplane = dataplane   # sluiced nodes with the kernel dataplane (Node)
         self.name = name
         self.ttl_s = ttl_s
         self.rf = rf
@@ -265,6 +296,13 @@ class Cluster:
         self.nodes = [Node(self, i) for i in range(1, nodes + 1)]
         self.etcd_proc = None
         self.etcd_url = "http://%s:%d" % (ETCD_ADDR, ETCD_PORT)
+        # etcd_members=3: member i's process (None while down) and URL; etcd_url lists them all
+        # (the nodes', etcdctl's and `sluice cluster`'s endpoints).
+        self.etcd_member_procs = [None] * (etcd_members if etcd_members > 1 else 0)
+        self.etcd_member_urls = ["http://%s:%d" % (a, ETCD_PORT)
+                                 for a in ETCD_MEMBER_ADDRS[:len(self.etcd_member_procs)]]
+        if self.etcd_member_urls:
+            self.etcd_url = ",".join(self.etcd_member_urls)
         self.blocked = {}     # namespace -> set of addresses it drops
         self.created = []     # namespaces, in creation order
         self.cleaned = False
@@ -283,10 +321,15 @@ class Cluster:
             sh("ip", "-n", self.br_ns, "link", "add", "chxbr", "type", "bridge")
             sh("ip", "-n", self.br_ns, "link", "set", "chxbr", "up")
             self._attach(self.etcd_ns, "e", ETCD_ADDR)
+            for addr in ETCD_MEMBER_ADDRS[1:len(self.etcd_member_procs)]:
+                sh("ip", "-n", self.etcd_ns, "addr", "add", addr + "/24", "dev", "eth0")
             self._attach(self.client_ns, "c", CLIENT_ADDR)
             for n in self.nodes:
                 self._attach(n.ns, "n%d" % n.index, n.addr)
-            self._start_etcd()
+            if self.etcd_member_procs:
+                self._start_etcd_members()
+            else:
+                self._start_etcd()
         except BaseException:
             self.cleanup()
             raise
@@ -326,6 +369,88 @@ class Cluster:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for(self.etcd_healthy, "etcd healthy")
 
+    # ---- a 3-member etcd (etcd_members=3): the members, one lost, its leader
+
+    def _etcd_member_argv(self, i):
+        """Member i on its own address and data directory; the --initial-* flags name all three
+        (ignored on a restart: etcd recovers from its write-ahead log and rejoins)."""
+        peers = ["chx%d=http://%s:%d" % (j, a, ETCD_PORT + 1)
+                 for j, a in enumerate(ETCD_MEMBER_ADDRS[:len(self.etcd_member_procs)])]
+        url = self.etcd_member_urls[i]
+        peer = "http://%s:%d" % (ETCD_MEMBER_ADDRS[i], ETCD_PORT + 1)
+        return ["ip", "netns", "exec", self.etcd_ns, "etcd", "--name", "chx%d" % i,
+                "--data-dir", os.path.join(self.workdir, "etcd%d" % i),
+                "--listen-client-urls", url, "--advertise-client-urls", url,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", ",".join(peers), "--initial-cluster-state", "new",
+                "--initial-cluster-token", "chx-%d" % self.pid]
+
+    def _spawn_etcd_member(self, i):
+        assert self.etcd_member_procs[i] is None
+        with open(os.path.join(self.workdir, "etcd%d.log" % i), "ab") as log:
+            self.etcd_member_procs[i] = subprocess.Popen(
+                self._etcd_member_argv(i), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+
+    def _start_etcd_members(self):
+        """All members at once (each waits for a quorum of its peers), then every one healthy."""
+        for i in range(len(self.etcd_member_procs)):
+            self._spawn_etcd_member(i)
+        for i in range(len(self.etcd_member_procs)):
+            wait_for(lambda: self.etcd_member_healthy(i), "etcd member %d healthy" % i)
+
+    def etcd_member_healthy(self, i):
+        """Member i answers a linearizable read (it is up and has a leader)."""
+        return subprocess.run(["ip", "netns", "exec", self.client_ns, "etcdctl", "--endpoints",
+                               self.etcd_member_urls[i], "--dial-timeout=2s",
+                               "--command-timeout=3s", "endpoint", "health"],
+                              capture_output=True).returncode == 0
+
+    def etcd_member_kill(self, i):
+        """SIGKILL member i (by PID: ip netns exec execs etcd) and reap it."""
+        self.etcd_member_procs[i].kill()
+        self.etcd_member_procs[i].wait()
+        self.etcd_member_procs[i] = None
+
+    def etcd_member_start(self, i):
+        """Member i again on its data directory; returns once it answers (it rejoined)."""
+        self._spawn_etcd_member(i)
+        wait_for(lambda: self.etcd_member_healthy(i), "etcd member %d rejoined" % i)
+
+    def etcd_member_pause(self, i):
+        """SIGSTOP member i: its connections stay open and it answers nothing."""
+        self.etcd_member_procs[i].send_signal(signal.SIGSTOP)
+
+    def etcd_member_resume(self, i):
+        self.etcd_member_procs[i].send_signal(signal.SIGCONT)
+
+    def etcd_members_status(self):
+        """`etcdctl endpoint status` of the members that answer: {index: (member id, leader id,
+        raft term)}; a member down or stopped is absent."""
+        out = {}
+        for i, url in enumerate(self.etcd_member_urls):
+            if self.etcd_member_procs[i] is None:
+                continue
+            r = subprocess.run(["ip", "netns", "exec", self.client_ns, "etcdctl", "--endpoints",
+                                url, "--dial-timeout=2s", "--command-timeout=3s", "endpoint",
+                                "status", "-w", "json"], capture_output=True, text=True)
+            if r.returncode != 0:
+                continue
+            st = json.loads(r.stdout)[0]["Status"]
+            # proto3 omits zeros: no "leader" while the member knows none.
+            out[i] = (st["header"]["member_id"], st.get("leader", 0), st["header"]["raft_term"])
+        return out
+
+    def etcd_leader(self):
+        """The index of etcd's leader as the answering members agree on it (a majority of
+        the members answering, naming one leader that is among them), else None."""
+        st = self.etcd_members_status()
+        leaders = {v[1] for v in st.values()}
+        if len(st) * 2 <= len(self.etcd_member_urls) or len(leaders) != 1 or 0 in leaders:
+            return None
+        lead = leaders.pop()
+        return next((i for i, v in st.items() if v[0] == lead), None)
+
     # ---- etcd itself as a fault (its PID is etcd's: ip netns exec execs it)
 
     def etcd_kill(self):
@@ -346,7 +471,8 @@ class Cluster:
         self.etcd_proc.send_signal(signal.SIGCONT)
 
     def etcd_healthy(self, ns=None):
-        """etcdctl endpoint health from `ns` (default the client namespace) succeeds."""
+        """etcdctl endpoint health from `ns` (default the client namespace) succeeds (with
+        several members: every one listed answers)."""
         return subprocess.run(["ip", "netns", "exec", ns or self.client_ns, "etcdctl",
                                "--endpoints", self.etcd_url, "--dial-timeout=2s",
                                "--command-timeout=3s", "endpoint", "health"],
@@ -375,6 +501,10 @@ class Cluster:
                 self.etcd_proc.kill()
                 self.etcd_proc.wait()
             self.etcd_proc = None
+        for i, proc in enumerate(self.etcd_member_procs):
+            if proc is not None:
+                stop_process(proc)   # SIGCONT first: a fault may have stopped it.
+                self.etcd_member_procs[i] = None
         for ns in reversed(self.created):
             sh("ip", "netns", "del", ns, check=False)
         self.created = []
@@ -484,4 +614,6 @@ class Cluster:
         out += ["pid %d" % n.proc.pid for n in self.nodes if n.alive]
         if self.etcd_proc is not None and self.etcd_proc.poll() is None:
             out.append("etcd pid %d" % self.etcd_proc.pid)
+        out += ["etcd member pid %d" % p.pid for p in self.etcd_member_procs
+                if p is not None and p.poll() is None]
         return out

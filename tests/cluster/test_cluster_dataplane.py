@@ -39,6 +39,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cluster_forward as tcf  # noqa: E402  (placement, read_shard)
+from campaign_data import log_seq  # noqa: E402  (the log's seq in a Kinesis number)
 import test_cluster_node as tcn  # noqa: E402  (its Etcd, Node, wait_for, fail)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "protocol"))
 from test_spec_independent import records_frame  # noqa: E402  (the spec's own encoder)
@@ -65,12 +66,6 @@ def metric(node, name):
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % node.admin, timeout=10) as r:
         return sum(int(float(line.split()[-1])) for line in r.read().decode().splitlines()
                    if line.startswith(prefix))
-
-
-def log_seq(sequence_number):
-    """The log's per-shard seq inside a Kinesis sequence number (control/seqnum.h: hex digits
-    11 .. 26 of the 47), what an ACK run and `sluice produce` report."""
-    return int(("%047x" % int(sequence_number))[11:27], 16)
 
 
 def read_shard(node, shard):

@@ -17,9 +17,12 @@ Checks, for every shard node 4 holds no replica of (at least one):
     503 ServiceUnavailable (retryable), nothing counted;
   - node 4's /metrics: sluice_forward_reads_total{action=...,result="ok"} count exactly the
     reads passed through;
-  - the shard's leader killed (a 60 s lease keeps it placed): GetRecords through node 4
-    fails ServiceUnavailable (retryable: nothing reached a holder), counted as
-    {action="GetRecords",result="refused"}.
+  - the shard's leader killed (a 60 s lease keeps it placed): GetRecords and
+    GetShardIterator through node 4 are refused there and served by an in-sync
+    follower instead (each counted {result="refused"} once, then ok);
+  - every holder of the shard killed: GetRecords through node 4 fails
+    ServiceUnavailable (retryable: nothing reached a holder), each holder tried once
+    (counted {action="GetRecords",result="refused"} RF times).
 Reads of shards node 4 holds are served from its own log (not counted).
 Waits are for conditions with generous deadlines; no time is asserted.
 """
@@ -49,12 +52,12 @@ def hash_key(shard, i):
     return str(shard * width + 1000 + i)
 
 
-def placement(nodes):
+def placement(nodes, stream=STREAM):
     """{shard: (leader, replicas)} once every shard is led with RF in-sync replicas."""
     out = {}
     for n in nodes:
         for r in n.cluster()["led"]:
-            if r["stream"] == STREAM and not r["fenced"] and len(r["isr"]) == RF:
+            if r["stream"] == stream and not r["fenced"] and len(r["isr"]) == RF:
                 out[r["shard"]] = (n.id, set(r["replicas"]))
     return out if len(out) == SHARDS else None
 
@@ -86,25 +89,32 @@ def expect_error(what, code, call):
     tcn.fail("%s: no error, want %s" % (what, code))
 
 
+def four_nodes(root, etcd, cluster, nodes, stream=STREAM):
+    """Four sluiced (RF 3, sigv4) into `nodes` (so that tcn.finish stops them whatever
+    happens) and started, `stream` of SHARDS created through node 4 and ACTIVE on all,
+    every shard led with RF in-sync replicas: its placement."""
+    nodes += [tcn.Node(root, i, etcd, cluster=cluster, ttl=60, extra=EXTRA, key=tcf.KEY)
+              for i in (1, 2, 3, 4)]
+    for n in nodes:
+        n.start()
+    nodes[3].client.create_stream(StreamName=stream, ShardCount=SHARDS)
+    for n in nodes:
+        tcn.wait_for("stream active on node %d" % n.id, lambda: tcn.stream_active(n, stream))
+    place = tcn.wait_for("every shard led with %d in-sync replicas" % RF,
+                         lambda: placement(nodes, stream))
+    print("placement: %s" % place, flush=True)
+    return place
+
+
 def main():
     root = tempfile.mkdtemp(prefix="sluice-creads-")
     etcd = tcn.Etcd(root)
-    nodes = [tcn.Node(root, i, etcd, cluster="creadstest", ttl=60, extra=EXTRA, key=tcf.KEY)
-             for i in (1, 2, 3, 4)]
+    nodes = []
     done = False
     try:
-        for n in nodes:
-            n.start()
+        place = four_nodes(root, etcd, "creadstest", nodes)
         entry = nodes[3]
         c = entry.client
-        c.create_stream(StreamName=STREAM, ShardCount=SHARDS)
-        for n in nodes:
-            tcn.wait_for("stream active on node %d" % n.id, lambda: n.client.describe_stream_summary(
-                StreamName=STREAM)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
-                if STREAM in n.client.list_streams()["StreamNames"] else False)
-        place = tcn.wait_for("every shard led with %d in-sync replicas" % RF,
-                             lambda: placement(nodes))
-        print("placement: %s" % place, flush=True)
         away = [s for s in range(SHARDS) if entry.id not in place[s][1]]
         if not away:
             tcn.fail("node 4 holds a replica of every shard: %s" % place)
@@ -175,15 +185,36 @@ def main():
         if tcf.metrics(entry) != metrics:
             tcn.fail("a forwarded read moved the forward metrics")
 
-        # The shard's leader killed (placed for its 60 s lease): nothing reaches a holder.
+        # The shard's leader killed (placed for its 60 s lease): it refuses, a follower serves.
         victim = nodes[place[s][0] - 1]
         victim.signal(signal.SIGKILL)
         victim.proc.wait()
+        counts = {(a, r): reads(entry, a, r) for a in ("GetShardIterator", "GetRecords")
+                  for r in ("ok", "refused")}
+        got, _ = read_all(c, it)
+        if got != acked[s]:
+            tcn.fail("shard %d with its leader %d killed: read %s, acknowledged %s" %
+                     (s, victim.id, got, acked[s]))
+        c.get_shard_iterator(StreamName=STREAM, ShardId=shard_id(s),
+                             ShardIteratorType="TRIM_HORIZON")
+        for a in ("GetShardIterator", "GetRecords"):
+            refused = reads(entry, a, "refused") - counts[(a, "refused")]
+            ok = reads(entry, a, "ok") - counts[(a, "ok")]
+            if refused < 1 or refused != ok:
+                tcn.fail("%s with the leader killed: refused moved by %d, ok by %d (each "
+                         "call refused once, then served)" % (a, refused, ok))
+
+        # Every holder killed: each tried once, then ServiceUnavailable.
+        for n in nodes[:3]:
+            if n.id in place[s][1] and n is not victim:
+                n.signal(signal.SIGKILL)
+                n.proc.wait()
         refused = reads(entry, "GetRecords", "refused")
-        expect_error("GetRecords with shard %d's leader %d killed" % (s, victim.id),
+        expect_error("GetRecords with shard %d's holders killed" % s,
                      "ServiceUnavailable", lambda: c.get_records(ShardIterator=it))
-        if reads(entry, "GetRecords", "refused") != refused + 1:
-            tcn.fail("the refused read was not counted")
+        if reads(entry, "GetRecords", "refused") != refused + RF:
+            tcn.fail("the refused read was not tried on each of the %d holders once: %d" %
+                     (RF, reads(entry, "GetRecords", "refused") - refused))
         done = True
     finally:
         tcn.finish(nodes, etcd, root, done)

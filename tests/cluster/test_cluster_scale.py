@@ -91,7 +91,7 @@ def run(camp, data):
 
     # 3. Every acknowledged record, from every node that holds its shard in sync.
     data.stop()
-    lost, dup, mis, split = data.check([c.nodes[i - 1] for i in rest])
+    lost, dup, mis, split, _ = data.check([c.nodes[i - 1] for i in rest])
     split += campaign.history_violations(sorted(w.writes, key=lambda x: x[0]))[0]
     print("cluster-scale: seed=%d calls=%d errors=%d acked=%d lost=%d dup=%d misordered=%d "
           "split_brain=%d shards_written=%d longest_ack_gap_ms=%.0f longest_shard_gap_ms=%.0f errors_by_kind=%s" %

@@ -3,10 +3,12 @@
  * test on free loopback ports in a temp directory, stopped by PID): KV with
  * revisions and binary values, prefixes, compare-and-swap transactions,
  * leases, elections with an epoch that grows across leaders, endpoint
- * failover, and the errors of an unreachable or wrong store.
+ * failover (a put whose connection broke after sending not repeated on the next
+ * member), and the errors of an unreachable or wrong store.
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,12 +208,31 @@ Test(etcd, moves_to_a_live_endpoint_and_names_what_is_wrong)
 	struct etcd_range r;
 	uint16_t dead = etcd_fixture_free_port();
 
+	uint64_t failovers = etcd_failovers();
+
 	snprintf(both, sizeof(both), "http://127.0.0.1:%u,%s", dead, etcd_endpoint);
 	cr_assert_eq(etcd_open(both, 2000, &c), 0);
 	cr_assert_eq(etcd_put(c, "k", "v", 1, 0, NULL), 0, "the second endpoint answered");
+	cr_assert_eq(etcd_failovers(), failovers + 1, "the move counted");
+	cr_assert_str_eq(etcd_current_endpoint(c), etcd_endpoint);
 	cr_assert_eq(etcd_get(c, "k", false, 0, &r), 0);
 	cr_assert_eq(r.count, 1);
 	etcd_range_free(&r);
+	cr_assert_eq(etcd_failovers(), failovers + 1, "the client stays on the one that answered");
+	etcd_close(c);
+
+	/* A stalled member (connections accepted, nothing answered): the call times out and
+	 * the next goes to the next endpoint, without repeating the timed-out one. */
+	snprintf(both, sizeof(both), "%s,http://127.0.0.1:%u", etcd_endpoint, dead);
+	cr_assert_eq(etcd_open(both, 300, &c), 0);
+	cr_assert_eq(etcd_put(c, "k", "v", 1, 0, NULL), 0);
+	etcd_fixture_signal(SIGSTOP);
+	cr_assert_eq(etcd_get(c, "k", false, 0, &r), -ETIMEDOUT);
+	etcd_fixture_signal(SIGCONT);
+	cr_assert_neq(strcmp(etcd_current_endpoint(c), etcd_endpoint), 0, "moved on");
+	cr_assert_eq(etcd_get(c, "k", false, 0, &r), 0, "the dead one refused, back to the live one");
+	etcd_range_free(&r);
+	cr_assert_str_eq(etcd_current_endpoint(c), etcd_endpoint);
 	etcd_close(c);
 
 	snprintf(both, sizeof(both), "http://127.0.0.1:%u", dead);
@@ -233,16 +254,176 @@ Test(etcd, moves_to_a_live_endpoint_and_names_what_is_wrong)
 	free(value);
 }
 
-/* Waits (bounded) for the watch's next events or its end; fails the test when neither comes. */
+/* Waits up to `seconds` for the watch's next events or its end; fails the test when neither comes. */
 static int
-watch_wait(struct etcd_watch *w, const struct etcd_event **events)
+watch_wait_s(struct etcd_watch *w, const struct etcd_event **events, uint64_t seconds)
 {
-	uint64_t deadline = clock_mono_ns() + 10000000000ull;
+	uint64_t deadline = clock_mono_ns() + seconds * 1000000000ull;
 	int n;
 
 	while ((n = etcd_watch_next(w, 200, events)) == 0)
-		cr_assert_lt(clock_mono_ns(), deadline, "no watch event");
+		cr_assert_lt(clock_mono_ns(), deadline, "the watch neither delivered nor ended");
 	return n;
+}
+
+static int
+watch_wait(struct etcd_watch *w, const struct etcd_event **events)
+{
+	return watch_wait_s(w, events, 10);
+}
+
+/* A stalled member as the kernel shows it: connections complete (the backlog), nothing answers. */
+static int
+stalled_listener(uint16_t *port_out)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(fd, 16), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port_out = ntohs(a.sin_port);
+	return fd;
+}
+
+/* A member that takes the request and closes the connection without answering. */
+struct closer {
+	int fd;
+	uint16_t port;
+	pthread_t thread;
+	size_t got;       /* The request's bytes it read. */
+};
+
+static void *
+closer_main(void *arg)
+{
+	struct closer *cl = arg;
+	char req[4096];
+	char *head_end = NULL;
+	int fd = accept(cl->fd, NULL, NULL);
+
+	cr_assert_geq(fd, 0);
+	/* The head, then the JSON body to its closing brace: the request whole. */
+	while (cl->got < sizeof(req) - 1 && (head_end == NULL || strchr(head_end, '}') == NULL)) {
+		ssize_t n = read(fd, req + cl->got, sizeof(req) - 1 - cl->got);
+
+		if (n <= 0)
+			break;
+		cl->got += (size_t)n;
+		req[cl->got] = '\0';
+		head_end = strstr(req, "\r\n\r\n");
+	}
+	close(fd);
+	return NULL;
+}
+
+Test(etcd, a_put_whose_connection_broke_after_sending_is_not_repeated_on_the_next_member)
+{
+	char both[160];
+	struct etcd_client *c;
+	struct etcd_range r;
+	struct closer cl = { .got = 0 };
+	uint64_t failovers = etcd_failovers();
+
+	cl.fd = stalled_listener(&cl.port);
+	cr_assert_eq(pthread_create(&cl.thread, NULL, closer_main, &cl), 0);
+	snprintf(both, sizeof(both), "http://127.0.0.1:%u,%s", cl.port, etcd_endpoint);
+	cr_assert_eq(etcd_open(both, 5000, &c), 0);
+	cr_assert_eq(etcd_put(c, "broken-put", "v", 1, 0, NULL), -ECONNRESET,
+		     "the error, not the next member's answer");
+	pthread_join(cl.thread, NULL);
+	cr_assert_gt(cl.got, 0, "the first member took the request");
+	cr_assert_eq(etcd_get(client, "broken-put", false, 0, &r), 0);
+	cr_assert_eq(r.count, 0, "the put was not sent to the second member");
+	etcd_range_free(&r);
+	cr_assert_eq(etcd_failovers(), failovers + 1, "the next call moves on (counted)");
+	cr_assert_str_eq(etcd_current_endpoint(c), etcd_endpoint);
+	cr_assert_eq(etcd_put(c, "broken-put", "v", 1, 0, NULL), 0, "the caller's retry lands");
+	cr_assert_eq(etcd_get(client, "broken-put", false, 0, &r), 0);
+	cr_assert_eq(r.count, 1);
+	etcd_range_free(&r);
+	etcd_close(c);
+	close(cl.fd);
+}
+
+/* The watch's next events or end, waiting up to 60 s (its own deadlines are seconds). */
+static int
+watch_wait_long(struct etcd_watch *w, const struct etcd_event **events)
+{
+	return watch_wait_s(w, events, 60);
+}
+
+Test(etcd, a_stopped_member_is_left_by_a_watch_being_created_and_one_created, .timeout = 120)
+{
+	char list[160];
+	struct etcd_watch *w;
+	const struct etcd_event *ev;
+	uint16_t port;
+	int stalled = stalled_listener(&port);
+	uint64_t failovers = etcd_failovers();
+	int64_t rev;
+
+	/* Not created in time on the stalled one: the next endpoint takes it, nothing skipped. */
+	cr_assert_eq(etcd_put(client, "st/a", "1", 1, 0, &rev), 0);
+	snprintf(list, sizeof(list), "http://127.0.0.1:%u,%s", port, etcd_endpoint);
+	cr_assert_eq(etcd_watch_open(list, "st/", true, rev, &w), 0);
+	cr_assert_eq(watch_wait_long(w, &ev), 1);
+	cr_assert_eq(ev[0].kv.mod_revision, rev);
+	cr_assert_eq(etcd_failovers(), failovers + 1);
+	etcd_watch_close(w);
+
+	/* Only the stalled one: the watch ends instead of waiting for ever. */
+	snprintf(list, sizeof(list), "http://127.0.0.1:%u", port);
+	cr_assert_eq(etcd_watch_open(list, "st/", true, 0, &w), 0);
+	cr_assert_eq(watch_wait_long(w, &ev), -ECONNRESET);
+	etcd_watch_close(w);
+	close(stalled);
+
+	/* Created, quiet (its member answers the probes), then the member stopped: it ends. */
+	cr_assert_eq(etcd_watch_open(etcd_endpoint, "st/", true, rev, &w), 0);
+	cr_assert_eq(watch_wait_long(w, &ev), 1);
+	cr_assert_eq(etcd_watch_next(w, 4000, &ev), 0, "a quiet stream whose member answers");
+	etcd_fixture_signal(SIGSTOP);
+	cr_assert_eq(watch_wait_long(w, &ev), -ECONNRESET);
+	etcd_fixture_signal(SIGCONT);
+	etcd_watch_close(w);
+}
+
+Test(etcd, a_watch_opens_on_the_next_endpoint_when_one_is_down)
+{
+	char list[160];
+	struct etcd_watch *w;
+	const struct etcd_event *ev;
+	uint16_t dead = etcd_fixture_free_port();
+	uint16_t dead2 = etcd_fixture_free_port();
+	uint64_t failovers = etcd_failovers();
+	int64_t rev;
+
+	snprintf(list, sizeof(list), "http://127.0.0.1:%u,%s", dead, etcd_endpoint);
+	cr_assert_eq(etcd_watch_open(list, "fo/", true, 0, &w), 0);
+	/* Created on the live member (not seen here: wait for a put to come through). */
+	cr_assert_eq(etcd_put(client, "fo/a", "1", 1, 0, &rev), 0);
+	while (etcd_watch_next(w, 200, &ev) == 0)
+		cr_assert_eq(etcd_put(client, "fo/a", "1", 1, 0, &rev), 0);
+	cr_assert_str_eq(ev[0].kv.key, "fo/a");
+	cr_assert_eq(etcd_failovers(), failovers + 1);
+	etcd_watch_close(w);
+
+	/* From a revision, through the dead one: nothing skipped. */
+	cr_assert_eq(etcd_watch_open(list, "fo/", true, rev, &w), 0);
+	cr_assert_eq(watch_wait(w, &ev), 1);
+	cr_assert_eq(ev[0].kv.mod_revision, rev);
+	etcd_watch_close(w);
+
+	/* Every endpoint down: the stream's end, after each was asked once. */
+	snprintf(list, sizeof(list), "http://127.0.0.1:%u,http://127.0.0.1:%u", dead, dead2);
+	failovers = etcd_failovers();
+	cr_assert_eq(etcd_watch_open(list, "fo/", true, 0, &w), 0);
+	cr_assert_eq(watch_wait(w, &ev), -ECONNRESET);
+	cr_assert_eq(etcd_failovers(), failovers + 1, "two endpoints: one move");
+	etcd_watch_close(w);
 }
 
 Test(etcd, watch_sees_puts_and_deletes_in_order_and_replays_from_a_revision)

@@ -86,6 +86,36 @@ def processes(c):
     harness.wait_for(lambda: 1 in [n["id"] for n in c.status()["nodes"]], "node 1 back")
 
 
+def etcd_members(build):
+    """etcd_members=3: three members with one leader; with a follower stopped the other two
+    agree on a leader, and it answers again when resumed; the leader SIGKILLed, the other
+    two elect one; restarted, it rejoins; nothing is left after cleanup."""
+    c = harness.Cluster(nodes=1, build_dir=build, etcd_members=3)
+    try:
+        c.up()
+        check(len(c.etcd_url.split(",")) == 3, "the nodes' endpoints: %s" % c.etcd_url)
+        lead = harness.wait_for(lambda: [c.etcd_leader()] if c.etcd_leader() is not None
+                                else None, "an etcd leader")[0]
+        follower = (lead + 1) % 3
+        c.etcd_member_pause(follower)
+        check(not c.etcd_member_healthy(follower), "a stopped member does not answer")
+        harness.wait_for(lambda: c.etcd_leader() not in (None, follower),
+                         "a leader the two others agree on while a follower is stopped")
+        c.etcd_member_resume(follower)
+        harness.wait_for(lambda: c.etcd_member_healthy(follower), "the resumed member")
+        c.etcd_member_kill(lead)
+        new = harness.wait_for(lambda: [c.etcd_leader()] if c.etcd_leader() is not None
+                               else None, "a leader after the old one was killed")[0]
+        check(new != lead, "a new etcd leader")
+        c.etcd_member_start(lead)
+        harness.wait_for(lambda: len(c.etcd_members_status()) == 3 and
+                         c.etcd_leader() is not None, "the three agreeing after the rejoin")
+        check(c.etcdctl("put", "k", "v") != "", "a write through the three endpoints")
+    finally:
+        c.cleanup()
+    check(c.leftovers() == [], "left after the 3-member cleanup: %r" % c.leftovers())
+
+
 def child(mode):
     """Runs in a subprocess: brings a cluster up, then fails or waits for a signal."""
     c = harness.Cluster(nodes=2, build_dir=sys.argv[1])
@@ -136,6 +166,8 @@ def main():
     finally:
         c.cleanup()
     check(c.leftovers() == [], "left after cleanup: %r" % c.leftovers())
+    etcd_members(build)
+    print("etcd_members=3: a stopped follower, the leader killed and elected anew, rejoined")
     cleanup_paths(build)
     print("test_harness: ok")
 

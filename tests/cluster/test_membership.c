@@ -477,6 +477,90 @@ put(const char *key, const char *value)
 	cr_assert_eq(etcd_put(client, key, value, strlen(value), 0, NULL), 0, "%s", key);
 }
 
+/* One key's mod_revision (0: absent). */
+static int64_t
+key_revision(const char *key)
+{
+	struct etcd_range r;
+	int64_t rev;
+
+	cr_assert_eq(etcd_get(client, key, false, 0, &r), 0);
+	rev = r.count == 1 ? r.kvs[0].mod_revision : 0;
+	etcd_range_free(&r);
+	return rev;
+}
+
+/*
+ * A node placed as leader whose log refuses to lead (log_epoch_begin's -ENODATA: the
+ * records below a cut are not held again; control/cluster_node.c calls this then)
+ * steps down: out of "isr", "leader" 0, by CAS. The controller then places another
+ * in-sync replica as leader in a newer epoch, and the refusing node stays a replica,
+ * catching up. The only in-sync replica stays (-EBUSY, nothing written): the shard
+ * waits unled rather than lose what only that node holds.
+ */
+Test(membership, a_placed_leader_that_cannot_lead_leaves_the_in_sync_set_for_another)
+{
+	static const char solo[] = "/sluice/cplace/placement/solo/shardId-000000000000";
+	const char *value = "{\"leader\":2,\"epoch\":3,\"replicas\":[2,1,3],\"isr\":[2],"
+			    "\"controller_epoch\":1}";
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	struct etcd_leader fence;
+	struct cluster_shard *s;
+	struct cluster_shard was;
+	int64_t rev;
+
+	/* The last in-sync member: before any member runs, so no controller rewrites it. */
+	put(solo, value);
+	rev = key_revision(solo);
+	cr_assert_eq(cluster_placement_resign(client, "cplace", "solo", 0, rev, 2), -EBUSY);
+	cr_assert_eq(key_revision(solo), rev, "nothing written");
+	cr_assert_eq(etcd_delete(client, solo, false, NULL), 0);
+
+	start_placed(&fence, &s);
+	was = s[0];
+	free(s);
+	cr_assert_eq(cluster_placement_resign(client, "cplace", was.stream, was.shard,
+					      was.mod_revision - 1, was.place.leader), -ESTALE,
+		     "an older revision: the CAS refuses");
+	cr_assert_eq(cluster_placement_resign(client, "cplace", was.stream, was.shard,
+					      was.mod_revision, was.place.leader % NODES + 1),
+		     -EPERM, "only the placed leader steps down");
+	cr_assert_eq(cluster_placement_resign(client, "cplace", was.stream, was.shard,
+					      was.mod_revision, was.place.leader), 0);
+	for (;;) {
+		struct cluster_shard *now = NULL;
+		uint32_t count;
+		bool led = false;
+
+		cr_assert_eq(cluster_placement_read(client, "cplace", &now, &count), 0);
+		for (uint32_t i = 0; i < count; i++) {
+			const struct placement_shard *p = &now[i].place;
+
+			if (now[i].shard != was.shard || strcmp(now[i].stream, was.stream) != 0)
+				continue;
+			/* Led again: by another in-sync replica, in a newer epoch. */
+			led = p->leader != 0 && p->leader != was.place.leader &&
+			      placement_has(p->isr, p->isr_count, p->leader) &&
+			      p->leader_epoch == was.place.leader_epoch + 1;
+			/* The refusing node: still a replica, not in sync, not leading. */
+			cr_assert(placement_has(p->replicas, p->replica_count, was.place.leader));
+			cr_assert_not(placement_has(p->isr, p->isr_count, was.place.leader));
+			if (led)
+				printf("membership-resign: %s/%u led by %u in epoch %lld (node %u "
+				       "stepped down from epoch %lld)\n", was.stream, was.shard,
+				       p->leader, (long long)p->leader_epoch, was.place.leader,
+				       (long long)was.place.leader_epoch);
+		}
+		free(now);
+		if (led)
+			break;
+		if (clock_mono_ns() >= deadline)
+			dump_state();
+		cr_assert_lt(clock_mono_ns(), deadline, "the shard was not led again");
+		wait_ms(20);
+	}
+}
+
 /*
  * A drain is an intent that outlives the node: drained, the node's process
  * dies (its lease runs out) and starts again; registered again it is still

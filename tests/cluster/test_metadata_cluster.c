@@ -321,12 +321,140 @@ Test(metadata_cluster, refusals_leave_nothing_behind)
 		     -ENOENT, "another stream id");
 	cr_assert_eq(metadata_cluster_reshard(nodes[2].mc, "nope", 1, 1, NULL, 0, NULL, 0),
 		     -ENOENT);
-	cr_assert_eq(metadata_cluster_shard_closed(nodes[2].mc, "gamma", 0, 0, 7), -ENOENT);
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[2].mc, "gamma", 0, 0, 7, 1, 1), -ENOENT);
 	converge();
 	after = assert_identical();
 	cr_assert_str_eq(after, before);
 	free(before);
 	free(after);
+}
+
+/* Writes shard `shard` of `stream`'s placement as the controller would: `leader` in `epoch`. */
+static int64_t
+place(const char *stream, uint32_t shard, uint32_t leader, int64_t epoch, uint32_t stream_id)
+{
+	char key[CLUSTER_KEY_SIZE];
+	char value[256];
+	int64_t revision = 0;
+	int n = snprintf(value, sizeof(value), "{\"leader\":%u,\"epoch\":%lld,\"replicas\":[1,2,3],"
+			 "\"isr\":[1,2,3],\"controller_epoch\":5,\"stream_id\":%u}", leader,
+			 (long long)epoch, stream_id);
+
+	cr_assert(n > 0 && (size_t)n < sizeof(value));
+	snprintf(key, sizeof(key), "/sluice/" CLUSTER "/placement/%s/shardId-%012u", stream, shard);
+	cr_assert_eq(etcd_put(client, key, value, (size_t)n, 0, &revision), 0);
+	return revision;
+}
+
+/* The children of a one-shard stream's split: shard 0's two halves. */
+static void
+split_children(struct metadata_shard kids[2])
+{
+	hashkey_t mid = hashkey_range_start(1, 2);
+
+	kids[0] = (struct metadata_shard){ .shard_index = 1, .start = 0, .end = mid - 1,
+					   .parent = 0, .adjacent_parent = -1,
+					   .created_s = 1700000100 };
+	kids[1] = (struct metadata_shard){ .shard_index = 2, .start = mid, .end = HASHKEY_MAX,
+					   .parent = 0, .adjacent_parent = -1,
+					   .created_s = 1700000100 };
+}
+
+/* A split of a one-shard stream `name` through node 0; its id. */
+static uint32_t
+split(const char *name)
+{
+	struct metadata_shard kids[2];
+	uint32_t closing = 0;
+	uint32_t id = 0;
+
+	split_children(kids);
+	cr_assert_eq(create(&nodes[0], name, 1, &id), 0);
+	cr_assert_eq(metadata_cluster_reshard(nodes[0].mc, name, id, 1, &closing, 1, kids, 2), 0);
+	return id;
+}
+
+static uint64_t
+cuts_fenced(struct node *n)
+{
+	struct metadata_cluster_status st;
+
+	metadata_cluster_status(n->mc, &st);
+	return st.cuts_fenced;
+}
+
+/*
+ * The cut's record compares the parent's placement in its own transaction
+ * (docs/CLUSTER.md "Resharding in cluster mode"): a leader deposed after it checked
+ * that it leads (here: the fence read, then the placement moved to node 2 in epoch 5)
+ * writes nothing, through the transaction itself or through the call; the same node
+ * in another epoch, and a shard with no placement, are refused too; the successor
+ * records its own, lower end, also after an in-sync change under it (the compare is
+ * on the key's mod_revision, the check on leader and epoch).
+ */
+Test(metadata_cluster, a_deposed_leaders_cut_is_not_recorded_and_its_successors_is)
+{
+	struct cluster_fence fence;
+	struct cluster_stream rec;
+	int64_t revision;
+	uint32_t isr[2] = { 2, 3 };
+	uint32_t id = split("eps");
+	int64_t moved;
+	char *text;
+
+	place("eps", 0, 1, 4, id);
+	/* The old leader checks: it leads in epoch 4. */
+	cr_assert_eq(cluster_placement_lead_fence(client, CLUSTER, "eps", 0, id, 1, 4, &fence), 0);
+	cr_assert_eq(cluster_placement_lead_fence(client, CLUSTER, "eps", 0, id, 1, 3, &fence),
+		     -ESTALE, "another epoch");
+	cr_assert_eq(cluster_placement_lead_fence(client, CLUSTER, "eps", 0, id, 2, 4, &fence),
+		     -ESTALE, "another leader");
+	cr_assert_eq(cluster_placement_lead_fence(client, CLUSTER, "eps", 0, id + 1, 1, 4, &fence),
+		     -ESTALE, "placed for another stream of that name");
+	cr_assert_eq(cluster_placement_lead_fence(client, CLUSTER, "eps", 0, id, 1, 4, &fence), 0);
+	/* ... the controller moves the leadership (node 1's lease ended) ... */
+	moved = place("eps", 0, 2, 5, id);
+	/* ... and the old leader's record, made on the record it read, writes nothing. */
+	cr_assert_eq(cluster_stream_get(client, CLUSTER, "eps", &rec), 0);
+	rec.shards[0].state = CLUSTER_SHARD_CLOSED;
+	rec.shards[0].seq_end = 50;
+	cr_assert_eq(cluster_stream_put(client, CLUSTER, &rec, &fence, &revision), -ESTALE);
+	revision = rec.mod_revision;
+	cluster_stream_free(&rec);
+	cr_assert_eq(cluster_stream_get(client, CLUSTER, "eps", &rec), 0);
+	cr_assert_eq(rec.mod_revision, revision, "the record was not written");
+	cr_assert_eq(rec.shards[0].state, CLUSTER_SHARD_CLOSING);
+	cluster_stream_free(&rec);
+
+	/* Through the call: deposed (placement moved, another epoch, none at all). */
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[0].mc, "eps", id, 0, 50, 1, 4), -ESTALE);
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "eps", id, 0, 50, 2, 4), -ESTALE,
+		     "the successor's node in the old epoch");
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[0].mc, "eps", id, 1, 50, 1, 4), -EINVAL,
+		     "open: nothing to record (checked before the placement)");
+	cr_assert_eq(cuts_fenced(&nodes[0]), 1);
+	cr_assert_eq(cuts_fenced(&nodes[1]), 1);
+	converge();
+	text = assert_identical();
+	cr_assert(has(text, "/0 [0..ffffffffffffffff] parents=-1,-1 closed=1 closing=1 end=0"),
+		  "nothing recorded: %s", text);
+	free(text);
+
+	/* The successor (node 2, epoch 5) records its end, lower, after an in-sync change. */
+	cr_assert_eq(cluster_placement_isr_write(client, CLUSTER, "eps", 0, moved, isr, 2), 0);
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "eps", id, 0, 37, 2, 5), 0);
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[0].mc, "eps", id, 0, 50, 1, 4), -EALREADY,
+		     "the old leader, later: the successor's end stands");
+	converge();
+	text = assert_identical();
+	cr_assert(has(text, "/0 [0..ffffffffffffffff] parents=-1,-1 closed=1 closing=0 end=37"),
+		  "%s", text);
+	free(text);
+
+	/* No placement at all: nobody leads the shard, so nobody records its cut. */
+	id = split("zeta");
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[2].mc, "zeta", id, 0, 9, 3, 1), -ESTALE);
+	cr_assert_eq(cuts_fenced(&nodes[2]), 1);
 }
 
 /*
@@ -337,17 +465,12 @@ Test(metadata_cluster, refusals_leave_nothing_behind)
  */
 Test(metadata_cluster, reshard_then_the_cut_recorded_and_a_racing_plan_refused)
 {
-	hashkey_t mid = hashkey_range_start(1, 2);
-	struct metadata_shard kids[2] = {
-		{ .shard_index = 1, .start = 0, .end = mid - 1, .parent = 0, .adjacent_parent = -1,
-		  .created_s = 1700000100 },
-		{ .shard_index = 2, .start = mid, .end = HASHKEY_MAX, .parent = 0,
-		  .adjacent_parent = -1, .created_s = 1700000100 },
-	};
+	struct metadata_shard kids[2];
 	uint32_t closing = 0;
 	uint32_t id = 0;
 	char *text;
 
+	split_children(kids);
 	cr_assert_eq(create(&nodes[0], "delta", 1, &id), 0);
 	cr_assert_eq(metadata_cluster_reshard(nodes[0].mc, "delta", id, 1, &closing, 1, kids, 2),
 		     0);
@@ -355,7 +478,7 @@ Test(metadata_cluster, reshard_then_the_cut_recorded_and_a_racing_plan_refused)
 		     -EALREADY, "planned on the table before the first");
 	cr_assert_eq(metadata_cluster_reshard(nodes[1].mc, "delta", id, 3, &closing, 1, NULL, 0),
 		     -EALREADY, "its parent is no longer open");
-	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "delta", id, 1, 7), -EINVAL,
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "delta", id, 1, 7, 2, 1), -EINVAL,
 		     "an open shard has no cut to record");
 	converge();
 	text = assert_identical();
@@ -366,11 +489,13 @@ Test(metadata_cluster, reshard_then_the_cut_recorded_and_a_racing_plan_refused)
 		  "%s", text);
 	free(text);
 
-	cr_assert_eq(metadata_cluster_shard_closed(nodes[2].mc, "delta", id, 0, 41), 0);
-	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "delta", id, 0, 41), 0,
+	/* The parent's leader (node 3 here, epoch 1) records its cut. */
+	place("delta", 0, 3, 1, id);
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[2].mc, "delta", id, 0, 41, 3, 1), 0);
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "delta", id, 0, 41, 3, 1), 0,
 		     "the same cut again (a retry) is no change");
-	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "delta", id, 0, 40), -EALREADY,
-		     "another cut of a closed shard is refused");
+	cr_assert_eq(metadata_cluster_shard_closed(nodes[1].mc, "delta", id, 0, 40, 3, 1),
+		     -EALREADY, "another cut of a closed shard is refused");
 	converge();
 	text = assert_identical();
 	cr_assert(has(text, "/0 [0..ffffffffffffffff] parents=-1,-1 closed=1 closing=0 end=41"),

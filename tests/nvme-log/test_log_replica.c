@@ -824,6 +824,23 @@ Test(log_replica, log_epochs_versions_1_and_2_are_read_and_an_unknown_version_re
 }
 
 /*
+ * A fresh log holding old_tail(), power lost before the nth I/O operation from now:
+ * returns the operation count to measure what the test's operations took.
+ */
+static uint64_t
+old_tail_power_loss_at(uint64_t nth)
+{
+	uint64_t ops;
+
+	teardown();
+	setup();
+	old_tail();
+	ops = log_io_sim_op_count(f.io);
+	log_io_sim_crash_nth(f.io, nth);
+	return ops;
+}
+
+/*
  * The follower's crash case of a cut inside a batch (log_shard_truncate_keep,
  * docs/CLUSTER.md): the cut at 3 of the batch [3, 6) keeps [3, 5), whose re-append
  * follows. Power is lost before each I/O operation of the cut and the re-append in
@@ -845,11 +862,7 @@ Test(log_replica, a_power_loss_between_a_keeping_cut_and_its_re_append_never_lea
 		uint64_t end;
 		int err;
 
-		teardown();
-		setup();
-		old_tail();
-		ops = log_io_sim_op_count(f.io);
-		log_io_sim_crash_nth(f.io, nth);
+		ops = old_tail_power_loss_at(nth);
 		err = log_shard_truncate_keep(f.log, SHARD, 5, LOG_EPOCH_NONE, &end);
 		cr_assert(err != 0 || end == 3, "the cut at the batch's start (%lu)",
 			  (unsigned long)end);
@@ -886,4 +899,181 @@ Test(log_replica, a_power_loss_between_a_keeping_cut_and_its_re_append_never_lea
 	cr_assert(seen[0] > 0 && seen[1] > 0 && seen[2] > 0,
 		  "each outcome seen: old tail %u, cut alone %u, kept records back %u",
 		  seen[0], seen[1], seen[2]);
+}
+
+/* ---- A follower below its leader's trim horizon (log_shard_start_at) ---- */
+
+#define LEADER_START 20u  /* The leader's first retained record: everything below expired. */
+
+/* log_read's answer from `from` (records delivered, or its negative errno). */
+static int
+read_rc(uint64_t from)
+{
+	struct test_collect c = { .shard_id = NEW, .data_size = DATA };
+	struct log_reader *r;
+	uint64_t next;
+	int n;
+
+	cr_assert_eq(log_reader_open(f.log, &r), 0);
+	n = log_read(r, SHARD, from, 64, UINT64_MAX, test_collect_fn, &c, &next);
+	log_reader_close(r);
+	free(c.seqs);
+	return n;
+}
+
+/* The shard starts at LEADER_START: nothing below is readable, as on the leader. */
+static void
+assert_started(uint64_t end)
+{
+	struct log_shard_info i = info();
+
+	cr_assert_eq(i.seq_trim, LEADER_START, "the leader's start is the horizon (%lu)",
+		     (unsigned long)i.seq_trim);
+	cr_assert_eq(i.seq_durable, end);
+	cr_assert_eq(read_rc(0), -ERANGE, "what it held reads as expired");
+	cr_assert_eq(read_rc(8), -ERANGE);
+	cr_assert_eq(read_rc(LEADER_START - 1), -ERANGE, "the gap reads as expired too");
+	cr_assert_eq(read_range(NEW, LEADER_START, end), end - LEADER_START);
+}
+
+/*
+ * A follower that held 0..8 while its leader's retention dropped everything below 20
+ * starts at 20: its records are dropped as retention drops them and its epoch history
+ * with them (it begins again with the leader's epoch at 20, even an older one), the
+ * leader's batches continue at 20, and all of it holds across a clean reopen and a
+ * power loss. A start
+ * at or below its end changes nothing; a deposed epoch's or a closed shard's is refused.
+ */
+Test(log_replica, a_follower_below_the_leaders_trim_horizon_starts_there)
+{
+	struct log_epoch_info ei;
+	uint64_t epoch;
+	uint64_t end;
+
+	old_tail();
+	cr_assert_eq(log_shard_start_at(f.log, SHARD, LEADER_START, 4, &end), 0);
+	cr_assert_eq(end, LEADER_START);
+	assert_started(LEADER_START);
+	submit(NEW, 9, 1, true);
+	settle();
+	cr_assert_eq(f.last_error, -EEXIST, "its old end is gone: the next seq is the start");
+	f.last_error = 0;
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert_eq(ei.count, 0, "the history of what it dropped goes with it");
+	cr_assert_eq(ei.promised, 4, "the promise stays");
+	cr_assert_eq(log_epoch_record(f.log, SHARD, 3, LEADER_START), 0,
+		     "the leader's epoch at its start, older than the dropped ones");
+	submit(NEW, LEADER_START, 3, true);
+	settle();
+	cr_assert_eq(f.last_error, 0);
+	assert_started(LEADER_START + 3);
+	reopen(false);
+	assert_started(LEADER_START + 3);
+	reopen(true);
+	assert_started(LEADER_START + 3);
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert(ei.count == 1 && ei.epoch_last == 3 && ei.epoch_last_start == LEADER_START);
+	cr_assert_eq(log_epoch_end(f.log, SHARD, 3, &epoch, &end), 0);
+	cr_assert(epoch == 3 && end == LEADER_START + 3, "the handshake sees the new history");
+
+	cr_assert_eq(log_shard_start_at(f.log, SHARD, LEADER_START + 1, 5, &end), 0);
+	cr_assert_eq(end, LEADER_START + 3, "a shard holding the start is left alone");
+	assert_started(LEADER_START + 3);
+	cr_assert_eq(log_epoch_promise(f.log, SHARD, 7), 0);
+	cr_assert_eq(log_shard_start_at(f.log, SHARD, 100, 6, &end), -ESTALE,
+		     "a deposed leader's follower drops nothing");
+	assert_started(LEADER_START + 3);
+	cr_assert_eq(log_shard_close(f.log, SHARD, &end), 0);
+	cr_assert_eq(log_shard_start_at(f.log, SHARD, 100, 7, &end), -EPIPE);
+	assert_started(LEADER_START + 3);
+}
+
+/* A follower that never held a record of the shard starts there as well. */
+Test(log_replica, a_new_follower_starts_at_the_leaders_horizon)
+{
+	uint64_t end;
+
+	cr_assert_eq(log_shard_start_at(f.log, SHARD, LEADER_START, LOG_EPOCH_NONE, &end), 0);
+	cr_assert_eq(end, LEADER_START);
+	submit(NEW, LEADER_START, 2, true);
+	settle();
+	cr_assert_eq(f.last_error, 0);
+	reopen(true);
+	assert_started(LEADER_START + 2);
+}
+
+/*
+ * Power is lost before each I/O operation of the start and of the appends that follow
+ * it, in turn, and once after all. Recovered, the shard either holds its old records
+ * (the start never stored; starting again works) or starts at the leader's horizon with
+ * whichever of the leader's batches landed; lost between log.meta and log.epochs, it
+ * starts there with its old history, which starting again clears (the follower's
+ * handshake does). Never a gap read as "no records here" below records it holds,
+ * never its old records above a horizon.
+ */
+Test(log_replica, a_power_loss_at_every_io_of_a_start_leaves_the_old_shard_or_the_new_start,
+     .timeout = 120)
+{
+	uint32_t seen[4] = { 0 };  /* Recovered: the old records, the start alone, appends,
+				    * the start with the old history (log.epochs not stored). */
+	bool last = false;
+
+	for (uint64_t nth = 1; !last; nth++) {
+		struct log_shard_info i;
+		struct log_epoch_info ei;
+		uint64_t ops;
+		uint64_t end;
+		int err;
+
+		ops = old_tail_power_loss_at(nth);
+		err = log_shard_start_at(f.log, SHARD, LEADER_START, 4, &end);
+		cr_assert(err != 0 || end == LEADER_START);
+		if (err == 0) {
+			submit(NEW, LEADER_START, 3, true);
+			settle();
+		}
+		last = log_io_sim_op_count(f.io) - ops < nth;  /* No op was left to fail. */
+		reopen(true);
+		f.last_error = 0;  /* The lost appends' errors. */
+
+		i = info();
+		cr_log_info("power lost before op %lu: horizon %lu, end %lu", (unsigned long)nth,
+			    (unsigned long)i.seq_trim, (unsigned long)i.seq_durable);
+		if (i.seq_trim == 0) {
+			cr_assert_eq(i.seq_durable, 9, "the old records, whole");
+			cr_assert_eq(read_range(OLD, 0, 9), 9);
+			seen[0]++;
+			cr_assert_eq(log_shard_start_at(f.log, SHARD, LEADER_START, 4, &end), 0);
+			reopen(true);
+			assert_started(LEADER_START);
+			continue;
+		}
+		cr_assert(i.seq_durable == LEADER_START || i.seq_durable == LEADER_START + 3,
+			  "end %lu", (unsigned long)i.seq_durable);
+		assert_started(i.seq_durable);
+		seen[i.seq_durable == LEADER_START ? 1 : 2]++;
+		cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+		if (ei.count != 0) {
+			cr_assert_eq(i.seq_durable, LEADER_START,
+				     "no append before the history went");
+			cr_assert_eq(ei.epoch_last, 4, "the old history, whole");
+			seen[3]++;
+			cr_assert_eq(log_shard_start_at(f.log, SHARD, LEADER_START, 4, &end), 0);
+			cr_assert_eq(end, LEADER_START);
+			reopen(true);
+			cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+			cr_assert_eq(ei.count, 0, "starting again clears it");
+			assert_started(LEADER_START);
+		}
+		if (i.seq_durable == LEADER_START) {
+			submit(NEW, LEADER_START, 3, true);  /* The leader ships them again. */
+			settle();
+			cr_assert_eq(f.last_error, 0);
+			reopen(true);
+			assert_started(LEADER_START + 3);
+		}
+	}
+	cr_assert(seen[0] > 0 && seen[1] > 0 && seen[2] > 0 && seen[3] > 0,
+		  "each outcome seen: old records %u, start alone %u, appends too %u, "
+		  "old history %u", seen[0], seen[1], seen[2], seen[3]);
 }

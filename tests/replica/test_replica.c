@@ -42,6 +42,7 @@
 struct node {
 	char dir[600];
 	bool gated;
+	uint64_t segment_size;     /* 0: 16 MiB. */
 	struct log *log;
 	struct log_producer *p;
 	struct replica_follower *f;
@@ -74,6 +75,11 @@ node_open(struct node *n)
 	log_config_default(&c);
 	c.dir_path = n->dir;
 	c.segment_size = 16u << 20;
+	if (n->segment_size != 0) {  /* Small segments: windows and batches fit them. */
+		c.segment_size = n->segment_size;
+		c.commit_window_bytes = n->segment_size / LOG_WINDOWS_PER_SEGMENT_MIN;
+		c.batch_size = (uint32_t)(n->segment_size / LOG_BATCHES_PER_SEGMENT_MIN / 4u);
+	}
 	c.read_cache_bytes = 16u << 20;
 	c.shards_max = 64;
 	c.watermark_gated = n->gated;
@@ -81,13 +87,21 @@ node_open(struct node *n)
 	cr_assert_eq(log_producer_open(n->log, &n->p), 0);
 }
 
+/* segment_size: 0 for 16 MiB. */
 static void
-node_init(struct node *n, const char *name, bool gated)
+node_init_sized(struct node *n, const char *name, bool gated, uint64_t segment_size)
 {
 	memset(n, 0, sizeof(*n));
 	snprintf(n->dir, sizeof(n->dir), "%s/%s", root, name);
 	n->gated = gated;
+	n->segment_size = segment_size;
 	node_open(n);
+}
+
+static void
+node_init(struct node *n, const char *name, bool gated)
+{
+	node_init_sized(n, name, gated, 0);
 }
 
 static void
@@ -991,5 +1005,136 @@ Test(replica, a_new_epoch_starts_with_its_in_sync_set)
 	check_range(&f1, SHARD_A, CONTENT_X, 0, 50);
 	node_close(&l);
 	node_close(&f1);
+	node_close(&f2);
+}
+
+#define AWAY_RECORDS 12000u  /* 200-byte records: several 1 MiB segments, sealed and expired. */
+#define EXPIRED_NS 2000000000000000000ull  /* 2033: test_record_make's records (2023) expired. */
+
+/* The leader's retention drops every sealed segment: returns its new trim horizon. */
+static uint64_t
+leader_expire(struct node *l, uint64_t above)
+{
+	struct log_shard_info info;
+
+	cr_assert_eq(log_retention_run(l->log, EXPIRED_NS), 0);
+	cr_assert_eq(log_shard_info(l->log, SHARD_A, &info), 0);
+	cr_assert_gt(info.seq_trim, above, "retention dropped what the follower lacks (%lu)",
+		     (unsigned long)info.seq_trim);
+	return info.seq_trim;
+}
+
+/* The follower's shard starts at `trim`, reads as expired below and as the leader's above. */
+static void
+check_started(struct node *f, uint64_t trim, uint64_t end)
+{
+	struct test_collect c = { .shard_id = CONTENT_X, .data_size = DATA };
+	struct log_shard_info info;
+	struct log_reader *r;
+	uint64_t next;
+
+	cr_assert_eq(log_shard_info(f->log, SHARD_A, &info), 0);
+	cr_assert_eq(info.seq_trim, trim, "the follower starts at the leader's first retained"
+		     " record (%lu, not %lu)", (unsigned long)info.seq_trim, (unsigned long)trim);
+	cr_assert_eq(info.seq_local, end);
+	cr_assert_eq(log_reader_open(f->log, &r), 0);
+	cr_assert_eq(log_read(r, SHARD_A, 0, 1, UINT64_MAX, test_collect_fn, &c, &next), -ERANGE);
+	cr_assert_eq(log_read(r, SHARD_A, trim - 1, 1, UINT64_MAX, test_collect_fn, &c, &next),
+		     -ERANGE, "the gap reads as expired, as on the leader");
+	log_reader_close(r);
+	free(c.seqs);
+	check_range(f, SHARD_A, CONTENT_X, trim, end);
+}
+
+/*
+ * Issue 15: a follower away longer than retention. While it is down, the leader takes
+ * records across several segments and its retention drops them: the follower's end (300)
+ * is below the leader's first retained record. Back, the follower is told to start there
+ * (START): it drops what it held, as retention would, takes the leader's records from that
+ * point and is caught up (every record acknowledged by all). The leader never ships below
+ * its horizon. Away again, with the history it began at the start, it starts again; a
+ * restart after catching up goes on as usual.
+ */
+Test(replica, a_follower_away_longer_than_retention_starts_at_the_leaders_horizon)
+{
+	struct node l, f1;
+	struct node *fs[] = { &f1 };
+	struct replica_link_stats st;
+	struct replica_follower_stats fst;
+	uint64_t end = 300;
+	uint64_t trim;
+	uint64_t trim2;
+
+	node_init_sized(&l, "leader", false, 1u << 20);
+	node_init(&f1, "f1", true);
+	follow(&f1);
+	lead(&l, fs, 1, REPLICA_ACKS_ALL, 0);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 3), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, (uint32_t)end);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, end);
+
+	node_close(&f1);
+	append(&l, SHARD_A, CONTENT_X, end, AWAY_RECORDS);
+	trim = leader_expire(&l, end);
+	append(&l, SHARD_A, CONTENT_X, end + AWAY_RECORDS, 100);
+	end += AWAY_RECORDS + 100;
+	node_open(&f1);
+	follow(&f1);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, end);
+	check_started(&f1, trim, end);
+	cr_assert_eq(replica_leader_link_stats(l.l, 0, &st), 0);
+	cr_assert_eq(st.starts, 1);
+	cr_assert_leq(st.records_shipped, 300 + (end - trim), "nothing below the horizon shipped");
+	replica_follower_stats(f1.f, &fst);
+	cr_assert_eq(fst.starts, 1);
+
+	node_close(&f1);  /* Away again, with the epoch history its start began. */
+	append(&l, SHARD_A, CONTENT_X, end, AWAY_RECORDS);
+	trim2 = leader_expire(&l, end);
+	end += AWAY_RECORDS;
+	node_open(&f1);
+	follow(&f1);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, end);
+	check_started(&f1, trim2, end);
+
+	node_close(&f1);  /* Caught up: a restart goes on from its end. */
+	append(&l, SHARD_A, CONTENT_X, end, 100);
+	end += 100;
+	node_open(&f1);
+	follow(&f1);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, end);
+	check_started(&f1, trim2, end);
+	cr_assert_eq(replica_leader_link_stats(l.l, 0, &st), 0);
+	cr_assert_eq(st.starts, 2, "a follower that holds the start needs none");
+	node_close(&l);
+	node_close(&f1);
+}
+
+/*
+ * A replica that joins after the leader's retention trimmed the shard (a replacement
+ * starts with an empty log): its first handshake ends at 0, below the leader's
+ * horizon, and it starts there too instead of waiting for records that expired.
+ */
+Test(replica, a_replica_added_after_the_leaders_retention_starts_at_its_horizon)
+{
+	struct node l, f2;
+	struct node *fs[] = { &f2 };
+	uint64_t end = AWAY_RECORDS + 100;
+	uint64_t trim;
+
+	node_init_sized(&l, "leader", false, 1u << 20);
+	node_init(&f2, "f2", true);
+	follow(&f2);   /* Its port, for the leader's configuration ... */
+	node_close(&f2);  /* ... and down until the shard is trimmed. */
+	lead(&l, fs, 1, REPLICA_ACKS_ALL, 0);
+	cr_assert_eq(replica_lead(l.l, SHARD_A, 3), 0);
+	append(&l, SHARD_A, CONTENT_X, 0, AWAY_RECORDS);
+	trim = leader_expire(&l, 0);
+	append(&l, SHARD_A, CONTENT_X, AWAY_RECORDS, 100);
+	node_open(&f2);
+	follow(&f2);
+	wait_acked(&l, SHARD_A, REPLICA_ACKS_ALL, end);
+	check_started(&f2, trim, end);
+	node_close(&l);
 	node_close(&f2);
 }

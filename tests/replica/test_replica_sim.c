@@ -44,6 +44,7 @@
 #define CONTENT_B 0x42u         /* Records the new leader (epoch 2) wrote. */
 
 struct sim_node {
+	struct log_config c;
 	struct log_io *io;
 	struct log *log;
 	struct log_producer *p;
@@ -53,30 +54,49 @@ struct sim_node {
 
 static struct sim_node n;
 
+/* Opens the node's log and starts its follower (a port of the kernel's choice). */
+static void
+node_start(void)
+{
+	struct replica_follower_config fc = { 0 };
+
+	cr_assert_eq(log_open(&n.c, &n.log), 0);
+	cr_assert_eq(log_producer_open(n.log, &n.p), 0);
+	fc.log = n.log;
+	cr_assert_eq(replica_follower_start(&fc, &n.f), 0);
+}
+
 /* batches: per producer (the follower's too), 0 for the default. */
 static void
 setup_batches(uint32_t batches)
 {
-	struct log_config c;
-	struct replica_follower_config fc = { 0 };
-
 	memset(&n, 0, sizeof(n));
 	diag_level_set(DIAG_ERROR);
 	cr_assert_eq(log_io_sim_create(15, &n.io), 0);
-	log_config_default(&c);
-	c.dir_path = "follower";
-	c.io = n.io;
-	c.writer_thread = true;  /* The follower's appends need a writer of their own. */
-	c.segment_size = 16u << 20;
-	c.shards_max = 16;
-	c.watermark_gated = true;
+	log_config_default(&n.c);
+	n.c.dir_path = "follower";
+	n.c.io = n.io;
+	n.c.writer_thread = true;  /* The follower's appends need a writer of their own. */
+	n.c.segment_size = 16u << 20;
+	n.c.shards_max = 16;
+	n.c.watermark_gated = true;
 	if (batches != 0)
-		c.batches_per_producer = batches;
-	cr_assert_eq(log_open(&c, &n.log), 0);
-	cr_assert_eq(log_producer_open(n.log, &n.p), 0);
-	fc.log = n.log;
-	cr_assert_eq(replica_follower_start(&fc, &n.f), 0);
+		n.c.batches_per_producer = batches;
+	node_start();
 	cr_assert_eq(replica_buf_init(&n.in, 1u << 16), 0);
+}
+
+/* Power loss on the node: its follower stops, the log recovers, the follower starts again. */
+static void
+node_power_loss(void)
+{
+	replica_follower_stop(n.f);
+	log_producer_close(n.p);
+	log_io_sim_crash(n.io);
+	log_close(n.log);
+	log_io_sim_restart(n.io);
+	node_start();
+	n.in.head = n.in.tail = 0;  /* Frames of the old connections are gone with them. */
 }
 
 static void
@@ -566,5 +586,150 @@ Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = set
 	cr_assert_eq(replica_leader_start(&lc, &l), 0);
 	cr_assert_eq(replica_lead_set(l, SHARD, 5, NULL, 0), -ENODATA);
 	replica_leader_stop(l);
+	close(a);
+}
+
+#define LEADER_START 20u  /* The leader's first retained record: everything below expired. */
+
+/* The follower's shard starts at LEADER_START and holds `content`'s records up to `end`. */
+static void
+check_started(uint64_t end, uint32_t content)
+{
+	struct test_collect c = { .shard_id = content, .data_size = DATA };
+	struct log_shard_info info;
+	struct log_reader *r;
+	uint64_t next;
+
+	cr_assert_eq(log_shard_info(n.log, SHARD, &info), 0);
+	cr_assert_eq(info.seq_trim, LEADER_START);
+	cr_assert_eq(info.seq_local, end);
+	cr_assert_eq(log_reader_open(n.log, &r), 0);
+	cr_assert_eq(log_read(r, SHARD, 0, 1, UINT64_MAX, test_collect_fn, &c, &next), -ERANGE,
+		     "what it held below the start reads as expired");
+	log_reader_close(r);
+	free(c.seqs);
+	if (end > LEADER_START)
+		raw_check_range(n.log, "follower", SHARD, content, DATA, LEADER_START, end);
+}
+
+/* LEAD(epoch) and the handshake on a new connection: returns it, READY at `ready_at`. */
+static int
+handshake(uint64_t epoch, uint64_t asked, uint64_t answer_epoch, uint64_t answer_end,
+	  uint64_t ready_at)
+{
+	int a = raw_send(replica_follower_port(n.f), NULL, 0);
+	struct replica_ctl m;
+
+	raw_ctl(a, REPLICA_MSG_LEAD, SHARD, epoch, 0);
+	m = expect(a, REPLICA_MSG_EPOCH_QUERY);
+	cr_assert_eq(m.epoch, asked, "asks about epoch %lu", (unsigned long)m.epoch);
+	raw_ctl(a, REPLICA_MSG_EPOCH_END, SHARD, answer_epoch, answer_end);
+	m = expect(a, REPLICA_MSG_READY);
+	cr_assert(m.epoch == epoch && m.seq == ready_at, "READY %lu at %lu", (unsigned long)m.epoch,
+		  (unsigned long)m.seq);
+	return a;
+}
+
+/*
+ * The follower's side of START (docs/CLUSTER.md, "Catch-up below the leader's trim
+ * horizon"): it holds 0..4 of epoch 1; the leader's log starts at 20. START(20) is
+ * acknowledged at 20, the shard starts there (below: expired), the leader's APPEND at
+ * 20 is taken and its epoch recorded there, and a power loss afterwards recovers all of
+ * it: the next handshake matches at 23. A START at or below the follower's end, or from
+ * an older epoch, changes nothing.
+ */
+Test(replica_sim, a_start_from_the_leader_drops_what_is_below_and_survives_a_power_loss)
+{
+	struct replica_append a1 = { .shard_id = SHARD, .epoch = 1, .seq_first = 0,
+				     .records_epoch = 1, .count = 5 };
+	struct replica_append a20 = { .shard_id = SHARD, .epoch = 2, .seq_first = LEADER_START,
+				      .records_epoch = 2, .count = 3 };
+	struct replica_follower_stats st;
+	struct replica_ctl m;
+	uint64_t e;
+	uint64_t end;
+	int a = handshake(1, LOG_EPOCH_NONE, LOG_EPOCH_NONE, 0, 0);
+
+	raw_append(a, &a1, CONTENT_A, DATA);
+	m = expect(a, REPLICA_MSG_ACK);
+	cr_assert_eq(m.seq, 5);
+	raw_ctl(a, REPLICA_MSG_START, SHARD, 1, 5);
+	cr_assert_eq(raw_frame(a, &n.in, &m), -1, "a START at the follower's end: the link resets");
+	close(a);
+	n.in.head = n.in.tail = 0;
+	raw_check_range(n.log, "follower", SHARD, CONTENT_A, DATA, 0, 5);
+
+	a = handshake(2, 1, 1, 5, 5);
+	raw_ctl(a, REPLICA_MSG_START, SHARD, 1, LEADER_START);
+	m = expect(a, REPLICA_MSG_FENCED);
+	cr_assert_eq(m.epoch, 2, "a START of a deposed epoch drops nothing");
+	cr_assert_eq(local_end(), 5);
+	raw_ctl(a, REPLICA_MSG_START, SHARD, 2, LEADER_START);
+	m = expect(a, REPLICA_MSG_ACK);
+	cr_assert(m.epoch == 2 && m.seq == LEADER_START, "ACK %lu at %lu", (unsigned long)m.epoch,
+		  (unsigned long)m.seq);
+	check_started(LEADER_START, CONTENT_B);
+	raw_append(a, &a20, CONTENT_B, DATA);
+	m = expect(a, REPLICA_MSG_ACK);
+	cr_assert_eq(m.seq, LEADER_START + 3);
+	check_started(LEADER_START + 3, CONTENT_B);
+	cr_assert_eq(log_epoch_at(n.log, SHARD, LEADER_START, &e, &end), 0);
+	cr_assert_eq(e, 2, "the leader's epoch, from the start on");
+	replica_follower_stats(n.f, &st);
+	cr_assert_eq(st.starts, 1);
+	close(a);
+
+	node_power_loss();
+	check_started(LEADER_START + 3, CONTENT_B);
+	a = handshake(3, 2, 2, LEADER_START + 3, LEADER_START + 3);
+	close(a);
+}
+
+/*
+ * Power lost between a start's log.meta and its log.epochs: the shard starts at 20 but
+ * remembers epoch 1 from 0 (its records dropped). A leader whose epoch 1 ended at 3
+ * answers the handshake below that start: the follower cannot cut there (-ERANGE, the
+ * link would reset for ever); it starts again at its horizon, with no history, and
+ * answers READY there. The leader's records from 20 are then taken in its epoch.
+ */
+Test(replica_sim, a_handshake_parting_below_the_followers_start_starts_again_there,
+     .timeout = 240)
+{
+	struct replica_append a20 = { .shard_id = SHARD, .epoch = 2, .seq_first = LEADER_START,
+				      .records_epoch = 2, .count = 3 };
+	struct replica_follower_stats st;
+	struct log_epoch_info ei;
+	struct log_shard_info info;
+	struct replica_ctl m;
+	bool found = false;
+	uint64_t end;
+	int a;
+
+	for (uint64_t nth = 1; !found; nth++) {
+		cr_assert_lt(nth, 64, "a power loss between log.meta and log.epochs");
+		if (nth > 1) {
+			teardown();
+			setup();
+		}
+		cr_assert_eq(log_epoch_record(n.log, SHARD, 1, 0), 0);
+		cr_assert_eq(submit_wait(CONTENT_A, 0, 5, 0), 0);
+		log_io_sim_crash_nth(n.io, nth);
+		(void)log_shard_start_at(n.log, SHARD, LEADER_START, LOG_EPOCH_NONE, &end);
+		node_power_loss();
+		cr_assert_eq(log_shard_info(n.log, SHARD, &info), 0);
+		cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+		found = info.seq_trim == LEADER_START && ei.count > 0;
+	}
+	cr_assert(ei.epoch_last == 1 && ei.epoch_last_start == 0);
+	a = handshake(2, 1, 1, 3, LEADER_START);
+	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+	cr_assert_eq(ei.count, 0, "the history of dropped records is gone");
+	check_started(LEADER_START, CONTENT_B);
+	raw_append(a, &a20, CONTENT_B, DATA);
+	m = expect(a, REPLICA_MSG_ACK);
+	cr_assert_eq(m.seq, LEADER_START + 3);
+	check_started(LEADER_START + 3, CONTENT_B);
+	replica_follower_stats(n.f, &st);
+	cr_assert_eq(st.starts, 1);
 	close(a);
 }

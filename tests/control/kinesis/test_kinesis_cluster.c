@@ -6,20 +6,29 @@
  * set through either are seen through both; a name is created once; a delete
  * through one ends the stream on the other; a node restarted after changes is
  * consistent; a reshard through one is followed by the other; consumers, resource
- * policies and account settings made through one node are the other's. Waits poll
+ * policies and account settings made through one node are the other's; a parent's
+ * leader deposed in etcd records no cut. Waits poll
  * the node (each call runs kinesis_poll) until a condition holds, with a
  * generous deadline.
  */
+#include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sys/eventfd.h>
 
 #include <criterion/criterion.h>
 
 #include "../../cluster/etcd_fixture.h"
+#include "cluster/cluster.h"
 #include "common/clock.h"
+#include "control/kinesis.h"
+#include "control/metadata.h"
 #include "harness.h"
 
 #define DEADLINE_NS (30ull * 1000000000ull)
@@ -316,4 +325,118 @@ Test(kinesis_cluster, account_settings_are_the_clusters)
 	cJSON_Delete(harness_ok(&h2, "UpdateAccountSettings", disable));
 	free(eventually(&h1, "DescribeAccountSettings", "{}", 200,
 			"ENABLED_UNTIL_EARLIEST_ALLOWED_END"));
+}
+
+/*
+ * A stand-in for cluster_node's replication on node 1: it leads every log shard in
+ * `fake_epoch` (0: none) and everything is acknowledged. What etcd's placement says
+ * is the test's to write.
+ */
+static _Atomic uint64_t fake_epoch;
+
+static int
+fake_acked(void *ctx, uint64_t log_id, uint64_t *seq_out)
+{
+	(void)ctx;
+	(void)log_id;
+	*seq_out = UINT64_MAX - 1;
+	return atomic_load(&fake_epoch) != 0 ? 0 : -ENOENT;
+}
+
+static int
+fake_lead_epoch(void *ctx, uint64_t log_id, uint64_t *epoch_out)
+{
+	(void)ctx;
+	(void)log_id;
+	*epoch_out = atomic_load(&fake_epoch);
+	return *epoch_out != 0 ? 0 : -ENOENT;
+}
+
+static void
+placement_put(struct etcd_client *client, uint32_t leader, int64_t epoch)
+{
+	char value[160];
+	int n = snprintf(value, sizeof(value), "{\"leader\":%u,\"epoch\":%lld,\"replicas\":[1,2],"
+			 "\"isr\":[1,2],\"controller_epoch\":3}", leader, (long long)epoch);
+
+	cr_assert_eq(etcd_put(client, "/sluice/kcl/placement/s1/shardId-000000000000", value,
+			      (size_t)n, 0, NULL), 0);
+}
+
+static uint64_t
+cuts_fenced(struct harness *h)
+{
+	struct metadata_cluster_status st;
+
+	metadata_cluster_status(h->k->mc, &st);
+	return st.cuts_fenced;
+}
+
+/*
+ * The parent's leader records its cut only while etcd's placement names it, in the
+ * epoch it leads with (docs/CLUSTER.md "Resharding in cluster mode"): node 1 believes
+ * it leads in epoch 4 while the placement names node 2 in epoch 5 (deposed, not told
+ * yet). It cuts its copy, its record is refused once (counted, the stream stays
+ * UPDATING) and not tried again in that epoch; node 2, started again meanwhile, loads
+ * the stream UPDATING and refuses a second reshard. Placed again in epoch 6, node 1
+ * cuts and records: both nodes see the stream ACTIVE.
+ */
+Test(kinesis_cluster, a_deposed_leader_does_not_record_its_cut_and_records_it_when_placed_again)
+{
+	int doorbell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct kinesis_replication repl = { .acked = fake_acked, .lead_epoch = fake_lead_epoch,
+					    .doorbell_fd = doorbell };
+	struct etcd_client *client;
+	struct api_call *call;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+
+	cr_assert_geq(doorbell, 0);
+	cr_assert_eq(etcd_open(etcd_endpoint, 5000, &client), 0);
+	h1.config.cluster_node_id = 1;
+	harness_restart(&h1);
+	cr_assert_eq(kinesis_replication_set(h1.k, &repl), 0);
+	cJSON_Delete(harness_ok(&h1, "CreateStream", "{\"StreamName\":\"s1\",\"ShardCount\":1}"));
+	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "ACTIVE"));
+	placement_put(client, 2, 5);
+	atomic_store(&fake_epoch, 4);
+	cJSON_Delete(harness_ok(&h1, "SplitShard", "{\"StreamName\":\"s1\",\"ShardToSplit\":"
+				"\"shardId-000000000000\",\"NewStartingHashKey\":\"1000\"}"));
+	while (cuts_fenced(&h1) == 0) {
+		cr_assert_lt(clock_mono_ns(), deadline, "node 1 tries to record its cut");
+		kinesis_poll(h1.k, clock_real_ns());
+		nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000000l }, NULL);
+	}
+	/* Not again in epoch 4: each pass would cut and ask again (every 20 ms) otherwise. */
+	for (int i = 0; i < 40; i++) {
+		kinesis_poll(h1.k, clock_real_ns());
+		nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000000l }, NULL);
+	}
+	cr_assert_eq(cuts_fenced(&h1), 1);
+	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "\"UPDATING\""));
+	free(eventually(&h1, "DescribeStreamSummary", summary, 200, "\"UPDATING\""));
+	/*
+	 * Node 2 started again meanwhile loads the stream with its parent's close unrecorded:
+	 * UPDATING there too, from its first answer, and a second reshard through it waits.
+	 */
+	harness_restart(&h2);
+	call = harness_call(&h2, "DescribeStreamSummary", summary);
+	cr_assert_eq(call->status, 200);
+	cr_assert_not_null(memmem(call->out.data, call->out.size, "\"UPDATING\"", 10), "%.*s",
+			   (int)call->out.size, call->out.data);
+	harness_call_free(call);
+	call = harness_call(&h2, "SplitShard", "{\"StreamName\":\"s1\",\"ShardToSplit\":"
+			    "\"shardId-000000000001\",\"NewStartingHashKey\":\"500\"}");
+	cr_assert_eq(call->status, 400);
+	cr_assert_str_eq(call->type, "ResourceInUseException");
+	harness_call_free(call);
+
+	/* The controller places it again, in a newer epoch: it cuts again and records. */
+	placement_put(client, 1, 6);
+	atomic_store(&fake_epoch, 6);
+	free(eventually(&h1, "DescribeStreamSummary", summary, 200, "\"ACTIVE\""));
+	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "\"ACTIVE\""));
+	cr_assert_eq(cuts_fenced(&h1), 1);
+	kinesis_replication_set(h1.k, NULL);
+	close(doorbell);
+	etcd_close(client);
 }

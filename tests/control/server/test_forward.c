@@ -7,11 +7,20 @@
  * a leader's answer becomes per-record results in order (numbers and shard
  * ids that must agree), and every other answer fails every record with the
  * right class (throttled: safe to retry; InternalFailure: outcome unknown).
+ * A relay (forward_stream_*): its ring, its slot bound, and real transfers from a
+ * holder thread on loopback: paused at the ring's bound and resumed with every byte
+ * in order, cancelled when let go, a refusal read whole, a refused connection (and
+ * the same relay opened again on the next holder).
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -251,4 +260,338 @@ Test(forward, error_parse_passes_type_and_message)
 	cr_assert_eq(forward_error_parse("{\"message\":\"no type\"}", 21, type, message), -EINVAL);
 	cr_assert_eq(forward_error_parse("[\"__type\"]", 10, type, message), -EINVAL);
 	cr_assert_eq(forward_error_parse("{\"__type\":", 10, type, message), -EINVAL);
+}
+
+/* ---- A relay's ring and its transfer (forward_stream_*) ------------------------------ */
+
+Test(forward, the_ring_takes_a_piece_whole_or_not_and_hands_it_back_in_order)
+{
+	uint8_t mem[10];
+	struct forward_ring r = { .data = mem, .capacity = sizeof(mem) };
+	const uint8_t *p;
+
+	cr_assert(forward_ring_put(&r, "abcdef", 6));
+	cr_assert_not(forward_ring_put(&r, "ghijk", 5), "5 bytes into 4 free");
+	cr_assert_eq(r.size, 6, "a refused piece leaves nothing");
+	cr_assert_eq(forward_ring_peek(&r, &p), 6);
+	cr_assert_eq(memcmp(p, "abcdef", 6), 0);
+	forward_ring_consume(&r, 4);
+	cr_assert(forward_ring_put(&r, "ghijklmn", 8), "wraps past the end");
+	cr_assert_eq(forward_ring_free(&r), 0);
+	cr_assert_not(forward_ring_put(&r, "x", 1));
+	/* Held in two pieces: the one up to the end first. */
+	cr_assert_eq(forward_ring_peek(&r, &p), 6);
+	cr_assert_eq(memcmp(p, "efghij", 6), 0);
+	forward_ring_consume(&r, 6);
+	cr_assert_eq(forward_ring_peek(&r, &p), 4);
+	cr_assert_eq(memcmp(p, "klmn", 4), 0);
+	forward_ring_consume(&r, 4);
+	cr_assert_eq(forward_ring_peek(&r, &p), 0);
+	cr_assert_eq(r.head, 0, "an emptied ring starts over (an error answer is one piece)");
+	cr_assert(forward_ring_put(&r, mem, 0), "nothing always fits");
+}
+
+Test(forward, relays_past_the_bound_are_refused_and_counted)
+{
+	struct forward *f = forward_start();
+	struct forward_stream *st[FORWARD_STREAMS_MAX];
+	static char text[1 << 16];
+	struct metrics_out out = { .data = text, .capacity = sizeof(text) };
+
+	for (uint32_t i = 0; i < FORWARD_STREAMS_MAX; i++)
+		cr_assert_not_null(st[i] = forward_stream_get(f, "127.0.0.1:1", "", FORWARD_CONTENT_TYPE,
+							      "T", 1));
+	cr_assert_null(forward_stream_get(f, "127.0.0.1:1", "", FORWARD_CONTENT_TYPE, "T", 1));
+	/* A body past FORWARD_STREAM_REQUEST_SIZE_MAX overflows, nothing written past it. */
+	api_out_append(forward_stream_body(st[0]), text, FORWARD_STREAM_REQUEST_SIZE_MAX + 1);
+	cr_assert(forward_stream_body(st[0])->overflow);
+	forward_stream_put(f, st[0]);
+	cr_assert_not_null(forward_stream_get(f, "127.0.0.1:1", "", FORWARD_CONTENT_TYPE, "T", 1),
+			   "a slot put back is free");
+	forward_render_metrics(f, &out);
+	cr_assert_not_null(strstr(text, "sluice_forward_reads_total{action=\"SubscribeToShard\","
+				  "result=\"busy\"} 1\n"), "%s", text);
+	forward_close(f);
+}
+
+/* A holder that answers 200 with `bytes` of a pattern, as fast as they are read. */
+#define RELAY_BYTES (4u << 20)
+
+struct holder {
+	const char *answer;  /* Instead of the pattern: this whole answer, then close. */
+	size_t bytes;
+	int listen_fd;
+	uint16_t port;
+	pthread_t thread;
+	bool broken;         /* Its peer went away before it wrote everything. */
+};
+
+static uint8_t
+pattern(size_t i)
+{
+	return (uint8_t)(i * 7 + i / 251);
+}
+
+static void *
+holder_main(void *arg)
+{
+	struct holder *h = arg;
+	char head[256];
+	int head_size = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: "
+				 "application/vnd.amazon.eventstream\r\nContent-Length: %zu\r\n\r\n",
+				 h->bytes);
+	char req[8192];
+	uint8_t chunk[65536];
+	size_t got = 0;
+	int fd = accept(h->listen_fd, NULL, NULL);
+
+	cr_assert_geq(fd, 0);
+	/* The request's head and its short body: read until the body's closing brace. */
+	while (got < sizeof(req) - 1 && memchr(req, '}', got) == NULL) {
+		ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
+
+		cr_assert_gt(n, 0);
+		got += (size_t)n;
+	}
+	req[got] = '\0';
+	cr_assert_not_null(strstr(req, "X-Sluice-Forwarded: 1"), "the loop guard goes along");
+	cr_assert_not_null(strstr(req, "X-Amz-Target: Kinesis_20131202.SubscribeToShard"));
+	if (h->answer != NULL) {
+		cr_assert_eq(write(fd, h->answer, strlen(h->answer)), (ssize_t)strlen(h->answer));
+		h->bytes = 0;
+	} else {
+		cr_assert_eq(write(fd, head, (size_t)head_size), (ssize_t)head_size);
+	}
+	for (size_t off = 0; off < h->bytes && !h->broken; off += sizeof(chunk)) {
+		for (size_t i = 0; i < sizeof(chunk); i++)
+			chunk[i] = pattern(off + i);
+		for (size_t done = 0; done < sizeof(chunk);) {
+			ssize_t n = send(fd, chunk + done, sizeof(chunk) - done, MSG_NOSIGNAL);
+
+			if (n <= 0) {
+				h->broken = true;
+				break;
+			}
+			done += (size_t)n;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+/* A socket bound to a free loopback port (not listening yet): its port. */
+static uint16_t
+loopback_bind(int *fd)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+
+	*fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(*fd, 0);
+	cr_assert_eq(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+static void
+holder_start(struct holder *h, size_t bytes, const char *answer)
+{
+	memset(h, 0, sizeof(*h));
+	h->bytes = bytes;
+	h->answer = answer;
+	h->port = loopback_bind(&h->listen_fd);
+	cr_assert_eq(listen(h->listen_fd, 1), 0);
+	cr_assert_eq(pthread_create(&h->thread, NULL, holder_main, h), 0);
+}
+
+static struct forward_stream *
+relay_open(struct forward *f, const struct holder *h)
+{
+	static const char body[] = "{\"ConsumerARN\":\"a\",\"ShardId\":\"shardId-000000000000\"}";
+	static const char target[] = "Kinesis_20131202.SubscribeToShard";
+	char addr[32];
+	struct forward_stream *st;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", h->port);
+	st = forward_stream_get(f, addr, "", FORWARD_CONTENT_TYPE, target, sizeof(target) - 1);
+	cr_assert_not_null(st);
+	api_out_append(forward_stream_body(st), body, sizeof(body) - 1);
+	forward_stream_submit(f, st);
+	return st;
+}
+
+/* The relay's state once `cond` holds, waiting on the doorbell (a generous deadline). */
+static void
+relay_wait(struct forward *f, struct forward_stream *st, struct forward_stream_state *out,
+	   bool (*cond)(const struct forward_stream_state *))
+{
+	for (int i = 0; i < 600; i++) {
+		struct pollfd p = { .fd = forward_doorbell_fd(f), .events = POLLIN };
+		uint64_t drain;
+
+		forward_stream_look(f, st, out);
+		if (cond(out))
+			return;
+		if (poll(&p, 1, 100) > 0 && read(p.fd, &drain, sizeof(drain)) < 0)
+			cr_assert_fail("doorbell");
+	}
+	cr_assert_fail("the relay's condition did not come");
+}
+
+static bool
+ring_full(const struct forward_stream_state *s)
+{
+	/* Pieces of up to CURL_MAX_WRITE_SIZE: full is less than one short of the bound. */
+	return s->size + 16384 > FORWARD_STREAM_BUFFER_BYTES;
+}
+
+static bool
+more_or_over(const struct forward_stream_state *s)
+{
+	return s->size > 0 || s->finished;
+}
+
+Test(forward, a_relay_pauses_at_its_bound_and_passes_every_byte_in_order)
+{
+	struct forward *f = forward_start();
+	struct holder h;
+	struct forward_stream_state s;
+	struct forward_stream *st;
+	size_t total = 0;
+
+	holder_start(&h, RELAY_BYTES, NULL);
+	st = relay_open(f, &h);
+	relay_wait(f, st, &s, ring_full);
+	cr_assert_eq(s.status, 200);
+	cr_assert_not(s.finished, "4 MiB do not fit: the transfer waits, paused");
+	cr_assert_leq(s.size, FORWARD_STREAM_BUFFER_BYTES);
+	/* Taken in small bites: the ring never holds more than its bound, bytes in order. */
+	for (;;) {
+		size_t n;
+
+		relay_wait(f, st, &s, more_or_over);
+		if (s.size == 0)
+			break;
+		cr_assert_leq(s.size, FORWARD_STREAM_BUFFER_BYTES);
+		n = s.size < 5000 ? s.size : 5000;
+		for (size_t i = 0; i < n; i++)
+			cr_assert_eq(s.data[i], pattern(total + i), "byte %zu", total + i);
+		total += n;
+		forward_stream_consume(f, st, n);
+	}
+	cr_assert_eq(total, RELAY_BYTES);
+	cr_assert_eq(s.outcome, FORWARD_OK);
+	forward_stream_put(f, st);
+	pthread_join(h.thread, NULL);
+	cr_assert_not(h.broken);
+	close(h.listen_fd);
+	forward_close(f);
+}
+
+Test(forward, a_relay_let_go_cancels_the_holders_transfer)
+{
+	struct forward *f = forward_start();
+	struct holder h;
+	struct forward_stream_state s;
+	struct forward_stream *st;
+
+	/* More than any socket buffers hold: the holder is still writing when it goes. */
+	holder_start(&h, (size_t)1 << 30, NULL);
+	st = relay_open(f, &h);
+	relay_wait(f, st, &s, ring_full);
+	forward_stream_put(f, st);
+	/* The holder sees its connection go: it cannot write the rest. */
+	pthread_join(h.thread, NULL);
+	cr_assert(h.broken);
+	close(h.listen_fd);
+	forward_close(f);
+}
+
+static bool
+over(const struct forward_stream_state *s)
+{
+	return s->finished;
+}
+
+Test(forward, a_holders_refusal_is_read_whole_for_the_caller)
+{
+	static const char body[] = "{\"__type\":\"ResourceInUseException\",\"message\":\"Another "
+				   "active subscription exists\"}";
+	char answer[512];
+	char type[FORWARD_ERROR_TYPE_SIZE];
+	char message[FORWARD_ERROR_MESSAGE_SIZE];
+	struct forward *f = forward_start();
+	struct holder h;
+	struct forward_stream_state s;
+	struct forward_stream *st;
+
+	snprintf(answer, sizeof(answer), "HTTP/1.1 400 Bad Request\r\nContent-Type: application/"
+		 "x-amz-json-1.1\r\nContent-Length: %zu\r\n\r\n%s", sizeof(body) - 1, body);
+	holder_start(&h, 0, answer);
+	st = relay_open(f, &h);
+	relay_wait(f, st, &s, over);
+	cr_assert_eq(s.status, 400);
+	cr_assert_eq(s.outcome, FORWARD_OK, "the holder answered");
+	cr_assert_eq(s.size, sizeof(body) - 1, "the whole answer, in one piece");
+	cr_assert_eq(forward_error_parse((const char *)s.data, s.size, type, message), 0);
+	cr_assert_str_eq(type, "ResourceInUseException");
+	forward_stream_put(f, st);
+	pthread_join(h.thread, NULL);
+	close(h.listen_fd);
+	forward_close(f);
+}
+
+Test(forward, a_holder_that_refuses_the_connection_ends_the_relay_refused)
+{
+	struct forward *f = forward_start();
+	struct holder h;
+	struct forward_stream_state s;
+	struct forward_stream *st;
+
+	/* A port bound and not listening: its connections are refused, and it is ours. */
+	h.port = loopback_bind(&h.listen_fd);
+	st = relay_open(f, &h);
+	relay_wait(f, st, &s, over);
+	cr_assert_eq(s.status, 0);
+	cr_assert_eq(s.outcome, FORWARD_REFUSED);
+	forward_stream_put(f, st);
+	close(h.listen_fd);
+	forward_close(f);
+}
+
+Test(forward, a_refused_relay_opens_again_on_the_next_holder_with_its_body)
+{
+	struct forward *f = forward_start();
+	struct holder refusing;
+	struct holder h;
+	struct forward_stream_state s;
+	struct forward_stream *st;
+	char addr[32];
+	size_t total = 0;
+
+	refusing.port = loopback_bind(&refusing.listen_fd);
+	st = relay_open(f, &refusing);
+	relay_wait(f, st, &s, over);
+	cr_assert_eq(s.outcome, FORWARD_REFUSED);
+	/* The next holder reads the same request (its body's brace, the target checked). */
+	holder_start(&h, 3 * 65536, NULL);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", h.port);
+	forward_stream_resubmit(f, st, addr);
+	for (;;) {
+		relay_wait(f, st, &s, more_or_over);
+		cr_assert_eq(s.status, 200, "the next holder's answer, not the refusal");
+		for (size_t i = 0; i < s.size; i++)
+			cr_assert_eq(s.data[i], pattern(total + i), "byte %zu", total + i);
+		total += s.size;
+		forward_stream_consume(f, st, s.size);
+		if (s.finished && s.size == 0)
+			break;
+	}
+	cr_assert_eq(s.outcome, FORWARD_OK);
+	cr_assert_eq(total, 3 * 65536);
+	forward_stream_put(f, st);
+	pthread_join(h.thread, NULL);
+	close(h.listen_fd);
+	close(refusing.listen_fd);
+	forward_close(f);
 }

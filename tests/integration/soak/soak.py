@@ -1400,6 +1400,23 @@ def left_running(state):
         return None
 
 
+def forget_killed(state):
+    """EAL's runtime directory of the killed run's sluiced (the SIGKILL left it), unless
+    its PID lives again (then the directory may be another process's)."""
+    try:
+        with open(os.path.join(state, "sluiced.pid")) as f:
+            pid = int(f.read())
+    except (OSError, ValueError):
+        return
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] != "Z":  # A zombie is gone too.
+                return
+    except OSError:
+        pass
+    shutil.rmtree("/var/run/dpdk/sluice-%d" % pid, ignore_errors=True)
+
+
 def stream_gone(kc, name):
     try:
         st = kc.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
@@ -1478,6 +1495,7 @@ def resume_state(args):
     pid = left_running(args.state)
     refuse(pid is None, "to resume: sluiced %s of the killed run still runs on %s (stop "
            "it first)" % (pid, args.state))
+    forget_killed(args.state)
     for k in ("profile", "seed"):
         setattr(args, k, ck["args"][k])
     for k in ("kills", "duration"):  # Unless given again (a longer run, a higher target).

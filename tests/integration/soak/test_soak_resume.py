@@ -165,6 +165,11 @@ def main():
     try:
         before, cue = first_part(sluiced, state, os.path.join(tmp, "first.log"))
         check(before["resumed"] == 0, "checkpoint %r" % before)
+        # The killed sluiced's EAL runtime directory (there unless the kill came before
+        # its EAL started): the resume removes it.
+        eal_dir = "/var/run/dpdk/sluice-%d" % sluiced_pid(state)
+        print("soak_resume: %s %s after the kill" % (
+            eal_dir, "there" if os.path.isdir(eal_dir) else "not there"))
         r = resume(sluiced, state, "--duration", str(before["elapsed_s"] + RESUMED_S))
         check(r.returncode == 0, "the resumed run failed (%d): %s" % (
             r.returncode, (r.stdout + r.stderr)[-3000:]))
@@ -172,6 +177,7 @@ def main():
                       r.stdout)
         check(m is not None, "no resume in the summary: %r" % r.stdout[-2000:])
         times, kills, harness = (int(x) for x in m.groups())
+        check(not os.path.exists(eal_dir), "%s left behind by the resume" % eal_dir)
         check(times == 1 and harness == 1, "resumed %d times, %d harness kills" % (
             times, harness))
         # The first part's kills, the harness's, and the resumed rounds' (one at least).

@@ -8,13 +8,17 @@ or a key index outside its table is reported on stderr and printed whole; a plai
 record, and one that only starts with the magic, pass through. Then, against a
 scripted endpoint that sends "EndingSequenceNumber": null for an open shard (as
 other Kinesis endpoints do): `sluice stream describe` shows it open and
-`sluice consume --from latest` reads it.
+`sluice consume --from latest` reads it. And against one that lists a split's parent
+open beside its children (a reshard whose cut is not recorded yet): `sluice produce
+--shard-map` sends SHARD_RECORDS frames for the children only.
 Usage: test_cli_kpl.py SLUICE SLUICED"""
 import base64
 import hashlib
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -203,6 +207,56 @@ def test_null_ending():
         server.shutdown()
 
 
+# ---- a reshard in progress: the parent listed open beside its children -------------------
+
+class MidSplit(NullEnding):
+    """ListShards while a split's cut is not recorded: parent 0 without an ending sequence
+    number, children 1 and 2 covering its range (as a cluster node answers until the
+    parent's leader records its cut)."""
+
+    def act_ListShards(self, request):
+        def shard(index, parent, start, end):
+            return {'ShardId': 'shardId-%012d' % index, 'ParentShardId': parent,
+                    'HashKeyRange': {'StartingHashKey': str(start), 'EndingHashKey': str(end)},
+                    'SequenceNumberRange': {'StartingSequenceNumber': '1'}}
+        return {'Shards': [shard(0, None, 0, 2**128 - 1),
+                           shard(1, 'shardId-000000000000', 0, 2**127 - 1),
+                           shard(2, 'shardId-000000000000', 2**127, 2**128 - 1)]}
+
+
+def test_shard_map_mid_split():
+    """`sluice produce --shard-map` takes the children and leaves the parent out (before,
+    the overlapping ranges failed the map: "cannot read the shard map")."""
+    server = ThreadingHTTPServer(('127.0.0.1', 0), MidSplit)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    frames = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    frames.bind(('127.0.0.1', 0))
+    frames.settimeout(30)
+    env = dict(os.environ, SLUICE_ENDPOINT='http://127.0.0.1:%d' % server.server_address[1])
+    p = subprocess.Popen([SLUICE, 'produce', 'other', '--transport', 'udp', '--shard-map',
+                          '--target', '127.0.0.1:%d' % frames.getsockname()[1],
+                          '--count', '40', '--batch', '1', '--quiet'],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    shards = set()
+    try:
+        while len(shards) < 2:
+            data = frames.recv(65536)
+            check(data[13] == 4, 'a SHARD_RECORDS frame (type %d)' % data[13])
+            if data[13] != 4:
+                break
+            n = data[38]
+            shards.add(struct.unpack_from('<I', data, 40 + n)[0])
+    except socket.timeout:
+        pass
+    finally:
+        p.kill()
+        _, err = p.communicate()
+        frames.close()
+        server.shutdown()
+    check(shards == {1, 2}, 'frames for the children only, got shards %r: %s' % (
+        sorted(shards), err.decode(errors='replace')[-500:]))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix='cli-kpl-')
     srv = None
@@ -210,6 +264,7 @@ def main():
         srv = Sluiced(tmp, 'kpl', '--set', 'server.stream_status_delay_ms=50')
         test_deaggregation(srv.endpoint)
         test_null_ending()
+        test_shard_map_mid_split()
     finally:
         if srv is not None:
             srv.stop()
