@@ -116,6 +116,7 @@ QUIET_MAX_S = 30
 IDLE_S = 1.0                     # The idle share (workers' back-off polling) over this.
 LOG_LAT_COUNT = 2000
 TELEMETRY_SIZE = 1 << 16
+READBACK_CHUNK = 1 << 20         # `sluice consume` output read this much at a time.
 # Per-stage counters of the DPDK path printed after each run when they moved: where
 # records were refused or packets lost (dataplane/dp_stats.c; ethdev's own for the port).
 STAGE_COUNTERS = ("records_failed", "nacks_sent", "nacks_suppressed", "drop_frames_full",
@@ -349,10 +350,18 @@ class Sluiced:
     def stored(self):
         """Records the stream holds, read through the Kinesis API."""
         # At most what was acknowledged or left unanswered can be there: read past it.
-        r = run(self.env.in_ns([self.env.sluice, "consume", STREAM, "--max",
-                                str(self.acked + self.unanswered + 1000),
-                                "--endpoint", self.endpoint]))
-        return r.stdout.count("\n")
+        # Counted as it streams: a full run stores ~10^8 records, more than fits in memory.
+        argv = self.env.in_ns([self.env.sluice, "consume", STREAM, "--max",
+                               str(self.acked + self.unanswered + 1000),
+                               "--endpoint", self.endpoint])
+        lines = 0
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+            while chunk := p.stdout.read(READBACK_CHUNK):
+                lines += chunk.count(b"\n")
+            err = p.stderr.read().decode(errors="replace").strip()
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: exit {p.returncode}: {err}")
+        return lines
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
