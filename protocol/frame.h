@@ -411,6 +411,13 @@ uint32_t frame_writer_record_size(const struct frame_writer *writer,
  */
 int frame_writer_finish(struct frame_writer *writer);
 
+/*
+ * Renumbers a finished, unsigned RECORDS or SHARD_RECORDS frame as batch `batch_seq`
+ * and seals it again: a load generator sends prepared frames many times (a frame with
+ * an auth trailer would need signing again, so it is refused: -EINVAL).
+ */
+int frame_batch_seq_set(void *frame, uint32_t frame_size, uint64_t batch_seq);
+
 /* ---------------------------------------------------------- ACK / NACK */
 
 struct frame_ack_run {

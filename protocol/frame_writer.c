@@ -200,3 +200,18 @@ frame_writer_finish(struct frame_writer *writer)
 	writer->finished = true;
 	return (int)writer->size;
 }
+
+int
+frame_batch_seq_set(void *frame, uint32_t frame_size, uint64_t batch_seq)
+{
+	uint8_t *p = frame;
+
+	if (frame_size < FRAME_OFF_NAME || frame_load32(p + FRAME_OFF_SIZE) != frame_size ||
+	    (p[FRAME_OFF_TYPE] != FRAME_TYPE_RECORDS &&
+	     p[FRAME_OFF_TYPE] != FRAME_TYPE_SHARD_RECORDS) ||
+	    (frame_load16(p + FRAME_OFF_FLAGS) & FRAME_F_AUTH) != 0)
+		return -EINVAL;
+	frame_store64(p + FRAME_OFF_BATCH_SEQ, batch_seq);
+	frame_seal(p, frame_size);
+	return 0;
+}
