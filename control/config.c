@@ -241,6 +241,12 @@ static const struct config_key config_keys[] = {
 	KEY_U32("dataplane", "batch_age_us", dp_batch_age_us, "100", DP_BATCH_AGE_US_MIN,
 		DP_BATCH_AGE_US_MAX,
 		"A staged shard batch is handed to the log at most this old."),
+	KEY_U32("dataplane", "admit_wait_ms", dp_admit_wait_ms,
+		CONFIG_STRINGIFY(DP_ADMIT_WAIT_MS_DEFAULT), DP_ADMIT_WAIT_MS_MIN, DP_ADMIT_WAIT_MS_MAX,
+		"Admission by age: once a worker's fastest durable ACK of the last 100 ms came "
+		"later than this after its frame, it refuses new durable frames THROTTLED (TCP: "
+		"its window closes) until one comes in time, so admitted records keep a bounded "
+		"latency under overload."),
 	KEY_U32("dataplane", "producers_max", dp_producers_max, "1024", 1, DP_PRODUCERS_MAX,
 		"Producer ids with a dedup window, per worker (about 2.2 KiB each; the workers "
 		"share one table of workers x producers_max windows, so a producer meets its "

@@ -88,6 +88,7 @@ struct sluice_config {
 	uint32_t dp_ingest_port;
 	uint32_t dp_workers;
 	uint32_t dp_batch_age_us;
+	uint32_t dp_admit_wait_ms;
 	uint32_t dp_producers_max;
 	uint32_t dp_idle_polls;
 	uint32_t dp_idle_sleep_us;

@@ -49,6 +49,7 @@ static const struct config_field_key config_dp_fields[] = {
 	{ "mbufs", "[dataplane] mbufs", "see docs/CONFIG.md" },
 	{ "ingest_port", "[dataplane] ingest_port", "a UDP port, not 0" },
 	{ "batch_age_us", "[dataplane] batch_age_us", "see docs/CONFIG.md" },
+	{ "admit_wait_ms", "[dataplane] admit_wait_ms", "see docs/CONFIG.md" },
 	{ "idle_polls", "[dataplane] idle_polls", "see docs/CONFIG.md" },
 	{ "idle_sleep_us", "[dataplane] idle_sleep_us", "see docs/CONFIG.md" },
 	{ "producers_max", "[dataplane] producers_max", "see docs/CONFIG.md" },

@@ -372,6 +372,7 @@ route_dp_config(const struct sluice_config *c, struct log *log, struct dp_config
 	out->ingest_port = (uint16_t)c->dp_ingest_port;
 	out->workers = c->dp_workers;
 	out->batch_age_us = c->dp_batch_age_us;
+	out->admit_wait_ms = c->dp_admit_wait_ms;
 	out->producers_max = c->dp_producers_max;
 	out->idle_polls = c->dp_idle_polls;
 	out->idle_sleep_us = c->dp_idle_sleep_us;

@@ -60,6 +60,10 @@ struct dp_route_builder;
 #define DP_MBUFS_MAX 1048575u
 #define DP_BATCH_AGE_US_MIN 1u
 #define DP_BATCH_AGE_US_MAX 100000u  /* A staged record waits at most 100 ms. */
+/* admit_wait_ms: admission by age (dp_ingest.h), the default and the bounds. */
+#define DP_ADMIT_WAIT_MS_DEFAULT 200  /* Plain: config.c stringifies it. */
+#define DP_ADMIT_WAIT_MS_MIN 1u
+#define DP_ADMIT_WAIT_MS_MAX 10000u
 #define DP_IDLE_POLLS_MAX 100000000u
 #define DP_IDLE_SLEEP_US_MAX 100000u
 #define DP_MTU_MIN 576u
@@ -137,6 +141,7 @@ struct dp_config {
 	uint16_t ingest_port;       /* UDP port of the record-frame protocol. */
 	uint32_t workers;           /* Worker lcores, 1 .. DP_WORKERS_MAX. */
 	uint32_t batch_age_us;      /* A staged batch goes to the log at most this old. */
+	uint32_t admit_wait_ms;     /* Durable ACKs this late: refuse new frames (dp_ingest.h). */
 	uint32_t producers_max;     /* Producer ids with a dedup window, per worker. */
 	uint32_t idle_polls;        /* Empty polls before napping; 0 = never sleep. */
 	uint32_t idle_sleep_us;     /* Longest nap of an idle worker (dp_worker.c). */
@@ -243,7 +248,7 @@ enum dp_counter {
 	DP_DROP_NO_ROUTE,       /* No open shard owns the record's hash key. */
 	DP_DROP_NO_BATCH,       /* The log's batch pool or our staging was exhausted. */
 	DP_DROP_FRAMES_FULL,    /* No free slot to track a frame until its ACK. */
-	DP_DROP_FRAMES_LATE,    /* Durable ACKs came too late (DP_ADMIT_WAIT_MS): behind the log. */
+	DP_DROP_FRAMES_LATE,    /* Durable ACKs came too late (admit_wait_ms): behind the log. */
 	DP_DROP_PRODUCERS_FULL, /* A new producer id found every dedup window taken. */
 	DP_DROP_NO_MBUF,
 	DP_RING_FULL,           /* log_batch_submit() said -EAGAIN. */

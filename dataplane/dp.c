@@ -28,6 +28,7 @@ dp_config_default(struct dp_config *config)
 	config->ingest_port = 4570;
 	config->workers = 1;
 	config->batch_age_us = 100;
+	config->admit_wait_ms = DP_ADMIT_WAIT_MS_DEFAULT;
 	config->producers_max = 1024;
 	config->idle_polls = 16;
 	config->idle_sleep_us = 100;
@@ -65,6 +66,8 @@ dp_config_fault(const struct dp_config *c)
 		return "ingest_port";
 	if (c->batch_age_us < DP_BATCH_AGE_US_MIN || c->batch_age_us > DP_BATCH_AGE_US_MAX)
 		return "batch_age_us";
+	if (c->admit_wait_ms < DP_ADMIT_WAIT_MS_MIN || c->admit_wait_ms > DP_ADMIT_WAIT_MS_MAX)
+		return "admit_wait_ms";
 	if (c->idle_polls > DP_IDLE_POLLS_MAX)
 		return "idle_polls";
 	if (c->idle_sleep_us > DP_IDLE_SLEEP_US_MAX)

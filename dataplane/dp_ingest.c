@@ -1159,7 +1159,7 @@ dp_ingest_clock(struct dp_worker *w, uint64_t now_tsc)
 }
 
 /*
- * Admission by age (DP_ADMIT_WAIT_MS), once an interval: behind when the fastest
+ * Admission by age (admit_wait_ms), once an interval: behind when the fastest
  * durable ACK of the interval waited too long; with no ACK in it, still behind while
  * frames wait, no longer once none does.
  */
@@ -1243,7 +1243,7 @@ dp_ingest_init(struct dp_worker *w)
 				  (uint64_t)DP_NACK_PER_S * DP_NACK_STALL_MS / 1000u);
 	ing->nack_tokens = ing->nack_burst;
 	ing->nack_refill_tsc = rte_rdtsc();
-	ing->admit_wait_tsc = (uint64_t)DP_ADMIT_WAIT_MS * w->dp->tsc_hz / 1000u;
+	ing->admit_wait_tsc = (uint64_t)w->dp->config.admit_wait_ms * w->dp->tsc_hz / 1000u;
 	ing->admit_interval_tsc = (uint64_t)DP_ADMIT_INTERVAL_MS * w->dp->tsc_hz / 1000u;
 	ing->admit_interval_start = rte_rdtsc();
 	ing->now_tsc = ing->admit_interval_start;

@@ -55,11 +55,10 @@ struct dp_route_table;
  * Admission by age: frame slots bound memory, not how long an admitted frame waits
  * for the log (at twice the saturating rate 4,096 slots meant seconds). Once per
  * DP_ADMIT_INTERVAL_MS, a worker whose fastest durable ACK in the interval came more
- * than DP_ADMIT_WAIT_MS after its frame is behind: it refuses new durable frames
- * THROTTLED (drop_frames_late) until an interval's fastest ACK is in time again, or
- * none is waiting. (CoDel's idea: the minimum, so one slow batch does not trip it.)
+ * than `[dataplane] admit_wait_ms` after its frame is behind: it refuses new durable
+ * frames THROTTLED (drop_frames_late) until an interval's fastest ACK is in time again,
+ * or none is waiting. (CoDel's idea: the minimum, so one slow batch does not trip it.)
  */
-#define DP_ADMIT_WAIT_MS 200
 #define DP_ADMIT_INTERVAL_MS 100
 /*
  * A stopping worker waits this long for the log to finish what it submitted so that
@@ -211,11 +210,11 @@ struct dp_ingest {
 	uint64_t nack_burst;        /* The bucket's depth (see DP_NACK_BURST_MIN). */
 	uint64_t nack_refill_tsc;
 	uint64_t now_tsc;           /* The current poll pass's TSC. */
-	uint64_t admit_wait_tsc;    /* DP_ADMIT_WAIT_MS */
+	uint64_t admit_wait_tsc;    /* [dataplane] admit_wait_ms */
 	uint64_t admit_interval_tsc; /* DP_ADMIT_INTERVAL_MS */
 	uint64_t admit_interval_start;
 	uint64_t wait_min_tsc;      /* The fastest durable ACK's wait this interval. */
-	bool behind;                /* Refusing new durable frames (see DP_ADMIT_WAIT_MS). */
+	bool behind;                /* Refusing new durable frames (admission by age). */
 	uint32_t in_flight;         /* Batches submitted, not yet completed. */
 	uint32_t open_count;
 	uint32_t retry_count;       /* Batches whose submit found the ring full. */

@@ -343,7 +343,7 @@ pump_at(uint64_t tsc)
 }
 
 /*
- * Admission by age: a durable ACK that came DP_ADMIT_WAIT_MS after its frame (the
+ * Admission by age: a durable ACK that came admit_wait_ms after its frame (the
  * worker's clock is the test's here) puts the worker behind at the next interval: a
  * new durable frame is refused THROTTLED (drop_frames_late), nothing stored; once an
  * interval passes with nothing waiting, frames are taken again.
@@ -354,7 +354,7 @@ Test(dp_ingest, refuses_new_frames_while_acks_come_late)
 	struct rec r = { .key = "device-17", .data = "temp=21.5" };
 	uint64_t hz = rte_get_tsc_hz();
 	uint64_t t0 = rte_rdtsc();
-	uint64_t late = t0 + (uint64_t)(DP_ADMIT_WAIT_MS + 50) * hz / 1000u;
+	uint64_t late = t0 + (uint64_t)(dp_test->config.admit_wait_ms + 50) * hz / 1000u;
 	uint64_t interval = (uint64_t)DP_ADMIT_INTERVAL_MS * hz / 1000u + 1;
 	struct frame_ack ack;
 	struct frame_ack_run runs[8];
