@@ -257,10 +257,11 @@ replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 	return replica_lead_isr(l, shard_id, epoch, followers, follower_count, NULL, 0);
 }
 
-int
-replica_lead_isr(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
-		 const struct replica_peer *followers, uint32_t follower_count,
-		 const struct replica_peer *in_sync, uint32_t in_sync_count)
+/* replica_lead_isr; `unclean`: the epoch may begin below the log's kept range (giving it up). */
+static int
+lead_isr(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
+	 const struct replica_peer *followers, uint32_t follower_count,
+	 const struct replica_peer *in_sync, uint32_t in_sync_count, bool unclean)
 {
 	uint32_t mask = 0;
 	struct log_shard_info info;
@@ -285,7 +286,8 @@ replica_lead_isr(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 	log_epoch_info(l->config.log, shard_id, &ei);
 	/* Leading again in the epoch the log is in (a restart) begins nothing. */
 	if (ei.epoch_last != epoch || ei.count == 0)
-		err = log_epoch_begin(l->config.log, shard_id, epoch, info.seq_local);
+		err = (unclean ? log_epoch_begin_unclean : log_epoch_begin)(l->config.log, shard_id,
+									    epoch, info.seq_local);
 	if (err != 0)
 		return err;
 	pthread_mutex_lock(&l->lock);
@@ -326,6 +328,24 @@ replica_lead_isr(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 	pthread_mutex_unlock(&l->lock);
 	wake(l);
 	return err;
+}
+
+int
+replica_lead_isr(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
+		 const struct replica_peer *followers, uint32_t follower_count,
+		 const struct replica_peer *in_sync, uint32_t in_sync_count)
+{
+	return lead_isr(l, shard_id, epoch, followers, follower_count, in_sync, in_sync_count,
+			false);
+}
+
+int
+replica_lead_unclean(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
+		     const struct replica_peer *followers, uint32_t follower_count,
+		     const struct replica_peer *in_sync, uint32_t in_sync_count)
+{
+	return lead_isr(l, shard_id, epoch, followers, follower_count, in_sync, in_sync_count,
+			true);
 }
 
 int
