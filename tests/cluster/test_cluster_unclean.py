@@ -9,8 +9,9 @@ leader, so the leader acknowledges records its follower never got), boto3, and
 
   - the follower stopped (SIGSTOP) leaves the in-sync set; the leader acknowledges
     r5..r9 alone; an election while it leads is refused (it has a leader);
-  - the leader killed (SIGKILL), the follower resumed: the shard is unled (leader 0,
-    the dead node kept in "isr"), puts fail, and an election of the dead node is refused;
+  - the follower killed while stopped (what the leader sent it dies with its socket),
+    the leader killed, the follower started again: the shard is unled (leader 0, the
+    dead node kept in "isr"), puts fail, and an election of the dead node is refused;
   - `sluice cluster elect STREAM 0 --unclean` (the node picked by its durable end from
     --admin): the follower leads in epoch + 1 with isr [it], puts are answered, reads
     return what it held (r0..r4) and the new records, not r5..r9 (lost: only the dead
@@ -31,9 +32,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cluster_node as tcn  # noqa: E402  (its Etcd, Node, form, put, read_all, led)
 
 CLUSTER = "cunclean"
-# Longer than the follower's stop (until it leaves the in-sync set: CLUSTER_ISR_LAG_MS, 3 s),
-# so it stays a registered replica; the dead leader's lease runs out after this.
-TTL_S = 10
+# The follower's lease outlasts its stop (until it leaves the in-sync set: CLUSTER_ISR_LAG_MS,
+# 3 s), so the controller never drops it from the replicas (a dead node while the leader
+# lives); its restart waits for it to run out, the leader's (killed after) a little later.
+# Both nodes down meanwhile: no controller changes anything before the follower is back.
+TTL_S = 20
 
 
 def elect(etcd, *args):
@@ -91,10 +94,13 @@ def main():
         if code != 1 or "has a leader" not in out:
             tcn.fail("an election while the shard is led: %d %s" % (code, out))
 
+        follower.signal(signal.SIGKILL)
+        follower.proc.wait()
+        follower.proc = None
         leader.signal(signal.SIGKILL)
         leader.proc.wait()
         leader.proc = None
-        follower.signal(signal.SIGCONT)
+        follower.start()   # Registered again once its old lease ran out.
         tcn.wait_for("the shard unled (the dead leader's lease ran out)",
                      lambda: placement(etcd)["leader"] == 0)
         p = placement(etcd)
