@@ -434,5 +434,10 @@ Test(placement, an_unclean_election_is_refused_unless_no_in_sync_replica_can_lea
 		cr_assert(after.leader == 3 && after.leader_epoch == 5 &&
 			  placement_has(after.isr, after.isr_count, 3) && after.isr_count == 1,
 			  "node 1 back (catching up): node 3 still leads in epoch 5");
+		/* Node 1 gone for good: dropped from the led shard, whose quorum is then live. */
+		cr_assert_eq(placement_compute(nodes + 1, 2, 3, &out, 1, &after), 0);
+		cr_assert(after.leader == 3 && after.leader_epoch == 5 &&
+			  !placement_has(after.replicas, after.replica_count, 1) &&
+			  after.replica_count == 2, "replicas %u", after.replica_count);
 	}
 }
