@@ -516,8 +516,10 @@ role_lead_unclean(struct cluster_node *n, struct node_role *r, const struct repl
 
 	log_shard_info(n->log, r->log_id, &info);
 	log_epoch_info(n->log, r->log_id, &ei);
-	err = replica_lead_unclean(n->leader, r->log_id, (uint64_t)r->place.leader_epoch,
-				   r->followers, r->follower_count, in_sync, count);
+	err = replica_lead_unclean(n->leader, r->log_id, (uint64_t)r->place.leader_epoch);
+	if (err == 0)
+		err = replica_lead_isr(n->leader, r->log_id, (uint64_t)r->place.leader_epoch,
+				       r->followers, r->follower_count, in_sync, count);
 	if (err != 0 || ei.epoch_last == (uint64_t)r->place.leader_epoch)
 		return err;  /* Failed, or begun before (a restart): nothing new to say. */
 	atomic_fetch_add(&n->unclean_leads, 1);

@@ -592,7 +592,8 @@ Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = set
 	 */
 	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
 	cr_assert_gt(ei.kept_end, local_end(), "the kept range is not held");
-	cr_assert_eq(replica_lead_unclean(l, SHARD, 6, NULL, 0, NULL, 0), 0);
+	cr_assert_eq(replica_lead_unclean(l, SHARD, 6), 0);
+	cr_assert_eq(replica_lead_set(l, SHARD, 6, NULL, 0), 0, "begun: led as any epoch");
 	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
 	cr_assert(ei.kept_end == 0 && ei.epoch_last == 6 && ei.epoch_last_start == local_end(),
 		  "epoch %lu at %lu (end %lu), kept end %lu", (unsigned long)ei.epoch_last,
