@@ -92,6 +92,23 @@ int placement_compute(const struct placement_node *nodes, uint32_t node_count,
 
 bool placement_has(const uint32_t *ids, uint32_t count, uint32_t id);
 
+/*
+ * An operator's unclean election of one shard (docs/CLUSTER.md "Unclean
+ * election"; Kafka's kafka-leader-election --election-type unclean), never made
+ * by the controller: `node` (0: the first live in-sync replica, else the first
+ * live replica in cur's order) leads in leader_epoch + 1 with the in-sync set
+ * [node], replicas unchanged. It may lose acknowledged records: those only the
+ * missing in-sync replicas held. `live`: the registered node ids;
+ * `leader_refuses`: the placed leader refuses to lead in its epoch (its log lacks
+ * records it held: refused_epoch). Refused, *out untouched:
+ *   -EEXIST     the shard has a leader (placed, and not refusing);
+ *   -EBUSY      a live in-sync replica can lead it: the controller elects it (clean);
+ *   -EINVAL     `node` is not a replica of the shard;
+ *   -EHOSTDOWN  `node` is not live, or (0) no replica is.
+ */
+int placement_unclean(const struct placement_shard *cur, bool leader_refuses, const uint32_t *live,
+		      uint32_t live_count, uint32_t node, struct placement_shard *out);
+
 /* ---- Membership and controller on etcd (cluster/membership.c). */
 
 #define CLUSTER_NAME_SIZE 64u
@@ -202,6 +219,13 @@ struct cluster_shard {
 	 */
 	uint32_t stream_id;
 	struct placement_shard place;
+	/*
+	 * The epoch an operator's unclean election began (placement_unclean): its
+	 * leader begins it below records its log lacks (replica_lead_unclean). 0: none.
+	 */
+	int64_t unclean_epoch;
+	/* The epoch whose placed leader refused to lead, the only in-sync replica. 0: none. */
+	int64_t refused_epoch;
 	int64_t mod_revision;          /* 0: not stored yet. */
 	bool malformed;                /* A key or value that cannot be read: place zeroed, skip it. */
 	bool remove;                   /* cluster_placement_write: delete the key, do not put it. */
@@ -382,6 +406,27 @@ int cluster_placement_isr_write(struct etcd_client *client, const char *cluster,
  */
 int cluster_placement_resign(struct etcd_client *client, const char *cluster, const char *stream,
 			     uint32_t shard, int64_t mod_revision, uint32_t node_id);
+/*
+ * The placed leader that cannot lead and may not resign (cluster_placement_resign's
+ * -EBUSY) says so: "refused_epoch" set to the placement's epoch, by the same
+ * compare-and-swap, so an operator's unclean election may replace it (nothing is
+ * written when it says so already). -EPERM: the key names another leader.
+ */
+int cluster_placement_refused(struct etcd_client *client, const char *cluster, const char *stream,
+			      uint32_t shard, int64_t mod_revision, uint32_t node_id);
+/* cluster_placement_elect's mod_revision: the key as read now. */
+#define CLUSTER_REVISION_READ (-1)
+/*
+ * An operator's unclean election (placement_unclean, whose refusals it answers;
+ * -ENOENT: no such placement): the shard key written with the new leader, epoch + 1,
+ * "isr" [leader] and "unclean_epoch", by compare-and-swap on `mod_revision`
+ * (CLUSTER_REVISION_READ: as read now) and on the elected node's registration
+ * (nodes/<id> unchanged: it is live when the key is written). -ESTALE: either moved,
+ * nothing written. *out: the placement written.
+ */
+int cluster_placement_elect(struct etcd_client *client, const char *cluster, const char *stream,
+			    uint32_t shard, int64_t mod_revision, uint32_t node_id,
+			    struct cluster_shard *out);
 /*
  * The compare that fences a shard leader's write to another key in the same
  * transaction (a reshard's cut, docs/CLUSTER.md "Resharding in cluster mode"):

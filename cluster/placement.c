@@ -454,3 +454,42 @@ placement_compute(const struct placement_node *nodes, uint32_t node_count,
 			out[s].leader_epoch = cur[s].leader_epoch + 1;
 	return 0;
 }
+
+/* The live replica an unclean election picks when none is named: in-sync ones first. */
+static uint32_t
+unclean_pick(const struct placement_shard *cur, const uint32_t *live, uint32_t live_count)
+{
+	for (uint32_t i = 0; i < cur->isr_count; i++)
+		if (placement_has(live, live_count, cur->isr[i]))
+			return cur->isr[i];
+	for (uint32_t i = 0; i < cur->replica_count; i++)
+		if (placement_has(live, live_count, cur->replicas[i]))
+			return cur->replicas[i];
+	return 0;
+}
+
+int
+placement_unclean(const struct placement_shard *cur, bool leader_refuses, const uint32_t *live,
+		  uint32_t live_count, uint32_t node, struct placement_shard *out)
+{
+	uint32_t pick = node;
+
+	if (cur->leader != 0 && !leader_refuses)
+		return -EEXIST;
+	/* A live in-sync replica that is not the refusing leader: the controller elects it. */
+	for (uint32_t i = 0; i < cur->isr_count; i++)
+		if (cur->isr[i] != cur->leader && placement_has(live, live_count, cur->isr[i]))
+			return -EBUSY;
+	if (node != 0 && !placement_has(cur->replicas, cur->replica_count, node))
+		return -EINVAL;
+	if (node == 0)
+		pick = unclean_pick(cur, live, live_count);
+	if (pick == 0 || !placement_has(live, live_count, pick))
+		return -EHOSTDOWN;
+	*out = *cur;
+	out->leader = pick;
+	out->isr[0] = pick;
+	out->isr_count = 1;
+	out->leader_epoch = cur->leader_epoch + 1;
+	return 0;
+}

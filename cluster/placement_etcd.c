@@ -13,9 +13,13 @@
  * cannot lead sets "leader" to 0 and leaves "isr" the same way; a leader's write
  * to another key compares this one (cluster_placement_lead_fence).
  * "stream_id" names the stream record it was placed for (absent: not known);
+ * "unclean_epoch" (absent: none) the epoch an operator's unclean election began,
+ * "refused_epoch" (absent: none) one whose placed leader refused to lead as the
+ * only in-sync replica (docs/CLUSTER.md "Unclean election");
  * the controller deletes the keys of a deleted stream in its fenced
  * transactions and replaces those of an older stream of the same name.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,11 +66,18 @@ shard_json(const struct cluster_shard *s, int64_t controller_epoch)
 	    cJSON_AddItemToObject(o, "replicas", ids_json(p->replicas, p->replica_count)) &&
 	    cJSON_AddItemToObject(o, "isr", ids_json(p->isr, p->isr_count)) &&
 	    cJSON_AddNumberToObject(o, "controller_epoch", (double)controller_epoch) != NULL &&
-	    (s->stream_id == 0 || cJSON_AddNumberToObject(o, "stream_id", s->stream_id) != NULL))
+	    (s->stream_id == 0 || cJSON_AddNumberToObject(o, "stream_id", s->stream_id) != NULL) &&
+	    (s->unclean_epoch == 0 ||
+	     cJSON_AddNumberToObject(o, "unclean_epoch", (double)s->unclean_epoch) != NULL) &&
+	    (s->refused_epoch == 0 ||
+	     cJSON_AddNumberToObject(o, "refused_epoch", (double)s->refused_epoch) != NULL))
 		text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return text;
 }
+
+/* The largest whole number a JSON (double) number holds exactly: 2^53. */
+#define JSON_INT_MAX 9007199254740992.0
 
 /* A JSON number that must be a whole number in [0, max]. */
 static bool
@@ -96,7 +107,20 @@ ids_read(const cJSON *a, uint32_t *ids, uint32_t *count)
 	return true;
 }
 
-/* A parsed placement value into s (place, stream_id); -EPROTO for anything but the shape above. */
+/* An optional whole number in [0, max] (absent: 0). */
+static bool
+json_uint_opt(const cJSON *o, const char *name, double max, double *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+	*out = 0;
+	return v == NULL || json_uint(v, max, out);
+}
+
+/*
+ * A parsed placement value into s (place, stream_id, the epochs marked); -EPROTO for
+ * anything but the shape above.
+ */
 static int
 shard_json_read(const cJSON *o, struct cluster_shard *s)
 {
@@ -105,19 +129,25 @@ shard_json_read(const cJSON *o, struct cluster_shard *s)
 	double leader;
 	double epoch;
 	double stream_id = 0;
+	double unclean;
+	double refused;
 	bool ok;
 
 	memset(p, 0, sizeof(*p));
 	ok = o != NULL && json_uint(cJSON_GetObjectItemCaseSensitive(o, "leader"), UINT32_MAX, &leader) &&
-	     json_uint(cJSON_GetObjectItemCaseSensitive(o, "epoch"), 9007199254740992.0, &epoch) &&
+	     json_uint(cJSON_GetObjectItemCaseSensitive(o, "epoch"), JSON_INT_MAX, &epoch) &&
 	     ids_read(cJSON_GetObjectItemCaseSensitive(o, "replicas"), p->replicas, &p->replica_count) &&
 	     ids_read(cJSON_GetObjectItemCaseSensitive(o, "isr"), p->isr, &p->isr_count) &&
-	     (id == NULL || json_uint(id, UINT32_MAX, &stream_id));
+	     (id == NULL || json_uint(id, UINT32_MAX, &stream_id)) &&
+	     json_uint_opt(o, "unclean_epoch", JSON_INT_MAX, &unclean) &&
+	     json_uint_opt(o, "refused_epoch", JSON_INT_MAX, &refused);
 	if (!ok)
 		return -EPROTO;
 	p->leader = (uint32_t)leader;
 	p->leader_epoch = (int64_t)epoch;
 	s->stream_id = (uint32_t)stream_id;
+	s->unclean_epoch = (int64_t)unclean;
+	s->refused_epoch = (int64_t)refused;
 	return 0;
 }
 
@@ -178,6 +208,7 @@ cluster_placements_from(const struct etcd_range *r, const char *cluster,
 		    shard_read(r->kvs[i].value, r->kvs[i].value_size, s) != 0) {
 			memset(&s->place, 0, sizeof(s->place));
 			s->stream_id = 0;
+			s->unclean_epoch = s->refused_epoch = 0;
 			s->malformed = true;
 		}
 		s->mod_revision = r->kvs[i].mod_revision;
@@ -265,19 +296,24 @@ cluster_placement_write(struct etcd_client *client, const char *cluster,
 	return err;
 }
 
-/* A change of one stored placement value (cJSON object): 0, or nothing is written. */
-typedef int placement_edit_fn(cJSON *value, const void *arg);
+/*
+ * A change of one stored placement value (cJSON object): 0, 1 (no change: nothing
+ * is written, the call answers 0), or an error (nothing is written). It may fill
+ * `fence` (its key empty: none), a second compare of the transaction.
+ */
+typedef int placement_edit_fn(cJSON *value, const void *arg, struct cluster_fence *fence);
 
 /*
  * Reads the shard's key, edits its value, puts it only if the key still has
- * `mod_revision` (a compare-and-swap: a controller's write or another leader's
- * meanwhile wins, and the caller reads again).
+ * `mod_revision` (CLUSTER_REVISION_READ: the one read) (a compare-and-swap: a
+ * controller's write or another leader's meanwhile wins, and the caller reads again).
  */
 static int
 placement_cas(struct etcd_client *client, const char *cluster, const char *stream,
 	      uint32_t shard, int64_t mod_revision, placement_edit_fn *edit, const void *arg)
 {
 	char key[CLUSTER_KEY_SIZE];
+	struct cluster_fence fence = { .key = "" };
 	struct etcd_range r;
 	cJSON *o = NULL;
 	char *text = NULL;
@@ -289,6 +325,8 @@ placement_cas(struct etcd_client *client, const char *cluster, const char *strea
 	err = etcd_get(client, key, false, 0, &r);
 	if (err != 0)
 		return err;
+	if (r.count == 1 && mod_revision == CLUSTER_REVISION_READ)
+		mod_revision = r.kvs[0].mod_revision;
 	if (r.count != 1)
 		err = -ENOENT;
 	else if (r.kvs[0].mod_revision != mod_revision)
@@ -298,22 +336,27 @@ placement_cas(struct etcd_client *client, const char *cluster, const char *strea
 		err = -EPROTO;
 	etcd_range_free(&r);
 	if (err == 0)
-		err = edit(o, arg);
+		err = edit(o, arg, &fence);
 	if (err == 0 && (text = cJSON_PrintUnformatted(o)) == NULL)
 		err = -ENOMEM;
 	if (err == 0) {
-		struct etcd_compare c = { .key = key, .target = ETCD_TARGET_MOD,
-					  .result = ETCD_EQUAL, .number = mod_revision };
+		struct etcd_compare c[2] = {
+			{ .key = key, .target = ETCD_TARGET_MOD, .result = ETCD_EQUAL,
+			  .number = mod_revision },
+			fence.compare,
+		};
 		struct etcd_op put = { .kind = ETCD_OP_PUT, .key = key, .value = text,
 				       .value_size = strlen(text) };
 
-		err = etcd_txn(client, &c, 1, &put, 1, NULL, 0, &succeeded, NULL);
+		c[1].key = fence.key;
+		err = etcd_txn(client, c, fence.key[0] != '\0' ? 2 : 1, &put, 1, NULL, 0,
+			       &succeeded, NULL);
 		if (err == 0 && !succeeded)
 			err = -ESTALE;
 	}
 	free(text);
 	cJSON_Delete(o);
-	return err;
+	return err == 1 ? 0 : err;
 }
 
 /* "isr" replaced by ids[0 .. count). */
@@ -323,16 +366,33 @@ struct isr_set {
 };
 
 static int
-edit_isr(cJSON *o, const void *arg)
+edit_isr(cJSON *o, const void *arg, struct cluster_fence *fence)
 {
 	const struct isr_set *set = arg;
 	cJSON *ids = ids_json(set->ids, set->count);
 
 	if (ids == NULL)
 		return -ENOMEM;
+	(void)fence;
 	if (!cJSON_ReplaceItemInObjectCaseSensitive(o, "isr", ids)) {
 		cJSON_Delete(ids);  /* Not taken: no "isr" member to replace. */
 		return -EPROTO;
+	}
+	return 0;
+}
+
+/* Member `name` set to the number `v`, replaced or added. */
+static int
+json_set(cJSON *o, const char *name, double v)
+{
+	cJSON *n = cJSON_CreateNumber(v);
+
+	if (n == NULL)
+		return -ENOMEM;
+	if (cJSON_GetObjectItemCaseSensitive(o, name) == NULL ?
+	    !cJSON_AddItemToObject(o, name, n) : !cJSON_ReplaceItemInObjectCaseSensitive(o, name, n)) {
+		cJSON_Delete(n);
+		return -ENOMEM;
 	}
 	return 0;
 }
@@ -356,14 +416,13 @@ cluster_placement_isr_write(struct etcd_client *client, const char *cluster, con
  * else is in it. "epoch" stays: the controller's next leader takes epoch + 1.
  */
 static int
-edit_resign(cJSON *o, const void *arg)
+edit_resign(cJSON *o, const void *arg, struct cluster_fence *fence)
 {
 	uint32_t node_id = *(const uint32_t *)arg;
 	struct cluster_shard s;
 	uint32_t isr[CLUSTER_REPLICA_SET_MAX];
 	uint32_t count = 0;
 	struct isr_set set = { .ids = isr };
-	cJSON *zero;
 	int err = shard_json_read(o, &s);
 
 	if (err != 0)
@@ -376,17 +435,8 @@ edit_resign(cJSON *o, const void *arg)
 	if (count == 0)
 		return -EBUSY;
 	set.count = count;
-	err = edit_isr(o, &set);
-	if (err != 0)
-		return err;
-	zero = cJSON_CreateNumber(0);
-	if (zero == NULL)
-		return -ENOMEM;
-	if (!cJSON_ReplaceItemInObjectCaseSensitive(o, "leader", zero)) {
-		cJSON_Delete(zero);
-		return -EPROTO;
-	}
-	return 0;
+	err = edit_isr(o, &set, fence);
+	return err != 0 ? err : json_set(o, "leader", 0);
 }
 
 int
@@ -394,6 +444,108 @@ cluster_placement_resign(struct etcd_client *client, const char *cluster, const 
 			 uint32_t shard, int64_t mod_revision, uint32_t node_id)
 {
 	return placement_cas(client, cluster, stream, shard, mod_revision, edit_resign, &node_id);
+}
+
+/* The placed leader marks its refusal in its epoch (once). */
+static int
+edit_refused(cJSON *o, const void *arg, struct cluster_fence *fence)
+{
+	uint32_t node_id = *(const uint32_t *)arg;
+	struct cluster_shard s;
+	int err = shard_json_read(o, &s);
+
+	(void)fence;
+	if (err != 0)
+		return err;
+	if (s.place.leader != node_id)
+		return -EPERM;
+	if (s.refused_epoch == s.place.leader_epoch)
+		return 1;
+	return json_set(o, "refused_epoch", (double)s.place.leader_epoch);
+}
+
+int
+cluster_placement_refused(struct etcd_client *client, const char *cluster, const char *stream,
+			  uint32_t shard, int64_t mod_revision, uint32_t node_id)
+{
+	return placement_cas(client, cluster, stream, shard, mod_revision, edit_refused, &node_id);
+}
+
+/* An unclean election's inputs and what it wrote. */
+struct elect {
+	const char *cluster;
+	const struct cluster_registration *nodes;  /* The live ones: registered. */
+	uint32_t node_count;
+	uint32_t node_id;                          /* Asked for; 0: chosen. */
+	struct cluster_shard *out;
+};
+
+static int
+edit_elect(cJSON *o, const void *arg, struct cluster_fence *fence)
+{
+	const struct elect *e = arg;
+	uint32_t live[CLUSTER_NODES_MAX];
+	uint32_t live_count = 0;
+	struct isr_set set = { .count = 1 };
+	struct cluster_shard s;
+	struct placement_shard next;
+	const struct cluster_registration *node = NULL;
+	int err = shard_json_read(o, &s);
+
+	if (err != 0)
+		return err;
+	for (uint32_t i = 0; i < e->node_count && live_count < CLUSTER_NODES_MAX; i++)
+		if (!e->nodes[i].malformed)
+			live[live_count++] = e->nodes[i].id;
+	err = placement_unclean(&s.place, s.place.leader != 0 &&
+				s.refused_epoch == s.place.leader_epoch, live, live_count,
+				e->node_id, &next);
+	if (err != 0)
+		return err;
+	for (uint32_t i = 0; i < e->node_count && node == NULL; i++)
+		if (e->nodes[i].id == next.leader)
+			node = &e->nodes[i];
+	assert(node != NULL);  /* placement_unclean elects a live node. */
+	/* The elected node still registered, unchanged, when the key is written: live. */
+	snprintf(fence->key, sizeof(fence->key), "/sluice/%s/nodes/%u", e->cluster, node->id);
+	fence->compare = (struct etcd_compare){ .target = ETCD_TARGET_MOD, .result = ETCD_EQUAL,
+						.number = node->mod_revision };
+	set.ids = &next.leader;
+	err = edit_isr(o, &set, fence);
+	if (err == 0)
+		err = json_set(o, "leader", next.leader);
+	if (err == 0)
+		err = json_set(o, "epoch", (double)next.leader_epoch);
+	if (err == 0)
+		err = json_set(o, "unclean_epoch", (double)next.leader_epoch);
+	if (err == 0) {
+		*e->out = s;
+		e->out->place = next;
+		e->out->unclean_epoch = next.leader_epoch;
+	}
+	return err;
+}
+
+int
+cluster_placement_elect(struct etcd_client *client, const char *cluster, const char *stream,
+			uint32_t shard, int64_t mod_revision, uint32_t node_id,
+			struct cluster_shard *out)
+{
+	struct elect e = { .cluster = cluster, .node_id = node_id, .out = out };
+	struct cluster_registration *nodes;
+	int err = cluster_registrations_read(client, cluster, &nodes, &e.node_count);
+
+	if (err != 0)
+		return err;
+	e.nodes = nodes;
+	memset(out, 0, sizeof(*out));
+	err = placement_cas(client, cluster, stream, shard, mod_revision, edit_elect, &e);
+	if (err == 0) {
+		snprintf(out->stream, sizeof(out->stream), "%s", stream);
+		out->shard = shard;
+	}
+	free(nodes);
+	return err;
 }
 
 int

@@ -12,7 +12,10 @@
  *   leader == this node -> replica_lead_isr(log shard, epoch, the other replicas'
  *                          replica addresses from nodes/<id>, the in-sync ones);
  *                          refused for records the log must hold first (-ENODATA)
- *                       -> role_resign: leader 0, this node out of isr (one CAS)
+ *                       -> role_resign: leader 0, this node out of isr (one CAS);
+ *                          the only in-sync replica: "refused_epoch" marked instead
+ *   leader == this node in an operator's unclean election (unclean_epoch == epoch)
+ *                       -> replica_lead_unclean: begins below what the log lacks
  *   led here before, not now (another leader or a newer epoch elsewhere)
  *                       -> replica_unlead: acknowledges nothing from then on
  *
@@ -78,6 +81,7 @@ struct node_role {
 	uint64_t caught_ns[REPLICA_FOLLOWERS_MAX]; /* The follower last reached a mark then. */
 	uint64_t looked_ns;        /* The last isr_check that looked at the followers. */
 	int64_t refused_epoch;     /* The log refused to lead it in this epoch (role_resign). */
+	bool unclean;              /* Placed by an operator's unclean election in this epoch. */
 };
 
 /* The last replica address (and API address: forwarding) a node id registered. */
@@ -142,6 +146,7 @@ struct cluster_node {
 	_Atomic uint64_t watch_opens;   /* The watcher's etcd watches opened (metrics). */
 	_Atomic uint64_t lead_refusals; /* Epochs placed here the log refused to lead (metrics). */
 	_Atomic uint64_t resigns;       /* ... after which this node left the in-sync set. */
+	_Atomic uint64_t unclean_leads; /* Epochs of unclean elections led here (metrics). */
 };
 
 /* ---- Reading etcd and the metadata ----------------------------------------- */
@@ -470,6 +475,14 @@ role_resign(struct cluster_node *n, struct node_role *r, const struct node_role 
 					   n->node_id);
 
 	r->refused_epoch = r->place.leader_epoch;
+	/*
+	 * The only in-sync replica says so (once: marked already, nothing is written), so
+	 * an operator's unclean election may replace it; a lost CAS is redone at the next
+	 * refresh, as the step-down is.
+	 */
+	if (err == -EBUSY)
+		cluster_placement_refused(n->etcd, n->name, r->stream, r->shard, r->mod_revision,
+					  n->node_id);
 	/* The step-down first: a refusal counted has its outcome counted (tests wait on it). */
 	if (err == 0)
 		atomic_fetch_add(&n->resigns, 1);
@@ -482,9 +495,43 @@ role_resign(struct cluster_node *n, struct node_role *r, const struct node_role 
 	} else if (!noted) {
 		diag_warn("cluster", "%s/%u: placed as leader in epoch %" PRId64 " without the "
 			  "records below a cut; %s", r->stream, r->shard, r->place.leader_epoch,
-			  err == -EBUSY ? "the only in-sync replica: stays, the shard unled (no "
-			  "unclean election)" : strerror(-err));
+			  err == -EBUSY ? "the only in-sync replica: stays, the shard unled until "
+			  "an operator's unclean election (sluice cluster elect --unclean)" :
+			  strerror(-err));
 	}
+}
+
+/*
+ * Begins an unclean election's epoch (docs/CLUSTER.md "Unclean election"): at the
+ * log's end, below records it may lack (the kept range of a cut, or whatever the
+ * missing in-sync replicas held), which are lost. Loud: once per epoch, counted.
+ */
+static int
+role_lead_unclean(struct cluster_node *n, struct node_role *r, const struct replica_peer *in_sync,
+		  uint32_t count)
+{
+	struct log_shard_info info = { 0 };
+	struct log_epoch_info ei = { 0 };
+	int err;
+
+	log_shard_info(n->log, r->log_id, &info);
+	log_epoch_info(n->log, r->log_id, &ei);
+	err = replica_lead_unclean(n->leader, r->log_id, (uint64_t)r->place.leader_epoch);
+	if (err == 0)
+		err = replica_lead_isr(n->leader, r->log_id, (uint64_t)r->place.leader_epoch,
+				       r->followers, r->follower_count, in_sync, count);
+	if (err != 0 || ei.epoch_last == (uint64_t)r->place.leader_epoch)
+		return err;  /* Failed, or begun before (a restart): nothing new to say. */
+	atomic_fetch_add(&n->unclean_leads, 1);
+	diag_warn("cluster", "%s/%u: UNCLEAN ELECTION: leading in epoch %" PRId64 " from this "
+		  "log's end %" PRIu64 "; acknowledged records that only the missing in-sync "
+		  "replicas held are lost (their numbers go to this epoch's records)",
+		  r->stream, r->shard, r->place.leader_epoch, info.seq_local);
+	if (ei.kept_end > info.seq_local)
+		diag_warn("cluster", "%s/%u: records %" PRIu64 "..%" PRIu64 " its last cut kept "
+			  "(never held again) are given up", r->stream, r->shard, info.seq_local,
+			  ei.kept_end - 1);
+	return 0;
 }
 
 /*
@@ -518,7 +565,8 @@ role_lead(struct cluster_node *n, struct node_role *r)
 		uint32_t count = isr_peers(r, in_sync);
 
 		/* One step: the epoch never counts acknowledgements without its in-sync set. */
-		err = replica_lead_isr(n->leader, r->log_id, (uint64_t)r->place.leader_epoch,
+		err = r->unclean ? role_lead_unclean(n, r, in_sync, count) :
+		      replica_lead_isr(n->leader, r->log_id, (uint64_t)r->place.leader_epoch,
 				       r->followers, r->follower_count, in_sync, count);
 	}
 	if (err == -ENODATA)
@@ -587,6 +635,7 @@ roles_build(struct cluster_node *n, const struct cluster_shard *shards, uint32_t
 		r->log_id = LOG_SHARD_ID(stream_id, s->shard);
 		r->place = s->place;
 		r->mod_revision = s->mod_revision;
+		r->unclean = s->unclean_epoch != 0 && s->unclean_epoch == s->place.leader_epoch;
 		made++;
 		if (s->place.leader == n->node_id && s->place.leader_epoch > 0) {
 			int err = role_lead(n, r);
@@ -1021,7 +1070,7 @@ role_print(struct cluster_node *n, struct metrics_out *out, const struct node_ro
 			       info.seq_local);
 		return;
 	}
-	metrics_printf(out, "\"replicas\":");
+	metrics_printf(out, "\"unclean\":%s,\"replicas\":", r->unclean ? "true" : "false");
 	ids_print(out, r->place.replicas, r->place.replica_count);
 	metrics_printf(out, ",\"isr\":");
 	ids_print(out, r->place.isr, r->place.isr_count);
@@ -1122,7 +1171,8 @@ cluster_node_render_json(struct cluster_node *n, struct metrics_out *out)
 	metrics_printf(out, "],\"followed\":[");
 	first = true;
 	for (uint32_t i = 0; i < n->role_count; i++) {
-		if (!n->roles[i].led && n->roles[i].place.leader != n->node_id) {
+		/* A placed leader that refuses follows too (catching up): its end is shown. */
+		if (!n->roles[i].led) {
 			role_print(n, out, &n->roles[i], first);
 			first = false;
 		}
@@ -1265,6 +1315,11 @@ cluster_node_render_metrics(struct cluster_node *n, struct metrics_out *out)
 		       "Times such a node left the in-sync set for another replica to lead.");
 	metrics_printf(out, "sluice_cluster_isr_resigns_total %" PRIu64 "\n",
 		       atomic_load(&n->resigns));
+	metrics_family(out, "sluice_cluster_unclean_elections_total", "counter",
+		       "Epochs this node began as leader by an operator's unclean election "
+		       "(sluice cluster elect --unclean: acknowledged records may be lost).");
+	metrics_printf(out, "sluice_cluster_unclean_elections_total %" PRIu64 "\n",
+		       atomic_load(&n->unclean_leads));
 	link_metrics(n, out);
 	pthread_mutex_unlock(&n->lock);
 	for (size_t f = 0; f < ARRAY_SIZE(follower_families); f++) {

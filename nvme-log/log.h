@@ -370,6 +370,14 @@ int log_epoch_info(struct log *log, uint64_t shard_id, struct log_epoch_info *in
  */
 int log_epoch_begin(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start);
 /*
+ * An operator's unclean election (docs/CLUSTER.md "Unclean election"): like
+ * log_epoch_begin, but it begins below the kept range too, and forgets that range
+ * durably with it (the epoch's records take those numbers; the kept records are
+ * given up: acknowledged ones among them are lost).
+ */
+int log_epoch_begin_unclean(struct log *log, uint64_t shard_id, uint64_t epoch,
+			    uint64_t seq_start);
+/*
  * A follower copies its leader's history: like log_epoch_begin, but the epoch may be
  * below the promise (records of an older epoch, caught up from the current leader) and
  * it promises nothing.

@@ -729,6 +729,7 @@ log_epoch_info(struct log *log, uint64_t shard_id, struct log_epoch_info *info_o
 
 enum epoch_op {
 	EPOCH_BEGIN,               /* A leader: history and promise. */
+	EPOCH_BEGIN_UNCLEAN,       /* An operator's unclean election: the kept range given up. */
 	EPOCH_RECORD,              /* A follower copying a leader's history. */
 	EPOCH_PROMISE,
 };
@@ -740,7 +741,9 @@ epoch_add(struct log_shard_repl *repl, uint64_t epoch, uint64_t seq_start, enum 
 	struct log_epoch_entry *last = repl->epoch_count == 0 ? NULL :
 				       &repl->epochs[repl->epoch_count - 1];
 
-	if ((op == EPOCH_BEGIN && epoch < repl->promised) || (last != NULL && epoch < last->epoch))
+	bool begin = op == EPOCH_BEGIN || op == EPOCH_BEGIN_UNCLEAN;
+
+	if ((begin && epoch < repl->promised) || (last != NULL && epoch < last->epoch))
 		return -ESTALE;
 	/* Records this log held, kept by its newest cut, are not back: it must not lead. */
 	if (op == EPOCH_BEGIN && seq_start < repl->kept_end)
@@ -762,8 +765,11 @@ epoch_add(struct log_shard_repl *repl, uint64_t epoch, uint64_t seq_start, enum 
 		}
 		repl->epochs[repl->epoch_count++] = (struct log_epoch_entry){ epoch, seq_start };
 	}
-	if (op == EPOCH_BEGIN)
+	if (begin)
 		repl->promised = max_u64(repl->promised, epoch);
+	/* The epoch numbers its records from seq_start on: the kept range is gone for good. */
+	if (op == EPOCH_BEGIN_UNCLEAN && seq_start < repl->kept_end)
+		repl->kept_end = 0;
 	return 0;
 }
 
@@ -813,6 +819,12 @@ int
 log_epoch_begin(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start)
 {
 	return epoch_change(log, shard_id, epoch, seq_start, EPOCH_BEGIN);
+}
+
+int
+log_epoch_begin_unclean(struct log *log, uint64_t shard_id, uint64_t epoch, uint64_t seq_start)
+{
+	return epoch_change(log, shard_id, epoch, seq_start, EPOCH_BEGIN_UNCLEAN);
 }
 
 int

@@ -98,6 +98,15 @@ int replica_lead_isr(struct replica_leader *leader, uint64_t shard_id, uint64_t 
 		     const struct replica_peer *followers, uint32_t follower_count,
 		     const struct replica_peer *in_sync, uint32_t in_sync_count);
 /*
+ * An operator's unclean election (docs/CLUSTER.md "Unclean election"), before
+ * replica_lead_isr in that epoch: the epoch begins (fenced and settled as
+ * replica_lead_isr does) at the log's durable end even below the records its newest
+ * cut kept and did not hold again (log_epoch_begin_unclean: they are given up),
+ * where replica_lead_isr answers -ENODATA; replica_lead_isr then finds it begun.
+ * Begun already: 0, nothing done.
+ */
+int replica_lead_unclean(struct replica_leader *leader, uint64_t shard_id, uint64_t epoch);
+/*
  * The shard's in-sync followers (a subset of its set; the leader is implied):
  * a REPLICA_ACKS_QUORUM answer never passes what each of them holds, so every
  * in-sync replica holds everything acknowledged and may become leader. None

@@ -257,18 +257,18 @@ replica_lead_set(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 	return replica_lead_isr(l, shard_id, epoch, followers, follower_count, NULL, 0);
 }
 
-int
-replica_lead_isr(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
-		 const struct replica_peer *followers, uint32_t follower_count,
-		 const struct replica_peer *in_sync, uint32_t in_sync_count)
+/*
+ * Begins `epoch` in the log at its durable end, unless begun already (leading again in
+ * the epoch the log is in, a restart); `unclean`: also below the log's kept range,
+ * giving it up (log_epoch_begin_unclean).
+ */
+static int
+epoch_start(struct replica_leader *l, uint64_t shard_id, uint64_t epoch, bool unclean)
 {
-	uint32_t mask = 0;
 	struct log_shard_info info;
 	struct log_epoch_info ei;
-	int32_t i;
-	int err = 0;
-
 	uint64_t end;
+	int err;
 
 	/*
 	 * Fence first: once the promise is durable the writer refuses every batch this
@@ -283,9 +283,27 @@ replica_lead_isr(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
 		return err;
 	log_shard_info(l->config.log, shard_id, &info);
 	log_epoch_info(l->config.log, shard_id, &ei);
-	/* Leading again in the epoch the log is in (a restart) begins nothing. */
-	if (ei.epoch_last != epoch || ei.count == 0)
-		err = log_epoch_begin(l->config.log, shard_id, epoch, info.seq_local);
+	if (ei.epoch_last == epoch && ei.count > 0)
+		return 0;
+	return (unclean ? log_epoch_begin_unclean : log_epoch_begin)(l->config.log, shard_id, epoch,
+								     info.seq_local);
+}
+
+int
+replica_lead_unclean(struct replica_leader *l, uint64_t shard_id, uint64_t epoch)
+{
+	return epoch_start(l, shard_id, epoch, true);
+}
+
+int
+replica_lead_isr(struct replica_leader *l, uint64_t shard_id, uint64_t epoch,
+		 const struct replica_peer *followers, uint32_t follower_count,
+		 const struct replica_peer *in_sync, uint32_t in_sync_count)
+{
+	uint32_t mask = 0;
+	int32_t i;
+	int err = epoch_start(l, shard_id, epoch, false);
+
 	if (err != 0)
 		return err;
 	pthread_mutex_lock(&l->lock);

@@ -13,9 +13,16 @@
  *   drain    puts a node's drain intent, drains/<id> (--undo deletes it), through
  *            cluster_registration_drain: the key the controller reads; it
  *            outlives the node's registration (a restart comes back draining).
+ *   elect    an operator's unclean election of one shard (--unclean required:
+ *            clean elections are the controller's), through
+ *            cluster_placement_elect: the CAS on the shard's placement key the
+ *            chosen node leads from (docs/CLUSTER.md "Unclean election"). The
+ *            node: --node, else the live replica with the highest durable end
+ *            among those whose admin listener (--admin) answers, else
+ *            placement_unclean's choice.
  *
- * Exit: 0 ok; 1 etcd unreachable or a refused drain; 3 (partial) when a
- * named admin listener did not answer.
+ * Exit: 0 ok; 1 etcd unreachable or a refused drain or election; 3 (partial)
+ * when a named admin listener did not answer.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,6 +50,8 @@ struct cluster_cli {
 	const char *token;
 	bool json;
 	bool undo;
+	bool unclean;
+	uint32_t node;                 /* elect --node; 0: chosen. */
 	uint32_t admin_ids[CLUSTER_CLI_ADMINS_MAX];
 	const char *admin_addrs[CLUSTER_CLI_ADMINS_MAX];
 	uint32_t admin_count;
@@ -70,7 +79,10 @@ cluster_usage(FILE *out, int code)
 {
 	fprintf(out, "usage: sluice cluster status [--json] [--admin ID=HOST:PORT]... [common]\n"
 		     "       sluice cluster drain NODE_ID [--undo] [common]\n"
-		     "common: --etcd URL[,URL] (default $SLUICE_ETCD_ENDPOINTS or %s)\n"
+		     "       sluice cluster elect STREAM SHARD --unclean [--node ID]\n"
+		     "                            [--admin ID=HOST:PORT]... [common]\n"
+		     "common: --etcd URL[,URL] or --endpoint URL[,URL]\n"
+		     "        (default $SLUICE_ETCD_ENDPOINTS or %s)\n"
 		     "        --cluster NAME (default %s)\n"
 		     "        --token T (admin listeners; $SLUICE_ADMIN_TOKEN)\n",
 		CLUSTER_CLI_ETCD_DEFAULT, CLUSTER_CLI_NAME_DEFAULT);
@@ -91,12 +103,34 @@ admin_option(struct cluster_cli *c, const char *arg)
 	return 0;
 }
 
+/* A node id (1 .. CLUSTER_NODE_ID_MAX) into *id_out; -EINVAL for anything else. */
+static int
+node_id_parse(const char *text, uint32_t *id_out)
+{
+	char *end;
+	unsigned long id = strtoul(text, &end, 10);
+
+	if (*text == '\0' || *end != '\0' || id == 0 || id > CLUSTER_NODE_ID_MAX)
+		return -EINVAL;
+	*id_out = (uint32_t)id;
+	return 0;
+}
+
+static int
+node_option(struct cluster_cli *c, const char *arg)
+{
+	return node_id_parse(arg, &c->node);
+}
+
 /* Options after the subcommand word; argv[optind..] are the positional arguments. */
 static int
 cluster_options(int argc, char **argv, struct cluster_cli *c)
 {
 	static const struct option options[] = {
 		{ "etcd", required_argument, NULL, 'e' },
+		{ "endpoint", required_argument, NULL, 'e' },
+		{ "unclean", no_argument, NULL, 'U' },
+		{ "node", required_argument, NULL, 'n' },
 		{ "cluster", required_argument, NULL, 'c' },
 		{ "token", required_argument, NULL, 't' },
 		{ "admin", required_argument, NULL, 'a' },
@@ -123,6 +157,10 @@ cluster_options(int argc, char **argv, struct cluster_cli *c)
 			c->json = true;
 		else if (opt == 'u')
 			c->undo = true;
+		else if (opt == 'U')
+			c->unclean = true;
+		else if (opt == 'n' && node_option(c, optarg) == 0)
+			continue;
 		else if (opt == 'a' && admin_option(c, optarg) == 0)
 			continue;
 		else
@@ -279,6 +317,8 @@ shard_json(const struct cluster_shard *s)
 	cJSON_AddNumberToObject(o, "epoch", (double)s->place.leader_epoch);
 	cJSON_AddItemToObject(o, "replicas", ids_array(s->place.replicas, s->place.replica_count));
 	cJSON_AddItemToObject(o, "isr", ids_array(s->place.isr, s->place.isr_count));
+	cJSON_AddNumberToObject(o, "unclean_epoch", (double)s->unclean_epoch);
+	cJSON_AddNumberToObject(o, "refused_epoch", (double)s->refused_epoch);
 	cJSON_AddNumberToObject(o, "mod_revision", (double)s->mod_revision);
 	return o;
 }
@@ -368,6 +408,21 @@ print_links(uint32_t id, const cJSON *admin)
 	printf("\n");
 }
 
+/* What the table says after a shard's row: unled, or how it is led. */
+static const char *
+shard_note(const struct cluster_shard *s)
+{
+	bool now = s->place.leader_epoch > 0;
+
+	if (s->place.leader == 0)
+		return "  NO LEADER (sluice cluster elect --unclean: see docs/CLUSTER.md)";
+	if (now && s->refused_epoch == s->place.leader_epoch)
+		return "  LEADER REFUSES (lacks records; the only in-sync replica)";
+	if (now && s->unclean_epoch == s->place.leader_epoch)
+		return "  UNCLEAN election (this epoch)";
+	return s->unclean_epoch != 0 ? "  (an unclean election before)" : "";
+}
+
 static int
 status_table(const struct cluster_cli *c, const struct cluster_view *v)
 {
@@ -411,8 +466,7 @@ status_table(const struct cluster_cli *c, const struct cluster_view *v)
 		if (l >= 0)
 			snprintf(lag, sizeof(lag), "%.0f", l);
 		printf("%-40s %6u %6lld %-14s %-14s %8s%s\n", name, s->place.leader,
-		       (long long)s->place.leader_epoch, replicas, isr, lag,
-		       s->place.leader == 0 ? "  NO LEADER" : "");
+		       (long long)s->place.leader_epoch, replicas, isr, lag, shard_note(s));
 	}
 	printf("\n");
 	for (uint32_t i = 0; i < v->node_count; i++) {
@@ -466,6 +520,152 @@ cluster_drain(struct etcd_client *client, const struct cluster_cli *c, const cha
 	return CMD_EXIT_OK;
 }
 
+/* The stored placement of stream/shard into *out; -ENOENT: none. */
+static int
+placement_find(struct etcd_client *client, const char *cluster, const char *stream,
+	       uint32_t shard, struct cluster_shard *out)
+{
+	struct cluster_shard *shards;
+	uint32_t count;
+	int err = cluster_placement_read(client, cluster, &shards, &count);
+
+	for (uint32_t i = 0; err == 0 && i < count; i++) {
+		if (shards[i].shard == shard && strcmp(shards[i].stream, stream) == 0) {
+			*out = shards[i];
+			free(shards);
+			return 0;
+		}
+	}
+	if (err == 0)
+		free(shards);
+	return err == 0 ? -ENOENT : err;
+}
+
+/* The shard's durable end on the node from its GET /cluster ("led" or "followed"); -1 unknown. */
+static double
+node_end(const struct cluster_cli *c, uint32_t id, const char *stream, uint32_t shard)
+{
+	static const char *const lists[] = { "led", "followed" };
+	char note[160];
+	cJSON *admin;
+	double end = -1;
+	const cJSON *e;
+
+	if (node_admin(c, id, &admin, note, sizeof(note)) != 0 || admin == NULL)
+		return -1;
+	for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
+		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(admin, lists[l])) {
+			const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "stream");
+
+			if (cJSON_IsString(name) && strcmp(name->valuestring, stream) == 0 &&
+			    cli_json_number(e, "shard") == shard)
+				end = cli_json_number(e, "durable_end");
+		}
+	}
+	cJSON_Delete(admin);
+	return end;
+}
+
+/*
+ * With no --node, the live replica holding the most of the shard (its durable end from
+ * its admin listener, --admin): it loses the fewest records. 0 when no end is known.
+ */
+static uint32_t
+elect_pick(struct etcd_client *client, const struct cluster_cli *c, const struct cluster_shard *s)
+{
+	struct cluster_registration *nodes;
+	uint32_t node_count;
+	uint32_t pick = 0;
+	double best = -1;
+
+	if (cluster_registrations_read(client, c->cluster, &nodes, &node_count) != 0)
+		return 0;
+	for (uint32_t i = 0; i < s->place.replica_count; i++) {
+		uint32_t id = s->place.replicas[i];
+		bool live = false;
+		double end;
+
+		for (uint32_t k = 0; k < node_count && !live; k++)
+			live = nodes[k].id == id && !nodes[k].malformed;
+		end = live ? node_end(c, id, s->stream, s->shard) : -1;
+		if (end >= 0)
+			printf("node %u: durable end %.0f\n", id, end);
+		else
+			printf("node %u: %s\n", id, live ? "its end not known" : "not live");
+		if (end > best) {
+			best = end;
+			pick = id;
+		}
+	}
+	free(nodes);
+	return pick;
+}
+
+/* Why the election was refused, for the operator. */
+static const char *
+elect_refusal(int err)
+{
+	switch (err) {
+	case -ENOENT:
+		return "no placement (no such stream or shard, or not placed yet)";
+	case -EEXIST:
+		return "the shard has a leader (an unclean election is for a shard with none)";
+	case -EBUSY:
+		return "not needed: an in-sync replica is live and can lead; the controller "
+		       "elects it (clean, nothing lost)";
+	case -EINVAL:
+		return "the node named is not a replica of the shard";
+	case -EHOSTDOWN:
+		return "the node named is not live (not registered), or no replica is";
+	case -ESTALE:
+		return "the placement or the node's registration changed meanwhile: look again "
+		       "(sluice cluster status) and run it again";
+	default:
+		return strerror(-err);
+	}
+}
+
+static int
+cluster_elect(struct etcd_client *client, const struct cluster_cli *c, const char *stream,
+	      const char *shard_text)
+{
+	struct cluster_shard s;
+	struct cluster_shard out;
+	uint32_t shard;
+	uint32_t node = c->node;
+	char *end;
+	unsigned long n = strtoul(shard_text, &end, 10);
+	int err;
+
+	if (!c->unclean) {
+		fprintf(stderr, "sluice cluster elect: only --unclean elections are made by hand "
+			"(clean ones are the controller's)\n");
+		return cluster_usage(stderr, CMD_EXIT_USAGE);
+	}
+	if (*shard_text == '\0' || *end != '\0' || n > UINT32_MAX)
+		return cluster_usage(stderr, CMD_EXIT_USAGE);
+	shard = (uint32_t)n;
+	err = placement_find(client, c->cluster, stream, shard, &s);
+	if (err == 0 && node == 0 && c->admin_count > 0)
+		node = elect_pick(client, c, &s);
+	if (err == 0)
+		err = cluster_placement_elect(client, c->cluster, stream, shard,
+					      s.mod_revision, node, &out);
+	if (err != 0) {
+		fprintf(stderr, "sluice cluster elect: %s/%u: refused: %s\n", stream, shard,
+			elect_refusal(err));
+		if (err == -EEXIST)
+			fprintf(stderr, "  leader: node %u in epoch %lld\n", s.place.leader,
+				(long long)s.place.leader_epoch);
+		return CMD_EXIT_ERROR;
+	}
+	printf("%s/%u: node %u elected leader in epoch %lld, in-sync set [%u] (UNCLEAN: "
+	       "acknowledged records that only the missing in-sync replicas held are lost)\n",
+	       stream, shard, out.place.leader, (long long)out.place.leader_epoch,
+	       out.place.leader);
+	return CMD_EXIT_OK;
+}
+
 int
 cmd_cluster(int argc, char **argv)
 {
@@ -475,7 +675,7 @@ cmd_cluster(int argc, char **argv)
 	int err;
 	int code;
 
-	if (strcmp(sub, "status") != 0 && strcmp(sub, "drain") != 0)
+	if (strcmp(sub, "status") != 0 && strcmp(sub, "drain") != 0 && strcmp(sub, "elect") != 0)
 		return cluster_usage(argc >= 2 && strcmp(sub, "--help") == 0 ? stdout : stderr,
 				     argc >= 2 && strcmp(sub, "--help") == 0 ? CMD_EXIT_OK
 									       : CMD_EXIT_USAGE);
@@ -483,16 +683,20 @@ cmd_cluster(int argc, char **argv)
 	if (err != 0)
 		return err > 0 ? cluster_usage(stdout, CMD_EXIT_OK)
 			       : cluster_usage(stderr, CMD_EXIT_USAGE);
-	/* getopt moved the positional arguments last: drain takes exactly one, status none. */
-	if ((argc - 1) - optind != (strcmp(sub, "drain") == 0 ? 1 : 0))
+	/* getopt moved the positional arguments last: elect takes two, drain one, status none. */
+	if ((argc - 1) - optind != (strcmp(sub, "elect") == 0 ? 2 : strcmp(sub, "drain") == 0))
 		return cluster_usage(stderr, CMD_EXIT_USAGE);
 	err = etcd_open(c.etcd, CLUSTER_CLI_TIMEOUT_MS, &client);
 	if (err != 0) {
 		fprintf(stderr, "sluice cluster: --etcd %s: %s\n", c.etcd, strerror(-err));
 		return CMD_EXIT_USAGE;
 	}
-	code = strcmp(sub, "status") == 0 ? cluster_status(client, &c)
-					  : cluster_drain(client, &c, argv[1 + optind]);
+	if (strcmp(sub, "status") == 0)
+		code = cluster_status(client, &c);
+	else if (strcmp(sub, "drain") == 0)
+		code = cluster_drain(client, &c, argv[1 + optind]);
+	else
+		code = cluster_elect(client, &c, argv[1 + optind], argv[2 + optind]);
 	etcd_close(client);
 	return code;
 }

@@ -283,6 +283,12 @@ Test(cluster_cli, refusals_and_an_admin_listener_that_does_not_answer)
 	cr_assert_eq(cli(buf, "drain 1 2"), 2, "two ids");
 	cr_assert_eq(cli(buf, "status extra"), 2, "status takes no argument");
 	cr_assert_eq(cli(buf, "status --admin 1"), 2, "--admin without =ADDR");
+	cr_assert_eq(cli(buf, "elect s 0"), 2, "clean elections are the controller's");
+	cr_assert_eq(cli(buf, "elect s --unclean"), 2, "no shard");
+	cr_assert_eq(cli(buf, "elect s x --unclean"), 2, "a shard that is no number");
+	cr_assert_eq(cli(buf, "elect s 0 --unclean --node 0"), 2, "node id 0");
+	cr_assert_eq(cli(buf, "elect nosuch 0 --unclean 2>&1"), 1, "%s", buf);
+	cr_assert_not_null(strstr(buf, "no placement"), "an unknown shard: %s", buf);
 
 	/* A registration that is not an object: shown as such, not drained. */
 	cr_assert_eq(etcd_put(client, "/sluice/ccli/nodes/7", "[]", 2, 0, NULL), 0);

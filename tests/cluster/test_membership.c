@@ -827,3 +827,169 @@ Test(membership, a_controller_whose_key_is_deleted_steps_down)
 	}
 	printf("membership-key-deleted: controller %u -> %u\n", c, c2);
 }
+
+/* nodes/<id> as a live node registers it (no lease here: the test says who is live). */
+static void
+register_node(uint32_t id)
+{
+	char key[64];
+	char value[160];
+
+	snprintf(key, sizeof(key), "/sluice/cplace/nodes/%u", id);
+	snprintf(value, sizeof(value), "{\"addr\":\"127.0.0.1:%u\",\"api_addr\":\"127.0.0.1:%u\","
+		 "\"dp_addr\":\"127.0.0.1:%u\"}", 7000 + id, 8000 + id, 9000 + id);
+	put(key, value);
+}
+
+/* One placement key as stored (its "isr" and the epochs it marks). */
+static struct cluster_shard
+placement_of(const char *stream, uint32_t shard)
+{
+	struct cluster_shard *s;
+	struct cluster_shard found = { .shard = UINT32_MAX };
+	uint32_t count;
+
+	cr_assert_eq(cluster_placement_read(client, "cplace", &s, &count), 0);
+	for (uint32_t i = 0; i < count; i++)
+		if (strcmp(s[i].stream, stream) == 0 && s[i].shard == shard)
+			found = s[i];
+	free(s);
+	cr_assert_neq(found.shard, UINT32_MAX, "%s placed", stream);
+	return found;
+}
+
+/*
+ * An operator's unclean election on etcd (cluster_placement_elect, docs/CLUSTER.md
+ * "Unclean election"): refused, nothing written, for an unknown shard, a shard with a
+ * leader, a live in-sync replica, a node that is not a live replica, an older revision;
+ * else the key gets leader, epoch + 1, isr [leader] and unclean_epoch in one CAS, and a
+ * second election is refused (it has a leader). A placed leader that refuses to lead as
+ * the only in-sync replica marks "refused_epoch" once (cluster_placement_refused), which
+ * lets the election replace it.
+ */
+Test(membership, an_unclean_election_is_one_cas_refused_unless_no_in_sync_replica_can_lead)
+{
+	static const char key[] = "/sluice/cplace/placement/solo/shardId-000000000000";
+	struct cluster_shard out;
+	struct cluster_shard now;
+	int64_t rev;
+
+	for (uint32_t id = 1; id <= 3; id++)
+		register_node(id);
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "nosuch", 0, CLUSTER_REVISION_READ,
+					     0, &out), -ENOENT);
+	put(key, "{\"leader\":2,\"epoch\":3,\"replicas\":[2,1,3],\"isr\":[2,1],"
+	    "\"controller_epoch\":1}");
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "solo", 0, CLUSTER_REVISION_READ,
+					     1, &out), -EEXIST, "led by node 2");
+	put(key, "{\"leader\":0,\"epoch\":3,\"replicas\":[2,1,3],\"isr\":[2],"
+	    "\"controller_epoch\":1}");
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "solo", 0, CLUSTER_REVISION_READ,
+					     1, &out), -EBUSY, "in-sync node 2 is live");
+	cr_assert_eq(etcd_delete(client, "/sluice/cplace/nodes/2", false, NULL), 0);
+	cr_assert_eq(etcd_delete(client, "/sluice/cplace/nodes/3", false, NULL), 0);
+	rev = key_revision(key);
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "solo", 0, rev, 4, &out), -EINVAL,
+		     "node 4 is no replica");
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "solo", 0, rev, 3, &out),
+		     -EHOSTDOWN, "node 3 is not registered");
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "solo", 0, rev - 1, 1, &out),
+		     -ESTALE, "an older revision: the CAS refuses");
+	cr_assert_eq(key_revision(key), rev, "nothing written");
+
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "solo", 0, rev, 1, &out), 0);
+	cr_assert(out.place.leader == 1 && out.place.leader_epoch == 4 &&
+		  out.unclean_epoch == 4, "answered: node 1 in epoch 4");
+	now = placement_of("solo", 0);
+	cr_assert(now.place.leader == 1 && now.place.leader_epoch == 4 &&
+		  now.place.isr_count == 1 && now.place.isr[0] == 1 &&
+		  now.place.replica_count == 3 && now.unclean_epoch == 4 &&
+		  now.mod_revision > rev, "stored: leader 1, epoch 4, isr [1], unclean_epoch 4");
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "solo", 0, CLUSTER_REVISION_READ,
+					     0, &out), -EEXIST, "a second election: it has a leader");
+
+	/* The only in-sync replica refusing to lead: marked once, then replaceable. */
+	register_node(2);
+	put(key, "{\"leader\":2,\"epoch\":6,\"replicas\":[2,1],\"isr\":[2],"
+	    "\"controller_epoch\":1}");
+	rev = key_revision(key);
+	cr_assert_eq(cluster_placement_resign(client, "cplace", "solo", 0, rev, 2), -EBUSY);
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "solo", 0, rev, 1, &out), -EEXIST,
+		     "not known to refuse yet");
+	cr_assert_eq(cluster_placement_refused(client, "cplace", "solo", 0, rev, 1), -EPERM,
+		     "only the placed leader says it refuses");
+	cr_assert_eq(cluster_placement_refused(client, "cplace", "solo", 0, rev, 2), 0);
+	now = placement_of("solo", 0);
+	cr_assert_eq(now.refused_epoch, 6);
+	cr_assert_eq(cluster_placement_refused(client, "cplace", "solo", 0, now.mod_revision, 2), 0);
+	cr_assert_eq(key_revision(key), now.mod_revision, "marked already: nothing written");
+	cr_assert_eq(cluster_placement_elect(client, "cplace", "solo", 0, now.mod_revision, 1,
+					     &out), 0);
+	now = placement_of("solo", 0);
+	cr_assert(now.place.leader == 1 && now.place.leader_epoch == 7 && now.place.isr[0] == 1 &&
+		  now.place.isr_count == 1 && now.unclean_epoch == 7);
+	cr_assert_eq(etcd_delete(client, key, false, NULL), 0);
+	cr_assert_eq(etcd_delete(client, "/sluice/cplace/nodes/", true, NULL), 0);
+}
+
+/*
+ * The controller keeps an operator's unclean election: a shard whose only in-sync
+ * replica died is unled (leader 0, the dead node kept in "isr"); elected by hand, its
+ * new leader stays through the controller's next computations (the dead node back as
+ * a catching-up replica, another stream placed after it).
+ */
+Test(membership, the_controller_keeps_an_unclean_election)
+{
+	struct etcd_leader fence;
+	struct cluster_shard *s;
+	struct cluster_shard was;
+	struct cluster_shard out;
+	struct cluster_shard now;
+	uint64_t deadline = clock_mono_ns() + DEADLINE_NS;
+	uint32_t gone;
+
+	start_placed(&fence, &s);
+	was = s[0];
+	free(s);
+	gone = was.place.leader;
+	/* The leader alone in sync (its followers lagged), as its in-sync update writes it. */
+	while (cluster_placement_isr_write(client, "cplace", was.stream, was.shard,
+					   was.mod_revision, &gone, 1) != 0) {
+		cr_assert_lt(clock_mono_ns(), deadline, "the in-sync write kept losing");
+		was = placement_of(was.stream, was.shard);
+	}
+	cluster_member_abandon(members[gone]);
+	members[gone] = NULL;
+	for (;;) {
+		now = placement_of(was.stream, was.shard);
+		if (now.place.leader == 0)
+			break;
+		if (clock_mono_ns() >= deadline)
+			dump_state();
+		cr_assert_lt(clock_mono_ns(), deadline, "the shard did not become unled");
+		wait_ms(20);
+	}
+	cr_assert(now.place.isr_count == 1 && now.place.isr[0] == gone, "the dead node kept in isr");
+	cr_assert_eq(cluster_placement_elect(client, "cplace", was.stream, was.shard,
+					     CLUSTER_REVISION_READ, gone, &out), -EHOSTDOWN);
+	cr_assert_eq(cluster_placement_elect(client, "cplace", was.stream, was.shard,
+					     CLUSTER_REVISION_READ, 0, &out), 0);
+	cr_assert(out.place.leader != 0 && out.place.leader != gone &&
+		  out.place.leader_epoch == now.place.leader_epoch + 1);
+	printf("membership-unclean: %s/%u unled (node %u died alone in sync), node %u elected in "
+	       "epoch %lld\n", was.stream, was.shard, gone, out.place.leader,
+	       (long long)out.place.leader_epoch);
+	start(gone);
+	cr_assert_eq(etcd_put(client, "/sluice/cplace/streams/later", "{\"shard_count\":1}", 17, 0,
+			      NULL), 0);
+	wait_stream_placed("later", 1, &s);
+	free(s);
+	now = placement_of(was.stream, was.shard);
+	cr_assert(now.place.leader == out.place.leader &&
+		  now.place.leader_epoch == out.place.leader_epoch &&
+		  placement_has(now.place.isr, now.place.isr_count, out.place.leader) &&
+		  !placement_has(now.place.isr, now.place.isr_count, gone) &&
+		  placement_has(now.place.replicas, now.place.replica_count, gone) &&
+		  now.unclean_epoch == out.place.leader_epoch,
+		  "kept: leader %u epoch %lld", now.place.leader, (long long)now.place.leader_epoch);
+}

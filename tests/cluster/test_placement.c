@@ -370,3 +370,74 @@ Test(placement, seeded_membership_changes_keep_the_invariants, .timeout = 60)
 	}
 	printf("placement-random: seeds=%u..%u steps=%u\n", seed - 20, seed - 1, 20u * 150u);
 }
+
+/*
+ * An operator's unclean election (placement_unclean, docs/CLUSTER.md "Unclean
+ * election"): refused while the shard has a leader or a live in-sync replica could
+ * lead it, for a node that is not a live replica; else the node leads in epoch + 1
+ * with the in-sync set [it]. Unnamed, a live in-sync replica (a refusing leader) is
+ * picked first, then the first live replica.
+ */
+Test(placement, an_unclean_election_is_refused_unless_no_in_sync_replica_can_lead)
+{
+	const struct placement_shard led = { .replicas = { 1, 2, 3 }, .replica_count = 3,
+					     .isr = { 1, 2 }, .isr_count = 2, .leader = 1,
+					     .leader_epoch = 4 };
+	const struct placement_shard unled = { .replicas = { 1, 2, 3 }, .replica_count = 3,
+					       .isr = { 1 }, .isr_count = 1, .leader = 0,
+					       .leader_epoch = 4 };
+	const struct placement_shard refusing = { .replicas = { 1, 2, 3 }, .replica_count = 3,
+						  .isr = { 2 }, .isr_count = 1, .leader = 2,
+						  .leader_epoch = 7 };
+	const uint32_t all[] = { 1, 2, 3 };
+	const uint32_t two_three[] = { 2, 3 };
+	const uint32_t three[] = { 3 };
+	struct placement_shard out;
+	struct placement_shard untouched;
+
+	memset(&out, 0xab, sizeof(out));
+	untouched = out;
+	cr_assert_eq(placement_unclean(&led, false, all, 3, 2, &out), -EEXIST);
+	cr_assert_eq(placement_unclean(&led, false, two_three, 2, 2, &out), -EEXIST,
+		     "a placed leader, even a dead one: the controller replaces it");
+	cr_assert_eq(placement_unclean(&unled, false, all, 3, 2, &out), -EBUSY,
+		     "in-sync node 1 is live: the controller elects it");
+	cr_assert_eq(placement_unclean(&unled, false, two_three, 2, 4, &out), -EINVAL,
+		     "node 4 is not a replica");
+	cr_assert_eq(placement_unclean(&unled, false, three, 1, 2, &out), -EHOSTDOWN,
+		     "node 2 is not live");
+	cr_assert_eq(placement_unclean(&unled, false, NULL, 0, 0, &out), -EHOSTDOWN,
+		     "no replica is live");
+	cr_assert_eq(placement_unclean(&refusing, false, all, 3, 1, &out), -EEXIST,
+		     "a leader not known to refuse leads");
+	cr_assert_eq(memcmp(&out, &untouched, sizeof(out)), 0, "nothing written when refused");
+
+	cr_assert_eq(placement_unclean(&unled, false, two_three, 2, 3, &out), 0);
+	cr_assert(out.leader == 3 && out.leader_epoch == 5 && out.isr_count == 1 &&
+		  out.isr[0] == 3 && out.replica_count == 3 && out.replicas[0] == 1,
+		  "node 3 leads in epoch 5, in-sync set [3], the replicas kept");
+	cr_assert_eq(placement_unclean(&unled, false, two_three, 2, 0, &out), 0);
+	cr_assert_eq(out.leader, 2, "unnamed: the first live replica in the placement's order");
+	cr_assert_eq(placement_unclean(&refusing, true, all, 3, 0, &out), 0);
+	cr_assert(out.leader == 2 && out.leader_epoch == 8 && out.isr[0] == 2,
+		  "unnamed: the refusing in-sync replica first (it lacks the fewest records)");
+	cr_assert_eq(placement_unclean(&refusing, true, all, 3, 3, &out), 0);
+	cr_assert_eq(out.leader, 3, "named: another live replica");
+
+	/* The controller keeps it: a live leader in its in-sync set. */
+	{
+		struct placement_node nodes[] = { { .id = 1 }, { .id = 2 }, { .id = 3 } };
+		struct placement_shard after;
+
+		cr_assert_eq(placement_unclean(&unled, false, two_three, 2, 3, &out), 0);
+		cr_assert_eq(placement_compute(nodes, 3, 3, &out, 1, &after), 0);
+		cr_assert(after.leader == 3 && after.leader_epoch == 5 &&
+			  placement_has(after.isr, after.isr_count, 3) && after.isr_count == 1,
+			  "node 1 back (catching up): node 3 still leads in epoch 5");
+		/* Node 1 gone for good: dropped from the led shard, whose quorum is then live. */
+		cr_assert_eq(placement_compute(nodes + 1, 2, 3, &out, 1, &after), 0);
+		cr_assert(after.leader == 3 && after.leader_epoch == 5 &&
+			  !placement_has(after.replicas, after.replica_count, 1) &&
+			  after.replica_count == 2, "replicas %u", after.replica_count);
+	}
+}

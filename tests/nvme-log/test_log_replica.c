@@ -1077,3 +1077,33 @@ Test(log_replica, a_power_loss_at_every_io_of_a_start_leaves_the_old_shard_or_th
 		  "each outcome seen: old records %u, start alone %u, appends too %u, "
 		  "old history %u", seen[0], seen[1], seen[2], seen[3]);
 }
+
+/*
+ * An operator's unclean election (log_epoch_begin_unclean, docs/CLUSTER.md "Unclean
+ * election"): a shard cut inside a batch whose kept records were given up refuses a
+ * plain begin at its end (-ENODATA) but takes an unclean one, which forgets the kept
+ * range durably with the begin: after a power loss the epoch is there at that end, the
+ * range is not, and later epochs begin there too.
+ */
+Test(log_replica, an_unclean_begin_gives_up_the_kept_range_durably)
+{
+	struct log_epoch_info ei;
+	uint64_t end;
+
+	old_tail();
+	cr_assert_eq(log_shard_truncate_keep(f.log, SHARD, 5, LOG_EPOCH_NONE, &end), 0);
+	cr_assert_eq(end, 3, "cut at the batch's start");
+	log_shard_keep_abandon(f.log, SHARD);
+	cr_assert_eq(log_epoch_begin(f.log, SHARD, 9, 3), -ENODATA);
+	cr_assert_eq(log_epoch_begin_unclean(f.log, SHARD, 9, 3), 0);
+	reopen(true);
+	f.last_error = 0;
+	cr_assert_eq(info().seq_durable, 3);
+	cr_assert_eq(log_epoch_info(f.log, SHARD, &ei), 0);
+	cr_assert(ei.kept_end == 0 && ei.epoch_last == 9 && ei.epoch_last_start == 3 &&
+		  ei.promised == 9, "epoch %lu at %lu, promised %lu, kept end %lu",
+		  (unsigned long)ei.epoch_last, (unsigned long)ei.epoch_last_start,
+		  (unsigned long)ei.promised, (unsigned long)ei.kept_end);
+	cr_assert_eq(log_epoch_begin(f.log, SHARD, 10, 3), 0, "no refusal after it");
+	cr_assert_eq(log_epoch_begin_unclean(f.log, SHARD, 8, 3), -ESTALE, "an older epoch");
+}

@@ -585,6 +585,21 @@ Test(replica_sim, a_failed_re_append_of_kept_records_wedges_nothing, .init = set
 	/* It held records 0..4 (maybe acknowledged): placed as leader now, it refuses. */
 	cr_assert_eq(replica_leader_start(&lc, &l), 0);
 	cr_assert_eq(replica_lead_set(l, SHARD, 5, NULL, 0), -ENODATA);
+	/*
+	 * An operator's unclean election (docs/CLUSTER.md "Unclean election"): it leads
+	 * from its end, the kept range given up with the epoch's begin, so later epochs
+	 * begin there too.
+	 */
+	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+	cr_assert_gt(ei.kept_end, local_end(), "the kept range is not held");
+	cr_assert_eq(replica_lead_unclean(l, SHARD, 6), 0);
+	cr_assert_eq(replica_lead_set(l, SHARD, 6, NULL, 0), 0, "begun: led as any epoch");
+	cr_assert_eq(log_epoch_info(n.log, SHARD, &ei), 0);
+	cr_assert(ei.kept_end == 0 && ei.epoch_last == 6 && ei.epoch_last_start == local_end(),
+		  "epoch %lu at %lu (end %lu), kept end %lu", (unsigned long)ei.epoch_last,
+		  (unsigned long)ei.epoch_last_start, (unsigned long)local_end(),
+		  (unsigned long)ei.kept_end);
+	cr_assert_eq(log_epoch_begin(n.log, SHARD, 7, local_end()), 0, "no refusal after it");
 	replica_leader_stop(l);
 	close(a);
 }

@@ -12,7 +12,11 @@
  * copy: unled, not lossy), counting both refusals and one step-down. Then the test
  * gives the election up; the member that wins places node 2 as shard 0's leader in a
  * newer epoch and leaves shard 1 as it is; node 2 ships node 1 the records and puts it
- * back in shard 0's isr. Every wait is on a condition.
+ * back in shard 0's isr. Shard 1's refusal is marked in its placement (refused_epoch),
+ * so an operator's unclean election (cluster_placement_elect, docs/CLUSTER.md "Unclean
+ * election") may replace it: it elects node 1 itself in a newer epoch, which node 1
+ * then leads from its log's end, the kept range given up (replica_lead_unclean),
+ * counted once. Every wait is on a condition.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -329,5 +333,37 @@ Test(cluster_node_refuse, a_placed_leader_without_its_kept_records_steps_down_un
 	printf("cluster-node-refuse: shard 0 led by node %u in epoch %" PRId64 " after node 1 "
 	       "stepped down, node 1 in sync again at %" PRIu64 "; shard 1 stays on node 1, "
 	       "unled\n", s0.place.leader, s0.place.leader_epoch, info.seq_local);
+
+	/* The refusal marked; the operator's unclean election; node 1 leads it after all. */
+	while ((s1 = placement_of(1)).refused_epoch != EPOCH) {
+		cr_assert_lt(clock_mono_ns(), deadline, "shard 1: the refusal marked in its placement");
+		wait_ms(20);
+	}
+	cr_assert_eq(metric(1, "sluice_cluster_unclean_elections_total"), 0);
+	cr_assert_eq(cluster_placement_elect(client, CLUSTER, STREAM, 1, CLUSTER_REVISION_READ,
+					     0, &s1), 0);
+	cr_assert(s1.place.leader == 1 && s1.place.leader_epoch == EPOCH + 1 &&
+		  s1.unclean_epoch == EPOCH + 1, "node 1 elected in epoch %" PRId64,
+		  s1.place.leader_epoch);
+	while (metric(1, "sluice_cluster_unclean_elections_total") < 1) {
+		cr_assert_lt(clock_mono_ns(), deadline, "node 1 leads shard 1 uncleanly");
+		wait_ms(20);
+	}
+	{
+		struct log_epoch_info ei;
+
+		cr_assert_eq(log_shard_info(nodes[1].log, LOG_SHARD_ID(id, 1), &info), 0);
+		cr_assert_eq(log_epoch_info(nodes[1].log, LOG_SHARD_ID(id, 1), &ei), 0);
+		cr_assert(ei.epoch_last == EPOCH + 1 && ei.epoch_last_start == info.seq_local &&
+			  ei.kept_end == 0, "epoch %" PRIu64 " from %" PRIu64 " (end %" PRIu64
+			  "), kept end %" PRIu64, ei.epoch_last, ei.epoch_last_start,
+			  info.seq_local, ei.kept_end);
+	}
+	s1 = placement_of(1);
+	cr_assert(s1.place.leader == 1 && s1.place.leader_epoch == EPOCH + 1,
+		  "the controller keeps it");
+	cr_assert_eq(metric(1, "sluice_cluster_unclean_elections_total"), 1, "counted once");
+	printf("cluster-node-refuse: shard 1 elected uncleanly: node 1 leads epoch %" PRId64
+	       " from %" PRIu64 "\n", s1.place.leader_epoch, info.seq_local);
 	etcd_lease_revoke(client, lease);
 }
