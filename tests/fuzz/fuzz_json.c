@@ -158,6 +158,15 @@ server_cbor_answer_from_json(const char *json, size_t size, struct api_out *cbor
 	abort();
 }
 
+/* A relayed CBOR subscription's request (cluster mode's forwarder: never here). */
+int
+server_cbor_request_to_json(const uint8_t *cbor, size_t size, struct api_out *json,
+			    const char **error_out)
+{
+	(void)cbor, (void)size, (void)json, (void)error_out;
+	abort();
+}
+
 size_t
 api_call_stream_pending(const struct api_call *call)
 {
