@@ -25,16 +25,19 @@
  *   dp-gen: frames_sent=N records_sent=N records_acked=N records_failed=N
  *           frames_unsent=N records_unanswered=N elapsed_ns=N
  *           records_acked_in_run=N lat_first_ns=N lat_last_ns=N
- *           rx_missed=N rx_nombuf=N tx_errors=N   (one line)
+ *           rx_missed=N rx_nombuf=N tx_errors=N sent_p50_ns=N sent_p99_ns=N   (one line)
  *   records_acked_in_run: acknowledged before the run's duration ended (the durable-ACK
  *   rate while the load was on, not what the drain caught up with); lat_first_ns and
  *   lat_last_ns: the mean latency of the acknowledged frames due in the run's first and
  *   last GEN_PHASE_DIV-th (a queue that grows over the run shows as last > first);
  *   rx_missed, rx_nombuf, tx_errors: the generator's own port (rte_eth_stats imissed,
  *   rx_nombuf, oerrors): answers its device dropped, frames it failed to send.
+ *   sent_p50_ns, sent_p99_ns: acknowledged records' latency from when their frame left
+ *   (the histogram below is from its due time; they differ when the generator is late).
  *   dp-gen-latency: VALUE_NS:COUNT ...   (a bucketed histogram, several lines)
  * Exit 1 on a setup failure (the reason on stderr), 2 on bad arguments.
  */
+#include <assert.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -86,6 +89,28 @@
 #define GEN_SHARDS_MAX 64                /* --shard-map entries. */
 #define GEN_GROUPED_KEYS_MAX (1u << 22)   /* --key-count with --shard-map: 16 B of MD5 a key. */
 #define GEN_PHASE_DIV 5                  /* lat_first_ns / lat_last_ns: a fifth of the run each. */
+/*
+ * Frames are built once, at start-up, as this many packet templates and sent in turn,
+ * each renumbered (batch_seq; the frame CRC from frame_renumber's tables, the UDP
+ * checksum updated for the changed words, RFC 1624): building each frame record by
+ * record (a key printed, 12 records copied, two checksums over it) cost the generator
+ * more CPU per frame than the appliance spent storing it, so on a 2-vCPU host it could
+ * not offer more than about 1.1x the rate the appliance saturated at (the overload step
+ * measured the generator's own lag). Without a shard map the keys repeat with the same
+ * period as before as long as key_count / gcd(key_count, per_frame) frames fit.
+ */
+#define GEN_TEMPLATES_MAX 4096
+/*
+ * Latency is measured from each frame's due time (the figure); it is also measured from
+ * when the frame left, to tell the appliance's queueing from the generator's own lag when
+ * it falls behind its schedule. Send times are kept per block of this many consecutive
+ * frames (the block's first send: a frame's send latency is counted from at most one
+ * burst early).
+ */
+#define GEN_SENT_BLOCK 32
+#define GEN_PACKET_MAX (GEN_HEADERS_SIZE + GEN_UDP_PAYLOAD_MAX)
+/* The frame's head renumbering changes (CRC at 4, batch_seq at 24): its UDP words. */
+#define GEN_RENUMBERED_BYTES 32
 
 struct gen_opts {
 	const char *vdev;
@@ -135,6 +160,12 @@ struct gen {
 	uint64_t lat_sum_ns[2];          /* Frames due in the first / last GEN_PHASE_DIV-th ... */
 	uint64_t lat_count[2];           /* ... acknowledged: queue growth over the run. */
 	uint8_t *answered;               /* One bit per frame: duplicates count once. */
+	uint64_t *block_sent_ns;         /* Per GEN_SENT_BLOCK frames: when the first left. */
+	uint64_t hist_sent[GEN_HIST_BUCKETS]; /* Latency from the send, acknowledged records. */
+	uint8_t *templates;              /* template_count packets, GEN_PACKET_MAX apart. */
+	uint16_t *template_sizes;
+	uint32_t template_count;
+	struct frame_renumber renumber;  /* For the templates' frame size (all one size). */
 	struct gen_shard shards[GEN_SHARDS_MAX];
 	uint32_t shard_count;            /* 0: RECORDS frames, keys in turn. */
 	uint8_t data[GEN_DATA_POOL_SIZE];
@@ -367,26 +398,17 @@ gen_frame_write(struct gen *g, uint64_t k, uint8_t *payload)
 	return frame_writer_finish(&w);
 }
 
-static struct rte_mbuf *
-gen_frame_mbuf(struct gen *g, uint64_t k)
+/* Frame `k` as a whole packet (headers and frame) into `packet`: its size, or -1. */
+static int
+gen_packet_write(struct gen *g, uint64_t k, uint8_t *packet)
 {
-	struct rte_mbuf *m = rte_pktmbuf_alloc(g->pool);
-	struct rte_ether_hdr *eth;
-	struct rte_ipv4_hdr *ip;
-	struct rte_udp_hdr *udp;
-	int size;
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)packet;
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+	int size = gen_frame_write(g, k, (uint8_t *)(udp + 1));
 
-	if (m == NULL)
-		return NULL;
-	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	ip = (struct rte_ipv4_hdr *)(eth + 1);
-	udp = (struct rte_udp_hdr *)(ip + 1);
-	size = gen_frame_write(g, k, (uint8_t *)(udp + 1));
-	if (size <= 0 || rte_pktmbuf_append(m, (uint16_t)(GEN_HEADERS_SIZE + (size_t)size)) ==
-			 NULL) {
-		rte_pktmbuf_free(m);
-		return NULL;
-	}
+	if (size <= 0)
+		return -1;
 	rte_ether_addr_copy(&g->peer_mac, &eth->dst_addr);
 	rte_ether_addr_copy(&g->mac, &eth->src_addr);
 	eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
@@ -402,9 +424,99 @@ gen_frame_mbuf(struct gen *g, uint64_t k)
 	udp->src_port = rte_cpu_to_be_16(GEN_SRC_PORT);
 	udp->dst_port = g->o.dport_be;
 	udp->dgram_len = rte_cpu_to_be_16((uint16_t)(sizeof(*udp) + (size_t)size));
+	return (int)GEN_HEADERS_SIZE + size;
+}
+
+static uint64_t
+gen_gcd(uint64_t a, uint64_t b)
+{
+	while (b != 0) {
+		uint64_t t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/* Templates for the frames of one period of the keys (GEN_TEMPLATES_MAX at most); 0 or -1. */
+static int
+gen_templates(struct gen *g)
+{
+	uint64_t count = g->o.key_count;
+
+	if (g->shard_count > 0)
+		count = GEN_TEMPLATES_MAX - GEN_TEMPLATES_MAX % g->shard_count;
+	else
+		count = g->o.key_count / gen_gcd(g->o.key_count, g->o.per_frame);
+	count = RTE_MIN(RTE_MIN(count, (uint64_t)GEN_TEMPLATES_MAX), g->frames_total);
+	g->templates = malloc(count * GEN_PACKET_MAX);
+	g->template_sizes = calloc(count, sizeof(*g->template_sizes));
+	if (g->templates == NULL || g->template_sizes == NULL)
+		return -1;
+	for (uint64_t k = 0; k < count; k++) {
+		uint8_t *packet = g->templates + k * GEN_PACKET_MAX;
+		int size = gen_packet_write(g, k, packet);
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(packet + sizeof(struct rte_ether_hdr));
+		struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
+
+		/* Keys of one width, records of one size: every frame is the first's size. */
+		if (size <= 0 || (k > 0 && size != g->template_sizes[0]))
+			return -1;
+		g->template_sizes[k] = (uint16_t)size;
+		udp->dgram_cksum = 0;
+		udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+	}
+	g->template_count = (uint32_t)count;
+	return frame_renumber_init(&g->renumber,
+				   (uint32_t)(g->template_sizes[0] - GEN_HEADERS_SIZE)) == 0 ? 0 : -1;
+}
+
+/*
+ * A UDP checksum after `size` bytes at an even offset of the datagram went from `was`
+ * to `now` (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')); 0 is sent as 0xffff (RFC 768).
+ */
+static uint16_t
+gen_cksum_update(uint16_t cksum, const void *was, const void *now, size_t size)
+{
+	uint32_t sum = (uint16_t)~cksum;
+
+	sum += (uint16_t)~rte_raw_cksum(was, size);
+	sum += rte_raw_cksum(now, size);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	cksum = (uint16_t)~sum;
+	return cksum == 0 ? 0xffff : cksum;
+}
+
+/* Frame `k`: its template, renumbered batch k + 1, the UDP checksum computed again. */
+static struct rte_mbuf *
+gen_frame_mbuf(struct gen *g, uint64_t k)
+{
+	uint64_t t = k % g->template_count;
+	uint16_t size = g->template_sizes[t];
+	struct rte_mbuf *m = rte_pktmbuf_alloc(g->pool);
+	uint8_t *packet;
+
+	if (m == NULL)
+		return NULL;
+	packet = (uint8_t *)rte_pktmbuf_append(m, size);
+	if (packet == NULL) {
+		rte_pktmbuf_free(m);
+		return NULL;
+	}
+	memcpy(packet, g->templates + t * GEN_PACKET_MAX, size);
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(packet + GEN_HEADERS_SIZE) - 1;
+	uint8_t *frame = (uint8_t *)(udp + 1);
+	uint8_t was[GEN_RENUMBERED_BYTES];
+	int rc;
+
 	/* A real checksum: verifying it is part of the appliance's work being measured. */
-	udp->dgram_cksum = 0;
-	udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+	memcpy(was, frame, sizeof(was));
+	rc = frame_renumber(&g->renumber, frame, (uint32_t)(size - GEN_HEADERS_SIZE), k + 1);
+	assert(rc == 0);
+	(void)rc;
+	udp->dgram_cksum = gen_cksum_update(udp->dgram_cksum, was, frame, sizeof(was));
 	return m;
 }
 
@@ -427,6 +539,9 @@ gen_send(struct gen *g, uint64_t now_ns)
 	}
 	sent = count == 0 ? 0 : rte_eth_tx_burst(g->port, 0, tx, count);
 	rte_pktmbuf_free_bulk(&tx[sent], (unsigned)(count - sent));
+	for (uint64_t k = g->frames_sent; k < g->frames_sent + sent; k++)
+		if (g->block_sent_ns[k / GEN_SENT_BLOCK] == 0)
+			g->block_sent_ns[k / GEN_SENT_BLOCK] = now_ns | 1;  /* 0: none yet. */
 	g->frames_sent += sent;
 	return sent;
 }
@@ -477,6 +592,9 @@ gen_answer(struct gen *g, const uint8_t *payload, uint16_t size, uint64_t now_ns
 		g->records_acked_in_run += g->o.per_frame;
 	gen_phase_add(g, k * g->interval_ns, now_ns - k * g->interval_ns);
 	g->hist[gen_hist_index(now_ns - k * g->interval_ns)] += g->o.per_frame;
+	uint64_t sent_ns = g->block_sent_ns[k / GEN_SENT_BLOCK];
+
+	g->hist_sent[gen_hist_index(now_ns > sent_ns ? now_ns - sent_ns : 0)] += g->o.per_frame;
 }
 
 static uint16_t
@@ -562,6 +680,23 @@ gen_run(struct gen *g)
 	}
 }
 
+/* The p-th percentile (0 < p <= 100) of a histogram: its bucket's upper bound, 0 if empty. */
+static uint64_t
+gen_hist_percentile(const uint64_t *hist, double p)
+{
+	uint64_t total = 0;
+	uint64_t seen = 0;
+
+	for (uint32_t i = 0; i < GEN_HIST_BUCKETS; i++)
+		total += hist[i];
+	for (uint32_t i = 0; i < GEN_HIST_BUCKETS && total > 0; i++) {
+		seen += hist[i];
+		if ((double)seen >= (double)total * p / 100.0)
+			return gen_hist_high(i);
+	}
+	return 0;
+}
+
 static void
 gen_report(const struct gen *g, uint64_t elapsed_ns)
 {
@@ -573,7 +708,7 @@ gen_report(const struct gen *g, uint64_t elapsed_ns)
 	printf("dp-gen: frames_sent=%llu records_sent=%llu records_acked=%llu records_failed=%llu "
 	       "frames_unsent=%llu records_unanswered=%llu elapsed_ns=%llu "
 	       "records_acked_in_run=%llu lat_first_ns=%llu lat_last_ns=%llu "
-	       "rx_missed=%llu rx_nombuf=%llu tx_errors=%llu\n",
+	       "rx_missed=%llu rx_nombuf=%llu tx_errors=%llu sent_p50_ns=%llu sent_p99_ns=%llu\n",
 	       (unsigned long long)g->frames_sent,
 	       (unsigned long long)(g->frames_sent * g->o.per_frame),
 	       (unsigned long long)g->records_acked, (unsigned long long)g->records_failed,
@@ -584,7 +719,9 @@ gen_report(const struct gen *g, uint64_t elapsed_ns)
 	       (unsigned long long)g->records_acked_in_run,
 	       (unsigned long long)gen_phase_mean(g, 0), (unsigned long long)gen_phase_mean(g, 1),
 	       (unsigned long long)st.imissed, (unsigned long long)st.rx_nombuf,
-	       (unsigned long long)st.oerrors);
+	       (unsigned long long)st.oerrors,
+	       (unsigned long long)gen_hist_percentile(g->hist_sent, 50.0),
+	       (unsigned long long)gen_hist_percentile(g->hist_sent, 99.0));
 	for (uint32_t i = 0; i < GEN_HIST_BUCKETS; i++) {
 		if (g->hist[i] == 0)
 			continue;
@@ -617,6 +754,9 @@ gen_close(struct gen *g)
 		dir_remove_flat(runtime_dir);
 	}
 	free(g->answered);
+	free(g->block_sent_ns);
+	free(g->templates);
+	free(g->template_sizes);
 	for (uint32_t i = 0; i < g->shard_count; i++) {
 		free(g->shards[i].keys);
 		free(g->shards[i].hashes);
@@ -769,10 +909,11 @@ main(int argc, char **argv)
 	g.frames_total = g.o.duration_ns / g.interval_ns;
 	g.frames_total = g.frames_total == 0 ? 1 : g.frames_total;
 	g.answered = calloc(g.frames_total / 8 + 1, 1);
+	g.block_sent_ns = calloc(g.frames_total / GEN_SENT_BLOCK + 1, sizeof(*g.block_sent_ns));
 	for (size_t i = 0; i < sizeof(g.data); i++)
 		g.data[i] = (uint8_t)('a' + (i * 7 + i / 26) % 26);
 	g.producer_id = ((uint64_t)getpid() << 32 | (uint64_t)time(NULL)) | 1;
-	if (g.answered == NULL)
+	if (g.answered == NULL || g.block_sent_ns == NULL)
 		goto out;
 	if (g.o.shard_map != NULL &&
 	    (gen_shard_map_parse(&g, g.o.shard_map) != 0 || gen_shard_keys(&g) != 0)) {
@@ -795,6 +936,11 @@ main(int argc, char **argv)
 	}
 	if (gen_eal(&g) != 0 || gen_port(&g) != 0 || (g.o.peer_mac == NULL && gen_arp(&g) != 0))
 		goto out;
+	if (gen_templates(&g) != 0) {
+		fprintf(stderr, "sluice-dp-gen: cannot prepare %u frame templates (memory, or "
+			"frames of unequal sizes)\n", GEN_TEMPLATES_MAX);
+		goto out;
+	}
 	gen_report(&g, gen_run(&g));
 	rc = 0;
 out:

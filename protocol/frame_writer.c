@@ -12,9 +12,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/base.h"
+#include "common/crc32c.h"
 #include "common/record_wire.h"
 #include "protocol/frame.h"
 #include "protocol/frame_int.h"
@@ -202,16 +204,57 @@ frame_writer_finish(struct frame_writer *writer)
 }
 
 int
-frame_batch_seq_set(void *frame, uint32_t frame_size, uint64_t batch_seq)
+frame_renumber_init(struct frame_renumber *r, uint32_t frame_size)
+{
+	uint32_t covered = frame_size - FRAME_OFF_SIZE;  /* What the CRC covers. */
+	uint32_t at = FRAME_OFF_BATCH_SEQ - FRAME_OFF_SIZE;
+	uint32_t bit[8];
+	uint8_t *zeros;
+	uint32_t base;
+
+	if (frame_size < FRAME_OFF_NAME || frame_size > FRAME_SIZE_MAX)
+		return -EINVAL;
+	zeros = calloc(covered, 1);
+	if (zeros == NULL)
+		return -ENOMEM;
+	r->frame_size = frame_size;
+	base = crc32c(0, zeros, covered);
+	for (uint32_t j = 0; j < 8; j++) {
+		/* Affine: crc(Z ^ D) ^ crc(Z) is linear in D, so single bits make every byte. */
+		for (uint32_t b = 0; b < 8; b++) {
+			zeros[at + j] = (uint8_t)(1u << b);
+			bit[b] = crc32c(0, zeros, covered) ^ base;
+		}
+		zeros[at + j] = 0;
+		for (uint32_t v = 0; v < 256; v++) {
+			r->crc_delta[j][v] = 0;
+			for (uint32_t b = 0; b < 8; b++)
+				if (v & (1u << b))
+					r->crc_delta[j][v] ^= bit[b];
+		}
+	}
+	free(zeros);
+	return 0;
+}
+
+int
+frame_renumber(const struct frame_renumber *r, void *frame, uint32_t frame_size,
+	       uint64_t batch_seq)
 {
 	uint8_t *p = frame;
+	uint8_t seq[8];
+	uint32_t crc;
 
-	if (frame_size < FRAME_OFF_NAME || frame_load32(p + FRAME_OFF_SIZE) != frame_size ||
+	if (frame_size != r->frame_size || frame_load32(p + FRAME_OFF_SIZE) != frame_size ||
 	    (p[FRAME_OFF_TYPE] != FRAME_TYPE_RECORDS &&
 	     p[FRAME_OFF_TYPE] != FRAME_TYPE_SHARD_RECORDS) ||
 	    (frame_load16(p + FRAME_OFF_FLAGS) & FRAME_F_AUTH) != 0)
 		return -EINVAL;
-	frame_store64(p + FRAME_OFF_BATCH_SEQ, batch_seq);
-	frame_seal(p, frame_size);
+	frame_store64(seq, batch_seq);
+	crc = frame_load32(p + FRAME_OFF_CRC);
+	for (uint32_t j = 0; j < 8; j++)
+		crc ^= r->crc_delta[j][seq[j] ^ p[FRAME_OFF_BATCH_SEQ + j]];
+	memcpy(p + FRAME_OFF_BATCH_SEQ, seq, sizeof(seq));
+	frame_store32(p + FRAME_OFF_CRC, crc);
 	return 0;
 }

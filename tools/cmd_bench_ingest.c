@@ -105,9 +105,9 @@ struct bench_conn {
  */
 static const char *const bench_gen_fields[] = {
 	"records_acked_in_run", "lat_first_ns", "lat_last_ns", "rx_missed", "rx_nombuf",
-	"tx_errors",
+	"tx_errors", "sent_p50_ns", "sent_p99_ns",
 };
-#define BENCH_GEN_FIELD_COUNT 6
+#define BENCH_GEN_FIELD_COUNT 8
 
 struct bench_counts {
 	uint64_t frames_sent;

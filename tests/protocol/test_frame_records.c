@@ -55,34 +55,44 @@ Test(frame_records, round_trips_every_record_shape)
 	cr_assert_eq(i, FIXTURE_RECORD_COUNT);
 }
 
+/* The CRC from the tables is the frame's own, for every byte of batch_seq and value. */
 Test(frame_records, a_renumbered_frame_decodes_with_its_new_batch_seq_and_nothing_else_moves)
 {
 	uint32_t size = fixture_records_frame(buf, sizeof(buf), false);
+	static struct frame_renumber r;
 	uint8_t before[sizeof(buf)];
 	struct frame_records records;
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
 
+	cr_assert_eq(frame_renumber_init(&r, size), 0);
 	memcpy(before, buf, size);
-	cr_assert_eq(frame_batch_seq_set(buf, size, 0x0102030405060708ull), 0);
-	cr_assert_eq(fixture_records_decode_guarded(buf, size, &records), FRAME_OK);
-	cr_assert_eq(records.batch_seq, 0x0102030405060708ull);
-	cr_assert_eq(records.producer_id, 0x1122334455667788ull);
-	/* Only the CRC and batch_seq differ. */
+	for (int i = 0; i < 2000; i++) {
+		uint64_t seq = i < 64 ? 1ull << i : (rng = rng * 6364136223846793005ull + 1);
+
+		cr_assert_eq(frame_renumber(&r, buf, size, seq), 0);
+		cr_assert_eq(fixture_records_decode_guarded(buf, size, &records), FRAME_OK,
+			     "batch_seq %llx: the CRC", (unsigned long long)seq);
+		cr_assert_eq(records.batch_seq, seq);
+		cr_assert_eq(records.producer_id, 0x1122334455667788ull);
+	}
+	/* Only the CRC and batch_seq moved; renumbered back, the bytes are the original. */
 	for (uint32_t i = 0; i < size; i++)
 		if ((i < FRAME_OFF_CRC || i >= FRAME_OFF_CRC + 4) &&
 		    (i < FRAME_OFF_BATCH_SEQ || i >= FRAME_OFF_BATCH_SEQ + 8))
 			cr_assert_eq(buf[i], before[i], "byte %u moved", i);
-	cr_assert_eq(frame_batch_seq_set(buf, size, 42), 0);
+	cr_assert_eq(frame_renumber(&r, buf, size, 42), 0);
 	cr_assert_arr_eq(buf, before, size);
 
 	/* Refused: a signed frame (its signature would no longer match), a size that is not
-	 * the frame's, a frame of another type. */
-	size = fixture_records_frame(buf, sizeof(buf), true);
-	cr_assert_eq(frame_batch_seq_set(buf, size, 7), -EINVAL);
-	size = fixture_records_frame(buf, sizeof(buf), false);
-	cr_assert_eq(frame_batch_seq_set(buf, size - 1, 7), -EINVAL);
-	cr_assert_eq(frame_batch_seq_set(buf, 8, 7), -EINVAL);
+	 * the tables' or the frame's, a frame of another type; tables for impossible sizes. */
+	cr_assert_eq(frame_renumber(&r, buf, size - 1, 7), -EINVAL);
 	buf[FRAME_OFF_TYPE] = FRAME_TYPE_ACK;
-	cr_assert_eq(frame_batch_seq_set(buf, size, 7), -EINVAL);
+	cr_assert_eq(frame_renumber(&r, buf, size, 7), -EINVAL);
+	size = fixture_records_frame(buf, sizeof(buf), true);
+	cr_assert_eq(frame_renumber_init(&r, size), 0);
+	cr_assert_eq(frame_renumber(&r, buf, size, 7), -EINVAL);
+	cr_assert_eq(frame_renumber_init(&r, FRAME_OFF_NAME - 1), -EINVAL);
+	cr_assert_eq(frame_renumber_init(&r, FRAME_SIZE_MAX + 1), -EINVAL);
 }
 
 Test(frame_records, refuses_every_truncation)

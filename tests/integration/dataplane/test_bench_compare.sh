@@ -64,7 +64,7 @@ line=$(grep '^ingest-compare: ' "$tmp/out") || fail "no ingest-compare line: $(c
 num='[0-9][0-9.]*'
 shape="^ingest-compare: dpdk_per_cpu_s=$num http_per_cpu_s=$num kernel_per_cpu_s=$num"
 shape="$shape ratio_http=$num ratio_kernel=$num memif_vs_testpmd=$num p99_half_ratio=$num"
-shape="$shape p99_overload_ratio=$num lost=0\$"
+shape="$shape p99_overload_ratio=$num lost=0 overload_sent_x=$num p99_overload_sent_ratio=$num\$"
 echo "$line" | grep -Eq "$shape" || fail "malformed line, or records lost: $line"
 # Every path, and testpmd, took records (not judged: how many).
 for path in dpdk_memif dpdk_af_xdp http http_kernel kernel_udp memif_1rec; do
