@@ -55,8 +55,11 @@ What it measures, each record 100 B (see docs/BENCHMARKS.md for the reasons):
      12x100B_grp` (shard-grouped SHARD_RECORDS frames), each a replayed pcap,
      records per CPU-second of the worker thread; 12x100B_grp again with
      --replay ring (the pcap's frames from pre-built mbufs, no net_pcap copy).
-  6. Read-back: each sluiced's stream, read through the API before it stops,
-     must hold exactly the records its runs acknowledged. lost = records
+  6. Read-back: each sluiced's stream, read through the API before it stops
+     (or, past READBACK_API_MAX records, counted by `sluice log verify` on its
+     stopped log: a quiet full run stores ~3 x 10^8 records, ~35 GB, whose API
+     read-back took ~25 min), must hold exactly the records its runs
+     acknowledged; its data dir is removed then. lost = records
      acknowledged but not read back + records never answered. The DPDK runs'
      unanswered frames are split by who counted them (UNANSWERED_SLUICED, UNANSWERED_DEVICE):
      sluiced (refusals or answers it chose to drop, on /metrics), a device
@@ -121,6 +124,9 @@ IDLE_S = 1.0                     # The idle share (workers' back-off polling) ov
 LOG_LAT_COUNT = 2000
 TELEMETRY_SIZE = 1 << 16
 READBACK_CHUNK = 1 << 20         # `sluice consume` output read this much at a time.
+# Read back through the API up to this many records; above it the log's own reader counts
+# them (a quiet run's memif sluiced holds ~3 x 10^8: the API read-back took ~25 min).
+READBACK_API_MAX = 20000000
 # Per-stage counters of the DPDK path printed after each run when they moved: where
 # records were refused or packets lost (dataplane/dp_stats.c; ethdev's own for the port).
 STAGE_COUNTERS = ("records_failed", "nacks_sent", "nacks_suppressed", "drop_frames_full",
@@ -302,7 +308,9 @@ class Sluiced:
         self.acked = 0               # Records its runs acknowledged (read back at the end).
         self.unanswered = 0
         self.split = {}              # Unanswered frames by who counted them (split()).
-        argv = [env.sluiced, "--data-dir", f"{env.tmp}/data-{name}",
+        self.data_dir = f"{env.tmp}/data-{name}"
+        self.readback_how = None
+        argv = [env.sluiced, "--data-dir", self.data_dir,
                 "--api-listen", f"127.0.0.1:{API_PORT}",
                 "--set", "dataplane.no_huge=true"]
         for s in sets + env.args.set:
@@ -352,7 +360,18 @@ class Sluiced:
         say(f"sluiced {self.name} still busy after {QUIET_MAX_S} s: measuring anyway")
 
     def stored(self):
-        """Records the stream holds, read through the Kinesis API."""
+        """Records the stream holds: read through the Kinesis API, or, past
+        READBACK_API_MAX acknowledged, counted by `sluice log verify` on the stopped
+        sluiced's log (every batch's CRC checked; the stream is the log's only one)."""
+        if self.acked + self.unanswered > READBACK_API_MAX:
+            self.stop()
+            r = run([self.env.sluice, "log", "verify", f"{self.data_dir}/log"])
+            m = re.search(r"records ([0-9]+)", r.stdout)
+            if m is None:
+                raise RuntimeError(f"sluice log verify: no record count in:\n{r.stdout}")
+            self.readback_how = "log verify"
+            return int(m.group(1))
+        self.readback_how = "api"
         # At most what was acknowledged or left unanswered can be there: read past it.
         # Counted as it streams: a full run stores ~10^8 records, more than fits in memory.
         argv = self.env.in_ns([self.env.sluice, "consume", STREAM, "--max",
@@ -368,10 +387,17 @@ class Sluiced:
         return lines
 
     def stop(self):
+        if self.proc not in self.env.procs:
+            return
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=60)
         self.env.procs.remove(self.proc)
         shutil.rmtree(f"/var/run/dpdk/sluice-{self.proc.pid}", ignore_errors=True)
+
+    def remove(self):
+        """Stopped and read back: its log goes (a full run's memif log is ~35 GB)."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def bench_ingest(env, sluiced, label, transport_args, rate, per_frame, duration_ms):
@@ -608,7 +634,7 @@ def measure(env, short):
                                                af_xdp_args(env), out["saturating"],
                                                RECORDS_PER_DATAGRAM, duration)
     out["readback"].append(readback(dev))
-    dev.stop()
+    dev.remove()
     out["testpmd"] = testpmd_rxonly(env, packet_rate, duration)
     out["log_p99_us"] = log_p99_us(env)
     measure_kernel(env, duration, out)
@@ -645,7 +671,7 @@ def measure_memif(env, short, duration, out):
     paths["memif_1rec"] = bench_ingest(env, dev, "dpdk memif 1x100B", memif_args(env),
                                        packet_rate, 1, duration)
     out["readback"].append(readback(dev))
-    dev.stop()
+    dev.remove()
     return packet_rate
 
 
@@ -663,7 +689,7 @@ def measure_kernel(env, duration, out):
                                               out["saturating"], RECORDS_PER_DATAGRAM,
                                               duration)
     out["readback"].append(readback(kern))
-    kern.stop()
+    kern.remove()
 
 
 def readback(s):
@@ -672,10 +698,11 @@ def readback(s):
     stored = s.stored()
     extra = max(0, stored - s.acked)
     lost = max(0, s.acked - stored) + max(0, s.unanswered - extra)
-    say(f"read back from sluiced {s.name}: {stored} stored, {s.acked} acknowledged, "
-        f"{s.unanswered} unanswered")
+    say(f"read back from sluiced {s.name} ({s.readback_how}): {stored} stored, {s.acked} "
+        f"acknowledged, {s.unanswered} unanswered")
     return {"name": s.name, "idle_share": s.idle_share, "stored": stored, "acked": s.acked,
-            "unanswered": s.unanswered, "lost": lost, "extra": extra, "split": s.split}
+            "unanswered": s.unanswered, "lost": lost, "extra": extra, "split": s.split,
+            "how": s.readback_how}
 
 
 def fmt(value):
@@ -725,6 +752,7 @@ def report(out, short):
           f"{open('/proc/loadavg').read().split()[0]}")
     for rb in out["readback"]:
         print(f"sluiced {rb['name']}: idle at {rb['idle_share']:.2f} CPU; read back "
+              f"({rb['how']}) "
               f"{rb['stored']} stored, {rb['acked']} acknowledged, {rb['unanswered']} "
               f"unanswered, {rb['extra']} unexpected")
     # Unanswered frames of the DPDK runs, by who counted them (UNANSWERED_SLUICED, UNANSWERED_DEVICE).
