@@ -17,6 +17,10 @@ Checks, for every shard node 4 holds no replica of (at least one):
     503 ServiceUnavailable (retryable), nothing counted;
   - node 4's /metrics: sluice_forward_reads_total{action=...,result="ok"} count exactly the
     reads passed through;
+  - the shard's leader stopped (SIGSTOP: it takes the request and never answers; a 60 s
+    lease keeps it placed): GetRecords and GetShardIterator through node 4 time out on
+    it (FORWARD_READ_TRY_MS) and are served by an in-sync follower within the same call
+    (each counted {result="timeout"} once, then ok); before, InternalFailure;
   - the shard's leader killed (a 60 s lease keeps it placed): GetRecords and
     GetShardIterator through node 4 are refused there and served by an in-sync
     follower instead (each counted {result="refused"} once, then ok);
@@ -185,8 +189,29 @@ def main():
         if tcf.metrics(entry) != metrics:
             tcn.fail("a forwarded read moved the forward metrics")
 
-        # The shard's leader killed (placed for its 60 s lease): it refuses, a follower serves.
+        # The shard's leader stopped (placed for its 60 s lease): it takes the request and
+        # never answers; the try times out and a follower serves, within the call.
         victim = nodes[place[s][0] - 1]
+        victim.signal(signal.SIGSTOP)
+        try:
+            counts = {(a, r): reads(entry, a, r) for a in ("GetShardIterator", "GetRecords")
+                      for r in ("ok", "timeout")}
+            got, _ = read_all(c, it)
+            if got != acked[s]:
+                tcn.fail("shard %d with its leader %d stopped: read %s, acknowledged %s" %
+                         (s, victim.id, got, acked[s]))
+            c.get_shard_iterator(StreamName=STREAM, ShardId=shard_id(s),
+                                 ShardIteratorType="TRIM_HORIZON")
+            for a in ("GetShardIterator", "GetRecords"):
+                timeout = reads(entry, a, "timeout") - counts[(a, "timeout")]
+                ok = reads(entry, a, "ok") - counts[(a, "ok")]
+                if timeout < 1 or timeout != ok:
+                    tcn.fail("%s with the leader stopped: timeout moved by %d, ok by %d "
+                             "(each call timed out once, then served)" % (a, timeout, ok))
+        finally:
+            victim.signal(signal.SIGCONT)
+
+        # The shard's leader killed (placed for its 60 s lease): it refuses, a follower serves.
         victim.signal(signal.SIGKILL)
         victim.proc.wait()
         counts = {(a, r): reads(entry, a, r) for a in ("GetShardIterator", "GetRecords")
