@@ -83,6 +83,26 @@ def read_all(client, it):
         it = r["NextShardIterator"]
 
 
+def served_past(entry, it, s, acked, how, result):
+    """With shard s's leader `how` (stopped, killed), GetRecords from `it` and a
+    GetShardIterator through `entry` are served by a follower: every acknowledged record,
+    each call counted `result` once on the leader, then ok."""
+    c = entry.client
+    counts = {(a, r): reads(entry, a, r) for a in ("GetShardIterator", "GetRecords")
+              for r in ("ok", result)}
+    got, _ = read_all(c, it)
+    if got != acked:
+        tcn.fail("shard %d with its leader %s: read %s, acknowledged %s" % (s, how, got, acked))
+    c.get_shard_iterator(StreamName=STREAM, ShardId=shard_id(s),
+                         ShardIteratorType="TRIM_HORIZON")
+    for a in ("GetShardIterator", "GetRecords"):
+        failed = reads(entry, a, result) - counts[(a, result)]
+        ok = reads(entry, a, "ok") - counts[(a, "ok")]
+        if failed < 1 or failed != ok:
+            tcn.fail("%s with the leader %s: %s moved by %d, ok by %d (each call %s once, "
+                     "then served)" % (a, how, result, failed, ok, result))
+
+
 def expect_error(what, code, call):
     try:
         call()
@@ -194,40 +214,13 @@ def main():
         victim = nodes[place[s][0] - 1]
         victim.signal(signal.SIGSTOP)
         try:
-            counts = {(a, r): reads(entry, a, r) for a in ("GetShardIterator", "GetRecords")
-                      for r in ("ok", "timeout")}
-            got, _ = read_all(c, it)
-            if got != acked[s]:
-                tcn.fail("shard %d with its leader %d stopped: read %s, acknowledged %s" %
-                         (s, victim.id, got, acked[s]))
-            c.get_shard_iterator(StreamName=STREAM, ShardId=shard_id(s),
-                                 ShardIteratorType="TRIM_HORIZON")
-            for a in ("GetShardIterator", "GetRecords"):
-                timeout = reads(entry, a, "timeout") - counts[(a, "timeout")]
-                ok = reads(entry, a, "ok") - counts[(a, "ok")]
-                if timeout < 1 or timeout != ok:
-                    tcn.fail("%s with the leader stopped: timeout moved by %d, ok by %d "
-                             "(each call timed out once, then served)" % (a, timeout, ok))
+            served_past(entry, it, s, acked[s], "stopped", "timeout")
         finally:
             victim.signal(signal.SIGCONT)
-
         # The shard's leader killed (placed for its 60 s lease): it refuses, a follower serves.
         victim.signal(signal.SIGKILL)
         victim.proc.wait()
-        counts = {(a, r): reads(entry, a, r) for a in ("GetShardIterator", "GetRecords")
-                  for r in ("ok", "refused")}
-        got, _ = read_all(c, it)
-        if got != acked[s]:
-            tcn.fail("shard %d with its leader %d killed: read %s, acknowledged %s" %
-                     (s, victim.id, got, acked[s]))
-        c.get_shard_iterator(StreamName=STREAM, ShardId=shard_id(s),
-                             ShardIteratorType="TRIM_HORIZON")
-        for a in ("GetShardIterator", "GetRecords"):
-            refused = reads(entry, a, "refused") - counts[(a, "refused")]
-            ok = reads(entry, a, "ok") - counts[(a, "ok")]
-            if refused < 1 or refused != ok:
-                tcn.fail("%s with the leader killed: refused moved by %d, ok by %d (each "
-                         "call refused once, then served)" % (a, refused, ok))
+        served_past(entry, it, s, acked[s], "killed", "refused")
 
         # Every holder killed: each tried once, then ServiceUnavailable.
         for n in nodes[:3]:

@@ -206,6 +206,21 @@ policy_put(struct harness *h, const char *arn, const char *account, const char *
 	free(body);
 }
 
+/* s1's ARN (s1 made through node 1 and seen by node 2). */
+static char *
+stream_s1_arn(void)
+{
+	cJSON *r;
+	char *arn;
+
+	cJSON_Delete(harness_ok(&h1, "CreateStream", "{\"StreamName\":\"s1\",\"ShardCount\":1}"));
+	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "ACTIVE"));
+	r = harness_ok(&h1, "DescribeStreamSummary", summary);
+	arn = answer_string(r, "StreamDescriptionSummary", "StreamARN");
+	cJSON_Delete(r);
+	return arn;
+}
+
 /*
  * Consumers and resource policies are the cluster's (etcd's), not a node's: a consumer
  * registered through one node is described by the other with the same ARN and
@@ -224,12 +239,7 @@ Test(kinesis_cluster, consumers_and_policies_are_the_clusters)
 	char *two;
 	char *body;
 
-	cJSON_Delete(harness_ok(&h1, "CreateStream", "{\"StreamName\":\"s1\",\"ShardCount\":1}"));
-	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "ACTIVE"));
-	r = harness_ok(&h1, "DescribeStreamSummary", summary);
-	stream_arn = answer_string(r, "StreamDescriptionSummary", "StreamARN");
-	cJSON_Delete(r);
-
+	stream_arn = stream_s1_arn();
 	reg = body_of("StreamARN", stream_arn, "ConsumerName", "c1");
 	list = body_of("StreamARN", stream_arn, NULL, NULL);
 	r = harness_ok(&h1, "RegisterStreamConsumer", reg);
@@ -278,21 +288,6 @@ Test(kinesis_cluster, consumers_and_policies_are_the_clusters)
 	free(reg);
 	free(ref);
 	free(list);
-}
-
-/* s1's ARN (s1 made through node 1 and seen by node 2). */
-static char *
-stream_s1_arn(void)
-{
-	cJSON *r;
-	char *arn;
-
-	cJSON_Delete(harness_ok(&h1, "CreateStream", "{\"StreamName\":\"s1\",\"ShardCount\":1}"));
-	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "ACTIVE"));
-	r = harness_ok(&h1, "DescribeStreamSummary", summary);
-	arn = answer_string(r, "StreamDescriptionSummary", "StreamARN");
-	cJSON_Delete(r);
-	return arn;
 }
 
 /*

@@ -316,16 +316,28 @@ Test(forward, relays_past_the_bound_are_refused_and_counted)
 	forward_close(f);
 }
 
-/* A holder that answers 200 with `bytes` of a pattern, as fast as they are read. */
+/*
+ * A holder that answers 200 with `bytes` of a pattern, as fast as they are read (a relay),
+ * or as `mode` says (a read).
+ */
 #define RELAY_BYTES (4u << 20)
 
+enum holder_mode {
+	HOLDER_STREAM,       /* The pattern, or `answer`, then close. */
+	HOLDER_HANG,         /* Takes the request, never answers (until the client goes). */
+	HOLDER_BREAK,        /* Takes the request, closes without a byte. */
+};
+
 struct holder {
+	enum holder_mode mode;
+	const char *target;  /* The X-Amz-Target the request must carry. */
 	const char *answer;  /* Instead of the pattern: this whole answer, then close. */
 	size_t bytes;
 	int listen_fd;
 	uint16_t port;
 	pthread_t thread;
 	bool broken;         /* Its peer went away before it wrote everything. */
+	bool got_request;
 };
 
 static uint8_t
@@ -357,8 +369,13 @@ holder_main(void *arg)
 	}
 	req[got] = '\0';
 	cr_assert_not_null(strstr(req, "X-Sluice-Forwarded: 1"), "the loop guard goes along");
-	cr_assert_not_null(strstr(req, "X-Amz-Target: Kinesis_20131202.SubscribeToShard"));
-	if (h->answer != NULL) {
+	cr_assert_not_null(strstr(req, h->target), "X-Amz-Target %s", h->target);
+	h->got_request = true;
+	if (h->mode != HOLDER_STREAM) {
+		while (h->mode == HOLDER_HANG && read(fd, req, sizeof(req)) > 0)
+			;    /* Until the forwarder gives up and closes. */
+		h->bytes = 0;
+	} else if (h->answer != NULL) {
 		cr_assert_eq(write(fd, h->answer, strlen(h->answer)), (ssize_t)strlen(h->answer));
 		h->bytes = 0;
 	} else {
@@ -396,14 +413,24 @@ loopback_bind(int *fd)
 }
 
 static void
-holder_start(struct holder *h, size_t bytes, const char *answer)
+holder_start_as(struct holder *h, enum holder_mode mode, const char *target, size_t bytes,
+		const char *answer)
 {
 	memset(h, 0, sizeof(*h));
+	h->mode = mode;
+	h->target = target;
 	h->bytes = bytes;
 	h->answer = answer;
 	h->port = loopback_bind(&h->listen_fd);
 	cr_assert_eq(listen(h->listen_fd, 1), 0);
 	cr_assert_eq(pthread_create(&h->thread, NULL, holder_main, h), 0);
+}
+
+static void
+holder_start(struct holder *h, size_t bytes, const char *answer)
+{
+	holder_start_as(h, HOLDER_STREAM, "X-Amz-Target: Kinesis_20131202.SubscribeToShard", bytes,
+			answer);
 }
 
 static struct forward_stream *
@@ -600,63 +627,15 @@ Test(forward, a_refused_relay_opens_again_on_the_next_holder_with_its_body)
 
 /* ---- A read passed through: a holder that fails it after it was sent ---------------- */
 
-enum read_holder_mode {
-	READ_HOLDER_HANG,      /* Reads the request, never answers (until the client goes). */
-	READ_HOLDER_BREAK,     /* Reads the request, closes without a byte. */
-	READ_HOLDER_ANSWER,    /* Reads the request, answers `answer`. */
-};
-
-struct read_holder {
-	enum read_holder_mode mode;
-	const char *answer;
-	int listen_fd;
-	uint16_t port;
-	pthread_t thread;
-	bool got_request;
-};
-
-static void *
-read_holder_main(void *arg)
+/* A read's holder: `mode`, answering `answer` when it streams. */
+static void
+read_holder_start(struct holder *h, enum holder_mode mode, const char *answer)
 {
-	struct read_holder *h = arg;
-	char req[8192];
-	size_t got = 0;
-	int fd = accept(h->listen_fd, NULL, NULL);
-
-	cr_assert_geq(fd, 0);
-	while (got < sizeof(req) - 1 && memchr(req, '}', got) == NULL) {
-		ssize_t n = read(fd, req + got, sizeof(req) - 1 - got);
-
-		cr_assert_gt(n, 0);
-		got += (size_t)n;
-	}
-	req[got] = '\0';
-	cr_assert_not_null(strstr(req, "X-Amz-Target: Kinesis_20131202.GetRecords"));
-	cr_assert_not_null(strstr(req, "{\"ShardIterator\":\"it\"}"), "the caller's body as sent");
-	h->got_request = true;
-	if (h->mode == READ_HOLDER_HANG) {
-		while (read(fd, req, sizeof(req)) > 0)
-			;    /* Until the forwarder gives up and closes. */
-	} else if (h->mode == READ_HOLDER_ANSWER) {
-		cr_assert_eq(write(fd, h->answer, strlen(h->answer)), (ssize_t)strlen(h->answer));
-	}
-	close(fd);
-	return NULL;
+	holder_start_as(h, mode, "X-Amz-Target: Kinesis_20131202.GetRecords", 0, answer);
 }
 
 static void
-read_holder_start(struct read_holder *h, enum read_holder_mode mode, const char *answer)
-{
-	memset(h, 0, sizeof(*h));
-	h->mode = mode;
-	h->answer = answer;
-	h->port = loopback_bind(&h->listen_fd);
-	cr_assert_eq(listen(h->listen_fd, 1), 0);
-	cr_assert_eq(pthread_create(&h->thread, NULL, read_holder_main, h), 0);
-}
-
-static void
-read_holder_end(struct read_holder *h)
+read_holder_end(struct holder *h)
 {
 	pthread_join(h->thread, NULL);
 	cr_assert(h->got_request, "the request reached the holder");
@@ -664,7 +643,7 @@ read_holder_end(struct read_holder *h)
 }
 
 static void
-holder_addr(const struct read_holder *h, char addr[32])
+holder_addr(const struct holder *h, char addr[32])
 {
 	snprintf(addr, 32, "127.0.0.1:%u", h->port);
 }
@@ -688,7 +667,7 @@ read_wait(struct forward *f)
 }
 
 static struct forward_job *
-read_submit(struct forward *f, const struct read_holder *h)
+read_submit(struct forward *f, const struct holder *h)
 {
 	static const char body[] = "{\"ShardIterator\":\"it\"}";
 	static const char target[] = "Kinesis_20131202.GetRecords";
@@ -716,7 +695,7 @@ Test(forward, a_read_whose_holder_hangs_or_breaks_goes_on_to_the_next)
 	char ok[256];
 	char err[256];
 	struct forward *f = forward_start();
-	struct read_holder hung, broken, good, erring;
+	struct holder hung, broken, good, erring;
 	struct forward_job *job;
 	const char *body;
 	size_t size;
@@ -726,10 +705,10 @@ Test(forward, a_read_whose_holder_hangs_or_breaks_goes_on_to_the_next)
 		 sizeof(ok_body) - 1, ok_body);
 	snprintf(err, sizeof(err), "HTTP/1.1 400 Bad Request\r\nContent-Length: %zu\r\n\r\n%s",
 		 sizeof(err_body) - 1, err_body);
-	read_holder_start(&hung, READ_HOLDER_HANG, NULL);
-	read_holder_start(&broken, READ_HOLDER_BREAK, NULL);
-	read_holder_start(&good, READ_HOLDER_ANSWER, ok);
-	read_holder_start(&erring, READ_HOLDER_ANSWER, err);
+	read_holder_start(&hung, HOLDER_HANG, NULL);
+	read_holder_start(&broken, HOLDER_BREAK, NULL);
+	read_holder_start(&good, HOLDER_STREAM, ok);
+	read_holder_start(&erring, HOLDER_STREAM, err);
 
 	job = read_submit(f, &hung);
 	cr_assert_eq(read_wait(f), job);
@@ -770,13 +749,13 @@ Test(forward, a_read_whose_holder_hangs_or_breaks_goes_on_to_the_next)
 Test(forward, a_read_stops_trying_holders_at_its_deadline, .timeout = 60)
 {
 	struct forward *f = forward_start();
-	struct read_holder first, second;
+	struct holder first, second;
 	struct forward_job *job;
 	char addr[32];
 
 	cr_assert_eq(2 * FORWARD_READ_TRY_MS, FORWARD_TIMEOUT_MS, "two tries take the deadline");
-	read_holder_start(&first, READ_HOLDER_HANG, NULL);
-	read_holder_start(&second, READ_HOLDER_HANG, NULL);
+	read_holder_start(&first, HOLDER_HANG, NULL);
+	read_holder_start(&second, HOLDER_HANG, NULL);
 	job = read_submit(f, &first);
 	cr_assert_eq(read_wait(f), job);
 	cr_assert(forward_job_may_try_next(job));
