@@ -376,11 +376,17 @@ int cluster_stream_delete(struct etcd_client *client, const char *cluster,
  * Puts a consumer (`create`: it must not exist, -EEXIST; else it must still
  * have consumer->mod_revision) in one transaction that also requires the
  * stream key to still have stream->mod_revision (-ESTALE: either moved).
+ * `create` with consumers_max > 0: the stream may have at most that many
+ * consumers, counted in etcd, not in a node's cache: -EDQUOT when it has them
+ * already; the transaction requires that no consumer of the stream was put
+ * since the count (-ESTALE: count again), so two nodes registering different
+ * names at once cannot both pass a count of max - 1.
  * Deleting: -ENOENT when absent.
  */
 int cluster_consumer_put(struct etcd_client *client, const char *cluster,
 			 const struct cluster_consumer *consumer,
-			 const struct cluster_stream *stream, bool create, int64_t *revision_out);
+			 const struct cluster_stream *stream, bool create, uint32_t consumers_max,
+			 int64_t *revision_out);
 /* Reads consumers/<stream>/<name>; -ENOENT absent, -EPROTO unreadable. */
 int cluster_consumer_get(struct etcd_client *client, const char *cluster, const char *stream,
 			 const char *name, struct cluster_consumer *consumer_out);

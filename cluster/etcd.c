@@ -573,7 +573,7 @@ static cJSON *
 etcd_compare_json(const struct etcd_compare *cmp)
 {
 	cJSON *o = cJSON_CreateObject();
-	bool ok = o != NULL && etcd_add_bytes(o, "key", cmp->key, strlen(cmp->key)) &&
+	bool ok = o != NULL && etcd_add_key_range(o, cmp->key, cmp->prefix) &&
 		  cJSON_AddStringToObject(o, "target", etcd_target_names[cmp->target]) != NULL &&
 		  cJSON_AddStringToObject(o, "result", etcd_result_names[cmp->result]) != NULL;
 

@@ -115,6 +115,11 @@ struct etcd_compare {
 	int64_t number;            /* VERSION, CREATE, MOD. */
 	const void *value;         /* VALUE */
 	size_t value_size;
+	/*
+	 * Every key starting with `key` must hold (etcd's range_end; an empty range
+	 * compares as one absent key: version, revisions 0; VALUE fails).
+	 */
+	bool prefix;
 };
 
 enum etcd_op_kind {

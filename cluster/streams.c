@@ -641,34 +641,64 @@ cluster_stream_delete(struct etcd_client *client, const char *cluster,
 	return stream_txn(client, key, s->mod_revision, NULL, del, 2, revision_out);
 }
 
+/*
+ * The consumers under `prefix` number fewer than `max` (-EDQUOT otherwise); *revision_out:
+ * the store's revision the count is of.
+ */
+static int
+consumers_count(struct etcd_client *client, const char *prefix, uint32_t max,
+		int64_t *revision_out)
+{
+	struct etcd_range r;
+	int err = etcd_get(client, prefix, true, max, &r);
+
+	if (err != 0)
+		return err;
+	err = r.count >= max ? -EDQUOT : 0;
+	*revision_out = r.revision;
+	etcd_range_free(&r);
+	return err;
+}
+
 int
 cluster_consumer_put(struct etcd_client *client, const char *cluster,
 		     const struct cluster_consumer *c, const struct cluster_stream *s, bool create,
-		     int64_t *revision_out)
+		     uint32_t consumers_max, int64_t *revision_out)
 {
 	char skey[CLUSTER_KEY_SIZE];
 	char ckey[CLUSTER_KEY_SIZE];
+	char prefix[CLUSTER_KEY_SIZE];
 	struct etcd_op put = { .kind = ETCD_OP_PUT, .key = ckey };
 	struct etcd_range r;
+	int64_t counted = 0;
 	char *text;
 	bool ok = false;
 	int err = key_stream(skey, sizeof(skey), cluster, s->name);
 
 	if (err == 0)
 		err = key_consumer(ckey, sizeof(ckey), cluster, s->name, c->name);
+	if (err == 0)    /* "consumers/<stream>/": the slash keeps other streams' out. */
+		err = key_consumer(prefix, sizeof(prefix), cluster, s->name, "");
+	if (err == 0 && create && consumers_max > 0)
+		err = consumers_count(client, prefix, consumers_max, &counted);
 	if (err == 0)
 		err = cluster_consumer_encode(c, &text, &put.value_size);
 	if (err != 0)
 		return err;
 	put.value = text;
-	/* The stream is still this one (its mod_revision), and the consumer absent if created. */
-	struct etcd_compare cmp[2] = {
+	/*
+	 * The stream is still this one (its mod_revision), the consumer absent if created,
+	 * and, with a limit, no consumer of the stream put since it was counted.
+	 */
+	struct etcd_compare cmp[3] = {
 		{ .key = skey, .target = ETCD_TARGET_MOD, .number = s->mod_revision },
 		{ .key = ckey, .target = create ? ETCD_TARGET_VERSION : ETCD_TARGET_MOD,
 		  .number = create ? 0 : c->mod_revision },
+		{ .key = prefix, .prefix = true, .target = ETCD_TARGET_MOD,
+		  .result = ETCD_LESS, .number = counted + 1 },
 	};
 
-	err = etcd_txn(client, cmp, 2, &put, 1, NULL, 0, &ok, revision_out);
+	err = etcd_txn(client, cmp, counted > 0 ? 3 : 2, &put, 1, NULL, 0, &ok, revision_out);
 	free(text);
 	if (err != 0 || ok)
 		return err;

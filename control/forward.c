@@ -247,6 +247,7 @@ forward_job_get_read(struct forward *f, enum forward_read action, const char *ta
 	memcpy(job->http.target, target, target_size);
 	job->http.target[target_size] = '\0';
 	job->reply_max = FORWARD_READ_REPLY_SIZE_MAX;
+	job->deadline_ns = clock_mono_ns() + (uint64_t)FORWARD_TIMEOUT_MS * 1000000u;
 	job->http.body.capacity_max = FORWARD_BODY_SIZE_MAX;
 	api_out_append(&job->http.body, body, body_size);
 	assert(!job->http.body.overflow);
@@ -261,10 +262,17 @@ forward_job_reply(const struct forward_job *job, const char **body, size_t *size
 	return job->status;
 }
 
+bool
+forward_job_may_try_next(const struct forward_job *job)
+{
+	return job->read && job->outcome != FORWARD_OK && job->holder_failed &&
+	       clock_mono_ns() < job->deadline_ns;
+}
+
 void
 forward_job_resubmit(struct forward *f, struct forward_job *job, const char *api_addr)
 {
-	assert(job->in_use && job->read && job->outcome == FORWARD_REFUSED);
+	assert(job->in_use && job->read && job->outcome != FORWARD_OK && job->holder_failed);
 	forward_http_target(&job->http, api_addr);
 	job->status = 0;
 	forward_job_submit(f, job);
@@ -490,6 +498,21 @@ forward_http_prepare(struct forward *f, struct forward_http *h)
 	return 0;
 }
 
+/* A put's timeout, or a read's try: FORWARD_READ_TRY_MS at most, within its deadline. */
+static long
+forward_timeout_ms(const struct forward_job *job)
+{
+	uint64_t now = clock_mono_ns();
+	uint64_t left_ms;
+
+	if (!job->read)
+		return (long)FORWARD_TIMEOUT_MS;
+	/* Rounded up: a try that times out ends past the deadline, and no other follows. */
+	left_ms = job->deadline_ns > now ? (job->deadline_ns - now + 999999u) / 1000000u : 0;
+	/* At least 1: libcurl's 0 is no timeout at all. */
+	return (long)max_u64(1, min_u64(left_ms, FORWARD_READ_TRY_MS));
+}
+
 /* The job's request on its easy handle. */
 static int
 forward_prepare(struct forward *f, struct forward_job *job)
@@ -500,7 +523,7 @@ forward_prepare(struct forward *f, struct forward_job *job)
 		return err;
 	job->reply_size = 0;
 	job->reply_overflow = false;
-	curl_easy_setopt(job->http.easy, CURLOPT_TIMEOUT_MS, (long)FORWARD_TIMEOUT_MS);
+	curl_easy_setopt(job->http.easy, CURLOPT_TIMEOUT_MS, forward_timeout_ms(job));
 	curl_easy_setopt(job->http.easy, CURLOPT_WRITEFUNCTION, forward_reply_write);
 	curl_easy_setopt(job->http.easy, CURLOPT_WRITEDATA, job);
 	curl_easy_setopt(job->http.easy, CURLOPT_PRIVATE, job);
@@ -541,6 +564,8 @@ forward_finish(struct forward *f, struct forward_job *job, CURLcode rc)
 {
 	long status = 0;
 
+	/* Not the holder's doing: a request not made here, an answer too big to take. */
+	job->holder_failed = rc != CURLE_OK && rc != CURLE_FAILED_INIT && !job->reply_overflow;
 	if (rc == CURLE_OK && !job->reply_overflow && job->read) {
 		/* Any answer is passed on as it came (an error included): the read went through. */
 		curl_easy_getinfo(job->http.easy, CURLINFO_RESPONSE_CODE, &status);

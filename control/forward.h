@@ -45,6 +45,12 @@
  * the leader may have appended them (the outcome is unknown, as a client timeout's).
  */
 #define FORWARD_TIMEOUT_MS 10000u
+/*
+ * A passed-through read: FORWARD_TIMEOUT_MS bounds the call over every holder it tries
+ * (its caller waits no longer than a put's); one holder gets at most this of it, so a
+ * holder that accepts and then hangs leaves the next holder time to answer.
+ */
+#define FORWARD_READ_TRY_MS 5000u
 /* Records in one forwarded PutRecords (AWS's PutRecords bound). */
 #define FORWARD_RECORDS_MAX 500u
 /*
@@ -82,7 +88,8 @@ struct forward_result {
 enum forward_outcome {
 	FORWARD_OK,           /* The leader answered 200: per-record results. */
 	FORWARD_REFUSED,      /* No connection to the leader: nothing appended; throttled. */
-	FORWARD_TIMEOUT,      /* No answer within FORWARD_TIMEOUT_MS: unknown; InternalFailure. */
+	FORWARD_TIMEOUT,      /* No answer within FORWARD_TIMEOUT_MS (a read's try: within
+			       * FORWARD_READ_TRY_MS): unknown; InternalFailure. */
 	FORWARD_FAILED,       /* Any other transport or HTTP error: unknown; InternalFailure. */
 	FORWARD_OUTCOMES,
 };
@@ -142,8 +149,17 @@ struct forward_job *forward_job_get_read(struct forward *f, enum forward_read ac
 /* A read's answer: its HTTP status (0: none came, see the outcome) and body. */
 long forward_job_reply(const struct forward_job *job, const char **body, size_t *size);
 /*
- * A finished read refused by its holder (FORWARD_REFUSED: nothing was sent) is sent
- * again, as it was, to the node at `api_addr` (the next holder). API thread.
+ * Whether a finished read may go on to another holder: its holder failed it (refused
+ * the connection, or timed out or broke after the request was sent: a read changes
+ * nothing, so asking another is safe, unlike a put) and its deadline (FORWARD_TIMEOUT_MS
+ * from forward_job_get_read) has not passed. An answer too big, or a request that could
+ * not be made here, is not the holder's failure: no.
+ */
+bool forward_job_may_try_next(const struct forward_job *job);
+/*
+ * A finished read that forward_job_may_try_next() allows is sent again, as it was, to
+ * the node at `api_addr` (the next holder), bounded by what is left of its deadline.
+ * API thread.
  */
 void forward_job_resubmit(struct forward *f, struct forward_job *job, const char *api_addr);
 /* A read refused unsent (no holder's address known). */

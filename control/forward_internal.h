@@ -48,6 +48,8 @@ struct forward_job {
 	bool read;
 	enum forward_read action;
 	size_t reply_max;               /* FORWARD_REPLY_SIZE_MAX, or a read's. */
+	uint64_t deadline_ns;           /* A read: CLOCK_MONOTONIC end of its tries. */
+	bool holder_failed;             /* The last try's holder refused, timed out or broke. */
 	long status;                    /* The answer's HTTP status; 0: none. */
 	/* The forwarder's, while submitted. */
 	char *reply;               /* FORWARD_REPLY_SIZE_MAX */

@@ -434,7 +434,11 @@ int kinesis_md_policy_put(struct kinesis *k, const struct kinesis_stream *s,
 			  size_t message_size);
 int kinesis_md_policy_delete(struct kinesis *k, const struct kinesis_stream *s,
 			     const char *resource);
-/* Consumers: etcd in cluster mode (ARN and timestamp identical on every node). */
+/*
+ * Consumers: etcd in cluster mode (ARN and timestamp identical on every node). Add in
+ * cluster mode: -EDQUOT when the stream has KINESIS_CONSUMERS_PER_STREAM_MAX in etcd,
+ * -EEXIST / -EBUSY when another node's registration came first, etcd's errors.
+ */
 int kinesis_md_consumer_add(struct kinesis *k, const struct kinesis_stream *s, const char *name,
 			    size_t name_size, uint64_t created_ms, const struct metadata_tag *tags,
 			    size_t tag_count);

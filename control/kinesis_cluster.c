@@ -135,7 +135,8 @@ kinesis_md_consumer_add(struct kinesis *k, const struct kinesis_stream *s, const
 	if (k->mc == NULL)
 		return metadata_consumer_add(k->md, s->stream_id, name, name_size, created_ms,
 					     tags, tag_count);
-	return metadata_cluster_consumer_add(k->mc, s->name, name, created_ms, tags, tag_count);
+	return metadata_cluster_consumer_add(k->mc, s->name, name, created_ms, tags, tag_count,
+					     KINESIS_CONSUMERS_PER_STREAM_MAX);
 }
 
 /* Single-node: the policy goes first (a consumer registered again under the name is a new

@@ -356,26 +356,31 @@ kinesis_register_consumer(struct kinesis_req *r)
 			      k->config.account_id);
 		return;
 	}
-	if (kinesis_consumer_count(k, s) >= KINESIS_CONSUMERS_PER_STREAM_MAX) {
+	/* Cluster mode: counted again in etcd's transaction (-EDQUOT), this node's table may lag. */
+	rc = kinesis_consumer_count(k, s) >= KINESIS_CONSUMERS_PER_STREAM_MAX ? -EDQUOT :
+	     kinesis_md_consumer_add(k, s, name->string, name->size, now_ms, tags, tag_count);
+	if (rc == -EDQUOT) {
 		kinesis_error(r->call, "LimitExceededException", "Consumer limit of %u for stream "
 			      "%s under account %s exceeded.", KINESIS_CONSUMERS_PER_STREAM_MAX,
 			      s->name, k->config.account_id);
 		return;
 	}
-	rc = kinesis_md_consumer_add(k, s, name->string, name->size, now_ms, tags, tag_count);
 	if (rc == -EEXIST || rc == -EBUSY) {   /* Cluster mode: another node's came first. */
 		kinesis_error(r->call, "ResourceInUseException", "Consumer %s under stream %s "
 			      "already exists for account %s.", name->string, s->name,
 			      k->config.account_id);
 		return;
 	}
-	c = rc == 0 ? kinesis_consumer_add(k, s->stream_id, name->string, name->size, now_ms) :
-		      NULL;
+	if (rc != 0) {
+		/* The store failed (etcd unreachable, SQLite): nothing registered; retryable. */
+		diag_error("kinesis", "RegisterStreamConsumer: %s", strerror(-rc));
+		kinesis_internal_error(r->call);
+		return;
+	}
+	c = kinesis_consumer_add(k, s->stream_id, name->string, name->size, now_ms);
 	if (c == NULL) {
-		if (rc == 0)
-			kinesis_md_consumer_remove(k, s, name->string, name->size);
-		diag_error("kinesis", "RegisterStreamConsumer: %s", rc != 0 ? strerror(-rc) :
-			   "KINESIS_CONSUMERS_MAX reached");
+		kinesis_md_consumer_remove(k, s, name->string, name->size);
+		diag_error("kinesis", "RegisterStreamConsumer: KINESIS_CONSUMERS_MAX reached");
 		kinesis_error(r->call, "LimitExceededException", "This endpoint holds at most %u "
 			      "consumers.", KINESIS_CONSUMERS_MAX);
 		return;

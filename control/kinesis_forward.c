@@ -117,7 +117,7 @@ kinesis_forward_unreachable(struct api_call *call)
 }
 
 /*
- * The holder after `*holder` for a read of `log_id` whose holder refused it: true with
+ * The holder after `*holder` for a read of `log_id` whose holder failed it: true with
  * its address, or false when none is left (read_api's list is the leader and the
  * in-sync followers, each once: the tries end with it).
  */
@@ -357,7 +357,8 @@ kinesis_forward_read(struct kinesis_req *r, enum forward_read action, uint64_t l
 
 /*
  * The holder's answer to a passed-through read, to its caller as it came; true when
- * it was refused and went on to the next holder (the job stays in flight).
+ * its holder failed it (refused, timed out, broke) and it went on to the next holder
+ * within its deadline (the job stays in flight).
  */
 static bool
 kinesis_forward_read_done(struct kinesis *k, struct forward_job *job, uint32_t slot)
@@ -371,7 +372,7 @@ kinesis_forward_read_done(struct kinesis *k, struct forward_job *job, uint32_t s
 	size_t size;
 	long status = forward_job_reply(job, &body, &size);
 
-	if (call != NULL && forward_job_outcome(job) == FORWARD_REFUSED &&
+	if (call != NULL && forward_job_may_try_next(job) &&
 	    kinesis_forward_next_holder(k, rd->log_id, &rd->holder, addr)) {
 		forward_job_resubmit(k->repl.forward, job, addr);
 		return true;

@@ -356,9 +356,15 @@ int metadata_cluster_policy_put(struct metadata_cluster *mc, const char *name,
 				const char *resource, const char *policy, size_t size);
 int metadata_cluster_policy_delete(struct metadata_cluster *mc, const char *name,
 				   const char *resource);
+/*
+ * consumers_max > 0: -EDQUOT when the stream has that many consumers in etcd (counted
+ * there, in the create's transaction: cluster_consumer_put), whatever this node's cache
+ * shows.
+ */
 int metadata_cluster_consumer_add(struct metadata_cluster *mc, const char *stream,
 				  const char *name, uint64_t created_ms,
-				  const struct metadata_tag *tags, size_t tag_count);
+				  const struct metadata_tag *tags, size_t tag_count,
+				  uint32_t consumers_max);
 int metadata_cluster_consumer_remove(struct metadata_cluster *mc, const char *stream,
 				     const char *name);
 /* Encryption at rest of the stream (key_ref NULL: off): the record's KeyId and key name. */

@@ -1372,7 +1372,7 @@ update_consumer_once(struct metadata_cluster *mc, const char *stream, const char
 	if (rc == 0)
 		rc = edit(&res, arg);
 	if (rc == 0)
-		rc = cluster_consumer_put(mc->write_client, mc->cluster, &c, &s, false,
+		rc = cluster_consumer_put(mc->write_client, mc->cluster, &c, &s, false, 0,
 					  revision_out);
 	cluster_stream_free(&s);
 	cluster_consumer_free(&c);
@@ -1441,7 +1441,7 @@ metadata_cluster_policy_delete(struct metadata_cluster *mc, const char *name,
 int
 metadata_cluster_consumer_add(struct metadata_cluster *mc, const char *stream, const char *name,
 			      uint64_t created_ms, const struct metadata_tag *tags,
-			      size_t tag_count)
+			      size_t tag_count, uint32_t consumers_max)
 {
 	struct cluster_stream s;
 	struct cluster_consumer c = { .created_ms = created_ms, .tag_count = (uint32_t)tag_count };
@@ -1459,7 +1459,7 @@ metadata_cluster_consumer_add(struct metadata_cluster *mc, const char *stream, c
 		c.stream_id = s.stream_id;
 		if (rc == 0)
 			rc = cluster_consumer_put(mc->write_client, mc->cluster, &c, &s, true,
-						  &revision);
+						  consumers_max, &revision);
 		cluster_stream_free(&s);
 		if (rc != -ESTALE)
 			break;

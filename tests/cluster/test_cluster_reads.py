@@ -17,6 +17,10 @@ Checks, for every shard node 4 holds no replica of (at least one):
     503 ServiceUnavailable (retryable), nothing counted;
   - node 4's /metrics: sluice_forward_reads_total{action=...,result="ok"} count exactly the
     reads passed through;
+  - the shard's leader stopped (SIGSTOP: it takes the request and never answers; a 60 s
+    lease keeps it placed): GetRecords and GetShardIterator through node 4 time out on
+    it (FORWARD_READ_TRY_MS) and are served by an in-sync follower within the same call
+    (each counted {result="timeout"} once, then ok); before, InternalFailure;
   - the shard's leader killed (a 60 s lease keeps it placed): GetRecords and
     GetShardIterator through node 4 are refused there and served by an in-sync
     follower instead (each counted {result="refused"} once, then ok);
@@ -77,6 +81,26 @@ def read_all(client, it):
         if not r["Records"] and r.get("MillisBehindLatest", 0) == 0:
             return out, calls
         it = r["NextShardIterator"]
+
+
+def served_past(entry, it, s, acked, how, result):
+    """With shard s's leader `how` (stopped, killed), GetRecords from `it` and a
+    GetShardIterator through `entry` are served by a follower: every acknowledged record,
+    each call counted `result` once on the leader, then ok."""
+    c = entry.client
+    counts = {(a, r): reads(entry, a, r) for a in ("GetShardIterator", "GetRecords")
+              for r in ("ok", result)}
+    got, _ = read_all(c, it)
+    if got != acked:
+        tcn.fail("shard %d with its leader %s: read %s, acknowledged %s" % (s, how, got, acked))
+    c.get_shard_iterator(StreamName=STREAM, ShardId=shard_id(s),
+                         ShardIteratorType="TRIM_HORIZON")
+    for a in ("GetShardIterator", "GetRecords"):
+        failed = reads(entry, a, result) - counts[(a, result)]
+        ok = reads(entry, a, "ok") - counts[(a, "ok")]
+        if failed < 1 or failed != ok:
+            tcn.fail("%s with the leader %s: %s moved by %d, ok by %d (each call %s once, "
+                     "then served)" % (a, how, result, failed, ok, result))
 
 
 def expect_error(what, code, call):
@@ -185,24 +209,18 @@ def main():
         if tcf.metrics(entry) != metrics:
             tcn.fail("a forwarded read moved the forward metrics")
 
-        # The shard's leader killed (placed for its 60 s lease): it refuses, a follower serves.
+        # The shard's leader stopped (placed for its 60 s lease): it takes the request and
+        # never answers; the try times out and a follower serves, within the call.
         victim = nodes[place[s][0] - 1]
+        victim.signal(signal.SIGSTOP)
+        try:
+            served_past(entry, it, s, acked[s], "stopped", "timeout")
+        finally:
+            victim.signal(signal.SIGCONT)
+        # The shard's leader killed (placed for its 60 s lease): it refuses, a follower serves.
         victim.signal(signal.SIGKILL)
         victim.proc.wait()
-        counts = {(a, r): reads(entry, a, r) for a in ("GetShardIterator", "GetRecords")
-                  for r in ("ok", "refused")}
-        got, _ = read_all(c, it)
-        if got != acked[s]:
-            tcn.fail("shard %d with its leader %d killed: read %s, acknowledged %s" %
-                     (s, victim.id, got, acked[s]))
-        c.get_shard_iterator(StreamName=STREAM, ShardId=shard_id(s),
-                             ShardIteratorType="TRIM_HORIZON")
-        for a in ("GetShardIterator", "GetRecords"):
-            refused = reads(entry, a, "refused") - counts[(a, "refused")]
-            ok = reads(entry, a, "ok") - counts[(a, "ok")]
-            if refused < 1 or refused != ok:
-                tcn.fail("%s with the leader killed: refused moved by %d, ok by %d (each "
-                         "call refused once, then served)" % (a, refused, ok))
+        served_past(entry, it, s, acked[s], "killed", "refused")
 
         # Every holder killed: each tried once, then ServiceUnavailable.
         for n in nodes[:3]:

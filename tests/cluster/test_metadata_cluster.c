@@ -260,7 +260,7 @@ Test(metadata_cluster, creates_settings_tags_policies_consumers_and_deletes_conv
 	cr_assert_eq(metadata_cluster_tags_remove(nodes[1].mc, "alpha", "", &tags[1], 1), 0);
 	cr_assert_eq(metadata_cluster_policy_put(nodes[2].mc, "alpha", "", "{\"p\":1}", 7), 0);
 	cr_assert_eq(metadata_cluster_consumer_add(nodes[0].mc, "beta", "reader", 1700000000999ull,
-						   tags, 1), 0);
+						   tags, 1, 0), 0);
 	cr_assert_eq(metadata_cluster_tags_put(nodes[1].mc, "beta", "reader", &tags[1], 1, 50), 0);
 	cr_assert_eq(metadata_cluster_policy_put(nodes[2].mc, "beta", "reader", "{\"c\":2}", 7), 0);
 
@@ -307,9 +307,9 @@ Test(metadata_cluster, refusals_leave_nothing_behind)
 	cr_assert_eq(create(&nodes[1], "gamma", 1, NULL), -EEXIST);
 	cr_assert_eq(metadata_cluster_retention_set(nodes[0].mc, "nope", 48), -ENOENT);
 	cr_assert_eq(metadata_cluster_stream_delete(nodes[0].mc, "nope"), -ENOENT);
-	cr_assert_eq(metadata_cluster_consumer_add(nodes[0].mc, "nope", "c", 1, NULL, 0), -ENOENT);
-	cr_assert_eq(metadata_cluster_consumer_add(nodes[0].mc, "gamma", "c", 1, NULL, 0), 0);
-	cr_assert_eq(metadata_cluster_consumer_add(nodes[1].mc, "gamma", "c", 1, NULL, 0), -EEXIST);
+	cr_assert_eq(metadata_cluster_consumer_add(nodes[0].mc, "nope", "c", 1, NULL, 0, 0), -ENOENT);
+	cr_assert_eq(metadata_cluster_consumer_add(nodes[0].mc, "gamma", "c", 1, NULL, 0, 0), 0);
+	cr_assert_eq(metadata_cluster_consumer_add(nodes[1].mc, "gamma", "c", 1, NULL, 0, 0), -EEXIST);
 	cr_assert_eq(metadata_cluster_consumer_remove(nodes[1].mc, "gamma", "other"), -ENOENT);
 	converge();
 	before = assert_identical();
@@ -503,6 +503,96 @@ Test(metadata_cluster, reshard_then_the_cut_recorded_and_a_racing_plan_refused)
 	free(text);
 }
 
+/* Adds consumer `name` of `stream` through node `n` with a limit of 3 a stream. */
+static int
+consumer_add3(struct node *n, const char *stream, const char *name)
+{
+	return metadata_cluster_consumer_add(n->mc, stream, name, 1700000000999ull, NULL, 0, 3);
+}
+
+/*
+ * The consumers-per-stream limit is counted in etcd, not in a node's cache: consumers
+ * added through one node count at once for another (no wait for its cache), another
+ * stream's (even one whose name begins with this one's) do not, and a removal frees a
+ * place. Before this, the limit was only the Kinesis layer's check of the node's own
+ * table, so the metadata layer took a fourth.
+ */
+Test(metadata_cluster, the_consumer_limit_is_counted_in_etcd)
+{
+	cr_assert_eq(create(&nodes[0], "eps", 1, NULL), 0);
+	cr_assert_eq(create(&nodes[0], "eps2", 1, NULL), 0);
+	for (int i = 0; i < 3; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "o%d", i);
+		cr_assert_eq(consumer_add3(&nodes[0], "eps2", name), 0, "%s", name);
+	}
+	cr_assert_eq(consumer_add3(&nodes[0], "eps", "a"), 0);
+	cr_assert_eq(consumer_add3(&nodes[1], "eps", "b"), 0);
+	cr_assert_eq(consumer_add3(&nodes[2], "eps", "c"), 0);
+	cr_assert_eq(consumer_add3(&nodes[1], "eps", "d"), -EDQUOT);
+	cr_assert_eq(consumer_add3(&nodes[2], "eps", "a"), -EDQUOT, "full comes before taken");
+	cr_assert_eq(metadata_cluster_consumer_remove(nodes[0].mc, "eps", "b"), 0);
+	cr_assert_eq(consumer_add3(&nodes[2], "eps", "d"), 0);
+	cr_assert_eq(consumer_add3(&nodes[0], "eps", "e"), -EDQUOT);
+	cr_assert_eq(consumer_add3(&nodes[0], "eps2", "o3"), -EDQUOT);
+}
+
+struct consumer_racer {
+	struct node *n;
+	const char *stream;
+	char name[8];
+	pthread_barrier_t *start;
+	int rc;
+};
+
+static void *
+consumer_race(void *arg)
+{
+	struct consumer_racer *r = arg;
+
+	pthread_barrier_wait(r->start);
+	r->rc = consumer_add3(r->n, r->stream, r->name);
+	return NULL;
+}
+
+/*
+ * Every node registers a different name at once on a stream one short of the limit:
+ * exactly one gets it, the others -EDQUOT (none passes a count of two that another's
+ * put made three: the transaction requires no consumer put since its count).
+ */
+Test(metadata_cluster, concurrent_consumers_at_the_limit_one_winner)
+{
+	for (int round = 0; round < 8; round++) {
+		struct consumer_racer r[NODES];
+		pthread_t t[NODES];
+		pthread_barrier_t start;
+		char stream[16];
+		uint32_t won = 0;
+
+		snprintf(stream, sizeof(stream), "lim%d", round);
+		cr_assert_eq(create(&nodes[0], stream, 1, NULL), 0);
+		cr_assert_eq(consumer_add3(&nodes[0], stream, "x"), 0);
+		cr_assert_eq(consumer_add3(&nodes[1], stream, "y"), 0);
+		cr_assert_eq(pthread_barrier_init(&start, NULL, NODES), 0);
+		for (uint32_t i = 0; i < NODES; i++) {
+			r[i] = (struct consumer_racer){ .n = &nodes[i], .stream = stream,
+							.start = &start };
+			snprintf(r[i].name, sizeof(r[i].name), "n%u", i);
+			cr_assert_eq(pthread_create(&t[i], NULL, consumer_race, &r[i]), 0);
+		}
+		for (uint32_t i = 0; i < NODES; i++)
+			pthread_join(t[i], NULL);
+		pthread_barrier_destroy(&start);
+		for (uint32_t i = 0; i < NODES; i++) {
+			cr_assert(r[i].rc == 0 || r[i].rc == -EDQUOT, "round %d node %u: rc %d",
+				  round, i, r[i].rc);
+			won += r[i].rc == 0;
+		}
+		cr_assert_eq(won, 1, "round %d: %u registered past the limit", round, won);
+	}
+}
+
 struct racer {
 	struct node *n;
 	const char *name;
@@ -571,7 +661,7 @@ Test(metadata_cluster, a_node_that_missed_changes_is_consistent_when_it_starts)
 
 	cr_assert_eq(create(&nodes[0], "kept", 2, NULL), 0);
 	cr_assert_eq(create(&nodes[0], "dropped", 1, NULL), 0);
-	cr_assert_eq(metadata_cluster_consumer_add(nodes[0].mc, "kept", "gone", 5, NULL, 0), 0);
+	cr_assert_eq(metadata_cluster_consumer_add(nodes[0].mc, "kept", "gone", 5, NULL, 0, 0), 0);
 	converge();
 	node_stop(&nodes[2]);
 

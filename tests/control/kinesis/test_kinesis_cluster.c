@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,21 @@ policy_put(struct harness *h, const char *arn, const char *account, const char *
 	free(body);
 }
 
+/* s1's ARN (s1 made through node 1 and seen by node 2). */
+static char *
+stream_s1_arn(void)
+{
+	cJSON *r;
+	char *arn;
+
+	cJSON_Delete(harness_ok(&h1, "CreateStream", "{\"StreamName\":\"s1\",\"ShardCount\":1}"));
+	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "ACTIVE"));
+	r = harness_ok(&h1, "DescribeStreamSummary", summary);
+	arn = answer_string(r, "StreamDescriptionSummary", "StreamARN");
+	cJSON_Delete(r);
+	return arn;
+}
+
 /*
  * Consumers and resource policies are the cluster's (etcd's), not a node's: a consumer
  * registered through one node is described by the other with the same ARN and
@@ -223,12 +239,7 @@ Test(kinesis_cluster, consumers_and_policies_are_the_clusters)
 	char *two;
 	char *body;
 
-	cJSON_Delete(harness_ok(&h1, "CreateStream", "{\"StreamName\":\"s1\",\"ShardCount\":1}"));
-	free(eventually(&h2, "DescribeStreamSummary", summary, 200, "ACTIVE"));
-	r = harness_ok(&h1, "DescribeStreamSummary", summary);
-	stream_arn = answer_string(r, "StreamDescriptionSummary", "StreamARN");
-	cJSON_Delete(r);
-
+	stream_arn = stream_s1_arn();
 	reg = body_of("StreamARN", stream_arn, "ConsumerName", "c1");
 	list = body_of("StreamARN", stream_arn, NULL, NULL);
 	r = harness_ok(&h1, "RegisterStreamConsumer", reg);
@@ -277,6 +288,59 @@ Test(kinesis_cluster, consumers_and_policies_are_the_clusters)
 	free(reg);
 	free(ref);
 	free(list);
+}
+
+/*
+ * The 20 consumers a stream may have are counted in etcd: registered through both nodes
+ * in turn, without either node taking in the other's (no kinesis_poll between the
+ * calls: each node's table holds its own ten), the 21st is refused through either.
+ * Before this each node checked its own table only and took it.
+ */
+Test(kinesis_cluster, the_consumer_limit_holds_across_nodes)
+{
+	char *stream_arn = stream_s1_arn();
+	char name[16];
+	char *reg;
+
+	for (uint32_t i = 0; i <= KINESIS_CONSUMERS_PER_STREAM_MAX; i++) {
+		snprintf(name, sizeof(name), "c%u", i);
+		reg = body_of("StreamARN", stream_arn, "ConsumerName", name);
+		if (i < KINESIS_CONSUMERS_PER_STREAM_MAX)
+			cJSON_Delete(harness_ok(i % 2 == 0 ? &h1 : &h2, "RegisterStreamConsumer",
+						reg));
+		else
+			harness_expect_error(i % 2 == 0 ? &h1 : &h2, "RegisterStreamConsumer", reg,
+					     "LimitExceededException", NULL);
+		free(reg);
+	}
+	reg = body_of("StreamARN", stream_arn, "ConsumerName", "another");
+	harness_expect_error(&h1, "RegisterStreamConsumer", reg, "LimitExceededException", NULL);
+	free(reg);
+	free(stream_arn);
+}
+
+/*
+ * etcd not answering (stopped) while a consumer is registered: InternalFailure (500,
+ * retryable), nothing registered; etcd back, the same call registers it. Before this
+ * any store error answered LimitExceededException.
+ */
+Test(kinesis_cluster, a_consumer_registered_while_etcd_stalls_is_an_internal_failure)
+{
+	char *stream_arn = stream_s1_arn();
+	char *reg = body_of("StreamARN", stream_arn, "ConsumerName", "c1");
+	char *list = body_of("StreamARN", stream_arn, NULL, NULL);
+	char *answer;
+
+	etcd_fixture_signal(SIGSTOP);
+	harness_expect_error(&h1, "RegisterStreamConsumer", reg, "InternalFailure", NULL);
+	etcd_fixture_signal(SIGCONT);
+	answer = eventually(&h1, "ListStreamConsumers", list, 200, "\"Consumers\":[]");
+	free(answer);
+	cJSON_Delete(harness_ok(&h1, "RegisterStreamConsumer", reg));
+	free(eventually(&h2, "ListStreamConsumers", list, 200, "\"c1\""));
+	free(list);
+	free(reg);
+	free(stream_arn);
 }
 
 /*

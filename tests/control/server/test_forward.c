@@ -10,7 +10,9 @@
  * A relay (forward_stream_*): its ring, its slot bound, and real transfers from a
  * holder thread on loopback: paused at the ring's bound and resumed with every byte
  * in order, cancelled when let go, a refusal read whole, a refused connection (and
- * the same relay opened again on the next holder).
+ * the same relay opened again on the next holder). A read passed through: a holder
+ * that takes it and hangs, or breaks the connection, lets it go on to the next holder
+ * (an error answer does not), within its deadline.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -314,16 +316,28 @@ Test(forward, relays_past_the_bound_are_refused_and_counted)
 	forward_close(f);
 }
 
-/* A holder that answers 200 with `bytes` of a pattern, as fast as they are read. */
+/*
+ * A holder that answers 200 with `bytes` of a pattern, as fast as they are read (a relay),
+ * or as `mode` says (a read).
+ */
 #define RELAY_BYTES (4u << 20)
 
+enum holder_mode {
+	HOLDER_STREAM,       /* The pattern, or `answer`, then close. */
+	HOLDER_HANG,         /* Takes the request, never answers (until the client goes). */
+	HOLDER_BREAK,        /* Takes the request, closes without a byte. */
+};
+
 struct holder {
+	enum holder_mode mode;
+	const char *target;  /* The X-Amz-Target the request must carry. */
 	const char *answer;  /* Instead of the pattern: this whole answer, then close. */
 	size_t bytes;
 	int listen_fd;
 	uint16_t port;
 	pthread_t thread;
 	bool broken;         /* Its peer went away before it wrote everything. */
+	bool got_request;
 };
 
 static uint8_t
@@ -355,8 +369,13 @@ holder_main(void *arg)
 	}
 	req[got] = '\0';
 	cr_assert_not_null(strstr(req, "X-Sluice-Forwarded: 1"), "the loop guard goes along");
-	cr_assert_not_null(strstr(req, "X-Amz-Target: Kinesis_20131202.SubscribeToShard"));
-	if (h->answer != NULL) {
+	cr_assert_not_null(strstr(req, h->target), "X-Amz-Target %s", h->target);
+	h->got_request = true;
+	if (h->mode != HOLDER_STREAM) {
+		while (h->mode == HOLDER_HANG && read(fd, req, sizeof(req)) > 0)
+			;    /* Until the forwarder gives up and closes. */
+		h->bytes = 0;
+	} else if (h->answer != NULL) {
 		cr_assert_eq(write(fd, h->answer, strlen(h->answer)), (ssize_t)strlen(h->answer));
 		h->bytes = 0;
 	} else {
@@ -394,14 +413,24 @@ loopback_bind(int *fd)
 }
 
 static void
-holder_start(struct holder *h, size_t bytes, const char *answer)
+holder_start_as(struct holder *h, enum holder_mode mode, const char *target, size_t bytes,
+		const char *answer)
 {
 	memset(h, 0, sizeof(*h));
+	h->mode = mode;
+	h->target = target;
 	h->bytes = bytes;
 	h->answer = answer;
 	h->port = loopback_bind(&h->listen_fd);
 	cr_assert_eq(listen(h->listen_fd, 1), 0);
 	cr_assert_eq(pthread_create(&h->thread, NULL, holder_main, h), 0);
+}
+
+static void
+holder_start(struct holder *h, size_t bytes, const char *answer)
+{
+	holder_start_as(h, HOLDER_STREAM, "X-Amz-Target: Kinesis_20131202.SubscribeToShard", bytes,
+			answer);
 }
 
 static struct forward_stream *
@@ -593,5 +622,150 @@ Test(forward, a_refused_relay_opens_again_on_the_next_holder_with_its_body)
 	pthread_join(h.thread, NULL);
 	close(h.listen_fd);
 	close(refusing.listen_fd);
+	forward_close(f);
+}
+
+/* ---- A read passed through: a holder that fails it after it was sent ---------------- */
+
+/* A read's holder: `mode`, answering `answer` when it streams. */
+static void
+read_holder_start(struct holder *h, enum holder_mode mode, const char *answer)
+{
+	holder_start_as(h, mode, "X-Amz-Target: Kinesis_20131202.GetRecords", 0, answer);
+}
+
+static void
+read_holder_end(struct holder *h)
+{
+	pthread_join(h->thread, NULL);
+	cr_assert(h->got_request, "the request reached the holder");
+	close(h->listen_fd);
+}
+
+static void
+holder_addr(const struct holder *h, char addr[32])
+{
+	snprintf(addr, 32, "127.0.0.1:%u", h->port);
+}
+
+/* The one job in flight, once finished (waiting on the doorbell, a generous deadline). */
+static struct forward_job *
+read_wait(struct forward *f)
+{
+	for (int i = 0; i < 600; i++) {
+		struct pollfd p = { .fd = forward_doorbell_fd(f), .events = POLLIN };
+		struct forward_job *done;
+		uint64_t drain;
+
+		if (forward_poll(f, &done, 1) == 1)
+			return done;
+		if (poll(&p, 1, 100) > 0 && read(p.fd, &drain, sizeof(drain)) < 0)
+			cr_assert_fail("doorbell");
+	}
+	cr_assert_fail("the read did not finish");
+	return NULL;
+}
+
+static struct forward_job *
+read_submit(struct forward *f, const struct holder *h)
+{
+	static const char body[] = "{\"ShardIterator\":\"it\"}";
+	static const char target[] = "Kinesis_20131202.GetRecords";
+	char addr[32];
+	struct forward_job *job;
+
+	holder_addr(h, addr);
+	job = forward_job_get_read(f, FORWARD_READ_RECORDS, target, sizeof(target) - 1, body,
+				   sizeof(body) - 1, addr, "", 1);
+	cr_assert_not_null(job);
+	forward_job_submit(f, job);
+	return job;
+}
+
+/*
+ * GetRecords passed through to a holder that took the request and then hung (a stopped
+ * process) or broke its connection (a killed one): the try ends (FORWARD_READ_TRY_MS,
+ * or at once), and the read may go on to the next holder, which answers; its answer is
+ * the job's. A holder's own error answer is an answer: not passed on.
+ */
+Test(forward, a_read_whose_holder_hangs_or_breaks_goes_on_to_the_next)
+{
+	static const char ok_body[] = "{\"Records\":[],\"MillisBehindLatest\":0}";
+	static const char err_body[] = "{\"__type\":\"ExpiredIteratorException\",\"message\":\"x\"}";
+	char ok[256];
+	char err[256];
+	struct forward *f = forward_start();
+	struct holder hung, broken, good, erring;
+	struct forward_job *job;
+	const char *body;
+	size_t size;
+	char addr[32];
+
+	snprintf(ok, sizeof(ok), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s",
+		 sizeof(ok_body) - 1, ok_body);
+	snprintf(err, sizeof(err), "HTTP/1.1 400 Bad Request\r\nContent-Length: %zu\r\n\r\n%s",
+		 sizeof(err_body) - 1, err_body);
+	read_holder_start(&hung, HOLDER_HANG, NULL);
+	read_holder_start(&broken, HOLDER_BREAK, NULL);
+	read_holder_start(&good, HOLDER_STREAM, ok);
+	read_holder_start(&erring, HOLDER_STREAM, err);
+
+	job = read_submit(f, &hung);
+	cr_assert_eq(read_wait(f), job);
+	cr_assert_eq(forward_job_outcome(job), FORWARD_TIMEOUT);
+	cr_assert(forward_job_may_try_next(job), "a hung holder's read goes on");
+	holder_addr(&broken, addr);
+	forward_job_resubmit(f, job, addr);
+	cr_assert_eq(read_wait(f), job);
+	cr_assert_eq(forward_job_outcome(job), FORWARD_FAILED);
+	cr_assert(forward_job_may_try_next(job), "a broken holder's read goes on");
+	holder_addr(&good, addr);
+	forward_job_resubmit(f, job, addr);
+	cr_assert_eq(read_wait(f), job);
+	cr_assert_eq(forward_job_outcome(job), FORWARD_OK);
+	cr_assert_eq(forward_job_reply(job, &body, &size), 200);
+	cr_assert_eq(size, sizeof(ok_body) - 1);
+	cr_assert_eq(memcmp(body, ok_body, size), 0, "the next holder's answer");
+	cr_assert_not(forward_job_may_try_next(job));
+	forward_job_put(f, job);
+
+	job = read_submit(f, &erring);
+	cr_assert_eq(read_wait(f), job);
+	cr_assert_eq(forward_job_outcome(job), FORWARD_OK);
+	cr_assert_eq(forward_job_reply(job, &body, &size), 400);
+	cr_assert_not(forward_job_may_try_next(job), "an error answer is the holder's answer");
+	forward_job_put(f, job);
+	read_holder_end(&hung);
+	read_holder_end(&broken);
+	read_holder_end(&good);
+	read_holder_end(&erring);
+	forward_close(f);
+}
+
+/*
+ * The call's deadline bounds the tries: two holders that hang take it all
+ * (FORWARD_READ_TRY_MS each, FORWARD_TIMEOUT_MS in all), and the read goes no further.
+ */
+Test(forward, a_read_stops_trying_holders_at_its_deadline, .timeout = 60)
+{
+	struct forward *f = forward_start();
+	struct holder first, second;
+	struct forward_job *job;
+	char addr[32];
+
+	cr_assert_eq(2 * FORWARD_READ_TRY_MS, FORWARD_TIMEOUT_MS, "two tries take the deadline");
+	read_holder_start(&first, HOLDER_HANG, NULL);
+	read_holder_start(&second, HOLDER_HANG, NULL);
+	job = read_submit(f, &first);
+	cr_assert_eq(read_wait(f), job);
+	cr_assert(forward_job_may_try_next(job));
+	holder_addr(&second, addr);
+	forward_job_resubmit(f, job, addr);
+	cr_assert_eq(read_wait(f), job);
+	cr_assert_eq(forward_job_outcome(job), FORWARD_TIMEOUT);
+	cr_assert_not(forward_job_may_try_next(job), "past its deadline");
+	forward_job_put(f, job);
+	read_holder_end(&first);
+	read_holder_end(&second);
 	forward_close(f);
 }

@@ -330,6 +330,109 @@ Test(producer, tcp_follows_and_caches_redirects)
 }
 
 /*
+ * split_leaders (docs/CLUSTER.md, "The dataplane in cluster mode"): a RECORDS batch whose
+ * records' shards are led by different nodes is refused whole, nothing stored. The
+ * entry server leads the even shards and refuses so every RECORDS frame with records of
+ * even and odd shards; odd only, it names the leader. No map: every batch is such a
+ * frame. `moved`: the producer's map of two shards (0 and 2, halves of the key space)
+ * is older than the servers' four, as after a split: every grouped frame is refused
+ * WRONG_SHARD and its records, resent as RECORDS, span a shard of each server.
+ * libsluice used to fail such records -EREMOTE ("Object is remote", seen in the fault
+ * campaign after a reshard); now it resends them in pieces: every record is stored
+ * once, even shards on the entry, odd ones on the leader, at the position acknowledged,
+ * each key in put order.
+ */
+static void
+split_leaders_go_in_pieces(bool tcp, bool moved)
+{
+	struct scenario s = { .tcp = tcp, .count = 1500, .keys = 37 };
+	struct test_server_config sc;
+	struct test_server *leader;
+	struct test_server *entry;
+	struct test_server_stats entry_stats;
+	struct sluice_producer_config pc;
+	struct sluice_producer *p;
+	struct sluice_producer_stats stats;
+
+	server_config_init(&sc, tcp);
+	leader = server_start_checked(&sc);
+	sc.redirect_port = test_server_port(leader);
+	sc.split_leaders = true;
+	sc.wrong_shard_pct = moved ? 100 : 0;
+	entry = server_start_checked(&sc);
+	producer_config_init(&pc, entry, tcp);
+	/* Sends are counted per piece: a batch cut many times still has them all. */
+	pc.retries_max = 4;
+	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
+	if (moved) {
+		struct sluice_shard_range map[2] = { { .shard_index = 0 }, { .shard_index = 2 } };
+
+		hashkey_to_be_bytes(0, map[0].start);
+		hashkey_to_be_bytes(hashkey_range_start(1, 2) - 1, map[0].end);
+		hashkey_to_be_bytes(hashkey_range_start(1, 2), map[1].start);
+		hashkey_to_be_bytes(HASHKEY_MAX, map[1].end);
+		cr_assert_eq(sluice_producer_set_shard_map(p, map, 2), 0);
+	}
+	put_all(p, s.count, s.keys);
+	cr_assert_eq(sluice_producer_flush(p, 30000), 0);
+	sluice_producer_stats(p, &stats);
+	cr_assert_eq(sluice_producer_map_stale(p), moved);
+	sluice_producer_close(p);
+	test_server_stop(entry);
+	test_server_stop(leader);
+	test_server_stats(entry, &entry_stats);
+	fprintf(stderr, "  split_leaders %lu, pieces cut %lu, redirected %lu, regrouped %lu\n",
+		(unsigned long)entry_stats.split_leaders, (unsigned long)stats.batches_cut,
+		(unsigned long)stats.batches_redirected, (unsigned long)stats.batches_regrouped);
+	cr_assert_gt(entry_stats.split_leaders, 0, "no frame was refused split_leaders");
+	cr_assert_geq(stats.batches_cut, entry_stats.split_leaders, "each refusal cut a piece");
+	if (moved)
+		cr_assert_gt(stats.batches_regrouped, 0);
+	for (uint32_t i = 0; i < s.count; i++) {
+		const struct test_server_record *e = test_server_record(entry, i);
+		const struct test_server_record *l = test_server_record(leader, i);
+		const struct test_server_record *at = l->stored ? l : e;
+
+		cr_assert_eq(outcomes[i].completions, 1, "record %u", i);
+		cr_assert_eq(outcomes[i].err, 0, "record %u failed %d (status %u)", i,
+			     outcomes[i].err, outcomes[i].status);
+		cr_assert_eq(e->stored + l->stored, 1, "record %u stored once, on one server", i);
+		cr_assert_eq(l->stored, at->shard_index % 2, "record %u: odd on the leader", i);
+		cr_assert(outcomes[i].known);
+		cr_assert_eq(outcomes[i].shard_index, at->shard_index, "record %u", i);
+		cr_assert_eq(outcomes[i].seq, at->seq, "record %u", i);
+		if (i >= s.keys) {
+			const struct test_server_record *before = test_server_record(
+				l->stored ? leader : entry, i - s.keys);
+
+			cr_assert_lt(before->seq, at->seq, "key order broken at record %u", i);
+		}
+	}
+	test_server_free(entry);
+	test_server_free(leader);
+}
+
+Test(producer, udp_split_leaders_go_in_pieces)
+{
+	split_leaders_go_in_pieces(false, false);
+}
+
+Test(producer, tcp_split_leaders_go_in_pieces)
+{
+	split_leaders_go_in_pieces(true, false);
+}
+
+Test(producer, udp_split_leaders_after_the_map_moved)
+{
+	split_leaders_go_in_pieces(false, true);
+}
+
+Test(producer, tcp_split_leaders_after_the_map_moved)
+{
+	split_leaders_go_in_pieces(true, true);
+}
+
+/*
  * The leader a redirect named never answers (killed): after two unanswered sends a batch
  * goes back to the entry server with its shard, which leads it again by then (it
  * redirects only the first two frames) and stores it. Nothing fails.
