@@ -243,8 +243,12 @@ struct kinesis {
 	char policy_text[POLICY_SIZE_MAX + 1]; /* GetResourcePolicy's document. */
 	struct kinesis_fanout *fanout;    /* Consumers and subscriptions (kinesis_consumers.c). */
 	struct firehose *firehose;        /* Delivery streams (firehose_api.c serves their API). */
-	/* epoll: the producer's completions, the log's durability, delivery-stream puts. */
+	/*
+	 * epoll: the producer's completions, the log's durability (while a subscription
+	 * is open: durable_watched), delivery-stream puts.
+	 */
 	int wake_fd;
+	bool durable_watched;
 	struct keyring_shared *keyring;   /* KeyId resolution (kinesis_keyring_set); may be NULL. */
 };
 
@@ -400,6 +404,14 @@ uint32_t kinesis_cluster_closes(struct kinesis *k);
 /* The closer thread closed a shard's log copy here (rc, seq_end): noted for the above. */
 void kinesis_cluster_cut_done(struct kinesis *k, uint32_t stream_id, uint32_t index,
 			      uint64_t seq_end, int rc);
+/*
+ * Puts the log's durable eventfd in the wake_fd epoll set while a subscription may be
+ * open (kinesis_fanout_active) and takes it out when none is: only SubscribeToShard
+ * waits on it, and it fires for every durable window and watermark move (in cluster
+ * mode the follower side's appends and the leader's watermarks too). Called when a
+ * subscription starts or ends, and by kinesis_poll (a failed epoll_ctl is retried).
+ */
+void kinesis_durable_watch(struct kinesis *k);
 /*
  * Cluster mode: a watch on the changes kinesis_cluster_follow() follows, in the
  * wake_fd epoll set, so the cache's apply of another node's change wakes an idle

@@ -26,8 +26,9 @@
  * buffer and translated by server_cbor.h, as every other answer to a CBOR request is.
  *
  * Records are pushed as they become durable: the server wakes kinesis_poll() from
- * kinesis_event_fd(), which includes the log's durable eventfd (log_durable_event_fd),
- * so no polling interval sits between durability and delivery. Each pass sends at most
+ * kinesis_event_fd(), which includes the log's durable eventfd (log_durable_event_fd)
+ * while any subscription is open (kinesis_durable_watch: with none, every durable window
+ * woke the loop for nothing), so no polling interval sits between durability and delivery. Each pass sends at most
  * one event per subscription (fair across them; kinesis_fanout_timeout_ms says 0 while
  * one has more). A subscription whose peer does not read is refused by the stream
  * (-EAGAIN) and simply stays behind: its position is not advanced, and it resumes when
@@ -665,6 +666,7 @@ kinesis_subscription_free(struct kinesis_subscription *sub)
 	sub->call = NULL;
 	while (f->subs_high > 0 && f->subs[f->subs_high - 1].call == NULL)
 		f->subs_high--;
+	kinesis_durable_watch(sub->k);
 }
 
 /* Ends the stream (what was queued still goes out) and frees the slot. */
@@ -863,6 +865,12 @@ kinesis_fanout_poll(struct kinesis *k)
 			kinesis_subscription_pump(&f->subs[i], mono_ns);
 }
 
+bool
+kinesis_fanout_active(const struct kinesis *k)
+{
+	return k->fanout->subs_high > 0;
+}
+
 int
 kinesis_fanout_timeout_ms(const struct kinesis *k)
 {
@@ -1043,6 +1051,7 @@ kinesis_subscribe_to_shard(struct kinesis_req *r)
 	};
 	if ((uint32_t)(sub - f->subs) >= f->subs_high)
 		f->subs_high = (uint32_t)(sub - f->subs) + 1;
+	kinesis_durable_watch(k);
 	metrics_fanout_add(METRICS_FANOUT_SUBSCRIPTIONS_STARTED, 1);
 	if (api_call_stream_begin(r->call, kinesis_eventstream_type, kinesis_subscription_event,
 				  sub) != 0) {

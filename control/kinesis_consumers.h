@@ -76,6 +76,8 @@ int kinesis_fanout_open(struct kinesis *k);
 void kinesis_fanout_close(struct kinesis *k);
 /* Pushes what became durable (or due) to every subscription (kinesis_poll). */
 void kinesis_fanout_poll(struct kinesis *k);
+/* Whether any subscription may be open (the log's durable eventfd is watched only then). */
+bool kinesis_fanout_active(const struct kinesis *k);
 /* Milliseconds until a subscription wants kinesis_fanout_poll() again; -1: none. */
 int kinesis_fanout_timeout_ms(const struct kinesis *k);
 /* Consumers of the stream (DeleteStream's EnforceConsumerDeletion check). */

@@ -213,21 +213,23 @@ kinesis_alloc(struct kinesis *k)
 
 /*
  * One fd for the server to wait on: an epoll set of the producer's completion eventfd,
- * the log's durable eventfd (SubscribeToShard wakes on records other producers, such as
- * the dataplane's, made durable) and the delivery streams' put completions.
+ * the delivery streams' put completions and, while a subscription is open, the log's
+ * durable eventfd (SubscribeToShard wakes on records other producers, such as the
+ * dataplane's, made durable: kinesis_durable_watch). Asking for the durable eventfd
+ * here arms it, so records made durable before a subscription starts find it readable.
  */
 static int
 kinesis_wake_open(struct kinesis *k)
 {
-	int fds[3] = {
-		log_producer_event_fd(k->producer), log_durable_event_fd(k->log),
-		firehose_event_fd(k->firehose),
-	};
+	int fds[2] = { log_producer_event_fd(k->producer), firehose_event_fd(k->firehose) };
+	int durable_fd = log_durable_event_fd(k->log);
 
+	if (durable_fd < 0)
+		return durable_fd;
 	k->wake_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (k->wake_fd < 0)
 		return -errno;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 2; i++) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
 
 		if (fds[i] < 0)
@@ -236,6 +238,23 @@ kinesis_wake_open(struct kinesis *k)
 			return -errno;
 	}
 	return kinesis_cluster_wake_open(k);
+}
+
+void
+kinesis_durable_watch(struct kinesis *k)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	bool want = kinesis_fanout_active(k);
+
+	if (want == k->durable_watched)
+		return;
+	if (epoll_ctl(k->wake_fd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL,
+		      log_durable_event_fd(k->log), &ev) != 0) {
+		diag_warn("kinesis", "log durable eventfd %s the wake set: %s (tried again)",
+			  want ? "into" : "out of", strerror(errno));
+		return;
+	}
+	k->durable_watched = want;
 }
 
 /* Delivery streams: firehose.db next to the metadata, objects under [firehose] local_root. */
@@ -444,9 +463,10 @@ kinesis_event_fd(const struct kinesis *k)
 static void
 kinesis_event_clear(struct kinesis *k)
 {
+	/* Not watched (no subscription): left alone, poll(2) skips a negative fd. */
 	struct pollfd pfd[2] = {
 		{ .fd = log_producer_event_fd(k->producer), .events = POLLIN },
-		{ .fd = log_durable_event_fd(k->log), .events = POLLIN },
+		{ .fd = k->durable_watched ? log_durable_event_fd(k->log) : -1, .events = POLLIN },
 	};
 	uint64_t value;
 
@@ -475,6 +495,7 @@ kinesis_poll(struct kinesis *k, uint64_t now_ns)
 	kinesis_cluster_follow(k);
 	k->cluster_cuts_waiting = kinesis_cluster_closes(k);
 	kinesis_fanout_poll(k);
+	kinesis_durable_watch(k);
 	firehose_poll(k->firehose, clock_real_ns());
 	if (mono >= k->retention_due_ns) {
 		int rc = log_retention_run(k->log, clock_real_ns());

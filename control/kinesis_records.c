@@ -516,7 +516,7 @@ kinesis_put_group(struct kinesis *k, struct kinesis_put_scratch *put, struct kin
 
 /*
  * Cluster mode: only the shard's leader appends (another node's records would
- * be a divergent tail there). Checked per record; leadership can still end
+ * be a divergent tail there). Checked per shard of a call; leadership can still end
  * between this and the flush: the acks never cover the records then, and the
  * batch carries the epoch led (*epoch_out, LOG_EPOCH_NONE in single-node mode),
  * so once this node's follower side promised a newer leader the log refuses it
@@ -547,7 +547,9 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct ki
 	uint64_t batch_epoch = LOG_EPOCH_NONE;
 	uint64_t now_ns = req->now_ns;
 	struct kinesis_forward_plan plan;
-	uint64_t epoch;
+	uint64_t leads_log_id = UINT64_MAX;
+	uint64_t epoch = LOG_EPOCH_NONE;
+	bool leads = false;
 
 	kinesis_forward_plan_init(k, &plan, req, slot);
 	kinesis_put_group(k, put, s, count);
@@ -558,7 +560,17 @@ kinesis_put_submit(struct kinesis *k, struct kinesis_put_scratch *put, struct ki
 
 		if (batch != NULL && batch_log_id != sh->log_id)
 			kinesis_batch_flush(k, p, slot, &batch, batch_log_id, batch_epoch);
-		if (!kinesis_put_leads(k, sh->log_id, &epoch)) {
+		/*
+		 * Once per shard of the call (its records are grouped by shard): asked per
+		 * record it was a replica leader's lock, the log's shard and epoch looks and
+		 * a sort, 500 times a call. The batch carries the epoch either way, which is
+		 * what fences a leadership ended meanwhile (kinesis_put_leads).
+		 */
+		if (sh->log_id != leads_log_id) {
+			leads_log_id = sh->log_id;
+			leads = kinesis_put_leads(k, sh->log_id, &epoch);
+		}
+		if (!leads) {
 			/* Led elsewhere: to its leader, else throttled (retried). */
 			r->forwarded = kinesis_forward_take(k, &plan, s->name, in, sh->log_id);
 			r->error = r->forwarded ? 0 : -EPIPE;

@@ -310,7 +310,7 @@ int fh_source_create(struct firehose *fh, struct fh_stream *s);
 int fh_source_load(struct firehose *fh);
 int fh_source_delete(struct firehose *fh, const struct fh_stream *s);
 /* API thread: asks control/ for the views of the sources due a look (for the flusher). */
-void fh_source_stage(struct firehose *fh, uint64_t now_ns);
+bool fh_source_stage(struct firehose *fh, uint64_t now_ns);
 /* Real time of a source's next look, for the API thread's poll timeout. */
 uint64_t fh_source_stage_due(const struct fh_stream *s);
 /* Follows the source's shards, delivers its lanes (parents before children). */

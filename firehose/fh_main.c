@@ -559,10 +559,15 @@ firehose_poll(struct firehose *fh, uint64_t now_real_ns)
 	fh_event_clear(fh);
 	if (fh->pending_count > 0)
 		fh_completions(fh, true);
-	fh_source_stage(fh, now_real_ns);
-	if (fh->thread_running)
-		pthread_cond_signal(&fh->wake);  /* Puts in, views staged: let it look. */
-	else
+	/*
+	 * A view staged: let the flusher look (puts' completions signalled it in
+	 * fh_pending_finish). Not on every call: this runs once per pass of the API
+	 * thread's loop, and a signal per pass woke an idle flusher about a thousand
+	 * times a second under Kinesis load with no delivery stream at all.
+	 */
+	if (fh_source_stage(fh, now_real_ns) && fh->thread_running)
+		pthread_cond_signal(&fh->wake);
+	else if (!fh->thread_running)
 		fh_flush_run(fh, now_real_ns);
 	fh_unlock(fh);
 }

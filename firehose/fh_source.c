@@ -313,9 +313,11 @@ fh_source_adopt(struct firehose *fh, struct fh_stream *s)
 	}
 }
 
-void
+bool
 fh_source_stage(struct firehose *fh, uint64_t now_ns)
 {
+	bool staged = false;
+
 	for (uint32_t i = 0; i < FIREHOSE_STREAMS_MAX; i++) {
 		struct fh_stream *s = &fh->streams[i];
 
@@ -324,7 +326,9 @@ fh_source_stage(struct firehose *fh, uint64_t now_ns)
 		s->source->view_rc = fh_source_view(fh, s);
 		s->source->view_new = true;
 		s->source->refresh_due_ns = now_ns + FH_SOURCE_REFRESH_NS;
+		staged = true;
 	}
+	return staged;
 }
 
 uint64_t

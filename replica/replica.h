@@ -157,10 +157,13 @@ struct replica_link_stats {
 };
 
 /*
- * An eventfd the leader thread makes readable when a follower's acknowledged
- * end may have moved, a shard was fenced or unled: a thread holding replies
- * until replica_acked covers them waits on it instead of polling (read it to
- * reset; then ask replica_acked again).
+ * An eventfd the leader thread makes readable when a shard's replicated
+ * watermark moved (what `watermark_acks` replicas hold: one ring per pass, not
+ * per follower ACK), a follower's handshake finished, a shard was fenced or
+ * unled, or an in-sync set changed: a thread holding replies until
+ * replica_acked covers them, asked with the config's watermark_acks, waits on
+ * it instead of polling (read it to reset; then ask replica_acked again). A
+ * waiter asking another `acks` may miss a move of its own and polls.
  */
 int replica_leader_doorbell_fd(const struct replica_leader *leader);
 /*

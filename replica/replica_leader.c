@@ -677,11 +677,12 @@ on_ack(struct replica_leader *l, struct link *k, const struct replica_ctl *c)
 	if (ls->state != LS_STREAMING || c->epoch != ls->lead_epoch)
 		return 0;
 	pthread_mutex_lock(&l->lock);
-	/* Not an ACK of an older epoch once replica_lead_set reset the ends. */
-	if (c->epoch == l->shards[i].epoch) {
-		l->rang |= c->seq > ls->acked;
+	/*
+	 * Not an ACK of an older epoch once replica_lead_set reset the ends. The
+	 * doorbell rings if the shard's watermark moves (leader_watermarks), not per ACK.
+	 */
+	if (c->epoch == l->shards[i].epoch)
 		ls->acked = max_u64(ls->acked, c->seq);
-	}
 	pthread_mutex_unlock(&l->lock);
 	link_release(k);
 	return 0;
@@ -971,6 +972,7 @@ leader_watermarks(struct replica_leader *l)
 		pthread_mutex_unlock(&l->lock);
 		if (moved)
 			log_shard_watermark_set(l->config.log, l->shards[i].shard_id, wm);
+		l->rang |= moved;
 	}
 }
 

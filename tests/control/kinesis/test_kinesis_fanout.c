@@ -5,8 +5,11 @@
  * position and loses nothing once WRITABLE; the 5-minute lifetime ends the stream on
  * the fake clock, not before; one subscription per consumer and shard; a deregistered
  * consumer's subscription ends; a CBOR request's events carry CBOR payloads (blobs as
- * byte strings, timestamps as tag 1), decoded with libcbor.
+ * byte strings, timestamps as tag 1), decoded with libcbor; records another producer
+ * made durable wake the loop (kinesis_event_fd) while a subscription is open, and only
+ * then.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #include "common/clock.h"
 #include "common/eventstream.h"
 #include "control/kinesis.h"
+#include "nvme-log/log.h"
 #include "tests/control/kinesis/harness.h"
 
 static struct harness h;
@@ -299,4 +303,79 @@ Test(kinesis_fanout, a_cbor_request_gets_cbor_events)
 	cr_assert_eq(next, 30, "%u of 30 records in CBOR events", next);
 	harness_call_free(call);
 	h.cbor = false;
+}
+
+/* ---- The log's durable eventfd is watched only while a subscription is open ---- */
+
+static bool
+fd_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, timeout_ms) == 1;
+}
+
+/*
+ * One record on the shard from a producer of the test's own (another writer, as the
+ * dataplane or, in cluster mode, the follower side is), durable, and the log's durable
+ * eventfd signalled for it (it stays readable: nobody else reads it while unwatched).
+ */
+static void
+foreign_append(struct log_producer *p, uint64_t log_id, uint32_t n)
+{
+	struct log_record_in rec = { .partition_key = "k", .partition_key_size = 1,
+				     .arrival_ns = clock_real_ns() };
+	struct log_completion done;
+	struct log_batch *b = log_batch_get(p);
+	uint64_t deadline = clock_mono_ns() + 20ull * 1000000000u;
+	char data[16];
+
+	snprintf(data, sizeof(data), "r%05u", n);
+	rec.data = data;
+	rec.data_size = 6;
+	cr_assert_not_null(b);
+	cr_assert_eq(log_batch_add(b, &rec), 0);
+	cr_assert_eq(log_batch_submit(p, b, log_id, n), 0);
+	while (log_completions_poll(p, &done, 1) == 0) {
+		cr_assert(clock_mono_ns() < deadline, "the foreign append never became durable");
+		fd_readable(log_producer_event_fd(p), 10);
+	}
+	cr_assert_eq(done.error, 0);
+	cr_assert(fd_readable(log_durable_event_fd(h.log), 20000),
+		  "the writer signalled the log's durable eventfd");
+}
+
+Test(kinesis_fanout, records_made_durable_elsewhere_wake_the_loop_only_while_a_subscription_is_open)
+{
+	const char *arn = stream_with_consumer();
+	struct kinesis_stream *s = kinesis_stream_find(h.k, "f", 1);
+	struct log_producer *p;
+	struct api_call *call;
+	uint32_t records = 0;
+	size_t at = 0;
+
+	cr_assert_not_null(s);
+	cr_assert_eq(log_producer_open(h.log, &p), 0);
+	poll_once();  /* The stream's creation and the consumer's are behind us. */
+	/* No subscription: a durable window elsewhere does not wake the server's loop. */
+	foreign_append(p, s->shards[0].log_id, 0);
+	cr_assert(!fd_readable(kinesis_event_fd(h.k), 0), "woken with no subscription open");
+	/* Open (TRIM_HORIZON): it gets the record at once; the next wakes the loop. */
+	call = subscribe(arn, "{\"Type\":\"TRIM_HORIZON\"}");
+	events_read(call, &at, &records);
+	cr_assert_eq(records, 1);
+	poll_once();  /* Clears what the subscription's start left readable. */
+	foreign_append(p, s->shards[0].log_id, 1);
+	cr_assert(fd_readable(kinesis_event_fd(h.k), 20000), "not woken for a subscriber");
+	poll_once();
+	events_read(call, &at, &records);
+	cr_assert_eq(records, 2, "the subscription got the record made durable elsewhere");
+	/* Ended: unwatched again. */
+	call->stream_fn(call->stream_ctx, API_STREAM_GONE);
+	cr_assert(call->stream_ended);
+	harness_call_free(call);
+	poll_once();
+	foreign_append(p, s->shards[0].log_id, 2);
+	cr_assert(!fd_readable(kinesis_event_fd(h.k), 0), "woken after the subscription ended");
+	log_producer_close(p);
 }
