@@ -489,7 +489,7 @@ gen_cksum_update(uint16_t cksum, const void *was, const void *now, size_t size)
 	return cksum == 0 ? 0xffff : cksum;
 }
 
-/* Frame `k`: its template, renumbered batch k + 1, the UDP checksum computed again. */
+/* Frame `k`: its template, renumbered batch k + 1, the UDP checksum updated to match. */
 static struct rte_mbuf *
 gen_frame_mbuf(struct gen *g, uint64_t k)
 {

@@ -423,7 +423,7 @@ struct frame_renumber {
 	uint32_t crc_delta[8][256];     /* Byte j of batch_seq xored with v: the CRC's change. */
 };
 
-/* Tables for frames of `frame_size` bytes: 0, -EINVAL (too small or large), -ENOMEM. */
+/* Tables for frames of `frame_size` bytes (no allocation): 0, or -EINVAL (too small or large). */
 int frame_renumber_init(struct frame_renumber *r, uint32_t frame_size);
 
 /*

@@ -12,7 +12,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "common/base.h"
@@ -203,29 +202,43 @@ frame_writer_finish(struct frame_writer *writer)
 	return (int)writer->size;
 }
 
+/* CRC-32C of `size` zero bytes with `byte` at `at`, from a zero block: no allocation. */
+static uint32_t
+renumber_crc_of_zeros(uint32_t size, uint32_t at, uint8_t byte)
+{
+	static const uint8_t zeros[4096];
+	uint32_t crc = 0;
+
+	for (uint32_t done = 0, n; done < size; done += n) {
+		n = size - done < sizeof(zeros) ? size - done : (uint32_t)sizeof(zeros);
+		if (done <= at && at < done + n) {
+			crc = crc32c(crc, zeros, at - done);
+			crc = crc32c(crc, &byte, 1);
+			crc = crc32c(crc, zeros, done + n - at - 1);
+		} else {
+			crc = crc32c(crc, zeros, n);
+		}
+	}
+	return crc;
+}
+
 int
 frame_renumber_init(struct frame_renumber *r, uint32_t frame_size)
 {
-	uint32_t covered = frame_size - FRAME_OFF_SIZE;  /* What the CRC covers. */
-	uint32_t at = FRAME_OFF_BATCH_SEQ - FRAME_OFF_SIZE;
+	uint32_t at = FRAME_OFF_BATCH_SEQ - FRAME_OFF_SIZE;  /* In what the CRC covers. */
+	uint32_t covered;
 	uint32_t bit[8];
-	uint8_t *zeros;
 	uint32_t base;
 
 	if (frame_size < FRAME_OFF_NAME || frame_size > FRAME_SIZE_MAX)
 		return -EINVAL;
-	zeros = calloc(covered, 1);
-	if (zeros == NULL)
-		return -ENOMEM;
+	covered = frame_size - FRAME_OFF_SIZE;
 	r->frame_size = frame_size;
-	base = crc32c(0, zeros, covered);
+	base = renumber_crc_of_zeros(covered, at, 0);
 	for (uint32_t j = 0; j < 8; j++) {
 		/* Affine: crc(Z ^ D) ^ crc(Z) is linear in D, so single bits make every byte. */
-		for (uint32_t b = 0; b < 8; b++) {
-			zeros[at + j] = (uint8_t)(1u << b);
-			bit[b] = crc32c(0, zeros, covered) ^ base;
-		}
-		zeros[at + j] = 0;
+		for (uint32_t b = 0; b < 8; b++)
+			bit[b] = renumber_crc_of_zeros(covered, at + j, (uint8_t)(1u << b)) ^ base;
 		for (uint32_t v = 0; v < 256; v++) {
 			r->crc_delta[j][v] = 0;
 			for (uint32_t b = 0; b < 8; b++)
@@ -233,7 +246,6 @@ frame_renumber_init(struct frame_renumber *r, uint32_t frame_size)
 					r->crc_delta[j][v] ^= bit[b];
 		}
 	}
-	free(zeros);
 	return 0;
 }
 

@@ -95,6 +95,35 @@ Test(frame_records, a_renumbered_frame_decodes_with_its_new_batch_seq_and_nothin
 	cr_assert_eq(frame_renumber_init(&r, FRAME_SIZE_MAX + 1), -EINVAL);
 }
 
+/* A frame larger than the tables' 4 KiB zero block (several blocks of it), renumbered. */
+Test(frame_records, a_renumbered_large_frame_keeps_a_right_crc)
+{
+	static uint8_t data[9000];
+	static struct frame_renumber r;
+	struct frame_batch_params params = {
+		.producer_id = 5, .batch_seq = 1, .producer_epoch = 1,
+		.ack_mode = FRAME_ACK_DURABLE, .stream_name = "big", .stream_name_size = 3,
+	};
+	struct frame_record rec = { .key = (const uint8_t *)"k", .key_size = 1,
+				    .data = data, .data_size = sizeof(data) };
+	struct frame_records records;
+	struct frame_writer w;
+	int size;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7);
+	cr_assert_eq(frame_writer_begin(&w, buf, sizeof(buf), &params), 0);
+	cr_assert_eq(frame_writer_add(&w, &rec), 0);
+	size = frame_writer_finish(&w);
+	cr_assert_gt(size, 8192);
+	cr_assert_eq(frame_renumber_init(&r, (uint32_t)size), 0);
+	for (uint64_t seq = 2; seq < 1u << 20; seq = seq * 3 + 1) {
+		cr_assert_eq(frame_renumber(&r, buf, (uint32_t)size, seq), 0);
+		cr_assert_eq(frame_records_decode(buf, (size_t)size, &records), FRAME_OK);
+		cr_assert_eq(records.batch_seq, seq);
+	}
+}
+
 Test(frame_records, refuses_every_truncation)
 {
 	uint32_t size = fixture_records_frame(buf, sizeof(buf), true);
