@@ -827,19 +827,14 @@ batch_cut(struct sluice_producer *p, struct producer_batch *b)
 	b->writer = w;
 	b->frame_size = (uint32_t)size;
 	b->batch_seq = p->next_seq++;
-	b->grouped = false;
 	/* RECORDS: to the entry node, which hashes them and names their leader if it is not. */
 	producer_batch_move(p, b, batch_node(p, b));
 	b->rest_count = (uint16_t)(left.record_count - b->cut_keep);
 	b->rest_size = rest_size;
 	b->cut_keep = 0;
-	/*
-	 * A new frame: its first send is due now, its sends (retries_max), redirects and
-	 * silences its own. Pieces end: each is smaller than the one refused, or the
-	 * records after an acknowledged one; one record has one leader.
-	 */
+	b->grouped = false;
+	/* A new frame: its first send is due now, its redirects and silences its own. */
 	b->delay_ms = p->config.ack_timeout_ms;
-	b->sends = 0;
 	b->redirects = 0;
 	b->silent_sends = 0;
 	b->awaiting = false;

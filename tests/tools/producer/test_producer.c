@@ -361,8 +361,6 @@ split_leaders_go_in_pieces(bool tcp, bool moved)
 	sc.wrong_shard_pct = moved ? 100 : 0;
 	entry = server_start_checked(&sc);
 	producer_config_init(&pc, entry, tcp);
-	/* Sends are counted per piece: a batch cut many times still has them all. */
-	pc.retries_max = 4;
 	cr_assert_eq(sluice_producer_open(&pc, &p), 0);
 	if (moved) {
 		struct sluice_shard_range map[2] = { { .shard_index = 0 }, { .shard_index = 2 } };
