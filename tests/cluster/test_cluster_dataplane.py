@@ -12,10 +12,6 @@ Checks:
     dataplane (127.0.0.1, its ingest port) and the shard; a frame over shards of two
     leaders is NACKed split_leaders (11); nothing of either is stored; node 1's
     frames_redirected and frames_split_leaders counters moved;
-  - libsluice without a map (`sluice produce --transport udp`, then tcp) through node 1:
-    its RECORDS frames over shards of several leaders are NACKed split_leaders and
-    resent in pieces; every record acknowledged and read back once (it used to fail them
-    `Object is remote`);
   - libsluice (`sluice produce --transport udp --shard-map`, then the same over
     `--transport tcp`: a connection per leader) pointed at node 1 only, for a 6-shard
     stream led by all three nodes: every record acknowledged, read back (boto3
@@ -134,17 +130,16 @@ def raw_frames(nodes, leaders):
 
 
 class Producer:
-    """`sluice produce --transport udp|tcp [--shard-map]` through node 1: lines in, results
-    out."""
+    """`sluice produce --transport udp|tcp --shard-map` through node 1: lines in, results out."""
 
-    def __init__(self, entry, root, name, transport="udp", shard_map=True):
+    def __init__(self, entry, root, name, transport="udp"):
         env = dict(os.environ, SLUICE_ENDPOINT="http://127.0.0.1:%d" % entry.api,
                    AWS_ACCESS_KEY_ID=entry.key[0], AWS_SECRET_ACCESS_KEY=entry.key[1])
         self.err = open(os.path.join(root, name + ".err"), "w")
         self.proc = subprocess.Popen(
-            [SLUICE, "produce", STREAM, "--transport", transport, "--lines",
+            [SLUICE, "produce", STREAM, "--transport", transport, "--shard-map", "--lines",
              "--target", "127.0.0.1:%d" % entry.ingest, "--key-field", "1",
-             "--delivery-timeout", "90s"] + (["--shard-map"] if shard_map else []),
+             "--delivery-timeout", "90s"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, env=env, text=True)
         self.results = {}   # index -> (shard, seq) or ("ERROR", text)
         self.cond = threading.Condition()
@@ -209,29 +204,19 @@ def check_stored(nodes, leaders, results, first, count, exactly_once):
     return len(acked), dups
 
 
-def produce_all(nodes, leaders, root, transport, first, shard_map=True):
-    """300 records through node 1, every one acknowledged and read back once. Without a
-    map every batch is a RECORDS frame over shards of all three leaders: node 1 NACKs it
-    split_leaders and libsluice resends it in pieces (it used to fail them -EREMOTE)."""
+def produce_all(nodes, leaders, root, transport, first):
     entry = nodes[0]
     redirected = metric(entry, "frames_redirected")
-    split = metric(entry, "frames_split_leaders")
-    p = Producer(entry, root, "produce-%s-%s" % (transport, "map" if shard_map else "nomap"),
-                 transport, shard_map)
+    p = Producer(entry, root, "produce-" + transport, transport)
     for i in range(first, first + 300):
         p.put(i, "k%d" % i)
     results = p.close()
     acked, _ = check_stored(nodes, leaders, results, first, 300, True)
     moved = metric(entry, "frames_redirected") - redirected
-    split = metric(entry, "frames_split_leaders") - split
     if moved < 1:
         tcn.fail("node 1 redirected nothing over %s (leaders %s)" % (transport, leaders))
-    if not shard_map and split < 1:
-        tcn.fail("no RECORDS frame over several leaders met split_leaders (leaders %s)" %
-                 leaders)
-    print("libsluice over %s through node 1%s: %d acknowledged, read back once; node 1 "
-          "redirected %d frames, refused %d split_leaders" %
-          (transport, "" if shard_map else " without a map", acked, moved, split), flush=True)
+    print("libsluice over %s through node 1: %d acknowledged, read back once; node 1 "
+          "redirected %d frames" % (transport, acked, moved), flush=True)
 
 
 def replicated_ack(nodes, leaders):
@@ -316,8 +301,6 @@ def main():
         raw_frames(nodes, leaders)
         produce_all(nodes, leaders, root, "udp", 0)
         produce_all(nodes, leaders, root, "tcp", 500)
-        produce_all(nodes, leaders, root, "udp", 5000, shard_map=False)
-        produce_all(nodes, leaders, root, "tcp", 5500, shard_map=False)
         replicated_ack(nodes, leaders)
         leaders = tcn.wait_for("placement again", lambda: placement(nodes))
         leader_killed(nodes, leaders, root)

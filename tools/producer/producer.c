@@ -514,12 +514,8 @@ producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uin
 		return;
 	}
 	if (b->cut_keep != 0 && !batch_cut(p, b)) {
-		/*
-		 * No seq to give it yet, or a copy half written: producer_lanes_work() tries
-		 * again after every answer and write (the window moves with answers; the
-		 * oldest batch in flight always gets its seq), so no timer but the deadline.
-		 */
-		b->due_ns = b->deadline_ns;
+		/* No seq to give it yet (or a copy half written): the window moves with answers. */
+		b->due_ns = now_ns + jitter_ns(p, p->config.ack_timeout_ms);
 		return;
 	}
 	if (b->sent_once)
@@ -703,7 +699,7 @@ producer_lanes_work(struct sluice_producer *p, uint64_t now_ns)
 		struct producer_batch *open = &lane->batches[lane->open_index];
 
 		if (flying->state == BATCH_FLYING &&
-		    (now_ns >= min_u64(flying->due_ns, flying->deadline_ns) || flying->cut_keep != 0))
+		    now_ns >= min_u64(flying->due_ns, flying->deadline_ns))
 			producer_batch_transmit(p, flying, now_ns);
 		if (open->state == BATCH_OPEN && now_ns - open->opened_ns >= linger_ns)
 			lane_seal(p, lane, now_ns);
