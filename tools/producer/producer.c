@@ -208,17 +208,14 @@ batch_begin(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns
 	b->nacked = false;
 	b->silent_sends = 0;
 	b->redirects = 0;
-	b->rest_count = 0;
-	b->rest_size = 0;
-	b->cut_keep = 0;
 	b->all_hashed = true;
 	b->last_status = FRAME_STATUS_OK;
 }
 
-/* Calls the callback for the batch's first `count` records (an ACK's detail covers them). */
+/* Calls the callback for every record of a batch, then frees the batch's slot. */
 static void
-batch_results(struct sluice_producer *p, struct producer_batch *b, uint32_t count, int err,
-	      uint8_t status, const struct frame_ack *ack)
+batch_complete(struct sluice_producer *p, struct producer_batch *b, int err, uint8_t status,
+	       const struct frame_ack *ack)
 {
 	struct sluice_result result = { .err = err, .status = status };
 	uint16_t run_index = 0;
@@ -226,7 +223,7 @@ batch_results(struct sluice_producer *p, struct producer_batch *b, uint32_t coun
 	uint32_t in_run = 0;
 	bool detail = ack != NULL && ack->run_count > 0;
 
-	for (uint32_t i = 0; i < count; i++) {
+	for (uint32_t i = 0; i < b->writer.record_count; i++) {
 		result.tag = b->tags[i];
 		result.position_known = detail;
 		if (detail) {
@@ -244,21 +241,6 @@ batch_results(struct sluice_producer *p, struct producer_batch *b, uint32_t coun
 		p->completed++;
 		p->config.on_complete(p->config.user, &result);
 	}
-}
-
-/*
- * Calls the callback for every record of a batch (the piece in flight and the records
- * after it), then frees the batch's slot.
- */
-static void
-batch_complete(struct sluice_producer *p, struct producer_batch *b, int err, uint8_t status,
-	       const struct frame_ack *ack)
-{
-	assert(ack == NULL || b->rest_count == 0);
-	batch_results(p, b, (uint32_t)b->writer.record_count + b->rest_count, err, status, ack);
-	b->rest_count = 0;
-	b->rest_size = 0;
-	b->cut_keep = 0;
 	if (b->state == BATCH_FLYING)
 		p->nodes[b->node].inflight_bytes -= b->frame_size;
 	b->writer.record_count = 0;
@@ -499,8 +481,6 @@ batch_redirect(struct sluice_producer *p, struct producer_batch *b, const struct
 	return true;
 }
 
-static bool batch_cut(struct sluice_producer *p, struct producer_batch *b);
-
 void
 producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uint64_t now_ns)
 {
@@ -511,11 +491,6 @@ producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uin
 							      status_errno(b->last_status);
 
 		producer_batch_fail(p, b, err, b->last_status);
-		return;
-	}
-	if (b->cut_keep != 0 && !batch_cut(p, b)) {
-		/* No seq to give it yet (or a copy half written): the window moves with answers. */
-		b->due_ns = now_ns + jitter_ns(p, p->config.ack_timeout_ms);
 		return;
 	}
 	if (b->sent_once)
@@ -544,19 +519,15 @@ producer_batch_transmit(struct sluice_producer *p, struct producer_batch *b, uin
 		batch_complete(p, b, 0, FRAME_STATUS_OK, NULL);
 }
 
-/*
- * Seqs in flight must span less than the appliance's dedup window. `except`: a batch
- * about to leave its seq for a new one (batch_cut()), or NULL.
- */
+/* Seqs in flight must span less than the appliance's dedup window. */
 static bool
-seq_window_allows(const struct sluice_producer *p, const struct producer_batch *except)
+seq_window_allows(const struct sluice_producer *p)
 {
 	for (uint32_t l = 0; l < p->config.lanes; l++) {
 		for (int i = 0; i < 2; i++) {
 			const struct producer_batch *b = &p->lanes[l].batches[i];
 
-			if (b != except && b->state == BATCH_FLYING &&
-			    p->next_seq - b->batch_seq >= FRAME_DEDUP_WINDOW)
+			if (b->state == BATCH_FLYING && p->next_seq - b->batch_seq >= FRAME_DEDUP_WINDOW)
 				return false;
 		}
 	}
@@ -576,55 +547,41 @@ sort_entry_compare(const void *a, const void *b)
 }
 
 /*
- * Copies the unfinished RECORDS frame `from` (its head and `count` records, every
- * one with a hash key) into `to`, its records sorted by hash key, and the tags
- * with them (tags_to may be tags_from). Stable: one key keeps its order. Shards
- * own contiguous hash-key ranges, so a shard's records end up adjacent: the ACK
- * needs one run per shard touched, which keeps replayed ACKs' detail (frame.h,
- * FRAME_DEDUP_RUNS_MAX).
+ * Rewrites the lane's open batch, sorted by hash key, into the lane's other
+ * (empty) buffer, which becomes the open batch. Shards own contiguous
+ * hash-key ranges, so a shard's records end up adjacent: the ACK needs one
+ * run per shard touched, which keeps replayed ACKs' detail (frame.h,
+ * FRAME_DEDUP_RUNS_MAX). Same key means same hash, so key order holds.
  */
-static uint32_t
-records_sort(struct sluice_producer *p, const uint8_t *from, uint8_t *to, uint32_t count,
-	     const uint64_t *tags_from, uint64_t *tags_to)
-{
-	uint32_t head = FRAME_RECORDS_HEADER_SIZE + (uint32_t)strlen(p->stream_name);
-	struct frame_records view = { .records = from + head, .record_count = (uint16_t)count };
-	struct frame_record_iter iter;
-	struct frame_record r;
-	uint32_t pos = head;
-	uint32_t i = 0;
-
-	frame_record_iter_init(&iter, &view);
-	for (const uint8_t *start = iter.next; frame_record_iter_next(&iter, &r); start = iter.next) {
-		p->sort[i] = (struct producer_sort_entry){
-			.hash_key = r.hash_key, .record = start,
-			.record_size = (uint32_t)(iter.next - start), .index = i,
-			.tag = tags_from[i],
-		};
-		i++;
-	}
-	qsort(p->sort, count, sizeof(p->sort[0]), sort_entry_compare);
-	memcpy(to, from, head);
-	for (i = 0; i < count; i++) {
-		memcpy(to + pos, p->sort[i].record, p->sort[i].record_size);
-		pos += p->sort[i].record_size;
-		tags_to[i] = p->sort[i].tag;
-	}
-	return pos;
-}
-
-/* The lane's open batch, sorted by hash key into the lane's other (empty) buffer. */
 static void
 lane_sort(struct sluice_producer *p, struct producer_lane *lane)
 {
 	struct producer_batch *from = &lane->batches[lane->open_index];
 	struct producer_batch *to = &lane->batches[lane->open_index ^ 1];
+	uint32_t head = FRAME_RECORDS_HEADER_SIZE + (uint32_t)strlen(p->stream_name);
+	struct frame_records view = { .records = from->frame + head,
+				      .record_count = from->writer.record_count };
+	struct frame_record_iter iter;
+	struct frame_record r;
+	uint32_t count = 0;
+	uint32_t pos = head;
 
-	uint32_t size = records_sort(p, from->frame, to->frame, from->writer.record_count,
-				     from->tags, to->tags);
-
-	assert(size == from->writer.size);
-	(void)size;
+	frame_record_iter_init(&iter, &view);
+	for (const uint8_t *start = iter.next; frame_record_iter_next(&iter, &r); start = iter.next) {
+		p->sort[count] = (struct producer_sort_entry){
+			.hash_key = r.hash_key, .record = start,
+			.record_size = (uint32_t)(iter.next - start), .index = count,
+		};
+		count++;
+	}
+	qsort(p->sort, count, sizeof(p->sort[0]), sort_entry_compare);
+	memcpy(to->frame, from->frame, head);
+	for (uint32_t i = 0; i < count; i++) {
+		memcpy(to->frame + pos, p->sort[i].record, p->sort[i].record_size);
+		pos += p->sort[i].record_size;
+		to->tags[i] = from->tags[p->sort[i].index];
+	}
+	assert(pos == from->writer.size);
 	*to = (struct producer_batch){ .frame = to->frame, .tags = to->tags,
 				       .writer = from->writer, .opened_ns = from->opened_ns,
 				       .last_put_ns = from->last_put_ns,
@@ -646,7 +603,7 @@ lane_can_seal(const struct sluice_producer *p, const struct producer_lane *lane)
 	const struct producer_batch *other = &lane->batches[lane->open_index ^ 1];
 	const struct producer_node *n;
 
-	if (b->state != BATCH_OPEN || other->state != BATCH_EMPTY || !seq_window_allows(p, NULL))
+	if (b->state != BATCH_OPEN || other->state != BATCH_EMPTY || !seq_window_allows(p))
 		return false;
 	n = &p->nodes[batch_node((struct sluice_producer *)p, b)];
 	return n->inflight_bytes == 0 ||
@@ -728,11 +685,8 @@ producer_next_timer_ns(const struct sluice_producer *p)
 
 /*
  * A grouped batch the appliance refused (WRONG_SHARD: nothing stored) as a
- * RECORDS frame of the same records and batch_seq, in place. It fits:
- * records_size kept it within batch_size_max. The records are sorted by hash
- * key (stable: a key keeps its order), as lane_sort() does, so that after a
- * split of its shard each child's records are adjacent and a split_leaders
- * answer is cut into few pieces (batch_cut()). False when its bytes are still
+ * RECORDS frame of the same records, order and batch_seq, in place. It fits:
+ * records_size kept it within batch_size_max. False when its bytes are still
  * being written to a TCP socket.
  */
 static bool
@@ -757,12 +711,10 @@ batch_regroup(struct sluice_producer *p, struct producer_batch *b)
 		assert(rc == 0);
 		(void)rc;
 	}
-	/* RECORDS-encoded in scratch now: sorted into the batch's own buffer. */
-	size = (int)records_sort(p, p->scratch, b->frame, w.record_count, b->tags, b->tags);
-	assert((uint32_t)size == w.size);
-	w.buf = b->frame;
 	size = frame_writer_finish(&w);
 	assert(size > 0 && (uint32_t)size == b->records_size);
+	memcpy(b->frame, p->scratch, (size_t)size);
+	w.buf = b->frame;
 	b->writer = w;
 	p->nodes[b->node].inflight_bytes =
 		p->nodes[b->node].inflight_bytes - b->frame_size + (uint32_t)size;
@@ -772,89 +724,6 @@ batch_regroup(struct sluice_producer *p, struct producer_batch *b)
 	return true;
 }
 
-/*
- * Cuts the batch's next piece (split_leaders): the first cut_keep of the records
- * left (those of the piece in flight and the ones after it; after an ACK only the
- * latter) as a RECORDS frame with a new seq, the records after them behind it. A
- * new seq, not the old one: an earlier copy of the old frame may be stored on some
- * node (its ACK lost), whose dedup window would answer a smaller frame under that
- * seq with the old one's ACK. False (nothing changed) while the seq window has no
- * room or a copy is half written to a TCP socket: the caller tries again later.
- */
-static bool
-batch_cut(struct sluice_producer *p, struct producer_batch *b)
-{
-	struct frame_records piece = { .records_size = 0 };
-	struct frame_records left = { .records = p->scratch };
-	struct frame_record_iter it;
-	struct frame_record r;
-	struct frame_writer w;
-	uint32_t rest_size;
-	int size;
-
-	if (!seq_window_allows(p, b) || (b->queued && !producer_txq_remove(p, b)))
-		return false;
-	if (b->writer.record_count > 0) {
-		enum frame_err err = frame_records_decode(b->frame, b->frame_size, &piece);
-
-		assert(err == FRAME_OK && !piece.shard_grouped);   /* Our own RECORDS frame. */
-		(void)err;
-		memcpy(p->scratch, piece.records, piece.records_size);
-	}
-	memcpy(p->scratch + piece.records_size, b->frame + b->frame_size, b->rest_size);
-	left.record_count = (uint16_t)(b->writer.record_count + b->rest_count);
-	assert(b->cut_keep <= left.record_count);
-	batch_writer_begin(p, &w, b->frame, p->next_seq, NULL);
-	frame_record_iter_init(&it, &left);
-	for (uint32_t i = 0; i < b->cut_keep; i++) {
-		bool more = frame_record_iter_next(&it, &r);
-		int rc = frame_writer_add(&w, &r);
-
-		assert(more && rc == 0);    /* Fewer records than the frame they came in. */
-		(void)more;
-		(void)rc;
-	}
-	size = frame_writer_finish(&w);
-	rest_size = piece.records_size + b->rest_size - (uint32_t)(it.next - p->scratch);
-	assert(size > 0 && (uint64_t)size + rest_size <= p->config.batch_size_max);
-	memcpy(b->frame + size, it.next, rest_size);
-	p->nodes[b->node].inflight_bytes =
-		p->nodes[b->node].inflight_bytes - b->frame_size + (uint32_t)size;
-	b->writer = w;
-	b->frame_size = (uint32_t)size;
-	b->batch_seq = p->next_seq++;
-	/* RECORDS: to the entry node, which hashes them and names their leader if it is not. */
-	producer_batch_move(p, b, batch_node(p, b));
-	b->rest_count = (uint16_t)(left.record_count - b->cut_keep);
-	b->rest_size = rest_size;
-	b->cut_keep = 0;
-	b->grouped = false;
-	/* A new frame: its first send is due now, its redirects and silences its own. */
-	b->delay_ms = p->config.ack_timeout_ms;
-	b->redirects = 0;
-	b->silent_sends = 0;
-	b->awaiting = false;
-	b->sent_ns = 0;
-	p->stats.batches_cut++;
-	return true;
-}
-
-/* A piece is stored: its records complete, and the records left go on as one piece. */
-static void
-batch_piece_done(struct sluice_producer *p, struct producer_batch *b, const struct frame_ack *ack,
-		 uint64_t now_ns)
-{
-	uint32_t done = b->writer.record_count;
-
-	batch_results(p, b, done, 0, FRAME_STATUS_OK, ack);
-	memmove(b->tags, b->tags + done, b->rest_count * sizeof(b->tags[0]));
-	b->writer.record_count = 0;    /* Its frame's records are done: no answer is its now. */
-	b->cut_keep = b->rest_count;
-	b->last_status = FRAME_STATUS_OK;
-	producer_batch_transmit(p, b, now_ns);
-}
-
-/* The batch whose frame in flight has this seq (and records not yet answered). */
 static struct producer_batch *
 flying_find(struct sluice_producer *p, uint64_t batch_seq)
 {
@@ -862,8 +731,7 @@ flying_find(struct sluice_producer *p, uint64_t batch_seq)
 		for (int i = 0; i < 2; i++) {
 			struct producer_batch *b = &p->lanes[l].batches[i];
 
-			if (b->state == BATCH_FLYING && b->batch_seq == batch_seq &&
-			    b->writer.record_count > 0)
+			if (b->state == BATCH_FLYING && b->batch_seq == batch_seq)
 				return b;
 		}
 	}
@@ -897,11 +765,7 @@ producer_answer(struct sluice_producer *p, uint32_t node, const struct frame_ack
 		p->stats.acks_received++;
 		if ((ack->flags & FRAME_F_DUPLICATE) != 0)
 			p->stats.acks_duplicate++;
-		b->awaiting = false;
-		if (b->rest_count > 0)
-			batch_piece_done(p, b, ack, now_ns);
-		else
-			batch_complete(p, b, 0, FRAME_STATUS_OK, ack);
+		batch_complete(p, b, 0, FRAME_STATUS_OK, ack);
 		return;
 	}
 	if (ack->status == FRAME_STATUS_WRONG_SHARD && !b->grouped) {
@@ -918,20 +782,6 @@ producer_answer(struct sluice_producer *p, uint32_t node, const struct frame_ack
 	b->nacked = true;
 	if (ack->status == FRAME_STATUS_NOT_LEADER && batch_redirect(p, b, ack, now_ns))
 		return;
-	if (ack->status == FRAME_STATUS_SPLIT_LEADERS && !b->grouped && b->writer.record_count > 1) {
-		/*
-		 * Nothing stored: its records' shards are led by different nodes (with a map:
-		 * the map moved under it). Its first half goes again as a frame of its own,
-		 * the rest after it, one piece at a time (a key keeps its order); halving
-		 * again finds the shards' boundary in the hash order the batch is sorted in.
-		 */
-		if (p->shard_count > 0)
-			p->map_stale = true;
-		b->last_status = ack->status;
-		b->cut_keep = (uint16_t)(b->writer.record_count / 2);
-		producer_batch_transmit(p, b, now_ns);
-		return;
-	}
 	if (frame_status_retryable((enum frame_status)ack->status)) {
 		/* Honour the appliance's hint, but a minute at most: it is only a hint. */
 		uint64_t wait_ms = min_u64(max_u64(ack->retry_after_ms, b->delay_ms / 2),

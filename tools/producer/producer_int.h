@@ -75,16 +75,6 @@ struct producer_batch {
 	bool nacked;                /* A NACK came since its last send (not a timeout). */
 	uint8_t silent_sends;       /* Sends in a row to its node without an answer. */
 	uint32_t redirects;         /* not_leader NACKs followed for it. */
-	/*
-	 * Pieces (split_leaders: a RECORDS batch over shards of different leaders): the
-	 * frame carries the first writer.record_count records, and the batch's other
-	 * rest_count records follow it in the buffer, rest_size bytes in RECORDS encoding
-	 * (tags in the same order). One piece flies at a time, each with its own seq.
-	 */
-	uint16_t rest_count;
-	uint32_t rest_size;
-	uint16_t cut_keep;          /* > 0: the next transmit first cuts a piece of this many
-				     * records (with a new seq) from the records left. */
 };
 
 /* The shard map (sluice_producer_set_shard_map), sorted by range start. */
@@ -128,7 +118,6 @@ struct producer_sort_entry {
 	const uint8_t *record;
 	uint32_t record_size;
 	uint32_t index;
-	uint64_t tag;               /* batch_regroup(): the record's tag, moved with it. */
 };
 
 /* One lane: a batch being filled and at most one in flight (keeps key order). */

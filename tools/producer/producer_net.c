@@ -178,8 +178,6 @@ producer_send(struct sluice_producer *p, struct producer_batch *b)
 
 	if (b->queued)
 		return;    /* Its bytes are still going out on this connection. */
-	if (b->cut_keep != 0)
-		return;    /* Its next piece is not cut yet: producer_batch_transmit() sends it. */
 	if (p->auth)
 		frame_auth_sign(b->frame, b->frame_size, &p->auth_key, clock_real_ns() / 1000000u);
 	if (p->config.transport == SLUICE_TRANSPORT_UDP) {

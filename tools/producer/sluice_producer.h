@@ -116,12 +116,9 @@ struct sluice_result {
  *   -EBUSY, -EIO throttled / internal error was the last answer when the deadline
  *                (or retries_max) ran out
  *   -ECANCELED   the producer was closed first: never acknowledged, outcome UNKNOWN
- *   -EREMOTE     cluster: a not_leader naming an address of another family than the
- *                entry node's over UDP, or split_leaders was the last answer when the
- *                deadline ran out; not stored. A RECORDS batch NACKed split_leaders
- *                (its shards led by different nodes: no map, or the map moved) is not
- *                failed: it is resent in pieces, halved until each piece's shards have
- *                one leader, one piece at a time (stats: batches_cut)
+ *   -EREMOTE     cluster: split_leaders (a RECORDS batch over shards of different
+ *                leaders: set a shard map), or a not_leader naming an address of another
+ *                family than the entry node's over UDP; not stored
  */
 /* Called once per record, in batch order. It must not call back into the producer. */
 typedef void sluice_completion_fn(void *user, const struct sluice_result *result);
@@ -234,10 +231,7 @@ struct sluice_shard_range {
  */
 int sluice_producer_set_shard_map(struct sluice_producer *producer,
 				  const struct sluice_shard_range *shards, uint32_t count);
-/*
- * True once a WRONG_SHARD NACK (or, with a map, split_leaders) said the map moved,
- * until the next set_shard_map().
- */
+/* True once a WRONG_SHARD NACK said the map moved, until the next set_shard_map(). */
 bool sluice_producer_map_stale(const struct sluice_producer *producer);
 
 struct sluice_producer_stats {
@@ -258,8 +252,6 @@ struct sluice_producer_stats {
 	uint64_t connections_silent;   /* TCP connections closed for silence_timeout_ms. */
 	uint64_t batches_grouped;      /* Sealed as SHARD_RECORDS frames. */
 	uint64_t batches_regrouped;    /* NACKed WRONG_SHARD, resent as RECORDS frames. */
-	uint64_t batches_cut;          /* Pieces cut from RECORDS batches NACKed split_leaders
-					* (each sent as a frame of its own, one at a time). */
 	uint64_t batches_redirected;   /* NACKed not_leader, resent to the leader it named. */
 	uint64_t leaders_forgotten;    /* Batches whose redirected leader did not answer (UDP),
 					* whose connection to it failed or went silent (TCP), or

@@ -81,16 +81,16 @@ answer_nack(struct test_server *s, const struct frame_records *rec, uint8_t stat
 	return frame_ack_encode(s->answer, sizeof(s->answer), &nack, false);
 }
 
-/* not_leader: the odd shards (`shard_index` one of the frame's) are led on redirect_port. */
+/* not_leader: the odd shards are led by the server on redirect_port. */
 static int
-answer_redirect(struct test_server *s, const struct frame_records *rec, uint32_t shard_index)
+answer_redirect(struct test_server *s, const struct frame_records *rec)
 {
 	struct frame_ack nack;
 
 	frame_ack_prepare(&nack, rec, FRAME_TYPE_NACK, FRAME_STATUS_NOT_LEADER,
 			  s->config.credit_size);
 	nack.redirect = (struct frame_redirect){
-		.shard_index = shard_index, .family = 4, .port = s->config.redirect_port,
+		.shard_index = rec->shard_index, .family = 4, .port = s->config.redirect_port,
 		.addr = { 127, 0, 0, 1 },
 	};
 	if (s->config.redirect_spread != 0)
@@ -114,46 +114,6 @@ record_index_of(const struct frame_record *r)
 	return index;
 }
 
-/* The record's shard: equal ranges of the hash-key space, as a new Kinesis stream has. */
-static uint32_t
-record_shard(const struct test_server *s, const struct frame_record *r)
-{
-	hashkey_t hk = r->hash_key != NULL ? hashkey_from_be_bytes(r->hash_key) :
-					     hashkey_from_partition_key(r->key, r->key_size);
-
-	return (uint32_t)(((uint64_t)(hk >> 96) * s->config.shards) >> 32);
-}
-
-/*
- * split_leaders, a RECORDS frame as a cluster node leading the even shards answers it:
- * records of both even and odd shards NACKed split_leaders, of odd shards only not_leader
- * (the first odd shard named); 0: all even, stored here.
- */
-static int
-records_leaders_check(struct test_server *s, const struct frame_records *rec)
-{
-	struct frame_record_iter iter;
-	struct frame_record r;
-	uint32_t odd_shard = UINT32_MAX;
-	bool even = false;
-
-	frame_record_iter_init(&iter, rec);
-	while (frame_record_iter_next(&iter, &r)) {
-		uint32_t shard = record_shard(s, &r);
-
-		if (shard % 2 == 0)
-			even = true;
-		else if (odd_shard == UINT32_MAX)
-			odd_shard = shard;
-	}
-	if (odd_shard == UINT32_MAX)
-		return 0;
-	if (!even)
-		return answer_redirect(s, rec, odd_shard);
-	s->stats.split_leaders++;
-	return answer_nack(s, rec, FRAME_STATUS_SPLIT_LEADERS);
-}
-
 /* Stores every record of the batch and fills `ack` (runs in s->runs). */
 static void
 batch_store(struct test_server *s, const struct frame_records *rec, struct frame_ack *ack)
@@ -164,11 +124,14 @@ batch_store(struct test_server *s, const struct frame_records *rec, struct frame
 
 	frame_record_iter_init(&iter, rec);
 	while (frame_record_iter_next(&iter, &r)) {
+		hashkey_t hk = r.hash_key != NULL ? hashkey_from_be_bytes(r.hash_key) :
+						    hashkey_from_partition_key(r.key, r.key_size);
+
 		/* The producer's MD5 must be the one the appliance would compute. */
 		assert(r.hash_kind != FRAME_HASH_MD5 ||
-		       hashkey_from_be_bytes(r.hash_key) ==
-		       hashkey_from_partition_key(r.key, r.key_size));
-		uint32_t shard = record_shard(s, &r);
+		       hk == hashkey_from_partition_key(r.key, r.key_size));
+		/* Equal ranges of the hash-key space, as a new Kinesis stream has. */
+		uint32_t shard = (uint32_t)(((uint64_t)(hk >> 96) * s->config.shards) >> 32);
 
 		/* A grouped frame's records all lie in its shard (the appliance checks it). */
 		assert(!rec->shard_grouped || shard == rec->shard_index);
@@ -237,13 +200,7 @@ frame_handle(struct test_server *s, const uint8_t *bytes, uint32_t size)
 		return answer_nack(s, &rec, FRAME_STATUS_UNKNOWN_STREAM);
 	if (s->config.redirect_port != 0 && rec.shard_grouped && rec.shard_index % 2 == 1 &&
 	    (s->config.redirect_max == 0 || s->stats.redirected < s->config.redirect_max))
-		return answer_redirect(s, &rec, rec.shard_index);
-	if (s->config.redirect_port != 0 && s->config.split_leaders && !rec.shard_grouped) {
-		int answer = records_leaders_check(s, &rec);
-
-		if (answer != 0)
-			return answer;
-	}
+		return answer_redirect(s, &rec);
 	d = dedup_for(s, rec.producer_id);
 	switch (frame_dedup_check(d, rec.producer_epoch, rec.batch_seq, &entry)) {
 	case FRAME_DEDUP_NEW:

@@ -72,11 +72,6 @@ struct test_server_config {
 	 * redirects name N distinct nodes, where nothing listens (TCP: refused).
 	 */
 	uint32_t redirect_spread;
-	/*
-	 * With redirect_port: RECORDS frames too, as a cluster node answers them: records of
-	 * odd shards only not_leader, of even and odd shards split_leaders (nothing stored).
-	 */
-	bool split_leaders;
 };
 
 struct test_server_record {
@@ -101,7 +96,6 @@ struct test_server_stats {
 	uint64_t replays_dropped;      /* Of replays_unanswered. */
 	uint64_t replays_throttled;    /* Of replays_throttled. */
 	uint64_t redirected;           /* NACKed not_leader (redirect_port). */
-	uint64_t split_leaders;        /* RECORDS frames NACKed split_leaders. */
 };
 
 struct test_server;
